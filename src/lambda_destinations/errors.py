@@ -1,0 +1,64 @@
+"""Exceptions that decide a message's outcome, and the classification of handler errors.
+
+A handler ends a message one of three ways (see DESIGN.md, "Delivery semantics"):
+
+- it returns: the handler is recorded as completed; when the whole chain has, the message is acked;
+- it raises :class:`RetryMessage` or a transient error: the message becomes visible again later;
+- it raises :class:`QuarantineMessage` or a permanent error: the message goes to the DLQ with
+  the reason and is recorded in the store's quarantine.
+
+The first decision wins: a chain stops at the first handler that does not return.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Outcome(enum.StrEnum):
+    """What happens to an SQS message once the worker is done with it."""
+
+    ACK = "ack"
+    RETRY = "retry"
+    QUARANTINE = "quarantine"
+    RELEASE = "release"  # shutdown: made visible again at once, not counted as a failure
+
+
+class LambdaDestinationsError(Exception):
+    """Base class of this package's own errors."""
+
+
+class ConfigError(LambdaDestinationsError):
+    """Configuration that cannot work; the message names the setting and the fix."""
+
+
+class TransientError(LambdaDestinationsError):
+    """A failure that may pass: retried in process, then by message-level retry."""
+
+
+class PermanentError(LambdaDestinationsError):
+    """A failure that retrying cannot fix: the message is quarantined with this reason."""
+
+
+class RetryMessage(LambdaDestinationsError):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a handler to have the message delivered again later.
+
+    ``delay`` overrides the backoff computed from the receive count (seconds).
+    """
+
+    def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class QuarantineMessage(LambdaDestinationsError):  # noqa: N818 - a control-flow signal
+    """Raised by a handler to quarantine the message at once, with a reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StoreUnavailable(TransientError):
+    """The store cannot be reached; messages are retried, the worker keeps running."""

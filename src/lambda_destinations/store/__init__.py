@@ -1,0 +1,60 @@
+"""The result store: SQLite (embedded default) and PostgreSQL (shared by many replicas)."""
+
+from __future__ import annotations
+
+import importlib
+
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.store.base import (
+    DeliveryRow,
+    FailureStatus,
+    HandlerRun,
+    InvocationFilter,
+    InvocationRow,
+    QuarantineRow,
+    RunState,
+    Store,
+    utcnow,
+)
+
+# scheme -> "module:class", imported only when used so SQLite users never import asyncpg.
+_BACKENDS = {
+    "sqlite": "lambda_destinations.store.sqlite:SQLiteStore",
+    "postgresql": "lambda_destinations.store.postgres:PostgresStore",
+    "postgres": "lambda_destinations.store.postgres:PostgresStore",
+}
+
+
+def open_store_class(url: str) -> type[Store]:
+    """The Store subclass for ``url``'s scheme; ConfigError naming the fix otherwise."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+    target = _BACKENDS.get(scheme)
+    if target is None:
+        raise ConfigError(
+            f"LAMBDA_DESTINATIONS_STORE={url!r} has no known scheme: "
+            "use sqlite:///path/to/file.db or postgresql://user@host/db"
+        )
+    module_name, class_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            f"the {scheme} store needs an extra package ({exc.name}): "
+            "pip install 'lambda-destinations[postgres]'"
+        ) from exc
+    cls: type[Store] = getattr(module, class_name)
+    return cls
+
+
+__all__ = [
+    "DeliveryRow",
+    "FailureStatus",
+    "HandlerRun",
+    "InvocationFilter",
+    "InvocationRow",
+    "QuarantineRow",
+    "RunState",
+    "Store",
+    "open_store_class",
+    "utcnow",
+]

@@ -1,0 +1,244 @@
+"""The result store interface: one ABC, one module per backend, chosen by URL scheme.
+
+The store holds what the worker must never lose or double:
+
+- ``invocations``: one row per record key (request id + condition, or a stream batch), with the
+  payloads and error fields, and every delivery of it;
+- ``handler_runs``: which handlers have completed for a key, and live claims on running ones, so
+  a redelivered message never repeats a side effect and two replicas never run the same handler;
+- ``quarantine``: every message the worker could not process, raw body and reason.
+
+All writes are idempotent. Every method may raise :class:`~lambda_destinations.errors.StoreUnavailable`
+when the database cannot be reached; the worker treats that as a transient failure.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware, in UTC (the only kind of time the store holds)."""
+    return dt.datetime.now(dt.UTC)
+
+
+class FailureStatus(enum.StrEnum):
+    """Where an operator is with a failed invocation."""
+
+    OPEN = "open"
+    REPLAYED = "replayed"
+    RECOVERED = "recovered"
+    IGNORED = "ignored"
+
+
+class RunState(enum.StrEnum):
+    CLAIMED = "claimed"
+    COMPLETED = "completed"
+
+
+@dataclasses.dataclass(slots=True)
+class InvocationRow:
+    """One record key. Payloads are JSON values (already parsed), stored as JSON."""
+
+    key: str
+    kind: str  # "invocation" | "stream-failure" | "legacy-dlq"
+    envelope: str  # "none" | "sns" | "eventbridge"
+    request_id: str | None
+    function_arn: str | None
+    function_name: str | None
+    qualifier: str | None
+    condition: str | None
+    succeeded: bool | None
+    approximate_invoke_count: int | None
+    error_type: str | None
+    error_message: str | None
+    stack_trace: list[str] | None
+    timestamp: dt.datetime | None  # the record's own timestamp
+    request_payload: Any
+    response_payload: Any
+    record: Any  # the whole record as decoded from the body (JSON value)
+    queue: str  # the queue URL it first arrived on
+    first_seen_at: dt.datetime = dataclasses.field(default_factory=utcnow)
+    status: FailureStatus | None = None  # None for successes; OPEN for new failures
+    status_by: str | None = None
+    status_at: dt.datetime | None = None
+    delivery_count: int = 0  # filled in by reads
+
+
+@dataclasses.dataclass(slots=True)
+class DeliveryRow:
+    """One SQS delivery of a record key (a message may be delivered many times)."""
+
+    key: str
+    message_id: str
+    queue: str
+    receive_count: int
+    received_at: dt.datetime = dataclasses.field(default_factory=utcnow)
+
+
+@dataclasses.dataclass(slots=True)
+class HandlerRun:
+    key: str
+    handler: str
+    state: RunState
+    owner: str | None
+    claimed_until: dt.datetime | None
+    completed_at: dt.datetime | None
+    attempts: int
+    last_error: str | None
+
+
+@dataclasses.dataclass(slots=True)
+class QuarantineRow:
+    """A message the worker gave up on, kept whole so nothing it received is lost."""
+
+    queue: str
+    message_id: str
+    body: str
+    message_attributes: dict[str, Any]
+    reason: str
+    receive_count: int
+    key: str | None = None  # set when the body decoded but a handler failed permanently
+    quarantined_at: dt.datetime = dataclasses.field(default_factory=utcnow)
+    id: int | None = None  # assigned by the store
+
+
+@dataclasses.dataclass(slots=True)
+class InvocationFilter:
+    """Selection for operator commands; every field narrows, None means any."""
+
+    failed_only: bool = True
+    function_glob: str | None = None
+    error_type: str | None = None
+    condition: str | None = None
+    since: dt.datetime | None = None  # on the record's timestamp (first_seen_at when absent)
+    until: dt.datetime | None = None
+    statuses: Sequence[FailureStatus] | None = None
+    request_ids: Sequence[str] | None = None
+    limit: int | None = None
+
+
+class Store(abc.ABC):
+    """A result store. Use as ``async with Store.from_url(url) as store:``."""
+
+    url: str
+
+    @staticmethod
+    def from_url(url: str, **options: Any) -> Store:
+        """The backend for ``url``'s scheme, imported lazily (``sqlite:///``, ``postgresql://``)."""
+        from lambda_destinations.store import open_store_class
+
+        return open_store_class(url)(url, **options)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect (a pool for server databases). Does not migrate."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless a trivial query succeeds."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations in order; return the versions applied (empty if none)."""
+
+    @abc.abstractmethod
+    async def pending_migrations(self) -> list[int]: ...
+
+    # -- the worker's path ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def completed_handlers(self, key: str) -> frozenset[str]:
+        """The names of the handlers recorded as completed for ``key``."""
+
+    @abc.abstractmethod
+    async def save_invocation(
+        self,
+        row: InvocationRow,
+        delivery: DeliveryRow,
+        *,
+        complete_handler: str | None = None,
+    ) -> bool:
+        """Insert the invocation unless its key exists, add the delivery, and mark
+        ``complete_handler`` completed, all in one transaction. True if the row is new."""
+
+    @abc.abstractmethod
+    async def add_delivery(self, delivery: DeliveryRow) -> None:
+        """Record a delivery of a key already stored (idempotent per message id + receive count)."""
+
+    @abc.abstractmethod
+    async def claim_handler(self, key: str, handler: str, owner: str, ttl: float) -> bool:
+        """Claim a handler run for ``ttl`` seconds.
+
+        True when the caller may run it: no completed run exists and no other owner holds an
+        unexpired claim. A claim by the same owner is renewed. Expired claims are taken over.
+        """
+
+    @abc.abstractmethod
+    async def complete_handler(self, key: str, handler: str, owner: str) -> None:
+        """Mark the run completed (whoever held the claim); idempotent."""
+
+    @abc.abstractmethod
+    async def release_handler(
+        self, key: str, handler: str, owner: str, error: str | None = None
+    ) -> None:
+        """Drop ``owner``'s claim so a later delivery may run the handler; keep ``error``."""
+
+    @abc.abstractmethod
+    async def save_quarantine(self, row: QuarantineRow) -> bool:
+        """Keep a quarantined message; idempotent per (queue, message id). True if new."""
+
+    # -- the operators' path ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_invocation(self, key_or_request_id: str) -> InvocationRow | None:
+        """By exact key, else by request id (the newest row of that request id)."""
+
+    @abc.abstractmethod
+    async def list_invocations(self, selection: InvocationFilter) -> list[InvocationRow]:
+        """Newest first (by record timestamp, then first seen)."""
+
+    @abc.abstractmethod
+    async def count_invocations(self, selection: InvocationFilter) -> int: ...
+
+    @abc.abstractmethod
+    async def set_status(
+        self, keys: Sequence[str], status: FailureStatus, by: str | None = None
+    ) -> int:
+        """Set the failure status of these keys; return how many rows changed."""
+
+    @abc.abstractmethod
+    async def deliveries(self, key: str) -> list[DeliveryRow]:
+        """Oldest first."""
+
+    @abc.abstractmethod
+    async def handler_runs(self, key: str) -> list[HandlerRun]: ...
+
+    @abc.abstractmethod
+    async def list_quarantine(
+        self, *, queue: str | None = None, limit: int | None = None
+    ) -> list[QuarantineRow]:
+        """Newest first."""

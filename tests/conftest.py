@@ -1,0 +1,154 @@
+"""Shared fixtures: a real moto server over HTTP, AWS clients bound to it, PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+EVENTS = Path(__file__).parent / "events"
+REGION = "us-east-1"
+PG_ADMIN_URL = os.environ.get("LAMBDA_DESTINATIONS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _aws_environment() -> Iterator[None]:
+    """Fake credentials so no test can ever reach a real AWS account."""
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION
+    )
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(name, None)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server on a free port, shared by the session; yields its endpoint URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def endpoint_url(moto_server: str) -> str:
+    return moto_server
+
+
+@pytest.fixture
+def sqs(endpoint_url: str):  # type: ignore[no-untyped-def]
+    """A synchronous boto3 SQS client on the moto server, for arranging and asserting."""
+    return boto3.client("sqs", region_name=REGION, endpoint_url=endpoint_url)
+
+
+@pytest.fixture
+def make_queue(sqs):  # type: ignore[no-untyped-def]
+    """Create uniquely named queues (optionally with a DLQ); deleted after the test."""
+    created: list[str] = []
+
+    def make(
+        name: str = "q", *, dlq: bool = True, max_receive_count: int = 3, visibility_timeout: int = 30
+    ) -> tuple[str, str | None]:
+        unique = f"{name}-{uuid.uuid4().hex[:8]}"
+        dlq_url = None
+        attributes = {"VisibilityTimeout": str(visibility_timeout)}
+        if dlq:
+            dlq_url = sqs.create_queue(QueueName=f"{unique}-dlq")["QueueUrl"]
+            created.append(dlq_url)
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+            import json
+
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+            )
+        url = sqs.create_queue(QueueName=unique, Attributes=attributes)["QueueUrl"]
+        created.append(url)
+        return url, dlq_url
+
+    try:
+        yield make
+    finally:
+        for url in created:
+            try:
+                sqs.delete_queue(QueueUrl=url)
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+def _postgres_unavailable_reason() -> str | None:
+    try:
+        import asyncio
+
+        import asyncpg
+
+        async def probe() -> None:
+            conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+            await conn.close()
+
+        asyncio.run(probe())
+    except Exception as exc:
+        return f"no PostgreSQL server reachable at {PG_ADMIN_URL} ({type(exc).__name__}: {exc})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> str | None:
+    reason = _postgres_unavailable_reason()
+    if reason and os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"{reason}; LAMBDA_DESTINATIONS_REQUIRE_POSTGRES=1 forbids skipping")
+    return reason
+
+
+@pytest.fixture
+async def postgres_url(postgres_available: str | None) -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    if postgres_available:
+        pytest.skip(postgres_available)
+    import asyncpg
+
+    name = f"ld_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same test against every store backend (one shared behavioural base)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
