@@ -1,1 +1,39 @@
-"""schemas"""
+"""Lambda destination records: models, envelopes and ``decode()`` (pure, no I/O)."""
+
+from lambda_destinations.schemas.arn import FunctionArn
+from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode
+from lambda_destinations.schemas.envelopes import Envelope
+from lambda_destinations.schemas.errors import DecodeError
+from lambda_destinations.schemas.records import (
+    ErrorPayload,
+    InvocationRecord,
+    KafkaBatchInfo,
+    KafkaPartitionRange,
+    KafkaRecordInfo,
+    LegacyDlqMessage,
+    RequestContext,
+    ResponseContext,
+    StreamBatchInfo,
+    StreamFailureRecord,
+    StreamSource,
+)
+
+__all__ = [
+    "DecodeError",
+    "DecodedMessage",
+    "Envelope",
+    "ErrorPayload",
+    "FunctionArn",
+    "InvocationRecord",
+    "KafkaBatchInfo",
+    "KafkaPartitionRange",
+    "KafkaRecordInfo",
+    "LegacyDlqMessage",
+    "MessageKind",
+    "RequestContext",
+    "ResponseContext",
+    "StreamBatchInfo",
+    "StreamFailureRecord",
+    "StreamSource",
+    "decode",
+]

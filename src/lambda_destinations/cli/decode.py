@@ -1,0 +1,143 @@
+"""``lambda-destinations decode``: what the worker makes of one message."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
+from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
+
+# How much of a long value the readable summary shows; --json always has everything.
+_STACK_LINES = 12
+_PAYLOAD_CHARS = 300
+
+
+@command("decode")
+@click.option(
+    "--message",
+    "whole_message",
+    is_flag=True,
+    help="The input is a whole SQS message as ReceiveMessage returns it (Body, "
+    "MessageAttributes), not just its body.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, for scripts.")
+@click.argument("path", metavar="PATH|-")
+def decode_command(path: str, whole_message: bool, as_json: bool) -> None:
+    """Decode one SQS message body the way the worker does, and show the result.
+
+    PATH is a file holding the message body, or - to read standard input. Exits 0 when the
+    message decodes, 1 (with the reason on one line) when it does not, 2 when PATH cannot be
+    read.
+
+    \b
+    Examples:
+      lambda-destinations decode body.json
+      lambda-destinations decode --json body.json | jq .error_type
+      aws sqs receive-message --queue-url "$URL" --message-attribute-names All \\
+        | jq '.Messages[0]' | lambda-destinations decode --message -
+    """
+    data = _read(path)
+    attributes: Mapping[str, Any] | None = None
+    body: str | bytes = data
+    if whole_message:
+        body, attributes = _sqs_message(data)
+    try:
+        decoded = decode(body, attributes)
+    except DecodeError as exc:
+        fail(exc.reason, EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(decoded.summary()))
+    else:
+        click.echo(_readable(decoded))
+
+
+def _read(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_USAGE)
+
+
+def _sqs_message(data: bytes) -> tuple[str, Mapping[str, Any] | None]:
+    """Body and message attributes of an SQS message (or a one-message ReceiveMessage result)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        fail(f"--message input is not JSON: {_first_line(str(exc))}", EXIT_FAILED)
+    if isinstance(doc, dict) and isinstance(doc.get("Messages"), list):
+        if len(doc["Messages"]) != 1:
+            fail(
+                f"--message input holds {len(doc['Messages'])} messages; pass exactly one",
+                EXIT_FAILED,
+            )
+        doc = doc["Messages"][0]
+    body = doc.get("Body", doc.get("body")) if isinstance(doc, dict) else None
+    if not isinstance(body, str):
+        fail(
+            "--message input has no Body: expected an SQS message as ReceiveMessage returns it",
+            EXIT_FAILED,
+        )
+    attributes = doc.get("MessageAttributes", doc.get("messageAttributes"))
+    if attributes is not None and not isinstance(attributes, dict):
+        fail("--message input has MessageAttributes that are not an object", EXIT_FAILED)
+    return body, attributes
+
+
+def _readable(decoded: DecodedMessage) -> str:
+    """Aligned ``name: value`` lines, then the stack trace and a glimpse of the payloads."""
+    rows: list[tuple[str, str]] = [
+        (name, _scalar(value)) for name, value in decoded.summary().items()
+    ]
+    if decoded.stack_trace:
+        shown = decoded.stack_trace[:_STACK_LINES]
+        hidden = len(decoded.stack_trace) - len(shown)
+        if hidden:
+            shown = [*shown, f"... {hidden} more line{'s' if hidden > 1 else ''}"]
+        rows.append(("stack_trace", "\n".join(shown)))
+    if decoded.request_payload is not None:
+        rows.append(("request_payload", _glimpse(decoded.request_payload)))
+    # A failure's response payload is the error already shown above.
+    if decoded.response_payload is not None and decoded.error_message is None:
+        rows.append(("response_payload", _glimpse(decoded.response_payload)))
+    width = max(len(name) for name, _ in rows) + 2
+    lines = []
+    for name, value in rows:
+        first, *rest = value.splitlines() or [""]
+        lines.append(f"{name + ':':<{width}}{first}")
+        lines.extend(f"{'':<{width}}{line}" for line in rest)
+    return _printable("\n".join(lines))
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _glimpse(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= _PAYLOAD_CHARS else f"{text[: _PAYLOAD_CHARS - 3]}..."
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else text
+
+
+def _printable(text: str) -> str:
+    # JSON may carry lone surrogates ("\ud800"), which no terminal encoding accepts.
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return text.encode(encoding, "backslashreplace").decode(encoding)

@@ -1,0 +1,160 @@
+"""Helpers shared by the decoder modules: JSON parsing, short descriptions, error reasons."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
+
+from lambda_destinations.schemas.errors import DecodeError
+
+_REPR_LIMIT = 60
+
+
+def _reject_constant(name: str) -> NoReturn:
+    # json accepts NaN and Infinity by default; they are not JSON, and a record holding them
+    # could not be stored as JSON again.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# Immutable once built; shared so that each call does not build a decoder (json.loads does the
+# same with its own default decoder).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def loads(text: str, what: str) -> Any:
+    """Parse ``text`` as JSON or raise :class:`DecodeError` saying why, naming ``what``."""
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise DecodeError(
+            f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise DecodeError(f"{what} is nested too deeply to decode") from None
+    except ValueError as exc:
+        # Integers past sys.get_int_max_str_digits() and NaN/Infinity land here.
+        raise DecodeError(f"{what} is not JSON the decoder accepts: {one_line(str(exc))}") from None
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` is empty or only whitespace."""
+    return not text or text.isspace()
+
+
+def json_kind(value: Any) -> str:
+    """Describe the JSON type of ``value`` with its article: "a JSON array", "JSON null"."""
+    if value is None:
+        return "JSON null"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, int | float):
+        return "a JSON number"
+    if isinstance(value, str):
+        return "a JSON string"
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, dict):
+        return "a JSON object"
+    return f"a {type(value).__name__}"
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def short_repr(value: Any) -> str:
+    """A short, safe description of a JSON value for an error reason.
+
+    Scalars are shown (cut to a few dozen characters); containers are named by type. Huge
+    integers are not converted to text, which can itself fail (``sys.int_info``'s digit limit).
+    """
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return "a very large number" if value.bit_length() > 128 else str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        shown = value if len(value) <= _REPR_LIMIT else f"{value[: _REPR_LIMIT - 3]}..."
+        return repr(shown)
+    return json_kind(value)
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def validation_reason(exc: ValidationError, what: str = "record") -> str:
+    """Turn a pydantic error into one line naming the first bad field by its JSON path."""
+    errors = exc.errors(include_url=False, include_context=False)
+    if not errors:  # pragma: no cover - pydantic always reports at least one
+        return f"invalid {what}"
+    first = errors[0]
+    loc = _location(first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        reason = f"missing field {loc}" if loc else f"invalid {what}: {message}"
+    elif loc:
+        reason = f"invalid field {loc}: {message}"
+        if "input" in first and not isinstance(first["input"], dict | list):
+            reason += f" (got {short_repr(first['input'])})"
+    else:
+        reason = f"invalid {what}: {message}"
+    if len(errors) > 1:
+        more = len(errors) - 1
+        reason += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return one_line(reason, 400)
+
+
+def text_or_none(value: Any) -> str | None:
+    """A string field of an error payload: strings as they are, other JSON compactly, else None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+def _scalar(value: Any) -> str:
+    return value if isinstance(value, str) else short_repr(value)
+
+
+def stack_lines(value: Any) -> list[str] | None:
+    """Normalise ``stackTrace`` (Python, Java, Ruby, .NET) or ``trace`` (Node.js) into lines.
+
+    Runtimes disagree: Python sends frames that each hold two lines ("File ..., line n, in f"
+    and the source line); the old Python 2.7/3.6 runtimes sent ``[file, line, function, code]``
+    lists; Node.js sends one line per entry; some custom runtimes send one string.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.splitlines()
+    if not isinstance(value, list):
+        return None
+    lines: list[str] = []
+    for entry in value:
+        if isinstance(entry, str):
+            lines.extend(entry.splitlines())
+        elif isinstance(entry, list) and len(entry) == 4:
+            file, line, function, code = (_scalar(part) for part in entry)
+            lines.append(f'  File "{file}", line {line}, in {function}')
+            if code:
+                lines.append(f"    {code}")
+        else:
+            lines.append(text_or_none(entry) or "")
+    return lines

@@ -1,0 +1,438 @@
+"""``decode()``: one SQS message body in, one typed :class:`DecodedMessage` or a DecodeError out.
+
+The body is parsed once with :mod:`json`; the envelope and the kind of record are told apart by
+their keys; the record is validated by its pydantic model; the fields the worker routes and
+stores by are computed once, here. Nothing but :class:`DecodeError` leaves :func:`decode`,
+whatever the input: the worker quarantines a message that does not decode, with the reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from lambda_destinations.schemas._private import (
+    is_blank,
+    json_kind,
+    loads,
+    one_line,
+    short_repr,
+    stack_lines,
+    text_or_none,
+    validation_reason,
+)
+from lambda_destinations.schemas.arn import FunctionArn
+from lambda_destinations.schemas.envelopes import Envelope, Unwrapped, unwrap
+from lambda_destinations.schemas.errors import DecodeError
+from lambda_destinations.schemas.records import (
+    InvocationRecord,
+    LegacyDlqMessage,
+    StreamFailureRecord,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+_STREAM_BATCH_KEYS = ("KinesisBatchInfo", "DDBStreamBatchInfo", "KafkaBatchInfo")
+_LEGACY_CONDITION = "legacy-dlq"
+
+
+class MessageKind(enum.StrEnum):
+    """What a decoded message is."""
+
+    INVOCATION = "invocation"
+    STREAM_FAILURE = "stream-failure"
+    LEGACY_DLQ = "legacy-dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedMessage:
+    """A decoded message: the validated record plus the fields the worker routes and stores by.
+
+    ``key`` is the idempotency key: ``"<requestId>:<condition>"`` for invocation records,
+    ``"stream:<stream ARN or Kafka source>:<shard or topic-partition>:<start>-<end>"`` for stream
+    failures (several Kafka partitions are joined with ``,``), ``"<RequestID>:legacy-dlq"`` for
+    dead-letter messages. The same record yields the same key whatever its envelope.
+
+    ``record_json`` is the record as received (after the envelope), for storage; treat it, and
+    the payloads, as read-only: they are shared with ``record``, not copied.
+    """
+
+    kind: MessageKind
+    envelope: Envelope
+    record: InvocationRecord | StreamFailureRecord | LegacyDlqMessage
+    key: str
+    request_id: str | None
+    function: FunctionArn | None
+    condition: str | None
+    succeeded: bool | None
+    approximate_invoke_count: int | None
+    error_type: str | None
+    error_message: str | None
+    stack_trace: list[str] | None
+    timestamp: datetime | None
+    request_payload: Any
+    response_payload: Any
+    record_json: Any
+
+    def summary(self) -> dict[str, Any]:
+        """The message in one flat JSON-able object, as ``lambda-destinations decode --json``."""
+        function = self.function
+        return {
+            "kind": self.kind.value,
+            "envelope": self.envelope.value,
+            "key": self.key,
+            "request_id": self.request_id,
+            "function_arn": function.arn if function else None,
+            "function_name": function.function_name if function else None,
+            "qualifier": function.qualifier if function else None,
+            "region": function.region if function else None,
+            "account": function.account if function else None,
+            "condition": self.condition,
+            "succeeded": self.succeeded,
+            "approximate_invoke_count": self.approximate_invoke_count,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "timestamp": _iso(self.timestamp),
+        }
+
+    def typed(self, model: type[M]) -> M:
+        """Validate the record into ``model``, e.g. ``InvocationRecord[MyRequest, MyResponse]``.
+
+        Raises :class:`DecodeError` naming the first field that does not fit, so a handler can
+        let it propagate and the message is quarantined with that reason.
+        """
+        try:
+            return model.model_validate(self.record_json)
+        except ValidationError as exc:
+            raise DecodeError(
+                f"record does not fit {_model_name(model)}: {validation_reason(exc)}"
+            ) from exc
+        except RecursionError:
+            raise DecodeError(
+                f"record does not fit {_model_name(model)}: nested too deeply"
+            ) from None
+
+
+def decode(
+    body: str | bytes, message_attributes: Mapping[str, Any] | None = None
+) -> DecodedMessage:
+    """Decode one SQS message body (and its message attributes) into a :class:`DecodedMessage`.
+
+    ``message_attributes`` is the ``MessageAttributes`` of the SQS message as ReceiveMessage
+    returns it (``{"RequestID": {"StringValue": "...", "DataType": "String"}}``); plain string
+    values are accepted too. A message whose attributes carry ``RequestID`` and ``ErrorCode`` or
+    ``ErrorMessage`` is a legacy dead-letter message, whatever its body.
+
+    Raises :class:`DecodeError` with a one-line reason, and nothing else, for any input.
+    """
+    try:
+        return _decode(body, message_attributes)
+    except DecodeError:
+        raise
+    except RecursionError:
+        raise DecodeError("message is nested too deeply to decode") from None
+    except Exception as exc:  # the contract: only DecodeError leaves decode(), a bug included
+        raise DecodeError(
+            f"decoder failed on this message ({type(exc).__name__}: {one_line(str(exc))})"
+        ) from exc
+
+
+def _decode(body: str | bytes, message_attributes: Mapping[str, Any] | None) -> DecodedMessage:
+    text = _body_text(body)
+    dlq = _dlq_attributes(message_attributes, "message attribute")
+    if dlq is not None:
+        return _legacy(text, dlq, Envelope.NONE)
+    if is_blank(text):
+        raise DecodeError("body is empty")
+    doc = loads(text, "body")
+    if not isinstance(doc, dict):
+        raise DecodeError(f"body is {json_kind(doc)}, not a Lambda record")
+    unwrapped = unwrap(doc)
+    record = unwrapped.record
+    if record is None:
+        # An SNS-delivered dead-letter message: the attributes travel inside the notification.
+        dlq = _dlq_attributes(unwrapped.attributes, "SNS message attribute")
+        if dlq is None:  # pragma: no cover - unwrap only returns no record when RequestID is set
+            raise DecodeError("SNS message attributes carry RequestID but no error")
+        return _legacy(unwrapped.text or "", dlq, unwrapped.envelope)
+    try:
+        if "requestContext" not in record:
+            raise DecodeError(_not_a_record(record, unwrapped.envelope))
+        for name in _STREAM_BATCH_KEYS:
+            if name in record:
+                return _stream_failure(record, unwrapped)
+        return _invocation(record, unwrapped)
+    except DecodeError as exc:
+        if unwrapped.where:
+            raise DecodeError(f"{unwrapped.where}: {exc.reason}") from exc
+        raise
+
+
+def _body_text(body: object) -> str:
+    if isinstance(body, str):
+        return body
+    if isinstance(body, bytes | bytearray | memoryview):
+        try:
+            return bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = exc.object[exc.start]
+            raise DecodeError(
+                f"body is not valid UTF-8: byte {bad:#04x} at position {exc.start}"
+            ) from None
+    raise DecodeError(f"body must be str or bytes, not {type(body).__name__}")
+
+
+def _invocation(record: dict[str, Any], unwrapped: Unwrapped) -> DecodedMessage:
+    try:
+        model: InvocationRecord = InvocationRecord.model_validate(record)
+    except ValidationError as exc:
+        raise DecodeError(validation_reason(exc)) from None
+    context = model.request_context
+    function = _function(context.function_arn)
+    condition = context.condition
+    succeeded = condition == "Success"
+    function_error = (
+        model.response_context.function_error if model.response_context is not None else None
+    )
+    payload = model.response_payload
+    error_type = error_message = None
+    trace = None
+    # A successful response may hold anything, "errorType" included: only read error fields
+    # when the record says the invocation failed.
+    if (not succeeded or function_error is not None) and isinstance(payload, dict):
+        error_type = text_or_none(payload.get("errorType"))
+        error_message = text_or_none(payload.get("errorMessage"))
+        raw_trace = payload.get("stackTrace")
+        trace = stack_lines(raw_trace if raw_trace is not None else payload.get("trace"))
+    if error_type is None:
+        error_type = function_error
+    return DecodedMessage(
+        kind=MessageKind.INVOCATION,
+        envelope=unwrapped.envelope,
+        record=model,
+        key=f"{context.request_id}:{condition}",
+        request_id=context.request_id,
+        function=function,
+        condition=condition,
+        succeeded=succeeded,
+        approximate_invoke_count=context.approximate_invoke_count,
+        error_type=error_type,
+        error_message=error_message,
+        stack_trace=trace,
+        timestamp=model.timestamp,
+        request_payload=model.request_payload,
+        response_payload=payload,
+        record_json=record,
+    )
+
+
+def _stream_failure(record: dict[str, Any], unwrapped: Unwrapped) -> DecodedMessage:
+    try:
+        model = StreamFailureRecord.model_validate(record)
+    except ValidationError as exc:
+        raise DecodeError(validation_reason(exc)) from None
+    context = model.request_context
+    function = _function(context.function_arn)
+    response = model.response_context
+    return DecodedMessage(
+        kind=MessageKind.STREAM_FAILURE,
+        envelope=unwrapped.envelope,
+        record=model,
+        key=_stream_key(model),
+        request_id=context.request_id,
+        function=function,
+        condition=context.condition,
+        succeeded=False,
+        approximate_invoke_count=context.approximate_invoke_count,
+        error_type=response.function_error if response is not None else None,
+        error_message=None,
+        stack_trace=None,
+        timestamp=model.timestamp,
+        request_payload=model.payload,
+        response_payload=None,
+        record_json=record,
+    )
+
+
+def _stream_key(model: StreamFailureRecord) -> str:
+    info = model.kinesis_batch_info or model.ddb_stream_batch_info
+    if info is not None:
+        return (
+            f"stream:{info.stream_arn}:{info.shard_id}"
+            f":{info.start_sequence_number}-{info.end_sequence_number}"
+        )
+    kafka = model.kafka_batch_info
+    if kafka is None:  # pragma: no cover - the model's validator requires one batch info
+        raise DecodeError("invalid record: no batch info")
+    source = kafka.event_source_arn or kafka.bootstrap_servers or "kafka"
+    if kafka.records_info:
+        ranges = ",".join(
+            f"{partition}:{span.first_record_offset}-{span.last_record_offset}"
+            for partition, span in sorted(kafka.records_info.items())
+        )
+        return f"stream:{source}:{ranges}"
+    single = kafka.record_info
+    if single is None:  # pragma: no cover - KafkaBatchInfo's validator requires one of them
+        raise DecodeError("invalid field KafkaBatchInfo: no recordsInfo or recordInfo")
+    partition = _kafka_partition(model.payload) or f"request-{model.request_id}"
+    return f"stream:{source}:{partition}:{single.offset}-{single.offset}"
+
+
+def _kafka_partition(payload: Any) -> str | None:
+    # A single-record failure names no partition; the payload (when Lambda includes it) does,
+    # as the one key of payload.records. Without it the request id keeps keys apart.
+    if isinstance(payload, dict):
+        records = payload.get("records")
+        if isinstance(records, dict) and len(records) == 1:
+            (partition,) = records
+            return str(partition)
+    return None
+
+
+def _function(arn: str) -> FunctionArn:
+    try:
+        return FunctionArn.parse(arn)
+    except ValueError as exc:
+        raise DecodeError(f"invalid field requestContext.functionArn: {exc}") from None
+
+
+def _dlq_attributes(attributes: Any, what: str) -> tuple[str, str | None, str | None] | None:
+    """``(RequestID, ErrorCode, ErrorMessage)`` when ``attributes`` mark a dead-letter message."""
+    if attributes is None:
+        return None
+    if not isinstance(attributes, Mapping):
+        raise DecodeError(f"{what}s must be a mapping, not {type(attributes).__name__}")
+    if "RequestID" not in attributes or not (
+        "ErrorCode" in attributes or "ErrorMessage" in attributes
+    ):
+        return None
+    request_id = _attribute_value(attributes, "RequestID", what)
+    if not request_id:
+        raise DecodeError(f"{what} RequestID is empty")
+    return (
+        request_id,
+        _attribute_value(attributes, "ErrorCode", what),
+        _attribute_value(attributes, "ErrorMessage", what),
+    )
+
+
+def _attribute_value(attributes: Mapping[str, Any], name: str, what: str) -> str | None:
+    # SQS ReceiveMessage: {"StringValue", "DataType"}; Lambda's SQS event: {"stringValue", ...};
+    # SNS notification: {"Type", "Value"}; callers may also pass the plain string.
+    value = attributes.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        for field in ("StringValue", "stringValue", "Value"):
+            text = value.get(field)
+            if isinstance(text, str):
+                return text
+    raise DecodeError(f"invalid {what} {name}: expected a string value, got {short_repr(value)}")
+
+
+def _legacy(
+    text: str, dlq: tuple[str, str | None, str | None], envelope: Envelope
+) -> DecodedMessage:
+    request_id, error_code, error_message = dlq
+    body: Any = text
+    is_json = False
+    if not is_blank(text):
+        try:
+            body = loads(text, "body")
+            is_json = True
+        except DecodeError:
+            pass  # the original event need not be JSON: keep the text exactly as received
+    record = LegacyDlqMessage(
+        request_id=request_id,
+        error_code=error_code,
+        error_message=error_message,
+        body=body,
+        body_is_json=is_json,
+    )
+    return DecodedMessage(
+        kind=MessageKind.LEGACY_DLQ,
+        envelope=envelope,
+        record=record,
+        key=f"{request_id}:{_LEGACY_CONDITION}",
+        request_id=request_id,
+        function=None,
+        condition=None,
+        succeeded=False,
+        approximate_invoke_count=None,
+        error_type=error_code,
+        error_message=error_message,
+        stack_trace=None,
+        timestamp=None,
+        request_payload=body,
+        response_payload=None,
+        record_json={
+            "RequestID": request_id,
+            "ErrorCode": error_code,
+            "ErrorMessage": error_message,
+            "body": body,
+            "bodyIsJson": is_json,
+        },
+    )
+
+
+def _not_a_record(doc: dict[str, Any], envelope: Envelope) -> str:
+    looks_like = _looks_like(doc, envelope)
+    if looks_like:
+        return f"not a Lambda record: looks like {looks_like}"
+    keys = sorted(str(key) for key in doc)
+    if not keys:
+        return "not a Lambda record: the JSON object is empty"
+    shown = ", ".join(short_repr(key) for key in keys[:6])
+    more = f" and {len(keys) - 6} more" if len(keys) > 6 else ""
+    return f"not a Lambda record: no requestContext (keys: {shown}{more})"
+
+
+def _looks_like(doc: dict[str, Any], envelope: Envelope) -> str | None:
+    """Name the producer of a well-known JSON shape that is not a Lambda record."""
+    records = doc.get("Records")
+    if isinstance(records, list):
+        first = records[0] if records and isinstance(records[0], dict) else {}
+        source = first.get("eventSource", first.get("EventSource"))
+        known = {
+            "aws:s3": "an S3 event notification",
+            "aws:sns": "an SNS event for a Lambda function",
+            "aws:sqs": "an SQS event for a Lambda function",
+            "aws:kinesis": "a Kinesis event for a Lambda function",
+            "aws:dynamodb": "a DynamoDB Streams event for a Lambda function",
+        }
+        if isinstance(source, str) and source in known:
+            return known[source]
+        return "a batch of event records (Records), not a Lambda record"
+    if doc.get("Event") == "s3:TestEvent":
+        return "an S3 test event"
+    context = doc.get("context")
+    if isinstance(context, dict) and "partnerResourceArn" in context:
+        return "an EventBridge Pipes failure record"
+    if "detail-type" in doc and "source" in doc:
+        if envelope is not Envelope.NONE:
+            return "an EventBridge event inside another envelope (nested envelopes are not decoded)"
+        return "an EventBridge event"  # pragma: no cover - unwrap() rejects these first
+    if "TopicArn" in doc and "Type" in doc:
+        return "an SNS message inside another envelope (nested envelopes are not decoded)"
+    if "ReceiptHandle" in doc and ("Body" in doc or "body" in doc):
+        return "a whole SQS message rather than its body (decode its Body)"
+    if isinstance(doc.get("Messages"), list):
+        return "an SQS ReceiveMessage response rather than a message body"
+    if "AlarmName" in doc and "NewStateValue" in doc:
+        return "a CloudWatch alarm notification"
+    return None
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _model_name(model: type[BaseModel]) -> str:
+    return model.__name__

@@ -1,0 +1,215 @@
+"""``lambda-destinations decode``, through click's runner and once as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import lambda_destinations.cli.decode  # noqa: F401 - registers the command on `cli`
+from lambda_destinations.cli._app import cli
+
+EVENTS = Path(__file__).parents[1] / "events"
+
+
+def run(*args: str, stdin: str | bytes | None = None) -> Result:
+    return CliRunner().invoke(cli, ["decode", *args], input=stdin)
+
+
+def test_json_output_of_a_failure_record() -> None:
+    result = run("--json", str(EVENTS / "invocation-retries-exhausted-python.json"))
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "invocation"
+    assert summary["envelope"] == "none"
+    assert summary["request_id"] == "e4b46cbf-b738-xmpl-8880-a18cdf61200e"
+    assert summary["function_name"] == "my-function"
+    assert summary["qualifier"] == "$LATEST"
+    assert summary["condition"] == "RetriesExhausted"
+    assert summary["succeeded"] is False
+    assert summary["approximate_invoke_count"] == 3
+    assert summary["error_type"] == "KeyError"
+    assert result.stderr == ""
+
+
+def test_json_output_has_nulls_where_fields_are_absent() -> None:
+    result = run("--json", str(EVENTS / "invocation-zero-reserved-concurrency.json"))
+
+    summary = json.loads(result.stdout)
+    assert summary["error_type"] is None
+    assert summary["error_message"] is None
+    assert set(summary) >= {
+        "kind",
+        "envelope",
+        "request_id",
+        "function_arn",
+        "function_name",
+        "qualifier",
+        "condition",
+        "succeeded",
+        "approximate_invoke_count",
+        "error_type",
+        "error_message",
+    }
+
+
+def test_readable_output_is_aligned_and_shows_the_stack_trace() -> None:
+    result = run(str(EVENTS / "invocation-retries-exhausted-python.json"))
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "condition:                RetriesExhausted" in lines
+    assert "succeeded:                no" in lines
+    assert "error_type:               KeyError" in lines
+    stack_at = next(i for i, line in enumerate(lines) if line.startswith("stack_trace:"))
+    assert lines[stack_at].endswith(
+        'File "/var/task/lambda_function.py", line 12, in lambda_handler'
+    )
+    assert lines[stack_at + 1].strip() == "order = load(order_id)"
+    # Every value starts in the same column, continuation lines included.
+    column = len("approximate_invoke_count: ")
+    labelled = [line for line in lines if not line.startswith(" ")]
+    assert all(line[:column].rstrip().endswith(":") for line in labelled)
+    assert all(line[column - 1] == " " for line in labelled)
+    assert lines[stack_at + 1].startswith(" " * column)
+
+
+def test_reads_standard_input() -> None:
+    body = (EVENTS / "eventbridge-success.json").read_text()
+
+    result = run("--json", "-", stdin=body)
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["envelope"] == "eventbridge"
+
+
+def test_whole_sqs_message_passes_its_attributes() -> None:
+    result = run("--message", "--json", str(EVENTS / "legacy-dlq-message.json"))
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "legacy-dlq"
+    assert summary["request_id"] == "9d2f4a10-xmpl-4c6e-8f1a-2b3c4d5e6f70"
+    assert summary["error_type"] == "200"
+
+
+def test_receive_message_response_with_one_message() -> None:
+    message = json.loads((EVENTS / "legacy-dlq-message.json").read_text())
+
+    result = run("--message", "--json", "-", stdin=json.dumps({"Messages": [message]}))
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["kind"] == "legacy-dlq"
+
+
+def test_without_message_flag_a_whole_message_is_named_as_such() -> None:
+    result = run(str(EVENTS / "legacy-dlq-message.json"))
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: not a Lambda record: looks like a whole SQS message rather than its body "
+        "(decode its Body)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("stdin", "error"),
+    [
+        ("", "error: body is empty\n"),
+        ("[1, 2]", "error: body is a JSON array, not a Lambda record\n"),
+        ("nope", "error: body is not JSON: Expecting value at line 1 column 1\n"),
+    ],
+)
+def test_message_that_does_not_decode_exits_1_with_one_line(stdin: str, error: str) -> None:
+    result = run("--json", "-", stdin=stdin)
+
+    assert result.exit_code == 1
+    assert result.stderr == error
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("stdin", "error"),
+    [
+        (
+            "not json",
+            "error: --message input is not JSON: Expecting value: line 1 column 1 (char 0)\n",
+        ),
+        ('{"Messages": []}', "error: --message input holds 0 messages; pass exactly one\n"),
+        (
+            '{"MessageId": "m"}',
+            "error: --message input has no Body: expected an SQS message as ReceiveMessage "
+            "returns it\n",
+        ),
+    ],
+)
+def test_bad_whole_message_input(stdin: str, error: str) -> None:
+    result = run("--message", "-", stdin=stdin)
+
+    assert result.exit_code == 1
+    assert result.stderr == error
+
+
+def test_unreadable_path_exits_2_with_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.json"
+
+    result = run(str(missing))
+
+    assert result.exit_code == 2
+    assert result.stderr == f"error: cannot read {missing}: No such file or directory\n"
+
+
+def test_directory_path_exits_2(tmp_path: Path) -> None:
+    result = run(str(tmp_path))
+
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: cannot read {tmp_path}:")
+
+
+def test_help_shows_examples() -> None:
+    result = CliRunner().invoke(cli, ["decode", "--help"])
+
+    assert result.exit_code == 0
+    assert "Examples:" in result.stdout
+    assert "lambda-destinations decode --json body.json" in result.stdout
+    assert "--message" in result.stdout
+
+
+def test_real_process() -> None:
+    command = [
+        sys.executable,
+        "-c",
+        "from lambda_destinations.cli import main; main()",
+        "decode",
+        "--json",
+        str(EVENTS / "sns-invocation-failure.json"),
+    ]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["envelope"] == "sns"
+    assert summary["function_name"] == "send-invoice"
+    assert summary["qualifier"] == "live"
+
+
+def test_real_process_failure_is_one_line_without_traceback() -> None:
+    command = [
+        sys.executable,
+        "-c",
+        "from lambda_destinations.cli import main; main()",
+        "decode",
+        str(EVENTS / "s3-event-notification.json"),
+    ]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+
+    assert done.returncode == 1
+    assert done.stderr == "error: not a Lambda record: looks like an S3 event notification\n"

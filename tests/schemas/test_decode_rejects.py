@@ -1,0 +1,338 @@
+"""decode() rejects whatever is not a Lambda record with a DecodeError and a specific reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lambda_destinations.schemas import DecodeError, decode
+
+EVENTS = Path(__file__).parents[1] / "events"
+
+
+def golden(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return loaded
+
+
+def reason_for(body: Any, attributes: Any = None) -> str:
+    with pytest.raises(DecodeError) as caught:
+        decode(body, attributes)
+    assert "\n" not in caught.value.reason
+    assert str(caught.value) == caught.value.reason
+    assert isinstance(caught.value, ValueError)
+    return caught.value.reason
+
+
+def sns(message: str, **extra: Any) -> str:
+    notification = golden("sns-invocation-failure.json")
+    notification["Message"] = message
+    notification.update(extra)
+    return json.dumps(notification)
+
+
+def record(**changes: Any) -> dict[str, Any]:
+    base = golden("invocation-retries-exhausted-python.json")
+    base.update(changes)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("", "body is empty"),
+        (b"", "body is empty"),
+        ("  \n\t ", "body is empty"),
+        (
+            "{",
+            "body is not JSON: "
+            "Expecting property name enclosed in double quotes at line 1 column 2",
+        ),
+        ("not json", "body is not JSON: Expecting value at line 1 column 1"),
+        ('{"a": 1} trailing', "body is not JSON: Extra data at line 1 column 10"),
+        ('{"a": NaN}', "body is not JSON the decoder accepts: NaN is not valid JSON"),
+        ("[]", "body is a JSON array, not a Lambda record"),
+        ('"a string"', "body is a JSON string, not a Lambda record"),
+        ("42", "body is a JSON number, not a Lambda record"),
+        ("true", "body is a JSON boolean, not a Lambda record"),
+        ("null", "body is JSON null, not a Lambda record"),
+        ("{}", "not a Lambda record: the JSON object is empty"),
+        (b"\xff\xfe{}", "body is not valid UTF-8: byte 0xff at position 0"),
+    ],
+)
+def test_bodies_that_are_not_records(body: str | bytes, reason: str) -> None:
+    assert reason_for(body) == reason
+
+
+def test_body_of_the_wrong_type() -> None:
+    assert reason_for(None) == "body must be str or bytes, not NoneType"
+    assert reason_for(12) == "body must be str or bytes, not int"
+
+
+def test_object_without_request_context_names_its_keys() -> None:
+    body = json.dumps({"orderId": "o-1", "status": "NEW"})
+
+    assert reason_for(body) == "not a Lambda record: no requestContext (keys: 'orderId', 'status')"
+
+
+def test_record_without_request_context() -> None:
+    body = golden("invocation-success.json")
+    del body["requestContext"]
+
+    assert reason_for(json.dumps(body)).startswith("not a Lambda record: no requestContext")
+
+
+@pytest.mark.parametrize(
+    ("context", "reason"),
+    [
+        (
+            {"approximateInvokeCount": "3"},
+            "invalid field requestContext.approximateInvokeCount: "
+            "Input should be a valid integer (got '3')",
+        ),
+        (
+            {"approximateInvokeCount": -1},
+            "invalid field requestContext.approximateInvokeCount: "
+            "Input should be greater than or equal to 0 (got -1)",
+        ),
+        (
+            {"approximateInvokeCount": 2.0},
+            "invalid field requestContext.approximateInvokeCount: "
+            "Input should be a valid integer (got 2.0)",
+        ),
+        (
+            {"requestId": None},
+            "invalid field requestContext.requestId: Input should be a valid string (got null)",
+        ),
+        (
+            {"condition": ""},
+            "invalid field requestContext.condition: "
+            "String should have at least 1 character (got '')",
+        ),
+        (
+            {"functionArn": "arn:aws:sqs:us-east-1:123456789012:queue"},
+            "invalid field requestContext.functionArn: "
+            "not a Lambda function ARN: 'arn:aws:sqs:us-east-1:123456789012:queue'",
+        ),
+    ],
+)
+def test_bad_request_context_fields(context: dict[str, Any], reason: str) -> None:
+    body = record()
+    body["requestContext"].update(context)
+
+    assert reason_for(json.dumps(body)) == reason
+
+
+def test_missing_field_is_named() -> None:
+    body = record()
+    del body["requestContext"]["functionArn"]
+
+    assert reason_for(json.dumps(body)) == "missing field requestContext.functionArn"
+
+
+def test_several_problems_are_counted() -> None:
+    body = record()
+    body["requestContext"] = {"requestId": 1}
+
+    assert reason_for(json.dumps(body)) == (
+        "invalid field requestContext.requestId: Input should be a valid string (got 1) "
+        "(and 3 more problems)"
+    )
+
+
+def test_request_context_that_is_not_an_object() -> None:
+    reason = reason_for(json.dumps(record(requestContext=[1, 2])))
+
+    assert reason.startswith("invalid field requestContext: Input should be a valid dictionary")
+
+
+def test_bad_timestamp() -> None:
+    reason = reason_for(json.dumps(record(timestamp="yesterday")))
+
+    assert reason.startswith("invalid field timestamp: Input should be a valid datetime")
+    assert reason.endswith("(got 'yesterday')")
+
+
+def test_stream_record_with_two_batch_infos() -> None:
+    body = golden("stream-kinesis.json")
+    body["DDBStreamBatchInfo"] = golden("stream-dynamodb.json")["DDBStreamBatchInfo"]
+
+    assert reason_for(json.dumps(body)) == (
+        "invalid record: expected exactly one of KinesisBatchInfo, DDBStreamBatchInfo, "
+        "KafkaBatchInfo; found KinesisBatchInfo and DDBStreamBatchInfo"
+    )
+
+
+def test_stream_record_with_a_bad_batch_info() -> None:
+    body = golden("stream-kinesis.json")
+    del body["KinesisBatchInfo"]["shardId"]
+
+    assert reason_for(json.dumps(body)) == "missing field KinesisBatchInfo.shardId"
+
+
+def test_kafka_record_without_positions() -> None:
+    body = golden("stream-kafka-msk.json")
+    del body["KafkaBatchInfo"]["recordsInfo"]
+
+    assert reason_for(json.dumps(body)) == (
+        "invalid field KafkaBatchInfo: KafkaBatchInfo has neither recordsInfo nor recordInfo"
+    )
+
+
+def test_sns_message_that_is_not_json() -> None:
+    assert reason_for(sns("hello")) == "SNS Message is not JSON: Expecting value at line 1 column 1"
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("", "SNS Message is empty"),
+        ("[1]", "SNS Message is a JSON array, not a Lambda record"),
+        (
+            '{"AlarmName": "high-errors", "NewStateValue": "ALARM"}',
+            "SNS Message: not a Lambda record: looks like a CloudWatch alarm notification",
+        ),
+        (
+            '{"hello": "world"}',
+            "SNS Message: not a Lambda record: no requestContext (keys: 'hello')",
+        ),
+    ],
+)
+def test_sns_message_that_is_not_a_record(message: str, reason: str) -> None:
+    assert reason_for(sns(message)) == reason
+
+
+def test_sns_message_that_is_not_a_string() -> None:
+    notification = golden("sns-invocation-failure.json")
+    notification["Message"] = {"requestContext": {}}
+
+    assert reason_for(json.dumps(notification)) == "SNS Message is a JSON object, not a string"
+
+
+def test_invalid_record_inside_sns_says_where() -> None:
+    inner = record()
+    inner["requestContext"]["approximateInvokeCount"] = "3"
+
+    assert reason_for(sns(json.dumps(inner))) == (
+        "SNS Message: invalid field requestContext.approximateInvokeCount: "
+        "Input should be a valid integer (got '3')"
+    )
+
+
+def test_invalid_record_inside_eventbridge_says_where() -> None:
+    event = golden("eventbridge-failure.json")
+    del event["detail"]["requestContext"]["requestId"]
+
+    assert reason_for(json.dumps(event)) == (
+        "EventBridge detail: missing field requestContext.requestId"
+    )
+
+
+def test_sns_subscription_confirmation() -> None:
+    body = sns("You have chosen to subscribe to the topic", Type="SubscriptionConfirmation")
+
+    assert reason_for(body) == (
+        "not a Lambda record: looks like an SNS 'SubscriptionConfirmation' message"
+    )
+
+
+def test_eventbridge_event_of_another_kind() -> None:
+    event = golden("eventbridge-success.json")
+    event["source"] = "aws.ec2"
+    event["detail-type"] = "EC2 Instance State-change Notification"
+    event["detail"] = {"instance-id": "i-0123456789abcdef0", "state": "running"}
+
+    assert reason_for(json.dumps(event)) == (
+        "not a Lambda record: looks like an EventBridge event from source 'aws.ec2' "
+        "with detail-type 'EC2 Instance State-change Notification'"
+    )
+
+
+def test_eventbridge_detail_that_is_not_an_object() -> None:
+    event = golden("eventbridge-success.json")
+    event["detail"] = "text"
+
+    assert (
+        reason_for(json.dumps(event)) == "EventBridge detail is a JSON string, not a Lambda record"
+    )
+
+
+def test_s3_event_notification() -> None:
+    body = (EVENTS / "s3-event-notification.json").read_text()
+
+    assert reason_for(body) == "not a Lambda record: looks like an S3 event notification"
+
+
+@pytest.mark.parametrize(
+    ("doc", "looks_like"),
+    [
+        (
+            {"Records": [{"eventSource": "aws:sqs", "body": "x"}]},
+            "an SQS event for a Lambda function",
+        ),
+        ({"Records": [{"EventSource": "aws:sns"}]}, "an SNS event for a Lambda function"),
+        ({"Records": []}, "a batch of event records (Records), not a Lambda record"),
+        ({"Service": "Amazon S3", "Event": "s3:TestEvent"}, "an S3 test event"),
+        (
+            {
+                "context": {"partnerResourceArn": "arn:aws:pipes:eu-west-2:1:pipe/p"},
+                "version": "1.0",
+            },
+            "an EventBridge Pipes failure record",
+        ),
+        (
+            {"MessageId": "m", "ReceiptHandle": "r", "Body": "{}"},
+            "a whole SQS message rather than its body (decode its Body)",
+        ),
+        ({"Messages": []}, "an SQS ReceiveMessage response rather than a message body"),
+    ],
+)
+def test_look_alikes_from_other_producers(doc: dict[str, Any], looks_like: str) -> None:
+    assert reason_for(json.dumps(doc)) == f"not a Lambda record: looks like {looks_like}"
+
+
+def test_nested_envelopes_are_named() -> None:
+    event = json.dumps(golden("eventbridge-failure.json"))
+
+    assert reason_for(sns(event)) == (
+        "SNS Message: not a Lambda record: looks like an EventBridge event inside another "
+        "envelope (nested envelopes are not decoded)"
+    )
+
+
+def test_malformed_legacy_attributes() -> None:
+    assert reason_for("{}", ["RequestID"]) == "message attributes must be a mapping, not list"
+    assert reason_for("{}", {"RequestID": {"BinaryValue": b"x"}, "ErrorCode": "200"}) == (
+        "invalid message attribute RequestID: expected a string value, got a JSON object"
+    )
+    assert reason_for("{}", {"RequestID": "", "ErrorCode": "200"}) == (
+        "message attribute RequestID is empty"
+    )
+
+
+def test_request_id_attribute_alone_does_not_make_a_dlq_message() -> None:
+    # Someone else's attribute called RequestID: the body is judged as a record.
+    assert reason_for("{}", {"RequestID": "x"}) == "not a Lambda record: the JSON object is empty"
+
+
+def test_deeply_nested_body() -> None:
+    assert reason_for("[" * 100_000) == "body is nested too deeply to decode"
+
+
+def test_integer_too_long_to_convert() -> None:
+    reason = reason_for("1" * 5000)
+
+    assert reason.startswith("body is not JSON the decoder accepts: Exceeds the limit")
+
+
+def test_huge_integer_in_a_field_is_reported_without_printing_it() -> None:
+    body = record()
+    body["requestContext"]["requestId"] = 10**200
+
+    assert reason_for(json.dumps(body)) == (
+        "invalid field requestContext.requestId: Input should be a valid string "
+        "(got a very large number)"
+    )
