@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,13 +15,18 @@ from moto.server import ThreadedMotoServer
 
 EVENTS = Path(__file__).parent / "events"
 REGION = "us-east-1"
-PG_ADMIN_URL = os.environ.get("LAMBDA_DESTINATIONS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "LAMBDA_DESTINATIONS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _aws_environment() -> Iterator[None]:
     """Fake credentials so no test can ever reach a real AWS account."""
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION
     )
@@ -36,6 +43,7 @@ def _aws_environment() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A moto server on a free port, shared by the session; yields its endpoint URL."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -62,7 +70,11 @@ def make_queue(sqs):  # type: ignore[no-untyped-def]
     created: list[str] = []
 
     def make(
-        name: str = "q", *, dlq: bool = True, max_receive_count: int = 3, visibility_timeout: int = 30
+        name: str = "q",
+        *,
+        dlq: bool = True,
+        max_receive_count: int = 3,
+        visibility_timeout: int = 30,
     ) -> tuple[str, str | None]:
         unique = f"{name}-{uuid.uuid4().hex[:8]}"
         dlq_url = None
@@ -86,10 +98,8 @@ def make_queue(sqs):  # type: ignore[no-untyped-def]
         yield make
     finally:
         for url in created:
-            try:
+            with contextlib.suppress(Exception):
                 sqs.delete_queue(QueueUrl=url)
-            except Exception:
-                pass
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ class PermanentError(LambdaDestinationsError):
     """A failure that retrying cannot fix: the message is quarantined with this reason."""
 
 
-class RetryMessage(LambdaDestinationsError):  # noqa: N818 - a control-flow signal, not an error
+class RetryMessage(LambdaDestinationsError):
     """Raised by a handler to have the message delivered again later.
 
     ``delay`` overrides the backoff computed from the receive count (seconds).
@@ -52,7 +52,7 @@ class RetryMessage(LambdaDestinationsError):  # noqa: N818 - a control-flow sign
         self.delay = delay
 
 
-class QuarantineMessage(LambdaDestinationsError):  # noqa: N818 - a control-flow signal
+class QuarantineMessage(LambdaDestinationsError):
     """Raised by a handler to quarantine the message at once, with a reason."""
 
     def __init__(self, reason: str) -> None:

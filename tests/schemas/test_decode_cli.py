@@ -191,7 +191,7 @@ def test_real_process() -> None:
         str(EVENTS / "sns-invocation-failure.json"),
     ]
 
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -209,7 +209,7 @@ def test_real_process_failure_is_one_line_without_traceback() -> None:
         str(EVENTS / "s3-event-notification.json"),
     ]
 
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
     assert done.returncode == 1
     assert done.stderr == "error: not a Lambda record: looks like an S3 event notification\n"

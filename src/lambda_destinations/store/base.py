@@ -8,8 +8,9 @@ The store holds what the worker must never lose or double:
   a redelivered message never repeats a side effect and two replicas never run the same handler;
 - ``quarantine``: every message the worker could not process, raw body and reason.
 
-All writes are idempotent. Every method may raise :class:`~lambda_destinations.errors.StoreUnavailable`
-when the database cannot be reached; the worker treats that as a transient failure.
+All writes are idempotent. Every method may raise
+:class:`~lambda_destinations.errors.StoreUnavailable` when the database cannot be reached; the
+worker treats that as a transient failure.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class InvocationFilter:
     error_type: str | None = None
     condition: str | None = None
     since: dt.datetime | None = None  # on the record's timestamp (first_seen_at when absent)
-    until: dt.datetime | None = None
+    until: dt.datetime | None = None  # since <= t < until: consecutive windows never overlap
     statuses: Sequence[FailureStatus] | None = None
     request_ids: Sequence[str] | None = None
     limit: int | None = None
@@ -128,6 +129,10 @@ class Store(abc.ABC):
     """A result store. Use as ``async with Store.from_url(url) as store:``."""
 
     url: str
+
+    def __init__(self, url: str, **options: Any) -> None:
+        """Backends take the URL and their own keyword options; nothing connects before open()."""
+        self.url = url
 
     @staticmethod
     def from_url(url: str, **options: Any) -> Store:

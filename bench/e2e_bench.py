@@ -1,0 +1,232 @@
+"""End-to-end drain benchmark: the worker against a bare aiobotocore receive+delete loop.
+
+The same simulated records (valid ones, ~1.5 KB each) are pre-filled into the same queue of
+the same endpoint before each variant, then drained:
+
+(a) floor:  ceil(concurrency / 10) loops of ReceiveMessage(10) + DeleteMessageBatch;
+(b) worker: `Worker(settings).run(once=True)` persisting every record to SQLite.
+
+Each variant runs in a fresh subprocess so that CPU time and peak memory (ru_maxrss) are its
+own; CPU is counted only around the drain (imports and start-up excluded). Prints messages/s,
+client CPU µs per message, peak RSS, and the worker/floor ratios.
+
+    python bench/e2e_bench.py --endpoint http://127.0.0.1:4566 -n 5000   # LocalStack
+    python bench/e2e_bench.py --moto -n 300                                # moto subprocess
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REGION = "us-east-1"
+
+
+def _env() -> None:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+
+
+def fill(endpoint: str, queue_name: str, n: int, seed: int) -> str:
+    """Create the queue and send ``n`` valid simulated records; return its URL."""
+    import boto3
+
+    from lambda_destinations.simulate import messages
+
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+    url: str = sqs.create_queue(QueueName=queue_name, Attributes={"VisibilityTimeout": "60"})[
+        "QueueUrl"
+    ]
+    bodies = [m.body for m in messages(n, seed=seed, poison_every=0) if not m.attributes]
+    while len(bodies) < n:  # legacy DLQ messages are left out: they need attributes
+        bodies.append(bodies[len(bodies) % max(1, len(bodies))])
+    for start in range(0, n, 10):
+        entries = [
+            {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])
+        ]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    return url
+
+
+async def drain_floor(endpoint: str, url: str, concurrency: int) -> int:
+    from aiobotocore.session import get_session
+
+    session = get_session()
+    done = 0
+    async with session.create_client("sqs", endpoint_url=endpoint, region_name=REGION) as sqs:
+
+        async def loop() -> None:
+            nonlocal done
+            while True:
+                got = await sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
+                messages = got.get("Messages", [])
+                if not messages:
+                    return
+                await sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(messages)
+                    ],
+                )
+                done += len(messages)
+
+        await sqs.get_queue_attributes(QueueUrl=url)  # connect before the clock starts
+        started = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(math.ceil(concurrency / 10))))
+        _report_window(started)
+    return done
+
+
+async def drain_worker(endpoint: str, url: str, concurrency: int, store: str) -> int:
+    from lambda_destinations.config import load_settings
+    from lambda_destinations.worker import Worker
+
+    settings = load_settings(
+        queues=[url],
+        endpoint_url=endpoint,
+        region=REGION,
+        store=store,
+        concurrency=concurrency,
+        wait_time=1,
+        log_level="warning",
+    )
+    async with Worker(settings) as worker:
+        started = time.process_time(), time.perf_counter()
+        stats = await worker.run(once=True)
+        _report_window(started)
+    return int(stats.outcomes["ack"])
+
+
+_WINDOW: dict[str, float] = {}
+
+
+def _report_window(started: tuple[float, float]) -> None:
+    _WINDOW["cpu"] = time.process_time() - started[0]
+    _WINDOW["wall"] = time.perf_counter() - started[1]
+
+
+def run_variant(args: argparse.Namespace) -> None:
+    """Child process: drain the pre-filled queue with one variant; print a JSON result."""
+    _env()
+    from lambda_destinations.logs import configure_logging
+
+    configure_logging("json", "warning")
+    if args.variant == "floor":
+        done = asyncio.run(drain_floor(args.endpoint, args.url, args.concurrency))
+    else:
+        done = asyncio.run(drain_worker(args.endpoint, args.url, args.concurrency, args.store))
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"done": done, **_WINDOW, "peak_mib": peak_kib / 1024}))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--endpoint", help="SQS endpoint URL (LocalStack, say)")
+    parser.add_argument("--moto", action="store_true", help="start a moto server subprocess")
+    parser.add_argument("-n", type=int, default=300, help="records per variant")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per variant (best kept)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--variant", choices=["floor", "worker"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        run_variant(args)
+        return
+    _env()
+    server = None
+    if args.moto:
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        args.endpoint = f"http://127.0.0.1:{port}"
+        time.sleep(2)
+    if not args.endpoint:
+        parser.error("give --endpoint URL or --moto")
+    results: dict[str, dict[str, float]] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for variant in ("floor", "worker"):
+                best: dict[str, float] | None = None
+                for attempt in range(args.repeat):
+                    url = fill(
+                        args.endpoint, f"bench-{variant}-{uuid.uuid4().hex[:6]}", args.n, args.seed
+                    )
+                    store = f"sqlite:///{Path(tmp) / f'{variant}-{attempt}.db'}"
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--variant",
+                            variant,
+                            "--url",
+                            url,
+                            "--endpoint",
+                            args.endpoint,
+                            "--concurrency",
+                            str(args.concurrency),
+                            "--store",
+                            store,
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    result = json.loads(out.stdout.strip().splitlines()[-1])
+                    if result["done"] != args.n:
+                        raise SystemExit(f"{variant} drained {result['done']} of {args.n}")
+                    if best is None or result["wall"] < best["wall"]:
+                        best = result
+                assert best is not None
+                results[variant] = best
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+    print(f"endpoint {args.endpoint}  records {args.n}  concurrency {args.concurrency}")
+    print(f"{'variant':8} {'msg/s':>9} {'CPU µs/msg':>11} {'peak MiB':>9}")
+    for variant, r in results.items():
+        print(
+            f"{variant:8} {args.n / r['wall']:9.0f} {r['cpu'] / args.n * 1e6:11.0f} "
+            f"{r['peak_mib']:9.1f}"
+        )
+    floor, worker = results["floor"], results["worker"]
+    print(
+        f"worker/floor: throughput {floor['wall'] / worker['wall']:.2f}×, "
+        f"CPU per message {worker['cpu'] / floor['cpu']:.2f}×, "
+        f"peak memory {worker['peak_mib'] / floor['peak_mib']:.2f}×"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""AWS clients (aiobotocore), one session per process, opened and closed with the worker."""
+
+from __future__ import annotations
+
+import contextlib
+from types import TracebackType
+from typing import Any, Self
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+
+from lambda_destinations.config import Settings
+
+
+class AwsClients:
+    """Lazily created aiobotocore clients sharing one endpoint override and region.
+
+    Use as ``async with AwsClients(settings) as aws: sqs = await aws.client("sqs")``.
+    """
+
+    def __init__(self, settings: Settings, *, max_attempts: int = 3) -> None:
+        self._settings = settings
+        self._session: AioSession = get_session()
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        # The read timeout must outlast a long poll, or every idle receive would time out.
+        self._config = AioConfig(
+            region_name=settings.resolved_region(),
+            connect_timeout=5,
+            read_timeout=settings.wait_time + 15,
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            max_pool_connections=max(10, settings.concurrency + 2 * len(settings.queues) + 4),
+        )
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return self._settings.endpoint_url
+
+    @property
+    def region(self) -> str | None:
+        return self._settings.resolved_region()
+
+    async def client(self, service: str) -> Any:
+        """The client for ``service``, created on first use and closed on exit."""
+        client = self._clients.get(service)
+        if client is None:
+            client = await self._stack.enter_async_context(
+                self._session.create_client(
+                    service, endpoint_url=self._settings.endpoint_url, config=self._config
+                )
+            )
+            self._clients[service] = client
+        return client
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._clients.clear()
+        await self._stack.aclose()

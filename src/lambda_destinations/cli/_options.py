@@ -1,0 +1,103 @@
+"""Options every command shares, and building the settings from them once."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from lambda_destinations.config import Settings, load_settings
+from lambda_destinations.logs import configure_logging
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SETTING_OPTIONS = (
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="TOML settings file [env: LAMBDA_DESTINATIONS_CONFIG].",
+    ),
+    click.option(
+        "--queues",
+        help="Comma-separated queue URLs or names [env: LAMBDA_DESTINATIONS_QUEUES].",
+    ),
+    click.option("--store", help="Store URL [env: LAMBDA_DESTINATIONS_STORE]."),
+    click.option(
+        "--endpoint-url",
+        help="One endpoint for every AWS service [env: LAMBDA_DESTINATIONS_ENDPOINT_URL].",
+    ),
+    click.option("--region", help="AWS region [env: AWS_REGION]."),
+    click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        help="Log level [env: LAMBDA_DESTINATIONS_LOG_LEVEL].",
+    ),
+    click.option(
+        "--log-format",
+        type=click.Choice(["auto", "json", "console"]),
+        help="Log format; auto: console on a terminal, JSON otherwise.",
+    ),
+)
+
+
+def settings_options(func: Callable[P, R]) -> Callable[..., R]:
+    """Add the shared options; the command receives ``settings: Settings`` instead of them.
+
+    Extra keyword overrides a command wants to pass go through ``overrides`` in the context.
+    """
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        config_file: Path | None,
+        queues: str | None,
+        store: str | None,
+        endpoint_url: str | None,
+        region: str | None,
+        log_level: str | None,
+        log_format: str | None,
+        **kwargs: Any,
+    ) -> R:
+        settings = load_settings(
+            config_file,
+            queues=queues,
+            store=store,
+            endpoint_url=endpoint_url,
+            region=region,
+            log_level=log_level,
+            log_format=log_format,
+        )
+        configure_logging(settings.log_format, settings.log_level)
+        return func(*args, settings=settings, **kwargs)  # type: ignore[arg-type]
+
+    for option in reversed(_SETTING_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def describe_settings(settings: Settings) -> dict[str, Any]:
+    """What a person needs to see of the settings (no secrets: URLs lose their password)."""
+    return {
+        "queues": settings.queues,
+        "store": hide_password(settings.store),
+        "endpoint_url": settings.endpoint_url,
+        "region": settings.resolved_region(),
+        "concurrency": settings.concurrency,
+    }
+
+
+def hide_password(url: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    if ":" in credentials:
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

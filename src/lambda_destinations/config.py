@@ -1,0 +1,216 @@
+"""Settings: environment variables (prefix ``LAMBDA_DESTINATIONS_``) over an optional TOML file.
+
+Precedence, highest first: command-line options, environment variables, the TOML file named by
+``LAMBDA_DESTINATIONS_CONFIG`` (or ``--config``), defaults. Every default works in ``dev``.
+Built once in the entry point and passed down; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from lambda_destinations.errors import ConfigError
+
+ENV_PREFIX = "LAMBDA_DESTINATIONS_"
+
+
+class RouteConfig(BaseModel):
+    """One routing rule: every given field must match; the first matching rule wins.
+
+    ``condition`` is ``success``, ``failure``, ``any`` or an exact condition such as
+    ``RetriesExhausted``; ``function``, ``error_type`` and ``queue`` are shell globs (``queue``
+    matches the queue's name or URL).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    handlers: tuple[str, ...] = Field(min_length=1)
+    condition: str = "any"
+    function: str | None = None
+    error_type: str | None = None
+    queue: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything the worker and the commands can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Queue URLs or names to poll; comma-separated in the environment.",
+    )
+    config: Path | None = Field(default=None, description="The TOML file read for settings.")
+    endpoint_url: str | None = Field(
+        default=None, description="One endpoint URL for every AWS service (local emulators)."
+    )
+    region: str | None = Field(
+        default=None, description="AWS region; defaults to AWS_REGION / AWS_DEFAULT_REGION."
+    )
+    store: str = Field(
+        default="sqlite:///lambda-destinations.db",
+        description="Result store URL: sqlite:///path/to/file.db or postgresql://user@host/db.",
+    )
+    concurrency: int = Field(default=32, ge=1, le=1000, description="Messages handled at once.")
+    pollers_per_queue: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Concurrent receives per queue; default: enough to fill `concurrency`.",
+    )
+    wait_time: int = Field(default=20, ge=0, le=20, description="Receive long-poll seconds.")
+    visibility_timeout: int | None = Field(
+        default=None,
+        ge=1,
+        le=43200,
+        description="Seconds a received message stays hidden; default: the queue's own.",
+    )
+    heartbeat_fraction: float = Field(
+        default=0.5,
+        gt=0.05,
+        lt=1.0,
+        description="Extend a message's visibility once this fraction of it has elapsed.",
+    )
+    shutdown_grace: float = Field(
+        default=25.0, ge=0, le=3600, description="Seconds in-flight handlers get on SIGTERM."
+    )
+    retry_base: float = Field(
+        default=5.0, ge=0, le=43200, description="First message-level retry delay (seconds)."
+    )
+    retry_max: float = Field(
+        default=900.0, ge=0, le=43200, description="Largest message-level retry delay (seconds)."
+    )
+    handler_attempts: int = Field(
+        default=3, ge=1, le=20, description="In-process tries of a transient handler error."
+    )
+    handler_retry_max_delay: float = Field(
+        default=10.0, ge=0, description="Seconds in-process retries may take in all."
+    )
+    handler_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds one handler may run before it counts as failed."
+    )
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    handler_modules: list[str] = Field(
+        default_factory=list, description="Modules imported for @handler-decorated functions."
+    )
+    routes: list[RouteConfig] = Field(
+        default_factory=lambda: [RouteConfig(handlers=("persist",))],
+        description="Routing rules; the default persists every record.",
+    )
+    handlers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Named handler instances and their settings."
+    )
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].split("+", 1)[0].lower()
+        if ":" not in value or scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError("use sqlite:///path/to/file.db or postgresql://user@host/db")
+        return value
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> Settings:
+        if self.retry_max < self.retry_base:
+            raise ValueError(
+                f"retry_max ({self.retry_max}) is below retry_base ({self.retry_base})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+    def resolved_region(self) -> str | None:
+        """The region the standard AWS way when not set here."""
+        return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file's table, or ConfigError naming the file and what is wrong."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist: fix {ENV_PREFIX}CONFIG or --config"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "settings"
+    top = str(error["loc"][0]) if error["loc"] else ""
+    env_name = f"{ENV_PREFIX}{top.upper()}" if top else ""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    where = f"setting {location!r}" + (f" ({env_name} or the TOML file)" if env_name else "")
+    return f"{where}: {message}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once: overrides > environment > TOML file > defaults.
+
+    Raises ConfigError with one line naming the first bad setting.
+    """
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    path = config_file or overrides.get("config") or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    file_data: dict[str, Any] = read_toml(Path(path)) if path else {}
+    if path:
+        file_data["config"] = Path(path)
+
+    class _WithFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, file_data))
+
+    try:
+        loaded = _WithFile(**overrides)
+    except ValidationError as exc:
+        errors = exc.errors()
+        extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(_describe(dict(errors[0])) + extra) from None
+    # Hand out the plain class so nothing depends on the per-call subclass.
+    return Settings.model_construct(
+        **{name: getattr(loaded, name) for name in Settings.model_fields}
+    )

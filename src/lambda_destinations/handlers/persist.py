@@ -1,0 +1,69 @@
+"""The built-in `persist` handler: one row per record key, every delivery, in the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambda_destinations.config import Settings
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers.base import HandlerContext
+from lambda_destinations.schemas import DecodedMessage
+from lambda_destinations.store import DeliveryRow, FailureStatus, InvocationRow
+
+
+def invocation_row(message: DecodedMessage, queue_url: str) -> InvocationRow:
+    """The store row for a decoded message."""
+    function = message.function
+    return InvocationRow(
+        key=message.key,
+        kind=str(message.kind),
+        envelope=str(message.envelope),
+        request_id=message.request_id,
+        function_arn=function.arn if function else None,
+        function_name=function.function_name if function else None,
+        qualifier=function.qualifier if function else None,
+        condition=message.condition,
+        succeeded=message.succeeded,
+        approximate_invoke_count=message.approximate_invoke_count,
+        error_type=message.error_type,
+        error_message=message.error_message,
+        stack_trace=message.stack_trace,
+        timestamp=message.timestamp,
+        request_payload=message.request_payload,
+        response_payload=message.response_payload,
+        record=message.record_json,
+        queue=queue_url,
+        status=None if message.succeeded is True else FailureStatus.OPEN,
+    )
+
+
+class PersistHandler:
+    """Writes the invocation, its delivery and its own completion in one transaction.
+
+    It needs no claim: the insert is idempotent by key, so two workers racing on a duplicate
+    both succeed and still leave one row.
+    """
+
+    records_completion = True
+
+    def __init__(self, name: str = "persist") -> None:
+        self.name = name
+
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        delivery = DeliveryRow(
+            key=message.key,
+            message_id=context.message_id,
+            queue=context.queue_url,
+            receive_count=context.receive_count,
+        )
+        await context.store.save_invocation(
+            invocation_row(message, context.queue_url), delivery, complete_handler=self.name
+        )
+
+
+def build(name: str, options: dict[str, Any], settings: Settings) -> PersistHandler:
+    if options:
+        raise ConfigError(
+            f"handlers.{name}: the persist handler takes no settings (got {', '.join(options)})"
+        )
+    return PersistHandler(name)

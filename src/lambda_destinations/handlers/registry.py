@@ -1,0 +1,112 @@
+"""Building handler instances from the settings: built-ins, named instances, user code."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from lambda_destinations.config import Settings
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers.base import Handler, as_handler, marked_name
+from lambda_destinations.handlers.routing import Route, Router
+
+# Built-in handler types: type name -> "module:factory". A factory takes
+# (name, options, settings) and returns a Handler; it validates its options and raises
+# ConfigError naming the setting. Imported lazily so unused handlers cost nothing.
+BUILTIN_TYPES: dict[str, str] = {
+    "persist": "lambda_destinations.handlers.persist:build",
+}
+
+Factory = Callable[[str, dict[str, Any], Settings], Handler]
+
+
+def _import(reference: str, what: str) -> Any:
+    module_name, _, attribute = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{what}: cannot import module {module_name!r} ({exc})") from None
+    if not attribute:
+        return module
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ConfigError(f"{what}: module {module_name!r} has no {attribute!r}") from None
+
+
+class HandlerRegistry:
+    """Resolves the names used in routes to handler instances, once, at start."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._instances: dict[str, Handler] = {}
+        self._decorated: dict[str, Any] = {}
+        for module_name in settings.handler_modules:
+            module = _import(module_name, f"handler_modules entry {module_name!r}")
+            for value in vars(module).values():
+                if (name := marked_name(value)) is not None:
+                    self._decorated[name] = value
+
+    def add(self, handler: Handler) -> None:
+        """Register a handler object directly (tests, embedding applications)."""
+        self._instances[handler.name] = handler
+
+    def get(self, name: str) -> Handler:
+        """The handler called ``name`` in a route; ConfigError when nothing has that name."""
+        if name in self._instances:
+            return self._instances[name]
+        handler = self._build(name)
+        self._instances[name] = handler
+        return handler
+
+    def _build(self, name: str) -> Handler:
+        options = self._settings.handlers.get(name)
+        if options is not None:
+            options = dict(options)
+            kind = str(options.pop("type", name))
+            return self._from_type(name, kind, options)
+        if name in BUILTIN_TYPES:
+            return self._from_type(name, name, {})
+        if name in self._decorated:
+            return as_handler(name, self._decorated[name])
+        if ":" in name:
+            target = _import(name, f"handler {name!r}")
+            try:
+                return as_handler(name, target)
+            except TypeError as exc:
+                raise ConfigError(f"handler {name!r}: {exc}") from None
+        known = sorted({*BUILTIN_TYPES, *self._settings.handlers, *self._decorated})
+        raise ConfigError(
+            f"handler {name!r} is not defined: use one of {', '.join(known)}, "
+            "a [handlers.NAME] table, or module:function"
+        )
+
+    def _from_type(self, name: str, kind: str, options: dict[str, Any]) -> Handler:
+        if kind in BUILTIN_TYPES:
+            factory: Factory = _import(BUILTIN_TYPES[kind], f"handler type {kind!r}")
+            return factory(name, options, self._settings)
+        if ":" in kind:
+            target = _import(kind, f"handlers.{name}.type")
+            try:
+                return as_handler(name, target)
+            except TypeError as exc:
+                raise ConfigError(f"handlers.{name}.type: {exc}") from None
+        raise ConfigError(
+            f"handlers.{name}.type = {kind!r} is unknown: use one of "
+            f"{', '.join(sorted(BUILTIN_TYPES))} or module:function"
+        )
+
+    def router(self) -> Router:
+        """Build every route's chain now, so a bad name fails at start, not on a message."""
+        routes = [
+            Route(
+                chain=tuple(self.get(name) for name in config.handlers),
+                condition=config.condition,
+                function=config.function,
+                error_type=config.error_type,
+                queue=config.queue,
+            )
+            for config in self._settings.routes
+        ]
+        return Router(routes, default=(self.get("persist"),))

@@ -1,0 +1,78 @@
+"""Routing: which ordered handler chain a record goes through."""
+
+from __future__ import annotations
+
+import dataclasses
+from fnmatch import fnmatchcase
+
+from lambda_destinations.config import RouteConfig
+from lambda_destinations.handlers.base import Handler
+from lambda_destinations.schemas import DecodedMessage
+
+SUCCESS = "success"
+FAILURE = "failure"
+ANY = "any"
+
+
+def condition_matches(wanted: str, message: DecodedMessage) -> bool:
+    """``success``/``failure``/``any`` by outcome, anything else as an exact condition."""
+    lowered = wanted.lower()
+    if lowered == ANY:
+        return True
+    if lowered == SUCCESS:
+        return message.succeeded is True
+    if lowered == FAILURE:
+        return message.succeeded is not True
+    return message.condition == wanted
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """A rule and its chain; every field that is set must match."""
+
+    chain: tuple[Handler, ...]
+    condition: str = ANY
+    function: str | None = None
+    error_type: str | None = None
+    queue: str | None = None
+
+    def matches(self, message: DecodedMessage, queue_name: str, queue_url: str) -> bool:
+        if not condition_matches(self.condition, message):
+            return False
+        if self.function is not None:
+            name = message.function.function_name if message.function else None
+            if name is None or not fnmatchcase(name, self.function):
+                return False
+        if self.error_type is not None and (
+            message.error_type is None or not fnmatchcase(message.error_type, self.error_type)
+        ):
+            return False
+        return self.queue is None or (
+            fnmatchcase(queue_name, self.queue) or fnmatchcase(queue_url, self.queue)
+        )
+
+
+class Router:
+    """The first matching route wins; a record no route matches goes to ``default``."""
+
+    def __init__(self, routes: list[Route], default: tuple[Handler, ...]) -> None:
+        self.routes = routes
+        self.default = default
+
+    def chain_for(
+        self, message: DecodedMessage, queue_name: str, queue_url: str
+    ) -> tuple[Handler, ...]:
+        for route in self.routes:
+            if route.matches(message, queue_name, queue_url):
+                return route.chain
+        return self.default
+
+    @staticmethod
+    def describe(config: RouteConfig) -> str:
+        parts = [f"condition={config.condition}"]
+        parts += [
+            f"{field}={value}"
+            for field in ("function", "error_type", "queue")
+            if (value := getattr(config, field)) is not None
+        ]
+        return " ".join(parts) + " -> " + ", ".join(config.handlers)

@@ -1,0 +1,134 @@
+"""Which errors are worth retrying, and the tenacity policies built from that."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from lambda_destinations.errors import PermanentError, TransientError
+
+Kind = Literal["transient", "permanent", "unknown"]
+
+# Error codes AWS services use for throttling and momentary unavailability.
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "SlowDown",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "KMSThrottlingException",
+        "EC2ThrottledException",
+        "ResourceConflictException",  # Lambda: function is being updated
+        "ResourceNotReadyException",
+    }
+)
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    HTTPClientError,
+    ConnectionError,
+    TimeoutError,
+    asyncio.TimeoutError,
+)
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a ClientError, else None."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def classify(exc: BaseException) -> Kind:
+    """transient: retry may help soon; permanent: it never will; unknown: a bug, most likely.
+
+    Unknown errors are retried at message level only (with backoff, up to the queue's
+    ``maxReceiveCount``), never in process: a fixed deploy may make them pass.
+    """
+    if isinstance(exc, TransientError):
+        return "transient"
+    if isinstance(exc, PermanentError):
+        return "permanent"
+    if isinstance(exc, ClientError):
+        code = error_code(exc) or ""
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in TRANSIENT_CODES or status >= 500 or status == 429:
+            return "transient"
+        return "permanent"
+    if isinstance(exc, (*CONNECTION_ERRORS, OSError)):
+        return "transient"
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - aiobotocore always brings aiohttp
+        return "unknown"
+    if isinstance(exc, aiohttp.ClientError):
+        return "transient"
+    return "unknown"
+
+
+def is_transient(exc: BaseException) -> bool:
+    return classify(exc) == "transient"
+
+
+def in_process_retrying(
+    attempts: int,
+    max_delay: float,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> AsyncRetrying:
+    """Tenacity policy for transient handler errors: a few quick tries, then give up."""
+    return AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(attempts) | stop_after_delay(max_delay),
+        wait=wait_exponential(multiplier=0.2, max=max(0.2, max_delay / 2)) + wait_random(0, 0.2),
+        sleep=sleep,
+        reraise=True,
+    )
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with equal jitter: in [d/2, d] for d = min(cap, base * 2**(n-1)).
+
+    Used for message-level retries (``attempt`` is ``ApproximateReceiveCount``) and for
+    reconnecting to an unreachable endpoint. Half the delay is kept so retries always spread
+    out over time even with unlucky draws.
+    """
+    exponent = min(max(attempt, 1) - 1, 32)
+    delay = min(cap, math.ldexp(base, exponent))
+    return delay / 2 + random.uniform(0, delay / 2)

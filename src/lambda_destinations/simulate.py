@@ -1,0 +1,281 @@
+"""Realistic destination messages for `dev`, `simulate`, tests and benchmarks.
+
+The shapes follow what Lambda sends: invocation records for successes and for failures of
+several error types and conditions, some wrapped in SNS or EventBridge envelopes, stream
+on-failure records, legacy DLQ messages, and a few poison messages no Lambda would send.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any, Literal
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+FUNCTIONS = ("orders-api", "billing-worker", "email-sender", "thumbnailer")
+
+Target = Literal["success", "failure"]
+
+# (errorType, errorMessage, runtime) seen from real Python and Node.js functions.
+ERRORS: tuple[tuple[str | None, str, str], ...] = (
+    ("TimeoutError", "Task timed out after 3.00 seconds", "python"),
+    ("ValueError", "invalid order id: 'abc'", "python"),
+    ("KeyError", "'customer_id'", "python"),
+    (
+        "Runtime.ExitError",
+        "RequestId: {rid} Error: Runtime exited with error: signal: killed",
+        "python",
+    ),
+    ("TypeError", "Cannot read properties of undefined (reading 'id')", "node"),
+    (None, "RequestId: {rid} Process exited before completing request", "node"),
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SimulatedMessage:
+    """One SQS message to send, and what the worker should make of it."""
+
+    body: str
+    target: Target  # which destination queue Lambda would use
+    poison: bool = False
+    attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    key: str | None = None  # the record key a valid message should be stored under
+
+
+def _timestamp(rng: random.Random) -> str:
+    moment = dt.datetime(2026, 11, 20, tzinfo=dt.UTC) + dt.timedelta(
+        seconds=rng.randrange(0, 86400), milliseconds=rng.randrange(0, 1000)
+    )
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _request_id(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def function_arn(name: str, qualifier: str | None = "$LATEST") -> str:
+    arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+    return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def order_payload(rng: random.Random) -> dict[str, Any]:
+    return {
+        "orderId": f"ord-{rng.randrange(10**6):06d}",
+        "customer": {"id": f"c-{rng.randrange(10**4)}", "tier": rng.choice(["free", "pro"])},
+        "items": [
+            {"sku": f"sku-{rng.randrange(1000)}", "qty": rng.randrange(1, 5)}
+            for _ in range(rng.randrange(1, 6))
+        ],
+        "total": round(rng.uniform(5, 500), 2),
+    }
+
+
+def success_record(rng: random.Random, *, function: str | None = None) -> dict[str, Any]:
+    name = function or rng.choice(FUNCTIONS)
+    payload = order_payload(rng)
+    return {
+        "version": "1.0",
+        "timestamp": _timestamp(rng),
+        "requestContext": {
+            "requestId": _request_id(rng),
+            "functionArn": function_arn(name, rng.choice(["$LATEST", "live", "7"])),
+            "condition": "Success",
+            "approximateInvokeCount": 1,
+        },
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
+        "responsePayload": {"statusCode": 200, "orderId": payload["orderId"], "ok": True},
+    }
+
+
+def failure_record(
+    rng: random.Random,
+    *,
+    function: str | None = None,
+    condition: str | None = None,
+    error: tuple[str | None, str, str] | None = None,
+    request_payload: Any = None,
+) -> dict[str, Any]:
+    name = function or rng.choice(FUNCTIONS)
+    request_id = _request_id(rng)
+    condition = condition or rng.choice(
+        ["RetriesExhausted"] * 6 + ["EventAgeExceeded", "ZeroReservedConcurrency"]
+    )
+    record: dict[str, Any] = {
+        "version": "1.0",
+        "timestamp": _timestamp(rng),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": function_arn(name, rng.choice(["$LATEST", "live", None])),
+            "condition": condition,
+            "approximateInvokeCount": 3 if condition == "RetriesExhausted" else 1,
+        },
+        "requestPayload": request_payload if request_payload is not None else order_payload(rng),
+    }
+    if condition != "RetriesExhausted":
+        # The function never ran: Lambda sends no response.
+        return record
+    error_type, message, runtime = error or rng.choice(ERRORS)
+    response: dict[str, Any] = {"errorMessage": message.format(rid=request_id)}
+    if error_type is not None:
+        response["errorType"] = error_type
+        if runtime == "python":
+            response["requestId"] = request_id
+            response["stackTrace"] = [
+                '  File "/var/task/app.py", line 42, in handler\n    return process(event)\n',
+                f'  File "/var/task/orders.py", line 17, in process\n    raise {error_type}(...)\n',
+            ]
+        else:
+            response["trace"] = [
+                f"{error_type}: {message}",
+                "    at Runtime.handler (/var/task/index.js:12:19)",
+            ]
+    record["responseContext"] = {
+        "statusCode": 200,
+        "executedVersion": "$LATEST",
+        "functionError": "Unhandled",
+    }
+    record["responsePayload"] = response
+    return record
+
+
+def sns_wrap(record: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:lambda-destinations"
+    return {
+        "Type": "Notification",
+        "MessageId": _request_id(rng),
+        "TopicArn": topic,
+        "Message": json.dumps(record),
+        "Timestamp": _timestamp(rng),
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLE",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem",
+        "UnsubscribeURL": f"https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={topic}:1",
+    }
+
+
+def eventbridge_wrap(record: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    succeeded = record["requestContext"]["condition"] == "Success"
+    return {
+        "version": "0",
+        "id": _request_id(rng),
+        "detail-type": "Lambda Function Invocation Result - "
+        + ("Success" if succeeded else "Failure"),
+        "source": "lambda",
+        "account": ACCOUNT,
+        "time": record["timestamp"][:19] + "Z",
+        "region": REGION,
+        "resources": [
+            f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default",
+            record["requestContext"]["functionArn"],
+        ],
+        "detail": record,
+    }
+
+
+def kinesis_failure(rng: random.Random) -> dict[str, Any]:
+    start = rng.getrandbits(160)
+    return {
+        "requestContext": {
+            "requestId": _request_id(rng),
+            "functionArn": function_arn("stream-consumer", None),
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 4,
+        },
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "version": "1.0",
+        "timestamp": _timestamp(rng),
+        "KinesisBatchInfo": {
+            "shardId": f"shardId-{rng.randrange(4):012d}",
+            "startSequenceNumber": str(start),
+            "endSequenceNumber": str(start + rng.randrange(1, 500)),
+            "approximateArrivalOfFirstRecord": _timestamp(rng),
+            "approximateArrivalOfLastRecord": _timestamp(rng),
+            "batchSize": rng.randrange(1, 500),
+            "streamArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders",
+        },
+    }
+
+
+def legacy_dlq(rng: random.Random) -> SimulatedMessage:
+    request_id = _request_id(rng)
+    return SimulatedMessage(
+        body=json.dumps(order_payload(rng)),
+        target="failure",
+        attributes={
+            "RequestID": {"DataType": "String", "StringValue": request_id},
+            "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+            "ErrorMessage": {
+                "DataType": "String",
+                "StringValue": "2026-11-20T10:00:00.000Z "
+                f"{request_id} Task timed out after 3.00 seconds",
+            },
+        },
+        key=f"{request_id}:legacy-dlq",
+    )
+
+
+POISON_BODIES = (
+    "not json at all",
+    '{"truncated": ',
+    '"just a string"',
+    "[1, 2, 3]",
+    '{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]}',
+    '{"version": "1.0", "timestamp": "2026-11-20T10:00:00Z", "requestPayload": {}}',
+    '{"Type": "Notification", "Message": "not a record", '
+    '"TopicArn": "arn:aws:sns:us-east-1:123456789012:t"}',
+)
+
+
+def _key(record: dict[str, Any]) -> str:
+    context = record["requestContext"]
+    return f"{context['requestId']}:{context['condition']}"
+
+
+def messages(n: int, *, seed: int = 7, poison_every: int = 25) -> Iterator[SimulatedMessage]:
+    """``n`` messages in a realistic mix; every ``poison_every``-th is a poison message."""
+    rng = random.Random(seed)
+    for index in range(n):
+        if poison_every and index % poison_every == poison_every - 1:
+            yield SimulatedMessage(
+                body=POISON_BODIES[(index // poison_every) % len(POISON_BODIES)],
+                target=rng.choice(["success", "failure"]),
+                poison=True,
+            )
+            continue
+        roll = rng.random()
+        if roll < 0.02:
+            yield legacy_dlq(rng)
+            continue
+        if roll < 0.05:
+            record = kinesis_failure(rng)
+            info = record["KinesisBatchInfo"]
+            key = (
+                f"stream:{info['streamArn']}:{info['shardId']}:"
+                f"{info['startSequenceNumber']}-{info['endSequenceNumber']}"
+            )
+            yield SimulatedMessage(body=json.dumps(record), target="failure", key=key)
+            continue
+        succeeded = roll < 0.55
+        record = success_record(rng) if succeeded else failure_record(rng)
+        envelope = rng.random()
+        if envelope < 0.15:
+            body: dict[str, Any] = sns_wrap(record, rng)
+        elif envelope < 0.30:
+            body = eventbridge_wrap(record, rng)
+        else:
+            body = record
+        yield SimulatedMessage(
+            body=json.dumps(body),
+            target="success" if succeeded else "failure",
+            key=_key(record),
+        )

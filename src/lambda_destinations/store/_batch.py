@@ -1,0 +1,129 @@
+"""Group commit: concurrent calls of one store operation run together, one batch at a time.
+
+The worker makes the same two store calls for every message, from many coroutines at once. Each
+call on its own costs a transaction (and, with aiosqlite, a dozen hand-offs to the connection's
+thread, each about as dear as the SQL). A :class:`Coalescer` runs the first call at once and,
+while that batch is in flight, queues the calls that arrive; when it finishes, the queue goes as
+the next batch. There is no timer: a lone call waits for nothing, and under load the batches
+grow by themselves to about the number of callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from lambda_destinations.errors import StoreUnavailable
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclasses.dataclass(slots=True)
+class _Call(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
+
+
+class Coalescer(Generic[T, R]):
+    """Submit items one by one; ``run_batch`` receives them in lists and returns one result each.
+
+    A batch that raises StoreUnavailable fails each of its callers with a copy of it (they would
+    all fail alone too). Any other exception may come from one bad item, so the items of that
+    batch are then run one by one and only the culprit's caller sees it.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        name: str,
+        max_batch: int = 100,
+    ) -> None:
+        self._run_batch = run_batch
+        self._name = name
+        self._max_batch = max_batch
+        self._queue: list[_Call[T, R]] = []
+        self._task: asyncio.Task[None] | None = None
+        # Set while no batch runs, in a caller's task or in _task.
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def submit(self, item: T) -> R:
+        """Run ``item`` in the next batch and return its result (or raise its exception)."""
+        if self._idle.is_set():
+            # Idle: run it in the caller's task, costing no more than a plain call. Calls that
+            # arrive meanwhile queue up and go together as the next batch.
+            self._idle.clear()
+            try:
+                return (await self._run_batch([item]))[0]
+            finally:
+                if self._queue:
+                    self._task = asyncio.create_task(self._drain(), name=self._name)
+                else:
+                    self._idle.set()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Call(item, future))
+        # A caller cancelled here leaves its item queued or in flight; the batch skips it or
+        # runs it anyway, which the idempotent store operations allow.
+        return await future
+
+    async def wait_idle(self) -> None:
+        """Return when nothing is queued or running (for close)."""
+        await self._idle.wait()
+
+    async def _drain(self) -> None:
+        batch: list[_Call[T, R]] = []
+        try:
+            while True:
+                if not self._queue:
+                    # The callers just answered usually call again at once (the next message):
+                    # let them run first, so that their calls join the next batch rather than
+                    # each starting a batch of one.
+                    await asyncio.sleep(0)
+                    if not self._queue:
+                        break
+                batch = [c for c in self._queue[: self._max_batch] if not c.future.done()]
+                del self._queue[: self._max_batch]
+                if batch:
+                    await self._run(batch)
+                batch = []
+        except BaseException as exc:
+            # Cancelled (the loop is closing) or a bug here: nobody may wait forever, and the
+            # callers are told, so a bug is not lost with this task. Cancellation goes on.
+            for call in (*batch, *self._queue):
+                _fail(call, StoreUnavailable(f"{self._name} stopped before this ran: {exc!r}"))
+            self._queue.clear()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self._task = None
+            self._idle.set()
+
+    async def _run(self, batch: list[_Call[T, R]]) -> None:
+        try:
+            results = await self._run_batch([c.item for c in batch])
+        except StoreUnavailable as exc:
+            for call in batch:
+                # One exception object per caller: a shared one would collect every caller's
+                # traceback frames.
+                copy = StoreUnavailable(*exc.args)
+                copy.__cause__ = exc.__cause__
+                _fail(call, copy)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, never swallowed
+            if len(batch) == 1:
+                _fail(batch[0], exc)
+            else:
+                for call in batch:
+                    await self._run([call])
+        else:
+            for call, result in zip(batch, results, strict=True):
+                if not call.future.done():
+                    call.future.set_result(result)
+
+
+def _fail(call: _Call[T, R], exc: BaseException) -> None:
+    if not call.future.done():
+        call.future.set_exception(exc)

@@ -1,0 +1,619 @@
+"""The queries, written once for both backends on SQLAlchemy Core (async).
+
+:class:`SqlStore` implements every :class:`~lambda_destinations.store.base.Store` method. The
+backend modules only say how to connect, which ``INSERT ... ON CONFLICT`` construct to use, how
+write transactions and the migration lock are taken, where the lease clock comes from, and which
+driver errors mean "unavailable".
+
+Statements are built once per store and executed with plain parameter dicts, so SQLAlchemy
+compiles each one once and reuses it (its compiled cache is keyed on the statement's structure).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import datetime as dt
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.store._batch import Coalescer
+from lambda_destinations.store._glob import compile_glob
+from lambda_destinations.store._tables import (
+    deliveries,
+    handler_runs,
+    invocations,
+    quarantine,
+    schema_migrations,
+)
+from lambda_destinations.store.base import (
+    DeliveryRow,
+    FailureStatus,
+    HandlerRun,
+    InvocationFilter,
+    InvocationRow,
+    QuarantineRow,
+    RunState,
+    Store,
+    utcnow,
+)
+from lambda_destinations.store.migrations import MIGRATIONS
+
+# The InvocationRow fields stored as columns of the same name, in the dataclass's order.
+_INVOCATION_FIELDS = (
+    "key",
+    "kind",
+    "envelope",
+    "request_id",
+    "function_arn",
+    "function_name",
+    "qualifier",
+    "condition",
+    "succeeded",
+    "approximate_invoke_count",
+    "error_type",
+    "error_message",
+    "stack_trace",
+    "timestamp",
+    "request_payload",
+    "response_payload",
+    "record",
+    "queue",
+    "first_seen_at",
+    "status",
+    "status_by",
+    "status_at",
+)
+
+_delivery_count = (
+    sa.select(sa.func.count())
+    .where(deliveries.c.key == invocations.c.key)
+    .correlate(invocations)
+    .scalar_subquery()
+    .label("delivery_count")
+)
+_SELECT_INVOCATIONS = sa.select(
+    *(invocations.c[name] for name in _INVOCATION_FIELDS), _delivery_count
+)
+_PING = sa.text("SELECT 1")
+# Newest first; the key makes the order total, so pages and tests are deterministic.
+_NEWEST_FIRST = (
+    invocations.c.occurred_at.desc(),
+    invocations.c.first_seen_at.desc(),
+    invocations.c.key.desc(),
+)
+
+
+def display_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages and logs."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable URL>"
+
+
+def invocation_values(row: InvocationRow) -> dict[str, Any]:
+    """The column values for ``row``: a new failure is OPEN unless a status is given."""
+    values = {name: getattr(row, name) for name in _INVOCATION_FIELDS}
+    if row.status is None and row.succeeded is not True:
+        values["status"] = FailureStatus.OPEN
+    values["occurred_at"] = row.timestamp or row.first_seen_at
+    return values
+
+
+def delivery_values(delivery: DeliveryRow) -> dict[str, Any]:
+    return {
+        "key": delivery.key,
+        "message_id": delivery.message_id,
+        "queue": delivery.queue,
+        "receive_count": delivery.receive_count,
+        "received_at": delivery.received_at,
+    }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Save:
+    """One save_invocation call, as parameters ready to execute."""
+
+    invocation: dict[str, Any]
+    delivery: dict[str, Any]
+    completion: dict[str, Any] | None
+
+
+def _invocation_from(row: Any) -> InvocationRow:
+    values = dict(zip(_INVOCATION_FIELDS, row, strict=False))
+    return InvocationRow(**values, delivery_count=row.delivery_count)
+
+
+class SqlStore(Store):
+    """A :class:`Store` on an SQLAlchemy async engine; subclasses supply the dialect's parts."""
+
+    def __init__(self, url: str, *, group_commit: bool = True) -> None:
+        super().__init__(url)
+        self.display_url = display_url(url)
+        self._engine: AsyncEngine | None = None
+        self._tx_engine: AsyncEngine | None = None
+        self._build_statements()
+        # Group commit of the worker's two per-message calls (see _batch.py); off, each call
+        # is a batch of one (for comparison in bench/store_bench.py).
+        self.group_commit = group_commit
+        self._saves = Coalescer(self._save_batch, name="save_invocation")
+        self._lookups = Coalescer(self._completed_batch, name="completed_handlers")
+
+    # -- what a backend supplies ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _insert(self, table: sa.Table) -> Any:
+        """The dialect's ``INSERT`` construct (both have ``on_conflict_do_nothing/do_update``)."""
+
+    @abc.abstractmethod
+    async def _create_engine(self) -> AsyncEngine:
+        """A new engine for this store's URL (called by ``open``)."""
+
+    @abc.abstractmethod
+    def _lease_clock(self) -> tuple[sa.ColumnElement[dt.datetime], sa.ColumnElement[dt.datetime]]:
+        """SQL for "now" and "when a claim taken now expires", as used by ``claim_handler``."""
+
+    @abc.abstractmethod
+    def _lease_params(self, ttl: float) -> dict[str, Any]:
+        """The parameters the expressions of ``_lease_clock`` need for a claim of ``ttl`` s."""
+
+    @abc.abstractmethod
+    def _unavailable_reason(self, exc: BaseException) -> str | None:
+        """``"what happened: the fix"`` when ``exc`` means the store cannot be used, else None."""
+
+    async def _lock_migrations(self, conn: AsyncConnection) -> None:
+        """Serialize migrations across processes, for the rest of ``conn``'s transaction."""
+
+    def _transaction_engine(self, engine: AsyncEngine) -> AsyncEngine:
+        """The engine for transactions of several statements (PostgreSQL: not autocommit)."""
+        return engine
+
+    def _write_gate(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Held around every write transaction; SQLite queues this process's writers here."""
+        return contextlib.nullcontext()
+
+    # -- connections and errors -------------------------------------------------------------
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError(
+                f"store {self.display_url} is not open: use `async with Store.from_url(url)`"
+            )
+        return self._engine
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable | None:
+        reason = self._unavailable_reason(exc)
+        if reason is None:
+            return None
+        return StoreUnavailable(f"store {self.display_url} is unavailable: {reason}")
+
+    @contextlib.asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        """Turn "cannot reach / use the database" into StoreUnavailable; let bugs through."""
+        try:
+            yield
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            unavailable = self._unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads; each statement sees the latest commit (no BEGIN is sent)."""
+        async with self._errors(), self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _write(self, *, atomic: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection for writes, committed on success.
+
+        ``atomic`` for several statements that must commit together; a single statement is
+        atomic by itself, and on PostgreSQL skipping BEGIN and COMMIT saves two round trips.
+        """
+        engine = self.engine
+        if atomic:
+            if self._tx_engine is None:
+                self._tx_engine = self._transaction_engine(engine)
+            engine = self._tx_engine
+        async with self._errors(), self._write_gate(), engine.begin() as conn:
+            yield conn
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        self._engine = await self._create_engine()
+        try:
+            # Connect now so a wrong URL or a server that is down is reported at start.
+            await self.ping()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        await self._saves.wait_idle()
+        await self._lookups.wait_idle()
+        engine, self._engine, self._tx_engine = self._engine, None, None
+        if engine is not None:
+            await engine.dispose()
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.execute(_PING)
+
+    async def _applied_versions(self, conn: AsyncConnection) -> set[int]:
+        exists = await conn.run_sync(
+            lambda sync: sa.inspect(sync).has_table(schema_migrations.name)
+        )
+        if not exists:
+            return set()
+        return set(await conn.scalars(sa.select(schema_migrations.c.version)))
+
+    async def pending_migrations(self) -> list[int]:
+        async with self._read() as conn:
+            applied = await self._applied_versions(conn)
+        return [m.version for m in MIGRATIONS if m.version not in applied]
+
+    async def migrate(self) -> list[int]:
+        # Look without the lock first: replicas starting on a migrated database need not queue.
+        pending = await self.pending_migrations()
+        applied: list[int] = []
+        for migration in MIGRATIONS:
+            if migration.version not in pending:
+                continue
+            async with self._write(atomic=True) as conn:
+                # Under the lock, look again: another replica may have just applied it.
+                await self._lock_migrations(conn)
+                await conn.run_sync(schema_migrations.create, checkfirst=True)
+                if migration.version in await self._applied_versions(conn):
+                    continue
+                await conn.run_sync(migration.upgrade)
+                await conn.execute(
+                    schema_migrations.insert(),
+                    {"version": migration.version, "applied_at": utcnow()},
+                )
+            applied.append(migration.version)
+        return applied
+
+    # -- statements -------------------------------------------------------------------------
+
+    def _build_statements(self) -> None:
+        insert = self._insert
+        runs = handler_runs.c
+        now, until = self._lease_clock()
+
+        self._insert_invocation = (
+            insert(invocations)
+            .on_conflict_do_nothing(index_elements=[invocations.c.key])
+            .returning(invocations.c.key)
+        )
+        self._insert_delivery = insert(deliveries).on_conflict_do_nothing(
+            index_elements=[deliveries.c.key, deliveries.c.message_id, deliveries.c.receive_count]
+        )
+        self._completed_handlers = sa.select(runs.key, runs.handler).where(
+            runs.key.in_(sa.bindparam("keys", expanding=True)),
+            runs.state == RunState.COMPLETED,
+        )
+
+        completion = insert(handler_runs).values(
+            state=RunState.COMPLETED, claimed_until=None, attempts=1
+        )
+        # The first completion wins: completing twice keeps the first time and owner.
+        self._complete = completion.on_conflict_do_update(
+            index_elements=[runs.key, runs.handler],
+            set_={
+                "state": completion.excluded.state,
+                "owner": completion.excluded.owner,
+                "claimed_until": None,
+                "completed_at": completion.excluded.completed_at,
+            },
+            where=runs.state != RunState.COMPLETED,
+        )
+
+        claim = insert(handler_runs).values(state=RunState.CLAIMED, claimed_until=until, attempts=1)
+        # One statement, so atomic on both backends: the row is inserted, or taken over when
+        # the claim on it was released, has expired, or is the caller's own; a completed run
+        # (state != claimed) is never touched. A row comes back iff the caller now holds it.
+        self._claim = claim.on_conflict_do_update(
+            index_elements=[runs.key, runs.handler],
+            set_={
+                "owner": claim.excluded.owner,
+                "claimed_until": claim.excluded.claimed_until,
+                "attempts": runs.attempts + 1,
+            },
+            where=sa.and_(
+                runs.state == RunState.CLAIMED,
+                sa.or_(
+                    runs.claimed_until.is_(None),
+                    runs.claimed_until < now,
+                    runs.owner == claim.excluded.owner,
+                ),
+            ),
+        ).returning(runs.key)
+
+        # Bind names differ from the column names: SQLAlchemy reserves those for SET values.
+        self._release = (
+            sa.update(handler_runs)
+            .where(
+                runs.key == sa.bindparam("b_key"),
+                runs.handler == sa.bindparam("b_handler"),
+                runs.owner == sa.bindparam("b_owner"),
+                runs.state == RunState.CLAIMED,
+            )
+            .values(
+                owner=None,
+                claimed_until=None,
+                last_error=sa.func.coalesce(
+                    sa.bindparam("b_error", type_=sa.Text), runs.last_error
+                ),
+            )
+        )
+
+        self._insert_quarantine = (
+            insert(quarantine)
+            .on_conflict_do_nothing(index_elements=[quarantine.c.queue, quarantine.c.message_id])
+            .returning(quarantine.c.id)
+        )
+
+        ident = sa.bindparam("ident", type_=sa.Text)
+        self._get_invocation = (
+            _SELECT_INVOCATIONS.where(
+                sa.or_(invocations.c.key == ident, invocations.c.request_id == ident)
+            )
+            # An exact key beats a request id; among rows of one request id, the newest.
+            .order_by(sa.case((invocations.c.key == ident, 0), else_=1), *_NEWEST_FIRST)
+            .limit(1)
+        )
+
+        self._set_status = (
+            sa.update(invocations)
+            .where(invocations.c.key.in_(sa.bindparam("b_keys", expanding=True)))
+            .values(
+                status=sa.bindparam("b_status"),
+                status_by=sa.bindparam("b_by"),
+                status_at=sa.bindparam("b_at"),
+            )
+        )
+        self._deliveries = (
+            sa.select(deliveries)
+            .where(deliveries.c.key == sa.bindparam("key"))
+            .order_by(deliveries.c.received_at, deliveries.c.id)
+        )
+        self._handler_runs = (
+            sa.select(handler_runs).where(runs.key == sa.bindparam("key")).order_by(runs.handler)
+        )
+
+    # -- the worker's path ------------------------------------------------------------------
+
+    async def completed_handlers(self, key: str) -> frozenset[str]:
+        if not self.group_commit:
+            return (await self._completed_batch([key]))[0]
+        return await self._lookups.submit(key)
+
+    async def _completed_batch(self, keys: Sequence[str]) -> list[frozenset[str]]:
+        async with self._read() as conn:
+            rows = await conn.execute(self._completed_handlers, {"keys": list(set(keys))})
+        by_key: defaultdict[str, set[str]] = defaultdict(set)
+        for key, handler in rows:
+            by_key[key].add(handler)
+        return [frozenset(by_key.get(key, ())) for key in keys]
+
+    async def save_invocation(
+        self,
+        row: InvocationRow,
+        delivery: DeliveryRow,
+        *,
+        complete_handler: str | None = None,
+    ) -> bool:
+        if delivery.key != row.key:
+            raise ValueError(f"delivery of key {delivery.key!r} saved with row {row.key!r}")
+        completion = None
+        if complete_handler is not None:
+            completion = {
+                "key": row.key,
+                "handler": complete_handler,
+                "owner": None,
+                "completed_at": utcnow(),
+            }
+        save = _Save(invocation_values(row), delivery_values(delivery), completion)
+        if not self.group_commit:
+            return (await self._save_batch([save]))[0]
+        return await self._saves.submit(save)
+
+    async def _save_batch(self, saves: Sequence[_Save]) -> list[bool]:
+        """Many save_invocation calls in one transaction: three statements, whatever the count."""
+        invocations_by_key = {s.invocation["key"]: s.invocation for s in reversed(saves)}
+        # Two completions of one (key, handler) in one upsert would be an error on PostgreSQL
+        # ("ON CONFLICT DO UPDATE command cannot affect row a second time").
+        completions = {
+            (s.completion["key"], s.completion["handler"]): s.completion
+            for s in reversed(saves)
+            if s.completion is not None
+        }
+        async with self._write(atomic=True) as conn:
+            inserted = await conn.execute(
+                self._insert_invocation, list(invocations_by_key.values())
+            )
+            new_keys = set(inserted.scalars())
+            await conn.execute(self._insert_delivery, [s.delivery for s in saves])
+            if completions:
+                await conn.execute(self._complete, list(completions.values()))
+        # A key saved twice in one batch is new for the first caller only.
+        results = []
+        for save in saves:
+            key = save.invocation["key"]
+            results.append(key in new_keys)
+            new_keys.discard(key)
+        return results
+
+    async def add_delivery(self, delivery: DeliveryRow) -> None:
+        async with self._write() as conn:
+            await conn.execute(self._insert_delivery, delivery_values(delivery))
+
+    async def claim_handler(self, key: str, handler: str, owner: str, ttl: float) -> bool:
+        params = {"key": key, "handler": handler, "owner": owner, **self._lease_params(ttl)}
+        async with self._write() as conn:
+            return (await conn.execute(self._claim, params)).first() is not None
+
+    async def complete_handler(self, key: str, handler: str, owner: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                self._complete,
+                {"key": key, "handler": handler, "owner": owner, "completed_at": utcnow()},
+            )
+
+    async def release_handler(
+        self, key: str, handler: str, owner: str, error: str | None = None
+    ) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                self._release,
+                {"b_key": key, "b_handler": handler, "b_owner": owner, "b_error": error},
+            )
+
+    async def save_quarantine(self, row: QuarantineRow) -> bool:
+        values = {
+            "queue": row.queue,
+            "message_id": row.message_id,
+            "body": row.body,
+            "message_attributes": row.message_attributes,
+            "reason": row.reason,
+            "receive_count": row.receive_count,
+            "key": row.key,
+            "quarantined_at": row.quarantined_at,
+        }
+        async with self._write() as conn:
+            new_id = (await conn.execute(self._insert_quarantine, values)).scalar()
+        if new_id is None:
+            return False
+        row.id = new_id
+        return True
+
+    # -- the operators' path ----------------------------------------------------------------
+
+    async def get_invocation(self, key_or_request_id: str) -> InvocationRow | None:
+        async with self._read() as conn:
+            found = (await conn.execute(self._get_invocation, {"ident": key_or_request_id})).first()
+        return None if found is None else _invocation_from(found)
+
+    def _where(self, selection: InvocationFilter) -> list[sa.ColumnElement[bool]]:
+        c = invocations.c
+        where: list[sa.ColumnElement[bool]] = []
+        if selection.failed_only:
+            where.append(c.succeeded.is_not(sa.true()))
+        if selection.function_glob is not None:
+            glob = compile_glob(selection.function_glob)
+            if glob.literal is not None:
+                where.append(c.function_name == glob.literal)
+            elif glob.regex is not None:
+                where.append(c.function_name.regexp_match(glob.regex))
+            else:
+                where.append(sa.false())
+        if selection.error_type is not None:
+            where.append(c.error_type == selection.error_type)
+        if selection.condition is not None:
+            where.append(c.condition == selection.condition)
+        if selection.since is not None:
+            where.append(c.occurred_at >= selection.since)
+        if selection.until is not None:
+            where.append(c.occurred_at < selection.until)
+        if selection.statuses is not None:
+            where.append(c.status.in_(list(selection.statuses)))
+        if selection.request_ids is not None:
+            where.append(c.request_id.in_(list(selection.request_ids)))
+        return where
+
+    async def list_invocations(self, selection: InvocationFilter) -> list[InvocationRow]:
+        stmt = _SELECT_INVOCATIONS.where(*self._where(selection)).order_by(*_NEWEST_FIRST)
+        if selection.limit is not None:
+            stmt = stmt.limit(selection.limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_invocation_from(row) for row in rows]
+
+    async def count_invocations(self, selection: InvocationFilter) -> int:
+        stmt = sa.select(sa.func.count()).select_from(invocations).where(*self._where(selection))
+        async with self._read() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def set_status(
+        self, keys: Sequence[str], status: FailureStatus, by: str | None = None
+    ) -> int:
+        if not keys:
+            return 0
+        params = {"b_keys": list(keys), "b_status": status, "b_by": by, "b_at": utcnow()}
+        async with self._write() as conn:
+            return (await conn.execute(self._set_status, params)).rowcount
+
+    async def deliveries(self, key: str) -> list[DeliveryRow]:
+        async with self._read() as conn:
+            rows = (await conn.execute(self._deliveries, {"key": key})).all()
+        return [
+            DeliveryRow(
+                key=r.key,
+                message_id=r.message_id,
+                queue=r.queue,
+                receive_count=r.receive_count,
+                received_at=r.received_at,
+            )
+            for r in rows
+        ]
+
+    async def handler_runs(self, key: str) -> list[HandlerRun]:
+        async with self._read() as conn:
+            rows = (await conn.execute(self._handler_runs, {"key": key})).all()
+        return [
+            HandlerRun(
+                key=r.key,
+                handler=r.handler,
+                state=r.state,
+                owner=r.owner,
+                claimed_until=r.claimed_until,
+                completed_at=r.completed_at,
+                attempts=r.attempts,
+                last_error=r.last_error,
+            )
+            for r in rows
+        ]
+
+    async def list_quarantine(
+        self, *, queue: str | None = None, limit: int | None = None
+    ) -> list[QuarantineRow]:
+        stmt = sa.select(quarantine).order_by(
+            quarantine.c.quarantined_at.desc(), quarantine.c.id.desc()
+        )
+        if queue is not None:
+            stmt = stmt.where(quarantine.c.queue == queue)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            QuarantineRow(
+                queue=r.queue,
+                message_id=r.message_id,
+                body=r.body,
+                message_attributes=r.message_attributes,
+                reason=r.reason,
+                receive_count=r.receive_count,
+                key=r.key,
+                quarantined_at=r.quarantined_at,
+                id=r.id,
+            )
+            for r in rows
+        ]
+
+
+def url_error(url: str, problem: str) -> ConfigError:
+    """The one-line ConfigError for a store URL that cannot work."""
+    return ConfigError(f"LAMBDA_DESTINATIONS_STORE={display_url(url)!r}: {problem}")

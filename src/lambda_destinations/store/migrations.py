@@ -1,0 +1,124 @@
+"""Versioned schema migrations, applied in order, each in its own transaction.
+
+``MIGRATIONS`` is the whole history. To change the schema, edit :mod:`._tables` (what the queries
+see) and append a :class:`Migration` with the next version whose ``upgrade`` brings a database at
+the previous version to the new shape; never edit a released migration. ``upgrade`` receives a
+synchronous SQLAlchemy connection inside the migration's transaction (both backends have
+transactional DDL), so a failed migration leaves nothing half done. For portable ALTERs, alembic's
+``Operations`` (``MigrationContext.configure(conn)``) works on that connection, including SQLite's
+copy-and-move "batch" mode.
+
+``tests/store`` checks that a fully migrated database matches ``_tables.metadata``, so a table
+edited without a migration (or the reverse) fails the suite.
+
+Version 1 is a frozen copy of the first schema rather than ``_tables.metadata.create_all``: the
+latter would create the *current* tables, and every later ``ALTER`` would then fail on a new
+database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from lambda_destinations.store._tables import str_enum
+from lambda_destinations.store._types import UTCDateTime, big_id, json_value
+from lambda_destinations.store.base import FailureStatus, RunState
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema version: ``upgrade`` runs in a transaction, then the version is recorded."""
+
+    version: int
+    description: str
+    upgrade: Callable[[sa.Connection], None]
+
+
+def _v1_initial(conn: sa.Connection) -> None:
+    """invocations, deliveries, handler_runs and quarantine, with the operators' indexes."""
+    md = sa.MetaData()
+    sa.Table(
+        "invocations",
+        md,
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("envelope", sa.String(16), nullable=False),
+        sa.Column("request_id", sa.Text, index=True),
+        sa.Column("function_arn", sa.Text),
+        sa.Column("function_name", sa.Text, index=True),
+        sa.Column("qualifier", sa.Text),
+        sa.Column("condition", sa.Text, index=True),
+        sa.Column("succeeded", sa.Boolean),
+        sa.Column("approximate_invoke_count", sa.Integer),
+        sa.Column("error_type", sa.Text, index=True),
+        sa.Column("error_message", sa.Text),
+        sa.Column("stack_trace", json_value()),
+        sa.Column("timestamp", UTCDateTime),
+        sa.Column("occurred_at", UTCDateTime, nullable=False, index=True),
+        sa.Column("request_payload", json_value()),
+        sa.Column("response_payload", json_value()),
+        sa.Column("record", json_value()),
+        sa.Column("queue", sa.Text, nullable=False),
+        sa.Column("first_seen_at", UTCDateTime, nullable=False),
+        sa.Column("status", str_enum(FailureStatus), index=True),
+        sa.Column("status_by", sa.Text),
+        sa.Column("status_at", UTCDateTime),
+    )
+    sa.Table(
+        "deliveries",
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("message_id", sa.Text, nullable=False),
+        sa.Column("queue", sa.Text, nullable=False),
+        sa.Column("receive_count", sa.Integer, nullable=False),
+        sa.Column("received_at", UTCDateTime, nullable=False),
+        sa.UniqueConstraint("key", "message_id", "receive_count", name="uq_deliveries_message"),
+    )
+    sa.Table(
+        "handler_runs",
+        md,
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("handler", sa.Text, primary_key=True),
+        sa.Column("state", str_enum(RunState), nullable=False),
+        sa.Column("owner", sa.Text),
+        sa.Column("claimed_until", UTCDateTime),
+        sa.Column("completed_at", UTCDateTime),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("last_error", sa.Text),
+    )
+    sa.Table(
+        "quarantine",
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("queue", sa.Text, nullable=False),
+        sa.Column("message_id", sa.Text, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("message_attributes", json_value(), nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("receive_count", sa.Integer, nullable=False),
+        sa.Column("key", sa.Text, index=True),
+        sa.Column("quarantined_at", UTCDateTime, nullable=False, index=True),
+        sa.UniqueConstraint("queue", "message_id", name="uq_quarantine_message"),
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "invocations, deliveries, handler runs, quarantine", _v1_initial),
+)
+
+
+def check_migrations(migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+    """Raise ValueError unless versions start at 1 and go up by one (no gaps, no repeats)."""
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migration versions must be 1, 2, 3, ... in order; got {versions}")
+
+
+check_migrations()
+
+__all__ = ["MIGRATIONS", "Migration", "check_migrations"]

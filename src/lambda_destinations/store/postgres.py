@@ -1,0 +1,131 @@
+"""The store shared by many replicas: PostgreSQL, through asyncpg.
+
+Replicas compete for the same messages, so the two things that must hold across processes are
+done by the database: claims are one atomic ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``
+timed by the server's clock (replicas' clocks may disagree), and migrations run under a
+transaction-scoped advisory lock, so that replicas starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import dml as postgresql_dml
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from lambda_destinations.store._sql import SqlStore, url_error
+from lambda_destinations.store._types import UTCDateTime
+
+# pg_advisory_xact_lock key for migrations: "LDMIGRAT" in ASCII, so it is recognisable in
+# pg_locks and unlikely to collide with another application's locks.
+MIGRATION_LOCK_KEY = 0x4C44_4D49_4752_4154
+
+# SQLSTATE classes meaning the server cannot serve us now: connection exception, invalid
+# authorization, invalid catalog name (no such database), insufficient resources (too many
+# connections, disk full), operator intervention (shutdown, recovery, cancelled by admin).
+_UNAVAILABLE_CLASSES = ("08", "28", "3D", "53", "57")
+_UNDEFINED_TABLE = "42P01"
+
+
+class PostgresStore(SqlStore):
+    """A store in a PostgreSQL database (``postgresql://user:password@host:5432/dbname``).
+
+    Options: ``pool_size``/``max_overflow`` (connections per process), ``connect_timeout`` and
+    ``pool_timeout`` (seconds to wait for a connection before StoreUnavailable),
+    ``command_timeout`` (seconds a statement may run).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        connect_timeout: float = 10.0,
+        pool_timeout: float = 30.0,
+        command_timeout: float | None = 60.0,
+        group_commit: bool = True,
+        echo: bool = False,
+    ) -> None:
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise url_error(url, "not a URL; use postgresql://user@host:5432/dbname") from exc
+        if parsed.drivername not in ("postgresql", "postgres", "postgresql+asyncpg"):
+            raise url_error(url, "use postgresql://user@host:5432/dbname")
+        if not parsed.database:
+            raise url_error(url, "name the database: postgresql://user@host:5432/dbname")
+        self._sa_url = parsed.set(drivername="postgresql+asyncpg")
+        self._engine_options: dict[str, Any] = {
+            "echo": echo,
+            # Reads and single-statement writes need no BEGIN/COMMIT round trips, and the
+            # pre-ping is one round trip instead of three (asyncpg's adapter wraps it in a
+            # transaction otherwise). Several statements use _transaction_engine.
+            "isolation_level": "AUTOCOMMIT",
+            # A replica outlives database restarts and failovers: test each connection as it
+            # leaves the pool, so a stale one is replaced instead of failing a message.
+            "pool_pre_ping": True,
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
+            "pool_timeout": pool_timeout,
+            "connect_args": {
+                "timeout": connect_timeout,
+                "command_timeout": command_timeout,
+                "server_settings": {"application_name": "lambda-destinations"},
+            },
+        }
+        super().__init__(url, group_commit=group_commit)
+
+    def _insert(self, table: sa.Table) -> postgresql_dml.Insert:
+        return postgresql_dml.insert(table)
+
+    async def _create_engine(self) -> AsyncEngine:
+        return create_async_engine(self._sa_url, **self._engine_options)
+
+    def _transaction_engine(self, engine: AsyncEngine) -> AsyncEngine:
+        return engine.execution_options(isolation_level="READ COMMITTED")
+
+    async def _lock_migrations(self, conn: AsyncConnection) -> None:
+        # Released by the transaction's end; a second replica waits here, then finds the
+        # version recorded and skips it.
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+
+    def _lease_clock(self) -> tuple[sa.ColumnElement[dt.datetime], sa.ColumnElement[dt.datetime]]:
+        now = sa.func.now(type_=UTCDateTime())
+        return now, now + sa.bindparam("ttl", type_=sa.Interval())
+
+    def _lease_params(self, ttl: float) -> dict[str, Any]:
+        return {"ttl": dt.timedelta(seconds=ttl)}
+
+    def _unavailable_reason(self, exc: BaseException) -> str | None:
+        fix = (
+            f"check that PostgreSQL is running and reachable at "
+            f"{self._sa_url.host or 'localhost'}:{self._sa_url.port or 5432} "
+            "and that LAMBDA_DESTINATIONS_STORE names the right database and user"
+        )
+        if isinstance(exc, sa.exc.TimeoutError):
+            # The pool's own timeout: every connection is busy.
+            return (
+                f"no free connection within pool_timeout ({_first_line(exc)}): "
+                "raise pool_size, or look for slow queries"
+            )
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+        sqlstate = getattr(orig, "sqlstate", None) or ""
+        if sqlstate == _UNDEFINED_TABLE:
+            return "the store has no tables yet: run `lambda-destinations migrate`"
+        unavailable = (
+            isinstance(orig, OSError)
+            or isinstance(exc, sa.exc.InterfaceError | sa.exc.OperationalError)
+            or (isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated)
+            or sqlstate[:2] in _UNAVAILABLE_CLASSES
+        )
+        if not unavailable:
+            return None
+        return f"{_first_line(orig)}: {fix}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,154 @@
+"""The embedded default store: one SQLite file, through aiosqlite.
+
+WAL journaling lets readers proceed while one writer writes, and lets several processes share
+the file. Every write transaction starts with ``BEGIN IMMEDIATE``, which takes the write lock
+up front: a deferred transaction that reads first and writes later can fail with "database is
+locked" at once, without waiting for ``busy_timeout``. Within one process, writers queue on an
+asyncio lock instead of spinning in SQLite's busy handler (which sleeps in steps of up to 100 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import dml as sqlite_dml
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from lambda_destinations.store._sql import SqlStore, url_error
+from lambda_destinations.store._types import UTCDateTime
+from lambda_destinations.store.base import utcnow
+
+# SQLite result codes (by name, extended codes included: SQLITE_IOERR_WRITE is an I/O error)
+# that mean the database cannot be used right now, with what to do about it.
+_FIXES = {
+    "SQLITE_BUSY": "another process held the write lock for longer than busy_timeout",
+    "SQLITE_CANTOPEN": "check that the file's directory exists and is writable",
+    "SQLITE_READONLY": "check that the file and its directory are writable",
+    "SQLITE_IOERR": "check the disk holding the file",
+    "SQLITE_FULL": "free space on the disk holding the file",
+    "SQLITE_NOTADB": "the file is not a SQLite database: point the store at another path",
+    "SQLITE_CORRUPT": "the file is damaged: restore it from a backup, or start a new one",
+}
+_NOT_MIGRATED = "the store has no tables yet: run `lambda-destinations migrate`"
+
+
+class SQLiteStore(SqlStore):
+    """A store in one SQLite file (``sqlite:///relative.db``, ``sqlite:////absolute.db``).
+
+    ``busy_timeout`` (seconds) is how long a write waits for another process's write lock before
+    StoreUnavailable. The file's directory is created if missing.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout: float = 5.0,
+        group_commit: bool = True,
+        echo: bool = False,
+    ) -> None:
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise url_error(url, "not a URL; use sqlite:///path/to/file.db") from exc
+        if parsed.drivername not in ("sqlite", "sqlite+aiosqlite"):
+            raise url_error(url, "use sqlite:///path/to/file.db")
+        if parsed.username or parsed.password or parsed.host or parsed.port:
+            raise url_error(
+                url, "a SQLite URL has no host; use sqlite:///relative.db or sqlite:////abs.db"
+            )
+        self._sa_url = parsed.set(drivername="sqlite+aiosqlite")
+        database = parsed.database or ""
+        self.path = None if database in ("", ":memory:") else Path(database)
+        self.busy_timeout = busy_timeout
+        self._echo = echo
+        self._write_lock = asyncio.Lock()
+        super().__init__(url, group_commit=group_commit)
+
+    def _insert(self, table: sa.Table) -> sqlite_dml.Insert:
+        return sqlite_dml.insert(table)
+
+    async def _create_engine(self) -> AsyncEngine:
+        if self.path is not None:
+            if self.path.is_dir():
+                raise url_error(self.url, f"{self.path} is a directory, not a database file")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise url_error(
+                    self.url,
+                    f"cannot create the directory {self.path.parent} ({exc.strerror}): "
+                    "use a path in a writable directory",
+                ) from exc
+        engine = create_async_engine(
+            self._sa_url,
+            echo=self._echo,
+            connect_args={"timeout": self.busy_timeout},
+            # SQLAlchemy already ends every transaction it began; the pool's extra ROLLBACK on
+            # check-in would be one more hop to the aiosqlite thread per transaction.
+            pool_reset_on_return=None,
+        )
+        sa.event.listen(engine.sync_engine, "connect", self._on_connect)
+        return engine
+
+    def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
+        # The sqlite3 driver begins a transaction just before the first INSERT, UPDATE or
+        # DELETE of a transaction, never before a SELECT: with "IMMEDIATE" that BEGIN takes the
+        # write lock up front, and reads run in autocommit. This costs no statement of its own
+        # (with aiosqlite every statement is several hops to the connection's thread). Every
+        # write transaction here writes first; migrate begins explicitly (_lock_migrations).
+        dbapi_connection.isolation_level = "IMMEDIATE"
+        cursor = dbapi_connection.cursor()
+        try:
+            if self.path is not None:
+                # Persistent in the file; repeating it on a WAL database changes nothing.
+                cursor.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable in WAL mode except for the last commits on power loss, which
+            # SQS redelivers anyway (a message is deleted only after its save committed).
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            # No table has a foreign key yet; on, so that one added later is enforced here as
+            # PostgreSQL would enforce it.
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    async def _lock_migrations(self, conn: AsyncConnection) -> None:
+        # The first statement of the transaction: take the write lock before reading which
+        # versions are applied, so that a second process waits here and then sees them.
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def _write_gate(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._write_lock
+
+    def _lease_clock(self) -> tuple[sa.ColumnElement[dt.datetime], sa.ColumnElement[dt.datetime]]:
+        # One machine, one clock: the caller's is as good as the database's.
+        return (
+            sa.bindparam("now", type_=UTCDateTime()),
+            sa.bindparam("until", type_=UTCDateTime()),
+        )
+
+    def _lease_params(self, ttl: float) -> dict[str, Any]:
+        now = utcnow()
+        return {"now": now, "until": now + dt.timedelta(seconds=ttl)}
+
+    def _unavailable_reason(self, exc: BaseException) -> str | None:
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        if not isinstance(orig, sqlite3.Error):
+            return None
+        message = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+        if message.startswith("no such table"):
+            return f"{message}: {_NOT_MIGRATED}"
+        name = getattr(orig, "sqlite_errorname", None) or ""
+        for code, fix in _FIXES.items():
+            if name == code or name.startswith(code + "_"):
+                if code == "SQLITE_BUSY":
+                    fix += f" ({self.busy_timeout:g} s): retry, or raise busy_timeout"
+                return f"{message}: {fix}"
+        return None

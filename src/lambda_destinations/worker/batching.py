@@ -1,0 +1,138 @@
+"""Batched SQS calls: deletes and visibility changes gathered ten at a time per queue.
+
+Each submitted entry gets a future that is resolved once its batch call has answered: True
+when SQS accepted the entry, False when SQS refused it (an expired receipt handle, typically:
+the message will come back and idempotency absorbs it). A batch whose call fails with a
+transient error is tried again a few times; then its entries resolve False, never raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from lambda_destinations.retrying import backoff_delay, is_transient
+
+MAX_BATCH = 10  # SQS's limit for every *Batch call
+
+log = structlog.get_logger("lambda_destinations.worker")
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    entry: dict[str, Any]
+    done: asyncio.Future[bool]
+
+
+SendBatch = Callable[[str, list[dict[str, Any]]], Awaitable[dict[str, Any]]]
+
+
+class BatchSender:
+    """Gathers entries per queue URL and sends them with one batch call per ten.
+
+    ``send(queue_url, entries)`` makes the call (entries carry an ``Id``); its response has the
+    ``Failed`` list of SQS batch responses. A batch goes out when ten entries wait or
+    ``max_delay`` seconds after the first one arrived, whichever comes first.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        send: SendBatch,
+        *,
+        max_delay: float = 0.02,
+        attempts: int = 4,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.name = name
+        self._send = send
+        self._max_delay = max_delay
+        self._attempts = attempts
+        self._sleep = sleep
+        self._waiting: dict[str, list[_Pending]] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def submit(self, queue_url: str, entry: dict[str, Any]) -> asyncio.Future[bool]:
+        """Queue ``entry`` (without ``Id``) for ``queue_url``; the future says if it was taken."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(queue_url, [])
+        waiting.append(_Pending(entry, future))
+        if len(waiting) >= MAX_BATCH:
+            self._dispatch(queue_url)
+        elif queue_url not in self._timers:
+            self._timers[queue_url] = self._track(self._after_delay(queue_url))
+        return future
+
+    async def flush(self) -> None:
+        """Send everything waiting and wait for every call under way."""
+        for queue_url in list(self._waiting):
+            self._dispatch(queue_url)
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    async def _after_delay(self, queue_url: str) -> None:
+        await asyncio.sleep(self._max_delay)
+        self._timers.pop(queue_url, None)
+        self._dispatch(queue_url)
+
+    def _dispatch(self, queue_url: str) -> None:
+        timer = self._timers.pop(queue_url, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+        waiting = self._waiting.pop(queue_url, [])
+        for start in range(0, len(waiting), MAX_BATCH):
+            self._track(self._call(queue_url, waiting[start : start + MAX_BATCH]))
+
+    def _track(self, coro: Any) -> asyncio.Task[None]:
+        # Keep a reference to every task so none is collected mid-flight, and surface errors.
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("batch task failed", batch=self.name, error=repr(exc))
+
+    async def _call(self, queue_url: str, batch: list[_Pending]) -> None:
+        entries = [{**pending.entry, "Id": str(index)} for index, pending in enumerate(batch)]
+        try:
+            for attempt in range(1, self._attempts + 1):
+                try:
+                    response = await self._send(queue_url, entries)
+                    break
+                except Exception as exc:  # noqa: BLE001 - a failed batch must never raise
+                    if not is_transient(exc) or attempt == self._attempts:
+                        log.warning(
+                            f"{self.name} batch failed; the messages will be delivered again",
+                            queue=queue_url,
+                            error=str(exc),
+                            entries=len(entries),
+                        )
+                        self._resolve(batch, set(range(len(batch))))
+                        return
+                    await self._sleep(backoff_delay(attempt, 0.2, 5.0))
+            failed = {int(item["Id"]) for item in response.get("Failed", [])}
+            for item in response.get("Failed", []):
+                log.warning(
+                    f"{self.name} refused by SQS",
+                    queue=queue_url,
+                    code=item.get("Code"),
+                    reason=item.get("Message"),
+                )
+            self._resolve(batch, failed)
+        except asyncio.CancelledError:
+            self._resolve(batch, set(range(len(batch))))
+            raise
+
+    @staticmethod
+    def _resolve(batch: list[_Pending], failed: set[int]) -> None:
+        for index, pending in enumerate(batch):
+            if not pending.done.done():
+                pending.done.set_result(index not in failed)

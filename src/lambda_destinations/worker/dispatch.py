@@ -1,0 +1,388 @@
+"""One message, start to end: decode, route, run the chain once per key, settle the outcome.
+
+Every message ends in exactly one outcome (see DESIGN.md, "Delivery semantics"):
+
+- **ack**: every handler of its chain has completed for the record's key (now or on an earlier
+  delivery); the message is deleted in a batch.
+- **retry**: a handler failed in a way that may pass; the message's visibility is set to a
+  backoff computed from ``ApproximateReceiveCount``, so SQS's redrive policy moves it to the DLQ
+  after ``maxReceiveCount`` receives.
+- **quarantine**: it can never succeed (it does not decode, or a handler failed permanently);
+  it is sent to the queue's DLQ with the reason as message attributes, kept in the store's
+  quarantine, then deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from lambda_destinations.errors import (
+    Outcome,
+    QuarantineMessage,
+    RetryMessage,
+    StoreUnavailable,
+)
+from lambda_destinations.handlers.base import Handler, HandlerContext
+from lambda_destinations.retrying import (
+    backoff_delay,
+    classify,
+    error_code,
+    in_process_retrying,
+    is_transient,
+)
+from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
+from lambda_destinations.store import DeliveryRow, QuarantineRow
+from lambda_destinations.worker.batching import BatchSender
+
+if TYPE_CHECKING:
+    from lambda_destinations.aws import AwsClients
+    from lambda_destinations.config import Settings
+    from lambda_destinations.handlers.routing import Router
+    from lambda_destinations.store import Store
+    from lambda_destinations.worker.queues import QueueInfo
+
+log = structlog.get_logger("lambda_destinations.worker")
+
+# Message attributes the worker adds to a quarantined message in the DLQ. SQS allows ten
+# attributes a message, so the original ones keep at most the rest (the store has them all).
+REASON_ATTRIBUTE = "LambdaDestinations.Reason"
+SOURCE_ATTRIBUTE = "LambdaDestinations.SourceQueue"
+OUR_ATTRIBUTES = 2
+MAX_ATTRIBUTES = 10
+MAX_REASON = 1000
+
+
+@dataclasses.dataclass(slots=True)
+class InFlight:
+    """A received message the worker has not settled yet."""
+
+    queue: QueueInfo
+    message: dict[str, Any]
+    visibility: int  # seconds a receive or heartbeat hides it for
+    extend_at: float  # loop time at which the heartbeat extends its visibility
+    settled: bool = False  # an outcome has been applied (its batch call may still be under way)
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message.get("MessageId", ""))
+
+    @property
+    def receipt(self) -> str:
+        return str(self.message["ReceiptHandle"])
+
+    @property
+    def receive_count(self) -> int:
+        try:
+            return int(self.message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+        except (TypeError, ValueError):
+            return 1
+
+
+@dataclasses.dataclass(slots=True)
+class Stats:
+    """Counts since start, for the live summary, the `--once` report and /metrics."""
+
+    received: int = 0
+    outcomes: Counter[str] = dataclasses.field(default_factory=Counter)
+    kinds: Counter[str] = dataclasses.field(default_factory=Counter)
+    duplicates: int = 0
+    decode_errors: int = 0
+    handler_runs: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "acked": self.outcomes[Outcome.ACK],
+            "retried": self.outcomes[Outcome.RETRY],
+            "quarantined": self.outcomes[Outcome.QUARANTINE],
+            "released": self.outcomes[Outcome.RELEASE],
+            "duplicates": self.duplicates,
+            "decode_errors": self.decode_errors,
+            "kinds": dict(self.kinds),
+            "handler_runs": dict(self.handler_runs),
+        }
+
+
+class HandlerFailed(Exception):
+    """A handler did not complete; carries its name and whether retrying can help."""
+
+    def __init__(self, handler: str, error: BaseException, *, permanent: bool) -> None:
+        super().__init__(f"handler {handler}: {describe_error(error)}")
+        self.handler = handler
+        self.error = error
+        self.permanent = permanent
+
+
+def describe_error(exc: BaseException) -> str:
+    code = error_code(exc)
+    text = str(exc) or type(exc).__name__
+    if code and code not in text:
+        text = f"{code}: {text}"
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+
+
+class Dispatcher:
+    """Processes received messages and applies their outcomes."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        router: Router,
+        aws: AwsClients,
+        sqs: Any,
+        acks: BatchSender,
+        visibility: BatchSender,
+        owner: str,
+        stats: Stats,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.router = router
+        self.aws = aws
+        self.sqs = sqs
+        self.acks = acks
+        self.visibility = visibility
+        self.owner = owner
+        self.stats = stats
+        self.sleep = sleep
+        # Claims outlive a handler's budget so a slow run is never taken over while alive.
+        self.claim_ttl = settings.handler_timeout + 60.0
+        self._key_locks: dict[str, asyncio.Lock] = {}
+
+    async def process(self, item: InFlight) -> Outcome:
+        """Decode, run the chain, settle. Never raises but for cancellation."""
+        message = item.message
+        with bound_contextvars(
+            queue=item.queue.name, message_id=item.message_id, receive_count=item.receive_count
+        ):
+            try:
+                decoded = decode(message.get("Body", ""), message.get("MessageAttributes"))
+            except DecodeError as exc:
+                self.stats.decode_errors += 1
+                return await self.quarantine(item, f"decode error: {exc.reason}")
+            self.stats.kinds[decoded.kind] += 1
+            function = decoded.function.function_name if decoded.function else None
+            with bound_contextvars(request_id=decoded.request_id, function=function):
+                # Deliveries of one record inside this worker take turns, so a duplicate
+                # finds the first one's completions instead of a live claim to wait out.
+                lock = self._key_locks.get(decoded.key)
+                if lock is None:
+                    lock = self._key_locks[decoded.key] = asyncio.Lock()
+                try:
+                    async with lock:
+                        return await self._run_chain(item, decoded)
+                finally:
+                    if not lock.locked():
+                        self._key_locks.pop(decoded.key, None)
+
+    async def _run_chain(self, item: InFlight, decoded: DecodedMessage) -> Outcome:
+        chain = self.router.chain_for(decoded, item.queue.name, item.queue.url)
+        context = HandlerContext(
+            queue_url=item.queue.url,
+            queue_name=item.queue.name,
+            message_id=item.message_id,
+            receive_count=item.receive_count,
+            key=decoded.key,
+            # One owner per delivery: two deliveries of one record in this same worker must
+            # not share a claim (a claim is renewed for its own owner).
+            owner=f"{self.owner}/{item.message_id}/{item.receive_count}",
+            store=self.store,
+            aws=self.aws,
+            settings=self.settings,
+            log=log,
+        )
+        try:
+            completed = await self.store.completed_handlers(decoded.key)
+            pending = [handler for handler in chain if handler.name not in completed]
+            if not pending:
+                # A duplicate or a redelivery after a lost delete: nothing to do again.
+                self.stats.duplicates += 1
+                await self.store.add_delivery(
+                    DeliveryRow(
+                        key=decoded.key,
+                        message_id=item.message_id,
+                        queue=item.queue.url,
+                        receive_count=item.receive_count,
+                    )
+                )
+                log.debug("duplicate delivery; every handler already completed")
+            for handler in pending:
+                await self._run_handler(handler, decoded, context)
+        except RetryMessage as exc:
+            return await self.retry(item, exc.reason, delay=exc.delay)
+        except QuarantineMessage as exc:
+            return await self.quarantine(item, exc.reason, key=decoded.key)
+        except HandlerFailed as exc:
+            if exc.permanent:
+                return await self.quarantine(item, str(exc), key=decoded.key)
+            return await self.retry(item, str(exc))
+        except StoreUnavailable as exc:
+            return await self.retry(item, f"store unavailable: {exc}")
+        return await self.ack(item)
+
+    async def _run_handler(
+        self, handler: Handler, decoded: DecodedMessage, context: HandlerContext
+    ) -> None:
+        if not handler.records_completion:
+            claimed = await self.store.claim_handler(
+                context.key, handler.name, context.owner, self.claim_ttl
+            )
+            if not claimed:
+                if handler.name in await self.store.completed_handlers(context.key):
+                    return  # a concurrent delivery of the same record just completed it
+                raise RetryMessage(
+                    f"handler {handler.name} is running in another worker for this record",
+                    delay=min(self.settings.retry_max, max(self.settings.retry_base, 5.0)),
+                )
+        try:
+            await self._call(handler, decoded, context)
+        except BaseException as exc:
+            if not handler.records_completion:
+                # Drop our claim so the next delivery may run it; keep why it failed. Even
+                # when cancelled (shutdown), the claim must not linger until it expires.
+                with contextlib.suppress(Exception):
+                    await self.store.release_handler(
+                        context.key, handler.name, context.owner, error=describe_error(exc)[:1000]
+                    )
+            raise
+        if not handler.records_completion:
+            await self._complete(context.key, handler.name, context.owner)
+        self.stats.handler_runs[handler.name] += 1
+
+    async def _call(
+        self, handler: Handler, decoded: DecodedMessage, context: HandlerContext
+    ) -> None:
+        retrying = in_process_retrying(
+            self.settings.handler_attempts,
+            self.settings.handler_retry_max_delay,
+            sleep=self.sleep,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        await asyncio.wait_for(
+                            handler(decoded, context), timeout=self.settings.handler_timeout
+                        )
+                    except TimeoutError as exc:
+                        # A handler over its budget is retried by message, never in process.
+                        raise RetryMessage(
+                            f"handler {handler.name} ran over handler_timeout "
+                            f"({self.settings.handler_timeout:g}s)"
+                        ) from exc
+        except (RetryMessage, QuarantineMessage):
+            raise
+        except Exception as exc:
+            kind = classify(exc)
+            if kind != "unknown":
+                log.warning(f"handler {handler.name} failed ({kind})", error=describe_error(exc))
+            else:
+                log.exception(f"handler {handler.name} raised an unexpected error")
+            raise HandlerFailed(handler.name, exc, permanent=kind == "permanent") from exc
+
+    async def _complete(self, key: str, handler: str, owner: str) -> None:
+        # The side effect happened: recording that is worth a few tries, or a later delivery
+        # would run it again once the claim expires.
+        retrying = in_process_retrying(5, 30.0, sleep=self.sleep)
+        async for attempt in retrying:
+            with attempt:
+                await self.store.complete_handler(key, handler, owner)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    async def ack(self, item: InFlight) -> Outcome:
+        item.settled = True
+        self.stats.outcomes[Outcome.ACK] += 1
+        # Not awaited: the slot is free once the outcome is decided; the batch goes out within
+        # milliseconds and is flushed at shutdown. A lost delete means a redelivery, which
+        # idempotency absorbs.
+        self.acks.submit(item.queue.url, {"ReceiptHandle": item.receipt})
+        return Outcome.ACK
+
+    async def retry(self, item: InFlight, reason: str, *, delay: float | None = None) -> Outcome:
+        if delay is None:
+            delay = backoff_delay(
+                item.receive_count, self.settings.retry_base, self.settings.retry_max
+            )
+        seconds = max(0, min(43200, round(delay)))
+        item.settled = True
+        self.stats.outcomes[Outcome.RETRY] += 1
+        log.info("message will be retried", reason=reason, delay=seconds)
+        self.visibility.submit(
+            item.queue.url, {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds}
+        )
+        return Outcome.RETRY
+
+    async def quarantine(self, item: InFlight, reason: str, *, key: str | None = None) -> Outcome:
+        """DLQ (with the reason), store, then delete; a failure on the way retries instead."""
+        reason = reason[:MAX_REASON]
+        message = item.message
+        attributes = message.get("MessageAttributes") or {}
+        try:
+            if item.queue.dlq_url:
+                await self._send_to_dlq(item, reason, attributes)
+            await self.store.save_quarantine(
+                QuarantineRow(
+                    queue=item.queue.url,
+                    message_id=item.message_id,
+                    body=message.get("Body", ""),
+                    message_attributes=attributes,
+                    reason=reason,
+                    receive_count=item.receive_count,
+                    key=key,
+                )
+            )
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("quarantine failed")
+            return await self.retry(item, f"quarantine failed: {describe_error(exc)}")
+        item.settled = True
+        self.stats.outcomes[Outcome.QUARANTINE] += 1
+        log.warning("message quarantined", reason=reason, dlq=item.queue.dlq_url)
+        # Not awaited: the slot is free once the outcome is decided; the batch goes out within
+        # milliseconds and is flushed at shutdown. A lost delete means a redelivery, which
+        # idempotency absorbs.
+        self.acks.submit(item.queue.url, {"ReceiptHandle": item.receipt})
+        return Outcome.QUARANTINE
+
+    async def _send_to_dlq(self, item: InFlight, reason: str, attributes: dict[str, Any]) -> None:
+        kept = {
+            name: sendable_attribute(value)
+            for name, value in list(attributes.items())[: MAX_ATTRIBUTES - OUR_ATTRIBUTES]
+        }
+        kept[REASON_ATTRIBUTE] = {"DataType": "String", "StringValue": reason}
+        kept[SOURCE_ATTRIBUTE] = {"DataType": "String", "StringValue": item.queue.url}
+        try:
+            await self.sqs.send_message(
+                QueueUrl=item.queue.dlq_url,
+                MessageBody=item.message.get("Body", "") or " ",
+                MessageAttributes=kept,
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # The DLQ refused it (too large with our attributes, say): the store keeps it whole.
+            log.warning("the DLQ refused the quarantined message", error=describe_error(exc))
+
+
+def sendable_attribute(value: dict[str, Any]) -> dict[str, Any]:
+    """A received message attribute in the form SendMessage accepts."""
+    out: dict[str, Any] = {"DataType": value.get("DataType", "String")}
+    if "StringValue" in value:
+        out["StringValue"] = value["StringValue"]
+    elif "BinaryValue" in value:
+        out["BinaryValue"] = value["BinaryValue"]
+    else:
+        out["StringValue"] = ""
+    return out

@@ -1,0 +1,97 @@
+"""The queues a worker polls: URL, name, visibility timeout and dead-letter queue."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambda_destinations.errors import ConfigError
+
+NONEXISTENT = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A polled queue as the worker needs it."""
+
+    url: str
+    name: str
+    arn: str | None
+    visibility_timeout: int
+    fifo: bool
+    dlq_url: str | None  # from the RedrivePolicy; None: quarantine into the store only
+    max_receive_count: int | None
+
+
+def queue_name(url_or_name: str) -> str:
+    """The queue's name from its URL (or the name itself)."""
+    return url_or_name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def parse_arn(arn: str) -> tuple[str, str, str]:
+    """(region, account, name) of an SQS queue ARN."""
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[2] != "sqs":
+        raise ValueError(f"not an SQS queue ARN: {arn!r}")
+    return parts[3], parts[4], parts[5]
+
+
+def is_missing_queue(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in NONEXISTENT
+
+
+async def queue_url(sqs: Any, url_or_name: str) -> str:
+    """A URL as given, or the URL of a queue name (ConfigError when it does not exist)."""
+    if "://" in url_or_name:
+        return url_or_name
+    try:
+        response = await sqs.get_queue_url(QueueName=url_or_name)
+    except ClientError as exc:
+        if is_missing_queue(exc):
+            raise ConfigError(
+                f"queue {url_or_name!r} does not exist: fix LAMBDA_DESTINATIONS_QUEUES "
+                "or create the queue"
+            ) from None
+        raise
+    url: str = response["QueueUrl"]
+    return url
+
+
+async def describe_queue(sqs: Any, url_or_name: str) -> QueueInfo:
+    """Resolve a configured queue and read what the worker needs of its attributes."""
+    url = await queue_url(sqs, url_or_name)
+    try:
+        response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+    except ClientError as exc:
+        if is_missing_queue(exc):
+            raise ConfigError(
+                f"queue {url} does not exist: fix LAMBDA_DESTINATIONS_QUEUES or create the queue"
+            ) from None
+        raise
+    attributes: dict[str, str] = response.get("Attributes", {})
+    dlq_url = None
+    max_receive_count = None
+    if policy_text := attributes.get("RedrivePolicy"):
+        policy = json.loads(policy_text)
+        max_receive_count = int(policy.get("maxReceiveCount", 0)) or None
+        target = policy.get("deadLetterTargetArn")
+        if target:
+            _region, account, name = parse_arn(target)
+            try:
+                found = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+                dlq_url = found["QueueUrl"]
+            except ClientError as exc:
+                if not is_missing_queue(exc):
+                    raise
+    return QueueInfo(
+        url=url,
+        name=queue_name(url),
+        arn=attributes.get("QueueArn"),
+        visibility_timeout=int(attributes.get("VisibilityTimeout", "30")),
+        fifo=attributes.get("FifoQueue", "false").lower() == "true",
+        dlq_url=dlq_url,
+        max_receive_count=max_receive_count,
+    )

@@ -1,0 +1,131 @@
+"""`run`, `migrate`, `dev` and `simulate` run as a user runs them: real processes, real queues."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lambda_destinations.simulate import messages
+
+ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+):  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [*ENTRY, *args],
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture
+def worker_env(endpoint_url: str, sqlite_url: str) -> dict[str, str]:
+    return {
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+    }
+
+
+def test_simulate_then_run_once_drains_the_queue(sqs, make_queue, worker_env) -> None:
+    url, _dlq = make_queue("cli")
+    sent = cli("simulate", "--queue", url, "-n", "40", env=worker_env)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith("sent 40 messages (1 poison)")
+
+    result = cli("run", "--once", "--json", env={**worker_env, "LAMBDA_DESTINATIONS_QUEUES": url})
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    expected_valid = sum(1 for m in messages(40, seed=7) if not m.poison)
+    assert summary["received"] == 40
+    assert summary["acked"] == expected_valid
+    assert summary["quarantined"] == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_run_with_a_queue_that_does_not_exist_exits_3_in_one_line(worker_env) -> None:
+    result = cli("run", "--once", env={**worker_env, "LAMBDA_DESTINATIONS_QUEUES": "no-such-queue"})
+    assert result.returncode == 3
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: queue 'no-such-queue' does not exist: fix LAMBDA_DESTINATIONS_QUEUES "
+        "or create the queue"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"LAMBDA_DESTINATIONS_CONCURRENCY": "zero"}, "setting 'concurrency'"),
+        ({"LAMBDA_DESTINATIONS_STORE": "mysql://db"}, "setting 'store'"),
+        ({"LAMBDA_DESTINATIONS_QUEUES": ""}, "no queues to poll"),
+        (
+            {"LAMBDA_DESTINATIONS_CONFIG": "/nonexistent/ld.toml"},
+            "config file /nonexistent/ld.toml",
+        ),
+    ],
+)
+def test_bad_configuration_exits_3_with_one_line_naming_it(worker_env, env, needle) -> None:
+    result = cli("run", "--once", env={**worker_env, **env})
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ")
+    assert needle in lines[0]
+
+
+def test_bad_route_handler_name_fails_at_start(worker_env, make_queue) -> None:
+    url, _ = make_queue("routes")
+    env = {
+        **worker_env,
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["persist", "nope"]}]),
+    }
+    result = cli("run", "--once", env=env)
+    assert result.returncode == 3
+    assert "handler 'nope' is not defined" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_applies_then_reports_up_to_date(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    check = cli("migrate", "--check", "--store", url)
+    assert check.returncode == 1
+    assert "pending migrations" in check.stdout
+    applied = cli("migrate", "--store", url)
+    assert applied.returncode == 0, applied.stderr
+    assert "applied" in applied.stdout
+    again = cli("migrate", "--check", "--store", url)
+    assert again.returncode == 0
+    assert "up to date" in again.stdout
+
+
+def test_dev_simulates_and_drains_end_to_end(tmp_path) -> None:
+    result = cli("dev", "--simulate", "30", "--once", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["received"] == 30
+    assert summary["quarantined"] == 1
+    assert summary["acked"] == 29
+    assert (tmp_path / ".lambda-destinations" / "dev.db").exists()
+    assert "success" in result.stderr
+    assert "ld-dev-failure" in result.stderr
+
+
+def test_bad_arguments_exit_2(tmp_path) -> None:
+    result = cli("run", "--concurrency", "lots")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,712 @@
+"""The behaviour every store backend shares: each test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import fnmatch
+import random
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from store_factories import QUEUE, T0, DeliveryFactory, RowFactory
+
+from lambda_destinations.errors import StoreUnavailable
+from lambda_destinations.store import (
+    FailureStatus,
+    InvocationFilter,
+    QuarantineRow,
+    RunState,
+    Store,
+    _sql,
+)
+from lambda_destinations.store._sql import SqlStore
+from lambda_destinations.store._tables import metadata
+from lambda_destinations.store.migrations import MIGRATIONS, Migration
+
+ALL = InvocationFilter(failed_only=False)
+
+
+# -- migrations -------------------------------------------------------------------------------
+
+
+async def test_migrate_applies_pending_versions_once(unmigrated_store: Store) -> None:
+    every_version = [m.version for m in MIGRATIONS]
+
+    assert await unmigrated_store.pending_migrations() == every_version
+    assert await unmigrated_store.migrate() == every_version
+    assert await unmigrated_store.pending_migrations() == []
+    assert await unmigrated_store.migrate() == []
+
+
+async def test_replicas_starting_together_migrate_once(store_url: str) -> None:
+    stores = [Store.from_url(store_url) for _ in range(4)]
+    for store in stores:
+        await store.open()
+    try:
+        results = await asyncio.gather(*(store.migrate() for store in stores))
+        pending = await stores[0].pending_migrations()
+    finally:
+        for store in stores:
+            await store.close()
+
+    assert sorted(results) == [[]] * 3 + [[m.version for m in MIGRATIONS]]
+    assert pending == []
+
+
+async def test_a_failed_migration_leaves_nothing_behind(
+    unmigrated_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a version 2 that creates a table, then fails
+    def broken(conn: sa.Connection) -> None:
+        conn.execute(sa.text("CREATE TABLE half_done (id INTEGER)"))
+        raise RuntimeError("migration 2 failed")
+
+    monkeypatch.setattr(_sql, "MIGRATIONS", (*MIGRATIONS, Migration(2, "broken", broken)))
+
+    # when
+    with pytest.raises(RuntimeError, match="migration 2 failed"):
+        await unmigrated_store.migrate()
+
+    # then: version 1 stays applied; version 2 is pending and its table was rolled back
+    assert await unmigrated_store.pending_migrations() == [2]
+    assert isinstance(unmigrated_store, SqlStore)
+    async with unmigrated_store.engine.connect() as conn:
+        tables = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+    assert "half_done" not in tables
+    assert "invocations" in tables
+
+
+async def test_an_unmigrated_store_says_to_migrate(unmigrated_store: Store) -> None:
+    with pytest.raises(StoreUnavailable, match="run `lambda-destinations migrate`") as info:
+        await unmigrated_store.completed_handlers("any")
+    assert "\n" not in str(info.value)
+
+
+def _schema(sync: sa.Connection) -> dict[str, Any]:
+    """Tables as the database has them: columns, keys, indexes (not types: reflection differs)."""
+    inspector = sa.inspect(sync)
+    schema = {}
+    for table in inspector.get_table_names():
+        schema[table] = {
+            "columns": {c["name"]: c["nullable"] for c in inspector.get_columns(table)},
+            "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "indexes": sorted(tuple(i["column_names"]) for i in inspector.get_indexes(table)),
+            "unique": sorted(
+                tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)
+            ),
+        }
+    return schema
+
+
+async def test_migrated_schema_matches_the_tables_the_queries_use(store: Store) -> None:
+    # given: a database built by the migrations, and one built from _tables.metadata
+    assert isinstance(store, SqlStore)
+    async with store.engine.connect() as conn:
+        migrated = await conn.run_sync(_schema)
+    async with Store.from_url(store.url) as fresh:
+        assert isinstance(fresh, SqlStore)
+        async with fresh.engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+            await conn.run_sync(metadata.create_all)
+        async with fresh.engine.connect() as conn:
+            declared = await conn.run_sync(_schema)
+
+    # then: the same tables, columns, nullability, keys and indexes
+    assert migrated == declared
+    assert set(migrated) == {t.name for t in metadata.sorted_tables}
+
+
+# -- saving and reading invocations -----------------------------------------------------------
+
+JSON_VALUES = [
+    {"orderId": 7, "items": [{"sku": "a", "qty": 2}], "gift": None},
+    [1, "two", 3.5, None, True, {"nested": []}],
+    'a plain string with ünïcode ✓ and "quotes"',
+    42,
+    -1.25,
+    True,
+    False,
+    None,
+    {},
+    [],
+    {"deep": {"deeper": {"deepest": [[[{"x": 10**15}]]]}}},
+]
+
+
+@pytest.mark.parametrize("payload", JSON_VALUES, ids=lambda v: type(v).__name__)
+async def test_save_and_get_round_trip_every_field(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory, payload: Any
+) -> None:
+    # given: every field set, in a zone other than UTC
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    row = make_row(
+        envelope="eventbridge",
+        qualifier="live",
+        stack_trace=["line 1", "line 2 ✓"],
+        timestamp=dt.datetime(2024, 5, 1, 14, 30, 15, 123456, tzinfo=plus_two),
+        request_payload=payload,
+        response_payload=payload,
+        record={"requestPayload": payload},
+        first_seen_at=dt.datetime(2024, 5, 1, 12, 31, tzinfo=dt.UTC),
+        status=FailureStatus.REPLAYED,
+        status_by="ops@example.com",
+        status_at=dt.datetime(2024, 5, 2, 9, 0, tzinfo=plus_two),
+    )
+
+    # when
+    assert await store.save_invocation(row, make_delivery(row)) is True
+    got = await store.get_invocation(row.key)
+
+    # then: equal field by field, times aware and in UTC
+    assert got is not None
+    assert got == dataclasses.replace(row, delivery_count=1)
+    for value in (got.timestamp, got.first_seen_at, got.status_at):
+        assert value is not None
+        assert value.utcoffset() == dt.timedelta(0)
+    assert got.timestamp == dt.datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
+
+
+async def test_absent_optional_fields_come_back_as_none(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    row = make_row(
+        kind="stream-failure",
+        request_id=None,
+        function_arn=None,
+        function_name=None,
+        qualifier=None,
+        condition=None,
+        succeeded=None,
+        approximate_invoke_count=None,
+        error_type=None,
+        error_message=None,
+        stack_trace=None,
+        timestamp=None,
+        request_payload=None,
+        response_payload=None,
+    )
+    await store.save_invocation(row, make_delivery(row))
+
+    got = await store.get_invocation(row.key)
+
+    assert got == dataclasses.replace(row, status=FailureStatus.OPEN, delivery_count=1)
+
+
+async def test_new_failures_are_open_and_successes_have_no_status(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    failure = make_row(succeeded=False)
+    success = make_row(succeeded=True, condition="Success", error_type=None)
+    unknown = make_row(succeeded=None)
+    given = make_row(status=FailureStatus.IGNORED)
+    for row in (failure, success, unknown, given):
+        await store.save_invocation(row, make_delivery(row))
+
+    statuses = {r.key: r.status for r in await store.list_invocations(ALL)}
+
+    assert statuses == {
+        failure.key: FailureStatus.OPEN,
+        success.key: None,
+        unknown.key: FailureStatus.OPEN,
+        given.key: FailureStatus.IGNORED,
+    }
+    assert failure.status is None  # the caller's row is not changed
+
+
+async def test_naive_datetimes_are_refused(store: Store, make_row: RowFactory) -> None:
+    row = make_row(timestamp=dt.datetime(2024, 5, 1, 12, 0))
+    with pytest.raises(sa.exc.StatementError, match="timezone-aware"):
+        await store.save_invocation(row, _delivery_of(row))
+    assert await store.count_invocations(ALL) == 0
+
+
+def _delivery_of(row: Any) -> Any:
+    from lambda_destinations.store import DeliveryRow
+
+    return DeliveryRow(key=row.key, message_id="m-naive", queue=QUEUE, receive_count=1)
+
+
+async def test_a_duplicate_save_keeps_one_row(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    row = make_row()
+    delivery = make_delivery(row)
+
+    first = await store.save_invocation(row, delivery)
+    again = await store.save_invocation(dataclasses.replace(row, error_message="changed"), delivery)
+
+    assert (first, again) == (True, False)
+    assert await store.count_invocations(ALL) == 1
+    got = await store.get_invocation(row.key)
+    assert got is not None
+    assert got.error_message == "timed out"  # the first save wins
+    assert got.delivery_count == 1
+
+
+async def test_deliveries_are_recorded_once_per_message_and_receive_count(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    row = make_row()
+    first = make_delivery(row, message_id="m-1", receive_count=1, received_at=T0)
+    await store.save_invocation(row, first)
+
+    await store.save_invocation(row, first)  # redelivered after a lost delete
+    await store.add_delivery(first)
+    await store.add_delivery(
+        make_delivery(row, message_id="m-1", receive_count=2, received_at=T0 + dt.timedelta(1))
+    )
+    await store.add_delivery(
+        make_delivery(row, message_id="m-2", receive_count=1, received_at=T0 + dt.timedelta(2))
+    )
+
+    deliveries = await store.deliveries(row.key)
+    assert [(d.message_id, d.receive_count) for d in deliveries] == [
+        ("m-1", 1),
+        ("m-1", 2),
+        ("m-2", 1),
+    ]
+    assert deliveries[0] == first
+    got = await store.get_invocation(row.key)
+    assert got is not None
+    assert got.delivery_count == 3
+
+
+async def test_a_delivery_may_be_recorded_for_a_key_with_no_row(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # A route without the persist handler: its duplicates are still recorded as delivered.
+    row = make_row()
+    await store.add_delivery(make_delivery(row))
+
+    assert [d.key for d in await store.deliveries(row.key)] == [row.key]
+    assert await store.get_invocation(row.key) is None
+
+
+async def test_get_invocation_by_key_or_by_newest_row_of_a_request_id(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: one request failing twice under two conditions, and a row whose key is that id
+    older = make_row(key="r-1:EventAgeExceeded", request_id="r-1", timestamp=T0)
+    newer = make_row(
+        key="r-1:RetriesExhausted", request_id="r-1", timestamp=T0 + dt.timedelta(hours=1)
+    )
+    keyed = make_row(key="r-1", request_id="other", timestamp=T0 - dt.timedelta(days=1))
+    for row in (older, newer):
+        await store.save_invocation(row, make_delivery(row))
+
+    # then: by request id, the newest; by exact key, that row even if older
+    by_request = await store.get_invocation("r-1")
+    assert by_request is not None
+    assert by_request.key == newer.key
+    await store.save_invocation(keyed, make_delivery(keyed))
+    by_key = await store.get_invocation("r-1")
+    assert by_key is not None
+    assert by_key.key == "r-1"
+    assert await store.get_invocation("no-such-thing") is None
+
+
+async def test_concurrent_saves_are_each_recorded_once(
+    store: Store,
+    other_store: Store,
+    make_row: RowFactory,
+    make_delivery: DeliveryFactory,
+) -> None:
+    # given: 40 distinct records, and one record delivered 20 times, from two replicas at once
+    rows = [make_row() for _ in range(40)]
+    hot = make_row()
+    saves = [store.save_invocation(r, make_delivery(r), complete_handler="persist") for r in rows]
+    saves += [
+        (store if n % 2 else other_store).save_invocation(
+            hot, make_delivery(hot, message_id=f"hot-{n}"), complete_handler="persist"
+        )
+        for n in range(20)
+    ]
+
+    # when
+    results = await asyncio.gather(*saves)
+
+    # then: every distinct record is new once; the hot one is new for exactly one caller
+    assert results[:40] == [True] * 40
+    assert results[40:].count(True) == 1
+    assert await store.count_invocations(ALL) == 41
+    assert len(await store.deliveries(hot.key)) == 20
+    completed = await asyncio.gather(*(store.completed_handlers(r.key) for r in [*rows, hot]))
+    assert set(completed) == {frozenset({"persist"})}
+
+
+async def test_one_record_saved_many_times_at_once_is_new_for_one_caller(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # The first save runs at once; the ten behind it go to the database as one batch.
+    first, hot = make_row(), make_row()
+
+    results = await asyncio.gather(
+        store.save_invocation(first, make_delivery(first)),
+        *(store.save_invocation(hot, make_delivery(hot)) for _ in range(10)),
+    )
+
+    assert results[0] is True
+    assert results[1:].count(True) == 1
+    assert len(await store.deliveries(hot.key)) == 10
+
+
+async def test_a_bad_row_fails_only_its_own_save(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # Saves that arrive together are written together; one bad row must not fail the others.
+    good = [make_row() for _ in range(10)]
+    bad = make_row(timestamp=dt.datetime(2024, 5, 1))
+
+    results = await asyncio.gather(
+        *(store.save_invocation(r, make_delivery(r)) for r in [*good[:5], bad, *good[5:]]),
+        return_exceptions=True,
+    )
+
+    assert results[:5] == [True] * 5
+    assert isinstance(results[5], sa.exc.StatementError)
+    assert results[6:] == [True] * 5
+    assert await store.count_invocations(ALL) == 10
+
+
+# -- handler runs: completion and claims ------------------------------------------------------
+
+
+async def test_completed_handlers_lists_completions_only(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    row = make_row()
+    assert await store.completed_handlers(row.key) == frozenset()
+
+    await store.save_invocation(row, make_delivery(row), complete_handler="persist")
+    await store.complete_handler(row.key, "email", "worker-a")
+    await store.claim_handler(row.key, "sms", "worker-a", ttl=60)
+
+    assert await store.completed_handlers(row.key) == {"persist", "email"}
+    assert await store.completed_handlers("another-key") == frozenset()
+
+
+async def test_completed_handlers_answers_many_keys_at_once(store: Store) -> None:
+    keys = [f"k-{n}" for n in range(30)]
+    for n, key in enumerate(keys):
+        for handler in ("persist", "sms", "email")[: n % 4]:
+            await store.complete_handler(key, handler, "worker-a")
+
+    answers = await asyncio.gather(*(store.completed_handlers(k) for k in [*keys, *keys]))
+
+    expected = [frozenset(("persist", "sms", "email")[: n % 4]) for n in range(30)]
+    assert answers == expected * 2
+
+
+async def test_claim_is_held_renewed_released_and_completed(store: Store) -> None:
+    # given: a claim by a
+    assert await store.claim_handler("k", "sms", "a", ttl=60) is True
+
+    # then: b may not take it; a renews it; b cannot release a's claim
+    assert await store.claim_handler("k", "sms", "b", ttl=60) is False
+    assert await store.claim_handler("k", "sms", "a", ttl=60) is True
+    await store.release_handler("k", "sms", "b", error="not mine")
+    assert await store.claim_handler("k", "sms", "b", ttl=60) is False
+
+    # when: a releases with an error, b claims it
+    await store.release_handler("k", "sms", "a", error="SNS throttled")
+    assert await store.claim_handler("k", "sms", "b", ttl=60) is True
+    await store.release_handler("k", "sms", "b")  # no error: the last one is kept
+
+    [run] = await store.handler_runs("k")
+    assert run.state == RunState.CLAIMED
+    assert (run.owner, run.claimed_until) == (None, None)
+    assert run.attempts == 3
+    assert run.last_error == "SNS throttled"
+
+    # when: completed, no one claims it again, not even the owner
+    assert await store.claim_handler("k", "sms", "c", ttl=60) is True
+    await store.complete_handler("k", "sms", "c")
+    for owner in ("a", "b", "c"):
+        assert await store.claim_handler("k", "sms", owner, ttl=60) is False
+    [run] = await store.handler_runs("k")
+    assert run.state == RunState.COMPLETED
+    assert run.owner == "c"
+    assert run.completed_at is not None
+    assert run.completed_at.tzinfo is not None
+
+
+async def test_an_expired_claim_is_taken_over(store: Store) -> None:
+    # A negative ttl makes a claim that has already expired: no sleeping in tests.
+    assert await store.claim_handler("k", "sms", "a", ttl=-1) is True
+
+    assert await store.claim_handler("k", "sms", "b", ttl=60) is True
+    assert await store.claim_handler("k", "sms", "a", ttl=60) is False
+    [run] = await store.handler_runs("k")
+    assert run.owner == "b"
+    assert run.claimed_until is not None
+    assert run.claimed_until > dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+
+
+async def test_complete_without_claim_and_twice_keeps_the_first(store: Store) -> None:
+    await store.complete_handler("k", "email", "a")
+    [first] = await store.handler_runs("k")
+
+    await store.complete_handler("k", "email", "b")
+    [second] = await store.handler_runs("k")
+
+    assert first.state == second.state == RunState.COMPLETED
+    assert (second.owner, second.completed_at) == ("a", first.completed_at)
+    assert second.attempts == 1
+
+
+async def test_exactly_one_of_many_concurrent_claimers_wins(
+    store: Store, other_store: Store
+) -> None:
+    # given: 60 owners on two store instances (two replicas) claiming the same run at once
+    claims = [
+        (store if n % 2 else other_store).claim_handler("k", "sms", f"owner-{n}", ttl=60)
+        for n in range(60)
+    ]
+
+    results = await asyncio.gather(*claims)
+
+    assert results.count(True) == 1
+    winner = f"owner-{results.index(True)}"
+    [run] = await store.handler_runs("k")
+    assert run.owner == winner
+
+
+async def test_exactly_one_claimer_takes_over_an_expired_claim(
+    store: Store, other_store: Store
+) -> None:
+    assert await store.claim_handler("k", "sms", "crashed", ttl=-1) is True
+
+    results = await asyncio.gather(
+        *(
+            (store if n % 2 else other_store).claim_handler("k", "sms", f"owner-{n}", ttl=60)
+            for n in range(40)
+        )
+    )
+
+    assert results.count(True) == 1
+
+
+async def test_handler_runs_of_a_key(store: Store) -> None:
+    await store.complete_handler("k", "persist", "a")
+    await store.claim_handler("k", "email", "a", ttl=60)
+    await store.complete_handler("other", "persist", "a")
+
+    runs = await store.handler_runs("k")
+
+    assert [(r.handler, r.state) for r in runs] == [
+        ("email", RunState.CLAIMED),
+        ("persist", RunState.COMPLETED),
+    ]
+    assert all(r.key == "k" for r in runs)
+
+
+# -- quarantine -------------------------------------------------------------------------------
+
+
+def _quarantined(message_id: str, queue: str = QUEUE, **fields: Any) -> QuarantineRow:
+    values: dict[str, Any] = {
+        "queue": queue,
+        "message_id": message_id,
+        "body": '{"not": "a record"}',
+        "message_attributes": {"ErrorCode": {"DataType": "String", "StringValue": "500"}},
+        "reason": "decode error: not an invocation record",
+        "receive_count": 1,
+    }
+    values.update(fields)
+    return QuarantineRow(**values)
+
+
+async def test_quarantine_keeps_each_message_once(store: Store) -> None:
+    row = _quarantined("m-1", key="r-1:RetriesExhausted", quarantined_at=T0)
+
+    assert await store.save_quarantine(row) is True
+    assert row.id is not None
+    duplicate = _quarantined("m-1", reason="another reason")
+    assert await store.save_quarantine(duplicate) is False
+
+    [kept] = await store.list_quarantine()
+    assert kept == row
+    assert kept.reason == "decode error: not an invocation record"
+
+
+async def test_list_quarantine_newest_first_by_queue_with_limit(store: Store) -> None:
+    other_queue = QUEUE + "-2"
+    for n in range(5):
+        queue = other_queue if n == 2 else QUEUE
+        at = T0 + dt.timedelta(minutes=n)
+        await store.save_quarantine(_quarantined(f"m-{n}", queue, quarantined_at=at))
+
+    everything = await store.list_quarantine()
+    mine = await store.list_quarantine(queue=QUEUE)
+    top = await store.list_quarantine(queue=QUEUE, limit=2)
+
+    assert [q.message_id for q in everything] == ["m-4", "m-3", "m-2", "m-1", "m-0"]
+    assert [q.message_id for q in mine] == ["m-4", "m-3", "m-1", "m-0"]
+    assert [q.message_id for q in top] == ["m-4", "m-3"]
+
+
+# -- operators: filters, counts, status -------------------------------------------------------
+
+
+@pytest.fixture
+async def dataset(store: Store, make_row: RowFactory, make_delivery: DeliveryFactory) -> Store:
+    """Eight rows, one hour apart, newest last; see the filter tests for what each holds."""
+    rows = [
+        make_row(key="a", function_name="orders-api", error_type="TimeoutError"),
+        make_row(key="b", function_name="orders-worker", error_type="KeyError"),
+        make_row(key="c", function_name="payments-api", condition="EventAgeExceeded"),
+        make_row(key="d", function_name="ordersapi", error_type=None, succeeded=True),
+        make_row(key="e", function_name="orders_api", status=FailureStatus.RECOVERED),
+        make_row(key="f", function_name="Orders-api", request_id="shared"),
+        make_row(key="g", function_name="orders-api2", request_id="shared", timestamp=None),
+        make_row(key="h", function_name=None, kind="stream-failure"),
+    ]
+    for n, row in enumerate(rows):
+        if row.timestamp is not None:
+            row.timestamp = T0 + dt.timedelta(hours=n)
+        row.first_seen_at = T0 + dt.timedelta(hours=n, minutes=30)
+        await store.save_invocation(row, make_delivery(row))
+    return store
+
+
+FILTERS = {
+    "all failures, newest first": (InvocationFilter(), "hgfecba"),
+    "successes too": (InvocationFilter(failed_only=False), "hgfedcba"),
+    "glob star": (InvocationFilter(function_glob="orders-*"), "gba"),
+    "glob question mark": (InvocationFilter(function_glob="*api?"), "g"),
+    "glob is case-sensitive": (InvocationFilter(function_glob="Orders-*"), "f"),
+    "glob underscore is literal": (InvocationFilter(function_glob="orders_api"), "e"),
+    "glob class": (InvocationFilter(function_glob="[op]*-api"), "ca"),
+    "glob negated class": (InvocationFilter(function_glob="[!o]*"), "fc"),
+    "error type": (InvocationFilter(error_type="KeyError"), "b"),
+    "condition": (InvocationFilter(condition="EventAgeExceeded"), "c"),
+    "since, inclusive": (InvocationFilter(since=T0 + dt.timedelta(hours=5)), "hgf"),
+    "until, exclusive": (InvocationFilter(until=T0 + dt.timedelta(hours=2)), "ba"),
+    "since and until in another zone": (
+        InvocationFilter(
+            since=dt.datetime(2024, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=-1))),
+            until=dt.datetime(2024, 5, 1, 20, 0, tzinfo=dt.timezone(dt.timedelta(hours=+2))),
+        ),
+        "fe",  # 15:00Z <= t < 18:00Z; d succeeded
+    ),
+    "statuses": (InvocationFilter(statuses=[FailureStatus.RECOVERED]), "e"),
+    "several statuses": (
+        InvocationFilter(statuses=[FailureStatus.RECOVERED, FailureStatus.OPEN], limit=3),
+        "hgf",
+    ),
+    "request ids": (InvocationFilter(request_ids=["shared", "none-such"]), "gf"),
+    "limit": (InvocationFilter(limit=2), "hg"),
+    "filters combine": (
+        InvocationFilter(
+            function_glob="orders*", error_type="TimeoutError", until=T0 + dt.timedelta(hours=1)
+        ),
+        "a",
+    ),
+    "nothing matches": (InvocationFilter(function_glob="[z-a]"), ""),
+}
+
+
+@pytest.mark.parametrize(("selection", "expected"), FILTERS.values(), ids=FILTERS.keys())
+async def test_list_and_count_invocations(
+    dataset: Store, selection: InvocationFilter, expected: str
+) -> None:
+    listed = await dataset.list_invocations(selection)
+
+    assert "".join(row.key for row in listed) == expected
+    unlimited = dataclasses.replace(selection, limit=None)
+    assert await dataset.count_invocations(unlimited) == len(
+        await dataset.list_invocations(unlimited)
+    )
+
+
+async def test_a_row_without_timestamp_sorts_and_filters_by_first_seen(dataset: Store) -> None:
+    # g has no timestamp; it was first seen at T0 + 6h30, between f (5h) and h (7h)
+    selection = InvocationFilter(since=T0 + dt.timedelta(hours=6), until=T0 + dt.timedelta(hours=7))
+
+    assert [r.key for r in await dataset.list_invocations(selection)] == ["g"]
+
+
+async def test_set_status(dataset: Store) -> None:
+    before = dt.datetime.now(dt.UTC)
+
+    changed = await dataset.set_status(["a", "b", "nope"], FailureStatus.IGNORED, by="ops")
+
+    assert changed == 2
+    ignored = await dataset.list_invocations(InvocationFilter(statuses=[FailureStatus.IGNORED]))
+    assert [r.key for r in ignored] == ["b", "a"]
+    for row in ignored:
+        assert row.status_by == "ops"
+        assert row.status_at is not None
+        assert row.status_at >= before - dt.timedelta(seconds=1)
+    assert await dataset.set_status([], FailureStatus.OPEN) == 0
+
+
+# -- globs: the database agrees with fnmatch.fnmatchcase --------------------------------------
+
+GLOB_ALPHABET = "ab-_]![^*?\\.é"
+
+
+async def test_function_globs_match_like_fnmatchcase(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: function names full of glob and regex metacharacters
+    rng = random.Random(7)
+    names = sorted(
+        {"".join(rng.choice(GLOB_ALPHABET) for _ in range(rng.randint(1, 5))) for _ in range(60)}
+    )
+    for name in names:
+        row = make_row(function_name=name)
+        await store.save_invocation(row, make_delivery(row))
+    key_to_name = {r.key: r.function_name for r in await store.list_invocations(ALL)}
+
+    # when: many random globs select rows
+    mismatches = []
+    for _ in range(150):
+        glob = "".join(rng.choice(GLOB_ALPHABET) for _ in range(rng.randint(1, 5)))
+        rows = await store.list_invocations(InvocationFilter(function_glob=glob))
+        got = sorted(key_to_name[r.key] or "" for r in rows)
+        expected = [n for n in names if fnmatch.fnmatchcase(n, glob)]
+        if got != expected:
+            mismatches.append((glob, got, expected))
+
+    # then: exactly fnmatchcase's answers
+    assert mismatches == []
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+async def test_a_closed_port_is_store_unavailable_in_one_line() -> None:
+    url = "postgresql://postgres:s3cret@127.0.0.1:1/lambda"
+
+    with pytest.raises(StoreUnavailable) as info:
+        async with Store.from_url(url, connect_timeout=2):
+            pass
+
+    message = str(info.value)
+    assert "\n" not in message
+    assert "127.0.0.1:1" in message
+    assert "s3cret" not in message
+    assert "check that PostgreSQL is running" in message
+
+
+async def test_a_closed_store_says_how_to_open_it(store_url: str) -> None:
+    store = Store.from_url(store_url)
+
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.completed_handlers("k")
+
+
+async def test_data_outlives_the_store_object(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    row = make_row()
+    await store.save_invocation(row, make_delivery(row), complete_handler="persist")
+    await store.close()
+
+    async with Store.from_url(store.url) as reopened:
+        assert await reopened.pending_migrations() == []
+        assert await reopened.completed_handlers(row.key) == {"persist"}

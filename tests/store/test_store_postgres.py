@@ -1,0 +1,46 @@
+"""What only the PostgreSQL backend must do: survive restarts, name what is missing."""
+
+from __future__ import annotations
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from store_factories import DeliveryFactory, RowFactory
+
+from lambda_destinations.errors import StoreUnavailable
+from lambda_destinations.store import Store
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_connections_dropped_by_the_server_are_replaced(
+    postgres_url: str, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+        row = make_row()
+        await store.save_invocation(row, make_delivery(row), complete_handler="persist")
+
+        # when: the server ends every connection of ours (as a restart or failover would)
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        assert ended >= 1
+
+        # then: the pool notices (pre-ping) and the next calls succeed
+        assert await store.completed_handlers(row.key) == {"persist"}
+        assert await store.claim_handler(row.key, "sms", "a", ttl=60) is True
+
+
+async def test_a_missing_database_is_store_unavailable_naming_it(postgres_url: str) -> None:
+    url = postgres_url.rsplit("/", 1)[0] + "/ld_no_such_database"
+
+    with pytest.raises(StoreUnavailable, match='"ld_no_such_database" does not exist') as info:
+        async with Store.from_url(url):
+            pass
+
+    assert "\n" not in str(info.value)

@@ -1,0 +1,139 @@
+"""What only the SQLite backend does: file handling, pragmas, locking, sharing a file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from store_factories import DeliveryFactory, RowFactory
+
+from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.store.sqlite import SQLiteStore
+
+
+async def test_every_connection_gets_the_pragmas(sqlite_url: str) -> None:
+    async with Store.from_url(sqlite_url, busy_timeout=2.5) as store:
+        assert isinstance(store, SQLiteStore)
+        async with store.engine.connect() as conn:
+            got = {
+                name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            }
+
+    assert got == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 2500, "foreign_keys": 1}
+
+
+async def test_missing_directories_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "not" / "there" / "yet" / "store.db"
+
+    async with Store.from_url(f"sqlite:///{path}") as store:
+        assert await store.migrate() == [1]
+
+    assert path.is_file()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("sqlite:///{tmp}", "is a directory"),
+        ("sqlite:///{tmp}/file.txt/store.db", "cannot create the directory"),
+        ("sqlite://user@host/store.db", "has no host"),
+        ("sqlite+pysqlite:///{tmp}/store.db", "use sqlite:///"),
+    ],
+)
+async def test_a_bad_path_or_url_is_one_clear_line(tmp_path: Path, url: str, problem: str) -> None:
+    (tmp_path / "file.txt").write_text("not a directory")
+
+    with pytest.raises(ConfigError, match=problem) as info:
+        async with Store.from_url(url.format(tmp=tmp_path)):
+            pass
+
+    assert "\n" not in str(info.value)
+    assert "LAMBDA_DESTINATIONS_STORE" in str(info.value)
+
+
+async def test_a_lock_held_too_long_is_store_unavailable(tmp_path: Path) -> None:
+    # given: another process (here, another connection) holding the write lock
+    path = tmp_path / "store.db"
+    async with Store.from_url(f"sqlite:///{path}", busy_timeout=0.05) as store:
+        await store.migrate()
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+
+            # then: writes wait busy_timeout, then fail in one line that names the fix
+            with pytest.raises(StoreUnavailable, match="busy_timeout") as info:
+                await store.claim_handler("k", "sms", "a", ttl=60)
+            assert "\n" not in str(info.value)
+            assert str(path) in str(info.value)
+            # reads go on meanwhile (WAL)
+            assert await store.completed_handlers("k") == frozenset()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+        # and once the lock is gone, the store works again
+        assert await store.claim_handler("k", "sms", "a", ttl=60) is True
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+async def test_an_in_memory_store_works(
+    url: str, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    row = make_row()
+    async with Store.from_url(url) as store:
+        await store.migrate()
+        assert await store.save_invocation(row, make_delivery(row)) is True
+        assert await store.count_invocations(InvocationFilter()) == 1
+
+
+WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from lambda_destinations.store import DeliveryRow, InvocationRow, Store
+
+    async def main(url, prefix, n):
+        async with Store.from_url(url) as store:
+            for i in range(n):
+                key = f"{prefix}-{i}"
+                row = InvocationRow(
+                    key=key, kind="invocation", envelope="none", request_id=key,
+                    function_arn=None, function_name="f", qualifier=None, condition=None,
+                    succeeded=False, approximate_invoke_count=1, error_type=None,
+                    error_message=None, stack_trace=None, timestamp=None,
+                    request_payload=None, response_payload=None, record={}, queue="q",
+                )
+                delivery = DeliveryRow(key=key, message_id=key, queue="q", receive_count=1)
+                await store.save_invocation(row, delivery, complete_handler="persist")
+                await store.claim_handler("shared", "sms", prefix, ttl=60)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    """
+)
+
+
+async def test_two_processes_share_one_file(sqlite_url: str) -> None:
+    # given: a migrated file
+    async with Store.from_url(sqlite_url) as store:
+        await store.migrate()
+
+    # when: two processes write to it at the same time
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WRITER, sqlite_url, prefix, "100", stderr=asyncio.subprocess.PIPE
+        )
+        for prefix in ("p1", "p2")
+    ]
+    errors = [(await p.communicate())[1].decode() for p in procs]
+
+    # then: both succeeded, every row is there, and one process holds the shared claim
+    assert [p.returncode for p in procs] == [0, 0], errors
+    async with Store.from_url(sqlite_url) as store:
+        assert await store.count_invocations(InvocationFilter()) == 200
+        [run] = await store.handler_runs("shared")
+        assert run.owner in ("p1", "p2")

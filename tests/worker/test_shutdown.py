@@ -1,0 +1,82 @@
+"""SIGTERM to a real `lambda-destinations run` process with slow handlers in flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from worker_helpers import receive_all, send_bodies
+
+from lambda_destinations.simulate import success_record
+
+HERE = Path(__file__).parent
+
+
+def test_sigterm_finishes_quick_handlers_releases_slow_ones_and_exits_0(
+    sqs, make_queue, endpoint_url, sqlite_url, tmp_path
+) -> None:
+    # given: 5 records whose handler takes 1s and 5 whose handler takes 60s
+    url, _ = make_queue("shutdown", visibility_timeout=120)
+    rng = random.Random(9)
+    records = []
+    for seconds in [1.0] * 5 + [60.0] * 5:
+        record = success_record(rng)
+        record["requestPayload"] = {"sleep": seconds}
+        records.append(record)
+    send_bodies(sqs, url, [json.dumps(r) for r in records])
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    grace = 3.0
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(HERE),
+        "MARKER_DIR": str(markers),
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_CONCURRENCY": "10",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": str(grace),
+        "LAMBDA_DESTINATIONS_HANDLER_MODULES": json.dumps(["slow_handlers"]),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["persist", "sleepy"]}]),
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from lambda_destinations.cli import main; main()", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(markers.glob("started-*"))) < 10:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "handlers never started"
+            time.sleep(0.1)
+
+        # when: SIGTERM while all ten handlers are in flight
+        sent_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=grace + 10)
+        elapsed = time.monotonic() - sent_at
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    # then: exit 0 within the grace budget plus a second, no traceback
+    assert process.returncode == 0, err
+    assert elapsed <= grace + 1.0, f"took {elapsed:.2f}s"
+    assert "Traceback" not in err
+    # the quick handlers finished and were acked; the slow ones are visible again at once
+    assert len(list(markers.glob("done-*"))) == 5
+    visible = receive_all(sqs, url)
+    slow_ids = {r["requestContext"]["requestId"] for r in records[5:]}
+    assert {json.loads(m["Body"])["requestContext"]["requestId"] for m in visible} == slow_ids

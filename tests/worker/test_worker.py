@@ -1,0 +1,255 @@
+"""The worker against a real moto server over HTTP and a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+
+import pytest
+from structlog.testing import capture_logs
+from worker_helpers import CountingHandler, receive_all, registry_with, routed, send_bodies
+
+from lambda_destinations.errors import PermanentError
+from lambda_destinations.simulate import failure_record, messages, success_record
+from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.worker import Worker
+from lambda_destinations.worker.dispatch import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+
+
+async def stored_keys(url: str) -> list[str]:
+    async with Store.from_url(url) as store:
+        rows = await store.list_invocations(InvocationFilter(failed_only=False))
+        return [row.key for row in rows]
+
+
+async def test_500_mixed_records_are_stored_once_and_poison_is_quarantined(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: 500 simulated messages split between a success and a failure queue
+    success_url, success_dlq = make_queue("success")
+    failure_url, failure_dlq = make_queue("failure")
+    batch = list(messages(500, seed=11))
+    for url, target in ((success_url, "success"), (failure_url, "failure")):
+        send_bodies(sqs, url, [m.body for m in batch if m.target == target and not m.attributes])
+        for m in batch:
+            if m.target == target and m.attributes:
+                sqs.send_message(QueueUrl=url, MessageBody=m.body, MessageAttributes=m.attributes)
+    settings = settings_for(success_url, failure_url, concurrency=20)
+
+    # when: drained with --once
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: every valid record once in the store
+    expected = sorted(m.key for m in batch if not m.poison and m.key)
+    keys = await stored_keys(settings.store)
+    assert sorted(keys) == expected
+    assert len(set(keys)) == len(keys)
+    # every poison message in a DLQ with its reason, and in the quarantine
+    poison = [m for m in batch if m.poison]
+    dead = receive_all(sqs, success_dlq) + receive_all(sqs, failure_dlq)
+    assert sorted(m["Body"] for m in dead) == sorted(m.body for m in poison)
+    for message in dead:
+        attributes = message["MessageAttributes"]
+        assert attributes[REASON_ATTRIBUTE]["StringValue"].startswith("decode error: ")
+        assert attributes[SOURCE_ATTRIBUTE]["StringValue"] in (success_url, failure_url)
+    async with Store.from_url(settings.store) as store:
+        quarantined = await store.list_quarantine()
+    assert sorted(q.body for q in quarantined) == sorted(m.body for m in poison)
+    assert all(q.reason.startswith("decode error: ") for q in quarantined)
+    # the source queues end empty
+    assert receive_all(sqs, success_url) == []
+    assert receive_all(sqs, failure_url) == []
+    assert stats.outcomes["quarantine"] == len(poison)
+    assert stats.outcomes["ack"] + stats.outcomes["quarantine"] == stats.received
+
+
+async def test_a_record_delivered_twice_is_stored_once_and_handled_once(
+    sqs, make_queue, settings_for
+) -> None:
+    url, _ = make_queue("dup")
+    record = json.dumps(failure_record(random.Random(1), condition="RetriesExhausted"))
+    send_bodies(sqs, url, [record, record])
+    settings = routed(settings_for(url), "persist", "count")
+    counter = CountingHandler()
+
+    async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+        stats = await worker.run(once=True)
+
+    keys = await stored_keys(settings.store)
+    assert len(keys) == 1
+    assert list(counter.runs.values()) == [1]
+    assert stats.duplicates == 1
+    assert stats.outcomes["ack"] == 2
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.deliveries(keys[0])) == 2
+
+
+async def test_transient_failures_are_retried_in_process_then_acked(
+    sqs, make_queue, settings_for
+) -> None:
+    url, dlq = make_queue("transient")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(2)))])
+    settings = routed(settings_for(url, handler_attempts=3), "persist", "count")
+    counter = CountingHandler(fail_transient=2)
+    sleeps: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async with Worker(
+        settings, registry=registry_with(settings, counter), sleep=no_sleep
+    ) as worker:
+        stats = await worker.run(once=True)
+
+    assert len(counter.calls) == 3
+    assert sum(counter.runs.values()) == 1
+    assert stats.outcomes["ack"] == 1
+    assert len(sleeps) >= 2  # tenacity waited between the tries
+    assert receive_all(sqs, url) == []
+    assert receive_all(sqs, dlq) == []
+
+
+async def test_a_permanent_handler_failure_quarantines_with_the_reason(
+    sqs, make_queue, settings_for
+) -> None:
+    url, dlq = make_queue("permanent")
+    body = json.dumps(failure_record(random.Random(3)))
+    send_bodies(sqs, url, [body])
+    settings = routed(settings_for(url), "persist", "count")
+    counter = CountingHandler(fail_forever=PermanentError("phone number +1555 is not valid"))
+
+    async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+        stats = await worker.run(once=True)
+
+    assert len(counter.calls) == 1  # never retried pointlessly
+    assert stats.outcomes["quarantine"] == 1
+    dead = receive_all(sqs, dlq)
+    assert [m["Body"] for m in dead] == [body]
+    reason = dead[0]["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
+    assert "handler count" in reason
+    assert "is not valid" in reason
+    async with Store.from_url(settings.store) as store:
+        (row,) = await store.list_quarantine()
+        assert row.key is not None
+        assert "is not valid" in row.reason
+        runs = {run.handler: run for run in await store.handler_runs(row.key)}
+    assert runs["persist"].state == "completed"
+    assert runs["count"].state != "completed"
+    assert receive_all(sqs, url) == []
+
+
+async def test_transient_failure_forever_reaches_the_dlq_by_redrive_with_growing_delays(
+    sqs, make_queue, settings_for
+) -> None:
+    url, dlq = make_queue("forever", max_receive_count=3)
+    body = json.dumps(failure_record(random.Random(4)))
+    send_bodies(sqs, url, [body])
+    settings = routed(settings_for(url, retry_base=2.0, retry_max=8.0, handler_attempts=1), "count")
+    counter = CountingHandler(fail_forever=ConnectionResetError("connection reset by peer"))
+
+    async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+        running = asyncio.create_task(worker.run())
+        dead: list[dict[str, object]] = []
+        for _ in range(60):
+            await asyncio.sleep(0.5)
+            dead = receive_all(sqs, dlq)
+            if dead:
+                break
+        worker.stop()
+        await running
+
+    assert [m["Body"] for m in dead] == [body]
+    receive_counts = [count for _key, count, _at in counter.calls]
+    assert receive_counts == [1, 2, 3]
+    times = [at for _key, _count, at in counter.calls]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # backoff 2s * 2**(n-1) with equal jitter: first gap in [1, 2], second in [2, 4]
+    assert 0.9 <= gaps[0] <= 3.0
+    assert gaps[1] >= 1.9
+    assert receive_all(sqs, url) == []
+
+
+async def test_a_handler_three_times_longer_than_the_visibility_timeout_is_not_redelivered(
+    sqs, make_queue, settings_for
+) -> None:
+    url, _ = make_queue("slow", visibility_timeout=2)
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(5)))])
+    settings = routed(settings_for(url), "count")
+    counter = CountingHandler(sleep=6.0)
+
+    async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+        stats = await worker.run(once=True)
+
+    assert len(counter.calls) == 1
+    assert stats.received == 1
+    assert stats.outcomes["ack"] == 1
+    assert receive_all(sqs, url) == []
+
+
+async def test_unreachable_endpoint_at_start_and_mid_run_is_waited_out(
+    make_queue, settings_for, unused_tcp_port
+) -> None:
+    from moto.server import ThreadedMotoServer
+
+    # given: a worker pointed at a port where nothing listens yet
+    endpoint = f"http://127.0.0.1:{unused_tcp_port}"
+    settings = settings_for("late-queue", endpoint_url=endpoint)
+    with capture_logs() as logs:
+        worker = Worker(settings)
+        starting = asyncio.create_task(worker.start())
+        await wait_for_log(logs, "cannot reach SQS")
+        assert not starting.done()
+        # when: the endpoint comes up with the queue
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=unused_tcp_port, verbose=False)
+        server.start()
+        try:
+            import boto3
+
+            sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+            url = sqs.create_queue(QueueName="late-queue")["QueueUrl"]
+            await asyncio.wait_for(starting, timeout=40)
+            running = asyncio.create_task(worker.run())
+            # and goes away mid-run, then returns
+            server.stop()
+            await wait_for_log(logs, "cannot receive from")
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=unused_tcp_port, verbose=False)
+            server.start()
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(success_record(random.Random(6))))
+            for _ in range(80):
+                await asyncio.sleep(0.5)
+                if worker.stats.outcomes["ack"]:
+                    break
+            worker.stop()
+            await running
+        finally:
+            await worker.close()
+            server.stop()
+
+    # then: one clear line per backoff, and the record went through once SQS was back
+    unreachable = [e for e in logs if str(e["event"]).startswith("cannot reach SQS")]
+    receive_failed = [e for e in logs if str(e["event"]).startswith("cannot receive from")]
+    assert unreachable, "no log line while the endpoint was away at start"
+    assert receive_failed, "no log line while the endpoint went away mid-run"
+    assert all("retrying in" in str(e["event"]) for e in unreachable + receive_failed)
+    assert worker.stats.outcomes["ack"] == 1
+
+
+async def wait_for_log(logs: list[dict[str, object]], prefix: str, within: float = 30) -> None:
+    for _ in range(int(within * 10)):
+        if any(str(entry["event"]).startswith(prefix) for entry in logs):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no log line starting {prefix!r} within {within}s")
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

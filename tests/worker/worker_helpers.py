@@ -1,0 +1,78 @@
+"""Helpers shared by the worker tests: a handler that counts its effects, queue utilities."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections import Counter
+from typing import Any
+
+from lambda_destinations.config import RouteConfig, Settings
+from lambda_destinations.errors import TransientError
+from lambda_destinations.handlers import HandlerContext, HandlerRegistry
+from lambda_destinations.schemas import DecodedMessage
+
+
+@dataclasses.dataclass
+class CountingHandler:
+    """Counts its runs per key; can fail transiently or permanently a number of times."""
+
+    name: str = "count"
+    records_completion: bool = False
+    runs: Counter[str] = dataclasses.field(default_factory=Counter)
+    calls: list[tuple[str, int, float]] = dataclasses.field(default_factory=list)
+    fail_transient: int = 0  # fail this many calls with a TransientError first
+    fail_forever: Exception | None = None
+    sleep: float = 0.0
+
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        self.calls.append((message.key, context.receive_count, asyncio.get_running_loop().time()))
+        if self.sleep:
+            await asyncio.sleep(self.sleep)
+        if self.fail_forever is not None:
+            raise self.fail_forever
+        if self.fail_transient > 0:
+            self.fail_transient -= 1
+            raise TransientError("simulated throttling")
+        self.runs[message.key] += 1
+
+
+def registry_with(settings: Settings, *handlers: Any) -> HandlerRegistry:
+    registry = HandlerRegistry(settings)
+    for handler in handlers:
+        registry.add(handler)
+    return registry
+
+
+def routed(settings: Settings, *names: str) -> Settings:
+    return settings.model_copy(update={"routes": [RouteConfig(handlers=names)]})
+
+
+def receive_all(sqs: Any, url: str, *, wait: int = 0) -> list[dict[str, Any]]:
+    """Every visible message of a queue (hidden for 60s so each is seen once)."""
+    found: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait,
+            VisibilityTimeout=60,
+            MessageAttributeNames=["All"],
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        if not got:
+            return found
+        found.extend(got)
+
+
+def send_bodies(sqs: Any, url: str, bodies: list[str]) -> None:
+    for start in range(0, len(bodies), 10):
+        entries = [
+            {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])
+        ]
+        assert not sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value)
