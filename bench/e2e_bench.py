@@ -77,9 +77,11 @@ async def drain_floor(endpoint: str, url: str, concurrency: int) -> int:
                     AttributeNames=["All"],
                     MessageAttributeNames=["All"],
                 )
+                _WINDOW["sqs_calls"] = _WINDOW.get("sqs_calls", 0) + 1
                 messages = got.get("Messages", [])
                 if not messages:
                     return
+                _WINDOW["sqs_calls"] += 1
                 await sqs.delete_message_batch(
                     QueueUrl=url,
                     Entries=[
@@ -113,6 +115,7 @@ async def drain_worker(endpoint: str, url: str, concurrency: int, store: str) ->
         started = time.process_time(), time.perf_counter()
         stats = await worker.run(once=True)
         _report_window(started)
+    _WINDOW["sqs_calls"] = sum(stats.sqs_calls.values())
     return int(stats.outcomes["ack"])
 
 
@@ -214,11 +217,11 @@ def main() -> None:
             server.terminate()
             server.wait()
     print(f"endpoint {args.endpoint}  records {args.n}  concurrency {args.concurrency}")
-    print(f"{'variant':8} {'msg/s':>9} {'CPU µs/msg':>11} {'peak MiB':>9}")
+    print(f"{'variant':8} {'msg/s':>9} {'CPU µs/msg':>11} {'peak MiB':>9} {'SQS calls':>10}")
     for variant, r in results.items():
         print(
             f"{variant:8} {args.n / r['wall']:9.0f} {r['cpu'] / args.n * 1e6:11.0f} "
-            f"{r['peak_mib']:9.1f}"
+            f"{r['peak_mib']:9.1f} {r['sqs_calls']:10.0f}"
         )
     floor, worker = results["floor"], results["worker"]
     print(

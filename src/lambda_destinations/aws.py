@@ -30,6 +30,9 @@ class AwsClients:
             read_timeout=settings.wait_time + 15,
             retries={"max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=max(10, settings.concurrency + 2 * len(settings.queues) + 4),
+            # Our requests are built by code, not typed by people: client-side validation of
+            # every parameter is CPU spent on every call for errors the service reports anyway.
+            parameter_validation=False,
         )
 
     @property

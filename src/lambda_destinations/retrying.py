@@ -6,7 +6,7 @@ import asyncio
 import math
 import random
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, TypeVar
 
 from botocore.exceptions import (
     ClientError,
@@ -28,6 +28,8 @@ from tenacity import (
 from lambda_destinations.errors import PermanentError, TransientError
 
 Kind = Literal["transient", "permanent", "unknown"]
+T = TypeVar("T")
+INITIAL_WAIT = 0.2  # seconds before the second in-process try
 
 # Error codes AWS services use for throttling and momentary unavailability.
 TRANSIENT_CODES = frozenset(
@@ -116,10 +118,35 @@ def in_process_retrying(
     return AsyncRetrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(attempts) | stop_after_delay(max_delay),
-        wait=wait_exponential(multiplier=0.2, max=max(0.2, max_delay / 2)) + wait_random(0, 0.2),
+        wait=wait_exponential(multiplier=INITIAL_WAIT, max=max(INITIAL_WAIT, max_delay / 2))
+        + wait_random(0, INITIAL_WAIT),
         sleep=sleep,
         reraise=True,
     )
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int,
+    max_delay: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """``call()``, tried up to ``attempts`` times while it fails transiently.
+
+    The first try is a plain call: building a tenacity loop costs about as much as a store
+    round trip, and almost every call succeeds, so the loop is built only after a failure.
+    """
+    try:
+        return await call()
+    except Exception as exc:
+        if attempts < 2 or not is_transient(exc):
+            raise
+    await sleep(INITIAL_WAIT + random.uniform(0, INITIAL_WAIT))
+    async for attempt in in_process_retrying(attempts - 1, max_delay, sleep=sleep):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

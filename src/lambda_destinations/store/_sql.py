@@ -402,7 +402,11 @@ class SqlStore(Store):
 
     async def _completed_batch(self, keys: Sequence[str]) -> list[frozenset[str]]:
         async with self._read() as conn:
-            rows = await conn.execute(self._completed_handlers, {"keys": list(set(keys))})
+            return await conn.run_sync(self._completed_on, keys)
+
+    def _completed_on(self, conn: sa.Connection, keys: Sequence[str]) -> list[frozenset[str]]:
+        """One ``IN (...)`` query for many lookups; synchronous, so SQLite runs it in one hop."""
+        rows = conn.execute(self._completed_handlers, {"keys": list(set(keys))})
         by_key: defaultdict[str, set[str]] = defaultdict(set)
         for key, handler in rows:
             by_key[key].add(handler)
@@ -431,7 +435,15 @@ class SqlStore(Store):
         return await self._saves.submit(save)
 
     async def _save_batch(self, saves: Sequence[_Save]) -> list[bool]:
-        """Many save_invocation calls in one transaction: three statements, whatever the count."""
+        async with self._write(atomic=True) as conn:
+            return await conn.run_sync(self._save_on, saves)
+
+    def _save_on(self, conn: sa.Connection, saves: Sequence[_Save]) -> list[bool]:
+        """Many save_invocation calls in one transaction: three statements, whatever the count.
+
+        Synchronous on purpose: PostgreSQL runs it through ``run_sync``, SQLite in its
+        connection's thread as one hand-off (see sqlite.py).
+        """
         invocations_by_key = {s.invocation["key"]: s.invocation for s in reversed(saves)}
         # Two completions of one (key, handler) in one upsert would be an error on PostgreSQL
         # ("ON CONFLICT DO UPDATE command cannot affect row a second time").
@@ -440,14 +452,11 @@ class SqlStore(Store):
             for s in reversed(saves)
             if s.completion is not None
         }
-        async with self._write(atomic=True) as conn:
-            inserted = await conn.execute(
-                self._insert_invocation, list(invocations_by_key.values())
-            )
-            new_keys = set(inserted.scalars())
-            await conn.execute(self._insert_delivery, [s.delivery for s in saves])
-            if completions:
-                await conn.execute(self._complete, list(completions.values()))
+        inserted = conn.execute(self._insert_invocation, list(invocations_by_key.values()))
+        new_keys = set(inserted.scalars())
+        conn.execute(self._insert_delivery, [s.delivery for s in saves])
+        if completions:
+            conn.execute(self._complete, list(completions.values()))
         # A key saved twice in one batch is new for the first caller only.
         results = []
         for save in saves:

@@ -10,17 +10,20 @@ asyncio lock instead of spinning in SQLite's busy handler (which sleeps in steps
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
+import functools
 import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from lambda_destinations.store._sql import SqlStore, url_error
+from lambda_destinations.store._sql import SqlStore, _Save, url_error
 from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.base import utcnow
 
@@ -35,6 +38,7 @@ _FIXES = {
     "SQLITE_NOTADB": "the file is not a SQLite database: point the store at another path",
     "SQLITE_CORRUPT": "the file is damaged: restore it from a backup, or start a new one",
 }
+T = TypeVar("T")
 _NOT_MIGRATED = "the store has no tables yet: run `lambda-destinations migrate`"
 
 
@@ -69,6 +73,11 @@ class SQLiteStore(SqlStore):
         self.busy_timeout = busy_timeout
         self._echo = echo
         self._write_lock = asyncio.Lock()
+        # The worker's two hot batches (saves, lookups) run on a synchronous engine in one
+        # thread of their own: one hand-off per batch instead of one per driver call, which
+        # is what aiosqlite costs (see _hot).
+        self._sync_engine: sa.Engine | None = None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         super().__init__(url, group_commit=group_commit)
 
     def _insert(self, table: sa.Table) -> sqlite_dml.Insert:
@@ -95,7 +104,53 @@ class SQLiteStore(SqlStore):
             pool_reset_on_return=None,
         )
         sa.event.listen(engine.sync_engine, "connect", self._on_connect)
+        if self.path is None:
+            return engine  # in memory: a second engine would see another, empty database
+        self._sync_engine = sa.create_engine(
+            self._sa_url.set(drivername="sqlite"),
+            echo=self._echo,
+            connect_args={"timeout": self.busy_timeout, "check_same_thread": False},
+            pool_reset_on_return=None,
+        )
+        sa.event.listen(self._sync_engine, "connect", self._on_connect)
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
         return engine
+
+    async def close(self) -> None:
+        await super().close()
+        sync_engine, self._sync_engine = self._sync_engine, None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            if sync_engine is not None:
+                await asyncio.get_running_loop().run_in_executor(thread, sync_engine.dispose)
+            thread.shutdown(wait=False)
+
+    async def _hot(self, work: Callable[[sa.Connection], T], *, write: bool) -> T:
+        """Run ``work`` on the synchronous engine in the store's thread, in one hand-off."""
+        engine, thread = self._sync_engine, self._thread
+        if engine is None or thread is None:
+            raise RuntimeError(f"store {self.display_url} is not open")
+
+        def run() -> T:
+            with engine.begin() if write else engine.connect() as conn:
+                return work(conn)
+
+        loop = asyncio.get_running_loop()
+        if not write:
+            async with self._errors():
+                return await loop.run_in_executor(thread, run)
+        async with self._errors(), self._write_gate():
+            return await loop.run_in_executor(thread, run)
+
+    async def _save_batch(self, saves: Sequence[_Save]) -> list[bool]:
+        if self._sync_engine is None:
+            return await super()._save_batch(saves)
+        return await self._hot(functools.partial(self._save_on, saves=saves), write=True)
+
+    async def _completed_batch(self, keys: Sequence[str]) -> list[frozenset[str]]:
+        if self._sync_engine is None:
+            return await super()._completed_batch(keys)
+        return await self._hot(functools.partial(self._completed_on, keys=keys), write=False)
 
     def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
         # The sqlite3 driver begins a transaction just before the first INSERT, UPDATE or

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from structlog.contextvars import bound_contextvars
+from structlog.contextvars import bind_contextvars
 
 from lambda_destinations.errors import (
     Outcome,
@@ -35,8 +35,8 @@ from lambda_destinations.retrying import (
     backoff_delay,
     classify,
     error_code,
-    in_process_retrying,
     is_transient,
+    retry_transient,
 )
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
 from lambda_destinations.store import DeliveryRow, QuarantineRow
@@ -96,6 +96,7 @@ class Stats:
     duplicates: int = 0
     decode_errors: int = 0
     handler_runs: Counter[str] = dataclasses.field(default_factory=Counter)
+    sqs_calls: Counter[str] = dataclasses.field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +109,7 @@ class Stats:
             "decode_errors": self.decode_errors,
             "kinds": dict(self.kinds),
             "handler_runs": dict(self.handler_runs),
+            "sqs_calls": dict(self.sqs_calls),
         }
 
 
@@ -161,30 +163,34 @@ class Dispatcher:
         self._key_locks: dict[str, asyncio.Lock] = {}
 
     async def process(self, item: InFlight) -> Outcome:
-        """Decode, run the chain, settle. Never raises but for cancellation."""
+        """Decode, run the chain, settle. Never raises but for cancellation.
+
+        Runs in a task of its own (Worker._start), whose copy of the context dies with it: the
+        log fields bound here need no unbinding.
+        """
         message = item.message
-        with bound_contextvars(
+        bind_contextvars(
             queue=item.queue.name, message_id=item.message_id, receive_count=item.receive_count
-        ):
-            try:
-                decoded = decode(message.get("Body", ""), message.get("MessageAttributes"))
-            except DecodeError as exc:
-                self.stats.decode_errors += 1
-                return await self.quarantine(item, f"decode error: {exc.reason}")
-            self.stats.kinds[decoded.kind] += 1
-            function = decoded.function.function_name if decoded.function else None
-            with bound_contextvars(request_id=decoded.request_id, function=function):
-                # Deliveries of one record inside this worker take turns, so a duplicate
-                # finds the first one's completions instead of a live claim to wait out.
-                lock = self._key_locks.get(decoded.key)
-                if lock is None:
-                    lock = self._key_locks[decoded.key] = asyncio.Lock()
-                try:
-                    async with lock:
-                        return await self._run_chain(item, decoded)
-                finally:
-                    if not lock.locked():
-                        self._key_locks.pop(decoded.key, None)
+        )
+        try:
+            decoded = decode(message.get("Body", ""), message.get("MessageAttributes"))
+        except DecodeError as exc:
+            self.stats.decode_errors += 1
+            return await self.quarantine(item, f"decode error: {exc.reason}")
+        self.stats.kinds[decoded.kind] += 1
+        function = decoded.function.function_name if decoded.function else None
+        bind_contextvars(request_id=decoded.request_id, function=function)
+        # Deliveries of one record inside this worker take turns, so a duplicate finds the
+        # first one's completions instead of a live claim to wait out.
+        lock = self._key_locks.get(decoded.key)
+        if lock is None:
+            lock = self._key_locks[decoded.key] = asyncio.Lock()
+        try:
+            async with lock:
+                return await self._run_chain(item, decoded)
+        finally:
+            if not lock.locked():
+                self._key_locks.pop(decoded.key, None)
 
     async def _run_chain(self, item: InFlight, decoded: DecodedMessage) -> Outcome:
         chain = self.router.chain_for(decoded, item.queue.name, item.queue.url)
@@ -263,24 +269,25 @@ class Dispatcher:
     async def _call(
         self, handler: Handler, decoded: DecodedMessage, context: HandlerContext
     ) -> None:
-        retrying = in_process_retrying(
-            self.settings.handler_attempts,
-            self.settings.handler_retry_max_delay,
-            sleep=self.sleep,
-        )
+        async def attempt() -> None:
+            try:
+                # asyncio.timeout, not wait_for: no extra task per call.
+                async with asyncio.timeout(self.settings.handler_timeout):
+                    await handler(decoded, context)
+            except TimeoutError as exc:
+                # A handler over its budget is retried by message, never in process.
+                raise RetryMessage(
+                    f"handler {handler.name} ran over handler_timeout "
+                    f"({self.settings.handler_timeout:g}s)"
+                ) from exc
+
         try:
-            async for attempt in retrying:
-                with attempt:
-                    try:
-                        await asyncio.wait_for(
-                            handler(decoded, context), timeout=self.settings.handler_timeout
-                        )
-                    except TimeoutError as exc:
-                        # A handler over its budget is retried by message, never in process.
-                        raise RetryMessage(
-                            f"handler {handler.name} ran over handler_timeout "
-                            f"({self.settings.handler_timeout:g}s)"
-                        ) from exc
+            await retry_transient(
+                attempt,
+                attempts=self.settings.handler_attempts,
+                max_delay=self.settings.handler_retry_max_delay,
+                sleep=self.sleep,
+            )
         except (RetryMessage, QuarantineMessage):
             raise
         except Exception as exc:
@@ -294,10 +301,12 @@ class Dispatcher:
     async def _complete(self, key: str, handler: str, owner: str) -> None:
         # The side effect happened: recording that is worth a few tries, or a later delivery
         # would run it again once the claim expires.
-        retrying = in_process_retrying(5, 30.0, sleep=self.sleep)
-        async for attempt in retrying:
-            with attempt:
-                await self.store.complete_handler(key, handler, owner)
+        await retry_transient(
+            lambda: self.store.complete_handler(key, handler, owner),
+            attempts=5,
+            max_delay=30.0,
+            sleep=self.sleep,
+        )
 
     # -- outcomes ---------------------------------------------------------------------------
 

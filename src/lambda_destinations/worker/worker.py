@@ -294,6 +294,7 @@ class Worker:
             # Waiting for a few free slots, not one, keeps receives (and deletes) in full
             # batches: fewer calls per message for the same backpressure.
             room = await self._slots.reserve(MAX_BATCH, least=self._slots.size // 4)
+            self.stats.sqs_calls["ReceiveMessage"] += 1
             try:
                 response = await self._sqs.receive_message(MaxNumberOfMessages=room, **request)
             except asyncio.CancelledError:
@@ -378,6 +379,7 @@ class Worker:
     # -- batch calls ------------------------------------------------------------------------
 
     async def _delete_batch(self, queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.stats.sqs_calls["DeleteMessageBatch"] += 1
         response: dict[str, Any] = await self._sqs.delete_message_batch(
             QueueUrl=queue_url, Entries=entries
         )
@@ -386,6 +388,7 @@ class Worker:
     async def _visibility_batch(
         self, queue_url: str, entries: list[dict[str, Any]]
     ) -> dict[str, Any]:
+        self.stats.sqs_calls["ChangeMessageVisibilityBatch"] += 1
         response: dict[str, Any] = await self._sqs.change_message_visibility_batch(
             QueueUrl=queue_url, Entries=entries
         )
