@@ -59,19 +59,23 @@ async def test_replicas_starting_together_migrate_once(store_url: str) -> None:
 async def test_a_failed_migration_leaves_nothing_behind(
     unmigrated_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given: a version 2 that creates a table, then fails
+    # given: a next version that creates a table, then fails
+    next_version = len(MIGRATIONS) + 1
+
     def broken(conn: sa.Connection) -> None:
         conn.execute(sa.text("CREATE TABLE half_done (id INTEGER)"))
-        raise RuntimeError("migration 2 failed")
+        raise RuntimeError("the last migration failed")
 
-    monkeypatch.setattr(_sql, "MIGRATIONS", (*MIGRATIONS, Migration(2, "broken", broken)))
+    monkeypatch.setattr(
+        _sql, "MIGRATIONS", (*MIGRATIONS, Migration(next_version, "broken", broken))
+    )
 
     # when
-    with pytest.raises(RuntimeError, match="migration 2 failed"):
+    with pytest.raises(RuntimeError, match="the last migration failed"):
         await unmigrated_store.migrate()
 
-    # then: version 1 stays applied; version 2 is pending and its table was rolled back
-    assert await unmigrated_store.pending_migrations() == [2]
+    # then: the earlier versions stay applied; the broken one is pending, its table rolled back
+    assert await unmigrated_store.pending_migrations() == [next_version]
     assert isinstance(unmigrated_store, SqlStore)
     async with unmigrated_store.engine.connect() as conn:
         tables = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())

@@ -13,6 +13,7 @@ from store_factories import DeliveryFactory, RowFactory
 
 from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.store.migrations import MIGRATIONS
 from lambda_destinations.store.sqlite import SQLiteStore
 
 
@@ -32,7 +33,7 @@ async def test_missing_directories_are_created(tmp_path: Path) -> None:
     path = tmp_path / "not" / "there" / "yet" / "store.db"
 
     async with Store.from_url(f"sqlite:///{path}") as store:
-        assert await store.migrate() == [1]
+        assert await store.migrate() == [m.version for m in MIGRATIONS]
 
     assert path.is_file()
 

@@ -1,4 +1,4 @@
-"""Handlers loaded by a worker subprocess (through handler_modules) in the shutdown tests."""
+"""Handlers loaded by worker subprocesses (through handler_modules) in the process tests."""
 
 from __future__ import annotations
 
@@ -17,3 +17,15 @@ async def sleepy(message: DecodedMessage, context: HandlerContext) -> None:
     (markers / f"started-{message.request_id}").touch()
     await asyncio.sleep(float(message.request_payload["sleep"]))
     (markers / f"done-{message.request_id}").touch()
+
+
+@handler("count-effect")
+async def count_effect(message: DecodedMessage, context: HandlerContext) -> None:
+    """A side effect that can be counted: one line per run in a file shared by processes."""
+    line = f"{message.key}\n".encode()
+    # O_APPEND writes of a short line are atomic, so two worker processes never interleave.
+    fd = os.open(os.environ["EFFECTS_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)

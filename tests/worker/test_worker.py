@@ -167,7 +167,7 @@ async def test_transient_failure_forever_reaches_the_dlq_by_redrive_with_growing
     times = [at for _key, _count, at in counter.calls]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # backoff 2s * 2**(n-1) with equal jitter: first gap in [1, 2], second in [2, 4]
-    assert 0.9 <= gaps[0] <= 3.0
+    assert 0.9 <= gaps[0] <= 4.0  # + up to a long poll and processing on a loaded machine
     assert gaps[1] >= 1.9
     assert receive_all(sqs, url) == []
 

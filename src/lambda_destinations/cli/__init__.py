@@ -7,7 +7,15 @@ import importlib
 from lambda_destinations.cli._app import cli
 
 # Each module registers its commands on `cli` when imported.
-_COMMAND_MODULES: tuple[str, ...] = ("run", "dev", "decode")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "run",
+    "dev",
+    "decode",
+    "failures",
+    "replay",
+    "dlq",
+    "doctor",
+)
 
 
 def main() -> None:

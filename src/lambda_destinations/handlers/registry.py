@@ -16,6 +16,10 @@ from lambda_destinations.handlers.routing import Route, Router
 # ConfigError naming the setting. Imported lazily so unused handlers cost nothing.
 BUILTIN_TYPES: dict[str, str] = {
     "persist": "lambda_destinations.handlers.persist:build",
+    "sms": "lambda_destinations.handlers.sms:build",
+    "email": "lambda_destinations.handlers.email:build",
+    "replay": "lambda_destinations.handlers.replay:build",
+    "replay-outcome": "lambda_destinations.handlers.replay:build_outcome",
 }
 
 Factory = Callable[[str, dict[str, Any], Settings], Handler]

@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.store._batch import Coalescer
 from lambda_destinations.store._glob import compile_glob
+from lambda_destinations.store._jobs import JobsMixin
+from lambda_destinations.store._ledger import LedgerMixin
 from lambda_destinations.store._tables import (
     deliveries,
     handler_runs,
@@ -131,7 +133,7 @@ def _invocation_from(row: Any) -> InvocationRow:
     return InvocationRow(**values, delivery_count=row.delivery_count)
 
 
-class SqlStore(Store):
+class SqlStore(JobsMixin, LedgerMixin, Store):
     """A :class:`Store` on an SQLAlchemy async engine; subclasses supply the dialect's parts."""
 
     def __init__(self, url: str, *, group_commit: bool = True) -> None:

@@ -7,6 +7,7 @@ The store holds what the worker must never lose or double:
 - ``handler_runs``: which handlers have completed for a key, and live claims on running ones, so
   a redelivered message never repeats a side effect and two replicas never run the same handler;
 - ``quarantine``: every message the worker could not process, raw body and reason.
+- ``replays``: the replay ledger, one row per attempt to re-invoke a failed invocation.
 
 All writes are idempotent. Every method may raise
 :class:`~lambda_destinations.errors.StoreUnavailable` when the database cannot be reached; the
@@ -21,7 +22,15 @@ import datetime as dt
 import enum
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from lambda_destinations.store._jobs import (
+        AlertAdmission,
+        AlertWindow,
+        JobState,
+        ScheduledJob,
+    )
 
 
 def utcnow() -> dt.datetime:
@@ -123,6 +132,39 @@ class InvocationFilter:
     statuses: Sequence[FailureStatus] | None = None
     request_ids: Sequence[str] | None = None
     limit: int | None = None
+
+
+class ReplayOutcome(enum.StrEnum):
+    """Where one replay attempt stands.
+
+    ``PENDING``: recorded, Lambda not (yet) asked; ``INVOKED``: Lambda accepted the new
+    invocation; ``RECOVERED`` / ``FAILED``: the new invocation's own record arrived and says how
+    it ended; ``ERROR``: the Invoke call itself failed, nothing ran.
+    """
+
+    PENDING = "pending"
+    INVOKED = "invoked"
+    RECOVERED = "recovered"
+    FAILED = "failed"
+    ERROR = "error"
+
+
+@dataclasses.dataclass(slots=True)
+class ReplayAttempt:
+    """One attempt to re-invoke a failed invocation with its original payload (the ledger)."""
+
+    original_key: str  # the failed record's key
+    original_request_id: str | None
+    function_arn: str  # what was (to be) invoked, qualified when the record was
+    attempt: int  # 1, 2, ... per original_key
+    trigger: str  # "automatic" | "manual"
+    requested_by: str  # who: "worker <owner>" or "cli <user>@<host>"
+    requested_at: dt.datetime = dataclasses.field(default_factory=utcnow)
+    new_request_id: str | None = None  # the RequestId Lambda returned for the new invocation
+    outcome: ReplayOutcome = ReplayOutcome.PENDING
+    outcome_at: dt.datetime | None = None
+    detail: str | None = None
+    id: int | None = None  # assigned by the store
 
 
 class Store(abc.ABC):
@@ -247,3 +289,115 @@ class Store(abc.ABC):
         self, *, queue: str | None = None, limit: int | None = None
     ) -> list[QuarantineRow]:
         """Newest first."""
+
+    # -- the replay ledger ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_replay(self, attempt: ReplayAttempt) -> bool:
+        """Record an attempt and set ``attempt.id``; unique per (original key, attempt number).
+
+        False, and nothing written, when that attempt number exists for the key: another
+        process is replaying the same record.
+        """
+
+    @abc.abstractmethod
+    async def replays(self, original_key: str) -> list[ReplayAttempt]:
+        """Every attempt for a failed record, oldest first."""
+
+    @abc.abstractmethod
+    async def replay_for_request(self, new_request_id: str) -> ReplayAttempt | None:
+        """The attempt whose new invocation got this request id (its own record links back)."""
+
+    @abc.abstractmethod
+    async def update_replay(
+        self,
+        replay_id: int,
+        *,
+        new_request_id: str | None = None,
+        outcome: ReplayOutcome | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Set the given fields (None leaves a field as it is); ``outcome_at`` with ``outcome``.
+
+        Raises KeyError when no attempt has ``replay_id``.
+        """
+
+    @abc.abstractmethod
+    async def replay_counts(self, keys: Sequence[str]) -> dict[str, int]:
+        """How many attempts each key has; every key asked for is in the result (0 if none)."""
+
+    # -- scheduled jobs and alert windows (store/_jobs.py) ----------------------------------
+    # Due replays and alert digests, run by the worker's scheduler (worker/scheduler.py); alert
+    # windows, which fold alert storms into digests (handlers/storm.py).
+
+    @abc.abstractmethod
+    async def schedule_job(self, job: ScheduledJob) -> bool:
+        """Keep ``job`` until it is due; True if new, False (nothing changed) if its key exists."""
+
+    @abc.abstractmethod
+    async def take_due_jobs(self, owner: str, *, limit: int, lease: float) -> list[ScheduledJob]:
+        """Lease up to ``limit`` due jobs to ``owner`` for ``lease`` seconds, soonest first.
+
+        Atomic: two workers never get the same job while its lease lasts; a job whose lease
+        expired (its worker died) is taken again. Each take counts in ``attempts``.
+        """
+
+    @abc.abstractmethod
+    async def next_job_due(self) -> dt.datetime | None:
+        """When the soonest pending job not leased by anyone is due; None when there is none."""
+
+    @abc.abstractmethod
+    async def finish_job(self, key: str, *, failed: bool = False, error: str | None = None) -> bool:
+        """End a pending job as done, or failed (keeping ``error``); False if it had already
+        ended."""
+
+    @abc.abstractmethod
+    async def retry_job(
+        self, key: str, owner: str, *, due_at: dt.datetime, error: str | None = None
+    ) -> bool:
+        """Give back ``owner``'s lease and run the job again at ``due_at``; False when the
+        lease is no longer ``owner``'s (it expired and another worker took the job)."""
+
+    @abc.abstractmethod
+    async def get_job(self, key: str) -> ScheduledJob | None: ...
+
+    @abc.abstractmethod
+    async def list_jobs(
+        self,
+        *,
+        kind: str | None = None,
+        state: JobState | None = None,
+        limit: int | None = None,
+    ) -> list[ScheduledJob]:
+        """Soonest due first."""
+
+    @abc.abstractmethod
+    async def prune_jobs(self, before: dt.datetime) -> int:
+        """Forget jobs that ended, and alert windows that ended, before ``before``; return the
+        number of rows removed."""
+
+    @abc.abstractmethod
+    async def admit_alert(
+        self,
+        scope: str,
+        key: str,
+        *,
+        window: float,
+        send_first: int,
+        digest_kind: str,
+        digest_payload: dict[str, Any],
+        settle: float = 2.0,
+    ) -> AlertAdmission:
+        """Admit record ``key`` to the current alert window of ``scope`` (``window`` seconds,
+        opened by the first admission after the last one ended).
+
+        The first ``send_first`` records of a window are to be sent now; the one after them
+        schedules the window's digest job (``digest_kind``, key
+        ``digest:<scope>:<window start>``, due ``settle`` seconds after the window ends, with
+        ``digest_payload`` plus the scope and window). Idempotent per (scope, key): a
+        redelivered record gets the same window and ordinal, and counts once.
+        """
+
+    @abc.abstractmethod
+    async def alert_window(self, scope: str, window_start: dt.datetime) -> AlertWindow:
+        """How many records a window of ``scope`` admitted, and when the first and last were."""

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from lambda_destinations.store._tables import str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
-from lambda_destinations.store.base import FailureStatus, RunState
+from lambda_destinations.store.base import FailureStatus, ReplayOutcome, RunState
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,8 +107,79 @@ def _v1_initial(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+# -- version 2: the replay ledger (see _ledger.py) ---------------------------------------------
+
+
+def _v2_replay_ledger(conn: sa.Connection) -> None:
+    """replays: one row per attempt to re-invoke a failed invocation."""
+    md = sa.MetaData()
+    sa.Table(
+        "replays",
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("original_key", sa.Text, nullable=False),
+        sa.Column("original_request_id", sa.Text),
+        sa.Column("function_arn", sa.Text, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("trigger", sa.String(16), nullable=False),
+        sa.Column("requested_by", sa.Text, nullable=False),
+        sa.Column("requested_at", UTCDateTime, nullable=False),
+        sa.Column("new_request_id", sa.Text, index=True),
+        sa.Column("outcome", str_enum(ReplayOutcome), nullable=False),
+        sa.Column("outcome_at", UTCDateTime),
+        sa.Column("detail", sa.Text),
+        sa.UniqueConstraint("original_key", "attempt", name="uq_replays_attempt"),
+    )
+    md.create_all(conn)
+
+
+# -- version 3: scheduled jobs and alert windows (see _jobs.py) --------------------------------
+
+
+def _v3_jobs_and_alert_windows(conn: sa.Connection) -> None:
+    """scheduled_jobs (due replays, digests), alert_groups and alert_members (alert storms)."""
+    md = sa.MetaData()
+    sa.Table(
+        "scheduled_jobs",
+        md,
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("due_at", UTCDateTime, nullable=False),
+        sa.Column("payload", json_value(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("owner", sa.Text),
+        sa.Column("leased_until", UTCDateTime),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("last_error", sa.Text),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("finished_at", UTCDateTime),
+        sa.Index("ix_scheduled_jobs_state_due_at", "state", "due_at"),
+    )
+    sa.Table(
+        "alert_groups",
+        md,
+        sa.Column("scope", sa.Text, primary_key=True),
+        sa.Column("window_start", UTCDateTime, nullable=False),
+        sa.Column("window_end", UTCDateTime, nullable=False),
+        sa.Column("admitted", sa.Integer, nullable=False),
+    )
+    sa.Table(
+        "alert_members",
+        md,
+        sa.Column("scope", sa.Text, primary_key=True),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("window_start", UTCDateTime, nullable=False),
+        sa.Column("ordinal", sa.Integer, nullable=False),
+        sa.Column("admitted_at", UTCDateTime, nullable=False),
+        sa.Index("ix_alert_members_scope_window_start", "scope", "window_start"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "invocations, deliveries, handler runs, quarantine", _v1_initial),
+    Migration(2, "the replay ledger", _v2_replay_ledger),
+    Migration(3, "scheduled jobs and alert windows", _v3_jobs_and_alert_windows),
 )
 
 

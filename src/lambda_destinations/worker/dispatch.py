@@ -161,6 +161,17 @@ class Dispatcher:
         # Claims outlive a handler's budget so a slow run is never taken over while alive.
         self.claim_ttl = settings.handler_timeout + 60.0
         self._key_locks: dict[str, asyncio.Lock] = {}
+        # Cleared while the store cannot be reached: pollers stop receiving, so messages are
+        # not received again and again (each receive counts toward maxReceiveCount).
+        self.store_ok = asyncio.Event()
+        self.store_ok.set()
+        self.store_lost = asyncio.Event()
+
+    def store_down(self) -> None:
+        """Note that the store failed; the worker pauses receiving until a ping succeeds."""
+        if self.store_ok.is_set():
+            self.store_ok.clear()
+            self.store_lost.set()
 
     async def process(self, item: InFlight) -> Outcome:
         """Decode, run the chain, settle. Never raises but for cancellation.
@@ -234,6 +245,7 @@ class Dispatcher:
                 return await self.quarantine(item, str(exc), key=decoded.key)
             return await self.retry(item, str(exc))
         except StoreUnavailable as exc:
+            self.store_down()
             return await self.retry(item, f"store unavailable: {exc}")
         return await self.ack(item)
 
@@ -353,7 +365,9 @@ class Dispatcher:
                 )
             )
         except Exception as exc:
-            if not is_transient(exc):
+            if isinstance(exc, StoreUnavailable):
+                self.store_down()
+            elif not is_transient(exc):
                 log.exception("quarantine failed")
             return await self.retry(item, f"quarantine failed: {describe_error(exc)}")
         item.settled = True

@@ -10,6 +10,7 @@ Use as::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import math
@@ -31,40 +32,60 @@ from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats, describe_error
 from lambda_destinations.worker.queues import QueueInfo, describe_queue
+from lambda_destinations.worker.scheduler import Scheduler
 
 log = structlog.get_logger("lambda_destinations.worker")
 
 ONCE_WAIT_TIME = 1  # seconds of long poll that count as "empty" in --once mode
+RECEIVE_GRACE = 10.0  # seconds past the long poll before a receive counts as stuck
 RECONNECT_BASE = 1.0
 RECONNECT_MAX = 30.0
 
 
 class Slots:
-    """Free handler slots; pollers reserve before they receive (backpressure)."""
+    """Free handler slots; pollers reserve before they receive (backpressure).
+
+    Reservations are served first come, first served: a poller that has just released its
+    slots cannot take them straight back while another poller waits, so a poller on a busy
+    queue is never starved by pollers long-polling idle ones.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._free = size
-        self._changed = asyncio.Event()
+        self._waiters: collections.deque[tuple[int, int, asyncio.Future[int]]] = collections.deque()
 
     @property
     def free(self) -> int:
         return self._free
 
     async def reserve(self, most: int, least: int = 1) -> int:
-        """Wait for at least ``least`` free slots; take up to ``most``."""
-        least = max(1, min(least, self.size))
-        while self._free < least:
-            self._changed.clear()
-            await self._changed.wait()
-        taken = min(most, self._free)
-        self._free -= taken
-        return taken
+        """Wait for at least ``least`` free slots, in turn; take up to ``most``."""
+        least = max(1, min(least, most, self.size))
+        if not self._waiters and self._free >= least:
+            taken = min(most, self._free)
+            self._free -= taken
+            return taken
+        granted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters.append((most, least, granted))
+        try:
+            return await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release(granted.result())  # granted just as we were cancelled
+            else:
+                self._waiters = collections.deque(w for w in self._waiters if w[2] is not granted)
+            raise
 
     def release(self, count: int = 1) -> None:
-        if count:
-            self._free += count
-            self._changed.set()
+        self._free += count
+        while self._waiters and self._free >= self._waiters[0][1]:
+            most, _least, granted = self._waiters.popleft()
+            if granted.done():
+                continue
+            taken = min(most, self._free)
+            self._free -= taken
+            granted.set_result(taken)
 
 
 def worker_identity() -> str:
@@ -93,12 +114,21 @@ class Worker:
         self.stats = Stats()
         self.queues: list[QueueInfo] = []
         self._sleep = sleep
+        # Due replays and alert digests, kept in the store (see worker/scheduler.py).
+        self.scheduler = Scheduler(
+            store=self.store,
+            aws=self.aws,
+            registry=self.registry,
+            settings=settings,
+            owner=self.owner,
+            sleep=sleep,
+        )
         self._slots = Slots(settings.concurrency)
         self._stopping = asyncio.Event()
         self._inflight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[Outcome]] = set()
         self._pollers: list[asyncio.Task[None]] = []
-        self._heartbeat_wake = asyncio.Event()
+        self._share = MAX_BATCH
         self._sqs: Any = None
         self._dispatcher: Dispatcher | None = None
         self._acks: BatchSender | None = None
@@ -216,12 +246,18 @@ class Worker:
         per_queue = self.settings.pollers_per_queue or max(
             1, math.ceil(self.settings.concurrency / (MAX_BATCH * len(self.queues)))
         )
+        # Each poller may hold at most its share of the slots through a long poll, so pollers
+        # of idle queues can never sit on all of them.
+        self._share = max(
+            1, min(MAX_BATCH, self.settings.concurrency // (per_queue * len(self.queues)))
+        )
         self._pollers = [
             asyncio.create_task(self._poll(queue, once=once), name=f"poll:{queue.name}:{n}")
             for queue in self.queues
             for n in range(per_queue)
         ]
-        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        heartbeat = asyncio.create_task(self._background(), name="heartbeat")
+        scheduler = asyncio.create_task(self.scheduler.run(), name="scheduler")
         stop_wait = asyncio.create_task(self._stopping.wait(), name="stop-wait")
         try:
             if once:
@@ -236,13 +272,15 @@ class Worker:
             else:
                 await stop_wait
         finally:
-            await self._shutdown(heartbeat)
+            await self._shutdown(heartbeat, scheduler)
             stop_wait.cancel()
         return self.stats
 
-    async def _shutdown(self, heartbeat: asyncio.Task[None]) -> None:
+    async def _shutdown(self, heartbeat: asyncio.Task[None], scheduler: asyncio.Task[None]) -> None:
         # Phase 1: stop receiving. A receive cancelled mid-flight may have taken messages we
         # never saw: they come back when their visibility timeout ends, nothing is lost.
+        # The scheduler takes no more jobs; those in hand finish in phase 2's time.
+        self.scheduler.stop()
         for poller in self._pollers:
             poller.cancel()
         await asyncio.gather(*self._pollers, return_exceptions=True)
@@ -256,6 +294,7 @@ class Worker:
         # Phase 3: unsettled messages were released as their tasks ended; flush the batches.
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
+        await self.scheduler.wait_closed(scheduler, self.settings.shutdown_grace)
         assert self._visibility is not None
         assert self._acks is not None
         await self._acks.flush()
@@ -290,13 +329,19 @@ class Worker:
         }
         if self.settings.visibility_timeout:
             request["VisibilityTimeout"] = self.settings.visibility_timeout
+        assert self._dispatcher is not None
         while not self._stopping.is_set():
+            await self._dispatcher.store_ok.wait()
             # Waiting for a few free slots, not one, keeps receives (and deletes) in full
             # batches: fewer calls per message for the same backpressure.
-            room = await self._slots.reserve(MAX_BATCH, least=self._slots.size // 4)
+            room = await self._slots.reserve(self._share, least=max(1, self._share // 2))
             self.stats.sqs_calls["ReceiveMessage"] += 1
             try:
-                response = await self._sqs.receive_message(MaxNumberOfMessages=room, **request)
+                # A receive that outlives its long poll by far is stuck (a half-open
+                # connection, an endpoint that hangs): give up on it rather than hold the
+                # reserved slots forever.
+                async with asyncio.timeout(wait_time + RECEIVE_GRACE):
+                    response = await self._sqs.receive_message(MaxNumberOfMessages=room, **request)
             except asyncio.CancelledError:
                 self._slots.release(room)
                 raise
@@ -354,6 +399,33 @@ class Worker:
         if not task.cancelled() and (exc := task.exception()) is not None:
             # process() settles every message itself; reaching here is a bug worth a trace.
             log.error("message task failed", error=describe_error(exc), exc_info=exc)
+
+    async def _background(self) -> None:
+        """The heartbeat and the store watcher, ended together at shutdown."""
+        await asyncio.gather(self._heartbeat(), self._watch_store())
+
+    async def _watch_store(self) -> None:
+        """While the store is unreachable, ping it with backoff; then let pollers receive."""
+        assert self._dispatcher is not None
+        dispatcher = self._dispatcher
+        while True:
+            await dispatcher.store_lost.wait()
+            failures = 0
+            while True:
+                failures += 1
+                delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX)
+                log.warning(f"store unavailable; receiving paused, retrying in {delay:.1f}s")
+                await self._sleep_unless_stopping(delay)
+                try:
+                    await self.store.ping()
+                except Exception as exc:  # noqa: BLE001 - the watcher must outlive any error
+                    if not is_transient(exc):
+                        log.error("store ping failed", error=describe_error(exc))
+                    continue
+                break
+            dispatcher.store_lost.clear()
+            dispatcher.store_ok.set()
+            log.info("store reachable again; receiving", after_failures=failures)
 
     async def _heartbeat(self) -> None:
         """Extend the visibility of messages whose handlers are still running."""

@@ -1,0 +1,326 @@
+"""What the operator commands share: selection filters, output formats, times, AWS errors."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import functools
+import getpass
+import io
+import json
+import re
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+
+from lambda_destinations.cli._app import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    EndpointUnreachable,
+    fail,
+    reports_errors,
+)
+from lambda_destinations.config import Settings
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.operations.redrive import QueueNotFound
+from lambda_destinations.retrying import CONNECTION_ERRORS, error_code
+from lambda_destinations.store.base import FailureStatus, InvocationFilter, utcnow
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "AuthorizationError",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidAccessKeyId",
+}
+
+
+def operator_identity() -> str:
+    """Who runs this command, for the replay ledger and status changes: ``cli user@host``."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no USER variable and no passwd entry (some containers)
+        user = "unknown"
+    return f"cli {user}@{socket.gethostname()}"
+
+
+def subcommand(
+    group: click.Group, name: str, **kwargs: Any
+) -> Callable[[Callable[P, R]], click.Command]:
+    """Register a command of ``group`` whose user errors are reported in one line."""
+
+    def decorate(func: Callable[P, R]) -> click.Command:
+        return group.command(name, **kwargs)(reports_errors(func))
+
+    return decorate
+
+
+# -- times ------------------------------------------------------------------------------------
+
+
+def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``2h``, ``30m``, ``7d``, ``1w``, ``90s`` ago, or an ISO 8601 date/time (UTC if no zone).
+
+    Raises ValueError with a message fit for the user.
+    """
+    value = text.strip()
+    match = _DURATION.fullmatch(value)
+    if match:
+        seconds = float(match["amount"]) * _UNITS[match["unit"].lower()]
+        return (now or utcnow()) - dt.timedelta(seconds=seconds)
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration (30m, 2h, 7d, 1w) nor an ISO 8601 time "
+            "(2024-05-01, 2024-05-01T12:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_when(value)
+    except ValueError as exc:
+        fail(f"--{param.name}: {exc}", EXIT_USAGE)
+
+
+def since_option(default: str | None = None, help: str | None = None) -> Callable[[F], F]:
+    return click.option(
+        "--since",
+        callback=_when,
+        default=default,
+        show_default=default is not None,
+        help=help or "Only failures at or after this time: 2h, 30m, 7d, or 2024-05-01T12:00Z.",
+    )
+
+
+def until_option() -> Callable[[F], F]:
+    return click.option(
+        "--until",
+        callback=_when,
+        help="Only failures before this time (same forms as --since).",
+    )
+
+
+def format_time(moment: dt.datetime | None, *, seconds: bool = True) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M")
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(dt.UTC).isoformat()
+
+
+# -- selecting failures -----------------------------------------------------------------------
+
+STATUS_CHOICE = click.Choice([s.value for s in FailureStatus], case_sensitive=False)
+
+
+def selection_options(
+    *, limit_default: int | None
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """The filters every command selecting failures takes; the command gets ``selection``.
+
+    ``selection.statuses`` is None unless ``--status`` was given; ``selection.limit`` is None
+    for ``--limit 0``.
+    """
+
+    def decorate(func: Callable[..., R]) -> Callable[..., R]:
+        @functools.wraps(func)
+        def wrapper(
+            *args: Any,
+            function_glob: str | None,
+            error_type: str | None,
+            condition: str | None,
+            since: dt.datetime | None,
+            until: dt.datetime | None,
+            status: tuple[str, ...],
+            limit: int | None,
+            **kwargs: Any,
+        ) -> R:
+            if since is not None and until is not None and since >= until:
+                fail("--since must be before --until", EXIT_USAGE)
+            selection = InvocationFilter(
+                failed_only=True,
+                function_glob=function_glob,
+                error_type=error_type,
+                condition=condition,
+                since=since,
+                until=until,
+                statuses=[FailureStatus(s.lower()) for s in status] or None,
+                limit=limit or None,
+            )
+            return func(*args, selection=selection, **kwargs)
+
+        options = [
+            click.option(
+                "--function",
+                "function_glob",
+                metavar="GLOB",
+                help="Function name, shell glob: 'orders-*'.",
+            ),
+            click.option("--error-type", help="Exact error type: TimeoutError."),
+            click.option(
+                "--condition", help="Exact condition: RetriesExhausted, EventAgeExceeded."
+            ),
+            since_option(),
+            until_option(),
+            click.option(
+                "--status",
+                type=STATUS_CHOICE,
+                multiple=True,
+                help="open, replayed, recovered or ignored; repeat for several.",
+            ),
+            click.option(
+                "--limit",
+                type=click.IntRange(min=0),
+                default=limit_default,
+                show_default=limit_default is not None,
+                help="At most this many, newest first (0: no limit).",
+            ),
+        ]
+        decorated: Callable[..., R] = wrapper
+        for option in reversed(options):
+            decorated = option(decorated)
+        return decorated
+
+    return decorate
+
+
+def has_filters(selection: InvocationFilter) -> bool:
+    return any(
+        value is not None
+        for value in (
+            selection.function_glob,
+            selection.error_type,
+            selection.condition,
+            selection.since,
+            selection.until,
+            selection.statuses,
+        )
+    )
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def output_options(func: Callable[..., R]) -> Callable[..., R]:
+    """``--json`` / ``--ndjson`` / ``--csv``; the command gets ``output`` ("table" by default)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, as_json: bool, as_ndjson: bool, as_csv: bool, **kwargs: Any) -> R:
+        flags = {"json": as_json, "ndjson": as_ndjson, "csv": as_csv}
+        chosen = [name for name, on in flags.items() if on]
+        if len(chosen) > 1:
+            fail("choose one of --json, --ndjson and --csv", EXIT_USAGE)
+        return func(*args, output=chosen[0] if chosen else "table", **kwargs)
+
+    decorated: Callable[..., R] = wrapper
+    for option in reversed(
+        [
+            click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts."),
+            click.option("--ndjson", "as_ndjson", is_flag=True, help="One JSON object a line."),
+            click.option("--csv", "as_csv", is_flag=True, help="CSV with a header line."),
+        ]
+    ):
+        decorated = option(decorated)
+    return decorated
+
+
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    return json.dumps(value, default=str, indent=indent, ensure_ascii=False)
+
+
+def emit(output: str, records: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
+    """Print ``records`` as JSON, NDJSON or CSV (``output`` is not "table")."""
+    if output == "json":
+        click.echo(dumps(list(records)))
+    elif output == "ndjson":
+        for record in records:
+            click.echo(dumps(record))
+    elif output == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        for record in records:
+            writer.writerow(
+                {
+                    k: dumps(v) if isinstance(v, dict | list) else ("" if v is None else v)
+                    for k, v in record.items()
+                }
+            )
+        click.echo(buffer.getvalue(), nl=False)
+    else:  # pragma: no cover - callers print tables themselves
+        raise ValueError(output)
+
+
+# -- AWS errors -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def aws_errors(settings: Settings) -> Iterator[None]:
+    """AWS errors a user can cause, as one line and the documented exit code."""
+    where = settings.endpoint_url or "AWS"
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise EndpointUnreachable(
+            f"cannot reach {where} ({_first_line(exc)}): check LAMBDA_DESTINATIONS_ENDPOINT_URL, "
+            "AWS_REGION and the network"
+        ) from None
+    except (NoCredentialsError, PartialCredentialsError):
+        raise ConfigError(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+            "or run with a role"
+        ) from None
+    except NoRegionError:
+        raise ConfigError("no AWS region: set AWS_REGION or LAMBDA_DESTINATIONS_REGION") from None
+    except QueueNotFound as exc:
+        fail(str(exc), EXIT_USAGE)
+    except ClientError as exc:
+        code = error_code(exc)
+        operation = getattr(exc, "operation_name", "the call")
+        message = _first_line(exc)
+        if code in _DENIED:
+            raise ConfigError(
+                f"{operation} was refused ({message}): check the credentials and their permissions"
+            ) from None
+        fail(f"{operation} failed: {message}", EXIT_FAILED)
+    except BotoCoreError as exc:  # invalid parameters, an unreadable AWS config file, ...
+        fail(_first_line(exc), EXIT_FAILED)
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        text = f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
+    else:
+        text = str(exc)
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]

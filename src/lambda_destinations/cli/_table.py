@@ -1,0 +1,100 @@
+"""A small table renderer for people: aligned columns that fit the terminal, nothing else."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import textwrap
+from collections.abc import Collection, Sequence
+
+_GAP = "  "
+_MIN_FLEX = 12
+
+
+def terminal_width() -> int | None:
+    """The terminal's width, or None when stdout is not a terminal (tables are not cut)."""
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def cell(value: object) -> str:
+    if value is None or value == "":
+        return "-"
+    return " ".join(str(value).split()) if isinstance(value, str) else str(value)
+
+
+def render_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    flex: Sequence[int] = (),
+    wrap: bool = False,
+    right: Collection[int] = (),
+    width: int | None = None,
+    indent: str = "",
+) -> str:
+    """``rows`` under ``headers``, columns aligned.
+
+    When the table is wider than ``width`` (default: the terminal's; unlimited when output is
+    not a terminal), the ``flex`` columns give up room, in the order given: their cells are cut
+    with "…", or with ``wrap`` continued on further lines. ``right`` columns are right-aligned.
+    """
+    width = terminal_width() if width is None else width
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    if width is not None and flex:
+        _fit(widths, headers, flex, width - len(indent), even=wrap)
+    lines = [_line(list(headers), widths, right, indent)]
+    for row in text:
+        columns = []
+        for i, value in enumerate(row):
+            if len(value) <= widths[i]:
+                columns.append([value])
+            elif wrap:
+                columns.append(textwrap.wrap(value, widths[i], break_long_words=True) or [""])
+            else:
+                columns.append([value[: widths[i] - 1] + "…"])
+        for n in range(max(len(c) for c in columns)):
+            lines.append(
+                _line([c[n] if n < len(c) else "" for c in columns], widths, right, indent)
+            )
+    return "\n".join(lines)
+
+
+def _fit(
+    widths: list[int], headers: Sequence[str], flex: Sequence[int], width: int, *, even: bool
+) -> None:
+    """Narrow the ``flex`` columns until the table fits ``width`` (or they reach a minimum).
+
+    ``even``: always the widest first, so wrapped columns share the room; otherwise in the
+    order given, each down to its minimum before the next.
+    """
+    excess = sum(widths) + len(_GAP) * (len(widths) - 1) - width
+    floors = {i: max(_MIN_FLEX, len(headers[i])) for i in flex}
+    if even:
+        while excess > 0:
+            candidates = [i for i in flex if widths[i] > floors[i]]
+            if not candidates:
+                return
+            widest = max(candidates, key=lambda i: widths[i])
+            widths[widest] -= 1
+            excess -= 1
+        return
+    for i in flex:
+        if excess <= 0:
+            return
+        taken = max(0, min(excess, widths[i] - floors[i]))
+        widths[i] -= taken
+        excess -= taken
+
+
+def _line(values: Sequence[str], widths: Sequence[int], right: Collection[int], indent: str) -> str:
+    parts = [
+        value.rjust(widths[i]) if i in right else value.ljust(widths[i])
+        for i, value in enumerate(values)
+    ]
+    return (indent + _GAP.join(parts)).rstrip()

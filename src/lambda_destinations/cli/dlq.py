@@ -1,0 +1,554 @@
+"""``dlq peek|redrive|purge``: look into a dead-letter queue, put its messages back, empty it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
+from lambda_destinations.cli._common import (
+    aws_errors,
+    dumps,
+    operator_identity,
+    subcommand,
+)
+from lambda_destinations.cli._options import settings_options
+from lambda_destinations.cli._table import render_table
+from lambda_destinations.config import Settings
+from lambda_destinations.operations.redrive import (
+    DEFAULT_VISIBILITY,
+    MoveTaskUnsupported,
+    QueueRef,
+    ReinvokeReport,
+    describe_message,
+    follow_move_task,
+    move_messages,
+    peek,
+    reinvoke_messages,
+    resolve_queue,
+    source_queues,
+    start_move_task,
+    target_chooser,
+)
+from lambda_destinations.operations.replay import ReplayState
+from lambda_destinations.store import Store, utcnow
+from lambda_destinations.worker.queues import queue_name
+
+# SQS's message move task accepts 1..500 messages a second.
+_MOVE_TASK_MAX_RATE = 500
+
+
+@cli.group("dlq")
+def dlq_group() -> None:
+    """Dead-letter queues: peek at their messages, redrive them, purge them.
+
+    QUEUE is a queue URL, name or ARN.
+
+    \b
+    Examples:
+      lambda-destinations dlq peek orders-failures-dlq
+      lambda-destinations dlq redrive orders-failures-dlq --dry-run
+      lambda-destinations dlq redrive orders-failures-dlq --rate 50
+      lambda-destinations dlq redrive orders-api-dlq --reinvoke --legacy-function orders-api
+      lambda-destinations dlq purge orders-failures-dlq
+    """
+
+
+def _age(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+# -- peek -------------------------------------------------------------------------------------
+
+
+@subcommand(dlq_group, "peek")
+@click.argument("queue")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10000),
+    default=10,
+    show_default=True,
+    help="Show at most this many messages.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@settings_options
+def peek_command(settings: Settings, queue: str, limit: int, as_json: bool) -> None:
+    """Show the messages of a queue, decoded, and leave them there.
+
+    For each message: what it is (an invocation record, a stream failure, a legacy DLQ
+    message, or not a record at all), the function, condition and error (or why the worker
+    quarantined it), its age and how many times it was received before this look.
+
+    SQS has no read-only look: each message is received once and made visible again at
+    once, which adds one to its receive count. On a queue that has a redrive policy of its
+    own, peeking can therefore move messages on.
+
+    \b
+    Examples:
+      lambda-destinations dlq peek orders-failures-dlq
+      lambda-destinations dlq peek https://sqs.us-east-1.amazonaws.com/123456789012/q --limit 50
+      lambda-destinations dlq peek orders-failures-dlq --json | jq '.[].error_type'
+    """
+
+    async def go() -> tuple[QueueRef, list[dict[str, Any]]]:
+        async with AwsClients(settings) as aws:
+            sqs = await aws.client("sqs")
+            ref = await resolve_queue(sqs, queue)
+            return ref, await peek(sqs, ref.url, limit)
+
+    with aws_errors(settings):
+        ref, messages = asyncio.run(go())
+    now = utcnow()
+    described = [describe_message(m, now) for m in messages]
+    if as_json:
+        click.echo(dumps(described))
+        return
+    click.echo(
+        f"{ref.name}: about {ref.visible} messages visible, {ref.in_flight} in flight; "
+        f"showing {len(described)}",
+        err=True,
+    )
+    if not described:
+        return
+    click.echo(
+        render_table(
+            ["AGE", "KIND", "FUNCTION", "CONDITION", "ERROR / REASON", "RECEIVES", "MESSAGE ID"],
+            [
+                [
+                    _age(d["age_seconds"]),
+                    d.get("kind"),
+                    d.get("function_name"),
+                    d.get("condition"),
+                    _error(d),
+                    d["receive_count"],
+                    d["message_id"],
+                ]
+                for d in described
+            ],
+            flex=(4, 2),
+            right=(5,),
+        )
+    )
+
+
+def _error(described: dict[str, Any]) -> str | None:
+    parts = []
+    if described.get("decode_error"):
+        parts.append(described["decode_error"])
+    elif described.get("error_type") or described.get("error_message"):
+        error_type, message = described.get("error_type"), described.get("error_message")
+        parts.append(
+            f"{error_type}: {message}" if error_type and message else error_type or message
+        )
+    if described.get("quarantine_reason"):
+        parts.append(f"[quarantined: {described['quarantine_reason']}]")
+    return " ".join(parts) or None
+
+
+# -- redrive ----------------------------------------------------------------------------------
+
+
+@subcommand(dlq_group, "redrive")
+@click.argument("queue")
+@click.option(
+    "--to",
+    "to",
+    metavar="URL",
+    help="Where the messages go (URL, name or ARN). Default: the queue(s) whose redrive "
+    "policy names this DLQ.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Messages (or invocations) per second at most; 0: as fast as it goes.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would happen; move or invoke nothing.")
+@click.option(
+    "--reinvoke",
+    is_flag=True,
+    help="Instead of moving the messages, invoke the function of each failure record (or "
+    "legacy DLQ message) again, then delete it.",
+)
+@click.option("--force", is_flag=True, help="With --reinvoke: also records replayed already.")
+@click.option(
+    "--legacy-function",
+    metavar="NAME|ARN",
+    help="With --reinvoke: the function to invoke for legacy DLQ messages.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), help="Handle at most this many messages (no task)."
+)
+@click.option(
+    "--no-move-task",
+    is_flag=True,
+    help="Move the messages here even where SQS's message move task could.",
+)
+@click.option("-y", "--yes", is_flag=True, help="With --reinvoke: do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="The outcome as one JSON object.")
+@click.option(
+    "--visibility-timeout",
+    type=click.IntRange(1, 43200),
+    default=DEFAULT_VISIBILITY,
+    hidden=True,
+    help="Seconds a message being moved stays hidden in the DLQ.",
+)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, hidden=True)
+@settings_options
+def redrive_command(
+    settings: Settings,
+    queue: str,
+    to: str | None,
+    rate: float,
+    dry_run: bool,
+    reinvoke: bool,
+    force: bool,
+    legacy_function: str | None,
+    limit: int | None,
+    no_move_task: bool,
+    yes: bool,
+    as_json: bool,
+    visibility_timeout: int,
+    concurrency: int,
+) -> None:
+    """Put dead-lettered messages back where they came from, or re-invoke their functions.
+
+    For the DLQ of SQS queues, SQS's own message move task moves the messages where the
+    endpoint supports it, and its progress is shown. Otherwise (a Lambda function's or an SNS
+    subscription's DLQ, which the move task refuses, or an emulator) the messages are moved
+    here: each one is sent to the target with its body and message attributes (the
+    LambdaDestinations.* quarantine attributes included) and only then deleted from the DLQ,
+    so an interrupted redrive loses nothing: a message is in the DLQ, in the target, or at
+    worst in both, and the worker's idempotency absorbs the duplicate. Run it again to finish.
+
+    With --reinvoke, each failure record (or legacy DLQ message) is replayed like `replay`
+    does (ledger, status) and deleted once Lambda accepted it; anything else stays.
+
+    \b
+    Examples:
+      lambda-destinations dlq redrive orders-failures-dlq --dry-run
+      lambda-destinations dlq redrive orders-failures-dlq
+      lambda-destinations dlq redrive orders-api-dlq --to orders-failures --rate 20
+      lambda-destinations dlq redrive orders-failures-dlq --reinvoke --yes
+
+    Exit status: 0 when everything was moved (or invoked), also when the DLQ is empty; 1
+    when messages stay behind (no target, a send or an invocation failed).
+    """
+    if not reinvoke and (force or legacy_function):
+        fail("--force and --legacy-function go with --reinvoke", EXIT_USAGE)
+    if reinvoke and to:
+        fail("--reinvoke invokes functions; it has no --to", EXIT_USAGE)
+    if reinvoke:
+        _reinvoke(
+            settings,
+            queue,
+            rate=rate,
+            dry_run=dry_run,
+            force=force,
+            legacy_function=legacy_function,
+            limit=limit,
+            yes=yes,
+            as_json=as_json,
+            visibility=visibility_timeout,
+        )
+        return
+    task: dict[str, str] = {}
+    moved_so_far = [0]
+
+    async def go() -> dict[str, Any]:
+        async with AwsClients(settings) as aws:
+            sqs = await aws.client("sqs")
+            dlq = await resolve_queue(sqs, queue)
+            target = await resolve_queue(sqs, to) if to else None
+            sources = await source_queues(sqs, dlq)
+            if target is None and not sources:
+                fail(
+                    f"{dlq.name} is not the dead-letter queue of any SQS queue (a function's "
+                    "or an SNS subscription's DLQ?): name the queue its messages go to with "
+                    "--to, or re-invoke the functions with --reinvoke",
+                    EXIT_USAGE,
+                )
+            targets = [target.url] if target else sources
+            use_task = bool(sources) and not no_move_task and limit is None
+            plan = {
+                "dlq": dlq.url,
+                "messages": dlq.visible,
+                "targets": targets,
+                "method": "move-task" if use_task else "moved-here",
+            }
+            if dry_run:
+                return {**plan, "dry_run": True}
+            if use_task:
+                destination = target.arn if target else None
+                if destination is None and len(sources) == 1:
+                    destination = (await resolve_queue(sqs, sources[0])).arn
+                result = await _move_task(settings, sqs, dlq, destination, rate, task)
+                if result is not None:
+                    return {**plan, **result}
+                plan["method"] = "moved-here"
+            fifo = frozenset(t for t in targets if (target.fifo if target else t.endswith(".fifo")))
+            click.echo(
+                f"moving about {dlq.visible} messages from {dlq.name} to "
+                f"{', '.join(queue_name(t) for t in targets)}",
+                err=True,
+            )
+            with click.progressbar(
+                length=max(dlq.visible, 1), label="moving", file=sys.stderr, show_pos=True
+            ) as bar:
+
+                def moved(n: int) -> None:
+                    moved_so_far[0] += n
+                    bar.update(n)
+
+                report = await move_messages(
+                    sqs,
+                    dlq.url,
+                    target_chooser(target.url if target else None, sources),
+                    fifo_targets=fifo,
+                    rate=rate or None,
+                    concurrency=concurrency,
+                    limit=limit,
+                    visibility=visibility_timeout,
+                    on_moved=moved,
+                )
+            return {**plan, **report.as_dict(), "ok": report.ok and not report.left}
+
+    try:
+        with aws_errors(settings):
+            outcome = asyncio.run(go())
+    except KeyboardInterrupt:
+        if task:
+            click.echo(
+                f"the SQS message move task goes on without us; cancel it with `aws sqs "
+                f"cancel-message-move-task --task-handle {task['handle']}`",
+                err=True,
+            )
+        else:
+            click.echo(
+                f"interrupted after moving {moved_so_far[0]} messages: every message is in "
+                "the DLQ or the target (those being moved reappear in the DLQ after the "
+                "visibility timeout); run the redrive again to finish",
+                err=True,
+            )
+        raise
+    _report_redrive(outcome, as_json=as_json)
+
+
+async def _move_task(
+    settings: Settings,
+    sqs: Any,
+    dlq: QueueRef,
+    destination: str | None,
+    rate: float,
+    task: dict[str, str],
+) -> dict[str, Any] | None:
+    """Run SQS's move task to its end; None when the endpoint cannot (move them here)."""
+    task_rate = min(_MOVE_TASK_MAX_RATE, max(1, round(rate))) if rate else None
+    # A client that does not retry: endpoints without the operation answer 500.
+    async with AwsClients(settings, max_attempts=1) as once:
+        try:
+            handle = await start_move_task(
+                await once.client("sqs"), dlq.arn, destination, task_rate
+            )
+        except MoveTaskUnsupported as exc:
+            click.echo(
+                f"SQS's message move task is not available here ({exc}); moving the messages "
+                "here instead",
+                err=True,
+            )
+            return None
+    task["handle"] = handle
+    click.echo(f"SQS message move task started: {handle}", err=True)
+    with click.progressbar(
+        length=max(dlq.visible, 1), label="moving (SQS)", file=sys.stderr, show_pos=True
+    ) as bar:
+
+        def progress(moved: int, total: int | None) -> None:
+            if total:
+                bar.length = total
+            bar.update(moved - bar.pos)
+
+        status = await follow_move_task(sqs, dlq.arn, handle, on_progress=progress)
+    moved = int(status.get("ApproximateNumberOfMessagesMoved", 0))
+    return {
+        "method": "move-task",
+        "task_handle": handle,
+        "status": status.get("Status"),
+        "moved": moved,
+        "failure_reason": status.get("FailureReason"),
+        "ok": status.get("Status") == "COMPLETED",
+    }
+
+
+def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        click.echo(dumps(outcome))
+    elif outcome.get("dry_run"):
+        how = (
+            "by SQS's message move task (or here, where the endpoint has none)"
+            if outcome["method"] == "move-task"
+            else "here, sending each one before deleting it"
+        )
+        click.echo(
+            f"would move about {outcome['messages']} messages from "
+            f"{queue_name(outcome['dlq'])} to "
+            f"{', '.join(queue_name(t) for t in outcome['targets'])}, {how}"
+        )
+    elif outcome["method"] == "move-task":
+        click.echo(
+            f"SQS message move task {outcome['status']}: moved {outcome['moved']}"
+            + (f" ({outcome['failure_reason']})" if outcome.get("failure_reason") else "")
+        )
+    else:
+        parts = [f"moved {outcome['moved']}"]
+        parts += [f"{n} to {queue_name(t)}" for t, n in outcome["by_target"].items()]
+        for reason, n in outcome["left_in_dlq"].items():
+            parts.append(f"{n} left in the DLQ: {reason}")
+        for reason, n in outcome["send_failures"].items():
+            parts.append(f"{n} not sent ({reason}), left in the DLQ")
+        if outcome["duplicated"]:
+            parts.append(f"{outcome['duplicated']} sent but not deleted (now in both queues)")
+        click.echo(" · ".join(parts))
+    if not outcome.get("dry_run") and not outcome.get("ok", True):
+        raise SystemExit(EXIT_FAILED)
+
+
+def _reinvoke(
+    settings: Settings,
+    queue: str,
+    *,
+    rate: float,
+    dry_run: bool,
+    force: bool,
+    legacy_function: str | None,
+    limit: int | None,
+    yes: bool,
+    as_json: bool,
+    visibility: int,
+) -> None:
+    async def go() -> ReinvokeReport:
+        async with AwsClients(settings) as aws, Store.from_url(settings.store) as store:
+            sqs = await aws.client("sqs")
+            dlq = await resolve_queue(sqs, queue)
+            if not dry_run and not yes:
+                click.confirm(
+                    f"Invoke again the function of each failure record in {dlq.name} (about "
+                    f"{dlq.visible} messages), then delete it?",
+                    abort=True,
+                    err=True,
+                )
+            with click.progressbar(
+                length=max(dlq.visible, 1),
+                label="re-invoking" if not dry_run else "reading",
+                file=sys.stderr,
+                show_pos=True,
+            ) as bar:
+                return await reinvoke_messages(
+                    sqs,
+                    await aws.client("lambda"),
+                    store,
+                    dlq.url,
+                    requested_by=operator_identity(),
+                    force=force,
+                    dry_run=dry_run,
+                    legacy_function=legacy_function,
+                    rate=rate or None,
+                    limit=limit,
+                    visibility=visibility,
+                    on_done=bar.update,
+                )
+
+    with aws_errors(settings):
+        report = asyncio.run(go())
+    if as_json:
+        click.echo(dumps(report.as_dict()))
+    else:
+        _show_reinvoke(report)
+        states = [r.state for _, r, _ in report.results if r is not None]
+        stayed = len(report.results) - report.deleted
+        verb = "would invoke" if dry_run else "invoked"
+        done = states.count(ReplayState.WOULD_INVOKE) if dry_run else report.invoked
+        click.echo(
+            f"{verb} {done} · deleted {report.deleted} · left in the DLQ {stayed} · errors "
+            f"{report.errors}",
+            err=True,
+        )
+    if report.errors:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _show_reinvoke(report: ReinvokeReport) -> None:
+    rows: Sequence[list[Any]] = [
+        [
+            message_id,
+            result.request_id if result else None,
+            result.function_arn if result else None,
+            result.state.value if result else "left",
+            (result.new_request_id or result.detail) if result else why,
+        ]
+        for message_id, result, why in report.results
+    ]
+    if rows:
+        click.echo(
+            render_table(
+                ["MESSAGE ID", "REQUEST ID", "FUNCTION", "STATE", "NEW REQUEST ID / WHY"],
+                rows,
+                flex=(2, 4),
+                wrap=True,
+            )
+        )
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+
+@subcommand(dlq_group, "purge")
+@click.argument("queue")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@settings_options
+def purge_command(settings: Settings, queue: str, yes: bool) -> None:
+    """Delete every message of a queue, after saying how many and asking.
+
+    SQS deletes them within a minute and allows one purge a minute per queue. The messages
+    cannot be recovered: peek first, or redrive.
+
+    \b
+    Examples:
+      lambda-destinations dlq purge orders-failures-dlq
+      lambda-destinations dlq purge orders-failures-dlq --yes
+    """
+
+    async def go() -> None:
+        async with AwsClients(settings) as aws:
+            sqs = await aws.client("sqs")
+            ref = await resolve_queue(sqs, queue)
+            delayed = int(ref.attributes.get("ApproximateNumberOfMessagesDelayed", "0"))
+            count = ref.visible + ref.in_flight + delayed
+            if count == 0:
+                click.echo(f"{ref.name} is empty: nothing to purge")
+                return
+            if not yes:
+                click.confirm(
+                    f"Delete all {count} messages of {ref.name} ({ref.visible} visible, "
+                    f"{ref.in_flight} in flight, {delayed} delayed)? This cannot be undone",
+                    abort=True,
+                    err=True,
+                )
+            await sqs.purge_queue(QueueUrl=ref.url)
+            click.echo(f"purged {ref.name}: about {count} messages deleted")
+
+    with aws_errors(settings):
+        asyncio.run(go())

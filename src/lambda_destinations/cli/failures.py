@@ -1,0 +1,546 @@
+"""``failures list|show|stats|ignore|reopen``: what failed, why, how often, since when."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from lambda_destinations.cli._app import EXIT_FAILED, cli, fail
+from lambda_destinations.cli._common import (
+    dumps,
+    emit,
+    format_time,
+    iso,
+    operator_identity,
+    output_options,
+    selection_options,
+    since_option,
+    subcommand,
+    until_option,
+)
+from lambda_destinations.cli._options import settings_options
+from lambda_destinations.cli._table import render_table
+from lambda_destinations.config import Settings
+from lambda_destinations.operations.stats import FailureStats, failure_stats
+from lambda_destinations.store import (
+    DeliveryRow,
+    FailureStatus,
+    HandlerRun,
+    InvocationFilter,
+    InvocationRow,
+    Store,
+    utcnow,
+)
+from lambda_destinations.store.base import ReplayAttempt
+
+# The fields of a failure in --json/--ndjson/--csv, in this order (scripts rely on them).
+FIELDS = (
+    "request_id",
+    "key",
+    "kind",
+    "function_arn",
+    "function_name",
+    "qualifier",
+    "condition",
+    "error_type",
+    "error_message",
+    "approximate_invoke_count",
+    "timestamp",
+    "first_seen_at",
+    "status",
+    "status_by",
+    "replay_count",
+    "delivery_count",
+    "queue",
+)
+_CHART_WIDTH = 40
+_HOUR_LINES = 30  # longer windows get a line a day
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+@cli.group("failures")
+def failures_group() -> None:
+    """Failed invocations in the store: list, show, stats, ignore, reopen.
+
+    \b
+    Examples:
+      lambda-destinations failures list --since 2h
+      lambda-destinations failures list --function 'orders-*' --status open --json
+      lambda-destinations failures show 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
+      lambda-destinations failures stats --since 7d
+      lambda-destinations failures ignore 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
+    """
+
+
+def failure_record(row: InvocationRow, replay_count: int) -> dict[str, Any]:
+    """A failure as scripts see it (``--json``)."""
+    return {
+        "request_id": row.request_id,
+        "key": row.key,
+        "kind": row.kind,
+        "function_arn": row.function_arn,
+        "function_name": row.function_name,
+        "qualifier": row.qualifier,
+        "condition": row.condition,
+        "error_type": row.error_type,
+        "error_message": row.error_message,
+        "approximate_invoke_count": row.approximate_invoke_count,
+        "timestamp": iso(row.timestamp),
+        "first_seen_at": iso(row.first_seen_at),
+        "status": row.status.value if row.status else None,
+        "status_by": row.status_by,
+        "replay_count": replay_count,
+        "delivery_count": row.delivery_count,
+        "queue": row.queue,
+    }
+
+
+def function_label(row: InvocationRow) -> str | None:
+    if row.function_name is None:
+        return None
+    if row.qualifier and row.qualifier != "$LATEST":
+        return f"{row.function_name}:{row.qualifier}"
+    return row.function_name
+
+
+def error_label(error_type: str | None, message: str | None) -> str | None:
+    if error_type and message:
+        return f"{error_type}: {message}"
+    return error_type or message
+
+
+# -- list -------------------------------------------------------------------------------------
+
+
+@subcommand(failures_group, "list")
+@selection_options(limit_default=100)
+@output_options
+@settings_options
+def list_command(settings: Settings, selection: InvocationFilter, output: str) -> None:
+    """Failed invocations, newest first.
+
+    \b
+    Examples:
+      lambda-destinations failures list
+      lambda-destinations failures list --since 2h --function 'orders-*'
+      lambda-destinations failures list --error-type TimeoutError --status open --limit 0
+      lambda-destinations failures list --since 2024-05-01 --until 2024-05-02 --csv > may1.csv
+      lambda-destinations failures list --json | jq -r '.[].request_id'
+
+    Times are the records' own (when Lambda gave up), in UTC. Exit status 0, also when nothing
+    matches.
+    """
+
+    async def go() -> tuple[list[InvocationRow], dict[str, int], int]:
+        async with Store.from_url(settings.store) as store:
+            rows = await store.list_invocations(selection)
+            counts = await store.replay_counts([r.key for r in rows])
+            total = len(rows)
+            if selection.limit is not None and total >= selection.limit:
+                total = await store.count_invocations(dataclasses.replace(selection, limit=None))
+            return rows, counts, total
+
+    rows, counts, total = asyncio.run(go())
+    if output != "table":
+        emit(output, [failure_record(r, counts[r.key]) for r in rows], FIELDS)
+        return
+    if not rows:
+        click.echo("no failures match", err=True)
+        return
+    click.echo(
+        render_table(
+            ["TIME (UTC)", "REQUEST ID", "FUNCTION", "CONDITION", "ERROR", "STATUS", "REPLAYS"],
+            [
+                [
+                    format_time(r.timestamp or r.first_seen_at),
+                    r.request_id,
+                    function_label(r),
+                    r.condition or r.kind,
+                    error_label(r.error_type, r.error_message),
+                    r.status.value if r.status else None,
+                    counts[r.key],
+                ]
+                for r in rows
+            ],
+            flex=(4, 2, 3),
+            right=(6,),
+        )
+    )
+    if total > len(rows):
+        click.echo(f"{len(rows)} of {total} failures shown; --limit 0 shows all", err=True)
+
+
+# -- show -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class _Whole:
+    row: InvocationRow
+    deliveries: list[DeliveryRow]
+    runs: list[HandlerRun]
+    replays: list[ReplayAttempt]
+    others: list[str]  # other keys of the same request id
+
+
+@subcommand(failures_group, "show")
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with everything.")
+@settings_options
+def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
+    """Everything about one failure: payloads, error and stack trace, deliveries, handler
+    runs and replays.
+
+    REQUEST_ID is the Lambda request id (or a record key, as `failures list --json` shows).
+    Exits 1 when no record has it.
+
+    \b
+    Examples:
+      lambda-destinations failures show 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
+      lambda-destinations failures show 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f --json \\
+        | jq .request_payload
+    """
+
+    async def go() -> _Whole | None:
+        async with Store.from_url(settings.store) as store:
+            row = await store.get_invocation(request_id)
+            if row is None:
+                return None
+            same = await store.list_invocations(
+                InvocationFilter(failed_only=False, request_ids=[row.request_id or ""])
+            )
+            return _Whole(
+                row,
+                await store.deliveries(row.key),
+                await store.handler_runs(row.key),
+                await store.replays(row.key),
+                [r.key for r in same if r.key != row.key],
+            )
+
+    whole = asyncio.run(go())
+    if whole is None:
+        fail(f"no record with request id or key {request_id!r} in the store", EXIT_FAILED)
+    if as_json:
+        click.echo(dumps(_whole_json(whole), indent=2))
+    else:
+        click.echo(_whole_text(whole))
+
+
+def _whole_json(whole: _Whole) -> dict[str, Any]:
+    row = whole.row
+    out = failure_record(row, len(whole.replays))
+    out.update(
+        envelope=row.envelope,
+        succeeded=row.succeeded,
+        status_at=iso(row.status_at),
+        stack_trace=row.stack_trace,
+        request_payload=row.request_payload,
+        response_payload=row.response_payload,
+        record=row.record,
+        deliveries=[
+            {
+                "message_id": d.message_id,
+                "queue": d.queue,
+                "receive_count": d.receive_count,
+                "received_at": iso(d.received_at),
+            }
+            for d in whole.deliveries
+        ],
+        handler_runs=[
+            {
+                "handler": r.handler,
+                "state": str(r.state),
+                "owner": r.owner,
+                "attempts": r.attempts,
+                "completed_at": iso(r.completed_at),
+                "claimed_until": iso(r.claimed_until),
+                "last_error": r.last_error,
+            }
+            for r in whole.runs
+        ],
+        replays=[_replay_json(a) for a in whole.replays],
+        other_keys=whole.others,
+    )
+    return out
+
+
+def _replay_json(attempt: ReplayAttempt) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt,
+        "trigger": attempt.trigger,
+        "requested_by": attempt.requested_by,
+        "requested_at": iso(attempt.requested_at),
+        "function_arn": attempt.function_arn,
+        "new_request_id": attempt.new_request_id,
+        "outcome": attempt.outcome.value,
+        "outcome_at": iso(attempt.outcome_at),
+        "detail": attempt.detail,
+    }
+
+
+def _pretty(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    return "\n".join("  " + line for line in text.splitlines()) or "  (empty)"
+
+
+def _whole_text(whole: _Whole) -> str:
+    row = whole.row
+    status = row.status.value if row.status else ("succeeded" if row.succeeded else "-")
+    if row.status_by:
+        status += f"  (by {row.status_by}, {format_time(row.status_at)})"
+    invoke = (
+        f" after {row.approximate_invoke_count} attempts"
+        if row.approximate_invoke_count and row.approximate_invoke_count > 1
+        else ""
+    )
+    lines = [
+        f"request id   {row.request_id or '-'}",
+        f"key          {row.key}",
+        f"function     {function_label(row) or '-'}  ({row.function_arn or 'no ARN'})",
+        f"condition    {row.condition or '-'}{invoke}",
+        f"status       {status}",
+        f"time         {format_time(row.timestamp)} UTC  (first seen "
+        f"{format_time(row.first_seen_at)})",
+        f"kind         {row.kind}, envelope {row.envelope}",
+        f"queue        {row.queue}",
+    ]
+    if whole.others:
+        lines.append(f"also         {', '.join(whole.others)}")
+    lines += ["", f"error        {error_label(row.error_type, row.error_message) or '-'}"]
+    if row.stack_trace:
+        lines.append("stack trace")
+        for frame in row.stack_trace:
+            lines.extend("  " + part for part in str(frame).rstrip("\n").splitlines())
+    lines += ["", "request payload", _pretty(row.request_payload)]
+    lines += ["", "response payload", _pretty(row.response_payload)]
+    lines += ["", f"deliveries ({len(whole.deliveries)})"]
+    if whole.deliveries:
+        lines.append(
+            render_table(
+                ["RECEIVED (UTC)", "MESSAGE ID", "RECEIVES", "QUEUE"],
+                [
+                    [format_time(d.received_at), d.message_id, d.receive_count, d.queue]
+                    for d in whole.deliveries
+                ],
+                right=(2,),
+                indent="  ",
+            )
+        )
+    lines += ["", f"handler runs ({len(whole.runs)})"]
+    if whole.runs:
+        lines.append(
+            render_table(
+                ["HANDLER", "STATE", "ATTEMPTS", "COMPLETED (UTC)", "OWNER", "LAST ERROR"],
+                [
+                    [
+                        r.handler,
+                        str(r.state),
+                        r.attempts,
+                        format_time(r.completed_at),
+                        r.owner,
+                        r.last_error,
+                    ]
+                    for r in whole.runs
+                ],
+                right=(2,),
+                flex=(5,),
+                wrap=True,
+                indent="  ",
+            )
+        )
+    lines += ["", f"replays ({len(whole.replays)})"]
+    if whole.replays:
+        lines.append(
+            render_table(
+                ["#", "REQUESTED (UTC)", "BY", "TRIGGER", "OUTCOME", "NEW REQUEST ID", "DETAIL"],
+                [
+                    [
+                        a.attempt,
+                        format_time(a.requested_at),
+                        a.requested_by,
+                        a.trigger,
+                        a.outcome.value,
+                        a.new_request_id,
+                        a.detail,
+                    ]
+                    for a in whole.replays
+                ],
+                right=(0,),
+                flex=(6,),
+                wrap=True,
+                indent="  ",
+            )
+        )
+    return "\n".join(lines)
+
+
+# -- stats ------------------------------------------------------------------------------------
+
+
+@subcommand(failures_group, "stats")
+@since_option(default="24h", help="Start of the window: 24h, 7d, or an ISO time.")
+@until_option()
+@click.option("--function", "function_glob", metavar="GLOB", help="Function name, shell glob.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@settings_options
+def stats_command(
+    settings: Settings,
+    since: dt.datetime,
+    until: dt.datetime | None,
+    function_glob: str | None,
+    as_json: bool,
+) -> None:
+    """Failures by function and error type, with first and last seen, and a chart per hour.
+
+    \b
+    Examples:
+      lambda-destinations failures stats                 the last 24 hours
+      lambda-destinations failures stats --since 7d --function 'orders-*'
+      lambda-destinations failures stats --since 2024-05-01 --until 2024-05-02 --json
+    """
+    until = until or utcnow()
+    if since >= until:
+        fail("--since must be before --until", 2)
+    selection = InvocationFilter(
+        failed_only=True, function_glob=function_glob, since=since, until=until
+    )
+
+    async def go() -> FailureStats:
+        async with Store.from_url(settings.store) as store:
+            return failure_stats(await store.list_invocations(selection), since, until)
+
+    stats = asyncio.run(go())
+    if as_json:
+        click.echo(dumps(stats.as_dict()))
+        return
+    functions = len({g.function_name for g in stats.groups})
+    click.echo(
+        f"{stats.total} failure{'s' if stats.total != 1 else ''} in {functions} "
+        f"function{'s' if functions != 1 else ''}, {format_time(since)} → "
+        f"{format_time(until)} UTC"
+    )
+    if not stats.groups:
+        return
+    click.echo()
+    click.echo(
+        render_table(
+            ["FUNCTION", "ERROR TYPE", "COUNT", "FIRST SEEN (UTC)", "LAST SEEN (UTC)"],
+            [
+                [
+                    g.function_name,
+                    g.error_type,
+                    g.count,
+                    format_time(g.first_seen),
+                    format_time(g.last_seen),
+                ]
+                for g in stats.groups
+            ],
+            right=(2,),
+            flex=(0, 1),
+        )
+    )
+    click.echo()
+    click.echo("\n".join(hourly_chart(stats.hourly)))
+
+
+def hourly_chart(hourly: Sequence[tuple[dt.datetime, int]]) -> list[str]:
+    """Failures per hour as text: a bar a line for about a day, else a line a day."""
+    peak = max((n for _, n in hourly), default=0)
+    if len(hourly) <= _HOUR_LINES:
+        lines = ["failures per hour"]
+        for hour, count in hourly:
+            lines.append(f"  {hour:%m-%d %H}:00  {_bar(count, peak)} {count}".rstrip())
+        return lines
+    lines = [f"failures per hour, a line a day (each mark one hour, peak {peak}/h)"]
+    days: dict[dt.date, list[int]] = {}
+    for hour, count in hourly:
+        days.setdefault(hour.date(), [0] * 24)[hour.hour] = count
+    for day, counts in days.items():
+        marks = "".join(_spark(n, peak) for n in counts)
+        lines.append(f"  {day:%Y-%m-%d}  {marks}  {sum(counts)}")
+    return lines
+
+
+def _bar(count: int, peak: int) -> str:
+    if count == 0 or peak == 0:
+        return ""
+    eighths = max(1, round(count / peak * _CHART_WIDTH * 8))
+    full, part = divmod(eighths, 8)
+    return "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
+
+
+def _spark(count: int, peak: int) -> str:
+    if count == 0 or peak == 0:
+        return "·"
+    return _BLOCKS[max(1, round(count / peak * (len(_BLOCKS) - 1)))]
+
+
+# -- ignore / reopen --------------------------------------------------------------------------
+
+
+def _set_status(settings: Settings, request_ids: Sequence[str], status: FailureStatus) -> None:
+    async def go() -> tuple[int, list[str]]:
+        async with Store.from_url(settings.store) as store:
+            rows = await store.list_invocations(
+                InvocationFilter(failed_only=True, request_ids=list(request_ids))
+            )
+            keys = {r.key for r in rows}
+            found_ids = {r.request_id for r in rows}
+            missing = []
+            for ident in request_ids:
+                if ident in found_ids:
+                    continue
+                row = await store.get_invocation(ident)  # a record key
+                if row is None or row.succeeded is True:
+                    missing.append(ident)
+                else:
+                    keys.add(row.key)
+            changed = await store.set_status(sorted(keys), status, by=operator_identity())
+            return changed, missing
+
+    changed, missing = asyncio.run(go())
+    verb = "ignored" if status is FailureStatus.IGNORED else "reopened"
+    click.echo(f"{verb} {changed} failure{'s' if changed != 1 else ''}")
+    for ident in missing:
+        click.echo(f"error: no failure with request id or key {ident!r}", err=True)
+    if missing:
+        raise SystemExit(EXIT_FAILED)
+
+
+@subcommand(failures_group, "ignore")
+@click.argument("request_ids", nargs=-1, required=True, metavar="REQUEST_ID...")
+@settings_options
+def ignore_command(settings: Settings, request_ids: tuple[str, ...]) -> None:
+    """Mark failures as handled: `failures list --status open` and `replay` leave them out.
+
+    Exits 1 when a request id is not in the store (the others are still marked).
+
+    \b
+    Examples:
+      lambda-destinations failures ignore 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
+      lambda-destinations failures list --error-type ValueError --json \\
+        | jq -r '.[].request_id' | xargs lambda-destinations failures ignore
+    """
+    _set_status(settings, request_ids, FailureStatus.IGNORED)
+
+
+@subcommand(failures_group, "reopen")
+@click.argument("request_ids", nargs=-1, required=True, metavar="REQUEST_ID...")
+@settings_options
+def reopen_command(settings: Settings, request_ids: tuple[str, ...]) -> None:
+    """Mark failures open again (after `ignore`, or to replay them once more).
+
+    Exits 1 when a request id is not in the store (the others are still marked).
+
+    \b
+    Examples:
+      lambda-destinations failures reopen 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
+    """
+    _set_status(settings, request_ids, FailureStatus.OPEN)

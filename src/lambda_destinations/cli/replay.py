@@ -1,0 +1,238 @@
+"""``replay``: invoke failed invocations again with their original payloads."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
+from lambda_destinations.cli._common import (
+    aws_errors,
+    dumps,
+    has_filters,
+    operator_identity,
+    selection_options,
+)
+from lambda_destinations.cli._options import settings_options
+from lambda_destinations.cli._table import render_table
+from lambda_destinations.config import Settings
+from lambda_destinations.operations._rate import RateLimiter
+from lambda_destinations.operations.replay import (
+    TRIGGER_MANUAL,
+    ReplayResult,
+    ReplayState,
+    replay_invocation,
+)
+from lambda_destinations.schemas import FunctionArn
+from lambda_destinations.store import FailureStatus, InvocationFilter, InvocationRow, Store
+
+_PLAN_ROWS = 20  # rows of the plan shown before the confirmation
+
+
+@command("replay")
+@click.argument("request_ids", nargs=-1, metavar="[REQUEST_ID...]")
+@selection_options(limit_default=0)
+@click.option("--dry-run", is_flag=True, help="List exactly what would be invoked; invoke nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Invocations per second at most (0: no limit).",
+)
+@click.option("--force", is_flag=True, help="Replay again records already replayed.")
+@click.option(
+    "--legacy-function",
+    metavar="NAME|ARN",
+    help="The function to invoke for legacy DLQ messages, which do not name it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The results as one JSON array.")
+@settings_options
+def replay_command(
+    settings: Settings,
+    request_ids: tuple[str, ...],
+    selection: InvocationFilter,
+    dry_run: bool,
+    yes: bool,
+    rate: float,
+    force: bool,
+    legacy_function: str | None,
+    as_json: bool,
+) -> None:
+    """Invoke failed invocations again, asynchronously, with their original payloads.
+
+    Select by REQUEST_ID, by filters, or both (filters then narrow the request ids). Without
+    request ids and without --status, the open and replayed failures match (replayed ones are
+    skipped unless --force); ignored and recovered ones never match by filters alone.
+
+    Each attempt is written to the store's replay ledger with who ran it, and the record's
+    status becomes `replayed`. Stream batch failures carry no payload and are never replayed.
+
+    \b
+    Examples:
+      lambda-destinations replay 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
+      lambda-destinations replay --function 'orders-*' --since 2h --dry-run
+      lambda-destinations replay --error-type TimeoutError --since 1d --rate 2 --yes
+      lambda-destinations replay --status open --limit 50 --json
+
+    Exit status: 0 when every selected record was invoked or skipped (nothing to do is not a
+    failure), 1 when an invocation failed or a request id is not in the store, 2 for no
+    selection at all.
+    """
+    if not request_ids and not has_filters(selection):
+        fail(
+            "name request ids or a filter (--function, --error-type, --since, --status, ...); "
+            "`--status open` selects every open failure",
+            EXIT_USAGE,
+        )
+    if selection.statuses is None and not request_ids:
+        selection.statuses = [FailureStatus.OPEN, FailureStatus.REPLAYED]
+    if request_ids:
+        selection.request_ids = list(request_ids)
+    requested_by = operator_identity()
+
+    async def plan(store: Store) -> tuple[list[InvocationRow], list[str], list[ReplayResult]]:
+        rows = await store.list_invocations(selection)
+        missing = []
+        if request_ids:
+            found = {r.request_id for r in rows} | {r.key for r in rows}
+            for ident in request_ids:
+                if ident in found:
+                    continue
+                row = await store.get_invocation(ident)
+                if row is None or row.succeeded is True:
+                    missing.append(ident)
+                elif row.key == ident and await _matches(store, row, selection):
+                    rows.append(row)  # named by its key rather than its request id
+                # else: a request id the filters leave out
+        rows.reverse()  # oldest first: replays happen in the order the failures did
+        results = [
+            await replay_invocation(
+                store,
+                None,
+                row,
+                trigger=TRIGGER_MANUAL,
+                requested_by=requested_by,
+                force=force,
+                dry_run=True,
+                legacy_function=legacy_function,
+            )
+            for row in rows
+        ]
+        return rows, missing, results
+
+    async def run(store: Store, rows: Sequence[InvocationRow]) -> list[ReplayResult]:
+        limiter = RateLimiter(rate)
+        results = []
+        async with AwsClients(settings) as aws:
+            lam = await aws.client("lambda")
+            with click.progressbar(
+                length=len(rows), label="replaying", file=sys.stderr, show_pos=True
+            ) as bar:
+                for row in rows:
+                    await limiter.acquire()
+                    results.append(
+                        await replay_invocation(
+                            store,
+                            lam,
+                            row,
+                            trigger=TRIGGER_MANUAL,
+                            requested_by=requested_by,
+                            force=force,
+                            legacy_function=legacy_function,
+                        )
+                    )
+                    bar.update(1)
+        return results
+
+    async def go() -> tuple[list[str], list[ReplayResult]]:
+        async with Store.from_url(settings.store) as store:
+            rows, missing, planned = await plan(store)
+            for ident in missing:
+                click.echo(f"error: no failure with request id or key {ident!r}", err=True)
+            to_invoke = [
+                row
+                for row, p in zip(rows, planned, strict=True)
+                if p.state is ReplayState.WOULD_INVOKE
+            ]
+            if dry_run or not to_invoke:
+                return missing, planned
+            if not yes:
+                # The plan goes to stderr with the question; stdout gets the results.
+                _show(planned[:_PLAN_ROWS], err=True)
+                if len(planned) > _PLAN_ROWS:
+                    click.echo(f"... and {len(planned) - _PLAN_ROWS} more", err=True)
+                functions = {_function_name(p.function_arn) for p in planned if p.attempt}
+                click.confirm(
+                    f"Invoke {len(to_invoke)} failed invocation{'s' if len(to_invoke) != 1 else ''}"
+                    f" of {len(functions)} function{'s' if len(functions) != 1 else ''} again"
+                    f"{f' at {rate:g}/s' if rate else ''}?",
+                    abort=True,
+                    err=True,
+                )
+            invoked = await run(store, to_invoke)
+            by_key = {r.key: r for r in invoked}
+            return missing, [by_key.get(p.key, p) for p in planned]
+
+    with aws_errors(settings):
+        missing, results = asyncio.run(go())
+    if as_json:
+        click.echo(dumps([r.as_dict() for r in results]))
+    elif results:
+        _show(results)
+    counts = {state: sum(1 for r in results if r.state is state) for state in ReplayState}
+    verb = "would invoke" if dry_run else "invoked"
+    done = counts[ReplayState.WOULD_INVOKE] if dry_run else counts[ReplayState.INVOKED]
+    click.echo(
+        f"{verb} {done} · skipped {counts[ReplayState.SKIPPED]} · errors "
+        f"{counts[ReplayState.ERROR]}" + (f" · not found {len(missing)}" if missing else ""),
+        err=True,
+    )
+    if counts[ReplayState.ERROR] or missing:
+        raise SystemExit(EXIT_FAILED)
+
+
+async def _matches(store: Store, row: InvocationRow, selection: InvocationFilter) -> bool:
+    """Whether the filters select ``row`` (found by its key, which they cannot name)."""
+    narrowed = dataclasses.replace(selection, request_ids=[row.request_id or ""], limit=None)
+    return row.key in {r.key for r in await store.list_invocations(narrowed)}
+
+
+def _show(results: Sequence[ReplayResult], *, err: bool = False) -> None:
+    rows: list[list[Any]] = []
+    for r in results:
+        note = r.new_request_id if r.state is ReplayState.INVOKED else r.detail
+        rows.append(
+            [
+                r.request_id,
+                r.function_arn,
+                r.state.value,
+                r.attempt if r.state is not ReplayState.SKIPPED else None,
+                r.payload_bytes,
+                note,
+            ]
+        )
+    click.echo(
+        render_table(
+            ["REQUEST ID", "FUNCTION", "STATE", "ATTEMPT", "BYTES", "NEW REQUEST ID / WHY"],
+            rows,
+            flex=(5, 1),
+            wrap=True,
+            right=(3, 4),
+        ),
+        err=err,
+    )
+
+
+def _function_name(arn: str | None) -> str:
+    try:
+        return FunctionArn.parse(arn or "").function_name
+    except ValueError:
+        return arn or ""  # a name, or a partial ARN, given with --legacy-function

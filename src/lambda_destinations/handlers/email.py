@@ -1,0 +1,488 @@
+"""The built-in ``email`` handler: a message per record (or per digest), by SES v2 or SMTP.
+
+::
+
+    [handlers.oncall-mail]
+    type = "email"
+    transport = "ses"                     # SES v2 SendEmail (the sender must be verified)
+    from = "Lambda alerts <alerts@example.com>"
+    to = ["oncall@example.com"]
+    cc = ["orders-team@example.com"]
+    subject = "[{function_name}] {error_type}: {error_message:.80}"
+
+    [handlers.smtp-mail]
+    type = "email"
+    transport = "smtp"
+    host = "smtp.example.com"
+    security = "starttls"                 # or "tls" (port 465), or "none"
+    username = "alerts"
+    password_env = "SMTP_PASSWORD"        # read from the environment at start
+    from = "alerts@example.com"
+    to = ["oncall@example.com"]
+
+By default the text says what failed, where, when, the error type and message and the first
+lines of the stack trace (``stack_lines``); payloads are added only with
+``include_payloads = true`` (cut to ``payload_limit`` characters each). ``html`` adds an HTML
+part (values in it are HTML-escaped). Each message carries a ``Message-ID`` derived from the
+record key, so mail systems can recognise a repeat. Errors: SES throttling and 5xx, SMTP 4xx
+replies and connection failures are transient; SES rejections (an unverified identity), SMTP 5xx
+replies and refused logins are permanent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import hashlib
+import html as html_module
+import json
+import os
+from collections.abc import Sequence
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import aiosmtplib
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from lambda_destinations.errors import ConfigError, PermanentError, TransientError
+from lambda_destinations.handlers.storm import (
+    DEFAULT_DIGEST,
+    DIGEST_FIELDS,
+    Digest,
+    StormOptions,
+    StormPolicy,
+    admit,
+    send_once,
+)
+from lambda_destinations.handlers.templates import (
+    Duration,
+    Template,
+    parse_options,
+    record_fields,
+)
+from lambda_destinations.retrying import retry_transient
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from lambda_destinations.aws import AwsClients
+    from lambda_destinations.config import Settings
+    from lambda_destinations.handlers.base import HandlerContext
+    from lambda_destinations.schemas import DecodedMessage
+    from lambda_destinations.worker.scheduler import JobContext
+
+DEFAULT_SUBJECT = "[lambda-destinations] {summary:.150}"
+DEFAULT_TEXT = "{summary}\n\n{details}\n"
+DEFAULT_DIGEST_SUBJECT = "[lambda-destinations] " + DEFAULT_DIGEST
+DEFAULT_DIGEST_TEXT = (
+    DEFAULT_DIGEST + ".\n\nThe first {sent} went out one by one.\n"
+    "Window: {window_start} to {window_end}\n"
+    "First held back: {first_at}\nLast held back: {last_at}\n"
+)
+SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+def address(value: str, where: str) -> str:
+    """``value`` if it is one address (``a@b.example`` or ``Name <a@b.example>``)."""
+    if any(char in value for char in "\r\n"):
+        raise ValueError(f"{where}: an address is one line")
+    _name, bare = email.utils.parseaddr(value)
+    local, at, domain = bare.rpartition("@")
+    if not (at and local and "." in domain) or " " in bare:
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+def bare_address(value: str) -> str:
+    return email.utils.parseaddr(value)[1]
+
+
+class EmailOptions(StormOptions):
+    """The ``[handlers.NAME]`` table of an ``email`` handler."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_alias=True, validate_by_name=True)
+
+    transport: Literal["ses", "smtp"] = "ses"
+    sender: str = Field(alias="from")
+    to: list[str] = Field(min_length=1, max_length=50)
+    cc: list[str] = Field(default_factory=list, max_length=50)
+    bcc: list[str] = Field(default_factory=list, max_length=50)
+    reply_to: list[str] = Field(default_factory=list, max_length=10)
+    subject: str = DEFAULT_SUBJECT
+    text: str = DEFAULT_TEXT
+    html: str | None = None
+    include_payloads: bool = False
+    payload_limit: int = Field(default=4000, ge=100, le=200_000)
+    stack_lines: int = Field(default=10, ge=0, le=200)
+    digest_subject: str = DEFAULT_DIGEST_SUBJECT
+    digest_text: str = DEFAULT_DIGEST_TEXT
+    # SES
+    configuration_set: str | None = None
+    # SMTP
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    timeout: Duration = Field(default=30.0, gt=0, le=600)
+    validate_certs: bool = True
+    cert_bundle: str | None = None
+
+    @field_validator("to", "cc", "bcc", "reply_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        return address(value, "from")
+
+    @field_validator("to", "cc", "bcc", "reply_to")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        return [address(value, "address") for value in values]
+
+    @model_validator(mode="after")
+    def _transport_settings(self) -> EmailOptions:
+        smtp_only = ("host", "port", "username", "password", "password_env", "cert_bundle")
+        if self.transport == "ses":
+            given = [name for name in smtp_only if getattr(self, name) is not None]
+            if given:
+                raise ValueError(
+                    f'{", ".join(given)} are SMTP settings: set transport = "smtp", or remove them'
+                )
+        else:
+            if self.host is None:
+                raise ValueError('transport "smtp" needs host (the SMTP server)')
+            if self.configuration_set is not None:
+                raise ValueError("configuration_set is an SES setting; transport is smtp")
+            if self.password is not None and self.password_env is not None:
+                raise ValueError("set password or password_env, not both")
+            if (self.password is not None or self.password_env) and self.username is None:
+                raise ValueError("a password needs a username")
+        return self
+
+
+# -- what is sent -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mail:
+    """One message, whatever the transport."""
+
+    sender: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    bcc: tuple[str, ...]
+    reply_to: tuple[str, ...]
+    subject: str
+    text: str
+    html: str | None
+    message_id: str  # <...@domain>, derived from what the mail is about
+
+    @property
+    def recipients(self) -> list[str]:
+        return [bare_address(value) for value in (*self.to, *self.cc, *self.bcc)]
+
+
+class Transport(Protocol):
+    async def send(self, mail: Mail, aws: AwsClients, log: FilteringBoundLogger) -> None: ...
+
+
+class SesTransport:
+    """SES v2 ``SendEmail`` with simple content (text, and HTML when given)."""
+
+    def __init__(self, configuration_set: str | None) -> None:
+        self.configuration_set = configuration_set
+
+    async def send(self, mail: Mail, aws: AwsClients, log: FilteringBoundLogger) -> None:
+        destination: dict[str, list[str]] = {"ToAddresses": list(mail.to)}
+        if mail.cc:
+            destination["CcAddresses"] = list(mail.cc)
+        if mail.bcc:
+            destination["BccAddresses"] = list(mail.bcc)
+        body: dict[str, Any] = {"Text": {"Data": mail.text, "Charset": "UTF-8"}}
+        if mail.html is not None:
+            body["Html"] = {"Data": mail.html, "Charset": "UTF-8"}
+        request: dict[str, Any] = {
+            "FromEmailAddress": mail.sender,
+            "Destination": destination,
+            "Content": {
+                "Simple": {"Subject": {"Data": mail.subject, "Charset": "UTF-8"}, "Body": body}
+            },
+        }
+        if mail.reply_to:
+            request["ReplyToAddresses"] = list(mail.reply_to)
+        if self.configuration_set is not None:
+            request["ConfigurationSetName"] = self.configuration_set
+        ses = await aws.client("sesv2")
+        response = await ses.send_email(**request)
+        log.info("email sent", transport="ses", ses_message_id=response.get("MessageId"))
+
+
+class SmtpTransport:
+    """SMTP through aiosmtplib: STARTTLS, TLS or plain, with optional authentication.
+
+    SMTP replies decide retries: 4xx is transient, 5xx permanent.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        security: str,
+        username: str | None,
+        password: str | None,
+        timeout: float,
+        validate_certs: bool,
+        cert_bundle: str | None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.security = security
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.validate_certs = validate_certs
+        self.cert_bundle = cert_bundle
+
+    def message(self, mail: Mail) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = mail.sender
+        message["To"] = ", ".join(mail.to)
+        if mail.cc:
+            message["Cc"] = ", ".join(mail.cc)
+        if mail.reply_to:
+            message["Reply-To"] = ", ".join(mail.reply_to)
+        message["Subject"] = mail.subject
+        message["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
+        message["Message-ID"] = mail.message_id
+        message.set_content(mail.text)
+        if mail.html is not None:
+            message.add_alternative(mail.html, subtype="html")
+        return message
+
+    async def send(self, mail: Mail, aws: AwsClients, log: FilteringBoundLogger) -> None:
+        try:
+            refused, reply = await aiosmtplib.send(
+                self.message(mail),
+                sender=bare_address(mail.sender),
+                recipients=mail.recipients,
+                hostname=self.host,
+                port=self.port,
+                username=self.username,
+                password=self.password,
+                use_tls=self.security == "tls",
+                start_tls=self.security == "starttls",
+                timeout=self.timeout,
+                validate_certs=self.validate_certs,
+                cert_bundle=self.cert_bundle,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({refusal.code for refusal in exc.recipients})
+            detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            text = f"SMTP server {self.host} refused every recipient ({detail})"
+            if all(400 <= code < 500 for code in codes):
+                raise TransientError(text) from exc
+            raise PermanentError(text) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            text = f"SMTP server {self.host} answered {exc.code} {exc.message}"
+            if 400 <= exc.code < 500:
+                raise TransientError(text) from exc
+            if 500 <= exc.code < 600:
+                raise PermanentError(text) from exc
+            raise TransientError(text) from exc
+        except (
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPTimeoutError,
+        ) as exc:
+            # Connection refused, reset or timed out: the server may be back soon.
+            raise TransientError(f"SMTP server {self.host}:{self.port}: {exc}") from exc
+        except aiosmtplib.SMTPException as exc:
+            # The server lacks what the settings ask for (STARTTLS, AUTH): fix the settings.
+            raise PermanentError(
+                f"SMTP server {self.host}:{self.port}: {exc} (check security, port and login)"
+            ) from exc
+        if refused:
+            # The others have it; sending again would repeat it to them.
+            log.warning(
+                "some recipients were refused",
+                refused={rcpt: f"{r.code} {r.message}" for rcpt, r in refused.items()},
+            )
+        log.info("email sent", transport="smtp", server=self.host, reply=reply)
+
+
+# -- the handler --------------------------------------------------------------------------------
+
+
+def _one_line(text: str, limit: int = 250) -> str:
+    """A header value: one line (no header injection), cut to ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _payload_section(title: str, value: Any, limit: int) -> str:
+    text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    if len(text) > limit:
+        text = text[:limit] + f"\n… (cut at {limit} of {len(text)} characters)"
+    return f"{title}:\n{text}"
+
+
+class EmailHandler:
+    """Sends one message for a record, or for a window's digest."""
+
+    records_completion = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        transport: Transport,
+        sender: str,
+        to: Sequence[str],
+        cc: Sequence[str],
+        bcc: Sequence[str],
+        reply_to: Sequence[str],
+        subject: Template,
+        text: Template,
+        html: Template | None,
+        digest_subject: Template,
+        digest_text: Template,
+        include_payloads: bool,
+        payload_limit: int,
+        stack_lines: int,
+        storm: StormPolicy,
+    ) -> None:
+        self.name = name
+        self.transport = transport
+        self.sender = sender
+        self.to, self.cc, self.bcc = tuple(to), tuple(cc), tuple(bcc)
+        self.reply_to = tuple(reply_to)
+        self.subject, self.text, self.html = subject, text, html
+        self.digest_subject, self.digest_text = digest_subject, digest_text
+        self.include_payloads = include_payloads
+        self.payload_limit = payload_limit
+        self.stack_lines = stack_lines
+        self.storm = storm
+
+    def _mail(self, subject: str, text: str, html: str | None, about: str) -> Mail:
+        digest = hashlib.sha256(f"{self.name}\n{about}".encode()).hexdigest()[:40]
+        domain = bare_address(self.sender).rpartition("@")[2]
+        return Mail(
+            sender=self.sender,
+            to=self.to,
+            cc=self.cc,
+            bcc=self.bcc,
+            reply_to=self.reply_to,
+            subject=_one_line(subject),
+            text=text,
+            html=html,
+            message_id=f"<{digest}@{domain}>",
+        )
+
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        if not await admit(self.storm, self.name, message, context):
+            return
+        fields = record_fields(message, context, stack_lines=self.stack_lines)
+        text = self.text.render(fields)
+        html = self.html.render(fields) if self.html is not None else None
+        if self.include_payloads:
+            sections = [
+                _payload_section("Request payload", message.request_payload, self.payload_limit),
+                _payload_section("Response payload", message.response_payload, self.payload_limit),
+            ]
+            text = text.rstrip("\n") + "\n\n" + "\n\n".join(sections) + "\n"
+            if html is not None:
+                html += "".join(f"<pre>{html_module.escape(s)}</pre>" for s in sections)
+        mail = self._mail(self.subject.render(fields), text, html, about=context.key)
+        await self.transport.send(mail, context.aws, context.log)
+
+    async def send_digest(self, digest: Digest, context: JobContext) -> None:
+        fields = digest.fields()
+        mail = self._mail(
+            self.digest_subject.render(fields),
+            self.digest_text.render(fields),
+            None,
+            about=context.job.key,
+        )
+        settings = context.settings
+
+        async def send() -> None:
+            await retry_transient(
+                lambda: self.transport.send(mail, context.aws, context.log),
+                attempts=settings.handler_attempts,
+                max_delay=settings.handler_retry_max_delay,
+                sleep=context.sleep,
+            )
+
+        completed = await context.store.completed_handlers(context.job.key)
+        await send_once(
+            context.store,
+            context.job.key,
+            f"{self.name}#email",
+            context.owner,
+            send,
+            completed=completed,
+        )
+
+
+def _password(parsed: EmailOptions, name: str) -> str | None:
+    if parsed.password is not None:
+        return parsed.password.get_secret_value()
+    if parsed.password_env:
+        value = os.environ.get(parsed.password_env)
+        if value is None:
+            raise ConfigError(
+                f"handlers.{name}.password_env: the environment variable "
+                f"{parsed.password_env} is not set"
+            )
+        return value
+    return None
+
+
+def build(name: str, options: dict[str, Any], settings: Settings) -> EmailHandler:
+    parsed = parse_options(EmailOptions, name, options)
+    transport: Transport
+    if parsed.transport == "ses":
+        transport = SesTransport(parsed.configuration_set)
+    else:
+        assert parsed.host is not None  # checked by EmailOptions
+        transport = SmtpTransport(
+            host=parsed.host,
+            port=parsed.port or SMTP_PORTS[parsed.security],
+            security=parsed.security,
+            username=parsed.username,
+            password=_password(parsed, name),
+            timeout=parsed.timeout,
+            validate_certs=parsed.validate_certs,
+            cert_bundle=parsed.cert_bundle,
+        )
+
+    def template(setting: str, text: str, **kwargs: Any) -> Template:
+        return Template.compile(text, where=f"handlers.{name}.{setting}", **kwargs)
+
+    return EmailHandler(
+        name,
+        transport=transport,
+        sender=parsed.sender,
+        to=parsed.to,
+        cc=parsed.cc,
+        bcc=parsed.bcc,
+        reply_to=parsed.reply_to,
+        subject=template("subject", parsed.subject),
+        text=template("text", parsed.text),
+        html=template("html", parsed.html, escape_html=True) if parsed.html is not None else None,
+        digest_subject=template("digest_subject", parsed.digest_subject, allowed=DIGEST_FIELDS),
+        digest_text=template("digest_text", parsed.digest_text, allowed=DIGEST_FIELDS),
+        include_payloads=parsed.include_payloads,
+        payload_limit=parsed.payload_limit,
+        stack_lines=parsed.stack_lines,
+        storm=StormPolicy(parsed.window, parsed.send_first),
+    )

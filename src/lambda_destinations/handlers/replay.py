@@ -1,0 +1,480 @@
+"""The built-in ``replay`` handler: invoke a failed function again, later, a few times at most.
+
+::
+
+    [handlers.retry-orders]
+    type = "replay"
+    error_types = ["TimeoutError", "Runtime.*"]   # globs; default: any
+    conditions = ["RetriesExhausted"]             # default: any failure condition
+    functions = ["orders-*"]                      # globs; default: any
+    budget = 3                                    # attempts per original request
+    delay = "1m"                                  # before attempt 1; doubled for each next one
+    max_delay = "1h"
+
+On a failure record the policy matches, the handler schedules attempt 1 (a job in the store,
+due after ``delay``); the worker's scheduler runs it: it records the attempt in the replay
+ledger, invokes the original function ARN (with its qualifier) asynchronously
+(``InvocationType=Event``) with the original ``requestPayload``, and records the request id
+Lambda returned. When that new invocation's own record arrives, its request id finds the
+attempt: a success marks it ``recovered`` (and the original invocation's status too); a failure
+marks it ``failed`` and, while the budget lasts, schedules the next attempt for the original.
+
+Records that cannot be replayed — stream batch failures carry no payload; a legacy DLQ message
+names no function unless ``legacy_function`` does — get a ledger entry saying why, and no
+invocation. Effectively once: the handler is claimed per record key, the job is scheduled once
+per (original, attempt), and the ledger's attempt is unique, so redeliveries never replay twice.
+An Invoke that failed with an answer (throttling, 5xx) is tried again; one whose outcome is
+unknown (the connection broke, the worker stopped) is left ``pending`` — in doubt — and never
+repeated automatically. A function that no longer exists is permanent: the attempt is ``error``.
+
+``replay-outcome`` is the same outcome linking alone, for routes of successes (or of failures
+when automatic replay is off and only manual replays are made): one indexed read per record, no
+claim, since what it writes is idempotent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from lambda_destinations.errors import ConfigError, PermanentError, TransientError
+from lambda_destinations.handlers.persist import invocation_row
+from lambda_destinations.handlers.templates import Duration, parse_options
+from lambda_destinations.operations.replay import (
+    TRIGGER_AUTOMATIC,
+    NotReplayable,
+    invoke_replay,
+    original_payload,
+    replay_target,
+)
+from lambda_destinations.retrying import classify
+from lambda_destinations.schemas import MessageKind
+from lambda_destinations.store import FailureStatus, utcnow
+from lambda_destinations.store._jobs import ScheduledJob
+from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+from lambda_destinations.worker.dispatch import describe_error
+
+if TYPE_CHECKING:
+    from lambda_destinations.config import Settings
+    from lambda_destinations.handlers.base import HandlerContext
+    from lambda_destinations.schemas import DecodedMessage
+    from lambda_destinations.store import Store
+    from lambda_destinations.worker.scheduler import JobContext
+
+T = TypeVar("T")
+
+REPLAY_KIND = "replay"
+MAX_DETAIL = 1000
+# A pending attempt whose detail starts so failed with an answer from Lambda: nothing ran, and
+# the next run of its job may invoke again. Any other pending attempt is in doubt.
+WILL_RETRY = "Invoke failed, will retry: "
+
+
+def replay_job_key(original_key: str, attempt: int) -> str:
+    return f"replay:{original_key}:{attempt}"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+
+
+def _worker(owner: str) -> str:
+    """``requested_by`` for automatic replays: the worker, without the delivery suffix."""
+    return f"worker {owner.split('/', 1)[0]}"
+
+
+# -- the policy ---------------------------------------------------------------------------------
+
+
+class ReplayOptions(BaseModel):
+    """The ``[handlers.NAME]`` table of a ``replay`` handler."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error_types: list[str] | None = None
+    conditions: list[str] | None = None
+    functions: list[str] | None = None
+    budget: int = Field(default=3, ge=1, le=50)
+    delay: Duration = Field(default=60.0, ge=0, le=7 * 86400)
+    max_delay: Duration = Field(default=3600.0, ge=0, le=7 * 86400)
+    legacy_function: str | None = None
+
+    @field_validator("error_types", "conditions", "functions", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("error_types", "conditions", "functions")
+    @classmethod
+    def _not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("an empty list matches nothing: leave the setting out to match any")
+        return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayPolicy:
+    """Which failures are retryable, how often and how soon."""
+
+    error_types: tuple[str, ...] | None = None
+    conditions: tuple[str, ...] | None = None
+    functions: tuple[str, ...] | None = None
+    budget: int = 3
+    delay: float = 60.0
+    max_delay: float = 3600.0
+
+    def matches(self, message: DecodedMessage) -> bool:
+        if message.succeeded:
+            return False
+        if self.conditions is not None and message.condition not in self.conditions:
+            return False
+        if self.functions is not None:
+            name = message.function.function_name if message.function else None
+            if name is None or not any(fnmatchcase(name, glob) for glob in self.functions):
+                return False
+        if self.error_types is not None:
+            error = message.error_type
+            if error is None or not any(fnmatchcase(error, glob) for glob in self.error_types):
+                return False
+        return True
+
+    def delay_for(self, attempt: int) -> float:
+        """Seconds before ``attempt`` (1, 2, ...): ``delay`` doubled each time, capped."""
+        return float(min(self.max_delay, self.delay * 2 ** min(attempt - 1, 32)))
+
+
+def _reason(message: DecodedMessage) -> str:
+    what = message.error_type or "failure"
+    return f"{what} ({message.condition})" if message.condition else what
+
+
+# -- outcome linking ----------------------------------------------------------------------------
+
+
+async def link_outcome(
+    store: Store, attempt: ReplayAttempt, message: DecodedMessage, by: str
+) -> None:
+    """The record of a replayed invocation arrived: mark its attempt (and the original).
+
+    Idempotent: a redelivered record changes nothing more.
+    """
+    assert attempt.id is not None
+    if message.succeeded:
+        if attempt.outcome is not ReplayOutcome.RECOVERED:
+            await store.update_replay(attempt.id, outcome=ReplayOutcome.RECOVERED)
+            await store.set_status([attempt.original_key], FailureStatus.RECOVERED, by=by)
+    elif attempt.outcome in (ReplayOutcome.PENDING, ReplayOutcome.INVOKED):
+        error = ": ".join(p for p in (message.error_type, message.error_message) if p)
+        await store.update_replay(
+            attempt.id,
+            outcome=ReplayOutcome.FAILED,
+            detail=_cut(f"failed again ({message.condition}): {error or 'no error given'}"),
+        )
+
+
+async def _attempt_for(message: DecodedMessage, store: Store) -> ReplayAttempt | None:
+    if message.kind is not MessageKind.INVOCATION or message.request_id is None:
+        return None
+    return await store.replay_for_request(message.request_id)
+
+
+class ReplayOutcomeHandler:
+    """``replay-outcome``: links a replayed invocation's record to its ledger attempt.
+
+    No claim (``records_completion``): a record that is no replay costs one indexed read and
+    writes nothing; one that is writes idempotent updates.
+    """
+
+    records_completion = True
+
+    def __init__(self, name: str = "replay-outcome") -> None:
+        self.name = name
+
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        attempt = await _attempt_for(message, context.store)
+        if attempt is not None:
+            await link_outcome(context.store, attempt, message, _worker(context.owner))
+            context.log.info(
+                "replay outcome recorded",
+                original=attempt.original_key,
+                attempt=attempt.attempt,
+                succeeded=message.succeeded,
+            )
+
+
+# -- the handler --------------------------------------------------------------------------------
+
+
+class ReplayHandler:
+    """Schedules replays of retryable failures; links replays' own records to the ledger."""
+
+    records_completion = False
+
+    def __init__(
+        self, name: str, policy: ReplayPolicy, *, legacy_function: str | None = None
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self.legacy_function = legacy_function
+
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        store, log = context.store, context.log
+        previous = await _attempt_for(message, store)
+        if previous is not None:
+            # This record is a replay's own outcome.
+            await link_outcome(store, previous, message, _worker(context.owner))
+            if message.succeeded:
+                return
+            await self._next_attempt(previous, message, context)
+            return
+        if not self.policy.matches(message):
+            log.debug("failure not retryable by policy", handler=self.name)
+            return
+        row = invocation_row(message, context.queue_url)
+        try:
+            target = replay_target(row, legacy_function=self.legacy_function)
+        except NotReplayable as exc:
+            await self._not_replayable(message, str(exc), context)
+            return
+        await self._schedule(
+            context,
+            original_key=message.key,
+            original_request_id=message.request_id,
+            function_arn=target.function_arn,
+            attempt=1,
+            payload=original_payload(row).decode(),
+            reason=_reason(message),
+        )
+
+    async def _next_attempt(
+        self, previous: ReplayAttempt, message: DecodedMessage, context: HandlerContext
+    ) -> None:
+        attempt = previous.attempt + 1
+        fields = {"original": previous.original_key, "attempt": previous.attempt}
+        if not self.policy.matches(message):
+            context.log.info("replay failed again; no longer retryable by policy", **fields)
+            return
+        if attempt > self.policy.budget:
+            context.log.warning("replay failed again; the replay budget is spent", **fields)
+            # Nothing more will happen on its own: it needs a person again.
+            await context.store.set_status(
+                [previous.original_key], FailureStatus.OPEN, by=_worker(context.owner)
+            )
+            return
+        row = invocation_row(message, context.queue_url)
+        await self._schedule(
+            context,
+            original_key=previous.original_key,
+            original_request_id=previous.original_request_id,
+            function_arn=previous.function_arn,
+            attempt=attempt,
+            payload=original_payload(row).decode(),
+            reason=_reason(message),
+        )
+
+    async def _schedule(
+        self,
+        context: HandlerContext,
+        *,
+        original_key: str,
+        original_request_id: str | None,
+        function_arn: str,
+        attempt: int,
+        payload: str,
+        reason: str,
+    ) -> None:
+        delay = self.policy.delay_for(attempt)
+        job = ScheduledJob(
+            key=replay_job_key(original_key, attempt),
+            kind=REPLAY_KIND,
+            due_at=utcnow() + dt.timedelta(seconds=delay),
+            payload={
+                "handler": self.name,
+                "original_key": original_key,
+                "original_request_id": original_request_id,
+                "function_arn": function_arn,
+                "attempt": attempt,
+                "payload": payload,
+                "reason": reason,
+            },
+        )
+        new = await context.store.schedule_job(job)
+        context.log.info(
+            "replay scheduled" if new else "replay was scheduled already",
+            handler=self.name,
+            original=original_key,
+            attempt=attempt,
+            delay=delay,
+            function=function_arn,
+        )
+
+    async def _not_replayable(
+        self, message: DecodedMessage, reason: str, context: HandlerContext
+    ) -> None:
+        context.log.warning("failure cannot be replayed", handler=self.name, reason=reason)
+        function = message.function.arn if message.function else self.legacy_function
+        if function is None:
+            return  # the ledger names a function; the log line is the record of it
+        await context.store.add_replay(
+            ReplayAttempt(
+                original_key=message.key,
+                original_request_id=message.request_id,
+                function_arn=function,
+                attempt=1,
+                trigger=TRIGGER_AUTOMATIC,
+                requested_by=_worker(context.owner),
+                outcome=ReplayOutcome.ERROR,
+                detail=_cut(f"not replayed: {reason}"),
+            )
+        )
+
+
+# -- the scheduled job --------------------------------------------------------------------------
+
+
+def _answered(exc: BaseException) -> bool:
+    """Whether Lambda surely did not take the invocation: it answered with an error, or the
+    connection was never made. Anything else (a broken connection, a timeout) is in doubt."""
+    return isinstance(exc, ClientError | EndpointConnectionError | ConnectTimeoutError)
+
+
+async def _retry_answered(
+    call: Callable[[], Awaitable[T]], context: JobContext, attempts: int
+) -> T:
+    """``call()``, tried again in process only after transient errors Lambda answered with
+    (an Invoke whose outcome is in doubt is never repeated)."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(lambda exc: _answered(exc) and classify(exc) == "transient"),
+        stop=stop_after_attempt(attempts)
+        | stop_after_delay(context.settings.handler_retry_max_delay),
+        wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
+        sleep=context.sleep,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+
+async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
+    """The scheduler's runner for ``replay`` jobs: ledger, Invoke, ledger, status."""
+    store, log = context.store, context.log
+    spec = job.payload
+    original_key, number = str(spec["original_key"]), int(spec["attempt"])
+    requested_by = _worker(context.owner)
+    why = _cut(f"automatic ({spec.get('handler')}): {spec.get('reason')}")
+    attempt = ReplayAttempt(
+        original_key=original_key,
+        original_request_id=spec.get("original_request_id"),
+        function_arn=str(spec["function_arn"]),
+        attempt=number,
+        trigger=TRIGGER_AUTOMATIC,
+        requested_by=requested_by,
+        detail=why,
+    )
+    if not await store.add_replay(attempt):
+        found = next((a for a in await store.replays(original_key) if a.attempt == number), None)
+        if found is None or found.id is None:  # pragma: no cover - add_replay said it exists
+            raise TransientError(f"replay attempt {number} of {original_key} is not readable yet")
+        if found.outcome is not ReplayOutcome.PENDING:
+            log.info("replay attempt already made", attempt=number, outcome=str(found.outcome))
+            return
+        if not (found.detail or "").startswith(WILL_RETRY):
+            raise PermanentError(
+                f"replay attempt {number} of {original_key} was interrupted while invoking "
+                "and may have reached Lambda: it is not repeated automatically "
+                "(`lambda-destinations replay --force` if it did not)"
+            )
+        # No longer marked: if this run is interrupted too, the attempt is in doubt.
+        await store.update_replay(found.id, detail=_cut(f"{why}; Invoke run {job.attempts}"))
+        attempt = found
+    assert attempt.id is not None
+
+    client = await context.aws.client("lambda")
+    payload = str(spec["payload"]).encode()
+    try:
+        new_request_id = await _retry_answered(
+            lambda: invoke_replay(client, attempt.function_arn, payload),
+            context,
+            context.settings.handler_attempts,
+        )
+    except Exception as exc:
+        error = describe_error(exc)
+        kind = classify(exc)
+        if _answered(exc) and kind == "transient" and job.attempts < context.max_attempts:
+            await store.update_replay(attempt.id, detail=_cut(WILL_RETRY + error))
+            raise TransientError(f"Invoke of {attempt.function_arn} failed: {error}") from exc
+        if _answered(exc):
+            # Lambda said no (the function is gone, the payload is refused): nothing ran.
+            await store.update_replay(attempt.id, outcome=ReplayOutcome.ERROR, detail=_cut(error))
+            raise PermanentError(f"Invoke of {attempt.function_arn} refused: {error}") from exc
+        await store.update_replay(attempt.id, detail=_cut(f"in doubt: {error}"))
+        raise PermanentError(
+            f"Invoke of {attempt.function_arn} may or may not have reached Lambda ({error}); "
+            "left pending, not repeated"
+        ) from exc
+
+    await store.update_replay(
+        attempt.id, new_request_id=new_request_id, outcome=ReplayOutcome.INVOKED
+    )
+    await store.set_status([original_key], FailureStatus.REPLAYED, by=requested_by)
+    log.info(
+        "replayed",
+        original=original_key,
+        attempt=number,
+        function=attempt.function_arn,
+        new_request_id=new_request_id,
+    )
+    # The new invocation's record is normally seconds away; if it was faster than the two
+    # writes above (and persisted), link it now, or nothing would.
+    arrived = await store.get_invocation(f"{new_request_id}:Success")
+    if arrived is not None and arrived.succeeded:
+        refreshed = await store.replay_for_request(new_request_id)
+        if refreshed is not None and refreshed.outcome is not ReplayOutcome.RECOVERED:
+            assert refreshed.id is not None
+            await store.update_replay(refreshed.id, outcome=ReplayOutcome.RECOVERED)
+            await store.set_status([original_key], FailureStatus.RECOVERED, by=requested_by)
+
+
+# -- factories ----------------------------------------------------------------------------------
+
+
+def build(name: str, options: dict[str, Any], settings: Settings) -> ReplayHandler:
+    parsed = parse_options(ReplayOptions, name, options)
+    if parsed.max_delay < parsed.delay:
+        raise ConfigError(
+            f"handlers.{name}.max_delay ({parsed.max_delay:g}s) is below delay ({parsed.delay:g}s)"
+        )
+    policy = ReplayPolicy(
+        error_types=tuple(parsed.error_types) if parsed.error_types else None,
+        conditions=tuple(parsed.conditions) if parsed.conditions else None,
+        functions=tuple(parsed.functions) if parsed.functions else None,
+        budget=parsed.budget,
+        delay=parsed.delay,
+        max_delay=parsed.max_delay,
+    )
+    return ReplayHandler(name, policy, legacy_function=parsed.legacy_function)
+
+
+def build_outcome(name: str, options: dict[str, Any], settings: Settings) -> ReplayOutcomeHandler:
+    if options:
+        raise ConfigError(
+            f"handlers.{name}: the replay-outcome handler takes no settings "
+            f"(got {', '.join(options)})"
+        )
+    return ReplayOutcomeHandler(name)

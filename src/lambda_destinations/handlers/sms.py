@@ -1,0 +1,333 @@
+"""The built-in ``sms`` handler: a text message per record (or per digest), via SNS ``Publish``.
+
+::
+
+    [handlers.oncall-sms]
+    type = "sms"
+    phone_numbers = ["+14155552671", "+33612345678"]   # E.164, checked at start
+    sms_type = "Transactional"                          # or "Promotional"
+    sender_id = "OrdersOps"                             # where the country supports it
+    message = "{function_name} failed ({condition}): {error_type}"
+    max_segments = 2                                    # SMS parts the text may take
+    window = "5m"                                       # alert storms: see storm.py
+    send_first = 3
+
+The text is cut to ``max_segments`` SMS segments on a character boundary, with an ellipsis:
+GSM-7 text takes 160 characters in one segment and 153 a segment when split (the characters of
+GSM's extension table, such as ``€[]{}``, count twice); any other character makes it UCS-2, 70
+and 67 UTF-16 units (an emoji counts twice). Each number gets its own ``Publish``; with several
+numbers each one is recorded as sent, so a retry after a partial failure sends only to the rest.
+SNS throttling and 5xx errors are retried; an invalid or opted-out number is permanent.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import phonenumbers
+from pydantic import Field, field_validator
+
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers.storm import (
+    DEFAULT_DIGEST,
+    DIGEST_FIELDS,
+    Digest,
+    StormOptions,
+    StormPolicy,
+    admit,
+    send_once,
+)
+from lambda_destinations.handlers.templates import (
+    Template,
+    parse_options,
+    record_fields,
+)
+from lambda_destinations.retrying import retry_transient
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from lambda_destinations.aws import AwsClients
+    from lambda_destinations.config import Settings
+    from lambda_destinations.handlers.base import HandlerContext
+    from lambda_destinations.schemas import DecodedMessage
+    from lambda_destinations.store import Store
+    from lambda_destinations.worker.scheduler import JobContext
+
+DEFAULT_MESSAGE = "{summary:.300} [{request_id}]"
+
+# -- SMS segments -------------------------------------------------------------------------------
+
+# GSM 03.38: the basic character set (one septet each) and the extension table (two: an escape
+# and the character).
+GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
+# Units in one segment, and in each segment of a split message (the rest is the UDH header).
+GSM_SINGLE, GSM_PART = 160, 153
+UCS2_SINGLE, UCS2_PART = 70, 67
+
+
+def is_gsm(text: str) -> bool:
+    """Whether ``text`` can be sent in the GSM-7 alphabet."""
+    return all(char in GSM_BASIC or char in GSM_EXTENDED for char in text)
+
+
+def _units(text: str, gsm: bool) -> list[int]:
+    if gsm:
+        return [2 if char in GSM_EXTENDED else 1 for char in text]
+    return [2 if ord(char) > 0xFFFF else 1 for char in text]
+
+
+def count_segments(text: str) -> int:
+    """How many SMS segments ``text`` takes (at least 1).
+
+    A character never straddles two segments: an extension character (two septets) or a
+    surrogate pair that does not fit at the end of a segment starts the next one.
+    """
+    gsm = is_gsm(text)
+    units = _units(text, gsm)
+    if sum(units) <= (GSM_SINGLE if gsm else UCS2_SINGLE):
+        return 1
+    size = GSM_PART if gsm else UCS2_PART
+    segments, used = 1, 0
+    for unit in units:
+        if used + unit > size:
+            segments, used = segments + 1, 0
+        used += unit
+    return segments
+
+
+def _is_joined(char: str) -> bool:
+    """A character that belongs to the one before it (combining mark, joiner, selector)."""
+    return (
+        bool(unicodedata.combining(char))
+        or char in "\u200d\ufe0e\ufe0f"
+        or (
+            "\U0001f3fb" <= char <= "\U0001f3ff"  # skin-tone modifiers
+        )
+    )
+
+
+def fit_segments(text: str, max_segments: int) -> str:
+    """``text`` cut to ``max_segments`` segments, on a character boundary, with an ellipsis
+    ("..." in GSM-7, "…" otherwise, so the cut never changes the encoding for the worse).
+
+    The cut backs off to the start of a combined character (an accent, an emoji sequence), and
+    to the end of a word when one ends in the last 15 characters.
+    """
+    if count_segments(text) <= max_segments:
+        return text
+
+    def candidate(length: int) -> str:
+        prefix = text[:length].rstrip()
+        return prefix + ("..." if is_gsm(prefix) else "…")
+
+    # The longest prefix that fits with its ellipsis (segments only grow with the prefix).
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count_segments(candidate(middle)) <= max_segments:
+            low = middle
+        else:
+            high = middle - 1
+    length = low
+    while 0 < length < len(text) and _is_joined(text[length]):
+        length -= 1
+    space = text.rfind(" ", max(0, length - 15), length + 1)
+    if space > 0:
+        length = space
+    return candidate(length)
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+_SENDER_ID = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9]{1,11}")
+
+
+class SmsOptions(StormOptions):
+    """The ``[handlers.NAME]`` table of an ``sms`` handler."""
+
+    phone_numbers: list[str] = Field(min_length=1, max_length=100)
+    sms_type: Literal["Transactional", "Promotional"] = "Transactional"
+    sender_id: str | None = None
+    origination_number: str | None = None
+    message: str = DEFAULT_MESSAGE
+    digest_message: str = DEFAULT_DIGEST
+    max_segments: int = Field(default=2, ge=1, le=10)
+
+    @field_validator("phone_numbers", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("sms_type", mode="before")
+    @classmethod
+    def _capitalised(cls, value: object) -> object:
+        return value.strip().capitalize() if isinstance(value, str) else value
+
+    @field_validator("sender_id")
+    @classmethod
+    def _sender_id(cls, value: str | None) -> str | None:
+        if value is not None and not _SENDER_ID.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a sender id: 1 to 11 letters and digits, at least one letter"
+            )
+        return value
+
+
+def e164(number: str, where: str) -> str:
+    """``number`` in E.164 form (``+14155552671``), or ConfigError naming ``where``."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ConfigError(
+            f"{where}: {number!r} is not a phone number ({str(exc).split(') ', 1)[-1]}); "
+            "write it in international form, such as +14155552671"
+        ) from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ConfigError(f"{where}: {number!r} is not a valid phone number for its country")
+    formatted: str = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return formatted
+
+
+# -- the handler --------------------------------------------------------------------------------
+
+
+class SmsHandler:
+    """Publishes one SMS per number for a record, or for a window's digest."""
+
+    records_completion = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        phone_numbers: Sequence[str],
+        message: Template,
+        digest_message: Template,
+        max_segments: int,
+        storm: StormPolicy,
+        attributes: dict[str, Any],
+    ) -> None:
+        self.name = name
+        self.phone_numbers = tuple(phone_numbers)
+        self.message = message
+        self.digest_message = digest_message
+        self.max_segments = max_segments
+        self.storm = storm
+        self.attributes = attributes
+
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        if not await admit(self.storm, self.name, message, context):
+            return
+        text = fit_segments(self.message.render(record_fields(message, context)), self.max_segments)
+        # One number: the handler's own completion is the record of it. Several: each is
+        # recorded as sent, so a retry after a partial failure skips those.
+        await self._send(
+            text,
+            key=context.key,
+            owner=context.owner,
+            store=context.store,
+            aws=context.aws,
+            log=context.log,
+            each_once=len(self.phone_numbers) > 1,
+        )
+
+    async def send_digest(self, digest: Digest, context: JobContext) -> None:
+        text = fit_segments(self.digest_message.render(digest.fields()), self.max_segments)
+        settings = context.settings
+
+        async def send() -> None:
+            await self._send(
+                text,
+                key=context.job.key,
+                owner=context.owner,
+                store=context.store,
+                aws=context.aws,
+                log=context.log,
+                each_once=True,
+            )
+
+        await retry_transient(
+            send,
+            attempts=settings.handler_attempts,
+            max_delay=settings.handler_retry_max_delay,
+            sleep=context.sleep,
+        )
+
+    async def _send(
+        self,
+        text: str,
+        *,
+        key: str,
+        owner: str,
+        store: Store,
+        aws: AwsClients,
+        log: FilteringBoundLogger,
+        each_once: bool,
+    ) -> None:
+        sns = await aws.client("sns")
+        completed = await store.completed_handlers(key) if each_once else frozenset()
+        for number in self.phone_numbers:
+            publish = functools.partial(self._publish, sns, number, text, log)
+            if each_once:
+                await send_once(
+                    store, key, f"{self.name}#{number}", owner, publish, completed=completed
+                )
+            else:
+                await publish()
+
+    async def _publish(self, sns: Any, number: str, text: str, log: FilteringBoundLogger) -> None:
+        response = await sns.publish(
+            PhoneNumber=number, Message=text, MessageAttributes=self.attributes
+        )
+        log.info(
+            "SMS sent",
+            handler=self.name,
+            to=_masked(number),
+            segments=count_segments(text),
+            sns_message_id=response.get("MessageId"),
+        )
+
+
+def _masked(number: str) -> str:
+    """Enough of a number to tell recipients apart in logs, not enough to call it."""
+    if len(number) < 10:
+        return "*" * (len(number) - 2) + number[-2:]
+    return number[:3] + "*" * (len(number) - 7) + number[-4:]
+
+
+def build(name: str, options: dict[str, Any], settings: Settings) -> SmsHandler:
+    parsed = parse_options(SmsOptions, name, options)
+    numbers = [
+        e164(number, f"handlers.{name}.phone_numbers[{index}]")
+        for index, number in enumerate(parsed.phone_numbers)
+    ]
+    attributes: dict[str, Any] = {
+        "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": parsed.sms_type}
+    }
+    if parsed.sender_id is not None:
+        attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": parsed.sender_id}
+    if parsed.origination_number is not None:
+        attributes["AWS.MM.SMS.OriginationNumber"] = {
+            "DataType": "String",
+            "StringValue": e164(parsed.origination_number, f"handlers.{name}.origination_number"),
+        }
+    return SmsHandler(
+        name,
+        phone_numbers=list(dict.fromkeys(numbers)),
+        message=Template.compile(parsed.message, where=f"handlers.{name}.message"),
+        digest_message=Template.compile(
+            parsed.digest_message, where=f"handlers.{name}.digest_message", allowed=DIGEST_FIELDS
+        ),
+        max_segments=parsed.max_segments,
+        storm=StormPolicy(parsed.window, parsed.send_first),
+        attributes=attributes,
+    )

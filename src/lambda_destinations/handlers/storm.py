@@ -1,0 +1,214 @@
+"""Alert storms: the first alerts of a window go out at once, the rest become one digest.
+
+Notifiers (``sms``, ``email``) group records per (notifier, function, error type). The first
+record of a quiet group opens a window (``window``, default 5 minutes); the first ``send_first``
+records of the window (default 3) are sent at once, the others are counted, and when the window
+ends one digest goes out: "37 more failures of orders-api / TimeoutError in the last 5 minutes".
+
+The windows live in the store (:meth:`~lambda_destinations.store.Store.admit_alert`), so every
+replica counts into the same window, a redelivered record keeps the place it had (it is sent
+again only if it was one of the first and its send did not complete), and the digest is a
+scheduled job, run once by the worker's scheduler, so a restart neither loses nor repeats it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lambda_destinations.errors import ConfigError, PermanentError
+from lambda_destinations.handlers.templates import Duration, describe_duration, iso
+from lambda_destinations.store._jobs import scope_of
+
+if TYPE_CHECKING:
+    from lambda_destinations.handlers.base import HandlerContext
+    from lambda_destinations.schemas import DecodedMessage
+    from lambda_destinations.store import Store
+    from lambda_destinations.store._jobs import ScheduledJob
+    from lambda_destinations.worker.scheduler import JobContext
+
+DIGEST_KIND = "digest"
+DEFAULT_WINDOW = 300.0
+DEFAULT_SEND_FIRST = 3
+
+# The names a digest template may use.
+DIGEST_FIELDS: dict[str, str] = {
+    "count": "how many alerts were held back (not sent at once)",
+    "total": "how many alerts the window saw in all",
+    "sent": "how many went out at once",
+    "what": "failures (or successes, for a group of successes)",
+    "function_name": "the function's name",
+    "error_type": "the error type (or the condition when there is none)",
+    "window": "the window's length, in words: '5 minutes'",
+    "window_start": "when the window opened (ISO 8601, UTC)",
+    "window_end": "when it ended (ISO 8601, UTC)",
+    "first_at": "when the first alert arrived (ISO 8601, UTC)",
+    "last_at": "when the last alert arrived (ISO 8601, UTC)",
+    "handler": "the notifier's name",
+}
+DEFAULT_DIGEST = "{count} more {what} of {function_name} / {error_type} in the last {window}"
+
+
+class StormOptions(BaseModel):
+    """The alert-storm settings every notifier takes (``window = 0`` turns digests off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: Duration = Field(default=DEFAULT_WINDOW, ge=0, le=86400)
+    send_first: int = Field(default=DEFAULT_SEND_FIRST, ge=0, le=1000)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StormPolicy:
+    window: float
+    send_first: int
+
+    @property
+    def enabled(self) -> bool:
+        return self.window > 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Digest:
+    """What one window held back, for one notifier."""
+
+    handler: str
+    function_name: str
+    error_type: str
+    window: float
+    window_start: dt.datetime
+    window_end: dt.datetime
+    total: int
+    send_first: int
+    first_at: dt.datetime | None
+    last_at: dt.datetime | None
+
+    @property
+    def count(self) -> int:
+        """Alerts held back: the digest's number."""
+        return max(0, self.total - self.send_first)
+
+    def fields(self) -> dict[str, Any]:
+        """The values of :data:`DIGEST_FIELDS`."""
+        return {
+            "count": self.count,
+            "total": self.total,
+            "sent": min(self.total, self.send_first),
+            "what": "successes" if self.error_type == "Success" else "failures",
+            "function_name": self.function_name,
+            "error_type": self.error_type,
+            "window": describe_duration(self.window),
+            "window_start": iso(self.window_start),
+            "window_end": iso(self.window_end),
+            "first_at": iso(self.first_at),
+            "last_at": iso(self.last_at),
+            "handler": self.handler,
+        }
+
+
+@runtime_checkable
+class DigestSender(Protocol):
+    """A notifier that can send a window's digest (``sms``, ``email``)."""
+
+    name: str
+
+    async def send_digest(self, digest: Digest, context: JobContext) -> None: ...
+
+
+def alert_group(message: DecodedMessage) -> tuple[str, str]:
+    """(function name, error type) of a record; the condition stands in for a missing type."""
+    function = message.function.function_name if message.function else None
+    label = message.error_type or message.condition or "unknown"
+    return function or f"request {message.request_id}", label
+
+
+async def admit(
+    policy: StormPolicy, handler: str, message: DecodedMessage, context: HandlerContext
+) -> bool:
+    """Whether ``handler`` sends ``message`` now (True) or leaves it to the window's digest."""
+    if not policy.enabled:
+        return True
+    function, label = alert_group(message)
+    admission = await context.store.admit_alert(
+        scope_of(handler, function, label),
+        message.key,
+        window=policy.window,
+        send_first=policy.send_first,
+        digest_kind=DIGEST_KIND,
+        digest_payload={
+            "handler": handler,
+            "function_name": function,
+            "error_type": label,
+            "window": policy.window,
+        },
+    )
+    if not admission.send_now:
+        context.log.info(
+            "alert held for the digest",
+            handler=handler,
+            ordinal=admission.ordinal,
+            window_end=iso(admission.window_end),
+        )
+    return admission.send_now
+
+
+async def run_digest_job(job: ScheduledJob, context: JobContext) -> None:
+    """The scheduler's runner for ``digest`` jobs: count the window, have the notifier send."""
+    payload = job.payload
+    try:
+        handler = context.registry.get(str(payload["handler"]))
+    except ConfigError as exc:
+        raise PermanentError(
+            f"the digest's notifier is gone from the configuration: {exc}"
+        ) from exc
+    if not isinstance(handler, DigestSender):
+        raise PermanentError(f"handler {payload['handler']!r} cannot send digests")
+    start = dt.datetime.fromisoformat(str(payload["window_start"]))
+    window = await context.store.alert_window(str(payload["scope"]), start)
+    digest = Digest(
+        handler=handler.name,
+        function_name=str(payload["function_name"]),
+        error_type=str(payload["error_type"]),
+        window=float(payload["window"]),
+        window_start=start,
+        window_end=dt.datetime.fromisoformat(str(payload["window_end"])),
+        total=window.admitted,
+        send_first=int(payload["send_first"]),
+        first_at=window.first_at,
+        last_at=window.last_at,
+    )
+    if digest.count == 0:
+        return  # cannot happen: the digest is scheduled by the first record held back
+    context.log.info(
+        "sending the digest",
+        handler=handler.name,
+        count=digest.count,
+        function=digest.function_name,
+        error_type=digest.error_type,
+    )
+    await handler.send_digest(digest, context)
+
+
+async def send_once(
+    store: Store,
+    key: str,
+    step: str,
+    owner: str,
+    send: Callable[[], Awaitable[None]],
+    *,
+    completed: frozenset[str],
+) -> bool:
+    """Run ``send`` unless ``step`` is recorded as completed for ``key``; then record it.
+
+    For effects of one handler run that must not repeat when the run is retried after a part
+    of it succeeded: one SMS of several recipients, a digest. False when it was done already.
+    """
+    if step in completed:
+        return False
+    await send()
+    await store.complete_handler(key, step, owner)
+    return True

@@ -1,0 +1,655 @@
+"""``doctor``: check the configuration against the live endpoint, one row per check.
+
+Each check ends ``ok``, ``warn`` (works, but something will bite later) or ``error`` (records
+will be lost, dead-lettered for nothing, or not read at all), with the fix for anything not
+ok. A check that could not run because an endpoint or the store did not answer is an error
+marked ``unreachable``, so the command can exit with the code for that (4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fnmatch
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.config import Settings
+from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.retrying import CONNECTION_ERRORS, error_code
+from lambda_destinations.store._sql import display_url
+from lambda_destinations.store.base import Store
+from lambda_destinations.worker.queues import is_missing_queue, parse_arn, queue_name
+
+Status = Literal["ok", "warn", "error"]
+
+# After a heartbeat is due, this long must remain before the message would reappear: the
+# heartbeat loop's tick (up to 1 s), the batching of the call, and the call itself.
+HEARTBEAT_MARGIN_ERROR = 2.0
+HEARTBEAT_MARGIN_WARN = 10.0
+SQS_MAX_VISIBILITY = 43200  # 12 h: SQS's limit on a message's total hidden time
+SHORT_RETRY_WINDOW = 60.0
+_DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "AuthorizationError",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidAccessKeyId",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Check:
+    """One row of the doctor's table."""
+
+    check: str
+    status: Status
+    detail: str
+    fix: str = ""
+    unreachable: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Queue:
+    """What the Lambda checks need of a polled queue."""
+
+    name: str
+    arn: str
+
+
+def retry_delays(settings: Settings, max_receive_count: int) -> list[float]:
+    """The longest delay after each failed receive, 1..maxReceiveCount.
+
+    The same schedule as :func:`lambda_destinations.retrying.backoff_delay` without its jitter
+    (which only shortens delays, to no less than half).
+    """
+    return [
+        min(settings.retry_max, math.ldexp(settings.retry_base, min(n - 1, 32)))
+        for n in range(1, max_receive_count + 1)
+    ]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        message = " ".join(str(error.get("Message") or "").split())[:160]
+        return f"{error.get('Code')}: {message}" if message else str(error.get("Code"))
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, CONNECTION_ERRORS)
+
+
+class Doctor:
+    """Runs the checks; ``await Doctor(settings).run()`` gives the rows in order."""
+
+    def __init__(self, settings: Settings, *, function_glob: str | None = None) -> None:
+        self.settings = settings
+        self.function_glob = function_glob
+        self.checks: list[Check] = []
+
+    def add(
+        self, check: str, status: Status, detail: str, fix: str = "", *, unreachable: bool = False
+    ) -> None:
+        self.checks.append(Check(check, status, detail, fix, unreachable))
+
+    async def run(self) -> list[Check]:
+        settings = self.settings
+        self._check_settings()
+        if settings.resolved_region() is None:
+            self.add(
+                "aws region",
+                "error",
+                "no AWS region is configured",
+                "set AWS_REGION (or LAMBDA_DESTINATIONS_REGION)",
+            )
+        else:
+            async with AwsClients(settings, max_attempts=2) as aws:
+                if await self._check_credentials(aws):
+                    queues = await self._check_queues(aws)
+                    if queues is not None:
+                        await self._check_lambda(aws, queues)
+        await self._check_store()
+        return self.checks
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def _check_settings(self) -> None:
+        settings = self.settings
+        if not settings.queues:
+            self.add(
+                "queues configured",
+                "error",
+                "no queues to poll",
+                "set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names",
+            )
+        else:
+            self.add(
+                "queues configured",
+                "ok",
+                f"{len(settings.queues)}: " + ", ".join(queue_name(q) for q in settings.queues),
+            )
+        budget = settings.handler_timeout * settings.handler_attempts
+        if budget > SQS_MAX_VISIBILITY:
+            self.add(
+                "handler budget",
+                "warn",
+                f"handler_timeout × handler_attempts = {_duration(budget)}, more than the 12 h "
+                "SQS lets a message stay hidden: the message would reappear while it runs",
+                "lower LAMBDA_DESTINATIONS_HANDLER_TIMEOUT or _HANDLER_ATTEMPTS",
+            )
+
+    # -- credentials and queues -------------------------------------------------------------
+
+    async def _check_credentials(self, aws: AwsClients) -> bool:
+        """False when nothing else on AWS can be checked (no credentials, no endpoint)."""
+        where = self.settings.endpoint_url or "AWS"
+        try:
+            sts = await aws.client("sts")
+            identity = await sts.get_caller_identity()
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            self.add(
+                "aws credentials",
+                "error",
+                f"no usable AWS credentials ({_error_text(exc)})",
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role",
+            )
+            return False
+        except NoRegionError:
+            self.add("aws credentials", "error", "no AWS region", "set AWS_REGION")
+            return False
+        except CONNECTION_ERRORS as exc:
+            self.add(
+                "aws endpoint",
+                "error",
+                f"{where} does not answer ({_error_text(exc)})",
+                "check LAMBDA_DESTINATIONS_ENDPOINT_URL, AWS_REGION and the network",
+                unreachable=True,
+            )
+            return False
+        except ClientError as exc:
+            if error_code(exc) in _DENIED:
+                self.add(
+                    "aws credentials",
+                    "error",
+                    f"the credentials were refused ({_error_text(exc)})",
+                    "check the access key, its secret and session token, and the clock",
+                )
+                return False
+            # An endpoint without STS (an emulator): the queue checks will tell.
+            self.add(
+                "aws credentials",
+                "warn",
+                f"could not ask STS who we are ({_error_text(exc)})",
+                "none needed if the queue checks pass",
+            )
+            return True
+        except BotoCoreError as exc:
+            self.add("aws credentials", "error", _error_text(exc), "check the AWS configuration")
+            return False
+        self.add("aws credentials", "ok", f"{identity.get('Arn')} at {where}")
+        return True
+
+    async def _check_queues(self, aws: AwsClients) -> list[_Queue] | None:
+        """One group of rows per configured queue; None when SQS cannot be asked at all."""
+        sqs = await aws.client("sqs")
+        polled: list[_Queue] = []
+        for configured in self.settings.queues:
+            name = queue_name(configured)
+            try:
+                if "://" in configured:
+                    url = configured
+                else:
+                    url = (await sqs.get_queue_url(QueueName=configured))["QueueUrl"]
+                response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+            except CONNECTION_ERRORS as exc:
+                self.add(
+                    f"queue {name}",
+                    "error",
+                    f"SQS does not answer ({_error_text(exc)})",
+                    "check LAMBDA_DESTINATIONS_ENDPOINT_URL and the network",
+                    unreachable=True,
+                )
+                return None
+            except ClientError as exc:
+                if is_missing_queue(exc):
+                    self.add(
+                        f"queue {name}",
+                        "error",
+                        f"{configured} does not exist (in {aws.region})",
+                        "create it, or fix LAMBDA_DESTINATIONS_QUEUES (and the region)",
+                    )
+                elif error_code(exc) in _DENIED:
+                    self.add(
+                        f"queue {name}",
+                        "error",
+                        f"the credentials may not read it ({_error_text(exc)})",
+                        "allow sqs:GetQueueUrl, GetQueueAttributes, ReceiveMessage, "
+                        "DeleteMessage, ChangeMessageVisibility and SendMessage (to its DLQ)",
+                    )
+                else:
+                    self.add(f"queue {name}", "error", _error_text(exc), "")
+                continue
+            attributes: dict[str, str] = response.get("Attributes", {})
+            arn = attributes.get("QueueArn", "")
+            self.add(f"queue {name}", "ok", f"exists and is readable ({url})")
+            polled.append(_Queue(name, arn))
+            self._check_standard(name, attributes)
+            self._check_visibility(name, attributes)
+            await self._check_redrive(sqs, name, attributes)
+        return polled
+
+    def _check_standard(self, name: str, attributes: dict[str, str]) -> None:
+        if attributes.get("FifoQueue", "false").lower() == "true":
+            self.add(
+                f"{name}: standard queue",
+                "error",
+                "a FIFO queue: Lambda cannot send destination records to FIFO queues",
+                "use a standard queue as the destination, and poll that",
+            )
+        else:
+            self.add(f"{name}: standard queue", "ok", "standard")
+
+    def _check_visibility(self, name: str, attributes: dict[str, str]) -> None:
+        settings = self.settings
+        queue_visibility = int(attributes.get("VisibilityTimeout", "30"))
+        visibility = settings.visibility_timeout or queue_visibility
+        source = "visibility_timeout setting" if settings.visibility_timeout else "queue's"
+        due = visibility * settings.heartbeat_fraction
+        margin = visibility - due
+        check = f"{name}: visibility timeout"
+        detail = (
+            f"{visibility} s ({source}); the heartbeat extends it after {due:g} s, "
+            f"{margin:g} s before the message would reappear"
+        )
+        fix = (
+            "raise the queue's VisibilityTimeout (or LAMBDA_DESTINATIONS_VISIBILITY_TIMEOUT) "
+            f"to {math.ceil(HEARTBEAT_MARGIN_WARN / (1 - settings.heartbeat_fraction))} s or "
+            "more, or lower LAMBDA_DESTINATIONS_HEARTBEAT_FRACTION"
+        )
+        if margin < HEARTBEAT_MARGIN_ERROR:
+            self.add(
+                check,
+                "error",
+                detail + ": too little for the heartbeat, so handlers running longer than "
+                f"{visibility} s see their message delivered again",
+                fix,
+            )
+        elif margin < HEARTBEAT_MARGIN_WARN:
+            self.add(check, "warn", detail + ": little room for a slow heartbeat call", fix)
+        else:
+            covered = min(settings.handler_timeout, SQS_MAX_VISIBILITY)
+            self.add(check, "ok", detail + f"; handlers up to {_duration(covered)} stay covered")
+
+    async def _check_redrive(self, sqs: Any, name: str, attributes: dict[str, str]) -> None:
+        check = f"{name}: redrive policy"
+        policy_text = attributes.get("RedrivePolicy")
+        if not policy_text:
+            self.add(
+                check,
+                "error",
+                "no redrive policy: a record that keeps failing is retried until it expires, "
+                "and quarantined messages are kept in the store only",
+                "give the queue a RedrivePolicy (deadLetterTargetArn, maxReceiveCount 5 or more)",
+            )
+            return
+        try:
+            policy = json.loads(policy_text)
+            max_receive_count = int(policy["maxReceiveCount"])
+            dlq_arn = str(policy["deadLetterTargetArn"])
+            _region, account, dlq_name = parse_arn(dlq_arn)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.add(check, "error", f"unreadable RedrivePolicy ({exc})", "set it again")
+            return
+        try:
+            found = await sqs.get_queue_url(QueueName=dlq_name, QueueOwnerAWSAccountId=account)
+            dlq = await sqs.get_queue_attributes(
+                QueueUrl=found["QueueUrl"], AttributeNames=["MessageRetentionPeriod"]
+            )
+        except ClientError as exc:
+            if is_missing_queue(exc):
+                self.add(
+                    check,
+                    "error",
+                    f"its dead-letter queue {dlq_name} does not exist: SQS cannot move "
+                    "failing messages anywhere",
+                    f"create {dlq_name}, or point the RedrivePolicy at an existing queue",
+                )
+            else:
+                self.add(
+                    check,
+                    "error",
+                    f"its dead-letter queue {dlq_name} cannot be read ({_error_text(exc)})",
+                    "allow sqs:GetQueueUrl and sqs:GetQueueAttributes on it",
+                )
+            return
+        except (BotoCoreError, *CONNECTION_ERRORS) as exc:
+            self.add(
+                check,
+                "error",
+                f"SQS did not answer about {dlq_name} ({_error_text(exc)})",
+                "check the endpoint and the network",
+                unreachable=_is_unreachable(exc),
+            )
+            return
+        self.add(check, "ok", f"to {dlq_name} after {max_receive_count} receives")
+        retention = int(attributes.get("MessageRetentionPeriod", "345600"))
+        dlq_retention = int(dlq["Attributes"].get("MessageRetentionPeriod", "345600"))
+        self._check_backoff(name, max_receive_count, retention, dlq_name, dlq_retention)
+
+    def _check_backoff(
+        self,
+        name: str,
+        max_receive_count: int,
+        retention: int,
+        dlq_name: str,
+        dlq_retention: int,
+    ) -> None:
+        check = f"{name}: retry backoff"
+        delays = retry_delays(self.settings, max_receive_count)
+        window = sum(delays)
+        schedule = " + ".join(f"{d:g}" for d in delays[:6]) + (" + …" if len(delays) > 6 else "")
+        detail = (
+            f"a failing record reaches the DLQ after about {_duration(window)} "
+            f"({schedule} s over maxReceiveCount {max_receive_count}); "
+            f"the queue keeps messages {_duration(retention)}"
+        )
+        if max_receive_count < 2:
+            self.add(
+                check,
+                "error",
+                f"maxReceiveCount {max_receive_count}: a record is dead-lettered on its first "
+                "failure, with no retry",
+                "raise maxReceiveCount in the queue's RedrivePolicy (5 or more)",
+            )
+        elif window >= retention:
+            self.add(
+                check,
+                "error",
+                detail + ": messages expire before they are dead-lettered, and are lost",
+                "lower LAMBDA_DESTINATIONS_RETRY_MAX or maxReceiveCount, or raise the "
+                "queue's MessageRetentionPeriod",
+            )
+        elif window < SHORT_RETRY_WINDOW:
+            self.add(
+                check,
+                "warn",
+                detail + ": an outage longer than that dead-letters every record",
+                "raise maxReceiveCount or LAMBDA_DESTINATIONS_RETRY_BASE",
+            )
+        else:
+            self.add(check, "ok", detail)
+        # SQS keeps a message's original enqueue time when it moves it to a standard DLQ.
+        if dlq_retention <= retention:
+            self.add(
+                f"{name}: DLQ retention",
+                "warn",
+                f"{dlq_name} keeps messages {_duration(dlq_retention)}, no longer than the "
+                f"queue ({_duration(retention)}); a message's age counts from its first "
+                "enqueue, so dead-lettered records can expire almost at once",
+                f"raise {dlq_name}'s MessageRetentionPeriod (14 days is the most SQS allows)",
+            )
+        else:
+            self.add(f"{name}: DLQ retention", "ok", f"{_duration(dlq_retention)}")
+
+    # -- Lambda event-invoke configurations -------------------------------------------------
+
+    async def _check_lambda(self, aws: AwsClients, queues: Sequence[_Queue]) -> None:
+        polled = {q.arn: q.name for q in queues if q.arn}
+        lam = await aws.client("lambda")
+        try:
+            names = await self._function_names(lam)
+        except (ClientError, BotoCoreError, *CONNECTION_ERRORS) as exc:
+            self.add(
+                "lambda destinations",
+                "warn",
+                f"not checked: the Lambda API did not answer ({_error_text(exc)})",
+                "allow lambda:ListFunctions and lambda:ListFunctionEventInvokeConfigs to check "
+                "that functions send their records to the polled queues",
+            )
+            return
+        if self.function_glob is not None:
+            names = [n for n in names if fnmatch.fnmatchcase(n, self.function_glob)]
+        semaphore = asyncio.Semaphore(8)
+
+        async def configs(name: str) -> tuple[str, list[dict[str, Any]] | BaseException]:
+            async with semaphore:
+                try:
+                    return name, await self._event_invoke_configs(lam, name)
+                except (ClientError, BotoCoreError, *CONNECTION_ERRORS) as exc:
+                    return name, exc
+
+        results = await asyncio.gather(*(configs(n) for n in sorted(names)))
+        fed: set[str] = set()
+        with_destinations = 0
+        for name, found in results:
+            if isinstance(found, BaseException):
+                self.add(
+                    f"function {name}",
+                    "warn",
+                    f"event-invoke config not readable ({_error_text(found)})",
+                    "allow lambda:ListFunctionEventInvokeConfigs",
+                )
+                continue
+            for config in found:
+                destinations = config.get("DestinationConfig") or {}
+                for which, label in (("OnSuccess", "on-success"), ("OnFailure", "on-failure")):
+                    arn = (destinations.get(which) or {}).get("Destination")
+                    if not arn:
+                        continue
+                    with_destinations += 1
+                    await self._check_destination(
+                        aws, _function_label(name, config), label, arn, polled, fed
+                    )
+        checked = f"{len(names)} function{'s' if len(names) != 1 else ''}"
+        if self.function_glob is not None:
+            checked += f" matching {self.function_glob!r}"
+        if not with_destinations:
+            self.add(
+                "lambda destinations",
+                "warn",
+                f"none of {checked} has an SQS or SNS destination",
+                "set a function's asynchronous-invocation destination to a polled queue "
+                "(or narrow the check with --function)",
+            )
+            return
+        for arn, name in polled.items():
+            if arn not in fed:
+                self.add(
+                    f"{name}: fed by a function",
+                    "warn",
+                    f"no destination of {checked} points at it (EventBridge rules are not checked)",
+                    "point a function's destination at it, or stop polling it",
+                )
+
+    async def _function_names(self, lam: Any) -> list[str]:
+        names: list[str] = []
+        kwargs: dict[str, Any] = {}
+        while True:
+            response = await lam.list_functions(**kwargs)
+            names.extend(f["FunctionName"] for f in response.get("Functions", []))
+            marker = response.get("NextMarker")
+            if not marker:
+                return names
+            kwargs["Marker"] = marker
+
+    async def _event_invoke_configs(self, lam: Any, name: str) -> list[dict[str, Any]]:
+        configs: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"FunctionName": name}
+        while True:
+            response = await lam.list_function_event_invoke_configs(**kwargs)
+            configs.extend(response.get("FunctionEventInvokeConfigs", []))
+            marker = response.get("NextMarker")
+            if not marker:
+                return configs
+            kwargs["Marker"] = marker
+
+    async def _check_destination(
+        self,
+        aws: AwsClients,
+        function: str,
+        which: str,
+        arn: str,
+        polled: dict[str, str],
+        fed: set[str],
+    ) -> None:
+        check = f"function {function} {which}"
+        service = arn.split(":")[2] if arn.count(":") >= 5 else ""
+        target = arn.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+        if service == "sqs":
+            if arn in polled:
+                fed.add(arn)
+                self.add(check, "ok", f"→ queue {polled[arn]} (polled)")
+            else:
+                self.add(
+                    check,
+                    "error",
+                    f"→ queue {target}, which the worker does not poll: its records are never read",
+                    f"add {target} to LAMBDA_DESTINATIONS_QUEUES, or point the destination at "
+                    "a polled queue",
+                )
+        elif service == "sns":
+            await self._check_topic(aws, check, arn, target, polled, fed)
+        elif service == "events":
+            self.add(
+                check,
+                "warn",
+                f"→ EventBridge bus {target}: cannot verify that a rule forwards to a polled queue",
+                "check that a rule on the bus targets a polled queue",
+            )
+        # A Lambda function as the destination is not ours to check.
+
+    async def _check_topic(
+        self,
+        aws: AwsClients,
+        check: str,
+        topic_arn: str,
+        topic: str,
+        polled: dict[str, str],
+        fed: set[str],
+    ) -> None:
+        try:
+            sns = await aws.client("sns")
+            endpoints: list[str] = []
+            kwargs: dict[str, Any] = {"TopicArn": topic_arn}
+            while True:
+                response = await sns.list_subscriptions_by_topic(**kwargs)
+                endpoints.extend(
+                    s.get("Endpoint", "")
+                    for s in response.get("Subscriptions", [])
+                    if s.get("Protocol") == "sqs"
+                )
+                token = response.get("NextToken")
+                if not token:
+                    break
+                kwargs["NextToken"] = token
+        except (ClientError, BotoCoreError, *CONNECTION_ERRORS) as exc:
+            self.add(
+                check,
+                "warn",
+                f"→ SNS topic {topic}: its subscriptions cannot be read ({_error_text(exc)})",
+                "allow sns:ListSubscriptionsByTopic",
+            )
+            return
+        reached = [polled[e] for e in endpoints if e in polled]
+        if reached:
+            fed.update(e for e in endpoints if e in polled)
+            self.add(check, "ok", f"→ SNS topic {topic} → queue {', '.join(reached)} (polled)")
+        else:
+            self.add(
+                check,
+                "error",
+                f"→ SNS topic {topic}, which no polled queue subscribes to",
+                f"subscribe a polled queue to {topic}, or poll the queue that is subscribed",
+            )
+
+    # -- the store --------------------------------------------------------------------------
+
+    async def _check_store(self) -> None:
+        url = self.settings.store
+        shown = display_url(url)
+        path = _sqlite_path(url)
+        if path is not None and not path.exists():
+            self.add(
+                "store",
+                "error",
+                f"{shown}: the file does not exist yet",
+                "run `lambda-destinations migrate` (the worker also creates and migrates it)",
+            )
+            return
+        try:
+            async with Store.from_url(url) as store:
+                await store.ping()
+                pending = await store.pending_migrations()
+        except StoreUnavailable as exc:
+            self.add("store", "error", str(exc), "", unreachable=True)
+            return
+        except ConfigError as exc:
+            self.add("store", "error", str(exc), "fix LAMBDA_DESTINATIONS_STORE")
+            return
+        self.add("store", "ok", f"{shown} answers")
+        if pending:
+            self.add(
+                "store schema",
+                "error",
+                f"migrations {', '.join(map(str, pending))} not applied",
+                "run `lambda-destinations migrate` (the worker also migrates at start)",
+            )
+        else:
+            self.add("store schema", "ok", "migrated")
+
+
+def _function_label(name: str, config: dict[str, Any]) -> str:
+    arn = str(config.get("FunctionArn") or "")
+    qualifier = arn.split(":")[7] if arn.count(":") >= 7 else None
+    return f"{name}:{qualifier}" if qualifier else name
+
+
+def _sqlite_path(url: str) -> Path | None:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database))
+
+
+def exit_status(checks: Iterable[Check]) -> Literal["ok", "failed", "unreachable"]:
+    """``unreachable`` when any error is an unreachable endpoint or store, else ``failed``
+    when any check is an error, else ``ok`` (warnings do not fail)."""
+    errors = [c for c in checks if c.status == "error"]
+    if any(c.unreachable for c in errors):
+        return "unreachable"
+    return "failed" if errors else "ok"

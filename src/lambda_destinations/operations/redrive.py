@@ -1,0 +1,613 @@
+"""Dead-letter queues: look at them, put their messages back, or re-invoke what they hold.
+
+Putting messages back (``redrive``) takes one of two paths:
+
+- **SQS's own message move task** (``StartMessageMoveTask``), when the DLQ is the dead-letter
+  queue of other SQS queues and the endpoint implements it: SQS moves the messages itself and
+  we follow its progress.
+- **moving them here**, otherwise (a DLQ of a Lambda function or an SNS subscription, which the
+  move task refuses, or an endpoint without it): receive a batch, ``SendMessageBatch`` it to
+  the target with the same body and message attributes, and only then ``DeleteMessageBatch``
+  the messages that were sent. Killed at any moment, every message is in the DLQ (not yet
+  sent, or received and hidden until its visibility timeout ends), in the target, or in both
+  (sent, not yet deleted): never lost. The worker's idempotency absorbs the duplicate.
+
+Message attributes are kept as they are, ``LambdaDestinations.Reason`` and ``.SourceQueue``
+included (SQS's move task keeps them too): they tell the story of the last quarantine, and the
+worker overwrites them if it quarantines the message again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.handlers.persist import invocation_row
+from lambda_destinations.operations._rate import RateLimiter
+from lambda_destinations.operations.replay import (
+    TRIGGER_MANUAL,
+    ReplayResult,
+    ReplayState,
+    SkipReason,
+    replay_invocation,
+)
+from lambda_destinations.retrying import error_code
+from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
+from lambda_destinations.store.base import Store
+from lambda_destinations.worker.dispatch import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from lambda_destinations.worker.dispatch import sendable_attribute as _sendable_attribute
+from lambda_destinations.worker.queues import NONEXISTENT, is_missing_queue, queue_name
+
+# How long a received message stays hidden while it is being moved: long enough for a send and
+# a delete, short enough that a killed redrive's messages soon reappear in the DLQ.
+DEFAULT_VISIBILITY = 60
+# Long polls (1 s) rather than short ones: a short poll samples a subset of SQS's servers and
+# can answer "empty" while messages remain.
+RECEIVE_WAIT = 1
+_BATCH_TOO_LONG = {"AWS.SimpleQueueService.BatchRequestTooLong", "BatchRequestTooLong"}
+_MOVE_TASK_DONE = {"COMPLETED", "CANCELLED", "FAILED"}
+_NOT_SUPPORTED_CODES = {
+    "UnsupportedOperation",
+    "AWS.SimpleQueueService.UnsupportedOperation",
+    "InvalidAction",
+    "UnknownOperationException",
+    "NotImplemented",
+    "NotImplementedException",
+    "501",
+    "500",
+}
+
+
+class QueueNotFound(LambdaDestinationsError):
+    """A queue named on the command line does not exist."""
+
+
+class MoveTaskUnsupported(LambdaDestinationsError):
+    """The endpoint (or this queue) cannot run SQS's message move task; move messages here."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueRef:
+    """A queue as an operator names it, resolved: URL, name, ARN and attributes."""
+
+    url: str
+    name: str
+    arn: str
+    attributes: Mapping[str, str]
+
+    @property
+    def fifo(self) -> bool:
+        return self.attributes.get("FifoQueue", "false").lower() == "true"
+
+    @property
+    def visible(self) -> int:
+        return int(self.attributes.get("ApproximateNumberOfMessages", "0"))
+
+    @property
+    def in_flight(self) -> int:
+        return int(self.attributes.get("ApproximateNumberOfMessagesNotVisible", "0"))
+
+
+async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
+    """A queue by URL, name or ARN; QueueNotFound naming it when it does not exist."""
+    try:
+        if ident.startswith("arn:"):
+            parts = ident.split(":")
+            if len(parts) != 6 or parts[2] != "sqs":
+                raise QueueNotFound(f"{ident!r} is not an SQS queue ARN")
+            found = await sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
+            url = found["QueueUrl"]
+        elif "://" in ident:
+            url = ident
+        else:
+            url = (await sqs.get_queue_url(QueueName=ident))["QueueUrl"]
+        response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+    except ClientError as exc:
+        if is_missing_queue(exc) or error_code(exc) in NONEXISTENT:
+            raise QueueNotFound(
+                f"queue {ident!r} does not exist: check the name or URL (and the region)"
+            ) from None
+        raise
+    attributes: dict[str, str] = response.get("Attributes", {})
+    return QueueRef(url, queue_name(url), attributes.get("QueueArn", ""), attributes)
+
+
+async def source_queues(sqs: Any, dlq: QueueRef) -> list[str]:
+    """URLs of the queues whose redrive policy points at ``dlq``."""
+    urls: list[str] = []
+    kwargs: dict[str, Any] = {"QueueUrl": dlq.url, "MaxResults": 1000}
+    while True:
+        response = await sqs.list_dead_letter_source_queues(**kwargs)
+        urls.extend(response.get("queueUrls", []))
+        token = response.get("NextToken")
+        if not token:
+            return urls
+        kwargs["NextToken"] = token
+
+
+# -- peek -------------------------------------------------------------------------------------
+
+
+async def peek(sqs: Any, url: str, limit: int, *, visibility: int = 30) -> list[dict[str, Any]]:
+    """Up to ``limit`` messages of a queue, each once, then made visible again.
+
+    SQS has no read-only look: messages are received (hidden for ``visibility`` seconds so that
+    each is seen once) and then released with visibility 0. Their receive count goes up by one.
+    """
+    seen: dict[str, dict[str, Any]] = {}
+    try:
+        while len(seen) < limit:
+            response = await sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=min(10, limit - len(seen)),
+                VisibilityTimeout=visibility,
+                WaitTimeSeconds=RECEIVE_WAIT,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            batch = response.get("Messages", [])
+            if not batch:
+                break
+            new = [m for m in batch if m["MessageId"] not in seen]
+            if not new:
+                break
+            for message in new:
+                seen[message["MessageId"]] = message
+    finally:
+        await release(sqs, url, [m["ReceiptHandle"] for m in seen.values()])
+    return list(seen.values())
+
+
+async def release(sqs: Any, url: str, receipts: Sequence[str]) -> None:
+    """Make received messages visible again at once (ten at a time)."""
+    for start in range(0, len(receipts), 10):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": 0}
+            for i, receipt in enumerate(receipts[start : start + 10])
+        ]
+        await sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+
+
+def describe_message(message: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """What a person wants to know of a dead-lettered message, as a flat JSON-able dict."""
+    attributes = message.get("Attributes", {})
+    message_attributes = message.get("MessageAttributes") or {}
+    sent_ms = attributes.get("SentTimestamp")
+    sent = dt.datetime.fromtimestamp(int(sent_ms) / 1000, dt.UTC) if sent_ms else None
+    receives = int(attributes.get("ApproximateReceiveCount", "1"))
+    out: dict[str, Any] = {
+        "message_id": message.get("MessageId"),
+        "sent_at": sent.isoformat() if sent else None,
+        "age_seconds": round((now - sent).total_seconds()) if sent else None,
+        # This look was a receive too: report the count before it.
+        "receive_count": max(0, receives - 1),
+        "quarantine_reason": _attribute(message_attributes, REASON_ATTRIBUTE),
+        "source_queue": _attribute(message_attributes, SOURCE_ATTRIBUTE),
+    }
+    try:
+        decoded = decode(message.get("Body", ""), message_attributes or None)
+    except DecodeError as exc:
+        out.update(kind="not-a-record", decode_error=exc.reason)
+        return out
+    out.update(decoded.summary())
+    out["decode_error"] = None
+    return out
+
+
+def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:
+    value = attributes.get(name)
+    if isinstance(value, Mapping):
+        text = value.get("StringValue")
+        return str(text) if text is not None else None
+    return None
+
+
+# -- SQS's message move task ------------------------------------------------------------------
+
+
+async def start_move_task(
+    sqs: Any, source_arn: str, destination_arn: str | None, rate: int | None
+) -> str:
+    """Start SQS's move task; its handle. MoveTaskUnsupported when it cannot run here.
+
+    Give ``sqs`` a client that does not retry (``max_attempts=1``): endpoints without the
+    operation answer 500, which a retrying client would repeat for nothing.
+    """
+    kwargs: dict[str, Any] = {"SourceArn": source_arn}
+    if destination_arn:
+        kwargs["DestinationArn"] = destination_arn
+    if rate:
+        kwargs["MaxNumberOfMessagesPerSecond"] = rate
+    try:
+        response = await sqs.start_message_move_task(**kwargs)
+    except ClientError as exc:
+        code = error_code(exc) or ""
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in _NOT_SUPPORTED_CODES or status in (500, 501):
+            message = _message(exc)
+            if not message or message.startswith("<"):  # an HTML error page
+                message = "not implemented by the endpoint"
+            raise MoveTaskUnsupported(f"HTTP {status or '?'} {code}: {message}") from exc
+        raise
+    return str(response["TaskHandle"])
+
+
+async def move_task_status(sqs: Any, source_arn: str, task_handle: str) -> dict[str, Any]:
+    """The task's entry from ListMessageMoveTasks (status, moved, to move, failure reason)."""
+    response = await sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=10)
+    for task in response.get("Results", []):
+        if task.get("TaskHandle") in (None, task_handle):
+            return dict(task)
+    return {"Status": "UNKNOWN"}
+
+
+async def follow_move_task(
+    sqs: Any,
+    source_arn: str,
+    task_handle: str,
+    *,
+    on_progress: Callable[[int, int | None], None] = lambda moved, total: None,
+    poll: float = 2.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> dict[str, Any]:
+    """Poll the task until it ends; report (moved, to move) on the way; its last status."""
+    while True:
+        status = await move_task_status(sqs, source_arn, task_handle)
+        total = status.get("ApproximateNumberOfMessagesToMove")
+        on_progress(
+            int(status.get("ApproximateNumberOfMessagesMoved", 0)),
+            int(total) if total is not None else None,
+        )
+        if status.get("Status") in _MOVE_TASK_DONE:
+            return status
+        await sleep(poll)
+
+
+# -- moving messages here ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class MoveReport:
+    """What a redrive did: moved, left in the DLQ (by reason), and problems."""
+
+    moved: int = 0
+    by_target: Counter[str] = dataclasses.field(default_factory=Counter)
+    left: Counter[str] = dataclasses.field(default_factory=Counter)  # reason -> count
+    failed: Counter[str] = dataclasses.field(default_factory=Counter)  # send errors
+    duplicated: int = 0  # sent, then the delete from the DLQ failed: in both queues
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.duplicated
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "moved": self.moved,
+            "by_target": dict(self.by_target),
+            "left_in_dlq": dict(self.left),
+            "send_failures": dict(self.failed),
+            "duplicated": self.duplicated,
+        }
+
+
+TargetChooser = Callable[[Mapping[str, Any]], "str | tuple[None, str]"]
+
+
+def target_chooser(to: str | None, sources: Sequence[str]) -> TargetChooser:
+    """Where each message goes: ``--to``, else its source queue.
+
+    With one source queue, there. With several, the queue named by the message's
+    ``LambdaDestinations.SourceQueue`` attribute (set by the worker's quarantine) when it is
+    one of them; a message without one stays in the DLQ, with the reason.
+    """
+    if to:
+        return lambda message: to
+    if len(sources) == 1:
+        only = sources[0]
+        return lambda message: only
+    known = set(sources)
+
+    def choose(message: Mapping[str, Any]) -> str | tuple[None, str]:
+        source = _attribute(message.get("MessageAttributes") or {}, SOURCE_ATTRIBUTE)
+        if source in known:
+            assert source is not None
+            return source
+        return (None, "several source queues and no LambdaDestinations.SourceQueue: use --to")
+
+    return choose
+
+
+def send_entry(message: Mapping[str, Any], index: int, *, fifo: bool) -> dict[str, Any]:
+    """The SendMessageBatch entry that carries ``message`` on: same body and attributes."""
+    entry: dict[str, Any] = {"Id": str(index), "MessageBody": message.get("Body", "")}
+    attributes = message.get("MessageAttributes") or {}
+    if attributes:
+        entry["MessageAttributes"] = {
+            name: _sendable_attribute(value) for name, value in attributes.items()
+        }
+    system = message.get("Attributes", {})
+    if trace := system.get("AWSTraceHeader"):
+        entry["MessageSystemAttributes"] = {
+            "AWSTraceHeader": {"DataType": "String", "StringValue": trace}
+        }
+    if fifo:
+        entry["MessageGroupId"] = system.get("MessageGroupId") or "redrive"
+        entry["MessageDeduplicationId"] = system.get("MessageDeduplicationId") or str(
+            message.get("MessageId")
+        )
+    return entry
+
+
+class _Budget:
+    """How many more messages may be received (``--limit``), shared by the movers."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.remaining = limit
+
+    def take(self, most: int) -> int:
+        if self.remaining is None:
+            return most
+        taken = min(most, self.remaining)
+        self.remaining -= taken
+        return taken
+
+    def give_back(self, count: int) -> None:
+        if self.remaining is not None:
+            self.remaining += count
+
+
+async def move_messages(
+    sqs: Any,
+    dlq_url: str,
+    choose_target: TargetChooser,
+    *,
+    fifo_targets: frozenset[str] = frozenset(),
+    rate: float | None = None,
+    concurrency: int = 4,
+    limit: int | None = None,
+    visibility: int = DEFAULT_VISIBILITY,
+    on_moved: Callable[[int], None] = lambda n: None,
+) -> MoveReport:
+    """Move the DLQ's messages to their targets: send first, delete after (see the module doc).
+
+    Stops when a receive finds the DLQ empty (or ``limit`` messages were received). Messages
+    that stay (no target, or the send failed) are made visible again at the end.
+    """
+    report = MoveReport()
+    limiter = RateLimiter(rate)
+    budget = _Budget(limit)
+    # message id -> (why it stays, its latest receipt): a message seen again after its
+    # visibility ended is counted once, and released with the receipt that is still valid.
+    staying: dict[str, tuple[str | None, str]] = {}
+
+    async def mover() -> None:
+        while True:
+            wanted = budget.take(10)
+            if wanted == 0:
+                return
+            # Wait for the rate before receiving, not after: received messages are hidden, and
+            # an interruption while they wait would leave them hidden for the whole timeout.
+            await limiter.acquire(wanted)
+            response = await sqs.receive_message(
+                QueueUrl=dlq_url,
+                MaxNumberOfMessages=wanted,
+                VisibilityTimeout=visibility,
+                WaitTimeSeconds=RECEIVE_WAIT,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            batch: list[dict[str, Any]] = response.get("Messages", [])
+            budget.give_back(wanted - len(batch))
+            if not batch:
+                return
+            by_target: dict[str, list[dict[str, Any]]] = {}
+            for message in batch:
+                target = choose_target(message)
+                if isinstance(target, tuple):
+                    staying[message["MessageId"]] = (target[1], message["ReceiptHandle"])
+                    continue
+                by_target.setdefault(target, []).append(message)
+            for target, messages in by_target.items():
+                sent = await _send(sqs, target, messages, report, fifo=target in fifo_targets)
+                for m in messages:
+                    if m["MessageId"] not in sent:
+                        staying[m["MessageId"]] = (None, m["ReceiptHandle"])  # send failed
+                moved = [m for m in messages if m["MessageId"] in sent]
+                # Only now, with the copy safely in the target, may the original go.
+                undeleted = await _delete(sqs, dlq_url, moved)
+                report.duplicated += undeleted
+                report.moved += len(moved)
+                report.by_target[target] += len(moved)
+                on_moved(len(moved))
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, concurrency)):
+                group.create_task(mover())
+    finally:
+        for reason, _ in staying.values():
+            if reason is not None:
+                report.left[reason] += 1
+        if staying:
+            receipts = [receipt for _, receipt in staying.values()]
+            await asyncio.shield(release(sqs, dlq_url, receipts))
+    return report
+
+
+async def _send(
+    sqs: Any, target: str, messages: Sequence[dict[str, Any]], report: MoveReport, *, fifo: bool
+) -> set[str]:
+    """Send to ``target``; the message ids that are now in it."""
+    entries = [send_entry(m, i, fifo=fifo) for i, m in enumerate(messages)]
+    try:
+        response = await sqs.send_message_batch(QueueUrl=target, Entries=entries)
+    except ClientError as exc:
+        if error_code(exc) not in _BATCH_TOO_LONG:
+            raise
+        # Ten large messages can exceed the batch size limit: one at a time instead.
+        sent: set[str] = set()
+        for message, entry in zip(messages, entries, strict=True):
+            single = {k: v for k, v in entry.items() if k != "Id"}
+            try:
+                await sqs.send_message(QueueUrl=target, **single)
+            except ClientError as single_exc:
+                report.failed[f"{error_code(single_exc)}: {_message(single_exc)}"] += 1
+                continue
+            sent.add(message["MessageId"])
+        return sent
+    ids = {str(i): m["MessageId"] for i, m in enumerate(messages)}
+    for failure in response.get("Failed", []):
+        report.failed[f"{failure.get('Code')}: {failure.get('Message', '')}".strip()] += 1
+    return {ids[s["Id"]] for s in response.get("Successful", [])}
+
+
+async def _delete(sqs: Any, url: str, messages: Sequence[Mapping[str, Any]]) -> int:
+    """Delete from the DLQ; how many deletes failed (those messages are now in both queues)."""
+    if not messages:
+        return 0
+    entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+    response = await sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+    return len(response.get("Failed", []))
+
+
+# -- re-invoking what a DLQ holds -------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class ReinvokeReport:
+    """What ``dlq redrive --reinvoke`` did with each message."""
+
+    results: list[tuple[str, ReplayResult | None, str | None]] = dataclasses.field(
+        default_factory=list
+    )  # (message id, replay result, why the message stays when it is not a record)
+    deleted: int = 0
+
+    @property
+    def invoked(self) -> int:
+        return sum(1 for _, r, _ in self.results if r and r.state is ReplayState.INVOKED)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for _, r, _ in self.results if r and r.state is ReplayState.ERROR)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "invoked": self.invoked,
+            "errors": self.errors,
+            "deleted": self.deleted,
+            "messages": [
+                {"message_id": mid, **(r.as_dict() if r else {"state": "skipped"}), "why": why}
+                for mid, r, why in self.results
+            ],
+        }
+
+
+def _replayable_message(message: Mapping[str, Any]) -> tuple[DecodedMessage | None, str | None]:
+    try:
+        decoded = decode(message.get("Body", ""), message.get("MessageAttributes") or None)
+    except DecodeError as exc:
+        return None, f"not a Lambda record ({exc.reason})"
+    if decoded.succeeded is True:
+        return None, "a success record: nothing to re-invoke (move it with dlq redrive)"
+    return decoded, None
+
+
+def _may_delete(result: ReplayResult) -> bool:
+    """The message's work is done: invoked now, or replayed for sure by an earlier run."""
+    if result.state is ReplayState.INVOKED:
+        return True
+    return result.state is ReplayState.SKIPPED and result.skip is SkipReason.ALREADY_REPLAYED
+
+
+async def reinvoke_messages(
+    sqs: Any,
+    lambda_client: Any,
+    store: Store,
+    dlq_url: str,
+    *,
+    requested_by: str,
+    force: bool = False,
+    dry_run: bool = False,
+    legacy_function: str | None = None,
+    rate: float | None = None,
+    limit: int | None = None,
+    visibility: int = DEFAULT_VISIBILITY,
+    on_done: Callable[[int], None] = lambda n: None,
+) -> ReinvokeReport:
+    """Re-invoke the function of each failure record (or legacy DLQ message) in the DLQ.
+
+    Each message is recorded in the replay ledger, invoked, then deleted; a rerun after an
+    interruption finds the ledger entry and deletes without invoking again. Messages that are
+    not replayable stay in the DLQ and are made visible again at the end. A dry run receives
+    and releases, and invokes nothing.
+    """
+    report = ReinvokeReport()
+    limiter = RateLimiter(rate)
+    # message id -> (replay result, why it stays); a message seen again (its visibility ended
+    # during a long run) is looked at again, and counted once.
+    outcomes: dict[str, tuple[ReplayResult | None, str | None]] = {}
+    # message id -> latest receipt of every message received and not deleted: released at the
+    # end, also when interrupted, so nothing stays hidden for the whole visibility timeout.
+    in_hand: dict[str, str] = {}
+    try:
+        while limit is None or len(outcomes) < limit:
+            wanted = 10 if limit is None else min(10, limit - len(outcomes))
+            response = await sqs.receive_message(
+                QueueUrl=dlq_url,
+                MaxNumberOfMessages=wanted,
+                VisibilityTimeout=visibility,
+                WaitTimeSeconds=RECEIVE_WAIT,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            batch = response.get("Messages", [])
+            if not batch:
+                break
+            for message in batch:
+                message_id = message["MessageId"]
+                first_look = message_id not in outcomes
+                in_hand[message_id] = message["ReceiptHandle"]
+                decoded, why = _replayable_message(message)
+                if decoded is None:
+                    outcomes[message_id] = (None, why)
+                    if first_look:
+                        on_done(1)
+                    continue
+                if not dry_run:
+                    await limiter.acquire()
+                result = await replay_invocation(
+                    store,
+                    lambda_client,
+                    invocation_row(decoded, dlq_url),
+                    trigger=TRIGGER_MANUAL,
+                    requested_by=requested_by,
+                    force=force,
+                    dry_run=dry_run,
+                    legacy_function=legacy_function,
+                )
+                if first_look or result.state is not ReplayState.SKIPPED:
+                    outcomes[message_id] = (result, None)
+                deletable = not dry_run and _may_delete(result)
+                if deletable and not await _delete(sqs, dlq_url, [message]):
+                    report.deleted += 1
+                    in_hand.pop(message_id)
+                if first_look:
+                    on_done(1)
+    finally:
+        report.results = [(mid, result, why) for mid, (result, why) in outcomes.items()]
+        if in_hand:
+            await asyncio.shield(release(sqs, dlq_url, list(in_hand.values())))
+    return report
+
+
+def _message(exc: ClientError) -> str:
+    text = str(exc.response.get("Error", {}).get("Message") or exc)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first[:200]

@@ -1,0 +1,278 @@
+"""Replaying a failed invocation: invoke the function again, asynchronously, with the original
+payload, and keep every attempt in the store's replay ledger.
+
+The order of writes makes an interrupted replay visible rather than silent: the attempt is
+recorded as ``pending`` first, then Lambda is invoked, then the attempt gets the new request id
+and ``invoked`` and the record's status becomes ``replayed``. An attempt left ``pending`` means
+"Lambda may or may not have received it"; it counts as a replay, so nothing is replayed twice by
+accident, and ``force`` replays it again.
+
+Used by ``lambda-destinations replay``, ``dlq redrive --reinvoke`` and the automatic ``replay``
+handler (``trigger="automatic"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.retrying import CONNECTION_ERRORS, in_process_retrying
+from lambda_destinations.store.base import (
+    FailureStatus,
+    InvocationRow,
+    ReplayAttempt,
+    ReplayOutcome,
+    Store,
+)
+
+TRIGGER_MANUAL = "manual"
+TRIGGER_AUTOMATIC = "automatic"
+_DETAIL_LIMIT = 1000
+
+
+class NotReplayable(LambdaDestinationsError):
+    """A record that cannot be replayed; the message says why and what to do instead."""
+
+
+class ReplayState(enum.StrEnum):
+    """What became of one record in a replay run."""
+
+    INVOKED = "invoked"  # Lambda accepted the new invocation
+    WOULD_INVOKE = "would-invoke"  # a dry run: this is what would be invoked
+    SKIPPED = "skipped"  # not invoked; ``skip`` says why
+    ERROR = "error"  # the Invoke call failed; nothing ran
+
+
+class SkipReason(enum.StrEnum):
+    NOT_REPLAYABLE = "not-replayable"  # no payload (stream batch), no function, a success
+    ALREADY_REPLAYED = "already-replayed"  # an earlier attempt reached Lambda (use force)
+    IN_DOUBT = "in-doubt"  # an earlier attempt was interrupted: it may have reached Lambda
+    CONCURRENT = "concurrent"  # another process recorded the same attempt just now
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayTarget:
+    """The invocation a replay makes: which function, with which bytes."""
+
+    function_arn: str
+    payload: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """One record's replay, for tables and ``--json``."""
+
+    key: str
+    request_id: str | None
+    function_arn: str | None
+    state: ReplayState
+    attempt: int | None = None
+    new_request_id: str | None = None
+    skip: SkipReason | None = None
+    detail: str | None = None
+    payload_bytes: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "request_id": self.request_id,
+            "function_arn": self.function_arn,
+            "state": self.state.value,
+            "attempt": self.attempt,
+            "new_request_id": self.new_request_id,
+            "skip": self.skip.value if self.skip else None,
+            "detail": self.detail,
+            "payload_bytes": self.payload_bytes,
+        }
+
+
+def replay_target(row: InvocationRow, *, legacy_function: str | None = None) -> ReplayTarget:
+    """The function and payload a replay of ``row`` invokes; NotReplayable says why not.
+
+    ``legacy_function`` (a name or ARN) is used for legacy DLQ messages, which do not say
+    which function they came from.
+    """
+    if row.succeeded is True:
+        raise NotReplayable("the invocation succeeded: there is nothing to replay")
+    if row.kind == "stream-failure":
+        raise NotReplayable(
+            "a stream batch failure carries no request payload (only the shard and sequence "
+            "range): reprocess the batch from the stream instead"
+        )
+    function = row.function_arn or (legacy_function if row.kind == "legacy-dlq" else None)
+    if not function:
+        raise NotReplayable(
+            "a legacy DLQ message does not name its function: pass --legacy-function NAME"
+        )
+    if row.kind == "invocation" and not (
+        isinstance(row.record, dict) and "requestPayload" in row.record
+    ):
+        raise NotReplayable("the record carries no requestPayload to replay")
+    return ReplayTarget(function, original_payload(row))
+
+
+def original_payload(row: InvocationRow) -> bytes:
+    """The event the function was invoked with, as bytes for Invoke.
+
+    JSON payloads are serialised again (the same JSON value; key order and spacing may differ
+    from the bytes Lambda first received). A legacy DLQ body that is not JSON is sent exactly
+    as received.
+    """
+    record = row.record
+    if (
+        row.kind == "legacy-dlq"
+        and isinstance(record, dict)
+        and record.get("bodyIsJson") is False
+        and isinstance(row.request_payload, str)
+    ):
+        return row.request_payload.encode()
+    return json.dumps(row.request_payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def invoke_replay(lambda_client: Any, function_arn: str, payload: bytes) -> str:
+    """Invoke ``function_arn`` asynchronously (``InvocationType=Event``) with ``payload``;
+    return the new invocation's request id.
+
+    One call, no retries: callers retry as their own policy says (the worker's handler chain
+    already retries transient errors). Raises whatever the client raises.
+    """
+    response = await lambda_client.invoke(
+        FunctionName=function_arn, InvocationType="Event", Payload=payload
+    )
+    stream = response.get("Payload")
+    if stream is not None:
+        await stream.read()  # an Event invoke answers with an empty body; release the connection
+    status = response.get("StatusCode")
+    if status != 202:
+        raise LambdaDestinationsError(
+            f"Lambda answered an asynchronous Invoke of {function_arn} with status {status}, "
+            "not 202"
+        )
+    metadata = response.get("ResponseMetadata", {})
+    request_id = metadata.get("RequestId") or metadata.get("HTTPHeaders", {}).get(
+        "x-amzn-requestid"
+    )
+    if not request_id:
+        raise LambdaDestinationsError(f"Lambda returned no request id for {function_arn}")
+    return str(request_id)
+
+
+def counted_attempt(row: InvocationRow, previous: Sequence[ReplayAttempt]) -> ReplayAttempt | None:
+    """The latest attempt that counts as a replay (any outcome but ``error``), if any."""
+    for attempt in reversed(previous):
+        if attempt.outcome is not ReplayOutcome.ERROR:
+            return attempt
+    return None
+
+
+async def replay_invocation(
+    store: Store,
+    lambda_client: Any,
+    row: InvocationRow,
+    *,
+    trigger: str,
+    requested_by: str,
+    force: bool = False,
+    dry_run: bool = False,
+    legacy_function: str | None = None,
+    invoke_attempts: int = 1,
+) -> ReplayResult:
+    """Replay one failed record: ledger first, then Invoke, then the outcome and the status.
+
+    Skips (and says why) records that cannot be replayed and, unless ``force``, records
+    already replayed. ``dry_run`` decides everything but writes and invokes nothing.
+    ``invoke_attempts`` > 1 retries transient Invoke errors in process (the client's own retries
+    already cover throttling, 5xx and connection errors a few times). A failed Invoke ends
+    the attempt as ``error`` and is reported in the result, except a connection error (the
+    endpoint cannot be reached), which is raised after the attempt is recorded.
+    """
+    result = ReplayResult(
+        key=row.key,
+        request_id=row.request_id,
+        function_arn=row.function_arn,
+        state=ReplayState.SKIPPED,
+    )
+    try:
+        target = replay_target(row, legacy_function=legacy_function)
+    except NotReplayable as exc:
+        return dataclasses.replace(result, skip=SkipReason.NOT_REPLAYABLE, detail=str(exc))
+    result = dataclasses.replace(
+        result, function_arn=target.function_arn, payload_bytes=len(target.payload)
+    )
+    previous = await store.replays(row.key)
+    if not force:
+        skipped = _already_replayed(row, previous)
+        if skipped is not None:
+            return dataclasses.replace(result, skip=skipped[0], detail=skipped[1])
+    number = max((a.attempt for a in previous), default=0) + 1
+    result = dataclasses.replace(result, attempt=number)
+    if dry_run:
+        return dataclasses.replace(result, state=ReplayState.WOULD_INVOKE)
+
+    attempt = ReplayAttempt(
+        original_key=row.key,
+        original_request_id=row.request_id,
+        function_arn=target.function_arn,
+        attempt=number,
+        trigger=trigger,
+        requested_by=requested_by,
+    )
+    if not await store.add_replay(attempt):
+        return dataclasses.replace(
+            result,
+            skip=SkipReason.CONCURRENT,
+            detail=f"attempt {number} was recorded by another process just now",
+        )
+    assert attempt.id is not None
+    try:
+        async for retry in in_process_retrying(invoke_attempts, 30.0):
+            with retry:
+                new_request_id = await invoke_replay(
+                    lambda_client, target.function_arn, target.payload
+                )
+    except Exception as exc:
+        # Lambda did not accept the invocation: the attempt ends here and a later replay may
+        # try again without force. (A cancellation is no Exception: it leaves it pending.)
+        detail = _describe(exc)
+        await store.update_replay(attempt.id, outcome=ReplayOutcome.ERROR, detail=detail)
+        if isinstance(exc, CONNECTION_ERRORS):
+            raise  # the endpoint is away: every other replay would fail the same way
+        return dataclasses.replace(result, state=ReplayState.ERROR, detail=detail)
+    await store.update_replay(
+        attempt.id, new_request_id=new_request_id, outcome=ReplayOutcome.INVOKED
+    )
+    await store.set_status([row.key], FailureStatus.REPLAYED, by=requested_by)
+    return dataclasses.replace(result, state=ReplayState.INVOKED, new_request_id=new_request_id)
+
+
+def _already_replayed(
+    row: InvocationRow, previous: Sequence[ReplayAttempt]
+) -> tuple[SkipReason, str] | None:
+    counted = counted_attempt(row, previous)
+    if counted is not None:
+        when = counted.requested_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        if counted.outcome is ReplayOutcome.PENDING:
+            return (
+                SkipReason.IN_DOUBT,
+                f"attempt {counted.attempt} ({when}, {counted.requested_by}) was interrupted "
+                "and may have reached Lambda: --force to replay again",
+            )
+        new = f", new request id {counted.new_request_id}" if counted.new_request_id else ""
+        return (
+            SkipReason.ALREADY_REPLAYED,
+            f"replayed already (attempt {counted.attempt}, {counted.outcome.value}, {when}{new}):"
+            " --force to replay again",
+        )
+    if row.status == FailureStatus.REPLAYED:
+        by = f" by {row.status_by}" if row.status_by else ""
+        return SkipReason.ALREADY_REPLAYED, f"marked replayed{by}: --force to replay again"
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:_DETAIL_LIMIT]

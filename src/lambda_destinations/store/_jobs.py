@@ -1,0 +1,469 @@
+"""Scheduled jobs and alert windows, for both backends: what the scheduler and the notifiers keep.
+
+**Scheduled jobs** are work due at a time — a replay after its backoff delay, an alert digest
+when its window closes — kept in the store so a restart neither loses nor repeats them. A job is
+scheduled once per key (``replay:<key>:<attempt>``, ``digest:<scope>:<window start>``); the
+scheduler *takes* due jobs with a lease, in one statement, so one worker runs each: PostgreSQL
+picks rows with ``FOR UPDATE SKIP LOCKED`` (a second worker skips them instead of waiting),
+SQLite has one writer at a time. A job whose worker died is taken again once its lease expires.
+
+**Alert windows** count alerts per scope (one notifier, function and error type): the first
+alert of a quiet scope opens a window; every record admitted to it gets the next ordinal, once
+(a redelivered record finds its ordinal again), and the one just past the number that go out at
+once schedules the window's digest, in the same transaction. The digest counts the window's
+members when it fires; a record arriving after the window ended opens the next one.
+
+The tables are declared here on the shared ``_tables.metadata`` (so the schema test sees them);
+migration version 3 in :mod:`.migrations` is their frozen DDL. :class:`JobsMixin` holds the
+queries; :class:`~._sql.SqlStore` inherits it and supplies ``_read``, ``_write``, ``_insert``
+and the lease clock (server time on PostgreSQL, where replicas' clocks may disagree).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import enum
+import json
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from lambda_destinations.store._tables import metadata, str_enum
+from lambda_destinations.store._types import UTCDateTime, json_value
+from lambda_destinations.store.base import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+class JobState(enum.StrEnum):
+    """Where a scheduled job stands: ``pending`` until it ran to an end, done or failed."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(slots=True)
+class ScheduledJob:
+    """Work due at ``due_at``; ``payload`` is any JSON object the job's runner understands."""
+
+    key: str  # unique: scheduling the same key again changes nothing
+    kind: str  # which runner: "replay", "digest"
+    due_at: dt.datetime
+    payload: dict[str, Any]
+    state: JobState = JobState.PENDING
+    owner: str | None = None  # the worker holding the lease
+    leased_until: dt.datetime | None = None
+    attempts: int = 0  # times the job was taken (counts the current run)
+    last_error: str | None = None
+    created_at: dt.datetime = dataclasses.field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlertAdmission:
+    """Where one record landed in its scope's alert window.
+
+    ``send_now`` for the first alerts of the window; the rest are folded into its digest.
+    ``digest_scheduled`` is True for the one call that scheduled the digest.
+    """
+
+    ordinal: int  # 1 for the record that opened the window
+    send_now: bool
+    window_start: dt.datetime
+    window_end: dt.datetime
+    digest_scheduled: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlertWindow:
+    """What a window collected: ``admitted`` records, first and last admitted at."""
+
+    scope: str
+    window_start: dt.datetime
+    admitted: int
+    first_at: dt.datetime | None
+    last_at: dt.datetime | None
+
+
+# -- the tables (migration 3) -----------------------------------------------------------------
+
+scheduled_jobs = sa.Table(
+    "scheduled_jobs",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("payload", json_value(), nullable=False),
+    sa.Column("state", str_enum(JobState), nullable=False),
+    sa.Column("owner", sa.Text),
+    sa.Column("leased_until", UTCDateTime),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    # What the scheduler asks for: pending jobs, soonest first.
+    sa.Index("ix_scheduled_jobs_state_due_at", "state", "due_at"),
+)
+
+# The current (or last) window of each scope; the ordinal counter lives here.
+alert_groups = sa.Table(
+    "alert_groups",
+    metadata,
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("window_end", UTCDateTime, nullable=False),
+    sa.Column("admitted", sa.Integer, nullable=False),
+)
+
+# One row per record admitted to a scope: the record's window and ordinal, found again when the
+# record is redelivered, and counted for the digest.
+alert_members = sa.Table(
+    "alert_members",
+    metadata,
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("ordinal", sa.Integer, nullable=False),
+    sa.Column("admitted_at", UTCDateTime, nullable=False),
+    sa.Index("ix_alert_members_scope_window_start", "scope", "window_start"),
+)
+
+_JOB_FIELDS = tuple(column.name for column in scheduled_jobs.columns)
+
+
+def digest_job_key(scope: str, window_start: dt.datetime) -> str:
+    """The key of a window's digest job: one per scope and window."""
+    start = window_start.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    return f"digest:{scope}:{start}"
+
+
+def _job_values(job: ScheduledJob) -> dict[str, Any]:
+    return {name: getattr(job, name) for name in _JOB_FIELDS}
+
+
+def _job_from(row: Any) -> ScheduledJob:
+    values = {name: getattr(row, name) for name in _JOB_FIELDS}
+    values["state"] = JobState(values["state"])
+    return ScheduledJob(**values)
+
+
+class _MemberExists(Exception):
+    """Rolls back an admission when another delivery of the record was admitted first."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Statements:
+    insert_job: Any
+    take_jobs: Any
+    upsert_group: Any
+    insert_member: Any
+
+
+class JobsMixin:
+    """The scheduled-job and alert-window methods of :class:`~lambda_destinations.store.Store`."""
+
+    if TYPE_CHECKING:
+        # Supplied by SqlStore (see _sql.py) and its backends.
+        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+        def _write(
+            self, *, atomic: bool = False
+        ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+        def _insert(self, table: sa.Table) -> Any: ...
+
+        def _lease_clock(
+            self,
+        ) -> tuple[sa.ColumnElement[dt.datetime], sa.ColumnElement[dt.datetime]]: ...
+
+        def _lease_params(self, ttl: float) -> dict[str, Any]: ...
+
+    _jobs_statements: _Statements | None = None
+
+    def _jobs_sql(self) -> _Statements:
+        # Built on first use (the dialect's INSERT and clock come from the backend), then
+        # reused so SQLAlchemy compiles each statement once.
+        if self._jobs_statements is None:
+            self._jobs_statements = self._build_jobs_statements()
+        return self._jobs_statements
+
+    def _build_jobs_statements(self) -> _Statements:
+        jobs = scheduled_jobs.c
+        now, until = self._lease_clock()
+
+        insert_job = (
+            self._insert(scheduled_jobs)
+            .on_conflict_do_nothing(index_elements=[jobs.key])
+            .returning(jobs.key)
+        )
+
+        # One statement takes the due jobs: atomic on both backends. SKIP LOCKED (PostgreSQL
+        # only; SQLite has one writer) lets two workers take different jobs at once.
+        due = (
+            sa.select(jobs.key)
+            .where(
+                jobs.state == JobState.PENDING,
+                jobs.due_at <= now,
+                sa.or_(jobs.leased_until.is_(None), jobs.leased_until < now),
+            )
+            .order_by(jobs.due_at)
+            .limit(sa.bindparam("b_limit", type_=sa.Integer))
+            .with_for_update(skip_locked=True)
+        )
+        take_jobs = (
+            sa.update(scheduled_jobs)
+            .where(jobs.key.in_(due.scalar_subquery()))
+            .values(
+                owner=sa.bindparam("b_owner", type_=sa.Text),
+                leased_until=until,
+                attempts=jobs.attempts + 1,
+            )
+            .returning(*(jobs[name] for name in _JOB_FIELDS))
+        )
+
+        groups = alert_groups.c
+        opening = self._insert(alert_groups).values(
+            scope=sa.bindparam("b_scope", type_=sa.Text),
+            window_start=now,
+            window_end=until,
+            admitted=1,
+        )
+        # The window is the scope's row: while it lasts, each admission takes the next
+        # ordinal; once it has ended, the next admission opens a new one. Every SET expression
+        # reads the row as it was, so the three CASEs agree. The row stays locked until the
+        # transaction ends (PostgreSQL), so admissions to one scope take turns.
+        ended = groups.window_end <= now
+        upsert_group = opening.on_conflict_do_update(
+            index_elements=[groups.scope],
+            set_={
+                "window_start": sa.case(
+                    (ended, opening.excluded.window_start), else_=groups.window_start
+                ),
+                "window_end": sa.case(
+                    (ended, opening.excluded.window_end), else_=groups.window_end
+                ),
+                "admitted": sa.case((ended, 1), else_=groups.admitted + 1),
+            },
+        ).returning(groups.window_start, groups.window_end, groups.admitted)
+
+        insert_member = (
+            self._insert(alert_members)
+            .on_conflict_do_nothing(index_elements=[alert_members.c.scope, alert_members.c.key])
+            .returning(alert_members.c.ordinal)
+        )
+        return _Statements(insert_job, take_jobs, upsert_group, insert_member)
+
+    # -- scheduled jobs -------------------------------------------------------------------------
+
+    async def schedule_job(self, job: ScheduledJob) -> bool:
+        async with self._write() as conn:
+            inserted = (await conn.execute(self._jobs_sql().insert_job, _job_values(job))).first()
+        return inserted is not None
+
+    async def take_due_jobs(self, owner: str, *, limit: int, lease: float) -> list[ScheduledJob]:
+        params = {"b_owner": owner, "b_limit": limit, **self._lease_params(lease)}
+        async with self._write() as conn:
+            rows = (await conn.execute(self._jobs_sql().take_jobs, params)).all()
+        return sorted((_job_from(row) for row in rows), key=lambda job: (job.due_at, job.key))
+
+    async def next_job_due(self) -> dt.datetime | None:
+        jobs = scheduled_jobs.c
+        now = utcnow()
+        stmt = sa.select(sa.func.min(jobs.due_at)).where(
+            jobs.state == JobState.PENDING,
+            sa.or_(jobs.leased_until.is_(None), jobs.leased_until < now),
+        )
+        async with self._read() as conn:
+            due: dt.datetime | None = (await conn.execute(stmt)).scalar()
+        return due
+
+    async def finish_job(self, key: str, *, failed: bool = False, error: str | None = None) -> bool:
+        state = JobState.FAILED if failed else JobState.DONE
+        jobs = scheduled_jobs.c
+        stmt = (
+            sa.update(scheduled_jobs)
+            .where(jobs.key == key, jobs.state == JobState.PENDING)
+            .values(
+                state=state,
+                owner=None,
+                leased_until=None,
+                finished_at=utcnow(),
+                last_error=sa.func.coalesce(
+                    sa.bindparam("b_error", type_=sa.Text), jobs.last_error
+                ),
+            )
+        )
+        async with self._write() as conn:
+            return bool((await conn.execute(stmt, {"b_error": error})).rowcount)
+
+    async def retry_job(
+        self, key: str, owner: str, *, due_at: dt.datetime, error: str | None = None
+    ) -> bool:
+        jobs = scheduled_jobs.c
+        stmt = (
+            sa.update(scheduled_jobs)
+            .where(jobs.key == key, jobs.owner == owner, jobs.state == JobState.PENDING)
+            .values(
+                owner=None,
+                leased_until=None,
+                due_at=due_at,
+                last_error=sa.func.coalesce(
+                    sa.bindparam("b_error", type_=sa.Text), jobs.last_error
+                ),
+            )
+        )
+        async with self._write() as conn:
+            return bool((await conn.execute(stmt, {"b_error": error})).rowcount)
+
+    async def get_job(self, key: str) -> ScheduledJob | None:
+        stmt = sa.select(scheduled_jobs).where(scheduled_jobs.c.key == key)
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else _job_from(row)
+
+    async def list_jobs(
+        self,
+        *,
+        kind: str | None = None,
+        state: JobState | None = None,
+        limit: int | None = None,
+    ) -> list[ScheduledJob]:
+        jobs = scheduled_jobs.c
+        stmt = sa.select(scheduled_jobs).order_by(jobs.due_at, jobs.key)
+        if kind is not None:
+            stmt = stmt.where(jobs.kind == kind)
+        if state is not None:
+            stmt = stmt.where(jobs.state == state)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_job_from(row) for row in rows]
+
+    async def prune_jobs(self, before: dt.datetime) -> int:
+        jobs = scheduled_jobs.c
+        statements = [
+            sa.delete(scheduled_jobs).where(
+                jobs.state != JobState.PENDING, jobs.finished_at < before
+            ),
+            sa.delete(alert_members).where(alert_members.c.window_start < before),
+            sa.delete(alert_groups).where(alert_groups.c.window_end < before),
+        ]
+        removed = 0
+        async with self._write(atomic=True) as conn:
+            for stmt in statements:
+                removed += (await conn.execute(stmt)).rowcount
+        return removed
+
+    # -- alert windows --------------------------------------------------------------------------
+
+    async def admit_alert(
+        self,
+        scope: str,
+        key: str,
+        *,
+        window: float,
+        send_first: int,
+        digest_kind: str,
+        digest_payload: dict[str, Any],
+        settle: float = 2.0,
+    ) -> AlertAdmission:
+        if window <= 0:
+            raise ValueError(f"an alert window lasts more than 0 seconds, got {window}")
+        found = await self._admission(scope, key, send_first)
+        if found is not None:
+            return found  # a redelivery: the same window and ordinal as the first time
+        sql = self._jobs_sql()
+        try:
+            async with self._write(atomic=True) as conn:
+                group = (
+                    await conn.execute(
+                        sql.upsert_group, {"b_scope": scope, **self._lease_params(window)}
+                    )
+                ).one()
+                start, end, ordinal = group.window_start, group.window_end, group.admitted
+                member = {
+                    "scope": scope,
+                    "key": key,
+                    "window_start": start,
+                    "ordinal": ordinal,
+                    "admitted_at": utcnow(),
+                }
+                if (await conn.execute(sql.insert_member, member)).first() is None:
+                    raise _MemberExists
+                scheduled = False
+                if ordinal == send_first + 1:
+                    # The first record past those sent at once: the window needs a digest.
+                    # Due a little after the window ends, so that admissions still committing
+                    # when it ends are counted.
+                    payload = {
+                        **digest_payload,
+                        "scope": scope,
+                        "window_start": start.isoformat(),
+                        "window_end": end.isoformat(),
+                        "send_first": send_first,
+                    }
+                    job = ScheduledJob(
+                        key=digest_job_key(scope, start),
+                        kind=digest_kind,
+                        due_at=end + dt.timedelta(seconds=settle),
+                        payload=payload,
+                    )
+                    inserted = await conn.execute(sql.insert_job, _job_values(job))
+                    scheduled = inserted.first() is not None
+        except _MemberExists:
+            found = await self._admission(scope, key, send_first)
+            if found is None:  # pragma: no cover - the row that conflicted is committed
+                raise RuntimeError(f"alert member {scope} {key} vanished") from None
+            return found
+        return AlertAdmission(
+            ordinal=ordinal,
+            send_now=ordinal <= send_first,
+            window_start=start,
+            window_end=end,
+            digest_scheduled=scheduled,
+        )
+
+    async def _admission(self, scope: str, key: str, send_first: int) -> AlertAdmission | None:
+        members, groups = alert_members.c, alert_groups.c
+        stmt = (
+            sa.select(members.window_start, members.ordinal, groups.window_start, groups.window_end)
+            .select_from(alert_members.outerjoin(alert_groups, groups.scope == members.scope))
+            .where(members.scope == scope, members.key == key)
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:
+            return None
+        start, ordinal, group_start, group_end = row
+        # The window's end is known while the scope's row still holds that window; after that
+        # it has ended anyway.
+        end = group_end if group_start == start and group_end is not None else start
+        return AlertAdmission(
+            ordinal=ordinal, send_now=ordinal <= send_first, window_start=start, window_end=end
+        )
+
+    async def alert_window(self, scope: str, window_start: dt.datetime) -> AlertWindow:
+        members = alert_members.c
+        stmt = sa.select(
+            sa.func.count(), sa.func.min(members.admitted_at), sa.func.max(members.admitted_at)
+        ).where(members.scope == scope, members.window_start == window_start)
+        async with self._read() as conn:
+            admitted, first_at, last_at = (await conn.execute(stmt)).one()
+        return AlertWindow(
+            scope=scope,
+            window_start=window_start,
+            admitted=int(admitted),
+            first_at=first_at,
+            last_at=last_at,
+        )
+
+
+def scope_of(*parts: str) -> str:
+    """One text for a scope's parts (notifier, function, error type), unambiguous whatever
+    they contain."""
+    return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,180 @@
+"""The replay ledger: each attempt to re-invoke a failed invocation, for both backends.
+
+One row per (original record key, attempt number), unique, so two processes replaying the same
+record cannot both record attempt 3: the second ``add_replay`` gets False and writes nothing.
+A row is written *before* Lambda is invoked (``pending``) and updated with the new request id
+and outcome afterwards, so an interrupted replay leaves a trace rather than an invisible
+invocation. The new request id is indexed: when the replayed invocation's own destination record
+arrives, the worker finds the attempt it belongs to (``replay_for_request``).
+
+The table is declared here, on the shared ``_tables.metadata`` (so the schema test sees it);
+migration version 2 in :mod:`.migrations` is its frozen DDL. :class:`LedgerMixin` holds the
+queries; :class:`~._sql.SqlStore` inherits it and supplies ``_read``, ``_write`` and
+``_insert``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from lambda_destinations.store._tables import metadata, str_enum
+from lambda_destinations.store._types import UTCDateTime, big_id
+from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+# -- the table (migration 2) ------------------------------------------------------------------
+
+# No foreign key to invocations: `dlq redrive --reinvoke` replays records read from a DLQ that
+# the store may never have seen.
+replays = sa.Table(
+    "replays",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("original_key", sa.Text, nullable=False),
+    sa.Column("original_request_id", sa.Text),
+    sa.Column("function_arn", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("new_request_id", sa.Text, index=True),
+    sa.Column("outcome", str_enum(ReplayOutcome), nullable=False),
+    sa.Column("outcome_at", UTCDateTime),
+    sa.Column("detail", sa.Text),
+    # Also the index that lists and counts a key's attempts (its leading column is the key).
+    sa.UniqueConstraint("original_key", "attempt", name="uq_replays_attempt"),
+)
+
+_FIELDS = tuple(column.name for column in replays.columns if column.name != "id")
+# IN lists are sent as one bound parameter per key: keep each statement well below SQLite's
+# and asyncpg's parameter limits.
+_KEYS_PER_QUERY = 500
+
+
+def _attempt_from(row: Any) -> ReplayAttempt:
+    return ReplayAttempt(
+        original_key=row.original_key,
+        original_request_id=row.original_request_id,
+        function_arn=row.function_arn,
+        attempt=row.attempt,
+        trigger=row.trigger,
+        requested_by=row.requested_by,
+        requested_at=row.requested_at,
+        new_request_id=row.new_request_id,
+        outcome=ReplayOutcome(row.outcome),
+        outcome_at=row.outcome_at,
+        detail=row.detail,
+        id=row.id,
+    )
+
+
+class LedgerMixin:
+    """The replay-ledger methods of :class:`~lambda_destinations.store.base.Store`."""
+
+    if TYPE_CHECKING:
+        # Supplied by SqlStore (see _sql.py).
+        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+        def _write(
+            self, *, atomic: bool = False
+        ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+        def _insert(self, table: sa.Table) -> Any: ...
+
+    _ledger_insert: Any = None
+
+    def _insert_replay(self) -> Any:
+        # Built on first use (the dialect's INSERT comes from the backend), then reused so
+        # SQLAlchemy compiles it once.
+        if self._ledger_insert is None:
+            self._ledger_insert = (
+                self._insert(replays)
+                .on_conflict_do_nothing(index_elements=[replays.c.original_key, replays.c.attempt])
+                .returning(replays.c.id)
+            )
+        return self._ledger_insert
+
+    async def add_replay(self, attempt: ReplayAttempt) -> bool:
+        if attempt.attempt < 1:
+            raise ValueError(f"replay attempts count from 1, got {attempt.attempt}")
+        values = {name: getattr(attempt, name) for name in _FIELDS}
+        async with self._write() as conn:
+            new_id = (await conn.execute(self._insert_replay(), values)).scalar()
+        if new_id is None:
+            return False
+        attempt.id = int(new_id)
+        return True
+
+    async def replays(self, original_key: str) -> list[ReplayAttempt]:
+        stmt = (
+            sa.select(replays)
+            .where(replays.c.original_key == original_key)
+            .order_by(replays.c.attempt, replays.c.id)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_attempt_from(row) for row in rows]
+
+    async def replay_for_request(self, new_request_id: str) -> ReplayAttempt | None:
+        stmt = (
+            sa.select(replays)
+            .where(replays.c.new_request_id == new_request_id)
+            .order_by(replays.c.id.desc())
+            .limit(1)
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else _attempt_from(row)
+
+    async def update_replay(
+        self,
+        replay_id: int,
+        *,
+        new_request_id: str | None = None,
+        outcome: ReplayOutcome | None = None,
+        detail: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {}
+        if new_request_id is not None:
+            values["new_request_id"] = new_request_id
+        if outcome is not None:
+            values["outcome"] = outcome
+            values["outcome_at"] = utcnow()
+        if detail is not None:
+            values["detail"] = detail
+        if not values:
+            # Nothing to change; still say so when the attempt does not exist.
+            async with self._read() as conn:
+                found = (
+                    await conn.execute(sa.select(replays.c.id).where(replays.c.id == replay_id))
+                ).first()
+            changed = 0 if found is None else 1
+        else:
+            stmt = sa.update(replays).where(replays.c.id == replay_id).values(**values)
+            async with self._write() as conn:
+                changed = (await conn.execute(stmt)).rowcount
+        if changed == 0:
+            raise KeyError(f"no replay attempt with id {replay_id}")
+
+    async def replay_counts(self, keys: Sequence[str]) -> dict[str, int]:
+        counts = dict.fromkeys(keys, 0)
+        unique = list(counts)
+        if not unique:
+            return counts
+        async with self._read() as conn:
+            for start in range(0, len(unique), _KEYS_PER_QUERY):
+                chunk = unique[start : start + _KEYS_PER_QUERY]
+                stmt = (
+                    sa.select(replays.c.original_key, sa.func.count())
+                    .where(replays.c.original_key.in_(chunk))
+                    .group_by(replays.c.original_key)
+                )
+                for key, count in await conn.execute(stmt):
+                    counts[key] = int(count)
+        return counts

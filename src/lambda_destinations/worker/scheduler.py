@@ -1,0 +1,242 @@
+"""The in-worker scheduler: runs jobs kept in the store when they fall due.
+
+Jobs are due replays (``replay``, from the replay handler's backoff) and alert digests
+(``digest``, when an alert window ends). They live in the store, not in memory, so a restart
+neither loses nor repeats them, and every replica runs a scheduler: each due job is *taken* with
+a lease by exactly one of them (see :mod:`lambda_destinations.store._jobs`); a job whose worker
+died is taken again when its lease expires.
+
+The loop reads when the next job is due (a plain read, cheap on both backends) and takes jobs
+only when one is, so an idle worker costs the store one read per ``poll_interval``. A job ends
+done, failed (a permanent error: kept with the reason), or is given back to run again later
+with an exponential backoff (a transient error), up to ``max_attempts`` takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import importlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.retrying import backoff_delay, classify
+from lambda_destinations.store import utcnow
+from lambda_destinations.worker.dispatch import describe_error
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from lambda_destinations.aws import AwsClients
+    from lambda_destinations.config import Settings
+    from lambda_destinations.handlers.registry import HandlerRegistry
+    from lambda_destinations.store import Store
+    from lambda_destinations.store._jobs import ScheduledJob
+
+log = structlog.get_logger("lambda_destinations.scheduler")
+
+# Job kind -> "module:function" running it, imported on first use.
+JOB_RUNNERS: dict[str, str] = {
+    "replay": "lambda_destinations.handlers.replay:run_replay_job",
+    "digest": "lambda_destinations.handlers.storm:run_digest_job",
+}
+
+JobRunner = Callable[["ScheduledJob", "JobContext"], Awaitable[None]]
+
+MAX_ERROR = 1000
+RETENTION = dt.timedelta(days=14)  # ended jobs and alert windows are kept this long
+PRUNE_EVERY = 3600.0  # seconds between two clean-ups
+
+
+@dataclasses.dataclass(slots=True)
+class JobContext:
+    """What a job runner may use.
+
+    Attributes:
+        job: the job being run (``attempts`` counts this run).
+        store: the result store.
+        aws: AWS clients sharing the configured endpoint and region.
+        settings: the worker's settings.
+        registry: the worker's handlers, by the names routes use (a digest is sent by the
+            notifier that held its alerts back).
+        owner: this worker's identity; the job's lease is held in its name.
+        log: a logger bound to the job's key and kind.
+        max_attempts: the scheduler gives up on a job taken this many times.
+        sleep: how to wait (tests make it instant).
+    """
+
+    job: ScheduledJob
+    store: Store
+    aws: AwsClients
+    settings: Settings
+    registry: HandlerRegistry
+    owner: str
+    log: FilteringBoundLogger
+    max_attempts: int = 10
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+class Scheduler:
+    """Takes due jobs from the store and runs them, until :meth:`stop`."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        aws: AwsClients,
+        registry: HandlerRegistry,
+        settings: Settings,
+        owner: str,
+        poll_interval: float = 1.0,
+        batch: int = 10,
+        max_attempts: int = 10,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.aws = aws
+        self.registry = registry
+        self.settings = settings
+        self.owner = owner
+        self.poll_interval = poll_interval
+        self.batch = batch
+        self.max_attempts = max_attempts
+        self.sleep = sleep
+        # A job may run for handler_timeout; its lease outlives that, so a slow run is never
+        # taken over while it is alive.
+        self.timeout = settings.handler_timeout
+        self.lease = settings.handler_timeout + 60.0
+        self.jobs_run = 0
+        self._stopping = asyncio.Event()
+        self._runners: dict[str, JobRunner] = {}
+        self._next_prune = 0.0
+
+    def stop(self) -> None:
+        """Take no more jobs; the jobs in hand finish (see :meth:`wait_closed`)."""
+        self._stopping.set()
+
+    async def wait_closed(self, task: asyncio.Task[None], grace: float) -> None:
+        """Wait up to ``grace`` seconds for ``task`` (running :meth:`run`), then cancel it."""
+        self.stop()
+        _done, pending = await asyncio.wait({task}, timeout=grace)
+        for left in pending:
+            log.warning("grace period over; cancelling scheduled jobs in progress")
+            left.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def run(self) -> None:
+        """Run due jobs until stopped; store outages are waited out, never raised."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                ran = await self.run_due()
+                await self._prune()
+            except Exception as exc:  # the scheduler never dies; it backs off
+                failures += 1
+                delay = backoff_delay(failures, self.poll_interval, 60.0)
+                if isinstance(exc, StoreUnavailable):
+                    log.warning(
+                        f"scheduler cannot reach the store; retrying in {delay:.1f}s",
+                        error=describe_error(exc),
+                    )
+                else:
+                    log.exception(f"scheduler failed; retrying in {delay:.1f}s")
+                await self._wait(delay)
+                continue
+            failures = 0
+            if not ran:
+                await self._wait(self.poll_interval)
+
+    async def run_due(self) -> int:
+        """Take the jobs due now and run them (concurrently); return how many ran."""
+        due = await self.store.next_job_due()
+        if due is None or due > utcnow():
+            return 0
+        jobs = await self.store.take_due_jobs(self.owner, limit=self.batch, lease=self.lease)
+        results = await asyncio.gather(*(self._run(job) for job in jobs), return_exceptions=True)
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, Exception):
+                # The job ran, or did not, but could not be settled (the store went away):
+                # its lease expires and it runs again; runners judge what a rerun finds.
+                log.warning("job not settled", job=job.key, error=describe_error(result))
+        return len(jobs)
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def _prune(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY
+        removed = await self.store.prune_jobs(utcnow() - RETENTION)
+        if removed:
+            log.info("forgot ended jobs and alert windows", rows=removed)
+
+    def _runner(self, kind: str) -> JobRunner:
+        runner = self._runners.get(kind)
+        if runner is None:
+            reference = JOB_RUNNERS.get(kind)
+            if reference is None:
+                raise ConfigError(f"no runner for jobs of kind {kind!r}")
+            module_name, _, name = reference.partition(":")
+            runner = getattr(importlib.import_module(module_name), name)
+            self._runners[kind] = runner
+        return runner
+
+    async def _run(self, job: ScheduledJob) -> None:
+        """Run one job and settle it: done, failed, or given back for later."""
+        with bound_contextvars(job=job.key, job_kind=job.kind, job_attempt=job.attempts):
+            context = JobContext(
+                job=job,
+                store=self.store,
+                aws=self.aws,
+                settings=self.settings,
+                registry=self.registry,
+                owner=self.owner,
+                log=log,
+                max_attempts=self.max_attempts,
+                sleep=self.sleep,
+            )
+            try:
+                runner = self._runner(job.kind)
+                async with asyncio.timeout(self.timeout):
+                    await runner(job, context)
+            except asyncio.CancelledError:
+                # Shutdown past its grace: give the job back at once rather than when the
+                # lease expires. Runners leave their effects in a state a rerun can judge.
+                with contextlib.suppress(Exception):
+                    await self.store.retry_job(job.key, self.owner, due_at=utcnow())
+                raise
+            except Exception as exc:  # noqa: BLE001 - every job error is settled, none escapes
+                await self._settle_failure(job, exc)
+                return
+            self.jobs_run += 1
+            await self.store.finish_job(job.key)
+            log.info("job done")
+
+    async def _settle_failure(self, job: ScheduledJob, exc: Exception) -> None:
+        error = describe_error(exc)[:MAX_ERROR]
+        kind = "permanent" if isinstance(exc, ConfigError) else classify(exc)
+        if kind == "permanent":
+            log.warning("job failed permanently", error=error)
+            await self.store.finish_job(job.key, failed=True, error=error)
+            return
+        if job.attempts >= self.max_attempts:
+            log.error("job failed; giving up", error=error, attempts=job.attempts)
+            await self.store.finish_job(
+                job.key, failed=True, error=f"gave up after {job.attempts} tries: {error}"
+            )
+            return
+        if kind == "unknown":
+            log.error("job raised an unexpected error", error=error, exc_info=exc)
+        delay = backoff_delay(job.attempts, self.settings.retry_base, self.settings.retry_max)
+        due_at = utcnow() + dt.timedelta(seconds=delay)
+        log.warning("job will run again", error=error, delay=round(delay, 1))
+        await self.store.retry_job(job.key, self.owner, due_at=due_at, error=error)

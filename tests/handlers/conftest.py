@@ -1,0 +1,71 @@
+"""Fixtures for the acting handlers: stores, a Lambda server, an SMTP server, settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from handler_helpers import RecordingMoto, SmtpServer, start_recording_moto
+
+from lambda_destinations.config import Settings, load_settings
+from lambda_destinations.store import Store
+
+
+@pytest.fixture
+async def jobs_store(store_url: str) -> AsyncIterator[Store]:
+    """An open, migrated store (SQLite or PostgreSQL: see ``store_url``)."""
+    async with Store.from_url(store_url) as store:
+        await store.migrate()
+        yield store
+
+
+@pytest.fixture
+async def other_jobs_store(jobs_store: Store) -> AsyncIterator[Store]:
+    """A second store on the same database, as another replica would have."""
+    async with Store.from_url(jobs_store.url) as other:
+        yield other
+
+
+@pytest.fixture(scope="session")
+def recording_moto() -> Iterator[RecordingMoto]:
+    """A moto server in a process of its own that records requests (see handler_helpers)."""
+    server = start_recording_moto()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real aiosmtpd server on 127.0.0.1 that keeps what it receives."""
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def handler_settings(endpoint_url: str, sqlite_url: str) -> Callable[..., Settings]:
+    """Settings for queues on the moto server, fast retries, the test's SQLite file."""
+
+    def make(*queues: str, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "queues": list(queues),
+            "endpoint_url": endpoint_url,
+            "region": "us-east-1",
+            "store": sqlite_url,
+            "wait_time": 1,
+            "concurrency": 16,
+            "retry_base": 1.0,
+            "retry_max": 2.0,
+            "handler_retry_max_delay": 1.0,
+            "shutdown_grace": 5.0,
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make

@@ -1,0 +1,394 @@
+"""The email handler through the worker: SES v2 against moto, SMTP against a real aiosmtpd."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from handler_helpers import (
+    SmtpServer,
+    emails_to,
+    eventually,
+    failure_record,
+    free_port,
+    running,
+    running_worker,
+    self_signed_certificate,
+    send_records,
+    settings_for_handlers,
+    sms_to,
+    unique_address,
+    unique_number,
+    verify_sender,
+)
+
+from lambda_destinations.config import Settings
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers.email import build
+from lambda_destinations.store import Store
+from lambda_destinations.worker import Worker
+
+
+def mail_settings(endpoint_url: str, url: str, *, store: str, **options: Any) -> Settings:
+    """A worker on ``url`` whose route is persist then an email handler called oncall-mail."""
+    overrides = options.pop("overrides", {})
+    return settings_for_handlers(
+        endpoint_url,
+        url,
+        store=store,
+        handlers={"oncall-mail": {"type": "email", "window": 0, **options}},
+        chain=("persist", "oncall-mail"),
+        **overrides,
+    )
+
+
+# -- SES ----------------------------------------------------------------------------------------
+
+
+async def test_ses_sends_what_failed_and_the_start_of_the_trace_without_payloads(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given
+    url, _ = make_queue("ses")
+    sender, to, cc = unique_address("alerts"), unique_address(), unique_address("team")
+    verify_sender(endpoint_url, sender)
+    record = failure_record("billing", error_type="KeyError", message="'customer_id'")
+    record["requestPayload"] = {"cardNumber": "4111-1111"}
+    send_records(sqs, url, [record])
+    settings = mail_settings(
+        endpoint_url, url, store=sqlite_url, **{"from": f"Alerts <{sender}>", "to": to, "cc": [cc]}
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then
+    assert stats.outcomes["ack"] == 1
+    (mail,) = emails_to(endpoint_url, to)
+    assert mail.source == f"Alerts <{sender}>"
+    assert mail.destinations == {"ToAddresses": [to], "CcAddresses": [cc]}
+    assert mail.subject == (
+        "[lambda-destinations] billing failed (RetriesExhausted): KeyError: 'customer_id'"
+    )
+    assert "Error type:    KeyError" in mail.body
+    assert "Error message: 'customer_id'" in mail.body
+    assert f"Request id:    {record['requestContext']['requestId']}" in mail.body
+    assert 'File "/var/task/app.py", line 42, in handler' in mail.body
+    assert "4111" not in mail.body  # payloads only when configured
+
+
+async def test_ses_adds_payloads_when_configured_and_escapes_html(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    url, _ = make_queue("ses-html")
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint_url, sender)
+    record = failure_record(message="<b>bad</b> order", payload={"orderId": "o-9"})
+    send_records(sqs, url, [record])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        include_payloads=True,
+        html="<h1>{function_name}</h1><p>{error_message}</p>",
+        **{"from": sender, "to": [to]},
+    )
+
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    (mail,) = emails_to(endpoint_url, to)  # moto keeps the HTML part when there is one
+    assert mail.body.startswith("<h1>orders-api</h1><p>&lt;b&gt;bad&lt;/b&gt; order</p>")
+    assert "Request payload:" in mail.body
+    assert "&quot;orderId&quot;: &quot;o-9&quot;" in mail.body
+
+
+async def test_an_unverified_sender_quarantines_the_message_with_ses_reason(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    url, _ = make_queue("ses-unverified")
+    to = unique_address()
+    send_records(sqs, url, [failure_record()])
+    settings = mail_settings(
+        endpoint_url, url, store=sqlite_url, **{"from": unique_address("nobody"), "to": [to]}
+    )
+
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    assert stats.outcomes["quarantine"] == 1
+    assert emails_to(endpoint_url, to) == []
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    assert "handler oncall-mail" in row.reason
+    assert "MessageRejected" in row.reason
+
+
+# -- SMTP ---------------------------------------------------------------------------------------
+
+
+async def test_smtp_delivers_to_a_real_server_with_headers_and_bcc(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    url, _ = make_queue("smtp")
+    record = failure_record("thumbnailer", error_type="MemoryError", message="out of memory")
+    send_records(sqs, url, [record])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        transport="smtp",
+        host="127.0.0.1",
+        port=smtp_server.port,
+        security="none",
+        to=["oncall@example.com"],
+        cc=["team@example.com"],
+        bcc=["audit@example.com"],
+        subject="[{function_name}] {error_type}: {error_message}",
+        **{"from": "Lambda alerts <alerts@example.com>"},
+    )
+
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    (message,) = smtp_server.messages
+    assert message["From"] == "Lambda alerts <alerts@example.com>"
+    assert message["To"] == "oncall@example.com"
+    assert message["Cc"] == "team@example.com"
+    assert message["Bcc"] is None
+    assert message["Subject"] == "[thumbnailer] MemoryError: out of memory"
+    assert re.fullmatch(r"<[0-9a-f]{40}@example\.com>", message["Message-ID"])
+    body = message.get_content()
+    assert "Error type:    MemoryError" in body
+    ((envelope_from, recipients),) = smtp_server.mailbox.envelopes
+    assert envelope_from == "alerts@example.com"
+    assert sorted(recipients) == ["audit@example.com", "oncall@example.com", "team@example.com"]
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_smtp_over_tls_with_a_login(
+    security: str,
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: a server with a certificate for 127.0.0.1 that requires a login
+    certificate = self_signed_certificate(tmp_path)
+    server = SmtpServer(security=security, login=("alerts", "s3cret"), certificate=certificate)
+    url, _ = make_queue(f"smtp-{security}")
+    send_records(sqs, url, [failure_record()])
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        transport="smtp",
+        host="127.0.0.1",
+        port=server.port,
+        security=security,
+        username="alerts",
+        password_env="TEST_SMTP_PASSWORD",
+        cert_bundle=str(certificate[0]),  # the certificate is verified, not waved through
+        to=["oncall@example.com"],
+        **{"from": "alerts@example.com"},
+    )
+
+    # when
+    with running(server):
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+
+    # then
+    assert stats.outcomes["ack"] == 1
+    assert len(server.messages) == 1
+    assert server.logins == ["alerts"]
+
+
+async def test_a_4xx_reply_retries_and_the_chain_resumes_after_the_sms(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: persist, sms, email; the SMTP server answers the first DATA with 451
+    url, dlq = make_queue("smtp-451")
+    number = unique_number()
+    send_records(sqs, url, [failure_record()])
+    smtp_server.mailbox.data_errors.append("451 4.3.0 Mailbox busy, try again later")
+    settings = settings_for_handlers(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        handlers={
+            "oncall-sms": {"type": "sms", "phone_numbers": [number], "window": 0},
+            "oncall-mail": {
+                "type": "email",
+                "transport": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp_server.port,
+                "security": "none",
+                "from": "alerts@example.com",
+                "to": ["oncall@example.com"],
+                "window": 0,
+            },
+        },
+        chain=("persist", "oncall-sms", "oncall-mail"),
+        handler_attempts=1,  # no in-process retry: the message itself comes back
+    )
+
+    # when
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(lambda: smtp_server.messages, within=30)
+
+    # then: retried by message, the email went out on the second delivery, the SMS once
+    assert worker.stats.outcomes["retry"] == 1
+    assert worker.stats.outcomes["ack"] == 1
+    assert len(smtp_server.messages) == 1
+    assert len(sms_to(endpoint_url, number)) == 1
+    assert sqs.receive_message(QueueUrl=dlq).get("Messages") is None
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ("rcpt", r"refused every recipient \(oncall@example\.com: 550 No such user"),
+        ("login", r"answered 535"),
+    ],
+)
+async def test_a_5xx_reply_quarantines_with_the_reason(
+    setup: str,
+    reason: str,
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+) -> None:
+    server = SmtpServer(login=("alerts", "right") if setup == "login" else None)
+    if setup == "rcpt":
+        server.mailbox.rcpt_error = "550 No such user here"
+    url, _ = make_queue("smtp-5xx")
+    send_records(sqs, url, [failure_record()])
+    login = {"username": "alerts", "password": "wrong"} if setup == "login" else {}
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        transport="smtp",
+        host="127.0.0.1",
+        port=server.port,
+        security="none",
+        to=["oncall@example.com"],
+        **login,
+        **{"from": "alerts@example.com"},
+    )
+
+    with running(server):
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+
+    assert stats.outcomes["quarantine"] == 1
+    assert server.messages == []
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    assert re.search(reason, row.reason), row.reason
+
+
+async def test_an_unreachable_smtp_server_is_transient(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    url, _ = make_queue("smtp-down")
+    send_records(sqs, url, [failure_record()])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        transport="smtp",
+        host="127.0.0.1",
+        port=free_port(),  # nothing listens there
+        security="none",
+        timeout=2,
+        to=["oncall@example.com"],
+        overrides={"handler_attempts": 1},
+        **{"from": "alerts@example.com"},
+    )
+
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    assert stats.outcomes["retry"] >= 1
+    assert stats.outcomes["quarantine"] == 0
+    async with Store.from_url(sqlite_url) as store:
+        assert await store.list_quarantine() == []
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"to": ["a@example.com"]}, r"\.from: Field required"),
+        ({"from": "not an address", "to": ["a@example.com"]}, "is not an email address"),
+        ({"from": "a@example.com", "to": ["b@example.com\r\nBcc: x@evil.test"]}, "one line"),
+        ({"from": "a@example.com", "to": []}, r"\.to: List should have at least 1"),
+        ({"from": "a@example.com", "to": "b@example.com", "host": "smtp"}, "are SMTP settings"),
+        (
+            {"from": "a@example.com", "to": "b@example.com", "transport": "smtp"},
+            'transport "smtp" needs host',
+        ),
+        (
+            {
+                "from": "a@example.com",
+                "to": "b@example.com",
+                "transport": "smtp",
+                "host": "smtp.example.com",
+                "username": "u",
+                "password_env": "LD_TEST_NOT_SET_ANYWHERE",
+            },
+            r"password_env: the environment variable LD_TEST_NOT_SET_ANYWHERE is not set",
+        ),
+        (
+            {"from": "a@example.com", "to": "b@example.com", "text": "{response.__dict__}"},
+            r"^handlers\.oncall-mail\.text: template field \{response\.__dict__\} is refused",
+        ),
+        (
+            {"from": "a@example.com", "to": "b@example.com", "digest_text": "{error_message}"},
+            r"digest_text: template field \{error_message\} is refused",
+        ),
+    ],
+)
+def test_bad_settings_stop_the_start_naming_the_setting(
+    options: dict[str, Any], message: str, handler_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        build("oncall-mail", options, handler_settings("q"))
+
+    text = str(info.value)
+    assert text.startswith("handlers.oncall-mail")
+    assert re.search(message, text), text
+
+
+def test_the_smtp_port_follows_the_security(handler_settings: Callable[..., Settings]) -> None:
+    base = {"from": "a@example.com", "to": "b@example.com", "transport": "smtp", "host": "h"}
+    ports = {
+        security: build("m", {**base, "security": security}, handler_settings("q")).transport
+        for security in ("starttls", "tls", "none")
+    }
+
+    assert {name: t.port for name, t in ports.items()} == {  # type: ignore[attr-defined]
+        "starttls": 587,
+        "tls": 465,
+        "none": 25,
+    }

@@ -1,0 +1,491 @@
+"""Automatic replay: against moto's Lambda (read back from its request recording), and against a
+Lambda stand-in for what moto cannot do (a missing function, throttling)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import structlog
+from handler_helpers import (
+    LambdaStandIn,
+    RecordingMoto,
+    emails_to,
+    eventually,
+    failure_record,
+    kinesis_failure_record,
+    running_worker,
+    send_records,
+    settings_for_handlers,
+    sms_to,
+    success_record,
+    unique_address,
+    unique_number,
+    verify_sender,
+)
+
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.config import RouteConfig, Settings
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers import HandlerContext, HandlerRegistry
+from lambda_destinations.handlers.replay import WILL_RETRY, build, replay_job_key
+from lambda_destinations.schemas import decode
+from lambda_destinations.store import FailureStatus, Store, utcnow
+from lambda_destinations.store._jobs import JobState, ScheduledJob
+from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+from lambda_destinations.worker import Worker
+from lambda_destinations.worker.scheduler import Scheduler
+
+ROUTES = [
+    RouteConfig(condition="success", handlers=("persist", "replay-outcome")),
+    RouteConfig(condition="failure", handlers=("persist", "retry")),
+]
+
+
+def replay_settings(endpoint_url: str, url: str, *, store: str, **policy: Any) -> Settings:
+    return settings_for_handlers(
+        endpoint_url,
+        url,
+        store=store,
+        handlers={"retry": {"type": "replay", "delay": 0.5, **policy}},
+        chain=(),
+        routes=ROUTES,
+    )
+
+
+def function_name() -> str:
+    import uuid
+
+    return f"orders-{uuid.uuid4().hex[:8]}"
+
+
+async def ledger(store_url: str, key: str) -> list[ReplayAttempt]:
+    async with Store.from_url(store_url) as store:
+        return await store.replays(key)
+
+
+def key_of(record: dict[str, Any]) -> str:
+    return decode(json.dumps(record)).key
+
+
+# -- against moto -------------------------------------------------------------------------------
+
+
+async def test_a_record_delivered_three_times_makes_one_sms_one_email_one_replay(
+    recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    # given: the same failure record three times; persist, sms, email, replay
+    endpoint = recording_moto.endpoint_url
+    url = recording_moto.make_queue("thrice")
+    name, number = function_name(), unique_number()
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint, sender)
+    record = failure_record(name, qualifier="live", payload={"orderId": "o-77", "qty": 2})
+    send_records(recording_moto.client("sqs"), url, [record, record, record])
+    settings = settings_for_handlers(
+        endpoint,
+        url,
+        store=sqlite_url,
+        handlers={
+            "oncall-sms": {"type": "sms", "phone_numbers": [number]},
+            "oncall-mail": {"type": "email", "from": sender, "to": [to]},
+            "retry": {"type": "replay", "delay": 0.2},
+        },
+        chain=("persist", "oncall-sms", "oncall-mail", "retry"),
+    )
+    key = key_of(record)
+
+    # when: drained, and the replay's delay passed
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(
+            lambda: worker.stats.received >= 3 and recording_moto.invocations(name), within=30
+        )
+        await asyncio.sleep(1.5)  # time for a second SMS, email or replay, if there were one
+
+    # then: one of each
+    assert len(sms_to(endpoint, number)) == 1
+    assert len(emails_to(endpoint, to)) == 1
+    (invocation,) = recording_moto.invocations(name)
+    assert invocation.function == record["requestContext"]["functionArn"]  # qualifier :live
+    assert invocation.invocation_type == "Event"
+    assert invocation.payload == {"orderId": "o-77", "qty": 2}
+    (attempt,) = await ledger(sqlite_url, key)
+    assert attempt.outcome is ReplayOutcome.INVOKED
+    assert attempt.trigger == "automatic"
+    assert attempt.requested_by.startswith("worker ")
+    assert attempt.new_request_id
+    assert attempt.detail == "automatic (retry): TimeoutError (RetriesExhausted)"
+    async with Store.from_url(sqlite_url) as store:
+        original = await store.get_invocation(key)
+    assert original is not None
+    assert original.status is FailureStatus.REPLAYED
+
+
+async def test_a_replay_whose_new_record_succeeds_is_recovered(
+    recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    # given: a failure, replayed
+    url = recording_moto.make_queue("recovered")
+    sqs = recording_moto.client("sqs")
+    name = function_name()
+    record = failure_record(name)
+    key = key_of(record)
+    send_records(sqs, url, [record])
+    settings = replay_settings(recording_moto.endpoint_url, url, store=sqlite_url)
+
+    async with Worker(settings) as worker, running_worker(worker):
+
+        async def invoked() -> str | None:
+            attempts = await ledger(sqlite_url, key)
+            return attempts[0].new_request_id if attempts else None
+
+        new_request_id = await eventually(invoked, within=30)
+
+        # when: the new invocation's success record arrives (as Lambda would send it)
+        success = success_record(name, request_id=new_request_id)
+        send_records(sqs, url, [success])
+
+        async def recovered() -> bool:
+            return (await ledger(sqlite_url, key))[0].outcome is ReplayOutcome.RECOVERED
+
+        await eventually(recovered, within=30)
+
+    # then: the attempt and the original invocation are recovered; one invocation in all
+    (attempt,) = await ledger(sqlite_url, key)
+    assert attempt.outcome is ReplayOutcome.RECOVERED
+    assert attempt.outcome_at is not None
+    async with Store.from_url(sqlite_url) as store:
+        original = await store.get_invocation(key)
+        runs = {run.handler for run in await store.handler_runs(key_of(success))}
+    assert original is not None
+    assert original.status is FailureStatus.RECOVERED
+    assert len(recording_moto.invocations(name)) == 1
+    assert runs == {"persist"}  # replay-outcome takes no claim and records nothing
+
+
+async def test_a_replay_that_fails_again_is_replayed_until_the_budget_is_spent(
+    recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    # given: a budget of two attempts
+    url = recording_moto.make_queue("budget")
+    sqs = recording_moto.client("sqs")
+    name = function_name()
+    record = failure_record(name, payload={"orderId": "o-5"})
+    key = key_of(record)
+    send_records(sqs, url, [record])
+    settings = replay_settings(recording_moto.endpoint_url, url, store=sqlite_url, budget=2)
+
+    async def attempt_invoked(number: int) -> str | None:
+        attempts = await ledger(sqlite_url, key)
+        if len(attempts) >= number and attempts[number - 1].new_request_id:
+            return attempts[number - 1].new_request_id
+        return None
+
+    async with Worker(settings) as worker, running_worker(worker):
+        # when: each replay fails again, as its own failure record says
+        first = await eventually(lambda: attempt_invoked(1), within=30)
+        send_records(sqs, url, [failure_record(name, request_id=first, payload={"orderId": "o-5"})])
+        second = await eventually(lambda: attempt_invoked(2), within=30)
+        send_records(
+            sqs, url, [failure_record(name, request_id=second, payload={"orderId": "o-5"})]
+        )
+
+        async def second_failed() -> bool:
+            attempts = await ledger(sqlite_url, key)
+            return attempts[-1].outcome is ReplayOutcome.FAILED
+
+        await eventually(second_failed, within=30)
+        await asyncio.sleep(2.0)  # a third attempt would be due by now
+
+    # then: two attempts, both failed, the second one second; no third; the original is open
+    attempts = await ledger(sqlite_url, key)
+    assert [(a.attempt, a.outcome) for a in attempts] == [
+        (1, ReplayOutcome.FAILED),
+        (2, ReplayOutcome.FAILED),
+    ]
+    assert attempts[0].detail == (
+        "failed again (RetriesExhausted): TimeoutError: Task timed out after 3.00 seconds"
+    )
+    invocations = recording_moto.invocations(name)
+    assert [i.payload for i in invocations] == [{"orderId": "o-5"}, {"orderId": "o-5"}]
+    async with Store.from_url(sqlite_url) as store:
+        original = await store.get_invocation(key)
+        jobs = await store.list_jobs(kind="replay")
+    assert original is not None
+    assert original.status is FailureStatus.OPEN
+    assert replay_job_key(key, 3) not in {job.key for job in jobs}
+
+
+async def test_a_scheduled_replay_survives_a_restart(
+    recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    # given: a replay scheduled 3 seconds ahead by a worker that then stops
+    url = recording_moto.make_queue("restart")
+    name = function_name()
+    record = failure_record(name)
+    send_records(recording_moto.client("sqs"), url, [record])
+    settings = replay_settings(recording_moto.endpoint_url, url, store=sqlite_url, delay=3)
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+    assert recording_moto.invocations(name) == []
+
+    # when: another worker starts on the same store
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(lambda: recording_moto.invocations(name), within=30)
+        await asyncio.sleep(1.5)
+
+    # then: replayed once, by the job kept in the store
+    assert len(recording_moto.invocations(name)) == 1
+    async with Store.from_url(sqlite_url) as store:
+        job = await store.get_job(replay_job_key(key_of(record), 1))
+    assert job is not None
+    assert (job.state, job.attempts) == (JobState.DONE, 1)
+
+
+async def test_a_stream_failure_is_never_replayed_and_the_ledger_says_why(
+    recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    url = recording_moto.make_queue("stream")
+    record = kinesis_failure_record("stream-reader-x")
+    send_records(recording_moto.client("sqs"), url, [record])
+    settings = replay_settings(recording_moto.endpoint_url, url, store=sqlite_url, delay=0)
+
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    assert stats.outcomes["ack"] == 1
+    (attempt,) = await ledger(sqlite_url, key_of(record))
+    assert attempt.outcome is ReplayOutcome.ERROR
+    assert attempt.detail is not None
+    assert attempt.detail.startswith("not replayed: a stream batch failure carries no request")
+    assert attempt.new_request_id is None
+    assert recording_moto.invocations("stream-reader-x") == []
+    async with Store.from_url(sqlite_url) as store:
+        assert await store.list_jobs(kind="replay") == []
+
+
+async def test_only_failures_the_policy_marks_retryable_are_replayed(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    url, _ = make_queue("policy")
+    retryable = failure_record("orders-api", error_type="TimeoutError")
+    records = [
+        failure_record("orders-api", error_type="KeyError"),
+        failure_record("billing", error_type="TimeoutError"),
+        failure_record("orders-api", error_type="TimeoutError", condition="EventAgeExceeded"),
+        success_record("orders-api", request_id="7d0b3a51-0000-4000-8000-00000000000a"),
+        retryable,
+    ]
+    send_records(sqs, url, records)
+    settings = replay_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        error_types=["Timeout*"],
+        conditions=["RetriesExhausted"],
+        functions=["orders-*"],
+        delay="1h",
+    )
+
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    async with Store.from_url(sqlite_url) as store:
+        (job,) = await store.list_jobs(kind="replay")
+    assert job.key == replay_job_key(key_of(retryable), 1)
+    assert job.payload["function_arn"] == retryable["requestContext"]["functionArn"]
+    assert json.loads(job.payload["payload"]) == retryable["requestPayload"]
+    assert 3590 < (job.due_at - utcnow()).total_seconds() <= 3600
+
+
+# -- against the Lambda stand-in ----------------------------------------------------------------
+
+
+async def schedule_and_run(
+    stand_in: LambdaStandIn, store_url: str, record: dict[str, Any], **policy: Any
+) -> tuple[Store, Scheduler]:
+    """The replay handler on ``record`` (as the worker would call it), then its due job run by
+    a scheduler whose AWS endpoint is the stand-in. The store is left open."""
+    settings = settings_for_handlers(
+        stand_in.endpoint_url,
+        "q",
+        store=store_url,
+        handlers={"retry": {"type": "replay", "delay": 0, **policy}},
+        chain=("retry",),
+    )
+    store = Store.from_url(store_url)
+    await store.open()
+    await store.migrate()
+    aws = AwsClients(settings)
+    registry = HandlerRegistry(settings)
+    message = decode(json.dumps(record))
+    context = HandlerContext(
+        queue_url="q",
+        queue_name="q",
+        message_id="m-1",
+        receive_count=1,
+        key=message.key,
+        owner="test-worker/m-1/1",
+        store=store,
+        aws=aws,
+        settings=settings,
+        log=structlog.get_logger(),
+    )
+    await registry.get("retry")(message, context)
+    scheduler = Scheduler(
+        store=store, aws=aws, registry=registry, settings=settings, owner="test-worker"
+    )
+    await scheduler.run_due()
+    return store, scheduler
+
+
+async def test_a_function_that_no_longer_exists_ends_the_attempt_with_the_reason(
+    store_url: str,
+) -> None:
+    record = failure_record("deleted-fn")
+    with LambdaStandIn(functions=set()) as stand_in:
+        store, scheduler = await schedule_and_run(stand_in, store_url, record)
+        try:
+            (attempt,) = await store.replays(key_of(record))
+            job = await store.get_job(replay_job_key(key_of(record), 1))
+        finally:
+            await scheduler.aws.__aexit__(None, None, None)
+            await store.close()
+
+    assert stand_in.received == []
+    assert stand_in.answered == [404]  # permanent: asked once, never again
+    assert attempt.outcome is ReplayOutcome.ERROR
+    assert attempt.detail is not None
+    assert "ResourceNotFoundException" in attempt.detail
+    assert job is not None
+    assert job.state is JobState.FAILED
+    assert job.last_error is not None
+    assert re.search(r"Invoke of .*deleted-fn.* refused: .*Function not found", job.last_error)
+
+
+async def test_throttling_is_retried_until_lambda_takes_the_invocation(sqlite_url: str) -> None:
+    record = failure_record("busy-fn")
+    key = key_of(record)
+    # more throttles than the in-process tries (botocore's and ours) absorb
+    with LambdaStandIn(functions={"busy-fn"}, throttle=100) as stand_in:
+        store, scheduler = await schedule_and_run(stand_in, sqlite_url, record)
+        try:
+            (pending,) = await store.replays(key)
+            job = await store.get_job(replay_job_key(key, 1))
+            # when: Lambda takes invocations again and the job's backoff passes
+            stand_in.throttle = 0
+            await asyncio.sleep(2.2)
+            ran = await scheduler.run_due()
+            (attempt,) = await store.replays(key)
+        finally:
+            await scheduler.aws.__aexit__(None, None, None)
+            await store.close()
+
+    assert pending.outcome is ReplayOutcome.PENDING
+    assert pending.detail is not None
+    assert pending.detail.startswith(WILL_RETRY)
+    assert job is not None
+    assert (job.state, job.attempts) == (JobState.PENDING, 1)
+    assert ran == 1
+    assert attempt.outcome is ReplayOutcome.INVOKED
+    assert attempt.detail == "automatic (retry): TimeoutError (RetriesExhausted); Invoke run 2"
+    assert len(stand_in.received) == 1
+    assert stand_in.received[0].payload == record["requestPayload"]
+
+
+async def test_an_attempt_interrupted_while_invoking_is_never_repeated(sqlite_url: str) -> None:
+    # given: attempt 1 recorded as pending (a worker died during Invoke), its job due again
+    record = failure_record("fn-in-doubt")
+    key = key_of(record)
+    async with Store.from_url(sqlite_url) as store:
+        await store.migrate()
+        await store.add_replay(
+            ReplayAttempt(
+                original_key=key,
+                original_request_id=record["requestContext"]["requestId"],
+                function_arn=record["requestContext"]["functionArn"],
+                attempt=1,
+                trigger="automatic",
+                requested_by="worker dead",
+            )
+        )
+
+    # when
+    with LambdaStandIn(functions={"fn-in-doubt"}) as stand_in:
+        store, scheduler = await schedule_and_run(stand_in, sqlite_url, record)
+        try:
+            (attempt,) = await store.replays(key)
+            job = await store.get_job(replay_job_key(key, 1))
+        finally:
+            await scheduler.aws.__aexit__(None, None, None)
+            await store.close()
+
+    # then
+    assert stand_in.received == []
+    assert attempt.outcome is ReplayOutcome.PENDING
+    assert job is not None
+    assert job.state is JobState.FAILED
+    assert job.last_error is not None
+    assert "interrupted while invoking" in job.last_error
+
+
+async def test_a_job_taken_by_a_dead_worker_runs_after_its_lease(sqlite_url: str) -> None:
+    record = failure_record("fn-lease")
+    with LambdaStandIn(functions={"fn-lease"}) as stand_in:
+        store, scheduler = await schedule_and_run(stand_in, sqlite_url, record, delay=3600)
+        try:
+            # a job leased by a worker that died before doing anything
+            job = ScheduledJob(
+                key="replay:other:1",
+                kind="replay",
+                due_at=utcnow(),
+                payload=(await store.list_jobs(kind="replay"))[0].payload | {"attempt": 1},
+            )
+            await store.schedule_job(job)
+            taken = await store.take_due_jobs("dead-worker", limit=5, lease=0.5)
+            assert [j.key for j in taken] == ["replay:other:1"]
+            assert await scheduler.run_due() == 0  # leased
+            await asyncio.sleep(0.8)
+            assert await scheduler.run_due() == 1
+            done = await store.get_job("replay:other:1")
+        finally:
+            await scheduler.aws.__aexit__(None, None, None)
+            await store.close()
+
+    assert done is not None
+    assert (done.state, done.attempts) == (JobState.DONE, 2)
+    assert len(stand_in.received) == 1
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"budget": 0}, r"\.budget: Input should be greater than or equal to 1"),
+        ({"delay": "1h", "max_delay": "5m"}, r"\.max_delay \(300s\) is below delay \(3600s\)"),
+        ({"error_types": []}, r"\.error_types: an empty list matches nothing"),
+        ({"delay": "later"}, r"\.delay: 'later' is not a duration"),
+        ({"retries": 3}, r"\.retries: unknown setting"),
+    ],
+)
+def test_bad_settings_stop_the_start_naming_the_setting(
+    options: dict[str, Any], message: str, handler_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        build("retry", options, handler_settings("q"))
+
+    assert str(info.value).startswith("handlers.retry")
+    assert re.search(message, str(info.value)), str(info.value)
+
+
+def test_backoff_doubles_up_to_the_cap(handler_settings: Callable[..., Settings]) -> None:
+    handler = build("retry", {"delay": "1m", "max_delay": "5m"}, handler_settings("q"))
+
+    assert [handler.policy.delay_for(n) for n in (1, 2, 3, 4)] == [60, 120, 240, 300]
+    assert handler.policy.budget == 3

@@ -1,0 +1,108 @@
+"""The in-worker scheduler: how it settles jobs that cannot run, and how it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.config import Settings
+from lambda_destinations.handlers import HandlerRegistry
+from lambda_destinations.store import Store, utcnow
+from lambda_destinations.store._jobs import JobState, ScheduledJob
+from lambda_destinations.worker.scheduler import JobContext, Scheduler
+
+
+@pytest.fixture
+async def scheduler(
+    jobs_store: Store, handler_settings: Callable[..., Settings]
+) -> AsyncIterator[Scheduler]:
+    settings = handler_settings("q")
+    aws = AwsClients(settings)
+    yield Scheduler(
+        store=jobs_store,
+        aws=aws,
+        registry=HandlerRegistry(settings),
+        settings=settings,
+        owner="w1",
+        poll_interval=0.1,
+        max_attempts=2,
+    )
+    await aws.__aexit__(None, None, None)
+
+
+def due(key: str, kind: str, **payload: object) -> ScheduledJob:
+    return ScheduledJob(key=key, kind=kind, due_at=utcnow(), payload=dict(payload))
+
+
+async def test_a_job_of_an_unknown_kind_fails_with_the_reason(
+    scheduler: Scheduler, jobs_store: Store
+) -> None:
+    await jobs_store.schedule_job(due("mystery:1", "mystery"))
+
+    assert await scheduler.run_due() == 1
+
+    job = await jobs_store.get_job("mystery:1")
+    assert job is not None
+    assert job.state is JobState.FAILED
+    assert job.last_error == "ConfigError: no runner for jobs of kind 'mystery'"
+
+
+async def test_a_digest_for_a_notifier_no_longer_configured_fails_with_the_reason(
+    scheduler: Scheduler, jobs_store: Store
+) -> None:
+    await jobs_store.schedule_job(due("digest:x", "digest", handler="gone-sms"))
+
+    await scheduler.run_due()
+
+    job = await jobs_store.get_job("digest:x")
+    assert job is not None
+    assert job.state is JobState.FAILED
+    assert job.last_error is not None
+    assert "the digest's notifier is gone from the configuration" in job.last_error
+    assert "handler 'gone-sms' is not defined" in job.last_error
+
+
+async def test_a_transient_failure_runs_again_later_then_gives_up(
+    scheduler: Scheduler, jobs_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    async def flaky(job: ScheduledJob, context: JobContext) -> None:
+        calls.append(job.attempts)
+        raise ConnectionResetError("reset by peer")
+
+    monkeypatch.setattr(scheduler, "_runner", lambda kind: flaky)
+    await jobs_store.schedule_job(due("flaky:1", "flaky"))
+
+    before = utcnow()
+    await scheduler.run_due()
+    first = await jobs_store.get_job("flaky:1")
+    await asyncio.sleep(1.1)  # retry_base 1 s: the next run is due within a second
+    await scheduler.run_due()
+    second = await jobs_store.get_job("flaky:1")
+
+    assert calls == [1, 2]
+    assert first is not None
+    assert first.state is JobState.PENDING
+    assert first.last_error == "ConnectionResetError: reset by peer"
+    assert before + dt.timedelta(seconds=0.5) <= first.due_at <= utcnow() + dt.timedelta(seconds=1)
+    assert second is not None
+    assert second.state is JobState.FAILED
+    assert second.last_error == "gave up after 2 tries: ConnectionResetError: reset by peer"
+
+
+async def test_stop_ends_the_loop_and_an_idle_scheduler_only_reads(
+    scheduler: Scheduler, jobs_store: Store
+) -> None:
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.35)
+
+    await scheduler.wait_closed(task, grace=5)
+
+    assert task.done()
+    assert not task.cancelled()
+    assert scheduler.jobs_run == 0

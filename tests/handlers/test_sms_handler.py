@@ -1,0 +1,211 @@
+"""The sms handler through the worker, against moto's SNS: what it publishes, and to whom."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from handler_helpers import (
+    RecordingMoto,
+    failure_record,
+    send_records,
+    settings_for_handlers,
+    sms_to,
+    unique_number,
+)
+
+from lambda_destinations.config import Settings
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers import HandlerRegistry
+from lambda_destinations.handlers.sms import SmsHandler, build, count_segments
+from lambda_destinations.handlers.storm import StormPolicy
+from lambda_destinations.handlers.templates import Template
+from lambda_destinations.schemas import decode
+from lambda_destinations.store import Store
+from lambda_destinations.worker import Worker
+
+
+def _attributes(params: dict[str, list[str]]) -> dict[str, str]:
+    """MessageAttributes of a recorded SNS Publish (query protocol), as name -> value."""
+    names = {
+        key.removesuffix(".Name"): value[0]
+        for key, value in params.items()
+        if key.startswith("MessageAttributes.entry.") and key.endswith(".Name")
+    }
+    return {name: params[f"{prefix}.Value.StringValue"][0] for prefix, name in names.items()}
+
+
+def sms_settings(endpoint_url: str, url: str, *, store: str, **options: Any) -> Settings:
+    """A worker on ``url`` whose route is persist then an sms handler called oncall."""
+    return settings_for_handlers(
+        endpoint_url,
+        url,
+        store=store,
+        handlers={"oncall": {"type": "sms", "window": 0, **options}},
+        chain=("persist", "oncall"),
+    )
+
+
+async def test_a_failure_is_texted_to_every_number_with_type_and_sender_id(
+    recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    # given: a failure queue on the recording server, two numbers
+    url = recording_moto.make_queue("sms")
+    first, second = unique_number(), unique_number()
+    record = failure_record("orders-api", error_type="TimeoutError")
+    send_records(recording_moto.client("sqs"), url, [record])
+    settings = sms_settings(
+        recording_moto.endpoint_url,
+        url,
+        store=sqlite_url,
+        phone_numbers=[first, second],
+        sms_type="promotional",
+        sender_id="OrdersOps",
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: one SMS each, as SNS recorded it sent
+    assert stats.outcomes["ack"] == 1
+    expected = (
+        "orders-api failed (RetriesExhausted): TimeoutError: Task timed out after 3.00 seconds "
+        f"[{record['requestContext']['requestId']}]"
+    )
+    assert sms_to(recording_moto.endpoint_url, first) == [expected]
+    assert sms_to(recording_moto.endpoint_url, second) == [expected]
+    # with the SMS type and sender id SNS was asked for
+    (publish,) = recording_moto.sns_publishes(first)
+    assert _attributes(publish) == {
+        "AWS.SNS.SMS.SMSType": "Promotional",
+        "AWS.SNS.SMS.SenderID": "OrdersOps",
+    }
+
+
+async def test_a_long_text_is_cut_to_the_configured_segments(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    url, _ = make_queue("sms-long")
+    number = unique_number()
+    record = failure_record(message="stock service did not answer; " * 40)
+    send_records(sqs, url, [record])
+    settings = sms_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        phone_numbers=[number],
+        message="{function_name}: {error_message}",
+        max_segments=2,
+    )
+
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    (text,) = sms_to(endpoint_url, number)
+    assert count_segments(text) == 2
+    assert text.startswith("orders-api: stock service did not answer; ")
+    assert text.endswith("...")
+    assert len(text) <= 306
+
+
+async def test_a_retry_after_a_partial_send_texts_only_the_numbers_not_yet_sent(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: a record whose SMS to the first number was sent by an earlier, interrupted run
+    url, _ = make_queue("sms-partial")
+    first, second = unique_number(), unique_number()
+    record = failure_record()
+    key = decode(json.dumps(record)).key
+    async with Store.from_url(sqlite_url) as store:
+        await store.migrate()
+        await store.complete_handler(key, f"oncall#{first}", "earlier-worker")
+    send_records(sqs, url, [record])
+    settings = sms_settings(endpoint_url, url, store=sqlite_url, phone_numbers=[first, second])
+
+    # when
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    # then
+    assert sms_to(endpoint_url, first) == []
+    assert len(sms_to(endpoint_url, second)) == 1
+    async with Store.from_url(sqlite_url) as store:
+        done = await store.completed_handlers(key)
+    assert {"oncall", f"oncall#{first}", f"oncall#{second}"} <= done
+
+
+async def test_a_number_sns_refuses_quarantines_the_message_with_the_reason(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: a handler built around the start-time check, with a number SNS refuses
+    url, dlq = make_queue("sms-refused")
+    send_records(sqs, url, [failure_record()])
+    settings = sms_settings(endpoint_url, url, store=sqlite_url, phone_numbers=["+14155552671"])
+    registry = HandlerRegistry(settings)
+    registry.add(
+        SmsHandler(
+            "oncall",
+            phone_numbers=["+0155"],  # not E.164: SNS refuses it
+            message=Template.compile("{summary}", where="t"),
+            digest_message=Template.compile("{summary}", where="t"),
+            max_segments=1,
+            storm=StormPolicy(0, 0),
+            attributes={},
+        )
+    )
+
+    # when
+    async with Worker(settings, registry=registry) as worker:
+        stats = await worker.run(once=True)
+
+    # then: not retried pointlessly; quarantined with SNS's reason
+    assert stats.outcomes["quarantine"] == 1
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    assert "handler oncall" in row.reason
+    assert "InvalidParameter" in row.reason
+    assert dlq is not None
+    assert sqs.receive_message(QueueUrl=dlq).get("Messages")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"phone_numbers": ["+1 415 555 2671", "+1555"]}, r"phone_numbers\[1\]: '\+1555' is not"),
+        ({"phone_numbers": ["0044 7700 900123"]}, r"phone_numbers\[0\]: .* international form"),
+        ({"phone_numbers": ["+15555555555"]}, "not a valid phone number for its country"),
+        ({"phone_numbers": []}, r"handlers\.oncall\.phone_numbers: List should have at least 1"),
+        ({}, r"handlers\.oncall\.phone_numbers: Field required"),
+        ({"phone_numbers": ["+14155552671"], "sender_id": "Too-Long-Id!"}, "not a sender id"),
+        ({"phone_numbers": ["+14155552671"], "sms_type": "Urgent"}, r"\.sms_type: Input should"),
+        ({"phone_numbers": ["+14155552671"], "max_segments": 11}, r"\.max_segments: "),
+        ({"phone_numbers": ["+14155552671"], "window": "soon"}, r"\.window: 'soon' is not a"),
+        ({"phone_numbers": ["+14155552671"], "to": "x"}, r"\.to: unknown setting"),
+    ],
+)
+def test_bad_settings_stop_the_start_naming_the_setting(
+    options: dict[str, Any], message: str, handler_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        build("oncall", options, handler_settings("q"))
+
+    text = str(info.value)
+    assert text.startswith("handlers.oncall.")
+    assert re.search(message, text), text
+
+
+def test_numbers_are_kept_in_e164_form(handler_settings: Callable[..., Settings]) -> None:
+    handler = build(
+        "oncall",
+        {"phone_numbers": ["+1 (415) 555-2671", "+33 6 12 34 56 78", "+14155552671"]},
+        handler_settings("q"),
+    )
+
+    assert handler.phone_numbers == ("+14155552671", "+33612345678")
+    assert handler.attributes == {
+        "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}
+    }

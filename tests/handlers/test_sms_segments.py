@@ -1,0 +1,93 @@
+"""SMS segments: GSM-7 and UCS-2 counting, and cutting text cleanly to a number of them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lambda_destinations.handlers.sms import count_segments, fit_segments, is_gsm
+
+
+@pytest.mark.parametrize(
+    ("text", "segments"),
+    [
+        ("", 1),
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("€" * 80, 1),  # extension characters take two septets: 160
+        ("€" * 81, 2),
+        ("ж" * 70, 1),  # UCS-2
+        ("ж" * 71, 2),
+        ("ж" * 134, 2),
+        ("ж" * 135, 3),
+        ("😀" * 35, 1),  # outside the BMP: a surrogate pair, two units
+        ("😀" * 36, 2),
+        ("a" * 152 + "€" + "a" * 153, 3),  # the € does not straddle segments 1 and 2
+    ],
+)
+def test_segments_are_counted_as_phones_count_them(text: str, segments: int) -> None:
+    assert count_segments(text) == segments
+
+
+def test_gsm_or_not() -> None:
+    assert is_gsm("Hello, world! @£$ äöü {}[]€")
+    assert not is_gsm("naïve")  # ï is not in GSM 03.38
+    assert not is_gsm("ok 👍")
+
+
+def test_text_that_fits_is_left_alone() -> None:
+    assert fit_segments("orders-api failed: TimeoutError", 1) == "orders-api failed: TimeoutError"
+
+
+def test_long_gsm_text_is_cut_at_a_word_with_three_dots() -> None:
+    text = "orders-api failed (RetriesExhausted): " + "timed out waiting for stock " * 20
+
+    cut = fit_segments(text, 1)
+
+    assert len(cut) <= 160
+    assert cut.endswith("...")
+    assert text.startswith(cut[:-3])
+    assert cut[:-3].endswith(("waiting", "for", "stock", "out", "timed"))
+    assert count_segments(cut) == 1
+
+
+def test_ucs2_text_is_cut_with_an_ellipsis_and_stays_whole() -> None:
+    text = "Сбой функции orders-api: превышено время ожидания " * 5
+
+    cut = fit_segments(text, 2)
+
+    assert cut.endswith("…")
+    assert count_segments(cut) == 2
+    assert text.startswith(cut[:-1])
+
+
+def test_an_emoji_sequence_is_never_split() -> None:
+    family = "👨\u200d👩\u200d👧"
+    text = "x" * 60 + family * 10
+
+    cut = fit_segments(text, 1)
+
+    body = cut[:-1]
+    assert count_segments(cut) == 1
+    assert body.count("\u200d") == 2 * body.count("👧")  # whole families only
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from([*"abc XYZ.,€[]{}", "ж", "é", "😀", "\u0301", "\u200d"]),
+        max_size=900,
+    ),
+    st.integers(min_value=1, max_value=5),
+)
+def test_fitted_text_always_fits_and_keeps_its_start(text: str, most: int) -> None:
+    cut = fit_segments(text, most)
+
+    assert count_segments(cut) <= most
+    if cut != text:
+        body = cut[:-3] if cut.endswith("...") else cut[:-1]
+        assert cut.endswith(("...", "…"))
+        assert text.startswith(body)

@@ -1,0 +1,188 @@
+"""Alert storms through the worker: the first alerts at once, one digest for the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from handler_helpers import (
+    emails_to,
+    eventually,
+    failure_record,
+    running_worker,
+    send_records,
+    settings_for_handlers,
+    sms_to,
+    unique_address,
+    unique_number,
+    verify_sender,
+)
+
+from lambda_destinations.config import Settings
+from lambda_destinations.handlers.sms import build
+from lambda_destinations.store import Store
+from lambda_destinations.store._jobs import JobState
+from lambda_destinations.worker import Worker
+
+
+def storm_settings(
+    endpoint_url: str, url: str, *, store: str, number: str, window: float, **options: Any
+) -> Settings:
+    return settings_for_handlers(
+        endpoint_url,
+        url,
+        store=store,
+        handlers={
+            "oncall-sms": {"type": "sms", "phone_numbers": [number], "window": window, **options}
+        },
+        chain=("oncall-sms",),
+        concurrency=32,
+    )
+
+
+@pytest.mark.slow
+async def test_500_failures_make_three_alerts_and_one_digest_across_a_restart(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: 500 failures of one function and error type, and a window of a minute
+    url, _ = make_queue("storm")
+    number = unique_number()
+    send_records(sqs, url, [failure_record("orders-api") for _ in range(500)])
+    settings = storm_settings(endpoint_url, url, store=sqlite_url, number=number, window=60)
+
+    # when: a worker handles part of them and stops; a new one on the same store goes on
+    async with Worker(settings) as first, running_worker(first):
+        await eventually(lambda: first.stats.handler_runs["oncall-sms"] >= 200, within=60)
+    assert first.stats.handler_runs["oncall-sms"] < 500  # stopped in the middle
+    digest_text = "497 more failures of orders-api / TimeoutError in the last 1 minute"
+    async with Worker(settings) as second, running_worker(second):
+        sent = await eventually(
+            lambda: (texts := sms_to(endpoint_url, number)) and digest_text in texts and texts,
+            within=100,
+        )
+    # and a third worker, started after the digest, finds nothing left to send
+    async with Worker(settings) as third, running_worker(third):
+        await asyncio.sleep(2.5)
+
+    # then: three alerts at once, one digest with the right count, nothing twice
+    assert len(sent) == 4
+    assert sent[3] == digest_text
+    assert all(text.startswith("orders-api failed (RetriesExhausted)") for text in sent[:3])
+    assert sms_to(endpoint_url, number) == sent
+    runs = first.stats.handler_runs["oncall-sms"] + second.stats.handler_runs["oncall-sms"]
+    assert runs == 500
+    assert third.stats.handler_runs["oncall-sms"] == 0
+    async with Store.from_url(sqlite_url) as store:
+        (digest,) = await store.list_jobs(kind="digest")
+    assert digest.state is JobState.DONE
+    assert digest.attempts == 1
+
+
+async def test_two_workers_at_once_share_one_window_and_one_digest(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, store_url: str
+) -> None:
+    # given: 60 failures, two replicas draining the same queue into the same store
+    url, _ = make_queue("storm-2")
+    number = unique_number()
+    send_records(sqs, url, [failure_record("billing", error_type="KeyError") for _ in range(60)])
+    settings = storm_settings(endpoint_url, url, store=store_url, number=number, window=8)
+    settings = settings.model_copy(update={"concurrency": 8})
+
+    # when
+    async with (
+        Worker(settings) as one,
+        Worker(settings) as two,
+        running_worker(one),
+        running_worker(two),
+    ):
+        sent = await eventually(lambda: len(sms_to(endpoint_url, number)) >= 4, within=60)
+        await asyncio.sleep(2.5)  # both schedulers poll again: no second digest
+
+    # then
+    texts = sms_to(endpoint_url, number)
+    assert sent
+    assert len(texts) == 4
+    assert texts[3] == "57 more failures of billing / KeyError in the last 8 seconds"
+    assert one.stats.handler_runs["oncall-sms"] + two.stats.handler_runs["oncall-sms"] == 60
+
+
+async def test_groups_are_per_function_and_error_type(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    url, _ = make_queue("storm-groups")
+    number = unique_number()
+    records = [failure_record("orders-api", error_type="TimeoutError") for _ in range(3)]
+    records += [failure_record("orders-api", error_type="KeyError") for _ in range(3)]
+    records += [failure_record("billing", error_type="TimeoutError") for _ in range(1)]
+    send_records(sqs, url, records)
+    settings = storm_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        number=number,
+        window=3,
+        send_first=2,
+        message="{function_name}/{error_type}",
+        digest_message="digest {function_name}/{error_type}: {count} of {total}",
+    )
+
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(lambda: len(sms_to(endpoint_url, number)) >= 7, within=30)
+        await asyncio.sleep(1.5)
+
+    texts = sms_to(endpoint_url, number)
+    assert sorted(texts) == sorted(
+        ["orders-api/TimeoutError"] * 2
+        + ["orders-api/KeyError"] * 2
+        + ["billing/TimeoutError"]
+        + ["digest orders-api/TimeoutError: 1 of 3", "digest orders-api/KeyError: 1 of 3"]
+    )
+
+
+async def test_an_email_digest_goes_out_once_by_ses(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    url, _ = make_queue("storm-mail")
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint_url, sender)
+    send_records(sqs, url, [failure_record("billing", error_type="KeyError") for _ in range(12)])
+    settings = settings_for_handlers(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        handlers={
+            "oncall-mail": {
+                "type": "email",
+                "from": sender,
+                "to": [to],
+                "window": "4s",
+                "send_first": 2,
+            }
+        },
+        chain=("persist", "oncall-mail"),
+    )
+
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(lambda: len(emails_to(endpoint_url, to)) >= 3, within=30)
+        await asyncio.sleep(1.5)
+
+    mails = emails_to(endpoint_url, to)
+    assert len(mails) == 3
+    digest = mails[2]
+    assert digest.subject == (
+        "[lambda-destinations] 10 more failures of billing / KeyError in the last 4 seconds"
+    )
+    assert "The first 2 went out one by one." in digest.body
+
+
+def test_storm_defaults_are_five_minutes_and_three_alerts(
+    handler_settings: Callable[..., Settings],
+) -> None:
+    handler = build("oncall", {"phone_numbers": ["+14155552671"]}, handler_settings("q"))
+
+    assert (handler.storm.window, handler.storm.send_first) == (300.0, 3)
+    assert handler.storm.enabled
+    off = build("oncall", {"phone_numbers": ["+14155552671"], "window": 0}, handler_settings("q"))
+    assert not off.storm.enabled

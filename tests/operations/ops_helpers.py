@@ -1,0 +1,145 @@
+"""Helpers of the operator-command tests (imported by name: tests/ is no package)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lambda_destinations.handlers.persist import invocation_row
+from lambda_destinations.schemas import decode
+from lambda_destinations.simulate import failure_record
+from lambda_destinations.store import DeliveryRow, InvocationRow, Store
+
+REGION = "us-east-1"
+ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
+QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders-failures"
+
+
+def cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 110,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``lambda-destinations`` as a user would: a new process, its real entry point."""
+    return subprocess.run(
+        [*ENTRY, *args],
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input if input is not None else "",
+        cwd=cwd,
+    )
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def body_of(record: dict[str, Any]) -> str:
+    return json.dumps(record)
+
+
+def row_of(
+    body: str, attributes: dict[str, Any] | None = None, queue: str = QUEUE
+) -> InvocationRow:
+    """The row the persist handler stores for a message body."""
+    return invocation_row(decode(body, attributes), queue)
+
+
+async def seed(store_url: str, rows: Sequence[InvocationRow]) -> None:
+    """Save rows as the worker would (one delivery each), on a migrated store."""
+    async with Store.from_url(store_url) as store:
+        await store.migrate()
+        for n, row in enumerate(rows):
+            await store.save_invocation(
+                row,
+                DeliveryRow(key=row.key, message_id=f"msg-{n}", queue=row.queue, receive_count=1),
+                complete_handler="persist",
+            )
+
+
+def seed_sync(store_url: str, rows: Sequence[InvocationRow]) -> None:
+    asyncio.run(seed(store_url, rows))
+
+
+def rng(seed_value: int = 1) -> random.Random:
+    return random.Random(seed_value)
+
+
+def receive_all(sqs: Any, url: str, *, visibility: int = 120) -> list[dict[str, Any]]:
+    """Every visible message of a queue, each once (hidden for ``visibility`` seconds)."""
+    found: dict[str, dict[str, Any]] = {}
+    empty = 0
+    while empty < 2:
+        got = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            VisibilityTimeout=visibility,
+            MessageAttributeNames=["All"],
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        if not got:
+            empty += 1
+            continue
+        for message in got:
+            found[message["MessageId"]] = message
+    return list(found.values())
+
+
+def send_all(sqs: Any, url: str, bodies: Sequence[str], **extra: Any) -> None:
+    for start in range(0, len(bodies), 10):
+        entries = [
+            {"Id": str(i), "MessageBody": body, **extra}
+            for i, body in enumerate(bodies[start : start + 10])
+        ]
+        response = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+        assert not response.get("Failed"), response
+
+
+def count_messages(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def at(minutes_ago: float) -> str:
+    """A record timestamp ``minutes_ago`` minutes before now, as Lambda writes them."""
+    moment = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes_ago)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def failure_body(
+    seed_value: int,
+    *,
+    function: str = "orders-api",
+    error: tuple[str | None, str, str] | None = ("TimeoutError", "Task timed out", "python"),
+    condition: str = "RetriesExhausted",
+    minutes_ago: float = 10,
+    payload: Any = None,
+) -> tuple[str, dict[str, Any]]:
+    """A failure record's body (and the record) with a timestamp relative to now."""
+    record = failure_record(
+        random.Random(seed_value),
+        function=function,
+        condition=condition,
+        error=error,
+        request_payload=payload,
+    )
+    record["timestamp"] = at(minutes_ago)
+    return json.dumps(record), record

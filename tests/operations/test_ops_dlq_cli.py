@@ -1,0 +1,424 @@
+"""`dlq peek|redrive|purge` against real queues on the moto server, run as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import time
+import uuid
+from typing import Any
+
+import pytest
+from ops_helpers import (
+    ENTRY,
+    cli,
+    count_messages,
+    error_lines,
+    failure_body,
+    receive_all,
+    send_all,
+)
+
+from lambda_destinations.simulate import kinesis_failure, legacy_dlq, success_record
+from lambda_destinations.store import Store
+from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+from lambda_destinations.worker.dispatch import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+
+CUSTOM = {"Tenant": {"DataType": "String", "StringValue": "acme"}}
+
+
+def quarantined(source_url: str, reason: str = "decode error: body is not JSON") -> dict[str, Any]:
+    """Message attributes of a message the worker quarantined from ``source_url``."""
+    return {
+        **CUSTOM,
+        REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason},
+        SOURCE_ATTRIBUTE: {"DataType": "String", "StringValue": source_url},
+    }
+
+
+def bodies_of(messages: list[dict[str, Any]]) -> list[str]:
+    return sorted(m["Body"] for m in messages)
+
+
+# -- peek -------------------------------------------------------------------------------------
+
+
+def test_peek_decodes_each_message_and_leaves_it_there(sqs, make_queue, cli_env) -> None:
+    # given: a DLQ holding a failure record, a success, a legacy DLQ message, a poison message
+    url, dlq = make_queue("peek")
+    failure, record = failure_body(1, function="orders-api", minutes_ago=5)
+    legacy = legacy_dlq(random.Random(2))
+    sqs.send_message(QueueUrl=dlq, MessageBody=failure)
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(success_record(random.Random(3))))
+    sqs.send_message(QueueUrl=dlq, MessageBody=legacy.body, MessageAttributes=legacy.attributes)
+    sqs.send_message(QueueUrl=dlq, MessageBody="not json", MessageAttributes=quarantined(url))
+
+    # when
+    as_json = cli("dlq", "peek", dlq, "--json", env=cli_env)
+    table = cli("dlq", "peek", dlq.rsplit("/", 1)[1], env=cli_env)
+
+    # then: every message described
+    assert as_json.returncode == 0, as_json.stderr
+    described = {d["kind"]: d for d in json.loads(as_json.stdout)}
+    assert set(described) == {"invocation", "legacy-dlq", "not-a-record"}
+    assert len(json.loads(as_json.stdout)) == 4
+    failed = next(d for d in json.loads(as_json.stdout) if d.get("condition") == "RetriesExhausted")
+    assert failed["function_name"] == "orders-api"
+    assert failed["error_type"] == "TimeoutError"
+    assert failed["request_id"] == record["requestContext"]["requestId"]
+    assert failed["receive_count"] == 0
+    assert failed["age_seconds"] >= 0
+    poison = described["not-a-record"]
+    assert poison["quarantine_reason"] == "decode error: body is not JSON"
+    assert poison["source_queue"] == url
+    assert poison["decode_error"].startswith("body is not JSON")
+    assert described["legacy-dlq"]["request_id"] == legacy.key.split(":")[0]
+    assert table.returncode == 0, table.stderr
+    assert "orders-api" in table.stdout
+    assert "TimeoutError: Task timed out" in table.stdout
+    assert "[quarantined: decode error: body is not JSON]" in table.stdout
+    # and nothing was consumed: all four are visible again at once
+    assert len(receive_all(sqs, dlq)) == 4
+
+
+def test_peek_limits_what_it_shows(sqs, make_queue, cli_env) -> None:
+    _, dlq = make_queue("peek-limit")
+    send_all(sqs, dlq, [f"m{i}" for i in range(25)])
+
+    result = cli("dlq", "peek", dlq, "--limit", "12", "--json", env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    assert len({d["message_id"] for d in json.loads(result.stdout)}) == 12
+    assert count_messages(sqs, dlq) == 25
+
+
+# -- redrive ----------------------------------------------------------------------------------
+
+
+def test_redrive_puts_messages_back_in_their_source_queue_whole(sqs, make_queue, cli_env) -> None:
+    # given: dead-lettered messages with message attributes
+    url, dlq = make_queue("redrive")
+    bodies = [failure_body(n, minutes_ago=n)[0] for n in range(15)]
+    send_all(sqs, dlq, bodies, MessageAttributes=quarantined(url))
+
+    # when
+    result = cli("dlq", "redrive", dlq, env=cli_env)
+
+    # then: moved by us (moto has no message move task), all of them, attributes intact
+    assert result.returncode == 0, result.stderr
+    assert "message move task is not available here" in result.stderr
+    assert result.stdout.strip().startswith("moved 15")
+    moved = receive_all(sqs, url)
+    assert bodies_of(moved) == sorted(bodies)
+    for message in moved:
+        assert message["MessageAttributes"] == quarantined(url)
+    assert count_messages(sqs, dlq) == 0
+
+
+def test_dry_run_moves_nothing(sqs, make_queue, cli_env) -> None:
+    url, dlq = make_queue("redrive-dry")
+    send_all(sqs, dlq, [f"m{i}" for i in range(7)])
+
+    result = cli("dlq", "redrive", dlq, "--dry-run", env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    assert f"would move about 7 messages from {dlq.rsplit('/', 1)[1]}" in result.stdout
+    assert count_messages(sqs, dlq) == 7
+    assert count_messages(sqs, url) == 0
+
+
+def test_a_dlq_of_no_queue_needs_to(sqs, make_queue, cli_env) -> None:
+    # given: a function's DLQ (no SQS queue names it in a redrive policy)
+    function_dlq, _ = make_queue("fn-dlq", dlq=False)
+    target, _ = make_queue("target", dlq=False)
+    send_all(sqs, function_dlq, [f"m{i}" for i in range(5)])
+
+    without = cli("dlq", "redrive", function_dlq, env=cli_env)
+    with_to = cli("dlq", "redrive", function_dlq, "--to", target.rsplit("/", 1)[1], env=cli_env)
+
+    assert without.returncode == 2
+    assert "is not the dead-letter queue of any SQS queue" in error_lines(without)[0]
+    assert with_to.returncode == 0, with_to.stderr
+    assert "message move task" not in with_to.stderr  # no source queue: moved here at once
+    assert bodies_of(receive_all(sqs, target)) == [f"m{i}" for i in range(5)]
+    assert count_messages(sqs, function_dlq) == 0
+
+
+def test_a_dlq_of_several_queues_sends_each_message_home(sqs, make_queue, cli_env) -> None:
+    # given: one DLQ for two queues; quarantined messages say where they came from
+    dlq, _ = make_queue("shared-dlq", dlq=False)
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
+    first, _ = make_queue("first", dlq=False)
+    second, _ = make_queue("second", dlq=False)
+    for url in (first, second):
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
+    sqs.send_message(QueueUrl=dlq, MessageBody="a", MessageAttributes=quarantined(first))
+    sqs.send_message(QueueUrl=dlq, MessageBody="b", MessageAttributes=quarantined(second))
+    sqs.send_message(QueueUrl=dlq, MessageBody="nowhere")
+
+    # when
+    result = cli("dlq", "redrive", dlq, "--json", env=cli_env)
+
+    # then: two went home; the third stays, visible again, and the exit status says so
+    assert result.returncode == 1
+    outcome = json.loads(result.stdout)
+    assert outcome["moved"] == 2
+    assert list(outcome["left_in_dlq"].values()) == [1]
+    assert bodies_of(receive_all(sqs, first)) == ["a"]
+    assert bodies_of(receive_all(sqs, second)) == ["b"]
+    assert bodies_of(receive_all(sqs, dlq)) == ["nowhere"]
+
+
+def test_limit_moves_only_so_many(sqs, make_queue, cli_env) -> None:
+    url, dlq = make_queue("redrive-limit")
+    send_all(sqs, dlq, [f"m{i}" for i in range(23)])
+
+    result = cli("dlq", "redrive", dlq, "--limit", "5", env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    assert len(receive_all(sqs, url)) == 5
+    assert count_messages(sqs, dlq) == 18
+
+
+@pytest.mark.slow
+# moto answers SQS calls in time proportional to the queue's depth (~30 messages/s at 1,000):
+# filling, moving and reading back 1,000 messages takes about 90 s here.
+@pytest.mark.timeout(420)
+def test_a_redrive_of_1000_messages_moves_all_1000(sqs, make_queue, cli_env) -> None:
+    url, dlq = make_queue("redrive-1000")
+    bodies = [f'{{"n": {i}, "pad": "{uuid.uuid4().hex}"}}' for i in range(1000)]
+    send_all(sqs, dlq, bodies)
+
+    result = cli("dlq", "redrive", dlq, "--json", env=cli_env, timeout=400)
+
+    assert result.returncode == 0, result.stderr
+    moved = json.loads(result.stdout)["moved"]
+    in_target = drain(sqs, url)
+    # every one of the 1,000 is in the target, and none is left behind; with several movers,
+    # moto now and then hands out a message it has just deleted (see EMULATORS.md), which
+    # is moved twice: real SQS standard queues may do the same, and idempotency absorbs it
+    assert sorted(set(in_target)) == sorted(bodies)
+    assert moved == len(in_target) >= 1000
+    assert count_messages(sqs, dlq) == 0
+
+
+def drain(sqs: Any, url: str) -> list[str]:
+    """Every body in the queue, received and deleted (the queue gets faster as it empties)."""
+    bodies: list[str] = []
+    while True:
+        got = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=300
+        ).get("Messages", [])
+        if not got:
+            return bodies
+        bodies.extend(m["Body"] for m in got)
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
+            ],
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)  # five trials of two CLI runs each, on a busy moto server
+def test_a_redrive_killed_at_random_points_never_loses_a_message(sqs, make_queue, cli_env) -> None:
+    rng = random.Random(20240501)
+    mid_move = 0
+    for trial in range(5):
+        # given: 60 messages in a DLQ
+        url, dlq = make_queue(f"kill-{trial}")
+        bodies = [f"trial-{trial}-message-{i}" for i in range(60)]
+        send_all(sqs, dlq, bodies)
+
+        # when: a redrive (slowed to ~2 s of moving) is killed with SIGKILL at a random moment
+        process = subprocess.Popen(
+            [*ENTRY, "dlq", "redrive", dlq, "--rate", "30", "--visibility-timeout", "2"],
+            env={**_environ(), **cli_env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:
+                if line.startswith("moving about"):
+                    break
+            time.sleep(rng.uniform(0.0, 1.8))
+            process.kill()
+            process.wait(timeout=10)
+        finally:
+            if process.stderr is not None:
+                process.stderr.close()
+
+        # then: once hidden messages are visible again, each one is in the DLQ or the target
+        time.sleep(2.5)
+        in_dlq = set(bodies_of(receive_all(sqs, dlq, visibility=1)))
+        in_target = set(bodies_of(receive_all(sqs, url, visibility=1)))
+        assert in_dlq | in_target == set(bodies), f"trial {trial} lost messages"
+        if in_dlq and in_target:
+            mid_move += 1
+
+        # and a second redrive finishes the job
+        time.sleep(1.5)
+        finish = cli("dlq", "redrive", dlq, "--visibility-timeout", "2", env=cli_env)
+        assert finish.returncode == 0, finish.stderr
+        assert set(drain(sqs, url)) == set(bodies)
+        assert count_messages(sqs, dlq) == 0
+    # the kills did land in the middle of moves, not only before or after
+    assert mid_move >= 2
+
+
+def _environ() -> dict[str, str]:
+    return {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+
+
+# -- reinvoke ---------------------------------------------------------------------------------
+
+
+def test_reinvoke_replays_failure_records_and_leaves_the_rest(
+    lambda_endpoint, lambda_env, sqlite_url
+) -> None:
+    # given: on the Lambda endpoint, a DLQ with two failure records of a function, and a
+    # success record, a stream failure and a poison message, which cannot be re-invoked
+    name = f"reinvoke-{uuid.uuid4().hex[:8]}"
+    lambda_endpoint.create_function(name)
+    sqs = lambda_endpoint.sqs
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    failures = [
+        failure_body(n, function=name, payload={"order": n, "note": "ünïcode"}) for n in (1, 2)
+    ]
+    others = [
+        json.dumps(success_record(random.Random(3), function=name)),
+        json.dumps(kinesis_failure(random.Random(4))),
+        "not json",
+    ]
+    send_all(sqs, dlq, [body for body, _ in failures] + others)
+    assert cli("migrate", env=lambda_env).returncode == 0
+    lambda_endpoint.start_recording()
+
+    try:
+        # when
+        result = cli("dlq", "redrive", dlq, "--reinvoke", "--yes", "--json", env=lambda_env)
+
+        # then: each failure's function invoked with its payload, and deleted from the DLQ
+        assert result.returncode == 0, result.stderr
+        invoked = lambda_endpoint.invocations()
+        assert sorted(invoked, key=lambda i: i[1]["order"]) == [
+            (record["requestContext"]["functionArn"], record["requestPayload"])
+            for _, record in failures
+        ]
+        report = json.loads(result.stdout)
+        assert report["invoked"] == 2
+        assert report["deleted"] == 2
+        left = receive_all(sqs, dlq, visibility=1)
+        assert bodies_of(left) == sorted(others)
+        # and the ledger has them, so a rerun after a crash would not invoke them twice
+        listed = cli("failures", "list", "--json", env=lambda_env)
+        assert listed.returncode == 0
+        time.sleep(1.2)
+        lambda_endpoint.start_recording()
+        again = cli("dlq", "redrive", dlq, "--reinvoke", "--yes", "--json", env=lambda_env)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["invoked"] == 0
+        assert lambda_endpoint.invocations() == []
+    finally:
+        sqs.delete_queue(QueueUrl=dlq)
+
+
+def test_reinvoke_after_a_crash_deletes_without_invoking_again(
+    lambda_endpoint, lambda_env, sqlite_url
+) -> None:
+    # given: a failure record whose replay was recorded, but the DLQ message not deleted
+    # (the redrive was killed between Invoke and DeleteMessage)
+    name = f"crash-{uuid.uuid4().hex[:8]}"
+    sqs = lambda_endpoint.sqs
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    body, record = failure_body(7, function=name)
+    sqs.send_message(QueueUrl=dlq, MessageBody=body)
+    key = f"{record['requestContext']['requestId']}:RetriesExhausted"
+
+    async def recorded() -> None:
+        async with Store.from_url(sqlite_url) as store:
+            await store.migrate()
+            attempt = ReplayAttempt(
+                original_key=key,
+                original_request_id=record["requestContext"]["requestId"],
+                function_arn=record["requestContext"]["functionArn"],
+                attempt=1,
+                trigger="manual",
+                requested_by="cli earlier@host",
+            )
+            await store.add_replay(attempt)
+            assert attempt.id is not None
+            await store.update_replay(
+                attempt.id, new_request_id="r1", outcome=ReplayOutcome.INVOKED
+            )
+
+    asyncio.run(recorded())
+    lambda_endpoint.start_recording()
+
+    try:
+        result = cli("dlq", "redrive", dlq, "--reinvoke", "--yes", "--json", env=lambda_env)
+
+        assert result.returncode == 0, result.stderr
+        assert lambda_endpoint.invocations() == []
+        report = json.loads(result.stdout)
+        assert report["deleted"] == 1
+        assert report["messages"][0]["skip"] == "already-replayed"
+        assert count_messages(sqs, dlq) == 0
+    finally:
+        sqs.delete_queue(QueueUrl=dlq)
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+
+def test_purge_counts_asks_and_purges(sqs, make_queue, cli_env) -> None:
+    _, dlq = make_queue("purge")
+    send_all(sqs, dlq, [f"m{i}" for i in range(9)])
+
+    declined = cli("dlq", "purge", dlq, env=cli_env, input="n\n")
+    assert declined.returncode == 1
+    assert "Delete all 9 messages of" in declined.stderr
+    assert count_messages(sqs, dlq) == 9
+
+    purged = cli("dlq", "purge", dlq, "--yes", env=cli_env)
+    assert purged.returncode == 0, purged.stderr
+    assert "about 9 messages deleted" in purged.stdout
+    assert count_messages(sqs, dlq) == 0
+
+    empty = cli("dlq", "purge", dlq, "--yes", env=cli_env)
+    assert empty.returncode == 0
+    assert "is empty: nothing to purge" in empty.stdout
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["peek"], ["redrive"], ["purge", "--yes"]])
+def test_an_unknown_queue_exits_2_in_one_line(cli_env, command) -> None:
+    result = cli("dlq", command[0], "no-such-queue", *command[1:], env=cli_env)
+
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        "error: queue 'no-such-queue' does not exist: check the name or URL (and the region)"
+    ]
+
+
+@pytest.mark.parametrize("command", [["peek"], ["redrive"], ["purge", "--yes"]])
+def test_an_unreachable_endpoint_exits_4_in_one_line(cli_env, command) -> None:
+    env = {**cli_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:1"}
+
+    result = cli("dlq", command[0], "some-dlq", *command[1:], env=env)
+
+    assert result.returncode == 4
+    assert len(error_lines(result)) == 1
+    assert "cannot reach http://127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr

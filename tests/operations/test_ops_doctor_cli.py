@@ -1,0 +1,282 @@
+"""`doctor` finds each misconfiguration when it is planted, one at a time, and passes a good
+setup. Queues, functions and topics live on the Lambda moto server (one endpoint for all)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from typing import Any
+
+import pytest
+from ops_helpers import cli
+
+from lambda_destinations.store import Store
+
+GOOD_DLQ_RETENTION = "1209600"  # 14 days, longer than the queue's 4
+
+
+class Setup:
+    """A good setup on the Lambda endpoint; ``plant`` breaks one thing of it."""
+
+    def __init__(self, endpoint: Any, store_url: str) -> None:
+        self.endpoint = endpoint
+        self.sqs = endpoint.sqs
+        self.prefix = f"doc-{uuid.uuid4().hex[:8]}"
+        self.function = f"{self.prefix}-fn"
+        self.store_url = store_url
+        self.created: list[str] = []
+        self.queue_url, self.queue_arn = self.queue(self.prefix)
+        endpoint.create_function(self.function)
+        self.destination(self.queue_arn)
+        asyncio.run(self._migrate())
+
+    async def _migrate(self) -> None:
+        async with Store.from_url(self.store_url) as store:
+            await store.migrate()
+
+    def queue(
+        self,
+        name: str,
+        *,
+        fifo: bool = False,
+        visibility: int = 60,
+        retention: int | None = None,
+        max_receive_count: int | None = 5,
+        dlq: bool = True,
+    ) -> tuple[str, str]:
+        suffix = ".fifo" if fifo else ""
+        base = {"FifoQueue": "true"} if fifo else {}
+        attributes = {**base, "VisibilityTimeout": str(visibility)}
+        if retention is not None:
+            attributes["MessageRetentionPeriod"] = str(retention)
+        if dlq:
+            dlq_url = self.sqs.create_queue(
+                QueueName=f"{name}-dlq{suffix}",
+                Attributes={**base, "MessageRetentionPeriod": GOOD_DLQ_RETENTION},
+            )["QueueUrl"]
+            self.created.append(dlq_url)
+            policy = {
+                "deadLetterTargetArn": self.arn(dlq_url),
+                "maxReceiveCount": max_receive_count,
+            }
+            attributes["RedrivePolicy"] = json.dumps(policy)
+        url = self.sqs.create_queue(QueueName=f"{name}{suffix}", Attributes=attributes)["QueueUrl"]
+        self.created.append(url)
+        return url, self.arn(url)
+
+    def arn(self, url: str) -> str:
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        return str(attributes["Attributes"]["QueueArn"])
+
+    def destination(self, arn: str) -> None:
+        # moto keeps the first config on a second put: replace it
+        with contextlib.suppress(Exception):
+            self.endpoint.lam.delete_function_event_invoke_config(FunctionName=self.function)
+        self.endpoint.lam.put_function_event_invoke_config(
+            FunctionName=self.function, DestinationConfig={"OnFailure": {"Destination": arn}}
+        )
+
+    def env(self, *queues: str) -> dict[str, str]:
+        return {
+            "LAMBDA_DESTINATIONS_ENDPOINT_URL": self.endpoint.url,
+            "LAMBDA_DESTINATIONS_STORE": self.store_url,
+            "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+            "LAMBDA_DESTINATIONS_QUEUES": ",".join(queues or (self.queue_url,)),
+        }
+
+    def doctor(self, env: dict[str, str] | None = None, *args: str) -> Any:
+        return cli("doctor", "--function", f"{self.prefix}-*", *args, env=env or self.env())
+
+    def cleanup(self) -> None:
+        for url in self.created:
+            with contextlib.suppress(Exception):  # deleted by the test already
+                self.sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture
+def setup(lambda_endpoint, sqlite_url):  # type: ignore[no-untyped-def]
+    made = Setup(lambda_endpoint, sqlite_url)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+def checks_of(result: Any) -> list[dict[str, Any]]:
+    return list(json.loads(result.stdout)["checks"])
+
+
+def errors_of(result: Any) -> dict[str, dict[str, Any]]:
+    return {c["check"]: c for c in checks_of(result) if c["status"] == "error"}
+
+
+def test_a_good_setup_passes(setup: Setup) -> None:
+    as_json = setup.doctor(None, "--json")
+    table = setup.doctor()
+
+    assert as_json.returncode == 0, as_json.stdout + as_json.stderr
+    checks = checks_of(as_json)
+    assert [c for c in checks if c["status"] == "error"] == []
+    names = {c["check"] for c in checks}
+    queue = setup.prefix
+    for expected in (
+        "queues configured",
+        "aws credentials",
+        f"queue {queue}",
+        f"{queue}: standard queue",
+        f"{queue}: visibility timeout",
+        f"{queue}: redrive policy",
+        f"{queue}: retry backoff",
+        f"{queue}: DLQ retention",
+        f"function {setup.function} on-failure",
+        "store",
+        "store schema",
+    ):
+        assert expected in names
+    assert all(c["status"] == "ok" for c in checks)
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[0].split() == ["CHECK", "STATUS", "DETAIL", "FIX"]
+    assert "0 errors, 0 warnings" in table.stderr
+
+
+def _missing_queue(setup: Setup) -> tuple[dict[str, str], str]:
+    return setup.env(setup.queue_url, f"{setup.prefix}-nope"), f"queue {setup.prefix}-nope"
+
+
+def _no_redrive_policy(setup: Setup) -> tuple[dict[str, str], str]:
+    url, arn = setup.queue(f"{setup.prefix}-nopolicy", dlq=False)
+    setup.destination(arn)
+    return setup.env(url), f"{setup.prefix}-nopolicy: redrive policy"
+
+
+def _dlq_gone(setup: Setup) -> tuple[dict[str, str], str]:
+    setup.sqs.delete_queue(QueueUrl=f"{setup.queue_url}-dlq")
+    return setup.env(), f"{setup.prefix}: redrive policy"
+
+
+def _fifo(setup: Setup) -> tuple[dict[str, str], str]:
+    url, _ = setup.queue(f"{setup.prefix}-ordered", fifo=True)
+    return setup.env(url), f"{setup.prefix}-ordered.fifo: standard queue"
+
+
+def _short_visibility(setup: Setup) -> tuple[dict[str, str], str]:
+    url, arn = setup.queue(f"{setup.prefix}-short", visibility=3)
+    setup.destination(arn)
+    return setup.env(url), f"{setup.prefix}-short: visibility timeout"
+
+
+def _backoff_past_retention(setup: Setup) -> tuple[dict[str, str], str]:
+    url, arn = setup.queue(f"{setup.prefix}-brief", retention=120)
+    setup.destination(arn)
+    return setup.env(url), f"{setup.prefix}-brief: retry backoff"
+
+
+def _no_retries(setup: Setup) -> tuple[dict[str, str], str]:
+    url, arn = setup.queue(f"{setup.prefix}-once", max_receive_count=1)
+    setup.destination(arn)
+    return setup.env(url), f"{setup.prefix}-once: retry backoff"
+
+
+def _destination_not_polled(setup: Setup) -> tuple[dict[str, str], str]:
+    _, other = setup.queue(f"{setup.prefix}-elsewhere")
+    setup.destination(other)
+    return setup.env(), f"function {setup.function} on-failure"
+
+
+def _topic_without_polled_subscriber(setup: Setup) -> tuple[dict[str, str], str]:
+    topic = setup.endpoint.sns.create_topic(Name=f"{setup.prefix}-topic")["TopicArn"]
+    setup.destination(topic)
+    return setup.env(), f"function {setup.function} on-failure"
+
+
+def _unmigrated_store(setup: Setup) -> tuple[dict[str, str], str]:
+    url = setup.store_url.replace("store.db", "fresh.db")
+
+    async def create() -> None:
+        async with Store.from_url(url):
+            pass  # the file exists, with no tables
+
+    asyncio.run(create())
+    return {**setup.env(), "LAMBDA_DESTINATIONS_STORE": url}, "store schema"
+
+
+def _no_credentials(setup: Setup) -> tuple[dict[str, str], str]:
+    env = {
+        **setup.env(),
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_CONFIG_FILE": "/nonexistent/config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    return env, "aws credentials"
+
+
+PLANTS = {
+    "queue missing": _missing_queue,
+    "no redrive policy": _no_redrive_policy,
+    "dead-letter queue gone": _dlq_gone,
+    "FIFO queue": _fifo,
+    "visibility too short for the heartbeat": _short_visibility,
+    "backoff longer than retention": _backoff_past_retention,
+    "maxReceiveCount 1": _no_retries,
+    "destination not a polled queue": _destination_not_polled,
+    "SNS destination no polled queue subscribes to": _topic_without_polled_subscriber,
+    "store not migrated": _unmigrated_store,
+    "no credentials": _no_credentials,
+}
+
+
+@pytest.mark.parametrize("plant", list(PLANTS), ids=list(PLANTS))
+def test_each_misconfiguration_is_found(setup: Setup, plant: str) -> None:
+    # given: the good setup with one thing broken
+    env, broken_check = PLANTS[plant](setup)
+
+    # when
+    result = setup.doctor(env, "--json")
+
+    # then: that check is an error with a fix, and the exit status is 1
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = errors_of(result)
+    assert broken_check in errors, errors
+    assert errors[broken_check]["fix"]
+    assert errors[broken_check]["unreachable"] is False
+
+
+def test_an_sns_destination_subscribed_by_a_polled_queue_passes(setup: Setup) -> None:
+    sns = setup.endpoint.sns
+    topic = sns.create_topic(Name=f"{setup.prefix}-fanout")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=setup.queue_arn)
+    setup.destination(topic)
+
+    result = setup.doctor(None, "--json")
+
+    assert result.returncode == 0, result.stdout
+    (check,) = [c for c in checks_of(result) if c["check"].startswith("function ")]
+    assert check["status"] == "ok"
+    assert f"SNS topic {setup.prefix}-fanout → queue {setup.prefix}" in check["detail"]
+
+
+def test_the_table_names_each_failure_and_its_fix(setup: Setup) -> None:
+    env, _ = _short_visibility(setup)
+
+    result = setup.doctor(env)
+
+    assert result.returncode == 1
+    line = next(x for x in result.stdout.splitlines() if "visibility timeout" in x)
+    assert "ERROR" in line
+    assert "raise the queue's" in line
+    assert "1 error" in result.stderr
+
+
+def test_an_unreachable_endpoint_exits_4(setup: Setup) -> None:
+    env = {**setup.env(), "LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:1"}
+
+    result = setup.doctor(env, "--json")
+
+    assert result.returncode == 4
+    assert "Traceback" not in result.stderr
+    unreachable = [c for c in checks_of(result) if c["unreachable"]]
+    assert [c["check"] for c in unreachable] == ["aws endpoint"]

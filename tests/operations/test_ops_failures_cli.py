@@ -1,0 +1,318 @@
+"""`failures list|show|stats|ignore|reopen`, run as a user runs them, on a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import random
+from typing import Any
+
+import pytest
+from ops_helpers import cli, error_lines, failure_body, row_of, seed_sync, send_all
+
+from lambda_destinations.simulate import kinesis_failure, success_record
+from lambda_destinations.store import FailureStatus, InvocationFilter, Store
+from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+
+JSON_FIELDS = {
+    "request_id",
+    "function_arn",
+    "function_name",
+    "qualifier",
+    "condition",
+    "error_type",
+    "error_message",
+    "approximate_invoke_count",
+    "timestamp",
+    "status",
+    "replay_count",
+}
+
+
+@pytest.fixture
+def seeded(sqlite_url: str) -> dict[str, Any]:
+    """Failures of two functions at known times, a stream failure, a success, an ignored one."""
+    bodies = {
+        "orders_timeout": failure_body(1, minutes_ago=300)[0],
+        "orders_value": failure_body(
+            2, error=("ValueError", "invalid order id: 'abc'", "python"), minutes_ago=30
+        )[0],
+        "billing_timeout": failure_body(3, function="billing-worker", minutes_ago=120)[0],
+        "billing_age": failure_body(
+            4, function="billing-worker", condition="EventAgeExceeded", minutes_ago=180
+        )[0],
+        "ignored": failure_body(5, function="email-sender", minutes_ago=60)[0],
+    }
+    stream = json.dumps(kinesis_failure(random.Random(6)))
+    success = json.dumps(success_record(random.Random(7)))
+    rows = {name: row_of(body) for name, body in bodies.items()}
+    rows["stream"] = row_of(stream)
+    rows["success"] = row_of(success)
+    rows["ignored"].status = FailureStatus.IGNORED
+    seed_sync(sqlite_url, list(rows.values()))
+    return rows
+
+
+def as_json(result: Any) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_list_shows_failures_newest_first_and_never_successes(cli_env, seeded) -> None:
+    result = cli("failures", "list", "--json", env=cli_env)
+
+    listed = as_json(result)
+    expected = [
+        seeded[name].request_id
+        for name in (
+            "orders_value",
+            "ignored",
+            "billing_timeout",
+            "billing_age",
+            "orders_timeout",
+        )
+    ]
+    # the stream failure's timestamp is the simulator's (a fixed day in the past): last
+    assert [f["request_id"] for f in listed] == [*expected, seeded["stream"].request_id]
+    assert seeded["success"].request_id not in {f["request_id"] for f in listed}
+    assert all(set(f) >= JSON_FIELDS for f in listed)
+    first = listed[0]
+    assert first["function_name"] == "orders-api"
+    assert first["error_type"] == "ValueError"
+    assert first["error_message"] == "invalid order id: 'abc'"
+    assert first["condition"] == "RetriesExhausted"
+    assert first["approximate_invoke_count"] == 3
+    assert first["status"] == "open"
+    assert first["replay_count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--function", "billing-*"], {"billing_timeout", "billing_age"}),
+        (["--function", "orders-api", "--error-type", "TimeoutError"], {"orders_timeout"}),
+        (["--condition", "EventAgeExceeded"], {"billing_age"}),
+        (["--since", "150m"], {"orders_value", "ignored", "billing_timeout"}),
+        (["--since", "4h", "--until", "90m"], {"billing_timeout", "billing_age"}),
+        (["--status", "ignored"], {"ignored"}),
+        (["--status", "open", "--function", "*-api"], {"orders_value", "orders_timeout"}),
+        (["--limit", "2"], {"orders_value", "ignored"}),
+    ],
+)
+def test_list_filters(cli_env, seeded, args, expected) -> None:
+    listed = as_json(cli("failures", "list", "--json", *args, env=cli_env))
+
+    assert {f["request_id"] for f in listed} == {seeded[name].request_id for name in expected}
+
+
+def test_list_takes_iso_times(cli_env, seeded) -> None:
+    since = seeded["billing_timeout"].timestamp.isoformat()
+
+    listed = as_json(cli("failures", "list", "--json", "--since", since, env=cli_env))
+
+    assert {f["request_id"] for f in listed} == {
+        seeded[name].request_id for name in ("orders_value", "ignored", "billing_timeout")
+    }
+
+
+def test_list_as_a_table_ndjson_and_csv(cli_env, seeded) -> None:
+    table = cli("failures", "list", "--limit", "3", env=cli_env)
+    ndjson = cli("failures", "list", "--ndjson", env=cli_env)
+    as_csv = cli("failures", "list", "--csv", env=cli_env)
+
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["TIME", "(UTC)", "REQUEST", "ID"]
+    assert len(lines) == 4
+    assert seeded["orders_value"].request_id in lines[1]
+    assert "ValueError: invalid order id: 'abc'" in lines[1]
+    assert "3 of 6 failures shown" in table.stderr
+    objects = [json.loads(line) for line in ndjson.stdout.splitlines()]
+    assert len(objects) == 6
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [r["request_id"] for r in rows] == [o["request_id"] for o in objects]
+    assert set(rows[0]) >= JSON_FIELDS
+
+
+def test_list_of_nothing_says_so_and_exits_0(cli_env, seeded) -> None:
+    result = cli("failures", "list", "--function", "nothing-*", env=cli_env)
+
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert "no failures match" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--since", "yesterday"], "--since: 'yesterday' is neither a duration"),
+        (["--until", "2h", "--since", "1h"], "--since must be before --until"),
+        (["--json", "--csv"], "choose one of --json, --ndjson and --csv"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(cli_env, args, needle) -> None:
+    result = cli("failures", "list", *args, env=cli_env)
+
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert needle in result.stderr
+
+
+def test_show_prints_the_whole_record(cli_env, seeded, sqlite_url) -> None:
+    # given: the record was replayed once
+    row = seeded["orders_value"]
+
+    async def replayed() -> None:
+        async with Store.from_url(sqlite_url) as store:
+            attempt = ReplayAttempt(
+                original_key=row.key,
+                original_request_id=row.request_id,
+                function_arn=row.function_arn or "",
+                attempt=1,
+                trigger="manual",
+                requested_by="cli ops@host",
+            )
+            await store.add_replay(attempt)
+            assert attempt.id is not None
+            await store.update_replay(
+                attempt.id, new_request_id="new-rid-1", outcome=ReplayOutcome.INVOKED
+            )
+
+    asyncio.run(replayed())
+
+    # when
+    result = cli("failures", "show", row.request_id or "", env=cli_env)
+
+    # then
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"request id   {row.request_id}" in out
+    assert "error        ValueError: invalid order id: 'abc'" in out
+    assert "stack trace" in out
+    assert 'File "/var/task/app.py", line 42, in handler' in out
+    # the payload, pretty-printed
+    payload = json.dumps(row.request_payload, indent=2)
+    assert "\n".join("  " + line for line in payload.splitlines()) in out
+    assert "deliveries (1)" in out
+    assert "msg-1" in out
+    assert "handler runs (1)" in out
+    assert "persist" in out
+    assert "replays (1)" in out
+    assert "new-rid-1" in out
+    assert "cli ops@host" in out
+
+
+def test_show_as_json_has_payloads_deliveries_and_replays(cli_env, seeded) -> None:
+    row = seeded["billing_timeout"]
+
+    shown = as_json(cli("failures", "show", row.key, "--json", env=cli_env))
+
+    assert shown["request_id"] == row.request_id
+    assert shown["request_payload"] == row.request_payload
+    assert shown["response_payload"] == row.response_payload
+    assert shown["stack_trace"] == row.stack_trace
+    assert [d["message_id"] for d in shown["deliveries"]] == ["msg-2"]
+    assert [r["handler"] for r in shown["handler_runs"]] == ["persist"]
+    assert shown["replays"] == []
+
+
+def test_show_of_an_unknown_request_exits_1_in_one_line(cli_env, seeded) -> None:
+    result = cli("failures", "show", "no-such-request", env=cli_env)
+
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        "error: no record with request id or key 'no-such-request' in the store"
+    ]
+
+
+def test_stats_count_by_function_and_error_type_with_an_hourly_chart(cli_env, seeded) -> None:
+    as_text = cli("failures", "stats", "--since", "6h", env=cli_env)
+    stats = as_json(cli("failures", "stats", "--since", "6h", "--json", env=cli_env))
+
+    groups = {(g["function_name"], g["error_type"]): g["count"] for g in stats["groups"]}
+    assert groups == {
+        ("orders-api", "TimeoutError"): 1,
+        ("orders-api", "ValueError"): 1,
+        ("billing-worker", "TimeoutError"): 1,
+        ("billing-worker", None): 1,
+        ("email-sender", "TimeoutError"): 1,
+    }
+    assert stats["total"] == 5
+    assert sum(h["count"] for h in stats["hourly"]) == 5
+    assert len(stats["hourly"]) in (6, 7)
+    assert as_text.returncode == 0, as_text.stderr
+    assert as_text.stdout.startswith("5 failures in 3 functions")
+    assert "failures per hour" in as_text.stdout
+    assert as_text.stdout.count("█") >= 5
+
+
+def test_stats_over_a_week_draw_a_line_a_day(cli_env, seeded) -> None:
+    result = cli("failures", "stats", "--since", "7d", env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    assert "a line a day" in result.stdout
+    day_lines = [line for line in result.stdout.splitlines() if line.startswith("  20")]
+    assert len(day_lines) in (7, 8)
+
+
+def test_ignore_then_reopen_by_request_id(cli_env, seeded, sqlite_url) -> None:
+    ids = [seeded["orders_value"].request_id, seeded["billing_timeout"].request_id]
+
+    ignored = cli("failures", "ignore", *ids, env=cli_env)
+
+    assert ignored.returncode == 0, ignored.stderr
+    assert ignored.stdout.strip() == "ignored 2 failures"
+
+    async def statuses() -> dict[str | None, tuple[FailureStatus | None, str | None]]:
+        async with Store.from_url(sqlite_url) as store:
+            rows = await store.list_invocations(InvocationFilter(request_ids=ids))
+            return {r.request_id: (r.status, r.status_by) for r in rows}
+
+    after = asyncio.run(statuses())
+    assert {status for status, _ in after.values()} == {FailureStatus.IGNORED}
+    assert all(by is not None and by.startswith("cli ") and "@" in by for _, by in after.values())
+
+    reopened = cli("failures", "reopen", ids[0], env=cli_env)
+
+    assert reopened.returncode == 0
+    assert asyncio.run(statuses())[ids[0]][0] is FailureStatus.OPEN
+
+
+def test_ignore_of_an_unknown_id_marks_the_others_and_exits_1(cli_env, seeded) -> None:
+    known = seeded["orders_value"].request_id
+
+    result = cli("failures", "ignore", known, "nope", env=cli_env)
+
+    assert result.returncode == 1
+    assert result.stdout.strip() == "ignored 1 failure"
+    assert error_lines(result) == ["error: no failure with request id or key 'nope'"]
+    listed = as_json(cli("failures", "list", "--status", "ignored", "--json", env=cli_env))
+    assert known in {f["request_id"] for f in listed}
+
+
+def test_an_unreachable_store_exits_4_in_one_line(cli_env) -> None:
+    env = {**cli_env, "LAMBDA_DESTINATIONS_STORE": "postgresql://nobody@127.0.0.1:1/none"}
+
+    result = cli("failures", "list", env=env)
+
+    assert result.returncode == 4
+    assert len(error_lines(result)) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_the_worker_fills_what_failures_list_shows(cli_env, sqs, make_queue) -> None:
+    # given: records on a queue, drained by the worker
+    url, _ = make_queue("ops-e2e")
+    bodies = [failure_body(n, minutes_ago=n)[0] for n in range(1, 6)]
+    send_all(sqs, url, bodies)
+    ran = cli("run", "--once", env={**cli_env, "LAMBDA_DESTINATIONS_QUEUES": url})
+    assert ran.returncode == 0, ran.stderr
+
+    # when
+    listed = as_json(cli("failures", "list", "--json", env=cli_env))
+
+    # then: newest first, as the records say
+    expected = [json.loads(b)["requestContext"]["requestId"] for b in bodies]
+    assert [f["request_id"] for f in listed] == expected

@@ -1,0 +1,247 @@
+"""`replay` against a moto Lambda endpoint (its own process) and a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from typing import Any
+
+import pytest
+from ops_helpers import cli, error_lines, failure_body, row_of, seed_sync
+
+from lambda_destinations.simulate import kinesis_failure, legacy_dlq
+from lambda_destinations.store import FailureStatus, InvocationFilter, InvocationRow, Store
+from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+
+# Payloads a replay must carry exactly: nesting, unicode, numbers, null, an array at the top.
+PAYLOADS: list[Any] = [
+    {"orderId": "ord-1", "items": [{"sku": "a", "qty": 2}], "total": 12.5, "gift": None},
+    {"name": "Zoë ✓ 東京", "quote": 'say "hi"', "big": 12345678901234567890, "neg": -0.25},
+    [1, "two", {"three": [3.0, True, False]}],
+]
+
+
+@pytest.fixture
+def function(lambda_endpoint) -> str:  # type: ignore[no-untyped-def]
+    name = f"orders-{uuid.uuid4().hex[:8]}"
+    lambda_endpoint.create_function(name)
+    return name
+
+
+@pytest.fixture
+def failures(function: str, sqlite_url: str) -> list[InvocationRow]:
+    """Three failures of ``function`` with the payloads above, in the store."""
+    rows = [
+        row_of(failure_body(n, function=function, minutes_ago=10 - n, payload=payload)[0])
+        for n, payload in enumerate(PAYLOADS, start=1)
+    ]
+    seed_sync(sqlite_url, rows)
+    return rows
+
+
+async def _ledger(url: str, keys: list[str]) -> dict[str, list[ReplayAttempt]]:
+    async with Store.from_url(url) as store:
+        return {key: await store.replays(key) for key in keys}
+
+
+def ledger(url: str, rows: list[InvocationRow]) -> dict[str, list[ReplayAttempt]]:
+    return asyncio.run(_ledger(url, [r.key for r in rows]))
+
+
+def statuses(url: str, rows: list[InvocationRow]) -> dict[str, FailureStatus | None]:
+    async def go() -> dict[str, FailureStatus | None]:
+        async with Store.from_url(url) as store:
+            found = await store.list_invocations(
+                InvocationFilter(request_ids=[r.request_id or "" for r in rows])
+            )
+            return {r.key: r.status for r in found}
+
+    return asyncio.run(go())
+
+
+def test_dry_run_lists_what_would_be_invoked_and_invokes_nothing(
+    lambda_endpoint, lambda_env, failures, sqlite_url
+) -> None:
+    # given: the three failures and a stream batch failure, which has no payload
+    stream = row_of(json.dumps(kinesis_failure(random.Random(9))))
+    seed_sync(sqlite_url, [stream])
+    ids = [r.request_id or "" for r in [*failures, stream]]
+    lambda_endpoint.start_recording()
+
+    # when
+    result = cli("replay", *ids, "--dry-run", "--json", env=lambda_env)
+
+    # then: exactly the three, with their functions; the stream failure skipped with why
+    assert result.returncode == 0, result.stderr
+    planned = {p["request_id"]: p for p in json.loads(result.stdout)}
+    for row in failures:
+        assert planned[row.request_id]["state"] == "would-invoke"
+        assert planned[row.request_id]["function_arn"] == row.function_arn
+        assert planned[row.request_id]["attempt"] == 1
+    skipped = planned[stream.request_id]
+    assert skipped["state"] == "skipped"
+    assert "stream batch failure carries no request payload" in skipped["detail"]
+    assert "would invoke 3 · skipped 1 · errors 0" in result.stderr
+    assert lambda_endpoint.invocations() == []
+    assert all(attempts == [] for attempts in ledger(sqlite_url, failures).values())
+    assert set(statuses(sqlite_url, failures).values()) == {FailureStatus.OPEN}
+
+
+def test_replay_invokes_with_the_original_payloads_and_fills_the_ledger(
+    lambda_endpoint, lambda_env, failures, function, sqlite_url
+) -> None:
+    lambda_endpoint.start_recording()
+
+    result = cli("replay", "--function", function, "--yes", "--rate", "0", "--json", env=lambda_env)
+
+    assert result.returncode == 0, result.stderr
+    # Lambda received each original payload, for the function (and qualifier) of its record,
+    # oldest failure first
+    invoked = lambda_endpoint.invocations()
+    assert invoked == [(row.function_arn, row.request_payload) for row in failures]
+    assert [payload for _, payload in invoked] == PAYLOADS
+    # the ledger has one attempt each, linked to the new request id Lambda returned
+    results = {r["request_id"]: r for r in json.loads(result.stdout)}
+    attempts = ledger(sqlite_url, failures)
+    for row in failures:
+        (attempt,) = attempts[row.key]
+        assert attempt.outcome is ReplayOutcome.INVOKED
+        assert attempt.attempt == 1
+        assert attempt.trigger == "manual"
+        assert attempt.requested_by.startswith("cli ")
+        assert "@" in attempt.requested_by
+        assert attempt.function_arn == row.function_arn
+        assert attempt.original_request_id == row.request_id
+        assert attempt.new_request_id
+        assert attempt.new_request_id == results[row.request_id]["new_request_id"]
+        assert attempt.outcome_at is not None
+    assert len({a[0].new_request_id for a in attempts.values()}) == 3
+    assert set(statuses(sqlite_url, failures).values()) == {FailureStatus.REPLAYED}
+    listed = json.loads(
+        cli("failures", "list", "--function", function, "--json", env=lambda_env).stdout
+    )
+    assert {f["replay_count"] for f in listed} == {1}
+
+
+def test_replayed_records_are_skipped_unless_forced(
+    lambda_endpoint, lambda_env, failures, function, sqlite_url
+) -> None:
+    # given: replayed once
+    first = cli("replay", "--function", function, "--yes", "--rate", "0", env=lambda_env)
+    assert first.returncode == 0, first.stderr
+    lambda_endpoint.start_recording()
+
+    # when: again, then forced
+    again = cli("replay", "--function", function, "--yes", env=lambda_env)
+    skipped_invocations = lambda_endpoint.invocations()
+    lambda_endpoint.start_recording()
+    forced = cli(
+        "replay", failures[0].request_id or "", "--force", "--yes", "--json", env=lambda_env
+    )
+
+    # then
+    assert again.returncode == 0
+    assert "invoked 0 · skipped 3" in again.stderr
+    assert "replayed already (attempt 1, invoked" in again.stdout
+    assert skipped_invocations == []
+    assert forced.returncode == 0, forced.stderr
+    assert lambda_endpoint.invocations() == [(failures[0].function_arn, PAYLOADS[0])]
+    attempts = ledger(sqlite_url, failures)[failures[0].key]
+    assert [(a.attempt, a.outcome) for a in attempts] == [
+        (1, ReplayOutcome.INVOKED),
+        (2, ReplayOutcome.INVOKED),
+    ]
+
+
+def test_without_yes_it_asks_first(lambda_endpoint, lambda_env, failures, function) -> None:
+    lambda_endpoint.start_recording()
+
+    declined = cli("replay", "--function", function, env=lambda_env, input="n\n")
+    nothing = lambda_endpoint.invocations()
+    lambda_endpoint.start_recording()
+    accepted = cli("replay", "--function", function, env=lambda_env, input="y\n")
+
+    assert declined.returncode == 1
+    assert "Invoke 3 failed invocations of 1 function again at 10/s?" in declined.stderr
+    assert "Aborted" in declined.stderr
+    assert nothing == []
+    assert accepted.returncode == 0, accepted.stderr
+    assert len(lambda_endpoint.invocations()) == 3
+
+
+def test_a_legacy_dlq_message_needs_its_function_named(
+    lambda_endpoint, lambda_env, function, sqlite_url
+) -> None:
+    message = legacy_dlq(random.Random(4))
+    row = row_of(message.body, message.attributes)
+    seed_sync(sqlite_url, [row])
+    lambda_endpoint.start_recording()
+
+    unnamed = cli("replay", row.request_id or "", "--yes", "--json", env=lambda_env)
+    named = cli(
+        "replay", row.request_id or "", "--yes", "--legacy-function", function, env=lambda_env
+    )
+
+    assert unnamed.returncode == 0
+    (result,) = json.loads(unnamed.stdout)
+    assert result["state"] == "skipped"
+    assert "--legacy-function" in result["detail"]
+    assert named.returncode == 0, named.stderr
+    assert lambda_endpoint.invocations() == [(function, json.loads(message.body))]
+
+
+def test_no_selection_is_a_usage_error(lambda_env) -> None:
+    result = cli("replay", env=lambda_env)
+
+    assert result.returncode == 2
+    assert error_lines(result)[0].startswith("error: name request ids or a filter")
+
+
+def test_an_unknown_request_id_exits_1(lambda_env, failures) -> None:
+    result = cli("replay", "no-such-request", "--yes", env=lambda_env)
+
+    assert result.returncode == 1
+    assert error_lines(result) == ["error: no failure with request id or key 'no-such-request'"]
+
+
+def test_an_unreachable_lambda_endpoint_exits_4_and_the_ledger_says_so(
+    lambda_env, failures, sqlite_url
+) -> None:
+    env = {**lambda_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:1"}
+
+    result = cli("replay", failures[0].request_id or "", "--yes", env=env)
+
+    assert result.returncode == 4
+    assert len(error_lines(result)) == 1
+    assert "cannot reach http://127.0.0.1:1" in error_lines(result)[0]
+    assert "Traceback" not in result.stderr
+    (attempt,) = ledger(sqlite_url, failures[:1])[failures[0].key]
+    assert attempt.outcome is ReplayOutcome.ERROR
+    assert attempt.detail is not None
+    assert "EndpointConnectionError" in attempt.detail
+    # an attempt that never reached Lambda does not block the next one
+    assert statuses(sqlite_url, failures[:1])[failures[0].key] is FailureStatus.OPEN
+
+
+def test_filters_narrow_the_request_ids_and_keys_work_too(lambda_env, failures) -> None:
+    first, second, _ = failures
+
+    narrowed = cli(
+        "replay",
+        first.request_id or "",
+        "--function",
+        "other-*",
+        "--dry-run",
+        "--json",
+        env=lambda_env,
+    )
+    by_key = cli("replay", second.key, "--dry-run", "--json", env=lambda_env)
+
+    assert narrowed.returncode == 0, narrowed.stderr
+    assert json.loads(narrowed.stdout) == []
+    assert by_key.returncode == 0, by_key.stderr
+    assert [(p["key"], p["state"]) for p in json.loads(by_key.stdout)] == [
+        (second.key, "would-invoke")
+    ]

@@ -1,0 +1,327 @@
+"""The pieces of the operator commands that need no server: times, rates, statistics, the
+backoff schedule, the move-task progress loop, targets, payloads, tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from ops_helpers import failure_body, row_of
+
+from lambda_destinations.cli._common import parse_when
+from lambda_destinations.cli._table import render_table
+from lambda_destinations.cli.failures import hourly_chart
+from lambda_destinations.config import load_settings
+from lambda_destinations.operations import RateLimiter, failure_stats
+from lambda_destinations.operations.doctor import Check, exit_status, retry_delays
+from lambda_destinations.operations.redrive import (
+    MoveTaskUnsupported,
+    follow_move_task,
+    send_entry,
+    start_move_task,
+    target_chooser,
+)
+from lambda_destinations.operations.replay import (
+    NotReplayable,
+    counted_attempt,
+    original_payload,
+    replay_target,
+)
+from lambda_destinations.simulate import kinesis_failure, legacy_dlq, success_record
+from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+from lambda_destinations.worker.dispatch import SOURCE_ATTRIBUTE
+
+NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+# -- times ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2h", NOW - dt.timedelta(hours=2)),
+        ("30m", NOW - dt.timedelta(minutes=30)),
+        ("7d", NOW - dt.timedelta(days=7)),
+        ("1w", NOW - dt.timedelta(weeks=1)),
+        ("90s", NOW - dt.timedelta(seconds=90)),
+        ("1.5h", NOW - dt.timedelta(minutes=90)),
+        ("2024-04-30", dt.datetime(2024, 4, 30, tzinfo=dt.UTC)),
+        ("2024-04-30T10:15Z", dt.datetime(2024, 4, 30, 10, 15, tzinfo=dt.UTC)),
+        ("2024-04-30T12:15:00+02:00", dt.datetime(2024, 4, 30, 10, 15, tzinfo=dt.UTC)),
+    ],
+)
+def test_times_are_durations_ago_or_iso(text: str, expected: dt.datetime) -> None:
+    assert parse_when(text, NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2 hours", "-2h", "2024-13-01", ""])
+def test_other_times_are_refused_with_the_forms_that_work(text: str) -> None:
+    with pytest.raises(ValueError, match="neither a duration"):
+        parse_when(text, NOW)
+
+
+# -- rate limiting ----------------------------------------------------------------------------
+
+
+async def test_the_rate_limiter_spaces_operations_evenly() -> None:
+    clock = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    limiter = RateLimiter(4, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(5):
+        await limiter.acquire()
+
+    assert slept == [0.25, 0.25, 0.25, 0.25]
+    await limiter.acquire(10)  # a batch of ten costs ten slots
+    await limiter.acquire()
+    assert slept[-1] == pytest.approx(2.5)
+
+
+async def test_no_rate_means_no_waiting() -> None:
+    async def sleep(seconds: float) -> None:
+        raise AssertionError("slept")
+
+    limiter = RateLimiter(0, sleep=sleep)
+    for _ in range(100):
+        await limiter.acquire()
+    assert limiter.rate is None
+
+
+# -- statistics -------------------------------------------------------------------------------
+
+
+def test_stats_group_by_function_and_error_type_and_count_per_hour() -> None:
+    rows = []
+    for n, (function, error, minutes) in enumerate(
+        [
+            ("a", "TimeoutError", 10),
+            ("a", "TimeoutError", 70),
+            ("a", "ValueError", 75),
+            ("b", "TimeoutError", 130),
+            ("b", "TimeoutError", 400),  # outside the window
+        ]
+    ):
+        row = row_of(failure_body(n, function=function, error=(error, "x", "python"))[0])
+        row.timestamp = NOW - dt.timedelta(minutes=minutes)
+        rows.append(row)
+
+    stats = failure_stats(rows, NOW - dt.timedelta(hours=3), NOW)
+
+    assert stats.total == 4
+    assert [(g.function_name, g.error_type, g.count) for g in stats.groups] == [
+        ("a", "TimeoutError", 2),
+        ("a", "ValueError", 1),
+        ("b", "TimeoutError", 1),
+    ]
+    first = stats.groups[0]
+    assert first.first_seen == NOW - dt.timedelta(minutes=70)
+    assert first.last_seen == NOW - dt.timedelta(minutes=10)
+    # 09:00-12:00: 09:50 | 10:45, 10:50 | 11:50
+    assert [count for _, count in stats.hourly] == [1, 2, 1]
+    chart = hourly_chart(stats.hourly)
+    assert chart[0] == "failures per hour"
+    assert chart[1] == "  05-01 09:00  " + "█" * 20 + " 1"
+    assert chart[2] == "  05-01 10:00  " + "█" * 40 + " 2"  # the peak gets the full bar
+
+
+# -- the doctor's arithmetic ------------------------------------------------------------------
+
+
+def test_the_backoff_schedule_doubles_up_to_retry_max() -> None:
+    settings = load_settings(retry_base=5, retry_max=60)
+
+    assert retry_delays(settings, 6) == [5, 10, 20, 40, 60, 60]
+    assert retry_delays(settings, 1) == [5]
+
+
+def test_exit_status_from_checks() -> None:
+    ok = Check("a", "ok", "")
+    warn = Check("b", "warn", "")
+    error = Check("c", "error", "")
+    away = Check("d", "error", "", unreachable=True)
+
+    assert exit_status([ok, warn]) == "ok"
+    assert exit_status([ok, error]) == "failed"
+    assert exit_status([error, away]) == "unreachable"
+
+
+# -- SQS's message move task (moto has none: its protocol, with a stand-in) -------------------
+
+
+class MoveTasks:
+    """Answers ListMessageMoveTasks with a task that moves 40 messages in three polls."""
+
+    def __init__(self, final: str = "COMPLETED") -> None:
+        self.polls = 0
+        self.final = final
+
+    async def list_message_move_tasks(self, **kwargs: Any) -> dict[str, Any]:
+        self.polls += 1
+        moved = min(40, 15 * self.polls)
+        status = "RUNNING" if self.polls < 3 else self.final
+        return {
+            "Results": [
+                {
+                    "TaskHandle": "h-1",
+                    "Status": status,
+                    "SourceArn": kwargs["SourceArn"],
+                    "ApproximateNumberOfMessagesMoved": moved,
+                    "ApproximateNumberOfMessagesToMove": 40,
+                }
+            ]
+        }
+
+
+async def test_a_move_task_is_followed_to_its_end() -> None:
+    tasks = MoveTasks()
+    seen: list[tuple[int, int | None]] = []
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    status = await follow_move_task(
+        tasks,
+        "arn:aws:sqs:us-east-1:123456789012:dlq",
+        "h-1",
+        on_progress=lambda moved, total: seen.append((moved, total)),
+        sleep=no_sleep,
+    )
+
+    assert status["Status"] == "COMPLETED"
+    assert seen == [(15, 40), (30, 40), (40, 40)]
+
+
+class Refusing:
+    def __init__(self, code: str, status: int) -> None:
+        self.error = ClientError(
+            {
+                "Error": {"Code": code, "Message": "<!doctype html>"},
+                "ResponseMetadata": {"HTTPStatusCode": status},
+            },
+            "StartMessageMoveTask",
+        )
+
+    async def start_message_move_task(self, **kwargs: Any) -> dict[str, Any]:
+        raise self.error
+
+
+@pytest.mark.parametrize(("code", "status"), [("500", 500), ("UnsupportedOperation", 400)])
+async def test_an_endpoint_without_move_tasks_is_told_apart(code: str, status: int) -> None:
+    with pytest.raises(MoveTaskUnsupported, match="not implemented by the endpoint"):
+        await start_move_task(Refusing(code, status), "arn:dlq", None, None)
+
+
+async def test_other_move_task_errors_are_errors() -> None:
+    with pytest.raises(ClientError):
+        await start_move_task(Refusing("AccessDenied", 403), "arn:dlq", None, None)
+
+
+# -- where redriven messages go, and how ------------------------------------------------------
+
+
+def _message(source: str | None = None, **attributes: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"MessageId": "m-1", "Body": "b", "Attributes": attributes}
+    if source:
+        message["MessageAttributes"] = {
+            SOURCE_ATTRIBUTE: {"DataType": "String", "StringValue": source}
+        }
+    return message
+
+
+def test_targets_are_to_else_the_only_source_else_the_message_s_own() -> None:
+    assert target_chooser("t", ["a", "b"])(_message("a")) == "t"
+    assert target_chooser(None, ["a"])(_message()) == "a"
+    several = target_chooser(None, ["a", "b"])
+    assert several(_message("b")) == "b"
+    stays = several(_message("c"))
+    assert isinstance(stays, tuple)
+    assert "use --to" in stays[1]
+
+
+def test_a_fifo_target_gets_a_group_and_a_deduplication_id() -> None:
+    plain = send_entry(_message(), 3, fifo=False)
+    fifo = send_entry(_message(MessageGroupId="g", AWSTraceHeader="Root=1"), 0, fifo=True)
+
+    assert plain == {"Id": "3", "MessageBody": "b"}
+    assert fifo["MessageGroupId"] == "g"
+    assert fifo["MessageDeduplicationId"] == "m-1"
+    assert fifo["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"] == "Root=1"
+
+
+# -- what a replay invokes --------------------------------------------------------------------
+
+
+def test_a_failure_replays_its_function_with_its_payload() -> None:
+    body, record = failure_body(1, payload={"b": 1, "a": [1.5, None, "ü"]})
+
+    target = replay_target(row_of(body))
+
+    assert target.function_arn == record["requestContext"]["functionArn"]
+    assert json.loads(target.payload) == {"b": 1, "a": [1.5, None, "ü"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (json.dumps(kinesis_failure(random.Random(1))), "stream batch failure"),
+        (json.dumps(success_record(random.Random(1))), "succeeded"),
+    ],
+)
+def test_what_cannot_be_replayed_says_why(body: str, reason: str) -> None:
+    with pytest.raises(NotReplayable, match=reason):
+        replay_target(row_of(body))
+
+
+def test_a_legacy_message_replays_its_body_as_received() -> None:
+    message = legacy_dlq(random.Random(1))
+    row = row_of("plain text, not JSON", message.attributes)
+
+    with pytest.raises(NotReplayable, match="--legacy-function"):
+        replay_target(row)
+    target = replay_target(row, legacy_function="orders-api")
+    assert target.function_arn == "orders-api"
+    assert target.payload == b"plain text, not JSON"
+    assert (
+        original_payload(row_of(message.body, message.attributes))
+        == json.dumps(json.loads(message.body), separators=(",", ":")).encode()
+    )
+
+
+def test_an_error_attempt_does_not_count_as_a_replay() -> None:
+    row = row_of(failure_body(1)[0])
+
+    def attempt(n: int, outcome: ReplayOutcome) -> ReplayAttempt:
+        return ReplayAttempt(row.key, row.request_id, "arn", n, "manual", "me", outcome=outcome)
+
+    assert counted_attempt(row, [attempt(1, ReplayOutcome.ERROR)]) is None
+    counted = counted_attempt(
+        row, [attempt(1, ReplayOutcome.INVOKED), attempt(2, ReplayOutcome.ERROR)]
+    )
+    assert counted is not None
+    assert counted.attempt == 1
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def test_a_table_narrows_its_flexible_columns_to_fit() -> None:
+    rows = [["short", "a long error message that goes on and on", 12]]
+
+    wide = render_table(["NAME", "ERROR", "N"], rows, flex=(1,), right=(2,), width=200)
+    narrow = render_table(["NAME", "ERROR", "N"], rows, flex=(1,), right=(2,), width=30)
+    wrapped = render_table(["NAME", "ERROR", "N"], rows, flex=(1,), wrap=True, width=30)
+
+    assert wide.splitlines()[1] == "short  a long error message that goes on and on  12"
+    assert max(len(line) for line in narrow.splitlines()) <= 30
+    assert "…" in narrow
+    assert len(wrapped.splitlines()) > 2
+    assert "on and on" in " ".join(wrapped.split())
+    assert render_table(["A", "B"], [[None, ""]], width=None).splitlines()[1] == "-  -"
