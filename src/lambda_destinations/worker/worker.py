@@ -13,7 +13,6 @@ import asyncio
 import collections
 import contextlib
 import functools
-import math
 import os
 import socket
 import uuid
@@ -243,8 +242,9 @@ class Worker:
         """Poll until stop() — or with ``once``, until every queue answers empty."""
         if self._dispatcher is None:
             raise RuntimeError("Worker.run() before start(); use `async with Worker(...)`")
+        # Enough pollers that each can ask for a full batch of ten within its share.
         per_queue = self.settings.pollers_per_queue or max(
-            1, math.ceil(self.settings.concurrency / (MAX_BATCH * len(self.queues)))
+            1, self.settings.concurrency // (MAX_BATCH * len(self.queues))
         )
         # Each poller may hold at most its share of the slots through a long poll, so pollers
         # of idle queues can never sit on all of them.
