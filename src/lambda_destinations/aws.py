@@ -9,6 +9,7 @@ from typing import Any, Self
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
+from lambda_destinations import __version__
 from lambda_destinations.config import Settings
 
 
@@ -33,6 +34,9 @@ class AwsClients:
             # Our requests are built by code, not typed by people: client-side validation of
             # every parameter is CPU spent on every call for errors the service reports anyway.
             parameter_validation=False,
+            # A fixed User-Agent, built once: botocore otherwise rebuilds its structured one
+            # on every request, which costs about a tenth of a receive call's CPU.
+            user_agent=f"{self._session.user_agent()} lambda-destinations/{__version__}",
         )
 
     @property

@@ -31,6 +31,8 @@ class HandlerContext:
         aws: AWS clients sharing the configured endpoint and region.
         settings: the worker's settings.
         log: a logger bound to queue, message id, request id, function and receive count.
+        repeated: set by a ``records_completion`` handler that found its effect already in
+            place (a duplicate delivery); the worker counts it as one.
     """
 
     queue_url: str
@@ -43,6 +45,7 @@ class HandlerContext:
     aws: AwsClients
     settings: Settings
     log: FilteringBoundLogger
+    repeated: bool = False
 
 
 @runtime_checkable

@@ -56,9 +56,11 @@ class PersistHandler:
             queue=context.queue_url,
             receive_count=context.receive_count,
         )
-        await context.store.save_invocation(
+        new = await context.store.save_invocation(
             invocation_row(message, context.queue_url), delivery, complete_handler=self.name
         )
+        if not new:
+            context.repeated = True
 
 
 def build(name: str, options: dict[str, Any], settings: Settings) -> PersistHandler:

@@ -294,11 +294,10 @@ class SqlStore(JobsMixin, LedgerMixin, Store):
         runs = handler_runs.c
         now, until = self._lease_clock()
 
-        self._insert_invocation = (
-            insert(invocations)
-            .on_conflict_do_nothing(index_elements=[invocations.c.key])
-            .returning(invocations.c.key)
+        self._insert_invocation_only = insert(invocations).on_conflict_do_nothing(
+            index_elements=[invocations.c.key]
         )
+        self._insert_invocation = self._insert_invocation_only.returning(invocations.c.key)
         self._insert_delivery = insert(deliveries).on_conflict_do_nothing(
             index_elements=[deliveries.c.key, deliveries.c.message_id, deliveries.c.receive_count]
         )
@@ -454,11 +453,12 @@ class SqlStore(JobsMixin, LedgerMixin, Store):
             for s in reversed(saves)
             if s.completion is not None
         }
-        inserted = conn.execute(self._insert_invocation, list(invocations_by_key.values()))
-        new_keys = set(inserted.scalars())
-        conn.execute(self._insert_delivery, [s.delivery for s in saves])
-        if completions:
-            conn.execute(self._complete, list(completions.values()))
+        new_keys = self._write_saves(
+            conn,
+            list(invocations_by_key.values()),
+            [s.delivery for s in saves],
+            list(completions.values()),
+        )
         # A key saved twice in one batch is new for the first caller only.
         results = []
         for save in saves:
@@ -466,6 +466,21 @@ class SqlStore(JobsMixin, LedgerMixin, Store):
             results.append(key in new_keys)
             new_keys.discard(key)
         return results
+
+    def _write_saves(
+        self,
+        conn: sa.Connection,
+        invocation_rows: list[dict[str, Any]],
+        delivery_rows: list[dict[str, Any]],
+        completion_rows: list[dict[str, Any]],
+    ) -> set[str]:
+        """Insert the rows (each list without duplicates); return the keys that were new."""
+        inserted = conn.execute(self._insert_invocation, invocation_rows)
+        new_keys = set(inserted.scalars())
+        conn.execute(self._insert_delivery, delivery_rows)
+        if completion_rows:
+            conn.execute(self._complete, completion_rows)
+        return new_keys
 
     async def add_delivery(self, delivery: DeliveryRow) -> None:
         async with self._write() as conn:

@@ -220,6 +220,14 @@ class Dispatcher:
             log=log,
         )
         try:
+            if all(handler.records_completion for handler in chain):
+                # Each handler writes its effect and its completion idempotently in one go:
+                # running it again on a duplicate changes nothing, so no lookup first.
+                for handler in chain:
+                    await self._run_handler(handler, decoded, context)
+                if context.repeated:
+                    self.stats.duplicates += 1
+                return await self.ack(item)
             completed = await self.store.completed_handlers(decoded.key)
             pending = [handler for handler in chain if handler.name not in completed]
             if not pending:

@@ -334,7 +334,7 @@ class Worker:
             await self._dispatcher.store_ok.wait()
             # Waiting for a few free slots, not one, keeps receives (and deletes) in full
             # batches: fewer calls per message for the same backpressure.
-            room = await self._slots.reserve(self._share, least=max(1, self._share // 2))
+            room = await self._slots.reserve(self._share, least=self._share)
             self.stats.sqs_calls["ReceiveMessage"] += 1
             try:
                 # A receive that outlives its long poll by far is stuck (a half-open
