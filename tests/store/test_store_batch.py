@@ -32,7 +32,7 @@ class Recorder:
         return [item * 10 for item in items]
 
 
-async def test_a_lone_call_runs_at_once_and_concurrent_calls_run_together() -> None:
+async def test_a_lone_call_runs_alone_and_calls_of_one_turn_run_together() -> None:
     run = Recorder()
     coalescer = Coalescer(run, name="test")
 
@@ -40,8 +40,22 @@ async def test_a_lone_call_runs_at_once_and_concurrent_calls_run_together() -> N
     results = await asyncio.gather(*(coalescer.submit(n) for n in range(2, 12)))
 
     assert results == [n * 10 for n in range(2, 12)]
-    # the first of the ten ran alone (nothing was running); the nine others waited for it
-    assert run.batches == [[1], [2], list(range(3, 12))]
+    # the ten calls were made in one turn of the loop: they went as one batch
+    assert run.batches == [[1], list(range(2, 12))]
+
+
+async def test_calls_made_while_a_batch_runs_go_as_the_next_batch() -> None:
+    run = Recorder()
+    coalescer = Coalescer(run, name="test")
+
+    first = asyncio.ensure_future(asyncio.gather(*(coalescer.submit(n) for n in range(3))))
+    await asyncio.sleep(0)  # the callers queue their items
+    await asyncio.sleep(0)  # the batch starts and is in flight
+    later = await asyncio.gather(*(coalescer.submit(n) for n in range(3, 6)))
+
+    assert await first == [0, 10, 20]
+    assert later == [30, 40, 50]
+    assert run.batches == [[0, 1, 2], [3, 4, 5]]
 
 
 async def test_batches_are_capped() -> None:
@@ -50,7 +64,7 @@ async def test_batches_are_capped() -> None:
 
     await asyncio.gather(*(coalescer.submit(n) for n in range(10)))
 
-    assert [len(b) for b in run.batches] == [1, 4, 4, 1]
+    assert [len(b) for b in run.batches] == [4, 4, 2]
 
 
 async def test_store_unavailable_reaches_every_caller_as_its_own_exception() -> None:
@@ -71,7 +85,7 @@ async def test_another_error_fails_only_the_item_that_caused_it() -> None:
 
     assert [r for n, r in enumerate(results) if n != 3] == [0, 10, 20, 40, 50]
     assert isinstance(results[3], ValueError)
-    assert [1, 2, 3, 4, 5] in run.batches  # tried together first, then one by one
+    assert [0, 1, 2, 3, 4, 5] in run.batches  # tried together first, then one by one
     assert [4] in run.batches
 
 

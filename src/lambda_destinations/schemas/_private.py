@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from lambda_destinations._json import loads as fast_loads
 from lambda_destinations.schemas.errors import DecodeError
 
 _REPR_LIMIT = 60
@@ -27,7 +28,7 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 def loads(text: str, what: str) -> Any:
     """Parse ``text`` as JSON or raise :class:`DecodeError` saying why, naming ``what``."""
     try:
-        return _DECODER.decode(text)
+        return fast_loads(text, _DECODER.decode)
     except json.JSONDecodeError as exc:
         raise DecodeError(
             f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

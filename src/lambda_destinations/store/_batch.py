@@ -2,10 +2,11 @@
 
 The worker makes the same two store calls for every message, from many coroutines at once. Each
 call on its own costs a transaction (and, with aiosqlite, a dozen hand-offs to the connection's
-thread, each about as dear as the SQL). A :class:`Coalescer` runs the first call at once and,
-while that batch is in flight, queues the calls that arrive; when it finishes, the queue goes as
-the next batch. There is no timer: a lone call waits for nothing, and under load the batches
-grow by themselves to about the number of callers.
+thread, each about as dear as the SQL). A :class:`Coalescer` starts a batch on the event loop's
+next turn after the first call, with every call made by then; while that batch is in flight it
+queues the calls that arrive, and when it finishes, the queue goes as the next batch. There is no
+timer: a lone call waits one turn of the loop, and under load the batches grow by themselves to
+about the number of callers.
 """
 
 from __future__ import annotations
@@ -53,19 +54,14 @@ class Coalescer(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Run ``item`` in the next batch and return its result (or raise its exception)."""
-        if self._idle.is_set():
-            # Idle: run it in the caller's task, costing no more than a plain call. Calls that
-            # arrive meanwhile queue up and go together as the next batch.
-            self._idle.clear()
-            try:
-                return (await self._run_batch([item]))[0]
-            finally:
-                if self._queue:
-                    self._task = asyncio.create_task(self._drain(), name=self._name)
-                else:
-                    self._idle.set()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append(_Call(item, future))
+        if self._idle.is_set():
+            # The batch starts in a task of its own, on the loop's next turn: the calls made
+            # meanwhile (the other messages of one receive, typically) go with it, rather
+            # than this one going alone and theirs as a second batch.
+            self._idle.clear()
+            self._task = asyncio.create_task(self._drain(), name=self._name)
         # A caller cancelled here leaves its item queued or in flight; the batch skips it or
         # runs it anyway, which the idempotent store operations allow.
         return await future

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from lambda_destinations._json import dumps as json_dumps
+from lambda_destinations._json import loads as json_loads
 from lambda_destinations.store._sql import SqlStore, url_error
 from lambda_destinations.store._types import UTCDateTime
 
@@ -64,6 +66,8 @@ class PostgresStore(SqlStore):
             # pre-ping is one round trip instead of three (asyncpg's adapter wraps it in a
             # transaction otherwise). Several statements use _transaction_engine.
             "isolation_level": "AUTOCOMMIT",
+            "json_serializer": json_dumps,
+            "json_deserializer": json_loads,
             # A replica outlives database restarts and failovers: test each connection as it
             # leaves the pool, so a stale one is replaced instead of failing a message.
             "pool_pre_ping": True,

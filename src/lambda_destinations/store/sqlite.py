@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from lambda_destinations._json import dumps as json_dumps
+from lambda_destinations._json import loads as json_loads
 from lambda_destinations.store._sql import SqlStore, _Save, url_error
 from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.base import utcnow
@@ -132,6 +134,8 @@ class SQLiteStore(SqlStore):
             self._sa_url,
             echo=self._echo,
             connect_args={"timeout": self.busy_timeout},
+            json_serializer=json_dumps,
+            json_deserializer=json_loads,
             # SQLAlchemy already ends every transaction it began; the pool's extra ROLLBACK on
             # check-in would be one more hop to the aiosqlite thread per transaction.
             pool_reset_on_return=None,
@@ -143,6 +147,8 @@ class SQLiteStore(SqlStore):
             self._sa_url.set(drivername="sqlite"),
             echo=self._echo,
             connect_args={"timeout": self.busy_timeout, "check_same_thread": False},
+            json_serializer=json_dumps,
+            json_deserializer=json_loads,
             pool_reset_on_return=None,
         )
         sa.event.listen(self._sync_engine, "connect", self._on_connect)

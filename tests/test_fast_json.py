@@ -1,0 +1,52 @@
+"""The hot path's JSON: orjson's speed, the standard library's values and errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lambda_destinations._json import dumps, loads
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_values_survive_a_round_trip_as_the_standard_library_reads_them(value: object) -> None:
+    text = dumps(value)
+    assert loads(text) == json.loads(text) == value
+
+
+def test_integers_past_64_bits_stay_exact() -> None:
+    big = 123456789012345678901234567890
+    assert loads(f'{{"id": {big}}}') == {"id": big}
+    assert json.loads(dumps({"id": big})) == {"id": big}
+
+
+def test_what_orjson_refuses_is_read_as_json_reads_it() -> None:
+    assert loads('"\\ud800"') == json.loads('"\\ud800"')  # a lone surrogate
+    assert math.isinf(loads("1e999"))
+
+
+def test_errors_are_the_fallbacks_own() -> None:
+    with pytest.raises(json.JSONDecodeError, match="Expecting property name"):
+        loads("{oops")
+
+
+def test_keys_that_are_not_strings_are_written_as_json_writes_them() -> None:
+    assert json.loads(dumps({1: "a"})) == {"1": "a"}
+
+
+def test_a_number_from_a_sqlite_json_column_is_returned_as_it_is() -> None:
+    assert loads(42) == 42  # type: ignore[arg-type]
