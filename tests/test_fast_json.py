@@ -1,4 +1,4 @@
-"""The hot path's JSON: orjson's speed, the standard library's values and errors."""
+"""The hot path's JSON: compiled parsers' speed, the standard library's values and errors."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_integers_past_64_bits_stay_exact() -> None:
     assert json.loads(dumps({"id": big})) == {"id": big}
 
 
-def test_what_orjson_refuses_is_read_as_json_reads_it() -> None:
+def test_what_the_fast_parser_refuses_is_read_as_json_reads_it() -> None:
     assert loads('"\\ud800"') == json.loads('"\\ud800"')  # a lone surrogate
     assert math.isinf(loads("1e999"))
 

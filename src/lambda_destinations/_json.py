@@ -1,27 +1,24 @@
-"""JSON on the hot path: orjson where it gives what the standard library gives, json otherwise.
+"""JSON on the hot path: fast parsers where they give what the standard library gives.
 
-orjson parses and writes several times faster than :mod:`json`, which matters for every message
-the worker decodes and stores. Where the two would differ, :mod:`json` decides, so values and
-errors stay those of the standard library:
+Every message the worker handles is parsed once or twice and stored as a few JSON columns.
+:mod:`json` costs several times what the compiled libraries cost:
 
-- orjson reads integers past 64 bits as floats (losing digits): text with a run of 19 or more
-  digits goes to json, which keeps them exact;
-- text orjson refuses goes to json, which accepts it (a lone surrogate, ``1e999``) or raises
-  its own error, with its own message;
-- values orjson cannot write (integers past 64 bits, keys that are not strings) are written by
-  json.
+- parsing goes through ``pydantic_core.from_json`` (already installed with pydantic), which
+  keeps integers of any size exact and refuses NaN and Infinity. Text it refuses (a lone
+  surrogate, nesting past its limit) goes to the standard library's decoder, which accepts it
+  or raises its own error, with its own message;
+- writing goes through orjson; values it cannot write (integers past 64 bits, keys that are not
+  strings) are written by :mod:`json`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 import orjson
-
-_LONG_DIGITS = re.compile(r"\d{19}")
+import pydantic_core
 
 
 def loads(text: str, fallback: Callable[[str], Any] = json.loads) -> Any:
@@ -31,12 +28,10 @@ def loads(text: str, fallback: Callable[[str], Any] = json.loads) -> Any:
     """
     if not isinstance(text, str):
         return text
-    if not _LONG_DIGITS.search(text):
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass  # json accepts it, or says why not in its own words
-    return fallback(text)
+    try:
+        return pydantic_core.from_json(text, allow_inf_nan=False, cache_strings=False)
+    except ValueError:
+        return fallback(text)
 
 
 def dumps(value: Any) -> str:

@@ -69,8 +69,9 @@ class _Prepared:
         ]
 
     def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        # Every processor keeps None as None (SQL NULL): it is passed as it is.
         return tuple(
-            (value if process is None else process(value))
+            (value if value is None or process is None else process(value))
             for name, process, fixed in self._binds
             for value in (values.get(name, fixed),)
         )
