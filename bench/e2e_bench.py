@@ -4,7 +4,9 @@ The same simulated records (valid ones, ~1.5 KB each) are pre-filled into the sa
 the same endpoint before each variant, then drained:
 
 (a) floor:  ceil(concurrency / 10) loops of ReceiveMessage(10) + DeleteMessageBatch;
-(b) worker: `Worker(settings).run(once=True)` persisting every record to SQLite.
+(b) worker: `Worker(settings).run(once=True)` persisting every record to SQLite;
+(c) with ``--noop``, also the worker with a handler that does nothing instead of persist: what
+    receiving, decoding, dispatching and acknowledging cost without the store.
 
 Each variant runs in a fresh subprocess so that CPU time and peak memory (ru_maxrss) are its
 own; CPU is counted only around the drain (imports and start-up excluded). Prints messages/s,
@@ -99,8 +101,21 @@ async def drain_floor(endpoint: str, url: str, concurrency: int) -> int:
     return done
 
 
-async def drain_worker(endpoint: str, url: str, concurrency: int, store: str) -> int:
-    from lambda_destinations.config import load_settings
+class NoopHandler:
+    """Does nothing, idempotently (so no claim either)."""
+
+    name = "noop"
+    records_completion = True
+
+    async def __call__(self, message: object, context: object) -> None:
+        return None
+
+
+async def drain_worker(
+    endpoint: str, url: str, concurrency: int, store: str, *, noop: bool = False
+) -> int:
+    from lambda_destinations.config import RouteConfig, load_settings
+    from lambda_destinations.handlers.registry import HandlerRegistry
     from lambda_destinations.worker import Worker
 
     settings = load_settings(
@@ -112,7 +127,12 @@ async def drain_worker(endpoint: str, url: str, concurrency: int, store: str) ->
         wait_time=1,
         log_level="warning",
     )
-    async with Worker(settings) as worker:
+    registry = None
+    if noop:
+        settings = settings.model_copy(update={"routes": [RouteConfig(handlers=["noop"])]})
+        registry = HandlerRegistry(settings)
+        registry.add(NoopHandler())
+    async with Worker(settings, registry=registry) as worker:
         started = time.process_time(), time.perf_counter()
         stats = await worker.run(once=True)
         _report_window(started)
@@ -137,7 +157,11 @@ def run_variant(args: argparse.Namespace) -> None:
     if args.variant == "floor":
         done = asyncio.run(drain_floor(args.endpoint, args.url, args.concurrency))
     else:
-        done = asyncio.run(drain_worker(args.endpoint, args.url, args.concurrency, args.store))
+        done = asyncio.run(
+            drain_worker(
+                args.endpoint, args.url, args.concurrency, args.store, noop=args.variant == "noop"
+            )
+        )
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"done": done, **_WINDOW, "peak_mib": peak_kib / 1024}))
 
@@ -159,7 +183,10 @@ def main() -> None:
         "--repeat", type=int, default=1, help="runs per variant, alternating (medians reported)"
     )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--variant", choices=["floor", "worker"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--noop", action="store_true", help="also run the worker with a do-nothing handler"
+    )
+    parser.add_argument("--variant", choices=["floor", "worker", "noop"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -180,6 +207,8 @@ def main() -> None:
     if not args.endpoint:
         parser.error("give --endpoint URL or --moto")
     runs: dict[str, list[dict[str, float]]] = {"floor": [], "worker": []}
+    if args.noop:
+        runs["noop"] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             # Variants alternate, so that a slow spell of a shared machine hits both alike.
@@ -228,14 +257,18 @@ def main() -> None:
             f"{r['peak_mib']:9.1f} {r['sqs_calls']:10.0f}"
         )
     # Ratios of each alternating pair, then their median: robust to the machine's drift.
-    pairs = list(zip(runs["floor"], runs["worker"], strict=True))
-    throughput = statistics.median(f["wall"] / w["wall"] for f, w in pairs)
-    cpu = statistics.median(w["cpu"] / f["cpu"] for f, w in pairs)
-    memory = statistics.median(w["peak_mib"] / f["peak_mib"] for f, w in pairs)
-    print(
-        f"worker/floor: throughput {throughput:.2f}×, CPU per message {cpu:.2f}×, "
-        f"peak memory {memory:.2f}×  (goal: throughput ≥ 0.90×, CPU ≤ 1.50×)"
-    )
+    for variant in runs:
+        if variant == "floor":
+            continue
+        pairs = list(zip(runs["floor"], runs[variant], strict=True))
+        throughput = statistics.median(f["wall"] / w["wall"] for f, w in pairs)
+        cpu = statistics.median(w["cpu"] / f["cpu"] for f, w in pairs)
+        memory = statistics.median(w["peak_mib"] / f["peak_mib"] for f, w in pairs)
+        print(
+            f"{variant}/floor: throughput {throughput:.2f}×, CPU per message {cpu:.2f}×, "
+            f"peak memory {memory:.2f}×"
+        )
+    print("goal for worker/floor: throughput ≥ 0.90×, CPU per message ≤ 1.50×")
 
 
 def _medians(found: list[dict[str, float]]) -> dict[str, float]:
