@@ -238,8 +238,10 @@ def main() -> None:
                         check=True,
                     )
                     result = json.loads(out.stdout.strip().splitlines()[-1])
-                    if result["done"] != args.n:
-                        raise SystemExit(f"{variant} drained {result['done']} of {args.n}")
+                    # More than n: a deleted message came back (moto does that under concurrent
+                    # receivers, and SQS may); the figures stay per record sent.
+                    if result["done"] < args.n:
+                        raise SystemExit(f"{variant} drained only {result['done']} of {args.n}")
                     runs[variant].append(result)
     finally:
         if server is not None:

@@ -6,12 +6,15 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
+from lambda_destinations.config import Settings, load_settings
 
 EVENTS = Path(__file__).parent / "events"
 REGION = "us-east-1"
@@ -105,6 +108,29 @@ def make_queue(sqs):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def settings_for(endpoint_url: str, sqlite_url: str) -> Callable[..., Settings]:
+    """Settings for queues on the moto server, fast retries, the test's SQLite file."""
+
+    def make(*queues: str, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "queues": list(queues),
+            "endpoint_url": endpoint_url,
+            "region": "us-east-1",
+            "store": sqlite_url,
+            "wait_time": 1,
+            "concurrency": 16,
+            "retry_base": 1.0,
+            "retry_max": 4.0,
+            "handler_retry_max_delay": 1.0,
+            "shutdown_grace": 5.0,
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
 
 
 def _postgres_unavailable_reason() -> str | None:

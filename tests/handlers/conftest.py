@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import pytest
 from handler_helpers import RecordingMoto, SmtpServer, start_recording_moto
 
-from lambda_destinations.config import Settings, load_settings
+from lambda_destinations.config import Settings
 from lambda_destinations.store import Store
 
 
@@ -49,23 +49,6 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
-def handler_settings(endpoint_url: str, sqlite_url: str) -> Callable[..., Settings]:
-    """Settings for queues on the moto server, fast retries, the test's SQLite file."""
-
-    def make(*queues: str, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "queues": list(queues),
-            "endpoint_url": endpoint_url,
-            "region": "us-east-1",
-            "store": sqlite_url,
-            "wait_time": 1,
-            "concurrency": 16,
-            "retry_base": 1.0,
-            "retry_max": 2.0,
-            "handler_retry_max_delay": 1.0,
-            "shutdown_grace": 5.0,
-        }
-        values.update(overrides)
-        return load_settings(**values)
-
-    return make
+def handler_settings(settings_for: Callable[..., Settings]) -> Callable[..., Settings]:
+    """``settings_for`` with retries capped at 2 s, so handler retries stay quick."""
+    return functools.partial(settings_for, retry_max=2.0)

@@ -17,7 +17,7 @@ import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -46,6 +46,8 @@ from lambda_destinations.store.base import (
     utcnow,
 )
 from lambda_destinations.store.migrations import MIGRATIONS
+
+_R = TypeVar("_R", DeliveryRow, HandlerRun)
 
 # The InvocationRow fields stored as columns of the same name, in the dataclass's order.
 _INVOCATION_FIELDS = (
@@ -582,35 +584,17 @@ class SqlStore(JobsMixin, LedgerMixin, Store):
             return (await conn.execute(self._set_status, params)).rowcount
 
     async def deliveries(self, key: str) -> list[DeliveryRow]:
-        async with self._read() as conn:
-            rows = (await conn.execute(self._deliveries, {"key": key})).all()
-        return [
-            DeliveryRow(
-                key=r.key,
-                message_id=r.message_id,
-                queue=r.queue,
-                receive_count=r.receive_count,
-                received_at=r.received_at,
-            )
-            for r in rows
-        ]
+        return await self._rows_of_key(self._deliveries, key, DeliveryRow)
 
     async def handler_runs(self, key: str) -> list[HandlerRun]:
+        return await self._rows_of_key(self._handler_runs, key, HandlerRun)
+
+    async def _rows_of_key(self, statement: sa.Select[Any], key: str, cls: type[_R]) -> list[_R]:
+        """The rows ``statement`` selects for ``key``, as ``cls`` (its fields are columns)."""
+        names = [field.name for field in dataclasses.fields(cls)]
         async with self._read() as conn:
-            rows = (await conn.execute(self._handler_runs, {"key": key})).all()
-        return [
-            HandlerRun(
-                key=r.key,
-                handler=r.handler,
-                state=r.state,
-                owner=r.owner,
-                claimed_until=r.claimed_until,
-                completed_at=r.completed_at,
-                attempts=r.attempts,
-                last_error=r.last_error,
-            )
-            for r in rows
-        ]
+            rows = (await conn.execute(statement, {"key": key})).all()
+        return [cls(**{name: row._mapping[name] for name in names}) for row in rows]
 
     async def list_quarantine(
         self, *, queue: str | None = None, limit: int | None = None
