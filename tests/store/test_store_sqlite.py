@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from store_factories import DeliveryFactory, RowFactory
 
 from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.migrations import MIGRATIONS
-from lambda_destinations.store.sqlite import SQLiteStore
+from lambda_destinations.store.sqlite import SQLiteStore, _utc_text
 
 
 async def test_every_connection_gets_the_pragmas(sqlite_url: str) -> None:
@@ -138,3 +141,24 @@ async def test_two_processes_share_one_file(sqlite_url: str) -> None:
         assert await store.count_invocations(InvocationFilter()) == 200
         [run] = await store.handler_runs("shared")
         assert run.owner in ("p1", "p2")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.datetime(2026, 11, 21, 13, 0, 28, 861947, tzinfo=dt.UTC),
+        dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),  # no microseconds
+        dt.datetime(2026, 6, 30, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+        dt.datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=dt.UTC),
+    ],
+)
+def test_the_fast_datetime_text_is_what_sqlalchemy_stores(value: dt.datetime) -> None:
+    dialect = sqlite_dialect.dialect()
+    sqlalchemy_text = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+
+    assert _utc_text(value) == sqlalchemy_text(value)
+
+
+def test_the_fast_datetime_text_refuses_a_naive_datetime() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        _utc_text(dt.datetime(2026, 11, 21, 13, 0))

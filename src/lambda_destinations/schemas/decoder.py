@@ -9,6 +9,7 @@ whatever the input: the worker quarantines a message that does not decode, with 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -294,9 +295,13 @@ def _kafka_partition(payload: Any) -> str | None:
     return None
 
 
+# A queue's records come from a few functions: each ARN is parsed once (FunctionArn is frozen).
+_parse_arn = functools.lru_cache(maxsize=1024)(FunctionArn.parse)
+
+
 def _function(arn: str) -> FunctionArn:
     try:
-        return FunctionArn.parse(arn)
+        return _parse_arn(arn)
     except ValueError as exc:
         raise DecodeError(f"invalid field requestContext.functionArn: {exc}") from None
 

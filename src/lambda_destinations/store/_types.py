@@ -21,12 +21,17 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
+    @staticmethod
+    def to_utc(value: dt.datetime) -> dt.datetime:
+        """``value`` in UTC; a naive datetime is refused (ValueError)."""
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"the store holds timezone-aware datetimes only, got {value!r}")
+        return value.astimezone(dt.UTC)
+
     def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"the store holds timezone-aware datetimes only, got {value!r}")
-        value = value.astimezone(dt.UTC)
+        value = self.to_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
