@@ -37,6 +37,7 @@ log = structlog.get_logger("lambda_destinations.worker")
 
 ONCE_WAIT_TIME = 1  # seconds of long poll that count as "empty" in --once mode
 RECEIVE_GRACE = 10.0  # seconds past the long poll before a receive counts as stuck
+FULL_BATCH_PATIENCE = 0.1  # seconds a poller waits for a full batch of slots, then takes fewer
 RECONNECT_BASE = 1.0
 RECONNECT_MAX = 30.0
 
@@ -52,32 +53,52 @@ class Slots:
     def __init__(self, size: int) -> None:
         self.size = size
         self._free = size
-        self._waiters: collections.deque[tuple[int, int, asyncio.Future[int]]] = collections.deque()
+        # Each waiter: [most, least, future]; least drops to 1 when its patience runs out.
+        self._waiters: collections.deque[list[Any]] = collections.deque()
 
     @property
     def free(self) -> int:
         return self._free
 
-    async def reserve(self, most: int, least: int = 1) -> int:
-        """Wait for at least ``least`` free slots, in turn; take up to ``most``."""
+    async def reserve(self, most: int, least: int = 1, *, patience: float | None = None) -> int:
+        """Wait for at least ``least`` free slots, in turn; take up to ``most``.
+
+        With ``patience``, wait that long for ``least``, then take any free slot: slots held
+        by slow handlers must not keep a poller from using the others.
+        """
         least = max(1, min(least, most, self.size))
         if not self._waiters and self._free >= least:
             taken = min(most, self._free)
             self._free -= taken
             return taken
-        granted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiters.append((most, least, granted))
+        loop = asyncio.get_running_loop()
+        granted: asyncio.Future[int] = loop.create_future()
+        waiter = [most, least, granted]
+        self._waiters.append(waiter)
+        impatient = None
+        if patience is not None and least > 1:
+            impatient = loop.call_later(patience, self._settle_for_less, waiter)
         try:
             return await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
                 self.release(granted.result())  # granted just as we were cancelled
             else:
-                self._waiters = collections.deque(w for w in self._waiters if w[2] is not granted)
+                self._waiters = collections.deque(w for w in self._waiters if w is not waiter)
             raise
+        finally:
+            if impatient is not None:
+                impatient.cancel()
 
     def release(self, count: int = 1) -> None:
         self._free += count
+        self._grant()
+
+    def _settle_for_less(self, waiter: list[Any]) -> None:
+        waiter[1] = 1
+        self._grant()
+
+    def _grant(self) -> None:
         while self._waiters and self._free >= self._waiters[0][1]:
             most, _least, granted = self._waiters.popleft()
             if granted.done():
@@ -332,9 +353,11 @@ class Worker:
         assert self._dispatcher is not None
         while not self._stopping.is_set():
             await self._dispatcher.store_ok.wait()
-            # Waiting for a few free slots, not one, keeps receives (and deletes) in full
-            # batches: fewer calls per message for the same backpressure.
-            room = await self._slots.reserve(self._share, least=self._share)
+            # Waiting a moment for a full batch of free slots, not one, keeps receives (and
+            # deletes) in batches of ten: fewer calls per message for the same backpressure.
+            room = await self._slots.reserve(
+                self._share, least=self._share, patience=FULL_BATCH_PATIENCE
+            )
             self.stats.sqs_calls["ReceiveMessage"] += 1
             try:
                 # A receive that outlives its long poll by far is stuck (a half-open
