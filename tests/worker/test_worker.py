@@ -87,6 +87,28 @@ async def test_a_record_delivered_twice_is_stored_once_and_handled_once(
         assert len(await store.deliveries(keys[0])) == 2
 
 
+async def test_a_record_delivered_twice_on_a_persist_only_route_is_stored_once(
+    sqs, make_queue, settings_for
+) -> None:
+    url, _ = make_queue("dup-persist")
+    record = json.dumps(success_record(random.Random(3)))
+    send_bodies(sqs, url, [record, record])
+    settings = routed(settings_for(url), "persist")
+
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    keys = await stored_keys(settings.store)
+    assert len(keys) == 1
+    assert stats.duplicates == 1
+    assert stats.outcomes["ack"] == 2
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.deliveries(keys[0])) == 2
+        runs = await store.handler_runs(keys[0])
+    assert [(run.handler, run.state) for run in runs] == [("persist", "completed")]
+    assert receive_all(sqs, url) == []
+
+
 async def test_transient_failures_are_retried_in_process_then_acked(
     sqs, make_queue, settings_for
 ) -> None:

@@ -58,7 +58,10 @@ class Handler(Protocol):
     :class:`~lambda_destinations.errors.PermanentError` to quarantine the message.
 
     ``records_completion`` handlers write their own completion atomically with their effect (as
-    ``persist`` does); all others are claimed before they run and marked completed after.
+    ``persist`` does), and idempotently: a route made only of them is run without looking up
+    completions first, so a duplicate delivery calls them again and that call must change
+    nothing (set ``context.repeated`` then). All other handlers are claimed before they run and
+    marked completed after.
     """
 
     name: str
