@@ -49,14 +49,30 @@ class AwsClients:
 
     async def client(self, service: str) -> Any:
         """The client for ``service``, created on first use and closed on exit."""
-        client = self._clients.get(service)
+        return await self._client(service, service, self._config)
+
+    async def lambda_invoker(self) -> Any:
+        """A Lambda client for ``Invoke``, which botocore itself never sends twice.
+
+        botocore's retries would send an Invoke again after a read timeout or a dropped
+        connection, when Lambda may already have taken it: a second invocation. Callers retry
+        only errors Lambda answered (``retrying.answered``) and record the rest as in doubt.
+        """
+        return await self._client(
+            "lambda-invoke",
+            "lambda",
+            self._config.merge(AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})),
+        )
+
+    async def _client(self, key: str, service: str, config: AioConfig) -> Any:
+        client = self._clients.get(key)
         if client is None:
             client = await self._stack.enter_async_context(
                 self._session.create_client(
-                    service, endpoint_url=self._settings.endpoint_url, config=self._config
+                    service, endpoint_url=self._settings.endpoint_url, config=config
                 )
             )
-            self._clients[service] = client
+            self._clients[key] = client
         return client
 
     async def __aenter__(self) -> Self:

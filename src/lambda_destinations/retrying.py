@@ -108,15 +108,28 @@ def is_transient(exc: BaseException) -> bool:
     return classify(exc) == "transient"
 
 
+def answered(exc: BaseException) -> bool:
+    """Whether the service surely did not act on the request: it answered with an error, or the
+    connection was never made. Anything else (a broken connection, a read timeout) is in doubt:
+    a request that is not idempotent (an Invoke) must not be sent again on its own."""
+    return isinstance(exc, ClientError | EndpointConnectionError | ConnectTimeoutError)
+
+
+def answered_and_transient(exc: BaseException) -> bool:
+    """Worth another try even for a request that is not idempotent."""
+    return answered(exc) and is_transient(exc)
+
+
 def in_process_retrying(
     attempts: int,
     max_delay: float,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    retry_if: Callable[[BaseException], bool] = is_transient,
 ) -> AsyncRetrying:
     """Tenacity policy for transient handler errors: a few quick tries, then give up."""
     return AsyncRetrying(
-        retry=retry_if_exception(is_transient),
+        retry=retry_if_exception(retry_if),
         stop=stop_after_attempt(attempts) | stop_after_delay(max_delay),
         wait=wait_exponential(multiplier=INITIAL_WAIT, max=max(INITIAL_WAIT, max_delay / 2))
         + wait_random(0, INITIAL_WAIT),

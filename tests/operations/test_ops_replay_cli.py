@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import socketserver
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -223,6 +226,62 @@ def test_an_unreachable_lambda_endpoint_exits_4_and_the_ledger_says_so(
     assert "EndpointConnectionError" in attempt.detail
     # an attempt that never reached Lambda does not block the next one
     assert statuses(sqlite_url, failures[:1])[failures[0].key] is FailureStatus.OPEN
+
+
+class HangUpServer:
+    """An HTTP endpoint that reads each request and hangs up without an answer: whether what
+    was sent took effect cannot be known. Counts the connections, one per request sent."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.recv(65536)
+                outer.requests += 1
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def hang_up() -> Iterator[HangUpServer]:
+    server = HangUpServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_an_invoke_whose_answer_never_came_is_not_sent_again_and_stays_in_doubt(
+    lambda_env, failures, sqlite_url, hang_up
+) -> None:
+    env = {**lambda_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": hang_up.url}
+    request_id = failures[0].request_id or ""
+
+    first = cli("replay", request_id, "--yes", env=env)
+    again = cli("replay", request_id, "--yes", env=env)
+
+    # sent once: neither botocore nor our retries repeat an Invoke that may have run
+    assert hang_up.requests == 1
+    assert first.returncode == 4
+    assert len(error_lines(first)) == 1
+    assert "Traceback" not in first.stderr
+    (attempt,) = ledger(sqlite_url, failures[:1])[failures[0].key]
+    assert attempt.outcome is ReplayOutcome.PENDING
+    assert attempt.detail is not None
+    assert attempt.detail.startswith("in doubt, may have reached Lambda")
+    # the next replay skips it until an operator forces it
+    assert again.returncode == 0, again.stderr
+    assert "may have reached Lambda: --force to replay again" in again.stdout
 
 
 def test_filters_narrow_the_request_ids_and_keys_work_too(lambda_env, failures) -> None:

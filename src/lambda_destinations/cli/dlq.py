@@ -458,7 +458,7 @@ def _reinvoke(
             ) as bar:
                 return await reinvoke_messages(
                     sqs,
-                    await aws.client("lambda"),
+                    await aws.lambda_invoker(),
                     store,
                     dlq.url,
                     requested_by=operator_identity(),

@@ -132,7 +132,7 @@ def replay_command(
         limiter = RateLimiter(rate)
         results = []
         async with AwsClients(settings) as aws:
-            lam = await aws.client("lambda")
+            lam = await aws.lambda_invoker()
             with click.progressbar(
                 length=len(rows), label="replaying", file=sys.stderr, show_pos=True
             ) as bar:

@@ -40,7 +40,6 @@ from collections.abc import Awaitable, Callable
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tenacity import (
     AsyncRetrying,
@@ -61,7 +60,7 @@ from lambda_destinations.operations.replay import (
     original_payload,
     replay_target,
 )
-from lambda_destinations.retrying import classify
+from lambda_destinations.retrying import answered, answered_and_transient, classify
 from lambda_destinations.schemas import MessageKind
 from lambda_destinations.store import FailureStatus, utcnow
 from lambda_destinations.store._jobs import ScheduledJob
@@ -346,19 +345,13 @@ class ReplayHandler:
 # -- the scheduled job --------------------------------------------------------------------------
 
 
-def _answered(exc: BaseException) -> bool:
-    """Whether Lambda surely did not take the invocation: it answered with an error, or the
-    connection was never made. Anything else (a broken connection, a timeout) is in doubt."""
-    return isinstance(exc, ClientError | EndpointConnectionError | ConnectTimeoutError)
-
-
 async def _retry_answered(
     call: Callable[[], Awaitable[T]], context: JobContext, attempts: int
 ) -> T:
     """``call()``, tried again in process only after transient errors Lambda answered with
     (an Invoke whose outcome is in doubt is never repeated)."""
     retrying = AsyncRetrying(
-        retry=retry_if_exception(lambda exc: _answered(exc) and classify(exc) == "transient"),
+        retry=retry_if_exception(answered_and_transient),
         stop=stop_after_attempt(attempts)
         | stop_after_delay(context.settings.handler_retry_max_delay),
         wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
@@ -405,7 +398,7 @@ async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
         attempt = found
     assert attempt.id is not None
 
-    client = await context.aws.client("lambda")
+    client = await context.aws.lambda_invoker()
     payload = str(spec["payload"]).encode()
     try:
         new_request_id = await _retry_answered(
@@ -416,10 +409,10 @@ async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
     except Exception as exc:
         error = describe_error(exc)
         kind = classify(exc)
-        if _answered(exc) and kind == "transient" and job.attempts < context.max_attempts:
+        if answered(exc) and kind == "transient" and job.attempts < context.max_attempts:
             await store.update_replay(attempt.id, detail=_cut(WILL_RETRY + error))
             raise TransientError(f"Invoke of {attempt.function_arn} failed: {error}") from exc
-        if _answered(exc):
+        if answered(exc):
             # Lambda said no (the function is gone, the payload is refused): nothing ran.
             await store.update_replay(attempt.id, outcome=ReplayOutcome.ERROR, detail=_cut(error))
             raise PermanentError(f"Invoke of {attempt.function_arn} refused: {error}") from exc

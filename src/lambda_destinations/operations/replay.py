@@ -20,7 +20,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from lambda_destinations.errors import LambdaDestinationsError
-from lambda_destinations.retrying import CONNECTION_ERRORS, in_process_retrying
+from lambda_destinations.retrying import (
+    CONNECTION_ERRORS,
+    answered,
+    answered_and_transient,
+    in_process_retrying,
+)
 from lambda_destinations.store.base import (
     FailureStatus,
     InvocationRow,
@@ -44,7 +49,7 @@ class ReplayState(enum.StrEnum):
     INVOKED = "invoked"  # Lambda accepted the new invocation
     WOULD_INVOKE = "would-invoke"  # a dry run: this is what would be invoked
     SKIPPED = "skipped"  # not invoked; ``skip`` says why
-    ERROR = "error"  # the Invoke call failed; nothing ran
+    ERROR = "error"  # the Invoke call failed: nothing ran, or (detail "in doubt") it may have
 
 
 class SkipReason(enum.StrEnum):
@@ -137,8 +142,9 @@ async def invoke_replay(lambda_client: Any, function_arn: str, payload: bytes) -
     """Invoke ``function_arn`` asynchronously (``InvocationType=Event``) with ``payload``;
     return the new invocation's request id.
 
-    One call, no retries: callers retry as their own policy says (the worker's handler chain
-    already retries transient errors). Raises whatever the client raises.
+    One call: give it ``AwsClients.lambda_invoker()``, which does not retry by itself, and
+    retry only errors Lambda answered (``retrying.answered``). Raises whatever the client
+    raises.
     """
     response = await lambda_client.invoke(
         FunctionName=function_arn, InvocationType="Event", Payload=payload
@@ -179,16 +185,18 @@ async def replay_invocation(
     force: bool = False,
     dry_run: bool = False,
     legacy_function: str | None = None,
-    invoke_attempts: int = 1,
+    invoke_attempts: int = 3,
 ) -> ReplayResult:
     """Replay one failed record: ledger first, then Invoke, then the outcome and the status.
 
     Skips (and says why) records that cannot be replayed and, unless ``force``, records
     already replayed. ``dry_run`` decides everything but writes and invokes nothing.
-    ``invoke_attempts`` > 1 retries transient Invoke errors in process (the client's own retries
-    already cover throttling, 5xx and connection errors a few times). A failed Invoke ends
-    the attempt as ``error`` and is reported in the result, except a connection error (the
-    endpoint cannot be reached), which is raised after the attempt is recorded.
+    ``invoke_attempts`` tries in all for transient errors Lambda answered (throttling, say):
+    use a client that does not retry by itself (``AwsClients.lambda_invoker``). An Invoke
+    Lambda refused ends the attempt as ``error``: nothing ran, and a later replay may try
+    again. One whose outcome is in doubt (the connection broke, the answer never came) is left
+    pending, so that no later replay repeats it without ``force``. Either is reported in the
+    result, except a connection error, which is raised after the attempt is recorded.
     """
     result = ReplayResult(
         key=row.key,
@@ -229,16 +237,24 @@ async def replay_invocation(
         )
     assert attempt.id is not None
     try:
-        async for retry in in_process_retrying(invoke_attempts, 30.0):
+        async for retry in in_process_retrying(
+            invoke_attempts, 30.0, retry_if=answered_and_transient
+        ):
             with retry:
                 new_request_id = await invoke_replay(
                     lambda_client, target.function_arn, target.payload
                 )
     except Exception as exc:
-        # Lambda did not accept the invocation: the attempt ends here and a later replay may
-        # try again without force. (A cancellation is no Exception: it leaves it pending.)
         detail = _describe(exc)
-        await store.update_replay(attempt.id, outcome=ReplayOutcome.ERROR, detail=detail)
+        if answered(exc):
+            # Lambda did not take the invocation: the attempt ends here and a later replay
+            # may try again without force.
+            await store.update_replay(attempt.id, outcome=ReplayOutcome.ERROR, detail=detail)
+        else:
+            # It may have run: left pending (as a cancellation leaves it), never repeated
+            # without force.
+            detail = f"in doubt, may have reached Lambda: {detail}"
+            await store.update_replay(attempt.id, detail=detail)
         if isinstance(exc, CONNECTION_ERRORS):
             raise  # the endpoint is away: every other replay would fail the same way
         return dataclasses.replace(result, state=ReplayState.ERROR, detail=detail)
