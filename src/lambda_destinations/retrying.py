@@ -57,6 +57,21 @@ TRANSIENT_CODES = frozenset(
     }
 )
 
+# Error codes that mean the credentials are missing, wrong or lack a permission.
+DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AuthorizationError",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidAccessKeyId",
+    }
+)
+
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     EndpointConnectionError,
     ConnectionClosedError,

@@ -33,7 +33,7 @@ from lambda_destinations.cli._app import (
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.operations.redrive import QueueNotFound
-from lambda_destinations.retrying import CONNECTION_ERRORS, error_code
+from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store.base import FailureStatus, InvocationFilter, utcnow
 
 P = ParamSpec("P")
@@ -42,17 +42,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DENIED = {
-    "AccessDenied",
-    "AccessDeniedException",
-    "AuthorizationError",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidAccessKeyId",
-}
 
 
 def operator_identity() -> str:
@@ -307,7 +296,7 @@ def aws_errors(settings: Settings) -> Iterator[None]:
         code = error_code(exc)
         operation = getattr(exc, "operation_name", "the call")
         message = _first_line(exc)
-        if code in _DENIED:
+        if code in DENIED_CODES:
             raise ConfigError(
                 f"{operation} was refused ({message}): check the credentials and their permissions"
             ) from None

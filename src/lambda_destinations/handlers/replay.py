@@ -41,14 +41,6 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-    wait_random,
-)
 
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers.persist import invocation_row
@@ -60,7 +52,12 @@ from lambda_destinations.operations.replay import (
     original_payload,
     replay_target,
 )
-from lambda_destinations.retrying import answered, answered_and_transient, classify
+from lambda_destinations.retrying import (
+    answered,
+    answered_and_transient,
+    classify,
+    in_process_retrying,
+)
 from lambda_destinations.schemas import MessageKind
 from lambda_destinations.store import FailureStatus, utcnow
 from lambda_destinations.store._jobs import ScheduledJob
@@ -350,13 +347,11 @@ async def _retry_answered(
 ) -> T:
     """``call()``, tried again in process only after transient errors Lambda answered with
     (an Invoke whose outcome is in doubt is never repeated)."""
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(answered_and_transient),
-        stop=stop_after_attempt(attempts)
-        | stop_after_delay(context.settings.handler_retry_max_delay),
-        wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
+    retrying = in_process_retrying(
+        attempts,
+        context.settings.handler_retry_max_delay,
         sleep=context.sleep,
-        reraise=True,
+        retry_if=answered_and_transient,
     )
     async for attempt in retrying:
         with attempt:

@@ -29,7 +29,7 @@ from botocore.exceptions import (
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, StoreUnavailable
-from lambda_destinations.retrying import CONNECTION_ERRORS, error_code
+from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store._sql import display_url
 from lambda_destinations.store.base import Store
 from lambda_destinations.worker.queues import is_missing_queue, parse_arn, queue_name
@@ -42,17 +42,6 @@ HEARTBEAT_MARGIN_ERROR = 2.0
 HEARTBEAT_MARGIN_WARN = 10.0
 SQS_MAX_VISIBILITY = 43200  # 12 h: SQS's limit on a message's total hidden time
 SHORT_RETRY_WINDOW = 60.0
-_DENIED = {
-    "AccessDenied",
-    "AccessDeniedException",
-    "AuthorizationError",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidAccessKeyId",
-}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -199,7 +188,7 @@ class Doctor:
             )
             return False
         except ClientError as exc:
-            if error_code(exc) in _DENIED:
+            if error_code(exc) in DENIED_CODES:
                 self.add(
                     "aws credentials",
                     "error",
@@ -250,7 +239,7 @@ class Doctor:
                         f"{configured} does not exist (in {aws.region})",
                         "create it, or fix LAMBDA_DESTINATIONS_QUEUES (and the region)",
                     )
-                elif error_code(exc) in _DENIED:
+                elif error_code(exc) in DENIED_CODES:
                     self.add(
                         f"queue {name}",
                         "error",

@@ -132,6 +132,20 @@ async def source_queues(sqs: Any, dlq: QueueRef) -> list[str]:
         kwargs["NextToken"] = token
 
 
+async def _receive(sqs: Any, url: str, wanted: int, visibility: int) -> list[dict[str, Any]]:
+    """Up to ``wanted`` messages of ``url``, with every attribute, hidden for ``visibility`` s."""
+    response = await sqs.receive_message(
+        QueueUrl=url,
+        MaxNumberOfMessages=wanted,
+        VisibilityTimeout=visibility,
+        WaitTimeSeconds=RECEIVE_WAIT,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    )
+    messages: list[dict[str, Any]] = response.get("Messages", [])
+    return messages
+
+
 # -- peek -------------------------------------------------------------------------------------
 
 
@@ -144,15 +158,7 @@ async def peek(sqs: Any, url: str, limit: int, *, visibility: int = 30) -> list[
     seen: dict[str, dict[str, Any]] = {}
     try:
         while len(seen) < limit:
-            response = await sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=min(10, limit - len(seen)),
-                VisibilityTimeout=visibility,
-                WaitTimeSeconds=RECEIVE_WAIT,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
-            batch = response.get("Messages", [])
+            batch = await _receive(sqs, url, min(10, limit - len(seen)), visibility)
             if not batch:
                 break
             new = [m for m in batch if m["MessageId"] not in seen]
@@ -395,15 +401,7 @@ async def move_messages(
             # Wait for the rate before receiving, not after: received messages are hidden, and
             # an interruption while they wait would leave them hidden for the whole timeout.
             await limiter.acquire(wanted)
-            response = await sqs.receive_message(
-                QueueUrl=dlq_url,
-                MaxNumberOfMessages=wanted,
-                VisibilityTimeout=visibility,
-                WaitTimeSeconds=RECEIVE_WAIT,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
-            batch: list[dict[str, Any]] = response.get("Messages", [])
+            batch = await _receive(sqs, dlq_url, wanted, visibility)
             budget.give_back(wanted - len(batch))
             if not batch:
                 return
@@ -559,15 +557,7 @@ async def reinvoke_messages(
     try:
         while limit is None or len(outcomes) < limit:
             wanted = 10 if limit is None else min(10, limit - len(outcomes))
-            response = await sqs.receive_message(
-                QueueUrl=dlq_url,
-                MaxNumberOfMessages=wanted,
-                VisibilityTimeout=visibility,
-                WaitTimeSeconds=RECEIVE_WAIT,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
-            batch = response.get("Messages", [])
+            batch = await _receive(sqs, dlq_url, wanted, visibility)
             if not batch:
                 break
             for message in batch:

@@ -222,28 +222,28 @@ class Dispatcher:
         try:
             if all(handler.records_completion for handler in chain):
                 # Each handler writes its effect and its completion idempotently in one go:
-                # running it again on a duplicate changes nothing, so no lookup first.
-                for handler in chain:
-                    await self._run_handler(handler, decoded, context)
-                if context.repeated:
-                    self.stats.duplicates += 1
-                return await self.ack(item)
-            completed = await self.store.completed_handlers(decoded.key)
-            pending = [handler for handler in chain if handler.name not in completed]
-            if not pending:
-                # A duplicate or a redelivery after a lost delete: nothing to do again.
-                self.stats.duplicates += 1
-                await self.store.add_delivery(
-                    DeliveryRow(
-                        key=decoded.key,
-                        message_id=item.message_id,
-                        queue=item.queue.url,
-                        receive_count=item.receive_count,
+                # running it again on a duplicate changes nothing, so no lookup first (a
+                # duplicate says so through context.repeated).
+                pending = list(chain)
+            else:
+                completed = await self.store.completed_handlers(decoded.key)
+                pending = [handler for handler in chain if handler.name not in completed]
+                if not pending:
+                    # A duplicate or a redelivery after a lost delete: nothing to do again.
+                    context.repeated = True
+                    await self.store.add_delivery(
+                        DeliveryRow(
+                            key=decoded.key,
+                            message_id=item.message_id,
+                            queue=item.queue.url,
+                            receive_count=item.receive_count,
+                        )
                     )
-                )
-                log.debug("duplicate delivery; every handler already completed")
+                    log.debug("duplicate delivery; every handler already completed")
             for handler in pending:
                 await self._run_handler(handler, decoded, context)
+            if context.repeated:
+                self.stats.duplicates += 1
         except RetryMessage as exc:
             return await self.retry(item, exc.reason, delay=exc.delay)
         except QuarantineMessage as exc:
