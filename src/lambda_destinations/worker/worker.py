@@ -13,7 +13,6 @@ import asyncio
 import collections
 import contextlib
 import functools
-import gc
 import os
 import socket
 import uuid
@@ -41,29 +40,6 @@ RECEIVE_GRACE = 10.0  # seconds past the long poll before a receive counts as st
 FULL_BATCH_PATIENCE = 0.1  # seconds a poller waits for a full batch of slots, then takes fewer
 RECONNECT_BASE = 1.0
 RECONNECT_MAX = 30.0
-
-
-_heap_settled = False
-
-
-def settle_heap() -> None:
-    """Put what start-up built out of the garbage collector's way, once per process.
-
-    Start-up loads botocore's service models, SQLAlchemy, pydantic's schemas and the clients:
-    a few hundred thousand objects that live as long as the process. Each full collection
-    walks all of them again, while the worker's own garbage is a few short-lived objects per
-    message. ``gc.freeze`` moves what is alive now into a generation the collector never
-    scans (after one collection, so no garbage is kept with it). Frozen objects are still
-    freed by reference counting; only a cycle among them would be kept. Measured on
-    ``bench/e2e_bench.py``: the collector's time while draining went from about 20 to about
-    5 µs per message.
-    """
-    global _heap_settled
-    if _heap_settled:
-        return
-    _heap_settled = True
-    gc.collect()
-    gc.freeze()
 
 
 class Slots:
@@ -233,7 +209,6 @@ class Worker:
             stats=self.stats,
             sleep=self._sleep,
         )
-        settle_heap()
         self.ready = True
         log.info(
             "worker started",
