@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -108,6 +109,23 @@ def make_queue(sqs):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def hold_write_lock() -> Iterator[Callable[[Path], sqlite3.Connection]]:
+    """Take a SQLite file's write lock as another process would; ``execute("ROLLBACK")`` on
+    the connection returned lets it go, and it goes at the end of the test anyway."""
+    holders: list[sqlite3.Connection] = []
+
+    def hold(path: Path) -> sqlite3.Connection:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holders.append(holder)
+        holder.execute("BEGIN IMMEDIATE")
+        return holder
+
+    yield hold
+    for holder in holders:
+        holder.close()
 
 
 @pytest.fixture

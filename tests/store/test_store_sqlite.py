@@ -8,6 +8,7 @@ import sqlite3
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -17,7 +18,7 @@ from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.migrations import MIGRATIONS
-from lambda_destinations.store.sqlite import SQLiteStore, _utc_text
+from lambda_destinations.store.sqlite import CHECKPOINT_EVERY, SQLiteStore, _utc_text
 
 
 async def test_every_connection_gets_the_pragmas(sqlite_url: str) -> None:
@@ -83,6 +84,79 @@ async def test_a_lock_held_too_long_is_store_unavailable(tmp_path: Path) -> None
 
         # and once the lock is gone, the store works again
         assert await store.claim_handler("k", "sms", "a", ttl=60) is True
+
+
+async def test_a_save_waits_for_another_process_lock_in_the_thread_not_on_the_loop(
+    tmp_path: Path, make_row: RowFactory, make_delivery: DeliveryFactory, hold_write_lock: Any
+) -> None:
+    # given: another process (here, another connection) holding the write lock
+    path = tmp_path / "store.db"
+    async with Store.from_url(f"sqlite:///{path}", busy_timeout=5.0) as store:
+        await store.migrate()
+        first = make_row()
+        assert await store.save_invocation(first, make_delivery(first)) is True
+        holder = hold_write_lock(path)
+        row = make_row()
+        save = asyncio.create_task(store.save_invocation(row, make_delivery(row)))
+        # when: the loop keeps time meanwhile
+        loop = asyncio.get_running_loop()
+        gaps = []
+        for _ in range(20):
+            before = loop.time()
+            await asyncio.sleep(0.02)
+            gaps.append(loop.time() - before)
+        # then: the save waits, and not on the loop: no tick came anywhere near the 5 s a
+        # wait in SQLite's busy handler on the loop's thread would have stalled it for
+        assert not save.done()
+        assert max(gaps) < 2.5
+        holder.execute("ROLLBACK")
+
+        # and: it goes through once the lock is released, and the next save too
+        assert await asyncio.wait_for(save, timeout=5) is True
+        again = make_row()
+        assert await store.save_invocation(again, make_delivery(again)) is True
+        assert await store.count_invocations(InvocationFilter()) == 3
+
+
+async def test_a_save_behind_a_lock_held_past_busy_timeout_is_store_unavailable(
+    tmp_path: Path, make_row: RowFactory, make_delivery: DeliveryFactory, hold_write_lock: Any
+) -> None:
+    path = tmp_path / "store.db"
+    async with Store.from_url(f"sqlite:///{path}", busy_timeout=0.05) as store:
+        await store.migrate()
+        holder = hold_write_lock(path)
+        row = make_row()
+        with pytest.raises(StoreUnavailable, match="busy_timeout"):
+            await store.save_invocation(row, make_delivery(row))
+        holder.execute("ROLLBACK")
+        # then: nothing half-written; the same save works now
+        assert await store.get_invocation(row.key) is None
+        assert await store.save_invocation(row, make_delivery(row)) is True
+
+
+async def test_saves_reach_the_database_file_through_background_checkpoints(
+    tmp_path: Path, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a migrated store (the loop's connection never checkpoints by itself)
+    path = tmp_path / "store.db"
+    async with Store.from_url(f"sqlite:///{path}") as store:
+        await store.migrate()
+        migrated_size = path.stat().st_size
+
+        # when: many batches of saves, as the worker makes them
+        async def save_one() -> bool:
+            row = make_row()
+            return await store.save_invocation(row, make_delivery(row))
+
+        for _ in range(3 * CHECKPOINT_EVERY // 30):
+            assert all(await asyncio.gather(*(save_one() for _ in range(30))))
+
+        # then: the pages were copied into the database file while the store is open
+        deadline = asyncio.get_running_loop().time() + 10
+        while path.stat().st_size <= migrated_size:
+            assert asyncio.get_running_loop().time() < deadline, "no checkpoint happened"
+            await asyncio.sleep(0.05)
+        assert await store.count_invocations(InvocationFilter()) == 3 * CHECKPOINT_EVERY
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])

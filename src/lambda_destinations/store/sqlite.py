@@ -5,6 +5,12 @@ the file. Every write transaction starts with ``BEGIN IMMEDIATE``, which takes t
 up front: a deferred transaction that reads first and writes later can fail with "database is
 locked" at once, without waiting for ``busy_timeout``. Within one process, writers queue on an
 asyncio lock instead of spinning in SQLite's busy handler (which sleeps in steps of up to 100 ms).
+
+The worker's saves run on the event loop's own thread, on a connection of their own that never
+waits: a batch is about a millisecond of SQLite, less than a hand-off to a thread costs in CPU
+and latency. What could stall the loop goes to the store's thread instead: a write lock held by
+another process (the batch is then run there, waiting up to ``busy_timeout``) and the WAL
+checkpoint, which copies pages into the database file and syncs it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -41,7 +48,11 @@ _FIXES = {
     "SQLITE_CORRUPT": "the file is damaged: restore it from a backup, or start a new one",
 }
 T = TypeVar("T")
+log = structlog.get_logger("lambda_destinations.store")
 _COMPLETION_KEYS = ("key", "handler", "owner", "completed_at")  # as save_invocation builds them
+# Saves between two checkpoints of the WAL: about the 1,000 pages after which SQLite would
+# checkpoint by itself, at six to eight pages a record.
+CHECKPOINT_EVERY = 150
 _NOT_MIGRATED = "the store has no tables yet: run `lambda-destinations migrate`"
 
 
@@ -133,6 +144,10 @@ class SQLiteStore(SqlStore):
         self._sync_engine: sa.Engine | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._prepared: tuple[_Prepared, _Prepared, _Prepared] | None = None
+        # The event loop's connection for saves, and the checkpoint it leaves to the thread.
+        self._loop_conn: sa.Connection | None = None
+        self._saved_since_checkpoint = 0
+        self._checkpoint: asyncio.Task[None] | None = None
         super().__init__(url, group_commit=group_commit)
 
     def _insert(self, table: sa.Table) -> sqlite_dml.Insert:
@@ -177,6 +192,11 @@ class SQLiteStore(SqlStore):
 
     async def close(self) -> None:
         await super().close()
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoint
+            self._checkpoint = None
+        self._drop_loop_conn()
         sync_engine, self._sync_engine = self._sync_engine, None
         thread, self._thread = self._thread, None
         if thread is not None:
@@ -204,7 +224,71 @@ class SQLiteStore(SqlStore):
     async def _save_batch(self, saves: Sequence[_Save]) -> list[bool]:
         if self._sync_engine is None:
             return await super()._save_batch(saves)
-        return await self._hot(functools.partial(self._save_on, saves=saves), write=True)
+        async with self._errors(), self._write_gate():
+            results = self._save_here(self._sync_engine, saves)
+        if results is None:
+            # Another process holds the write lock: wait for it in the thread, not on the loop.
+            results = await self._hot(functools.partial(self._save_on, saves=saves), write=True)
+        self._saved_since_checkpoint += len(saves)
+        if self._saved_since_checkpoint >= CHECKPOINT_EVERY and (
+            self._checkpoint is None or self._checkpoint.done()
+        ):
+            self._saved_since_checkpoint = 0
+            self._checkpoint = asyncio.create_task(self._checkpoint_wal(), name="wal-checkpoint")
+        return results
+
+    def _save_here(self, engine: sa.Engine, saves: Sequence[_Save]) -> list[bool] | None:
+        """Save on the loop's connection; None, having written nothing, if the lock is taken.
+
+        The connection's ``busy_timeout`` is 0, so it never sleeps, and it never checkpoints
+        by itself (``wal_autocheckpoint=0``): _checkpoint_wal does that in the thread.
+        """
+        conn = self._loop_conn
+        if conn is None:
+            conn = engine.connect()
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute("PRAGMA busy_timeout=0")
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+                cursor.close()
+            except BaseException:
+                conn.invalidate()
+                conn.close()
+                raise
+            self._loop_conn = conn
+        try:
+            with conn.begin():
+                return self._save_on(conn, saves)
+        except sa.exc.DBAPIError as exc:
+            if _sqlite_code(exc).startswith("SQLITE_BUSY"):
+                return None  # the transaction never began: BEGIN IMMEDIATE is what failed
+            self._drop_loop_conn()  # a fresh one next time, whatever state this one is in
+            raise
+        except BaseException:
+            self._drop_loop_conn()
+            raise
+
+    def _drop_loop_conn(self) -> None:
+        conn, self._loop_conn = self._loop_conn, None
+        if conn is not None:
+            # Closed, not pooled: its pragmas must not reach the thread's connections.
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+                conn.close()
+
+    async def _checkpoint_wal(self) -> None:
+        """Copy the WAL's pages into the database file, in the thread; never blocks a writer."""
+        try:
+            await self._hot(
+                lambda conn: conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all(),
+                write=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - the next one is due after CHECKPOINT_EVERY saves
+            log.warning(
+                "could not checkpoint the SQLite WAL; will try again",
+                store=self.display_url,
+                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
 
     async def _completed_batch(self, keys: Sequence[str]) -> list[frozenset[str]]:
         if self._sync_engine is None:
@@ -299,10 +383,16 @@ class SQLiteStore(SqlStore):
         message = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
         if message.startswith("no such table"):
             return f"{message}: {_NOT_MIGRATED}"
-        name = getattr(orig, "sqlite_errorname", None) or ""
+        name = _sqlite_code(exc)
         for code, fix in _FIXES.items():
             if name == code or name.startswith(code + "_"):
                 if code == "SQLITE_BUSY":
                     fix += f" ({self.busy_timeout:g} s): retry, or raise busy_timeout"
                 return f"{message}: {fix}"
         return None
+
+
+def _sqlite_code(exc: BaseException) -> str:
+    """SQLite's result code name for ``exc`` (``SQLITE_BUSY``...), or "" if it has none."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    return getattr(orig, "sqlite_errorname", None) or ""
