@@ -6,12 +6,13 @@ import asyncio
 import itertools
 import json
 import random
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 from worker_helpers import CountingHandler, receive_all, registry_with, routed, send_bodies
 
-from lambda_destinations.errors import PermanentError
+from lambda_destinations.errors import PermanentError, TransientError
 from lambda_destinations.simulate import failure_record, messages, success_record
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
@@ -275,3 +276,88 @@ def unused_tcp_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def test_a_completion_the_store_refuses_for_seconds_is_recorded_once_it_is_back(
+    sqs, make_queue, settings_for, tmp_path, hold_write_lock
+) -> None:
+    # given: a handler whose side effect is followed by the store refusing writes for 1 s
+    # (another process holds SQLite's write lock), longer than five quick tries would last
+    path = tmp_path / "locked.db"
+    url, dlq = make_queue("completion")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(5)))])
+    settings = routed(settings_for(url, store=f"sqlite:///{path}"), "lock")
+
+    class LockingHandler(CountingHandler):
+        async def __call__(self, message: Any, context: Any) -> None:
+            await super().__call__(message, context)
+            holder = hold_write_lock(path)
+            asyncio.get_running_loop().call_later(1.0, holder.execute, "ROLLBACK")
+
+    handler = LockingHandler(name="lock")
+
+    async def scaled_sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds / 20)  # the retry schedule, twenty times faster
+
+    async with Store.from_url(settings.store, busy_timeout=0.05) as store:
+        await store.migrate()
+        worker = Worker(
+            settings, registry=registry_with(settings, handler), store=store, sleep=scaled_sleep
+        )
+        async with worker:
+            stats = await worker.run(once=True)
+
+    # then: the completion was recorded once the lock was gone; the effect ran once; acked
+    assert sum(handler.runs.values()) == 1
+    assert stats.outcomes["ack"] == 1
+    assert stats.outcomes["retry"] == 0
+    async with Store.from_url(f"sqlite:///{path}") as store:
+        (key,) = handler.runs
+        runs = await store.handler_runs(key)
+    assert [(run.handler, run.state) for run in runs] == [("lock", "completed")]
+    assert receive_all(sqs, url) == []
+    assert receive_all(sqs, dlq) == []
+
+
+async def test_a_claim_the_store_could_not_release_is_dropped_by_the_next_delivery_here(
+    sqs, make_queue, settings_for, tmp_path, hold_write_lock
+) -> None:
+    # given: a handler that fails once, while the store refuses writes for half a second, so
+    # its claim cannot be released; the queue dead-letters after three receives
+    path = tmp_path / "locked.db"
+    url, dlq = make_queue("release", max_receive_count=3)
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(6)))])
+    settings = routed(settings_for(url, store=f"sqlite:///{path}", handler_attempts=1), "flaky")
+
+    class FailsOnceDuringAnOutage(CountingHandler):
+        async def __call__(self, message: Any, context: Any) -> None:
+            if not self.calls:
+                self.calls.append((message.key, context.receive_count, 0.0))
+                holder = hold_write_lock(path)
+                asyncio.get_running_loop().call_later(0.5, holder.execute, "ROLLBACK")
+                raise TransientError("simulated outage")
+            await super().__call__(message, context)
+
+    handler = FailsOnceDuringAnOutage(name="flaky")
+    async with Store.from_url(settings.store, busy_timeout=0.05) as store:
+        await store.migrate()
+        worker = Worker(settings, registry=registry_with(settings, handler), store=store)
+        async with worker:
+            running = asyncio.create_task(worker.run())
+            for _ in range(60):
+                await asyncio.sleep(0.5)
+                if handler.runs or receive_all(sqs, dlq):
+                    break
+            worker.stop()
+            stats = await running
+        (key,) = {call[0] for call in handler.calls}
+        runs = await store.handler_runs(key)
+
+    # then: the second delivery released the stale claim and ran the handler: acked, not
+    # retried as "running in another worker" until the queue dead-lettered it
+    assert [receive for _key, receive, _at in handler.calls] == [1, 2]
+    assert sum(handler.runs.values()) == 1
+    assert stats.outcomes["ack"] == 1
+    assert [(run.handler, run.state) for run in runs] == [("flaky", "completed")]
+    assert receive_all(sqs, url) == []
+    assert receive_all(sqs, dlq) == []

@@ -15,7 +15,6 @@ Every message ends in exactly one outcome (see DESIGN.md, "Delivery semantics"):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -58,6 +57,10 @@ SOURCE_ATTRIBUTE = "LambdaDestinations.SourceQueue"
 OUR_ATTRIBUTES = 2
 MAX_ATTRIBUTES = 10
 MAX_REASON = 1000
+# Recording a completed side effect: tries for about this long (the waits double up to half of
+# it), as the README promises, before the message is retried and the effect may repeat.
+COMPLETE_RETRY_SECONDS = 30.0
+COMPLETE_ATTEMPTS = 10
 
 
 @dataclasses.dataclass(slots=True)
@@ -161,6 +164,10 @@ class Dispatcher:
         # Claims outlive a handler's budget so a slow run is never taken over while alive.
         self.claim_ttl = settings.handler_timeout + 60.0
         self._key_locks: dict[str, asyncio.Lock] = {}
+        # Claims of this worker's own finished deliveries that the store refused to release
+        # (it was down): (key, handler) -> owner. The next delivery of the key here releases
+        # it first, instead of waiting the claim out as if another worker were running it.
+        self._unreleased: dict[tuple[str, str], str] = {}
         # Cleared while the store cannot be reached: pollers stop receiving, so messages are
         # not received again and again (each receive counts toward maxReceiveCount).
         self.store_ok = asyncio.Event()
@@ -261,6 +268,12 @@ class Dispatcher:
         self, handler: Handler, decoded: DecodedMessage, context: HandlerContext
     ) -> None:
         if not handler.records_completion:
+            stale = self._unreleased.get((context.key, handler.name))
+            if stale is not None:
+                # That delivery is over (deliveries of a key take turns here): its claim is
+                # ours to drop. If the store still refuses, this message is retried.
+                await self.store.release_handler(context.key, handler.name, stale)
+                del self._unreleased[(context.key, handler.name)]
             claimed = await self.store.claim_handler(
                 context.key, handler.name, context.owner, self.claim_ttl
             )
@@ -277,10 +290,12 @@ class Dispatcher:
             if not handler.records_completion:
                 # Drop our claim so the next delivery may run it; keep why it failed. Even
                 # when cancelled (shutdown), the claim must not linger until it expires.
-                with contextlib.suppress(Exception):
+                try:
                     await self.store.release_handler(
                         context.key, handler.name, context.owner, error=describe_error(exc)[:1000]
                     )
+                except Exception:  # noqa: BLE001 - the handler's own error is what propagates
+                    self._unreleased[(context.key, handler.name)] = context.owner
             raise
         if not handler.records_completion:
             await self._complete(context.key, handler.name, context.owner)
@@ -319,12 +334,13 @@ class Dispatcher:
             raise HandlerFailed(handler.name, exc, permanent=kind == "permanent") from exc
 
     async def _complete(self, key: str, handler: str, owner: str) -> None:
-        # The side effect happened: recording that is worth a few tries, or a later delivery
-        # would run it again once the claim expires.
+        # The side effect happened: recording that is worth half a minute of tries, or a later
+        # delivery would run it again once the claim expires. Five quick tries gave up after
+        # about 3 s, less than a database restart takes.
         await retry_transient(
             lambda: self.store.complete_handler(key, handler, owner),
-            attempts=5,
-            max_delay=30.0,
+            attempts=COMPLETE_ATTEMPTS,
+            max_delay=COMPLETE_RETRY_SECONDS,
             sleep=self.sleep,
         )
 
