@@ -244,28 +244,21 @@ class SQLiteStore(SqlStore):
         by itself (``wal_autocheckpoint=0``): _checkpoint_wal does that in the thread.
         """
         conn = self._loop_conn
+        fresh = conn is None
         if conn is None:
-            conn = engine.connect()
-            cursor = conn.connection.cursor()
-            try:
+            conn = self._loop_conn = engine.connect()
+        try:
+            if fresh:
+                cursor = conn.connection.cursor()
                 cursor.execute("PRAGMA busy_timeout=0")
                 cursor.execute("PRAGMA wal_autocheckpoint=0")
                 cursor.close()
-            except BaseException:
-                conn.invalidate()
-                conn.close()
-                raise
-            self._loop_conn = conn
-        try:
             with conn.begin():
                 return self._save_on(conn, saves)
-        except sa.exc.DBAPIError as exc:
+        except BaseException as exc:
             if _sqlite_code(exc).startswith("SQLITE_BUSY"):
                 return None  # the transaction never began: BEGIN IMMEDIATE is what failed
             self._drop_loop_conn()  # a fresh one next time, whatever state this one is in
-            raise
-        except BaseException:
-            self._drop_loop_conn()
             raise
 
     def _drop_loop_conn(self) -> None:

@@ -334,9 +334,9 @@ class Dispatcher:
             raise HandlerFailed(handler.name, exc, permanent=kind == "permanent") from exc
 
     async def _complete(self, key: str, handler: str, owner: str) -> None:
-        # The side effect happened: recording that is worth half a minute of tries, or a later
-        # delivery would run it again once the claim expires. Five quick tries gave up after
-        # about 3 s, less than a database restart takes.
+        # The side effect happened: recording that is worth half a minute of tries (longer
+        # than a database restart takes), or a later delivery would run it again once the
+        # claim expires.
         await retry_transient(
             lambda: self.store.complete_handler(key, handler, owner),
             attempts=COMPLETE_ATTEMPTS,
