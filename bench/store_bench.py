@@ -158,9 +158,11 @@ def summarize(url: str, operation: str, concurrency: int, phases: list[Phase]) -
 async def bench(
     url: str, n: int, concurrency: int, warmup: int, repeat: int, group_commit: bool
 ) -> list[Result]:
-    run = uuid.uuid4().hex[:8]
     total = warmup + n * repeat
-    rows = [make_row(f"{run}-{i}", f"{run}-req-{i}", i) for i in range(total)]
+    # Keys as the decoder makes them, from random request ids: each save lands on a random leaf
+    # of every index on the key, as in the worker (sequential keys would append, and flatter).
+    request_ids = [str(uuid.uuid4()) for _ in range(total)]
+    rows = [make_row(f"{rid}:RetriesExhausted", rid, i) for i, rid in enumerate(request_ids)]
     async with Store.from_url(url, group_commit=group_commit) as store:
         await store.migrate()
 
