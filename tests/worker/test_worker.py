@@ -10,9 +10,17 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from worker_helpers import CountingHandler, receive_all, registry_with, routed, send_bodies
+from worker_helpers import (
+    CountingHandler,
+    receive_all,
+    registry_with,
+    routed,
+    run_until,
+    send_bodies,
+)
 
 from lambda_destinations.errors import PermanentError, TransientError
+from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record, messages, success_record
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
@@ -173,16 +181,14 @@ async def test_transient_failure_forever_reaches_the_dlq_by_redrive_with_growing
     settings = routed(settings_for(url, retry_base=2.0, retry_max=8.0, handler_attempts=1), "count")
     counter = CountingHandler(fail_forever=ConnectionResetError("connection reset by peer"))
 
+    dead: list[dict[str, object]] = []
+
+    def dead_lettered() -> bool:
+        dead.extend(receive_all(sqs, dlq))
+        return bool(dead)
+
     async with Worker(settings, registry=registry_with(settings, counter)) as worker:
-        running = asyncio.create_task(worker.run())
-        dead: list[dict[str, object]] = []
-        for _ in range(60):
-            await asyncio.sleep(0.5)
-            dead = receive_all(sqs, dlq)
-            if dead:
-                break
-        worker.stop()
-        await running
+        await run_until(worker, dead_lettered)
 
     assert [m["Body"] for m in dead] == [body]
     receive_counts = [count for _key, count, _at in counter.calls]
@@ -343,13 +349,7 @@ async def test_a_claim_the_store_could_not_release_is_dropped_by_the_next_delive
         await store.migrate()
         worker = Worker(settings, registry=registry_with(settings, handler), store=store)
         async with worker:
-            running = asyncio.create_task(worker.run())
-            for _ in range(60):
-                await asyncio.sleep(0.5)
-                if handler.runs or receive_all(sqs, dlq):
-                    break
-            worker.stop()
-            stats = await running
+            stats = await run_until(worker, lambda: handler.runs or receive_all(sqs, dlq))
         (key,) = {call[0] for call in handler.calls}
         runs = await store.handler_runs(key)
 
@@ -359,5 +359,39 @@ async def test_a_claim_the_store_could_not_release_is_dropped_by_the_next_delive
     assert sum(handler.runs.values()) == 1
     assert stats.outcomes["ack"] == 1
     assert [(run.handler, run.state) for run in runs] == [("flaky", "completed")]
+    assert receive_all(sqs, url) == []
+    assert receive_all(sqs, dlq) == []
+
+
+async def test_a_redelivery_waits_out_another_workers_claim_instead_of_dead_lettering(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a record whose handler a crashed worker holds the claim on for 8 more seconds, and
+    # a queue that dead-letters after three receives; the message was received once already
+    url, dlq = make_queue("claimed", max_receive_count=3)
+    body = json.dumps(success_record(random.Random(8)))
+    send_bodies(sqs, url, [body])
+    settings = routed(settings_for(url, retry_max=60.0), "count")
+    key = decode(body).key
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        assert await store.claim_handler(key, "count", "crashed-worker", ttl=8)
+    (first,) = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]
+    assert first["Body"] == body
+    handler = CountingHandler()
+
+    # when: a worker runs until the handler has run or the message is dead-lettered
+    async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+        stats = await run_until(worker, lambda: handler.runs or receive_all(sqs, dlq))
+
+    # then: one retry, timed to the claim's expiry, then the handler ran on the third receive
+    # (a retry every 5 s would have spent the receives while the claim lived: the DLQ)
+    assert [receive for _key, receive, _at in handler.calls] == [3]
+    assert handler.runs == {key: 1}
+    assert stats.outcomes["retry"] == 1
+    assert stats.outcomes["ack"] == 1
+    async with Store.from_url(settings.store) as store:
+        runs = await store.handler_runs(key)
+    assert [(run.handler, run.state) for run in runs] == [("count", "completed")]
     assert receive_all(sqs, url) == []
     assert receive_all(sqs, dlq) == []

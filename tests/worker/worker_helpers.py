@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from lambda_destinations.config import RouteConfig, Settings
@@ -36,6 +37,18 @@ class CountingHandler:
             self.fail_transient -= 1
             raise TransientError("simulated throttling")
         self.runs[message.key] += 1
+
+
+async def run_until(worker: Any, done: Callable[[], object], *, seconds: float = 30.0) -> Any:
+    """Run ``worker`` until ``done()`` is true (checked every half second) or ``seconds`` pass;
+    stop it and return its stats."""
+    running = asyncio.create_task(worker.run())
+    for _ in range(int(seconds * 2)):
+        await asyncio.sleep(0.5)
+        if done():
+            break
+    worker.stop()
+    return await running
 
 
 def registry_with(settings: Settings, *handlers: Any) -> HandlerRegistry:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from lambda_destinations.retrying import (
     retry_transient,
 )
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
-from lambda_destinations.store import DeliveryRow, QuarantineRow
+from lambda_destinations.store import DeliveryRow, HandlerRun, QuarantineRow, RunState, utcnow
 from lambda_destinations.worker.batching import BatchSender
 
 if TYPE_CHECKING:
@@ -278,11 +279,19 @@ class Dispatcher:
                 context.key, handler.name, context.owner, self.claim_ttl
             )
             if not claimed:
-                if handler.name in await self.store.completed_handlers(context.key):
+                run = next(
+                    (
+                        r
+                        for r in await self.store.handler_runs(context.key)
+                        if r.handler == handler.name
+                    ),
+                    None,
+                )
+                if run is not None and run.state == RunState.COMPLETED:
                     return  # a concurrent delivery of the same record just completed it
                 raise RetryMessage(
                     f"handler {handler.name} is running in another worker for this record",
-                    delay=min(self.settings.retry_max, max(self.settings.retry_base, 5.0)),
+                    delay=self._claim_wait(run, context.receive_count),
                 )
         try:
             await self._call(handler, decoded, context)
@@ -300,6 +309,25 @@ class Dispatcher:
         if not handler.records_completion:
             await self._complete(context.key, handler.name, context.owner)
         self.stats.handler_runs[handler.name] += 1
+
+    def _claim_wait(self, run: HandlerRun | None, receive_count: int) -> float:
+        """How long a delivery waits for a handler another delivery holds the claim on.
+
+        A duplicate received alongside the first delivery usually finds it done a few seconds
+        later. After that, waiting until the claim expires costs one receive where polling every
+        few seconds would spend the queue's ``maxReceiveCount`` on a long handler, or on the
+        claim of a worker that crashed, and dead-letter a message nobody failed.
+        """
+        short = max(self.settings.retry_base, 5.0)
+        if run is None or run.claimed_until is None:
+            wait = short
+        else:
+            # Whole seconds, as visibility is, and one more: the claim must have expired by
+            # then. Clamped to the claim's lifetime: the database's clock may not be ours.
+            seconds = (run.claimed_until - utcnow()).total_seconds()
+            remaining = min(max(math.ceil(seconds), 0), math.ceil(self.claim_ttl)) + 1.0
+            wait = min(short, remaining) if receive_count <= 1 else remaining
+        return min(self.settings.retry_max, wait)
 
     async def _call(
         self, handler: Handler, decoded: DecodedMessage, context: HandlerContext
