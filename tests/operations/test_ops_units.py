@@ -32,7 +32,7 @@ from lambda_destinations.operations.replay import (
     replay_target,
 )
 from lambda_destinations.simulate import kinesis_failure, legacy_dlq, success_record
-from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+from lambda_destinations.store.base import FailureCount, ReplayAttempt, ReplayOutcome
 from lambda_destinations.worker.dispatch import SOURCE_ATTRIBUTE
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
@@ -99,21 +99,18 @@ async def test_no_rate_means_no_waiting() -> None:
 
 
 def test_stats_group_by_function_and_error_type_and_count_per_hour() -> None:
-    rows = []
-    for n, (function, error, minutes) in enumerate(
-        [
-            ("a", "TimeoutError", 10),
-            ("a", "TimeoutError", 70),
-            ("a", "ValueError", 75),
-            ("b", "TimeoutError", 130),
-            ("b", "TimeoutError", 400),  # outside the window
-        ]
-    ):
-        row = row_of(failure_body(n, function=function, error=(error, "x", "python"))[0])
-        row.timestamp = NOW - dt.timedelta(minutes=minutes)
-        rows.append(row)
+    # the store's counts per function, error type and hour (first and last time in the hour)
+    def ago(minutes: int) -> dt.datetime:
+        return NOW - dt.timedelta(minutes=minutes)
 
-    stats = failure_stats(rows, NOW - dt.timedelta(hours=3), NOW)
+    counts = [
+        FailureCount("a", "TimeoutError", 1, ago(10), ago(10)),
+        FailureCount("a", "TimeoutError", 1, ago(70), ago(70)),
+        FailureCount("a", "ValueError", 1, ago(75), ago(75)),
+        FailureCount("b", "TimeoutError", 1, ago(130), ago(130)),
+    ]
+
+    stats = failure_stats(counts, NOW - dt.timedelta(hours=3), NOW)
 
     assert stats.total == 4
     assert [(g.function_name, g.error_type, g.count) for g in stats.groups] == [

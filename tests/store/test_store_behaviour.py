@@ -717,3 +717,62 @@ async def test_data_outlives_the_store_object(
     async with Store.from_url(store.url) as reopened:
         assert await reopened.pending_migrations() == []
         assert await reopened.completed_handlers(row.key) == {"persist"}
+
+
+async def test_failure_counts_are_per_function_error_type_and_utc_hour(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: failures at 12:01, 12:59 (orders-api, timeout), 13:00 (orders-api, timeout),
+    # 12:30 (orders-api, no error type), 12:10 (billing, timeout), one success and one failure
+    # outside the window; times given in UTC-05:30 count by the UTC hour
+    half_past = dt.timezone(dt.timedelta(hours=-5, minutes=-30))
+    at = [
+        ("orders-api", "TimeoutError", False, T0 + dt.timedelta(minutes=1)),
+        (
+            "orders-api",
+            "TimeoutError",
+            False,
+            (T0 + dt.timedelta(minutes=59)).astimezone(half_past),
+        ),
+        ("orders-api", "TimeoutError", False, T0 + dt.timedelta(hours=1)),
+        ("orders-api", None, False, T0 + dt.timedelta(minutes=30)),
+        ("billing", "TimeoutError", False, T0 + dt.timedelta(minutes=10)),
+        ("orders-api", None, True, T0 + dt.timedelta(minutes=20)),
+        ("orders-api", "TimeoutError", False, T0 + dt.timedelta(hours=2)),
+    ]
+    for function, error, succeeded, when in at:
+        row = make_row(
+            function_name=function, error_type=error, succeeded=succeeded, timestamp=when
+        )
+        await store.save_invocation(row, make_delivery(row))
+
+    # when
+    counts = await store.failure_counts(
+        InvocationFilter(since=T0, until=T0 + dt.timedelta(hours=2))
+    )
+
+    # then
+    found = sorted(
+        (c.function_name or "", c.error_type or "", c.count, c.first, c.last) for c in counts
+    )
+    assert found == [
+        (
+            "billing",
+            "TimeoutError",
+            1,
+            T0 + dt.timedelta(minutes=10),
+            T0 + dt.timedelta(minutes=10),
+        ),
+        ("orders-api", "", 1, T0 + dt.timedelta(minutes=30), T0 + dt.timedelta(minutes=30)),
+        ("orders-api", "TimeoutError", 1, T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=1)),
+        (
+            "orders-api",
+            "TimeoutError",
+            2,
+            T0 + dt.timedelta(minutes=1),
+            T0 + dt.timedelta(minutes=59),
+        ),
+    ]
+    assert all(c.first.tzinfo is not None for c in counts)
+    glob = InvocationFilter(function_glob="bill*", since=T0, until=T0 + dt.timedelta(hours=2))
+    assert [c.count for c in await store.failure_counts(glob)] == [1]

@@ -414,7 +414,7 @@ def stats_command(
 
     async def go() -> FailureStats:
         async with Store.from_url(settings.store) as store:
-            return failure_stats(await store.list_invocations(selection), since, until)
+            return failure_stats(await store.failure_counts(selection), since, until)
 
     stats = asyncio.run(go())
     if as_json:

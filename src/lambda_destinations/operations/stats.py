@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from lambda_destinations.store.base import InvocationRow
+from lambda_destinations.store.base import FailureCount
 
 HOUR = dt.timedelta(hours=1)
 
@@ -50,37 +50,31 @@ class FailureStats:
         }
 
 
-def occurred_at(row: InvocationRow) -> dt.datetime:
-    """When the failure happened: the record's timestamp, else when it was first seen."""
-    return row.timestamp or row.first_seen_at
-
-
 def hour_of(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def failure_stats(
-    rows: Iterable[InvocationRow], since: dt.datetime, until: dt.datetime
+    counts: Iterable[FailureCount], since: dt.datetime, until: dt.datetime
 ) -> FailureStats:
-    """Aggregate failures that occurred in ``since <= t < until``."""
+    """Groups and an hourly series from the store's per-hour counts of ``since <= t < until``."""
     groups: dict[tuple[str | None, str | None], FailureGroup] = {}
     per_hour: dict[dt.datetime, int] = {}
     total = 0
-    for row in rows:
-        moment = occurred_at(row)
-        if not since <= moment < until:
-            continue
-        total += 1
-        hour = hour_of(moment)
-        per_hour[hour] = per_hour.get(hour, 0) + 1
-        key = (row.function_name, row.error_type)
+    for found in counts:
+        total += found.count
+        hour = hour_of(found.first)
+        per_hour[hour] = per_hour.get(hour, 0) + found.count
+        key = (found.function_name, found.error_type)
         group = groups.get(key)
         if group is None:
-            groups[key] = FailureGroup(row.function_name, row.error_type, 1, moment, moment)
+            groups[key] = FailureGroup(
+                found.function_name, found.error_type, found.count, found.first, found.last
+            )
         else:
-            group.count += 1
-            group.first_seen = min(group.first_seen, moment)
-            group.last_seen = max(group.last_seen, moment)
+            group.count += found.count
+            group.first_seen = min(group.first_seen, found.first)
+            group.last_seen = max(group.last_seen, found.last)
     hourly = []
     hour = hour_of(since)
     while hour < until:

@@ -7,6 +7,7 @@ import importlib
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.store.base import (
     DeliveryRow,
+    FailureCount,
     FailureStatus,
     HandlerRun,
     InvocationFilter,
@@ -48,6 +49,7 @@ def open_store_class(url: str) -> type[Store]:
 
 __all__ = [
     "DeliveryRow",
+    "FailureCount",
     "FailureStatus",
     "HandlerRun",
     "InvocationFilter",

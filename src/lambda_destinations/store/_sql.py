@@ -36,6 +36,7 @@ from lambda_destinations.store._tables import (
 )
 from lambda_destinations.store.base import (
     DeliveryRow,
+    FailureCount,
     FailureStatus,
     HandlerRun,
     InvocationFilter,
@@ -167,6 +168,10 @@ class SqlStore(JobsMixin, LedgerMixin, Store):
     @abc.abstractmethod
     def _lease_params(self, ttl: float) -> dict[str, Any]:
         """The parameters the expressions of ``_lease_clock`` need for a claim of ``ttl`` s."""
+
+    @abc.abstractmethod
+    def _hour_of(self, moment: sa.ColumnElement[dt.datetime]) -> sa.ColumnElement[Any]:
+        """An expression equal for the times of one UTC hour, and only for them."""
 
     @abc.abstractmethod
     def _unavailable_reason(self, exc: BaseException) -> str | None:
@@ -573,6 +578,26 @@ class SqlStore(JobsMixin, LedgerMixin, Store):
         stmt = sa.select(sa.func.count()).select_from(invocations).where(*self._where(selection))
         async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
+
+    async def failure_counts(self, selection: InvocationFilter) -> list[FailureCount]:
+        if selection.limit is not None:
+            raise ValueError("failure_counts counts every matching invocation: give no limit")
+        c = invocations.c
+        hour = self._hour_of(c.occurred_at)
+        stmt = (
+            sa.select(
+                c.function_name,
+                c.error_type,
+                sa.func.count(),
+                sa.func.min(c.occurred_at),
+                sa.func.max(c.occurred_at),
+            )
+            .where(*self._where(selection))
+            .group_by(c.function_name, c.error_type, hour)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [FailureCount(*row) for row in rows]
 
     async def set_status(
         self, keys: Sequence[str], status: FailureStatus, by: str | None = None

@@ -134,6 +134,17 @@ class InvocationFilter:
     limit: int | None = None
 
 
+@dataclasses.dataclass(slots=True, frozen=True)
+class FailureCount:
+    """Invocations of one function with one error type whose time falls in one hour."""
+
+    function_name: str | None
+    error_type: str | None
+    count: int
+    first: dt.datetime  # the earliest record's time (``occurred_at``): also names the hour
+    last: dt.datetime
+
+
 class ReplayOutcome(enum.StrEnum):
     """Where one replay attempt stands.
 
@@ -270,6 +281,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def count_invocations(self, selection: InvocationFilter) -> int: ...
+
+    @abc.abstractmethod
+    async def failure_counts(self, selection: InvocationFilter) -> list[FailureCount]:
+        """Counts per function, error type and UTC hour of the record's time, counted by the
+        database (``failures stats`` over millions of rows reads no payload). Any order."""
 
     @abc.abstractmethod
     async def set_status(

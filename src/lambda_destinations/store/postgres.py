@@ -100,6 +100,10 @@ class PostgresStore(SqlStore):
         now = sa.func.now(type_=UTCDateTime())
         return now, now + sa.bindparam("ttl", type_=sa.Interval())
 
+    def _hour_of(self, moment: sa.ColumnElement[dt.datetime]) -> sa.ColumnElement[Any]:
+        # In UTC, not the session's zone: a zone half an hour off would split UTC's hours.
+        return sa.func.date_trunc("hour", sa.func.timezone("UTC", moment))
+
     def _lease_params(self, ttl: float) -> dict[str, Any]:
         return {"ttl": dt.timedelta(seconds=ttl)}
 

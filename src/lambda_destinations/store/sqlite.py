@@ -365,6 +365,10 @@ class SQLiteStore(SqlStore):
             sa.bindparam("until", type_=UTCDateTime()),
         )
 
+    def _hour_of(self, moment: sa.ColumnElement[dt.datetime]) -> sa.ColumnElement[Any]:
+        # UTCDateTime keeps UTC text, "YYYY-MM-DD HH:MM:SS.ffffff": its first 13 characters.
+        return sa.func.substr(moment, 1, 13)
+
     def _lease_params(self, ttl: float) -> dict[str, Any]:
         now = utcnow()
         return {"now": now, "until": now + dt.timedelta(seconds=ttl)}
