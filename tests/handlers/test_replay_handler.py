@@ -32,6 +32,7 @@ from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import RouteConfig, Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import HandlerContext, HandlerRegistry
+from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.handlers.replay import WILL_RETRY, build, replay_job_key
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import FailureStatus, Store, utcnow
@@ -489,3 +490,59 @@ def test_backoff_doubles_up_to_the_cap(handler_settings: Callable[..., Settings]
 
     assert [handler.policy.delay_for(n) for n in (1, 2, 3, 4)] == [60, 120, 240, 300]
     assert handler.policy.budget == 3
+
+
+ROUTE_CASES = {
+    "nothing replays": ([RouteConfig(handlers=("persist",))], {}, None),
+    "replay on failures only": (
+        [RouteConfig(handlers=("persist", "replay"), condition="failure")],
+        {},
+        False,
+    ),
+    "replay-outcome on successes": (
+        [
+            RouteConfig(handlers=("persist", "replay"), condition="failure"),
+            RouteConfig(handlers=("persist", "replay-outcome"), condition="success"),
+        ],
+        {},
+        True,
+    ),
+    "replay on every record": ([RouteConfig(handlers=("persist", "replay"))], {}, True),
+    "exact Success condition": (
+        [
+            RouteConfig(handlers=("replay",), condition="RetriesExhausted"),
+            RouteConfig(handlers=("replay-outcome",), condition="Success"),
+        ],
+        {},
+        True,
+    ),
+    "a named replay handler on failures": (
+        [RouteConfig(handlers=("persist", "retry-later"), condition="failure")],
+        {"retry-later": {"type": "replay"}},
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ROUTE_CASES), ids=list(ROUTE_CASES))
+def test_routes_that_replay_must_link_the_outcomes_of_successes(case: str) -> None:
+    routes, handlers, expected = ROUTE_CASES[case]
+    settings = Settings(routes=routes, handlers=handlers)
+
+    assert replay_outcomes_linked(settings) is expected
+
+
+async def test_a_worker_whose_replays_are_never_linked_warns_at_start(
+    sqs: Any, make_queue: Callable[..., tuple[str, str]], settings_for: Callable[..., Settings]
+) -> None:
+    url, _ = make_queue("unlinked")
+    settings = settings_for(url).model_copy(
+        update={"routes": [RouteConfig(handlers=("persist", "replay"), condition="failure")]}
+    )
+
+    with structlog.testing.capture_logs() as logs:
+        async with Worker(settings):
+            pass
+
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert any("add replay-outcome to the route of successes" in w for w in warnings), warnings

@@ -280,3 +280,28 @@ def test_an_unreachable_endpoint_exits_4(setup: Setup) -> None:
     assert "Traceback" not in result.stderr
     unreachable = [c for c in checks_of(result) if c["unreachable"]]
     assert [c["check"] for c in unreachable] == ["aws endpoint"]
+
+
+def test_routes_that_replay_without_linking_recoveries_get_a_warning(
+    setup: Setup, tmp_path: Any
+) -> None:
+    config = tmp_path / "routes.toml"
+    config.write_text(
+        '[[routes]]\ncondition = "failure"\nhandlers = ["persist", "replay"]\n', encoding="utf-8"
+    )
+    env = {**setup.env(), "LAMBDA_DESTINATIONS_CONFIG": str(config)}
+
+    unlinked = setup.doctor(env, "--json")
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + '[[routes]]\ncondition = "success"\nhandlers = ["persist", "replay-outcome"]\n',
+        encoding="utf-8",
+    )
+    linked = setup.doctor(env, "--json")
+
+    assert unlinked.returncode == 0, unlinked.stdout + unlinked.stderr  # a warning, not an error
+    (check,) = [c for c in checks_of(unlinked) if c["check"] == "replay outcomes"]
+    assert check["status"] == "warn"
+    assert "replay-outcome" in check["fix"]
+    (check,) = [c for c in checks_of(linked) if c["check"] == "replay outcomes"]
+    assert check["status"] == "ok"

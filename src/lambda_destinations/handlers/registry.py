@@ -23,6 +23,8 @@ BUILTIN_TYPES: dict[str, str] = {
 }
 
 Factory = Callable[[str, dict[str, Any], Settings], Handler]
+# The condition of a success record (what an exact condition in a route must name to take it).
+SUCCESS_CONDITION = "Success"
 
 
 def _import(reference: str, what: str) -> Any:
@@ -37,6 +39,30 @@ def _import(reference: str, what: str) -> Any:
         return getattr(module, attribute)
     except AttributeError:
         raise ConfigError(f"{what}: module {module_name!r} has no {attribute!r}") from None
+
+
+def handler_type(settings: Settings, name: str) -> str:
+    """The type a route's handler name stands for: its table's ``type``, else the name."""
+    options = settings.handlers.get(name)
+    return name if options is None else str(options.get("type", name))
+
+
+def replay_outcomes_linked(settings: Settings) -> bool | None:
+    """Whether a route a success can take links replays' outcomes; None if nothing replays.
+
+    A replay that recovers sends a success record; only ``replay`` or ``replay-outcome`` on a
+    route that matches successes marks the attempt recovered. Routes' other filters (function,
+    queue) are not weighed: False means a setup that can never link, not every gap.
+    """
+    replays = linked = False
+    for route in settings.routes:
+        kinds = {handler_type(settings, name) for name in route.handlers}
+        replays = replays or "replay" in kinds
+        takes_successes = (
+            route.condition.lower() in ("success", "any") or route.condition == SUCCESS_CONDITION
+        )
+        linked = linked or (takes_successes and bool(kinds & {"replay", "replay-outcome"}))
+    return linked if replays else None
 
 
 class HandlerRegistry:

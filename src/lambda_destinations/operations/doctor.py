@@ -29,6 +29,7 @@ from botocore.exceptions import (
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store._sql import display_url
 from lambda_destinations.store.base import Store
@@ -158,6 +159,18 @@ class Doctor:
                 "SQS lets a message stay hidden: the message would reappear while it runs",
                 "lower LAMBDA_DESTINATIONS_HANDLER_TIMEOUT or _HANDLER_ATTEMPTS",
             )
+
+        linked = replay_outcomes_linked(settings)
+        if linked is False:
+            self.add(
+                "replay outcomes",
+                "warn",
+                "a route replays failures, but no route of successes links a replay's outcome: "
+                "replays that recover stay unmarked",
+                'add replay-outcome to a route with condition = "success"',
+            )
+        elif linked:
+            self.add("replay outcomes", "ok", "a route of successes links them")
 
     # -- credentials and queues -------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import structlog
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, Outcome
-from lambda_destinations.handlers.registry import HandlerRegistry
+from lambda_destinations.handlers.registry import HandlerRegistry, replay_outcomes_linked
 from lambda_destinations.retrying import backoff_delay, is_transient
 from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender
@@ -174,6 +174,11 @@ class Worker:
         if not self.settings.queues:
             raise ConfigError(
                 "no queues to poll: set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names"
+            )
+        if replay_outcomes_linked(self.settings) is False:
+            log.warning(
+                "a route replays failures, but no route of successes links a replay's outcome: "
+                "replays that recover stay unmarked; add replay-outcome to the route of successes"
             )
         await self.aws.__aenter__()
         self._sqs = await self.aws.client("sqs")
