@@ -11,6 +11,8 @@ from typing import Literal
 
 import structlog
 
+from lambda_destinations.redact import redact, redact_event
+
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -37,6 +39,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_event,  # last before rendering: passwords and addresses never reach a line
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
@@ -45,3 +48,17 @@ def configure_logging(
     )
     # Third-party libraries log through the standard library; keep them quiet.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter())
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks secrets in the standard library's records (botocore, asyncio, aiosmtplib...)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True

@@ -11,6 +11,7 @@ import click
 
 from lambda_destinations import __version__
 from lambda_destinations.errors import ConfigError, LambdaDestinationsError, StoreUnavailable
+from lambda_destinations.redact import redact
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,7 +31,7 @@ class EndpointUnreachable(LambdaDestinationsError):
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print one line on stderr and exit with ``code``."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {redact(message)}", err=True)
     sys.exit(code)
 
 

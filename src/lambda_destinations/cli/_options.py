@@ -11,6 +11,7 @@ import click
 
 from lambda_destinations.config import Settings, load_settings
 from lambda_destinations.logs import configure_logging
+from lambda_destinations.redact import mask_url
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,12 +93,5 @@ def describe_settings(settings: Settings) -> dict[str, Any]:
 
 
 def hide_password(url: str) -> str:
-    """``scheme://user:secret@host`` -> ``scheme://user:***@host``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    if ":" in credentials:
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host`` (see :mod:`redact`)."""
+    return mask_url(url)

@@ -46,6 +46,7 @@ from lambda_destinations.handlers.templates import (
     parse_options,
     record_fields,
 )
+from lambda_destinations.redact import mask_phone
 from lambda_destinations.retrying import retry_transient
 
 if TYPE_CHECKING:
@@ -291,17 +292,10 @@ class SmsHandler:
         log.info(
             "SMS sent",
             handler=self.name,
-            to=_masked(number),
+            to=mask_phone(number),
             segments=count_segments(text),
             sns_message_id=response.get("MessageId"),
         )
-
-
-def _masked(number: str) -> str:
-    """Enough of a number to tell recipients apart in logs, not enough to call it."""
-    if len(number) < 10:
-        return "*" * (len(number) - 2) + number[-2:]
-    return number[:3] + "*" * (len(number) - 7) + number[-4:]
 
 
 def build(name: str, options: dict[str, Any], settings: Settings) -> SmsHandler:

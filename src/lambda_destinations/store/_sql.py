@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.redact import mask_url
 from lambda_destinations.store._batch import Coalescer
 from lambda_destinations.store._glob import compile_glob
 from lambda_destinations.store._jobs import JobsMixin
@@ -97,10 +98,7 @@ _NEWEST_FIRST = (
 
 def display_url(url: str) -> str:
     """``url`` with any password replaced by ``***``, for messages and logs."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<unparseable URL>"
+    return mask_url(url)
 
 
 def invocation_values(row: InvocationRow) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from lambda_destinations.errors import (
     StoreUnavailable,
 )
 from lambda_destinations.handlers.base import Handler, HandlerContext
+from lambda_destinations.redact import redact
 from lambda_destinations.retrying import (
     backoff_delay,
     classify,
@@ -132,6 +133,7 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if code and code not in text:
         text = f"{code}: {text}"
+    text = redact(text)  # errors quote recipients and URLs
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
 
 
@@ -399,7 +401,8 @@ class Dispatcher:
 
     async def quarantine(self, item: InFlight, reason: str, *, key: str | None = None) -> Outcome:
         """DLQ (with the reason), store, then delete; a failure on the way retries instead."""
-        reason = reason[:MAX_REASON]
+        # The reason reaches the DLQ's attributes, the store and the logs: no addresses there.
+        reason = redact(reason)[:MAX_REASON]
         message = item.message
         attributes = message.get("MessageAttributes") or {}
         try:

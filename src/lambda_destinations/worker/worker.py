@@ -26,6 +26,7 @@ from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, Outcome
 from lambda_destinations.handlers.registry import HandlerRegistry, replay_outcomes_linked
+from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import backoff_delay, is_transient
 from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender
@@ -218,7 +219,7 @@ class Worker:
         log.info(
             "worker started",
             queues=[q.name for q in self.queues],
-            store=self.store.url if hasattr(self.store, "url") else None,
+            store=mask_url(self.store.url) if hasattr(self.store, "url") else None,
             concurrency=self.settings.concurrency,
             owner=self.owner,
         )

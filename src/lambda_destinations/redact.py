@@ -1,0 +1,98 @@
+"""Masking what must not be printed or logged: URL passwords, email addresses, phone numbers.
+
+The one place that knows what a secret or a personal address looks like. Logs pass every value
+through :func:`redact_event` (installed by :func:`lambda_destinations.logs.configure_logging`),
+one-line errors and the reasons of quarantined messages through :func:`redact`; code that
+prints a known URL, address or number masks it with :func:`mask_url`, :func:`mask_email` or
+:func:`mask_phone`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+MASK = "***"
+
+# scheme://user:password@ — the password may hold anything but whitespace and "@" (SQLAlchemy
+# and libpq read it that way too, "/" and ":" included).
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?P<secret>[^\s@]*)@")
+# password=... in a query string or a key=value list (libpq and asyncpg accept it there).
+_KEY_PASSWORD = re.compile(
+    r"(?P<key>\b(?:password|passwd|pwd|secret|secret_access_key)=)(?P<secret>[^&\s;,'\"]+)",
+    re.IGNORECASE,
+)
+# An address not preceded by "//" or ":" (a URL's user name, which is no secret).
+_EMAIL = re.compile(
+    r"(?<![\w.%+\-/])(?P<local>[A-Za-z0-9._%+\-]+)@(?P<domain>[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)"
+)
+# E.164 numbers: "+" and 8 to 15 digits.
+_PHONE = re.compile(r"(?<![\w+])\+[1-9]\d{7,14}\b")
+
+
+def mask_phone(number: str) -> str:
+    """Enough of a number to tell recipients apart, not enough to call it: ``+44*****0123``."""
+    if len(number) < 10:
+        return "*" * max(len(number) - 2, 1) + number[-2:]
+    return number[:3] + "*" * (len(number) - 7) + number[-4:]
+
+
+def mask_email(address: str) -> str:
+    """``alice@example.com`` -> ``a***@example.com``: the domain and one letter stay."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return MASK
+    return f"{local[:1]}{MASK}@{domain}"
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:secret@host/db?password=x`` -> ``scheme://user:***@host/db?password=***``."""
+    return _KEY_PASSWORD.sub(_hide_key, _URL_PASSWORD.sub(_hide_userinfo, url))
+
+
+def redact(text: str) -> str:
+    """``text`` with URL passwords, ``password=`` values, email addresses and phone numbers
+    masked."""
+    if not text:
+        return text
+    text = mask_url(text)
+    if "@" in text:
+        text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    if "+" in text:
+        text = _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+    return text
+
+
+def redact_value(value: Any) -> Any:
+    """``value`` with :func:`redact` applied to every string in it (mappings, lists, tuples)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {redact_value(k): redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(v) for v in value]
+    if isinstance(value, BaseException):
+        return redact(str(value))
+    return value
+
+
+def redact_event(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: every value of the event (and the rendered traceback) redacted."""
+    for key, value in list(event_dict.items()):
+        if isinstance(value, str | Mapping | list | tuple | set | frozenset | BaseException):
+            event_dict[key] = redact_value(value)
+    return event_dict
+
+
+def _hide_userinfo(match: re.Match[str]) -> str:
+    return f"{match['head']}:{MASK}@"
+
+
+def _hide_key(match: re.Match[str]) -> str:
+    return f"{match['key']}{MASK}"
+
+
+__all__ = ["MASK", "mask_email", "mask_phone", "mask_url", "redact", "redact_event", "redact_value"]

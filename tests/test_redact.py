@@ -1,0 +1,90 @@
+"""Masking: URL passwords, email addresses and phone numbers never reach a log line or an error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import structlog
+
+from lambda_destinations.logs import configure_logging
+from lambda_destinations.redact import mask_email, mask_phone, mask_url, redact
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://app:s3cret@db:5432/results", "postgresql://app:***@db:5432/results"),
+        ("postgresql://app:s3/c:r@db/results", "postgresql://app:***@db/results"),
+        (
+            "postgresql://app@db/results?password=s3cret&x=1",
+            "postgresql://app@db/results?password=***&x=1",
+        ),
+        ("postgresql://app@db/results", "postgresql://app@db/results"),
+        ("sqlite:///var/lib/x.db", "sqlite:///var/lib/x.db"),
+        ("http://127.0.0.1:4566", "http://127.0.0.1:4566"),
+    ],
+)
+def test_a_url_loses_its_password_only(url: str, expected: str) -> None:
+    assert mask_url(url) == expected
+
+
+def test_addresses_and_numbers_are_masked_in_free_text() -> None:
+    text = "refused alice.smith@example.com: 550; sms to +447700900123 failed"
+    masked = redact(text)
+    assert "alice.smith" not in masked
+    assert "a***@example.com" in masked
+    assert "+447700900123" not in masked
+    assert masked.endswith("0123 failed")
+    # a URL's user name is no secret and stays readable
+    assert redact("postgresql://app@db.example.com/x") == "postgresql://app@db.example.com/x"
+
+
+def test_mask_email_and_phone_keep_enough_to_tell_apart() -> None:
+    assert mask_email("bob@example.org") == "b***@example.org"
+    assert mask_phone("+15551234567") == "+15*****4567"
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_logs_never_carry_a_password_or_an_address(
+    fmt: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(fmt, "debug")
+    try:
+        log = structlog.get_logger("test")
+        log.info(
+            "worker started",
+            store="postgresql://postgres:hunter2pw@db/results",
+            refused={"carol@example.com": "550 no such user"},
+            to=["dave@example.com"],
+        )
+        try:
+            raise ValueError("cannot connect to postgresql://u:hunter2pw@db/x")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+    assert "worker started" in err
+    assert "failed" in err
+    for secret in ("hunter2pw", "carol@", "dave@"):
+        assert secret not in err
+    assert "***" in err
+
+
+def test_the_standard_librarys_records_are_masked_too() -> None:
+    configure_logging("json", "debug")
+    structlog.reset_defaults()
+    record = logging.LogRecord(
+        "botocore",
+        logging.WARNING,
+        __file__,
+        1,
+        "endpoint %s for %s",
+        ("http://u:pw9x@h/", "erin@example.com"),
+        None,
+    )
+    handler = logging.getLogger().handlers[0]
+    assert handler.filter(record)
+    assert record.getMessage() == "endpoint http://u:***@h/ for e***@example.com"
