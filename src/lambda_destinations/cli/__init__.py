@@ -2,27 +2,54 @@
 
 from __future__ import annotations
 
-import importlib
+from lambda_destinations.cli._app import LazyGroup, cli
 
-from lambda_destinations.cli._app import cli
+# Every command: its name -> (the module of this package that registers it with `@command(name)`
+# or `@cli.group(name)`, the line `--help` shows for it). A module is imported only when one of
+# its commands runs. To add a command, write its module and add its line here; a test checks
+# that each line's module registers the command and that its docstring begins with the line.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "decode": (
+        "decode",
+        "Decode one SQS message body the way the worker does, and show the result.",
+    ),
+    "dev": (
+        "dev",
+        "Run everything locally: an SQS endpoint, queues with DLQs, SQLite and the worker.",
+    ),
+    "dlq": ("dlq", "Dead-letter queues: peek at their messages, redrive them, purge them."),
+    "doctor": (
+        "doctor",
+        "Check the configuration against the live endpoint: a table of checks, each failure",
+    ),
+    "failures": ("failures", "Failed invocations in the store: list, show, stats, ignore, reopen."),
+    "migrate": (
+        "run",
+        "Apply the store's pending schema migrations (the worker also does at start).",
+    ),
+    "replay": (
+        "replay",
+        "Invoke failed invocations again, asynchronously, with their original payloads.",
+    ),
+    "run": ("run", "Run the worker on the configured queues."),
+    "simulate": (
+        "dev",
+        "Send realistic destination records to a queue (successes, failures, envelopes, poison).",
+    ),
+}
 
-# Each module registers its commands on `cli` when imported.
-_COMMAND_MODULES: tuple[str, ...] = (
-    "run",
-    "dev",
-    "decode",
-    "failures",
-    "replay",
-    "dlq",
-    "doctor",
-)
+
+def _register(group: LazyGroup) -> None:
+    for name, (module, help_line) in COMMANDS.items():
+        group.lazy[name] = (f"{__name__}.{module}", help_line)
+
+
+_register(cli)
 
 
 def main() -> None:
     """Console-script entry point."""
-    for name in _COMMAND_MODULES:
-        importlib.import_module(f"lambda_destinations.cli.{name}")
     cli(prog_name="lambda-destinations")
 
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "cli", "main"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
-from lambda_destinations import __version__
 from lambda_destinations.errors import ConfigError, LambdaDestinationsError, StoreUnavailable
 from lambda_destinations.redact import redact
 
@@ -53,8 +53,49 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="lambda-destinations")
+class LazyGroup(click.Group):
+    """A group whose commands are imported when they run, not when the program starts.
+
+    ``lazy`` maps a command's name to the module that registers it (``@command(name)`` or
+    ``@cli.group(name)`` at import) and to the one line ``--help`` shows for it, so that
+    ``--help`` and each command import only what they use (aiobotocore, SQLAlchemy and the
+    worker cost most of a second of CPU).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, tuple[str, str]] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module = self.lazy[cmd_name][0]
+            importlib.import_module(module)
+            if cmd_name not in self.commands:
+                raise RuntimeError(f"{module} does not register the command {cmd_name!r}")
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            cmd = self.commands.get(name) or click.Command(name, help=self.lazy[name][1])
+            if not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(package_name="lambda-destinations", prog_name="lambda-destinations")
 def cli() -> None:
     """Consume AWS Lambda async-invocation destination queues; inspect and replay failures.
 

@@ -32,7 +32,6 @@ from lambda_destinations.cli._app import (
 )
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
-from lambda_destinations.operations.redrive import QueueNotFound
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store.base import FailureStatus, InvocationFilter, utcnow
 
@@ -275,6 +274,9 @@ def emit(output: str, records: Sequence[dict[str, Any]], fields: Sequence[str]) 
 @contextlib.contextmanager
 def aws_errors(settings: Settings) -> Iterator[None]:
     """AWS errors a user can cause, as one line and the documented exit code."""
+    # Imported here: the commands that read only the store never load the AWS clients.
+    from lambda_destinations.operations.redrive import QueueNotFound
+
     where = settings.endpoint_url or "AWS"
     try:
         yield

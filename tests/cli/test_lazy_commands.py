@@ -1,0 +1,103 @@
+"""Commands are imported when they run: `--help` and the store commands never load the AWS
+clients, the worker or (for `--help`) the store. What they cost in time is in bench/."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from lambda_destinations.cli import COMMANDS, cli
+
+# Prints which modules a command loaded, as JSON, after running it in a fresh interpreter.
+_PROBE = """
+import json, sys
+from lambda_destinations.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def loaded_by(*args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, check=False
+    )
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def first_paragraph(text: str | None) -> str:
+    return " ".join((text or "").split("\n\n")[0].split())
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_command_line_names_the_module_that_registers_it(name: str) -> None:
+    module, help_line = COMMANDS[name]
+    importlib.import_module(f"lambda_destinations.cli.{module}")
+
+    command = cli.commands[name]
+    assert command.callback is not None
+    assert command.callback.__module__ == f"lambda_destinations.cli.{module}"
+    # The line --help shows without importing the module is the start of the command's own.
+    assert first_paragraph(command.help).startswith(help_line)
+
+
+def test_help_lists_every_command_without_importing_them() -> None:
+    loaded = loaded_by("--help")
+
+    assert not any(
+        m.startswith("lambda_destinations.cli.")
+        and m[24:] in {module for module, _ in COMMANDS.values()}
+        for m in loaded
+    )
+    assert not {"sqlalchemy", "aiobotocore", "botocore", "pydantic"} & loaded
+
+
+def test_help_shows_each_command_with_its_line() -> None:
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=200)
+
+    assert result.exit_code == 0
+    for name, (_, help_line) in COMMANDS.items():
+        assert f"  {name} " in result.output
+        assert help_line[:30] in result.output
+
+
+def test_failures_list_on_an_empty_store_loads_no_aws_client_nor_worker(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    subprocess.run(
+        [sys.executable, "-c", "from lambda_destinations.cli import main; main()", "migrate"],
+        env={"LAMBDA_DESTINATIONS_STORE": url, "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+    )
+
+    loaded = loaded_by("failures", "list", "--store", url)
+
+    assert "lambda_destinations.cli.failures" in loaded  # the command did run
+    assert (
+        not {"aiobotocore", "aiohttp", "lambda_destinations.worker", "lambda_destinations.aws"}
+        & loaded
+    )
+
+
+def test_an_unknown_command_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["no-such-command"])
+
+    assert result.exit_code == 2
+    assert "No such command" in result.output
+
+
+def test_a_module_that_does_not_register_its_command_is_a_bug_said_plainly() -> None:
+    group = type(cli)(name="probe")
+    group.lazy["ghost"] = ("lambda_destinations.cli._table", "Nothing.")
+
+    with pytest.raises(RuntimeError, match="does not register the command 'ghost'"):
+        group.get_command(click.Context(group), "ghost")
