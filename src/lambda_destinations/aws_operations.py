@@ -1,0 +1,271 @@
+"""Every AWS operation the code calls, who calls it, on what, and the IAM action it needs.
+
+This list is the source of the deploy templates' policies: the ECS task role (CloudFormation),
+the Terraform module's policy and the IRSA role of the Kubernetes manifests grant exactly the
+actions of the ``WORKER`` operations, on exactly the resources named here, and nothing else.
+A test scans the package for client calls and fails when a call is missing from this list (or
+the list names a call the code no longer makes), so a new call cannot ship without its
+permission; another test reads the templates and checks them against it.
+
+``Scope``:
+
+- ``WORKER``: the long-running worker and its handlers (``lambda-destinations run``): what the
+  deployed task or pod needs.
+- ``OPERATOR``: the operator commands (``doctor``, ``dlq``, ``replay``): run by people or jobs
+  with their own credentials, never granted to the worker.
+- ``DEV``: only against the embedded local endpoint of ``lambda-destinations dev``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Scope(enum.StrEnum):
+    WORKER = "worker"
+    OPERATOR = "operator"
+    DEV = "dev"
+
+
+class Target(enum.StrEnum):
+    """The resources an action is granted on, in the templates' own terms."""
+
+    QUEUE = "queue"  # the success and failure destination queues the worker polls
+    DLQ = "dlq"  # their dead-letter queues
+    FUNCTION = "function"  # the Lambda functions whose destinations are wired (any qualifier)
+    SMS = "sms"  # SNS Publish to a phone number: IAM has no resource for it, so "*"
+    EMAIL_IDENTITY = "email-identity"  # SES identities (and configuration sets) mail is sent as
+    TOPIC = "topic"  # SNS topics between a function and a queue
+    ACCOUNT = "account"  # calls that name no resource
+
+
+@dataclass(frozen=True)
+class AwsOperation:
+    """One API operation: botocore's service and operation names, and what it needs."""
+
+    service: str  # botocore's service name: sqs, sns, sesv2, lambda, sts
+    operation: str  # the API's name, as botocore's service model spells it
+    action: str | None  # the IAM action it needs (None: no permission is needed)
+    scope: Scope
+    targets: tuple[Target, ...]
+    reason: str
+
+
+_W, _O, _D = Scope.WORKER, Scope.OPERATOR, Scope.DEV
+_Q, _DLQ = Target.QUEUE, Target.DLQ
+
+OPERATIONS: tuple[AwsOperation, ...] = (
+    # -- the worker and its handlers ----------------------------------------------------------
+    AwsOperation(
+        "sqs",
+        "GetQueueUrl",
+        "sqs:GetQueueUrl",
+        _W,
+        (_Q, _DLQ),
+        "resolve the configured queue names, and the DLQ named by each redrive policy",
+    ),
+    AwsOperation(
+        "sqs",
+        "GetQueueAttributes",
+        "sqs:GetQueueAttributes",
+        _W,
+        (_Q, _DLQ),
+        "read each queue's visibility timeout and redrive policy at start, and the backlog "
+        "for the metrics",
+    ),
+    AwsOperation(
+        "sqs", "ReceiveMessage", "sqs:ReceiveMessage", _W, (_Q,), "long-poll the destination queues"
+    ),
+    AwsOperation(
+        "sqs",
+        "DeleteMessageBatch",
+        "sqs:DeleteMessage",
+        _W,
+        (_Q,),
+        "acknowledge handled (and quarantined) messages, ten at a time",
+    ),
+    AwsOperation(
+        "sqs",
+        "ChangeMessageVisibilityBatch",
+        "sqs:ChangeMessageVisibility",
+        _W,
+        (_Q,),
+        "retry with backoff, the visibility heartbeat, and release at shutdown",
+    ),
+    AwsOperation(
+        "sqs",
+        "SendMessage",
+        "sqs:SendMessage",
+        _W,
+        (_DLQ,),
+        "quarantine: send a message that can never succeed to its queue's DLQ with the reason",
+    ),
+    AwsOperation(
+        "sns",
+        "Publish",
+        "sns:Publish",
+        _W,
+        (Target.SMS,),
+        "the sms handler texts phone numbers (IAM cannot name a phone number, hence *)",
+    ),
+    AwsOperation(
+        "sesv2",
+        "SendEmail",
+        "ses:SendEmail",
+        _W,
+        (Target.EMAIL_IDENTITY,),
+        "the email handler (transport ses) sends as a verified identity",
+    ),
+    AwsOperation(
+        "lambda",
+        "Invoke",
+        "lambda:InvokeFunction",
+        _W,
+        (Target.FUNCTION,),
+        "the replay handler (and `replay`) invoke a failed function again, asynchronously",
+    ),
+    # -- operator commands --------------------------------------------------------------------
+    AwsOperation(
+        "sqs",
+        "ListDeadLetterSourceQueues",
+        "sqs:ListDeadLetterSourceQueues",
+        _O,
+        (_DLQ,),
+        "`dlq redrive` finds the queues whose redrive policy names a DLQ",
+    ),
+    AwsOperation(
+        "sqs",
+        "SendMessageBatch",
+        "sqs:SendMessage",
+        _O,
+        (_Q,),
+        "`dlq redrive` moves messages back when SQS's move task cannot",
+    ),
+    AwsOperation(
+        "sqs",
+        "StartMessageMoveTask",
+        "sqs:StartMessageMoveTask",
+        _O,
+        (_DLQ,),
+        "`dlq redrive` lets SQS move the messages where it can",
+    ),
+    AwsOperation(
+        "sqs",
+        "ListMessageMoveTasks",
+        "sqs:ListMessageMoveTasks",
+        _O,
+        (_DLQ,),
+        "`dlq redrive` follows the move task's progress",
+    ),
+    AwsOperation("sqs", "PurgeQueue", "sqs:PurgeQueue", _O, (_DLQ,), "`dlq purge`"),
+    AwsOperation(
+        "sts",
+        "GetCallerIdentity",
+        None,
+        _O,
+        (Target.ACCOUNT,),
+        "`doctor` shows whose credentials are used (STS needs no permission for it)",
+    ),
+    AwsOperation(
+        "lambda",
+        "ListFunctions",
+        "lambda:ListFunctions",
+        _O,
+        (Target.ACCOUNT,),
+        "`doctor --function` finds the functions matching a glob",
+    ),
+    AwsOperation(
+        "lambda",
+        "ListFunctionEventInvokeConfigs",
+        "lambda:ListFunctionEventInvokeConfigs",
+        _O,
+        (Target.FUNCTION,),
+        "`doctor` checks each function's destinations",
+    ),
+    AwsOperation(
+        "sns",
+        "ListSubscriptionsByTopic",
+        "sns:ListSubscriptionsByTopic",
+        _O,
+        (Target.TOPIC,),
+        "`doctor` follows a destination topic to the queues subscribed to it",
+    ),
+    AwsOperation(
+        "sqs",
+        "GetQueueUrl",
+        "sqs:GetQueueUrl",
+        _O,
+        (_Q, _DLQ),
+        "every command that names a queue resolves it",
+    ),
+    AwsOperation(
+        "sqs",
+        "GetQueueAttributes",
+        "sqs:GetQueueAttributes",
+        _O,
+        (_Q, _DLQ),
+        "`doctor` checks each queue; `dlq` reads a DLQ's depth and ARN",
+    ),
+    AwsOperation(
+        "sqs",
+        "ReceiveMessage",
+        "sqs:ReceiveMessage",
+        _O,
+        (_DLQ,),
+        "`dlq peek` and `dlq redrive` read dead-lettered messages",
+    ),
+    AwsOperation(
+        "sqs",
+        "ChangeMessageVisibilityBatch",
+        "sqs:ChangeMessageVisibility",
+        _O,
+        (_DLQ,),
+        "`dlq peek` releases what it looked at",
+    ),
+    AwsOperation(
+        "sqs",
+        "DeleteMessageBatch",
+        "sqs:DeleteMessage",
+        _O,
+        (_DLQ,),
+        "`dlq redrive` deletes from the DLQ what it moved or re-invoked",
+    ),
+    AwsOperation(
+        "sqs",
+        "SendMessage",
+        "sqs:SendMessage",
+        _O,
+        (_Q,),
+        "`dlq redrive` sends a message again alone when its batch entry failed",
+    ),
+    AwsOperation(
+        "lambda",
+        "Invoke",
+        "lambda:InvokeFunction",
+        _O,
+        (Target.FUNCTION,),
+        "`replay` and `dlq redrive --reinvoke` invoke functions again",
+    ),
+    # -- dev only (the embedded local endpoint) ----------------------------------------------
+    AwsOperation(
+        "sqs", "CreateQueue", "sqs:CreateQueue", _D, (_Q, _DLQ), "`dev` creates its local queues"
+    ),
+)
+
+
+def operations(scope: Scope | None = None) -> tuple[AwsOperation, ...]:
+    """The listed operations, all or of one scope."""
+    return tuple(op for op in OPERATIONS if scope is None or op.scope is scope)
+
+
+def worker_actions() -> dict[str, frozenset[Target]]:
+    """The IAM actions the deployed worker needs, each with the resources it needs them on."""
+    actions: dict[str, set[Target]] = {}
+    for op in operations(Scope.WORKER):
+        if op.action is not None:
+            actions.setdefault(op.action, set()).update(op.targets)
+    return {action: frozenset(targets) for action, targets in actions.items()}
+
+
+__all__ = ["OPERATIONS", "AwsOperation", "Scope", "Target", "operations", "worker_actions"]

@@ -1,0 +1,102 @@
+"""Reading the package's AWS calls and the deploy templates, for the deploy tests."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import yaml
+from botocore import xform_name
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "src" / "lambda_destinations"
+DEPLOY = ROOT / "deploy"
+TEMPLATE = DEPLOY / "cloudformation" / "lambda-destinations.yaml"
+KUBERNETES = DEPLOY / "kubernetes"
+TERRAFORM = DEPLOY / "terraform"
+
+# The services the package makes clients for (``aws.client("…")`` and the Lambda invoker).
+SERVICES = ("sqs", "sns", "sesv2", "lambda", "sts")
+# Receivers that are never AWS clients, though a method of theirs may share an API's name.
+NOT_CLIENTS = ("store",)
+
+
+@dataclass(frozen=True)
+class Call:
+    service_operations: frozenset[tuple[str, str]]  # what the method name can be, per service
+    path: str  # relative to the package
+    line: int
+    receiver: str
+
+
+@cache
+def _snake_operations() -> dict[str, frozenset[tuple[str, str]]]:
+    session = botocore.session.get_session()
+    found: dict[str, set[tuple[str, str]]] = {}
+    for service in SERVICES:
+        for operation in session.get_service_model(service).operation_names:
+            found.setdefault(xform_name(operation), set()).add((service, operation))
+    return {name: frozenset(pairs) for name, pairs in found.items()}
+
+
+def client_calls(package: Path = PACKAGE) -> list[Call]:
+    """Every ``x.some_operation(...)`` in the package whose name is an operation of SERVICES."""
+    names = _snake_operations()
+    calls: list[Call] = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            receiver = ast.unparse(node.func.value)
+            if node.func.attr in names and not any(n in receiver for n in NOT_CLIENTS):
+                calls.append(
+                    Call(
+                        names[node.func.attr],
+                        str(path.relative_to(package)),
+                        node.lineno,
+                        receiver,
+                    )
+                )
+    return calls
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !GetAtt, !Sub …) as their long form."""
+
+
+def _construct_tag(loader: _CfnLoader, suffix: str, node: yaml.Node) -> Any:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as stream:
+        loaded: dict[str, Any] = yaml.load(stream, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return loaded
+
+
+def load_manifests(directory: Path = KUBERNETES) -> dict[str, dict[str, Any]]:
+    """The kustomization's resources, by ``Kind/name``."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    manifests: dict[str, dict[str, Any]] = {}
+    for name in kustomization["resources"]:
+        for document in yaml.safe_load_all((directory / name).read_text()):
+            if document:
+                manifests[f"{document['kind']}/{document['metadata']['name']}"] = document
+    return manifests

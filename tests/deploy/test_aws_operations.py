@@ -1,0 +1,72 @@
+"""The list of AWS operations (aws_operations.py) against the calls the package really makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import botocore.session
+from deploy_helpers import SERVICES, client_calls
+
+from lambda_destinations.aws_operations import OPERATIONS, Scope, operations
+
+# Packages whose calls run inside the deployed worker: each needs a WORKER entry.
+WORKER_PACKAGES = ("worker/", "handlers/")
+
+
+def _listed() -> set[tuple[str, str]]:
+    return {(op.service, op.operation) for op in OPERATIONS}
+
+
+def test_every_client_call_is_listed() -> None:
+    calls = client_calls()
+    assert calls, "the scan found no client call at all: the scanner is broken"
+    listed = _listed()
+    missing = [
+        f"{call.path}:{call.line} {call.receiver}.… is {sorted(call.service_operations)}"
+        for call in calls
+        if not call.service_operations & listed
+    ]
+    assert not missing, "AWS calls not in aws_operations.OPERATIONS:\n" + "\n".join(missing)
+
+
+def test_every_listed_operation_is_called() -> None:
+    called = set().union(*(call.service_operations for call in client_calls()))
+    stale = sorted(_listed() - called)
+    assert not stale, f"listed but never called (remove them from OPERATIONS): {stale}"
+
+
+def test_calls_in_the_worker_have_a_worker_entry() -> None:
+    worker = {(op.service, op.operation) for op in operations(Scope.WORKER)}
+    wrong = [
+        f"{call.path}:{call.line} {sorted(call.service_operations)}"
+        for call in client_calls()
+        if call.path.startswith(WORKER_PACKAGES) and not call.service_operations & worker
+    ]
+    assert not wrong, "called by the worker but not granted to it:\n" + "\n".join(wrong)
+
+
+def test_the_scan_sees_a_call_it_was_not_told_about(tmp_path: Path) -> None:
+    # given a module that calls an operation the list does not name
+    (tmp_path / "extra.py").write_text(
+        "async def f(sqs):\n    await sqs.purge_queue(QueueUrl='u')\n"
+        "async def g(store):\n    await store.list_functions()\n"
+    )
+    # when it is scanned
+    calls = client_calls(tmp_path)
+    # then the SQS call is found, and the store's look-alike method is not
+    assert [sorted(c.service_operations) for c in calls] == [[("sqs", "PurgeQueue")]]
+
+
+def test_each_entry_names_a_real_operation_and_its_iam_service() -> None:
+    session = botocore.session.get_session()
+    for op in OPERATIONS:
+        assert op.service in SERVICES
+        model = session.get_service_model(op.service)
+        assert op.operation in model.operation_names, op
+        if op.action is not None:
+            prefix = {"sesv2": "ses", "lambda": "lambda"}.get(op.service, op.service)
+            assert op.action.startswith(f"{prefix}:"), op
+        assert op.reason
+        assert op.targets
+    keys = [(op.service, op.operation, op.scope) for op in OPERATIONS]
+    assert len(keys) == len(set(keys)), "an operation is listed twice for one scope"
