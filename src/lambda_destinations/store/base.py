@@ -17,6 +17,7 @@ worker treats that as a transient failure.
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 import datetime as dt
 import enum
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
         JobState,
         ScheduledJob,
     )
+
+
+# How often wait_for_invocation reads the row where the database cannot announce it: the first
+# read again after 20 ms, then doubling up to 200 ms, so a row is seen within about 0.2 s.
+POLL_FIRST = 0.02
+POLL_MAX = 0.2
 
 
 def utcnow() -> dt.datetime:
@@ -274,6 +281,30 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_invocation(self, key_or_request_id: str) -> InvocationRow | None:
         """By exact key, else by request id (the newest row of that request id)."""
+
+    async def wait_for_invocation(
+        self,
+        request_id: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the row is read once more at the end
+    ) -> InvocationRow | None:
+        """The invocation of ``request_id`` as soon as it is stored, waiting at most ``timeout``
+        seconds; None when it has not arrived by then (it is read once more at the end).
+
+        This default reads the row by its indexed request id with a short backoff (20 ms
+        doubling to 200 ms). PostgreSQL overrides it: it LISTENs, and runs no query while
+        waiting.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        delay = POLL_FIRST
+        while True:
+            row = await self.get_invocation(request_id)
+            left = deadline - loop.time()
+            if row is not None or left <= 0:
+                return row
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, POLL_MAX)
 
     @abc.abstractmethod
     async def list_invocations(self, selection: InvocationFilter) -> list[InvocationRow]:

@@ -176,10 +176,51 @@ def _v3_jobs_and_alert_windows(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+# -- version 4: PostgreSQL announces each new invocation row (see _notify.py) ------------------
+
+# The channel and how much of a request id a notification carries: NOTIFY payloads are limited
+# to 8000 bytes, and a request id too long would make the insert itself fail. A waiter matches
+# on the same prefix and then reads the row, so a longer id costs a spurious wake-up at most.
+NOTIFY_CHANNEL = "lambda_destinations_invocation"
+NOTIFY_PREFIX_CHARS = 200
+
+_V4_NOTIFY = (
+    f"""
+    CREATE OR REPLACE FUNCTION lambda_destinations_notify_invocation() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', left(NEW.request_id, {NOTIFY_PREFIX_CHARS}));
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER invocations_notify AFTER INSERT ON invocations
+    FOR EACH ROW WHEN (NEW.request_id IS NOT NULL)
+    EXECUTE FUNCTION lambda_destinations_notify_invocation()
+    """,
+)
+
+
+def _v4_notify_invocations(conn: sa.Connection) -> None:
+    """PostgreSQL: NOTIFY with the request id whenever an invocation row is inserted.
+
+    A trigger rather than a NOTIFY in the worker's save: every writer (any replica, any version,
+    a script) announces its rows, and the notification is sent when the transaction commits,
+    never for a row rolled back. An insert that finds its key taken inserts nothing and
+    announces nothing. SQLite has no NOTIFY: waiters there read the indexed row instead.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for statement in _V4_NOTIFY:
+        conn.exec_driver_sql(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "invocations, deliveries, handler runs, quarantine", _v1_initial),
     Migration(2, "the replay ledger", _v2_replay_ledger),
     Migration(3, "scheduled jobs and alert windows", _v3_jobs_and_alert_windows),
+    Migration(4, "PostgreSQL: notify waiters of new invocation rows", _v4_notify_invocations),
 )
 
 
@@ -192,4 +233,4 @@ def check_migrations(migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
 
 check_migrations()
 
-__all__ = ["MIGRATIONS", "Migration", "check_migrations"]
+__all__ = ["MIGRATIONS", "NOTIFY_CHANNEL", "NOTIFY_PREFIX_CHARS", "Migration", "check_migrations"]

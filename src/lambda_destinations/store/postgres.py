@@ -8,6 +8,8 @@ transaction-scoped advisory lock, so that replicas starting together migrate onc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -17,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._json import loads as json_loads
+from lambda_destinations.store._listen import InvocationListener
 from lambda_destinations.store._sql import SqlStore, url_error
 from lambda_destinations.store._types import UTCDateTime
+from lambda_destinations.store.base import InvocationRow
 
 # pg_advisory_xact_lock key for migrations: "LDMIGRAT" in ASCII, so it is recognisable in
 # pg_locks and unlikely to collide with another application's locks.
@@ -81,6 +85,34 @@ class PostgresStore(SqlStore):
             },
         }
         super().__init__(url, group_commit=group_commit)
+        self._listener = InvocationListener(lambda: self.engine)
+
+    async def close(self) -> None:
+        await self._listener.close()
+        await super().close()
+
+    async def wait_for_invocation(
+        self,
+        request_id: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the row is read once more at the end
+    ) -> InvocationRow | None:
+        """Read the row once, then wait for the database's NOTIFY of it (migration 4): no
+        query runs while waiting. Notifications come after the commit, so the read they wake
+        sees the row; LISTEN is in place before every read, so none falls in a gap."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        async with self._listener.watch(request_id) as arrived:
+            while True:
+                async with self._errors():
+                    await self._listener.listen()
+                arrived.clear()
+                row = await self.get_invocation(request_id)
+                left = deadline - loop.time()
+                if row is not None or left <= 0:
+                    return row
+                with contextlib.suppress(TimeoutError):  # then read once more and give up
+                    await asyncio.wait_for(arrived.wait(), left)
 
     def _insert(self, table: sa.Table) -> postgresql_dml.Insert:
         return postgresql_dml.insert(table)

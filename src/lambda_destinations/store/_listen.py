@@ -1,0 +1,97 @@
+"""Waiting for invocation rows on PostgreSQL: one LISTEN connection per store, no polling.
+
+Migration 4 makes the database NOTIFY the request id (a prefix of it) whenever an invocation
+row is inserted, when the inserting transaction commits. A waiter registers its request id here,
+makes sure the store LISTENs, reads the row once, and then runs no query until a notification
+for its request id (or the loss of the listening connection) wakes it to read the row again.
+Every waiter of the process shares the one connection, so a thousand waiters hold one
+connection, not a thousand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from lambda_destinations.store.migrations import NOTIFY_CHANNEL, NOTIFY_PREFIX_CHARS
+
+
+class InvocationListener:
+    """The store's LISTEN connection and the waiters it wakes, by request id."""
+
+    def __init__(self, engine: Callable[[], AsyncEngine]) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+        self._lost: list[AsyncConnection] = []
+        self._lock = asyncio.Lock()
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+
+    @contextlib.asynccontextmanager
+    async def watch(self, request_id: str) -> AsyncIterator[asyncio.Event]:
+        """An event set when a row of ``request_id`` may have arrived (or the connection
+        dropped); call :meth:`listen` before each read, so no notification falls in a gap."""
+        event = asyncio.Event()
+        prefix = request_id[:NOTIFY_PREFIX_CHARS]
+        self._waiters.setdefault(prefix, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._waiters.get(prefix)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[prefix]
+
+    async def listen(self) -> None:
+        """LISTEN on a connection of the store's pool, unless already listening."""
+        async with self._lock:
+            await self._discard_lost()
+            if self._conn is not None:
+                return
+            conn = await self._engine().connect()
+            try:
+                driver: Any = (await conn.get_raw_connection()).driver_connection
+                driver.add_termination_listener(self._terminated)
+                await driver.add_listener(NOTIFY_CHANNEL, self._notified)
+            except BaseException:
+                await _discard(conn)
+                raise
+            self._conn = conn
+
+    async def close(self) -> None:
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                self._lost.append(conn)
+            await self._discard_lost()
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        for event in self._waiters.get(payload, ()):
+            event.set()
+
+    def _terminated(self, _connection: Any) -> None:
+        # Notifications sent while no one listens are lost: wake every waiter to read its row
+        # again, after listening on a new connection.
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._lost.append(conn)
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    async def _discard_lost(self) -> None:
+        lost, self._lost = self._lost, []
+        for conn in lost:
+            await _discard(conn)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Close a listening connection for good: it must not go back to the pool still LISTENing."""
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+    with contextlib.suppress(Exception):
+        await conn.close()
