@@ -9,7 +9,6 @@ import functools
 import getpass
 import io
 import json
-import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -33,14 +32,12 @@ from lambda_destinations.cli._app import (
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
-from lambda_destinations.store.base import FailureStatus, InvocationFilter, utcnow
+from lambda_destinations.store.base import FailureStatus, InvocationFilter
+from lambda_destinations.times import parse_when
 
 P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
-
-_DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])", re.IGNORECASE)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def operator_identity() -> str:
@@ -64,28 +61,6 @@ def subcommand(
 
 
 # -- times ------------------------------------------------------------------------------------
-
-
-def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """``2h``, ``30m``, ``7d``, ``1w``, ``90s`` ago, or an ISO 8601 date/time (UTC if no zone).
-
-    Raises ValueError with a message fit for the user.
-    """
-    value = text.strip()
-    match = _DURATION.fullmatch(value)
-    if match:
-        seconds = float(match["amount"]) * _UNITS[match["unit"].lower()]
-        return (now or utcnow()) - dt.timedelta(seconds=seconds)
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is neither a duration (30m, 2h, 7d, 1w) nor an ISO 8601 time "
-            "(2024-05-01, 2024-05-01T12:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)
 
 
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.datetime | None:

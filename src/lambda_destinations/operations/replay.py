@@ -186,6 +186,7 @@ async def replay_invocation(
     dry_run: bool = False,
     legacy_function: str | None = None,
     invoke_attempts: int = 3,
+    payload: bytes | None = None,
 ) -> ReplayResult:
     """Replay one failed record: ledger first, then Invoke, then the outcome and the status.
 
@@ -197,6 +198,7 @@ async def replay_invocation(
     again. One whose outcome is in doubt (the connection broke, the answer never came) is left
     pending, so that no later replay repeats it without ``force``. Either is reported in the
     result, except a connection error, which is raised after the attempt is recorded.
+    ``payload`` replaces the original request payload (an operator's edit, kept by the caller).
     """
     result = ReplayResult(
         key=row.key,
@@ -208,6 +210,8 @@ async def replay_invocation(
         target = replay_target(row, legacy_function=legacy_function)
     except NotReplayable as exc:
         return dataclasses.replace(result, skip=SkipReason.NOT_REPLAYABLE, detail=str(exc))
+    if payload is not None:
+        target = ReplayTarget(target.function_arn, payload)
     result = dataclasses.replace(
         result, function_arn=target.function_arn, payload_bytes=len(target.payload)
     )

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.redact import mask_url
+from lambda_destinations.store._actions import ActionsMixin
 from lambda_destinations.store._batch import Coalescer
 from lambda_destinations.store._glob import compile_glob
 from lambda_destinations.store._jobs import JobsMixin
@@ -35,11 +36,13 @@ from lambda_destinations.store._tables import (
     quarantine,
     schema_migrations,
 )
+from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.base import (
     DeliveryRow,
     FailureCount,
     FailureStatus,
     HandlerRun,
+    InvocationCursor,
     InvocationFilter,
     InvocationRow,
     QuarantineRow,
@@ -134,7 +137,25 @@ def _invocation_from(row: Any) -> InvocationRow:
     return InvocationRow(**values, delivery_count=row.delivery_count)
 
 
-class SqlStore(JobsMixin, LedgerMixin, Store):
+def _after(cursor: InvocationCursor) -> list[sa.ColumnElement[bool]]:
+    """Rows after ``cursor`` in the newest-first order: one range of the occurred_at index.
+
+    The plain ``occurred_at <=`` bound is what both planners turn into an index range; the row
+    value comparison then places the cursor's own ties exactly.
+    """
+    c = invocations.c
+    return [
+        c.occurred_at <= cursor.occurred_at,
+        sa.tuple_(c.occurred_at, c.first_seen_at, c.key)
+        < sa.tuple_(
+            sa.literal(cursor.occurred_at, UTCDateTime),
+            sa.literal(cursor.first_seen_at, UTCDateTime),
+            sa.literal(cursor.key, sa.Text),
+        ),
+    ]
+
+
+class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, Store):
     """A :class:`Store` on an SQLAlchemy async engine; subclasses supply the dialect's parts."""
 
     def __init__(self, url: str, *, group_commit: bool = True) -> None:
@@ -562,6 +583,8 @@ class SqlStore(JobsMixin, LedgerMixin, Store):
             where.append(c.status.in_(list(selection.statuses)))
         if selection.request_ids is not None:
             where.append(c.request_id.in_(list(selection.request_ids)))
+        if selection.after is not None:
+            where.extend(_after(selection.after))
         return where
 
     async def list_invocations(self, selection: InvocationFilter) -> list[InvocationRow]:

@@ -8,6 +8,8 @@ The store holds what the worker must never lose or double:
   a redelivered message never repeats a side effect and two replicas never run the same handler;
 - ``quarantine``: every message the worker could not process, raw body and reason.
 - ``replays``: the replay ledger, one row per attempt to re-invoke a failed invocation.
+- ``operator_actions``: what operators did by hand (ignore, reopen, an edited replay, a purge),
+  who, when and why.
 
 All writes are idempotent. Every method may raise
 :class:`~lambda_destinations.errors.StoreUnavailable` when the database cannot be reached; the
@@ -126,6 +128,23 @@ class QuarantineRow:
     id: int | None = None  # assigned by the store
 
 
+@dataclasses.dataclass(slots=True, frozen=True)
+class InvocationCursor:
+    """Where a page of ``list_invocations`` ended: the next page starts after this row.
+
+    The three fields are the list's total order (newest first), so a keyset page is one index
+    range however deep it is, and rows arriving meanwhile never shift later pages.
+    """
+
+    occurred_at: dt.datetime  # the record's timestamp, or first_seen_at when it has none
+    first_seen_at: dt.datetime
+    key: str
+
+    @classmethod
+    def after(cls, row: InvocationRow) -> InvocationCursor:
+        return cls(row.timestamp or row.first_seen_at, row.first_seen_at, row.key)
+
+
 @dataclasses.dataclass(slots=True)
 class InvocationFilter:
     """Selection for operator commands; every field narrows, None means any."""
@@ -139,6 +158,7 @@ class InvocationFilter:
     statuses: Sequence[FailureStatus] | None = None
     request_ids: Sequence[str] | None = None
     limit: int | None = None
+    after: InvocationCursor | None = None  # keyset pagination: rows after this one
 
 
 @dataclasses.dataclass(slots=True, frozen=True)
@@ -182,6 +202,19 @@ class ReplayAttempt:
     outcome: ReplayOutcome = ReplayOutcome.PENDING
     outcome_at: dt.datetime | None = None
     detail: str | None = None
+    id: int | None = None  # assigned by the store
+
+
+@dataclasses.dataclass(slots=True)
+class OperatorAction:
+    """One thing an operator did by hand, kept in the store (the action ledger)."""
+
+    actor: str  # "console alice", "cli user@host"
+    action: str  # "ignore", "reopen", "replay", "edit-replay", "bulk-replay", "purge", ...
+    target: str  # a record key, a queue URL, or a description of a selection
+    reason: str | None = None
+    detail: Any = None  # a JSON value: the edited payload, counts, the replay attempt
+    at: dt.datetime = dataclasses.field(default_factory=utcnow)
     id: int | None = None  # assigned by the store
 
 
@@ -372,6 +405,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def replay_counts(self, keys: Sequence[str]) -> dict[str, int]:
         """How many attempts each key has; every key asked for is in the result (0 if none)."""
+
+    # -- the action ledger (store/_actions.py) ----------------------------------------------
+
+    @abc.abstractmethod
+    async def add_action(self, action: OperatorAction) -> int:
+        """Keep ``action``; set and return its id."""
+
+    @abc.abstractmethod
+    async def actions(self, target: str, *, limit: int | None = 100) -> list[OperatorAction]:
+        """The actions on ``target`` (a record key or a queue URL), newest first."""
 
     # -- scheduled jobs and alert windows (store/_jobs.py) ----------------------------------
     # Due replays and alert digests, run by the worker's scheduler (worker/scheduler.py); alert

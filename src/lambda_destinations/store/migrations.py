@@ -216,11 +216,33 @@ def _v4_notify_invocations(conn: sa.Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
+# -- version 5: the operators' action ledger (see _actions.py) ---------------------------------
+
+
+def _v5_operator_actions(conn: sa.Connection) -> None:
+    """operator_actions: what operators did by hand, who, when and why."""
+    md = sa.MetaData()
+    sa.Table(
+        "operator_actions",
+        md,
+        sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+        sa.Column("at", UTCDateTime, nullable=False),
+        sa.Column("actor", sa.Text, nullable=False),
+        sa.Column("action", sa.String(32), nullable=False),
+        sa.Column("target", sa.Text, nullable=False),
+        sa.Column("reason", sa.Text),
+        sa.Column("detail", json_value()),
+        sa.Index("ix_operator_actions_target_at", "target", "at"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "invocations, deliveries, handler runs, quarantine", _v1_initial),
     Migration(2, "the replay ledger", _v2_replay_ledger),
     Migration(3, "scheduled jobs and alert windows", _v3_jobs_and_alert_windows),
     Migration(4, "PostgreSQL: notify waiters of new invocation rows", _v4_notify_invocations),
+    Migration(5, "the operators' action ledger", _v5_operator_actions),
 )
 
 

@@ -1,0 +1,66 @@
+"""``console``: the browser console over the same store and settings as the other commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import click
+
+from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
+from lambda_destinations.cli._options import settings_options
+from lambda_destinations.config import Settings
+from lambda_destinations.console import TOKEN_ENV, ConsoleOptions, new_token, serve
+
+
+def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
+    """The console's options; the token from the environment, or a new one."""
+    return ConsoleOptions(
+        host=host, port=port, token=os.environ.get(TOKEN_ENV) or new_token(), read_only=read_only
+    )
+
+
+def announce(options: ConsoleOptions, *, generated: bool) -> str:
+    """Where the console is, and how to sign in to act (the login URL carries a new token)."""
+    lines = [f"console    {options.url()}"]
+    if options.read_only:
+        lines.append("           read-only: no actions")
+    elif generated:
+        lines.append(f"sign in    {options.url('/login?token=' + options.token)}")
+    else:
+        lines.append(f"sign in    {options.url('/login')} with ${TOKEN_ENV}")
+    if not options.open_reads:
+        lines.append("           not on loopback: every page needs the token")
+    return "\n".join(lines)
+
+
+@command("console")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any."
+)
+@click.option("--read-only", is_flag=True, help="Show everything, offer no action.")
+@settings_options
+def console_command(settings: Settings, host: str, port: int, read_only: bool) -> None:
+    """Serve the browser console: failures, replays, DLQs and quarantine.
+
+    Reading needs no sign-in on 127.0.0.1. Every action needs the token: set
+    LAMBDA_DESTINATIONS_CONSOLE_TOKEN, or use the sign-in URL printed at start (a new token
+    each start). Actions are recorded in the store with `console` and your name.
+
+    \b
+    Examples:
+      lambda-destinations console
+      lambda-destinations console --port 8080 --read-only
+      LAMBDA_DESTINATIONS_CONSOLE_TOKEN=... lambda-destinations console --host 0.0.0.0
+    """
+    options = console_options(host, port, read_only)
+    generated = not os.environ.get(TOKEN_ENV)
+
+    def ready(actual: ConsoleOptions) -> None:
+        click.echo(announce(actual, generated=generated), err=True)
+
+    try:
+        asyncio.run(serve(settings, options, ready))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose --port", EXIT_CONFIG)

@@ -1,0 +1,295 @@
+"""What people do: sign in and out, replay (also with an edited payload), ignore and reopen,
+bulk replay or ignore, redrive and purge a DLQ. POST only; each one checks the token, the
+origin and the form's CSRF token (``Console.actor``), and goes into the store's ledgers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from multidict import MultiDict
+
+from lambda_destinations.console import views
+from lambda_destinations.console.app import CONSOLE, Console
+from lambda_destinations.console.jobs import Job
+from lambda_destinations.console.pages import configured_dlq
+from lambda_destinations.console.security import (
+    SESSION_COOKIE,
+    Refused,
+    clean_user,
+    safe_next,
+    same_origin,
+)
+from lambda_destinations.operations import RateLimiter
+from lambda_destinations.operations.redrive import move_messages, target_chooser
+from lambda_destinations.operations.replay import (
+    TRIGGER_MANUAL,
+    ReplayResult,
+    replay_invocation,
+)
+from lambda_destinations.store import (
+    FailureStatus,
+    InvocationCursor,
+    InvocationFilter,
+    InvocationRow,
+    OperatorAction,
+)
+
+routes = web.RouteTableDef()
+_PAGE = 200  # rows a bulk job reads at a time
+_REASON_MAX = 1000
+
+
+def _console(request: web.Request) -> Console:
+    return request.app[CONSOLE]
+
+
+def _failure_url(row: InvocationRow) -> str:
+    return f"/failures/{quote(row.key, safe='')}"
+
+
+# -- signing in -------------------------------------------------------------------------------
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.Response:
+    console = _console(request)
+    if not same_origin(request):
+        raise Refused("the request comes from another site")
+    form = await request.post()
+    token, name = str(form.get("token", "")), str(form.get("user", ""))
+    target = safe_next(str(form.get("next", "")))
+    user = clean_user(name)
+    problem = None
+    if not console.sessions.token_matches(token):
+        problem = "That is not the console's token (it is printed when the console starts)."
+    elif user is None:
+        problem = "Give your name (up to 64 characters): the ledger records who did what."
+    if problem is not None:
+        return console.render(
+            request, "login.html", status=403, token="", next=target, problem=problem, views=views
+        )
+    assert user is not None
+    session_id, _ = console.sessions.open(user)
+    response = web.HTTPSeeOther(target)
+    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="Strict", path="/")
+    raise response
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.Response:
+    console = _console(request)
+    await console.actor(request)
+    console.sessions.close(request.cookies.get(SESSION_COOKIE, ""))
+    response = web.HTTPSeeOther("/")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+# -- one failure ------------------------------------------------------------------------------
+
+
+async def _row(console: Console, request: web.Request) -> InvocationRow:
+    row = await console.store.get_invocation(request.match_info["ident"])
+    if row is None or row.succeeded is True:
+        raise web.HTTPNotFound(text="no failure with that request id or key\n")
+    return row
+
+
+async def _replay(
+    console: Console, row: InvocationRow, actor: str, *, payload: bytes | None = None
+) -> ReplayResult:
+    lam = await console.aws.lambda_invoker()
+    return await replay_invocation(
+        console.store,
+        lam,
+        row,
+        trigger=TRIGGER_MANUAL,
+        requested_by=actor,
+        force=payload is not None,  # an edited replay is a new, deliberate attempt
+        payload=payload,
+    )
+
+
+@routes.post("/failures/{ident}/replay")
+async def replay(request: web.Request) -> web.Response:
+    console = _console(request)
+    actor, form = await console.actor(request)
+    row = await _row(console, request)
+    result = await _replay(console, row, actor)
+    await console.store.add_action(
+        OperatorAction(actor, "replay", row.key, _reason(form), {"result": result.as_dict()})
+    )
+    raise web.HTTPSeeOther(_failure_url(row) + "#replays")
+
+
+@routes.post("/failures/{ident}/edit")
+async def edit_and_replay(request: web.Request) -> web.Response:
+    """Replay with the payload the form holds; it must be JSON, and the ledger keeps it."""
+    console = _console(request)
+    actor, form = await console.actor(request)
+    row = await _row(console, request)
+    text = form.get("payload", "")
+    try:
+        edited = json.loads(text)
+    except ValueError as exc:
+        return console.render(
+            request,
+            "edit.html",
+            status=400,
+            row=row,
+            payload=text,
+            problem=f"The payload is not valid JSON: {exc}. Nothing was invoked.",
+            views=views,
+        )
+    payload = json.dumps(edited, ensure_ascii=False, separators=(",", ":")).encode()
+    result: ReplayResult | None = None
+    try:
+        result = await _replay(console, row, actor, payload=payload)
+    finally:
+        detail: dict[str, Any] = {"payload": edited, "original_payload": row.request_payload}
+        detail["result"] = result.as_dict() if result else "interrupted"
+        await console.store.add_action(
+            OperatorAction(actor, "edit-replay", row.key, _reason(form), detail)
+        )
+    raise web.HTTPSeeOther(_failure_url(row) + "#replays")
+
+
+def _reason(form: dict[str, str], *, required: bool = False) -> str | None:
+    reason = " ".join(form.get("reason", "").split())[:_REASON_MAX]
+    if required and not reason:
+        raise web.HTTPBadRequest(text="give a reason: the ledger keeps it\n")
+    return reason or None
+
+
+async def _set_status(request: web.Request, status: FailureStatus, action: str) -> web.Response:
+    console = _console(request)
+    actor, form = await console.actor(request)
+    row = await _row(console, request)
+    reason = _reason(form, required=True)
+    await console.store.set_status([row.key], status, by=actor)
+    await console.store.add_action(OperatorAction(actor, action, row.key, reason))
+    raise web.HTTPSeeOther(_failure_url(row))
+
+
+@routes.post("/failures/{ident}/ignore")
+async def ignore(request: web.Request) -> web.Response:
+    return await _set_status(request, FailureStatus.IGNORED, "ignore")
+
+
+@routes.post("/failures/{ident}/reopen")
+async def reopen(request: web.Request) -> web.Response:
+    return await _set_status(request, FailureStatus.OPEN, "reopen")
+
+
+# -- bulk -------------------------------------------------------------------------------------
+
+
+@routes.post("/bulk")
+async def bulk(request: web.Request) -> web.Response:
+    """Run the plan the bulk page showed (the same filter, frozen at its ``until``)."""
+    console = _console(request)
+    actor, form = await console.actor(request)
+    action = "ignore" if form.get("action") == "ignore" else "replay"
+    selection = views.selection_from(MultiDict(form))
+    if selection.errors or "until" not in form:
+        raise web.HTTPBadRequest(text="; ".join(selection.errors) or "the plan has no end time\n")
+    chosen = selection.filter
+    chosen.statuses = chosen.statuses or [FailureStatus.OPEN, FailureStatus.REPLAYED]
+    reason = _reason(form, required=action == "ignore")
+    try:
+        rate = max(0.0, min(100.0, float(form.get("rate", "10") or 10)))
+    except ValueError:
+        raise web.HTTPBadRequest(text="rate: a number of invocations per second\n") from None
+    total = await console.store.count_invocations(chosen)
+    described = selection.query()
+    await console.store.add_action(
+        OperatorAction(
+            actor,
+            f"bulk-{action}",
+            f"failures?{described}",
+            reason,
+            {"selected": total, "rate": rate, "until": form["until"]},
+        )
+    )
+
+    async def work(job: Job) -> None:
+        limiter = RateLimiter(rate if action == "replay" else None)
+        async for rows in _pages(console, chosen):
+            for row in rows:
+                await limiter.acquire()
+                if action == "replay":
+                    result = await _replay(console, row, actor)
+                    job.step(result.state.value)
+                else:
+                    await console.store.set_status([row.key], FailureStatus.IGNORED, by=actor)
+                    await console.store.add_action(OperatorAction(actor, "ignore", row.key, reason))
+                    job.step("ignored")
+
+    title = f"{action} {total} failure{'s' if total != 1 else ''} ({described or 'all'})"
+    job = console.jobs.start(f"bulk-{action}", title, actor, total, work)
+    raise web.HTTPSeeOther(f"/jobs/{job.id}")
+
+
+async def _pages(console: Console, chosen: InvocationFilter) -> AsyncIterator[list[InvocationRow]]:
+    """The selection's rows, a keyset page at a time (statuses change as the job goes on)."""
+    cursor = None
+    while True:
+        rows = await console.store.list_invocations(
+            dataclasses.replace(chosen, limit=_PAGE, after=cursor)
+        )
+        if not rows:
+            return
+        yield rows
+        cursor = InvocationCursor.after(rows[-1])
+
+
+# -- DLQs -------------------------------------------------------------------------------------
+
+
+@routes.post("/dlqs/{name}/redrive")
+async def redrive(request: web.Request) -> web.Response:
+    """Move the DLQ's messages back to the queue(s) whose redrive policy names it."""
+    console = _console(request)
+    actor, form = await console.actor(request)
+    dlq, sources = await configured_dlq(console, request.match_info["name"])
+    if not sources:
+        raise web.HTTPConflict(text=f"{dlq.name} is the DLQ of no SQS queue: nothing to move to\n")
+    await console.store.add_action(
+        OperatorAction(
+            actor, "redrive", dlq.url, _reason(form), {"to": sources, "about": dlq.visible}
+        )
+    )
+    sqs = await console.aws.client("sqs")
+
+    async def work(job: Job) -> None:
+        report = await move_messages(
+            sqs, dlq.url, target_chooser(None, sources), on_moved=lambda n: job.step("moved", n)
+        )
+        for why, n in {**report.left, **report.failed}.items():
+            job.errors.append(f"{n} left in the DLQ: {why}")
+
+    job = console.jobs.start("redrive", f"redrive {dlq.name}", actor, dlq.visible, work)
+    raise web.HTTPSeeOther(f"/jobs/{job.id}")
+
+
+@routes.post("/dlqs/{name}/purge")
+async def purge(request: web.Request) -> web.Response:
+    """Delete every message of the DLQ, once its name was typed into the form."""
+    console = _console(request)
+    actor, form = await console.actor(request)
+    dlq, _ = await configured_dlq(console, request.match_info["name"])
+    if form.get("confirm", "") != dlq.name:
+        raise web.HTTPBadRequest(text=f"type the queue's name ({dlq.name}) to purge it\n")
+    await console.store.add_action(
+        OperatorAction(
+            actor, "purge", dlq.url, _reason(form), {"about": dlq.visible + dlq.in_flight}
+        )
+    )
+    sqs = await console.aws.client("sqs")
+    await sqs.purge_queue(QueueUrl=dlq.url)
+    raise web.HTTPSeeOther(f"/dlqs/{quote(dlq.name, safe='')}")

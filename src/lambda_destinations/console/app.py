@@ -1,0 +1,204 @@
+"""The console's aiohttp application: its context, templates, security middleware, lifetime.
+
+Routes live in one module per concern, each with its own ``routes = web.RouteTableDef()``:
+``pages`` (what people read), ``actions`` (what they do, POST only), ``api`` (JSON for scripts
+and the pages' own script). To add routes, add them to one of those tables, or add a module
+with its own table and list it in ``ROUTE_MODULES``; handlers reach everything through
+``request.app[CONSOLE]`` (a :class:`Console`), and check the token with
+:func:`require_token` (JSON) or :meth:`Console.actor` (forms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from aiohttp import web
+
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.config import Settings
+from lambda_destinations.console.jobs import JobBoard
+from lambda_destinations.console.security import (
+    CSRF_FIELD,
+    Refused,
+    Sessions,
+    check_action,
+    is_loopback,
+)
+from lambda_destinations.store import Store
+
+ROUTE_MODULES = ("pages", "actions", "api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConsoleOptions:
+    """How the console serves: where, with which token, and whether actions are offered."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str = ""
+    read_only: bool = False
+
+    @property
+    def open_reads(self) -> bool:
+        """Reading needs no login when only this machine can connect."""
+        return is_loopback(self.host)
+
+    def url(self, path: str = "/") -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
+
+
+class Console:
+    """What every handler needs: settings, the store, AWS clients, sessions and jobs."""
+
+    def __init__(self, settings: Settings, options: ConsoleOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.sessions = Sessions(options.token)
+        self.jobs = JobBoard()
+        self._store: Store | None = None
+        self._aws: AwsClients | None = None
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("lambda_destinations.console", "templates"),
+            autoescape=True,  # every value is text, never markup
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        # A value inside one path segment: "/" and ":" are escaped too.
+        self.templates.filters["segment"] = lambda value: quote(str(value), safe="")
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "the console's store is opened at start-up"
+        return self._store
+
+    @property
+    def aws(self) -> AwsClients:
+        assert self._aws is not None, "the console's AWS clients are made at start-up"
+        return self._aws
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with Store.from_url(self.settings.store) as store, AwsClients(self.settings) as aws:
+            await store.migrate()  # the action ledger may be newer than the store
+            self._store, self._aws = store, aws
+            try:
+                yield
+            finally:
+                await self.jobs.cancel_all()
+                self._store = self._aws = None
+
+    async def actor(self, request: web.Request) -> tuple[str, dict[str, str]]:
+        """``console <user>`` for the ledger, and the form; Refused when not allowed."""
+        if self.options.read_only:
+            raise Refused("the console runs read-only (--read-only)")
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        user = check_action(self.sessions, request, form.get(CSRF_FIELD))
+        return f"console {user}", form
+
+    def render(
+        self, request: web.Request, name: str, status: int = 200, **values: Any
+    ) -> web.Response:
+        session = self.sessions.of(request)
+        text = self.templates.get_template(name).render(
+            request_path=request.path_qs,
+            user=session.user if session else None,
+            csrf=session.csrf if session else "",
+            can_act=not self.options.read_only and session is not None,
+            read_only=self.options.read_only,
+            **values,
+        )
+        return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+CONSOLE = web.AppKey("console", Console)
+
+
+def require_token(request: web.Request) -> None:
+    """For JSON routes: the console's token as a bearer header, or a signed-in session."""
+    console = request.app[CONSOLE]
+    if console.sessions.bearer(request) or console.sessions.of(request) is not None:
+        return
+    raise web.HTTPUnauthorized(
+        text='{"error": "send Authorization: Bearer <console token>"}',
+        content_type="application/json",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+_PUBLIC = ("/login", "/static/")
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Sign-in where reading needs it, and headers that keep pages from being framed or
+    scripted by anything but the console's own file."""
+    console = request.app[CONSOLE]
+    public = request.path.startswith(_PUBLIC) or request.path.startswith("/api/")
+    if not public and not console.options.open_reads and console.sessions.of(request) is None:
+        raise web.HTTPSeeOther(f"/login?next={request.path_qs}")
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _secure_headers(exc)
+        raise
+    _secure_headers(response)
+    return response
+
+
+def _secure_headers(response: web.StreamResponse) -> None:
+    response.headers.setdefault("Content-Security-Policy", _CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Cache-Control", "no-store")
+
+
+def create_app(settings: Settings, options: ConsoleOptions) -> web.Application:
+    """The console as an aiohttp application (served by :func:`serve`, or by a test)."""
+    app = web.Application(middlewares=[guard], client_max_size=8 * 1024 * 1024)
+    console = Console(settings, options)
+    app[CONSOLE] = console
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        async with console.running():
+            yield
+
+    app.cleanup_ctx.append(lifetime)
+    for name in ROUTE_MODULES:
+        module = importlib.import_module(f"lambda_destinations.console.{name}")
+        app.add_routes(module.routes)
+    app.router.add_static("/static/", Path(__file__).parent / "static", append_version=True)
+    return app
+
+
+async def serve(
+    settings: Settings, options: ConsoleOptions, ready: Callable[[ConsoleOptions], None]
+) -> None:
+    """Serve until cancelled; ``ready`` gets the options with the port actually listened on
+    (``port=0`` picks a free one)."""
+    runner = web.AppRunner(create_app(settings, options), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, options.host, options.port)
+        await site.start()
+        addresses = runner.addresses  # (host, port, ...) of each listening socket
+        port = int(addresses[0][1]) if addresses else options.port
+        ready(dataclasses.replace(options, port=port))
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

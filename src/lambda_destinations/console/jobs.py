@@ -1,0 +1,107 @@
+"""Long actions (bulk replay, bulk ignore, redrive) run as jobs whose progress pages show.
+
+Each job is an asyncio task the board keeps a reference to; its outcome (or the exception that
+ended it) is recorded on the job, and the board cancels what still runs when the console stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lambda_destinations.store import utcnow
+
+_KEEP = 200  # finished jobs kept for their pages
+
+
+@dataclasses.dataclass(slots=True)
+class Job:
+    """One long action: how far it is and how it ended."""
+
+    id: str
+    kind: str
+    title: str
+    actor: str
+    total: int
+    done: int = 0
+    state: str = "running"  # running | done | failed | cancelled
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    errors: list[str] = dataclasses.field(default_factory=list)
+    started_at: Any = dataclasses.field(default_factory=utcnow)
+    finished_at: Any = None
+
+    def step(self, outcome: str, n: int = 1) -> None:
+        self.done += n
+        self.counts[outcome] = self.counts.get(outcome, 0) + n
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "title": self.title,
+            "actor": self.actor,
+            "total": self.total,
+            "done": self.done,
+            "state": self.state,
+            "counts": dict(self.counts),
+            "errors": list(self.errors[-20:]),
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+class JobBoard:
+    """The console's jobs, newest first; every task is tracked and its end recorded."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def recent(self) -> list[Job]:
+        return list(reversed(self._jobs.values()))
+
+    def start(
+        self,
+        kind: str,
+        title: str,
+        actor: str,
+        total: int,
+        work: Callable[[Job], Awaitable[None]],
+    ) -> Job:
+        job = Job(secrets.token_hex(8), kind, title, actor, total)
+        self._jobs[job.id] = job
+        self._forget_old()
+        task = asyncio.create_task(self._run(job, work), name=f"console-job-{job.id}")
+        self._tasks[job.id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job.id, None))
+        return job
+
+    async def _run(self, job: Job, work: Callable[[Job], Awaitable[None]]) -> None:
+        try:
+            await work(job)
+            job.state = "done"
+        except asyncio.CancelledError:
+            job.state = "cancelled"
+            raise
+        except Exception as exc:  # noqa: BLE001 - shown on the job page; the console goes on
+            job.state = "failed"
+            job.errors.append(f"{type(exc).__name__}: {exc}"[:500])
+        finally:
+            job.finished_at = utcnow()
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _forget_old(self) -> None:
+        finished = [k for k, j in self._jobs.items() if j.state != "running"]
+        for job_id in finished[: max(0, len(self._jobs) - _KEEP)]:
+            del self._jobs[job_id]

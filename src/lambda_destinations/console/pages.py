@@ -1,0 +1,246 @@
+"""What people read: overview, failures (list, groups, one failure), bulk plans, DLQs,
+quarantine, jobs, and the sign-in page. GET only; actions are in ``actions.py``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDict
+
+from lambda_destinations.console import views
+from lambda_destinations.console.app import CONSOLE, Console
+from lambda_destinations.console.charts import hourly_bars
+from lambda_destinations.console.security import safe_next
+from lambda_destinations.operations.redrive import describe_message, peek, source_queues
+from lambda_destinations.operations.replay import (
+    TRIGGER_MANUAL,
+    ReplayState,
+    original_payload,
+    replay_invocation,
+)
+from lambda_destinations.store import FailureStatus, InvocationRow, utcnow
+
+routes = web.RouteTableDef()
+_PLAN_ROWS = 200  # rows of a bulk plan listed one by one
+_PEEK_MAX = 50
+
+
+def _console(request: web.Request) -> Console:
+    return request.app[CONSOLE]
+
+
+@routes.get("/")
+async def overview(request: web.Request) -> web.Response:
+    console = _console(request)
+    stats, counts = await views.grouped(console.store, views.selection_from(MultiDict()).filter)
+    sqs = await console.aws.client("sqs")
+    return console.render(
+        request,
+        "overview.html",
+        chart=hourly_bars(stats.hourly),
+        stats=stats,
+        groups=views.groups_of(counts, stats, limit=10),
+        statuses=await views.status_counts(console.store),
+        queues=await views.queue_depths(sqs, console.settings.queues),
+        store=getattr(console.store, "display_url", "the store"),
+        views=views,
+    )
+
+
+@routes.get("/failures")
+async def failures(request: web.Request) -> web.Response:
+    console = _console(request)
+    selection = views.selection_from(request.query)
+    page = await views.failures_page(
+        console.store, selection.filter, request.query.get("after") or None
+    )
+    return console.render(
+        request,
+        "failures.html",
+        selection=selection,
+        page=page,
+        first_page=not request.query.get("after"),
+        statuses=[s.value for s in FailureStatus],
+        views=views,
+    )
+
+
+@routes.get("/groups")
+async def groups(request: web.Request) -> web.Response:
+    console = _console(request)
+    selection = views.selection_from(request.query)
+    stats, counts = await views.grouped(console.store, selection.filter)
+    return console.render(
+        request,
+        "groups.html",
+        selection=selection,
+        stats=stats,
+        groups=views.groups_of(counts, stats),
+        statuses=[s.value for s in FailureStatus],
+        views=views,
+    )
+
+
+async def _invocation(console: Console, ident: str) -> InvocationRow:
+    row = await console.store.get_invocation(ident)
+    if row is None:
+        raise web.HTTPNotFound(text=f"no record with request id or key {ident!r}\n")
+    return row
+
+
+@routes.get("/failures/{ident}")
+async def failure(request: web.Request) -> web.Response:
+    console = _console(request)
+    row = await _invocation(console, request.match_info["ident"])
+    return console.render(request, "failure.html", **await _whole(console, row))
+
+
+async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:
+    store = console.store
+    return {
+        "row": row,
+        "deliveries": await store.deliveries(row.key),
+        "runs": await store.handler_runs(row.key),
+        "replays": await store.replays(row.key),
+        "actions": await store.actions(row.key),
+        "views": views,
+    }
+
+
+@routes.get("/failures/{ident}/edit")
+async def edit(request: web.Request) -> web.Response:
+    console = _console(request)
+    row = await _invocation(console, request.match_info["ident"])
+    return console.render(
+        request,
+        "edit.html",
+        row=row,
+        payload=views.pretty_json(row.request_payload),
+        problem=None,
+        views=views,
+    )
+
+
+@routes.get("/bulk")
+async def bulk(request: web.Request) -> web.Response:
+    """The plan: how many failures the filter selects and exactly what would be invoked."""
+    console = _console(request)
+    action = "ignore" if request.query.get("action") == "ignore" else "replay"
+    selection = views.selection_from(request.query)
+    frozen = selection.filter
+    if frozen.statuses is None:
+        frozen.statuses = [FailureStatus.OPEN, FailureStatus.REPLAYED]
+    frozen.until = frozen.until or utcnow()  # later failures are not part of this plan
+    total = await console.store.count_invocations(frozen)
+    rows = await console.store.list_invocations(dataclasses.replace(frozen, limit=_PLAN_ROWS))
+    plan = [
+        (
+            row,
+            await replay_invocation(
+                console.store,
+                None,
+                row,
+                trigger=TRIGGER_MANUAL,
+                requested_by="console",
+                dry_run=True,
+            ),
+        )
+        for row in rows
+    ]
+    return console.render(
+        request,
+        "bulk.html",
+        action=action,
+        selection=selection,
+        until=frozen.until.isoformat(),
+        total=total,
+        plan=plan,
+        would=sum(1 for _, r in plan if r.state is ReplayState.WOULD_INVOKE),
+        payload_of=_payload_text,
+        views=views,
+    )
+
+
+def _payload_text(row: InvocationRow) -> str:
+    try:
+        return original_payload(row).decode(errors="replace")
+    except (TypeError, ValueError):
+        return ""
+
+
+@routes.get("/dlqs")
+async def dlqs(request: web.Request) -> web.Response:
+    console = _console(request)
+    sqs = await console.aws.client("sqs")
+    queues = await views.queue_depths(sqs, console.settings.queues)
+    return console.render(request, "dlqs.html", queues=queues, views=views)
+
+
+async def configured_dlq(console: Console, name: str) -> tuple[Any, list[str]]:
+    """The DLQ called ``name`` of a configured queue, and its source queues; 404 otherwise.
+
+    Only the DLQs of the queues the settings name can be acted on from the console."""
+    sqs = await console.aws.client("sqs")
+    for depth in await views.queue_depths(sqs, console.settings.queues):
+        if depth.dlq is not None and depth.dlq.name == name:
+            return depth.dlq, await source_queues(sqs, depth.dlq)
+    raise web.HTTPNotFound(text=f"{name!r} is not the DLQ of a configured queue\n")
+
+
+@routes.get("/dlqs/{name}")
+async def dlq(request: web.Request) -> web.Response:
+    console = _console(request)
+    ref, sources = await configured_dlq(console, request.match_info["name"])
+    peeked = None
+    wanted = request.query.get("peek", "")
+    if wanted.isdigit():
+        sqs = await console.aws.client("sqs")
+        now = utcnow()
+        limit = max(1, min(_PEEK_MAX, int(wanted)))
+        peeked = [(describe_message(m, now), m) for m in await peek(sqs, ref.url, limit)]
+    return console.render(
+        request,
+        "dlq.html",
+        dlq=ref,
+        sources=sources,
+        peeked=peeked,
+        actions=await console.store.actions(ref.url, limit=20),
+        views=views,
+    )
+
+
+@routes.get("/quarantine")
+async def quarantine(request: web.Request) -> web.Response:
+    console = _console(request)
+    rows = await console.store.list_quarantine(limit=100)
+    return console.render(request, "quarantine.html", rows=rows, views=views)
+
+
+@routes.get("/jobs")
+async def jobs(request: web.Request) -> web.Response:
+    console = _console(request)
+    return console.render(request, "jobs.html", jobs=console.jobs.recent(), views=views)
+
+
+@routes.get("/jobs/{job_id}")
+async def job(request: web.Request) -> web.Response:
+    console = _console(request)
+    found = console.jobs.get(request.match_info["job_id"])
+    if found is None:
+        raise web.HTTPNotFound(text="no such job (jobs are kept while the console runs)\n")
+    return console.render(request, "job.html", job=found, views=views)
+
+
+@routes.get("/login")
+async def login(request: web.Request) -> web.Response:
+    console = _console(request)
+    return console.render(
+        request,
+        "login.html",
+        token=request.query.get("token", ""),
+        next=safe_next(request.query.get("next")),
+        problem=None,
+        views=views,
+    )

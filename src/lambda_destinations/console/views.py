@@ -1,0 +1,241 @@
+"""What the pages show, gathered from the store, SQS and operations/ (no HTML here).
+
+Filters come from the query string with the same names and meanings as the options of
+``failures list`` (``function``, ``error_type``, ``condition``, ``since``, ``until``, ``status``),
+so a page's URL is its selection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from multidict import MultiMapping
+
+from lambda_destinations.console.charts import sparkline, trend
+from lambda_destinations.operations.redrive import QueueRef, resolve_queue
+from lambda_destinations.operations.stats import FailureStats, failure_stats, hour_of
+from lambda_destinations.store import (
+    FailureCount,
+    FailureStatus,
+    InvocationCursor,
+    InvocationFilter,
+    InvocationRow,
+    Store,
+    utcnow,
+)
+from lambda_destinations.times import parse_when
+from lambda_destinations.worker.queues import queue_name
+
+FILTER_FIELDS = ("function", "error_type", "condition", "since", "until")
+PAGE_SIZE = 50
+
+
+@dataclasses.dataclass(slots=True)
+class Selection:
+    """A filter as the form shows it (``values``) and as the store takes it (``filter``)."""
+
+    values: dict[str, str]
+    statuses: list[str]
+    filter: InvocationFilter
+    errors: list[str]
+
+    def query(self, **extra: str) -> str:
+        """The query string that selects the same failures (plus ``extra``)."""
+        from urllib.parse import urlencode
+
+        pairs = [(k, v) for k, v in self.values.items() if v]
+        pairs += [("status", s) for s in self.statuses]
+        pairs += [(k, v) for k, v in extra.items() if v]
+        return urlencode(pairs)
+
+
+def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> Selection:
+    """The filters of a query string; bad values are reported and left out, never guessed."""
+    values = {name: query.get(name, "").strip() for name in FILTER_FIELDS}
+    errors: list[str] = []
+    times: dict[str, dt.datetime | None] = {}
+    for name in ("since", "until"):
+        times[name] = None
+        if values[name]:
+            try:
+                times[name] = parse_when(values[name], now)
+            except ValueError as exc:
+                errors.append(f"{name}: {exc}")
+    statuses = [s for s in query.getall("status", []) if s in set(FailureStatus)]
+    if times["since"] and times["until"] and times["since"] >= times["until"]:
+        errors.append("since must be before until")
+        times["until"] = None
+    selection = InvocationFilter(
+        failed_only=True,
+        function_glob=values["function"] or None,
+        error_type=values["error_type"] or None,
+        condition=values["condition"] or None,
+        since=times["since"],
+        until=times["until"],
+        statuses=[FailureStatus(s) for s in statuses] or None,
+    )
+    return Selection(values, statuses, selection, errors)
+
+
+def encode_cursor(row: InvocationRow) -> str:
+    cursor = InvocationCursor.after(row)
+    return f"{cursor.occurred_at.isoformat()}|{cursor.first_seen_at.isoformat()}|{cursor.key}"
+
+
+def decode_cursor(text: str) -> InvocationCursor | None:
+    parts = text.split("|", 2)
+    if len(parts) != 3:
+        return None
+    try:
+        occurred, first = (dt.datetime.fromisoformat(p) for p in parts[:2])
+    except ValueError:
+        return None
+    if occurred.tzinfo is None or first.tzinfo is None:
+        return None
+    return InvocationCursor(occurred, first, parts[2])
+
+
+@dataclasses.dataclass(slots=True)
+class Page:
+    rows: list[InvocationRow]
+    replays: dict[str, int]
+    next_cursor: str | None
+
+
+async def failures_page(store: Store, selection: InvocationFilter, after: str | None) -> Page:
+    """One page, newest first, after the cursor; one row more than shown says "there is more"."""
+    cursor = decode_cursor(after) if after else None
+    wanted = dataclasses.replace(selection, limit=PAGE_SIZE + 1, after=cursor)
+    rows = await store.list_invocations(wanted)
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    replays = await store.replay_counts([r.key for r in rows])
+    return Page(rows, replays, encode_cursor(rows[-1]) if more and rows else None)
+
+
+@dataclasses.dataclass(slots=True)
+class Group:
+    function_name: str | None
+    error_type: str | None
+    count: int
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    points: str  # the sparkline
+    trend: str
+
+
+def groups_of(
+    counts: Sequence[FailureCount], stats: FailureStats, *, limit: int | None = None
+) -> list[Group]:
+    """The groups of ``stats`` (most failures first), each with its hourly trend."""
+    index = {hour: i for i, (hour, _) in enumerate(stats.hourly)}
+    series: dict[tuple[str | None, str | None], list[int]] = {}
+    for found in counts:
+        per_hour = series.setdefault((found.function_name, found.error_type), [0] * len(index))
+        slot = index.get(hour_of(found.first))
+        if slot is not None:
+            per_hour[slot] += found.count
+    out = []
+    for g in stats.groups[:limit]:
+        hourly = series.get((g.function_name, g.error_type), [])
+        out.append(
+            Group(
+                g.function_name,
+                g.error_type,
+                g.count,
+                g.first_seen,
+                g.last_seen,
+                sparkline(hourly),
+                trend(hourly),
+            )
+        )
+    return out
+
+
+async def grouped(
+    store: Store, selection: InvocationFilter, hours: int = 24
+) -> tuple[FailureStats, list[FailureCount]]:
+    """Counts by function x error type (and hour) over the selection's window (default 24 h)."""
+    until = selection.until or utcnow()
+    since = selection.since or until - dt.timedelta(hours=hours)
+    window = dataclasses.replace(selection, since=since, until=until, limit=None)
+    counts = await store.failure_counts(window)
+    return failure_stats(counts, since, until), counts
+
+
+async def status_counts(store: Store) -> dict[str, int]:
+    return {
+        status.value: await store.count_invocations(
+            InvocationFilter(failed_only=True, statuses=[status])
+        )
+        for status in FailureStatus
+    }
+
+
+@dataclasses.dataclass(slots=True)
+class QueueDepth:
+    """A configured queue and its DLQ: how many messages wait in each."""
+
+    name: str
+    url: str | None
+    visible: int | None
+    in_flight: int | None
+    dlq: QueueRef | None
+    problem: str | None = None
+
+
+async def queue_depths(sqs: Any, queues: Sequence[str]) -> list[QueueDepth]:
+    """Each configured queue and its DLQ (from its redrive policy); a problem as text."""
+    out = []
+    for ident in queues:
+        try:
+            ref = await resolve_queue(sqs, ident)
+            dlq = await dlq_of(sqs, ref)
+            out.append(QueueDepth(ref.name, ref.url, ref.visible, ref.in_flight, dlq))
+        except Exception as exc:  # noqa: BLE001 - an unreachable endpoint, a missing queue: shown
+            out.append(QueueDepth(queue_name(ident), None, None, None, None, first_line(exc)))
+    return out
+
+
+async def dlq_of(sqs: Any, ref: QueueRef) -> QueueRef | None:
+    policy = ref.attributes.get("RedrivePolicy")
+    if not policy:
+        return None
+    target = json.loads(policy).get("deadLetterTargetArn")
+    return await resolve_queue(sqs, target) if target else None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def pretty_json(value: Any) -> str:
+    """A JSON value as indented text (strings that hold JSON stay strings: shown as sent)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def error_text(row: InvocationRow) -> str:
+    if row.error_type and row.error_message:
+        return f"{row.error_type}: {row.error_message}"
+    return row.error_type or row.error_message or ""
+
+
+def function_label(row: InvocationRow) -> str:
+    if row.function_name is None:
+        return ""
+    if row.qualifier and row.qualifier != "$LATEST":
+        return f"{row.function_name}:{row.qualifier}"
+    return row.function_name
+
+
+def when(moment: dt.datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def filters_of(values: Mapping[str, str]) -> dict[str, str]:
+    return {k: values.get(k, "") for k in FILTER_FIELDS}

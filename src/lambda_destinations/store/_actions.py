@@ -1,0 +1,78 @@
+"""The action ledger: what operators did by hand (ignore, reopen, an edited replay, a purge).
+
+The replay ledger (``_ledger.py``) records each attempt to re-invoke; this table records the
+decision behind it when a person made one, with who, when, why and what (an edited payload is
+kept here whole). Declared on the shared ``_tables.metadata``; migration version 4 in
+:mod:`.migrations` is its frozen DDL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from lambda_destinations.store._tables import metadata
+from lambda_destinations.store._types import UTCDateTime, big_id, json_value
+from lambda_destinations.store.base import OperatorAction
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+operator_actions = sa.Table(
+    "operator_actions",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("detail", json_value()),
+    sa.Index("ix_operator_actions_target_at", "target", "at"),
+)
+
+_FIELDS = ("at", "actor", "action", "target", "reason", "detail")
+
+
+class ActionsMixin:
+    """The action-ledger methods of :class:`~lambda_destinations.store.base.Store`."""
+
+    if TYPE_CHECKING:
+        # Supplied by SqlStore (see _sql.py).
+        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+        def _write(
+            self, *, atomic: bool = False
+        ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+    async def add_action(self, action: OperatorAction) -> int:
+        values = {name: getattr(action, name) for name in _FIELDS}
+        stmt = sa.insert(operator_actions).values(**values).returning(operator_actions.c.id)
+        async with self._write() as conn:
+            action.id = int((await conn.execute(stmt)).scalar_one())
+        return action.id
+
+    async def actions(self, target: str, *, limit: int | None = 100) -> list[OperatorAction]:
+        c = operator_actions.c
+        stmt = (
+            sa.select(operator_actions).where(c.target == target).order_by(c.at.desc(), c.id.desc())
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_action_from(row) for row in rows]
+
+
+def _action_from(row: Any) -> OperatorAction:
+    return OperatorAction(
+        actor=row.actor,
+        action=row.action,
+        target=row.target,
+        reason=row.reason,
+        detail=row.detail,
+        at=row.at,
+        id=row.id,
+    )

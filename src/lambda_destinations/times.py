@@ -1,0 +1,33 @@
+"""Times as operators write them: ``2h``, ``30m``, ``7d`` ago, or an ISO 8601 time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from lambda_destinations.store.base import utcnow
+
+_DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``2h``, ``30m``, ``7d``, ``1w``, ``90s`` ago, or an ISO 8601 date/time (UTC if no zone).
+
+    Raises ValueError with a message fit for the user.
+    """
+    value = text.strip()
+    match = _DURATION.fullmatch(value)
+    if match:
+        seconds = float(match["amount"]) * _UNITS[match["unit"].lower()]
+        return (now or utcnow()) - dt.timedelta(seconds=seconds)
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration (30m, 2h, 7d, 1w) nor an ISO 8601 time "
+            "(2024-05-01, 2024-05-01T12:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
