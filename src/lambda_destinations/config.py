@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     handler_timeout: float = Field(
         default=300.0, gt=0, description="Seconds one handler may run before it counts as failed."
     )
+    claim_lease: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a running handler's claim lasts unless its worker renews it: a "
+        "crashed worker's claims free within this.",
+    )
+    claim_renew_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between renewals of a running handler's claim."
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     handler_modules: list[str] = Field(
@@ -138,6 +148,11 @@ class Settings(BaseSettings):
         if self.retry_max < self.retry_base:
             raise ValueError(
                 f"retry_max ({self.retry_max}) is below retry_base ({self.retry_base})"
+            )
+        if self.claim_renew_interval >= self.claim_lease:
+            raise ValueError(
+                f"claim_renew_interval ({self.claim_renew_interval:g}) must be below "
+                f"claim_lease ({self.claim_lease:g}), or claims expire while handlers run"
             )
         return self
 

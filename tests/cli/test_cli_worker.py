@@ -129,3 +129,17 @@ def test_bad_arguments_exit_2(tmp_path) -> None:
     result = cli("run", "--concurrency", "lots")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "dev"])
+def test_an_in_memory_store_is_refused_with_exit_3(worker_env, make_queue, tmp_path, command):
+    # An in-memory database would keep nothing of the records the worker acknowledges.
+    url, _ = make_queue("memory")
+    env = {**worker_env, "LAMBDA_DESTINATIONS_QUEUES": url}
+    del env["LAMBDA_DESTINATIONS_STORE"]
+    result = cli(command, "--once", "--store", "sqlite:///:memory:", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "in-memory database" in errors[0]
+    assert "Traceback" not in result.stderr

@@ -440,6 +440,28 @@ async def test_claim_is_held_renewed_released_and_completed(store: Store) -> Non
     assert run.completed_at.tzinfo is not None
 
 
+async def test_a_claim_is_renewed_by_its_owner_only_without_counting_an_attempt(
+    store: Store,
+) -> None:
+    # given: a's claim of one lease
+    assert await store.claim_handler("k", "sms", "a", ttl=5) is True
+    (before,) = await store.handler_runs("k")
+
+    # when: a renews it for longer; b tries to
+    assert await store.renew_claim("k", "sms", "a", ttl=60) is True
+    assert await store.renew_claim("k", "sms", "b", ttl=60) is False
+
+    # then: a's claim reaches further, still one attempt; b holds nothing
+    (after,) = await store.handler_runs("k")
+    assert before.claimed_until is not None
+    assert after.claimed_until is not None
+    assert after.claimed_until - before.claimed_until > dt.timedelta(seconds=50)
+    assert (after.owner, after.attempts) == ("a", 1)
+    await store.complete_handler("k", "sms", "a")
+    assert await store.renew_claim("k", "sms", "a", ttl=60) is False
+    assert await store.renew_claim("nothing", "sms", "a", ttl=60) is False
+
+
 async def test_an_expired_claim_is_taken_over(store: Store) -> None:
     # A negative ttl makes a claim that has already expired: no sleeping in tests.
     assert await store.claim_handler("k", "sms", "a", ttl=-1) is True

@@ -29,3 +29,14 @@ async def count_effect(message: DecodedMessage, context: HandlerContext) -> None
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+@handler("stuck-once")
+async def stuck_once(message: DecodedMessage, context: HandlerContext) -> None:
+    """Hangs on its first run (the test kills the worker then); later runs return at once."""
+    markers = Path(os.environ["MARKER_DIR"])
+    started = markers / f"started-{message.request_id}"
+    if not started.exists():
+        started.touch()
+        await asyncio.Event().wait()
+    (markers / f"done-{message.request_id}").touch()

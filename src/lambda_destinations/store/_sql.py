@@ -368,6 +368,19 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, Store):
             ),
         ).returning(runs.key)
 
+        # A lease renewal: only the holder's own live (or just lapsed, not yet taken) claim.
+        self._renew = (
+            sa.update(handler_runs)
+            .where(
+                runs.key == sa.bindparam("b_key"),
+                runs.handler == sa.bindparam("b_handler"),
+                runs.owner == sa.bindparam("b_owner"),
+                runs.state == RunState.CLAIMED,
+            )
+            .values(claimed_until=until)
+            .returning(runs.key)
+        )
+
         # Bind names differ from the column names: SQLAlchemy reserves those for SET values.
         self._release = (
             sa.update(handler_runs)
@@ -516,6 +529,11 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, Store):
         params = {"key": key, "handler": handler, "owner": owner, **self._lease_params(ttl)}
         async with self._write() as conn:
             return (await conn.execute(self._claim, params)).first() is not None
+
+    async def renew_claim(self, key: str, handler: str, owner: str, ttl: float) -> bool:
+        params = {"b_key": key, "b_handler": handler, "b_owner": owner, **self._lease_params(ttl)}
+        async with self._write() as conn:
+            return (await conn.execute(self._renew, params)).first() is not None
 
     async def complete_handler(self, key: str, handler: str, owner: str) -> None:
         async with self._write() as conn:

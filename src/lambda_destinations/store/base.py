@@ -227,6 +227,11 @@ class Store(abc.ABC):
         """Backends take the URL and their own keyword options; nothing connects before open()."""
         self.url = url
 
+    @property
+    def in_memory(self) -> bool:
+        """True when what is stored is gone once the process exits (SQLite's ``:memory:``)."""
+        return False
+
     @staticmethod
     def from_url(url: str, **options: Any) -> Store:
         """The backend for ``url``'s scheme, imported lazily (``sqlite:///``, ``postgresql://``)."""
@@ -294,6 +299,11 @@ class Store(abc.ABC):
         True when the caller may run it: no completed run exists and no other owner holds an
         unexpired claim. A claim by the same owner is renewed. Expired claims are taken over.
         """
+
+    @abc.abstractmethod
+    async def renew_claim(self, key: str, handler: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s claim to ``ttl`` seconds from now, as its worker does while the
+        handler runs. False when the claim is no longer the owner's (taken over or gone)."""
 
     @abc.abstractmethod
     async def complete_handler(self, key: str, handler: str, owner: str) -> None:

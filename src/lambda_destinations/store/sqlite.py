@@ -150,6 +150,10 @@ class SQLiteStore(SqlStore):
         self._checkpoint: asyncio.Task[None] | None = None
         super().__init__(url, group_commit=group_commit)
 
+    @property
+    def in_memory(self) -> bool:
+        return self.path is None
+
     def _insert(self, table: sa.Table) -> sqlite_dml.Insert:
         return sqlite_dml.insert(table)
 

@@ -15,10 +15,11 @@ Every message ends in exactly one outcome (see DESIGN.md, "Delivery semantics"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -128,6 +129,35 @@ class HandlerFailed(Exception):
         self.permanent = permanent
 
 
+class KeyLocks:
+    """One lock per record key, so deliveries of one record in this worker take turns.
+
+    A key's lock stays in the table while any delivery holds it *or waits for it*: dropping it
+    when it is merely unlocked (a waiter woken but not yet running) would let the next delivery
+    make a second lock and run beside the woken one.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, holders + waiters)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 def describe_error(exc: BaseException) -> str:
     code = error_code(exc)
     text = str(exc) or type(exc).__name__
@@ -164,9 +194,10 @@ class Dispatcher:
         self.owner = owner
         self.stats = stats
         self.sleep = sleep
-        # Claims outlive a handler's budget so a slow run is never taken over while alive.
-        self.claim_ttl = settings.handler_timeout + 60.0
-        self._key_locks: dict[str, asyncio.Lock] = {}
+        # A claim is a lease: renewed while its handler runs, so a crashed worker's claims
+        # free within one lease (see _renewing).
+        self.claim_ttl = settings.claim_lease
+        self._key_locks = KeyLocks()
         # Claims of this worker's own finished deliveries that the store refused to release
         # (it was down): (key, handler) -> owner. The next delivery of the key here releases
         # it first, instead of waiting the claim out as if another worker were running it.
@@ -203,15 +234,8 @@ class Dispatcher:
         bind_contextvars(request_id=decoded.request_id, function=function)
         # Deliveries of one record inside this worker take turns, so a duplicate finds the
         # first one's completions instead of a live claim to wait out.
-        lock = self._key_locks.get(decoded.key)
-        if lock is None:
-            lock = self._key_locks[decoded.key] = asyncio.Lock()
-        try:
-            async with lock:
-                return await self._run_chain(item, decoded)
-        finally:
-            if not lock.locked():
-                self._key_locks.pop(decoded.key, None)
+        async with self._key_locks.hold(decoded.key):
+            return await self._run_chain(item, decoded)
 
     async def _run_chain(self, item: InFlight, decoded: DecodedMessage) -> Outcome:
         chain = self.router.chain_for(decoded, item.queue.name, item.queue.url)
@@ -250,8 +274,11 @@ class Dispatcher:
                         )
                     )
                     log.debug("duplicate delivery; every handler already completed")
+            last_receive = item.queue.max_receive_count is not None and (
+                item.receive_count >= item.queue.max_receive_count
+            )
             for handler in pending:
-                await self._run_handler(handler, decoded, context)
+                await self._run_handler(handler, decoded, context, last_receive=last_receive)
             if context.repeated:
                 self.stats.duplicates += 1
         except RetryMessage as exc:
@@ -268,35 +295,22 @@ class Dispatcher:
         return await self.ack(item)
 
     async def _run_handler(
-        self, handler: Handler, decoded: DecodedMessage, context: HandlerContext
+        self,
+        handler: Handler,
+        decoded: DecodedMessage,
+        context: HandlerContext,
+        *,
+        last_receive: bool = False,
     ) -> None:
-        if not handler.records_completion:
-            stale = self._unreleased.get((context.key, handler.name))
-            if stale is not None:
-                # That delivery is over (deliveries of a key take turns here): its claim is
-                # ours to drop. If the store still refuses, this message is retried.
-                await self.store.release_handler(context.key, handler.name, stale)
-                del self._unreleased[(context.key, handler.name)]
-            claimed = await self.store.claim_handler(
-                context.key, handler.name, context.owner, self.claim_ttl
-            )
-            if not claimed:
-                run = next(
-                    (
-                        r
-                        for r in await self.store.handler_runs(context.key)
-                        if r.handler == handler.name
-                    ),
-                    None,
-                )
-                if run is not None and run.state == RunState.COMPLETED:
-                    return  # a concurrent delivery of the same record just completed it
-                raise RetryMessage(
-                    f"handler {handler.name} is running in another worker for this record",
-                    delay=self._claim_wait(run, context.receive_count),
-                )
+        claims = not handler.records_completion
+        if claims and not await self._acquire(handler.name, context, last_receive=last_receive):
+            return  # a concurrent delivery of the same record just completed it
         try:
-            await self._call(handler, decoded, context)
+            if claims:
+                async with self._renewing(context.key, handler.name, context.owner):
+                    await self._call(handler, decoded, context)
+            else:
+                await self._call(handler, decoded, context)
         except BaseException as exc:
             if not handler.records_completion:
                 # Drop our claim so the next delivery may run it; keep why it failed. Even
@@ -311,6 +325,67 @@ class Dispatcher:
         if not handler.records_completion:
             await self._complete(context.key, handler.name, context.owner)
         self.stats.handler_runs[handler.name] += 1
+
+    async def _acquire(self, handler: str, context: HandlerContext, *, last_receive: bool) -> bool:
+        """Claim ``handler`` for this delivery; False when another delivery completed it.
+
+        A live claim held elsewhere is waited out by a retry timed to its lease. On the
+        message's last receive before the queue dead-letters it, the wait happens here instead
+        (the heartbeat keeps the message hidden), so a claim never sends a message to the DLQ.
+        """
+        stale = self._unreleased.get((context.key, handler))
+        if stale is not None:
+            # That delivery is over (deliveries of a key take turns here): its claim is ours
+            # to drop. If the store still refuses, this message is retried.
+            await self.store.release_handler(context.key, handler, stale)
+            del self._unreleased[(context.key, handler)]
+        loop = asyncio.get_running_loop()
+        # A live holder renews for as long as its handler may run, in-process retries included.
+        give_up = loop.time() + self.settings.handler_timeout * self.settings.handler_attempts
+        while not await self.store.claim_handler(
+            context.key, handler, context.owner, self.claim_ttl
+        ):
+            run = next(
+                (r for r in await self.store.handler_runs(context.key) if r.handler == handler),
+                None,
+            )
+            if run is not None and run.state == RunState.COMPLETED:
+                return False
+            wait = self._claim_wait(run, context.receive_count)
+            if not last_receive or loop.time() + wait > give_up + self.claim_ttl:
+                raise RetryMessage(
+                    f"handler {handler} is running in another worker for this record", delay=wait
+                )
+            log.info("waiting for another worker's claim on the last receive", handler=handler)
+            await self.sleep(wait)
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _renewing(self, key: str, handler: str, owner: str) -> AsyncIterator[None]:
+        """Renew this delivery's claim every ``claim_renew_interval`` while the handler runs."""
+        renewal = asyncio.create_task(self._renew(key, handler, owner), name=f"renew {handler}")
+        try:
+            yield
+        finally:
+            renewal.cancel()
+            # asyncio.wait, not await: never raises the renewal's cancellation as our own.
+            await asyncio.wait({renewal})
+
+    async def _renew(self, key: str, handler: str, owner: str) -> None:
+        while True:
+            # Not self.sleep: that one may be shortened by tests of the retry policy.
+            await asyncio.sleep(self.settings.claim_renew_interval)
+            try:
+                held = await self.store.renew_claim(key, handler, owner, self.claim_ttl)
+            except Exception as exc:  # noqa: BLE001 - the lease still covers the next try
+                log.warning("could not renew a running handler's claim", error=describe_error(exc))
+                continue
+            if not held:
+                log.warning(
+                    "a running handler's claim lapsed and was taken: another delivery may run it",
+                    handler=handler,
+                )
+                return
 
     def _claim_wait(self, run: HandlerRun | None, receive_count: int) -> float:
         """How long a delivery waits for a handler another delivery holds the claim on.
@@ -335,11 +410,14 @@ class Dispatcher:
         self, handler: Handler, decoded: DecodedMessage, context: HandlerContext
     ) -> None:
         async def attempt() -> None:
+            # asyncio.timeout, not wait_for: no extra task per call.
+            budget = asyncio.timeout(self.settings.handler_timeout)
             try:
-                # asyncio.timeout, not wait_for: no extra task per call.
-                async with asyncio.timeout(self.settings.handler_timeout):
+                async with budget:
                     await handler(decoded, context)
             except TimeoutError as exc:
+                if not budget.expired():
+                    raise  # the handler's own (a client's timeout): transient, retried here
                 # A handler over its budget is retried by message, never in process.
                 raise RetryMessage(
                     f"handler {handler.name} ran over handler_timeout "
@@ -355,6 +433,9 @@ class Dispatcher:
             )
         except (RetryMessage, QuarantineMessage):
             raise
+        except DecodeError as exc:
+            # DecodedMessage.typed(): the record does not fit the handler's model. Permanent.
+            raise QuarantineMessage(f"handler {handler.name}: {exc.reason}") from exc
         except Exception as exc:
             kind = classify(exc)
             if kind != "unknown":

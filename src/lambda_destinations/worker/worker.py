@@ -176,6 +176,12 @@ class Worker:
             raise ConfigError(
                 "no queues to poll: set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names"
             )
+        if self.store.in_memory:
+            raise ConfigError(
+                f"LAMBDA_DESTINATIONS_STORE={self.settings.store} is an in-memory database: "
+                "every record acknowledged would be lost when the worker exits; "
+                "use sqlite:///path/to/file.db or postgresql://user@host/db"
+            )
         if replay_outcomes_linked(self.settings) is False:
             log.warning(
                 "a route replays failures, but no route of successes links a replay's outcome: "
