@@ -138,16 +138,20 @@ def original_payload(row: InvocationRow) -> bytes:
     return json.dumps(row.request_payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-async def invoke_replay(lambda_client: Any, function_arn: str, payload: bytes) -> str:
-    """Invoke ``function_arn`` asynchronously (``InvocationType=Event``) with ``payload``;
-    return the new invocation's request id.
+async def invoke_replay(
+    lambda_client: Any, function_arn: str, payload: bytes, *, qualifier: str | None = None
+) -> str:
+    """Invoke ``function_arn`` (with ``qualifier``, if given) asynchronously
+    (``InvocationType=Event``) with ``payload``; return the new invocation's request id (the
+    ``x-amzn-RequestId`` of Lambda's answer, which the invocation's record carries).
 
     One call: give it ``AwsClients.lambda_invoker()``, which does not retry by itself, and
     retry only errors Lambda answered (``retrying.answered``). Raises whatever the client
     raises.
     """
+    extra = {} if qualifier is None else {"Qualifier": qualifier}
     response = await lambda_client.invoke(
-        FunctionName=function_arn, InvocationType="Event", Payload=payload
+        FunctionName=function_arn, InvocationType="Event", Payload=payload, **extra
     )
     stream = response.get("Payload")
     if stream is not None:

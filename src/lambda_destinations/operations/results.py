@@ -1,0 +1,260 @@
+"""Asynchronous results for applications: invoke now, read the function's outcome later.
+
+An application starts work with :func:`invoke_async` (Lambda ``Invoke`` with
+``InvocationType=Event``), keeps the request id Lambda returns, and answers at once. Lambda
+delivers the invocation's record to a destination queue; the worker stores it by request id; the
+application (or another one: the console serves the same JSON over HTTP) reads the outcome with
+:class:`Results`, which reads any store::
+
+    request_id = await invoke_async("orders-api", {"orderId": 42})
+    ...
+    async with Results("postgresql://app@db/results") as results:
+        outcome = await results.get(request_id)            # None while unknown
+        outcome = await results.wait(request_id, timeout=30)  # or ResultTimeout
+
+``SyncResults`` and :func:`invoke_async_sync` do the same for scripts without an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from types import TracebackType
+from typing import Any, Self
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from lambda_destinations._json import dumps as json_dumps
+from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.operations.replay import invoke_replay
+from lambda_destinations.retrying import answered_and_transient, in_process_retrying
+from lambda_destinations.store.base import InvocationRow, Store
+
+
+class ResultTimeout(LambdaDestinationsError, TimeoutError):
+    """No record of the request id arrived within the wait (it may still come later)."""
+
+    def __init__(self, request_id: str, timeout: float) -> None:
+        super().__init__(
+            f"no result for request id {request_id} within {timeout:g} s: the invocation may "
+            "still be running or retrying, or its record has not reached the store yet"
+        )
+        self.request_id = request_id
+        self.timeout = timeout
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InvocationResult:
+    """How an asynchronous invocation ended, as its destination record says.
+
+    ``response`` is the function's return value on success; on failure it is Lambda's error
+    payload, and ``error_type`` / ``error_message`` say what failed (both None for a failure
+    without a function error, such as ``EventAgeExceeded``).
+    """
+
+    request_id: str
+    succeeded: bool
+    condition: str | None
+    function_name: str | None
+    function_arn: str | None
+    qualifier: str | None
+    response: Any
+    error_type: str | None
+    error_message: str | None
+    approximate_invoke_count: int | None
+    timestamp: dt.datetime | None  # the record's own time (when Lambda finished with it)
+    stored_at: dt.datetime  # when the store first saw the record
+    status: str | None  # failures only: open, replayed, recovered, ignored
+
+    @classmethod
+    def from_row(cls, row: InvocationRow) -> InvocationResult:
+        return cls(
+            request_id=row.request_id or row.key,
+            succeeded=row.succeeded is True,
+            condition=row.condition,
+            function_name=row.function_name,
+            function_arn=row.function_arn,
+            qualifier=row.qualifier,
+            response=row.response_payload,
+            error_type=row.error_type,
+            error_message=row.error_message,
+            approximate_invoke_count=row.approximate_invoke_count,
+            timestamp=row.timestamp,
+            stored_at=row.first_seen_at,
+            status=None if row.status is None else str(row.status),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``result --json`` and ``GET /api/invocations/{request_id}``."""
+        return {
+            "request_id": self.request_id,
+            "state": "succeeded" if self.succeeded else "failed",
+            "condition": self.condition,
+            "function_name": self.function_name,
+            "function_arn": self.function_arn,
+            "qualifier": self.qualifier,
+            "response": self.response,
+            "error": (
+                None if self.succeeded else {"type": self.error_type, "message": self.error_message}
+            ),
+            "approximate_invoke_count": self.approximate_invoke_count,
+            "timestamp": _iso(self.timestamp),
+            "stored_at": _iso(self.stored_at),
+            "status": self.status,
+        }
+
+
+def unknown_result(request_id: str) -> dict[str, Any]:
+    """The JSON shape for a request id of which the store has no record (yet)."""
+    return {"request_id": request_id, "state": "unknown"}
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(dt.UTC).isoformat()
+
+
+class Results:
+    """Reads invocation outcomes from a store, by request id.
+
+    Give a store URL (opened here, never migrated: the worker migrates) or an open
+    :class:`Store` (left open). Use as ``async with Results(url) as results:``. The record of
+    an invocation reaches the store only if its function has a destination queue that the
+    worker polls and a route that persists it (the default route does).
+    """
+
+    def __init__(self, store: str | Store) -> None:
+        self._own = isinstance(store, str)
+        self.store = Store.from_url(store) if isinstance(store, str) else store
+
+    async def __aenter__(self) -> Self:
+        if self._own:
+            await self.store.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._own:
+            await self.store.close()
+
+    async def get(self, request_id: str) -> InvocationResult | None:
+        """The outcome of ``request_id``; None while the store has no record of it."""
+        row = await self.store.get_invocation(request_id)
+        return None if row is None else InvocationResult.from_row(row)
+
+    async def wait(
+        self,
+        request_id: str,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - the end of the wait is a result of its own
+    ) -> InvocationResult:
+        """The outcome of ``request_id`` as soon as its record is stored; :class:`ResultTimeout`
+        after ``timeout`` seconds without it.
+
+        PostgreSQL wakes the wait by NOTIFY (no query runs while waiting); SQLite reads the
+        indexed row with a short backoff (at most 0.2 s between reads).
+        """
+        row = await self.store.wait_for_invocation(request_id, timeout=timeout)
+        if row is None:
+            raise ResultTimeout(request_id, timeout)
+        return InvocationResult.from_row(row)
+
+
+class SyncResults:
+    """:class:`Results` for scripts: the same methods, blocking, on a private event loop.
+
+    ``with SyncResults(url) as results: outcome = results.wait(request_id, timeout=30)``.
+    """
+
+    def __init__(self, store_url: str) -> None:
+        self._runner = asyncio.Runner()
+        self._results = Results(store_url)
+
+    def __enter__(self) -> Self:
+        self._runner.run(self._results.__aenter__())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self._runner.run(self._results.__aexit__(exc_type, exc, tb))
+        finally:
+            self._runner.close()
+
+    def get(self, request_id: str) -> InvocationResult | None:
+        return self._runner.run(self._results.get(request_id))
+
+    def wait(self, request_id: str, *, timeout: float = 30.0) -> InvocationResult:
+        return self._runner.run(self._results.wait(request_id, timeout=timeout))
+
+
+def invocation_payload(payload: Any) -> bytes:
+    """The bytes Invoke sends: ``bytes`` as they are, anything else as JSON."""
+    return payload if isinstance(payload, bytes) else json_dumps(payload).encode()
+
+
+async def invoke_async(
+    function: str,
+    payload: Any = None,
+    *,
+    qualifier: str | None = None,
+    lambda_client: Any = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    attempts: int = 3,
+) -> str:
+    """Invoke ``function`` (a name or ARN) asynchronously and return the request id Lambda
+    assigned, which its destination record will carry.
+
+    ``payload`` is any JSON value, or ``bytes`` sent as they are. ``lambda_client`` is an
+    aiobotocore Lambda client to reuse; without one a client is made for the call (standard
+    AWS credentials and region; ``endpoint_url`` for an emulator). Throttling and other errors
+    Lambda answered are tried again, up to ``attempts`` in all; a call whose answer was lost
+    is not sent again (Lambda may have taken it) and its error is raised.
+    """
+    body = invocation_payload(payload)
+    if lambda_client is not None:
+        return await _invoke(lambda_client, function, body, qualifier, attempts)
+    # botocore's own retries would send an Invoke again after a lost answer: one attempt.
+    config = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
+    async with get_session().create_client(
+        "lambda", endpoint_url=endpoint_url, region_name=region, config=config
+    ) as client:
+        return await _invoke(client, function, body, qualifier, attempts)
+
+
+async def _invoke(
+    client: Any, function: str, body: bytes, qualifier: str | None, attempts: int
+) -> str:
+    async for attempt in in_process_retrying(
+        max(attempts, 1), 10.0, retry_if=answered_and_transient
+    ):
+        with attempt:
+            return await invoke_replay(client, function, body, qualifier=qualifier)
+    raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+
+def invoke_async_sync(function: str, payload: Any = None, **options: Any) -> str:
+    """:func:`invoke_async` for scripts without an event loop (same arguments)."""
+    return asyncio.run(invoke_async(function, payload, **options))
+
+
+__all__ = [
+    "InvocationResult",
+    "ResultTimeout",
+    "Results",
+    "SyncResults",
+    "invocation_payload",
+    "invoke_async",
+    "invoke_async_sync",
+    "unknown_result",
+]

@@ -1,0 +1,220 @@
+"""Asynchronous results: invoke_async against a moto Lambda, the worker storing the destination
+record, and Results.get / wait reading it from both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from ops_helpers import REGION, row_of, seed, seed_sync
+
+from conftest import LambdaEndpoint
+from lambda_destinations import (
+    InvocationResult,
+    Results,
+    ResultTimeout,
+    SyncResults,
+    invoke_async,
+    invoke_async_sync,
+)
+from lambda_destinations.config import Settings
+from lambda_destinations.simulate import failure_record, success_record
+from lambda_destinations.store import Store
+from lambda_destinations.worker import Worker
+
+
+def destination_record(request_id: str, function_arn: str, response: Any) -> dict[str, Any]:
+    """The on-success record Lambda would deliver for ``request_id``."""
+    record = success_record(random.Random(request_id))
+    record["requestContext"]["requestId"] = request_id
+    record["requestContext"]["functionArn"] = function_arn
+    record["responsePayload"] = response
+    return record
+
+
+class Statements(list[float]):
+    """When each statement a store sends through SQLAlchemy starts (time.monotonic)."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__()
+        self.first = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def started(*_args: Any) -> None:
+            self.append(time.monotonic())
+            loop.call_soon_threadsafe(self.first.set)  # SQLite reads in its own thread
+
+        sa.event.listen(store.engine.sync_engine, "before_cursor_execute", started)
+
+
+async def test_invoke_then_wait_returns_the_record_the_worker_stores(
+    lambda_endpoint: LambdaEndpoint,
+    make_queue: Callable[..., tuple[str, str | None]],
+    settings_for: Callable[..., Settings],
+    store_url: str,
+    sqs: Any,
+) -> None:
+    # given: an invocation Lambda accepted, and an application waiting for its result
+    arn = lambda_endpoint.create_function("orders-async")
+    request_id = await invoke_async(
+        "orders-async", {"orderId": 42}, endpoint_url=lambda_endpoint.url, region=REGION
+    )
+    assert request_id
+    queue_url, _ = make_queue("results")
+    settings = settings_for(queue_url, store=store_url)
+    async with Store.from_url(store_url) as worker_store, Results(store_url) as results:
+        await worker_store.migrate()
+        statements = Statements(results.store)
+        returned_at: list[float] = []
+
+        async def wait() -> InvocationResult:
+            outcome = await results.wait(request_id, timeout=60)
+            returned_at.append(time.monotonic())
+            return outcome
+
+        waiting = asyncio.create_task(wait())
+        await statements.first.wait()
+        await asyncio.sleep(0.5)  # the application waits; the record is not there yet
+
+        # when: Lambda delivers the record and the worker stores it
+        saves: list[tuple[float, float]] = []
+        save = worker_store.save_invocation
+
+        async def timed_save(*args: Any, **kwargs: Any) -> bool:
+            began = time.monotonic()
+            new = await save(*args, **kwargs)
+            saves.append((began, time.monotonic()))
+            return new
+
+        worker_store.save_invocation = timed_save  # type: ignore[method-assign]
+        record = destination_record(request_id, arn, {"ok": True, "orderId": 42})
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record))
+        worker = Worker(settings, store=worker_store)
+        async with worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                outcome = await asyncio.wait_for(waiting, 60)
+            finally:
+                worker.stop()
+                await running
+
+    # then: the function's response, within 0.5 s of the commit
+    assert outcome.succeeded
+    assert outcome.request_id == request_id
+    assert outcome.response == {"ok": True, "orderId": 42}
+    assert outcome.function_name == "orders-async"
+    assert len(saves) == 1
+    save_began, saved = saves[0]
+    assert returned_at[0] - saved < 0.5
+    if store_url.startswith("postgresql"):
+        # One read before waiting, one after the NOTIFY: nothing while the record was on its way.
+        assert [t for t in statements[1:] if t < save_began] == []
+        assert len(statements) == 2
+
+
+async def test_get_returns_none_for_an_unknown_request_id(store_url: str) -> None:
+    await seed(store_url, [])
+    async with Results(store_url) as results:
+        assert await results.get("4f1c2d3e-0000-4000-8000-000000000000") is None
+
+
+async def test_a_failure_record_returns_its_error(store_url: str) -> None:
+    record = failure_record(
+        random.Random(3),
+        function="billing-worker",
+        condition="RetriesExhausted",
+        error=("TimeoutError", "Task timed out after 3.00 seconds", "python"),
+    )
+    request_id = record["requestContext"]["requestId"]
+    await seed(store_url, [row_of(json.dumps(record))])
+    async with Results(store_url) as results:
+        got = await results.get(request_id)
+        waited = await results.wait(request_id, timeout=5)
+    assert got is not None
+    assert got == waited
+    assert not got.succeeded
+    assert got.condition == "RetriesExhausted"
+    assert got.error_type == "TimeoutError"
+    assert got.error_message == "Task timed out after 3.00 seconds"
+    assert got.as_dict()["state"] == "failed"
+    assert got.as_dict()["error"] == {
+        "type": "TimeoutError",
+        "message": "Task timed out after 3.00 seconds",
+    }
+    assert got.status == "open"
+
+
+async def test_a_wait_times_out_with_a_clear_result(store_url: str) -> None:
+    await seed(store_url, [])
+    async with Results(store_url) as results:
+        began = time.monotonic()
+        with pytest.raises(ResultTimeout) as caught:
+            await results.wait("never-arrives", timeout=0.7)
+    assert time.monotonic() - began >= 0.7
+    assert isinstance(caught.value, TimeoutError)
+    assert caught.value.request_id == "never-arrives"
+    assert "no result for request id never-arrives within 0.7 s" in str(caught.value)
+
+
+def test_sync_wrappers_serve_scripts(lambda_endpoint: LambdaEndpoint, sqlite_url: str) -> None:
+    arn = lambda_endpoint.create_function("orders-sync")
+    lambda_endpoint.start_recording()
+    request_id = invoke_async_sync(
+        "orders-sync", {"n": 1}, endpoint_url=lambda_endpoint.url, region=REGION
+    )
+    assert lambda_endpoint.invocations() == [("orders-sync", {"n": 1})]
+    record = destination_record(request_id, arn, [1, 2, 3])
+    seed_sync(sqlite_url, [row_of(json.dumps(record))])
+    with SyncResults(sqlite_url) as results:
+        assert results.get("unknown") is None
+        outcome = results.wait(request_id, timeout=5)
+    assert outcome.response == [1, 2, 3]
+    assert outcome.as_dict()["state"] == "succeeded"
+
+
+async def test_invoke_async_sends_the_qualifier_and_raw_bytes(
+    lambda_endpoint: LambdaEndpoint,
+) -> None:
+    lambda_endpoint.create_function("orders-qualified")
+    client = boto3.client("lambda", region_name=REGION, endpoint_url=lambda_endpoint.url)
+    client.publish_version(FunctionName="orders-qualified")
+    lambda_endpoint.start_recording()
+    first = await invoke_async(
+        "orders-qualified",
+        b'{"raw": true}',
+        qualifier="1",
+        endpoint_url=lambda_endpoint.url,
+        region=REGION,
+    )
+    second = await invoke_async(
+        "orders-qualified", None, endpoint_url=lambda_endpoint.url, region=REGION
+    )
+    assert first != second
+    assert invoke_urls_and_bodies(lambda_endpoint) == [
+        ("/2015-03-31/functions/orders-qualified/invocations?Qualifier=1", b'{"raw": true}'),
+        ("/2015-03-31/functions/orders-qualified/invocations", b"null"),
+    ]
+
+
+def invoke_urls_and_bodies(endpoint: LambdaEndpoint) -> list[tuple[str, bytes]]:
+    """(path and query, body) of every Invoke since start_recording."""
+    endpoint._call("POST", "/moto-api/recorder/stop-recording")
+    text = endpoint._call("GET", "/moto-api/recorder/download-recording").decode()
+    found = []
+    for line in filter(str.strip, text.splitlines()):
+        entry = json.loads(line)
+        path = urllib.parse.unquote(entry.get("url", "").split("://", 1)[-1].split("/", 1)[-1])
+        if "/invocations" in path:
+            body = entry.get("body") or ""
+            raw = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
+            found.append(("/" + path, raw))
+    return found
