@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Check the configuration against the live endpoint: a table of checks, each failure",
     ),
     "failures": ("failures", "Failed invocations in the store: list, show, stats, ignore, reopen."),
+    "invoke": (
+        "results",
+        "Invoke a function asynchronously and print the request id; --wait for its outcome.",
+    ),
     "migrate": (
         "run",
         "Apply the store's pending schema migrations (the worker also does at start).",
@@ -34,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": (
         "replay",
         "Invoke failed invocations again, asynchronously, with their original payloads.",
+    ),
+    "result": (
+        "results",
+        "How an asynchronous invocation ended, by request id, as the store has its record.",
     ),
     "run": ("run", "Run the worker on the configured queues."),
     "simulate": (

@@ -22,6 +22,7 @@ EXIT_FAILED = 1  # the command ran and found a failure (a message that does not 
 EXIT_USAGE = 2  # bad arguments (click's own code)
 EXIT_CONFIG = 3  # configuration that cannot work
 EXIT_UNREACHABLE = 4  # an AWS endpoint or the store cannot be reached
+EXIT_NO_RESULT = 5  # `invoke --wait`, `result`: no record of the request id (within the wait)
 EXIT_INTERRUPTED = 130
 
 

@@ -1,0 +1,211 @@
+"""``invoke`` (start an asynchronous invocation) and ``result`` (read how one ended)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from lambda_destinations._json import loads as loads_json
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.cli._app import (
+    EXIT_FAILED,
+    EXIT_NO_RESULT,
+    EXIT_OK,
+    EXIT_USAGE,
+    command,
+    fail,
+)
+from lambda_destinations.cli._common import aws_errors, dumps
+from lambda_destinations.cli._options import settings_options
+from lambda_destinations.config import Settings
+from lambda_destinations.handlers.templates import parse_duration
+from lambda_destinations.operations.results import (
+    InvocationResult,
+    Results,
+    ResultTimeout,
+    invoke_async,
+    unknown_result,
+)
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """``--wait``: seconds, as ``30``, ``30s``, ``5m`` or ``1h30m``."""
+    if value is None:
+        return None
+    try:
+        seconds = float(parse_duration(value))
+    except ValueError as exc:
+        fail(f"--wait: {exc}", EXIT_USAGE)
+    if seconds < 0:
+        fail(f"--wait: {value!r} is negative: give 0 or more, as 30s or 5m", EXIT_USAGE)
+    return seconds
+
+
+WAIT_OPTION = click.option(
+    "--wait",
+    callback=_seconds,
+    metavar="DURATION",
+    help="Wait this long for the record (30s, 5m); exit 5 if it has not arrived.",
+)
+JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object (the shape the HTTP API serves)."
+)
+
+
+def read_payload(text: str | None) -> bytes:
+    """``--payload``: JSON text, ``@file`` or ``@-`` (standard input); checked to be JSON."""
+    if text is None:
+        return b"{}"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        except OSError as exc:
+            fail(
+                f"--payload: cannot read {source} ({exc.strerror}): name a readable file",
+                EXIT_USAGE,
+            )
+    else:
+        data = text.encode()
+    try:
+        loads_json(data.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        problem = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        fail(f"--payload is not JSON ({problem}): give JSON text, @file or @-", EXIT_USAGE)
+    return data
+
+
+@command("invoke")
+@click.argument("function")
+@click.option("--payload", metavar="JSON|@FILE", help="The event: JSON text, @file or @- (stdin).")
+@click.option("--qualifier", help="A version or alias to invoke.")
+@WAIT_OPTION
+@JSON_OPTION
+@settings_options
+def invoke_command(
+    settings: Settings,
+    function: str,
+    payload: str | None,
+    qualifier: str | None,
+    wait: float | None,
+    as_json: bool,
+) -> None:
+    """Invoke a function asynchronously and print the request id; --wait for its outcome.
+
+    Lambda runs the function later (InvocationType=Event) and delivers its record to the
+    function's destination queue; the worker stores it, and `result REQUEST_ID` reads it.
+
+    \b
+    Examples:
+      lambda-destinations invoke orders-api --payload '{"orderId": 42}'
+      lambda-destinations invoke orders-api --payload @event.json --wait 30s
+      RID=$(lambda-destinations invoke orders-api); lambda-destinations result "$RID" --wait 1m
+
+    Exit status: 0 when invoked (with --wait: when the invocation succeeded), 1 when its record
+    is a failure, 5 when no record arrived within --wait.
+    """
+    body = read_payload(payload)
+
+    async def go() -> tuple[str, InvocationResult | None]:
+        async with AwsClients(settings) as aws:
+            client = await aws.lambda_invoker()
+            request_id = await invoke_async(
+                function, body, qualifier=qualifier, lambda_client=client
+            )
+        if wait is None:
+            return request_id, None
+        if not as_json:
+            click.echo(request_id)  # at once: the wait may be long
+        return request_id, await _wait(settings, request_id, wait)
+
+    with aws_errors(settings):
+        request_id, outcome = asyncio.run(go())
+    if wait is None:
+        click.echo(dumps({"request_id": request_id, "state": "invoked"}) if as_json else request_id)
+        raise SystemExit(EXIT_OK)
+    _report(request_id, outcome, as_json=as_json, waited=wait, heading=False)
+
+
+@command("result")
+@click.argument("request_id")
+@WAIT_OPTION
+@JSON_OPTION
+@settings_options
+def result_command(settings: Settings, request_id: str, wait: float | None, as_json: bool) -> None:
+    """How an asynchronous invocation ended, by request id, as the store has its record.
+
+    \b
+    Examples:
+      lambda-destinations result 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
+      lambda-destinations result 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f --wait 30s --json
+
+    Exit status: 0 for a success, 1 for a failure, 5 when the store has no record of the
+    request id (within --wait, if given).
+    """
+
+    async def go() -> InvocationResult | None:
+        if wait is not None:
+            return await _wait(settings, request_id, wait)
+        async with Results(settings.store) as results:
+            return await results.get(request_id)
+
+    _report(request_id, asyncio.run(go()), as_json=as_json, waited=wait, heading=True)
+
+
+async def _wait(settings: Settings, request_id: str, seconds: float) -> InvocationResult | None:
+    async with Results(settings.store) as results:
+        try:
+            return await results.wait(request_id, timeout=seconds)
+        except ResultTimeout:
+            return None
+
+
+def _report(
+    request_id: str,
+    outcome: InvocationResult | None,
+    *,
+    as_json: bool,
+    waited: float | None,
+    heading: bool,
+) -> None:
+    """Print the outcome and exit 0 (success), 1 (failure) or 5 (no record)."""
+    if outcome is None:
+        if as_json:
+            click.echo(dumps(unknown_result(request_id)))
+        within = f" within {waited:g} s" if waited is not None else " yet"
+        fail(
+            f"no result for request id {request_id}{within}: the invocation may still be running "
+            "or retrying, or its record has not reached the store (is the worker running on the "
+            "function's destination queue?)",
+            EXIT_NO_RESULT,
+        )
+    if as_json:
+        click.echo(dumps(outcome.as_dict()))
+    else:
+        _show(outcome, heading=heading)
+    raise SystemExit(EXIT_OK if outcome.succeeded else EXIT_FAILED)
+
+
+def _show(outcome: InvocationResult, *, heading: bool) -> None:
+    attempts = outcome.approximate_invoke_count
+    state = "succeeded" if outcome.succeeded else "failed"
+    detail = ", ".join(
+        part
+        for part in (outcome.condition, f"{attempts} attempts" if attempts and attempts > 1 else "")
+        if part
+    )
+    lines = [("request id", outcome.request_id)] if heading else []
+    lines.append(("state", f"{state} ({detail})" if detail else state))
+    function = outcome.function_name or outcome.function_arn or "-"
+    lines.append(("function", f"{function}:{outcome.qualifier}" if outcome.qualifier else function))
+    if not outcome.succeeded:
+        error = ": ".join(p for p in (outcome.error_type, outcome.error_message) if p)
+        lines.append(("error", error or "-"))
+    if outcome.timestamp is not None:
+        lines.append(("finished", outcome.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC")))
+    lines.append(("response", dumps(outcome.response)))
+    for label, value in lines:
+        click.echo(f"{label:<11} {value}")

@@ -1,0 +1,142 @@
+"""`invoke` and `result`: the request id, the outcome, and the exit codes 0, 1, 5 (and 2, 4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+
+from conftest import LambdaEndpoint
+from ops_helpers import ENTRY, cli, error_lines, row_of, seed_sync
+
+from lambda_destinations.simulate import failure_record, success_record
+
+
+def success_body(request_id: str, response: object) -> str:
+    record = success_record(random.Random(request_id), function="orders-api")
+    record["requestContext"]["requestId"] = request_id
+    record["responsePayload"] = response
+    return json.dumps(record)
+
+
+def test_invoke_prints_the_request_id_and_sends_the_payload(
+    lambda_endpoint: LambdaEndpoint, lambda_env: dict[str, str], tmp_path: Path
+) -> None:
+    lambda_endpoint.create_function("orders-api")
+    event = tmp_path / "event.json"
+    event.write_text('{"orderId": 7}')
+    lambda_endpoint.start_recording()
+    inline = cli("invoke", "orders-api", "--payload", '{"orderId": 42}', env=lambda_env)
+    from_file = cli("invoke", "orders-api", "--payload", f"@{event}", "--json", env=lambda_env)
+    assert inline.returncode == 0, inline.stderr
+    assert from_file.returncode == 0, from_file.stderr
+    request_id = inline.stdout.strip()
+    assert len(request_id.splitlines()) == 1 and request_id
+    invoked = json.loads(from_file.stdout)
+    assert invoked["state"] == "invoked"
+    assert invoked["request_id"] not in ("", request_id)
+    assert lambda_endpoint.invocations() == [
+        ("orders-api", {"orderId": 42}),
+        ("orders-api", {"orderId": 7}),
+    ]
+
+
+def test_invoke_refuses_a_payload_that_is_not_json(lambda_env: dict[str, str]) -> None:
+    for payload in ("{orderId: 42}", "@/no/such/event.json"):
+        result = cli("invoke", "orders-api", "--payload", payload, env=lambda_env)
+        assert result.returncode == 2
+        [line] = error_lines(result)
+        assert "--payload" in line
+        assert "Traceback" not in result.stderr
+
+
+def test_result_exit_codes_say_success_failure_and_unknown(
+    sqlite_url: str, cli_env: dict[str, str]
+) -> None:
+    # given: a success and a failure stored by the worker
+    failure = failure_record(
+        random.Random(5),
+        function="billing",
+        condition="RetriesExhausted",
+        error=("ValueError", "bad order", "python"),
+    )
+    seed_sync(
+        sqlite_url,
+        [row_of(success_body("rid-ok", {"total": 12.5})), row_of(json.dumps(failure))],
+    )
+    failed_id = failure["requestContext"]["requestId"]
+
+    # when
+    ok = cli("result", "rid-ok", env=cli_env)
+    ok_json = cli("result", "rid-ok", "--json", env=cli_env)
+    failed = cli("result", failed_id, "--json", env=cli_env)
+    unknown = cli("result", "rid-unknown", env=cli_env)
+    waited = cli("result", "rid-unknown", "--wait", "1s", "--json", env=cli_env)
+
+    # then
+    assert ok.returncode == 0, ok.stderr
+    assert "succeeded (Success)" in ok.stdout
+    assert '{"total": 12.5}' in ok.stdout
+    assert ok_json.returncode == 0
+    shown = json.loads(ok_json.stdout)
+    assert shown["state"] == "succeeded"
+    assert shown["response"] == {"total": 12.5}
+    assert shown["error"] is None
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["error"] == {"type": "ValueError", "message": "bad order"}
+    assert unknown.returncode == 5
+    [line] = error_lines(unknown)
+    assert "no result for request id rid-unknown yet" in line
+    assert waited.returncode == 5
+    assert json.loads(waited.stdout) == {"request_id": "rid-unknown", "state": "unknown"}
+    assert "within 1 s" in error_lines(waited)[0]
+
+
+def test_invoke_wait_prints_the_response_once_the_record_is_stored(
+    lambda_endpoint: LambdaEndpoint, lambda_env: dict[str, str], sqlite_url: str
+) -> None:
+    # given: a migrated store and a function
+    seed_sync(sqlite_url, [])
+    lambda_endpoint.create_function("orders-api")
+    process = subprocess.Popen(
+        [*ENTRY, "invoke", "orders-api", "--payload", "{}", "--wait", "60s"],
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **lambda_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        request_id = process.stdout.readline().strip()
+        assert request_id, process.stderr.read() if process.stderr else ""
+
+        # when: the worker stores the invocation's record
+        seed_sync(sqlite_url, [row_of(success_body(request_id, {"ok": True}))])
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    # then
+    assert process.returncode == 0, err
+    assert "succeeded (Success)" in out
+    assert 'response    {"ok": true}' in out
+
+
+def test_invoke_wait_times_out_with_exit_5(
+    lambda_endpoint: LambdaEndpoint, lambda_env: dict[str, str], sqlite_url: str
+) -> None:
+    seed_sync(sqlite_url, [])
+    lambda_endpoint.create_function("orders-api")
+    result = cli("invoke", "orders-api", "--wait", "0.5s", env=lambda_env)
+    assert result.returncode == 5
+    assert result.stdout.strip()  # the request id, printed before waiting
+    [line] = error_lines(result)
+    assert "within 0.5 s" in line
+
+
+def test_result_on_a_store_never_migrated_says_so(cli_env: dict[str, str]) -> None:
+    result = cli("result", "rid-1", env=cli_env)
+    assert result.returncode == 4
+    [line] = error_lines(result)
+    assert "lambda-destinations migrate" in line
