@@ -8,9 +8,9 @@ import random
 import subprocess
 from pathlib import Path
 
-from conftest import LambdaEndpoint
 from ops_helpers import ENTRY, cli, error_lines, row_of, seed_sync
 
+from conftest import LambdaEndpoint
 from lambda_destinations.simulate import failure_record, success_record
 
 
@@ -33,7 +33,8 @@ def test_invoke_prints_the_request_id_and_sends_the_payload(
     assert inline.returncode == 0, inline.stderr
     assert from_file.returncode == 0, from_file.stderr
     request_id = inline.stdout.strip()
-    assert len(request_id.splitlines()) == 1 and request_id
+    assert len(request_id.splitlines()) == 1
+    assert request_id
     invoked = json.loads(from_file.stdout)
     assert invoked["state"] == "invoked"
     assert invoked["request_id"] not in ("", request_id)
