@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 from ops_helpers import REGION, row_of, seed, seed_sync
 
-from conftest import LambdaEndpoint
 from lambda_destinations import (
     InvocationResult,
     Results,
@@ -57,7 +56,7 @@ class Statements(list[float]):
 
 
 async def test_invoke_then_wait_returns_the_record_the_worker_stores(
-    lambda_endpoint: LambdaEndpoint,
+    lambda_endpoint: Any,
     make_queue: Callable[..., tuple[str, str | None]],
     settings_for: Callable[..., Settings],
     store_url: str,
@@ -165,7 +164,7 @@ async def test_a_wait_times_out_with_a_clear_result(store_url: str) -> None:
     assert "no result for request id never-arrives within 0.7 s" in str(caught.value)
 
 
-def test_sync_wrappers_serve_scripts(lambda_endpoint: LambdaEndpoint, sqlite_url: str) -> None:
+def test_sync_wrappers_serve_scripts(lambda_endpoint: Any, sqlite_url: str) -> None:
     arn = lambda_endpoint.create_function("orders-sync")
     lambda_endpoint.start_recording()
     request_id = invoke_async_sync(
@@ -182,7 +181,7 @@ def test_sync_wrappers_serve_scripts(lambda_endpoint: LambdaEndpoint, sqlite_url
 
 
 async def test_invoke_async_sends_the_qualifier_and_raw_bytes(
-    lambda_endpoint: LambdaEndpoint,
+    lambda_endpoint: Any,
 ) -> None:
     lambda_endpoint.create_function("orders-qualified")
     client = boto3.client("lambda", region_name=REGION, endpoint_url=lambda_endpoint.url)
@@ -205,7 +204,7 @@ async def test_invoke_async_sends_the_qualifier_and_raw_bytes(
     ]
 
 
-def invoke_urls_and_bodies(endpoint: LambdaEndpoint) -> list[tuple[str, bytes]]:
+def invoke_urls_and_bodies(endpoint: Any) -> list[tuple[str, bytes]]:
     """(path and query, body) of every Invoke since start_recording."""
     endpoint._call("POST", "/moto-api/recorder/stop-recording")
     text = endpoint._call("GET", "/moto-api/recorder/download-recording").decode()

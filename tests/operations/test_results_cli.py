@@ -7,10 +7,10 @@ import os
 import random
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from ops_helpers import ENTRY, cli, error_lines, row_of, seed_sync
 
-from conftest import LambdaEndpoint
 from lambda_destinations.simulate import failure_record, success_record
 
 
@@ -22,7 +22,7 @@ def success_body(request_id: str, response: object) -> str:
 
 
 def test_invoke_prints_the_request_id_and_sends_the_payload(
-    lambda_endpoint: LambdaEndpoint, lambda_env: dict[str, str], tmp_path: Path
+    lambda_endpoint: Any, lambda_env: dict[str, str], tmp_path: Path
 ) -> None:
     lambda_endpoint.create_function("orders-api")
     event = tmp_path / "event.json"
@@ -96,7 +96,7 @@ def test_result_exit_codes_say_success_failure_and_unknown(
 
 
 def test_invoke_wait_prints_the_response_once_the_record_is_stored(
-    lambda_endpoint: LambdaEndpoint, lambda_env: dict[str, str], sqlite_url: str
+    lambda_endpoint: Any, lambda_env: dict[str, str], sqlite_url: str
 ) -> None:
     # given: a migrated store and a function
     seed_sync(sqlite_url, [])
@@ -125,7 +125,7 @@ def test_invoke_wait_prints_the_response_once_the_record_is_stored(
 
 
 def test_invoke_wait_times_out_with_exit_5(
-    lambda_endpoint: LambdaEndpoint, lambda_env: dict[str, str], sqlite_url: str
+    lambda_endpoint: Any, lambda_env: dict[str, str], sqlite_url: str
 ) -> None:
     seed_sync(sqlite_url, [])
     lambda_endpoint.create_function("orders-api")
