@@ -53,6 +53,10 @@ _COMPLETION_KEYS = ("key", "handler", "owner", "completed_at")  # as save_invoca
 # Saves between two checkpoints of the WAL: about the 1,000 pages after which SQLite would
 # checkpoint by itself, at six to eight pages a record.
 CHECKPOINT_EVERY = 150
+# The WAL's size past which a checkpoint waits for readers to let it start again (RESTART), and
+# the size SQLite cuts it back to when it starts again (journal_size_limit).
+WAL_RESTART_BYTES = 16 * 1024 * 1024
+JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 _NOT_MIGRATED = "the store has no tables yet: run `lambda-destinations migrate`"
 
 
@@ -274,18 +278,44 @@ class SQLiteStore(SqlStore):
                 conn.close()
 
     async def _checkpoint_wal(self) -> None:
-        """Copy the WAL's pages into the database file, in the thread; never blocks a writer."""
+        """Copy the WAL's pages into the database file, in the thread, while no save of this
+        process writes.
+
+        A checkpoint that races the saves never catches up with them, and a WAL whose every
+        page is not yet copied is never started again from its beginning: it grew by about
+        30 KiB a record for as long as saves kept coming. Holding the write gate lets the
+        checkpoint copy everything, so the next save restarts the WAL (and SQLite cuts the file
+        to ``journal_size_limit``). Should a reader still hold an old snapshot and the WAL pass
+        ``WAL_RESTART_BYTES`` anyway, a RESTART checkpoint waits for that reader (up to
+        ``busy_timeout``) instead.
+        """
+        engine, thread = self._sync_engine, self._thread
+        if engine is None or thread is None:
+            return
+        mode = "RESTART" if self._wal_bytes() > WAL_RESTART_BYTES else "PASSIVE"
+
+        def run() -> None:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").all()
+
         try:
-            await self._hot(
-                lambda conn: conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all(),
-                write=False,
-            )
+            async with self._errors(), self._write_gate():
+                await asyncio.get_running_loop().run_in_executor(thread, run)
         except Exception as exc:  # noqa: BLE001 - the next one is due after CHECKPOINT_EVERY saves
             log.warning(
                 "could not checkpoint the SQLite WAL; will try again",
                 store=self.display_url,
                 error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
             )
+
+    def _wal_bytes(self) -> int:
+        """The size of the WAL file now (0 if there is none)."""
+        if self.path is None:
+            return 0
+        try:
+            return self.path.with_name(self.path.name + "-wal").stat().st_size
+        except OSError:
+            return 0
 
     async def _completed_batch(self, keys: Sequence[str]) -> list[frozenset[str]]:
         if self._sync_engine is None:
@@ -342,8 +372,16 @@ class SQLiteStore(SqlStore):
         cursor = dbapi_connection.cursor()
         try:
             if self.path is not None:
+                cursor.execute("PRAGMA page_count")
+                if cursor.fetchone()[0] == 0:
+                    # A new file: freed pages will go back to the file system when the pruning
+                    # job asks (PRAGMA incremental_vacuum). Only possible before the journal
+                    # mode is written; an older file keeps its mode until a VACUUM (README,
+                    # "Retention").
+                    cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 # Persistent in the file; repeating it on a WAL database changes nothing.
                 cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             # NORMAL is durable in WAL mode except for the last commits on power loss, which
             # SQS redelivers anyway (a message is deleted only after its save committed).
             cursor.execute("PRAGMA synchronous=NORMAL")
