@@ -38,6 +38,7 @@ class Target(enum.StrEnum):
     EMAIL_IDENTITY = "email-identity"  # SES identities (and configuration sets) mail is sent as
     TOPIC = "topic"  # SNS topics between a function and a queue
     ACCOUNT = "account"  # calls that name no resource
+    ECS_TASK = "ecs-task"  # the ECS service's own tasks (scale-in protection)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class AwsOperation:
     scope: Scope
     targets: tuple[Target, ...]
     reason: str
+    # "sdk": the package calls it through botocore; "ecs-agent": the ECS agent calls it with
+    # the task role's credentials when the worker asks it to (worker/protection.py).
+    via: str = "sdk"
 
 
 _W, _O, _D = Scope.WORKER, Scope.OPERATOR, Scope.DEV
@@ -124,6 +128,16 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         _W,
         (Target.FUNCTION,),
         "the replay handler (and `replay`) invoke a failed function again, asynchronously",
+    ),
+    AwsOperation(
+        "ecs",
+        "UpdateTaskProtection",
+        "ecs:UpdateTaskProtection",
+        _W,
+        (Target.ECS_TASK,),
+        "scale-in protection while messages are in flight: the worker asks the ECS agent "
+        "($ECS_AGENT_URI), which calls ECS with the task role",
+        via="ecs-agent",
     ),
     # -- operator commands --------------------------------------------------------------------
     AwsOperation(

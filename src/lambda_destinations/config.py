@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -114,6 +122,18 @@ class Settings(BaseSettings):
     )
     claim_renew_interval: float = Field(
         default=10.0, gt=0, description="Seconds between renewals of a running handler's claim."
+    )
+    ecs_agent_uri: str | None = Field(
+        default=None,
+        # Set by ECS itself in every task's containers, hence no prefix.
+        validation_alias=AliasChoices("ecs_agent_uri", "ECS_AGENT_URI"),
+        description="The ECS agent's endpoint; when set, busy tasks are protected from scale-in.",
+    )
+    task_protection: bool = Field(
+        default=True, description="Protect the ECS task from scale-in while messages are in flight."
+    )
+    task_protection_minutes: int = Field(
+        default=10, ge=1, le=2880, description="Expiry of each protection; renewed while busy."
     )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

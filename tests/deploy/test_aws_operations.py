@@ -14,7 +14,8 @@ WORKER_PACKAGES = ("worker/", "handlers/")
 
 
 def _listed() -> set[tuple[str, str]]:
-    return {(op.service, op.operation) for op in OPERATIONS}
+    """What the package calls itself (the ECS agent's calls are made for it, not by it)."""
+    return {(op.service, op.operation) for op in OPERATIONS if op.via == "sdk"}
 
 
 def test_every_client_call_is_listed() -> None:
@@ -60,7 +61,7 @@ def test_the_scan_sees_a_call_it_was_not_told_about(tmp_path: Path) -> None:
 def test_each_entry_names_a_real_operation_and_its_iam_service() -> None:
     session = botocore.session.get_session()
     for op in OPERATIONS:
-        assert op.service in SERVICES
+        assert op.service in SERVICES or op.via == "ecs-agent"
         model = session.get_service_model(op.service)
         assert op.operation in model.operation_names, op
         if op.action is not None:

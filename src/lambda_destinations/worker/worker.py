@@ -31,6 +31,7 @@ from lambda_destinations.retrying import backoff_delay, is_transient
 from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats, describe_error
+from lambda_destinations.worker.protection import TaskProtection
 from lambda_destinations.worker.queues import QueueInfo, describe_queue
 from lambda_destinations.worker.scheduler import Scheduler
 
@@ -145,6 +146,10 @@ class Worker:
             sleep=sleep,
         )
         self._slots = Slots(settings.concurrency)
+        self.protection = TaskProtection(
+            settings.ecs_agent_uri if settings.task_protection else None,
+            minutes=settings.task_protection_minutes,
+        )
         self._stopping = asyncio.Event()
         self._inflight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[Outcome]] = set()
@@ -415,6 +420,7 @@ class Worker:
         self.stats.received += 1
         token = message.get("ReceiptHandle", "")
         self._inflight[token] = item
+        self.protection.in_flight(len(self._inflight))
         task = asyncio.create_task(self._dispatcher.process(item))
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, token))
@@ -423,6 +429,7 @@ class Worker:
         self._tasks.discard(task)
         self._slots.release(1)
         item = self._inflight.pop(token, None)
+        self.protection.in_flight(len(self._inflight))
         if item is not None and not item.settled:
             # Cancelled at shutdown (or a bug): make it visible again at once, not in minutes.
             assert self._visibility is not None
@@ -436,8 +443,8 @@ class Worker:
             log.error("message task failed", error=describe_error(exc), exc_info=exc)
 
     async def _background(self) -> None:
-        """The heartbeat and the store watcher, ended together at shutdown."""
-        await asyncio.gather(self._heartbeat(), self._watch_store())
+        """The heartbeat, the store watcher and ECS task protection, ended together at shutdown."""
+        await asyncio.gather(self._heartbeat(), self._watch_store(), self.protection.run())
 
     async def _watch_store(self) -> None:
         """While the store is unreachable, ping it with backoff; then let pollers receive."""

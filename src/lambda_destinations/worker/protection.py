@@ -1,0 +1,185 @@
+"""ECS task scale-in protection: a task with messages in flight is never chosen for scale-in.
+
+When ECS runs the worker it sets ``ECS_AGENT_URI`` in the container. While messages are in
+flight the worker asks the agent to protect its task (``PUT $ECS_AGENT_URI/task-protection/v1/
+state`` with ``{"ProtectionEnabled": true, "ExpiresInMinutes": N}``), renews that before it
+expires, and clears it (``{"ProtectionEnabled": false}``) once the worker has been idle for a
+moment, so service auto scaling and deployments stop only idle tasks. The agent makes the
+``ecs:UpdateTaskProtection`` call with the task role's credentials.
+
+The protection is advice to ECS, never a condition of work: an agent that is away, slow or
+refuses only costs a warning (one per failure streak) and a retry with backoff; the worker goes
+on receiving and handling messages either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import structlog
+
+from lambda_destinations.retrying import backoff_delay
+
+log = structlog.get_logger("lambda_destinations.worker.protection")
+
+STATE_PATH = "/task-protection/v1/state"
+REQUEST_TIMEOUT = 5.0  # seconds; the agent is on the task's own network
+IDLE_AFTER = 10.0  # seconds idle before protection is cleared (messages come in bursts)
+RENEW_FRACTION = 0.5  # renew once half of the expiry has passed
+RETRY_BASE = 1.0
+RETRY_MAX = 30.0
+
+
+class AgentRefused(Exception):
+    """The agent answered, but did not set the protection (its failure or error)."""
+
+
+class TaskProtection:
+    """Keeps the ECS task protected from scale-in while the worker has messages in flight.
+
+    The worker reports its in-flight count with ``in_flight(n)``; ``run()`` (a task the worker
+    starts) talks to the agent. Without an agent URI (not on ECS, or turned off), ``run()``
+    returns at once and ``in_flight`` costs nothing.
+    """
+
+    def __init__(
+        self,
+        agent_uri: str | None,
+        *,
+        minutes: int = 10,
+        idle_after: float = IDLE_AFTER,
+        minute: float = 60.0,
+        retry_base: float = RETRY_BASE,
+        request_timeout: float = REQUEST_TIMEOUT,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.enabled = bool(agent_uri)
+        self._url = (agent_uri or "").rstrip("/") + STATE_PATH
+        self._minutes = minutes
+        self._idle_after = idle_after
+        self._minute = minute  # seconds per minute of expiry; tests shorten it
+        self._retry_base = retry_base
+        self._timeout = request_timeout
+        self._clock = clock
+        self._count = 0
+        self._changed = asyncio.Event()
+        self._idle_since: float | None = None
+        self._renew_at = 0.0
+        self._failures = 0
+        self.protected = False
+
+    @property
+    def busy(self) -> bool:
+        return self._count > 0
+
+    def in_flight(self, count: int) -> None:
+        """The worker's messages in flight changed to ``count``."""
+        was_busy = self.busy
+        self._count = count
+        if self.enabled and self.busy != was_busy:
+            self._changed.set()
+
+    def _now(self) -> float:
+        return self._clock() if self._clock else asyncio.get_running_loop().time()
+
+    async def run(self) -> None:
+        """Follow the in-flight count until cancelled; clear the protection on the way out."""
+        if not self.enabled:
+            return
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            try:
+                while True:
+                    # Cleared before the step: a change while the PUT is out wakes the wait.
+                    self._changed.clear()
+                    wait = await self._step(http)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), timeout=wait)
+            finally:
+                await self._clear_on_exit(http)
+
+    async def _step(self, http: aiohttp.ClientSession) -> float | None:
+        """Bring the agent's state in line with the worker's; seconds until the next look."""
+        now = self._now()
+        if self.busy:
+            self._idle_since = None
+            if self.protected and now < self._renew_at:
+                return self._renew_at - now
+            if not await self._put(http, enabled=True):
+                return self._retry_delay()
+            self.protected = True
+            self._renew_at = now + self._minutes * self._minute * RENEW_FRACTION
+            return self._renew_at - now
+        if not self.protected:
+            return None  # idle and unprotected: nothing to do until work arrives
+        if self._idle_since is None:
+            self._idle_since = now
+        if now - self._idle_since < self._idle_after:
+            return self._idle_since + self._idle_after - now
+        if not await self._put(http, enabled=False):
+            return self._retry_delay()
+        self.protected = False
+        return None
+
+    def _retry_delay(self) -> float:
+        return backoff_delay(self._failures, self._retry_base, RETRY_MAX)
+
+    async def _put(self, http: aiohttp.ClientSession, *, enabled: bool) -> bool:
+        """One PUT to the agent; False (and a warning for the first of a streak) on failure."""
+        body: dict[str, Any] = {"ProtectionEnabled": enabled}
+        if enabled:
+            body["ExpiresInMinutes"] = self._minutes
+        try:
+            async with http.put(self._url, json=body) as response:
+                answer = await response.json(content_type=None)
+                if response.status != 200 or not isinstance(answer, dict):
+                    raise AgentRefused(f"HTTP {response.status}: {describe(answer)}")
+                if "protection" not in answer:
+                    raise AgentRefused(describe(answer))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing agent must never stop the worker
+            self._failures += 1
+            if self._failures == 1:
+                log.warning(
+                    "the ECS agent did not set task scale-in protection; retrying",
+                    protect=enabled,
+                    error=str(exc) or type(exc).__name__,
+                )
+            return False
+        if self._failures:
+            log.info("task scale-in protection set again", after_failures=self._failures)
+            self._failures = 0
+        log.debug(
+            "task scale-in protection", protected=enabled, minutes=body.get("ExpiresInMinutes")
+        )
+        return True
+
+    async def _clear_on_exit(self, http: aiohttp.ClientSession) -> None:
+        """Best effort, once: a stopping worker has nothing left worth protecting."""
+        if not self.protected:
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                if await self._put(http, enabled=False):
+                    self.protected = False
+        except TimeoutError:
+            log.warning("could not clear task scale-in protection at exit; it expires by itself")
+
+
+def describe(answer: object) -> str:
+    """The agent's failure or error in one line."""
+    if isinstance(answer, dict):
+        for key in ("failure", "error"):
+            detail = answer.get(key)
+            if isinstance(detail, dict):
+                parts = [detail.get(k) for k in ("Code", "Reason", "Message", "Detail")]
+                return f"{key}: " + ": ".join(str(p) for p in parts if p)
+    return str(answer)[:200]
+
+
+__all__ = ["TaskProtection"]
