@@ -1,0 +1,104 @@
+"""GET /api/invocations/{request_id} on the console's server: the JSON of `result --json`,
+with the console's token, over real HTTP (aiohttp's test server on a loopback port)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from ops_helpers import ENTRY, row_of, seed
+
+from lambda_destinations.config import load_settings
+from lambda_destinations.console import ConsoleOptions, create_app
+from lambda_destinations.simulate import failure_record, success_record
+from lambda_destinations.store import DeliveryRow, Store
+
+TOKEN = "test-console-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def success_body(request_id: str, response: Any) -> str:
+    record = success_record(random.Random(request_id), function="orders-api")
+    record["requestContext"]["requestId"] = request_id
+    record["responsePayload"] = response
+    return json.dumps(record)
+
+
+@pytest.fixture
+async def client(store_url: str, endpoint_url: str) -> AsyncIterator[TestClient[Any, Any]]:
+    await seed(store_url, [])
+    settings = load_settings(store=store_url, endpoint_url=endpoint_url, region="us-east-1")
+    app = create_app(settings, ConsoleOptions(token=TOKEN))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+        yield test_client
+
+
+async def test_a_stored_outcome_is_served_as_result_json_serves_it(
+    client: TestClient[Any, Any], store_url: str, endpoint_url: str
+) -> None:
+    failure = failure_record(
+        random.Random(8),
+        function="billing",
+        condition="RetriesExhausted",
+        error=("KeyError", "'sku'", "python"),
+    )
+    failed_id = failure["requestContext"]["requestId"]
+    await seed(store_url, [row_of(success_body("rid-ok", {"n": 1})), row_of(json.dumps(failure))])
+
+    ok = await client.get("/api/invocations/rid-ok", headers=AUTH)
+    failed = await client.get(f"/api/invocations/{failed_id}", headers=AUTH)
+
+    assert ok.status == 200
+    served = await ok.json()
+    assert served["state"] == "succeeded"
+    assert served["response"] == {"n": 1}
+    assert failed.status == 200
+    assert (await failed.json())["error"] == {"type": "KeyError", "message": "'sku'"}
+    # the same JSON as the command line's
+    env = {"LAMBDA_DESTINATIONS_STORE": store_url, "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url}
+    printed = await asyncio.to_thread(
+        subprocess.run,
+        [*ENTRY, "result", "rid-ok", "--json"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(printed.stdout) == served
+
+
+async def test_unknown_ids_are_404_and_the_token_is_required(
+    client: TestClient[Any, Any],
+) -> None:
+    unknown = await client.get("/api/invocations/rid-none", headers=AUTH)
+    anonymous = await client.get("/api/invocations/rid-none")
+    wrong = await client.get("/api/invocations/rid-none", headers={"Authorization": "Bearer nope"})
+    bad_wait = await client.get("/api/invocations/rid-none?wait=forever", headers=AUTH)
+    assert unknown.status == 404
+    assert await unknown.json() == {"request_id": "rid-none", "state": "unknown"}
+    assert anonymous.status == 401
+    assert wrong.status == 401
+    assert bad_wait.status == 400
+
+
+async def test_wait_returns_a_record_stored_while_the_request_waits(
+    client: TestClient[Any, Any], store_url: str
+) -> None:
+    row = row_of(success_body("rid-later", "done"))
+    asking = asyncio.create_task(client.get("/api/invocations/rid-later?wait=30", headers=AUTH))
+    await asyncio.sleep(0.5)
+    assert not asking.done()
+    async with Store.from_url(store_url) as worker_store:
+        await worker_store.save_invocation(
+            row, DeliveryRow(key=row.key, message_id="m-1", queue=row.queue, receive_count=1)
+        )
+    answer = await asyncio.wait_for(asking, 30)
+    assert answer.status == 200
+    assert (await answer.json())["response"] == "done"
