@@ -32,6 +32,9 @@ from pydantic_settings import (
 from lambda_destinations.errors import ConfigError
 
 ENV_PREFIX = "LAMBDA_DESTINATIONS_"
+# Written by `dev` in the folder it runs in; read by every command there when no other config
+# file is named, so the commands after `dev` find its endpoint, queues and store.
+DEV_CONFIG = Path(".lambda-destinations") / "dev.toml"
 
 
 class RouteConfig(BaseModel):
@@ -223,6 +226,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """
     overrides = {key: value for key, value in overrides.items() if value is not None}
     path = config_file or overrides.get("config") or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if not path and DEV_CONFIG.is_file():
+        path = DEV_CONFIG
     file_data: dict[str, Any] = read_toml(Path(path)) if path else {}
     if path:
         file_data["config"] = Path(path)

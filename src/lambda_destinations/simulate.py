@@ -48,9 +48,16 @@ class SimulatedMessage:
 
 
 def _timestamp(rng: random.Random) -> str:
-    moment = dt.datetime(2026, 11, 20, tzinfo=dt.UTC) + dt.timedelta(
-        seconds=rng.randrange(0, 86400), milliseconds=rng.randrange(0, 1000)
+    """A time in the hour before now, so ``--since 1h`` and ``failures stats`` find it."""
+    moment = dt.datetime.now(dt.UTC) - dt.timedelta(
+        seconds=rng.randrange(60, 3600), milliseconds=rng.randrange(0, 1000)
     )
+    return lambda_time(moment)
+
+
+def lambda_time(moment: dt.datetime) -> str:
+    """A time as Lambda writes it in records: ``2024-05-01T12:00:00.123Z``."""
+    moment = moment.astimezone(dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -216,8 +223,8 @@ def legacy_dlq(rng: random.Random) -> SimulatedMessage:
             "ErrorCode": {"DataType": "Number", "StringValue": "200"},
             "ErrorMessage": {
                 "DataType": "String",
-                "StringValue": "2026-11-20T10:00:00.000Z "
-                f"{request_id} Task timed out after 3.00 seconds",
+                "StringValue": f"{lambda_time(dt.datetime.now(dt.UTC))} {request_id} "
+                "Task timed out after 3.00 seconds",
             },
         },
         key=f"{request_id}:legacy-dlq",

@@ -29,7 +29,8 @@ from lambda_destinations.cli._app import (
     fail,
     reports_errors,
 )
-from lambda_destinations.config import Settings
+from lambda_destinations.cli._options import uses_dev_settings
+from lambda_destinations.config import DEV_CONFIG, Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store.base import FailureStatus, InvocationFilter
@@ -253,13 +254,13 @@ def aws_errors(settings: Settings) -> Iterator[None]:
     from lambda_destinations.operations.redrive import QueueNotFound
 
     where = settings.endpoint_url or "AWS"
+    fix = "check LAMBDA_DESTINATIONS_ENDPOINT_URL, AWS_REGION and the network"
+    if uses_dev_settings(settings):
+        fix = f"is `lambda-destinations dev` running in this folder? ({DEV_CONFIG} names it)"
     try:
         yield
     except CONNECTION_ERRORS as exc:
-        raise EndpointUnreachable(
-            f"cannot reach {where} ({_first_line(exc)}): check LAMBDA_DESTINATIONS_ENDPOINT_URL, "
-            "AWS_REGION and the network"
-        ) from None
+        raise EndpointUnreachable(f"cannot reach {where} ({_first_line(exc)}): {fix}") from None
     except (NoCredentialsError, PartialCredentialsError):
         raise ConfigError(
             "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "

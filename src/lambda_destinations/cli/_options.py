@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from lambda_destinations.config import Settings, load_settings
+from lambda_destinations.config import DEV_CONFIG, Settings, load_settings
 from lambda_destinations.logs import configure_logging
 from lambda_destinations.redact import mask_url
 
@@ -74,11 +75,20 @@ def settings_options(func: Callable[P, R]) -> Callable[..., R]:
             log_format=log_format,
         )
         configure_logging(settings.log_format, settings.log_level)
+        if uses_dev_settings(settings):
+            # dev's endpoint accepts any keys: the commands after `dev` need none of their own.
+            for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                os.environ.setdefault(name, "dev")
         return func(*args, settings=settings, **kwargs)  # type: ignore[arg-type]
 
     for option in reversed(_SETTING_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+def uses_dev_settings(settings: Settings) -> bool:
+    """Whether the settings came from the file `dev` wrote in this folder."""
+    return settings.config is not None and settings.config == DEV_CONFIG
 
 
 def describe_settings(settings: Settings) -> dict[str, Any]:

@@ -18,7 +18,13 @@ from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
 from lambda_destinations.cli._options import hide_password, settings_options
 from lambda_destinations.cli.run import print_summary, run_worker
-from lambda_destinations.config import Settings
+from lambda_destinations.config import DEV_CONFIG, RouteConfig, Settings
+from lambda_destinations.dev_endpoint import (
+    Destinations,
+    DevEndpoint,
+    FunctionSimulation,
+    register_functions,
+)
 from lambda_destinations.logs import configure_logging
 from lambda_destinations.simulate import SimulatedMessage, messages
 from lambda_destinations.worker import Worker
@@ -26,11 +32,11 @@ from lambda_destinations.worker import Worker
 log = structlog.get_logger("lambda_destinations.cli")
 
 DEV_QUEUES = ("ld-dev-success", "ld-dev-failure")
-DEV_STORE = Path(".lambda-destinations") / "dev.db"
+DEV_STORE = DEV_CONFIG.parent / "dev.db"
 
 
 @contextlib.contextmanager
-def local_endpoint() -> Iterator[str]:
+def moto_server() -> Iterator[str]:
     """A moto server in this process on a free port; yields its URL."""
     try:
         from moto.server import ThreadedMotoServer
@@ -110,6 +116,67 @@ async def live_summary(worker: Worker, every: float = 2.0) -> None:
             )
 
 
+DEV_ROUTES = (
+    RouteConfig(condition="success", handlers=("persist", "replay-outcome")),
+    RouteConfig(condition="failure", handlers=("persist", "replay-outcome")),
+)
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML value (strings, numbers, booleans, arrays, inline tables): enough for dev.toml."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, dict):
+        return (
+            "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        )
+    return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+
+
+def write_dev_config(settings: Settings, path: Path = DEV_CONFIG) -> None:
+    """Write the settings of this dev run where every command in the folder finds them."""
+    values: dict[str, Any] = {
+        "endpoint_url": settings.endpoint_url,
+        "region": settings.resolved_region(),
+        "store": settings.store,
+        "queues": settings.queues,
+        "routes": [route.model_dump(exclude_defaults=True) for route in settings.routes],
+    }
+    lines = [
+        "# Written by `lambda-destinations dev`: the endpoint, queues and store it runs.",
+        "# Every command run in this folder reads this file, unless --config or",
+        "# LAMBDA_DESTINATIONS_CONFIG names another. The endpoint answers while dev runs.",
+        *(f"{key} = {_toml_value(value)}" for key, value in values.items()),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _dev_settings(settings: Settings) -> Settings:
+    """dev's own store and routes where the user configured none; fast retries."""
+    store = settings.store
+    if store == Settings.model_fields["store"].default:
+        DEV_STORE.parent.mkdir(parents=True, exist_ok=True)
+        store = f"sqlite:///{DEV_STORE}"
+    routes = settings.routes
+    if routes == [RouteConfig(handlers=("persist",))]:
+        routes = list(DEV_ROUTES)  # link the outcomes of replays: recovered or failed
+    return settings.model_copy(
+        update={
+            "region": settings.resolved_region() or "us-east-1",
+            "store": store,
+            "routes": routes,
+            "retry_base": min(settings.retry_base, 2.0),
+            "retry_max": min(settings.retry_max, 10.0),
+            "wait_time": min(settings.wait_time, 5),
+        }
+    )
+
+
 @command("dev")
 @click.option(
     "--simulate",
@@ -121,64 +188,109 @@ async def live_summary(worker: Worker, every: float = 2.0) -> None:
 )
 @click.option("--once", is_flag=True, help="Drain the queues, print a summary and exit.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulator.")
+@click.option(
+    "--success-rate",
+    type=click.FloatRange(0, 1),
+    default=0.6,
+    show_default=True,
+    help="Chance that an invocation of a simulated function (a replay) succeeds.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Port of the local endpoint (default: a free one).",
+)
 @click.option("--json", "as_json", is_flag=True, help="With --once: the summary as JSON.")
 @settings_options
-def dev_command(settings: Settings, simulate_n: int, once: bool, seed: int, as_json: bool) -> None:
-    """Run everything locally: an SQS endpoint, queues with DLQs, SQLite and the worker.
+def dev_command(
+    settings: Settings,
+    simulate_n: int,
+    once: bool,
+    seed: int,
+    success_rate: float,
+    port: int,
+    as_json: bool,
+) -> None:
+    """Run everything locally: an AWS endpoint with simulated Lambda functions, queues with
+    DLQs, SQLite and the worker.
+
+    dev writes its endpoint, queues and store to .lambda-destinations/dev.toml: every other
+    command run in the same folder uses them (failures, replay, dlq, doctor ...).
 
     \b
     Examples:
       lambda-destinations dev --simulate 50          watch 50 records go through; Ctrl-C stops
       lambda-destinations dev --simulate 200 --once  drain and print counts by outcome
+      lambda-destinations dev --success-rate 0.2     replays mostly fail again
     """
     if settings.log_format == "auto":
         configure_logging("console", settings.log_level)  # dev is watched by a person
     for name, value in (("AWS_ACCESS_KEY_ID", "dev"), ("AWS_SECRET_ACCESS_KEY", "dev")):
         os.environ.setdefault(name, value)  # the local endpoint accepts any credentials
-    store = settings.store
-    if "store" not in settings.model_fields_set or store == Settings().store:
-        DEV_STORE.parent.mkdir(parents=True, exist_ok=True)
-        store = f"sqlite:///{DEV_STORE}"
-    with local_endpoint() as endpoint:
-        settings = settings.model_copy(
-            update={
-                "endpoint_url": endpoint,
-                "region": settings.resolved_region() or "us-east-1",
-                "store": store,
-                "retry_base": min(settings.retry_base, 2.0),
-                "retry_max": min(settings.retry_max, 10.0),
-                "wait_time": min(settings.wait_time, 5),
-            }
-        )
-        stats = asyncio.run(_dev(settings, simulate_n, seed, once))
+    settings = _dev_settings(settings)
+    simulation = FunctionSimulation(
+        success_rate=success_rate, seed=seed, region=settings.resolved_region() or "us-east-1"
+    )
+    with moto_server() as moto_url:
+        stats = asyncio.run(_dev(settings, moto_url, simulation, port, simulate_n, once))
     if once:
         print_summary(stats, as_json=as_json)
 
 
-async def _dev(settings: Settings, simulate_n: int, seed: int, once: bool) -> Any:
-    async with AwsClients(settings) as aws:
-        success_url, failure_url = await create_dev_queues(aws)
-        settings = settings.model_copy(update={"queues": [success_url, failure_url]})
-        click.echo(
-            "\n".join(
-                [
-                    "lambda-destinations dev",
-                    f"  endpoint   {settings.endpoint_url}  (SQS, SNS, SES, Lambda; any keys)",
-                    f"  success    {success_url}",
-                    f"  failure    {failure_url}",
-                    "  DLQs       the same names + '-dlq' (maxReceiveCount 3)",
-                    f"  store      {hide_password(settings.store)}",
-                    "  try        lambda-destinations simulate --endpoint-url "
-                    f"{settings.endpoint_url} --queue {failure_url}",
-                ]
-            ),
-            err=True,
-        )
-        if simulate_n:
-            batch = list(messages(simulate_n, seed=seed))
-            sent = await send_messages(aws, batch, success_url, failure_url)
-            click.echo(f"  simulated  {sent} messages", err=True)
+async def _dev(
+    settings: Settings,
+    moto_url: str,
+    simulation: FunctionSimulation,
+    port: int,
+    simulate_n: int,
+    once: bool,
+) -> Any:
+    async with DevEndpoint(moto_url, simulation, port=port) as endpoint:
+        settings = settings.model_copy(update={"endpoint_url": endpoint.url})
+        async with AwsClients(settings) as aws:
+            success_url, failure_url = await create_dev_queues(aws)
+            arns = [await _queue_arn(aws, url) for url in (success_url, failure_url)]
+            await register_functions(moto_url, simulation, *arns)
+            endpoint.deliver_to(Destinations(success_url, failure_url))
+            settings = settings.model_copy(update={"queues": [success_url, failure_url]})
+            write_dev_config(settings)
+            _banner(settings, simulation)
+            if simulate_n:
+                batch = list(messages(simulate_n, seed=simulation.seed or 7))
+                sent = await send_messages(aws, batch, success_url, failure_url)
+                click.echo(f"  simulated  {sent} messages", err=True)
+        return await _run_dev_worker(settings, once)
 
+
+async def _queue_arn(aws: AwsClients, url: str) -> str:
+    sqs = await aws.client("sqs")
+    answer = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(answer["Attributes"]["QueueArn"])
+
+
+def _banner(settings: Settings, simulation: FunctionSimulation) -> None:
+    success_url, failure_url = settings.queues
+    click.echo(
+        "\n".join(
+            [
+                "lambda-destinations dev",
+                f"  endpoint   {settings.endpoint_url}  (SQS, SNS, SES, Lambda; any keys)",
+                f"  functions  {', '.join(simulation.functions)} (simulated: each invocation "
+                f"succeeds {simulation.success_rate:.0%} of the time and sends its record)",
+                f"  success    {success_url}",
+                f"  failure    {failure_url}",
+                "  DLQs       the same names + '-dlq' (maxReceiveCount 3)",
+                f"  store      {hide_password(settings.store)}",
+                f"  settings   {DEV_CONFIG} (every command in this folder uses them)",
+                "  try        lambda-destinations failures list --since 2h",
+            ]
+        ),
+        err=True,
+    )
+
+
+async def _run_dev_worker(settings: Settings, once: bool) -> Any:
     summary_task: asyncio.Task[None] | None = None
 
     async def started(worker: Worker) -> None:

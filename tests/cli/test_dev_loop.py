@@ -1,0 +1,198 @@
+"""The newcomer's loop, as the README prints it: `dev`, then the next commands in the same folder
+with no AWS variables; and replays in dev that end recovered or failed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lambda_destinations.simulate import messages
+
+README = Path(__file__).parents[2] / "README.md"
+ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
+
+
+def bare_env() -> dict[str, str]:
+    """The environment of a fresh shell: no AWS variables, no settings of ours."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAMBDA_DESTINATIONS_"))
+    }
+    env["AWS_CONFIG_FILE"] = "/nonexistent/aws-config"  # no profile of the machine's either
+    env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/aws-credentials"
+    return env
+
+
+def readme_commands(heading: str, block: int = 0) -> list[list[str]]:
+    """The ``lambda-destinations`` lines of the ``block``-th console block after ``heading``."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index(heading) :]
+    blocks = re.findall(r"```console\n(.*?)```", section, flags=re.DOTALL)
+    lines = [line.split("#", 1)[0].split() for line in blocks[block].splitlines()]
+    return [words for words in lines if words and words[0] == "lambda-destinations"]
+
+
+def run(words: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    assert words[0] == "lambda-destinations"
+    return subprocess.run(
+        [*ENTRY, *words[1:]],
+        env=bare_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def simulated_failures(n: int, seed: int = 7) -> dict[str, str]:
+    """Request id -> function name of the invocation failures the simulator sends."""
+    found = {}
+    for message in messages(n, seed=seed):
+        if message.poison or message.target != "failure" or not message.key:
+            continue
+        body = json.loads(message.body)
+        record = body.get("detail") or (json.loads(body["Message"]) if "Message" in body else body)
+        if "requestContext" in record and "KinesisBatchInfo" not in record:
+            name = record["requestContext"]["functionArn"].split(":")[6]
+            found[record["requestContext"]["requestId"]] = name
+    return found
+
+
+HEADING = "### After `dev`: the next commands, in the same folder"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_readme_next_commands_work_after_dev_in_an_empty_folder(tmp_path: Path) -> None:
+    # given: the README's commands, the first of which is dev
+    commands = readme_commands(HEADING)
+    assert commands[0][:2] == ["lambda-destinations", "dev"], commands
+    simulate_n = int(commands[0][commands[0].index("--simulate") + 1])
+    failures = simulated_failures(simulate_n)
+    assert failures
+
+    # when: each runs as printed, in an empty folder, without AWS variables
+    results = [run(words, tmp_path) for words in commands]
+
+    # then: each exits 0 and shows the simulated failures
+    for words, result in zip(commands, results, strict=True):
+        assert result.returncode == 0, (words, result.stderr)
+        assert "Traceback" not in result.stderr
+    listing = run(["lambda-destinations", "failures", "list", "--json", "--limit", "0"], tmp_path)
+    stored = {row["request_id"] for row in json.loads(listing.stdout)}
+    assert set(failures) <= stored
+    for words, result in zip(commands[1:], results[1:], strict=True):
+        shown = result.stdout
+        if words[1:3] == ["failures", "list"]:
+            assert all(request_id in shown for request_id in failures), shown
+        elif words[1:3] == ["failures", "stats"]:
+            assert f"{len(stored)} failures" in shown, shown
+            assert all(name in shown for name in set(failures.values())), shown
+        else:
+            assert any(name in shown for name in failures.values()), (words, shown)
+
+
+@pytest.fixture
+def dev_running(tmp_path: Path) -> Iterator[Path]:
+    """``dev --simulate 40`` running in ``tmp_path`` until the test ends (SIGINT, as Ctrl-C)."""
+    log_path = tmp_path / "dev.log"
+    with log_path.open("w") as log:  # a file, not a pipe: dev never blocks on its own logs
+        process = subprocess.Popen(
+            [*ENTRY, "dev", "--simulate", "40", "--success-rate", "0.5", "--log-format", "json"],
+            env=bare_env(),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        wait_for(
+            lambda: process.poll() is not None or "worker started" in log_path.read_text(),
+            "dev's worker start",
+        )
+        assert process.poll() is None, log_path.read_text()
+        yield tmp_path
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def wait_for(check: Any, what: str, timeout: float = 90) -> Any:
+    """Poll ``check()`` until it returns something true; a bound, not a timed assertion."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"never saw {what}")
+
+
+def listed(folder: Path, *options: str) -> dict[str, dict[str, Any]]:
+    result = run(
+        ["lambda-destinations", "failures", "list", "--json", "--limit", "0", *options], folder
+    )
+    assert result.returncode == 0, result.stderr
+    return {row["request_id"]: row for row in json.loads(result.stdout)}
+
+
+def show(folder: Path, request_id: str) -> dict[str, Any]:
+    result = run(["lambda-destinations", "failures", "show", request_id, "--json"], folder)
+    assert result.returncode == 0, result.stderr
+    shown: dict[str, Any] = json.loads(result.stdout)
+    return shown
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_replays_in_dev_end_recovered_or_failed_and_are_linked(dev_running: Path) -> None:
+    folder = dev_running
+    failures = simulated_failures(40)
+    wait_for(lambda: set(failures) <= set(listed(folder)), "the simulated failures stored")
+    before = listed(folder)
+
+    # when: the README's replay command runs against dev's simulated functions
+    replay = readme_commands(HEADING, block=1)[1]
+    assert replay[1] == "replay", replay
+    result = run(replay, folder)
+    assert result.returncode == 0, result.stderr
+    replayed = [rid for rid, row in listed(folder).items() if row["replay_count"]]
+    assert set(replayed) == set(failures)
+
+    # then: every replay ends: recovered, or failed with the replay's own failure stored
+    def ended() -> dict[str, dict[str, Any]] | None:
+        rows = listed(folder)
+        recovered = [rid for rid in replayed if rows[rid]["status"] == "recovered"]
+        failed_again = set(rows) - set(before)
+        if len(recovered) + len(failed_again) < len(replayed):
+            return None
+        return {rid: rows[rid] for rid in replayed}
+
+    rows = wait_for(ended, "every replay's outcome")
+    recovered = [rid for rid, row in rows.items() if row["status"] == "recovered"]
+    failed = [rid for rid, row in rows.items() if row["status"] == "replayed"]
+    assert recovered
+    assert failed
+    for rid in (recovered[0], failed[0]):
+        attempt = show(folder, rid)["replays"][-1]
+        expected = "recovered" if rid in recovered else "failed"
+        assert attempt["outcome"] == expected
+        again = show(folder, attempt["new_request_id"])  # the replay's own record, linked
+        assert again["request_payload"] == show(folder, rid)["request_payload"]
+        assert again["succeeded"] is (expected == "recovered")
+    shown = run(readme_commands(HEADING, block=1)[2], folder)
+    assert shown.returncode == 0
+    assert all(rid in shown.stdout for rid in recovered)
