@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "dev": (
         "dev",
-        "Run everything locally: an SQS endpoint, queues with DLQs, SQLite and the worker.",
+        "Run everything locally: an AWS endpoint, simulated functions, queues, SQLite, the worker.",
     ),
     "dlq": ("dlq", "Dead-letter queues: peek at their messages, redrive them, purge them."),
     "doctor": (

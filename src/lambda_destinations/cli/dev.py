@@ -212,8 +212,7 @@ def dev_command(
     port: int,
     as_json: bool,
 ) -> None:
-    """Run everything locally: an AWS endpoint with simulated Lambda functions, queues with
-    DLQs, SQLite and the worker.
+    """Run everything locally: an AWS endpoint, simulated functions, queues, SQLite, the worker.
 
     dev writes its endpoint, queues and store to .lambda-destinations/dev.toml: every other
     command run in the same folder uses them (failures, replay, dlq, doctor ...).
