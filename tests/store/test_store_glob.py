@@ -1,56 +1,101 @@
-"""Glob translation, checked against fnmatch.fnmatchcase with Python's re (SQLite's REGEXP).
+"""Glob translation, checked against fnmatch.fnmatchcase: SQLite's GLOB (sqlite3 here), and the
+LIKE and regular expression PostgreSQL is given (with Python's re standing in for the regex).
 
-That PostgreSQL reads the same regexes the same way is checked in test_store_behaviour.py.
+That the databases read them the same way through the store is checked in
+test_store_behaviour.py.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
+import sqlite3
 import warnings
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lambda_destinations.store._glob import compile_glob
 
-ALPHABET = "ab-_]![^*?\\.é\n"
+ALPHABET = "ab-_]![^*?\\.é%\n"
 
 
-def matches(pattern: str, name: str) -> bool:
+def sqlite_matches(pattern: str, name: str) -> bool:
     glob = compile_glob(pattern)
+    if glob.never:
+        return False
     if glob.literal is not None:
         return name == glob.literal
-    if glob.regex is None:
+    with sqlite3.connect(":memory:") as conn:
+        (hit,) = conn.execute("SELECT ? GLOB ?", (name, glob.sqlite_glob())).fetchone()
+    return bool(hit)
+
+
+def like_to_regex(like: str) -> str:
+    parts, escaped = [], False
+    for char in like:
+        if escaped:
+            parts.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        else:
+            parts.append({"%": ".*", "_": "."}.get(char, re.escape(char)))
+    return "(?s)" + "".join(parts)
+
+
+def postgres_matches(pattern: str, name: str) -> bool:
+    glob = compile_glob(pattern)
+    if glob.never:
         return False
+    if glob.literal is not None:
+        return name == glob.literal
+    if re.fullmatch(like_to_regex(glob.like()), name) is None:
+        return False
+    if not glob.has_sets:
+        return True
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "possible nested set" and friends would be bugs
-        return re.search(glob.regex, name) is not None
+        return re.search(glob.regex(), name) is not None
 
 
+@settings(max_examples=400, deadline=None)
 @given(st.text(ALPHABET, max_size=8), st.text(ALPHABET, max_size=8))
 @example("[!]", "!")
 @example("[z-a]x", "x")
 @example("[!z-a]", "q")
 @example("[z-a!]", "q")  # fnmatch's own quirk: this matches any character
 @example("*\n", "a\n")
+@example("[]-^]", "^")
+@example("[!^]", "^")
+@example("[^]", "^")
+@example("[!-]", "a")
+@example("[*?[]x", "[x")
 def test_globs_mean_what_fnmatchcase_means(pattern: str, name: str) -> None:
-    assert matches(pattern, name) == fnmatch.fnmatchcase(name, pattern)
+    expected = fnmatch.fnmatchcase(name, pattern)
+    assert sqlite_matches(pattern, name) == expected
+    assert postgres_matches(pattern, name) == expected
 
 
 @pytest.mark.parametrize(
-    ("pattern", "literal", "regex"),
+    ("pattern", "sqlite", "like"),
     [
-        ("orders-api", "orders-api", None),
-        ("orders-*", None, r"(?s)\Aorders\-.*\Z"),
-        ("*api?", None, r"(?s)\A.*api.\Z"),
-        ("**a", None, r"(?s)\A.*a\Z"),
-        ("[!a-c]x", None, r"(?s)\A[^a-c]x\Z"),
-        ("[z-a]", None, None),
+        ("orders-*", "orders-*", "orders-%"),
+        ("*api?", "*api?", "%api_"),
+        ("**a", "*a", "%a"),
+        ("[!a-c]x", "[^a-c]x", "_x"),
+        ("100%_*", "100%_*", "100\\%\\_%"),
+        ("a[*]", "a[*]", "a_"),
     ],
 )
-def test_translation(pattern: str, literal: str | None, regex: str | None) -> None:
+def test_translation(pattern: str, sqlite: str, like: str) -> None:
     glob = compile_glob(pattern)
 
-    assert (glob.literal, glob.regex) == (literal, regex)
+    assert glob.sqlite_glob() == sqlite
+    assert glob.like() == like
+
+
+def test_a_glob_without_wildcards_is_a_literal_and_an_empty_range_matches_nothing() -> None:
+    assert compile_glob("orders-api").literal == "orders-api"
+    assert compile_glob("[z-a]").never

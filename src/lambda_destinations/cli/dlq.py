@@ -440,7 +440,10 @@ def _reinvoke(
     visibility: int,
 ) -> None:
     async def go() -> ReinvokeReport:
-        async with AwsClients(settings) as aws, Store.from_url(settings.store) as store:
+        async with (
+            AwsClients(settings) as aws,
+            Store.from_url(settings.store, create=False) as store,
+        ):
             sqs = await aws.client("sqs")
             dlq = await resolve_queue(sqs, queue)
             if not dry_run and not yes:

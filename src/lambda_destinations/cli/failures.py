@@ -138,7 +138,7 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
     """
 
     async def go() -> tuple[list[InvocationRow], dict[str, int], int]:
-        async with Store.from_url(settings.store) as store:
+        async with Store.from_url(settings.store, create=False) as store:
             rows = await store.list_invocations(selection)
             counts = await store.replay_counts([r.key for r in rows])
             total = len(rows)
@@ -207,7 +207,7 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
     """
 
     async def go() -> _Whole | None:
-        async with Store.from_url(settings.store) as store:
+        async with Store.from_url(settings.store, create=False) as store:
             row = await store.get_invocation(request_id)
             if row is None:
                 return None
@@ -413,7 +413,7 @@ def stats_command(
     )
 
     async def go() -> FailureStats:
-        async with Store.from_url(settings.store) as store:
+        async with Store.from_url(settings.store, create=False) as store:
             return failure_stats(await store.failure_counts(selection), since, until)
 
     stats = asyncio.run(go())
@@ -487,7 +487,7 @@ def _spark(count: int, peak: int) -> str:
 
 def _set_status(settings: Settings, request_ids: Sequence[str], status: FailureStatus) -> None:
     async def go() -> tuple[int, list[str]]:
-        async with Store.from_url(settings.store) as store:
+        async with Store.from_url(settings.store, create=False) as store:
             rows = await store.list_invocations(
                 InvocationFilter(failed_only=True, request_ids=list(request_ids))
             )

@@ -153,7 +153,7 @@ def replay_command(
         return results
 
     async def go() -> tuple[list[str], list[ReplayResult]]:
-        async with Store.from_url(settings.store) as store:
+        async with Store.from_url(settings.store, create=False) as store:
             rows, missing, planned = await plan(store)
             for ident in missing:
                 click.echo(f"error: no failure with request id or key {ident!r}", err=True)

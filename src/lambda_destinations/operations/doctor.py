@@ -611,7 +611,7 @@ class Doctor:
             )
             return
         try:
-            async with Store.from_url(url) as store:
+            async with Store.from_url(url, create=False) as store:
                 await store.ping()
                 pending = await store.pending_migrations()
         except StoreUnavailable as exc:

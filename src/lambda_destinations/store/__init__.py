@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from lambda_destinations.errors import ConfigError
+from lambda_destinations.redact import mask_url
 from lambda_destinations.store.base import (
     DeliveryRow,
     FailureCount,
@@ -34,17 +35,19 @@ def open_store_class(url: str) -> type[Store]:
     target = _BACKENDS.get(scheme)
     if target is None:
         raise ConfigError(
-            f"LAMBDA_DESTINATIONS_STORE={url!r} has no known scheme: "
+            f"LAMBDA_DESTINATIONS_STORE={mask_url(url)!r} has no known scheme: "
             "use sqlite:///path/to/file.db or postgresql://user@host/db"
         )
     module_name, class_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:  # pragma: no cover - depends on the install
+        if module_name.endswith("postgres"):
+            importlib.import_module("asyncpg")  # SQLAlchemy would import it only when connecting
+    except ImportError as exc:
         raise ConfigError(
-            f"the {scheme} store needs an extra package ({exc.name}): "
+            f"the {scheme} store needs a package that is not installed ({exc.name}): "
             "pip install 'lambda-destinations[postgres]'"
-        ) from exc
+        ) from None
     cls: type[Store] = getattr(module, class_name)
     return cls
 

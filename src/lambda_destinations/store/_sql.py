@@ -26,7 +26,7 @@ from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.redact import mask_url
 from lambda_destinations.store._actions import ActionsMixin
 from lambda_destinations.store._batch import Coalescer
-from lambda_destinations.store._glob import compile_glob
+from lambda_destinations.store._glob import Glob, compile_glob
 from lambda_destinations.store._jobs import JobsMixin
 from lambda_destinations.store._ledger import LedgerMixin
 from lambda_destinations.store._tables import (
@@ -171,6 +171,21 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, Store):
         self._lookups = Coalescer(self._completed_batch, name="completed_handlers")
 
     # -- what a backend supplies ------------------------------------------------------------
+
+    def _glob_condition(
+        self, column: sa.ColumnElement[Any], pattern: str
+    ) -> sa.ColumnElement[bool]:
+        """``column`` matches the shell glob ``pattern`` (see _glob.py)."""
+        glob = compile_glob(pattern)
+        if glob.never:
+            return sa.false()
+        if glob.literal is not None:
+            return column == glob.literal
+        return self._match_glob(column, glob)
+
+    @abc.abstractmethod
+    def _match_glob(self, column: sa.ColumnElement[Any], glob: Glob) -> sa.ColumnElement[bool]:
+        """The database's own glob operator, one that cannot backtrack without bound."""
 
     @abc.abstractmethod
     def _insert(self, table: sa.Table) -> Any:
@@ -582,13 +597,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, Store):
         if selection.failed_only:
             where.append(c.succeeded.is_not(sa.true()))
         if selection.function_glob is not None:
-            glob = compile_glob(selection.function_glob)
-            if glob.literal is not None:
-                where.append(c.function_name == glob.literal)
-            elif glob.regex is not None:
-                where.append(c.function_name.regexp_match(glob.regex))
-            else:
-                where.append(sa.false())
+            where.append(self._glob_condition(c.function_name, selection.function_glob))
         if selection.error_type is not None:
             where.append(c.error_type == selection.error_type)
         if selection.condition is not None:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._json import loads as json_loads
 from lambda_destinations.store._listen import InvocationListener
+from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._sql import SqlStore, url_error
 from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.base import InvocationRow
@@ -33,6 +34,29 @@ MIGRATION_LOCK_KEY = 0x4C44_4D49_4752_4154
 # connections, disk full), operator intervention (shutdown, recovery, cancelled by admin).
 _UNAVAILABLE_CLASSES = ("08", "28", "3D", "53", "57")
 _UNDEFINED_TABLE = "42P01"
+
+
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _connect_query(url: str, query: dict[str, Any]) -> dict[str, str]:
+    """The URL's parameters asyncpg is given: ``sslmode`` (or ``ssl``) only, checked here so
+    that a typo is one line at start, not a TypeError deep in the driver."""
+    unknown = sorted(set(query) - {"sslmode", "ssl"})
+    if unknown:
+        raise url_error(
+            url,
+            f"unknown parameter {unknown[0]!r}: the URL takes only sslmode "
+            f"({', '.join(_SSL_MODES)})",
+        )
+    if len(query) > 1:
+        raise url_error(url, "give sslmode once")
+    if not query:
+        return {}
+    value = next(iter(query.values()))
+    if not isinstance(value, str) or value not in _SSL_MODES:
+        raise url_error(url, f"sslmode must be one of {', '.join(_SSL_MODES)}")
+    return {"ssl": value}
 
 
 class PostgresStore(SqlStore):
@@ -54,6 +78,7 @@ class PostgresStore(SqlStore):
         command_timeout: float | None = 60.0,
         group_commit: bool = True,
         echo: bool = False,
+        create: bool = True,  # SQLite's option: a PostgreSQL database is never created
     ) -> None:
         try:
             parsed = sa.make_url(url)
@@ -63,7 +88,9 @@ class PostgresStore(SqlStore):
             raise url_error(url, "use postgresql://user@host:5432/dbname")
         if not parsed.database:
             raise url_error(url, "name the database: postgresql://user@host:5432/dbname")
-        self._sa_url = parsed.set(drivername="postgresql+asyncpg")
+        self._sa_url = parsed.set(
+            drivername="postgresql+asyncpg", query=_connect_query(url, dict(parsed.query))
+        )
         self._engine_options: dict[str, Any] = {
             "echo": echo,
             # Reads and single-statement writes need no BEGIN/COMMIT round trips, and the
@@ -116,6 +143,14 @@ class PostgresStore(SqlStore):
 
     def _insert(self, table: sa.Table) -> postgresql_dml.Insert:
         return postgresql_dml.insert(table)
+
+    def _match_glob(self, column: sa.ColumnElement[Any], glob: Glob) -> sa.ColumnElement[bool]:
+        like = column.like(glob.like(), escape="\\")
+        if not glob.has_sets:
+            return like
+        # LIKE has no bracket expressions: it narrows, the (automaton, non-backtracking)
+        # regular expression decides.
+        return sa.and_(like, column.regexp_match(glob.regex()))
 
     async def _create_engine(self) -> AsyncEngine:
         return create_async_engine(self._sa_url, **self._engine_options)

@@ -20,6 +20,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import functools
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._json import loads as json_loads
+from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._sql import SqlStore, _Save, url_error
 from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.base import utcnow
@@ -115,7 +117,8 @@ class SQLiteStore(SqlStore):
     """A store in one SQLite file (``sqlite:///relative.db``, ``sqlite:////absolute.db``).
 
     ``busy_timeout`` (seconds) is how long a write waits for another process's write lock before
-    StoreUnavailable. The file's directory is created if missing.
+    StoreUnavailable. With ``create`` (the default) a missing file and its directories are
+    created, owner-only; without it the file must exist.
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class SQLiteStore(SqlStore):
         busy_timeout: float = 5.0,
         group_commit: bool = True,
         echo: bool = False,
+        create: bool = True,
     ) -> None:
         try:
             parsed = sa.make_url(url)
@@ -136,9 +140,18 @@ class SQLiteStore(SqlStore):
             raise url_error(
                 url, "a SQLite URL has no host; use sqlite:///relative.db or sqlite:////abs.db"
             )
-        self._sa_url = parsed.set(drivername="sqlite+aiosqlite")
+        if parsed.query:
+            raise url_error(
+                url, "a SQLite store URL takes no parameters: remove everything from '?' on"
+            )
         database = parsed.database or ""
-        self.path = None if database in ("", ":memory:") else Path(database)
+        self.path = None if database in ("", ":memory:") else plain_path(url, database)
+        if self.path is not None:
+            database = str(self.path)
+        self._sa_url = parsed.set(drivername="sqlite+aiosqlite", database=database or None)
+        # Whether open() may create the file and its missing directories (the worker and
+        # `migrate`), or must find the file there (the commands that only read or edit it).
+        self.create = create
         self.busy_timeout = busy_timeout
         self._echo = echo
         self._write_lock = asyncio.Lock()
@@ -161,18 +174,13 @@ class SQLiteStore(SqlStore):
     def _insert(self, table: sa.Table) -> sqlite_dml.Insert:
         return sqlite_dml.insert(table)
 
+    def _match_glob(self, column: sa.ColumnElement[Any], glob: Glob) -> sa.ColumnElement[bool]:
+        # SQLite's GLOB stops early when a star's rest cannot match: no blow-up with many stars.
+        return column.op("GLOB", is_comparison=True)(glob.sqlite_glob())
+
     async def _create_engine(self) -> AsyncEngine:
         if self.path is not None:
-            if self.path.is_dir():
-                raise url_error(self.url, f"{self.path} is a directory, not a database file")
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise url_error(
-                    self.url,
-                    f"cannot create the directory {self.path.parent} ({exc.strerror}): "
-                    "use a path in a writable directory",
-                ) from exc
+            prepare_file(self.url, self.path, create=self.create)
         engine = create_async_engine(
             self._sa_url,
             echo=self._echo,
@@ -429,6 +437,63 @@ class SQLiteStore(SqlStore):
                     fix += f" ({self.busy_timeout:g} s): retry, or raise busy_timeout"
                 return f"{message}: {fix}"
         return None
+
+
+def plain_path(url: str, database: str) -> Path:
+    """The file a SQLite URL names: ``~`` expanded; URIs and odd names refused."""
+    if database.startswith("~"):
+        expanded = os.path.expanduser(database)
+        if expanded.startswith("~"):
+            raise url_error(url, f"cannot expand {database.split('/')[0]!r}: write the full path")
+        database = expanded
+    if database.lower().startswith("file:") or "\x00" in database:
+        raise url_error(url, "not a plain path: use sqlite:///relative.db or sqlite:////abs.db")
+    return Path(database)
+
+
+def prepare_file(url: str, path: Path, *, create: bool) -> None:
+    """Make sure ``path`` can be opened: created owner-only (0600, its new folders 0700) when
+    ``create``, else required to exist, so that reading never leaves a file behind.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's permissions.
+    """
+    if path.is_dir():
+        raise url_error(url, f"{path} is a directory, not a database file")
+    if path.exists():
+        return
+    if not create:
+        raise url_error(
+            url,
+            f"{path} does not exist: point the store at the worker's database, "
+            "or create it with `lambda-destinations migrate`",
+        )
+    try:
+        missing = _missing_folders(path.parent)
+        for folder in missing:
+            folder.mkdir(mode=0o700)
+            folder.chmod(0o700)  # whatever the umask
+        if missing:
+            log.info("created the store's directory", directory=str(path.parent.absolute()))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        path.chmod(0o600)
+    except FileExistsError:
+        return  # another process was first
+    except OSError as exc:
+        raise url_error(
+            url,
+            f"cannot create {exc.filename or path} ({exc.strerror}): "
+            "use a path in a writable directory",
+        ) from exc
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist, outermost first."""
+    missing: list[Path] = []
+    absolute = folder.absolute()
+    while not absolute.exists() and absolute != absolute.parent:
+        missing.append(absolute)
+        absolute = absolute.parent
+    return missing[::-1]
 
 
 def _sqlite_code(exc: BaseException) -> str:

@@ -1,0 +1,39 @@
+"""Helpers of the bad-input and secrets tests (imported by name: tests/ is no package)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
+# The README's "Exit codes": every code a command may end with.
+DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3, 4, 5, 130})
+
+
+def cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    input: str = "",
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``lambda-destinations`` as a user would: a new process, its real entry point."""
+    return subprocess.run(
+        [*ENTRY, *args],
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        cwd=cwd,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The command's one ``error:`` line; fails the test on a traceback or several lines."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
