@@ -7,8 +7,12 @@ Built once in the entry point and passed down; nothing reads the environment lat
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
 import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +31,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from lambda_destinations.errors import ConfigError
@@ -35,6 +40,7 @@ ENV_PREFIX = "LAMBDA_DESTINATIONS_"
 # Written by `dev` in the folder it runs in; read by every command there when no other config
 # file is named, so the commands after `dev` find its endpoint, queues and store.
 DEV_CONFIG = Path(".lambda-destinations") / "dev.toml"
+ROUTE_OUTCOMES = ("success", "failure", "any")
 
 
 class RouteConfig(BaseModel):
@@ -52,6 +58,20 @@ class RouteConfig(BaseModel):
     function: str | None = None
     error_type: str | None = None
     queue: str | None = None
+
+    @field_validator("condition")
+    @classmethod
+    def _known_condition(cls, value: str) -> str:
+        # Lambda's conditions are an open set, but they are spelt in CamelCase
+        # (RetriesExhausted, EventAgeExceeded): a lower-case word other than these is a typo.
+        if value in ROUTE_OUTCOMES or re.fullmatch(r"[A-Z][A-Za-z0-9]*", value):
+            return value
+        close = difflib.get_close_matches(value.lower(), ROUTE_OUTCOMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"{value!r} is no condition{hint}: use success, failure, any, or a condition "
+            "as Lambda spells it (RetriesExhausted, EventAgeExceeded)"
+        )
 
 
 class Settings(BaseSettings):
@@ -140,8 +160,10 @@ class Settings(BaseSettings):
     )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    handler_modules: list[str] = Field(
-        default_factory=list, description="Modules imported for @handler-decorated functions."
+    handler_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Modules imported for @handler-decorated functions; comma-separated in the "
+        "environment.",
     )
     routes: list[RouteConfig] = Field(
         default_factory=lambda: [RouteConfig(handlers=("persist",))],
@@ -151,12 +173,36 @@ class Settings(BaseSettings):
         default_factory=dict, description="Named handler instances and their settings."
     )
 
-    @field_validator("queues", mode="before")
+    @field_validator("queues", "handler_modules", mode="before")
     @classmethod
     def _split_queues(cls, value: object) -> object:
+        """A JSON list, or names separated by commas."""
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                try:
+                    return json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(
+                        f"not a JSON list ({exc.msg}); or separate names by commas"
+                    ) from None
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urllib.parse.urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "use an http:// or https:// URL with a host, such as http://127.0.0.1:4566"
+            )
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a port out of range
+        except ValueError:
+            raise ValueError("the port is not a number from 0 to 65535") from None
+        return value.strip()
 
     @field_validator("store")
     @classmethod
@@ -219,6 +265,15 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {message}"
 
 
+def _undecodable(exc: SettingsError) -> str:
+    match = re.search(r'field "(\w+)"', str(exc))
+    field = match[1] if match else "?"
+    return (
+        f"{ENV_PREFIX}{field.upper()} is not valid JSON: write it as JSON (the README's "
+        f"Configuration shows each setting's form), or set {field} in the TOML file"
+    )
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings once: overrides > environment > TOML file > defaults.
 
@@ -250,6 +305,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         errors = exc.errors()
         extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(_describe(dict(errors[0])) + extra) from None
+    except SettingsError as exc:  # a value the environment source cannot decode (not JSON)
+        raise ConfigError(_undecodable(exc)) from None
     # Hand out the plain class so nothing depends on the per-call subclass.
     return Settings.model_construct(
         **{name: getattr(loaded, name) for name in Settings.model_fields}

@@ -62,3 +62,7 @@ class QuarantineMessage(LambdaDestinationsError):
 
 class StoreUnavailable(TransientError):
     """The store cannot be reached; messages are retried, the worker keeps running."""
+
+
+class StoppedBeforeStart(LambdaDestinationsError):
+    """Asked to stop (a signal) while still waiting for an endpoint or the store at start."""

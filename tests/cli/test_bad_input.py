@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
-from bad_input_helpers import cli, one_error_line
+from bad_input_helpers import ENTRY, cli, one_error_line
 
 
 @pytest.mark.parametrize(
@@ -66,3 +69,109 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
     assert problem in line
     assert "LAMBDA_DESTINATIONS_STORE" in line
     assert ":pw@" not in line
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"LAMBDA_DESTINATIONS_ROUTES": "not json"}, "LAMBDA_DESTINATIONS_ROUTES"),
+        ({"LAMBDA_DESTINATIONS_HANDLERS": "x"}, "LAMBDA_DESTINATIONS_HANDLERS"),
+        ({"LAMBDA_DESTINATIONS_HANDLER_MODULES": "[x"}, "LAMBDA_DESTINATIONS_HANDLER_MODULES"),
+        ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "file:///etc/passwd"}, "ENDPOINT_URL"),
+        ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "ftp://127.0.0.1/"}, "ENDPOINT_URL"),
+        ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:99999"}, "ENDPOINT_URL"),
+        (
+            {"LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist"], "condition": "failed"}]'},
+            "did you mean 'failure'",
+        ),
+    ],
+)
+def test_settings_that_cannot_work_are_one_line_and_exit_3(
+    env: dict[str, str], names: str, tmp_path: Path
+) -> None:
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    assert result.returncode == 3
+    assert names in one_error_line(result)
+
+
+def test_handler_modules_take_comma_separated_names(tmp_path: Path) -> None:
+    result = cli(
+        "run",
+        "--once",
+        "--queues",
+        "q",
+        env={"LAMBDA_DESTINATIONS_HANDLER_MODULES": "json, no_such_module_here"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 3
+    assert "'no_such_module_here'" in one_error_line(result)
+
+
+def test_run_concurrency_0_is_refused_as_the_environment_refuses_it(tmp_path: Path) -> None:
+    result = cli("run", "--once", "--queues", "q", "--concurrency", "0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--concurrency" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("failures", "list", "--limit", "99999999999999999999"),
+        ("replay", "--rate", "nan"),
+        ("dlq", "redrive", "q", "--rate", "inf"),
+    ],
+)
+def test_numbers_out_of_range_are_usage_errors(args: tuple[str, ...], tmp_path: Path) -> None:
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "Invalid value" in result.stderr
+
+
+# -- simulate ---------------------------------------------------------------------------------
+
+
+def test_simulate_to_a_queue_that_does_not_exist_is_one_line(endpoint_url: str) -> None:
+    result = cli("simulate", "--queue", "no-such-queue", "--endpoint-url", endpoint_url)
+    assert result.returncode == 2
+    assert "'no-such-queue' does not exist" in one_error_line(result)
+
+
+def test_simulate_against_an_unreachable_endpoint_is_one_line() -> None:
+    result = cli("simulate", "--queue", "q", "--endpoint-url", "http://127.0.0.1:1")
+    assert result.returncode == 4
+    assert "cannot reach http://127.0.0.1:1" in one_error_line(result)
+
+
+# -- exit codes -------------------------------------------------------------------------------
+
+
+def test_run_stopped_while_waiting_for_sqs_exits_130(tmp_path: Path) -> None:
+    # given: a worker that cannot reach SQS, retrying
+    with subprocess.Popen(
+        [*ENTRY, "run", "--queues", "q", "--endpoint-url", "http://127.0.0.1:1"],
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"},
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stderr is not None
+        try:
+            for line in process.stderr:
+                if "cannot reach SQS" in line:
+                    break
+            # when: Ctrl-C
+            process.send_signal(signal.SIGINT)
+            rest = process.stderr.read()
+            code = process.wait(timeout=30)
+        finally:
+            process.kill()
+
+    # then: interrupted, not "bad configuration"
+    assert code == 130
+    assert "Traceback" not in rest
+    assert "interrupted: stopped while waiting for SQS" in rest

@@ -166,9 +166,9 @@ def test_without_yes_it_asks_first(lambda_endpoint, lambda_env, failures, functi
     lambda_endpoint.start_recording()
     accepted = cli("replay", "--function", function, env=lambda_env, input="y\n")
 
-    assert declined.returncode == 1
+    assert declined.returncode == 6  # declined: nothing was changed
     assert "Invoke 3 failed invocations of 1 function again at 10/s?" in declined.stderr
-    assert "Aborted" in declined.stderr
+    assert "aborted: nothing was changed" in declined.stderr
     assert nothing == []
     assert accepted.returncode == 0, accepted.stderr
     assert len(lambda_endpoint.invocations()) == 3

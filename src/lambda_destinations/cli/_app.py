@@ -10,7 +10,12 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
-from lambda_destinations.errors import ConfigError, LambdaDestinationsError, StoreUnavailable
+from lambda_destinations.errors import (
+    ConfigError,
+    LambdaDestinationsError,
+    StoppedBeforeStart,
+    StoreUnavailable,
+)
 from lambda_destinations.redact import redact
 
 P = ParamSpec("P")
@@ -23,7 +28,8 @@ EXIT_USAGE = 2  # bad arguments (click's own code)
 EXIT_CONFIG = 3  # configuration that cannot work
 EXIT_UNREACHABLE = 4  # an AWS endpoint or the store cannot be reached
 EXIT_NO_RESULT = 5  # `invoke --wait`, `result`: no record of the request id (within the wait)
-EXIT_INTERRUPTED = 130
+EXIT_DECLINED = 6  # the answer to a confirmation was no (or none came): nothing was changed
+EXIT_INTERRUPTED = 130  # Ctrl-C, or a signal before the worker had started
 
 
 class EndpointUnreachable(LambdaDestinationsError):
@@ -47,9 +53,23 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc), EXIT_CONFIG)
         except (StoreUnavailable, EndpointUnreachable) as exc:
             fail(str(exc), EXIT_UNREACHABLE)
+        except click.exceptions.Abort:
+            click.echo("aborted: nothing was changed", err=True)
+            sys.exit(EXIT_DECLINED)
+        except StoppedBeforeStart as exc:
+            click.echo(f"interrupted: {exc}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            # AWS errors that escaped a command's own handling: one line all the same.
+            from lambda_destinations.cli._common import describe_aws_error
+
+            known = describe_aws_error(exc)
+            if known is None:
+                raise
+            fail(*known)
 
     return wrapper
 

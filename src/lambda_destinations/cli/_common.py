@@ -9,6 +9,7 @@ import functools
 import getpass
 import io
 import json
+import math
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -23,7 +24,9 @@ from botocore.exceptions import (
 )
 
 from lambda_destinations.cli._app import (
+    EXIT_CONFIG,
     EXIT_FAILED,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     EndpointUnreachable,
     fail,
@@ -31,7 +34,6 @@ from lambda_destinations.cli._app import (
 )
 from lambda_destinations.cli._options import uses_dev_settings
 from lambda_destinations.config import DEV_CONFIG, Settings
-from lambda_destinations.errors import ConfigError
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store.base import FailureStatus, InvocationFilter
 from lambda_destinations.times import parse_when
@@ -101,6 +103,21 @@ def iso(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(dt.UTC).isoformat()
 
 
+# -- numbers ----------------------------------------------------------------------------------
+
+LIMIT_MAX = 1_000_000_000  # more than any store holds; keeps SQL's LIMIT in range
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses ``nan`` and ``inf`` (which compare false to any bound)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 # -- selecting failures -----------------------------------------------------------------------
 
 STATUS_CHOICE = click.Choice([s.value for s in FailureStatus], case_sensitive=False)
@@ -163,7 +180,7 @@ def selection_options(
             ),
             click.option(
                 "--limit",
-                type=click.IntRange(min=0),
+                type=click.IntRange(min=0, max=LIMIT_MAX),
                 default=limit_default,
                 show_default=limit_default is not None,
                 help="At most this many, newest first (0: no limit).",
@@ -250,9 +267,6 @@ def emit(output: str, records: Sequence[dict[str, Any]], fields: Sequence[str]) 
 @contextlib.contextmanager
 def aws_errors(settings: Settings) -> Iterator[None]:
     """AWS errors a user can cause, as one line and the documented exit code."""
-    # Imported here: the commands that read only the store never load the AWS clients.
-    from lambda_destinations.operations.redrive import QueueNotFound
-
     where = settings.endpoint_url or "AWS"
     fix = "check LAMBDA_DESTINATIONS_ENDPOINT_URL, AWS_REGION and the network"
     if uses_dev_settings(settings):
@@ -261,26 +275,46 @@ def aws_errors(settings: Settings) -> Iterator[None]:
         yield
     except CONNECTION_ERRORS as exc:
         raise EndpointUnreachable(f"cannot reach {where} ({_first_line(exc)}): {fix}") from None
-    except (NoCredentialsError, PartialCredentialsError):
-        raise ConfigError(
+    except Exception as exc:
+        known = describe_aws_error(exc)
+        if known is None:
+            raise
+        fail(*known)
+
+
+def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
+    """The one line and exit code for an AWS error a user can cause; None for anything else."""
+    from lambda_destinations.operations.redrive import QueueNotFound
+
+    if isinstance(exc, CONNECTION_ERRORS):
+        return (
+            f"cannot reach the AWS endpoint ({_first_line(exc)}): check "
+            "LAMBDA_DESTINATIONS_ENDPOINT_URL, AWS_REGION and the network",
+            EXIT_UNREACHABLE,
+        )
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return (
             "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-            "or run with a role"
-        ) from None
-    except NoRegionError:
-        raise ConfigError("no AWS region: set AWS_REGION or LAMBDA_DESTINATIONS_REGION") from None
-    except QueueNotFound as exc:
-        fail(str(exc), EXIT_USAGE)
-    except ClientError as exc:
+            "or run with a role",
+            EXIT_CONFIG,
+        )
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region", EXIT_CONFIG
+    if isinstance(exc, QueueNotFound):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, ClientError):
         code = error_code(exc)
         operation = getattr(exc, "operation_name", "the call")
         message = _first_line(exc)
         if code in DENIED_CODES:
-            raise ConfigError(
-                f"{operation} was refused ({message}): check the credentials and their permissions"
-            ) from None
-        fail(f"{operation} failed: {message}", EXIT_FAILED)
-    except BotoCoreError as exc:  # invalid parameters, an unreadable AWS config file, ...
-        fail(_first_line(exc), EXIT_FAILED)
+            return (
+                f"{operation} was refused ({message}): check the credentials and their permissions",
+                EXIT_CONFIG,
+            )
+        return f"{operation} failed: {message}", EXIT_FAILED
+    if isinstance(exc, BotoCoreError):  # invalid parameters, an unreadable AWS config file...
+        return _first_line(exc), EXIT_FAILED
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

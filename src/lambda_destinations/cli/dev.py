@@ -16,6 +16,7 @@ import structlog
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
+from lambda_destinations.cli._common import aws_errors
 from lambda_destinations.cli._options import hide_password, settings_options
 from lambda_destinations.cli.run import print_summary, run_worker
 from lambda_destinations.config import DEV_CONFIG, RouteConfig, Settings
@@ -26,6 +27,7 @@ from lambda_destinations.dev_endpoint import (
     register_functions,
 )
 from lambda_destinations.logs import configure_logging
+from lambda_destinations.operations.redrive import resolve_queue
 from lambda_destinations.simulate import SimulatedMessage, messages
 from lambda_destinations.worker import Worker
 
@@ -181,7 +183,7 @@ def _dev_settings(settings: Settings) -> Settings:
 @click.option(
     "--simulate",
     "simulate_n",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=100_000),
     default=0,
     show_default=True,
     help="Send this many realistic records (a mix with a few poison messages).",
@@ -312,7 +314,7 @@ async def _run_dev_worker(settings: Settings, once: bool) -> Any:
 @click.option(
     "-n",
     "count",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=1_000_000),
     default=50,
     show_default=True,
     help="How many messages.",
@@ -339,9 +341,14 @@ def simulate_command(
 
     async def go() -> int:
         async with AwsClients(settings) as aws:
-            return await send_messages(aws, batch, queue_url, failure_queue or queue_url)
+            sqs = await aws.client("sqs")
+            # Named or not, a queue that does not exist is one line, before anything is sent.
+            success = await resolve_queue(sqs, queue_url)
+            failure = await resolve_queue(sqs, failure_queue) if failure_queue else success
+            return await send_messages(aws, batch, success.url, failure.url)
 
-    sent = asyncio.run(go())
+    with aws_errors(settings):
+        sent = asyncio.run(go())
     poison = sum(1 for m in batch if m.poison)
     click.echo(
         f"sent {sent} messages ({poison} poison) to {queue_url}"

@@ -12,6 +12,8 @@ import click
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
 from lambda_destinations.cli._common import (
+    LIMIT_MAX,
+    FiniteFloatRange,
     aws_errors,
     dumps,
     operator_identity,
@@ -172,7 +174,7 @@ def _error(described: dict[str, Any]) -> str | None:
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0, max=100_000),
     default=0,
     help="Messages (or invocations) per second at most; 0: as fast as it goes.",
 )
@@ -190,7 +192,9 @@ def _error(described: dict[str, Any]) -> str | None:
     help="With --reinvoke: the function to invoke for legacy DLQ messages.",
 )
 @click.option(
-    "--limit", type=click.IntRange(min=1), help="Handle at most this many messages (no task)."
+    "--limit",
+    type=click.IntRange(min=1, max=LIMIT_MAX),
+    help="Handle at most this many messages (no task).",
 )
 @click.option(
     "--no-move-task",

@@ -13,6 +13,7 @@ import click
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
 from lambda_destinations.cli._common import (
+    FiniteFloatRange,
     aws_errors,
     dumps,
     has_filters,
@@ -42,7 +43,7 @@ _PLAN_ROWS = 20  # rows of the plan shown before the confirmation
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0, max=100_000),
     default=10.0,
     show_default=True,
     help="Invocations per second at most (0: no limit).",

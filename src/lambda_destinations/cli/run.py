@@ -77,7 +77,11 @@ def print_summary(stats: Stats, *, as_json: bool) -> None:
 
 @command("run")
 @click.option("--once", is_flag=True, help="Drain the queues until they answer empty, then exit.")
-@click.option("--concurrency", type=int, help="Messages handled at once.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    help="Messages handled at once, 1 to 1000 [env: LAMBDA_DESTINATIONS_CONCURRENCY].",
+)
 @click.option("--json", "as_json", is_flag=True, help="With --once: print the summary as JSON.")
 @settings_options
 def run_command(settings: Settings, once: bool, concurrency: int | None, as_json: bool) -> None:

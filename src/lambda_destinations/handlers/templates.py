@@ -74,6 +74,11 @@ _PART = re.compile(r"\.([^.\[\]]+)|\[([^\[\]]+)\]")
 # Fill and alignment, width, precision, and the string type: padding and cutting, no more.
 _SPEC = re.compile(r"(?:[^{}]?[<>^])?(?:[1-9][0-9]{0,3})?(?:\.[0-9]{1,5})?s?")
 _CONVERSIONS = frozenset({None, "s", "r", "a"})
+# Caps on what a template renders (the README's "Templates" states them): a field, padding
+# included, and the whole text. A payload or a padded spec repeated cannot make megabytes.
+FIELD_MAX = 10_000
+RENDERED_MAX = 100_000
+_CUT = "…"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -166,6 +171,7 @@ class SafeFormatter(string.Formatter):
         text = as_text(value)
         if format_spec:
             text = format(text, format_spec) if _SPEC.fullmatch(format_spec) else text
+        text = cut(text, FIELD_MAX)
         return self.escape(text) if self.escape is not None else text
 
 
@@ -194,8 +200,14 @@ class Template:
         return cls(text=text, where=where, names=names, escape_html=escape_html)
 
     def render(self, fields: Mapping[str, Any]) -> str:
+        """The text, each field cut to FIELD_MAX characters and the whole to RENDERED_MAX."""
         formatter = SafeFormatter(html.escape if self.escape_html else None)
-        return formatter.vformat(self.text, (), fields)
+        return cut(formatter.vformat(self.text, (), fields), RENDERED_MAX)
+
+
+def cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` - 1 characters and an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + _CUT
 
 
 def _check(text: str, where: str, allowed: frozenset[str]) -> list[str]:

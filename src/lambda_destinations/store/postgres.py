@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._json import loads as json_loads
-from lambda_destinations.store._listen import InvocationListener
 from lambda_destinations.store._glob import Glob
+from lambda_destinations.store._listen import InvocationListener
 from lambda_destinations.store._sql import SqlStore, url_error
 from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.base import InvocationRow

@@ -24,7 +24,7 @@ import structlog
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
-from lambda_destinations.errors import ConfigError, Outcome
+from lambda_destinations.errors import ConfigError, Outcome, StoppedBeforeStart
 from lambda_destinations.handlers.registry import HandlerRegistry, replay_outcomes_linked
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import backoff_delay, is_transient
@@ -266,7 +266,9 @@ class Worker:
                 )
                 await self._sleep_unless_stopping(delay)
                 if self._stopping.is_set():
-                    raise ConfigError(f"stopped while waiting for {what}") from exc
+                    raise StoppedBeforeStart(
+                        f"stopped while waiting for {what}, before the worker started"
+                    ) from exc
 
     # -- running ----------------------------------------------------------------------------
 
