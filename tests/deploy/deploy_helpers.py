@@ -100,3 +100,60 @@ def load_manifests(directory: Path = KUBERNETES) -> dict[str, dict[str, Any]]:
             if document:
                 manifests[f"{document['kind']}/{document['metadata']['name']}"] = document
     return manifests
+
+
+def _alphanumeric(value: str) -> str:
+    return "".join(ch for ch in value if ch.isalnum())
+
+
+def _substitute(node: Any, name: str, value: str) -> Any:
+    """``{"Ref": name}`` → value, and ``${name}`` inside strings → value, everywhere in node."""
+    if isinstance(node, dict):
+        if node == {"Ref": name}:
+            return value
+        return {
+            key.replace(f"&{{{name}}}", _alphanumeric(value)).replace(f"${{{name}}}", value): (
+                _substitute(item, name, value)
+            )
+            for key, item in node.items()
+        }
+    if isinstance(node, list):
+        return [_substitute(item, name, value) for item in node]
+    if isinstance(node, str):
+        return node.replace(f"${{{name}}}", value)
+    return node
+
+
+def expand_foreach(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """The template as AWS::LanguageExtensions leaves it: each ``Fn::ForEach`` of Resources
+    expanded over its list parameter, the Transform removed. moto has no LanguageExtensions,
+    so the moto test and the IAM checks read the template through this (only what our
+    template uses: a collection that is a ``Ref`` to a list parameter)."""
+    expanded = {k: v for k, v in template.items() if k != "Transform"}
+    resources: dict[str, Any] = {}
+    for key, body in template["Resources"].items():
+        if not key.startswith("Fn::ForEach::"):
+            resources[key] = body
+            continue
+        name, collection, outputs = body
+        values = parameters[collection["Ref"]]
+        for value in values:
+            for out_key, out_body in outputs.items():
+                resources.update(_substitute({out_key: out_body}, name, value))
+    expanded["Resources"] = resources
+    return expanded
+
+
+def resolve_conditions(node: Any, conditions: dict[str, bool]) -> Any:
+    """``Fn::If`` resolved with the given condition values; ``AWS::NoValue`` dropped."""
+    no_value = {"Ref": "AWS::NoValue"}
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, when_true, when_false = node["Fn::If"]
+            return resolve_conditions(when_true if conditions[name] else when_false, conditions)
+        resolved = {k: resolve_conditions(v, conditions) for k, v in node.items()}
+        return {k: v for k, v in resolved.items() if v != no_value}
+    if isinstance(node, list):
+        items = [resolve_conditions(item, conditions) for item in node]
+        return [item for item in items if item != no_value]
+    return node

@@ -1,0 +1,123 @@
+"""The deploy templates grant the worker exactly what aws_operations lists: each action on the
+resources it is used on, and nothing beyond."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from deploy_helpers import expand_foreach, load_template, resolve_conditions
+
+from lambda_destinations.aws_operations import Target, worker_actions
+
+FUNCTIONS = ["orders-api", "billing_worker"]
+ALL_ON = {"HasFunctionRoles": True, "SmsOn": True, "EmailOn": True}
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _function_arns(names: list[str]) -> set[str]:
+    prefix = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+    return {_key({"Fn::Sub": f"{prefix}{name}{tail}"}) for name in names for tail in ("", ":*")}
+
+
+# Each target kind as the CloudFormation template names its resources.
+CFN_RESOURCES: dict[Target, set[str]] = {
+    Target.QUEUE: {
+        _key({"Fn::GetAtt": ["SuccessQueue", "Arn"]}),
+        _key({"Fn::GetAtt": ["FailureQueue", "Arn"]}),
+    },
+    Target.DLQ: {
+        _key({"Fn::GetAtt": ["SuccessDeadLetterQueue", "Arn"]}),
+        _key({"Fn::GetAtt": ["FailureDeadLetterQueue", "Arn"]}),
+    },
+    Target.FUNCTION: _function_arns(FUNCTIONS),
+    Target.SMS: {_key("*")},
+    Target.EMAIL_IDENTITY: {_key({"Ref": "EmailIdentityArns"})},
+    Target.ECS_TASK: {
+        _key(
+            {
+                "Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}"
+                ":task/${Cluster}/*"
+            }
+        )
+    },
+}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return _as_list(document["Statement"])
+
+
+def cfn_task_role_grants(conditions: dict[str, bool]) -> dict[str, set[str]]:
+    """action -> resources, over the task role's inline policies and the RolePolicy resources
+    attached to it (the ForEach expanded, the conditions resolved)."""
+    template = expand_foreach(load_template(), {"FunctionNames": FUNCTIONS})
+    template = resolve_conditions(template, conditions)
+    resources = template["Resources"]
+    documents = [p["PolicyDocument"] for p in resources["TaskRole"]["Properties"]["Policies"]]
+    documents += [
+        r["Properties"]["PolicyDocument"]
+        for r in resources.values()
+        if r["Type"] in ("AWS::IAM::RolePolicy", "AWS::IAM::Policy")
+        and {"Ref": "TaskRole"}
+        in _as_list(r["Properties"].get("RoleName")) + _as_list(r["Properties"].get("Roles", []))
+    ]
+    assert "ManagedPolicyArns" not in resources["TaskRole"]["Properties"]
+    grants: dict[str, set[str]] = {}
+    for document in documents:
+        for statement in _statements(document):
+            assert statement["Effect"] == "Allow"
+            assert set(statement) <= {"Sid", "Effect", "Action", "Resource"}, statement
+            for action in _as_list(statement["Action"]):
+                assert "*" not in action, f"wildcard action {action}"
+                grants.setdefault(action, set()).update(
+                    _key(r) for r in _as_list(statement["Resource"])
+                )
+    return grants
+
+
+def expected(resources_of: dict[Target, set[str]]) -> dict[str, set[str]]:
+    return {
+        action: set().union(*(resources_of[target] for target in targets))
+        for action, targets in worker_actions().items()
+    }
+
+
+def test_the_task_role_grants_exactly_the_worker_operations_on_their_resources() -> None:
+    assert cfn_task_role_grants(ALL_ON) == expected(CFN_RESOURCES)
+
+
+@pytest.mark.parametrize(
+    ("condition", "action"), [("SmsOn", "sns:Publish"), ("EmailOn", "ses:SendEmail")]
+)
+def test_notification_permissions_only_when_asked_for(condition: str, action: str) -> None:
+    grants = cfn_task_role_grants({**ALL_ON, condition: False})
+    assert action not in grants
+    assert set(grants) == set(expected(CFN_RESOURCES)) - {action}
+
+
+def test_the_execution_role_reads_only_the_store_secret() -> None:
+    role = load_template()["Resources"]["ExecutionRole"]["Properties"]
+    (policy,) = role["Policies"]
+    (statement,) = _statements(policy["PolicyDocument"])
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert statement["Resource"] == {"Ref": "StoreSecretArn"}
+    assert role["ManagedPolicyArns"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+            "AmazonECSTaskExecutionRolePolicy"
+        }
+    ]
+
+
+def test_every_worker_action_names_a_resource_kind_the_templates_know() -> None:
+    for action, targets in worker_actions().items():
+        assert targets <= set(CFN_RESOURCES), f"{action}: no template resource for {targets}"
