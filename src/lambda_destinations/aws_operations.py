@@ -265,6 +265,30 @@ OPERATIONS: tuple[AwsOperation, ...] = (
     AwsOperation(
         "sqs", "CreateQueue", "sqs:CreateQueue", _D, (_Q, _DLQ), "`dev` creates its local queues"
     ),
+    AwsOperation(
+        "iam",
+        "CreateRole",
+        "iam:CreateRole",
+        _D,
+        (Target.ACCOUNT,),
+        "`dev` creates the role its simulated functions name",
+    ),
+    AwsOperation(
+        "lambda",
+        "CreateFunction",
+        "lambda:CreateFunction",
+        _D,
+        (Target.FUNCTION,),
+        "`dev` creates its simulated functions",
+    ),
+    AwsOperation(
+        "lambda",
+        "PutFunctionEventInvokeConfig",
+        "lambda:PutFunctionEventInvokeConfig",
+        _D,
+        (Target.FUNCTION,),
+        "`dev` points its simulated functions' destinations at its queues",
+    ),
 )
 
 

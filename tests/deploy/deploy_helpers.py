@@ -19,10 +19,11 @@ TEMPLATE = DEPLOY / "cloudformation" / "lambda-destinations.yaml"
 KUBERNETES = DEPLOY / "kubernetes"
 TERRAFORM = DEPLOY / "terraform"
 
-# The services the package makes clients for (``aws.client("…")`` and the Lambda invoker).
-SERVICES = ("sqs", "sns", "sesv2", "lambda", "sts")
+# The services the package makes clients for without naming them in a literal (the invoker).
+IMPLIED_SERVICES = ("lambda",)
 # Receivers that are never AWS clients, though a method of theirs may share an API's name.
 NOT_CLIENTS = ("store",)
+CLIENT_FACTORIES = ("client", "create_client")
 
 
 @dataclass(frozen=True)
@@ -33,22 +34,47 @@ class Call:
     receiver: str
 
 
+def _trees(package: Path) -> list[tuple[Path, ast.Module]]:
+    return [
+        (path, ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+        for path in sorted(package.rglob("*.py"))
+    ]
+
+
+def client_services(package: Path = PACKAGE) -> set[str]:
+    """Every service the package makes a client for: ``….client("sqs")``,
+    ``create_client("lambda", …)``, and the Lambda invoker."""
+    services = set(IMPLIED_SERVICES)
+    for _path, tree in _trees(package):
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute | ast.Name)
+                and getattr(node.func, "attr", getattr(node.func, "id", None)) in CLIENT_FACTORIES
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                services.add(node.args[0].value)
+    return services
+
+
 @cache
-def _snake_operations() -> dict[str, frozenset[tuple[str, str]]]:
+def _snake_operations(services: frozenset[str]) -> dict[str, frozenset[tuple[str, str]]]:
     session = botocore.session.get_session()
     found: dict[str, set[tuple[str, str]]] = {}
-    for service in SERVICES:
+    for service in services:
         for operation in session.get_service_model(service).operation_names:
             found.setdefault(xform_name(operation), set()).add((service, operation))
     return {name: frozenset(pairs) for name, pairs in found.items()}
 
 
 def client_calls(package: Path = PACKAGE) -> list[Call]:
-    """Every ``x.some_operation(...)`` in the package whose name is an operation of SERVICES."""
-    names = _snake_operations()
+    """Every ``x.some_operation(...)`` in the package whose name is an operation of a service
+    the package makes clients for."""
+    names = _snake_operations(frozenset(client_services(package)))
     calls: list[Call] = []
-    for path in sorted(package.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for path, tree in _trees(package):
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
