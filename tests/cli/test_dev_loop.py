@@ -158,9 +158,13 @@ def show(folder: Path, request_id: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_replays_in_dev_end_recovered_or_failed_and_are_linked(dev_running: Path) -> None:
+def test_dev_passes_doctor_and_its_replays_end_recovered_or_failed(dev_running: Path) -> None:
     folder = dev_running
     failures = simulated_failures(40)
+    checked = run(["lambda-destinations", "doctor", "--json"], folder)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    not_ok = [c for c in json.loads(checked.stdout)["checks"] if c["status"] != "ok"]
+    assert not_ok == []  # dev's setup is the example of a good one
     wait_for(lambda: set(failures) <= set(listed(folder)), "the simulated failures stored")
     before = listed(folder)
 

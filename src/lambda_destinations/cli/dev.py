@@ -57,12 +57,16 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
-async def create_dev_queues(aws: AwsClients, *, max_receive_count: int = 3) -> list[str]:
+async def create_dev_queues(aws: AwsClients, *, max_receive_count: int = 5) -> list[str]:
     """The success and failure queues, each with a DLQ and a redrive policy."""
     sqs = await aws.client("sqs")
     urls = []
     for name in DEV_QUEUES:
-        dlq = await sqs.create_queue(QueueName=f"{name}-dlq")
+        # The DLQ keeps messages longer than the queue (14 days, SQS's most): a message's age
+        # counts from its first enqueue.
+        dlq = await sqs.create_queue(
+            QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"}
+        )
         attributes = await sqs.get_queue_attributes(
             QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]
         )
@@ -146,6 +150,9 @@ def write_dev_config(settings: Settings, path: Path = DEV_CONFIG) -> None:
         "region": settings.resolved_region(),
         "store": settings.store,
         "queues": settings.queues,
+        "retry_base": settings.retry_base,
+        "retry_max": settings.retry_max,
+        "wait_time": settings.wait_time,
         "routes": [route.model_dump(exclude_defaults=True) for route in settings.routes],
     }
     lines = [
@@ -173,7 +180,7 @@ def _dev_settings(settings: Settings) -> Settings:
             "store": store,
             "routes": routes,
             "retry_base": min(settings.retry_base, 2.0),
-            "retry_max": min(settings.retry_max, 10.0),
+            "retry_max": min(settings.retry_max, 30.0),
             "wait_time": min(settings.wait_time, 5),
         }
     )
@@ -281,7 +288,7 @@ def _banner(settings: Settings, simulation: FunctionSimulation) -> None:
                 f"succeeds {simulation.success_rate:.0%} of the time and sends its record)",
                 f"  success    {success_url}",
                 f"  failure    {failure_url}",
-                "  DLQs       the same names + '-dlq' (maxReceiveCount 3)",
+                "  DLQs       the same names + '-dlq' (maxReceiveCount 5)",
                 f"  store      {hide_password(settings.store)}",
                 f"  settings   {DEV_CONFIG} (every command in this folder uses them)",
                 "  try        lambda-destinations failures list --since 2h",

@@ -30,6 +30,7 @@ from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.handlers.registry import replay_outcomes_linked
+from lambda_destinations.operations.handler_checks import check_handlers
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store._sql import display_url
 from lambda_destinations.store.base import Store
@@ -130,6 +131,8 @@ class Doctor:
                     queues = await self._check_queues(aws)
                     if queues is not None:
                         await self._check_lambda(aws, queues)
+                    for found in await check_handlers(settings, aws):
+                        self.add(found.check, found.status, found.detail, found.fix)
         await self._check_store()
         return self.checks
 

@@ -1,0 +1,260 @@
+"""What ``doctor`` checks of each handler the routes name, against its endpoint, sending nothing.
+
+A handler that can never succeed (an unverified SES sender, an SMTP login the server refuses, a
+phone number that opted out, a replay target that does not exist) fails every record routed
+through it; these checks find it before the first record does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import aiosmtplib
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.config import Settings
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers.email import EmailHandler, SesTransport, SmtpTransport
+from lambda_destinations.handlers.registry import HandlerRegistry
+from lambda_destinations.handlers.replay import ReplayHandler
+from lambda_destinations.handlers.sms import SmsHandler
+from lambda_destinations.retrying import CONNECTION_ERRORS, error_code
+
+Status = Literal["ok", "warn", "error"]
+# What every error row adds: where the records go meanwhile.
+QUARANTINED = (
+    ": every record routed through it fails the same way and is quarantined (kept in the store "
+    "and sent to the DLQ; `quarantine resend` once fixed)"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finding:
+    check: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def route_handler_names(settings: Settings) -> list[str]:
+    """Each handler name the routes use, once, in order."""
+    names: dict[str, None] = {}
+    for route in settings.routes:
+        names.update(dict.fromkeys(route.handlers))
+    return list(names)
+
+
+async def check_handlers(settings: Settings, aws: AwsClients) -> list[Finding]:
+    registry = HandlerRegistry(settings)
+    findings: list[Finding] = []
+    for name in route_handler_names(settings):
+        try:
+            handler = registry.get(name)
+        except ConfigError as exc:
+            findings.append(Finding(f"handler {name}", "error", str(exc), "fix its settings"))
+            continue
+        findings.extend(await _check_one(name, handler, aws))
+    return findings
+
+
+async def _check_one(name: str, handler: Any, aws: AwsClients) -> list[Finding]:
+    check = f"handler {name}"
+    try:
+        if isinstance(handler, EmailHandler) and isinstance(handler.transport, SesTransport):
+            return await _ses(check, handler, aws)
+        if isinstance(handler, EmailHandler) and isinstance(handler.transport, SmtpTransport):
+            return [await _smtp(check, handler.transport)]
+        if isinstance(handler, SmsHandler):
+            return await _sms(check, handler, aws)
+        if isinstance(handler, ReplayHandler):
+            return await _replay(check, handler, aws)
+    except CONNECTION_ERRORS as exc:
+        return [Finding(check, "error", f"the endpoint did not answer ({exc})", "")]
+    return []
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# -- email --------------------------------------------------------------------------------------
+
+
+async def _ses_verified(ses: Any, identity: str) -> bool | None:
+    """Whether SES may send as ``identity``; None when SES does not know it."""
+    try:
+        answer = await ses.get_email_identity(EmailIdentity=identity)
+    except ClientError as exc:
+        if error_code(exc) in {"NotFoundException", "NotFound"}:
+            return None
+        raise
+    status = str(answer.get("VerificationStatus", "")).upper()
+    return bool(answer.get("VerifiedForSendingStatus")) or status == "SUCCESS"
+
+
+async def _ses(check: str, handler: EmailHandler, aws: AwsClients) -> list[Finding]:
+    ses = await aws.client("sesv2")
+    sender = handler.sender.rsplit("<", 1)[-1].rstrip(">").strip()
+    domain = sender.rsplit("@", 1)[-1]
+    try:
+        verified = await _ses_verified(ses, sender) or await _ses_verified(ses, domain)
+    except (ClientError, BotoCoreError) as exc:
+        return [Finding(check, "warn", f"SES identities cannot be read ({_message(exc)})", "")]
+    if not verified:
+        return [
+            Finding(
+                check,
+                "error",
+                f"SES sender {sender} is not a verified identity in {aws.region}" + QUARANTINED,
+                f"verify {sender} or {domain} in SES (region {aws.region}), or use "
+                'transport = "smtp"',
+            )
+        ]
+    return [
+        Finding(check, "ok", f"SES sender {sender} is verified"),
+        await _sandbox(check, handler, ses),
+    ]
+
+
+async def _sandbox(check: str, handler: EmailHandler, ses: Any) -> Finding:
+    try:
+        account = await ses.get_account()
+    except (ClientError, BotoCoreError) as exc:
+        return Finding(f"{check}: SES sandbox", "ok", f"not known here ({_message(exc)})")
+    if account.get("ProductionAccessEnabled", True):
+        return Finding(f"{check}: SES sandbox", "ok", "out of the sandbox")
+    unverified = [
+        r for r in (*handler.to, *handler.cc, *handler.bcc) if not await _ses_verified(ses, r)
+    ]
+    if unverified:
+        return Finding(
+            f"{check}: SES sandbox",
+            "error",
+            f"in the SES sandbox, which sends only to verified addresses; not verified: "
+            f"{', '.join(unverified)}" + QUARANTINED,
+            "verify the recipients, or request production access for SES",
+        )
+    return Finding(f"{check}: SES sandbox", "ok", "in the sandbox; every recipient is verified")
+
+
+async def _smtp(check: str, transport: SmtpTransport) -> Finding:
+    where = f"{transport.host}:{transport.port}"
+    client = aiosmtplib.SMTP(
+        hostname=transport.host,
+        port=transport.port,
+        use_tls=transport.security == "tls",
+        start_tls=transport.security == "starttls",
+        timeout=min(transport.timeout, 10),
+        validate_certs=transport.validate_certs,
+        cert_bundle=transport.cert_bundle,
+    )
+    steps = ["connected", "EHLO"]
+    try:
+        await client.connect()  # EHLO, and STARTTLS when the settings ask for it
+        if transport.security == "starttls":
+            steps.append("STARTTLS")
+        if transport.username:
+            await client.login(transport.username, transport.password or "")
+            steps.append(f"logged in as {transport.username}")
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        return Finding(
+            check,
+            "error",
+            f"SMTP server {where}: {' · '.join(steps[:-1] or ['not connected'])}, then "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}" + QUARANTINED,
+            "check host, port, security and the login (nothing was sent)",
+        )
+    return Finding(check, "ok", f"SMTP server {where}: {' · '.join(steps)} (nothing sent)")
+
+
+# -- sms ----------------------------------------------------------------------------------------
+
+
+async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Finding]:
+    sns = await aws.client("sns")
+    try:
+        attributes = (await sns.get_sms_attributes()).get("attributes", {})
+    except (ClientError, BotoCoreError) as exc:
+        return [Finding(check, "warn", f"SNS SMS attributes cannot be read ({_message(exc)})")]
+    findings = []
+    if attributes.get("MonthlySpendLimit") == "0":
+        findings.append(
+            Finding(
+                check,
+                "error",
+                "SNS's MonthlySpendLimit is 0: no SMS can be sent" + QUARANTINED,
+                "raise the account's SMS spending limit (SNS text messaging preferences)",
+            )
+        )
+    opted_out = []
+    for number in handler.phone_numbers:
+        answer = await sns.check_if_phone_number_is_opted_out(phoneNumber=number)
+        if answer.get("isOptedOut"):
+            opted_out.append(number)
+    if opted_out:
+        findings.append(
+            Finding(
+                check,
+                "error",
+                f"opted out of SMS: {', '.join(opted_out)}; SNS refuses to text them" + QUARANTINED,
+                "opt the numbers in again (sns opt-in-phone-number) or remove them",
+            )
+        )
+    if not findings:
+        kind = attributes.get("DefaultSMSType", "account default")
+        findings.append(
+            Finding(
+                check,
+                "ok",
+                f"{len(handler.phone_numbers)} number(s), none opted out; SMS type {kind}",
+            )
+        )
+    return findings
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+async def _function_names(lam: Any) -> list[str]:
+    names: list[str] = []
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = await lam.list_functions(**kwargs)
+        names.extend(f["FunctionName"] for f in page.get("Functions", []))
+        if not page.get("NextMarker"):
+            return names
+        kwargs["Marker"] = page["NextMarker"]
+
+
+async def _replay(check: str, handler: ReplayHandler, aws: AwsClients) -> list[Finding]:
+    lam = await aws.client("lambda")
+    try:
+        names = await _function_names(lam)
+    except (ClientError, BotoCoreError) as exc:
+        return [Finding(check, "warn", f"functions cannot be listed ({_message(exc)})")]
+    missing = _missing(handler.policy.functions or (), names)
+    if handler.legacy_function and handler.legacy_function.split(":")[0] not in names:
+        missing.append(handler.legacy_function)
+    if missing:
+        return [
+            Finding(
+                check,
+                "error",
+                f"no function matches {', '.join(missing)} in {aws.region}: replays of them "
+                "end as errors (Function not found)",
+                "fix functions / legacy_function, or deploy the function",
+            )
+        ]
+    return [Finding(check, "ok", f"its target functions exist ({len(names)} in the account)")]
+
+
+def _missing(globs: Iterable[str], names: list[str]) -> list[str]:
+    return [glob for glob in globs if not any(fnmatch.fnmatchcase(n, glob) for n in names)]

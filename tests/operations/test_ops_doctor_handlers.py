@@ -1,0 +1,189 @@
+"""`doctor` checks each handler the routes name against its endpoint, one broken setting at a
+time: SES sender, SES-less SMTP (connect, EHLO, login), SNS SMS, replay targets. Nothing is sent.
+SES, SNS and Lambda are the Lambda moto server; SMTP is a real aiosmtpd server."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from ops_helpers import REGION
+from test_ops_doctor_cli import Setup, checks_of, errors_of
+
+GOOD_SENDER = "alerts@doctor-good.example.com"
+LOGIN = ("alerts", "right-password")
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_port() -> Iterator[tuple[int, _Sink]]:
+    """aiosmtpd offering AUTH (plain connection) for LOGIN; yields its port and its mailbox."""
+    expected = LoginPassword(LOGIN[0].encode(), LOGIN[1].encode())
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        return AuthResult(success=data == expected, handled=False)
+
+    sink = _Sink()
+    with socket.socket() as probe:  # a free port: aiosmtpd's controller cannot take port 0
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        yield port, sink
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def setup(lambda_endpoint, sqlite_url):  # type: ignore[no-untyped-def]
+    made = Setup(lambda_endpoint, sqlite_url)
+    ses = boto3.client("ses", region_name=REGION, endpoint_url=lambda_endpoint.url)
+    ses.verify_email_identity(EmailAddress=GOOD_SENDER)
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+def good_handlers(setup: Setup, smtp: int) -> dict[str, dict[str, Any]]:
+    return {
+        "mail": {"type": "email", "from": GOOD_SENDER, "to": ["oncall@example.com"]},
+        "smtp-mail": {
+            "type": "email",
+            "transport": "smtp",
+            "host": "127.0.0.1",
+            "port": smtp,
+            "security": "none",
+            "username": LOGIN[0],
+            "password_env": "DOCTOR_SMTP_PASSWORD",
+            "from": GOOD_SENDER,
+            "to": ["oncall@example.com"],
+        },
+        "text": {"type": "sms", "phone_numbers": ["+14155552671"]},
+        "again": {"type": "replay", "functions": [f"{setup.prefix}-*"]},
+    }
+
+
+def doctor(setup: Setup, handlers: dict[str, dict[str, Any]]) -> Any:
+    routes = [
+        {"condition": "failure", "handlers": ["persist", *handlers]},
+        {"condition": "success", "handlers": ["persist", "replay-outcome"]},
+    ]
+    env = {
+        **setup.env(),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps(routes),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers),
+        "DOCTOR_SMTP_PASSWORD": LOGIN[1],
+    }
+    return setup.doctor(env, "--json")
+
+
+def test_good_handlers_pass_and_nothing_is_sent(setup: Setup, smtp_port) -> None:
+    port, sink = smtp_port
+
+    result = doctor(setup, good_handlers(setup, port))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {c["check"]: c for c in checks_of(result)}
+    for name in ("mail", "smtp-mail", "text", "again"):
+        assert rows[f"handler {name}"]["status"] == "ok", rows
+    assert all(c["status"] == "ok" for c in rows.values()), rows
+    assert "logged in as alerts" in rows["handler smtp-mail"]["detail"]
+    assert sink.messages == []
+
+
+def _unverified_sender(handlers: dict[str, Any], setup: Setup) -> str:
+    handlers["mail"]["from"] = "alerts@nobody-verified-this.example.com"
+    return "handler mail"
+
+
+def _smtp_port_1(handlers: dict[str, Any], setup: Setup) -> str:
+    handlers["smtp-mail"]["port"] = 1
+    return "handler smtp-mail"
+
+
+def _smtp_wrong_login(handlers: dict[str, Any], setup: Setup) -> str:
+    handlers["smtp-mail"].pop("password_env")
+    handlers["smtp-mail"]["password"] = "wrong-password"
+    return "handler smtp-mail"
+
+
+def _smtp_starttls_not_offered(handlers: dict[str, Any], setup: Setup) -> str:
+    handlers["smtp-mail"]["security"] = "starttls"
+    return "handler smtp-mail"
+
+
+def _opted_out_number(handlers: dict[str, Any], setup: Setup) -> str:
+    handlers["text"]["phone_numbers"] = ["+14155552671", "+14155552699"]  # moto: *99 opted out
+    return "handler text"
+
+
+def _replay_target_missing(handlers: dict[str, Any], setup: Setup) -> str:
+    handlers["again"]["functions"] = ["no-such-function-*"]
+    return "handler again"
+
+
+def _legacy_function_missing(handlers: dict[str, Any], setup: Setup) -> str:
+    handlers["again"]["legacy_function"] = "orders-api-gone"
+    return "handler again"
+
+
+PLANTS = {
+    "SES sender not verified": _unverified_sender,
+    "SMTP server on port 1": _smtp_port_1,
+    "SMTP login refused": _smtp_wrong_login,
+    "SMTP without STARTTLS": _smtp_starttls_not_offered,
+    "SMS number opted out": _opted_out_number,
+    "replay target missing": _replay_target_missing,
+    "legacy function missing": _legacy_function_missing,
+}
+
+
+@pytest.mark.parametrize("plant", list(PLANTS), ids=list(PLANTS))
+def test_each_broken_handler_setting_is_found(setup: Setup, smtp_port, plant: str) -> None:
+    port, sink = smtp_port
+    handlers = good_handlers(setup, port)
+    broken = PLANTS[plant](handlers, setup)
+
+    result = doctor(setup, handlers)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = errors_of(result)
+    assert set(errors) == {broken}, errors
+    assert errors[broken]["fix"]
+    assert sink.messages == []
+
+
+def test_an_sms_spend_limit_of_zero_is_found(setup: Setup, smtp_port) -> None:
+    port, _ = smtp_port
+    sns = setup.endpoint.sns
+    sns.set_sms_attributes(attributes={"MonthlySpendLimit": "0"})
+    try:
+        result = doctor(setup, good_handlers(setup, port))
+    finally:
+        sns.set_sms_attributes(attributes={"MonthlySpendLimit": "100"})
+
+    errors = errors_of(result)
+    assert set(errors) == {"handler text"}, errors
+    assert "MonthlySpendLimit" in errors["handler text"]["detail"]
