@@ -163,7 +163,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 def _secure_headers(response: web.StreamResponse) -> None:
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # "no-referrer" would make browsers send "Origin: null" on our own forms.
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Cache-Control", "no-store")
 

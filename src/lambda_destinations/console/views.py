@@ -225,6 +225,16 @@ def error_text(row: InvocationRow) -> str:
     return row.error_type or row.error_message or ""
 
 
+def peek_error(described: Mapping[str, Any]) -> str:
+    """A peeked message's error, or why it is not a record, and the worker's quarantine reason."""
+    text = described.get("decode_error") or ""
+    if not text:
+        error_type, message = described.get("error_type"), described.get("error_message")
+        text = f"{error_type}: {message}" if error_type and message else error_type or message or ""
+    reason = described.get("quarantine_reason")
+    return f"{text} [quarantined: {reason}]".strip() if reason else text
+
+
 def function_label(row: InvocationRow) -> str:
     if row.function_name is None:
         return ""

@@ -1,0 +1,324 @@
+"""The console in a real browser (Debian's Chromium, driven by Playwright), against a store the
+worker filled from a moto server, with the console running as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from console_helpers import TOKEN, XSS, RunningConsole, World
+
+from lambda_destinations.store import FailureStatus, OperatorAction, Store
+from lambda_destinations.store.base import ReplayAttempt
+
+pytestmark = pytest.mark.browser
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from a test (Playwright's sync API holds this thread's loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def _store(world: World) -> Any:
+    return Store.from_url(world.store_url)
+
+
+def actions_of(world: World, key: str) -> list[OperatorAction]:
+    async def go() -> list[OperatorAction]:
+        async with _store(world) as store:
+            return await store.actions(key)
+
+    return run(go())
+
+
+def replays_of(world: World, key: str) -> list[ReplayAttempt]:
+    async def go() -> list[ReplayAttempt]:
+        async with _store(world) as store:
+            return await store.replays(key)
+
+    return run(go())
+
+
+def status_of(world: World, key: str) -> FailureStatus | None:
+    async def go() -> FailureStatus | None:
+        async with _store(world) as store:
+            row = await store.get_invocation(key)
+            assert row is not None
+            return row.status
+
+    return run(go())
+
+
+def failure_path(key: str) -> str:
+    return "/failures/" + urllib.parse.quote(key, safe="")
+
+
+def at_failure(page: Any, key: str) -> None:
+    """Wait until the page is the failure's (however the browser spells the key's ":")."""
+    page.wait_for_url(
+        lambda url: urllib.parse.unquote(url.split("#")[0]).endswith("/failures/" + key)
+    )
+
+
+def sign_in(page: Any, console: RunningConsole, user: str = "alice") -> None:
+    page.goto(f"{console.url}/login?token={TOKEN}")
+    page.fill("#user", user)
+    page.press("#user", "Enter")  # the keyboard submits the form
+    page.wait_for_url(f"{console.url}/")
+    assert page.locator(".who strong").inner_text() == user
+
+
+def shot(page: Any, folder: Path, name: str) -> None:
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_filter_by_function_and_error_type_then_open_a_failure(
+    page: Any, console: RunningConsole, world: World, screenshots: Path
+) -> None:
+    # given: the failures list, filtered with the form (as a URL anyone can share)
+    page.goto(f"{console.url}/failures")
+    page.fill("input[name=function]", "orders-*")
+    page.fill("input[name=error_type]", "TimeoutError")
+    page.press("input[name=error_type]", "Enter")
+    page.wait_for_url("**/failures?*")
+    assert "function=orders-" in page.url
+    assert "error_type=TimeoutError" in page.url
+    shot(page, screenshots, "failures")
+
+    # then: exactly the two orders-api timeouts are listed
+    rows = page.locator("table.failures tbody tr")
+    assert rows.count() == 2
+    listed = {rows.nth(i).locator("td").nth(1).inner_text() for i in range(2)}
+    ids = {world.records[r]["requestContext"]["requestId"] for r in ("timeout", "timeout-2")}
+    assert listed == ids
+    for i in range(2):
+        assert rows.nth(i).locator("td").nth(2).inner_text() == "orders-api"
+        assert rows.nth(i).locator("td").nth(4).inner_text().startswith("TimeoutError")
+
+    # when: the newest one is opened
+    record = world.records["timeout"]
+    page.click(f"text={record['requestContext']['requestId']}")
+    at_failure(page, world.key("timeout"))
+    shot(page, screenshots, "failure")
+
+    # then: its payload and stack trace are shown
+    shown = json.loads(page.locator("#request-payload").inner_text())
+    assert shown == record["requestPayload"]
+    trace = page.locator("#stack-trace").inner_text()
+    for frame in record["responsePayload"]["stackTrace"]:
+        assert frame.strip().splitlines()[0].strip() in trace
+    assert page.locator("#error-message").inner_text() == (
+        "TimeoutError: Task timed out after 3.00 seconds"
+    )
+
+
+def test_edit_the_payload_then_replay(
+    page: Any, console: RunningConsole, world: World, screenshots: Path
+) -> None:
+    key = world.key("edit")
+    edited = {"orderId": "ord-fixed", "items": [{"sku": "sku-1", "qty": 1}], "note": "Zoë ✓"}
+    sign_in(page, console)
+    page.goto(console.url + failure_path(key))
+    page.click("#edit")
+    page.wait_for_url("**/edit")
+
+    # invalid JSON is refused before anything is invoked (by the page, and by the server)
+    world.endpoint.start_recording()
+    page.fill("#payload", '{"orderId": ')
+    page.click("#edit-replay")
+    assert "Not valid JSON" in page.locator("[data-json-problem]").inner_text()
+    assert page.url.endswith("/edit")
+    shot(page, screenshots, "edit")
+
+    # when: a valid edit is replayed
+    page.fill("#payload", json.dumps(edited, indent=2, ensure_ascii=False))
+    page.fill("#edit-reason", "sku was missing")
+    page.click("#edit-replay")
+    at_failure(page, key)
+
+    # then: Lambda received exactly the edited payload, once, for the record's function
+    invoked = world.endpoint.invocations()
+    assert len(invoked) == 1
+    function, payload = invoked[0]
+    assert function.endswith(":function:orders-api") or function == "orders-api"
+    assert payload == edited
+    # and the ledgers keep the edit, who made it, and the attempt
+    attempts = replays_of(world, key)
+    assert [a.requested_by for a in attempts] == ["console alice"]
+    assert attempts[0].new_request_id
+    edit = next(a for a in actions_of(world, key) if a.action == "edit-replay")
+    assert edit.actor == "console alice"
+    assert edit.reason == "sku was missing"
+    assert edit.detail["payload"] == edited
+    assert edit.detail["original_payload"] == world.records["edit"]["requestPayload"]
+    assert status_of(world, key) is FailureStatus.REPLAYED
+    assert "console alice" in page.locator("#replay-table").inner_text()
+
+
+def test_ignore_with_a_reason_then_reopen(page: Any, console: RunningConsole, world: World) -> None:
+    key = world.key("ignore")
+    sign_in(page, console, "bob")
+    page.goto(console.url + failure_path(key))
+
+    page.fill("#ignore-reason", "known data issue, fixed upstream")
+    page.click("#ignore")
+    page.wait_for_selector("#reopen")
+    assert page.locator("#status").inner_text() == "ignored"
+    assert status_of(world, key) is FailureStatus.IGNORED
+
+    page.fill("#reopen-reason", "it came back")
+    page.press("#reopen-reason", "Enter")
+    page.wait_for_selector("#ignore")
+    assert page.locator("#status").inner_text() == "open"
+    assert status_of(world, key) is FailureStatus.OPEN
+
+    done = [(a.action, a.actor, a.reason) for a in reversed(actions_of(world, key))]
+    assert done == [
+        ("ignore", "console bob", "known data issue, fixed upstream"),
+        ("reopen", "console bob", "it came back"),
+    ]
+    assert "known data issue" in page.locator("#action-table").inner_text()
+
+
+def _depth(world: World, url: str) -> int:
+    attributes = world.endpoint.sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def test_redrive_a_dlq_and_watch_it_empty(
+    page: Any, console: RunningConsole, world: World, screenshots: Path
+) -> None:
+    waiting = _depth(world, world.dlq_url)
+    assert waiting >= 4  # three dead-lettered failures and the quarantined poison message
+    sign_in(page, console, "carol")
+    page.goto(f"{console.url}/dlqs")
+    shot(page, screenshots, "dlqs")
+    page.click(f"text={world.dlq_name}")
+    page.click("#peek")
+    page.wait_for_selector("#peek-table")
+    assert page.locator("#peek-table tbody tr").count() == waiting
+    shot(page, screenshots, "dlq")
+
+    page.click("#redrive")
+    page.wait_for_url("**/jobs/*")
+    page.wait_for_selector("#job-state[data-state=done]", timeout=60000)
+    shot(page, screenshots, "job")
+    assert int(page.locator("#job-done").inner_text()) == waiting
+    assert _depth(world, world.dlq_url) == 0
+    assert _depth(world, world.queue_url) == waiting
+    redrive = actions_of(world, world.dlq_url)[0]
+    assert (redrive.action, redrive.actor) == ("redrive", "console carol")
+
+
+def _post(url: str, data: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
+    request = urllib.request.Request(  # noqa: S310 - the console on loopback
+        url, data=urllib.parse.urlencode(data).encode(), method="POST", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_an_action_without_the_token_or_from_another_origin_is_refused(
+    page: Any, browser: Any, console: RunningConsole, world: World
+) -> None:
+    key = world.key("value")
+    target = console.url + failure_path(key) + "/ignore"
+
+    # no token: no session, no bearer header
+    code, text = _post(target, {"reason": "x"}, {})
+    assert (code, text.strip()) == (
+        403,
+        "refused: actions need the console's token: sign in at /login",
+    )
+
+    # a signed-in browser, but the form is posted by another site's page
+    sign_in(page, console, "mallory-victim")
+    evil = page.context.new_page()
+    evil.set_content(
+        f'<form method="post" action="{target}"><input name="reason" value="pwned">'
+        '<button id="go">go</button></form>'
+    )
+    with evil.expect_navigation():
+        evil.click("#go")
+    assert "refused" in evil.content()
+    # and the same with the session cookie sent anyway: the Origin header gives it away
+    cookie = next(c for c in page.context.cookies() if c["name"] == "ld_console")
+    code, text = _post(
+        target,
+        {"reason": "pwned"},
+        {"Cookie": f"ld_console={cookie['value']}", "Origin": "http://evil.example"},
+    )
+    assert (code, text.strip()) == (403, "refused: the request comes from another site")
+    assert status_of(world, key) is FailureStatus.OPEN
+    assert actions_of(world, key) == []
+
+
+def test_an_error_message_with_markup_renders_as_text(
+    page: Any, console: RunningConsole, world: World, screenshots: Path
+) -> None:
+    page.goto(console.url + failure_path(world.key("xss")))
+    assert page.locator("#error-message").inner_text() == f"RuntimeError: {XSS}"
+    assert page.locator("main img").count() == 0
+    page.goto(f"{console.url}/failures?error_type=RuntimeError")
+    assert XSS in page.locator("table.failures").inner_text()
+    time.sleep(0.2)  # an onerror handler would have run by now
+    assert page.evaluate("window.__xss") is None
+
+
+def test_every_page_renders_and_the_keyboard_reaches_the_content(
+    page: Any, browser: Any, console: RunningConsole, world: World, screenshots: Path
+) -> None:
+    page.goto(console.url + "/")
+    assert page.locator("h1").inner_text() == "Overview"
+    chart = page.locator(".chart svg")
+    label = chart.get_attribute("aria-label")
+    assert label.startswith(f"{len(world.records)} failures in the last")
+    titles = page.locator(".chart svg rect title").all_text_contents()
+    assert sum(int(t.split(": ")[1].split()[0]) for t in titles) == len(world.records)
+    assert page.locator(".tiles").inner_text().count("open") == 1
+    shot(page, screenshots, "overview")
+    for path, name in [
+        ("/groups?since=7d", "groups"),
+        ("/quarantine", "quarantine"),
+        ("/bulk?action=replay&function=orders-api", "bulk"),
+    ]:
+        page.goto(console.url + path)
+        assert page.locator("h1").count() == 1
+        shot(page, screenshots, name)
+    assert "decode error: body is not JSON" in page.goto(console.url + "/quarantine").text()
+
+    # keyboard: the first Tab reaches the skip link, Enter moves focus to the content
+    page.goto(console.url + "/failures")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+    # a phone: no horizontal scrolling of the page itself
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        small = phone.new_page()
+        small.goto(console.url + failure_path(world.key("timeout")))
+        assert small.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(small, screenshots, "failure-phone")
+    finally:
+        phone.close()
