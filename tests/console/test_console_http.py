@@ -1,0 +1,143 @@
+"""The console's rules over HTTP (aiohttp's test client, a real SQLite store): who may read,
+who may act, read-only mode, the JSON API's token, and no secret on a page."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from lambda_destinations.config import Settings
+from lambda_destinations.console import ConsoleOptions, create_app
+from lambda_destinations.store import Store
+
+TOKEN = "http-test-token"
+
+
+async def _client(settings: Settings, **options: Any) -> TestClient:  # type: ignore[type-arg]
+    app = create_app(settings, ConsoleOptions(token=TOKEN, **options))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def make_client(
+    settings_for: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Any]]:
+    started: list[TestClient] = []  # type: ignore[type-arg]
+
+    async def make(settings: Settings | None = None, **options: Any) -> TestClient:  # type: ignore[type-arg]
+        client = await _client(settings or settings_for(), **options)
+        started.append(client)
+        return client
+
+    yield make
+    for client in started:
+        await client.close()
+
+
+def _origin(client: TestClient) -> dict[str, str]:  # type: ignore[type-arg]
+    return {"Origin": str(client.make_url("")).rstrip("/")}
+
+
+async def sign_in(client: TestClient, user: str = "dana") -> str:  # type: ignore[type-arg]
+    """Sign in; the CSRF token of the session, read from a page as the browser would."""
+    response = await client.post(
+        "/login",
+        data={"token": TOKEN, "user": user, "next": "/"},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    page = await (await client.get("/failures")).text()
+    return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+async def test_reading_needs_no_sign_in_on_loopback_but_does_elsewhere(make_client) -> None:
+    local = await make_client()
+    assert (await local.get("/failures")).status == 200
+
+    exposed = await make_client(host="0.0.0.0")
+    response = await exposed.get("/failures?function=x", allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"] == "/login?next=/failures?function=x"
+    await sign_in(exposed)
+    assert (await exposed.get("/failures")).status == 200
+
+
+async def test_sign_in_refuses_a_wrong_token_and_never_redirects_off_site(make_client) -> None:
+    client = await make_client()
+    wrong = await client.post(
+        "/login", data={"token": "nope", "user": "eve", "next": "/"}, headers=_origin(client)
+    )
+    assert wrong.status == 403
+    assert "not the console" in await wrong.text()
+    response = await client.post(
+        "/login",
+        data={"token": TOKEN, "user": "dana", "next": "//evil.example/x"},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+    assert response.headers["Location"] == "/"
+
+
+async def test_a_stale_form_is_refused(make_client) -> None:
+    client = await make_client()
+    csrf = await sign_in(client)
+    assert csrf
+    response = await client.post(
+        "/failures/nothing/ignore", data={"reason": "x", "csrf": "forged"}, headers=_origin(client)
+    )
+    assert response.status == 403
+    assert "stale" in await response.text()
+    # with the right token the same request gets as far as finding no such failure
+    response = await client.post(
+        "/failures/nothing/ignore", data={"reason": "x", "csrf": csrf}, headers=_origin(client)
+    )
+    assert response.status == 404
+
+
+async def test_read_only_shows_no_action_and_refuses_them(make_client) -> None:
+    client = await make_client(read_only=True)
+    page = await (await client.get("/")).text()
+    assert "read-only" in page
+    assert "Sign in to act" not in page
+    response = await client.post(
+        "/failures/x/replay", data={}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status == 403
+    assert "read-only" in await response.text()
+
+
+async def test_the_json_api_needs_the_token(make_client) -> None:
+    client = await make_client()
+    assert (await client.get("/api/jobs/nope")).status == 401
+    found = await client.get("/api/jobs/nope", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert found.status == 404
+    wrong = await client.get("/api/jobs/nope", headers={"Authorization": "Bearer other"})
+    assert wrong.status == 401
+
+
+async def test_pages_forbid_framing_and_foreign_scripts(make_client) -> None:
+    client = await make_client()
+    response = await client.get("/")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.postgres
+async def test_no_password_from_the_settings_reaches_a_page(
+    make_client, settings_for: Callable[..., Settings], postgres_url: str
+) -> None:
+    # trust authentication ignores the password, so the URL works and carries a secret
+    secret_url = postgres_url.replace("postgres@", "postgres:hunter2-secret@", 1)
+    async with Store.from_url(secret_url) as store:
+        await store.migrate()
+    client = await make_client(settings_for(store=secret_url))
+    for path in ("/", "/failures", "/groups", "/dlqs", "/quarantine", "/jobs", "/login"):
+        text = await (await client.get(path)).text()
+        assert "hunter2" not in text, path
+    assert "***" in await (await client.get("/")).text()

@@ -1,0 +1,94 @@
+"""Keyset pages of ``list_invocations`` and the operators' action ledger, on both backends."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from store_factories import T0, DeliveryFactory, RowFactory
+
+from lambda_destinations.store import (
+    FailureStatus,
+    InvocationCursor,
+    InvocationFilter,
+    OperatorAction,
+    Store,
+)
+
+
+async def test_keyset_pages_list_every_row_once_in_order(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: rows sharing timestamps (ties broken by first seen, then key), some without one
+    same = T0 + dt.timedelta(hours=1)
+    seen = T0 + dt.timedelta(days=1)
+    rows = [make_row(timestamp=same, first_seen_at=seen) for _ in range(7)]
+    rows += [make_row(timestamp=same, first_seen_at=seen + dt.timedelta(seconds=n)) for n in (1, 2)]
+    rows += [make_row(timestamp=None, first_seen_at=T0 + dt.timedelta(minutes=n)) for n in (5, 61)]
+    rows += [make_row() for _ in range(14)]
+    rows += [make_row(function_name="billing-worker") for _ in range(3)]
+    for row in rows:
+        await store.save_invocation(row, make_delivery(row))
+    selection = InvocationFilter(function_glob="orders-*")
+    whole = [r.key for r in await store.list_invocations(selection)]
+
+    # when: read four at a time, each page after the last row of the one before
+    paged: list[str] = []
+    cursor: InvocationCursor | None = None
+    while True:
+        page = await store.list_invocations(dataclasses.replace(selection, limit=4, after=cursor))
+        if not page:
+            break
+        paged += [r.key for r in page]
+        cursor = InvocationCursor.after(page[-1])
+
+    # then: the same rows in the same order, none twice, none left out
+    assert len(whole) == len(rows) - 3
+    assert paged == whole
+
+
+async def test_a_page_after_the_last_row_is_empty_and_new_rows_do_not_shift_pages(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    rows = [make_row() for _ in range(6)]
+    for row in rows:
+        await store.save_invocation(row, make_delivery(row))
+    first = await store.list_invocations(InvocationFilter(limit=3))
+    newer = make_row(timestamp=T0 + dt.timedelta(days=3))
+    await store.save_invocation(newer, make_delivery(newer))
+
+    second = await store.list_invocations(
+        InvocationFilter(limit=3, after=InvocationCursor.after(first[-1]))
+    )
+    last = await store.list_invocations(
+        InvocationFilter(limit=3, after=InvocationCursor.after(second[-1]))
+    )
+
+    assert [r.key for r in first + second] == [r.key for r in reversed(rows)]
+    assert last == []
+
+
+async def test_the_action_ledger_keeps_who_what_and_why(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    row = make_row()
+    await store.save_invocation(row, make_delivery(row))
+    await store.set_status([row.key], FailureStatus.IGNORED, by="console alice")
+    first = OperatorAction("console alice", "ignore", row.key, "known issue")
+    edit = {"orderId": "ord-1", "note": "Zoë ✓", "big": 12345678901234567890}
+    second = OperatorAction("console bob", "edit-replay", row.key, None, {"payload": edit})
+    other = OperatorAction("console bob", "purge", "https://sqs/queue", "cleanup", {"about": 3})
+
+    ids = [await store.add_action(a) for a in (first, second, other)]
+
+    assert len(set(ids)) == 3
+    assert first.id == ids[0]
+    kept = await store.actions(row.key)
+    assert [(a.actor, a.action, a.reason) for a in kept] == [
+        ("console bob", "edit-replay", None),
+        ("console alice", "ignore", "known issue"),
+    ]
+    assert kept[0].detail == {"payload": edit}
+    assert kept[1].at.tzinfo is not None
+    assert await store.actions(row.key, limit=1) == kept[:1]
+    assert [a.action for a in await store.actions("https://sqs/queue")] == ["purge"]
