@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from deploy_helpers import expand_foreach, load_template, resolve_conditions
+from deploy_helpers import KUBERNETES, expand_foreach, load_template, resolve_conditions
 
 from lambda_destinations.aws_operations import Target, worker_actions
 
@@ -121,3 +121,47 @@ def test_the_execution_role_reads_only_the_store_secret() -> None:
 def test_every_worker_action_names_a_resource_kind_the_templates_know() -> None:
     for action, targets in worker_actions().items():
         assert targets <= set(CFN_RESOURCES), f"{action}: no template resource for {targets}"
+
+
+# The IRSA policy of the Kubernetes manifests, with its example ARNs.
+IRSA_RESOURCES: dict[Target, set[str]] = {
+    Target.QUEUE: {
+        _key(f"arn:aws:sqs:us-east-1:123456789012:lambda-destinations-{name}")
+        for name in ("success", "failure")
+    },
+    Target.DLQ: {
+        _key(f"arn:aws:sqs:us-east-1:123456789012:lambda-destinations-{name}-dlq")
+        for name in ("success", "failure")
+    },
+    Target.FUNCTION: {
+        _key(f"arn:aws:lambda:us-east-1:123456789012:function:orders-api{tail}")
+        for tail in ("", ":*")
+    },
+    Target.SMS: {_key("*")},
+    Target.EMAIL_IDENTITY: {_key("arn:aws:ses:us-east-1:123456789012:identity/example.com")},
+}
+
+
+def _document_grants(document: dict[str, Any]) -> dict[str, set[str]]:
+    grants: dict[str, set[str]] = {}
+    for statement in _statements(document):
+        assert statement["Effect"] == "Allow"
+        assert set(statement) <= {"Sid", "Effect", "Action", "Resource"}, statement
+        for action in _as_list(statement["Action"]):
+            grants.setdefault(action, set()).update(
+                _key(r) for r in _as_list(statement["Resource"])
+            )
+    return grants
+
+
+def test_the_irsa_policy_grants_the_worker_operations_but_ecs_protection() -> None:
+    document = json.loads((KUBERNETES / "iam-policy.json").read_text())
+    wanted = {
+        action: targets
+        for action, targets in worker_actions().items()
+        if targets != {Target.ECS_TASK}  # scale-in protection is ECS's alone
+    }
+    assert _document_grants(document) == {
+        action: set().union(*(IRSA_RESOURCES[t] for t in targets))
+        for action, targets in wanted.items()
+    }
