@@ -59,6 +59,8 @@ FIELDS = (
     "delivery_count",
     "queue",
 )
+# `failures list` counts the matches it does not show up to this many, then says "more than".
+COUNT_AT_MOST = 10_001
 _CHART_WIDTH = 40
 _HOUR_LINES = 30  # longer windows get a line a day
 _BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -143,7 +145,10 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
             counts = await store.replay_counts([r.key for r in rows])
             total = len(rows)
             if selection.limit is not None and total >= selection.limit:
-                total = await store.count_invocations(dataclasses.replace(selection, limit=None))
+                # Counted up to a bound: a count of every match grows with the store.
+                total = await store.count_invocations(
+                    dataclasses.replace(selection, limit=None), at_most=COUNT_AT_MOST
+                )
             return rows, counts, total
 
     rows, counts, total = asyncio.run(go())
@@ -173,7 +178,8 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
         )
     )
     if total > len(rows):
-        click.echo(f"{len(rows)} of {total} failures shown; --limit 0 shows all", err=True)
+        of = f"more than {total - 1:,}" if total >= COUNT_AT_MOST else f"{total:,}"
+        click.echo(f"{len(rows)} of {of} failures shown; --limit 0 shows all", err=True)
 
 
 # -- show -------------------------------------------------------------------------------------

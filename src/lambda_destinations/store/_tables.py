@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import FailureStatus, RunState
+from lambda_destinations.store.migration_6 import invocation_indexes
 
 
 def str_enum(cls: type[enum.StrEnum]) -> sa.Enum:
@@ -37,28 +38,30 @@ invocations = sa.Table(
     sa.Column("envelope", sa.String(16), nullable=False),
     sa.Column("request_id", sa.Text, index=True),
     sa.Column("function_arn", sa.Text),
-    sa.Column("function_name", sa.Text, index=True),
+    sa.Column("function_name", sa.Text),
     sa.Column("qualifier", sa.Text),
-    sa.Column("condition", sa.Text, index=True),
+    sa.Column("condition", sa.Text),
     sa.Column("succeeded", sa.Boolean),
     sa.Column("approximate_invoke_count", sa.Integer),
-    sa.Column("error_type", sa.Text, index=True),
+    sa.Column("error_type", sa.Text),
     sa.Column("error_message", sa.Text),
     sa.Column("stack_trace", json_value()),
     sa.Column("timestamp", UTCDateTime),
     # The record's timestamp, or first_seen_at when it has none: what operators filter and sort
     # on, kept as a column so that an index serves it (an index on an expression would not be
     # portable between the two backends).
-    sa.Column("occurred_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
     sa.Column("request_payload", json_value()),
     sa.Column("response_payload", json_value()),
     sa.Column("record", json_value()),
     sa.Column("queue", sa.Text, nullable=False),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
-    sa.Column("status", str_enum(FailureStatus), index=True),
+    # Every failure has a status and no success has one: the partial indexes hold failures only.
+    sa.Column("status", str_enum(FailureStatus)),
     sa.Column("status_by", sa.Text),
     sa.Column("status_at", UTCDateTime),
 )
+invocation_indexes(invocations)  # see migration_6 for which query each one serves
 
 # No foreign key to invocations: the worker records the delivery of a duplicate whose handlers
 # all completed even when its route has no persist handler, so no invocation row exists.

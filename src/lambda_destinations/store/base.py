@@ -354,7 +354,11 @@ class Store(abc.ABC):
         """Newest first (by record timestamp, then first seen)."""
 
     @abc.abstractmethod
-    async def count_invocations(self, selection: InvocationFilter) -> int: ...
+    async def count_invocations(
+        self, selection: InvocationFilter, *, at_most: int | None = None
+    ) -> int:
+        """How many match; with ``at_most``, counting stops there (a result of ``at_most``
+        means "at least that many"), so the count costs at most that many index entries."""
 
     @abc.abstractmethod
     async def failure_counts(self, selection: InvocationFilter) -> list[FailureCount]:

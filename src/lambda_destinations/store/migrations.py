@@ -1,8 +1,9 @@
 """Versioned schema migrations, applied in order, each in its own transaction.
 
 ``MIGRATIONS`` is the whole history. To change the schema, edit :mod:`._tables` (what the queries
-see) and append a :class:`Migration` with the next version whose ``upgrade`` brings a database at
-the previous version to the new shape; never edit a released migration. ``upgrade`` receives a
+see), write the next version's ``upgrade`` in a module of its own (``migration_6.py``, ...) that
+brings a database at the previous version to the new shape, and append its :class:`Migration`;
+never edit a released migration. ``upgrade`` receives a
 synchronous SQLAlchemy connection inside the migration's transaction (both backends have
 transactional DDL), so a failed migration leaves nothing half done. For portable ALTERs, alembic's
 ``Operations`` (``MigrationContext.configure(conn)``) works on that connection, including SQLite's
@@ -23,6 +24,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from lambda_destinations.store import migration_6
 from lambda_destinations.store._tables import str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import FailureStatus, ReplayOutcome, RunState
@@ -243,6 +245,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "scheduled jobs and alert windows", _v3_jobs_and_alert_windows),
     Migration(4, "PostgreSQL: notify waiters of new invocation rows", _v4_notify_invocations),
     Migration(5, "the operators' action ledger", _v5_operator_actions),
+    Migration(6, "invocations' indexes fit the queries", migration_6.upgrade),
 )
 
 

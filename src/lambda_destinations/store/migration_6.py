@@ -1,0 +1,59 @@
+"""Schema version 6: the invocations' indexes fit the queries, and cost saves less.
+
+Before, ``invocations`` had one index per filter column (function name, condition, error type,
+status, time), each written for every success too. The queries always read failures newest
+first (``status IS NOT NULL``: every failure has a status, no success has one) or one key or
+request id, and the pruning job reads the oldest rows of one status. So:
+
+- ``ix_invocations_status_occurred_at (status, occurred_at)``: a status filter, newest first;
+  the oldest successes (``status IS NULL``) and failures of a status for the pruning job;
+- partial indexes on failures only (``WHERE status IS NOT NULL``), which a success never
+  writes: ``(occurred_at, first_seen_at, key)`` (the lists' order) for a list of every failure,
+  and the same after ``function_name`` or ``error_type`` for those filters, so a page is one
+  range of one index, never a sort;
+- ``request_id`` keeps its index (lookups by request id, the results reader).
+
+A success now writes three b-trees (the table, the request id, the status) instead of seven.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+_DROPPED = (
+    "ix_invocations_function_name",
+    "ix_invocations_condition",
+    "ix_invocations_error_type",
+    "ix_invocations_status",
+    "ix_invocations_occurred_at",
+)
+
+FAILURES_ONLY = "status IS NOT NULL"
+
+
+def invocation_indexes(table: sa.Table) -> list[sa.Index]:
+    """Version 6's indexes of ``table`` (``invocations``), for the migration and ``_tables``."""
+    c = table.c
+    newest_first = (c.occurred_at, c.first_seen_at, c.key)  # the lists' whole order
+
+    def failures_only(name: str, *columns: sa.Column[Any]) -> sa.Index:
+        where = sa.text(FAILURES_ONLY)
+        return sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
+
+    return [
+        sa.Index("ix_invocations_status_occurred_at", c.status, c.occurred_at),
+        failures_only("ix_failures_occurred_at", *newest_first),
+        failures_only("ix_failures_function_name", c.function_name, *newest_first),
+        failures_only("ix_failures_error_type", c.error_type, *newest_first),
+    ]
+
+
+def upgrade(conn: sa.Connection) -> None:
+    """Drop the one-column indexes of version 1; create version 6's."""
+    for name in _DROPPED:
+        conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))
+    table = sa.Table("invocations", sa.MetaData(), autoload_with=conn)
+    for index in invocation_indexes(table):
+        index.create(conn)

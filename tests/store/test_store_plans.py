@@ -1,0 +1,106 @@
+"""The operator queries are served by indexes that fit them, on both backends: a page of
+failures is one index range read newest first, never a scan or a sort of the whole table.
+
+What the plans cost in time at 10 thousand and 1 million records is in bench/store_scale.py;
+these tests read the plans (EXPLAIN QUERY PLAN, EXPLAIN) so that they hold on any machine.
+On PostgreSQL sequential scans and sorts are priced out (enable_seqscan, enable_sort off): a
+plan that still has one has no index to use instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from lambda_destinations.store import FailureStatus, InvocationFilter, Store
+from lambda_destinations.store._sql import SqlStore
+from lambda_destinations.store._tables import invocations
+from lambda_destinations.store.base import InvocationCursor
+
+T = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
+OPEN, IGNORED = FailureStatus.OPEN, FailureStatus.IGNORED
+
+SELECTIONS: dict[str, InvocationFilter] = {
+    "newest": InvocationFilter(limit=100),
+    "function": InvocationFilter(function_glob="orders-api", limit=100),
+    "error type": InvocationFilter(error_type="TimeoutError", limit=100),
+    "status": InvocationFilter(statuses=[OPEN], limit=100),
+    "two statuses": InvocationFilter(statuses=[OPEN, IGNORED], limit=100),
+    "since": InvocationFilter(since=T, limit=100),
+    "window": InvocationFilter(since=T, until=T + dt.timedelta(hours=2), limit=100),
+    "condition": InvocationFilter(condition="RetriesExhausted", limit=100),
+    "open + error type": InvocationFilter(statuses=[OPEN], error_type="TimeoutError", limit=100),
+    "open + function": InvocationFilter(statuses=[OPEN], function_glob="orders-api", limit=100),
+    "function + error type + since": InvocationFilter(
+        function_glob="orders-api", error_type="TimeoutError", since=T, limit=100
+    ),
+    "next page": InvocationFilter(after=InvocationCursor(T, T, "req-1:RetriesExhausted"), limit=50),
+    "request ids": InvocationFilter(failed_only=False, request_ids=["req-1", "req-2"]),
+}
+
+
+async def plan_of(store: Store, statement: Any) -> list[str]:
+    assert isinstance(store, SqlStore)
+    async with store.engine.connect() as conn:
+        sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        if conn.dialect.name == "sqlite":
+            rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")
+            return [row[-1] for row in rows]
+        await conn.exec_driver_sql("SET enable_seqscan = off")
+        await conn.exec_driver_sql("SET enable_sort = off")
+        rows = await conn.exec_driver_sql(f"EXPLAIN {sql}")
+        return [row[0] for row in rows]
+
+
+def assert_indexed(plan: list[str], *, sorted_by_index: bool = True) -> None:
+    text = "\n".join(plan)
+    if "SCAN" in text or "SEARCH" in text:  # SQLite
+        on_invocations = [line for line in plan if " invocations" in line]
+        assert on_invocations, text
+        assert all("USING" in line for line in on_invocations), text  # no bare table scan
+        if sorted_by_index:
+            assert "TEMP B-TREE FOR ORDER BY" not in text, text  # no sort of every match
+    else:  # PostgreSQL
+        assert "Seq Scan on invocations" not in text, text
+        assert "Index" in text, text
+        if sorted_by_index:
+            sorts = [line for line in plan if "Sort" in line and "Incremental" not in line]
+            assert not [line for line in sorts if "Sort Key" not in line], text
+
+
+@pytest.mark.parametrize("name", sorted(SELECTIONS))
+async def test_a_page_of_failures_is_read_from_an_index_newest_first(
+    store: Store, name: str
+) -> None:
+    assert isinstance(store, SqlStore)
+
+    plan = await plan_of(store, store.list_statement(SELECTIONS[name]))
+
+    # (the rows of a few request ids are found by their index, then sorted: a few rows)
+    assert_indexed(plan, sorted_by_index=name != "request ids")
+
+
+@pytest.mark.parametrize("name", ["newest", "status", "open + error type", "function"])
+async def test_the_count_of_a_list_stops_at_its_bound(store: Store, name: str) -> None:
+    assert isinstance(store, SqlStore)
+    selection = SELECTIONS[name]
+
+    plan = await plan_of(store, store.count_statement(selection, at_most=10_001))
+
+    assert_indexed(plan, sorted_by_index=False)
+    assert any("LIMIT" in line.upper() or "Limit" in line for line in plan) or (
+        # SQLite shows the bound as a co-routine over the subquery, not as a LIMIT line
+        any("CO-ROUTINE" in line or "SUBQUERY" in line for line in plan)
+    )
+
+
+async def test_failures_stats_and_show_use_indexes(store: Store) -> None:
+    assert isinstance(store, SqlStore)
+    by_request_id = sa.select(invocations.c.key).where(invocations.c.request_id == "req-1")
+    stats_window = InvocationFilter(since=T, until=T + dt.timedelta(days=1))
+
+    assert_indexed(await plan_of(store, by_request_id), sorted_by_index=False)
+    assert_indexed(await plan_of(store, store.count_statement(stats_window)), sorted_by_index=False)
