@@ -70,8 +70,8 @@ async def test_invoke_then_wait_returns_the_record_the_worker_stores(
     assert request_id
     queue_url, _ = make_queue("results")
     settings = settings_for(queue_url, store=store_url)
+    await seed(store_url, [])  # migrated, as the worker does at start
     async with Store.from_url(store_url) as worker_store, Results(store_url) as results:
-        await worker_store.migrate()
         statements = Statements(results.store)
         returned_at: list[float] = []
 

@@ -141,3 +141,15 @@ def test_result_on_a_store_never_migrated_says_so(cli_env: dict[str, str]) -> No
     assert result.returncode == 4
     [line] = error_lines(result)
     assert "lambda-destinations migrate" in line
+
+
+def test_invoke_wait_checks_the_store_before_it_invokes(
+    lambda_endpoint: Any, lambda_env: dict[str, str]
+) -> None:
+    lambda_endpoint.create_function("orders-api")
+    lambda_endpoint.start_recording()
+    result = cli("invoke", "orders-api", "--wait", "5s", env=lambda_env)  # never migrated
+    assert result.returncode == 4
+    assert result.stdout == ""
+    assert "lambda-destinations migrate" in error_lines(result)[0]
+    assert lambda_endpoint.invocations() == []

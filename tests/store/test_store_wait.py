@@ -139,3 +139,30 @@ async def test_postgres_wait_survives_the_loss_of_its_listening_connection(
             await admin.close()
         assert found is not None
         assert found.key == row.key
+
+
+@pytest.mark.postgres
+async def test_postgres_without_the_trigger_reads_the_row_instead(
+    postgres_url: str, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a database whose writers send no NOTIFY (as before migration 4)
+    async with Store.from_url(postgres_url) as store, Store.from_url(postgres_url) as other:
+        await store.migrate()
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await admin.execute("DROP TRIGGER invocations_notify ON invocations")
+        finally:
+            await admin.close()
+        row = make_row()
+        waiting = asyncio.create_task(store.wait_for_invocation(str(row.request_id), timeout=60))
+        await asyncio.sleep(0.5)
+
+        # when
+        await other.save_invocation(row, make_delivery(row))
+        saved_at = time.monotonic()
+        found = await asyncio.wait_for(waiting, 30)
+
+    # then: found by reading, well before the timeout
+    assert found is not None
+    assert found.key == row.key
+    assert time.monotonic() - saved_at < 5

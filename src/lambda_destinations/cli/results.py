@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -105,21 +106,27 @@ def invoke_command(
       RID=$(lambda-destinations invoke orders-api); lambda-destinations result "$RID" --wait 1m
 
     Exit status: 0 when invoked (with --wait: when the invocation succeeded), 1 when its record
-    is a failure, 5 when no record arrived within --wait.
+    is a failure or Lambda refused the Invoke, 5 when no record arrived within --wait.
     """
     body = read_payload(payload)
 
     async def go() -> tuple[str, InvocationResult | None]:
-        async with AwsClients(settings) as aws:
-            client = await aws.lambda_invoker()
-            request_id = await invoke_async(
-                function, body, qualifier=qualifier, lambda_client=client
-            )
-        if wait is None:
-            return request_id, None
-        if not as_json:
-            click.echo(request_id)  # at once: the wait may be long
-        return request_id, await _wait(settings, request_id, wait)
+        async with contextlib.AsyncExitStack() as stack:
+            # With --wait the store is opened first: a store that cannot be read stops the
+            # command before anything is invoked.
+            results = None
+            if wait is not None:
+                results = await stack.enter_async_context(Results(settings.store))
+            async with AwsClients(settings) as aws:
+                client = await aws.lambda_invoker()
+                request_id = await invoke_async(
+                    function, body, qualifier=qualifier, lambda_client=client
+                )
+            if results is None or wait is None:
+                return request_id, None
+            if not as_json:
+                click.echo(request_id)  # at once: the wait may be long
+            return request_id, await _wait(results, request_id, wait)
 
     with aws_errors(settings):
         request_id, outcome = asyncio.run(go())
@@ -147,20 +154,19 @@ def result_command(settings: Settings, request_id: str, wait: float | None, as_j
     """
 
     async def go() -> InvocationResult | None:
-        if wait is not None:
-            return await _wait(settings, request_id, wait)
         async with Results(settings.store) as results:
+            if wait is not None:
+                return await _wait(results, request_id, wait)
             return await results.get(request_id)
 
     _report(request_id, asyncio.run(go()), as_json=as_json, waited=wait, heading=True)
 
 
-async def _wait(settings: Settings, request_id: str, seconds: float) -> InvocationResult | None:
-    async with Results(settings.store) as results:
-        try:
-            return await results.wait(request_id, timeout=seconds)
-        except ResultTimeout:
-            return None
+async def _wait(results: Results, request_id: str, seconds: float) -> InvocationResult | None:
+    try:
+        return await results.wait(request_id, timeout=seconds)
+    except ResultTimeout:
+        return None
 
 
 def _report(

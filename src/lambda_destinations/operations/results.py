@@ -27,8 +27,9 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from lambda_destinations._json import dumps as json_dumps
-from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.errors import LambdaDestinationsError, StoreUnavailable
 from lambda_destinations.operations.replay import invoke_replay
+from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
 from lambda_destinations.store.base import InvocationRow, Store
 
@@ -131,6 +132,16 @@ class Results:
     async def __aenter__(self) -> Self:
         if self._own:
             await self.store.open()
+        try:
+            if 1 in await self.store.pending_migrations():
+                raise StoreUnavailable(
+                    f"store {mask_url(self.store.url)} has no tables yet: run "
+                    "`lambda-destinations migrate` (the worker also migrates at start)"
+                )
+        except BaseException:
+            if self._own:
+                await self.store.close()
+            raise
         return self
 
     async def __aexit__(

@@ -19,6 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lambda_destinations.store.migrations import NOTIFY_CHANNEL, NOTIFY_PREFIX_CHARS
 
+_TRIGGER_EXISTS = (
+    "SELECT EXISTS (SELECT 1 FROM pg_trigger "
+    "WHERE tgname = 'invocations_notify' AND tgrelid = to_regclass('invocations'))"
+)
+
 
 class InvocationListener:
     """The store's LISTEN connection and the waiters it wakes, by request id."""
@@ -46,21 +51,27 @@ class InvocationListener:
                 if not waiters:
                     del self._waiters[prefix]
 
-    async def listen(self) -> None:
-        """LISTEN on a connection of the store's pool, unless already listening."""
+    async def listen(self) -> bool:
+        """LISTEN on a connection of the store's pool, unless already listening; False, and
+        not listening, when the database sends no NOTIFY (not migrated to version 4: a reader
+        newer than the store's workers), so that the caller reads the row instead."""
         async with self._lock:
             await self._discard_lost()
             if self._conn is not None:
-                return
+                return True
             conn = await self._engine().connect()
             try:
                 driver: Any = (await conn.get_raw_connection()).driver_connection
+                if not await driver.fetchval(_TRIGGER_EXISTS):
+                    await conn.close()
+                    return False
                 driver.add_termination_listener(self._terminated)
                 await driver.add_listener(NOTIFY_CHANNEL, self._notified)
             except BaseException:
                 await _discard(conn)
                 raise
             self._conn = conn
+            return True
 
     async def close(self) -> None:
         async with self._lock:

@@ -126,13 +126,17 @@ class PostgresStore(SqlStore):
     ) -> InvocationRow | None:
         """Read the row once, then wait for the database's NOTIFY of it (migration 4): no
         query runs while waiting. Notifications come after the commit, so the read they wake
-        sees the row; LISTEN is in place before every read, so none falls in a gap."""
+        sees the row; LISTEN is in place before every read, so none falls in a gap. A database
+        without the trigger (workers older than this reader) is read with the backoff."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         async with self._listener.watch(request_id) as arrived:
             while True:
                 async with self._errors():
-                    await self._listener.listen()
+                    announced = await self._listener.listen()
+                if not announced:  # no trigger (an older schema): read the row as SQLite does
+                    left = max(deadline - loop.time(), 0.0)
+                    return await super().wait_for_invocation(request_id, timeout=left)
                 arrived.clear()
                 row = await self.get_invocation(request_id)
                 left = deadline - loop.time()
