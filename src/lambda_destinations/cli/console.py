@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 
 import click
@@ -11,6 +12,7 @@ from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.console import TOKEN_ENV, ConsoleOptions, new_token, serve
+from lambda_destinations.errors import LambdaDestinationsError
 
 
 def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
@@ -20,7 +22,7 @@ def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
     )
 
 
-def announce(options: ConsoleOptions, *, generated: bool) -> str:
+def announce(options: ConsoleOptions, *, generated: bool, indent: str = "") -> str:
     """Where the console is, and how to sign in to act (the login URL carries a new token)."""
     lines = [f"console    {options.url()}"]
     if options.read_only:
@@ -31,7 +33,28 @@ def announce(options: ConsoleOptions, *, generated: bool) -> str:
         lines.append(f"sign in    {options.url('/login')} with ${TOKEN_ENV}")
     if not options.open_reads:
         lines.append("           not on loopback: every page needs the token")
-    return "\n".join(lines)
+    return "\n".join(indent + line for line in lines)
+
+
+async def serve_alongside(settings: Settings, port: int) -> None:
+    """The console on 127.0.0.1 next to another command (``dev``), until cancelled.
+
+    A taken ``port`` falls back to a free one; a console that cannot start says why in one
+    line and leaves the other command running.
+    """
+    options = console_options("127.0.0.1", port, read_only=False)
+    generated = not os.environ.get(TOKEN_ENV)
+
+    def ready(actual: ConsoleOptions) -> None:
+        click.echo(announce(actual, generated=generated, indent="  "), err=True)
+
+    try:
+        try:
+            await serve(settings, options, ready)
+        except OSError:
+            await serve(settings, dataclasses.replace(options, port=0), ready)
+    except (OSError, LambdaDestinationsError) as exc:
+        click.echo(f"  console    not started: {exc}", err=True)
 
 
 @command("console")

@@ -18,6 +18,7 @@ from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
 from lambda_destinations.cli._common import aws_errors
 from lambda_destinations.cli._options import hide_password, settings_options
+from lambda_destinations.cli.console import serve_alongside
 from lambda_destinations.cli.run import print_summary, run_worker
 from lambda_destinations.config import DEV_CONFIG, RouteConfig, Settings
 from lambda_destinations.dev_endpoint import (
@@ -210,6 +211,13 @@ def _dev_settings(settings: Settings) -> Settings:
     default=0,
     help="Port of the local endpoint (default: a free one).",
 )
+@click.option(
+    "--console-port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port of the browser console on 127.0.0.1 (a free one if taken); not with --once.",
+)
 @click.option("--json", "as_json", is_flag=True, help="With --once: the summary as JSON.")
 @settings_options
 def dev_command(
@@ -219,6 +227,7 @@ def dev_command(
     seed: int,
     success_rate: float,
     port: int,
+    console_port: int,
     as_json: bool,
 ) -> None:
     """Run everything locally: an AWS endpoint, simulated functions, queues, SQLite, the worker.
@@ -241,7 +250,9 @@ def dev_command(
         success_rate=success_rate, seed=seed, region=settings.resolved_region() or "us-east-1"
     )
     with moto_server() as moto_url:
-        stats = asyncio.run(_dev(settings, moto_url, simulation, port, simulate_n, once))
+        stats = asyncio.run(
+            _dev(settings, moto_url, simulation, port, simulate_n, None if once else console_port)
+        )
     if once:
         print_summary(stats, as_json=as_json)
 
@@ -252,8 +263,9 @@ async def _dev(
     simulation: FunctionSimulation,
     port: int,
     simulate_n: int,
-    once: bool,
+    console_port: int | None,
 ) -> Any:
+    """``console_port`` None: drain once and return, without the console."""
     async with DevEndpoint(moto_url, simulation, port=port) as endpoint:
         settings = settings.model_copy(update={"endpoint_url": endpoint.url})
         async with AwsClients(settings) as aws:
@@ -268,7 +280,7 @@ async def _dev(
                 batch = list(messages(simulate_n, seed=simulation.seed or 7))
                 sent = await send_messages(aws, batch, success_url, failure_url)
                 click.echo(f"  simulated  {sent} messages", err=True)
-        return await _run_dev_worker(settings, once)
+        return await _run_dev_worker(settings, console_port)
 
 
 async def _queue_arn(aws: AwsClients, url: str) -> str:
@@ -298,19 +310,20 @@ def _banner(settings: Settings, simulation: FunctionSimulation) -> None:
     )
 
 
-async def _run_dev_worker(settings: Settings, once: bool) -> Any:
-    summary_task: asyncio.Task[None] | None = None
+async def _run_dev_worker(settings: Settings, console_port: int | None) -> Any:
+    tasks: list[asyncio.Task[None]] = []
 
     async def started(worker: Worker) -> None:
-        nonlocal summary_task
-        summary_task = asyncio.create_task(live_summary(worker))
+        tasks.append(asyncio.create_task(live_summary(worker)))
+        if console_port is not None:
+            tasks.append(asyncio.create_task(serve_alongside(settings, console_port)))
 
     try:
-        return await run_worker(settings, once=once, on_started=started)
+        return await run_worker(settings, once=console_port is None, on_started=started)
     finally:
-        if summary_task is not None:
-            summary_task.cancel()
-            await asyncio.gather(summary_task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @command("simulate")
