@@ -44,7 +44,7 @@ async def test_every_connection_gets_the_pragmas(sqlite_url: str) -> None:
 
     assert got == {
         "journal_mode": "wal",
-        "synchronous": 1,
+        "synchronous": 2,  # FULL: a commit the worker acknowledges survives power loss
         "busy_timeout": 2500,
         "foreign_keys": 1,
         "journal_size_limit": JOURNAL_SIZE_LIMIT,
@@ -58,6 +58,31 @@ async def test_a_new_store_file_can_give_freed_pages_back(sqlite_url: str) -> No
             mode = (await conn.exec_driver_sql("PRAGMA auto_vacuum")).scalar()
 
     assert mode == 2  # INCREMENTAL: the pruning job's incremental_vacuum shrinks the file
+
+
+@pytest.mark.parametrize(
+    ("query", "level"), [("", 2), ("?synchronous=full", 2), ("?synchronous=NORMAL", 1)]
+)
+async def test_saves_commit_with_full_sync_unless_the_url_names_normal(
+    sqlite_url: str, query: str, level: int, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    async with Store.from_url(sqlite_url + query) as store:
+        assert isinstance(store, SQLiteStore)
+        await store.migrate()
+        row = make_row()
+        # the worker's hot path: saves on the synchronous engine's connections
+        assert await store.save_invocation(row, make_delivery(row)) is True
+        assert store._sync_engine is not None
+        with store._sync_engine.connect() as conn:
+            hot = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+        async with store.engine.connect() as conn:
+            other = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+    assert (hot, other) == (level, level)
+
+
+async def test_an_unknown_synchronous_level_is_one_clear_line(sqlite_url: str) -> None:
+    with pytest.raises(ConfigError, match="synchronous is full"):
+        Store.from_url(sqlite_url + "?synchronous=off")
 
 
 async def test_missing_directories_are_created(tmp_path: Path) -> None:

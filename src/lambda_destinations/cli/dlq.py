@@ -425,6 +425,10 @@ def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
             parts.append(f"{n} not sent ({reason}), left in the DLQ")
         if outcome["duplicated"]:
             parts.append(f"{outcome['duplicated']} sent but not deleted (now in both queues)")
+        if outcome["came_back"]:
+            parts.append(f"{outcome['came_back']} came back (quarantined again), left in the DLQ")
+        if outcome["arrived_during_run"]:
+            parts.append(f"{outcome['arrived_during_run']} arrived during the redrive, left")
         click.echo(" · ".join(parts))
     if not outcome.get("dry_run") and not outcome.get("ok", True):
         raise SystemExit(EXIT_FAILED)

@@ -15,6 +15,12 @@ Putting messages back (``redrive``) takes one of two paths:
 Message attributes are kept as they are, ``LambdaDestinations.Reason`` and ``.SourceQueue``
 included (SQS's move task keeps them too): they tell the story of the last quarantine, and the
 worker overwrites them if it quarantines the message again.
+
+A redrive here moves the messages that were in the DLQ when it started, each at most once per
+run, even while a worker quarantines them straight back: every message it sends carries
+``LambdaDestinations.Redrive`` (the run's id), which the worker's quarantine keeps, so one that
+comes back during the run is recognised, left in the DLQ and counted as come back; a message
+sent to the DLQ after the run started (by ``SentTimestamp``) is left for the next run.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -41,7 +49,12 @@ from lambda_destinations.operations.replay import (
 from lambda_destinations.retrying import error_code
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
 from lambda_destinations.store.base import Store
-from lambda_destinations.worker.dispatch import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from lambda_destinations.worker.dispatch import (
+    MAX_ATTRIBUTES,
+    REASON_ATTRIBUTE,
+    REDRIVE_ATTRIBUTE,
+    SOURCE_ATTRIBUTE,
+)
 from lambda_destinations.worker.dispatch import sendable_attribute as _sendable_attribute
 from lambda_destinations.worker.queues import NONEXISTENT, is_missing_queue, queue_name
 
@@ -288,6 +301,8 @@ class MoveReport:
     left: Counter[str] = dataclasses.field(default_factory=Counter)  # reason -> count
     failed: Counter[str] = dataclasses.field(default_factory=Counter)  # send errors
     duplicated: int = 0  # sent, then the delete from the DLQ failed: in both queues
+    came_back: int = 0  # moved by this run, then quarantined again while it ran: left
+    arrived: int = 0  # sent to the DLQ after this run started: left for the next one
 
     @property
     def ok(self) -> bool:
@@ -300,6 +315,8 @@ class MoveReport:
             "left_in_dlq": dict(self.left),
             "send_failures": dict(self.failed),
             "duplicated": self.duplicated,
+            "came_back": self.came_back,
+            "arrived_during_run": self.arrived,
         }
 
 
@@ -330,14 +347,20 @@ def target_chooser(to: str | None, sources: Sequence[str]) -> TargetChooser:
     return choose
 
 
-def send_entry(message: Mapping[str, Any], index: int, *, fifo: bool) -> dict[str, Any]:
-    """The SendMessageBatch entry that carries ``message`` on: same body and attributes."""
+def send_entry(
+    message: Mapping[str, Any], index: int, *, fifo: bool, run: str | None = None
+) -> dict[str, Any]:
+    """The SendMessageBatch entry that carries ``message`` on: same body and attributes, and
+    the redrive's ``run`` id when SQS's limit of ten attributes leaves room for it."""
     entry: dict[str, Any] = {"Id": str(index), "MessageBody": message.get("Body", "")}
-    attributes = message.get("MessageAttributes") or {}
+    attributes = {
+        name: _sendable_attribute(value)
+        for name, value in (message.get("MessageAttributes") or {}).items()
+    }
+    if run is not None and len(attributes.keys() - {REDRIVE_ATTRIBUTE}) < MAX_ATTRIBUTES:
+        attributes[REDRIVE_ATTRIBUTE] = {"DataType": "String", "StringValue": run}
     if attributes:
-        entry["MessageAttributes"] = {
-            name: _sendable_attribute(value) for name, value in attributes.items()
-        }
+        entry["MessageAttributes"] = attributes
     system = message.get("Attributes", {})
     if trace := system.get("AWSTraceHeader"):
         entry["MessageSystemAttributes"] = {
@@ -380,18 +403,19 @@ async def move_messages(
     limit: int | None = None,
     visibility: int = DEFAULT_VISIBILITY,
     on_moved: Callable[[int], None] = lambda n: None,
+    run: str | None = None,
 ) -> MoveReport:
     """Move the DLQ's messages to their targets: send first, delete after (see the module doc).
 
-    Stops when a receive finds the DLQ empty (or ``limit`` messages were received). Messages
-    that stay (no target, or the send failed) are made visible again at the end.
+    Moves only what was in the DLQ when it started, each message once (``run`` names this
+    run in the messages it sends; a new one by default). Stops when a receive brings nothing
+    new (or ``limit`` messages were received). Messages that stay (no target, the send failed,
+    came back, arrived later) are made visible again at the end.
     """
     report = MoveReport()
     limiter = RateLimiter(rate)
     budget = _Budget(limit)
-    # message id -> (why it stays, its latest receipt): a message seen again after its
-    # visibility ended is counted once, and released with the receipt that is still valid.
-    staying: dict[str, tuple[str | None, str]] = {}
+    pass_ = _Pass(run or uuid.uuid4().hex, int(time.time() * 1000), report)
 
     async def mover() -> None:
         while True:
@@ -403,35 +427,43 @@ async def move_messages(
             await limiter.acquire(wanted)
             batch = await _receive(sqs, dlq_url, wanted, visibility)
             budget.give_back(wanted - len(batch))
-            if not batch:
-                return
+            fresh, again = pass_.sort(batch)
+            # Moved before and shown again (a delete SQS lost): it is in the target already.
+            await _delete(sqs, dlq_url, again)
+            if not fresh and not again:
+                return  # empty, or only messages this run leaves there: the DLQ is done
             by_target: dict[str, list[dict[str, Any]]] = {}
-            for message in batch:
+            for message in fresh:
                 target = choose_target(message)
                 if isinstance(target, tuple):
-                    staying[message["MessageId"]] = (target[1], message["ReceiptHandle"])
+                    pass_.stay(message, target[1])
                     continue
                 by_target.setdefault(target, []).append(message)
             for target, messages in by_target.items():
-                sent = await _send(sqs, target, messages, report, fifo=target in fifo_targets)
-                for m in messages:
-                    if m["MessageId"] not in sent:
-                        staying[m["MessageId"]] = (None, m["ReceiptHandle"])  # send failed
-                moved = [m for m in messages if m["MessageId"] in sent]
-                # Only now, with the copy safely in the target, may the original go.
-                undeleted = await _delete(sqs, dlq_url, moved)
-                report.duplicated += undeleted
-                report.moved += len(moved)
-                report.by_target[target] += len(moved)
-                on_moved(len(moved))
+                await _move(messages, target)
 
+    async def _move(messages: list[dict[str, Any]], target: str) -> None:
+        fifo = target in fifo_targets
+        sent = await _send(sqs, target, messages, report, fifo=fifo, run=pass_.run)
+        for m in messages:
+            if m["MessageId"] not in sent:
+                pass_.stay(m, None)  # send failed
+        moved = [m for m in messages if m["MessageId"] in sent]
+        pass_.moved.update(m["MessageId"] for m in moved)
+        # Only now, with the copy safely in the target, may the original go.
+        report.duplicated += await _delete(sqs, dlq_url, moved)
+        report.moved += len(moved)
+        report.by_target[target] += len(moved)
+        on_moved(len(moved))
+
+    staying = pass_.staying
     try:
         async with asyncio.TaskGroup() as group:
             for _ in range(max(1, concurrency)):
                 group.create_task(mover())
     finally:
         for reason, _ in staying.values():
-            if reason is not None:
+            if reason is not None and reason not in (CAME_BACK, ARRIVED):
                 report.left[reason] += 1
         if staying:
             receipts = [receipt for _, receipt in staying.values()]
@@ -439,11 +471,58 @@ async def move_messages(
     return report
 
 
+CAME_BACK = "came back during this redrive"
+ARRIVED = "arrived after this redrive started"
+
+
+@dataclasses.dataclass(slots=True)
+class _Pass:
+    """What one redrive run has seen, so each message is moved at most once."""
+
+    run: str
+    started_ms: int  # messages sent to the DLQ after this are not the run's to move
+    report: MoveReport
+    moved: set[str] = dataclasses.field(default_factory=set)
+    # message id -> (why it stays, or None for a failed send; its latest receipt): a message
+    # seen again after its visibility ended is counted once, and released with the receipt
+    # that is still valid.
+    staying: dict[str, tuple[str | None, str]] = dataclasses.field(default_factory=dict)
+
+    def sort(self, batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
+        """(messages to move, messages moved before and shown again); the rest stay."""
+        fresh: list[dict[str, Any]] = []
+        again: list[dict[str, Any]] = []
+        for message in batch:
+            message_id = message["MessageId"]
+            if message_id in self.moved:
+                again.append(message)
+            elif message_id in self.staying:
+                self.staying[message_id] = (self.staying[message_id][0], message["ReceiptHandle"])
+            elif _attribute(message.get("MessageAttributes") or {}, REDRIVE_ATTRIBUTE) == self.run:
+                self.report.came_back += 1
+                self.stay(message, CAME_BACK)
+            elif int(message.get("Attributes", {}).get("SentTimestamp", 0)) > self.started_ms:
+                self.report.arrived += 1
+                self.stay(message, ARRIVED)
+            else:
+                fresh.append(message)
+        return fresh, again
+
+    def stay(self, message: Mapping[str, Any], reason: str | None) -> None:
+        self.staying[message["MessageId"]] = (reason, message["ReceiptHandle"])
+
+
 async def _send(
-    sqs: Any, target: str, messages: Sequence[dict[str, Any]], report: MoveReport, *, fifo: bool
+    sqs: Any,
+    target: str,
+    messages: Sequence[dict[str, Any]],
+    report: MoveReport,
+    *,
+    fifo: bool,
+    run: str | None = None,
 ) -> set[str]:
     """Send to ``target``; the message ids that are now in it."""
-    entries = [send_entry(m, i, fifo=fifo) for i, m in enumerate(messages)]
+    entries = [send_entry(m, i, fifo=fifo, run=run) for i, m in enumerate(messages)]
     try:
         response = await sqs.send_message_batch(QueueUrl=target, Entries=entries)
     except ClientError as exc:

@@ -57,6 +57,9 @@ log = structlog.get_logger("lambda_destinations.worker")
 # attributes a message, so the original ones keep at most the rest (the store has them all).
 REASON_ATTRIBUTE = "LambdaDestinations.Reason"
 SOURCE_ATTRIBUTE = "LambdaDestinations.SourceQueue"
+# Set by `dlq redrive` on the messages it moves (the run's id); kept when the message is
+# quarantined again, so the redrive knows it came back and does not move it twice.
+REDRIVE_ATTRIBUTE = "LambdaDestinations.Redrive"
 OUR_ATTRIBUTES = 2
 MAX_ATTRIBUTES = 10
 MAX_REASON = 1000
@@ -516,9 +519,11 @@ class Dispatcher:
         return Outcome.QUARANTINE
 
     async def _send_to_dlq(self, item: InFlight, reason: str, attributes: dict[str, Any]) -> None:
+        # A redrive's mark first: it must survive the cut to ten attributes.
+        names = sorted(attributes, key=lambda name: name != REDRIVE_ATTRIBUTE)
         kept = {
-            name: sendable_attribute(value)
-            for name, value in list(attributes.items())[: MAX_ATTRIBUTES - OUR_ATTRIBUTES]
+            name: sendable_attribute(attributes[name])
+            for name in names[: MAX_ATTRIBUTES - OUR_ATTRIBUTES]
         }
         kept[REASON_ATTRIBUTE] = {"DataType": "String", "StringValue": reason}
         kept[SOURCE_ATTRIBUTE] = {"DataType": "String", "StringValue": item.queue.url}
