@@ -183,3 +183,53 @@ def resolve_conditions(node: Any, conditions: dict[str, bool]) -> Any:
         items = [resolve_conditions(item, conditions) for item in node]
         return [item for item in items if item != no_value]
     return node
+
+
+def _unquote(value: Any) -> Any:
+    """python-hcl2 keeps HCL's quotes on labels and string literals; drop them, and its
+    ``__is_block__`` / ``__comments__`` markers."""
+    if isinstance(value, dict):
+        return {_unquote(k): _unquote(v) for k, v in value.items() if k not in MARKERS}
+    if isinstance(value, list):
+        return [_unquote(item) for item in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+MARKERS = ("__is_block__", "__comments__")
+
+
+def load_terraform(directory: Path = TERRAFORM) -> dict[str, dict[str, Any]]:
+    """The module's blocks: ``resource``/``data`` as {type: {name: body}}, ``variable`` and
+    ``output`` as {name: body}, ``locals`` merged."""
+    import hcl2  # the deploy tests' own dependency
+
+    module: dict[str, dict[str, Any]] = {
+        "resource": {},
+        "data": {},
+        "variable": {},
+        "output": {},
+        "locals": {},
+    }
+    for path in sorted(directory.glob("*.tf")):
+        with path.open(encoding="utf-8") as stream:
+            parsed = _unquote(hcl2.load(stream))
+        for kind in ("resource", "data"):
+            for block in parsed.get(kind, []):
+                for type_name, named in block.items():
+                    module[kind].setdefault(type_name, {}).update(named)
+        for kind in ("variable", "output"):
+            for block in parsed.get(kind, []):
+                module[kind].update(block)
+        for block in parsed.get("locals", []):
+            module["locals"].update(block)
+    return module
+
+
+def terraform_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """An aws_iam_policy_document's statements, the dynamic ones included (as if enabled)."""
+    statements = list(document.get("statement", []))
+    for dynamic in document.get("dynamic", []):
+        statements += dynamic["statement"]["content"]
+    return statements

@@ -7,7 +7,14 @@ import json
 from typing import Any
 
 import pytest
-from deploy_helpers import KUBERNETES, expand_foreach, load_template, resolve_conditions
+from deploy_helpers import (
+    KUBERNETES,
+    expand_foreach,
+    load_template,
+    load_terraform,
+    resolve_conditions,
+    terraform_statements,
+)
 
 from lambda_destinations.aws_operations import Target, worker_actions
 
@@ -165,3 +172,58 @@ def test_the_irsa_policy_grants_the_worker_operations_but_ecs_protection() -> No
         action: set().union(*(IRSA_RESOURCES[t] for t in targets))
         for action, targets in wanted.items()
     }
+
+
+# -- the Terraform module -------------------------------------------------------------------------
+
+TF_RESOURCES: dict[Target, set[str]] = {
+    Target.QUEUE: {_key("${aws_sqs_queue.success.arn}"), _key("${aws_sqs_queue.failure.arn}")},
+    Target.DLQ: {
+        _key("${aws_sqs_queue.success_dlq.arn}"),
+        _key("${aws_sqs_queue.failure_dlq.arn}"),
+    },
+    Target.FUNCTION: {
+        _key(
+            '${flatten([for function in var.function_names : ["${local.function_arn_prefix}'
+            '${function}", "${local.function_arn_prefix}${function}:*"]])}'
+        )
+    },
+    Target.SMS: {_key("*")},
+    Target.EMAIL_IDENTITY: {_key("${var.email_identity_arns}")},
+    Target.ECS_TASK: {
+        _key(
+            "arn:${data.aws_partition.current.partition}:ecs:${data.aws_region.current.name}:"
+            "${data.aws_caller_identity.current.account_id}:task/${aws_ecs_cluster.this.name}/*"
+        )
+    },
+}
+
+
+def tf_task_role_grants() -> dict[str, set[str]]:
+    module = load_terraform()
+    role_policies = module["resource"]["aws_iam_role_policy"]
+    on_task = [p for p in role_policies.values() if p["role"] == "${aws_iam_role.task.id}"]
+    assert [p["policy"] for p in on_task] == ["${data.aws_iam_policy_document.worker.json}"]
+    assert not any(
+        a["role"] == "${aws_iam_role.task.name}"
+        for a in module["resource"].get("aws_iam_role_policy_attachment", {}).values()
+    ), "no managed policy on the task role"
+    document = module["data"]["aws_iam_policy_document"]["worker"]
+    grants: dict[str, set[str]] = {}
+    for statement in terraform_statements(document):
+        assert statement.get("effect", "Allow") == "Allow"
+        assert set(statement) <= {"sid", "actions", "resources"}, statement
+        for action in statement["actions"]:
+            assert "*" not in action
+            grants.setdefault(action, set()).update(
+                _key(r) for r in _as_list(statement["resources"])
+            )
+    return grants
+
+
+def test_the_terraform_policy_grants_exactly_the_worker_operations() -> None:
+    assert tf_task_role_grants() == expected(TF_RESOURCES)
+
+
+def test_terraform_and_cloudformation_grant_the_same_actions() -> None:
+    assert set(tf_task_role_grants()) == set(cfn_task_role_grants(ALL_ON))

@@ -1,0 +1,128 @@
+variable "name" {
+  description = "Prefix of every resource's name."
+  type        = string
+  default     = "lambda-destinations"
+}
+
+variable "image_uri" {
+  description = "The lambda-destinations container image (built from the repository's Dockerfile)."
+  type        = string
+}
+
+variable "function_names" {
+  description = "Names of the Lambda functions whose asynchronous invocations get these queues as their on-success and on-failure destinations (each must not have an event invoke config yet)."
+  type        = list(string)
+}
+
+variable "function_qualifier" {
+  description = "The version or alias whose destinations are set ($LATEST for unqualified invokes)."
+  type        = string
+  default     = "$LATEST"
+}
+
+variable "function_role_arns" {
+  description = "The functions' execution roles: Lambda sends destination records with the function's own role, and the queue policy lets these roles send. Empty if the roles already allow sqs:SendMessage on the queues."
+  type        = list(string)
+  default     = []
+}
+
+variable "maximum_retry_attempts" {
+  description = "Lambda's own retries of a failed asynchronous invocation before on-failure (0-2)."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.maximum_retry_attempts >= 0 && var.maximum_retry_attempts <= 2
+    error_message = "maximum_retry_attempts must be 0, 1 or 2."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Subnets of the tasks (private subnets with a NAT gateway or VPC endpoints)."
+  type        = list(string)
+}
+
+variable "security_group_ids" {
+  description = "Security groups of the tasks (egress to SQS, the database, SNS/SES/Lambda)."
+  type        = list(string)
+}
+
+variable "assign_public_ip" {
+  description = "Give the tasks public IPs (only for public subnets without NAT)."
+  type        = bool
+  default     = false
+}
+
+variable "store_secret_arn" {
+  description = "A Secrets Manager secret whose value is the PostgreSQL URL, given to the worker as LAMBDA_DESTINATIONS_STORE."
+  type        = string
+}
+
+variable "desired_count" {
+  description = "Tasks at creation; auto scaling moves it between min_count and max_count."
+  type        = number
+  default     = 1
+}
+
+variable "min_count" {
+  description = "At least 1: backlog per task divides by the running tasks."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.min_count >= 1
+    error_message = "min_count must be 1 or more."
+  }
+}
+
+variable "max_count" {
+  description = "Most tasks auto scaling may run."
+  type        = number
+  default     = 10
+}
+
+variable "backlog_per_task" {
+  description = "Target of the scaling policy: visible messages (both queues) per running task."
+  type        = number
+  default     = 100
+}
+
+variable "routes" {
+  description = "LAMBDA_DESTINATIONS_ROUTES, the routing rules as JSON."
+  type        = string
+  default     = "[{\"handlers\": [\"persist\"]}]"
+}
+
+variable "handlers" {
+  description = "LAMBDA_DESTINATIONS_HANDLERS, the named handler settings as JSON."
+  type        = string
+  default     = "{}"
+}
+
+variable "sms_enabled" {
+  description = "Grant sns:Publish (for the sms handler)."
+  type        = bool
+  default     = false
+}
+
+variable "email_identity_arns" {
+  description = "SES identity (and configuration set) ARNs the email handler sends as; grants ses:SendEmail on them. Empty: no email permission."
+  type        = list(string)
+  default     = []
+}
+
+variable "visibility_timeout" {
+  description = "Seconds a received message stays hidden; the worker's heartbeat extends it."
+  type        = number
+  default     = 60
+}
+
+variable "max_receive_count" {
+  description = "Receives before SQS moves a message to the DLQ."
+  type        = number
+  default     = 5
+}
+
+variable "tags" {
+  description = "Tags for every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,211 @@
+"""deploy/terraform: ``terraform fmt -check`` and ``terraform validate`` where the machine has a
+terraform binary (and, for validate, a local mirror of the AWS provider: no registry is reachable
+offline), and python-hcl2 assertions that the module declares what the CloudFormation template
+does: the same queues, destinations, environment and IAM actions."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_helpers import TERRAFORM, load_template, load_terraform
+
+from lambda_destinations.config import Settings
+
+# Where a filesystem mirror of registry.terraform.io providers may be (the layout
+# `terraform providers mirror` writes); LAMBDA_DESTINATIONS_TF_MIRROR overrides.
+MIRROR = Path(os.environ.get("LAMBDA_DESTINATIONS_TF_MIRROR", "/opt/tf-plugins"))
+AWS_PROVIDER = MIRROR / "registry.terraform.io" / "hashicorp" / "aws"
+
+# CloudFormation's queues and their Terraform names.
+QUEUES = {
+    "SuccessQueue": "success",
+    "FailureQueue": "failure",
+    "SuccessDeadLetterQueue": "success_dlq",
+    "FailureDeadLetterQueue": "failure_dlq",
+}
+# CloudFormation parameters and their Terraform variables.
+PARAMETERS = {
+    "ImageUri": "image_uri",
+    "FunctionNames": "function_names",
+    "FunctionQualifier": "function_qualifier",
+    "FunctionRoleArns": "function_role_arns",
+    "MaximumRetryAttempts": "maximum_retry_attempts",
+    "Subnets": "subnet_ids",
+    "SecurityGroups": "security_group_ids",
+    "AssignPublicIp": "assign_public_ip",
+    "StoreSecretArn": "store_secret_arn",
+    "DesiredCount": "desired_count",
+    "MinCount": "min_count",
+    "MaxCount": "max_count",
+    "BacklogPerTask": "backlog_per_task",
+    "Routes": "routes",
+    "Handlers": "handlers",
+    "SmsEnabled": "sms_enabled",
+    "EmailIdentityArns": "email_identity_arns",
+    "VisibilityTimeout": "visibility_timeout",
+    "MaxReceiveCount": "max_receive_count",
+}
+TERRAFORM_ONLY = {"name", "tags"}
+
+
+@pytest.fixture(scope="module")
+def module() -> dict[str, dict[str, Any]]:
+    return load_terraform()
+
+
+def _terraform() -> str:
+    found = shutil.which("terraform")
+    if found is None:
+        pytest.skip("no terraform binary on this machine (fmt and validate need one)")
+    return found
+
+
+def _run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args), cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def test_terraform_fmt_check() -> None:
+    terraform = _terraform()
+    result = _run(terraform, "fmt", "-check", "-diff", "-recursive", str(TERRAFORM), cwd=TERRAFORM)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_terraform_validate_with_the_local_provider_mirror(tmp_path: Path) -> None:
+    terraform = _terraform()
+    if not AWS_PROVIDER.is_dir():
+        pytest.skip(
+            f"no hashicorp/aws provider in a local mirror ({AWS_PROVIDER}); the registry is "
+            "unreachable offline, so `terraform init` cannot get one"
+        )
+    # given: the module copied out (init writes .terraform/ beside it) and a CLI config that
+    # installs providers from the mirror only
+    work = tmp_path / "module"
+    shutil.copytree(TERRAFORM, work, ignore=shutil.ignore_patterns(".terraform*", "*.md"))
+    config = tmp_path / "terraformrc"
+    config.write_text(
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path = "{MIRROR}"\n'
+        '    include = ["registry.terraform.io/*/*"]\n  }\n'
+        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
+    )
+    env = {
+        **os.environ,
+        "TF_CLI_CONFIG_FILE": str(config),
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",
+        "TF_DATA_DIR": str(tmp_path / "data"),
+    }
+    # when
+    init = _run(terraform, "init", "-backend=false", "-input=false", "-no-color", cwd=work, env=env)
+    assert init.returncode == 0, init.stdout + init.stderr
+    validate = _run(terraform, "validate", "-no-color", cwd=work, env=env)
+    # then
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "Success! The configuration is valid." in validate.stdout
+    assert "Warning" not in validate.stdout + validate.stderr
+
+
+# -- the same resources as the CloudFormation template ---------------------------------------------
+
+
+def test_the_module_declares_the_templates_queues(module: dict[str, dict[str, Any]]) -> None:
+    template = load_template()["Resources"]
+    queues = module["resource"]["aws_sqs_queue"]
+    assert set(queues) == set(QUEUES.values())
+    for logical, name in QUEUES.items():
+        cfn = template[logical]["Properties"]
+        tf = queues[name]
+        assert tf["sqs_managed_sse_enabled"] is cfn["SqsManagedSseEnabled"] is True
+        assert tf["message_retention_seconds"] == cfn["MessageRetentionPeriod"]
+        if "RedrivePolicy" in cfn:
+            dlq = QUEUES[cfn["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]
+            assert re.search(
+                rf"deadLetterTargetArn\s*=\s*aws_sqs_queue\.{dlq}\.arn", tf["redrive_policy"]
+            )
+            assert "maxReceiveCount = var.max_receive_count" in tf["redrive_policy"]
+        else:
+            assert "redrive_policy" not in tf
+    policies = module["resource"]["aws_sqs_queue_policy"]
+    assert {p["queue_url"] for p in policies.values()} == {
+        "${aws_sqs_queue.success.id}",
+        "${aws_sqs_queue.failure.id}",
+    }
+
+
+def test_the_module_wires_each_function_to_the_queues(module: dict[str, dict[str, Any]]) -> None:
+    (config,) = module["resource"]["aws_lambda_function_event_invoke_config"].values()
+    assert config["for_each"] == "${toset(var.function_names)}"
+    assert config["function_name"] == "${each.value}"
+    (destinations,) = config["destination_config"]
+    assert destinations["on_success"][0]["destination"] == "${aws_sqs_queue.success.arn}"
+    assert destinations["on_failure"][0]["destination"] == "${aws_sqs_queue.failure.arn}"
+
+
+def test_the_module_scales_on_backlog_per_task(module: dict[str, dict[str, Any]]) -> None:
+    (policy,) = module["resource"]["aws_appautoscaling_policy"].values()
+    assert policy["policy_type"] == "TargetTrackingScaling"
+    (configuration,) = policy["target_tracking_scaling_policy_configuration"]
+    assert configuration["target_value"] == "${var.backlog_per_task}"
+    (specification,) = configuration["customized_metric_specification"]
+    metrics = {m["id"]: m for m in specification["metrics"]}
+    (returned,) = [m for m in metrics.values() if m["return_data"]]
+    cfn = load_template()["Resources"]["BacklogPerTaskPolicy"]["Properties"]
+    cfn_metrics = cfn["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"][
+        "Metrics"
+    ]
+    assert set(metrics) == {m["Id"] for m in cfn_metrics}
+    (cfn_returned,) = [m for m in cfn_metrics if m["ReturnData"]]
+    assert returned["expression"] == cfn_returned["Expression"]
+    for metric_id, queue in (("success", "success"), ("failure", "failure")):
+        (stat,) = metrics[metric_id]["metric_stat"]
+        (metric,) = stat["metric"]
+        assert metric["metric_name"] == "ApproximateNumberOfMessagesVisible"
+        assert metric["dimensions"][0]["value"] == f"${{aws_sqs_queue.{queue}.name}}"
+    (tasks,) = metrics["tasks"]["metric_stat"]
+    assert tasks["metric"][0]["metric_name"] == "RunningTaskCount"
+    (cluster,) = module["resource"]["aws_ecs_cluster"].values()
+    assert cluster["setting"][0] == {"name": "containerInsights", "value": "enabled"}
+
+
+def test_the_task_definition_matches_the_template(module: dict[str, dict[str, Any]]) -> None:
+    template = load_template()["Resources"]["TaskDefinition"]["Properties"]
+    (container,) = template["ContainerDefinitions"]
+    cfn_environment = {e["Name"] for e in container["Environment"]}
+    local = module["locals"]
+    assert set(local["environment"]) == cfn_environment
+    assert local["shutdown_grace"] == Settings.model_fields["shutdown_grace"].default
+    (definition,) = module["resource"]["aws_ecs_task_definition"].values()
+    body = definition["container_definitions"]
+    assert "stopTimeout = local.shutdown_grace + 10" in body
+    assert local["shutdown_grace"] + 10 == container["StopTimeout"]
+    assert "/healthz" in body
+    assert "readonlyRootFilesystem = true" in body
+    assert (
+        'secrets = [{name = "LAMBDA_DESTINATIONS_STORE", valueFrom = var.store_secret_arn}]' in body
+    )
+
+
+def test_variables_and_outputs_are_documented(module: dict[str, dict[str, Any]]) -> None:
+    variables = module["variable"]
+    assert set(variables) == set(PARAMETERS.values()) | TERRAFORM_ONLY
+    assert set(PARAMETERS) == set(load_template()["Parameters"])
+    readme = (TERRAFORM / "README.md").read_text()
+    for name, body in variables.items():
+        assert body.get("description"), f"variable {name} has no description"
+        assert f"`{name}`" in readme, f"variable {name} is not in deploy/terraform/README.md"
+    cfn_outputs = load_template()["Outputs"]
+    assert len(module["output"]) == len(cfn_outputs)
+    for name, body in module["output"].items():
+        assert body.get("description"), f"output {name} has no description"
+        assert f"`{name}`" in readme, f"output {name} is not in deploy/terraform/README.md"
