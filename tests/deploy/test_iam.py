@@ -227,3 +227,11 @@ def test_the_terraform_policy_grants_exactly_the_worker_operations() -> None:
 
 def test_terraform_and_cloudformation_grant_the_same_actions() -> None:
     assert set(tf_task_role_grants()) == set(cfn_task_role_grants(ALL_ON))
+
+
+def test_the_readme_gives_each_worker_action_its_reason() -> None:
+    readme = (KUBERNETES.parents[1] / "README.md").read_text()
+    section = readme.split("## Deploying", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    listed = {row.split("`")[1] for row in rows}
+    assert set(worker_actions()) <= listed
