@@ -322,3 +322,47 @@ def test_every_page_renders_and_the_keyboard_reaches_the_content(
         shot(small, screenshots, "failure-phone")
     finally:
         phone.close()
+
+
+def test_bulk_replay_shows_the_plan_then_invokes_exactly_it(
+    page: Any, console: RunningConsole, world: World, screenshots: Path
+) -> None:
+    sign_in(page, console, "erin")
+    page.goto(f"{console.url}/failures?function=orders-api&error_type=TimeoutError")
+    page.click("text=Replay all these…")
+    page.wait_for_url("**/bulk?*")
+
+    # the plan: the count, then each failure with the function and payload it would invoke
+    assert page.locator("#bulk-count strong").inner_text() == "2"
+    plan = page.locator("table tbody tr")
+    assert plan.count() == 2
+    planned = {}
+    for i in range(2):
+        cells = plan.nth(i).locator("td")
+        assert cells.nth(2).inner_text() == "would-invoke"
+        planned[cells.nth(0).inner_text()] = cells.nth(1).inner_text()
+    shot(page, screenshots, "bulk-plan")
+
+    # when: it runs, at a rate
+    world.endpoint.start_recording()
+    page.fill("input[name=rate]", "5")
+    page.click("#bulk-run")
+    page.wait_for_url("**/jobs/*")
+    page.wait_for_selector("#job-state[data-state=done]", timeout=60000)
+    assert page.locator("#job-done").inner_text() == "2"
+
+    # then: exactly the planned functions got exactly the records' payloads
+    records = [world.records[r] for r in ("timeout", "timeout-2")]
+    expected = sorted(
+        (planned[r["requestContext"]["requestId"]], json.dumps(r["requestPayload"], sort_keys=True))
+        for r in records
+    )
+    invoked = sorted(
+        (function, json.dumps(payload, sort_keys=True))
+        for function, payload in world.endpoint.invocations()
+    )
+    assert [p for _, p in invoked] == [p for _, p in expected]
+    assert {f.rsplit(":", 1)[-1] for f, _ in invoked} == {"orders-api"}
+    for role in ("timeout", "timeout-2"):
+        assert [a.requested_by for a in replays_of(world, world.key(role))] == ["console erin"]
+        assert status_of(world, world.key(role)) is FailureStatus.REPLAYED
