@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
 from lambda_destinations.config import load_settings
-from lambda_destinations.console import ConsoleOptions, create_app
+from lambda_destinations.console import ConsoleOptions, create_app, new_token
 from lambda_destinations.console.views import encode_cursor
 from lambda_destinations.store import DeliveryRow, InvocationFilter, InvocationRow, Store
 from lambda_destinations.store._sql import delivery_values, invocation_values
@@ -155,7 +155,7 @@ async def bench(url: str, rows: int, repeat: int) -> None:
         total = await store.count_invocations(InvocationFilter())
         depth_cursors = await cursors(store, [1_000, rows // 2, rows - 100])
     settings = load_settings(store=url, queues=[], region="us-east-1")
-    client = TestClient(TestServer(create_app(settings, ConsoleOptions(token="bench"))))
+    client = TestClient(TestServer(create_app(settings, ConsoleOptions(token=new_token()))))
     await client.start_server()
     try:
         print(f"{total:,} failures in {url.split('://')[0]}; {repeat} fetches per page, ms:")
