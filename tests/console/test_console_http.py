@@ -3,6 +3,8 @@ who may act, read-only mode, the JSON API's token, and no secret on a page."""
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,7 +13,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from lambda_destinations.config import Settings
 from lambda_destinations.console import ConsoleOptions, create_app
-from lambda_destinations.store import Store
+from lambda_destinations.handlers.persist import invocation_row
+from lambda_destinations.schemas import decode
+from lambda_destinations.simulate import failure_record
+from lambda_destinations.store import DeliveryRow, Store
 
 TOKEN = "http-test-token"
 
@@ -141,3 +146,33 @@ async def test_no_password_from_the_settings_reaches_a_page(
         text = await (await client.get(path)).text()
         assert "hunter2" not in text, path
     assert "***" in await (await client.get("/")).text()
+
+
+async def test_an_unreachable_endpoint_is_one_line_on_a_page_and_the_ledger_says_so(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure in the store, and a Lambda endpoint nobody listens on
+    settings = settings_for(endpoint_url="http://127.0.0.1:9")
+    record = failure_record(random.Random(3), function="orders-api", condition="RetriesExhausted")
+    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    # when
+    response = await client.post(
+        f"/failures/{row.key}/replay", data={"csrf": csrf}, headers=_origin(client)
+    )
+
+    # then
+    assert response.status == 503
+    page = await response.text()
+    assert "Could not connect" in page or "EndpointConnectionError" in page
+    assert "Traceback" not in page
+    async with Store.from_url(settings.store) as store:
+        attempts = await store.replays(row.key)
+    # refused connections never reached Lambda: the attempt ended, a later replay may try again
+    assert [(a.requested_by, a.outcome.value) for a in attempts] == [("console dana", "error")]
+    assert "EndpointConnectionError" in (attempts[0].detail or "")

@@ -20,7 +20,9 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import structlog
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
@@ -32,9 +34,11 @@ from lambda_destinations.console.security import (
     check_action,
     is_loopback,
 )
+from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.store import Store
 
 ROUTE_MODULES = ("pages", "actions", "api")
+log = structlog.get_logger("lambda_destinations.console")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -156,8 +160,17 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         _secure_headers(exc)
         raise
+    except (LambdaDestinationsError, BotoCoreError, ClientError, OSError) as exc:
+        # The store or AWS failed: one line on a page, and in the log, never a traceback page.
+        log.warning("console request failed", path=request.path, error=_first_line(exc))
+        response = console.render(request, "error.html", status=503, problem=_first_line(exc))
     _secure_headers(response)
     return response
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _secure_headers(response: web.StreamResponse) -> None:
