@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 from console_helpers import TOKEN, XSS, RunningConsole, World
+from ops_helpers import send_all
 
 from lambda_destinations.store import FailureStatus, OperatorAction, Store
 from lambda_destinations.store.base import ReplayAttempt
@@ -366,3 +367,21 @@ def test_bulk_replay_shows_the_plan_then_invokes_exactly_it(
     for role in ("timeout", "timeout-2"):
         assert [a.requested_by for a in replays_of(world, world.key(role))] == ["console erin"]
         assert status_of(world, world.key(role)) is FailureStatus.REPLAYED
+
+
+def test_purge_needs_the_queue_name_typed(page: Any, console: RunningConsole, world: World) -> None:
+    send_all(world.endpoint.sqs, world.dlq_url, ["left over 1", "left over 2"])
+    sign_in(page, console, "frank")
+    page.goto(f"{console.url}/dlqs/{world.dlq_name}")
+    assert page.locator("#purge").is_disabled()
+    page.fill("#purge-confirm", world.dlq_name[:-1])
+    assert page.locator("#purge").is_disabled()
+    page.fill("#purge-confirm", world.dlq_name)
+    assert page.locator("#purge").is_enabled()
+
+    page.click("#purge")
+    page.wait_for_load_state()
+
+    assert _depth(world, world.dlq_url) == 0
+    purge = actions_of(world, world.dlq_url)[0]
+    assert (purge.action, purge.actor, purge.detail) == ("purge", "console frank", {"about": 2})
