@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run",
         "Apply the store's pending schema migrations (the worker also does at start).",
     ),
+    "quarantine": (
+        "quarantine",
+        "Messages the worker quarantined, kept in the store: list, show, resend.",
+    ),
     "replay": (
         "replay",
         "Invoke failed invocations again, asynchronously, with their original payloads.",

@@ -22,6 +22,7 @@ from lambda_destinations.cli._common import (
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
+from lambda_destinations.operations.quarantine import pretty_body
 from lambda_destinations.operations.redrive import (
     DEFAULT_VISIBILITY,
     MoveTaskUnsupported,
@@ -85,9 +86,14 @@ def _age(seconds: int | None) -> str | None:
     show_default=True,
     help="Show at most this many messages.",
 )
+@click.option(
+    "--body", "with_body", is_flag=True, help="Show each message's body and attributes too."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
 @settings_options
-def peek_command(settings: Settings, queue: str, limit: int, as_json: bool) -> None:
+def peek_command(
+    settings: Settings, queue: str, limit: int, with_body: bool, as_json: bool
+) -> None:
     """Show the messages of a queue, decoded, and leave them there.
 
     For each message: what it is (an invocation record, a stream failure, a legacy DLQ
@@ -103,6 +109,7 @@ def peek_command(settings: Settings, queue: str, limit: int, as_json: bool) -> N
       lambda-destinations dlq peek orders-failures-dlq
       lambda-destinations dlq peek https://sqs.us-east-1.amazonaws.com/123456789012/q --limit 50
       lambda-destinations dlq peek orders-failures-dlq --json | jq '.[].error_type'
+      lambda-destinations dlq peek orders-failures-dlq --body --limit 1
     """
 
     async def go() -> tuple[QueueRef, list[dict[str, Any]]]:
@@ -115,6 +122,10 @@ def peek_command(settings: Settings, queue: str, limit: int, as_json: bool) -> N
         ref, messages = asyncio.run(go())
     now = utcnow()
     described = [describe_message(m, now) for m in messages]
+    if with_body:
+        for message, item in zip(messages, described, strict=True):
+            item["body"] = message.get("Body", "")
+            item["message_attributes"] = message.get("MessageAttributes") or {}
     if as_json:
         click.echo(dumps(described))
         return
@@ -144,6 +155,12 @@ def peek_command(settings: Settings, queue: str, limit: int, as_json: bool) -> N
             right=(5,),
         )
     )
+    if with_body:
+        for item in described:
+            click.echo(f"\n── {item['message_id']}")
+            for name, value in item["message_attributes"].items():
+                click.echo(f"  {name} = {value.get('StringValue', value.get('DataType'))}")
+            click.echo(pretty_body(item["body"]))
 
 
 def _error(described: dict[str, Any]) -> str | None:

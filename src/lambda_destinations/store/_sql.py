@@ -716,20 +716,33 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, Store):
             stmt = stmt.limit(limit)
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [
-            QuarantineRow(
-                queue=r.queue,
-                message_id=r.message_id,
-                body=r.body,
-                message_attributes=r.message_attributes,
-                reason=r.reason,
-                receive_count=r.receive_count,
-                key=r.key,
-                quarantined_at=r.quarantined_at,
-                id=r.id,
-            )
-            for r in rows
-        ]
+        return [_quarantine_from(r) for r in rows]
+
+    async def get_quarantine(self, quarantine_id: int) -> QuarantineRow | None:
+        stmt = sa.select(quarantine).where(quarantine.c.id == quarantine_id)
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else _quarantine_from(row)
+
+    async def delete_quarantine(self, quarantine_id: int) -> bool:
+        stmt = sa.delete(quarantine).where(quarantine.c.id == quarantine_id)
+        async with self._write() as conn:
+            deleted = (await conn.execute(stmt)).rowcount
+        return bool(deleted)
+
+
+def _quarantine_from(r: Any) -> QuarantineRow:
+    return QuarantineRow(
+        queue=r.queue,
+        message_id=r.message_id,
+        body=r.body,
+        message_attributes=r.message_attributes,
+        reason=r.reason,
+        receive_count=r.receive_count,
+        key=r.key,
+        quarantined_at=r.quarantined_at,
+        id=r.id,
+    )
 
 
 def url_error(url: str, problem: str) -> ConfigError:

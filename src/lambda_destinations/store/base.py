@@ -384,6 +384,14 @@ class Store(abc.ABC):
     ) -> list[QuarantineRow]:
         """Newest first."""
 
+    @abc.abstractmethod
+    async def get_quarantine(self, quarantine_id: int) -> QuarantineRow | None:
+        """One quarantined message by its id, or None."""
+
+    @abc.abstractmethod
+    async def delete_quarantine(self, quarantine_id: int) -> bool:
+        """Forget a quarantined message (it was sent back to its queue); False if unknown."""
+
     # -- the replay ledger ------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -1,0 +1,218 @@
+"""``quarantine list|show|resend``: the messages the worker gave up on, kept in the store."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+from botocore.exceptions import ClientError
+
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
+from lambda_destinations.cli._common import aws_errors, dumps, format_time, subcommand
+from lambda_destinations.cli._options import settings_options
+from lambda_destinations.cli._table import render_table
+from lambda_destinations.config import Settings
+from lambda_destinations.operations.quarantine import describe_quarantined, pretty_body, resend
+from lambda_destinations.store import Store
+from lambda_destinations.store.base import QuarantineRow
+from lambda_destinations.worker.queues import queue_name
+
+
+@cli.group("quarantine")
+def quarantine_group() -> None:
+    """Messages the worker quarantined, kept in the store: list, show, resend.
+
+    The store keeps every quarantined message whole: its body, its attributes and the reason.
+    When a queue has no DLQ, that is the only copy.
+
+    \b
+    Examples:
+      lambda-destinations quarantine list
+      lambda-destinations quarantine show 12
+      lambda-destinations quarantine resend 12 13 --yes
+      lambda-destinations quarantine resend --all --queue orders-failures --yes
+    """
+
+
+async def _rows(settings: Settings, queue: str | None, limit: int | None) -> list[QuarantineRow]:
+    async with Store.from_url(settings.store, create=False) as store:
+        rows = await store.list_quarantine(limit=None if queue else limit)
+    if queue:  # a name or a URL
+        rows = [r for r in rows if queue in (r.queue, queue_name(r.queue))][:limit]
+    return rows
+
+
+def _reason(described: dict[str, Any]) -> str:
+    return str(described["reason"])
+
+
+@subcommand(quarantine_group, "list")
+@click.option("--queue", help="Only messages quarantined from this queue (name or URL).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="0: all.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@settings_options
+def list_command(settings: Settings, queue: str | None, limit: int, as_json: bool) -> None:
+    """Quarantined messages, newest first: when, from which queue, what it is, and why.
+
+    \b
+    Examples:
+      lambda-destinations quarantine list
+      lambda-destinations quarantine list --queue orders-failures --json
+    """
+    rows = asyncio.run(_rows(settings, queue, limit or None))
+    described = [describe_quarantined(r) for r in rows]
+    if as_json:
+        click.echo(dumps(described))
+        return
+    if not described:
+        click.echo("no quarantined messages", err=True)
+        return
+    click.echo(
+        render_table(
+            ["ID", "QUARANTINED (UTC)", "QUEUE", "KIND", "FUNCTION", "REASON"],
+            [
+                [
+                    d["id"],
+                    format_time(r.quarantined_at),
+                    queue_name(r.queue),
+                    d.get("kind"),
+                    d.get("function_name"),
+                    _reason(d),
+                ]
+                for d, r in zip(described, rows, strict=True)
+            ],
+            flex=(5, 2),
+            right=(0,),
+        )
+    )
+
+
+async def _get(settings: Settings, ids: tuple[int, ...]) -> list[QuarantineRow]:
+    async with Store.from_url(settings.store, create=False) as store:
+        found = [await store.get_quarantine(i) for i in ids]
+    missing = [str(i) for i, row in zip(ids, found, strict=True) if row is None]
+    if missing:
+        fail(f"no quarantined message with id {', '.join(missing)}: see `quarantine list`")
+    return [row for row in found if row is not None]
+
+
+@subcommand(quarantine_group, "show")
+@click.argument("quarantine_id", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, body included.")
+@settings_options
+def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
+    """One quarantined message whole: the reason, what it decodes to, attributes and body.
+
+    \b
+    Examples:
+      lambda-destinations quarantine show 12
+      lambda-destinations quarantine show 12 --json | jq -r .body
+    """
+    (row,) = asyncio.run(_get(settings, (quarantine_id,)))
+    described = describe_quarantined(row, body=True)
+    if as_json:
+        click.echo(dumps(described))
+        return
+    for label, name in (
+        ("id", "id"),
+        ("quarantined", "quarantined_at"),
+        ("queue", "queue"),
+        ("message id", "message_id"),
+        ("receives", "receive_count"),
+        ("reason", "reason"),
+        ("kind", "kind"),
+        ("function", "function_arn"),
+        ("condition", "condition"),
+        ("error", "error_type"),
+        ("not a record", "decode_error"),
+    ):
+        if described.get(name) not in (None, ""):
+            click.echo(f"{label:<13}{described[name]}")
+    if row.message_attributes:
+        click.echo("\nattributes")
+        for attribute, value in row.message_attributes.items():
+            click.echo(f"  {attribute} = {value.get('StringValue', value.get('DataType'))}")
+    click.echo("\nbody")
+    click.echo(pretty_body(row.body))
+
+
+@subcommand(quarantine_group, "resend")
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.option("--all", "every", is_flag=True, help="Every quarantined message (see --queue).")
+@click.option("--queue", help="With --all: only those quarantined from this queue.")
+@click.option("--keep", is_flag=True, help="Keep the stored copies after sending.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="The outcome as one JSON object.")
+@settings_options
+def resend_command(
+    settings: Settings,
+    ids: tuple[int, ...],
+    every: bool,
+    queue: str | None,
+    keep: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Send quarantined messages back to the queue they came from, for the worker again.
+
+    Each message's body and its own attributes are sent to its queue; then the stored copy
+    is forgotten (--keep keeps it). Fix what quarantined them first (`doctor`), or they come
+    back here. A handler that completed for a record before does not run again.
+
+    \b
+    Examples:
+      lambda-destinations quarantine resend 12 13
+      lambda-destinations quarantine resend --all --queue orders-failures --yes
+    """
+    if bool(ids) == every:
+        fail("give quarantine ids, or --all", EXIT_USAGE)
+    rows = asyncio.run(_rows(settings, queue, None)) if every else asyncio.run(_get(settings, ids))
+    if not rows:
+        click.echo("no quarantined messages to resend", err=True)
+        return
+    if not yes:
+        click.confirm(f"Send {_count(len(rows), 'message')} back to their queues?", abort=True)
+    with aws_errors(settings):
+        sent, failed = asyncio.run(_resend(settings, rows, keep=keep))
+    if as_json:
+        click.echo(dumps({"resent": sent, "failed": failed}))
+    else:
+        for item in sent:
+            click.echo(f"{item['id']} → {queue_name(item['queue'])} as {item['new_message_id']}")
+        for item in failed:
+            click.echo(f"{item['id']}: not sent: {item['error']}", err=True)
+        click.echo(f"resent {len(sent)} · failed {len(failed)}", err=True)
+    if failed:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _first_line(exc: ClientError) -> str:
+    error = exc.response.get("Error", {})
+    return f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+async def _resend(
+    settings: Settings, rows: list[QuarantineRow], *, keep: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    sent: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    async with (
+        Store.from_url(settings.store, create=False) as store,
+        AwsClients(settings) as aws,
+    ):
+        sqs = await aws.client("sqs")
+        for row in rows:
+            item = {"id": row.id, "queue": row.queue, "message_id": row.message_id}
+            try:
+                new_id = await resend(store, sqs, row, keep=keep)
+            except ClientError as exc:  # this message's queue refused it; the others may not
+                failed.append({**item, "error": _first_line(exc)})
+                continue
+            sent.append({**item, "new_message_id": new_id})
+    return sent, failed

@@ -1,0 +1,125 @@
+"""`quarantine list|show|resend` read the store's copies of quarantined messages and send them
+back; `dlq peek --body` shows bodies. A real worker run quarantines, against moto over HTTP."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from ops_helpers import cli
+
+from lambda_destinations.simulate import failure_record
+
+POISON = '{"Records": [{"eventSource": "aws:s3"}]}'
+
+
+def as_json(result: Any) -> Any:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def quarantined(sqs, make_queue, cli_env) -> tuple[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+    """A queue without a DLQ whose poison message a worker run quarantined (store only)."""
+    url, _ = make_queue("quar", dlq=False)
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=POISON,
+        MessageAttributes={"trace": {"DataType": "String", "StringValue": "abc-123"}},
+    )
+    record = failure_record(random.Random(3))
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+    env = {**cli_env, "LAMBDA_DESTINATIONS_QUEUES": url}
+    ran = cli("run", "--once", "--json", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout.splitlines()[-1])["quarantined"] == 1
+    return url, env
+
+
+def test_list_and_show_the_store_only_copy(quarantined) -> None:
+    url, env = quarantined
+
+    listed = as_json(cli("quarantine", "list", "--json", env=env))
+    table = cli("quarantine", "list", env=env)
+
+    (row,) = listed
+    assert row["queue"] == url
+    assert row["kind"] == "not-a-record"
+    assert "not a Lambda" in row["reason"] or "decode error" in row["reason"], row
+    assert "body" not in row
+    assert table.returncode == 0
+    assert str(row["id"]) in table.stdout
+    assert "not-a-record" in table.stdout
+
+    shown = as_json(cli("quarantine", "show", str(row["id"]), "--json", env=env))
+    text = cli("quarantine", "show", str(row["id"]), env=env)
+    assert shown["body"] == POISON
+    assert shown["message_attributes"]["trace"]["StringValue"] == "abc-123"
+    assert '"eventSource": "aws:s3"' in text.stdout  # the body, pretty-printed
+    assert "trace = abc-123" in text.stdout
+
+
+def test_resend_sends_the_message_back_and_forgets_the_copy(sqs, quarantined) -> None:
+    url, env = quarantined
+    (row,) = as_json(cli("quarantine", "list", "--json", env=env))
+
+    outcome = as_json(cli("quarantine", "resend", str(row["id"]), "--yes", "--json", env=env))
+
+    assert [item["id"] for item in outcome["resent"]] == [row["id"]]
+    assert outcome["failed"] == []
+    received = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=1)[
+        "Messages"
+    ]
+    assert [m["Body"] for m in received] == [POISON]
+    assert received[0]["MessageAttributes"]["trace"]["StringValue"] == "abc-123"
+    assert received[0]["MessageId"] == outcome["resent"][0]["new_message_id"]
+    assert as_json(cli("quarantine", "list", "--json", env=env)) == []
+
+
+def test_resend_keep_and_all(sqs, quarantined) -> None:
+    url, env = quarantined
+
+    outcome = as_json(cli("quarantine", "resend", "--all", "--keep", "--yes", "--json", env=env))
+
+    assert len(outcome["resent"]) == 1
+    assert len(as_json(cli("quarantine", "list", "--json", env=env))) == 1
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"][0]["Body"] == POISON
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["show", "999999"], 1, "no quarantined message with id 999999"),
+        (["resend", "999999", "--yes"], 1, "no quarantined message with id 999999"),
+        (["resend", "--yes"], 2, "give quarantine ids, or --all"),
+    ],
+)
+def test_bad_ids_are_one_line(quarantined, args, code, needle) -> None:
+    _url, env = quarantined
+    result = cli("quarantine", *args, env=env)
+    assert result.returncode == code
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert needle in line
+    assert "Traceback" not in result.stderr
+
+
+def test_dlq_peek_body_shows_bodies_and_attributes(sqs, make_queue, cli_env) -> None:
+    _url, dlq = make_queue("peekbody")
+    sqs.send_message(
+        QueueUrl=dlq,
+        MessageBody=POISON,
+        MessageAttributes={"trace": {"DataType": "String", "StringValue": "abc-123"}},
+    )
+
+    table = cli("dlq", "peek", dlq, "--body", env=cli_env)
+    listed = as_json(cli("dlq", "peek", dlq, "--body", "--json", env=cli_env))
+    plain = as_json(cli("dlq", "peek", dlq, "--json", env=cli_env))
+
+    assert table.returncode == 0, table.stderr
+    assert '"eventSource": "aws:s3"' in table.stdout
+    assert "trace = abc-123" in table.stdout
+    assert listed[0]["body"] == POISON
+    assert "body" not in plain[0]
