@@ -225,3 +225,26 @@ async def test_protection_is_set_once_the_agent_answers_again(
     assert third_body["ProtectionEnabled"] is True
     assert third_time < finished
     assert any(e["event"] == "task scale-in protection set again" for e in logs)
+
+
+@pytest.mark.slow
+async def test_a_stopping_worker_clears_its_protection(
+    sqs, make_queue, settings_for, agent: FakeAgent
+) -> None:
+    # given: a worker protected by a handler that outlasts the shutdown grace
+    url, _ = make_queue("protect-stop")
+    handler = CountingHandler(name="slow", sleep=30.0)
+    settings = routed(settings_for(url, ecs_agent_uri=agent.url, shutdown_grace=0.5), "slow")
+    send_bodies(sqs, url, _records(1, seed=3)[0])
+
+    # when: it is stopped while the handler runs
+    async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+        _fast(worker, agent.url)
+        await _run_until(worker, lambda: agent.enables())
+
+    # then: the protection was cleared on the way out, not left to expire
+    assert agent.enables()
+    assert not handler.runs  # the handler never finished: its message was released
+    assert agent.clears()
+    assert agent.clears()[-1] > agent.enables()[-1]
+    assert agent.protected_until == 0

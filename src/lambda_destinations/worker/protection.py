@@ -28,6 +28,7 @@ log = structlog.get_logger("lambda_destinations.worker.protection")
 
 STATE_PATH = "/task-protection/v1/state"
 REQUEST_TIMEOUT = 5.0  # seconds; the agent is on the task's own network
+EXIT_TIMEOUT = 0.4  # seconds the clearing PUT may take at exit: shutdown has its own deadline
 IDLE_AFTER = 10.0  # seconds idle before protection is cleared (messages come in bursts)
 RENEW_FRACTION = 0.5  # renew once half of the expiry has passed
 RETRY_BASE = 1.0
@@ -97,8 +98,12 @@ class TaskProtection:
                     # Cleared before the step: a change while the PUT is out wakes the wait.
                     self._changed.clear()
                     wait = await self._step(http)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation that arrives as the event is set, and the exit below
+                    # would then never run.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), timeout=wait)
+                        async with asyncio.timeout(wait):
+                            await self._changed.wait()
             finally:
                 await self._clear_on_exit(http)
 
@@ -164,7 +169,7 @@ class TaskProtection:
         if not self.protected:
             return
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(min(self._timeout, EXIT_TIMEOUT)):
                 if await self._put(http, enabled=False):
                     self.protected = False
         except TimeoutError:
