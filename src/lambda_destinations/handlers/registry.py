@@ -20,6 +20,7 @@ BUILTIN_TYPES: dict[str, str] = {
     "email": "lambda_destinations.handlers.email:build",
     "replay": "lambda_destinations.handlers.replay:build",
     "replay-outcome": "lambda_destinations.handlers.replay:build_outcome",
+    "webhook": "lambda_destinations.handlers.webhook:build",
 }
 
 Factory = Callable[[str, dict[str, Any], Settings], Handler]

@@ -1,0 +1,394 @@
+"""The built-in ``webhook`` handler: POST a JSON body built from a record's fields to a URL.
+
+::
+
+    [handlers.oncall-hook]
+    type = "webhook"
+    url_env = "ONCALL_HOOK_URL"          # or url = "https://hooks.example.com/lambda"
+    body = { text = "{function_name} failed: {error_type}", payload = "{payload}" }
+    headers = { "X-Team" = "orders" }
+    headers_env = { Authorization = "ONCALL_HOOK_AUTH" }   # values from the environment
+    secret_env = "ONCALL_HOOK_SECRET"    # HMAC-SHA256 signature header
+    timeout = "10s"
+    in_doubt = "resend"                  # or "skip"
+
+    [handlers.slack]
+    type = "webhook"
+    preset = "slack"                     # Slack incoming webhook: {"text": message}
+    url_env = "SLACK_WEBHOOK_URL"
+
+    [handlers.pagerduty]
+    type = "webhook"
+    preset = "pagerduty"                 # PagerDuty Events API v2: a trigger event
+    routing_key_env = "PAGERDUTY_ROUTING_KEY"
+
+``body`` is JSON whose strings are templates over the record's fields (as in ``sms`` and
+``email``); a string that is exactly one field, such as ``"{payload}"`` or ``"{invoke_count}"``,
+keeps that field's JSON value. Every request carries an ``Idempotency-Key`` derived from the
+handler and the record key, so a receiver can drop a duplicate. 2xx completes; 408, 429, 5xx
+and connection errors are retried; any other status quarantines the message with the status
+and the start of the answer; redirects are not followed. A request whose answer never came
+(timeout or connection lost after sending) is in doubt: ``in_doubt = "resend"`` (the default)
+sends it again, with the same idempotency key; ``"skip"`` records it as done and logs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import Field, field_validator, model_validator
+
+from lambda_destinations.errors import ConfigError, PermanentError, TransientError
+from lambda_destinations.handlers.storm import (
+    DEFAULT_DIGEST,
+    DIGEST_FIELDS,
+    Digest,
+    StormOptions,
+    StormPolicy,
+    admit,
+)
+from lambda_destinations.handlers.templates import (
+    RECORD_FIELDS,
+    Duration,
+    Template,
+    parse_options,
+    record_fields,
+)
+from lambda_destinations.retrying import retry_transient
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from lambda_destinations.config import Settings
+    from lambda_destinations.handlers.base import HandlerContext
+    from lambda_destinations.schemas import DecodedMessage
+    from lambda_destinations.worker.scheduler import JobContext
+
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+SIGNATURE_HEADER = "X-Lambda-Destinations-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_ONE_FIELD = re.compile(r"\{(\w+)\}")
+_RETRIED_STATUSES = frozenset({408, 429})
+_ANSWER_SHOWN = 200  # characters of a refusing answer kept in the quarantine reason
+
+GENERIC_BODY: dict[str, Any] = {
+    "summary": "{summary}",
+    "function_name": "{function_name}",
+    "function_arn": "{function_arn}",
+    "condition": "{condition}",
+    "error_type": "{error_type}",
+    "error_message": "{error_message}",
+    "request_id": "{request_id}",
+    "key": "{key}",
+    "timestamp": "{timestamp}",
+    "invoke_count": "{invoke_count}",
+}
+GENERIC_DIGEST: dict[str, Any] = {
+    "text": DEFAULT_DIGEST,
+    "count": "{count}",
+    "function_name": "{function_name}",
+    "error_type": "{error_type}",
+    "window_start": "{window_start}",
+    "window_end": "{window_end}",
+}
+
+
+def slack_bodies(message: str, digest: str) -> tuple[Any, Any]:
+    """Slack incoming webhooks take ``{"text": ...}`` (mrkdwn)."""
+    return {"text": message}, {"text": digest}
+
+
+def pagerduty_bodies(message: str, digest: str, severity: str) -> tuple[Any, Any]:
+    """PagerDuty Events API v2 trigger events; the routing key is added when sending."""
+    record = {
+        "event_action": "trigger",
+        "dedup_key": "{key}",
+        "payload": {
+            "summary": message,
+            "source": "{function_arn}",
+            "severity": severity,
+            "component": "{function_name}",
+            "group": "{region}",
+            "class": "{error_type}",
+            "custom_details": {
+                "request_id": "{request_id}",
+                "condition": "{condition}",
+                "error_message": "{error_message:.1000}",
+                "invoke_count": "{invoke_count}",
+                "queue": "{queue}",
+            },
+        },
+    }
+    summary = {
+        "event_action": "trigger",
+        "dedup_key": "digest:{handler}:{function_name}:{error_type}:{window_start}",
+        "payload": {
+            "summary": digest,
+            "source": "{function_name}",
+            "severity": severity,
+            "custom_details": {
+                "count": "{count}",
+                "window_start": "{window_start}",
+                "window_end": "{window_end}",
+            },
+        },
+    }
+    return record, summary
+
+
+class WebhookOptions(StormOptions):
+    """The ``[handlers.NAME]`` table of a ``webhook`` handler."""
+
+    preset: Literal["slack", "pagerduty"] | None = None
+    url: str | None = None
+    url_env: str | None = None
+    body: Any = None
+    digest_body: Any = None
+    message: str = "{summary:.1000}"
+    digest_message: str = DEFAULT_DIGEST
+    headers: dict[str, str] = Field(default_factory=dict)
+    headers_env: dict[str, str] = Field(default_factory=dict)
+    secret_env: str | None = None
+    signature_header: str = SIGNATURE_HEADER
+    idempotency_header: str = IDEMPOTENCY_HEADER
+    routing_key_env: str | None = None
+    severity: Literal["critical", "error", "warning", "info"] = "error"
+    timeout: Duration = Field(default=10.0, gt=0, le=300)
+    in_doubt: Literal["resend", "skip"] = "resend"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _destination(self) -> WebhookOptions:
+        if self.url and self.url_env:
+            raise ValueError("give url or url_env, not both")
+        if self.preset == "pagerduty" and not self.routing_key_env:
+            raise ValueError('preset "pagerduty" needs routing_key_env (its integration key)')
+        if not (self.url or self.url_env or self.preset == "pagerduty"):
+            raise ValueError("give url (or url_env, to read it from the environment)")
+        if self.preset and (self.body is not None or self.digest_body is not None):
+            raise ValueError(f'preset "{self.preset}" fills body itself: use message instead')
+        return self
+
+
+def check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the URL must be http:// or https:// with a host")
+    return value
+
+
+class BodyTemplate:
+    """A JSON structure whose strings are templates; checked once, at start."""
+
+    def __init__(self, shape: Any, *, where: str, allowed: Mapping[str, str]) -> None:
+        self.shape = self._compile(shape, where, allowed)
+
+    def _compile(self, value: Any, where: str, allowed: Mapping[str, str]) -> Any:
+        if isinstance(value, dict):
+            return {k: self._compile(v, f"{where}.{k}", allowed) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._compile(v, f"{where}[{i}]", allowed) for i, v in enumerate(value)]
+        if isinstance(value, str):
+            return Template.compile(value, where=where, allowed=allowed)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        raise ConfigError(f"{where}: {type(value).__name__} is not JSON")
+
+    def render(self, fields: Mapping[str, Any]) -> Any:
+        return _render(self.shape, fields)
+
+
+def _render(value: Any, fields: Mapping[str, Any]) -> Any:
+    if isinstance(value, dict):
+        return {k: _render(v, fields) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v, fields) for v in value]
+    if isinstance(value, Template):
+        whole = _ONE_FIELD.fullmatch(value.text)
+        if whole is not None:  # one field alone keeps its JSON value
+            return fields.get(whole.group(1))
+        return value.render(fields)
+    return value
+
+
+def _environment(name: str, where: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"{where}: the environment variable {name} is not set")
+    return value
+
+
+def idempotency_key(handler: str, key: str) -> str:
+    """A stable key per (handler, record key): the same on every retry and redelivery."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"lambda-destinations:{handler}:{key}"))
+
+
+def signature(secret: bytes, timestamp: str, body: bytes) -> str:
+    """``t=<unix time>,v1=<hex HMAC-SHA256 of "<unix time>." + body>``."""
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+class WebhookHandler:
+    """POSTs one JSON body per record (or per digest) to one URL."""
+
+    records_completion = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        url: str,
+        body: BodyTemplate,
+        digest_body: BodyTemplate,
+        headers: Mapping[str, str],
+        secret: bytes | None,
+        signature_header: str,
+        idempotency_header: str,
+        extra: Mapping[str, Any],
+        timeout: float,
+        in_doubt: str,
+        storm: StormPolicy,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.body, self.digest_body = body, digest_body
+        self.headers = dict(headers)  # may hold secrets: never logged
+        self.secret = secret
+        self.signature_header = signature_header
+        self.idempotency_header = idempotency_header
+        self.extra = dict(extra)  # top-level keys added to every body (PagerDuty's routing key)
+        self.timeout = timeout
+        self.in_doubt = in_doubt
+        self.storm = storm
+        parts = urlsplit(url)
+        self.where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        if not await admit(self.storm, self.name, message, context):
+            return
+        body = self.body.render(record_fields(message, context))
+        await self.post(body, key=context.key, log=context.log)
+
+    async def send_digest(self, digest: Digest, context: JobContext) -> None:
+        body = self.digest_body.render(digest.fields())
+        settings = context.settings
+
+        async def send() -> None:
+            await self.post(body, key=context.job.key, log=context.log)
+
+        await retry_transient(
+            send,
+            attempts=settings.handler_attempts,
+            max_delay=settings.handler_retry_max_delay,
+            sleep=context.sleep,
+        )
+
+    def request_headers(self, data: bytes, key: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **self.headers}
+        headers[self.idempotency_header] = idempotency_key(self.name, key)
+        if self.secret is not None:
+            headers[self.signature_header] = signature(self.secret, str(int(time.time())), data)
+        return headers
+
+    async def post(self, body: Any, *, key: str, log: FilteringBoundLogger) -> None:
+        """One POST; raises TransientError (retried) or PermanentError (quarantined)."""
+        if isinstance(body, dict) and self.extra:
+            body = {**self.extra, **body}
+        data = json.dumps(body, ensure_ascii=False, default=str).encode()
+        headers = self.request_headers(data, key)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(self.url, data=data, headers=headers, allow_redirects=False) as answer,
+            ):
+                status, text = answer.status, await answer.text(errors="replace")
+        except aiohttp.ClientConnectorError as exc:  # nothing was sent
+            raise TransientError(f"webhook {self.where}: cannot connect ({exc.os_error})") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self._in_doubt(exc, log)
+            return
+        self._judge(status, text)
+        log.info("webhook sent", handler=self.name, url=self.where, status=status)
+
+    def _in_doubt(self, exc: BaseException, log: FilteringBoundLogger) -> None:
+        what = f"webhook {self.where}: no answer ({type(exc).__name__}); the request may have "
+        if self.in_doubt == "skip":
+            log.warning(what + "arrived: not sent again (in_doubt = skip)", handler=self.name)
+            return
+        raise TransientError(what + "arrived: sending again with the same idempotency key")
+
+    def _judge(self, status: int, text: str) -> None:
+        if 200 <= status < 300:
+            return
+        answer = " ".join(text.split())[:_ANSWER_SHOWN]
+        reason = f"webhook {self.where} answered {status}" + (f": {answer}" if answer else "")
+        if status >= 500 or status in _RETRIED_STATUSES:
+            raise TransientError(reason)
+        if 300 <= status < 400:
+            reason += " (redirects are not followed: set the final URL)"
+        raise PermanentError(reason)
+
+
+def _bodies(parsed: WebhookOptions) -> tuple[Any, Any]:
+    if parsed.preset == "slack":
+        return slack_bodies(parsed.message, parsed.digest_message)
+    if parsed.preset == "pagerduty":
+        return pagerduty_bodies(parsed.message, parsed.digest_message, parsed.severity)
+    return (
+        GENERIC_BODY if parsed.body is None else parsed.body,
+        GENERIC_DIGEST if parsed.digest_body is None else parsed.digest_body,
+    )
+
+
+def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHandler:
+    parsed = parse_options(WebhookOptions, name, options)
+    where = f"handlers.{name}"
+    url = parsed.url or PAGERDUTY_URL
+    if parsed.url_env:
+        url = _environment(parsed.url_env, f"{where}.url_env")
+        try:
+            check_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.url_env: {parsed.url_env}: {exc}") from None
+    headers = dict(parsed.headers)
+    for header, variable in parsed.headers_env.items():
+        headers[header] = _environment(variable, f"{where}.headers_env.{header}")
+    secret = None
+    if parsed.secret_env:
+        secret = _environment(parsed.secret_env, f"{where}.secret_env").encode()
+    extra: dict[str, Any] = {}
+    if parsed.routing_key_env:
+        extra["routing_key"] = _environment(parsed.routing_key_env, f"{where}.routing_key_env")
+    body, digest = _bodies(parsed)
+    return WebhookHandler(
+        name,
+        url=url,
+        body=BodyTemplate(body, where=f"{where}.body", allowed=RECORD_FIELDS),
+        digest_body=BodyTemplate(digest, where=f"{where}.digest_body", allowed=DIGEST_FIELDS),
+        headers=headers,
+        secret=secret,
+        signature_header=parsed.signature_header,
+        idempotency_header=parsed.idempotency_header,
+        extra=extra,
+        timeout=parsed.timeout,
+        in_doubt=parsed.in_doubt,
+        storm=StormPolicy(parsed.window, parsed.send_first),
+    )

@@ -1,0 +1,317 @@
+"""The webhook handler through the worker, against a local HTTP server the test starts: one POST
+per record, its signature, retries on 5xx, quarantine on 4xx, the in-doubt policy, the presets."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from handler_helpers import failure_record, send_records, settings_for_handlers
+from structlog.testing import capture_logs
+
+from lambda_destinations.config import Settings
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers.webhook import build, idempotency_key
+from lambda_destinations.schemas import decode
+from lambda_destinations.store import Store
+from lambda_destinations.worker import Worker
+
+SECRET = "s3cr3t-signing-key"
+TOKEN = "Bearer very-secret-token"
+
+
+class Receiver:
+    """An aiohttp server that keeps every request and answers from a script of statuses."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.script: list[int] = []  # statuses to answer first, then 200
+        self.delays: list[float] = []  # seconds to wait before answering, first requests
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        self.requests.append(
+            {
+                "path": request.path,
+                "headers": dict(request.headers),
+                "raw": raw,
+                "body": json.loads(raw),
+            }
+        )
+        if self.delays:
+            await asyncio.sleep(self.delays.pop(0))
+        status = self.script.pop(0) if self.script else 200
+        return web.Response(status=status, text="ok" if status < 300 else "invalid_payload")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/services/T000/B000/secret-path"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = Receiver()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def hook_settings(endpoint_url: str, queue: str, store: str, **options: Any) -> Settings:
+    return settings_for_handlers(
+        endpoint_url,
+        queue,
+        store=store,
+        handlers={"hook": {"type": "webhook", "window": 0, **options}},
+        chain=("persist", "hook"),
+    )
+
+
+async def drain(settings: Settings) -> Any:
+    async with Worker(settings) as worker:
+        return await worker.run(once=True)
+
+
+def key_of(record: dict[str, Any]) -> str:
+    return decode(json.dumps(record)).key
+
+
+async def test_one_post_per_record_across_duplicates_and_redeliveries(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    # given: a record sent twice (a duplicate), and another record
+    url, _ = make_queue("hook-once")
+    first, second = failure_record("orders-api"), failure_record("billing-worker")
+    send_records(sqs, url, [first, first, second])
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url)
+
+    # when: drained, then the first record delivered once more
+    await drain(settings)
+    send_records(sqs, url, [first])
+    await drain(settings)
+
+    # then: one POST per record, each with its own stable idempotency key
+    keys = [r["headers"]["Idempotency-Key"] for r in receiver.requests]
+    assert sorted(keys) == sorted(
+        idempotency_key("hook", key_of(record)) for record in (first, second)
+    )
+    bodies = {r["body"]["request_id"]: r["body"] for r in receiver.requests}
+    body = bodies[first["requestContext"]["requestId"]]
+    assert body["function_name"] == "orders-api"
+    assert body["error_type"] == "TimeoutError"
+    assert body["invoke_count"] == 3  # one field alone keeps its JSON type
+    assert receiver.requests[0]["headers"]["Content-Type"] == "application/json"
+
+
+async def test_the_signature_verifies_and_secrets_stay_out_of_the_logs(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    monkeypatch.setenv("HOOK_AUTH", TOKEN)
+    monkeypatch.setenv("HOOK_URL", receiver.url)
+    url, _ = make_queue("hook-signed")
+    send_records(sqs, url, [failure_record(payload={"orderId": "ord-1", "total": 12.5})])
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        url_env="HOOK_URL",
+        secret_env="HOOK_SECRET",
+        headers_env={"Authorization": "HOOK_AUTH"},
+        headers={"X-Team": "orders"},
+        body={
+            "text": "{function_name}: {error_type}",
+            "order": "{payload.orderId}",
+            "p": "{payload}",
+        },
+    )
+
+    with capture_logs() as logs:
+        await drain(settings)
+
+    (request,) = receiver.requests
+    assert request["body"] == {
+        "text": "orders-api: TimeoutError",
+        "order": "ord-1",
+        "p": {"orderId": "ord-1", "total": 12.5},
+    }
+    headers = request["headers"]
+    assert headers["Authorization"] == TOKEN
+    assert headers["X-Team"] == "orders"
+    match = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", headers["X-Lambda-Destinations-Signature"])
+    assert match is not None
+    expected = hmac.new(
+        SECRET.encode(), match.group(1).encode() + b"." + request["raw"], hashlib.sha256
+    ).hexdigest()
+    assert hmac.compare_digest(match.group(2), expected)
+    logged = json.dumps(logs, default=str)
+    assert "webhook sent" in logged
+    for secret in (SECRET, "very-secret-token", "secret-path"):
+        assert secret not in logged
+
+
+async def test_5xx_is_retried_with_the_same_idempotency_key(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    url, _ = make_queue("hook-5xx")
+    send_records(sqs, url, [failure_record()])
+    receiver.script = [503, 502]
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url)
+
+    stats = await drain(settings)
+
+    assert stats.outcomes["ack"] == 1
+    assert len(receiver.requests) == 3
+    assert len({r["headers"]["Idempotency-Key"] for r in receiver.requests}) == 1
+
+
+async def test_4xx_quarantines_the_message_with_the_status(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    url, dlq = make_queue("hook-4xx")
+    send_records(sqs, url, [failure_record()])
+    receiver.script = [400]
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url)
+
+    stats = await drain(settings)
+
+    assert stats.outcomes["quarantine"] == 1
+    assert len(receiver.requests) == 1  # not retried pointlessly
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    assert "answered 400: invalid_payload" in row.reason
+    assert "secret-path" not in row.reason
+    assert sqs.receive_message(QueueUrl=dlq).get("Messages")
+
+
+@pytest.mark.parametrize(("policy", "posts"), [("resend", 2), ("skip", 1)])
+async def test_a_request_without_answer_follows_in_doubt(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    policy: str,
+    posts: int,
+) -> None:
+    url, _ = make_queue(f"hook-doubt-{policy}")
+    send_records(sqs, url, [failure_record()])
+    receiver.delays = [3.0]  # the first answer comes after the handler stopped waiting
+    settings = hook_settings(
+        endpoint_url, url, sqlite_url, url=receiver.url, timeout="1s", in_doubt=policy
+    )
+
+    stats = await drain(settings)
+
+    assert stats.outcomes["ack"] == 1
+    assert len(receiver.requests) == posts
+
+
+async def test_the_slack_preset_sends_text(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    url, _ = make_queue("hook-slack")
+    record = failure_record("orders-api")
+    send_records(sqs, url, [record])
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        preset="slack",
+        url=receiver.url,
+        message=":rotating_light: *{function_name}* failed: {error_type} ({request_id})",
+    )
+
+    await drain(settings)
+
+    (request,) = receiver.requests
+    assert request["body"] == {
+        "text": ":rotating_light: *orders-api* failed: TimeoutError "
+        f"({record['requestContext']['requestId']})"
+    }
+
+
+async def test_the_pagerduty_preset_sends_a_trigger_event(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0000000000000000000000")
+    url, _ = make_queue("hook-pd")
+    record = failure_record("orders-api")
+    send_records(sqs, url, [record])
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        preset="pagerduty",
+        url=receiver.url,
+        routing_key_env="PD_KEY",
+        severity="critical",
+    )
+
+    await drain(settings)
+
+    (request,) = receiver.requests
+    body = request["body"]
+    request_id = record["requestContext"]["requestId"]
+    assert body["routing_key"] == "R0UT1NGKEY0000000000000000000000"
+    assert body["event_action"] == "trigger"
+    assert body["dedup_key"] == key_of(record)
+    payload = body["payload"]
+    assert payload["severity"] == "critical"
+    assert payload["source"] == record["requestContext"]["functionArn"]
+    assert payload["component"] == "orders-api"
+    assert payload["summary"].startswith("orders-api failed (RetriesExhausted): TimeoutError")
+    assert payload["custom_details"]["request_id"] == request_id
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, r"handlers\.hook: give url"),
+        ({"url": "ftp://example.com"}, r"handlers\.hook\.url: the URL must be http"),
+        ({"url": "https://x.example", "body": {"t": "{record.__class__}"}}, r"body\.t: template"),
+        ({"url": "https://x.example", "secret_env": "NOT_SET_ANYWHERE"}, r"secret_env: .* not set"),
+        ({"preset": "pagerduty"}, "needs routing_key_env"),
+        ({"preset": "slack", "url": "https://x.example", "body": {}}, "fills body itself"),
+        ({"url": "https://x.example", "in_doubt": "maybe"}, r"\.in_doubt: Input should be"),
+    ],
+)
+def test_bad_settings_stop_the_start_naming_the_setting(
+    options: dict[str, Any], message: str, handler_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        build("hook", options, handler_settings("q"))
+
+    text = str(info.value)
+    assert text.startswith("handlers.hook")
+    assert re.search(message, text), text
