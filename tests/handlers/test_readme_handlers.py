@@ -28,7 +28,7 @@ def test_the_readme_documents_every_acting_handler() -> None:
         for block in handler_examples()
         for table in tomllib.loads(block)["handlers"].values()
     }
-    assert {"sms", "email", "replay"} <= types
+    assert {"sms", "email", "replay", "webhook"} <= types
 
 
 @pytest.mark.parametrize("block", handler_examples())
@@ -36,6 +36,10 @@ def test_a_readme_example_builds(
     block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SMTP_PASSWORD", "from-the-environment")
+    for name in ("ONCALL_HOOK_AUTH", "ONCALL_HOOK_SECRET", "PAGERDUTY_ROUTING_KEY"):
+        monkeypatch.setenv(name, "from-the-environment")
+    for name in ("ONCALL_HOOK_URL", "SLACK_WEBHOOK_URL"):
+        monkeypatch.setenv(name, "https://hooks.example.com/services/T0/B0/x")
     data: dict[str, Any] = tomllib.loads(block)
     routes = data.get("routes") or [RouteConfig(handlers=("persist", *data["handlers"]))]
     settings = load_settings(
