@@ -158,6 +158,31 @@ class Settings(BaseSettings):
     task_protection_minutes: int = Field(
         default=10, ge=1, le=2880, description="Expiry of each protection; renewed while busy."
     )
+    keep_successes_days: float = Field(
+        default=7, ge=0, description="Days successes are kept (0: forever)."
+    )
+    keep_failures_days: float = Field(
+        default=90,
+        ge=0,
+        description="Days resolved failures (replayed, recovered, ignored) are kept (0: forever).",
+    )
+    keep_open_failures_days: float = Field(
+        default=0, ge=0, description="Days open failures are kept (0: until resolved)."
+    )
+    keep_quarantine_days: float = Field(
+        default=90, ge=0, description="Days quarantined messages are kept (0: forever)."
+    )
+    keep_replays_days: float = Field(
+        default=90, ge=0, description="Days replay attempts are kept (0: forever)."
+    )
+    prune_interval: float = Field(
+        default=600,
+        gt=0,
+        description="Seconds between two runs of the pruning job (one replica runs each).",
+    )
+    prune_batch: int = Field(
+        default=500, ge=1, le=10000, description="Rows pruning deletes per transaction."
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     handler_modules: Annotated[list[str], NoDecode] = Field(

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run",
         "Apply the store's pending schema migrations (the worker also does at start).",
     ),
+    "prune": ("prune", "Delete what the retention settings no longer keep, in small batches."),
     "quarantine": (
         "quarantine",
         "Messages the worker quarantined, kept in the store: list, show, resend.",

@@ -29,6 +29,7 @@ from lambda_destinations.store._batch import Coalescer
 from lambda_destinations.store._glob import Glob, compile_glob
 from lambda_destinations.store._jobs import JobsMixin
 from lambda_destinations.store._ledger import LedgerMixin
+from lambda_destinations.store._retention import RetentionMixin
 from lambda_destinations.store._tables import (
     deliveries,
     handler_runs,
@@ -171,7 +172,7 @@ def _after(cursor: InvocationCursor) -> list[sa.ColumnElement[bool]]:
     ]
 
 
-class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, Store):
+class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
     """A :class:`Store` on an SQLAlchemy async engine; subclasses supply the dialect's parts."""
 
     def __init__(self, url: str, *, group_commit: bool = True) -> None:

@@ -56,6 +56,16 @@ class FailureStatus(enum.StrEnum):
     IGNORED = "ignored"
 
 
+class PruneKind(enum.StrEnum):
+    """What the retention settings keep for a time, each pruned on its own."""
+
+    SUCCESSES = "successes"
+    FAILURES = "failures"  # resolved: replayed, recovered or ignored
+    OPEN_FAILURES = "open-failures"
+    QUARANTINE = "quarantine"
+    REPLAYS = "replays"  # the replay ledger's attempts
+
+
 class RunState(enum.StrEnum):
     CLAIMED = "claimed"
     COMPLETED = "completed"
@@ -482,6 +492,29 @@ class Store(abc.ABC):
         limit: int | None = None,
     ) -> list[ScheduledJob]:
         """Soonest due first."""
+
+    @abc.abstractmethod
+    async def prune(self, kind: PruneKind, before: dt.datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` rows of ``kind`` older than ``before`` in one short
+        transaction, an invocation with its deliveries and handler runs; return how many
+        (invocations, quarantined messages or replay attempts) went. Call again until 0."""
+
+    @abc.abstractmethod
+    async def count_prunable(self, kind: PruneKind, before: dt.datetime) -> int:
+        """How many rows :meth:`prune` would delete for ``kind`` and ``before`` (a dry run)."""
+
+    async def reclaim_space(self, *, max_pages: int = 2048) -> int:
+        """Give up to ``max_pages`` free pages back to the file system; return how many.
+
+        SQLite only (a file created with ``auto_vacuum=INCREMENTAL``); PostgreSQL's autovacuum
+        reuses the space of deleted rows by itself.
+        """
+        return 0
+
+    async def vacuum(self) -> None:
+        """Rewrite the database to its smallest size (SQLite's VACUUM; it also turns on
+        incremental auto-vacuum for a file created before it). Nothing on PostgreSQL."""
+        return None
 
     @abc.abstractmethod
     async def prune_jobs(self, before: dt.datetime) -> int:

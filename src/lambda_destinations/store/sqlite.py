@@ -329,6 +329,39 @@ class SQLiteStore(SqlStore):
                 error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
             )
 
+    async def reclaim_space(self, *, max_pages: int = 2048) -> int:
+        """Free pages back to the file system (``auto_vacuum=INCREMENTAL`` files only), then a
+        checkpoint, which is when the database file itself gets shorter."""
+        if self._sync_engine is None:
+            return 0
+        pages = max(1, int(max_pages))
+
+        def work(conn: sa.Connection) -> int:
+            before = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+            # Each step of the statement frees one page: run it to its end (executescript
+            # does; a cursor's execute stops after the first).
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            driver.executescript(f"PRAGMA incremental_vacuum({pages})")
+            return before - int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+
+        freed = await self._hot(work, write=True)
+        if freed:
+            await self._checkpoint_wal()
+        return freed
+
+    async def vacuum(self) -> None:
+        if self._sync_engine is None:
+            return
+
+        def work(conn: sa.Connection) -> None:
+            # Takes effect through the VACUUM, also on a file created before it was the default.
+            conn.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.exec_driver_sql("VACUUM")
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
+
+        await self._hot(work, write=True)
+
     def _wal_bytes(self) -> int:
         """The size of the WAL file now (0 if there is none)."""
         if self.path is None:

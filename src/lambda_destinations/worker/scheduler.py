@@ -28,6 +28,7 @@ from structlog.contextvars import bound_contextvars
 from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.retrying import backoff_delay, classify
 from lambda_destinations.store import utcnow
+from lambda_destinations.store._jobs import ScheduledJob
 from lambda_destinations.worker.dispatch import describe_error
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from lambda_destinations.config import Settings
     from lambda_destinations.handlers.registry import HandlerRegistry
     from lambda_destinations.store import Store
-    from lambda_destinations.store._jobs import ScheduledJob
 
 log = structlog.get_logger("lambda_destinations.scheduler")
 
@@ -45,6 +45,7 @@ log = structlog.get_logger("lambda_destinations.scheduler")
 JOB_RUNNERS: dict[str, str] = {
     "replay": "lambda_destinations.handlers.replay:run_replay_job",
     "digest": "lambda_destinations.handlers.storm:run_digest_job",
+    "retention": "lambda_destinations.operations.retention:run_retention_job",
 }
 
 JobRunner = Callable[["ScheduledJob", "JobContext"], Awaitable[None]]
@@ -82,6 +83,12 @@ class JobContext:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
+def retention_job(now: dt.datetime, interval: float) -> ScheduledJob:
+    """The pruning job of the interval ``now`` falls in (its key names the interval)."""
+    slot = int(now.timestamp() // interval)
+    return ScheduledJob(key=f"retention:{slot}", kind="retention", due_at=now, payload={})
+
+
 class Scheduler:
     """Takes due jobs from the store and runs them, until :meth:`stop`."""
 
@@ -115,6 +122,7 @@ class Scheduler:
         self._stopping = asyncio.Event()
         self._runners: dict[str, JobRunner] = {}
         self._next_prune = 0.0
+        self._next_retention = 0.0
 
     def stop(self) -> None:
         """Take no more jobs; the jobs in hand finish (see :meth:`wait_closed`)."""
@@ -172,6 +180,12 @@ class Scheduler:
 
     async def _prune(self) -> None:
         now = asyncio.get_running_loop().time()
+        if not self._next_retention:  # the first pruning one interval after start
+            self._next_retention = now + self.settings.prune_interval
+        if now >= self._next_retention:
+            # Every replica schedules the same key for each interval: one job, one replica.
+            self._next_retention = now + self.settings.prune_interval
+            await self.store.schedule_job(retention_job(utcnow(), self.settings.prune_interval))
         if now < self._next_prune:
             return
         self._next_prune = now + PRUNE_EVERY

@@ -1,0 +1,99 @@
+"""``prune``: delete what the retention settings no longer keep, and give the space back."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import click
+
+from lambda_destinations.cli._app import EXIT_USAGE, command, fail
+from lambda_destinations.cli._common import dumps, format_time
+from lambda_destinations.cli._options import settings_options
+from lambda_destinations.cli._table import render_table
+from lambda_destinations.config import Settings
+from lambda_destinations.operations.retention import (
+    PruneReport,
+    cutoffs,
+    prune_store,
+    retention_days,
+)
+from lambda_destinations.store import PruneKind, Store
+from lambda_destinations.times import parse_when
+
+_PAGE = 4096  # SQLite's default page size, for the space given back
+
+
+@command("prune")
+@click.option(
+    "--older-than",
+    metavar="WHEN",
+    help="Delete what is older than this (30d, 12h, or 2024-05-01) instead of each kind's "
+    "retention; kinds kept forever, and open failures unless keep_open_failures_days is set, "
+    "are kept.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@click.option(
+    "--vacuum",
+    is_flag=True,
+    help="SQLite: then rewrite the file to its smallest size (VACUUM: needs as much free disk "
+    "as the file, and holds the write lock while it runs).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@settings_options
+def prune_command(
+    settings: Settings, older_than: str | None, dry_run: bool, vacuum: bool, as_json: bool
+) -> None:
+    """Delete what the retention settings no longer keep, in small batches.
+
+    Successes are kept keep_successes_days (7), resolved failures keep_failures_days (90),
+    open failures until resolved (or keep_open_failures_days), quarantined messages and replay
+    attempts 90 days; an invocation's deliveries and handler runs go with it. The worker also
+    prunes by itself every prune_interval seconds; this runs it now. Keep successes longer
+    than the queues' message retention if a redelivered message must never run twice.
+
+    \b
+    Examples:
+      lambda-destinations prune --dry-run
+      lambda-destinations prune --older-than 30d
+      lambda-destinations prune --vacuum
+    """
+    before = cutoffs(retention_days(settings))
+    if older_than is not None:
+        try:
+            moment = parse_when(older_than)
+        except ValueError as exc:
+            fail(f"--older-than: {exc}", EXIT_USAGE)
+        before = dict.fromkeys(before, moment)
+
+    async def go() -> PruneReport:
+        async with Store.from_url(settings.store) as store:
+            report = await prune_store(store, before, batch=settings.prune_batch, dry_run=dry_run)
+            if vacuum and not dry_run:
+                await store.vacuum()
+            return report
+
+    report = asyncio.run(go())
+    _print(report, before, as_json)
+
+
+def _print(report: PruneReport, before: dict[PruneKind, dt.datetime], as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            dumps(
+                {
+                    "dry_run": report.dry_run,
+                    "rows": {kind.value: n for kind, n in report.rows.items()},
+                    "before": {kind.value: moment.isoformat() for kind, moment in before.items()},
+                    "bytes_reclaimed": report.pages_reclaimed * _PAGE,
+                }
+            )
+        )
+        return
+    verb = "WOULD DELETE" if report.dry_run else "DELETED"
+    rows = [[kind.value, format_time(before[kind]), report.rows.get(kind, 0)] for kind in before]
+    click.echo(render_table(["KIND", "OLDER THAN (UTC)", verb], rows, right=(2,)))
+    if report.pages_reclaimed:
+        click.echo(
+            f"{report.pages_reclaimed * _PAGE / 1e6:.1f} MB given back to the disk", err=True
+        )

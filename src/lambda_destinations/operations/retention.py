@@ -1,0 +1,123 @@
+"""Retention: delete what the settings no longer keep, in small batches, and give the space back.
+
+The worker's scheduler runs :func:`run_retention_job` every ``prune_interval`` seconds, on one
+replica at a time (the job is taken with a lease like every scheduled job); ``lambda-destinations
+prune`` runs :func:`prune_store` by hand. Both delete in transactions of ``prune_batch`` rows and
+yield to the worker's saves between two of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from lambda_destinations.store.base import PruneKind, Store, utcnow
+
+if TYPE_CHECKING:
+    from lambda_destinations.config import Settings
+    from lambda_destinations.store._jobs import ScheduledJob
+    from lambda_destinations.worker.scheduler import JobContext
+
+# A job runs at most this long (and at most half its timeout); what is left waits for the next.
+JOB_BUDGET = 120.0
+
+
+def retention_days(settings: Settings) -> dict[PruneKind, float]:
+    """Days each kind is kept; a kind kept forever (0) is left out."""
+    days = {
+        PruneKind.SUCCESSES: settings.keep_successes_days,
+        PruneKind.FAILURES: settings.keep_failures_days,
+        PruneKind.OPEN_FAILURES: settings.keep_open_failures_days,
+        PruneKind.QUARANTINE: settings.keep_quarantine_days,
+        PruneKind.REPLAYS: settings.keep_replays_days,
+    }
+    return {kind: value for kind, value in days.items() if value > 0}
+
+
+def cutoffs(
+    days: Mapping[PruneKind, float], now: dt.datetime | None = None
+) -> dict[PruneKind, dt.datetime]:
+    """The time before which each kind goes."""
+    now = now or utcnow()
+    return {kind: now - dt.timedelta(days=value) for kind, value in days.items()}
+
+
+@dataclasses.dataclass(slots=True)
+class PruneReport:
+    """What one pruning did (or, for a dry run, would do)."""
+
+    rows: dict[PruneKind, int] = dataclasses.field(default_factory=dict)
+    pages_reclaimed: int = 0
+    complete: bool = True  # False when the time budget ran out first
+    dry_run: bool = False
+
+
+async def prune_store(
+    store: Store,
+    before: Mapping[PruneKind, dt.datetime],
+    *,
+    batch: int = 500,
+    dry_run: bool = False,
+    budget: float | None = None,
+) -> PruneReport:
+    """Delete every kind's rows older than its cutoff, ``batch`` rows per transaction.
+
+    Between two batches the event loop runs other work (the worker's saves wait for the write
+    lock at most one batch). With ``budget`` (seconds), stops when it is spent.
+    """
+    report = PruneReport(dry_run=dry_run)
+    if dry_run:
+        for kind, cutoff in before.items():
+            report.rows[kind] = await store.count_prunable(kind, cutoff)
+        return report
+    deadline = None if budget is None else time.monotonic() + budget
+    for kind, cutoff in before.items():
+        report.rows[kind] = 0
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                report.complete = False
+                return report
+            deleted = await store.prune(kind, cutoff, limit=batch)
+            report.rows[kind] += deleted
+            await asyncio.sleep(0)  # let waiting saves take the write lock
+            if deleted < batch:
+                break
+    if sum(report.rows.values()):
+        report.pages_reclaimed = await _reclaim(store, deadline)
+    return report
+
+
+async def _reclaim(store: Store, deadline: float | None) -> int:
+    """Give freed pages back in steps of a few MB, each a short hold of the write lock."""
+    total = 0
+    while deadline is None or time.monotonic() < deadline:
+        freed = await store.reclaim_space(max_pages=2048)
+        total += freed
+        if freed < 2048:
+            break
+        await asyncio.sleep(0)
+    return total
+
+
+async def run_retention_job(job: ScheduledJob, context: JobContext) -> None:
+    """The scheduler's ``retention`` job: prune by the worker's settings, within a budget."""
+    settings = context.settings
+    budget = min(JOB_BUDGET, settings.handler_timeout / 2)
+    report = await prune_store(
+        context.store,
+        cutoffs(retention_days(settings)),
+        batch=settings.prune_batch,
+        budget=budget,
+    )
+    deleted = {kind.value: n for kind, n in report.rows.items() if n}
+    if deleted or not report.complete:
+        context.log.info(
+            "pruned what retention no longer keeps",
+            deleted=deleted,
+            pages_reclaimed=report.pages_reclaimed,
+            complete=report.complete,
+        )

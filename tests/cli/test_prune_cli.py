@@ -1,0 +1,90 @@
+"""``lambda-destinations prune``: dry run, --older-than, one-line errors (real SQLite file)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from lambda_destinations.cli import cli
+from lambda_destinations.store import DeliveryRow, InvocationFilter, InvocationRow, Store, utcnow
+
+
+def success(n: int, when: dt.datetime) -> tuple[InvocationRow, DeliveryRow]:
+    key = f"r-{n}:Success"
+    row = InvocationRow(
+        key=key,
+        kind="invocation",
+        envelope="none",
+        request_id=f"r-{n}",
+        function_arn=None,
+        function_name="f",
+        qualifier=None,
+        condition="Success",
+        succeeded=True,
+        approximate_invoke_count=1,
+        error_type=None,
+        error_message=None,
+        stack_trace=None,
+        timestamp=when,
+        request_payload=None,
+        response_payload=None,
+        record={},
+        queue="q",
+    )
+    return row, DeliveryRow(key=key, message_id=f"m-{n}", queue="q", receive_count=1)
+
+
+async def seed(url: str) -> None:
+    async with Store.from_url(url) as store:
+        await store.migrate()
+        for n, days in enumerate((30, 10, 3, 0)):
+            await store.save_invocation(*success(n, utcnow() - dt.timedelta(days=days)))
+
+
+async def left(url: str) -> list[str]:
+    async with Store.from_url(url) as store:
+        rows = await store.list_invocations(InvocationFilter(failed_only=False))
+    return sorted(row.key for row in rows)
+
+
+def prune(url: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["prune", "--store", url, *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_dry_run_counts_by_the_settings_and_deletes_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    asyncio.run(seed(url))
+
+    code, out, _ = prune(url, "--dry-run", "--json")
+
+    assert code == 0
+    report = json.loads(out)
+    assert report["dry_run"] is True
+    assert report["rows"]["successes"] == 2  # older than the default 7 days
+    assert "open-failures" not in report["rows"]  # kept until resolved by default
+    assert len(asyncio.run(left(url))) == 4
+
+
+def test_older_than_replaces_the_retention_and_the_table_says_what_went(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    asyncio.run(seed(url))
+
+    code, out, _ = prune(url, "--older-than", "2d")
+
+    assert code == 0
+    successes = next(line for line in out.splitlines() if line.startswith("successes"))
+    assert successes.split()[-1] == "3"
+    assert asyncio.run(left(url)) == ["r-3:Success"]
+
+
+def test_a_bad_time_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    code, _, err = prune(f"sqlite:///{tmp_path / 's.db'}", "--older-than", "soon")
+
+    assert code == 2
+    assert err.startswith("error: --older-than: ")
+    assert err.count("\n") == 1

@@ -1,0 +1,184 @@
+"""Retention on both backends: what goes, what stays, in batches, alongside saves."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+from store_factories import DeliveryFactory, RowFactory
+
+from lambda_destinations.operations.retention import prune_store
+from lambda_destinations.store import (
+    FailureStatus,
+    InvocationFilter,
+    PruneKind,
+    QuarantineRow,
+    Store,
+    utcnow,
+)
+from lambda_destinations.store.base import ReplayAttempt
+
+NOW = utcnow()
+OLD = NOW - dt.timedelta(days=30)
+CUTOFF = NOW - dt.timedelta(days=7)
+EVERY = (
+    PruneKind.SUCCESSES,
+    PruneKind.FAILURES,
+    PruneKind.OPEN_FAILURES,
+    PruneKind.QUARANTINE,
+    PruneKind.REPLAYS,
+)
+
+
+async def save(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory, **fields: object
+) -> str:
+    """A row with a delivery and a completed handler run; its key."""
+    row = make_row(**fields)
+    assert await store.save_invocation(row, make_delivery(row), complete_handler="persist")
+    assert await store.claim_handler(row.key, "sms", "w1", ttl=60)
+    await store.complete_handler(row.key, "sms", "w1")
+    return row.key
+
+
+async def keys_in(store: Store) -> set[str]:
+    rows = await store.list_invocations(InvocationFilter(failed_only=False))
+    return {row.key for row in rows}
+
+
+async def test_each_kind_goes_after_its_cutoff_with_its_deliveries_and_runs(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: old and recent successes, failures open and resolved
+    old_success = await save(
+        store, make_row, make_delivery, succeeded=True, timestamp=OLD, error_type=None
+    )
+    new_success = await save(store, make_row, make_delivery, succeeded=True, timestamp=NOW)
+    old_open = await save(store, make_row, make_delivery, timestamp=OLD)
+    old_ignored = await save(store, make_row, make_delivery, timestamp=OLD)
+    new_ignored = await save(store, make_row, make_delivery, timestamp=NOW)
+    await store.set_status([old_ignored, new_ignored], FailureStatus.IGNORED, by="ops")
+
+    # when: successes and resolved failures older than the cutoff are pruned
+    for kind in (PruneKind.SUCCESSES, PruneKind.FAILURES):
+        assert await store.count_prunable(kind, CUTOFF) == 1
+        assert await store.prune(kind, CUTOFF, limit=100) == 1
+
+    # then: those two went, with their deliveries and handler runs; the rest stayed
+    assert await keys_in(store) == {new_success, old_open, new_ignored}
+    for gone in (old_success, old_ignored):
+        assert await store.deliveries(gone) == []
+        assert await store.handler_runs(gone) == []
+        assert await store.completed_handlers(gone) == frozenset()
+    assert await store.completed_handlers(new_success) == {"persist", "sms"}
+    assert len(await store.deliveries(old_open)) == 1
+    # open failures go only when their own kind is pruned
+    assert await store.prune(PruneKind.OPEN_FAILURES, CUTOFF, limit=100) == 1
+    assert await keys_in(store) == {new_success, new_ignored}
+
+
+async def test_pruning_goes_in_batches_of_the_limit(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    for _ in range(7):
+        await save(store, make_row, make_delivery, succeeded=True, timestamp=OLD)
+
+    batches = [await store.prune(PruneKind.SUCCESSES, CUTOFF, limit=3) for _ in range(4)]
+
+    assert batches == [3, 3, 1, 0]
+    assert await keys_in(store) == set()
+
+
+async def test_quarantine_and_replay_attempts_go_after_their_cutoff(store: Store) -> None:
+    for n, when in enumerate((OLD, NOW)):
+        await store.save_quarantine(
+            QuarantineRow(
+                queue="q",
+                message_id=f"m-{n}",
+                body="{",
+                message_attributes={},
+                reason="decode error: not JSON",
+                receive_count=1,
+                quarantined_at=when,
+            )
+        )
+        await store.add_replay(
+            ReplayAttempt(
+                original_key=f"k-{n}",
+                original_request_id=None,
+                function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+                attempt=1,
+                trigger="manual",
+                requested_by="cli ops@host",
+                requested_at=when,
+            )
+        )
+
+    report = await prune_store(
+        store, {PruneKind.QUARANTINE: CUTOFF, PruneKind.REPLAYS: CUTOFF}, batch=10
+    )
+
+    assert report.rows == {PruneKind.QUARANTINE: 1, PruneKind.REPLAYS: 1}
+    assert [q.message_id for q in await store.list_quarantine()] == ["m-1"]
+    assert await store.replays("k-0") == []
+    assert len(await store.replays("k-1")) == 1
+
+
+async def test_a_dry_run_counts_and_deletes_nothing(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    kept = {await save(store, make_row, make_delivery, timestamp=OLD) for _ in range(3)}
+
+    report = await prune_store(store, dict.fromkeys(EVERY, CUTOFF), dry_run=True)
+
+    assert report.rows[PruneKind.OPEN_FAILURES] == 3
+    assert sum(report.rows.values()) == 3
+    assert await keys_in(store) == kept
+
+
+async def test_pruning_while_saves_go_on_loses_no_new_record(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: 300 old successes
+    for _ in range(300):
+        await save(store, make_row, make_delivery, succeeded=True, timestamp=OLD)
+
+    # when: pruned in batches of 20 while 8 lanes save 400 new records
+    async def lane() -> list[str]:
+        keys = []
+        for _ in range(50):
+            row = make_row(timestamp=NOW)
+            assert await store.save_invocation(row, make_delivery(row))
+            keys.append(row.key)
+        return keys
+
+    report, *lanes = await asyncio.gather(
+        prune_store(store, {PruneKind.SUCCESSES: CUTOFF}, batch=20), *(lane() for _ in range(8))
+    )
+
+    # then: every old one went, every new one is there
+    assert report.rows[PruneKind.SUCCESSES] == 300
+    assert await keys_in(store) == {key for keys in lanes for key in keys}
+
+
+async def test_a_pruned_sqlite_file_gets_smaller(
+    tmp_path: Path, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a file holding 40 records of 4 kB (closed: every page is in the file)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    async with Store.from_url(url) as store:
+        await store.migrate()
+        for _ in range(40):
+            row = make_row(succeeded=True, timestamp=OLD, record={"pad": "x" * 4000})
+            await store.save_invocation(row, make_delivery(row))
+    full = (tmp_path / "store.db").stat().st_size
+
+    # when: they are pruned
+    async with Store.from_url(url) as store:
+        report = await prune_store(store, {PruneKind.SUCCESSES: CUTOFF})
+
+    # then: their pages went back to the file system
+    assert report.rows[PruneKind.SUCCESSES] == 40
+    assert report.pages_reclaimed >= 40
+    assert (tmp_path / "store.db").stat().st_size < full - 40 * 4000
