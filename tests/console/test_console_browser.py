@@ -385,3 +385,23 @@ def test_purge_needs_the_queue_name_typed(page: Any, console: RunningConsole, wo
     assert _depth(world, world.dlq_url) == 0
     purge = actions_of(world, world.dlq_url)[0]
     assert (purge.action, purge.actor, purge.detail) == ("purge", "console frank", {"about": 2})
+
+
+def test_resend_a_quarantined_message_to_its_queue(
+    page: Any, console: RunningConsole, world: World
+) -> None:
+    sign_in(page, console, "gina")
+    page.goto(f"{console.url}/quarantine")
+    button = page.locator("button[id^=resend-]").first
+    message_id = button.get_attribute("data-message-id")
+    before = _depth(world, world.queue_url)
+
+    button.click()
+    page.wait_for_url(f"{console.url}/quarantine")
+
+    assert page.locator(f"button[data-message-id='{message_id}']").count() == 0
+    assert _depth(world, world.queue_url) == before + 1
+    resent = actions_of(world, world.queue_url)[0]
+    assert (resent.action, resent.actor) == ("resend", "console gina")
+    assert resent.detail["message_id"] == message_id
+    assert resent.detail["new_message_id"]

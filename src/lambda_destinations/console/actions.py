@@ -25,6 +25,7 @@ from lambda_destinations.console.security import (
     same_origin,
 )
 from lambda_destinations.operations import RateLimiter
+from lambda_destinations.operations.quarantine import resend
 from lambda_destinations.operations.redrive import move_messages, target_chooser
 from lambda_destinations.operations.replay import (
     TRIGGER_MANUAL,
@@ -293,3 +294,23 @@ async def purge(request: web.Request) -> web.Response:
     sqs = await console.aws.client("sqs")
     await sqs.purge_queue(QueueUrl=dlq.url)
     raise web.HTTPSeeOther(f"/dlqs/{quote(dlq.name, safe='')}")
+
+
+# -- quarantine -------------------------------------------------------------------------------
+
+
+@routes.post("/quarantine/{quarantine_id:[0-9]+}/resend")
+async def resend_quarantined(request: web.Request) -> web.Response:
+    """Send a quarantined message back to its queue; the store forgets its copy."""
+    console = _console(request)
+    actor, form = await console.actor(request)
+    row = await console.store.get_quarantine(int(request.match_info["quarantine_id"]))
+    if row is None:
+        raise web.HTTPNotFound(text="no such quarantined message (resent already?)\n")
+    sqs = await console.aws.client("sqs")
+    new_id = await resend(console.store, sqs, row)
+    detail = {"message_id": row.message_id, "new_message_id": new_id, "reason": row.reason}
+    await console.store.add_action(
+        OperatorAction(actor, "resend", row.queue, _reason(form), detail)
+    )
+    raise web.HTTPSeeOther("/quarantine")

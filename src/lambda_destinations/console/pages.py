@@ -13,6 +13,7 @@ from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console
 from lambda_destinations.console.charts import hourly_bars
 from lambda_destinations.console.security import safe_next
+from lambda_destinations.operations.quarantine import pretty_body
 from lambda_destinations.operations.redrive import describe_message, peek, source_queues
 from lambda_destinations.operations.replay import (
     TRIGGER_MANUAL,
@@ -215,7 +216,9 @@ async def dlq(request: web.Request) -> web.Response:
 async def quarantine(request: web.Request) -> web.Response:
     console = _console(request)
     rows = await console.store.list_quarantine(limit=100)
-    return console.render(request, "quarantine.html", rows=rows, views=views)
+    return console.render(
+        request, "quarantine.html", rows=rows, pretty_body=pretty_body, views=views
+    )
 
 
 @routes.get("/jobs")
