@@ -36,8 +36,9 @@ from store_bench import make_row, run_phase
 async def latency(url: str, waits: int) -> dict[str, Any]:
     """Milliseconds from a save's return to the wait's return, and statements per wait."""
     lags: list[float] = []
+    async with Store.from_url(url) as writer:
+        await writer.migrate()  # as the worker does at start; Results never migrates
     async with Store.from_url(url) as writer, Results(url) as results:
-        await writer.migrate()
         statements = [0]
         sa.event.listen(
             results.store.engine.sync_engine,  # type: ignore[attr-defined]
