@@ -60,6 +60,10 @@ class QuarantineMessage(LambdaDestinationsError):
         self.reason = reason
 
 
+class StoreDataError(PermanentError):
+    """The store refused a value of this record, which no retry will change (a data error)."""
+
+
 class StoreUnavailable(TransientError):
     """The store cannot be reached; messages are retried, the worker keeps running."""
 

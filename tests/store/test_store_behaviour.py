@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from store_factories import QUEUE, T0, DeliveryFactory, RowFactory
 
-from lambda_destinations.errors import StoreUnavailable
+from lambda_destinations.errors import StoreDataError, StoreUnavailable
 from lambda_destinations.store import (
     FailureStatus,
     InvocationFilter,
@@ -225,7 +225,8 @@ async def test_new_failures_are_open_and_successes_have_no_status(
 
 async def test_naive_datetimes_are_refused(store: Store, make_row: RowFactory) -> None:
     row = make_row(timestamp=dt.datetime(2024, 5, 1, 12, 0))
-    with pytest.raises(sa.exc.StatementError, match="timezone-aware"):
+    # a data error: permanent, so the worker quarantines the message with this reason
+    with pytest.raises(StoreDataError, match="timezone-aware"):
         await store.save_invocation(row, _delivery_of(row))
     assert await store.count_invocations(ALL) == 0
 
@@ -373,7 +374,7 @@ async def test_a_bad_row_fails_only_its_own_save(
     )
 
     assert results[:5] == [True] * 5
-    assert isinstance(results[5], sa.exc.StatementError)
+    assert isinstance(results[5], StoreDataError)
     assert results[6:] == [True] * 5
     assert await store.count_invocations(ALL) == 10
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -159,3 +160,14 @@ def stack_lines(value: Any) -> list[str] | None:
         else:
             lines.append(text_or_none(entry) or "")
     return lines
+
+
+_NOT_TEXT = re.compile("[\\x00\\ud800-\\udfff]")
+
+
+def key_text(key: str) -> str:
+    """``key`` with NUL and lone surrogates spelled as JSON escapes (``\\ud800``): a record key
+    is stored as text by every backend, and neither database's text holds those characters."""
+    if key.isascii() and "\x00" not in key:
+        return key
+    return _NOT_TEXT.sub(lambda found: f"\\u{ord(found.group()):04x}", key)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.errors import ConfigError, StoreDataError, StoreUnavailable
 from lambda_destinations.redact import mask_url
 from lambda_destinations.store._actions import ActionsMixin
 from lambda_destinations.store._batch import Coalescer
@@ -37,7 +37,7 @@ from lambda_destinations.store._tables import (
     quarantine,
     schema_migrations,
 )
-from lambda_destinations.store._types import UTCDateTime
+from lambda_destinations.store._types import UTCDateTime, storable_text
 from lambda_destinations.store.base import (
     DeliveryRow,
     FailureCount,
@@ -100,6 +100,14 @@ _NEWEST_FIRST = (
 )
 
 
+def _is_data_error(exc: BaseException) -> bool:
+    """A value the database (or its driver) refuses, as opposed to a lost connection or a bug."""
+    if isinstance(exc, (sa.exc.DataError, UnicodeError)):
+        return True
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, sa.exc.StatementError) and isinstance(orig, (ValueError, TypeError))
+
+
 def display_url(url: str) -> str:
     """``url`` with any password replaced by ``***``, for messages and logs."""
     return mask_url(url)
@@ -108,6 +116,11 @@ def display_url(url: str) -> str:
 def invocation_values(row: InvocationRow) -> dict[str, Any]:
     """The column values for ``row``: a new failure is OPEN unless a status is given."""
     values = {name: getattr(row, name) for name in _INVOCATION_FIELDS}
+    for name, value in values.items():
+        if type(value) is str and not value.isascii():
+            values[name] = storable_text(value)
+        elif type(value) is str and "\x00" in value:
+            values[name] = value.replace("\x00", "\ufffd")
     if row.status is None and row.succeeded is not True:
         values["status"] = FailureStatus.OPEN
     values["occurred_at"] = row.timestamp or row.first_seen_at
@@ -260,11 +273,17 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         """Turn "cannot reach / use the database" into StoreUnavailable; let bugs through."""
         try:
             yield
-        except (sa.exc.SQLAlchemyError, OSError) as exc:
+        except (sa.exc.SQLAlchemyError, OSError, UnicodeError) as exc:
             unavailable = self._unavailable(exc)
-            if unavailable is None:
-                raise
-            raise unavailable from exc
+            if unavailable is not None:
+                raise unavailable from exc
+            if _is_data_error(exc):
+                # No retry changes the value: the message is quarantined with this reason
+                # instead of using up its receives.
+                first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                reason = first[0][:300] if first else type(exc).__name__
+                raise StoreDataError(f"the store cannot hold this record: {reason}") from exc
+            raise
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:

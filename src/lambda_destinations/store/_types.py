@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+
+from lambda_destinations._json import loads
 
 
 class UTCDateTime(sa.TypeDecorator[dt.datetime]):
@@ -51,3 +56,59 @@ def json_value() -> sa.types.TypeEngine[Any]:
 def big_id() -> sa.types.TypeEngine[int]:
     """A 64-bit surrogate key; plain INTEGER on SQLite, where only that aliases the rowid."""
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+# -- odd but valid strings ---------------------------------------------------------------------
+#
+# JSON may spell characters no database text can hold: NUL (``\u0000``) and lone surrogates
+# (``"\ud800"``, or a pair in the wrong order, ``"\udc00\ud83d"``). Such a record is valid and
+# is stored: JSON columns keep it exactly (below), text columns keep it readable.
+
+# What neither backend's text holds (PostgreSQL: no NUL, no surrogates; SQLite: no surrogates).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# JSON escapes PostgreSQL's jsonb refuses: NUL, and surrogates (it refuses the unpaired ones).
+_JSONB_REFUSES = re.compile(r"\\u0000|\\ud[89a-f]", re.IGNORECASE)
+# A JSON value jsonb cannot hold is kept as its JSON text under this one key, read back whole.
+JSON_TEXT_KEY = "$lambda-destinations:json-text"
+
+
+def storable_text(value: str) -> str:
+    """``value`` as both backends' text can hold it: NUL and lone surrogates become U+FFFD.
+
+    For text columns (error message, function name): the record's JSON column keeps the
+    original exactly.
+    """
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def store_json(value: Any, *, jsonb: bool = False) -> str:
+    """JSON text for a store column that every backend accepts and that reads back as ``value``."""
+    try:
+        return orjson.dumps(value).decode()  # escapes NUL; fails on surrogates, big integers
+    except TypeError:
+        # ASCII only: a lone surrogate becomes an escape, which SQLite's text can hold.
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=True)
+    if jsonb and _JSONB_REFUSES.search(text):
+        return orjson.dumps({JSON_TEXT_KEY: text}).decode()
+    return text
+
+
+def store_jsonb(value: Any) -> str:
+    """:func:`store_json` for PostgreSQL's jsonb, which refuses NUL and lone surrogates."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        return store_json(value, jsonb=True)
+    if "\\u0000" in text:
+        return orjson.dumps({JSON_TEXT_KEY: text}).decode()
+    return text
+
+
+def load_store_json(text: str) -> Any:
+    """The value :func:`store_json` or :func:`store_jsonb` wrote."""
+    value = loads(text)
+    if isinstance(value, dict) and len(value) == 1 and JSON_TEXT_KEY in value:
+        inner = value[JSON_TEXT_KEY]
+        if isinstance(inner, str):
+            return loads(inner)
+    return value

@@ -17,12 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from lambda_destinations._json import dumps as json_dumps
-from lambda_destinations._json import loads as json_loads
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._listen import InvocationListener
 from lambda_destinations.store._sql import SqlStore, url_error
-from lambda_destinations.store._types import UTCDateTime
+from lambda_destinations.store._types import UTCDateTime, load_store_json, store_jsonb
 from lambda_destinations.store.base import InvocationRow
 
 # pg_advisory_xact_lock key for migrations: "LDMIGRAT" in ASCII, so it is recognisable in
@@ -97,8 +95,8 @@ class PostgresStore(SqlStore):
             # pre-ping is one round trip instead of three (asyncpg's adapter wraps it in a
             # transaction otherwise). Several statements use _transaction_engine.
             "isolation_level": "AUTOCOMMIT",
-            "json_serializer": json_dumps,
-            "json_deserializer": json_loads,
+            "json_serializer": store_jsonb,
+            "json_deserializer": load_store_json,
             # A replica outlives database restarts and failovers: test each connection as it
             # leaves the pool, so a stale one is replaced instead of failing a message.
             "pool_pre_ping": True,

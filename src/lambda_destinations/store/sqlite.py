@@ -31,11 +31,9 @@ import structlog
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from lambda_destinations._json import dumps as json_dumps
-from lambda_destinations._json import loads as json_loads
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._sql import SqlStore, _Save, url_error
-from lambda_destinations.store._types import UTCDateTime
+from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
 from lambda_destinations.store.base import utcnow
 
 # SQLite result codes (by name, extended codes included: SQLITE_IOERR_WRITE is an I/O error)
@@ -198,8 +196,8 @@ class SQLiteStore(SqlStore):
             self._sa_url,
             echo=self._echo,
             connect_args={"timeout": self.busy_timeout},
-            json_serializer=json_dumps,
-            json_deserializer=json_loads,
+            json_serializer=store_json,
+            json_deserializer=load_store_json,
             # SQLAlchemy already ends every transaction it began; the pool's extra ROLLBACK on
             # check-in would be one more hop to the aiosqlite thread per transaction.
             pool_reset_on_return=None,
@@ -211,8 +209,8 @@ class SQLiteStore(SqlStore):
             self._sa_url.set(drivername="sqlite"),
             echo=self._echo,
             connect_args={"timeout": self.busy_timeout, "check_same_thread": False},
-            json_serializer=json_dumps,
-            json_deserializer=json_loads,
+            json_serializer=store_json,
+            json_deserializer=load_store_json,
             pool_reset_on_return=None,
         )
         sa.event.listen(self._sync_engine, "connect", self._on_connect)
