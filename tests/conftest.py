@@ -44,6 +44,17 @@ def _aws_environment() -> Iterator[None]:
             os.environ[k] = v
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_ops_server() -> Iterator[None]:
+    """Workers the tests start (in process or as commands) serve no ops port unless a test
+    asks for one: many run at once and would compete for the default 8080."""
+    saved = os.environ.get("LAMBDA_DESTINATIONS_OPS_PORT")
+    os.environ.setdefault("LAMBDA_DESTINATIONS_OPS_PORT", "0")
+    yield
+    if saved is None:
+        os.environ.pop("LAMBDA_DESTINATIONS_OPS_PORT", None)
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A moto server on a free port, shared by the session; yields its endpoint URL."""

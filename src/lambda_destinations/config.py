@@ -183,6 +183,20 @@ class Settings(BaseSettings):
     prune_batch: int = Field(
         default=500, ge=1, le=10000, description="Rows pruning deletes per transaction."
     )
+    ops_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics; 0: off."
+    )
+    ops_host: str | None = Field(
+        default=None, description="Address the ops server listens on; run: 0.0.0.0, dev: 127.0.0.1."
+    )
+    queue_metrics_interval: float = Field(
+        default=60.0, ge=0, description="Seconds between queue depth samples for /metrics; 0: off."
+    )
+    once_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds `run --once` waits for SQS or the store, then exits 4.",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     handler_modules: Annotated[list[str], NoDecode] = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 from lambda_destinations.handlers import HandlerContext, handler
 from lambda_destinations.schemas import DecodedMessage
@@ -40,3 +41,27 @@ async def stuck_once(message: DecodedMessage, context: HandlerContext) -> None:
         started.touch()
         await asyncio.Event().wait()
     (markers / f"done-{message.request_id}").touch()
+
+
+async def sleep_through_cancellation(seconds: float) -> None:
+    """Sleep ``seconds``, swallowing cancellation: what a badly written handler does."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        try:  # noqa: SIM105 - swallowing the cancellation is the point
+            await asyncio.sleep(end - loop.time())
+        except asyncio.CancelledError:
+            pass
+
+
+@handler("stubborn")
+async def stubborn(message: DecodedMessage, context: HandlerContext) -> None:
+    """Marks that it started, then sleeps a minute and ignores cancellation meanwhile."""
+    (Path(os.environ["MARKER_DIR"]) / f"started-{message.request_id}").touch()
+    await sleep_through_cancellation(60.0)
+
+
+async def stubborn_job(job: Any, context: Any) -> None:
+    """A scheduled job that takes a minute and ignores cancellation (kind "stubborn")."""
+    (Path(os.environ["MARKER_DIR"]) / f"job-started-{job.key}").touch()
+    await sleep_through_cancellation(60.0)

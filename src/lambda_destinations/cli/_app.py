@@ -29,6 +29,7 @@ EXIT_CONFIG = 3  # configuration that cannot work
 EXIT_UNREACHABLE = 4  # an AWS endpoint or the store cannot be reached
 EXIT_NO_RESULT = 5  # `invoke --wait`, `result`: no record of the request id (within the wait)
 EXIT_DECLINED = 6  # the answer to a confirmation was no (or none came): nothing was changed
+EXIT_TASK_FAILED = 7  # the worker stopped because one of its long-lived tasks died
 EXIT_INTERRUPTED = 130  # Ctrl-C, or a signal before the worker had started
 
 

@@ -19,7 +19,7 @@ from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
 from lambda_destinations.cli._common import aws_errors
 from lambda_destinations.cli._options import hide_password, settings_options
 from lambda_destinations.cli.console import serve_alongside
-from lambda_destinations.cli.run import print_summary, run_worker
+from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker
 from lambda_destinations.config import DEV_CONFIG, RouteConfig, Settings
 from lambda_destinations.dev_endpoint import (
     Destinations,
@@ -250,7 +250,7 @@ def dev_command(
         success_rate=success_rate, seed=seed, region=settings.resolved_region() or "us-east-1"
     )
     with moto_server() as moto_url:
-        stats = asyncio.run(
+        stats = run_or_exit(
             _dev(settings, moto_url, simulation, port, simulate_n, None if once else console_port)
         )
     if once:
@@ -319,7 +319,9 @@ async def _run_dev_worker(settings: Settings, console_port: int | None) -> Any:
             tasks.append(asyncio.create_task(serve_alongside(settings, console_port)))
 
     try:
-        return await run_worker(settings, once=console_port is None, on_started=started)
+        return await run_worker(
+            settings, once=console_port is None, on_started=started, ops_host="127.0.0.1"
+        )
     finally:
         for task in tasks:
             task.cancel()

@@ -3,34 +3,68 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import click
 import structlog
 
-from lambda_destinations.cli._app import EXIT_OK, command
+from lambda_destinations.cli._app import (
+    EXIT_OK,
+    EXIT_TASK_FAILED,
+    EXIT_UNREACHABLE,
+    command,
+    fail,
+)
 from lambda_destinations.cli._options import hide_password, settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.registry import HandlerRegistry
 from lambda_destinations.store import Store
-from lambda_destinations.worker import Stats, Worker
+from lambda_destinations.worker import OpsServer, StartTimedOut, Stats, TaskFailed, Worker
 
 log = structlog.get_logger("lambda_destinations.cli")
+
+
+ABORT_RELEASE = 1.0  # a second signal: seconds spent trying to release what is in flight
+ABORT_GRACE = 0.5  # past the second signal's release attempt, exit even if the loop is stuck
+
+
+def exit_now(code: int) -> None:
+    """Leave the process at once (buffers flushed), skipping the event loop's clean-up."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def install_signal_handlers(worker: Worker) -> Callable[[], None]:
     """SIGTERM/SIGINT stop the worker gracefully; a second one exits at once."""
     loop = asyncio.get_running_loop()
     received: list[int] = []
+    aborting: list[asyncio.Task[None]] = []
 
     def on_signal(signum: int) -> None:
         if received:
-            # Unsettled messages reappear when their visibility timeout ends: nothing is lost.
-            os._exit(128 + signum)
+            if aborting:
+                return
+            # Try for at most a second to make what is in flight visible again; the rest
+            # reappears when its visibility timeout ends: nothing is lost.
+            log.warning("second signal; releasing what is in flight and exiting at once")
+            code = 128 + signum
+            timer = threading.Timer(ABORT_RELEASE + ABORT_GRACE, exit_now, args=(code,))
+            timer.daemon = True
+            timer.start()
+            aborting.append(asyncio.create_task(worker.abort(ABORT_RELEASE)))
+            aborting[0].add_done_callback(lambda _done: exit_now(code))
+            return
         received.append(signum)
         log.info("signal received; shutting down (again to exit at once)", signal=signum)
         worker.stop()
@@ -45,23 +79,71 @@ def install_signal_handlers(worker: Worker) -> Callable[[], None]:
     return remove
 
 
+@contextlib.asynccontextmanager
+async def ops_server(worker: Worker, host: str) -> AsyncIterator[OpsServer | None]:
+    """The ops server (probes, metrics) for the worker's whole life, start-up included."""
+    settings = worker.settings
+    if not settings.ops_port:
+        yield None
+        return
+    ops = OpsServer(
+        host=settings.ops_host or host,
+        port=settings.ops_port,
+        health=worker.health,
+        readiness=worker.readiness,
+        metrics=worker.metrics.render,
+    )
+    await ops.start()
+    worker.spawn("ops-server", ops.watch())
+    try:
+        yield ops
+    finally:
+        await ops.close()
+
+
 async def run_worker(
     settings: Settings,
     *,
     once: bool,
     registry: HandlerRegistry | None = None,
     on_started: Callable[[Worker], Awaitable[None]] | None = None,
+    ops_host: str = "0.0.0.0",  # noqa: S104 - a container's probes come from outside it
 ) -> Stats:
-    """Start, run until stopped (or drained), stop: the one path the CLI and `dev` share."""
+    """Start, run until stopped (or drained), stop: the one path the CLI and `dev` share.
+
+    With ``once``, SQS or the store unreachable for ``once_timeout`` raises StartTimedOut.
+    """
     worker = Worker(settings, registry=registry)
     remove = install_signal_handlers(worker)
     try:
-        async with worker:
-            if on_started is not None:
-                await on_started(worker)
-            return await worker.run(once=once)
+        async with ops_server(worker, ops_host):
+            await worker.start(give_up_after=settings.once_timeout if once else None)
+            try:
+                if on_started is not None:
+                    await on_started(worker)
+                return await worker.run(once=once)
+            finally:
+                await worker.close()
+                if worker.abandoned:
+                    # Handlers that ignore cancellation would hold asyncio.run() past the
+                    # deadline; their messages were released already.
+                    log.warning(
+                        "handlers ignored cancellation; exiting without them",
+                        count=worker.abandoned,
+                    )
+                    exit_now(EXIT_TASK_FAILED if worker.supervisor.failures else EXIT_OK)
     finally:
         remove()
+
+
+def run_or_exit(main: Coroutine[Any, Any, Stats]) -> Stats:
+    """asyncio.run(main), turning a dead task or an unreachable start into one line + code."""
+    try:
+        return asyncio.run(main)
+    except TaskFailed as exc:
+        fail(str(exc), EXIT_TASK_FAILED)
+    except StartTimedOut as exc:
+        fail(str(exc), EXIT_UNREACHABLE)
 
 
 def print_summary(stats: Stats, *, as_json: bool) -> None:
@@ -94,11 +176,12 @@ def run_command(settings: Settings, once: bool, concurrency: int | None, as_json
       lambda-destinations run --config lambda-destinations.toml
 
     Stops on SIGTERM or Ctrl-C: in-flight handlers get the grace period, unfinished messages
-    are made visible again, then it exits 0. A second signal exits at once.
+    are made visible again, then it exits 0. A second signal exits at once. Exits 7 when one
+    of its long-lived tasks died (restart it), 4 when `--once` cannot reach SQS or the store.
     """
     if concurrency is not None:
         settings = settings.model_copy(update={"concurrency": concurrency})
-    stats = asyncio.run(run_worker(settings, once=once))
+    stats = run_or_exit(run_worker(settings, once=once))
     if once:
         print_summary(stats, as_json=as_json)
     raise SystemExit(EXIT_OK)
@@ -133,3 +216,32 @@ def migrate_command(settings: Settings, check: bool) -> None:
         return
     message: Any = ", ".join(map(str, applied)) if applied else "nothing to apply"
     click.echo(f"{where}: {message if not applied else 'applied ' + message}")
+
+
+@command("healthcheck")
+@click.option("--path", default="/healthz", show_default=True, help="/healthz or /readyz.")
+@click.option("--timeout", "seconds", type=float, default=3.0, show_default=True)
+@settings_options
+def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
+    """Ask this container's worker for its health: exit 0 when it answers 200, else 1.
+
+    For a container's HEALTHCHECK: it needs nothing beyond the image.
+
+    \b
+    Examples:
+      lambda-destinations healthcheck
+      lambda-destinations healthcheck --path /readyz
+    """
+    if not settings.ops_port:
+        fail("the ops server is off (LAMBDA_DESTINATIONS_OPS_PORT=0): nothing to ask")
+    host = settings.ops_host or "127.0.0.1"
+    if host in {"0.0.0.0", "::"}:  # noqa: S104 - listening everywhere: ask on loopback
+        host = "127.0.0.1"
+    url = f"http://{host}:{settings.ops_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=seconds) as response:
+            click.echo(f"{url}: {response.status}")
+    except urllib.error.HTTPError as exc:
+        fail(f"{url}: {exc.code} {exc.read().decode(errors='replace')[:500]}")
+    except OSError as exc:
+        fail(f"{url}: no answer ({exc})")

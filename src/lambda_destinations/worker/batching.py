@@ -4,6 +4,10 @@ Each submitted entry gets a future that is resolved once its batch call has answ
 when SQS accepted the entry, False when SQS refused it (an expired receipt handle, typically:
 the message will come back and idempotency absorbs it). A batch whose call fails with a
 transient error is tried again a few times; then its entries resolve False, never raise.
+
+At shutdown, :meth:`flush` takes a deadline: no retry waits past it, and a call SQS has not
+answered by then is abandoned (its entries resolve False). ``confirmed`` counts the entries SQS
+accepted, so the worker reports only what SQS confirmed.
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ class BatchSender:
         self._waiting: dict[str, list[_Pending]] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._inflight: set[asyncio.Task[None]] = set()
+        self._deadline: float | None = None  # loop time; no retry waits past it
+        self._sending = 0  # entries whose call has not been answered yet
+        self.confirmed = 0  # entries SQS accepted
+        self.refused = 0  # entries SQS refused, or whose call failed or was abandoned
 
     def submit(self, queue_url: str, entry: dict[str, Any]) -> asyncio.Future[bool]:
         """Queue ``entry`` (without ``Id``) for ``queue_url``; the future says if it was taken."""
@@ -68,12 +76,32 @@ class BatchSender:
             self._timers[queue_url] = self._track(self._after_delay(queue_url))
         return future
 
-    async def flush(self) -> None:
-        """Send everything waiting and wait for every call under way."""
+    @property
+    def unanswered(self) -> int:
+        """Entries submitted and not answered yet (waiting or in a call under way)."""
+        return self._sending + sum(len(waiting) for waiting in self._waiting.values())
+
+    async def flush(self, deadline: float | None = None) -> int:
+        """Send everything waiting and wait for every call under way, until ``deadline``.
+
+        ``deadline`` is in loop time; calls not answered by then are cancelled and their
+        entries resolve False. Returns how many entries were left unanswered.
+        """
+        if deadline is not None:
+            self._deadline = deadline
         for queue_url in list(self._waiting):
             self._dispatch(queue_url)
-        while self._inflight:
+        try:
+            async with asyncio.timeout_at(deadline):
+                while self._inflight:
+                    await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        except TimeoutError:
+            left = self.unanswered
+            for task in list(self._inflight):
+                task.cancel()
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
+            return left
+        return 0
 
     async def _after_delay(self, queue_url: str) -> None:
         await asyncio.sleep(self._max_delay)
@@ -102,13 +130,15 @@ class BatchSender:
 
     async def _call(self, queue_url: str, batch: list[_Pending]) -> None:
         entries = [{**pending.entry, "Id": str(index)} for index, pending in enumerate(batch)]
+        self._sending += len(batch)
         try:
             for attempt in range(1, self._attempts + 1):
                 try:
                     response = await self._send(queue_url, entries)
                     break
                 except Exception as exc:  # noqa: BLE001 - a failed batch must never raise
-                    if not is_transient(exc) or attempt == self._attempts:
+                    delay = backoff_delay(attempt, 0.2, 5.0)
+                    if not is_transient(exc) or attempt == self._attempts or self._past(delay):
                         log.warning(
                             f"{self.name} batch failed; the messages will be delivered again",
                             queue=queue_url,
@@ -117,7 +147,7 @@ class BatchSender:
                         )
                         self._resolve(batch, set(range(len(batch))))
                         return
-                    await self._sleep(backoff_delay(attempt, 0.2, 5.0))
+                    await self._sleep(delay)
             failed = {int(item["Id"]) for item in response.get("Failed", [])}
             for item in response.get("Failed", []):
                 log.warning(
@@ -130,9 +160,21 @@ class BatchSender:
         except asyncio.CancelledError:
             self._resolve(batch, set(range(len(batch))))
             raise
+        finally:
+            self._sending -= len(batch)
 
-    @staticmethod
-    def _resolve(batch: list[_Pending], failed: set[int]) -> None:
+    def _past(self, delay: float) -> bool:
+        """Would waiting ``delay`` seconds end past the shutdown deadline?"""
+        if self._deadline is None:
+            return False
+        return asyncio.get_running_loop().time() + delay >= self._deadline
+
+    def _resolve(self, batch: list[_Pending], failed: set[int]) -> None:
         for index, pending in enumerate(batch):
             if not pending.done.done():
-                pending.done.set_result(index not in failed)
+                taken = index not in failed
+                pending.done.set_result(taken)
+                if taken:
+                    self.confirmed += 1
+                else:
+                    self.refused += 1

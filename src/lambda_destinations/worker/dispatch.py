@@ -43,6 +43,7 @@ from lambda_destinations.retrying import (
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
 from lambda_destinations.store import DeliveryRow, HandlerRun, QuarantineRow, RunState, utcnow
 from lambda_destinations.worker.batching import BatchSender
+from lambda_destinations.worker.metrics import Metrics, bounded_condition
 
 if TYPE_CHECKING:
     from lambda_destinations.aws import AwsClients
@@ -185,9 +186,13 @@ class Dispatcher:
         visibility: BatchSender,
         owner: str,
         stats: Stats,
+        metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
+        # Handler calls under way: id -> (handler name, loop time it started), for /healthz.
+        self.running: dict[int, tuple[str, float]] = {}
         self.store = store
         self.router = router
         self.aws = aws
@@ -231,8 +236,12 @@ class Dispatcher:
             decoded = decode(message.get("Body", ""), message.get("MessageAttributes"))
         except DecodeError as exc:
             self.stats.decode_errors += 1
+            self.metrics.records.labels(item.queue.name, "invalid", "").inc()
             return await self.quarantine(item, f"decode error: {exc.reason}")
         self.stats.kinds[decoded.kind] += 1
+        self.metrics.records.labels(
+            item.queue.name, decoded.kind.value, bounded_condition(decoded.condition)
+        ).inc()
         function = decoded.function.function_name if decoded.function else None
         bind_contextvars(request_id=decoded.request_id, function=function)
         # Deliveries of one record inside this worker take turns, so a duplicate finds the
@@ -295,7 +304,7 @@ class Dispatcher:
         except StoreUnavailable as exc:
             self.store_down()
             return await self.retry(item, f"store unavailable: {exc}")
-        return await self.ack(item)
+        return await self.ack(item, duplicate=context.repeated)
 
     async def _run_handler(
         self,
@@ -413,6 +422,8 @@ class Dispatcher:
         self, handler: Handler, decoded: DecodedMessage, context: HandlerContext
     ) -> None:
         async def attempt() -> None:
+            token = object()
+            self.running[id(token)] = (handler.name, asyncio.get_running_loop().time())
             # asyncio.timeout, not wait_for: no extra task per call.
             budget = asyncio.timeout(self.settings.handler_timeout)
             try:
@@ -421,12 +432,17 @@ class Dispatcher:
             except TimeoutError as exc:
                 if not budget.expired():
                     raise  # the handler's own (a client's timeout): transient, retried here
+                self.metrics.handler_errors.labels(handler.name, "timeout").inc()
                 # A handler over its budget is retried by message, never in process.
                 raise RetryMessage(
                     f"handler {handler.name} ran over handler_timeout "
                     f"({self.settings.handler_timeout:g}s)"
                 ) from exc
+            finally:
+                del self.running[id(token)]
 
+        started = asyncio.get_running_loop().time()
+        duration = self.metrics.handler_duration.labels(handler.name)
         try:
             await retry_transient(
                 attempt,
@@ -441,11 +457,15 @@ class Dispatcher:
             raise QuarantineMessage(f"handler {handler.name}: {exc.reason}") from exc
         except Exception as exc:
             kind = classify(exc)
+            error_class = "permanent" if kind == "permanent" else "transient"
+            self.metrics.handler_errors.labels(handler.name, error_class).inc()
             if kind != "unknown":
                 log.warning(f"handler {handler.name} failed ({kind})", error=describe_error(exc))
             else:
                 log.exception(f"handler {handler.name} raised an unexpected error")
             raise HandlerFailed(handler.name, exc, permanent=kind == "permanent") from exc
+        finally:
+            duration.observe(asyncio.get_running_loop().time() - started)
 
     async def _complete(self, key: str, handler: str, owner: str) -> None:
         # The side effect happened: recording that is worth half a minute of tries (longer
@@ -460,9 +480,12 @@ class Dispatcher:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    async def ack(self, item: InFlight) -> Outcome:
+    async def ack(self, item: InFlight, *, duplicate: bool = False) -> Outcome:
         item.settled = True
         self.stats.outcomes[Outcome.ACK] += 1
+        # A duplicate is deleted as an ack is; it counts apart so acks count records once.
+        outcome = "duplicate" if duplicate else Outcome.ACK.value
+        self.metrics.messages.labels(item.queue.name, outcome).inc()
         # Not awaited: the slot is free once the outcome is decided; the batch goes out within
         # milliseconds and is flushed at shutdown. A lost delete means a redelivery, which
         # idempotency absorbs.
@@ -477,6 +500,7 @@ class Dispatcher:
         seconds = max(0, min(43200, round(delay)))
         item.settled = True
         self.stats.outcomes[Outcome.RETRY] += 1
+        self.metrics.messages.labels(item.queue.name, Outcome.RETRY.value).inc()
         log.info("message will be retried", reason=reason, delay=seconds)
         self.visibility.submit(
             item.queue.url, {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds}
@@ -511,6 +535,7 @@ class Dispatcher:
             return await self.retry(item, f"quarantine failed: {describe_error(exc)}")
         item.settled = True
         self.stats.outcomes[Outcome.QUARANTINE] += 1
+        self.metrics.messages.labels(item.queue.name, Outcome.QUARANTINE.value).inc()
         log.warning("message quarantined", reason=reason, dlq=item.queue.dlq_url)
         # Not awaited: the slot is free once the outcome is decided; the batch goes out within
         # milliseconds and is flushed at shutdown. A lost delete means a redelivery, which
@@ -534,6 +559,7 @@ class Dispatcher:
                 MessageAttributes=kept,
             )
         except Exception as exc:
+            self.metrics.sqs_errors.labels("SendMessage").inc()
             if is_transient(exc):
                 raise
             # The DLQ refused it (too large with our attributes, say): the store keeps it whole.

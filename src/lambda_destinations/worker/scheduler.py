@@ -30,6 +30,7 @@ from lambda_destinations.retrying import backoff_delay, classify
 from lambda_destinations.store import utcnow
 from lambda_destinations.store._jobs import ScheduledJob
 from lambda_destinations.worker.dispatch import describe_error
+from lambda_destinations.worker.metrics import Metrics
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -104,7 +105,9 @@ class Scheduler:
         batch: int = 10,
         max_attempts: int = 10,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.aws = aws
         self.registry = registry
@@ -232,12 +235,18 @@ class Scheduler:
                 await self._settle_failure(job, exc)
                 return
             self.jobs_run += 1
+            self._count(job, "invoked")
             await self.store.finish_job(job.key)
             log.info("job done")
+
+    def _count(self, job: ScheduledJob, outcome: str) -> None:
+        if self.metrics is not None and job.kind == "replay":
+            self.metrics.replays.labels(outcome).inc()
 
     async def _settle_failure(self, job: ScheduledJob, exc: Exception) -> None:
         error = describe_error(exc)[:MAX_ERROR]
         kind = "permanent" if isinstance(exc, ConfigError) else classify(exc)
+        self._count(job, "failed" if kind == "permanent" else "retry")
         if kind == "permanent":
             log.warning("job failed permanently", error=error)
             await self.store.finish_job(job.key, failed=True, error=error)

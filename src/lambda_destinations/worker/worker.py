@@ -15,25 +15,34 @@ import contextlib
 import functools
 import os
 import socket
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import structlog
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
-from lambda_destinations.errors import ConfigError, Outcome, StoppedBeforeStart
+from lambda_destinations.errors import (
+    ConfigError,
+    LambdaDestinationsError,
+    Outcome,
+    StoppedBeforeStart,
+)
 from lambda_destinations.handlers.registry import HandlerRegistry, replay_outcomes_linked
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import backoff_delay, is_transient
 from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats, describe_error
+from lambda_destinations.worker.metrics import Metrics, TimedStore
 from lambda_destinations.worker.protection import TaskProtection
-from lambda_destinations.worker.queues import QueueInfo, describe_queue
+from lambda_destinations.worker.queues import QueueInfo, describe_queue, queue_name
 from lambda_destinations.worker.scheduler import Scheduler
+from lambda_destinations.worker.supervision import Supervisor, TaskFailed
 
 log = structlog.get_logger("lambda_destinations.worker")
 
@@ -42,6 +51,19 @@ RECEIVE_GRACE = 10.0  # seconds past the long poll before a receive counts as st
 FULL_BATCH_PATIENCE = 0.1  # seconds a poller waits for a full batch of slots, then takes fewer
 RECONNECT_BASE = 1.0
 RECONNECT_MAX = 30.0
+# Shutdown: every phase after the grace period fits in this margin (see _shutdown).
+SHUTDOWN_MARGIN = 2.5
+CANCEL_WAIT = 1.0  # of the margin, what cancelled handlers get to end
+FLUSH_RESERVE = 1.0  # of the margin, what is always left for the last flush
+ABORT_RELEASE = 1.0  # a second signal: seconds spent trying to release what is in flight
+HANDLER_OVERRUN = 1.0  # seconds past handler_timeout before /healthz reports a handler
+BACKGROUND = ("heartbeat", "store-watcher", "queue-metrics", "task-protection")
+SAMPLE_TIMEOUT = 10.0
+DEPTH_ATTRIBUTES = {
+    "ApproximateNumberOfMessages": "visible",
+    "ApproximateNumberOfMessagesNotVisible": "in_flight",
+    "ApproximateNumberOfMessagesDelayed": "delayed",
+}
 
 
 class Slots:
@@ -115,6 +137,10 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class StartTimedOut(LambdaDestinationsError):
+    """SQS or the store stayed unreachable for ``once_timeout`` while a job was starting."""
+
+
 class Worker:
     """Drains Lambda destination queues into handler chains."""
 
@@ -129,8 +155,10 @@ class Worker:
         self.settings = settings
         self.registry = registry or HandlerRegistry(settings)
         self.router = self.registry.router()  # a bad route fails here, at start
+        self.metrics = Metrics()
         self._own_store = store is None
-        self.store = store or Store.from_url(settings.store)
+        # Every store call is timed for /metrics (lambda_destinations_store_seconds).
+        self.store = cast(Store, TimedStore(store or Store.from_url(settings.store), self.metrics))
         self.aws = AwsClients(settings)
         self.owner = worker_identity()
         self.stats = Stats()
@@ -144,22 +172,45 @@ class Worker:
             settings=settings,
             owner=self.owner,
             sleep=sleep,
+            metrics=self.metrics,
         )
+        self.supervisor = Supervisor(self._task_failed)
         self._slots = Slots(settings.concurrency)
         self.protection = TaskProtection(
             settings.ecs_agent_uri if settings.task_protection else None,
             minutes=settings.task_protection_minutes,
         )
         self._stopping = asyncio.Event()
+        self._stop_at: float | None = None  # loop time shutdown began
         self._inflight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[Outcome]] = set()
-        self._pollers: list[asyncio.Task[None]] = []
+        self._pollers: list[str] = []
+        # poller name -> loop time its receive under way began (None: not receiving).
+        self._receiving: dict[str, float | None] = {}
+        self._receive_failures: dict[str, int] = {}  # poller name -> failures in a row
+        self._releases: list[asyncio.Future[bool]] = []
         self._share = MAX_BATCH
         self._sqs: Any = None
         self._dispatcher: Dispatcher | None = None
         self._acks: BatchSender | None = None
         self._visibility: BatchSender | None = None
-        self.ready = False
+        self._waiting_for = "starting"
+        self.abandoned = 0  # handler tasks that ignored cancellation past the deadline
+        self.ready = False  # started: store open and migrated, queues described
+        self.metrics.track_in_flight(lambda: self.in_flight)
+
+    @property
+    def in_flight(self) -> int:
+        """Messages received and not settled yet."""
+        return len(self._inflight)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a supervised long-lived task: if it dies, the worker stops."""
+        return self.supervisor.spawn(name, coro)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -175,8 +226,12 @@ class Worker:
     ) -> None:
         await self.close()
 
-    async def start(self) -> None:
-        """Open the store (migrated) and the queues, waiting out unreachable endpoints."""
+    async def start(self, *, give_up_after: float | None = None) -> None:
+        """Open the store (migrated) and the queues, waiting out unreachable endpoints.
+
+        With ``give_up_after`` (seconds), raise StartTimedOut when SQS or the store stays
+        unreachable that long (``run --once``). A start that fails closes whatever it opened.
+        """
         if not self.settings.queues:
             raise ConfigError(
                 "no queues to poll: set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names"
@@ -192,25 +247,32 @@ class Worker:
                 "a route replays failures, but no route of successes links a replay's outcome: "
                 "replays that recover stay unmarked; add replay-outcome to the route of successes"
             )
+        try:
+            await self._open(give_up_after)
+        except BaseException:
+            await self.close()
+            raise
+        self.ready = True
+        log.info(
+            "worker started",
+            queues=[q.name for q in self.queues],
+            store=mask_url(self.store.url) if hasattr(self.store, "url") else None,
+            concurrency=self.settings.concurrency,
+            owner=self.owner,
+        )
+
+    async def _open(self, give_up_after: float | None) -> None:
         await self.aws.__aenter__()
         self._sqs = await self.aws.client("sqs")
+        loop = asyncio.get_running_loop()
+        give_up = None if give_up_after is None else loop.time() + give_up_after
         if self._own_store:
-            await self._until_reachable("store", self._open_store)
+            await self._until_reachable("store", self._open_store, give_up)
         for configured in self.settings.queues:
             info = await self._until_reachable(
-                "SQS", functools.partial(describe_queue, self._sqs, configured)
+                "SQS", functools.partial(describe_queue, self._sqs, configured), give_up
             )
-            if info.fifo:
-                raise ConfigError(
-                    f"queue {info.name} is FIFO; Lambda destinations are standard queues: "
-                    "fix LAMBDA_DESTINATIONS_QUEUES"
-                )
-            if info.dlq_url is None:
-                log.warning(
-                    "queue has no dead-letter queue: quarantined messages are kept in the "
-                    "store only, and retries never end; add a RedrivePolicy",
-                    queue=info.name,
-                )
+            check_queue(info)
             self.queues.append(info)
         self._acks = BatchSender("delete", self._delete_batch, sleep=self._sleep)
         self._visibility = BatchSender("visibility", self._visibility_batch, sleep=self._sleep)
@@ -224,15 +286,8 @@ class Worker:
             visibility=self._visibility,
             owner=self.owner,
             stats=self.stats,
+            metrics=self.metrics,
             sleep=self._sleep,
-        )
-        self.ready = True
-        log.info(
-            "worker started",
-            queues=[q.name for q in self.queues],
-            store=mask_url(self.store.url) if hasattr(self.store, "url") else None,
-            concurrency=self.settings.concurrency,
-            owner=self.owner,
         )
 
     async def _open_store(self) -> None:
@@ -248,9 +303,13 @@ class Worker:
                 await self.store.close()
         await self.aws.__aexit__(None, None, None)
 
-    async def _until_reachable(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def _until_reachable(
+        self, what: str, call: Callable[[], Awaitable[Any]], give_up: float | None
+    ) -> Any:
         """Call until it answers; one log line per backoff while the endpoint is away."""
         failures = 0
+        self._waiting_for = f"waiting for {what}"
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 return await call()
@@ -259,6 +318,11 @@ class Worker:
                     raise
                 failures += 1
                 delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX)
+                if give_up is not None and loop.time() + delay > give_up:
+                    raise StartTimedOut(
+                        f"{what} stayed unreachable for {self.settings.once_timeout:g}s "
+                        f"({describe_error(exc)}): check {_fix_for(what)}"
+                    ) from None
                 log.warning(
                     f"cannot reach {what}; retrying in {delay:.1f}s",
                     error=describe_error(exc),
@@ -270,18 +334,85 @@ class Worker:
                         f"stopped while waiting for {what}, before the worker started"
                     ) from exc
 
+    # -- health ------------------------------------------------------------------------------
+
+    def health(self) -> list[str]:
+        """What keeps the worker from being alive (/healthz); empty when all is well."""
+        problems = [f"task {name} failed: {why}" for name, why in self.supervisor.failures.items()]
+        if not self.ready or self._stopping.is_set():
+            return problems
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        stuck = 2 * self.settings.wait_time + RECEIVE_GRACE
+        for name, since in self._receiving.items():
+            if since is not None and now - since > stuck:
+                problems.append(f"poller {name}: a receive has been under way {now - since:.0f}s")
+        assert self._dispatcher is not None
+        limit = self.settings.handler_timeout + HANDLER_OVERRUN
+        for handler, started in list(self._dispatcher.running.values()):
+            if now - started > limit:
+                problems.append(
+                    f"handler {handler} has run {now - started:.0f}s, past handler_timeout"
+                )
+        return problems
+
+    def readiness(self) -> list[str]:
+        """What keeps the worker from taking work (/readyz); empty when ready."""
+        if self._stopping.is_set():
+            return ["shutting down"]
+        if not self.ready:
+            return [self._waiting_for]
+        problems = []
+        assert self._dispatcher is not None
+        if not self._dispatcher.store_ok.is_set():
+            problems.append("the store is unreachable")
+        failing = sorted({name.split(":")[1] for name, n in self._receive_failures.items() if n})
+        if failing:
+            problems.append(f"SQS: receives failing on {', '.join(failing)}")
+        return problems + [f"task {name} failed" for name in self.supervisor.failures]
+
+    def _task_failed(self, name: str, exc: BaseException | None) -> None:
+        self.stop()
+
     # -- running ----------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Begin shutdown: stop receiving; in-flight work gets the grace period."""
         if not self._stopping.is_set():
             log.info("stopping", in_flight=len(self._inflight))
+            with contextlib.suppress(RuntimeError):
+                self._stop_at = asyncio.get_running_loop().time()
             self._stopping.set()
 
     async def run(self, *, once: bool = False) -> Stats:
-        """Poll until stop() — or with ``once``, until every queue answers empty."""
+        """Poll until stop() — or with ``once``, until every queue answers empty.
+
+        Raises TaskFailed, after the same shutdown as stop(), when a supervised task died.
+        """
         if self._dispatcher is None:
             raise RuntimeError("Worker.run() before start(); use `async with Worker(...)`")
+        self._spawn_tasks(once=once)
+        stop_wait = asyncio.create_task(self._stopping.wait(), name="stop-wait")
+        try:
+            if once:
+                pollers = [task for n in self._pollers if (task := self.supervisor.task(n))]
+                drained: asyncio.Future[Any] = asyncio.gather(*pollers, return_exceptions=True)
+                await asyncio.wait([drained, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+                # Every queue answered empty: let what is in flight finish normally (a
+                # signal meanwhile shuts down within the grace period).
+                while self._tasks and not self._stopping.is_set():
+                    waiting: set[asyncio.Future[Any]] = {*self._tasks, stop_wait}
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await stop_wait
+        finally:
+            await self._shutdown()
+            stop_wait.cancel()
+        if self.supervisor.failures:
+            raise TaskFailed(self.supervisor.failures)
+        return self.stats
+
+    def _spawn_tasks(self, *, once: bool) -> None:
         # Enough pollers that each can ask for a full batch of ten within its share.
         per_queue = self.settings.pollers_per_queue or max(
             1, self.settings.concurrency // (MAX_BATCH * len(self.queues))
@@ -291,57 +422,103 @@ class Worker:
         self._share = max(
             1, min(MAX_BATCH, self.settings.concurrency // (per_queue * len(self.queues)))
         )
-        self._pollers = [
-            asyncio.create_task(self._poll(queue, once=once), name=f"poll:{queue.name}:{n}")
-            for queue in self.queues
-            for n in range(per_queue)
-        ]
-        heartbeat = asyncio.create_task(self._background(), name="heartbeat")
-        scheduler = asyncio.create_task(self.scheduler.run(), name="scheduler")
-        stop_wait = asyncio.create_task(self._stopping.wait(), name="stop-wait")
-        try:
-            if once:
-                drained: asyncio.Future[Any] = asyncio.gather(*self._pollers)
-                await asyncio.wait(
-                    [drained, stop_wait],
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if not self._stopping.is_set():
-                    # Every queue answered empty: let what is in flight finish normally.
-                    await self._wait_tasks(None)
-            else:
-                await stop_wait
-        finally:
-            await self._shutdown(heartbeat, scheduler)
-            stop_wait.cancel()
-        return self.stats
+        for queue in self.queues:
+            for n in range(per_queue):
+                name = f"poller:{queue.name}:{n}"
+                self._pollers.append(name)
+                self._receiving[name] = None
+                self.supervisor.spawn(name, self._poll(queue, name, once=once), may_return=once)
+        self.supervisor.spawn("heartbeat", self._heartbeat())
+        self.supervisor.spawn("store-watcher", self._watch_store())
+        self.supervisor.spawn("scheduler", self.scheduler.run())
+        if self.settings.queue_metrics_interval > 0:
+            self.supervisor.spawn("queue-metrics", self._sample_queues())
+        if self.protection.enabled:
+            self.supervisor.spawn("task-protection", self.protection.run())
 
-    async def _shutdown(self, heartbeat: asyncio.Task[None], scheduler: asyncio.Task[None]) -> None:
+    async def _shutdown(self) -> None:
+        """Every phase inside one deadline: shutdown_grace + SHUTDOWN_MARGIN from stop()."""
+        loop = asyncio.get_running_loop()
+        grace_end = (self._stop_at or loop.time()) + self.settings.shutdown_grace
+        hard_end = grace_end + SHUTDOWN_MARGIN
+        self.supervisor.closing()
         # Phase 1: stop receiving. A receive cancelled mid-flight may have taken messages we
         # never saw: they come back when their visibility timeout ends, nothing is lost.
-        # The scheduler takes no more jobs; those in hand finish in phase 2's time.
         self.scheduler.stop()
-        for poller in self._pollers:
-            poller.cancel()
-        await asyncio.gather(*self._pollers, return_exceptions=True)
-        # Phase 2: in-flight handlers get the grace period, then are cancelled.
-        pending = await self._wait_tasks(self.settings.shutdown_grace)
-        if pending:
-            log.warning("grace period over; cancelling handlers", count=len(pending))
-            for task in pending:
+        await self.supervisor.cancel(*self._pollers, wait=CANCEL_WAIT)
+        # Phase 2: in-flight handlers and the scheduler's jobs share the grace period.
+        scheduler = self.supervisor.task("scheduler")
+        waiting: set[asyncio.Task[Any]] = set(self._tasks)
+        if scheduler is not None:
+            waiting.add(scheduler)
+        if waiting:
+            await asyncio.wait(waiting, timeout=max(0.0, grace_end - loop.time()))
+        # Phase 3: cancel what is left; what ignores cancellation is left behind, and every
+        # message not settled is released (visible again at once) whatever its task does.
+        left = [task for task in waiting if not task.done()]
+        if left:
+            log.warning("grace period over; cancelling handlers and jobs", count=len(left))
+            for task in left:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        # Phase 3: unsettled messages were released as their tasks ended; flush the batches.
-        heartbeat.cancel()
-        await asyncio.gather(heartbeat, return_exceptions=True)
-        await self.scheduler.wait_closed(scheduler, self.settings.shutdown_grace)
-        assert self._visibility is not None
-        assert self._acks is not None
-        await self._acks.flush()
-        await self._visibility.flush()
-        if self.stats.outcomes[Outcome.RELEASE]:
-            log.info("released unfinished messages", count=self.stats.outcomes[Outcome.RELEASE])
+            cancel_end = min(loop.time() + CANCEL_WAIT, hard_end - FLUSH_RESERVE)
+            await asyncio.wait(left, timeout=max(0.0, cancel_end - loop.time()))
+        self.abandoned = sum(1 for task in left if not task.done())
+        self._release_unsettled()
+        await self.supervisor.cancel(*BACKGROUND, wait=0.5)
+        # Phase 4: the last deletes and visibility changes, until the deadline at most.
+        await self._final_flush(hard_end)
         log.info("worker stopped", **self.stats.as_dict())
+
+    async def _final_flush(self, deadline: float) -> None:
+        assert self._acks is not None
+        assert self._visibility is not None
+        acks, visibility = self._acks, self._visibility
+        unanswered = sum(await asyncio.gather(acks.flush(deadline), visibility.flush(deadline)))
+        released = sum(1 for f in self._releases if f.done() and not f.cancelled() and f.result())
+        if released:
+            log.info("released unfinished messages; SQS confirmed", count=released)
+        if unrelease := len(self._releases) - released:
+            log.warning(
+                "releases SQS did not confirm: those messages come back when their "
+                "visibility timeout ends",
+                count=unrelease,
+            )
+        if unanswered:
+            log.warning(
+                "SQS did not answer before the shutdown deadline: unconfirmed deletes and "
+                "visibility changes; those messages come back (idempotency absorbs repeats)",
+                unanswered=unanswered,
+                deletes_confirmed=acks.confirmed,
+            )
+
+    def _release_unsettled(self) -> None:
+        for item in list(self._inflight.values()):
+            if not item.settled:
+                self._release(item)
+
+    def _release(self, item: InFlight) -> None:
+        """Make an unsettled message visible again at once; counted once SQS confirms it."""
+        assert self._visibility is not None
+        item.settled = True
+        future = self._visibility.submit(
+            item.queue.url, {"ReceiptHandle": item.receipt, "VisibilityTimeout": 0}
+        )
+        self._releases.append(future)
+        queue = item.queue.name
+
+        def confirmed(done: asyncio.Future[bool]) -> None:
+            if not done.cancelled() and done.result():
+                self.stats.outcomes[Outcome.RELEASE] += 1
+                self.metrics.messages.labels(queue, Outcome.RELEASE.value).inc()
+
+        future.add_done_callback(confirmed)
+
+    async def abort(self, seconds: float = ABORT_RELEASE) -> None:
+        """Second signal: try for at most ``seconds`` to release what is in flight."""
+        if self._visibility is None:
+            return
+        self._release_unsettled()
+        await self._visibility.flush(asyncio.get_running_loop().time() + seconds)
 
     async def _wait_tasks(self, grace: float | None) -> set[asyncio.Task[Outcome]]:
         if not self._tasks:
@@ -353,23 +530,15 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
-    async def _poll(self, queue: QueueInfo, *, once: bool) -> None:
+    async def _poll(self, queue: QueueInfo, name: str, *, once: bool) -> None:
         """Receive while there is room; one clear line per backoff when SQS is away."""
-        failures = 0
         wait_time = (
             min(self.settings.wait_time, ONCE_WAIT_TIME) if once else self.settings.wait_time
         )
         visibility = self.settings.visibility_timeout or queue.visibility_timeout
-        request: dict[str, Any] = {
-            "QueueUrl": queue.url,
-            "WaitTimeSeconds": wait_time,
-            "AttributeNames": ["All"],
-            "MessageSystemAttributeNames": ["All"],
-            "MessageAttributeNames": ["All"],
-        }
-        if self.settings.visibility_timeout:
-            request["VisibilityTimeout"] = self.settings.visibility_timeout
+        request = receive_request(queue, wait_time, self.settings.visibility_timeout)
         assert self._dispatcher is not None
+        self._receive_failures[name] = 0
         while not self._stopping.is_set():
             await self._dispatcher.store_ok.wait()
             # Waiting a moment for a full batch of free slots, not one, keeps receives (and
@@ -377,37 +546,54 @@ class Worker:
             room = await self._slots.reserve(
                 self._share, least=self._share, patience=FULL_BATCH_PATIENCE
             )
-            self.stats.sqs_calls["ReceiveMessage"] += 1
-            try:
-                # A receive that outlives its long poll by far is stuck (a half-open
-                # connection, an endpoint that hangs): give up on it rather than hold the
-                # reserved slots forever.
-                async with asyncio.timeout(wait_time + RECEIVE_GRACE):
-                    response = await self._sqs.receive_message(MaxNumberOfMessages=room, **request)
-            except asyncio.CancelledError:
-                self._slots.release(room)
-                raise
-            except Exception as exc:  # noqa: BLE001 - a poller never dies; it backs off
-                self._slots.release(room)
-                failures += 1
-                delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX)
-                log.warning(
-                    f"cannot receive from {queue.name}; retrying in {delay:.1f}s",
-                    error=describe_error(exc),
-                    queue=queue.name,
-                )
-                await self._sleep_unless_stopping(delay)
+            messages = await self._receive(queue, name, request, room, wait_time)
+            if messages is None:
                 continue
-            if failures:
-                log.info("receiving again", queue=queue.name, after_failures=failures)
-                failures = 0
-            messages = response.get("Messages", [])
             self._slots.release(room - len(messages))
             now = asyncio.get_running_loop().time()
             for message in messages:
                 self._start(queue, message, visibility, now)
             if once and not messages:
                 return
+
+    async def _receive(
+        self, queue: QueueInfo, name: str, request: dict[str, Any], room: int, wait_time: int
+    ) -> list[dict[str, Any]] | None:
+        """One receive of up to ``room`` messages; None after a failure and its backoff."""
+        self.stats.sqs_calls["ReceiveMessage"] += 1
+        loop = asyncio.get_running_loop()
+        self._receiving[name] = loop.time()
+        try:
+            # A receive that outlives its long poll by far is stuck (a half-open connection,
+            # an endpoint that hangs): give up on it rather than hold the reserved slots.
+            async with asyncio.timeout(wait_time + RECEIVE_GRACE):
+                response = await self._sqs.receive_message(MaxNumberOfMessages=room, **request)
+        except asyncio.CancelledError:
+            self._slots.release(room)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a poller never dies; it backs off
+            self._slots.release(room)
+            self.metrics.sqs_errors.labels("ReceiveMessage").inc()
+            self._receive_failures[name] += 1
+            delay = backoff_delay(self._receive_failures[name], RECONNECT_BASE, RECONNECT_MAX)
+            log.warning(
+                f"cannot receive from {queue.name}; retrying in {delay:.1f}s",
+                error=describe_error(exc),
+                queue=queue.name,
+            )
+            await self._sleep_unless_stopping(delay)
+            return None
+        finally:
+            self._receiving[name] = None
+        if failures := self._receive_failures[name]:
+            log.info("receiving again", queue=queue.name, after_failures=failures)
+            self._receive_failures[name] = 0
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        self.metrics.receives.labels(queue.name, "true" if not messages else "false").inc()
+        now = time.time()
+        for message in messages:
+            self.metrics.observe_received(message, now)
+        return messages
 
     def _start(
         self, queue: QueueInfo, message: dict[str, Any], visibility: int, now: float
@@ -434,19 +620,10 @@ class Worker:
         self.protection.in_flight(len(self._inflight))
         if item is not None and not item.settled:
             # Cancelled at shutdown (or a bug): make it visible again at once, not in minutes.
-            assert self._visibility is not None
-            item.settled = True
-            self.stats.outcomes[Outcome.RELEASE] += 1
-            self._visibility.submit(
-                item.queue.url, {"ReceiptHandle": item.receipt, "VisibilityTimeout": 0}
-            )
+            self._release(item)
         if not task.cancelled() and (exc := task.exception()) is not None:
             # process() settles every message itself; reaching here is a bug worth a trace.
             log.error("message task failed", error=describe_error(exc), exc_info=exc)
-
-    async def _background(self) -> None:
-        """The heartbeat, the store watcher and ECS task protection, ended together at shutdown."""
-        await asyncio.gather(self._heartbeat(), self._watch_store(), self.protection.run())
 
     async def _watch_store(self) -> None:
         """While the store is unreachable, ping it with backoff; then let pollers receive."""
@@ -454,58 +631,130 @@ class Worker:
         dispatcher = self._dispatcher
         while True:
             await dispatcher.store_lost.wait()
-            failures = 0
-            while True:
-                failures += 1
-                delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX)
-                log.warning(f"store unavailable; receiving paused, retrying in {delay:.1f}s")
-                await self._sleep_unless_stopping(delay)
-                try:
-                    await self.store.ping()
-                except Exception as exc:  # noqa: BLE001 - the watcher must outlive any error
-                    if not is_transient(exc):
-                        log.error("store ping failed", error=describe_error(exc))
-                    continue
-                break
+            failures = await self._reconnect_store()
             dispatcher.store_lost.clear()
             dispatcher.store_ok.set()
             log.info("store reachable again; receiving", after_failures=failures)
+
+    async def _reconnect_store(self) -> int:
+        """Ping the store with backoff until it answers; how many pings failed."""
+        failures = 0
+        while True:
+            failures += 1
+            delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX)
+            log.warning(f"store unavailable; receiving paused, retrying in {delay:.1f}s")
+            await self._sleep_unless_stopping(delay)
+            try:
+                await self.store.ping()
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive any store error
+                if not is_transient(exc):
+                    log.error("store ping failed", error=describe_error(exc))
+                continue
+            return failures
 
     async def _heartbeat(self) -> None:
         """Extend the visibility of messages whose handlers are still running."""
         shortest = min((q.visibility_timeout for q in self.queues), default=30)
         shortest = min(shortest, self.settings.visibility_timeout or shortest)
         tick = max(0.05, min(1.0, shortest * self.settings.heartbeat_fraction / 2))
-        assert self._visibility is not None
         while True:
             await asyncio.sleep(tick)
-            now = asyncio.get_running_loop().time()
-            for item in list(self._inflight.values()):
-                if item.settled or item.extend_at > now:
-                    continue
-                item.extend_at = now + item.visibility * self.settings.heartbeat_fraction
-                self._visibility.submit(
-                    item.queue.url,
-                    {"ReceiptHandle": item.receipt, "VisibilityTimeout": item.visibility},
+            self._extend_due(asyncio.get_running_loop().time())
+
+    def _extend_due(self, now: float) -> None:
+        assert self._visibility is not None
+        for item in list(self._inflight.values()):
+            if item.settled or item.extend_at > now:
+                continue
+            item.extend_at = now + item.visibility * self.settings.heartbeat_fraction
+            self._visibility.submit(
+                item.queue.url,
+                {"ReceiptHandle": item.receipt, "VisibilityTimeout": item.visibility},
+            )
+            log.debug("visibility extended", message_id=item.message_id, seconds=item.visibility)
+
+    async def _sample_queues(self) -> None:
+        """Queue depths for /metrics: one GetQueueAttributes per queue (and DLQ) per interval."""
+        urls = {q.url: q.name for q in self.queues}
+        urls.update({q.dlq_url: queue_name(q.dlq_url) for q in self.queues if q.dlq_url})
+        while True:
+            for url, name in urls.items():
+                await self._sample_queue(url, name)
+            await asyncio.sleep(self.settings.queue_metrics_interval)
+
+    async def _sample_queue(self, url: str, name: str) -> None:
+        try:
+            async with asyncio.timeout(SAMPLE_TIMEOUT):
+                response = await self._sqs.get_queue_attributes(
+                    QueueUrl=url, AttributeNames=list(DEPTH_ATTRIBUTES)
                 )
-                log.debug(
-                    "visibility extended", message_id=item.message_id, seconds=item.visibility
-                )
+        except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
+            # SQS being away is no reason to stop sampling; the pollers report it too.
+            self.metrics.sqs_errors.labels("GetQueueAttributes").inc()
+            log.debug("queue depth not sampled", queue=name, error=describe_error(exc))
+            return
+        attributes = response.get("Attributes", {})
+        for attribute, state in DEPTH_ATTRIBUTES.items():
+            if attribute in attributes:
+                self.metrics.queue_messages.labels(name, state).set(int(attributes[attribute]))
 
     # -- batch calls ------------------------------------------------------------------------
 
     async def _delete_batch(self, queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
         self.stats.sqs_calls["DeleteMessageBatch"] += 1
-        response: dict[str, Any] = await self._sqs.delete_message_batch(
-            QueueUrl=queue_url, Entries=entries
-        )
+        try:
+            response: dict[str, Any] = await self._sqs.delete_message_batch(
+                QueueUrl=queue_url, Entries=entries
+            )
+        except Exception:
+            self.metrics.sqs_errors.labels("DeleteMessageBatch").inc()
+            raise
         return response
 
     async def _visibility_batch(
         self, queue_url: str, entries: list[dict[str, Any]]
     ) -> dict[str, Any]:
         self.stats.sqs_calls["ChangeMessageVisibilityBatch"] += 1
-        response: dict[str, Any] = await self._sqs.change_message_visibility_batch(
-            QueueUrl=queue_url, Entries=entries
-        )
+        try:
+            response: dict[str, Any] = await self._sqs.change_message_visibility_batch(
+                QueueUrl=queue_url, Entries=entries
+            )
+        except Exception:
+            self.metrics.sqs_errors.labels("ChangeMessageVisibilityBatch").inc()
+            raise
         return response
+
+
+def check_queue(info: QueueInfo) -> None:
+    """Refuse a FIFO queue; warn about a queue without a DLQ."""
+    if info.fifo:
+        raise ConfigError(
+            f"queue {info.name} is FIFO; Lambda destinations are standard queues: "
+            "fix LAMBDA_DESTINATIONS_QUEUES"
+        )
+    if info.dlq_url is None:
+        log.warning(
+            "queue has no dead-letter queue: quarantined messages are kept in the "
+            "store only, and retries never end; add a RedrivePolicy",
+            queue=info.name,
+        )
+
+
+def receive_request(queue: QueueInfo, wait_time: int, visibility: int | None) -> dict[str, Any]:
+    """The ReceiveMessage parameters of a poller, but for MaxNumberOfMessages."""
+    request: dict[str, Any] = {
+        "QueueUrl": queue.url,
+        "WaitTimeSeconds": wait_time,
+        "AttributeNames": ["All"],
+        "MessageSystemAttributeNames": ["All"],
+        "MessageAttributeNames": ["All"],
+    }
+    if visibility:
+        request["VisibilityTimeout"] = visibility
+    return request
+
+
+def _fix_for(what: str) -> str:
+    if what == "SQS":
+        return "LAMBDA_DESTINATIONS_ENDPOINT_URL, the network and the AWS credentials"
+    return "LAMBDA_DESTINATIONS_STORE and that the database server is up"

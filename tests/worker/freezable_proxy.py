@@ -1,0 +1,68 @@
+"""A TCP proxy in front of the moto server that a test can freeze: connections stay open,
+bytes stop flowing both ways, so SQS "stops answering" without refusing anything."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+
+
+class FreezableProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._upstream = (upstream_host, upstream_port)
+        self.frozen = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.port = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._connection, "127.0.0.1", 0)
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+        self._loop.run_until_complete(server.wait_closed())
+        for task in asyncio.all_tasks(self._loop):
+            task.cancel()
+        self._loop.run_until_complete(asyncio.sleep(0.1))
+        self._loop.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        self._writers.update((writer, up_writer))
+        await asyncio.gather(
+            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
+        )
+        for end in (writer, up_writer):
+            end.close()
+            self._writers.discard(end)
+
+    def _close_all(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+        self._loop.stop()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            while self.frozen.is_set():  # noqa: ASYNC110 - set from the test's thread
+                await asyncio.sleep(0.05)  # hold the bytes: the endpoint stops answering
+            writer.write(data)
+            await writer.drain()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[str]:
+        self._thread.start()
+        self._ready.wait(10)
+        try:
+            yield f"http://127.0.0.1:{self.port}"
+        finally:
+            self.frozen.clear()
+            self._loop.call_soon_threadsafe(self._close_all)
+            self._thread.join(5)

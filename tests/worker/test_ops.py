@@ -1,0 +1,217 @@
+"""The ops server of a real worker on moto: /healthz, /readyz and /metrics over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from worker_helpers import registry_with, routed, send_bodies
+
+from lambda_destinations import __version__
+from lambda_destinations.cli.run import ops_server, run_worker
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers import HandlerContext
+from lambda_destinations.schemas import DecodedMessage
+from lambda_destinations.simulate import failure_record, success_record
+from lambda_destinations.worker import Worker
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return response.status, await response.text()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a /metrics page, keyed by name and sorted labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def total(found: dict[tuple[str, Any], float], name: str, **labels: str) -> float:
+    return sum(
+        value
+        for (sample, pairs), value in found.items()
+        if sample == name and all(dict(pairs).get(k) == v for k, v in labels.items())
+    )
+
+
+def in_background(probe: Callable[[Worker], Awaitable[None]]) -> Any:
+    """An on_started callback running ``probe`` beside the worker (run() starts after it)."""
+    tasks: list[asyncio.Task[None]] = []
+
+    async def started(worker: Worker) -> None:
+        tasks.append(asyncio.create_task(probe(worker)))
+
+    started.tasks = tasks  # type: ignore[attr-defined]
+    return started
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+    for _ in range(int(seconds * 10)):
+        if await condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition never held")
+
+
+async def test_metrics_probes_and_counts_of_a_draining_worker(sqs, make_queue, settings_for):
+    # given: 30 successes and 10 failures, one poison message, a worker with an ops port
+    url, dlq = make_queue("ops")
+    rng = random.Random(3)
+    bodies = [json.dumps(success_record(rng)) for _ in range(30)]
+    bodies += [json.dumps(failure_record(rng)) for _ in range(10)]
+    send_bodies(sqs, url, [*bodies, "not json"])
+    port = free_port()
+    settings = settings_for(url, ops_port=port, ops_host="127.0.0.1", queue_metrics_interval=0.2)
+    seen: dict[str, Any] = {}
+
+    async def started(worker: Worker) -> None:
+        async def drained() -> bool:
+            found = samples((await get(port, "/metrics"))[1])
+            return total(found, "lambda_destinations_messages_total") >= 41
+
+        await wait_for(drained)
+        seen["healthz"] = await get(port, "/healthz")
+        seen["readyz"] = await get(port, "/readyz")
+        await asyncio.sleep(0.5)  # one more queue sample after the last delete
+        seen["metrics"] = await get(port, "/metrics")
+        worker.stop()
+        seen["readyz_stopping"] = await get(port, "/readyz")
+
+    # when
+    probe = in_background(started)
+    await run_worker(settings, once=False, on_started=probe)
+    await asyncio.gather(*probe.tasks)
+
+    # then: both probes answered 200 while running; readiness went 503 on stop
+    assert seen["healthz"][0] == 200, seen["healthz"]
+    assert seen["readyz"] == (200, json.dumps({"status": "ready"}))
+    assert seen["readyz_stopping"][0] == 503
+    assert json.loads(seen["readyz_stopping"][1])["problems"] == ["shutting down"]
+    status, text = seen["metrics"]
+    assert status == 200
+    found = samples(text)
+    queue = url.rsplit("/", 1)[-1]
+    assert total(found, "lambda_destinations_messages_total", outcome="ack", queue=queue) == 40
+    assert total(found, "lambda_destinations_messages_total", outcome="quarantine") == 1
+    assert total(found, "lambda_destinations_records_total", condition="Success") == 30
+    assert total(found, "lambda_destinations_records_total", kind="invalid") == 1
+    assert total(found, "lambda_destinations_receives_total", queue=queue, empty="false") >= 5
+    assert (
+        total(found, "lambda_destinations_handler_duration_seconds_count", handler="persist") == 40
+    )
+    assert total(found, "lambda_destinations_message_age_seconds_count") == 41
+    assert total(found, "lambda_destinations_receive_count_count") == 41
+    assert total(found, "lambda_destinations_receive_count_bucket", le="1.0") == 41
+    assert total(found, "lambda_destinations_store_seconds_count", operation="save_invocation") > 0
+    assert total(found, "lambda_destinations_in_flight") == 0
+    assert total(found, "lambda_destinations_build_info", version=__version__) == 1
+    # the queue and its DLQ sampled: empty now, the poison message in the DLQ
+    assert total(found, "lambda_destinations_queue_messages", queue=queue, state="visible") == 0
+    dlq_name = dlq.rsplit("/", 1)[-1]
+    assert total(found, "lambda_destinations_queue_messages", queue=dlq_name, state="visible") == 1
+    # no label carries a message or request id
+    label_values = {value for (_name, pairs) in found for _key, value in pairs}
+    assert not any(len(value) >= 32 for value in label_values), label_values
+
+
+async def test_readyz_is_503_while_the_store_cannot_be_reached(make_queue, settings_for):
+    # given: a PostgreSQL store on a port nobody listens on
+    url, _ = make_queue("unready")
+    port = free_port()
+    settings = settings_for(
+        url, ops_port=port, ops_host="127.0.0.1", store=f"postgresql://u@127.0.0.1:{free_port()}/x"
+    )
+    worker = Worker(settings)
+    # when: the worker keeps trying to open its store
+    async with ops_server(worker, "127.0.0.1"):
+        starting = asyncio.create_task(worker.start())
+        try:
+            await asyncio.sleep(1.5)
+            ready = await get(port, "/readyz")
+            alive = await get(port, "/healthz")
+        finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+
+    # then: not ready (and saying why), yet alive
+    assert ready[0] == 503
+    assert json.loads(ready[1])["problems"] == ["waiting for store"]
+    assert alive[0] == 200
+
+
+async def test_healthz_is_503_while_a_handler_runs_past_its_timeout(sqs, make_queue, settings_for):
+    # given: a handler that ignores the cancellation its timeout sends
+    url, _ = make_queue("overrun")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(5)))])
+    port = free_port()
+    release = asyncio.Event()
+
+    class Stubborn:
+        name = "stubborn"
+        records_completion = False
+
+        async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+            while not release.is_set():
+                try:
+                    await release.wait()
+                except asyncio.CancelledError:
+                    continue  # a handler that swallows cancellation: what /healthz must catch
+
+    stubborn = Stubborn()
+    settings = routed(
+        settings_for(url, ops_port=port, ops_host="127.0.0.1", handler_timeout=0.5), "stubborn"
+    )
+    seen: dict[str, Any] = {}
+
+    async def started(worker: Worker) -> None:
+        async def unhealthy() -> bool:
+            status, text = await get(port, "/healthz")
+            seen["healthz"] = (status, text)
+            return status == 503
+
+        await wait_for(unhealthy, seconds=20)
+        release.set()
+        worker.stop()
+
+    # when
+    probe = in_background(started)
+    await run_worker(
+        settings, once=False, on_started=probe, registry=registry_with(settings, stubborn)
+    )
+    await asyncio.gather(*probe.tasks)
+
+    # then: /healthz named the handler
+    problems = json.loads(seen["healthz"][1])["problems"]
+    assert any(p.startswith("handler stubborn has run") for p in problems), problems
+
+
+async def test_an_ops_port_in_use_is_one_line_naming_the_setting(make_queue, settings_for):
+    url, _ = make_queue("busy")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        settings = settings_for(url, ops_port=port, ops_host="127.0.0.1")
+        with pytest.raises(ConfigError, match="LAMBDA_DESTINATIONS_OPS_PORT"):
+            await run_worker(settings, once=True)

@@ -1,0 +1,172 @@
+"""One shutdown deadline: SIGTERM ends the worker within shutdown_grace + 3 s, whatever hangs.
+
+Everything at once: handlers that ignore cancellation, a scheduled job in progress that
+ignores it too, and an SQS endpoint that stops answering (a frozen proxy in front of moto)
+just as the worker begins its final releases and flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from freezable_proxy import FreezableProxy
+from worker_helpers import receive_all, send_bodies
+
+from lambda_destinations.simulate import success_record
+from lambda_destinations.store import Store
+from lambda_destinations.store._jobs import ScheduledJob
+
+HERE = Path(__file__).parent
+GRACE = 2.0
+MARGIN = 3.0
+
+
+async def schedule_stubborn_job(store_url: str) -> None:
+    async with Store.from_url(store_url) as store:
+        await store.migrate()
+        due = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        await store.schedule_job(
+            ScheduledJob(key="stubborn-1", kind="stubborn", due_at=due, payload={})
+        )
+
+
+def wait_for_markers(markers: Path, process: subprocess.Popen[str], names: list[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not all(list(markers.glob(name)) for name in names):
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, f"never saw {names} in {list(markers.iterdir())}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", [1, 2, 3])
+def test_sigterm_ends_within_grace_plus_3s_when_handlers_jobs_and_sqs_all_hang(
+    trial, sqs, make_queue, moto_server, sqlite_url, tmp_path
+) -> None:
+    # given: four handlers and a scheduled job that ignore cancellation, behind a proxy
+    url, _ = make_queue("deadline", visibility_timeout=120)
+    rng = random.Random(trial)
+    send_bodies(sqs, url, [json.dumps(success_record(rng)) for _ in range(4)])
+    asyncio.run(schedule_stubborn_job(sqlite_url))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    host, port = moto_server.removeprefix("http://").split(":")
+    proxy = FreezableProxy(host, int(port))
+    with proxy.running() as endpoint:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(HERE),
+            "FAULT": "none",
+            "MARKER_DIR": str(markers),
+            "LAMBDA_DESTINATIONS_QUEUES": url.replace(moto_server, endpoint),
+            "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint,
+            "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+            "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+            "LAMBDA_DESTINATIONS_CONCURRENCY": "10",
+            "LAMBDA_DESTINATIONS_WAIT_TIME": "2",
+            "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": str(GRACE),
+            "LAMBDA_DESTINATIONS_HANDLER_MODULES": json.dumps(["slow_handlers"]),
+            "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["stubborn"]}]),
+            "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+        }
+        process = subprocess.Popen(
+            [sys.executable, str(HERE / "faulty_worker.py"), "run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_markers(markers, process, ["started-*", "job-started-*"])
+            while len(list(markers.glob("started-*"))) < 4:
+                assert process.poll() is None, process.communicate()[1]
+                time.sleep(0.05)
+
+            # when: SIGTERM; SQS stops answering before the grace period ends
+            sent_at = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            time.sleep(GRACE / 2)
+            proxy.frozen.set()
+            _out, err = process.communicate(timeout=GRACE + 30)
+            elapsed = time.monotonic() - sent_at
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+    # then: exit 0 within the one deadline, no traceback
+    assert process.returncode == 0, err
+    assert elapsed <= GRACE + MARGIN, f"took {elapsed:.2f}s\n{err}"
+    assert "Traceback" not in err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    # only what SQS confirmed is reported: the four releases were never answered
+    assert not [e for e in events if e["event"].startswith("released unfinished messages")]
+    unconfirmed = [e for e in events if e["event"].startswith("releases SQS did not confirm")]
+    assert [e["count"] for e in unconfirmed] == [4]
+    stopped = [e for e in events if e["event"] == "worker stopped"]
+    assert stopped[0]["released"] == 0
+
+
+def test_a_second_sigterm_releases_what_is_in_flight_and_exits_at_once(
+    sqs, make_queue, endpoint_url, sqlite_url, tmp_path
+) -> None:
+    # given: four handlers in flight that would take a minute
+    url, _ = make_queue("second", visibility_timeout=120)
+    rng = random.Random(7)
+    records = [success_record(rng) for _ in range(4)]
+    send_bodies(sqs, url, [json.dumps(r) for r in records])
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(HERE),
+        "FAULT": "none",
+        "MARKER_DIR": str(markers),
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": "30",
+        "LAMBDA_DESTINATIONS_HANDLER_MODULES": json.dumps(["slow_handlers"]),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["stubborn"]}]),
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "faulty_worker.py"), "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(markers.glob("started-*"))) < 4:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+        # when: SIGTERM, then SIGTERM again
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        sent_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+        elapsed = time.monotonic() - sent_at
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    # then: 128 + SIGTERM, long before the 30 s grace, with the messages visible again
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert elapsed < 10, f"took {elapsed:.2f}s"
+    assert len(receive_all(sqs, url)) == 4
