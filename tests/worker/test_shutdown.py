@@ -71,9 +71,9 @@ def test_sigterm_finishes_quick_handlers_releases_slow_ones_and_exits_0(
         if process.poll() is None:
             process.kill()
 
-    # then: exit 0 within the grace budget plus a second, no traceback
+    # then: exit 0 within the one shutdown deadline (grace + 3 s), no traceback
     assert process.returncode == 0, err
-    assert elapsed <= grace + 1.0, f"took {elapsed:.2f}s"
+    assert elapsed <= grace + 3.0, f"took {elapsed:.2f}s"
     assert "Traceback" not in err
     # the quick handlers finished and were acked; the slow ones are visible again at once
     assert len(list(markers.glob("done-*"))) == 5
