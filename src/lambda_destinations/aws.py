@@ -51,6 +51,16 @@ class AwsClients:
         """The client for ``service``, created on first use and closed on exit."""
         return await self._client(service, service, self._config)
 
+    async def sender(self, service: str) -> Any:
+        """A client that sends each request once (no botocore retries), for acting calls
+        (SNS Publish, SES SendEmail): a resend after a lost answer may repeat the effect, so
+        the handler's ``in_doubt`` policy decides it (handlers/in_doubt.py)."""
+        return await self._client(
+            f"{service}-send",
+            service,
+            self._config.merge(AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})),
+        )
+
     async def lambda_invoker(self) -> Any:
         """A Lambda client for ``Invoke``, which botocore itself never sends twice.
 

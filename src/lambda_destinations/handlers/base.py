@@ -33,6 +33,8 @@ class HandlerContext:
         log: a logger bound to queue, message id, request id, function and receive count.
         repeated: set by a ``records_completion`` handler that found its effect already in
             place (a duplicate delivery); the worker counts it as one.
+        in_doubt: set by a handler whose call was in doubt and not sent again
+            (``in_doubt = "skip"``); the worker keeps it in the handler run.
     """
 
     queue_url: str
@@ -46,6 +48,7 @@ class HandlerContext:
     settings: Settings
     log: FilteringBoundLogger
     repeated: bool = False
+    in_doubt: str | None = None
 
 
 @runtime_checkable

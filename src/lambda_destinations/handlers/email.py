@@ -45,6 +45,13 @@ import aiosmtplib
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
+from lambda_destinations.handlers.in_doubt import (
+    RESEND,
+    InDoubt,
+    InDoubtOption,
+    is_in_doubt,
+    settle_in_doubt,
+)
 from lambda_destinations.handlers.storm import (
     DEFAULT_DIGEST,
     DIGEST_FIELDS,
@@ -100,7 +107,7 @@ def bare_address(value: str) -> str:
     return email.utils.parseaddr(value)[1]
 
 
-class EmailOptions(StormOptions):
+class EmailOptions(StormOptions, InDoubtOption):
     """The ``[handlers.NAME]`` table of an ``email`` handler."""
 
     model_config = ConfigDict(extra="forbid", validate_by_alias=True, validate_by_name=True)
@@ -197,6 +204,10 @@ class Transport(Protocol):
 class SesTransport:
     """SES v2 ``SendEmail`` with simple content (text, and HTML when given)."""
 
+    # SendEmail takes no idempotency token: a lost answer is in doubt (handlers/in_doubt.py).
+    # SMTP's own replies say what happened; a dropped connection there is retried (resend).
+    can_doubt = True
+
     def __init__(self, configuration_set: str | None) -> None:
         self.configuration_set = configuration_set
 
@@ -220,7 +231,7 @@ class SesTransport:
             request["ReplyToAddresses"] = list(mail.reply_to)
         if self.configuration_set is not None:
             request["ConfigurationSetName"] = self.configuration_set
-        ses = await aws.client("sesv2")
+        ses = await aws.sender("sesv2")
         response = await ses.send_email(**request)
         log.info("email sent", transport="ses", ses_message_id=response.get("MessageId"))
 
@@ -359,8 +370,10 @@ class EmailHandler:
         payload_limit: int,
         stack_lines: int,
         storm: StormPolicy,
+        in_doubt: InDoubt = RESEND,
     ) -> None:
         self.name = name
+        self.in_doubt = in_doubt
         self.transport = transport
         self.sender = sender
         self.to, self.cc, self.bcc = tuple(to), tuple(cc), tuple(bcc)
@@ -402,7 +415,13 @@ class EmailHandler:
             if html is not None:
                 html += "".join(f"<pre>{html_module.escape(s)}</pre>" for s in sections)
         mail = self._mail(self.subject.render(fields), text, html, about=context.key)
-        await self.transport.send(mail, context.aws, context.log)
+        try:
+            await self.transport.send(mail, context.aws, context.log)
+        except Exception as exc:
+            if not (getattr(self.transport, "can_doubt", False) and is_in_doubt(exc)):
+                raise
+            what = f"email to {len(mail.to) + len(mail.cc) + len(mail.bcc)} recipient(s)"
+            settle_in_doubt(self.in_doubt, what, exc, context=context, log=context.log)
 
     async def send_digest(self, digest: Digest, context: JobContext) -> None:
         fields = digest.fields()
@@ -485,4 +504,5 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> EmailHandle
         payload_limit=parsed.payload_limit,
         stack_lines=parsed.stack_lines,
         storm=StormPolicy(parsed.window, parsed.send_first),
+        in_doubt=parsed.in_doubt,
     )

@@ -40,9 +40,10 @@ from collections.abc import Awaitable, Callable
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
+from lambda_destinations.handlers.in_doubt import RESEND, SKIP, InDoubt, InDoubtOption
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.templates import Duration, parse_options
 from lambda_destinations.operations.replay import (
@@ -96,10 +97,13 @@ def _worker(owner: str) -> str:
 # -- the policy ---------------------------------------------------------------------------------
 
 
-class ReplayOptions(BaseModel):
+class ReplayOptions(InDoubtOption):
     """The ``[handlers.NAME]`` table of a ``replay`` handler."""
 
     model_config = ConfigDict(extra="forbid")
+
+    # At most once by default: a second invocation of a function is rarely harmless.
+    in_doubt: InDoubt = SKIP
 
     error_types: list[str] | None = None
     conditions: list[str] | None = None
@@ -221,9 +225,15 @@ class ReplayHandler:
     records_completion = False
 
     def __init__(
-        self, name: str, policy: ReplayPolicy, *, legacy_function: str | None = None
+        self,
+        name: str,
+        policy: ReplayPolicy,
+        *,
+        legacy_function: str | None = None,
+        in_doubt: InDoubt = SKIP,
     ) -> None:
         self.name = name
+        self.in_doubt = in_doubt
         self.policy = policy
         self.legacy_function = legacy_function
 
@@ -306,6 +316,7 @@ class ReplayHandler:
                 "attempt": attempt,
                 "payload": payload,
                 "reason": reason,
+                "in_doubt": self.in_doubt,
             },
         )
         new = await context.store.schedule_job(job)
@@ -411,6 +422,13 @@ async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
             # Lambda said no (the function is gone, the payload is refused): nothing ran.
             await store.update_replay(attempt.id, outcome=ReplayOutcome.ERROR, detail=_cut(error))
             raise PermanentError(f"Invoke of {attempt.function_arn} refused: {error}") from exc
+        if spec.get("in_doubt") == RESEND and job.attempts < context.max_attempts:
+            # The next run of the job invokes again (see WILL_RETRY): at least once.
+            await store.update_replay(attempt.id, detail=_cut(f"{WILL_RETRY}in doubt: {error}"))
+            raise TransientError(
+                f"Invoke of {attempt.function_arn} in doubt ({error}); "
+                "invoking again (in_doubt = resend)"
+            ) from exc
         await store.update_replay(attempt.id, detail=_cut(f"in doubt: {error}"))
         raise PermanentError(
             f"Invoke of {attempt.function_arn} may or may not have reached Lambda ({error}); "
@@ -456,7 +474,9 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> ReplayHandl
         delay=parsed.delay,
         max_delay=parsed.max_delay,
     )
-    return ReplayHandler(name, policy, legacy_function=parsed.legacy_function)
+    return ReplayHandler(
+        name, policy, legacy_function=parsed.legacy_function, in_doubt=parsed.in_doubt
+    )
 
 
 def build_outcome(name: str, options: dict[str, Any], settings: Settings) -> ReplayOutcomeHandler:

@@ -32,6 +32,13 @@ import phonenumbers
 from pydantic import Field, field_validator
 
 from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers.in_doubt import (
+    RESEND,
+    InDoubt,
+    InDoubtOption,
+    is_in_doubt,
+    settle_in_doubt,
+)
 from lambda_destinations.handlers.storm import (
     DEFAULT_DIGEST,
     DIGEST_FIELDS,
@@ -152,7 +159,7 @@ def fit_segments(text: str, max_segments: int) -> str:
 _SENDER_ID = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9]{1,11}")
 
 
-class SmsOptions(StormOptions):
+class SmsOptions(StormOptions, InDoubtOption):
     """The ``[handlers.NAME]`` table of an ``sms`` handler."""
 
     phone_numbers: list[str] = Field(min_length=1, max_length=100)
@@ -216,8 +223,10 @@ class SmsHandler:
         max_segments: int,
         storm: StormPolicy,
         attributes: dict[str, Any],
+        in_doubt: InDoubt = RESEND,
     ) -> None:
         self.name = name
+        self.in_doubt = in_doubt
         self.phone_numbers = tuple(phone_numbers)
         self.message = message
         self.digest_message = digest_message
@@ -239,6 +248,7 @@ class SmsHandler:
             aws=context.aws,
             log=context.log,
             each_once=len(self.phone_numbers) > 1,
+            context=context,
         )
 
     async def send_digest(self, digest: Digest, context: JobContext) -> None:
@@ -273,11 +283,12 @@ class SmsHandler:
         aws: AwsClients,
         log: FilteringBoundLogger,
         each_once: bool,
+        context: HandlerContext | None = None,
     ) -> None:
-        sns = await aws.client("sns")
+        sns = await aws.sender("sns")
         completed = await store.completed_handlers(key) if each_once else frozenset()
         for number in self.phone_numbers:
-            publish = functools.partial(self._publish, sns, number, text, log)
+            publish = functools.partial(self._publish, sns, number, text, log, context)
             if each_once:
                 await send_once(
                     store, key, f"{self.name}#{number}", owner, publish, completed=completed
@@ -285,10 +296,25 @@ class SmsHandler:
             else:
                 await publish()
 
-    async def _publish(self, sns: Any, number: str, text: str, log: FilteringBoundLogger) -> None:
-        response = await sns.publish(
-            PhoneNumber=number, Message=text, MessageAttributes=self.attributes
-        )
+    async def _publish(
+        self,
+        sns: Any,
+        number: str,
+        text: str,
+        log: FilteringBoundLogger,
+        context: HandlerContext | None,
+    ) -> None:
+        # SNS Publish to a phone number takes no idempotency token: a lost answer is in doubt.
+        try:
+            response = await sns.publish(
+                PhoneNumber=number, Message=text, MessageAttributes=self.attributes
+            )
+        except Exception as exc:
+            if not is_in_doubt(exc):
+                raise
+            what = f"SMS to {mask_phone(number)}"
+            settle_in_doubt(self.in_doubt, what, exc, context=context, log=log)
+            return
         log.info(
             "SMS sent",
             handler=self.name,
@@ -324,4 +350,5 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> SmsHandler:
         max_segments=parsed.max_segments,
         storm=StormPolicy(parsed.window, parsed.send_first),
         attributes=attributes,
+        in_doubt=parsed.in_doubt,
     )

@@ -394,6 +394,8 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
                 "owner": completion.excluded.owner,
                 "claimed_until": None,
                 "completed_at": completion.excluded.completed_at,
+                # A note on the completion (an in-doubt call) is kept; none keeps the last error.
+                "last_error": sa.func.coalesce(completion.excluded.last_error, runs.last_error),
             },
             where=runs.state != RunState.COMPLETED,
         )
@@ -586,12 +588,12 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         async with self._write() as conn:
             return (await conn.execute(self._renew, params)).first() is not None
 
-    async def complete_handler(self, key: str, handler: str, owner: str) -> None:
+    async def complete_handler(
+        self, key: str, handler: str, owner: str, *, detail: str | None = None
+    ) -> None:
+        values = {"key": key, "handler": handler, "owner": owner, "completed_at": utcnow()}
         async with self._write() as conn:
-            await conn.execute(
-                self._complete,
-                {"key": key, "handler": handler, "owner": owner, "completed_at": utcnow()},
-            )
+            await conn.execute(self._complete, {**values, "last_error": detail})
 
     async def release_handler(
         self, key: str, handler: str, owner: str, error: str | None = None

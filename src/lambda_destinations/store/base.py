@@ -316,8 +316,11 @@ class Store(abc.ABC):
         handler runs. False when the claim is no longer the owner's (taken over or gone)."""
 
     @abc.abstractmethod
-    async def complete_handler(self, key: str, handler: str, owner: str) -> None:
-        """Mark the run completed (whoever held the claim); idempotent."""
+    async def complete_handler(
+        self, key: str, handler: str, owner: str, *, detail: str | None = None
+    ) -> None:
+        """Mark the run completed (whoever held the claim); idempotent. ``detail`` (an in-doubt
+        call, say) is kept as the run's ``last_error``."""
 
     @abc.abstractmethod
     async def release_handler(

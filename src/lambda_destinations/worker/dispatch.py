@@ -335,7 +335,8 @@ class Dispatcher:
                     self._unreleased[(context.key, handler.name)] = context.owner
             raise
         if not handler.records_completion:
-            await self._complete(context.key, handler.name, context.owner)
+            await self._complete(context.key, handler.name, context.owner, context.in_doubt)
+            context.in_doubt = None
         self.stats.handler_runs[handler.name] += 1
 
     async def _acquire(self, handler: str, context: HandlerContext, *, last_receive: bool) -> bool:
@@ -467,12 +468,14 @@ class Dispatcher:
         finally:
             duration.observe(asyncio.get_running_loop().time() - started)
 
-    async def _complete(self, key: str, handler: str, owner: str) -> None:
+    async def _complete(
+        self, key: str, handler: str, owner: str, detail: str | None = None
+    ) -> None:
         # The side effect happened: recording that is worth half a minute of tries (longer
         # than a database restart takes), or a later delivery would run it again once the
         # claim expires.
         await retry_transient(
-            lambda: self.store.complete_handler(key, handler, owner),
+            lambda: self.store.complete_handler(key, handler, owner, detail=detail),
             attempts=COMPLETE_ATTEMPTS,
             max_delay=COMPLETE_RETRY_SECONDS,
             sleep=self.sleep,

@@ -1,0 +1,58 @@
+"""A TCP proxy the test controls, in front of the moto server: it passes everything through,
+except that for the next ``cuts`` requests containing ``needle`` it forwards the request and then
+closes the connection before the answer comes back, so the caller cannot know the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+
+class AnswerCutter:
+    def __init__(self, upstream: str, needle: bytes) -> None:
+        host, _, port = upstream.removeprefix("http://").partition(":")
+        self.upstream = (host, int(port.rstrip("/")))
+        self.needle = needle
+        self.cuts = 0  # answers still to cut
+        self.cut = 0  # answers cut so far
+
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        doomed: list[bool],
+        *,
+        answers: bool,
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if not answers and self.cuts > 0 and self.needle in data:
+                    self.cuts -= 1
+                    doomed[0] = True
+                if answers and doomed[0]:
+                    self.cut += 1
+                    return  # the request reached the service; its answer is lost
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        doomed = [False]
+        await asyncio.gather(
+            self._pipe(reader, up_writer, doomed, answers=False),
+            self._pipe(up_reader, writer, doomed, answers=True),
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[str]:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.close()
