@@ -121,7 +121,8 @@ async def test_postgres_wait_survives_the_loss_of_its_listening_connection(
             for _ in range(100):
                 killed = await admin.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = $1 AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()",
+                    "WHERE datname = $1 AND query LIKE 'LISTEN %' AND state = 'idle' "
+                    "AND pid <> pg_backend_pid()",
                     database,
                 )
                 if killed:

@@ -31,6 +31,7 @@ class InvocationListener:
     def __init__(self, engine: Callable[[], AsyncEngine]) -> None:
         self._engine = engine
         self._conn: AsyncConnection | None = None
+        self._driver: Any = None  # the asyncpg connection of _conn
         self._lost: list[AsyncConnection] = []
         self._lock = asyncio.Lock()
         self._waiters: dict[str, set[asyncio.Event]] = {}
@@ -54,28 +55,40 @@ class InvocationListener:
     async def listen(self) -> bool:
         """LISTEN on a connection of the store's pool, unless already listening; False, and
         not listening, when the database sends no NOTIFY (not migrated to version 4: a reader
-        newer than the store's workers), so that the caller reads the row instead."""
+        newer than the store's workers), so that the caller reads the row instead.
+
+        A connection lost while it is being set up is replaced once; a second failure (the
+        database is away) is raised."""
         async with self._lock:
             await self._discard_lost()
             if self._conn is not None:
                 return True
-            conn = await self._engine().connect()
             try:
-                driver: Any = (await conn.get_raw_connection()).driver_connection
-                if not await driver.fetchval(_TRIGGER_EXISTS):
-                    await conn.close()
-                    return False
-                driver.add_termination_listener(self._terminated)
-                await driver.add_listener(NOTIFY_CHANNEL, self._notified)
-            except BaseException:
-                await _discard(conn)
-                raise
-            self._conn = conn
-            return True
+                return await self._connect()
+            except Exception:  # noqa: BLE001 - one more try on a new connection, below
+                await self._discard_lost()
+            return await self._connect()
+
+    async def _connect(self) -> bool:
+        conn = await self._engine().connect()
+        try:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            if not await driver.fetchval(_TRIGGER_EXISTS):
+                await conn.close()
+                return False
+            self._conn, self._driver = conn, driver
+            driver.add_termination_listener(self._terminated)
+            await driver.add_listener(NOTIFY_CHANNEL, self._notified)
+        except BaseException:
+            if self._conn is conn:
+                self._conn = self._driver = None
+            await _discard(conn)
+            raise
+        return True
 
     async def close(self) -> None:
         async with self._lock:
-            conn, self._conn = self._conn, None
+            conn, self._conn, self._driver = self._conn, None, None
             if conn is not None:
                 self._lost.append(conn)
             await self._discard_lost()
@@ -84,12 +97,14 @@ class InvocationListener:
         for event in self._waiters.get(payload, ()):
             event.set()
 
-    def _terminated(self, _connection: Any) -> None:
+    def _terminated(self, connection: Any) -> None:
         # Notifications sent while no one listens are lost: wake every waiter to read its row
-        # again, after listening on a new connection.
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._lost.append(conn)
+        # again, after listening on a new connection. (A connection closed earlier may report
+        # its end late: only the current one's counts.)
+        if connection is not self._driver or self._conn is None:
+            return
+        self._lost.append(self._conn)
+        self._conn = self._driver = None
         for events in self._waiters.values():
             for event in events:
                 event.set()
