@@ -1,0 +1,51 @@
+# lambda-destinations worker image.
+#
+#   docker build -t lambda-destinations .
+#   docker run --rm -p 8080:8080 -v ld-data:/var/lib/lambda-destinations \
+#     -e LAMBDA_DESTINATIONS_QUEUES=orders-success,orders-failure lambda-destinations
+#
+# BASE_IMAGE must be a Debian-like image with python3 (3.11 or later) and its venv module.
+# Builds without access to PyPI: mount a folder of wheels and a pip.conf that points at it,
+#   buildah bud -v "$PWD/wheels:/wheels:ro" --build-arg PIP_CONFIG_FILE=/wheels/pip.conf .
+ARG BASE_IMAGE=python:3.12-slim
+
+FROM ${BASE_IMAGE} AS build
+ARG PIP_CONFIG_FILE
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml README.md LICENSE ./
+COPY src ./src
+# The wheel first (no tests, no sources in the image), then it with its runtime and
+# PostgreSQL dependencies in a virtual environment the final stage copies whole.
+RUN python3 -m venv /opt/lambda-destinations \
+    && /opt/lambda-destinations/bin/pip wheel --no-deps --wheel-dir /tmp/dist . \
+    && /opt/lambda-destinations/bin/pip install "$(ls /tmp/dist/lambda_destinations-*.whl)[postgres]" \
+    && /opt/lambda-destinations/bin/pip uninstall --yes pip \
+    && find /opt/lambda-destinations -name '__pycache__' -prune -exec rm -rf {} +
+
+FROM ${BASE_IMAGE}
+# A fixed uid/gid, so a volume's ownership can be prepared outside the image.
+ARG UID=10001
+RUN groupadd --system --gid "${UID}" lambda-destinations \
+    && useradd --system --uid "${UID}" --gid "${UID}" --no-create-home \
+        --home-dir /var/lib/lambda-destinations --shell /usr/sbin/nologin lambda-destinations \
+    && mkdir -p /var/lib/lambda-destinations \
+    && chown "${UID}:${UID}" /var/lib/lambda-destinations
+COPY --from=build /opt/lambda-destinations /opt/lambda-destinations
+ENV PATH=/opt/lambda-destinations/bin:${PATH} \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    LAMBDA_DESTINATIONS_LOG_FORMAT=json \
+    LAMBDA_DESTINATIONS_STORE=sqlite:////var/lib/lambda-destinations/results.db \
+    LAMBDA_DESTINATIONS_OPS_PORT=8080
+WORKDIR /var/lib/lambda-destinations
+VOLUME ["/var/lib/lambda-destinations"]
+USER ${UID}:${UID}
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["lambda-destinations", "healthcheck"]
+ENTRYPOINT ["lambda-destinations"]
+CMD ["run"]

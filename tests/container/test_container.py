@@ -1,0 +1,240 @@
+"""The image: built from the repository's Dockerfile with buildah, run with podman.
+
+Registries are unreachable here, so the base is a stand-in made with debootstrap (Debian's
+python3 inside), passed as BASE_IMAGE; it is cached between runs (LAMBDA_DESTINATIONS_CI_CACHE,
+default ~/.cache/lambda-destinations-ci). pip inside the build gets the project's wheels, built
+on this machine, through a mounted folder and PIP_CONFIG_FILE: what a user without PyPI would
+do too (see the Dockerfile's header). The container runs on the host network against the
+tests' moto server, drains 100 records into SQLite on a volume, answers the three probes from
+outside, runs as a non-root uid and stops with exit 0 within shutdown_grace + 2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lambda_destinations.simulate import success_record
+
+pytestmark = pytest.mark.container
+
+REPO = Path(__file__).resolve().parents[2]
+BASE_IMAGE = "localhost/lambda-destinations-test-base:bookworm"
+STORAGE = ["--storage-driver", "overlay"]
+PODMAN = [
+    "podman",
+    *STORAGE,
+    "--runtime",
+    "runc",
+    "--cgroup-manager",
+    "cgroupfs",
+]
+RUN_LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+UID = 10001
+GRACE = 5
+RECORDS = 100
+
+
+def tools_or_skip() -> None:
+    missing = [tool for tool in ("buildah", "podman", "debootstrap") if not shutil.which(tool)]
+    if missing:
+        reason = f"needs {', '.join(missing)} (apt-get install buildah podman debootstrap runc)"
+        if os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_CONTAINER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def sh(*args: str, timeout: float = 900) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb.debian.org when none is found)."""
+    for path in sorted(Path("/etc/apt").glob("sources.list*")) + sorted(
+        Path("/etc/apt/sources.list.d").glob("*")
+    ):
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if line.startswith("URIs:") and len(words) > 1 and "security" not in words[1]:
+                return words[1]
+            if words[:1] == ["deb"] and len(words) > 2 and "security" not in words[1]:
+                return words[-3] if words[1].startswith("[") else words[1]
+    return "http://deb.debian.org/debian"
+
+
+def base_image(cache: Path) -> str:
+    """Import (once) a debootstrap'd Debian with python3 as the stand-in base image."""
+    exists = subprocess.run([*PODMAN, "image", "exists", BASE_IMAGE], check=False)
+    if exists.returncode == 0:
+        return BASE_IMAGE
+    rootfs = cache / "rootfs"
+    if not (rootfs / "usr/bin/python3").exists():
+        shutil.rmtree(rootfs, ignore_errors=True)
+        sh(
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3,python3-venv,ca-certificates",
+            "bookworm",
+            str(rootfs),
+            debian_mirror(),
+            timeout=1800,
+        )
+    tarball = cache / "rootfs.tar"
+    sh("tar", "-C", str(rootfs), "-cf", str(tarball), ".")
+    sh("podman", *STORAGE, "import", str(tarball), BASE_IMAGE)
+    tarball.unlink()
+    return BASE_IMAGE
+
+
+def wheelhouse(folder: Path) -> Path:
+    """The project's wheel, its dependencies (with postgres) and its build backend."""
+    folder.mkdir()
+    sh(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(folder),
+       f"{REPO}[postgres]", "hatchling")  # fmt: skip
+    (folder / "pip.conf").write_text("[global]\nno-index = true\nfind-links = /wheels\n")
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tools_or_skip()
+    default_cache = Path.home() / ".cache" / "lambda-destinations-ci"
+    cache = Path(os.environ.get("LAMBDA_DESTINATIONS_CI_CACHE", default_cache))
+    cache.mkdir(parents=True, exist_ok=True)
+    base = base_image(cache)
+    wheels = wheelhouse(tmp_path_factory.mktemp("build") / "wheels")
+    tag = f"localhost/lambda-destinations-test:{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    sh("buildah", "bud", "--isolation", "chroot", *STORAGE,
+       "--build-arg", f"BASE_IMAGE={base}",
+       "--build-arg", "PIP_CONFIG_FILE=/wheels/pip.conf",
+       "--volume", f"{wheels}:/wheels:ro",
+       "--tag", tag, "--file", str(REPO / "Dockerfile"), str(REPO))  # fmt: skip
+    built = time.monotonic() - started
+    size = sh("podman", *STORAGE, "image", "inspect", "--format", "{{.Size}}", tag).strip()
+    base_size = sh("podman", *STORAGE, "image", "inspect", "--format", "{{.Size}}", base).strip()
+    print(f"\nimage {tag}: built in {built:.0f}s, {int(size) / 1e6:.0f} MB "
+          f"({(int(size) - int(base_size)) / 1e6:.0f} MB over the base)")  # fmt: skip
+    try:
+        yield tag
+    finally:
+        subprocess.run([*PODMAN, "rmi", "--force", tag], check=False)
+
+
+def test_the_image_drains_into_sqlite_answers_probes_runs_unprivileged_and_stops_cleanly(
+    image, sqs, make_queue, moto_server, tmp_path
+) -> None:
+    # given: 100 records on a queue, a volume folder the image's uid owns
+    url, _dlq = make_queue("container")
+    rng = random.Random(12)
+    records = [success_record(rng) for _ in range(RECORDS)]
+    for start in range(0, RECORDS, 10):
+        entries = [
+            {"Id": str(i), "MessageBody": json.dumps(r)}
+            for i, r in enumerate(records[start : start + 10])
+        ]
+        assert not sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+    volume = tmp_path / "data"
+    volume.mkdir()
+    os.chown(volume, UID, UID)
+    port = free_port()
+    name = f"ld-test-{uuid.uuid4().hex[:8]}"
+    env = {
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": moto_server,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_OPS_PORT": str(port),
+        "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": str(GRACE),
+        "LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL": "1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    options = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+
+    # when: the image runs on the host network with the folder as its volume
+    sh(*PODMAN, "run", "--detach", "--name", name, "--network", "host", *RUN_LIMITS,
+       "--volume", f"{volume}:/var/lib/lambda-destinations", *options, image)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        acked = 0.0
+        while acked < RECORDS:
+            assert time.monotonic() < deadline, sh("podman", *STORAGE, "logs", name)
+            time.sleep(0.5)
+            try:
+                _status, text = get(port, "/metrics")
+            except OSError:
+                continue
+            acked = sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "lambda_destinations_messages_total"
+                and sample.labels.get("outcome") == "ack"
+            )
+        healthz, readyz = get(port, "/healthz"), get(port, "/readyz")
+        pid = sh(*PODMAN, "inspect", "--format", "{{.State.Pid}}", name).strip()
+        uids = next(
+            line.split()[1:]
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("Uid:")
+        )
+
+        # then: stop ends it with 0 within the grace + 2 s
+        started = time.monotonic()
+        sh(*PODMAN, "stop", "--time", str(GRACE + 10), name)
+        stop_took = time.monotonic() - started
+        exit_code = sh(*PODMAN, "inspect", "--format", "{{.State.ExitCode}}", name).strip()
+        logs = subprocess.run(
+            [*PODMAN, "logs", name], capture_output=True, text=True, check=False
+        ).stderr
+    finally:
+        subprocess.run([*PODMAN, "rm", "--force", name], capture_output=True, check=False)
+
+    assert healthz[0] == 200, healthz
+    assert readyz == (200, json.dumps({"status": "ready"}))
+    assert uids == [str(UID)] * 4
+    assert exit_code == "0", logs
+    assert stop_took <= GRACE + 2, f"podman stop took {stop_took:.1f}s"
+    # every record once in the SQLite file on the volume, written by the image's uid
+    database = volume / "results.db"
+    assert database.stat().st_uid == UID
+    with sqlite3.connect(database) as connection:
+        stored = {row[0] for row in connection.execute("SELECT request_id FROM invocations")}
+    assert stored == {r["requestContext"]["requestId"] for r in records}
+    # the logs are JSON lines by default
+    assert all(json.loads(line) for line in logs.splitlines() if line.strip())

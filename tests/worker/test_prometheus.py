@@ -1,0 +1,110 @@
+"""A real Prometheus server (Debian's `prometheus`) scrapes a running worker's /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from worker_helpers import send_bodies
+
+from lambda_destinations.cli.run import run_worker
+from lambda_destinations.simulate import success_record
+from lambda_destinations.worker import Worker
+
+RECORDS = 200
+QUERY = 'sum(lambda_destinations_messages_total{outcome="ack"})'
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def prometheus_or_skip() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        reason = "needs Debian's prometheus package (apt-get install prometheus)"
+        if os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
+async def query(session: aiohttp.ClientSession, port: int) -> float | None:
+    """The query's value from Prometheus's HTTP API; None while it has no sample yet."""
+    try:
+        async with session.get(
+            f"http://127.0.0.1:{port}/api/v1/query", params={"query": QUERY}
+        ) as response:
+            body: dict[str, Any] = await response.json()
+    except aiohttp.ClientError:
+        return None
+    result = body.get("data", {}).get("result", [])
+    return float(result[0]["value"][1]) if result else None
+
+
+@pytest.mark.slow
+async def test_prometheus_reads_200_acks_from_a_worker_that_drained_200_records(
+    sqs, make_queue, settings_for, tmp_path: Path
+) -> None:
+    binary = prometheus_or_skip()
+    # given: 200 records, a worker with an ops port, Prometheus scraping it every second
+    url, _ = make_queue("scraped")
+    rng = random.Random(20)
+    send_bodies(sqs, url, [json.dumps(success_record(rng)) for _ in range(RECORDS)])
+    ops_port, prometheus_port = free_port(), free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: lambda-destinations\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{ops_port}']\n"
+    )
+    prometheus = await asyncio.create_subprocess_exec(
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prometheus_port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    settings = settings_for(url, ops_port=ops_port, ops_host="127.0.0.1", concurrency=20)
+    seen: list[float | None] = []
+
+    async def watch(worker: Worker) -> None:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(240):
+                await asyncio.sleep(0.5)
+                seen.append(await query(session, prometheus_port))
+                if seen[-1] is not None and seen[-1] >= RECORDS:
+                    break
+            # one more scrape: the count must stay where it is
+            await asyncio.sleep(2.5)
+            seen.append(await query(session, prometheus_port))
+        worker.stop()
+
+    watchers: list[asyncio.Task[None]] = []
+
+    async def started(worker: Worker) -> None:
+        watchers.append(asyncio.create_task(watch(worker)))
+
+    # when: the worker runs until Prometheus has seen it drain the queue
+    try:
+        await run_worker(settings, once=False, on_started=started)
+        await asyncio.gather(*watchers)
+    finally:
+        prometheus.terminate()
+        _out, err = await prometheus.communicate()
+
+    # then: Prometheus's own answer is exactly one ack per record
+    assert seen[-1] == RECORDS, (seen[-5:], err[-2000:].decode(errors="replace"))
+    assert seen[-2] == RECORDS
