@@ -258,11 +258,6 @@ def test_stop_timeout_health_check_and_ops_port_agree_with_the_settings() -> Non
     assert container["ReadonlyRootFilesystem"] is True
 
 
-@pytest.mark.xfail(
-    "ops_port" not in Settings.model_fields,
-    reason="LAMBDA_DESTINATIONS_OPS_PORT is the ops server's setting, not in this tree yet",
-    strict=True,
-)
 def test_the_environment_the_template_sets_is_settings_the_worker_accepts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -209,11 +209,6 @@ def test_the_store_url_comes_from_a_secret(manifests: dict[str, dict[str, Any]])
     assert set(store["valueFrom"]) == {"secretKeyRef"}
 
 
-@pytest.mark.xfail(
-    "ops_port" not in Settings.model_fields,
-    reason="LAMBDA_DESTINATIONS_OPS_PORT is the ops server's setting, not in this tree yet",
-    strict=True,
-)
 def test_every_worker_variable_is_a_setting(manifests: dict[str, dict[str, Any]]) -> None:
     names = [e["name"] for e in _worker(manifests)["env"] if e["name"].startswith(ENV_PREFIX)]
     assert names
