@@ -23,7 +23,7 @@ from lambda_destinations.store import (
     _sql,
 )
 from lambda_destinations.store._sql import SqlStore
-from lambda_destinations.store._tables import metadata
+from lambda_destinations.store._tables import invocations, metadata
 from lambda_destinations.store.migrations import MIGRATIONS, Migration
 
 ALL = InvocationFilter(failed_only=False)
@@ -799,3 +799,34 @@ async def test_failure_counts_are_per_function_error_type_and_utc_hour(
     assert all(c.first.tzinfo is not None for c in counts)
     glob = InvocationFilter(function_glob="bill*", since=T0, until=T0 + dt.timedelta(hours=2))
     assert [c.count for c in await store.failure_counts(glob)] == [1]
+
+
+async def test_a_records_payloads_are_stored_once_and_read_back_whole(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a record whose payloads the columns also hold (as the decoder shares them)
+    request = {"orderId": 7, "items": ["a" * 500]}
+    response = {"errorType": "TimeoutError", "trace": ["b" * 500]}
+    record = {"version": "1.0", "requestPayload": request, "responsePayload": response}
+    same_value = {"version": "1.0", "requestPayload": dict(request), "responsePayload": None}
+    first = make_row(request_payload=request, response_payload=response, record=record)
+    second = make_row(request_payload=request, response_payload=None, record=same_value)
+    other = make_row(request_payload={"x": 1}, response_payload=None, record={"requestPayload": 2})
+    for row in (first, second, other):
+        await store.save_invocation(row, make_delivery(row))
+
+    # then: each payload is in the store once
+    assert isinstance(store, SqlStore)
+    async with store.engine.connect() as conn:
+        stored = dict(
+            (await conn.execute(sa.select(invocations.c.key, invocations.c.record))).all()
+        )
+    assert stored[first.key] == {"version": "1.0"}
+    assert stored[second.key] == {"version": "1.0"}
+    assert stored[other.key] == {"requestPayload": 2}  # not the column's value: kept
+    # and reads give every record back as it came
+    for row in (first, second, other):
+        got = await store.get_invocation(row.key)
+        assert got is not None
+        assert got.record == row.record
+        assert got.request_payload == row.request_payload

@@ -51,6 +51,7 @@ from lambda_destinations.store.base import (
     Store,
     utcnow,
 )
+from lambda_destinations.store.migration_7 import MOVED
 from lambda_destinations.store.migrations import MIGRATIONS
 
 _R = TypeVar("_R", DeliveryRow, HandlerRun)
@@ -89,7 +90,9 @@ _delivery_count = (
     .label("delivery_count")
 )
 _SELECT_INVOCATIONS = sa.select(
-    *(invocations.c[name] for name in _INVOCATION_FIELDS), _delivery_count
+    *(invocations.c[name] for name in _INVOCATION_FIELDS),
+    invocations.c.payloads_in_columns,
+    _delivery_count,
 )
 _PING = sa.text("SELECT 1")
 # Newest first; the key makes the order total, so pages and tests are deterministic.
@@ -124,7 +127,37 @@ def invocation_values(row: InvocationRow) -> dict[str, Any]:
     if row.status is None and row.succeeded is not True:
         values["status"] = FailureStatus.OPEN
     values["occurred_at"] = row.timestamp or row.first_seen_at
+    values["record"], values["payloads_in_columns"] = _record_without_payloads(values)
     return values
+
+
+def _record_without_payloads(values: dict[str, Any]) -> tuple[Any, int | None]:
+    """The record without the payloads its columns already hold, and which those are."""
+    record = values["record"]
+    if not isinstance(record, dict):
+        return record, None
+    moved = 0
+    for field, column, bit in MOVED:
+        if field in record:
+            payload = record[field]
+            if payload is values[column] or payload == values[column]:
+                moved |= bit
+    if not moved:
+        return record, None
+    gone = {field for field, _column, bit in MOVED if moved & bit}
+    return {k: v for k, v in record.items() if k not in gone}, moved
+
+
+def _record_with_payloads(values: dict[str, Any], moved: int | None) -> Any:
+    """The record as it was received: the payloads put back from their columns."""
+    record = values["record"]
+    if not moved or not isinstance(record, dict):
+        return record
+    whole = dict(record)
+    for field, column, bit in MOVED:
+        if moved & bit:
+            whole[field] = values[column]
+    return whole
 
 
 def delivery_values(delivery: DeliveryRow) -> dict[str, Any]:
@@ -164,6 +197,7 @@ def _status_in(statuses: Sequence[FailureStatus]) -> sa.ColumnElement[bool]:
 
 def _invocation_from(row: Any) -> InvocationRow:
     values = dict(zip(_INVOCATION_FIELDS, row, strict=False))
+    values["record"] = _record_with_payloads(values, row.payloads_in_columns)
     return InvocationRow(**values, delivery_count=row.delivery_count)
 
 

@@ -53,7 +53,8 @@ invocations = sa.Table(
     sa.Column("occurred_at", UTCDateTime, nullable=False),
     sa.Column("request_payload", json_value()),
     sa.Column("response_payload", json_value()),
-    sa.Column("record", json_value()),
+    sa.Column("record", json_value()),  # without the payloads in the columns (migration_7)
+    sa.Column("payloads_in_columns", sa.SmallInteger),
     sa.Column("queue", sa.Text, nullable=False),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     # Every failure has a status and no success has one: the partial indexes hold failures only.
