@@ -78,7 +78,7 @@ def test_dry_run_lists_what_would_be_invoked_and_invokes_nothing(
 
     # then: exactly the three, with their functions; the stream failure skipped with why
     assert result.returncode == 0, result.stderr
-    planned = {p["request_id"]: p for p in json.loads(result.stdout)}
+    planned = {p["request_id"]: p for p in json.loads(result.stdout)["results"]}
     for row in failures:
         assert planned[row.request_id]["state"] == "would-invoke"
         assert planned[row.request_id]["function_arn"] == row.function_arn
@@ -106,7 +106,7 @@ def test_replay_invokes_with_the_original_payloads_and_fills_the_ledger(
     assert invoked == [(row.function_arn, row.request_payload) for row in failures]
     assert [payload for _, payload in invoked] == PAYLOADS
     # the ledger has one attempt each, linked to the new request id Lambda returned
-    results = {r["request_id"]: r for r in json.loads(result.stdout)}
+    results = {r["request_id"]: r for r in json.loads(result.stdout)["results"]}
     attempts = ledger(sqlite_url, failures)
     for row in failures:
         (attempt,) = attempts[row.key]
@@ -188,7 +188,7 @@ def test_a_legacy_dlq_message_needs_its_function_named(
     )
 
     assert unnamed.returncode == 0
-    (result,) = json.loads(unnamed.stdout)
+    (result,) = json.loads(unnamed.stdout)["results"]
     assert result["state"] == "skipped"
     assert "--legacy-function" in result["detail"]
     assert named.returncode == 0, named.stderr
@@ -299,8 +299,8 @@ def test_filters_narrow_the_request_ids_and_keys_work_too(lambda_env, failures) 
     by_key = cli("replay", second.key, "--dry-run", "--json", env=lambda_env)
 
     assert narrowed.returncode == 0, narrowed.stderr
-    assert json.loads(narrowed.stdout) == []
+    assert json.loads(narrowed.stdout)["results"] == []
     assert by_key.returncode == 0, by_key.stderr
-    assert [(p["key"], p["state"]) for p in json.loads(by_key.stdout)] == [
+    assert [(p["key"], p["state"]) for p in json.loads(by_key.stdout)["results"]] == [
         (second.key, "would-invoke")
     ]

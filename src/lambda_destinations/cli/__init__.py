@@ -9,6 +9,7 @@ from lambda_destinations.cli._app import LazyGroup, cli
 # its commands runs. To add a command, write its module and add its line here; a test checks
 # that each line's module registers the command and that its docstring begins with the line.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "completion": ("completion", "Print the shell completion script: bash, zsh or fish."),
     "console": (
         "console",
         "Serve the browser console: failures, replays, DLQs and quarantine.",

@@ -86,6 +86,13 @@ def settings_options(func: Callable[P, R]) -> Callable[..., R]:
     return wrapper
 
 
+def hide_options(command: click.Command, *names: str) -> None:
+    """Leave shared options out of a command's --help where they mean nothing to it."""
+    for param in command.params:
+        if param.name in names and isinstance(param, click.Option):
+            param.hidden = True
+
+
 def uses_dev_settings(settings: Settings) -> bool:
     """Whether the settings came from the file `dev` wrote in this folder."""
     return settings.config is not None and settings.config == DEV_CONFIG

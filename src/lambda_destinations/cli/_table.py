@@ -18,6 +18,11 @@ def terminal_width() -> int | None:
     return shutil.get_terminal_size((100, 24)).columns
 
 
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 message``, ``2 messages``; ``many`` for irregular plurals."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
+
+
 def cell(value: object) -> str:
     if value is None or value == "":
         return "-"

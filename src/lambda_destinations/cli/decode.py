@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
-from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
+from lambda_destinations.schemas import DecodedMessage, DecodeError, MessageKind, decode
 
 # How much of a long value the readable summary shows; --json always has everything.
 _STACK_LINES = 12
@@ -44,11 +44,13 @@ def decode_command(path: str, whole_message: bool, as_json: bool) -> None:
     data = _read(path)
     attributes: Mapping[str, Any] | None = None
     body: str | bytes = data
-    if whole_message:
-        body, attributes = _sqs_message(data)
     try:
+        if whole_message:
+            body, attributes = _sqs_message(data)
         decoded = decode(body, attributes)
     except DecodeError as exc:
+        if as_json:  # scripts get an object on stdout too: {"error": reason}
+            click.echo(json.dumps({"error": exc.reason, "kind": "not-a-record"}))
         fail(exc.reason, EXIT_FAILED)
     if as_json:
         click.echo(json.dumps(decoded.summary()))
@@ -71,30 +73,28 @@ def _sqs_message(data: bytes) -> tuple[str, Mapping[str, Any] | None]:
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:
-        fail(f"--message input is not JSON: {_first_line(str(exc))}", EXIT_FAILED)
+        raise DecodeError(f"--message input is not JSON: {_first_line(str(exc))}") from None
     if isinstance(doc, dict) and isinstance(doc.get("Messages"), list):
         if len(doc["Messages"]) != 1:
-            fail(
-                f"--message input holds {len(doc['Messages'])} messages; pass exactly one",
-                EXIT_FAILED,
+            raise DecodeError(
+                f"--message input holds {len(doc['Messages'])} messages; pass exactly one"
             )
         doc = doc["Messages"][0]
     body = doc.get("Body", doc.get("body")) if isinstance(doc, dict) else None
     if not isinstance(body, str):
-        fail(
-            "--message input has no Body: expected an SQS message as ReceiveMessage returns it",
-            EXIT_FAILED,
+        raise DecodeError(
+            "--message input has no Body: expected an SQS message as ReceiveMessage returns it"
         )
     attributes = doc.get("MessageAttributes", doc.get("messageAttributes"))
     if attributes is not None and not isinstance(attributes, dict):
-        fail("--message input has MessageAttributes that are not an object", EXIT_FAILED)
+        raise DecodeError("--message input has MessageAttributes that are not an object")
     return body, attributes
 
 
 def _readable(decoded: DecodedMessage) -> str:
     """Aligned ``name: value`` lines, then the stack trace and a glimpse of the payloads."""
     rows: list[tuple[str, str]] = [
-        (name, _scalar(value)) for name, value in decoded.summary().items()
+        (_label(decoded, name), _scalar(value)) for name, value in decoded.summary().items()
     ]
     if decoded.stack_trace:
         shown = decoded.stack_trace[:_STACK_LINES]
@@ -114,6 +114,13 @@ def _readable(decoded: DecodedMessage) -> str:
         lines.append(f"{name + ':':<{width}}{first}")
         lines.extend(f"{'':<{width}}{line}" for line in rest)
     return _printable("\n".join(lines))
+
+
+def _label(decoded: DecodedMessage, name: str) -> str:
+    # A legacy DLQ message's ErrorCode is the HTTP status of the invocation, not an error type.
+    if name == "error_type" and decoded.kind == MessageKind.LEGACY_DLQ:
+        return "error_code"
+    return name
 
 
 def _scalar(value: Any) -> str:

@@ -17,7 +17,8 @@ import structlog
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
 from lambda_destinations.cli._common import aws_errors
-from lambda_destinations.cli._options import hide_password, settings_options
+from lambda_destinations.cli._options import hide_options, hide_password, settings_options
+from lambda_destinations.cli._table import plural
 from lambda_destinations.cli.console import serve_alongside
 from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker
 from lambda_destinations.config import DEV_CONFIG, RouteConfig, Settings
@@ -279,7 +280,7 @@ async def _dev(
             if simulate_n:
                 batch = list(messages(simulate_n, seed=simulation.seed or 7))
                 sent = await send_messages(aws, batch, success_url, failure_url)
-                click.echo(f"  simulated  {sent} messages", err=True)
+                click.echo(f"  simulated  {plural(sent, 'message')}", err=True)
         return await _run_dev_worker(settings, console_port)
 
 
@@ -373,6 +374,10 @@ def simulate_command(
         sent = asyncio.run(go())
     poison = sum(1 for m in batch if m.poison)
     click.echo(
-        f"sent {sent} messages ({poison} poison) to {queue_url}"
+        f"sent {plural(sent, 'message')} ({poison} poison) to {queue_url}"
         + (f" and {failure_queue}" if failure_queue else "")
     )
+
+
+# simulate sends to --queue / --failure-queue; the worker's polled queues mean nothing here.
+hide_options(simulate_command, "queues")

@@ -20,7 +20,7 @@ from lambda_destinations.cli._common import (
     subcommand,
 )
 from lambda_destinations.cli._options import settings_options
-from lambda_destinations.cli._table import render_table
+from lambda_destinations.cli._table import plural, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import pretty_body
 from lambda_destinations.operations.redrive import (
@@ -130,7 +130,7 @@ def peek_command(
         click.echo(dumps(described))
         return
     click.echo(
-        f"{ref.name}: about {ref.visible} messages visible, {ref.in_flight} in flight; "
+        f"{ref.name}: about {plural(ref.visible, 'message')} visible, {ref.in_flight} in flight; "
         f"showing {len(described)}",
         err=True,
     )
@@ -322,7 +322,7 @@ def redrive_command(
                 plan["method"] = "moved-here"
             fifo = frozenset(t for t in targets if (target.fifo if target else t.endswith(".fifo")))
             click.echo(
-                f"moving about {dlq.visible} messages from {dlq.name} to "
+                f"moving about {plural(dlq.visible, 'message')} from {dlq.name} to "
                 f"{', '.join(queue_name(t) for t in targets)}",
                 err=True,
             )
@@ -359,8 +359,8 @@ def redrive_command(
             )
         else:
             click.echo(
-                f"interrupted after moving {moved_so_far[0]} messages: every message is in "
-                "the DLQ or the target (those being moved reappear in the DLQ after the "
+                f"interrupted after moving {plural(moved_so_far[0], 'message')}: every message "
+                "is in the DLQ or the target (those being moved reappear in the DLQ after the "
                 "visibility timeout); run the redrive again to finish",
                 err=True,
             )
@@ -424,7 +424,7 @@ def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
             else "here, sending each one before deleting it"
         )
         click.echo(
-            f"would move about {outcome['messages']} messages from "
+            f"would move about {plural(outcome['messages'], 'message')} from "
             f"{queue_name(outcome['dlq'])} to "
             f"{', '.join(queue_name(t) for t in outcome['targets'])}, {how}"
         )
@@ -474,7 +474,7 @@ def _reinvoke(
             if not dry_run and not yes:
                 click.confirm(
                     f"Invoke again the function of each failure record in {dlq.name} (about "
-                    f"{dlq.visible} messages), then delete it?",
+                    f"{plural(dlq.visible, 'message')}), then delete it?",
                     abort=True,
                     err=True,
                 )
@@ -576,7 +576,7 @@ def purge_command(settings: Settings, queue: str, yes: bool) -> None:
                     err=True,
                 )
             await sqs.purge_queue(QueueUrl=ref.url)
-            click.echo(f"purged {ref.name}: about {count} messages deleted")
+            click.echo(f"purged {ref.name}: about {plural(count, 'message')} deleted")
 
     with aws_errors(settings):
         asyncio.run(go())

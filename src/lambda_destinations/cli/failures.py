@@ -335,6 +335,7 @@ def _whole_text(whole: _Whole) -> str:
                     [format_time(d.received_at), d.message_id, d.receive_count, d.queue]
                     for d in whole.deliveries
                 ],
+                flex=(3,),
                 right=(2,),
                 indent="  ",
             )
@@ -491,7 +492,15 @@ def _spark(count: int, peak: int) -> str:
 # -- ignore / reopen --------------------------------------------------------------------------
 
 
-def _set_status(settings: Settings, request_ids: Sequence[str], status: FailureStatus) -> None:
+def _set_status(
+    settings: Settings,
+    request_ids: Sequence[str],
+    status: FailureStatus,
+    reason: str | None = None,
+) -> None:
+    # The reason goes with who set the status (status_by), shown by `failures show`.
+    by = operator_identity() + (f" — {' '.join(reason.split())[:200]}" if reason else "")
+
     async def go() -> tuple[int, list[str]]:
         async with Store.from_url(settings.store, create=False) as store:
             rows = await store.list_invocations(
@@ -508,7 +517,7 @@ def _set_status(settings: Settings, request_ids: Sequence[str], status: FailureS
                     missing.append(ident)
                 else:
                     keys.add(row.key)
-            changed = await store.set_status(sorted(keys), status, by=operator_identity())
+            changed = await store.set_status(sorted(keys), status, by=by)
             return changed, missing
 
     changed, missing = asyncio.run(go())
@@ -522,8 +531,9 @@ def _set_status(settings: Settings, request_ids: Sequence[str], status: FailureS
 
 @subcommand(failures_group, "ignore")
 @click.argument("request_ids", nargs=-1, required=True, metavar="REQUEST_ID...")
+@click.option("--reason", help="Why (kept with who ignored them, shown by `failures show`).")
 @settings_options
-def ignore_command(settings: Settings, request_ids: tuple[str, ...]) -> None:
+def ignore_command(settings: Settings, request_ids: tuple[str, ...], reason: str | None) -> None:
     """Mark failures as handled: `failures list --status open` and `replay` leave them out.
 
     Exits 1 when a request id is not in the store (the others are still marked).
@@ -531,10 +541,11 @@ def ignore_command(settings: Settings, request_ids: tuple[str, ...]) -> None:
     \b
     Examples:
       lambda-destinations failures ignore 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
+      lambda-destinations failures ignore 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f --reason "test data"
       lambda-destinations failures list --error-type ValueError --json \\
         | jq -r '.[].request_id' | xargs lambda-destinations failures ignore
     """
-    _set_status(settings, request_ids, FailureStatus.IGNORED)
+    _set_status(settings, request_ids, FailureStatus.IGNORED, reason)
 
 
 @subcommand(failures_group, "reopen")

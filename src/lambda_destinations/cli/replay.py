@@ -54,7 +54,12 @@ _PLAN_ROWS = 20  # rows of the plan shown before the confirmation
     metavar="NAME|ARN",
     help="The function to invoke for legacy DLQ messages, which do not name it.",
 )
-@click.option("--json", "as_json", is_flag=True, help="The results as one JSON array.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="The outcome as one JSON object: results, counts, not_found.",
+)
 @settings_options
 def replay_command(
     settings: Settings,
@@ -184,11 +189,19 @@ def replay_command(
 
     with aws_errors(settings):
         missing, results = asyncio.run(go())
-    if as_json:
-        click.echo(dumps([r.as_dict() for r in results]))
+    counts = {state: sum(1 for r in results if r.state is state) for state in ReplayState}
+    if as_json:  # an action's outcome is one object, as `dlq redrive --json`
+        click.echo(
+            dumps(
+                {
+                    "results": [r.as_dict() for r in results],
+                    **{state.value.replace("-", "_"): n for state, n in counts.items()},
+                    "not_found": list(missing),
+                }
+            )
+        )
     elif results:
         _show(results)
-    counts = {state: sum(1 for r in results if r.state is state) for state in ReplayState}
     verb = "would invoke" if dry_run else "invoked"
     done = counts[ReplayState.WOULD_INVOKE] if dry_run else counts[ReplayState.INVOKED]
     click.echo(

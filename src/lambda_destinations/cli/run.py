@@ -66,7 +66,10 @@ def install_signal_handlers(worker: Worker) -> Callable[[], None]:
             aborting[0].add_done_callback(lambda _done: exit_now(code))
             return
         received.append(signum)
-        log.info("signal received; shutting down (again to exit at once)", signal=signum)
+        log.info(
+            "signal received; shutting down (again to exit at once)",
+            signal=signal.Signals(signum).name,
+        )
         worker.stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -92,13 +92,19 @@ class Digest:
         """Alerts held back: the digest's number."""
         return max(0, self.total - self.send_first)
 
+    def _what(self) -> str:
+        one = self.count == 1
+        if self.error_type == "Success":
+            return "success" if one else "successes"
+        return "failure" if one else "failures"
+
     def fields(self) -> dict[str, Any]:
         """The values of :data:`DIGEST_FIELDS`."""
         return {
             "count": self.count,
             "total": self.total,
             "sent": min(self.total, self.send_first),
-            "what": "successes" if self.error_type == "Success" else "failures",
+            "what": self._what(),
             "function_name": self.function_name,
             "error_type": self.error_type,
             "window": describe_duration(self.window),

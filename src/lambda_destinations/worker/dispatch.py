@@ -238,7 +238,7 @@ class Dispatcher:
             self.stats.decode_errors += 1
             self.metrics.records.labels(item.queue.name, "invalid", "").inc()
             return await self.quarantine(item, f"decode error: {exc.reason}")
-        self.stats.kinds[decoded.kind] += 1
+        self.stats.kinds[decoded.kind.value] += 1  # the value, not the enum's repr, in logs
         self.metrics.records.labels(
             item.queue.name, decoded.kind.value, bounded_condition(decoded.condition)
         ).inc()

@@ -1,0 +1,118 @@
+"""Small things a newcomer notices: plurals, values in logs, one JSON shape, help, completion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from lambda_destinations.handlers.storm import DEFAULT_DIGEST, Digest
+from lambda_destinations.simulate import failure_record, legacy_dlq
+
+ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
+EVENTS = Path(__file__).parents[1] / "events"
+
+
+def cli(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> Any:
+    return subprocess.run(
+        [*ENTRY, *args],
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})},
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+    )
+
+
+def test_a_digest_of_one_says_failure() -> None:
+    now = dt.datetime.now(dt.UTC)
+    digest = Digest("oncall", "orders-api", "TimeoutError", 300, now, now, 4, 3, now, now)
+
+    text = DEFAULT_DIGEST.format(**digest.fields())
+
+    assert text == "1 more failure of orders-api / TimeoutError in the last 5 minutes"
+
+
+def test_decode_json_on_bad_input_prints_an_error_object() -> None:
+    result = cli("decode", "--json", "-", stdin="not json at all")
+
+    assert result.returncode == 1
+    shown = json.loads(result.stdout)
+    assert shown["kind"] == "not-a-record"
+    assert shown["error"].startswith("body is not JSON")
+    assert result.stderr.startswith("error: body is not JSON")
+
+
+def test_decode_message_shows_a_legacy_error_code_as_a_code(tmp_path: Path) -> None:
+    message = legacy_dlq(random.Random(1))
+    path = tmp_path / "message.json"
+    path.write_text(json.dumps({"Body": message.body, "MessageAttributes": message.attributes}))
+
+    result = cli("decode", "--message", str(path))
+
+    assert result.returncode == 0, result.stderr
+    assert "error_code:" in result.stdout
+    assert "error_type:" not in result.stdout
+
+
+def test_simulate_help_offers_queue_not_queues() -> None:
+    shown = cli("simulate", "--help").stdout
+    assert "--queue " in shown
+    assert "--queues" not in shown
+
+
+def test_completion_prints_a_script_that_completes_commands() -> None:
+    script = cli("completion", "bash")
+    completes = cli(
+        env={
+            "_LAMBDA_DESTINATIONS_COMPLETE": "bash_complete",
+            "COMP_WORDS": "lambda-destinations quarantine re",
+            "COMP_CWORD": "2",
+        }
+    )
+
+    assert script.returncode == 0
+    assert "_LAMBDA_DESTINATIONS_COMPLETE=bash_complete" in script.stdout
+    assert completes.stdout.split() == ["plain,resend"]
+
+
+def test_logs_show_kinds_and_signals_by_value_and_ignore_keeps_its_reason(
+    endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: a failure on a queue, drained with JSON logs
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint_url)
+    url = sqs.create_queue(QueueName=f"polish-{os.getpid()}")["QueueUrl"]
+    record = failure_record(random.Random(5))
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+    env = {
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+    }
+    try:
+        ran = cli("run", "--once", env=env)
+    finally:
+        sqs.delete_queue(QueueUrl=url)
+
+    # then: the stop line counts kinds by their values
+    stopped = [json.loads(line) for line in ran.stderr.splitlines() if "worker stopped" in line]
+    assert stopped[0]["kinds"] == {"invocation": 1}
+    assert "MessageKind" not in ran.stderr
+
+    # and: ignore --reason is kept and shown
+    request_id = record["requestContext"]["requestId"]
+    ignored = cli("failures", "ignore", request_id, "--reason", "test data", env=env)
+    assert ignored.returncode == 0, ignored.stderr
+    assert ignored.stdout.strip() == "ignored 1 failure"
+    shown = json.loads(cli("failures", "show", request_id, "--json", env=env).stdout)
+    assert shown["status"] == "ignored"
+    assert shown["status_by"].endswith("— test data")
