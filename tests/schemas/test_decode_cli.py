@@ -130,7 +130,11 @@ def test_message_that_does_not_decode_exits_1_with_one_line(stdin: str, error: s
 
     assert result.exit_code == 1
     assert result.stderr == error
-    assert result.stdout == ""
+    # scripts reading --json get the reason as an object too
+    assert json.loads(result.stdout) == {
+        "error": error.removeprefix("error: ").rstrip("\n"),
+        "kind": "not-a-record",
+    }
 
 
 @pytest.mark.parametrize(
