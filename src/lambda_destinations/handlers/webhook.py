@@ -49,6 +49,7 @@ import aiohttp
 from pydantic import Field, field_validator, model_validator
 
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
+from lambda_destinations.handlers.in_doubt import InDoubt, InDoubtOption, settle_in_doubt
 from lambda_destinations.handlers.storm import (
     DEFAULT_DIGEST,
     DIGEST_FIELDS,
@@ -146,7 +147,7 @@ def pagerduty_bodies(message: str, digest: str, severity: str) -> tuple[Any, Any
     return record, summary
 
 
-class WebhookOptions(StormOptions):
+class WebhookOptions(StormOptions, InDoubtOption):
     """The ``[handlers.NAME]`` table of a ``webhook`` handler."""
 
     preset: Literal["slack", "pagerduty"] | None = None
@@ -164,7 +165,6 @@ class WebhookOptions(StormOptions):
     routing_key_env: str | None = None
     severity: Literal["critical", "error", "warning", "info"] = "error"
     timeout: Duration = Field(default=10.0, gt=0, le=300)
-    in_doubt: Literal["resend", "skip"] = "resend"
 
     @field_validator("url")
     @classmethod
@@ -263,7 +263,7 @@ class WebhookHandler:
         idempotency_header: str,
         extra: Mapping[str, Any],
         timeout: float,
-        in_doubt: str,
+        in_doubt: InDoubt,
         storm: StormPolicy,
     ) -> None:
         self.name = name
@@ -284,7 +284,7 @@ class WebhookHandler:
         if not await admit(self.storm, self.name, message, context):
             return
         body = self.body.render(record_fields(message, context))
-        await self.post(body, key=context.key, log=context.log)
+        await self.post(body, key=context.key, log=context.log, context=context)
 
     async def send_digest(self, digest: Digest, context: JobContext) -> None:
         body = self.digest_body.render(digest.fields())
@@ -307,7 +307,14 @@ class WebhookHandler:
             headers[self.signature_header] = signature(self.secret, str(int(time.time())), data)
         return headers
 
-    async def post(self, body: Any, *, key: str, log: FilteringBoundLogger) -> None:
+    async def post(
+        self,
+        body: Any,
+        *,
+        key: str,
+        log: FilteringBoundLogger,
+        context: HandlerContext | None = None,
+    ) -> None:
         """One POST; raises TransientError (retried) or PermanentError (quarantined)."""
         if isinstance(body, dict) and self.extra:
             body = {**self.extra, **body}
@@ -323,17 +330,13 @@ class WebhookHandler:
         except aiohttp.ClientConnectorError as exc:  # nothing was sent
             raise TransientError(f"webhook {self.where}: cannot connect ({exc.os_error})") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
-            self._in_doubt(exc, log)
+            # The request may have arrived: the in_doubt policy decides (the same idempotency
+            # key goes with a resend, so the receiver can drop the duplicate).
+            what = f"webhook {self.where} ({type(exc).__name__})"
+            settle_in_doubt(self.in_doubt, what, exc, context=context, log=log)
             return
         self._judge(status, text)
         log.info("webhook sent", handler=self.name, url=self.where, status=status)
-
-    def _in_doubt(self, exc: BaseException, log: FilteringBoundLogger) -> None:
-        what = f"webhook {self.where}: no answer ({type(exc).__name__}); the request may have "
-        if self.in_doubt == "skip":
-            log.warning(what + "arrived: not sent again (in_doubt = skip)", handler=self.name)
-            return
-        raise TransientError(what + "arrived: sending again with the same idempotency key")
 
     def _judge(self, status: int, text: str) -> None:
         if 200 <= status < 300:
