@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
+
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 # The README's "Exit codes": every code a command may end with.
 DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3, 4, 5, 6, 130})
@@ -37,3 +39,23 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def every_command() -> list[tuple[list[str], click.Command]]:
+    """Every runnable command of the click group, subcommands of groups included, found by
+    walking the group: commands added later are swept without a change here."""
+    from lambda_destinations.cli import cli as group
+
+    found: list[tuple[list[str], click.Command]] = []
+
+    def walk(current: click.Group, path: list[str], ctx: click.Context) -> None:
+        for name in current.list_commands(ctx):
+            command = current.get_command(ctx, name)
+            assert command is not None, name
+            if isinstance(command, click.Group):
+                walk(command, [*path, name], click.Context(command, parent=ctx, info_name=name))
+            else:
+                found.append(([*path, name], command))
+
+    walk(group, [], click.Context(group, info_name="lambda-destinations"))
+    return found

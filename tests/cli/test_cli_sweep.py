@@ -1,0 +1,141 @@
+"""Every command with --help, and with a bad value for each option: no traceback, only the
+README's exit codes. Commands are found by walking the click group, so new ones are swept too."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import click
+import pytest
+from bad_input_helpers import DOCUMENTED_EXIT_CODES, every_command
+from click.testing import CliRunner
+
+from lambda_destinations.cli import cli as group
+
+COMMANDS = every_command()
+# A command still running after this long took the value and is at work (a server, a
+# worker): the sweep stops it and checks what it printed until then.
+STILL_RUNNING = 10.0
+# What lets a long-running command end by itself once it has started.
+ENDS_BY_ITSELF = {("dev",): ["--once"]}
+
+
+def test_the_sweep_finds_the_commands() -> None:
+    names = {" ".join(path) for path, _ in COMMANDS}
+    assert {"run", "migrate", "failures list", "dlq peek", "doctor", "replay"} <= names
+
+
+@pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=" ".join)
+def test_help_prints_usage_and_exits_0(path: list[str]) -> None:
+    result = CliRunner().invoke(group, [*path, "--help"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: ")
+
+
+def bad_value(param: click.Parameter) -> str:
+    """A value this parameter must refuse (or take without harm), by its type; the property
+    tests (test_cli_properties.py) try many more on the parsers."""
+    kind = param.type
+    if isinstance(kind, click.FloatRange) or kind is click.FLOAT:
+        return "nan"
+    if isinstance(kind, click.IntRange) or kind is click.INT:
+        return "99999999999999999999"
+    if isinstance(kind, click.Choice):
+        return "no-such-choice"
+    if isinstance(kind, click.Path | click.File):
+        return "/nonexistent-sweep/no/such/file"
+    return "\x7f:::not-valid:::"  # free text: what a person pastes by mistake
+
+
+def required_args(command: click.Command) -> list[str]:
+    """Placeholder values for what the command cannot run without."""
+    args: list[str] = []
+    for param in command.params:
+        if isinstance(param, click.Argument) and param.required:
+            args.append("x")
+        elif isinstance(param, click.Option) and param.required and not param.is_flag:
+            args += [param.opts[0], "x"]
+    return args
+
+
+def cases() -> list[list[str]]:
+    return [
+        [*path, param.opts[0], bad_value(param)]
+        for path, command in COMMANDS
+        for param in command.params
+        if isinstance(param, click.Option) and not param.is_flag and not param.hidden
+    ]
+
+
+CASES = cases()
+
+
+class StillRunning(BaseException):
+    """Raised in the command by a timer: it took the value and is at work."""
+
+
+def on_timer(signum: int, frame: object) -> None:
+    raise StillRunning
+
+
+def run_case(
+    runner: CliRunner, args: list[str], cwd: Path
+) -> tuple[int | None, str, BaseException | None]:
+    """Run one command line in this process; exit code None if it was still running."""
+    command = [*args, *ENDS_BY_ITSELF.get(tuple(args[:1]), []), *required_args(command_of(args))]
+    previous = signal.signal(signal.SIGALRM, on_timer)
+    # Repeats, in case a command's clean-up swallows the first one.
+    signal.setitimer(signal.ITIMER_REAL, STILL_RUNNING, 2.0)
+    try:
+        os.chdir(cwd)  # dev and migrate write where they run
+        result = runner.invoke(group, command)
+    except StillRunning:
+        return None, "", None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    if isinstance(result.exception, StillRunning):
+        return None, result.output, None
+    unexpected = None if isinstance(result.exception, SystemExit) else result.exception
+    return result.exit_code, result.output, unexpected
+
+
+def command_of(args: list[str]) -> click.Command:
+    for path, command in COMMANDS:
+        if args[: len(path)] == path:
+            return command
+    raise AssertionError(args)
+
+
+# Commands interrupted by the timer may leave a connection or a thread behind them.
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_bad_value_for_any_option_is_never_a_traceback(
+    endpoint_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(
+        env={
+            "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+            "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+            "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+            "LAMBDA_DESTINATIONS_QUEUES": None,
+            "LAMBDA_DESTINATIONS_STORE": None,
+            "LAMBDA_DESTINATIONS_CONFIG": None,
+        },
+    )
+    problems = []
+    for n, args in enumerate(cases()):
+        cwd = tmp_path / str(n)
+        cwd.mkdir()
+        code, output, unexpected = run_case(runner, args, cwd)
+        if unexpected is not None or "Traceback" in output:
+            problems.append((" ".join(args), code, repr(unexpected), output[-400:]))
+        elif code is not None and code not in DOCUMENTED_EXIT_CODES:
+            problems.append((" ".join(args), code, "", output[-400:]))
+    assert problems == []
