@@ -17,6 +17,15 @@ def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
     Raises ValueError with a message fit for the user.
     """
     value = text.strip()
+    try:
+        return _parse(value, text, now)
+    except OverflowError:  # a duration or a zone that reaches past year 1 or 9999
+        raise ValueError(
+            f"{text!r} is too far from now: give a time between the years 1 and 9999"
+        ) from None
+
+
+def _parse(value: str, text: str, now: dt.datetime | None) -> dt.datetime:
     match = _DURATION.fullmatch(value)
     if match:
         seconds = float(match["amount"]) * _UNITS[match["unit"].lower()]

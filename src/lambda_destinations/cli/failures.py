@@ -391,6 +391,9 @@ def _whole_text(whole: _Whole) -> str:
 # -- stats ------------------------------------------------------------------------------------
 
 
+STATS_WINDOW_MAX = dt.timedelta(days=366)
+
+
 @subcommand(failures_group, "stats")
 @since_option(default="24h", help="Start of the window: 24h, 7d, or an ISO time.")
 @until_option()
@@ -415,6 +418,13 @@ def stats_command(
     until = until or utcnow()
     if since >= until:
         fail("--since must be before --until", 2)
+    if until - since > STATS_WINDOW_MAX:
+        # The output has a line an hour (or a day): a window of centuries is millions of them.
+        fail(
+            f"failures stats covers at most {STATS_WINDOW_MAX.days} days at a time: "
+            "narrow --since and --until",
+            2,
+        )
     selection = InvocationFilter(
         failed_only=True, function_glob=function_glob, since=since, until=until
     )
