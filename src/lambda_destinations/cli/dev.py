@@ -163,15 +163,19 @@ def write_dev_config(settings: Settings, path: Path = DEV_CONFIG) -> None:
         "# LAMBDA_DESTINATIONS_CONFIG names another. The endpoint answers while dev runs.",
         *(f"{key} = {_toml_value(value)}" for key, value in values.items()),
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Owner-only, whatever the umask: the store's URL in it may hold a password.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    path.chmod(0o600)
 
 
 def _dev_settings(settings: Settings) -> Settings:
     """dev's own store and routes where the user configured none; fast retries."""
     store = settings.store
     if store == Settings.model_fields["store"].default:
-        DEV_STORE.parent.mkdir(parents=True, exist_ok=True)
+        DEV_STORE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = f"sqlite:///{DEV_STORE}"
     routes = settings.routes
     if routes == [RouteConfig(handlers=("persist",))]:
