@@ -1,0 +1,130 @@
+"""Planted secrets never reach any output: a store password, an SMTP password and an AWS secret
+key, through `run`, `dev`, `doctor`, `failures`, `replay` and `dlq` at debug level, with JSON and
+console logs, on the paths that work and the paths that fail."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bad_input_helpers import cli
+
+from lambda_destinations.simulate import messages
+
+STORE_SECRET = "StorePw-9f3c1e7a"
+SMTP_SECRET = "SmtpPw-4b8d2a6c"
+AWS_SECRET = "AwsSecret-1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"
+SECRETS = (STORE_SECRET, SMTP_SECRET, AWS_SECRET)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def planted(
+    postgres_url: str, endpoint_url: str, sqs: Any, make_queue: Any, tmp_path: Path
+) -> dict[str, Any]:
+    """Settings with the three secrets in them, and a queue with failures to work on."""
+    store = postgres_url.replace("://postgres@", f"://postgres:{STORE_SECRET}@", 1)
+    assert STORE_SECRET in store  # the server trusts local connections: any password works
+    url, dlq = make_queue("secrets")
+    for message in list(messages(12, seed=3, poison_every=6)):
+        sqs.send_message(QueueUrl=url, MessageBody=message.body)
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        f"""
+[[routes]]
+condition = "failure"
+handlers = ["persist", "mail"]
+
+[[routes]]
+handlers = ["persist"]
+
+[handlers.mail]
+type = "email"
+transport = "smtp"
+host = "127.0.0.1"
+port = {closed_port()}
+security = "none"
+username = "alerts"
+password = "{SMTP_SECRET}"
+from = "alerts@example.com"
+to = ["oncall@example.com"]
+""",
+        encoding="utf-8",
+    )
+    env = {
+        "AWS_ACCESS_KEY_ID": "AKIAPLANTEDKEY000000",
+        "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": store,
+        "LAMBDA_DESTINATIONS_CONFIG": str(config),
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_LOG_LEVEL": "debug",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_HANDLER_ATTEMPTS": "1",
+    }
+    return {"env": env, "queue": url, "dlq": dlq, "store": store, "cwd": tmp_path}
+
+
+def leaks(result: subprocess.CompletedProcess[str]) -> list[str]:
+    output = result.stdout + result.stderr
+    return [secret for secret in SECRETS if secret in output]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_no_planted_secret_in_any_output(planted: dict[str, Any], log_format: str) -> None:
+    env = {**planted["env"], "LAMBDA_DESTINATIONS_LOG_FORMAT": log_format}
+    cwd = planted["cwd"]
+    unreachable_store = planted["store"].rsplit("@", 1)[0] + f"@127.0.0.1:{closed_port()}/db"
+    runs: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    # the worker: saves, a failing SMTP handler (its login is in the settings), quarantines
+    runs["run"] = cli("run", "--once", "--json", env=env, cwd=cwd, timeout=180)
+    assert runs["run"].returncode == 0, runs["run"].stderr[-2000:]
+    assert "worker started" in runs["run"].stderr
+    assert "postgres:***@" in runs["run"].stderr  # the store's URL is in its start line, masked
+    assert "SMTP server 127.0.0.1" in runs["run"].stderr  # the handler ran, and failed
+    assert json.loads(runs["run"].stdout.splitlines()[-1])["received"] >= 12
+
+    listed = cli("failures", "list", "--json", env=env, cwd=cwd)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    runs["failures list"] = listed
+    request_id = json.loads(listed.stdout)[0]["request_id"]
+    runs["failures show"] = cli("failures", "show", request_id, "--json", env=env, cwd=cwd)
+    runs["failures stats"] = cli("failures", "stats", "--json", env=env, cwd=cwd)
+    runs["replay"] = cli("replay", "--dry-run", "--json", env=env, cwd=cwd)
+    runs["dlq peek"] = cli("dlq", "peek", planted["dlq"], "--json", env=env, cwd=cwd)
+    runs["doctor"] = cli("doctor", env=env, cwd=cwd)
+    runs["doctor --json"] = cli("doctor", "--json", env=env, cwd=cwd)
+    runs["migrate --check"] = cli("migrate", "--check", env=env, cwd=cwd)
+    # the store cannot be reached: its URL is in the error line
+    gone = {**env, "LAMBDA_DESTINATIONS_STORE": unreachable_store}
+    runs["failures list (store down)"] = cli("failures", "list", env=gone, cwd=cwd)
+    assert runs["failures list (store down)"].returncode == 4
+    runs["doctor (store down)"] = cli("doctor", env=gone, cwd=cwd)
+    # dev: its own endpoint and queues, the planted store and settings
+    runs["dev"] = cli("dev", "--once", "--simulate", "6", env=env, cwd=cwd, timeout=240)
+    assert runs["dev"].returncode == 0, runs["dev"].stderr[-2000:]
+    # dev's settings file names the store (password included), for the commands after it:
+    # owner-only, as is its folder
+    folder = cwd / ".lambda-destinations"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "dev.toml").stat().st_mode) == 0o600
+
+    for name, result in runs.items():
+        assert "Traceback" not in result.stderr, (name, result.stderr[-2000:])
+    assert {name: leaks(result) for name, result in runs.items() if leaks(result)} == {}
+    # the URLs were printed, masked
+    assert "postgres:***@" in runs["failures list (store down)"].stderr
