@@ -1,0 +1,30 @@
+"""Handlers the fault trials' worker processes load (through handler_modules)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from lambda_destinations.handlers import HandlerContext, handler
+from lambda_destinations.schemas import DecodedMessage
+
+
+@handler("effect")
+async def effect(message: DecodedMessage, context: HandlerContext) -> None:
+    """A countable side effect: one line per run, in a file shared by every process."""
+    await asyncio.sleep(float(os.environ.get("EFFECT_SECONDS", "0")))
+    line = f"{message.key}\n".encode()
+    # O_APPEND writes of a short line are atomic: processes never interleave.
+    fd = os.open(os.environ["EFFECTS_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+@handler("sleepy")
+async def sleepy(message: DecodedMessage, context: HandlerContext) -> None:
+    """Marks that it started, then sleeps as long as the request payload says."""
+    (Path(os.environ["MARKER_DIR"]) / f"started-{message.request_id}").touch()
+    await asyncio.sleep(float(message.request_payload["sleep"]))
