@@ -27,7 +27,8 @@ def dev_folder(tmp_path: Path) -> Iterator[Path]:
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [*ENTRY, "dev", "--success-rate", "0.5", "--log-format", "json"],
-            env=bare_env(),
+            # no ops server: its default port may be taken by another test or program
+            env={**bare_env(), "LAMBDA_DESTINATIONS_OPS_PORT": "0"},
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=log,
