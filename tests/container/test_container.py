@@ -207,6 +207,13 @@ def test_the_image_drains_into_sqlite_answers_probes_runs_unprivileged_and_stops
                 and sample.labels.get("outcome") == "ack"
             )
         healthz, readyz = get(port, "/healthz"), get(port, "/readyz")
+        # the image's HEALTHCHECK command, run inside it as the orchestrator would
+        healthcheck = subprocess.run(
+            [*PODMAN, "exec", name, "lambda-destinations", "healthcheck", "--path", "/readyz"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         pid = sh(*PODMAN, "inspect", "--format", "{{.State.Pid}}", name).strip()
         uids = next(
             line.split()[1:]
@@ -228,6 +235,8 @@ def test_the_image_drains_into_sqlite_answers_probes_runs_unprivileged_and_stops
     assert healthz[0] == 200, healthz
     assert readyz == (200, json.dumps({"status": "ready"}))
     assert uids == [str(UID)] * 4
+    assert healthcheck.returncode == 0, healthcheck.stderr
+    assert healthcheck.stdout.strip() == f"http://127.0.0.1:{port}/readyz: 200"
     assert exit_code == "0", logs
     assert stop_took <= GRACE + 2, f"podman stop took {stop_took:.1f}s"
     # every record once in the SQLite file on the volume, written by the image's uid

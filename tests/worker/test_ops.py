@@ -20,7 +20,7 @@ from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import HandlerContext
 from lambda_destinations.schemas import DecodedMessage
 from lambda_destinations.simulate import failure_record, success_record
-from lambda_destinations.worker import Worker
+from lambda_destinations.worker import OpsServer, Worker
 
 
 def free_port() -> int:
@@ -215,3 +215,30 @@ async def test_an_ops_port_in_use_is_one_line_naming_the_setting(make_queue, set
         settings = settings_for(url, ops_port=port, ops_host="127.0.0.1")
         with pytest.raises(ConfigError, match="LAMBDA_DESTINATIONS_OPS_PORT"):
             await run_worker(settings, once=True)
+
+
+async def test_dev_takes_another_port_when_the_default_one_is_taken(make_queue, settings_for):
+    # given: something already listens on the port dev would use by default
+    url, _ = make_queue("devport")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        settings = settings_for(url, ops_port=taken, ops_host="127.0.0.1")
+        worker = Worker(settings)
+        # when: the ops server starts as dev starts it (the port taken is "the default" here)
+        ops = OpsServer(
+            host="127.0.0.1",
+            port=taken,
+            health=worker.health,
+            readiness=worker.readiness,
+            metrics=worker.metrics.render,
+        )
+        await ops.start(any_port_if_taken=True)
+        try:
+            status, _text = await get(ops.port, "/metrics")
+        finally:
+            await ops.close()
+    # then: it serves on another port
+    assert ops.port != taken
+    assert status == 200

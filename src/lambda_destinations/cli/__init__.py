@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Check the configuration against the live endpoint: a table of checks, each failure",
     ),
     "failures": ("failures", "Failed invocations in the store: list, show, stats, ignore, reopen."),
+    "healthcheck": (
+        "healthcheck",
+        "Ask this container's worker for its health: exit 0 when it answers 200, else 1.",
+    ),
     "invoke": (
         "results",
         "Invoke a function asynchronously and print the request id; --wait for its outcome.",

@@ -325,7 +325,11 @@ async def _run_dev_worker(settings: Settings, console_port: int | None) -> Any:
 
     try:
         return await run_worker(
-            settings, once=console_port is None, on_started=started, ops_host="127.0.0.1"
+            settings,
+            once=console_port is None,
+            on_started=started,
+            ops_host="127.0.0.1",
+            local=True,
         )
     finally:
         for task in tasks:

@@ -9,8 +9,6 @@ import os
 import signal
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -83,7 +81,9 @@ def install_signal_handlers(worker: Worker) -> Callable[[], None]:
 
 
 @contextlib.asynccontextmanager
-async def ops_server(worker: Worker, host: str) -> AsyncIterator[OpsServer | None]:
+async def ops_server(
+    worker: Worker, host: str, *, any_port_if_taken: bool = False
+) -> AsyncIterator[OpsServer | None]:
     """The ops server (probes, metrics) for the worker's whole life, start-up included."""
     settings = worker.settings
     if not settings.ops_port:
@@ -96,7 +96,10 @@ async def ops_server(worker: Worker, host: str) -> AsyncIterator[OpsServer | Non
         readiness=worker.readiness,
         metrics=worker.metrics.render,
     )
-    await ops.start()
+    await ops.start(
+        any_port_if_taken=any_port_if_taken
+        and settings.ops_port == Settings.model_fields["ops_port"].default
+    )
     worker.spawn("ops-server", ops.watch())
     try:
         yield ops
@@ -111,15 +114,17 @@ async def run_worker(
     registry: HandlerRegistry | None = None,
     on_started: Callable[[Worker], Awaitable[None]] | None = None,
     ops_host: str = "0.0.0.0",  # noqa: S104 - a container's probes come from outside it
+    local: bool = False,
 ) -> Stats:
     """Start, run until stopped (or drained), stop: the one path the CLI and `dev` share.
 
     With ``once``, SQS or the store unreachable for ``once_timeout`` raises StartTimedOut.
+    ``local`` (``dev``): a default ops port in use is replaced by a free one.
     """
     worker = Worker(settings, registry=registry)
     remove = install_signal_handlers(worker)
     try:
-        async with ops_server(worker, ops_host):
+        async with ops_server(worker, ops_host, any_port_if_taken=local):
             await worker.start(give_up_after=settings.once_timeout if once else None)
             try:
                 if on_started is not None:
@@ -219,32 +224,3 @@ def migrate_command(settings: Settings, check: bool) -> None:
         return
     message: Any = ", ".join(map(str, applied)) if applied else "nothing to apply"
     click.echo(f"{where}: {message if not applied else 'applied ' + message}")
-
-
-@command("healthcheck")
-@click.option("--path", default="/healthz", show_default=True, help="/healthz or /readyz.")
-@click.option("--timeout", "seconds", type=float, default=3.0, show_default=True)
-@settings_options
-def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
-    """Ask this container's worker for its health: exit 0 when it answers 200, else 1.
-
-    For a container's HEALTHCHECK: it needs nothing beyond the image.
-
-    \b
-    Examples:
-      lambda-destinations healthcheck
-      lambda-destinations healthcheck --path /readyz
-    """
-    if not settings.ops_port:
-        fail("the ops server is off (LAMBDA_DESTINATIONS_OPS_PORT=0): nothing to ask")
-    host = settings.ops_host or "127.0.0.1"
-    if host in {"0.0.0.0", "::"}:  # noqa: S104 - listening everywhere: ask on loopback
-        host = "127.0.0.1"
-    url = f"http://{host}:{settings.ops_port}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=seconds) as response:
-            click.echo(f"{url}: {response.status}")
-    except urllib.error.HTTPError as exc:
-        fail(f"{url}: {exc.code} {exc.read().decode(errors='replace')[:500]}")
-    except OSError as exc:
-        fail(f"{url}: no answer ({exc})")

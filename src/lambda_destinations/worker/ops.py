@@ -60,13 +60,22 @@ class OpsServer:
     def addresses(self) -> list[Any]:
         return list(self._runner.addresses)
 
-    async def start(self) -> None:
-        """Bind, or ConfigError with one line naming the setting to change."""
+    async def start(self, *, any_port_if_taken: bool = False) -> None:
+        """Bind, or ConfigError with one line naming the setting to change.
+
+        ``any_port_if_taken``: when the port is in use, take a free one instead (``dev``, where
+        the ops server is a convenience and the port was not chosen).
+        """
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         try:
-            await site.start()
+            await self._bind(self.port)
         except OSError as exc:
+            if any_port_if_taken and exc.errno == errno.EADDRINUSE:
+                await self._bind(0)
+                self.port = self._runner.addresses[0][1]
+                log.info("the ops port was taken; using another", port=self.port)
+                self._started = True
+                return
             await self._runner.cleanup()
             why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc})"
             raise ConfigError(
@@ -74,7 +83,11 @@ class OpsServer:
                 "to a free port (0 turns the ops server off) or LAMBDA_DESTINATIONS_OPS_HOST"
             ) from None
         self._started = True
-        log.info("ops server listening", host=self.host, port=self.port)
+
+    async def _bind(self, port: int) -> None:
+        site = web.TCPSite(self._runner, self.host, port, reuse_address=True)
+        await site.start()
+        log.info("ops server listening", host=self.host, port=self._runner.addresses[-1][1])
 
     async def watch(self) -> None:
         """Runs while the server is up; raises once it no longer listens."""

@@ -1,0 +1,41 @@
+"""`healthcheck`: the container's HEALTHCHECK, asking the worker's ops server (no AWS imports)."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import click
+
+from lambda_destinations.cli._app import command, fail
+from lambda_destinations.cli._options import settings_options
+from lambda_destinations.config import Settings
+
+
+@command("healthcheck")
+@click.option("--path", default="/healthz", show_default=True, help="/healthz or /readyz.")
+@click.option("--timeout", "seconds", type=float, default=3.0, show_default=True)
+@settings_options
+def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
+    """Ask this container's worker for its health: exit 0 when it answers 200, else 1.
+
+    For a container's HEALTHCHECK: it needs nothing beyond the image.
+
+    \b
+    Examples:
+      lambda-destinations healthcheck
+      lambda-destinations healthcheck --path /readyz
+    """
+    if not settings.ops_port:
+        fail("the ops server is off (LAMBDA_DESTINATIONS_OPS_PORT=0): nothing to ask")
+    host = settings.ops_host or "127.0.0.1"
+    if host in {"0.0.0.0", "::"}:  # noqa: S104 - listening everywhere: ask on loopback
+        host = "127.0.0.1"
+    url = f"http://{host}:{settings.ops_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=seconds) as response:
+            click.echo(f"{url}: {response.status}")
+    except urllib.error.HTTPError as exc:
+        fail(f"{url}: {exc.code} {exc.read().decode(errors='replace')[:500]}")
+    except OSError as exc:
+        fail(f"{url}: no answer ({exc})")
