@@ -21,6 +21,7 @@ import json
 import random
 import uuid
 import zipfile
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import unquote
@@ -36,6 +37,7 @@ log = structlog.get_logger("lambda_destinations.dev")
 # Hop-by-hop headers and those the server sets itself: never copied between the two sides.
 _NOT_FORWARDED = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
 _INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
+ALERTS_PATH = "/_dev/alerts"  # dev's own alert channel: a webhook handler posts here
 _MAX_BODY = 16 * 1024 * 1024  # SendMessageBatch of ten 256 KiB messages, with room
 _DEV_KEYS = {"aws_access_key_id": "dev", "aws_secret_access_key": "dev"}
 
@@ -128,7 +130,9 @@ class DevEndpoint:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        on_alert: Callable[[str], None] | None = None,
     ) -> None:
+        self._on_alert = on_alert
         self._moto_url = moto_url.rstrip("/")
         self._simulation = simulation
         self._host = host
@@ -165,6 +169,7 @@ class DevEndpoint:
         )
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_route("POST", _INVOKE_PATH, self._invoke)
+        app.router.add_route("POST", ALERTS_PATH, self._alert)
         app.router.add_route("*", "/{tail:.*}", self._proxy)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -199,6 +204,19 @@ class DevEndpoint:
             payload = await upstream.read()
             answer = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_FORWARDED}
             return web.Response(status=upstream.status, body=payload, headers=answer)
+
+    async def _alert(self, request: web.Request) -> web.Response:
+        """An alert a webhook handler sent, Slack-shaped (``{"text": ...}``): shown to the user."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.Response(status=400, text="invalid_payload")
+        text = body.get("text") if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            return web.Response(status=400, text="invalid_payload: no text")
+        if self._on_alert is not None:
+            self._on_alert(text)
+        return web.Response(text="ok")
 
     async def _invoke(self, request: web.Request) -> web.Response:
         name, qualifier = function_name_of(

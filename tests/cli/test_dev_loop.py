@@ -166,6 +166,16 @@ def test_dev_passes_doctor_and_its_replays_end_recovered_or_failed(dev_running: 
     not_ok = [c for c in json.loads(checked.stdout)["checks"] if c["status"] != "ok"]
     assert not_ok == []  # dev's setup is the example of a good one
     wait_for(lambda: set(failures) <= set(listed(folder)), "the simulated failures stored")
+    # dev's alert channel (a webhook handler posting to dev itself) showed failures
+    alerts = wait_for(
+        lambda: [
+            line
+            for line in (folder / "dev.log").read_text(encoding="utf-8").splitlines()
+            if "▸ alert" in line
+        ],
+        "an alert",
+    )
+    assert any(rid in line for line in alerts for rid in failures), alerts
     before = listed(folder)
 
     # when: the README's replay command runs against dev's simulated functions

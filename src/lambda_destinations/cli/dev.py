@@ -23,6 +23,7 @@ from lambda_destinations.cli.console import serve_alongside
 from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker
 from lambda_destinations.config import DEV_CONFIG, RouteConfig, Settings
 from lambda_destinations.dev_endpoint import (
+    ALERTS_PATH,
     Destinations,
     DevEndpoint,
     FunctionSimulation,
@@ -126,8 +127,23 @@ async def live_summary(worker: Worker, every: float = 2.0) -> None:
 
 DEV_ROUTES = (
     RouteConfig(condition="success", handlers=("persist", "replay-outcome")),
-    RouteConfig(condition="failure", handlers=("persist", "replay-outcome")),
+    RouteConfig(condition="failure", handlers=("persist", "replay-outcome", "dev-alerts")),
 )
+DEV_ALERTS = "dev-alerts"
+
+
+def dev_alerts(endpoint_url: str) -> dict[str, Any]:
+    """dev's alert channel: the webhook handler, Slack-shaped, posting to dev's own endpoint,
+    which prints each alert. Storm rules apply: the first 3 per function and error type a
+    minute, then a digest."""
+    return {
+        "type": "webhook",
+        "preset": "slack",
+        "url": endpoint_url + ALERTS_PATH,
+        "message": "{summary:.160} [{request_id}]",
+        "window": "1m",
+        "send_first": 3,
+    }
 
 
 def _toml_value(value: Any) -> str:
@@ -156,6 +172,7 @@ def write_dev_config(settings: Settings, path: Path = DEV_CONFIG) -> None:
         "retry_max": settings.retry_max,
         "wait_time": settings.wait_time,
         "routes": [route.model_dump(exclude_defaults=True) for route in settings.routes],
+        "handlers": settings.handlers,
     }
     lines = [
         "# Written by `lambda-destinations dev`: the endpoint, queues and store it runs.",
@@ -177,6 +194,7 @@ def _dev_settings(settings: Settings) -> Settings:
     if store == Settings.model_fields["store"].default:
         DEV_STORE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = f"sqlite:///{DEV_STORE}"
+    default_ops_port = Settings.model_fields["ops_port"].default
     routes = settings.routes
     if routes == [RouteConfig(handlers=("persist",))]:
         routes = list(DEV_ROUTES)  # link the outcomes of replays: recovered or failed
@@ -185,6 +203,8 @@ def _dev_settings(settings: Settings) -> Settings:
             "region": settings.resolved_region() or "us-east-1",
             "store": store,
             "routes": routes,
+            # The ops server (/metrics) only when asked for: a laptop's port 8080 is often taken.
+            "ops_port": 0 if settings.ops_port == default_ops_port else settings.ops_port,
             "retry_base": min(settings.retry_base, 2.0),
             "retry_max": min(settings.retry_max, 30.0),
             "wait_time": min(settings.wait_time, 5),
@@ -271,8 +291,11 @@ async def _dev(
     console_port: int | None,
 ) -> Any:
     """``console_port`` None: drain once and return, without the console."""
-    async with DevEndpoint(moto_url, simulation, port=port) as endpoint:
+    async with DevEndpoint(moto_url, simulation, port=port, on_alert=_show_alert) as endpoint:
         settings = settings.model_copy(update={"endpoint_url": endpoint.url})
+        if any(DEV_ALERTS in route.handlers for route in settings.routes):
+            handlers = {**settings.handlers, DEV_ALERTS: dev_alerts(endpoint.url)}
+            settings = settings.model_copy(update={"handlers": handlers})
         async with AwsClients(settings) as aws:
             success_url, failure_url = await create_dev_queues(aws)
             arns = [await _queue_arn(aws, url) for url in (success_url, failure_url)]
@@ -286,6 +309,10 @@ async def _dev(
                 sent = await send_messages(aws, batch, success_url, failure_url)
                 click.echo(f"  simulated  {plural(sent, 'message')}", err=True)
         return await _run_dev_worker(settings, console_port)
+
+
+def _show_alert(text: str) -> None:
+    click.echo(f"  ▸ alert     {text}", err=True)
 
 
 async def _queue_arn(aws: AwsClients, url: str) -> str:
