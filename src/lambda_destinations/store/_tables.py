@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import FailureStatus, RunState
 from lambda_destinations.store.migration_6 import invocation_indexes
+from lambda_destinations.store.migration_8 import REPLACED, failure_filter_indexes
 
 
 def str_enum(cls: type[enum.StrEnum]) -> sa.Enum:
@@ -62,7 +63,9 @@ invocations = sa.Table(
     sa.Column("status_by", sa.Text),
     sa.Column("status_at", UTCDateTime),
 )
-invocation_indexes(invocations)  # see migration_6 for which query each one serves
+# See migration_6 and migration_8 for which query each index serves.
+invocation_indexes(invocations, without=REPLACED)
+failure_filter_indexes(invocations)
 
 # No foreign key to invocations: the worker records the delivery of a duplicate whose handlers
 # all completed even when its route has no persist handler, so no invocation row exists.

@@ -18,6 +18,7 @@ A success now writes three b-trees (the table, the request id, the status) inste
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,8 +34,9 @@ _DROPPED = (
 FAILURES_ONLY = "status IS NOT NULL"
 
 
-def invocation_indexes(table: sa.Table) -> list[sa.Index]:
-    """Version 6's indexes of ``table`` (``invocations``), for the migration and ``_tables``."""
+def invocation_indexes(table: sa.Table, *, without: Collection[str] = ()) -> list[sa.Index]:
+    """Version 6's indexes of ``table`` (``invocations``), but those named in ``without``
+    (replaced by a later version), for the migration and ``_tables``."""
     c = table.c
     newest_first = (c.occurred_at, c.first_seen_at, c.key)  # the lists' whole order
 
@@ -42,12 +44,14 @@ def invocation_indexes(table: sa.Table) -> list[sa.Index]:
         where = sa.text(FAILURES_ONLY)
         return sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
 
-    return [
-        sa.Index("ix_invocations_status_occurred_at", c.status, c.occurred_at),
-        failures_only("ix_failures_occurred_at", *newest_first),
-        failures_only("ix_failures_function_name", c.function_name, *newest_first),
-        failures_only("ix_failures_error_type", c.error_type, *newest_first),
+    specs: list[tuple[str, Callable[[str], sa.Index]]] = [
+        ("ix_invocations_status_occurred_at", lambda n: sa.Index(n, c.status, c.occurred_at)),
+        ("ix_failures_occurred_at", lambda n: failures_only(n, *newest_first)),
+        ("ix_failures_function_name", lambda n: failures_only(n, c.function_name, *newest_first)),
+        ("ix_failures_error_type", lambda n: failures_only(n, c.error_type, *newest_first)),
     ]
+    # An index is bound to its table when it is made: make only the ones wanted.
+    return [build(name) for name, build in specs if name not in without]
 
 
 def upgrade(conn: sa.Connection) -> None:

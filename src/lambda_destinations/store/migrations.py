@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from lambda_destinations.store import migration_6, migration_7
+from lambda_destinations.store import migration_6, migration_7, migration_8
 from lambda_destinations.store._tables import str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import FailureStatus, ReplayOutcome, RunState
@@ -247,6 +247,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "the operators' action ledger", _v5_operator_actions),
     Migration(6, "invocations' indexes fit the queries", migration_6.upgrade),
     Migration(7, "a record's payloads are stored once", migration_7.upgrade),
+    Migration(8, "failures' filter indexes hold the status", migration_8.upgrade),
 )
 
 
