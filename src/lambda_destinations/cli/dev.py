@@ -194,7 +194,6 @@ def _dev_settings(settings: Settings) -> Settings:
     if store == Settings.model_fields["store"].default:
         DEV_STORE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = f"sqlite:///{DEV_STORE}"
-    default_ops_port = Settings.model_fields["ops_port"].default
     routes = settings.routes
     if routes == [RouteConfig(handlers=("persist",))]:
         routes = list(DEV_ROUTES)  # link the outcomes of replays: recovered or failed
@@ -203,8 +202,6 @@ def _dev_settings(settings: Settings) -> Settings:
             "region": settings.resolved_region() or "us-east-1",
             "store": store,
             "routes": routes,
-            # The ops server (/metrics) only when asked for: a laptop's port 8080 is often taken.
-            "ops_port": 0 if settings.ops_port == default_ops_port else settings.ops_port,
             "retry_base": min(settings.retry_base, 2.0),
             "retry_max": min(settings.retry_max, 30.0),
             "wait_time": min(settings.wait_time, 5),
