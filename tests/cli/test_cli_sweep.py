@@ -139,3 +139,34 @@ def test_a_bad_value_for_any_option_is_never_a_traceback(
         elif code is not None and code not in DOCUMENTED_EXIT_CODES:
             problems.append((" ".join(args), code, "", output[-400:]))
     assert problems == []
+
+
+# Only these may create the store and its folder (the worker, `dev`, `migrate`); the console
+# is a server, left out of this sweep.
+CREATORS = {"run", "dev", "migrate", "console"}
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_commands_other_than_run_dev_and_migrate_never_create_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(
+        env={
+            "LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:1",
+            "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+            "LAMBDA_DESTINATIONS_STORE": None,  # the default: a file where the command runs
+            "LAMBDA_DESTINATIONS_CONFIG": None,
+            "LAMBDA_DESTINATIONS_QUEUES": None,
+        },
+    )
+    made = {}
+    for n, (path, _command) in enumerate(COMMANDS):
+        if path[0] in CREATORS:
+            continue
+        cwd = tmp_path / str(n)
+        cwd.mkdir()
+        run_case(runner, list(path), cwd)
+        if os.listdir(cwd):
+            made[" ".join(path)] = os.listdir(cwd)
+    assert made == {}

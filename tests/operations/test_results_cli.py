@@ -138,7 +138,8 @@ def test_invoke_wait_times_out_with_exit_5(
 
 def test_result_on_a_store_never_migrated_says_so(cli_env: dict[str, str]) -> None:
     result = cli("result", "rid-1", env=cli_env)
-    assert result.returncode == 4
+    # the file does not exist (a reader never creates it): the store's URL is the thing to fix
+    assert result.returncode == 3
     [line] = error_lines(result)
     assert "lambda-destinations migrate" in line
 
@@ -148,8 +149,8 @@ def test_invoke_wait_checks_the_store_before_it_invokes(
 ) -> None:
     lambda_endpoint.create_function("orders-api")
     lambda_endpoint.start_recording()
-    result = cli("invoke", "orders-api", "--wait", "5s", env=lambda_env)  # never migrated
-    assert result.returncode == 4
+    result = cli("invoke", "orders-api", "--wait", "5s", env=lambda_env)  # never made
+    assert result.returncode == 3  # the file does not exist: the store's URL is the thing to fix
     assert result.stdout == ""
     assert "lambda-destinations migrate" in error_lines(result)[0]
     assert lambda_endpoint.invocations() == []

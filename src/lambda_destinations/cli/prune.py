@@ -67,7 +67,7 @@ def prune_command(
         before = dict.fromkeys(before, moment)
 
     async def go() -> PruneReport:
-        async with Store.from_url(settings.store) as store:
+        async with Store.from_url(settings.store, create=False) as store:
             report = await prune_store(store, before, batch=settings.prune_batch, dry_run=dry_run)
             if vacuum and not dry_run:
                 await store.vacuum()

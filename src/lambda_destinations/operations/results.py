@@ -127,7 +127,8 @@ class Results:
 
     def __init__(self, store: str | Store) -> None:
         self._own = isinstance(store, str)
-        self.store = Store.from_url(store) if isinstance(store, str) else store
+        # A reader never creates the store: a missing file is a wrong URL, said in one line.
+        self.store = Store.from_url(store, create=False) if isinstance(store, str) else store
 
     async def __aenter__(self) -> Self:
         if self._own:
