@@ -578,6 +578,23 @@ async def test_list_quarantine_newest_first_by_queue_with_limit(store: Store) ->
     assert [q.message_id for q in top] == ["m-4", "m-3"]
 
 
+async def test_a_quarantined_message_is_read_by_id_and_forgotten_once(store: Store) -> None:
+    row = _quarantined("m-1", key="r-1:RetriesExhausted", quarantined_at=T0)
+    other = _quarantined("m-2", quarantined_at=T0)
+    await store.save_quarantine(row)
+    await store.save_quarantine(other)
+    assert row.id is not None
+    assert other.id is not None
+
+    assert await store.get_quarantine(row.id) == row
+    assert await store.get_quarantine(row.id + other.id + 100) is None
+    assert await store.delete_quarantine(row.id) is True
+    assert await store.delete_quarantine(row.id) is False
+
+    assert await store.get_quarantine(row.id) is None
+    assert [q.message_id for q in await store.list_quarantine()] == ["m-2"]
+
+
 # -- operators: filters, counts, status -------------------------------------------------------
 
 
