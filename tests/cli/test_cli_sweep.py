@@ -3,13 +3,15 @@ README's exit codes. Commands are found by walking the click group, so new ones 
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import click
 import pytest
-from bad_input_helpers import DOCUMENTED_EXIT_CODES, every_command
+from bad_input_helpers import DOCUMENTED_EXIT_CODES, ENTRY, every_command
 from click.testing import CliRunner
 
 from lambda_destinations.cli import cli as group
@@ -133,11 +135,58 @@ def test_a_bad_value_for_any_option_is_never_a_traceback(
     for n, args in enumerate(cases()):
         cwd = tmp_path / str(n)
         cwd.mkdir()
+        if args[0] in OWN_PROCESS:
+            continue
         code, output, unexpected = run_case(runner, args, cwd)
         if unexpected is not None or "Traceback" in output:
             problems.append((" ".join(args), code, repr(unexpected), output[-400:]))
         elif code is not None and code not in DOCUMENTED_EXIT_CODES:
             problems.append((" ".join(args), code, "", output[-400:]))
+    assert problems == []
+
+
+# Commands that start servers in the process (dev's moto shares moto's state with every server
+# of the process): each runs in a process of its own.
+OWN_PROCESS = {"dev", "console"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_bad_value_for_a_server_command_is_never_a_traceback(
+    endpoint_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+    }
+    for name in ("LAMBDA_DESTINATIONS_QUEUES", "LAMBDA_DESTINATIONS_STORE"):
+        env.pop(name, None)
+
+    def one(numbered: tuple[int, list[str]]) -> tuple[list[str], int | None, str]:
+        n, args = numbered
+        cwd = tmp_path / str(n)
+        cwd.mkdir()
+        command = [*ENTRY, *args, *ENDS_BY_ITSELF.get(tuple(args[:1]), [])]
+        with subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as process:
+            try:
+                out, err = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                out, err = process.communicate()
+                return args, None, out + err
+        return args, process.returncode, out + err
+
+    chosen = [args for args in cases() if args[0] in OWN_PROCESS]
+    assert chosen
+    problems = []
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        for args, code, output in pool.map(one, enumerate(chosen)):
+            if "Traceback" in output or (code is not None and code not in DOCUMENTED_EXIT_CODES):
+                problems.append((" ".join(args), code, output[-600:]))
     assert problems == []
 
 
