@@ -45,7 +45,9 @@ def seeded(sqlite_url: str) -> dict[str, Any]:
         )[0],
         "ignored": failure_body(5, function="email-sender", minutes_ago=60)[0],
     }
-    stream = json.dumps(kinesis_failure(random.Random(6)))
+    stream_record = kinesis_failure(random.Random(6))
+    stream_record["timestamp"] = "2026-11-20T10:00:00.000Z"  # a fixed day in the past: listed last
+    stream = json.dumps(stream_record)
     success = json.dumps(success_record(random.Random(7)))
     rows = {name: row_of(body) for name, body in bodies.items()}
     rows["stream"] = row_of(stream)
@@ -74,7 +76,7 @@ def test_list_shows_failures_newest_first_and_never_successes(cli_env, seeded) -
             "orders_timeout",
         )
     ]
-    # the stream failure's timestamp is the simulator's (a fixed day in the past): last
+    # the stream failure is dated a fixed day in the past: last
     assert [f["request_id"] for f in listed] == [*expected, seeded["stream"].request_id]
     assert seeded["success"].request_id not in {f["request_id"] for f in listed}
     assert all(set(f) >= JSON_FIELDS for f in listed)
