@@ -71,8 +71,8 @@ def close_ops_when_armed() -> None:
     """The ops server's listening socket goes away under it."""
     original = OpsServer.start
 
-    async def start(self: OpsServer) -> None:
-        await original(self)
+    async def start(self: OpsServer, **options: Any) -> None:
+        await original(self, **options)
 
         async def close() -> None:
             while not armed():  # noqa: ASYNC110 - a file on disk, not an event in this loop
