@@ -98,7 +98,7 @@ async def test_missing_directories_are_created(tmp_path: Path) -> None:
     ("url", "problem"),
     [
         ("sqlite:///{tmp}", "is a directory"),
-        ("sqlite:///{tmp}/file.txt/store.db", "cannot create the directory"),
+        ("sqlite:///{tmp}/file.txt/store.db", "cannot create .*Not a directory"),
         ("sqlite://user@host/store.db", "has no host"),
         ("sqlite+pysqlite:///{tmp}/store.db", "use sqlite:///"),
     ],
