@@ -12,5 +12,6 @@ lint:
 type:
 	$(PY) -m mypy
 
+# Two workers: the suite is mostly waiting on servers (moto, PostgreSQL, subprocesses).
 test:
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2

@@ -43,24 +43,26 @@ def storm_settings(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_500_failures_make_three_alerts_and_one_digest_across_a_restart(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
 ) -> None:
-    # given: 500 failures of one function and error type, and a window of a minute
+    # given: 500 failures of one function and error type, and a window of two minutes (long
+    # enough that a loaded machine still drains all 500 inside it)
     url, _ = make_queue("storm")
     number = unique_number()
     send_records(sqs, url, [failure_record("orders-api") for _ in range(500)])
-    settings = storm_settings(endpoint_url, url, store=sqlite_url, number=number, window=60)
+    settings = storm_settings(endpoint_url, url, store=sqlite_url, number=number, window=120)
 
     # when: a worker handles part of them and stops; a new one on the same store goes on
     async with Worker(settings) as first, running_worker(first):
         await eventually(lambda: first.stats.handler_runs["oncall-sms"] >= 200, within=60)
     assert first.stats.handler_runs["oncall-sms"] < 500  # stopped in the middle
-    digest_text = "497 more failures of orders-api / TimeoutError in the last 1 minute"
+    digest_text = "497 more failures of orders-api / TimeoutError in the last 2 minutes"
     async with Worker(settings) as second, running_worker(second):
         sent = await eventually(
             lambda: (texts := sms_to(endpoint_url, number)) and digest_text in texts and texts,
-            within=100,
+            within=200,
         )
     # and a third worker, started after the digest, finds nothing left to send
     async with Worker(settings) as third, running_worker(third):
@@ -87,7 +89,8 @@ async def test_two_workers_at_once_share_one_window_and_one_digest(
     url, _ = make_queue("storm-2")
     number = unique_number()
     send_records(sqs, url, [failure_record("billing", error_type="KeyError") for _ in range(60)])
-    settings = storm_settings(endpoint_url, url, store=store_url, number=number, window=8)
+    # a window of 20 s: long enough for 60 records to drain on a loaded machine
+    settings = storm_settings(endpoint_url, url, store=store_url, number=number, window=20)
     settings = settings.model_copy(update={"concurrency": 8})
 
     # when
@@ -97,14 +100,14 @@ async def test_two_workers_at_once_share_one_window_and_one_digest(
         running_worker(one),
         running_worker(two),
     ):
-        sent = await eventually(lambda: len(sms_to(endpoint_url, number)) >= 4, within=60)
+        sent = await eventually(lambda: len(sms_to(endpoint_url, number)) >= 4, within=90)
         await asyncio.sleep(2.5)  # both schedulers poll again: no second digest
 
     # then
     texts = sms_to(endpoint_url, number)
     assert sent
     assert len(texts) == 4
-    assert texts[3] == "57 more failures of billing / KeyError in the last 8 seconds"
+    assert texts[3] == "57 more failures of billing / KeyError in the last 20 seconds"
     assert one.stats.handler_runs["oncall-sms"] + two.stats.handler_runs["oncall-sms"] == 60
 
 
