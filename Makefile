@@ -12,6 +12,5 @@ lint:
 type:
 	$(PY) -m mypy
 
-# Two workers: the suite is mostly waiting on servers (moto, PostgreSQL, subprocesses).
 test:
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest

@@ -55,6 +55,23 @@ def _no_ops_server() -> Iterator[None]:
         os.environ.pop("LAMBDA_DESTINATIONS_OPS_PORT", None)
 
 
+@pytest.fixture(autouse=True)
+def _structlog_per_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Commands run in process configure structlog for a whole process, caching loggers on
+    first use; a cached logger bypasses ``capture_logs``, so which tests ran before one on the
+    same pytest worker decided what it could see. Tests never cache, and start from defaults."""
+    import structlog
+
+    configure = structlog.configure
+
+    def configure_without_cache(**settings: Any) -> None:
+        configure(**{**settings, "cache_logger_on_first_use": False})
+
+    monkeypatch.setattr(structlog, "configure", configure_without_cache)
+    yield
+    structlog.reset_defaults()
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A moto server on a free port, shared by the session; yields its endpoint URL."""

@@ -444,7 +444,10 @@ async def move_messages(
 
     async def _move(messages: list[dict[str, Any]], target: str) -> None:
         fifo = target in fifo_targets
-        sent = await _send(sqs, target, messages, report, fifo=fifo, run=pass_.run)
+        try:
+            sent = await _send(sqs, target, messages, report, fifo=fifo, run=pass_.run)
+        finally:
+            pass_.moving.difference_update(m["MessageId"] for m in messages)
         for m in messages:
             if m["MessageId"] not in sent:
                 pass_.stay(m, None)  # send failed
@@ -483,6 +486,9 @@ class _Pass:
     started_ms: int  # messages sent to the DLQ after this are not the run's to move
     report: MoveReport
     moved: set[str] = dataclasses.field(default_factory=set)
+    # Being sent by a mover now: a second mover that receives one of these (its visibility
+    # ended while the first was still sending) leaves it alone rather than sending it again.
+    moving: set[str] = dataclasses.field(default_factory=set)
     # message id -> (why it stays, or None for a failed send; its latest receipt): a message
     # seen again after its visibility ended is counted once, and released with the receipt
     # that is still valid.
@@ -498,6 +504,8 @@ class _Pass:
                 again.append(message)
             elif message_id in self.staying:
                 self.staying[message_id] = (self.staying[message_id][0], message["ReceiptHandle"])
+            elif message_id in self.moving:
+                continue  # the mover sending it deletes it, or leaves it for a later pass
             elif _attribute(message.get("MessageAttributes") or {}, REDRIVE_ATTRIBUTE) == self.run:
                 self.report.came_back += 1
                 self.stay(message, CAME_BACK)
@@ -505,6 +513,7 @@ class _Pass:
                 self.report.arrived += 1
                 self.stay(message, ARRIVED)
             else:
+                self.moving.add(message_id)
                 fresh.append(message)
         return fresh, again
 
