@@ -61,7 +61,7 @@ _PLAN_ROWS = 20  # rows of the plan shown before the confirmation
     help="The outcome as one JSON object: results, counts, not_found.",
 )
 @settings_options
-def replay_command(
+def replay_command(  # noqa: C901 - split next
     settings: Settings,
     request_ids: tuple[str, ...],
     selection: InvocationFilter,
