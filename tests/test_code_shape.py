@@ -18,7 +18,6 @@ MAX_LINES = 60
 
 # Functions still over the limit, to be split; the list only shrinks.
 KNOWN_LONG = {
-    "lambda_destinations/cli/replay.py:replay_command",
     "lambda_destinations/cli/dlq.py:redrive_command",
     "lambda_destinations/cli/dlq.py:peek_command",
     "lambda_destinations/cli/dlq.py:_reinvoke",

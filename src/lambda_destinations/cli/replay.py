@@ -61,7 +61,7 @@ _PLAN_ROWS = 20  # rows of the plan shown before the confirmation
     help="The outcome as one JSON object: results, counts, not_found.",
 )
 @settings_options
-def replay_command(  # noqa: C901 - split next
+def replay_command(
     settings: Settings,
     request_ids: tuple[str, ...],
     selection: InvocationFilter,
@@ -102,93 +102,128 @@ def replay_command(  # noqa: C901 - split next
         selection.statuses = [FailureStatus.OPEN, FailureStatus.REPLAYED]
     if request_ids:
         selection.request_ids = list(request_ids)
-    requested_by = operator_identity()
-
-    async def plan(store: Store) -> tuple[list[InvocationRow], list[str], list[ReplayResult]]:
-        rows = await store.list_invocations(selection)
-        missing = []
-        if request_ids:
-            found = {r.request_id for r in rows} | {r.key for r in rows}
-            for ident in request_ids:
-                if ident in found:
-                    continue
-                row = await store.get_invocation(ident)
-                if row is None or row.succeeded is True:
-                    missing.append(ident)
-                elif row.key == ident and await _matches(store, row, selection):
-                    rows.append(row)  # named by its key rather than its request id
-                # else: a request id the filters leave out
-        rows.reverse()  # oldest first: replays happen in the order the failures did
-        results = [
-            await replay_invocation(
-                store,
-                None,
-                row,
-                trigger=TRIGGER_MANUAL,
-                requested_by=requested_by,
-                force=force,
-                dry_run=True,
-                legacy_function=legacy_function,
-            )
-            for row in rows
-        ]
-        return rows, missing, results
-
-    async def run(store: Store, rows: Sequence[InvocationRow]) -> list[ReplayResult]:
-        limiter = RateLimiter(rate)
-        results = []
-        async with AwsClients(settings) as aws:
-            lam = await aws.lambda_invoker()
-            with click.progressbar(
-                length=len(rows), label="replaying", file=sys.stderr, show_pos=True
-            ) as bar:
-                for row in rows:
-                    await limiter.acquire()
-                    results.append(
-                        await replay_invocation(
-                            store,
-                            lam,
-                            row,
-                            trigger=TRIGGER_MANUAL,
-                            requested_by=requested_by,
-                            force=force,
-                            legacy_function=legacy_function,
-                        )
-                    )
-                    bar.update(1)
-        return results
-
-    async def go() -> tuple[list[str], list[ReplayResult]]:
-        async with Store.from_url(settings.store, create=False) as store:
-            rows, missing, planned = await plan(store)
-            for ident in missing:
-                click.echo(f"error: no failure with request id or key {ident!r}", err=True)
-            to_invoke = [
-                row
-                for row, p in zip(rows, planned, strict=True)
-                if p.state is ReplayState.WOULD_INVOKE
-            ]
-            if dry_run or not to_invoke:
-                return missing, planned
-            if not yes:
-                # The plan goes to stderr with the question; stdout gets the results.
-                _show(planned[:_PLAN_ROWS], err=True)
-                if len(planned) > _PLAN_ROWS:
-                    click.echo(f"... and {len(planned) - _PLAN_ROWS} more", err=True)
-                functions = {_function_name(p.function_arn) for p in planned if p.attempt}
-                click.confirm(
-                    f"Invoke {len(to_invoke)} failed invocation{'s' if len(to_invoke) != 1 else ''}"
-                    f" of {len(functions)} function{'s' if len(functions) != 1 else ''} again"
-                    f"{f' at {rate:g}/s' if rate else ''}?",
-                    abort=True,
-                    err=True,
-                )
-            invoked = await run(store, to_invoke)
-            by_key = {r.key: r for r in invoked}
-            return missing, [by_key.get(p.key, p) for p in planned]
-
+    replay = _Replay(
+        settings,
+        selection,
+        request_ids,
+        requested_by=operator_identity(),
+        force=force,
+        legacy_function=legacy_function,
+        rate=rate,
+    )
     with aws_errors(settings):
-        missing, results = asyncio.run(go())
+        missing, results = asyncio.run(_plan_and_run(replay, dry_run=dry_run, yes=yes))
+    _report(results, missing, dry_run=dry_run, as_json=as_json)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Replay:
+    """What one ``replay`` command selects, and how it replays each record."""
+
+    settings: Settings
+    selection: InvocationFilter
+    request_ids: tuple[str, ...]
+    requested_by: str
+    force: bool
+    legacy_function: str | None
+    rate: float
+
+    async def one(
+        self, store: Store, lam: Any, row: InvocationRow, *, dry_run: bool = False
+    ) -> ReplayResult:
+        return await replay_invocation(
+            store,
+            lam,
+            row,
+            trigger=TRIGGER_MANUAL,
+            requested_by=self.requested_by,
+            force=self.force,
+            dry_run=dry_run,
+            legacy_function=self.legacy_function,
+        )
+
+
+async def _plan_and_run(
+    replay: _Replay, *, dry_run: bool, yes: bool
+) -> tuple[list[str], list[ReplayResult]]:
+    """The selected records' plan, then (unless a dry run) their replays once confirmed.
+
+    Returns the request ids not found and one result a selected record, in the plan's order.
+    """
+    async with Store.from_url(replay.settings.store, create=False) as store:
+        rows, missing = await _select(store, replay)
+        planned = [await replay.one(store, None, row, dry_run=True) for row in rows]
+        for ident in missing:
+            click.echo(f"error: no failure with request id or key {ident!r}", err=True)
+        to_invoke = [
+            row for row, p in zip(rows, planned, strict=True) if p.state is ReplayState.WOULD_INVOKE
+        ]
+        if dry_run or not to_invoke:
+            return missing, planned
+        if not yes:
+            _confirm(planned, len(to_invoke), replay.rate)
+        invoked = await _invoke(store, replay, to_invoke)
+        by_key = {r.key: r for r in invoked}
+        return missing, [by_key.get(p.key, p) for p in planned]
+
+
+async def _select(store: Store, replay: _Replay) -> tuple[list[InvocationRow], list[str]]:
+    """The rows selected, oldest first, and the named request ids that match no failure."""
+    rows = await store.list_invocations(replay.selection)
+    missing = []
+    if replay.request_ids:
+        found = {r.request_id for r in rows} | {r.key for r in rows}
+        for ident in replay.request_ids:
+            if ident in found:
+                continue
+            row = await store.get_invocation(ident)
+            if row is None or row.succeeded is True:
+                missing.append(ident)
+            elif row.key == ident and await _matches(store, row, replay.selection):
+                rows.append(row)  # named by its key rather than its request id
+            # else: a request id the filters leave out
+    rows.reverse()  # oldest first: replays happen in the order the failures did
+    return rows, missing
+
+
+def _confirm(planned: Sequence[ReplayResult], invocations: int, rate: float) -> None:
+    """Show the plan and ask; abort unless the operator says yes."""
+    # The plan goes to stderr with the question; stdout gets the results.
+    _show(planned[:_PLAN_ROWS], err=True)
+    if len(planned) > _PLAN_ROWS:
+        click.echo(f"... and {len(planned) - _PLAN_ROWS} more", err=True)
+    functions = {_function_name(p.function_arn) for p in planned if p.attempt}
+    click.confirm(
+        f"Invoke {invocations} failed invocation{'s' if invocations != 1 else ''}"
+        f" of {len(functions)} function{'s' if len(functions) != 1 else ''} again"
+        f"{f' at {rate:g}/s' if rate else ''}?",
+        abort=True,
+        err=True,
+    )
+
+
+async def _invoke(
+    store: Store, replay: _Replay, rows: Sequence[InvocationRow]
+) -> list[ReplayResult]:
+    """Replay ``rows`` in order, at the command's rate, with a progress bar on stderr."""
+    limiter = RateLimiter(replay.rate)
+    results = []
+    async with AwsClients(replay.settings) as aws:
+        lam = await aws.lambda_invoker()
+        with click.progressbar(
+            length=len(rows), label="replaying", file=sys.stderr, show_pos=True
+        ) as bar:
+            for row in rows:
+                await limiter.acquire()
+                results.append(await replay.one(store, lam, row))
+                bar.update(1)
+    return results
+
+
+def _report(
+    results: Sequence[ReplayResult], missing: Sequence[str], *, dry_run: bool, as_json: bool
+) -> None:
+    """The results on stdout, a one-line tally on stderr; exit 1 on an error or a missing id."""
     counts = {state: sum(1 for r in results if r.state is state) for state in ReplayState}
     if as_json:  # an action's outcome is one object, as `dlq redrive --json`
         click.echo(
