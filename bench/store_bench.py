@@ -32,8 +32,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from lambda_destinations.redact import mask_url
 from lambda_destinations.store import DeliveryRow, InvocationRow, Store
-from lambda_destinations.store._sql import display_url
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders-failures"
 
@@ -142,7 +142,7 @@ def summarize(url: str, operation: str, concurrency: int, phases: list[Phase]) -
 
     cuts = [statistics.quantiles(p.latencies, n=100) for p in phases]
     return Result(
-        url=display_url(url),
+        url=mask_url(url),
         operation=operation,
         n=n,
         concurrency=concurrency,

@@ -26,6 +26,7 @@ from tenacity import (
 )
 
 from lambda_destinations.errors import PermanentError, TransientError
+from lambda_destinations.redact import redact
 
 Kind = Literal["transient", "permanent", "unknown"]
 T = TypeVar("T")
@@ -90,6 +91,16 @@ def error_code(exc: BaseException) -> str | None:
         code = exc.response.get("Error", {}).get("Code")
         return str(code) if code is not None else None
     return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a log or a stored reason: the type, the AWS error code, the text, redacted."""
+    code = error_code(exc)
+    text = str(exc) or type(exc).__name__
+    if code and code not in text:
+        text = f"{code}: {text}"
+    text = redact(text)  # errors quote recipients and URLs
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
 
 
 def classify(exc: BaseException) -> Kind:

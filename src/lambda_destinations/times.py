@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from lambda_destinations.store.base import utcnow
-
 _DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware, in UTC (the only kind of time the store holds)."""
+    return dt.datetime.now(dt.UTC)
 
 
 def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:

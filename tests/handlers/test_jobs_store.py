@@ -7,8 +7,14 @@ import datetime as dt
 
 import pytest
 
-from lambda_destinations.store import Store, utcnow
-from lambda_destinations.store._jobs import JobState, ScheduledJob, digest_job_key, scope_of
+from lambda_destinations.store import (
+    JobState,
+    ScheduledJob,
+    Store,
+    scope_of,
+    utcnow,
+)
+from lambda_destinations.store._jobs import digest_job_key
 
 
 def job(key: str, *, due_in: float = -1.0, kind: str = "replay", **payload: object) -> ScheduledJob:

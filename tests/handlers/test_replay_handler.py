@@ -35,8 +35,7 @@ from lambda_destinations.handlers import HandlerContext, HandlerRegistry
 from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.handlers.replay import WILL_RETRY, build, replay_job_key
 from lambda_destinations.schemas import decode
-from lambda_destinations.store import FailureStatus, Store, utcnow
-from lambda_destinations.store._jobs import JobState, ScheduledJob
+from lambda_destinations.store import FailureStatus, JobState, ScheduledJob, Store, utcnow
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker.scheduler import Scheduler

@@ -11,8 +11,7 @@ import pytest
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers import HandlerRegistry
-from lambda_destinations.store import Store, utcnow
-from lambda_destinations.store._jobs import JobState, ScheduledJob
+from lambda_destinations.store import JobState, ScheduledJob, Store, utcnow
 from lambda_destinations.worker.scheduler import JobContext, Scheduler
 
 

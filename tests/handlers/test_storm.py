@@ -22,8 +22,7 @@ from handler_helpers import (
 
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.sms import build
-from lambda_destinations.store import Store
-from lambda_destinations.store._jobs import JobState
+from lambda_destinations.store import JobState, Store
 from lambda_destinations.worker import Worker
 
 

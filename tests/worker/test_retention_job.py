@@ -12,8 +12,14 @@ import pytest
 from worker_helpers import send_bodies
 
 from lambda_destinations.simulate import success_record
-from lambda_destinations.store import DeliveryRow, InvocationFilter, InvocationRow, Store, utcnow
-from lambda_destinations.store._jobs import JobState
+from lambda_destinations.store import (
+    DeliveryRow,
+    InvocationFilter,
+    InvocationRow,
+    JobState,
+    Store,
+    utcnow,
+)
 from lambda_destinations.worker import Worker
 
 OLD = utcnow() - dt.timedelta(days=30)

@@ -23,8 +23,7 @@ from freezable_proxy import FreezableProxy
 from worker_helpers import receive_all, send_bodies
 
 from lambda_destinations.simulate import success_record
-from lambda_destinations.store import Store
-from lambda_destinations.store._jobs import ScheduledJob
+from lambda_destinations.store import ScheduledJob, Store
 
 HERE = Path(__file__).parent
 GRACE = 2.0

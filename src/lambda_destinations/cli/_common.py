@@ -35,7 +35,7 @@ from lambda_destinations.cli._app import (
 from lambda_destinations.cli._options import uses_dev_settings
 from lambda_destinations.config import DEV_CONFIG, Settings
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
-from lambda_destinations.store.base import FailureStatus, InvocationFilter
+from lambda_destinations.store import FailureStatus, InvocationFilter
 from lambda_destinations.times import parse_when
 
 P = ParamSpec("P")

@@ -34,10 +34,10 @@ from lambda_destinations.store import (
     HandlerRun,
     InvocationFilter,
     InvocationRow,
+    ReplayAttempt,
     Store,
     utcnow,
 )
-from lambda_destinations.store.base import ReplayAttempt
 
 # The fields of a failure in --json/--ndjson/--csv, in this order (scripts rely on them).
 FIELDS = (

@@ -15,8 +15,7 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import describe_quarantined, pretty_body, resend
-from lambda_destinations.store import Store
-from lambda_destinations.store.base import QuarantineRow
+from lambda_destinations.store import QuarantineRow, Store
 from lambda_destinations.worker.queues import queue_name
 
 

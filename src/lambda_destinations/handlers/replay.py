@@ -57,13 +57,17 @@ from lambda_destinations.retrying import (
     answered,
     answered_and_transient,
     classify,
+    describe_error,
     in_process_retrying,
 )
 from lambda_destinations.schemas import MessageKind
-from lambda_destinations.store import FailureStatus, utcnow
-from lambda_destinations.store._jobs import ScheduledJob
-from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
-from lambda_destinations.worker.dispatch import describe_error
+from lambda_destinations.store import (
+    FailureStatus,
+    ReplayAttempt,
+    ReplayOutcome,
+    ScheduledJob,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from lambda_destinations.config import Settings

@@ -22,13 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lambda_destinations.errors import ConfigError, PermanentError
 from lambda_destinations.handlers.templates import Duration, describe_duration, iso
-from lambda_destinations.store._jobs import scope_of
+from lambda_destinations.store import scope_of
 
 if TYPE_CHECKING:
     from lambda_destinations.handlers.base import HandlerContext
     from lambda_destinations.schemas import DecodedMessage
-    from lambda_destinations.store import Store
-    from lambda_destinations.store._jobs import ScheduledJob
+    from lambda_destinations.store import ScheduledJob, Store
     from lambda_destinations.worker.scheduler import JobContext
 
 DIGEST_KIND = "digest"

@@ -31,9 +31,9 @@ from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.operations.handler_checks import check_handlers
+from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
-from lambda_destinations.store._sql import display_url
-from lambda_destinations.store.base import Store
+from lambda_destinations.store import Store
 from lambda_destinations.worker.queues import is_missing_queue, parse_arn, queue_name
 
 Status = Literal["ok", "warn", "error"]
@@ -603,7 +603,7 @@ class Doctor:
 
     async def _check_store(self) -> None:
         url = self.settings.store
-        shown = display_url(url)
+        shown = mask_url(url)
         path = _sqlite_path(url)
         if path is not None and not path.exists():
             self.add(

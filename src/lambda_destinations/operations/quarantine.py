@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from lambda_destinations.schemas import DecodeError, decode
-from lambda_destinations.store.base import QuarantineRow, Store
+from lambda_destinations.store import QuarantineRow, Store
 from lambda_destinations.worker.dispatch import sendable_attribute
 
 # The worker's own attributes, added when it sent the message to a DLQ: not the message's.

@@ -48,7 +48,7 @@ from lambda_destinations.operations.replay import (
 )
 from lambda_destinations.retrying import error_code
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
-from lambda_destinations.store.base import Store
+from lambda_destinations.store import Store
 from lambda_destinations.worker.dispatch import (
     MAX_ATTRIBUTES,
     REASON_ATTRIBUTE,

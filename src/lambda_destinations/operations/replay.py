@@ -26,7 +26,7 @@ from lambda_destinations.retrying import (
     answered_and_transient,
     in_process_retrying,
 )
-from lambda_destinations.store.base import (
+from lambda_destinations.store import (
     FailureStatus,
     InvocationRow,
     ReplayAttempt,

@@ -31,7 +31,7 @@ from lambda_destinations.errors import LambdaDestinationsError, StoreUnavailable
 from lambda_destinations.operations.replay import invoke_replay
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
-from lambda_destinations.store.base import InvocationRow, Store
+from lambda_destinations.store import InvocationRow, Store
 
 
 class ResultTimeout(LambdaDestinationsError, TimeoutError):

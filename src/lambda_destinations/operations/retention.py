@@ -15,11 +15,11 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from lambda_destinations.store.base import PruneKind, Store, utcnow
+from lambda_destinations.store import PruneKind, Store, utcnow
 
 if TYPE_CHECKING:
     from lambda_destinations.config import Settings
-    from lambda_destinations.store._jobs import ScheduledJob
+    from lambda_destinations.store import ScheduledJob
     from lambda_destinations.worker.scheduler import JobContext
 
 # A job runs at most this long (and at most half its timeout); what is left waits for the next.

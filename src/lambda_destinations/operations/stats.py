@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from lambda_destinations.store.base import FailureCount
+from lambda_destinations.store import FailureCount
 
 HOUR = dt.timedelta(hours=1)
 

@@ -7,6 +7,8 @@ import importlib
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.redact import mask_url
 from lambda_destinations.store.base import (
+    AlertAdmission,
+    AlertWindow,
     DeliveryRow,
     FailureCount,
     FailureStatus,
@@ -14,13 +16,18 @@ from lambda_destinations.store.base import (
     InvocationCursor,
     InvocationFilter,
     InvocationRow,
+    JobState,
     OperatorAction,
     PruneKind,
     QuarantineRow,
+    ReplayAttempt,
+    ReplayOutcome,
     RunState,
+    ScheduledJob,
     Store,
-    utcnow,
+    scope_of,
 )
+from lambda_destinations.times import utcnow
 
 # scheme -> "module:class", imported only when used so SQLite users never import asyncpg.
 _BACKENDS = {
@@ -54,6 +61,8 @@ def open_store_class(url: str) -> type[Store]:
 
 
 __all__ = [
+    "AlertAdmission",
+    "AlertWindow",
     "DeliveryRow",
     "FailureCount",
     "FailureStatus",
@@ -61,11 +70,16 @@ __all__ = [
     "InvocationCursor",
     "InvocationFilter",
     "InvocationRow",
+    "JobState",
     "OperatorAction",
     "PruneKind",
     "QuarantineRow",
+    "ReplayAttempt",
+    "ReplayOutcome",
     "RunState",
+    "ScheduledJob",
     "Store",
     "open_store_class",
+    "scope_of",
     "utcnow",
 ]

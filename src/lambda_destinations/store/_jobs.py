@@ -24,69 +24,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import enum
-import json
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from lambda_destinations.store._tables import metadata, str_enum
 from lambda_destinations.store._types import UTCDateTime, json_value
-from lambda_destinations.store.base import utcnow
+from lambda_destinations.store.base import (
+    AlertAdmission,
+    AlertWindow,
+    JobState,
+    ScheduledJob,
+)
+from lambda_destinations.times import utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
-
-
-class JobState(enum.StrEnum):
-    """Where a scheduled job stands: ``pending`` until it ran to an end, done or failed."""
-
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
-
-
-@dataclasses.dataclass(slots=True)
-class ScheduledJob:
-    """Work due at ``due_at``; ``payload`` is any JSON object the job's runner understands."""
-
-    key: str  # unique: scheduling the same key again changes nothing
-    kind: str  # which runner: "replay", "digest"
-    due_at: dt.datetime
-    payload: dict[str, Any]
-    state: JobState = JobState.PENDING
-    owner: str | None = None  # the worker holding the lease
-    leased_until: dt.datetime | None = None
-    attempts: int = 0  # times the job was taken (counts the current run)
-    last_error: str | None = None
-    created_at: dt.datetime = dataclasses.field(default_factory=utcnow)
-    finished_at: dt.datetime | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AlertAdmission:
-    """Where one record landed in its scope's alert window.
-
-    ``send_now`` for the first alerts of the window; the rest are folded into its digest.
-    ``digest_scheduled`` is True for the one call that scheduled the digest.
-    """
-
-    ordinal: int  # 1 for the record that opened the window
-    send_now: bool
-    window_start: dt.datetime
-    window_end: dt.datetime
-    digest_scheduled: bool = False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AlertWindow:
-    """What a window collected: ``admitted`` records, first and last admitted at."""
-
-    scope: str
-    window_start: dt.datetime
-    admitted: int
-    first_at: dt.datetime | None
-    last_at: dt.datetime | None
 
 
 # -- the tables (migration 3) -----------------------------------------------------------------
@@ -461,9 +414,3 @@ class JobsMixin:
             first_at=first_at,
             last_at=last_at,
         )
-
-
-def scope_of(*parts: str) -> str:
-    """One text for a scope's parts (notifier, function, error type), unambiguous whatever
-    they contain."""
-    return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)

@@ -23,7 +23,8 @@ import sqlalchemy as sa
 
 from lambda_destinations.store._tables import metadata, str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id
-from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome, utcnow
+from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+from lambda_destinations.times import utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection

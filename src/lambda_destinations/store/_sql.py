@@ -49,10 +49,10 @@ from lambda_destinations.store.base import (
     QuarantineRow,
     RunState,
     Store,
-    utcnow,
 )
 from lambda_destinations.store.migration_7 import MOVED
 from lambda_destinations.store.migrations import MIGRATIONS
+from lambda_destinations.times import utcnow
 
 _R = TypeVar("_R", DeliveryRow, HandlerRun)
 
@@ -109,11 +109,6 @@ def _is_data_error(exc: BaseException) -> bool:
         return True
     orig = getattr(exc, "orig", None)
     return isinstance(exc, sa.exc.StatementError) and isinstance(orig, (ValueError, TypeError))
-
-
-def display_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages and logs."""
-    return mask_url(url)
 
 
 def invocation_values(row: InvocationRow) -> dict[str, Any]:
@@ -224,7 +219,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
 
     def __init__(self, url: str, *, group_commit: bool = True) -> None:
         super().__init__(url)
-        self.display_url = display_url(url)
+        self.display_url = mask_url(url)
         self._engine: AsyncEngine | None = None
         self._tx_engine: AsyncEngine | None = None
         self._build_statements()
@@ -803,4 +798,4 @@ def _quarantine_from(r: Any) -> QuarantineRow:
 
 def url_error(url: str, problem: str) -> ConfigError:
     """The one-line ConfigError for a store URL that cannot work."""
-    return ConfigError(f"LAMBDA_DESTINATIONS_STORE={display_url(url)!r}: {problem}")
+    return ConfigError(f"LAMBDA_DESTINATIONS_STORE={mask_url(url)!r}: {problem}")

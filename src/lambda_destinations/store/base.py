@@ -23,28 +23,17 @@ import asyncio
 import dataclasses
 import datetime as dt
 import enum
+import json
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-if TYPE_CHECKING:
-    from lambda_destinations.store._jobs import (
-        AlertAdmission,
-        AlertWindow,
-        JobState,
-        ScheduledJob,
-    )
-
+from lambda_destinations.times import utcnow
 
 # How often wait_for_invocation reads the row where the database cannot announce it: the first
 # read again after 20 ms, then doubling up to 200 ms, so a row is seen within about 0.2 s.
 POLL_FIRST = 0.02
 POLL_MAX = 0.2
-
-
-def utcnow() -> dt.datetime:
-    """The current time, timezone-aware, in UTC (the only kind of time the store holds)."""
-    return dt.datetime.now(dt.UTC)
 
 
 class FailureStatus(enum.StrEnum):
@@ -226,6 +215,66 @@ class OperatorAction:
     detail: Any = None  # a JSON value: the edited payload, counts, the replay attempt
     at: dt.datetime = dataclasses.field(default_factory=utcnow)
     id: int | None = None  # assigned by the store
+
+
+# -- scheduled jobs and alert windows (their queries: store/_jobs.py) ---------------------------
+
+
+class JobState(enum.StrEnum):
+    """Where a scheduled job stands: ``pending`` until it ran to an end, done or failed."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(slots=True)
+class ScheduledJob:
+    """Work due at ``due_at``; ``payload`` is any JSON object the job's runner understands."""
+
+    key: str  # unique: scheduling the same key again changes nothing
+    kind: str  # which runner: "replay", "digest"
+    due_at: dt.datetime
+    payload: dict[str, Any]
+    state: JobState = JobState.PENDING
+    owner: str | None = None  # the worker holding the lease
+    leased_until: dt.datetime | None = None
+    attempts: int = 0  # times the job was taken (counts the current run)
+    last_error: str | None = None
+    created_at: dt.datetime = dataclasses.field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlertAdmission:
+    """Where one record landed in its scope's alert window.
+
+    ``send_now`` for the first alerts of the window; the rest are folded into its digest.
+    ``digest_scheduled`` is True for the one call that scheduled the digest.
+    """
+
+    ordinal: int  # 1 for the record that opened the window
+    send_now: bool
+    window_start: dt.datetime
+    window_end: dt.datetime
+    digest_scheduled: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlertWindow:
+    """What a window collected: ``admitted`` records, first and last admitted at."""
+
+    scope: str
+    window_start: dt.datetime
+    admitted: int
+    first_at: dt.datetime | None
+    last_at: dt.datetime | None
+
+
+def scope_of(*parts: str) -> str:
+    """One text for a scope's parts (notifier, function, error type), unambiguous whatever
+    they contain."""
+    return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)
 
 
 class Store(abc.ABC):

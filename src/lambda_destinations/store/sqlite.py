@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._sql import SqlStore, _Save, url_error
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
-from lambda_destinations.store.base import utcnow
+from lambda_destinations.times import utcnow
 
 # SQLite result codes (by name, extended codes included: SQLITE_IOERR_WRITE is an I/O error)
 # that mean the database cannot be used right now, with what to do about it.

@@ -36,7 +36,7 @@ from lambda_destinations.redact import redact
 from lambda_destinations.retrying import (
     backoff_delay,
     classify,
-    error_code,
+    describe_error,
     is_transient,
     retry_transient,
 )
@@ -160,15 +160,6 @@ class KeyLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
-
-
-def describe_error(exc: BaseException) -> str:
-    code = error_code(exc)
-    text = str(exc) or type(exc).__name__
-    if code and code not in text:
-        text = f"{code}: {text}"
-    text = redact(text)  # errors quote recipients and URLs
-    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
 
 
 class Dispatcher:

@@ -26,10 +26,8 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from lambda_destinations.errors import ConfigError, StoreUnavailable
-from lambda_destinations.retrying import backoff_delay, classify
-from lambda_destinations.store import utcnow
-from lambda_destinations.store._jobs import ScheduledJob
-from lambda_destinations.worker.dispatch import describe_error
+from lambda_destinations.retrying import backoff_delay, classify, describe_error
+from lambda_destinations.store import ScheduledJob, utcnow
 from lambda_destinations.worker.metrics import Metrics
 
 if TYPE_CHECKING:

@@ -34,10 +34,10 @@ from lambda_destinations.errors import (
 )
 from lambda_destinations.handlers.registry import HandlerRegistry, replay_outcomes_linked
 from lambda_destinations.redact import mask_url
-from lambda_destinations.retrying import backoff_delay, is_transient
+from lambda_destinations.retrying import backoff_delay, describe_error, is_transient
 from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender
-from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats, describe_error
+from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats
 from lambda_destinations.worker.metrics import Metrics, TimedStore
 from lambda_destinations.worker.protection import TaskProtection
 from lambda_destinations.worker.queues import QueueInfo, describe_queue, queue_name
