@@ -531,7 +531,15 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
     async def _poll(self, queue: QueueInfo, name: str, *, once: bool) -> None:
-        """Receive while there is room; one clear line per backoff when SQS is away."""
+        """Receive while there is room; one clear line per backoff when SQS is away.
+
+        Every receive asks for ten (SQS's most), whatever the free slots: one call per ten
+        messages even at concurrency 1. What exceeds the free slots waits here, in receive
+        order, and starts as slots free; no receive is made while any waits, so a poller holds
+        at most nine unstarted messages. A waiting message counts as in flight: the heartbeat
+        extends its visibility like a running one's, and a poller that stops (shutdown, once
+        drained) makes every message still waiting visible again at once.
+        """
         wait_time = (
             min(self.settings.wait_time, ONCE_WAIT_TIME) if once else self.settings.wait_time
         )
@@ -539,27 +547,45 @@ class Worker:
         request = receive_request(queue, wait_time, self.settings.visibility_timeout)
         assert self._dispatcher is not None
         self._receive_failures[name] = 0
-        while not self._stopping.is_set():
-            await self._dispatcher.store_ok.wait()
-            # Waiting a moment for a full batch of free slots, not one, keeps receives (and
-            # deletes) in batches of ten: fewer calls per message for the same backpressure.
-            room = await self._slots.reserve(
-                self._share, least=self._share, patience=FULL_BATCH_PATIENCE
-            )
-            messages = await self._receive(queue, name, request, room, wait_time)
-            if messages is None:
-                continue
-            self._slots.release(room - len(messages))
-            now = asyncio.get_running_loop().time()
-            for message in messages:
-                self._start(queue, message, visibility, now)
-            if once and not messages:
-                return
+        waiting: collections.deque[InFlight] = collections.deque()
+        try:
+            while not self._stopping.is_set():
+                await self._dispatcher.store_ok.wait()
+                if waiting:
+                    for _ in range(await self._slots.reserve(len(waiting))):
+                        self._begin(waiting.popleft())
+                    continue
+                # Waiting a moment for a full batch of free slots, not one, keeps deletes in
+                # batches of ten: fewer calls per message for the same backpressure.
+                room = await self._slots.reserve(
+                    self._share, least=self._share, patience=FULL_BATCH_PATIENCE
+                )
+                messages = await self._receive(queue, name, request, room, wait_time)
+                if messages is None:
+                    continue
+                self._slots.release(max(0, room - len(messages)))
+                now = asyncio.get_running_loop().time()
+                for index, message in enumerate(messages):
+                    item = self._track(queue, message, visibility, now)
+                    if index < room:
+                        self._begin(item)
+                    else:
+                        waiting.append(item)
+                if once and not messages:
+                    return
+        finally:
+            for item in waiting:
+                self._inflight.pop(self._token(item), None)
+                self._release(item)
+            self.protection.in_flight(len(self._inflight))
 
     async def _receive(
         self, queue: QueueInfo, name: str, request: dict[str, Any], room: int, wait_time: int
     ) -> list[dict[str, Any]] | None:
-        """One receive of up to ``room`` messages; None after a failure and its backoff."""
+        """One receive of up to ten messages; None after a failure and its backoff.
+
+        ``room`` is the slots the poller reserved for it: given back when the receive fails.
+        """
         self.stats.sqs_calls["ReceiveMessage"] += 1
         loop = asyncio.get_running_loop()
         self._receiving[name] = loop.time()
@@ -567,7 +593,7 @@ class Worker:
             # A receive that outlives its long poll by far is stuck (a half-open connection,
             # an endpoint that hangs): give up on it rather than hold the reserved slots.
             async with asyncio.timeout(wait_time + RECEIVE_GRACE):
-                response = await self._sqs.receive_message(MaxNumberOfMessages=room, **request)
+                response = await self._sqs.receive_message(MaxNumberOfMessages=MAX_BATCH, **request)
         except asyncio.CancelledError:
             self._slots.release(room)
             raise
@@ -595,10 +621,10 @@ class Worker:
             self.metrics.observe_received(message, now)
         return messages
 
-    def _start(
+    def _track(
         self, queue: QueueInfo, message: dict[str, Any], visibility: int, now: float
-    ) -> None:
-        assert self._dispatcher is not None
+    ) -> InFlight:
+        """Count a received message in flight (the heartbeat extends it from now on)."""
         item = InFlight(
             queue=queue,
             message=message,
@@ -606,12 +632,22 @@ class Worker:
             extend_at=now + visibility * self.settings.heartbeat_fraction,
         )
         self.stats.received += 1
-        token = message.get("ReceiptHandle", "")
-        self._inflight[token] = item
+        self._inflight[self._token(item)] = item
         self.protection.in_flight(len(self._inflight))
+        return item
+
+    def _begin(self, item: InFlight) -> None:
+        """Start handling a tracked message in a slot reserved for it."""
+        assert self._dispatcher is not None
+        token = self._token(item)
         task = asyncio.create_task(self._dispatcher.process(item))
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, token))
+
+    @staticmethod
+    def _token(item: InFlight) -> str:
+        """The key of a message in flight: its receipt handle."""
+        return str(item.message.get("ReceiptHandle", ""))
 
     def _finished(self, task: asyncio.Task[Outcome], token: str) -> None:
         self._tasks.discard(task)
