@@ -121,6 +121,7 @@ def test_list_takes_iso_times(cli_env, seeded) -> None:
 
 def test_list_as_a_table_ndjson_and_csv(cli_env, seeded) -> None:
     table = cli("failures", "list", "--limit", "3", env=cli_env)
+    every_one = cli("failures", "list", "--limit", "6", env=cli_env)
     ndjson = cli("failures", "list", "--ndjson", env=cli_env)
     as_csv = cli("failures", "list", "--csv", env=cli_env)
 
@@ -130,7 +131,9 @@ def test_list_as_a_table_ndjson_and_csv(cli_env, seeded) -> None:
     assert len(lines) == 4
     assert seeded["orders_value"].request_id in lines[1]
     assert "ValueError: invalid order id: 'abc'" in lines[1]
-    assert "3 of 6 failures shown" in table.stderr
+    assert "the newest 3 shown; more failures match" in table.stderr
+    assert len(every_one.stdout.splitlines()) == 7
+    assert "more failures match" not in every_one.stderr  # the six are all there are
     objects = [json.loads(line) for line in ndjson.stdout.splitlines()]
     assert len(objects) == 6
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))

@@ -59,8 +59,6 @@ FIELDS = (
     "delivery_count",
     "queue",
 )
-# `failures list` counts the matches it does not show up to this many, then says "more than".
-COUNT_AT_MOST = 10_001
 _CHART_WIDTH = 40
 _HOUR_LINES = 30  # longer windows get a line a day
 _BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -139,19 +137,18 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
     matches.
     """
 
-    async def go() -> tuple[list[InvocationRow], dict[str, int], int]:
+    async def go() -> tuple[list[InvocationRow], dict[str, int], bool]:
         async with Store.from_url(settings.store, create=False) as store:
-            rows = await store.list_invocations(selection)
-            counts = await store.replay_counts([r.key for r in rows])
-            total = len(rows)
-            if selection.limit is not None and total >= selection.limit:
-                # Counted up to a bound: a count of every match grows with the store.
-                total = await store.count_invocations(
-                    dataclasses.replace(selection, limit=None), at_most=COUNT_AT_MOST
-                )
-            return rows, counts, total
+            # One row past the limit says whether more match: a count of them would read
+            # every match, and grows with the store.
+            limit = selection.limit
+            wanted = selection if limit is None else dataclasses.replace(selection, limit=limit + 1)
+            rows = await store.list_invocations(wanted)
+            more = limit is not None and len(rows) > limit
+            rows = rows[:limit]
+            return rows, await store.replay_counts([r.key for r in rows]), more
 
-    rows, counts, total = asyncio.run(go())
+    rows, counts, more = asyncio.run(go())
     if output != "table":
         emit(output, [failure_record(r, counts[r.key]) for r in rows], FIELDS)
         return
@@ -177,9 +174,8 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
             right=(6,),
         )
     )
-    if total > len(rows):
-        of = f"more than {total - 1:,}" if total >= COUNT_AT_MOST else f"{total:,}"
-        click.echo(f"{len(rows)} of {of} failures shown; --limit 0 shows all", err=True)
+    if more:
+        click.echo(f"the newest {len(rows)} shown; more failures match (--limit 0: all)", err=True)
 
 
 # -- show -------------------------------------------------------------------------------------
