@@ -9,9 +9,10 @@ line.
 
 from __future__ import annotations
 
-import functools
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from lambda_destinations import _version
 
 if TYPE_CHECKING:
     from lambda_destinations.operations.results import (
@@ -34,21 +35,9 @@ _LAZY = {
 }
 
 
-@functools.cache
-def _version() -> str:
-    # Read from the installed metadata on first use: importlib.metadata costs every command
-    # tens of milliseconds at start, and only --version and the AWS user agent need it.
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("lambda-destinations")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-        return "0.0.0"
-
-
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        return _version()
+        return _version.version()
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

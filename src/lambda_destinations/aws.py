@@ -9,7 +9,7 @@ from typing import Any, Self
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
-from lambda_destinations import __version__
+from lambda_destinations._version import version
 from lambda_destinations.config import Settings
 
 
@@ -36,7 +36,7 @@ class AwsClients:
             parameter_validation=False,
             # A fixed User-Agent, built once: botocore otherwise rebuilds its structured one
             # on every request, which costs about a tenth of a receive call's CPU.
-            user_agent=f"{self._session.user_agent()} lambda-destinations/{__version__}",
+            user_agent=f"{self._session.user_agent()} lambda-destinations/{version()}",
         )
 
     @property

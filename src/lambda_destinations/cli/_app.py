@@ -65,8 +65,6 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:
             # AWS errors that escaped a command's own handling: one line all the same.
-            from lambda_destinations.cli._common import describe_aws_error
-
             known = describe_aws_error(exc)
             if known is None:
                 raise
@@ -135,3 +133,61 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[P, R]], click.Comman
         return cli.command(name, **kwargs)(reports_errors(func))
 
     return decorate
+
+
+def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
+    """The one line and exit code for an AWS error a user can cause; None for anything else."""
+    # Imported here: botocore and the operations cost every command start-up, --help included.
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+    )
+
+    from lambda_destinations.operations.redrive import QueueNotFound
+    from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
+
+    if isinstance(exc, CONNECTION_ERRORS):
+        return (
+            f"cannot reach the AWS endpoint ({first_line(exc)}): check "
+            "LAMBDA_DESTINATIONS_ENDPOINT_URL, AWS_REGION and the network",
+            EXIT_UNREACHABLE,
+        )
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return (
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+            "or run with a role",
+            EXIT_CONFIG,
+        )
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region", EXIT_CONFIG
+    if isinstance(exc, QueueNotFound):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        operation = getattr(exc, "operation_name", "the call")
+        message = first_line(exc)
+        if code in DENIED_CODES:
+            return (
+                f"{operation} was refused ({message}): check the credentials and their permissions",
+                EXIT_CONFIG,
+            )
+        return f"{operation} failed: {message}", EXIT_FAILED
+    if isinstance(exc, BotoCoreError):  # invalid parameters, an unreadable AWS config file...
+        return first_line(exc), EXIT_FAILED
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (an AWS error's code and message), at most 300 chars."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        text = f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
+    else:
+        text = str(exc)
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]

@@ -15,26 +15,18 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import click
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-)
 
 from lambda_destinations.cli._app import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_UNREACHABLE,
     EXIT_USAGE,
     EndpointUnreachable,
+    describe_aws_error,
     fail,
+    first_line,
     reports_errors,
 )
 from lambda_destinations.cli._options import uses_dev_settings
 from lambda_destinations.config import DEV_CONFIG, Settings
-from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
+from lambda_destinations.retrying import CONNECTION_ERRORS
 from lambda_destinations.store import FailureStatus, InvocationFilter
 from lambda_destinations.times import parse_when
 
@@ -274,54 +266,9 @@ def aws_errors(settings: Settings) -> Iterator[None]:
     try:
         yield
     except CONNECTION_ERRORS as exc:
-        raise EndpointUnreachable(f"cannot reach {where} ({_first_line(exc)}): {fix}") from None
+        raise EndpointUnreachable(f"cannot reach {where} ({first_line(exc)}): {fix}") from None
     except Exception as exc:
         known = describe_aws_error(exc)
         if known is None:
             raise
         fail(*known)
-
-
-def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
-    """The one line and exit code for an AWS error a user can cause; None for anything else."""
-    from lambda_destinations.operations.redrive import QueueNotFound
-
-    if isinstance(exc, CONNECTION_ERRORS):
-        return (
-            f"cannot reach the AWS endpoint ({_first_line(exc)}): check "
-            "LAMBDA_DESTINATIONS_ENDPOINT_URL, AWS_REGION and the network",
-            EXIT_UNREACHABLE,
-        )
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return (
-            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-            "or run with a role",
-            EXIT_CONFIG,
-        )
-    if isinstance(exc, NoRegionError):
-        return "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region", EXIT_CONFIG
-    if isinstance(exc, QueueNotFound):
-        return str(exc), EXIT_USAGE
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        operation = getattr(exc, "operation_name", "the call")
-        message = _first_line(exc)
-        if code in DENIED_CODES:
-            return (
-                f"{operation} was refused ({message}): check the credentials and their permissions",
-                EXIT_CONFIG,
-            )
-        return f"{operation} failed: {message}", EXIT_FAILED
-    if isinstance(exc, BotoCoreError):  # invalid parameters, an unreadable AWS config file...
-        return _first_line(exc), EXIT_FAILED
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        text = f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
-    else:
-        text = str(exc)
-    lines = text.strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:300]

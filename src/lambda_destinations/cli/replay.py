@@ -23,7 +23,7 @@ from lambda_destinations.cli._common import (
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
-from lambda_destinations.operations._rate import RateLimiter
+from lambda_destinations.operations import RateLimiter
 from lambda_destinations.operations.replay import (
     TRIGGER_MANUAL,
     ReplayResult,

@@ -23,11 +23,14 @@ import asyncio
 import dataclasses
 import datetime as dt
 import enum
+import importlib
 import json
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.redact import mask_url
 from lambda_destinations.times import utcnow
 
 # How often wait_for_invocation reads the row where the database cannot announce it: the first
@@ -294,8 +297,6 @@ class Store(abc.ABC):
     @staticmethod
     def from_url(url: str, **options: Any) -> Store:
         """The backend for ``url``'s scheme, imported lazily (``sqlite:///``, ``postgresql://``)."""
-        from lambda_destinations.store import open_store_class
-
         return open_store_class(url)(url, **options)
 
     async def __aenter__(self) -> Self:
@@ -598,3 +599,34 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def alert_window(self, scope: str, window_start: dt.datetime) -> AlertWindow:
         """How many records a window of ``scope`` admitted, and when the first and last were."""
+
+
+# scheme -> "module:class", imported only when used so SQLite users never import asyncpg.
+_BACKENDS = {
+    "sqlite": "lambda_destinations.store.sqlite:SQLiteStore",
+    "postgresql": "lambda_destinations.store.postgres:PostgresStore",
+    "postgres": "lambda_destinations.store.postgres:PostgresStore",
+}
+
+
+def open_store_class(url: str) -> type[Store]:
+    """The Store subclass for ``url``'s scheme; ConfigError naming the fix otherwise."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+    target = _BACKENDS.get(scheme)
+    if target is None:
+        raise ConfigError(
+            f"LAMBDA_DESTINATIONS_STORE={mask_url(url)!r} has no known scheme: "
+            "use sqlite:///path/to/file.db or postgresql://user@host/db"
+        )
+    module_name, class_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+        if module_name.endswith("postgres"):
+            importlib.import_module("asyncpg")  # SQLAlchemy would import it only when connecting
+    except ImportError as exc:
+        raise ConfigError(
+            f"the {scheme} store needs a package that is not installed ({exc.name}): "
+            "pip install 'lambda-destinations[postgres]'"
+        ) from None
+    cls: type[Store] = getattr(module, class_name)
+    return cls

@@ -21,7 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from lambda_destinations import __version__
+from lambda_destinations._version import version
 
 PREFIX = "lambda_destinations"
 # Conditions Lambda and the event-source mappings are known to send; others count as "other"
@@ -128,7 +128,7 @@ class Metrics:
         self.build_info = Gauge(
             f"{PREFIX}_build_info", "The running version.", ["version"], registry=r
         )
-        self.build_info.labels(version=__version__).set(1)
+        self.build_info.labels(version=version()).set(1)
 
     def track_in_flight(self, count: Callable[[], int]) -> None:
         """Read the in-flight count from the worker at each scrape."""
