@@ -347,7 +347,7 @@ def trial_sigterm(endpoint: str, work: Path, *, busy: bool) -> Row:
 
 
 def trial_outage(endpoint: str, work: Path, n: int, policy: str, share: float) -> Row:
-    sys.path.insert(0, str(HERE.parent / "tests" / "handlers"))
+    sys.path.insert(0, str(HERE.parent / "tests"))
     from tcp_proxy import AnswerCutter  # the same proxy the tests use
 
     sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)

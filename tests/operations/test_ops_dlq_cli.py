@@ -30,6 +30,7 @@ from lambda_destinations.worker.dispatch import (
     REDRIVE_ATTRIBUTE,
     SOURCE_ATTRIBUTE,
 )
+from tcp_proxy import AnswerCutter
 
 CUSTOM = {"Tenant": {"DataType": "String", "StringValue": "acme"}}
 # One mover where a test counts messages exactly: with several concurrent receivers and
@@ -279,6 +280,41 @@ async def test_messages_that_come_back_during_a_redrive_are_left_and_counted(
     assert (report.moved, report.came_back, dict(report.left)) == (3, 2, {})
     assert bodies_of(receive_all(sqs, url)) == ["a", "b", "c"]
     assert bodies_of(receive_all(sqs, dlq)) == ["back-1", "back-2"]
+
+
+async def test_a_send_whose_answer_is_lost_is_left_in_doubt_and_never_sent_twice(
+    sqs, make_queue, cli_env, endpoint_url
+) -> None:
+    # given: 20 messages in a DLQ, and a TCP proxy that lets the first SendMessageBatch reach
+    # SQS and then drops the connection before its answer comes back
+    url, dlq = make_queue("lost-answer")
+    bodies = [f"message-{i}" for i in range(20)]
+    send_all(sqs, dlq, bodies)
+    cutter = AnswerCutter(endpoint_url, b"SendMessageBatch")
+    cutter.cuts = 1
+
+    # when: a redrive runs through the proxy, as a user runs it
+    async with cutter.running() as proxied:
+        process = await asyncio.create_subprocess_exec(
+            *ENTRY,
+            *("dlq", "redrive", dlq, "--json", *ONE_MOVER),
+            env={**os.environ, **cli_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+
+    # then: the batch whose answer was lost was not sent again (botocore would have retried it);
+    # it is in the target once, left in the DLQ too, reported in doubt, and the exit says so
+    assert cutter.cut == 1
+    report = json.loads(out)
+    assert process.returncode == 1, out.decode()[-600:]
+    assert (report["moved"], report["in_doubt"]) == (10, 10)
+    in_target = bodies_of(receive_all(sqs, url))
+    assert in_target == sorted(bodies)
+    left = bodies_of(receive_all(sqs, dlq))
+    assert len(left) == 10
+    assert set(left) <= set(bodies)
 
 
 def drain(sqs: Any, url: str) -> list[str]:

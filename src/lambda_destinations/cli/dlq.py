@@ -344,6 +344,7 @@ def redrive_command(
                     limit=limit,
                     visibility=visibility_timeout,
                     on_moved=moved,
+                    sender=await aws.sender("sqs"),
                 )
             return {**plan, **report.as_dict(), "ok": report.ok and not report.left}
 
@@ -442,6 +443,11 @@ def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
             parts.append(f"{n} not sent ({reason}), left in the DLQ")
         if outcome["duplicated"]:
             parts.append(f"{outcome['duplicated']} sent but not deleted (now in both queues)")
+        if outcome["in_doubt"]:
+            parts.append(
+                f"{outcome['in_doubt']} in doubt (the send's answer was lost: maybe in the target "
+                "too, the worker's idempotency absorbs a copy), left in the DLQ for the next run"
+            )
         if outcome["came_back"]:
             parts.append(f"{outcome['came_back']} came back (quarantined again), left in the DLQ")
         if outcome["arrived_during_run"]:

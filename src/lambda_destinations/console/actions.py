@@ -26,7 +26,7 @@ from lambda_destinations.console.security import (
 )
 from lambda_destinations.operations import RateLimiter
 from lambda_destinations.operations.quarantine import resend
-from lambda_destinations.operations.redrive import move_messages, target_chooser
+from lambda_destinations.operations.redrive import IN_DOUBT, move_messages, target_chooser
 from lambda_destinations.operations.replay import (
     TRIGGER_MANUAL,
     ReplayResult,
@@ -266,13 +266,20 @@ async def redrive(request: web.Request) -> web.Response:
         )
     )
     sqs = await console.aws.client("sqs")
+    sender = await console.aws.sender("sqs")
 
     async def work(job: Job) -> None:
         report = await move_messages(
-            sqs, dlq.url, target_chooser(None, sources), on_moved=lambda n: job.step("moved", n)
+            sqs,
+            dlq.url,
+            target_chooser(None, sources),
+            on_moved=lambda n: job.step("moved", n),
+            sender=sender,
         )
         for why, n in {**report.left, **report.failed}.items():
             job.errors.append(f"{n} left in the DLQ: {why}")
+        if report.in_doubt:
+            job.errors.append(f"{report.in_doubt} left in the DLQ: {IN_DOUBT}")
 
     job = console.jobs.start("redrive", f"redrive {dlq.name}", actor, dlq.visible, work)
     raise web.HTTPSeeOther(f"/jobs/{job.id}")

@@ -34,7 +34,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.handlers.persist import invocation_row
@@ -301,12 +307,13 @@ class MoveReport:
     left: Counter[str] = dataclasses.field(default_factory=Counter)  # reason -> count
     failed: Counter[str] = dataclasses.field(default_factory=Counter)  # send errors
     duplicated: int = 0  # sent, then the delete from the DLQ failed: in both queues
+    in_doubt: int = 0  # the send's answer was lost: maybe in the target, and left in the DLQ
     came_back: int = 0  # moved by this run, then quarantined again while it ran: left
     arrived: int = 0  # sent to the DLQ after this run started: left for the next one
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.duplicated
+        return not self.failed and not self.duplicated and not self.in_doubt
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -315,6 +322,7 @@ class MoveReport:
             "left_in_dlq": dict(self.left),
             "send_failures": dict(self.failed),
             "duplicated": self.duplicated,
+            "in_doubt": self.in_doubt,
             "came_back": self.came_back,
             "arrived_during_run": self.arrived,
         }
@@ -404,13 +412,19 @@ async def move_messages(
     visibility: int = DEFAULT_VISIBILITY,
     on_moved: Callable[[int], None] = lambda n: None,
     run: str | None = None,
+    sender: Any = None,
 ) -> MoveReport:
     """Move the DLQ's messages to their targets: send first, delete after (see the module doc).
 
     Moves only what was in the DLQ when it started, each message once (``run`` names this
     run in the messages it sends; a new one by default). Stops when a receive brings nothing
     new (or ``limit`` messages were received). Messages that stay (no target, the send failed,
-    came back, arrived later) are made visible again at the end.
+    came back, arrived later, the send is in doubt) are made visible again at the end.
+
+    ``sender`` sends the batches (``sqs`` when not given): give it a client that sends each
+    request once (``AwsClients.sender("sqs")``). botocore's own retry of a send whose answer
+    was lost would put a second copy in the target; without it, such a send is in doubt: its
+    messages stay in the DLQ for the next run, counted in ``in_doubt``.
     """
     report = MoveReport()
     limiter = RateLimiter(rate)
@@ -445,12 +459,17 @@ async def move_messages(
     async def _move(messages: list[dict[str, Any]], target: str) -> None:
         fifo = target in fifo_targets
         try:
-            sent = await _send(sqs, target, messages, report, fifo=fifo, run=pass_.run)
+            sent, doubtful = await _send(
+                sender or sqs, target, messages, report, fifo=fifo, run=pass_.run
+            )
         finally:
             pass_.moving.difference_update(m["MessageId"] for m in messages)
         for m in messages:
-            if m["MessageId"] not in sent:
+            if m["MessageId"] in doubtful:
+                pass_.stay(m, IN_DOUBT)
+            elif m["MessageId"] not in sent:
                 pass_.stay(m, None)  # send failed
+        report.in_doubt += len(doubtful)
         moved = [m for m in messages if m["MessageId"] in sent]
         pass_.moved.update(m["MessageId"] for m in moved)
         # Only now, with the copy safely in the target, may the original go.
@@ -466,7 +485,7 @@ async def move_messages(
                 group.create_task(mover())
     finally:
         for reason, _ in staying.values():
-            if reason is not None and reason not in (CAME_BACK, ARRIVED):
+            if reason is not None and reason not in (CAME_BACK, ARRIVED, IN_DOUBT):
                 report.left[reason] += 1
         if staying:
             receipts = [receipt for _, receipt in staying.values()]
@@ -476,6 +495,7 @@ async def move_messages(
 
 CAME_BACK = "came back during this redrive"
 ARRIVED = "arrived after this redrive started"
+IN_DOUBT = "the send's answer was lost: it may be in the target as well"
 
 
 @dataclasses.dataclass(slots=True)
@@ -529,29 +549,60 @@ async def _send(
     *,
     fifo: bool,
     run: str | None = None,
-) -> set[str]:
-    """Send to ``target``; the message ids that are now in it."""
+) -> tuple[set[str], set[str]]:
+    """Send to ``target``: (the message ids now in it, those whose send is in doubt)."""
     entries = [send_entry(m, i, fifo=fifo, run=run) for i, m in enumerate(messages)]
+    ids = [m["MessageId"] for m in messages]
     try:
         response = await sqs.send_message_batch(QueueUrl=target, Entries=entries)
     except ClientError as exc:
-        if error_code(exc) not in _BATCH_TOO_LONG:
+        if error_code(exc) in _BATCH_TOO_LONG:
+            # Ten large messages can exceed the batch size limit: one at a time instead.
+            return await _send_one_by_one(sqs, target, messages, entries, report)
+        if not _in_doubt(exc):
             raise
-        # Ten large messages can exceed the batch size limit: one at a time instead.
-        sent: set[str] = set()
-        for message, entry in zip(messages, entries, strict=True):
-            single = {k: v for k, v in entry.items() if k != "Id"}
-            try:
-                await sqs.send_message(QueueUrl=target, **single)
-            except ClientError as single_exc:
-                report.failed[f"{error_code(single_exc)}: {_message(single_exc)}"] += 1
-                continue
-            sent.add(message["MessageId"])
-        return sent
-    ids = {str(i): m["MessageId"] for i, m in enumerate(messages)}
+        return set(), set(ids)
+    except (HTTPClientError, BotoConnectionError) as exc:
+        if not _in_doubt(exc):
+            report.failed[f"not sent: {exc}"] += len(ids)
+            return set(), set()
+        return set(), set(ids)
     for failure in response.get("Failed", []):
         report.failed[f"{failure.get('Code')}: {failure.get('Message', '')}".strip()] += 1
-    return {ids[s["Id"]] for s in response.get("Successful", [])}
+    return {ids[int(s["Id"])] for s in response.get("Successful", [])}, set()
+
+
+async def _send_one_by_one(
+    sqs: Any,
+    target: str,
+    messages: Sequence[dict[str, Any]],
+    entries: Sequence[dict[str, Any]],
+    report: MoveReport,
+) -> tuple[set[str], set[str]]:
+    sent: set[str] = set()
+    doubtful: set[str] = set()
+    for message, entry in zip(messages, entries, strict=True):
+        single = {k: v for k, v in entry.items() if k != "Id"}
+        try:
+            await sqs.send_message(QueueUrl=target, **single)
+        except (ClientError, HTTPClientError, BotoConnectionError) as exc:
+            if _in_doubt(exc):
+                doubtful.add(message["MessageId"])
+            else:
+                report.failed[f"{error_code(exc) or 'not sent'}: {_message(exc)}"] += 1
+            continue
+        sent.add(message["MessageId"])
+    return sent, doubtful
+
+
+def _in_doubt(exc: Exception) -> bool:
+    """Whether a failed send may have reached SQS: its answer was lost (a dropped connection, a
+    read timeout) or the service failed while handling it (HTTP 5xx). A connection that was
+    never made, or an error SQS answered (4xx), sent nothing."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return int(status) >= 500
+    return not isinstance(exc, EndpointConnectionError | ConnectTimeoutError)
 
 
 async def _delete(sqs: Any, url: str, messages: Sequence[Mapping[str, Any]]) -> int:
@@ -685,7 +736,8 @@ async def reinvoke_messages(
     return report
 
 
-def _message(exc: ClientError) -> str:
-    text = str(exc.response.get("Error", {}).get("Message") or exc)
+def _message(exc: Exception) -> str:
+    answered = exc.response.get("Error", {}) if isinstance(exc, ClientError) else {}
+    text = str(answered.get("Message") or exc)
     first = text.strip().splitlines()[0] if text.strip() else ""
     return first[:200]
