@@ -106,7 +106,7 @@ class NoopHandler:
     """Does nothing, idempotently (so no claim either)."""
 
     name = "noop"
-    records_completion = True
+    _records_completion = True
 
     async def __call__(self, message: object, context: object) -> None:
         return None

@@ -14,6 +14,19 @@ from __future__ import annotations
 
 import enum
 
+__all__ = [
+    "ConfigError",
+    "LambdaDestinationsError",
+    "Outcome",
+    "PermanentError",
+    "QuarantineMessage",
+    "RetryMessage",
+    "StoppedBeforeStart",
+    "StoreDataError",
+    "StoreUnavailable",
+    "TransientError",
+]
+
 
 class Outcome(enum.StrEnum):
     """What happens to an SQS message once the worker is done with it."""

@@ -32,6 +32,7 @@ from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import RouteConfig, Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import HandlerContext, HandlerRegistry
+from lambda_destinations.handlers.base import Delivery
 from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.handlers.replay import WILL_RETRY, build, replay_job_key
 from lambda_destinations.schemas import decode
@@ -329,11 +330,8 @@ async def schedule_and_run(
         message_id="m-1",
         receive_count=1,
         key=message.key,
-        owner="test-worker/m-1/1",
-        store=store,
-        aws=aws,
-        settings=settings,
         log=structlog.get_logger(),
+        _delivery=Delivery(store=store, aws=aws, settings=settings, owner="test-worker/m-1/1"),
     )
     await registry.get("retry")(message, context)
     scheduler = Scheduler(

@@ -215,9 +215,5 @@ def _context(key: str) -> HandlerContext:
         message_id="m-1",
         receive_count=1,
         key=key,
-        owner="test",
-        store=None,  # type: ignore[arg-type]
-        aws=None,  # type: ignore[arg-type]
-        settings=None,  # type: ignore[arg-type]
         log=structlog.get_logger(),
     )

@@ -21,7 +21,7 @@ class _Overlap:
     """A handler that records how many of its runs overlap, and can hold its first run."""
 
     name = "overlap"
-    records_completion = True  # no claims: only the worker's per-key turns keep runs apart
+    _records_completion = True  # no claims: only the worker's per-key turns keep runs apart
 
     def __init__(self) -> None:
         self.active = 0

@@ -169,7 +169,6 @@ async def test_healthz_is_503_while_a_handler_runs_past_its_timeout(sqs, make_qu
 
     class Stubborn:
         name = "stubborn"
-        records_completion = False
 
         async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
             while not release.is_set():

@@ -20,7 +20,7 @@ class CountingHandler:
     """Counts its runs per key; can fail transiently or permanently a number of times."""
 
     name: str = "count"
-    records_completion: bool = False
+    _records_completion: bool = False  # True: no claims (as persist)
     runs: Counter[str] = dataclasses.field(default_factory=Counter)
     calls: list[tuple[str, int, float]] = dataclasses.field(default_factory=list)
     fail_transient: int = 0  # fail this many calls with a TransientError first

@@ -4,21 +4,57 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+import types
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
+
+from lambda_destinations.errors import QuarantineMessage
+from lambda_destinations.schemas import DecodedMessage, DecodeError
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from lambda_destinations.aws import AwsClients
     from lambda_destinations.config import Settings
-    from lambda_destinations.schemas import DecodedMessage
     from lambda_destinations.store import Store
 
 
 @dataclasses.dataclass(slots=True)
+class Delivery:
+    """The worker's side of one delivery, shared by the worker and the built-in handlers only.
+
+    User handlers are not given it: what they need is on :class:`HandlerContext`. Built-ins
+    reach it with :func:`delivery_of`.
+
+    Attributes:
+        store: the result store.
+        aws: AWS clients sharing the configured endpoint and region.
+        settings: the worker's settings.
+        owner: who claims handler runs for this delivery (worker, message id, receive count).
+        repeated: set by a handler that records its own completion and found its effect
+            already in place (a duplicate delivery); the worker counts it as one.
+        in_doubt: set by a handler whose call was in doubt and not sent again
+            (``in_doubt = "skip"``); the worker keeps it in the handler run.
+    """
+
+    store: Store
+    aws: AwsClients
+    settings: Settings
+    owner: str
+    repeated: bool = False
+    in_doubt: str | None = None
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
 class HandlerContext:
-    """What a handler may know and use about the message it handles.
+    """What a handler may know about the message it handles.
+
+    Return from the handler to say done; raise :class:`~lambda_destinations.errors.RetryMessage`
+    (``delay=`` seconds) to have the message delivered again later, or
+    :class:`~lambda_destinations.errors.QuarantineMessage` to quarantine it with a reason.
 
     Attributes:
         queue_url: the queue the message was received from.
@@ -26,15 +62,9 @@ class HandlerContext:
         message_id: the SQS message id (kept across redrives to and from a DLQ).
         receive_count: ``ApproximateReceiveCount``: 1 on the first delivery.
         key: the record's idempotency key (request id + condition, or stream batch).
-        owner: this worker's identity, used for claims on handler runs.
-        store: the result store.
-        aws: AWS clients sharing the configured endpoint and region.
-        settings: the worker's settings.
         log: a logger bound to queue, message id, request id, function and receive count.
-        repeated: set by a ``records_completion`` handler that found its effect already in
-            place (a duplicate delivery); the worker counts it as one.
-        in_doubt: set by a handler whose call was in doubt and not sent again
-            (``in_doubt = "skip"``); the worker keeps it in the handler run.
+        options: the handler's own ``[handlers.NAME]`` table, without ``type`` (empty when
+            there is none).
     """
 
     queue_url: str
@@ -42,13 +72,18 @@ class HandlerContext:
     message_id: str
     receive_count: int
     key: str
-    owner: str
-    store: Store
-    aws: AwsClients
-    settings: Settings
     log: FilteringBoundLogger
-    repeated: bool = False
-    in_doubt: str | None = None
+    options: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    _delivery: Delivery | None = dataclasses.field(default=None, repr=False, compare=False)
+
+
+def delivery_of(context: HandlerContext) -> Delivery:
+    """The worker's side of ``context``'s delivery: for built-in handlers, not user code."""
+    if context._delivery is None:
+        raise RuntimeError("this handler needs the worker: its context has no delivery")
+    return context._delivery
 
 
 @runtime_checkable
@@ -59,21 +94,26 @@ class Handler(Protocol):
     repeated for it. Raise :class:`~lambda_destinations.errors.TransientError` (or let a
     throttling / connection error through) to have it retried, or
     :class:`~lambda_destinations.errors.PermanentError` to quarantine the message.
-
-    ``records_completion`` handlers write their own completion atomically with their effect (as
-    ``persist`` does), and idempotently: a route made only of them is run without looking up
-    completions first, so a duplicate delivery calls them again and that call must change
-    nothing (set ``context.repeated`` then). All other handlers are claimed before they run and
-    marked completed after.
     """
 
     name: str
-    records_completion: bool
 
     async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None: ...
 
 
-HandlerFunc = Callable[["DecodedMessage", HandlerContext], Awaitable[None]]
+def records_completion(handler: Handler) -> bool:
+    """Whether ``handler`` writes its own completion atomically with its effect.
+
+    Built-ins only (``persist``, ``replay-outcome``), by a private ``_records_completion``
+    attribute: such a handler is idempotent, so a route made only of them runs without looking
+    up completions first, and a duplicate delivery calls it again, changing nothing (it sets
+    ``repeated`` on the delivery then). All other handlers are claimed before they run and
+    marked completed after.
+    """
+    return getattr(handler, "_records_completion", False) is True
+
+
+HandlerFunc = Callable[..., Awaitable[None]]
 F = TypeVar("F", bound=HandlerFunc)
 
 _MARK = "__lambda_destinations_handler__"
@@ -81,14 +121,67 @@ _MARK = "__lambda_destinations_handler__"
 
 @dataclasses.dataclass(slots=True)
 class FunctionHandler:
-    """A plain async function used as a handler."""
+    """A plain async function used as a handler.
+
+    ``model`` is the record model its first parameter is annotated with
+    (``InvocationRecord[MyRequest, MyResponse]``): the record is validated into it before the
+    call, and a record that does not fit is quarantined with the reason. None passes the
+    :class:`DecodedMessage` itself.
+    """
 
     name: str
     func: HandlerFunc
-    records_completion: bool = False
+    model: type[BaseModel] | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, func: HandlerFunc, options: Mapping[str, Any] | None = None) -> Self:
+        """Wrap ``func``, reading the model from its signature now rather than per message."""
+        return cls(
+            name=name,
+            func=func,
+            model=payload_model(func),
+            options=types.MappingProxyType(dict(options or {})),
+        )
 
     async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
-        await self.func(message, context)
+        if self.options:
+            context = dataclasses.replace(context, options=self.options)
+        if self.model is None:
+            await self.func(message, context)
+            return
+        try:
+            record = message.typed(self.model)
+        except DecodeError as exc:
+            raise QuarantineMessage(f"handler {self.name}: {exc.reason}") from None
+        await self.func(record, context)
+
+
+def payload_model(func: HandlerFunc) -> type[BaseModel] | None:
+    """The record model ``func``'s first parameter is annotated with; None for DecodedMessage.
+
+    Raises TypeError naming the function when its hints do not resolve or name something else.
+    """
+    where = getattr(func, "__qualname__", repr(func))
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception as exc:  # noqa: BLE001 - any failure to resolve is the same user error
+        raise TypeError(f"handler {where}: cannot resolve its type hints ({exc})") from None
+    signature = inspect.signature(func)
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise TypeError(f"handler {where} must take two parameters: (message, context)") from None
+    first = next(iter(signature.parameters))
+    hint = hints.get(first, Any)
+    if hint is Any or hint is DecodedMessage:
+        return None
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return hint
+    raise TypeError(
+        f"handler {where}: its first parameter is annotated {hint!r}; "
+        "use DecodedMessage or InvocationRecord[MyRequest, MyResponse]"
+    )
 
 
 def handler(name: str | None = None) -> Callable[[F], F]:
@@ -98,6 +191,9 @@ def handler(name: str | None = None) -> Callable[[F], F]:
 
         @handler("notify-oncall")
         async def notify(message: DecodedMessage, context: HandlerContext) -> None: ...
+
+    Annotate the first parameter ``InvocationRecord[MyRequest, MyResponse]`` to have the record
+    validated into your payload models before the call.
     """
 
     def mark(func: F) -> F:
@@ -116,10 +212,12 @@ def marked_name(obj: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def as_handler(name: str, obj: Any) -> Handler:
+def as_handler(name: str, obj: Any, options: Mapping[str, Any] | None = None) -> Handler:
     """Wrap a function or accept an object that already is a handler."""
     if isinstance(obj, Handler):
+        if options:
+            raise TypeError(f"{name} is a handler object: it takes no settings")
         return obj
     if inspect.iscoroutinefunction(obj):
-        return FunctionHandler(name=name, func=obj)
+        return FunctionHandler.of(name, obj, options)
     raise TypeError(f"{name} is not an async function or a handler object")

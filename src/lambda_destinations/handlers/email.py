@@ -45,6 +45,7 @@ import aiosmtplib
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
+from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import (
     RESEND,
     InDoubt,
@@ -74,7 +75,6 @@ if TYPE_CHECKING:
 
     from lambda_destinations.aws import AwsClients
     from lambda_destinations.config import Settings
-    from lambda_destinations.handlers.base import HandlerContext
     from lambda_destinations.schemas import DecodedMessage
     from lambda_destinations.worker.scheduler import JobContext
 
@@ -349,8 +349,6 @@ def _payload_section(title: str, value: Any, limit: int) -> str:
 class EmailHandler:
     """Sends one message for a record, or for a window's digest."""
 
-    records_completion = False
-
     def __init__(
         self,
         name: str,
@@ -416,7 +414,7 @@ class EmailHandler:
                 html += "".join(f"<pre>{html_module.escape(s)}</pre>" for s in sections)
         mail = self._mail(self.subject.render(fields), text, html, about=context.key)
         try:
-            await self.transport.send(mail, context.aws, context.log)
+            await self.transport.send(mail, delivery_of(context).aws, context.log)
         except Exception as exc:
             if not (getattr(self.transport, "can_doubt", False) and is_in_doubt(exc)):
                 raise

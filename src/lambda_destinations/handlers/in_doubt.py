@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from lambda_destinations.errors import TransientError
+from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.retrying import answered, is_transient
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from lambda_destinations.handlers.base import HandlerContext
 
 InDoubt = Literal["resend", "skip"]
 RESEND: InDoubt = "resend"
@@ -63,7 +63,7 @@ def settle_in_doubt(
     )
     if context is not None:
         # Kept in the handler run when it completes (a failed run keeps its error instead).
-        context.in_doubt = note
+        delivery_of(context).in_doubt = note
     log.warning(note)
     if policy != SKIP:
         raise TransientError(note) from exc

@@ -6,7 +6,7 @@ from typing import Any
 
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
-from lambda_destinations.handlers.base import HandlerContext
+from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.schemas import DecodedMessage
 from lambda_destinations.store import DeliveryRow, FailureStatus, InvocationRow
 
@@ -44,7 +44,7 @@ class PersistHandler:
     both succeed and still leave one row.
     """
 
-    records_completion = True
+    _records_completion = True  # see handlers.base.records_completion
 
     def __init__(self, name: str = "persist") -> None:
         self.name = name
@@ -56,11 +56,12 @@ class PersistHandler:
             queue=context.queue_url,
             receive_count=context.receive_count,
         )
-        new = await context.store.save_invocation(
+        worker = delivery_of(context)
+        new = await worker.store.save_invocation(
             invocation_row(message, context.queue_url), delivery, complete_handler=self.name
         )
         if not new:
-            context.repeated = True
+            worker.repeated = True
 
 
 def build(name: str, options: dict[str, Any], settings: Settings) -> PersistHandler:

@@ -66,6 +66,16 @@ def replay_outcomes_linked(settings: Settings) -> bool | None:
     return linked if replays else None
 
 
+def _user_handler(
+    name: str, target: Any, where: str, options: dict[str, Any] | None = None
+) -> Handler:
+    """A user's function or object as a handler; ConfigError naming ``where`` when it is not."""
+    try:
+        return as_handler(name, target, options)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 class HandlerRegistry:
     """Resolves the names used in routes to handler instances, once, at start."""
 
@@ -100,13 +110,10 @@ class HandlerRegistry:
         if name in BUILTIN_TYPES:
             return self._from_type(name, name, {})
         if name in self._decorated:
-            return as_handler(name, self._decorated[name])
+            return _user_handler(name, self._decorated[name], f"handler {name!r}")
         if ":" in name:
             target = _import(name, f"handler {name!r}")
-            try:
-                return as_handler(name, target)
-            except TypeError as exc:
-                raise ConfigError(f"handler {name!r}: {exc}") from None
+            return _user_handler(name, target, f"handler {name!r}")
         known = sorted({*BUILTIN_TYPES, *self._settings.handlers, *self._decorated})
         raise ConfigError(
             f"handler {name!r} is not defined: use one of {', '.join(known)}, "
@@ -117,12 +124,11 @@ class HandlerRegistry:
         if kind in BUILTIN_TYPES:
             factory: Factory = _import(BUILTIN_TYPES[kind], f"handler type {kind!r}")
             return factory(name, options, self._settings)
+        if kind in self._decorated:
+            return _user_handler(name, self._decorated[kind], f"handlers.{name}", options)
         if ":" in kind:
             target = _import(kind, f"handlers.{name}.type")
-            try:
-                return as_handler(name, target)
-            except TypeError as exc:
-                raise ConfigError(f"handlers.{name}.type: {exc}") from None
+            return _user_handler(name, target, f"handlers.{name}.type", options)
         raise ConfigError(
             f"handlers.{name}.type = {kind!r} is unknown: use one of "
             f"{', '.join(sorted(BUILTIN_TYPES))} or module:function"

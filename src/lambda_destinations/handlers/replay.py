@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ConfigDict, Field, field_validator
 
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
+from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import RESEND, SKIP, InDoubt, InDoubtOption
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.templates import Duration, parse_options
@@ -71,7 +72,6 @@ from lambda_destinations.store import (
 
 if TYPE_CHECKING:
     from lambda_destinations.config import Settings
-    from lambda_destinations.handlers.base import HandlerContext
     from lambda_destinations.schemas import DecodedMessage
     from lambda_destinations.store import Store
     from lambda_destinations.worker.scheduler import JobContext
@@ -199,19 +199,20 @@ async def _attempt_for(message: DecodedMessage, store: Store) -> ReplayAttempt |
 class ReplayOutcomeHandler:
     """``replay-outcome``: links a replayed invocation's record to its ledger attempt.
 
-    No claim (``records_completion``): a record that is no replay costs one indexed read and
-    writes nothing; one that is writes idempotent updates.
+    No claim (it records its own completion): a record that is no replay costs one indexed
+    read and writes nothing; one that is writes idempotent updates.
     """
 
-    records_completion = True
+    _records_completion = True
 
     def __init__(self, name: str = "replay-outcome") -> None:
         self.name = name
 
     async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
-        attempt = await _attempt_for(message, context.store)
+        delivery = delivery_of(context)
+        attempt = await _attempt_for(message, delivery.store)
         if attempt is not None:
-            await link_outcome(context.store, attempt, message, _worker(context.owner))
+            await link_outcome(delivery.store, attempt, message, _worker(delivery.owner))
             context.log.info(
                 "replay outcome recorded",
                 original=attempt.original_key,
@@ -225,8 +226,6 @@ class ReplayOutcomeHandler:
 
 class ReplayHandler:
     """Schedules replays of retryable failures; links replays' own records to the ledger."""
-
-    records_completion = False
 
     def __init__(
         self,
@@ -242,11 +241,11 @@ class ReplayHandler:
         self.legacy_function = legacy_function
 
     async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
-        store, log = context.store, context.log
+        store, log = delivery_of(context).store, context.log
         previous = await _attempt_for(message, store)
         if previous is not None:
             # This record is a replay's own outcome.
-            await link_outcome(store, previous, message, _worker(context.owner))
+            await link_outcome(store, previous, message, _worker(delivery_of(context).owner))
             if message.succeeded:
                 return
             await self._next_attempt(previous, message, context)
@@ -281,8 +280,9 @@ class ReplayHandler:
         if attempt > self.policy.budget:
             context.log.warning("replay failed again; the replay budget is spent", **fields)
             # Nothing more will happen on its own: it needs a person again.
-            await context.store.set_status(
-                [previous.original_key], FailureStatus.OPEN, by=_worker(context.owner)
+            delivery = delivery_of(context)
+            await delivery.store.set_status(
+                [previous.original_key], FailureStatus.OPEN, by=_worker(delivery.owner)
             )
             return
         row = invocation_row(message, context.queue_url)
@@ -323,7 +323,7 @@ class ReplayHandler:
                 "in_doubt": self.in_doubt,
             },
         )
-        new = await context.store.schedule_job(job)
+        new = await delivery_of(context).store.schedule_job(job)
         context.log.info(
             "replay scheduled" if new else "replay was scheduled already",
             handler=self.name,
@@ -340,14 +340,15 @@ class ReplayHandler:
         function = message.function.arn if message.function else self.legacy_function
         if function is None:
             return  # the ledger names a function; the log line is the record of it
-        await context.store.add_replay(
+        delivery = delivery_of(context)
+        await delivery.store.add_replay(
             ReplayAttempt(
                 original_key=message.key,
                 original_request_id=message.request_id,
                 function_arn=function,
                 attempt=1,
                 trigger=TRIGGER_AUTOMATIC,
-                requested_by=_worker(context.owner),
+                requested_by=_worker(delivery.owner),
                 outcome=ReplayOutcome.ERROR,
                 detail=_cut(f"not replayed: {reason}"),
             )

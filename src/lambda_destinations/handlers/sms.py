@@ -32,6 +32,7 @@ import phonenumbers
 from pydantic import Field, field_validator
 
 from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import (
     RESEND,
     InDoubt,
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
 
     from lambda_destinations.aws import AwsClients
     from lambda_destinations.config import Settings
-    from lambda_destinations.handlers.base import HandlerContext
     from lambda_destinations.schemas import DecodedMessage
     from lambda_destinations.store import Store
     from lambda_destinations.worker.scheduler import JobContext
@@ -211,8 +211,6 @@ def e164(number: str, where: str) -> str:
 class SmsHandler:
     """Publishes one SMS per number for a record, or for a window's digest."""
 
-    records_completion = False
-
     def __init__(
         self,
         name: str,
@@ -240,12 +238,13 @@ class SmsHandler:
         text = fit_segments(self.message.render(record_fields(message, context)), self.max_segments)
         # One number: the handler's own completion is the record of it. Several: each is
         # recorded as sent, so a retry after a partial failure skips those.
+        delivery = delivery_of(context)
         await self._send(
             text,
             key=context.key,
-            owner=context.owner,
-            store=context.store,
-            aws=context.aws,
+            owner=delivery.owner,
+            store=delivery.store,
+            aws=delivery.aws,
             log=context.log,
             each_once=len(self.phone_numbers) > 1,
             context=context,

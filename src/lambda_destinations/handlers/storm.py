@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from lambda_destinations.errors import ConfigError, PermanentError
+from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.templates import Duration, describe_duration, iso
 from lambda_destinations.store import scope_of
 
 if TYPE_CHECKING:
-    from lambda_destinations.handlers.base import HandlerContext
     from lambda_destinations.schemas import DecodedMessage
     from lambda_destinations.store import ScheduledJob, Store
     from lambda_destinations.worker.scheduler import JobContext
@@ -138,7 +138,7 @@ async def admit(
     if not policy.enabled:
         return True
     function, label = alert_group(message)
-    admission = await context.store.admit_alert(
+    admission = await delivery_of(context).store.admit_alert(
         scope_of(handler, function, label),
         message.key,
         window=policy.window,

@@ -248,8 +248,6 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 class WebhookHandler:
     """POSTs one JSON body per record (or per digest) to one URL."""
 
-    records_completion = False
-
     def __init__(
         self,
         name: str,

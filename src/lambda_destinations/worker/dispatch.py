@@ -31,7 +31,13 @@ from lambda_destinations.errors import (
     RetryMessage,
     StoreUnavailable,
 )
-from lambda_destinations.handlers.base import Handler, HandlerContext
+from lambda_destinations.handlers.base import (
+    Delivery,
+    Handler,
+    HandlerContext,
+    delivery_of,
+    records_completion,
+)
 from lambda_destinations.redact import redact
 from lambda_destinations.retrying import (
     backoff_delay,
@@ -242,32 +248,31 @@ class Dispatcher:
 
     async def _run_chain(self, item: InFlight, decoded: DecodedMessage) -> Outcome:
         chain = self.router.chain_for(decoded, item.queue.name, item.queue.url)
+        # One owner per delivery: two deliveries of one record in this same worker must not
+        # share a claim (a claim is renewed for its own owner).
+        owner = f"{self.owner}/{item.message_id}/{item.receive_count}"
+        delivery = Delivery(store=self.store, aws=self.aws, settings=self.settings, owner=owner)
         context = HandlerContext(
             queue_url=item.queue.url,
             queue_name=item.queue.name,
             message_id=item.message_id,
             receive_count=item.receive_count,
             key=decoded.key,
-            # One owner per delivery: two deliveries of one record in this same worker must
-            # not share a claim (a claim is renewed for its own owner).
-            owner=f"{self.owner}/{item.message_id}/{item.receive_count}",
-            store=self.store,
-            aws=self.aws,
-            settings=self.settings,
             log=log,
+            _delivery=delivery,
         )
         try:
-            if all(handler.records_completion for handler in chain):
+            if all(records_completion(handler) for handler in chain):
                 # Each handler writes its effect and its completion idempotently in one go:
                 # running it again on a duplicate changes nothing, so no lookup first (a
-                # duplicate says so through context.repeated).
+                # duplicate says so through delivery.repeated).
                 pending = list(chain)
             else:
                 completed = await self.store.completed_handlers(decoded.key)
                 pending = [handler for handler in chain if handler.name not in completed]
                 if not pending:
                     # A duplicate or a redelivery after a lost delete: nothing to do again.
-                    context.repeated = True
+                    delivery.repeated = True
                     await self.store.add_delivery(
                         DeliveryRow(
                             key=decoded.key,
@@ -282,7 +287,7 @@ class Dispatcher:
             )
             for handler in pending:
                 await self._run_handler(handler, decoded, context, last_receive=last_receive)
-            if context.repeated:
+            if delivery.repeated:
                 self.stats.duplicates += 1
         except RetryMessage as exc:
             return await self.retry(item, exc.reason, delay=exc.delay)
@@ -295,7 +300,7 @@ class Dispatcher:
         except StoreUnavailable as exc:
             self.store_down()
             return await self.retry(item, f"store unavailable: {exc}")
-        return await self.ack(item, duplicate=context.repeated)
+        return await self.ack(item, duplicate=delivery.repeated)
 
     async def _run_handler(
         self,
@@ -305,29 +310,30 @@ class Dispatcher:
         *,
         last_receive: bool = False,
     ) -> None:
-        claims = not handler.records_completion
+        claims = not records_completion(handler)
+        delivery = delivery_of(context)
         if claims and not await self._acquire(handler.name, context, last_receive=last_receive):
             return  # a concurrent delivery of the same record just completed it
         try:
             if claims:
-                async with self._renewing(context.key, handler.name, context.owner):
+                async with self._renewing(context.key, handler.name, delivery.owner):
                     await self._call(handler, decoded, context)
             else:
                 await self._call(handler, decoded, context)
         except BaseException as exc:
-            if not handler.records_completion:
+            if claims:
                 # Drop our claim so the next delivery may run it; keep why it failed. Even
                 # when cancelled (shutdown), the claim must not linger until it expires.
                 try:
                     await self.store.release_handler(
-                        context.key, handler.name, context.owner, error=describe_error(exc)[:1000]
+                        context.key, handler.name, delivery.owner, error=describe_error(exc)[:1000]
                     )
                 except Exception:  # noqa: BLE001 - the handler's own error is what propagates
-                    self._unreleased[(context.key, handler.name)] = context.owner
+                    self._unreleased[(context.key, handler.name)] = delivery.owner
             raise
-        if not handler.records_completion:
-            await self._complete(context.key, handler.name, context.owner, context.in_doubt)
-            context.in_doubt = None
+        if claims:
+            await self._complete(context.key, handler.name, delivery.owner, delivery.in_doubt)
+            delivery.in_doubt = None
         self.stats.handler_runs[handler.name] += 1
 
     async def _acquire(self, handler: str, context: HandlerContext, *, last_receive: bool) -> bool:
@@ -347,7 +353,7 @@ class Dispatcher:
         # A live holder renews for as long as its handler may run, in-process retries included.
         give_up = loop.time() + self.settings.handler_timeout * self.settings.handler_attempts
         while not await self.store.claim_handler(
-            context.key, handler, context.owner, self.claim_ttl
+            context.key, handler, delivery_of(context).owner, self.claim_ttl
         ):
             run = next(
                 (r for r in await self.store.handler_runs(context.key) if r.handler == handler),

@@ -1,0 +1,139 @@
+"""The handler author's API: one import surface, a narrow context, types read at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lambda_destinations
+from lambda_destinations.config import RouteConfig, load_settings
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers import FunctionHandler, HandlerContext, HandlerRegistry
+
+HANDLER_SURFACE = {
+    "DecodedMessage",
+    "ErrorPayload",
+    "HandlerContext",
+    "InvocationRecord",
+    "PermanentError",
+    "QuarantineMessage",
+    "RetryMessage",
+    "TransientError",
+    "handler",
+}
+
+
+def test_every_name_a_handler_needs_comes_from_the_package() -> None:
+    assert set(lambda_destinations.__all__) >= HANDLER_SURFACE
+    for name in lambda_destinations.__all__:
+        assert getattr(lambda_destinations, name) is not None, name
+
+
+def test_importing_the_package_loads_neither_handlers_nor_pydantic() -> None:
+    probe = "import json, sys, lambda_destinations; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+
+    loaded = set(json.loads(done.stdout))
+    assert "lambda_destinations" in loaded
+    assert not {"pydantic", "lambda_destinations.handlers", "lambda_destinations.schemas"} & loaded
+
+
+def test_the_context_offers_no_store_aws_or_settings() -> None:
+    public = {f.name for f in dataclasses.fields(HandlerContext) if not f.name.startswith("_")}
+
+    assert public == {
+        "queue_url",
+        "queue_name",
+        "message_id",
+        "receive_count",
+        "key",
+        "log",
+        "options",
+    }
+
+
+def registry_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, **settings: object
+) -> HandlerRegistry:
+    """A registry whose route names ``userhandlers:target``, written from ``source``."""
+    (tmp_path / "userhandlers.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "userhandlers", raising=False)
+    values: dict[str, object] = {
+        "queues": ["q"],
+        "store": f"sqlite:///{tmp_path / 'store.db'}",
+        "routes": [RouteConfig(handlers=("userhandlers:target",))],
+    }
+    values.update(settings)
+    return HandlerRegistry(load_settings(**values))
+
+
+def test_a_first_parameter_of_another_type_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = registry_for(
+        tmp_path, monkeypatch, "async def target(record: int, context: object) -> None: ...\n"
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        registry.router()
+
+    assert str(raised.value) == (
+        "handler 'userhandlers:target': handler target: its first parameter is annotated "
+        "<class 'int'>; use DecodedMessage or InvocationRecord[MyRequest, MyResponse]"
+    )
+
+
+def test_a_type_hint_that_does_not_resolve_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = (
+        "from __future__ import annotations\n"
+        "async def target(record: Missing, context: object) -> None: ...\n"
+    )
+    registry = registry_for(tmp_path, monkeypatch, source)
+
+    with pytest.raises(ConfigError, match=r"cannot resolve its type hints \(name 'Missing'"):
+        registry.router()
+
+
+def test_a_handler_that_cannot_take_record_and_context_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = registry_for(tmp_path, monkeypatch, "async def target(record) -> None: ...\n")
+
+    with pytest.raises(ConfigError, match=r"must take two parameters: \(message, context\)"):
+        registry.router()
+
+
+def test_a_typed_handler_is_read_once_with_its_model_and_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = (
+        "from pydantic import BaseModel\n"
+        "from lambda_destinations import HandlerContext, InvocationRecord\n"
+        "class Order(BaseModel):\n"
+        "    orderId: str\n"
+        "async def target(record: InvocationRecord[Order, None], context: HandlerContext)"
+        " -> None: ...\n"
+    )
+    registry = registry_for(
+        tmp_path,
+        monkeypatch,
+        source,
+        routes=[RouteConfig(handlers=("orders",))],
+        handlers={"orders": {"type": "userhandlers:target", "channel": "#orders"}},
+    )
+
+    (route,) = registry.router().routes
+    (built,) = route.chain
+
+    assert isinstance(built, FunctionHandler)
+    assert built.model is not None
+    assert built.model.__name__ == "InvocationRecord[Order, NoneType]"
+    assert dict(built.options) == {"channel": "#orders"}
