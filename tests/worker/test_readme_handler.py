@@ -49,6 +49,12 @@ def readme_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     return config
 
 
+def readme_settings(settings_for: Any, url: str, config: dict[str, Any]) -> Any:
+    """Settings for ``url`` on the moto server with the README's handlers and routes."""
+    keys = ("handler_modules", "routes", "handlers")
+    return settings_for(url, **{key: config[key] for key in keys})
+
+
 def test_the_readme_handler_uses_one_import_line_and_a_typed_record() -> None:
     _, python = readme_example()
 
@@ -65,12 +71,7 @@ async def test_the_readme_handler_runs_once_per_record_and_quarantines_a_misfit(
 ) -> None:
     # given: the README's configuration on a queue of the moto server
     url, dlq = make_queue("orders-success")
-    settings = settings_for(
-        url,
-        handler_modules=readme_module["handler_modules"],
-        routes=readme_module["routes"],
-        handlers=readme_module["handlers"],
-    )
+    settings = readme_settings(settings_for, url, readme_module)
     rng = random.Random(15)
     valid = success_record(rng, function="orders-api")
     misfit = success_record(rng, function="orders-api")
@@ -109,12 +110,7 @@ async def test_the_readme_failure_handler_reads_its_own_settings(
 ) -> None:
     # given: a timeout of an orders function, which the README routes to notify-oncall
     url, _ = make_queue("orders-failure")
-    settings = settings_for(
-        url,
-        handler_modules=readme_module["handler_modules"],
-        routes=readme_module["routes"],
-        handlers=readme_module["handlers"],
-    )
+    settings = readme_settings(settings_for, url, readme_module)
     record = failure_record(
         random.Random(16),
         function="orders-api",
