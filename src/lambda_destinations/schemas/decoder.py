@@ -195,7 +195,6 @@ def _invocation(record: dict[str, Any], unwrapped: Unwrapped) -> DecodedMessage:
     except ValidationError as exc:
         raise DecodeError(validation_reason(exc)) from None
     context = model.request_context
-    function = _function(context.function_arn)
     condition = context.condition
     succeeded = condition == "Success"
     function_error = (
@@ -213,23 +212,18 @@ def _invocation(record: dict[str, Any], unwrapped: Unwrapped) -> DecodedMessage:
         trace = stack_lines(raw_trace if raw_trace is not None else payload.get("trace"))
     if error_type is None:
         error_type = function_error
-    return DecodedMessage(
-        kind=MessageKind.INVOCATION,
-        envelope=unwrapped.envelope,
-        record=model,
-        key=key_text(f"{context.request_id}:{condition}"),
-        request_id=context.request_id,
-        function=function,
-        condition=condition,
+    return _requested(
+        MessageKind.INVOCATION,
+        unwrapped,
+        model,
+        record,
+        key=f"{context.request_id}:{condition}",
         succeeded=succeeded,
-        approximate_invoke_count=context.approximate_invoke_count,
         error_type=error_type,
         error_message=error_message,
         stack_trace=trace,
-        timestamp=model.timestamp,
         request_payload=model.request_payload,
         response_payload=payload,
-        record_json=record,
     )
 
 
@@ -238,25 +232,51 @@ def _stream_failure(record: dict[str, Any], unwrapped: Unwrapped) -> DecodedMess
         model = StreamFailureRecord.model_validate(record)
     except ValidationError as exc:
         raise DecodeError(validation_reason(exc)) from None
-    context = model.request_context
-    function = _function(context.function_arn)
     response = model.response_context
+    return _requested(
+        MessageKind.STREAM_FAILURE,
+        unwrapped,
+        model,
+        record,
+        key=_stream_key(model),
+        succeeded=False,
+        error_type=response.function_error if response is not None else None,
+        request_payload=model.payload,
+    )
+
+
+def _requested(
+    kind: MessageKind,
+    unwrapped: Unwrapped,
+    model: InvocationRecord | StreamFailureRecord,
+    record: dict[str, Any],
+    *,
+    key: str,
+    succeeded: bool,
+    error_type: str | None,
+    request_payload: Any,
+    error_message: str | None = None,
+    stack_trace: list[str] | None = None,
+    response_payload: Any = None,
+) -> DecodedMessage:
+    """A message of a record with a ``requestContext``: the fields both kinds take from it."""
+    context = model.request_context
     return DecodedMessage(
-        kind=MessageKind.STREAM_FAILURE,
+        kind=kind,
         envelope=unwrapped.envelope,
         record=model,
-        key=key_text(_stream_key(model)),
+        key=key_text(key),
         request_id=context.request_id,
-        function=function,
+        function=_function(context.function_arn),
         condition=context.condition,
-        succeeded=False,
+        succeeded=succeeded,
         approximate_invoke_count=context.approximate_invoke_count,
-        error_type=response.function_error if response is not None else None,
-        error_message=None,
-        stack_trace=None,
+        error_type=error_type,
+        error_message=error_message,
+        stack_trace=stack_trace,
         timestamp=model.timestamp,
-        request_payload=model.payload,
-        response_payload=None,
+        request_payload=request_payload,
+        response_payload=response_payload,
         record_json=record,
     )
 

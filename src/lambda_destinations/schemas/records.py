@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, Self
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Self
 
 from pydantic import (
     AfterValidator,
@@ -114,7 +114,24 @@ class ErrorPayload(BaseModel):
     trace: list[Any] | str | None = None
 
 
-class InvocationRecord(_Model, Generic[RequestT, ResponseT]):
+class _Requested:
+    """Shortcuts into the ``requestContext`` of a record (no fields of its own)."""
+
+    if TYPE_CHECKING:
+        request_context: RequestContext
+
+    @property
+    def request_id(self) -> str:
+        """``requestContext.requestId``."""
+        return self.request_context.request_id
+
+    @property
+    def condition(self) -> str:
+        """``requestContext.condition``."""
+        return self.request_context.condition
+
+
+class InvocationRecord(_Requested, _Model, Generic[RequestT, ResponseT]):
     """The record of one asynchronous invocation, as Lambda sends it to a destination.
 
     Generic in its payloads: ``InvocationRecord`` takes any JSON value, while
@@ -130,16 +147,6 @@ class InvocationRecord(_Model, Generic[RequestT, ResponseT]):
     request_payload: RequestT | None = None
     response_context: ResponseContext | None = None
     response_payload: ResponseT | None = None
-
-    @property
-    def request_id(self) -> str:
-        """``requestContext.requestId``."""
-        return self.request_context.request_id
-
-    @property
-    def condition(self) -> str:
-        """``requestContext.condition``."""
-        return self.request_context.condition
 
     @property
     def succeeded(self) -> bool:
@@ -207,7 +214,7 @@ class StreamSource(enum.StrEnum):
     KAFKA = "kafka"
 
 
-class StreamFailureRecord(_Model):
+class StreamFailureRecord(_Requested, _Model):
     """The on-failure record of a Kinesis, DynamoDB Streams or Kafka event-source mapping.
 
     Exactly one of the batch infos is present. ``payload`` holds the original batch where Lambda
@@ -250,16 +257,6 @@ class StreamFailureRecord(_Model):
         if self.ddb_stream_batch_info is not None:
             return StreamSource.DYNAMODB
         return StreamSource.KAFKA
-
-    @property
-    def request_id(self) -> str:
-        """``requestContext.requestId``."""
-        return self.request_context.request_id
-
-    @property
-    def condition(self) -> str:
-        """``requestContext.condition``."""
-        return self.request_context.condition
 
 
 class LegacyDlqMessage(_Model):
