@@ -1,0 +1,57 @@
+"""Runs a Python program and records its drain window, for bench/compare.py.
+
+usage: python compare_probe.py OUT.json SCRIPT [ARGS...]
+
+Every aiobotocore call goes through ``AioBaseClient._make_api_call``; wrapped here, it marks
+the monotonic clock and the process's CPU time (every thread's) when the first ReceiveMessage
+starts and each time a delete returns. At exit, OUT.json gets the first mark, the last
+delete's mark and the count of messages deleted: the drain window, with the interpreter's
+start-up, connecting and the closing empty receives left out. The program runs unchanged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import runpy
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiobotocore.client import AioBaseClient
+
+DELETES = ("DeleteMessageBatch", "DeleteMessage")
+
+
+def _mark() -> tuple[float, float]:
+    return time.monotonic(), time.process_time()
+
+
+def install(window: dict[str, Any]) -> None:
+    """Wrap the client's one call path so that it marks the window's start and end."""
+    original = AioBaseClient._make_api_call
+
+    async def marked(self: AioBaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "ReceiveMessage" and "start" not in window:
+            window["start"] = _mark()
+        result = await original(self, operation, params)
+        if operation in DELETES:
+            window["end"] = _mark()
+            window["deleted"] += len(result.get("Successful", [])) if "Entries" in params else 1
+        return result
+
+    AioBaseClient._make_api_call = marked  # type: ignore[method-assign]
+
+
+def main() -> None:
+    out, script, *args = sys.argv[1:]
+    window: dict[str, Any] = {"deleted": 0}
+    install(window)
+    atexit.register(lambda: Path(out).write_text(json.dumps(window)))
+    sys.argv = [script, *args]
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
