@@ -6,8 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from lambda_destinations.handlers import HandlerContext, handler
-from lambda_destinations.schemas import DecodedMessage
+from lambda_destinations import DecodedMessage, HandlerContext, handler
 
 
 @handler("effect")

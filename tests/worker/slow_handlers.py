@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lambda_destinations.handlers import HandlerContext, handler
-from lambda_destinations.schemas import DecodedMessage
+from lambda_destinations import DecodedMessage, HandlerContext, handler
 
 
 @handler("sleepy")

@@ -45,30 +45,10 @@ import aiosmtplib
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
+from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
-from lambda_destinations.handlers.in_doubt import (
-    RESEND,
-    InDoubt,
-    InDoubtOption,
-    is_in_doubt,
-    settle_in_doubt,
-)
-from lambda_destinations.handlers.storm import (
-    DEFAULT_DIGEST,
-    DIGEST_FIELDS,
-    Digest,
-    StormOptions,
-    StormPolicy,
-    admit,
-    send_once,
-)
-from lambda_destinations.handlers.templates import (
-    Duration,
-    Template,
-    parse_options,
-    record_fields,
-)
-from lambda_destinations.retrying import retry_transient
+from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt
+from lambda_destinations.handlers.templates import Duration, Template, parse_options, record_fields
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -80,9 +60,9 @@ if TYPE_CHECKING:
 
 DEFAULT_SUBJECT = "[lambda-destinations] {summary:.150}"
 DEFAULT_TEXT = "{summary}\n\n{details}\n"
-DEFAULT_DIGEST_SUBJECT = "[lambda-destinations] " + DEFAULT_DIGEST
+DEFAULT_DIGEST_SUBJECT = "[lambda-destinations] " + storm.DEFAULT_DIGEST
 DEFAULT_DIGEST_TEXT = (
-    DEFAULT_DIGEST + ".\n\nThe first {sent} went out one by one.\n"
+    storm.DEFAULT_DIGEST + ".\n\nThe first {sent} went out one by one.\n"
     "Window: {window_start} to {window_end}\n"
     "First held back: {first_at}\nLast held back: {last_at}\n"
 )
@@ -107,7 +87,7 @@ def bare_address(value: str) -> str:
     return email.utils.parseaddr(value)[1]
 
 
-class EmailOptions(StormOptions, InDoubtOption):
+class EmailOptions(storm.NotifierOptions):
     """The ``[handlers.NAME]`` table of an ``email`` handler."""
 
     model_config = ConfigDict(extra="forbid", validate_by_alias=True, validate_by_name=True)
@@ -346,7 +326,7 @@ def _payload_section(title: str, value: Any, limit: int) -> str:
     return f"{title}:\n{text}"
 
 
-class EmailHandler:
+class EmailHandler(storm.Notifier):
     """Sends one message for a record, or for a window's digest."""
 
     def __init__(
@@ -367,7 +347,7 @@ class EmailHandler:
         include_payloads: bool,
         payload_limit: int,
         stack_lines: int,
-        storm: StormPolicy,
+        storm: storm.StormPolicy,
         in_doubt: InDoubt = RESEND,
     ) -> None:
         self.name = name
@@ -398,9 +378,7 @@ class EmailHandler:
             message_id=f"<{digest}@{domain}>",
         )
 
-    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
-        if not await admit(self.storm, self.name, message, context):
-            return
+    async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
         fields = record_fields(message, context, stack_lines=self.stack_lines)
         text = self.text.render(fields)
         html = self.html.render(fields) if self.html is not None else None
@@ -419,9 +397,9 @@ class EmailHandler:
             if not (getattr(self.transport, "can_doubt", False) and is_in_doubt(exc)):
                 raise
             what = f"email to {len(mail.to) + len(mail.cc) + len(mail.bcc)} recipient(s)"
-            settle_in_doubt(self.in_doubt, what, exc, context=context, log=context.log)
+            self.settle(what, exc, context=context, log=context.log)
 
-    async def send_digest(self, digest: Digest, context: JobContext) -> None:
+    async def send_digest(self, digest: storm.Digest, context: JobContext) -> None:
         fields = digest.fields()
         mail = self._mail(
             self.digest_subject.render(fields),
@@ -429,18 +407,14 @@ class EmailHandler:
             None,
             about=context.job.key,
         )
-        settings = context.settings
 
         async def send() -> None:
-            await retry_transient(
-                lambda: self.transport.send(mail, context.aws, context.log),
-                attempts=settings.handler_attempts,
-                max_delay=settings.handler_retry_max_delay,
-                sleep=context.sleep,
+            await storm.retry_digest(
+                lambda: self.transport.send(mail, context.aws, context.log), context
             )
 
         completed = await context.store.completed_handlers(context.job.key)
-        await send_once(
+        await storm.send_once(
             context.store,
             context.job.key,
             f"{self.name}#email",
@@ -496,11 +470,13 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> EmailHandle
         subject=template("subject", parsed.subject),
         text=template("text", parsed.text),
         html=template("html", parsed.html, escape_html=True) if parsed.html is not None else None,
-        digest_subject=template("digest_subject", parsed.digest_subject, allowed=DIGEST_FIELDS),
-        digest_text=template("digest_text", parsed.digest_text, allowed=DIGEST_FIELDS),
+        digest_subject=template(
+            "digest_subject", parsed.digest_subject, allowed=storm.DIGEST_FIELDS
+        ),
+        digest_text=template("digest_text", parsed.digest_text, allowed=storm.DIGEST_FIELDS),
         include_payloads=parsed.include_payloads,
         payload_limit=parsed.payload_limit,
         stack_lines=parsed.stack_lines,
-        storm=StormPolicy(parsed.window, parsed.send_first),
+        storm=parsed.storm,
         in_doubt=parsed.in_doubt,
     )

@@ -32,30 +32,11 @@ import phonenumbers
 from pydantic import Field, field_validator
 
 from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
-from lambda_destinations.handlers.in_doubt import (
-    RESEND,
-    InDoubt,
-    InDoubtOption,
-    is_in_doubt,
-    settle_in_doubt,
-)
-from lambda_destinations.handlers.storm import (
-    DEFAULT_DIGEST,
-    DIGEST_FIELDS,
-    Digest,
-    StormOptions,
-    StormPolicy,
-    admit,
-    send_once,
-)
-from lambda_destinations.handlers.templates import (
-    Template,
-    parse_options,
-    record_fields,
-)
+from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt
+from lambda_destinations.handlers.templates import Template, parse_options, record_fields
 from lambda_destinations.redact import mask_phone
-from lambda_destinations.retrying import retry_transient
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -159,7 +140,7 @@ def fit_segments(text: str, max_segments: int) -> str:
 _SENDER_ID = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9]{1,11}")
 
 
-class SmsOptions(StormOptions, InDoubtOption):
+class SmsOptions(storm.NotifierOptions):
     """The ``[handlers.NAME]`` table of an ``sms`` handler."""
 
     phone_numbers: list[str] = Field(min_length=1, max_length=100)
@@ -167,7 +148,7 @@ class SmsOptions(StormOptions, InDoubtOption):
     sender_id: str | None = None
     origination_number: str | None = None
     message: str = DEFAULT_MESSAGE
-    digest_message: str = DEFAULT_DIGEST
+    digest_message: str = storm.DEFAULT_DIGEST
     max_segments: int = Field(default=2, ge=1, le=10)
 
     @field_validator("phone_numbers", mode="before")
@@ -208,7 +189,7 @@ def e164(number: str, where: str) -> str:
 # -- the handler --------------------------------------------------------------------------------
 
 
-class SmsHandler:
+class SmsHandler(storm.Notifier):
     """Publishes one SMS per number for a record, or for a window's digest."""
 
     def __init__(
@@ -219,7 +200,7 @@ class SmsHandler:
         message: Template,
         digest_message: Template,
         max_segments: int,
-        storm: StormPolicy,
+        storm: storm.StormPolicy,
         attributes: dict[str, Any],
         in_doubt: InDoubt = RESEND,
     ) -> None:
@@ -232,9 +213,7 @@ class SmsHandler:
         self.storm = storm
         self.attributes = attributes
 
-    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
-        if not await admit(self.storm, self.name, message, context):
-            return
+    async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
         text = fit_segments(self.message.render(record_fields(message, context)), self.max_segments)
         # One number: the handler's own completion is the record of it. Several: each is
         # recorded as sent, so a retry after a partial failure skips those.
@@ -250,9 +229,8 @@ class SmsHandler:
             context=context,
         )
 
-    async def send_digest(self, digest: Digest, context: JobContext) -> None:
+    async def send_digest(self, digest: storm.Digest, context: JobContext) -> None:
         text = fit_segments(self.digest_message.render(digest.fields()), self.max_segments)
-        settings = context.settings
 
         async def send() -> None:
             await self._send(
@@ -265,12 +243,7 @@ class SmsHandler:
                 each_once=True,
             )
 
-        await retry_transient(
-            send,
-            attempts=settings.handler_attempts,
-            max_delay=settings.handler_retry_max_delay,
-            sleep=context.sleep,
-        )
+        await storm.retry_digest(send, context)
 
     async def _send(
         self,
@@ -289,7 +262,7 @@ class SmsHandler:
         for number in self.phone_numbers:
             publish = functools.partial(self._publish, sns, number, text, log, context)
             if each_once:
-                await send_once(
+                await storm.send_once(
                     store, key, f"{self.name}#{number}", owner, publish, completed=completed
                 )
             else:
@@ -312,7 +285,7 @@ class SmsHandler:
             if not is_in_doubt(exc):
                 raise
             what = f"SMS to {mask_phone(number)}"
-            settle_in_doubt(self.in_doubt, what, exc, context=context, log=log)
+            self.settle(what, exc, context=context, log=log)
             return
         log.info(
             "SMS sent",
@@ -344,10 +317,12 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> SmsHandler:
         phone_numbers=list(dict.fromkeys(numbers)),
         message=Template.compile(parsed.message, where=f"handlers.{name}.message"),
         digest_message=Template.compile(
-            parsed.digest_message, where=f"handlers.{name}.digest_message", allowed=DIGEST_FIELDS
+            parsed.digest_message,
+            where=f"handlers.{name}.digest_message",
+            allowed=storm.DIGEST_FIELDS,
         ),
         max_segments=parsed.max_segments,
-        storm=StormPolicy(parsed.window, parsed.send_first),
+        storm=parsed.storm,
         attributes=attributes,
         in_doubt=parsed.in_doubt,
     )

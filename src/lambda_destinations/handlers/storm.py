@@ -13,19 +13,24 @@ scheduled job, run once by the worker's scheduler, so a restart neither loses no
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lambda_destinations.errors import ConfigError, PermanentError
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
+from lambda_destinations.handlers.in_doubt import InDoubt, InDoubtOption, settle_in_doubt
 from lambda_destinations.handlers.templates import Duration, describe_duration, iso
+from lambda_destinations.retrying import retry_transient
 from lambda_destinations.store import scope_of
 
 if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
     from lambda_destinations.schemas import DecodedMessage
     from lambda_destinations.store import ScheduledJob, Store
     from lambda_destinations.worker.scheduler import JobContext
@@ -60,9 +65,20 @@ class StormOptions(BaseModel):
     window: Duration = Field(default=DEFAULT_WINDOW, ge=0, le=86400)
     send_first: int = Field(default=DEFAULT_SEND_FIRST, ge=0, le=1000)
 
+    @property
+    def storm(self) -> StormPolicy:
+        """These settings as the policy a notifier applies."""
+        return StormPolicy(self.window, self.send_first)
+
+
+class NotifierOptions(StormOptions, InDoubtOption):
+    """The settings every notifier takes: its alert-storm window and its ``in_doubt`` policy."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StormPolicy:
+    """A notifier's window (seconds; 0: no digests) and how many alerts it sends at once."""
+
     window: float
     send_first: int
 
@@ -115,13 +131,50 @@ class Digest:
         }
 
 
-@runtime_checkable
-class DigestSender(Protocol):
-    """A notifier that can send a window's digest (``sms``, ``email``)."""
+class Notifier(abc.ABC):
+    """A handler that alerts (``sms``, ``email``, ``webhook``).
+
+    The first records of a storm go out at once (:meth:`notify`), the rest in one digest
+    (:meth:`send_digest`); a call in doubt is settled by the notifier's ``in_doubt`` policy.
+    """
 
     name: str
+    storm: StormPolicy
+    in_doubt: InDoubt
 
-    async def send_digest(self, digest: Digest, context: JobContext) -> None: ...
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        if await admit(self.storm, self.name, message, context):
+            await self.notify(message, context)
+
+    @abc.abstractmethod
+    async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
+        """Send the alert of one record."""
+
+    @abc.abstractmethod
+    async def send_digest(self, digest: Digest, context: JobContext) -> None:
+        """Send the digest of the alerts a window held back."""
+
+    def settle(
+        self,
+        what: str,
+        exc: BaseException,
+        *,
+        context: HandlerContext | None,
+        log: FilteringBoundLogger,
+    ) -> None:
+        """Apply this notifier's ``in_doubt`` policy to the call ``what`` (see in_doubt.py)."""
+        settle_in_doubt(self.in_doubt, what, exc, context=context, log=log)
+
+
+async def retry_digest(send: Callable[[], Awaitable[None]], context: JobContext) -> None:
+    """Run a digest's ``send``, retried in process after transient errors, as a handler's is."""
+    settings = context.settings
+    await retry_transient(
+        send,
+        attempts=settings.handler_attempts,
+        max_delay=settings.handler_retry_max_delay,
+        sleep=context.sleep,
+    )
 
 
 def alert_group(message: DecodedMessage) -> tuple[str, str]:
@@ -170,7 +223,7 @@ async def run_digest_job(job: ScheduledJob, context: JobContext) -> None:
         raise PermanentError(
             f"the digest's notifier is gone from the configuration: {exc}"
         ) from exc
-    if not isinstance(handler, DigestSender):
+    if not isinstance(handler, Notifier):
         raise PermanentError(f"handler {payload['handler']!r} cannot send digests")
     start = dt.datetime.fromisoformat(str(payload["window_start"]))
     window = await context.store.alert_window(str(payload["scope"]), start)

@@ -49,15 +49,8 @@ import aiohttp
 from pydantic import Field, field_validator, model_validator
 
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
-from lambda_destinations.handlers.in_doubt import InDoubt, InDoubtOption, settle_in_doubt
-from lambda_destinations.handlers.storm import (
-    DEFAULT_DIGEST,
-    DIGEST_FIELDS,
-    Digest,
-    StormOptions,
-    StormPolicy,
-    admit,
-)
+from lambda_destinations.handlers import storm
+from lambda_destinations.handlers.in_doubt import InDoubt
 from lambda_destinations.handlers.templates import (
     RECORD_FIELDS,
     Duration,
@@ -65,7 +58,6 @@ from lambda_destinations.handlers.templates import (
     parse_options,
     record_fields,
 )
-from lambda_destinations.retrying import retry_transient
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -95,7 +87,7 @@ GENERIC_BODY: dict[str, Any] = {
     "invoke_count": "{invoke_count}",
 }
 GENERIC_DIGEST: dict[str, Any] = {
-    "text": DEFAULT_DIGEST,
+    "text": storm.DEFAULT_DIGEST,
     "count": "{count}",
     "function_name": "{function_name}",
     "error_type": "{error_type}",
@@ -147,7 +139,7 @@ def pagerduty_bodies(message: str, digest: str, severity: str) -> tuple[Any, Any
     return record, summary
 
 
-class WebhookOptions(StormOptions, InDoubtOption):
+class WebhookOptions(storm.NotifierOptions):
     """The ``[handlers.NAME]`` table of a ``webhook`` handler."""
 
     preset: Literal["slack", "pagerduty"] | None = None
@@ -156,7 +148,7 @@ class WebhookOptions(StormOptions, InDoubtOption):
     body: Any = None
     digest_body: Any = None
     message: str = "{summary:.1000}"
-    digest_message: str = DEFAULT_DIGEST
+    digest_message: str = storm.DEFAULT_DIGEST
     headers: dict[str, str] = Field(default_factory=dict)
     headers_env: dict[str, str] = Field(default_factory=dict)
     secret_env: str | None = None
@@ -245,7 +237,7 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-class WebhookHandler:
+class WebhookHandler(storm.Notifier):
     """POSTs one JSON body per record (or per digest) to one URL."""
 
     def __init__(
@@ -262,7 +254,7 @@ class WebhookHandler:
         extra: Mapping[str, Any],
         timeout: float,
         in_doubt: InDoubt,
-        storm: StormPolicy,
+        storm: storm.StormPolicy,
     ) -> None:
         self.name = name
         self.url = url
@@ -278,25 +270,17 @@ class WebhookHandler:
         parts = urlsplit(url)
         self.where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
-    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
-        if not await admit(self.storm, self.name, message, context):
-            return
+    async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
         body = self.body.render(record_fields(message, context))
         await self.post(body, key=context.key, log=context.log, context=context)
 
-    async def send_digest(self, digest: Digest, context: JobContext) -> None:
+    async def send_digest(self, digest: storm.Digest, context: JobContext) -> None:
         body = self.digest_body.render(digest.fields())
-        settings = context.settings
 
         async def send() -> None:
             await self.post(body, key=context.job.key, log=context.log)
 
-        await retry_transient(
-            send,
-            attempts=settings.handler_attempts,
-            max_delay=settings.handler_retry_max_delay,
-            sleep=context.sleep,
-        )
+        await storm.retry_digest(send, context)
 
     def request_headers(self, data: bytes, key: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self.headers}
@@ -331,7 +315,7 @@ class WebhookHandler:
             # The request may have arrived: the in_doubt policy decides (the same idempotency
             # key goes with a resend, so the receiver can drop the duplicate).
             what = f"webhook {self.where} ({type(exc).__name__})"
-            settle_in_doubt(self.in_doubt, what, exc, context=context, log=log)
+            self.settle(what, exc, context=context, log=log)
             return
         self._judge(status, text)
         log.info("webhook sent", handler=self.name, url=self.where, status=status)
@@ -383,7 +367,7 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
         name,
         url=url,
         body=BodyTemplate(body, where=f"{where}.body", allowed=RECORD_FIELDS),
-        digest_body=BodyTemplate(digest, where=f"{where}.digest_body", allowed=DIGEST_FIELDS),
+        digest_body=BodyTemplate(digest, where=f"{where}.digest_body", allowed=storm.DIGEST_FIELDS),
         headers=headers,
         secret=secret,
         signature_header=parsed.signature_header,
@@ -391,5 +375,5 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
         extra=extra,
         timeout=parsed.timeout,
         in_doubt=parsed.in_doubt,
-        storm=StormPolicy(parsed.window, parsed.send_first),
+        storm=parsed.storm,
     )

@@ -373,17 +373,18 @@ def _legacy(
             is_json = True
         except DecodeError:
             pass  # the original event need not be JSON: keep the text exactly as received
-    record = LegacyDlqMessage(
-        request_id=request_id,
-        error_code=error_code,
-        error_message=error_message,
-        body=body,
-        body_is_json=is_json,
-    )
+    # The record as the store keeps it: the three attributes and the body, in AWS's spelling.
+    record_json = {
+        "RequestID": request_id,
+        "ErrorCode": error_code,
+        "ErrorMessage": error_message,
+        "body": body,
+        "bodyIsJson": is_json,
+    }
     return DecodedMessage(
         kind=MessageKind.LEGACY_DLQ,
         envelope=envelope,
-        record=record,
+        record=LegacyDlqMessage.model_validate(record_json),
         key=key_text(f"{request_id}:{_LEGACY_CONDITION}"),
         request_id=request_id,
         function=None,
@@ -396,13 +397,7 @@ def _legacy(
         timestamp=None,
         request_payload=body,
         response_payload=None,
-        record_json={
-            "RequestID": request_id,
-            "ErrorCode": error_code,
-            "ErrorMessage": error_message,
-            "body": body,
-            "bodyIsJson": is_json,
-        },
+        record_json=record_json,
     )
 
 

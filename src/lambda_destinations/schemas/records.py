@@ -91,7 +91,7 @@ class ResponseContext(_Model):
     function_error: str | None = None
 
 
-class ErrorPayload(BaseModel):
+class ErrorPayload(_Model):
     """The ``responsePayload`` of a failed invocation, for typed records.
 
     Use as the response type of a typed record for failure destinations:
@@ -99,14 +99,8 @@ class ErrorPayload(BaseModel):
     ``trace``, Go neither.
     """
 
-    model_config = ConfigDict(
-        extra="allow",
-        frozen=True,
-        alias_generator=to_camel,
-        validate_by_alias=True,
-        validate_by_name=True,
-        serialize_by_alias=True,
-    )
+    # Lax, unlike the records: it sits beside the user's own payload models.
+    model_config = ConfigDict(strict=False)
 
     error_type: str | None = None
     error_message: str | None = None
