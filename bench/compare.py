@@ -177,6 +177,8 @@ def compare(options: Options) -> Report:
     """Run every available variant over the rounds, alternating; the caller prints the report."""
     report = Report(options, skipped=unavailable(options))
     names = [name for name in options.variants if name not in report.skipped]
+    if not names:
+        raise BenchError("no variant left to run: " + "; ".join(report.skipped.values()))
     report.drains = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         for round_ in range(options.repeat):

@@ -1,0 +1,113 @@
+"""A short form of the end-to-end comparison (bench/compare.py) on the moto server: four of its
+variants (a reference loop, the worker on SQLite and on PostgreSQL, the Node peer) drain their
+queues and are measured, and the report prints each ratio between them. Its figures (on
+LocalStack) are in the README, "Benchmarks"; nothing here asserts a time."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from conftest import PG_ADMIN_URL
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "compare.py"
+RECORDS = 20
+# One of each kind of run: a reference script under the probe, the worker's command, the
+# worker with a database made for the run and its server CPU, and Node.
+VARIANTS = ("floor_persist", "worker-sqlite", "worker-pg", "peer")
+
+
+@pytest.fixture(scope="module")
+def compare() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("compare", BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["compare"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def report(compare, moto_server, postgres_available):  # type: ignore[no-untyped-def]
+    options = compare.Options(
+        endpoint=moto_server,
+        n=RECORDS,
+        concurrency=2,
+        repeat=1,
+        variants=VARIANTS,
+        pg=None if postgres_available else PG_ADMIN_URL,
+    )
+    return compare.compare(options)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_variant_drains_its_queue_within_a_measured_window(
+    report, variant, postgres_available
+) -> None:
+    if variant == "peer" and variant in report.skipped:
+        pytest.skip(f"the Node peer was not run: {report.skipped[variant]}")
+    if variant == "worker-pg" and postgres_available:
+        pytest.skip(postgres_available)
+    assert variant not in report.skipped, report.skipped
+    (run,) = report.drains[variant]
+    assert run.deleted >= RECORDS
+    assert run.wall > 0
+    assert 0 < run.cpu <= run.process_cpu
+    if variant == "worker-pg":
+        assert run.server > 0  # the backends serving the run's database were found
+
+
+def test_the_report_gives_each_ratio_whose_variants_ran(compare, report) -> None:
+    printed = compare.format_report(report)
+    expected = [
+        label
+        for label, top, bottom, _figure, _goal in compare.GOALS
+        if top in report.drains and bottom in report.drains
+    ]
+    assert "worker-sqlite CPU/msg ÷ floor_persist's" in expected
+    assert len(expected) == 1 + ("peer" in report.drains) + ("worker-pg" in report.drains)
+    for label in expected:
+        row = next(line for line in printed.splitlines() if line.startswith(f"| {label} |"))
+        assert row.split("|")[2].strip()[0].isdigit(), row
+    for name, why in report.skipped.items():
+        assert f"{name}: skipped: {why}" in printed
+
+
+def test_an_endpoint_that_does_not_answer_is_one_line_and_exit_1(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--endpoint", "http://127.0.0.1:9", "--variants", "floor"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: no SQS endpoint at")
+
+
+def test_missing_reference_loops_are_named_with_the_fix(compare, tmp_path) -> None:
+    options = compare.Options(endpoint="http://127.0.0.1:9", reference=tmp_path)
+    reasons = compare.unavailable(options)
+    assert "floor.py, floor_persist.py" in reasons["floor"]
+    assert "--reference DIR" in reasons["floor_persist"]
+    with pytest.raises(compare.BenchError, match="no variant left to run"):
+        compare.compare(
+            compare.Options(endpoint="http://127.0.0.1:9", reference=tmp_path, variants=("floor",))
+        )
+
+
+def test_the_do_nothing_route_resolves_to_a_handler_that_needs_no_claim(monkeypatch) -> None:
+    from lambda_destinations.config import load_settings
+    from lambda_destinations.handlers.registry import HandlerRegistry
+
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    handler = HandlerRegistry(load_settings(queues=["q"])).get("compare_noop:noop")
+    assert handler.name == "noop"
+    assert handler.records_completion
