@@ -3,17 +3,21 @@
 Fills a store (SQLite file, or a PostgreSQL database created for the run) with records spread
 over 90 days: 80% successes, 20% failures (mostly open, some ignored or replayed), 20
 functions, 8 error types, one delivery each; payloads are small (about 300 bytes) because what
-is measured is how the queries find rows, not how many bytes they read. At each size it runs
-each command as an operator would (a new process: ``lambda-destinations ...``) ``--repeat``
-times, and the store calls each command makes in this process (at least 5 times), and prints
-the median wall times and their ratios to the empty store. A command's time is mostly the
+is measured is how the queries find rows, not how many bytes they read. Each size has a store
+of its own. At each size it runs each command as an operator would (a new process:
+``lambda-destinations ...``) ``--repeat`` times, and the store calls each command makes in this
+process (at least 5 times), and prints the medians and their ratios to the empty store: the
+command's CPU time (user + system, of the process: the machine's neighbours change wall times
+far more than CPU times) and the store calls' wall time. A command's time is mostly the
 interpreter's start-up and imports; the store query's time is what grows with the store.
 
     python bench/store_scale.py                                  # SQLite, 0 / 10k / 1M
     python bench/store_scale.py --pg postgresql://postgres@127.0.0.1/postgres --sizes 0 10000
+    python bench/store_scale.py --keep /tmp/scale --sizes 0 1000000   # fill once, time again
     python bench/store_scale.py --json
 
-The machine's neighbours make single runs noisy: medians of alternating runs are reported.
+With ``--keep DIR`` the SQLite files stay in DIR and the PostgreSQL databases are named
+``store_scale_<size>``; a store that already holds its records is timed without filling it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import dataclasses
 import datetime as dt
 import json
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -80,11 +85,11 @@ def queries(store: Store, request_id: str) -> dict[str, Any]:
 
 
 async def _list_and_count(store: Store, selection: InvocationFilter) -> int:
-    rows = await store.list_invocations(selection)
-    if len(rows) >= (selection.limit or 0):
-        return await store.count_invocations(
-            dataclasses.replace(selection, limit=None), at_most=10_001
-        )
+    """As ``failures list``: one row past the limit says whether more match."""
+    rows = await store.list_invocations(
+        dataclasses.replace(selection, limit=(selection.limit or 0) + 1)
+    )
+    await store.replay_counts([r.key for r in rows[: selection.limit]])
     return len(rows)
 
 
@@ -134,43 +139,60 @@ def make_rows(start: int, count: int, rng: random.Random) -> tuple[list[dict[str
     return rows, delivered
 
 
-async def fill(url: str, have: int, want: int, chunk: int = 5000) -> None:
-    rng = random.Random(have)
+async def fill(url: str, want: int, chunk: int = 5000) -> None:
+    """Fill the store at ``url`` with ``want`` records, unless it holds them already."""
     async with Store.from_url(url) as store:
         assert isinstance(store, SqlStore)
         await store.migrate()
-        for start in range(have, want, chunk):
+        async with store.engine.connect() as conn:
+            have = (await conn.execute(sa.select(sa.func.count()).select_from(invocations))).one()[
+                0
+            ]
+        if have == want:
+            return
+        if have:
+            raise SystemExit(f"{url} holds {have:,} records, not {want:,}: give an empty store")
+        rng = random.Random(want)
+        started = time.monotonic()
+        for start in range(0, want, chunk):
             rows, delivered = make_rows(start, min(chunk, want - start), rng)
             async with store.engine.begin() as conn:
                 await conn.execute(sa.insert(invocations), rows)
                 await conn.execute(sa.insert(deliveries), delivered)
+            if start and start % 100_000 == 0:
+                print(f"  {start:,} records, {time.monotonic() - started:.0f} s", file=sys.stderr)
         if store.engine.dialect.name == "postgresql":
             async with store.engine.connect() as conn:
                 await conn.execute(sa.text("COMMIT"))
                 await conn.execute(sa.text("ANALYZE"))
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(url: str, args: list[str], repeat: int) -> float:
+    """The median CPU time (user + system) of the command, run ``repeat`` times."""
     times = []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started = _children_cpu()
         done = subprocess.run(
             [*ENTRY, *args], capture_output=True, env={"LAMBDA_DESTINATIONS_STORE": url,
             "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}, check=False,
         )  # fmt: skip
-        times.append(time.perf_counter() - started)
+        times.append(_children_cpu() - started)
         if done.returncode not in (0, 1):
             raise SystemExit(f"{args}: exit {done.returncode}: {done.stderr.decode()[:300]}")
     return statistics.median(times)
 
 
-def run(url: str, sizes: list[int], repeat: int) -> list[dict[str, Any]]:
+def run(urls: dict[int, str], repeat: int) -> list[dict[str, Any]]:
+    """Time the commands on the store of each size (``urls``: size -> store URL)."""
     results = []
-    have = 0
     baseline: dict[str, float] = {}
-    for size in sizes:
-        asyncio.run(fill(url, have, size))
-        have = max(have, size)
+    for size, url in sorted(urls.items()):
+        asyncio.run(fill(url, size))
         request_id = PROBE_REQUEST_ID if size else "none"
         in_process = asyncio.run(time_queries(url, request_id, max(5, repeat)))
         for name, args in commands(request_id).items():
@@ -179,7 +201,7 @@ def run(url: str, sizes: list[int], repeat: int) -> list[dict[str, Any]]:
             baseline.setdefault("q:" + name, in_process[name])
             results.append(
                 {"store": url.split(":")[0], "records": size, "command": name,
-                 "median_s": round(seconds, 3), "vs_empty": round(seconds / baseline[name], 2),
+                 "cpu_s": round(seconds, 3), "vs_empty": round(seconds / baseline[name], 2),
                  "query_ms": round(in_process[name] * 1000, 2),
                  "query_vs_empty": round(in_process[name] / baseline["q:" + name], 2)}
             )  # fmt: skip
@@ -187,13 +209,17 @@ def run(url: str, sizes: list[int], repeat: int) -> list[dict[str, Any]]:
     return results
 
 
-async def new_pg_database(admin_url: str) -> str:
-    name = f"store_scale_{uuid.uuid4().hex[:8]}"
+async def pg_database(admin_url: str, name: str) -> str:
+    """The URL of database ``name`` on ``admin_url``'s server, created when missing."""
     engine = sa.ext.asyncio.create_async_engine(
         admin_url.replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT"
     )
     async with engine.connect() as conn:
-        await conn.execute(sa.text(f"CREATE DATABASE {name}"))
+        found = await conn.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        )
+        if found.first() is None:
+            await conn.execute(sa.text(f"CREATE DATABASE {name}"))
     await engine.dispose()
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
 
@@ -204,24 +230,28 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per command, median kept")
     parser.add_argument("--pg", metavar="ADMIN_URL", help="also PostgreSQL: a database is made")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="keep (and reuse) the stores")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    import sqlalchemy.ext.asyncio  # noqa: F401 - for new_pg_database
+    import sqlalchemy.ext.asyncio  # noqa: F401 - for pg_database
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         if not args.no_sqlite:
-            results += run(f"sqlite:///{tmp}/scale.db", sorted(args.sizes), args.repeat)
+            results += run({n: f"sqlite:///{folder}/scale-{n}.db" for n in args.sizes}, args.repeat)
         if args.pg:
-            url = asyncio.run(new_pg_database(args.pg))
-            results += run(url, sorted(args.sizes), args.repeat)
+            prefix = "store_scale" if args.keep else f"store_scale_{uuid.uuid4().hex[:8]}"
+            pg = {n: asyncio.run(pg_database(args.pg, f"{prefix}_{n}")) for n in args.sizes}
+            results += run(pg, args.repeat)
     if args.json:
         print(json.dumps(results))
         return
-    print("| store | records | command | command s | × empty | store query ms | × empty |")
+    print("| store | records | command | command CPU s | × empty | store query ms | × empty |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
-        cells = [r["store"], f"{r['records']:,}", f"`{r['command']}`", f"{r['median_s']:.2f}"]
+        cells = [r["store"], f"{r['records']:,}", f"`{r['command']}`", f"{r['cpu_s']:.2f}"]
         cells += [f"{r['vs_empty']:.2f}", f"{r['query_ms']:.2f}", f"{r['query_vs_empty']:.2f}"]
         print("| " + " | ".join(cells) + " |")
 

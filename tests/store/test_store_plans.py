@@ -76,11 +76,47 @@ async def test_a_page_of_failures_is_read_from_an_index_newest_first(
     store: Store, name: str
 ) -> None:
     assert isinstance(store, SqlStore)
+    selection = SELECTIONS[name]
 
-    plan = await plan_of(store, store.list_statement(SELECTIONS[name]))
+    plan = await plan_of(
+        store,
+        store.list_statement(selection)
+        if selection.limit is None
+        else store.page_keys_statement(selection),
+    )
 
     # (the rows of a few request ids are found by their index, then sorted: a few rows)
     assert_indexed(plan, sorted_by_index=name != "request ids")
+
+
+@pytest.mark.parametrize("name", ["newest", "function", "open + error type", "next page"])
+async def test_a_page_reads_its_rows_by_key_after_choosing_the_keys(
+    store: Store, name: str
+) -> None:
+    assert isinstance(store, SqlStore)
+
+    plan = await plan_of(store, store.list_statement(SELECTIONS[name]))
+
+    # the page's rows (and only they, with their payloads) are read, each by its primary key
+    text = "\n".join(plan)
+    assert "sqlite_autoindex_invocations_1 (key=?)" in text or "invocations_pkey" in text, text
+
+
+async def test_on_sqlite_a_glob_with_a_prefix_sorts_only_the_keys_of_its_range(
+    sqlite_url: str,
+) -> None:
+    # (PostgreSQL's LIKE uses an index range only under the C collation: not asserted there)
+    async with Store.from_url(sqlite_url) as store:
+        await store.migrate()
+        assert isinstance(store, SqlStore)
+        selection = InvocationFilter(function_glob="ledger-*", limit=50)
+        plan = await plan_of(store, store.page_keys_statement(selection))
+
+    # one range of the function-name index, read alone: a glob that matches nothing reads
+    # nothing, and the sort is of the keys in the range, never of whole rows
+    scans = [line for line in plan if " invocations" in line]
+    assert len(scans) == 1, plan
+    assert "COVERING INDEX ix_failures_function_name_status (function_name>? AND" in scans[0]
 
 
 @pytest.mark.parametrize("name", ["newest", "status", "open + error type", "function"])

@@ -684,11 +684,24 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         return where
 
     def list_statement(self, selection: InvocationFilter) -> sa.Select[Any]:
-        """The query of :meth:`list_invocations` (``tests/store`` checks its plans)."""
-        stmt = _SELECT_INVOCATIONS.where(*self._where(selection)).order_by(*_NEWEST_FIRST)
-        if selection.limit is not None:
-            stmt = stmt.limit(selection.limit)
-        return stmt
+        """The query of :meth:`list_invocations` (``tests/store`` checks its plans).
+
+        A page selects its keys first, from an index that holds the filters and the order, then
+        reads those rows: where the database must sort the matches (a glob ``ledger-*`` is a
+        range of the function-name index, not in time order) it sorts index entries, and never
+        whole rows with their payloads.
+        """
+        where = self._where(selection)
+        if selection.limit is None:
+            return _SELECT_INVOCATIONS.where(*where).order_by(*_NEWEST_FIRST)
+        return _SELECT_INVOCATIONS.where(
+            invocations.c.key.in_(self.page_keys_statement(selection))
+        ).order_by(*_NEWEST_FIRST)
+
+    def page_keys_statement(self, selection: InvocationFilter) -> sa.Select[Any]:
+        """The keys of a page of :meth:`list_statement`, newest first (its plan is tested)."""
+        keys = sa.select(invocations.c.key).where(*self._where(selection))
+        return keys.order_by(*_NEWEST_FIRST).limit(selection.limit)
 
     def count_statement(
         self, selection: InvocationFilter, at_most: int | None = None
