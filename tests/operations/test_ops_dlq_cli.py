@@ -302,7 +302,7 @@ async def test_a_send_whose_answer_is_lost_is_left_in_doubt_and_never_sent_twice
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(process.communicate(), 120)
+        out, _ = await asyncio.wait_for(process.communicate(), 120)
 
     # then: the batch whose answer was lost was not sent again (botocore would have retried it);
     # it is in the target once, left in the DLQ too, reported in doubt, and the exit says so
@@ -315,6 +315,39 @@ async def test_a_send_whose_answer_is_lost_is_left_in_doubt_and_never_sent_twice
     left = bodies_of(receive_all(sqs, dlq))
     assert len(left) == 10
     assert set(left) <= set(bodies)
+
+
+async def test_a_redrive_that_loses_the_endpoint_midway_exits_4_in_one_line(
+    sqs, make_queue, cli_env, endpoint_url
+) -> None:
+    # given: a DLQ, and a proxy that drops the connection of every ReceiveMessage (several
+    # movers each fail, after botocore's own retries)
+    _, dlq = make_queue("lost-midway")
+    send_all(sqs, dlq, ["a", "b"])
+    cutter = AnswerCutter(endpoint_url, b"ReceiveMessage")
+    cutter.cuts = 1000
+
+    # when
+    async with cutter.running() as proxied:
+        process = await asyncio.create_subprocess_exec(
+            *ENTRY,
+            *("dlq", "redrive", dlq),
+            env={**os.environ, **cli_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 120)
+
+    # then: one line naming the endpoint, the documented exit code, no traceback (the movers'
+    # task group used to wrap the error and escape the command's handling)
+    stderr = err.decode()
+    assert cutter.cut >= 1
+    assert process.returncode == 4, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert f"cannot reach {proxied}" in errors[0]
+    assert count_messages(sqs, dlq) == 2  # nothing lost
 
 
 def drain(sqs: Any, url: str) -> list[str]:

@@ -446,14 +446,7 @@ async def move_messages(
             await _delete(sqs, dlq_url, again)
             if not fresh and not again:
                 return  # empty, or only messages this run leaves there: the DLQ is done
-            by_target: dict[str, list[dict[str, Any]]] = {}
-            for message in fresh:
-                target = choose_target(message)
-                if isinstance(target, tuple):
-                    pass_.stay(message, target[1])
-                    continue
-                by_target.setdefault(target, []).append(message)
-            for target, messages in by_target.items():
+            for target, messages in pass_.by_target(fresh, choose_target).items():
                 await _move(messages, target)
 
     async def _move(messages: list[dict[str, Any]], target: str) -> None:
@@ -464,32 +457,22 @@ async def move_messages(
             )
         finally:
             pass_.moving.difference_update(m["MessageId"] for m in messages)
-        for m in messages:
-            if m["MessageId"] in doubtful:
-                pass_.stay(m, IN_DOUBT)
-            elif m["MessageId"] not in sent:
-                pass_.stay(m, None)  # send failed
-        report.in_doubt += len(doubtful)
-        moved = [m for m in messages if m["MessageId"] in sent]
-        pass_.moved.update(m["MessageId"] for m in moved)
+        moved = pass_.settle(messages, sent, doubtful)
         # Only now, with the copy safely in the target, may the original go.
         report.duplicated += await _delete(sqs, dlq_url, moved)
         report.moved += len(moved)
         report.by_target[target] += len(moved)
         on_moved(len(moved))
 
-    staying = pass_.staying
     try:
         async with asyncio.TaskGroup() as group:
             for _ in range(max(1, concurrency)):
                 group.create_task(mover())
+    except ExceptionGroup as errors:
+        # A mover's error ends the run: raised as itself, so the command says it in one line.
+        raise errors.exceptions[0] from None
     finally:
-        for reason, _ in staying.values():
-            if reason is not None and reason not in (CAME_BACK, ARRIVED, IN_DOUBT):
-                report.left[reason] += 1
-        if staying:
-            receipts = [receipt for _, receipt in staying.values()]
-            await asyncio.shield(release(sqs, dlq_url, receipts))
+        await asyncio.shield(pass_.leave(sqs, dlq_url))
     return report
 
 
@@ -539,6 +522,42 @@ class _Pass:
 
     def stay(self, message: Mapping[str, Any], reason: str | None) -> None:
         self.staying[message["MessageId"]] = (reason, message["ReceiptHandle"])
+
+    def by_target(
+        self, fresh: list[dict[str, Any]], choose_target: TargetChooser
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The messages to move, by target; those without one stay, with the reason."""
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for message in fresh:
+            target = choose_target(message)
+            if isinstance(target, tuple):
+                self.stay(message, target[1])
+            else:
+                grouped.setdefault(target, []).append(message)
+        return grouped
+
+    def settle(
+        self, messages: list[dict[str, Any]], sent: set[str], doubtful: set[str]
+    ) -> list[dict[str, Any]]:
+        """After a send: the messages now in the target (to delete from the DLQ); the rest stay,
+        in doubt or not sent."""
+        for message in messages:
+            if message["MessageId"] in doubtful:
+                self.stay(message, IN_DOUBT)
+            elif message["MessageId"] not in sent:
+                self.stay(message, None)  # the send failed
+        self.report.in_doubt += len(doubtful)
+        moved = [m for m in messages if m["MessageId"] in sent]
+        self.moved.update(m["MessageId"] for m in moved)
+        return moved
+
+    async def leave(self, sqs: Any, dlq_url: str) -> None:
+        """At the end: count what stays and why, and make it visible in the DLQ again."""
+        for reason, _ in self.staying.values():
+            if reason is not None and reason not in (CAME_BACK, ARRIVED, IN_DOUBT):
+                self.report.left[reason] += 1
+        if self.staying:
+            await release(sqs, dlq_url, [receipt for _, receipt in self.staying.values()])
 
 
 async def _send(
