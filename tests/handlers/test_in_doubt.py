@@ -13,13 +13,13 @@ from handler_helpers import (
     sms_to,
     unique_number,
 )
-from tcp_proxy import AnswerCutter
 
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import HandlerRegistry
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import RunState, Store
 from lambda_destinations.worker import Worker
+from tcp_proxy import AnswerCutter
 
 
 @pytest.mark.parametrize(("policy", "sent"), [("skip", 1), ("resend", 2)])
