@@ -216,32 +216,21 @@ class SesTransport:
         log.info("email sent", transport="ses", ses_message_id=response.get("MessageId"))
 
 
+@dataclasses.dataclass(slots=True, kw_only=True)
 class SmtpTransport:
     """SMTP through aiosmtplib: STARTTLS, TLS or plain, with optional authentication.
 
     SMTP replies decide retries: 4xx is transient, 5xx permanent.
     """
 
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        security: str,
-        username: str | None,
-        password: str | None,
-        timeout: float,
-        validate_certs: bool,
-        cert_bundle: str | None,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.security = security
-        self.username = username
-        self.password = password
-        self.timeout = timeout
-        self.validate_certs = validate_certs
-        self.cert_bundle = cert_bundle
+    host: str
+    port: int
+    security: str
+    username: str | None
+    password: str | None = dataclasses.field(repr=False)  # a secret: never in a repr or a log
+    timeout: float
+    validate_certs: bool
+    cert_bundle: str | None
 
     def message(self, mail: Mail) -> EmailMessage:
         message = EmailMessage()
