@@ -21,8 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lambda_destinations.operations.retention import prune_store
 from lambda_destinations.store import PruneKind, Store, utcnow
+from lambda_destinations.worker.retention import prune_store
 from store_bench import make_row
 
 MB = 1024 * 1024

@@ -11,6 +11,7 @@ from aiobotocore.session import AioSession, get_session
 
 from lambda_destinations._version import version
 from lambda_destinations.config import Settings
+from lambda_destinations.errors import LambdaDestinationsError
 
 
 class AwsClients:
@@ -96,3 +97,36 @@ class AwsClients:
     ) -> None:
         self._clients.clear()
         await self._stack.aclose()
+
+
+async def invoke_event(
+    lambda_client: Any, function_arn: str, payload: bytes, *, qualifier: str | None = None
+) -> str:
+    """Invoke ``function_arn`` (with ``qualifier``, if given) asynchronously
+    (``InvocationType=Event``) with ``payload``; return the new invocation's request id (the
+    ``x-amzn-RequestId`` of Lambda's answer, which the invocation's record carries).
+
+    One call: give it ``AwsClients.lambda_invoker()``, which does not retry by itself, and
+    retry only errors Lambda answered (``retrying.answered``). Raises whatever the client
+    raises.
+    """
+    extra = {} if qualifier is None else {"Qualifier": qualifier}
+    response = await lambda_client.invoke(
+        FunctionName=function_arn, InvocationType="Event", Payload=payload, **extra
+    )
+    stream = response.get("Payload")
+    if stream is not None:
+        await stream.read()  # an Event invoke answers with an empty body; release the connection
+    status = response.get("StatusCode")
+    if status != 202:
+        raise LambdaDestinationsError(
+            f"Lambda answered an asynchronous Invoke of {function_arn} with status {status}, "
+            "not 202"
+        )
+    metadata = response.get("ResponseMetadata", {})
+    request_id = metadata.get("RequestId") or metadata.get("HTTPHeaders", {}).get(
+        "x-amzn-requestid"
+    )
+    if not request_id:
+        raise LambdaDestinationsError(f"Lambda returned no request id for {function_arn}")
+    return str(request_id)

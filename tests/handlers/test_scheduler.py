@@ -11,8 +11,9 @@ import pytest
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers import HandlerRegistry
+from lambda_destinations.handlers.jobs import JobContext
 from lambda_destinations.store import JobState, ScheduledJob, Store, utcnow
-from lambda_destinations.worker.scheduler import JobContext, Scheduler
+from lambda_destinations.worker.scheduler import Scheduler
 
 
 @pytest.fixture

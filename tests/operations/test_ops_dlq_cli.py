@@ -25,11 +25,7 @@ from ops_helpers import (
 from lambda_destinations.simulate import kinesis_failure, legacy_dlq, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
-from lambda_destinations.worker.dispatch import (
-    REASON_ATTRIBUTE,
-    REDRIVE_ATTRIBUTE,
-    SOURCE_ATTRIBUTE,
-)
+from lambda_destinations.worker.queues import REASON_ATTRIBUTE, REDRIVE_ATTRIBUTE, SOURCE_ATTRIBUTE
 from tcp_proxy import AnswerCutter
 
 CUSTOM = {"Tenant": {"DataType": "String", "StringValue": "acme"}}

@@ -16,6 +16,7 @@ from lambda_destinations.cli._common import parse_when
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.cli.failures import hourly_chart
 from lambda_destinations.config import load_settings
+from lambda_destinations.handlers.replay import NotReplayable, original_payload, replay_target
 from lambda_destinations.operations import RateLimiter, failure_stats
 from lambda_destinations.operations.doctor import Check, exit_status, retry_delays
 from lambda_destinations.operations.redrive import (
@@ -25,15 +26,10 @@ from lambda_destinations.operations.redrive import (
     start_move_task,
     target_chooser,
 )
-from lambda_destinations.operations.replay import (
-    NotReplayable,
-    counted_attempt,
-    original_payload,
-    replay_target,
-)
+from lambda_destinations.operations.replay import counted_attempt
 from lambda_destinations.simulate import kinesis_failure, legacy_dlq, success_record
 from lambda_destinations.store.base import FailureCount, ReplayAttempt, ReplayOutcome
-from lambda_destinations.worker.dispatch import SOURCE_ATTRIBUTE
+from lambda_destinations.worker.queues import SOURCE_ATTRIBUTE
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 

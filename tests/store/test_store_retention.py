@@ -8,7 +8,6 @@ from pathlib import Path
 
 from store_factories import DeliveryFactory, RowFactory
 
-from lambda_destinations.operations.retention import prune_store
 from lambda_destinations.store import (
     FailureStatus,
     InvocationFilter,
@@ -18,6 +17,7 @@ from lambda_destinations.store import (
     utcnow,
 )
 from lambda_destinations.store.base import ReplayAttempt
+from lambda_destinations.worker.retention import prune_store
 
 NOW = utcnow()
 OLD = NOW - dt.timedelta(days=30)

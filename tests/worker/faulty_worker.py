@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,6 @@ FAULTS = {
 
 if __name__ == "__main__":
     # A job kind whose runner ignores cancellation, for the shutdown tests.
-    JOB_RUNNERS["stubborn"] = "slow_handlers:stubborn_job"
+    JOB_RUNNERS["stubborn"] = importlib.import_module("slow_handlers").stubborn_job
     FAULTS[os.environ["FAULT"]]()
     main()

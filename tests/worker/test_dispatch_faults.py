@@ -14,7 +14,8 @@ from worker_helpers import CountingHandler, receive_all, registry_with, routed, 
 from lambda_destinations.schemas import DecodedMessage, InvocationRecord
 from lambda_destinations.simulate import success_record
 from lambda_destinations.worker import Worker
-from lambda_destinations.worker.dispatch import REASON_ATTRIBUTE, InFlight
+from lambda_destinations.worker.dispatch import InFlight
+from lambda_destinations.worker.queues import REASON_ATTRIBUTE
 
 
 class _Overlap:

@@ -24,7 +24,7 @@ from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record, messages, success_record
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
-from lambda_destinations.worker.dispatch import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from lambda_destinations.worker.queues import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
 
 
 async def stored_keys(url: str) -> list[str]:

@@ -12,14 +12,14 @@ from lambda_destinations.cli._common import dumps, format_time
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
-from lambda_destinations.operations.retention import (
+from lambda_destinations.store import PruneKind, Store
+from lambda_destinations.times import parse_when
+from lambda_destinations.worker.retention import (
     PruneReport,
     cutoffs,
     prune_store,
     retention_days,
 )
-from lambda_destinations.store import PruneKind, Store
-from lambda_destinations.times import parse_when
 
 _PAGE = 4096  # SQLite's default page size, for the space given back
 

@@ -23,13 +23,8 @@ from lambda_destinations.cli._common import (
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
-from lambda_destinations.operations import RateLimiter
-from lambda_destinations.operations.replay import (
-    TRIGGER_MANUAL,
-    ReplayResult,
-    ReplayState,
-    replay_invocation,
-)
+from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
+from lambda_destinations.operations.replay import ReplayResult, ReplayState, replay_invocation
 from lambda_destinations.schemas import FunctionArn
 from lambda_destinations.store import FailureStatus, InvocationFilter, InvocationRow, Store
 

@@ -24,14 +24,10 @@ from lambda_destinations.console.security import (
     safe_next,
     same_origin,
 )
-from lambda_destinations.operations import RateLimiter
+from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
 from lambda_destinations.operations.quarantine import resend
 from lambda_destinations.operations.redrive import IN_DOUBT, move_messages, target_chooser
-from lambda_destinations.operations.replay import (
-    TRIGGER_MANUAL,
-    ReplayResult,
-    replay_invocation,
-)
+from lambda_destinations.operations.replay import ReplayResult, replay_invocation
 from lambda_destinations.store import (
     FailureStatus,
     InvocationCursor,

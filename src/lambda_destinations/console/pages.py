@@ -13,14 +13,10 @@ from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console
 from lambda_destinations.console.charts import hourly_bars
 from lambda_destinations.console.security import safe_next
+from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
 from lambda_destinations.operations.quarantine import pretty_body
 from lambda_destinations.operations.redrive import describe_message, peek, source_queues
-from lambda_destinations.operations.replay import (
-    TRIGGER_MANUAL,
-    ReplayState,
-    original_payload,
-    replay_invocation,
-)
+from lambda_destinations.operations.replay import ReplayState, replay_invocation
 from lambda_destinations.store import FailureStatus, InvocationRow, utcnow
 
 routes = web.RouteTableDef()

@@ -245,7 +245,3 @@ def function_label(row: InvocationRow) -> str:
 
 def when(moment: dt.datetime | None) -> str:
     return "" if moment is None else moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def filters_of(values: Mapping[str, str]) -> dict[str, str]:
-    return {k: values.get(k, "") for k in FILTER_FIELDS}

@@ -55,8 +55,8 @@ if TYPE_CHECKING:
 
     from lambda_destinations.aws import AwsClients
     from lambda_destinations.config import Settings
+    from lambda_destinations.handlers.jobs import JobContext
     from lambda_destinations.schemas import DecodedMessage
-    from lambda_destinations.worker.scheduler import JobContext
 
 DEFAULT_SUBJECT = "[lambda-destinations] {summary:.150}"
 DEFAULT_TEXT = "{summary}\n\n{details}\n"

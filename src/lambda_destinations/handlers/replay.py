@@ -36,24 +36,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Awaitable, Callable
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ConfigDict, Field, field_validator
 
-from lambda_destinations.errors import ConfigError, PermanentError, TransientError
+from lambda_destinations.aws import invoke_event
+from lambda_destinations.errors import (
+    ConfigError,
+    LambdaDestinationsError,
+    PermanentError,
+    TransientError,
+)
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import RESEND, SKIP, InDoubt, InDoubtOption
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.templates import Duration, parse_options
-from lambda_destinations.operations.replay import (
-    TRIGGER_AUTOMATIC,
-    NotReplayable,
-    invoke_replay,
-    original_payload,
-    replay_target,
-)
 from lambda_destinations.retrying import (
     answered,
     answered_and_transient,
@@ -64,6 +64,7 @@ from lambda_destinations.retrying import (
 from lambda_destinations.schemas import MessageKind
 from lambda_destinations.store import (
     FailureStatus,
+    InvocationRow,
     ReplayAttempt,
     ReplayOutcome,
     ScheduledJob,
@@ -72,11 +73,71 @@ from lambda_destinations.store import (
 
 if TYPE_CHECKING:
     from lambda_destinations.config import Settings
+    from lambda_destinations.handlers.jobs import JobContext
     from lambda_destinations.schemas import DecodedMessage
     from lambda_destinations.store import Store
-    from lambda_destinations.worker.scheduler import JobContext
 
 T = TypeVar("T")
+
+# Who asked for a replay, as the replay ledger records it.
+TRIGGER_MANUAL = "manual"
+TRIGGER_AUTOMATIC = "automatic"
+
+
+class NotReplayable(LambdaDestinationsError):
+    """A record that cannot be replayed; the message says why and what to do instead."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayTarget:
+    """The invocation a replay makes: which function, with which bytes."""
+
+    function_arn: str
+    payload: bytes
+
+
+def replay_target(row: InvocationRow, *, legacy_function: str | None = None) -> ReplayTarget:
+    """The function and payload a replay of ``row`` invokes; NotReplayable says why not.
+
+    ``legacy_function`` (a name or ARN) is used for legacy DLQ messages, which do not say
+    which function they came from.
+    """
+    if row.succeeded is True:
+        raise NotReplayable("the invocation succeeded: there is nothing to replay")
+    if row.kind == "stream-failure":
+        raise NotReplayable(
+            "a stream batch failure carries no request payload (only the shard and sequence "
+            "range): reprocess the batch from the stream instead"
+        )
+    function = row.function_arn or (legacy_function if row.kind == "legacy-dlq" else None)
+    if not function:
+        raise NotReplayable(
+            "a legacy DLQ message does not name its function: pass --legacy-function NAME"
+        )
+    if row.kind == "invocation" and not (
+        isinstance(row.record, dict) and "requestPayload" in row.record
+    ):
+        raise NotReplayable("the record carries no requestPayload to replay")
+    return ReplayTarget(function, original_payload(row))
+
+
+def original_payload(row: InvocationRow) -> bytes:
+    """The event the function was invoked with, as bytes for Invoke.
+
+    JSON payloads are serialised again (the same JSON value; key order and spacing may differ
+    from the bytes Lambda first received). A legacy DLQ body that is not JSON is sent exactly
+    as received.
+    """
+    record = row.record
+    if (
+        row.kind == "legacy-dlq"
+        and isinstance(record, dict)
+        and record.get("bodyIsJson") is False
+        and isinstance(row.request_payload, str)
+    ):
+        return row.request_payload.encode()
+    return json.dumps(row.request_payload, ensure_ascii=False, separators=(",", ":")).encode()
+
 
 REPLAY_KIND = "replay"
 MAX_DETAIL = 1000
@@ -413,7 +474,7 @@ async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
     payload = str(spec["payload"]).encode()
     try:
         new_request_id = await _retry_answered(
-            lambda: invoke_replay(client, attempt.function_arn, payload),
+            lambda: invoke_event(client, attempt.function_arn, payload),
             context,
             context.settings.handler_attempts,
         )

@@ -43,9 +43,9 @@ if TYPE_CHECKING:
 
     from lambda_destinations.aws import AwsClients
     from lambda_destinations.config import Settings
+    from lambda_destinations.handlers.jobs import JobContext
     from lambda_destinations.schemas import DecodedMessage
     from lambda_destinations.store import Store
-    from lambda_destinations.worker.scheduler import JobContext
 
 DEFAULT_MESSAGE = "{summary:.300} [{request_id}]"
 

@@ -31,9 +31,9 @@ from lambda_destinations.store import scope_of
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
+    from lambda_destinations.handlers.jobs import JobContext
     from lambda_destinations.schemas import DecodedMessage
     from lambda_destinations.store import ScheduledJob, Store
-    from lambda_destinations.worker.scheduler import JobContext
 
 DIGEST_KIND = "digest"
 DEFAULT_WINDOW = 300.0

@@ -64,8 +64,8 @@ if TYPE_CHECKING:
 
     from lambda_destinations.config import Settings
     from lambda_destinations.handlers.base import HandlerContext
+    from lambda_destinations.handlers.jobs import JobContext
     from lambda_destinations.schemas import DecodedMessage
-    from lambda_destinations.worker.scheduler import JobContext
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 SIGNATURE_HEADER = "X-Lambda-Destinations-Signature"

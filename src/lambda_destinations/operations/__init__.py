@@ -1,24 +1,25 @@
 """What operators do, apart from the command line: replay, redrive, doctor, statistics.
 
 The CLI (``lambda_destinations.cli``) prints; these modules act and return results, so the
-worker's handlers (automatic replay) and scripts can do the same. Only the modules without
-dependencies on the worker are re-exported here, so that a handler may import this package
-while the worker itself is being imported; use ``operations.redrive`` and
-``operations.doctor`` by their module paths.
+console and scripts can do the same. They sit above the handlers and the worker and may use
+both; neither imports this package. What a replay of one record invokes is the replay
+handler's (the automatic replay uses it too) and is re-exported here.
 """
 
-from lambda_destinations.operations._rate import RateLimiter
-from lambda_destinations.operations.replay import (
+from lambda_destinations.handlers.replay import (
     TRIGGER_AUTOMATIC,
     TRIGGER_MANUAL,
     NotReplayable,
+    ReplayTarget,
+    original_payload,
+    replay_target,
+)
+from lambda_destinations.operations._rate import RateLimiter
+from lambda_destinations.operations.replay import (
     ReplayResult,
     ReplayState,
-    ReplayTarget,
     SkipReason,
-    invoke_replay,
     replay_invocation,
-    replay_target,
 )
 from lambda_destinations.operations.stats import FailureStats, failure_stats
 
@@ -33,7 +34,7 @@ __all__ = [
     "ReplayTarget",
     "SkipReason",
     "failure_stats",
-    "invoke_replay",
+    "original_payload",
     "replay_invocation",
     "replay_target",
 ]

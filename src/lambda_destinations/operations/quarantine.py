@@ -14,7 +14,7 @@ from typing import Any
 
 from lambda_destinations.schemas import DecodeError, decode
 from lambda_destinations.store import QuarantineRow, Store
-from lambda_destinations.worker.dispatch import sendable_attribute
+from lambda_destinations.worker.queues import sendable_attribute
 
 # The worker's own attributes, added when it sent the message to a DLQ: not the message's.
 _OWN_ATTRIBUTE_PREFIX = "LambdaDestinations."

@@ -44,9 +44,9 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.handlers.persist import invocation_row
+from lambda_destinations.handlers.replay import TRIGGER_MANUAL
 from lambda_destinations.operations._rate import RateLimiter
 from lambda_destinations.operations.replay import (
-    TRIGGER_MANUAL,
     ReplayResult,
     ReplayState,
     SkipReason,
@@ -55,14 +55,16 @@ from lambda_destinations.operations.replay import (
 from lambda_destinations.retrying import error_code
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
 from lambda_destinations.store import Store
-from lambda_destinations.worker.dispatch import (
+from lambda_destinations.worker.queues import (
     MAX_ATTRIBUTES,
+    NONEXISTENT,
     REASON_ATTRIBUTE,
     REDRIVE_ATTRIBUTE,
     SOURCE_ATTRIBUTE,
+    is_missing_queue,
+    queue_name,
+    sendable_attribute,
 )
-from lambda_destinations.worker.dispatch import sendable_attribute as _sendable_attribute
-from lambda_destinations.worker.queues import NONEXISTENT, is_missing_queue, queue_name
 
 # How long a received message stays hidden while it is being moved: long enough for a send and
 # a delete, short enough that a killed redrive's messages soon reappear in the DLQ.
@@ -362,7 +364,7 @@ def send_entry(
     the redrive's ``run`` id when SQS's limit of ten attributes leaves room for it."""
     entry: dict[str, Any] = {"Id": str(index), "MessageBody": message.get("Body", "")}
     attributes = {
-        name: _sendable_attribute(value)
+        name: sendable_attribute(value)
         for name, value in (message.get("MessageAttributes") or {}).items()
     }
     if run is not None and len(attributes.keys() - {REDRIVE_ATTRIBUTE}) < MAX_ATTRIBUTES:

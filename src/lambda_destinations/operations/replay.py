@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.aws import invoke_event
+from lambda_destinations.handlers.replay import (
+    NotReplayable,
+    ReplayTarget,
+    replay_target,
+)
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
     answered,
@@ -34,13 +38,7 @@ from lambda_destinations.store import (
     Store,
 )
 
-TRIGGER_MANUAL = "manual"
-TRIGGER_AUTOMATIC = "automatic"
 _DETAIL_LIMIT = 1000
-
-
-class NotReplayable(LambdaDestinationsError):
-    """A record that cannot be replayed; the message says why and what to do instead."""
 
 
 class ReplayState(enum.StrEnum):
@@ -57,14 +55,6 @@ class SkipReason(enum.StrEnum):
     ALREADY_REPLAYED = "already-replayed"  # an earlier attempt reached Lambda (use force)
     IN_DOUBT = "in-doubt"  # an earlier attempt was interrupted: it may have reached Lambda
     CONCURRENT = "concurrent"  # another process recorded the same attempt just now
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReplayTarget:
-    """The invocation a replay makes: which function, with which bytes."""
-
-    function_arn: str
-    payload: bytes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,82 +83,6 @@ class ReplayResult:
             "detail": self.detail,
             "payload_bytes": self.payload_bytes,
         }
-
-
-def replay_target(row: InvocationRow, *, legacy_function: str | None = None) -> ReplayTarget:
-    """The function and payload a replay of ``row`` invokes; NotReplayable says why not.
-
-    ``legacy_function`` (a name or ARN) is used for legacy DLQ messages, which do not say
-    which function they came from.
-    """
-    if row.succeeded is True:
-        raise NotReplayable("the invocation succeeded: there is nothing to replay")
-    if row.kind == "stream-failure":
-        raise NotReplayable(
-            "a stream batch failure carries no request payload (only the shard and sequence "
-            "range): reprocess the batch from the stream instead"
-        )
-    function = row.function_arn or (legacy_function if row.kind == "legacy-dlq" else None)
-    if not function:
-        raise NotReplayable(
-            "a legacy DLQ message does not name its function: pass --legacy-function NAME"
-        )
-    if row.kind == "invocation" and not (
-        isinstance(row.record, dict) and "requestPayload" in row.record
-    ):
-        raise NotReplayable("the record carries no requestPayload to replay")
-    return ReplayTarget(function, original_payload(row))
-
-
-def original_payload(row: InvocationRow) -> bytes:
-    """The event the function was invoked with, as bytes for Invoke.
-
-    JSON payloads are serialised again (the same JSON value; key order and spacing may differ
-    from the bytes Lambda first received). A legacy DLQ body that is not JSON is sent exactly
-    as received.
-    """
-    record = row.record
-    if (
-        row.kind == "legacy-dlq"
-        and isinstance(record, dict)
-        and record.get("bodyIsJson") is False
-        and isinstance(row.request_payload, str)
-    ):
-        return row.request_payload.encode()
-    return json.dumps(row.request_payload, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-async def invoke_replay(
-    lambda_client: Any, function_arn: str, payload: bytes, *, qualifier: str | None = None
-) -> str:
-    """Invoke ``function_arn`` (with ``qualifier``, if given) asynchronously
-    (``InvocationType=Event``) with ``payload``; return the new invocation's request id (the
-    ``x-amzn-RequestId`` of Lambda's answer, which the invocation's record carries).
-
-    One call: give it ``AwsClients.lambda_invoker()``, which does not retry by itself, and
-    retry only errors Lambda answered (``retrying.answered``). Raises whatever the client
-    raises.
-    """
-    extra = {} if qualifier is None else {"Qualifier": qualifier}
-    response = await lambda_client.invoke(
-        FunctionName=function_arn, InvocationType="Event", Payload=payload, **extra
-    )
-    stream = response.get("Payload")
-    if stream is not None:
-        await stream.read()  # an Event invoke answers with an empty body; release the connection
-    status = response.get("StatusCode")
-    if status != 202:
-        raise LambdaDestinationsError(
-            f"Lambda answered an asynchronous Invoke of {function_arn} with status {status}, "
-            "not 202"
-        )
-    metadata = response.get("ResponseMetadata", {})
-    request_id = metadata.get("RequestId") or metadata.get("HTTPHeaders", {}).get(
-        "x-amzn-requestid"
-    )
-    if not request_id:
-        raise LambdaDestinationsError(f"Lambda returned no request id for {function_arn}")
-    return str(request_id)
 
 
 def counted_attempt(row: InvocationRow, previous: Sequence[ReplayAttempt]) -> ReplayAttempt | None:
@@ -249,7 +163,7 @@ async def replay_invocation(
             invoke_attempts, 30.0, retry_if=answered_and_transient
         ):
             with retry:
-                new_request_id = await invoke_replay(
+                new_request_id = await invoke_event(
                     lambda_client, target.function_arn, target.payload
                 )
     except Exception as exc:

@@ -27,8 +27,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from lambda_destinations._json import dumps as json_dumps
+from lambda_destinations.aws import invoke_event
 from lambda_destinations.errors import LambdaDestinationsError, StoreUnavailable
-from lambda_destinations.operations.replay import invoke_replay
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
 from lambda_destinations.store import InvocationRow, Store
@@ -251,7 +251,7 @@ async def _invoke(
         max(attempts, 1), 10.0, retry_if=answered_and_transient
     ):
         with attempt:
-            return await invoke_replay(client, function, body, qualifier=qualifier)
+            return await invoke_event(client, function, body, qualifier=qualifier)
     raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any
 
 from lambda_destinations.schemas._private import is_blank, json_kind, loads, short_repr
 from lambda_destinations.schemas.errors import DecodeError
@@ -32,36 +32,6 @@ class Envelope(enum.StrEnum):
     NONE = "none"
     SNS = "sns"
     EVENTBRIDGE = "eventbridge"
-
-
-class SnsNotification(TypedDict, total=False):
-    """The SQS body of an SNS delivery with raw message delivery off (the fields used here)."""
-
-    Type: str
-    MessageId: str
-    TopicArn: str
-    Subject: str
-    Message: str
-    Timestamp: str
-    MessageAttributes: dict[str, Any]
-
-
-# An EventBridge event as an SQS target receives it ("detail-type" is not an identifier).
-EventBridgeEvent = TypedDict(
-    "EventBridgeEvent",
-    {
-        "version": str,
-        "id": str,
-        "detail-type": str,
-        "source": str,
-        "account": str,
-        "time": str,
-        "region": str,
-        "resources": list[str],
-        "detail": dict[str, Any],
-    },
-    total=False,
-)
 
 
 @dataclass(frozen=True, slots=True)

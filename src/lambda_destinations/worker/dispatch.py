@@ -50,6 +50,14 @@ from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
 from lambda_destinations.store import DeliveryRow, HandlerRun, QuarantineRow, RunState, utcnow
 from lambda_destinations.worker.batching import BatchSender
 from lambda_destinations.worker.metrics import Metrics, bounded_condition
+from lambda_destinations.worker.queues import (
+    MAX_ATTRIBUTES,
+    OUR_ATTRIBUTES,
+    REASON_ATTRIBUTE,
+    REDRIVE_ATTRIBUTE,
+    SOURCE_ATTRIBUTE,
+    sendable_attribute,
+)
 
 if TYPE_CHECKING:
     from lambda_destinations.aws import AwsClients
@@ -60,15 +68,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("lambda_destinations.worker")
 
-# Message attributes the worker adds to a quarantined message in the DLQ. SQS allows ten
-# attributes a message, so the original ones keep at most the rest (the store has them all).
-REASON_ATTRIBUTE = "LambdaDestinations.Reason"
-SOURCE_ATTRIBUTE = "LambdaDestinations.SourceQueue"
-# Set by `dlq redrive` on the messages it moves (the run's id); kept when the message is
-# quarantined again, so the redrive knows it came back and does not move it twice.
-REDRIVE_ATTRIBUTE = "LambdaDestinations.Redrive"
-OUR_ATTRIBUTES = 2
-MAX_ATTRIBUTES = 10
 MAX_REASON = 1000
 # Recording a completed side effect: tries for about this long (the waits double up to half of
 # it), as the README promises, before the message is retried and the effect may repeat.
@@ -564,15 +563,3 @@ class Dispatcher:
                 raise
             # The DLQ refused it (too large with our attributes, say): the store keeps it whole.
             log.warning("the DLQ refused the quarantined message", error=describe_error(exc))
-
-
-def sendable_attribute(value: dict[str, Any]) -> dict[str, Any]:
-    """A received message attribute in the form SendMessage accepts."""
-    out: dict[str, Any] = {"DataType": value.get("DataType", "String")}
-    if "StringValue" in value:
-        out["StringValue"] = value["StringValue"]
-    elif "BinaryValue" in value:
-        out["BinaryValue"] = value["BinaryValue"]
-    else:
-        out["StringValue"] = ""
-    return out

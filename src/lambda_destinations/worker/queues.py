@@ -1,4 +1,5 @@
-"""The queues a worker polls: URL, name, visibility timeout and dead-letter queue."""
+"""The queues a worker polls: URL, name, visibility timeout and dead-letter queue; and the
+message attributes the worker adds to what it quarantines into a DLQ."""
 
 from __future__ import annotations
 
@@ -11,6 +12,16 @@ from botocore.exceptions import ClientError
 from lambda_destinations.errors import ConfigError
 
 NONEXISTENT = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+# Message attributes the worker adds to a quarantined message in the DLQ. SQS allows ten
+# attributes a message, so the original ones keep at most the rest (the store has them all).
+REASON_ATTRIBUTE = "LambdaDestinations.Reason"
+SOURCE_ATTRIBUTE = "LambdaDestinations.SourceQueue"
+# Set by `dlq redrive` on the messages it moves (the run's id); kept when the message is
+# quarantined again, so the redrive knows it came back and does not move it twice.
+REDRIVE_ATTRIBUTE = "LambdaDestinations.Redrive"
+OUR_ATTRIBUTES = 2
+MAX_ATTRIBUTES = 10
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,3 +106,15 @@ async def describe_queue(sqs: Any, url_or_name: str) -> QueueInfo:
         dlq_url=dlq_url,
         max_receive_count=max_receive_count,
     )
+
+
+def sendable_attribute(value: dict[str, Any]) -> dict[str, Any]:
+    """A received message attribute in the form SendMessage accepts."""
+    out: dict[str, Any] = {"DataType": value.get("DataType", "String")}
+    if "StringValue" in value:
+        out["StringValue"] = value["StringValue"]
+    elif "BinaryValue" in value:
+        out["BinaryValue"] = value["BinaryValue"]
+    else:
+        out["StringValue"] = ""
+    return out

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
-import importlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -26,13 +24,15 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.handlers.jobs import JobContext, JobRunner
+from lambda_destinations.handlers.replay import run_replay_job
+from lambda_destinations.handlers.storm import run_digest_job
 from lambda_destinations.retrying import backoff_delay, classify, describe_error
 from lambda_destinations.store import ScheduledJob, utcnow
 from lambda_destinations.worker.metrics import Metrics
+from lambda_destinations.worker.retention import run_retention_job
 
 if TYPE_CHECKING:
-    from structlog.typing import FilteringBoundLogger
-
     from lambda_destinations.aws import AwsClients
     from lambda_destinations.config import Settings
     from lambda_destinations.handlers.registry import HandlerRegistry
@@ -40,46 +40,16 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("lambda_destinations.scheduler")
 
-# Job kind -> "module:function" running it, imported on first use.
-JOB_RUNNERS: dict[str, str] = {
-    "replay": "lambda_destinations.handlers.replay:run_replay_job",
-    "digest": "lambda_destinations.handlers.storm:run_digest_job",
-    "retention": "lambda_destinations.operations.retention:run_retention_job",
+# Job kind -> the function that runs it.
+JOB_RUNNERS: dict[str, JobRunner] = {
+    "replay": run_replay_job,
+    "digest": run_digest_job,
+    "retention": run_retention_job,
 }
-
-JobRunner = Callable[["ScheduledJob", "JobContext"], Awaitable[None]]
 
 MAX_ERROR = 1000
 RETENTION = dt.timedelta(days=14)  # ended jobs and alert windows are kept this long
 PRUNE_EVERY = 3600.0  # seconds between two clean-ups
-
-
-@dataclasses.dataclass(slots=True)
-class JobContext:
-    """What a job runner may use.
-
-    Attributes:
-        job: the job being run (``attempts`` counts this run).
-        store: the result store.
-        aws: AWS clients sharing the configured endpoint and region.
-        settings: the worker's settings.
-        registry: the worker's handlers, by the names routes use (a digest is sent by the
-            notifier that held its alerts back).
-        owner: this worker's identity; the job's lease is held in its name.
-        log: a logger bound to the job's key and kind.
-        max_attempts: the scheduler gives up on a job taken this many times.
-        sleep: how to wait (tests make it instant).
-    """
-
-    job: ScheduledJob
-    store: Store
-    aws: AwsClients
-    settings: Settings
-    registry: HandlerRegistry
-    owner: str
-    log: FilteringBoundLogger
-    max_attempts: int = 10
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 def retention_job(now: dt.datetime, interval: float) -> ScheduledJob:
@@ -121,7 +91,6 @@ class Scheduler:
         self.lease = settings.handler_timeout + 60.0
         self.jobs_run = 0
         self._stopping = asyncio.Event()
-        self._runners: dict[str, JobRunner] = {}
         self._next_prune = 0.0
         self._next_retention = 0.0
 
@@ -195,14 +164,9 @@ class Scheduler:
             log.info("forgot ended jobs and alert windows", rows=removed)
 
     def _runner(self, kind: str) -> JobRunner:
-        runner = self._runners.get(kind)
+        runner = JOB_RUNNERS.get(kind)
         if runner is None:
-            reference = JOB_RUNNERS.get(kind)
-            if reference is None:
-                raise ConfigError(f"no runner for jobs of kind {kind!r}")
-            module_name, _, name = reference.partition(":")
-            runner = getattr(importlib.import_module(module_name), name)
-            self._runners[kind] = runner
+            raise ConfigError(f"no runner for jobs of kind {kind!r}")
         return runner
 
     async def _run(self, job: ScheduledJob) -> None:

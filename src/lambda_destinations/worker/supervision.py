@@ -61,9 +61,6 @@ class Supervisor:
     def names(self) -> list[str]:
         return list(self._tasks)
 
-    def alive(self) -> list[str]:
-        return [name for name, task in self._tasks.items() if not task.done()]
-
     def _ended(self, name: str, task: asyncio.Task[Any], may_return: bool) -> None:
         if task.cancelled():
             return

@@ -204,10 +204,6 @@ class Worker:
         """Messages received and not settled yet."""
         return len(self._inflight)
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a supervised long-lived task: if it dies, the worker stops."""
         return self.supervisor.spawn(name, coro)
@@ -519,12 +515,6 @@ class Worker:
             return
         self._release_unsettled()
         await self._visibility.flush(asyncio.get_running_loop().time() + seconds)
-
-    async def _wait_tasks(self, grace: float | None) -> set[asyncio.Task[Outcome]]:
-        if not self._tasks:
-            return set()
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        return pending
 
     async def _sleep_unless_stopping(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):

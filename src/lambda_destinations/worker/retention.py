@@ -19,8 +19,8 @@ from lambda_destinations.store import PruneKind, Store, utcnow
 
 if TYPE_CHECKING:
     from lambda_destinations.config import Settings
+    from lambda_destinations.handlers.jobs import JobContext
     from lambda_destinations.store import ScheduledJob
-    from lambda_destinations.worker.scheduler import JobContext
 
 # A job runs at most this long (and at most half its timeout); what is left waits for the next.
 JOB_BUDGET = 120.0
