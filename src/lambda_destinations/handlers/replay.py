@@ -285,21 +285,15 @@ class ReplayOutcomeHandler:
 # -- the handler --------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(eq=False, slots=True)
 class ReplayHandler:
     """Schedules replays of retryable failures; links replays' own records to the ledger."""
 
-    def __init__(
-        self,
-        name: str,
-        policy: ReplayPolicy,
-        *,
-        legacy_function: str | None = None,
-        in_doubt: InDoubt = SKIP,
-    ) -> None:
-        self.name = name
-        self.in_doubt = in_doubt
-        self.policy = policy
-        self.legacy_function = legacy_function
+    name: str
+    policy: ReplayPolicy
+    _: dataclasses.KW_ONLY
+    legacy_function: str | None = None
+    in_doubt: InDoubt = SKIP
 
     async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
         store, log = delivery_of(context).store, context.log
