@@ -395,16 +395,19 @@ class BackendCpu:
 
     def _sample(self) -> None:
         for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in self._seen:
+            if not entry.isdigit() or int(entry) in self._seen or int(entry) in self._backends:
                 continue
             pid = int(entry)
-            self._seen.add(pid)
             try:
                 title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
             if title.startswith("postgres:") and self._needle in title:
                 self._backends[pid] = 0.0
+            elif "postgres" not in title:
+                # A new backend shows the server's command line until it has authenticated,
+                # then its title: only processes that are not PostgreSQL's are passed over.
+                self._seen.add(pid)
         for pid in self._backends:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
