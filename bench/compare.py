@@ -35,10 +35,12 @@ of each round's pairs (median and range) against the goals.
 
 The endpoint is LocalStack where Python 3.13 is there, started without Docker:
 
-    ~/.pyenv/versions/3.13.0/bin/python -m venv ~/localstack
-    ~/localstack/bin/pip install 'localstack-core[runtime]==4.14.0'
-    GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=sqs ~/localstack/bin/python -m localstack.runtime.main
+    ~/.pyenv/versions/3.13.0/bin/python -m venv /tmp/localstack
+    /tmp/localstack/bin/pip install 'localstack-core[runtime]==4.14.0' 'cbor2<6' \\
+        'cryptography==43.0.3' 'pyopenssl==24.2.1' service_identity
+    GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=sqs /tmp/localstack/bin/python -m localstack.runtime.main
 
+(later releases need an account; the pins keep its dependencies at versions it works with),
 otherwise a moto server subprocess (--moto). The Node peer needs its packages once:
 `cd bench/node && npm_config_nodedir=/usr npm ci` (better-sqlite3 builds from source against
 the machine's Node headers); without them, the peer is left out and the script says so.
