@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -134,8 +135,12 @@ def peek_command(
         f"showing {len(described)}",
         err=True,
     )
-    if not described:
-        return
+    if described:
+        _show_peeked(described, with_body=with_body)
+
+
+def _show_peeked(described: Sequence[dict[str, Any]], *, with_body: bool) -> None:
+    """The peeked messages as a table, then (``with_body``) each one's attributes and body."""
     click.echo(
         render_table(
             ["AGE", "KIND", "FUNCTION", "CONDITION", "ERROR / REASON", "RECEIVES", "MESSAGE ID"],
@@ -230,20 +235,7 @@ def _error(described: dict[str, Any]) -> str | None:
 @click.option("--concurrency", type=click.IntRange(1, 64), default=4, hidden=True)
 @settings_options
 def redrive_command(
-    settings: Settings,
-    queue: str,
-    to: str | None,
-    rate: float,
-    dry_run: bool,
-    reinvoke: bool,
-    force: bool,
-    legacy_function: str | None,
-    limit: int | None,
-    no_move_task: bool,
-    yes: bool,
-    as_json: bool,
-    visibility_timeout: int,
-    concurrency: int,
+    settings: Settings, queue: str, reinvoke: bool, as_json: bool, **options: Any
 ) -> None:
     """Put dead-lettered messages back where they came from, or re-invoke their functions.
 
@@ -268,32 +260,50 @@ def redrive_command(
     Exit status: 0 when everything was moved (or invoked), also when the DLQ is empty; 1
     when messages stay behind (no target, a send or an invocation failed).
     """
-    if not reinvoke and (force or legacy_function):
-        fail("--force and --legacy-function go with --reinvoke", EXIT_USAGE)
-    if reinvoke and to:
-        fail("--reinvoke invokes functions; it has no --to", EXIT_USAGE)
+    redrive = _Redrive(settings, queue, **options)  # the other options, typed there
     if reinvoke:
-        _reinvoke(
-            settings,
-            queue,
-            rate=rate,
-            dry_run=dry_run,
-            force=force,
-            legacy_function=legacy_function,
-            limit=limit,
-            yes=yes,
-            as_json=as_json,
-            visibility=visibility_timeout,
-        )
+        if redrive.to:
+            fail("--reinvoke invokes functions; it has no --to", EXIT_USAGE)
+        with aws_errors(settings):
+            report = asyncio.run(redrive.reinvoke())
+        _report_reinvoke(report, dry_run=redrive.dry_run, as_json=as_json)
         return
-    task: dict[str, str] = {}
-    moved_so_far = [0]
+    if redrive.force or redrive.legacy_function:
+        fail("--force and --legacy-function go with --reinvoke", EXIT_USAGE)
+    try:
+        with aws_errors(settings):
+            outcome = asyncio.run(redrive.move())
+    except KeyboardInterrupt:
+        redrive.say_interrupted()
+        raise
+    _report_redrive(outcome, as_json=as_json)
 
-    async def go() -> dict[str, Any]:
-        async with AwsClients(settings) as aws:
+
+@dataclasses.dataclass
+class _Redrive:
+    """One ``dlq redrive``: its options, and how far a move got."""
+
+    settings: Settings
+    queue: str
+    to: str | None
+    rate: float
+    dry_run: bool
+    force: bool
+    legacy_function: str | None
+    limit: int | None
+    no_move_task: bool
+    yes: bool
+    visibility_timeout: int
+    concurrency: int
+    task_handle: str | None = None  # once SQS's move task started
+    moved: int = 0  # messages moved here so far
+
+    async def move(self) -> dict[str, Any]:
+        """Move the messages (or, on a dry run, plan it); the outcome for ``_report_redrive``."""
+        async with AwsClients(self.settings) as aws:
             sqs = await aws.client("sqs")
-            dlq = await resolve_queue(sqs, queue)
-            target = await resolve_queue(sqs, to) if to else None
+            dlq = await resolve_queue(sqs, self.queue)
+            target = await resolve_queue(sqs, self.to) if self.to else None
             sources = await source_queues(sqs, dlq)
             if target is None and not sources:
                 fail(
@@ -302,117 +312,151 @@ def redrive_command(
                     "--to, or re-invoke the functions with --reinvoke",
                     EXIT_USAGE,
                 )
-            targets = [target.url] if target else sources
-            use_task = bool(sources) and not no_move_task and limit is None
+            use_task = bool(sources) and not self.no_move_task and self.limit is None
             plan = {
                 "dlq": dlq.url,
                 "messages": dlq.visible,
-                "targets": targets,
+                "targets": [target.url] if target else sources,
                 "method": "move-task" if use_task else "moved-here",
             }
-            if dry_run:
+            if self.dry_run:
                 return {**plan, "dry_run": True}
             if use_task:
                 destination = target.arn if target else None
                 if destination is None and len(sources) == 1:
                     destination = (await resolve_queue(sqs, sources[0])).arn
-                result = await _move_task(settings, sqs, dlq, destination, rate, task)
+                result = await self._by_move_task(sqs, dlq, destination)
                 if result is not None:
                     return {**plan, **result}
                 plan["method"] = "moved-here"
-            fifo = frozenset(t for t in targets if (target.fifo if target else t.endswith(".fifo")))
-            click.echo(
-                f"moving about {plural(dlq.visible, 'message')} from {dlq.name} to "
-                f"{', '.join(queue_name(t) for t in targets)}",
-                err=True,
+            sender = await aws.sender("sqs")
+            return {**plan, **await self._here(sqs, sender, dlq, target, sources)}
+
+    async def _here(
+        self, sqs: Any, sender: Any, dlq: QueueRef, target: QueueRef | None, sources: list[str]
+    ) -> dict[str, Any]:
+        """Move the messages from this process: send each one, then delete it from the DLQ."""
+        targets = [target.url] if target else sources
+        fifo = frozenset(t for t in targets if (target.fifo if target else t.endswith(".fifo")))
+        click.echo(
+            f"moving about {plural(dlq.visible, 'message')} from {dlq.name} to "
+            f"{', '.join(queue_name(t) for t in targets)}",
+            err=True,
+        )
+        with click.progressbar(
+            length=max(dlq.visible, 1), label="moving", file=sys.stderr, show_pos=True
+        ) as bar:
+
+            def moved(n: int) -> None:
+                self.moved += n
+                bar.update(n)
+
+            report = await move_messages(
+                sqs,
+                dlq.url,
+                target_chooser(target.url if target else None, sources),
+                fifo_targets=fifo,
+                rate=self.rate or None,
+                concurrency=self.concurrency,
+                limit=self.limit,
+                visibility=self.visibility_timeout,
+                on_moved=moved,
+                sender=sender,
             )
-            with click.progressbar(
-                length=max(dlq.visible, 1), label="moving", file=sys.stderr, show_pos=True
-            ) as bar:
+        return {**report.as_dict(), "ok": report.ok and not report.left}
 
-                def moved(n: int) -> None:
-                    moved_so_far[0] += n
-                    bar.update(n)
-
-                report = await move_messages(
-                    sqs,
-                    dlq.url,
-                    target_chooser(target.url if target else None, sources),
-                    fifo_targets=fifo,
-                    rate=rate or None,
-                    concurrency=concurrency,
-                    limit=limit,
-                    visibility=visibility_timeout,
-                    on_moved=moved,
-                    sender=await aws.sender("sqs"),
+    async def _by_move_task(
+        self, sqs: Any, dlq: QueueRef, destination: str | None
+    ) -> dict[str, Any] | None:
+        """Run SQS's move task to its end; None when the endpoint cannot (move them here)."""
+        rate = self.rate
+        task_rate = min(_MOVE_TASK_MAX_RATE, max(1, round(rate))) if rate else None
+        # A client that does not retry: endpoints without the operation answer 500.
+        async with AwsClients(self.settings, max_attempts=1) as once:
+            try:
+                handle = await start_move_task(
+                    await once.client("sqs"), dlq.arn, destination, task_rate
                 )
-            return {**plan, **report.as_dict(), "ok": report.ok and not report.left}
+            except MoveTaskUnsupported as exc:
+                click.echo(
+                    f"SQS's message move task is not available here ({exc}); moving the "
+                    "messages here instead",
+                    err=True,
+                )
+                return None
+        self.task_handle = handle
+        click.echo(f"SQS message move task started: {handle}", err=True)
+        with click.progressbar(
+            length=max(dlq.visible, 1), label="moving (SQS)", file=sys.stderr, show_pos=True
+        ) as bar:
 
-    try:
-        with aws_errors(settings):
-            outcome = asyncio.run(go())
-    except KeyboardInterrupt:
-        if task:
+            def progress(moved: int, total: int | None) -> None:
+                if total:
+                    bar.length = total
+                bar.update(moved - bar.pos)
+
+            status = await follow_move_task(sqs, dlq.arn, handle, on_progress=progress)
+        moved = int(status.get("ApproximateNumberOfMessagesMoved", 0))
+        return {
+            "method": "move-task",
+            "task_handle": handle,
+            "status": status.get("Status"),
+            "moved": moved,
+            "failure_reason": status.get("FailureReason"),
+            "ok": status.get("Status") == "COMPLETED",
+        }
+
+    async def reinvoke(self) -> ReinvokeReport:
+        """Replay each failure record of the DLQ, deleting those Lambda accepted."""
+        async with (
+            AwsClients(self.settings) as aws,
+            Store.from_url(self.settings.store, create=False) as store,
+        ):
+            sqs = await aws.client("sqs")
+            dlq = await resolve_queue(sqs, self.queue)
+            if not self.dry_run and not self.yes:
+                click.confirm(
+                    f"Invoke again the function of each failure record in {dlq.name} (about "
+                    f"{plural(dlq.visible, 'message')}), then delete it?",
+                    abort=True,
+                    err=True,
+                )
+            with click.progressbar(
+                length=max(dlq.visible, 1),
+                label="re-invoking" if not self.dry_run else "reading",
+                file=sys.stderr,
+                show_pos=True,
+            ) as bar:
+                return await reinvoke_messages(
+                    sqs,
+                    await aws.lambda_invoker(),
+                    store,
+                    dlq.url,
+                    requested_by=operator_identity(),
+                    force=self.force,
+                    dry_run=self.dry_run,
+                    legacy_function=self.legacy_function,
+                    rate=self.rate or None,
+                    limit=self.limit,
+                    visibility=self.visibility_timeout,
+                    on_done=bar.update,
+                )
+
+    def say_interrupted(self) -> None:
+        """Tell an operator who pressed Ctrl-C where the messages are and what goes on."""
+        if self.task_handle:
             click.echo(
                 f"the SQS message move task goes on without us; cancel it with `aws sqs "
-                f"cancel-message-move-task --task-handle {task['handle']}`",
+                f"cancel-message-move-task --task-handle {self.task_handle}`",
                 err=True,
             )
         else:
             click.echo(
-                f"interrupted after moving {plural(moved_so_far[0], 'message')}: every message "
+                f"interrupted after moving {plural(self.moved, 'message')}: every message "
                 "is in the DLQ or the target (those being moved reappear in the DLQ after the "
                 "visibility timeout); run the redrive again to finish",
                 err=True,
             )
-        raise
-    _report_redrive(outcome, as_json=as_json)
-
-
-async def _move_task(
-    settings: Settings,
-    sqs: Any,
-    dlq: QueueRef,
-    destination: str | None,
-    rate: float,
-    task: dict[str, str],
-) -> dict[str, Any] | None:
-    """Run SQS's move task to its end; None when the endpoint cannot (move them here)."""
-    task_rate = min(_MOVE_TASK_MAX_RATE, max(1, round(rate))) if rate else None
-    # A client that does not retry: endpoints without the operation answer 500.
-    async with AwsClients(settings, max_attempts=1) as once:
-        try:
-            handle = await start_move_task(
-                await once.client("sqs"), dlq.arn, destination, task_rate
-            )
-        except MoveTaskUnsupported as exc:
-            click.echo(
-                f"SQS's message move task is not available here ({exc}); moving the messages "
-                "here instead",
-                err=True,
-            )
-            return None
-    task["handle"] = handle
-    click.echo(f"SQS message move task started: {handle}", err=True)
-    with click.progressbar(
-        length=max(dlq.visible, 1), label="moving (SQS)", file=sys.stderr, show_pos=True
-    ) as bar:
-
-        def progress(moved: int, total: int | None) -> None:
-            if total:
-                bar.length = total
-            bar.update(moved - bar.pos)
-
-        status = await follow_move_task(sqs, dlq.arn, handle, on_progress=progress)
-    moved = int(status.get("ApproximateNumberOfMessagesMoved", 0))
-    return {
-        "method": "move-task",
-        "task_handle": handle,
-        "status": status.get("Status"),
-        "moved": moved,
-        "failure_reason": status.get("FailureReason"),
-        "ok": status.get("Status") == "COMPLETED",
-    }
 
 
 def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
@@ -457,56 +501,8 @@ def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
         raise SystemExit(EXIT_FAILED)
 
 
-def _reinvoke(
-    settings: Settings,
-    queue: str,
-    *,
-    rate: float,
-    dry_run: bool,
-    force: bool,
-    legacy_function: str | None,
-    limit: int | None,
-    yes: bool,
-    as_json: bool,
-    visibility: int,
-) -> None:
-    async def go() -> ReinvokeReport:
-        async with (
-            AwsClients(settings) as aws,
-            Store.from_url(settings.store, create=False) as store,
-        ):
-            sqs = await aws.client("sqs")
-            dlq = await resolve_queue(sqs, queue)
-            if not dry_run and not yes:
-                click.confirm(
-                    f"Invoke again the function of each failure record in {dlq.name} (about "
-                    f"{plural(dlq.visible, 'message')}), then delete it?",
-                    abort=True,
-                    err=True,
-                )
-            with click.progressbar(
-                length=max(dlq.visible, 1),
-                label="re-invoking" if not dry_run else "reading",
-                file=sys.stderr,
-                show_pos=True,
-            ) as bar:
-                return await reinvoke_messages(
-                    sqs,
-                    await aws.lambda_invoker(),
-                    store,
-                    dlq.url,
-                    requested_by=operator_identity(),
-                    force=force,
-                    dry_run=dry_run,
-                    legacy_function=legacy_function,
-                    rate=rate or None,
-                    limit=limit,
-                    visibility=visibility,
-                    on_done=bar.update,
-                )
-
-    with aws_errors(settings):
-        report = asyncio.run(go())
+def _report_reinvoke(report: ReinvokeReport, *, dry_run: bool, as_json: bool) -> None:
+    """The results on stdout, a one-line tally on stderr; exit 1 on an error."""
     if as_json:
         click.echo(dumps(report.as_dict()))
     else:
