@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import enum
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -81,23 +82,13 @@ def failures_group() -> None:
 def failure_record(row: InvocationRow, replay_count: int) -> dict[str, Any]:
     """A failure as scripts see it (``--json``)."""
     return {
-        "request_id": row.request_id,
-        "key": row.key,
-        "kind": row.kind,
-        "function_arn": row.function_arn,
-        "function_name": row.function_name,
-        "qualifier": row.qualifier,
-        "condition": row.condition,
-        "error_type": row.error_type,
-        "error_message": row.error_message,
-        "approximate_invoke_count": row.approximate_invoke_count,
-        "timestamp": iso(row.timestamp),
-        "first_seen_at": iso(row.first_seen_at),
-        "status": row.status.value if row.status else None,
-        "status_by": row.status_by,
+        **_fields_json(
+            row,
+            "request_id key kind function_arn function_name qualifier condition error_type "
+            "error_message approximate_invoke_count timestamp first_seen_at status status_by",
+        ),
         "replay_count": replay_count,
-        "delivery_count": row.delivery_count,
-        "queue": row.queue,
+        **_fields_json(row, "delivery_count queue"),
     }
 
 
@@ -237,52 +228,47 @@ def _whole_json(whole: _Whole) -> dict[str, Any]:
     row = whole.row
     out = failure_record(row, len(whole.replays))
     out.update(
-        envelope=row.envelope,
-        succeeded=row.succeeded,
-        status_at=iso(row.status_at),
-        stack_trace=row.stack_trace,
-        request_payload=row.request_payload,
-        response_payload=row.response_payload,
-        record=row.record,
+        _fields_json(
+            row,
+            "envelope succeeded status_at stack_trace request_payload response_payload record",
+        ),
         deliveries=[
-            {
-                "message_id": d.message_id,
-                "queue": d.queue,
-                "receive_count": d.receive_count,
-                "received_at": iso(d.received_at),
-            }
-            for d in whole.deliveries
+            _fields_json(d, "message_id queue receive_count received_at") for d in whole.deliveries
         ],
         handler_runs=[
-            {
-                "handler": r.handler,
-                "state": str(r.state),
-                "owner": r.owner,
-                "attempts": r.attempts,
-                "completed_at": iso(r.completed_at),
-                "claimed_until": iso(r.claimed_until),
-                "last_error": r.last_error,
-            }
+            _fields_json(r, "handler state owner attempts completed_at claimed_until last_error")
             for r in whole.runs
         ],
-        replays=[_replay_json(a) for a in whole.replays],
+        replays=[
+            _fields_json(
+                a,
+                "attempt trigger requested_by requested_at function_arn new_request_id outcome "
+                "outcome_at detail",
+            )
+            for a in whole.replays
+        ],
         other_keys=whole.others,
     )
     return out
 
 
-def _replay_json(attempt: ReplayAttempt) -> dict[str, Any]:
-    return {
-        "attempt": attempt.attempt,
-        "trigger": attempt.trigger,
-        "requested_by": attempt.requested_by,
-        "requested_at": iso(attempt.requested_at),
-        "function_arn": attempt.function_arn,
-        "new_request_id": attempt.new_request_id,
-        "outcome": attempt.outcome.value,
-        "outcome_at": iso(attempt.outcome_at),
-        "detail": attempt.detail,
-    }
+def _fields_json(row: object, names: str) -> dict[str, Any]:
+    """The named fields of a store row as JSON values: times in ISO 8601, enums by value."""
+    out: dict[str, Any] = {}
+    for name in names.split():
+        value = getattr(row, name)
+        if isinstance(value, dt.datetime):
+            value = iso(value)
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        out[name] = value
+    return out
+
+
+def _fields_cells(row: object, names: str) -> list[Any]:
+    """The named fields of a store row as table cells: times as ``format_time`` shows them."""
+    values = [getattr(row, name) for name in names.split()]
+    return [format_time(v) if isinstance(v, dt.datetime) else v for v in values]
 
 
 def _pretty(value: Any) -> str:
@@ -293,6 +279,51 @@ def _pretty(value: Any) -> str:
 
 
 def _whole_text(whole: _Whole) -> str:
+    row = whole.row
+    lines = _summary_lines(whole)
+    lines += ["", f"error        {error_label(row.error_type, row.error_message) or '-'}"]
+    if row.stack_trace:
+        lines.append("stack trace")
+        for frame in row.stack_trace:
+            lines.extend("  " + part for part in str(frame).rstrip("\n").splitlines())
+    lines += ["", "request payload", _pretty(row.request_payload)]
+    lines += ["", "response payload", _pretty(row.response_payload)]
+    lines += _section(
+        "deliveries",
+        ["RECEIVED (UTC)", "MESSAGE ID", "RECEIVES", "QUEUE"],
+        [_fields_cells(d, "received_at message_id receive_count queue") for d in whole.deliveries],
+        flex=(3,),
+        right=(2,),
+    )
+    lines += _section(
+        "handler runs",
+        ["HANDLER", "STATE", "ATTEMPTS", "COMPLETED (UTC)", "OWNER", "LAST ERROR"],
+        [
+            _fields_cells(r, "handler state attempts completed_at owner last_error")
+            for r in whole.runs
+        ],
+        right=(2,),
+        flex=(5,),
+        wrap=True,
+    )
+    lines += _section(
+        "replays",
+        ["#", "REQUESTED (UTC)", "BY", "TRIGGER", "OUTCOME", "NEW REQUEST ID", "DETAIL"],
+        [
+            _fields_cells(
+                a, "attempt requested_at requested_by trigger outcome new_request_id detail"
+            )
+            for a in whole.replays
+        ],
+        right=(0,),
+        flex=(6,),
+        wrap=True,
+    )
+    return "\n".join(lines)
+
+
+def _summary_lines(whole: _Whole) -> list[str]:
+    """The record's identity, status, time and origin, one aligned line each."""
     row = whole.row
     status = row.status.value if row.status else ("succeeded" if row.succeeded else "-")
     if row.status_by:
@@ -315,73 +346,15 @@ def _whole_text(whole: _Whole) -> str:
     ]
     if whole.others:
         lines.append(f"also         {', '.join(whole.others)}")
-    lines += ["", f"error        {error_label(row.error_type, row.error_message) or '-'}"]
-    if row.stack_trace:
-        lines.append("stack trace")
-        for frame in row.stack_trace:
-            lines.extend("  " + part for part in str(frame).rstrip("\n").splitlines())
-    lines += ["", "request payload", _pretty(row.request_payload)]
-    lines += ["", "response payload", _pretty(row.response_payload)]
-    lines += ["", f"deliveries ({len(whole.deliveries)})"]
-    if whole.deliveries:
-        lines.append(
-            render_table(
-                ["RECEIVED (UTC)", "MESSAGE ID", "RECEIVES", "QUEUE"],
-                [
-                    [format_time(d.received_at), d.message_id, d.receive_count, d.queue]
-                    for d in whole.deliveries
-                ],
-                flex=(3,),
-                right=(2,),
-                indent="  ",
-            )
-        )
-    lines += ["", f"handler runs ({len(whole.runs)})"]
-    if whole.runs:
-        lines.append(
-            render_table(
-                ["HANDLER", "STATE", "ATTEMPTS", "COMPLETED (UTC)", "OWNER", "LAST ERROR"],
-                [
-                    [
-                        r.handler,
-                        str(r.state),
-                        r.attempts,
-                        format_time(r.completed_at),
-                        r.owner,
-                        r.last_error,
-                    ]
-                    for r in whole.runs
-                ],
-                right=(2,),
-                flex=(5,),
-                wrap=True,
-                indent="  ",
-            )
-        )
-    lines += ["", f"replays ({len(whole.replays)})"]
-    if whole.replays:
-        lines.append(
-            render_table(
-                ["#", "REQUESTED (UTC)", "BY", "TRIGGER", "OUTCOME", "NEW REQUEST ID", "DETAIL"],
-                [
-                    [
-                        a.attempt,
-                        format_time(a.requested_at),
-                        a.requested_by,
-                        a.trigger,
-                        a.outcome.value,
-                        a.new_request_id,
-                        a.detail,
-                    ]
-                    for a in whole.replays
-                ],
-                right=(0,),
-                flex=(6,),
-                wrap=True,
-                indent="  ",
-            )
-        )
-    return "\n".join(lines)
+    return lines
+
+
+def _section(title: str, headers: list[str], rows: list[list[Any]], **table: Any) -> list[str]:
+    """A titled, counted section of ``show``: a blank line, the title, then a table if any."""
+    lines = ["", f"{title} ({len(rows)})"]
+    if rows:
+        lines.append(render_table(headers, rows, indent="  ", **table))
+    return lines
 
 
 # -- stats ------------------------------------------------------------------------------------
@@ -432,7 +405,12 @@ def stats_command(
     stats = asyncio.run(go())
     if as_json:
         click.echo(dumps(stats.as_dict()))
-        return
+    else:
+        _show_stats(stats, since, until)
+
+
+def _show_stats(stats: FailureStats, since: dt.datetime, until: dt.datetime) -> None:
+    """A one-line total, then a table by function and error type, then the chart."""
     functions = len({g.function_name for g in stats.groups})
     click.echo(
         f"{stats.total} failure{'s' if stats.total != 1 else ''} in {functions} "
