@@ -151,39 +151,41 @@ def selection_options(
             )
             return func(*args, selection=selection, **kwargs)
 
-        options = [
-            click.option(
-                "--function",
-                "function_glob",
-                metavar="GLOB",
-                help="Function name, shell glob: 'orders-*'.",
-            ),
-            click.option("--error-type", help="Exact error type: TimeoutError."),
-            click.option(
-                "--condition", help="Exact condition: RetriesExhausted, EventAgeExceeded."
-            ),
-            since_option(),
-            until_option(),
-            click.option(
-                "--status",
-                type=STATUS_CHOICE,
-                multiple=True,
-                help="open, replayed, recovered or ignored; repeat for several.",
-            ),
-            click.option(
-                "--limit",
-                type=click.IntRange(min=0, max=LIMIT_MAX),
-                default=limit_default,
-                show_default=limit_default is not None,
-                help="At most this many, newest first (0: no limit).",
-            ),
-        ]
         decorated: Callable[..., R] = wrapper
-        for option in reversed(options):
+        for option in reversed(_selection_option_list(limit_default)):
             decorated = option(decorated)
         return decorated
 
     return decorate
+
+
+def _selection_option_list(limit_default: int | None) -> list[Callable[[F], F]]:
+    """The click options of :func:`selection_options`, in the order --help lists them."""
+    return [
+        click.option(
+            "--function",
+            "function_glob",
+            metavar="GLOB",
+            help="Function name, shell glob: 'orders-*'.",
+        ),
+        click.option("--error-type", help="Exact error type: TimeoutError."),
+        click.option("--condition", help="Exact condition: RetriesExhausted, EventAgeExceeded."),
+        since_option(),
+        until_option(),
+        click.option(
+            "--status",
+            type=STATUS_CHOICE,
+            multiple=True,
+            help="open, replayed, recovered or ignored; repeat for several.",
+        ),
+        click.option(
+            "--limit",
+            type=click.IntRange(min=0, max=LIMIT_MAX),
+            default=limit_default,
+            show_default=limit_default is not None,
+            help="At most this many, newest first (0: no limit).",
+        ),
+    ]
 
 
 def has_filters(selection: InvocationFilter) -> bool:
