@@ -449,22 +449,9 @@ async def move_messages(
             if not fresh and not again:
                 return  # empty, or only messages this run leaves there: the DLQ is done
             for target, messages in pass_.by_target(fresh, choose_target).items():
-                await _move(messages, target)
-
-    async def _move(messages: list[dict[str, Any]], target: str) -> None:
-        fifo = target in fifo_targets
-        try:
-            sent, doubtful = await _send(
-                sender or sqs, target, messages, report, fifo=fifo, run=pass_.run
-            )
-        finally:
-            pass_.moving.difference_update(m["MessageId"] for m in messages)
-        moved = pass_.settle(messages, sent, doubtful)
-        # Only now, with the copy safely in the target, may the original go.
-        report.duplicated += await _delete(sqs, dlq_url, moved)
-        report.moved += len(moved)
-        report.by_target[target] += len(moved)
-        on_moved(len(moved))
+                fifo = target in fifo_targets
+                moved = await _move_to(sqs, sender or sqs, dlq_url, target, messages, pass_, fifo)
+                on_moved(moved)
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -476,6 +463,29 @@ async def move_messages(
     finally:
         await asyncio.shield(pass_.leave(sqs, dlq_url))
     return report
+
+
+async def _move_to(
+    sqs: Any,
+    sender: Any,
+    dlq_url: str,
+    target: str,
+    messages: list[dict[str, Any]],
+    pass_: _Pass,
+    fifo: bool,
+) -> int:
+    """Send ``messages`` to ``target``, then delete from the DLQ those sent; how many moved."""
+    report = pass_.report
+    try:
+        sent, doubtful = await _send(sender, target, messages, report, fifo=fifo, run=pass_.run)
+    finally:
+        pass_.moving.difference_update(m["MessageId"] for m in messages)
+    moved = pass_.settle(messages, sent, doubtful)
+    # Only now, with the copy safely in the target, may the original go.
+    report.duplicated += await _delete(sqs, dlq_url, moved)
+    report.moved += len(moved)
+    report.by_target[target] += len(moved)
+    return len(moved)
 
 
 CAME_BACK = "came back during this redrive"
@@ -706,55 +716,90 @@ async def reinvoke_messages(
     not replayable stay in the DLQ and are made visible again at the end. A dry run receives
     and releases, and invokes nothing.
     """
-    report = ReinvokeReport()
-    limiter = RateLimiter(rate)
-    # message id -> (replay result, why it stays); a message seen again (its visibility ended
-    # during a long run) is looked at again, and counted once.
-    outcomes: dict[str, tuple[ReplayResult | None, str | None]] = {}
-    # message id -> latest receipt of every message received and not deleted: released at the
-    # end, also when interrupted, so nothing stays hidden for the whole visibility timeout.
-    in_hand: dict[str, str] = {}
+    run = _Reinvoke(
+        sqs,
+        lambda_client,
+        store,
+        dlq_url,
+        requested_by=requested_by,
+        force=force,
+        dry_run=dry_run,
+        legacy_function=legacy_function,
+        limiter=RateLimiter(rate),
+        on_done=on_done,
+    )
     try:
-        while limit is None or len(outcomes) < limit:
-            wanted = 10 if limit is None else min(10, limit - len(outcomes))
+        while limit is None or len(run.outcomes) < limit:
+            wanted = 10 if limit is None else min(10, limit - len(run.outcomes))
             batch = await _receive(sqs, dlq_url, wanted, visibility)
             if not batch:
                 break
             for message in batch:
-                message_id = message["MessageId"]
-                first_look = message_id not in outcomes
-                in_hand[message_id] = message["ReceiptHandle"]
-                decoded, why = _replayable_message(message)
-                if decoded is None:
-                    outcomes[message_id] = (None, why)
-                    if first_look:
-                        on_done(1)
-                    continue
-                if not dry_run:
-                    await limiter.acquire()
-                result = await replay_invocation(
-                    store,
-                    lambda_client,
-                    invocation_row(decoded, dlq_url),
-                    trigger=TRIGGER_MANUAL,
-                    requested_by=requested_by,
-                    force=force,
-                    dry_run=dry_run,
-                    legacy_function=legacy_function,
-                )
-                if first_look or result.state is not ReplayState.SKIPPED:
-                    outcomes[message_id] = (result, None)
-                deletable = not dry_run and _may_delete(result)
-                if deletable and not await _delete(sqs, dlq_url, [message]):
-                    report.deleted += 1
-                    in_hand.pop(message_id)
-                if first_look:
-                    on_done(1)
+                await run.look_at(message)
     finally:
-        report.results = [(mid, result, why) for mid, (result, why) in outcomes.items()]
-        if in_hand:
-            await asyncio.shield(release(sqs, dlq_url, list(in_hand.values())))
-    return report
+        await run.finish()
+    return run.report
+
+
+@dataclasses.dataclass
+class _Reinvoke:
+    """One ``reinvoke_messages`` run: what it does with each message, and what it holds."""
+
+    sqs: Any
+    lambda_client: Any
+    store: Store
+    dlq_url: str
+    requested_by: str
+    force: bool
+    dry_run: bool
+    legacy_function: str | None
+    limiter: RateLimiter
+    on_done: Callable[[int], None]
+    report: ReinvokeReport = dataclasses.field(default_factory=ReinvokeReport)
+    # message id -> (replay result, why it stays); a message seen again (its visibility ended
+    # during a long run) is looked at again, and counted once.
+    outcomes: dict[str, tuple[ReplayResult | None, str | None]] = dataclasses.field(
+        default_factory=dict
+    )
+    # message id -> latest receipt of every message received and not deleted: released at the
+    # end, also when interrupted, so nothing stays hidden for the whole visibility timeout.
+    in_hand: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    async def look_at(self, message: dict[str, Any]) -> None:
+        """Replay the message's record (unless it is none), and delete it once that is done."""
+        message_id = message["MessageId"]
+        first_look = message_id not in self.outcomes
+        self.in_hand[message_id] = message["ReceiptHandle"]
+        decoded, why = _replayable_message(message)
+        if decoded is None:
+            self.outcomes[message_id] = (None, why)
+        else:
+            if not self.dry_run:
+                await self.limiter.acquire()
+            result = await replay_invocation(
+                self.store,
+                self.lambda_client,
+                invocation_row(decoded, self.dlq_url),
+                trigger=TRIGGER_MANUAL,
+                requested_by=self.requested_by,
+                force=self.force,
+                dry_run=self.dry_run,
+                legacy_function=self.legacy_function,
+            )
+            if first_look or result.state is not ReplayState.SKIPPED:
+                self.outcomes[message_id] = (result, None)
+            deletable = not self.dry_run and _may_delete(result)
+            if deletable and not await _delete(self.sqs, self.dlq_url, [message]):
+                self.report.deleted += 1
+                self.in_hand.pop(message_id)
+        if first_look:
+            self.on_done(1)
+
+    async def finish(self) -> None:
+        """Fill the report in, and make every message still held visible again."""
+        self.report.results = [(mid, result, why) for mid, (result, why) in self.outcomes.items()]
+        if self.in_hand:
+            await asyncio.shield(release(self.sqs, self.dlq_url, list(self.in_hand.values())))
 
 
 def _message(exc: Exception) -> str:
