@@ -118,21 +118,9 @@ async def replay_invocation(
     result, except a connection error, which is raised after the attempt is recorded.
     ``payload`` replaces the original request payload (an operator's edit, kept by the caller).
     """
-    result = ReplayResult(
-        key=row.key,
-        request_id=row.request_id,
-        function_arn=row.function_arn,
-        state=ReplayState.SKIPPED,
-    )
-    try:
-        target = replay_target(row, legacy_function=legacy_function)
-    except NotReplayable as exc:
-        return dataclasses.replace(result, skip=SkipReason.NOT_REPLAYABLE, detail=str(exc))
-    if payload is not None:
-        target = ReplayTarget(target.function_arn, payload)
-    result = dataclasses.replace(
-        result, function_arn=target.function_arn, payload_bytes=len(target.payload)
-    )
+    result, target = _target(row, legacy_function=legacy_function, payload=payload)
+    if target is None:
+        return result
     previous = await store.replays(row.key)
     if not force:
         skipped = _already_replayed(row, previous)
@@ -157,6 +145,53 @@ async def replay_invocation(
             skip=SkipReason.CONCURRENT,
             detail=f"attempt {number} was recorded by another process just now",
         )
+    result = await _invoke_recorded(
+        store, lambda_client, attempt, target, result, invoke_attempts=invoke_attempts
+    )
+    if result.state is ReplayState.INVOKED:
+        await store.set_status([row.key], FailureStatus.REPLAYED, by=requested_by)
+    return result
+
+
+def _target(
+    row: InvocationRow, *, legacy_function: str | None, payload: bytes | None
+) -> tuple[ReplayResult, ReplayTarget | None]:
+    """What a replay of ``row`` would invoke (None: it cannot be replayed, the result says why).
+
+    The result is a skip until the replay goes further.
+    """
+    result = ReplayResult(
+        key=row.key,
+        request_id=row.request_id,
+        function_arn=row.function_arn,
+        state=ReplayState.SKIPPED,
+    )
+    try:
+        target = replay_target(row, legacy_function=legacy_function)
+    except NotReplayable as exc:
+        return dataclasses.replace(result, skip=SkipReason.NOT_REPLAYABLE, detail=str(exc)), None
+    if payload is not None:
+        target = ReplayTarget(target.function_arn, payload)
+    result = dataclasses.replace(
+        result, function_arn=target.function_arn, payload_bytes=len(target.payload)
+    )
+    return result, target
+
+
+async def _invoke_recorded(
+    store: Store,
+    lambda_client: Any,
+    attempt: ReplayAttempt,
+    target: ReplayTarget,
+    result: ReplayResult,
+    *,
+    invoke_attempts: int,
+) -> ReplayResult:
+    """Invoke the recorded ``attempt`` and write its outcome to the ledger.
+
+    ``result`` completed: invoked, or an error when Lambda refused it or its outcome is in
+    doubt. A connection error is raised, once the attempt is recorded either way.
+    """
     assert attempt.id is not None
     try:
         async for retry in in_process_retrying(
@@ -183,7 +218,6 @@ async def replay_invocation(
     await store.update_replay(
         attempt.id, new_request_id=new_request_id, outcome=ReplayOutcome.INVOKED
     )
-    await store.set_status([row.key], FailureStatus.REPLAYED, by=requested_by)
     return dataclasses.replace(result, state=ReplayState.INVOKED, new_request_id=new_request_id)
 
 
