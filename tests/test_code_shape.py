@@ -22,7 +22,6 @@ KNOWN_LONG = {
     "lambda_destinations/handlers/replay.py:run_replay_job",
     "lambda_destinations/worker/metrics.py:Metrics.__init__",
     "lambda_destinations/store/migrations.py:_v1_initial",
-    "lambda_destinations/operations/doctor.py:Doctor._check_lambda",
     "lambda_destinations/store/_jobs.py:JobsMixin.admit_alert",
     "lambda_destinations/store/_jobs.py:JobsMixin._build_jobs_statements",
 }

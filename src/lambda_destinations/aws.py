@@ -130,3 +130,12 @@ async def invoke_event(
     if not request_id:
         raise LambdaDestinationsError(f"Lambda returned no request id for {function_arn}")
     return str(request_id)
+
+
+async def all_items(client: Any, operation: str, key: str, **params: Any) -> list[Any]:
+    """The items under ``key`` of every page of a listing ``operation`` (botocore's paginator,
+    which follows NextToken or NextMarker, whichever the operation uses)."""
+    items: list[Any] = []
+    async for page in client.get_paginator(operation).paginate(**params):
+        items.extend(page.get(key, []))
+    return items

@@ -26,17 +26,20 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from lambda_destinations.aws import AwsClients
+from lambda_destinations.aws import AwsClients, all_items
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.handlers.registry import replay_outcomes_linked
-from lambda_destinations.operations.handler_checks import check_handlers
+from lambda_destinations.operations.handler_checks import (
+    Check,
+    Status,
+    check_handlers,
+    function_names,
+)
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store import Store
 from lambda_destinations.worker.queues import is_missing_queue, parse_arn, queue_name
-
-Status = Literal["ok", "warn", "error"]
 
 # After a heartbeat is due, this long must remain before the message would reappear: the
 # heartbeat loop's tick (up to 1 s), the batching of the call, and the call itself.
@@ -44,20 +47,6 @@ HEARTBEAT_MARGIN_ERROR = 2.0
 HEARTBEAT_MARGIN_WARN = 10.0
 SQS_MAX_VISIBILITY = 43200  # 12 h: SQS's limit on a message's total hidden time
 SHORT_RETRY_WINDOW = 60.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Check:
-    """One row of the doctor's table."""
-
-    check: str
-    status: Status
-    detail: str
-    fix: str = ""
-    unreachable: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,6 +77,28 @@ def _duration(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+async def _event_invoke_configs(
+    lam: Any, names: Iterable[str]
+) -> list[tuple[str, list[dict[str, Any]] | BaseException]]:
+    """Each function's event-invoke configs, by name (or the error that kept them), 8 at once."""
+    semaphore = asyncio.Semaphore(8)
+
+    async def configs(name: str) -> tuple[str, list[dict[str, Any]] | BaseException]:
+        async with semaphore:
+            try:
+                found = await all_items(
+                    lam,
+                    "list_function_event_invoke_configs",
+                    "FunctionEventInvokeConfigs",
+                    FunctionName=name,
+                )
+            except (ClientError, BotoCoreError, *CONNECTION_ERRORS) as exc:
+                return name, exc
+            return name, found
+
+    return await asyncio.gather(*(configs(n) for n in sorted(names)))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -434,7 +445,7 @@ class Doctor:
         polled = {q.arn: q.name for q in queues if q.arn}
         lam = await aws.client("lambda")
         try:
-            names = await self._function_names(lam)
+            names = await function_names(lam)
         except (ClientError, BotoCoreError, *CONNECTION_ERRORS) as exc:
             self.add(
                 "lambda destinations",
@@ -446,19 +457,9 @@ class Doctor:
             return
         if self.function_glob is not None:
             names = [n for n in names if fnmatch.fnmatchcase(n, self.function_glob)]
-        semaphore = asyncio.Semaphore(8)
-
-        async def configs(name: str) -> tuple[str, list[dict[str, Any]] | BaseException]:
-            async with semaphore:
-                try:
-                    return name, await self._event_invoke_configs(lam, name)
-                except (ClientError, BotoCoreError, *CONNECTION_ERRORS) as exc:
-                    return name, exc
-
-        results = await asyncio.gather(*(configs(n) for n in sorted(names)))
         fed: set[str] = set()
         with_destinations = 0
-        for name, found in results:
+        for name, found in await _event_invoke_configs(lam, names):
             if isinstance(found, BaseException):
                 self.add(
                     f"function {name}",
@@ -468,15 +469,7 @@ class Doctor:
                 )
                 continue
             for config in found:
-                destinations = config.get("DestinationConfig") or {}
-                for which, label in (("OnSuccess", "on-success"), ("OnFailure", "on-failure")):
-                    arn = (destinations.get(which) or {}).get("Destination")
-                    if not arn:
-                        continue
-                    with_destinations += 1
-                    await self._check_destination(
-                        aws, _function_label(name, config), label, arn, polled, fed
-                    )
+                with_destinations += await self._check_destinations(aws, name, config, polled, fed)
         checked = f"{len(names)} function{'s' if len(names) != 1 else ''}"
         if self.function_glob is not None:
             checked += f" matching {self.function_glob!r}"
@@ -498,27 +491,24 @@ class Doctor:
                     "point a function's destination at it, or stop polling it",
                 )
 
-    async def _function_names(self, lam: Any) -> list[str]:
-        names: list[str] = []
-        kwargs: dict[str, Any] = {}
-        while True:
-            response = await lam.list_functions(**kwargs)
-            names.extend(f["FunctionName"] for f in response.get("Functions", []))
-            marker = response.get("NextMarker")
-            if not marker:
-                return names
-            kwargs["Marker"] = marker
-
-    async def _event_invoke_configs(self, lam: Any, name: str) -> list[dict[str, Any]]:
-        configs: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"FunctionName": name}
-        while True:
-            response = await lam.list_function_event_invoke_configs(**kwargs)
-            configs.extend(response.get("FunctionEventInvokeConfigs", []))
-            marker = response.get("NextMarker")
-            if not marker:
-                return configs
-            kwargs["Marker"] = marker
+    async def _check_destinations(
+        self,
+        aws: AwsClients,
+        name: str,
+        config: dict[str, Any],
+        polled: dict[str, str],
+        fed: set[str],
+    ) -> int:
+        """Check the destinations of one event-invoke config; how many it has."""
+        destinations = config.get("DestinationConfig") or {}
+        count = 0
+        for which, label in (("OnSuccess", "on-success"), ("OnFailure", "on-failure")):
+            arn = (destinations.get(which) or {}).get("Destination")
+            if arn:
+                count += 1
+                function = _function_label(name, config)
+                await self._check_destination(aws, function, label, arn, polled, fed)
+        return count
 
     async def _check_destination(
         self,
@@ -566,19 +556,10 @@ class Doctor:
     ) -> None:
         try:
             sns = await aws.client("sns")
-            endpoints: list[str] = []
-            kwargs: dict[str, Any] = {"TopicArn": topic_arn}
-            while True:
-                response = await sns.list_subscriptions_by_topic(**kwargs)
-                endpoints.extend(
-                    s.get("Endpoint", "")
-                    for s in response.get("Subscriptions", [])
-                    if s.get("Protocol") == "sqs"
-                )
-                token = response.get("NextToken")
-                if not token:
-                    break
-                kwargs["NextToken"] = token
+            subscriptions = await all_items(
+                sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=topic_arn
+            )
+            endpoints = [s.get("Endpoint", "") for s in subscriptions if s.get("Protocol") == "sqs"]
         except (ClientError, BotoCoreError, *CONNECTION_ERRORS) as exc:
             self.add(
                 check,

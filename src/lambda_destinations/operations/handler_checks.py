@@ -15,7 +15,7 @@ from typing import Any, Literal
 import aiosmtplib
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambda_destinations.aws import AwsClients
+from lambda_destinations.aws import AwsClients, all_items
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers.email import EmailHandler, SesTransport, SmtpTransport
@@ -33,11 +33,17 @@ QUARANTINED = (
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Finding:
+class Check:
+    """One row of the doctor's table."""
+
     check: str
     status: Status
     detail: str
     fix: str = ""
+    unreachable: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def route_handler_names(settings: Settings) -> list[str]:
@@ -48,20 +54,20 @@ def route_handler_names(settings: Settings) -> list[str]:
     return list(names)
 
 
-async def check_handlers(settings: Settings, aws: AwsClients) -> list[Finding]:
+async def check_handlers(settings: Settings, aws: AwsClients) -> list[Check]:
     registry = HandlerRegistry(settings)
-    findings: list[Finding] = []
+    findings: list[Check] = []
     for name in route_handler_names(settings):
         try:
             handler = registry.get(name)
         except ConfigError as exc:
-            findings.append(Finding(f"handler {name}", "error", str(exc), "fix its settings"))
+            findings.append(Check(f"handler {name}", "error", str(exc), "fix its settings"))
             continue
         findings.extend(await _check_one(name, handler, aws))
     return findings
 
 
-async def _check_one(name: str, handler: Any, aws: AwsClients) -> list[Finding]:
+async def _check_one(name: str, handler: Any, aws: AwsClients) -> list[Check]:
     check = f"handler {name}"
     try:
         if isinstance(handler, EmailHandler) and isinstance(handler.transport, SesTransport):
@@ -73,7 +79,7 @@ async def _check_one(name: str, handler: Any, aws: AwsClients) -> list[Finding]:
         if isinstance(handler, ReplayHandler):
             return await _replay(check, handler, aws)
     except CONNECTION_ERRORS as exc:
-        return [Finding(check, "error", f"the endpoint did not answer ({exc})", "")]
+        return [Check(check, "error", f"the endpoint did not answer ({exc})", "")]
     return []
 
 
@@ -99,17 +105,17 @@ async def _ses_verified(ses: Any, identity: str) -> bool | None:
     return bool(answer.get("VerifiedForSendingStatus")) or status == "SUCCESS"
 
 
-async def _ses(check: str, handler: EmailHandler, aws: AwsClients) -> list[Finding]:
+async def _ses(check: str, handler: EmailHandler, aws: AwsClients) -> list[Check]:
     ses = await aws.client("sesv2")
     sender = handler.sender.rsplit("<", 1)[-1].rstrip(">").strip()
     domain = sender.rsplit("@", 1)[-1]
     try:
         verified = await _ses_verified(ses, sender) or await _ses_verified(ses, domain)
     except (ClientError, BotoCoreError) as exc:
-        return [Finding(check, "warn", f"SES identities cannot be read ({_message(exc)})", "")]
+        return [Check(check, "warn", f"SES identities cannot be read ({_message(exc)})", "")]
     if not verified:
         return [
-            Finding(
+            Check(
                 check,
                 "error",
                 f"SES sender {sender} is not a verified identity in {aws.region}" + QUARANTINED,
@@ -118,33 +124,33 @@ async def _ses(check: str, handler: EmailHandler, aws: AwsClients) -> list[Findi
             )
         ]
     return [
-        Finding(check, "ok", f"SES sender {sender} is verified"),
+        Check(check, "ok", f"SES sender {sender} is verified"),
         await _sandbox(check, handler, ses),
     ]
 
 
-async def _sandbox(check: str, handler: EmailHandler, ses: Any) -> Finding:
+async def _sandbox(check: str, handler: EmailHandler, ses: Any) -> Check:
     try:
         account = await ses.get_account()
     except (ClientError, BotoCoreError) as exc:
-        return Finding(f"{check}: SES sandbox", "ok", f"not known here ({_message(exc)})")
+        return Check(f"{check}: SES sandbox", "ok", f"not known here ({_message(exc)})")
     if account.get("ProductionAccessEnabled", True):
-        return Finding(f"{check}: SES sandbox", "ok", "out of the sandbox")
+        return Check(f"{check}: SES sandbox", "ok", "out of the sandbox")
     unverified = [
         r for r in (*handler.to, *handler.cc, *handler.bcc) if not await _ses_verified(ses, r)
     ]
     if unverified:
-        return Finding(
+        return Check(
             f"{check}: SES sandbox",
             "error",
             f"in the SES sandbox, which sends only to verified addresses; not verified: "
             f"{', '.join(unverified)}" + QUARANTINED,
             "verify the recipients, or request production access for SES",
         )
-    return Finding(f"{check}: SES sandbox", "ok", "in the sandbox; every recipient is verified")
+    return Check(f"{check}: SES sandbox", "ok", "in the sandbox; every recipient is verified")
 
 
-async def _smtp(check: str, transport: SmtpTransport) -> Finding:
+async def _smtp(check: str, transport: SmtpTransport) -> Check:
     where = f"{transport.host}:{transport.port}"
     client = aiosmtplib.SMTP(
         hostname=transport.host,
@@ -165,29 +171,29 @@ async def _smtp(check: str, transport: SmtpTransport) -> Finding:
             steps.append(f"logged in as {transport.username}")
         await client.quit()
     except (aiosmtplib.SMTPException, OSError) as exc:
-        return Finding(
+        return Check(
             check,
             "error",
             f"SMTP server {where}: {' · '.join(steps[:-1] or ['not connected'])}, then "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}" + QUARANTINED,
             "check host, port, security and the login (nothing was sent)",
         )
-    return Finding(check, "ok", f"SMTP server {where}: {' · '.join(steps)} (nothing sent)")
+    return Check(check, "ok", f"SMTP server {where}: {' · '.join(steps)} (nothing sent)")
 
 
 # -- sms ----------------------------------------------------------------------------------------
 
 
-async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Finding]:
+async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Check]:
     sns = await aws.client("sns")
     try:
         attributes = (await sns.get_sms_attributes()).get("attributes", {})
     except (ClientError, BotoCoreError) as exc:
-        return [Finding(check, "warn", f"SNS SMS attributes cannot be read ({_message(exc)})")]
+        return [Check(check, "warn", f"SNS SMS attributes cannot be read ({_message(exc)})")]
     findings = []
     if attributes.get("MonthlySpendLimit") == "0":
         findings.append(
-            Finding(
+            Check(
                 check,
                 "error",
                 "SNS's MonthlySpendLimit is 0: no SMS can be sent" + QUARANTINED,
@@ -201,7 +207,7 @@ async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Finding
             opted_out.append(number)
     if opted_out:
         findings.append(
-            Finding(
+            Check(
                 check,
                 "error",
                 f"opted out of SMS: {', '.join(opted_out)}; SNS refuses to text them" + QUARANTINED,
@@ -211,7 +217,7 @@ async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Finding
     if not findings:
         kind = attributes.get("DefaultSMSType", "account default")
         findings.append(
-            Finding(
+            Check(
                 check,
                 "ok",
                 f"{len(handler.phone_numbers)} number(s), none opted out; SMS type {kind}",
@@ -223,29 +229,23 @@ async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Finding
 # -- replay -------------------------------------------------------------------------------------
 
 
-async def _function_names(lam: Any) -> list[str]:
-    names: list[str] = []
-    kwargs: dict[str, Any] = {}
-    while True:
-        page = await lam.list_functions(**kwargs)
-        names.extend(f["FunctionName"] for f in page.get("Functions", []))
-        if not page.get("NextMarker"):
-            return names
-        kwargs["Marker"] = page["NextMarker"]
+async def function_names(lam: Any) -> list[str]:
+    """The names of every function in the account and region."""
+    return [f["FunctionName"] for f in await all_items(lam, "list_functions", "Functions")]
 
 
-async def _replay(check: str, handler: ReplayHandler, aws: AwsClients) -> list[Finding]:
+async def _replay(check: str, handler: ReplayHandler, aws: AwsClients) -> list[Check]:
     lam = await aws.client("lambda")
     try:
-        names = await _function_names(lam)
+        names = await function_names(lam)
     except (ClientError, BotoCoreError) as exc:
-        return [Finding(check, "warn", f"functions cannot be listed ({_message(exc)})")]
+        return [Check(check, "warn", f"functions cannot be listed ({_message(exc)})")]
     missing = _missing(handler.policy.functions or (), names)
     if handler.legacy_function and handler.legacy_function.split(":")[0] not in names:
         missing.append(handler.legacy_function)
     if missing:
         return [
-            Finding(
+            Check(
                 check,
                 "error",
                 f"no function matches {', '.join(missing)} in {aws.region}: replays of them "
@@ -253,7 +253,7 @@ async def _replay(check: str, handler: ReplayHandler, aws: AwsClients) -> list[F
                 "fix functions / legacy_function, or deploy the function",
             )
         ]
-    return [Finding(check, "ok", f"its target functions exist ({len(names)} in the account)")]
+    return [Check(check, "ok", f"its target functions exist ({len(names)} in the account)")]
 
 
 def _missing(globs: Iterable[str], names: list[str]) -> list[str]:

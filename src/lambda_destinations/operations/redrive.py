@@ -42,6 +42,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from lambda_destinations.aws import all_items
 from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.replay import TRIGGER_MANUAL
@@ -142,15 +143,13 @@ async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
 
 async def source_queues(sqs: Any, dlq: QueueRef) -> list[str]:
     """URLs of the queues whose redrive policy points at ``dlq``."""
-    urls: list[str] = []
-    kwargs: dict[str, Any] = {"QueueUrl": dlq.url, "MaxResults": 1000}
-    while True:
-        response = await sqs.list_dead_letter_source_queues(**kwargs)
-        urls.extend(response.get("queueUrls", []))
-        token = response.get("NextToken")
-        if not token:
-            return urls
-        kwargs["NextToken"] = token
+    return await all_items(
+        sqs,
+        "list_dead_letter_source_queues",
+        "queueUrls",
+        QueueUrl=dlq.url,
+        PaginationConfig={"PageSize": 1000},
+    )
 
 
 async def _receive(sqs: Any, url: str, wanted: int, visibility: int) -> list[dict[str, Any]]:
