@@ -56,79 +56,71 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.messages = Counter(
-            f"{PREFIX}_messages", "Messages settled, by outcome.", ["queue", "outcome"], registry=r
+        self.messages = self._counter(
+            "messages", "Messages settled, by outcome.", "queue", "outcome"
         )
-        self.records = Counter(
-            f"{PREFIX}_records",
+        self.records = self._counter(
+            "records",
             "Messages decoded, by record kind and condition (invalid: did not decode).",
-            ["queue", "kind", "condition"],
-            registry=r,
+            "queue",
+            "kind",
+            "condition",
         )
-        self.handler_duration = Histogram(
-            f"{PREFIX}_handler_duration_seconds",
+        self.handler_duration = self._histogram(
+            "handler_duration_seconds",
             "Time one handler call took, in-process retries included.",
-            ["handler"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
+            DURATION_BUCKETS,
+            "handler",
         )
-        self.handler_errors = Counter(
-            f"{PREFIX}_handler_errors",
+        self.handler_errors = self._counter(
+            "handler_errors",
             "Handler calls that did not complete, by class (transient, permanent, timeout).",
-            ["handler", "error_class"],
-            registry=r,
+            "handler",
+            "error_class",
         )
-        self.in_flight = Gauge(
-            f"{PREFIX}_in_flight", "Messages received and not settled yet.", registry=r
+        self.in_flight = self._gauge("in_flight", "Messages received and not settled yet.")
+        self.message_age = self._histogram(
+            "message_age_seconds", "Seconds from SentTimestamp to receipt.", AGE_BUCKETS
         )
-        self.message_age = Histogram(
-            f"{PREFIX}_message_age_seconds",
-            "Seconds from SentTimestamp to receipt.",
-            buckets=AGE_BUCKETS,
-            registry=r,
+        self.receive_count = self._histogram(
+            "receive_count", "ApproximateReceiveCount of received messages.", RECEIVE_BUCKETS
         )
-        self.receive_count = Histogram(
-            f"{PREFIX}_receive_count",
-            "ApproximateReceiveCount of received messages.",
-            buckets=RECEIVE_BUCKETS,
-            registry=r,
-        )
-        self.receives = Counter(
-            f"{PREFIX}_receives",
+        self.receives = self._counter(
+            "receives",
             "ReceiveMessage calls answered, by queue and whether they were empty.",
-            ["queue", "empty"],
-            registry=r,
+            "queue",
+            "empty",
         )
-        self.sqs_errors = Counter(
-            f"{PREFIX}_sqs_errors",
-            "SQS calls that failed, by operation.",
-            ["operation"],
-            registry=r,
+        self.sqs_errors = self._counter(
+            "sqs_errors", "SQS calls that failed, by operation.", "operation"
         )
-        self.store_seconds = Histogram(
-            f"{PREFIX}_store_seconds",
-            "Time the store took, by operation.",
-            ["operation"],
-            buckets=STORE_BUCKETS,
-            registry=r,
+        self.store_seconds = self._histogram(
+            "store_seconds", "Time the store took, by operation.", STORE_BUCKETS, "operation"
         )
-        self.queue_messages = Gauge(
-            f"{PREFIX}_queue_messages",
+        self.queue_messages = self._gauge(
+            "queue_messages",
             "Messages in each polled queue and its DLQ (visible, in_flight, delayed).",
-            ["queue", "state"],
-            registry=r,
+            "queue",
+            "state",
         )
-        self.replays = Counter(
-            f"{PREFIX}_replays",
-            "Scheduled replays run, by outcome (invoked, retry, failed).",
-            ["outcome"],
-            registry=r,
+        self.replays = self._counter(
+            "replays", "Scheduled replays run, by outcome (invoked, retry, failed).", "outcome"
         )
-        self.build_info = Gauge(
-            f"{PREFIX}_build_info", "The running version.", ["version"], registry=r
-        )
+        self.build_info = self._gauge("build_info", "The running version.", "version")
         self.build_info.labels(version=version()).set(1)
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        return Counter(f"{PREFIX}_{name}", documentation, labels, registry=self.registry)
+
+    def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
+        return Gauge(f"{PREFIX}_{name}", documentation, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, documentation: str, buckets: tuple[float, ...], *labels: str
+    ) -> Histogram:
+        return Histogram(
+            f"{PREFIX}_{name}", documentation, labels, buckets=buckets, registry=self.registry
+        )
 
     def track_in_flight(self, count: Callable[[], int]) -> None:
         """Read the in-flight count from the worker at each scrape."""
