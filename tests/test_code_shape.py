@@ -20,7 +20,6 @@ MAX_LINES = 60
 KNOWN_LONG = {
     "lambda_destinations/store/_sql.py:SqlStore._build_statements",
     "lambda_destinations/handlers/replay.py:run_replay_job",
-    "lambda_destinations/store/migrations.py:_v1_initial",
     "lambda_destinations/store/_jobs.py:JobsMixin.admit_alert",
     "lambda_destinations/store/_jobs.py:JobsMixin._build_jobs_statements",
 }

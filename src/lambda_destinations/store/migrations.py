@@ -42,6 +42,14 @@ class Migration:
 def _v1_initial(conn: sa.Connection) -> None:
     """invocations, deliveries, handler_runs and quarantine, with the operators' indexes."""
     md = sa.MetaData()
+    _v1_invocations(md)
+    _v1_deliveries(md)
+    _v1_handler_runs(md)
+    _v1_quarantine(md)
+    md.create_all(conn)
+
+
+def _v1_invocations(md: sa.MetaData) -> None:
     sa.Table(
         "invocations",
         md,
@@ -69,6 +77,9 @@ def _v1_initial(conn: sa.Connection) -> None:
         sa.Column("status_by", sa.Text),
         sa.Column("status_at", UTCDateTime),
     )
+
+
+def _v1_deliveries(md: sa.MetaData) -> None:
     sa.Table(
         "deliveries",
         md,
@@ -80,6 +91,9 @@ def _v1_initial(conn: sa.Connection) -> None:
         sa.Column("received_at", UTCDateTime, nullable=False),
         sa.UniqueConstraint("key", "message_id", "receive_count", name="uq_deliveries_message"),
     )
+
+
+def _v1_handler_runs(md: sa.MetaData) -> None:
     sa.Table(
         "handler_runs",
         md,
@@ -92,6 +106,9 @@ def _v1_initial(conn: sa.Connection) -> None:
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("last_error", sa.Text),
     )
+
+
+def _v1_quarantine(md: sa.MetaData) -> None:
     sa.Table(
         "quarantine",
         md,
@@ -106,7 +123,6 @@ def _v1_initial(conn: sa.Connection) -> None:
         sa.Column("quarantined_at", UTCDateTime, nullable=False, index=True),
         sa.UniqueConstraint("queue", "message_id", name="uq_quarantine_message"),
     )
-    md.create_all(conn)
 
 
 # -- version 2: the replay ledger (see _ledger.py) ---------------------------------------------
