@@ -14,6 +14,19 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def duration_unit(seconds: float) -> tuple[float, str]:
+    """``seconds`` in the unit that reads best, as (amount, unit): seconds below two minutes,
+    minutes below two hours, hours below two days, then days (units ``s``, ``min``, ``h``, ``d``).
+    """
+    if seconds < 120:
+        return seconds, "s"
+    if seconds < 7200:
+        return seconds / 60, "min"
+    if seconds < 172800:
+        return seconds / 3600, "h"
+    return seconds / 86400, "d"
+
+
 def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
     """``2h``, ``30m``, ``7d``, ``1w``, ``90s`` ago, or an ISO 8601 date/time (UTC if no zone).
 

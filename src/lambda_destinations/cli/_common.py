@@ -110,6 +110,22 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+def rate_option(*, default: float, help: str) -> Callable[[F], F]:
+    """``--rate``: invocations (or messages) per second at most, 0 for no limit."""
+    return click.option(
+        "--rate",
+        type=FiniteFloatRange(min=0, max=100_000),
+        default=default,
+        show_default=bool(default),
+        help=help,
+    )
+
+
+def legacy_function_option(help: str) -> Callable[[F], F]:
+    """``--legacy-function``: what to invoke for legacy DLQ messages, which name no function."""
+    return click.option("--legacy-function", metavar="NAME|ARN", help=help)
+
+
 # -- selecting failures -----------------------------------------------------------------------
 
 STATUS_CHOICE = click.Choice([s.value for s in FailureStatus], case_sensitive=False)

@@ -209,6 +209,11 @@ def _dev_settings(settings: Settings) -> Settings:
     )
 
 
+_seed_option = click.option(
+    "--seed", type=int, default=7, show_default=True, help="Seed of the simulator."
+)
+
+
 @command("dev")
 @click.option(
     "--simulate",
@@ -219,7 +224,7 @@ def _dev_settings(settings: Settings) -> Settings:
     help="Send this many realistic records (a mix with a few poison messages).",
 )
 @click.option("--once", is_flag=True, help="Drain the queues, print a summary and exit.")
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulator.")
+@_seed_option
 @click.option(
     "--success-rate",
     type=click.FloatRange(0, 1),
@@ -374,7 +379,7 @@ async def _run_dev_worker(settings: Settings, console_port: int | None) -> Any:
     show_default=True,
     help="How many messages.",
 )
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulator.")
+@_seed_option
 @click.option("--no-poison", is_flag=True, help="Leave out the poison messages.")
 @settings_options
 def simulate_command(

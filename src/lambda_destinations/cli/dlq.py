@@ -14,10 +14,11 @@ from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
 from lambda_destinations.cli._common import (
     LIMIT_MAX,
-    FiniteFloatRange,
     aws_errors,
     dumps,
+    legacy_function_option,
     operator_identity,
+    rate_option,
     subcommand,
 )
 from lambda_destinations.cli._options import settings_options
@@ -41,6 +42,7 @@ from lambda_destinations.operations.redrive import (
 )
 from lambda_destinations.operations.replay import ReplayState
 from lambda_destinations.store import Store, utcnow
+from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import queue_name
 
 # SQS's message move task accepts 1..500 messages a second.
@@ -66,13 +68,8 @@ def dlq_group() -> None:
 def _age(seconds: int | None) -> str | None:
     if seconds is None:
         return None
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    amount, unit = duration_unit(seconds)
+    return f"{int(amount)}{unit[0]}"  # 90s, 5m, 3h, 2d
 
 
 # -- peek -------------------------------------------------------------------------------------
@@ -194,12 +191,7 @@ def _error(described: dict[str, Any]) -> str | None:
     help="Where the messages go (URL, name or ARN). Default: the queue(s) whose redrive "
     "policy names this DLQ.",
 )
-@click.option(
-    "--rate",
-    type=FiniteFloatRange(min=0, max=100_000),
-    default=0,
-    help="Messages (or invocations) per second at most; 0: as fast as it goes.",
-)
+@rate_option(default=0, help="Messages (or invocations) per second at most; 0: as fast as it goes.")
 @click.option("--dry-run", is_flag=True, help="Say what would happen; move or invoke nothing.")
 @click.option(
     "--reinvoke",
@@ -208,11 +200,7 @@ def _error(described: dict[str, Any]) -> str | None:
     "legacy DLQ message) again, then delete it.",
 )
 @click.option("--force", is_flag=True, help="With --reinvoke: also records replayed already.")
-@click.option(
-    "--legacy-function",
-    metavar="NAME|ARN",
-    help="With --reinvoke: the function to invoke for legacy DLQ messages.",
-)
+@legacy_function_option("With --reinvoke: the function to invoke for legacy DLQ messages.")
 @click.option(
     "--limit",
     type=click.IntRange(min=1, max=LIMIT_MAX),

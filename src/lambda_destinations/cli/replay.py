@@ -13,11 +13,12 @@ import click
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
 from lambda_destinations.cli._common import (
-    FiniteFloatRange,
     aws_errors,
     dumps,
     has_filters,
+    legacy_function_option,
     operator_identity,
+    rate_option,
     selection_options,
 )
 from lambda_destinations.cli._options import settings_options
@@ -36,19 +37,9 @@ _PLAN_ROWS = 20  # rows of the plan shown before the confirmation
 @selection_options(limit_default=0)
 @click.option("--dry-run", is_flag=True, help="List exactly what would be invoked; invoke nothing.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--rate",
-    type=FiniteFloatRange(min=0, max=100_000),
-    default=10.0,
-    show_default=True,
-    help="Invocations per second at most (0: no limit).",
-)
+@rate_option(default=10.0, help="Invocations per second at most (0: no limit).")
 @click.option("--force", is_flag=True, help="Replay again records already replayed.")
-@click.option(
-    "--legacy-function",
-    metavar="NAME|ARN",
-    help="The function to invoke for legacy DLQ messages, which do not name it.",
-)
+@legacy_function_option("The function to invoke for legacy DLQ messages, which do not name it.")
 @click.option(
     "--json",
     "as_json",

@@ -39,6 +39,7 @@ from lambda_destinations.operations.handler_checks import (
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store import Store
+from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import is_missing_queue, parse_arn, queue_name
 
 # After a heartbeat is due, this long must remain before the message would reappear: the
@@ -70,13 +71,9 @@ def retry_delays(settings: Settings, max_receive_count: int) -> list[float]:
 
 
 def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:g} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
+    amount, unit = duration_unit(seconds)
+    precision = {"s": "g", "min": ".0f"}.get(unit, ".1f")
+    return f"{amount:{precision}} {unit}"
 
 
 async def _event_invoke_configs(
