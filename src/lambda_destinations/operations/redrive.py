@@ -449,8 +449,7 @@ async def move_messages(
                 return  # empty, or only messages this run leaves there: the DLQ is done
             for target, messages in pass_.by_target(fresh, choose_target).items():
                 fifo = target in fifo_targets
-                moved = await _move_to(sqs, sender or sqs, dlq_url, target, messages, pass_, fifo)
-                on_moved(moved)
+                on_moved(await _move_to(sqs, sender, dlq_url, target, messages, pass_, fifo))
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -473,10 +472,13 @@ async def _move_to(
     pass_: _Pass,
     fifo: bool,
 ) -> int:
-    """Send ``messages`` to ``target``, then delete from the DLQ those sent; how many moved."""
+    """Send ``messages`` to ``target`` (with ``sender``, or ``sqs`` when None), then delete
+    from the DLQ those sent; how many moved."""
     report = pass_.report
     try:
-        sent, doubtful = await _send(sender, target, messages, report, fifo=fifo, run=pass_.run)
+        sent, doubtful = await _send(
+            sender or sqs, target, messages, report, fifo=fifo, run=pass_.run
+        )
     finally:
         pass_.moving.difference_update(m["MessageId"] for m in messages)
     moved = pass_.settle(messages, sent, doubtful)
