@@ -432,40 +432,12 @@ async def _retry_answered(
 
 async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
     """The scheduler's runner for ``replay`` jobs: ledger, Invoke, ledger, status."""
-    store, log = context.store, context.log
-    spec = job.payload
-    original_key, number = str(spec["original_key"]), int(spec["attempt"])
-    requested_by = _worker(context.owner)
-    why = _cut(f"automatic ({spec.get('handler')}): {spec.get('reason')}")
-    attempt = ReplayAttempt(
-        original_key=original_key,
-        original_request_id=spec.get("original_request_id"),
-        function_arn=str(spec["function_arn"]),
-        attempt=number,
-        trigger=TRIGGER_AUTOMATIC,
-        requested_by=requested_by,
-        detail=why,
-    )
-    if not await store.add_replay(attempt):
-        found = next((a for a in await store.replays(original_key) if a.attempt == number), None)
-        if found is None or found.id is None:  # pragma: no cover - add_replay said it exists
-            raise TransientError(f"replay attempt {number} of {original_key} is not readable yet")
-        if found.outcome is not ReplayOutcome.PENDING:
-            log.info("replay attempt already made", attempt=number, outcome=str(found.outcome))
-            return
-        if not (found.detail or "").startswith(WILL_RETRY):
-            raise PermanentError(
-                f"replay attempt {number} of {original_key} was interrupted while invoking "
-                "and may have reached Lambda: it is not repeated automatically "
-                "(`lambda-destinations replay --force` if it did not)"
-            )
-        # No longer marked: if this run is interrupted too, the attempt is in doubt.
-        await store.update_replay(found.id, detail=_cut(f"{why}; Invoke run {job.attempts}"))
-        attempt = found
+    attempt = await _recorded_attempt(job, context)
+    if attempt is None:
+        return  # made by an earlier run of the job
     assert attempt.id is not None
-
     client = await context.aws.lambda_invoker()
-    payload = str(spec["payload"]).encode()
+    payload = str(job.payload["payload"]).encode()
     try:
         new_request_id = await _retry_answered(
             lambda: invoke_event(client, attempt.function_arn, payload),
@@ -473,36 +445,86 @@ async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
             context.settings.handler_attempts,
         )
     except Exception as exc:
-        error = describe_error(exc)
-        kind = classify(exc)
-        if answered(exc) and kind == "transient" and job.attempts < context.max_attempts:
-            await store.update_replay(attempt.id, detail=_cut(WILL_RETRY + error))
-            raise TransientError(f"Invoke of {attempt.function_arn} failed: {error}") from exc
-        if answered(exc):
-            # Lambda said no (the function is gone, the payload is refused): nothing ran.
-            await store.update_replay(attempt.id, outcome=ReplayOutcome.ERROR, detail=_cut(error))
-            raise PermanentError(f"Invoke of {attempt.function_arn} refused: {error}") from exc
-        if spec.get("in_doubt") == RESEND and job.attempts < context.max_attempts:
-            # The next run of the job invokes again (see WILL_RETRY): at least once.
-            await store.update_replay(attempt.id, detail=_cut(f"{WILL_RETRY}in doubt: {error}"))
-            raise TransientError(
-                f"Invoke of {attempt.function_arn} in doubt ({error}); "
-                "invoking again (in_doubt = resend)"
-            ) from exc
-        await store.update_replay(attempt.id, detail=_cut(f"in doubt: {error}"))
-        raise PermanentError(
-            f"Invoke of {attempt.function_arn} may or may not have reached Lambda ({error}); "
-            "left pending, not repeated"
-        ) from exc
+        raise await _failed_invoke(exc, job, context, attempt) from exc
+    await _invoked(context, attempt, new_request_id)
 
+
+async def _recorded_attempt(job: ScheduledJob, context: JobContext) -> ReplayAttempt | None:
+    """The job's attempt in the ledger: added now, or found from an earlier run that is to
+    invoke again (None: that run's Invoke was answered already)."""
+    store, spec = context.store, job.payload
+    original_key, number = str(spec["original_key"]), int(spec["attempt"])
+    why = _cut(f"automatic ({spec.get('handler')}): {spec.get('reason')}")
+    attempt = ReplayAttempt(
+        original_key=original_key,
+        original_request_id=spec.get("original_request_id"),
+        function_arn=str(spec["function_arn"]),
+        attempt=number,
+        trigger=TRIGGER_AUTOMATIC,
+        requested_by=_worker(context.owner),
+        detail=why,
+    )
+    if await store.add_replay(attempt):
+        return attempt
+    found = next((a for a in await store.replays(original_key) if a.attempt == number), None)
+    if found is None or found.id is None:  # pragma: no cover - add_replay said it exists
+        raise TransientError(f"replay attempt {number} of {original_key} is not readable yet")
+    if found.outcome is not ReplayOutcome.PENDING:
+        context.log.info("replay attempt already made", attempt=number, outcome=str(found.outcome))
+        return None
+    if not (found.detail or "").startswith(WILL_RETRY):
+        raise PermanentError(
+            f"replay attempt {number} of {original_key} was interrupted while invoking "
+            "and may have reached Lambda: it is not repeated automatically "
+            "(`lambda-destinations replay --force` if it did not)"
+        )
+    # No longer marked: if this run is interrupted too, the attempt is in doubt.
+    await store.update_replay(found.id, detail=_cut(f"{why}; Invoke run {job.attempts}"))
+    return found
+
+
+async def _failed_invoke(
+    exc: Exception, job: ScheduledJob, context: JobContext, attempt: ReplayAttempt
+) -> LambdaDestinationsError:
+    """Record a failed Invoke in the ledger; the error the job ends with (transient: the
+    job runs again and invokes again)."""
+    assert attempt.id is not None
+    store, error, function = context.store, describe_error(exc), attempt.function_arn
+    more_runs = job.attempts < context.max_attempts
+    if answered(exc) and classify(exc) == "transient" and more_runs:
+        await store.update_replay(attempt.id, detail=_cut(WILL_RETRY + error))
+        return TransientError(f"Invoke of {function} failed: {error}")
+    if answered(exc):
+        # Lambda said no (the function is gone, the payload is refused): nothing ran.
+        await store.update_replay(attempt.id, outcome=ReplayOutcome.ERROR, detail=_cut(error))
+        return PermanentError(f"Invoke of {function} refused: {error}")
+    if job.payload.get("in_doubt") == RESEND and more_runs:
+        # The next run of the job invokes again (see WILL_RETRY): at least once.
+        await store.update_replay(attempt.id, detail=_cut(f"{WILL_RETRY}in doubt: {error}"))
+        return TransientError(
+            f"Invoke of {function} in doubt ({error}); invoking again (in_doubt = resend)"
+        )
+    await store.update_replay(attempt.id, detail=_cut(f"in doubt: {error}"))
+    return PermanentError(
+        f"Invoke of {function} may or may not have reached Lambda ({error}); "
+        "left pending, not repeated"
+    )
+
+
+async def _invoked(context: JobContext, attempt: ReplayAttempt, new_request_id: str) -> None:
+    """Record an Invoke Lambda accepted: the ledger, the failure's status, and (when the new
+    invocation's success record is in already) its recovery."""
+    assert attempt.id is not None
+    store, original_key = context.store, attempt.original_key
+    requested_by = _worker(context.owner)
     await store.update_replay(
         attempt.id, new_request_id=new_request_id, outcome=ReplayOutcome.INVOKED
     )
     await store.set_status([original_key], FailureStatus.REPLAYED, by=requested_by)
-    log.info(
+    context.log.info(
         "replayed",
         original=original_key,
-        attempt=number,
+        attempt=attempt.attempt,
         function=attempt.function_arn,
         new_request_id=new_request_id,
     )
