@@ -19,8 +19,6 @@ MAX_LINES = 60
 # Functions still over the limit, to be split; the list only shrinks.
 KNOWN_LONG = {
     "lambda_destinations/store/_sql.py:SqlStore._build_statements",
-    "lambda_destinations/store/_jobs.py:JobsMixin.admit_alert",
-    "lambda_destinations/store/_jobs.py:JobsMixin._build_jobs_statements",
 }
 
 

@@ -153,7 +153,21 @@ class JobsMixin:
             .on_conflict_do_nothing(index_elements=[jobs.key])
             .returning(jobs.key)
         )
+        insert_member = (
+            self._insert(alert_members)
+            .on_conflict_do_nothing(index_elements=[alert_members.c.scope, alert_members.c.key])
+            .returning(alert_members.c.ordinal)
+        )
 
+        return _Statements(
+            insert_job,
+            self._take_jobs_statement(now, until),
+            self._upsert_group_statement(now, until),
+            insert_member,
+        )
+
+    def _take_jobs_statement(self, now: Any, until: Any) -> Any:
+        jobs = scheduled_jobs.c
         # One statement takes the due jobs: atomic on both backends. SKIP LOCKED (PostgreSQL
         # only; SQLite has one writer) lets two workers take different jobs at once.
         due = (
@@ -167,7 +181,7 @@ class JobsMixin:
             .limit(sa.bindparam("b_limit", type_=sa.Integer))
             .with_for_update(skip_locked=True)
         )
-        take_jobs = (
+        return (
             sa.update(scheduled_jobs)
             .where(jobs.key.in_(due.scalar_subquery()))
             .values(
@@ -178,6 +192,7 @@ class JobsMixin:
             .returning(*(jobs[name] for name in _JOB_FIELDS))
         )
 
+    def _upsert_group_statement(self, now: Any, until: Any) -> Any:
         groups = alert_groups.c
         opening = self._insert(alert_groups).values(
             scope=sa.bindparam("b_scope", type_=sa.Text),
@@ -190,7 +205,7 @@ class JobsMixin:
         # reads the row as it was, so the three CASEs agree. The row stays locked until the
         # transaction ends (PostgreSQL), so admissions to one scope take turns.
         ended = groups.window_end <= now
-        upsert_group = opening.on_conflict_do_update(
+        return opening.on_conflict_do_update(
             index_elements=[groups.scope],
             set_={
                 "window_start": sa.case(
@@ -202,13 +217,6 @@ class JobsMixin:
                 "admitted": sa.case((ended, 1), else_=groups.admitted + 1),
             },
         ).returning(groups.window_start, groups.window_end, groups.admitted)
-
-        insert_member = (
-            self._insert(alert_members)
-            .on_conflict_do_nothing(index_elements=[alert_members.c.scope, alert_members.c.key])
-            .returning(alert_members.c.ordinal)
-        )
-        return _Statements(insert_job, take_jobs, upsert_group, insert_member)
 
     # -- scheduled jobs -------------------------------------------------------------------------
 
@@ -351,20 +359,8 @@ class JobsMixin:
                 scheduled = False
                 if ordinal == send_first + 1:
                     # The first record past those sent at once: the window needs a digest.
-                    # Due a little after the window ends, so that admissions still committing
-                    # when it ends are counted.
-                    payload = {
-                        **digest_payload,
-                        "scope": scope,
-                        "window_start": start.isoformat(),
-                        "window_end": end.isoformat(),
-                        "send_first": send_first,
-                    }
-                    job = ScheduledJob(
-                        key=digest_job_key(scope, start),
-                        kind=digest_kind,
-                        due_at=end + dt.timedelta(seconds=settle),
-                        payload=payload,
+                    job = _digest_job(
+                        scope, start, end, send_first, digest_kind, digest_payload, settle
                     )
                     inserted = await conn.execute(sql.insert_job, _job_values(job))
                     scheduled = inserted.first() is not None
@@ -414,3 +410,28 @@ class JobsMixin:
             first_at=first_at,
             last_at=last_at,
         )
+
+
+def _digest_job(
+    scope: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    send_first: int,
+    kind: str,
+    payload: dict[str, Any],
+    settle: float,
+) -> ScheduledJob:
+    """The digest of an alert window: due a little (``settle`` s) after the window ends, so
+    that admissions still committing when it ends are counted."""
+    return ScheduledJob(
+        key=digest_job_key(scope, start),
+        kind=kind,
+        due_at=end + dt.timedelta(seconds=settle),
+        payload={
+            **payload,
+            "scope": scope,
+            "window_start": start.isoformat(),
+            "window_end": end.isoformat(),
+            "send_first": send_first,
+        },
+    )
