@@ -172,31 +172,46 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(url: str, args: list[str], repeat: int) -> float:
-    """The median CPU time (user + system) of the command, run ``repeat`` times."""
-    times = []
-    for _ in range(repeat):
-        started = _children_cpu()
-        done = subprocess.run(
-            [*ENTRY, *args], capture_output=True, env={"LAMBDA_DESTINATIONS_STORE": url,
-            "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}, check=False,
-        )  # fmt: skip
-        times.append(_children_cpu() - started)
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{args}: exit {done.returncode}: {done.stderr.decode()[:300]}")
-    return statistics.median(times)
+def timed(url: str, args: list[str]) -> float:
+    """The CPU time (user + system) of one run of the command."""
+    started = _children_cpu()
+    done = subprocess.run(
+        [*ENTRY, *args], capture_output=True, env={"LAMBDA_DESTINATIONS_STORE": url,
+        "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}, check=False,
+    )  # fmt: skip
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{args}: exit {done.returncode}: {done.stderr.decode()[:300]}")
+    return _children_cpu() - started
 
 
 def run(urls: dict[int, str], repeat: int) -> list[dict[str, Any]]:
-    """Time the commands on the store of each size (``urls``: size -> store URL)."""
+    """Time the commands on the store of each size (``urls``: size -> store URL).
+
+    The sizes alternate within each round, so a change in the machine's load between rounds
+    weighs on every size alike; each figure is the median of its rounds.
+    """
+    sizes = sorted(urls)
+    for size in sizes:
+        asyncio.run(fill(urls[size], size))
+    probe = {size: PROBE_REQUEST_ID if size else "none" for size in sizes}
+    cpu: dict[tuple[int, str], list[float]] = {}
+    queried: dict[tuple[int, str], list[float]] = {}
+    for _ in range(repeat):
+        for size in sizes:
+            medians = asyncio.run(time_queries(urls[size], probe[size], 5))
+            for name, value in medians.items():
+                queried.setdefault((size, name), []).append(value)
+        for name in commands("none"):
+            for size in sizes:
+                args = commands(probe[size])[name]
+                cpu.setdefault((size, name), []).append(timed(urls[size], args))
     results = []
     baseline: dict[str, float] = {}
-    for size, url in sorted(urls.items()):
-        asyncio.run(fill(url, size))
-        request_id = PROBE_REQUEST_ID if size else "none"
-        in_process = asyncio.run(time_queries(url, request_id, max(5, repeat)))
-        for name, args in commands(request_id).items():
-            seconds = timed(url, args, repeat)
+    for size in sizes:
+        url = urls[size]
+        for name in commands("none"):
+            seconds = statistics.median(cpu[(size, name)])
+            in_process = {name: statistics.median(queried[(size, name)])}
             baseline.setdefault(name, seconds)
             baseline.setdefault("q:" + name, in_process[name])
             results.append(
