@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
+from lambda_destinations._lifetime import Lifetime
 from lambda_destinations._version import version
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import LambdaDestinationsError
 
 
-class AwsClients:
+class AwsClients(Lifetime):
     """Lazily created aiobotocore clients sharing one endpoint override and region.
 
     Use as ``async with AwsClients(settings) as aws: sqs = await aws.client("sqs")``.
@@ -86,15 +86,10 @@ class AwsClients:
             self._clients[key] = client
         return client
 
-    async def __aenter__(self) -> Self:
-        return self
+    async def open(self) -> None:
+        """Nothing to connect: a client is created on first use."""
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
         self._clients.clear()
         await self._stack.aclose()
 

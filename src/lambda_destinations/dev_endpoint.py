@@ -22,8 +22,7 @@ import random
 import uuid
 import zipfile
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
 
 import structlog
@@ -31,6 +30,7 @@ from aiobotocore.session import get_session
 from aiohttp import ClientSession, ClientTimeout, web
 
 from lambda_destinations import simulate
+from lambda_destinations._lifetime import Lifetime
 
 log = structlog.get_logger("lambda_destinations.dev")
 
@@ -116,7 +116,7 @@ def _lambda_error(status: int, code: str, message: str) -> web.Response:
     )
 
 
-class DevEndpoint:
+class DevEndpoint(Lifetime):
     """dev's endpoint: simulated Lambda ``Invoke`` here, every other request passed to moto.
 
     ``async with DevEndpoint(moto_url, simulation) as endpoint:`` then ``endpoint.url``; call
@@ -149,13 +149,12 @@ class DevEndpoint:
     def deliver_to(self, destinations: Destinations) -> None:
         self._destinations = destinations
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
         try:
             await self._start()
         except BaseException:
             await self._stack.aclose()
             raise
-        return self
 
     async def _start(self) -> None:
         # Long polls pass through: no read timeout of our own.
@@ -179,12 +178,7 @@ class DevEndpoint:
         port = runner.addresses[0][1]
         self.url = f"http://{self._host}:{port}"
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
         for task in self._deliveries:
             task.cancel()
         await asyncio.gather(*self._deliveries, return_exceptions=True)

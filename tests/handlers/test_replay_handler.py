@@ -351,7 +351,7 @@ async def test_a_function_that_no_longer_exists_ends_the_attempt_with_the_reason
             (attempt,) = await store.replays(key_of(record))
             job = await store.get_job(replay_job_key(key_of(record), 1))
         finally:
-            await scheduler.aws.__aexit__(None, None, None)
+            await scheduler.aws.close()
             await store.close()
 
     assert stand_in.received == []
@@ -380,7 +380,7 @@ async def test_throttling_is_retried_until_lambda_takes_the_invocation(sqlite_ur
             ran = await scheduler.run_due()
             (attempt,) = await store.replays(key)
         finally:
-            await scheduler.aws.__aexit__(None, None, None)
+            await scheduler.aws.close()
             await store.close()
 
     assert pending.outcome is ReplayOutcome.PENDING
@@ -419,7 +419,7 @@ async def test_an_attempt_interrupted_while_invoking_is_never_repeated(sqlite_ur
             (attempt,) = await store.replays(key)
             job = await store.get_job(replay_job_key(key, 1))
         finally:
-            await scheduler.aws.__aexit__(None, None, None)
+            await scheduler.aws.close()
             await store.close()
 
     # then
@@ -451,7 +451,7 @@ async def test_a_job_taken_by_a_dead_worker_runs_after_its_lease(sqlite_url: str
             assert await scheduler.run_due() == 1
             done = await store.get_job("replay:other:1")
         finally:
-            await scheduler.aws.__aexit__(None, None, None)
+            await scheduler.aws.close()
             await store.close()
 
     assert done is not None

@@ -31,7 +31,7 @@ async def scheduler(
         poll_interval=0.1,
         max_attempts=2,
     )
-    await aws.__aexit__(None, None, None)
+    await aws.close()
 
 
 def due(key: str, kind: str, **payload: object) -> ScheduledJob:

@@ -27,6 +27,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from lambda_destinations._json import dumps as json_dumps
+from lambda_destinations._lifetime import Lifetime
 from lambda_destinations.aws import invoke_event
 from lambda_destinations.errors import LambdaDestinationsError, StoreUnavailable
 from lambda_destinations.redact import mask_url
@@ -116,7 +117,7 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(dt.UTC).isoformat()
 
 
-class Results:
+class Results(Lifetime):
     """Reads invocation outcomes from a store, by request id.
 
     Give a store URL (opened here, never migrated: the worker migrates) or an open
@@ -130,7 +131,7 @@ class Results:
         # A reader never creates the store: a missing file is a wrong URL, said in one line.
         self.store = Store.from_url(store, create=False) if isinstance(store, str) else store
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
         if self._own:
             await self.store.open()
         try:
@@ -143,14 +144,8 @@ class Results:
             if self._own:
                 await self.store.close()
             raise
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
         if self._own:
             await self.store.close()
 

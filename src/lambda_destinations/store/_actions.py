@@ -8,17 +8,17 @@ kept here whole). Declared on the shared ``_tables.metadata``; migration version
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from lambda_destinations.store._access import SqlAccess, from_row
 from lambda_destinations.store._tables import metadata
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import OperatorAction
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    pass
 
 operator_actions = sa.Table(
     "operator_actions",
@@ -36,16 +36,8 @@ operator_actions = sa.Table(
 _FIELDS = ("at", "actor", "action", "target", "reason", "detail")
 
 
-class ActionsMixin:
+class ActionsMixin(SqlAccess):
     """The action-ledger methods of :class:`~lambda_destinations.store.base.Store`."""
-
-    if TYPE_CHECKING:
-        # Supplied by SqlStore (see _sql.py).
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _write(
-            self, *, atomic: bool = False
-        ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
 
     async def add_action(self, action: OperatorAction) -> int:
         values = {name: getattr(action, name) for name in _FIELDS}
@@ -63,16 +55,4 @@ class ActionsMixin:
             stmt = stmt.limit(limit)
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [_action_from(row) for row in rows]
-
-
-def _action_from(row: Any) -> OperatorAction:
-    return OperatorAction(
-        actor=row.actor,
-        action=row.action,
-        target=row.target,
-        reason=row.reason,
-        detail=row.detail,
-        at=row.at,
-        id=row.id,
-    )
+        return [from_row(OperatorAction, row) for row in rows]

@@ -21,13 +21,13 @@ and the lease clock (server time on PostgreSQL, where replicas' clocks may disag
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from lambda_destinations.store._access import SqlAccess, from_row
 from lambda_destinations.store._tables import metadata, str_enum
 from lambda_destinations.store._types import UTCDateTime, json_value
 from lambda_destinations.store.base import (
@@ -39,7 +39,7 @@ from lambda_destinations.store.base import (
 from lambda_destinations.times import utcnow
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    pass
 
 
 # -- the tables (migration 3) -----------------------------------------------------------------
@@ -99,9 +99,7 @@ def _job_values(job: ScheduledJob) -> dict[str, Any]:
 
 
 def _job_from(row: Any) -> ScheduledJob:
-    values = {name: getattr(row, name) for name in _JOB_FIELDS}
-    values["state"] = JobState(values["state"])
-    return ScheduledJob(**values)
+    return from_row(ScheduledJob, row, state=JobState(row.state))
 
 
 class _MemberExists(Exception):
@@ -116,18 +114,11 @@ class _Statements:
     insert_member: Any
 
 
-class JobsMixin:
+class JobsMixin(SqlAccess):
     """The scheduled-job and alert-window methods of :class:`~lambda_destinations.store.Store`."""
 
     if TYPE_CHECKING:
         # Supplied by SqlStore (see _sql.py) and its backends.
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _write(
-            self, *, atomic: bool = False
-        ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _insert(self, table: sa.Table) -> Any: ...
 
         def _lease_clock(
             self,

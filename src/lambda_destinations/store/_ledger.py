@@ -15,19 +15,19 @@ queries; :class:`~._sql.SqlStore` inherits it and supplies ``_read``, ``_write``
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from lambda_destinations.store._access import SqlAccess, from_row
 from lambda_destinations.store._tables import metadata, str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
 from lambda_destinations.times import utcnow
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    pass
 
 # -- the table (migration 2) ------------------------------------------------------------------
 
@@ -59,34 +59,11 @@ _KEYS_PER_QUERY = 500
 
 
 def _attempt_from(row: Any) -> ReplayAttempt:
-    return ReplayAttempt(
-        original_key=row.original_key,
-        original_request_id=row.original_request_id,
-        function_arn=row.function_arn,
-        attempt=row.attempt,
-        trigger=row.trigger,
-        requested_by=row.requested_by,
-        requested_at=row.requested_at,
-        new_request_id=row.new_request_id,
-        outcome=ReplayOutcome(row.outcome),
-        outcome_at=row.outcome_at,
-        detail=row.detail,
-        id=row.id,
-    )
+    return from_row(ReplayAttempt, row, outcome=ReplayOutcome(row.outcome))
 
 
-class LedgerMixin:
+class LedgerMixin(SqlAccess):
     """The replay-ledger methods of :class:`~lambda_destinations.store.base.Store`."""
-
-    if TYPE_CHECKING:
-        # Supplied by SqlStore (see _sql.py).
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _write(
-            self, *, atomic: bool = False
-        ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _insert(self, table: sa.Table) -> Any: ...
 
     _ledger_insert: Any = None
 

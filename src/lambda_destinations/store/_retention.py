@@ -10,18 +10,18 @@ order they were recorded.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from lambda_destinations.store._access import SqlAccess
 from lambda_destinations.store._ledger import replays
 from lambda_destinations.store._tables import deliveries, handler_runs, invocations, quarantine
 from lambda_destinations.store.base import FailureStatus, PruneKind
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    pass
 
 _RESOLVED = [FailureStatus.REPLAYED, FailureStatus.RECOVERED, FailureStatus.IGNORED]
 
@@ -48,16 +48,8 @@ def _old_rows(kind: PruneKind, before: dt.datetime) -> tuple[sa.Table, sa.Select
     return invocations, sa.select(invocations.c.key).where(*_old_invocations(kind, before))
 
 
-class RetentionMixin:
+class RetentionMixin(SqlAccess):
     """The pruning methods of :class:`~lambda_destinations.store.base.Store`."""
-
-    if TYPE_CHECKING:
-        # Supplied by SqlStore (see _sql.py).
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-        def _write(
-            self, *, atomic: bool = False
-        ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
 
     async def prune(self, kind: PruneKind, before: dt.datetime, *, limit: int) -> int:
         if limit < 1:

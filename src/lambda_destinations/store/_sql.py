@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lambda_destinations.errors import ConfigError, StoreDataError, StoreUnavailable
 from lambda_destinations.redact import mask_url
+from lambda_destinations.store._access import from_row
 from lambda_destinations.store._actions import ActionsMixin
 from lambda_destinations.store._batch import Coalescer
 from lambda_destinations.store._glob import Glob, compile_glob
@@ -450,28 +451,22 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             ),
         ).returning(runs.key)
 
+        # The holder's own claim. Bind names differ from the column names: SQLAlchemy
+        # reserves those for SET values.
+        held = (
+            runs.key == sa.bindparam("b_key"),
+            runs.handler == sa.bindparam("b_handler"),
+            runs.owner == sa.bindparam("b_owner"),
+            runs.state == RunState.CLAIMED,
+        )
         # A lease renewal: only the holder's own live (or just lapsed, not yet taken) claim.
         self._renew = (
-            sa.update(handler_runs)
-            .where(
-                runs.key == sa.bindparam("b_key"),
-                runs.handler == sa.bindparam("b_handler"),
-                runs.owner == sa.bindparam("b_owner"),
-                runs.state == RunState.CLAIMED,
-            )
-            .values(claimed_until=until)
-            .returning(runs.key)
+            sa.update(handler_runs).where(*held).values(claimed_until=until).returning(runs.key)
         )
 
-        # Bind names differ from the column names: SQLAlchemy reserves those for SET values.
         self._release = (
             sa.update(handler_runs)
-            .where(
-                runs.key == sa.bindparam("b_key"),
-                runs.handler == sa.bindparam("b_handler"),
-                runs.owner == sa.bindparam("b_owner"),
-                runs.state == RunState.CLAIMED,
-            )
+            .where(*held)
             .values(
                 owner=None,
                 claimed_until=None,
@@ -780,33 +775,19 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             stmt = stmt.limit(limit)
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [_quarantine_from(r) for r in rows]
+        return [from_row(QuarantineRow, r) for r in rows]
 
     async def get_quarantine(self, quarantine_id: int) -> QuarantineRow | None:
         stmt = sa.select(quarantine).where(quarantine.c.id == quarantine_id)
         async with self._read() as conn:
             row = (await conn.execute(stmt)).first()
-        return None if row is None else _quarantine_from(row)
+        return None if row is None else from_row(QuarantineRow, row)
 
     async def delete_quarantine(self, quarantine_id: int) -> bool:
         stmt = sa.delete(quarantine).where(quarantine.c.id == quarantine_id)
         async with self._write() as conn:
             deleted = (await conn.execute(stmt)).rowcount
         return bool(deleted)
-
-
-def _quarantine_from(r: Any) -> QuarantineRow:
-    return QuarantineRow(
-        queue=r.queue,
-        message_id=r.message_id,
-        body=r.body,
-        message_attributes=r.message_attributes,
-        reason=r.reason,
-        receive_count=r.receive_count,
-        key=r.key,
-        quarantined_at=r.quarantined_at,
-        id=r.id,
-    )
 
 
 def url_error(url: str, problem: str) -> ConfigError:

@@ -26,9 +26,9 @@ import enum
 import importlib
 import json
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from lambda_destinations._lifetime import Lifetime
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.redact import mask_url
 from lambda_destinations.times import utcnow
@@ -280,7 +280,7 @@ def scope_of(*parts: str) -> str:
     return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)
 
 
-class Store(abc.ABC):
+class Store(Lifetime):
     """A result store. Use as ``async with Store.from_url(url) as store:``."""
 
     url: str
@@ -298,18 +298,6 @@ class Store(abc.ABC):
     def from_url(url: str, **options: Any) -> Store:
         """The backend for ``url``'s scheme, imported lazily (``sqlite:///``, ``postgresql://``)."""
         return open_store_class(url)(url, **options)
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- lifetime ---------------------------------------------------------------------------
 

@@ -18,12 +18,13 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 
 import structlog
+from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lambda_destinations._lifetime import Lifetime
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import (
@@ -36,7 +37,7 @@ from lambda_destinations.handlers.registry import HandlerRegistry, replay_outcom
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import backoff_delay, describe_error, is_transient
 from lambda_destinations.store import Store
-from lambda_destinations.worker.batching import MAX_BATCH, BatchSender
+from lambda_destinations.worker.batching import MAX_BATCH, BatchSender, SendBatch
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats
 from lambda_destinations.worker.metrics import Metrics, TimedStore
 from lambda_destinations.worker.protection import TaskProtection
@@ -141,7 +142,7 @@ class StartTimedOut(LambdaDestinationsError):
     """SQS or the store stayed unreachable for ``once_timeout`` while a job was starting."""
 
 
-class Worker:
+class Worker(Lifetime):
     """Drains Lambda destination queues into handler chains."""
 
     def __init__(
@@ -210,17 +211,9 @@ class Worker:
 
     # -- lifetime ---------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
+        """:meth:`start` without a deadline (``async with worker:``)."""
         await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self, *, give_up_after: float | None = None) -> None:
         """Open the store (migrated) and the queues, waiting out unreachable endpoints.
@@ -270,8 +263,12 @@ class Worker:
             )
             check_queue(info)
             self.queues.append(info)
-        self._acks = BatchSender("delete", self._delete_batch, sleep=self._sleep)
-        self._visibility = BatchSender("visibility", self._visibility_batch, sleep=self._sleep)
+        self._acks = BatchSender(
+            "delete", self._batch_call("DeleteMessageBatch"), sleep=self._sleep
+        )
+        self._visibility = BatchSender(
+            "visibility", self._batch_call("ChangeMessageVisibilityBatch"), sleep=self._sleep
+        )
         self._dispatcher = Dispatcher(
             settings=self.settings,
             store=self.store,
@@ -297,7 +294,7 @@ class Worker:
         if self._own_store:
             with contextlib.suppress(Exception):
                 await self.store.close()
-        await self.aws.__aexit__(None, None, None)
+        await self.aws.close()
 
     async def _until_reachable(
         self, what: str, call: Callable[[], Awaitable[Any]], give_up: float | None
@@ -726,29 +723,21 @@ class Worker:
 
     # -- batch calls ------------------------------------------------------------------------
 
-    async def _delete_batch(self, queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        self.stats.sqs_calls["DeleteMessageBatch"] += 1
-        try:
-            response: dict[str, Any] = await self._sqs.delete_message_batch(
-                QueueUrl=queue_url, Entries=entries
-            )
-        except Exception:
-            self.metrics.sqs_errors.labels("DeleteMessageBatch").inc()
-            raise
-        return response
+    def _batch_call(self, operation: str) -> SendBatch:
+        """The SQS batch call ``operation`` (``DeleteMessageBatch``...), counted in the stats
+        and, when it fails, in the metrics."""
+        method = getattr(self._sqs, xform_name(operation))
 
-    async def _visibility_batch(
-        self, queue_url: str, entries: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        self.stats.sqs_calls["ChangeMessageVisibilityBatch"] += 1
-        try:
-            response: dict[str, Any] = await self._sqs.change_message_visibility_batch(
-                QueueUrl=queue_url, Entries=entries
-            )
-        except Exception:
-            self.metrics.sqs_errors.labels("ChangeMessageVisibilityBatch").inc()
-            raise
-        return response
+        async def call(queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+            self.stats.sqs_calls[operation] += 1
+            try:
+                response: dict[str, Any] = await method(QueueUrl=queue_url, Entries=entries)
+            except Exception:
+                self.metrics.sqs_errors.labels(operation).inc()
+                raise
+            return response
+
+        return call
 
 
 def check_queue(info: QueueInfo) -> None:
