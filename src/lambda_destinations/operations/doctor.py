@@ -520,17 +520,16 @@ class Doctor:
         service = arn.split(":")[2] if arn.count(":") >= 5 else ""
         target = arn.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
         if service == "sqs":
-            if arn in polled:
-                fed.add(arn)
-                self.add(check, "ok", f"→ queue {polled[arn]} (polled)")
-            else:
-                self.add(
-                    check,
-                    "error",
-                    f"→ queue {target}, which the worker does not poll: its records are never read",
-                    f"add {target} to LAMBDA_DESTINATIONS_QUEUES, or point the destination at "
-                    "a polled queue",
-                )
+            self._add_reach(
+                check,
+                "",
+                [arn],
+                polled,
+                fed,
+                f"→ queue {target}, which the worker does not poll: its records are never read",
+                f"add {target} to LAMBDA_DESTINATIONS_QUEUES, or point the destination at "
+                "a polled queue",
+            )
         elif service == "sns":
             await self._check_topic(aws, check, arn, target, polled, fed)
         elif service == "events":
@@ -565,17 +564,34 @@ class Doctor:
                 "allow sns:ListSubscriptionsByTopic",
             )
             return
-        reached = [polled[e] for e in endpoints if e in polled]
+        self._add_reach(
+            check,
+            f"SNS topic {topic} → ",
+            endpoints,
+            polled,
+            fed,
+            f"→ SNS topic {topic}, which no polled queue subscribes to",
+            f"subscribe a polled queue to {topic}, or poll the queue that is subscribed",
+        )
+
+    def _add_reach(
+        self,
+        check: str,
+        via: str,
+        queue_arns: list[str],
+        polled: dict[str, str],
+        fed: set[str],
+        missed: str,
+        fix: str,
+    ) -> None:
+        """One row: ok when a destination reaches polled queues (``via`` a topic, say), which
+        then count as fed; an error (``missed``, ``fix``) when it reaches none."""
+        reached = [polled[arn] for arn in queue_arns if arn in polled]
         if reached:
-            fed.update(e for e in endpoints if e in polled)
-            self.add(check, "ok", f"→ SNS topic {topic} → queue {', '.join(reached)} (polled)")
+            fed.update(arn for arn in queue_arns if arn in polled)
+            self.add(check, "ok", f"→ {via}queue {', '.join(reached)} (polled)")
         else:
-            self.add(
-                check,
-                "error",
-                f"→ SNS topic {topic}, which no polled queue subscribes to",
-                f"subscribe a polled queue to {topic}, or poll the queue that is subscribed",
-            )
+            self.add(check, "error", missed, fix)
 
     # -- the store --------------------------------------------------------------------------
 
