@@ -97,8 +97,12 @@ def make_row(key: str, request_id: str, i: int) -> tuple[InvocationRow, Delivery
         response_payload=response,
         record=record,
         queue=QUEUE,
+        first_seen_at=now,
     )
-    delivery = DeliveryRow(key=key, message_id=str(uuid.uuid4()), queue=QUEUE, receive_count=1)
+    # As the persist handler makes them: the row first seen when its delivery was received.
+    delivery = DeliveryRow(
+        key=key, message_id=str(uuid.uuid4()), queue=QUEUE, receive_count=1, received_at=now
+    )
     return row, delivery
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from store_factories import QUEUE, T0, DeliveryFactory, RowFactory
+from store_factories import ARN, QUEUE, T0, DeliveryFactory, RowFactory
 
 from lambda_destinations.errors import StoreDataError, StoreUnavailable
 from lambda_destinations.store import (
@@ -23,7 +23,7 @@ from lambda_destinations.store import (
     _sql,
 )
 from lambda_destinations.store._sql import SqlStore
-from lambda_destinations.store._tables import invocations, metadata
+from lambda_destinations.store._tables import deliveries, handler_runs, invocations, metadata
 from lambda_destinations.store.migrations import MIGRATIONS, Migration
 
 ALL = InvocationFilter(failed_only=False)
@@ -847,3 +847,143 @@ async def test_a_records_payloads_are_stored_once_and_read_back_whole(
         assert got is not None
         assert got.record == row.record
         assert got.request_payload == row.request_payload
+
+
+async def _table_rows(store: Store, table: sa.Table) -> int:
+    assert isinstance(store, SqlStore)
+    async with store.engine.connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar())
+
+
+async def test_a_saved_record_is_one_row_holding_its_delivery_completion_and_trace(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a record as the decoder and the persist handler make it
+    trace = ['  File "/var/task/app.py", line 1, in handler']
+    response = {"errorType": "TimeoutError", "stackTrace": trace}
+    context = {
+        "requestId": "req-9",
+        "functionArn": ARN.format(name="orders-api"),
+        "condition": "RetriesExhausted",
+        "approximateInvokeCount": 3,
+    }
+    record = {"version": "1.0", "requestContext": context, "responsePayload": response}
+    row = make_row(
+        key="req-9:RetriesExhausted",
+        request_id="req-9",
+        stack_trace=trace,
+        response_payload=response,
+        record=record,
+    )
+    first = make_delivery(row, received_at=row.first_seen_at)
+
+    # when
+    assert await store.save_invocation(row, first, complete_handler="persist")
+
+    # then: no delivery row, no completion row; the record keeps what no column holds
+    assert await _table_rows(store, deliveries) == 0
+    assert await _table_rows(store, handler_runs) == 0
+    assert isinstance(store, SqlStore)
+    async with store.engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                sa.select(invocations.c.record, invocations.c.stack_trace).where(
+                    invocations.c.key == row.key
+                )
+            )
+        ).one()
+    assert stored.record == {"version": "1.0"}
+    assert stored.stack_trace is None
+    # and every read says what three rows said before
+    got = await store.get_invocation(row.key)
+    assert got is not None
+    assert got.record == record
+    assert got.stack_trace == trace
+    assert got.delivery_count == 1
+    assert await store.deliveries(row.key) == [first]
+    runs = await store.handler_runs(row.key)
+    assert [(run.handler, run.state) for run in runs] == [("persist", RunState.COMPLETED)]
+    assert await store.completed_handlers(row.key) == frozenset({"persist"})
+
+
+async def test_later_saves_of_a_stored_record_add_their_delivery_and_other_completions(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    row = make_row()
+    first = make_delivery(row, received_at=row.first_seen_at)
+    assert await store.save_invocation(row, first, complete_handler="persist")
+
+    # when: a redelivery saved by the same handler, then the record saved by another one
+    again = make_delivery(row, message_id=first.message_id, receive_count=2)
+    assert not await store.save_invocation(row, again, complete_handler="persist")
+    assert not await store.save_invocation(row, first, complete_handler="persist")  # a retry
+    other = make_delivery(row)
+    assert not await store.save_invocation(row, other, complete_handler="archive")
+
+    # then: each delivery once; a completion row for the other handler only
+    assert [d.receive_count for d in await store.deliveries(row.key)] == [1, 2, 1]
+    assert await _table_rows(store, deliveries) == 2
+    runs = await store.handler_runs(row.key)
+    assert [(run.handler, run.state) for run in runs] == [
+        ("archive", RunState.COMPLETED),
+        ("persist", RunState.COMPLETED),
+    ]
+    assert await _table_rows(store, handler_runs) == 1
+    assert await store.completed_handlers(row.key) == frozenset({"persist", "archive"})
+    got = await store.get_invocation(row.key)
+    assert got is not None
+    assert got.delivery_count == 3
+
+
+async def test_rows_stored_before_version_9_read_as_they_did(
+    unmigrated_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a store at version 8 holding a record saved as version 8 saved it: three rows
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS[:8])
+    assert await unmigrated_store.migrate() == list(range(1, 9))
+    assert isinstance(unmigrated_store, SqlStore)
+    key = "req-1:RetriesExhausted"
+    # Only the columns version 8 has are named: the statements render those alone.
+    async with unmigrated_store.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(invocations),
+            {
+                "key": key,
+                "kind": "invocation",
+                "envelope": "none",
+                "request_id": "req-1",
+                "occurred_at": T0,
+                "queue": QUEUE,
+                "first_seen_at": T0,
+                "record": {"version": "1.0"},
+                "status": FailureStatus.OPEN,
+            },
+        )
+        await conn.execute(
+            sa.insert(deliveries),
+            {
+                "key": key,
+                "message_id": "m-1",
+                "queue": QUEUE,
+                "receive_count": 1,
+                "received_at": T0,
+            },
+        )
+        await conn.execute(
+            sa.insert(handler_runs),
+            {"key": key, "handler": "persist", "state": RunState.COMPLETED, "attempts": 1},
+        )
+
+    # when: version 9 is applied
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS)
+    assert await unmigrated_store.migrate() == [9]
+
+    # then: the record reads as before
+    got = await unmigrated_store.get_invocation(key)
+    assert got is not None
+    assert got.record == {"version": "1.0"}
+    assert got.delivery_count == 1
+    assert [d.message_id for d in await unmigrated_store.deliveries(key)] == ["m-1"]
+    runs = await unmigrated_store.handler_runs(key)
+    assert [(run.handler, run.state) for run in runs] == [("persist", RunState.COMPLETED)]
+    assert await unmigrated_store.completed_handlers(key) == frozenset({"persist"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from lambda_destinations.config import Settings
@@ -9,10 +10,13 @@ from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.schemas import DecodedMessage
 from lambda_destinations.store import DeliveryRow, FailureStatus, InvocationRow
+from lambda_destinations.times import utcnow
 
 
-def invocation_row(message: DecodedMessage, queue_url: str) -> InvocationRow:
-    """The store row for a decoded message."""
+def invocation_row(
+    message: DecodedMessage, queue_url: str, first_seen_at: dt.datetime | None = None
+) -> InvocationRow:
+    """The store row for a decoded message, first seen now unless ``first_seen_at`` says."""
     function = message.function
     return InvocationRow(
         key=message.key,
@@ -34,6 +38,7 @@ def invocation_row(message: DecodedMessage, queue_url: str) -> InvocationRow:
         record=message.record_json,
         queue=queue_url,
         status=None if message.succeeded is True else FailureStatus.OPEN,
+        first_seen_at=first_seen_at or utcnow(),
     )
 
 
@@ -57,9 +62,9 @@ class PersistHandler:
             receive_count=context.receive_count,
         )
         worker = delivery_of(context)
-        new = await worker.store.save_invocation(
-            invocation_row(message, context.queue_url), delivery, complete_handler=self.name
-        )
+        # First seen when this delivery was received: the row then holds the delivery.
+        row = invocation_row(message, context.queue_url, delivery.received_at)
+        new = await worker.store.save_invocation(row, delivery, complete_handler=self.name)
         if not new:
             worker.repeated = True
 

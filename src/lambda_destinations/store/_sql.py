@@ -27,6 +27,7 @@ from lambda_destinations.redact import mask_url
 from lambda_destinations.store._access import from_row
 from lambda_destinations.store._actions import ActionsMixin
 from lambda_destinations.store._batch import Coalescer
+from lambda_destinations.store._folding import fold, unfold
 from lambda_destinations.store._glob import Glob, compile_glob
 from lambda_destinations.store._jobs import JobsMixin
 from lambda_destinations.store._ledger import LedgerMixin
@@ -51,7 +52,6 @@ from lambda_destinations.store.base import (
     RunState,
     Store,
 )
-from lambda_destinations.store.migration_7 import MOVED
 from lambda_destinations.store.migrations import MIGRATIONS
 from lambda_destinations.times import utcnow
 
@@ -83,12 +83,22 @@ _INVOCATION_FIELDS = (
     "status_at",
 )
 
+# The deliveries rows, and the first delivery the invocation row holds itself (migration_9).
 _delivery_count = (
     sa.select(sa.func.count())
     .where(deliveries.c.key == invocations.c.key)
     .correlate(invocations)
     .scalar_subquery()
-    .label("delivery_count")
+    + sa.case((invocations.c.first_message_id.is_not(None), 1), else_=0)
+).label("delivery_count")
+# What a key's row says of its first delivery and of the handler that stored it.
+_STORED_AS = sa.select(
+    invocations.c.key,
+    invocations.c.saved_by,
+    invocations.c.first_message_id,
+    invocations.c.first_receive_count,
+    invocations.c.queue,
+    invocations.c.first_seen_at,
 )
 _SELECT_INVOCATIONS = sa.select(
     *(invocations.c[name] for name in _INVOCATION_FIELDS),
@@ -112,8 +122,15 @@ def _is_data_error(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.StatementError) and isinstance(orig, (ValueError, TypeError))
 
 
-def invocation_values(row: InvocationRow) -> dict[str, Any]:
-    """The column values for ``row``: a new failure is OPEN unless a status is given."""
+def invocation_values(
+    row: InvocationRow, delivery: DeliveryRow | None = None, saved_by: str | None = None
+) -> dict[str, Any]:
+    """The column values for ``row``: a new failure is OPEN unless a status is given.
+
+    ``delivery``, the one that stores the row, is held by the row when it came in on the row's
+    queue at its ``first_seen_at`` (as the persist handler makes them); ``saved_by`` is the
+    handler that stores it (see migration_9).
+    """
     values = {name: getattr(row, name) for name in _INVOCATION_FIELDS}
     for name, value in values.items():
         if type(value) is str and not value.isascii():
@@ -123,37 +140,16 @@ def invocation_values(row: InvocationRow) -> dict[str, Any]:
     if row.status is None and row.succeeded is not True:
         values["status"] = FailureStatus.OPEN
     values["occurred_at"] = row.timestamp or row.first_seen_at
-    values["record"], values["payloads_in_columns"] = _record_without_payloads(values)
+    fold(values)
+    folded = (
+        delivery is not None
+        and delivery.queue == row.queue
+        and delivery.received_at == row.first_seen_at
+    )
+    values["saved_by"] = saved_by
+    values["first_message_id"] = delivery.message_id if folded and delivery else None
+    values["first_receive_count"] = delivery.receive_count if folded and delivery else None
     return values
-
-
-def _record_without_payloads(values: dict[str, Any]) -> tuple[Any, int | None]:
-    """The record without the payloads its columns already hold, and which those are."""
-    record = values["record"]
-    if not isinstance(record, dict):
-        return record, None
-    moved = 0
-    for field, column, bit in MOVED:
-        if field in record:
-            payload = record[field]
-            if payload is values[column] or payload == values[column]:
-                moved |= bit
-    if not moved:
-        return record, None
-    gone = {field for field, _column, bit in MOVED if moved & bit}
-    return {k: v for k, v in record.items() if k not in gone}, moved
-
-
-def _record_with_payloads(values: dict[str, Any], moved: int | None) -> Any:
-    """The record as it was received: the payloads put back from their columns."""
-    record = values["record"]
-    if not moved or not isinstance(record, dict):
-        return record
-    whole = dict(record)
-    for field, column, bit in MOVED:
-        if moved & bit:
-            whole[field] = values[column]
-    return whole
 
 
 def delivery_values(delivery: DeliveryRow) -> dict[str, Any]:
@@ -174,6 +170,40 @@ class _Save:
     delivery: dict[str, Any]
     completion: dict[str, Any] | None
 
+    @property
+    def key(self) -> str:
+        return str(self.invocation["key"])
+
+    def holds_delivery(self, stored: Any) -> bool:
+        """Is this save's delivery the one the stored row ``stored`` holds?"""
+        return (
+            stored is not None
+            and stored.first_message_id == self.delivery["message_id"]
+            and stored.first_receive_count == self.delivery["receive_count"]
+        )
+
+
+def _delivery_unless_held(insert: Any) -> Any:
+    """INSERT of a delivery row, unless the key's invocation row holds that delivery."""
+    key = sa.bindparam("key", type_=sa.Text)
+    message_id = sa.bindparam("message_id", type_=sa.Text)
+    receive_count = sa.bindparam("receive_count", type_=sa.Integer)
+    inv = invocations.c
+    held = sa.exists().where(
+        inv.key == key,
+        inv.first_message_id == message_id,
+        inv.first_receive_count == receive_count,
+    )
+    values = sa.select(
+        key,
+        message_id,
+        sa.bindparam("queue", type_=sa.Text),
+        receive_count,
+        sa.bindparam("received_at", type_=UTCDateTime),
+    ).where(~held)
+    names = ["key", "message_id", "queue", "receive_count", "received_at"]
+    return insert(deliveries).from_select(names, values)
+
 
 def _status_in(statuses: Sequence[FailureStatus]) -> sa.ColumnElement[bool]:
     """``status`` is one of ``statuses``, in the words that let an index serve the list.
@@ -193,7 +223,7 @@ def _status_in(statuses: Sequence[FailureStatus]) -> sa.ColumnElement[bool]:
 
 def _invocation_from(row: Any) -> InvocationRow:
     values = dict(zip(_INVOCATION_FIELDS, row, strict=False))
-    values["record"] = _record_with_payloads(values, row.payloads_in_columns)
+    unfold(values, row.payloads_in_columns)
     return InvocationRow(**values, delivery_count=row.delivery_count)
 
 
@@ -405,13 +435,25 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             index_elements=[invocations.c.key]
         )
         self._insert_invocation = self._insert_invocation_only.returning(invocations.c.key)
+        delivery_id = [deliveries.c.key, deliveries.c.message_id, deliveries.c.receive_count]
         self._insert_delivery = insert(deliveries).on_conflict_do_nothing(
-            index_elements=[deliveries.c.key, deliveries.c.message_id, deliveries.c.receive_count]
+            index_elements=delivery_id
         )
-        self._completed_handlers = sa.select(runs.key, runs.handler).where(
-            runs.key.in_(sa.bindparam("keys", expanding=True)),
-            runs.state == RunState.COMPLETED,
+        self._add_delivery = _delivery_unless_held(insert).on_conflict_do_nothing(
+            index_elements=delivery_id
         )
+        keys: sa.BindParameter[Any] = sa.bindparam("keys", expanding=True)
+        # Completed runs, and the handler that stored the key's row (migration_9).
+        self._completed_handlers = sa.union_all(
+            sa.select(runs.key, runs.handler).where(
+                runs.key.in_(keys), runs.state == RunState.COMPLETED
+            ),
+            sa.select(invocations.c.key, invocations.c.saved_by).where(
+                invocations.c.key.in_(keys), invocations.c.saved_by.is_not(None)
+            ),
+        )
+        self._stored_as = _STORED_AS.where(invocations.c.key.in_(keys))
+        self._stored_of_key = _STORED_AS.where(invocations.c.key == sa.bindparam("key"))
 
         completion = insert(handler_runs).values(
             state=RunState.COMPLETED, claimed_until=None, attempts=1
@@ -546,7 +588,8 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
                 "owner": None,
                 "completed_at": utcnow(),
             }
-        save = _Save(invocation_values(row), delivery_values(delivery), completion)
+        values = invocation_values(row, delivery, complete_handler)
+        save = _Save(values, delivery_values(delivery), completion)
         if not self.group_commit:
             return (await self._save_batch([save]))[0]
         return await self._saves.submit(save)
@@ -556,51 +599,63 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             return await conn.run_sync(self._save_on, saves)
 
     def _save_on(self, conn: sa.Connection, saves: Sequence[_Save]) -> list[bool]:
-        """Many save_invocation calls in one transaction: three statements, whatever the count.
+        """Many save_invocation calls in one transaction.
+
+        A new key's row holds its delivery and its completion (migration_9): a batch of new
+        records is one statement. Saves of keys already stored add their delivery and, when
+        another handler stored the row, their completion.
 
         Synchronous on purpose: PostgreSQL runs it through ``run_sync``, SQLite in its
         connection's thread as one hand-off (see sqlite.py).
         """
-        invocations_by_key = {s.invocation["key"]: s.invocation for s in reversed(saves)}
-        # Two completions of one (key, handler) in one upsert would be an error on PostgreSQL
-        # ("ON CONFLICT DO UPDATE command cannot affect row a second time").
-        completions = {
-            (s.completion["key"], s.completion["handler"]): s.completion
-            for s in reversed(saves)
-            if s.completion is not None
-        }
-        new_keys = self._write_saves(
-            conn,
-            list(invocations_by_key.values()),
-            [s.delivery for s in saves],
-            list(completions.values()),
-        )
-        # A key saved twice in one batch is new for the first caller only.
-        results = []
+        firsts: dict[str, _Save] = {}
         for save in saves:
-            key = save.invocation["key"]
-            results.append(key in new_keys)
-            new_keys.discard(key)
-        return results
+            firsts.setdefault(save.key, save)
+        new_keys = self._insert_invocations(conn, [s.invocation for s in firsts.values()])
+        # A key saved twice in one batch is new for the first caller only.
+        new = [save.key in new_keys and firsts[save.key] is save for save in saves]
+        others = [save for save, is_new in zip(saves, new, strict=True) if not is_new]
+        unfolded = [
+            save
+            for save, is_new in zip(saves, new, strict=True)
+            if is_new and save.invocation["first_message_id"] is None
+        ]
+        if others or unfolded:
+            self._save_others(conn, others, unfolded)
+        return new
 
-    def _write_saves(
-        self,
-        conn: sa.Connection,
-        invocation_rows: list[dict[str, Any]],
-        delivery_rows: list[dict[str, Any]],
-        completion_rows: list[dict[str, Any]],
-    ) -> set[str]:
-        """Insert the rows (each list without duplicates); return the keys that were new."""
-        inserted = conn.execute(self._insert_invocation, invocation_rows)
-        new_keys = set(inserted.scalars())
-        conn.execute(self._insert_delivery, delivery_rows)
-        if completion_rows:
-            conn.execute(self._complete, completion_rows)
-        return new_keys
+    def _insert_invocations(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert the rows (one per key) but those whose key exists; return the new keys."""
+        return set(conn.execute(self._insert_invocation, rows).scalars())
+
+    def _save_others(
+        self, conn: sa.Connection, others: Sequence[_Save], unfolded: Sequence[_Save]
+    ) -> None:
+        """The delivery and completion rows of saves whose row was stored already (or whose
+        delivery came in on another queue than the row's)."""
+        keys = list({save.key for save in others})
+        stored: dict[str, Any] = {}
+        if keys:
+            stored = {r.key: r for r in conn.execute(self._stored_as, {"keys": keys})}
+        delivery_rows = [s.delivery for s in unfolded]
+        completions: dict[tuple[str, str], dict[str, Any]] = {}
+        for save in others:
+            row = stored.get(save.key)
+            if not save.holds_delivery(row):
+                delivery_rows.append(save.delivery)
+            done = save.completion
+            if done is not None and (row is None or row.saved_by != done["handler"]):
+                # Two completions of one (key, handler) in one upsert would be an error on
+                # PostgreSQL ("ON CONFLICT DO UPDATE command cannot affect row a second time").
+                completions.setdefault((done["key"], done["handler"]), done)
+        if delivery_rows:
+            conn.execute(self._insert_delivery, delivery_rows)
+        if completions:
+            conn.execute(self._complete, list(completions.values()))
 
     async def add_delivery(self, delivery: DeliveryRow) -> None:
         async with self._write() as conn:
-            await conn.execute(self._insert_delivery, delivery_values(delivery))
+            await conn.execute(self._add_delivery, delivery_values(delivery))
 
     async def claim_handler(self, key: str, handler: str, owner: str, ttl: float) -> bool:
         params = {"key": key, "handler": handler, "owner": owner, **self._lease_params(ttl)}
@@ -751,17 +806,45 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             return (await conn.execute(self._set_status, params)).rowcount
 
     async def deliveries(self, key: str) -> list[DeliveryRow]:
-        return await self._rows_of_key(self._deliveries, key, DeliveryRow)
+        rows, stored = await self._rows_of_key(self._deliveries, key, DeliveryRow)
+        if stored is not None and stored.first_message_id is not None:
+            first = DeliveryRow(
+                key=key,
+                message_id=stored.first_message_id,
+                queue=stored.queue,
+                receive_count=stored.first_receive_count,
+                received_at=stored.first_seen_at,
+            )
+            rows = sorted([first, *rows], key=lambda row: row.received_at)
+        return rows
 
     async def handler_runs(self, key: str) -> list[HandlerRun]:
-        return await self._rows_of_key(self._handler_runs, key, HandlerRun)
+        rows, stored = await self._rows_of_key(self._handler_runs, key, HandlerRun)
+        saved_by = None if stored is None else stored.saved_by
+        if saved_by is not None and all(run.handler != saved_by for run in rows):
+            stored_run = HandlerRun(
+                key=key,
+                handler=saved_by,
+                state=RunState.COMPLETED,
+                owner=None,
+                claimed_until=None,
+                completed_at=stored.first_seen_at,
+                attempts=1,
+                last_error=None,
+            )
+            rows = sorted([stored_run, *rows], key=lambda run: run.handler)
+        return rows
 
-    async def _rows_of_key(self, statement: sa.Select[Any], key: str, cls: type[_R]) -> list[_R]:
-        """The rows ``statement`` selects for ``key``, as ``cls`` (its fields are columns)."""
+    async def _rows_of_key(
+        self, statement: sa.Select[Any], key: str, cls: type[_R]
+    ) -> tuple[list[_R], Any]:
+        """The rows ``statement`` selects for ``key``, as ``cls`` (its fields are columns), and
+        what the key's invocation row says of its first delivery and its saver (or None)."""
         names = [field.name for field in dataclasses.fields(cls)]
         async with self._read() as conn:
             rows = (await conn.execute(statement, {"key": key})).all()
-        return [cls(**{name: row._mapping[name] for name in names}) for row in rows]
+            stored = (await conn.execute(self._stored_of_key, {"key": key})).first()
+        return [cls(**{name: row._mapping[name] for name in names}) for row in rows], stored
 
     async def list_quarantine(
         self, *, queue: str | None = None, limit: int | None = None

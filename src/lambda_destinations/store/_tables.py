@@ -62,6 +62,10 @@ invocations = sa.Table(
     sa.Column("status", str_enum(FailureStatus)),
     sa.Column("status_by", sa.Text),
     sa.Column("status_at", UTCDateTime),
+    # The handler that stored the row, and the delivery it came in (see migration_9).
+    sa.Column("saved_by", sa.Text),
+    sa.Column("first_message_id", sa.Text),
+    sa.Column("first_receive_count", sa.Integer),
 )
 # See migration_6 and migration_8 for which query each index serves.
 invocation_indexes(invocations, without=REPLACED)

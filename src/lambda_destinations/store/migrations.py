@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from lambda_destinations.store import migration_6, migration_7, migration_8
+from lambda_destinations.store import migration_6, migration_7, migration_8, migration_9
 from lambda_destinations.store._tables import str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import FailureStatus, ReplayOutcome, RunState
@@ -264,6 +264,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "invocations' indexes fit the queries", migration_6.upgrade),
     Migration(7, "a record's payloads are stored once", migration_7.upgrade),
     Migration(8, "failures' filter indexes hold the status", migration_8.upgrade),
+    Migration(9, "a record's first delivery and completion in its row", migration_9.upgrade),
 )
 
 

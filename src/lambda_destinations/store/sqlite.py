@@ -49,7 +49,6 @@ _FIXES = {
 }
 T = TypeVar("T")
 log = structlog.get_logger("lambda_destinations.store")
-_COMPLETION_KEYS = ("key", "handler", "owner", "completed_at")  # as save_invocation builds them
 # Saves between two checkpoints of the WAL: about the 1,000 pages after which SQLite would
 # checkpoint by itself, at six to eight pages a record.
 CHECKPOINT_EVERY = 150
@@ -171,7 +170,7 @@ class SQLiteStore(SqlStore):
         # is what aiosqlite costs (see _hot).
         self._sync_engine: sa.Engine | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
-        self._prepared: tuple[_Prepared, _Prepared, _Prepared] | None = None
+        self._prepared: _Prepared | None = None
         # The event loop's connection for saves, and the checkpoint it leaves to the thread.
         self._loop_conn: sa.Connection | None = None
         self._saved_since_checkpoint = 0
@@ -374,42 +373,26 @@ class SQLiteStore(SqlStore):
             return await super()._completed_batch(keys)
         return await self._hot(functools.partial(self._completed_on, keys=keys), write=False)
 
-    def _write_saves(
-        self,
-        conn: sa.Connection,
-        invocation_rows: list[dict[str, Any]],
-        delivery_rows: list[dict[str, Any]],
-        completion_rows: list[dict[str, Any]],
-    ) -> set[str]:
+    def _insert_invocations(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
         driver = conn.connection.driver_connection
         if not isinstance(driver, sqlite3.Connection):  # aiosqlite's, for a memory database
-            return super()._write_saves(conn, invocation_rows, delivery_rows, completion_rows)
+            return super()._insert_invocations(conn, rows)
         if self._prepared is None:
-            self._prepared = (
-                _Prepared(self._insert_invocation_only, conn.dialect, invocation_rows[0]),
-                _Prepared(self._insert_delivery, conn.dialect, delivery_rows[0]),
-                _Prepared(self._complete, conn.dialect, _COMPLETION_KEYS),
-            )
-        insert_invocation, insert_delivery, complete = self._prepared
+            self._prepared = _Prepared(self._insert_invocation_only, conn.dialect, rows[0])
+        insert = self._prepared
         new_keys: set[str] = set()
         cursor = driver.cursor()
-        statement = insert_invocation.sql
         try:
             # One execute per invocation: its rowcount (0 when the key exists) says if it is new.
-            for row in invocation_rows:
-                cursor.execute(statement, insert_invocation.params(row))
+            for row in rows:
+                cursor.execute(insert.sql, insert.params(row))
                 if cursor.rowcount == 1:
                     new_keys.add(row["key"])
-            statement = insert_delivery.sql
-            cursor.executemany(statement, [insert_delivery.params(r) for r in delivery_rows])
-            if completion_rows:
-                statement = complete.sql
-                cursor.executemany(statement, [complete.params(r) for r in completion_rows])
         except sqlite3.Error as exc:
             # As SQLAlchemy would raise it, so that _errors() sees what it knows.
-            raise sa.exc.DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+            raise sa.exc.DBAPIError.instance(insert.sql, None, exc, sqlite3.Error) from exc
         except (TypeError, ValueError) as exc:  # a parameter its type refused (a naive datetime)
-            raise sa.exc.StatementError(str(exc), statement, None, exc) from exc
+            raise sa.exc.StatementError(str(exc), insert.sql, None, exc) from exc
         finally:
             cursor.close()
         return new_keys
