@@ -43,7 +43,8 @@ def invocation_row(
 
 
 class PersistHandler:
-    """Writes the invocation, its delivery and its own completion in one transaction.
+    """Writes the invocation, its delivery and its own completion in one transaction (one
+    row: the invocation row holds the other two, see store/migration_9.py).
 
     It needs no claim: the insert is idempotent by key, so two workers racing on a duplicate
     both succeed and still leave one row.

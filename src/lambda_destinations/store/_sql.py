@@ -141,15 +141,16 @@ def invocation_values(
         values["status"] = FailureStatus.OPEN
     values["occurred_at"] = row.timestamp or row.first_seen_at
     fold(values)
-    folded = (
-        delivery is not None
-        and delivery.queue == row.queue
-        and delivery.received_at == row.first_seen_at
-    )
     values["saved_by"] = saved_by
-    values["first_message_id"] = delivery.message_id if folded and delivery else None
-    values["first_receive_count"] = delivery.receive_count if folded and delivery else None
+    values["first_message_id"], values["first_receive_count"] = _held(row, delivery)
     return values
+
+
+def _held(row: InvocationRow, delivery: DeliveryRow | None) -> tuple[str | None, int | None]:
+    """The message id and receive count of the delivery ``row`` holds itself, if any."""
+    if delivery is None or (delivery.queue, delivery.received_at) != (row.queue, row.first_seen_at):
+        return None, None
+    return delivery.message_id, delivery.receive_count
 
 
 def delivery_values(delivery: DeliveryRow) -> dict[str, Any]:
