@@ -20,7 +20,7 @@ from worker_helpers import receive_all
 
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.worker import Worker
-from lambda_destinations.worker.dispatch import REASON_ATTRIBUTE
+from lambda_destinations.worker.queues import REASON_ATTRIBUTE
 
 README = Path(__file__).parents[2] / "README.md"
 
