@@ -8,7 +8,7 @@ import datetime as dt
 import enum
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -28,7 +28,6 @@ from lambda_destinations.cli._common import (
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
-from lambda_destinations.operations.stats import FailureStats, failure_stats
 from lambda_destinations.store import (
     DeliveryRow,
     FailureStatus,
@@ -39,6 +38,9 @@ from lambda_destinations.store import (
     Store,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from lambda_destinations.operations import FailureStats
 
 # The fields of a failure in --json/--ndjson/--csv, in this order (scripts rely on them).
 FIELDS = (
@@ -397,6 +399,10 @@ def stats_command(
     selection = InvocationFilter(
         failed_only=True, function_glob=function_glob, since=since, until=until
     )
+
+    # Imported here: the operations package imports the handlers, which `failures list` and
+    # `show` do not need (start-up CPU).
+    from lambda_destinations.operations import failure_stats
 
     async def go() -> FailureStats:
         async with Store.from_url(settings.store, create=False) as store:
