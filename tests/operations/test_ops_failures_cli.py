@@ -321,3 +321,24 @@ def test_the_worker_fills_what_failures_list_shows(cli_env, sqs, make_queue) -> 
     # then: newest first, as the records say
     expected = [json.loads(b)["requestContext"]["requestId"] for b in bodies]
     assert [f["request_id"] for f in listed] == expected
+
+
+def test_a_store_of_an_older_schema_says_to_migrate_in_one_line(
+    cli_env, seeded, sqlite_url
+) -> None:
+    # given: a store made by an older version (a column this version reads is not there)
+    import sqlite3
+
+    path = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE invocations RENAME COLUMN function_name TO function_named")
+
+    # when
+    result = cli("failures", "list", env=cli_env)
+
+    # then: one line that names the fix, the store's exit code, no traceback
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = error_lines(result)
+    assert "no such column" in line
+    assert "run `lambda-destinations migrate`" in line

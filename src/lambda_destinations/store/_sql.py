@@ -874,6 +874,13 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         return bool(deleted)
 
 
+# A column the code reads is missing: the store was made by an older version.
+OLDER_SCHEMA = (
+    "the store's schema is older than this version of lambda-destinations: "
+    "run `lambda-destinations migrate` (the worker also migrates at start)"
+)
+
+
 def url_error(url: str, problem: str) -> ConfigError:
     """The one-line ConfigError for a store URL that cannot work."""
     return ConfigError(f"LAMBDA_DESTINATIONS_STORE={mask_url(url)!r}: {problem}")

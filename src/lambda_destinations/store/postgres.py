@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._listen import InvocationListener
-from lambda_destinations.store._sql import SqlStore, url_error
+from lambda_destinations.store._sql import OLDER_SCHEMA, SqlStore, url_error
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_jsonb
 from lambda_destinations.store.base import InvocationRow
 
@@ -32,6 +32,7 @@ MIGRATION_LOCK_KEY = 0x4C44_4D49_4752_4154
 # connections, disk full), operator intervention (shutdown, recovery, cancelled by admin).
 _UNAVAILABLE_CLASSES = ("08", "28", "3D", "53", "57")
 _UNDEFINED_TABLE = "42P01"
+_UNDEFINED_COLUMN = "42703"
 
 
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -192,6 +193,8 @@ class PostgresStore(SqlStore):
         sqlstate = getattr(orig, "sqlstate", None) or ""
         if sqlstate == _UNDEFINED_TABLE:
             return "the store has no tables yet: run `lambda-destinations migrate`"
+        if sqlstate == _UNDEFINED_COLUMN:
+            return f"{_first_line(orig)}: {OLDER_SCHEMA}"
         unavailable = (
             isinstance(orig, OSError)
             or isinstance(exc, sa.exc.InterfaceError | sa.exc.OperationalError)

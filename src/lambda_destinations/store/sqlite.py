@@ -32,7 +32,7 @@ from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from lambda_destinations.store._glob import Glob
-from lambda_destinations.store._sql import SqlStore, _Save, url_error
+from lambda_destinations.store._sql import OLDER_SCHEMA, SqlStore, _Save, url_error
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
 from lambda_destinations.times import utcnow
 
@@ -457,6 +457,8 @@ class SQLiteStore(SqlStore):
         message = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
         if message.startswith("no such table"):
             return f"{message}: {_NOT_MIGRATED}"
+        if message.startswith("no such column"):
+            return f"{message}: {OLDER_SCHEMA}"
         name = _sqlite_code(exc)
         for code, fix in _FIXES.items():
             if name == code or name.startswith(code + "_"):
