@@ -428,10 +428,14 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
     # -- statements -------------------------------------------------------------------------
 
     def _build_statements(self) -> None:
+        self._build_save_statements()
+        self._build_claim_statements()
+        self._build_read_statements()
+
+    def _build_save_statements(self) -> None:
+        """A record's row, its deliveries, what is done for each key, and completing a run."""
         insert = self._insert
         runs = handler_runs.c
-        now, until = self._lease_clock()
-
         self._insert_invocation_only = insert(invocations).on_conflict_do_nothing(
             index_elements=[invocations.c.key]
         )
@@ -473,6 +477,11 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             where=runs.state != RunState.COMPLETED,
         )
 
+    def _build_claim_statements(self) -> None:
+        """A handler run's lease: claim, renew, release."""
+        insert = self._insert
+        runs = handler_runs.c
+        now, until = self._lease_clock()
         claim = insert(handler_runs).values(state=RunState.CLAIMED, claimed_until=until, attempts=1)
         # One statement, so atomic on both backends: the row is inserted, or taken over when
         # the claim on it was released, has expired, or is the caller's own; a completed run
@@ -519,6 +528,10 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             )
         )
 
+    def _build_read_statements(self) -> None:
+        """Quarantine rows, and the reads and status changes of the operator commands."""
+        insert = self._insert
+        runs = handler_runs.c
         self._insert_quarantine = (
             insert(quarantine)
             .on_conflict_do_nothing(index_elements=[quarantine.c.queue, quarantine.c.message_id])
