@@ -24,6 +24,13 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """The PostgreSQL URL tests make their databases from (a module importing ``conftest``
+    may get another directory's conftest, so tests outside this file take it from here)."""
+    return PG_ADMIN_URL
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _aws_environment() -> Iterator[None]:
     """Fake credentials so no test can ever reach a real AWS account."""

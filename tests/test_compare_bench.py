@@ -13,8 +13,6 @@ from types import ModuleType
 
 import pytest
 
-from conftest import PG_ADMIN_URL
-
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "compare.py"
@@ -36,14 +34,14 @@ def compare() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def report(compare, moto_server, postgres_available):  # type: ignore[no-untyped-def]
+def report(compare, moto_server, postgres_available, pg_admin_url):  # type: ignore[no-untyped-def]
     options = compare.Options(
         endpoint=moto_server,
         n=RECORDS,
         concurrency=2,
         repeat=1,
         variants=VARIANTS,
-        pg=None if postgres_available else PG_ADMIN_URL,
+        pg=None if postgres_available else pg_admin_url,
     )
     return compare.compare(options)
 
