@@ -31,7 +31,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lambda_destinations.simulate import success_record
 
-pytestmark = pytest.mark.container
+# On a machine without the cached base, debootstrap alone takes minutes (2.5 on a quiet
+# 2-core machine), then the build: the suite's default timeout of 120 s does not fit.
+pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "localhost/lambda-destinations-test-base:bookworm"
