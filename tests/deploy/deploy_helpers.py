@@ -76,19 +76,40 @@ def client_calls(package: Path = PACKAGE) -> list[Call]:
     calls: list[Call] = []
     for path, tree in _trees(package):
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            if not isinstance(node, ast.Call):
                 continue
-            receiver = ast.unparse(node.func.value)
-            if node.func.attr in names and not any(n in receiver for n in NOT_CLIENTS):
+            found = _paged_operation(node) or _direct_operation(node)
+            if found is None:
+                continue
+            operation, receiver = found
+            if operation in names and not any(n in receiver for n in NOT_CLIENTS):
                 calls.append(
-                    Call(
-                        names[node.func.attr],
-                        str(path.relative_to(package)),
-                        node.lineno,
-                        receiver,
-                    )
+                    Call(names[operation], str(path.relative_to(package)), node.lineno, receiver)
                 )
     return calls
+
+
+def _direct_operation(node: ast.Call) -> tuple[str, str] | None:
+    """``client.some_operation(...)``: (the operation's name, the receiver)."""
+    if isinstance(node.func, ast.Attribute):
+        return node.func.attr, ast.unparse(node.func.value)
+    return None
+
+
+def _paged_operation(node: ast.Call) -> tuple[str, str] | None:
+    """A listing read page by page: ``all_items(client, "list_x", ...)`` (aws.all_items) or
+    ``client.get_paginator("list_x")``: (the operation's name, the client)."""
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if name == "all_items" and len(node.args) >= 2:
+        client, operation = node.args[0], node.args[1]
+    elif name == "get_paginator" and isinstance(func, ast.Attribute) and node.args:
+        client, operation = func.value, node.args[0]
+    else:
+        return None
+    if isinstance(operation, ast.Constant) and isinstance(operation.value, str):
+        return operation.value, ast.unparse(client)
+    return None
 
 
 class _CfnLoader(yaml.SafeLoader):
