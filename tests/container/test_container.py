@@ -19,6 +19,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -89,17 +90,20 @@ def base_image(cache: Path) -> str:
     if exists.returncode == 0:
         return BASE_IMAGE
     rootfs = cache / "rootfs"
-    if not (rootfs / "usr/bin/python3").exists():
-        shutil.rmtree(rootfs, ignore_errors=True)
+    if not rootfs.exists():
+        # Built aside and renamed when complete: an interrupted debootstrap (which may leave
+        # /proc mounted in its tree) never stands in the cache as a base.
+        partial = Path(tempfile.mkdtemp(prefix="rootfs.partial-", dir=cache))
         sh(
             "debootstrap",
             "--variant=minbase",
             "--include=python3,python3-venv,ca-certificates",
             "bookworm",
-            str(rootfs),
+            str(partial),
             debian_mirror(),
             timeout=1800,
         )
+        partial.rename(rootfs)
     tarball = cache / "rootfs.tar"
     sh("tar", "-C", str(rootfs), "-cf", str(tarball), ".")
     sh("podman", *STORAGE, "import", str(tarball), BASE_IMAGE)
