@@ -42,26 +42,26 @@ def storm_settings(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(720)
 async def test_500_failures_make_three_alerts_and_one_digest_across_a_restart(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
 ) -> None:
-    # given: 500 failures of one function and error type, and a window of two minutes (long
-    # enough that a loaded machine still drains all 500 inside it)
+    # given: 500 failures of one function and error type, and a window of four minutes (long
+    # enough that a loaded machine still drains all 500 inside it: two minutes were not)
     url, _ = make_queue("storm")
     number = unique_number()
     send_records(sqs, url, [failure_record("orders-api") for _ in range(500)])
-    settings = storm_settings(endpoint_url, url, store=sqlite_url, number=number, window=120)
+    settings = storm_settings(endpoint_url, url, store=sqlite_url, number=number, window=240)
 
     # when: a worker handles part of them and stops; a new one on the same store goes on
     async with Worker(settings) as first, running_worker(first):
-        await eventually(lambda: first.stats.handler_runs["oncall-sms"] >= 200, within=60)
+        await eventually(lambda: first.stats.handler_runs["oncall-sms"] >= 200, within=180)
     assert first.stats.handler_runs["oncall-sms"] < 500  # stopped in the middle
-    digest_text = "497 more failures of orders-api / TimeoutError in the last 2 minutes"
+    digest_text = "497 more failures of orders-api / TimeoutError in the last 4 minutes"
     async with Worker(settings) as second, running_worker(second):
         sent = await eventually(
             lambda: (texts := sms_to(endpoint_url, number)) and digest_text in texts and texts,
-            within=200,
+            within=420,
         )
     # and a third worker, started after the digest, finds nothing left to send
     async with Worker(settings) as third, running_worker(third):
