@@ -290,21 +290,15 @@ async def test_a_send_whose_answer_is_lost_is_left_in_doubt_and_never_sent_twice
     cutter.cuts = 1
 
     # when: a redrive runs through the proxy, as a user runs it
-    async with cutter.running() as proxied:
-        process = await asyncio.create_subprocess_exec(
-            *ENTRY,
-            *("dlq", "redrive", dlq, "--json", *ONE_MOVER),
-            env={**os.environ, **cli_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, _ = await asyncio.wait_for(process.communicate(), 120)
+    returncode, out, _, _ = await cli_through(
+        cutter, cli_env, "dlq", "redrive", dlq, "--json", *ONE_MOVER
+    )
 
     # then: the batch whose answer was lost was not sent again (botocore would have retried it);
     # it is in the target once, left in the DLQ too, reported in doubt, and the exit says so
     assert cutter.cut == 1
     report = json.loads(out)
-    assert process.returncode == 1, out.decode()[-600:]
+    assert returncode == 1, out.decode()[-600:]
     assert (report["moved"], report["in_doubt"]) == (10, 10)
     in_target = bodies_of(receive_all(sqs, url))
     assert in_target == sorted(bodies)
@@ -324,21 +318,13 @@ async def test_a_redrive_that_loses_the_endpoint_midway_exits_4_in_one_line(
     cutter.cuts = 1000
 
     # when
-    async with cutter.running() as proxied:
-        process = await asyncio.create_subprocess_exec(
-            *ENTRY,
-            *("dlq", "redrive", dlq),
-            env={**os.environ, **cli_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await asyncio.wait_for(process.communicate(), 120)
+    returncode, _, err, proxied = await cli_through(cutter, cli_env, "dlq", "redrive", dlq)
 
     # then: one line naming the endpoint, the documented exit code, no traceback (the movers'
     # task group used to wrap the error and escape the command's handling)
     stderr = err.decode()
     assert cutter.cut >= 1
-    assert process.returncode == 4, stderr
+    assert returncode == 4, stderr
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
@@ -412,6 +398,23 @@ def test_a_redrive_killed_at_random_points_never_loses_a_message(sqs, make_queue
         assert count_messages(sqs, dlq) == 0
     # the kills did land in the middle of moves, not only before or after
     assert mid_move >= 2
+
+
+async def cli_through(
+    cutter: AnswerCutter, cli_env: dict[str, str], *args: str
+) -> tuple[int | None, bytes, bytes, str]:
+    """Run the CLI as a user runs it, its endpoint behind ``cutter``: (exit, out, err, the
+    proxy's URL)."""
+    async with cutter.running() as proxied:
+        process = await asyncio.create_subprocess_exec(
+            *ENTRY,
+            *args,
+            env={**os.environ, **cli_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode, out, err, proxied
 
 
 def finish_redrive(dlq: str, cli_env: dict[str, str], *, runs: int = 3) -> None:
