@@ -199,6 +199,31 @@ def test_limit_moves_only_so_many(sqs, make_queue, cli_env) -> None:
 # moto answers SQS calls in time proportional to the queue's depth (~30 messages/s at 1,000):
 # filling, moving and reading back 1,000 messages takes about 90 s here.
 @pytest.mark.timeout(420)
+def test_messages_hidden_by_someone_else_are_reported_and_the_run_is_not_clean(
+    sqs, make_queue, cli_env
+) -> None:
+    # given: 6 messages in a DLQ, 2 of them received (hidden) by someone else, as an
+    # interrupted redrive leaves them
+    url, dlq = make_queue("hidden")
+    send_all(sqs, dlq, [f"message-{i}" for i in range(6)])
+    held = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=2, VisibilityTimeout=60)
+    assert len(held["Messages"]) == 2
+
+    # when
+    result = cli("dlq", "redrive", dlq, *ONE_MOVER, "--json", env=cli_env)
+    text = cli("dlq", "redrive", dlq, *ONE_MOVER, env=cli_env)
+
+    # then: the 4 it saw are moved, the 2 it could not see are reported, and neither run says
+    # it is done (exit 1), the second one in one line naming what to do
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["moved"], report["hidden"]) == (4, 2)
+    assert count_messages(sqs, url) == 4
+    assert text.returncode == 1
+    assert "about 2 hidden in the DLQ" in text.stdout
+    assert "run again once their visibility timeout ends" in text.stdout
+
+
 def test_a_redrive_of_1000_messages_moves_all_1000(sqs, make_queue, cli_env) -> None:
     url, dlq = make_queue("redrive-1000")
     bodies = [f'{{"n": {i}, "pad": "{uuid.uuid4().hex}"}}' for i in range(1000)]
@@ -419,12 +444,14 @@ async def cli_through(
 
 def finish_redrive(dlq: str, cli_env: dict[str, str], *, runs: int = 3) -> None:
     """Redrive until a run ends clean. A run whose send was in doubt (moto now and then answers
-    a SendMessageBatch with HTTP 500 under concurrent calls) exits 1 and says to run again."""
+    a SendMessageBatch with HTTP 500 under concurrent calls), or that found messages hidden in
+    the DLQ, exits 1 and says to run again."""
     for _ in range(runs):
         finish = cli("dlq", "redrive", dlq, "--visibility-timeout", "2", "--json", env=cli_env)
         if finish.returncode == 0:
             return
-        assert json.loads(finish.stdout)["in_doubt"] > 0, finish.stderr
+        report = json.loads(finish.stdout)
+        assert report["in_doubt"] > 0 or report["hidden"] > 0, finish.stderr
         time.sleep(2.5)  # the in-doubt messages were released; let any hidden ones show
     raise AssertionError(f"no clean redrive in {runs} runs: {finish.stdout}")
 

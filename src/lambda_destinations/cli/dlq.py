@@ -27,6 +27,7 @@ from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import pretty_body
 from lambda_destinations.operations.redrive import (
     DEFAULT_VISIBILITY,
+    HIDDEN,
     MoveTaskUnsupported,
     QueueRef,
     ReinvokeReport,
@@ -484,6 +485,8 @@ def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
             parts.append(f"{outcome['came_back']} came back (quarantined again), left in the DLQ")
         if outcome["arrived_during_run"]:
             parts.append(f"{outcome['arrived_during_run']} arrived during the redrive, left")
+        if outcome["hidden"]:
+            parts.append(f"about {outcome['hidden']} hidden in the DLQ, not seen ({HIDDEN})")
         click.echo(" · ".join(parts))
     if not outcome.get("dry_run") and not outcome.get("ok", True):
         raise SystemExit(EXIT_FAILED)

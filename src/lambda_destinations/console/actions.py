@@ -26,7 +26,7 @@ from lambda_destinations.console.security import (
 )
 from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
 from lambda_destinations.operations.quarantine import resend
-from lambda_destinations.operations.redrive import IN_DOUBT, move_messages, target_chooser
+from lambda_destinations.operations.redrive import HIDDEN, IN_DOUBT, move_messages, target_chooser
 from lambda_destinations.operations.replay import ReplayResult, replay_invocation
 from lambda_destinations.store import (
     FailureStatus,
@@ -276,6 +276,8 @@ async def redrive(request: web.Request) -> web.Response:
             job.errors.append(f"{n} left in the DLQ: {why}")
         if report.in_doubt:
             job.errors.append(f"{report.in_doubt} left in the DLQ: {IN_DOUBT}")
+        if report.hidden:
+            job.errors.append(f"about {report.hidden} hidden in the DLQ, not seen: {HIDDEN}")
 
     job = console.jobs.start("redrive", f"redrive {dlq.name}", actor, dlq.visible, work)
     raise web.HTTPSeeOther(f"/jobs/{job.id}")

@@ -311,10 +311,13 @@ class MoveReport:
     in_doubt: int = 0  # the send's answer was lost: maybe in the target, and left in the DLQ
     came_back: int = 0  # moved by this run, then quarantined again while it ran: left
     arrived: int = 0  # sent to the DLQ after this run started: left for the next one
+    # Still hidden in the DLQ when the run ended, received by someone else (an interrupted
+    # redrive, a consumer): this run could not see them; they show after their visibility ends.
+    hidden: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.duplicated and not self.in_doubt
+        return not self.failed and not self.duplicated and not self.in_doubt and not self.hidden
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -326,6 +329,7 @@ class MoveReport:
             "in_doubt": self.in_doubt,
             "came_back": self.came_back,
             "arrived_during_run": self.arrived,
+            "hidden": self.hidden,
         }
 
 
@@ -420,7 +424,9 @@ async def move_messages(
     Moves only what was in the DLQ when it started, each message once (``run`` names this
     run in the messages it sends; a new one by default). Stops when a receive brings nothing
     new (or ``limit`` messages were received). Messages that stay (no target, the send failed,
-    came back, arrived later, the send is in doubt) are made visible again at the end.
+    came back, arrived later, the send is in doubt) are made visible again at the end. Messages
+    that someone else holds hidden then (an interrupted run's, a consumer's) are counted in
+    ``hidden``: the run did not see them, and is not done.
 
     ``sender`` sends the batches (``sqs`` when not given): give it a client that sends each
     request once (``AwsClients.sender("sqs")``). botocore's own retry of a send whose answer
@@ -460,7 +466,17 @@ async def move_messages(
         raise errors.exceptions[0] from None
     finally:
         await asyncio.shield(pass_.leave(sqs, dlq_url))
+    report.hidden = await hidden_count(sqs, dlq_url)
     return report
+
+
+async def hidden_count(sqs: Any, url: str) -> int:
+    """How many messages of ``url`` are in flight (received and not yet visible again), by
+    SQS's approximate count."""
+    response = await sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )
+    return int(response.get("Attributes", {}).get("ApproximateNumberOfMessagesNotVisible", 0))
 
 
 async def _move_to(
@@ -492,6 +508,10 @@ async def _move_to(
 CAME_BACK = "came back during this redrive"
 ARRIVED = "arrived after this redrive started"
 IN_DOUBT = "the send's answer was lost: it may be in the target as well"
+HIDDEN = (
+    "received by an interrupted run or another consumer: run again once their visibility "
+    "timeout ends"
+)
 
 
 @dataclasses.dataclass(slots=True)
