@@ -1,5 +1,6 @@
 """Commands are imported when they run: `--help` and the store commands never load the AWS
-clients, the worker or (for `--help`) the store. What they cost in time is in bench/."""
+clients, the worker, the handlers or (for `--help`) the store and the settings. What they cost
+in time is in bench/ (startup_bench.py)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def test_help_lists_every_command_without_importing_them() -> None:
         and m[24:] in {module for module, _ in COMMANDS.values()}
         for m in loaded
     )
-    assert not {"sqlalchemy", "aiobotocore", "botocore", "pydantic"} & loaded
+    assert not {"sqlalchemy", "aiobotocore", "botocore", "pydantic", "pydantic_settings"} & loaded
 
 
 def test_help_shows_each_command_with_its_line() -> None:
@@ -70,7 +71,8 @@ def test_help_shows_each_command_with_its_line() -> None:
         assert help_line[:30] in result.output
 
 
-def test_failures_list_on_an_empty_store_loads_no_aws_client_nor_worker(tmp_path: Path) -> None:
+@pytest.fixture
+def empty_store(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     subprocess.run(
         [sys.executable, "-c", "from lambda_destinations.cli import main; main()", "migrate"],
@@ -78,14 +80,48 @@ def test_failures_list_on_an_empty_store_loads_no_aws_client_nor_worker(tmp_path
         check=True,
         capture_output=True,
     )
+    return url
 
-    loaded = loaded_by("failures", "list", "--store", url)
+
+# What no command that only reads the store needs: the AWS clients, the worker, the handlers
+# (and with them the SMS handler's phone-number data), the records' schemas.
+_NOT_FOR_READING = {
+    "aiobotocore",
+    "aiohttp",
+    "lambda_destinations.aws",
+    "lambda_destinations.handlers",
+    "lambda_destinations.schemas",
+    "lambda_destinations.worker.dispatch",
+    "lambda_destinations.worker.worker",
+    "phonenumbers",
+}
+
+
+def test_failures_list_on_an_empty_store_loads_no_aws_client_nor_worker(empty_store: str) -> None:
+    loaded = loaded_by("failures", "list", "--store", empty_store)
 
     assert "lambda_destinations.cli.failures" in loaded  # the command did run
-    assert (
-        not {"aiobotocore", "aiohttp", "lambda_destinations.worker", "lambda_destinations.aws"}
-        & loaded
-    )
+    assert not (_NOT_FOR_READING | {"lambda_destinations.worker"}) & loaded
+    # botocore and tenacity serve the commands that call AWS
+    assert not {"botocore", "tenacity", "lambda_destinations.retrying"} & loaded
+
+
+@pytest.mark.parametrize(
+    ("args", "module"),
+    [
+        (("failures", "stats"), "lambda_destinations.operations.stats"),
+        (("failures", "show", "no-such-id"), "lambda_destinations.cli.failures"),
+        (("quarantine", "list"), "lambda_destinations.cli.quarantine"),
+    ],
+    ids=["failures stats", "failures show", "quarantine list"],
+)
+def test_store_reading_commands_load_no_aws_client_worker_nor_handler(
+    empty_store: str, args: tuple[str, ...], module: str
+) -> None:
+    loaded = loaded_by(*args, "--store", empty_store)
+
+    assert module in loaded  # the command did run
+    assert not _NOT_FOR_READING & loaded
 
 
 def test_an_unknown_command_is_a_usage_error() -> None:

@@ -26,7 +26,6 @@ from lambda_destinations.cli._app import (
 )
 from lambda_destinations.cli._options import uses_dev_settings
 from lambda_destinations.config import DEV_CONFIG, Settings
-from lambda_destinations.retrying import CONNECTION_ERRORS
 from lambda_destinations.store import FailureStatus, InvocationFilter
 from lambda_destinations.times import parse_when
 
@@ -277,6 +276,9 @@ def emit(output: str, records: Sequence[dict[str, Any]], fields: Sequence[str]) 
 @contextlib.contextmanager
 def aws_errors(settings: Settings) -> Iterator[None]:
     """AWS errors a user can cause, as one line and the documented exit code."""
+    # Imported here: botocore and tenacity cost the commands that only read the store.
+    from lambda_destinations.retrying import CONNECTION_ERRORS
+
     where = settings.endpoint_url or "AWS"
     fix = "check LAMBDA_DESTINATIONS_ENDPOINT_URL, AWS_REGION and the network"
     if uses_dev_settings(settings):

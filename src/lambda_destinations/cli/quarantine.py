@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from botocore.exceptions import ClientError
 
-from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
 from lambda_destinations.cli._common import aws_errors, dumps, format_time, subcommand
 from lambda_destinations.cli._options import settings_options
@@ -17,6 +15,9 @@ from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import describe_quarantined, pretty_body, resend
 from lambda_destinations.store import QuarantineRow, Store
 from lambda_destinations.worker.queues import queue_name
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 
 @cli.group("quarantine")
@@ -199,6 +200,12 @@ def _count(n: int, noun: str) -> str:
 async def _resend(
     settings: Settings, rows: list[QuarantineRow], *, keep: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    # Imported here: aiobotocore costs `list` and `show`, which do not call AWS, a third of a
+    # second of CPU.
+    from botocore.exceptions import ClientError
+
+    from lambda_destinations.aws import AwsClients
+
     sent: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     async with (

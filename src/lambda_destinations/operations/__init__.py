@@ -4,24 +4,59 @@ The CLI (``lambda_destinations.cli``) prints; these modules act and return resul
 console and scripts can do the same. They sit above the handlers and the worker and may use
 both; neither imports this package. What a replay of one record invokes is the replay
 handler's (the automatic replay uses it too) and is re-exported here.
+
+The names are imported on first use: a command that needs the statistics only (``failures
+stats``) does not pay for the replay's imports (the handlers, aiobotocore).
 """
 
-from lambda_destinations.handlers.replay import (
-    TRIGGER_AUTOMATIC,
-    TRIGGER_MANUAL,
-    NotReplayable,
-    ReplayTarget,
-    original_payload,
-    replay_target,
-)
-from lambda_destinations.operations._rate import RateLimiter
-from lambda_destinations.operations.replay import (
-    ReplayResult,
-    ReplayState,
-    SkipReason,
-    replay_invocation,
-)
-from lambda_destinations.operations.stats import FailureStats, failure_stats
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lambda_destinations.handlers.replay import (
+        TRIGGER_AUTOMATIC,
+        TRIGGER_MANUAL,
+        NotReplayable,
+        ReplayTarget,
+        original_payload,
+        replay_target,
+    )
+    from lambda_destinations.operations._rate import RateLimiter
+    from lambda_destinations.operations.replay import (
+        ReplayResult,
+        ReplayState,
+        SkipReason,
+        replay_invocation,
+    )
+    from lambda_destinations.operations.stats import FailureStats, failure_stats
+
+_HANDLER = "lambda_destinations.handlers.replay"
+_REPLAY = "lambda_destinations.operations.replay"
+_LAZY = {
+    "TRIGGER_AUTOMATIC": _HANDLER,
+    "TRIGGER_MANUAL": _HANDLER,
+    "NotReplayable": _HANDLER,
+    "ReplayTarget": _HANDLER,
+    "original_payload": _HANDLER,
+    "replay_target": _HANDLER,
+    "RateLimiter": "lambda_destinations.operations._rate",
+    "ReplayResult": _REPLAY,
+    "ReplayState": _REPLAY,
+    "SkipReason": _REPLAY,
+    "replay_invocation": _REPLAY,
+    "FailureStats": "lambda_destinations.operations.stats",
+    "failure_stats": "lambda_destinations.operations.stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "TRIGGER_AUTOMATIC",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lambda_destinations.schemas import DecodeError, decode
 from lambda_destinations.store import QuarantineRow, Store
 from lambda_destinations.worker.queues import sendable_attribute
 
@@ -22,6 +21,10 @@ _OWN_ATTRIBUTE_PREFIX = "LambdaDestinations."
 
 def describe_quarantined(row: QuarantineRow, *, body: bool = False) -> dict[str, Any]:
     """A quarantined message as one flat JSON-able dict (the documented ``--json`` shape)."""
+    # Imported here: the schemas (pydantic models) cost `quarantine list` on a store with
+    # nothing quarantined.
+    from lambda_destinations.schemas import DecodeError, decode
+
     out: dict[str, Any] = {
         "id": row.id,
         "quarantined_at": row.quarantined_at.isoformat(),
