@@ -195,10 +195,6 @@ def test_limit_moves_only_so_many(sqs, make_queue, cli_env) -> None:
     assert count_messages(sqs, dlq) == 18
 
 
-@pytest.mark.slow
-# moto answers SQS calls in time proportional to the queue's depth (~30 messages/s at 1,000):
-# filling, moving and reading back 1,000 messages takes about 90 s here.
-@pytest.mark.timeout(420)
 def test_messages_hidden_by_someone_else_are_reported_and_the_run_is_not_clean(
     sqs, make_queue, cli_env
 ) -> None:
@@ -224,6 +220,10 @@ def test_messages_hidden_by_someone_else_are_reported_and_the_run_is_not_clean(
     assert "run again once their visibility timeout ends" in text.stdout
 
 
+@pytest.mark.slow
+# moto answers SQS calls in time proportional to the queue's depth (~30 messages/s at 1,000):
+# filling, moving and reading back 1,000 messages takes about 90 s here.
+@pytest.mark.timeout(420)
 def test_a_redrive_of_1000_messages_moves_all_1000(sqs, make_queue, cli_env) -> None:
     url, dlq = make_queue("redrive-1000")
     bodies = [f'{{"n": {i}, "pad": "{uuid.uuid4().hex}"}}' for i in range(1000)]
