@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
 from lambda_destinations._json import loads
 
@@ -48,9 +47,25 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
+class _JSONB(sa.TypeDecorator[Any]):
+    """PostgreSQL's JSONB, its dialect imported when a PostgreSQL database uses the type.
+
+    Naming ``postgresql.JSONB`` in the tables would import SQLAlchemy's PostgreSQL dialect (and
+    asyncpg's part of it) for every command, SQLite's included.
+    """
+
+    impl = sa.JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        from sqlalchemy.dialects.postgresql import JSONB
+
+        return JSONB(none_as_null=True)
+
+
 def json_value() -> sa.types.TypeEngine[Any]:
     """Any JSON value; SQL NULL for None. JSONB on PostgreSQL (compact, queryable by operators)."""
-    return sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+    return sa.JSON(none_as_null=True).with_variant(_JSONB(), "postgresql")
 
 
 def big_id() -> sa.types.TypeEngine[int]:

@@ -34,15 +34,27 @@ _DROPPED = (
 FAILURES_ONLY = "status IS NOT NULL"
 
 
+def failures_only(name: str, *columns: sa.Column[Any]) -> sa.Index:
+    """An index of the failures only: ``WHERE status IS NOT NULL``, on either backend.
+
+    The WHERE is set for the database the index is created in, as it is created: naming
+    ``postgresql_where`` here would import SQLAlchemy's PostgreSQL dialect (asyncpg's part
+    included) for every command, SQLite's included, wherever the tables are declared.
+    """
+    index = sa.Index(name, *columns)
+    sa.event.listen(index, "before_create", _where_failures_only)
+    return index
+
+
+def _where_failures_only(index: sa.Index, connection: sa.Connection, **_: Any) -> None:
+    index.dialect_options[connection.dialect.name]["where"] = sa.text(FAILURES_ONLY)
+
+
 def invocation_indexes(table: sa.Table, *, without: Collection[str] = ()) -> list[sa.Index]:
     """Version 6's indexes of ``table`` (``invocations``), but those named in ``without``
     (replaced by a later version), for the migration and ``_tables``."""
     c = table.c
     newest_first = (c.occurred_at, c.first_seen_at, c.key)  # the lists' whole order
-
-    def failures_only(name: str, *columns: sa.Column[Any]) -> sa.Index:
-        where = sa.text(FAILURES_ONLY)
-        return sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
 
     specs: list[tuple[str, Callable[[str], sa.Index]]] = [
         ("ix_invocations_status_occurred_at", lambda n: sa.Index(n, c.status, c.occurred_at)),

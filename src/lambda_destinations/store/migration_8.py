@@ -7,11 +7,9 @@ of every match (340 ms at a million records on SQLite, now a few).
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 
-from lambda_destinations.store.migration_6 import FAILURES_ONLY
+from lambda_destinations.store.migration_6 import failures_only
 
 REPLACED = ("ix_failures_function_name", "ix_failures_error_type")  # version 6's
 
@@ -20,10 +18,6 @@ def failure_filter_indexes(table: sa.Table) -> list[sa.Index]:
     """Version 8's indexes of ``invocations`` on function name and error type (failures only)."""
     c = table.c
     order = (c.occurred_at, c.first_seen_at, c.key, c.status)  # newest first, then the status
-
-    def failures_only(name: str, *columns: sa.Column[Any]) -> sa.Index:
-        where = sa.text(FAILURES_ONLY)
-        return sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
 
     return [
         failures_only("ix_failures_function_name_status", c.function_name, *order),
