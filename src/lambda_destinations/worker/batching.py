@@ -58,7 +58,8 @@ class BatchSender:
         self._attempts = attempts
         self._sleep = sleep
         self._waiting: dict[str, list[_Pending]] = {}
-        self._timers: dict[str, asyncio.Task[None]] = {}
+        # queue URL -> the timer that sends its partial batch (a plain callback: no task)
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._deadline: float | None = None  # loop time; no retry waits past it
         self._sending = 0  # entries whose call has not been answered yet
@@ -73,7 +74,9 @@ class BatchSender:
         if len(waiting) >= MAX_BATCH:
             self._dispatch(queue_url)
         elif queue_url not in self._timers:
-            self._timers[queue_url] = self._track(self._after_delay(queue_url))
+            self._timers[queue_url] = asyncio.get_running_loop().call_later(
+                self._max_delay, self._after_delay, queue_url
+            )
         return future
 
     @property
@@ -103,25 +106,23 @@ class BatchSender:
             return left
         return 0
 
-    async def _after_delay(self, queue_url: str) -> None:
-        await asyncio.sleep(self._max_delay)
+    def _after_delay(self, queue_url: str) -> None:
         self._timers.pop(queue_url, None)
         self._dispatch(queue_url)
 
     def _dispatch(self, queue_url: str) -> None:
         timer = self._timers.pop(queue_url, None)
-        if timer is not None and timer is not asyncio.current_task():
+        if timer is not None:
             timer.cancel()
         waiting = self._waiting.pop(queue_url, [])
         for start in range(0, len(waiting), MAX_BATCH):
             self._track(self._call(queue_url, waiting[start : start + MAX_BATCH]))
 
-    def _track(self, coro: Any) -> asyncio.Task[None]:
+    def _track(self, coro: Any) -> None:
         # Keep a reference to every task so none is collected mid-flight, and surface errors.
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._inflight.add(task)
         task.add_done_callback(self._done)
-        return task
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)

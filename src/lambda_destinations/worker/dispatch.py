@@ -15,6 +15,7 @@ Every message ends in exactly one outcome (see DESIGN.md, "Delivery semantics"):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import math
@@ -139,32 +140,65 @@ class HandlerFailed(Exception):
 
 
 class KeyLocks:
-    """One lock per record key, so deliveries of one record in this worker take turns.
+    """One turn at a time per record key, so deliveries of one record in this worker take turns.
 
-    A key's lock stays in the table while any delivery holds it *or waits for it*: dropping it
-    when it is merely unlocked (a waiter woken but not yet running) would let the next delivery
-    make a second lock and run beside the woken one.
+    A key stays in the table while any delivery holds it *or waits for it*: dropping it when it
+    is merely free (a waiter handed its turn but not yet running) would let the next delivery
+    take a second turn beside the woken one. Turns are given in arrival order. An uncontended
+    key costs a table entry only: no lock, no future.
     """
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, holders + waiters)
+        # key -> deliveries waiting for it (its holder is not in the queue)
+        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
 
     def __len__(self) -> int:
-        return len(self._locks)
+        return len(self._waiting)
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
+    def hold(self, key: str) -> _KeyTurn:
+        """``async with locks.hold(key):`` runs its body while no other delivery holds ``key``."""
+        return _KeyTurn(self, key)
+
+    async def _take(self, key: str) -> None:
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            self._waiting[key] = collections.deque()
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting.append(turn)
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._give(key)  # handed the turn just as we were cancelled: pass it on
             else:
-                self._locks[key] = (lock, users - 1)
+                with contextlib.suppress(ValueError):
+                    waiting.remove(turn)
+            raise
+
+    def _give(self, key: str) -> None:
+        """End the holder's turn: hand it to the first delivery still waiting, if any."""
+        waiting = self._waiting[key]
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        del self._waiting[key]
+
+
+class _KeyTurn:
+    __slots__ = ("_key", "_locks")
+
+    def __init__(self, locks: KeyLocks, key: str) -> None:
+        self._locks = locks
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        await self._locks._take(self._key)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._locks._give(self._key)
 
 
 class Dispatcher:
@@ -225,21 +259,28 @@ class Dispatcher:
         log fields bound here need no unbinding.
         """
         message = item.message
-        bind_contextvars(
-            queue=item.queue.name, message_id=item.message_id, receive_count=item.receive_count
-        )
+        queue = item.queue.name
         try:
             decoded = decode(message.get("Body", ""), message.get("MessageAttributes"))
         except DecodeError as exc:
+            bind_contextvars(
+                queue=queue, message_id=item.message_id, receive_count=item.receive_count
+            )
             self.stats.decode_errors += 1
-            self.metrics.records.labels(item.queue.name, "invalid", "").inc()
+            self.metrics.records_by(item.queue.name, "invalid", "").inc()
             return await self.quarantine(item, f"decode error: {exc.reason}")
         self.stats.kinds[decoded.kind.value] += 1  # the value, not the enum's repr, in logs
-        self.metrics.records.labels(
+        self.metrics.records_by(
             item.queue.name, decoded.kind.value, bounded_condition(decoded.condition)
         ).inc()
         function = decoded.function.function_name if decoded.function else None
-        bind_contextvars(request_id=decoded.request_id, function=function)
+        bind_contextvars(
+            queue=queue,
+            message_id=item.message_id,
+            receive_count=item.receive_count,
+            request_id=decoded.request_id,
+            function=function,
+        )
         # Deliveries of one record inside this worker take turns, so a duplicate finds the
         # first one's completions instead of a live claim to wait out.
         async with self._key_locks.hold(decoded.key):
@@ -439,7 +480,7 @@ class Dispatcher:
                 del self.running[id(token)]
 
         started = asyncio.get_running_loop().time()
-        duration = self.metrics.handler_duration.labels(handler.name)
+        duration = self.metrics.handler_duration_by(handler.name)
         try:
             await retry_transient(
                 attempt,
@@ -484,7 +525,7 @@ class Dispatcher:
         self.stats.outcomes[Outcome.ACK] += 1
         # A duplicate is deleted as an ack is; it counts apart so acks count records once.
         outcome = "duplicate" if duplicate else Outcome.ACK.value
-        self.metrics.messages.labels(item.queue.name, outcome).inc()
+        self.metrics.messages_by(item.queue.name, outcome).inc()
         # Not awaited: the slot is free once the outcome is decided; the batch goes out within
         # milliseconds and is flushed at shutdown. A lost delete means a redelivery, which
         # idempotency absorbs.
@@ -499,7 +540,7 @@ class Dispatcher:
         seconds = max(0, min(43200, round(delay)))
         item.settled = True
         self.stats.outcomes[Outcome.RETRY] += 1
-        self.metrics.messages.labels(item.queue.name, Outcome.RETRY.value).inc()
+        self.metrics.messages_by(item.queue.name, Outcome.RETRY.value).inc()
         log.info("message will be retried", reason=reason, delay=seconds)
         self.visibility.submit(
             item.queue.url, {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds}
@@ -534,7 +575,7 @@ class Dispatcher:
             return await self.retry(item, f"quarantine failed: {describe_error(exc)}")
         item.settled = True
         self.stats.outcomes[Outcome.QUARANTINE] += 1
-        self.metrics.messages.labels(item.queue.name, Outcome.QUARANTINE.value).inc()
+        self.metrics.messages_by(item.queue.name, Outcome.QUARANTINE.value).inc()
         log.warning("message quarantined", reason=reason, dlq=item.queue.dlq_url)
         # Not awaited: the slot is free once the outcome is decided; the batch goes out within
         # milliseconds and is flushed at shutdown. A lost delete means a redelivery, which

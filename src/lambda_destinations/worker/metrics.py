@@ -7,11 +7,10 @@ operations and outcomes from the code. Never a request id or a message id.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -43,6 +42,28 @@ RECEIVE_BUCKETS = (1, 2, 3, 4, 5, 10, 20, 50, 100)
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class Children(Generic[M]):
+    """The children of one labelled metric, each looked up once per label values.
+
+    ``metric.labels(...)`` checks its arguments and takes a lock on every call: per message,
+    that is worth keeping the children instead. Label values are bounded (see above), so the
+    table is too.
+    """
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 def bounded_condition(condition: str | None) -> str:
@@ -108,6 +129,11 @@ class Metrics:
         )
         self.build_info = self._gauge("build_info", "The running version.", "version")
         self.build_info.labels(version=version()).set(1)
+        # What is counted per message, by label values.
+        self.messages_by = Children(self.messages)
+        self.records_by = Children(self.records)
+        self.receives_by = Children(self.receives)
+        self.handler_duration_by = Children(self.handler_duration)
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(f"{PREFIX}_{name}", documentation, labels, registry=self.registry)
@@ -129,11 +155,18 @@ class Metrics:
     def observe_received(self, message: dict[str, Any], now: float | None = None) -> None:
         """Age and receive count of one received message."""
         attributes = message.get("Attributes") or {}
-        with contextlib.suppress(KeyError, TypeError, ValueError):
+        try:
             sent = int(attributes["SentTimestamp"]) / 1000.0
+        except (KeyError, TypeError, ValueError):
+            pass
+        else:
             self.message_age.observe(max(0.0, (now or time.time()) - sent))
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            self.receive_count.observe(int(attributes["ApproximateReceiveCount"]))
+        try:
+            count = int(attributes["ApproximateReceiveCount"])
+        except (KeyError, TypeError, ValueError):
+            pass
+        else:
+            self.receive_count.observe(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -60,6 +60,9 @@ ABORT_RELEASE = 1.0  # a second signal: seconds spent trying to release what is 
 HANDLER_OVERRUN = 1.0  # seconds past handler_timeout before /healthz reports a handler
 BACKGROUND = ("heartbeat", "store-watcher", "queue-metrics", "task-protection")
 SAMPLE_TIMEOUT = 10.0
+# The system attributes a receive asks for: the receive count (retries, the DLQ's last
+# receive, logs) and the sent time (the message age metric).
+SYSTEM_ATTRIBUTES = ("ApproximateReceiveCount", "SentTimestamp")
 DEPTH_ATTRIBUTES = {
     "ApproximateNumberOfMessages": "visible",
     "ApproximateNumberOfMessagesNotVisible": "in_flight",
@@ -502,7 +505,7 @@ class Worker(Lifetime):
         def confirmed(done: asyncio.Future[bool]) -> None:
             if not done.cancelled() and done.result():
                 self.stats.outcomes[Outcome.RELEASE] += 1
-                self.metrics.messages.labels(queue, Outcome.RELEASE.value).inc()
+                self.metrics.messages_by(queue, Outcome.RELEASE.value).inc()
 
         future.add_done_callback(confirmed)
 
@@ -602,7 +605,7 @@ class Worker(Lifetime):
             log.info("receiving again", queue=queue.name, after_failures=failures)
             self._receive_failures[name] = 0
         messages: list[dict[str, Any]] = response.get("Messages", [])
-        self.metrics.receives.labels(queue.name, "true" if not messages else "false").inc()
+        self.metrics.receives_by(queue.name, "true" if not messages else "false").inc()
         now = time.time()
         for message in messages:
             self.metrics.observe_received(message, now)
@@ -760,8 +763,9 @@ def receive_request(queue: QueueInfo, wait_time: int, visibility: int | None) ->
     request: dict[str, Any] = {
         "QueueUrl": queue.url,
         "WaitTimeSeconds": wait_time,
-        "AttributeNames": ["All"],
-        "MessageSystemAttributeNames": ["All"],
+        # Only the system attributes the worker reads: every other one is parsed for nothing.
+        "MessageSystemAttributeNames": list(SYSTEM_ATTRIBUTES),
+        # A legacy dead-letter message is told by its message attributes: all of them.
         "MessageAttributeNames": ["All"],
     }
     if visibility:
