@@ -49,7 +49,10 @@ log = structlog.get_logger("lambda_destinations.worker")
 
 ONCE_WAIT_TIME = 1  # seconds of long poll that count as "empty" in --once mode
 RECEIVE_GRACE = 10.0  # seconds past the long poll before a receive counts as stuck
-FULL_BATCH_PATIENCE = 0.1  # seconds a poller waits for a full batch of slots, then takes fewer
+FULL_BATCH_PATIENCE = 0.1  # seconds a poller waits for a full batch of room, then takes fewer
+# Messages received ahead of the free handler slots, as a share of `concurrency`: while every
+# slot is busy, the next ones are already here, not one receive round trip away.
+RECEIVE_AHEAD = 1.0
 RECONNECT_BASE = 1.0
 RECONNECT_MAX = 30.0
 # Shutdown: every phase after the grace period fits in this margin (see _shutdown).
@@ -71,7 +74,7 @@ DEPTH_ATTRIBUTES = {
 
 
 class Slots:
-    """Free handler slots; pollers reserve before they receive (backpressure).
+    """Room for received messages; pollers reserve before they receive (backpressure).
 
     Reservations are served first come, first served: a poller that has just released its
     slots cannot take them straight back while another poller waits, so a poller on a busy
@@ -121,6 +124,11 @@ class Slots:
     def release(self, count: int = 1) -> None:
         self._free += count
         self._grant()
+
+    def overdraw(self, count: int) -> None:
+        """Take ``count`` more than was reserved (a receive brought more than its room): no
+        reservation is granted until as many have been released."""
+        self._free -= count
 
     def _settle_for_less(self, waiter: list[Any]) -> None:
         waiter[1] = 1
@@ -179,7 +187,11 @@ class Worker(Lifetime):
             metrics=self.metrics,
         )
         self.supervisor = Supervisor(self._task_failed)
-        self._slots = Slots(settings.concurrency)
+        # Room for messages received and not finished: the handler slots and as many again
+        # received ahead. Messages wait in _ready, in receive order, for a handler slot.
+        self._room = Slots(settings.concurrency + receive_ahead(settings.concurrency))
+        self._ready: collections.deque[InFlight] = collections.deque()
+        self._running = 0  # handler tasks under way, at most settings.concurrency
         self.protection = TaskProtection(
             settings.ecs_agent_uri if settings.task_protection else None,
             minutes=settings.task_protection_minutes,
@@ -411,13 +423,11 @@ class Worker(Lifetime):
     def _spawn_tasks(self, *, once: bool) -> None:
         # Enough pollers that each can ask for a full batch of ten within its share.
         per_queue = self.settings.pollers_per_queue or max(
-            1, self.settings.concurrency // (MAX_BATCH * len(self.queues))
+            1, self._room.size // (MAX_BATCH * len(self.queues))
         )
-        # Each poller may hold at most its share of the slots through a long poll, so pollers
-        # of idle queues can never sit on all of them.
-        self._share = max(
-            1, min(MAX_BATCH, self.settings.concurrency // (per_queue * len(self.queues)))
-        )
+        # Each poller may hold at most its share of the room through a long poll, so pollers
+        # of idle queues can never sit on all of it.
+        self._share = max(1, min(MAX_BATCH, self._room.size // (per_queue * len(self.queues))))
         for queue in self.queues:
             for n in range(per_queue):
                 name = f"poller:{queue.name}:{n}"
@@ -442,6 +452,7 @@ class Worker(Lifetime):
         # never saw: they come back when their visibility timeout ends, nothing is lost.
         self.scheduler.stop()
         await self.supervisor.cancel(*self._pollers, wait=CANCEL_WAIT)
+        self._release_ready()
         # Phase 2: in-flight handlers and the scheduler's jobs share the grace period.
         scheduler = self.supervisor.task("scheduler")
         waiting: set[asyncio.Task[Any]] = set(self._tasks)
@@ -523,12 +534,13 @@ class Worker(Lifetime):
     async def _poll(self, queue: QueueInfo, name: str, *, once: bool) -> None:
         """Receive while there is room; one clear line per backoff when SQS is away.
 
-        Every receive asks for ten (SQS's most), whatever the free slots: one call per ten
-        messages even at concurrency 1. What exceeds the free slots waits here, in receive
-        order, and starts as slots free; no receive is made while any waits, so a poller holds
-        at most nine unstarted messages. A waiting message counts as in flight: the heartbeat
-        extends its visibility like a running one's, and a poller that stops (shutdown, once
-        drained) makes every message still waiting visible again at once.
+        Every receive asks for ten (SQS's most), whatever the room: one call per ten messages
+        even at concurrency 1. The room is the handler slots and as many again
+        (RECEIVE_AHEAD), so the next messages are received while every slot is busy; what a
+        receive brings beyond its room is held too, and the next receives wait until as many
+        have finished. A received message waits in _ready, in receive order, for a handler
+        slot; it counts as in flight: the heartbeat extends its visibility like a running
+        one's, and shutdown makes every message still waiting visible again at once.
         """
         wait_time = (
             min(self.settings.wait_time, ONCE_WAIT_TIME) if once else self.settings.wait_time
@@ -537,37 +549,50 @@ class Worker(Lifetime):
         request = receive_request(queue, wait_time, self.settings.visibility_timeout)
         assert self._dispatcher is not None
         self._receive_failures[name] = 0
-        waiting: collections.deque[InFlight] = collections.deque()
-        try:
-            while not self._stopping.is_set():
-                await self._dispatcher.store_ok.wait()
-                if waiting:
-                    for _ in range(await self._slots.reserve(len(waiting))):
-                        self._begin(waiting.popleft())
-                    continue
-                # Waiting a moment for a full batch of free slots, not one, keeps deletes in
-                # batches of ten: fewer calls per message for the same backpressure.
-                room = await self._slots.reserve(
-                    self._share, least=self._share, patience=FULL_BATCH_PATIENCE
-                )
-                messages = await self._receive(queue, name, request, room, wait_time)
-                if messages is None:
-                    continue
-                self._slots.release(max(0, room - len(messages)))
-                now = asyncio.get_running_loop().time()
-                for index, message in enumerate(messages):
-                    item = self._track(queue, message, visibility, now)
-                    if index < room:
-                        self._begin(item)
-                    else:
-                        waiting.append(item)
-                if once and not messages:
-                    return
-        finally:
-            for item in waiting:
-                self._inflight.pop(self._token(item), None)
-                self._release(item)
-            self.protection.in_flight(len(self._inflight))
+        while not self._stopping.is_set():
+            await self._dispatcher.store_ok.wait()
+            # Waiting a moment for a full batch of room, not one, keeps deletes in batches of
+            # ten: fewer calls per message for the same backpressure.
+            room = await self._room.reserve(
+                self._share, least=self._share, patience=FULL_BATCH_PATIENCE
+            )
+            messages = await self._receive(queue, name, request, room, wait_time)
+            if messages is None:
+                continue
+            if len(messages) > room:
+                self._room.overdraw(len(messages) - room)
+            else:
+                self._room.release(room - len(messages))
+            now = asyncio.get_running_loop().time()
+            self._ready.extend(self._track(queue, message, visibility, now) for message in messages)
+            self._start_ready()
+            if once and not messages:
+                return
+
+    def _start_ready(self) -> None:
+        """Start waiting messages, in receive order, while handler slots are free.
+
+        None starts while the store is away (the watcher calls this again once it is back) or
+        once shutdown has begun (those are released instead: _release_ready).
+        """
+        assert self._dispatcher is not None
+        store_ok = self._dispatcher.store_ok
+        while (
+            self._ready
+            and self._running < self.settings.concurrency
+            and store_ok.is_set()
+            and not self._stopping.is_set()
+        ):
+            self._begin(self._ready.popleft())
+
+    def _release_ready(self) -> None:
+        """Make every message still waiting for a handler slot visible again at once."""
+        while self._ready:
+            item = self._ready.popleft()
+            self._inflight.pop(self._token(item), None)
+            self._room.release(1)
+            self._release(item)
+        self.protection.in_flight(len(self._inflight))
 
     async def _receive(
         self, queue: QueueInfo, name: str, request: dict[str, Any], room: int, wait_time: int
@@ -585,10 +610,10 @@ class Worker(Lifetime):
             async with asyncio.timeout(wait_time + RECEIVE_GRACE):
                 response = await self._sqs.receive_message(MaxNumberOfMessages=MAX_BATCH, **request)
         except asyncio.CancelledError:
-            self._slots.release(room)
+            self._room.release(room)
             raise
         except Exception as exc:  # noqa: BLE001 - a poller never dies; it backs off
-            self._slots.release(room)
+            self._room.release(room)
             self.metrics.sqs_errors.labels("ReceiveMessage").inc()
             self._receive_failures[name] += 1
             delay = backoff_delay(self._receive_failures[name], RECONNECT_BASE, RECONNECT_MAX)
@@ -630,6 +655,7 @@ class Worker(Lifetime):
         """Start handling a tracked message in a slot reserved for it."""
         assert self._dispatcher is not None
         token = self._token(item)
+        self._running += 1
         task = asyncio.create_task(self._dispatcher.process(item))
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, token))
@@ -641,7 +667,8 @@ class Worker(Lifetime):
 
     def _finished(self, task: asyncio.Task[Outcome], token: str) -> None:
         self._tasks.discard(task)
-        self._slots.release(1)
+        self._running -= 1
+        self._room.release(1)
         item = self._inflight.pop(token, None)
         self.protection.in_flight(len(self._inflight))
         if item is not None and not item.settled:
@@ -650,6 +677,7 @@ class Worker(Lifetime):
         if not task.cancelled() and (exc := task.exception()) is not None:
             # process() settles every message itself; reaching here is a bug worth a trace.
             log.error("message task failed", error=describe_error(exc), exc_info=exc)
+        self._start_ready()
 
     async def _watch_store(self) -> None:
         """While the store is unreachable, ping it with backoff; then let pollers receive."""
@@ -660,6 +688,7 @@ class Worker(Lifetime):
             failures = await self._reconnect_store()
             dispatcher.store_lost.clear()
             dispatcher.store_ok.set()
+            self._start_ready()
             log.info("store reachable again; receiving", after_failures=failures)
 
     async def _reconnect_store(self) -> int:
@@ -741,6 +770,11 @@ class Worker(Lifetime):
             return response
 
         return call
+
+
+def receive_ahead(concurrency: int) -> int:
+    """How many messages the pollers may hold beyond the handler slots."""
+    return max(1, round(concurrency * RECEIVE_AHEAD))
 
 
 def check_queue(info: QueueInfo) -> None:
