@@ -154,3 +154,48 @@ async def test_on_sqlite_the_bounded_count_reads_the_index_alone(
 
     # every filter column is in the index: no table row read per match
     assert any("COVERING INDEX" in line for line in plan if " invocations" in line), plan
+
+
+# The indexes of invocations, and the rows each holds: the failures' lists, counts and replay
+# selections read the partial ones (their WHERE says ``status IS NOT NULL`` in those words, so
+# that the index's condition is implied), and a success writes only the three others.
+FAILURES_ONLY = {
+    "ix_failures_occurred_at",
+    "ix_failures_function_name_status",
+    "ix_failures_error_type_status",
+}
+EVERY_ROW = {"ix_invocations_status_occurred_at", "ix_invocations_request_id", "primary key"}
+
+
+async def invocation_indexes(store: Store) -> dict[str, str]:
+    """Each index of invocations (the primary key's as "primary key") and its definition."""
+    assert isinstance(store, SqlStore)
+    async with store.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            rows = await conn.exec_driver_sql(
+                "SELECT name, coalesce(sql, '') FROM sqlite_master"
+                " WHERE type = 'index' AND tbl_name = 'invocations'"
+            )
+            found = {str(name): str(sql) for name, sql in rows}
+            found["primary key"] = found.pop("sqlite_autoindex_invocations_1")
+        else:
+            rows = await conn.exec_driver_sql(
+                "SELECT indexname, indexdef FROM pg_indexes"
+                " WHERE tablename = 'invocations' AND schemaname = current_schema()"
+            )
+            found = {str(name): str(sql) for name, sql in rows}
+            found["primary key"] = found.pop("invocations_pkey")
+    return found
+
+
+async def test_the_failures_indexes_hold_failures_only_and_no_other_index_exists(
+    store: Store,
+) -> None:
+    indexes = await invocation_indexes(store)
+
+    assert set(indexes) == FAILURES_ONLY | EVERY_ROW
+    for name in FAILURES_ONLY:
+        where = indexes[name].upper().partition(" WHERE ")[2]
+        assert "STATUS IS NOT NULL" in where, indexes[name]
+    for name in EVERY_ROW:
+        assert " WHERE " not in indexes[name].upper(), indexes[name]
