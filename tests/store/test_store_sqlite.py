@@ -21,6 +21,7 @@ from lambda_destinations.store.migrations import MIGRATIONS
 from lambda_destinations.store.sqlite import (
     CHECKPOINT_EVERY,
     JOURNAL_SIZE_LIMIT,
+    PAGE_SIZE,
     WAL_RESTART_BYTES,
     SQLiteStore,
     _utc_text,
@@ -58,6 +59,47 @@ async def test_a_new_store_file_can_give_freed_pages_back(sqlite_url: str) -> No
             mode = (await conn.exec_driver_sql("PRAGMA auto_vacuum")).scalar()
 
     assert mode == 2  # INCREMENTAL: the pruning job's incremental_vacuum shrinks the file
+
+
+async def test_a_new_store_file_has_pages_of_16_kib(
+    sqlite_url: str, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    async with Store.from_url(sqlite_url) as store:
+        await store.migrate()
+        row = make_row()
+        assert await store.save_invocation(row, make_delivery(row)) is True
+        async with store.engine.connect() as conn:
+            size = (await conn.exec_driver_sql("PRAGMA page_size")).scalar()
+            mode = (await conn.exec_driver_sql("PRAGMA auto_vacuum")).scalar()
+
+    # two rows of 1.5 kB no longer take a 4 KiB page each; auto_vacuum is set all the same
+    assert (size, mode) == (PAGE_SIZE, 2) == (16 * 1024, 2)
+
+
+async def test_a_file_with_smaller_pages_keeps_them_and_works(
+    tmp_path: Path, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given a store file made before, with SQLite's default pages of 4 KiB
+    path = tmp_path / "older.db"
+    with sqlite3.connect(path) as older:
+        older.execute("PRAGMA page_size=4096")
+        older.execute("PRAGMA journal_mode=WAL")
+        older.execute("CREATE TABLE before_this_version (id INTEGER PRIMARY KEY)")
+    older.close()
+
+    # when this version opens it, migrates it and saves into it
+    async with Store.from_url(f"sqlite:///{path}") as store:
+        await store.migrate()
+        row = make_row()
+        assert await store.save_invocation(row, make_delivery(row)) is True
+        got = await store.get_invocation(row.key)
+
+    # then the pages stay as they were (only a VACUUM outside WAL mode changes them)
+    assert got is not None
+    assert got.key == row.key
+    with sqlite3.connect(path) as reopened:
+        assert reopened.execute("PRAGMA page_size").fetchone() == (4096,)
+    reopened.close()
 
 
 @pytest.mark.parametrize(
