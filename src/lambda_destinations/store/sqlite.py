@@ -57,9 +57,9 @@ CHECKPOINT_EVERY = 150
 WAL_RESTART_BYTES = 16 * 1024 * 1024
 JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 # The page size of a new file. A page holds whole rows only: 4 KiB pages hold two rows of 1.4 to
-# 2 kB and one of 2 to 4 kB, so a record of 2 kB cost 4 kB of table; 16 KiB pages waste at most
-# a row's fraction of 16 KiB (README, "The store at scale"). Each page written to the WAL is
-# four times larger: a save writes two to three times the bytes, for about 10 µs more CPU.
+# 2 kB and one of 2 to 4 kB, so a record of 2 kB cost 4 kB of table; 16 KiB pages leave less
+# than a row unused in 16 KiB (README, "The store at scale"). Each page written to the WAL is
+# four times larger: a save writes two to three times the bytes (its CPU did not change).
 PAGE_SIZE = 16 * 1024
 _NOT_MIGRATED = "the store has no tables yet: run `lambda-destinations migrate`"
 
