@@ -98,7 +98,8 @@ def import_profile(store: str, top: int) -> None:
         if not name.startswith("  "):
             top_level.append((int(cumulative), module))
     total = sum(by_package.values())
-    print(f"\n`failures list` imports {len(by_package)} packages, {total / 1e3:.0f} ms in all:")
+    count, ms = len(by_package), total / 1e3
+    print(f"\n`failures list` imports {count} packages, {ms:.0f} ms of own import time in all:")
     for package, micros in by_package.most_common(top):
         print(f"  {package:<40} {micros / 1e3:7.1f} ms  {100 * micros / total:4.1f}%")
     print("slowest top-level imports (with what they import):")

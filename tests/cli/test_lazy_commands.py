@@ -104,6 +104,9 @@ def test_failures_list_on_an_empty_store_loads_no_aws_client_nor_worker(empty_st
     assert not (_NOT_FOR_READING | {"lambda_destinations.worker"}) & loaded
     # botocore and tenacity serve the commands that call AWS
     assert not {"botocore", "tenacity", "lambda_destinations.retrying"} & loaded
+    # nor does a SQLite store need SQLAlchemy's PostgreSQL dialect (the JSONB type, the
+    # partial indexes' WHERE) or asyncpg
+    assert not {"sqlalchemy.dialects.postgresql", "asyncpg"} & loaded
 
 
 @pytest.mark.parametrize(
