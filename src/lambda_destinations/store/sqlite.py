@@ -6,11 +6,14 @@ up front: a deferred transaction that reads first and writes later can fail with
 locked" at once, without waiting for ``busy_timeout``. Within one process, writers queue on an
 asyncio lock instead of spinning in SQLite's busy handler (which sleeps in steps of up to 100 ms).
 
-The worker's saves run on the event loop's own thread, on a connection of their own that never
-waits: a batch is about a millisecond of SQLite, less than a hand-off to a thread costs in CPU
-and latency. What could stall the loop goes to the store's thread instead: a write lock held by
-another process (the batch is then run there, waiting up to ``busy_timeout``) and the WAL
-checkpoint, which copies pages into the database file and syncs it.
+The worker's saves write on the event loop's own thread, on a connection of their own that never
+waits: each statement is a few dozen microseconds of SQLite, less than handing it to a thread
+costs (every statement in a thread gives the interpreter's lock back and forth with the loop).
+The batch's commit, one hand-off, goes to the store's thread: it writes the WAL's frames and, at
+``synchronous=FULL``, syncs them, which stalled the loop for milliseconds. What else could stall
+the loop goes there too: a write lock held by another process (the batch is then run there,
+waiting up to ``busy_timeout``) and the WAL checkpoint, which copies pages into the database
+file and syncs it.
 """
 
 from __future__ import annotations
@@ -256,8 +259,11 @@ class SQLiteStore(SqlStore):
         if self._sync_engine is None:
             return await super()._save_batch(saves)
         async with self._errors(), self._write_gate():
-            results = self._save_here(self._sync_engine, saves)
-        if results is None:
+            begun = self._save_here(self._sync_engine, saves)
+            if begun is not None:
+                results, transaction = begun
+                await self._commit_in_thread(transaction)
+        if begun is None:
             # Another process holds the write lock: wait for it in the thread, not on the loop.
             results = await self._hot(functools.partial(self._save_on, saves=saves), write=True)
         self._saved_since_checkpoint += len(saves)
@@ -268,8 +274,11 @@ class SQLiteStore(SqlStore):
             self._checkpoint = asyncio.create_task(self._checkpoint_wal(), name="wal-checkpoint")
         return results
 
-    def _save_here(self, engine: sa.Engine, saves: Sequence[_Save]) -> list[bool] | None:
-        """Save on the loop's connection; None, having written nothing, if the lock is taken.
+    def _save_here(
+        self, engine: sa.Engine, saves: Sequence[_Save]
+    ) -> tuple[list[bool], sa.RootTransaction] | None:
+        """Write the batch on the loop's connection, uncommitted, and return its results and
+        its transaction; None, having written nothing, if another process holds the lock.
 
         The connection's ``busy_timeout`` is 0, so it never sleeps, and it never checkpoints
         by itself (``wal_autocheckpoint=0``): _checkpoint_wal does that in the thread.
@@ -284,12 +293,39 @@ class SQLiteStore(SqlStore):
                 cursor.execute("PRAGMA busy_timeout=0")
                 cursor.execute("PRAGMA wal_autocheckpoint=0")
                 cursor.close()
-            with conn.begin():
-                return self._save_on(conn, saves)
+            transaction = conn.begin()
+            try:
+                return self._save_on(conn, saves), transaction
+            except BaseException:
+                transaction.rollback()
+                raise
         except BaseException as exc:
             if _sqlite_code(exc).startswith("SQLITE_BUSY"):
                 return None  # the transaction never began: BEGIN IMMEDIATE is what failed
             self._drop_loop_conn()  # a fresh one next time, whatever state this one is in
+            raise
+
+    async def _commit_in_thread(self, transaction: sa.RootTransaction) -> None:
+        """Commit the loop's connection in the store's thread, under the caller's write gate.
+
+        The commit is where the time goes: the WAL's frames are written and, at
+        ``synchronous=FULL``, synced. The loop meanwhile goes on receiving and decoding, and the
+        saves it makes gather for the next batch. Nothing else uses the connection until the
+        commit returns (the gate is held); a caller cancelled meanwhile waits for it all the
+        same, and the connection is not used again.
+        """
+        thread = self._thread
+        if thread is None:
+            raise RuntimeError(f"store {self.display_url} is not open")
+        committed = asyncio.get_running_loop().run_in_executor(thread, transaction.commit)
+        try:
+            await asyncio.shield(committed)
+        except asyncio.CancelledError:
+            await _finished(committed)
+            self._drop_loop_conn()
+            raise
+        except BaseException:
+            self._drop_loop_conn()
             raise
 
     def _drop_loop_conn(self) -> None:
@@ -530,6 +566,13 @@ def _missing_folders(folder: Path) -> list[Path]:
         missing.append(absolute)
         absolute = absolute.parent
     return missing[::-1]
+
+
+async def _finished(future: asyncio.Future[Any]) -> None:
+    """Wait until ``future`` is done, whatever it ends with, however often this is cancelled."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([future])
 
 
 def _sqlite_code(exc: BaseException) -> str:
