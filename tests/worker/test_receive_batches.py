@@ -109,3 +109,45 @@ async def test_a_stop_makes_the_messages_waiting_for_a_slot_visible_again_at_onc
     assert stats.received == 10
     assert stats.outcomes["release"] == 10
     assert len(receive_all(sqs, url)) == 10
+
+
+async def test_messages_are_received_ahead_while_every_slot_is_busy(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: 40 records and ten slots whose handlers wait until they are let go
+    url, _ = make_queue("ahead", visibility_timeout=120)
+    send_bodies(sqs, url, records(40, seed=24))
+    let_go = asyncio.Event()
+    started: list[str] = []
+
+    class Gated:
+        name = "gated"
+
+        async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+            started.append(context.key)
+            await let_go.wait()
+
+    settings = routed(settings_for(url, concurrency=10), "gated")
+    async with Worker(settings, registry=registry_with(settings, Gated())) as worker:
+        running = asyncio.create_task(worker.run(once=True))
+
+        # when: every slot is busy (looked at for up to 30 s)
+        for _ in range(600):
+            if len(started) == 10 and worker.in_flight >= 20:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # room for a receive too many, had there been one
+
+        # then: ten more are already received, waiting for a slot; no more than that, and
+        # no more than ten handlers run at once
+        assert worker.in_flight == 20
+        assert len(started) == 10
+
+        let_go.set()
+        stats = await running
+
+    # every record handled once and acked; the queue is empty
+    assert sorted(started) == sorted(set(started))
+    assert len(started) == 40
+    assert stats.outcomes["ack"] == 40
+    assert receive_all(sqs, url) == []
