@@ -7,10 +7,12 @@ import datetime as dt
 import sqlite3
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from store_factories import DeliveryFactory, RowFactory
 
@@ -226,6 +228,50 @@ async def test_a_save_behind_a_lock_held_past_busy_timeout_is_store_unavailable(
         # then: nothing half-written; the same save works now
         assert await store.get_invocation(row.key) is None
         assert await store.save_invocation(row, make_delivery(row)) is True
+
+
+async def test_a_batch_commits_off_the_loop_and_a_cancel_waits_for_its_commit(
+    tmp_path: Path,
+    make_row: RowFactory,
+    make_delivery: DeliveryFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: a store whose next commit stalls (a slow disk's fsync) until released
+    async with Store.from_url(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        await store.migrate()
+        first = make_row()
+        assert await store.save_invocation(first, make_delivery(first)) is True
+        committing, release = threading.Event(), threading.Event()
+        commit = sa.RootTransaction.commit
+
+        def stalled(transaction: sa.RootTransaction) -> None:
+            committing.set()
+            release.wait(10)
+            commit(transaction)
+
+        monkeypatch.setattr(sa.RootTransaction, "commit", stalled)
+        row = make_row()
+        save = asyncio.create_task(store.save_invocation(row, make_delivery(row)))
+        assert await asyncio.to_thread(committing.wait, 10)
+
+        # when: the loop goes on meanwhile, and the batch's task is cancelled (as at shutdown)
+        batch = store._saves._task
+        assert batch is not None
+        batch.cancel()
+        await asyncio.sleep(0.1)
+
+        # then: the batch waits for its commit, and its caller is told after
+        assert not batch.done()
+        assert not save.done()
+        release.set()
+        with pytest.raises(StoreUnavailable):
+            await save
+        monkeypatch.undo()
+        # and: the record was committed whole, and the store goes on with a fresh connection
+        assert await store.get_invocation(row.key) is not None
+        again = make_row()
+        assert await store.save_invocation(again, make_delivery(again)) is True
+        assert await store.count_invocations(InvocationFilter()) == 3
 
 
 async def test_saves_reach_the_database_file_through_background_checkpoints(
