@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
-
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
+from typing import TYPE_CHECKING, Any
 
 from lambda_destinations._lifetime import Lifetime
 from lambda_destinations._version import version
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import LambdaDestinationsError
+
+if TYPE_CHECKING:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import AioSession
+
+
+def _single_attempt() -> AioConfig:
+    """botocore's retries off: a request is sent once."""
+    from aiobotocore.config import AioConfig
+
+    return AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 class AwsClients(Lifetime):
@@ -21,6 +29,11 @@ class AwsClients(Lifetime):
     """
 
     def __init__(self, settings: Settings, *, max_attempts: int = 3) -> None:
+        # Imported here: aiobotocore costs a command that imports this module for one helper
+        # (``dlq --help``, ``replay --help``) about a tenth of a second of CPU.
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+
         self._settings = settings
         self._session: AioSession = get_session()
         self._stack = contextlib.AsyncExitStack()
@@ -59,7 +72,7 @@ class AwsClients(Lifetime):
         return await self._client(
             f"{service}-send",
             service,
-            self._config.merge(AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})),
+            self._config.merge(_single_attempt()),
         )
 
     async def lambda_invoker(self) -> Any:
@@ -72,7 +85,7 @@ class AwsClients(Lifetime):
         return await self._client(
             "lambda-invoke",
             "lambda",
-            self._config.merge(AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})),
+            self._config.merge(_single_attempt()),
         )
 
     async def _client(self, key: str, service: str, config: AioConfig) -> Any:

@@ -127,6 +127,28 @@ def test_store_reading_commands_load_no_aws_client_worker_nor_handler(
     assert not _NOT_FOR_READING & loaded
 
 
+@pytest.mark.parametrize("group", ["dlq", "replay"])
+def test_help_of_an_aws_command_loads_no_aws_client_nor_handler(group: str) -> None:
+    loaded = loaded_by(group, "--help")
+
+    assert f"lambda_destinations.cli.{group}" in loaded  # its options were listed
+    assert not {"aiobotocore", "aiohttp", "lambda_destinations.handlers.registry"} & loaded
+    assert "phonenumbers" not in loaded
+
+
+def test_the_handler_api_loads_no_aws_client_nor_built_in_handler() -> None:
+    code = (
+        "import json, sys\n"
+        "from lambda_destinations import HandlerContext, RetryMessage, handler\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout))
+
+    assert "lambda_destinations.handlers.base" in loaded
+    assert not {"aiobotocore", "lambda_destinations.handlers.registry", "phonenumbers"} & loaded
+
+
 def test_an_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["no-such-command"])
 
