@@ -424,14 +424,12 @@ async def move_messages(
     Moves only what was in the DLQ when it started, each message once (``run`` names this
     run in the messages it sends; a new one by default). Stops when a receive brings nothing
     new (or ``limit`` messages were received). Messages that stay (no target, the send failed,
-    came back, arrived later, the send is in doubt) are made visible again at the end. Messages
-    that someone else holds hidden then (an interrupted run's, a consumer's) are counted in
-    ``hidden``: the run did not see them, and is not done.
+    came back, arrived later, the send is in doubt) are made visible again at the end; those
+    someone else holds hidden then are counted in ``hidden``: this run did not see them.
 
-    ``sender`` sends the batches (``sqs`` when not given): give it a client that sends each
-    request once (``AwsClients.sender("sqs")``). botocore's own retry of a send whose answer
-    was lost would put a second copy in the target; without it, such a send is in doubt: its
-    messages stay in the DLQ for the next run, counted in ``in_doubt``.
+    ``sender`` sends the batches: give it a client that sends each request once
+    (``AwsClients.sender("sqs")``): a botocore retry of a send whose answer was lost would put a
+    second copy in the target; without it, such a send is in doubt (``in_doubt``).
     """
     report = MoveReport()
     limiter = RateLimiter(rate)
