@@ -421,9 +421,10 @@ class Worker(Lifetime):
         return self.stats
 
     def _spawn_tasks(self, *, once: bool) -> None:
-        # Enough pollers that each can ask for a full batch of ten within its share.
+        # Enough pollers that each can ask for a full batch of ten within the handler slots;
+        # the room beyond them lets each receive its next batch while the last one runs.
         per_queue = self.settings.pollers_per_queue or max(
-            1, self._room.size // (MAX_BATCH * len(self.queues))
+            1, self.settings.concurrency // (MAX_BATCH * len(self.queues))
         )
         # Each poller may hold at most its share of the room through a long poll, so pollers
         # of idle queues can never sit on all of it.
