@@ -31,7 +31,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import (
@@ -456,16 +456,22 @@ async def move_messages(
                 on_moved(await _move_to(sqs, sender, dlq_url, target, messages, pass_, fifo))
 
     try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, concurrency)):
-                group.create_task(mover())
-    except ExceptionGroup as errors:
-        # A mover's error ends the run: raised as itself, so the command says it in one line.
-        raise errors.exceptions[0] from None
+        await _together(mover, concurrency)
     finally:
         await asyncio.shield(pass_.leave(sqs, dlq_url))
     report.hidden = await hidden_count(sqs, dlq_url)
     return report
+
+
+async def _together(work: Callable[[], Coroutine[Any, Any, None]], copies: int) -> None:
+    """Run ``copies`` of ``work`` at once; the first error ends them all, raised as itself (not
+    as an ExceptionGroup), so the command says it in one line."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, copies)):
+                group.create_task(work())
+    except ExceptionGroup as errors:
+        raise errors.exceptions[0] from None
 
 
 async def hidden_count(sqs: Any, url: str) -> int:
