@@ -35,10 +35,11 @@ of each round's pairs (median and range) against the goals.
 
 The endpoint is LocalStack where Python 3.13 is there, started without Docker:
 
-    ~/.pyenv/versions/3.13.0/bin/python -m venv /tmp/localstack
-    /tmp/localstack/bin/pip install 'localstack-core[runtime]==4.14.0' 'cbor2<6' \\
+    ~/.pyenv/versions/3.13.0/bin/python -m venv ~/.venvs/localstack
+    ~/.venvs/localstack/bin/pip install 'localstack-core[runtime]==4.14.0' 'cbor2<6' \\
         'cryptography==43.0.3' 'pyopenssl==24.2.1' service_identity
-    GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=sqs /tmp/localstack/bin/python -m localstack.runtime.main
+    GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=sqs \\
+        ~/.venvs/localstack/bin/python -m localstack.runtime.main
 
 (later releases need an account; the pins keep its dependencies at versions it works with),
 otherwise a moto server subprocess (--moto). The Node peer needs its packages once:
