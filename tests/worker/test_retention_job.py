@@ -94,7 +94,9 @@ async def test_the_pruning_job_runs_while_the_worker_writes(
 
     # then: the old records went, each new one was stored once, and a job did it
     assert await stored(any_store_url) == new_keys
-    assert stats.outcomes["ack"] == 300
+    # (moto now and then hands out a message again while its delete is under way, see
+    # EMULATORS.md: that delivery is acked as a duplicate, its record not stored again)
+    assert stats.outcomes["ack"] == 300 + stats.duplicates
     async with Store.from_url(any_store_url) as store:
         jobs = await store.list_jobs(kind="retention")
         assert await store.deliveries("old-1:Success") == []
