@@ -124,13 +124,16 @@ class Options:
 @dataclass
 class Run:
     """One variant's drain: the window's wall and CPU seconds, the whole process's CPU seconds,
-    the PostgreSQL backends' CPU seconds over the window, and the messages it deleted."""
+    the PostgreSQL backends' CPU seconds over the window (counted in the kernel's clock ticks,
+    10 ms here: a short window can read 0) and how many backends were found, and the messages
+    it deleted."""
 
     wall: float
     cpu: float
     process_cpu: float
     server: float
     deleted: int
+    backends: int = 0
 
     def cpu_us(self, n: int) -> float:
         return self.cpu / n * 1e6
@@ -358,6 +361,7 @@ def _timed(name: str, argv: list[str], env: dict[str, str], database: str | None
         process_cpu=usage.ru_utime + usage.ru_stime,
         server=sampler.between(start, end) if sampler else 0.0,
         deleted=int(window["deleted"]),
+        backends=sampler.found if sampler else 0,
     )
 
 
@@ -382,6 +386,11 @@ class BackendCpu:
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
+
+    @property
+    def found(self) -> int:
+        """How many backends of the database were seen."""
+        return len(self._backends)
 
     def between(self, start: float, end: float) -> float:
         """The backends' CPU seconds from the last sample before start to the first after end."""

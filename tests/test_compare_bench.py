@@ -60,7 +60,10 @@ def test_each_variant_drains_its_queue_within_a_measured_window(
     assert run.wall > 0
     assert 0 < run.cpu <= run.process_cpu
     if variant == "worker-pg":
-        assert run.server > 0  # the backends serving the run's database were found
+        # the backends serving the run's database were found and read (their CPU is counted in
+        # 10 ms ticks: over a drain of 20 records it may read 0)
+        assert run.backends > 0
+        assert run.server >= 0
 
 
 def test_the_report_gives_each_ratio_whose_variants_ran(compare, report) -> None:
