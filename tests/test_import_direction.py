@@ -24,7 +24,7 @@ ROOT = "lambda_destinations"
 # - the package itself (``lambda_destinations/__init__.py``) is the public facade: on top.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
-        {"schemas", "errors", "redact", "_json", "_lifetime", "_version", "times", "logs"}
+        {"schemas", "errors", "redact", "_json", "_lifetime", "_lazy", "_version", "times", "logs"}
         | {"aws_operations", "simulate"}
     ),
     frozenset({"store", "config", "retrying", "aws", "dev_endpoint"}),

@@ -17,10 +17,10 @@ cheap for the command line.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from lambda_destinations import _version
+from lambda_destinations._lazy import lazy_names
 
 if TYPE_CHECKING:
     from lambda_destinations.errors import (
@@ -63,13 +63,13 @@ _LAZY = {
 }
 
 
+_lazy_attribute = lazy_names(__name__, _LAZY)
+
+
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         return _version.version()
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return _lazy_attribute(name)
 
 
 __all__ = [

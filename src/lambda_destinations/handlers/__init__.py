@@ -7,8 +7,9 @@ handler's phone-number data, the e-mail and webhook clients).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lambda_destinations._lazy import lazy_names
 
 if TYPE_CHECKING:
     from lambda_destinations.handlers.base import FunctionHandler, Handler, HandlerContext, handler
@@ -28,11 +29,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [
