@@ -3,7 +3,7 @@
 For every message the worker calls ``completed_handlers(key)`` and then ``save_invocation(...)``.
 This runs each ``--n`` times with ``--concurrency`` coroutines in flight (as the worker's handler
 slots would), after a warm-up that fills the pool and SQLAlchemy's statement cache, and reports
-per operation: microseconds of process CPU (``time.process_time``: every thread, so aiosqlite's
+per operation: microseconds of process CPU (``time.process_time``: every thread, the store's
 too), of the event loop's thread alone (what a one-loop worker runs out of first), and of wall
 time, plus latency percentiles. Each figure is the median of ``--repeat`` measurements. Keys
 are unique per run, so the database need not be empty; it is migrated first. PostgreSQL CPU is

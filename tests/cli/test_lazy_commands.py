@@ -105,8 +105,10 @@ def test_failures_list_on_an_empty_store_loads_no_aws_client_nor_worker(empty_st
     # botocore and tenacity serve the commands that call AWS
     assert not {"botocore", "tenacity", "lambda_destinations.retrying"} & loaded
     # nor does a SQLite store need SQLAlchemy's PostgreSQL dialect (the JSONB type, the
-    # partial indexes' WHERE) or asyncpg
+    # partial indexes' WHERE) or asyncpg, nor its asyncio extension and the ORM that comes
+    # with it (the SQLite store runs the synchronous engine in its threads)
     assert not {"sqlalchemy.dialects.postgresql", "asyncpg"} & loaded
+    assert not {"sqlalchemy.ext.asyncio", "sqlalchemy.orm", "aiosqlite"} & loaded
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from store_factories import DeliveryFactory, RowFactory
 
 from lambda_destinations.errors import ConfigError, StoreUnavailable
-from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.store import FailureStatus, InvocationFilter, Store
 from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.migrations import MIGRATIONS
 from lambda_destinations.store.sqlite import (
@@ -116,8 +116,8 @@ async def test_saves_commit_with_full_sync_unless_the_url_names_normal(
         row = make_row()
         # the worker's hot path: saves on the synchronous engine's connections
         assert await store.save_invocation(row, make_delivery(row)) is True
-        assert store._sync_engine is not None
-        with store._sync_engine.connect() as conn:
+        assert store._file is not None
+        with store._file.sync_engine.connect() as conn:
             hot = conn.exec_driver_sql("PRAGMA synchronous").scalar()
         async with store.engine.connect() as conn:
             other = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
@@ -272,6 +272,38 @@ async def test_a_batch_commits_off_the_loop_and_a_cancel_waits_for_its_commit(
         again = make_row()
         assert await store.save_invocation(again, make_delivery(again)) is True
         assert await store.count_invocations(InvocationFilter()) == 3
+
+
+async def test_a_long_read_holds_up_neither_saves_nor_other_reads(
+    tmp_path: Path, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a report that takes seconds, on one of the store's reader threads
+    count_to = 5_000_000
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+        "SELECT count(*) FROM c"
+    )
+    async with Store.from_url(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        await store.migrate()
+        assert isinstance(store, SQLiteStore)
+
+        async def report() -> int:
+            async with store.engine.connect() as conn:
+                return int((await conn.exec_driver_sql(slow, (count_to,))).scalar_one())
+
+        reading = asyncio.create_task(report())
+        await asyncio.sleep(0.2)
+
+        # when: the worker saves, an operator edits and another page is read meanwhile
+        row = make_row()
+        saved = await store.save_invocation(row, make_delivery(row))
+        edited = await store.set_status([row.key], FailureStatus.IGNORED)
+        counted = await store.count_invocations(InvocationFilter())
+
+        # then: each was done while the report still ran, and the report ends as it would
+        assert not reading.done()
+        assert (saved, edited, counted) == (True, 1, 1)
+        assert await reading == count_to
 
 
 async def test_saves_reach_the_database_file_through_background_checkpoints(

@@ -5,13 +5,44 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import sqlalchemy as sa
-    from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TypeVar("T")
+
+
+class StoreConnection(Protocol):
+    """What the queries use of a connection: SQLAlchemy's ``AsyncConnection`` on PostgreSQL,
+    a :class:`~._threaded.ThreadConnection` on SQLite."""
+
+    async def execute(self, statement: Any, parameters: Any = None, /) -> Any: ...
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None, /) -> Any: ...
+
+    async def scalars(self, statement: Any, parameters: Any = None, /) -> Any: ...
+
+    async def run_sync(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
+
+
+class StoreEngine(Protocol):
+    """What the store uses of an engine: SQLAlchemy's ``AsyncEngine`` on PostgreSQL, a
+    :class:`~._threaded.ThreadEngine` on SQLite."""
+
+    @property
+    def dialect(self) -> sa.Dialect: ...
+
+    @property
+    def sync_engine(self) -> sa.Engine: ...
+
+    def connect(self) -> contextlib.AbstractAsyncContextManager[Any]: ...
+
+    def begin(self) -> contextlib.AbstractAsyncContextManager[Any]: ...
+
+    async def dispose(self) -> None: ...
 
 
 class SqlAccess:
@@ -20,11 +51,11 @@ class SqlAccess:
 
     if TYPE_CHECKING:
 
-        def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+        def _read(self) -> contextlib.AbstractAsyncContextManager[StoreConnection]: ...
 
         def _write(
             self, *, atomic: bool = False
-        ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+        ) -> contextlib.AbstractAsyncContextManager[StoreConnection]: ...
 
         def _insert(self, table: sa.Table) -> Any: ...
 

@@ -1,8 +1,8 @@
 """Group commit: concurrent calls of one store operation run together, one batch at a time.
 
 The worker makes the same two store calls for every message, from many coroutines at once. Each
-call on its own costs a transaction (and, with aiosqlite, a dozen hand-offs to the connection's
-thread, each about as dear as the SQL). A :class:`Coalescer` starts a batch on the event loop's
+call on its own costs a transaction (and on SQLite a hand-off to the store's thread, about as
+dear as the SQL). A :class:`Coalescer` starts a batch on the event loop's
 next turn after the first call, with every call made by then; while that batch is in flight it
 queues the calls that arrive, and when it finishes, the queue goes as the next batch. There is no
 timer: a lone call waits one turn of the loop, and under load the batches grow by themselves to

@@ -1,4 +1,4 @@
-"""The queries, written once for both backends on SQLAlchemy Core (async).
+"""The queries, written once for both backends on SQLAlchemy Core, awaited.
 
 :class:`SqlStore` implements every :class:`~lambda_destinations.store.base.Store` method. The
 backend modules only say how to connect, which ``INSERT ... ON CONFLICT`` construct to use, how
@@ -20,11 +20,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lambda_destinations.errors import ConfigError, StoreDataError, StoreUnavailable
 from lambda_destinations.redact import mask_url
-from lambda_destinations.store._access import from_row
+from lambda_destinations.store._access import StoreConnection, StoreEngine, from_row
 from lambda_destinations.store._actions import ActionsMixin
 from lambda_destinations.store._batch import Coalescer
 from lambda_destinations.store._folding import fold, unfold
@@ -247,13 +246,14 @@ def _after(cursor: InvocationCursor) -> list[sa.ColumnElement[bool]]:
 
 
 class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
-    """A :class:`Store` on an SQLAlchemy async engine; subclasses supply the dialect's parts."""
+    """A :class:`Store` on an engine whose calls are awaited (see ``StoreEngine``); subclasses
+    supply the dialect's parts."""
 
     def __init__(self, url: str, *, group_commit: bool = True) -> None:
         super().__init__(url)
         self.display_url = mask_url(url)
-        self._engine: AsyncEngine | None = None
-        self._tx_engine: AsyncEngine | None = None
+        self._engine: StoreEngine | None = None
+        self._tx_engine: StoreEngine | None = None
         self._build_statements()
         # Group commit of the worker's two per-message calls (see _batch.py); off, each call
         # is a batch of one (for comparison in bench/store_bench.py).
@@ -283,7 +283,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         """The dialect's ``INSERT`` construct (both have ``on_conflict_do_nothing/do_update``)."""
 
     @abc.abstractmethod
-    async def _create_engine(self) -> AsyncEngine:
+    async def _create_engine(self) -> StoreEngine:
         """A new engine for this store's URL (called by ``open``)."""
 
     @abc.abstractmethod
@@ -302,10 +302,10 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
     def _unavailable_reason(self, exc: BaseException) -> str | None:
         """``"what happened: the fix"`` when ``exc`` means the store cannot be used, else None."""
 
-    async def _lock_migrations(self, conn: AsyncConnection) -> None:
+    async def _lock_migrations(self, conn: StoreConnection) -> None:
         """Serialize migrations across processes, for the rest of ``conn``'s transaction."""
 
-    def _transaction_engine(self, engine: AsyncEngine) -> AsyncEngine:
+    def _transaction_engine(self, engine: StoreEngine) -> StoreEngine:
         """The engine for transactions of several statements (PostgreSQL: not autocommit)."""
         return engine
 
@@ -316,7 +316,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
     # -- connections and errors -------------------------------------------------------------
 
     @property
-    def engine(self) -> AsyncEngine:
+    def engine(self) -> StoreEngine:
         if self._engine is None:
             raise RuntimeError(
                 f"store {self.display_url} is not open: use `async with Store.from_url(url)`"
@@ -347,13 +347,13 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             raise
 
     @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def _read(self) -> AsyncIterator[StoreConnection]:
         """A connection for reads; each statement sees the latest commit (no BEGIN is sent)."""
         async with self._errors(), self.engine.connect() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
-    async def _write(self, *, atomic: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def _write(self, *, atomic: bool = False) -> AsyncIterator[StoreConnection]:
         """A connection for writes, committed on success.
 
         ``atomic`` for several statements that must commit together; a single statement is
@@ -391,7 +391,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         async with self._read() as conn:
             await conn.execute(_PING)
 
-    async def _applied_versions(self, conn: AsyncConnection) -> set[int]:
+    async def _applied_versions(self, conn: StoreConnection) -> set[int]:
         exists = await conn.run_sync(
             lambda sync: sa.inspect(sync).has_table(schema_migrations.name)
         )
@@ -817,7 +817,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             return 0
         params = {"b_keys": list(keys), "b_status": status, "b_by": by, "b_at": utcnow()}
         async with self._write() as conn:
-            return (await conn.execute(self._set_status, params)).rowcount
+            return int((await conn.execute(self._set_status, params)).rowcount)
 
     async def deliveries(self, key: str) -> list[DeliveryRow]:
         rows, stored = await self._rows_of_key(self._deliveries, key, DeliveryRow)

@@ -15,8 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from lambda_destinations.store._access import StoreConnection, StoreEngine
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._listen import InvocationListener
 from lambda_destinations.store._sql import OLDER_SCHEMA, SqlStore, url_error
@@ -111,7 +112,12 @@ class PostgresStore(SqlStore):
             },
         }
         super().__init__(url, group_commit=group_commit)
-        self._listener = InvocationListener(lambda: self.engine)
+        self._listener = InvocationListener(self._listening_engine)
+
+    def _listening_engine(self) -> AsyncEngine:
+        engine = self.engine  # raises if the store is not open
+        assert isinstance(engine, AsyncEngine)  # _create_engine's
+        return engine
 
     async def close(self) -> None:
         await self._listener.close()
@@ -158,10 +164,11 @@ class PostgresStore(SqlStore):
     async def _create_engine(self) -> AsyncEngine:
         return create_async_engine(self._sa_url, **self._engine_options)
 
-    def _transaction_engine(self, engine: AsyncEngine) -> AsyncEngine:
+    def _transaction_engine(self, engine: StoreEngine) -> StoreEngine:
+        assert isinstance(engine, AsyncEngine)
         return engine.execution_options(isolation_level="READ COMMITTED")
 
-    async def _lock_migrations(self, conn: AsyncConnection) -> None:
+    async def _lock_migrations(self, conn: StoreConnection) -> None:
         # Released by the transaction's end; a second replica waits here, then finds the
         # version recorded and skips it.
         await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))

@@ -1,4 +1,8 @@
-"""The embedded default store: one SQLite file, through aiosqlite.
+"""The embedded default store: one SQLite file, on the standard library's ``sqlite3``.
+
+One engine, SQLAlchemy's synchronous one, reaches the file, through the store's threads
+(_threaded.py): every write transaction runs on the store's one writer thread, reads on a few
+reader threads, and the event loop awaits them.
 
 WAL journaling lets readers proceed while one writer writes, and lets several processes share
 the file. Every write transaction starts with ``BEGIN IMMEDIATE``, which takes the write lock
@@ -6,14 +10,14 @@ up front: a deferred transaction that reads first and writes later can fail with
 locked" at once, without waiting for ``busy_timeout``. Within one process, writers queue on an
 asyncio lock instead of spinning in SQLite's busy handler (which sleeps in steps of up to 100 ms).
 
-The worker's saves write on the event loop's own thread, on a connection of their own that never
-waits: each statement is a few dozen microseconds of SQLite, less than handing it to a thread
-costs (every statement in a thread gives the interpreter's lock back and forth with the loop).
-The batch's commit, one hand-off, goes to the store's thread: it writes the WAL's frames and, at
-``synchronous=FULL``, syncs them, which stalled the loop for milliseconds. What else could stall
-the loop goes there too: a write lock held by another process (the batch is then run there,
-waiting up to ``busy_timeout``) and the WAL checkpoint, which copies pages into the database
-file and syncs it.
+One exception, measured: the worker's saves write their statements on the event loop's own
+thread, on a connection of their own that never waits. Each statement is a few dozen
+microseconds of SQLite, less than handing it to a thread costs (every statement in a thread
+gives the interpreter's lock back and forth with the loop). The batch's commit, one hand-off,
+goes to the writer thread: it writes the WAL's frames and, at ``synchronous=FULL``, syncs them,
+which stalled the loop for milliseconds. What else could stall the loop goes there too: a write
+lock held by another process (the batch is then run there, waiting up to ``busy_timeout``) and
+the WAL checkpoint, which copies pages into the database file and syncs it.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from lambda_destinations.store._access import StoreConnection
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._sql import OLDER_SCHEMA, SqlStore, _Save, url_error
+from lambda_destinations.store._threaded import ThreadEngine, in_thread
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
 from lambda_destinations.times import utcnow
 
@@ -64,6 +69,12 @@ JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 # than a row unused in 16 KiB (README, "The store at scale"). Each page written to the WAL is
 # four times larger: a save writes two to three times the bytes (its CPU did not change).
 PAGE_SIZE = 16 * 1024
+# Threads reading the file at once (the console's pages and reports, the operator commands):
+# a long report does not hold up the worker's commits on the writer thread.
+READER_THREADS = 4
+# Connections open at once for reads and write transactions (past these, callers wait their
+# turn); the worker's saves, lookups and checkpoints have their own beside them.
+CONNECTIONS = 10
 _NOT_MIGRATED = "the store has no tables yet: run `lambda-destinations migrate`"
 
 
@@ -166,18 +177,16 @@ class SQLiteStore(SqlStore):
         self.path = None if database in ("", ":memory:") else plain_path(url, database)
         if self.path is not None:
             database = str(self.path)
-        self._sa_url = parsed.set(drivername="sqlite+aiosqlite", database=database or None)
+        self._sa_url = parsed.set(drivername="sqlite+pysqlite", database=database or None)
         # Whether open() may create the file and its missing directories (the worker and
         # `migrate`), or must find the file there (the commands that only read or edit it).
         self.create = create
         self.busy_timeout = busy_timeout
         self._echo = echo
         self._write_lock = asyncio.Lock()
-        # The worker's two hot batches (saves, lookups) run on a synchronous engine in one
-        # thread of their own: one hand-off per batch instead of one per driver call, which
-        # is what aiosqlite costs (see _hot).
-        self._sync_engine: sa.Engine | None = None
-        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        # The engine of a file while the store is open (None in memory): the worker's saves
+        # and lookups use its synchronous engine directly (see _save_batch and _hot).
+        self._file: ThreadEngine | None = None
         self._prepared: _Prepared | None = None
         # The event loop's connection for saves, and the checkpoint it leaves to the thread.
         self._loop_conn: sa.Connection | None = None
@@ -196,70 +205,76 @@ class SQLiteStore(SqlStore):
         # SQLite's GLOB stops early when a star's rest cannot match: no blow-up with many stars.
         return column.op("GLOB", is_comparison=True)(glob.sqlite_glob())
 
-    async def _create_engine(self) -> AsyncEngine:
+    async def _create_engine(self) -> ThreadEngine:
         if self.path is not None:
             prepare_file(self.url, self.path, create=self.create)
-        engine = create_async_engine(
+        # The pool never makes a thread wait (ThreadEngine bounds its connections instead):
+        # a file's pool keeps CONNECTIONS open and opens more while the worker's own (its
+        # saves, lookups and checkpoints) are out.
+        options: dict[str, Any] = {"pool_size": CONNECTIONS, "max_overflow": -1}
+        if self.path is None:
+            # In memory, every connection would see a database of its own: one for all.
+            options = {"poolclass": sa.pool.StaticPool}
+        engine = sa.create_engine(
             self._sa_url,
             echo=self._echo,
-            connect_args={"timeout": self.busy_timeout},
-            json_serializer=store_json,
-            json_deserializer=load_store_json,
-            # SQLAlchemy already ends every transaction it began; the pool's extra ROLLBACK on
-            # check-in would be one more hop to the aiosqlite thread per transaction.
-            pool_reset_on_return=None,
-        )
-        sa.event.listen(engine.sync_engine, "connect", self._on_connect)
-        if self.path is None:
-            return engine  # in memory: a second engine would see another, empty database
-        self._sync_engine = sa.create_engine(
-            self._sa_url.set(drivername="sqlite"),
-            echo=self._echo,
+            # Used by the store's threads, one at a time (see _threaded.py).
             connect_args={"timeout": self.busy_timeout, "check_same_thread": False},
             json_serializer=store_json,
             json_deserializer=load_store_json,
+            # SQLAlchemy already ends every transaction it began; the pool's extra ROLLBACK on
+            # check-in would be one more statement per transaction.
             pool_reset_on_return=None,
+            # An UPDATE's or DELETE's rowcount, read after the result left the thread.
+            execution_options={"preserve_rowcount": True},
+            **options,
         )
-        sa.event.listen(self._sync_engine, "connect", self._on_connect)
-        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
-        return engine
+        sa.event.listen(engine, "connect", self._on_connect)
+        writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
+        if self.path is None:
+            # Its one connection, used in turn.
+            return ThreadEngine(engine, writer, readers=writer, connections=CONNECTIONS)
+        readers = concurrent.futures.ThreadPoolExecutor(
+            READER_THREADS, thread_name_prefix="sqlite-read"
+        )
+        self._file = ThreadEngine(engine, writer, readers, connections=CONNECTIONS)
+        return self._file
 
     async def close(self) -> None:
+        engine = self._engine
         await super().close()
         if self._checkpoint is not None:
             with contextlib.suppress(Exception):
                 await self._checkpoint
             self._checkpoint = None
         self._drop_loop_conn()
-        sync_engine, self._sync_engine = self._sync_engine, None
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            if sync_engine is not None:
-                await asyncio.get_running_loop().run_in_executor(thread, sync_engine.dispose)
-            thread.shutdown(wait=False)
+        self._file = None
+        if isinstance(engine, ThreadEngine):
+            await engine.close()  # after the checkpoint, which may have connected meanwhile
 
     async def _hot(self, work: Callable[[sa.Connection], T], *, write: bool) -> T:
-        """Run ``work`` on the synchronous engine in the store's thread, in one hand-off."""
-        engine, thread = self._sync_engine, self._thread
-        if engine is None or thread is None:
+        """Run ``work`` on a connection of the file's engine in the writer thread, in one
+        hand-off (a transaction, committed, if ``write``)."""
+        file = self._file
+        if file is None:
             raise RuntimeError(f"store {self.display_url} is not open")
+        engine = file.sync_engine
 
         def run() -> T:
             with engine.begin() if write else engine.connect() as conn:
                 return work(conn)
 
-        loop = asyncio.get_running_loop()
         if not write:
             async with self._errors():
-                return await loop.run_in_executor(thread, run)
+                return await in_thread(file.writer, run)
         async with self._errors(), self._write_gate():
-            return await loop.run_in_executor(thread, run)
+            return await in_thread(file.writer, run)
 
     async def _save_batch(self, saves: Sequence[_Save]) -> list[bool]:
-        if self._sync_engine is None:
+        if self._file is None:
             return await super()._save_batch(saves)
         async with self._errors(), self._write_gate():
-            begun = self._save_here(self._sync_engine, saves)
+            begun = self._save_here(self._file.sync_engine, saves)
             if begun is not None:
                 results, transaction = begun
                 await self._commit_in_thread(transaction)
@@ -314,16 +329,11 @@ class SQLiteStore(SqlStore):
         commit returns (the gate is held); a caller cancelled meanwhile waits for it all the
         same, and the connection is not used again.
         """
-        thread = self._thread
-        if thread is None:
+        file = self._file
+        if file is None:
             raise RuntimeError(f"store {self.display_url} is not open")
-        committed = asyncio.get_running_loop().run_in_executor(thread, transaction.commit)
         try:
-            await asyncio.shield(committed)
-        except asyncio.CancelledError:
-            await _finished(committed)
-            self._drop_loop_conn()
-            raise
+            await in_thread(file.writer, transaction.commit)
         except BaseException:
             self._drop_loop_conn()
             raise
@@ -348,9 +358,10 @@ class SQLiteStore(SqlStore):
         ``WAL_RESTART_BYTES`` anyway, a RESTART checkpoint waits for that reader (up to
         ``busy_timeout``) instead.
         """
-        engine, thread = self._sync_engine, self._thread
-        if engine is None or thread is None:
+        file = self._file
+        if file is None:
             return
+        engine = file.sync_engine
         mode = "RESTART" if self._wal_bytes() > WAL_RESTART_BYTES else "PASSIVE"
 
         def run() -> None:
@@ -359,7 +370,7 @@ class SQLiteStore(SqlStore):
 
         try:
             async with self._errors(), self._write_gate():
-                await asyncio.get_running_loop().run_in_executor(thread, run)
+                await in_thread(file.writer, run)
         except Exception as exc:  # noqa: BLE001 - the next one is due after CHECKPOINT_EVERY saves
             log.warning(
                 "could not checkpoint the SQLite WAL; will try again",
@@ -370,7 +381,7 @@ class SQLiteStore(SqlStore):
     async def reclaim_space(self, *, max_pages: int = 2048) -> int:
         """Free pages back to the file system (``auto_vacuum=INCREMENTAL`` files only), then a
         checkpoint, which is when the database file itself gets shorter."""
-        if self._sync_engine is None:
+        if self._file is None:
             return 0
         pages = max(1, int(max_pages))
 
@@ -389,7 +400,7 @@ class SQLiteStore(SqlStore):
         return freed
 
     async def vacuum(self) -> None:
-        if self._sync_engine is None:
+        if self._file is None:
             return
 
         def work(conn: sa.Connection) -> None:
@@ -410,14 +421,13 @@ class SQLiteStore(SqlStore):
             return 0
 
     async def _completed_batch(self, keys: Sequence[str]) -> list[frozenset[str]]:
-        if self._sync_engine is None:
+        if self._file is None:
             return await super()._completed_batch(keys)
         return await self._hot(functools.partial(self._completed_on, keys=keys), write=False)
 
     def _insert_invocations(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
         driver = conn.connection.driver_connection
-        if not isinstance(driver, sqlite3.Connection):  # aiosqlite's, for a memory database
-            return super()._insert_invocations(conn, rows)
+        assert isinstance(driver, sqlite3.Connection)
         if self._prepared is None:
             self._prepared = _Prepared(self._insert_invocation_only, conn.dialect, rows[0])
         insert = self._prepared
@@ -442,7 +452,7 @@ class SQLiteStore(SqlStore):
         # The sqlite3 driver begins a transaction just before the first INSERT, UPDATE or
         # DELETE of a transaction, never before a SELECT: with "IMMEDIATE" that BEGIN takes the
         # write lock up front, and reads run in autocommit. This costs no statement of its own
-        # (with aiosqlite every statement is several hops to the connection's thread). Every
+        # (in the store's threads, every statement is a hop to the thread). Every
         # write transaction here writes first; migrate begins explicitly (_lock_migrations).
         dbapi_connection.isolation_level = "IMMEDIATE"
         cursor = dbapi_connection.cursor()
@@ -470,7 +480,7 @@ class SQLiteStore(SqlStore):
         finally:
             cursor.close()
 
-    async def _lock_migrations(self, conn: AsyncConnection) -> None:
+    async def _lock_migrations(self, conn: StoreConnection) -> None:
         # The first statement of the transaction: take the write lock before reading which
         # versions are applied, so that a second process waits here and then sees them.
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -566,13 +576,6 @@ def _missing_folders(folder: Path) -> list[Path]:
         missing.append(absolute)
         absolute = absolute.parent
     return missing[::-1]
-
-
-async def _finished(future: asyncio.Future[Any]) -> None:
-    """Wait until ``future`` is done, whatever it ends with, however often this is cancelled."""
-    while not future.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait([future])
 
 
 def _sqlite_code(exc: BaseException) -> str:

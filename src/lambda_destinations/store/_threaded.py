@@ -1,0 +1,166 @@
+"""An asyncio face for a synchronous SQLAlchemy engine: each call runs in a thread.
+
+The SQLite store's one way of reaching its file. Every statement is SQLAlchemy's, on the
+standard library's ``sqlite3`` driver, run by a thread of the store's: writes by its one writer
+thread (so one thread owns every write transaction, in the order they were asked for), reads by
+a few reader threads (so a long report does not hold up the worker's commits). The connections
+offer what the store's queries use of SQLAlchemy's ``AsyncConnection`` (``execute``,
+``exec_driver_sql``, ``scalars``, ``run_sync``), so the queries are written once for both
+backends; PostgreSQL keeps SQLAlchemy's own asyncio engine on asyncpg.
+
+A call's result is complete when it comes back: its rows were fetched in the thread, and the
+loop never touches the driver. A connection is used by one call at a time: a caller cancelled
+while its call runs waits for that call to end before the connection is used again (to roll
+back or to close), so no two threads ever use one connection at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+T = TypeVar("T")
+
+
+async def in_thread(executor: Executor, work: Callable[[], T]) -> T:
+    """``work()`` in ``executor``; a cancelled caller still waits for it to end."""
+    done = asyncio.get_running_loop().run_in_executor(executor, work)
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        await finished(done)
+        raise
+
+
+async def finished(future: asyncio.Future[Any]) -> None:
+    """Wait until ``future`` is done, whatever it ends with, however often this is cancelled."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([future])
+
+
+def _complete(result: sa.CursorResult[Any]) -> sa.Result[Any]:
+    """``result`` with its rows fetched, so that nothing of it reads the driver later."""
+    if not result.returns_rows:
+        return result  # no rows; its rowcount was kept at execution (preserve_rowcount)
+    return result.freeze()()
+
+
+class ThreadConnection:
+    """One connection of a :class:`ThreadEngine`, each call run by ``executor``."""
+
+    def __init__(self, conn: sa.Connection, executor: Executor) -> None:
+        self.sync_connection = conn
+        self._executor = executor
+
+    @property
+    def dialect(self) -> sa.Dialect:
+        return self.sync_connection.dialect
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(connection, *args, **kwargs)`` in the thread, on the synchronous connection."""
+        return await in_thread(
+            self._executor, functools.partial(fn, self.sync_connection, *args, **kwargs)
+        )
+
+    async def execute(self, statement: Any, parameters: Any = None) -> sa.Result[Any]:
+        conn = self.sync_connection
+        return await in_thread(
+            self._executor, lambda: _complete(conn.execute(statement, parameters))
+        )
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None) -> sa.Result[Any]:
+        conn = self.sync_connection
+        return await in_thread(
+            self._executor, lambda: _complete(conn.exec_driver_sql(statement, parameters))
+        )
+
+    async def scalars(self, statement: Any, parameters: Any = None) -> sa.ScalarResult[Any]:
+        return (await self.execute(statement, parameters)).scalars()
+
+    async def commit(self) -> None:
+        await in_thread(self._executor, self.sync_connection.commit)
+
+    async def invalidate(self) -> None:
+        await in_thread(self._executor, self.sync_connection.invalidate)
+
+
+class ThreadEngine:
+    """A synchronous engine, its writer thread and its reader threads.
+
+    ``connect()`` gives a connection for reads (each statement sees the latest commit: the
+    driver begins no transaction before a read); ``begin()`` a transaction on the writer
+    thread, committed when the block ends without an error, rolled back when it raises.
+    """
+
+    def __init__(
+        self, sync_engine: sa.Engine, writer: Executor, readers: Executor, *, connections: int
+    ) -> None:
+        self.sync_engine = sync_engine
+        self.writer = writer
+        self.readers = readers
+        # At most ``connections`` connections of this face at once, the rest waiting here on
+        # the loop: a thread waiting in the pool for a connection that only a later call (a
+        # close, queued behind it) would give back would wait forever.
+        self._connections = asyncio.Semaphore(connections)
+        self._in_use = 0
+        self._closed = False
+
+    @property
+    def dialect(self) -> sa.Dialect:
+        return self.sync_engine.dialect
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[ThreadConnection]:
+        async with self._connection(self.readers) as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[ThreadConnection]:
+        async with self._connection(self.writer) as conn:
+            transaction = await in_thread(self.writer, conn.sync_connection.begin)
+            try:
+                yield conn
+            except BaseException:
+                await in_thread(self.writer, transaction.rollback)
+                raise
+            await in_thread(self.writer, transaction.commit)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, executor: Executor) -> AsyncIterator[ThreadConnection]:
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+        async with self._connections:
+            self._in_use += 1
+            try:
+                conn = await in_thread(executor, self.sync_engine.connect)
+                try:
+                    yield ThreadConnection(conn, executor)
+                finally:
+                    await in_thread(executor, conn.close)
+            finally:
+                self._in_use -= 1
+                if self._closed and not self._in_use:
+                    self._stop_threads()
+
+    async def dispose(self) -> None:
+        """Close the pool's idle connections (as SQLAlchemy's engines do)."""
+        await in_thread(self.writer, self.sync_engine.dispose)
+
+    async def close(self) -> None:
+        """Dispose of the pool, and let the threads go once the connections still in use (a
+        read that outlived the store, say) are given back; no new one is given out."""
+        self._closed = True
+        await self.dispose()
+        if not self._in_use:
+            self._stop_threads()
+
+    def _stop_threads(self) -> None:
+        self.writer.shutdown(wait=False)
+        self.readers.shutdown(wait=False)
