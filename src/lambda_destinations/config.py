@@ -83,8 +83,11 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    # The empty defaults are values, not `default_factory=list` or `dict`: pydantic reads a
+    # factory's signature, and for a builtin that means tokenizing its text signature, a few
+    # milliseconds of every start-up. A mutable default is copied for each instance all the same.
     queues: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
+        default=[],
         description="Queue URLs or names to poll; comma-separated in the environment.",
     )
     config: Path | None = Field(default=None, description="The TOML file read for settings.")
@@ -200,7 +203,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     handler_modules: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
+        default=[],
         description="Modules imported for @handler-decorated functions; comma-separated in the "
         "environment.",
     )
@@ -209,7 +212,7 @@ class Settings(BaseSettings):
         description="Routing rules; the default persists every record.",
     )
     handlers: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Named handler instances and their settings."
+        default={}, description="Named handler instances and their settings."
     )
 
     @field_validator("queues", "handler_modules", mode="before")
