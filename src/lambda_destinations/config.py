@@ -81,6 +81,10 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         extra="forbid",
         validate_default=True,
+        # load_settings validates through a subclass and hands this class out through
+        # model_construct, so its own validator is never needed there: building it on first
+        # use, not at import, saves a schema build on every start-up.
+        defer_build=True,
     )
 
     # The empty defaults are values, not `default_factory=list` or `dict`: pydantic reads a
