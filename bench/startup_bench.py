@@ -7,6 +7,11 @@ after each run) and the median wall time. The store is an empty SQLite file made
 afterwards). Then ``python -X importtime`` of ``failures list`` on SQLite: the packages it
 imports, by their own import time, and the slowest top-level imports.
 
+The floor, measured the same way, is a new interpreter that imports the libraries a command
+reading the store cannot do without (SQLAlchemy, pydantic-settings, click, structlog, asyncio,
+sqlite3) and does nothing else; each command's CPU is also given as a ratio to it, which
+carries from one machine to another where seconds do not.
+
     python bench/startup_bench.py
     python bench/startup_bench.py --runs 9 --pg postgresql://postgres@127.0.0.1:5432/postgres
 """
@@ -36,6 +41,13 @@ COMMANDS: list[tuple[str, list[str], bool]] = [
     ("failures show <id>", ["failures", "show", "no-such-id:RetriesExhausted"], True),
     ("quarantine list", ["quarantine", "list"], True),
     ("dlq --help", ["dlq", "--help"], False),
+]
+
+# The libraries a store-reading command cannot do without (see the module's docstring).
+FLOOR = [
+    sys.executable,
+    "-c",
+    "import asyncio, sqlite3, click, structlog, sqlalchemy, pydantic_settings",
 ]
 
 
@@ -138,13 +150,17 @@ def main() -> None:
                 rows += [row for row in pg_rows if row["store"] != "-"]
             finally:
                 asyncio.run(_pg_database(args.pg, name, create=False))
+        run_once(FLOOR, dict(os.environ))
+        floor = statistics.median(run_once(FLOOR, dict(os.environ))[0] for _ in range(args.runs))
         print(f"median of {args.runs} runs, CPU = user + system of the whole process")
-        print("| store | command | CPU s (median) | CPU s (min) | wall s |")
-        print("|---|---|---|---|---|")
+        print(f"floor (a new interpreter importing {FLOOR[-1][7:]}): {floor:.3f} s CPU")
+        print("| store | command | CPU s (median) | CPU s (min) | ÷ floor | wall s |")
+        print("|---|---|---|---|---|---|")
         for row in rows:
+            cpu = float(str(row["cpu"]))
             print(
-                f"| {row['store']} | `{row['command']}` | {row['cpu']:.3f} | "
-                f"{row['cpu_min']:.3f} | {row['wall']:.3f} |"
+                f"| {row['store']} | `{row['command']}` | {cpu:.3f} | "
+                f"{row['cpu_min']:.3f} | {cpu / floor:.2f} | {row['wall']:.3f} |"
             )
         import_profile(sqlite, args.top)
 
