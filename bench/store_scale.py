@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
 from lambda_destinations.store._sql import SqlStore
@@ -226,7 +227,7 @@ def run(urls: dict[int, str], repeat: int) -> list[dict[str, Any]]:
 
 async def pg_database(admin_url: str, name: str) -> str:
     """The URL of database ``name`` on ``admin_url``'s server, created when missing."""
-    engine = sa.ext.asyncio.create_async_engine(
+    engine = create_async_engine(
         admin_url.replace("postgresql://", "postgresql+asyncpg://"), isolation_level="AUTOCOMMIT"
     )
     async with engine.connect() as conn:
