@@ -62,23 +62,25 @@ def free_port() -> int:
         return port
 
 
-def http_text(method: str, url: str, body: Any = None) -> str:
+def http_text(method: str, url: str, body: Any = None, *, timeout: float = 10) -> str:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - local server
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
         text: str = response.read().decode()
     return text
 
 
-def http_json(method: str, url: str, body: Any = None) -> Any:
-    return json.loads(http_text(method, url, body))
+def http_json(method: str, url: str, body: Any = None, *, timeout: float = 10) -> Any:
+    return json.loads(http_text(method, url, body, timeout=timeout))
 
 
 # -- SNS and SES, read back from what a moto server recorded as sent --------------------------
 
 
 def moto_data(endpoint_url: str) -> dict[str, Any]:
-    data: dict[str, Any] = http_json("GET", f"{endpoint_url}/moto-api/data.json")
+    # All of the server's state, every queued message included: with hundreds of messages on
+    # a machine loaded by parallel tests it took more than ten seconds to answer.
+    data: dict[str, Any] = http_json("GET", f"{endpoint_url}/moto-api/data.json", timeout=60)
     return data
 
 
