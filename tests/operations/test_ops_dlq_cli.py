@@ -231,15 +231,20 @@ def test_a_redrive_of_1000_messages_moves_all_1000(sqs, make_queue, cli_env) -> 
 
     result = cli("dlq", "redrive", dlq, "--json", env=cli_env, timeout=400)
 
-    assert result.returncode == 0, result.stderr
-    moved = json.loads(result.stdout)["moved"]
+    report = json.loads(result.stdout)
     in_target = drain(sqs, url)
-    # every one of the 1,000 is in the target once, and none is left behind: with several
-    # movers, moto now and then hands out a message it has just deleted (see EMULATORS.md);
-    # the redrive knows it moved that one already and deletes it again instead of resending it
+    # every one of the 1,000 is in the target once: with several movers, moto now and then
+    # hands out a message it has just deleted (see EMULATORS.md); the redrive knows it moved
+    # that one already and deletes it again instead of resending it
     assert sorted(in_target) == sorted(bodies)
-    assert moved == 1000
-    assert count_messages(sqs, dlq) == 0
+    assert report["moved"] == 1000
+    assert (report["send_failures"], report["duplicated"], report["in_doubt"]) == ({}, 0, 0)
+    assert report["left_in_dlq"] == {}
+    # the same race now and then leaves a deleted message in flight in moto's DLQ, where no
+    # receive shows it and it comes back once its visibility ends: the run says so (hidden,
+    # exit 1), and only then is anything left in the DLQ
+    assert result.returncode == (1 if report["hidden"] else 0), result.stderr
+    assert count_messages(sqs, dlq) == 0 or report["hidden"] > 0
 
 
 def test_a_redrive_while_the_worker_quarantines_them_back_ends_and_moves_each_once(

@@ -20,7 +20,9 @@ from lambda_destinations.handlers.replay import NotReplayable, original_payload,
 from lambda_destinations.operations import RateLimiter, failure_stats
 from lambda_destinations.operations.doctor import Check, exit_status, retry_delays
 from lambda_destinations.operations.redrive import (
+    MoveReport,
     MoveTaskUnsupported,
+    _Pass,
     follow_move_task,
     send_entry,
     start_move_task,
@@ -318,3 +320,21 @@ def test_a_table_narrows_its_flexible_columns_to_fit() -> None:
     assert len(wrapped.splitlines()) > 2
     assert "on and on" in " ".join(wrapped.split())
     assert render_table(["A", "B"], [[None, ""]], width=None).splitlines()[1] == "-  -"
+
+
+def test_a_message_received_again_while_it_is_sent_is_deleted_with_its_newest_receipt() -> None:
+    # given: a mover sending a message whose visibility then ended, and a second mover that
+    # received it again (SQS honours only the newest receipt of a message received again)
+    pass_ = _Pass("run-1", 10**13, MoveReport())
+    first = {"MessageId": "m-1", "ReceiptHandle": "r-old", "Attributes": {"SentTimestamp": "1"}}
+    assert pass_.sort([first]) == ([first], [])
+    again = {**first, "ReceiptHandle": "r-new"}
+
+    # when: the second mover sorts it, and the first one's send ends
+    sorted_again = pass_.sort([again])
+    settled = pass_.newest_receipt(first)
+
+    # then: it is not sent twice, and the first mover deletes it with the newest receipt
+    assert sorted_again == ([], [])
+    assert settled["ReceiptHandle"] == "r-new"
+    assert "m-1" not in pass_.moving

@@ -500,7 +500,7 @@ async def _move_to(
             sender or sqs, target, messages, report, fifo=fifo, run=pass_.run
         )
     finally:
-        pass_.moving.difference_update(m["MessageId"] for m in messages)
+        messages = [pass_.newest_receipt(m) for m in messages]
     moved = pass_.settle(messages, sent, doubtful)
     # Only now, with the copy safely in the target, may the original go.
     report.duplicated += await _delete(sqs, dlq_url, moved)
@@ -526,9 +526,11 @@ class _Pass:
     started_ms: int  # messages sent to the DLQ after this are not the run's to move
     report: MoveReport
     moved: set[str] = dataclasses.field(default_factory=set)
-    # Being sent by a mover now: a second mover that receives one of these (its visibility
-    # ended while the first was still sending) leaves it alone rather than sending it again.
-    moving: set[str] = dataclasses.field(default_factory=set)
+    # Being sent by a mover now, with the receipts of later receives: a second mover that
+    # receives one of these (its visibility ended while the first was still sending) leaves it
+    # alone rather than sending it again, and the first deletes or releases it with the newest
+    # receipt, the one SQS honours once the message was received again.
+    moving: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # message id -> (why it stays, or None for a failed send; its latest receipt): a message
     # seen again after its visibility ended is counted once, and released with the receipt
     # that is still valid.
@@ -545,7 +547,8 @@ class _Pass:
             elif message_id in self.staying:
                 self.staying[message_id] = (self.staying[message_id][0], message["ReceiptHandle"])
             elif message_id in self.moving:
-                continue  # the mover sending it deletes it, or leaves it for a later pass
+                # the mover sending it deletes it, or leaves it for a later pass
+                self.moving[message_id].append(message["ReceiptHandle"])
             elif _attribute(message.get("MessageAttributes") or {}, REDRIVE_ATTRIBUTE) == self.run:
                 self.report.came_back += 1
                 self.stay(message, CAME_BACK)
@@ -553,9 +556,14 @@ class _Pass:
                 self.report.arrived += 1
                 self.stay(message, ARRIVED)
             else:
-                self.moving.add(message_id)
+                self.moving[message_id] = []
                 fresh.append(message)
         return fresh, again
+
+    def newest_receipt(self, message: dict[str, Any]) -> dict[str, Any]:
+        """``message``, no longer being sent, with the receipt of its latest receive."""
+        later = self.moving.pop(message["MessageId"], [])
+        return {**message, "ReceiptHandle": later[-1]} if later else message
 
     def stay(self, message: Mapping[str, Any], reason: str | None) -> None:
         self.staying[message["MessageId"]] = (reason, message["ReceiptHandle"])
