@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +40,7 @@ def worker_env(endpoint_url: str, sqlite_url: str) -> dict[str, str]:
     }
 
 
-def test_simulate_then_run_once_drains_the_queue(sqs, make_queue, worker_env) -> None:
+def test_simulate_then_run_once_drains_the_queue(sqs, make_queue, worker_env, sqlite_url) -> None:
     url, _dlq = make_queue("cli")
     sent = cli("simulate", "--queue", url, "-n", "40", env=worker_env)
     assert sent.returncode == 0, sent.stderr
@@ -48,11 +50,21 @@ def test_simulate_then_run_once_drains_the_queue(sqs, make_queue, worker_env) ->
 
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    expected_valid = sum(1 for m in messages(40, seed=7) if not m.poison)
-    assert summary["received"] == 40
-    assert summary["acked"] == expected_valid
-    assert summary["quarantined"] == 1
+    valid = [m for m in messages(40, seed=7) if not m.poison]
+    # moto now and then hands one message to two receives (EMULATORS.md): a delivery more
+    # than was sent is acknowledged as a duplicate, or quarantined again if it is the poison
+    assert summary["received"] >= 40
+    assert summary["acked"] + summary["quarantined"] == summary["received"]
+    assert summary["acked"] >= len(valid)
+    assert summary["quarantined"] >= 1
     assert "Traceback" not in result.stderr
+    # and the effect is exact: each valid record stored once
+    assert stored_keys(sqlite_url) == {m.key for m in valid}
+
+
+def stored_keys(url: str) -> set[str]:
+    with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
+        return {key for (key,) in db.execute("SELECT key FROM invocations")}
 
 
 def test_run_with_a_queue_that_does_not_exist_exits_3_in_one_line(worker_env) -> None:
@@ -117,9 +129,11 @@ def test_dev_simulates_and_drains_end_to_end(tmp_path) -> None:
     result = cli("dev", "--simulate", "30", "--once", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["received"] == 30
-    assert summary["quarantined"] == 1
-    assert summary["acked"] == 29
+    # at least once: moto now and then hands one message to two receives (EMULATORS.md)
+    assert summary["received"] >= 30
+    assert summary["acked"] + summary["quarantined"] == summary["received"]
+    assert summary["quarantined"] >= 1
+    assert summary["acked"] >= 29
     assert (tmp_path / ".lambda-destinations" / "dev.db").exists()
     assert "success" in result.stderr
     assert "ld-dev-failure" in result.stderr
