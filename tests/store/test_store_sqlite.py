@@ -364,8 +364,9 @@ async def test_the_wal_stays_bounded_while_saves_never_stop(
         largest = max(largest, wal.stat().st_size)
 
         # then: the checkpoints let the WAL start again from its beginning
-        # (about 1 MB here; 15 MB and growing when the checkpoint raced the saves)
-        assert largest < WAL_RESTART_BYTES // 4
+        # (about 1 MB here, 4.2 MB once under a full CI run's load; 15 MB and growing, about
+        # 30 KiB a record, when the checkpoint raced the saves)
+        assert largest < WAL_RESTART_BYTES // 2
         assert await store.count_invocations(InvocationFilter()) == 3200
 
 
