@@ -34,11 +34,11 @@ async def in_thread(executor: Executor, work: Callable[[], T]) -> T:
     try:
         return await asyncio.shield(done)
     except asyncio.CancelledError:
-        await finished(done)
+        await _finished(done)
         raise
 
 
-async def finished(future: asyncio.Future[Any]) -> None:
+async def _finished(future: asyncio.Future[Any]) -> None:
     """Wait until ``future`` is done, whatever it ends with, however often this is cancelled."""
     while not future.done():
         with contextlib.suppress(asyncio.CancelledError):
@@ -70,25 +70,15 @@ class ThreadConnection:
         )
 
     async def execute(self, statement: Any, parameters: Any = None) -> sa.Result[Any]:
-        conn = self.sync_connection
-        return await in_thread(
-            self._executor, lambda: _complete(conn.execute(statement, parameters))
-        )
+        return await self.run_sync(lambda conn: _complete(conn.execute(statement, parameters)))
 
     async def exec_driver_sql(self, statement: str, parameters: Any = None) -> sa.Result[Any]:
-        conn = self.sync_connection
-        return await in_thread(
-            self._executor, lambda: _complete(conn.exec_driver_sql(statement, parameters))
+        return await self.run_sync(
+            lambda conn: _complete(conn.exec_driver_sql(statement, parameters))
         )
 
     async def scalars(self, statement: Any, parameters: Any = None) -> sa.ScalarResult[Any]:
         return (await self.execute(statement, parameters)).scalars()
-
-    async def commit(self) -> None:
-        await in_thread(self._executor, self.sync_connection.commit)
-
-    async def invalidate(self) -> None:
-        await in_thread(self._executor, self.sync_connection.invalidate)
 
 
 class ThreadEngine:
