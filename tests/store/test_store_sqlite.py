@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import sqlite3
 import sys
 import textwrap
@@ -17,8 +18,14 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from store_factories import DeliveryFactory, RowFactory
 
 from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.handlers.persist import invocation_row
+from lambda_destinations.schemas import decode
+from lambda_destinations.simulate import messages
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
-from lambda_destinations.store._types import UTCDateTime
+from lambda_destinations.store._sql import invocation_values
+from lambda_destinations.store._tables import metadata
+from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
+from lambda_destinations.store.base import DeliveryRow
 from lambda_destinations.store.migrations import MIGRATIONS
 from lambda_destinations.store.sqlite import (
     CHECKPOINT_EVERY,
@@ -26,6 +33,7 @@ from lambda_destinations.store.sqlite import (
     PAGE_SIZE,
     WAL_RESTART_BYTES,
     SQLiteStore,
+    _Prepared,
     _utc_text,
 )
 
@@ -447,3 +455,46 @@ def test_the_fast_datetime_text_is_what_sqlalchemy_stores(value: dt.datetime) ->
 def test_the_fast_datetime_text_refuses_a_naive_datetime() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         _utc_text(dt.datetime(2026, 11, 21, 13, 0))
+
+
+def test_the_prepared_insert_stores_what_sqlalchemy_would() -> None:
+    # given: rows as the worker saves them (simulated records, odd text included), and two
+    # empty databases
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
+    decoded = [decode(m.body) for m in messages(60, seed=5, poison_every=0) if not m.attributes]
+    rows = []
+    for index, message in enumerate(decoded):
+        delivery = DeliveryRow(
+            key=message.key, message_id=f"m-{index}", queue=queue, receive_count=1
+        )
+        row = invocation_row(message, queue, delivery.received_at)
+        if index % 7 == 0:
+            row.request_payload = random.Random(index).choice(["a\x00b \ud800 é", 12, [1, None]])
+            row.error_message = "nul \x00 and é"
+        rows.append(invocation_values(row, delivery, "persist" if index % 2 else None))
+    engines = [
+        sa.create_engine("sqlite://", json_serializer=store_json, json_deserializer=load_store_json)
+        for _ in range(2)
+    ]
+    store = SQLiteStore("sqlite://")
+    store._build_statements()
+    statement = store._insert_invocation_only
+
+    # when: one through SQLAlchemy's own execution, the other through _Prepared on the cursor
+    for engine in engines:
+        metadata.create_all(engine)
+    with engines[0].begin() as conn:
+        conn.execute(statement, rows)
+    with engines[1].begin() as conn:
+        prepared = _Prepared(statement, conn.dialect, rows[0])
+        cursor = conn.connection.driver_connection.cursor()
+        for values in rows:
+            cursor.execute(prepared.sql, prepared.params(values))
+
+    # then: the stored rows are the same, byte for byte
+    stored = []
+    for engine in engines:
+        with engine.connect() as conn:
+            stored.append(conn.exec_driver_sql("SELECT * FROM invocations ORDER BY key").all())
+    assert len(stored[0]) == len(rows)
+    assert stored[0] == stored[1]

@@ -27,13 +27,16 @@ def odd_records() -> list[dict[str, Any]]:
     nul["responsePayload"]["errorType"] = "Odd\x00Error"
     odd_id = success_record(rng)
     odd_id["requestContext"]["requestId"] = "req-\x00-id"
-    return [lone, reversed_pair, nul, odd_id]
+    # A payload that is one JSON string: its column keeps it exactly too, as JSON.
+    text_payload = success_record(rng)
+    text_payload["requestPayload"] = "plain \x00 text \ud800 é"
+    return [lone, reversed_pair, nul, odd_id, text_payload]
 
 
 async def test_every_odd_but_valid_record_is_stored_exactly(
     sqs, make_queue, settings_for, store_url
 ) -> None:
-    # given: four valid records whose JSON spells characters no database text holds
+    # given: five valid records whose JSON spells characters no database text holds
     url, dlq = make_queue("odd")
     records = odd_records()
     # json.dumps escapes them (\ud800, \u0000): the body is what SQS would deliver
@@ -45,10 +48,10 @@ async def test_every_odd_but_valid_record_is_stored_exactly(
 
     # when
     async with Worker(settings, registry=registry_with(settings)) as worker:
-        stats = await run_until(worker, lambda: sum(worker.stats.outcomes.values()) >= 4)
+        stats = await run_until(worker, lambda: sum(worker.stats.outcomes.values()) >= 5)
 
     # then: each acked and stored once, its JSON exactly, its text readable
-    assert stats.outcomes["ack"] == 4
+    assert stats.outcomes["ack"] == 5
     assert stats.outcomes["quarantine"] == stats.outcomes["retry"] == 0
     async with Store.from_url(store_url) as store:
         rows = [await store.get_invocation(message.key) for message in decoded]
@@ -62,4 +65,6 @@ async def test_every_odd_but_valid_record_is_stored_exactly(
     assert rows[2] is not None
     assert (rows[2].error_type, rows[2].error_message) == ("Odd\ufffdError", "nul \ufffd inside")
     assert decoded[3].key.startswith("req-\\u0000-id:")
+    assert rows[4] is not None
+    assert rows[4].request_payload == "plain \x00 text \ud800 é"
     assert receive_all(sqs, dlq) == []

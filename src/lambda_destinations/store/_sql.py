@@ -15,6 +15,7 @@ import abc
 import contextlib
 import dataclasses
 import datetime as dt
+import operator
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
@@ -81,6 +82,11 @@ _INVOCATION_FIELDS = (
     "status_by",
     "status_at",
 )
+_invocation_fields = operator.attrgetter(*_INVOCATION_FIELDS)
+# The fields that may hold text (the JSON values keep theirs exactly, see _types).
+_TEXT_FIELDS = tuple(
+    name for name in _INVOCATION_FIELDS if isinstance(invocations.c[name].type, (sa.String))
+)
 
 # The deliveries rows, and the first delivery the invocation row holds itself (migration_9).
 _delivery_count = (
@@ -130,8 +136,9 @@ def invocation_values(
     queue at its ``first_seen_at`` (as the persist handler makes them); ``saved_by`` is the
     handler that stores it (see migration_9).
     """
-    values = {name: getattr(row, name) for name in _INVOCATION_FIELDS}
-    for name, value in values.items():
+    values = dict(zip(_INVOCATION_FIELDS, _invocation_fields(row), strict=True))
+    for name in _TEXT_FIELDS:
+        value = values[name]
         if type(value) is str and not value.isascii():
             values[name] = storable_text(value)
         elif type(value) is str and "\x00" in value:
