@@ -6,6 +6,7 @@ LocalStack) are in the README, "Benchmarks"; nothing here asserts a time."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,10 @@ def test_each_variant_drains_its_queue_within_a_measured_window(
     report, variant, postgres_available
 ) -> None:
     if variant == "peer" and variant in report.skipped:
-        pytest.skip(f"the Node peer was not run: {report.skipped[variant]}")
+        reason = f"the Node peer was not run: {report.skipped[variant]}"
+        if os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_PEER") == "1":
+            pytest.fail(f"{reason}; LAMBDA_DESTINATIONS_REQUIRE_PEER=1 forbids skipping")
+        pytest.skip(reason)
     if variant == "worker-pg" and postgres_available:
         pytest.skip(postgres_available)
     assert variant not in report.skipped, report.skipped
