@@ -85,7 +85,7 @@ _INVOCATION_FIELDS = (
 _invocation_fields = operator.attrgetter(*_INVOCATION_FIELDS)
 # The fields that may hold text (the JSON values keep theirs exactly, see _types).
 _TEXT_FIELDS = tuple(
-    name for name in _INVOCATION_FIELDS if isinstance(invocations.c[name].type, (sa.String))
+    name for name in _INVOCATION_FIELDS if isinstance(invocations.c[name].type, sa.String)
 )
 
 # The deliveries rows, and the first delivery the invocation row holds itself (migration_9).
