@@ -12,5 +12,14 @@ lint:
 type:
 	$(PY) -m mypy
 
+# The tests that keep to themselves run in parallel (pytest-xdist, JOBS workers); the fault
+# trials, the container image and the browser console time real processes and share the
+# machine's podman and Chromium, so they run after, one at a time. Both runs always happen;
+# either one failing fails `make test`.
+JOBS ?= 2
+SERIAL = faults or container or browser
+
 test:
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(JOBS) --dist worksteal -m "not ($(SERIAL))"; parallel=$$?; \
+	$(PY) -m pytest -m "$(SERIAL)"; serial=$$?; \
+	[ $$parallel -eq 0 ] && [ $$serial -eq 0 ]
