@@ -14,10 +14,10 @@ type:
 
 # The tests that keep to themselves run in parallel (pytest-xdist, JOBS workers); the fault
 # trials, the container image and the browser console time real processes and share the
-# machine's podman and Chromium, so they run after, one at a time. Both runs always happen;
+# machine's podman and Chromium, and one test stops PostgreSQL, so they run after, one at a time. Both runs always happen;
 # either one failing fails `make test`.
 JOBS ?= 2
-SERIAL = faults or container or browser
+SERIAL = faults or container or browser or exclusive
 
 test:
 	$(PY) -m pytest -n $(JOBS) --dist worksteal -m "not ($(SERIAL))"; parallel=$$?; \

@@ -157,6 +157,7 @@ def pg_cluster(action: str) -> None:
     PG_CTL is None or not Path("/etc/postgresql").is_dir() or os.geteuid() != 0,
     reason="restarting PostgreSQL needs pg_ctlcluster and root (a Debian server on this machine)",
 )
+@pytest.mark.exclusive  # the other PostgreSQL tests would see it stopped
 @pytest.mark.timeout(300)
 def test_postgres_restart_mid_run_loses_nothing_doubles_nothing(
     sqs, make_queue, endpoint_url, postgres_url, tmp_path
