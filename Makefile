@@ -12,10 +12,10 @@ lint:
 type:
 	$(PY) -m mypy
 
-# The tests that keep to themselves run in parallel (pytest-xdist, JOBS workers); the fault
-# trials, the container image and the browser console time real processes and share the
-# machine's podman and Chromium, and one test stops PostgreSQL, so they run after, one at a time. Both runs always happen;
-# either one failing fails `make test`.
+# The tests that keep to themselves run in parallel (pytest-xdist, JOBS workers). The fault
+# trials, the container image and the browser console time real processes and share podman
+# and Chromium, and one test (exclusive) stops PostgreSQL: they run after, one at a time.
+# Both runs always happen; either one failing fails `make test`.
 JOBS ?= 2
 SERIAL = faults or container or browser or exclusive
 
