@@ -75,7 +75,12 @@ from pathlib import Path
 
 REGION = "us-east-1"
 BENCH = Path(__file__).resolve().parent
-REFERENCE = BENCH.parent.parent / "shared" / "bench"
+# The reference loops live outside this repository: $LAMBDA_DESTINATIONS_BENCH_REFERENCE when set,
+# otherwise ../shared/bench beside the checkout.
+REFERENCE = Path(
+    os.environ.get("LAMBDA_DESTINATIONS_BENCH_REFERENCE")
+    or BENCH.parent.parent / "shared" / "bench"
+)
 NODE = BENCH / "node"
 NODE_PACKAGES = ("sqs-consumer", "better-sqlite3", "@aws-sdk/client-sqs")
 VARIANTS = (
@@ -163,7 +168,7 @@ def unavailable(options: Options) -> dict[str, str]:
     if missing:
         why = (
             f"reference loops not found in {options.reference} ({', '.join(missing)}): "
-            "give --reference DIR"
+            "give --reference DIR or set LAMBDA_DESTINATIONS_BENCH_REFERENCE"
         )
         reasons.update(floor=why, floor_persist=why)
     if not options.pg:

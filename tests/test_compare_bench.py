@@ -56,6 +56,13 @@ def test_each_variant_drains_its_queue_within_a_measured_window(
         if os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_PEER") == "1":
             pytest.fail(f"{reason}; LAMBDA_DESTINATIONS_REQUIRE_PEER=1 forbids skipping")
         pytest.skip(reason)
+    if variant == "floor_persist" and variant in report.skipped:
+        # The reference loops are outside this repository (../shared/bench beside the
+        # checkout); a clone elsewhere runs the rest of the comparison without them.
+        reason = f"the reference loop was not run: {report.skipped[variant]}"
+        if os.environ.get("LAMBDA_DESTINATIONS_BENCH_REFERENCE"):
+            pytest.fail(f"{reason}; LAMBDA_DESTINATIONS_BENCH_REFERENCE names where they must be")
+        pytest.skip(reason)
     if variant == "worker-pg" and postgres_available:
         pytest.skip(postgres_available)
     assert variant not in report.skipped, report.skipped
@@ -77,8 +84,10 @@ def test_the_report_gives_each_ratio_whose_variants_ran(compare, report) -> None
         for label, top, bottom, _figure, _goal in compare.GOALS
         if top in report.drains and bottom in report.drains
     ]
-    assert "worker-sqlite CPU/msg ÷ floor_persist's" in expected
-    assert len(expected) == 1 + ("peer" in report.drains) + ("worker-pg" in report.drains)
+    ran = report.drains.keys()
+    assert ("worker-sqlite CPU/msg ÷ floor_persist's" in expected) == ("floor_persist" in ran)
+    assert len(expected) == sum(("floor_persist" in ran, "peer" in ran, "worker-pg" in ran))
+    assert "worker-sqlite" in ran, report.skipped
     for label in expected:
         row = next(line for line in printed.splitlines() if line.startswith(f"| {label} |"))
         assert row.split("|")[2].strip()[0].isdigit(), row
