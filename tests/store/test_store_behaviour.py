@@ -15,8 +15,10 @@ from store_factories import ARN, QUEUE, T0, DeliveryFactory, RowFactory
 
 from lambda_destinations.errors import StoreDataError, StoreUnavailable
 from lambda_destinations.store import (
+    DeliveryRow,
     FailureStatus,
     InvocationFilter,
+    InvocationRow,
     QuarantineRow,
     RunState,
     Store,
@@ -343,6 +345,41 @@ async def test_concurrent_saves_are_each_recorded_once(
     assert len(await store.deliveries(hot.key)) == 20
     completed = await asyncio.gather(*(store.completed_handlers(r.key) for r in [*rows, hot]))
     assert set(completed) == {frozenset({"persist"})}
+
+
+async def test_a_batch_of_new_and_stored_keys_saves_each_as_one_call_would(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # Deliveries as the persist handler makes them (received when the row was first seen), so
+    # each row holds its own: PostgreSQL then inserts such a batch's rows in one statement,
+    # and the rows of the keys it finds stored in a transaction after it.
+    def held(row: InvocationRow) -> DeliveryRow:
+        return make_delivery(row, received_at=row.first_seen_at)
+
+    # given: two records stored already, one of them by another handler
+    stored = [make_row(), make_row()]
+    await store.save_invocation(stored[0], held(stored[0]), complete_handler="persist")
+    await store.save_invocation(stored[1], held(stored[1]), complete_handler="audit")
+    fresh = [make_row() for _ in range(8)]
+
+    # when: they arrive again, each once, in one batch with eight new records
+    results = await asyncio.gather(
+        *(
+            store.save_invocation(r, held(r), complete_handler="persist")
+            for r in [fresh[0], stored[0], *fresh[1:5], stored[1], *fresh[5:]]
+        )
+    )
+
+    # then: new for the new keys only; the stored keys keep their row and gain a delivery,
+    # and the one stored by another handler gains this handler's completion
+    assert results == [True, False, True, True, True, True, False, True, True, True]
+    assert await store.count_invocations(ALL) == 10
+    assert [len(await store.deliveries(r.key)) for r in stored] == [2, 2]
+    assert await store.completed_handlers(stored[0].key) == {"persist"}
+    assert await store.completed_handlers(stored[1].key) == {"persist", "audit"}
+    for row in fresh:
+        assert len(await store.deliveries(row.key)) == 1
+        assert await store.completed_handlers(row.key) == {"persist"}
 
 
 async def test_one_record_saved_many_times_at_once_is_new_for_one_caller(
