@@ -21,6 +21,21 @@ RECORDS = 20
 # One of each kind of run: a reference script under the probe, the worker's command, the
 # worker with a database made for the run and its server CPU, and Node.
 VARIANTS = ("floor_persist", "worker-sqlite", "worker-pg", "peer")
+# The variants that need what this repository does not hold, each with what it is, whether
+# CI requires it here, and why the skip is refused then. The reference loops are outside the
+# repository (../shared/bench beside the checkout): a clone elsewhere runs the rest without them.
+OPTIONAL = {
+    "peer": (
+        "the Node peer",
+        lambda: os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_PEER") == "1",
+        "LAMBDA_DESTINATIONS_REQUIRE_PEER=1 forbids skipping",
+    ),
+    "floor_persist": (
+        "the reference loop",
+        lambda: bool(os.environ.get("LAMBDA_DESTINATIONS_BENCH_REFERENCE")),
+        "LAMBDA_DESTINATIONS_BENCH_REFERENCE names where they must be",
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +66,11 @@ def report(compare, moto_server, postgres_available, pg_admin_url):  # type: ign
 def test_each_variant_drains_its_queue_within_a_measured_window(
     report, variant, postgres_available
 ) -> None:
-    if variant == "peer" and variant in report.skipped:
-        reason = f"the Node peer was not run: {report.skipped[variant]}"
-        if os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_PEER") == "1":
-            pytest.fail(f"{reason}; LAMBDA_DESTINATIONS_REQUIRE_PEER=1 forbids skipping")
-        pytest.skip(reason)
-    if variant == "floor_persist" and variant in report.skipped:
-        # The reference loops are outside this repository (../shared/bench beside the
-        # checkout); a clone elsewhere runs the rest of the comparison without them.
-        reason = f"the reference loop was not run: {report.skipped[variant]}"
-        if os.environ.get("LAMBDA_DESTINATIONS_BENCH_REFERENCE"):
-            pytest.fail(f"{reason}; LAMBDA_DESTINATIONS_BENCH_REFERENCE names where they must be")
+    if variant in OPTIONAL and variant in report.skipped:
+        what, required, forbids = OPTIONAL[variant]
+        reason = f"{what} was not run: {report.skipped[variant]}"
+        if required():
+            pytest.fail(f"{reason}; {forbids}")
         pytest.skip(reason)
     if variant == "worker-pg" and postgres_available:
         pytest.skip(postgres_available)

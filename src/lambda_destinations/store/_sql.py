@@ -190,6 +190,39 @@ class _Save:
         )
 
 
+def first_of_each_key(saves: Sequence[_Save]) -> dict[str, _Save]:
+    """The first save of each key in ``saves``: the one whose row the batch inserts."""
+    firsts: dict[str, _Save] = {}
+    for save in saves:
+        firsts.setdefault(save.key, save)
+    return firsts
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SaveOutcome:
+    """What a batch's INSERT of its new rows leaves to do: ``new``, one per save; ``others``,
+    the saves whose row was stored already (or by an earlier save of the batch); ``unfolded``,
+    the new rows whose delivery is not held by the row (another queue than the row's)."""
+
+    new: list[bool]
+    others: list[_Save]
+    unfolded: list[_Save]
+
+    @classmethod
+    def of(
+        cls, saves: Sequence[_Save], firsts: dict[str, _Save], new_keys: set[str]
+    ) -> SaveOutcome:
+        # A key saved twice in one batch is new for the first caller only.
+        new = [save.key in new_keys and firsts[save.key] is save for save in saves]
+        others = [save for save, is_new in zip(saves, new, strict=True) if not is_new]
+        unfolded = [
+            save
+            for save, is_new in zip(saves, new, strict=True)
+            if is_new and save.invocation["first_message_id"] is None
+        ]
+        return cls(new, others, unfolded)
+
+
 def _delivery_unless_held(insert: Any) -> Any:
     """INSERT of a delivery row, unless the key's invocation row holds that delivery."""
     key = sa.bindparam("key", type_=sa.Text)
@@ -626,24 +659,15 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         records is one statement. Saves of keys already stored add their delivery and, when
         another handler stored the row, their completion.
 
-        Synchronous on purpose: PostgreSQL runs it through ``run_sync``, SQLite in its
-        connection's thread as one hand-off (see sqlite.py).
+        Synchronous on purpose: PostgreSQL runs its two parts through ``run_sync`` (see
+        postgres.py), SQLite the whole in its connection's thread as one hand-off (sqlite.py).
         """
-        firsts: dict[str, _Save] = {}
-        for save in saves:
-            firsts.setdefault(save.key, save)
+        firsts = first_of_each_key(saves)
         new_keys = self._insert_invocations(conn, [s.invocation for s in firsts.values()])
-        # A key saved twice in one batch is new for the first caller only.
-        new = [save.key in new_keys and firsts[save.key] is save for save in saves]
-        others = [save for save, is_new in zip(saves, new, strict=True) if not is_new]
-        unfolded = [
-            save
-            for save, is_new in zip(saves, new, strict=True)
-            if is_new and save.invocation["first_message_id"] is None
-        ]
-        if others or unfolded:
-            self._save_others(conn, others, unfolded)
-        return new
+        outcome = SaveOutcome.of(saves, firsts, new_keys)
+        if outcome.others or outcome.unfolded:
+            self._save_others(conn, outcome.others, outcome.unfolded)
+        return outcome.new
 
     def _insert_invocations(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
         """Insert the rows (one per key) but those whose key exists; return the new keys."""
