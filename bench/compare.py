@@ -23,15 +23,17 @@ starting one variant later, so that a slow spell of a shared machine falls on al
 
 Start-up is left out by measuring the drain window only: from the moment the first
 ReceiveMessage starts to the moment the last delete returns. The Python variants run under
-compare_probe.py, which marks the monotonic clock and the process's CPU time (all its threads)
-there through aiobotocore's one call path; the peer marks the same points itself. No variant
-starts a process of its own. The whole process's CPU time (wait4) is reported too; the
-difference is start-up, connecting, the closing empty receives and shutting down. For
-worker-pg, the CPU of the PostgreSQL backends serving the run's database over the same window
-is read from /proc and reported apart ("server").
+compare_probe.py, which marks the monotonic clock and the process's CPU time (all its threads),
+with the part spent in the kernel (system time), there through aiobotocore's one call path;
+the peer marks the same points itself. No variant starts a process of its own. The whole
+process's CPU time (wait4) is reported too; the difference is start-up, connecting, the
+closing empty receives and shutting down. For worker-pg, the CPU of the PostgreSQL backends
+serving the run's database over the same window is read from /proc and reported apart
+("server").
 
-Prints, per variant, the median and range of msg/s and CPU µs per message, then the ratios
-of each round's pairs (median and range) against the goals.
+Prints, per variant, the median and range of msg/s and CPU µs per message (and of that, the
+system time: writing the SQLite WAL, syncing it, sockets, waking threads), then the ratios of
+each round's pairs (median and range) against the goals.
 
 The endpoint is LocalStack where Python 3.13 is there, started without Docker:
 
@@ -128,13 +130,14 @@ class Options:
 
 @dataclass
 class Run:
-    """One variant's drain: the window's wall and CPU seconds, the whole process's CPU seconds,
-    the PostgreSQL backends' CPU seconds over the window (counted in the kernel's clock ticks,
-    10 ms here: a short window can read 0) and how many backends were found, and the messages
-    it deleted."""
+    """One variant's drain: the window's wall and CPU seconds (and the system part of those),
+    the whole process's CPU seconds, the PostgreSQL backends' CPU seconds over the window
+    (counted in the kernel's clock ticks, 10 ms here: a short window can read 0) and how many
+    backends were found, and the messages it deleted."""
 
     wall: float
     cpu: float
+    system: float
     process_cpu: float
     server: float
     deleted: int
@@ -142,6 +145,9 @@ class Run:
 
     def cpu_us(self, n: int) -> float:
         return self.cpu / n * 1e6
+
+    def system_us(self, n: int) -> float:
+        return self.system / n * 1e6
 
     def server_us(self, n: int) -> float:
         return self.server / n * 1e6
@@ -359,10 +365,11 @@ def _timed(name: str, argv: list[str], env: dict[str, str], database: str | None
         window = json.loads(window_file.read_text())
     if "start" not in window or "end" not in window:
         raise BenchError(f"{name} deleted nothing: its window has no end")
-    (start, cpu_start), (end, cpu_end) = window["start"], window["end"]
+    (start, cpu_start, system_start), (end, cpu_end, system_end) = window["start"], window["end"]
     return Run(
         wall=end - start,
         cpu=cpu_end - cpu_start,
+        system=system_end - system_start,
         process_cpu=usage.ru_utime + usage.ru_stime,
         server=sampler.between(start, end) if sampler else 0.0,
         deleted=int(window["deleted"]),
@@ -510,14 +517,16 @@ def format_report(report: Report) -> str:
         f"rounds {options.repeat}  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
         "median (min–max) over the rounds, over each drain window (first receive to last delete)",
         "",
-        "| variant | msg/s | CPU µs/msg | whole process CPU s | server CPU µs/msg |",
-        "|---|---|---|---|---|",
+        "| variant | msg/s | CPU µs/msg | of which system | whole process CPU s "
+        "| server CPU µs/msg |",
+        "|---|---|---|---|---|---|",
     ]
     for name, drains in report.drains.items():
         server = _spread([d.server_us(n) for d in drains], ".0f") if name == "worker-pg" else "—"
         lines.append(
             f"| {name} | {_spread([d.rate(n) for d in drains], ',.0f')} "
             f"| {_spread([d.cpu_us(n) for d in drains], ',.0f')} "
+            f"| {_spread([d.system_us(n) for d in drains], ',.0f')} "
             f"| {_spread([d.process_cpu for d in drains], '.2f')} | {server} |"
         )
     lines += ["", "| ratio (per round) | median (min–max) | goal | |", "|---|---|---|---|"]

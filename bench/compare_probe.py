@@ -3,16 +3,18 @@
 usage: python compare_probe.py OUT.json SCRIPT [ARGS...]
 
 Every aiobotocore call goes through ``AioBaseClient._make_api_call``; wrapped here, it marks
-the monotonic clock and the process's CPU time (every thread's) when the first ReceiveMessage
-starts and each time a delete returns. At exit, OUT.json gets the first mark, the last
-delete's mark and the count of messages deleted: the drain window, with the interpreter's
-start-up, connecting and the closing empty receives left out. The program runs unchanged.
+the monotonic clock, the process's CPU time (every thread's) and the part of it spent in the
+kernel (system time) when the first ReceiveMessage starts and each time a delete returns. At
+exit, OUT.json gets the first mark, the last delete's mark and the count of messages deleted:
+the drain window, with the interpreter's start-up, connecting and the closing empty receives
+left out. The program runs unchanged.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import resource
 import runpy
 import sys
 import time
@@ -24,8 +26,12 @@ from aiobotocore.client import AioBaseClient
 DELETES = ("DeleteMessageBatch", "DeleteMessage")
 
 
-def _mark() -> tuple[float, float]:
-    return time.monotonic(), time.process_time()
+def _mark() -> tuple[float, float, float]:
+    return (
+        time.monotonic(),
+        time.process_time(),
+        resource.getrusage(resource.RUSAGE_SELF).ru_stime,
+    )
 
 
 def install(window: dict[str, Any]) -> None:

@@ -8,8 +8,8 @@
 // in a row.
 //
 // With COMPARE_WINDOW set to a path, it writes there its drain window as bench/compare_probe.py
-// does for the Python variants: the monotonic clock and the process's CPU time when the first
-// ReceiveMessage starts and when the last delete returns, and the count deleted.
+// does for the Python variants: the monotonic clock, the process's CPU time and its system part
+// when the first ReceiveMessage starts and when the last delete returns, and the count deleted.
 //
 // usage: node peer.mjs ENDPOINT QUEUE_URL CONCURRENCY DB_PATH [SYNCHRONOUS]
 import { writeFileSync } from "node:fs";
@@ -49,7 +49,7 @@ const sqs = new SQSClient({
 const window = { deleted: 0 };
 function mark() {
   const cpu = process.cpuUsage();
-  return [Number(process.hrtime.bigint()) / 1e9, (cpu.user + cpu.system) / 1e6];
+  return [Number(process.hrtime.bigint()) / 1e9, (cpu.user + cpu.system) / 1e6, cpu.system / 1e6];
 }
 const send = sqs.send.bind(sqs);
 sqs.send = async (command, options) => {
