@@ -6,11 +6,14 @@ import asyncio
 import csv
 import io
 import json
+import os
 import random
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_helpers import cli, error_lines, failure_body, row_of, seed_sync, send_all
+from ops_helpers import ENTRY, cli, error_lines, failure_body, row_of, seed_sync, send_all
 
 from lambda_destinations.simulate import kinesis_failure, success_record
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
@@ -342,3 +345,38 @@ def test_a_store_of_an_older_schema_says_to_migrate_in_one_line(
     (line,) = error_lines(result)
     assert "no such column" in line
     assert "run `lambda-destinations migrate`" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("failures", "list", "--since", "30d"),
+        ("failures", "list", "--json"),
+        ("failures", "stats", "--since", "30d"),
+        ("prune", "--dry-run"),
+    ],
+)
+def test_a_reader_that_stops_reading_ends_the_command_quietly(
+    args: tuple[str, ...], seeded: dict[str, Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: stdout a pipe whose reader has gone (a `| head` that has read enough)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+
+    # when: the command writes its answer there
+    try:
+        result = subprocess.run(
+            [*ENTRY, *args, "--store", sqlite_url],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(write_end)
+
+    # then: it stops as a tool killed by SIGPIPE would, 141 and no error line (a broken pipe
+    # is a ConnectionError, once reported as "cannot reach the AWS endpoint")
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""
