@@ -380,3 +380,55 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(
     # is a ConnectionError, once reported as "cannot reach the AWS endpoint")
     assert result.returncode == 141, result.stderr
     assert result.stderr == ""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("failures", "list", "--since", "30d"),
+        ("failures", "list", "--csv"),
+        ("failures", "stats", "--since", "30d"),
+        ("prune", "--dry-run"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_one_line(
+    args: tuple[str, ...], seeded: dict[str, Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: stdout where every write fails, as a full disk under `> file` does
+    with open("/dev/full", "w") as full:
+        # when: the command writes its answer there
+        result = subprocess.run(
+            [*ENTRY, *args, "--store", sqlite_url],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+
+    # then: one line that says so, exit 1, and no traceback, not even at the exit's last flush
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: cannot write the output (No space left on device): free space where it goes, "
+        "or send it elsewhere"
+    ]
+
+
+def test_a_table_with_stdout_closed_is_no_traceback(
+    seeded: dict[str, Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: a command started with stdout closed (`>&-`: Python's sys.stdout is then None)
+    # when: it prints a table, which asks whether stdout is a terminal
+    result = subprocess.run(
+        [*ENTRY, "failures", "list", "--since", "30d", "--store", sqlite_url],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        preexec_fn=lambda: os.close(1),
+    )
+
+    # then: no traceback (what it printed had nowhere to go, as the user asked)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lambda_destinations.cli._app import LazyGroup, cli
+from lambda_destinations.cli._output import wrap_stdout
 
 # Every command: its name -> (the module of this package that registers it with `@command(name)`
 # or `@cli.group(name)`, the line `--help` shows for it). A module is imported only when one of
@@ -71,6 +72,7 @@ _register(cli)
 
 def main() -> None:
     """Console-script entry point."""
+    wrap_stdout()
     cli(prog_name="lambda-destinations")
 
 

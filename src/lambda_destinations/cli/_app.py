@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
-import select
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
+from lambda_destinations.cli._output import OutputUnwritable, discard_stdout
 from lambda_destinations.errors import (
     ConfigError,
     LambdaDestinationsError,
@@ -33,7 +32,7 @@ EXIT_NO_RESULT = 5  # `invoke --wait`, `result`: no record of the request id (wi
 EXIT_DECLINED = 6  # the answer to a confirmation was no (or none came): nothing was changed
 EXIT_TASK_FAILED = 7  # the worker stopped because one of its long-lived tasks died
 EXIT_INTERRUPTED = 130  # Ctrl-C, or a signal before the worker had started
-EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what reads the output stopped (`| head`)
+EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what reads the output stopped reading (`| head`)
 
 
 class EndpointUnreachable(LambdaDestinationsError):
@@ -44,29 +43,6 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print one line on stderr and exit with ``code``."""
     click.echo(f"error: {redact(message)}", err=True)
     sys.exit(code)
-
-
-def output_closed(exc: BaseException) -> bool:
-    """Is ``exc`` our own stdout's broken pipe (`| head` has read enough), not a socket's?"""
-    if not isinstance(exc, BrokenPipeError):
-        return False
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return False
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    # The write end of a pipe with no reader left polls as an error.
-    return any(events & select.POLLERR for _fd, events in poller.poll(0))
-
-
-def stop_writing() -> NoReturn:
-    """Exit quietly, as a tool killed by SIGPIPE does: the reader wants no more, and that is
-    no error of ours. stdout goes to /dev/null first, so the interpreter's last flush of what
-    is still buffered does not fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(EXIT_OUTPUT_CLOSED)
 
 
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -89,9 +65,15 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except OutputUnwritable as exc:
+            discard_stdout()
+            if exc.reader_left:  # no error of ours: the reader wants no more
+                sys.exit(EXIT_OUTPUT_CLOSED)
+            fail(
+                f"cannot write the output ({exc.strerror}): free space where it goes, "
+                "or send it elsewhere"
+            )
         except Exception as exc:
-            if output_closed(exc):
-                stop_writing()
             # AWS errors that escaped a command's own handling: one line all the same.
             known = describe_aws_error(exc)
             if known is None:

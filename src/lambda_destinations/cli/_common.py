@@ -22,7 +22,6 @@ from lambda_destinations.cli._app import (
     describe_aws_error,
     fail,
     first_line,
-    output_closed,
     reports_errors,
 )
 from lambda_destinations.cli._options import uses_dev_settings
@@ -287,8 +286,6 @@ def aws_errors(settings: Settings) -> Iterator[None]:
     try:
         yield
     except CONNECTION_ERRORS as exc:
-        if output_closed(exc):  # `| head` stopped reading: not the endpoint's doing
-            raise
         raise EndpointUnreachable(f"cannot reach {where} ({first_line(exc)}): {fix}") from None
     except Exception as exc:
         known = describe_aws_error(exc)

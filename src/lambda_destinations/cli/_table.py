@@ -13,7 +13,7 @@ _MIN_FLEX = 12
 
 def terminal_width() -> int | None:
     """The terminal's width, or None when stdout is not a terminal (tables are not cut)."""
-    if not sys.stdout.isatty():
+    if sys.stdout is None or not sys.stdout.isatty():  # None: started with stdout closed
         return None
     return shutil.get_terminal_size((100, 24)).columns
 

@@ -1,0 +1,79 @@
+"""stdout whose write errors say they are stdout's.
+
+Python reports a reader that went away (``| head`` that has read enough) as BrokenPipeError, a
+ConnectionError like a dropped connection to AWS, and a full disk under ``> file`` as a bare
+OSError, like any other. The commands' stdout is wrapped here so that both arrive as
+:class:`OutputUnwritable`, which ``reports_errors`` turns into a quiet exit (141, as a tool that
+SIGPIPE ends) or one line.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import sys
+from typing import Any
+
+
+class OutputUnwritable(OSError):
+    """Writing stdout failed: its reader went away (EPIPE), or where it goes is full."""
+
+    @property
+    def reader_left(self) -> bool:
+        return self.errno == errno.EPIPE
+
+
+class _Stdout(io.RawIOBase):
+    """The file descriptor under stdout, raising OutputUnwritable where a write fails."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data: Any) -> int | None:
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return None  # a non-blocking stdout that is full for now, as io.FileIO has it
+        except OSError as exc:
+            raise OutputUnwritable(exc.errno, exc.strerror) from None
+
+
+def wrap_stdout() -> None:
+    """Put :class:`_Stdout` under ``sys.stdout``, with the same encoding and buffering."""
+    stream = sys.stdout
+    if not isinstance(stream, io.TextIOWrapper):  # closed at start (None), or replaced
+        return
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return
+    stream.flush()
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(_Stdout(fd)),
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=stream.line_buffering,
+    )
+
+
+def discard_stdout() -> None:
+    """Send what stdout still holds, and anything after, to /dev/null: once writing it has
+    failed, the exit's last flush must not fail again."""
+    if sys.stdout is None:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
