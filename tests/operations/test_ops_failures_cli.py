@@ -347,15 +347,32 @@ def test_a_store_of_an_older_schema_says_to_migrate_in_one_line(
     assert "run `lambda-destinations migrate`" in line
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("failures", "list", "--since", "30d"),
-        ("failures", "list", "--json"),
-        ("failures", "stats", "--since", "30d"),
-        ("prune", "--dry-run"),
-    ],
-)
+# Commands that print what they read, with a table, JSON and CSV among them.
+PRINTING = [
+    ("failures", "list", "--since", "30d"),
+    ("failures", "list", "--json"),
+    ("failures", "list", "--csv"),
+    ("failures", "stats", "--since", "30d"),
+    ("prune", "--dry-run"),
+]
+
+
+def run_printing_to(
+    args: tuple[str, ...], store_url: str, cwd: Path, **stdout: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run a command on ``store_url`` with the given stdout (or ``preexec_fn``) and stderr
+    captured."""
+    return subprocess.run(
+        [*ENTRY, *args, "--store", store_url],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        **stdout,
+    )
+
+
+@pytest.mark.parametrize("args", PRINTING)
 def test_a_reader_that_stops_reading_ends_the_command_quietly(
     args: tuple[str, ...], seeded: dict[str, Any], sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -365,14 +382,7 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(
 
     # when: the command writes its answer there
     try:
-        result = subprocess.run(
-            [*ENTRY, *args, "--store", sqlite_url],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-        )
+        result = run_printing_to(args, sqlite_url, tmp_path, stdout=write_end)
     finally:
         os.close(write_end)
 
@@ -383,29 +393,14 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("failures", "list", "--since", "30d"),
-        ("failures", "list", "--csv"),
-        ("failures", "stats", "--since", "30d"),
-        ("prune", "--dry-run"),
-    ],
-)
+@pytest.mark.parametrize("args", PRINTING)
 def test_an_output_that_cannot_be_written_is_one_line(
     args: tuple[str, ...], seeded: dict[str, Any], sqlite_url: str, tmp_path: Path
 ) -> None:
     # given: stdout where every write fails, as a full disk under `> file` does
     with open("/dev/full", "w") as full:
         # when: the command writes its answer there
-        result = subprocess.run(
-            [*ENTRY, *args, "--store", sqlite_url],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-        )
+        result = run_printing_to(args, sqlite_url, tmp_path, stdout=full)
 
     # then: one line that says so, exit 1, and no traceback, not even at the exit's last flush
     assert result.returncode == 1, result.stderr
@@ -420,14 +415,8 @@ def test_a_table_with_stdout_closed_is_no_traceback(
 ) -> None:
     # given: a command started with stdout closed (`>&-`: Python's sys.stdout is then None)
     # when: it prints a table, which asks whether stdout is a terminal
-    result = subprocess.run(
-        [*ENTRY, "failures", "list", "--since", "30d", "--store", sqlite_url],
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        preexec_fn=lambda: os.close(1),
-    )
+    args = ("failures", "list", "--since", "30d")
+    result = run_printing_to(args, sqlite_url, tmp_path, preexec_fn=lambda: os.close(1))
 
     # then: no traceback (what it printed had nowhere to go, as the user asked)
     assert result.returncode == 0, result.stderr
