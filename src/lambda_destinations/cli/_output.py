@@ -13,7 +13,10 @@ import errno
 import io
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 class OutputUnwritable(OSError):
@@ -24,27 +27,13 @@ class OutputUnwritable(OSError):
         return self.errno == errno.EPIPE
 
 
-class _Stdout(io.RawIOBase):
-    """The file descriptor under stdout, raising OutputUnwritable where a write fails."""
+class _Stdout(io.FileIO):
+    """The file descriptor under stdout (left open at the end), raising OutputUnwritable
+    where a write fails."""
 
-    def __init__(self, fd: int) -> None:
-        super().__init__()
-        self._fd = fd
-
-    def writable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def isatty(self) -> bool:
-        return os.isatty(self._fd)
-
-    def write(self, data: Any) -> int | None:
+    def write(self, data: ReadableBuffer, /) -> int:
         try:
-            return os.write(self._fd, data)
-        except BlockingIOError:
-            return None  # a non-blocking stdout that is full for now, as io.FileIO has it
+            return super().write(data)
         except OSError as exc:
             raise OutputUnwritable(exc.errno, exc.strerror) from None
 
@@ -60,7 +49,7 @@ def wrap_stdout() -> None:
         return
     stream.flush()
     sys.stdout = io.TextIOWrapper(
-        io.BufferedWriter(_Stdout(fd)),
+        io.BufferedWriter(_Stdout(fd, "w", closefd=False)),
         encoding=stream.encoding,
         errors=stream.errors,
         line_buffering=stream.line_buffering,
