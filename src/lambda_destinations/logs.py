@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import structlog
 
@@ -24,8 +25,13 @@ LEVELS = {
 def configure_logging(
     fmt: Literal["auto", "json", "console"] = "auto",
     level: Literal["debug", "info", "warning", "error"] = "info",
+    *,
+    hide: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> None:
-    """Log to stderr; ``auto`` picks the console renderer when stderr is a terminal."""
+    """Log to stderr; ``auto`` picks the console renderer when stderr is a terminal.
+
+    ``hide``: events for which it returns true are not written (dev leaves out what it
+    shows in its own words)."""
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer: structlog.typing.Processor
@@ -33,8 +39,10 @@ def configure_logging(
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    hiding: list[structlog.typing.Processor] = [] if hide is None else [_hiding(hide)]
     structlog.configure(
         processors=[
+            *hiding,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -51,6 +59,15 @@ def configure_logging(
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
             handler.addFilter(_RedactingFilter())
+
+
+def _hiding(hide: Callable[[Mapping[str, Any]], bool]) -> structlog.typing.Processor:
+    def processor(_logger: Any, _method: str, event: structlog.typing.EventDict) -> Any:
+        if hide(event):
+            raise structlog.DropEvent
+        return event
+
+    return processor
 
 
 class _RedactingFilter(logging.Filter):

@@ -3,6 +3,8 @@ with no AWS variables; and replays in dev that end recovered or failed."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
@@ -16,7 +18,10 @@ from typing import Any
 
 import pytest
 
+from lambda_destinations.cli.dev import live_summary
 from lambda_destinations.simulate import messages
+from lambda_destinations.worker import Stats
+from lambda_destinations.worker.dispatch import Outcome
 
 README = Path(__file__).parents[2] / "README.md"
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
@@ -87,6 +92,12 @@ def test_the_readme_next_commands_work_after_dev_in_an_empty_folder(tmp_path: Pa
     for words, result in zip(commands, results, strict=True):
         assert result.returncode == 0, (words, result.stderr)
         assert "Traceback" not in result.stderr
+    # dev printed its alerts once each: not followed by the worker's "webhook sent" line of
+    # its own alert channel (other handlers' lines stay)
+    dev_lines = results[0].stderr.splitlines()
+    assert any("▸ alert" in line for line in dev_lines), results[0].stderr
+    assert not [line for line in dev_lines if "webhook sent" in line], results[0].stderr
+    assert any("worker started" in line for line in dev_lines), results[0].stderr
     listing = run(["lambda-destinations", "failures", "list", "--json", "--limit", "0"], tmp_path)
     stored = {row["request_id"] for row in json.loads(listing.stdout)}
     assert set(failures) <= stored
@@ -99,6 +110,42 @@ def test_the_readme_next_commands_work_after_dev_in_an_empty_folder(tmp_path: Pa
             assert all(name in shown for name in set(failures.values())), shown
         else:
             assert any(name in shown for name in failures.values()), (words, shown)
+
+
+async def test_dev_prints_its_counts_again_only_when_they_change(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given: dev's live summary over a worker's counts, every 10 ms
+    stats = Stats()
+    summary = asyncio.create_task(live_summary(stats, every=0.01))
+
+    async def lines_after(change: Any) -> list[str]:
+        change()
+        await asyncio.sleep(0.1)  # ten rounds of the summary
+        return [line for line in capsys.readouterr().err.splitlines() if line]
+
+    try:
+        # when: messages end, then the worker only polls (its SQS calls go on counting)
+        def two_acked() -> None:
+            stats.received += 2
+            stats.outcomes[Outcome.ACK] += 2
+
+        def idle_polls() -> None:
+            stats.sqs_calls["ReceiveMessage"] += 5
+
+        first = await lines_after(two_acked)
+        idle = await lines_after(idle_polls)
+        later = await lines_after(lambda: stats.outcomes.update({Outcome.RETRY: 1}))
+    finally:
+        summary.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await summary
+
+    # then: one line for each change of what it shows, none while the worker idles
+    counts = "  ▸ received 2 · acked 2 · retried {} · quarantined 0 · released 0 · duplicates 0"
+    assert first == [counts.format(0)]
+    assert idle == []
+    assert later == [counts.format(1)]
 
 
 @pytest.fixture

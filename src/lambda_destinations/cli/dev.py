@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from lambda_destinations.cli._common import aws_errors
 from lambda_destinations.cli._options import hide_options, hide_password, settings_options
 from lambda_destinations.cli._table import plural
 from lambda_destinations.cli.console import serve_alongside
-from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker
+from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker, summary_line
 from lambda_destinations.config import DEV_CONFIG, RouteConfig, Settings
 from lambda_destinations.dev_endpoint import (
     ALERTS_PATH,
@@ -32,7 +32,7 @@ from lambda_destinations.dev_endpoint import (
 from lambda_destinations.logs import configure_logging
 from lambda_destinations.operations.redrive import resolve_queue
 from lambda_destinations.simulate import SimulatedMessage, messages
-from lambda_destinations.worker import Worker
+from lambda_destinations.worker import Stats, Worker
 
 log = structlog.get_logger("lambda_destinations.cli")
 
@@ -110,19 +110,22 @@ async def send_messages(
     return sent
 
 
-async def live_summary(worker: Worker, every: float = 2.0) -> None:
-    """A line on stderr whenever the counts changed."""
-    last: dict[str, Any] | None = None
+async def live_summary(stats: Stats, every: float = 2.0) -> None:
+    """A line on stderr whenever the counts it shows changed (not the SQS calls of an idle
+    worker's receives, which change every few seconds)."""
+    last = ""
     while True:
         await asyncio.sleep(every)
-        now = worker.stats.as_dict()
-        if now != last:
-            last = now
-            click.echo(
-                "  ▸ received {received} · acked {acked} · retried {retried} · "
-                "quarantined {quarantined} · duplicates {duplicates}".format(**now),
-                err=True,
-            )
+        line = summary_line(stats.as_dict())
+        if line != last:
+            last = line
+            click.echo(f"  ▸ {line}", err=True)
+
+
+def _own_alert_sent(event: Mapping[str, Any]) -> bool:
+    """The worker's "webhook sent" line for dev's own alert channel: dev prints the alert
+    itself (``▸ alert``), so that line would only repeat it."""
+    return event.get("event") == "webhook sent" and event.get("handler") == DEV_ALERTS
 
 
 DEV_ROUTES = (
@@ -269,7 +272,8 @@ def dev_command(
       lambda-destinations dev --success-rate 0.2     replays mostly fail again
     """
     if settings.log_format == "auto":
-        configure_logging("console", settings.log_level)  # dev is watched by a person
+        # dev is watched by a person
+        configure_logging("console", settings.log_level, hide=_own_alert_sent)
     for name, value in (("AWS_ACCESS_KEY_ID", "dev"), ("AWS_SECRET_ACCESS_KEY", "dev")):
         os.environ.setdefault(name, value)  # the local endpoint accepts any credentials
     settings = _dev_settings(settings)
@@ -348,7 +352,7 @@ async def _run_dev_worker(settings: Settings, console_port: int | None) -> Any:
     tasks: list[asyncio.Task[None]] = []
 
     async def started(worker: Worker) -> None:
-        tasks.append(asyncio.create_task(live_summary(worker)))
+        tasks.append(asyncio.create_task(live_summary(worker.stats)))
         if console_port is not None:
             tasks.append(asyncio.create_task(serve_alongside(settings, console_port)))
 

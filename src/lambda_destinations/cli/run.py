@@ -155,15 +155,20 @@ def run_or_exit(main: Coroutine[Any, Any, Stats]) -> Stats:
         fail(str(exc), EXIT_UNREACHABLE)
 
 
+def summary_line(summary: dict[str, Any]) -> str:
+    """The counts of ``Stats.as_dict()`` a person reads: what came in and how each ended."""
+    return (
+        "received {received} · acked {acked} · retried {retried} · quarantined {quarantined} "
+        "· released {released} · duplicates {duplicates}".format(**summary)
+    )
+
+
 def print_summary(stats: Stats, *, as_json: bool) -> None:
     summary = stats.as_dict()
     if as_json:
         click.echo(json.dumps(summary))
         return
-    click.echo(
-        "received {received} · acked {acked} · retried {retried} · quarantined {quarantined} "
-        "· released {released} · duplicates {duplicates}".format(**summary)
-    )
+    click.echo(summary_line(summary))
 
 
 @command("run")
