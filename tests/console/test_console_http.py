@@ -89,6 +89,22 @@ async def test_sign_in_refuses_a_wrong_token_and_never_redirects_off_site(make_c
     assert response.headers["Location"] == "/"
 
 
+async def test_the_sign_in_page_opened_with_the_token_links_nowhere_with_it(make_client) -> None:
+    # given: the address the console prints at start, which holds the token
+    client = await make_client(host="0.0.0.0")
+
+    # when: a person opens it, and the sign-in page with a page to return to
+    page = await (await client.get(f"/login?token={TOKEN}")).text()
+    returning = await (await client.get("/login?next=/failures")).text()
+
+    # then: the token is in the form's field (to be sent), in no link, and the nav's sign-in
+    # returns where the page would
+    assert page.count(TOKEN) == 1
+    assert f'value="{TOKEN}"' in page
+    assert 'href="/login?next=/"' in page
+    assert 'href="/login?next=/failures"' in returning
+
+
 async def test_a_stale_form_is_refused(make_client) -> None:
     client = await make_client()
     csrf = await sign_in(client)

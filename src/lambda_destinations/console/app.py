@@ -115,7 +115,7 @@ class Console:
     ) -> web.Response:
         session = self.sessions.of(request)
         text = self.templates.get_template(name).render(
-            request_path=request.path_qs,
+            request_path=_return_path(request, values),
             user=session.user if session else None,
             csrf=session.csrf if session else "",
             can_act=not self.options.read_only and session is not None,
@@ -126,6 +126,14 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
+
+
+def _return_path(request: web.Request, values: dict[str, Any]) -> str:
+    """Where signing in from this page comes back to: the page itself, but from the sign-in
+    page where that page was to return (its own address may hold the token: ``?token=``)."""
+    if request.path == "/login":
+        return str(values.get("next") or "/")
+    return request.path_qs
 
 
 def require_token(request: web.Request) -> None:
