@@ -231,7 +231,8 @@ def test_show_of_an_unknown_request_exits_1_in_one_line(cli_env, seeded) -> None
 
     assert result.returncode == 1
     assert error_lines(result) == [
-        "error: no record with request id or key 'no-such-request' in the store"
+        "error: no record with request id or key 'no-such-request' in the store: "
+        "give a whole request id or key, as `failures list` shows them"
     ]
 
 

@@ -219,7 +219,11 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
 
     whole = asyncio.run(go())
     if whole is None:
-        fail(f"no record with request id or key {request_id!r} in the store", EXIT_FAILED)
+        fail(
+            f"no record with request id or key {request_id!r} in the store: "
+            "give a whole request id or key, as `failures list` shows them",
+            EXIT_FAILED,
+        )
     if as_json:
         click.echo(dumps(_whole_json(whole), indent=2))
     else:
