@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from bad_input_helpers import ENTRY, cli, one_error_line
 
+from processes import reap
+
 
 @pytest.mark.parametrize(
     "args",
@@ -169,7 +171,7 @@ def test_run_stopped_while_waiting_for_sqs_exits_130(tmp_path: Path) -> None:
             rest = process.stderr.read()
             code = process.wait(timeout=30)
         finally:
-            process.kill()
+            reap(process)
 
     # then: interrupted, not "bad configuration"
     assert code == 130

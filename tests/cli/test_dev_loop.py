@@ -22,6 +22,7 @@ from lambda_destinations.cli.dev import live_summary
 from lambda_destinations.simulate import messages
 from lambda_destinations.worker import Stats
 from lambda_destinations.worker.dispatch import Outcome
+from processes import reap
 
 README = Path(__file__).parents[2] / "README.md"
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
@@ -172,9 +173,7 @@ def dev_running(tmp_path: Path) -> Iterator[Path]:
         try:
             process.wait(timeout=60)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            reap(process)
 
 
 def wait_for(check: Any, what: str, timeout: float = 90) -> Any:

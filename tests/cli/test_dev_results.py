@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from test_dev_loop import ENTRY, bare_env, wait_for
 
+from processes import reap
+
 
 def run(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -45,9 +47,7 @@ def dev_folder(tmp_path: Path) -> Iterator[Path]:
         try:
             process.wait(timeout=60)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            reap(process)
 
 
 @pytest.mark.slow

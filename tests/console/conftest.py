@@ -38,6 +38,7 @@ from console_helpers import TOKEN, XSS, RunningConsole, World  # noqa: E402
 from ops_helpers import ENTRY, REGION, at, failure_body, send_all  # noqa: E402
 
 from lambda_destinations.simulate import failure_record  # noqa: E402
+from processes import reap  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -132,7 +133,7 @@ def start_console(env: dict[str, str], *extra: str) -> RunningConsole:
             return RunningConsole(found[1], process)
         if not line and process.poll() is not None:
             break
-    process.kill()
+    reap(process)
     pytest.fail(f"the console did not start: {process.stderr.read()[-2000:]}")
 
 

@@ -50,6 +50,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from lambda_destinations.config import RouteConfig, Settings, load_settings
+from processes import reap
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -243,7 +244,7 @@ def start_recording_moto() -> RecordingMoto:
         except (urllib.error.URLError, ConnectionError):
             if process.poll() is not None or time.monotonic() > deadline:
                 output = (workdir / "server.log").read_text(errors="replace")
-                process.kill()
+                reap(process)
                 raise RuntimeError(f"moto server did not start: {output[-2000:]}") from None
             time.sleep(0.1)
     http_text("POST", f"{endpoint}/moto-api/recorder/reset-recording")

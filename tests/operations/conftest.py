@@ -25,6 +25,8 @@ import boto3
 import pytest
 from ops_helpers import REGION
 
+from processes import reap
+
 _SERVER = """
 import logging, sys, time
 from moto.server import ThreadedMotoServer
@@ -133,8 +135,7 @@ def lambda_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.05)
         yield url
     finally:
-        process.kill()
-        process.wait()
+        reap(process)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -12,6 +12,7 @@ from typing import Any
 from ops_helpers import ENTRY, cli, error_lines, row_of, seed_sync
 
 from lambda_destinations.simulate import failure_record, success_record
+from processes import reap
 
 
 def success_body(request_id: str, response: object) -> str:
@@ -117,7 +118,7 @@ def test_invoke_wait_prints_the_response_once_the_record_is_stored(
         seed_sync(sqlite_url, [row_of(success_body(request_id, {"ok": True}))])
         out, err = process.communicate(timeout=60)
     finally:
-        process.kill()
+        reap(process)
     # then
     assert process.returncode == 0, err
     assert "succeeded (Success)" in out

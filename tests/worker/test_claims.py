@@ -20,6 +20,7 @@ from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import RunState, Store, utcnow
 from lambda_destinations.worker import Worker
+from processes import reap
 
 HERE = Path(__file__).parent
 
@@ -113,8 +114,7 @@ def test_a_killed_workers_claim_frees_within_one_lease_and_never_dead_letters(
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     finally:
-        if process.poll() is None:
-            process.kill()
+        reap(process)
     assert [(run.state, run.claimed_until is not None) for run in held] == [
         (RunState.CLAIMED, True)
     ]

@@ -19,6 +19,7 @@ import pytest
 from lambda_destinations.errors import StoreUnavailable
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import InvocationFilter, Store
+from processes import reap
 
 HERE = Path(__file__).parent
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()", "run"]
@@ -121,14 +122,6 @@ def log_tails(logs: list[Path], lines: int = 15) -> str:
     )
 
 
-def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    """Kill what still runs and reap it, so no Popen outlives the test unwaited."""
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
-
-
 def stop(processes: list[subprocess.Popen[bytes]]) -> list[int]:
     for process in processes:
         process.send_signal(signal.SIGTERM)
@@ -155,7 +148,7 @@ def test_two_workers_one_database_every_record_once_every_effect_once(
         time.sleep(1)  # let a last duplicate in flight settle
         codes = stop(processes)
     finally:
-        stop_all(processes)
+        reap(*processes)
 
     # then: every record stored once, every side effect exactly once, clean exits
     assert codes == [0, 0]
@@ -216,7 +209,7 @@ def test_postgres_restart_mid_run_loses_nothing_doubles_nothing(
         wait_until_drained(sqs, queues, postgres_url, 300, [process], [tmp_path / "worker.log"])
         (code,) = stop([process])
     finally:
-        stop_all([process])
+        reap(process)
 
     # then: nothing lost, nothing doubled, the worker never exited on its own
     assert code == 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from worker_helpers import receive_all, send_bodies
 
 from lambda_destinations.simulate import success_record
+from processes import reap
 
 HERE = Path(__file__).parent
 
@@ -68,8 +69,7 @@ def test_sigterm_finishes_quick_handlers_releases_slow_ones_and_exits_0(
         _out, err = process.communicate(timeout=grace + 10)
         elapsed = time.monotonic() - sent_at
     finally:
-        if process.poll() is None:
-            process.kill()
+        reap(process)
 
     # then: exit 0 within the one shutdown deadline (grace + 3 s), no traceback
     assert process.returncode == 0, err

@@ -24,6 +24,7 @@ from worker_helpers import receive_all, send_bodies
 
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import ScheduledJob, Store
+from processes import reap
 
 HERE = Path(__file__).parent
 GRACE = 2.0
@@ -99,8 +100,7 @@ def test_sigterm_ends_within_grace_plus_3s_when_handlers_jobs_and_sqs_all_hang(
             _out, err = process.communicate(timeout=GRACE + 30)
             elapsed = time.monotonic() - sent_at
         finally:
-            if process.poll() is None:
-                process.kill()
+            reap(process)
 
     # then: exit 0 within the one deadline, no traceback
     assert process.returncode == 0, err
@@ -162,8 +162,7 @@ def test_a_second_sigterm_releases_what_is_in_flight_and_exits_at_once(
         _out, err = process.communicate(timeout=30)
         elapsed = time.monotonic() - sent_at
     finally:
-        if process.poll() is None:
-            process.kill()
+        reap(process)
 
     # then: 128 + SIGTERM, long before the 30 s grace, with the messages visible again
     assert process.returncode == 128 + signal.SIGTERM, err

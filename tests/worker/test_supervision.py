@@ -21,6 +21,7 @@ import pytest
 from worker_helpers import send_bodies
 
 from lambda_destinations.simulate import success_record
+from processes import reap
 
 HERE = Path(__file__).parent
 EXIT_TASK_FAILED = 7
@@ -110,8 +111,7 @@ def test_a_task_that_dies_fails_healthz_and_stops_the_worker_with_exit_7(
         _out, err = process.communicate(timeout=GRACE + 10)
         ended = time.monotonic()
     finally:
-        if process.poll() is None:
-            process.kill()
+        reap(process)
 
     # then: exit 7, the task's traceback logged, one line naming it
     assert process.returncode == EXIT_TASK_FAILED, err
