@@ -245,9 +245,13 @@ class Dispatcher:
         self.store_ok = asyncio.Event()
         self.store_ok.set()
         self.store_lost = asyncio.Event()
+        self.store_error: str | None = None  # the last failure that paused receiving
 
-    def store_down(self) -> None:
-        """Note that the store failed; the worker pauses receiving until a ping succeeds."""
+    def store_down(self, error: BaseException | None = None) -> None:
+        """Note that the store failed (with ``error``, which the watcher's line names); the
+        worker pauses receiving until a ping succeeds."""
+        if error is not None:
+            self.store_error = describe_error(error)
         if self.store_ok.is_set():
             self.store_ok.clear()
             self.store_lost.set()
@@ -338,7 +342,7 @@ class Dispatcher:
                 return await self.quarantine(item, str(exc), key=decoded.key)
             return await self.retry(item, str(exc))
         except StoreUnavailable as exc:
-            self.store_down()
+            self.store_down(exc)
             return await self.retry(item, f"store unavailable: {exc}")
         return await self.ack(item, duplicate=delivery.repeated)
 
@@ -494,6 +498,11 @@ class Dispatcher:
             # DecodedMessage.typed(): the record does not fit the handler's model. Permanent.
             raise QuarantineMessage(f"handler {handler.name}: {exc.reason}") from exc
         except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                # The handler's own store calls failed (persist's save is its whole effect):
+                # pause receiving as for the dispatcher's own, or every message received
+                # meanwhile fails the same way and counts a receive toward its DLQ.
+                self.store_down(exc)
             kind = classify(exc)
             error_class = "permanent" if kind == "permanent" else "transient"
             self.metrics.handler_errors.labels(handler.name, error_class).inc()
@@ -569,7 +578,7 @@ class Dispatcher:
             )
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
-                self.store_down()
+                self.store_down(exc)
             elif not is_transient(exc):
                 log.exception("quarantine failed")
             return await self.retry(item, f"quarantine failed: {describe_error(exc)}")

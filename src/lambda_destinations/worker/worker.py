@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import math
 import os
 import socket
 import time
@@ -681,30 +682,47 @@ class Worker(Lifetime):
         self._start_ready()
 
     async def _watch_store(self) -> None:
-        """While the store is unreachable, ping it with backoff; then let pollers receive."""
+        """While the store is unreachable, ping it with backoff; then let pollers receive.
+
+        A store can answer a ping and still refuse writes (a full disk, another process
+        holding SQLite's write lock): lost again within RECONNECT_MAX of coming back, the
+        backoff goes on from where it was, so such an outage costs one round of failed
+        messages per pause, the pauses growing to RECONNECT_MAX, not one every second.
+        """
         assert self._dispatcher is not None
         dispatcher = self._dispatcher
+        loop = asyncio.get_running_loop()
+        failures, back_at = 0, -math.inf
         while True:
             await dispatcher.store_lost.wait()
-            failures = await self._reconnect_store()
+            if loop.time() - back_at > RECONNECT_MAX:
+                failures = 0  # a new outage, not the last one again
+            failures = await self._reconnect_store(failures)
+            back_at = loop.time()
             dispatcher.store_lost.clear()
             dispatcher.store_ok.set()
             self._start_ready()
             log.info("store reachable again; receiving", after_failures=failures)
 
-    async def _reconnect_store(self) -> int:
-        """Ping the store with backoff until it answers; how many pings failed."""
-        failures = 0
+    async def _reconnect_store(self, failures: int = 0) -> int:
+        """Ping the store with backoff (``failures`` already counted) until it answers; how
+        many pings failed, those included. Each line says the last error: what paused
+        receiving, then the ping's own."""
+        assert self._dispatcher is not None
+        error = self._dispatcher.store_error
         while True:
             failures += 1
             delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX)
-            log.warning(f"store unavailable; receiving paused, retrying in {delay:.1f}s")
+            log.warning(
+                f"store unavailable; receiving paused, retrying in {delay:.1f}s", error=error
+            )
             await self._sleep_unless_stopping(delay)
             try:
                 await self.store.ping()
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any store error
                 if not is_transient(exc):
                     log.error("store ping failed", error=describe_error(exc))
+                error = describe_error(exc)
                 continue
             return failures
 

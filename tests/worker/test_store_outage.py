@@ -1,0 +1,72 @@
+"""A store that refuses the persist handler's saves: the worker pauses receiving, and a store
+that answers pings but still refuses writes is asked again at growing intervals.
+
+The outage is real: another connection holds the SQLite file's write lock (as another process
+would), so each save waits ``busy_timeout`` (5 s) and fails as StoreUnavailable, while the
+watcher's ping, a read, still succeeds, as it would on a full disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+from worker_helpers import receive_all, send_bodies
+
+from lambda_destinations.simulate import messages
+from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.worker import Worker
+
+PAUSED = re.compile(r"store unavailable; receiving paused, retrying in ([0-9.]+)s")
+
+
+async def stored(url: str) -> int:
+    async with Store.from_url(url) as store:
+        return await store.count_invocations(InvocationFilter(failed_only=False))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_saves_refused_pause_receiving_at_growing_intervals_and_lose_nothing(
+    sqs, make_queue, settings_for, sqlite_url, hold_write_lock
+) -> None:
+    # given: 20 records on a queue with a DLQ, the default route (persist), and a store whose
+    # write lock another connection holds
+    url, dlq = make_queue("outage", max_receive_count=5)
+    bodies = [m.body for m in messages(30, seed=5, poison_every=0) if not m.attributes][:20]
+    send_bodies(sqs, url, bodies)
+    settings = settings_for(url, concurrency=4, handler_attempts=1)
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+    holder = hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            # when: the lock is held through at least two rounds of refused saves (each waits
+            # 5 s on the store's one writer thread, behind the scheduler's own), then let go
+            await asyncio.sleep(25)
+            during = [PAUSED.match(e["event"]) for e in logs]
+            holder.execute("ROLLBACK")
+            for _ in range(120):
+                await asyncio.sleep(0.5)
+                if await stored(settings.store) == len(bodies):
+                    break
+            worker.stop()
+            await running
+
+    # then: receiving paused after the first refused saves, and the second pause, the store
+    # refusing again right after answering a ping, was longer than any first one can be
+    delays = [float(found[1]) for found in during if found]
+    assert len(delays) >= 2, [e["event"] for e in logs]
+    assert delays[0] <= 1.0 <= delays[1], delays
+    # and nothing was lost or dead-lettered on the way
+    assert await stored(settings.store) == len(bodies)
+    assert receive_all(sqs, dlq) == []
+    assert any(e["event"] == "store reachable again; receiving" for e in logs)
+    # each pause says why: the save's own error, with its fix
+    paused = [e for e in logs if PAUSED.match(e["event"])]
+    assert all("another process held the write lock" in e["error"] for e in paused), paused
