@@ -234,6 +234,32 @@ async def postgres_url(postgres_available: str | None) -> AsyncIterator[str]:
             await admin.close()
 
 
+@pytest.fixture
+async def postgres_reader(postgres_url: str) -> AsyncIterator[tuple[str, str]]:
+    """``postgres_url`` migrated, and a user of it who may read every table and write none:
+    (that user's name, the store URL as that user). The user goes at the end of the test."""
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    from lambda_destinations.store import Store
+
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    reader = f"ld_reader_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'CREATE ROLE "{reader}" LOGIN')
+        await admin.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{reader}"')
+        parts = urlsplit(postgres_url)
+        netloc = f"{reader}@{parts.hostname}:{parts.port or 5432}"
+        yield reader, parts._replace(netloc=netloc).geturl()
+    finally:
+        await admin.execute(f'DROP OWNED BY "{reader}"')
+        await admin.execute(f'DROP ROLE IF EXISTS "{reader}"')
+        await admin.close()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same test against every store backend (one shared behavioural base)."""

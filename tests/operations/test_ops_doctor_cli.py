@@ -305,3 +305,27 @@ def test_routes_that_replay_without_linking_recoveries_get_a_warning(
     assert "replay-outcome" in check["fix"]
     (check,) = [c for c in checks_of(linked) if c["check"] == "replay outcomes"]
     assert check["status"] == "ok"
+
+
+@pytest.mark.postgres
+def test_a_postgresql_user_who_may_only_read_fails_the_grants_check(
+    lambda_endpoint: Any, postgres_url: str, postgres_reader: tuple[str, str]
+) -> None:
+    # given: the good setup on PostgreSQL, and a user of its database who may only read
+    reader, as_reader = postgres_reader
+    setup = Setup(lambda_endpoint, postgres_url)
+    try:
+        # when: doctor checks the setup as the owner, then as that user
+        owner = checks_of(setup.doctor(setup.env(), "--json"))
+        result = setup.doctor({**setup.env(), "LAMBDA_DESTINATIONS_STORE": as_reader}, "--json")
+    finally:
+        setup.cleanup()
+
+    # then: the owner passes; the reader's grants check names what it lacks, with the GRANT
+    assert [c["status"] for c in owner if c["check"] == "store grants"] == ["ok"]
+    assert result.returncode == 1
+    grants = errors_of(result)["store grants"]
+    assert f"{reader} may not INSERT, UPDATE, DELETE on " in grants["detail"]
+    assert "invocations" in grants["detail"]
+    assert f"{reader} may not USAGE on " in grants["detail"]
+    assert grants["fix"].startswith("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES")

@@ -7,7 +7,7 @@ import pytest
 from store_factories import DeliveryFactory, RowFactory
 
 from lambda_destinations.errors import StoreUnavailable
-from lambda_destinations.store import Store
+from lambda_destinations.store import InvocationFilter, Store
 
 pytestmark = pytest.mark.postgres
 
@@ -44,3 +44,23 @@ async def test_a_missing_database_is_store_unavailable_naming_it(postgres_url: s
             pass
 
     assert "\n" not in str(info.value)
+
+
+async def test_a_user_who_may_only_read_is_store_unavailable_naming_the_grants(
+    postgres_reader: tuple[str, str], make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a migrated store, and a user who may read its tables and nothing more
+    reader, as_reader = postgres_reader
+
+    # when: that user's store saves a record
+    async with Store.from_url(as_reader) as store:
+        assert await store.list_invocations(InvocationFilter(failed_only=False)) == []
+        row = make_row()
+        with pytest.raises(StoreUnavailable) as info:
+            await store.save_invocation(row, make_delivery(row), complete_handler="persist")
+
+    # then: unavailable (the worker pauses receiving), in one line saying what to grant
+    message = str(info.value)
+    assert "permission denied for table invocations" in message
+    assert f"grant {reader} SELECT, INSERT, UPDATE and DELETE" in message
+    assert "\n" not in message

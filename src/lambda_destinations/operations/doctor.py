@@ -611,6 +611,7 @@ class Doctor:
             async with Store.from_url(url, create=False) as store:
                 await store.ping()
                 pending = await store.pending_migrations()
+                unwritable = None if pending else await store.write_problems()
         except StoreUnavailable as exc:
             self.add("store", "error", str(exc), "", unreachable=True)
             return
@@ -627,6 +628,17 @@ class Doctor:
             )
         else:
             self.add("store schema", "ok", "migrated")
+        if unwritable == []:
+            self.add("store grants", "ok", "the user may read and write every table")
+        elif unwritable:
+            self.add(
+                "store grants",
+                "error",
+                "; ".join(unwritable),
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public, and USAGE "
+                "ON ALL SEQUENCES IN SCHEMA public, to that user: the worker writes, and so "
+                "do replays, edits and pruning",
+            )
 
 
 def _function_label(name: str, config: dict[str, Any]) -> str:

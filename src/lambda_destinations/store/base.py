@@ -319,6 +319,12 @@ class Store(Lifetime):
     @abc.abstractmethod
     async def pending_migrations(self) -> list[int]: ...
 
+    async def write_problems(self) -> list[str] | None:
+        """What keeps this store's user from writing its tables (for `doctor`): empty when
+        nothing does, None when the backend cannot tell before a write (SQLite says it then:
+        a read-only file is StoreUnavailable, with its fix)."""
+        return None
+
     # -- the worker's path ------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -29,6 +29,7 @@ from lambda_destinations.store._sql import (
     first_of_each_key,
     url_error,
 )
+from lambda_destinations.store._tables import metadata
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_jsonb
 from lambda_destinations.store.base import InvocationRow
 
@@ -41,8 +42,30 @@ MIGRATION_LOCK_KEY = 0x4C44_4D49_4752_4154
 # connections, disk full), operator intervention (shutdown, recovery, cancelled by admin).
 _UNAVAILABLE_CLASSES = ("08", "28", "3D", "53", "57")
 _UNDEFINED_TABLE = "42P01"
+# Permission denied: no retry helps, and no record is at fault; the user needs grants.
+_INSUFFICIENT_PRIVILEGE = "42501"
 _UNDEFINED_COLUMN = "42703"
 
+
+# The privileges the worker, the commands and the console need on each table of the store in
+# the current schema, and on the sequences that number their rows (serial ids), that the
+# connected user lacks.
+_MISSING_GRANTS = sa.text(
+    """
+    SELECT c.relname, p.privilege
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
+    CROSS JOIN unnest(CASE c.relkind WHEN 'S' THEN ARRAY['USAGE']
+        ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END) AS p(privilege)
+    WHERE (c.relkind IN ('r', 'p') AND c.relname = ANY(:tables)
+           OR c.relkind = 'S' AND EXISTS (
+               SELECT 1 FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+               WHERE d.objid = c.oid AND d.deptype IN ('a', 'i') AND t.relname = ANY(:tables)))
+      AND NOT (CASE c.relkind WHEN 'S' THEN has_sequence_privilege(c.oid, p.privilege)
+               ELSE has_table_privilege(c.oid, p.privilege) END)
+    """
+)
+_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "USAGE")
 
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -217,6 +240,24 @@ class PostgresStore(SqlStore):
     def _lease_params(self, ttl: float) -> dict[str, Any]:
         return {"ttl": dt.timedelta(seconds=ttl)}
 
+    async def write_problems(self) -> list[str]:
+        """The store's tables (and their id sequences) whose privileges the user lacks."""
+        async with self._read() as conn:
+            rows = (await conn.execute(_MISSING_GRANTS, {"tables": sorted(metadata.tables)})).all()
+        lacking: dict[str, list[str]] = {}
+        for name, privilege in rows:
+            lacking.setdefault(name, []).append(privilege)
+        # One line per set of privileges, naming every relation that lacks just those.
+        by_set: dict[tuple[str, ...], list[str]] = {}
+        for name in sorted(lacking):
+            privileges = tuple(p for p in _PRIVILEGES if p in lacking[name])
+            by_set.setdefault(privileges, []).append(name)
+        user = self._sa_url.username or "the store's user"
+        return [
+            f"{user} may not {', '.join(privileges)} on {', '.join(names)}"
+            for privileges, names in by_set.items()
+        ]
+
     def _unavailable_reason(self, exc: BaseException) -> str | None:
         fix = (
             f"check that PostgreSQL is running and reachable at "
@@ -235,6 +276,12 @@ class PostgresStore(SqlStore):
             return "the store has no tables yet: run `lambda-destinations migrate`"
         if sqlstate == _UNDEFINED_COLUMN:
             return f"{_first_line(orig)}: {OLDER_SCHEMA}"
+        if sqlstate == _INSUFFICIENT_PRIVILEGE:
+            user = self._sa_url.username or "the store's user"
+            return (
+                f"{_first_line(orig)}: grant {user} SELECT, INSERT, UPDATE and DELETE on the "
+                "store's tables (the worker writes; so do replays, edits and pruning)"
+            )
         unavailable = (
             isinstance(orig, OSError)
             or isinstance(exc, sa.exc.InterfaceError | sa.exc.OperationalError)
