@@ -64,3 +64,27 @@ async def test_a_user_who_may_only_read_is_store_unavailable_naming_the_grants(
     assert "permission denied for table invocations" in message
     assert f"grant {reader} SELECT, INSERT, UPDATE and DELETE" in message
     assert "\n" not in message
+
+
+async def test_a_read_only_database_is_store_unavailable_saying_to_use_the_primary(
+    postgres_url: str, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a migrated store whose database then takes no writes (as a standby would not)
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    finally:
+        await admin.close()
+
+    # when: a save
+    async with Store.from_url(postgres_url) as store:
+        row = make_row()
+        with pytest.raises(StoreUnavailable) as info:
+            await store.save_invocation(row, make_delivery(row), complete_handler="persist")
+
+    # then: unavailable, in one line naming the fix
+    assert "read-only transaction" in str(info.value)
+    assert "point LAMBDA_DESTINATIONS_STORE at the primary" in str(info.value)

@@ -44,6 +44,8 @@ _UNAVAILABLE_CLASSES = ("08", "28", "3D", "53", "57")
 _UNDEFINED_TABLE = "42P01"
 # Permission denied: no retry helps, and no record is at fault; the user needs grants.
 _INSUFFICIENT_PRIVILEGE = "42501"
+# A read-only transaction: a standby, or a database set default_transaction_read_only.
+_READ_ONLY = "25006"
 _UNDEFINED_COLUMN = "42703"
 
 
@@ -276,6 +278,11 @@ class PostgresStore(SqlStore):
             return "the store has no tables yet: run `lambda-destinations migrate`"
         if sqlstate == _UNDEFINED_COLUMN:
             return f"{_first_line(orig)}: {OLDER_SCHEMA}"
+        if sqlstate == _READ_ONLY:
+            return (
+                f"{_first_line(orig)}: the database takes no writes (a standby, or "
+                "default_transaction_read_only): point LAMBDA_DESTINATIONS_STORE at the primary"
+            )
         if sqlstate == _INSUFFICIENT_PRIVILEGE:
             user = self._sa_url.username or "the store's user"
             return (
