@@ -238,6 +238,37 @@ async def test_a_save_behind_a_lock_held_past_busy_timeout_is_store_unavailable(
         assert await store.save_invocation(row, make_delivery(row)) is True
 
 
+@pytest.mark.parametrize("what", ["deleted", "replaced by another file"])
+async def test_a_file_deleted_or_replaced_under_an_open_store_takes_no_more_writes(
+    tmp_path: Path, make_row: RowFactory, make_delivery: DeliveryFactory, what: str
+) -> None:
+    # given: an open store that has saved a record
+    path = tmp_path / "store.db"
+    async with Store.from_url(f"sqlite:///{path}") as store:
+        await store.migrate()
+        first = make_row()
+        assert await store.save_invocation(first, make_delivery(first)) is True
+
+        # when: its file goes (as `rm` would), or another takes its place
+        for name in ("store.db", "store.db-wal", "store.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        if what != "deleted":
+            sqlite3.connect(path).close()
+
+        # then: a save, and the ping the worker resumes by, are refused, naming what happened
+        # (before, the save went to the deleted file, and its message was acknowledged)
+        row = make_row()
+        with pytest.raises(StoreUnavailable, match=f"{path} was {what} while open"):
+            await store.save_invocation(row, make_delivery(row))
+        with pytest.raises(StoreUnavailable, match="restart to open the file now there"):
+            await store.ping()
+
+    # and a store opened anew works on the file now there
+    async with Store.from_url(f"sqlite:///{path}") as store:
+        await store.migrate()
+        assert await store.save_invocation(row, make_delivery(row)) is True
+
+
 async def test_a_batch_commits_off_the_loop_and_a_cancel_waits_for_its_commit(
     tmp_path: Path,
     make_row: RowFactory,

@@ -30,7 +30,7 @@ import functools
 import operator
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
+from lambda_destinations.errors import StoreUnavailable
 from lambda_destinations.store._access import StoreConnection
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._sql import OLDER_SCHEMA, SqlStore, _Save, url_error
@@ -215,6 +216,9 @@ class SQLiteStore(SqlStore):
         self._loop_conn: sa.Connection | None = None
         self._saved_since_checkpoint = 0
         self._checkpoint: asyncio.Task[None] | None = None
+        # The file the store opened (device, inode): a write checks it is still the one at
+        # the path, see _check_file.
+        self._opened: tuple[int, int] | None = None
         super().__init__(url, group_commit=group_commit)
 
     @property
@@ -231,6 +235,7 @@ class SQLiteStore(SqlStore):
     async def _create_engine(self) -> ThreadEngine:
         if self.path is not None:
             prepare_file(self.url, self.path, create=self.create)
+            self._opened = _file_id(self.path)
         # The pool never makes a thread wait (ThreadEngine bounds its connections instead):
         # a file's pool keeps CONNECTIONS open and opens more while the worker's own (its
         # saves, lookups and checkpoints) are out.
@@ -508,8 +513,34 @@ class SQLiteStore(SqlStore):
         # versions are applied, so that a second process waits here and then sees them.
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-    def _write_gate(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        return self._write_lock
+    @contextlib.asynccontextmanager
+    async def _write_gate(self) -> AsyncIterator[None]:
+        async with self._write_lock:
+            yield
+            self._check_file()
+
+    async def ping(self) -> None:
+        await super().ping()
+        self._check_file()
+
+    def _check_file(self) -> None:
+        """Raise StoreUnavailable if the file at the path is no longer the one open.
+
+        Deleted (or replaced) while open, the old file lives on, unseen, for as long as its
+        connections do: a write that went there would be acknowledged and lost. Checked after
+        each write transaction, before its callers are answered (one ``stat``), and by the
+        ping, so the worker pauses receiving rather than resuming into it.
+        """
+        if self.path is None or self._opened is None:
+            return
+        now = _file_id(self.path)
+        if now != self._opened:
+            what = "deleted" if now is None else "replaced by another file"
+            raise StoreUnavailable(
+                f"store {self.display_url} is unavailable: {self.path} was {what} while "
+                "open, and what is written to the old file is lost: restart to open the file "
+                "now there (a missing one is created and migrated)"
+            )
 
     def _lease_clock(self) -> tuple[sa.ColumnElement[dt.datetime], sa.ColumnElement[dt.datetime]]:
         # One machine, one clock: the caller's is as good as the database's.
@@ -589,6 +620,15 @@ def prepare_file(url: str, path: Path, *, create: bool) -> None:
             f"cannot create {exc.filename or path} ({exc.strerror}): "
             "use a path in a writable directory",
         ) from exc
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``, None if there is none."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _missing_folders(folder: Path) -> list[Path]:
