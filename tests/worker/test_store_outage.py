@@ -19,6 +19,7 @@ from worker_helpers import receive_all, send_bodies
 from lambda_destinations.simulate import messages
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
+from lambda_destinations.worker.worker import StoreLostTimedOut
 
 PAUSED = re.compile(r"store unavailable; receiving paused, retrying in ([0-9.]+)s")
 
@@ -70,3 +71,37 @@ async def test_saves_refused_pause_receiving_at_growing_intervals_and_lose_nothi
     # each pause says why: the save's own error, with its fix
     paused = [e for e in logs if PAUSED.match(e["event"])]
     assert all("another process held the write lock" in e["error"] for e in paused), paused
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_job_gives_up_on_a_store_that_stays_unavailable(
+    sqs, make_queue, settings_for, sqlite_url, hold_write_lock
+) -> None:
+    # given: the same outage, and the worker run as a job (run --once) that waits 8 s at most
+    url, dlq = make_queue("outage-job", max_receive_count=5)
+    bodies = [m.body for m in messages(30, seed=6, poison_every=0) if not m.attributes][:20]
+    send_bodies(sqs, url, bodies)
+    settings = settings_for(url, concurrency=4, handler_attempts=1, once_timeout=8)
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+    hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+
+    # when: it runs, the lock held throughout
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            with pytest.raises(StoreLostTimedOut) as info:
+                await worker.run(once=True)
+
+    # then: it stopped once the outage had lasted once_timeout, naming the error (before, it
+    # ended as if the queue were drained, or waited for ever on a store that answered no ping)
+    assert "stayed unavailable for 8s while the job ran" in str(info.value)
+    assert "another process held the write lock" in str(info.value)
+    assert any(e["event"] == "store unavailable for too long; stopping" for e in logs)
+    # and every message is still on its queue, none stored, none dead-lettered
+    assert await stored(settings.store) == 0
+    assert receive_all(sqs, dlq) == []
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    waiting = int(attributes["ApproximateNumberOfMessages"])
+    hidden = int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    assert waiting + hidden == len(bodies)

@@ -154,6 +154,11 @@ class StartTimedOut(LambdaDestinationsError):
     """SQS or the store stayed unreachable for ``once_timeout`` while a job was starting."""
 
 
+class StoreLostTimedOut(StartTimedOut):
+    """The store stayed unavailable for ``once_timeout`` while a job ran: it stopped, its
+    messages back on their queues (the same exit as at start)."""
+
+
 class Worker(Lifetime):
     """Drains Lambda destination queues into handler chains."""
 
@@ -198,6 +203,8 @@ class Worker(Lifetime):
             minutes=settings.task_protection_minutes,
         )
         self._stopping = asyncio.Event()
+        # Set when a job (run --once) gave up on a store that stayed unavailable.
+        self._gave_up: StoreLostTimedOut | None = None
         self._stop_at: float | None = None  # loop time shutdown began
         self._inflight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[Outcome]] = set()
@@ -419,6 +426,8 @@ class Worker(Lifetime):
             stop_wait.cancel()
         if self.supervisor.failures:
             raise TaskFailed(self.supervisor.failures)
+        if self._gave_up is not None:
+            raise self._gave_up
         return self.stats
 
     def _spawn_tasks(self, *, once: bool) -> None:
@@ -437,7 +446,7 @@ class Worker(Lifetime):
                 self._receiving[name] = None
                 self.supervisor.spawn(name, self._poll(queue, name, once=once), may_return=once)
         self.supervisor.spawn("heartbeat", self._heartbeat())
-        self.supervisor.spawn("store-watcher", self._watch_store())
+        self.supervisor.spawn("store-watcher", self._watch_store(once=once), may_return=once)
         self.supervisor.spawn("scheduler", self.scheduler.run())
         if self.settings.queue_metrics_interval > 0:
             self.supervisor.spawn("queue-metrics", self._sample_queues())
@@ -681,38 +690,54 @@ class Worker(Lifetime):
             log.error("message task failed", error=describe_error(exc), exc_info=exc)
         self._start_ready()
 
-    async def _watch_store(self) -> None:
+    async def _watch_store(self, *, once: bool = False) -> None:
         """While the store is unreachable, ping it with backoff; then let pollers receive.
 
         A store can answer a ping and still refuse writes (a full disk, another process
-        holding SQLite's write lock): lost again within RECONNECT_MAX of coming back, the
-        backoff goes on from where it was, so such an outage costs one round of failed
-        messages per pause, the pauses growing to RECONNECT_MAX, not one every second.
+        holding SQLite's write lock): lost again within RECONNECT_MAX of coming back, it is
+        the same outage, and the backoff goes on from where it was, so such an outage costs
+        one round of failed messages per pause, the pauses growing to RECONNECT_MAX, not one
+        every second. A job (``once``) gives up when an outage lasts ``once_timeout``: it
+        stops, and run() raises StoreLostTimedOut.
         """
         assert self._dispatcher is not None
         dispatcher = self._dispatcher
         loop = asyncio.get_running_loop()
-        failures, back_at = 0, -math.inf
+        failures, back_at, lost_at = 0, -math.inf, 0.0
         while True:
             await dispatcher.store_lost.wait()
             if loop.time() - back_at > RECONNECT_MAX:
-                failures = 0  # a new outage, not the last one again
-            failures = await self._reconnect_store(failures)
-            back_at = loop.time()
+                failures, lost_at = 0, loop.time()  # a new outage, not the last one again
+            give_up = lost_at + self.settings.once_timeout if once else None
+            answered = await self._reconnect_store(failures, give_up=give_up)
+            if answered is None:
+                return  # gave up: stopping
+            failures, back_at = answered, loop.time()
             dispatcher.store_lost.clear()
             dispatcher.store_ok.set()
             self._start_ready()
             log.info("store reachable again; receiving", after_failures=failures)
 
-    async def _reconnect_store(self, failures: int = 0) -> int:
+    async def _reconnect_store(self, failures: int = 0, *, give_up: float | None) -> int | None:
         """Ping the store with backoff (``failures`` already counted) until it answers; how
         many pings failed, those included. Each line says the last error: what paused
-        receiving, then the ping's own."""
+        receiving, then the ping's own. None if the next ping would come after ``give_up``
+        (the worker is then stopping, StoreLostTimedOut noted for run())."""
         assert self._dispatcher is not None
         error = self._dispatcher.store_error
+        loop = asyncio.get_running_loop()
         while True:
             failures += 1
             delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX)
+            if give_up is not None and loop.time() + delay > give_up:
+                self._gave_up = StoreLostTimedOut(
+                    f"the store stayed unavailable for {self.settings.once_timeout:g}s while "
+                    f"the job ran ({error}); its messages go back to their queues: fix the "
+                    "store and run it again"
+                )
+                log.error("store unavailable for too long; stopping", error=error)
+                self.stop()
+                return None
             log.warning(
                 f"store unavailable; receiving paused, retrying in {delay:.1f}s", error=error
             )
