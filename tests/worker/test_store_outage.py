@@ -9,13 +9,17 @@ watcher's ping, a read, still succeeds, as it would on a full disk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 from worker_helpers import receive_all, send_bodies
 
+from lambda_destinations.config import Settings
 from lambda_destinations.simulate import messages
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
@@ -29,20 +33,41 @@ async def stored(url: str) -> int:
         return await store.count_invocations(InvocationFilter(failed_only=False))
 
 
+@dataclasses.dataclass
+class Outage:
+    """20 records on a queue with a DLQ, settings for the default route (persist) on a
+    migrated SQLite store, and the write lock of that store held by another connection."""
+
+    url: str
+    dlq: str
+    bodies: list[str]
+    settings: Settings
+    holder: sqlite3.Connection
+
+
+@pytest.fixture
+def outage(sqs, make_queue, settings_for, sqlite_url, hold_write_lock):  # type: ignore[no-untyped-def]
+    async def make(**overrides: Any) -> Outage:
+        url, dlq = make_queue("outage", max_receive_count=5)
+        bodies = [m.body for m in messages(30, seed=5, poison_every=0) if not m.attributes][:20]
+        send_bodies(sqs, url, bodies)
+        settings = settings_for(url, concurrency=4, handler_attempts=1, **overrides)
+        async with Store.from_url(settings.store) as store:
+            await store.migrate()
+        holder = hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+        return Outage(url, dlq, bodies, settings, holder)
+
+    return make
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 async def test_saves_refused_pause_receiving_at_growing_intervals_and_lose_nothing(
-    sqs, make_queue, settings_for, sqlite_url, hold_write_lock
+    sqs, outage
 ) -> None:
-    # given: 20 records on a queue with a DLQ, the default route (persist), and a store whose
-    # write lock another connection holds
-    url, dlq = make_queue("outage", max_receive_count=5)
-    bodies = [m.body for m in messages(30, seed=5, poison_every=0) if not m.attributes][:20]
-    send_bodies(sqs, url, bodies)
-    settings = settings_for(url, concurrency=4, handler_attempts=1)
-    async with Store.from_url(settings.store) as store:
-        await store.migrate()
-    holder = hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+    # given: records on a queue, and a store whose write lock another connection holds
+    given = await outage()
+    bodies, settings = given.bodies, given.settings
 
     with capture_logs() as logs:
         async with Worker(settings) as worker:
@@ -51,7 +76,7 @@ async def test_saves_refused_pause_receiving_at_growing_intervals_and_lose_nothi
             # 5 s on the store's one writer thread, behind the scheduler's own), then let go
             await asyncio.sleep(25)
             during = [PAUSED.match(e["event"]) for e in logs]
-            holder.execute("ROLLBACK")
+            given.holder.execute("ROLLBACK")
             for _ in range(120):
                 await asyncio.sleep(0.5)
                 if await stored(settings.store) == len(bodies):
@@ -66,7 +91,7 @@ async def test_saves_refused_pause_receiving_at_growing_intervals_and_lose_nothi
     assert delays[0] <= 1.0 <= delays[1], delays
     # and nothing was lost or dead-lettered on the way
     assert await stored(settings.store) == len(bodies)
-    assert receive_all(sqs, dlq) == []
+    assert receive_all(sqs, given.dlq) == []
     assert any(e["event"] == "store reachable again; receiving" for e in logs)
     # each pause says why: the save's own error, with its fix
     paused = [e for e in logs if PAUSED.match(e["event"])]
@@ -75,17 +100,10 @@ async def test_saves_refused_pause_receiving_at_growing_intervals_and_lose_nothi
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-async def test_a_job_gives_up_on_a_store_that_stays_unavailable(
-    sqs, make_queue, settings_for, sqlite_url, hold_write_lock
-) -> None:
+async def test_a_job_gives_up_on_a_store_that_stays_unavailable(sqs, outage) -> None:
     # given: the same outage, and the worker run as a job (run --once) that waits 8 s at most
-    url, dlq = make_queue("outage-job", max_receive_count=5)
-    bodies = [m.body for m in messages(30, seed=6, poison_every=0) if not m.attributes][:20]
-    send_bodies(sqs, url, bodies)
-    settings = settings_for(url, concurrency=4, handler_attempts=1, once_timeout=8)
-    async with Store.from_url(settings.store) as store:
-        await store.migrate()
-    hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+    given = await outage(once_timeout=8)
+    settings = given.settings
 
     # when: it runs, the lock held throughout
     with capture_logs() as logs:
@@ -100,8 +118,8 @@ async def test_a_job_gives_up_on_a_store_that_stays_unavailable(
     assert any(e["event"] == "store unavailable for too long; stopping" for e in logs)
     # and every message is still on its queue, none stored, none dead-lettered
     assert await stored(settings.store) == 0
-    assert receive_all(sqs, dlq) == []
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    waiting = int(attributes["ApproximateNumberOfMessages"])
-    hidden = int(attributes["ApproximateNumberOfMessagesNotVisible"])
-    assert waiting + hidden == len(bodies)
+    assert receive_all(sqs, given.dlq) == []
+    queue = sqs.get_queue_attributes(QueueUrl=given.url, AttributeNames=["All"])["Attributes"]
+    waiting = int(queue["ApproximateNumberOfMessages"])
+    hidden = int(queue["ApproximateNumberOfMessagesNotVisible"])
+    assert waiting + hidden == len(given.bodies)
