@@ -266,6 +266,42 @@ async def test_unreachable_endpoint_at_start_and_mid_run_is_waited_out(
     assert worker.stats.outcomes["ack"] == 1
 
 
+async def test_a_queue_deleted_mid_run_is_named_with_the_fix_and_taken_up_again(
+    sqs, settings_for
+) -> None:
+    # given: a worker polling a queue
+    name = f"gone-{random.Random().randrange(10**8)}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    settings = settings_for(url)
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                # when: the queue is deleted, then created again with a record on it
+                sqs.delete_queue(QueueUrl=url)
+                await wait_for_log(logs, "cannot receive from")
+                sqs.create_queue(QueueName=name)
+                sqs.send_message(
+                    QueueUrl=url, MessageBody=json.dumps(success_record(random.Random(7)))
+                )
+                for _ in range(80):
+                    await asyncio.sleep(0.5)
+                    if worker.stats.outcomes["ack"]:
+                        break
+            finally:
+                worker.stop()
+                await running
+                sqs.delete_queue(QueueUrl=url)
+
+    # then: the warning said what happened and what to do, and the worker took the queue up again
+    failed = [e for e in logs if str(e["event"]).startswith("cannot receive from")]
+    assert failed
+    assert all("QueueDoesNotExist" in str(e["error"]) for e in failed), failed
+    assert all(str(e["fix"]).startswith("the queue was deleted: create it again") for e in failed)
+    assert any(e["event"] == "receiving again" for e in logs)
+    assert worker.stats.outcomes["ack"] == 1
+
+
 async def wait_for_log(logs: list[dict[str, object]], prefix: str, within: float = 30) -> None:
     for _ in range(int(within * 10)):
         if any(str(entry["event"]).startswith(prefix) for entry in logs):

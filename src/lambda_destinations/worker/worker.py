@@ -42,7 +42,12 @@ from lambda_destinations.worker.batching import MAX_BATCH, BatchSender, SendBatc
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats
 from lambda_destinations.worker.metrics import Metrics, TimedStore
 from lambda_destinations.worker.protection import TaskProtection
-from lambda_destinations.worker.queues import QueueInfo, describe_queue, queue_name
+from lambda_destinations.worker.queues import (
+    QueueInfo,
+    describe_queue,
+    is_missing_queue,
+    queue_name,
+)
 from lambda_destinations.worker.scheduler import Scheduler
 from lambda_destinations.worker.supervision import Supervisor, TaskFailed
 
@@ -51,6 +56,11 @@ log = structlog.get_logger("lambda_destinations.worker")
 ONCE_WAIT_TIME = 1  # seconds of long poll that count as "empty" in --once mode
 RECEIVE_GRACE = 10.0  # seconds past the long poll before a receive counts as stuck
 FULL_BATCH_PATIENCE = 0.1  # seconds a poller waits for a full batch of room, then takes fewer
+# What to do when a polled queue is gone (the receive's warning says it).
+_QUEUE_GONE = (
+    "the queue was deleted: create it again (receiving resumes by itself), or take it out of "
+    "LAMBDA_DESTINATIONS_QUEUES and restart"
+)
 # Messages received ahead of the free handler slots, as a share of `concurrency`: while every
 # slot is busy, the next ones are already here, not one receive round trip away.
 RECEIVE_AHEAD = 1.0
@@ -628,10 +638,12 @@ class Worker(Lifetime):
             self.metrics.sqs_errors.labels("ReceiveMessage").inc()
             self._receive_failures[name] += 1
             delay = backoff_delay(self._receive_failures[name], RECONNECT_BASE, RECONNECT_MAX)
+            fix = {"fix": _QUEUE_GONE} if is_missing_queue(exc) else {}
             log.warning(
                 f"cannot receive from {queue.name}; retrying in {delay:.1f}s",
                 error=describe_error(exc),
                 queue=queue.name,
+                **fix,
             )
             await self._sleep_unless_stopping(delay)
             return None
