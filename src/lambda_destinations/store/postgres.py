@@ -242,6 +242,11 @@ class PostgresStore(SqlStore):
     def _lease_params(self, ttl: float) -> dict[str, Any]:
         return {"ttl": dt.timedelta(seconds=ttl)}
 
+    @property
+    def _user(self) -> str:
+        """The user the URL connects as, for the lines that say what it may not do."""
+        return self._sa_url.username or "the store's user"
+
     async def write_problems(self) -> list[str]:
         """The store's tables (and their id sequences) whose privileges the user lacks."""
         async with self._read() as conn:
@@ -254,9 +259,8 @@ class PostgresStore(SqlStore):
         for name in sorted(lacking):
             privileges = tuple(p for p in _PRIVILEGES if p in lacking[name])
             by_set.setdefault(privileges, []).append(name)
-        user = self._sa_url.username or "the store's user"
         return [
-            f"{user} may not {', '.join(privileges)} on {', '.join(names)}"
+            f"{self._user} may not {', '.join(privileges)} on {', '.join(names)}"
             for privileges, names in by_set.items()
         ]
 
@@ -284,9 +288,8 @@ class PostgresStore(SqlStore):
                 "default_transaction_read_only): point LAMBDA_DESTINATIONS_STORE at the primary"
             )
         if sqlstate == _INSUFFICIENT_PRIVILEGE:
-            user = self._sa_url.username or "the store's user"
             return (
-                f"{_first_line(orig)}: grant {user} SELECT, INSERT, UPDATE and DELETE on the "
+                f"{_first_line(orig)}: grant {self._user} SELECT, INSERT, UPDATE and DELETE on the "
                 "store's tables (the worker writes; so do replays, edits and pruning)"
             )
         unavailable = (

@@ -730,7 +730,7 @@ class Worker(Lifetime):
             self._start_ready()
             log.info("store reachable again; receiving", after_failures=failures)
 
-    async def _reconnect_store(self, failures: int = 0, *, give_up: float | None) -> int | None:
+    async def _reconnect_store(self, failures: int, *, give_up: float | None) -> int | None:
         """Ping the store with backoff (``failures`` already counted) until it answers; how
         many pings failed, those included. Each line says the last error: what paused
         receiving, then the ping's own. None if the next ping would come after ``give_up``
