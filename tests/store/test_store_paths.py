@@ -118,3 +118,17 @@ async def test_a_glob_of_many_stars_answers_at_once(
     rows = await store.list_invocations(InvocationFilter(function_glob=pattern))
 
     assert [r.function_name for r in rows] == ["a" * 63 + "c"]
+
+
+@pytest.mark.parametrize("host", ["\x80", "\udc80", "h\udc80st", "a\x00b"])
+def test_a_postgresql_host_that_is_no_host_name_is_one_clear_line(host: str) -> None:
+    # Found by test_cli_properties: the resolver's encoding error surfaced as a traceback
+    # ("the store cannot hold this record") when the command connected.
+    with pytest.raises(ConfigError, match="is not a host name"):
+        Store.from_url(f"postgresql://{host}/db")
+
+
+@pytest.mark.parametrize("url", ["postgresql://:/db", "postgresql://::1]/db", "sqlite://:x/db"])
+def test_a_store_url_whose_port_is_no_number_is_one_clear_line(url: str) -> None:
+    with pytest.raises(ConfigError, match="not a URL; use "):
+        Store.from_url(url)

@@ -650,7 +650,7 @@ def _function_label(name: str, config: dict[str, Any]) -> str:
 def _sqlite_path(url: str) -> Path | None:
     try:
         parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # Store.from_url says what is wrong
         return None
     if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
         return None

@@ -925,6 +925,15 @@ OLDER_SCHEMA = (
 )
 
 
+def parse_store_url(url: str, usage: str) -> sa.URL:
+    """``url`` parsed; the one-line ConfigError naming ``usage`` when it is no URL (SQLAlchemy
+    raises ValueError, not ArgumentError, for a port that is no number: ``postgresql://:/db``)."""
+    try:
+        return sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise url_error(url, f"not a URL; use {usage}") from exc
+
+
 def url_error(url: str, problem: str) -> ConfigError:
     """The one-line ConfigError for a store URL that cannot work."""
     return ConfigError(f"LAMBDA_DESTINATIONS_STORE={mask_url(url)!r}: {problem}")

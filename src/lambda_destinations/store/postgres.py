@@ -27,6 +27,7 @@ from lambda_destinations.store._sql import (
     SqlStore,
     _Save,
     first_of_each_key,
+    parse_store_url,
     url_error,
 )
 from lambda_destinations.store._tables import metadata
@@ -113,14 +114,15 @@ class PostgresStore(SqlStore):
         echo: bool = False,
         create: bool = True,  # SQLite's option: a PostgreSQL database is never created
     ) -> None:
-        try:
-            parsed = sa.make_url(url)
-        except sa.exc.ArgumentError as exc:
-            raise url_error(url, "not a URL; use postgresql://user@host:5432/dbname") from exc
+        parsed = parse_store_url(url, "postgresql://user@host:5432/dbname")
         if parsed.drivername not in ("postgresql", "postgres", "postgresql+asyncpg"):
             raise url_error(url, "use postgresql://user@host:5432/dbname")
         if not parsed.database:
             raise url_error(url, "name the database: postgresql://user@host:5432/dbname")
+        if not _host_name(parsed.host or ""):
+            raise url_error(
+                url, f"{parsed.host!r} is not a host name: use postgresql://user@host:5432/dbname"
+            )
         self._sa_url = parsed.set(
             drivername="postgresql+asyncpg", query=_connect_query(url, dict(parsed.query))
         )
@@ -301,6 +303,15 @@ class PostgresStore(SqlStore):
         if not unavailable:
             return None
         return f"{_first_line(orig)}: {fix}"
+
+
+def _host_name(host: str) -> bool:
+    """Can the resolver be given ``host`` (IDNA-encoded, no NUL), to answer yes or no?"""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return "\x00" not in host
 
 
 def _first_line(exc: BaseException) -> str:

@@ -41,7 +41,13 @@ from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from lambda_destinations.errors import StoreUnavailable
 from lambda_destinations.store._access import StoreConnection
 from lambda_destinations.store._glob import Glob
-from lambda_destinations.store._sql import OLDER_SCHEMA, SqlStore, _Save, url_error
+from lambda_destinations.store._sql import (
+    OLDER_SCHEMA,
+    SqlStore,
+    _Save,
+    parse_store_url,
+    url_error,
+)
 from lambda_destinations.store._threaded import ThreadEngine, in_thread
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
 from lambda_destinations.times import utcnow
@@ -176,10 +182,7 @@ class SQLiteStore(SqlStore):
         echo: bool = False,
         create: bool = True,
     ) -> None:
-        try:
-            parsed = sa.make_url(url)
-        except sa.exc.ArgumentError as exc:
-            raise url_error(url, "not a URL; use sqlite:///path/to/file.db") from exc
+        parsed = parse_store_url(url, "sqlite:///path/to/file.db")
         if parsed.drivername not in ("sqlite", "sqlite+aiosqlite"):
             raise url_error(url, "use sqlite:///path/to/file.db")
         if parsed.username or parsed.password or parsed.host or parsed.port:
