@@ -81,5 +81,11 @@ class StoreUnavailable(TransientError):
     """The store cannot be reached; messages are retried, the worker keeps running."""
 
 
+class StoreGone(StoreUnavailable):
+    """The store's file was deleted or replaced while open. Each message is retried, as for
+    any unavailable store, but no wait brings the file back: a worker stops (exit 4), and
+    its restart opens the file now at the path."""
+
+
 class StoppedBeforeStart(LambdaDestinationsError):
     """Asked to stop (a signal) while still waiting for an endpoint or the store at start."""

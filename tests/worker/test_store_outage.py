@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 from worker_helpers import receive_all, send_bodies
 
 from lambda_destinations.config import Settings
+from lambda_destinations.errors import StoreGone
 from lambda_destinations.simulate import messages
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
@@ -123,3 +124,44 @@ async def test_a_job_gives_up_on_a_store_that_stays_unavailable(sqs, outage) -> 
     waiting = int(queue["ApproximateNumberOfMessages"])
     hidden = int(queue["ApproximateNumberOfMessagesNotVisible"])
     assert waiting + hidden == len(given.bodies)
+
+
+@pytest.mark.timeout(90)
+async def test_a_store_file_deleted_under_the_worker_stops_it_and_loses_nothing(
+    sqs, make_queue, settings_for, sqlite_url
+) -> None:
+    # given: a worker on the default route (persist) that has stored a first round of records
+    url, dlq = make_queue("gone", max_receive_count=5)
+    bodies = [m.body for m in messages(30, seed=6, poison_every=0) if not m.attributes][:20]
+    first, later = bodies[:10], bodies[10:]
+    send_bodies(sqs, url, first)
+    settings = settings_for(url, concurrency=4)
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            for _ in range(120):
+                await asyncio.sleep(0.25)
+                if worker.stats.as_dict()["acked"] == len(first):
+                    break
+            assert worker.stats.as_dict()["acked"] == len(first)
+
+            # when: its file is deleted (as `rm` would), and more records come
+            for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+                (path.parent / name).unlink(missing_ok=True)
+            send_bodies(sqs, url, later)
+
+            # then: the worker stops by itself, saying why, where before it paused for ever
+            # (and before that, wrote on into the deleted file and acknowledged the messages)
+            with pytest.raises(StoreGone, match=f"{path} was deleted while open"):
+                await asyncio.wait_for(running, 60)
+
+    assert any(e["event"] == "store gone; stopping, to be restarted" for e in logs)
+    assert worker.stats.as_dict()["acked"] == len(first)
+    # and every later record is still on its queue, none dead-lettered
+    assert receive_all(sqs, dlq) == []
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    waiting = int(queue["ApproximateNumberOfMessages"])
+    hidden = int(queue["ApproximateNumberOfMessagesNotVisible"])
+    assert waiting + hidden == len(later)

@@ -25,6 +25,7 @@ from lambda_destinations.cli._app import (
 )
 from lambda_destinations.cli._options import hide_password, settings_options
 from lambda_destinations.config import Settings
+from lambda_destinations.errors import StoreGone
 from lambda_destinations.handlers.registry import HandlerRegistry
 from lambda_destinations.store import Store
 from lambda_destinations.worker import OpsServer, StartTimedOut, Stats, TaskFailed, Worker
@@ -146,12 +147,13 @@ async def run_worker(
 
 
 def run_or_exit(main: Coroutine[Any, Any, Stats]) -> Stats:
-    """asyncio.run(main), turning a dead task or an unreachable start into one line + code."""
+    """asyncio.run(main), turning a dead task, an unreachable start or a store gone from under
+    the worker into one line + code."""
     try:
         return asyncio.run(main)
     except TaskFailed as exc:
         fail(str(exc), EXIT_TASK_FAILED)
-    except StartTimedOut as exc:
+    except (StartTimedOut, StoreGone) as exc:
         fail(str(exc), EXIT_UNREACHABLE)
 
 

@@ -38,7 +38,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
-from lambda_destinations.errors import StoreUnavailable
+from lambda_destinations.errors import StoreGone
 from lambda_destinations.store._access import StoreConnection
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._sql import (
@@ -243,14 +243,21 @@ class SQLiteStore(SqlStore):
         # a file's pool keeps CONNECTIONS open and opens more while the worker's own (its
         # saves, lookups and checkpoints) are out.
         options: dict[str, Any] = {"pool_size": CONNECTIONS, "max_overflow": -1}
+        # Used by the store's threads, one at a time (see _threaded.py).
+        connect_args: dict[str, Any] = {"timeout": self.busy_timeout, "check_same_thread": False}
         if self.path is None:
             # In memory, every connection would see a database of its own: one for all.
             options = {"poolclass": sa.pool.StaticPool}
+        else:
+            # The file is there now. A connection opened later (the pool opens more as they
+            # are needed) must not create an empty file where this one was deleted: opened
+            # read-write only, it fails instead, and _check_file says why.
+            uri = f"{self.path.absolute().as_uri()}?mode=rw"
+            options["creator"] = functools.partial(sqlite3.connect, uri, uri=True, **connect_args)
         engine = sa.create_engine(
             self._sa_url,
             echo=self._echo,
-            # Used by the store's threads, one at a time (see _threaded.py).
-            connect_args={"timeout": self.busy_timeout, "check_same_thread": False},
+            connect_args=connect_args,
             json_serializer=store_json,
             json_deserializer=load_store_json,
             # SQLAlchemy already ends every transaction it began; the pool's extra ROLLBACK on
@@ -519,27 +526,31 @@ class SQLiteStore(SqlStore):
     @contextlib.asynccontextmanager
     async def _write_gate(self) -> AsyncIterator[None]:
         async with self._write_lock:
-            yield
+            try:
+                yield
+            except Exception:
+                self._check_file()  # a write that failed because the file went says so
+                raise
             self._check_file()
 
     async def ping(self) -> None:
+        self._check_file()  # first: a new connection would create a missing file
         await super().ping()
-        self._check_file()
 
     def _check_file(self) -> None:
-        """Raise StoreUnavailable if the file at the path is no longer the one open.
+        """Raise StoreGone if the file at the path is no longer the one open.
 
         Deleted (or replaced) while open, the old file lives on, unseen, for as long as its
         connections do: a write that went there would be acknowledged and lost. Checked after
         each write transaction, before its callers are answered (one ``stat``), and by the
-        ping, so the worker pauses receiving rather than resuming into it.
+        ping, so the worker stops (StoreGone) rather than resuming into it.
         """
         if self.path is None or self._opened is None:
             return
         now = _file_id(self.path)
         if now != self._opened:
             what = "deleted" if now is None else "replaced by another file"
-            raise StoreUnavailable(
+            raise StoreGone(
                 f"store {self.display_url} is unavailable: {self.path} was {what} while "
                 "open, and what is written to the old file is lost: restart to open the file "
                 "now there (a missing one is created and migrated)"

@@ -33,6 +33,7 @@ from lambda_destinations.errors import (
     LambdaDestinationsError,
     Outcome,
     StoppedBeforeStart,
+    StoreGone,
 )
 from lambda_destinations.handlers.registry import HandlerRegistry, replay_outcomes_linked
 from lambda_destinations.redact import mask_url
@@ -214,7 +215,7 @@ class Worker(Lifetime):
         )
         self._stopping = asyncio.Event()
         # Set when a job (run --once) gave up on a store that stayed unavailable.
-        self._gave_up: StoreLostTimedOut | None = None
+        self._gave_up: StoreLostTimedOut | StoreGone | None = None
         self._stop_at: float | None = None  # loop time shutdown began
         self._inflight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[Outcome]] = set()
@@ -456,7 +457,8 @@ class Worker(Lifetime):
                 self._receiving[name] = None
                 self.supervisor.spawn(name, self._poll(queue, name, once=once), may_return=once)
         self.supervisor.spawn("heartbeat", self._heartbeat())
-        self.supervisor.spawn("store-watcher", self._watch_store(once=once), may_return=once)
+        # It returns only once it has stopped the worker (a job gave up, the store is gone).
+        self.supervisor.spawn("store-watcher", self._watch_store(once=once), may_return=True)
         self.supervisor.spawn("scheduler", self.scheduler.run())
         if self.settings.queue_metrics_interval > 0:
             self.supervisor.spawn("queue-metrics", self._sample_queues())
@@ -734,7 +736,8 @@ class Worker(Lifetime):
         """Ping the store with backoff (``failures`` already counted) until it answers; how
         many pings failed, those included. Each line says the last error: what paused
         receiving, then the ping's own. None if the next ping would come after ``give_up``
-        (the worker is then stopping, StoreLostTimedOut noted for run())."""
+        (the worker is then stopping, StoreLostTimedOut noted for run()), or if the ping says
+        the store is gone for good (StoreGone, noted the same way: a restart mends it)."""
         assert self._dispatcher is not None
         error = self._dispatcher.store_error
         loop = asyncio.get_running_loop()
@@ -756,6 +759,11 @@ class Worker(Lifetime):
             await self._sleep_unless_stopping(delay)
             try:
                 await self.store.ping()
+            except StoreGone as exc:
+                self._gave_up = exc
+                log.error("store gone; stopping, to be restarted", error=describe_error(exc))
+                self.stop()
+                return None
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any store error
                 if not is_transient(exc):
                     log.error("store ping failed", error=describe_error(exc))
