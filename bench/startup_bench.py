@@ -41,6 +41,8 @@ COMMANDS: list[tuple[str, list[str], bool]] = [
     ("failures show <id>", ["failures", "show", "no-such-id:RetriesExhausted"], True),
     ("quarantine list", ["quarantine", "list"], True),
     ("dlq --help", ["dlq", "--help"], False),
+    ("run --help", ["run", "--help"], False),
+    ("dev --help", ["dev", "--help"], False),
 ]
 
 # The libraries a store-reading command cannot do without (see the module's docstring).

@@ -5,18 +5,32 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+from typing import TYPE_CHECKING
 
 import click
 
 from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
-from lambda_destinations.console import TOKEN_ENV, ConsoleOptions, new_token, serve
 from lambda_destinations.errors import LambdaDestinationsError
+
+# The console (aiohttp, its templates, the AWS clients) is imported when it serves, so that
+# `console --help` loads none of it.
+if TYPE_CHECKING:
+    from lambda_destinations.console import ConsoleOptions
+
+
+def _token_generated() -> bool:
+    """Whether the console makes its own token: none is set in the environment."""
+    from lambda_destinations.console import TOKEN_ENV
+
+    return not os.environ.get(TOKEN_ENV)
 
 
 def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
     """The console's options; the token from the environment, or a new one."""
+    from lambda_destinations.console import TOKEN_ENV, ConsoleOptions, new_token
+
     return ConsoleOptions(
         host=host, port=port, token=os.environ.get(TOKEN_ENV) or new_token(), read_only=read_only
     )
@@ -24,6 +38,8 @@ def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
 
 def announce(options: ConsoleOptions, *, generated: bool, indent: str = "") -> str:
     """Where the console is, and how to sign in to act (the login URL carries a new token)."""
+    from lambda_destinations.console import TOKEN_ENV
+
     lines = [f"console    {options.url()}"]
     if options.read_only:
         lines.append("           read-only: no actions")
@@ -42,8 +58,10 @@ async def serve_alongside(settings: Settings, port: int) -> None:
     A taken ``port`` falls back to a free one; a console that cannot start says why in one
     line and leaves the other command running.
     """
+    from lambda_destinations.console import serve
+
     options = console_options("127.0.0.1", port, read_only=False)
-    generated = not os.environ.get(TOKEN_ENV)
+    generated = _token_generated()
 
     def ready(actual: ConsoleOptions) -> None:
         click.echo(announce(actual, generated=generated, indent="  "), err=True)
@@ -77,8 +95,10 @@ def console_command(settings: Settings, host: str, port: int, read_only: bool) -
       lambda-destinations console --port 8080 --read-only
       LAMBDA_DESTINATIONS_CONSOLE_TOKEN=... lambda-destinations console --host 0.0.0.0
     """
+    from lambda_destinations.console import serve
+
     options = console_options(host, port, read_only)
-    generated = not os.environ.get(TOKEN_ENV)
+    generated = _token_generated()
 
     def ready(actual: ConsoleOptions) -> None:
         click.echo(announce(actual, generated=generated), err=True)

@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import structlog
@@ -22,17 +22,14 @@ from lambda_destinations.cli._table import plural
 from lambda_destinations.cli.console import serve_alongside
 from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker, summary_line
 from lambda_destinations.config import DEV_CONFIG, RouteConfig, Settings
-from lambda_destinations.dev_endpoint import (
-    ALERTS_PATH,
-    Destinations,
-    DevEndpoint,
-    FunctionSimulation,
-    register_functions,
-)
 from lambda_destinations.logs import configure_logging
-from lambda_destinations.operations.redrive import resolve_queue
-from lambda_destinations.simulate import SimulatedMessage, messages
-from lambda_destinations.worker import Stats, Worker
+
+# The local endpoint, the simulator and the worker are imported by the commands that run
+# them, so that `dev --help` and `simulate --help` load none of them.
+if TYPE_CHECKING:
+    from lambda_destinations.dev_endpoint import FunctionSimulation
+    from lambda_destinations.simulate import SimulatedMessage
+    from lambda_destinations.worker import Stats, Worker
 
 log = structlog.get_logger("lambda_destinations.cli")
 
@@ -139,6 +136,8 @@ def dev_alerts(endpoint_url: str) -> dict[str, Any]:
     """dev's alert channel: the webhook handler, Slack-shaped, posting to dev's own endpoint,
     which prints each alert. Storm rules apply: the first 3 per function and error type a
     minute, then a digest."""
+    from lambda_destinations.dev_endpoint import ALERTS_PATH
+
     return {
         "type": "webhook",
         "preset": "slack",
@@ -276,6 +275,8 @@ def dev_command(
         configure_logging("console", settings.log_level, hide=_own_alert_sent)
     for name, value in (("AWS_ACCESS_KEY_ID", "dev"), ("AWS_SECRET_ACCESS_KEY", "dev")):
         os.environ.setdefault(name, value)  # the local endpoint accepts any credentials
+    from lambda_destinations.dev_endpoint import FunctionSimulation
+
     settings = _dev_settings(settings)
     simulation = FunctionSimulation(
         success_rate=success_rate, seed=seed, region=settings.resolved_region() or "us-east-1"
@@ -297,6 +298,9 @@ async def _dev(
     console_port: int | None,
 ) -> Any:
     """``console_port`` None: drain once and return, without the console."""
+    from lambda_destinations.dev_endpoint import Destinations, DevEndpoint, register_functions
+    from lambda_destinations.simulate import messages
+
     async with DevEndpoint(moto_url, simulation, port=port, on_alert=_show_alert) as endpoint:
         settings = settings.model_copy(update={"endpoint_url": endpoint.url})
         if any(DEV_ALERTS in route.handlers for route in settings.routes):
@@ -401,6 +405,9 @@ def simulate_command(
       lambda-destinations simulate --endpoint-url http://127.0.0.1:5000 --queue URL -n 100
       lambda-destinations simulate --queue SUCCESS_URL --failure-queue FAILURE_URL
     """
+    from lambda_destinations.operations.redrive import resolve_queue
+    from lambda_destinations.simulate import messages
+
     batch = list(messages(count, seed=seed, poison_every=0 if no_poison else 25))
 
     async def go() -> int:

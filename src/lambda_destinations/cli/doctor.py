@@ -11,7 +11,6 @@ from lambda_destinations.cli._common import dumps
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
-from lambda_destinations.operations.doctor import Doctor, exit_status
 
 _SHOWN = {"ok": "ok", "warn": "warn", "error": "ERROR"}
 
@@ -51,6 +50,9 @@ def doctor_command(settings: Settings, function_glob: str | None, as_json: bool)
     Exit status: 0 when no check is an error (warnings pass), 1 when one is, 4 when the
     endpoint or the store cannot be reached.
     """
+    # Imported here: `doctor --help` loads neither the AWS clients nor the handlers.
+    from lambda_destinations.operations.doctor import Doctor, exit_status
+
     checks = asyncio.run(Doctor(settings, function_glob=function_glob).run())
     outcome = exit_status(checks)
     if as_json:

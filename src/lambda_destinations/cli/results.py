@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lambda_destinations._json import loads as loads_json
-from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import (
     EXIT_FAILED,
     EXIT_NO_RESULT,
@@ -23,13 +23,11 @@ from lambda_destinations.cli._common import aws_errors, dumps
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.templates import parse_duration
-from lambda_destinations.operations.results import (
-    InvocationResult,
-    Results,
-    ResultTimeout,
-    invoke_async,
-    unknown_result,
-)
+
+# The AWS clients and the store are imported by the commands that use them, so that `invoke
+# --help` and `result --help` load neither.
+if TYPE_CHECKING:
+    from lambda_destinations.operations.results import InvocationResult, Results
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -108,6 +106,9 @@ def invoke_command(
     Exit status: 0 when invoked (with --wait: when the invocation succeeded), 1 when its record
     is a failure or Lambda refused the Invoke, 5 when no record arrived within --wait.
     """
+    from lambda_destinations.aws import AwsClients
+    from lambda_destinations.operations.results import Results, invoke_async
+
     body = read_payload(payload)
 
     async def go() -> tuple[str, InvocationResult | None]:
@@ -152,6 +153,7 @@ def result_command(settings: Settings, request_id: str, wait: float | None, as_j
     Exit status: 0 for a success, 1 for a failure, 5 when the store has no record of the
     request id (within --wait, if given).
     """
+    from lambda_destinations.operations.results import Results
 
     async def go() -> InvocationResult | None:
         async with Results(settings.store) as results:
@@ -163,6 +165,8 @@ def result_command(settings: Settings, request_id: str, wait: float | None, as_j
 
 
 async def _wait(results: Results, request_id: str, seconds: float) -> InvocationResult | None:
+    from lambda_destinations.operations.results import ResultTimeout
+
     try:
         return await results.wait(request_id, timeout=seconds)
     except ResultTimeout:
@@ -180,6 +184,8 @@ def _report(
     """Print the outcome and exit 0 (success), 1 (failure) or 5 (no record)."""
     if outcome is None:
         if as_json:
+            from lambda_destinations.operations.results import unknown_result
+
             click.echo(dumps(unknown_result(request_id)))
         within = f" within {waited:g} s" if waited is not None else " yet"
         fail(

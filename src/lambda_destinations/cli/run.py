@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import structlog
@@ -25,10 +25,12 @@ from lambda_destinations.cli._app import (
 )
 from lambda_destinations.cli._options import hide_password, settings_options
 from lambda_destinations.config import Settings
-from lambda_destinations.errors import StoreGone
-from lambda_destinations.handlers.registry import HandlerRegistry
-from lambda_destinations.store import Store
-from lambda_destinations.worker import OpsServer, StartTimedOut, Stats, TaskFailed, Worker
+
+# The worker, its handlers and the store are imported by the commands that run them, so that
+# `run --help` and `migrate --help` load none of them.
+if TYPE_CHECKING:
+    from lambda_destinations.handlers.registry import HandlerRegistry
+    from lambda_destinations.worker import OpsServer, Stats, Worker
 
 log = structlog.get_logger("lambda_destinations.cli")
 
@@ -91,6 +93,8 @@ async def ops_server(
     if not settings.ops_port:
         yield None
         return
+    from lambda_destinations.worker import OpsServer
+
     ops = OpsServer(
         host=settings.ops_host or host,
         port=settings.ops_port,
@@ -123,6 +127,8 @@ async def run_worker(
     With ``once``, SQS or the store unreachable for ``once_timeout`` raises StartTimedOut.
     ``local`` (``dev``): a default ops port in use is replaced by a free one.
     """
+    from lambda_destinations.worker import Worker
+
     worker = Worker(settings, registry=registry)
     remove = install_signal_handlers(worker)
     try:
@@ -149,6 +155,9 @@ async def run_worker(
 def run_or_exit(main: Coroutine[Any, Any, Stats]) -> Stats:
     """asyncio.run(main), turning a dead task, an unreachable start or a store gone from under
     the worker into one line + code."""
+    from lambda_destinations.errors import StoreGone
+    from lambda_destinations.worker import StartTimedOut, TaskFailed
+
     try:
         return asyncio.run(main)
     except TaskFailed as exc:
@@ -226,6 +235,8 @@ def migrate_command(settings: Settings, check: bool) -> None:
       lambda-destinations migrate --store postgresql://app@db.internal/results
       lambda-destinations migrate --check
     """
+
+    from lambda_destinations.store import Store
 
     async def go() -> tuple[list[int], list[int]]:
         async with Store.from_url(settings.store) as store:
