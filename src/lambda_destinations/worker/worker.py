@@ -70,6 +70,9 @@ RECONNECT_MAX = 30.0
 # Shutdown: every phase after the grace period fits in this margin (see _shutdown).
 SHUTDOWN_MARGIN = 2.5
 CANCEL_WAIT = 1.0  # of the margin, what cancelled handlers get to end
+# Seconds past the end of a long poll cancelled at shutdown before what is released shows again
+# (the poll's end at SQS comes a little after ours: the request's way there, its clock).
+RELEASE_MARGIN = 1.0
 FLUSH_RESERVE = 1.0  # of the margin, what is always left for the last flush
 ABORT_RELEASE = 1.0  # a second signal: seconds spent trying to release what is in flight
 HANDLER_OVERRUN = 1.0  # seconds past handler_timeout before /healthz reports a handler
@@ -220,8 +223,12 @@ class Worker(Lifetime):
         self._inflight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[Outcome]] = set()
         self._pollers: list[str] = []
-        # poller name -> loop time its receive under way began (None: not receiving).
+        # poller name -> loop time its receive under way began (None: not receiving), and the
+        # loop time its long poll ends.
         self._receiving: dict[str, float | None] = {}
+        self._poll_ends: dict[str, float] = {}
+        # Loop time the last long poll cancelled at shutdown ends at SQS (see _release).
+        self._polls_open_until = 0.0
         self._receive_failures: dict[str, int] = {}  # poller name -> failures in a row
         self._releases: list[asyncio.Future[bool]] = []
         self._share = MAX_BATCH
@@ -472,8 +479,14 @@ class Worker(Lifetime):
         hard_end = grace_end + SHUTDOWN_MARGIN
         self.supervisor.closing()
         # Phase 1: stop receiving. A receive cancelled mid-flight may have taken messages we
-        # never saw: they come back when their visibility timeout ends, nothing is lost.
+        # never saw: they come back when their visibility timeout ends, nothing is lost. Its
+        # long poll goes on at SQS until it ends, so what is released meanwhile stays hidden
+        # until then (see _release).
         self.scheduler.stop()
+        self._polls_open_until = max(
+            (self._poll_ends[name] for name, since in self._receiving.items() if since is not None),
+            default=0.0,
+        )
         await self.supervisor.cancel(*self._pollers, wait=CANCEL_WAIT)
         self._release_ready()
         # Phase 2: in-flight handlers and the scheduler's jobs share the grace period.
@@ -527,11 +540,19 @@ class Worker(Lifetime):
                 self._release(item)
 
     def _release(self, item: InFlight) -> None:
-        """Make an unsettled message visible again at once; counted once SQS confirms it."""
+        """Make an unsettled message visible again at once; counted once SQS confirms it.
+
+        At once, unless a long poll cancelled at shutdown is still open at SQS: cancelling the
+        request does not end it there, and a message visible before it ends would be taken
+        by it, then hidden for the whole visibility timeout with one more receive counted
+        toward the DLQ. Such a message shows again just after the poll ends (at most
+        ``wait_time`` + RELEASE_MARGIN seconds)."""
         assert self._visibility is not None
         item.settled = True
+        left = self._polls_open_until + RELEASE_MARGIN - asyncio.get_running_loop().time()
+        hidden = math.ceil(left) if self._polls_open_until and left > 0 else 0
         future = self._visibility.submit(
-            item.queue.url, {"ReceiptHandle": item.receipt, "VisibilityTimeout": 0}
+            item.queue.url, {"ReceiptHandle": item.receipt, "VisibilityTimeout": hidden}
         )
         self._releases.append(future)
         queue = item.queue.name
@@ -627,6 +648,7 @@ class Worker(Lifetime):
         self.stats.sqs_calls["ReceiveMessage"] += 1
         loop = asyncio.get_running_loop()
         self._receiving[name] = loop.time()
+        self._poll_ends[name] = loop.time() + wait_time
         try:
             # A receive that outlives its long poll by far is stuck (a half-open connection,
             # an endpoint that hangs): give up on it rather than hold the reserved slots.
