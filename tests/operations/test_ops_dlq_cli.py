@@ -156,6 +156,22 @@ def test_a_dlq_of_no_queue_needs_to(sqs, make_queue, cli_env) -> None:
     assert count_messages(sqs, function_dlq) == 0
 
 
+def test_a_redrive_to_the_dlq_itself_is_refused_in_one_line(sqs, make_queue, cli_env) -> None:
+    # given: a DLQ with messages
+    url, dlq = make_queue("self")
+    send_all(sqs, dlq, [f"m{i}" for i in range(3)])
+
+    # when: --to names the DLQ itself
+    result = cli("dlq", "redrive", dlq, "--to", dlq.rsplit("/", 1)[1], *ONE_MOVER, env=cli_env)
+
+    # then: one line, exit 2, nothing moved (before, each message was sent back into the DLQ
+    # and reported as "came back (quarantined again)")
+    assert result.returncode == 2, result.stderr
+    assert "is the DLQ being redriven" in error_lines(result)[0]
+    assert count_messages(sqs, dlq) == 3
+    assert count_messages(sqs, url) == 0
+
+
 def test_a_dlq_of_several_queues_sends_each_message_home(sqs, make_queue, cli_env) -> None:
     # given: one DLQ for two queues; quarantined messages say where they came from
     dlq, _ = make_queue("shared-dlq", dlq=False)

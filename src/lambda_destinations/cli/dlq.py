@@ -293,6 +293,12 @@ class _Redrive:
             sqs = await aws.client("sqs")
             dlq = await resolve_queue(sqs, self.queue)
             target = await resolve_queue(sqs, self.to) if self.to else None
+            if target is not None and target.url == dlq.url:
+                fail(
+                    f"--to {self.to} is the DLQ being redriven: name the queue its messages "
+                    "should go to (leave --to out: the queue whose DLQ it is)",
+                    EXIT_USAGE,
+                )
             sources = await source_queues(sqs, dlq)
             if target is None and not sources:
                 fail(
