@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
@@ -93,14 +94,33 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
+# An HTML page where an AWS answer was expected (a proxy's error page, a web server at the
+# endpoint URL): botocore puts the whole page in the error's text.
+_HTML_PAGE = re.compile(r"<!doctype html|<html", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title>\s*(.*?)\s*</title>", re.IGNORECASE | re.DOTALL)
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for a log or a stored reason: the type, the AWS error code, the text, redacted."""
     code = error_code(exc)
-    text = str(exc) or type(exc).__name__
+    text = _without_html(str(exc) or type(exc).__name__)
     if code and code not in text:
         text = f"{code}: {text}"
     text = redact(text)  # errors quote recipients and URLs
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+
+
+def _without_html(text: str) -> str:
+    """``text`` with an HTML page in it replaced by its title: one line, saying what it was."""
+    found = _HTML_PAGE.search(text)
+    if found is None:
+        return text
+    title = _HTML_TITLE.search(text, found.start())
+    named = f" titled {' '.join(title[1].split())[:120]!r}" if title else ""
+    return (
+        f"{text[: found.start()].rstrip()} an HTML page{named}, not an AWS answer "
+        "(is the endpoint URL an AWS endpoint, or a proxy's error page?)"
+    )
 
 
 def classify(exc: BaseException) -> Kind:

@@ -4,11 +4,13 @@ error, and a collection before exit so any unclosed client or connection would s
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -104,4 +106,49 @@ def test_run_once_gives_up_on_an_unreachable_endpoint_with_exit_4(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert errors[0].startswith(f"error: {what} stayed unreachable for 3s")
+    assert_clean(result)
+
+
+class _ErrorPage(http.server.BaseHTTPRequestHandler):
+    """Answers every request as a proxy with nothing behind it would: a 502 HTML page."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        page = (
+            b"<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title></head>\n"
+            b"<body><h1>Bad Gateway</h1>\n<p>nothing behind this proxy</p></body>\n</html>\n"
+        )
+        self.send_response(502)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_an_endpoint_answering_html_pages_is_one_line_naming_the_page(base_env) -> None:
+    # given: an endpoint URL where a proxy answers every call with its HTML error page
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ErrorPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        **base_env,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}",
+        "LAMBDA_DESTINATIONS_QUEUES": "q1",
+        "LAMBDA_DESTINATIONS_ONCE_TIMEOUT": "3",
+    }
+    try:
+        result = run(env)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # then: exit 4; the line names the page by its title, without the page (before, the whole
+    # page, over several lines, was in the error and in every retry's log line)
+    assert result.returncode == 4, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "an HTML page titled '502 Bad Gateway', not an AWS answer" in errors[0]
+    assert "<html" not in result.stderr.lower()
     assert_clean(result)
