@@ -24,8 +24,8 @@ ROOT = "lambda_destinations"
 # - the package itself (``lambda_destinations/__init__.py``) is the public facade: on top.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
-        {"schemas", "errors", "redact", "_json", "_lifetime", "_lazy", "_version", "times", "logs"}
-        | {"aws_operations", "simulate"}
+        {"schemas", "errors", "redact", "_json", "_text", "_lifetime", "_lazy", "_version"}
+        | {"times", "logs", "aws_operations", "simulate"}
     ),
     frozenset({"store", "config", "retrying", "aws", "dev_endpoint"}),
     frozenset({"handlers"}),

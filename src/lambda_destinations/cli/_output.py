@@ -1,10 +1,13 @@
-"""stdout whose write errors say they are stdout's.
+"""stdout whose write errors say they are stdout's, and which writes any text it is given.
 
 Python reports a reader that went away (``| head`` that has read enough) as BrokenPipeError, a
 ConnectionError like a dropped connection to AWS, and a full disk under ``> file`` as a bare
 OSError, like any other. The commands' stdout is wrapped here so that both arrive as
 :class:`OutputUnwritable`, which ``reports_errors`` turns into a quiet exit (141, as a tool that
 SIGPIPE ends) or one line.
+
+Text from the store may hold lone surrogates, which UTF-8 cannot encode: stdout writes them as
+U+FFFD (:func:`~lambda_destinations._text.printable`), in tables and JSON alike.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import io
 import os
 import sys
 from typing import TYPE_CHECKING
+
+from lambda_destinations._text import printable
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -38,8 +43,16 @@ class _Stdout(io.FileIO):
             raise OutputUnwritable(exc.errno, exc.strerror) from None
 
 
+class _Text(io.TextIOWrapper):
+    """stdout's text layer: lone surrogates become U+FFFD instead of a UnicodeEncodeError."""
+
+    def write(self, text: str, /) -> int:
+        return super().write(printable(text))
+
+
 def wrap_stdout() -> None:
-    """Put :class:`_Stdout` under ``sys.stdout``, with the same encoding and buffering."""
+    """Put :class:`_Stdout` under ``sys.stdout`` (as :class:`_Text`), with the same encoding
+    and buffering."""
     stream = sys.stdout
     if not isinstance(stream, io.TextIOWrapper):  # closed at start (None), or replaced
         return
@@ -48,7 +61,7 @@ def wrap_stdout() -> None:
     except (OSError, ValueError):
         return
     stream.flush()
-    sys.stdout = io.TextIOWrapper(
+    sys.stdout = _Text(
         io.BufferedWriter(_Stdout(fd, "w", closefd=False)),
         encoding=stream.encoding,
         errors=stream.errors,

@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lambda_destinations._text import printable
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.console.jobs import JobBoard
@@ -122,7 +123,9 @@ class Console:
             read_only=self.options.read_only,
             **values,
         )
-        return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+        return web.Response(
+            text=printable(text), status=status, content_type="text/html", charset="utf-8"
+        )
 
 
 CONSOLE = web.AppKey("console", Console)

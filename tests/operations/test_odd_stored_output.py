@@ -1,0 +1,82 @@
+"""What a worker run stored or quarantined can always be read back: a record holding a lone
+surrogate, a body nested too deeply to parse. Through the real CLI (a new process, its real
+stdout) and the console's HTTP routes, against a moto server and the store the worker wrote."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from ops_helpers import cli
+
+from lambda_destinations.config import Settings
+from lambda_destinations.console import ConsoleOptions, create_app
+from lambda_destinations.simulate import failure_record
+
+TOKEN = "odd-output-token"
+DEEP = "[" * 50000 + "]" * 50000
+
+
+def run_once(sqs: Any, url: str, env: dict[str, str], body: str) -> dict[str, Any]:
+    """Send ``body`` to ``url`` and let a worker run (``run --once``) handle it."""
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    ran = cli("run", "--once", "--json", env={**env, "LAMBDA_DESTINATIONS_QUEUES": url})
+    assert ran.returncode == 0, ran.stderr
+    assert "Traceback" not in ran.stderr
+    summary: dict[str, Any] = json.loads(ran.stdout.splitlines()[-1])
+    return summary
+
+
+async def console_get(settings: Settings, path: str) -> tuple[int, str]:
+    client = TestClient(TestServer(create_app(settings, ConsoleOptions(token=TOKEN))))
+    await client.start_server()
+    try:
+        response = await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+        return response.status, await response.text()
+    finally:
+        await client.close()
+
+
+def shown(*args: str, env: dict[str, str], code: int = 0) -> str:
+    result = cli(*args, env=env)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == code, result.stderr
+    return result.stdout
+
+
+async def test_a_stored_lone_surrogate_is_shown_as_u_fffd(
+    sqs,
+    make_queue,
+    cli_env,
+    store_url: str,
+    settings_for: Callable[..., Settings],
+) -> None:
+    # given: a valid failure record whose error message is a lone surrogate, stored by a worker
+    url, _ = make_queue("surrogate")
+    record = failure_record(random.Random(7), condition="RetriesExhausted")
+    record["responsePayload"]["errorMessage"] = "\ud800"
+    request_id = record["requestContext"]["requestId"]
+    env = {**cli_env, "LAMBDA_DESTINATIONS_STORE": store_url}
+    assert run_once(sqs, url, env, json.dumps(record))["acked"] == 1
+
+    # when: it is read back every way there is
+    text = shown("failures", "show", request_id, env=env)
+    whole = json.loads(shown("failures", "show", request_id, "--json", env=env))
+    result_text = shown("result", request_id, env=env, code=1)  # 1: the invocation failed
+    result = json.loads(shown("result", request_id, "--json", env=env, code=1))
+    settings = settings_for(store=store_url)
+    page_status, page = await console_get(settings, f"/failures/{request_id}:RetriesExhausted")
+    api_status, api = await console_get(settings, f"/api/invocations/{request_id}")
+
+    # then: each shows U+FFFD where the surrogate is
+    assert '"errorMessage": "\ufffd"' in text
+    assert whole["response_payload"]["errorMessage"] == "\ufffd"
+    assert '"errorMessage": "\ufffd"' in result_text
+    assert result["error"]["message"] == result["response"]["errorMessage"] == "\ufffd"
+    assert page_status == 200
+    assert "\ufffd" in page
+    assert api_status == 200
+    assert json.loads(api)["response"]["errorMessage"] == "\ufffd"
