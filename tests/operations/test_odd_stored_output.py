@@ -80,3 +80,25 @@ async def test_a_stored_lone_surrogate_is_shown_as_u_fffd(
     assert "\ufffd" in page
     assert api_status == 200
     assert json.loads(api)["response"]["errorMessage"] == "\ufffd"
+
+
+async def test_a_body_nested_too_deeply_is_shown_as_it_is(
+    sqs, make_queue, cli_env, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a body nested too deeply to decode, quarantined by a worker (store and DLQ)
+    url, dlq = make_queue("deep")
+    assert dlq is not None
+    assert run_once(sqs, url, cli_env, DEEP)["quarantined"] == 1
+    (row,) = json.loads(shown("quarantine", "list", "--json", env=cli_env))
+    assert "nested too deeply" in row["reason"]
+
+    # when: the quarantined message is shown in each view that shows bodies
+    text = shown("quarantine", "show", str(row["id"]), env=cli_env)
+    peeked = shown("dlq", "peek", dlq, "--body", env=cli_env)
+    status, page = await console_get(settings_for(), "/quarantine")
+
+    # then: each shows the body as it was sent
+    assert DEEP in text
+    assert DEEP in peeked
+    assert status == 200
+    assert DEEP in page

@@ -48,10 +48,15 @@ def describe_quarantined(row: QuarantineRow, *, body: bool = False) -> dict[str,
 
 
 def pretty_body(text: str) -> str:
-    """The body as indented JSON when it is JSON, else as it is."""
+    """The body as indented JSON when it is JSON, else as it is.
+
+    Also as it is when it is nested too deeply to parse or indent (``[[[...]]]``, which the
+    worker quarantines for that reason): ``quarantine show``, ``dlq peek --body`` and the
+    console's quarantine page must still show it.
+    """
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 
