@@ -104,8 +104,23 @@ def test_record_without_request_context() -> None:
             "Input should be a valid integer (got 2.0)",
         ),
         (
+            {"approximateInvokeCount": 2**31},  # the store's column is a 32-bit integer
+            "invalid field requestContext.approximateInvokeCount: "
+            "Input should be less than or equal to 2147483647 (got 2147483648)",
+        ),
+        (
             {"requestId": None},
             "invalid field requestContext.requestId: Input should be a valid string (got null)",
+        ),
+        (
+            {"requestId": "r" * 257},  # the record's key must fit a PostgreSQL index entry
+            "invalid field requestContext.requestId: "
+            f"String should have at most 256 characters (got '{'r' * 57}...')",
+        ),
+        (
+            {"condition": "C" * 257},
+            "invalid field requestContext.condition: "
+            f"String should have at most 256 characters (got '{'C' * 57}...')",
         ),
         (
             {"condition": ""},
@@ -310,6 +325,9 @@ def test_malformed_legacy_attributes() -> None:
     )
     assert reason_for("{}", {"RequestID": "", "ErrorCode": "200"}) == (
         "message attribute RequestID is empty"
+    )
+    assert reason_for("{}", {"RequestID": "r" * 257, "ErrorCode": "200"}) == (
+        f"invalid field RequestID: String should have at most 256 characters (got '{'r' * 57}...')"
     )
 
 

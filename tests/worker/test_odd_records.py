@@ -1,5 +1,5 @@
 """Valid records with odd strings (lone surrogates, reversed pairs, NUL) are stored on both
-backends, exactly in their JSON columns."""
+backends, exactly in their JSON columns; values no Lambda record holds are quarantined."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from worker_helpers import receive_all, registry_with, routed, run_until
 
+from lambda_destinations.config import Settings
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
@@ -33,6 +34,15 @@ def odd_records() -> list[dict[str, Any]]:
     return [lone, reversed_pair, nul, odd_id, text_payload]
 
 
+async def persist_all(sqs: Any, url: str, records: list[dict[str, Any]], settings: Settings) -> Any:
+    """Send ``records`` to ``url`` and run a worker (persist alone) until each has an outcome."""
+    for record in records:
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+    settings = routed(settings, "persist")
+    async with Worker(settings, registry=registry_with(settings)) as worker:
+        return await run_until(worker, lambda: sum(worker.stats.outcomes.values()) >= len(records))
+
+
 async def test_every_odd_but_valid_record_is_stored_exactly(
     sqs, make_queue, settings_for, store_url
 ) -> None:
@@ -40,15 +50,10 @@ async def test_every_odd_but_valid_record_is_stored_exactly(
     url, dlq = make_queue("odd")
     records = odd_records()
     # json.dumps escapes them (\ud800, \u0000): the body is what SQS would deliver
-    bodies = [json.dumps(record) for record in records]
-    for body in bodies:
-        sqs.send_message(QueueUrl=url, MessageBody=body)
-    decoded = [decode(body) for body in bodies]
-    settings = routed(settings_for(url, store=store_url), "persist")
+    decoded = [decode(json.dumps(record)) for record in records]
 
     # when
-    async with Worker(settings, registry=registry_with(settings)) as worker:
-        stats = await run_until(worker, lambda: sum(worker.stats.outcomes.values()) >= 5)
+    stats = await persist_all(sqs, url, records, settings_for(url, store=store_url))
 
     # then: each acked and stored once, its JSON exactly, its text readable
     assert stats.outcomes["ack"] == 5
@@ -68,3 +73,30 @@ async def test_every_odd_but_valid_record_is_stored_exactly(
     assert rows[4] is not None
     assert rows[4].request_payload == "plain \x00 text \ud800 é"
     assert receive_all(sqs, dlq) == []
+
+
+async def test_values_no_lambda_record_holds_are_quarantined_with_the_reason(
+    sqs, make_queue, settings_for, store_url
+) -> None:
+    # given: records valid but for a value the store's columns and index cannot hold
+    url, dlq = make_queue("unholdable")
+    rng = random.Random(52)
+    huge, int32, long_id = (failure_record(rng, condition="RetriesExhausted") for _ in range(3))
+    huge["requestContext"]["approximateInvokeCount"] = 2**63  # past SQLite's INTEGER
+    int32["requestContext"]["approximateInvokeCount"] = 2**31  # past PostgreSQL's integer
+    long_id["requestContext"]["requestId"] = "".join(rng.choices("abcdef0123456789", k=10_000))
+
+    # when
+    stats = await persist_all(sqs, url, [huge, int32, long_id], settings_for(url, store=store_url))
+
+    # then: each quarantined at its first receive, with the field that is out of bounds
+    assert stats.outcomes["quarantine"] == 3
+    assert stats.outcomes["retry"] == stats.outcomes["ack"] == 0
+    async with Store.from_url(store_url) as store:
+        reasons = sorted(row.reason for row in await store.list_quarantine())
+    assert [reason.split(":")[1] for reason in reasons] == [
+        " invalid field requestContext.approximateInvokeCount",
+        " invalid field requestContext.approximateInvokeCount",
+        " invalid field requestContext.requestId",
+    ]
+    assert len(receive_all(sqs, dlq)) == 3

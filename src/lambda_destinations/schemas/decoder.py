@@ -381,10 +381,14 @@ def _legacy(
         "body": body,
         "bodyIsJson": is_json,
     }
+    try:
+        record = LegacyDlqMessage.model_validate(record_json)
+    except ValidationError as exc:
+        raise DecodeError(validation_reason(exc)) from None
     return DecodedMessage(
         kind=MessageKind.LEGACY_DLQ,
         envelope=envelope,
-        record=LegacyDlqMessage.model_validate(record_json),
+        record=record,
         key=key_text(f"{request_id}:{_LEGACY_CONDITION}"),
         request_id=request_id,
         function=None,

@@ -47,6 +47,13 @@ def _number_as_text(value: object) -> object:
     return value
 
 
+# Bounds on what no Lambda record holds but a database refuses. Request ids are UUIDs (36
+# characters) and conditions a word: at 256 characters each the key "<requestId>:<condition>"
+# fits a PostgreSQL index entry (2,704 bytes) in any characters. The invoke count is a few
+# attempts (10,000 at most for a stream); the store's column is a 32-bit integer.
+MAX_ID_LENGTH = 256
+MAX_INVOKE_COUNT = 2**31 - 1
+
 UtcDatetime = Annotated[datetime, Strict(False), AfterValidator(_as_utc)]
 """A datetime parsed from ISO 8601 text (or epoch seconds), always timezone-aware UTC."""
 
@@ -74,10 +81,10 @@ class RequestContext(_Model):
     ``MaximumPayloadSizeExceeded`` ... for event-source mappings, and whatever AWS adds next.
     """
 
-    request_id: str = Field(min_length=1)
+    request_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     function_arn: str = Field(min_length=1)
-    condition: str = Field(min_length=1)
-    approximate_invoke_count: int = Field(ge=0)
+    condition: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    approximate_invoke_count: int = Field(ge=0, le=MAX_INVOKE_COUNT)
 
 
 class ResponseContext(_Model):
@@ -262,7 +269,7 @@ class LegacyDlqMessage(_Model):
     text exactly as received.
     """
 
-    request_id: str = Field(alias="RequestID", min_length=1)
+    request_id: str = Field(alias="RequestID", min_length=1, max_length=MAX_ID_LENGTH)
     error_code: str | None = Field(default=None, alias="ErrorCode")
     error_message: str | None = Field(default=None, alias="ErrorMessage")
     body: Any = None
