@@ -27,6 +27,7 @@ from lambda_destinations.store import (
 from lambda_destinations.store._sql import SqlStore
 from lambda_destinations.store._tables import deliveries, handler_runs, invocations, metadata
 from lambda_destinations.store.migrations import MIGRATIONS, Migration
+from lambda_destinations.store.sqlite import SQLiteStore
 
 ALL = InvocationFilter(failed_only=False)
 
@@ -231,6 +232,33 @@ async def test_naive_datetimes_are_refused(store: Store, make_row: RowFactory) -
     with pytest.raises(StoreDataError, match="timezone-aware"):
         await store.save_invocation(row, _delivery_of(row))
     assert await store.count_invocations(ALL) == 0
+
+
+async def test_values_the_database_cannot_hold_are_data_errors(
+    store: Store, make_row: RowFactory
+) -> None:
+    # given: a count past 64 bits (refused by both), past 32 bits and a key past an index
+    # entry's size (refused by PostgreSQL; SQLite holds them)
+    key = "".join(random.Random(9).choices("abcdefghijklmnopqrstuvwxyz", k=10_000))
+    rows = [
+        make_row(approximate_invoke_count=2**63),
+        make_row(approximate_invoke_count=2**31),
+        make_row(key=key, request_id=key),
+    ]
+    refused_by_both = 1 if isinstance(store, SQLiteStore) else 3
+
+    # when
+    results = [
+        await asyncio.gather(store.save_invocation(row, _delivery_of(row)), return_exceptions=True)
+        for row in rows
+    ]
+
+    # then: a data error (permanent: the worker quarantines the message) or stored, never
+    # another error (which the worker would retry with a traceback)
+    refused = [result for (result,) in results if result is not True]
+    assert all(isinstance(error, StoreDataError) for error in refused), refused
+    assert len(refused) == refused_by_both
+    assert "the store cannot hold this record" in str(refused[0])
 
 
 def _delivery_of(row: Any) -> Any:

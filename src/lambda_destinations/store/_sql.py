@@ -120,11 +120,21 @@ _NEWEST_FIRST = (
 
 
 def _is_data_error(exc: BaseException) -> bool:
-    """A value the database (or its driver) refuses, as opposed to a lost connection or a bug."""
-    if isinstance(exc, (sa.exc.DataError, UnicodeError)):
+    """A value the database (or its driver) refuses, as opposed to a lost connection or a bug.
+
+    SQLite's driver raises OverflowError, unwrapped, for an integer past 64 bits; PostgreSQL
+    says SQLSTATE class 22 (data exception: asyncpg's own "value out of int32 range" too) or
+    54000 (program limit exceeded: a key too long for its index entry).
+    """
+    if isinstance(exc, (sa.exc.DataError, UnicodeError, OverflowError)):
         return True
     orig = getattr(exc, "orig", None)
-    return isinstance(exc, sa.exc.StatementError) and isinstance(orig, (ValueError, TypeError))
+    sqlstate = str(getattr(orig, "sqlstate", None) or "")
+    if sqlstate.startswith("22") or sqlstate == "54000":
+        return True
+    return isinstance(exc, sa.exc.StatementError) and isinstance(
+        orig, (ValueError, TypeError, OverflowError)
+    )
 
 
 def invocation_values(
@@ -374,7 +384,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         """Turn "cannot reach / use the database" into StoreUnavailable; let bugs through."""
         try:
             yield
-        except (sa.exc.SQLAlchemyError, OSError, UnicodeError) as exc:
+        except (sa.exc.SQLAlchemyError, OSError, UnicodeError, OverflowError) as exc:
             unavailable = self._unavailable(exc)
             if unavailable is not None:
                 raise unavailable from exc
