@@ -19,15 +19,26 @@ from lambda_destinations.redact import mask_email, mask_phone, mask_url, redact
         ("postgresql://app:s3/c:r@db/results", "postgresql://app:***@db/results"),
         (
             "postgresql://app@db/results?password=s3cret&x=1",
-            "postgresql://app@db/results?password=***&x=1",
+            "postgresql://app@db/results?password=***&x=***",
+        ),
+        (
+            "http://u:pw@127.0.0.1:4566/?token=abc123&flag&empty=",
+            "http://u:***@127.0.0.1:4566/?token=***&***&empty=",
         ),
         ("postgresql://app@db/results", "postgresql://app@db/results"),
         ("sqlite:///var/lib/x.db", "sqlite:///var/lib/x.db"),
         ("http://127.0.0.1:4566", "http://127.0.0.1:4566"),
     ],
 )
-def test_a_url_loses_its_password_only(url: str, expected: str) -> None:
+def test_a_url_loses_its_password_and_query_values(url: str, expected: str) -> None:
     assert mask_url(url) == expected
+
+
+def test_a_quoted_urls_query_values_are_masked_in_free_text() -> None:
+    text = 'Could not connect to the endpoint URL: "http://h:1/?token=t0k3n&sig=s1g" (x=1)'
+    assert redact(text) == (
+        'Could not connect to the endpoint URL: "http://h:1/?token=***&sig=***" (x=1)'
+    )
 
 
 def test_addresses_and_numbers_are_masked_in_free_text() -> None:

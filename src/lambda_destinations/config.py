@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 
 from lambda_destinations.errors import ConfigError
+from lambda_destinations.redact import mask_url
 
 ENV_PREFIX = "LAMBDA_DESTINATIONS_"
 # Written by `dev` in the folder it runs in; read by every command there when no other config
@@ -285,6 +286,10 @@ class Settings(BaseSettings):
     def resolved_region(self) -> str | None:
         """The region the standard AWS way when not set here."""
         return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+    def shown_endpoint(self) -> str:
+        """The endpoint as output may show it: no password, no query values; "AWS" when unset."""
+        return mask_url(self.endpoint_url) if self.endpoint_url else "AWS"
 
 
 def read_toml(path: Path) -> dict[str, Any]:

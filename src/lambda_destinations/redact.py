@@ -1,4 +1,5 @@
-"""Masking what must not be printed or logged: URL passwords, email addresses, phone numbers.
+"""Masking what must not be printed or logged: URL passwords and query values, email addresses,
+phone numbers, and the secrets a handler was configured with.
 
 The one place that knows what a secret or a personal address looks like. Logs pass every value
 through :func:`redact_event` (installed by :func:`lambda_destinations.logs.configure_logging`),
@@ -22,6 +23,10 @@ _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?
 _KEY_PASSWORD = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|secret_access_key)=)(?P<secret>[^&\s;,'\"]+)",
     re.IGNORECASE,
+)
+# A URL's query string: its values are tokens as often as not (?token=, ?sig=, ?api_key=).
+_URL_QUERY = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s?#'\"<>]*\?)(?P<query>[^\s#'\"<>]*)"
 )
 # An address not preceded by "//" or ":" (a URL's user name, which is no secret).
 _EMAIL = re.compile(
@@ -47,8 +52,13 @@ def mask_email(address: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """``scheme://user:secret@host/db?password=x`` -> ``scheme://user:***@host/db?password=***``."""
-    return _KEY_PASSWORD.sub(_hide_key, _URL_PASSWORD.sub(_hide_userinfo, url))
+    """``scheme://user:secret@host/db?token=x&y`` -> ``scheme://user:***@host/db?token=***&***``.
+
+    The query's keys stay (they tell what was set), its values go: any of them may be a token.
+    """
+    if "://" in url:  # redact() runs on every string of every log line
+        url = _URL_QUERY.sub(_hide_query_values, _URL_PASSWORD.sub(_hide_userinfo, url))
+    return _KEY_PASSWORD.sub(_hide_key, url)
 
 
 def redact(text: str) -> str:
@@ -93,6 +103,18 @@ def _hide_userinfo(match: re.Match[str]) -> str:
 
 def _hide_key(match: re.Match[str]) -> str:
     return f"{match['key']}{MASK}"
+
+
+def _hide_query_values(match: re.Match[str]) -> str:
+    items = (_hide_query_value(item) for item in match["query"].split("&"))
+    return match["head"] + "&".join(items)
+
+
+def _hide_query_value(item: str) -> str:
+    key, equals, value = item.partition("=")
+    if not equals:
+        return MASK if key else key  # a bare ?token is a value too
+    return f"{key}={MASK}" if value else item
 
 
 __all__ = ["MASK", "mask_email", "mask_phone", "mask_url", "redact", "redact_event", "redact_value"]

@@ -128,3 +128,43 @@ def test_no_planted_secret_in_any_output(planted: dict[str, Any], log_format: st
     assert {name: leaks(result) for name, result in runs.items() if leaks(result)} == {}
     # the URLs were printed, masked
     assert "postgres:***@" in runs["failures list (store down)"].stderr
+
+
+ENDPOINT_PASSWORD = "EndpointPw-7c2e9a41"
+ENDPOINT_TOKEN = "EndpointToken-3f8b1d65"
+
+
+@pytest.mark.parametrize("userinfo", ["", f"u:{ENDPOINT_PASSWORD}@"])
+def test_the_endpoint_urls_password_and_query_never_show(
+    endpoint_url: str, userinfo: str, tmp_path: Path
+) -> None:
+    # given an endpoint URL with a token in its query (moto answers it), or a password too
+    # (botocore cannot use it: the endpoint "does not answer", and the error quotes the URL)
+    endpoint = endpoint_url.replace("://", f"://{userinfo}", 1) + f"/?token={ENDPOINT_TOKEN}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "AKIAPLANTEDKEY000000",
+        "AWS_SECRET_ACCESS_KEY": "any",
+        "AWS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint,
+        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path}/r.db",
+        "LAMBDA_DESTINATIONS_QUEUES": "planted-endpoint",
+        "LAMBDA_DESTINATIONS_LOG_LEVEL": "debug",
+        "LAMBDA_DESTINATIONS_ONCE_TIMEOUT": "10",  # time for botocore's tries and one logged retry
+        "LAMBDA_DESTINATIONS_OPS_PORT": "0",
+    }
+    # when doctor checks it and the worker tries it
+    runs = {
+        "doctor": cli("doctor", env=env, cwd=tmp_path),
+        "doctor --json": cli("doctor", "--json", env=env, cwd=tmp_path),
+    }
+    # the worker retries an endpoint that does not answer, naming it
+    gone = f"http://{userinfo}127.0.0.1:{closed_port()}/?token={ENDPOINT_TOKEN}"
+    runs["run"] = cli("run", "--once", env={**env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": gone})
+    # then the endpoint is named, its token and password masked
+    for name, result in runs.items():
+        output = result.stdout + result.stderr
+        assert "Traceback" not in output, (name, output[-2000:])
+        assert ENDPOINT_TOKEN not in output, (name, output[-2000:])
+        assert ENDPOINT_PASSWORD not in output, (name, output[-2000:])
+    assert "?token=***" in runs["doctor"].stdout
+    assert "?token=***" in runs["run"].stderr, runs["run"].stderr

@@ -191,7 +191,8 @@ def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an error's text (an AWS error's code and message), at most 300 chars."""
+    """The first line of an error's text (an AWS error's code and message), at most 300 chars,
+    redacted before it is cut (a URL cut inside its password could not be masked after)."""
     from botocore.exceptions import ClientError
 
     if isinstance(exc, ClientError):
@@ -200,4 +201,4 @@ def first_line(exc: BaseException) -> str:
     else:
         text = str(exc)
     lines = text.strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:300]
+    return redact(lines[0])[:300] if lines else type(exc).__name__

@@ -279,7 +279,7 @@ def aws_errors(settings: Settings) -> Iterator[None]:
     # Imported here: botocore and tenacity cost the commands that only read the store.
     from lambda_destinations.retrying import CONNECTION_ERRORS
 
-    where = settings.endpoint_url or "AWS"
+    where = settings.shown_endpoint()
     fix = "check LAMBDA_DESTINATIONS_ENDPOINT_URL, AWS_REGION and the network"
     if uses_dev_settings(settings):
         fix = f"is `lambda-destinations dev` running in this folder? ({DEV_CONFIG} names it)"

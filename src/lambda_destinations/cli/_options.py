@@ -103,7 +103,7 @@ def describe_settings(settings: Settings) -> dict[str, Any]:
     return {
         "queues": settings.queues,
         "store": hide_password(settings.store),
-        "endpoint_url": settings.endpoint_url,
+        "endpoint_url": settings.endpoint_url and mask_url(settings.endpoint_url),
         "region": settings.resolved_region(),
         "concurrency": settings.concurrency,
     }

@@ -36,7 +36,7 @@ from lambda_destinations.operations.handler_checks import (
     check_handlers,
     function_names,
 )
-from lambda_destinations.redact import mask_url
+from lambda_destinations.redact import mask_url, redact
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store import Store
 from lambda_destinations.times import duration_unit
@@ -99,11 +99,15 @@ async def _event_invoke_configs(
 
 
 def _error_text(exc: BaseException) -> str:
+    """An error's text for a check's line, redacted before it is cut (a cut URL hides nothing).
+
+    botocore quotes the whole endpoint URL (``Could not connect to the endpoint URL: "..."``).
+    """
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        message = " ".join(str(error.get("Message") or "").split())[:160]
+        message = redact(" ".join(str(error.get("Message") or "").split()))[:160]
         return f"{error.get('Code')}: {message}" if message else str(error.get("Code"))
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
+    return redact(" ".join(str(exc).split()))[:200] or type(exc).__name__
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -187,7 +191,7 @@ class Doctor:
 
     async def _check_credentials(self, aws: AwsClients) -> bool:
         """False when nothing else on AWS can be checked (no credentials, no endpoint)."""
-        where = self.settings.endpoint_url or "AWS"
+        where = self.settings.shown_endpoint()
         try:
             sts = await aws.client("sts")
             identity = await sts.get_caller_identity()

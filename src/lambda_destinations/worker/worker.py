@@ -360,7 +360,7 @@ class Worker(Lifetime):
                 log.warning(
                     f"cannot reach {what}; retrying in {delay:.1f}s",
                     error=describe_error(exc),
-                    endpoint=self.settings.endpoint_url if what == "SQS" else None,
+                    endpoint=self.settings.shown_endpoint() if what == "SQS" else None,
                 )
                 await self._sleep_unless_stopping(delay)
                 if self._stopping.is_set():
