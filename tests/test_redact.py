@@ -9,7 +9,14 @@ import pytest
 import structlog
 
 from lambda_destinations.logs import configure_logging
-from lambda_destinations.redact import mask_email, mask_phone, mask_url, redact
+from lambda_destinations.redact import (
+    mask_email,
+    mask_phone,
+    mask_secrets,
+    mask_url,
+    redact,
+    url_secrets,
+)
 
 
 @pytest.mark.parametrize(
@@ -39,6 +46,20 @@ def test_a_quoted_urls_query_values_are_masked_in_free_text() -> None:
     assert redact(text) == (
         'Could not connect to the endpoint URL: "http://h:1/?token=***&sig=***" (x=1)'
     )
+
+
+def test_an_answer_loses_what_the_request_carried() -> None:
+    sent = url_secrets("https://u:pw-1234@h.example/hooks/T0/tok%20en-99?token=q-5678&v=1")
+    sent |= {"Bearer hdr-4321", "sign-8765"}
+    answer = (
+        "Cannot POST /hooks/T0/tok%20en-99?token=q-5678&v=1 (token tok en-99, q-5678, "
+        "user u, pw-1234, Authorization: Bearer hdr-4321, key hdr-4321 sign-8765) on h.example"
+    )
+    masked = mask_secrets(answer, sent)
+    for secret in ("hooks", "en-99", "q-5678", "pw-1234", "hdr-4321", "sign-8765"):
+        assert secret not in masked
+    assert masked.startswith("Cannot POST *** (token ***, ***, user u, ***, Authorization: ***")
+    assert masked.endswith("on h.example")  # short values and the host stay readable
 
 
 def test_addresses_and_numbers_are_masked_in_free_text() -> None:

@@ -5,16 +5,21 @@ The one place that knows what a secret or a personal address looks like. Logs pa
 through :func:`redact_event` (installed by :func:`lambda_destinations.logs.configure_logging`),
 one-line errors and the reasons of quarantined messages through :func:`redact`; code that
 prints a known URL, address or number masks it with :func:`mask_url`, :func:`mask_email` or
-:func:`mask_phone`.
+:func:`mask_phone`; what quotes a server's answer masks the secrets that server was sent with
+:func:`mask_secrets` (:func:`url_secrets` lists a URL's).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 MASK = "***"
+# A known secret shorter than this is left in a text: masking it would mask ordinary words
+# ("/", "v1", "on") all over the text, and so short a value guards nothing.
+SHORTEST_MASKED = 4
 
 # scheme://user:password@ — the password may hold anything but whitespace and "@" (SQLAlchemy
 # and libpq read it that way too, "/" and ":" included).
@@ -59,6 +64,30 @@ def mask_url(url: str) -> str:
     if "://" in url:  # redact() runs on every string of every log line
         url = _URL_QUERY.sub(_hide_query_values, _URL_PASSWORD.sub(_hide_userinfo, url))
     return _KEY_PASSWORD.sub(_hide_key, url)
+
+
+def url_secrets(url: str) -> set[str]:
+    """What of ``url`` may be secret and echoed by the server it names: the user info, the path
+    and the query, whole and in pieces (path segments, query values), as sent and decoded.
+
+    A Slack or Discord webhook's token is a path segment; other services take ``?token=``.
+    """
+    parts = urlsplit(url)
+    found = {parts.path, parts.query, f"{parts.path}?{parts.query}"}
+    found.update(parts.path.split("/"))
+    found.update(value for _, _, value in (item.partition("=") for item in parts.query.split("&")))
+    found.update({parts.username or "", parts.password or ""})
+    return found | {unquote(part) for part in found} | {unquote_plus(part) for part in found}
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (and each word of one with spaces, as the token of
+    ``Bearer <token>``) replaced by ``***``, the longest first; see :data:`SHORTEST_MASKED`."""
+    words = {word for secret in secrets for word in (secret, *secret.split())}
+    masked = sorted((word for word in words if len(word) >= SHORTEST_MASKED), key=len, reverse=True)
+    if not masked or not text:
+        return text
+    return re.sub("|".join(map(re.escape, masked)), MASK, text)
 
 
 def redact(text: str) -> str:
@@ -117,4 +146,15 @@ def _hide_query_value(item: str) -> str:
     return f"{key}={MASK}" if value else item
 
 
-__all__ = ["MASK", "mask_email", "mask_phone", "mask_url", "redact", "redact_event", "redact_value"]
+__all__ = [
+    "MASK",
+    "SHORTEST_MASKED",
+    "mask_email",
+    "mask_phone",
+    "mask_secrets",
+    "mask_url",
+    "redact",
+    "redact_event",
+    "redact_value",
+    "url_secrets",
+]

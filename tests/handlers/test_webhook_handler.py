@@ -34,6 +34,7 @@ class Receiver:
         self.requests: list[dict[str, Any]] = []
         self.script: list[int] = []  # statuses to answer first, then 200
         self.delays: list[float] = []  # seconds to wait before answering, first requests
+        self.echo = False  # a refusal quotes the request, as Express's "Cannot POST /path"
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -50,6 +51,9 @@ class Receiver:
         if self.delays:
             await asyncio.sleep(self.delays.pop(0))
         status = self.script.pop(0) if self.script else 200
+        if status >= 300 and self.echo:
+            sent = " ".join(f"{k}: {v}" for k, v in request.headers.items())
+            return web.Response(status=status, text=f"Cannot POST {request.path_qs}\n{sent}")
         return web.Response(status=status, text="ok" if status < 300 else "invalid_payload")
 
     async def start(self) -> None:
@@ -75,6 +79,13 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+def hook_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signing secret and the Authorization header, for secret_env and headers_env."""
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    monkeypatch.setenv("HOOK_AUTH", TOKEN)
 
 
 def hook_settings(endpoint_url: str, queue: str, store: str, **options: Any) -> Settings:
@@ -129,10 +140,9 @@ async def test_the_signature_verifies_and_secrets_stay_out_of_the_logs(
     endpoint_url: str,
     sqlite_url: str,
     receiver: Receiver,
+    hook_secrets: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HOOK_SECRET", SECRET)
-    monkeypatch.setenv("HOOK_AUTH", TOKEN)
     monkeypatch.setenv("HOOK_URL", receiver.url)
     url, _ = make_queue("hook-signed")
     send_records(sqs, url, [failure_record(payload={"orderId": "ord-1", "total": 12.5})])
@@ -207,6 +217,47 @@ async def test_4xx_quarantines_the_message_with_the_status(
     assert "answered 400: invalid_payload" in row.reason
     assert "secret-path" not in row.reason
     assert sqs.receive_message(QueueUrl=dlq).get("Messages")
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_an_answer_that_echoes_the_request_keeps_its_secrets_out(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    hook_secrets: None,
+    status: int,
+) -> None:
+    # given: a server that refuses, quoting the path, the query and the headers it was sent
+    url, dlq = make_queue(f"hook-echo-{status}")
+    send_records(sqs, url, [failure_record()])
+    receiver.script, receiver.echo = [status] * 10, True
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        url=f"{receiver.url}?token=query-secret&sig=a%2Fb%2Fc",
+        secret_env="HOOK_SECRET",
+        headers_env={"Authorization": "HOOK_AUTH"},
+    )
+
+    # when
+    with capture_logs() as logs:
+        await drain(settings)
+
+    # then: the answer is quoted, with what the request carried masked
+    shown = [json.dumps(logs, default=str)]
+    if status == 400:
+        async with Store.from_url(sqlite_url) as store:
+            (row,) = await store.list_quarantine()
+        (message,) = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+        shown += [row.reason, json.dumps(message["MessageAttributes"])]
+        assert "answered 400: Cannot POST *** " in row.reason
+    for text in shown:
+        assert "Cannot POST" in text
+        for secret in ("secret-path", "query-secret", "a/b/c", "a%2Fb%2Fc", "very-secret-token"):
+            assert secret not in text
 
 
 @pytest.mark.parametrize(("policy", "posts"), [("resend", 2), ("skip", 1)])

@@ -58,6 +58,7 @@ from lambda_destinations.handlers.templates import (
     parse_options,
     record_fields,
 )
+from lambda_destinations.redact import mask_secrets, url_secrets
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -269,6 +270,12 @@ class WebhookHandler(storm.Notifier):
         self.storm = storm
         parts = urlsplit(url)
         self.where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        # What the server was sent that its answer must not carry into a log or a reason (an
+        # Express 404 is "Cannot POST /the/path"; others echo the query or a header).
+        self.secrets = url_secrets(url) | set(self.headers.values())
+        self.secrets.update(str(value) for value in self.extra.values())
+        if secret is not None:
+            self.secrets.add(secret.decode(errors="replace"))
 
     async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
         body = self.body.render(record_fields(message, context))
@@ -323,7 +330,7 @@ class WebhookHandler(storm.Notifier):
     def _judge(self, status: int, text: str) -> None:
         if 200 <= status < 300:
             return
-        answer = " ".join(text.split())[:_ANSWER_SHOWN]
+        answer = " ".join(mask_secrets(text, self.secrets).split())[:_ANSWER_SHOWN]
         reason = f"webhook {self.where} answered {status}" + (f": {answer}" if answer else "")
         if status >= 500 or status in _RETRIED_STATUSES:
             raise TransientError(reason)
