@@ -23,6 +23,7 @@ __all__ = [
     "RetryMessage",
     "StoppedBeforeStart",
     "StoreDataError",
+    "StoreError",
     "StoreUnavailable",
     "TransientError",
 ]
@@ -71,6 +72,11 @@ class QuarantineMessage(LambdaDestinationsError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class StoreError(LambdaDestinationsError):
+    """The store refused a statement for a reason that is neither the record's data nor the
+    connection (most likely a bug); the message is the database's one line about it."""
 
 
 class StoreDataError(PermanentError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from store_factories import DeliveryFactory, RowFactory
+from store_factories import PAYLOAD_MARKER, DeliveryFactory, RowFactory, assert_refusal_shown_alone
 
-from lambda_destinations.errors import StoreUnavailable
+from lambda_destinations.errors import StoreDataError, StoreError, StoreUnavailable
 from lambda_destinations.store import InvocationFilter, Store
 
 pytestmark = pytest.mark.postgres
@@ -88,3 +90,35 @@ async def test_a_read_only_database_is_store_unavailable_saying_to_use_the_prima
     # then: unavailable, in one line naming the fix
     assert "read-only transaction" in str(info.value)
     assert "point LAMBDA_DESTINATIONS_STORE at the primary" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "constraint", "said"),
+    [
+        ({"approximate_invoke_count": 2**31}, None, "query argument $10: *** (value out of int32"),
+        # a constraint the row breaks: PostgreSQL's DETAIL quotes the whole row
+        ({"error_type": "Refused"}, "error_type <> 'Refused'", 'violates check constraint "c"'),
+    ],
+)
+async def test_a_refused_save_names_the_error_without_the_statement_or_the_values(
+    postgres_url: str,
+    make_row: RowFactory,
+    make_delivery: DeliveryFactory,
+    fields: dict[str, Any],
+    constraint: str | None,
+    said: str,
+) -> None:
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+        if constraint:
+            admin = await asyncpg.connect(postgres_url)
+            try:
+                await admin.execute(f"ALTER TABLE invocations ADD CONSTRAINT c CHECK({constraint})")
+            finally:
+                await admin.close()
+        row = make_row(request_payload={"card": PAYLOAD_MARKER}, **fields)
+
+        with pytest.raises((StoreError, StoreDataError)) as info:
+            await store.save_invocation(row, make_delivery(row))
+
+    assert_refusal_shown_alone(info.value, said)

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from store_factories import DeliveryFactory, RowFactory
+from store_factories import PAYLOAD_MARKER, DeliveryFactory, RowFactory, assert_refusal_shown_alone
 
-from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.errors import ConfigError, StoreError, StoreUnavailable
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import messages
@@ -529,3 +529,23 @@ def test_the_prepared_insert_stores_what_sqlalchemy_would() -> None:
             stored.append(conn.exec_driver_sql("SELECT * FROM invocations ORDER BY key").all())
     assert len(stored[0]) == len(rows)
     assert stored[0] == stored[1]
+
+
+async def test_a_refused_save_names_the_error_without_the_statement_or_the_values(
+    sqlite_url: str, tmp_path: Path, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a trigger that refuses some rows, as a constraint would
+    async with Store.from_url(sqlite_url) as store:
+        await store.migrate()
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON invocations "
+            "WHEN NEW.error_type = 'Refused' BEGIN SELECT RAISE(ABORT, 'row refused'); END"
+        )
+    row = make_row(error_type="Refused", request_payload={"card": PAYLOAD_MARKER})
+
+    async with Store.from_url(sqlite_url) as store:
+        with pytest.raises(StoreError) as info:
+            await store.save_invocation(row, make_delivery(row))
+
+    assert_refusal_shown_alone(info.value, "row refused")

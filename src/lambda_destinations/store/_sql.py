@@ -16,14 +16,15 @@ import contextlib
 import dataclasses
 import datetime as dt
 import operator
+import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from lambda_destinations.errors import ConfigError, StoreDataError, StoreUnavailable
-from lambda_destinations.redact import mask_url
+from lambda_destinations.errors import ConfigError, StoreDataError, StoreError, StoreUnavailable
+from lambda_destinations.redact import MASK, mask_url
 from lambda_destinations.store._access import StoreConnection, StoreEngine, from_row
 from lambda_destinations.store._actions import ActionsMixin
 from lambda_destinations.store._batch import Coalescer
@@ -111,12 +112,28 @@ _SELECT_INVOCATIONS = sa.select(
     _delivery_count,
 )
 _PING = sa.text("SELECT 1")
+# SQLAlchemy's asyncpg adapter prefixes the driver's error: "<class 'asyncpg.exceptions.X'>: ".
+_ASYNCPG_CLASS = re.compile(r"^<class '(?:[\w.]+\.)?(?P<name>\w+)'>: ")
+# asyncpg: "invalid input for query argument $10: <the value> (<why>)".
+_ARGUMENT_VALUE = re.compile(r"(?P<argument>query argument \$\d+): .*(?= \()")
 # Newest first; the key makes the order total, so pages and tests are deterministic.
 _NEWEST_FIRST = (
     invocations.c.occurred_at.desc(),
     invocations.c.first_seen_at.desc(),
     invocations.c.key.desc(),
 )
+
+
+def sql_error_line(exc: BaseException) -> str:
+    """The database's (or driver's) one line about ``exc``, with no statement and no values.
+
+    SQLAlchemy's text adds the statement and its parameters; asyncpg's adds a DETAIL line
+    (which may quote the row) and the value of an argument it could not encode.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    line = _ASYNCPG_CLASS.sub(r"\g<name>: ", lines[0]) if lines else type(orig).__name__
+    return _ARGUMENT_VALUE.sub(rf"\g<argument>: {MASK}", line)
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -391,9 +408,12 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             if _is_data_error(exc):
                 # No retry changes the value: the message is quarantined with this reason
                 # instead of using up its receives.
-                first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-                reason = first[0][:300] if first else type(exc).__name__
+                reason = sql_error_line(exc)[:300]
                 raise StoreDataError(f"the store cannot hold this record: {reason}") from exc
+            if isinstance(exc, sa.exc.StatementError):
+                # Not from exc: SQLAlchemy's text holds the statement, and the driver's its
+                # DETAIL ("Failing row contains (...)", the record's payloads).
+                raise StoreError(f"store {self.display_url}: {sql_error_line(exc)}") from None
             raise
 
     @contextlib.asynccontextmanager

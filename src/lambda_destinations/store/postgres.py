@@ -128,6 +128,7 @@ class PostgresStore(SqlStore):
         )
         self._engine_options: dict[str, Any] = {
             "echo": echo,
+            "hide_parameters": True,  # a record's payloads never reach an error or the echo
             # Reads and single-statement writes need no BEGIN/COMMIT round trips, and the
             # pre-ping is one round trip instead of three (asyncpg's adapter wraps it in a
             # transaction otherwise). Several statements use _transaction_engine.

@@ -257,6 +257,7 @@ class SQLiteStore(SqlStore):
         engine = sa.create_engine(
             self._sa_url,
             echo=self._echo,
+            hide_parameters=True,  # a record's payloads never reach an error or the echo
             connect_args=connect_args,
             json_serializer=store_json,
             json_deserializer=load_store_json,
