@@ -408,11 +408,11 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             if _is_data_error(exc):
                 # No retry changes the value: the message is quarantined with this reason
                 # instead of using up its receives.
+                # Neither is raised from exc: SQLAlchemy's text holds the statement, and the
+                # driver's its DETAIL ("Failing row contains (...)", the record's payloads).
                 reason = sql_error_line(exc)[:300]
-                raise StoreDataError(f"the store cannot hold this record: {reason}") from exc
+                raise StoreDataError(f"the store cannot hold this record: {reason}") from None
             if isinstance(exc, sa.exc.StatementError):
-                # Not from exc: SQLAlchemy's text holds the statement, and the driver's its
-                # DETAIL ("Failing row contains (...)", the record's payloads).
                 raise StoreError(f"store {self.display_url}: {sql_error_line(exc)}") from None
             raise
 
