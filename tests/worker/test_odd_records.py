@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 from worker_helpers import receive_all, registry_with, routed, run_until
@@ -14,6 +15,8 @@ from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
+
+KAFKA_EVENT = (Path(__file__).parents[1] / "events" / "stream-kafka-msk.json").read_text()
 
 
 def odd_records() -> list[dict[str, Any]]:
@@ -100,3 +103,36 @@ async def test_values_no_lambda_record_holds_are_quarantined_with_the_reason(
         " invalid field requestContext.requestId",
     ]
     assert len(receive_all(sqs, dlq)) == 3
+
+
+async def test_a_stream_batch_whose_key_no_index_holds_is_quarantined_once(
+    sqs, make_queue, settings_for, store_url
+) -> None:
+    # given: a Kafka batch record over 400 partitions, whose key (by partition and offsets) is
+    # longer than a PostgreSQL index entry can be
+    url, dlq = make_queue("wide")
+    record = json.loads(KAFKA_EVENT)
+    first = record["KafkaBatchInfo"]["recordsInfo"]["orders-1"]
+    rng = random.Random(53)  # topics no compression shortens
+    record["KafkaBatchInfo"]["recordsInfo"] = {
+        f"{rng.randbytes(8).hex()}-{i}": first for i in range(400)
+    }
+
+    # when
+    stats = await persist_all(sqs, url, [record], settings_for(url, store=store_url))
+
+    # then: SQLite stores it; PostgreSQL refuses it, and the message is quarantined at its first
+    # receive, its row kept without the key (before, the quarantine row failed on the same
+    # index, and each receive sent another copy to the DLQ)
+    assert stats.outcomes["retry"] == 0
+    async with Store.from_url(store_url) as store:
+        quarantined = await store.list_quarantine()
+    if stats.outcomes["ack"] == 1:
+        assert store_url.startswith("sqlite")
+        assert quarantined == []
+        return
+    assert stats.outcomes["quarantine"] == 1
+    (row,) = quarantined
+    assert row.key is None
+    assert "the store cannot hold this record" in row.reason
+    assert len(receive_all(sqs, dlq)) == 1

@@ -30,6 +30,7 @@ from lambda_destinations.errors import (
     Outcome,
     QuarantineMessage,
     RetryMessage,
+    StoreDataError,
     StoreUnavailable,
 )
 from lambda_destinations.handlers.base import (
@@ -565,7 +566,7 @@ class Dispatcher:
         try:
             if item.queue.dlq_url:
                 await self._send_to_dlq(item, reason, attributes)
-            await self.store.save_quarantine(
+            await self._keep_quarantined(
                 QuarantineRow(
                     queue=item.queue.url,
                     message_id=item.message_id,
@@ -591,6 +592,17 @@ class Dispatcher:
         # idempotency absorbs.
         self.acks.submit(item.queue.url, {"ReceiptHandle": item.receipt})
         return Outcome.QUARANTINE
+
+    async def _keep_quarantined(self, row: QuarantineRow) -> None:
+        """Save the quarantine row; without its key when the store cannot hold the key (a
+        stream batch's over hundreds of partitions, past PostgreSQL's index entry): the key
+        only links the row to a record, which the store refused for the same reason."""
+        try:
+            await self.store.save_quarantine(row)
+        except StoreDataError:
+            if row.key is None:
+                raise
+            await self.store.save_quarantine(dataclasses.replace(row, key=None))
 
     async def _send_to_dlq(self, item: InFlight, reason: str, attributes: dict[str, Any]) -> None:
         # A redrive's mark first: it must survive the cut to ten attributes.
