@@ -42,6 +42,9 @@ ENV_PREFIX = "LAMBDA_DESTINATIONS_"
 # file is named, so the commands after `dev` find its endpoint, queues and store.
 DEV_CONFIG = Path(".lambda-destinations") / "dev.toml"
 ROUTE_OUTCOMES = ("success", "failure", "any")
+# A hundred years: more is "forever", which 0 says; a cutoff that far back is before year 1
+# and cannot be computed (OverflowError), so a larger value is refused here, not at pruning.
+KEEP_DAYS_MAX = 36500
 
 
 class RouteConfig(BaseModel):
@@ -233,6 +236,22 @@ class Settings(BaseSettings):
                         f"not a JSON list ({exc.msg}); or separate names by commas"
                     ) from None
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator(
+        "keep_successes_days",
+        "keep_failures_days",
+        "keep_open_failures_days",
+        "keep_quarantine_days",
+        "keep_replays_days",
+    )
+    @classmethod
+    def _keep_at_most_a_century(cls, value: float) -> float:
+        if value > KEEP_DAYS_MAX:
+            raise ValueError(
+                f"{value:g} days is more than {KEEP_DAYS_MAX} (100 years): use at most "
+                f"{KEEP_DAYS_MAX}, or 0 to keep forever"
+            )
         return value
 
     @field_validator("endpoint_url")

@@ -85,6 +85,8 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
         ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "file:///etc/passwd"}, "ENDPOINT_URL"),
         ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "ftp://127.0.0.1/"}, "ENDPOINT_URL"),
         ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:99999"}, "ENDPOINT_URL"),
+        ({"LAMBDA_DESTINATIONS_KEEP_SUCCESSES_DAYS": "999999"}, "KEEP_SUCCESSES_DAYS"),
+        ({"LAMBDA_DESTINATIONS_KEEP_REPLAYS_DAYS": "inf"}, "or 0 to keep forever"),
         (
             {"LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist"], "condition": "failed"}]'},
             "did you mean 'failure'",
@@ -97,6 +99,13 @@ def test_settings_that_cannot_work_are_one_line_and_exit_3(
     result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert names in one_error_line(result)
+
+
+def test_prune_with_retention_beyond_a_century_is_one_line(tmp_path: Path) -> None:
+    env = {"LAMBDA_DESTINATIONS_KEEP_FAILURES_DAYS": "1e9"}
+    result = cli("prune", "--dry-run", "--store", f"sqlite:///{tmp_path / 'x.db'}", env=env)
+    assert result.returncode == 3
+    assert "at most 36500" in one_error_line(result)
 
 
 def test_handler_modules_take_comma_separated_names(tmp_path: Path) -> None:
