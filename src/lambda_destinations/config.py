@@ -238,6 +238,15 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("queues")
+    @classmethod
+    def _each_queue_once(cls, value: list[str]) -> list[str]:
+        # Each entry gets its own pollers by name: the same queue twice cannot start.
+        for index, entry in enumerate(value):
+            if entry in value[:index]:
+                raise ValueError(f"{entry!r} is listed twice: list each queue once")
+        return value
+
     @field_validator(
         "keep_successes_days",
         "keep_failures_days",

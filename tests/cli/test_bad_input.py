@@ -86,6 +86,7 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
         ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "ftp://127.0.0.1/"}, "ENDPOINT_URL"),
         ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:99999"}, "ENDPOINT_URL"),
         ({"LAMBDA_DESTINATIONS_KEEP_SUCCESSES_DAYS": "999999"}, "KEEP_SUCCESSES_DAYS"),
+        ({"LAMBDA_DESTINATIONS_QUEUES": "q1,q1"}, "'q1' is listed twice"),
         ({"LAMBDA_DESTINATIONS_KEEP_REPLAYS_DAYS": "inf"}, "or 0 to keep forever"),
         (
             {"LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist"], "condition": "failed"}]'},
@@ -96,7 +97,8 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
 def test_settings_that_cannot_work_are_one_line_and_exit_3(
     env: dict[str, str], names: str, tmp_path: Path
 ) -> None:
-    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    args = () if "LAMBDA_DESTINATIONS_QUEUES" in env else ("--queues", "q")
+    result = cli("run", "--once", *args, env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert names in one_error_line(result)
 

@@ -75,6 +75,20 @@ def test_a_fifo_queue_stops_the_start_with_nothing_left_open(sqs, make_queue, ba
     assert_clean(result)
 
 
+def test_one_queue_by_its_name_and_its_url_stops_the_start(make_queue, base_env) -> None:
+    # given: a queue listed by its URL and by its name: two entries, one queue
+    url, _ = make_queue("twice")
+    name = url.rsplit("/", 1)[-1]
+    result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": f"{url},{name}"})
+    assert result.returncode == 3, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line == (
+        f"error: queues {url!r} and {name!r} are the same queue: "
+        "list it once in LAMBDA_DESTINATIONS_QUEUES"
+    )
+    assert_clean(result)
+
+
 def test_a_bad_route_stops_the_start_with_nothing_left_open(make_queue, base_env) -> None:
     good, _ = make_queue("route")
     routes = json.dumps([{"handlers": ["no-such-handler"]}])

@@ -161,6 +161,10 @@ def _fifo(setup: Setup) -> tuple[dict[str, str], str]:
     return setup.env(url), f"{setup.prefix}-ordered.fifo: standard queue"
 
 
+def _queue_by_name_and_url(setup: Setup) -> tuple[dict[str, str], str]:
+    return setup.env(setup.queue_url, setup.prefix), f"queue {setup.prefix}"
+
+
 def _short_visibility(setup: Setup) -> tuple[dict[str, str], str]:
     url, arn = setup.queue(f"{setup.prefix}-short", visibility=3)
     setup.destination(arn)
@@ -219,6 +223,7 @@ PLANTS = {
     "no redrive policy": _no_redrive_policy,
     "dead-letter queue gone": _dlq_gone,
     "FIFO queue": _fifo,
+    "one queue by name and URL": _queue_by_name_and_url,
     "visibility too short for the heartbeat": _short_visibility,
     "backoff longer than retention": _backoff_past_retention,
     "maxReceiveCount 1": _no_retries,

@@ -40,7 +40,7 @@ from lambda_destinations.redact import mask_url, redact
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store import Store
 from lambda_destinations.times import duration_unit
-from lambda_destinations.worker.queues import is_missing_queue, parse_arn, queue_name
+from lambda_destinations.worker.queues import is_missing_queue, parse_arn, queue_name, same_queue
 
 # After a heartbeat is due, this long must remain before the message would reappear: the
 # heartbeat loop's tick (up to 1 s), the batching of the call, and the call itself.
@@ -242,6 +242,7 @@ class Doctor:
         """One group of rows per configured queue; None when SQS cannot be asked at all."""
         sqs = await aws.client("sqs")
         polled: list[_Queue] = []
+        seen: dict[str, str] = {}
         for configured in self.settings.queues:
             name = queue_name(configured)
             try:
@@ -280,6 +281,11 @@ class Doctor:
                 continue
             attributes: dict[str, str] = response.get("Attributes", {})
             arn = attributes.get("QueueArn", "")
+            if problem := same_queue(seen, configured, arn or url):
+                self.add(
+                    f"queue {name}", "error", problem, "list it once in LAMBDA_DESTINATIONS_QUEUES"
+                )
+                continue
             self.add(f"queue {name}", "ok", f"exists and is readable ({url})")
             polled.append(_Queue(name, arn))
             self._check_standard(name, attributes)

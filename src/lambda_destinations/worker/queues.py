@@ -54,6 +54,15 @@ def is_missing_queue(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in NONEXISTENT
 
 
+def same_queue(seen: dict[str, str], configured: str, identity: str) -> str | None:
+    """What is wrong when another entry of ``queues`` reached the queue ``identity`` (its ARN,
+    or URL), else None after noting this entry. A name and a URL of one queue are two entries
+    the settings cannot tell apart, and one queue polled twice cannot start."""
+    if (other := seen.setdefault(identity, configured)) != configured:
+        return f"queues {other!r} and {configured!r} are the same queue"
+    return None
+
+
 async def queue_url(sqs: Any, url_or_name: str) -> str:
     """A URL as given, or the URL of a queue name (ConfigError when it does not exist)."""
     if "://" in url_or_name:

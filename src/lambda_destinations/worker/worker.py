@@ -48,6 +48,7 @@ from lambda_destinations.worker.queues import (
     describe_queue,
     is_missing_queue,
     queue_name,
+    same_queue,
 )
 from lambda_destinations.worker.scheduler import Scheduler
 from lambda_destinations.worker.supervision import Supervisor, TaskFailed
@@ -298,11 +299,14 @@ class Worker(Lifetime):
         give_up = None if give_up_after is None else loop.time() + give_up_after
         if self._own_store:
             await self._until_reachable("store", self._open_store, give_up)
+        seen: dict[str, str] = {}
         for configured in self.settings.queues:
             info = await self._until_reachable(
                 "SQS", functools.partial(describe_queue, self._sqs, configured), give_up
             )
             check_queue(info)
+            if problem := same_queue(seen, configured, info.arn or info.url):
+                raise ConfigError(f"{problem}: list it once in LAMBDA_DESTINATIONS_QUEUES")
             self.queues.append(info)
         self._acks = BatchSender(
             "delete", self._batch_call("DeleteMessageBatch"), sleep=self._sleep
