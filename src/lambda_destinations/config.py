@@ -34,6 +34,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from lambda_destinations._urls import check_port
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.redact import mask_url
 
@@ -273,10 +274,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 "use an http:// or https:// URL with a host, such as http://127.0.0.1:4566"
             )
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a port out of range
-        except ValueError:
-            raise ValueError("the port is not a number from 0 to 65535") from None
+        check_port(value.strip())
         return value.strip()
 
     @field_validator("store")

@@ -62,6 +62,7 @@ def test_a_postgresql_store_without_the_extra_names_the_pip_command(tmp_path: Pa
         ("postgresql://app:pw@127.0.0.1/db?sslmode=sometimes", "sslmode must be"),
         ("sqlite:///x.db?timeout=abc", "takes no parameters"),
         ("sqlite:///file:x.db", "not a plain path"),
+        ("postgresql://app:pw@127.0.0.1:99999/db", "port is not a number from 0 to 65535"),
     ],
 )
 def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Path) -> None:

@@ -350,6 +350,7 @@ async def test_the_pagerduty_preset_sends_a_trigger_event(
     [
         ({}, r"handlers\.hook: give url"),
         ({"url": "ftp://example.com"}, r"handlers\.hook\.url: the URL must be http"),
+        ({"url": "https://x.example:99999/x"}, r"handlers\.hook\.url: the port is not a number"),
         ({"url": "https://x.example", "body": {"t": "{record.__class__}"}}, r"body\.t: template"),
         ({"url": "https://x.example", "secret_env": "NOT_SET_ANYWHERE"}, r"secret_env: .* not set"),
         ({"preset": "pagerduty"}, "needs routing_key_env"),

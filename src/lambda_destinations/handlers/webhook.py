@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import Field, field_validator, model_validator
 
+from lambda_destinations._urls import check_port
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.in_doubt import InDoubt
@@ -183,6 +184,7 @@ def check_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("the URL must be http:// or https:// with a host")
+    check_port(value)
     return value
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from lambda_destinations._urls import check_port
 from lambda_destinations.errors import ConfigError, StoreDataError, StoreError, StoreUnavailable
 from lambda_destinations.redact import MASK, mask_url
 from lambda_destinations.store._access import StoreConnection, StoreEngine, from_row
@@ -957,11 +958,17 @@ OLDER_SCHEMA = (
 
 def parse_store_url(url: str, usage: str) -> sa.URL:
     """``url`` parsed; the one-line ConfigError naming ``usage`` when it is no URL (SQLAlchemy
-    raises ValueError, not ArgumentError, for a port that is no number: ``postgresql://:/db``)."""
+    raises ValueError, not ArgumentError, for a port that is no number: ``postgresql://:/db``)
+    or its port is out of range."""
     try:
-        return sa.make_url(url)
+        parsed = sa.make_url(url)
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise url_error(url, f"not a URL; use {usage}") from exc
+    try:
+        check_port(url)  # SQLAlchemy takes any number, the drivers only when they connect
+    except ValueError as exc:
+        raise url_error(url, f"{exc}; use {usage}") from None
+    return parsed
 
 
 def url_error(url: str, problem: str) -> ConfigError:
