@@ -4,6 +4,7 @@ per record, its signature, retries on 5xx, quarantine on 4xx, the in-doubt polic
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -185,6 +186,21 @@ async def test_the_signature_verifies_and_secrets_stay_out_of_the_logs(
         assert secret not in logged
 
 
+async def test_credentials_in_the_url_are_sent_as_basic_auth(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    url, _ = make_queue("hook-basic")
+    send_records(sqs, url, [failure_record()])
+    with_credentials = receiver.url.replace("http://", "http://hook:p%40ss@")
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=with_credentials)
+
+    stats = await drain(settings)
+
+    assert stats.outcomes["ack"] == 1
+    (request,) = receiver.requests
+    assert request["headers"]["Authorization"] == "Basic " + base64.b64encode(b"hook:p@ss").decode()
+
+
 async def test_5xx_is_retried_with_the_same_idempotency_key(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
 ) -> None:
@@ -351,6 +367,10 @@ async def test_the_pagerduty_preset_sends_a_trigger_event(
         ({}, r"handlers\.hook: give url"),
         ({"url": "ftp://example.com"}, r"handlers\.hook\.url: the URL must be http"),
         ({"url": "https://x.example:99999/x"}, r"handlers\.hook\.url: the port is not a number"),
+        (
+            {"url": "https://u:pw@x.example/x", "headers": {"authorization": "Bearer t"}},
+            r"handlers\.hook\.url: the URL has credentials .* keep one of them$",
+        ),
         ({"url": "https://x.example", "body": {"t": "{record.__class__}"}}, r"body\.t: template"),
         ({"url": "https://x.example", "secret_env": "NOT_SET_ANYWHERE"}, r"secret_env: .* not set"),
         ({"preset": "pagerduty"}, "needs routing_key_env"),
@@ -366,4 +386,5 @@ def test_bad_settings_stop_the_start_naming_the_setting(
 
     text = str(info.value)
     assert text.startswith("handlers.hook")
+    assert "pw" not in text
     assert re.search(message, text), text

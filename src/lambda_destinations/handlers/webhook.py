@@ -188,6 +188,18 @@ def check_url(value: str) -> str:
     return value
 
 
+def _one_authorization(url: str, headers: Mapping[str, str], where: str) -> None:
+    """Refuse credentials in the URL together with an Authorization header: aiohttp sends the
+    URL's ``user:password@`` as basic auth, and refuses a request that has both, so every POST
+    would fail. Names neither the password nor the header's value."""
+    parts = urlsplit(url)
+    if (parts.username or parts.password) and any(h.lower() == "authorization" for h in headers):
+        raise ConfigError(
+            f"{where}: the URL has credentials (user:password@), sent as basic auth, and an "
+            "Authorization header is set too: keep one of them"
+        )
+
+
 class BodyTemplate:
     """A JSON structure whose strings are templates; checked once, at start."""
 
@@ -365,6 +377,7 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
     headers = dict(parsed.headers)
     for header, variable in parsed.headers_env.items():
         headers[header] = _environment(variable, f"{where}.headers_env.{header}")
+    _one_authorization(url, headers, f"{where}.url_env" if parsed.url_env else f"{where}.url")
     secret = None
     if parsed.secret_env:
         secret = _environment(parsed.secret_env, f"{where}.secret_env").encode()
