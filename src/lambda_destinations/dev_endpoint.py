@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import io
 import json
 import random
@@ -31,6 +32,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from lambda_destinations import simulate
 from lambda_destinations._lifetime import Lifetime
+from lambda_destinations.errors import ConfigError
 
 log = structlog.get_logger("lambda_destinations.dev")
 
@@ -173,8 +175,15 @@ class DevEndpoint(Lifetime):
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, self._host, self._port)
-        await site.start()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except OSError as exc:
+            # As the ops server's: a port given and taken is the setting to change, not a crash.
+            why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc})"
+            raise ConfigError(
+                f"the local endpoint's port {self._host}:{self._port} {why}: give dev --port "
+                "a free port, or leave it out for any free one"
+            ) from None
         port = runner.addresses[0][1]
         self.url = f"http://{self._host}:{port}"
 

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -111,6 +112,21 @@ def test_the_readme_next_commands_work_after_dev_in_an_empty_folder(tmp_path: Pa
             assert all(name in shown for name in set(failures.values())), shown
         else:
             assert any(name in shown for name in failures.values()), (words, shown)
+
+
+def test_dev_on_a_port_in_use_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(["lambda-destinations", "dev", "--once", "--port", str(port)], tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: the local endpoint's port 127.0.0.1:{port} is in use: give dev --port a free "
+        "port, or leave it out for any free one"
+    ]
 
 
 async def test_dev_prints_its_counts_again_only_when_they_change(
