@@ -88,6 +88,9 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
         ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:99999"}, "ENDPOINT_URL"),
         ({"LAMBDA_DESTINATIONS_KEEP_SUCCESSES_DAYS": "999999"}, "KEEP_SUCCESSES_DAYS"),
         ({"LAMBDA_DESTINATIONS_QUEUES": "q1,q1"}, "'q1' is listed twice"),
+        # tables no route uses: checked at start all the same
+        ({"LAMBDA_DESTINATIONS_HANDLERS": '{"x": {"type": "nosuch"}}'}, "'nosuch' is unknown"),
+        ({"LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook"}}'}, "handlers.h: give url"),
         ({"LAMBDA_DESTINATIONS_KEEP_REPLAYS_DAYS": "inf"}, "or 0 to keep forever"),
         (
             {"LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist"], "condition": "failed"}]'},

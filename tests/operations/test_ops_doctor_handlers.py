@@ -175,6 +175,18 @@ def test_each_broken_handler_setting_is_found(setup: Setup, smtp_port, plant: st
     assert sink.messages == []
 
 
+def test_a_handler_table_no_route_uses_is_checked_too(setup: Setup) -> None:
+    unused = {"hook": {"type": "webhook"}, "x": {"type": "nosuch"}}
+    env = {**setup.env(), "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(unused)}
+
+    result = setup.doctor(env, "--json")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = errors_of(result)
+    assert "give url" in errors["handler hook"]["detail"]
+    assert "'nosuch' is unknown" in errors["handler x"]["detail"]
+
+
 def test_an_sms_spend_limit_of_zero_is_found(setup: Setup, smtp_port) -> None:
     port, _ = smtp_port
     sns = setup.endpoint.sns

@@ -66,6 +66,16 @@ def replay_outcomes_linked(settings: Settings) -> bool | None:
     return linked if replays else None
 
 
+def configured_handlers(settings: Settings) -> list[str]:
+    """Each handler name the routes use, then each ``[handlers.NAME]`` table no route names
+    (yet): every one is built at start, as the README promises every setting is checked."""
+    names: dict[str, None] = {}
+    for route in settings.routes:
+        names.update(dict.fromkeys(route.handlers))
+    names.update(dict.fromkeys(settings.handlers))
+    return list(names)
+
+
 def _user_handler(
     name: str, target: Any, where: str, options: dict[str, Any] | None = None
 ) -> Handler:
@@ -134,7 +144,10 @@ class HandlerRegistry:
         )
 
     def router(self) -> Router:
-        """Build every route's chain now, so a bad name fails at start, not on a message."""
+        """Build every route's chain now, so a bad name fails at start, not on a message; and
+        every configured handler, so a table no route uses yet is checked as well."""
+        for name in configured_handlers(self._settings):
+            self.get(name)
         routes = [
             Route(
                 chain=tuple(self.get(name) for name in config.handlers),

@@ -1,4 +1,4 @@
-"""What ``doctor`` checks of each handler the routes name, against its endpoint, sending nothing.
+"""What ``doctor`` checks of each configured handler against its endpoint, sending nothing.
 
 A handler that can never succeed (an unverified SES sender, an SMTP login the server refuses, a
 phone number that opted out, a replay target that does not exist) fails every record routed
@@ -19,7 +19,7 @@ from lambda_destinations.aws import AwsClients, all_items
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers.email import EmailHandler, SesTransport, SmtpTransport
-from lambda_destinations.handlers.registry import HandlerRegistry
+from lambda_destinations.handlers.registry import HandlerRegistry, configured_handlers
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
 from lambda_destinations.retrying import CONNECTION_ERRORS, error_code
@@ -46,18 +46,10 @@ class Check:
         return dataclasses.asdict(self)
 
 
-def route_handler_names(settings: Settings) -> list[str]:
-    """Each handler name the routes use, once, in order."""
-    names: dict[str, None] = {}
-    for route in settings.routes:
-        names.update(dict.fromkeys(route.handlers))
-    return list(names)
-
-
 async def check_handlers(settings: Settings, aws: AwsClients) -> list[Check]:
     registry = HandlerRegistry(settings)
     findings: list[Check] = []
-    for name in route_handler_names(settings):
+    for name in configured_handlers(settings):
         try:
             handler = registry.get(name)
         except ConfigError as exc:
