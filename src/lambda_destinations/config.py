@@ -289,12 +289,15 @@ class Settings(BaseSettings):
     def _retry_bounds(self) -> Settings:
         if self.retry_max < self.retry_base:
             raise ValueError(
-                f"retry_max ({self.retry_max}) is below retry_base ({self.retry_base})"
+                f"retry_max ({self.retry_max:g}) is below retry_base ({self.retry_base:g}): "
+                f"raise retry_max or lower retry_base ({_both('retry_max', 'retry_base')})"
             )
         if self.claim_renew_interval >= self.claim_lease:
             raise ValueError(
                 f"claim_renew_interval ({self.claim_renew_interval:g}) must be below "
-                f"claim_lease ({self.claim_lease:g}), or claims expire while handlers run"
+                f"claim_lease ({self.claim_lease:g}), or claims expire while handlers run: "
+                "lower claim_renew_interval or raise claim_lease "
+                f"({_both('claim_renew_interval', 'claim_lease')})"
             )
         return self
 
@@ -333,13 +336,18 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
+def _both(first: str, second: str) -> str:
+    """Where two settings that must agree are set, for an error about both."""
+    return f"{ENV_PREFIX}{first.upper()} and {ENV_PREFIX}{second.upper()}, or the TOML file"
+
+
 def _describe(error: dict[str, Any]) -> str:
-    location = ".".join(str(part) for part in error["loc"]) or "settings"
-    top = str(error["loc"][0]) if error["loc"] else ""
-    env_name = f"{ENV_PREFIX}{top.upper()}" if top else ""
     message = str(error["msg"]).removeprefix("Value error, ")
-    where = f"setting {location!r}" + (f" ({env_name} or the TOML file)" if env_name else "")
-    return f"{where}: {message}"
+    if not error["loc"]:  # a check of two settings together: its message names both
+        return message
+    location = ".".join(str(part) for part in error["loc"])
+    env_name = f"{ENV_PREFIX}{str(error['loc'][0]).upper()}"
+    return f"setting {location!r} ({env_name} or the TOML file): {message}"
 
 
 def _undecodable(exc: SettingsError) -> str:

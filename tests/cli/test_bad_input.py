@@ -88,6 +88,12 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
         ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:99999"}, "ENDPOINT_URL"),
         ({"LAMBDA_DESTINATIONS_KEEP_SUCCESSES_DAYS": "999999"}, "KEEP_SUCCESSES_DAYS"),
         ({"LAMBDA_DESTINATIONS_QUEUES": "q1,q1"}, "'q1' is listed twice"),
+        (
+            {"LAMBDA_DESTINATIONS_RETRY_MAX": "1"},
+            "error: retry_max (1) is below retry_base (5): raise retry_max or lower retry_base "
+            "(LAMBDA_DESTINATIONS_RETRY_MAX and LAMBDA_DESTINATIONS_RETRY_BASE, or the TOML file)",
+        ),
+        ({"LAMBDA_DESTINATIONS_CLAIM_LEASE": "5"}, "or raise claim_lease"),
         # tables no route uses: checked at start all the same
         ({"LAMBDA_DESTINATIONS_HANDLERS": '{"x": {"type": "nosuch"}}'}, "'nosuch' is unknown"),
         ({"LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook"}}'}, "handlers.h: give url"),
