@@ -175,6 +175,31 @@ def test_each_broken_handler_setting_is_found(setup: Setup, smtp_port, plant: st
     assert sink.messages == []
 
 
+def test_an_smtp_server_not_reached_is_said_to_be_retried_not_quarantined(
+    setup: Setup, smtp_port
+) -> None:
+    port, _ = smtp_port
+    handlers = good_handlers(setup, port)
+    _smtp_port_1(handlers, setup)
+
+    detail = errors_of(doctor(setup, handlers))["handler smtp-mail"]["detail"]
+
+    assert detail.startswith("SMTP server 127.0.0.1:1: not reached (SMTPConnectError: ")
+    assert "the worker retries this" in detail
+    assert "quarantined" not in detail
+
+
+def test_an_smtp_login_refused_is_said_to_be_quarantined(setup: Setup, smtp_port) -> None:
+    port, _ = smtp_port
+    handlers = good_handlers(setup, port)
+    _smtp_wrong_login(handlers, setup)
+
+    detail = errors_of(doctor(setup, handlers))["handler smtp-mail"]["detail"]
+
+    assert detail.startswith(f"SMTP server 127.0.0.1:{port}: connected · EHLO, then ")
+    assert "is quarantined" in detail
+
+
 def test_a_handler_table_no_route_uses_is_checked_too(setup: Setup) -> None:
     unused = {"hook": {"type": "webhook"}, "x": {"type": "nosuch"}}
     env = {**setup.env(), "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(unused)}

@@ -264,32 +264,8 @@ class SmtpTransport:
                 validate_certs=self.validate_certs,
                 cert_bundle=self.cert_bundle,
             )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = sorted({refusal.code for refusal in exc.recipients})
-            detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-            text = f"SMTP server {self.host} refused every recipient ({detail})"
-            if all(400 <= code < 500 for code in codes):
-                raise TransientError(text) from exc
-            raise PermanentError(text) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            text = f"SMTP server {self.host} answered {exc.code} {exc.message}"
-            if 400 <= exc.code < 500:
-                raise TransientError(text) from exc
-            if 500 <= exc.code < 600:
-                raise PermanentError(text) from exc
-            raise TransientError(text) from exc
-        except (
-            aiosmtplib.SMTPConnectError,
-            aiosmtplib.SMTPServerDisconnected,
-            aiosmtplib.SMTPTimeoutError,
-        ) as exc:
-            # Connection refused, reset or timed out: the server may be back soon.
-            raise TransientError(f"SMTP server {self.host}:{self.port}: {exc}") from exc
         except aiosmtplib.SMTPException as exc:
-            # The server lacks what the settings ask for (STARTTLS, AUTH): fix the settings.
-            raise PermanentError(
-                f"SMTP server {self.host}:{self.port}: {exc} (check security, port and login)"
-            ) from exc
+            raise smtp_outcome(exc, self.host, self.port) from exc
         if refused:
             # The others have it; sending again would repeat it to them.
             log.warning(
@@ -297,6 +273,34 @@ class SmtpTransport:
                 refused={rcpt: f"{r.code} {r.message}" for rcpt, r in refused.items()},
             )
         log.info("email sent", transport="smtp", server=self.host, reply=reply)
+
+
+_UNREACHED = (
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPTimeoutError,
+)
+
+
+def smtp_outcome(
+    exc: aiosmtplib.SMTPException, host: str, port: int
+) -> TransientError | PermanentError:
+    """What an SMTP failure makes of the message: retried or quarantined. ``doctor`` asks the
+    same, so what it says of a failure is what the worker does with it."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = sorted({refusal.code for refusal in exc.recipients})
+        detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        text = f"SMTP server {host} refused every recipient ({detail})"
+        if all(400 <= code < 500 for code in codes):
+            return TransientError(text)
+        return PermanentError(text)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        text = f"SMTP server {host} answered {exc.code} {exc.message}"
+        return PermanentError(text) if 500 <= exc.code < 600 else TransientError(text)
+    if isinstance(exc, _UNREACHED):  # refused, reset or timed out: it may be back soon
+        return TransientError(f"SMTP server {host}:{port}: {exc}")
+    # The server lacks what the settings ask for (STARTTLS, AUTH): fix the settings.
+    return PermanentError(f"SMTP server {host}:{port}: {exc} (check security, port and login)")
 
 
 # -- the handler --------------------------------------------------------------------------------

@@ -17,8 +17,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations.aws import AwsClients, all_items
 from lambda_destinations.config import Settings
-from lambda_destinations.errors import ConfigError
-from lambda_destinations.handlers.email import EmailHandler, SesTransport, SmtpTransport
+from lambda_destinations.errors import ConfigError, TransientError
+from lambda_destinations.handlers.email import (
+    EmailHandler,
+    SesTransport,
+    SmtpTransport,
+    smtp_outcome,
+)
 from lambda_destinations.handlers.registry import HandlerRegistry, configured_handlers
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
@@ -26,6 +31,10 @@ from lambda_destinations.retrying import CONNECTION_ERRORS, error_code
 
 Status = Literal["ok", "warn", "error"]
 # What every error row adds: where the records go meanwhile.
+RETRIED = (
+    ": the worker retries this: every record routed through it waits until the server answers, "
+    "and its queue dead-letters it after maxReceiveCount receives"
+)
 QUARANTINED = (
     ": every record routed through it fails the same way and is quarantined (kept in the store "
     "and sent to the DLQ; `quarantine resend` once fixed)"
@@ -153,24 +162,43 @@ async def _smtp(check: str, transport: SmtpTransport) -> Check:
         validate_certs=transport.validate_certs,
         cert_bundle=transport.cert_bundle,
     )
-    steps = ["connected", "EHLO"]
+    steps: list[str] = []  # those that went through
     try:
         await client.connect()  # EHLO, and STARTTLS when the settings ask for it
-        if transport.security == "starttls":
-            steps.append("STARTTLS")
+        steps += ["connected", "EHLO"] + (["STARTTLS"] if transport.security == "starttls" else [])
         if transport.username:
             await client.login(transport.username, transport.password or "")
             steps.append(f"logged in as {transport.username}")
         await client.quit()
     except (aiosmtplib.SMTPException, OSError) as exc:
-        return Check(
-            check,
-            "error",
-            f"SMTP server {where}: {' · '.join(steps[:-1] or ['not connected'])}, then "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}" + QUARANTINED,
-            "check host, port, security and the login (nothing was sent)",
-        )
+        return _smtp_failed(check, transport, steps, exc)
     return Check(check, "ok", f"SMTP server {where}: {' · '.join(steps)} (nothing sent)")
+
+
+def _smtp_failed(
+    check: str, transport: SmtpTransport, steps: list[str], exc: BaseException
+) -> Check:
+    """The failure as the worker would meet it: how far the talk went, and whether records
+    would be retried (the server unreachable) or quarantined (what it answered)."""
+    where = f"{transport.host}:{transport.port}"
+    if isinstance(exc, aiosmtplib.SMTPException):
+        retried = isinstance(smtp_outcome(exc, transport.host, transport.port), TransientError)
+        # A connect error with a reply is the server's greeting refusing us: it was reached.
+        connected = isinstance(exc, aiosmtplib.SMTPResponseException) or not isinstance(
+            exc, aiosmtplib.SMTPConnectError
+        )
+    else:  # an OSError of our side (the certificate bundle): not the server's answer
+        retried, connected = True, False
+    error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    talk = f"{' · '.join(steps or ['connected'])}, then {error}"
+    if not connected:
+        talk = f"not reached ({error})"
+    return Check(
+        check,
+        "error",
+        f"SMTP server {where}: {talk}" + (RETRIED if retried else QUARANTINED),
+        "check host, port, security and the login (nothing was sent)",
+    )
 
 
 # -- sms ----------------------------------------------------------------------------------------
