@@ -6,7 +6,8 @@ through :func:`redact_event` (installed by :func:`lambda_destinations.logs.confi
 one-line errors and the reasons of quarantined messages through :func:`redact`; code that
 prints a known URL, address or number masks it with :func:`mask_url`, :func:`mask_email` or
 :func:`mask_phone`; what quotes a server's answer masks the secrets that server was sent with
-:func:`mask_secrets` (:func:`url_secrets` lists a URL's).
+:func:`mask_secrets` (:func:`url_secrets` lists a URL's). What a user typed is repeated in an
+error line cut by :func:`echoed`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ _EMAIL = re.compile(
 )
 # E.164 numbers: "+" and 8 to 15 digits.
 _PHONE = re.compile(r"(?<![\w+])\+[1-9]\d{7,14}\b")
+
+
+ECHOED = 80  # characters of an argument an error line repeats
+
+
+def echoed(value: str) -> str:
+    """``value`` as an error line repeats it, cut to ECHOED characters: an id pasted wrong (a
+    whole file) must not come back as a line of 100 KB."""
+    if len(value) <= ECHOED:
+        return value
+    return f"{value[:ECHOED]}… ({len(value):,} characters)"
 
 
 def mask_phone(number: str) -> str:
@@ -149,6 +161,7 @@ def _hide_query_value(item: str) -> str:
 __all__ = [
     "MASK",
     "SHORTEST_MASKED",
+    "echoed",
     "mask_email",
     "mask_phone",
     "mask_secrets",

@@ -236,6 +236,21 @@ def test_show_of_an_unknown_request_exits_1_in_one_line(cli_env, seeded) -> None
     ]
 
 
+@pytest.mark.parametrize(
+    "args", [("failures", "show"), ("failures", "ignore"), ("result",), ("dlq", "peek")]
+)
+def test_a_pasted_100_kb_argument_is_cut_in_its_error_line(
+    cli_env, seeded, args: tuple[str, ...]
+) -> None:
+    pasted = "x" * 100_000
+
+    result = cli(*args, pasted, env=cli_env)
+
+    (line,) = error_lines(result)
+    assert f"{'x' * 80}… (100,000 characters)" in line
+    assert len(line) < 400
+
+
 def test_stats_count_by_function_and_error_type_with_an_hourly_chart(cli_env, seeded) -> None:
     as_text = cli("failures", "stats", "--since", "6h", env=cli_env)
     stats = as_json(cli("failures", "stats", "--since", "6h", "--json", env=cli_env))

@@ -26,6 +26,7 @@ from lambda_destinations.cli._app import (
 )
 from lambda_destinations.cli._options import uses_dev_settings
 from lambda_destinations.config import DEV_CONFIG, Settings
+from lambda_destinations.redact import echoed
 from lambda_destinations.store import FailureStatus, InvocationFilter
 from lambda_destinations.times import parse_when
 
@@ -82,6 +83,12 @@ def until_option() -> Callable[[F], F]:
         callback=_when,
         help="Only failures before this time (same forms as --since).",
     )
+
+
+def say_no_failure(idents: Sequence[str]) -> None:
+    """One error line per request id or key that matches no failure."""
+    for ident in idents:
+        click.echo(f"error: no failure with request id or key {echoed(ident)!r}", err=True)
 
 
 def format_time(moment: dt.datetime | None, *, seconds: bool = True) -> str:

@@ -20,6 +20,7 @@ from lambda_destinations.cli._common import (
     iso,
     operator_identity,
     output_options,
+    say_no_failure,
     selection_options,
     since_option,
     subcommand,
@@ -28,6 +29,7 @@ from lambda_destinations.cli._common import (
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
+from lambda_destinations.redact import echoed
 from lambda_destinations.store import (
     DeliveryRow,
     FailureStatus,
@@ -220,7 +222,7 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
     whole = asyncio.run(go())
     if whole is None:
         fail(
-            f"no record with request id or key {request_id!r} in the store: "
+            f"no record with request id or key {echoed(request_id)!r} in the store: "
             "give a whole request id or key, as `failures list` shows them",
             EXIT_FAILED,
         )
@@ -517,8 +519,7 @@ def _set_status(
     changed, missing = asyncio.run(go())
     verb = "ignored" if status is FailureStatus.IGNORED else "reopened"
     click.echo(f"{verb} {changed} failure{'s' if changed != 1 else ''}")
-    for ident in missing:
-        click.echo(f"error: no failure with request id or key {ident!r}", err=True)
+    say_no_failure(missing)
     if missing:
         raise SystemExit(EXIT_FAILED)
 

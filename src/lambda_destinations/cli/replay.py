@@ -19,6 +19,7 @@ from lambda_destinations.cli._common import (
     legacy_function_option,
     operator_identity,
     rate_option,
+    say_no_failure,
     selection_options,
 )
 from lambda_destinations.cli._options import settings_options
@@ -139,8 +140,7 @@ async def _plan_and_run(
     async with Store.from_url(replay.settings.store, create=False) as store:
         rows, missing = await _select(store, replay)
         planned = [await replay.one(store, None, row, dry_run=True) for row in rows]
-        for ident in missing:
-            click.echo(f"error: no failure with request id or key {ident!r}", err=True)
+        say_no_failure(missing)
         to_invoke = [
             row for row, p in zip(rows, planned, strict=True) if p.state is ReplayState.WOULD_INVOKE
         ]

@@ -23,6 +23,7 @@ from lambda_destinations.cli._common import aws_errors, dumps
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.templates import parse_duration
+from lambda_destinations.redact import echoed
 
 # The AWS clients and the store are imported by the commands that use them, so that `invoke
 # --help` and `result --help` load neither.
@@ -189,9 +190,9 @@ def _report(
             click.echo(dumps(unknown_result(request_id)))
         within = f" within {waited:g} s" if waited is not None else " yet"
         fail(
-            f"no result for request id {request_id}{within}: the invocation may still be running "
-            "or retrying, or its record has not reached the store (is the worker running on the "
-            "function's destination queue?)",
+            f"no result for request id {echoed(request_id)}{within}: the invocation may still be "
+            "running or retrying, or its record has not reached the store (is the worker running "
+            "on the function's destination queue?)",
             EXIT_NO_RESULT,
         )
     if as_json:

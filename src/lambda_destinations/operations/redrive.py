@@ -53,6 +53,7 @@ from lambda_destinations.operations.replay import (
     SkipReason,
     replay_invocation,
 )
+from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import error_code
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
 from lambda_destinations.store import Store
@@ -134,7 +135,7 @@ async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
     except ClientError as exc:
         if is_missing_queue(exc) or error_code(exc) in NONEXISTENT:
             raise QueueNotFound(
-                f"queue {ident!r} does not exist: check the name or URL (and the region)"
+                f"queue {echoed(ident)!r} does not exist: check the name or URL (and the region)"
             ) from None
         raise
     attributes: dict[str, str] = response.get("Attributes", {})
