@@ -73,9 +73,34 @@ def test_run_with_a_queue_that_does_not_exist_exits_3_in_one_line(worker_env) ->
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         "error: queue 'no-such-queue' does not exist: fix LAMBDA_DESTINATIONS_QUEUES "
-        "or create the queue"
+        "or create the queue (and check the region)"
     ]
     assert "Traceback" not in result.stderr
+
+
+def test_run_takes_a_queue_by_its_arn(sqs, make_queue, worker_env) -> None:
+    # given: a queue named by its ARN, as `dlq` commands and consoles show it
+    url, _ = make_queue("by-arn")
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    for message in messages(3, seed=4, poison_every=0):
+        sqs.send_message(QueueUrl=url, MessageBody=message.body)
+
+    # when
+    result = cli("run", "--once", "--json", env={**worker_env, "LAMBDA_DESTINATIONS_QUEUES": arn})
+
+    # then: drained (before: "queue 'arn:aws:sqs:...' does not exist", exit 3)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["acked"] == 3
+
+
+def test_run_with_a_malformed_arn_exits_3_in_one_line(worker_env) -> None:
+    result = cli("run", "--once", env={**worker_env, "LAMBDA_DESTINATIONS_QUEUES": "arn:aws:sns:x"})
+    assert result.returncode == 3
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "is not an SQS queue ARN" in errors[0]
 
 
 @pytest.mark.parametrize(

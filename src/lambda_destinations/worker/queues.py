@@ -64,16 +64,26 @@ def same_queue(seen: dict[str, str], configured: str, identity: str) -> str | No
 
 
 async def queue_url(sqs: Any, url_or_name: str) -> str:
-    """A URL as given, or the URL of a queue name (ConfigError when it does not exist)."""
+    """A URL as given, or the URL of a queue name or ARN (ConfigError when it does not exist)."""
     if "://" in url_or_name:
         return url_or_name
+    lookup = {"QueueName": url_or_name}
+    if url_or_name.startswith("arn:"):
+        try:
+            _region, account, name = parse_arn(url_or_name)
+        except ValueError:
+            raise ConfigError(
+                f"queue {url_or_name!r} is not an SQS queue ARN: fix LAMBDA_DESTINATIONS_QUEUES "
+                "(a URL, a name, or arn:aws:sqs:REGION:ACCOUNT:NAME)"
+            ) from None
+        lookup = {"QueueName": name, "QueueOwnerAWSAccountId": account}
     try:
-        response = await sqs.get_queue_url(QueueName=url_or_name)
+        response = await sqs.get_queue_url(**lookup)
     except ClientError as exc:
         if is_missing_queue(exc):
             raise ConfigError(
                 f"queue {url_or_name!r} does not exist: fix LAMBDA_DESTINATIONS_QUEUES "
-                "or create the queue"
+                "or create the queue (and check the region)"
             ) from None
         raise
     url: str = response["QueueUrl"]
