@@ -110,6 +110,22 @@ def describe_error(exc: BaseException) -> str:
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
 
 
+def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> str:
+    """The first line of an error's text (an AWS error's code and message), at most ``limit``
+    characters, redacted before it is cut (a URL cut inside its password could not be masked
+    after); with ``typed``, after the error's type, as the console shows it."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        text = f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
+    else:
+        text = str(exc)
+    lines = _without_html(text).strip().splitlines()
+    line = redact(lines[0]) if lines else ""
+    if typed or not line:
+        line = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    return line[:limit]
+
+
 def _without_html(text: str) -> str:
     """``text`` with an HTML page in it replaced by its title: one line, saying what it was."""
     found = _HTML_PAGE.search(text)

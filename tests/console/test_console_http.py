@@ -164,11 +164,13 @@ async def test_no_password_from_the_settings_reaches_a_page(
     assert "***" in await (await client.get("/")).text()
 
 
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "http://127.0.0.1:9/?token=tok-s3cret"])
 async def test_an_unreachable_endpoint_is_one_line_on_a_page_and_the_ledger_says_so(
-    make_client, settings_for: Callable[..., Settings]
+    make_client, settings_for: Callable[..., Settings], endpoint: str
 ) -> None:
-    # given: a failure in the store, and a Lambda endpoint nobody listens on
-    settings = settings_for(endpoint_url="http://127.0.0.1:9")
+    # given: a failure in the store, and a Lambda endpoint nobody listens on (whose URL may
+    # carry a token: botocore quotes the URL whole in its error)
+    settings = settings_for(endpoint_url=endpoint)
     record = failure_record(random.Random(3), function="orders-api", condition="RetriesExhausted")
     row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
     async with Store.from_url(settings.store) as store:
@@ -187,6 +189,7 @@ async def test_an_unreachable_endpoint_is_one_line_on_a_page_and_the_ledger_says
     page = await response.text()
     assert "Could not connect" in page or "EndpointConnectionError" in page
     assert "Traceback" not in page
+    assert "tok-s3cret" not in page  # before, the page showed the error's text as it came
     async with Store.from_url(settings.store) as store:
         attempts = await store.replays(row.key)
     # refused connections never reached Lambda: the attempt ended, a later replay may try again

@@ -191,14 +191,8 @@ def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an error's text (an AWS error's code and message), at most 300 chars,
-    redacted before it is cut (a URL cut inside its password could not be masked after)."""
-    from botocore.exceptions import ClientError
+    """The first line of an error's text, redacted, at most 300 characters (see
+    :func:`lambda_destinations.retrying.first_line`, imported only when an error is shown)."""
+    from lambda_destinations.retrying import first_line as line
 
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        text = f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
-    else:
-        text = str(exc)
-    lines = text.strip().splitlines()
-    return redact(lines[0])[:300] if lines else type(exc).__name__
+    return line(exc)

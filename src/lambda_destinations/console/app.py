@@ -36,6 +36,7 @@ from lambda_destinations.console.security import (
     is_loopback,
 )
 from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.retrying import first_line
 from lambda_destinations.store import Store
 
 ROUTE_MODULES = ("pages", "actions", "api")
@@ -173,15 +174,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except (LambdaDestinationsError, BotoCoreError, ClientError, OSError) as exc:
         # The store or AWS failed: one line on a page, and in the log, never a traceback page.
-        log.warning("console request failed", path=request.path, error=_first_line(exc))
-        response = console.render(request, "error.html", status=503, problem=_first_line(exc))
+        problem = first_line(exc, typed=True)
+        log.warning("console request failed", path=request.path, error=problem)
+        response = console.render(request, "error.html", status=503, problem=problem)
     _secure_headers(response)
     return response
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _secure_headers(response: web.StreamResponse) -> None:

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from lambda_destinations.retrying import first_line
 from lambda_destinations.store import utcnow
 
 _KEEP = 200  # finished jobs kept for their pages
@@ -91,7 +92,7 @@ class JobBoard:
             raise
         except Exception as exc:  # noqa: BLE001 - shown on the job page; the console goes on
             job.state = "failed"
-            job.errors.append(f"{type(exc).__name__}: {exc}"[:500])
+            job.errors.append(first_line(exc, limit=500, typed=True))
         finally:
             job.finished_at = utcnow()
 

@@ -18,6 +18,7 @@ from multidict import MultiMapping
 from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
 from lambda_destinations.operations.stats import FailureStats, failure_stats, hour_of
+from lambda_destinations.retrying import first_line
 from lambda_destinations.store import (
     FailureCount,
     FailureStatus,
@@ -197,7 +198,9 @@ async def queue_depths(sqs: Any, queues: Sequence[str]) -> list[QueueDepth]:
             dlq = await dlq_of(sqs, ref)
             out.append(QueueDepth(ref.name, ref.url, ref.visible, ref.in_flight, dlq))
         except Exception as exc:  # noqa: BLE001 - an unreachable endpoint, a missing queue: shown
-            out.append(QueueDepth(queue_name(ident), None, None, None, None, first_line(exc)))
+            out.append(
+                QueueDepth(queue_name(ident), None, None, None, None, first_line(exc, typed=True))
+            )
     return out
 
 
@@ -207,11 +210,6 @@ async def dlq_of(sqs: Any, ref: QueueRef) -> QueueRef | None:
         return None
     target = json.loads(policy).get("deadLetterTargetArn")
     return await resolve_queue(sqs, target) if target else None
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def pretty_json(value: Any) -> str:
