@@ -190,6 +190,7 @@ class Settings(BaseSettings):
     prune_interval: float = Field(
         default=600,
         gt=0,
+        le=86400,  # retention counts days: a day between runs at most
         description="Seconds between two runs of the pruning job (one replica runs each).",
     )
     prune_batch: int = Field(

@@ -98,6 +98,7 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
         ({"LAMBDA_DESTINATIONS_HANDLERS": '{"x": {"type": "nosuch"}}'}, "'nosuch' is unknown"),
         ({"LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook"}}'}, "handlers.h: give url"),
         ({"LAMBDA_DESTINATIONS_KEEP_REPLAYS_DAYS": "inf"}, "or 0 to keep forever"),
+        ({"LAMBDA_DESTINATIONS_PRUNE_INTERVAL": "inf"}, "PRUNE_INTERVAL"),
         (
             {"LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist"], "condition": "failed"}]'},
             "did you mean 'failure'",
@@ -146,6 +147,8 @@ def test_run_concurrency_0_is_refused_as_the_environment_refuses_it(tmp_path: Pa
         ("failures", "list", "--limit", "99999999999999999999"),
         ("replay", "--rate", "nan"),
         ("dlq", "redrive", "q", "--rate", "inf"),
+        ("quarantine", "show", "9999999999999999999999"),  # was OverflowError in the driver
+        ("quarantine", "resend", "9999999999999999999999"),
     ],
 )
 def test_numbers_out_of_range_are_usage_errors(args: tuple[str, ...], tmp_path: Path) -> None:

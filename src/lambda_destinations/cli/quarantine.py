@@ -19,6 +19,9 @@ from lambda_destinations.worker.queues import queue_name
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
+# The store's ids are 64-bit integers: a larger one is a usage error, not a driver's overflow.
+QUARANTINE_ID = click.IntRange(min=1, max=2**63 - 1)
+
 
 @cli.group("quarantine")
 def quarantine_group() -> None:
@@ -99,7 +102,7 @@ async def _get(settings: Settings, ids: tuple[int, ...]) -> list[QuarantineRow]:
 
 
 @subcommand(quarantine_group, "show")
-@click.argument("quarantine_id", type=click.IntRange(min=1))
+@click.argument("quarantine_id", type=QUARANTINE_ID)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, body included.")
 @settings_options
 def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
@@ -139,7 +142,7 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
 
 
 @subcommand(quarantine_group, "resend")
-@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.argument("ids", nargs=-1, type=QUARANTINE_ID)
 @click.option("--all", "every", is_flag=True, help="Every quarantined message (see --queue).")
 @click.option("--queue", help="With --all: only those quarantined from this queue.")
 @click.option("--keep", is_flag=True, help="Keep the stored copies after sending.")
