@@ -218,18 +218,14 @@ class Worker(Lifetime):
             minutes=settings.task_protection_minutes,
         )
         self._stopping = asyncio.Event()
-        # Set when a job (run --once) gave up on a store that stayed unavailable.
-        self._gave_up: StoreLostTimedOut | StoreGone | None = None
+        self._gave_up: StoreLostTimedOut | StoreGone | None = None  # what run() then raises
         self._stop_at: float | None = None  # loop time shutdown began
         self._inflight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[Outcome]] = set()
         self._pollers: list[str] = []
-        # poller name -> loop time its receive under way began (None: not receiving), and the
-        # loop time its long poll ends.
-        self._receiving: dict[str, float | None] = {}
-        self._poll_ends: dict[str, float] = {}
-        # Loop time the last long poll cancelled at shutdown ends at SQS (see _release).
-        self._polls_open_until = 0.0
+        self._receiving: dict[str, float | None] = {}  # poller -> its receive's start, or None
+        self._poll_ends: dict[str, float] = {}  # poller -> loop time its last long poll ends
+        self._polls_open_until = 0.0  # when the polls cancelled at shutdown end (see _release)
         self._receive_failures: dict[str, int] = {}  # poller name -> failures in a row
         self._releases: list[asyncio.Future[bool]] = []
         self._share = MAX_BATCH
