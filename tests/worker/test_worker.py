@@ -196,7 +196,9 @@ async def test_transient_failure_forever_reaches_the_dlq_by_redrive_with_growing
     times = [at for _key, _count, at in counter.calls]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # backoff 2s * 2**(n-1) with equal jitter: first gap in [1, 2], second in [2, 4]
-    assert 0.9 <= gaps[0] <= 4.0  # + up to a long poll and processing on a loaded machine
+    # + up to a long poll and processing, which a machine running five suites at once
+    # stretched to 4.4 s: the bound above only guards against a delay from the wrong step
+    assert 0.9 <= gaps[0] <= 6.0
     assert gaps[1] >= 1.9
     assert receive_all(sqs, url) == []
 
