@@ -371,6 +371,7 @@ def test_bulk_replay_shows_the_plan_then_invokes_exactly_it(
 
 def test_purge_needs_the_queue_name_typed(page: Any, console: RunningConsole, world: World) -> None:
     send_all(world.endpoint.sqs, world.dlq_url, ["left over 1", "left over 2"])
+    waiting = _depth(world, world.dlq_url)  # 2, and what earlier tests left there
     sign_in(page, console, "frank")
     page.goto(f"{console.url}/dlqs/{world.dlq_name}")
     assert page.locator("#purge").is_disabled()
@@ -384,7 +385,11 @@ def test_purge_needs_the_queue_name_typed(page: Any, console: RunningConsole, wo
 
     assert _depth(world, world.dlq_url) == 0
     purge = actions_of(world, world.dlq_url)[0]
-    assert (purge.action, purge.actor, purge.detail) == ("purge", "console frank", {"about": 2})
+    assert (purge.action, purge.actor, purge.detail) == (
+        "purge",
+        "console frank",
+        {"about": waiting},
+    )
 
 
 def test_resend_a_quarantined_message_to_its_queue(
