@@ -98,17 +98,6 @@ def uses_dev_settings(settings: Settings) -> bool:
     return settings.config is not None and settings.config == DEV_CONFIG
 
 
-def describe_settings(settings: Settings) -> dict[str, Any]:
-    """What a person needs to see of the settings (no secrets: URLs lose their password)."""
-    return {
-        "queues": settings.queues,
-        "store": hide_password(settings.store),
-        "endpoint_url": settings.endpoint_url and mask_url(settings.endpoint_url),
-        "region": settings.resolved_region(),
-        "concurrency": settings.concurrency,
-    }
-
-
 def hide_password(url: str) -> str:
     """``scheme://user:secret@host`` -> ``scheme://user:***@host`` (see :mod:`redact`)."""
     return mask_url(url)

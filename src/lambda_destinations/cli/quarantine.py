@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
+from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail, first_line
 from lambda_destinations.cli._common import aws_errors, dumps, format_time, subcommand
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
@@ -15,9 +15,6 @@ from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import describe_quarantined, pretty_body, resend
 from lambda_destinations.store import QuarantineRow, Store
 from lambda_destinations.worker.queues import queue_name
-
-if TYPE_CHECKING:
-    from botocore.exceptions import ClientError
 
 # The store's ids are 64-bit integers: a larger one is a usage error, not a driver's overflow.
 QUARANTINE_ID = click.IntRange(min=1, max=2**63 - 1)
@@ -191,11 +188,6 @@ def resend_command(
         raise SystemExit(EXIT_FAILED)
 
 
-def _first_line(exc: ClientError) -> str:
-    error = exc.response.get("Error", {})
-    return f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
-
-
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -221,7 +213,7 @@ async def _resend(
             try:
                 new_id = await resend(store, sqs, row, keep=keep)
             except ClientError as exc:  # this message's queue refused it; the others may not
-                failed.append({**item, "error": _first_line(exc)})
+                failed.append({**item, "error": first_line(exc)})
                 continue
             sent.append({**item, "new_message_id": new_id})
     return sent, failed
