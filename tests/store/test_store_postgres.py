@@ -98,6 +98,12 @@ async def test_a_read_only_database_is_store_unavailable_saying_to_use_the_prima
         ({"approximate_invoke_count": 2**31}, None, "query argument $10: *** (value out of int32"),
         # a constraint the row breaks: PostgreSQL's DETAIL quotes the whole row
         ({"error_type": "Refused"}, "error_type <> 'Refused'", 'violates check constraint "c"'),
+        # a value PostgreSQL quotes in its message (a cast the constraint makes)
+        (
+            {"error_message": PAYLOAD_MARKER},
+            "error_message::int > 0",
+            'invalid input syntax for type integer: "***"',
+        ),
     ],
 )
 async def test_a_refused_save_names_the_error_without_the_statement_or_the_values(

@@ -117,6 +117,9 @@ _PING = sa.text("SELECT 1")
 _ASYNCPG_CLASS = re.compile(r"^<class '(?:[\w.]+\.)?(?P<name>\w+)'>: ")
 # asyncpg: "invalid input for query argument $10: <the value> (<why>)".
 _ARGUMENT_VALUE = re.compile(r"(?P<argument>query argument \$\d+): .*(?= \()")
+# PostgreSQL ends a line with the value it refused, quoted ("invalid input syntax for type
+# integer: "<the value>""); the names it quotes (relations, constraints) come mid-line.
+_QUOTED_VALUE = re.compile(r'(?P<what>: )".*"$')
 # Newest first; the key makes the order total, so pages and tests are deterministic.
 _NEWEST_FIRST = (
     invocations.c.occurred_at.desc(),
@@ -134,7 +137,8 @@ def sql_error_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     lines = str(orig).strip().splitlines()
     line = _ASYNCPG_CLASS.sub(r"\g<name>: ", lines[0]) if lines else type(orig).__name__
-    return _ARGUMENT_VALUE.sub(rf"\g<argument>: {MASK}", line)
+    line = _ARGUMENT_VALUE.sub(rf"\g<argument>: {MASK}", line)
+    return _QUOTED_VALUE.sub(rf'\g<what>"{MASK}"', line)
 
 
 def _is_data_error(exc: BaseException) -> bool:
