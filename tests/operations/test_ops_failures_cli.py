@@ -144,6 +144,25 @@ def test_list_as_a_table_ndjson_and_csv(cli_env, seeded) -> None:
     assert set(rows[0]) >= JSON_FIELDS
 
 
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_text(cli_env, sqlite_url) -> None:
+    # given: a failure whose error type and message begin as spreadsheet formulas do
+    formula = '=HYPERLINK("http://example.invalid","x")'
+    body, _ = failure_body(8, error=(formula, "+cmd|' /C calc'!A0", "python"))
+    seed_sync(sqlite_url, [row_of(body)])
+
+    listed = cli("failures", "list", "--csv", env=cli_env)
+    as_json = cli("failures", "list", "--json", env=cli_env)
+
+    assert listed.returncode == 0, listed.stderr
+    [row] = list(csv.DictReader(io.StringIO(listed.stdout)))
+    # then: each such cell starts with an apostrophe, which a spreadsheet shows as text ...
+    assert row["error_type"] == "'" + formula
+    assert row["error_message"].startswith("'+cmd|")
+    assert row["function_name"] == "orders-api"
+    # ... and --json keeps the values as they are
+    assert json.loads(as_json.stdout)[0]["error_type"] == formula
+
+
 def test_list_of_nothing_says_so_and_exits_0(cli_env, seeded) -> None:
     result = cli("failures", "list", "--function", "nothing-*", env=cli_env)
 

@@ -266,15 +266,25 @@ def emit(output: str, records: Sequence[dict[str, Any]], fields: Sequence[str]) 
         writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore")
         writer.writeheader()
         for record in records:
-            writer.writerow(
-                {
-                    k: dumps(v) if isinstance(v, dict | list) else ("" if v is None else v)
-                    for k, v in record.items()
-                }
-            )
+            writer.writerow({k: _csv_cell(v) for k, v in record.items()})
         click.echo(buffer.getvalue(), nl=False)
     else:  # pragma: no cover - callers print tables themselves
         raise ValueError(output)
+
+
+# A text cell a spreadsheet would run as a formula begins with one of these (Lambda's error
+# text can carry what a caller sent): such a cell gets an apostrophe, which shows it as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        value = dumps(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 # -- AWS errors -------------------------------------------------------------------------------
