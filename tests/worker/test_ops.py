@@ -241,3 +241,47 @@ async def test_dev_takes_another_port_when_the_default_one_is_taken(make_queue, 
     # then: it serves on another port
     assert ops.port != taken
     assert status == 200
+
+
+async def test_a_queue_whose_depth_cannot_be_read_drops_its_depth_series(
+    sqs, make_queue, settings_for
+):
+    # given: a worker sampling its queue and DLQ's depths five times a second
+    url, dlq = make_queue("depth")
+    assert dlq is not None
+    dlq_name = dlq.rsplit("/", 1)[-1]
+    port = free_port()
+    settings = settings_for(url, ops_port=port, ops_host="127.0.0.1", queue_metrics_interval=0.2)
+    seen: dict[str, float] = {}
+
+    async def started(worker: Worker) -> None:
+        async def dlq_series() -> float:
+            found = samples((await get(port, "/metrics"))[1])
+            return sum(
+                1
+                for (name, pairs) in found
+                if name == "lambda_destinations_queue_messages" and ("queue", dlq_name) in pairs
+            )
+
+        async def sampled() -> bool:
+            return await dlq_series() == 3
+
+        async def dropped() -> bool:
+            return await dlq_series() == 0
+
+        try:
+            await wait_for(sampled, seconds=10)
+            seen["before"] = await dlq_series()
+            # when: the DLQ can no longer be read (deleted under the worker)
+            sqs.delete_queue(QueueUrl=dlq)
+            # then: its depths leave the page rather than stay at their last values
+            await wait_for(dropped, seconds=10)
+            seen["after"] = await dlq_series()
+        finally:
+            worker.stop()
+
+    probe = in_background(started)
+    await run_worker(settings, once=False, on_started=probe)
+    await asyncio.gather(*probe.tasks)
+
+    assert seen == {"before": 3, "after": 0}

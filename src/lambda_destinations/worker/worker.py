@@ -830,8 +830,13 @@ class Worker(Lifetime):
                     QueueUrl=url, AttributeNames=list(DEPTH_ATTRIBUTES)
                 )
         except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
-            # SQS being away is no reason to stop sampling; the pollers report it too.
+            # SQS being away is no reason to stop sampling; the pollers report it too. The
+            # depths last read are not the depths now: they leave the page (a series that
+            # is absent, not one that stays at its last value, is what an alert can tell).
             self.metrics.sqs_errors.labels("GetQueueAttributes").inc()
+            for state in DEPTH_ATTRIBUTES.values():
+                with contextlib.suppress(KeyError):  # never sampled
+                    self.metrics.queue_messages.remove(name, state)
             log.debug("queue depth not sampled", queue=name, error=describe_error(exc))
             return
         attributes = response.get("Attributes", {})
