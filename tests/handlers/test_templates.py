@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from handler_helpers import failure_record
+from pydantic import BaseModel, Field, ValidationError
 
 from lambda_destinations.config import RouteConfig, load_settings
 from lambda_destinations.errors import ConfigError
@@ -18,6 +19,7 @@ from lambda_destinations.handlers import HandlerContext, HandlerRegistry
 from lambda_destinations.handlers.storm import DIGEST_FIELDS
 from lambda_destinations.handlers.templates import (
     RECORD_FIELDS,
+    Duration,
     SafeFormatter,
     Template,
     describe_duration,
@@ -141,6 +143,15 @@ def test_digest_templates_have_their_own_fields() -> None:
 )
 def test_durations(given: object, seconds: float) -> None:
     assert parse_duration(given) == seconds
+
+
+@pytest.mark.parametrize("given", ["nan", "inf", float("nan"), "-inf"])
+def test_a_duration_that_is_no_number_of_seconds_is_refused_as_such(given: object) -> None:
+    class Options(BaseModel):
+        window: Duration = Field(ge=0, le=86400)
+
+    with pytest.raises(ValidationError, match="finite number"):
+        Options.model_validate({"window": given})
 
 
 def test_durations_in_words() -> None:

@@ -30,7 +30,7 @@ import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic import BaseModel, BeforeValidator, FiniteFloat, ValidationError
 
 from lambda_destinations.errors import ConfigError
 
@@ -341,8 +341,8 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""Seconds, given as a number or as text (``"5m"``)."""
+Duration = Annotated[FiniteFloat, BeforeValidator(parse_duration)]
+"""Seconds, given as a number or as text (``"5m"``); never NaN or infinite."""
 
 
 def describe_duration(seconds: float) -> str:
