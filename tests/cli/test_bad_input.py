@@ -173,6 +173,31 @@ def test_simulate_against_an_unreachable_endpoint_is_one_line() -> None:
     assert "cannot reach http://127.0.0.1:1" in one_error_line(result)
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "fix"),
+    [
+        ([], "is `lambda-destinations dev` running in this folder?"),
+        (["--endpoint-url", "http://127.0.0.1:2"], "check LAMBDA_DESTINATIONS_ENDPOINT_URL"),
+    ],
+)
+def test_an_unreachable_endpoint_in_dev_s_folder_points_at_dev_only_when_it_is_dev_s(
+    tmp_path: Path, endpoint: list[str], fix: str
+) -> None:
+    # given: the settings file dev writes, naming an endpoint that is not running
+    (tmp_path / ".lambda-destinations").mkdir()
+    (tmp_path / ".lambda-destinations" / "dev.toml").write_text(
+        'endpoint_url = "http://127.0.0.1:1"\nregion = "us-east-1"\n'
+        'store = "sqlite:///.lambda-destinations/dev.db"\nqueues = ["ld-dev-failure"]\n'
+    )
+
+    # when: a command reaches for it, or for an endpoint given on the command line
+    result = cli("dlq", "peek", "ld-dev-failure-dlq", *endpoint, cwd=tmp_path)
+
+    # then: the fix offered is dev's only for dev's endpoint
+    assert result.returncode == 4
+    assert fix in one_error_line(result)
+
+
 # -- exit codes -------------------------------------------------------------------------------
 
 

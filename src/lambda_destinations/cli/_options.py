@@ -94,8 +94,18 @@ def hide_options(command: click.Command, *names: str) -> None:
 
 
 def uses_dev_settings(settings: Settings) -> bool:
-    """Whether the settings came from the file `dev` wrote in this folder."""
-    return settings.config is not None and settings.config == DEV_CONFIG
+    """Whether the settings came from the file `dev` wrote in this folder, with its endpoint
+    (not one given by ``--endpoint-url`` or the environment, which dev's keys and hints do not
+    concern)."""
+    if settings.config is None or settings.config != DEV_CONFIG:
+        return False
+    import tomllib
+
+    try:
+        written = tomllib.loads(DEV_CONFIG.read_text(encoding="utf-8")).get("endpoint_url")
+    except (OSError, ValueError):  # gone or changed since it was read: not dev's for sure
+        return False
+    return isinstance(written, str) and written.strip() == settings.endpoint_url
 
 
 def hide_password(url: str) -> str:
