@@ -3,6 +3,7 @@ who may act, read-only mode, the JSON API's token, and no secret on a page."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import AsyncIterator, Callable
@@ -10,13 +11,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from ops_helpers import count_messages
 
 from lambda_destinations.config import Settings
 from lambda_destinations.console import ConsoleOptions, create_app
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record
-from lambda_destinations.store import DeliveryRow, Store
+from lambda_destinations.store import DeliveryRow, QuarantineRow, Store
 
 TOKEN = "http-test-token"
 
@@ -195,3 +197,43 @@ async def test_an_unreachable_endpoint_is_one_line_on_a_page_and_the_ledger_says
     # refused connections never reached Lambda: the attempt ended, a later replay may try again
     assert [(a.requested_by, a.outcome.value) for a in attempts] == [("console dana", "error")]
     assert "EndpointConnectionError" in (attempts[0].detail or "")
+
+
+async def test_resend_clicked_six_times_at_once_sends_once(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: a message only the store holds, from a queue without DLQ
+    url, _ = make_queue("console-resend", dlq=False)
+    settings = settings_for(queues=[url])
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        row = QuarantineRow(url, "m-1", '{"not": "a record"}', {}, "decode error", 1)
+        await store.save_quarantine(row)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    # when: Resend, six times at once (a double click, other tabs)
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"/quarantine/{row.id}/resend",
+                data={"csrf": csrf},
+                headers=_origin(client),
+                allow_redirects=False,
+            )
+            for _ in range(6)
+        )
+    )
+
+    # then: one sent it; the others sent nothing and said so in one line
+    statuses = sorted(response.status for response in responses)
+    assert statuses.count(303) == 1, statuses
+    for response in responses:
+        if response.status != 303:
+            assert response.status in (404, 409)
+            (line,) = (await response.text()).strip().splitlines()
+            assert "resent" in line
+    assert count_messages(sqs, url) == 1
+    async with Store.from_url(settings.store) as store:
+        assert [a.action for a in await store.actions(url)] == ["resend"]
+        assert await store.list_quarantine() == []

@@ -3,14 +3,22 @@ back; `dlq peek --body` shows bodies. A real worker run quarantines, against mot
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import random
+import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ops_helpers import cli
+from ops_helpers import ENTRY, cli, count_messages
 
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.config import Settings
+from lambda_destinations.operations.quarantine import NotResent, resend
 from lambda_destinations.simulate import failure_record
+from lambda_destinations.store import QuarantineRow, Store
 
 POISON = '{"Records": [{"eventSource": "aws:s3"}]}'
 
@@ -104,6 +112,70 @@ def test_bad_ids_are_one_line(quarantined, args, code, needle) -> None:
     assert line.startswith("error: ")
     assert needle in line
     assert "Traceback" not in result.stderr
+
+
+async def test_resends_at_once_send_the_message_once(
+    sqs, make_queue, store_url: str, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a message only the store holds (SQLite or PostgreSQL), and a queue without DLQ
+    url, _ = make_queue("resend-race", dlq=False)
+    settings = settings_for(store=store_url)
+    async with Store.from_url(store_url) as store:
+        await store.migrate()
+        await store.save_quarantine(
+            QuarantineRow(url, "m-1", POISON, {}, "decode error: not a record", 1)
+        )
+        (row,) = await store.list_quarantine()
+
+    async def one_resend() -> str:
+        # each caller as a console request or a CLI run: its own store and SQS client
+        async with Store.from_url(store_url) as store, AwsClients(settings) as aws:
+            try:
+                return await resend(store, await aws.client("sqs"), row)
+            except NotResent as exc:
+                return f"not resent: {exc}"
+
+    # when: six resends of it at once
+    outcomes = await asyncio.gather(*(one_resend() for _ in range(6)))
+
+    # then: one sent it, five sent nothing and said why; the store forgot it
+    assert sum(not outcome.startswith("not resent") for outcome in outcomes) == 1, outcomes
+    assert sum(outcome.startswith("not resent: ") for outcome in outcomes) == 5
+    assert count_messages(sqs, url) == 1
+    async with Store.from_url(store_url) as store:
+        assert await store.list_quarantine() == []
+
+
+def test_two_cli_resends_at_once_send_once(sqs, quarantined) -> None:
+    url, env = quarantined
+    (row,) = as_json(cli("quarantine", "list", "--json", env=env))
+    args = ["quarantine", "resend", str(row["id"]), "--yes", "--json"]
+
+    # when: two terminals run the same resend at once
+    processes = [
+        subprocess.Popen(
+            [*ENTRY, *args],
+            env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=110) for process in processes]
+
+    # then: one resent it; the other skipped it, or (started after) found it gone
+    resent = []
+    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+        if process.returncode == 0:
+            outcome = json.loads(stdout)
+            resent += outcome["resent"]
+            assert all("resent" in skip["reason"] for skip in outcome["skipped"]), outcome
+        else:
+            assert process.returncode == 1
+            assert f"no quarantined message with id {row['id']}" in stderr
+    assert [item["id"] for item in resent] == [row["id"]]
+    assert count_messages(sqs, url) == 1
 
 
 def test_dlq_peek_body_shows_bodies_and_attributes(sqs, make_queue, cli_env) -> None:

@@ -660,6 +660,43 @@ async def test_a_quarantined_message_is_read_by_id_and_forgotten_once(store: Sto
     assert [q.message_id for q in await store.list_quarantine()] == ["m-2"]
 
 
+async def test_of_resends_at_once_one_claims_the_quarantined_message(
+    store: Store, other_store: Store
+) -> None:
+    # given: a quarantined message, and six resends of it at once from two replicas
+    row = _quarantined("m-1", quarantined_at=T0)
+    await store.save_quarantine(row)
+    assert row.id is not None
+    quarantine_id = row.id
+
+    # when
+    claims = await asyncio.gather(
+        *((store if n % 2 else other_store).claim_quarantine(quarantine_id, 60) for n in range(6))
+    )
+
+    # then: exactly one holds it, and gets the message whole
+    held = [claim for claim in claims if claim is not None]
+    assert held == [row]
+    assert await other_store.claim_quarantine(quarantine_id, 60) is None
+    # released (a --keep resend, a refused send), it may be claimed again; deleted, never
+    await store.release_quarantine(quarantine_id)
+    assert await other_store.claim_quarantine(quarantine_id, 60) == row
+    assert await store.delete_quarantine(quarantine_id) is True
+    assert await store.claim_quarantine(quarantine_id, 60) is None
+
+
+async def test_a_lapsed_resend_claim_is_taken_again(store: Store) -> None:
+    # given: a resend claimed the message and died (its claim ends at once)
+    row = _quarantined("m-1", quarantined_at=T0)
+    await store.save_quarantine(row)
+    assert row.id is not None
+    assert await store.claim_quarantine(row.id, -1) == row
+
+    # then: the message is still there, and the next resend may take it
+    assert await store.get_quarantine(row.id) == row
+    assert await store.claim_quarantine(row.id, 60) == row
+
+
 # -- operators: filters, counts, status -------------------------------------------------------
 
 
@@ -1039,9 +1076,9 @@ async def test_rows_stored_before_version_9_read_as_they_did(
             {"key": key, "handler": "persist", "state": RunState.COMPLETED, "attempts": 1},
         )
 
-    # when: version 9 is applied
+    # when: version 9 (and those after it) is applied
     monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS)
-    assert await unmigrated_store.migrate() == [9]
+    assert await unmigrated_store.migrate() == [m.version for m in MIGRATIONS[8:]]
 
     # then: the record reads as before
     got = await unmigrated_store.get_invocation(key)

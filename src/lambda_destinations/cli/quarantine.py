@@ -12,7 +12,12 @@ from lambda_destinations.cli._common import aws_errors, dumps, format_time, subc
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
-from lambda_destinations.operations.quarantine import describe_quarantined, pretty_body, resend
+from lambda_destinations.operations.quarantine import (
+    NotResent,
+    describe_quarantined,
+    pretty_body,
+    resend,
+)
 from lambda_destinations.store import QuarantineRow, Store
 from lambda_destinations.worker.queues import queue_name
 
@@ -159,7 +164,8 @@ def resend_command(
 
     Each message's body and its own attributes are sent to its queue; then the stored copy
     is forgotten (--keep keeps it). Fix what quarantined them first (`doctor`), or they come
-    back here. A handler that completed for a record before does not run again.
+    back here. A handler that completed for a record before does not run again. A message
+    another resend holds or resent already is skipped (not an error).
 
     \b
     Examples:
@@ -175,15 +181,17 @@ def resend_command(
     if not yes:
         click.confirm(f"Send {_count(len(rows), 'message')} back to their queues?", abort=True)
     with aws_errors(settings):
-        sent, failed = asyncio.run(_resend(settings, rows, keep=keep))
+        sent, skipped, failed = asyncio.run(_resend(settings, rows, keep=keep))
     if as_json:
-        click.echo(dumps({"resent": sent, "failed": failed}))
+        click.echo(dumps({"resent": sent, "skipped": skipped, "failed": failed}))
     else:
         for item in sent:
             click.echo(f"{item['id']} → {queue_name(item['queue'])} as {item['new_message_id']}")
+        for item in skipped:
+            click.echo(f"{item['id']}: skipped: {item['reason']}", err=True)
         for item in failed:
             click.echo(f"{item['id']}: not sent: {item['error']}", err=True)
-        click.echo(f"resent {len(sent)} · failed {len(failed)}", err=True)
+        click.echo(f"resent {len(sent)} · skipped {len(skipped)} · failed {len(failed)}", err=True)
     if failed:
         raise SystemExit(EXIT_FAILED)
 
@@ -194,7 +202,8 @@ def _count(n: int, noun: str) -> str:
 
 async def _resend(
     settings: Settings, rows: list[QuarantineRow], *, keep: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(resent, skipped: another resend holds or sent it, failed: its queue refused it)."""
     # Imported here: aiobotocore costs `list` and `show`, which do not call AWS, a third of a
     # second of CPU.
     from botocore.exceptions import ClientError
@@ -202,6 +211,7 @@ async def _resend(
     from lambda_destinations.aws import AwsClients
 
     sent: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     async with (
         Store.from_url(settings.store, create=False) as store,
@@ -212,8 +222,11 @@ async def _resend(
             item = {"id": row.id, "queue": row.queue, "message_id": row.message_id}
             try:
                 new_id = await resend(store, sqs, row, keep=keep)
+            except NotResent as exc:  # another resend sent it, or is sending it: not twice
+                skipped.append({**item, "reason": str(exc)})
+                continue
             except ClientError as exc:  # this message's queue refused it; the others may not
                 failed.append({**item, "error": first_line(exc)})
                 continue
             sent.append({**item, "new_message_id": new_id})
-    return sent, failed
+    return sent, skipped, failed

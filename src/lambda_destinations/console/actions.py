@@ -25,7 +25,7 @@ from lambda_destinations.console.security import (
     same_origin,
 )
 from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
-from lambda_destinations.operations.quarantine import resend
+from lambda_destinations.operations.quarantine import NotResent, resend
 from lambda_destinations.operations.redrive import HIDDEN, IN_DOUBT, move_messages, target_chooser
 from lambda_destinations.operations.replay import ReplayResult, replay_invocation
 from lambda_destinations.store import (
@@ -313,7 +313,10 @@ async def resend_quarantined(request: web.Request) -> web.Response:
     if row is None:
         raise web.HTTPNotFound(text="no such quarantined message (resent already?)\n")
     sqs = await console.aws.client("sqs")
-    new_id = await resend(console.store, sqs, row)
+    try:
+        new_id = await resend(console.store, sqs, row)
+    except NotResent as exc:  # a second click, another tab or a CLI run: sent once, not twice
+        raise web.HTTPConflict(text=f"not resent: {exc}\n") from None
     detail = {"message_id": row.message_id, "new_message_id": new_id, "reason": row.reason}
     await console.store.add_action(
         OperatorAction(actor, "resend", row.queue, _reason(form), detail)

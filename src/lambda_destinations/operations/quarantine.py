@@ -1,10 +1,13 @@
 """Messages the worker quarantined: described for people, and sent back to their queue.
 
 The store keeps every quarantined message whole (body, attributes, reason). When the queue has
-no DLQ the store holds the only copy, so this is the way back: ``resend`` sends the body and
-the message's own attributes to the queue it came from, then forgets the stored copy (unless
-asked to keep it). Interrupted between the two, the message is in both places, and the
-worker's idempotency absorbs the duplicate.
+no DLQ the store holds the only copy, so this is the way back: ``resend`` claims the stored
+copy, sends the body and the message's own attributes to the queue it came from, then forgets
+the stored copy (unless asked to keep it). The claim makes resends of one message at once (two
+clicks, two terminals) send it once: the others send nothing and say why. Interrupted between
+the send and the delete, the message is in both places, and the worker's idempotency absorbs
+the duplicate; interrupted earlier, it is still in the store, its claim lapsing after
+``RESEND_CLAIM`` seconds.
 """
 
 from __future__ import annotations
@@ -17,6 +20,19 @@ from lambda_destinations.worker.queues import sendable_attribute
 
 # The worker's own attributes, added when it sent the message to a DLQ: not the message's.
 _OWN_ATTRIBUTE_PREFIX = "LambdaDestinations."
+
+# How long a resend holds a message: far longer than one SendMessage with its retries takes.
+RESEND_CLAIM = 300.0
+ALREADY_RESENT = "resent already: the store no longer holds it"
+BEING_RESENT = (
+    f"being resent by another caller just now (or by one interrupted: try again in "
+    f"{RESEND_CLAIM / 60:.0f} minutes)"
+)
+
+
+class NotResent(Exception):
+    """This caller sent nothing: another one resent the message, or is resending it. The
+    text says which (``ALREADY_RESENT``, ``BEING_RESENT``)."""
 
 
 def describe_quarantined(row: QuarantineRow, *, body: bool = False) -> dict[str, Any]:
@@ -63,8 +79,35 @@ def pretty_body(text: str) -> str:
 async def resend(store: Store, sqs: Any, row: QuarantineRow, *, keep: bool = False) -> str:
     """Send ``row``'s message back to its queue; forget the stored copy unless ``keep``.
 
-    Returns the new SQS message id.
+    Returns the new SQS message id. Raises :class:`NotResent` when another caller holds the
+    message or resent it already: of resends at once, exactly one sends. A send the queue
+    refused lets the message go again (a later resend may try); a send in doubt (the
+    connection broke) keeps the claim until it lapses.
     """
+    if row.id is None:
+        raise ValueError("only a stored quarantined message (with an id) can be resent")
+    claimed = await store.claim_quarantine(row.id, RESEND_CLAIM)
+    if claimed is None:
+        gone = await store.get_quarantine(row.id) is None
+        raise NotResent(ALREADY_RESENT if gone else BEING_RESENT)
+    try:
+        answer = await sqs.send_message(**_send_request(claimed))
+    except Exception as exc:
+        # Imported here: botocore's exceptions cost `quarantine list`, which sends nothing.
+        from lambda_destinations.retrying import answered
+
+        if answered(exc):  # nothing was sent
+            await store.release_quarantine(row.id)
+        raise
+    if keep:
+        await store.release_quarantine(row.id)
+    else:
+        await store.delete_quarantine(row.id)
+    return str(answer.get("MessageId", ""))
+
+
+def _send_request(row: QuarantineRow) -> dict[str, Any]:
+    """The SendMessage arguments that put ``row``'s message back: its body, its own attributes."""
     attributes = {
         name: sendable_attribute(value)
         for name, value in (row.message_attributes or {}).items()
@@ -73,7 +116,4 @@ async def resend(store: Store, sqs: Any, row: QuarantineRow, *, keep: bool = Fal
     request: dict[str, Any] = {"QueueUrl": row.queue, "MessageBody": row.body}
     if attributes:
         request["MessageAttributes"] = attributes
-    answer = await sqs.send_message(**request)
-    if not keep and row.id is not None:
-        await store.delete_quarantine(row.id)
-    return str(answer.get("MessageId", ""))
+    return request

@@ -952,6 +952,32 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             deleted = (await conn.execute(stmt)).rowcount
         return bool(deleted)
 
+    async def claim_quarantine(self, quarantine_id: int, ttl: float) -> QuarantineRow | None:
+        # One UPDATE, so atomic on both backends: of callers at once, one gets the row back.
+        now, until = self._lease_clock()
+        claimed_until = quarantine.c.resend_claimed_until
+        stmt = (
+            sa.update(quarantine)
+            .where(
+                quarantine.c.id == quarantine_id,
+                sa.or_(claimed_until.is_(None), claimed_until < now),
+            )
+            .values(resend_claimed_until=until)
+            .returning(*quarantine.c)
+        )
+        async with self._write() as conn:
+            row = (await conn.execute(stmt, self._lease_params(ttl))).first()
+        return None if row is None else from_row(QuarantineRow, row)
+
+    async def release_quarantine(self, quarantine_id: int) -> None:
+        stmt = (
+            sa.update(quarantine)
+            .where(quarantine.c.id == quarantine_id)
+            .values(resend_claimed_until=None)
+        )
+        async with self._write() as conn:
+            await conn.execute(stmt)
+
 
 # A column the code reads is missing: the store was made by an older version.
 OLDER_SCHEMA = (

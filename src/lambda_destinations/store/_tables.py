@@ -112,6 +112,8 @@ quarantine = sa.Table(
     sa.Column("receive_count", sa.Integer, nullable=False),
     sa.Column("key", sa.Text, index=True),
     sa.Column("quarantined_at", UTCDateTime, nullable=False, index=True),
+    # Migration 10: set while a resend holds the message (see ``claim_quarantine``).
+    sa.Column("resend_claimed_until", UTCDateTime),
     sa.UniqueConstraint("queue", "message_id", name="uq_quarantine_message"),
 )
 

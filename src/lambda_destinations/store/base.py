@@ -449,6 +449,18 @@ class Store(Lifetime):
     async def delete_quarantine(self, quarantine_id: int) -> bool:
         """Forget a quarantined message (it was sent back to its queue); False if unknown."""
 
+    @abc.abstractmethod
+    async def claim_quarantine(self, quarantine_id: int, ttl: float) -> QuarantineRow | None:
+        """Hold a quarantined message for ``ttl`` seconds, to resend it; None if it is gone or
+        held by an unexpired claim (another resend). Of callers at once, exactly one gets it.
+
+        The holder sends the message, then deletes it (``delete_quarantine``) or lets it go
+        (``release_quarantine``); a holder that dies leaves the claim to lapse."""
+
+    @abc.abstractmethod
+    async def release_quarantine(self, quarantine_id: int) -> None:
+        """Drop the claim on a quarantined message: another resend may take it now."""
+
     # -- the replay ledger ------------------------------------------------------------------
 
     @abc.abstractmethod

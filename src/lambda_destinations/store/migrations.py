@@ -24,7 +24,13 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from lambda_destinations.store import migration_6, migration_7, migration_8, migration_9
+from lambda_destinations.store import (
+    migration_6,
+    migration_7,
+    migration_8,
+    migration_9,
+    migration_10,
+)
 from lambda_destinations.store._tables import str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import FailureStatus, ReplayOutcome, RunState
@@ -265,6 +271,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "a record's payloads are stored once", migration_7.upgrade),
     Migration(8, "failures' filter indexes hold the status", migration_8.upgrade),
     Migration(9, "a record's first delivery and completion in its row", migration_9.upgrade),
+    Migration(10, "a quarantined message being resent is claimed", migration_10.upgrade),
 )
 
 
