@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from ops_helpers import count_messages
+from ops_helpers import count_messages, failure_body, send_all
 
 from lambda_destinations.config import Settings
 from lambda_destinations.console import ConsoleOptions, create_app
+from lambda_destinations.console.app import CONSOLE
+from lambda_destinations.console.jobs import Job
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record
@@ -237,3 +239,84 @@ async def test_resend_clicked_six_times_at_once_sends_once(
     async with Store.from_url(settings.store) as store:
         assert [a.action for a in await store.actions(url)] == ["resend"]
         assert await store.list_quarantine() == []
+
+
+async def _wait_for_jobs(client: TestClient) -> list[Any]:  # type: ignore[type-arg]
+    """The console's jobs, once none runs (a job page's state, polled as a browser would)."""
+    board = client.server.app[CONSOLE].jobs
+    for _ in range(600):
+        if all(job.state != "running" for job in board.recent()):
+            return board.recent()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"jobs still running: {[job.as_dict() for job in board.recent()]}")
+
+
+async def test_redrive_posted_twice_at_once_moves_each_message_once(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: 12 messages in the DLQ of a configured queue
+    url, dlq_url = make_queue("console-redrive")
+    send_all(sqs, dlq_url, [failure_body(n)[0] for n in range(12)])
+    client = await make_client(settings_for(queues=[url]))
+    csrf = await sign_in(client)
+    name = dlq_url.rsplit("/", 1)[1]
+
+    # when: Redrive, twice at once (a double click, a second tab)
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"/dlqs/{name}/redrive",
+                data={"csrf": csrf},
+                headers=_origin(client),
+                allow_redirects=False,
+            )
+            for _ in range(2)
+        )
+    )
+    jobs = await _wait_for_jobs(client)
+
+    # then: one job moved each message once; the second request was refused, naming it
+    assert sorted(response.status for response in responses) == [303, 409]
+    (job,) = jobs
+    (refused,) = [r for r in responses if r.status == 409]
+    (line,) = (await refused.text()).strip().splitlines()
+    assert f"/jobs/{job.id}" in line
+    assert (job.state, job.counts) == ("done", {"moved": 12})
+    assert count_messages(sqs, url) == 12
+    assert count_messages(sqs, dlq_url) == 0
+
+
+async def test_a_running_redrive_refuses_another_and_a_purge_of_its_dlq(
+    make_client, settings_for: Callable[..., Settings], make_queue
+) -> None:
+    # given: a redrive of the DLQ still running in the console (held until the test lets go)
+    url, dlq_url = make_queue("console-busy")
+    client = await make_client(settings_for(queues=[url]))
+    csrf = await sign_in(client)
+    name = dlq_url.rsplit("/", 1)[1]
+    let_go = asyncio.Event()
+
+    async def held(job: Job) -> None:
+        await let_go.wait()
+
+    board = client.server.app[CONSOLE].jobs
+    running = board.start("redrive", f"redrive {name}", "console erin", 0, held, target=dlq_url)
+
+    async def post(action: str) -> Any:
+        data = {"csrf": csrf, "confirm": name}
+        return await client.post(
+            f"/dlqs/{name}/{action}", data=data, headers=_origin(client), allow_redirects=False
+        )
+
+    # when / then: a redrive and a purge are refused with one line naming the running job
+    for action in ("redrive", "purge"):
+        response = await post(action)
+        assert response.status == 409, action
+        (line,) = (await response.text()).strip().splitlines()
+        assert f"/jobs/{running.id}" in line
+        assert "console erin" in line
+    # once it ended, a redrive starts
+    let_go.set()
+    await _wait_for_jobs(client)
+    assert (await post("redrive")).status == 303
+    await _wait_for_jobs(client)

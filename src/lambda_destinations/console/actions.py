@@ -15,7 +15,7 @@ from multidict import MultiDict
 
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console
-from lambda_destinations.console.jobs import Job
+from lambda_destinations.console.jobs import Job, JobRunning
 from lambda_destinations.console.pages import configured_dlq
 from lambda_destinations.console.security import (
     SESSION_COOKIE,
@@ -250,21 +250,25 @@ async def _pages(console: Console, chosen: InvocationFilter) -> AsyncIterator[li
 
 @routes.post("/dlqs/{name}/redrive")
 async def redrive(request: web.Request) -> web.Response:
-    """Move the DLQ's messages back to the queue(s) whose redrive policy names it."""
+    """Move the DLQ's messages back to the queue(s) whose redrive policy names it.
+
+    One redrive of a DLQ at a time: a second one started while the first runs would move
+    again what the first moved and the worker sent back meanwhile (the first leaves those
+    alone by its run id; the second has another id), so it is refused (409), naming the
+    running job; so is a purge."""
     console = _console(request)
     actor, form = await console.actor(request)
     dlq, sources = await configured_dlq(console, request.match_info["name"])
     if not sources:
         raise web.HTTPConflict(text=f"{dlq.name} is the DLQ of no SQS queue: nothing to move to\n")
-    await console.store.add_action(
-        OperatorAction(
-            actor, "redrive", dlq.url, _reason(form), {"to": sources, "about": dlq.visible}
-        )
-    )
+    reason = _reason(form)
     sqs = await console.aws.client("sqs")
     sender = await console.aws.sender("sqs")
 
     async def work(job: Job) -> None:
+        # Recorded by the job, not before it: a refused second redrive moved nothing.
+        detail = {"to": sources, "about": dlq.visible, "job": job.id}
+        await console.store.add_action(OperatorAction(actor, "redrive", dlq.url, reason, detail))
         report = await move_messages(
             sqs,
             dlq.url,
@@ -279,8 +283,20 @@ async def redrive(request: web.Request) -> web.Response:
         if report.hidden:
             job.errors.append(f"about {report.hidden} hidden in the DLQ, not seen: {HIDDEN}")
 
-    job = console.jobs.start("redrive", f"redrive {dlq.name}", actor, dlq.visible, work)
+    title = f"redrive {dlq.name}"
+    try:  # start checks and starts with no await between: of requests at once, one starts
+        job = console.jobs.start("redrive", title, actor, dlq.visible, work, target=dlq.url)
+    except JobRunning as running:
+        raise _busy(dlq.name, running.job) from None
     raise web.HTTPSeeOther(f"/jobs/{job.id}")
+
+
+def _busy(name: str, job: Job) -> web.HTTPConflict:
+    """The refusal of a second redrive or a purge while a redrive of the DLQ runs."""
+    return web.HTTPConflict(
+        text=f"{name}: {job.title} runs (by {job.actor}): follow it at /jobs/{job.id}, "
+        "and act again once it ended\n"
+    )
 
 
 @routes.post("/dlqs/{name}/purge")
@@ -289,6 +305,8 @@ async def purge(request: web.Request) -> web.Response:
     console = _console(request)
     actor, form = await console.actor(request)
     dlq, _ = await configured_dlq(console, request.match_info["name"])
+    if (running := console.jobs.running_on(dlq.url)) is not None:
+        raise _busy(dlq.name, running)
     if form.get("confirm", "") != dlq.name:
         raise web.HTTPBadRequest(text=f"type the queue's name ({dlq.name}) to purge it\n")
     await console.store.add_action(

@@ -2,6 +2,8 @@
 
 Each job is an asyncio task the board keeps a reference to; its outcome (or the exception that
 ended it) is recorded on the job, and the board cancels what still runs when the console stops.
+A job may name what it acts on (a DLQ's URL): while it runs, the board starts no other job on
+that target (a second redrive of a DLQ would move each message twice).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Job:
     errors: list[str] = dataclasses.field(default_factory=list)
     started_at: Any = dataclasses.field(default_factory=utcnow)
     finished_at: Any = None
+    target: str | None = None  # what it acts on, alone (a DLQ's URL)
 
     def step(self, outcome: str, n: int = 1) -> None:
         self.done += n
@@ -54,6 +57,14 @@ class Job:
         }
 
 
+class JobRunning(Exception):
+    """A job on the same target runs already: ``job``."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.id} ({job.title}) runs on {job.target}")
+        self.job = job
+
+
 class JobBoard:
     """The console's jobs, newest first; every task is tracked and its end recorded."""
 
@@ -67,6 +78,13 @@ class JobBoard:
     def recent(self) -> list[Job]:
         return list(reversed(self._jobs.values()))
 
+    def running_on(self, target: str) -> Job | None:
+        """The job acting on ``target`` that still runs, if any."""
+        for job in self._jobs.values():
+            if job.target == target and job.state == "running":
+                return job
+        return None
+
     def start(
         self,
         kind: str,
@@ -74,8 +92,15 @@ class JobBoard:
         actor: str,
         total: int,
         work: Callable[[Job], Awaitable[None]],
+        *,
+        target: str | None = None,
     ) -> Job:
-        job = Job(secrets.token_hex(8), kind, title, actor, total)
+        """Run ``work`` as a new job; with ``target``, only if no job on it runs (else
+        :class:`JobRunning`). Checked and started with no await between: requests at once
+        cannot both pass."""
+        if target is not None and (running := self.running_on(target)) is not None:
+            raise JobRunning(running)
+        job = Job(secrets.token_hex(8), kind, title, actor, total, target=target)
         self._jobs[job.id] = job
         self._forget_old()
         task = asyncio.create_task(self._run(job, work), name=f"console-job-{job.id}")
