@@ -93,6 +93,25 @@ async def test_sign_in_refuses_a_wrong_token_and_never_redirects_off_site(make_c
     assert response.headers["Location"] == "/"
 
 
+@pytest.mark.parametrize("target", ["/\t/evil.com", "/\n/evil.com", "/\r/evil.com", "/ /evil.com"])
+async def test_a_return_path_with_a_control_character_never_leaves_the_site(
+    make_client, target: str
+) -> None:
+    # browsers drop tabs and newlines from a URL: "/<tab>/evil.com" is "//evil.com" to them
+    client = await make_client()
+    response = await client.post(
+        "/login",
+        data={"token": TOKEN, "user": "dana", "next": target},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    assert response.headers["Location"] == "/"
+    page = await (await client.get("/login", params={"next": target})).text()
+    assert 'name="next" value="/"' in page
+    assert "evil.com" not in page
+
+
 async def test_the_sign_in_page_opened_with_the_token_links_nowhere_with_it(make_client) -> None:
     # given: the address the console prints at start, which holds the token
     client = await make_client(host="0.0.0.0")

@@ -128,7 +128,16 @@ def check_action(sessions: Sessions, request: web.Request, form_csrf: str | None
 
 
 def safe_next(target: str | None) -> str:
-    """A path on this site to go back to after signing in (never another site)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A path on this site to go back to after signing in (never another site).
+
+    Browsers drop tabs and newlines from a URL and read a backslash as ``/``: ``/<tab>/evil.com``
+    would leave for ``//evil.com``. A target holding any of them, or a space, is refused whole."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(c.isspace() or not c.isprintable() for c in target)
+    ):
         return "/"
     return target
