@@ -4,6 +4,7 @@ who may act, read-only mode, the JSON API's token, and no secret on a page."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import random
 from collections.abc import AsyncIterator, Callable
@@ -72,9 +73,30 @@ async def test_reading_needs_no_sign_in_on_loopback_but_does_elsewhere(make_clie
     exposed = await make_client(host="0.0.0.0")
     response = await exposed.get("/failures?function=x", allow_redirects=False)
     assert response.status == 303
-    assert response.headers["Location"] == "/login?next=/failures?function=x"
+    assert response.headers["Location"] == "/login?next=/failures?function%3Dx"
     await sign_in(exposed)
     assert (await exposed.get("/failures")).status == 200
+
+
+async def test_signing_in_from_a_filtered_page_returns_to_the_whole_filter(make_client) -> None:
+    # given: a console others can reach, and a filtered page asked for before signing in
+    client = await make_client(host="0.0.0.0")
+    wanted = "/failures?function=fn-*&status=open&since=2h&error_type=a%26b"
+    response = await client.get(wanted, allow_redirects=False)
+
+    # when: the sign-in page it sends to is filled in and sent
+    page = await (await client.get(response.headers["Location"])).text()
+    target = page.split('name="next" value="', 1)[1].split('"', 1)[0]
+    signed = await client.post(
+        "/login",
+        data={"token": TOKEN, "user": "dana", "next": html.unescape(target)},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+
+    # then: back where the operator was, every filter kept
+    assert signed.status == 303
+    assert signed.headers["Location"] == wanted
 
 
 async def test_sign_in_refuses_a_wrong_token_and_never_redirects_off_site(make_client) -> None:

@@ -166,7 +166,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     console = request.app[CONSOLE]
     public = request.path.startswith(_PUBLIC) or request.path.startswith("/api/")
     if not public and not console.options.open_reads and console.sessions.of(request) is None:
-        raise web.HTTPSeeOther(f"/login?next={request.path_qs}")
+        # The address as sent, encoded whole: its own "&" would end the "next" parameter.
+        raise web.HTTPSeeOther(f"/login?next={quote(request.raw_path, safe='/')}")
     try:
         response = await handler(request)
     except web.HTTPException as exc:
