@@ -36,9 +36,12 @@ def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
     try:
         return _parse(value, text, now)
     except OverflowError:  # a duration or a zone that reaches past year 1 or 9999
-        raise ValueError(
-            f"{text!r} is too far from now: give a time between the years 1 and 9999"
-        ) from None
+        raise too_far(text) from None
+
+
+def too_far(text: str) -> ValueError:
+    """The error for a time (as the user wrote it) that a computation took past year 1 or 9999."""
+    return ValueError(f"{text!r} is too far from now: give a time between the years 1 and 9999")
 
 
 def _parse(value: str, text: str, now: dt.datetime | None) -> dt.datetime:

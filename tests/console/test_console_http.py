@@ -361,3 +361,32 @@ async def test_a_running_redrive_refuses_another_and_a_purge_of_its_dlq(
     await _wait_for_jobs(client)
     assert (await post("redrive")).status == 303
     await _wait_for_jobs(client)
+
+
+@pytest.mark.parametrize(
+    ("query", "line"),
+    [
+        ("until=0001-01-01T00:30", "until: '0001-01-01T00:30' is too far from now"),
+        ("since=1990-01-01", "failure statistics cover at most 366 days at a time"),
+        (
+            "since=2026-11-01&until=9999-12-31T23:59:59",
+            "failure statistics cover at most 366 days at a time",
+        ),
+    ],
+)
+async def test_groups_refuse_a_window_they_cannot_count_in_one_line(
+    make_client, query: str, line: str
+) -> None:
+    client = await make_client()
+    response = await client.get(f"/groups?{query}")
+    page = html.unescape(await response.text())
+    assert response.status == 400
+    assert line in page
+    assert "Traceback" not in page
+
+
+async def test_groups_count_the_last_day_before_the_year_10000(make_client) -> None:
+    client = await make_client()
+    response = await client.get("/groups?until=9999-12-31T23:59:59")
+    assert response.status == 200
+    assert "9999-12-31 23:59:59 UTC" in await response.text()

@@ -456,3 +456,15 @@ def test_a_table_with_stdout_closed_is_no_traceback(
     # then: no traceback (what it printed had nowhere to go, as the user asked)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_stats_over_366_days_to_now_are_one_window_and_367_are_refused(cli_env, seeded) -> None:
+    # "now" is taken once: --since 366d and the --until it defaults to are 366 days apart
+    whole_year = cli("failures", "stats", "--since", "366d", "--json", env=cli_env)
+    too_long = cli("failures", "stats", "--since", "367d", env=cli_env)
+
+    assert whole_year.returncode == 0, whole_year.stderr
+    assert as_json(whole_year)["total"] >= 5
+    assert too_long.returncode == 2
+    (line,) = error_lines(too_long)
+    assert "cover at most 366 days at a time: narrow --since and --until" in line

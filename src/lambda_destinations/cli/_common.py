@@ -28,7 +28,7 @@ from lambda_destinations.cli._options import uses_dev_settings
 from lambda_destinations.config import DEV_CONFIG, Settings
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import FailureStatus, InvocationFilter
-from lambda_destinations.times import parse_when
+from lambda_destinations.times import parse_when, utcnow
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,11 +58,24 @@ def subcommand(
 # -- times ------------------------------------------------------------------------------------
 
 
+_NOW = "lambda_destinations.now"
+
+
+def command_now() -> dt.datetime:
+    """The one "now" of the running command: ``--since 366d`` and a missing ``--until`` (now)
+    are 366 days apart, not a few microseconds more."""
+    meta = click.get_current_context().meta
+    if _NOW not in meta:
+        meta[_NOW] = utcnow()
+    moment: dt.datetime = meta[_NOW]
+    return moment
+
+
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.datetime | None:
     if value is None:
         return None
     try:
-        return parse_when(value)
+        return parse_when(value, command_now())
     except ValueError as exc:
         fail(f"--{param.name}: {exc}", EXIT_USAGE)
 

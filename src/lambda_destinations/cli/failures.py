@@ -14,6 +14,7 @@ import click
 
 from lambda_destinations.cli._app import EXIT_FAILED, cli, fail
 from lambda_destinations.cli._common import (
+    command_now,
     dumps,
     emit,
     format_time,
@@ -29,6 +30,7 @@ from lambda_destinations.cli._common import (
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
+from lambda_destinations.operations.stats import check_window
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import (
     DeliveryRow,
@@ -38,7 +40,6 @@ from lambda_destinations.store import (
     InvocationRow,
     ReplayAttempt,
     Store,
-    utcnow,
 )
 
 if TYPE_CHECKING:
@@ -368,9 +369,6 @@ def _section(title: str, headers: list[str], rows: list[list[Any]], **table: Any
 # -- stats ------------------------------------------------------------------------------------
 
 
-STATS_WINDOW_MAX = dt.timedelta(days=366)
-
-
 @subcommand(failures_group, "stats")
 @since_option(default="24h", help="Start of the window: 24h, 7d, or an ISO time.")
 @until_option()
@@ -392,16 +390,13 @@ def stats_command(
       lambda-destinations failures stats --since 7d --function 'orders-*'
       lambda-destinations failures stats --since 2024-05-01 --until 2024-05-02 --json
     """
-    until = until or utcnow()
+    until = until or command_now()
     if since >= until:
         fail("--since must be before --until", 2)
-    if until - since > STATS_WINDOW_MAX:
-        # The output has a line an hour (or a day): a window of centuries is millions of them.
-        fail(
-            f"failures stats covers at most {STATS_WINDOW_MAX.days} days at a time: "
-            "narrow --since and --until",
-            2,
-        )
+    try:
+        check_window(since, until, names="--since and --until")
+    except ValueError as exc:
+        fail(str(exc), 2)
     selection = InvocationFilter(
         failed_only=True, function_glob=function_glob, since=since, until=until
     )

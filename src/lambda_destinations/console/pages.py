@@ -31,7 +31,10 @@ def _console(request: web.Request) -> Console:
 @routes.get("/")
 async def overview(request: web.Request) -> web.Response:
     console = _console(request)
-    stats, counts = await views.grouped(console.store, views.selection_from(MultiDict()).filter)
+    everything = views.selection_from(MultiDict())
+    stats, counts = await views.grouped(
+        console.store, everything.filter, views.stats_window(everything)
+    )
     sqs = await console.aws.client("sqs")
     return console.render(
         request,
@@ -68,13 +71,22 @@ async def failures(request: web.Request) -> web.Response:
 async def groups(request: web.Request) -> web.Response:
     console = _console(request)
     selection = views.selection_from(request.query)
-    stats, counts = await views.grouped(console.store, selection.filter)
+    stats, found, status = None, [], 200
+    try:
+        window = views.stats_window(selection)
+    except ValueError as exc:  # no statistics for this window: the form, and why
+        selection.errors.append(str(exc))
+        status = 400
+    else:
+        stats, counts = await views.grouped(console.store, selection.filter, window)
+        found = views.groups_of(counts, stats)
     return console.render(
         request,
         "groups.html",
+        status=status,
         selection=selection,
         stats=stats,
-        groups=views.groups_of(counts, stats),
+        groups=found,
         statuses=[s.value for s in FailureStatus],
         views=views,
     )

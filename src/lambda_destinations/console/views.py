@@ -17,7 +17,12 @@ from multidict import MultiMapping
 
 from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
-from lambda_destinations.operations.stats import FailureStats, failure_stats, hour_of
+from lambda_destinations.operations.stats import (
+    FailureStats,
+    check_window,
+    failure_stats,
+    hour_of,
+)
 from lambda_destinations.retrying import first_line
 from lambda_destinations.store import (
     FailureCount,
@@ -28,7 +33,7 @@ from lambda_destinations.store import (
     Store,
     utcnow,
 )
-from lambda_destinations.times import parse_when
+from lambda_destinations.times import parse_when, too_far
 from lambda_destinations.worker.queues import queue_name
 
 FILTER_FIELDS = ("function", "error_type", "condition", "since", "until")
@@ -157,14 +162,25 @@ def groups_of(
     return out
 
 
+def stats_window(selection: Selection, hours: int = 24) -> tuple[dt.datetime, dt.datetime]:
+    """The window the statistics of ``selection`` cover: since to until, the last ``hours``
+    before until (or now) without a since. ValueError, a line for the page, when it cannot."""
+    until = selection.filter.until or utcnow()
+    try:
+        since = selection.filter.since or until - dt.timedelta(hours=hours)
+    except OverflowError:  # an until in the first hours of year 1
+        raise ValueError(f"until: {too_far(selection.values['until'])}") from None
+    check_window(since, until)
+    return since, until
+
+
 async def grouped(
-    store: Store, selection: InvocationFilter, hours: int = 24
+    store: Store, selection: InvocationFilter, window: tuple[dt.datetime, dt.datetime]
 ) -> tuple[FailureStats, list[FailureCount]]:
-    """Counts by function x error type (and hour) over the selection's window (default 24 h)."""
-    until = selection.until or utcnow()
-    since = selection.since or until - dt.timedelta(hours=hours)
-    window = dataclasses.replace(selection, since=since, until=until, limit=None)
-    counts = await store.failure_counts(window)
+    """Counts by function x error type (and hour) over ``window`` (see :func:`stats_window`)."""
+    since, until = window
+    window_filter = dataclasses.replace(selection, since=since, until=until, limit=None)
+    counts = await store.failure_counts(window_filter)
     return failure_stats(counts, since, until), counts
 
 

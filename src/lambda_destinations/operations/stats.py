@@ -10,6 +10,18 @@ from typing import Any
 from lambda_destinations.store import FailureCount
 
 HOUR = dt.timedelta(hours=1)
+# The statistics have an entry an hour: a window of centuries would be millions of them.
+STATS_WINDOW_MAX = dt.timedelta(days=366)
+
+
+def check_window(since: dt.datetime, until: dt.datetime, *, names: str = "since and until") -> None:
+    """ValueError (a line for the user, naming ``names``) when statistics would not cover
+    ``since`` to ``until`` in one go: a window longer than :data:`STATS_WINDOW_MAX`."""
+    if until - since > STATS_WINDOW_MAX:
+        raise ValueError(
+            f"failure statistics cover at most {STATS_WINDOW_MAX.days} days at a time: "
+            f"narrow {names}"
+        )
 
 
 @dataclasses.dataclass(slots=True)
@@ -79,6 +91,8 @@ def failure_stats(
     hour = hour_of(since)
     while hour < until:
         hourly.append((hour, per_hour.get(hour, 0)))
+        if until - hour <= HOUR:  # the last hour: the next may be past the year 9999
+            break
         hour += HOUR
     ordered = sorted(
         groups.values(),
