@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lambda_destinations._json import dumps, loads
+from lambda_destinations._json import dumps, loads, strict_loads
 
 json_values = st.recursive(
     st.none()
@@ -50,3 +50,26 @@ def test_keys_that_are_not_strings_are_written_as_json_writes_them() -> None:
 
 def test_a_number_from_a_sqlite_json_column_is_returned_as_it_is() -> None:
     assert loads(42) == 42  # type: ignore[arg-type]
+
+
+@given(json_values)
+def test_strict_parsing_reads_every_json_value(value: object) -> None:
+    assert strict_loads(dumps(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("NaN", "NaN is not a JSON value"),
+        ('{"a": [Infinity]}', "Infinity is not a JSON value"),
+        ("-Infinity", "-Infinity is not a JSON value"),
+        ("1e999", "1e999 is too large for a JSON number"),
+        ('{"total": -1e999}', "-1e999 is too large for a JSON number"),
+        ('"\\ud800"', "lone surrogate"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+    ],
+)
+def test_strict_parsing_refuses_what_only_python_reads_in_one_line(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as refused:
+        strict_loads(text)
+    assert len(str(refused.value).splitlines()) == 1

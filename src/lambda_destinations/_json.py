@@ -14,6 +14,7 @@ Every message the worker handles is parsed once or twice and stored as a few JSO
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,36 @@ def loads(text: str, fallback: Callable[[str], Any] = json.loads) -> Any:
         return pydantic_core.from_json(text, allow_inf_nan=False, cache_strings=False)
     except ValueError:
         return fallback(text)
+
+
+def strict_loads(text: str) -> Any:
+    """The value of the JSON ``text``, for JSON a person typed that is sent on (a payload).
+
+    ValueError, whose text is one line for the user, for what :func:`json.loads` accepts and
+    other parsers refuse: ``NaN``, ``Infinity``, a number too large for a double (``1e999``),
+    a lone surrogate (``"\\ud800"``: no UTF-8 can carry it), and nesting too deep to handle.
+    """
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        json.dumps(value, ensure_ascii=False).encode()
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
+    except UnicodeEncodeError:
+        raise ValueError(
+            "it holds a lone surrogate (\\ud800 to \\udfff) UTF-8 cannot carry"
+        ) from None
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text[:40]} is too large for a JSON number")
+    return number
 
 
 def dumps(value: Any) -> str:

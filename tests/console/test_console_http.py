@@ -21,7 +21,7 @@ from lambda_destinations.console.jobs import Job
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record
-from lambda_destinations.store import DeliveryRow, QuarantineRow, Store
+from lambda_destinations.store import DeliveryRow, InvocationRow, QuarantineRow, Store
 
 TOKEN = "http-test-token"
 
@@ -47,6 +47,16 @@ async def make_client(
     yield make
     for client in started:
         await client.close()
+
+
+async def stored_failure(settings: Settings) -> InvocationRow:
+    """A failure of ``orders-api`` in the settings' store, as the worker stores one."""
+    record = failure_record(random.Random(3), function="orders-api", condition="RetriesExhausted")
+    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    return row
 
 
 def _origin(client: TestClient) -> dict[str, str]:  # type: ignore[type-arg]
@@ -216,11 +226,7 @@ async def test_an_unreachable_endpoint_is_one_line_on_a_page_and_the_ledger_says
     # given: a failure in the store, and a Lambda endpoint nobody listens on (whose URL may
     # carry a token: botocore quotes the URL whole in its error)
     settings = settings_for(endpoint_url=endpoint)
-    record = failure_record(random.Random(3), function="orders-api", condition="RetriesExhausted")
-    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
-    async with Store.from_url(settings.store) as store:
-        await store.migrate()
-        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    row = await stored_failure(settings)
     client = await make_client(settings)
     csrf = await sign_in(client)
 
@@ -390,3 +396,74 @@ async def test_groups_count_the_last_day_before_the_year_10000(make_client) -> N
     response = await client.get("/groups?until=9999-12-31T23:59:59")
     assert response.status == 200
     assert "9999-12-31 23:59:59 UTC" in await response.text()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"\xff\xfe", "application/x-www-form-urlencoded"),
+        (b"reason=\xff", "application/x-www-form-urlencoded"),
+        (b"--x\r\n", "multipart/form-data; boundary=x"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/failures/nothing/ignore", "/login"])
+async def test_a_body_that_is_no_form_is_one_line_400(
+    make_client, body: bytes, content_type: str, path: str
+) -> None:
+    client = await make_client()
+    await sign_in(client)
+    response = await client.post(
+        path, data=body, headers={**_origin(client), "Content-Type": content_type}
+    )
+    text = await response.text()
+    assert response.status == 400
+    assert text.startswith("the form cannot be read (")
+    assert len(text.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ("NaN", "NaN is not a JSON value"),
+        ('{"total": Infinity}', "Infinity is not a JSON value"),
+        ("-Infinity", "-Infinity is not a JSON value"),
+        ("1e999", "1e999 is too large"),
+        ('"\\ud800"', "it holds a lone surrogate"),
+        ("[" * 5000 + "]" * 5000, "it is nested too deeply"),
+    ],
+)
+async def test_an_edited_payload_python_alone_reads_is_refused_and_nothing_invoked(
+    make_client, settings_for: Callable[..., Settings], payload: str, problem: str
+) -> None:
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    response = await client.post(
+        f"/failures/{row.key}/edit",
+        data={"csrf": csrf, "payload": payload},
+        headers=_origin(client),
+    )
+
+    page = html.unescape(await response.text())
+    assert response.status == 400
+    assert f"The payload is not valid JSON: {problem}" in page
+    async with Store.from_url(settings.store) as store:
+        assert await store.replays(row.key) == []
+        assert await store.actions(row.key) == []
+
+
+async def test_a_peek_count_that_is_no_number_is_one_line_400(
+    make_client, settings_for: Callable[..., Settings], make_queue
+) -> None:
+    url, dlq_url = make_queue("peek")
+    client = await make_client(settings_for(url))
+    dlq_name = dlq_url.rsplit("/", 1)[1]
+
+    refused = await client.get(f"/dlqs/{dlq_name}?peek=%C2%B2")
+    peeked = await client.get(f"/dlqs/{dlq_name}?peek=2")
+
+    assert refused.status == 400
+    assert await refused.text() == "peek: a number of messages from 1 to 50\n"
+    assert peeked.status == 200

@@ -155,3 +155,13 @@ def test_invoke_wait_checks_the_store_before_it_invokes(
     assert result.stdout == ""
     assert "lambda-destinations migrate" in error_lines(result)[0]
     assert lambda_endpoint.invocations() == []
+
+
+def test_invoke_refuses_nan_infinity_and_numbers_past_a_double(lambda_env: dict[str, str]) -> None:
+    # json.loads reads them, Lambda and the store do not: the ledger would hold null
+    for payload in ("NaN", '{"total": Infinity}', "-Infinity", "1e999"):
+        result = cli("invoke", "orders-api", "--payload", payload, env=lambda_env)
+        assert result.returncode == 2, payload
+        [line] = error_lines(result)
+        assert "--payload is not JSON (" in line, line
+        assert "Traceback" not in result.stderr

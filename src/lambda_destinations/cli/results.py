@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from lambda_destinations._json import loads as loads_json
+from lambda_destinations._json import strict_loads
 from lambda_destinations.cli._app import (
     EXIT_FAILED,
     EXIT_NO_RESULT,
@@ -71,7 +71,7 @@ def read_payload(text: str | None) -> bytes:
     else:
         data = text.encode()
     try:
-        loads_json(data.decode())
+        strict_loads(data.decode())
     except (ValueError, UnicodeDecodeError) as exc:
         problem = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         fail(f"--payload is not JSON ({problem}): give JSON text, @file or @-", EXIT_USAGE)

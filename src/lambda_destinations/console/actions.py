@@ -13,8 +13,9 @@ from urllib.parse import quote
 from aiohttp import web
 from multidict import MultiDict
 
+from lambda_destinations._json import strict_loads
 from lambda_destinations.console import views
-from lambda_destinations.console.app import CONSOLE, Console
+from lambda_destinations.console.app import CONSOLE, Console, read_form
 from lambda_destinations.console.jobs import Job, JobRunning
 from lambda_destinations.console.pages import configured_dlq
 from lambda_destinations.console.security import (
@@ -57,9 +58,9 @@ async def login(request: web.Request) -> web.Response:
     console = _console(request)
     if not same_origin(request):
         raise Refused("the request comes from another site")
-    form = await request.post()
-    token, name = str(form.get("token", "")), str(form.get("user", ""))
-    target = safe_next(str(form.get("next", "")))
+    form = await read_form(request)
+    token, name = form.get("token", ""), form.get("user", "")
+    target = safe_next(form.get("next", ""))
     user = clean_user(name)
     problem = None
     if not console.sessions.token_matches(token):
@@ -132,7 +133,7 @@ async def edit_and_replay(request: web.Request) -> web.Response:
     row = await _row(console, request)
     text = form.get("payload", "")
     try:
-        edited = json.loads(text)
+        edited = strict_loads(text)
     except ValueError as exc:
         return console.render(
             request,

@@ -108,7 +108,7 @@ class Console:
         """``console <user>`` for the ledger, and the form; Refused when not allowed."""
         if self.options.read_only:
             raise Refused("the console runs read-only (--read-only)")
-        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        form = await read_form(request)
         user = check_action(self.sessions, request, form.get(CSRF_FIELD))
         return f"console {user}", form
 
@@ -130,6 +130,17 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The text fields of the request's form; 400 for a body that is no form."""
+    try:
+        posted = await request.post()
+    except ValueError as exc:  # not UTF-8, a multipart body cut short or without names
+        raise web.HTTPBadRequest(
+            text=f"the form cannot be read ({first_line(exc)}): send it from the console's page\n"
+        ) from None
+    return {k: v for k, v in posted.items() if isinstance(v, str)}
 
 
 def _return_path(request: web.Request, values: dict[str, Any]) -> str:

@@ -203,11 +203,10 @@ async def dlq(request: web.Request) -> web.Response:
     console = _console(request)
     ref, sources = await configured_dlq(console, request.match_info["name"])
     peeked = None
-    wanted = request.query.get("peek", "")
-    if wanted.isdigit():
+    limit = _peek_count(request.query.get("peek", ""))
+    if limit:
         sqs = await console.aws.client("sqs")
         now = utcnow()
-        limit = max(1, min(_PEEK_MAX, int(wanted)))
         peeked = [(describe_message(m, now), m) for m in await peek(sqs, ref.url, limit)]
     return console.render(
         request,
@@ -218,6 +217,16 @@ async def dlq(request: web.Request) -> web.Response:
         actions=await console.store.actions(ref.url, limit=20),
         views=views,
     )
+
+
+def _peek_count(text: str) -> int:
+    """``?peek=N``: how many messages to look at (1 to 50), 0 for none; 400 if no number."""
+    if not text:
+        return 0
+    # "²" is a digit to str.isdigit, not to int(); nor are 5000 digits
+    if not (text.isascii() and text.isdigit() and len(text) < 10):
+        raise web.HTTPBadRequest(text=f"peek: a number of messages from 1 to {_PEEK_MAX}\n")
+    return max(1, min(_PEEK_MAX, int(text)))
 
 
 @routes.get("/quarantine")
