@@ -467,3 +467,73 @@ async def test_a_peek_count_that_is_no_number_is_one_line_400(
     assert refused.status == 400
     assert await refused.text() == "peek: a number of messages from 1 to 50\n"
     assert peeked.status == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/failures?function=%00", 400),
+        ("/failures?error_type=a%00", 400),
+        ("/failures/%00", 404),
+        ("/failures/a%00b/edit", 404),
+        ("/groups?function=%00", 400),
+        ("/bulk?function=%00", 400),
+        ("/failures?after=0001-01-01T00:00:00%2B01:00|0001-01-01T00:00:00%2B01:00|k", 200),
+    ],
+)
+async def test_what_no_record_can_hold_is_bad_input_on_every_store(
+    make_client, settings_for: Callable[..., Settings], store_url: str, path: str, status: int
+) -> None:
+    # given: a failure, so that a search that reaches the store would have something to find
+    settings = settings_for(store=store_url)
+    await stored_failure(settings)
+    client = await make_client(settings)
+
+    response = await client.get(path)
+
+    text = await response.text()
+    assert response.status == status, text[-500:]
+    assert "did not answer as expected" not in text
+    if status != 200:
+        assert len(text.splitlines()) == 1
+
+
+async def test_the_json_api_answers_json_for_an_id_no_record_can_have(
+    make_client, settings_for: Callable[..., Settings], store_url: str
+) -> None:
+    settings = settings_for(store=store_url)
+    await stored_failure(settings)
+    client = await make_client(settings)
+
+    response = await client.get(
+        "/api/invocations/%00", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+
+    assert response.status == 404
+    assert response.content_type == "application/json"
+    assert "NUL" in (await response.json())["error"]
+
+
+async def test_a_quarantine_id_past_64_bits_is_no_such_message(
+    make_client, settings_for: Callable[..., Settings], store_url: str
+) -> None:
+    client = await make_client(settings_for(store=store_url))
+    csrf = await sign_in(client)
+    for ident in ("99999999999999999999999", "9" * 5000):
+        response = await client.post(
+            f"/quarantine/{ident}/resend", data={"csrf": csrf}, headers=_origin(client)
+        )
+        assert response.status == 404
+        assert await response.text() == "no such quarantined message (resent already?)\n"
+
+
+async def test_a_form_field_with_a_nul_character_is_one_line_400(make_client) -> None:
+    client = await make_client()
+    csrf = await sign_in(client)
+    response = await client.post(
+        "/bulk",
+        data={"csrf": csrf, "function": "\x00", "until": "2026-01-01"},
+        headers=_origin(client),
+    )
+    assert response.status == 400
+    assert await response.text() == "a form field holds a NUL character: remove it\n"

@@ -18,11 +18,11 @@ from lambda_destinations.operations.quarantine import (
     pretty_body,
     resend,
 )
-from lambda_destinations.store import QuarantineRow, Store
+from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, Store
 from lambda_destinations.worker.queues import queue_name
 
 # The store's ids are 64-bit integers: a larger one is a usage error, not a driver's overflow.
-QUARANTINE_ID = click.IntRange(min=1, max=2**63 - 1)
+QUARANTINE_ID = click.IntRange(min=1, max=ROW_ID_MAX)
 
 
 @cli.group("quarantine")

@@ -30,6 +30,7 @@ from lambda_destinations.operations.quarantine import NotResent, resend
 from lambda_destinations.operations.redrive import HIDDEN, IN_DOUBT, move_messages, target_chooser
 from lambda_destinations.operations.replay import ReplayResult, replay_invocation
 from lambda_destinations.store import (
+    ROW_ID_MAX,
     FailureStatus,
     InvocationCursor,
     InvocationFilter,
@@ -328,7 +329,10 @@ async def resend_quarantined(request: web.Request) -> web.Response:
     """Send a quarantined message back to its queue; the store forgets its copy."""
     console = _console(request)
     actor, form = await console.actor(request)
-    row = await console.store.get_quarantine(int(request.match_info["quarantine_id"]))
+    quarantine_id = request.match_info["quarantine_id"]  # digits only, by the route
+    row = None
+    if len(quarantine_id) <= len(str(ROW_ID_MAX)) and int(quarantine_id) <= ROW_ID_MAX:
+        row = await console.store.get_quarantine(int(quarantine_id))
     if row is None:
         raise web.HTTPNotFound(text="no such quarantined message (resent already?)\n")
     sqs = await console.aws.client("sqs")

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from lambda_destinations.console.security import (
     check_action,
     is_loopback,
 )
-from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.errors import LambdaDestinationsError, StoreDataError
 from lambda_destinations.retrying import first_line
 from lambda_destinations.store import Store
 
@@ -140,7 +141,10 @@ async def read_form(request: web.Request) -> dict[str, str]:
         raise web.HTTPBadRequest(
             text=f"the form cannot be read ({first_line(exc)}): send it from the console's page\n"
         ) from None
-    return {k: v for k, v in posted.items() if isinstance(v, str)}
+    form = {k: v for k, v in posted.items() if isinstance(v, str)}
+    if any("\x00" in key + value for key, value in form.items()):
+        raise web.HTTPBadRequest(text="a form field holds a NUL character: remove it\n")
+    return form
 
 
 def _return_path(request: web.Request, values: dict[str, Any]) -> str:
@@ -173,13 +177,15 @@ _CSP = (
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Sign-in where reading needs it, and headers that keep pages from being framed or
-    scripted by anything but the console's own file."""
+    scripted by anything but the console's own file. The JSON API answers JSON, always."""
     console = request.app[CONSOLE]
-    public = request.path.startswith(_PUBLIC) or request.path.startswith("/api/")
+    api = request.path.startswith("/api/")
+    public = api or request.path.startswith(_PUBLIC)
     if not public and not console.options.open_reads and console.sessions.of(request) is None:
         # The address as sent, encoded whole: its own "&" would end the "next" parameter.
         raise web.HTTPSeeOther(f"/login?next={quote(request.raw_path, safe='/')}")
     try:
+        refuse_nul(request, api=api)
         response = await handler(request)
     except web.HTTPException as exc:
         _secure_headers(exc)
@@ -188,9 +194,37 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         # The store or AWS failed: one line on a page, and in the log, never a traceback page.
         problem = first_line(exc, typed=True)
         log.warning("console request failed", path=request.path, error=problem)
-        response = console.render(request, "error.html", status=503, problem=problem)
+        if api:
+            status = 400 if isinstance(exc, StoreDataError) else 503
+            response = web.json_response({"error": problem}, status=status)
+        else:
+            response = console.render(request, "error.html", status=503, problem=problem)
+    except Exception:
+        if not api:
+            raise  # aiohttp's own 500, and the traceback in the log
+        log.exception("console request failed", path=request.path)
+        response = web.json_response({"error": "the console failed: see its log"}, status=500)
     _secure_headers(response)
     return response
+
+
+def refuse_nul(request: web.Request, *, api: bool = False) -> None:
+    """404 for an id with a NUL character, 400 for a query parameter with one.
+
+    No record holds a NUL (PostgreSQL's text cannot): a request naming one is bad input, said
+    so before the store sees it (PostgreSQL would fail on it, SQLite would find nothing)."""
+    if any("\x00" in value for value in request.match_info.values()):
+        raise _json_error(web.HTTPNotFound, "no record has an id with a NUL character", api)
+    if any("\x00" in key + value for key, value in request.query.items()):
+        raise _json_error(
+            web.HTTPBadRequest, "a query parameter holds a NUL character: remove it", api
+        )
+
+
+def _json_error(kind: type[web.HTTPException], problem: str, api: bool) -> web.HTTPException:
+    if api:
+        return kind(text=json.dumps({"error": problem}), content_type="application/json")
+    return kind(text=f"{problem}\n")
 
 
 def _secure_headers(response: web.StreamResponse) -> None:

@@ -102,6 +102,10 @@ def decode_cursor(text: str) -> InvocationCursor | None:
         return None
     if occurred.tzinfo is None or first.tzinfo is None:
         return None
+    try:  # in UTC, as the store holds times; a hand-made one may fall before year 1 there
+        occurred, first = occurred.astimezone(dt.UTC), first.astimezone(dt.UTC)
+    except OverflowError:
+        return None
     return InvocationCursor(occurred, first, parts[2])
 
 

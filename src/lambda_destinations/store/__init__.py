@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lambda_destinations.store.base import (
+    ROW_ID_MAX,
     AlertAdmission,
     AlertWindow,
     DeliveryRow,
@@ -27,6 +28,7 @@ from lambda_destinations.store.base import (
 from lambda_destinations.times import utcnow
 
 __all__ = [
+    "ROW_ID_MAX",
     "AlertAdmission",
     "AlertWindow",
     "DeliveryRow",

@@ -37,6 +37,9 @@ from lambda_destinations.times import utcnow
 # read again after 20 ms, then doubling up to 200 ms, so a row is seen within about 0.2 s.
 POLL_FIRST = 0.02
 POLL_MAX = 0.2
+# Row ids (a quarantined message's) are 64-bit integers: a larger number names no row, and the
+# database's driver would fail on it rather than find nothing.
+ROW_ID_MAX = 2**63 - 1
 
 
 class FailureStatus(enum.StrEnum):
