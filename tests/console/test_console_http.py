@@ -537,3 +537,35 @@ async def test_a_form_field_with_a_nul_character_is_one_line_400(make_client) ->
     )
     assert response.status == 400
     assert await response.text() == "a form field holds a NUL character: remove it\n"
+
+
+async def test_an_id_pasted_whole_is_cut_in_the_404(make_client) -> None:
+    client = await make_client()
+    response = await client.get(f"/failures/{'x' * 5000}")
+    text = await response.text()
+    assert response.status == 404
+    assert "… (5,000 characters)" in text
+    assert len(text) < 400
+
+
+async def test_a_bulk_jobs_title_shows_its_filter_as_typed(make_client) -> None:
+    client = await make_client()
+    csrf = await sign_in(client)
+    response = await client.post(
+        "/bulk",
+        data={
+            "csrf": csrf,
+            "action": "ignore",
+            "reason": "noise",
+            "function": "orders-*",
+            "until": "2026-12-01T17:26:33",
+        },
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    job = await client.get(
+        "/api" + response.headers["Location"], headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    title = (await job.json())["title"]
+    assert title == "ignore 0 failures (function=orders-* until=2026-12-01T17:26:33)"

@@ -229,7 +229,8 @@ async def bulk(request: web.Request) -> web.Response:
                     await console.store.add_action(OperatorAction(actor, "ignore", row.key, reason))
                     job.step("ignored")
 
-    title = f"{action} {total} failure{'s' if total != 1 else ''} ({described or 'all'})"
+    shown = selection.described() or "all"
+    title = f"{action} {total} failure{'s' if total != 1 else ''} ({shown})"
     job = console.jobs.start(f"bulk-{action}", title, actor, total, work)
     raise web.HTTPSeeOther(f"/jobs/{job.id}")
 

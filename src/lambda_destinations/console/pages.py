@@ -17,6 +17,7 @@ from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
 from lambda_destinations.operations.quarantine import pretty_body
 from lambda_destinations.operations.redrive import describe_message, peek, source_queues
 from lambda_destinations.operations.replay import ReplayState, replay_invocation
+from lambda_destinations.redact import echoed
 from lambda_destinations.store import FailureStatus, InvocationRow, utcnow
 
 routes = web.RouteTableDef()
@@ -95,7 +96,7 @@ async def groups(request: web.Request) -> web.Response:
 async def _invocation(console: Console, ident: str) -> InvocationRow:
     row = await console.store.get_invocation(ident)
     if row is None:
-        raise web.HTTPNotFound(text=f"no record with request id or key {ident!r}\n")
+        raise web.HTTPNotFound(text=f"no record with request id or key {echoed(ident)!r}\n")
     return row
 
 
@@ -195,7 +196,7 @@ async def configured_dlq(console: Console, name: str) -> tuple[Any, list[str]]:
     for depth in await views.queue_depths(sqs, console.settings.queues):
         if depth.dlq is not None and depth.dlq.name == name:
             return depth.dlq, await source_queues(sqs, depth.dlq)
-    raise web.HTTPNotFound(text=f"{name!r} is not the DLQ of a configured queue\n")
+    raise web.HTTPNotFound(text=f"{echoed(name)!r} is not the DLQ of a configured queue\n")
 
 
 @routes.get("/dlqs/{name}")

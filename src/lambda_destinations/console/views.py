@@ -53,10 +53,17 @@ class Selection:
         """The query string that selects the same failures (plus ``extra``)."""
         from urllib.parse import urlencode
 
+        return urlencode(self._pairs(**extra))
+
+    def described(self) -> str:
+        """The filter as a person reads it: ``function=orders-* status=open``."""
+        return " ".join(f"{k}={v}" for k, v in self._pairs())
+
+    def _pairs(self, **extra: str) -> list[tuple[str, str]]:
         pairs = [(k, v) for k, v in self.values.items() if v]
         pairs += [("status", s) for s in self.statuses]
         pairs += [(k, v) for k, v in extra.items() if v]
-        return urlencode(pairs)
+        return pairs
 
 
 def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> Selection:
