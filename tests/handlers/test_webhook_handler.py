@@ -9,7 +9,8 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -70,6 +71,104 @@ class Receiver:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+Answer = Callable[["RawEndpoint", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+STREAMED = 64 * 2**20  # bytes an endless answer writes at most, so an unbounded read ends
+READ_BOUND = 2**20  # what a bounded reader leaves written: what it read, socket buffers
+
+
+class RawEndpoint:
+    """A TCP server speaking just enough HTTP/1.1 to answer a POST as aiohttp's server will not:
+    an answer of gigabytes, a body cut short, headers then silence. It counts the POSTs, and
+    the body bytes it wrote to the scripted answers before the client went away."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+        self.script: list[Answer] = []  # answers to the first POSTs, then 200 "ok"
+        self.written: list[int] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            self.posts += 1
+            answer = self.script.pop(0) if self.script else ok_answer
+            await answer(self, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away: what it was written is counted
+        finally:
+            self._open.discard(writer)
+            writer.close()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    async def stop(self) -> None:
+        for writer in list(self._open):
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def ok_answer(_: RawEndpoint, __: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    await writer.drain()
+
+
+def endless_answer(status: int) -> Answer:
+    """``status`` with a body said to be 4 GB, written as fast as the client takes it."""
+
+    async def answer(
+        endpoint: RawEndpoint, _: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # A small send buffer, so what was written is close to what the client took.
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        writer.write(
+            f"HTTP/1.1 {status} Whatever\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 4000000000\r\n\r\n".encode()
+        )
+        endpoint.written.append(0)
+        chunk = b"too much: " + b"x" * 65526
+        while endpoint.written[-1] < STREAMED:
+            writer.write(chunk)
+            await writer.drain()
+            endpoint.written[-1] += len(chunk)
+
+    return answer
+
+
+async def cut_short_answer(
+    _: RawEndpoint, __: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nshort")
+    await writer.drain()
+
+
+async def silent_answer(
+    _: RawEndpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    await writer.drain()
+    await reader.read()  # until the client closes
+
+
+@pytest.fixture
+async def raw_endpoint() -> AsyncIterator[RawEndpoint]:
+    server = RawEndpoint()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @pytest.fixture
@@ -274,6 +373,59 @@ async def test_an_answer_that_echoes_the_request_keeps_its_secrets_out(
         assert "Cannot POST" in text
         for secret in ("secret-path", "query-secret", "a/b/c", "a%2Fb%2Fc", "very-secret-token"):
             assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "posts"), [(200, "ack", 1), (500, "ack", 2), (400, "quarantine", 1)]
+)
+async def test_an_endless_answer_is_read_no_further_than_the_reason_needs(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    raw_endpoint: RawEndpoint,
+    status: int,
+    outcome: str,
+    posts: int,
+) -> None:
+    # given: an endpoint whose answer says 4 GB and streams as fast as it is read
+    url, _ = make_queue(f"hook-endless-{status}")
+    send_records(sqs, url, [failure_record()])
+    raw_endpoint.script = [endless_answer(status)]
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=raw_endpoint.url)
+
+    # when
+    stats = await drain(settings)
+
+    # then: the status decided, and the client stopped reading long before the end
+    assert stats.outcomes[outcome] == 1
+    assert raw_endpoint.posts == posts
+    (written,) = raw_endpoint.written
+    assert written < READ_BOUND, written
+    if outcome == "quarantine":
+        async with Store.from_url(sqlite_url) as store:
+            (row,) = await store.list_quarantine()
+        assert "answered 400: too much: xxx" in row.reason
+
+
+@pytest.mark.parametrize("answer", [cut_short_answer, silent_answer], ids=["cut-short", "silent"])
+async def test_a_2xx_completes_whatever_its_body_does(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    raw_endpoint: RawEndpoint,
+    answer: Answer,
+) -> None:
+    url, _ = make_queue("hook-2xx-body")
+    send_records(sqs, url, [failure_record()])
+    raw_endpoint.script = [answer]
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=raw_endpoint.url, timeout="2s")
+
+    stats = await drain(settings)
+
+    assert stats.outcomes["ack"] == 1
+    assert raw_endpoint.posts == 1
 
 
 @pytest.mark.parametrize(("policy", "posts"), [("resend", 2), ("skip", 1)])

@@ -34,6 +34,8 @@ sends it again, with the same idempotency key; ``"skip"`` records it as done and
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -75,6 +77,10 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
 _ANSWER_SHOWN = 200  # characters of a refusing answer kept in the quarantine reason
+# Bytes of a refusing answer read for that reason, and how long to wait for them: an answer may
+# be gigabytes, slow or cut short; the rest is never read.
+_ANSWER_READ = 4096
+_ANSWER_WAIT = 2.0
 
 GENERIC_BODY: dict[str, Any] = {
     "summary": "{summary}",
@@ -329,7 +335,11 @@ class WebhookHandler(storm.Notifier):
                 aiohttp.ClientSession(timeout=timeout) as session,
                 session.post(self.url, data=data, headers=headers, allow_redirects=False) as answer,
             ):
-                status, text = answer.status, await answer.text(errors="replace")
+                status = answer.status
+                # A 2xx says the receiver has the request: its body is not read, so a body cut
+                # short or never sent cannot put a delivered request in doubt.
+                text = "" if 200 <= status < 300 else await _answer_start(answer)
+                answer.close()  # what is left unread goes with the connection
         except aiohttp.ClientConnectorError as exc:  # nothing was sent
             raise TransientError(f"webhook {self.where}: cannot connect ({exc.os_error})") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -351,6 +361,23 @@ class WebhookHandler(storm.Notifier):
         if 300 <= status < 400:
             reason += " (redirects are not followed: set the final URL)"
         raise PermanentError(reason)
+
+
+async def _answer_start(answer: aiohttp.ClientResponse) -> str:
+    """The first ``_ANSWER_READ`` bytes of a non-2xx answer as text, or what came of them within
+    ``_ANSWER_WAIT`` seconds: the status decides, the body only explains."""
+    data = bytearray()
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+        async with asyncio.timeout(_ANSWER_WAIT):
+            while len(data) < _ANSWER_READ:
+                chunk = await answer.content.read(_ANSWER_READ - len(data))
+                if not chunk:
+                    break
+                data += chunk
+    try:
+        return data.decode(answer.charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return data.decode("utf-8", errors="replace")
 
 
 def _bodies(parsed: WebhookOptions) -> tuple[Any, Any]:
