@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bad_input_helpers import ENTRY, cli, one_error_line
@@ -112,6 +114,30 @@ def test_settings_that_cannot_work_are_one_line_and_exit_3(
     result = cli("run", "--once", *args, env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert names in one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("hook", "setting"),
+    [
+        ({"headers": {"X-Token": "abc\r\nX-Evil: 1"}}, "headers.X-Token"),
+        ({"headers_env": {"X-Token": "PROBE_HDR"}}, "headers_env.X-Token"),
+    ],
+)
+def test_a_webhook_header_with_a_line_break_is_one_line_and_exit_3(
+    hook: dict[str, Any], setting: str, tmp_path: Path
+) -> None:
+    handlers = {"w": {"type": "webhook", "url": "https://hooks.example.com/x", **hook}}
+    env = {
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers),
+        "PROBE_HDR": "abc\r\nX-Evil: 1",
+    }
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    assert result.returncode == 3
+    line = one_error_line(result)
+    assert line.startswith(f"error: handlers.w.{setting}: "), line
+    assert "line break" in line
+    assert "abc" not in result.stderr  # the value may be a secret
+    assert "X-Evil" not in result.stderr
 
 
 def test_prune_with_retention_beyond_a_century_is_one_line(tmp_path: Path) -> None:

@@ -514,6 +514,38 @@ async def test_the_pagerduty_preset_sends_a_trigger_event(
 
 
 @pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        (
+            {"headers": {"X-Token": "abc\r\nX-Evil: 1"}},
+            r"^handlers\.hook\.headers\.X-Token: the value has a line break",
+        ),
+        ({"headers": {"X-Token": "abc\x01"}}, r"^handlers\.hook\.headers\.X-Token: the value"),
+        (
+            {"headers_env": {"X-Token": "PROBE_HDR"}},
+            r"^handlers\.hook\.headers_env\.X-Token: the environment variable PROBE_HDR holds",
+        ),
+        ({"headers": {"X Token": "abc"}}, r"^handlers\.hook\.headers\.'X Token': not a header"),
+        ({"signature_header": "X-Sig:"}, r"^handlers\.hook\.signature_header: not a header"),
+    ],
+)
+def test_a_header_that_cannot_be_sent_stops_the_start(
+    headers: dict[str, Any],
+    message: str,
+    handler_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROBE_HDR", "abc\r\nX-Evil: 1")
+    with pytest.raises(ConfigError) as info:
+        build("hook", {"url": "https://x.example/hook", **headers}, handler_settings("q"))
+
+    text = str(info.value)
+    assert re.search(message, text), text
+    assert "\n" not in text
+    assert "X-Evil" not in text  # a header value may be a secret: never shown
+
+
+@pytest.mark.parametrize(
     ("options", "message"),
     [
         ({}, r"handlers\.hook: give url"),

@@ -149,6 +149,15 @@ def _legacy_function_missing(handlers: dict[str, Any], setup: Setup) -> str:
     return "handler again"
 
 
+def _webhook_header_line_break(handlers: dict[str, Any], setup: Setup) -> str:
+    handlers["hook"] = {
+        "type": "webhook",
+        "url": "http://127.0.0.1:9/hook",
+        "headers": {"X-Token": "abc\r\nX-Evil: 1"},
+    }
+    return "handler hook"
+
+
 PLANTS = {
     "SES sender not verified": _unverified_sender,
     "SMTP server on port 1": _smtp_port_1,
@@ -157,6 +166,7 @@ PLANTS = {
     "SMS number opted out": _opted_out_number,
     "replay target missing": _replay_target_missing,
     "legacy function missing": _legacy_function_missing,
+    "webhook header with a line break": _webhook_header_line_break,
 }
 
 

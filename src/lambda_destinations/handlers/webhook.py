@@ -76,6 +76,10 @@ SIGNATURE_HEADER = "X-Lambda-Destinations-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
+_HEADER_VALUE_REFUSED = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but tab
+_NOT_A_NAME = "not a header name: use letters, digits and !#$%&'*+-.^_`|~ only"
+_ONE_LINE = "a header value is one line of text, without control characters"
 _ANSWER_SHOWN = 200  # characters of a refusing answer kept in the quarantine reason
 # Bytes of a refusing answer read for that reason, and how long to wait for them: an answer may
 # be gigabytes, slow or cut short; the rest is never read.
@@ -247,6 +251,39 @@ def _environment(name: str, where: str) -> str:
     return value
 
 
+def _header_name(name: str, where: str) -> str:
+    """The setting naming header ``name`` under ``where``, once ``name`` is a header name."""
+    if not _HEADER_NAME.fullmatch(name):
+        raise ConfigError(f"{where}.{name!r}: {_NOT_A_NAME}")
+    return f"{where}.{name}"
+
+
+def _headers(parsed: WebhookOptions, where: str) -> dict[str, str]:
+    """The static headers and those read from the environment, checked at start: a line break
+    in a value would fail every POST. A value is never shown: it may be a secret."""
+    headers: dict[str, str] = {}
+    for name, value in parsed.headers.items():
+        setting = _header_name(name, f"{where}.headers")
+        if _HEADER_VALUE_REFUSED.search(value):
+            raise ConfigError(
+                f"{setting}: the value has a line break or control character; {_ONE_LINE}"
+            )
+        headers[name] = value
+    for name, variable in parsed.headers_env.items():
+        setting = _header_name(name, f"{where}.headers_env")
+        value = _environment(variable, setting)
+        if _HEADER_VALUE_REFUSED.search(value):
+            raise ConfigError(
+                f"{setting}: the environment variable {variable} holds a line break or control "
+                f"character; {_ONE_LINE}"
+            )
+        headers[name] = value
+    for setting in ("signature_header", "idempotency_header"):
+        if not _HEADER_NAME.fullmatch(getattr(parsed, setting)):
+            raise ConfigError(f"{where}.{setting}: {_NOT_A_NAME}")
+    return headers
+
+
 def idempotency_key(handler: str, key: str) -> str:
     """A stable key per (handler, record key): the same on every retry and redelivery."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"lambda-destinations:{handler}:{key}"))
@@ -401,9 +438,7 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
             check_url(url)
         except ValueError as exc:
             raise ConfigError(f"{where}.url_env: {parsed.url_env}: {exc}") from None
-    headers = dict(parsed.headers)
-    for header, variable in parsed.headers_env.items():
-        headers[header] = _environment(variable, f"{where}.headers_env.{header}")
+    headers = _headers(parsed, where)
     _one_authorization(url, headers, f"{where}.url_env" if parsed.url_env else f"{where}.url")
     secret = None
     if parsed.secret_env:
