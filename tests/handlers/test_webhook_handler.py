@@ -546,6 +546,25 @@ def test_a_header_that_cannot_be_sent_stops_the_start(
 
 
 @pytest.mark.parametrize(
+    "preset", [{"preset": "slack"}, {"preset": "pagerduty", "routing_key_env": "PD_KEY"}]
+)
+@pytest.mark.parametrize("setting", ["message", "digest_message"])
+def test_a_preset_message_error_names_the_setting_written(
+    preset: dict[str, str],
+    setting: str,
+    handler_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0000000000000000000000")
+    options = {"url": "https://x.example/hook", setting: "{", **preset}
+
+    with pytest.raises(ConfigError) as info:
+        build("w", options, handler_settings("q"))
+
+    assert str(info.value).startswith(f"handlers.w.{setting}: not a valid template"), info.value
+
+
+@pytest.mark.parametrize(
     ("options", "message"),
     [
         ({}, r"handlers\.hook: give url"),

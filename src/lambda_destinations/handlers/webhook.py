@@ -108,12 +108,12 @@ GENERIC_DIGEST: dict[str, Any] = {
 }
 
 
-def slack_bodies(message: str, digest: str) -> tuple[Any, Any]:
+def slack_bodies(message: Template, digest: Template) -> tuple[Any, Any]:
     """Slack incoming webhooks take ``{"text": ...}`` (mrkdwn)."""
     return {"text": message}, {"text": digest}
 
 
-def pagerduty_bodies(message: str, digest: str, severity: str) -> tuple[Any, Any]:
+def pagerduty_bodies(message: Template, digest: Template, severity: str) -> tuple[Any, Any]:
     """PagerDuty Events API v2 trigger events; the routing key is added when sending."""
     record = {
         "event_action": "trigger",
@@ -223,8 +223,8 @@ class BodyTemplate:
             return [self._compile(v, f"{where}[{i}]", allowed) for i, v in enumerate(value)]
         if isinstance(value, str):
             return Template.compile(value, where=where, allowed=allowed)
-        if value is None or isinstance(value, bool | int | float):
-            return value
+        if value is None or isinstance(value, bool | int | float | Template):
+            return value  # a Template is a preset's message, checked already
         raise ConfigError(f"{where}: {type(value).__name__} is not JSON")
 
     def render(self, fields: Mapping[str, Any]) -> Any:
@@ -417,11 +417,17 @@ async def _answer_start(answer: aiohttp.ClientResponse) -> str:
         return data.decode("utf-8", errors="replace")
 
 
-def _bodies(parsed: WebhookOptions) -> tuple[Any, Any]:
-    if parsed.preset == "slack":
-        return slack_bodies(parsed.message, parsed.digest_message)
-    if parsed.preset == "pagerduty":
-        return pagerduty_bodies(parsed.message, parsed.digest_message, parsed.severity)
+def _bodies(parsed: WebhookOptions, where: str) -> tuple[Any, Any]:
+    if parsed.preset is not None:
+        # Checked here, so that an error names the setting the user wrote, not the preset's
+        # place for it in the body.
+        message = Template.compile(parsed.message, where=f"{where}.message")
+        digest = Template.compile(
+            parsed.digest_message, where=f"{where}.digest_message", allowed=storm.DIGEST_FIELDS
+        )
+        if parsed.preset == "slack":
+            return slack_bodies(message, digest)
+        return pagerduty_bodies(message, digest, parsed.severity)
     return (
         GENERIC_BODY if parsed.body is None else parsed.body,
         GENERIC_DIGEST if parsed.digest_body is None else parsed.digest_body,
@@ -446,7 +452,7 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
     extra: dict[str, Any] = {}
     if parsed.routing_key_env:
         extra["routing_key"] = _environment(parsed.routing_key_env, f"{where}.routing_key_env")
-    body, digest = _bodies(parsed)
+    body, digest = _bodies(parsed, where)
     return WebhookHandler(
         name,
         url=url,
