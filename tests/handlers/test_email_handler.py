@@ -24,6 +24,7 @@ from handler_helpers import (
     unique_number,
     verify_sender,
 )
+from structlog.testing import capture_logs
 
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
@@ -105,6 +106,64 @@ async def test_ses_adds_payloads_when_configured_and_escapes_html(
     assert mail.body.startswith("<h1>orders-api</h1><p>&lt;b&gt;bad&lt;/b&gt; order</p>")
     assert "Request payload:" in mail.body
     assert "&quot;orderId&quot;: &quot;o-9&quot;" in mail.body
+
+
+async def test_ses_a_subject_and_text_that_render_blank_send_the_defaults(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    url, _ = make_queue("ses-blank")
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint_url, sender)
+    send_records(sqs, url, [failure_record("billing", error_type="KeyError", message="'id'")])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        subject="{payload.nope}",
+        text="{payload.nope}\n",
+        **{"from": sender, "to": [to]},
+    )
+
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            await worker.run(once=True)
+
+    (mail,) = emails_to(endpoint_url, to)
+    assert mail.subject == "[lambda-destinations] billing failed (RetriesExhausted): KeyError: 'id'"
+    assert mail.body.startswith("billing failed (RetriesExhausted): KeyError: 'id'\n\n")
+    assert "Error type:    KeyError" in mail.body
+    warned = {log["setting"] for log in logs if log["event"].startswith("template rendered blank")}
+    assert warned == {"handlers.oncall-mail.subject", "handlers.oncall-mail.text"}
+
+
+async def test_smtp_a_subject_that_renders_blank_sends_the_default(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    url, _ = make_queue("smtp-blank")
+    send_records(sqs, url, [failure_record("billing", error_type="KeyError", message="'id'")])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        transport="smtp",
+        host="127.0.0.1",
+        port=smtp_server.port,
+        security="none",
+        subject="{response.nope}",
+        **{"from": "alerts@example.com", "to": ["oncall@example.com"]},
+    )
+
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    (message,) = smtp_server.messages
+    assert message["Subject"].strip() == (  # folded: the parsed value keeps a leading space
+        "[lambda-destinations] billing failed (RetriesExhausted): KeyError: 'id'"
+    )
 
 
 async def test_an_unverified_sender_quarantines_the_message_with_ses_reason(

@@ -16,6 +16,7 @@ from handler_helpers import (
     sms_to,
     unique_number,
 )
+from structlog.testing import capture_logs
 
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
@@ -110,6 +111,34 @@ async def test_a_long_text_is_cut_to_the_configured_segments(
     assert text.startswith("orders-api: stock service did not answer; ")
     assert text.endswith("...")
     assert len(text) <= 306
+
+
+async def test_a_message_that_renders_blank_sends_the_default_and_warns_once(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: a message template whose only field is missing from every record
+    url, _ = make_queue("sms-blank")
+    number = unique_number()
+    records = [failure_record("orders-api"), failure_record("billing-worker")]
+    send_records(sqs, url, records)
+    settings = sms_settings(
+        endpoint_url, url, store=sqlite_url, phone_numbers=[number], message=" {payload.nope} "
+    )
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            await worker.run(once=True)
+
+    # then: each SMS is the default text, and one warning names the setting
+    texts = sorted(sms_to(endpoint_url, number))
+    assert texts == sorted(
+        f"{r['requestContext']['functionArn'].split(':')[6]} failed (RetriesExhausted): "
+        f"TimeoutError: Task timed out after 3.00 seconds [{r['requestContext']['requestId']}]"
+        for r in records
+    )
+    warnings = [log for log in logs if log["event"].startswith("template rendered blank")]
+    assert [w["setting"] for w in warnings] == ["handlers.oncall.message"]
 
 
 async def test_a_retry_after_a_partial_send_texts_only_the_numbers_not_yet_sent(

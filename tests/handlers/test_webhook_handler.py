@@ -475,6 +475,37 @@ async def test_the_slack_preset_sends_text(
     }
 
 
+@pytest.mark.parametrize("preset", ["slack", "pagerduty"])
+async def test_a_preset_message_that_renders_blank_sends_the_default(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    preset: str,
+) -> None:
+    monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0000000000000000000000")
+    url, _ = make_queue(f"hook-blank-{preset}")
+    send_records(sqs, url, [failure_record("orders-api")])
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        preset=preset,
+        url=receiver.url,
+        routing_key_env="PD_KEY" if preset == "pagerduty" else None,
+        message="{payload.nope}",
+    )
+
+    await drain(settings)
+
+    (request,) = receiver.requests
+    body = request["body"]
+    text = body["text"] if preset == "slack" else body["payload"]["summary"]
+    assert text.startswith("orders-api failed (RetriesExhausted): TimeoutError: Task timed out")
+
+
 async def test_the_pagerduty_preset_sends_a_trigger_event(
     sqs: Any,
     make_queue: Callable[..., Any],

@@ -48,7 +48,14 @@ from lambda_destinations.errors import ConfigError, PermanentError, TransientErr
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt
-from lambda_destinations.handlers.templates import Duration, Template, parse_options, record_fields
+from lambda_destinations.handlers.storm import DIGEST_FIELDS
+from lambda_destinations.handlers.templates import (
+    Duration,
+    NonBlank,
+    Template,
+    parse_options,
+    record_fields,
+)
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -349,8 +356,13 @@ class EmailHandler(storm.Notifier):
         self.sender = sender
         self.to, self.cc, self.bcc = tuple(to), tuple(cc), tuple(bcc)
         self.reply_to = tuple(reply_to)
-        self.subject, self.text, self.html = subject, text, html
-        self.digest_subject, self.digest_text = digest_subject, digest_text
+        self.subject = NonBlank(subject, DEFAULT_SUBJECT)
+        self.text = NonBlank(text, DEFAULT_TEXT)
+        self.html = html
+        self.digest_subject = NonBlank(
+            digest_subject, DEFAULT_DIGEST_SUBJECT, allowed=DIGEST_FIELDS
+        )
+        self.digest_text = NonBlank(digest_text, DEFAULT_DIGEST_TEXT, allowed=DIGEST_FIELDS)
         self.include_payloads = include_payloads
         self.payload_limit = payload_limit
         self.stack_lines = stack_lines
@@ -373,7 +385,7 @@ class EmailHandler(storm.Notifier):
 
     async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
         fields = record_fields(message, context, stack_lines=self.stack_lines)
-        text = self.text.render(fields)
+        text = self.text.render(fields, context.log)
         html = self.html.render(fields) if self.html is not None else None
         if self.include_payloads:
             sections = [
@@ -383,7 +395,8 @@ class EmailHandler(storm.Notifier):
             text = text.rstrip("\n") + "\n\n" + "\n\n".join(sections) + "\n"
             if html is not None:
                 html += "".join(f"<pre>{html_module.escape(s)}</pre>" for s in sections)
-        mail = self._mail(self.subject.render(fields), text, html, about=context.key)
+        subject = self.subject.render(fields, context.log)
+        mail = self._mail(subject, text, html, about=context.key)
         try:
             await self.transport.send(mail, delivery_of(context).aws, context.log)
         except Exception as exc:
@@ -395,8 +408,8 @@ class EmailHandler(storm.Notifier):
     async def send_digest(self, digest: storm.Digest, context: JobContext) -> None:
         fields = digest.fields()
         mail = self._mail(
-            self.digest_subject.render(fields),
-            self.digest_text.render(fields),
+            self.digest_subject.render(fields, context.log),
+            self.digest_text.render(fields, context.log),
             None,
             about=context.job.key,
         )

@@ -35,7 +35,13 @@ from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt
-from lambda_destinations.handlers.templates import Template, parse_options, record_fields
+from lambda_destinations.handlers.storm import DEFAULT_DIGEST, DIGEST_FIELDS
+from lambda_destinations.handlers.templates import (
+    NonBlank,
+    Template,
+    parse_options,
+    record_fields,
+)
 from lambda_destinations.redact import mask_phone
 
 if TYPE_CHECKING:
@@ -207,14 +213,15 @@ class SmsHandler(storm.Notifier):
         self.name = name
         self.in_doubt = in_doubt
         self.phone_numbers = tuple(phone_numbers)
-        self.message = message
-        self.digest_message = digest_message
+        self.message = NonBlank(message, DEFAULT_MESSAGE)
+        self.digest_message = NonBlank(digest_message, DEFAULT_DIGEST, allowed=DIGEST_FIELDS)
         self.max_segments = max_segments
         self.storm = storm
         self.attributes = attributes
 
     async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
-        text = fit_segments(self.message.render(record_fields(message, context)), self.max_segments)
+        fields = record_fields(message, context)
+        text = fit_segments(self.message.render(fields, context.log), self.max_segments)
         # One number: the handler's own completion is the record of it. Several: each is
         # recorded as sent, so a retry after a partial failure skips those.
         delivery = delivery_of(context)
@@ -230,7 +237,9 @@ class SmsHandler(storm.Notifier):
         )
 
     async def send_digest(self, digest: storm.Digest, context: JobContext) -> None:
-        text = fit_segments(self.digest_message.render(digest.fields()), self.max_segments)
+        text = fit_segments(
+            self.digest_message.render(digest.fields(), context.log), self.max_segments
+        )
 
         async def send() -> None:
             await self._send(

@@ -35,6 +35,8 @@ from pydantic import BaseModel, BeforeValidator, FiniteFloat, ValidationError
 from lambda_destinations.errors import ConfigError
 
 if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
     from lambda_destinations.handlers.base import HandlerContext
     from lambda_destinations.schemas import DecodedMessage
 
@@ -203,6 +205,32 @@ class Template:
         """The text, each field cut to FIELD_MAX characters and the whole to RENDERED_MAX."""
         formatter = SafeFormatter(html.escape if self.escape_html else None)
         return cut(formatter.vformat(self.text, (), fields), RENDERED_MAX)
+
+
+class NonBlank:
+    """A message, subject or text template that, rendered blank (a missing value alone), sends
+    its setting's built-in default instead: an alert that says nothing tells no one anything.
+    The first time, a warning names the setting (once per handler and setting)."""
+
+    def __init__(
+        self, template: Template, default: str, *, allowed: Iterable[str] = RECORD_FIELDS
+    ) -> None:
+        self.template = template
+        self.default = Template.compile(default, where=template.where, allowed=allowed)
+        self.warned = False
+
+    def render(self, fields: Mapping[str, Any], log: FilteringBoundLogger) -> str:
+        text = self.template.render(fields)
+        if text.strip() or self.template.text == self.default.text:
+            return text
+        if not self.warned:
+            self.warned = True
+            log.warning(
+                "template rendered blank: its default was sent instead",
+                setting=self.template.where,
+                default=self.default.text,
+            )
+        return self.default.render(fields)
 
 
 def cut(text: str, limit: int) -> str:

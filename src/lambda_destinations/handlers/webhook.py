@@ -57,6 +57,7 @@ from lambda_destinations.handlers.in_doubt import InDoubt
 from lambda_destinations.handlers.templates import (
     RECORD_FIELDS,
     Duration,
+    NonBlank,
     Template,
     parse_options,
     record_fields,
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 SIGNATURE_HEADER = "X-Lambda-Destinations-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+DEFAULT_MESSAGE = "{summary:.1000}"  # a preset's text
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
@@ -108,12 +110,12 @@ GENERIC_DIGEST: dict[str, Any] = {
 }
 
 
-def slack_bodies(message: Template, digest: Template) -> tuple[Any, Any]:
+def slack_bodies(message: NonBlank, digest: NonBlank) -> tuple[Any, Any]:
     """Slack incoming webhooks take ``{"text": ...}`` (mrkdwn)."""
     return {"text": message}, {"text": digest}
 
 
-def pagerduty_bodies(message: Template, digest: Template, severity: str) -> tuple[Any, Any]:
+def pagerduty_bodies(message: NonBlank, digest: NonBlank, severity: str) -> tuple[Any, Any]:
     """PagerDuty Events API v2 trigger events; the routing key is added when sending."""
     record = {
         "event_action": "trigger",
@@ -159,7 +161,7 @@ class WebhookOptions(storm.NotifierOptions):
     url_env: str | None = None
     body: Any = None
     digest_body: Any = None
-    message: str = "{summary:.1000}"
+    message: str = DEFAULT_MESSAGE
     digest_message: str = storm.DEFAULT_DIGEST
     headers: dict[str, str] = Field(default_factory=dict)
     headers_env: dict[str, str] = Field(default_factory=dict)
@@ -223,19 +225,21 @@ class BodyTemplate:
             return [self._compile(v, f"{where}[{i}]", allowed) for i, v in enumerate(value)]
         if isinstance(value, str):
             return Template.compile(value, where=where, allowed=allowed)
-        if value is None or isinstance(value, bool | int | float | Template):
-            return value  # a Template is a preset's message, checked already
+        if value is None or isinstance(value, bool | int | float | NonBlank):
+            return value  # NonBlank: a preset's message, checked already
         raise ConfigError(f"{where}: {type(value).__name__} is not JSON")
 
-    def render(self, fields: Mapping[str, Any]) -> Any:
-        return _render(self.shape, fields)
+    def render(self, fields: Mapping[str, Any], log: FilteringBoundLogger) -> Any:
+        return _render(self.shape, fields, log)
 
 
-def _render(value: Any, fields: Mapping[str, Any]) -> Any:
+def _render(value: Any, fields: Mapping[str, Any], log: FilteringBoundLogger) -> Any:
     if isinstance(value, dict):
-        return {k: _render(v, fields) for k, v in value.items()}
+        return {k: _render(v, fields, log) for k, v in value.items()}
     if isinstance(value, list):
-        return [_render(v, fields) for v in value]
+        return [_render(v, fields, log) for v in value]
+    if isinstance(value, NonBlank):  # a preset's text: text, never blank
+        return value.render(fields, log)
     if isinstance(value, Template):
         whole = _ONE_FIELD.fullmatch(value.text)
         if whole is not None:  # one field alone keeps its JSON value
@@ -335,11 +339,11 @@ class WebhookHandler(storm.Notifier):
             self.secrets.add(secret.decode(errors="replace"))
 
     async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
-        body = self.body.render(record_fields(message, context))
+        body = self.body.render(record_fields(message, context), context.log)
         await self.post(body, key=context.key, log=context.log, context=context)
 
     async def send_digest(self, digest: storm.Digest, context: JobContext) -> None:
-        body = self.digest_body.render(digest.fields())
+        body = self.digest_body.render(digest.fields(), context.log)
 
         async def send() -> None:
             await self.post(body, key=context.job.key, log=context.log)
@@ -421,9 +425,15 @@ def _bodies(parsed: WebhookOptions, where: str) -> tuple[Any, Any]:
     if parsed.preset is not None:
         # Checked here, so that an error names the setting the user wrote, not the preset's
         # place for it in the body.
-        message = Template.compile(parsed.message, where=f"{where}.message")
-        digest = Template.compile(
-            parsed.digest_message, where=f"{where}.digest_message", allowed=storm.DIGEST_FIELDS
+        message = NonBlank(
+            Template.compile(parsed.message, where=f"{where}.message"), DEFAULT_MESSAGE
+        )
+        digest = NonBlank(
+            Template.compile(
+                parsed.digest_message, where=f"{where}.digest_message", allowed=storm.DIGEST_FIELDS
+            ),
+            storm.DEFAULT_DIGEST,
+            allowed=storm.DIGEST_FIELDS,
         )
         if parsed.preset == "slack":
             return slack_bodies(message, digest)
