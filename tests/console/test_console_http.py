@@ -569,3 +569,25 @@ async def test_a_bulk_jobs_title_shows_its_filter_as_typed(make_client) -> None:
     )
     title = (await job.json())["title"]
     assert title == "ignore 0 failures (function=orders-* until=2026-12-01T17:26:33)"
+
+
+@pytest.mark.parametrize("rate", ["-5", "0", "nan", "inf", "1000", "fast"])
+async def test_a_bulk_rate_outside_what_the_form_offers_is_one_line_400(
+    make_client, settings_for: Callable[..., Settings], rate: str
+) -> None:
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    response = await client.post(
+        "/bulk",
+        data={"csrf": csrf, "action": "replay", "until": "2099-01-01T00:00:00", "rate": rate},
+        headers=_origin(client),
+    )
+
+    assert response.status == 400
+    assert await response.text() == "rate: 0.1 to 100 invocations a second\n"
+    # and nothing was replayed
+    async with Store.from_url(settings.store) as store:
+        assert await store.replays(row.key) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +42,8 @@ from lambda_destinations.store import (
 routes = web.RouteTableDef()
 _PAGE = 200  # rows a bulk job reads at a time
 _REASON_MAX = 1000
+# The bulk replay's rates, invocations a second, as bulk.html's rate field offers them.
+BULK_RATES = (0.1, 100.0)
 
 
 def _console(request: web.Request) -> Console:
@@ -201,9 +204,14 @@ async def bulk(request: web.Request) -> web.Response:
     chosen.statuses = chosen.statuses or [FailureStatus.OPEN, FailureStatus.REPLAYED]
     reason = _reason(form, required=action == "ignore")
     try:
-        rate = max(0.0, min(100.0, float(form.get("rate", "10") or 10)))
+        rate = float(form.get("rate", "10") or 10)
     except ValueError:
-        raise web.HTTPBadRequest(text="rate: a number of invocations per second\n") from None
+        rate = math.nan
+    # What the form offers; a rate of 0 or below would mean no limit at all (NaN fails too).
+    if not BULK_RATES[0] <= rate <= BULK_RATES[1]:
+        raise web.HTTPBadRequest(
+            text=f"rate: {BULK_RATES[0]} to {BULK_RATES[1]:.0f} invocations a second\n"
+        )
     total = await console.store.count_invocations(chosen)
     described = selection.query()
     await console.store.add_action(
