@@ -184,6 +184,53 @@ def test_numbers_out_of_range_are_usage_errors(args: tuple[str, ...], tmp_path: 
     assert "Invalid value" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (("healthcheck", "--path", "nope"), "starting with /"),
+        (("healthcheck", "--path", "/ready z"), "starting with /"),
+        (("healthcheck", "--timeout", "-1"), "0<x<=3600"),
+        (("healthcheck", "--timeout", "0"), "0<x<=3600"),
+        (("healthcheck", "--timeout", "nan"), "not a finite number"),
+        (("healthcheck", "--timeout", "inf"), "0<x<=3600"),
+    ],
+)
+def test_healthcheck_refuses_a_bad_path_or_timeout(
+    args: tuple[str, ...], problem: str, tmp_path: Path
+) -> None:
+    # An ops port nothing listens on: a traceback came from building the URL, before asking.
+    result = cli(*args, env={"LAMBDA_DESTINATIONS_OPS_PORT": "9"}, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert problem in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("result", "rid", "--wait", "nan"),
+        ("result", "rid", "--wait", "inf"),
+        ("result", "rid", "--wait", "1e300"),
+        ("result", "rid", "--wait", "25h"),
+        ("result", "rid", "--wait", "-1"),
+        ("invoke", "orders-api", "--wait", "nan"),
+    ],
+)
+def test_waits_that_never_end_are_refused(args: tuple[str, ...], tmp_path: Path) -> None:
+    # Refused before the store is opened: none is given, and none is created.
+    result = cli(*args, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "from 0 to 24h" in one_error_line(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_invoke_refuses_an_empty_function_name(name: str, tmp_path: Path) -> None:
+    result = cli("invoke", name, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "give a function name" in one_error_line(result)
+
+
 # -- simulate ---------------------------------------------------------------------------------
 
 

@@ -8,13 +8,33 @@ import urllib.request
 import click
 
 from lambda_destinations.cli._app import command, fail
+from lambda_destinations.cli._common import FiniteFloatRange
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 
+# Longer than a container's HEALTHCHECK would wait; far below what a socket refuses.
+MAX_TIMEOUT = 3600
+
+
+def _path(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--path``: an absolute path on the ops server, as ``/readyz``."""
+    if not value.startswith("/") or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise click.BadParameter(f"{value!r} is not a path: give one starting with /, as /readyz")
+    return value
+
 
 @command("healthcheck")
-@click.option("--path", default="/healthz", show_default=True, help="/healthz or /readyz.")
-@click.option("--timeout", "seconds", type=float, default=3.0, show_default=True)
+@click.option(
+    "--path", default="/healthz", show_default=True, callback=_path, help="/healthz or /readyz."
+)
+@click.option(
+    "--timeout",
+    "seconds",
+    type=FiniteFloatRange(min=0, min_open=True, max=MAX_TIMEOUT),
+    default=3.0,
+    show_default=True,
+    help="Seconds to wait for the answer.",
+)
 @settings_options
 def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
     """Ask this container's worker for its health: exit 0 when it answers 200, else 1.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,24 +32,37 @@ if TYPE_CHECKING:
     from lambda_destinations.operations.results import InvocationResult, Results
 
 
+# A terminal waits longer than the HTTP API's 60 s (no proxy's timeout stands in between), but
+# a wait beyond a day is a mistake, not a plan.
+MAX_WAIT = 24 * 3600
+
+
 def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """``--wait``: seconds, as ``30``, ``30s``, ``5m`` or ``1h30m``."""
+    """``--wait``: seconds, as ``30``, ``30s``, ``5m`` or ``1h30m``; 0 to a day."""
     if value is None:
         return None
     try:
         seconds = float(parse_duration(value))
     except ValueError as exc:
         fail(f"--wait: {exc}", EXIT_USAGE)
-    if seconds < 0:
-        fail(f"--wait: {value!r} is negative: give 0 or more, as 30s or 5m", EXIT_USAGE)
+    # nan compares false to every bound: test it is finite first.
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_WAIT:
+        fail(f"--wait: {value!r} is not from 0 to 24h: give a duration as 30s or 5m", EXIT_USAGE)
     return seconds
+
+
+def _function_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``FUNCTION``: a name or ARN; refused empty here rather than as Lambda's 404."""
+    if not value.strip():
+        fail("invoke: the function name is empty: give a function name or ARN", EXIT_USAGE)
+    return value
 
 
 WAIT_OPTION = click.option(
     "--wait",
     callback=_seconds,
     metavar="DURATION",
-    help="Wait this long for the record (30s, 5m); exit 5 if it has not arrived.",
+    help="Wait this long for the record (30s, 5m; at most 24h); exit 5 if it has not arrived.",
 )
 JSON_OPTION = click.option(
     "--json", "as_json", is_flag=True, help="One JSON object (the shape the HTTP API serves)."
@@ -79,7 +93,7 @@ def read_payload(text: str | None) -> bytes:
 
 
 @command("invoke")
-@click.argument("function")
+@click.argument("function", callback=_function_name)
 @click.option("--payload", metavar="JSON|@FILE", help="The event: JSON text, @file or @- (stdin).")
 @click.option("--qualifier", help="A version or alias to invoke.")
 @WAIT_OPTION
