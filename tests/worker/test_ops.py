@@ -8,9 +8,11 @@ import random
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from freezable_proxy import FreezableProxy
 from prometheus_client.parser import text_string_to_metric_families
 from worker_helpers import registry_with, routed, send_bodies
 
@@ -20,6 +22,7 @@ from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import HandlerContext
 from lambda_destinations.schemas import DecodedMessage
 from lambda_destinations.simulate import failure_record, success_record
+from lambda_destinations.store import Store
 from lambda_destinations.worker import OpsServer, Worker
 
 
@@ -158,6 +161,51 @@ async def test_readyz_is_503_while_the_store_cannot_be_reached(make_queue, setti
     assert ready[0] == 503
     assert json.loads(ready[1])["problems"] == ["waiting for store"]
     assert alive[0] == 200
+
+
+@pytest.mark.postgres
+async def test_readyz_is_503_while_a_store_that_went_silent_does_not_answer(
+    make_queue, settings_for, postgres_url
+):
+    # given: an idle worker whose PostgreSQL store is reached through a proxy that can stop
+    # passing bytes: connections are accepted and kept, and nothing answers
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    url, _ = make_queue("silent")
+    parts = urlsplit(postgres_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    port = free_port()
+
+    async def readyz_problems() -> list[str]:
+        status, text = await get(port, "/readyz")
+        return [] if status == 200 else list(json.loads(text)["problems"])
+
+    async def problems_become(expected: list[str], seconds: float = 30) -> None:
+        async def holds() -> bool:
+            return await readyz_problems() == expected
+
+        await wait_for(holds, seconds)
+
+    with proxy.running():
+        proxied = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
+        settings = settings_for(url, ops_port=port, ops_host="127.0.0.1", store=proxied)
+        # Statements time out after a second: the scheduler's next read finds the silence.
+        async with Store.from_url(proxied, command_timeout=1.0, connect_timeout=1.0) as store:
+            worker = Worker(settings, store=store)
+            async with ops_server(worker, "127.0.0.1"), worker:
+                running = asyncio.create_task(worker.run())
+                try:
+                    await problems_become([])
+                    # when: the store goes silent, then answers again
+                    proxy.frozen.set()
+                    # then: not ready while it is silent (no message came to find out) ...
+                    await problems_become(["the store is unreachable"])
+                    proxy.frozen.clear()
+                    # ... and ready again once a ping answers
+                    await problems_become([], seconds=60)
+                finally:
+                    worker.stop()
+                    await running
 
 
 async def test_healthz_is_503_while_a_handler_runs_past_its_timeout(sqs, make_queue, settings_for):

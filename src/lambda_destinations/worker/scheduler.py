@@ -74,8 +74,13 @@ class Scheduler:
         max_attempts: int = 10,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: Metrics | None = None,
+        store_down: Callable[[StoreUnavailable], None] | None = None,
     ) -> None:
         self.metrics = metrics
+        # Told when the store cannot be reached: an idle worker's scheduler is often the first
+        # to find out, and the worker then pauses receiving and is not ready until a ping
+        # answers, as when a handler finds out.
+        self.store_down = store_down
         self.store = store
         self.aws = aws
         self.registry = registry
@@ -122,6 +127,8 @@ class Scheduler:
                         f"scheduler cannot reach the store; retrying in {delay:.1f}s",
                         error=describe_error(exc),
                     )
+                    if self.store_down is not None:
+                        self.store_down(exc)
                 else:
                     log.exception(f"scheduler failed; retrying in {delay:.1f}s")
                 await self._wait(delay)

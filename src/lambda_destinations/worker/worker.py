@@ -323,6 +323,8 @@ class Worker(Lifetime):
             metrics=self.metrics,
             sleep=self._sleep,
         )
+        # The scheduler's store failures pause receiving and unready /readyz as a handler's do.
+        self.scheduler.store_down = self._dispatcher.store_down
 
     async def _open_store(self) -> None:
         await self.store.open()
