@@ -17,6 +17,7 @@ import enum
 __all__ = [
     "ConfigError",
     "LambdaDestinationsError",
+    "NewerSchema",
     "Outcome",
     "PermanentError",
     "QuarantineMessage",
@@ -44,6 +45,11 @@ class LambdaDestinationsError(Exception):
 
 class ConfigError(LambdaDestinationsError):
     """Configuration that cannot work; the message names the setting and the fix."""
+
+
+class NewerSchema(ConfigError):
+    """The store was migrated by a newer release than this one: writing to it could break the
+    newer schema. Commands that migrate or write refuse; reads may go on."""
 
 
 class TransientError(LambdaDestinationsError):

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from bad_input_helpers import ENTRY, cli, one_error_line
 
+from lambda_destinations.store import Store
+from lambda_destinations.store.migrations import LATEST_VERSION
 from processes import reap
 
 
@@ -74,6 +77,36 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
     assert problem in line
     assert "LAMBDA_DESTINATIONS_STORE" in line
     assert ":pw@" not in line
+
+
+async def test_a_store_migrated_by_a_newer_release_is_refused_by_writers(
+    store_url: str, endpoint_url: str, tmp_path: Path
+) -> None:
+    # given: a store a newer release migrated (a rollback to this one)
+    async with Store.from_url(store_url) as store:
+        await store.migrate()
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                sa.text("INSERT INTO schema_migrations VALUES (:v, CURRENT_TIMESTAMP)"),
+                {"v": LATEST_VERSION + 1},
+            )
+    env = {"LAMBDA_DESTINATIONS_STORE": store_url, "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url}
+    newer = f"schema {LATEST_VERSION + 1}, this version knows up to {LATEST_VERSION}"
+
+    # when / then: migrating and running refuse in one line, exit 3
+    for args in (("migrate",), ("migrate", "--check"), ("run", "--queues", "q", "--once")):
+        result = cli(*args, env=env, cwd=tmp_path)
+        assert result.returncode == 3, (args, result.stderr)
+        assert newer in one_error_line(result), args
+    # doctor says so as an error of the schema
+    checked = cli("doctor", "--json", env=env, cwd=tmp_path)
+    schema = [c for c in json.loads(checked.stdout)["checks"] if c["check"] == "store schema"]
+    assert [(c["status"], newer in c["detail"]) for c in schema] == [("error", True)]
+    # reading goes on
+    listed = cli("failures", "list", env=env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    unknown = cli("result", "rid-unknown", env=env, cwd=tmp_path)
+    assert unknown.returncode == 5, unknown.stderr
 
 
 # -- settings -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from botocore.exceptions import (
 
 from lambda_destinations.aws import AwsClients, all_items
 from lambda_destinations.config import Settings
-from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.errors import ConfigError, NewerSchema, StoreUnavailable
 from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.operations.handler_checks import (
     Check,
@@ -624,6 +624,10 @@ class Doctor:
                 unwritable = None if pending else await store.write_problems()
         except StoreUnavailable as exc:
             self.add("store", "error", str(exc), "", unreachable=True)
+            return
+        except NewerSchema as exc:  # a rollback: the store answers, its schema is not ours
+            self.add("store", "ok", f"{shown} answers")
+            self.add("store schema", "error", str(exc), "")
             return
         except ConfigError as exc:
             self.add("store", "error", str(exc), "fix LAMBDA_DESTINATIONS_STORE")

@@ -29,7 +29,7 @@ from aiobotocore.session import get_session
 from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._lifetime import Lifetime
 from lambda_destinations.aws import invoke_event
-from lambda_destinations.errors import LambdaDestinationsError, StoreUnavailable
+from lambda_destinations.errors import LambdaDestinationsError, NewerSchema, StoreUnavailable
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
 from lambda_destinations.store import InvocationRow, Store
@@ -135,7 +135,7 @@ class Results(Lifetime):
         if self._own:
             await self.store.open()
         try:
-            if 1 in await self.store.pending_migrations():
+            if 1 in await self._pending():
                 raise StoreUnavailable(
                     f"store {mask_url(self.store.url)} has no tables yet: run "
                     "`lambda-destinations migrate` (the worker also migrates at start)"
@@ -144,6 +144,12 @@ class Results(Lifetime):
             if self._own:
                 await self.store.close()
             raise
+
+    async def _pending(self) -> list[int]:
+        try:
+            return await self.store.pending_migrations()
+        except NewerSchema:
+            return []  # reading goes on: only migrating and writing refuse a newer schema
 
     async def close(self) -> None:
         if self._own:

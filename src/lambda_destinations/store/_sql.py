@@ -54,7 +54,7 @@ from lambda_destinations.store.base import (
     RunState,
     Store,
 )
-from lambda_destinations.store.migrations import MIGRATIONS
+from lambda_destinations.store.migrations import MIGRATIONS, check_not_newer
 from lambda_destinations.times import utcnow
 
 _R = TypeVar("_R", DeliveryRow, HandlerRun)
@@ -477,6 +477,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
     async def pending_migrations(self) -> list[int]:
         async with self._read() as conn:
             applied = await self._applied_versions(conn)
+        check_not_newer(applied)  # so `migrate`, `doctor` and the worker's start refuse
         return [m.version for m in MIGRATIONS if m.version not in applied]
 
     async def migrate(self) -> list[int]:

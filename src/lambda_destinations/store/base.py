@@ -320,7 +320,8 @@ class Store(Lifetime):
         """Apply pending migrations in order; return the versions applied (empty if none)."""
 
     @abc.abstractmethod
-    async def pending_migrations(self) -> list[int]: ...
+    async def pending_migrations(self) -> list[int]:
+        """The versions not applied yet; NewerSchema if a newer release migrated the store."""
 
     async def write_problems(self) -> list[str] | None:
         """What keeps this store's user from writing its tables (for `doctor`): empty when

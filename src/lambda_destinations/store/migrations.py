@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from lambda_destinations.errors import NewerSchema
 from lambda_destinations.store import (
     migration_6,
     migration_7,
@@ -284,4 +285,27 @@ def check_migrations(migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
 
 check_migrations()
 
-__all__ = ["MIGRATIONS", "NOTIFY_CHANNEL", "NOTIFY_PREFIX_CHARS", "Migration", "check_migrations"]
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def check_not_newer(applied: set[int]) -> None:
+    """Raise NewerSchema if a newer release migrated the store past the versions known here
+    (a rollback): this release's writes could break what that schema expects."""
+    found = max(applied, default=0)
+    if found > LATEST_VERSION:
+        raise NewerSchema(
+            f"the store was migrated by a newer lambda-destinations (schema {found}, this "
+            f"version knows up to {LATEST_VERSION}): run that version, or restore a backup "
+            "from before it"
+        )
+
+
+__all__ = [
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "NOTIFY_CHANNEL",
+    "NOTIFY_PREFIX_CHARS",
+    "Migration",
+    "check_migrations",
+    "check_not_newer",
+]
