@@ -25,6 +25,7 @@ __all__ = [
     "StoppedBeforeStart",
     "StoreDataError",
     "StoreError",
+    "StoreMisconfigured",
     "StoreUnavailable",
     "TransientError",
 ]
@@ -97,6 +98,13 @@ class StoreGone(StoreUnavailable):
     """The store's file was deleted or replaced while open. Each message is retried, as for
     any unavailable store, but no wait brings the file back: a worker stops (exit 4), and
     its restart opens the file now at the path."""
+
+
+class StoreMisconfigured(StoreUnavailable):
+    """The store answered that the URL's database or user does not exist, the password is
+    wrong or the user lacks grants. A running worker pauses and retries as for any outage
+    (the database may be renamed back, the grant given); a command exits 3 (configuration),
+    and so does a worker that meets it on its first connection."""
 
 
 class StoppedBeforeStart(LambdaDestinationsError):

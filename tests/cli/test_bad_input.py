@@ -8,6 +8,7 @@ import signal
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -107,6 +108,48 @@ async def test_a_store_migrated_by_a_newer_release_is_refused_by_writers(
     assert listed.returncode == 0, listed.stderr
     unknown = cli("result", "rid-unknown", env=env, cwd=tmp_path)
     assert unknown.returncode == 5, unknown.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("args", "wrong", "problem"),
+    [
+        (("failures", "list"), "database", 'database "ld_no_such_db" does not exist'),
+        (("failures", "list"), "user", 'role "ld_no_such_user" does not exist'),
+        (("run", "--queues", "q"), "database", 'database "ld_no_such_db" does not exist'),
+    ],
+)
+def test_a_misspelt_database_or_user_is_configuration_at_start(
+    args: tuple[str, ...], wrong: str, problem: str, postgres_url: str, tmp_path: Path
+) -> None:
+    parts = urlsplit(postgres_url)
+    if wrong == "database":
+        url = parts._replace(path="/ld_no_such_db").geturl()
+    else:
+        url = parts._replace(netloc=f"ld_no_such_user@{parts.hostname}:{parts.port}").geturl()
+    # run: SQS would not answer either; the store is opened first, and refused at once
+    env = {
+        "LAMBDA_DESTINATIONS_STORE": url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    result = cli(*args, env=env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert problem in line
+    assert "LAMBDA_DESTINATIONS_STORE" in line
+
+
+@pytest.mark.postgres
+def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
+    postgres_reader: tuple[str, str], tmp_path: Path
+) -> None:
+    reader, as_reader = postgres_reader
+    env = {"LAMBDA_DESTINATIONS_STORE": as_reader}
+    result = cli("prune", "--older-than", "1d", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert "permission denied" in line
+    assert f"grant {reader} SELECT, INSERT, UPDATE and DELETE" in line
 
 
 # -- settings -----------------------------------------------------------------------------------

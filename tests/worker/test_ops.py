@@ -77,6 +77,14 @@ async def wait_for(condition: Callable[[], Awaitable[bool]], seconds: float = 30
     raise AssertionError("condition never held")
 
 
+async def readyz_problems_become(port: int, expected: list[str], seconds: float = 30) -> None:
+    async def holds() -> bool:
+        status, text = await get(port, "/readyz")
+        return ([] if status == 200 else json.loads(text)["problems"]) == expected
+
+    await wait_for(holds, seconds)
+
+
 async def test_metrics_probes_and_counts_of_a_draining_worker(sqs, make_queue, settings_for):
     # given: 30 successes and 10 failures, one poison message, a worker with an ops port
     url, dlq = make_queue("ops")
@@ -176,16 +184,6 @@ async def test_readyz_is_503_while_a_store_that_went_silent_does_not_answer(
     proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     port = free_port()
 
-    async def readyz_problems() -> list[str]:
-        status, text = await get(port, "/readyz")
-        return [] if status == 200 else list(json.loads(text)["problems"])
-
-    async def problems_become(expected: list[str], seconds: float = 30) -> None:
-        async def holds() -> bool:
-            return await readyz_problems() == expected
-
-        await wait_for(holds, seconds)
-
     with proxy.running():
         proxied = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
         settings = settings_for(url, ops_port=port, ops_host="127.0.0.1", store=proxied)
@@ -195,17 +193,43 @@ async def test_readyz_is_503_while_a_store_that_went_silent_does_not_answer(
             async with ops_server(worker, "127.0.0.1"), worker:
                 running = asyncio.create_task(worker.run())
                 try:
-                    await problems_become([])
+                    await readyz_problems_become(port, [])
                     # when: the store goes silent, then answers again
                     proxy.frozen.set()
                     # then: not ready while it is silent (no message came to find out) ...
-                    await problems_become(["the store is unreachable"])
+                    await readyz_problems_become(port, ["the store is unreachable"])
                     proxy.frozen.clear()
                     # ... and ready again once a ping answers
-                    await problems_become([], seconds=60)
+                    await readyz_problems_become(port, [], seconds=60)
                 finally:
                     worker.stop()
                     await running
+
+
+@pytest.mark.postgres
+async def test_a_running_worker_waits_out_a_store_that_refuses_its_user(
+    sqs, make_queue, settings_for, postgres_reader
+):
+    # given: a worker whose store refuses its user's writes once it runs (grants revoked):
+    # configuration at start (exit 3), but while running it is waited out as any outage
+    _reader, as_reader = postgres_reader
+    url, _ = make_queue("revoked")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(7)))])
+    port = free_port()
+    settings = settings_for(url, ops_port=port, ops_host="127.0.0.1", store=as_reader)
+    async with Store.from_url(as_reader) as store:
+        worker = Worker(settings, store=store)
+        async with ops_server(worker, "127.0.0.1"), worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                # when: the message's save is refused
+                # then: receiving pauses, /readyz says why, and the worker goes on running
+                await readyz_problems_become(port, ["the store is unreachable"])
+                assert not running.done()
+            finally:
+                worker.stop()
+                stats = await running
+    assert stats.outcomes["ack"] == 0
 
 
 async def test_healthz_is_503_while_a_handler_runs_past_its_timeout(sqs, make_queue, settings_for):

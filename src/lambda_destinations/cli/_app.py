@@ -15,6 +15,7 @@ from lambda_destinations.errors import (
     ConfigError,
     LambdaDestinationsError,
     StoppedBeforeStart,
+    StoreMisconfigured,
     StoreUnavailable,
 )
 from lambda_destinations.redact import redact
@@ -52,7 +53,7 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
+        except (ConfigError, StoreMisconfigured) as exc:
             fail(str(exc), EXIT_CONFIG)
         except (StoreUnavailable, EndpointUnreachable) as exc:
             fail(str(exc), EXIT_UNREACHABLE)

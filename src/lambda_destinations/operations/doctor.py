@@ -28,7 +28,12 @@ from botocore.exceptions import (
 
 from lambda_destinations.aws import AwsClients, all_items
 from lambda_destinations.config import Settings
-from lambda_destinations.errors import ConfigError, NewerSchema, StoreUnavailable
+from lambda_destinations.errors import (
+    ConfigError,
+    NewerSchema,
+    StoreMisconfigured,
+    StoreUnavailable,
+)
 from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.operations.handler_checks import (
     Check,
@@ -623,7 +628,9 @@ class Doctor:
                 pending = await store.pending_migrations()
                 unwritable = None if pending else await store.write_problems()
         except StoreUnavailable as exc:
-            self.add("store", "error", str(exc), "", unreachable=True)
+            # A wrong database, user or password is answered: configuration, not unreachable.
+            misconfigured = isinstance(exc, StoreMisconfigured)
+            self.add("store", "error", str(exc), "", unreachable=not misconfigured)
             return
         except NewerSchema as exc:  # a rollback: the store answers, its schema is not ours
             self.add("store", "ok", f"{shown} answers")

@@ -24,7 +24,13 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from lambda_destinations._urls import check_port
-from lambda_destinations.errors import ConfigError, StoreDataError, StoreError, StoreUnavailable
+from lambda_destinations.errors import (
+    ConfigError,
+    StoreDataError,
+    StoreError,
+    StoreMisconfigured,
+    StoreUnavailable,
+)
 from lambda_destinations.redact import MASK, mask_url
 from lambda_destinations.store._access import StoreConnection, StoreEngine, from_row
 from lambda_destinations.store._actions import ActionsMixin
@@ -395,10 +401,16 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             )
         return self._engine
 
+    def _misconfigured(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (unavailable) says the URL's database, user or grants are wrong."""
+        return False
+
     def _unavailable(self, exc: BaseException) -> StoreUnavailable | None:
         reason = self._unavailable_reason(exc)
         if reason is None:
             return None
+        if self._misconfigured(exc):
+            return StoreMisconfigured(f"store {self.display_url}: {reason}")
         return StoreUnavailable(f"store {self.display_url} is unavailable: {reason}")
 
     @contextlib.asynccontextmanager

@@ -48,6 +48,9 @@ _INSUFFICIENT_PRIVILEGE = "42501"
 # A read-only transaction: a standby, or a database set default_transaction_read_only.
 _READ_ONLY = "25006"
 _UNDEFINED_COLUMN = "42703"
+# No such database; no such user, or a wrong password (or pg_hba.conf refuses it).
+_NO_DATABASE = "3D000"
+_AUTHENTICATION = ("28000", "28P01")
 
 
 # The privileges the worker, the commands and the console need on each table of the store in
@@ -290,6 +293,16 @@ class PostgresStore(SqlStore):
                 f"{_first_line(orig)}: the database takes no writes (a standby, or "
                 "default_transaction_read_only): point LAMBDA_DESTINATIONS_STORE at the primary"
             )
+        if sqlstate == _NO_DATABASE:
+            return (
+                f"{_first_line(orig)}: set LAMBDA_DESTINATIONS_STORE to the right database "
+                "name, or create that database"
+            )
+        if sqlstate in _AUTHENTICATION:
+            return (
+                f"{_first_line(orig)}: fix the user or password in LAMBDA_DESTINATIONS_STORE "
+                "(or the server's pg_hba.conf)"
+            )
         if sqlstate == _INSUFFICIENT_PRIVILEGE:
             return (
                 f"{_first_line(orig)}: grant {self._user} SELECT, INSERT, UPDATE and DELETE on the "
@@ -304,6 +317,11 @@ class PostgresStore(SqlStore):
         if not unavailable:
             return None
         return f"{_first_line(orig)}: {fix}"
+
+    def _misconfigured(self, exc: BaseException) -> bool:
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+        sqlstate = getattr(orig, "sqlstate", None) or ""
+        return sqlstate in (_NO_DATABASE, *_AUTHENTICATION, _INSUFFICIENT_PRIVILEGE)
 
 
 def _host_name(host: str) -> bool:

@@ -34,6 +34,7 @@ from lambda_destinations.errors import (
     Outcome,
     StoppedBeforeStart,
     StoreGone,
+    StoreMisconfigured,
 )
 from lambda_destinations.handlers.registry import HandlerRegistry, replay_outcomes_linked
 from lambda_destinations.redact import mask_url
@@ -327,7 +328,12 @@ class Worker(Lifetime):
         self.scheduler.store_down = self._dispatcher.store_down
 
     async def _open_store(self) -> None:
-        await self.store.open()
+        try:
+            await self.store.open()
+        except StoreMisconfigured as exc:
+            # The first connection: no such database or user, a wrong password. No wait mends
+            # that (exit 3); met later, while running, it is waited out as any outage.
+            raise ConfigError(str(exc)) from None
         applied = await self.store.migrate()
         if applied:
             log.info("store migrated", versions=applied)
