@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from lambda_destinations.cli import cli
@@ -88,3 +89,25 @@ def test_a_bad_time_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert code == 2
     assert err.startswith("error: --older-than: ")
     assert err.count("\n") == 1
+
+
+def test_a_time_in_the_future_is_refused_before_anything_goes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    asyncio.run(seed(url))
+
+    code, _, err = prune(url, "--older-than", "2999-01-01")
+
+    assert code == 2
+    assert err == "error: --older-than 2999-01-01 is in the future: nothing would be kept\n"
+    assert len(asyncio.run(left(url))) == 4
+
+
+@pytest.mark.postgres
+def test_vacuum_on_postgresql_says_autovacuum_does_it(postgres_url: str) -> None:
+    asyncio.run(seed(postgres_url))
+
+    code, _, err = prune(postgres_url, "--vacuum")
+
+    assert code == 0
+    assert "note: --vacuum applies to SQLite only" in err
+    assert asyncio.run(left(postgres_url)) == ["r-2:Success", "r-3:Success"]

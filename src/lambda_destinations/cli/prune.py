@@ -13,7 +13,7 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.store import PruneKind, Store
-from lambda_destinations.times import parse_when
+from lambda_destinations.times import parse_when, utcnow
 from lambda_destinations.worker.retention import (
     PruneReport,
     cutoffs,
@@ -64,12 +64,19 @@ def prune_command(
             moment = parse_when(older_than)
         except ValueError as exc:
             fail(f"--older-than: {exc}", EXIT_USAGE)
+        if moment > utcnow():
+            fail(f"--older-than {older_than} is in the future: nothing would be kept", EXIT_USAGE)
         before = dict.fromkeys(before, moment)
 
     async def go() -> PruneReport:
         async with Store.from_url(settings.store, create=False) as store:
             report = await prune_store(store, before, batch=settings.prune_batch, dry_run=dry_run)
-            if vacuum and not dry_run:
+            if vacuum and not store.vacuums:
+                click.echo(
+                    "note: --vacuum applies to SQLite only; PostgreSQL's autovacuum reclaims space",
+                    err=True,
+                )
+            elif vacuum and not dry_run:
                 await store.vacuum()
             return report
 

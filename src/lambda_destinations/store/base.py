@@ -574,6 +574,9 @@ class Store(Lifetime):
         """
         return 0
 
+    vacuums = False
+    """Whether :meth:`vacuum` does anything (SQLite; PostgreSQL's autovacuum does it there)."""
+
     async def vacuum(self) -> None:
         """Rewrite the database to its smallest size (SQLite's VACUUM; it also turns on
         incremental auto-vacuum for a file created before it). Nothing on PostgreSQL."""

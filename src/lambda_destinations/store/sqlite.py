@@ -438,6 +438,8 @@ class SQLiteStore(SqlStore):
             await self._checkpoint_wal()
         return freed
 
+    vacuums = True
+
     async def vacuum(self) -> None:
         if self._file is None:
             return
