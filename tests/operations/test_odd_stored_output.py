@@ -60,7 +60,11 @@ async def test_a_stored_lone_surrogate_is_shown_as_u_fffd(
     record["responsePayload"]["errorMessage"] = "\ud800"
     request_id = record["requestContext"]["requestId"]
     env = {**cli_env, "LAMBDA_DESTINATIONS_STORE": store_url}
-    assert run_once(sqs, url, env, json.dumps(record))["acked"] == 1
+    ran = run_once(sqs, url, env, json.dumps(record))
+    # stored once; moto's server now and then hands one message to two receives at once, and
+    # the second delivery is then acknowledged as the duplicate it is
+    assert ran["acked"] - ran["duplicates"] == 1
+    assert ran["quarantined"] == ran["retried"] == 0
 
     # when: it is read back every way there is
     text = shown("failures", "show", request_id, env=env)
