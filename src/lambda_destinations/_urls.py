@@ -1,4 +1,4 @@
-"""The port of a URL, checked when the settings are read rather than when a client connects."""
+"""URL checks made when settings or requests are read: a URL's port, a path on the same site."""
 
 from __future__ import annotations
 
@@ -15,3 +15,15 @@ def check_port(url: str) -> None:
         urllib.parse.urlsplit(url).port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise ValueError(PORT_PROBLEM) from None
+
+
+def is_site_path(text: str) -> bool:
+    """Whether ``text`` is a path on the same site (``/readyz``, ``/failures?status=open``) and
+    nothing a browser or a URL parser could read as another site: one leading ``/``, no
+    backslash (read as ``/``), no whitespace or control character (dropped, or cutting it)."""
+    return (
+        text.startswith("/")
+        and not text.startswith("//")
+        and "\\" not in text
+        and not any(c.isspace() or not c.isprintable() for c in text)
+    )

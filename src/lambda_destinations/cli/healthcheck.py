@@ -7,6 +7,7 @@ import urllib.request
 
 import click
 
+from lambda_destinations._urls import is_site_path
 from lambda_destinations.cli._app import command, fail
 from lambda_destinations.cli._common import FiniteFloatRange
 from lambda_destinations.cli._options import settings_options
@@ -18,7 +19,7 @@ MAX_TIMEOUT = 3600
 
 def _path(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """``--path``: an absolute path on the ops server, as ``/readyz``."""
-    if not value.startswith("/") or any(ch.isspace() or not ch.isprintable() for ch in value):
+    if not is_site_path(value):
         raise click.BadParameter(f"{value!r} is not a path: give one starting with /, as /readyz")
     return value
 

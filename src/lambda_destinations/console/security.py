@@ -17,6 +17,8 @@ import time
 
 from aiohttp import web
 
+from lambda_destinations._urls import is_site_path
+
 SESSION_COOKIE = "ld_console"
 CSRF_FIELD = "csrf"
 TOKEN_ENV = "LAMBDA_DESTINATIONS_CONSOLE_TOKEN"  # noqa: S105 - a variable name
@@ -132,12 +134,4 @@ def safe_next(target: str | None) -> str:
 
     Browsers drop tabs and newlines from a URL and read a backslash as ``/``: ``/<tab>/evil.com``
     would leave for ``//evil.com``. A target holding any of them, or a space, is refused whole."""
-    if (
-        not target
-        or not target.startswith("/")
-        or target.startswith("//")
-        or "\\" in target
-        or any(c.isspace() or not c.isprintable() for c in target)
-    ):
-        return "/"
-    return target
+    return target if target and is_site_path(target) else "/"

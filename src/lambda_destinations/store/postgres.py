@@ -282,8 +282,7 @@ class PostgresStore(SqlStore):
                 f"no free connection within pool_timeout ({_first_line(exc)}): "
                 "raise pool_size, or look for slow queries"
             )
-        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
-        sqlstate = getattr(orig, "sqlstate", None) or ""
+        orig, sqlstate = _answered(exc)
         if sqlstate == _UNDEFINED_TABLE:
             return "the store has no tables yet: run `lambda-destinations migrate`"
         if sqlstate == _UNDEFINED_COLUMN:
@@ -319,9 +318,13 @@ class PostgresStore(SqlStore):
         return f"{_first_line(orig)}: {fix}"
 
     def _misconfigured(self, exc: BaseException) -> bool:
-        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
-        sqlstate = getattr(orig, "sqlstate", None) or ""
-        return sqlstate in (_NO_DATABASE, *_AUTHENTICATION, _INSUFFICIENT_PRIVILEGE)
+        return _answered(exc)[1] in (_NO_DATABASE, *_AUTHENTICATION, _INSUFFICIENT_PRIVILEGE)
+
+
+def _answered(exc: BaseException) -> tuple[BaseException, str]:
+    """The driver's error under SQLAlchemy's wrapper, and its SQLSTATE ("" for none)."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    return orig, getattr(orig, "sqlstate", None) or ""
 
 
 def _host_name(host: str) -> bool:

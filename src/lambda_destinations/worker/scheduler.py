@@ -74,13 +74,12 @@ class Scheduler:
         max_attempts: int = 10,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: Metrics | None = None,
-        store_down: Callable[[StoreUnavailable], None] | None = None,
     ) -> None:
         self.metrics = metrics
         # Told when the store cannot be reached: an idle worker's scheduler is often the first
         # to find out, and the worker then pauses receiving and is not ready until a ping
         # answers, as when a handler finds out.
-        self.store_down = store_down
+        self.store_down: Callable[[StoreUnavailable], None] | None = None
         self.store = store
         self.aws = aws
         self.registry = registry
