@@ -94,8 +94,16 @@ async def test_a_store_migrated_by_a_newer_release_is_refused_by_writers(
     env = {"LAMBDA_DESTINATIONS_STORE": store_url, "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url}
     newer = f"schema {LATEST_VERSION + 1}, this version knows up to {LATEST_VERSION}"
 
-    # when / then: migrating and running refuse in one line, exit 3
-    for args in (("migrate",), ("migrate", "--check"), ("run", "--queues", "q", "--once")):
+    # when / then: migrating, running and the commands that write refuse in one line, exit 3
+    writers = (
+        ("migrate",),
+        ("migrate", "--check"),
+        ("run", "--queues", "q", "--once"),
+        ("prune",),
+        ("failures", "ignore", "rid-unknown"),
+        ("replay", "--since", "2h", "--yes"),
+    )
+    for args in writers:
         result = cli(*args, env=env, cwd=tmp_path)
         assert result.returncode == 3, (args, result.stderr)
         assert newer in one_error_line(result), args
@@ -104,8 +112,13 @@ async def test_a_store_migrated_by_a_newer_release_is_refused_by_writers(
     schema = [c for c in json.loads(checked.stdout)["checks"] if c["check"] == "store schema"]
     assert [(c["status"], newer in c["detail"]) for c in schema] == [("error", True)]
     # reading goes on
-    listed = cli("failures", "list", env=env, cwd=tmp_path)
-    assert listed.returncode == 0, listed.stderr
+    for args in (
+        ("failures", "list"),
+        ("prune", "--dry-run"),
+        ("replay", "--since", "2h", "--dry-run"),
+    ):
+        read = cli(*args, env=env, cwd=tmp_path)
+        assert read.returncode == 0, (args, read.stderr)
     unknown = cli("result", "rid-unknown", env=env, cwd=tmp_path)
     assert unknown.returncode == 5, unknown.stderr
 

@@ -11,7 +11,7 @@ import io
 import json
 import math
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -27,7 +27,7 @@ from lambda_destinations.cli._app import (
 from lambda_destinations.cli._options import uses_dev_settings
 from lambda_destinations.config import DEV_CONFIG, Settings
 from lambda_destinations.redact import echoed
-from lambda_destinations.store import FailureStatus, InvocationFilter
+from lambda_destinations.store import FailureStatus, InvocationFilter, Store
 from lambda_destinations.times import parse_when, utcnow
 
 P = ParamSpec("P")
@@ -59,6 +59,17 @@ def subcommand(
 
 
 _NOW = "lambda_destinations.now"
+
+
+@contextlib.asynccontextmanager
+async def opened_store(settings: Settings, *, writes: bool) -> AsyncIterator[Store]:
+    """The store of a one-shot command, never created here. A command that ``writes`` refuses a
+    store a newer release migrated (NewerSchema, exit 3) before it changes anything: this
+    release's rows could break what that schema expects. Reading goes on."""
+    async with Store.from_url(settings.store, create=False) as store:
+        if writes:
+            await store.pending_migrations()
+        yield store
 
 
 def command_now() -> dt.datetime:

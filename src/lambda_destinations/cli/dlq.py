@@ -17,6 +17,7 @@ from lambda_destinations.cli._common import (
     aws_errors,
     dumps,
     legacy_function_option,
+    opened_store,
     operator_identity,
     rate_option,
     subcommand,
@@ -42,7 +43,7 @@ from lambda_destinations.operations.redrive import (
     target_chooser,
 )
 from lambda_destinations.operations.replay import ReplayState
-from lambda_destinations.store import Store, utcnow
+from lambda_destinations.store import utcnow
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import queue_name
 
@@ -405,7 +406,7 @@ class _Redrive:
         """Replay each failure record of the DLQ, deleting those Lambda accepted."""
         async with (
             AwsClients(self.settings) as aws,
-            Store.from_url(self.settings.store, create=False) as store,
+            opened_store(self.settings, writes=not self.dry_run) as store,
         ):
             sqs = await aws.client("sqs")
             dlq = await resolve_queue(sqs, self.queue)

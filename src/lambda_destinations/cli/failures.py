@@ -19,6 +19,7 @@ from lambda_destinations.cli._common import (
     emit,
     format_time,
     iso,
+    opened_store,
     operator_identity,
     output_options,
     say_no_failure,
@@ -39,7 +40,6 @@ from lambda_destinations.store import (
     InvocationFilter,
     InvocationRow,
     ReplayAttempt,
-    Store,
 )
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
     """
 
     async def go() -> tuple[list[InvocationRow], dict[str, int], bool]:
-        async with Store.from_url(settings.store, create=False) as store:
+        async with opened_store(settings, writes=False) as store:
             # One row past the limit says whether more match: a count of them would read
             # every match, and grows with the store.
             limit = selection.limit
@@ -205,7 +205,7 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
     """
 
     async def go() -> _Whole | None:
-        async with Store.from_url(settings.store, create=False) as store:
+        async with opened_store(settings, writes=False) as store:
             row = await store.get_invocation(request_id)
             if row is None:
                 return None
@@ -406,7 +406,7 @@ def stats_command(
     from lambda_destinations.operations import failure_stats
 
     async def go() -> FailureStats:
-        async with Store.from_url(settings.store, create=False) as store:
+        async with opened_store(settings, writes=False) as store:
             return failure_stats(await store.failure_counts(selection), since, until)
 
     stats = asyncio.run(go())
@@ -493,7 +493,7 @@ def _set_status(
     by = operator_identity() + (f" — {' '.join(reason.split())[:200]}" if reason else "")
 
     async def go() -> tuple[int, list[str]]:
-        async with Store.from_url(settings.store, create=False) as store:
+        async with opened_store(settings, writes=True) as store:
             rows = await store.list_invocations(
                 InvocationFilter(failed_only=True, request_ids=list(request_ids))
             )

@@ -8,11 +8,11 @@ import datetime as dt
 import click
 
 from lambda_destinations.cli._app import EXIT_USAGE, command, fail
-from lambda_destinations.cli._common import dumps, format_time
+from lambda_destinations.cli._common import dumps, format_time, opened_store
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
-from lambda_destinations.store import PruneKind, Store
+from lambda_destinations.store import PruneKind
 from lambda_destinations.times import parse_when, utcnow
 from lambda_destinations.worker.retention import (
     PruneReport,
@@ -69,7 +69,7 @@ def prune_command(
         before = dict.fromkeys(before, moment)
 
     async def go() -> PruneReport:
-        async with Store.from_url(settings.store, create=False) as store:
+        async with opened_store(settings, writes=not dry_run) as store:
             report = await prune_store(store, before, batch=settings.prune_batch, dry_run=dry_run)
             if vacuum and not store.vacuums:
                 click.echo(

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail, first_line
-from lambda_destinations.cli._common import aws_errors, dumps, format_time, subcommand
+from lambda_destinations.cli._common import aws_errors, dumps, format_time, opened_store, subcommand
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
@@ -18,7 +18,7 @@ from lambda_destinations.operations.quarantine import (
     pretty_body,
     resend,
 )
-from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, Store
+from lambda_destinations.store import ROW_ID_MAX, QuarantineRow
 from lambda_destinations.worker.queues import queue_name
 
 # The store's ids are 64-bit integers: a larger one is a usage error, not a driver's overflow.
@@ -42,7 +42,7 @@ def quarantine_group() -> None:
 
 
 async def _rows(settings: Settings, queue: str | None, limit: int | None) -> list[QuarantineRow]:
-    async with Store.from_url(settings.store, create=False) as store:
+    async with opened_store(settings, writes=False) as store:
         rows = await store.list_quarantine(limit=None if queue else limit)
     if queue:  # a name or a URL
         rows = [r for r in rows if queue in (r.queue, queue_name(r.queue))][:limit]
@@ -95,7 +95,7 @@ def list_command(settings: Settings, queue: str | None, limit: int, as_json: boo
 
 
 async def _get(settings: Settings, ids: tuple[int, ...]) -> list[QuarantineRow]:
-    async with Store.from_url(settings.store, create=False) as store:
+    async with opened_store(settings, writes=False) as store:
         found = [await store.get_quarantine(i) for i in ids]
     missing = [str(i) for i, row in zip(ids, found, strict=True) if row is None]
     if missing:
@@ -214,7 +214,7 @@ async def _resend(
     skipped: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     async with (
-        Store.from_url(settings.store, create=False) as store,
+        opened_store(settings, writes=True) as store,
         AwsClients(settings) as aws,
     ):
         sqs = await aws.client("sqs")

@@ -17,6 +17,7 @@ from lambda_destinations.cli._common import (
     dumps,
     has_filters,
     legacy_function_option,
+    opened_store,
     operator_identity,
     rate_option,
     say_no_failure,
@@ -137,7 +138,7 @@ async def _plan_and_run(
 
     Returns the request ids not found and one result a selected record, in the plan's order.
     """
-    async with Store.from_url(replay.settings.store, create=False) as store:
+    async with opened_store(replay.settings, writes=not dry_run) as store:
         rows, missing = await _select(store, replay)
         planned = [await replay.one(store, None, row, dry_run=True) for row in rows]
         say_no_failure(missing)
