@@ -54,6 +54,10 @@ def record(**changes: Any) -> dict[str, Any]:
         ("not json", "body is not JSON: Expecting value at line 1 column 1"),
         ('{"a": 1} trailing', "body is not JSON: Extra data at line 1 column 10"),
         ('{"a": NaN}', "body is not JSON the decoder accepts: NaN is not valid JSON"),
+        (
+            '{"a": -1.5E+400}',
+            "body is not JSON the decoder accepts: -1.5E+400 is too large for a double",
+        ),
         ("[]", "body is a JSON array, not a Lambda record"),
         ('"a string"', "body is a JSON string, not a Lambda record"),
         ("42", "body is a JSON number, not a Lambda record"),
@@ -354,3 +358,14 @@ def test_huge_integer_in_a_field_is_reported_without_printing_it() -> None:
         "invalid field requestContext.requestId: Input should be a valid string "
         "(got a very large number)"
     )
+
+
+def test_a_number_past_a_double_is_refused_in_an_sns_message_and_a_large_one_kept() -> None:
+    inside = json.dumps(record()).replace(
+        '"requestPayload": {', '"requestPayload": {"n": 1e999, ', 1
+    )
+    assert "1e999" in inside
+
+    assert reason_for(sns(inside)).endswith("1e999 is too large for a double")
+    kept = decode(json.dumps(record(requestPayload={"n": 1.5e308, "code": "e123"})))
+    assert kept.record.request_payload == {"n": 1.5e308, "code": "e123"}

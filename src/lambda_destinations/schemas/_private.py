@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -21,14 +22,27 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        # Read as infinity, it would be stored as null: the record would not be kept as sent.
+        raise ValueError(f"{text[:40]} is too large for a double")
+    return number
+
+
 # Immutable once built; shared so that each call does not build a decoder (json.loads does the
 # same with its own default decoder).
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_FINITE_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+# An exponent of three digits or more: only such a number can overflow a double (1e309).
+_LONG_EXPONENT = re.compile(r"[eE][+]?[0-9]{3}")
 
 
 def loads(text: str, what: str) -> Any:
     """Parse ``text`` as JSON or raise :class:`DecodeError` saying why, naming ``what``."""
     try:
+        if isinstance(text, str) and _LONG_EXPONENT.search(text):
+            return _FINITE_DECODER.decode(text)
         return fast_loads(text, _DECODER.decode)
     except json.JSONDecodeError as exc:
         raise DecodeError(
@@ -37,7 +51,7 @@ def loads(text: str, what: str) -> Any:
     except RecursionError:
         raise DecodeError(f"{what} is nested too deeply to decode") from None
     except ValueError as exc:
-        # Integers past sys.get_int_max_str_digits() and NaN/Infinity land here.
+        # Integers past sys.get_int_max_str_digits(), NaN, Infinity and 1e999 land here.
         raise DecodeError(f"{what} is not JSON the decoder accepts: {one_line(str(exc))}") from None
 
 
