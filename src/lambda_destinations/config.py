@@ -36,7 +36,7 @@ from pydantic_settings import (
 
 from lambda_destinations._urls import check_port
 from lambda_destinations.errors import ConfigError
-from lambda_destinations.redact import mask_url
+from lambda_destinations.redact import echoed, mask_url
 
 ENV_PREFIX = "LAMBDA_DESTINATIONS_"
 # Written by `dev` in the folder it runs in; read by every command there when no other config
@@ -287,6 +287,20 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _region_name(self) -> Settings:
+        region = self.resolved_region()
+        if region is not None and not _REGION.fullmatch(region):
+            if self.region:
+                where = f"{ENV_PREFIX}REGION or the TOML file's region"
+            else:
+                where = "AWS_REGION" if os.environ.get("AWS_REGION") else "AWS_DEFAULT_REGION"
+            raise ValueError(
+                f"region {echoed(region)!r} is not an AWS region name: set {where} to one "
+                "such as us-east-1"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _retry_bounds(self) -> Settings:
         if self.retry_max < self.retry_base:
             raise ValueError(
@@ -335,6 +349,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+# What botocore accepts as a region name (its own check raises a bare ValueError later).
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 
 
 def _both(first: str, second: str) -> str:

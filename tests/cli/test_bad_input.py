@@ -388,3 +388,23 @@ def test_run_stopped_while_waiting_for_sqs_exits_130(tmp_path: Path) -> None:
     assert code == 130
     assert "Traceback" not in rest
     assert "interrupted: stopped while waiting for SQS" in rest
+
+
+@pytest.mark.parametrize(
+    ("env", "where"),
+    [
+        ({"AWS_REGION": "us east 1"}, "set AWS_REGION to"),
+        ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "eu/west"}, "set AWS_DEFAULT_REGION to"),
+        ({"LAMBDA_DESTINATIONS_REGION": "eu west-1 "}, "set LAMBDA_DESTINATIONS_REGION or"),
+    ],
+)
+def test_a_region_that_is_no_region_name_is_configuration_in_one_line(
+    env: dict[str, str], where: str, tmp_path: Path
+) -> None:
+    # botocore raised its own ValueError at the first AWS call: exit 1, without the fix
+    for args in (("dlq", "peek", "q"), ("run", "--queues", "q", "--once")):
+        result = cli(*args, env=env, cwd=tmp_path)
+        assert result.returncode == 3, (args, result.stderr)
+        line = one_error_line(result)
+        assert "is not an AWS region name" in line
+        assert where in line
