@@ -1,7 +1,9 @@
-"""URL checks made when settings or requests are read: a URL's port, a path on the same site."""
+"""URL checks made when settings or requests are read: a URL's port, a path on the same site;
+and why a port could not be listened on."""
 
 from __future__ import annotations
 
+import errno
 import urllib.parse
 
 PORT_PROBLEM = "the port is not a number from 0 to 65535"
@@ -15,6 +17,14 @@ def check_port(url: str) -> None:
         urllib.parse.urlsplit(url).port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise ValueError(PORT_PROBLEM) from None
+
+
+def listen_problem(exc: OSError) -> str:
+    """Why binding a port failed, to follow "port HOST:PORT": "is in use", or the system's
+    reason (an address this machine does not have, a port below 1024 without the right)."""
+    if exc.errno == errno.EADDRINUSE:
+        return "is in use"
+    return f"cannot be used ({exc.strerror or exc})"
 
 
 def is_site_path(text: str) -> bool:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import errno
 import io
 import json
 import random
@@ -32,6 +31,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from lambda_destinations import simulate
 from lambda_destinations._lifetime import Lifetime
+from lambda_destinations._urls import listen_problem
 from lambda_destinations.errors import ConfigError
 
 log = structlog.get_logger("lambda_destinations.dev")
@@ -179,7 +179,7 @@ class DevEndpoint(Lifetime):
             await web.TCPSite(runner, self._host, self._port).start()
         except OSError as exc:
             # As the ops server's: a port given and taken is the setting to change, not a crash.
-            why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc})"
+            why = listen_problem(exc)
             raise ConfigError(
                 f"the local endpoint's port {self._host}:{self._port} {why}: give dev --port "
                 "a free port, or leave it out for any free one"

@@ -408,3 +408,23 @@ def test_a_region_that_is_no_region_name_is_configuration_in_one_line(
         line = one_error_line(result)
         assert "is not an AWS region name" in line
         assert where in line
+
+
+def test_a_console_port_in_use_says_so_once_and_exits_3(sqlite_url: str, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli(
+            "console",
+            "--port",
+            str(port),
+            env={"LAMBDA_DESTINATIONS_STORE": sqlite_url},
+            cwd=tmp_path,
+        )
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: port 127.0.0.1:{port} is in use: choose another --port"
+    )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from lambda_destinations._urls import listen_problem
 from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
@@ -106,4 +107,4 @@ def console_command(settings: Settings, host: str, port: int, read_only: bool) -
     try:
         asyncio.run(serve(settings, options, ready))
     except OSError as exc:
-        fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose --port", EXIT_CONFIG)
+        fail(f"port {host}:{port} {listen_problem(exc)}: choose another --port", EXIT_CONFIG)

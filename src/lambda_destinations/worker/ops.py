@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from lambda_destinations._urls import listen_problem
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.worker.metrics import CONTENT_TYPE
 
@@ -77,7 +78,7 @@ class OpsServer:
                 self._started = True
                 return
             await self._runner.cleanup()
-            why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc})"
+            why = listen_problem(exc)
             raise ConfigError(
                 f"ops port {self.host}:{self.port} {why}: set LAMBDA_DESTINATIONS_OPS_PORT "
                 "to a free port (0 turns the ops server off) or LAMBDA_DESTINATIONS_OPS_HOST"
