@@ -120,6 +120,8 @@ class Options:
     endpoint: str
     n: int = 3000
     concurrency: int = 32
+    # The worker's `concurrency` (messages handled at once); None: the same as the loops'.
+    worker_concurrency: int | None = None
     repeat: int = 3
     seed: int = 7
     variants: tuple[str, ...] = VARIANTS
@@ -281,7 +283,7 @@ def command(
         LAMBDA_DESTINATIONS_ENDPOINT_URL=options.endpoint,
         LAMBDA_DESTINATIONS_REGION=REGION,
         LAMBDA_DESTINATIONS_STORE=store,
-        LAMBDA_DESTINATIONS_CONCURRENCY=concurrency,
+        LAMBDA_DESTINATIONS_CONCURRENCY=str(options.worker_concurrency or options.concurrency),
         LAMBDA_DESTINATIONS_WAIT_TIME="1",
         LAMBDA_DESTINATIONS_LOG_LEVEL="warning",
         LAMBDA_DESTINATIONS_LOG_FORMAT="json",
@@ -510,10 +512,17 @@ def _met(value: float, goal: str) -> str:
     return "met" if ok else "NOT met"
 
 
+def _worker_concurrency(options: Options) -> str:
+    if options.worker_concurrency in (None, options.concurrency):
+        return ""
+    return f"(the worker's: {options.worker_concurrency})  "
+
+
 def format_report(report: Report) -> str:
     options, n = report.options, report.options.n
     lines = [
         f"endpoint {options.endpoint}  records {n}  concurrency {options.concurrency}  "
+        f"{_worker_concurrency(options)}"
         f"rounds {options.repeat}  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
         "median (min–max) over the rounds, over each drain window (first receive to last delete)",
         "",
@@ -594,6 +603,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     where.add_argument("--moto", action="store_true", help="start a moto server subprocess")
     parser.add_argument("-n", type=int, default=3000, help="records per run (default 3000)")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        help="the worker's concurrency, when not --concurrency: the reference loops and the peer "
+        "each hold up to ten messages a loop (320 at --concurrency 32), the worker up to "
+        "twice its concurrency",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds, alternating (default 3)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
@@ -613,8 +629,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error(
             f"unknown variant {', '.join(unknown) or '(none)'}: choose from {', '.join(VARIANTS)}"
         )
-    if args.n < 1 or args.concurrency < 1 or args.repeat < 1:
-        parser.error("-n, --concurrency and --repeat must be at least 1")
+    if args.n < 1 or args.concurrency < 1 or args.repeat < 1 or (args.worker_concurrency or 1) < 1:
+        parser.error("-n, --concurrency, --worker-concurrency and --repeat must be at least 1")
     args.variants = tuple(chosen)
     return args
 
@@ -627,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
                 endpoint=endpoint,
                 n=args.n,
                 concurrency=args.concurrency,
+                worker_concurrency=args.worker_concurrency,
                 repeat=args.repeat,
                 seed=args.seed,
                 variants=args.variants,

@@ -137,3 +137,19 @@ def test_the_do_nothing_route_resolves_to_a_handler_that_needs_no_claim(monkeypa
     handler = HandlerRegistry(load_settings(queues=["q"])).get("compare_noop:noop")
     assert handler.name == "noop"
     assert records_completion(handler)  # so the worker runs it without a claim
+
+
+def test_the_worker_may_run_at_its_own_concurrency(compare, tmp_path) -> None:
+    options = compare.Options(endpoint="http://127.0.0.1:9", concurrency=32, worker_concurrency=128)
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    _, worker_env = compare.command(options, "worker-sqlite", "q", tmp_path / "w.db", store)
+    floor_argv, _ = compare.command(options, "floor", "q", tmp_path / "f.db", store)
+    assert worker_env["LAMBDA_DESTINATIONS_CONCURRENCY"] == "128"
+    assert floor_argv[-1] == "32"
+    same = compare.Options(endpoint="http://127.0.0.1:9", concurrency=32)
+    assert (
+        compare.command(same, "worker-sqlite", "q", tmp_path / "w.db", store)[1][
+            "LAMBDA_DESTINATIONS_CONCURRENCY"
+        ]
+        == "32"
+    )
