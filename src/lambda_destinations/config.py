@@ -329,11 +329,20 @@ class Settings(BaseSettings):
 
     def resolved_region(self) -> str | None:
         """The region the standard AWS way when not set here."""
-        return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        return standard_region(self.region)
 
     def shown_endpoint(self) -> str:
         """The endpoint as output may show it: no password, no query values; "AWS" when unset."""
         return mask_url(self.endpoint_url) if self.endpoint_url else "AWS"
+
+
+def standard_region(region: str | None = None) -> str | None:
+    """``region`` if given, else ``AWS_REGION``, else ``AWS_DEFAULT_REGION``: the SDKs' order.
+
+    botocore reads only ``AWS_DEFAULT_REGION``; Lambda's runtime and the other SDKs set and read
+    ``AWS_REGION``, so every client made here passes the region this finds.
+    """
+    return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -7,6 +7,10 @@ import re
 
 _DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# The longest wait for an invocation's result (`invoke --wait`, `result --wait`, Results.wait): a
+# terminal or a script waits longer than the HTTP API's 60 s, but a wait beyond a day is a
+# mistake, not a plan.
+MAX_WAIT = 24 * 3600
 
 
 def utcnow() -> dt.datetime:

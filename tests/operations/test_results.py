@@ -217,3 +217,99 @@ def invoke_urls_and_bodies(endpoint: Any) -> list[tuple[str, bytes]]:
             raw = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
             found.append(("/" + path, raw))
     return found
+
+
+def test_invoke_async_sync_takes_the_region_from_aws_region(
+    lambda_endpoint: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the region only where Lambda's runtime and the CLI look first (botocore reads
+    # AWS_DEFAULT_REGION alone)
+    lambda_endpoint.create_function("orders-region")
+    lambda_endpoint.start_recording()
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    # when
+    request_id = invoke_async_sync("orders-region", {"n": 2}, endpoint_url=lambda_endpoint.url)
+    # then
+    assert request_id
+    assert lambda_endpoint.invocations() == [("orders-region", {"n": 2})]
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1, 86401])
+async def test_wait_refuses_a_timeout_that_is_not_seconds_from_0_to_a_day(
+    sqlite_url: str, seconds: float
+) -> None:
+    await seed(sqlite_url, [])
+    async with Results(sqlite_url) as results:
+        with pytest.raises(ValueError, match=r"^timeout must be seconds from 0 to 86400 \(a day\)"):
+            await results.wait("never-arrives", timeout=seconds)
+
+
+@pytest.mark.parametrize("seconds", ["5", None, True])
+async def test_wait_refuses_a_timeout_that_is_no_number(sqlite_url: str, seconds: Any) -> None:
+    await seed(sqlite_url, [])
+    async with Results(sqlite_url) as results:
+        with pytest.raises(TypeError, match=r"^timeout must be a number of seconds, not "):
+            await results.wait("never-arrives", timeout=seconds)
+
+
+@pytest.mark.parametrize("store", [None, 5, b"sqlite:///x.db"])
+def test_results_takes_a_store_url_or_a_store(store: Any) -> None:
+    with pytest.raises(TypeError, match=r"^Results takes a store URL \(str\) or an open Store"):
+        Results(store)
+    with pytest.raises(TypeError, match=r"^SyncResults takes a store URL \(str\), not "):
+        SyncResults(store)
+
+
+@pytest.mark.parametrize("request_id", [12345, None, b"abc"])
+async def test_a_request_id_that_is_no_str_is_refused_not_unknown(
+    sqlite_url: str, request_id: Any
+) -> None:
+    await seed(sqlite_url, [])
+    async with Results(sqlite_url) as results:
+        with pytest.raises(TypeError, match=r"^request_id must be a str, not "):
+            await results.get(request_id)
+        with pytest.raises(TypeError, match=r"^request_id must be a str, not "):
+            await results.wait(request_id, timeout=0)
+
+
+def test_sync_results_refuses_a_request_id_that_is_no_str(sqlite_url: str) -> None:
+    seed_sync(sqlite_url, [])
+    with SyncResults(sqlite_url) as results:
+        with pytest.raises(TypeError, match=r"^request_id must be a str, not int$"):
+            results.get(12345)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"^timeout must be seconds from 0 to 86400"):
+            results.wait("abc", timeout=float("nan"))
+
+
+async def test_results_outside_async_with_says_how_to_open_it(sqlite_url: str) -> None:
+    await seed(sqlite_url, [])
+    results = Results(sqlite_url)
+    expected = r"^Results is not open: use it as `async with Results\(url\) as results:`$"
+    with pytest.raises(RuntimeError, match=expected):
+        await results.get("abc")
+    async with results:
+        assert await results.get("abc") is None
+    with pytest.raises(RuntimeError, match=expected):
+        await results.wait("abc", timeout=0)
+
+
+def test_sync_results_not_open_or_closed_says_what_to_do(sqlite_url: str) -> None:
+    seed_sync(sqlite_url, [])
+    unopened = SyncResults(sqlite_url)
+    with pytest.raises(RuntimeError, match=r"^this SyncResults is not open: use it as `with "):
+        unopened.get("abc")
+    with SyncResults(sqlite_url) as results:
+        assert results.get("abc") is None
+    closed = r"^this SyncResults is closed: open a new one, `with SyncResults\(url\) as results:`$"
+    with pytest.raises(RuntimeError, match=closed):
+        results.get("abc")
+    with pytest.raises(RuntimeError, match=closed), results:
+        pass
+
+
+async def test_sync_results_inside_async_code_points_to_results(sqlite_url: str) -> None:
+    await seed(sqlite_url, [])
+    inside = r"^SyncResults blocks, so it cannot run inside async code: use `async with Results"
+    with pytest.raises(RuntimeError, match=inside):
+        SyncResults(sqlite_url).__enter__()

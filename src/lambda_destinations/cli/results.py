@@ -24,16 +24,12 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.templates import parse_duration
 from lambda_destinations.redact import echoed
+from lambda_destinations.times import MAX_WAIT
 
 # The AWS clients and the store are imported by the commands that use them, so that `invoke
 # --help` and `result --help` load neither.
 if TYPE_CHECKING:
     from lambda_destinations.operations.results import InvocationResult, Results
-
-
-# A terminal waits longer than the HTTP API's 60 s (no proxy's timeout stands in between), but
-# a wait beyond a day is a mistake, not a plan.
-MAX_WAIT = 24 * 3600
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:

@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import math
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -29,10 +31,14 @@ from aiobotocore.session import get_session
 from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._lifetime import Lifetime
 from lambda_destinations.aws import invoke_event
+from lambda_destinations.config import standard_region
 from lambda_destinations.errors import LambdaDestinationsError, NewerSchema, StoreUnavailable
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
 from lambda_destinations.store import InvocationRow, Store
+from lambda_destinations.times import MAX_WAIT
+
+T = TypeVar("T")
 
 
 class ResultTimeout(LambdaDestinationsError, TimeoutError):
@@ -127,7 +133,13 @@ class Results(Lifetime):
     """
 
     def __init__(self, store: str | Store) -> None:
+        if not isinstance(store, str | Store):
+            raise TypeError(
+                f"Results takes a store URL (str) or an open Store, not {type(store).__name__}"
+            )
         self._own = isinstance(store, str)
+        # A store handed in open is the caller's to open; one made here waits for `async with`.
+        self._open = not self._own
         # A reader never creates the store: a missing file is a wrong URL, said in one line.
         self.store = Store.from_url(store, create=False) if isinstance(store, str) else store
 
@@ -144,6 +156,7 @@ class Results(Lifetime):
             if self._own:
                 await self.store.close()
             raise
+        self._open = True
 
     async def _pending(self) -> list[int]:
         try:
@@ -153,10 +166,20 @@ class Results(Lifetime):
 
     async def close(self) -> None:
         if self._own:
+            self._open = False
             await self.store.close()
+
+    def _check_open(self) -> None:
+        # The store's own complaint would name Store.from_url, which the caller never used.
+        if not self._open:
+            raise RuntimeError(
+                "Results is not open: use it as `async with Results(url) as results:`"
+            )
 
     async def get(self, request_id: str) -> InvocationResult | None:
         """The outcome of ``request_id``; None while the store has no record of it."""
+        _check_request_id(request_id)
+        self._check_open()
         row = await self.store.get_invocation(request_id)
         return None if row is None else InvocationResult.from_row(row)
 
@@ -172,10 +195,28 @@ class Results(Lifetime):
         PostgreSQL wakes the wait by NOTIFY (no query runs while waiting); SQLite reads the
         indexed row with a short backoff (at most 0.2 s between reads).
         """
+        _check_request_id(request_id)
+        _check_timeout(timeout)
+        self._check_open()
         row = await self.store.wait_for_invocation(request_id, timeout=timeout)
         if row is None:
             raise ResultTimeout(request_id, timeout)
         return InvocationResult.from_row(row)
+
+
+def _check_request_id(request_id: object) -> None:
+    # Any other type matches no row: the read would say None ("not yet") for a caller's bug.
+    if not isinstance(request_id, str):
+        raise TypeError(f"request_id must be a str, not {type(request_id).__name__}")
+
+
+def _check_timeout(timeout: object) -> None:
+    """A wait of a finite number of seconds, at most a day (the CLI's ``--wait``): NaN and
+    infinity would wait forever."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if not (math.isfinite(timeout) and 0 <= timeout <= MAX_WAIT):
+        raise ValueError(f"timeout must be seconds from 0 to {MAX_WAIT} (a day), not {timeout!r}")
 
 
 class SyncResults:
@@ -185,11 +226,17 @@ class SyncResults:
     """
 
     def __init__(self, store_url: str) -> None:
-        self._runner = asyncio.Runner()
+        if not isinstance(store_url, str):
+            raise TypeError(f"SyncResults takes a store URL (str), not {type(store_url).__name__}")
         self._results = Results(store_url)
+        self._runner = asyncio.Runner()
+        self._state = "new"  # then "open", then "closed"
 
     def __enter__(self) -> Self:
-        self._runner.run(self._results.__aenter__())
+        if self._state != "new":
+            raise RuntimeError(self._unusable())
+        self._run(self._results.__aenter__())
+        self._state = "open"
         return self
 
     def __exit__(
@@ -202,12 +249,43 @@ class SyncResults:
             self._runner.run(self._results.__aexit__(exc_type, exc, tb))
         finally:
             self._runner.close()
+            self._state = "closed"
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run on the private loop, or say what to use instead (asyncio's own errors name its
+        Runner, which the caller never met)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # no loop running in this thread: the blocking call is the right one
+        else:
+            coroutine.close()
+            raise RuntimeError(
+                "SyncResults blocks, so it cannot run inside async code: use "
+                "`async with Results(url) as results:` and await its methods there"
+            )
+        return self._runner.run(coroutine)
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._state != "open":
+            coroutine.close()
+            raise RuntimeError(self._unusable())
+        return self._run(coroutine)
+
+    def _unusable(self) -> str:
+        if self._state == "new":
+            return "this SyncResults is not open: use it as `with SyncResults(url) as results:`"
+        # Its event loop is closed with it: a closed one cannot be opened again.
+        return (
+            f"this SyncResults is {'already open' if self._state == 'open' else 'closed'}: "
+            "open a new one, `with SyncResults(url) as results:`"
+        )
 
     def get(self, request_id: str) -> InvocationResult | None:
-        return self._runner.run(self._results.get(request_id))
+        return self._call(self._results.get(request_id))
 
     def wait(self, request_id: str, *, timeout: float = 30.0) -> InvocationResult:
-        return self._runner.run(self._results.wait(request_id, timeout=timeout))
+        return self._call(self._results.wait(request_id, timeout=timeout))
 
 
 def invocation_payload(payload: Any) -> bytes:
@@ -240,7 +318,7 @@ async def invoke_async(
     # botocore's own retries would send an Invoke again after a lost answer: one attempt.
     config = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
     async with get_session().create_client(
-        "lambda", endpoint_url=endpoint_url, region_name=region, config=config
+        "lambda", endpoint_url=endpoint_url, region_name=standard_region(region), config=config
     ) as client:
         return await _invoke(client, function, body, qualifier, attempts)
 
