@@ -346,7 +346,7 @@ def standard_region(region: str | None = None) -> str | None:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """The TOML file's table, or ConfigError naming the file and what is wrong."""
+    """The TOML file's table, or ConfigError naming the file, what is wrong and the fix."""
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -354,10 +354,31 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} does not exist: fix {ENV_PREFIX}CONFIG or --config"
         ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder: {_fix(path, _NAME_A_FILE)}") from None
     except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+        raise ConfigError(
+            f"config file {path} cannot be read ({exc.strerror}): {_fix(path, _NAME_A_FILE)}"
+        ) from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 text
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): {_fix(path, 'save it as UTF-8')}"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(
+            f"config file {path} is not valid TOML ({exc}): {_fix(path, 'correct it there')}"
+        ) from None
+
+
+_NAME_A_FILE = f"name a readable TOML file in {ENV_PREFIX}CONFIG or --config"
+
+
+def _fix(path: Path, fix: str) -> str:
+    """``fix``, or for the file `dev` writes, to let dev write it again (nobody edits it)."""
+    if path == DEV_CONFIG:
+        return "delete it, and `lambda-destinations dev` writes it again"
+    return fix
 
 
 # What botocore accepts as a region name (its own check raises a bare ValueError later).

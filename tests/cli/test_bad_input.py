@@ -360,6 +360,59 @@ def test_an_unreachable_endpoint_in_dev_s_folder_points_at_dev_only_when_it_is_d
     assert fix in one_error_line(result)
 
 
+NOT_UTF8 = b"\x00\xff\xfe"
+DEV_FIX = "delete it, and `lambda-destinations dev` writes it again"
+
+
+@pytest.mark.parametrize("args", [("failures", "list"), ("dev", "--once")])
+def test_dev_s_settings_file_that_is_not_utf8_is_one_line_and_exit_3(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    (tmp_path / ".lambda-destinations").mkdir()
+    (tmp_path / ".lambda-destinations" / "dev.toml").write_bytes(NOT_UTF8)
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 3
+    assert one_error_line(result) == (
+        "error: config file .lambda-destinations/dev.toml is not UTF-8 text (byte 0xff at "
+        f"offset 1): {DEV_FIX}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem", "fix"),
+    [
+        (NOT_UTF8, "is not UTF-8 text (byte 0xff at offset 1)", "save it as UTF-8"),
+        (b"queues = [", "is not valid TOML (", "correct it there"),
+        (None, "is a folder", "name a readable TOML file in LAMBDA_DESTINATIONS_CONFIG"),
+    ],
+    ids=["not utf-8", "not toml", "a folder"],
+)
+def test_a_config_file_that_cannot_be_read_as_toml_is_one_line_and_exit_3(
+    content: bytes | None, problem: str, fix: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "settings.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    result = cli("failures", "list", env={"LAMBDA_DESTINATIONS_CONFIG": str(path)}, cwd=tmp_path)
+    assert result.returncode == 3
+    line = one_error_line(result)
+    assert line.startswith(f"error: config file {path} {problem}"), line
+    assert line.endswith(fix if content is not None else f"{fix} or --config"), line
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_config_file_that_fails_to_read_names_the_error_and_the_fix(tmp_path: Path) -> None:
+    # /proc/self/mem opens, and its first read fails (EIO): an unreadable file even for root
+    result = cli("failures", "list", "--config", "/proc/self/mem", cwd=tmp_path)
+    assert result.returncode == 3
+    assert one_error_line(result) == (
+        "error: config file /proc/self/mem cannot be read (Input/output error): name a "
+        "readable TOML file in LAMBDA_DESTINATIONS_CONFIG or --config"
+    )
+
+
 # -- exit codes -------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -129,6 +130,90 @@ def test_dev_on_a_port_in_use_is_one_line_and_exit_3(tmp_path: Path) -> None:
     ]
 
 
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert "Traceback" not in result.stderr, result.stderr
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.timeout(300)
+def test_a_second_dev_in_the_same_folder_refuses_and_leaves_the_first_s_settings(
+    tmp_path: Path,
+) -> None:
+    settings = tmp_path / ".lambda-destinations" / "dev.toml"
+    with running_dev(tmp_path) as first:
+        written = settings.read_text()
+
+        # when: another dev starts in the same folder
+        second = run(["lambda-destinations", "dev", "--once"], tmp_path)
+
+        # then: it refuses, naming the first, and the folder's settings stay the first's
+        assert second.returncode == 3, second.stderr
+        assert error_lines(second) == [
+            f"error: another dev (pid {first.pid}) runs in this folder, with its settings in "
+            ".lambda-destinations/dev.toml: stop it, or run this dev in another folder"
+        ]
+        assert settings.read_text() == written
+
+        # when: the first dies without cleaning up
+        first.kill()
+        first.wait(timeout=30)
+
+    # then: the next dev starts all the same (the system let the lock go)
+    after = run(["lambda-destinations", "dev", "--once"], tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert settings.read_text() != written  # its own endpoint now
+
+
+def test_dev_in_a_read_only_folder_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    # given: a folder nobody can write to, root included (chmod would not stop root)
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    if mount is None or umount is None:
+        pytest.skip("needs mount and umount for a read-only tmpfs")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mounted = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        result = run(["lambda-destinations", "dev", "--once"], folder)
+    finally:
+        subprocess.run([umount, str(folder)], check=True)
+    assert result.returncode == 3, result.stderr
+    assert error_lines(result) == [
+        f"error: dev cannot write its settings to {folder}/.lambda-destinations (Read-only file "
+        "system): run dev in a folder you can write to"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("make", "line"),
+    [
+        (
+            lambda folder: (folder / ".lambda-destinations" / "dev.toml").mkdir(parents=True),
+            "error: .lambda-destinations/dev.toml is not a file: dev writes its settings there; "
+            "move it away",
+        ),
+        (
+            lambda folder: (folder / ".lambda-destinations").write_text(""),
+            "error: .lambda-destinations is not a folder: dev keeps its settings there; "
+            "move it away",
+        ),
+    ],
+    ids=["dev.toml a folder", ".lambda-destinations a file"],
+)
+def test_dev_where_its_settings_cannot_go_is_one_line_and_exit_3(
+    tmp_path: Path, make: Any, line: str
+) -> None:
+    make(tmp_path)
+    result = run(["lambda-destinations", "dev", "--once"], tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert error_lines(result) == [line]
+
+
 async def test_dev_prints_its_counts_again_only_when_they_change(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -165,15 +250,15 @@ async def test_dev_prints_its_counts_again_only_when_they_change(
     assert later == [counts.format(1)]
 
 
-@pytest.fixture
-def dev_running(tmp_path: Path) -> Iterator[Path]:
-    """``dev --simulate 40`` running in ``tmp_path`` until the test ends (SIGINT, as Ctrl-C)."""
-    log_path = tmp_path / "dev.log"
+@contextlib.contextmanager
+def running_dev(folder: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``dev`` running in ``folder`` until the block ends (SIGINT, as Ctrl-C)."""
+    log_path = folder / "dev.log"
     with log_path.open("w") as log:  # a file, not a pipe: dev never blocks on its own logs
         process = subprocess.Popen(
-            [*ENTRY, "dev", "--simulate", "40", "--success-rate", "0.5", "--log-format", "json"],
+            [*ENTRY, "dev", *options, "--log-format", "json"],
             env=bare_env(),
-            cwd=tmp_path,
+            cwd=folder,
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
@@ -183,13 +268,20 @@ def dev_running(tmp_path: Path) -> Iterator[Path]:
             "dev's worker start",
         )
         assert process.poll() is None, log_path.read_text()
-        yield tmp_path
+        yield process
     finally:
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=60)
         finally:
             reap(process)
+
+
+@pytest.fixture
+def dev_running(tmp_path: Path) -> Iterator[Path]:
+    """``dev --simulate 40`` running in ``tmp_path`` until the test ends."""
+    with running_dev(tmp_path, "--simulate", "40", "--success-rate", "0.5"):
+        yield tmp_path
 
 
 def wait_for(check: Any, what: str, timeout: float = 90) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from lambda_destinations.cli._table import plural
 from lambda_destinations.cli.console import serve_alongside
 from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker, summary_line
 from lambda_destinations.config import DEV_CONFIG, RouteConfig, Settings
+from lambda_destinations.errors import ConfigError
 from lambda_destinations.logs import configure_logging
 
 # The local endpoint, the simulator and the worker are imported by the commands that run
@@ -35,6 +37,51 @@ log = structlog.get_logger("lambda_destinations.cli")
 
 DEV_QUEUES = ("ld-dev-success", "ld-dev-failure")
 DEV_STORE = DEV_CONFIG.parent / "dev.db"
+# Held (flock) by the dev that runs in this folder; it holds that dev's pid.
+DEV_LOCK = DEV_CONFIG.parent / "dev.lock"
+
+
+@contextlib.contextmanager
+def dev_folder() -> Iterator[None]:
+    """Make dev's folder and hold its lock while dev runs, or exit 3 in one line.
+
+    A second dev in the same folder would write its own endpoint into dev.toml, leaving the
+    folder's commands pointing at a dead endpoint once it exits, and share dev.db with the
+    first. The lock is an flock: the system lets it go when its holder dies, so a dev that
+    crashed never blocks the next.
+    """
+    folder = DEV_CONFIG.parent
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(DEV_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except (FileExistsError, NotADirectoryError):
+        fail(f"{folder} is not a folder: dev keeps its settings there; move it away", EXIT_CONFIG)
+    except OSError as exc:
+        fail(
+            f"dev cannot write its settings to {folder.absolute()} ({exc.strerror}): run dev "
+            "in a folder you can write to",
+            EXIT_CONFIG,
+        )
+    with os.fdopen(descriptor, "r+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = lock.read().strip()
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            fail(
+                f"another dev{pid} runs in this folder, with its settings in {DEV_CONFIG}: "
+                "stop it, or run this dev in another folder",
+                EXIT_CONFIG,
+            )
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        if DEV_CONFIG.exists() and not DEV_CONFIG.is_file():  # a folder, say
+            fail(
+                f"{DEV_CONFIG} is not a file: dev writes its settings there; move it away",
+                EXIT_CONFIG,
+            )
+        yield
 
 
 @contextlib.contextmanager
@@ -182,12 +229,18 @@ def write_dev_config(settings: Settings, path: Path = DEV_CONFIG) -> None:
         "# LAMBDA_DESTINATIONS_CONFIG names another. The endpoint answers while dev runs.",
         *(f"{key} = {_toml_value(value)}" for key, value in values.items()),
     ]
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Owner-only, whatever the umask: the store's URL in it may hold a password.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    path.chmod(0o600)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Owner-only, whatever the umask: the store's URL in it may hold a password.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        path.chmod(0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"dev cannot write its settings to {path} ({exc.strerror}): free space or "
+            "permissions there, or run dev in another folder"
+        ) from None
 
 
 def _dev_settings(settings: Settings) -> Settings:
@@ -277,14 +330,17 @@ def dev_command(
         os.environ.setdefault(name, value)  # the local endpoint accepts any credentials
     from lambda_destinations.dev_endpoint import FunctionSimulation
 
-    settings = _dev_settings(settings)
-    simulation = FunctionSimulation(
-        success_rate=success_rate, seed=seed, region=settings.resolved_region() or "us-east-1"
-    )
-    with moto_server() as moto_url:
-        stats = run_or_exit(
-            _dev(settings, moto_url, simulation, port, simulate_n, None if once else console_port)
+    with dev_folder():
+        settings = _dev_settings(settings)
+        simulation = FunctionSimulation(
+            success_rate=success_rate, seed=seed, region=settings.resolved_region() or "us-east-1"
         )
+        with moto_server() as moto_url:
+            stats = run_or_exit(
+                _dev(
+                    settings, moto_url, simulation, port, simulate_n, None if once else console_port
+                )
+            )
     if once:
         print_summary(stats, as_json=as_json)
 
