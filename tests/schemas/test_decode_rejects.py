@@ -71,6 +71,27 @@ def test_bodies_that_are_not_records(body: str | bytes, reason: str) -> None:
     assert reason_for(body) == reason
 
 
+BOM = (
+    "starts with a byte order mark (U+FEFF): JSON senders must not write one "
+    "(RFC 8259, section 8.1); send the JSON text alone"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("\ufeff" + json.dumps(record()), f"body {BOM}"),
+        (b"\xef\xbb\xbf" + json.dumps(record()).encode(), f"body {BOM}"),
+        ('\ufeff{"a": 1e400}', f"body {BOM}"),  # the other parser's way in
+        ("\ufeff", f"body {BOM}"),
+        (sns("\ufeff" + json.dumps(record())), f"SNS Message {BOM}"),
+    ],
+)
+def test_a_byte_order_mark_is_named(body: str | bytes, reason: str) -> None:
+    # before: "body is not JSON: Expecting value at line 1 column 1"
+    assert reason_for(body) == reason
+
+
 def test_body_of_the_wrong_type() -> None:
     assert reason_for(None) == "body must be str or bytes, not NoneType"
     assert reason_for(12) == "body must be str or bytes, not int"
@@ -324,7 +345,7 @@ def test_nested_envelopes_are_named() -> None:
 
 def test_malformed_legacy_attributes() -> None:
     assert reason_for("{}", ["RequestID"]) == "message attributes must be a mapping, not list"
-    assert reason_for("{}", {"RequestID": {"BinaryValue": b"x"}, "ErrorCode": "200"}) == (
+    assert reason_for("{}", {"RequestID": {"Size": 1}, "ErrorCode": "200"}) == (
         "invalid message attribute RequestID: expected a string value, got a JSON object"
     )
     assert reason_for("{}", {"RequestID": "", "ErrorCode": "200"}) == (
@@ -332,6 +353,28 @@ def test_malformed_legacy_attributes() -> None:
     )
     assert reason_for("{}", {"RequestID": "r" * 257, "ErrorCode": "200"}) == (
         f"invalid field RequestID: String should have at most 256 characters (got '{'r' * 57}...')"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"DataType": "Binary", "BinaryValue": b"oops"},  # ReceiveMessage
+        {"DataType": "Binary.gzip", "BinaryValue": "b29wcw=="},  # as the quarantine keeps it
+        {"dataType": "Binary", "binaryValue": "b29wcw=="},  # Lambda's SQS event
+        {"Type": "Binary", "Value": "b29wcw=="},  # an SNS notification's
+        {"BinaryValue": b"oops"},
+    ],
+)
+def test_a_binary_legacy_attribute_is_named_binary(value: dict[str, Any]) -> None:
+    # given: a valid invocation record, whose attributes say it is a dead-letter message
+    body = json.dumps(record())
+    attributes = {"RequestID": {"DataType": "String", "StringValue": "r-1"}, "ErrorMessage": value}
+
+    # then: the reason says the value was Binary (before: "got a JSON object"), and that a
+    # string was expected
+    assert reason_for(body, attributes) == (
+        "invalid message attribute ErrorMessage: expected a string value, got a Binary value"
     )
 
 

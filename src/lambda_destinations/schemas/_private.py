@@ -36,6 +36,9 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _FINITE_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 # An exponent of three digits or more: only such a number can overflow a double (1e309).
 _LONG_EXPONENT = re.compile(r"[eE][+]?[0-9]{3}")
+# Not accepted: no AWS service writes one, so a body that starts with it came from a sender
+# that must be fixed (what Lambda wrote is JSON alone), and a record is never altered silently.
+_BOM = "\ufeff"
 
 
 def loads(text: str, what: str) -> Any:
@@ -45,6 +48,12 @@ def loads(text: str, what: str) -> Any:
             return _FINITE_DECODER.decode(text)
         return fast_loads(text, _DECODER.decode)
     except json.JSONDecodeError as exc:
+        if exc.pos == 0 and text.startswith(_BOM):
+            # Looked for only once parsing failed: the hot path pays nothing for it.
+            raise DecodeError(
+                f"{what} starts with a byte order mark (U+FEFF): JSON senders must not write "
+                "one (RFC 8259, section 8.1); send the JSON text alone"
+            ) from None
         raise DecodeError(
             f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None

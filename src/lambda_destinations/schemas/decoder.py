@@ -354,11 +354,21 @@ def _attribute_value(attributes: Mapping[str, Any], name: str, what: str) -> str
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, Mapping):
+        if _is_binary(value):
+            raise DecodeError(f"invalid {what} {name}: expected a string value, got a Binary value")
         for field in ("StringValue", "stringValue", "Value"):
             text = value.get(field)
             if isinstance(text, str):
                 return text
     raise DecodeError(f"invalid {what} {name}: expected a string value, got {short_repr(value)}")
+
+
+def _is_binary(value: Mapping[str, Any]) -> bool:
+    """Whether an attribute is of type Binary (``Binary.custom`` too), in any of the spellings."""
+    kind = value.get("DataType", value.get("dataType", value.get("Type")))
+    if isinstance(kind, str):
+        return kind.split(".", 1)[0] == "Binary"
+    return "BinaryValue" in value or "binaryValue" in value
 
 
 def _legacy(
