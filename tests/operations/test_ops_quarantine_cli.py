@@ -96,6 +96,51 @@ def test_resend_keep_and_all(sqs, quarantined) -> None:
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"][0]["Body"] == POISON
 
 
+def test_a_binary_attribute_is_shown_and_resent_as_the_same_bytes(sqs, make_queue, cli_env) -> None:
+    # given: a worker run quarantined (store only) a message with a Binary attribute
+    url, _ = make_queue("quar-binary", dlq=False)
+    binary = {"DataType": "Binary.gzip", "BinaryValue": b"\x00\x01\xff"}
+    sqs.send_message(QueueUrl=url, MessageBody=POISON, MessageAttributes={"blob": binary})
+    env = {**cli_env, "LAMBDA_DESTINATIONS_QUEUES": url}
+    ran = cli("run", "--once", "--json", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout.splitlines()[-1])["quarantined"] == 1
+    (row,) = as_json(cli("quarantine", "list", "--json", env=env))
+
+    # when
+    shown = as_json(cli("quarantine", "show", str(row["id"]), "--json", env=env))
+    text = cli("quarantine", "show", str(row["id"]), env=env)
+    outcome = as_json(cli("quarantine", "resend", str(row["id"]), "--yes", "--json", env=env))
+
+    # then: shown as base64, and sent back as the same bytes (not the base64 text's)
+    assert shown["message_attributes"] == {
+        "blob": {"DataType": "Binary.gzip", "BinaryValue": "AAH/"}
+    }
+    assert "blob = AAH/ (Binary.gzip, base64)" in text.stdout
+    assert len(outcome["resent"]) == 1, outcome
+    (message,) = sqs.receive_message(
+        QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=1
+    )["Messages"]
+    assert message["Body"] == POISON
+    assert message["MessageAttributes"] == {"blob": binary}
+
+
+def test_dlq_peek_shows_a_binary_attribute_as_base64(sqs, make_queue, cli_env) -> None:
+    _url, dlq = make_queue("peekbinary")
+    sqs.send_message(
+        QueueUrl=dlq,
+        MessageBody=POISON,
+        MessageAttributes={"blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}},
+    )
+
+    table = cli("dlq", "peek", dlq, "--body", env=cli_env)
+    listed = as_json(cli("dlq", "peek", dlq, "--body", "--json", env=cli_env))
+
+    assert table.returncode == 0, table.stderr
+    assert "blob = AAE= (Binary, base64)" in table.stdout
+    assert listed[0]["message_attributes"]["blob"] == {"DataType": "Binary", "BinaryValue": "AAE="}
+
+
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
 from worker_helpers import receive_all, registry_with, routed, run_until
 
 from lambda_destinations.config import Settings
@@ -136,3 +137,42 @@ async def test_a_stream_batch_whose_key_no_index_holds_is_quarantined_once(
     assert row.key is None
     assert "the store cannot hold this record" in row.reason
     assert len(receive_all(sqs, dlq)) == 1
+
+
+async def test_a_binary_attribute_is_kept_and_the_message_quarantined_once(
+    sqs, make_queue, settings_for, store_url
+) -> None:
+    # given: a body no Lambda record has, with a Binary and a String message attribute
+    url, dlq = make_queue("binary", max_receive_count=3)
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody="garbage",
+        MessageAttributes={
+            "foo": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+            "trace": {"DataType": "String", "StringValue": "abc"},
+        },
+    )
+
+    # when
+    settings = routed(settings_for(url, store=store_url), "persist")
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings)) as worker:
+            stats = await run_until(worker, lambda: sum(worker.stats.outcomes.values()) >= 1)
+
+    # then: quarantined at its first receive, never retried; the store keeps the bytes as
+    # base64 (before, JSON could not hold them: each receive failed after sending another copy
+    # to the DLQ, and the store kept nothing)
+    assert stats.outcomes["quarantine"] == 1
+    assert stats.outcomes["retry"] == 0
+    async with Store.from_url(store_url) as store:
+        (row,) = await store.list_quarantine()
+    assert row.message_attributes == {
+        "foo": {"DataType": "Binary", "BinaryValue": "AAE="},
+        "trace": {"DataType": "String", "StringValue": "abc"},
+    }
+    (copy,) = receive_all(sqs, dlq)
+    assert copy["MessageAttributes"]["foo"] == {"DataType": "Binary", "BinaryValue": b"\x00\x01"}
+    assert (
+        "body is not JSON" in copy["MessageAttributes"]["LambdaDestinations.Reason"]["StringValue"]
+    )
+    assert not [e for e in logs if e["log_level"] in ("error", "critical")], logs

@@ -126,6 +126,46 @@ async def test_a_job_gives_up_on_a_store_that_stays_unavailable(sqs, outage) -> 
     assert waiting + hidden == len(given.bodies)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_message_quarantined_while_the_store_refuses_reaches_the_dlq_once(
+    sqs, make_queue, settings_for, sqlite_url, hold_write_lock
+) -> None:
+    # given: a body no Lambda record has, on a queue with a DLQ, and a store whose write lock
+    # another connection holds
+    url, dlq = make_queue("quar-outage", max_receive_count=5)
+    sqs.send_message(QueueUrl=url, MessageBody="garbage")
+    settings = settings_for(url, concurrency=2)
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+    holder = hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+
+    # when: its quarantine is refused by the store at least once, then the lock goes
+    async with Worker(settings) as worker:
+        running = asyncio.create_task(worker.run())
+        for _ in range(40):
+            await asyncio.sleep(0.5)
+            if worker.stats.outcomes["retry"]:
+                break
+        holder.execute("ROLLBACK")
+        for _ in range(60):
+            await asyncio.sleep(0.5)
+            if worker.stats.outcomes["quarantine"]:
+                break
+        worker.stop()
+        stats = await running
+
+    # then: kept in the store and sent to the DLQ once (before, the DLQ copy went first, and
+    # each receive the store refused added another)
+    assert stats.outcomes["retry"] >= 1
+    assert stats.outcomes["quarantine"] == 1
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.list_quarantine()) == 1
+    copies = receive_all(sqs, dlq)
+    assert [m["Body"] for m in copies] == ["garbage"]
+    assert "LambdaDestinations.Reason" in copies[0]["MessageAttributes"]
+
+
 @pytest.mark.timeout(90)
 async def test_a_store_file_deleted_under_the_worker_stops_it_and_loses_nothing(
     sqs, make_queue, settings_for, sqlite_url

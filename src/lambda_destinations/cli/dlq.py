@@ -25,7 +25,7 @@ from lambda_destinations.cli._common import (
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import plural, render_table
 from lambda_destinations.config import Settings
-from lambda_destinations.operations.quarantine import pretty_body
+from lambda_destinations.operations.quarantine import attribute_text, pretty_body
 from lambda_destinations.operations.redrive import (
     DEFAULT_VISIBILITY,
     HIDDEN,
@@ -45,7 +45,7 @@ from lambda_destinations.operations.redrive import (
 from lambda_destinations.operations.replay import ReplayState
 from lambda_destinations.store import utcnow
 from lambda_destinations.times import duration_unit
-from lambda_destinations.worker.queues import queue_name
+from lambda_destinations.worker.queues import queue_name, storable_attributes
 
 # SQS's message move task accepts 1..500 messages a second.
 _MOVE_TASK_MAX_RATE = 500
@@ -125,7 +125,8 @@ def peek_command(
     if with_body:
         for message, item in zip(messages, described, strict=True):
             item["body"] = message.get("Body", "")
-            item["message_attributes"] = message.get("MessageAttributes") or {}
+            # JSON-able: a Binary value as base64, as the store keeps it.
+            item["message_attributes"] = storable_attributes(message.get("MessageAttributes") or {})
     if as_json:
         click.echo(dumps(described))
         return
@@ -163,7 +164,7 @@ def _show_peeked(described: Sequence[dict[str, Any]], *, with_body: bool) -> Non
         for item in described:
             click.echo(f"\n── {item['message_id']}")
             for name, value in item["message_attributes"].items():
-                click.echo(f"  {name} = {value.get('StringValue', value.get('DataType'))}")
+                click.echo(f"  {name} = {attribute_text(value)}")
             click.echo(pretty_body(item["body"]))
 
 

@@ -14,6 +14,7 @@ from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import (
     NotResent,
+    attribute_text,
     describe_quarantined,
     pretty_body,
     resend,
@@ -138,7 +139,7 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
     if row.message_attributes:
         click.echo("\nattributes")
         for attribute, value in row.message_attributes.items():
-            click.echo(f"  {attribute} = {value.get('StringValue', value.get('DataType'))}")
+            click.echo(f"  {attribute} = {attribute_text(value)}")
     click.echo("\nbody")
     click.echo(pretty_body(row.body))
 

@@ -12,6 +12,7 @@ the duplicate; interrupted earlier, it is still in the store, its claim lapsing 
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -74,6 +75,18 @@ def pretty_body(text: str) -> str:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except (ValueError, RecursionError):
         return text
+
+
+def attribute_text(value: dict[str, Any]) -> str:
+    """A message attribute's value on one line: a String or Number one as it is, a Binary one
+    as base64 (as received, bytes; as stored, base64 text already)."""
+    if "StringValue" in value:
+        return str(value["StringValue"])
+    binary = value.get("BinaryValue")
+    if binary is None:
+        return str(value.get("DataType", ""))
+    text = binary if isinstance(binary, str) else base64.b64encode(binary).decode("ascii")
+    return f"{text} ({value.get('DataType', 'Binary')}, base64)"
 
 
 async def resend(store: Store, sqs: Any, row: QuarantineRow, *, keep: bool = False) -> str:

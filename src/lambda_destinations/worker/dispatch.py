@@ -8,8 +8,8 @@ Every message ends in exactly one outcome (see DESIGN.md, "Delivery semantics"):
   backoff computed from ``ApproximateReceiveCount``, so SQS's redrive policy moves it to the DLQ
   after ``maxReceiveCount`` receives.
 - **quarantine**: it can never succeed (it does not decode, or a handler failed permanently);
-  it is sent to the queue's DLQ with the reason as message attributes, kept in the store's
-  quarantine, then deleted.
+  it is kept in the store's quarantine, sent to the queue's DLQ with the reason as message
+  attributes, then deleted.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from lambda_destinations.worker.queues import (
     REDRIVE_ATTRIBUTE,
     SOURCE_ATTRIBUTE,
     sendable_attribute,
+    storable_attributes,
 )
 
 if TYPE_CHECKING:
@@ -558,30 +559,44 @@ class Dispatcher:
         return Outcome.RETRY
 
     async def quarantine(self, item: InFlight, reason: str, *, key: str | None = None) -> Outcome:
-        """DLQ (with the reason), store, then delete; a failure on the way retries instead."""
+        """Store, DLQ (with the reason), then delete; a failure on the way retries instead.
+
+        The store first: its insert is idempotent by message, so the retry after a failed DLQ
+        send keeps one row, and while the store fails nothing has been sent yet. (Sent first,
+        each receive that the store then failed added another copy to the DLQ.) A message the
+        store can never hold (``StoreDataError``) goes on to the DLQ, which keeps the one copy;
+        without a DLQ it stays in its queue, retried, as nothing else would keep it.
+        """
         # The reason reaches the DLQ's attributes, the store and the logs: no addresses there.
         reason = redact(reason)[:MAX_REASON]
         message = item.message
         attributes = message.get("MessageAttributes") or {}
+        row = QuarantineRow(
+            queue=item.queue.url,
+            message_id=item.message_id,
+            body=message.get("Body", ""),
+            message_attributes=storable_attributes(attributes),
+            reason=reason,
+            receive_count=item.receive_count,
+            key=key,
+        )
         try:
+            try:
+                await self._keep_quarantined(row)
+            except StoreDataError as exc:
+                if not item.queue.dlq_url:
+                    raise
+                log.warning(
+                    "the store cannot keep the quarantined message: the DLQ copy is the only one",
+                    error=describe_error(exc),
+                )
             if item.queue.dlq_url:
                 await self._send_to_dlq(item, reason, attributes)
-            await self._keep_quarantined(
-                QuarantineRow(
-                    queue=item.queue.url,
-                    message_id=item.message_id,
-                    body=message.get("Body", ""),
-                    message_attributes=attributes,
-                    reason=reason,
-                    receive_count=item.receive_count,
-                    key=key,
-                )
-            )
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
                 self.store_down(exc)
-            elif not is_transient(exc):
-                log.exception("quarantine failed")
+            elif not is_transient(exc) and not isinstance(exc, StoreDataError):
+                log.exception("quarantine failed")  # a bug: the traceback is the report
             return await self.retry(item, f"quarantine failed: {describe_error(exc)}")
         item.settled = True
         self.stats.outcomes[Outcome.QUARANTINE] += 1

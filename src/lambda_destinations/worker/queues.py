@@ -3,6 +3,7 @@ message attributes the worker adds to what it quarantines into a DLQ."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from typing import Any
@@ -128,12 +129,35 @@ async def describe_queue(sqs: Any, url_or_name: str) -> QueueInfo:
 
 
 def sendable_attribute(value: dict[str, Any]) -> dict[str, Any]:
-    """A received message attribute in the form SendMessage accepts."""
+    """A message attribute in the form SendMessage accepts: as ReceiveMessage returned it, or as
+    the store keeps it (:func:`storable_attributes`, a Binary value as base64 text)."""
     out: dict[str, Any] = {"DataType": value.get("DataType", "String")}
     if "StringValue" in value:
         out["StringValue"] = value["StringValue"]
     elif "BinaryValue" in value:
-        out["BinaryValue"] = value["BinaryValue"]
+        binary = value["BinaryValue"]
+        # Text here is the store's base64: botocore would encode the text itself, sending the
+        # base64 of the base64 instead of the bytes received.
+        out["BinaryValue"] = base64.b64decode(binary) if isinstance(binary, str) else binary
     else:
         out["StringValue"] = ""
     return out
+
+
+def storable_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Received message attributes as JSON can hold them: each Binary value (bytes) as base64
+    text, the spelling of SQS's own JSON API. :func:`sendable_attribute` turns it back."""
+    return {
+        name: {field: _storable(item) for field, item in value.items()}
+        if isinstance(value, dict)
+        else value
+        for name, value in attributes.items()
+    }
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, list):  # BinaryListValues: reserved by SQS, never filled yet
+        return [_storable(item) for item in value]
+    return value
