@@ -20,7 +20,9 @@ from worker_helpers import (
 )
 
 from lambda_destinations.errors import PermanentError, TransientError
-from lambda_destinations.schemas import decode
+from lambda_destinations.handlers import HandlerContext
+from lambda_destinations.handlers.base import as_handler
+from lambda_destinations.schemas import DecodedMessage, decode
 from lambda_destinations.simulate import failure_record, messages, success_record
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
@@ -170,6 +172,44 @@ async def test_a_permanent_handler_failure_quarantines_with_the_reason(
     assert runs["persist"].state == "completed"
     assert runs["count"].state != "completed"
     assert receive_all(sqs, url) == []
+
+
+async def test_a_user_handler_that_changes_the_payload_changes_nothing_else(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a route whose first handler changes the record's payload dicts in place
+    url, _ = make_queue("mutate")
+    record = failure_record(random.Random(5))
+    record["requestPayload"] = {"i": 1, "items": [{"n": 1}]}
+    send_bodies(sqs, url, [json.dumps(record)])
+    seen: list[Any] = []
+
+    async def mutator(message: DecodedMessage, context: HandlerContext) -> None:
+        message.record.request_payload["i"] = 99999
+        message.record_json["requestPayload"]["items"][0]["n"] = 2
+        message.response_payload["errorMessage"] = "changed"
+
+    async def watcher(message: DecodedMessage, context: HandlerContext) -> None:
+        seen.append((message.request_payload, message.response_payload["errorMessage"]))
+
+    settings = routed(settings_for(url), "mutator", "persist", "watcher")
+    registry = registry_with(
+        settings, as_handler("mutator", mutator), as_handler("watcher", watcher)
+    )
+
+    # when
+    async with Worker(settings, registry=registry) as worker:
+        stats = await worker.run(once=True)
+
+    # then: persist stored, and the next handler saw, the record as received (before, the
+    # stored payload was {"i": 99999, ...}, and a replay would have sent that)
+    assert stats.outcomes["ack"] == 1
+    async with Store.from_url(settings.store) as store:
+        (row,) = await store.list_invocations(InvocationFilter(failed_only=False))
+    assert row.request_payload == {"i": 1, "items": [{"n": 1}]}
+    assert row.record == record
+    assert row.response_payload == record["responsePayload"]
+    assert seen == [(record["requestPayload"], record["responsePayload"]["errorMessage"])]
 
 
 async def test_transient_failure_forever_reaches_the_dlq_by_redrive_with_growing_delays(

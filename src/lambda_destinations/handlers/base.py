@@ -113,6 +113,17 @@ def records_completion(handler: Handler) -> bool:
     return getattr(handler, "_records_completion", False) is True
 
 
+def reads_record_only(handler: Handler) -> bool:
+    """Whether ``handler`` may be given the very decoded message every handler of the chain sees.
+
+    Built-ins only, by a private ``_reads_record_only`` attribute: they never change a record.
+    The models are frozen but the payloads are plain dicts and lists, so any other handler is
+    given a copy of its own: a payload it changes is not what ``persist`` stores, nor what a
+    later handler (``replay``) sends.
+    """
+    return getattr(handler, "_reads_record_only", False) is True
+
+
 HandlerFunc = Callable[..., Awaitable[None]]
 F = TypeVar("F", bound=HandlerFunc)
 

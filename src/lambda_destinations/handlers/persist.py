@@ -51,6 +51,7 @@ class PersistHandler:
     """
 
     _records_completion = True  # see handlers.base.records_completion
+    _reads_record_only = True  # see handlers.base.reads_record_only
 
     def __init__(self, name: str = "persist") -> None:
         self.name = name

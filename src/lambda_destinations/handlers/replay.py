@@ -265,6 +265,7 @@ class ReplayOutcomeHandler:
     """
 
     _records_completion = True
+    _reads_record_only = True  # see handlers.base.reads_record_only
 
     def __init__(self, name: str = "replay-outcome") -> None:
         self.name = name
@@ -288,6 +289,8 @@ class ReplayOutcomeHandler:
 @dataclasses.dataclass(eq=False, slots=True)
 class ReplayHandler:
     """Schedules replays of retryable failures; links replays' own records to the ledger."""
+
+    _reads_record_only = True  # see handlers.base.reads_record_only
 
     name: str
     policy: ReplayPolicy

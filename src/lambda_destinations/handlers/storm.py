@@ -138,6 +138,8 @@ class Notifier(abc.ABC):
     (:meth:`send_digest`); a call in doubt is settled by the notifier's ``in_doubt`` policy.
     """
 
+    _reads_record_only = True  # see handlers.base.reads_record_only
+
     name: str
     storm: StormPolicy
     in_doubt: InDoubt
