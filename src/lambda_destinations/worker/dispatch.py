@@ -591,17 +591,7 @@ class Dispatcher:
             key=key,
         )
         try:
-            try:
-                await self._keep_quarantined(row)
-            except StoreDataError as exc:
-                if not item.queue.dlq_url:
-                    raise
-                log.warning(
-                    "the store cannot keep the quarantined message: the DLQ copy is the only one",
-                    error=describe_error(exc),
-                )
-            if item.queue.dlq_url:
-                await self._send_to_dlq(item, reason, attributes)
+            await self._keep_and_send(item, row, attributes)
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
                 self.store_down(exc)
@@ -618,6 +608,28 @@ class Dispatcher:
         self.acks.submit(item.queue.url, {"ReceiptHandle": item.receipt})
         return Outcome.QUARANTINE
 
+    async def _keep_and_send(
+        self, item: InFlight, row: QuarantineRow, attributes: dict[str, Any]
+    ) -> None:
+        """The store copy, then the DLQ one; raises when neither will keep the message."""
+        refused: StoreDataError | None = None
+        try:
+            await self._keep_quarantined(row)
+        except StoreDataError as exc:
+            if not item.queue.dlq_url:
+                raise
+            refused = exc
+        if not item.queue.dlq_url:
+            return
+        sent = await self._send_to_dlq(item, row.reason, attributes)
+        if refused is not None:
+            if not sent:
+                raise refused  # neither keeps it: it stays in its queue
+            log.warning(
+                "the store cannot keep the quarantined message: the DLQ copy is the only one",
+                error=describe_error(refused),
+            )
+
     async def _keep_quarantined(self, row: QuarantineRow) -> None:
         """Save the quarantine row; without its key when the store cannot hold the key (a
         stream batch's over hundreds of partitions, past PostgreSQL's index entry): the key
@@ -629,7 +641,8 @@ class Dispatcher:
                 raise
             await self.store.save_quarantine(dataclasses.replace(row, key=None))
 
-    async def _send_to_dlq(self, item: InFlight, reason: str, attributes: dict[str, Any]) -> None:
+    async def _send_to_dlq(self, item: InFlight, reason: str, attributes: dict[str, Any]) -> bool:
+        """Send the DLQ copy; False when the DLQ refused it (the store copy is then the one)."""
         # A redrive's mark first: it must survive the cut to ten attributes.
         names = sorted(attributes, key=lambda name: name != REDRIVE_ATTRIBUTE)
         kept = {
@@ -650,3 +663,5 @@ class Dispatcher:
                 raise
             # The DLQ refused it (too large with our attributes, say): the store keeps it whole.
             log.warning("the DLQ refused the quarantined message", error=describe_error(exc))
+            return False
+        return True
