@@ -176,3 +176,26 @@ async def test_a_binary_attribute_is_kept_and_the_message_quarantined_once(
         "body is not JSON" in copy["MessageAttributes"]["LambdaDestinations.Reason"]["StringValue"]
     )
     assert not [e for e in logs if e["log_level"] in ("error", "critical")], logs
+
+
+async def test_a_message_the_dlq_refuses_is_kept_by_the_store(
+    sqs, make_queue, settings_for, sqlite_url
+) -> None:
+    # given: a DLQ that takes messages of 1 KiB at most, and a 2 KB body no record has
+    url, dlq = make_queue("dlq-refuses")
+    sqs.set_queue_attributes(QueueUrl=dlq, Attributes={"MaximumMessageSize": "1024"})
+    sqs.send_message(QueueUrl=url, MessageBody="x" * 2000)
+    settings = routed(settings_for(url), "persist")
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings)) as worker:
+            stats = await run_until(worker, lambda: sum(worker.stats.outcomes.values()) >= 1)
+
+    # then: quarantined once, the store's copy the one, said in one warning
+    assert (stats.outcomes["quarantine"], stats.outcomes["retry"]) == (1, 0)
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    assert row.body == "x" * 2000
+    assert receive_all(sqs, dlq) == []
+    assert [e["event"] for e in logs].count("the DLQ refused the quarantined message") == 1
