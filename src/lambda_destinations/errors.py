@@ -13,6 +13,7 @@ The first decision wins: a chain stops at the first handler that does not return
 from __future__ import annotations
 
 import enum
+import math
 
 __all__ = [
     "ConfigError",
@@ -64,13 +65,32 @@ class PermanentError(LambdaDestinationsError):
 class RetryMessage(LambdaDestinationsError):
     """Raised by a handler to have the message delivered again later.
 
-    ``delay`` overrides the backoff computed from the receive count (seconds).
+    ``delay`` overrides the backoff computed from the receive count (seconds, rounded); SQS
+    caps it at 12 hours from the message's receipt. A delay that is not a finite number of
+    seconds, zero or more, raises TypeError or ValueError here, in the handler: the worker
+    then treats it as the handler's error (retried with the backoff).
     """
 
     def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.delay = delay
+        self.delay = _seconds(delay)
+
+
+def _seconds(delay: object) -> float | None:
+    """``delay`` checked as RetryMessage's: None, or a finite number of seconds >= 0."""
+    if delay is None:
+        return None
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise TypeError(
+            f"RetryMessage(delay={delay!r}): the delay is a number of seconds, not "
+            f"{type(delay).__name__}"
+        )
+    if (isinstance(delay, float) and not math.isfinite(delay)) or delay < 0:
+        raise ValueError(
+            f"RetryMessage(delay={delay!r}): the delay is a finite number of seconds, 0 or more"
+        )
+    return delay
 
 
 class QuarantineMessage(LambdaDestinationsError):
