@@ -1,6 +1,8 @@
 """A TCP proxy the test controls, in front of the moto server: it passes everything through,
 except that for the next ``cuts`` requests containing ``needle`` it forwards the request and then
-closes the connection before the answer comes back, so the caller cannot know the outcome."""
+closes the connection before the answer comes back, so the caller cannot know the outcome; or,
+for the next ``holds`` such requests, forwards the request and holds the answer back until the
+proxy stops, so the caller waits until it gives up."""
 
 from __future__ import annotations
 
@@ -16,12 +18,16 @@ class AnswerCutter:
         self.needle = needle
         self.cuts = 0  # answers still to cut
         self.cut = 0  # answers cut so far
+        self.holds = 0  # answers still to hold back
+        self.held = 0  # answers held back so far
+        self._stopped = asyncio.Event()
 
     async def _pipe(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         doomed: list[bool],
+        held: list[bool],
         *,
         answers: bool,
     ) -> None:
@@ -30,9 +36,16 @@ class AnswerCutter:
                 if not answers and self.cuts > 0 and self.needle in data:
                     self.cuts -= 1
                     doomed[0] = True
+                elif not answers and self.holds > 0 and self.needle in data:
+                    self.holds -= 1
+                    held[0] = True
                 if answers and doomed[0]:
                     self.cut += 1
                     return  # the request reached the service; its answer is lost
+                if answers and held[0]:
+                    self.held += 1
+                    await self._stopped.wait()  # the request reached the service; no answer
+                    return
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -42,10 +55,10 @@ class AnswerCutter:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        doomed = [False]
+        doomed, held = [False], [False]
         await asyncio.gather(
-            self._pipe(reader, up_writer, doomed, answers=False),
-            self._pipe(up_reader, writer, doomed, answers=True),
+            self._pipe(reader, up_writer, doomed, held, answers=False),
+            self._pipe(up_reader, writer, doomed, held, answers=True),
         )
 
     @contextlib.asynccontextmanager
@@ -55,4 +68,5 @@ class AnswerCutter:
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
+            self._stopped.set()
             server.close()

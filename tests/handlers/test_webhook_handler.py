@@ -22,7 +22,7 @@ from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers.webhook import build, idempotency_key
 from lambda_destinations.schemas import decode
-from lambda_destinations.store import Store
+from lambda_destinations.store import RunState, Store
 from lambda_destinations.worker import Worker
 
 SECRET = "s3cr3t-signing-key"
@@ -37,6 +37,9 @@ class Receiver:
         self.script: list[int] = []  # statuses to answer first, then 200
         self.delays: list[float] = []  # seconds to wait before answering, first requests
         self.echo = False  # a refusal quotes the request, as Express's "Cannot POST /path"
+        self.held = 0  # the first requests to answer only once `gate` is set
+        self.gate = asyncio.Event()
+        self.arrived = asyncio.Event()  # set by each request
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -50,6 +53,10 @@ class Receiver:
                 "body": json.loads(raw),
             }
         )
+        self.arrived.set()
+        if self.held:
+            self.held -= 1
+            await self.gate.wait()
         if self.delays:
             await asyncio.sleep(self.delays.pop(0))
         status = self.script.pop(0) if self.script else 200
@@ -69,8 +76,16 @@ class Receiver:
         self.url = f"http://127.0.0.1:{port}/services/T000/B000/secret-path"
 
     async def stop(self) -> None:
+        self.gate.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def wait_for_requests(self, count: int) -> None:
+        async with asyncio.timeout(30):
+            self.arrived.clear()
+            while len(self.requests) < count:
+                await self.arrived.wait()
+                self.arrived.clear()
 
 
 Answer = Callable[["RawEndpoint", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -188,13 +203,22 @@ def hook_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOOK_AUTH", TOKEN)
 
 
-def hook_settings(endpoint_url: str, queue: str, store: str, **options: Any) -> Settings:
+def hook_settings(
+    endpoint_url: str,
+    queue: str,
+    store: str,
+    *,
+    worker: dict[str, Any] | None = None,
+    **options: Any,
+) -> Settings:
+    """Settings with the webhook ``hook`` of ``options``; ``worker``: the worker's own."""
     return settings_for_handlers(
         endpoint_url,
         queue,
         store=store,
         handlers={"hook": {"type": "webhook", "window": 0, **options}},
         chain=("persist", "hook"),
+        **(worker or {}),
     )
 
 
@@ -449,6 +473,115 @@ async def test_a_request_without_answer_follows_in_doubt(
 
     assert stats.outcomes["ack"] == 1
     assert len(receiver.requests) == posts
+
+
+async def hook_run(store: str, key: str) -> Any:
+    async with Store.from_url(store) as opened:
+        runs = await opened.handler_runs(key)
+    return next(run for run in runs if run.handler == "hook")
+
+
+@pytest.mark.parametrize(("policy", "posts"), [("skip", 1), ("resend", 2)])
+async def test_a_request_cut_off_by_shutdown_follows_in_doubt(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    policy: str,
+    posts: int,
+) -> None:
+    # given: a receiver that answers the first POST only once the test lets it
+    url, _ = make_queue(f"hook-shutdown-{policy}", visibility_timeout=120)
+    record = failure_record()
+    send_records(sqs, url, [record])
+    receiver.held = 1
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        url=receiver.url,
+        timeout="100s",
+        in_doubt=policy,
+        worker={"shutdown_grace": 0.2},
+    )
+
+    # when: the worker stops while the POST waits for its answer, then a worker drains
+    async with Worker(settings) as worker:
+        running = asyncio.create_task(worker.run())
+        await receiver.wait_for_requests(1)
+        worker.stop()
+        first = await running
+    receiver.gate.set()
+    # Released to show again just after the long poll cut short at shutdown ends at SQS.
+    for _ in range(10):
+        second = await drain(settings)
+        if second.received:
+            break
+
+    # then: cut off mid-call, the POST is in doubt: skip never sends it again, resend does;
+    # the handler run records it either way
+    assert first.outcomes["release"] == 1
+    assert second.outcomes["ack"] == 1
+    assert len(receiver.requests) == posts
+    run = await hook_run(sqlite_url, key_of(record))
+    assert run.state == RunState.COMPLETED
+    assert run.last_error is not None
+    assert "in doubt (cut off at shutdown)" in run.last_error
+    assert f"in_doubt = {policy}" in run.last_error
+
+
+@pytest.mark.parametrize(("policy", "posts"), [("skip", 1), ("resend", 2)])
+async def test_a_request_cut_off_by_handler_timeout_follows_in_doubt(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    policy: str,
+    posts: int,
+) -> None:
+    # given: a receiver that never answers the first POST, a webhook timeout longer than
+    # handler_timeout, and message retries without delay
+    url, dlq = make_queue(f"hook-budget-{policy}", visibility_timeout=120)
+    record = failure_record()
+    send_records(sqs, url, [record])
+    receiver.held = 1
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        url=receiver.url,
+        timeout="100s",
+        in_doubt=policy,
+        worker={"handler_timeout": 1, "retry_base": 0, "retry_max": 0},
+    )
+
+    # when: workers drain the queue until the message is acked
+    with capture_logs() as logs:
+        first = await drain(settings)
+    acked = first.outcomes["ack"]
+    for _ in range(10):
+        if acked:
+            break
+        acked = (await drain(settings)).outcomes["ack"]
+
+    # then: the start warned that the worker cuts the call off first; the call cut off is in
+    # doubt: skip completes the run (acked at once), resend posts again on the next receive
+    assert any(
+        e["event"].startswith("handlers.hook.timeout (100s) is longer than handler_timeout (1s)")
+        and e["log_level"] == "warning"
+        for e in logs
+    )
+    assert first.outcomes["retry"] == (1 if policy == "resend" else 0)
+    assert acked == 1
+    assert len(receiver.requests) == posts
+    run = await hook_run(sqlite_url, key_of(record))
+    assert run.state == RunState.COMPLETED
+    assert run.last_error is not None
+    assert "in doubt (cut off at handler_timeout)" in run.last_error
+    assert f"in_doubt = {policy}" in run.last_error
+    assert sqs.receive_message(QueueUrl=dlq).get("Messages") is None
 
 
 async def test_the_slack_preset_sends_text(

@@ -7,12 +7,15 @@ import json
 import random
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 from worker_helpers import CountingHandler, receive_all, registry_with, routed, run_until
 
+from lambda_destinations.errors import RetryMessage
 from lambda_destinations.schemas import DecodedMessage, InvocationRecord
 from lambda_destinations.simulate import success_record
+from lambda_destinations.store import RunState, Store
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker.dispatch import InFlight
 from lambda_destinations.worker.queues import REASON_ATTRIBUTE
@@ -157,3 +160,136 @@ async def test_a_handlers_own_timeout_error_is_retried_in_process_as_transient(
     assert stats.outcomes["retry"] == 0
     assert not any("handler_timeout" in str(entry) for entry in logs)
     assert receive_all(sqs, dlq) == []
+
+
+async def test_a_cancelled_error_the_handler_raises_itself_is_its_error_retried_with_backoff(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a handler whose first call awaits a task something else cancels (the worker did
+    # not cancel the handler), then works
+    url, dlq = make_queue("own-cancel")
+    record = success_record(random.Random(44))
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+
+    class AwaitsCancelledTask(CountingHandler):
+        async def __call__(self, message: DecodedMessage, context: Any) -> None:
+            self.calls.append((message.key, context.receive_count, 0.0))
+            if len(self.calls) == 1:
+                other = asyncio.create_task(asyncio.sleep(60))
+                asyncio.get_running_loop().call_soon(other.cancel)
+                await other
+            self.runs[message.key] += 1
+
+    settings = routed(
+        settings_for(url, handler_attempts=1, retry_base=0.0, retry_max=0.0), "cancelled"
+    )
+    handler = AwaitsCancelledTask(name="cancelled")
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+            stats = await run_until(worker, lambda: handler.runs, seconds=20)
+            errors = worker.metrics.registry.get_sample_value(
+                "lambda_destinations_handler_errors_total",
+                {"handler": "cancelled", "error_class": "transient"},
+            )
+
+    # then: a handler error, logged and counted: the message is retried (not released at
+    # once), the claim released with the error; the next receive runs it and acks
+    assert [receive for _key, receive, _at in handler.calls] == [1, 2]
+    assert stats.outcomes["retry"] == 1
+    assert stats.outcomes["release"] == 0
+    assert stats.outcomes["ack"] == 1
+    assert errors == 1
+    failed = [e for e in logs if e["event"] == "handler cancelled failed (transient)"]
+    assert len(failed) == 1
+    assert "raised CancelledError, but the worker did not cancel it" in failed[0]["error"]
+    async with Store.from_url(settings.store) as store:
+        (run,) = await store.handler_runs(next(iter(handler.runs)))
+    assert run.state == RunState.COMPLETED
+    assert run.last_error is not None
+    assert "CancelledError" in run.last_error
+    assert receive_all(sqs, dlq) == []
+
+
+@pytest.mark.parametrize(
+    ("delay", "refusal"),
+    [
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        (-1, ValueError),
+        ("soon", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_a_retry_delay_that_is_no_number_of_seconds_is_refused_in_one_line(
+    delay: Any, refusal: type[Exception]
+) -> None:
+    with pytest.raises(refusal) as refused:
+        RetryMessage("later", delay=delay)
+
+    assert str(refused.value).startswith(f"RetryMessage(delay={delay!r}): the delay is ")
+    assert "\n" not in str(refused.value)
+
+
+async def test_a_handler_refused_its_retry_delay_is_retried_by_the_backoff(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a handler that asks for a retry in NaN seconds
+    url, dlq = make_queue("nan-delay")
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(success_record(random.Random(45))))
+
+    class NanDelay(CountingHandler):
+        async def __call__(self, message: DecodedMessage, context: Any) -> None:
+            self.calls.append((message.key, context.receive_count, 0.0))
+            raise RetryMessage("later", delay=float("nan"))
+
+    settings = routed(settings_for(url, handler_attempts=1), "nan")
+    handler = NanDelay(name="nan")
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+            stats = await run_until(worker, lambda: worker.stats.outcomes["retry"], seconds=20)
+
+    # then: the handler's error, retried with the backoff; the message task did not crash
+    assert len(handler.calls) == 1
+    assert stats.outcomes["retry"] == 1
+    assert stats.outcomes["release"] == 0
+    assert not any(e["event"] == "message task failed" for e in logs)
+    (retried,) = [e for e in logs if e["event"] == "message will be retried"]
+    assert "RetryMessage(delay=nan)" in retried["reason"]
+    assert retried["delay"] >= 1
+    assert receive_all(sqs, dlq) == []
+
+
+async def test_a_retry_delay_is_capped_at_twelve_hours_from_the_receipt(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a message received (by the worker's clock) just over 12 hours ago
+    url, _ = make_queue("twelve-hours", visibility_timeout=120)
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(success_record(random.Random(46))))
+    (message,) = receive_all(sqs, url)
+    settings = settings_for(url)
+    async with Worker(settings) as worker:
+        dispatcher = worker._dispatcher
+        assert dispatcher is not None
+        long_ago = asyncio.get_running_loop().time() - 43200 - 5
+        item = InFlight(
+            queue=worker.queues[0],
+            message=message,
+            visibility=120,
+            extend_at=1e12,
+            received_at=long_ago,
+        )
+
+        # when: a handler asks for a retry in a billion seconds
+        with capture_logs() as logs:
+            await dispatcher.retry(item, "later", delay=10**9)
+            await dispatcher.visibility.flush()
+
+    # then: SQS is asked for what is left of the 12 hours (nothing), so the message shows again
+    # at once, instead of a visibility SQS refuses
+    (retried,) = [e for e in logs if e["event"] == "message will be retried"]
+    assert retried["delay"] == 0
+    assert [m["MessageId"] for m in receive_all(sqs, url)] == [message["MessageId"]]

@@ -38,6 +38,9 @@ class Delivery:
             already in place (a duplicate delivery); the worker counts it as one.
         in_doubt: set by a handler whose call was in doubt and not sent again
             (``in_doubt = "skip"``); the worker keeps it in the handler run.
+        sending: the acting call under way, from just before it is sent until its answer
+            (handlers/in_doubt.py ``sending``): a call the worker cuts off meanwhile (shutdown,
+            ``handler_timeout``) is in doubt.
     """
 
     store: Store
@@ -46,6 +49,23 @@ class Delivery:
     owner: str
     repeated: bool = False
     in_doubt: str | None = None
+    sending: Sending | None = None
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class Sending:
+    """An acting call that may have been sent and is not answered yet.
+
+    Attributes:
+        what: the call, as the in-doubt note names it (``webhook https://host``).
+        skip: its handler's ``in_doubt`` policy is ``"skip"`` (else ``"resend"``).
+        step: the completion this one call records apart (one SMS of several recipients,
+            ``storm.send_once``); None when the handler run's own completion records it.
+    """
+
+    what: str
+    skip: bool
+    step: str | None = None
 
 
 @dataclasses.dataclass(slots=True, frozen=True)

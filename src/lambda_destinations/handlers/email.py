@@ -47,7 +47,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
-from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt
+from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt, sending
 from lambda_destinations.handlers.storm import DIGEST_FIELDS
 from lambda_destinations.handlers.templates import (
     Duration,
@@ -353,6 +353,8 @@ class EmailHandler(storm.Notifier):
         self.name = name
         self.in_doubt = in_doubt
         self.transport = transport
+        # SMTP's own timeout; the worker warns at start when handler_timeout is shorter.
+        self.call_timeout = transport.timeout if isinstance(transport, SmtpTransport) else None
         self.sender = sender
         self.to, self.cc, self.bcc = tuple(to), tuple(cc), tuple(bcc)
         self.reply_to = tuple(reply_to)
@@ -397,12 +399,15 @@ class EmailHandler(storm.Notifier):
                 html += "".join(f"<pre>{html_module.escape(s)}</pre>" for s in sections)
         subject = self.subject.render(fields, context.log)
         mail = self._mail(subject, text, html, about=context.key)
+        what = f"email to {len(mail.to) + len(mail.cc) + len(mail.bcc)} recipient(s)"
+        can_doubt = getattr(self.transport, "can_doubt", False)
         try:
-            await self.transport.send(mail, delivery_of(context).aws, context.log)
+            # Marked for SES only: SMTP's replies say what happened, and a cut-off is resent.
+            with sending(context if can_doubt else None, self.in_doubt, what):
+                await self.transport.send(mail, delivery_of(context).aws, context.log)
         except Exception as exc:
-            if not (getattr(self.transport, "can_doubt", False) and is_in_doubt(exc)):
+            if not (can_doubt and is_in_doubt(exc)):
                 raise
-            what = f"email to {len(mail.to) + len(mail.cc) + len(mail.bcc)} recipient(s)"
             self.settle(what, exc, context=context, log=context.log)
 
     async def send_digest(self, digest: storm.Digest, context: JobContext) -> None:

@@ -1,8 +1,9 @@
 """What an acting handler does with a call whose outcome is unknown: its ``in_doubt`` policy.
 
 A call is *in doubt* when the request may have been served but its answer was lost: a read
-timeout, a connection dropped after the request was sent. (An error the service answered, or
-a connection that was never made, is not in doubt: nothing happened.) Sending again may
+timeout, a connection dropped after the request was sent, or the worker cutting the call off
+(shutdown's cancellation, ``handler_timeout``) before the answer came. (An error the service
+answered, or a connection that was never made, is not in doubt: nothing happened.) Sending again may
 repeat the effect; not sending may lose it. Each acting handler (``sms``, ``email``,
 ``replay``, ``webhook``) takes one setting, shared from here:
 
@@ -13,17 +14,21 @@ repeat the effect; not sending may lose it. Each acting handler (``sms``, ``emai
   handler run records that it was in doubt (``failures show`` lists it).
 
 Clients of acting handlers send each request once (no botocore retries), so a lost answer is
-seen here instead of being resent quietly.
+seen here instead of being resent quietly. A handler marks the span of each call with
+:func:`sending`, so that the worker, when it cuts the handler off, knows whether a call was
+under way and applies the same policy (worker/dispatch.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
 from lambda_destinations.errors import TransientError
-from lambda_destinations.handlers.base import HandlerContext, delivery_of
+from lambda_destinations.handlers.base import Delivery, HandlerContext, Sending, delivery_of
 from lambda_destinations.retrying import answered, is_transient
 
 if TYPE_CHECKING:
@@ -58,12 +63,70 @@ def settle_in_doubt(
 
     ``context`` (None for scheduled digests) gets the note the worker keeps in the handler run.
     """
-    note = f"in doubt ({type(exc).__name__}): {what} may have been sent; " + (
-        "not sent again (in_doubt = skip)" if policy == SKIP else "sent again (in_doubt = resend)"
-    )
+    note = in_doubt_note(what, type(exc).__name__, skip=policy == SKIP)
     if context is not None:
         # Kept in the handler run when it completes (a failed run keeps its error instead).
         delivery_of(context).in_doubt = note
     log.warning(note)
     if policy != SKIP:
         raise TransientError(note) from exc
+
+
+def in_doubt_note(what: str, cause: str, *, skip: bool) -> str:
+    """The line a call in doubt leaves in the log and in its handler run's ``last_error``."""
+    return f"in doubt ({cause}): {what} may have been sent; " + (
+        "not sent again (in_doubt = skip)" if skip else "sent again (in_doubt = resend)"
+    )
+
+
+class CallUnderWay:
+    """What :func:`sending` yields: call ``answered()`` once the service's answer has come."""
+
+    __slots__ = ("_delivery",)
+
+    def __init__(self, delivery: Delivery | None) -> None:
+        self._delivery = delivery
+
+    def answered(self) -> None:
+        """From here on, the call is not in doubt if the handler is cut off."""
+        if self._delivery is not None:
+            self._delivery.sending = None
+
+
+@contextlib.contextmanager
+def sending(
+    context: HandlerContext | None, policy: InDoubt, what: str, *, step: str | None = None
+) -> Iterator[CallUnderWay]:
+    """Mark the span of the acting call ``what``, from before it is sent to its answer.
+
+    The worker reads the mark when it cuts the handler off (shutdown, ``handler_timeout``): a
+    call under way then is in doubt, settled by ``policy``. An error raised through the span
+    is the handler's to judge (answered or not, ``settle_in_doubt`` decides), so it clears the
+    mark; a cancellation leaves it for the worker. Sets one attribute: nothing on the store.
+    ``context`` is None for a digest, which the scheduler runs, not a delivery.
+    """
+    delivery = None if context is None else delivery_of(context)
+    if delivery is not None:
+        delivery.sending = Sending(what=what, skip=policy == SKIP, step=step)
+    try:
+        yield CallUnderWay(delivery)
+    except Exception:
+        if delivery is not None:
+            delivery.sending = None
+        raise
+    if delivery is not None:
+        delivery.sending = None
+
+
+def cut_off_first(name: str, handler: object, handler_timeout: float) -> str | None:
+    """One line when ``handler``'s own call timeout (``call_timeout``) outlasts
+    ``handler_timeout``: the worker cuts such a call off first (in doubt, for a call marked by
+    :func:`sending`). None when it does not."""
+    own = getattr(handler, "call_timeout", None)
+    if not isinstance(own, int | float) or own <= handler_timeout:
+        return None
+    return (
+        f"handlers.{name}.timeout ({own:g}s) is longer than handler_timeout "
+        f"({handler_timeout:g}s): the worker cuts a slow call off before the handler gives up "
+        "on it; set timeout below handler_timeout, or raise handler_timeout"
+    )

@@ -34,7 +34,7 @@ from pydantic import Field, field_validator
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
-from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt
+from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt, sending
 from lambda_destinations.handlers.storm import DEFAULT_DIGEST, DIGEST_FIELDS
 from lambda_destinations.handlers.templates import (
     NonBlank,
@@ -269,11 +269,12 @@ class SmsHandler(storm.Notifier):
         sns = await aws.sender("sns")
         completed = await store.completed_handlers(key) if each_once else frozenset()
         for number in self.phone_numbers:
-            publish = functools.partial(self._publish, sns, number, text, log, context)
+            step = f"{self.name}#{number}"
+            publish = functools.partial(
+                self._publish, sns, number, text, log, context, step if each_once else None
+            )
             if each_once:
-                await storm.send_once(
-                    store, key, f"{self.name}#{number}", owner, publish, completed=completed
-                )
+                await storm.send_once(store, key, step, owner, publish, completed=completed)
             else:
                 await publish()
 
@@ -284,16 +285,18 @@ class SmsHandler(storm.Notifier):
         text: str,
         log: FilteringBoundLogger,
         context: HandlerContext | None,
+        step: str | None,
     ) -> None:
         # SNS Publish to a phone number takes no idempotency token: a lost answer is in doubt.
+        what = f"SMS to {mask_phone(number)}"
         try:
-            response = await sns.publish(
-                PhoneNumber=number, Message=text, MessageAttributes=self.attributes
-            )
+            with sending(context, self.in_doubt, what, step=step):
+                response = await sns.publish(
+                    PhoneNumber=number, Message=text, MessageAttributes=self.attributes
+                )
         except Exception as exc:
             if not is_in_doubt(exc):
                 raise
-            what = f"SMS to {mask_phone(number)}"
             self.settle(what, exc, context=context, log=log)
             return
         log.info(

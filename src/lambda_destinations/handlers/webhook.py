@@ -28,8 +28,9 @@ keeps that field's JSON value. Every request carries an ``Idempotency-Key`` deri
 handler and the record key, so a receiver can drop a duplicate. 2xx completes; 408, 429, 5xx
 and connection errors are retried; any other status quarantines the message with the status
 and the start of the answer; redirects are not followed. A request whose answer never came
-(timeout or connection lost after sending) is in doubt: ``in_doubt = "resend"`` (the default)
-sends it again, with the same idempotency key; ``"skip"`` records it as done and logs it.
+(timeout, connection lost after sending, or cut off by the worker) is in doubt:
+``in_doubt = "resend"`` (the default) sends it again, with the same idempotency key; ``"skip"``
+records it as done and logs it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from pydantic import Field, field_validator, model_validator
 from lambda_destinations._urls import check_port
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
-from lambda_destinations.handlers.in_doubt import InDoubt
+from lambda_destinations.handlers.in_doubt import InDoubt, sending
 from lambda_destinations.handlers.templates import (
     RECORD_FIELDS,
     Duration,
@@ -329,6 +330,7 @@ class WebhookHandler(storm.Notifier):
         self.timeout = timeout
         self.in_doubt = in_doubt
         self.storm = storm
+        self.call_timeout = timeout  # the worker warns at start when handler_timeout is shorter
         parts = urlsplit(url)
         self.where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         # What the server was sent that its answer must not carry into a log or a reason (an
@@ -372,15 +374,19 @@ class WebhookHandler(storm.Notifier):
         headers = self.request_headers(data, key)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(self.url, data=data, headers=headers, allow_redirects=False) as answer,
-            ):
-                status = answer.status
-                # A 2xx says the receiver has the request: its body is not read, so a body cut
-                # short or never sent cannot put a delivered request in doubt.
-                text = "" if 200 <= status < 300 else await _answer_start(answer)
-                answer.close()  # what is left unread goes with the connection
+            with sending(context, self.in_doubt, f"webhook {self.where}") as call:
+                async with (
+                    aiohttp.ClientSession(timeout=timeout) as session,
+                    session.post(
+                        self.url, data=data, headers=headers, allow_redirects=False
+                    ) as answer,
+                ):
+                    call.answered()
+                    status = answer.status
+                    # A 2xx says the receiver has the request: its body is not read, so a body
+                    # cut short or never sent cannot put a delivered request in doubt.
+                    text = "" if 200 <= status < 300 else await _answer_start(answer)
+                    answer.close()  # what is left unread goes with the connection
         except aiohttp.ClientConnectorError as exc:  # nothing was sent
             raise TransientError(f"webhook {self.where}: cannot connect ({exc.os_error})") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:

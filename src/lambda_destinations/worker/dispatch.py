@@ -32,6 +32,7 @@ from lambda_destinations.errors import (
     RetryMessage,
     StoreDataError,
     StoreUnavailable,
+    TransientError,
 )
 from lambda_destinations.handlers.base import (
     Delivery,
@@ -41,6 +42,7 @@ from lambda_destinations.handlers.base import (
     reads_record_only,
     records_completion,
 )
+from lambda_destinations.handlers.in_doubt import in_doubt_note
 from lambda_destinations.redact import redact
 from lambda_destinations.retrying import (
     backoff_delay,
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lambda_destinations.worker")
 
 MAX_REASON = 1000
+MAX_VISIBILITY = 43200  # SQS: seconds a message may stay hidden, counted from its receipt
 # Recording a completed side effect: tries for about this long (the waits double up to half of
 # it), as the README promises, before the message is retried and the effect may repeat.
 COMPLETE_RETRY_SECONDS = 30.0
@@ -88,6 +91,9 @@ class InFlight:
     visibility: int  # seconds a receive or heartbeat hides it for
     extend_at: float  # loop time at which the heartbeat extends its visibility
     settled: bool = False  # an outcome has been applied (its batch call may still be under way)
+    # Loop time the receive that brought it was sent: SQS's 12-hour limit on its visibility
+    # counts from its receipt (None: not known, the limit is taken whole).
+    received_at: float | None = None
 
     @property
     def message_id(self) -> str:
@@ -145,6 +151,21 @@ class HandlerFailed(Exception):
         self.handler = handler
         self.error = error
         self.permanent = permanent
+
+
+class HandlerCancelled(TransientError):
+    """A handler raised CancelledError though the worker did not cancel it."""
+
+    def __init__(self, handler: str, in_doubt: str | None = None) -> None:
+        super().__init__(
+            f"handler {handler} raised CancelledError, but the worker did not cancel it "
+            "(something cancelled a task it awaited)" + (f"; {in_doubt}" if in_doubt else "")
+        )
+
+
+def _cancelled(task: asyncio.Task[Any] | None) -> bool:
+    """Whether ``task`` itself is being cancelled (a CancelledError it raises is then ours)."""
+    return task is None or task.cancelling() > 0
 
 
 class KeyLocks:
@@ -378,19 +399,65 @@ class Dispatcher:
                 await self._call(handler, decoded, context)
         except BaseException as exc:
             if claims:
-                # Drop our claim so the next delivery may run it; keep why it failed. Even
-                # when cancelled (shutdown), the claim must not linger until it expires.
-                try:
-                    await self.store.release_handler(
-                        context.key, handler.name, delivery.owner, error=describe_error(exc)[:1000]
-                    )
-                except Exception:  # noqa: BLE001 - the handler's own error is what propagates
-                    self._unreleased[(context.key, handler.name)] = delivery.owner
+                await self._drop_claim(handler.name, context, exc)
             raise
         if claims:
             await self._complete(context.key, handler.name, delivery.owner, delivery.in_doubt)
             delivery.in_doubt = None
         self.stats.handler_runs[handler.name] += 1
+
+    async def _drop_claim(self, handler: str, context: HandlerContext, exc: BaseException) -> None:
+        """Drop our claim so the next delivery may run ``handler``; keep why it failed.
+
+        Even when cancelled (shutdown), the claim must not linger until it expires. A call cut
+        off by that cancellation is in doubt: under ``in_doubt = "skip"`` the run completes
+        instead, and the call is not sent again; under ``"resend"`` the release keeps the note.
+        """
+        delivery = delivery_of(context)
+        error = describe_error(exc)[:1000]
+        if isinstance(exc, asyncio.CancelledError):
+            cut = await self._cut_off(handler, context, "cut off at shutdown", record_run=True)
+            if cut is not None:
+                error, done = cut
+                if done:
+                    return
+        try:
+            await self.store.release_handler(context.key, handler, delivery.owner, error=error)
+        except Exception:  # noqa: BLE001 - the handler's own error is what propagates
+            self._unreleased[(context.key, handler)] = delivery.owner
+
+    async def _cut_off(
+        self, handler: str, context: HandlerContext, cause: str, *, record_run: bool
+    ) -> tuple[str, bool] | None:
+        """Settle by its ``in_doubt`` policy the call the worker just cut off (the delivery's
+        ``sending`` mark, cleared here): None when no call was under way, else the note and
+        whether the handler run is done with the call.
+
+        Skip: a call that is the whole run completes it (``record_run``: here, at shutdown;
+        otherwise the note waits in ``delivery.in_doubt`` for the caller, whose run returns);
+        one call of several (an SMS of a list) completes its own step, and the run is retried
+        for the rest. Resend: the note, for the run's error; the next try sends again. Only
+        on this path: no store round trip is added to a call that is answered.
+        """
+        delivery = delivery_of(context)
+        mark, delivery.sending = delivery.sending, None
+        if mark is None:
+            return None
+        note = in_doubt_note(mark.what, cause, skip=mark.skip)
+        log.warning(note, handler=handler)
+        delivery.in_doubt = note  # kept if this run completes after all (settle_in_doubt's way)
+        if not mark.skip:
+            return note, False
+        if mark.step is None and not record_run:
+            return note, True
+        try:
+            await self.store.complete_handler(
+                context.key, mark.step or handler, delivery.owner, detail=note
+            )
+        except Exception as exc:  # noqa: BLE001 - the claim lapses; the next delivery resends
+            log.warning("could not record a call in doubt as done", error=describe_error(exc))
+            return note, False
+        return note, mark.step is None
 
     async def _acquire(self, handler: str, context: HandlerContext, *, last_receive: bool) -> bool:
         """Claim ``handler`` for this delivery; False when another delivery completed it.
@@ -472,34 +539,51 @@ class Dispatcher:
             wait = min(short, remaining) if receive_count <= 1 else remaining
         return min(self.settings.retry_max, wait)
 
+    async def _attempt(
+        self, handler: Handler, decoded: DecodedMessage, context: HandlerContext
+    ) -> None:
+        """One call of ``handler`` within ``handler_timeout``; a call the budget or a
+        CancelledError of the handler's own cuts off is settled by its ``in_doubt`` policy."""
+        token = object()
+        self.running[id(token)] = (handler.name, asyncio.get_running_loop().time())
+        # asyncio.timeout, not wait_for: no extra task per call.
+        budget = asyncio.timeout(self.settings.handler_timeout)
+        try:
+            async with budget:
+                await handler(decoded, context)
+        except TimeoutError as exc:
+            if not budget.expired():
+                raise  # the handler's own (a client's timeout): transient, retried here
+            self.metrics.handler_errors.labels(handler.name, "timeout").inc()
+            over = f"ran over handler_timeout ({self.settings.handler_timeout:g}s)"
+            cut = await self._cut_off(
+                handler.name, context, "cut off at handler_timeout", record_run=False
+            )
+            if cut is not None and cut[1]:
+                return  # in_doubt = skip: the call counts as done
+            # A handler over its budget is retried by message, never in process.
+            reason = f"handler {handler.name} {over}"
+            raise RetryMessage(reason if cut is None else f"{reason}; {cut[0]}") from exc
+        except asyncio.CancelledError as exc:
+            if _cancelled(asyncio.current_task()):
+                raise  # the worker's own cancellation (shutdown): see _drop_claim
+            # The handler raised it itself (it awaited a task something else cancelled):
+            # its error, retried as any transient one, not a shutdown.
+            cut = await self._cut_off(handler.name, context, "CancelledError", record_run=False)
+            if cut is not None and cut[1]:
+                return
+            raise HandlerCancelled(handler.name, None if cut is None else cut[0]) from exc
+        finally:
+            del self.running[id(token)]
+
     async def _call(
         self, handler: Handler, decoded: DecodedMessage, context: HandlerContext
     ) -> None:
-        async def attempt() -> None:
-            token = object()
-            self.running[id(token)] = (handler.name, asyncio.get_running_loop().time())
-            # asyncio.timeout, not wait_for: no extra task per call.
-            budget = asyncio.timeout(self.settings.handler_timeout)
-            try:
-                async with budget:
-                    await handler(decoded, context)
-            except TimeoutError as exc:
-                if not budget.expired():
-                    raise  # the handler's own (a client's timeout): transient, retried here
-                self.metrics.handler_errors.labels(handler.name, "timeout").inc()
-                # A handler over its budget is retried by message, never in process.
-                raise RetryMessage(
-                    f"handler {handler.name} ran over handler_timeout "
-                    f"({self.settings.handler_timeout:g}s)"
-                ) from exc
-            finally:
-                del self.running[id(token)]
-
         started = asyncio.get_running_loop().time()
         duration = self.metrics.handler_duration_by(handler.name)
         try:
             await retry_transient(
-                attempt,
+                lambda: self._attempt(handler, decoded, context),
                 attempts=self.settings.handler_attempts,
                 max_delay=self.settings.handler_retry_max_delay,
                 sleep=self.sleep,
@@ -558,7 +642,7 @@ class Dispatcher:
             delay = backoff_delay(
                 item.receive_count, self.settings.retry_base, self.settings.retry_max
             )
-        seconds = max(0, min(43200, round(delay)))
+        seconds = max(0, min(self._visibility_left(item), round(delay)))
         item.settled = True
         self.stats.outcomes[Outcome.RETRY] += 1
         self.metrics.messages_by(item.queue.name, Outcome.RETRY.value).inc()
@@ -567,6 +651,15 @@ class Dispatcher:
             item.queue.url, {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds}
         )
         return Outcome.RETRY
+
+    @staticmethod
+    def _visibility_left(item: InFlight) -> int:
+        """Seconds SQS still lets ``item`` be hidden for: 12 hours from its receipt, past which
+        it refuses a visibility change (and the message would show again at once)."""
+        if item.received_at is None:
+            return MAX_VISIBILITY
+        elapsed = asyncio.get_running_loop().time() - item.received_at
+        return max(0, MAX_VISIBILITY - math.ceil(elapsed))
 
     async def quarantine(self, item: InFlight, reason: str, *, key: str | None = None) -> Outcome:
         """Store, DLQ (with the reason), then delete; a failure on the way retries instead.

@@ -36,7 +36,12 @@ from lambda_destinations.errors import (
     StoreGone,
     StoreMisconfigured,
 )
-from lambda_destinations.handlers.registry import HandlerRegistry, replay_outcomes_linked
+from lambda_destinations.handlers.in_doubt import cut_off_first
+from lambda_destinations.handlers.registry import (
+    HandlerRegistry,
+    configured_handlers,
+    replay_outcomes_linked,
+)
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import backoff_delay, describe_error, is_transient
 from lambda_destinations.store import Store
@@ -275,6 +280,9 @@ class Worker(Lifetime):
                 "a route replays failures, but no route of successes links a replay's outcome: "
                 "replays that recover stay unmarked; add replay-outcome to the route of successes"
             )
+        for name in configured_handlers(self.settings):
+            if line := cut_off_first(name, self.registry.get(name), self.settings.handler_timeout):
+                log.warning(line)
         try:
             await self._open(give_up_after)
         except BaseException:
@@ -608,6 +616,7 @@ class Worker(Lifetime):
             room = await self._room.reserve(
                 self._share, least=self._share, patience=FULL_BATCH_PATIENCE
             )
+            sent = asyncio.get_running_loop().time()
             messages = await self._receive(queue, name, request, room, wait_time)
             if messages is None:
                 continue
@@ -616,7 +625,9 @@ class Worker(Lifetime):
             else:
                 self._room.release(room - len(messages))
             now = asyncio.get_running_loop().time()
-            self._ready.extend(self._track(queue, message, visibility, now) for message in messages)
+            self._ready.extend(
+                self._track(queue, message, visibility, now, sent) for message in messages
+            )
             self._start_ready()
             if once and not messages:
                 return
@@ -692,14 +703,16 @@ class Worker(Lifetime):
         return messages
 
     def _track(
-        self, queue: QueueInfo, message: dict[str, Any], visibility: int, now: float
+        self, queue: QueueInfo, message: dict[str, Any], visibility: int, now: float, sent: float
     ) -> InFlight:
-        """Count a received message in flight (the heartbeat extends it from now on)."""
+        """Count a received message in flight (the heartbeat extends it from now on); ``sent``
+        is when its receive was sent, no later than SQS's receipt."""
         item = InFlight(
             queue=queue,
             message=message,
             visibility=visibility,
             extend_at=now + visibility * self.settings.heartbeat_fraction,
+            received_at=sent,
         )
         self.stats.received += 1
         self._inflight[self._token(item)] = item
