@@ -234,3 +234,24 @@ def test_an_sms_spend_limit_of_zero_is_found(setup: Setup, smtp_port) -> None:
     errors = errors_of(result)
     assert set(errors) == {"handler text"}, errors
     assert "MonthlySpendLimit" in errors["handler text"]["detail"]
+
+
+def test_a_handler_timeout_longer_than_handler_timeout_is_a_warning(setup: Setup) -> None:
+    hooks = {
+        "slow-hook": {"type": "webhook", "url": "http://127.0.0.1:9/hook", "timeout": "60s"},
+        "quick-hook": {"type": "webhook", "url": "http://127.0.0.1:9/hook", "timeout": "5s"},
+    }
+    env = {
+        **setup.env(),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(hooks),
+        "LAMBDA_DESTINATIONS_HANDLER_TIMEOUT": "30",
+    }
+
+    result = setup.doctor(env, "--json")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    warned = {c["check"]: c for c in checks_of(result) if c["status"] == "warn"}
+    assert warned["handler slow-hook: timeout"]["detail"].startswith(
+        "handlers.slow-hook.timeout (60s) is longer than handler_timeout (30s)"
+    )
+    assert not any(check.startswith("handler quick-hook") for check in warned)

@@ -24,6 +24,7 @@ from lambda_destinations.handlers.email import (
     SmtpTransport,
     smtp_outcome,
 )
+from lambda_destinations.handlers.in_doubt import cut_off_first
 from lambda_destinations.handlers.registry import HandlerRegistry, configured_handlers
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
@@ -64,6 +65,8 @@ async def check_handlers(settings: Settings, aws: AwsClients) -> list[Check]:
         except ConfigError as exc:
             findings.append(Check(f"handler {name}", "error", str(exc), "fix its settings"))
             continue
+        if line := cut_off_first(name, handler, settings.handler_timeout):
+            findings.append(Check(f"handler {name}: timeout", "warn", line))
         findings.extend(await _check_one(name, handler, aws))
     return findings
 
