@@ -249,6 +249,48 @@ def test_handler_modules_take_comma_separated_names(tmp_path: Path) -> None:
     assert "'no_such_module_here'" in one_error_line(result)
 
 
+BROKEN_HANDLER_MODULES = {
+    "syntax": ("x = (\n", "has a syntax error at {path}:1 ("),
+    "raises": ('raise RuntimeError("no settings")\n', "raised RuntimeError: no settings ({path}:1)"),
+    "sync_handler": (
+        "from lambda_destinations import handler\n\n@handler()\ndef syncy(m, c): ...\n",
+        "raised TypeError: handler syncy must be an async function ({path}:3)",
+    ),
+    "exits": ("import sys\nsys.exit(0)\n", "called sys.exit(0) while imported"),
+}
+
+
+@pytest.mark.parametrize("how", ["module", "route"])
+@pytest.mark.parametrize("kind", sorted(BROKEN_HANDLER_MODULES))
+def test_a_handler_module_that_fails_to_import_is_one_line(
+    kind: str, how: str, tmp_path: Path
+) -> None:
+    # given: a module that raises (or exits) while imported, listed or named by a route
+    source, wanted = BROKEN_HANDLER_MODULES[kind]
+    module = f"broken_{kind}"
+    (tmp_path / f"{module}.py").write_text(source)
+    env = (
+        {"LAMBDA_DESTINATIONS_HANDLER_MODULES": module}
+        if how == "module"
+        else {"LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": [f"{module}:f"]}])}
+    )
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert f"module {module!r}" in line, line
+    assert wanted.format(path=tmp_path / f"{module}.py") in line, line
+
+
+def test_doctor_reports_a_handler_module_that_fails_to_import(
+    tmp_path: Path, endpoint_url: str
+) -> None:
+    (tmp_path / "broken_doctor.py").write_text('raise RuntimeError("no settings")\n')
+    env = {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "broken_doctor"}
+    result = cli("doctor", "--queues", "q", "--endpoint-url", endpoint_url, env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "module 'broken_doctor' raised RuntimeError: no settings" in one_error_line(result)
+
+
 def test_run_concurrency_0_is_refused_as_the_environment_refuses_it(tmp_path: Path) -> None:
     result = cli("run", "--once", "--queues", "q", "--concurrency", "0", cwd=tmp_path)
     assert result.returncode == 2

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lambda_destinations.config import Settings
@@ -34,12 +36,40 @@ def _import(reference: str, what: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"{what}: cannot import module {module_name!r} ({exc})") from None
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}"
+        raise ConfigError(
+            f"{what}: module {module_name!r} has a syntax error at {where} ({exc.msg}): fix it"
+        ) from None
+    except SystemExit as exc:
+        # An exit while imported would end the worker with its code and no word of why.
+        raise ConfigError(
+            f"{what}: module {module_name!r} called sys.exit({exc.code!r}) while imported: "
+            "a handler module must not exit"
+        ) from None
+    except Exception as exc:  # whatever user code raises at import is a setup to fix
+        raise ConfigError(
+            f"{what}: importing module {module_name!r} raised {_raised(exc)}: fix the module"
+        ) from None
     if not attribute:
         return module
     try:
         return getattr(module, attribute)
     except AttributeError:
         raise ConfigError(f"{what}: module {module_name!r} has no {attribute!r}") from None
+
+
+def _raised(exc: Exception) -> str:
+    """``Type: text (file:line)``: an exception and the user's line that raised it (not ours:
+    ``@handler`` on a plain function raises in this package), without a traceback."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    ours = str(Path(__file__).parents[1])
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith((ours, "<frozen "))
+    ]
+    return f"{text} ({frames[-1].filename}:{frames[-1].lineno})" if frames else text
 
 
 def handler_type(settings: Settings, name: str) -> str:
