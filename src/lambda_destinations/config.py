@@ -64,6 +64,18 @@ class RouteConfig(BaseModel):
     error_type: str | None = None
     queue: str | None = None
 
+    @field_validator("handlers")
+    @classmethod
+    def _each_handler_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # A chain runs each handler once for a record: the second entry would find the first
+        # one's completion and count every record as a duplicate.
+        for name in value:
+            if value.count(name) > 1:
+                raise ValueError(
+                    f"handler {name!r} is listed twice: a route runs a handler once; list it once"
+                )
+        return value
+
     @field_validator("condition")
     @classmethod
     def _known_condition(cls, value: str) -> str:

@@ -194,6 +194,15 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
             {"LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist"], "condition": "failed"}]'},
             "did you mean 'failure'",
         ),
+        (
+            {
+                "LAMBDA_DESTINATIONS_ROUTES": json.dumps(
+                    [{"handlers": ["persist"]}, {"handlers": ["persist", "sms", "persist"]}]
+                )
+            },
+            "setting 'routes.1.handlers' (LAMBDA_DESTINATIONS_ROUTES or the TOML file): "
+            "handler 'persist' is listed twice",
+        ),
     ],
 )
 def test_settings_that_cannot_work_are_one_line_and_exit_3(
@@ -279,6 +288,20 @@ def test_a_handler_module_that_fails_to_import_is_one_line(
     line = one_error_line(result)
     assert f"module {module!r}" in line, line
     assert wanted.format(path=tmp_path / f"{module}.py") in line, line
+
+
+def test_a_handler_module_taking_a_built_in_name_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "own_persist.py").write_text(
+        "from lambda_destinations import handler\n\n"
+        "@handler('persist')\nasync def mine(m, c): ...\n"
+    )
+    env = {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "own_persist"}
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        "error: handler_modules entry 'own_persist': @handler('persist') on mine: "
+        "'persist' is a built-in handler's name: choose another"
+    )
 
 
 def test_doctor_reports_a_handler_module_that_fails_to_import(

@@ -116,6 +116,18 @@ def _user_handler(
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _decorated(module_name: str, name: str, value: Any) -> Any:
+    """A ``@handler`` function of a handler module; ConfigError when its name is a built-in's,
+    which routes and tables would resolve to the built-in, never to it."""
+    if name in BUILTIN_TYPES:
+        raise ConfigError(
+            f"handler_modules entry {module_name!r}: @handler({name!r}) on "
+            f"{getattr(value, '__qualname__', name)}: {name!r} is a built-in handler's name: "
+            "choose another"
+        )
+    return value
+
+
 class HandlerRegistry:
     """Resolves the names used in routes to handler instances, once, at start."""
 
@@ -127,7 +139,7 @@ class HandlerRegistry:
             module = _import(module_name, f"handler_modules entry {module_name!r}")
             for value in vars(module).values():
                 if (name := marked_name(value)) is not None:
-                    self._decorated[name] = value
+                    self._decorated[name] = _decorated(module_name, name, value)
 
     def add(self, handler: Handler) -> None:
         """Register a handler object directly (tests, embedding applications)."""
