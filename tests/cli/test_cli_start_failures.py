@@ -89,6 +89,21 @@ def test_one_queue_by_its_name_and_its_url_stops_the_start(make_queue, base_env)
     assert_clean(result)
 
 
+def test_a_queue_arn_of_another_region_stops_the_start(sqs, make_queue, base_env) -> None:
+    # given: the ARN of a queue in eu-west-1 whose name a queue of the worker's region has
+    url, _ = make_queue("rgn")
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ].replace(":us-east-1:", ":eu-west-1:")
+    result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": arn})
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: queue {arn!r} is in eu-west-1, the worker in us-east-1: "
+        "set LAMBDA_DESTINATIONS_REGION=eu-west-1, or run one worker per region"
+    )
+    assert_clean(result)
+
+
 def test_a_bad_route_stops_the_start_with_nothing_left_open(make_queue, base_env) -> None:
     good, _ = make_queue("route")
     routes = json.dumps([{"handlers": ["no-such-handler"]}])

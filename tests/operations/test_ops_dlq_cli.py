@@ -626,6 +626,36 @@ def test_an_unknown_queue_exits_2_in_one_line(cli_env, command) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "command", [["peek"], ["redrive"], ["purge", "--yes"], ["redrive", "--to"]]
+)
+def test_a_queue_arn_of_another_region_exits_2_in_one_line(
+    sqs, make_queue, cli_env, command
+) -> None:
+    # given: ARNs in eu-west-1 of queues whose names queues of the command's region have
+    url, dlq = make_queue("rgn")
+    dlq_arn, source_arn = (
+        sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ].replace(":us-east-1:", ":eu-west-1:")
+        for u in (dlq, url)
+    )
+    sqs.send_message(QueueUrl=dlq, MessageBody="{}")
+    if command[-1] == "--to":  # only where the redrive sends them is in another region
+        args, wrong = ["redrive", dlq, "--to", source_arn], source_arn
+    else:
+        args, wrong = [command[0], dlq_arn, *command[1:]], dlq_arn
+
+    result = cli("dlq", *args, env=cli_env)
+
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result) == [
+        f"error: queue {wrong!r} is in eu-west-1, this command in us-east-1: "
+        "run it with --region eu-west-1"
+    ]
+    assert count_messages(sqs, dlq) == 1
+
+
 @pytest.mark.parametrize("command", [["peek"], ["redrive"], ["purge", "--yes"]])
 def test_an_unreachable_endpoint_exits_4_in_one_line(cli_env, command) -> None:
     env = {**cli_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:1"}

@@ -218,7 +218,14 @@ def _no_credentials(setup: Setup) -> tuple[dict[str, str], str]:
     return env, "aws credentials"
 
 
+def _arn_of_another_region(setup: Setup) -> tuple[dict[str, str], str]:
+    # the same-named queue exists in the doctor's region: it is not the one the ARN names
+    arn = setup.queue_arn.replace(":us-east-1:", ":eu-west-1:")
+    return setup.env(arn), f"queue {arn}"
+
+
 PLANTS = {
+    "queue ARN of another region": _arn_of_another_region,
     "queue missing": _missing_queue,
     "no redrive policy": _no_redrive_policy,
     "dead-letter queue gone": _dlq_gone,
@@ -248,6 +255,13 @@ def test_each_misconfiguration_is_found(setup: Setup, plant: str) -> None:
     assert broken_check in errors, errors
     assert errors[broken_check]["fix"]
     assert errors[broken_check]["unreachable"] is False
+
+
+def test_a_queue_given_by_its_arn_is_checked(setup: Setup) -> None:
+    result = setup.doctor(setup.env(setup.queue_arn), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {c["check"]: c for c in checks_of(result)}
+    assert checks[f"queue {setup.queue_arn}"]["status"] == "ok"
 
 
 def test_an_sns_destination_subscribed_by_a_polled_queue_passes(setup: Setup) -> None:

@@ -45,7 +45,13 @@ from lambda_destinations.redact import mask_url, redact
 from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 from lambda_destinations.store import Store
 from lambda_destinations.times import duration_unit
-from lambda_destinations.worker.queues import is_missing_queue, parse_arn, queue_name, same_queue
+from lambda_destinations.worker.queues import (
+    is_missing_queue,
+    parse_arn,
+    queue_lookup,
+    queue_name,
+    same_queue,
+)
 
 # After a heartbeat is due, this long must remain before the message would reappear: the
 # heartbeat loop's tick (up to 1 s), the batching of the call, and the call itself.
@@ -254,8 +260,13 @@ class Doctor:
                 if "://" in configured:
                     url = configured
                 else:
-                    url = (await sqs.get_queue_url(QueueName=configured))["QueueUrl"]
+                    lookup = queue_lookup(sqs, configured)
+                    url = (await sqs.get_queue_url(**lookup))["QueueUrl"]
                 response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+            except ConfigError as exc:  # an ARN that is no queue's, or of another region
+                problem, _, fix = str(exc).partition(": ")
+                self.add(f"queue {name}", "error", problem, fix)
+                continue
             except CONNECTION_ERRORS as exc:
                 self.add(
                     f"queue {name}",

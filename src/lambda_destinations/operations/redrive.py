@@ -63,6 +63,7 @@ from lambda_destinations.worker.queues import (
     REASON_ATTRIBUTE,
     REDRIVE_ATTRIBUTE,
     SOURCE_ATTRIBUTE,
+    client_region,
     is_missing_queue,
     queue_name,
     sendable_attribute,
@@ -125,6 +126,12 @@ async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
             parts = ident.split(":")
             if len(parts) != 6 or parts[2] != "sqs":
                 raise QueueNotFound(f"{ident!r} is not an SQS queue ARN")
+            if parts[3] != (own := client_region(sqs)):
+                # Looked up by name in our region, it would be another queue (or none).
+                raise QueueNotFound(
+                    f"queue {echoed(ident)!r} is in {parts[3]}, this command in {own}: "
+                    f"run it with --region {parts[3]}"
+                )
             found = await sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
             url = found["QueueUrl"]
         elif "://" in ident:

@@ -64,20 +64,37 @@ def same_queue(seen: dict[str, str], configured: str, identity: str) -> str | No
     return None
 
 
+def client_region(sqs: Any) -> str:
+    """The region an SQS client asks: the one every queue name is looked up in."""
+    return str(sqs.meta.region_name)
+
+
+def queue_lookup(sqs: Any, name_or_arn: str) -> dict[str, str]:
+    """GetQueueUrl's arguments for a configured queue name or ARN; ConfigError for an ARN
+    that is no SQS queue's, or of another region than the client's: GetQueueUrl looks the
+    name up in the client's region, where a same-named queue is not the one meant."""
+    if not name_or_arn.startswith("arn:"):
+        return {"QueueName": name_or_arn}
+    try:
+        region, account, name = parse_arn(name_or_arn)
+    except ValueError:
+        raise ConfigError(
+            f"queue {name_or_arn!r} is not an SQS queue ARN: fix LAMBDA_DESTINATIONS_QUEUES "
+            "(a URL, a name, or arn:aws:sqs:REGION:ACCOUNT:NAME)"
+        ) from None
+    if region != (own := client_region(sqs)):
+        raise ConfigError(
+            f"queue {name_or_arn!r} is in {region}, the worker in {own}: set "
+            f"LAMBDA_DESTINATIONS_REGION={region}, or run one worker per region"
+        )
+    return {"QueueName": name, "QueueOwnerAWSAccountId": account}
+
+
 async def queue_url(sqs: Any, url_or_name: str) -> str:
     """A URL as given, or the URL of a queue name or ARN (ConfigError when it does not exist)."""
     if "://" in url_or_name:
         return url_or_name
-    lookup = {"QueueName": url_or_name}
-    if url_or_name.startswith("arn:"):
-        try:
-            _region, account, name = parse_arn(url_or_name)
-        except ValueError:
-            raise ConfigError(
-                f"queue {url_or_name!r} is not an SQS queue ARN: fix LAMBDA_DESTINATIONS_QUEUES "
-                "(a URL, a name, or arn:aws:sqs:REGION:ACCOUNT:NAME)"
-            ) from None
-        lookup = {"QueueName": name, "QueueOwnerAWSAccountId": account}
+    lookup = queue_lookup(sqs, url_or_name)
     try:
         response = await sqs.get_queue_url(**lookup)
     except ClientError as exc:
