@@ -80,3 +80,61 @@ def test_sigterm_finishes_quick_handlers_releases_slow_ones_and_exits_0(
     visible = receive_all(sqs, url)
     slow_ids = {r["requestContext"]["requestId"] for r in records[5:]}
     assert {json.loads(m["Body"])["requestContext"]["requestId"] for m in visible} == slow_ids
+
+
+def test_sighup_shuts_down_as_sigterm_does(
+    sqs, make_queue, endpoint_url, sqlite_url, tmp_path
+) -> None:
+    # given: a worker whose one handler is in flight for a minute
+    url, _ = make_queue("hangup", visibility_timeout=120)
+    record = success_record(random.Random(3))
+    record["requestPayload"] = {"sleep": 60.0}
+    send_bodies(sqs, url, [json.dumps(record)])
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = {
+        **os.environ,
+        # HERE for slow_handlers, before the path that runs this checkout's package
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+        "MARKER_DIR": str(markers),
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": "1",
+        "LAMBDA_DESTINATIONS_OPS_PORT": "0",
+        "LAMBDA_DESTINATIONS_HANDLER_MODULES": json.dumps(["slow_handlers"]),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["persist", "sleepy"]}]),
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from lambda_destinations.cli import main; main()", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(markers.glob("started-*")):
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the handler never started"
+            time.sleep(0.1)
+
+        # when: the terminal that started it closes
+        process.send_signal(signal.SIGHUP)
+        _out, err = process.communicate(timeout=30)
+    finally:
+        reap(process)
+
+    # then: a graceful stop: logged, exit 0, the unfinished message visible again at once
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(e.get("signal") == "SIGHUP" for e in events), err
+    # (a release shows 1 s after the end of a long poll that may still be open at SQS)
+    visible = receive_all(sqs, url, wait=5)
+    assert [json.loads(m["Body"])["requestContext"]["requestId"] for m in visible] == [
+        record["requestContext"]["requestId"]
+    ]

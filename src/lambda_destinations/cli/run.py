@@ -47,8 +47,13 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+# SIGHUP as SIGTERM: a closed terminal or ssh session sends it, and its default action would
+# end the process at once, in-flight messages hidden and their claims held until they expire.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def install_signal_handlers(worker: Worker) -> Callable[[], None]:
-    """SIGTERM/SIGINT stop the worker gracefully; a second one exits at once."""
+    """SIGTERM/SIGINT/SIGHUP stop the worker gracefully; a second one exits at once."""
     loop = asyncio.get_running_loop()
     received: list[int] = []
     aborting: list[asyncio.Task[None]] = []
@@ -74,11 +79,11 @@ def install_signal_handlers(worker: Worker) -> Callable[[], None]:
         )
         worker.stop()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, on_signal, signum)
 
     def remove() -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
 
     return remove
@@ -200,8 +205,8 @@ def run_command(settings: Settings, once: bool, concurrency: int | None, as_json
       lambda-destinations run --queues https://sqs.us-east-1.amazonaws.com/123456789012/q --once
       lambda-destinations run --config lambda-destinations.toml
 
-    Stops on SIGTERM or Ctrl-C: in-flight handlers get the grace period, unfinished messages
-    are made visible again, then it exits 0. A second signal exits at once. Exits 7 when one
+    Stops on SIGTERM, SIGHUP or Ctrl-C: in-flight handlers get the grace period, unfinished
+    messages are made visible again, then it exits 0. A second signal exits at once. Exits 7 when one
     of its long-lived tasks died (restart it), 4 when `--once` cannot reach SQS or the store.
     """
     if concurrency is not None:
