@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import random
+import time
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from lambda_destinations.schemas import DecodedMessage, decode
 from lambda_destinations.simulate import failure_record, messages, success_record
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
+from lambda_destinations.worker import worker as worker_module
 from lambda_destinations.worker.queues import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
 
 
@@ -473,3 +475,33 @@ async def test_a_redelivery_waits_out_another_workers_claim_instead_of_dead_lett
     assert [(run.handler, run.state) for run in runs] == [("count", "completed")]
     assert receive_all(sqs, url) == []
     assert receive_all(sqs, dlq) == []
+
+
+class BlockingHandler(CountingHandler):
+    """A handler written wrong: it blocks the event loop (time.sleep) instead of awaiting."""
+
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        time.sleep(self.sleep)
+        self.runs[message.key] += 1
+
+
+async def test_a_handler_that_blocks_the_event_loop_is_reported_once(
+    sqs, make_queue, settings_for, monkeypatch
+) -> None:
+    # given: two records for a handler that blocks the loop three times the threshold
+    monkeypatch.setattr(worker_module, "LOOP_BLOCKED", 0.5, raising=False)
+    url, _ = make_queue("blocking")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(n))) for n in range(2)])
+    settings = routed(settings_for(url, concurrency=1), "blocking")
+    blocking = BlockingHandler(name="blocking", sleep=1.5)
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, blocking)) as worker:
+            await run_until(worker, lambda: sum(blocking.runs.values()) == 2)
+
+    # then: one warning that names the likely cause and the fix
+    warnings = [e for e in logs if "event loop was blocked" in e["event"]]
+    assert len(warnings) == 1, warnings
+    assert "asyncio.to_thread" in warnings[0]["event"]
+    assert warnings[0]["log_level"] == "warning"

@@ -83,6 +83,10 @@ RELEASE_MARGIN = 1.0
 FLUSH_RESERVE = 1.0  # of the margin, what is always left for the last flush
 ABORT_RELEASE = 1.0  # a second signal: seconds spent trying to release what is in flight
 HANDLER_OVERRUN = 1.0  # seconds past handler_timeout before /healthz reports a handler
+# One event loop runs every handler, poller and the heartbeat: code that blocks it (time.sleep,
+# blocking I/O) stalls them all and holds shutdown past its deadline. The heartbeat wakes this
+# many seconds late, or more, only when the loop was blocked; it says so once.
+LOOP_BLOCKED = 5.0
 BACKGROUND = ("heartbeat", "store-watcher", "queue-metrics", "task-protection")
 SAMPLE_TIMEOUT = 10.0
 # The system attributes a receive asks for: the receive count (retries, the DLQ's last
@@ -819,9 +823,20 @@ class Worker(Lifetime):
         shortest = min((q.visibility_timeout for q in self.queues), default=30)
         shortest = min(shortest, self.settings.visibility_timeout or shortest)
         tick = max(0.05, min(1.0, shortest * self.settings.heartbeat_fraction / 2))
+        loop = asyncio.get_running_loop()
+        warned = False
         while True:
+            asleep = loop.time()
             await asyncio.sleep(tick)
-            self._extend_due(asyncio.get_running_loop().time())
+            now = loop.time()
+            if not warned and (late := now - asleep - tick) > LOOP_BLOCKED:
+                warned = True
+                log.warning(
+                    "the event loop was blocked; a handler likely blocks it (time.sleep, "
+                    "blocking I/O): run blocking work with asyncio.to_thread (said once)",
+                    seconds=round(late, 1),
+                )
+            self._extend_due(now)
 
     def _extend_due(self, now: float) -> None:
         assert self._visibility is not None
