@@ -260,7 +260,10 @@ def test_handler_modules_take_comma_separated_names(tmp_path: Path) -> None:
 
 BROKEN_HANDLER_MODULES = {
     "syntax": ("x = (\n", "has a syntax error at {path}:1 ("),
-    "raises": ('raise RuntimeError("no settings")\n', "raised RuntimeError: no settings ({path}:1)"),
+    "raises": (
+        'raise RuntimeError("no settings")\n',
+        "raised RuntimeError: no settings ({path}:1)",
+    ),
     "sync_handler": (
         "from lambda_destinations import handler\n\n@handler()\ndef syncy(m, c): ...\n",
         "raised TypeError: handler syncy must be an async function ({path}:3)",

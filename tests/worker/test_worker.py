@@ -481,7 +481,7 @@ class BlockingHandler(CountingHandler):
     """A handler written wrong: it blocks the event loop (time.sleep) instead of awaiting."""
 
     async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
-        time.sleep(self.sleep)
+        time.sleep(self.sleep)  # noqa: ASYNC251 - the mistake this test plants
         self.runs[message.key] += 1
 
 

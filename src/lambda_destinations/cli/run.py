@@ -206,8 +206,9 @@ def run_command(settings: Settings, once: bool, concurrency: int | None, as_json
       lambda-destinations run --config lambda-destinations.toml
 
     Stops on SIGTERM, SIGHUP or Ctrl-C: in-flight handlers get the grace period, unfinished
-    messages are made visible again, then it exits 0. A second signal exits at once. Exits 7 when one
-    of its long-lived tasks died (restart it), 4 when `--once` cannot reach SQS or the store.
+    messages are made visible again, then it exits 0. A second signal exits at once. Exits 7
+    when one of its long-lived tasks died (restart it), 4 when `--once` cannot reach SQS or
+    the store.
     """
     if concurrency is not None:
         settings = settings.model_copy(update={"concurrency": concurrency})

@@ -47,7 +47,7 @@ def _import(reference: str, what: str) -> Any:
             f"{what}: module {module_name!r} called sys.exit({exc.code!r}) while imported: "
             "a handler module must not exit"
         ) from None
-    except Exception as exc:  # whatever user code raises at import is a setup to fix
+    except Exception as exc:  # noqa: BLE001 - whatever user code raises at import is a setup to fix
         raise ConfigError(
             f"{what}: importing module {module_name!r} raised {_raised(exc)}: fix the module"
         ) from None

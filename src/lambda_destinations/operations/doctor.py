@@ -264,8 +264,8 @@ class Doctor:
                     url = (await sqs.get_queue_url(**lookup))["QueueUrl"]
                 response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
             except ConfigError as exc:  # an ARN that is no queue's, or of another region
-                problem, _, fix = str(exc).partition(": ")
-                self.add(f"queue {name}", "error", problem, fix)
+                wrong, _, fix = str(exc).partition(": ")
+                self.add(f"queue {name}", "error", wrong, fix)
                 continue
             except CONNECTION_ERRORS as exc:
                 self.add(
