@@ -475,10 +475,15 @@ async def test_a_request_without_answer_follows_in_doubt(
     assert len(receiver.requests) == posts
 
 
-async def hook_run(store: str, key: str) -> Any:
+async def assert_recorded_in_doubt(store: str, record: Any, cause: str, policy: str) -> None:
+    """The webhook's run completed, its last_error the in-doubt note of a call cut off."""
     async with Store.from_url(store) as opened:
-        runs = await opened.handler_runs(key)
-    return next(run for run in runs if run.handler == "hook")
+        runs = await opened.handler_runs(key_of(record))
+    run = next(run for run in runs if run.handler == "hook")
+    assert run.state == RunState.COMPLETED
+    assert run.last_error is not None
+    assert f"in doubt (cut off at {cause})" in run.last_error
+    assert f"in_doubt = {policy}" in run.last_error
 
 
 @pytest.mark.parametrize(("policy", "posts"), [("skip", 1), ("resend", 2)])
@@ -524,11 +529,7 @@ async def test_a_request_cut_off_by_shutdown_follows_in_doubt(
     assert first.outcomes["release"] == 1
     assert second.outcomes["ack"] == 1
     assert len(receiver.requests) == posts
-    run = await hook_run(sqlite_url, key_of(record))
-    assert run.state == RunState.COMPLETED
-    assert run.last_error is not None
-    assert "in doubt (cut off at shutdown)" in run.last_error
-    assert f"in_doubt = {policy}" in run.last_error
+    await assert_recorded_in_doubt(sqlite_url, record, "shutdown", policy)
 
 
 @pytest.mark.parametrize(("policy", "posts"), [("skip", 1), ("resend", 2)])
@@ -576,11 +577,7 @@ async def test_a_request_cut_off_by_handler_timeout_follows_in_doubt(
     assert first.outcomes["retry"] == (1 if policy == "resend" else 0)
     assert acked == 1
     assert len(receiver.requests) == posts
-    run = await hook_run(sqlite_url, key_of(record))
-    assert run.state == RunState.COMPLETED
-    assert run.last_error is not None
-    assert "in doubt (cut off at handler_timeout)" in run.last_error
-    assert f"in_doubt = {policy}" in run.last_error
+    await assert_recorded_in_doubt(sqlite_url, record, "handler_timeout", policy)
     assert sqs.receive_message(QueueUrl=dlq).get("Messages") is None
 
 

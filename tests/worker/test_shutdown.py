@@ -19,6 +19,43 @@ from processes import reap
 HERE = Path(__file__).parent
 
 
+def start_slow_worker(
+    url: str, endpoint_url: str, sqlite_url: str, markers: Path, *, started: int, **settings: str
+) -> subprocess.Popen[str]:
+    """`lambda-destinations run` with `slow_handlers`' sleepy handler after persist, once
+    ``started`` handlers are in flight (each drops a marker file as it starts)."""
+    env = {
+        **os.environ,
+        # HERE for slow_handlers, before the path that runs this checkout's package
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+        "MARKER_DIR": str(markers),
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_HANDLER_MODULES": json.dumps(["slow_handlers"]),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["persist", "sleepy"]}]),
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+        **{f"LAMBDA_DESTINATIONS_{name.upper()}": value for name, value in settings.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from lambda_destinations.cli import main; main()", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(markers.glob("started-*"))) < started:
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.kill()
+            raise AssertionError(f"handlers never started: {process.communicate()[1]}")
+        time.sleep(0.1)
+    return process
+
+
 def test_sigterm_finishes_quick_handlers_releases_slow_ones_and_exits_0(
     sqs, make_queue, endpoint_url, sqlite_url, tmp_path
 ) -> None:
@@ -34,35 +71,16 @@ def test_sigterm_finishes_quick_handlers_releases_slow_ones_and_exits_0(
     markers = tmp_path / "markers"
     markers.mkdir()
     grace = 3.0
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(HERE),
-        "MARKER_DIR": str(markers),
-        "LAMBDA_DESTINATIONS_QUEUES": url,
-        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
-        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
-        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
-        "LAMBDA_DESTINATIONS_CONCURRENCY": "10",
-        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
-        "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": str(grace),
-        "LAMBDA_DESTINATIONS_HANDLER_MODULES": json.dumps(["slow_handlers"]),
-        "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["persist", "sleepy"]}]),
-        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from lambda_destinations.cli import main; main()", "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_slow_worker(
+        url,
+        endpoint_url,
+        sqlite_url,
+        markers,
+        started=10,
+        concurrency="10",
+        shutdown_grace=str(grace),
     )
     try:
-        deadline = time.monotonic() + 60
-        while len(list(markers.glob("started-*"))) < 10:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "handlers never started"
-            time.sleep(0.1)
-
         # when: SIGTERM while all ten handlers are in flight
         sent_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -92,36 +110,10 @@ def test_sighup_shuts_down_as_sigterm_does(
     send_bodies(sqs, url, [json.dumps(record)])
     markers = tmp_path / "markers"
     markers.mkdir()
-    env = {
-        **os.environ,
-        # HERE for slow_handlers, before the path that runs this checkout's package
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
-        "MARKER_DIR": str(markers),
-        "LAMBDA_DESTINATIONS_QUEUES": url,
-        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
-        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
-        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
-        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
-        "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": "1",
-        "LAMBDA_DESTINATIONS_OPS_PORT": "0",
-        "LAMBDA_DESTINATIONS_HANDLER_MODULES": json.dumps(["slow_handlers"]),
-        "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["persist", "sleepy"]}]),
-        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from lambda_destinations.cli import main; main()", "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_slow_worker(
+        url, endpoint_url, sqlite_url, markers, started=1, shutdown_grace="1", ops_port="0"
     )
     try:
-        deadline = time.monotonic() + 60
-        while not list(markers.glob("started-*")):
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the handler never started"
-            time.sleep(0.1)
-
         # when: the terminal that started it closes
         process.send_signal(signal.SIGHUP)
         _out, err = process.communicate(timeout=30)
