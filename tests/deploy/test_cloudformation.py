@@ -270,10 +270,13 @@ def test_the_environment_the_template_sets_is_settings_the_worker_accepts(
         assert field in Settings.model_fields, f"{name} is not a setting"
         if isinstance(value, dict) and "Ref" in value and value["Ref"] in parameters:
             value = parameters[value["Ref"]]["Default"]  # the parameter's default
+        elif value == {"Ref": "AWS::Region"}:
+            value = "eu-west-1"  # the stack's region, as CloudFormation resolves it
         elif not isinstance(value, str):
             value = "https://sqs.us-east-1.amazonaws.com/123456789012/q"  # a queue URL
         monkeypatch.setenv(name, value)
     monkeypatch.setenv(f"{ENV_PREFIX}STORE", "postgresql://ld@db/ld")  # the secret's value
     settings = load_settings()
+    assert settings.resolved_region() == "eu-west-1"
     assert settings.log_format == "json"
     assert settings.shutdown_grace == 25
