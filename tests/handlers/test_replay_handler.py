@@ -221,6 +221,47 @@ async def test_a_replay_that_fails_again_is_replayed_until_the_budget_is_spent(
     assert replay_job_key(key, 3) not in {job.key for job in jobs}
 
 
+async def test_a_replay_that_fails_in_a_way_the_policy_does_not_retry_opens_the_original(
+    recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    # given: a policy that replays timeouts, with budget to spare
+    url = recording_moto.make_queue("no-longer")
+    sqs = recording_moto.client("sqs")
+    name = function_name()
+    record = failure_record(name, payload={"orderId": "o-6"})
+    key = key_of(record)
+    send_records(sqs, url, [record])
+    settings = replay_settings(
+        recording_moto.endpoint_url, url, store=sqlite_url, budget=5, error_types=["*Timeout*"]
+    )
+
+    async def first_invoked() -> str | None:
+        attempts = await ledger(sqlite_url, key)
+        return attempts[0].new_request_id if attempts else None
+
+    async def first_failed() -> bool:
+        attempts = await ledger(sqlite_url, key)
+        return bool(attempts) and attempts[0].outcome is ReplayOutcome.FAILED
+
+    async with Worker(settings) as worker, running_worker(worker):
+        # when: the replay fails again, now with an error the policy does not replay
+        first = await eventually(first_invoked, within=30)
+        again = failure_record(
+            name, request_id=first, error_type="ValueError", message="bad order", payload={}
+        )
+        send_records(sqs, url, [again])
+        await eventually(first_failed, within=30)
+        await asyncio.sleep(1.5)  # a second attempt would be due by now
+
+    # then: one attempt; the original needs a person again: open, as when the budget is spent
+    # (it stayed "replayed", out of --status open, and retention took it as resolved)
+    assert len(await ledger(sqlite_url, key)) == 1
+    async with Store.from_url(sqlite_url) as store:
+        original = await store.get_invocation(key)
+    assert original is not None
+    assert original.status is FailureStatus.OPEN
+
+
 async def test_a_scheduled_replay_survives_a_restart(
     recording_moto: RecordingMoto, sqlite_url: str
 ) -> None:

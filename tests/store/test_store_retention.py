@@ -79,6 +79,20 @@ async def test_each_kind_goes_after_its_cutoff_with_its_deliveries_and_runs(
     assert await keys_in(store) == {new_success, new_ignored}
 
 
+async def test_a_failure_being_replayed_is_kept_as_an_open_one(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: an old failure whose replay is under way ("replayed": not resolved yet)
+    replaying = await save(store, make_row, make_delivery, timestamp=OLD)
+    await store.set_status([replaying], FailureStatus.REPLAYED, by="worker")
+
+    # when / then: pruning resolved failures leaves it (it went at once before), open ones not
+    assert await store.count_prunable(PruneKind.FAILURES, CUTOFF) == 0
+    assert await store.prune(PruneKind.FAILURES, CUTOFF, limit=100) == 0
+    assert replaying in await keys_in(store)
+    assert await store.prune(PruneKind.OPEN_FAILURES, CUTOFF, limit=100) == 1
+
+
 async def test_pruning_goes_in_batches_of_the_limit(
     store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
 ) -> None:

@@ -332,11 +332,11 @@ class ReplayHandler:
     ) -> None:
         attempt = previous.attempt + 1
         fields = {"original": previous.original_key, "attempt": previous.attempt}
-        if not self.policy.matches(message):
-            context.log.info("replay failed again; no longer retryable by policy", **fields)
-            return
-        if attempt > self.policy.budget:
-            context.log.warning("replay failed again; the replay budget is spent", **fields)
+        if not self.policy.matches(message) or attempt > self.policy.budget:
+            if attempt > self.policy.budget:
+                context.log.warning("replay failed again; the replay budget is spent", **fields)
+            else:
+                context.log.info("replay failed again; no longer retryable by policy", **fields)
             # Nothing more will happen on its own: it needs a person again.
             delivery = delivery_of(context)
             await delivery.store.set_status(

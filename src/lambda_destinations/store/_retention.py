@@ -23,7 +23,10 @@ from lambda_destinations.store.base import FailureStatus, PruneKind
 if TYPE_CHECKING:
     pass
 
-_RESOLVED = [FailureStatus.REPLAYED, FailureStatus.RECOVERED, FailureStatus.IGNORED]
+_RESOLVED = [FailureStatus.RECOVERED, FailureStatus.IGNORED]
+# Not resolved yet: open, or replayed (a replay may still be pending or under way, and its
+# outcome is written to this row); kept as open failures are.
+_UNRESOLVED = [FailureStatus.OPEN, FailureStatus.REPLAYED]
 
 
 def _old_invocations(kind: PruneKind, before: dt.datetime) -> list[sa.ColumnElement[bool]]:
@@ -33,7 +36,7 @@ def _old_invocations(kind: PruneKind, before: dt.datetime) -> list[sa.ColumnElem
         return [status.is_(None), older]
     if kind is PruneKind.FAILURES:
         return [status.in_(_RESOLVED), older]
-    return [status == FailureStatus.OPEN, older]
+    return [status.in_(_UNRESOLVED), older]
 
 
 def _old_rows(kind: PruneKind, before: dt.datetime) -> tuple[sa.Table, sa.Select[Any]]:
