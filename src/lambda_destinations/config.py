@@ -188,10 +188,12 @@ class Settings(BaseSettings):
     keep_failures_days: float = Field(
         default=90,
         ge=0,
-        description="Days resolved failures (replayed, recovered, ignored) are kept (0: forever).",
+        description="Days resolved failures (recovered, ignored) are kept (0: forever).",
     )
     keep_open_failures_days: float = Field(
-        default=0, ge=0, description="Days open failures are kept (0: until resolved)."
+        default=0,
+        ge=0,
+        description="Days open failures (and replayed ones) are kept (0: until resolved).",
     )
     keep_quarantine_days: float = Field(
         default=90, ge=0, description="Days quarantined messages are kept (0: forever)."
