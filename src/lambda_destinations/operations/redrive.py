@@ -65,6 +65,7 @@ from lambda_destinations.worker.queues import (
     SOURCE_ATTRIBUTE,
     client_region,
     is_missing_queue,
+    parse_arn,
     queue_name,
     sendable_attribute,
 )
@@ -123,16 +124,17 @@ async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
     """A queue by URL, name or ARN; QueueNotFound naming it when it does not exist."""
     try:
         if ident.startswith("arn:"):
-            parts = ident.split(":")
-            if len(parts) != 6 or parts[2] != "sqs":
-                raise QueueNotFound(f"{ident!r} is not an SQS queue ARN")
-            if parts[3] != (own := client_region(sqs)):
+            try:
+                region, account, name = parse_arn(ident)
+            except ValueError:
+                raise QueueNotFound(f"{ident!r} is not an SQS queue ARN") from None
+            if region != (own := client_region(sqs)):
                 # Looked up by name in our region, it would be another queue (or none).
                 raise QueueNotFound(
-                    f"queue {echoed(ident)!r} is in {parts[3]}, this command in {own}: "
-                    f"run it with --region {parts[3]}"
+                    f"queue {echoed(ident)!r} is in {region}, this command in {own}: "
+                    f"run it with --region {region}"
                 )
-            found = await sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
+            found = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
             url = found["QueueUrl"]
         elif "://" in ident:
             url = ident
