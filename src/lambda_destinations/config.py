@@ -183,7 +183,10 @@ class Settings(BaseSettings):
         default=10, ge=1, le=2880, description="Expiry of each protection; renewed while busy."
     )
     keep_successes_days: float = Field(
-        default=7, ge=0, description="Days successes are kept (0: forever)."
+        default=7,
+        ge=0,
+        description="Days successes, and the handler runs of records not stored, are kept"
+        " (0: forever).",
     )
     keep_failures_days: float = Field(
         default=90,

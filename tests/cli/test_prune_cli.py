@@ -31,6 +31,7 @@ def success(n: int, when: dt.datetime) -> tuple[InvocationRow, DeliveryRow]:
         error_message=None,
         stack_trace=None,
         timestamp=when,
+        first_seen_at=when,
         request_payload=None,
         response_payload=None,
         record={},

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from lambda_destinations.store import FailureStatus, InvocationFilter, Store
+from lambda_destinations.store import FailureStatus, InvocationFilter, PruneKind, Store, _retention
 from lambda_destinations.store._sql import SqlStore
 from lambda_destinations.store._tables import invocations
 from lambda_destinations.store.base import InvocationCursor
@@ -199,3 +199,27 @@ async def test_the_failures_indexes_hold_failures_only_and_no_other_index_exists
         assert "STATUS IS NOT NULL" in where, indexes[name]
     for name in EVERY_ROW:
         assert " WHERE " not in indexes[name].upper(), indexes[name]
+
+
+@pytest.mark.parametrize(
+    "kind", [PruneKind.SUCCESSES, PruneKind.FAILURES, PruneKind.OPEN_FAILURES, "runs", "deliveries"]
+)
+async def test_retention_finds_old_rows_through_indexes(store: Store, kind: Any) -> None:
+    before = T
+    if kind == "runs":
+        statement = _retention._old_unstored_runs(before).limit(500)
+    elif kind == "deliveries":
+        statement = _retention._old_unstored_deliveries(before).limit(500)
+    else:
+        statement = _retention._old_rows(kind, before)[1].limit(500)
+
+    plan = await plan_of(store, statement)
+
+    text = "\n".join(plan)
+    if "SCAN" in text or "SEARCH" in text:  # SQLite: every table read through an index
+        reads = [line for line in plan if line.startswith(("SCAN", "SEARCH"))]
+        assert reads, text
+        assert all("USING" in line for line in reads), text
+    else:  # PostgreSQL
+        assert "Seq Scan" not in text, text
+        assert "Index" in text, text

@@ -9,6 +9,7 @@ from pathlib import Path
 from store_factories import DeliveryFactory, RowFactory
 
 from lambda_destinations.store import (
+    DeliveryRow,
     FailureStatus,
     InvocationFilter,
     PruneKind,
@@ -29,6 +30,7 @@ EVERY = (
     PruneKind.OPEN_FAILURES,
     PruneKind.QUARANTINE,
     PruneKind.REPLAYS,
+    PruneKind.UNSTORED,
 )
 
 
@@ -53,11 +55,17 @@ async def test_each_kind_goes_after_its_cutoff_with_its_deliveries_and_runs(
 ) -> None:
     # given: old and recent successes, failures open and resolved
     old_success = await save(
-        store, make_row, make_delivery, succeeded=True, timestamp=OLD, error_type=None
+        store,
+        make_row,
+        make_delivery,
+        succeeded=True,
+        timestamp=OLD,
+        first_seen_at=OLD,
+        error_type=None,
     )
     new_success = await save(store, make_row, make_delivery, succeeded=True, timestamp=NOW)
-    old_open = await save(store, make_row, make_delivery, timestamp=OLD)
-    old_ignored = await save(store, make_row, make_delivery, timestamp=OLD)
+    old_open = await save(store, make_row, make_delivery, timestamp=OLD, first_seen_at=OLD)
+    old_ignored = await save(store, make_row, make_delivery, timestamp=OLD, first_seen_at=OLD)
     new_ignored = await save(store, make_row, make_delivery, timestamp=NOW)
     await store.set_status([old_ignored, new_ignored], FailureStatus.IGNORED, by="ops")
 
@@ -83,7 +91,7 @@ async def test_a_failure_being_replayed_is_kept_as_an_open_one(
     store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
 ) -> None:
     # given: an old failure whose replay is under way ("replayed": not resolved yet)
-    replaying = await save(store, make_row, make_delivery, timestamp=OLD)
+    replaying = await save(store, make_row, make_delivery, timestamp=OLD, first_seen_at=OLD)
     await store.set_status([replaying], FailureStatus.REPLAYED, by="worker")
 
     # when / then: pruning resolved failures leaves it (it went at once before), open ones not
@@ -97,7 +105,7 @@ async def test_pruning_goes_in_batches_of_the_limit(
     store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
 ) -> None:
     for _ in range(7):
-        await save(store, make_row, make_delivery, succeeded=True, timestamp=OLD)
+        await save(store, make_row, make_delivery, succeeded=True, timestamp=OLD, first_seen_at=OLD)
 
     batches = [await store.prune(PruneKind.SUCCESSES, CUTOFF, limit=3) for _ in range(4)]
 
@@ -143,7 +151,10 @@ async def test_quarantine_and_replay_attempts_go_after_their_cutoff(store: Store
 async def test_a_dry_run_counts_and_deletes_nothing(
     store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
 ) -> None:
-    kept = {await save(store, make_row, make_delivery, timestamp=OLD) for _ in range(3)}
+    kept = {
+        await save(store, make_row, make_delivery, timestamp=OLD, first_seen_at=OLD)
+        for _ in range(3)
+    }
 
     report = await prune_store(store, dict.fromkeys(EVERY, CUTOFF), dry_run=True)
 
@@ -157,7 +168,7 @@ async def test_pruning_while_saves_go_on_loses_no_new_record(
 ) -> None:
     # given: 300 old successes
     for _ in range(300):
-        await save(store, make_row, make_delivery, succeeded=True, timestamp=OLD)
+        await save(store, make_row, make_delivery, succeeded=True, timestamp=OLD, first_seen_at=OLD)
 
     # when: pruned in batches of 20 while 8 lanes save 400 new records
     async def lane() -> list[str]:
@@ -185,7 +196,9 @@ async def test_a_pruned_sqlite_file_gets_smaller(
     async with Store.from_url(url) as store:
         await store.migrate()
         for _ in range(40):
-            row = make_row(succeeded=True, timestamp=OLD, record={"pad": "x" * 4000})
+            row = make_row(
+                succeeded=True, timestamp=OLD, first_seen_at=OLD, record={"pad": "x" * 4000}
+            )
             await store.save_invocation(row, make_delivery(row))
     full = (tmp_path / "store.db").stat().st_size
 
@@ -197,3 +210,67 @@ async def test_a_pruned_sqlite_file_gets_smaller(
     assert report.rows[PruneKind.SUCCESSES] == 40
     assert report.pages_reclaimed * PAGE_SIZE >= 40 * 4000
     assert (tmp_path / "store.db").stat().st_size < full - 40 * 4000
+
+
+async def test_a_record_arriving_late_is_kept_for_its_retention_from_its_arrival(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a success a month old by its own time that arrived just now (a DLQ redriven late)
+    late = await save(store, make_row, make_delivery, succeeded=True, timestamp=OLD)
+
+    # when / then: pruning successes older than a week leaves it
+    assert await store.count_prunable(PruneKind.SUCCESSES, CUTOFF) == 0
+    assert await store.prune(PruneKind.SUCCESSES, CUTOFF, limit=100) == 0
+    assert await keys_in(store) == {late}
+
+
+async def test_a_record_whose_handler_is_claimed_keeps_its_row_and_the_claim(
+    store: Store, other_store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: an old record whose email handler a delivery is running right now
+    row = make_row(succeeded=True, timestamp=OLD, first_seen_at=OLD)
+    assert await store.save_invocation(row, make_delivery(row), complete_handler="persist")
+    assert await store.claim_handler(row.key, "email", "worker-a", ttl=60)
+
+    # when: retention prunes successes older than a week, even older than a second ago
+    assert await store.count_prunable(PruneKind.SUCCESSES, NOW) == 0
+    assert await store.prune(PruneKind.SUCCESSES, utcnow(), limit=100) == 0
+
+    # then: the record and the claim stay: another replica cannot take the handler up
+    assert await keys_in(store) == {row.key}
+    assert await other_store.claim_handler(row.key, "email", "worker-b", ttl=60) is False
+
+    # when: the run completes, the record goes with its runs at the next pruning
+    await store.complete_handler(row.key, "email", "worker-a")
+    assert await store.prune(PruneKind.SUCCESSES, CUTOFF, limit=100) == 1
+    assert await store.handler_runs(row.key) == []
+
+
+async def test_runs_and_deliveries_of_no_stored_record_go_after_their_cutoff(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a route without persist: handler runs (completed, released after an error, held)
+    # and a duplicate's delivery, for records no invocation row holds; and a stored record's
+    for key in ("done", "failed", "held"):
+        assert await store.claim_handler(key, "sms", "w1", ttl=60)
+    await store.complete_handler("done", "sms", "w1")
+    await store.release_handler("failed", "sms", "w1", error="SNS refused the number")
+    await store.add_delivery(
+        DeliveryRow(key="done", message_id="m-dup", queue="q", receive_count=2)
+    )
+    stored = await save(store, make_row, make_delivery, succeeded=True, timestamp=NOW)
+
+    # when: pruned with a cutoff before them, then one after them
+    assert await store.count_prunable(PruneKind.UNSTORED, CUTOFF) == 0
+    assert await store.prune(PruneKind.UNSTORED, CUTOFF, limit=100) == 0
+    later = utcnow() + dt.timedelta(seconds=1)
+    assert await store.count_prunable(PruneKind.UNSTORED, later) == 3
+
+    # then: the completed and the released run go in batches of the limit, then the delivery;
+    # the run a delivery holds stays (its claim lapses in a minute), so does the stored record's
+    assert [await store.prune(PruneKind.UNSTORED, later, limit=2) for _ in range(3)] == [2, 1, 0]
+    assert await store.handler_runs("done") == []
+    assert await store.handler_runs("failed") == []
+    assert await store.deliveries("done") == []
+    assert [run.owner for run in await store.handler_runs("held")] == ["w1"]
+    assert await store.completed_handlers(stored) == {"persist", "sms"}

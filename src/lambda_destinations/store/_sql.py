@@ -584,7 +584,8 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             where=sa.and_(
                 runs.state == RunState.CLAIMED,
                 sa.or_(
-                    runs.claimed_until.is_(None),
+                    runs.owner.is_(None),  # released
+                    runs.claimed_until.is_(None),  # released by an earlier version
                     runs.claimed_until < now,
                     runs.owner == claim.excluded.owner,
                 ),
@@ -608,8 +609,10 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             sa.update(handler_runs)
             .where(*held)
             .values(
+                # No owner; the time it was released stays, so that retention can tell an old
+                # run that never completed from one a delivery may still take up.
                 owner=None,
-                claimed_until=None,
+                claimed_until=now,
                 last_error=sa.func.coalesce(
                     sa.bindparam("b_error", type_=sa.Text), runs.last_error
                 ),
@@ -771,10 +774,8 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         self, key: str, handler: str, owner: str, error: str | None = None
     ) -> None:
         async with self._write() as conn:
-            await conn.execute(
-                self._release,
-                {"b_key": key, "b_handler": handler, "b_owner": owner, "b_error": error},
-            )
+            params = {"b_key": key, "b_handler": handler, "b_owner": owner, "b_error": error}
+            await conn.execute(self._release, {**params, **self._lease_params(0)})
 
     async def save_quarantine(self, row: QuarantineRow) -> bool:
         values = {

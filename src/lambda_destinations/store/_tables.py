@@ -14,6 +14,7 @@ from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import FailureStatus, RunState
 from lambda_destinations.store.migration_6 import invocation_indexes
 from lambda_destinations.store.migration_8 import REPLACED, failure_filter_indexes
+from lambda_destinations.store.migration_11 import unstored_indexes
 
 
 def str_enum(cls: type[enum.StrEnum]) -> sa.Enum:
@@ -99,6 +100,7 @@ handler_runs = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text),
 )
+unstored_indexes(handler_runs, deliveries)  # see migration_11
 
 quarantine = sa.Table(
     "quarantine",

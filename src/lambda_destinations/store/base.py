@@ -59,6 +59,9 @@ class PruneKind(enum.StrEnum):
     OPEN_FAILURES = "open-failures"
     QUARANTINE = "quarantine"
     REPLAYS = "replays"  # the replay ledger's attempts
+    # Handler runs and deliveries of no stored record (a route without persist, or a copy of
+    # a record that arrived after the record was pruned): kept as long as successes.
+    UNSTORED = "unstored-runs"
 
 
 class RunState(enum.StrEnum):
@@ -112,6 +115,7 @@ class HandlerRun:
     handler: str
     state: RunState
     owner: str | None
+    # When the claim lapses; for a released claim (no owner), when it was released.
     claimed_until: dt.datetime | None
     completed_at: dt.datetime | None
     attempts: int

@@ -529,7 +529,7 @@ class Dispatcher:
         claim of a worker that crashed, and dead-letter a message nobody failed.
         """
         short = max(self.settings.retry_base, 5.0)
-        if run is None or run.claimed_until is None:
+        if run is None or run.owner is None or run.claimed_until is None:  # released
             wait = short
         else:
             # Whole seconds, as visibility is, and one more: the claim must have expired by

@@ -34,6 +34,7 @@ def retention_days(settings: Settings) -> dict[PruneKind, float]:
         PruneKind.OPEN_FAILURES: settings.keep_open_failures_days,
         PruneKind.QUARANTINE: settings.keep_quarantine_days,
         PruneKind.REPLAYS: settings.keep_replays_days,
+        PruneKind.UNSTORED: settings.keep_successes_days,
     }
     return {kind: value for kind, value in days.items() if value > 0}
 
