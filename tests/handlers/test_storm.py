@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,8 @@ from handler_helpers import (
 
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.sms import build
+from lambda_destinations.handlers.storm import DEFAULT_DIGEST, DIGEST_FIELDS, Digest
+from lambda_destinations.handlers.templates import Template
 from lambda_destinations.store import JobState, Store
 from lambda_destinations.worker import Worker
 
@@ -188,3 +191,32 @@ def test_storm_defaults_are_five_minutes_and_three_alerts(
     assert handler.storm.enabled
     off = build("oncall", {"phone_numbers": ["+14155552671"], "window": 0}, handler_settings("q"))
     assert not off.storm.enabled
+
+
+def test_a_digest_sent_late_says_when_its_window_was() -> None:
+    # given: a window of five minutes that ended at 10:05 UTC, with 40 alerts held back
+    start = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
+    digest = Digest(
+        handler="oncall",
+        function_name="orders-api",
+        error_type="TimeoutError",
+        window=300,
+        window_start=start,
+        window_end=start + dt.timedelta(minutes=5),
+        total=43,
+        send_first=3,
+        first_at=start,
+        last_at=start + dt.timedelta(minutes=4),
+    )
+    text = Template.compile(DEFAULT_DIGEST, where="t", allowed=DIGEST_FIELDS)
+
+    # when / then: sent as the window ends, "in the last"; an hour later (after a restart), when
+    on_time = digest.fields(now=start + dt.timedelta(minutes=5, seconds=2))
+    late = digest.fields(now=start + dt.timedelta(hours=1))
+    assert (
+        text.render(on_time)
+        == "40 more failures of orders-api / TimeoutError in the last 5 minutes"
+    )
+    assert text.render(late) == (
+        "40 more failures of orders-api / TimeoutError in the 5 minutes from 2026-12-01 10:00 UTC"
+    )

@@ -26,7 +26,7 @@ from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import InDoubt, InDoubtOption, settle_in_doubt
 from lambda_destinations.handlers.templates import Duration, describe_duration, iso
 from lambda_destinations.retrying import retry_transient
-from lambda_destinations.store import scope_of
+from lambda_destinations.store import scope_of, utcnow
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -48,13 +48,17 @@ DIGEST_FIELDS: dict[str, str] = {
     "function_name": "the function's name",
     "error_type": "the error type (or the condition when there is none)",
     "window": "the window's length, in words: '5 minutes'",
+    "period": "'in the last 5 minutes', or when sent late (after a restart) "
+    "'in the 5 minutes from 2026-12-01 10:00 UTC'",
     "window_start": "when the window opened (ISO 8601, UTC)",
     "window_end": "when it ended (ISO 8601, UTC)",
     "first_at": "when the first alert arrived (ISO 8601, UTC)",
     "last_at": "when the last alert arrived (ISO 8601, UTC)",
     "handler": "the notifier's name",
 }
-DEFAULT_DIGEST = "{count} more {what} of {function_name} / {error_type} in the last {window}"
+DEFAULT_DIGEST = "{count} more {what} of {function_name} / {error_type} {period}"
+# A digest sent later than this after its window ended says when the window was.
+LATE = 60.0
 
 
 class StormOptions(BaseModel):
@@ -113,8 +117,15 @@ class Digest:
             return "success" if one else "successes"
         return "failure" if one else "failures"
 
-    def fields(self) -> dict[str, Any]:
-        """The values of :data:`DIGEST_FIELDS`."""
+    def _period(self, now: dt.datetime) -> str:
+        length = describe_duration(self.window)
+        if (now - self.window_end).total_seconds() <= LATE:
+            return f"in the last {length}"
+        start = self.window_start.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+        return f"in the {length} from {start} UTC"
+
+    def fields(self, now: dt.datetime | None = None) -> dict[str, Any]:
+        """The values of :data:`DIGEST_FIELDS`, for a digest sent at ``now``."""
         return {
             "count": self.count,
             "total": self.total,
@@ -123,6 +134,7 @@ class Digest:
             "function_name": self.function_name,
             "error_type": self.error_type,
             "window": describe_duration(self.window),
+            "period": self._period(now or utcnow()),
             "window_start": iso(self.window_start),
             "window_end": iso(self.window_end),
             "first_at": iso(self.first_at),
