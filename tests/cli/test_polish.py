@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import boto3
 
+from lambda_destinations.config import Settings
 from lambda_destinations.handlers.storm import DEFAULT_DIGEST, Digest
 from lambda_destinations.simulate import failure_record, legacy_dlq
 
@@ -66,6 +68,18 @@ def test_simulate_help_offers_queue_not_queues() -> None:
     shown = cli("simulate", "--help").stdout
     assert "--queue " in shown
     assert "--queues" not in shown
+
+
+def test_setting_options_name_the_variable_the_settings_read() -> None:
+    # click wraps the help: join it again before looking for a variable's name
+    shown = " ".join(cli("run", "--help").stdout.split())
+
+    named = set(re.findall(r"LAMBDA_DESTINATIONS_([A-Z_]+)", shown))
+
+    # the region is ours first (the README's table), the SDKs' AWS_REGION after it
+    assert "[env: LAMBDA_DESTINATIONS_REGION, else AWS_REGION]" in shown
+    assert "[env: LAMBDA_DESTINATIONS_LOG_FORMAT]" in shown
+    assert {name.lower() for name in named} <= set(Settings.model_fields)
 
 
 def test_completion_prints_a_script_that_completes_commands() -> None:

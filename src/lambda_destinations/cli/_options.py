@@ -33,7 +33,7 @@ _SETTING_OPTIONS = (
         "--endpoint-url",
         help="One endpoint for every AWS service [env: LAMBDA_DESTINATIONS_ENDPOINT_URL].",
     ),
-    click.option("--region", help="AWS region [env: AWS_REGION]."),
+    click.option("--region", help="AWS region [env: LAMBDA_DESTINATIONS_REGION, else AWS_REGION]."),
     click.option(
         "--log-level",
         type=click.Choice(["debug", "info", "warning", "error"]),
@@ -42,7 +42,8 @@ _SETTING_OPTIONS = (
     click.option(
         "--log-format",
         type=click.Choice(["auto", "json", "console"]),
-        help="Log format; auto: console on a terminal, JSON otherwise.",
+        help="Log format; auto: console on a terminal, JSON otherwise [env: "
+        "LAMBDA_DESTINATIONS_LOG_FORMAT].",
     ),
 )
 
