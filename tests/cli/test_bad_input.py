@@ -258,6 +258,27 @@ def test_handler_modules_take_comma_separated_names(tmp_path: Path) -> None:
     assert "'no_such_module_here'" in one_error_line(result)
 
 
+def test_a_handler_module_not_found_says_where_it_must_be(tmp_path: Path) -> None:
+    # given: a module the worker's Python cannot find, and one whose own import is missing
+    (tmp_path / "needs_more.py").write_text("import no_such_dependency_here\n")
+    missing = {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "myapp_not_here.destinations"}
+    needs = {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "needs_more"}
+
+    # when
+    not_found = cli("run", "--once", "--queues", "q", env=missing, cwd=tmp_path)
+    its_import = cli("run", "--once", "--queues", "q", env=needs, cwd=tmp_path)
+
+    # then: the first names the fix; the second names its own missing import, not PYTHONPATH
+    assert not_found.returncode == its_import.returncode == 3
+    assert one_error_line(not_found) == (
+        "error: handler_modules entry 'myapp_not_here.destinations': cannot import module "
+        "'myapp_not_here.destinations' (No module named 'myapp_not_here'): install it in the "
+        "worker's environment, or add its folder to PYTHONPATH"
+    )
+    assert "'no_such_dependency_here'" in one_error_line(its_import)
+    assert "PYTHONPATH" not in one_error_line(its_import)
+
+
 BROKEN_HANDLER_MODULES = {
     "syntax": ("x = (\n", "has a syntax error at {path}:1 ("),
     "raises": (

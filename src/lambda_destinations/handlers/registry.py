@@ -35,7 +35,11 @@ def _import(reference: str, what: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"{what}: cannot import module {module_name!r} ({exc})") from None
+        fix = ""
+        if isinstance(exc, ModuleNotFoundError) and exc.name and _is_within(module_name, exc.name):
+            # The module itself is not found, not one of its own imports: say where it must be.
+            fix = ": install it in the worker's environment, or add its folder to PYTHONPATH"
+        raise ConfigError(f"{what}: cannot import module {module_name!r} ({exc}){fix}") from None
     except SyntaxError as exc:
         where = f"{exc.filename}:{exc.lineno}"
         raise ConfigError(
@@ -57,6 +61,11 @@ def _import(reference: str, what: str) -> Any:
         return getattr(module, attribute)
     except AttributeError:
         raise ConfigError(f"{what}: module {module_name!r} has no {attribute!r}") from None
+
+
+def _is_within(module_name: str, package: str) -> bool:
+    """Whether ``package`` is ``module_name`` or one of the packages that hold it."""
+    return module_name == package or module_name.startswith(f"{package}.")
 
 
 def _raised(exc: Exception) -> str:
