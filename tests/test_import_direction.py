@@ -32,7 +32,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"worker"}),
     frozenset({"operations"}),
     frozenset({"console"}),
-    frozenset({"cli", ""}),
+    frozenset({"cli", "__main__", ""}),
 )
 
 

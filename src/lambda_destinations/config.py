@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -407,13 +408,25 @@ def _both(first: str, second: str) -> str:
     return f"{ENV_PREFIX}{first.upper()} and {ENV_PREFIX}{second.upper()}, or the TOML file"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(
+    error: dict[str, Any], overrides: Mapping[str, Any], file_data: Mapping[str, Any]
+) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if not error["loc"]:  # a check of two settings together: its message names both
         return message
     location = ".".join(str(part) for part in error["loc"])
-    env_name = f"{ENV_PREFIX}{str(error['loc'][0]).upper()}"
-    return f"setting {location!r} ({env_name} or the TOML file): {message}"
+    field = str(error["loc"][0])
+    env_name = f"{ENV_PREFIX}{field.upper()}"
+    # Where the bad value came from, in the order the sources win.
+    if field in overrides:
+        where = f"--{field.replace('_', '-')}"
+    elif env_name in os.environ:
+        where = env_name
+    elif field in file_data:
+        where = f"the TOML file {file_data['config']}"
+    else:
+        where = f"{env_name} or the TOML file"
+    return f"setting {location!r} ({where}): {message}"
 
 
 def _undecodable(exc: SettingsError) -> str:
@@ -455,7 +468,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as exc:
         errors = exc.errors()
         extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(_describe(dict(errors[0])) + extra) from None
+        raise ConfigError(_describe(dict(errors[0]), overrides, file_data) + extra) from None
     except SettingsError as exc:  # a value the environment source cannot decode (not JSON)
         raise ConfigError(_undecodable(exc)) from None
     # Hand out the plain class so nothing depends on the per-call subclass.

@@ -200,7 +200,7 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
                     [{"handlers": ["persist"]}, {"handlers": ["persist", "sms", "persist"]}]
                 )
             },
-            "setting 'routes.1.handlers' (LAMBDA_DESTINATIONS_ROUTES or the TOML file): "
+            "setting 'routes.1.handlers' (LAMBDA_DESTINATIONS_ROUTES): "
             "handler 'persist' is listed twice",
         ),
     ],
@@ -570,3 +570,31 @@ def test_a_console_port_in_use_says_so_once_and_exits_3(sqlite_url: str, tmp_pat
     assert one_error_line(result) == (
         f"error: port 127.0.0.1:{port} is in use: choose another --port"
     )
+
+
+@pytest.mark.parametrize("source", ["option", "environment", "file"])
+def test_a_bad_setting_names_the_source_it_came_from(source: str, tmp_path: Path) -> None:
+    # given: one store URL of a database the store does not speak, from an option, the
+    # environment or a TOML file
+    (tmp_path / "ld.toml").write_text('store = "mysql://db/x"\n')
+    args: tuple[str, ...] = ("failures", "stats")
+    env: dict[str, str] = {}
+    if source == "option":
+        args += ("--store", "mysql://db/x")
+    elif source == "environment":
+        env["LAMBDA_DESTINATIONS_STORE"] = "mysql://db/x"
+    else:
+        args += ("--config", str(tmp_path / "ld.toml"))
+
+    # when
+    result = cli(*args, env=env, cwd=tmp_path)
+
+    # then: one line, naming where to fix it
+    assert result.returncode == 3
+    line = one_error_line(result)
+    where = {
+        "option": "(--store)",
+        "environment": "(LAMBDA_DESTINATIONS_STORE)",
+        "file": f"(the TOML file {tmp_path / 'ld.toml'})",
+    }[source]
+    assert where in line, line

@@ -130,3 +130,15 @@ def test_logs_show_kinds_and_signals_by_value_and_ignore_keeps_its_reason(
     shown = json.loads(cli("failures", "show", request_id, "--json", env=env).stdout)
     assert shown["status"] == "ignored"
     assert shown["status_by"].endswith("— test data")
+
+
+def test_python_dash_m_runs_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lambda_destinations", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("lambda-destinations, version ")
