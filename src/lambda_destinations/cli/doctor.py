@@ -39,7 +39,11 @@ def doctor_command(settings: Settings, function_glob: str | None, as_json: bool)
       - the retry backoff over maxReceiveCount fits within the message retention period;
       - where the Lambda API answers, each function's asynchronous-invocation destination
         (event-invoke config) is a polled queue, directly or through an SNS topic;
-      - the store answers and is migrated.
+      - each configured handler builds from its settings: SES may send as an email's sender,
+        SMTP answers, the SMS spending limit is not 0 and no number has opted out, a
+        replay's functions exist; each handler's own timeout is within handler_timeout;
+      - a route that replays failures has a route of successes that links replay outcomes;
+      - the store answers and is migrated (PostgreSQL: its user may write every table).
 
     \b
     Examples:
