@@ -7,9 +7,16 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
-from store_factories import ARN, RowFactory
+from store_factories import ARN, DeliveryFactory, RowFactory
 
-from lambda_destinations.store import FailureStatus, InvocationFilter, Store
+from lambda_destinations.store import (
+    OWN_FAILURE_STATUSES,
+    DeliveryRow,
+    FailureStatus,
+    InvocationFilter,
+    InvocationRow,
+    Store,
+)
 from lambda_destinations.store._sql import SqlStore
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
 
@@ -194,6 +201,79 @@ async def test_replay_and_status_together_as_the_replay_command_uses_them(
     assert listed.key == row.key
     assert listed.status_by == "cli ops@host"
     assert (await store.replay_counts([row.key]))[row.key] == 1
+
+
+async def _replayed(store: Store, row: InvocationRow, new_request_id: str) -> ReplayAttempt:
+    """``row`` saved and replayed once: Lambda gave the new invocation ``new_request_id``."""
+    await store.save_invocation(row, DeliveryRow(row.key, "m-original", row.queue, 1))
+    first = attempt(row.key)
+    await store.add_replay(first)
+    assert first.id is not None
+    await store.update_replay(
+        first.id, new_request_id=new_request_id, outcome=ReplayOutcome.INVOKED
+    )
+    return first
+
+
+async def _statuses(store: Store, *rows: InvocationRow) -> list[FailureStatus | None]:
+    found = [await store.get_invocation(row.key) for row in rows]
+    return [row.status if row else None for row in found]
+
+
+async def test_a_replays_failure_record_is_no_open_failure_of_its_own(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a failure, replayed; then the replay's own failure record and another failure
+    original = make_row()
+    await _replayed(store, original, "new-1")
+    replay = make_row(key="new-1:RetriesExhausted", request_id="new-1")
+    other = make_row()
+
+    # when: both are saved as the worker saves them, in one batch
+    await asyncio.gather(
+        store.save_invocation(replay, make_delivery(replay)),
+        store.save_invocation(other, make_delivery(other)),
+    )
+
+    # then: the replay's record is kept, as a replay; one open failure besides the original
+    assert await _statuses(store, original, replay, other) == [
+        FailureStatus.OPEN,
+        FailureStatus.REPLAY,
+        FailureStatus.OPEN,
+    ]
+    open_ = await store.list_invocations(InvocationFilter(statuses=[FailureStatus.OPEN]))
+    assert {r.key for r in open_} == {original.key, other.key}
+    counted = await store.failure_counts(InvocationFilter(statuses=list(OWN_FAILURE_STATUSES)))
+    assert sum(c.count for c in counted) == 2
+
+
+async def test_a_replays_record_saved_before_the_ledger_has_its_request_id_is_marked_then(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: the replay's failure record (and its success, which has no status) stored before
+    # the replay recorded the new request id (a fast function, a slow replayer)
+    original = make_row()
+    replay = make_row(key="new-2:RetriesExhausted", request_id="new-2")
+    await store.save_invocation(replay, make_delivery(replay))
+    assert await _statuses(store, replay) == [FailureStatus.OPEN]
+
+    # when
+    await _replayed(store, original, "new-2")
+
+    # then
+    assert await _statuses(store, original, replay) == [FailureStatus.OPEN, FailureStatus.REPLAY]
+
+
+async def test_an_ignored_record_is_left_as_it_is_when_the_ledger_learns_its_request_id(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    original, replay = make_row(), make_row(key="new-3:RetriesExhausted", request_id="new-3")
+    await store.save_invocation(replay, make_delivery(replay))
+    await store.set_status([replay.key], FailureStatus.IGNORED, by="cli ops@host")
+
+    await _replayed(store, original, "new-3")
+
+    assert await _statuses(store, replay) == [FailureStatus.IGNORED]
 
 
 async def test_the_table_has_the_unique_attempt_and_request_id_index(store: Store) -> None:

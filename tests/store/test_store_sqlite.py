@@ -22,7 +22,7 @@ from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import messages
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
-from lambda_destinations.store._sql import invocation_values
+from lambda_destinations.store._sql import insert_values
 from lambda_destinations.store._tables import metadata
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
 from lambda_destinations.store.base import DeliveryRow
@@ -502,7 +502,7 @@ def test_the_prepared_insert_stores_what_sqlalchemy_would() -> None:
         if index % 7 == 0:
             row.request_payload = random.Random(index).choice(["a\x00b \ud800 é", 12, [1, None]])
             row.error_message = "nul \x00 and é"
-        rows.append(invocation_values(row, delivery, "persist" if index % 2 else None))
+        rows.append(insert_values(row, delivery, "persist" if index % 2 else None))
     engines = [
         sa.create_engine("sqlite://", json_serializer=store_json, json_deserializer=load_store_json)
         for _ in range(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lambda_destinations.store.base import (
+    OWN_FAILURE_STATUSES,
     ROW_ID_MAX,
     AlertAdmission,
     AlertWindow,
@@ -28,6 +29,7 @@ from lambda_destinations.store.base import (
 from lambda_destinations.times import utcnow
 
 __all__ = [
+    "OWN_FAILURE_STATUSES",
     "ROW_ID_MAX",
     "AlertAdmission",
     "AlertWindow",

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from lambda_destinations.store._access import SqlAccess, from_row
-from lambda_destinations.store._tables import metadata, str_enum
+from lambda_destinations.store._tables import invocations, metadata, str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id
-from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+from lambda_destinations.store.base import FailureStatus, ReplayAttempt, ReplayOutcome
 from lambda_destinations.times import utcnow
 
 if TYPE_CHECKING:
@@ -56,6 +56,20 @@ _FIELDS = tuple(column.name for column in replays.columns if column.name != "id"
 # IN lists are sent as one bound parameter per key: keep each statement well below SQLite's
 # and asyncpg's parameter limits.
 _KEYS_PER_QUERY = 500
+
+
+def _replay_record(new_request_id: str) -> sa.Update:
+    """Mark the open failure record of a replay's new invocation ``replay``, when it was saved
+    before the ledger had its request id (the save marks it itself otherwise: see
+    ``_sql._status_as_saved``)."""
+    return (
+        sa.update(invocations)
+        .where(
+            invocations.c.request_id == new_request_id,
+            invocations.c.status == FailureStatus.OPEN,
+        )
+        .values(status=FailureStatus.REPLAY, status_at=utcnow())
+    )
 
 
 def _attempt_from(row: Any) -> ReplayAttempt:
@@ -135,8 +149,10 @@ class LedgerMixin(SqlAccess):
             changed = 0 if found is None else 1
         else:
             stmt = sa.update(replays).where(replays.c.id == replay_id).values(**values)
-            async with self._write() as conn:
+            async with self._write(atomic=new_request_id is not None) as conn:
                 changed = (await conn.execute(stmt)).rowcount
+                if changed and new_request_id is not None:
+                    await conn.execute(_replay_record(new_request_id))
         if changed == 0:
             raise KeyError(f"no replay attempt with id {replay_id}")
 

@@ -26,7 +26,8 @@ from lambda_destinations.store._ledger import replays
 from lambda_destinations.store._tables import deliveries, handler_runs, invocations, quarantine
 from lambda_destinations.store.base import FailureStatus, PruneKind, RunState
 
-_RESOLVED = [FailureStatus.RECOVERED, FailureStatus.IGNORED]
+# A replay's own failure record goes as the resolved ones do: its original holds the status.
+_RESOLVED = [FailureStatus.RECOVERED, FailureStatus.IGNORED, FailureStatus.REPLAY]
 # Not resolved yet: open, or replayed (a replay may still be pending or under way, and its
 # outcome is written to this row); kept as open failures are.
 _UNRESOLVED = [FailureStatus.OPEN, FailureStatus.REPLAYED]

@@ -38,7 +38,7 @@ from lambda_destinations.store._batch import Coalescer
 from lambda_destinations.store._folding import fold, unfold
 from lambda_destinations.store._glob import Glob, compile_glob
 from lambda_destinations.store._jobs import JobsMixin
-from lambda_destinations.store._ledger import LedgerMixin
+from lambda_destinations.store._ledger import LedgerMixin, replays
 from lambda_destinations.store._retention import RetentionMixin
 from lambda_destinations.store._tables import (
     deliveries,
@@ -188,6 +188,37 @@ def invocation_values(
     values["saved_by"] = saved_by
     values["first_message_id"], values["first_receive_count"] = _held(row, delivery)
     return values
+
+
+def insert_values(
+    row: InvocationRow, delivery: DeliveryRow | None = None, saved_by: str | None = None
+) -> dict[str, Any]:
+    """:func:`invocation_values` as the save's INSERT takes them: the status as ``b_status``,
+    and ``b_replay_of``, the request id of an open failure, which the INSERT looks up in the
+    replay ledger (see :func:`_status_as_saved`)."""
+    values = invocation_values(row, delivery, saved_by)
+    status = values.pop("status")
+    values["b_status"] = None if status is None else str(status)
+    values["b_replay_of"] = values["request_id"] if status == FailureStatus.OPEN else None
+    return values
+
+
+def _status_as_saved() -> sa.ColumnElement[Any]:
+    """The status a saved row gets: ``replay`` for an open failure whose request id the replay
+    ledger recorded as an attempt's new invocation, else the one given.
+
+    In the INSERT itself, so a save costs no round trip more: one probe of the ledger's
+    new_request_id index per failure (none for a success, whose ``b_replay_of`` is NULL). A
+    record saved before the ledger has its request id is marked by ``update_replay``.
+    """
+    # Each bind appears once: PostgreSQL's many-rows INSERT numbers every appearance anew.
+    # (``= NULL``, a success's, is never true.)
+    probe = sa.bindparam("b_replay_of", type_=sa.Text)
+    ledgered = sa.exists().where(replays.c.new_request_id == probe)
+    return sa.case(
+        (ledgered, sa.literal(FailureStatus.REPLAY.value, sa.Text)),
+        else_=sa.bindparam("b_status", type_=sa.Text),
+    )
 
 
 def _held(row: InvocationRow, delivery: DeliveryRow | None) -> tuple[str | None, int | None]:
@@ -524,8 +555,10 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         """A record's row, its deliveries, what is done for each key, and completing a run."""
         insert = self._insert
         runs = handler_runs.c
-        self._insert_invocation_only = insert(invocations).on_conflict_do_nothing(
-            index_elements=[invocations.c.key]
+        self._insert_invocation_only = (
+            insert(invocations)
+            .values(status=_status_as_saved())
+            .on_conflict_do_nothing(index_elements=[invocations.c.key])
         )
         self._insert_invocation = self._insert_invocation_only.returning(invocations.c.key)
         delivery_id = [deliveries.c.key, deliveries.c.message_id, deliveries.c.receive_count]
@@ -693,7 +726,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
                 "owner": None,
                 "completed_at": utcnow(),
             }
-        values = invocation_values(row, delivery, complete_handler)
+        values = insert_values(row, delivery, complete_handler)
         save = _Save(values, delivery_values(delivery), completion)
         if not self.group_commit:
             return (await self._save_batch([save]))[0]

@@ -49,13 +49,22 @@ class FailureStatus(enum.StrEnum):
     REPLAYED = "replayed"
     RECOVERED = "recovered"
     IGNORED = "ignored"
+    # The failure record of a replay attempt (its request id is the one the replay ledger
+    # recorded): the original failure holds the status and lists the attempt, so this row is
+    # no failure of its own to count, list as open or replay.
+    REPLAY = "replay"
+
+
+# The statuses of failures of their own: every one but a replay's own record (``replay``), which
+# its original failure stands for. What failure statistics count unless asked for a status.
+OWN_FAILURE_STATUSES = tuple(s for s in FailureStatus if s is not FailureStatus.REPLAY)
 
 
 class PruneKind(enum.StrEnum):
     """What the retention settings keep for a time, each pruned on its own."""
 
     SUCCESSES = "successes"
-    FAILURES = "failures"  # resolved: replayed, recovered or ignored
+    FAILURES = "failures"  # resolved: recovered or ignored, and replays' own failure records
     OPEN_FAILURES = "open-failures"
     QUARANTINE = "quarantine"
     REPLAYS = "replays"  # the replay ledger's attempts
