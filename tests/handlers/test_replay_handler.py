@@ -4,8 +4,12 @@ Lambda stand-in for what moto cannot do (a missing function, throttling)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +40,15 @@ from lambda_destinations.handlers.base import Delivery
 from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.handlers.replay import WILL_RETRY, build, replay_job_key
 from lambda_destinations.schemas import decode
-from lambda_destinations.store import FailureStatus, JobState, ScheduledJob, Store, utcnow
+from lambda_destinations.store import (
+    OWN_FAILURE_STATUSES,
+    FailureStatus,
+    InvocationFilter,
+    JobState,
+    ScheduledJob,
+    Store,
+    utcnow,
+)
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker.scheduler import Scheduler
@@ -260,6 +272,123 @@ async def test_a_replay_that_fails_in_a_way_the_policy_does_not_retry_opens_the_
         original = await store.get_invocation(key)
     assert original is not None
     assert original.status is FailureStatus.OPEN
+
+
+def cli(*args: str, endpoint_url: str, store: str) -> subprocess.CompletedProcess[str]:
+    """``lambda-destinations ARGS`` in a process of its own, as an operator runs it."""
+    env = {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": store,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+    }
+    entry = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
+    return subprocess.run(
+        [*entry, *args], env=env, capture_output=True, text=True, timeout=110, input=""
+    )
+
+
+async def test_the_failure_records_of_replays_are_neither_open_failures_nor_replayed_again(
+    recording_moto: RecordingMoto, store_url: str
+) -> None:
+    # given: a failure the worker replays twice (the budget), each replay failing again
+    url = recording_moto.make_queue("replays-of")
+    sqs = recording_moto.client("sqs")
+    name = function_name()
+    record = failure_record(name, payload={"orderId": "o-9"})
+    key = key_of(record)
+    send_records(sqs, url, [record])
+    settings = replay_settings(recording_moto.endpoint_url, url, store=store_url, budget=2)
+    replays: list[dict[str, Any]] = []
+
+    async def attempt_invoked(number: int) -> str | None:
+        attempts = await ledger(store_url, key)
+        if len(attempts) >= number and attempts[number - 1].new_request_id:
+            return attempts[number - 1].new_request_id
+        return None
+
+    async def last_failed() -> bool:
+        attempts = await ledger(store_url, key)
+        return len(attempts) == 2 and attempts[1].outcome is ReplayOutcome.FAILED
+
+    async with Worker(settings) as worker, running_worker(worker):
+        for number in (1, 2):
+            new_request_id = await eventually(lambda n=number: attempt_invoked(n), within=30)
+            replays.append(
+                failure_record(name, request_id=new_request_id, payload={"orderId": "o-9"})
+            )
+            send_records(sqs, url, [replays[-1]])
+        await eventually(last_failed, within=30)
+
+    # then: one open failure, the original; the replays' records are kept, as replays of it
+    mine = InvocationFilter(function_glob=name)
+    async with Store.from_url(store_url) as store:
+        open_ = await store.list_invocations(
+            dataclasses.replace(mine, statuses=[FailureStatus.OPEN])
+        )
+        stored = [await store.get_invocation(key_of(r)) for r in replays]
+        counts = await store.failure_counts(
+            dataclasses.replace(mine, statuses=list(OWN_FAILURE_STATUSES))
+        )
+    assert [r.key for r in open_] == [key]
+    assert [r.status if r else None for r in stored] == [FailureStatus.REPLAY] * 2
+    assert sum(c.count for c in counts) == 1
+    stats = cli(
+        "failures",
+        "stats",
+        "--function",
+        name,
+        "--json",
+        endpoint_url=recording_moto.endpoint_url,
+        store=store_url,
+    )
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["total"] == 1
+    shown = cli(
+        "failures",
+        "show",
+        replays[0]["requestContext"]["requestId"],
+        "--json",
+        endpoint_url=recording_moto.endpoint_url,
+        store=store_url,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["replay_of"]["original_key"] == key
+
+    # when: an operator replays what failed in the last two hours, then forces it
+    before = len(recording_moto.invocations(name))
+    selection = ["--since", "2h", "--function", name, "--yes", "--rate", "0", "--json"]
+    endpoints = {"endpoint_url": recording_moto.endpoint_url, "store": store_url}
+    plain = cli("replay", *selection, **endpoints)
+    forced = cli("replay", *selection, "--force", **endpoints)
+
+    # then: the replays' records are never selected: the original alone, skipped as replayed
+    # already, then invoked once more when forced
+    assert plain.returncode == 0, plain.stderr
+    assert [(r["key"], r["state"]) for r in json.loads(plain.stdout)["results"]] == [
+        (key, "skipped")
+    ]
+    assert forced.returncode == 0, forced.stderr
+    assert [(r["key"], r["state"]) for r in json.loads(forced.stdout)["results"]] == [
+        (key, "invoked")
+    ]
+    assert len(recording_moto.invocations(name)) == before + 1
+
+    # and named by request id, a replay's record is not replayed either, and says why
+    named = cli(
+        "replay",
+        replays[0]["requestContext"]["requestId"],
+        "--yes",
+        "--json",
+        endpoint_url=recording_moto.endpoint_url,
+        store=store_url,
+    )
+    assert named.returncode == 0, named.stderr
+    (skipped,) = json.loads(named.stdout)["results"]
+    assert skipped["state"] == "skipped"
+    assert "a replay's own record" in skipped["detail"]
+    assert len(recording_moto.invocations(name)) == before + 1
 
 
 async def test_a_scheduled_replay_survives_a_restart(

@@ -34,6 +34,7 @@ from lambda_destinations.config import Settings
 from lambda_destinations.operations.stats import check_window
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import (
+    OWN_FAILURE_STATUSES,
     DeliveryRow,
     FailureStatus,
     HandlerRun,
@@ -184,6 +185,7 @@ class _Whole:
     runs: list[HandlerRun]
     replays: list[ReplayAttempt]
     others: list[str]  # other keys of the same request id
+    replay_of: ReplayAttempt | None  # the attempt whose new invocation this record is
 
 
 @subcommand(failures_group, "show")
@@ -218,6 +220,7 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
                 await store.handler_runs(row.key),
                 await store.replays(row.key),
                 [r.key for r in same if r.key != row.key],
+                await store.replay_for_request(row.request_id) if row.request_id else None,
             )
 
     whole = asyncio.run(go())
@@ -257,6 +260,9 @@ def _whole_json(whole: _Whole) -> dict[str, Any]:
             for a in whole.replays
         ],
         other_keys=whole.others,
+        replay_of=None
+        if whole.replay_of is None
+        else _fields_json(whole.replay_of, "original_key original_request_id attempt outcome"),
     )
     return out
 
@@ -355,6 +361,12 @@ def _summary_lines(whole: _Whole) -> list[str]:
     ]
     if whole.others:
         lines.append(f"also         {', '.join(whole.others)}")
+    if whole.replay_of is not None:
+        of = whole.replay_of
+        lines.append(
+            f"replay of    {of.original_request_id or of.original_key}  "
+            f"(attempt {of.attempt}, {of.outcome.value})"
+        )
     return lines
 
 
@@ -397,8 +409,13 @@ def stats_command(
         check_window(since, until, names="--since and --until")
     except ValueError as exc:
         fail(str(exc), 2)
+    # A replay's own failure record is not counted: its original failure stands for it.
     selection = InvocationFilter(
-        failed_only=True, function_glob=function_glob, since=since, until=until
+        failed_only=True,
+        function_glob=function_glob,
+        since=since,
+        until=until,
+        statuses=list(OWN_FAILURE_STATUSES),
     )
 
     # Imported here: the operations package imports the handlers, which `failures list` and

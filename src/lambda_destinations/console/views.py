@@ -25,6 +25,7 @@ from lambda_destinations.operations.stats import (
 )
 from lambda_destinations.retrying import first_line
 from lambda_destinations.store import (
+    OWN_FAILURE_STATUSES,
     FailureCount,
     FailureStatus,
     InvocationCursor,
@@ -191,6 +192,8 @@ async def grouped(
     """Counts by function x error type (and hour) over ``window`` (see :func:`stats_window`)."""
     since, until = window
     window_filter = dataclasses.replace(selection, since=since, until=until, limit=None)
+    if window_filter.statuses is None:  # a replay's own record counts in its original's place
+        window_filter.statuses = list(OWN_FAILURE_STATUSES)
     counts = await store.failure_counts(window_filter)
     return failure_stats(counts, since, until), counts
 

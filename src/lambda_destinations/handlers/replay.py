@@ -104,6 +104,11 @@ def replay_target(row: InvocationRow, *, legacy_function: str | None = None) -> 
     """
     if row.succeeded is True:
         raise NotReplayable("the invocation succeeded: there is nothing to replay")
+    if row.status == FailureStatus.REPLAY:
+        raise NotReplayable(
+            "this failure is a replay's own record: replay the original failure instead "
+            "(`failures show` names it)"
+        )
     if row.kind == "stream-failure":
         raise NotReplayable(
             "a stream batch failure carries no request payload (only the shard and sequence "
