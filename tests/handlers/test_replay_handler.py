@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -37,11 +37,13 @@ from lambda_destinations.config import RouteConfig, Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import HandlerContext, HandlerRegistry
 from lambda_destinations.handlers.base import Delivery
+from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.handlers.replay import WILL_RETRY, build, replay_job_key
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
+    DeliveryRow,
     FailureStatus,
     InvocationFilter,
     JobState,
@@ -477,10 +479,16 @@ async def test_only_failures_the_policy_marks_retryable_are_replayed(
 
 
 async def schedule_and_run(
-    stand_in: LambdaStandIn, store_url: str, record: dict[str, Any], **policy: Any
+    stand_in: LambdaStandIn,
+    store_url: str,
+    record: dict[str, Any],
+    *,
+    meanwhile: Callable[[Store], Awaitable[None]] | None = None,
+    **policy: Any,
 ) -> tuple[Store, Scheduler]:
-    """The replay handler on ``record`` (as the worker would call it), then its due job run by
-    a scheduler whose AWS endpoint is the stand-in. The store is left open."""
+    """The replay handler on ``record`` (as the worker would call it), then ``meanwhile``, then
+    its due job run by a scheduler whose AWS endpoint is the stand-in. The store is left
+    open."""
     settings = settings_for_handlers(
         stand_in.endpoint_url,
         "q",
@@ -504,6 +512,8 @@ async def schedule_and_run(
         _delivery=Delivery(store=store, aws=aws, settings=settings, owner="test-worker/m-1/1"),
     )
     await registry.get("retry")(message, context)
+    if meanwhile is not None:
+        await meanwhile(store)
     scheduler = Scheduler(
         store=store, aws=aws, registry=registry, settings=settings, owner="test-worker"
     )
@@ -533,6 +543,47 @@ async def test_a_function_that_no_longer_exists_ends_the_attempt_with_the_reason
     assert job.state is JobState.FAILED
     assert job.last_error is not None
     assert re.search(r"Invoke of .*deleted-fn.* refused: .*Function not found", job.last_error)
+
+
+async def test_a_replays_record_taken_for_a_failure_of_its_own_is_not_replayed(
+    store_url: str,
+) -> None:
+    # given: a replay's failure record that came in before the ledger had its request id, so
+    # the handler scheduled a replay of it; then the ledger learns it (the record is stored)
+    original, record = failure_record("orders-x"), failure_record("orders-x", request_id="new-7")
+
+    async def ledger_learns(store: Store) -> None:
+        row = invocation_row(decode(json.dumps(record)), "q")
+        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "q", 1))
+        first = ReplayAttempt(
+            original_key=key_of(original),
+            original_request_id=original["requestContext"]["requestId"],
+            function_arn=original["requestContext"]["functionArn"],
+            attempt=1,
+            trigger="automatic",
+            requested_by="worker w",
+        )
+        await store.add_replay(first)
+        assert first.id is not None
+        await store.update_replay(first.id, new_request_id="new-7")
+
+    # when: its job is due
+    with LambdaStandIn(functions={"orders-x"}) as stand_in:
+        store, scheduler = await schedule_and_run(
+            stand_in, store_url, record, meanwhile=ledger_learns
+        )
+        try:
+            attempts = await store.replays(key_of(record))
+            job = await store.get_job(replay_job_key(key_of(record), 1))
+        finally:
+            await scheduler.aws.close()
+            await store.close()
+
+    # then: not invoked; the original alone is replayed
+    assert stand_in.received == []
+    assert attempts == []
+    assert job is not None
+    assert job.state is JobState.DONE
 
 
 async def test_throttling_is_retried_until_lambda_takes_the_invocation(sqlite_url: str) -> None:

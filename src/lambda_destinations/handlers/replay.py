@@ -440,6 +440,8 @@ async def _retry_answered(
 
 async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
     """The scheduler's runner for ``replay`` jobs: ledger, Invoke, ledger, status."""
+    if await _a_replays_record(job, context):
+        return
     attempt = await _recorded_attempt(job, context)
     if attempt is None:
         return  # made by an earlier run of the job
@@ -455,6 +457,21 @@ async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
     except Exception as exc:
         raise await _failed_invoke(exc, job, context, attempt) from exc
     await _invoked(context, attempt, new_request_id)
+
+
+async def _a_replays_record(job: ScheduledJob, context: JobContext) -> bool:
+    """Whether the job's failure turned out to be a replay's own record (it arrived before the
+    ledger had its request id, so the handler took it for a failure of its own): its original
+    is the one replayed, so this one never is."""
+    original_key = str(job.payload["original_key"])
+    row = await context.store.get_invocation(original_key)
+    if row is None or row.key != original_key or row.status != FailureStatus.REPLAY:
+        return False
+    context.log.warning(
+        "not replayed: the failure is a replay's own record (its original is replayed)",
+        original=original_key,
+    )
+    return True
 
 
 async def _recorded_attempt(job: ScheduledJob, context: JobContext) -> ReplayAttempt | None:
