@@ -192,7 +192,10 @@ class Settings(BaseSettings):
     keep_failures_days: float = Field(
         default=90,
         ge=0,
-        description="Days resolved failures (recovered, ignored) are kept (0: forever).",
+        description=(
+            "Days resolved failures (recovered, ignored) and replays' own failure records "
+            "are kept (0: forever)."
+        ),
     )
     keep_open_failures_days: float = Field(
         default=0,

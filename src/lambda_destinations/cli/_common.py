@@ -222,7 +222,10 @@ def _selection_option_list(limit_default: int | None) -> list[Callable[[F], F]]:
             "--status",
             type=STATUS_CHOICE,
             multiple=True,
-            help="open, replayed, recovered or ignored; repeat for several.",
+            help=(
+                "open, replayed, recovered, ignored or replay (a replay's own record); "
+                "repeat for several."
+            ),
         ),
         click.option(
             "--limit",

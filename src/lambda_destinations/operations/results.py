@@ -74,7 +74,7 @@ class InvocationResult:
     approximate_invoke_count: int | None
     timestamp: dt.datetime | None  # the record's own time (when Lambda finished with it)
     stored_at: dt.datetime  # when the store first saw the record
-    status: str | None  # failures only: open, replayed, recovered, ignored
+    status: str | None  # failures only: open, replayed, recovered, ignored, replay
 
     @classmethod
     def from_row(cls, row: InvocationRow) -> InvocationResult:
