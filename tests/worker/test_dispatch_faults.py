@@ -293,3 +293,32 @@ async def test_a_retry_delay_is_capped_at_twelve_hours_from_the_receipt(
     (retried,) = [e for e in logs if e["event"] == "message will be retried"]
     assert retried["delay"] == 0
     assert [m["MessageId"] for m in receive_all(sqs, url)] == [message["MessageId"]]
+
+
+async def test_a_quarantine_whose_dlq_was_deleted_is_kept_by_the_store_and_says_what_to_do(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a worker started on a queue with a DLQ, and the DLQ deleted since
+    url, dlq = make_queue("dlq-gone", max_receive_count=5)
+    settings = settings_for(url, concurrency=2)
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            sqs.delete_queue(QueueUrl=dlq)
+            # when: a message must be quarantined
+            sqs.send_message(QueueUrl=url, MessageBody="garbage")
+            stats = await run_until(worker, lambda: worker.stats.outcomes["quarantine"])
+
+    # then: the store keeps it, and its message is deleted from the queue
+    assert stats.outcomes["quarantine"] == 1
+    async with Store.from_url(settings.store) as store:
+        assert [row.body for row in await store.list_quarantine()] == ["garbage"]
+    assert receive_all(sqs, url) == []
+    # and one warning names the missing DLQ and the fix (before, "the DLQ refused the
+    # quarantined message" with SQS's error, and "message quarantined" named the DLQ as if
+    # the message had reached it)
+    gone = [e for e in logs if e["event"].startswith("the DLQ does not exist")]
+    assert [e["dlq"] for e in gone] == [dlq]
+    assert "create the DLQ again" in gone[0]["fix"]
+    assert "quarantine list" in gone[0]["fix"]
+    [quarantined] = [e for e in logs if e["event"] == "message quarantined"]
+    assert quarantined["dlq"] is None

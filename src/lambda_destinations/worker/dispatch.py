@@ -61,6 +61,7 @@ from lambda_destinations.worker.queues import (
     REASON_ATTRIBUTE,
     REDRIVE_ATTRIBUTE,
     SOURCE_ATTRIBUTE,
+    is_missing_queue,
     sendable_attribute,
     storable_attributes,
 )
@@ -80,6 +81,10 @@ MAX_VISIBILITY = 43200  # SQS: seconds a message may stay hidden, counted from i
 # it), as the README promises, before the message is retried and the effect may repeat.
 COMPLETE_RETRY_SECONDS = 30.0
 COMPLETE_ATTEMPTS = 10
+_DLQ_GONE = (
+    "create the DLQ again (a queue given another redrive policy takes a restart); meanwhile "
+    "`lambda-destinations quarantine list` shows the store's copies"
+)
 
 
 @dataclasses.dataclass(slots=True)
@@ -684,7 +689,7 @@ class Dispatcher:
             key=key,
         )
         try:
-            await self._keep_and_send(item, row, attributes)
+            sent = await self._keep_and_send(item, row, attributes)
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
                 self.store_down(exc)
@@ -694,7 +699,7 @@ class Dispatcher:
         item.settled = True
         self.stats.outcomes[Outcome.QUARANTINE] += 1
         self.metrics.messages_by(item.queue.name, Outcome.QUARANTINE.value).inc()
-        log.warning("message quarantined", reason=reason, dlq=item.queue.dlq_url)
+        log.warning("message quarantined", reason=reason, dlq=item.queue.dlq_url if sent else None)
         # Not awaited: the slot is free once the outcome is decided; the batch goes out within
         # milliseconds and is flushed at shutdown. A lost delete means a redelivery, which
         # idempotency absorbs.
@@ -703,8 +708,9 @@ class Dispatcher:
 
     async def _keep_and_send(
         self, item: InFlight, row: QuarantineRow, attributes: dict[str, Any]
-    ) -> None:
-        """The store copy, then the DLQ one; raises when neither will keep the message."""
+    ) -> bool:
+        """The store copy, then the DLQ one; raises when neither will keep the message.
+        True when the DLQ took its copy."""
         refused: StoreDataError | None = None
         try:
             await self._keep_quarantined(row)
@@ -713,7 +719,7 @@ class Dispatcher:
                 raise
             refused = exc
         if not item.queue.dlq_url:
-            return
+            return False
         sent = await self._send_to_dlq(item, row.reason, attributes)
         if refused is not None:
             if not sent:
@@ -722,6 +728,7 @@ class Dispatcher:
                 "the store cannot keep the quarantined message: the DLQ copy is the only one",
                 error=describe_error(refused),
             )
+        return sent
 
     async def _keep_quarantined(self, row: QuarantineRow) -> None:
         """Save the quarantine row; without its key when the store cannot hold the key (a
@@ -755,6 +762,15 @@ class Dispatcher:
             if is_transient(exc):
                 raise
             # The DLQ refused it (too large with our attributes, say): the store keeps it whole.
-            log.warning("the DLQ refused the quarantined message", error=describe_error(exc))
+            if is_missing_queue(exc):
+                # Deleted since the start: the store's copy is the one, and the next
+                # quarantine of this queue meets the same, so the line says what to do.
+                log.warning(
+                    "the DLQ does not exist: the store keeps the quarantined message",
+                    dlq=item.queue.dlq_url,
+                    fix=_DLQ_GONE,
+                )
+            else:
+                log.warning("the DLQ refused the quarantined message", error=describe_error(exc))
             return False
         return True
