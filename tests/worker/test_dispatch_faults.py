@@ -322,3 +322,39 @@ async def test_a_quarantine_whose_dlq_was_deleted_is_kept_by_the_store_and_says_
     assert "quarantine list" in gone[0]["fix"]
     [quarantined] = [e for e in logs if e["event"] == "message quarantined"]
     assert quarantined["dlq"] is None
+
+
+async def test_a_dlq_deleted_while_the_worker_runs_is_reported_once_and_again_when_back(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a worker sampling queue depths often, on a queue with a DLQ
+    url, dlq = make_queue("dlq-sampled", max_receive_count=5)
+    settings = settings_for(url, concurrency=2, queue_metrics_interval=0.2)
+    name = dlq.rsplit("/", 1)[-1]
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            # when: its DLQ is deleted, sampled missing a few times, then created again
+            sqs.delete_queue(QueueUrl=dlq)
+            failed = {"operation": "GetQueueAttributes"}
+            for _ in range(60):
+                await asyncio.sleep(0.25)
+                registry = worker.metrics.registry
+                if (
+                    registry.get_sample_value("lambda_destinations_sqs_errors_total", failed) or 0
+                ) >= 3:
+                    break
+            sqs.create_queue(QueueName=name)
+            for _ in range(60):
+                await asyncio.sleep(0.25)
+                if any(e["event"] == f"the DLQ {name} exists again" for e in logs):
+                    break
+            worker.stop()
+            await running
+
+    # then: one warning named it with the fix (before, a debug line per sample, and the DLQ's
+    # depth series, which the DLQ alert reads, went absent without a word), one line when back
+    gone = [e for e in logs if e["event"] == f"the DLQ {name} does not exist"]
+    assert [(e["log_level"], e["dlq"]) for e in gone] == [("warning", dlq)]
+    assert "create it again" in gone[0]["fix"]
+    assert [e["dlq"] for e in logs if e["event"] == f"the DLQ {name} exists again"] == [dlq]

@@ -69,6 +69,11 @@ _QUEUE_GONE = (
     "the queue was deleted: create it again (receiving resumes by itself), or take it out of "
     "LAMBDA_DESTINATIONS_QUEUES and restart"
 )
+_DLQ_GONE = (
+    "create it again with the same name (the worker finds it by itself), or give the queue "
+    "another redrive policy and restart; meanwhile a quarantined message is kept by the store "
+    "alone (`lambda-destinations quarantine list`)"
+)
 # Messages received ahead of the free handler slots, as a share of `concurrency`: while every
 # slot is busy, the next ones are already here, not one receive round trip away.
 RECEIVE_AHEAD = 1.0
@@ -854,12 +859,13 @@ class Worker(Lifetime):
         """Queue depths for /metrics: one GetQueueAttributes per queue (and DLQ) per interval."""
         urls = {q.url: q.name for q in self.queues}
         urls.update({q.dlq_url: queue_name(q.dlq_url) for q in self.queues if q.dlq_url})
+        missing: set[str] = set()  # DLQs found deleted: warned of once, until they are back
         while True:
             for url, name in urls.items():
-                await self._sample_queue(url, name)
+                await self._sample_queue(url, name, missing)
             await asyncio.sleep(self.settings.queue_metrics_interval)
 
-    async def _sample_queue(self, url: str, name: str) -> None:
+    async def _sample_queue(self, url: str, name: str, missing: set[str]) -> None:
         try:
             async with asyncio.timeout(SAMPLE_TIMEOUT):
                 response = await self._sqs.get_queue_attributes(
@@ -874,11 +880,25 @@ class Worker(Lifetime):
                 with contextlib.suppress(KeyError):  # never sampled
                     self.metrics.queue_messages.remove(name, state)
             log.debug("queue depth not sampled", queue=name, error=describe_error(exc))
+            self._note_missing_dlq(url, name, exc, missing)
             return
+        if url in missing:
+            missing.discard(url)
+            log.info(f"the DLQ {name} exists again", dlq=url)
         attributes = response.get("Attributes", {})
         for attribute, state in DEPTH_ATTRIBUTES.items():
             if attribute in attributes:
                 self.metrics.queue_messages.labels(name, state).set(int(attributes[attribute]))
+
+    def _note_missing_dlq(self, url: str, name: str, exc: BaseException, missing: set[str]) -> None:
+        """Warn once when a DLQ was deleted: no poller reads it, so without this line its
+        absent depth series (the DLQ alert's input) would be the only sign of it."""
+        if url in missing or not is_missing_queue(exc):
+            return
+        if not any(q.dlq_url == url for q in self.queues):
+            return  # a polled queue: its pollers warn, with the fix
+        missing.add(url)
+        log.warning(f"the DLQ {name} does not exist", dlq=url, fix=_DLQ_GONE)
 
     # -- batch calls ------------------------------------------------------------------------
 
