@@ -393,6 +393,19 @@ class Worker(Lifetime):
                         f"stopped while waiting for {what}, before the worker started"
                     ) from exc
 
+    def _receive_fix(self, exc: BaseException) -> dict[str, str]:
+        """What a failed receive's warning adds: the fix, and the endpoint when SQS gave no
+        answer (refused, reset, timed out) rather than an error of its own, which says what."""
+        if is_missing_queue(exc):
+            return {"fix": _QUEUE_GONE}
+        if isinstance(exc, ClientError):
+            return {}
+        return {
+            "endpoint": self.settings.shown_endpoint(),
+            "fix": f"receiving resumes by itself once SQS answers; if it stays away, check "
+            f"{_fix_for('SQS')}",
+        }
+
     # -- health ------------------------------------------------------------------------------
 
     def health(self) -> list[str]:
@@ -690,12 +703,11 @@ class Worker(Lifetime):
             self.metrics.sqs_errors.labels("ReceiveMessage").inc()
             self._receive_failures[name] += 1
             delay = backoff_delay(self._receive_failures[name], RECONNECT_BASE, RECONNECT_MAX)
-            fix = {"fix": _QUEUE_GONE} if is_missing_queue(exc) else {}
             log.warning(
                 f"cannot receive from {queue.name}; retrying in {delay:.1f}s",
                 error=describe_error(exc),
                 queue=queue.name,
-                **fix,
+                **self._receive_fix(exc),
             )
             await self._sleep_unless_stopping(delay)
             return None
