@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -134,3 +135,41 @@ def test_a_task_that_dies_fails_healthz_and_stops_the_worker_with_exit_7(
     seen_at, body = unhealthy
     assert any(f"task {failed[0]['task']} failed" in p for p in body["problems"]), body
     assert ended - seen_at <= GRACE + 3.0, err
+
+
+@pytest.mark.timeout(60)
+def test_a_fatal_signal_leaves_a_line_naming_it(sqs, make_queue, endpoint_url, sqlite_url) -> None:
+    # given: a worker running as a process
+    url, _ = make_queue("fatal")
+    env = {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+    }
+    env.pop("PYTHONFAULTHANDLER", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lambda_destinations", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if '"worker started"' in line:
+                break
+        # when: a fatal signal ends it, as SQLite's mapped -shm file gives when it turns
+        # unwritable under the worker
+        process.send_signal(signal.SIGBUS)
+        _out, err = process.communicate(timeout=30)
+    finally:
+        reap(process)
+
+    # then: it died of the signal, and said so (before, it vanished without a line)
+    assert process.returncode == -signal.SIGBUS
+    assert "Fatal Python error: Bus error" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import json
 import os
@@ -163,6 +164,10 @@ def run_or_exit(main: Coroutine[Any, Any, Stats]) -> Stats:
     from lambda_destinations.errors import StoreGone
     from lambda_destinations.worker import StartTimedOut, TaskFailed
 
+    # A fatal signal in C code (SQLite's mapping of its -shm file gives SIGBUS when the file
+    # turns unwritable under it) ends the process at once: without this, with no line at all.
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
     try:
         return asyncio.run(main)
     except TaskFailed as exc:
