@@ -1093,3 +1093,18 @@ async def test_rows_stored_before_version_9_read_as_they_did(
     runs = await unmigrated_store.handler_runs(key)
     assert [(run.handler, run.state) for run in runs] == [("persist", RunState.COMPLETED)]
     assert await unmigrated_store.completed_handlers(key) == frozenset({"persist"})
+
+
+async def test_a_writing_ping_leaves_the_migrations_as_they_were(
+    store: Store, other_store: Store
+) -> None:
+    # when: two replicas ping by writing at once, twice
+    for _ in range(2):
+        await asyncio.gather(store.ping(write=True), other_store.ping(write=True))
+
+    # then: no version was added, and none is pending
+    assert await store.pending_migrations() == []
+    assert isinstance(store, SqlStore)
+    async with store.engine.connect() as conn:
+        versions = (await conn.execute(sa.text("SELECT version FROM schema_migrations"))).all()
+    assert sorted(v for (v,) in versions) == [m.version for m in MIGRATIONS]

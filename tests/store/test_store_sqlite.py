@@ -549,3 +549,25 @@ async def test_a_refused_save_names_the_error_without_the_statement_or_the_value
             await store.save_invocation(row, make_delivery(row))
 
     assert_refusal_shown_alone(info.value, "row refused")
+
+
+async def test_a_writing_ping_fails_where_reads_answer_but_writes_are_refused(
+    tmp_path: Path, hold_write_lock: Any
+) -> None:
+    # given: a store whose write lock another process holds: reads answer, writes wait
+    path = tmp_path / "store.db"
+    async with Store.from_url(f"sqlite:///{path}", busy_timeout=1.0) as store:
+        await store.migrate()
+        holder = hold_write_lock(path)
+
+        # when / then: a plain ping answers, a writing one is refused
+        await store.ping()
+        with pytest.raises(StoreUnavailable):
+            await store.ping(write=True)
+
+        # and: once the lock goes, the writing ping answers and leaves no row behind
+        holder.execute("ROLLBACK")
+        await store.ping(write=True)
+        assert await store.pending_migrations() == []
+    rows = sqlite3.connect(path).execute("SELECT version FROM schema_migrations").fetchall()
+    assert sorted(v for (v,) in rows) == [m.version for m in MIGRATIONS]

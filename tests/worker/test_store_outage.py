@@ -1,9 +1,9 @@
 """A store that refuses the persist handler's saves: the worker pauses receiving, and a store
-that answers pings but still refuses writes is asked again at growing intervals.
+that answers reads but still refuses writes is asked again at growing intervals.
 
 The outage is real: another connection holds the SQLite file's write lock (as another process
-would), so each save waits ``busy_timeout`` (5 s) and fails as StoreUnavailable, while the
-watcher's ping, a read, still succeeds, as it would on a full disk.
+would), so each save waits ``busy_timeout`` (5 s) and fails as StoreUnavailable, while a read
+still succeeds, as it would on a full disk; the watcher's ping writes, so it waits too.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ async def test_saves_refused_pause_receiving_at_growing_intervals_and_lose_nothi
             await running
 
     # then: receiving paused after the first refused saves, and the second pause, the store
-    # refusing again right after answering a ping, was longer than any first one can be
+    # refusing the watcher's writing ping too, was longer than any first one can be
     delays = [float(found[1]) for found in during if found]
     assert len(delays) >= 2, [e["event"] for e in logs]
     assert delays[0] <= 1.0 <= delays[1], delays

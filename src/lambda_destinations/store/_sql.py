@@ -119,6 +119,8 @@ _SELECT_INVOCATIONS = sa.select(
     _delivery_count,
 )
 _PING = sa.text("SELECT 1")
+# The version of the row a writing ping inserts and deletes (migrations count from 1).
+_PROBE_VERSION = -1
 # SQLAlchemy's asyncpg adapter prefixes the driver's error: "<class 'asyncpg.exceptions.X'>: ".
 _ASYNCPG_CLASS = re.compile(r"^<class '(?:[\w.]+\.)?(?P<name>\w+)'>: ")
 # asyncpg: "invalid input for query argument $10: <the value> (<why>)".
@@ -505,9 +507,21 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         if engine is not None:
             await engine.dispose()
 
-    async def ping(self) -> None:
+    async def ping(self, *, write: bool = False) -> None:
         async with self._read() as conn:
             await conn.execute(_PING)
+        if write:
+            # A row no migration has, inserted and deleted in one transaction: nothing stays,
+            # but the commit must reach the disk (an UPDATE to the same value would not: SQLite
+            # skips a cell it would rewrite unchanged).
+            probe = schema_migrations.c.version == _PROBE_VERSION
+            async with self._write(atomic=True) as conn:
+                await conn.execute(
+                    self._insert(schema_migrations)
+                    .values(version=_PROBE_VERSION, applied_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=[schema_migrations.c.version])
+                )
+                await conn.execute(sa.delete(schema_migrations).where(probe))
 
     async def _applied_versions(self, conn: StoreConnection) -> set[int]:
         exists = await conn.run_sync(

@@ -325,8 +325,10 @@ class Store(Lifetime):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def ping(self) -> None:
-        """Raise StoreUnavailable unless a trivial query succeeds."""
+    async def ping(self, *, write: bool = False) -> None:
+        """Raise StoreUnavailable unless a trivial query succeeds; with ``write``, unless a
+        write that leaves nothing behind also reaches the disk (a full disk, a read-only file
+        or a held write lock answer a read, not a write)."""
 
     @abc.abstractmethod
     async def migrate(self) -> list[int]:

@@ -536,9 +536,9 @@ class SQLiteStore(SqlStore):
                 raise
             self._check_file()
 
-    async def ping(self) -> None:
+    async def ping(self, *, write: bool = False) -> None:
         self._check_file()  # first: a new connection would create a missing file
-        await super().ping()
+        await super().ping(write=write)
 
     def _check_file(self) -> None:
         """Raise StoreGone if the file at the path is no longer the one open.

@@ -822,7 +822,8 @@ class Worker(Lifetime):
             )
             await self._sleep_unless_stopping(delay)
             try:
-                await self.store.ping()
+                # A write: a store that answers reads but refuses writes stays paused.
+                await self.store.ping(write=True)
             except StoreGone as exc:
                 self._gave_up = exc
                 log.error("store gone; stopping, to be restarted", error=describe_error(exc))
