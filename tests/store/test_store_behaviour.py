@@ -27,6 +27,7 @@ from lambda_destinations.store import (
 )
 from lambda_destinations.store._sql import SqlStore
 from lambda_destinations.store._tables import deliveries, handler_runs, invocations, metadata
+from lambda_destinations.store.base import ReplayAttempt
 from lambda_destinations.store.migrations import MIGRATIONS, Migration
 from lambda_destinations.store.sqlite import SQLiteStore
 
@@ -1108,3 +1109,48 @@ async def test_a_writing_ping_leaves_the_migrations_as_they_were(
     async with store.engine.connect() as conn:
         versions = (await conn.execute(sa.text("SELECT version FROM schema_migrations"))).all()
     assert sorted(v for (v,) in versions) == [m.version for m in MIGRATIONS]
+
+
+async def test_version_12_marks_the_replays_own_failures_stored_before_it(
+    unmigrated_store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    make_row: RowFactory,
+    make_delivery: DeliveryFactory,
+) -> None:
+    # given: a store at version 11, where a replay's failure was stored as an open failure
+    # (its request id the ledger's new one), beside a failure of its own and an ignored replay's
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS[:11])
+    assert await unmigrated_store.migrate() == list(range(1, 12))
+    original, own, replayed, ignored = (make_row() for _ in range(4))
+    for row in (original, own, replayed, ignored):
+        assert await unmigrated_store.save_invocation(row, make_delivery(row))
+    await unmigrated_store.set_status([ignored.key], FailureStatus.IGNORED, by="ops")
+    for n, row in enumerate((replayed, ignored), start=1):
+        assert await unmigrated_store.add_replay(
+            ReplayAttempt(
+                original_key=original.key,
+                original_request_id=original.request_id,
+                function_arn=ARN.format(name="orders-api"),
+                attempt=n,
+                trigger="automatic",
+                requested_by="worker w1",
+                new_request_id=row.request_id,
+            )
+        )
+    assert (await unmigrated_store.get_invocation(replayed.key)).status == FailureStatus.OPEN  # type: ignore[union-attr]
+
+    # when: version 12 is applied
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS)
+    assert await unmigrated_store.migrate() == [12]
+
+    # then: the replay's open failure is marked; the others are as they were
+    statuses = {
+        row.key: (await unmigrated_store.get_invocation(row.key)).status  # type: ignore[union-attr]
+        for row in (original, own, replayed, ignored)
+    }
+    assert statuses == {
+        original.key: FailureStatus.OPEN,
+        own.key: FailureStatus.OPEN,
+        replayed.key: FailureStatus.REPLAY,
+        ignored.key: FailureStatus.IGNORED,
+    }

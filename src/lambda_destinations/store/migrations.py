@@ -32,6 +32,7 @@ from lambda_destinations.store import (
     migration_9,
     migration_10,
     migration_11,
+    migration_12,
 )
 from lambda_destinations.store._tables import str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
@@ -275,6 +276,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "a record's first delivery and completion in its row", migration_9.upgrade),
     Migration(10, "a quarantined message being resent is claimed", migration_10.upgrade),
     Migration(11, "unstored handler runs and deliveries can be pruned", migration_11.upgrade),
+    Migration(12, "replays' own failure records stored before are marked", migration_12.upgrade),
 )
 
 
