@@ -436,10 +436,16 @@ def test_a_redrive_killed_at_random_points_never_loses_a_message(sqs, make_queue
         if in_dlq and in_target:
             mid_move += 1
 
-        # and a second redrive finishes the job
-        time.sleep(1.5)
-        finish_redrive(dlq, cli_env)
-        assert set(drain(sqs, url)) == set(bodies)
+        # and a second redrive finishes the job (run again while the DLQ still holds some: a
+        # late receive of the killed process, served by a loaded moto, can hide a few from it)
+        moved: set[str] = set()
+        for _ in range(3):
+            time.sleep(1.5)
+            finish_redrive(dlq, cli_env)
+            moved |= set(drain(sqs, url))
+            if moved >= set(bodies) and count_messages(sqs, dlq) == 0:
+                break
+        assert moved == set(bodies), f"trial {trial}: {sorted(set(bodies) - moved)} not moved"
         assert count_messages(sqs, dlq) == 0
     # the kills did land in the middle of moves, not only before or after
     assert mid_move >= 2
