@@ -318,7 +318,7 @@ async def test_a_quarantine_whose_dlq_was_deleted_is_kept_by_the_store_and_says_
     # the message had reached it)
     gone = [e for e in logs if e["event"].startswith("the DLQ does not exist")]
     assert [e["dlq"] for e in gone] == [dlq]
-    assert "create the DLQ again" in gone[0]["fix"]
+    assert "create it again" in gone[0]["fix"]
     assert "quarantine list" in gone[0]["fix"]
     [quarantined] = [e for e in logs if e["event"] == "message quarantined"]
     assert quarantined["dlq"] is None

@@ -56,6 +56,7 @@ from lambda_destinations.store import DeliveryRow, HandlerRun, QuarantineRow, Ru
 from lambda_destinations.worker.batching import BatchSender
 from lambda_destinations.worker.metrics import Metrics, bounded_condition
 from lambda_destinations.worker.queues import (
+    DLQ_GONE,
     MAX_ATTRIBUTES,
     OUR_ATTRIBUTES,
     REASON_ATTRIBUTE,
@@ -81,10 +82,6 @@ MAX_VISIBILITY = 43200  # SQS: seconds a message may stay hidden, counted from i
 # it), as the README promises, before the message is retried and the effect may repeat.
 COMPLETE_RETRY_SECONDS = 30.0
 COMPLETE_ATTEMPTS = 10
-_DLQ_GONE = (
-    "create the DLQ again (a queue given another redrive policy takes a restart); meanwhile "
-    "`lambda-destinations quarantine list` shows the store's copies"
-)
 
 
 @dataclasses.dataclass(slots=True)
@@ -768,7 +765,7 @@ class Dispatcher:
                 log.warning(
                     "the DLQ does not exist: the store keeps the quarantined message",
                     dlq=item.queue.dlq_url,
-                    fix=_DLQ_GONE,
+                    fix=DLQ_GONE,
                 )
             else:
                 log.warning("the DLQ refused the quarantined message", error=describe_error(exc))

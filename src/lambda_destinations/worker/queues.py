@@ -24,6 +24,14 @@ REDRIVE_ATTRIBUTE = "LambdaDestinations.Redrive"
 OUR_ATTRIBUTES = 2
 MAX_ATTRIBUTES = 10
 
+# What to do when a polled queue's DLQ was deleted: said by a quarantine that could not send
+# its copy, and by the depth sampler that found it gone.
+DLQ_GONE = (
+    "create it again with the same name (the worker finds it by itself), or give the queue "
+    "another redrive policy and restart; meanwhile a quarantined message is kept by the store "
+    "alone (`lambda-destinations quarantine list` shows it)"
+)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class QueueInfo:

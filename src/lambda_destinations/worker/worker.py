@@ -50,6 +50,7 @@ from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats
 from lambda_destinations.worker.metrics import Metrics, TimedStore
 from lambda_destinations.worker.protection import TaskProtection
 from lambda_destinations.worker.queues import (
+    DLQ_GONE,
     QueueInfo,
     describe_queue,
     is_missing_queue,
@@ -68,11 +69,6 @@ FULL_BATCH_PATIENCE = 0.1  # seconds a poller waits for a full batch of room, th
 _QUEUE_GONE = (
     "the queue was deleted: create it again (receiving resumes by itself), or take it out of "
     "LAMBDA_DESTINATIONS_QUEUES and restart"
-)
-_DLQ_GONE = (
-    "create it again with the same name (the worker finds it by itself), or give the queue "
-    "another redrive policy and restart; meanwhile a quarantined message is kept by the store "
-    "alone (`lambda-destinations quarantine list`)"
 )
 # Messages received ahead of the free handler slots, as a share of `concurrency`: while every
 # slot is busy, the next ones are already here, not one receive round trip away.
@@ -911,7 +907,7 @@ class Worker(Lifetime):
         if not any(q.dlq_url == url for q in self.queues):
             return  # a polled queue: its pollers warn, with the fix
         missing.add(url)
-        log.warning(f"the DLQ {name} does not exist", dlq=url, fix=_DLQ_GONE)
+        log.warning(f"the DLQ {name} does not exist", dlq=url, fix=DLQ_GONE)
 
     # -- batch calls ------------------------------------------------------------------------
 
