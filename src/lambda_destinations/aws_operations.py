@@ -76,7 +76,7 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         _W,
         (_Q, _DLQ),
         "read each queue's visibility timeout and redrive policy at start, and the backlog "
-        "for the metrics",
+        "(and the redrive policy again, to follow a new DLQ) for the metrics",
     ),
     AwsOperation(
         "sqs", "ReceiveMessage", "sqs:ReceiveMessage", _W, (_Q,), "long-poll the destination queues"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from lambda_destinations.simulate import success_record
 from lambda_destinations.store import RunState, Store
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker.dispatch import InFlight
-from lambda_destinations.worker.queues import REASON_ATTRIBUTE
+from lambda_destinations.worker.queues import DLQ_GONE, NO_DLQ, REASON_ATTRIBUTE
 
 
 class _Overlap:
@@ -358,3 +359,166 @@ async def test_a_dlq_deleted_while_the_worker_runs_is_reported_once_and_again_wh
     assert [(e["log_level"], e["dlq"]) for e in gone] == [("warning", dlq)]
     assert "create it again" in gone[0]["fix"]
     assert [e["dlq"] for e in logs if e["event"] == f"the DLQ {name} exists again"] == [dlq]
+
+
+def _dead_letter_to(sqs: Any, url: str, dlq: str | None) -> None:
+    """Give the queue ``url`` a redrive policy to ``dlq`` (None: take its policy away)."""
+    policy = ""
+    if dlq is not None:
+        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
+        target = {"deadLetterTargetArn": arn["QueueArn"], "maxReceiveCount": "5"}
+        policy = json.dumps(target)
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
+
+
+async def _quarantine_one(worker: Worker, sqs: Any, url: str, change: Callable[[], None]) -> None:
+    """Run ``worker``, make ``change`` while it runs, then send it a poison message and run
+    until it is quarantined."""
+    running = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.5)
+    change()
+    sqs.send_message(QueueUrl=url, MessageBody="garbage")
+    for _ in range(60):
+        await asyncio.sleep(0.25)
+        if worker.stats.outcomes["quarantine"]:
+            break
+    worker.stop()
+    await running
+
+
+async def test_a_quarantine_follows_a_redrive_policy_given_another_dlq_while_the_worker_runs(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a running worker (no depth sampler: the quarantine alone must notice), whose
+    # queue is then given a redrive policy to a new DLQ, and its old DLQ deleted
+    url, old = make_queue("dlq-moved", max_receive_count=5)
+    new, _ = make_queue("dlq-moved-new", dlq=False)
+    settings = settings_for(url, concurrency=2, queue_metrics_interval=0)
+
+    def move() -> None:
+        _dead_letter_to(sqs, url, new)
+        sqs.delete_queue(QueueUrl=old)
+
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            # when: a poison message is quarantined
+            await _quarantine_one(worker, sqs, url, move)
+
+    # then: exactly one copy is in the new DLQ, with its reason; the store has it; the queue
+    # is empty (before, the copy went to the deleted DLQ until a restart: the store only)
+    assert worker.stats.outcomes["quarantine"] == 1
+    copies = receive_all(sqs, new)
+    assert [m["Body"] for m in copies] == ["garbage"]
+    assert copies[0]["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
+    async with Store.from_url(settings.store) as store:
+        assert [row.body for row in await store.list_quarantine()] == ["garbage"]
+    assert receive_all(sqs, url) == []
+    # and one line says where the queue dead-letters now; none says the DLQ is gone
+    name, new_name = url.rsplit("/", 1)[-1], new.rsplit("/", 1)[-1]
+    moved = [e for e in logs if e["event"] == f"queue {name} now dead-letters to {new_name}"]
+    assert [(e["log_level"], e["dlq"]) for e in moved] == [("info", new)]
+    assert not [e for e in logs if e["event"].startswith("the DLQ does not exist")]
+    [quarantined] = [e for e in logs if e["event"] == "message quarantined"]
+    assert quarantined["dlq"] == new
+    assert [q.dlq_url for q in worker.queues] == [new]
+
+
+async def test_the_depth_sampler_follows_a_redrive_policy_given_another_dlq(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a running worker sampling queue depths often, whose queue is then given a
+    # redrive policy to a new DLQ; the old one still exists
+    url, old = make_queue("dlq-sampled-move", max_receive_count=5)
+    new, _ = make_queue("dlq-sampled-move-new", dlq=False)
+    settings = settings_for(url, concurrency=2, queue_metrics_interval=0.2)
+    name, new_name = url.rsplit("/", 1)[-1], new.rsplit("/", 1)[-1]
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            _dead_letter_to(sqs, url, new)
+            moved = f"queue {name} now dead-letters to {new_name}"
+            for _ in range(60):
+                await asyncio.sleep(0.25)
+                if any(e["event"] == moved for e in logs):
+                    break
+            # when: a poison message is quarantined
+            sqs.send_message(QueueUrl=url, MessageBody="garbage")
+            for _ in range(60):
+                await asyncio.sleep(0.25)
+                if worker.stats.outcomes["quarantine"]:
+                    break
+            await asyncio.sleep(0.5)  # a round of samples with the new DLQ
+            worker.stop()
+            await running
+
+    # then: its copy is in the new DLQ, none in the old one (before: the old one, until a
+    # restart), and the new DLQ's depth is sampled, the old one's no longer
+    assert [m["Body"] for m in receive_all(sqs, new)] == ["garbage"]
+    assert receive_all(sqs, old) == []
+    assert [e["dlq"] for e in logs if e["event"] == moved] == [new]
+    registry = worker.metrics.registry
+    depth = "lambda_destinations_queue_messages"
+    assert registry.get_sample_value(depth, {"queue": new_name, "state": "visible"}) is not None
+    old_name = old.rsplit("/", 1)[-1]
+    assert registry.get_sample_value(depth, {"queue": old_name, "state": "visible"}) is None
+
+
+async def test_a_quarantine_after_the_redrive_policy_was_removed_keeps_the_store_copy_only(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a running worker whose queue's redrive policy is then removed, its DLQ deleted
+    url, old = make_queue("dlq-removed", max_receive_count=5)
+    settings = settings_for(url, concurrency=2, queue_metrics_interval=0)
+
+    def remove() -> None:
+        _dead_letter_to(sqs, url, None)
+        sqs.delete_queue(QueueUrl=old)
+
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            # when: a poison message is quarantined
+            await _quarantine_one(worker, sqs, url, remove)
+
+    # then: the store keeps it, the queue is empty, and the warning a start without a DLQ
+    # gives says so (not the fix for a deleted DLQ, which the policy no longer names)
+    assert worker.stats.outcomes["quarantine"] == 1
+    async with Store.from_url(settings.store) as store:
+        assert [row.body for row in await store.list_quarantine()] == ["garbage"]
+    assert receive_all(sqs, url) == []
+    name = url.rsplit("/", 1)[-1]
+    assert [e["queue"] for e in logs if e["event"] == NO_DLQ] == [name]
+    assert not [e for e in logs if e.get("fix") == DLQ_GONE]
+    [quarantined] = [e for e in logs if e["event"] == "message quarantined"]
+    assert quarantined["dlq"] is None
+    assert [q.dlq_url for q in worker.queues] == [None]
+
+
+async def test_a_dlq_missing_at_start_is_used_once_created(sqs, make_queue, settings_for) -> None:
+    # given: a queue whose redrive policy names a DLQ that does not exist when the worker
+    # starts (so it quarantines into the store only), sampling queue depths often
+    url, dlq = make_queue("dlq-late", max_receive_count=5)
+    sqs.delete_queue(QueueUrl=dlq)
+    settings = settings_for(url, concurrency=2, queue_metrics_interval=0.2)
+    name, dlq_name = url.rsplit("/", 1)[-1], dlq.rsplit("/", 1)[-1]
+    moved = f"queue {name} now dead-letters to {dlq_name}"
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            assert [q.dlq_url for q in worker.queues] == [None]
+            running = asyncio.create_task(worker.run())
+            # when: the DLQ is created, then a poison message is quarantined
+            sqs.create_queue(QueueName=dlq_name)
+            for _ in range(60):
+                await asyncio.sleep(0.25)
+                if any(e["event"] == moved for e in logs):
+                    break
+            sqs.send_message(QueueUrl=url, MessageBody="garbage")
+            for _ in range(60):
+                await asyncio.sleep(0.25)
+                if worker.stats.outcomes["quarantine"]:
+                    break
+            worker.stop()
+            await running
+
+    # then: the copy is in the DLQ (before: the store only, until a restart)
+    assert [m["Body"] for m in receive_all(sqs, dlq)] == ["garbage"]
+    assert [e["dlq"] for e in logs if e["event"] == moved] == [dlq]

@@ -58,11 +58,16 @@ from lambda_destinations.worker.metrics import Metrics, bounded_condition
 from lambda_destinations.worker.queues import (
     DLQ_GONE,
     MAX_ATTRIBUTES,
+    NO_DLQ,
     OUR_ATTRIBUTES,
     REASON_ATTRIBUTE,
     REDRIVE_ATTRIBUTE,
     SOURCE_ATTRIBUTE,
+    dead_letter_target,
     is_missing_queue,
+    policy_target,
+    queue_name,
+    redrive_policy,
     sendable_attribute,
     storable_attributes,
 )
@@ -247,6 +252,7 @@ class Dispatcher:
         visibility: BatchSender,
         owner: str,
         stats: Stats,
+        queues: list[QueueInfo] | None = None,
         metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -263,6 +269,10 @@ class Dispatcher:
         self.owner = owner
         self.stats = stats
         self.sleep = sleep
+        # The polled queues as last described (the worker's list): an entry is replaced when
+        # its queue's redrive policy names another DLQ (see follow_redrive_policy).
+        self.queues = queues if queues is not None else []
+        self._policy_lock = asyncio.Lock()
         # A claim is a lease: renewed while its handler runs, so a crashed worker's claims
         # free within one lease (see _renewing).
         self.claim_ttl = settings.claim_lease
@@ -357,8 +367,9 @@ class Dispatcher:
                         )
                     )
                     log.debug("duplicate delivery; every handler already completed")
-            last_receive = item.queue.max_receive_count is not None and (
-                item.receive_count >= item.queue.max_receive_count
+            max_receive_count = self.current(item.queue).max_receive_count
+            last_receive = max_receive_count is not None and (
+                item.receive_count >= max_receive_count
             )
             for handler in pending:
                 # A user handler gets a decode of its own (a third of copy.deepcopy's cost): a
@@ -696,7 +707,7 @@ class Dispatcher:
         item.settled = True
         self.stats.outcomes[Outcome.QUARANTINE] += 1
         self.metrics.messages_by(item.queue.name, Outcome.QUARANTINE.value).inc()
-        log.warning("message quarantined", reason=reason, dlq=item.queue.dlq_url if sent else None)
+        log.warning("message quarantined", reason=reason, dlq=sent)
         # Not awaited: the slot is free once the outcome is decided; the batch goes out within
         # milliseconds and is flushed at shutdown. A lost delete means a redelivery, which
         # idempotency absorbs.
@@ -705,19 +716,20 @@ class Dispatcher:
 
     async def _keep_and_send(
         self, item: InFlight, row: QuarantineRow, attributes: dict[str, Any]
-    ) -> bool:
+    ) -> str | None:
         """The store copy, then the DLQ one; raises when neither will keep the message.
-        True when the DLQ took its copy."""
+        The URL of the DLQ that took its copy, or None."""
+        queue = self.current(item.queue)
         refused: StoreDataError | None = None
         try:
             await self._keep_quarantined(row)
         except StoreDataError as exc:
-            if not item.queue.dlq_url:
+            if not queue.dlq_url:
                 raise
             refused = exc
-        if not item.queue.dlq_url:
-            return False
-        sent = await self._send_to_dlq(item, row.reason, attributes)
+        if not queue.dlq_url:
+            return None
+        sent = await self._send_to_dlq(item, queue, row.reason, attributes)
         if refused is not None:
             if not sent:
                 raise refused  # neither keeps it: it stays in its queue
@@ -738,8 +750,12 @@ class Dispatcher:
                 raise
             await self.store.save_quarantine(dataclasses.replace(row, key=None))
 
-    async def _send_to_dlq(self, item: InFlight, reason: str, attributes: dict[str, Any]) -> bool:
-        """Send the DLQ copy; False when the DLQ refused it (the store copy is then the one)."""
+    async def _send_to_dlq(
+        self, item: InFlight, queue: QueueInfo, reason: str, attributes: dict[str, Any]
+    ) -> str | None:
+        """Send the DLQ copy; the DLQ's URL, or None when it refused it (the store copy is then
+        the one). A DLQ that does not exist sends the queue's redrive policy to be read again:
+        when it names another DLQ now, the copy goes there."""
         # A redrive's mark first: it must survive the cut to ten attributes.
         names = sorted(attributes, key=lambda name: name != REDRIVE_ATTRIBUTE)
         kept = {
@@ -748,26 +764,94 @@ class Dispatcher:
         }
         kept[REASON_ATTRIBUTE] = {"DataType": "String", "StringValue": reason}
         kept[SOURCE_ATTRIBUTE] = {"DataType": "String", "StringValue": item.queue.url}
-        try:
-            await self.sqs.send_message(
-                QueueUrl=item.queue.dlq_url,
-                MessageBody=item.message.get("Body", "") or " ",
-                MessageAttributes=kept,
-            )
-        except Exception as exc:
-            self.metrics.sqs_errors.labels("SendMessage").inc()
-            if is_transient(exc):
-                raise
-            # The DLQ refused it (too large with our attributes, say): the store keeps it whole.
-            if is_missing_queue(exc):
-                # Deleted since the start: the store's copy is the one, and the next
-                # quarantine of this queue meets the same, so the line says what to do.
-                log.warning(
-                    "the DLQ does not exist: the store keeps the quarantined message",
-                    dlq=item.queue.dlq_url,
-                    fix=DLQ_GONE,
+        body = item.message.get("Body", "") or " "
+        tried: set[str] = set()
+        while queue.dlq_url and queue.dlq_url not in tried:
+            tried.add(queue.dlq_url)
+            try:
+                await self.sqs.send_message(
+                    QueueUrl=queue.dlq_url, MessageBody=body, MessageAttributes=kept
                 )
-            else:
-                log.warning("the DLQ refused the quarantined message", error=describe_error(exc))
-            return False
-        return True
+            except Exception as exc:
+                self.metrics.sqs_errors.labels("SendMessage").inc()
+                if is_transient(exc):
+                    raise
+                if not is_missing_queue(exc):
+                    # Too large with our attributes, say: the store keeps it whole.
+                    log.warning(
+                        "the DLQ refused the quarantined message", error=describe_error(exc)
+                    )
+                    return None
+                gone = queue.dlq_url
+                queue = await self._reread_redrive_policy(queue)
+                if queue.dlq_url == gone:
+                    # Deleted, and the policy still names it: the store's copy is the one,
+                    # and the next quarantine of this queue meets the same, so the line says
+                    # what to do. (A policy that changed said so as it was followed.)
+                    log.warning(
+                        "the DLQ does not exist: the store keeps the quarantined message",
+                        dlq=gone,
+                        fix=DLQ_GONE,
+                    )
+                continue
+            return queue.dlq_url
+        return None
+
+    # -- the DLQ a queue's redrive policy names -----------------------------------------------
+
+    def current(self, queue: QueueInfo) -> QueueInfo:
+        """``queue`` as last described: its DLQ may have changed since a poller took it."""
+        return next((q for q in self.queues if q.url == queue.url), queue)
+
+    async def _reread_redrive_policy(self, queue: QueueInfo) -> QueueInfo:
+        """``queue`` after its DLQ was found gone: as its redrive policy has it now. A policy
+        that cannot be read leaves it as it was (the store keeps what is quarantined)."""
+        async with self._policy_lock:
+            if (now := self.current(queue)) is not queue:
+                return now  # another quarantine, or the depth sampler, read it meanwhile
+            try:
+                return await self._follow(queue, await redrive_policy(self.sqs, queue.url))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.warning(
+                    f"the redrive policy of {queue.name} cannot be read",
+                    error=describe_error(exc),
+                )
+                return queue
+
+    async def follow_redrive_policy(self, queue: QueueInfo, policy: str | None) -> QueueInfo:
+        """``queue`` as the redrive policy ``policy`` (just read from SQS) has it."""
+        async with self._policy_lock:
+            return await self._follow(self.current(queue), policy)
+
+    async def _follow(self, queue: QueueInfo, policy: str | None) -> QueueInfo:
+        """Switch ``queue`` to the DLQ ``policy`` names, when that is another one (or the one
+        it named and that did not exist then, now found); its entry in :attr:`queues` is
+        replaced, so each quarantine from now on sends there."""
+        target = policy_target(policy)
+        if target == queue.dlq_arn and (queue.dlq_url or not target):
+            return queue
+        dlq_arn, dlq_url, max_receive_count = await dead_letter_target(self.sqs, policy)
+        now = dataclasses.replace(
+            queue, dlq_arn=dlq_arn, dlq_url=dlq_url, max_receive_count=max_receive_count
+        )
+        if target == queue.dlq_arn and not dlq_url:
+            return queue  # the DLQ it names still does not exist: said already
+        self.queues[:] = [now if q.url == queue.url else q for q in self.queues]
+        if dlq_url:
+            log.info(
+                f"queue {queue.name} now dead-letters to {queue_name(dlq_url)}",
+                queue=queue.name,
+                dlq=dlq_url,
+            )
+        elif dlq_arn:
+            log.warning(
+                f"queue {queue.name} now dead-letters to {queue_name(dlq_arn)}, "
+                "which does not exist",
+                queue=queue.name,
+                fix=DLQ_GONE,
+            )
+        else:
+            log.warning(NO_DLQ, queue=queue.name)
+        return now

@@ -27,9 +27,13 @@ MAX_ATTRIBUTES = 10
 # What to do when a polled queue's DLQ was deleted: said by a quarantine that could not send
 # its copy, and by the depth sampler that found it gone.
 DLQ_GONE = (
-    "create it again with the same name (the worker finds it by itself), or give the queue "
-    "another redrive policy and restart; meanwhile a quarantined message is kept by the store "
-    "alone (`lambda-destinations quarantine list` shows it)"
+    "create it again with the same name, or give the queue a redrive policy to another DLQ "
+    "(the worker follows either by itself); meanwhile a quarantined message is kept by the "
+    "store alone (`lambda-destinations quarantine list` shows it)"
+)
+NO_DLQ = (
+    "queue has no dead-letter queue: quarantined messages are kept in the store only, and "
+    "retries never end; add a RedrivePolicy"
 )
 
 
@@ -44,6 +48,9 @@ class QueueInfo:
     fifo: bool
     dlq_url: str | None  # from the RedrivePolicy; None: quarantine into the store only
     max_receive_count: int | None
+    # The RedrivePolicy's deadLetterTargetArn, even when that DLQ does not exist (dlq_url None):
+    # what a policy read later is compared with.
+    dlq_arn: str | None = None
 
 
 def queue_name(url_or_name: str) -> str:
@@ -128,20 +135,9 @@ async def describe_queue(sqs: Any, url_or_name: str) -> QueueInfo:
             ) from None
         raise
     attributes: dict[str, str] = response.get("Attributes", {})
-    dlq_url = None
-    max_receive_count = None
-    if policy_text := attributes.get("RedrivePolicy"):
-        policy = json.loads(policy_text)
-        max_receive_count = int(policy.get("maxReceiveCount", 0)) or None
-        target = policy.get("deadLetterTargetArn")
-        if target:
-            _region, account, name = parse_arn(target)
-            try:
-                found = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
-                dlq_url = found["QueueUrl"]
-            except ClientError as exc:
-                if not is_missing_queue(exc):
-                    raise
+    dlq_arn, dlq_url, max_receive_count = await dead_letter_target(
+        sqs, attributes.get("RedrivePolicy")
+    )
     return QueueInfo(
         url=url,
         name=queue_name(url),
@@ -150,7 +146,45 @@ async def describe_queue(sqs: Any, url_or_name: str) -> QueueInfo:
         fifo=attributes.get("FifoQueue", "false").lower() == "true",
         dlq_url=dlq_url,
         max_receive_count=max_receive_count,
+        dlq_arn=dlq_arn,
     )
+
+
+def policy_target(policy_text: str | None) -> str | None:
+    """The DLQ ARN a RedrivePolicy names (None: no policy, or one without a target)."""
+    if not policy_text:
+        return None
+    target = json.loads(policy_text).get("deadLetterTargetArn")
+    return str(target) if target else None
+
+
+async def dead_letter_target(
+    sqs: Any, policy_text: str | None
+) -> tuple[str | None, str | None, int | None]:
+    """(DLQ ARN, DLQ URL, maxReceiveCount) of a queue's RedrivePolicy; the URL is None when
+    the DLQ does not exist, all three when there is no policy."""
+    if not policy_text:
+        return None, None, None
+    policy = json.loads(policy_text)
+    max_receive_count = int(policy.get("maxReceiveCount", 0)) or None
+    target = policy_target(policy_text)
+    if not target:
+        return None, None, max_receive_count
+    _region, account, name = parse_arn(target)
+    try:
+        found = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+    except ClientError as exc:
+        if not is_missing_queue(exc):
+            raise
+        return target, None, max_receive_count
+    return target, str(found["QueueUrl"]), max_receive_count
+
+
+async def redrive_policy(sqs: Any, url: str) -> str | None:
+    """The queue's RedrivePolicy as SQS has it now (None: it has none)."""
+    response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+    policy: str | None = response.get("Attributes", {}).get("RedrivePolicy")
+    return policy
 
 
 def sendable_attribute(value: dict[str, Any]) -> dict[str, Any]:

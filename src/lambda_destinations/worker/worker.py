@@ -51,6 +51,7 @@ from lambda_destinations.worker.metrics import Metrics, TimedStore
 from lambda_destinations.worker.protection import TaskProtection
 from lambda_destinations.worker.queues import (
     DLQ_GONE,
+    NO_DLQ,
     QueueInfo,
     describe_queue,
     is_missing_queue,
@@ -334,6 +335,7 @@ class Worker(Lifetime):
             visibility=self._visibility,
             owner=self.owner,
             stats=self.stats,
+            queues=self.queues,
             metrics=self.metrics,
             sleep=self._sleep,
         )
@@ -865,29 +867,38 @@ class Worker(Lifetime):
             log.debug("visibility extended", message_id=item.message_id, seconds=item.visibility)
 
     async def _sample_queues(self) -> None:
-        """Queue depths for /metrics: one GetQueueAttributes per queue (and DLQ) per interval."""
-        urls = {q.url: q.name for q in self.queues}
-        urls.update({q.dlq_url: queue_name(q.dlq_url) for q in self.queues if q.dlq_url})
+        """Queue depths for /metrics: one GetQueueAttributes per queue (and DLQ) per interval.
+
+        A polled queue's call also reads its redrive policy: one that names another DLQ now is
+        followed (the dispatcher sends quarantined copies there), and the DLQs sampled follow.
+        """
         missing: set[str] = set()  # DLQs found deleted: warned of once, until they are back
+        sampled: set[str] = set()  # the DLQs of the last round
         while True:
-            for url, name in urls.items():
+            for queue in list(self.queues):
+                await self._sample_queue(queue.url, queue.name, missing, polled=queue)
+            dlqs = {q.dlq_url: queue_name(q.dlq_url) for q in self.queues if q.dlq_url}
+            for url in sampled - dlqs.keys():
+                self._forget_depth(queue_name(url))  # no queue's DLQ any more
+                missing.discard(url)
+            sampled = set(dlqs)
+            for url, name in dlqs.items():
                 await self._sample_queue(url, name, missing)
             await asyncio.sleep(self.settings.queue_metrics_interval)
 
-    async def _sample_queue(self, url: str, name: str, missing: set[str]) -> None:
+    async def _sample_queue(
+        self, url: str, name: str, missing: set[str], *, polled: QueueInfo | None = None
+    ) -> None:
+        names = [*DEPTH_ATTRIBUTES, "RedrivePolicy"] if polled else list(DEPTH_ATTRIBUTES)
         try:
             async with asyncio.timeout(SAMPLE_TIMEOUT):
-                response = await self._sqs.get_queue_attributes(
-                    QueueUrl=url, AttributeNames=list(DEPTH_ATTRIBUTES)
-                )
+                response = await self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)
         except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
             # SQS being away is no reason to stop sampling; the pollers report it too. The
             # depths last read are not the depths now: they leave the page (a series that
             # is absent, not one that stays at its last value, is what an alert can tell).
             self.metrics.sqs_errors.labels("GetQueueAttributes").inc()
-            for state in DEPTH_ATTRIBUTES.values():
-                with contextlib.suppress(KeyError):  # never sampled
-                    self.metrics.queue_messages.remove(name, state)
+            self._forget_depth(name)
             log.debug("queue depth not sampled", queue=name, error=describe_error(exc))
             self._note_missing_dlq(url, name, exc, missing)
             return
@@ -898,6 +909,24 @@ class Worker(Lifetime):
         for attribute, state in DEPTH_ATTRIBUTES.items():
             if attribute in attributes:
                 self.metrics.queue_messages.labels(name, state).set(int(attributes[attribute]))
+        if polled is not None:
+            await self._follow_policy(polled, attributes.get("RedrivePolicy"))
+
+    async def _follow_policy(self, polled: QueueInfo, policy: str | None) -> None:
+        """Follow a polled queue's redrive policy when it names another DLQ than it did."""
+        assert self._dispatcher is not None
+        try:
+            async with asyncio.timeout(SAMPLE_TIMEOUT):
+                await self._dispatcher.follow_redrive_policy(polled, policy)
+        except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
+            # Its DLQ's URL not found now: the next sample, or a quarantine, tries again.
+            log.debug("redrive policy not followed", queue=polled.name, error=describe_error(exc))
+
+    def _forget_depth(self, name: str) -> None:
+        """Take a queue's depth series off the page."""
+        for state in DEPTH_ATTRIBUTES.values():
+            with contextlib.suppress(KeyError):  # never sampled
+                self.metrics.queue_messages.remove(name, state)
 
     def _note_missing_dlq(self, url: str, name: str, exc: BaseException, missing: set[str]) -> None:
         """Warn once when a DLQ was deleted: no poller reads it, so without this line its
@@ -941,11 +970,7 @@ def check_queue(info: QueueInfo) -> None:
             "fix LAMBDA_DESTINATIONS_QUEUES"
         )
     if info.dlq_url is None:
-        log.warning(
-            "queue has no dead-letter queue: quarantined messages are kept in the "
-            "store only, and retries never end; add a RedrivePolicy",
-            queue=info.name,
-        )
+        log.warning(NO_DLQ, queue=info.name)
 
 
 def receive_request(queue: QueueInfo, wait_time: int, visibility: int | None) -> dict[str, Any]:
