@@ -801,7 +801,10 @@ class Dispatcher:
 
     def current(self, queue: QueueInfo) -> QueueInfo:
         """``queue`` as last described: its DLQ may have changed since a poller took it."""
-        return next((q for q in self.queues if q.url == queue.url), queue)
+        for described in self.queues:  # a plain loop: every message asks, and there are few
+            if described.url == queue.url:
+                return described
+        return queue
 
     async def _reread_redrive_policy(self, queue: QueueInfo) -> QueueInfo:
         """``queue`` after its DLQ was found gone: as its redrive policy has it now. A policy
