@@ -19,7 +19,7 @@ from lambda_destinations.simulate import success_record
 from lambda_destinations.store import RunState, Store
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker.dispatch import InFlight
-from lambda_destinations.worker.queues import DLQ_GONE, NO_DLQ, REASON_ATTRIBUTE
+from lambda_destinations.worker.queues import DLQ_GONE, NO_DLQ, REASON_ATTRIBUTE, queue_name
 
 
 class _Overlap:
@@ -519,6 +519,24 @@ async def test_a_dlq_missing_at_start_is_used_once_created(sqs, make_queue, sett
             worker.stop()
             await running
 
-    # then: the copy is in the DLQ (before: the store only, until a restart)
+    # then: the start said the policy's DLQ is missing (not "add a RedrivePolicy": it has one),
+    # and the copy is in the DLQ (before: the store only, until a restart)
+    missing = [e for e in logs if e["event"].startswith(f"the DLQ {dlq_name} that")]
+    assert [e["fix"] for e in missing] == [DLQ_GONE]
+    assert not [e for e in logs if e["event"] == NO_DLQ]
     assert [m["Body"] for m in receive_all(sqs, dlq)] == ["garbage"]
     assert [e["dlq"] for e in logs if e["event"] == moved] == [dlq]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "orders-dlq",
+        "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-dlq",
+        "http://127.0.0.1:4566/000000000000/orders-dlq/",
+        "arn:aws:sqs:eu-west-1:123456789012:orders-dlq",
+    ],
+)
+def test_a_queue_is_named_alike_from_its_name_url_or_arn(where: str) -> None:
+    # A redrive policy names its DLQ by ARN: the lines about it name the queue, not the ARN.
+    assert queue_name(where) == "orders-dlq"

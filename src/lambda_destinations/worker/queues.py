@@ -54,8 +54,8 @@ class QueueInfo:
 
 
 def queue_name(url_or_name: str) -> str:
-    """The queue's name from its URL (or the name itself)."""
-    return url_or_name.rstrip("/").rsplit("/", 1)[-1]
+    """The queue's name from its URL or ARN (or the name itself: a name holds no ``:``)."""
+    return url_or_name.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
 
 
 def parse_arn(arn: str) -> tuple[str, str, str]:

@@ -969,7 +969,15 @@ def check_queue(info: QueueInfo) -> None:
             f"queue {info.name} is FIFO; Lambda destinations are standard queues: "
             "fix LAMBDA_DESTINATIONS_QUEUES"
         )
-    if info.dlq_url is None:
+    if info.dlq_arn and info.dlq_url is None:
+        # "Add a RedrivePolicy" would be wrong advice: it has one, naming a queue not there.
+        log.warning(
+            f"the DLQ {queue_name(info.dlq_arn)} that the redrive policy of {info.name} names "
+            "does not exist",
+            queue=info.name,
+            fix=DLQ_GONE,
+        )
+    elif info.dlq_url is None:
         log.warning(NO_DLQ, queue=info.name)
 
 
