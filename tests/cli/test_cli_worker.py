@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -126,6 +127,26 @@ def test_bad_configuration_exits_3_with_one_line_naming_it(worker_env, env, need
     assert len(lines) == 1
     assert lines[0].startswith("error: ")
     assert needle in lines[0]
+
+
+def test_a_bad_setting_is_said_before_the_ops_port_is_taken(worker_env) -> None:
+    # With no queues and the ops port taken, the one line names the queues: the port's error
+    # would hide it until the port was fixed, and the ops server bound nothing for a worker
+    # that could not start.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        env = {
+            **worker_env,
+            "LAMBDA_DESTINATIONS_QUEUES": "",
+            "LAMBDA_DESTINATIONS_OPS_HOST": "127.0.0.1",
+            "LAMBDA_DESTINATIONS_OPS_PORT": str(held.getsockname()[1]),
+        }
+        result = cli("run", "--once", env=env)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: no queues to poll: set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names"
+    ]
 
 
 def test_bad_route_handler_name_fails_at_start(worker_env, make_queue) -> None:

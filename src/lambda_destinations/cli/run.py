@@ -136,6 +136,7 @@ async def run_worker(
     from lambda_destinations.worker import Worker
 
     worker = Worker(settings, registry=registry)
+    worker.check_settings()  # a setting's own error before the ops port's, which may be taken
     remove = install_signal_handlers(worker)
     try:
         async with ops_server(worker, ops_host, any_port_if_taken=local):

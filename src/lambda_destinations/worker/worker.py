@@ -265,12 +265,9 @@ class Worker(Lifetime):
         """:meth:`start` without a deadline (``async with worker:``)."""
         await self.start()
 
-    async def start(self, *, give_up_after: float | None = None) -> None:
-        """Open the store (migrated) and the queues, waiting out unreachable endpoints.
-
-        With ``give_up_after`` (seconds), raise StartTimedOut when SQS or the store stays
-        unreachable that long (``run --once``). A start that fails closes whatever it opened.
-        """
+    def check_settings(self) -> None:
+        """Refuse settings no worker can run with (no queues, an in-memory store) before
+        anything is opened or bound: ``run`` asks this before it starts its ops server."""
         if not self.settings.queues:
             raise ConfigError(
                 "no queues to poll: set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names"
@@ -281,6 +278,14 @@ class Worker(Lifetime):
                 "every record acknowledged would be lost when the worker exits; "
                 "use sqlite:///path/to/file.db or postgresql://user@host/db"
             )
+
+    async def start(self, *, give_up_after: float | None = None) -> None:
+        """Open the store (migrated) and the queues, waiting out unreachable endpoints.
+
+        With ``give_up_after`` (seconds), raise StartTimedOut when SQS or the store stays
+        unreachable that long (``run --once``). A start that fails closes whatever it opened.
+        """
+        self.check_settings()
         if replay_outcomes_linked(self.settings) is False:
             log.warning(
                 "a route replays failures, but no route of successes links a replay's outcome: "
