@@ -4,11 +4,13 @@ who may act, read-only mode, the JSON API's token, and no secret on a page."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import json
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -21,7 +23,15 @@ from lambda_destinations.console.jobs import Job
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record
-from lambda_destinations.store import DeliveryRow, InvocationRow, QuarantineRow, Store
+from lambda_destinations.store import (
+    DeliveryRow,
+    FailureStatus,
+    InvocationRow,
+    QuarantineRow,
+    ReplayAttempt,
+    ReplayOutcome,
+    Store,
+)
 
 TOKEN = "http-test-token"
 
@@ -591,3 +601,45 @@ async def test_a_bulk_rate_outside_what_the_form_offers_is_one_line_400(
     # and nothing was replayed
     async with Store.from_url(settings.store) as store:
         assert await store.replays(row.key) == []
+
+
+async def test_a_replays_own_failure_page_links_to_the_failure_it_replays_and_back(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure, replayed once, and the replay's own invocation failed too
+    settings = settings_for()
+    original = await stored_failure(settings)
+    record = failure_record(random.Random(4), function="orders-api", condition="RetriesExhausted")
+    new_request_id = record["requestContext"]["requestId"]
+    replay = invocation_row(decode(json.dumps(record)), "https://sqs/q")
+    async with Store.from_url(settings.store) as store:
+        attempt = ReplayAttempt(
+            original.key, original.request_id, "arn:aws:lambda:fn", 1, "manual", "cli me"
+        )
+        await store.add_replay(attempt)
+        assert attempt.id is not None
+        await store.update_replay(
+            attempt.id, new_request_id=new_request_id, outcome=ReplayOutcome.FAILED
+        )
+        await store.save_invocation(replay, DeliveryRow(replay.key, "m-2", "https://sqs/q", 1))
+        # and another record of the original's request id (another condition)
+        other = dataclasses.replace(original, key=f"{original.request_id}:other")
+        await store.save_invocation(other, DeliveryRow(other.key, "m-3", "https://sqs/q", 1))
+        saved = await store.get_invocation(replay.key)
+        assert saved is not None
+        assert saved.status is FailureStatus.REPLAY
+    client = await make_client(settings)
+
+    # when: the replay's own record's page, and the original's
+    own = await (await client.get(f"/failures/{new_request_id}")).text()
+    first = await (await client.get(f"/failures/{quote(original.key, safe='')}")).text()
+
+    # then: each links to the other, as `failures show` names them
+    href = f"/failures/{quote(original.key, safe='')}"
+    link = f'<a class="mono" href="{href}">{original.request_id}</a>'
+    assert "<dt>Replay of</dt>" in own
+    assert f"{link} (attempt 1, failed)" in own
+    assert "Replay of" not in first
+    assert f'<a href="/failures/{new_request_id}">{new_request_id}</a>' in first
+    other_href = f"/failures/{quote(other.key, safe='')}"
+    assert f'id="other-keys"><a href="{other_href}">{other.key}</a></dd>' in first

@@ -108,12 +108,21 @@ async def failure(request: web.Request) -> web.Response:
 
 
 async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:
+    """What ``failures show`` prints of ``row``, and its operator actions."""
     store = console.store
+    replays = await store.replays(row.key)
     return {
         "row": row,
         "deliveries": await store.deliveries(row.key),
         "runs": await store.handler_runs(row.key),
-        "replays": await store.replays(row.key),
+        "replays": replays,
+        # The replays' own records that the store holds: their request ids link to them.
+        "stored": await views.stored_request_ids(
+            store, [a.new_request_id for a in replays if a.new_request_id]
+        ),
+        "others": await views.other_keys(store, row),
+        # A replay's own failure record names the failure it replays, as `failures show` does.
+        "replay_of": await store.replay_for_request(row.request_id) if row.request_id else None,
         "actions": await store.actions(row.key),
         "views": views,
     }

@@ -135,6 +135,26 @@ async def failures_page(store: Store, selection: InvocationFilter, after: str | 
     return Page(rows, replays, encode_cursor(rows[-1]) if more and rows else None)
 
 
+async def stored_request_ids(store: Store, request_ids: Sequence[str]) -> set[str]:
+    """Which of ``request_ids`` the store holds a record of (a page links only to those)."""
+    if not request_ids:
+        return set()
+    found = await store.list_invocations(
+        InvocationFilter(failed_only=False, request_ids=list(request_ids))
+    )
+    return {r.request_id for r in found if r.request_id}
+
+
+async def other_keys(store: Store, row: InvocationRow) -> list[str]:
+    """The other records of ``row``'s request id (another condition, say)."""
+    if not row.request_id:
+        return []
+    same = await store.list_invocations(
+        InvocationFilter(failed_only=False, request_ids=[row.request_id])
+    )
+    return [r.key for r in same if r.key != row.key]
+
+
 @dataclasses.dataclass(slots=True)
 class Group:
     function_name: str | None
