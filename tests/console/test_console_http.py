@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import html
 import json
 import random
@@ -643,3 +644,29 @@ async def test_a_replays_own_failure_page_links_to_the_failure_it_replays_and_ba
     assert f'<a href="/failures/{new_request_id}">{new_request_id}</a>' in first
     other_href = f"/failures/{quote(other.key, safe='')}"
     assert f'id="other-keys"><a href="{other_href}">{other.key}</a></dd>' in first
+
+
+async def test_the_quarantine_page_says_a_resend_holds_a_message(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: two quarantined messages, one held by a resend under way
+    settings = settings_for()
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        held = QuarantineRow("https://sqs/q", "m-1", "{}", {}, "decode error", 1)
+        idle = QuarantineRow("https://sqs/q", "m-2", "{}", {}, "decode error", 1)
+        await store.save_quarantine(held)
+        await store.save_quarantine(idle)
+        assert held.id is not None
+        claimed = await store.claim_quarantine(held.id, 300)
+        assert claimed is not None
+        assert claimed.resend_claimed_until is not None
+    client = await make_client(settings)
+
+    # when
+    page = await (await client.get("/quarantine")).text()
+
+    # then: the held one says since when (the claim's start, UTC); the other is only quarantined
+    since = claimed.resend_claimed_until - dt.timedelta(seconds=300)
+    assert f'id="status-{held.id}">resending since {since:%H:%M:%S}</td>' in page
+    assert f'id="status-{idle.id}">quarantined</td>' in page

@@ -4,10 +4,12 @@ back; `dlq peek --body` shows bodies. A real worker run quarantines, against mot
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import random
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +18,7 @@ from ops_helpers import ENTRY, cli, count_messages
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
-from lambda_destinations.operations.quarantine import NotResent, resend
+from lambda_destinations.operations.quarantine import RESEND_CLAIM, NotResent, resend
 from lambda_destinations.simulate import failure_record
 from lambda_destinations.store import QuarantineRow, Store
 
@@ -67,6 +69,39 @@ def test_list_and_show_the_store_only_copy(quarantined) -> None:
     assert shown["message_attributes"]["trace"]["StringValue"] == "abc-123"
     assert '"eventSource": "aws:s3"' in text.stdout  # the body, pretty-printed
     assert "trace = abc-123" in text.stdout
+
+
+def test_list_and_show_say_a_resend_holds_the_message(quarantined) -> None:
+    # given: a resend under way holds the message (it claimed it, and sends)
+    _url, env = quarantined
+    (row,) = as_json(cli("quarantine", "list", "--json", env=env))
+    assert row["resending_since"] is None
+
+    async def claim(ttl: float) -> None:
+        async with Store.from_url(env["LAMBDA_DESTINATIONS_STORE"]) as store:
+            await store.release_quarantine(row["id"])
+            assert await store.claim_quarantine(row["id"], ttl) is not None
+
+    before = dt.datetime.now(dt.UTC)
+    asyncio.run(claim(RESEND_CLAIM))
+
+    # when: another operator lists it meanwhile
+    (held,) = as_json(cli("quarantine", "list", "--json", env=env))
+    table = cli("quarantine", "list", env=env)
+    shown = cli("quarantine", "show", str(row["id"]), env=env)
+
+    # then: each says a resend holds it, and since when
+    since = dt.datetime.fromisoformat(held["resending_since"])
+    assert before - dt.timedelta(seconds=5) <= since <= dt.datetime.now(dt.UTC)
+    assert f"resending since {since:%H:%M:%S}" in table.stdout
+    assert f"resending    {held['resending_since']}" in shown.stdout
+
+    # and a claim that lapsed (its resend was interrupted) holds nothing: not shown
+    asyncio.run(claim(0.001))
+    time.sleep(0.01)
+    (lapsed,) = as_json(cli("quarantine", "list", "--json", env=env))
+    assert lapsed["resending_since"] is None
+    assert "resending" not in cli("quarantine", "list", env=env).stdout
 
 
 def test_resend_sends_the_message_back_and_forgets_the_copy(sqs, quarantined) -> None:

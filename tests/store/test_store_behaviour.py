@@ -679,13 +679,22 @@ async def test_of_resends_at_once_one_claims_the_quarantined_message(
         *((store if n % 2 else other_store).claim_quarantine(quarantine_id, 60) for n in range(6))
     )
 
-    # then: exactly one holds it, and gets the message whole
+    # then: exactly one holds it, and gets the message whole, with its claim
     held = [claim for claim in claims if claim is not None]
-    assert held == [row]
+    assert [_unclaimed(claim) for claim in held] == [row]
     assert await other_store.claim_quarantine(quarantine_id, 60) is None
+    # a list taken meanwhile says it is held, and until when
+    (listed,) = await other_store.list_quarantine()
+    assert listed.resend_claimed_until == held[0].resend_claimed_until
+    assert listed.resending()
+    assert listed.resend_claimed_until is not None
+    assert 50 < (listed.resend_claimed_until - utcnow()).total_seconds() <= 60
     # released (a --keep resend, a refused send), it may be claimed again; deleted, never
     await store.release_quarantine(quarantine_id)
-    assert await other_store.claim_quarantine(quarantine_id, 60) == row
+    assert await store.get_quarantine(quarantine_id) == row  # no claim left
+    again = await other_store.claim_quarantine(quarantine_id, 60)
+    assert again is not None
+    assert _unclaimed(again) == row
     assert await store.delete_quarantine(quarantine_id) is True
     assert await store.claim_quarantine(quarantine_id, 60) is None
 
@@ -695,11 +704,23 @@ async def test_a_lapsed_resend_claim_is_taken_again(store: Store) -> None:
     row = _quarantined("m-1", quarantined_at=T0)
     await store.save_quarantine(row)
     assert row.id is not None
-    assert await store.claim_quarantine(row.id, -1) == row
+    lapsed = await store.claim_quarantine(row.id, -1)
+    assert lapsed is not None
+    assert _unclaimed(lapsed) == row
 
-    # then: the message is still there, and the next resend may take it
-    assert await store.get_quarantine(row.id) == row
-    assert await store.claim_quarantine(row.id, 60) == row
+    # then: the message is still there, held by no resend, and the next resend may take it
+    found = await store.get_quarantine(row.id)
+    assert found is not None
+    assert _unclaimed(found) == row
+    assert not found.resending()
+    taken = await store.claim_quarantine(row.id, 60)
+    assert taken is not None
+    assert _unclaimed(taken) == row
+
+
+def _unclaimed(row: QuarantineRow) -> QuarantineRow:
+    """``row`` without the claim a resend put on it (what was saved)."""
+    return dataclasses.replace(row, resend_claimed_until=None)
 
 
 # -- operators: filters, counts, status -------------------------------------------------------

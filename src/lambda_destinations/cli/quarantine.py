@@ -18,8 +18,9 @@ from lambda_destinations.operations.quarantine import (
     describe_quarantined,
     pretty_body,
     resend,
+    resend_status,
 )
-from lambda_destinations.store import ROW_ID_MAX, QuarantineRow
+from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, utcnow
 from lambda_destinations.worker.queues import queue_name
 
 # The store's ids are 64-bit integers: a larger one is a usage error, not a driver's overflow.
@@ -62,13 +63,17 @@ def _reason(described: dict[str, Any]) -> str:
 def list_command(settings: Settings, queue: str | None, limit: int, as_json: bool) -> None:
     """Quarantined messages, newest first: when, from which queue, what it is, and why.
 
+    STATUS says "resending since HH:MM:SS" (UTC) while a `quarantine resend` (or the console's
+    Resend) holds a message: it is being sent back now, and another resend would skip it.
+
     \b
     Examples:
       lambda-destinations quarantine list
       lambda-destinations quarantine list --queue orders-failures --json
     """
     rows = asyncio.run(_rows(settings, queue, limit or None))
-    described = [describe_quarantined(r) for r in rows]
+    now = utcnow()
+    described = [describe_quarantined(r, now=now) for r in rows]
     if as_json:
         click.echo(dumps(described))
         return
@@ -77,7 +82,7 @@ def list_command(settings: Settings, queue: str | None, limit: int, as_json: boo
         return
     click.echo(
         render_table(
-            ["ID", "QUARANTINED (UTC)", "QUEUE", "KIND", "FUNCTION", "REASON"],
+            ["ID", "QUARANTINED (UTC)", "QUEUE", "KIND", "FUNCTION", "REASON", "STATUS"],
             [
                 [
                     d["id"],
@@ -86,6 +91,7 @@ def list_command(settings: Settings, queue: str | None, limit: int, as_json: boo
                     d.get("kind"),
                     d.get("function_name"),
                     _reason(d),
+                    resend_status(r, now) or "quarantined",
                 ]
                 for d, r in zip(described, rows, strict=True)
             ],
@@ -128,6 +134,7 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
         ("message id", "message_id"),
         ("receives", "receive_count"),
         ("reason", "reason"),
+        ("resending", "resending_since"),
         ("kind", "kind"),
         ("function", "function_arn"),
         ("condition", "condition"),

@@ -14,7 +14,7 @@ from lambda_destinations.console.app import CONSOLE, Console
 from lambda_destinations.console.charts import hourly_bars
 from lambda_destinations.console.security import safe_next
 from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
-from lambda_destinations.operations.quarantine import pretty_body
+from lambda_destinations.operations.quarantine import pretty_body, resend_status
 from lambda_destinations.operations.redrive import describe_message, peek, source_queues
 from lambda_destinations.operations.replay import ReplayState, replay_invocation
 from lambda_destinations.redact import echoed
@@ -243,8 +243,14 @@ def _peek_count(text: str) -> int:
 async def quarantine(request: web.Request) -> web.Response:
     console = _console(request)
     rows = await console.store.list_quarantine(limit=100)
+    now = utcnow()
     return console.render(
-        request, "quarantine.html", rows=rows, pretty_body=pretty_body, views=views
+        request,
+        "quarantine.html",
+        rows=rows,
+        resending={q.id: resend_status(q, now) for q in rows},
+        pretty_body=pretty_body,
+        views=views,
     )
 
 

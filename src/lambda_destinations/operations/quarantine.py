@@ -13,6 +13,7 @@ the duplicate; interrupted earlier, it is still in the store, its claim lapsing 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from typing import Any
 
@@ -31,13 +32,37 @@ BEING_RESENT = (
 )
 
 
+def resending_since(row: QuarantineRow, now: dt.datetime | None = None) -> dt.datetime | None:
+    """When the resend that holds the message now claimed it (its claim lasts
+    ``RESEND_CLAIM``); None when no resend holds it."""
+    if row.resend_claimed_until is None or not row.resending(now):
+        return None
+    return row.resend_claimed_until - dt.timedelta(seconds=RESEND_CLAIM)
+
+
+def resend_status(row: QuarantineRow, now: dt.datetime | None = None) -> str:
+    """``resending since HH:MM:SS`` (UTC) while a resend holds the message, else empty."""
+    since = resending_since(row, now)
+    return "" if since is None else f"resending since {since.astimezone(dt.UTC):%H:%M:%S}"
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
 class NotResent(Exception):
     """This caller sent nothing: another one resent the message, or is resending it. The
     text says which (``ALREADY_RESENT``, ``BEING_RESENT``)."""
 
 
-def describe_quarantined(row: QuarantineRow, *, body: bool = False) -> dict[str, Any]:
-    """A quarantined message as one flat JSON-able dict (the documented ``--json`` shape)."""
+def describe_quarantined(
+    row: QuarantineRow, *, body: bool = False, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """A quarantined message as one flat JSON-able dict (the documented ``--json`` shape).
+
+    ``resending_since`` is when the resend under way claimed the message (None when no resend
+    holds it at ``now``): a second operator sees it and need not resend it too.
+    """
     # Imported here: the schemas (pydantic models) cost `quarantine list` on a store with
     # nothing quarantined.
     from lambda_destinations.schemas import DecodeError, decode
@@ -50,6 +75,7 @@ def describe_quarantined(row: QuarantineRow, *, body: bool = False) -> dict[str,
         "receive_count": row.receive_count,
         "reason": row.reason,
         "key": row.key,
+        "resending_since": _iso(resending_since(row, now)),
     }
     try:
         decoded = decode(row.body, row.message_attributes or None)

@@ -144,6 +144,14 @@ class QuarantineRow:
     key: str | None = None  # set when the body decoded but a handler failed permanently
     quarantined_at: dt.datetime = dataclasses.field(default_factory=utcnow)
     id: int | None = None  # assigned by the store
+    # Until when a resend holds the message (``claim_quarantine``), as read; None when none
+    # did since. A past time is a claim that lapsed (its resend was interrupted).
+    resend_claimed_until: dt.datetime | None = None
+
+    def resending(self, now: dt.datetime | None = None) -> bool:
+        """Whether a resend holds the message now: another resend of it would skip it."""
+        until = self.resend_claimed_until
+        return until is not None and until > (now or utcnow())
 
 
 @dataclasses.dataclass(slots=True, frozen=True)
