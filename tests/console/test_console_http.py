@@ -9,6 +9,7 @@ import datetime as dt
 import html
 import json
 import random
+import string
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
@@ -670,3 +671,34 @@ async def test_the_quarantine_page_says_a_resend_holds_a_message(
     since = claimed.resend_claimed_until - dt.timedelta(seconds=300)
     assert f'id="status-{held.id}">resending since {since:%H:%M:%S}</td>' in page
     assert f'id="status-{idle.id}">quarantined</td>' in page
+
+
+@pytest.mark.postgres
+async def test_a_value_postgresql_refuses_is_a_400_page_that_says_to_change_it(
+    make_client, settings_for: Callable[..., Settings], postgres_url: str
+) -> None:
+    # given: a console on PostgreSQL, and a bulk plan whose filter is longer than an index
+    # entry of the action ledger can hold (random, so no compression makes it fit)
+    settings = settings_for(store=postgres_url)
+    await stored_failure(settings)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+    function = "".join(random.Random(1).choices(string.ascii_letters + string.digits, k=10_000))
+
+    # when: the plan is run
+    response = await client.post(
+        "/bulk",
+        data={"csrf": csrf, "action": "replay", "function": function, "until": "2030-01-01"},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+
+    # then: 400, the store's one line and what to do, not "try again" (the same would fail)
+    page = await response.text()
+    assert response.status == 400
+    problem = page.split('id="problem">', 1)[1].split("</p>", 1)[0]
+    assert problem.startswith("StoreDataError: the store cannot hold this record: index row")
+    assert "\n" not in problem
+    assert function not in page
+    assert "shorten or correct it" in page
+    assert "Try again" not in page

@@ -194,11 +194,16 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         # The store or AWS failed: one line on a page, and in the log, never a traceback page.
         problem = first_line(exc, typed=True)
         log.warning("console request failed", path=request.path, error=problem)
+        # A value the store refuses is this request's (a filter, a reason): 400, as in the
+        # API, and the page says to change it rather than to try again.
+        refused = isinstance(exc, StoreDataError)
+        status = 400 if refused else 503
         if api:
-            status = 400 if isinstance(exc, StoreDataError) else 503
             response = web.json_response({"error": problem}, status=status)
         else:
-            response = console.render(request, "error.html", status=503, problem=problem)
+            response = console.render(
+                request, "error.html", status=status, problem=problem, refused=refused
+            )
     except Exception:
         if not api:
             raise  # aiohttp's own 500, and the traceback in the log
