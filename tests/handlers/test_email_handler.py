@@ -28,6 +28,7 @@ from structlog.testing import capture_logs
 
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
+from lambda_destinations.handlers._subject import fold_subject
 from lambda_destinations.handlers.email import build
 from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
@@ -161,7 +162,7 @@ async def test_smtp_a_subject_that_renders_blank_sends_the_default(
         await worker.run(once=True)
 
     (message,) = smtp_server.messages
-    assert message["Subject"].strip() == (  # folded: the parsed value keeps a leading space
+    assert message["Subject"] == (
         "[lambda-destinations] billing failed (RetriesExhausted): KeyError: 'id'"
     )
 
@@ -230,6 +231,61 @@ async def test_smtp_delivers_to_a_real_server_with_headers_and_bcc(
     ((envelope_from, recipients),) = smtp_server.mailbox.envelopes
     assert envelope_from == "alerts@example.com"
     assert sorted(recipients) == ["audit@example.com", "oncall@example.com", "team@example.com"]
+
+
+# Subjects longer than a header line, which the message folds: each must arrive as it was.
+LONG_SUBJECTS = (
+    # ASCII: words, and one longer than a line (a URL)
+    "[lambda-destinations] orders-api failed: ConnectionError: "
+    "https://payments.internal.example.com/v1/authorize/orders/12345/attempts/3/retry",
+    # non-ASCII words among ASCII ones, and characters of three and four bytes
+    "orders-api ha fallado: ValueError: importe no válido — ñandú über façade, 注文の処理に失敗"
+    "しました 😀 after retries exhausted (RetriesExhausted)",
+)
+
+
+async def test_smtp_long_subjects_arrive_exactly_as_rendered(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: records whose subjects are over 100 characters
+    url, _ = make_queue("smtp-long-subject")
+    assert all(len(subject) > 100 for subject in LONG_SUBJECTS)
+    send_records(sqs, url, [failure_record(message=subject) for subject in LONG_SUBJECTS])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        transport="smtp",
+        host="127.0.0.1",
+        port=smtp_server.port,
+        security="none",
+        subject="{error_message}",
+        **{"from": "alerts@example.com", "to": ["oncall@example.com"]},
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    # then: unfolded and decoded (as the email package's RFC 5322 / 2047 parser does), each
+    # subject is the rendered one, exactly
+    assert len(smtp_server.messages) == 2
+    assert sorted(m["Subject"] for m in smtp_server.messages) == sorted(LONG_SUBJECTS)
+
+
+@pytest.mark.parametrize("subject", LONG_SUBJECTS)
+def test_a_long_subject_is_folded_into_lines_of_78_at_most(subject: str) -> None:
+    folded = fold_subject(subject)
+
+    lines = folded.split("\r\n")
+    assert lines[-1] == ""
+    assert len(lines) > 2
+    assert all(0 < len(line) <= 78 for line in lines[:-1])
+    assert all(line.startswith(" ") for line in lines[1:-1])
 
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])

@@ -46,6 +46,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
+from lambda_destinations.handlers._subject import FoldedSubject
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt, sending
 from lambda_destinations.handlers.storm import DIGEST_FIELDS
@@ -247,7 +248,8 @@ class SmtpTransport:
             message["Cc"] = ", ".join(mail.cc)
         if mail.reply_to:
             message["Reply-To"] = ", ".join(mail.reply_to)
-        message["Subject"] = mail.subject
+        # Folded by us: the standard library's folding of a long subject loses or adds spaces.
+        message["Subject"] = FoldedSubject(mail.subject)
         message["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
         message["Message-ID"] = mail.message_id
         message.set_content(mail.text)
