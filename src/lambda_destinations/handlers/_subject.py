@@ -6,21 +6,19 @@ where readers must drop it ("no válido — ñandú" arrives as "no  válido—�
 too long for a line is encoded after a space that unfolding doubles. A subject whose words fit
 on lines of 78 is folded here at its spaces (unfolding only removes the line breaks); any
 other (non-ASCII, a word over a line, text that reads as an encoded word) is sent as encoded
-words only, which readers join with nothing between them.
+words only (``email.header.Header``, whose words hold the spaces), which readers join with
+nothing between them.
 """
 
 from __future__ import annotations
 
-import base64
 import re
+from email.header import Header
 from typing import Any
 
 NAME = "Subject"
 _LINE = 78  # RFC 5322's recommended line length (998 is the limit)
-_FIRST = len(NAME) + 2  # "Subject: "
-# Bytes of UTF-8 in one encoded word: 42 make 56 base64 characters, an encoded word of 68,
-# within RFC 2047's 75 and, after "Subject: ", within a line.
-_WORD_BYTES = 42
+_BREAK = "\n"  # between the encoded lines, before they are joined with the policy's linesep
 _PLAIN = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # printable ASCII, single spaces
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -54,22 +52,10 @@ def _plain_lines(subject: str) -> list[str] | None:
 
 
 def _encoded_lines(subject: str) -> list[str]:
-    """The subject as RFC 2047 encoded words (UTF-8, base64), one a line, each of whole
-    characters; a lone surrogate (JSON may spell one) is sent as U+FFFD."""
-    words: list[str] = []
-    chunk = b""
-    for char in _SURROGATE.sub("\ufffd", subject):
-        encoded = char.encode()
-        if len(chunk) + len(encoded) > _WORD_BYTES:
-            words.append(_word(chunk))
-            chunk = b""
-        chunk += encoded
-    words.append(_word(chunk))
-    return [f"{NAME}: {words[0]}", *(" " + word for word in words[1:])]
-
-
-def _word(data: bytes) -> str:
-    return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
+    """The subject as RFC 2047 encoded words only (the standard library's ``Header``, in
+    UTF-8), on lines of at most 78; a lone surrogate (JSON may spell one) is sent as U+FFFD."""
+    header = Header(_SURROGATE.sub("\ufffd", subject), "utf-8", header_name=NAME)
+    return f"{NAME}: {header.encode(linesep=_BREAK, maxlinelen=_LINE)}".split(_BREAK)
 
 
 class FoldedSubject(str):
