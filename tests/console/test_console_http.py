@@ -631,6 +631,7 @@ async def test_a_replays_own_failure_page_links_to_the_failure_it_replays_and_ba
         assert saved is not None
         assert saved.status is FailureStatus.REPLAY
     client = await make_client(settings)
+    await sign_in(client)
 
     # when: the replay's own record's page, and the original's
     own = await (await client.get(f"/failures/{new_request_id}")).text()
@@ -642,6 +643,11 @@ async def test_a_replays_own_failure_page_links_to_the_failure_it_replays_and_ba
     assert "<dt>Replay of</dt>" in own
     assert f"{link} (attempt 1, failed)" in own
     assert "Replay of" not in first
+    # and the replay's own page offers no replay of itself (the store refuses one), but the
+    # way to the original, whose page offers it
+    assert 'id="replay"' not in own
+    assert 'id="replay-own">' in own and f'<a href="{href}">{original.request_id}</a>' in own
+    assert 'id="replay"' in first
     assert f'<a href="/failures/{new_request_id}">{new_request_id}</a>' in first
     other_href = f"/failures/{quote(other.key, safe='')}"
     assert f'id="other-keys"><a href="{other_href}">{other.key}</a></dd>' in first
