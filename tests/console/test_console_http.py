@@ -646,7 +646,8 @@ async def test_a_replays_own_failure_page_links_to_the_failure_it_replays_and_ba
     # and the replay's own page offers no replay of itself (the store refuses one), but the
     # way to the original, whose page offers it
     assert 'id="replay"' not in own
-    assert 'id="replay-own">' in own and f'<a href="{href}">{original.request_id}</a>' in own
+    assert 'id="replay-own">' in own
+    assert f'<a href="{href}">{original.request_id}</a>' in own
     assert 'id="replay"' in first
     assert f'<a href="/failures/{new_request_id}">{new_request_id}</a>' in first
     other_href = f"/failures/{quote(other.key, safe='')}"
