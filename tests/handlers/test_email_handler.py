@@ -47,6 +47,22 @@ def mail_settings(endpoint_url: str, url: str, *, store: str, **options: Any) ->
     )
 
 
+def smtp_settings(
+    endpoint_url: str, url: str, *, store: str, port: int, **options: Any
+) -> Settings:
+    """:func:`mail_settings` over SMTP to 127.0.0.1:``port``, in the clear, from alerts@ to
+    oncall@example.com unless ``options`` say otherwise."""
+    defaults = {"host": "127.0.0.1", "security": "none", "to": ["oncall@example.com"]}
+    return mail_settings(
+        endpoint_url,
+        url,
+        store=store,
+        transport="smtp",
+        port=port,
+        **{"from": "alerts@example.com", **defaults, **options},
+    )
+
+
 # -- SES ----------------------------------------------------------------------------------------
 
 
@@ -146,16 +162,12 @@ async def test_smtp_a_subject_that_renders_blank_sends_the_default(
 ) -> None:
     url, _ = make_queue("smtp-blank")
     send_records(sqs, url, [failure_record("billing", error_type="KeyError", message="'id'")])
-    settings = mail_settings(
+    settings = smtp_settings(
         endpoint_url,
         url,
         store=sqlite_url,
-        transport="smtp",
-        host="127.0.0.1",
         port=smtp_server.port,
-        security="none",
         subject="{response.nope}",
-        **{"from": "alerts@example.com", "to": ["oncall@example.com"]},
     )
 
     async with Worker(settings) as worker:
@@ -201,15 +213,11 @@ async def test_smtp_delivers_to_a_real_server_with_headers_and_bcc(
     url, _ = make_queue("smtp")
     record = failure_record("thumbnailer", error_type="MemoryError", message="out of memory")
     send_records(sqs, url, [record])
-    settings = mail_settings(
+    settings = smtp_settings(
         endpoint_url,
         url,
         store=sqlite_url,
-        transport="smtp",
-        host="127.0.0.1",
         port=smtp_server.port,
-        security="none",
-        to=["oncall@example.com"],
         cc=["team@example.com"],
         bcc=["audit@example.com"],
         subject="[{function_name}] {error_type}: {error_message}",
@@ -255,16 +263,12 @@ async def test_smtp_long_subjects_arrive_exactly_as_rendered(
     url, _ = make_queue("smtp-long-subject")
     assert all(len(subject) > 100 for subject in LONG_SUBJECTS)
     send_records(sqs, url, [failure_record(message=subject) for subject in LONG_SUBJECTS])
-    settings = mail_settings(
+    settings = smtp_settings(
         endpoint_url,
         url,
         store=sqlite_url,
-        transport="smtp",
-        host="127.0.0.1",
         port=smtp_server.port,
-        security="none",
         subject="{error_message}",
-        **{"from": "alerts@example.com", "to": ["oncall@example.com"]},
     )
 
     # when
@@ -304,19 +308,15 @@ async def test_smtp_over_tls_with_a_login(
     url, _ = make_queue(f"smtp-{security}")
     send_records(sqs, url, [failure_record()])
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
-    settings = mail_settings(
+    settings = smtp_settings(
         endpoint_url,
         url,
         store=sqlite_url,
-        transport="smtp",
-        host="127.0.0.1",
         port=server.port,
         security=security,
         username="alerts",
         password_env="TEST_SMTP_PASSWORD",
         cert_bundle=str(certificate[0]),  # the certificate is verified, not waved through
-        to=["oncall@example.com"],
-        **{"from": "alerts@example.com"},
     )
 
     # when
@@ -396,17 +396,12 @@ async def test_a_5xx_reply_quarantines_with_the_reason(
     url, _ = make_queue("smtp-5xx")
     send_records(sqs, url, [failure_record()])
     login = {"username": "alerts", "password": "wrong"} if setup == "login" else {}
-    settings = mail_settings(
+    settings = smtp_settings(
         endpoint_url,
         url,
         store=sqlite_url,
-        transport="smtp",
-        host="127.0.0.1",
         port=server.port,
-        security="none",
-        to=["oncall@example.com"],
         **login,
-        **{"from": "alerts@example.com"},
     )
 
     with running(server):
@@ -425,18 +420,13 @@ async def test_an_unreachable_smtp_server_is_transient(
 ) -> None:
     url, _ = make_queue("smtp-down")
     send_records(sqs, url, [failure_record()])
-    settings = mail_settings(
+    settings = smtp_settings(
         endpoint_url,
         url,
         store=sqlite_url,
-        transport="smtp",
-        host="127.0.0.1",
         port=free_port(),  # nothing listens there
-        security="none",
         timeout=2,
-        to=["oncall@example.com"],
         overrides={"handler_attempts": 1},
-        **{"from": "alerts@example.com"},
     )
 
     async with Worker(settings) as worker:
