@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from structlog.testing import capture_logs
-from worker_helpers import CountingHandler, receive_all, registry_with, routed, run_until
+from worker_helpers import CountingHandler, receive_all, registry_with, routed, run_until, until
 
 from lambda_destinations.errors import RetryMessage
 from lambda_destinations.schemas import DecodedMessage, InvocationRecord
@@ -346,10 +346,7 @@ async def test_a_dlq_deleted_while_the_worker_runs_is_reported_once_and_again_wh
                 ) >= 3:
                     break
             sqs.create_queue(QueueName=name)
-            for _ in range(60):
-                await asyncio.sleep(0.25)
-                if any(e["event"] == f"the DLQ {name} exists again" for e in logs):
-                    break
+            await until(lambda: any(e["event"] == f"the DLQ {name} exists again" for e in logs))
             worker.stop()
             await running
 
@@ -378,10 +375,7 @@ async def _quarantine_one(worker: Worker, sqs: Any, url: str, change: Callable[[
     await asyncio.sleep(0.5)
     change()
     sqs.send_message(QueueUrl=url, MessageBody="garbage")
-    for _ in range(60):
-        await asyncio.sleep(0.25)
-        if worker.stats.outcomes["quarantine"]:
-            break
+    await until(lambda: worker.stats.outcomes["quarantine"])
     worker.stop()
     await running
 
@@ -437,16 +431,10 @@ async def test_the_depth_sampler_follows_a_redrive_policy_given_another_dlq(
             running = asyncio.create_task(worker.run())
             _dead_letter_to(sqs, url, new)
             moved = f"queue {name} now dead-letters to {new_name}"
-            for _ in range(60):
-                await asyncio.sleep(0.25)
-                if any(e["event"] == moved for e in logs):
-                    break
+            await until(lambda: any(e["event"] == moved for e in logs))
             # when: a poison message is quarantined
             sqs.send_message(QueueUrl=url, MessageBody="garbage")
-            for _ in range(60):
-                await asyncio.sleep(0.25)
-                if worker.stats.outcomes["quarantine"]:
-                    break
+            await until(lambda: worker.stats.outcomes["quarantine"])
             await asyncio.sleep(0.5)  # a round of samples with the new DLQ
             worker.stop()
             await running
@@ -507,15 +495,9 @@ async def test_a_dlq_missing_at_start_is_used_once_created(sqs, make_queue, sett
             running = asyncio.create_task(worker.run())
             # when: the DLQ is created, then a poison message is quarantined
             sqs.create_queue(QueueName=dlq_name)
-            for _ in range(60):
-                await asyncio.sleep(0.25)
-                if any(e["event"] == moved for e in logs):
-                    break
+            await until(lambda: any(e["event"] == moved for e in logs))
             sqs.send_message(QueueUrl=url, MessageBody="garbage")
-            for _ in range(60):
-                await asyncio.sleep(0.25)
-                if worker.stats.outcomes["quarantine"]:
-                    break
+            await until(lambda: worker.stats.outcomes["quarantine"])
             worker.stop()
             await running
 

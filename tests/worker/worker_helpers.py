@@ -51,6 +51,16 @@ async def run_until(worker: Any, done: Callable[[], object], *, seconds: float =
     return await running
 
 
+async def until(done: Callable[[], object], *, seconds: float = 15.0) -> bool:
+    """Wait until ``done()`` is true, checked every quarter second, for ``seconds`` at most;
+    whether it came true."""
+    for _ in range(int(seconds * 4)):
+        await asyncio.sleep(0.25)
+        if done():
+            return True
+    return False
+
+
 def registry_with(settings: Settings, *handlers: Any) -> HandlerRegistry:
     registry = HandlerRegistry(settings)
     for handler in handlers:
