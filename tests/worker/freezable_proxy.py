@@ -1,5 +1,7 @@
 """A TCP proxy in front of the moto server that a test can freeze: connections stay open,
-bytes stop flowing both ways, so SQS "stops answering" without refusing anything."""
+bytes stop flowing both ways, so SQS "stops answering" without refusing anything. Or take
+down: every open connection is dropped and each new one is closed as soon as it is accepted,
+so SQS is "away" until the test brings it back."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ class FreezableProxy:
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self._upstream = (upstream_host, upstream_port)
         self.frozen = threading.Event()
+        self.down = threading.Event()  # set by take_down(), cleared by bring_back()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -35,6 +38,9 @@ class FreezableProxy:
         self._loop.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down.is_set():
+            writer.close()  # accepted, then dropped before a byte is answered
+            return
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         self._writers.update((writer, up_writer))
         await asyncio.gather(
@@ -44,10 +50,21 @@ class FreezableProxy:
             end.close()
             self._writers.discard(end)
 
-    def _close_all(self) -> None:
+    def _drop_all(self) -> None:
         for writer in list(self._writers):
             writer.close()
+
+    def _close_all(self) -> None:
+        self._drop_all()
         self._loop.stop()
+
+    def take_down(self) -> None:
+        """Drop every open connection and each new one until bring_back()."""
+        self.down.set()
+        self._loop.call_soon_threadsafe(self._drop_all)
+
+    def bring_back(self) -> None:
+        self.down.clear()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
@@ -64,5 +81,6 @@ class FreezableProxy:
             yield f"http://127.0.0.1:{self.port}"
         finally:
             self.frozen.clear()
+            self.down.clear()
             self._loop.call_soon_threadsafe(self._close_all)
             self._thread.join(5)
