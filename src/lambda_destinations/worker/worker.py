@@ -48,6 +48,7 @@ from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender, SendBatch
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats
 from lambda_destinations.worker.metrics import Metrics, TimedStore
+from lambda_destinations.worker.outage import QueueOutage
 from lambda_destinations.worker.protection import TaskProtection
 from lambda_destinations.worker.queues import (
     DLQ_GONE,
@@ -189,6 +190,10 @@ class StoreLostTimedOut(StartTimedOut):
 class Worker(Lifetime):
     """Drains Lambda destination queues into handler chains."""
 
+    # Queue name -> its receives failing or not, shared by its pollers (one log line per
+    # queue, /readyz, a success waking them): made once the queues are described.
+    _outages: dict[str, QueueOutage]
+
     def __init__(
         self,
         settings: Settings,
@@ -238,7 +243,7 @@ class Worker(Lifetime):
         self._receiving: dict[str, float | None] = {}  # poller -> its receive's start, or None
         self._poll_ends: dict[str, float] = {}  # poller -> loop time its last long poll ends
         self._polls_open_until = 0.0  # when the polls cancelled at shutdown end (see _release)
-        self._receive_failures: dict[str, int] = {}  # poller name -> failures in a row
+        self._receive_failures: dict[str, int] = {}  # poller -> failures in a row (its backoff)
         self._releases: list[asyncio.Future[bool]] = []
         self._share = MAX_BATCH
         self._sqs: Any = None
@@ -324,6 +329,7 @@ class Worker(Lifetime):
             if problem := same_queue(seen, configured, info.arn or info.url):
                 raise ConfigError(f"{problem}: list it once in LAMBDA_DESTINATIONS_QUEUES")
             self.queues.append(info)
+        self._outages = {queue.name: QueueOutage(queue.name) for queue in self.queues}
         self._acks = BatchSender(
             "delete", self._batch_call("DeleteMessageBatch"), sleep=self._sleep
         )
@@ -441,7 +447,9 @@ class Worker(Lifetime):
         assert self._dispatcher is not None
         if not self._dispatcher.store_ok.is_set():
             problems.append("the store is unreachable")
-        failing = sorted({name.split(":")[1] for name, n in self._receive_failures.items() if n})
+        # Clear at a queue's first successful receive, whichever poller's: the others, asleep
+        # in their backoff, are woken by it (see QueueOutage).
+        failing = sorted(name for name, outage in self._outages.items() if outage.failing)
         if failing:
             problems.append(f"SQS: receives failing on {', '.join(failing)}")
         return problems + [f"task {name} failed" for name in self.supervisor.failures]
@@ -617,7 +625,7 @@ class Worker(Lifetime):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
     async def _poll(self, queue: QueueInfo, name: str, *, once: bool) -> None:
-        """Receive while there is room; one clear line per backoff when SQS is away.
+        """Receive while there is room; when SQS is away, back off (QueueOutage logs it).
 
         Every receive asks for ten (SQS's most), whatever the room: one call per ten messages
         even at concurrency 1. The room is the handler slots and as many again
@@ -688,6 +696,7 @@ class Worker(Lifetime):
         """One receive of up to ten messages; None after a failure and its backoff.
 
         ``room`` is the slots the poller reserved for it: given back when the receive fails.
+        The queue's QueueOutage says the failures, once per queue, and the recovery.
         """
         self.stats.sqs_calls["ReceiveMessage"] += 1
         loop = asyncio.get_running_loop()
@@ -703,22 +712,17 @@ class Worker(Lifetime):
             raise
         except Exception as exc:  # noqa: BLE001 - a poller never dies; it backs off
             self._room.release(room)
-            self.metrics.sqs_errors.labels("ReceiveMessage").inc()
+            self.metrics.sqs_errors.labels("ReceiveMessage").inc()  # every failure, logged or not
             self._receive_failures[name] += 1
             delay = backoff_delay(self._receive_failures[name], RECONNECT_BASE, RECONNECT_MAX)
-            log.warning(
-                f"cannot receive from {queue.name}; retrying in {delay:.1f}s",
-                error=describe_error(exc),
-                queue=queue.name,
-                **self._receive_fix(exc),
-            )
-            await self._sleep_unless_stopping(delay)
+            outage = self._outages[queue.name]
+            outage.failed(loop.time(), delay, error=describe_error(exc), **self._receive_fix(exc))
+            await outage.back_off(delay, self._stopping)
             return None
         finally:
             self._receiving[name] = None
-        if failures := self._receive_failures[name]:
-            log.info("receiving again", queue=queue.name, after_failures=failures)
-            self._receive_failures[name] = 0
+        self._receive_failures[name] = 0
+        self._outages[queue.name].succeeded(loop.time())
         messages: list[dict[str, Any]] = response.get("Messages", [])
         self.metrics.receives_by(queue.name, "true" if not messages else "false").inc()
         now = time.time()

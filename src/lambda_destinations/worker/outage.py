@@ -1,0 +1,95 @@
+"""One queue's receives failing, shared by all its pollers: the log lines of an SQS outage, what
+/readyz reports, and the wake-up of pollers backing off once SQS answers again.
+
+An outage of a queue begins with the first receive that fails, whichever poller sent it, and
+ends with the first that succeeds. The log says it once per queue, not once per poller:
+
+- ``cannot receive from Q; retrying in 1.0s`` (a warning, with the error and the fix) when it
+  begins;
+- ``still cannot receive from Q (N failures in Ms); retrying in 30.0s`` (a warning) at most
+  every REMINDER_EVERY seconds while it lasts, the first one that long after the beginning;
+- ``receiving again`` (with ``after_failures`` and ``outage_seconds``) when it ends.
+
+Each poller keeps its own backoff (and failure count, for the delay), so an endpoint still away
+sees the pollers one by one, never all at once. A success wakes the queue's other pollers out of
+their backoff: the queue answers, they receive now rather than sleep out up to RECONNECT_MAX.
+A failure wakes no one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+log = structlog.get_logger("lambda_destinations.worker")
+
+REMINDER_EVERY = 30.0  # seconds: at most one "still cannot receive" line per queue this often
+
+
+class QueueOutage:
+    """The failing receives of one queue (see the module's docstring)."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.began: float | None = None  # loop time of the outage's first failure; None: none
+        self.failures = 0  # failed receives of the outage, every poller's
+        self._reminder_at = 0.0  # loop time from which the next reminder may be logged
+        self._back = asyncio.Event()  # set when the outage ends: pollers backing off wake
+
+    @property
+    def failing(self) -> bool:
+        """True from a failed receive until one succeeds (/readyz is 503 meanwhile)."""
+        return self.began is not None
+
+    def failed(self, now: float, retry_in: float, **fields: str) -> None:
+        """Count a failed receive; log it if it begins the outage or a reminder is due.
+
+        ``fields`` (the error, the fix, the endpoint) go on the line as they are.
+        """
+        if self.began is None:
+            self.began, self.failures = now, 1
+            self._back = asyncio.Event()
+            self._reminder_at = now + REMINDER_EVERY
+            message = f"cannot receive from {self.queue}; retrying in {retry_in:.1f}s"
+            log.warning(message, queue=self.queue, **fields)
+            return
+        self.failures += 1
+        if now < self._reminder_at:
+            return
+        self._reminder_at = now + REMINDER_EVERY
+        seconds = round(now - self.began, 1)
+        log.warning(
+            f"still cannot receive from {self.queue} ({self.failures} failures in "
+            f"{seconds:.0f}s); retrying in {retry_in:.1f}s",
+            queue=self.queue,
+            failures=self.failures,
+            outage_seconds=seconds,
+            **fields,
+        )
+
+    def succeeded(self, now: float) -> None:
+        """End the outage, if there is one: say so once and wake the pollers backing off."""
+        if self.began is None:
+            return
+        log.info(
+            "receiving again",
+            queue=self.queue,
+            after_failures=self.failures,
+            outage_seconds=round(now - self.began, 1),
+        )
+        self.began = None
+        self._back.set()
+
+    async def back_off(self, delay: float, stopping: asyncio.Event) -> None:
+        """Sleep ``delay`` seconds; less if a receive of the queue succeeds meanwhile (the
+        outage ends) or the worker stops."""
+        waits = [
+            asyncio.ensure_future(self._back.wait()),
+            asyncio.ensure_future(stopping.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()

@@ -1,0 +1,150 @@
+"""SQS going away under a running worker and coming back, through a proxy in front of moto: what
+the log says per queue (not per poller), /readyz, and the pollers backing off."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from freezable_proxy import FreezableProxy
+from structlog.testing import capture_logs
+from worker_helpers import receive_all, send_bodies
+
+from lambda_destinations.simulate import success_record
+from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.worker import Worker
+from lambda_destinations.worker import outage as outage_module
+from lambda_destinations.worker import worker as worker_module
+from lambda_destinations.worker.queues import queue_name
+
+
+async def until(condition: Callable[[], object], within: float = 30) -> None:
+    for _ in range(int(within * 20)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {within}s")
+
+
+def proxy_to(endpoint_url: str) -> FreezableProxy:
+    parts = urlsplit(endpoint_url)
+    return FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 80)
+
+
+async def test_an_outage_is_told_once_per_queue_with_reminders_and_its_end(
+    sqs, make_queue, settings_for, endpoint_url, monkeypatch
+) -> None:
+    # given: two queues with three pollers each, reached through a proxy; receives back off
+    # 0.1-0.5 s (many failures per poller), reminders come at most every 2 s
+    monkeypatch.setattr(worker_module, "RECONNECT_BASE", 0.2)
+    monkeypatch.setattr(worker_module, "RECONNECT_MAX", 0.5)
+    monkeypatch.setattr(outage_module, "REMINDER_EVERY", 2.0)
+    urls = [make_queue("outage-a")[0], make_queue("outage-b")[0]]
+    names = [queue_name(url) for url in urls]
+    rng = random.Random(21)
+    bodies = {url: [json.dumps(success_record(rng)) for _ in range(20)] for url in urls}
+    for url in urls:
+        send_bodies(sqs, url, bodies[url][:10])
+    proxy = proxy_to(endpoint_url)
+    with proxy.running() as proxied, capture_logs() as logs:
+        settings = settings_for(*urls, endpoint_url=proxied, pollers_per_queue=3)
+        async with Worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                await until(lambda: worker.stats.outcomes["ack"] == 20)
+                # when: SQS is away for 12 s (each failure takes botocore's retries, 2-4 s);
+                # records are sent meanwhile (straight to moto), once the long polls open at
+                # moto have ended: one would take them, its answer lost, and hide them 30 s
+                proxy.take_down()
+                went = time.monotonic()
+                await asyncio.sleep(1.5)
+                for url in urls:
+                    send_bodies(sqs, url, bodies[url][10:])
+                await asyncio.sleep(10.5)
+                assert worker.readiness() == [f"SQS: receives failing on {', '.join(names)}"]
+                proxy.bring_back()
+                lasted = time.monotonic() - went
+                await until(lambda: worker.stats.outcomes["ack"] == 40, within=60)
+            finally:
+                worker.stop()
+                await running
+            errors = worker.metrics.registry.get_sample_value(
+                "lambda_destinations_sqs_errors_total", {"operation": "ReceiveMessage"}
+            )
+
+    # then, for each queue: one warning as its receives began failing, with the error and the
+    # fix; reminders at least 2 s apart, the first 2 s after it; one line when it recovered
+    ended = 0
+    for name in names:
+        began = [e for e in logs if str(e["event"]).startswith(f"cannot receive from {name};")]
+        assert len(began) == 1, began
+        assert began[0]["log_level"] == "warning"
+        assert began[0]["error"]
+        assert "LAMBDA_DESTINATIONS_ENDPOINT_URL" in began[0]["fix"]
+        reminders = [
+            e for e in logs if str(e["event"]).startswith(f"still cannot receive from {name} (")
+        ]
+        assert 1 <= len(reminders) <= lasted // 2, reminders
+        times = [0.0] + [float(e["outage_seconds"]) for e in reminders]
+        assert all(b - a >= 2.0 - 0.1 for a, b in itertools.pairwise(times)), times
+        assert [e["failures"] for e in reminders] == sorted(e["failures"] for e in reminders)
+        back = [e for e in logs if e["event"] == "receiving again" and e["queue"] == name]
+        assert len(back) == 1, back
+        # three pollers failed at least once each; every failure is counted
+        assert back[0]["after_failures"] >= 3
+        assert back[0]["outage_seconds"] >= 6
+        ended += back[0]["after_failures"]
+    assert errors == ended  # the metric counts every failed receive, logged or not
+    # and no record was lost: each stored once, the queues empty
+    async with Store.from_url(settings.store) as store:
+        rows = await store.list_invocations(InvocationFilter(failed_only=False))
+    assert len({row.key for row in rows}) == len(rows) == 40
+    assert all(receive_all(sqs, url) == [] for url in urls)
+
+
+async def test_a_receive_that_succeeds_readies_its_queue_and_wakes_its_other_pollers(
+    sqs, make_queue, settings_for, endpoint_url, monkeypatch
+) -> None:
+    # given: one queue, three pollers, through a proxy; the first two failed receives of the
+    # outage back off 60 s, every later one 0.3 s: two pollers sleep long, one keeps trying
+    long_backoffs = iter([60.0, 60.0])
+    monkeypatch.setattr(
+        worker_module, "backoff_delay", lambda attempt, base, cap: next(long_backoffs, 0.3)
+    )
+    url, _ = make_queue("wake")
+    name = queue_name(url)
+    proxy = proxy_to(endpoint_url)
+    with proxy.running() as proxied:
+        settings = settings_for(url, endpoint_url=proxied, pollers_per_queue=3)
+        async with Worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                await until(lambda: worker.stats.sqs_calls["ReceiveMessage"] >= 3)
+                # when: SQS goes away
+                proxy.take_down()
+                await until(lambda: sum(worker._receive_failures.values()) >= 5)
+                # then: not ready; a failure wakes no one: the two pollers backing off 60 s
+                # are still at their first failure while the third retries
+                assert worker.readiness() == [f"SQS: receives failing on {name}"]
+                failures = sorted(worker._receive_failures.values())
+                assert failures[:2] == [1, 1], failures
+                assert failures[2] >= 3, failures
+                # when: SQS comes back, with a record on the queue
+                sqs.send_message(
+                    QueueUrl=url, MessageBody=json.dumps(success_record(random.Random(22)))
+                )
+                proxy.bring_back()
+                # then: ready again within a couple of seconds, not after 60 s ...
+                await until(lambda: worker.readiness() == [], within=3)
+                # ... and the sleeping pollers were woken: each has received since
+                await until(lambda: not any(worker._receive_failures.values()), within=3)
+                await until(lambda: worker.stats.outcomes["ack"] == 1)
+            finally:
+                worker.stop()
+                await running
+    assert receive_all(sqs, url) == []
