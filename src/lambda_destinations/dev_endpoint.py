@@ -172,7 +172,7 @@ class DevEndpoint(Lifetime):
         app.router.add_route("POST", _INVOKE_PATH, self._invoke)
         app.router.add_route("POST", ALERTS_PATH, self._alert)
         app.router.add_route("*", "/{tail:.*}", self._proxy)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # see console.serve
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
         try:

@@ -4,6 +4,7 @@ with the console's token, over real HTTP (aiohttp's test server on a loopback po
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -16,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ops_helpers import ENTRY, row_of, seed
 
 from lambda_destinations.config import load_settings
-from lambda_destinations.console import ConsoleOptions, create_app
+from lambda_destinations.console import ConsoleOptions, api, create_app
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import DeliveryRow, Store
 
@@ -102,3 +103,100 @@ async def test_wait_returns_a_record_stored_while_the_request_waits(
     answer = await asyncio.wait_for(asking, 30)
     assert answer.status == 200
     assert (await answer.json())["response"] == "done"
+
+
+@pytest.fixture
+async def served(
+    store_url: str, endpoint_url: str
+) -> AsyncIterator[tuple[int, asyncio.Task[None]]]:
+    """The console as `console` serves it (not aiohttp's test server, which cancels a handler
+    whose client left): its port, and the task serving it."""
+    from lambda_destinations.console.app import serve
+
+    await seed(store_url, [])
+    settings = load_settings(store=store_url, endpoint_url=endpoint_url, region="us-east-1")
+    ports: asyncio.Queue[int] = asyncio.Queue()
+    serving = asyncio.create_task(
+        serve(settings, ConsoleOptions(token=TOKEN, port=0), lambda o: ports.put_nowait(o.port))
+    )
+    port = await asyncio.wait_for(ports.get(), 30)
+    yield port, serving
+    serving.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+
+
+async def _open_wait(port: int, request_id: str) -> asyncio.StreamWriter:
+    """A wait of a minute, asked over a raw connection the test may drop."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET /api/invocations/{request_id}?wait=60 HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    return writer
+
+
+async def _held(count: int) -> bool:
+    for _ in range(40):
+        if api._waits == count:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_a_wait_whose_client_left_ends(served: tuple[int, asyncio.Task[None]]) -> None:
+    # given: a wait of a minute, held
+    port, _serving = served
+    writer = await _open_wait(port, "rid-never")
+    assert await _held(1)
+
+    # when: its client leaves
+    writer.close()
+
+    # then: the wait ends within a second or so (before: it read on for the whole minute)
+    assert await _held(0)
+
+
+async def test_the_console_stops_at_once_with_waits_open(
+    served: tuple[int, asyncio.Task[None]],
+) -> None:
+    # given: two waits of a minute, held
+    port, serving = served
+    writers = [await _open_wait(port, f"rid-open-{n}") for n in range(2)]
+    assert await _held(2)
+
+    # when: the console stops (Ctrl-C or SIGTERM cancel it)
+    stopping = asyncio.get_running_loop().time()
+    serving.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+
+    # then: within a couple of seconds (before: aiohttp's 60 s for the open requests)
+    assert asyncio.get_running_loop().time() - stopping < 5
+    for writer in writers:
+        writer.close()
+
+
+async def test_waits_past_the_limit_are_refused_with_503(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the limit at two waits, both held
+    monkeypatch.setattr(api, "MAX_WAITS", 2)
+    held = [
+        asyncio.create_task(client.get(f"/api/invocations/rid-held-{n}?wait=2", headers=AUTH))
+        for n in range(2)
+    ]
+    assert await _held(2)
+
+    # when: a third asks to wait; and one asks without waiting
+    refused = await client.get("/api/invocations/rid-third?wait=2", headers=AUTH)
+    plain = await client.get("/api/invocations/rid-third", headers=AUTH)
+
+    # then: the third is 503 with Retry-After and a line; a read without wait is served
+    assert refused.status == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert "waits are held already" in (await refused.json())["error"]
+    assert plain.status == 404
+    assert [(await answer).status for answer in held] == [404, 404]
+    assert api._waits == 0

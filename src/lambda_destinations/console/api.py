@@ -7,6 +7,8 @@ To add an endpoint, add it to ``routes`` here (or to a module of its own listed 
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from lambda_destinations._json import dumps as json_dumps
@@ -36,6 +38,12 @@ async def job(request: web.Request) -> web.Response:
 # A wait longer than this would hold a request (and proxies' timeouts) for too long; clients
 # that need longer ask again.
 MAX_WAIT = 60.0
+# Waits held at once by this process: on SQLite each reads its row a few times a second, so
+# hundreds would take a core. Past this, 503 with Retry-After.
+MAX_WAITS = 100
+# How often a wait looks whether its client is still there: one that left ends its wait.
+CLIENT_CHECK = 0.5
+_waits = 0  # waits held now, in this process
 
 
 @routes.get("/api/invocations/{request_id}")
@@ -49,7 +57,7 @@ async def invocation(request: web.Request) -> web.Response:
     results = Results(request.app[CONSOLE].store)
     try:
         if wait:
-            outcome: InvocationResult | None = await results.wait(request_id, timeout=wait)
+            outcome: InvocationResult | None = await _held_wait(request, results, request_id, wait)
         else:
             outcome = await results.get(request_id)
     except ResultTimeout:
@@ -59,6 +67,34 @@ async def invocation(request: web.Request) -> web.Response:
     if outcome is None:
         return web.json_response(unknown_result(request_id), status=404)
     return web.json_response(outcome.as_dict(), dumps=_json_text)
+
+
+async def _held_wait(
+    request: web.Request, results: Results, request_id: str, seconds: float
+) -> InvocationResult:
+    """``results.wait``, while fewer than MAX_WAITS are held and as long as the client stays:
+    aiohttp does not cancel a handler whose client left, and a wait would read on for nobody."""
+    global _waits
+    if _waits >= MAX_WAITS:
+        raise web.HTTPServiceUnavailable(
+            text=f'{{"error": "{MAX_WAITS} waits are held already: ask again shortly, or '
+            'without wait"}',
+            content_type="application/json",
+            headers={"Retry-After": "1"},
+        )
+    _waits += 1
+    waiting = asyncio.ensure_future(results.wait(request_id, timeout=seconds))
+    try:
+        while not waiting.done():
+            await asyncio.wait([waiting], timeout=CLIENT_CHECK)
+            transport = request.transport
+            if not waiting.done() and (transport is None or transport.is_closing()):
+                waiting.cancel()
+                raise ResultTimeout(request_id, seconds)  # nobody is there to answer
+        return waiting.result()
+    finally:
+        waiting.cancel()
+        _waits -= 1
 
 
 def _json_text(value: object) -> str:

@@ -264,7 +264,9 @@ async def serve(
 ) -> None:
     """Serve until cancelled; ``ready`` gets the options with the port actually listened on
     (``port=0`` picks a free one)."""
-    runner = web.AppRunner(create_app(settings, options), access_log=None)
+    # At shutdown, requests still open (a wait of up to a minute) get half a second, not
+    # aiohttp's 60 s: `dev` and `console` stop at once on Ctrl-C or SIGTERM.
+    runner = web.AppRunner(create_app(settings, options), access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     try:
         site = web.TCPSite(runner, options.host, options.port)
