@@ -18,3 +18,17 @@ def printable(text: str) -> str:
     if text.isascii():
         return text
     return _SURROGATE.sub("\ufffd", text)
+
+
+# What neither store backend's text holds (PostgreSQL: no NUL, no surrogates; SQLite: no
+# surrogates).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str) -> str:
+    """``value`` as both store backends' text can hold it: NUL and lone surrogates become U+FFFD.
+
+    For text columns (error message, function name): the record's JSON column keeps the
+    original exactly.
+    """
+    return _UNSTORABLE.sub("\ufffd", value)

@@ -126,6 +126,19 @@ async def test_get_returns_none_for_an_unknown_request_id(store_url: str) -> Non
         assert await results.get("4f1c2d3e-0000-4000-8000-000000000000") is None
 
 
+@pytest.mark.parametrize("request_id", ["\udcff\udcfe", "rid\x00nul", "lone-\ud800"])
+async def test_an_id_no_record_can_be_stored_under_has_none(
+    store_url: str, request_id: str
+) -> None:
+    # A command-line argument that is not UTF-8 arrives with surrogates: the store's text holds
+    # none (nor NUL), so no record has that id; before, the read ended in StoreDataError.
+    await seed(store_url, [])
+    async with Results(store_url) as results:
+        assert await results.get(request_id) is None
+        with pytest.raises(ResultTimeout):
+            await results.wait(request_id, timeout=30)  # at once: none will ever come
+
+
 async def test_a_failure_record_returns_its_error(store_url: str) -> None:
     record = failure_record(
         random.Random(3),

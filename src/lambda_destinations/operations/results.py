@@ -30,6 +30,7 @@ from aiobotocore.session import get_session
 
 from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._lifetime import Lifetime
+from lambda_destinations._text import storable_text
 from lambda_destinations.aws import invoke_event
 from lambda_destinations.config import standard_region
 from lambda_destinations.errors import LambdaDestinationsError, NewerSchema, StoreUnavailable
@@ -180,6 +181,8 @@ class Results(Lifetime):
         """The outcome of ``request_id``; None while the store has no record of it."""
         _check_request_id(request_id)
         self._check_open()
+        if not holdable(request_id):
+            return None  # no record is stored under it (see holdable)
         row = await self.store.get_invocation(request_id)
         return None if row is None else InvocationResult.from_row(row)
 
@@ -198,10 +201,19 @@ class Results(Lifetime):
         _check_request_id(request_id)
         _check_timeout(timeout)
         self._check_open()
+        if not holdable(request_id):
+            raise ResultTimeout(request_id, timeout)  # none will ever come (see holdable)
         row = await self.store.wait_for_invocation(request_id, timeout=timeout)
         if row is None:
             raise ResultTimeout(request_id, timeout)
         return InvocationResult.from_row(row)
+
+
+def holdable(request_id: str) -> bool:
+    """Whether a record can be stored under ``request_id``: the store's text holds no NUL and
+    no lone surrogate (a record whose id has one is stored with U+FFFD instead), so an id with
+    one (a command-line argument that is not UTF-8, say) has no record, on either backend."""
+    return storable_text(request_id) == request_id
 
 
 def _check_request_id(request_id: object) -> None:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from lambda_destinations._text import storable_text
 from lambda_destinations._urls import check_port
 from lambda_destinations.errors import (
     ConfigError,
@@ -47,7 +48,7 @@ from lambda_destinations.store._tables import (
     quarantine,
     schema_migrations,
 )
-from lambda_destinations.store._types import UTCDateTime, storable_text
+from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.base import (
     DeliveryRow,
     FailureCount,

@@ -79,21 +79,10 @@ def big_id() -> sa.types.TypeEngine[int]:
 # (``"\ud800"``, or a pair in the wrong order, ``"\udc00\ud83d"``). Such a record is valid and
 # is stored: JSON columns keep it exactly (below), text columns keep it readable.
 
-# What neither backend's text holds (PostgreSQL: no NUL, no surrogates; SQLite: no surrogates).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # JSON escapes PostgreSQL's jsonb refuses: NUL, and surrogates (it refuses the unpaired ones).
 _JSONB_REFUSES = re.compile(r"\\u0000|\\ud[89a-f]", re.IGNORECASE)
 # A JSON value jsonb cannot hold is kept as its JSON text under this one key, read back whole.
 JSON_TEXT_KEY = "$lambda-destinations:json-text"
-
-
-def storable_text(value: str) -> str:
-    """``value`` as both backends' text can hold it: NUL and lone surrogates become U+FFFD.
-
-    For text columns (error message, function name): the record's JSON column keeps the
-    original exactly.
-    """
-    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def store_json(value: Any, *, jsonb: bool = False) -> str:
