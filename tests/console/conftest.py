@@ -115,6 +115,16 @@ def world(lambda_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         endpoint.cleanup()
 
 
+@pytest.fixture
+def lambda_endpoint(lambda_server: str) -> Iterator[Any]:
+    """The Lambda moto server, for a test that makes its own functions (deleted after it)."""
+    endpoint = LambdaEndpoint(lambda_server)
+    try:
+        yield endpoint
+    finally:
+        endpoint.cleanup()
+
+
 def start_console(env: dict[str, str], *extra: str) -> RunningConsole:
     """``lambda-destinations console --port 0`` as a process; its URL from what it prints."""
     process = subprocess.Popen(

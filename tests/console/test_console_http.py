@@ -61,9 +61,12 @@ async def make_client(
         await client.close()
 
 
-async def stored_failure(settings: Settings) -> InvocationRow:
-    """A failure of ``orders-api`` in the settings' store, as the worker stores one."""
+async def stored_failure(settings: Settings, *, function_arn: str | None = None) -> InvocationRow:
+    """A failure of ``orders-api`` (or ``function_arn``) in the settings' store, as the worker
+    stores one."""
     record = failure_record(random.Random(3), function="orders-api", condition="RetriesExhausted")
+    if function_arn is not None:
+        record["requestContext"]["functionArn"] = function_arn
     row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
     async with Store.from_url(settings.store) as store:
         await store.migrate()
@@ -709,3 +712,68 @@ async def test_a_value_postgresql_refuses_is_a_400_page_that_says_to_change_it(
     assert function not in page
     assert "shorten or correct it" in page
     assert "Try again" not in page
+
+
+def _outcome(page: str) -> str:
+    """The line a replay's page says what became of it in (``#outcome``)."""
+    return html.unescape(page.split('id="outcome"', 1)[1].split(">", 1)[1].split("</p>", 1)[0])
+
+
+async def test_a_replay_clicked_twice_says_the_second_was_skipped_and_what_to_do(
+    make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any
+) -> None:
+    # given: a failure of a function Lambda has
+    arn = lambda_endpoint.create_function(f"orders-{random.randrange(10**6)}")
+    settings = settings_for(endpoint_url=lambda_endpoint.url)
+    row = await stored_failure(settings, function_arn=arn)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+    page = f"/failures/{quote(row.key, safe='')}"
+
+    # when: Replay with the original payload, twice (the redirects followed)
+    first = await client.post(f"{page}/replay", data={"csrf": csrf}, headers=_origin(client))
+    second = await client.post(f"{page}/replay", data={"csrf": csrf}, headers=_origin(client))
+
+    # then: each page says what became of its click; the second one why, in the console's terms
+    assert first.status == second.status == 200
+    assert _outcome(await first.text()).startswith(f"Replayed: attempt 1 invoked {arn}")
+    skipped = _outcome(await second.text())
+    assert skipped.startswith("Not replayed: replayed already (attempt 1, invoked, ")
+    assert skipped.endswith(
+        ": use Edit the payload, then replay (on the failure's page) to run it again."
+    )
+    assert "--force" not in skipped
+    # and the page opened without naming a replay says nothing of one
+    assert 'id="outcome"' not in await (await client.get(page)).text()
+
+
+async def test_a_legacy_record_naming_no_function_says_the_console_cannot_replay_it(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a legacy DLQ message (no function named) in the store
+    settings = settings_for()
+    message = decode(
+        '{"order": 1}',
+        {"RequestID": "legacy-req-1", "ErrorCode": "200", "ErrorMessage": "boom"},
+    )
+    row = invocation_row(message, "https://sqs/q")
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        await store.save_invocation(row, DeliveryRow(row.key, "m-9", "https://sqs/q", 1))
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    # when: Replay with the original payload; and the bulk plan that selects it
+    response = await client.post(
+        f"/failures/{quote(row.key, safe='')}/replay", data={"csrf": csrf}, headers=_origin(client)
+    )
+    plan = html.unescape(await (await client.get("/bulk?action=replay")).text())
+
+    # then: not replayed, and the way that can (the console cannot name a function)
+    line = _outcome(await response.text())
+    assert line == (
+        "Not replayed: this legacy DLQ record names no function, and the console cannot choose "
+        "one: replay it with `lambda-destinations replay legacy-req-1 --legacy-function NAME`."
+    )
+    assert "replay it with `lambda-destinations replay legacy-req-1 --legacy-function NAME`" in plan
+    assert "pass --legacy-function" not in plan

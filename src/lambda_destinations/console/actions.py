@@ -123,10 +123,11 @@ async def replay(request: web.Request) -> web.Response:
     actor, form = await console.actor(request)
     row = await _row(console, request)
     result = await _replay(console, row, actor)
-    await console.store.add_action(
+    recorded = await console.store.add_action(
         OperatorAction(actor, "replay", row.key, _reason(form), {"result": result.as_dict()})
     )
-    raise web.HTTPSeeOther(_failure_url(row) + "#replays")
+    # The page says what became of it (skipped, and why, too) from this ledger entry.
+    raise web.HTTPSeeOther(f"{_failure_url(row)}?replayed={recorded}#outcome")
 
 
 @routes.post("/failures/{ident}/edit")

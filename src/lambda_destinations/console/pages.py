@@ -104,7 +104,10 @@ async def _invocation(console: Console, ident: str) -> InvocationRow:
 async def failure(request: web.Request) -> web.Response:
     console = _console(request)
     row = await _invocation(console, request.match_info["ident"])
-    return console.render(request, "failure.html", **await _whole(console, row))
+    whole = await _whole(console, row)
+    # A replay comes back here naming its ledger entry: its outcome, above the tables.
+    notice = views.replay_notice(whole["actions"], request.query.get("replayed", ""), row)
+    return console.render(request, "failure.html", notice=notice, **whole)
 
 
 async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from multidict import MultiMapping
 
 from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
+from lambda_destinations.operations.replay import FORCE_HINT, SkipReason
 from lambda_destinations.operations.stats import (
     FailureStats,
     check_window,
@@ -31,6 +32,7 @@ from lambda_destinations.store import (
     InvocationCursor,
     InvocationFilter,
     InvocationRow,
+    OperatorAction,
     Store,
     utcnow,
 )
@@ -293,3 +295,66 @@ def function_label(row: InvocationRow) -> str:
 
 def when(moment: dt.datetime | None) -> str:
     return "" if moment is None else moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Notice:
+    """What became of the action just done, said on the page the browser comes back to."""
+
+    ok: bool
+    text: str
+
+
+_REPLAY_ACTIONS = ("replay", "edit-replay")
+
+
+def replay_notice(
+    actions: Sequence[OperatorAction], named: str, row: InvocationRow
+) -> Notice | None:
+    """The outcome of the replay whose ledger entry ``?replayed=<id>`` names, in its words.
+
+    Only an id comes from the URL; the text is the ledger's (an id not of this failure's
+    replays shows nothing)."""
+    if not (named.isascii() and named.isdigit() and len(named) < 20):
+        return None
+    for action in actions:
+        if action.id == int(named) and action.action in _REPLAY_ACTIONS:
+            result = action.detail.get("result") if isinstance(action.detail, dict) else None
+            return _replay_notice(result, row) if isinstance(result, dict) else None
+    return None
+
+
+def _replay_notice(result: Mapping[str, Any], row: InvocationRow) -> Notice:
+    state, detail = result.get("state"), result.get("detail")
+    if state == "invoked":
+        return Notice(
+            True,
+            f"Replayed: attempt {result.get('attempt')} invoked {result.get('function_arn')}, "
+            f"new request id {result.get('new_request_id')}.",
+        )
+    if state == "skipped":
+        return Notice(False, f"Not replayed: {skip_reason(row, result.get('skip'), detail)}.")
+    return Notice(False, f"The replay failed: {detail or state}.")
+
+
+def skip_reason(row: InvocationRow, skip: str | None, detail: str | None) -> str:
+    """Why a replay of ``row`` is (or was) skipped, worded for the console: what the command
+    line says to do (``--force``, ``--legacy-function``) the console does otherwise, or not."""
+    detail = detail or ""
+    if skip in (SkipReason.ALREADY_REPLAYED, SkipReason.IN_DOUBT):
+        # Edit and replay replays again whatever was replayed before (the payload can stay).
+        again = "use Edit the payload, then replay (on the failure's page) to run it again"
+        return f"{detail.removesuffix(FORCE_HINT)}: {again}"
+    if skip == SkipReason.NOT_REPLAYABLE and row.kind == "legacy-dlq" and not row.function_arn:
+        # An edited replay needs a function too: the console has no way to name one.
+        return (
+            "this legacy DLQ record names no function, and the console cannot choose one: "
+            f"replay it with `lambda-destinations replay {row.request_id or row.key} "
+            "--legacy-function NAME`"
+        )
+    if skip == SkipReason.NOT_REPLAYABLE and row.status is FailureStatus.REPLAY:
+        return (
+            "this is a replay's own record: replay the failure it replays instead "
+            "(its page names it under Replay of)"
+        )
+    return detail

@@ -39,6 +39,8 @@ from lambda_destinations.store import (
 )
 
 _DETAIL_LIMIT = 1000
+# How the command line replays a record again; the console words it its own way (and strips it).
+FORCE_HINT = ": --force to replay again"
 
 
 class ReplayState(enum.StrEnum):
@@ -231,17 +233,17 @@ def _already_replayed(
             return (
                 SkipReason.IN_DOUBT,
                 f"attempt {counted.attempt} ({when}, {counted.requested_by}) was interrupted "
-                "and may have reached Lambda: --force to replay again",
+                f"and may have reached Lambda{FORCE_HINT}",
             )
         new = f", new request id {counted.new_request_id}" if counted.new_request_id else ""
         return (
             SkipReason.ALREADY_REPLAYED,
-            f"replayed already (attempt {counted.attempt}, {counted.outcome.value}, {when}{new}):"
-            " --force to replay again",
+            f"replayed already (attempt {counted.attempt}, {counted.outcome.value}, {when}{new})"
+            f"{FORCE_HINT}",
         )
     if row.status == FailureStatus.REPLAYED:
         by = f" by {row.status_by}" if row.status_by else ""
-        return SkipReason.ALREADY_REPLAYED, f"marked replayed{by}: --force to replay again"
+        return SkipReason.ALREADY_REPLAYED, f"marked replayed{by}{FORCE_HINT}"
     return None
 
 
