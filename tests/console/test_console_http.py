@@ -777,3 +777,34 @@ async def test_a_legacy_record_naming_no_function_says_the_console_cannot_replay
     )
     assert "replay it with `lambda-destinations replay legacy-req-1 --legacy-function NAME`" in plan
     assert "pass --legacy-function" not in plan
+
+
+@pytest.mark.parametrize("path", ["/", "/dlqs"])
+async def test_no_aws_region_leaves_the_store_s_parts_and_says_so_where_sqs_is_asked(
+    make_client,
+    settings_for: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+) -> None:
+    # given: no region anywhere, a failure in the store
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    settings = settings_for(region=None)
+    await stored_failure(settings)
+    bare = await make_client(settings)
+    queued = await make_client(settings_for("https://sqs.example/1/orders", region=None))
+
+    # when: the page, without queues and with one
+    without = await bare.get(path)
+    with_queue = await queued.get(path)
+
+    # then: both pages; SQS is asked only for a queue, and says the fix in one line
+    for response in (without, with_queue):
+        assert response.status == 200
+    page = await without.text()
+    assert "sqs-problem" not in page
+    assert "No queues are configured" in page
+    if path == "/":
+        assert '<span class="n">1</span> open' in page
+    problem = (await with_queue.text()).split('id="sqs-problem">', 1)[1].split("</p>", 1)[0]
+    assert problem == "SQS: no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region"

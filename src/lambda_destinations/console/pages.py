@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
 from multidict import MultiDict
 
 from lambda_destinations.console import views
@@ -36,7 +37,7 @@ async def overview(request: web.Request) -> web.Response:
     stats, counts = await views.grouped(
         console.store, everything.filter, views.stats_window(everything)
     )
-    sqs = await console.aws.client("sqs")
+    queues, sqs_problem = await _queue_depths(console)
     return console.render(
         request,
         "overview.html",
@@ -44,10 +45,23 @@ async def overview(request: web.Request) -> web.Response:
         stats=stats,
         groups=views.groups_of(counts, stats, limit=10),
         statuses=await views.status_counts(console.store),
-        queues=await views.queue_depths(sqs, console.settings.queues),
+        queues=queues,
+        sqs_problem=sqs_problem,
         store=getattr(console.store, "display_url", "the store"),
         views=views,
     )
+
+
+async def _queue_depths(console: Console) -> tuple[list[views.QueueDepth], str | None]:
+    """The configured queues' depths, or why SQS cannot say (one line for that section: the
+    rest of the page needs only the store). No queue configured asks SQS nothing."""
+    if not console.settings.queues:
+        return [], None
+    try:
+        sqs = await console.aws.client("sqs")
+    except (BotoCoreError, ClientError) as exc:  # no region, say: made before any request
+        return [], views.sqs_problem(exc)
+    return await views.queue_depths(sqs, console.settings.queues), None
 
 
 @routes.get("/failures")
@@ -195,9 +209,8 @@ def _payload_text(row: InvocationRow) -> str:
 @routes.get("/dlqs")
 async def dlqs(request: web.Request) -> web.Response:
     console = _console(request)
-    sqs = await console.aws.client("sqs")
-    queues = await views.queue_depths(sqs, console.settings.queues)
-    return console.render(request, "dlqs.html", queues=queues, views=views)
+    queues, sqs_problem = await _queue_depths(console)
+    return console.render(request, "dlqs.html", queues=queues, sqs_problem=sqs_problem, views=views)
 
 
 async def configured_dlq(console: Console, name: str) -> tuple[Any, list[str]]:

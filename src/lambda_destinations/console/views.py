@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from botocore.exceptions import NoRegionError
 from multidict import MultiMapping
 
 from lambda_destinations.console.charts import sparkline, trend
@@ -250,10 +251,15 @@ async def queue_depths(sqs: Any, queues: Sequence[str]) -> list[QueueDepth]:
             dlq = await dlq_of(sqs, ref)
             out.append(QueueDepth(ref.name, ref.url, ref.visible, ref.in_flight, dlq))
         except Exception as exc:  # noqa: BLE001 - an unreachable endpoint, a missing queue: shown
-            out.append(
-                QueueDepth(queue_name(ident), None, None, None, None, first_line(exc, typed=True))
-            )
+            out.append(QueueDepth(queue_name(ident), None, None, None, None, sqs_problem(exc)))
     return out
+
+
+def sqs_problem(exc: BaseException) -> str:
+    """What went wrong asking SQS, in one line; with the fix where the console knows it."""
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region"
+    return first_line(exc, typed=True)
 
 
 async def dlq_of(sqs: Any, ref: QueueRef) -> QueueRef | None:
