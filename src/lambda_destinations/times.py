@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from lambda_destinations.redact import echoed
+
 _DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # The longest wait for an invocation's result (`invoke --wait`, `result --wait`, Results.wait): a
@@ -45,7 +47,9 @@ def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
 
 def too_far(text: str) -> ValueError:
     """The error for a time (as the user wrote it) that a computation took past year 1 or 9999."""
-    return ValueError(f"{text!r} is too far from now: give a time between the years 1 and 9999")
+    return ValueError(
+        f"{echoed(text)!r} is too far from now: give a time between the years 1 and 9999"
+    )
 
 
 def _parse(value: str, text: str, now: dt.datetime | None) -> dt.datetime:
@@ -57,7 +61,7 @@ def _parse(value: str, text: str, now: dt.datetime | None) -> dt.datetime:
         moment = dt.datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
         raise ValueError(
-            f"{text!r} is neither a duration (30m, 2h, 7d, 1w) nor an ISO 8601 time "
+            f"{echoed(text)!r} is neither a duration (30m, 2h, 7d, 1w) nor an ISO 8601 time "
             "(2024-05-01, 2024-05-01T12:00Z)"
         ) from None
     if moment.tzinfo is None:

@@ -68,12 +68,14 @@ async def _queue_depths(console: Console) -> tuple[list[views.QueueDepth], str |
 async def failures(request: web.Request) -> web.Response:
     console = _console(request)
     selection = views.selection_from(request.query)
-    page = await views.failures_page(
-        console.store, selection.filter, request.query.get("after") or None
-    )
+    cursor = views.page_cursor(selection, request.query.get("after", ""))
+    page, status = views.Page([], {}, None), 400
+    if not selection.errors:
+        page, status = await views.failures_page(console.store, selection.filter, cursor), 200
     return console.render(
         request,
         "failures.html",
+        status=status,
         selection=selection,
         page=page,
         first_page=not request.query.get("after"),
@@ -86,15 +88,15 @@ async def failures(request: web.Request) -> web.Response:
 async def groups(request: web.Request) -> web.Response:
     console = _console(request)
     selection = views.selection_from(request.query)
-    stats, found, status = None, [], 200
-    try:
-        window = views.stats_window(selection)
-    except ValueError as exc:  # no statistics for this window: the form, and why
-        selection.errors.append(str(exc))
-        status = 400
-    else:
-        stats, counts = await views.grouped(console.store, selection.filter, window)
-        found = views.groups_of(counts, stats)
+    stats, found, status = None, [], 400
+    if not selection.errors:  # a filter with errors counts nothing
+        try:
+            window = views.stats_window(selection)
+        except ValueError as exc:  # no statistics for this window: the form, and why
+            selection.errors.append(str(exc))
+        else:
+            stats, counts = await views.grouped(console.store, selection.filter, window)
+            found, status = views.groups_of(counts, stats), 200
     return console.render(
         request,
         "groups.html",
@@ -169,8 +171,12 @@ async def bulk(request: web.Request) -> web.Response:
     if frozen.statuses is None:
         frozen.statuses = [FailureStatus.OPEN, FailureStatus.REPLAYED]
     frozen.until = frozen.until or utcnow()  # later failures are not part of this plan
-    total = await console.store.count_invocations(frozen)
-    rows = await console.store.list_invocations(dataclasses.replace(frozen, limit=_PLAN_ROWS))
+    total, status = 0, 400
+    rows: list[InvocationRow] = []
+    if not selection.errors:  # a filter with errors plans nothing (and offers no form)
+        total = await console.store.count_invocations(frozen)
+        rows = await console.store.list_invocations(dataclasses.replace(frozen, limit=_PLAN_ROWS))
+        status = 200
     plan = [
         (
             row,
@@ -188,6 +194,7 @@ async def bulk(request: web.Request) -> web.Response:
     return console.render(
         request,
         "bulk.html",
+        status=status,
         action=action,
         selection=selection,
         until=frozen.until.isoformat(),

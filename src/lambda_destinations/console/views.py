@@ -25,6 +25,7 @@ from lambda_destinations.operations.stats import (
     failure_stats,
     hour_of,
 )
+from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import first_line
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
@@ -71,7 +72,10 @@ class Selection:
 
 
 def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> Selection:
-    """The filters of a query string; bad values are reported and left out, never guessed."""
+    """The filters of a query string; bad values are reported and left out, never guessed.
+
+    A selection with errors selects nothing: a page shows the errors, not what the rest of
+    the filter (or no filter) would select."""
     values = {name: query.get(name, "").strip() for name in FILTER_FIELDS}
     errors: list[str] = []
     times: dict[str, dt.datetime | None] = {}
@@ -82,7 +86,13 @@ def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> 
                 times[name] = parse_when(values[name], now)
             except ValueError as exc:
                 errors.append(f"{name}: {exc}")
-    statuses = [s for s in query.getall("status", []) if s in set(FailureStatus)]
+    statuses = []
+    for status in query.getall("status", []):
+        if status in set(FailureStatus):
+            statuses.append(status)
+        else:
+            known = ", ".join(FailureStatus)
+            errors.append(f"status: {echoed(status)!r} is not a status (one of {known})")
     if times["since"] and times["until"] and times["since"] >= times["until"]:
         errors.append("since must be before until")
         times["until"] = None
@@ -127,9 +137,24 @@ class Page:
     next_cursor: str | None
 
 
-async def failures_page(store: Store, selection: InvocationFilter, after: str | None) -> Page:
+def page_cursor(selection: Selection, after: str) -> InvocationCursor | None:
+    """The cursor ``?after=`` holds (None: the first page); a bad one is an error of
+    ``selection``, never read as the first page."""
+    if not after:
+        return None
+    cursor = decode_cursor(after)
+    if cursor is None:
+        selection.errors.append(
+            f"after: {echoed(after)!r} is not a place in this list: follow the Older » link "
+            "as it is, or start from the newest page"
+        )
+    return cursor
+
+
+async def failures_page(
+    store: Store, selection: InvocationFilter, cursor: InvocationCursor | None
+) -> Page:
     """One page, newest first, after the cursor; one row more than shown says "there is more"."""
-    cursor = decode_cursor(after) if after else None
     wanted = dataclasses.replace(selection, limit=PAGE_SIZE + 1, after=cursor)
     rows = await store.list_invocations(wanted)
     more = len(rows) > PAGE_SIZE
