@@ -7,12 +7,13 @@ import asyncio
 import dataclasses
 import datetime as dt
 import html
+import io
 import json
 import random
 import string
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -867,3 +868,102 @@ async def test_a_filter_value_pasted_whole_is_cut_in_its_error_line(make_client,
         (line,) = _problems(page)
         assert "x" * 80 + "… (5,000 characters)" in line
         assert len(line) < 400
+
+
+_BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def _error_page(page: str) -> tuple[str, str, str]:
+    """An error page's title, its line, and where its link goes back to."""
+    title = page.split("<title>", 1)[1].split(" · ", 1)[0]
+    line = page.split('id="problem">', 1)[1].split("</p>", 1)[0]
+    back = page.split(' id="back">', 1)[0].rsplit('<a href="', 1)[1].rstrip('"')
+    return title, html.unescape(line), html.unescape(back)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data", "status", "title", "line"),
+    [
+        (
+            "GET",
+            "/failures/nope",
+            None,
+            404,
+            "Not Found",
+            "no record with request id or key 'nope'",
+        ),
+        ("GET", "/jobs/nope", None, 404, "Not Found", "no such job (jobs are kept while"),
+        ("GET", "/no/such/page", None, 404, "Not Found", "there is no page at this address"),
+        ("GET", "/failures/x/replay", None, 405, "Method Not Allowed", "this address takes no GET"),
+        (
+            "POST",
+            "/failures/x/ignore",
+            {"csrf": "stale"},
+            403,
+            "Forbidden",
+            "refused: the form is stale",
+        ),
+        (
+            "POST",
+            "/failures/x/ignore",
+            {"csrf": "{csrf}"},
+            400,
+            "Bad Request",
+            "give a reason: the ledger",
+        ),
+        (
+            "POST",
+            "/failures/x/ignore",
+            {"csrf": "{csrf}", "reason": "x" * 9_000_000},
+            413,
+            "Request Entity Too Large",
+            "the form is too large",
+        ),
+    ],
+)
+async def test_an_error_a_browser_gets_is_a_page_with_a_title_the_line_and_a_way_back(
+    make_client,
+    settings_for: Callable[..., Settings],
+    method: str,
+    path: str,
+    data: dict[str, str] | None,
+    status: int,
+    title: str,
+    line: str,
+) -> None:
+    # given: a failure (the blank reason gets as far as it), a signed-in browser
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+    path = path.replace("/x/", f"/{quote(row.key, safe='')}/")
+    headers = {**_BROWSER, **_origin(client), "Referer": str(client.make_url("/failures?x=1"))}
+    body = None
+    if data is not None:  # as a file: aiohttp warns of a large body sent from bytes
+        form = {k: v.replace("{csrf}", csrf) for k, v in data.items()}
+        body = io.BytesIO(urlencode(form).encode())
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+
+    # when
+    response = await client.request(method, path, data=body, headers=headers)
+
+    # then: the page, and the same line as the text a script gets
+    assert response.status == status
+    assert response.content_type == "text/html"
+    shown_title, shown_line, back = _error_page(await response.text())
+    assert shown_title == title
+    assert shown_line.startswith(line)
+    assert back == "/failures?x=1"
+    if status == 405:
+        assert response.headers["Allow"] == "POST"
+
+
+async def test_an_error_a_script_gets_stays_its_line_and_the_api_json(make_client) -> None:
+    client = await make_client()
+    text = await client.get("/jobs/nope", headers={"Accept": "*/*"})
+    api = await client.get(
+        "/api/jobs/nope", headers={**_BROWSER, "Authorization": f"Bearer {TOKEN}"}
+    )
+    assert (text.status, text.content_type) == (404, "text/plain")
+    assert await text.text() == "no such job (jobs are kept while the console runs)\n"
+    assert (api.status, api.content_type) == (404, "application/json")

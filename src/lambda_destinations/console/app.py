@@ -18,7 +18,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 import structlog
@@ -26,6 +26,7 @@ from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations._text import printable
+from lambda_destinations._urls import is_site_path
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.console.jobs import JobBoard
@@ -241,9 +242,63 @@ def _secure_headers(response: web.StreamResponse) -> None:
     response.headers.setdefault("Cache-Control", "no-store")
 
 
+# aiohttp's own lines (no route, another method, a body over the limit), said for a person.
+_PLAIN = {
+    404: "there is no page at this address: start from the console's menu",
+    405: "this address takes no {method}: act with the buttons of the console's pages",
+    413: "the form is too large for the console (8 MB at most): send less",
+}
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An error a browser gets as a page: title, the one line, a way back (error.html).
+
+    Only for requests that accept HTML (a browser's do); scripts and the JSON API get the
+    line as it was, text or JSON. Outside :func:`guard`, so that its refusals become pages too.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type != "text/plain" or not _wants_page(request):
+            raise
+        problem = (exc.text or "").strip()
+        plain = _PLAIN.get(exc.status)
+        if plain and (exc.status == 413 or problem == f"{exc.status}: {exc.reason}"):
+            problem = plain.format(method=request.method)
+        response = request.app[CONSOLE].render(
+            request,
+            "error.html",
+            status=exc.status,
+            problem=problem,
+            refused=False,
+            title=exc.reason,
+            back=_back(request),
+        )
+        for name in ("Allow", "WWW-Authenticate"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        _secure_headers(response)
+        return response
+
+
+def _wants_page(request: web.Request) -> bool:
+    return not request.path.startswith("/api/") and "text/html" in request.headers.get("Accept", "")
+
+
+def _back(request: web.Request) -> str:
+    """The console's page the browser came from (its ``Referer``, when on this site), else
+    the overview."""
+    came_from = urlsplit(request.headers.get("Referer", ""))
+    if came_from.netloc != request.host or came_from.path == request.path:
+        return "/"
+    back = came_from.path + (f"?{came_from.query}" if came_from.query else "")
+    return back if is_site_path(back) else "/"
+
+
 def create_app(settings: Settings, options: ConsoleOptions) -> web.Application:
     """The console as an aiohttp application (served by :func:`serve`, or by a test)."""
-    app = web.Application(middlewares=[guard], client_max_size=8 * 1024 * 1024)
+    app = web.Application(middlewares=[error_pages, guard], client_max_size=8 * 1024 * 1024)
     console = Console(settings, options)
     app[CONSOLE] = console
 
