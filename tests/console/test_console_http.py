@@ -967,3 +967,30 @@ async def test_an_error_a_script_gets_stays_its_line_and_the_api_json(make_clien
     assert (text.status, text.content_type) == (404, "text/plain")
     assert await text.text() == "no such job (jobs are kept while the console runs)\n"
     assert (api.status, api.content_type) == (404, "application/json")
+
+
+async def test_a_long_error_is_cut_in_the_list_and_whole_on_the_failure_s_page(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure whose error message is 2,500 characters
+    settings = settings_for()
+    message = " ".join(f"word{n:04}" for n in range(250))[:2500]
+    record = failure_record(
+        random.Random(5), function="orders-api", error=("ValueError", message, "python")
+    )
+    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    client = await make_client(settings)
+
+    # when
+    listed = await (await client.get("/failures")).text()
+    whole = await (await client.get(f"/failures/{quote(row.key, safe='')}")).text()
+
+    # then: the row's cell is about 200 characters, ending in "…"; the page has it all
+    cell = listed.split('<td class="error">', 1)[1].split("</td>", 1)[0]
+    assert cell.startswith(f"ValueError: {message[:150]}")
+    assert cell.endswith("…")
+    assert 180 <= len(cell) <= 201
+    assert f"ValueError: {message}</p>" in whole

@@ -306,6 +306,18 @@ def error_text(row: InvocationRow) -> str:
     return row.error_type or row.error_message or ""
 
 
+LIST_TEXT = 200  # characters of an error a list row shows; the failure's page shows it whole
+
+
+def clamped(text: str, limit: int = LIST_TEXT) -> str:
+    """``text`` cut to about ``limit`` characters for a list row (at a space when one is near)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ", limit - 20)
+    return f"{cut[:space] if space > 0 else cut}…"
+
+
 def peek_error(described: Mapping[str, Any]) -> str:
     """A peeked message's error, or why it is not a record, and the worker's quarantine reason."""
     text = described.get("decode_error") or ""
