@@ -176,6 +176,31 @@ async def test_the_sign_in_page_opened_with_the_token_links_nowhere_with_it(make
     assert 'href="/login?next=/failures"' in returning
 
 
+async def test_the_sign_in_page_says_where_reading_needs_it(make_client) -> None:
+    # given: a console on loopback, and one others can reach
+    local = await make_client()
+    exposed = await make_client(host="192.0.2.2")
+
+    # when: the sign-in page is read, before and after signing in
+    local_page = await (await local.get("/login")).text()
+    await sign_in(local, user="dana")
+    signed_page = await (await local.get("/login")).text()
+    exposed_page = await (await exposed.get("/login")).text()
+    await sign_in(exposed, user="ravi")
+    exposed_signed = await (await exposed.get("/login")).text()
+
+    # then: each says what holds there, with nothing left out
+    for page in (local_page, signed_page):
+        assert "Reading needs no sign-in here" in page
+    for page in (exposed_page, exposed_signed):
+        assert "Every page here needs sign-in" in page
+        assert "needs no sign-in" not in page
+    assert "Reading ." not in signed_page
+    assert "signed in as <strong>dana</strong>" in signed_page
+    assert "signed in as <strong>ravi</strong>" in exposed_signed
+    assert "signed in as" not in local_page
+
+
 async def test_a_stale_form_is_refused(make_client) -> None:
     client = await make_client()
     csrf = await sign_in(client)

@@ -124,6 +124,7 @@ class Console:
             csrf=session.csrf if session else "",
             can_act=not self.options.read_only and session is not None,
             read_only=self.options.read_only,
+            open_reads=self.options.open_reads,
             **values,
         )
         return web.Response(
