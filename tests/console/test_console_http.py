@@ -160,20 +160,59 @@ async def test_a_return_path_with_a_control_character_never_leaves_the_site(
     assert "evil.com" not in page
 
 
-async def test_the_sign_in_page_opened_with_the_token_links_nowhere_with_it(make_client) -> None:
+async def test_the_sign_in_link_takes_the_token_in_and_no_page_holds_it(make_client) -> None:
     # given: the address the console prints at start, which holds the token
     client = await make_client(host="0.0.0.0")
 
-    # when: a person opens it, and the sign-in page with a page to return to
-    page = await (await client.get(f"/login?token={TOKEN}")).text()
-    returning = await (await client.get("/login?next=/failures")).text()
+    # when: a person opens it (to return to a page)
+    opened = await client.get(f"/login?token={TOKEN}&next=/failures", allow_redirects=False)
+    page = await (await client.get(opened.headers["Location"])).text()
 
-    # then: the token is in the form's field (to be sent), in no link, and the nav's sign-in
-    # returns where the page would
-    assert page.count(TOKEN) == 1
-    assert f'value="{TOKEN}"' in page
-    assert 'href="/login?next=/"' in page
-    assert 'href="/login?next=/failures"' in returning
+    # then: sent on to the sign-in page without the token, which no page holds, and which
+    # asks only the name
+    assert opened.status == 303
+    assert opened.headers["Location"] == "/login?next=/failures"
+    assert TOKEN not in await opened.text()
+    assert TOKEN not in page
+    assert 'name="token"' not in page
+    assert "The token came with the sign-in link" in page
+    assert 'href="/login?next=/failures"' in page
+
+    # when: the name is given
+    signed = await client.post(
+        "/login",
+        data={"user": "dana", "next": "/failures"},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+
+    # then: signed in, and the link's slot is used up: Back shows the token field, empty
+    assert signed.status == 303
+    assert signed.headers["Location"] == "/failures"
+    assert (await client.get("/failures", allow_redirects=False)).status == 200
+    again = await (await client.get("/login?next=/failures")).text()
+    assert '<input type="password" name="token" autocomplete="off" required' in again
+    assert TOKEN not in again
+
+
+async def test_a_sign_in_link_with_another_token_says_so_and_no_page_holds_it(
+    make_client,
+) -> None:
+    client = await make_client(host="0.0.0.0")
+    stale = "an-old-token-" + TOKEN[::-1]
+
+    response = await client.get(f"/login?token={stale}")
+
+    assert response.status == 200
+    assert response.url.path_qs == "/login?next=/&link=refused"
+    page = await response.text()
+    assert "is not this console" in page
+    assert stale not in page
+    assert 'name="token"' in page
+    refused = await client.post(
+        "/login", data={"user": "dana", "next": "/"}, headers=_origin(client)
+    )
+    assert refused.status == 403
 
 
 async def test_the_sign_in_page_says_where_reading_needs_it(make_client) -> None:

@@ -20,6 +20,7 @@ from lambda_destinations.console.app import CONSOLE, Console, read_form
 from lambda_destinations.console.jobs import Job, JobRunning
 from lambda_destinations.console.pages import configured_dlq
 from lambda_destinations.console.security import (
+    LINK_COOKIE,
     SESSION_COOKIE,
     Refused,
     clean_user,
@@ -66,19 +67,30 @@ async def login(request: web.Request) -> web.Response:
     token, name = form.get("token", ""), form.get("user", "")
     target = safe_next(form.get("next", ""))
     user = clean_user(name)
+    # The sign-in link's token, taken in by GET /login, stands in for a typed one.
+    link = console.sessions.link_of(request)
     problem = None
-    if not console.sessions.token_matches(token):
+    if link is None and not console.sessions.token_matches(token):
         problem = "That is not the console's token (it is printed when the console starts)."
     elif user is None:
         problem = "Give your name (up to 64 characters): the ledger records who did what."
     if problem is not None:
         return console.render(
-            request, "login.html", status=403, token="", next=target, problem=problem, views=views
+            request,
+            "login.html",
+            status=403,
+            linked=link is not None,
+            next=target,
+            problem=problem,
+            views=views,
         )
     assert user is not None
     session_id, _ = console.sessions.open(user)
     response = web.HTTPSeeOther(target)
     response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="Strict", path="/")
+    if link is not None:  # used once
+        console.sessions.forget_link(link)
+        response.del_cookie(LINK_COOKIE, path="/login")
     raise response
 
 

@@ -151,7 +151,7 @@ async def read_form(request: web.Request) -> dict[str, str]:
 
 def _return_path(request: web.Request, values: dict[str, Any]) -> str:
     """Where signing in from this page comes back to: the page itself, but from the sign-in
-    page where that page was to return (its own address may hold the token: ``?token=``)."""
+    page where that page was to return."""
     if request.path == "/login":
         return str(values.get("next") or "/")
     return request.path_qs

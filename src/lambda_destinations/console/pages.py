@@ -13,7 +13,7 @@ from multidict import MultiDict
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console
 from lambda_destinations.console.charts import hourly_bars
-from lambda_destinations.console.security import safe_next
+from lambda_destinations.console.security import LINK_REFUSED, safe_next, take_link
 from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
 from lambda_destinations.operations.quarantine import pretty_body, resend_status
 from lambda_destinations.operations.redrive import describe_message, peek, source_queues
@@ -295,11 +295,15 @@ async def job(request: web.Request) -> web.Response:
 @routes.get("/login")
 async def login(request: web.Request) -> web.Response:
     console = _console(request)
+    target = safe_next(request.query.get("next"))
+    if "token" in request.query:  # the sign-in link: its token never goes into a page
+        raise take_link(console.sessions, request.query["token"], target)
+    refused = request.query.get("link") == "refused"
     return console.render(
         request,
         "login.html",
-        token=request.query.get("token", ""),
-        next=safe_next(request.query.get("next")),
-        problem=None,
+        linked=console.sessions.link_of(request) is not None,
+        next=target,
+        problem=LINK_REFUSED if refused else None,
         views=views,
     )

@@ -14,15 +14,24 @@ import hmac
 import ipaddress
 import secrets
 import time
+from urllib.parse import quote
 
 from aiohttp import web
 
 from lambda_destinations._urls import is_site_path
 
 SESSION_COOKIE = "ld_console"
+# The sign-in link's token, taken in by the server: the cookie names a short-lived slot.
+LINK_COOKIE = "ld_console_link"
 CSRF_FIELD = "csrf"
 TOKEN_ENV = "LAMBDA_DESTINATIONS_CONSOLE_TOKEN"  # noqa: S105 - a variable name
+LINK_REFUSED = (
+    "The link's token is not this console's (a console without "
+    "LAMBDA_DESTINATIONS_CONSOLE_TOKEN prints a new one each start): open the link it printed "
+    "last, or type the token."
+)
 _SESSION_SECONDS = 12 * 3600
+_LINK_SECONDS = 600
 _NAME_MAX = 64
 
 
@@ -65,11 +74,17 @@ def clean_user(name: str) -> str | None:
 
 
 class Sessions:
-    """Sessions by random id, in memory: a restart of the console signs everyone out."""
+    """Sessions by random id, in memory: a restart of the console signs everyone out.
+
+    The sign-in link (``/login?token=…``) is taken in at once: its token never goes into a
+    page (Back would show it again), and the browser is sent on to ``/login`` without it,
+    holding a cookie that names a slot here. The slot stands for the token for ten minutes,
+    once: the form then only asks the person's name."""
 
     def __init__(self, token: str) -> None:
         self._token = token
         self._sessions: dict[str, Session] = {}
+        self._links: dict[str, float] = {}  # slot id: when it expires
 
     def token_matches(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode(), self._token.encode())
@@ -96,10 +111,30 @@ class Sessions:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and self.token_matches(value.strip())
 
+    def take_link(self, token: str) -> str | None:
+        """A slot standing for the link's token, or None for a token that is not the console's."""
+        if not self.token_matches(token):
+            return None
+        self._forget_expired()
+        slot = secrets.token_urlsafe(32)
+        self._links[slot] = time.monotonic() + _LINK_SECONDS
+        return slot
+
+    def link_of(self, request: web.Request) -> str | None:
+        """The request's slot from a sign-in link, while it stands for the token."""
+        slot = request.cookies.get(LINK_COOKIE)
+        expires = self._links.get(slot) if slot else None
+        return slot if expires is not None and expires >= time.monotonic() else None
+
+    def forget_link(self, slot: str) -> None:
+        self._links.pop(slot, None)
+
     def _forget_expired(self) -> None:
         now = time.monotonic()
         for session_id in [k for k, s in self._sessions.items() if s.expires < now]:
             del self._sessions[session_id]
+        for slot in [k for k, expires in self._links.items() if expires < now]:
+            del self._links[slot]
 
 
 def same_origin(request: web.Request) -> bool:
@@ -127,6 +162,21 @@ def check_action(sessions: Sessions, request: web.Request, form_csrf: str | None
     if form_csrf is None or not hmac.compare_digest(form_csrf.encode(), session.csrf.encode()):
         raise Refused("the form is stale or was not made by the console: reload the page")
     return session.user
+
+
+def take_link(sessions: Sessions, token: str, target: str) -> web.HTTPSeeOther:
+    """The answer to the sign-in link: on to ``/login`` without the token, holding its slot
+    (or saying the token is not the console's). ``Lax``: the link is often opened from another
+    site (a chat, a terminal), and the slot must come back on that first visit's form."""
+    where = f"/login?next={quote(target, safe='/')}"
+    slot = sessions.take_link(token)
+    if slot is None:
+        return web.HTTPSeeOther(where + "&link=refused")
+    response = web.HTTPSeeOther(where)
+    response.set_cookie(
+        LINK_COOKIE, slot, max_age=_LINK_SECONDS, httponly=True, samesite="Lax", path="/login"
+    )
+    return response
 
 
 def safe_next(target: str | None) -> str:
