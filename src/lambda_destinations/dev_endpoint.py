@@ -31,6 +31,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from lambda_destinations import simulate
 from lambda_destinations._lifetime import Lifetime
+from lambda_destinations._serving import AppRunner
 from lambda_destinations._urls import listen_problem
 from lambda_destinations.errors import ConfigError
 
@@ -172,7 +173,11 @@ class DevEndpoint(Lifetime):
         app.router.add_route("POST", _INVOKE_PATH, self._invoke)
         app.router.add_route("POST", ALERTS_PATH, self._alert)
         app.router.add_route("*", "/{tail:.*}", self._proxy)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # see console.serve
+        runner = AppRunner(
+            app,
+            server="dev endpoint",
+            too_long="the request is too long: a request line or header over 8190 bytes",
+        )
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
         try:

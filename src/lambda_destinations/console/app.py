@@ -25,6 +25,7 @@ import structlog
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lambda_destinations._serving import AppRunner
 from lambda_destinations._text import printable
 from lambda_destinations._urls import is_site_path
 from lambda_destinations.aws import AwsClients
@@ -320,9 +321,11 @@ async def serve(
 ) -> None:
     """Serve until cancelled; ``ready`` gets the options with the port actually listened on
     (``port=0`` picks a free one)."""
-    # At shutdown, requests still open (a wait of up to a minute) get half a second, not
-    # aiohttp's 60 s: `dev` and `console` stop at once on Ctrl-C or SIGTERM.
-    runner = web.AppRunner(create_app(settings, options), access_log=None, shutdown_timeout=0.5)
+    runner = AppRunner(
+        create_app(settings, options),
+        server="console",
+        too_long="the request is too long: shorten the filters (the address)",
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, options.host, options.port)

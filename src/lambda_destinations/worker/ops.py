@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from lambda_destinations._serving import AppRunner
 from lambda_destinations._urls import listen_problem
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.worker.metrics import CONTENT_TYPE
@@ -54,7 +55,12 @@ class OpsServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._render_metrics)
         # Probe requests are answered at once; a short shutdown keeps the one deadline.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        self._runner = AppRunner(
+            app,
+            server="ops",
+            too_long="the request is too long: /healthz, /readyz and /metrics need no query",
+            shutdown_timeout=0.5,
+        )
         self._started = False
 
     @property

@@ -1,0 +1,88 @@
+"""aiohttp's runner for our HTTP servers (the console, the ops server, dev's endpoint).
+
+A request aiohttp's parser refuses never reaches the application (its middlewares, its routes):
+aiohttp answers it with the parser's own text (for a request line over 8190 bytes, the whole
+line back) and logs a traceback. aiohttp offers no setting for that answer, so our runner makes
+the same server with a request handler of its own, which answers such a request with one short
+400 that says what to change, and logs one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
+
+log = structlog.get_logger("lambda_destinations.http")
+
+
+class _RequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, but a request it cannot parse is one line, not a trace."""
+
+    def __init__(self, manager: web.Server, *, server: str, too_long: str, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._server_name = server
+        self._too_long = too_long
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status != 400 or not isinstance(exc, BadHttpMessage):
+            return super().handle_error(request, status, exc, message)
+        if isinstance(exc, LineTooLong):
+            problem = self._too_long
+        else:  # a header aiohttp cannot read, or no HTTP at all (a TLS hello on a plain port)
+            problem = f"the request is not HTTP this server reads ({type(exc).__name__})"
+        # Not HTTP at all is what port scanners send: aiohttp too keeps that out of the log.
+        say = log.debug if isinstance(exc, BadHttpMethod) else log.warning
+        say("request refused", server=self._server_name, client=request.remote, problem=problem)
+        response = web.Response(status=400, text=f"{problem}\n")
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __init__(self, made: web.Server, *, server: str, too_long: str) -> None:
+        super().__init__(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=asyncio.get_running_loop(),
+            **made._kwargs,  # what the runner gave aiohttp's own server
+        )
+        self._server_name = server
+        self._too_long = too_long
+
+    def __call__(self) -> web.RequestHandler:
+        return _RequestHandler(
+            self,
+            loop=self._loop,
+            server=self._server_name,
+            too_long=self._too_long,
+            **self._kwargs,
+        )
+
+
+class AppRunner(web.AppRunner):
+    """``web.AppRunner`` without an access log, that gives open requests half a second at
+    shutdown, and whose server answers a request its parser refuses with one short 400: ``too_long`` for a request line or header over 8190 bytes.
+    ``server`` names the server in the log line."""
+
+    def __init__(self, app: web.Application, *, server: str, too_long: str, **kwargs: Any) -> None:
+        # At shutdown, requests still open (a result wait of up to a minute, a long poll) get
+        # half a second, not aiohttp's 60 s: `dev` and `console` stop at once on Ctrl-C.
+        kwargs.setdefault("shutdown_timeout", 0.5)
+        super().__init__(app, access_log=None, **kwargs)
+        self._server_name = server
+        self._too_long = too_long
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        return _Server(made, server=self._server_name, too_long=self._too_long)

@@ -1,0 +1,108 @@
+"""A request our HTTP servers cannot parse (a request line over 8 KB) is a short 400 and one log
+line: the console as the command runs it, the ops server and dev's endpoint on real ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from lambda_destinations.dev_endpoint import DevEndpoint, FunctionSimulation
+from lambda_destinations.worker import OpsServer
+from processes import reap
+
+ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
+TOO_LONG = b"GET /failures?function=" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def send_raw(port: int, request: bytes) -> tuple[int, str]:
+    """The status and body of the answer to ``request``, sent as is over a socket."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def test_the_console_answers_a_request_line_over_8_kb_in_one_short_line(
+    endpoint_url: str, tmp_path: Path
+) -> None:
+    # given: the console, as `lambda-destinations console` serves it
+    env = {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [*ENTRY, "console", "--port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        port = None
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline:
+            found = re.search(r"console\s+http://127\.0\.0\.1:(\d+)", process.stderr.readline())
+            port = int(found[1]) if found else None
+        assert port is not None, "the console did not start"
+
+        # when: a request line of 10,000-odd bytes comes
+        status, body = asyncio.run(send_raw(port, TOO_LONG))
+    finally:
+        process.terminate()
+        _out, log = process.communicate(timeout=20)
+        reap(process)
+
+    # then: a short 400 that says what to change, and one line in the log, no traceback
+    assert status == 400
+    assert body == "the request is too long: shorten the filters (the address)\n"
+    assert "Traceback" not in log
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert len(lines) == 1, log[-3000:]
+    assert '"event": "request refused"' in lines[0]
+    assert '"server": "console"' in lines[0]
+    assert "aaaa" not in lines[0]
+
+
+async def test_the_ops_server_and_devs_endpoint_answer_a_request_line_over_8_kb_in_one_line(
+    moto_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=bytes)
+    await ops.start()
+    try:
+        async with DevEndpoint(moto_server, FunctionSimulation(seed=1)) as endpoint:
+            dev_port = int(endpoint.url.rsplit(":", 1)[1])
+            with capture_logs() as logs:
+                ops_answer = await send_raw(ops.addresses[0][1], TOO_LONG)
+                dev_answer = await send_raw(dev_port, TOO_LONG)
+    finally:
+        await ops.close()
+
+    assert ops_answer == (
+        400,
+        "the request is too long: /healthz, /readyz and /metrics need no query\n",
+    )
+    assert dev_answer == (
+        400,
+        "the request is too long: a request line or header over 8190 bytes\n",
+    )
+    assert [(e["event"], e["server"]) for e in logs] == [
+        ("request refused", "ops"),
+        ("request refused", "dev endpoint"),
+    ]
+    assert not [r for r in caplog.records if r.name.startswith("aiohttp")]
