@@ -1058,3 +1058,43 @@ async def test_a_long_error_is_cut_in_the_list_and_whole_on_the_failure_s_page(
     assert cell.endswith("…")
     assert 180 <= len(cell) <= 201
     assert f"ValueError: {message}</p>" in whole
+
+
+async def test_reopening_a_recovered_failure_makes_it_recovered_again(
+    make_client, settings_for
+) -> None:
+    # given: a failure whose replay recovered
+    settings = settings_for()
+    row = await stored_failure(settings)
+    async with Store.from_url(settings.store) as store:
+        attempt = ReplayAttempt(
+            original_key=row.key,
+            original_request_id=row.request_id,
+            function_arn=row.function_arn or "",
+            attempt=1,
+            trigger="manual",
+            requested_by="console dana",
+        )
+        await store.add_replay(attempt)
+        assert attempt.id is not None
+        await store.update_replay(attempt.id, new_request_id="new", outcome=ReplayOutcome.RECOVERED)
+        await store.set_status([row.key], FailureStatus.RECOVERED, by="console dana")
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+    path = f"/failures/{quote(row.key, safe='')}"
+
+    # when: it is ignored with a reason, then reopened
+    for action in ("ignore", "reopen"):
+        response = await client.post(
+            f"{path}/{action}",
+            data={"reason": "looked at", "csrf": csrf},
+            headers=_origin(client),
+            allow_redirects=False,
+        )
+        assert response.status == 303
+
+    # then: recovered, as its replay says
+    async with Store.from_url(settings.store) as store:
+        stored = await store.get_invocation(row.key)
+    assert stored is not None
+    assert stored.status is FailureStatus.RECOVERED

@@ -323,6 +323,52 @@ def test_ignore_then_reopen_by_request_id(cli_env, seeded, sqlite_url) -> None:
     assert asyncio.run(statuses())[ids[0]][0] is FailureStatus.OPEN
 
 
+def test_reopen_puts_a_recovered_failure_back_to_recovered(cli_env, store_url) -> None:
+    # given: two failures replayed, one whose replay recovered, one whose replay failed again
+    fixed = row_of(failure_body(21, minutes_ago=40)[0])
+    again = row_of(failure_body(22, minutes_ago=30)[0])
+    seed_sync(store_url, [fixed, again])
+
+    async def replayed(row: Any, outcome: ReplayOutcome, status: FailureStatus) -> None:
+        async with Store.from_url(store_url) as store:
+            attempt = ReplayAttempt(
+                original_key=row.key,
+                original_request_id=row.request_id,
+                function_arn=row.function_arn or "",
+                attempt=1,
+                trigger="manual",
+                requested_by="cli ops@host",
+            )
+            await store.add_replay(attempt)
+            assert attempt.id is not None
+            await store.update_replay(attempt.id, new_request_id="new-rid", outcome=outcome)
+            await store.set_status([row.key], status, by="cli ops@host")
+
+    asyncio.run(replayed(fixed, ReplayOutcome.RECOVERED, FailureStatus.RECOVERED))
+    asyncio.run(replayed(again, ReplayOutcome.FAILED, FailureStatus.REPLAYED))
+    env = {**cli_env, "LAMBDA_DESTINATIONS_STORE": store_url}
+    ids = [fixed.request_id or "", again.request_id or ""]
+
+    # when: both are ignored with a reason, then reopened
+    ignored = cli("failures", "ignore", *ids, "--reason", "looked at", env=env)
+    reopened = cli("failures", "reopen", *ids, env=env)
+
+    # then: the one a replay fixed is recovered again, the other open
+    assert ignored.returncode == 0, ignored.stderr
+    assert reopened.returncode == 0, reopened.stderr
+    assert reopened.stdout.strip() == "reopened 2 failures (1 stays recovered: a replay succeeded)"
+
+    async def statuses() -> dict[str | None, FailureStatus | None]:
+        async with Store.from_url(store_url) as store:
+            rows = await store.list_invocations(InvocationFilter(request_ids=ids))
+            return {r.request_id: r.status for r in rows}
+
+    assert asyncio.run(statuses()) == {
+        fixed.request_id: FailureStatus.RECOVERED,
+        again.request_id: FailureStatus.OPEN,
+    }
+
+
 def test_ignore_of_an_unknown_id_marks_the_others_and_exits_1(cli_env, seeded) -> None:
     known = seeded["orders_value"].request_id
 

@@ -32,6 +32,7 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.stats import check_window
+from lambda_destinations.operations.status import reopen
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
@@ -509,7 +510,7 @@ def _set_status(
     # The reason goes with who set the status (status_by), shown by `failures show`.
     by = operator_identity() + (f" — {' '.join(reason.split())[:200]}" if reason else "")
 
-    async def go() -> tuple[int, list[str]]:
+    async def go() -> tuple[int, int, list[str]]:
         async with opened_store(settings, writes=True) as store:
             rows = await store.list_invocations(
                 InvocationFilter(failed_only=True, request_ids=list(request_ids))
@@ -525,12 +526,16 @@ def _set_status(
                     missing.append(ident)
                 else:
                     keys.add(row.key)
-            changed = await store.set_status(sorted(keys), status, by=by)
-            return changed, missing
+            if status is FailureStatus.OPEN:  # recovered where a replay recovered
+                reopened = await reopen(store, sorted(keys), by=by)
+                return reopened.changed, reopened.recovered, missing
+            return await store.set_status(sorted(keys), status, by=by), 0, missing
 
-    changed, missing = asyncio.run(go())
+    changed, recovered, missing = asyncio.run(go())
     verb = "ignored" if status is FailureStatus.IGNORED else "reopened"
-    click.echo(f"{verb} {changed} failure{'s' if changed != 1 else ''}")
+    stay = "stays" if recovered == 1 else "stay"
+    kept = f" ({recovered} {stay} recovered: a replay succeeded)" if recovered else ""
+    click.echo(f"{verb} {changed} failure{'s' if changed != 1 else ''}{kept}")
     say_no_failure(missing)
     if missing:
         raise SystemExit(EXIT_FAILED)

@@ -31,6 +31,7 @@ from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
 from lambda_destinations.operations.quarantine import NotResent, resend
 from lambda_destinations.operations.redrive import HIDDEN, IN_DOUBT, move_messages, target_chooser
 from lambda_destinations.operations.replay import ReplayResult, replay_invocation
+from lambda_destinations.operations.status import reopen as reopen_failures
 from lambda_destinations.store import (
     ROW_ID_MAX,
     FailureStatus,
@@ -186,7 +187,10 @@ async def _set_status(request: web.Request, status: FailureStatus, action: str) 
     actor, form = await console.actor(request)
     row = await _row(console, request)
     reason = _reason(form, required=True)
-    await console.store.set_status([row.key], status, by=actor)
+    if status is FailureStatus.OPEN:  # recovered where a replay recovered, as the CLI's
+        await reopen_failures(console.store, [row.key], by=actor)
+    else:
+        await console.store.set_status([row.key], status, by=actor)
     await console.store.add_action(OperatorAction(actor, action, row.key, reason))
     raise web.HTTPSeeOther(_failure_url(row))
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         replay_invocation,
     )
     from lambda_destinations.operations.stats import FailureStats, failure_stats
+    from lambda_destinations.operations.status import Reopened, reopen
 
 _HANDLER = "lambda_destinations.handlers.replay"
 _REPLAY = "lambda_destinations.operations.replay"
@@ -49,6 +50,8 @@ _LAZY = {
     "replay_invocation": _REPLAY,
     "FailureStats": "lambda_destinations.operations.stats",
     "failure_stats": "lambda_destinations.operations.stats",
+    "Reopened": "lambda_destinations.operations.status",
+    "reopen": "lambda_destinations.operations.status",
 }
 
 
@@ -61,12 +64,14 @@ __all__ = [
     "FailureStats",
     "NotReplayable",
     "RateLimiter",
+    "Reopened",
     "ReplayResult",
     "ReplayState",
     "ReplayTarget",
     "SkipReason",
     "failure_stats",
     "original_payload",
+    "reopen",
     "replay_invocation",
     "replay_target",
 ]

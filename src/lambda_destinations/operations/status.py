@@ -1,0 +1,33 @@
+"""A failure's status set by hand: reopened, it goes back to where its replays left it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from lambda_destinations.store import FailureStatus, ReplayOutcome, Store
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reopened:
+    """How many failures a reopen changed, and how many of them are ``recovered``, not open."""
+
+    changed: int
+    recovered: int
+
+
+async def reopen(store: Store, keys: Sequence[str], by: str | None = None) -> Reopened:
+    """Mark these failures open again, but ``recovered`` where a replay of one recovered.
+
+    Ignoring a failure hides the status its replays gave it; a reopen must not make a failure
+    a replay fixed open again (lists, counts and retention would take it for one still to
+    handle). One replayed without recovering is open, so it can be replayed once more."""
+    recovered = {
+        key
+        for key in keys
+        if any(a.outcome is ReplayOutcome.RECOVERED for a in await store.replays(key))
+    }
+    still_open = [key for key in keys if key not in recovered]
+    changed = await store.set_status(still_open, FailureStatus.OPEN, by=by)
+    kept = await store.set_status(sorted(recovered), FailureStatus.RECOVERED, by=by)
+    return Reopened(changed=changed + kept, recovered=kept)
