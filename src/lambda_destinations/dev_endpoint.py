@@ -42,6 +42,10 @@ _NOT_FORWARDED = frozenset({"connection", "content-length", "transfer-encoding",
 _INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
 ALERTS_PATH = "/_dev/alerts"  # dev's own alert channel: a webhook handler posts here
 _MAX_BODY = 16 * 1024 * 1024  # SendMessageBatch of ten 256 KiB messages, with room
+# Lambda's payload limits for Invoke (its API reference): 1 MB asynchronous (InvocationType
+# Event; 256 KB before AWS raised it), 6 MB synchronous. Over them it answers 413.
+_EVENT_PAYLOAD_MAX = 1024 * 1024
+_SYNC_PAYLOAD_MAX = 6 * 1024 * 1024
 _DEV_KEYS = {"aws_access_key_id": "dev", "aws_secret_access_key": "dev"}
 
 
@@ -117,6 +121,18 @@ def _lambda_error(status: int, code: str, message: str) -> web.Response:
         status=status,
         headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())},
     )
+
+
+def _payload_too_large(size: int, invocation_type: str) -> str | None:
+    """Lambda's message for a payload over its limit for this invocation type, or None."""
+    if invocation_type == "Event" and size > _EVENT_PAYLOAD_MAX:
+        return (
+            f"{size} byte payload is too large for the Event invocation type "
+            f"(limit {_EVENT_PAYLOAD_MAX} bytes)"
+        )
+    if size > _SYNC_PAYLOAD_MAX:
+        return f"Request must be smaller than {_SYNC_PAYLOAD_MAX} bytes for the Invoke operation"
+    return None
 
 
 class DevEndpoint(Lifetime):
@@ -235,6 +251,10 @@ class DevEndpoint(Lifetime):
         if name not in sim.functions:
             return _lambda_error(404, "ResourceNotFoundException", f"Function not found: {arn}")
         raw = await request.read()
+        invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        too_large = _payload_too_large(len(raw), invocation_type)
+        if too_large is not None:
+            return _lambda_error(413, "RequestEntityTooLargeException", too_large)
         try:
             payload = json.loads(raw) if raw.strip() else {}
         except ValueError:
@@ -248,7 +268,6 @@ class DevEndpoint(Lifetime):
         )
         self.invocations += 1
         headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST"}
-        invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if invocation_type == "DryRun":
             return web.Response(status=204, headers=headers)
         if invocation_type == "Event":
