@@ -59,7 +59,6 @@ class OpsServer:
             app,
             server="ops",
             too_long="the request is too long: /healthz, /readyz and /metrics need no query",
-            shutdown_timeout=0.5,
         )
         self._started = False
 
