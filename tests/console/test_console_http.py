@@ -346,7 +346,7 @@ async def test_resend_clicked_six_times_at_once_sends_once(
         *(
             client.post(
                 f"/quarantine/{row.id}/resend",
-                data={"csrf": csrf},
+                data={"csrf": csrf, "message_id": "m-1"},
                 headers=_origin(client),
                 allow_redirects=False,
             )
@@ -366,6 +366,39 @@ async def test_resend_clicked_six_times_at_once_sends_once(
     async with Store.from_url(settings.store) as store:
         assert [a.action for a in await store.actions(url)] == ["resend"]
         assert await store.list_quarantine() == []
+
+
+async def test_a_resend_from_a_page_that_showed_another_message_sends_nothing(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: a quarantined message, and a page whose Resend names the message it showed
+    url, _ = make_queue("console-resend-stale", dlq=False)
+    settings = settings_for(queues=[url])
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        row = QuarantineRow(url, "m-new", '{"not": "a record"}', {}, "decode error", 1)
+        await store.save_quarantine(row)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+    page = await (await client.get("/quarantine")).text()
+    assert f'name="message_id" value="m-new"><button type="submit" id="resend-{row.id}"' in page
+
+    # when: a stale tab posts Resend for that id, naming the message it showed then
+    response = await client.post(
+        f"/quarantine/{row.id}/resend",
+        data={"csrf": csrf, "message_id": "m-old"},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+
+    # then: refused in one line; nothing was sent, the message is still quarantined
+    assert response.status == 409
+    (line,) = (await response.text()).strip().splitlines()
+    assert line.startswith(f"not resent: quarantined message {row.id} is not the message 'm-old'")
+    assert count_messages(sqs, url) == 0
+    async with Store.from_url(settings.store) as store:
+        assert await store.actions(url) == []
+        assert [q.message_id for q in await store.list_quarantine()] == ["m-new"]
 
 
 async def _wait_for_jobs(client: TestClient) -> list[Any]:  # type: ignore[type-arg]

@@ -723,6 +723,25 @@ def _unclaimed(row: QuarantineRow) -> QuarantineRow:
     return dataclasses.replace(row, resend_claimed_until=None)
 
 
+async def test_a_resent_messages_id_is_never_given_to_another(store: Store) -> None:
+    # given: two quarantined messages, the newest of them resent (its row deleted)
+    first, newest = _quarantined("m-1"), _quarantined("m-2")
+    for row in (first, newest):
+        assert await store.save_quarantine(row)
+    assert first.id is not None
+    assert newest.id is not None
+    assert await store.delete_quarantine(newest.id)
+
+    # when: the worker quarantines another message (the resent copy, say)
+    again = _quarantined("m-3")
+    assert await store.save_quarantine(again)
+
+    # then: it has an id of its own; a Resend of the old id finds nothing to send
+    assert again.id is not None
+    assert again.id > newest.id
+    assert await store.get_quarantine(newest.id) is None
+
+
 # -- operators: filters, counts, status -------------------------------------------------------
 
 
@@ -1161,7 +1180,7 @@ async def test_version_12_marks_the_replays_own_failures_stored_before_it(
     assert (await unmigrated_store.get_invocation(replayed.key)).status == FailureStatus.OPEN  # type: ignore[union-attr]
 
     # when: version 12 is applied
-    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS)
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS[:12])
     assert await unmigrated_store.migrate() == [12]
 
     # then: the replay's open failure is marked; the others are as they were
@@ -1175,3 +1194,39 @@ async def test_version_12_marks_the_replays_own_failures_stored_before_it(
         replayed.key: FailureStatus.REPLAY,
         ignored.key: FailureStatus.IGNORED,
     }
+
+
+async def test_version_13_keeps_the_quarantined_messages_and_their_ids(
+    unmigrated_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a store at version 12 holding three quarantined messages, one held by a resend,
+    # and the newest resent (its id free to be taken again there, on SQLite)
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS[:12])
+    assert await unmigrated_store.migrate() == list(range(1, 13))
+    rows = [_quarantined(f"m-{n}", key=f"r-{n}:RetriesExhausted") for n in range(1, 5)]
+    for row in rows:
+        assert await unmigrated_store.save_quarantine(row)
+    assert all(row.id is not None for row in rows)
+    held = await unmigrated_store.claim_quarantine(rows[1].id, 60)  # type: ignore[arg-type]
+    assert held is not None
+    assert await unmigrated_store.delete_quarantine(rows[3].id)  # type: ignore[arg-type]
+
+    # when: version 13 is applied
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS)
+    assert await unmigrated_store.migrate() == [13]
+
+    # then: the rows are as they were, ids and claim included
+    kept = await unmigrated_store.list_quarantine()
+    assert sorted(kept, key=lambda q: q.id or 0) == [rows[0], held, rows[2]]
+    # and from now on no id is given twice: the newest resent, the next message has a new id
+    assert await unmigrated_store.delete_quarantine(rows[2].id)  # type: ignore[arg-type]
+    later = _quarantined("m-5")
+    assert await unmigrated_store.save_quarantine(later)
+    assert later.id is not None
+    assert later.id > rows[2].id  # type: ignore[operator]
+    # and the table keeps its indexes and its one message a queue constraint
+    assert isinstance(unmigrated_store, SqlStore)
+    async with unmigrated_store.engine.connect() as conn:
+        schema = await conn.run_sync(_schema)
+    assert {("key",), ("quarantined_at",)} <= set(schema["quarantine"]["indexes"])
+    assert schema["quarantine"]["unique"] == [("queue", "message_id")]

@@ -32,6 +32,7 @@ from lambda_destinations.operations.quarantine import NotResent, resend
 from lambda_destinations.operations.redrive import HIDDEN, IN_DOUBT, move_messages, target_chooser
 from lambda_destinations.operations.replay import ReplayResult, replay_invocation
 from lambda_destinations.operations.status import reopen as reopen_failures
+from lambda_destinations.redact import echoed
 from lambda_destinations.store import (
     ROW_ID_MAX,
     FailureStatus,
@@ -361,6 +362,16 @@ async def resend_quarantined(request: web.Request) -> web.Response:
         row = await console.store.get_quarantine(int(quarantine_id))
     if row is None:
         raise web.HTTPNotFound(text="no such quarantined message (resent already?)\n")
+    shown = form.get("message_id")
+    if shown is None:
+        raise web.HTTPBadRequest(text="the form names no message: reload the page\n")
+    if shown != row.message_id:
+        # The page was older than the row: the message it showed was resent, and this id is
+        # another one's now (stores migrated before version 13 may have reused it).
+        raise web.HTTPConflict(
+            text=f"not resent: quarantined message {row.id} is not the message {echoed(shown)!r} "
+            "the page showed (that one was resent already): reload the page\n"
+        )
     sqs = await console.aws.client("sqs")
     try:
         new_id = await resend(console.store, sqs, row)

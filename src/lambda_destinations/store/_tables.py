@@ -117,6 +117,8 @@ quarantine = sa.Table(
     # Migration 10: set while a resend holds the message (see ``claim_quarantine``).
     sa.Column("resend_claimed_until", UTCDateTime),
     sa.UniqueConstraint("queue", "message_id", name="uq_quarantine_message"),
+    # Migration 13: an id is never handed out again (a stale Resend must not find another row).
+    sqlite_autoincrement=True,
 )
 
 # Created before any migration runs (not by one), under the migration lock.

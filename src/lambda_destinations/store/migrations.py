@@ -33,6 +33,7 @@ from lambda_destinations.store import (
     migration_10,
     migration_11,
     migration_12,
+    migration_13,
 )
 from lambda_destinations.store._tables import str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
@@ -277,6 +278,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "a quarantined message being resent is claimed", migration_10.upgrade),
     Migration(11, "unstored handler runs and deliveries can be pruned", migration_11.upgrade),
     Migration(12, "replays' own failure records stored before are marked", migration_12.upgrade),
+    Migration(13, "SQLite never reuses a quarantined message's id", migration_13.upgrade),
 )
 
 
