@@ -671,6 +671,7 @@ async def test_a_bulk_jobs_title_shows_its_filter_as_typed(make_client) -> None:
             "reason": "noise",
             "function": "orders-*",
             "until": "2026-12-01T17:26:33",
+            "nonce": "n-1",
         },
         headers=_origin(client),
         allow_redirects=False,
@@ -681,6 +682,104 @@ async def test_a_bulk_jobs_title_shows_its_filter_as_typed(make_client) -> None:
     )
     title = (await job.json())["title"]
     assert title == "ignore 0 failures (function=orders-* until=2026-12-01T17:26:33)"
+
+
+def _form_fields(page: str, action: str) -> dict[str, str]:
+    """The named fields of the page's form posting to ``action``, as a browser would send them."""
+    form = page.split(f'action="{action}"', 1)[1].split("</form>", 1)[0]
+    fields = {}
+    for tag in form.split("<")[1:]:
+        if not tag.startswith(("input", "textarea")) or 'name="' not in tag:
+            continue
+        name = tag.split('name="', 1)[1].split('"', 1)[0]
+        if tag.startswith("textarea"):
+            fields[name] = html.unescape(tag.split(">", 1)[1])
+        elif 'value="' in tag:
+            fields[name] = html.unescape(tag.split('value="', 1)[1].split('"', 1)[0])
+    return fields
+
+
+async def test_an_edit_posted_again_after_it_ran_invokes_once(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: the edit form of a failure, filled in
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    await sign_in(client)
+    path = f"/failures/{quote(row.key, safe='')}/edit"
+    form = _form_fields(await (await client.get(path)).text(), path)
+    form["payload"] = '{"orderId": "fixed"}'
+
+    # when: it is submitted, then again (Back, then submit), then again at once twice
+    posted = [
+        await client.post(path, data=form, headers=_origin(client), allow_redirects=False)
+        for _ in range(2)
+    ]
+    posted += await asyncio.gather(
+        *(
+            client.post(path, data=form, headers=_origin(client), allow_redirects=False)
+            for _ in "ab"
+        )
+    )
+
+    # then: one attempt and one edit in the ledgers; each later post goes to the failure's page
+    assert [r.status for r in posted] == [303] * 4
+    assert len({r.headers["Location"] for r in posted}) == 1
+    assert posted[0].headers["Location"].endswith("#replays")
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.replays(row.key)) == 1
+        (edit,) = await store.actions(row.key)
+    assert edit.action == "edit-replay"
+    assert edit.detail["payload"] == {"orderId": "fixed"}
+    # a new form (the edit page opened again) replays again, deliberately
+    again = _form_fields(await (await client.get(path)).text(), path)
+    assert again["nonce"] != form["nonce"]
+    await client.post(path, data=again, headers=_origin(client), allow_redirects=False)
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.replays(row.key)) == 2
+
+
+async def test_a_bulk_plan_posted_twice_starts_one_job(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: the plan of a bulk replay of one failure
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    await sign_in(client)
+    form = _form_fields(await (await client.get("/bulk?action=replay")).text(), "/bulk")
+
+    # when: it runs, then the same form is posted again
+    first = await client.post("/bulk", data=form, headers=_origin(client), allow_redirects=False)
+    await _wait_for_jobs(client)
+    second = await client.post("/bulk", data=form, headers=_origin(client), allow_redirects=False)
+
+    # then: one job, one attempt; the second post goes to the jobs
+    (job,) = await _wait_for_jobs(client)
+    assert first.headers["Location"] == f"/jobs/{job.id}"
+    assert (second.status, second.headers["Location"]) == (303, "/jobs")
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.replays(row.key)) == 1
+
+
+async def test_a_form_without_its_one_time_token_is_one_line_400(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+    for path in (f"/failures/{quote(row.key, safe='')}/edit", "/bulk"):
+        response = await client.post(
+            path,
+            data={"csrf": csrf, "payload": "{}", "until": "2099-01-01T00:00:00"},
+            headers=_origin(client),
+        )
+        assert response.status == 400
+        assert await response.text() == "the form has no one-time token: reload the page\n"
+    async with Store.from_url(settings.store) as store:
+        assert await store.replays(row.key) == []
 
 
 @pytest.mark.parametrize("rate", ["-5", "0", "nan", "inf", "1000", "fast"])
@@ -795,7 +894,13 @@ async def test_a_value_postgresql_refuses_is_a_400_page_that_says_to_change_it(
     # when: the plan is run
     response = await client.post(
         "/bulk",
-        data={"csrf": csrf, "action": "replay", "function": function, "until": "2030-01-01"},
+        data={
+            "csrf": csrf,
+            "action": "replay",
+            "function": function,
+            "until": "2030-01-01",
+            "nonce": "n-1",
+        },
         headers=_origin(client),
         allow_redirects=False,
     )

@@ -4,6 +4,7 @@ origin and the form's CSRF token (``Console.actor``), and goes into the store's 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,6 +25,7 @@ from lambda_destinations.console.security import (
     SESSION_COOKIE,
     Refused,
     clean_user,
+    one_time_token,
     safe_next,
     same_origin,
 )
@@ -45,6 +47,7 @@ from lambda_destinations.store import (
 routes = web.RouteTableDef()
 _PAGE = 200  # rows a bulk job reads at a time
 _REASON_MAX = 1000
+NONCE_FIELD = "nonce"  # a form's one-time token: its action is done once, however often posted
 # The bulk replay's rates, invocations a second, as bulk.html's rate field offers them.
 BULK_RATES = (0.1, 100.0)
 
@@ -146,7 +149,10 @@ async def replay(request: web.Request) -> web.Response:
 
 @routes.post("/failures/{ident}/edit")
 async def edit_and_replay(request: web.Request) -> web.Response:
-    """Replay with the payload the form holds; it must be JSON, and the ledger keeps it."""
+    """Replay with the payload the form holds; it must be JSON, and the ledger keeps it.
+
+    An edited replay is forced (a new, deliberate attempt), so the form's one-time token is
+    what keeps the same form, posted again (Back, then submit), from invoking again."""
     console = _console(request)
     actor, form = await console.actor(request)
     row = await _row(console, request)
@@ -160,20 +166,64 @@ async def edit_and_replay(request: web.Request) -> web.Response:
             status=400,
             row=row,
             payload=text,
+            # Nothing was done with the form's token: the corrected form may use it.
+            nonce=form.get(NONCE_FIELD) or one_time_token(),
             problem=f"The payload is not valid JSON: {exc}. Nothing was invoked.",
             views=views,
         )
     payload = json.dumps(edited, ensure_ascii=False, separators=(",", ":")).encode()
+    async with _first_time(console, row.key, _nonce(form)) as first:
+        if first:  # else done already: the failure page shows that replay
+            await _edit_replay(console, row, actor, form, edited, payload)
+    raise web.HTTPSeeOther(_failure_url(row) + "#replays")
+
+
+async def _edit_replay(
+    console: Console,
+    row: InvocationRow,
+    actor: str,
+    form: dict[str, str],
+    edited: Any,
+    payload: bytes,
+) -> None:
+    """Invoke with the edited payload; the ledger keeps it, with the form's token."""
     result: ReplayResult | None = None
     try:
         result = await _replay(console, row, actor, payload=payload)
     finally:
         detail: dict[str, Any] = {"payload": edited, "original_payload": row.request_payload}
         detail["result"] = result.as_dict() if result else "interrupted"
+        detail[NONCE_FIELD] = form[NONCE_FIELD]
         await console.store.add_action(
             OperatorAction(actor, "edit-replay", row.key, _reason(form), detail)
         )
-    raise web.HTTPSeeOther(_failure_url(row) + "#replays")
+
+
+def _nonce(form: dict[str, str]) -> str:
+    """The form's one-time token (the pages put one in each form that must act once)."""
+    nonce = form.get(NONCE_FIELD, "")
+    if not nonce or len(nonce) > 64:
+        raise web.HTTPBadRequest(text="the form has no one-time token: reload the page\n")
+    return nonce
+
+
+@contextlib.asynccontextmanager
+async def _first_time(console: Console, target: str, nonce: str) -> AsyncIterator[bool]:
+    """Whether the form with ``nonce`` is acted on for the first time: not now by another
+    request, and not before (the action ledger keeps the token with the action on ``target``).
+
+    The caller records its action on ``target`` with the token before leaving the block."""
+    if nonce in console.submitting:  # checked and held with no await between
+        yield False
+        return
+    console.submitting.add(nonce)
+    try:
+        done = await console.store.actions(target, limit=None)
+        yield not any(
+            isinstance(a.detail, dict) and a.detail.get(NONCE_FIELD) == nonce for a in done
+        )
+    finally:
+        console.submitting.discard(nonce)
 
 
 def _reason(form: dict[str, str], *, required: bool = False) -> str | None:
@@ -230,17 +280,16 @@ async def bulk(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(
             text=f"rate: {BULK_RATES[0]} to {BULK_RATES[1]:.0f} invocations a second\n"
         )
-    total = await console.store.count_invocations(chosen)
-    described = selection.query()
-    await console.store.add_action(
-        OperatorAction(
-            actor,
-            f"bulk-{action}",
-            f"failures?{described}",
-            reason,
-            {"selected": total, "rate": rate, "until": form["until"]},
+    nonce = _nonce(form)
+    target = f"failures?{selection.query()}"
+    async with _first_time(console, target, nonce) as first:
+        if not first:  # the same plan posted again: its job runs (or ran) already
+            raise web.HTTPSeeOther("/jobs")
+        total = await console.store.count_invocations(chosen)
+        detail = {"selected": total, "rate": rate, "until": form["until"], NONCE_FIELD: nonce}
+        await console.store.add_action(
+            OperatorAction(actor, f"bulk-{action}", target, reason, detail)
         )
-    )
 
     async def work(job: Job) -> None:
         limiter = RateLimiter(rate if action == "replay" else None)

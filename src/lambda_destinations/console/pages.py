@@ -13,7 +13,7 @@ from multidict import MultiDict
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console
 from lambda_destinations.console.charts import hourly_bars
-from lambda_destinations.console.security import LINK_REFUSED, safe_next, take_link
+from lambda_destinations.console.security import LINK_REFUSED, one_time_token, safe_next, take_link
 from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
 from lambda_destinations.operations.quarantine import pretty_body, resend_status
 from lambda_destinations.operations.redrive import describe_message, peek, source_queues
@@ -156,6 +156,7 @@ async def edit(request: web.Request) -> web.Response:
         "edit.html",
         row=row,
         payload=views.pretty_json(row.request_payload),
+        nonce=one_time_token(),
         problem=None,
         views=views,
     )
@@ -198,6 +199,7 @@ async def bulk(request: web.Request) -> web.Response:
         action=action,
         selection=selection,
         until=frozen.until.isoformat(),
+        nonce=one_time_token(),
         total=total,
         plan=plan,
         would=sum(1 for _, r in plan if r.state is ReplayState.WOULD_INVOKE),

@@ -55,6 +55,11 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def one_time_token() -> str:
+    """A form's token that its action is done once, however often the form is posted."""
+    return secrets.token_urlsafe(16)
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a listen address) is reachable from this machine only."""
     if host == "localhost":
