@@ -17,8 +17,9 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from ops_helpers import count_messages, failure_body, send_all
+from ops_helpers import at, count_messages, failure_body, send_all
 
+from lambda_destinations import times
 from lambda_destinations.config import Settings
 from lambda_destinations.console import ConsoleOptions, create_app
 from lambda_destinations.console.app import CONSOLE
@@ -761,6 +762,62 @@ async def test_a_bulk_plan_posted_twice_starts_one_job(
     assert (second.status, second.headers["Location"]) == (303, "/jobs")
     async with Store.from_url(settings.store) as store:
         assert len(await store.replays(row.key)) == 1
+
+
+async def test_a_bulk_plan_since_a_while_ago_runs_on_the_failures_it_counted(
+    make_client, settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a failure 3,800 s old, and the plan of the failures since 3,803 s ago (it is one)
+    settings = settings_for()
+    record = failure_record(random.Random(5), function="orders-api", condition="RetriesExhausted")
+    record["timestamp"] = at(3800 / 60)
+    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    client = await make_client(settings)
+    await sign_in(client)
+    page = await (await client.get("/bulk?action=replay&since=3803s")).text()
+    assert '<p id="bulk-count"><strong>1</strong>' in page
+    form = _form_fields(page, "/bulk")
+    since = dt.datetime.fromisoformat(form["since"])  # a time, not "3803s"
+    assert abs((dt.datetime.now(dt.UTC) - since).total_seconds() - 3803) < 60
+
+    # when: the plan runs an hour later (by the clock that reads "3803s")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    monkeypatch.setattr(times, "utcnow", lambda: later)
+    response = await client.post("/bulk", data=form, headers=_origin(client), allow_redirects=False)
+
+    # then: it replays the failure the page counted
+    assert response.status == 303
+    (job,) = await _wait_for_jobs(client)
+    assert (job.total, job.done) == (1, 1)
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.replays(row.key)) == 1
+
+
+async def test_a_bulk_plan_that_selects_another_count_now_is_refused(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: the plan of a bulk replay of one failure, and the failure ignored meanwhile
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    await sign_in(client)
+    form = _form_fields(await (await client.get("/bulk?action=replay")).text(), "/bulk")
+    async with Store.from_url(settings.store) as store:
+        await store.set_status([row.key], FailureStatus.IGNORED, by="erin")
+
+    # when
+    response = await client.post("/bulk", data=form, headers=_origin(client))
+
+    # then: refused in one line, nothing started
+    assert response.status == 409
+    assert await response.text() == (
+        "the plan counted 1 failures; its filter selects 0 now (others acted on them "
+        "meanwhile): open the plan again\n"
+    )
+    assert client.server.app[CONSOLE].jobs.recent() == []
 
 
 async def test_a_form_without_its_one_time_token_is_one_line_400(

@@ -261,7 +261,8 @@ async def reopen(request: web.Request) -> web.Response:
 
 @routes.post("/bulk")
 async def bulk(request: web.Request) -> web.Response:
-    """Run the plan the bulk page showed (the same filter, frozen at its ``until``)."""
+    """Run the plan the bulk page showed: the same filter, its ``since`` and ``until`` frozen
+    as times by the page; refused (409) when it no longer selects as many failures."""
     console = _console(request)
     actor, form = await console.actor(request)
     action = "ignore" if form.get("action") == "ignore" else "replay"
@@ -286,6 +287,11 @@ async def bulk(request: web.Request) -> web.Response:
         if not first:  # the same plan posted again: its job runs (or ran) already
             raise web.HTTPSeeOther("/jobs")
         total = await console.store.count_invocations(chosen)
+        if form.get("selected", str(total)) != str(total):
+            raise web.HTTPConflict(
+                text=f"the plan counted {echoed(form['selected'])} failures; its filter selects "
+                f"{total} now (others acted on them meanwhile): open the plan again\n"
+            )
         detail = {"selected": total, "rate": rate, "until": form["until"], NONCE_FIELD: nonce}
         await console.store.add_action(
             OperatorAction(actor, f"bulk-{action}", target, reason, detail)

@@ -198,6 +198,8 @@ async def bulk(request: web.Request) -> web.Response:
         status=status,
         action=action,
         selection=selection,
+        # Both ends as times, never as "1h" (ago, read again when the form is posted).
+        since=frozen.since.isoformat() if frozen.since else "",
         until=frozen.until.isoformat(),
         nonce=one_time_token(),
         total=total,
