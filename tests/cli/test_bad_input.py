@@ -572,6 +572,23 @@ def test_a_console_port_in_use_says_so_once_and_exits_3(sqlite_url: str, tmp_pat
     )
 
 
+def test_a_console_beyond_loopback_refuses_a_short_token(sqlite_url: str, tmp_path: Path) -> None:
+    # Beyond loopback the token guards every page: one character would be guessed at once.
+    result = cli(
+        "console",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+        env={"LAMBDA_DESTINATIONS_STORE": sqlite_url, "LAMBDA_DESTINATIONS_CONSOLE_TOKEN": "a"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert "LAMBDA_DESTINATIONS_CONSOLE_TOKEN is 1 characters, too short" in line
+    assert "at least 16" in line
+
+
 @pytest.mark.parametrize("source", ["option", "environment", "file"])
 def test_a_bad_setting_names_the_source_it_came_from(source: str, tmp_path: Path) -> None:
     # given: one store URL of a database the store does not speak, from an option, the

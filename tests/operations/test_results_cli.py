@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -137,12 +139,42 @@ def test_invoke_wait_times_out_with_exit_5(
     assert "within 0.5 s" in line
 
 
+def test_result_says_a_failure_a_replay_recovered(sqlite_url: str, cli_env: dict[str, str]) -> None:
+    # given: a failure whose replay succeeded (its status, as the replay-outcome handler sets it)
+    failure = failure_record(random.Random(6), function="billing", condition="RetriesExhausted")
+    seed_sync(sqlite_url, [row_of(json.dumps(failure))])
+    failed_id = failure["requestContext"]["requestId"]
+    with contextlib.closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as db, db:
+        db.execute("UPDATE invocations SET status = 'recovered' WHERE request_id = ?", [failed_id])
+
+    # when
+    shown = cli("result", failed_id, env=cli_env)
+
+    # then: the text says so, as the JSON's status does (before: no status line), and the
+    # exit code stays that of a failed invocation
+    assert shown.returncode == 1
+    assert "status      recovered (a replay succeeded: `failures show` names its request id)" in (
+        shown.stdout.splitlines()
+    )
+
+
 def test_result_on_a_store_never_migrated_says_so(cli_env: dict[str, str]) -> None:
     result = cli("result", "rid-1", env=cli_env)
     # the file does not exist (a reader never creates it): the store's URL is the thing to fix
     assert result.returncode == 3
     [line] = error_lines(result)
     assert "lambda-destinations migrate" in line
+
+
+def test_result_on_an_empty_postgresql_database_is_a_configuration_error(
+    postgres_url: str, cli_env: dict[str, str]
+) -> None:
+    # A database with no tables is the wrong one (or not migrated): exit 3, as a missing SQLite
+    # file is, not 4 ("cannot be reached"), which a script would retry for ever.
+    result = cli("result", "rid-1", env={**cli_env, "LAMBDA_DESTINATIONS_STORE": postgres_url})
+    assert result.returncode == 3, result.stderr
+    [line] = error_lines(result)
+    assert "has no tables yet" in line
 
 
 def test_invoke_wait_checks_the_store_before_it_invokes(

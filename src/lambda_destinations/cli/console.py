@@ -13,12 +13,16 @@ from lambda_destinations._urls import listen_problem
 from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
-from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.errors import ConfigError, LambdaDestinationsError
 
 # The console (aiohttp, its templates, the AWS clients) is imported when it serves, so that
 # `console --help` loads none of it.
 if TYPE_CHECKING:
     from lambda_destinations.console import ConsoleOptions
+
+
+# The shortest token a console beyond loopback takes (a new one is 32 characters).
+MIN_EXPOSED_TOKEN = 16
 
 
 def _token_generated() -> bool:
@@ -32,9 +36,17 @@ def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
     """The console's options; the token from the environment, or a new one."""
     from lambda_destinations.console import TOKEN_ENV, ConsoleOptions, new_token
 
-    return ConsoleOptions(
+    options = ConsoleOptions(
         host=host, port=port, token=os.environ.get(TOKEN_ENV) or new_token(), read_only=read_only
     )
+    if not options.open_reads and len(options.token) < MIN_EXPOSED_TOKEN:
+        # Beyond loopback the token is all that guards every page: a short one can be guessed.
+        raise ConfigError(
+            f"{TOKEN_ENV} is {len(options.token)} characters, too short for a console on "
+            f"{host}: give one of at least {MIN_EXPOSED_TOKEN} (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))'), or unset it to have a new one each start"
+        )
+    return options
 
 
 def announce(options: ConsoleOptions, *, generated: bool, indent: str = "") -> str:

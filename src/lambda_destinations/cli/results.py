@@ -210,6 +210,14 @@ def _report(
     raise SystemExit(EXIT_OK if outcome.succeeded else EXIT_FAILED)
 
 
+# What a failure's status says to an application that kept the request id.
+_STATUS_NOTES = {
+    "recovered": "recovered (a replay succeeded: `failures show` names its request id)",
+    "replayed": "replayed (a replay is under way or failed: `failures show` lists them)",
+    "replay": "replay (this is a replay's own record: `failures show` names the original)",
+}
+
+
 def _show(outcome: InvocationResult, *, heading: bool) -> None:
     attempts = outcome.approximate_invoke_count
     state = "succeeded" if outcome.succeeded else "failed"
@@ -225,6 +233,8 @@ def _show(outcome: InvocationResult, *, heading: bool) -> None:
     if not outcome.succeeded:
         error = ": ".join(p for p in (outcome.error_type, outcome.error_message) if p)
         lines.append(("error", error or "-"))
+    if outcome.status:
+        lines.append(("status", _STATUS_NOTES.get(outcome.status, outcome.status)))
     if outcome.timestamp is not None:
         lines.append(("finished", outcome.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC")))
     lines.append(("response", dumps(outcome.response)))

@@ -33,7 +33,11 @@ from lambda_destinations._lifetime import Lifetime
 from lambda_destinations._text import storable_text
 from lambda_destinations.aws import invoke_event
 from lambda_destinations.config import standard_region
-from lambda_destinations.errors import LambdaDestinationsError, NewerSchema, StoreUnavailable
+from lambda_destinations.errors import (
+    LambdaDestinationsError,
+    NewerSchema,
+    StoreMisconfigured,
+)
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
 from lambda_destinations.store import InvocationRow, Store
@@ -149,7 +153,7 @@ class Results(Lifetime):
             await self.store.open()
         try:
             if 1 in await self._pending():
-                raise StoreUnavailable(
+                raise StoreMisconfigured(  # the database given is not the worker's: exit 3
                     f"store {mask_url(self.store.url)} has no tables yet: run "
                     "`lambda-destinations migrate` (the worker also migrates at start)"
                 )
