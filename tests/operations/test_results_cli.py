@@ -166,6 +166,13 @@ def test_result_on_a_store_never_migrated_says_so(cli_env: dict[str, str]) -> No
     assert "lambda-destinations migrate" in line
 
 
+def test_result_of_an_empty_request_id_is_a_usage_error(cli_env: dict[str, str]) -> None:
+    # before: exit 5, "no result for request id  yet"
+    result = cli("result", "", env=cli_env)
+    assert result.returncode == 2
+    assert "give the request id Lambda returned" in result.stderr
+
+
 def test_result_on_an_empty_postgresql_database_is_a_configuration_error(
     postgres_url: str, cli_env: dict[str, str]
 ) -> None:

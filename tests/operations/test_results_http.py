@@ -85,8 +85,34 @@ async def test_unknown_ids_are_404_and_the_token_is_required(
     assert unknown.status == 404
     assert await unknown.json() == {"request_id": "rid-none", "state": "unknown"}
     assert anonymous.status == 401
+    assert (await anonymous.json())["error"] == "send Authorization: Bearer <console token>"
     assert wrong.status == 401
+    assert "the bearer token is not the console's" in (await wrong.json())["error"]
     assert bad_wait.status == 400
+
+
+@pytest.mark.parametrize("wait", ["1_0", " 1", "1e1", "-1", "61", "nan"])
+async def test_a_wait_that_is_not_plain_seconds_is_400(
+    client: TestClient[Any, Any], wait: str
+) -> None:
+    # float() takes "1_0" (ten seconds) and " 1": the README says seconds from 0 to 60
+    answer = await client.get("/api/invocations/rid-none", params={"wait": wait}, headers=AUTH)
+    assert answer.status == 400
+    assert "wait must be seconds from 0 to 60" in (await answer.json())["error"]
+
+
+async def test_every_api_error_is_json(client: TestClient[Any, Any]) -> None:
+    # aiohttp's own answers (another method, no such address) were plain text
+    posted = await client.post("/api/invocations/rid-none", headers=AUTH)
+    nowhere = await client.get("/api/invocations/", headers=AUTH)
+    deeper = await client.get("/api/invocations/a/b", headers=AUTH)
+    assert posted.status == 405
+    assert posted.headers["Allow"]
+    assert await posted.json() == {"error": "the API takes GET, not POST"}
+    for answer in (nowhere, deeper):
+        assert answer.status == 404
+        assert answer.content_type == "application/json"
+        assert "no such API address" in (await answer.json())["error"]
 
 
 async def test_wait_returns_a_record_stored_while_the_request_waits(

@@ -146,8 +146,14 @@ def invoke_command(
     _report(request_id, outcome, as_json=as_json, waited=wait, heading=False)
 
 
+def _request_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("give the request id Lambda returned (invoke prints it)")
+    return value
+
+
 @command("result")
-@click.argument("request_id")
+@click.argument("request_id", callback=_request_id)
 @WAIT_OPTION
 @JSON_OPTION
 @settings_options

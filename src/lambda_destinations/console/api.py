@@ -8,6 +8,7 @@ To add an endpoint, add it to ``routes`` here (or to a module of its own listed 
 from __future__ import annotations
 
 import asyncio
+import re
 
 from aiohttp import web
 
@@ -44,6 +45,7 @@ MAX_WAITS = 100
 # How often a wait looks whether its client is still there: one that left ends its wait.
 CLIENT_CHECK = 0.5
 _waits = 0  # waits held now, in this process
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 @routes.get("/api/invocations/{request_id}")
@@ -106,10 +108,8 @@ def _json_text(value: object) -> str:
 def _wait_seconds(text: str | None) -> float:
     if text is None:
         return 0.0
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
+    # Digits, as the README writes them: float() would also take "1_0", " 1 " and "1e1".
+    seconds = float(text) if _SECONDS.fullmatch(text) else -1.0
     if not 0 <= seconds <= MAX_WAIT:  # NaN fails too
         raise web.HTTPBadRequest(
             text=f'{{"error": "wait must be seconds from 0 to {MAX_WAIT:g}"}}',

@@ -165,8 +165,14 @@ def require_token(request: web.Request) -> None:
     console = request.app[CONSOLE]
     if console.sessions.bearer(request) or console.sessions.of(request) is not None:
         return
+    sent = request.headers.get("Authorization", "").startswith("Bearer ")
+    problem = (
+        "the bearer token is not the console's: send LAMBDA_DESTINATIONS_CONSOLE_TOKEN's value"
+        if sent
+        else "send Authorization: Bearer <console token>"
+    )
     raise web.HTTPUnauthorized(
-        text='{"error": "send Authorization: Bearer <console token>"}',
+        text=json.dumps({"error": problem}),
         content_type="application/json",
         headers={"WWW-Authenticate": "Bearer"},
     )
@@ -264,7 +270,11 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type != "text/plain" or not _wants_page(request):
+        if exc.status < 400 or exc.content_type != "text/plain":
+            raise
+        if request.path.startswith("/api/"):
+            return _api_error(exc, request)
+        if not _wants_page(request):
             raise
         problem = (exc.text or "").strip()
         plain = _PLAIN.get(exc.status)
@@ -284,6 +294,25 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
                 response.headers[name] = exc.headers[name]
         _secure_headers(response)
         return response
+
+
+# The JSON API's own lines for aiohttp's answers (no route, another method).
+_API_PLAIN = {
+    404: "no such API address: GET /api/invocations/{request_id} or /api/jobs/{job_id}",
+    405: "the API takes GET, not {method}",
+    413: "the request is too large",
+}
+
+
+def _api_error(exc: web.HTTPException, request: web.Request) -> web.Response:
+    """``exc`` with its line as the API's JSON (``{"error": ...}``), as every API answer is."""
+    problem = (exc.text or "").strip()
+    if (plain := _API_PLAIN.get(exc.status)) and problem == f"{exc.status}: {exc.reason}":
+        problem = plain.replace("{method}", request.method)
+    headers = {name: exc.headers[name] for name in ("Allow",) if name in exc.headers}
+    response = web.json_response({"error": problem}, status=exc.status, headers=headers)
+    _secure_headers(response)
+    return response
 
 
 def _wants_page(request: web.Request) -> bool:
