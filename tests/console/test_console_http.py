@@ -724,14 +724,19 @@ async def test_an_edit_posted_again_after_it_ran_invokes_once(
         )
     )
 
-    # then: one attempt and one edit in the ledgers; each later post goes to the failure's page
+    # then: one attempt and one edit in the ledgers; the first post goes to the failure's page
+    # saying what became of it, as Replay does; each later one to its replays
     assert [r.status for r in posted] == [303] * 4
-    assert len({r.headers["Location"] for r in posted}) == 1
-    assert posted[0].headers["Location"].endswith("#replays")
     async with Store.from_url(settings.store) as store:
         assert len(await store.replays(row.key)) == 1
         (edit,) = await store.actions(row.key)
     assert edit.action == "edit-replay"
+    assert posted[0].headers["Location"].endswith(f"?replayed={edit.id}#outcome")
+    assert {r.headers["Location"] for r in posted[1:]} == {
+        posted[0].headers["Location"].split("?")[0] + "#replays"
+    }
+    told = await (await client.get(posted[0].headers["Location"])).text()
+    assert 'id="outcome"' in told
     assert edit.detail["payload"] == {"orderId": "fixed"}
     # a new form (the edit page opened again) replays again, deliberately
     again = _form_fields(await (await client.get(path)).text(), path)

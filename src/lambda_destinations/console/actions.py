@@ -174,7 +174,9 @@ async def edit_and_replay(request: web.Request) -> web.Response:
     payload = json.dumps(edited, ensure_ascii=False, separators=(",", ":")).encode()
     async with _first_time(console, row.key, _nonce(form)) as first:
         if first:  # else done already: the failure page shows that replay
-            await _edit_replay(console, row, actor, form, edited, payload)
+            recorded = await _edit_replay(console, row, actor, form, edited, payload)
+            # The page says what became of it, as after Replay, from this ledger entry.
+            raise web.HTTPSeeOther(f"{_failure_url(row)}?replayed={recorded}#outcome")
     raise web.HTTPSeeOther(_failure_url(row) + "#replays")
 
 
@@ -185,8 +187,9 @@ async def _edit_replay(
     form: dict[str, str],
     edited: Any,
     payload: bytes,
-) -> None:
-    """Invoke with the edited payload; the ledger keeps it, with the form's token."""
+) -> int:
+    """Invoke with the edited payload; the ledger keeps it, with the form's token. The ledger
+    entry's id."""
     result: ReplayResult | None = None
     try:
         result = await _replay(console, row, actor, payload=payload)
@@ -194,9 +197,10 @@ async def _edit_replay(
         detail: dict[str, Any] = {"payload": edited, "original_payload": row.request_payload}
         detail["result"] = result.as_dict() if result else "interrupted"
         detail[NONCE_FIELD] = form[NONCE_FIELD]
-        await console.store.add_action(
+        recorded = await console.store.add_action(
             OperatorAction(actor, "edit-replay", row.key, _reason(form), detail)
         )
+    return recorded
 
 
 def _nonce(form: dict[str, str]) -> str:
