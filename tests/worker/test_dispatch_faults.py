@@ -19,7 +19,13 @@ from lambda_destinations.simulate import success_record
 from lambda_destinations.store import RunState, Store
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker.dispatch import InFlight
-from lambda_destinations.worker.queues import DLQ_GONE, NO_DLQ, REASON_ATTRIBUTE, queue_name
+from lambda_destinations.worker.queues import (
+    DLQ_GONE,
+    NO_DLQ,
+    REASON_ATTRIBUTE,
+    arn_name,
+    queue_name,
+)
 
 
 class _Overlap:
@@ -516,9 +522,12 @@ async def test_a_dlq_missing_at_start_is_used_once_created(sqs, make_queue, sett
         "orders-dlq",
         "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-dlq",
         "http://127.0.0.1:4566/000000000000/orders-dlq/",
-        "arn:aws:sqs:eu-west-1:123456789012:orders-dlq",
     ],
 )
-def test_a_queue_is_named_alike_from_its_name_url_or_arn(where: str) -> None:
-    # A redrive policy names its DLQ by ARN: the lines about it name the queue, not the ARN.
+def test_a_queue_is_named_alike_from_its_name_or_url(where: str) -> None:
     assert queue_name(where) == "orders-dlq"
+
+
+def test_a_redrive_policy_s_dlq_is_named_by_its_queue_name() -> None:
+    # A redrive policy names its DLQ by ARN: the lines about it name the queue, not the ARN.
+    assert arn_name("arn:aws:sqs:eu-west-1:123456789012:orders-dlq") == "orders-dlq"

@@ -63,6 +63,7 @@ from lambda_destinations.worker.queues import (
     REASON_ATTRIBUTE,
     REDRIVE_ATTRIBUTE,
     SOURCE_ATTRIBUTE,
+    arn_name,
     dead_letter_target,
     is_missing_queue,
     policy_target,
@@ -850,8 +851,7 @@ class Dispatcher:
             )
         elif dlq_arn:
             log.warning(
-                f"queue {queue.name} now dead-letters to {queue_name(dlq_arn)}, "
-                "which does not exist",
+                f"queue {queue.name} now dead-letters to {arn_name(dlq_arn)}, which does not exist",
                 queue=queue.name,
                 fix=DLQ_GONE,
             )

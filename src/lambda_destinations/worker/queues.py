@@ -54,8 +54,14 @@ class QueueInfo:
 
 
 def queue_name(url_or_name: str) -> str:
-    """The queue's name from its URL or ARN (or the name itself: a name holds no ``:``)."""
-    return url_or_name.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    """The queue's name from its URL (or the name itself). An ARN stays whole (doctor's
+    rows name a queue given by ARN so): :func:`arn_name` reads an ARN's."""
+    return url_or_name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def arn_name(arn: str) -> str:
+    """The queue's name from its ARN (a redrive policy names its DLQ so)."""
+    return arn.rsplit(":", 1)[-1]
 
 
 def parse_arn(arn: str) -> tuple[str, str, str]:

@@ -54,6 +54,7 @@ from lambda_destinations.worker.queues import (
     DLQ_GONE,
     NO_DLQ,
     QueueInfo,
+    arn_name,
     describe_queue,
     is_missing_queue,
     queue_name,
@@ -981,7 +982,7 @@ def check_queue(info: QueueInfo) -> None:
     if info.dlq_arn and info.dlq_url is None:
         # "Add a RedrivePolicy" would be wrong advice: it has one, naming a queue not there.
         log.warning(
-            f"the DLQ {queue_name(info.dlq_arn)} that the redrive policy of {info.name} names "
+            f"the DLQ {arn_name(info.dlq_arn)} that the redrive policy of {info.name} names "
             "does not exist",
             queue=info.name,
             fix=DLQ_GONE,
