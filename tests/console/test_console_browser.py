@@ -66,9 +66,12 @@ def failure_path(key: str) -> str:
 
 
 def at_failure(page: Any, key: str) -> None:
-    """Wait until the page is the failure's (however the browser spells the key's ":")."""
+    """Wait until the page is the failure's (however the browser spells the key's ":"; after
+    a replay its address says which, ``?replayed=N``)."""
     page.wait_for_url(
-        lambda url: urllib.parse.unquote(url.split("#")[0]).endswith("/failures/" + key)
+        lambda url: urllib.parse.unquote(urllib.parse.urlsplit(url).path).endswith(
+            "/failures/" + key
+        )
     )
 
 
@@ -147,6 +150,7 @@ def test_edit_the_payload_then_replay(
     page.fill("#edit-reason", "sku was missing")
     page.click("#edit-replay")
     at_failure(page, key)
+    assert page.locator("#outcome").inner_text().startswith("Replayed")
 
     # then: Lambda received exactly the edited payload, once, for the record's function
     invoked = world.endpoint.invocations()
