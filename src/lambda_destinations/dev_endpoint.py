@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 import structlog
 from aiobotocore.session import get_session
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from lambda_destinations import simulate
 from lambda_destinations._lifetime import Lifetime
@@ -218,16 +218,24 @@ class DevEndpoint(Lifetime):
         assert self._session is not None
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
-        async with self._session.request(
-            request.method,
-            self._moto_url + request.raw_path,
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-        ) as upstream:
-            payload = await upstream.read()
-            answer = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_FORWARDED}
-            return web.Response(status=upstream.status, body=payload, headers=answer)
+        try:
+            async with self._session.request(
+                request.method,
+                self._moto_url + request.raw_path,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+            ) as upstream:
+                payload = await upstream.read()
+                answer = {
+                    k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_FORWARDED
+                }
+                return web.Response(status=upstream.status, body=payload, headers=answer)
+        except ClientError as exc:
+            # The emulator behind went away (dev stopping, a long poll cut short): the caller
+            # gets an AWS-shaped 503 to retry, and the log no aiohttp traceback.
+            log.debug("dev endpoint: the emulator did not answer", error=repr(exc))
+            return web.Response(status=503, text="ServiceUnavailable: the local emulator is away")
 
     async def _alert(self, request: web.Request) -> web.Response:
         """An alert a webhook handler sent, Slack-shaped (``{"text": ...}``): shown to the user."""

@@ -250,6 +250,22 @@ async def test_dev_prints_its_counts_again_only_when_they_change(
     assert later == [counts.format(1)]
 
 
+def test_dev_stops_cleanly_with_long_polls_open(tmp_path: Path) -> None:
+    # given: dev with its worker idle, its long polls open at dev's endpoint (which proxies
+    # them to the emulator behind it)
+    with running_dev(tmp_path, "--simulate", "3") as process:
+        wait_for(lambda: "acked 3" in (tmp_path / "dev.log").read_text(), "the records acked")
+        time.sleep(2)  # the pollers back in their long polls
+    # when: it is stopped (the block's end: Ctrl-C)
+
+    # then: exit 0 and no traceback (before: each proxied long poll, cut off as the endpoint
+    # shut down, logged aiohttp's "Error handling request" with a traceback)
+    log = (tmp_path / "dev.log").read_text()
+    assert process.returncode == 0, log
+    assert "Traceback" not in log
+    assert "Error handling request" not in log
+
+
 @contextlib.contextmanager
 def running_dev(folder: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
     """``dev`` running in ``folder`` until the block ends (SIGINT, as Ctrl-C)."""
