@@ -31,17 +31,15 @@ from lambda_destinations.cli._common import (
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
+from lambda_destinations.operations.detail import FailureDetail, failure_detail
 from lambda_destinations.operations.stats import check_window
 from lambda_destinations.operations.status import reopen
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
-    DeliveryRow,
     FailureStatus,
-    HandlerRun,
     InvocationFilter,
     InvocationRow,
-    ReplayAttempt,
 )
 
 if TYPE_CHECKING:
@@ -179,16 +177,6 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
 # -- show -------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(slots=True)
-class _Whole:
-    row: InvocationRow
-    deliveries: list[DeliveryRow]
-    runs: list[HandlerRun]
-    replays: list[ReplayAttempt]
-    others: list[str]  # other keys of the same request id
-    replay_of: ReplayAttempt | None  # the attempt whose new invocation this record is
-
-
 @subcommand(failures_group, "show")
 @click.argument("request_id")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with everything.")
@@ -207,22 +195,12 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
         | jq .request_payload
     """
 
-    async def go() -> _Whole | None:
+    async def go() -> FailureDetail | None:
         async with opened_store(settings, writes=False) as store:
             row = await store.get_invocation(request_id)
             if row is None:
                 return None
-            same = await store.list_invocations(
-                InvocationFilter(failed_only=False, request_ids=[row.request_id or ""])
-            )
-            return _Whole(
-                row,
-                await store.deliveries(row.key),
-                await store.handler_runs(row.key),
-                await store.replays(row.key),
-                [r.key for r in same if r.key != row.key],
-                await store.replay_for_request(row.request_id) if row.request_id else None,
-            )
+            return await failure_detail(store, row)
 
     whole = asyncio.run(go())
     if whole is None:
@@ -237,7 +215,7 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
         click.echo(_whole_text(whole))
 
 
-def _whole_json(whole: _Whole) -> dict[str, Any]:
+def _whole_json(whole: FailureDetail) -> dict[str, Any]:
     row = whole.row
     out = failure_record(row, len(whole.replays))
     out.update(
@@ -294,7 +272,7 @@ def _pretty(value: Any) -> str:
     return "\n".join("  " + line for line in text.splitlines()) or "  (empty)"
 
 
-def _whole_text(whole: _Whole) -> str:
+def _whole_text(whole: FailureDetail) -> str:
     row = whole.row
     lines = _summary_lines(whole)
     lines += ["", f"error        {error_label(row.error_type, row.error_message) or '-'}"]
@@ -338,7 +316,7 @@ def _whole_text(whole: _Whole) -> str:
     return "\n".join(lines)
 
 
-def _summary_lines(whole: _Whole) -> list[str]:
+def _summary_lines(whole: FailureDetail) -> list[str]:
     """The record's identity, status, time and origin, one aligned line each."""
     row = whole.row
     status = row.status.value if row.status else ("succeeded" if row.succeeded else "-")

@@ -15,6 +15,7 @@ from lambda_destinations.console.app import CONSOLE, Console
 from lambda_destinations.console.charts import hourly_bars
 from lambda_destinations.console.security import LINK_REFUSED, one_time_token, safe_next, take_link
 from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
+from lambda_destinations.operations.detail import failure_detail
 from lambda_destinations.operations.quarantine import pretty_body, resend_status
 from lambda_destinations.operations.redrive import describe_message, peek, source_queues
 from lambda_destinations.operations.replay import ReplayState, replay_invocation
@@ -129,19 +130,19 @@ async def failure(request: web.Request) -> web.Response:
 async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:
     """What ``failures show`` prints of ``row``, and its operator actions."""
     store = console.store
-    replays = await store.replays(row.key)
+    detail = await failure_detail(store, row)
     return {
         "row": row,
-        "deliveries": await store.deliveries(row.key),
-        "runs": await store.handler_runs(row.key),
-        "replays": replays,
+        "deliveries": detail.deliveries,
+        "runs": detail.runs,
+        "replays": detail.replays,
         # The replays' own records that the store holds: their request ids link to them.
         "stored": await views.stored_request_ids(
-            store, [a.new_request_id for a in replays if a.new_request_id]
+            store, [a.new_request_id for a in detail.replays if a.new_request_id]
         ),
-        "others": await views.other_keys(store, row),
+        "others": detail.others,
         # A replay's own failure record names the failure it replays, as `failures show` does.
-        "replay_of": await store.replay_for_request(row.request_id) if row.request_id else None,
+        "replay_of": detail.replay_of,
         "actions": await store.actions(row.key),
         "views": views,
     }

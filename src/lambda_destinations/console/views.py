@@ -173,16 +173,6 @@ async def stored_request_ids(store: Store, request_ids: Sequence[str]) -> set[st
     return {r.request_id for r in found if r.request_id}
 
 
-async def other_keys(store: Store, row: InvocationRow) -> list[str]:
-    """The other records of ``row``'s request id (another condition, say)."""
-    if not row.request_id:
-        return []
-    same = await store.list_invocations(
-        InvocationFilter(failed_only=False, request_ids=[row.request_id])
-    )
-    return [r.key for r in same if r.key != row.key]
-
-
 @dataclasses.dataclass(slots=True)
 class Group:
     function_name: str | None

@@ -1,0 +1,44 @@
+"""Everything about one stored record, as ``failures show`` prints it and the console's failure
+page shows it: one reading of the store for both."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lambda_destinations.store import (
+    DeliveryRow,
+    HandlerRun,
+    InvocationFilter,
+    InvocationRow,
+    ReplayAttempt,
+    Store,
+)
+
+
+@dataclasses.dataclass(slots=True)
+class FailureDetail:
+    row: InvocationRow
+    deliveries: list[DeliveryRow]
+    runs: list[HandlerRun]
+    replays: list[ReplayAttempt]
+    others: list[str]  # other keys of the same request id (another condition, say)
+    replay_of: ReplayAttempt | None  # the attempt whose new invocation this record is
+
+
+async def failure_detail(store: Store, row: InvocationRow) -> FailureDetail:
+    """``row`` with its deliveries, handler runs, replays, the other records of its request id,
+    and the replay it is the record of, if it is one."""
+    others: list[str] = []
+    if row.request_id:
+        same = await store.list_invocations(
+            InvocationFilter(failed_only=False, request_ids=[row.request_id])
+        )
+        others = [r.key for r in same if r.key != row.key]
+    return FailureDetail(
+        row,
+        await store.deliveries(row.key),
+        await store.handler_runs(row.key),
+        await store.replays(row.key),
+        others,
+        await store.replay_for_request(row.request_id) if row.request_id else None,
+    )
