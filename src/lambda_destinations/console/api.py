@@ -91,7 +91,6 @@ async def _held_wait(
             await asyncio.wait([waiting], timeout=CLIENT_CHECK)
             transport = request.transport
             if not waiting.done() and (transport is None or transport.is_closing()):
-                waiting.cancel()
                 raise ResultTimeout(request_id, seconds)  # nobody is there to answer
         return waiting.result()
     finally:
