@@ -746,6 +746,41 @@ async def test_an_edit_posted_again_after_it_ran_invokes_once(
         assert len(await store.replays(row.key)) == 2
 
 
+async def test_one_edit_form_posted_to_two_console_processes_at_once_invokes_once(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: two consoles on one store (two processes behind a load balancer, say), and the
+    # edit form one of them made
+    settings = settings_for()
+    row = await stored_failure(settings)
+    consoles = [await make_client(settings), await make_client(settings)]
+    await sign_in(consoles[0])
+    path = f"/failures/{quote(row.key, safe='')}/edit"
+    form = _form_fields(await (await consoles[0].get(path)).text(), path)
+    form["payload"] = '{"orderId": "fixed"}'
+
+    # when: a script posts it to both at the same moment, with the console's token
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    posted = await asyncio.gather(
+        *(
+            console.post(path, data=form, headers=bearer, allow_redirects=False)
+            for console in consoles
+            for _ in "ab"
+        )
+    )
+
+    # then: one of the four invoked, and the ledger keeps that edit once, with its outcome
+    assert [r.status for r in posted] == [303] * 4
+    told = [r.headers["Location"] for r in posted if "?replayed=" in r.headers["Location"]]
+    assert len(told) == 1
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.replays(row.key)) == 1
+        (edit,) = await store.actions(row.key)
+    assert told[0].endswith(f"?replayed={edit.id}#outcome")
+    assert edit.nonce == form["nonce"]
+    assert edit.detail["result"] != "interrupted"
+
+
 async def test_a_bulk_plan_posted_twice_starts_one_job(
     make_client, settings_for: Callable[..., Settings]
 ) -> None:

@@ -1212,7 +1212,7 @@ async def test_version_13_keeps_the_quarantined_messages_and_their_ids(
     assert await unmigrated_store.delete_quarantine(rows[3].id)  # type: ignore[arg-type]
 
     # when: version 13 is applied
-    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS)
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS[:13])
     assert await unmigrated_store.migrate() == [13]
 
     # then: the rows are as they were, ids and claim included

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 
@@ -92,3 +93,25 @@ async def test_the_action_ledger_keeps_who_what_and_why(
     assert kept[1].at.tzinfo is not None
     assert await store.actions(row.key, limit=1) == kept[:1]
     assert [a.action for a in await store.actions("https://sqs/queue")] == ["purge"]
+
+
+async def test_an_action_with_a_forms_token_is_kept_once_however_many_insert_it(
+    store: Store,
+) -> None:
+    # given: the same form's action, five times at once, and another form's
+    def action(nonce: str) -> OperatorAction:
+        return OperatorAction("console bob", "edit-replay", "k", None, {"at": nonce}, nonce)
+
+    # when
+    ids = await asyncio.gather(*(store.add_action_once(action("form-1")) for _ in range(5)))
+    other = await store.add_action_once(action("form-2"))
+
+    # then: one of the five kept, the others told so; its detail can say what became of it
+    (kept,) = [i for i in ids if i is not None]
+    assert ids.count(None) == 4
+    assert other is not None and other != kept
+    await store.set_action_detail(kept, {"result": "invoked"})
+    by_nonce = {a.nonce: a for a in await store.actions("k")}
+    assert by_nonce["form-1"].id == kept
+    assert by_nonce["form-1"].detail == {"result": "invoked"}
+    assert by_nonce["form-2"].detail == {"at": "form-2"}

@@ -4,12 +4,10 @@ origin and the form's CSRF token (``Console.actor``), and goes into the store's 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -172,35 +170,17 @@ async def edit_and_replay(request: web.Request) -> web.Response:
             views=views,
         )
     payload = json.dumps(edited, ensure_ascii=False, separators=(",", ":")).encode()
-    async with _first_time(console, row.key, _nonce(form)) as first:
-        if first:  # else done already: the failure page shows that replay
-            recorded = await _edit_replay(console, row, actor, form, edited, payload)
-            # The page says what became of it, as after Replay, from this ledger entry.
-            raise web.HTTPSeeOther(f"{_failure_url(row)}?replayed={recorded}#outcome")
-    raise web.HTTPSeeOther(_failure_url(row) + "#replays")
-
-
-async def _edit_replay(
-    console: Console,
-    row: InvocationRow,
-    actor: str,
-    form: dict[str, str],
-    edited: Any,
-    payload: bytes,
-) -> int:
-    """Invoke with the edited payload; the ledger keeps it, with the form's token. The ledger
-    entry's id."""
-    result: ReplayResult | None = None
-    try:
-        result = await _replay(console, row, actor, payload=payload)
-    finally:
-        detail: dict[str, Any] = {"payload": edited, "original_payload": row.request_payload}
-        detail["result"] = result.as_dict() if result else "interrupted"
-        detail[NONCE_FIELD] = form[NONCE_FIELD]
-        recorded = await console.store.add_action(
-            OperatorAction(actor, "edit-replay", row.key, _reason(form), detail)
-        )
-    return recorded
+    # Kept before it is done, with the form's token, which the store keeps once: the same form
+    # posted again, here or to another console process, finds it kept and invokes nothing.
+    detail = {"payload": edited, "original_payload": row.request_payload, "result": "interrupted"}
+    edit = OperatorAction(actor, "edit-replay", row.key, _reason(form), detail, _nonce(form))
+    recorded = await console.store.add_action_once(edit)
+    if recorded is None:  # done already: the failure page shows that replay
+        raise web.HTTPSeeOther(_failure_url(row) + "#replays")
+    result = await _replay(console, row, actor, payload=payload)
+    await console.store.set_action_detail(recorded, {**detail, "result": result.as_dict()})
+    # The page says what became of it, as after Replay, from this ledger entry.
+    raise web.HTTPSeeOther(f"{_failure_url(row)}?replayed={recorded}#outcome")
 
 
 def _nonce(form: dict[str, str]) -> str:
@@ -209,25 +189,6 @@ def _nonce(form: dict[str, str]) -> str:
     if not nonce or len(nonce) > 64:
         raise web.HTTPBadRequest(text="the form has no one-time token: reload the page\n")
     return nonce
-
-
-@contextlib.asynccontextmanager
-async def _first_time(console: Console, target: str, nonce: str) -> AsyncIterator[bool]:
-    """Whether the form with ``nonce`` is acted on for the first time: not now by another
-    request, and not before (the action ledger keeps the token with the action on ``target``).
-
-    The caller records its action on ``target`` with the token before leaving the block."""
-    if nonce in console.submitting:  # checked and held with no await between
-        yield False
-        return
-    console.submitting.add(nonce)
-    try:
-        done = await console.store.actions(target, limit=None)
-        yield not any(
-            isinstance(a.detail, dict) and a.detail.get(NONCE_FIELD) == nonce for a in done
-        )
-    finally:
-        console.submitting.discard(nonce)
 
 
 def _reason(form: dict[str, str], *, required: bool = False) -> str | None:
@@ -285,21 +246,20 @@ async def bulk(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(
             text=f"rate: {BULK_RATES[0]} to {BULK_RATES[1]:.0f} invocations a second\n"
         )
-    nonce = _nonce(form)
     target = f"failures?{selection.query()}"
-    async with _first_time(console, target, nonce) as first:
-        if not first:  # the same plan posted again: its job runs (or ran) already
-            raise web.HTTPSeeOther("/jobs")
-        total = await console.store.count_invocations(chosen)
-        if form.get("selected", str(total)) != str(total):
-            raise web.HTTPConflict(
-                text=f"the plan counted {echoed(form['selected'])} failures; its filter selects "
-                f"{total} now (others acted on them meanwhile): open the plan again\n"
-            )
-        detail = {"selected": total, "rate": rate, "until": form["until"], NONCE_FIELD: nonce}
-        await console.store.add_action(
-            OperatorAction(actor, f"bulk-{action}", target, reason, detail)
+    plan = {"selected": form.get("selected"), "rate": rate, "until": form["until"]}
+    kept = OperatorAction(actor, f"bulk-{action}", target, reason, plan, _nonce(form))
+    recorded = await console.store.add_action_once(kept)
+    if recorded is None:  # the same plan posted again: its job runs (or ran) already
+        raise web.HTTPSeeOther("/jobs")
+    total = await console.store.count_invocations(chosen)
+    if form.get("selected", str(total)) != str(total):
+        await console.store.set_action_detail(recorded, {**plan, "refused": f"selects {total}"})
+        raise web.HTTPConflict(
+            text=f"the plan counted {echoed(form['selected'])} failures; its filter selects "
+            f"{total} now (others acted on them meanwhile): open the plan again\n"
         )
+    await console.store.set_action_detail(recorded, {**plan, "selected": total})
 
     async def work(job: Job) -> None:
         limiter = RateLimiter(rate if action == "replay" else None)

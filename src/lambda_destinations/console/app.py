@@ -74,8 +74,6 @@ class Console:
         self.options = options
         self.sessions = Sessions(options.token)
         self.jobs = JobBoard()
-        # One-time tokens of the forms being acted on now (see actions._first_time).
-        self.submitting: set[str] = set()
         self._store: Store | None = None
         self._aws: AwsClients | None = None
         self.templates = jinja2.Environment(

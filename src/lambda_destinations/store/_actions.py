@@ -8,7 +8,7 @@ kept here whole). Declared on the shared ``_tables.metadata``; migration version
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -16,9 +16,6 @@ from lambda_destinations.store._access import SqlAccess, from_row
 from lambda_destinations.store._tables import metadata
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import OperatorAction
-
-if TYPE_CHECKING:
-    pass
 
 operator_actions = sa.Table(
     "operator_actions",
@@ -30,10 +27,12 @@ operator_actions = sa.Table(
     sa.Column("target", sa.Text, nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("detail", json_value()),
+    sa.Column("nonce", sa.Text),  # a console form's one-time token (version 14)
     sa.Index("ix_operator_actions_target_at", "target", "at"),
+    sa.Index("ux_operator_actions_nonce", "nonce", unique=True),
 )
 
-_FIELDS = ("at", "actor", "action", "target", "reason", "detail")
+_FIELDS = ("at", "actor", "action", "target", "reason", "detail", "nonce")
 
 
 class ActionsMixin(SqlAccess):
@@ -45,6 +44,32 @@ class ActionsMixin(SqlAccess):
         async with self._write() as conn:
             action.id = int((await conn.execute(stmt)).scalar_one())
         return action.id
+
+    async def add_action_once(self, action: OperatorAction) -> int | None:
+        if action.nonce is None:
+            raise ValueError("an action kept once needs its form's one-time token")
+        values = {name: getattr(action, name) for name in _FIELDS}
+        stmt = (
+            self._insert(operator_actions)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[operator_actions.c.nonce])
+            .returning(operator_actions.c.id)
+        )
+        async with self._write() as conn:
+            new_id = (await conn.execute(stmt)).scalar()
+        if new_id is None:
+            return None
+        action.id = int(new_id)
+        return action.id
+
+    async def set_action_detail(self, action_id: int, detail: Any) -> None:
+        stmt = (
+            sa.update(operator_actions)
+            .where(operator_actions.c.id == action_id)
+            .values(detail=detail)
+        )
+        async with self._write() as conn:
+            await conn.execute(stmt)
 
     async def actions(self, target: str, *, limit: int | None = 100) -> list[OperatorAction]:
         c = operator_actions.c

@@ -240,6 +240,9 @@ class OperatorAction:
     target: str  # a record key, a queue URL, or a description of a selection
     reason: str | None = None
     detail: Any = None  # a JSON value: the edited payload, counts, the replay attempt
+    # The console form's one-time token: one action a token, in every console process at once
+    # (the store keeps each token once).
+    nonce: str | None = None
     at: dt.datetime = dataclasses.field(default_factory=utcnow)
     id: int | None = None  # assigned by the store
 
@@ -529,6 +532,17 @@ class Store(Lifetime):
     @abc.abstractmethod
     async def add_action(self, action: OperatorAction) -> int:
         """Keep ``action``; set and return its id."""
+
+    @abc.abstractmethod
+    async def add_action_once(self, action: OperatorAction) -> int | None:
+        """Keep ``action`` and return its id, unless an action with its ``nonce`` is kept
+        already: then keep nothing and return None. The check and the insert are one statement,
+        so two processes given the same form act once between them."""
+
+    @abc.abstractmethod
+    async def set_action_detail(self, action_id: int, detail: Any) -> None:
+        """Replace the detail of the action ``action_id`` (what became of an action kept
+        before it ran)."""
 
     @abc.abstractmethod
     async def actions(self, target: str, *, limit: int | None = 100) -> list[OperatorAction]:

@@ -34,6 +34,7 @@ from lambda_destinations.store import (
     migration_11,
     migration_12,
     migration_13,
+    migration_14,
 )
 from lambda_destinations.store._tables import str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
@@ -279,6 +280,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "unstored handler runs and deliveries can be pruned", migration_11.upgrade),
     Migration(12, "replays' own failure records stored before are marked", migration_12.upgrade),
     Migration(13, "SQLite never reuses a quarantined message's id", migration_13.upgrade),
+    Migration(14, "a console form's one-time token is kept once", migration_14.upgrade),
 )
 
 
