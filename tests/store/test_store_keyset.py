@@ -109,7 +109,8 @@ async def test_an_action_with_a_forms_token_is_kept_once_however_many_insert_it(
     # then: one of the five kept, the others told so; its detail can say what became of it
     (kept,) = [i for i in ids if i is not None]
     assert ids.count(None) == 4
-    assert other is not None and other != kept
+    assert other is not None
+    assert other != kept
     await store.set_action_detail(kept, {"result": "invoked"})
     by_nonce = {a.nonce: a for a in await store.actions("k")}
     assert by_nonce["form-1"].id == kept
