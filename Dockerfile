@@ -6,7 +6,8 @@
 #
 # BASE_IMAGE must be a Debian-like image with python3 (3.11 or later) and its venv module.
 # Builds without access to PyPI: mount a folder of wheels and a pip.conf that points at it,
-#   buildah bud -v "$PWD/wheels:/wheels:ro" --build-arg PIP_CONFIG_FILE=/wheels/pip.conf .
+#   buildah bud --format docker -v "$PWD/wheels:/wheels:ro" --build-arg PIP_CONFIG_FILE=/wheels/pip.conf .
+# (buildah's default OCI format has no HEALTHCHECK: --format docker keeps it.)
 ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS build

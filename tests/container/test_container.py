@@ -145,7 +145,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     wheels = wheelhouse(tmp_path_factory.mktemp("build") / "wheels")
     tag = f"localhost/lambda-destinations-test:{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
-    sh("buildah", "bud", "--isolation", "chroot", *STORAGE,
+    sh("buildah", "bud", "--format", "docker", "--isolation", "chroot", *STORAGE,
        "--build-arg", f"BASE_IMAGE={base}",
        "--build-arg", "PIP_CONFIG_FILE=/wheels/pip.conf",
        "--volume", f"{wheels}:/wheels:ro",
@@ -220,6 +220,10 @@ def test_the_image_drains_into_sqlite_answers_probes_runs_unprivileged_and_stops
             text=True,
             check=False,
         )
+        # and the HEALTHCHECK the image declares (kept only in the docker format)
+        declared = subprocess.run(
+            [*PODMAN, "healthcheck", "run", name], capture_output=True, text=True, check=False
+        )
         pid = sh(*PODMAN, "inspect", "--format", "{{.State.Pid}}", name).strip()
         uids = next(
             line.split()[1:]
@@ -243,6 +247,7 @@ def test_the_image_drains_into_sqlite_answers_probes_runs_unprivileged_and_stops
     assert uids == [str(UID)] * 4
     assert healthcheck.returncode == 0, healthcheck.stderr
     assert healthcheck.stdout.strip() == f"http://127.0.0.1:{port}/readyz: 200"
+    assert declared.returncode == 0, declared.stdout + declared.stderr
     assert exit_code == "0", logs
     assert stop_took <= GRACE + 2, f"podman stop took {stop_took:.1f}s"
     # every record once in the SQLite file on the volume, written by the image's uid

@@ -79,3 +79,21 @@ def test_the_build_context_is_only_what_the_image_is_built_from() -> None:
         "!LICENSE",
         "!src/",
     }
+
+
+def test_every_buildah_command_shown_keeps_the_healthcheck() -> None:
+    # buildah writes OCI images by default, and the OCI format has no HEALTHCHECK: buildah
+    # drops it with a warning, and `podman healthcheck run` finds none. --format docker keeps it.
+    shown = [
+        line
+        for path in (REPO / "README.md", DOCKERFILE, REPO / "tests/container/test_container.py")
+        for line in path.read_text().splitlines()
+        if "buildah bud" in line or '"buildah", "bud"' in line
+    ]
+    assert len(shown) >= 3
+    missing = [
+        line.strip()
+        for line in shown
+        if "--format docker" not in line and '"--format", "docker"' not in line
+    ]
+    assert not missing, "buildah bud without --format docker:\n" + "\n".join(missing)
