@@ -24,6 +24,10 @@ IMPLIED_SERVICES = ("lambda",)
 # Receivers that are never AWS clients, though a method of theirs may share an API's name.
 NOT_CLIENTS = ("store",)
 CLIENT_FACTORIES = ("client", "create_client")
+# Methods given an operation's API name (``"DeleteMessageBatch"``) that call it on a client
+# through ``getattr(client, xform_name(name))``: the scan reads the name where they are called.
+# dynamic_dispatchers() finds every such getattr, so a new one cannot hide its calls.
+OPERATION_DISPATCHERS = ("_batch_call",)
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ def client_calls(package: Path = PACKAGE) -> list[Call]:
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
-            found = _paged_operation(node) or _direct_operation(node)
+            found = _paged_operation(node) or _dispatched_operation(node) or _direct_operation(node)
             if found is None:
                 continue
             operation, receiver = found
@@ -94,6 +98,37 @@ def _direct_operation(node: ast.Call) -> tuple[str, str] | None:
     if isinstance(node.func, ast.Attribute):
         return node.func.attr, ast.unparse(node.func.value)
     return None
+
+
+def _dispatched_operation(node: ast.Call) -> tuple[str, str] | None:
+    """``self._batch_call("DeleteMessageBatch")``: (the operation's name, the dispatcher)."""
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if name not in OPERATION_DISPATCHERS or not node.args:
+        return None
+    operation = node.args[0]
+    if isinstance(operation, ast.Constant) and isinstance(operation.value, str):
+        return xform_name(operation.value), ast.unparse(func)
+    return None
+
+
+def dynamic_dispatchers(package: Path = PACKAGE) -> set[str]:
+    """The functions that call a client method chosen at run time, by
+    ``getattr(client, xform_name(...))``."""
+    found = set()
+    for _path, tree in _trees(package):
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "id", None) == "getattr"
+                    and len(node.args) >= 2
+                    and "xform_name" in ast.unparse(node.args[1])
+                ):
+                    found.add(function.name)
+    return found
 
 
 def _paged_operation(node: ast.Call) -> tuple[str, str] | None:

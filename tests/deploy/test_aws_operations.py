@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import botocore.session
-from deploy_helpers import client_calls, client_services
+from deploy_helpers import OPERATION_DISPATCHERS, client_calls, client_services, dynamic_dispatchers
 
 from lambda_destinations.aws_operations import OPERATIONS, Scope, operations
 
 # Packages whose calls run inside the deployed worker: each needs a WORKER entry.
 WORKER_PACKAGES = ("worker/", "handlers/")
+# ...and the module of AWS helpers the worker shares with the commands (the replay invoke).
+SHARED_WITH_THE_WORKER = ("aws.py",)
 
 
 def _listed() -> set[tuple[str, str]]:
@@ -44,6 +46,26 @@ def test_calls_in_the_worker_have_a_worker_entry() -> None:
         if call.path.startswith(WORKER_PACKAGES) and not call.service_operations & worker
     ]
     assert not wrong, "called by the worker but not granted to it:\n" + "\n".join(wrong)
+
+
+def test_every_worker_operation_is_called_by_the_worker() -> None:
+    # A WORKER entry that only the operator commands call would let its permission go from
+    # the templates unnoticed: the worker's own calls must be the ones the scan finds.
+    called = set().union(
+        *(
+            call.service_operations
+            for call in client_calls()
+            if call.path.startswith(WORKER_PACKAGES + SHARED_WITH_THE_WORKER)
+        )
+    )
+    worker = {(op.service, op.operation) for op in operations(Scope.WORKER) if op.via == "sdk"}
+    assert sorted(worker - called) == []
+
+
+def test_every_call_by_a_name_chosen_at_run_time_is_read_by_the_scan() -> None:
+    # getattr(client, xform_name(name)) hides the call from a scan of method names: each
+    # function doing it must be one whose callers the scan reads the name from.
+    assert dynamic_dispatchers() <= set(OPERATION_DISPATCHERS)
 
 
 def test_the_scan_sees_a_call_it_was_not_told_about(tmp_path: Path) -> None:
