@@ -4,6 +4,7 @@ refused, and the cross-references between the manifests and the worker's setting
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -214,3 +215,30 @@ def test_every_worker_variable_is_a_setting(manifests: dict[str, dict[str, Any]]
     assert names
     for name in names:
         assert name.removeprefix(ENV_PREFIX).lower() in Settings.model_fields, name
+
+
+# KEDA's operator runs under its own service account (keda-operator in the namespace keda, as
+# its Helm chart and manifests install it); with identityOwner: workload it asks STS for the
+# workload's role with its own token (AssumeRoleWithWebIdentity, then AssumeRole).
+KEDA_OPERATOR = "system:serviceaccount:keda:keda-operator"
+
+
+def test_the_role_trusts_the_worker_and_keda_by_web_identity(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    # given the IRSA role's trust policy, and the service account the pods run as
+    trust = json.loads((KUBERNETES / "iam-trust-policy.json").read_text())
+    account = _one(manifests, "ServiceAccount")
+    namespace = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())["namespace"]
+    worker = f"system:serviceaccount:{namespace}:{account['metadata']['name']}"
+    # then one statement lets both take the role through the cluster's OIDC provider
+    (statement,) = trust["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    provider = statement["Principal"]["Federated"].split(":oidc-provider/", 1)[1]
+    conditions = statement["Condition"]["StringEquals"]
+    assert conditions[f"{provider}:aud"] == "sts.amazonaws.com"
+    assert sorted(conditions[f"{provider}:sub"]) == sorted([worker, KEDA_OPERATOR])
+    # in the account of the role the service account names
+    role_account = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].split(":")[4]
+    assert statement["Principal"]["Federated"].split(":")[4] == role_account
