@@ -131,6 +131,8 @@ def test_scale_target_is_the_deployment(manifests: dict[str, dict[str, Any]]) ->
     target = _one(manifests, "ScaledObject")["spec"]["scaleTargetRef"]
     assert target["name"] == deployment["metadata"]["name"]
     assert target.get("kind", "Deployment") == "Deployment"
+    # the count is KEDA's: a replicas field would be set back by every kubectl apply
+    assert "replicas" not in deployment["spec"]
 
 
 def test_triggers_read_both_polled_queues_with_the_trigger_authentication(
