@@ -357,3 +357,41 @@ async def test_a_queue_whose_depth_cannot_be_read_drops_its_depth_series(
     await asyncio.gather(*probe.tasks)
 
     assert seen == {"before": 3, "after": 0}
+
+
+async def test_counters_are_on_the_page_at_zero_before_anything_happens(make_queue, settings_for):
+    # given: a worker on an empty queue, its ops server up
+    url, _ = make_queue("zeroed")
+    port = free_port()
+    settings = settings_for(url, ops_port=port, ops_host="127.0.0.1")
+    seen: dict[str, str] = {}
+
+    async def started(worker: Worker) -> None:
+        seen["metrics"] = (await get(port, "/metrics"))[1]
+        worker.stop()
+
+    # when: /metrics is read before any message came
+    probe = in_background(started)
+    await run_worker(settings, once=False, on_started=probe)
+    await asyncio.gather(*probe.tasks)
+
+    # then: every counter whose labels are known is there at 0, so that rate() and increase()
+    # count its first event (a series that appears at 1 shows no increase)
+    found = samples(seen["metrics"])
+    queue = url.rsplit("/", 1)[-1]
+    counters = [
+        *(("messages_total", {"queue": queue, "outcome": o}) for o in ("ack", "quarantine")),
+        ("records_total", {"queue": queue, "kind": "invalid"}),
+        ("receives_total", {"queue": queue, "empty": "false"}),
+        ("handler_errors_total", {"handler": "persist", "error_class": "permanent"}),
+        ("handler_duration_seconds_count", {"handler": "persist"}),
+        ("sqs_errors_total", {"operation": "SendMessage"}),
+        ("replays_total", {"outcome": "failed"}),
+    ]
+    for name, labels in counters:
+        series = [
+            value
+            for (sample, pairs), value in found.items()
+            if sample == f"lambda_destinations_{name}" and labels.items() <= dict(pairs).items()
+        ]
+        assert series == [0.0], (name, labels, series)

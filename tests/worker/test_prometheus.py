@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from lambda_destinations.worker import Worker
 
 RECORDS = 200
 QUERY = 'sum(lambda_destinations_messages_total{outcome="ack"})'
+ALERT = 'rate(lambda_destinations_messages_total{outcome="quarantine"}[5m]) > 0'
 
 
 def free_port() -> int:
@@ -40,17 +42,92 @@ def prometheus_or_skip() -> str:
     return found
 
 
-async def query(session: aiohttp.ClientSession, port: int) -> float | None:
+async def query(session: aiohttp.ClientSession, port: int, expression: str = QUERY) -> float | None:
     """The query's value from Prometheus's HTTP API; None while it has no sample yet."""
     try:
         async with session.get(
-            f"http://127.0.0.1:{port}/api/v1/query", params={"query": QUERY}
+            f"http://127.0.0.1:{port}/api/v1/query", params={"query": expression}
         ) as response:
             body: dict[str, Any] = await response.json()
     except aiohttp.ClientError:
         return None
     result = body.get("data", {}).get("result", [])
     return float(result[0]["value"][1]) if result else None
+
+
+async def start_prometheus(
+    binary: str, folder: Path, ops_port: int, prometheus_port: int
+) -> asyncio.subprocess.Process:
+    """Prometheus on ``prometheus_port``, scraping the ops server every second."""
+    config = folder / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: lambda-destinations\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{ops_port}']\n"
+    )
+    return await asyncio.create_subprocess_exec(
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={folder / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prometheus_port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def until_answer(
+    session: aiohttp.ClientSession, port: int, expression: str, wanted: float
+) -> None:
+    """Wait (two minutes at most) until Prometheus answers ``wanted`` to ``expression``."""
+    for _ in range(240):
+        if await query(session, port, expression) == wanted:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"Prometheus never answered {wanted} to {expression}")
+
+
+@pytest.mark.slow
+async def test_the_readmes_quarantine_alert_fires_for_the_first_quarantine_since_start(
+    sqs, make_queue, settings_for, tmp_path: Path
+) -> None:
+    binary = prometheus_or_skip()
+    # given: an idle worker that Prometheus scrapes every second
+    url, _ = make_queue("alerted")
+    ops_port, prometheus_port = free_port(), free_port()
+    prometheus = await start_prometheus(binary, tmp_path, ops_port, prometheus_port)
+    settings = settings_for(url, ops_port=ops_port, ops_host="127.0.0.1")
+    fired: list[float | None] = []
+
+    async def watch(worker: Worker) -> None:
+        try:
+            async with aiohttp.ClientSession() as session:
+                # a scrape after the worker started, then one poison message
+                after = f"timestamp(up) > bool {time.time():.3f}"
+                await until_answer(session, prometheus_port, after, 1)
+                send_bodies(sqs, url, ["not json"])
+                # when: Prometheus has scraped its quarantine
+                quarantined = 'sum(lambda_destinations_messages_total{outcome="quarantine"})'
+                await until_answer(session, prometheus_port, quarantined, 1)
+                fired.append(await query(session, prometheus_port, ALERT))
+        finally:
+            worker.stop()
+
+    watchers: list[asyncio.Task[None]] = []
+
+    async def started(worker: Worker) -> None:
+        watchers.append(asyncio.create_task(watch(worker)))
+
+    try:
+        await run_worker(settings, once=False, on_started=started)
+        await asyncio.gather(*watchers)
+    finally:
+        prometheus.terminate()
+        await prometheus.communicate()
+
+    # then: the alert the README gives fires (its series was on the page at 0 before)
+    assert fired != [None], "the alert did not fire"
+    assert fired[0] is not None
+    assert fired[0] > 0
 
 
 @pytest.mark.slow
@@ -63,20 +140,7 @@ async def test_prometheus_reads_200_acks_from_a_worker_that_drained_200_records(
     rng = random.Random(20)
     send_bodies(sqs, url, [json.dumps(success_record(rng)) for _ in range(RECORDS)])
     ops_port, prometheus_port = free_port(), free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: lambda-destinations\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{ops_port}']\n"
-    )
-    prometheus = await asyncio.create_subprocess_exec(
-        binary,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{prometheus_port}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    prometheus = await start_prometheus(binary, tmp_path, ops_port, prometheus_port)
     settings = settings_for(url, ops_port=ops_port, ops_host="127.0.0.1", concurrency=20)
     seen: list[float | None] = []
 

@@ -67,6 +67,11 @@ class Router:
                 return route.chain
         return self.default
 
+    def handler_names(self) -> list[str]:
+        """Every handler a record can be given, each once, in route order."""
+        chains = [route.chain for route in self.routes] + [self.default]
+        return list(dict.fromkeys(handler.name for chain in chains for handler in chain))
+
     @staticmethod
     def describe(config: RouteConfig) -> str:
         parts = [f"condition={config.condition}"]

@@ -42,6 +42,17 @@ RECEIVE_BUCKETS = (1, 2, 3, 4, 5, 10, 20, 50, 100)
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The label values each counter can take, known before anything happens (see Metrics.zero).
+OUTCOMES = ("ack", "retry", "quarantine", "release", "duplicate")
+ERROR_CLASSES = ("transient", "permanent", "timeout")
+SQS_OPERATIONS = (
+    "ReceiveMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibilityBatch",
+    "SendMessage",
+    "GetQueueAttributes",
+)
+REPLAY_OUTCOMES = ("invoked", "retry", "failed")
 
 
 M = TypeVar("M", Counter, Gauge, Histogram)
@@ -147,6 +158,29 @@ class Metrics:
         return Histogram(
             f"{PREFIX}_{name}", documentation, labels, buckets=buckets, registry=self.registry
         )
+
+    def zero(self, queues: list[str], handlers: list[str]) -> None:
+        """Put every series whose label values are known now on the page, at 0.
+
+        Prometheus reads ``rate()`` and ``increase()`` from a series' first sample: a series
+        that appears with its first event, at 1, shows no increase, so the first quarantine
+        (or handler error, or failed SQS call) since the worker started would never fire an
+        alert on ``rate(...) > 0``. At 0 from the start, it does.
+        """
+        for queue in queues:
+            for outcome in OUTCOMES:
+                self.messages_by(queue, outcome)
+            for empty in ("true", "false"):
+                self.receives_by(queue, empty)
+            self.records_by(queue, "invalid", "")
+        for name in handlers:
+            self.handler_duration_by(name)
+            for error_class in ERROR_CLASSES:
+                self.handler_errors.labels(name, error_class)
+        for operation in SQS_OPERATIONS:
+            self.sqs_errors.labels(operation)
+        for outcome in REPLAY_OUTCOMES:
+            self.replays.labels(outcome)
 
     def track_in_flight(self, count: Callable[[], int]) -> None:
         """Read the in-flight count from the worker at each scrape."""

@@ -353,6 +353,7 @@ class Worker(Lifetime):
         )
         # The scheduler's store failures pause receiving and unready /readyz as a handler's do.
         self.scheduler.store_down = self._dispatcher.store_down
+        self.metrics.zero([q.name for q in self.queues], self.router.handler_names())
 
     async def _open_store(self) -> None:
         try:
