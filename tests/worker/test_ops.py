@@ -7,6 +7,7 @@ import json
 import random
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -395,3 +396,32 @@ async def test_counters_are_on_the_page_at_zero_before_anything_happens(make_que
             if sample == f"lambda_destinations_{name}" and labels.items() <= dict(pairs).items()
         ]
         assert series == [0.0], (name, labels, series)
+
+
+async def test_store_calls_refused_are_counted_in_the_metrics(
+    sqs, make_queue, settings_for, sqlite_url, hold_write_lock
+):
+    # given: a running worker whose SQLite file another process then write-locks
+    url, _ = make_queue("refused")
+    port = free_port()
+    settings = settings_for(url, ops_port=port, ops_host="127.0.0.1", handler_attempts=1)
+    seen: dict[str, str] = {}
+
+    async def started(worker: Worker) -> None:
+        try:
+            hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+            # when: a record comes, and its save is refused
+            send_bodies(sqs, url, [json.dumps(success_record(random.Random(9)))])
+            await readyz_problems_become(port, ["the store is unreachable"])
+            seen["metrics"] = (await get(port, "/metrics"))[1]
+        finally:
+            worker.stop()
+
+    probe = in_background(started)
+    await run_worker(settings, once=False, on_started=probe)
+    await asyncio.gather(*probe.tasks)
+
+    # then: the metrics say the store refused it, not only /readyz
+    found = samples(seen["metrics"])
+    refused = total(found, "lambda_destinations_store_errors_total")
+    assert refused >= 1

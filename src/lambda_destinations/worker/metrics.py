@@ -126,9 +126,7 @@ class Metrics:
         self.sqs_errors = self._counter(
             "sqs_errors", "SQS calls that failed, by operation.", "operation"
         )
-        self.store_seconds = self._histogram(
-            "store_seconds", "Time the store took, by operation.", STORE_BUCKETS, "operation"
-        )
+        self._store_metrics()
         self.queue_messages = self._gauge(
             "queue_messages",
             "Messages in each polled queue and its DLQ (visible, in_flight, delayed).",
@@ -145,6 +143,14 @@ class Metrics:
         self.records_by = Children(self.records)
         self.receives_by = Children(self.receives)
         self.handler_duration_by = Children(self.handler_duration)
+
+    def _store_metrics(self) -> None:
+        self.store_seconds = self._histogram(
+            "store_seconds", "Time the store took, by operation.", STORE_BUCKETS, "operation"
+        )
+        self.store_errors = self._counter(
+            "store_errors", "Store calls that raised, by operation.", "operation"
+        )
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(f"{PREFIX}_{name}", documentation, labels, registry=self.registry)
@@ -207,7 +213,8 @@ class Metrics:
 
 
 class TimedStore:
-    """The store, with the time of each of its coroutine methods in ``store_seconds``.
+    """The store, with the time of each of its coroutine methods in ``store_seconds`` and
+    the calls that raised in ``store_errors``.
 
     Everything else (attributes, plain methods) passes through untouched.
     """
@@ -229,11 +236,17 @@ class TimedStore:
         if name.startswith("_") or not inspect.iscoroutinefunction(value):
             return value
         histogram = self._metrics.store_seconds.labels(operation=name)
+        # At 0 from the operation's first call: an outage of a store that answered before
+        # shows as an increase (see Metrics.zero).
+        errors = self._metrics.store_errors.labels(operation=name)
 
         async def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
                 return await value(*args, **kwargs)
+            except Exception:
+                errors.inc()
+                raise
             finally:
                 histogram.observe(time.perf_counter() - started)
 
