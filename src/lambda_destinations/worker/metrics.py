@@ -21,6 +21,7 @@ from prometheus_client import (
 )
 
 from lambda_destinations._version import version
+from lambda_destinations.errors import Outcome
 
 PREFIX = "lambda_destinations"
 # Conditions Lambda and the event-source mappings are known to send; others count as "other"
@@ -43,7 +44,8 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # The label values each counter can take, known before anything happens (see Metrics.zero).
-OUTCOMES = ("ack", "retry", "quarantine", "release", "duplicate")
+# An ack of a message whose every handler had completed counts as "duplicate" (dispatch.ack).
+OUTCOMES = (*(outcome.value for outcome in Outcome), "duplicate")
 ERROR_CLASSES = ("transient", "permanent", "timeout")
 SQS_OPERATIONS = (
     "ReceiveMessage",
