@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from worker_helpers import CountingHandler, receive_all, registry_with, routed, run_until, until
 
 from lambda_destinations.errors import RetryMessage
-from lambda_destinations.schemas import DecodedMessage, InvocationRecord
+from lambda_destinations.schemas import DecodedMessage, InvocationRecord, decode
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import RunState, Store
 from lambda_destinations.worker import Worker
@@ -364,12 +364,12 @@ async def test_a_dlq_deleted_while_the_worker_runs_is_reported_once_and_again_wh
     assert [e["dlq"] for e in logs if e["event"] == f"the DLQ {name} exists again"] == [dlq]
 
 
-def _dead_letter_to(sqs: Any, url: str, dlq: str | None) -> None:
+def _dead_letter_to(sqs: Any, url: str, dlq: str | None, max_receive_count: int = 5) -> None:
     """Give the queue ``url`` a redrive policy to ``dlq`` (None: take its policy away)."""
     policy = ""
     if dlq is not None:
         arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
-        target = {"deadLetterTargetArn": arn["QueueArn"], "maxReceiveCount": "5"}
+        target = {"deadLetterTargetArn": arn["QueueArn"], "maxReceiveCount": str(max_receive_count)}
         policy = json.dumps(target)
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
 
@@ -485,6 +485,50 @@ async def test_a_quarantine_after_the_redrive_policy_was_removed_keeps_the_store
     [quarantined] = [e for e in logs if e["event"] == "message quarantined"]
     assert quarantined["dlq"] is None
     assert [q.dlq_url for q in worker.queues] == [None]
+
+
+async def test_the_depth_sampler_follows_a_max_receive_count_changed_alone(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a record whose handler a crashed worker holds the claim on, its message received
+    # twice and hidden; a running worker on its queue, which dead-letters after ten receives
+    url, dlq = make_queue("mrc-lowered", max_receive_count=10)
+    assert dlq is not None
+    body = json.dumps(success_record(random.Random(9)))
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)
+    (hidden,) = sqs.receive_message(QueueUrl=url, VisibilityTimeout=300)["Messages"]
+    settings = routed(settings_for(url, retry_max=60.0, queue_metrics_interval=0.2), "count")
+    handler = CountingHandler()
+    name = url.rsplit("/", 1)[-1]
+    lowered = f"queue {name} maxReceiveCount now 3 (was 10)"
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+            running = asyncio.create_task(worker.run())
+            # when: the queue's maxReceiveCount alone is lowered to three (the same DLQ), and
+            # once followed, the message comes back for its third, now last, receive
+            _dead_letter_to(sqs, url, dlq, max_receive_count=3)
+            await until(lambda: any(e["event"] == lowered for e in logs))
+            async with Store.from_url(settings.store) as store:
+                key = decode(body).key
+                assert await store.claim_handler(key, "count", "crashed-worker", ttl=3)
+            sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=hidden["ReceiptHandle"], VisibilityTimeout=0
+            )
+            dead: list[dict[str, Any]] = []
+            await until(lambda: handler.runs or dead.extend(receive_all(sqs, dlq)) or dead)
+            worker.stop()
+            await running
+
+    # then: the third receive waited out the claim in process, as a last receive does, and ran
+    # the handler (before: the worker still counted ten receives, so it retried, and the queue
+    # dead-lettered the message on its fourth receive); one line said so
+    assert [m["Body"] for m in dead] == []
+    assert [receive for _key, receive, _at in handler.calls] == [3]
+    assert worker.stats.outcomes["retry"] == 0
+    assert receive_all(sqs, url) == []
+    assert [q.max_receive_count for q in worker.queues] == [3]
+    assert [(e["log_level"], e["queue"]) for e in logs if e["event"] == lowered] == [("info", name)]
 
 
 async def test_a_dlq_missing_at_start_is_used_once_created(sqs, make_queue, settings_for) -> None:

@@ -66,6 +66,7 @@ from lambda_destinations.worker.queues import (
     arn_name,
     dead_letter_target,
     is_missing_queue,
+    policy_max_receive_count,
     policy_target,
     queue_name,
     redrive_policy,
@@ -830,19 +831,24 @@ class Dispatcher:
             return await self._follow(self.current(queue), policy)
 
     async def _follow(self, queue: QueueInfo, policy: str | None) -> QueueInfo:
-        """Switch ``queue`` to the DLQ ``policy`` names, when that is another one (or the one
-        it named and that did not exist then, now found); its entry in :attr:`queues` is
-        replaced, so each quarantine from now on sends there."""
+        """``queue`` as ``policy`` has it: its DLQ, then its maxReceiveCount. A change replaces
+        its entry in :attr:`queues`, so each quarantine from now on sends to that DLQ, and each
+        message's last receive is told by that count."""
+        now = await self._follow_dlq(queue, policy)
+        now = self._follow_count(now, policy_max_receive_count(policy))
+        if now is not queue:
+            self.queues[:] = [now if q.url == queue.url else q for q in self.queues]
+        return now
+
+    async def _follow_dlq(self, queue: QueueInfo, policy: str | None) -> QueueInfo:
+        """``queue`` switched to the DLQ ``policy`` names, when that is another one (or the one
+        it named and that did not exist then, now found)."""
         target = policy_target(policy)
         if target == queue.dlq_arn and (queue.dlq_url or not target):
             return queue
-        dlq_arn, dlq_url, max_receive_count = await dead_letter_target(self.sqs, policy)
-        now = dataclasses.replace(
-            queue, dlq_arn=dlq_arn, dlq_url=dlq_url, max_receive_count=max_receive_count
-        )
+        dlq_arn, dlq_url, _count = await dead_letter_target(self.sqs, policy)
         if target == queue.dlq_arn and not dlq_url:
             return queue  # the DLQ it names still does not exist: said already
-        self.queues[:] = [now if q.url == queue.url else q for q in self.queues]
         if dlq_url:
             log.info(
                 f"queue {queue.name} now dead-letters to {queue_name(dlq_url)}",
@@ -857,4 +863,19 @@ class Dispatcher:
             )
         else:
             log.warning(NO_DLQ, queue=queue.name)
-        return now
+        return dataclasses.replace(queue, dlq_arn=dlq_arn, dlq_url=dlq_url)
+
+    @staticmethod
+    def _follow_count(queue: QueueInfo, count: int | None) -> QueueInfo:
+        """``queue`` with the maxReceiveCount ``count``, said in one line when it changed
+        alone (a policy given or taken away is said by its DLQ's line)."""
+        was = queue.max_receive_count
+        if count == was:
+            return queue
+        if count is not None and was is not None:
+            log.info(
+                f"queue {queue.name} maxReceiveCount now {count} (was {was})",
+                queue=queue.name,
+                max_receive_count=count,
+            )
+        return dataclasses.replace(queue, max_receive_count=count)

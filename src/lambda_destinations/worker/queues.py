@@ -164,6 +164,13 @@ def policy_target(policy_text: str | None) -> str | None:
     return str(target) if target else None
 
 
+def policy_max_receive_count(policy_text: str | None) -> int | None:
+    """The maxReceiveCount a RedrivePolicy sets (None: no policy, or one without a count)."""
+    if not policy_text:
+        return None
+    return int(json.loads(policy_text).get("maxReceiveCount", 0)) or None
+
+
 async def dead_letter_target(
     sqs: Any, policy_text: str | None
 ) -> tuple[str | None, str | None, int | None]:
@@ -171,8 +178,7 @@ async def dead_letter_target(
     the DLQ does not exist, all three when there is no policy."""
     if not policy_text:
         return None, None, None
-    policy = json.loads(policy_text)
-    max_receive_count = int(policy.get("maxReceiveCount", 0)) or None
+    max_receive_count = policy_max_receive_count(policy_text)
     target = policy_target(policy_text)
     if not target:
         return None, None, max_receive_count

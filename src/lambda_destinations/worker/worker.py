@@ -881,7 +881,8 @@ class Worker(Lifetime):
         """Queue depths for /metrics: one GetQueueAttributes per queue (and DLQ) per interval.
 
         A polled queue's call also reads its redrive policy: one that names another DLQ now is
-        followed (the dispatcher sends quarantined copies there), and the DLQs sampled follow.
+        followed (the dispatcher sends quarantined copies there), and the DLQs sampled follow;
+        so is another maxReceiveCount (the receive on which a claim is waited out).
         """
         missing: set[str] = set()  # DLQs found deleted: warned of once, until they are back
         sampled: set[str] = set()  # the DLQs of the last round
@@ -924,7 +925,7 @@ class Worker(Lifetime):
             await self._follow_policy(polled, attributes.get("RedrivePolicy"))
 
     async def _follow_policy(self, polled: QueueInfo, policy: str | None) -> None:
-        """Follow a polled queue's redrive policy when it names another DLQ than it did."""
+        """Follow a polled queue's redrive policy when its DLQ or maxReceiveCount changed."""
         assert self._dispatcher is not None
         try:
             async with asyncio.timeout(SAMPLE_TIMEOUT):
