@@ -173,6 +173,19 @@ async def test_counts_cover_every_key_asked_for(store: Store) -> None:
     assert await store.replay_counts([]) == {}
 
 
+async def test_counts_of_one_outcome_leave_the_other_attempts_out(store: Store) -> None:
+    # given: a key replayed twice (failed, then recovered), one replayed once (failed)
+    first, second, other = attempt("a:x", 1), attempt("a:x", 2), attempt("b:x", 1)
+    for a, outcome in ((first, "failed"), (second, "recovered"), (other, "failed")):
+        await store.add_replay(a)
+        assert a.id is not None
+        await store.update_replay(a.id, outcome=ReplayOutcome(outcome))
+
+    counts = await store.replay_counts(["a:x", "b:x", "c:x"], outcome=ReplayOutcome.RECOVERED)
+
+    assert counts == {"a:x": 1, "b:x": 0, "c:x": 0}
+
+
 async def test_counts_of_many_keys_are_queried_in_chunks(store: Store) -> None:
     keys = [f"k-{i}:RetriesExhausted" for i in range(1203)]
     for key in keys[::100]:

@@ -21,12 +21,10 @@ async def reopen(store: Store, keys: Sequence[str], by: str | None = None) -> Re
 
     Ignoring a failure hides the status its replays gave it; a reopen must not make a failure
     a replay fixed open again (lists, counts and retention would take it for one still to
-    handle). One replayed without recovering is open, so it can be replayed once more."""
-    recovered = {
-        key
-        for key in keys
-        if any(a.outcome is ReplayOutcome.RECOVERED for a in await store.replays(key))
-    }
+    handle). One replayed without recovering is open, so it can be replayed once more.
+    The replays of the whole selection are read at once, not failure by failure."""
+    counts = await store.replay_counts(keys, outcome=ReplayOutcome.RECOVERED)
+    recovered = {key for key, count in counts.items() if count}
     still_open = [key for key in keys if key not in recovered]
     changed = await store.set_status(still_open, FailureStatus.OPEN, by=by)
     kept = await store.set_status(sorted(recovered), FailureStatus.RECOVERED, by=by)

@@ -156,7 +156,9 @@ class LedgerMixin(SqlAccess):
         if changed == 0:
             raise KeyError(f"no replay attempt with id {replay_id}")
 
-    async def replay_counts(self, keys: Sequence[str]) -> dict[str, int]:
+    async def replay_counts(
+        self, keys: Sequence[str], *, outcome: ReplayOutcome | None = None
+    ) -> dict[str, int]:
         counts = dict.fromkeys(keys, 0)
         unique = list(counts)
         if not unique:
@@ -169,6 +171,8 @@ class LedgerMixin(SqlAccess):
                     .where(replays.c.original_key.in_(chunk))
                     .group_by(replays.c.original_key)
                 )
+                if outcome is not None:
+                    stmt = stmt.where(replays.c.outcome == outcome)
                 for key, count in await conn.execute(stmt):
                     counts[key] = int(count)
         return counts

@@ -524,8 +524,11 @@ class Store(Lifetime):
         """
 
     @abc.abstractmethod
-    async def replay_counts(self, keys: Sequence[str]) -> dict[str, int]:
-        """How many attempts each key has; every key asked for is in the result (0 if none)."""
+    async def replay_counts(
+        self, keys: Sequence[str], *, outcome: ReplayOutcome | None = None
+    ) -> dict[str, int]:
+        """How many attempts each key has (those with ``outcome`` only, when given); every key
+        asked for is in the result (0 if none). One query a few hundred keys."""
 
     # -- the action ledger (store/_actions.py) ----------------------------------------------
 
