@@ -7,10 +7,13 @@ import asyncio
 import itertools
 import json
 import random
+import re
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from freezable_proxy import FreezableProxy
 from structlog.testing import capture_logs
 from worker_helpers import receive_all, send_bodies
@@ -148,3 +151,151 @@ async def test_a_receive_that_succeeds_readies_its_queue_and_wakes_its_other_pol
                 worker.stop()
                 await running
     assert receive_all(sqs, url) == []
+
+
+async def test_a_flapping_endpoint_is_told_as_one_outage_and_its_end_once_it_stays_up(
+    sqs, make_queue, settings_for, endpoint_url, monkeypatch
+) -> None:
+    # given: one queue, one poller, through a proxy; receives back off 0.1-0.5 s; an outage
+    # that begins again within 60 s of its end continues it (the window, the reminders')
+    monkeypatch.setattr(worker_module, "RECONNECT_BASE", 0.2)
+    monkeypatch.setattr(worker_module, "RECONNECT_MAX", 0.5)
+    monkeypatch.setattr(outage_module, "REMINDER_EVERY", 60.0)
+    url, _ = make_queue("flap")
+    name = queue_name(url)
+    proxy = proxy_to(endpoint_url)
+    with proxy.running() as proxied, capture_logs() as logs:
+        settings = settings_for(url, endpoint_url=proxied, pollers_per_queue=1)
+        async with Worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                await until(lambda: worker.stats.sqs_calls["ReceiveMessage"] >= 1)
+                # when: SQS goes away and comes back three times, each time until the worker
+                # sees it (a failed receive; then a receive that succeeds)
+                for _ in range(3):
+                    proxy.take_down()
+                    await until(lambda: worker.readiness() != [])
+                    proxy.bring_back()
+                    await until(lambda: worker.readiness() == [])
+                began = [e for e in logs if str(e["event"]).startswith("cannot receive from")]
+                back = [e for e in logs if e["event"] == "receiving again"]
+                # ... and then stays up past the window (shortened now to 0.5 s)
+                monkeypatch.setattr(outage_module, "REMINDER_EVERY", 0.5)
+                await until(lambda: len([e for e in logs if e["event"] == "receiving again"]) > 1)
+            finally:
+                worker.stop()
+                await running
+            errors = worker.metrics.registry.get_sample_value(
+                "lambda_destinations_sqs_errors_total", {"operation": "ReceiveMessage"}
+            )
+
+    # then: one warning as it began, one line at its first end (before: a warning and a
+    # `receiving again` each time it went and came back) ...
+    assert [e["queue"] for e in began] == [name]
+    assert [e["queue"] for e in back] == [name]
+    # ... and one more once it stayed up, counting the whole outage: its two brief recoveries
+    # and every failed receive, as the metric does
+    ends = [e for e in logs if e["event"] == "receiving again"]
+    assert len(ends) == 2, ends
+    assert ends[1]["brief_recoveries"] == 2
+    assert ends[1]["after_failures"] == errors >= 3
+    assert not [e for e in logs if str(e["event"]).startswith("still cannot receive")]
+
+
+def _said(logs: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
+    """Each outage line: its words up to the first parenthesis or semicolon, and its count of
+    brief recoveries."""
+    return [
+        (re.split(r" \(|;", str(e["event"]))[0], e.get("brief_recoveries"))
+        for e in logs
+        if "receiv" in str(e["event"])
+    ]
+
+
+def test_a_flapping_outage_is_reminded_of_with_its_brief_recoveries() -> None:
+    # given: a queue's receives failing at 0 s, answering at 5 s, failing again at 10 s
+    # (within 30 s of the end), answering at 12 s, failing at 20 s, and on until 45 s
+    outage = outage_module.QueueOutage("orders")
+    with capture_logs() as logs:
+        outage.failed(0.0, 1.0)
+        outage.succeeded(5.0)
+        outage.failed(10.0, 1.0)
+        assert outage.failing
+        outage.succeeded(12.0)
+        assert not outage.failing
+        for second in range(20, 46):
+            outage.failed(float(second), 1.0)
+        # when: it answers at 46 s, and again 30 s later, when that end has held
+        outage.succeeded(46.0)
+        outage.succeeded(60.0)
+        outage.succeeded(76.0)
+
+    # then: the warning, the first end, a reminder at 30 s (not before) with two brief
+    # recoveries, and the end that held once it held: nothing for the others
+    assert _said(logs) == [
+        ("cannot receive from orders", None),
+        ("receiving again", 0),
+        ("still cannot receive from orders", 2),
+        ("receiving again", 2),
+    ]
+    assert "2 brief recoveries" in logs[2]["event"]
+    assert (logs[3]["after_failures"], logs[3]["outage_seconds"]) == (28, 46.0)
+
+
+def test_an_outage_after_the_last_one_held_is_another_one() -> None:
+    # given: an outage that ended and held 30 s; one that flapped and was not said to have
+    # held when the next failure came (no receive succeeded in between)
+    outage = outage_module.QueueOutage("orders")
+    with capture_logs() as logs:
+        outage.failed(0.0, 1.0)
+        outage.succeeded(1.0)
+        outage.failed(31.0, 1.0)  # 30 s after the end: a new outage
+        outage.succeeded(32.0)
+        outage.failed(33.0, 1.0)  # a flap
+        outage.succeeded(34.0)
+        outage.failed(70.0, 1.0)
+
+    # then: each outage is warned of; the one that flapped says its end before the next begins
+    assert _said(logs) == [
+        ("cannot receive from orders", None),
+        ("receiving again", 0),
+        ("cannot receive from orders", None),
+        ("receiving again", 0),
+        ("receiving again", 1),
+        ("cannot receive from orders", None),
+    ]
+    assert logs[4]["outage_seconds"] == 3.0
+
+
+@pytest.mark.parametrize(("pollers", "longest"), [(1, 10.0), (2, 20.0), (3, 30.0)])
+async def test_a_poller_backs_off_at_most_10_s_for_each_poller_of_its_queue(
+    sqs, make_queue, settings_for, endpoint_url, monkeypatch, pollers: int, longest: float
+) -> None:
+    # given: one queue through a proxy; the longest backoff each failed receive is drawn
+    # under is noted (the backoff itself is 0.3 s)
+    caps: list[float] = []
+
+    def noted(attempt: int, base: float, cap: float) -> float:
+        caps.append(cap)
+        return 0.3
+
+    monkeypatch.setattr(worker_module, "backoff_delay", noted)
+    url, _ = make_queue("cap")
+    proxy = proxy_to(endpoint_url)
+    with proxy.running() as proxied:
+        settings = settings_for(url, endpoint_url=proxied, pollers_per_queue=pollers)
+        async with Worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                await until(lambda: worker.stats.sqs_calls["ReceiveMessage"] >= pollers)
+                # when: SQS goes away
+                proxy.take_down()
+                await until(lambda: len(caps) >= 2)
+            finally:
+                proxy.bring_back()
+                worker.stop()
+                await running
+
+    # then: a poller alone sleeps 10 s at most, past which SQS back would go unseen (before:
+    # 30 s whatever the pollers); three or more keep 30 s, one of them trying every 10 s or so
+    assert set(caps) == {longest}

@@ -10,6 +10,13 @@ ends with the first that succeeds. The log says it once per queue, not once per 
   every REMINDER_EVERY seconds while it lasts, the first one that long after the beginning;
 - ``receiving again`` (with ``after_failures`` and ``outage_seconds``) when it ends.
 
+An endpoint that flaps is one outage, not one a flap: a receive that fails again within
+REMINDER_EVERY of the end continues the outage (/readyz names the queue again at once), with no
+new warning. Its reminders go on (with ``brief_recoveries`` in the line: the ends that did not
+hold), and its ends are not said again until one holds: the first receive that succeeds
+REMINDER_EVERY after the last end says ``receiving again`` for the whole outage, from its first
+failure to that end, with ``brief_recoveries``.
+
 Each poller keeps its own backoff (and failure count, for the delay), so an endpoint still away
 sees the pollers one by one, never all at once. A success wakes the queue's other pollers out of
 their backoff: the queue answers, they receive now rather than sleep out up to RECONNECT_MAX.
@@ -24,7 +31,9 @@ import structlog
 
 log = structlog.get_logger("lambda_destinations.worker")
 
-REMINDER_EVERY = 30.0  # seconds: at most one "still cannot receive" line per queue this often
+# Seconds: at most one "still cannot receive" line per queue this often; and how long a queue
+# must answer after an outage before a failure begins another one, not the same one again.
+REMINDER_EVERY = 30.0
 
 
 class QueueOutage:
@@ -34,52 +43,78 @@ class QueueOutage:
         self.queue = queue
         self.began: float | None = None  # loop time of the outage's first failure; None: none
         self.failures = 0  # failed receives of the outage, every poller's
+        self.brief_recoveries = 0  # ends of the outage that did not hold
+        # Loop time the outage last ended (None: failing); kept until it holds REMINDER_EVERY.
+        self._ended: float | None = None
         self._reminder_at = 0.0  # loop time from which the next reminder may be logged
         self._back = asyncio.Event()  # set when the outage ends: pollers backing off wake
 
     @property
     def failing(self) -> bool:
         """True from a failed receive until one succeeds (/readyz is 503 meanwhile)."""
-        return self.began is not None
+        return self.began is not None and self._ended is None
 
     def failed(self, now: float, retry_in: float, **fields: str) -> None:
         """Count a failed receive; log it if it begins the outage or a reminder is due.
 
         ``fields`` (the error, the fix, the endpoint) go on the line as they are.
         """
+        self._settle(now)
         if self.began is None:
-            self.began, self.failures = now, 1
+            self.began, self.failures, self.brief_recoveries = now, 1, 0
             self._back = asyncio.Event()
             self._reminder_at = now + REMINDER_EVERY
             message = f"cannot receive from {self.queue}; retrying in {retry_in:.1f}s"
             log.warning(message, queue=self.queue, **fields)
             return
         self.failures += 1
+        if self._ended is not None:  # failing again soon after its end: the same outage
+            self._ended = None
+            self.brief_recoveries += 1
+            self._back = asyncio.Event()
         if now < self._reminder_at:
             return
         self._reminder_at = now + REMINDER_EVERY
         seconds = round(now - self.began, 1)
+        flaps = f", {self.brief_recoveries} brief recoveries" if self.brief_recoveries else ""
         log.warning(
             f"still cannot receive from {self.queue} ({self.failures} failures in "
-            f"{seconds:.0f}s); retrying in {retry_in:.1f}s",
+            f"{seconds:.0f}s{flaps}); retrying in {retry_in:.1f}s",
             queue=self.queue,
             failures=self.failures,
             outage_seconds=seconds,
+            brief_recoveries=self.brief_recoveries,
             **fields,
         )
 
     def succeeded(self, now: float) -> None:
-        """End the outage, if there is one: say so once and wake the pollers backing off."""
-        if self.began is None:
+        """End the outage, if there is one, and wake the pollers backing off; say so at its
+        first end, or once an end has held (:meth:`_settle`)."""
+        self._settle(now)
+        if not self.failing:
             return
+        assert self.began is not None
+        self._ended = now
+        self._back.set()
+        if not self.brief_recoveries:
+            self._say_back(now - self.began)
+
+    def _settle(self, now: float) -> None:
+        """Forget an outage whose end has held REMINDER_EVERY; one that flapped says it now."""
+        if self.began is None or self._ended is None or now - self._ended < REMINDER_EVERY:
+            return
+        if self.brief_recoveries:
+            self._say_back(self._ended - self.began)
+        self.began = self._ended = None
+
+    def _say_back(self, seconds: float) -> None:
         log.info(
             "receiving again",
             queue=self.queue,
             after_failures=self.failures,
-            outage_seconds=round(now - self.began, 1),
+            outage_seconds=round(seconds, 1),
+            brief_recoveries=self.brief_recoveries,
         )
-        self.began = None
-        self._back.set()
 
     async def back_off(self, delay: float, stopping: asyncio.Event) -> None:
         """Sleep ``delay`` seconds; less if a receive of the queue succeeds meanwhile (the

@@ -78,6 +78,11 @@ _QUEUE_GONE = (
 RECEIVE_AHEAD = 1.0
 RECONNECT_BASE = 1.0
 RECONNECT_MAX = 30.0
+# A poller's backoff after failed receives ends at this many seconds for each poller of its
+# queue, RECONNECT_MAX at most. The queue's first poller to try again sees SQS back and wakes the
+# others; a poller alone sleeps its whole backoff past SQS's return: it retries every 10 s at
+# most (one receive per 5-10 s is no load), where three of them each keep RECONNECT_MAX.
+RECONNECT_MAX_PER_POLLER = 10.0
 # Shutdown: every phase after the grace period fits in this margin (see _shutdown).
 SHUTDOWN_MARGIN = 2.5
 CANCEL_WAIT = 1.0  # of the margin, what cancelled handlers get to end
@@ -194,6 +199,7 @@ class Worker(Lifetime):
     # Queue name -> its receives failing or not, shared by its pollers (one log line per
     # queue, /readyz, a success waking them): made once the queues are described.
     _outages: dict[str, QueueOutage]
+    _reconnect_max: float  # a poller's longest backoff: set as the pollers are spawned
 
     def __init__(
         self,
@@ -508,6 +514,7 @@ class Worker(Lifetime):
         # Each poller may hold at most its share of the room through a long poll, so pollers
         # of idle queues can never sit on all of it.
         self._share = max(1, min(MAX_BATCH, self._room.size // (per_queue * len(self.queues))))
+        self._reconnect_max = min(RECONNECT_MAX, RECONNECT_MAX_PER_POLLER * per_queue)
         for queue in self.queues:
             for n in range(per_queue):
                 name = f"poller:{queue.name}:{n}"
@@ -716,7 +723,7 @@ class Worker(Lifetime):
             self._room.release(room)
             self.metrics.sqs_errors.labels("ReceiveMessage").inc()  # every failure, logged or not
             self._receive_failures[name] += 1
-            delay = backoff_delay(self._receive_failures[name], RECONNECT_BASE, RECONNECT_MAX)
+            delay = backoff_delay(self._receive_failures[name], RECONNECT_BASE, self._reconnect_max)
             outage = self._outages[queue.name]
             outage.failed(loop.time(), delay, error=describe_error(exc), **self._receive_fix(exc))
             await outage.back_off(delay, self._stopping)
