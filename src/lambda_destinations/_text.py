@@ -1,8 +1,13 @@
-"""Text as UTF-8 can carry it, for what is written out: the CLI's stdout, the console's pages.
+"""Text as UTF-8 can carry it and as a reader sees it, for what is written out: the CLI's
+stdout, the console's pages.
 
 JSON may spell lone or reversed surrogates (``"\\ud800"``); the store keeps them exactly in its
 JSON columns (see ``store._types``), but UTF-8 has no bytes for them, so writing such a value
 to a terminal, a pipe or an HTTP response fails. They are shown as U+FFFD instead.
+
+Stored text is what a function or a message's sender wrote: shown to a person, its control and
+bidi characters are spelled as escapes (:func:`visible`), so that it cannot drive the terminal
+or reorder what is read around it ("Trojan Source").
 """
 
 from __future__ import annotations
@@ -32,3 +37,31 @@ def storable_text(value: str) -> str:
     original exactly.
     """
     return _UNSTORABLE.sub("\ufffd", value)
+
+
+# What a terminal or a browser acts on instead of showing it: the C0 controls but tab and line
+# feed (ESC starts a terminal's escape sequences; CR and backspace write over what is shown),
+# DEL, the C1 controls (0x9b is a one-byte CSI to some terminals), and the bidi controls
+# (Unicode's Bidi_Control: ALM U+061C, LRM/RLM U+200E/F, LRE..RLO U+202A-U+202E, LRI..PDI
+# U+2066-U+2069), which reorder the rest of a line: "txt.exe" after U+202E reads "exe.txt".
+# The other invisible format characters (category Cf) are left as they are: ZWJ and ZWNJ
+# (U+200D, U+200C) join emoji sequences and Indic and Persian letters, tags (U+E0020-U+E007F)
+# spell flags such as Scotland's, soft hyphen, ZWSP and word joiner break or bind words; none
+# moves text, and escaping them would spoil legitimate text.
+_UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` with each control character and bidi control spelled as an escape (``\\x1b``,
+    ``\\u202e``), for a person to read: the CLI's text output, the console's pages.
+
+    Tab and line feed stay (multi-line payloads and stack traces keep their lines). JSON output
+    does not pass here: its own escapes keep every value exact. The escapes are printable ASCII,
+    so text that passed here once is left as it is the second time.
+    """
+    return _UNSHOWN.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -1333,3 +1333,48 @@ async def test_reopening_a_recovered_failure_makes_it_recovered_again(
         stored = await store.get_invocation(row.key)
     assert stored is not None
     assert stored.status is FailureStatus.RECOVERED
+
+
+# Stored text that would reorder what is read around it (U+202E, U+2066..U+2069) or drive a
+# terminal (ESC); a family emoji whose ZWJ belongs to it.
+_SPOOF = "bad \u202etxt.exe\u2069 \x1b[2J \u2066x\u2069"
+_SPELLED = "bad \\u202etxt.exe\\u2069 \\x1b[2J \\u2066x\\u2069"
+_FAMILY = "\U0001f468\u200d\U0001f469"
+
+
+async def test_pages_spell_out_stored_bidi_controls_and_forms_post_them_back_exactly(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure whose error message and payload hold them
+    settings = settings_for()
+    record = failure_record(
+        random.Random(5),
+        function="orders-api",
+        error=("ValueError", f"{_SPOOF} {_FAMILY}", "python"),
+        request_payload={"note": _SPOOF},
+    )
+    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    client = await make_client(settings)
+    await sign_in(client)
+    path = f"/failures/{quote(row.key, safe='')}"
+
+    # when: the list, the list filtered by a value that holds one, the failure's page and form
+    listed = html.unescape(await (await client.get("/failures")).text())
+    query = urlencode({"error_type": "Value\u202eError"})
+    filtered = html.unescape(await (await client.get(f"/failures?{query}")).text())
+    whole = html.unescape(await (await client.get(path)).text())
+    edit = await (await client.get(f"{path}/edit")).text()
+
+    # then: what the pages show spells each out and keeps the emoji whole ...
+    assert not [c for c in "\x1b\u202e\u2066\u2069" if c in whole]
+    assert f"ValueError: {_SPELLED} {_FAMILY}</p>" in whole
+    assert '"note": "bad \\u202etxt.exe\\u2069 \\u001b[2J \\u2066x\\u2069"' in whole
+    assert not [c for c in "\x1b\u202e\u2066\u2069" if c in listed]
+    assert f"ValueError: {_SPELLED} {_FAMILY}</td>" in listed
+    # ... and a form's fields hold the value exactly, to post it back as it was
+    assert filtered.count("\u202e") == 1
+    assert _form_fields(filtered, "/failures")["error_type"] == "Value\u202eError"
+    assert json.loads(_form_fields(edit, f"{path}/edit")["payload"]) == {"note": _SPOOF}

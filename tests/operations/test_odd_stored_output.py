@@ -106,3 +106,62 @@ async def test_a_body_nested_too_deeply_is_shown_as_it_is(
     assert DEEP in peeked
     assert status == 200
     assert DEEP in page
+
+
+# A function's error text that would drive the terminal (ESC, CR) and reorder what is read
+# around it (U+202E reverses the rest of the line, U+2066..U+2069 isolate a run), then text
+# whose invisible joiners belong to it: a family emoji (ZWJ) and a Persian word (ZWNJ).
+SPOOF = "bad \u202etxt.exe\u2069 \x1b[2J\rok \u2066x\u2069 \u200e\u061c"
+KEPT = "\U0001f468\u200d\U0001f469 \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+SPELLED = "bad \\u202etxt.exe\\u2069 \\x1b[2J\\x0dok \\u2066x\\u2069 \\u200e\\u061c"
+
+
+def _unshown(text: str) -> list[str]:
+    return [c for c in "\x1b\r\u202e\u2066\u2069\u200e\u061c" if c in text]
+
+
+def test_stored_controls_and_bidi_controls_are_spelled_out_in_text_and_exact_in_json(
+    tmp_path,
+) -> None:
+    # given: a failure whose error message holds them, and a quarantined message whose
+    # reason and body do
+    from ops_helpers import failure_body, row_of, seed_sync
+
+    from lambda_destinations.store import QuarantineRow, Store
+
+    store_url = f"sqlite:///{tmp_path / 'spoof.db'}"
+    body, record = failure_body(3, error=("TimeoutError", f"{SPOOF} {KEPT}", "python"))
+    seed_sync(store_url, [row_of(body)])
+    request_id = record["requestContext"]["requestId"]
+
+    async def quarantine() -> None:
+        async with Store.from_url(store_url) as store:
+            await store.save_quarantine(
+                QuarantineRow("https://sqs/q", "m-1", json.dumps({"x": SPOOF}), {}, SPOOF, 1)
+            )
+
+    import asyncio
+
+    asyncio.run(quarantine())
+    env = {"LAMBDA_DESTINATIONS_STORE": store_url}
+
+    # when: each text view of them, and the JSON ones
+    texts = {
+        "result": shown("result", request_id, env=env, code=1),
+        "failures show": shown("failures", "show", request_id, env=env),
+        "failures list": shown("failures", "list", env=env),
+        "quarantine list": shown("quarantine", "list", env=env),
+        "quarantine show": shown("quarantine", "show", "1", env=env),
+    }
+    result = json.loads(shown("result", request_id, "--json", env=env, code=1))
+    (listed,) = json.loads(shown("quarantine", "list", "--json", env=env))
+
+    # then: text spells each out where it stands (a table's cell folds CR as other white
+    # space) and keeps the joiners; JSON is exact
+    for view, text in texts.items():
+        assert _unshown(text) == [], view
+        assert (SPELLED.replace("\\x0d", " ") if "list" in view else SPELLED) in text, view
+    for view in ("result", "failures show", "failures list"):
+        assert KEPT in texts[view], view
+    assert result["error"]["message"] == f"{SPOOF} {KEPT}"
+    assert listed["reason"] == SPOOF

@@ -7,6 +7,8 @@ import sys
 import textwrap
 from collections.abc import Collection, Sequence
 
+from lambda_destinations._text import visible
+
 _GAP = "  "
 _MIN_FLEX = 12
 
@@ -24,9 +26,10 @@ def plural(count: int, noun: str, many: str | None = None) -> str:
 
 
 def cell(value: object) -> str:
+    """A value on one line as a person reads it (controls and bidi controls escaped)."""
     if value is None or value == "":
         return "-"
-    return " ".join(str(value).split()) if isinstance(value, str) else str(value)
+    return visible(" ".join(value.split())) if isinstance(value, str) else str(value)
 
 
 def render_table(

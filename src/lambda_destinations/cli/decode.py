@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from lambda_destinations._text import visible
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
 from lambda_destinations.schemas import DecodedMessage, DecodeError, MessageKind, decode
 
@@ -113,7 +114,7 @@ def _readable(decoded: DecodedMessage) -> str:
         first, *rest = value.splitlines() or [""]
         lines.append(f"{name + ':':<{width}}{first}")
         lines.extend(f"{'':<{width}}{line}" for line in rest)
-    return _printable("\n".join(lines))
+    return _printable(visible("\n".join(lines)))
 
 
 def _label(decoded: DecodedMessage, name: str) -> str:

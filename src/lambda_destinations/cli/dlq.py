@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from lambda_destinations._text import visible
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
 from lambda_destinations.cli._common import (
@@ -164,8 +165,8 @@ def _show_peeked(described: Sequence[dict[str, Any]], *, with_body: bool) -> Non
         for item in described:
             click.echo(f"\n── {item['message_id']}")
             for name, value in item["message_attributes"].items():
-                click.echo(f"  {name} = {attribute_text(value)}")
-            click.echo(pretty_body(item["body"]))
+                click.echo(visible(f"  {name} = {attribute_text(value)}"))
+            click.echo(visible(pretty_body(item["body"])))
 
 
 def _error(described: dict[str, Any]) -> str | None:

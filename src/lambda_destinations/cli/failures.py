@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from lambda_destinations._text import visible
 from lambda_destinations.cli._app import EXIT_FAILED, cli, fail
 from lambda_destinations.cli._common import (
     command_now,
@@ -212,7 +213,7 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(dumps(_whole_json(whole), indent=2))
     else:
-        click.echo(_whole_text(whole))
+        click.echo(visible(_whole_text(whole)))
 
 
 def _whole_json(whole: FailureDetail) -> dict[str, Any]:

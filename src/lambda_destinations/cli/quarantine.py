@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from lambda_destinations._text import visible
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail, first_line
 from lambda_destinations.cli._common import aws_errors, dumps, format_time, opened_store, subcommand
 from lambda_destinations.cli._options import settings_options
@@ -142,13 +143,13 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
         ("not a record", "decode_error"),
     ):
         if described.get(name) not in (None, ""):
-            click.echo(f"{label:<13}{described[name]}")
+            click.echo(visible(f"{label:<13}{described[name]}"))
     if row.message_attributes:
         click.echo("\nattributes")
         for attribute, value in row.message_attributes.items():
-            click.echo(f"  {attribute} = {attribute_text(value)}")
+            click.echo(visible(f"  {attribute} = {attribute_text(value)}"))
     click.echo("\nbody")
-    click.echo(pretty_body(row.body))
+    click.echo(visible(pretty_body(row.body)))
 
 
 @subcommand(quarantine_group, "resend")

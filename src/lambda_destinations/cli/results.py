@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from lambda_destinations._json import strict_loads
+from lambda_destinations._text import visible
 from lambda_destinations.cli._app import (
     EXIT_FAILED,
     EXIT_NO_RESULT,
@@ -245,4 +246,4 @@ def _show(outcome: InvocationResult, *, heading: bool) -> None:
         lines.append(("finished", outcome.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC")))
     lines.append(("response", dumps(outcome.response)))
     for label, value in lines:
-        click.echo(f"{label:<11} {value}")
+        click.echo(visible(f"{label:<11} {value}"))

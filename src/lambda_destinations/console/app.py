@@ -26,7 +26,7 @@ from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations._serving import AppRunner
-from lambda_destinations._text import printable
+from lambda_destinations._text import printable, visible
 from lambda_destinations._urls import is_site_path
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
@@ -82,9 +82,12 @@ class Console:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=_shown,
         )
         # A value inside one path segment: "/" and ":" are escaped too.
         self.templates.filters["segment"] = lambda value: quote(str(value), safe="")
+        # A form's value, posted back as it is: HTML-escaped only, its controls kept.
+        self.templates.filters["exact"] = self.templates.filters["escape"]
 
     @property
     def store(self) -> Store:
@@ -134,6 +137,15 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
+
+
+def _shown(value: Any) -> Any:
+    """Every text a page shows, with its controls and bidi controls escaped (``visible``), as
+    the CLI shows it; a browser reorders text after U+202E as a terminal does. Markup (a macro,
+    a form's value through ``| exact``) is left as it is."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return visible(value)
+    return value
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
