@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -348,6 +349,14 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings)
 
+    # Where each setting's value came from, as load_settings found it (see origin).
+    _origins: dict[str, str] = PrivateAttr(default={})
+
+    def origin(self, field: str) -> str | None:
+        """Where ``field``'s value came from (``--store``, ``LAMBDA_DESTINATIONS_STORE``, the
+        TOML file), for an error about it; None for settings load_settings did not build."""
+        return self._origins.get(field)
+
     def resolved_region(self) -> str | None:
         """The region the standard AWS way when not set here."""
         return standard_region(self.region)
@@ -418,18 +427,21 @@ def _describe(
     if not error["loc"]:  # a check of two settings together: its message names both
         return message
     location = ".".join(str(part) for part in error["loc"])
-    field = str(error["loc"][0])
-    env_name = f"{ENV_PREFIX}{field.upper()}"
-    # Where the bad value came from, in the order the sources win.
-    if field in overrides:
-        where = f"--{field.replace('_', '-')}"
-    elif env_name in os.environ:
-        where = env_name
-    elif field in file_data:
-        where = f"the TOML file {file_data['config']}"
-    else:
-        where = f"{env_name} or the TOML file"
+    where = _origin(str(error["loc"][0]), overrides, file_data)
     return f"setting {location!r} ({where}): {message}"
+
+
+def _origin(field: str, overrides: Mapping[str, Any], file_data: Mapping[str, Any]) -> str:
+    """Where ``field``'s value came from, in the order the sources win; for a default, where
+    it can be set."""
+    env_name = f"{ENV_PREFIX}{field.upper()}"
+    if field in overrides:
+        return f"--{field.replace('_', '-')}"
+    if env_name in os.environ:
+        return env_name
+    if field in file_data:
+        return f"the TOML file {file_data['config']}"
+    return f"{env_name} or the TOML file"
 
 
 def _undecodable(exc: SettingsError) -> str:
@@ -475,6 +487,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except SettingsError as exc:  # a value the environment source cannot decode (not JSON)
         raise ConfigError(_undecodable(exc)) from None
     # Hand out the plain class so nothing depends on the per-call subclass.
-    return Settings.model_construct(
+    settings = Settings.model_construct(
         **{name: getattr(loaded, name) for name in Settings.model_fields}
     )
+    settings._origins = {"store": _origin("store", overrides, file_data)}
+    return settings

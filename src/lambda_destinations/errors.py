@@ -28,6 +28,7 @@ __all__ = [
     "StoreError",
     "StoreMisconfigured",
     "StoreUnavailable",
+    "StoreUrlError",
     "TransientError",
 ]
 
@@ -47,6 +48,22 @@ class LambdaDestinationsError(Exception):
 
 class ConfigError(LambdaDestinationsError):
     """Configuration that cannot work; the message names the setting and the fix."""
+
+
+class StoreUrlError(ConfigError):
+    """A store URL that cannot work: the line names the URL (``shown``, its password masked),
+    where it came from once the code that read it says so (:meth:`named`), the problem and
+    the fix."""
+
+    def __init__(self, shown: str, problem: str, origin: str | None = None) -> None:
+        self.shown, self.problem, self.origin = shown, problem, origin
+        where = f" ({origin})" if origin else ""
+        super().__init__(f"store URL {shown!r}{where}: {problem}")
+
+    def named(self, origin: str | None) -> StoreUrlError:
+        """The same error, naming where the URL came from (``--store``, an environment
+        variable, a TOML file, a caller's argument); as it is when ``origin`` is None."""
+        return self if origin is None else StoreUrlError(self.shown, self.problem, origin)
 
 
 class NewerSchema(ConfigError):

@@ -76,8 +76,55 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
     assert result.returncode == 3
     line = one_error_line(result)
     assert problem in line
-    assert "LAMBDA_DESTINATIONS_STORE" in line
+    assert "(--store)" in line  # where the URL came from, not the variable it did not
+    assert "LAMBDA_DESTINATIONS_STORE" not in line
     assert ":pw@" not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(("failures", "list"), 3), (("result", "rid-1"), 3), (("run", "--once", "--queues", "q"), 3)],
+)
+def test_a_store_error_names_where_the_url_came_from(
+    args: tuple[str, ...], code: int, tmp_path: Path
+) -> None:
+    # given: a store URL whose password must stay hidden, wrong in a way each command meets
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+    url = "sqlite:///:memory:" if args[0] == "run" else missing
+    shown = f"store URL {url!r}"
+    environment = {**os.environ}
+    environment.pop("LAMBDA_DESTINATIONS_STORE", None)
+    file = tmp_path / "settings.toml"
+    file.write_text(f"store = {json.dumps(url)}\n")
+
+    # when: the URL comes from --store, from the environment, from a TOML file
+    given = cli(*args, "--store", url, cwd=tmp_path)
+    from_env = cli(*args, env={"LAMBDA_DESTINATIONS_STORE": url}, cwd=tmp_path)
+    from_file = cli(*args, "--config", str(file), env=environment, cwd=tmp_path)
+
+    # then: each line names that place, and only it
+    assert (given.returncode, from_env.returncode, from_file.returncode) == (code,) * 3
+    assert one_error_line(given).startswith(f"error: {shown} (--store): ")
+    assert one_error_line(from_env).startswith(f"error: {shown} (LAMBDA_DESTINATIONS_STORE): ")
+    assert one_error_line(from_file).startswith(f"error: {shown} (the TOML file {file}): ")
+
+
+async def test_a_store_error_of_results_names_the_url_it_was_given(tmp_path: Path) -> None:
+    from lambda_destinations.errors import StoreUrlError
+    from lambda_destinations.operations.results import Results
+
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+    with pytest.raises(StoreUrlError) as opened:
+        async with Results(missing):
+            pass
+    with pytest.raises(StoreUrlError) as parsed:
+        Results("postgresql://app:secret@db.internal/results?timeout=abc")
+
+    assert str(opened.value).startswith(f"store URL {missing!r} (given to Results): ")
+    assert "does not exist" in str(opened.value)
+    assert str(parsed.value).startswith(
+        "store URL 'postgresql://app:***@db.internal/results?timeout=***' (given to Results): "
+    )
 
 
 async def test_a_store_migrated_by_a_newer_release_is_refused_by_writers(
@@ -149,7 +196,7 @@ def test_a_misspelt_database_or_user_is_configuration_at_start(
     assert result.returncode == 3, result.stderr
     line = one_error_line(result)
     assert problem in line
-    assert "LAMBDA_DESTINATIONS_STORE" in line
+    assert "the store URL" in line
 
 
 @pytest.mark.postgres

@@ -89,7 +89,7 @@ async def test_a_read_only_database_is_store_unavailable_saying_to_use_the_prima
 
     # then: unavailable, in one line naming the fix
     assert "read-only transaction" in str(info.value)
-    assert "point LAMBDA_DESTINATIONS_STORE at the primary" in str(info.value)
+    assert "point the store URL at the primary" in str(info.value)
 
 
 @pytest.mark.parametrize(

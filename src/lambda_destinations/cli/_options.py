@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from lambda_destinations.config import DEV_CONFIG, Settings, load_settings
+from lambda_destinations.errors import StoreUrlError
 from lambda_destinations.logs import configure_logging
 from lambda_destinations.redact import mask_url
 
@@ -80,7 +81,10 @@ def settings_options(func: Callable[P, R]) -> Callable[..., R]:
             # dev's endpoint accepts any keys: the commands after `dev` need none of their own.
             for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
                 os.environ.setdefault(name, "dev")
-        return func(*args, settings=settings, **kwargs)  # type: ignore[arg-type]
+        try:
+            return func(*args, settings=settings, **kwargs)  # type: ignore[arg-type]
+        except StoreUrlError as exc:  # the store read the URL; only here is known where from
+            raise exc.named(settings.origin("store")) from None
 
     for option in reversed(_SETTING_OPTIONS):
         wrapper = option(wrapper)

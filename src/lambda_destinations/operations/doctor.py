@@ -33,6 +33,7 @@ from lambda_destinations.errors import (
     NewerSchema,
     StoreMisconfigured,
     StoreUnavailable,
+    StoreUrlError,
 )
 from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.operations.handler_checks import (
@@ -647,8 +648,11 @@ class Doctor:
             self.add("store", "ok", f"{shown} answers")
             self.add("store schema", "error", str(exc), "")
             return
+        except StoreUrlError as exc:  # its line says the fix
+            self.add("store", "error", str(exc.named(self.settings.origin("store"))), "")
+            return
         except ConfigError as exc:
-            self.add("store", "error", str(exc), "fix LAMBDA_DESTINATIONS_STORE")
+            self.add("store", "error", str(exc), "fix the store URL")
             return
         self.add("store", "ok", f"{shown} answers")
         if pending:

@@ -37,6 +37,7 @@ from lambda_destinations.errors import (
     LambdaDestinationsError,
     NewerSchema,
     StoreMisconfigured,
+    StoreUrlError,
 )
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
@@ -128,6 +129,10 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(dt.UTC).isoformat()
 
 
+# Where a store URL of Results came from, for the line that says what is wrong with it.
+_GIVEN = "given to Results"
+
+
 class Results(Lifetime):
     """Reads invocation outcomes from a store, by request id.
 
@@ -146,11 +151,17 @@ class Results(Lifetime):
         # A store handed in open is the caller's to open; one made here waits for `async with`.
         self._open = not self._own
         # A reader never creates the store: a missing file is a wrong URL, said in one line.
-        self.store = Store.from_url(store, create=False) if isinstance(store, str) else store
+        try:
+            self.store = Store.from_url(store, create=False) if isinstance(store, str) else store
+        except StoreUrlError as exc:
+            raise exc.named(_GIVEN) from None
 
     async def open(self) -> None:
         if self._own:
-            await self.store.open()
+            try:
+                await self.store.open()
+            except StoreUrlError as exc:
+                raise exc.named(_GIVEN) from None
         try:
             if 1 in await self._pending():
                 raise StoreMisconfigured(  # the database given is not the worker's: exit 3

@@ -26,11 +26,11 @@ import sqlalchemy as sa
 from lambda_destinations._text import storable_text
 from lambda_destinations._urls import check_port
 from lambda_destinations.errors import (
-    ConfigError,
     StoreDataError,
     StoreError,
     StoreMisconfigured,
     StoreUnavailable,
+    StoreUrlError,
 )
 from lambda_destinations.redact import MASK, mask_url
 from lambda_destinations.store._access import StoreConnection, StoreEngine, from_row
@@ -1049,7 +1049,7 @@ OLDER_SCHEMA = (
 
 
 def parse_store_url(url: str, usage: str) -> sa.URL:
-    """``url`` parsed; the one-line ConfigError naming ``usage`` when it is no URL (SQLAlchemy
+    """``url`` parsed; the one-line StoreUrlError naming ``usage`` when it is no URL (SQLAlchemy
     raises ValueError, not ArgumentError, for a port that is no number: ``postgresql://:/db``)
     or its port is out of range."""
     try:
@@ -1063,6 +1063,7 @@ def parse_store_url(url: str, usage: str) -> sa.URL:
     return parsed
 
 
-def url_error(url: str, problem: str) -> ConfigError:
-    """The one-line ConfigError for a store URL that cannot work."""
-    return ConfigError(f"LAMBDA_DESTINATIONS_STORE={mask_url(url)!r}: {problem}")
+def url_error(url: str, problem: str) -> StoreUrlError:
+    """The one-line error for a store URL that cannot work; whoever read the URL from the
+    settings or an argument names where it came from (StoreUrlError.named)."""
+    return StoreUrlError(mask_url(url), problem)

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lambda_destinations._lifetime import Lifetime
-from lambda_destinations.errors import ConfigError
+from lambda_destinations.errors import ConfigError, StoreUrlError
 from lambda_destinations.redact import mask_url
 from lambda_destinations.times import utcnow
 
@@ -667,9 +667,9 @@ def open_store_class(url: str) -> type[Store]:
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
     target = _BACKENDS.get(scheme)
     if target is None:
-        raise ConfigError(
-            f"LAMBDA_DESTINATIONS_STORE={mask_url(url)!r} has no known scheme: "
-            "use sqlite:///path/to/file.db or postgresql://user@host/db"
+        raise StoreUrlError(
+            mask_url(url),
+            "no known scheme: use sqlite:///path/to/file.db or postgresql://user@host/db",
         )
     module_name, class_name = target.split(":")
     try:

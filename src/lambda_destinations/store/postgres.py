@@ -274,7 +274,7 @@ class PostgresStore(SqlStore):
         fix = (
             f"check that PostgreSQL is running and reachable at "
             f"{self._sa_url.host or 'localhost'}:{self._sa_url.port or 5432} "
-            "and that LAMBDA_DESTINATIONS_STORE names the right database and user"
+            "and that the store URL names the right database and user"
         )
         if isinstance(exc, sa.exc.TimeoutError):
             # The pool's own timeout: every connection is busy.
@@ -290,16 +290,16 @@ class PostgresStore(SqlStore):
         if sqlstate == _READ_ONLY:
             return (
                 f"{_first_line(orig)}: the database takes no writes (a standby, or "
-                "default_transaction_read_only): point LAMBDA_DESTINATIONS_STORE at the primary"
+                "default_transaction_read_only): point the store URL at the primary"
             )
         if sqlstate == _NO_DATABASE:
             return (
-                f"{_first_line(orig)}: set LAMBDA_DESTINATIONS_STORE to the right database "
+                f"{_first_line(orig)}: set the store URL to the right database "
                 "name, or create that database"
             )
         if sqlstate in _AUTHENTICATION:
             return (
-                f"{_first_line(orig)}: fix the user or password in LAMBDA_DESTINATIONS_STORE "
+                f"{_first_line(orig)}: fix the user or password in the store URL "
                 "(or the server's pg_hba.conf)"
             )
         if sqlstate == _INSUFFICIENT_PRIVILEGE:

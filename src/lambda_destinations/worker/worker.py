@@ -35,6 +35,7 @@ from lambda_destinations.errors import (
     StoppedBeforeStart,
     StoreGone,
     StoreMisconfigured,
+    StoreUrlError,
 )
 from lambda_destinations.handlers.in_doubt import cut_off_first
 from lambda_destinations.handlers.registry import (
@@ -285,11 +286,11 @@ class Worker(Lifetime):
                 "no queues to poll: set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names"
             )
         if self.store.in_memory:
-            raise ConfigError(
-                f"LAMBDA_DESTINATIONS_STORE={self.settings.store} is an in-memory database: "
-                "every record acknowledged would be lost when the worker exits; "
-                "use sqlite:///path/to/file.db or postgresql://user@host/db"
-            )
+            raise StoreUrlError(
+                mask_url(self.settings.store),
+                "an in-memory database: every record acknowledged would be lost when the "
+                "worker exits; use sqlite:///path/to/file.db or postgresql://user@host/db",
+            ).named(self.settings.origin("store"))
 
     async def start(self, *, give_up_after: float | None = None) -> None:
         """Open the store (migrated) and the queues, waiting out unreachable endpoints.
@@ -1018,4 +1019,4 @@ def receive_request(queue: QueueInfo, wait_time: int, visibility: int | None) ->
 def _fix_for(what: str) -> str:
     if what == "SQS":
         return "LAMBDA_DESTINATIONS_ENDPOINT_URL, the network and the AWS credentials"
-    return "LAMBDA_DESTINATIONS_STORE and that the database server is up"
+    return "the store URL and that the database server is up"
