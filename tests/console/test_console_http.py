@@ -1109,6 +1109,43 @@ async def test_no_aws_region_leaves_the_store_s_parts_and_says_so_where_sqs_is_a
     assert problem == "SQS: no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/dlqs/orders-dlq"),
+        ("GET", "/dlqs/orders-dlq?peek=5"),
+        ("POST", "/dlqs/orders-dlq/redrive"),
+        ("POST", "/dlqs/orders-dlq/purge"),
+    ],
+)
+async def test_a_dlq_page_or_action_without_a_region_says_how_to_set_one(
+    make_client,
+    settings_for: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    path: str,
+) -> None:
+    # given: a queue, no region anywhere, a signed-in browser
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    client = await make_client(settings_for("https://sqs.example/1/orders", region=None))
+    csrf = await sign_in(client)
+    form = {"csrf": csrf, "reason": "drained", "confirm": "orders-dlq"}
+
+    # when
+    response = await client.request(
+        method,
+        path,
+        data=form if method == "POST" else None,
+        headers={**_BROWSER, **_origin(client)},
+    )
+
+    # then: the one line the CLI's dlq commands give, not botocore's
+    assert response.status == 503
+    line = (await response.text()).split('id="problem">', 1)[1].split("</p>", 1)[0]
+    assert line == "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region"
+
+
 def _problems(page: str) -> list[str]:
     return [
         html.unescape(part.split("</p>", 1)[0])

@@ -11,6 +11,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from lambda_destinations.cli._output import OutputUnwritable, discard_stdout
+from lambda_destinations.config import NO_REGION
 from lambda_destinations.errors import (
     ConfigError,
     LambdaDestinationsError,
@@ -173,7 +174,7 @@ def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
             EXIT_CONFIG,
         )
     if isinstance(exc, NoRegionError):
-        return "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region", EXIT_CONFIG
+        return NO_REGION, EXIT_CONFIG
     if isinstance(exc, QueueNotFound):
         return str(exc), EXIT_USAGE
     if isinstance(exc, ClientError):

@@ -38,6 +38,7 @@ from lambda_destinations.console.security import (
     check_action,
     is_loopback,
 )
+from lambda_destinations.console.views import problem_line
 from lambda_destinations.errors import LambdaDestinationsError, StoreDataError
 from lambda_destinations.retrying import first_line
 from lambda_destinations.store import Store
@@ -213,7 +214,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except (LambdaDestinationsError, BotoCoreError, ClientError, OSError) as exc:
         # The store or AWS failed: one line on a page, and in the log, never a traceback page.
-        problem = first_line(exc, typed=True)
+        problem = problem_line(exc)
         log.warning("console request failed", path=request.path, error=problem)
         # A value the store refuses is this request's (a filter, a reason): 400, as in the
         # API, and the page says to change it rather than to try again.

@@ -61,7 +61,7 @@ async def _queue_depths(console: Console) -> tuple[list[views.QueueDepth], str |
     try:
         sqs = await console.aws.client("sqs")
     except (BotoCoreError, ClientError) as exc:  # no region, say: made before any request
-        return [], views.sqs_problem(exc)
+        return [], views.problem_line(exc)
     return await views.queue_depths(sqs, console.settings.queues), None
 
 

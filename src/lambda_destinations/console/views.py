@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import NoRegionError
 from multidict import MultiMapping
 
+from lambda_destinations.config import NO_REGION
 from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
 from lambda_destinations.operations.replay import FORCE_HINT, SkipReason
@@ -266,14 +267,15 @@ async def queue_depths(sqs: Any, queues: Sequence[str]) -> list[QueueDepth]:
             dlq = await dlq_of(sqs, ref)
             out.append(QueueDepth(ref.name, ref.url, ref.visible, ref.in_flight, dlq))
         except Exception as exc:  # noqa: BLE001 - an unreachable endpoint, a missing queue: shown
-            out.append(QueueDepth(queue_name(ident), None, None, None, None, sqs_problem(exc)))
+            out.append(QueueDepth(queue_name(ident), None, None, None, None, problem_line(exc)))
     return out
 
 
-def sqs_problem(exc: BaseException) -> str:
-    """What went wrong asking SQS, in one line; with the fix where the console knows it."""
+def problem_line(exc: BaseException) -> str:
+    """What went wrong asking SQS or the store, in one line; with the fix where the console
+    knows it (no region: botocore's "You must specify a region" names no setting)."""
     if isinstance(exc, NoRegionError):
-        return "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region"
+        return NO_REGION
     return first_line(exc, typed=True)
 
 
