@@ -366,10 +366,6 @@ class Settings(BaseSettings):
         return mask_url(self.endpoint_url) if self.endpoint_url else "AWS"
 
 
-# What the CLI and the console say when botocore finds no region (NoRegionError).
-NO_REGION = "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region"
-
-
 def standard_region(region: str | None = None) -> str | None:
     """``region`` if given, else ``AWS_REGION``, else ``AWS_DEFAULT_REGION``: the SDKs' order.
 

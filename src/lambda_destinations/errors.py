@@ -33,6 +33,11 @@ __all__ = [
 ]
 
 
+# What the CLI and the console say when botocore finds no region (its NoRegionError names no
+# setting). Here, not in config, so that the CLI's error reporting imports no pydantic.
+NO_REGION = "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region"
+
+
 class Outcome(enum.StrEnum):
     """What happens to an SQS message once the worker is done with it."""
 

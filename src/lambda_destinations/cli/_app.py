@@ -11,8 +11,8 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from lambda_destinations.cli._output import OutputUnwritable, discard_stdout
-from lambda_destinations.config import NO_REGION
 from lambda_destinations.errors import (
+    NO_REGION,
     ConfigError,
     LambdaDestinationsError,
     StoppedBeforeStart,

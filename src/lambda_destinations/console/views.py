@@ -16,8 +16,8 @@ from typing import Any
 from botocore.exceptions import NoRegionError
 from multidict import MultiMapping
 
-from lambda_destinations.config import NO_REGION
 from lambda_destinations.console.charts import sparkline, trend
+from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
 from lambda_destinations.operations.replay import FORCE_HINT, SkipReason
 from lambda_destinations.operations.stats import (
