@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+import sqlalchemy as sa
 from store_factories import PAYLOAD_MARKER, DeliveryFactory, RowFactory, assert_refusal_shown_alone
+from structlog.testing import capture_logs
 
 from lambda_destinations.errors import StoreDataError, StoreError, StoreUnavailable
-from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.store import InvocationFilter, Store, _sql
+from lambda_destinations.store.migrations import MIGRATIONS, Migration
+from lambda_destinations.store.postgres import MIGRATION_LOCK_KEY, PostgresStore
 
 pytestmark = pytest.mark.postgres
 
@@ -128,3 +133,60 @@ async def test_a_refused_save_names_the_error_without_the_statement_or_the_value
             await store.save_invocation(row, make_delivery(row))
 
     assert_refusal_shown_alone(info.value, said)
+
+
+async def test_a_migration_longer_than_command_timeout_completes(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a next version whose statement outlasts the store's command_timeout (a table
+    # rebuilt or indexed at millions of rows)
+    def slow(conn: sa.Connection) -> None:
+        conn.execute(sa.text("SELECT pg_sleep(1.5)"))
+
+    slow_version = Migration(len(MIGRATIONS) + 1, "slow", slow)
+    monkeypatch.setattr(_sql, "MIGRATIONS", (*MIGRATIONS, slow_version))
+
+    async with PostgresStore(postgres_url, command_timeout=0.5) as store:
+        # when
+        applied = await store.migrate()
+
+    # then: it ran to its end rather than being cancelled (and rolled back) at the timeout
+    assert applied == [m.version for m in (*MIGRATIONS, slow_version)]
+
+
+async def _lock_waiters(admin: Any) -> int:
+    """Connections waiting for the migration lock."""
+    return int(
+        await admin.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    )
+
+
+async def test_a_replica_waits_out_another_migration_longer_than_command_timeout(
+    postgres_url: str,
+) -> None:
+    # given: another process migrating holds the lock
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        migrating = holder.transaction()
+        await migrating.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        async with PostgresStore(postgres_url, command_timeout=0.5) as store:
+            with capture_logs() as logs:
+                # when: this one migrates, and waits past its command_timeout
+                waiting = asyncio.create_task(store.migrate())
+                while not await _lock_waiters(holder):  # noqa: ASYNC110 - another server's state
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1.0)  # twice the command_timeout
+                assert not waiting.done()
+                await migrating.rollback()  # the other process's migration ends
+                applied = await waiting
+    finally:
+        await holder.close()
+
+    # then: it waited, said so once, and then migrated
+    assert applied == [m.version for m in MIGRATIONS]
+    said = [e["event"] for e in logs if e["event"].startswith("waiting for another process")]
+    assert said == ["waiting for another process to finish migrating the store"]

@@ -61,7 +61,7 @@ from lambda_destinations.store.base import (
     RunState,
     Store,
 )
-from lambda_destinations.store.migrations import MIGRATIONS, check_not_newer
+from lambda_destinations.store.migrations import MIGRATIONS, Migration, check_not_newer
 from lambda_destinations.times import utcnow
 
 _R = TypeVar("_R", DeliveryRow, HandlerRun)
@@ -421,6 +421,12 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         """The engine for transactions of several statements (PostgreSQL: not autocommit)."""
         return engine
 
+    @contextlib.asynccontextmanager
+    async def _migration_engine(self) -> AsyncIterator[StoreEngine]:
+        """The engine ``migrate`` applies each version on (PostgreSQL: one without a statement
+        timeout, see there)."""
+        yield self._transaction_engine(self.engine)
+
     def _write_gate(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """Held around every write transaction; SQLite queues this process's writers here."""
         return contextlib.nullcontext()
@@ -485,6 +491,12 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             if self._tx_engine is None:
                 self._tx_engine = self._transaction_engine(engine)
             engine = self._tx_engine
+        async with self._begin(engine) as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _begin(self, engine: StoreEngine) -> AsyncIterator[StoreConnection]:
+        """A write transaction on ``engine``, committed on success."""
         async with self._errors(), self._write_gate(), engine.begin() as conn:
             yield conn
 
@@ -542,22 +554,28 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         # Look without the lock first: replicas starting on a migrated database need not queue.
         pending = await self.pending_migrations()
         applied: list[int] = []
-        for migration in MIGRATIONS:
-            if migration.version not in pending:
-                continue
-            async with self._write(atomic=True) as conn:
-                # Under the lock, look again: another replica may have just applied it.
-                await self._lock_migrations(conn)
-                await conn.run_sync(schema_migrations.create, checkfirst=True)
-                if migration.version in await self._applied_versions(conn):
-                    continue
-                await conn.run_sync(migration.upgrade)
-                await conn.execute(
-                    schema_migrations.insert(),
-                    {"version": migration.version, "applied_at": utcnow()},
-                )
-            applied.append(migration.version)
+        if not pending:
+            return applied
+        async with self._migration_engine() as engine:
+            for migration in MIGRATIONS:
+                if migration.version in pending and await self._apply(engine, migration):
+                    applied.append(migration.version)
         return applied
+
+    async def _apply(self, engine: StoreEngine, migration: Migration) -> bool:
+        """Apply ``migration`` in a transaction of its own; False if another process had."""
+        async with self._begin(engine) as conn:
+            # Under the lock, look again: another replica may have just applied it.
+            await self._lock_migrations(conn)
+            await conn.run_sync(schema_migrations.create, checkfirst=True)
+            if migration.version in await self._applied_versions(conn):
+                return False
+            await conn.run_sync(migration.upgrade)
+            await conn.execute(
+                schema_migrations.insert(),
+                {"version": migration.version, "applied_at": utcnow()},
+            )
+        return True
 
     # -- statements -------------------------------------------------------------------------
 

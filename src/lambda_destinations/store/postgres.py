@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -37,6 +38,8 @@ from lambda_destinations.store.base import InvocationRow
 # pg_advisory_xact_lock key for migrations: "LDMIGRAT" in ASCII, so it is recognisable in
 # pg_locks and unlikely to collide with another application's locks.
 MIGRATION_LOCK_KEY = 0x4C44_4D49_4752_4154
+
+log = structlog.get_logger("lambda_destinations.store")
 
 # SQLSTATE classes meaning the server cannot serve us now: connection exception, invalid
 # authorization, invalid catalog name (no such database), insufficient resources (too many
@@ -152,6 +155,7 @@ class PostgresStore(SqlStore):
         }
         super().__init__(url, group_commit=group_commit)
         self._listener = InvocationListener(self._listening_engine)
+        self._told_waiting = False  # for another process's migration, see _lock_migrations
 
     def _listening_engine(self) -> AsyncEngine:
         engine = self.engine  # raises if the store is not open
@@ -232,9 +236,34 @@ class PostgresStore(SqlStore):
         assert isinstance(engine, AsyncEngine)
         return engine.execution_options(isolation_level="READ COMMITTED")
 
+    @contextlib.asynccontextmanager
+    async def _migration_engine(self) -> AsyncIterator[StoreEngine]:
+        """One connection without ``command_timeout``: a version's statements over a large
+        table, and a replica's wait for another's migration, take as long as they take (cut
+        at 60 s, the migration was rolled back and tried again for ever, and the wait was
+        reported as PostgreSQL unreachable)."""
+        connect_args = {**self._engine_options["connect_args"], "command_timeout": None}
+        engine = create_async_engine(
+            self._sa_url,
+            **{**self._engine_options, "pool_size": 1, "connect_args": connect_args},
+        )
+        try:
+            yield self._transaction_engine(engine)
+        finally:
+            await engine.dispose()
+
     async def _lock_migrations(self, conn: StoreConnection) -> None:
         # Released by the transaction's end; a second replica waits here, then finds the
         # version recorded and skips it.
+        taken = sa.select(sa.func.pg_try_advisory_xact_lock(MIGRATION_LOCK_KEY))
+        if (await conn.execute(taken)).scalar():
+            return
+        if not self._told_waiting:  # once: the wait may come again for each version
+            self._told_waiting = True
+            log.info(
+                "waiting for another process to finish migrating the store",
+                store=self.display_url,
+            )
         await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
 
     def _lease_clock(self) -> tuple[sa.ColumnElement[dt.datetime], sa.ColumnElement[dt.datetime]]:
