@@ -452,9 +452,10 @@ async def test_the_depth_sampler_follows_a_redrive_policy_given_another_dlq(
     assert [e["dlq"] for e in logs if e["event"] == moved] == [new]
     registry = worker.metrics.registry
     depth = "lambda_destinations_queue_messages"
-    assert registry.get_sample_value(depth, {"queue": new_name, "state": "visible"}) is not None
+    sampled = {"role": "dlq", "state": "visible"}
+    assert registry.get_sample_value(depth, {"queue": new_name, **sampled}) is not None
     old_name = old.rsplit("/", 1)[-1]
-    assert registry.get_sample_value(depth, {"queue": old_name, "state": "visible"}) is None
+    assert registry.get_sample_value(depth, {"queue": old_name, **sampled}) is None
 
 
 async def test_a_quarantine_after_the_redrive_policy_was_removed_keeps_the_store_copy_only(

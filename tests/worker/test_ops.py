@@ -138,10 +138,13 @@ async def test_metrics_probes_and_counts_of_a_draining_worker(sqs, make_queue, s
     assert total(found, "lambda_destinations_store_seconds_count", operation="save_invocation") > 0
     assert total(found, "lambda_destinations_in_flight") == 0
     assert total(found, "lambda_destinations_build_info", version=__version__) == 1
-    # the queue and its DLQ sampled: empty now, the poison message in the DLQ
-    assert total(found, "lambda_destinations_queue_messages", queue=queue, state="visible") == 0
+    # the queue and its DLQ sampled, each with its role: empty now, the poison message in the DLQ
+    depth = "lambda_destinations_queue_messages"
+    assert total(found, depth, queue=queue, role="polled", state="visible") == 0
+    assert total(found, depth, queue=queue, role="dlq") == 0
     dlq_name = dlq.rsplit("/", 1)[-1]
-    assert total(found, "lambda_destinations_queue_messages", queue=dlq_name, state="visible") == 1
+    assert total(found, depth, queue=dlq_name, role="dlq", state="visible") == 1
+    assert total(found, depth, role="dlq", state="visible") == 1
     # no label carries a message or request id
     label_values = {value for (_name, pairs) in found for _key, value in pairs}
     assert not any(len(value) >= 32 for value in label_values), label_values

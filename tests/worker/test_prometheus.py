@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import time
@@ -22,7 +23,16 @@ from lambda_destinations.worker import Worker
 
 RECORDS = 200
 QUERY = 'sum(lambda_destinations_messages_total{outcome="ack"})'
-ALERT = 'rate(lambda_destinations_messages_total{outcome="quarantine"}[5m]) > 0'
+README = Path(__file__).parents[2] / "README.md"
+
+
+def readme_alert(metric: str) -> str:
+    """The expression of the README's "Alerts worth having" that reads ``metric``, as printed
+    (its line breaks as spaces): the alert a reader copies is the one evaluated here."""
+    paragraph = README.read_text(encoding="utf-8").split("Alerts worth having:", 1)[1]
+    paragraph = paragraph.split("\n\n", 1)[0]
+    (alert,) = [e for e in re.findall(r"`([^`]+)`", paragraph, re.S) if metric in e]
+    return " ".join(alert.split())
 
 
 def free_port() -> int:
@@ -42,17 +52,26 @@ def prometheus_or_skip() -> str:
     return found
 
 
-async def query(session: aiohttp.ClientSession, port: int, expression: str = QUERY) -> float | None:
-    """The query's value from Prometheus's HTTP API; None while it has no sample yet."""
+async def series(
+    session: aiohttp.ClientSession, port: int, expression: str
+) -> list[tuple[dict[str, str], float]]:
+    """The query's series (labels, value) from Prometheus's HTTP API; none while it has no
+    sample yet."""
     try:
         async with session.get(
             f"http://127.0.0.1:{port}/api/v1/query", params={"query": expression}
         ) as response:
             body: dict[str, Any] = await response.json()
     except aiohttp.ClientError:
-        return None
+        return []
     result = body.get("data", {}).get("result", [])
-    return float(result[0]["value"][1]) if result else None
+    return [(item["metric"], float(item["value"][1])) for item in result]
+
+
+async def query(session: aiohttp.ClientSession, port: int, expression: str = QUERY) -> float | None:
+    """The query's (first series') value; None while it has no sample yet."""
+    found = await series(session, port, expression)
+    return found[0][1] if found else None
 
 
 async def start_prometheus(
@@ -108,7 +127,8 @@ async def test_the_readmes_quarantine_alert_fires_for_the_first_quarantine_since
                 # when: Prometheus has scraped its quarantine
                 quarantined = 'sum(lambda_destinations_messages_total{outcome="quarantine"})'
                 await until_answer(session, prometheus_port, quarantined, 1)
-                fired.append(await query(session, prometheus_port, ALERT))
+                alert = readme_alert("lambda_destinations_messages_total")
+                fired.append(await query(session, prometheus_port, alert))
         finally:
             worker.stop()
 
@@ -128,6 +148,58 @@ async def test_the_readmes_quarantine_alert_fires_for_the_first_quarantine_since
     assert fired != [None], "the alert did not fire"
     assert fired[0] is not None
     assert fired[0] > 0
+
+
+@pytest.mark.slow
+async def test_the_readmes_dlq_alert_fires_for_the_dlq_alone(
+    sqs, make_queue, settings_for, tmp_path: Path
+) -> None:
+    binary = prometheus_or_skip()
+    # given: a polled queue whose DLQ holds one message, a worker sampling both depths, and
+    # Prometheus scraping it every second
+    url, dlq = make_queue("alerted-dlq")
+    assert dlq is not None
+    send_bodies(sqs, dlq, ["dead-lettered"])
+    dlq_name = dlq.rsplit("/", 1)[-1]
+    ops_port, prometheus_port = free_port(), free_port()
+    prometheus = await start_prometheus(binary, tmp_path, ops_port, prometheus_port)
+    settings = settings_for(
+        url, ops_port=ops_port, ops_host="127.0.0.1", queue_metrics_interval=0.5
+    )
+    alert = readme_alert("lambda_destinations_queue_messages")
+    seen: dict[str, Any] = {}
+
+    async def watch(worker: Worker) -> None:
+        try:
+            async with aiohttp.ClientSession() as session:
+                # when: Prometheus has scraped the DLQ's depth
+                await until_answer(session, prometheus_port, alert, 1)
+                seen["fired"] = await series(session, prometheus_port, alert)
+                selected = 'lambda_destinations_queue_messages{role="dlq", state="visible"}'
+                seen["dlq"] = await series(session, prometheus_port, selected)
+                polled = selected.replace('"dlq"', '"polled"')
+                seen["polled"] = await series(session, prometheus_port, polled)
+        finally:
+            worker.stop()
+
+    watchers: list[asyncio.Task[None]] = []
+
+    async def started(worker: Worker) -> None:
+        watchers.append(asyncio.create_task(watch(worker)))
+
+    try:
+        await run_worker(settings, once=False, on_started=started)
+        await asyncio.gather(*watchers)
+    finally:
+        prometheus.terminate()
+        await prometheus.communicate()
+
+    # then: the README's alert, as printed, fires for the DLQ and names it (before, the series
+    # had no label telling a DLQ from a polled queue, and the alert listed the DLQs by name)
+    assert seen["fired"] == [({"queue": dlq_name}, 1.0)]
+    # and the role label tells the DLQ from the queue polled
+    assert [labels["queue"] for labels, _value in seen["dlq"]] == [dlq_name]
+    assert [labels["queue"] for labels, _value in seen["polled"]] == [url.rsplit("/", 1)[-1]]
 
 
 @pytest.mark.slow

@@ -55,6 +55,9 @@ SQS_OPERATIONS = (
     "GetQueueAttributes",
 )
 REPLAY_OUTCOMES = ("invoked", "retry", "failed")
+# queue_messages' role: a queue the worker polls, or the DLQ a polled queue's redrive policy
+# names (a queue that is both is sampled as both, one series set each).
+POLLED, DLQ = "polled", "dlq"
 
 
 M = TypeVar("M", Counter, Gauge, Histogram)
@@ -131,8 +134,10 @@ class Metrics:
         self._store_metrics()
         self.queue_messages = self._gauge(
             "queue_messages",
-            "Messages in each polled queue and its DLQ (visible, in_flight, delayed).",
+            "Messages in each polled queue and its DLQ (role polled or dlq; state visible, "
+            "in_flight, delayed).",
             "queue",
+            "role",
             "state",
         )
         self.replays = self._counter(

@@ -48,7 +48,7 @@ from lambda_destinations.retrying import backoff_delay, describe_error, is_trans
 from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender, SendBatch
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats
-from lambda_destinations.worker.metrics import Metrics, TimedStore
+from lambda_destinations.worker.metrics import DLQ, POLLED, Metrics, TimedStore
 from lambda_destinations.worker.outage import QueueOutage
 from lambda_destinations.worker.protection import TaskProtection
 from lambda_destinations.worker.queues import (
@@ -899,7 +899,7 @@ class Worker(Lifetime):
                 await self._sample_queue(queue.url, queue.name, missing, polled=queue)
             dlqs = {q.dlq_url: queue_name(q.dlq_url) for q in self.queues if q.dlq_url}
             for url in sampled - dlqs.keys():
-                self._forget_depth(queue_name(url))  # no queue's DLQ any more
+                self._forget_depth(queue_name(url), DLQ)  # no queue's DLQ any more
                 missing.discard(url)
             sampled = set(dlqs)
             for url, name in dlqs.items():
@@ -910,6 +910,7 @@ class Worker(Lifetime):
         self, url: str, name: str, missing: set[str], *, polled: QueueInfo | None = None
     ) -> None:
         names = [*DEPTH_ATTRIBUTES, "RedrivePolicy"] if polled else list(DEPTH_ATTRIBUTES)
+        role = POLLED if polled else DLQ
         try:
             async with asyncio.timeout(SAMPLE_TIMEOUT):
                 response = await self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)
@@ -918,7 +919,7 @@ class Worker(Lifetime):
             # depths last read are not the depths now: they leave the page (a series that
             # is absent, not one that stays at its last value, is what an alert can tell).
             self.metrics.sqs_errors.labels("GetQueueAttributes").inc()
-            self._forget_depth(name)
+            self._forget_depth(name, role)
             log.debug("queue depth not sampled", queue=name, error=describe_error(exc))
             self._note_missing_dlq(url, name, exc, missing)
             return
@@ -928,7 +929,8 @@ class Worker(Lifetime):
         attributes = response.get("Attributes", {})
         for attribute, state in DEPTH_ATTRIBUTES.items():
             if attribute in attributes:
-                self.metrics.queue_messages.labels(name, state).set(int(attributes[attribute]))
+                depth = int(attributes[attribute])
+                self.metrics.queue_messages.labels(name, role, state).set(depth)
         if polled is not None:
             await self._follow_policy(polled, attributes.get("RedrivePolicy"))
 
@@ -942,11 +944,11 @@ class Worker(Lifetime):
             # Its DLQ's URL not found now: the next sample, or a quarantine, tries again.
             log.debug("redrive policy not followed", queue=polled.name, error=describe_error(exc))
 
-    def _forget_depth(self, name: str) -> None:
-        """Take a queue's depth series off the page."""
+    def _forget_depth(self, name: str, role: str) -> None:
+        """Take a queue's depth series in ``role`` (polled, dlq) off the page."""
         for state in DEPTH_ATTRIBUTES.values():
             with contextlib.suppress(KeyError):  # never sampled
-                self.metrics.queue_messages.remove(name, state)
+                self.metrics.queue_messages.remove(name, role, state)
 
     def _note_missing_dlq(self, url: str, name: str, exc: BaseException, missing: set[str]) -> None:
         """Warn once when a DLQ was deleted: no poller reads it, so without this line its
