@@ -8,6 +8,7 @@ import botocore.session
 from deploy_helpers import OPERATION_DISPATCHERS, client_calls, client_services, dynamic_dispatchers
 
 from lambda_destinations.aws_operations import OPERATIONS, Scope, operations
+from lambda_destinations.worker.metrics import SQS_OPERATIONS
 
 # Packages whose calls run inside the deployed worker: each needs a WORKER entry.
 WORKER_PACKAGES = ("worker/", "handlers/")
@@ -60,6 +61,13 @@ def test_every_worker_operation_is_called_by_the_worker() -> None:
     )
     worker = {(op.service, op.operation) for op in operations(Scope.WORKER) if op.via == "sdk"}
     assert sorted(worker - called) == []
+
+
+def test_every_sqs_operation_of_the_worker_has_its_failures_counted() -> None:
+    # CountedSqs counts the operations of SQS_OPERATIONS alone (the label's documented values):
+    # an SQS call the worker began to make would otherwise fail uncounted.
+    worker = {op.operation for op in operations(Scope.WORKER) if op.service == "sqs"}
+    assert sorted(worker) == sorted(SQS_OPERATIONS)
 
 
 def test_every_call_by_a_name_chosen_at_run_time_is_read_by_the_scan() -> None:

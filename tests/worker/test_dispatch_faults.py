@@ -329,6 +329,35 @@ async def test_a_quarantine_whose_dlq_was_deleted_is_kept_by_the_store_and_says_
     assert "quarantine list" in gone[0]["fix"]
     [quarantined] = [e for e in logs if e["event"] == "message quarantined"]
     assert quarantined["dlq"] is None
+    # and the SendMessage the DLQ refused is counted
+    failed = {"operation": "SendMessage"}
+    assert worker.metrics.registry.get_sample_value(SQS_ERRORS, failed) == 1
+
+
+SQS_ERRORS = "lambda_destinations_sqs_errors_total"
+
+
+async def test_each_look_up_of_a_dlq_that_does_not_exist_is_counted(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a queue whose redrive policy names a DLQ deleted before the worker started
+    url, dlq = make_queue("dlq-looked-up", max_receive_count=5)
+    sqs.delete_queue(QueueUrl=dlq)
+    settings = settings_for(url, concurrency=2, queue_metrics_interval=0.2)
+    failed = {"operation": "GetQueueUrl"}
+    async with Worker(settings) as worker:
+        registry = worker.metrics.registry
+        at_start = registry.get_sample_value(SQS_ERRORS, failed)
+        # when: the depth sampler reads the policy again and looks its DLQ up, a few times
+        running = asyncio.create_task(worker.run())
+        counted = await until(lambda: (registry.get_sample_value(SQS_ERRORS, failed) or 0) >= 4)
+        worker.stop()
+        await running
+
+    # then: the look-up at start and each one since are counted (before, none was: a
+    # GetQueueUrl behind a redrive policy, at start or read again, was counted nowhere)
+    assert at_start == 1
+    assert counted
 
 
 async def test_a_dlq_deleted_while_the_worker_runs_is_reported_once_and_again_when_back(

@@ -299,3 +299,51 @@ async def test_a_poller_backs_off_at_most_10_s_for_each_poller_of_its_queue(
     # then: a poller alone sleeps 10 s at most, past which SQS back would go unseen (before:
     # 30 s whatever the pollers); three or more keep 30 s, one of them trying every 10 s or so
     assert set(caps) == {longest}
+
+
+@pytest.mark.parametrize(
+    ("given_as", "first_call"), [("name", "GetQueueUrl"), ("url", "GetQueueAttributes")]
+)
+async def test_the_calls_that_fail_while_the_worker_waits_for_sqs_at_start_are_counted(
+    make_queue, settings_for, endpoint_url, monkeypatch, given_as: str, first_call: str
+) -> None:
+    # given: a queue given by name (first call GetQueueUrl) or by URL (GetQueueAttributes),
+    # and SQS away behind a proxy; the worker retries every 0.2 s
+    monkeypatch.setattr(worker_module, "RECONNECT_BASE", 0.2)
+    monkeypatch.setattr(worker_module, "RECONNECT_MAX", 0.2)
+    url, _ = make_queue("start-counted")
+    configured = queue_name(url) if given_as == "name" else url
+    proxy = proxy_to(endpoint_url)
+    with proxy.running() as proxied, capture_logs() as logs:
+        proxy.take_down()
+        worker = Worker(settings_for(configured, endpoint_url=proxied))
+
+        def failed() -> float | None:
+            return worker.metrics.registry.get_sample_value(
+                "lambda_destinations_sqs_errors_total", {"operation": first_call}
+            )
+
+        before = failed()
+        starting = asyncio.create_task(worker.start())
+        try:
+            # when: the worker has tried twice, and SQS comes back
+            await until(lambda: len(unreachable(logs)) >= 2)
+            during = failed()
+            proxy.bring_back()
+            await asyncio.wait_for(starting, timeout=30)
+        finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await worker.close()
+
+    # then: its series was on /metrics at 0 before the first call and counted each failure as
+    # it came, one a retry (before, the calls of the start were counted nowhere)
+    assert before == 0
+    assert during is not None
+    assert during >= 2
+    assert failed() == len(unreachable(logs))
+
+
+def unreachable(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The start's lines saying SQS could not be reached (one a failed attempt)."""
+    return [e for e in logs if str(e["event"]).startswith("cannot reach SQS")]

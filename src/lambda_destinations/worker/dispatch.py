@@ -54,7 +54,7 @@ from lambda_destinations.retrying import (
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
 from lambda_destinations.store import DeliveryRow, HandlerRun, QuarantineRow, RunState, utcnow
 from lambda_destinations.worker.batching import BatchSender
-from lambda_destinations.worker.metrics import Metrics, bounded_condition
+from lambda_destinations.worker.metrics import CountedSqs, Metrics, bounded_condition
 from lambda_destinations.worker.queues import (
     DLQ_GONE,
     MAX_ATTRIBUTES,
@@ -265,7 +265,7 @@ class Dispatcher:
         self.store = store
         self.router = router
         self.aws = aws
-        self.sqs = sqs
+        self.sqs = CountedSqs(sqs, self.metrics)  # its calls that fail are in sqs_errors
         self.acks = acks
         self.visibility = visibility
         self.owner = owner
@@ -775,7 +775,6 @@ class Dispatcher:
                     QueueUrl=queue.dlq_url, MessageBody=body, MessageAttributes=kept
                 )
             except Exception as exc:
-                self.metrics.sqs_errors.labels("SendMessage").inc()
                 if is_transient(exc):
                     raise
                 if not is_missing_queue(exc):

@@ -47,12 +47,14 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # An ack of a message whose every handler had completed counts as "duplicate" (dispatch.ack).
 OUTCOMES = (*(outcome.value for outcome in Outcome), "duplicate")
 ERROR_CLASSES = ("transient", "permanent", "timeout")
+# Every SQS operation the worker calls (aws_operations' WORKER entries for SQS).
 SQS_OPERATIONS = (
     "ReceiveMessage",
     "DeleteMessageBatch",
     "ChangeMessageVisibilityBatch",
     "SendMessage",
     "GetQueueAttributes",
+    "GetQueueUrl",
 )
 REPLAY_OUTCOMES = ("invoked", "retry", "failed")
 # queue_messages' role: a queue the worker polls, or the DLQ a polled queue's redrive policy
@@ -128,9 +130,7 @@ class Metrics:
             "queue",
             "empty",
         )
-        self.sqs_errors = self._counter(
-            "sqs_errors", "SQS calls that failed, by operation.", "operation"
-        )
+        self._sqs_metrics()
         self._store_metrics()
         self.queue_messages = self._gauge(
             "queue_messages",
@@ -150,6 +150,15 @@ class Metrics:
         self.records_by = Children(self.records)
         self.receives_by = Children(self.receives)
         self.handler_duration_by = Children(self.handler_duration)
+
+    def _sqs_metrics(self) -> None:
+        self.sqs_errors = self._counter(
+            "sqs_errors", "SQS calls that failed, by operation.", "operation"
+        )
+        # At 0 before the worker starts: the calls that describe the queues while it waits for
+        # SQS count too, and an increase from 0 is what rate() sees (see zero).
+        for operation in SQS_OPERATIONS:
+            self.sqs_errors.labels(operation)
 
     def _store_metrics(self) -> None:
         self.store_seconds = self._histogram(
@@ -173,7 +182,8 @@ class Metrics:
         )
 
     def zero(self, queues: list[str], handlers: list[str]) -> None:
-        """Put every series whose label values are known now on the page, at 0.
+        """Put every series whose label values are known now on the page, at 0 (each SQS
+        operation's failures are, from the start).
 
         Prometheus reads ``rate()`` and ``increase()`` from a series' first sample: a series
         that appears with its first event, at 1, shows no increase, so the first quarantine
@@ -190,8 +200,6 @@ class Metrics:
             self.handler_duration_by(name)
             for error_class in ERROR_CLASSES:
                 self.handler_errors.labels(name, error_class)
-        for operation in SQS_OPERATIONS:
-            self.sqs_errors.labels(operation)
         for outcome in REPLAY_OUTCOMES:
             self.replays.labels(outcome)
 
@@ -266,3 +274,37 @@ class TimedStore:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self._store.__aexit__(*exc_info)
+
+
+class CountedSqs:
+    """An SQS client whose calls that raise are counted in ``sqs_errors``, by API name.
+
+    Only the operations of ``SQS_OPERATIONS`` are counted (the label's values stay that set);
+    anything else passes through untouched. A call cancelled is not counted: a caller that
+    bounds its call with a timeout of its own counts that timeout itself.
+    """
+
+    def __init__(self, sqs: Any, metrics: Metrics) -> None:
+        self._sqs = sqs
+        self._metrics = metrics
+        self._wrapped: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        wrapped = self._wrapped.get(name)
+        if wrapped is not None:
+            return wrapped
+        value = getattr(self._sqs, name)
+        operation = self._sqs.meta.method_to_api_mapping.get(name)
+        if operation not in SQS_OPERATIONS:
+            return value
+        errors = self._metrics.sqs_errors.labels(operation)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await value(*args, **kwargs)
+            except Exception:
+                errors.inc()
+                raise
+
+        self._wrapped[name] = counted
+        return counted

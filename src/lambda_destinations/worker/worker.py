@@ -48,7 +48,7 @@ from lambda_destinations.retrying import backoff_delay, describe_error, is_trans
 from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender, SendBatch
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats
-from lambda_destinations.worker.metrics import DLQ, POLLED, Metrics, TimedStore
+from lambda_destinations.worker.metrics import DLQ, POLLED, CountedSqs, Metrics, TimedStore
 from lambda_destinations.worker.outage import QueueOutage
 from lambda_destinations.worker.protection import TaskProtection
 from lambda_destinations.worker.queues import (
@@ -201,6 +201,7 @@ class Worker(Lifetime):
     # queue, /readyz, a success waking them): made once the queues are described.
     _outages: dict[str, QueueOutage]
     _reconnect_max: float  # a poller's longest backoff: set as the pollers are spawned
+    _counted_sqs: CountedSqs  # the SQS client, its calls that fail counted: made at start
 
     def __init__(
         self,
@@ -324,6 +325,9 @@ class Worker(Lifetime):
     async def _open(self, give_up_after: float | None) -> None:
         await self.aws.__aenter__()
         self._sqs = await self.aws.client("sqs")
+        # The calls that fail are counted in sqs_errors; a receive and a depth sample count
+        # their own (their timeouts too), on the client itself.
+        self._counted_sqs = CountedSqs(self._sqs, self.metrics)
         loop = asyncio.get_running_loop()
         give_up = None if give_up_after is None else loop.time() + give_up_after
         if self._own_store:
@@ -331,7 +335,7 @@ class Worker(Lifetime):
         seen: dict[str, str] = {}
         for configured in self.settings.queues:
             info = await self._until_reachable(
-                "SQS", functools.partial(describe_queue, self._sqs, configured), give_up
+                "SQS", functools.partial(describe_queue, self._counted_sqs, configured), give_up
             )
             check_queue(info)
             if problem := same_queue(seen, configured, info.arn or info.url):
@@ -965,15 +969,11 @@ class Worker(Lifetime):
     def _batch_call(self, operation: str) -> SendBatch:
         """The SQS batch call ``operation`` (``DeleteMessageBatch``...), counted in the stats
         and, when it fails, in the metrics."""
-        method = getattr(self._sqs, xform_name(operation))
+        method = getattr(self._counted_sqs, xform_name(operation))
 
         async def call(queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
             self.stats.sqs_calls[operation] += 1
-            try:
-                response: dict[str, Any] = await method(QueueUrl=queue_url, Entries=entries)
-            except Exception:
-                self.metrics.sqs_errors.labels(operation).inc()
-                raise
+            response: dict[str, Any] = await method(QueueUrl=queue_url, Entries=entries)
             return response
 
         return call
