@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 from collections.abc import Callable
@@ -11,7 +12,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from structlog.testing import capture_logs
-from worker_helpers import CountingHandler, receive_all, registry_with, routed, run_until, until
+from worker_helpers import (
+    CountingHandler,
+    receive_all,
+    registry_with,
+    routed,
+    run_until,
+    send_bodies,
+    until,
+)
 
 from lambda_destinations.errors import RetryMessage
 from lambda_destinations.schemas import DecodedMessage, InvocationRecord, decode
@@ -605,3 +614,53 @@ def test_a_queue_is_named_alike_from_its_name_or_url(where: str) -> None:
 def test_a_redrive_policy_s_dlq_is_named_by_its_queue_name() -> None:
     # A redrive policy names its DLQ by ARN: the lines about it name the queue, not the ARN.
     assert arn_name("arn:aws:sqs:eu-west-1:123456789012:orders-dlq") == "orders-dlq"
+
+
+@dataclasses.dataclass
+class Gate:
+    """A handler that holds each message until the test opens it."""
+
+    name: str = "gate"
+    entered: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    opened: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    async def __call__(self, message: DecodedMessage, context: Any) -> None:
+        self.entered.set()
+        await self.opened.wait()
+
+
+REFUSED = "lambda_destinations_sqs_batch_entries_failed_total"
+
+
+@pytest.mark.parametrize(
+    ("settle", "operation"),
+    [("finish", "DeleteMessageBatch"), ("stop", "ChangeMessageVisibilityBatch")],
+)
+async def test_batch_entries_sqs_refuses_are_counted_by_operation(
+    sqs, make_queue, settings_for, settle: str, operation: str
+) -> None:
+    # given: a message whose handler holds it while the queue is purged: its receipt handle is
+    # no longer valid, and moto, as SQS, answers a batch call on it with a Failed entry
+    # (ReceiptHandleIsInvalid) inside a successful answer
+    url, _ = make_queue("refused-entry")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(31)))])
+    gate = Gate()
+    settings = routed(settings_for(url, shutdown_grace=0.5), gate.name)
+    async with Worker(settings, registry=registry_with(settings, gate)) as worker:
+        running = asyncio.create_task(worker.run())
+        await until(gate.entered.is_set)
+        sqs.purge_queue(QueueUrl=url)
+        # when: the handler finishes (its message deleted), or the worker stops before it
+        # does (its message released: visibility 0)
+        registry = worker.metrics.registry
+        if settle == "finish":
+            gate.opened.set()
+            await until(lambda: registry.get_sample_value(REFUSED, {"operation": operation}))
+        worker.stop()
+        await running
+
+    # then: the entry refused is counted, under its batch call (before: logged only), and
+    # the call, answered, is no SQS error
+    assert registry.get_sample_value(REFUSED, {"operation": operation}) == 1
+    failed = {"operation": operation}
+    assert registry.get_sample_value("lambda_destinations_sqs_errors_total", failed) == 0

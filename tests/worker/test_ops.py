@@ -390,6 +390,8 @@ async def test_counters_are_on_the_page_at_zero_before_anything_happens(make_que
         ("handler_errors_total", {"handler": "persist", "error_class": "permanent"}),
         ("handler_duration_seconds_count", {"handler": "persist"}),
         ("sqs_errors_total", {"operation": "SendMessage"}),
+        ("sqs_errors_total", {"operation": "GetQueueUrl"}),
+        ("sqs_batch_entries_failed_total", {"operation": "DeleteMessageBatch"}),
         ("replays_total", {"outcome": "failed"}),
     ]
     for name, labels in counters:

@@ -56,6 +56,8 @@ SQS_OPERATIONS = (
     "GetQueueAttributes",
     "GetQueueUrl",
 )
+# The batch calls whose answer lists the entries SQS refused (Failed).
+BATCH_OPERATIONS = ("DeleteMessageBatch", "ChangeMessageVisibilityBatch")
 REPLAY_OUTCOMES = ("invoked", "retry", "failed")
 # queue_messages' role: a queue the worker polls, or the DLQ a polled queue's redrive policy
 # names (a queue that is both is sampled as both, one series set each).
@@ -159,6 +161,15 @@ class Metrics:
         # SQS count too, and an increase from 0 is what rate() sees (see zero).
         for operation in SQS_OPERATIONS:
             self.sqs_errors.labels(operation)
+        # Entries, not calls: an answered call counts in no sqs_errors series, whatever it
+        # refused (an expired receipt handle, typically: the message comes back).
+        self.sqs_batch_entries_failed = self._counter(
+            "sqs_batch_entries_failed",
+            "Entries SQS refused in a batch call it answered (its Failed list), by operation.",
+            "operation",
+        )
+        for operation in BATCH_OPERATIONS:
+            self.sqs_batch_entries_failed.labels(operation)
 
     def _store_metrics(self) -> None:
         self.store_seconds = self._histogram(

@@ -968,12 +968,14 @@ class Worker(Lifetime):
 
     def _batch_call(self, operation: str) -> SendBatch:
         """The SQS batch call ``operation`` (``DeleteMessageBatch``...), counted in the stats
-        and, when it fails, in the metrics."""
+        and, when it fails or SQS refuses some of its entries, in the metrics."""
         method = getattr(self._counted_sqs, xform_name(operation))
+        refused = self.metrics.sqs_batch_entries_failed.labels(operation)
 
         async def call(queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
             self.stats.sqs_calls[operation] += 1
             response: dict[str, Any] = await method(QueueUrl=queue_url, Entries=entries)
+            refused.inc(len(response.get("Failed", [])))
             return response
 
         return call
