@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import Self
 
 __all__ = [
     "ConfigError",
@@ -29,6 +30,7 @@ __all__ = [
     "StoreMisconfigured",
     "StoreUnavailable",
     "StoreUrlError",
+    "StoreUrlProblem",
     "TransientError",
 ]
 
@@ -55,20 +57,42 @@ class ConfigError(LambdaDestinationsError):
     """Configuration that cannot work; the message names the setting and the fix."""
 
 
-class StoreUrlError(ConfigError):
-    """A store URL that cannot work: the line names the URL (``shown``, its password masked),
-    where it came from once the code that read it says so (:meth:`named`), the problem and
-    the fix."""
+class StoreUrlProblem(LambdaDestinationsError):
+    """Base of the errors whose line may name a store URL (made by :meth:`at`): ``shown`` (its
+    password masked), where it came from once the code that read it says so (:meth:`named`),
+    the problem and the fix.
 
-    def __init__(self, shown: str, problem: str, origin: str | None = None) -> None:
-        self.shown, self.problem, self.origin = shown, problem, origin
+    The store knows its URL, not where it came from: whoever read it (the CLI's settings, the
+    worker, Results) names that, on this one type. Made from a plain message, it names no URL.
+    """
+
+    # The line, from the URL shown, " (where it came from)" or "", and the problem.
+    line = "store {shown}{where}: {problem}"
+    shown: str | None = None
+    problem = ""
+    origin: str | None = None
+
+    @classmethod
+    def at(cls, shown: str, problem: str, origin: str | None = None) -> Self:
+        """The error about the store URL ``shown`` (masked), as :attr:`line` says it."""
         where = f" ({origin})" if origin else ""
-        super().__init__(f"store URL {shown!r}{where}: {problem}")
+        error = cls(cls.line.format(shown=shown, where=where, problem=problem))
+        error.shown, error.problem, error.origin = shown, problem, origin
+        return error
 
-    def named(self, origin: str | None) -> StoreUrlError:
+    def named(self, origin: str | None) -> Self:
         """The same error, naming where the URL came from (``--store``, an environment
-        variable, a TOML file, a caller's argument); as it is when ``origin`` is None."""
-        return self if origin is None else StoreUrlError(self.shown, self.problem, origin)
+        variable, a TOML file, a caller's argument); as it is when ``origin`` is None or it
+        names no URL."""
+        if origin is None or self.shown is None:
+            return self
+        return self.at(self.shown, self.problem, origin)
+
+
+class StoreUrlError(StoreUrlProblem, ConfigError):
+    """A store URL that cannot work (no known scheme, a bad parameter, a missing file)."""
+
+    line = "store URL {shown!r}{where}: {problem}"
 
 
 class NewerSchema(ConfigError):
@@ -132,8 +156,10 @@ class StoreDataError(PermanentError):
     """The store refused a value of this record, which no retry will change (a data error)."""
 
 
-class StoreUnavailable(TransientError):
-    """The store cannot be reached; messages are retried, the worker keeps running."""
+class StoreUnavailable(StoreUrlProblem, TransientError):
+    """The store cannot be reached or used; messages are retried, the worker keeps running."""
+
+    line = "store {shown}{where} is unavailable: {problem}"
 
 
 class StoreGone(StoreUnavailable):
@@ -147,6 +173,8 @@ class StoreMisconfigured(StoreUnavailable):
     wrong or the user lacks grants. A running worker pauses and retries as for any outage
     (the database may be renamed back, the grant given); a command exits 3 (configuration),
     and so does a worker that meets it on its first connection."""
+
+    line = "store {shown}{where}: {problem}"
 
 
 class StoppedBeforeStart(LambdaDestinationsError):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from bad_input_helpers import ENTRY, cli, one_error_line
@@ -81,32 +82,92 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
     assert ":pw@" not in line
 
 
-@pytest.mark.parametrize(
-    ("args", "code"),
-    [(("failures", "list"), 3), (("result", "rid-1"), 3), (("run", "--once", "--queues", "q"), 3)],
-)
-def test_a_store_error_names_where_the_url_came_from(
-    args: tuple[str, ...], code: int, tmp_path: Path
-) -> None:
-    # given: a store URL whose password must stay hidden, wrong in a way each command meets
-    missing = f"sqlite:///{tmp_path / 'missing.db'}"
-    url = "sqlite:///:memory:" if args[0] == "run" else missing
-    shown = f"store URL {url!r}"
-    environment = {**os.environ}
+# Commands that each read the store URL their own way, and the code of a URL that cannot work.
+_READ_THE_STORE = [
+    (("failures", "list"), 3),
+    (("result", "rid-1"), 3),
+    (("run", "--once", "--queues", "q", "--region", "us-east-1"), 3),
+]
+
+
+def _from_each_origin(
+    args: tuple[str, ...], url: str, tmp_path: Path
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """``args`` run with the store URL ``url`` given by --store, by the environment, by a TOML
+    file: each result under the origin its error line should name."""
+    environment = {**os.environ, "LAMBDA_DESTINATIONS_OPS_PORT": "0"}  # no port to bind
     environment.pop("LAMBDA_DESTINATIONS_STORE", None)
     file = tmp_path / "settings.toml"
     file.write_text(f"store = {json.dumps(url)}\n")
+    return {
+        "--store": cli(*args, "--store", url, env=environment, cwd=tmp_path),
+        "LAMBDA_DESTINATIONS_STORE": cli(
+            *args, env={**environment, "LAMBDA_DESTINATIONS_STORE": url}, cwd=tmp_path
+        ),
+        f"the TOML file {file}": cli(*args, "--config", str(file), env=environment, cwd=tmp_path),
+    }
+
+
+@pytest.mark.parametrize(("args", "code"), _READ_THE_STORE)
+def test_a_store_error_names_where_the_url_came_from(
+    args: tuple[str, ...], code: int, tmp_path: Path
+) -> None:
+    # given: a store URL wrong in a way each command meets
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+    url = "sqlite:///:memory:" if args[0] == "run" else missing
+    shown = f"store URL {url!r}"
 
     # when: the URL comes from --store, from the environment, from a TOML file
-    given = cli(*args, "--store", url, cwd=tmp_path)
-    from_env = cli(*args, env={"LAMBDA_DESTINATIONS_STORE": url}, cwd=tmp_path)
-    from_file = cli(*args, "--config", str(file), env=environment, cwd=tmp_path)
+    results = _from_each_origin(args, url, tmp_path)
 
     # then: each line names that place, and only it
-    assert (given.returncode, from_env.returncode, from_file.returncode) == (code,) * 3
-    assert one_error_line(given).startswith(f"error: {shown} (--store): ")
-    assert one_error_line(from_env).startswith(f"error: {shown} (LAMBDA_DESTINATIONS_STORE): ")
-    assert one_error_line(from_file).startswith(f"error: {shown} (the TOML file {file}): ")
+    for origin, result in results.items():
+        assert result.returncode == code, result.stderr
+        assert one_error_line(result).startswith(f"error: {shown} ({origin}): ")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("args", "code"), _READ_THE_STORE)
+def test_a_postgresql_server_error_names_where_the_url_came_from(
+    args: tuple[str, ...], code: int, postgres_url: str, tmp_path: Path
+) -> None:
+    # given: a database the server does not have, in a URL whose password must stay hidden
+    parts = urlsplit(postgres_url)
+    netloc = f"{parts.username}:secret@{parts.hostname}:{parts.port or 5432}"
+    url = parts._replace(netloc=netloc, path=f"{parts.path}_missing").geturl()
+    shown = f"store {url.replace(':secret@', ':***@')}"
+
+    # when: the URL comes from --store, from the environment, from a TOML file
+    results = _from_each_origin(args, url, tmp_path)
+
+    # then: the server's answer is named with that place, the password masked
+    for origin, result in results.items():
+        assert result.returncode == code, result.stderr
+        line = one_error_line(result)
+        assert line.startswith(f"error: {shown} ({origin}): database "), line
+        assert "does not exist: set the store URL to the right database name" in line
+
+
+@pytest.mark.postgres
+async def test_a_read_only_postgresql_store_names_where_the_url_came_from(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # given: a database that takes no writes, as a standby would not
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    finally:
+        await admin.close()
+
+    # when: migrate writes to it
+    result = cli("migrate", "--store", postgres_url, cwd=tmp_path)
+
+    # then: unavailable (exit 4), the URL named with where it came from
+    assert result.returncode == 4, result.stderr
+    line = one_error_line(result)
+    assert line.startswith(f"error: store {postgres_url} (--store) is unavailable: "), line
+    assert line.endswith("point the store URL at the primary")
 
 
 async def test_a_store_error_of_results_names_the_url_it_was_given(tmp_path: Path) -> None:
@@ -125,6 +186,21 @@ async def test_a_store_error_of_results_names_the_url_it_was_given(tmp_path: Pat
     assert str(parsed.value).startswith(
         "store URL 'postgresql://app:***@db.internal/results?timeout=***' (given to Results): "
     )
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_server_error_of_results_names_the_url_it_was_given(
+    postgres_url: str,
+) -> None:
+    from lambda_destinations.errors import StoreMisconfigured
+    from lambda_destinations.operations.results import Results
+
+    missing = f"{postgres_url}_missing"
+    with pytest.raises(StoreMisconfigured) as opened:
+        async with Results(missing):
+            pass
+
+    assert str(opened.value).startswith(f"store {missing} (given to Results): database ")
 
 
 async def test_a_store_migrated_by_a_newer_release_is_refused_by_writers(

@@ -348,3 +348,22 @@ def test_a_postgresql_user_who_may_only_read_fails_the_grants_check(
     assert "invocations" in grants["detail"]
     assert f"{reader} may not USAGE on " in grants["detail"]
     assert grants["fix"].startswith("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES")
+
+
+@pytest.mark.postgres
+def test_a_postgresql_database_that_does_not_exist_is_named_with_where_its_url_came_from(
+    lambda_endpoint: Any, postgres_url: str
+) -> None:
+    # given: the good setup on PostgreSQL, and a URL of a database the server does not have
+    missing = f"{postgres_url}_missing"
+    setup = Setup(lambda_endpoint, postgres_url)
+    try:
+        # when: doctor checks it, given by the environment
+        result = setup.doctor({**setup.env(), "LAMBDA_DESTINATIONS_STORE": missing}, "--json")
+    finally:
+        setup.cleanup()
+
+    # then: the store check names the URL, where it came from, and the server's answer
+    store = errors_of(result)["store"]
+    assert store["detail"].startswith(f"store {missing} (LAMBDA_DESTINATIONS_STORE): database ")
+    assert not store["unreachable"]  # configuration: exit 3's kind, not 4's

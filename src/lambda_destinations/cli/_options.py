@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from lambda_destinations.config import DEV_CONFIG, Settings, load_settings
-from lambda_destinations.errors import StoreUrlError
+from lambda_destinations.errors import StoreUrlProblem
 from lambda_destinations.logs import configure_logging
 from lambda_destinations.redact import mask_url
 
@@ -83,7 +83,7 @@ def settings_options(func: Callable[P, R]) -> Callable[..., R]:
                 os.environ.setdefault(name, "dev")
         try:
             return func(*args, settings=settings, **kwargs)  # type: ignore[arg-type]
-        except StoreUrlError as exc:  # the store read the URL; only here is known where from
+        except StoreUrlProblem as exc:  # the store read the URL; only here is known where from
             raise exc.named(settings.origin("store")) from None
 
     for option in reversed(_SETTING_OPTIONS):

@@ -34,6 +34,7 @@ from lambda_destinations.errors import (
     StoreMisconfigured,
     StoreUnavailable,
     StoreUrlError,
+    StoreUrlProblem,
 )
 from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.operations.handler_checks import (
@@ -622,6 +623,10 @@ class Doctor:
 
     # -- the store --------------------------------------------------------------------------
 
+    def _named(self, exc: StoreUrlProblem) -> str:
+        """The line of an error about the store URL, naming where the URL came from."""
+        return str(exc.named(self.settings.origin("store")))
+
     async def _check_store(self) -> None:
         url = self.settings.store
         shown = mask_url(url)
@@ -642,14 +647,14 @@ class Doctor:
         except StoreUnavailable as exc:
             # A wrong database, user or password is answered: configuration, not unreachable.
             misconfigured = isinstance(exc, StoreMisconfigured)
-            self.add("store", "error", str(exc), "", unreachable=not misconfigured)
+            self.add("store", "error", self._named(exc), "", unreachable=not misconfigured)
             return
         except NewerSchema as exc:  # a rollback: the store answers, its schema is not ours
             self.add("store", "ok", f"{shown} answers")
             self.add("store schema", "error", str(exc), "")
             return
         except StoreUrlError as exc:  # its line says the fix
-            self.add("store", "error", str(exc.named(self.settings.origin("store"))), "")
+            self.add("store", "error", self._named(exc), "")
             return
         except ConfigError as exc:
             self.add("store", "error", str(exc), "fix the store URL")

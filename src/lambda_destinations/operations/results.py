@@ -37,7 +37,7 @@ from lambda_destinations.errors import (
     LambdaDestinationsError,
     NewerSchema,
     StoreMisconfigured,
-    StoreUrlError,
+    StoreUrlProblem,
 )
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
@@ -153,26 +153,32 @@ class Results(Lifetime):
         # A reader never creates the store: a missing file is a wrong URL, said in one line.
         try:
             self.store = Store.from_url(store, create=False) if isinstance(store, str) else store
-        except StoreUrlError as exc:
+        except StoreUrlProblem as exc:
             raise exc.named(_GIVEN) from None
 
     async def open(self) -> None:
+        try:
+            await self._open_store()
+        except StoreUrlProblem as exc:
+            if not self._own:  # a store handed in open: its URL is the caller's to name
+                raise
+            raise exc.named(_GIVEN) from None
+        self._open = True
+
+    async def _open_store(self) -> None:
         if self._own:
-            try:
-                await self.store.open()
-            except StoreUrlError as exc:
-                raise exc.named(_GIVEN) from None
+            await self.store.open()
         try:
             if 1 in await self._pending():
-                raise StoreMisconfigured(  # the database given is not the worker's: exit 3
-                    f"store {mask_url(self.store.url)} has no tables yet: run "
-                    "`lambda-destinations migrate` (the worker also migrates at start)"
+                raise StoreMisconfigured.at(  # the database given is not the worker's: exit 3
+                    mask_url(self.store.url),
+                    "it has no tables yet: run `lambda-destinations migrate` (the worker also "
+                    "migrates at start)",
                 )
         except BaseException:
             if self._own:
                 await self.store.close()
             raise
-        self._open = True
 
     async def _pending(self) -> list[int]:
         try:

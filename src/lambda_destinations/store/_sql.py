@@ -449,9 +449,8 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         reason = self._unavailable_reason(exc)
         if reason is None:
             return None
-        if self._misconfigured(exc):
-            return StoreMisconfigured(f"store {self.display_url}: {reason}")
-        return StoreUnavailable(f"store {self.display_url} is unavailable: {reason}")
+        kind = StoreMisconfigured if self._misconfigured(exc) else StoreUnavailable
+        return kind.at(self.display_url, reason)
 
     @contextlib.asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
@@ -1084,4 +1083,4 @@ def parse_store_url(url: str, usage: str) -> sa.URL:
 def url_error(url: str, problem: str) -> StoreUrlError:
     """The one-line error for a store URL that cannot work; whoever read the URL from the
     settings or an argument names where it came from (StoreUrlError.named)."""
-    return StoreUrlError(mask_url(url), problem)
+    return StoreUrlError.at(mask_url(url), problem)

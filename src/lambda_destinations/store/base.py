@@ -667,7 +667,7 @@ def open_store_class(url: str) -> type[Store]:
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
     target = _BACKENDS.get(scheme)
     if target is None:
-        raise StoreUrlError(
+        raise StoreUrlError.at(
             mask_url(url),
             "no known scheme: use sqlite:///path/to/file.db or postgresql://user@host/db",
         )

@@ -553,10 +553,11 @@ class SQLiteStore(SqlStore):
         now = _file_id(self.path)
         if now != self._opened:
             what = "deleted" if now is None else "replaced by another file"
-            raise StoreGone(
-                f"store {self.display_url} is unavailable: {self.path} was {what} while "
-                "open, and what is written to the old file is lost: restart to open the file "
-                "now there (a missing one is created and migrated)"
+            raise StoreGone.at(
+                self.display_url,
+                f"{self.path} was {what} while open, and what is written to the old file is "
+                "lost: restart to open the file now there (a missing one is created and "
+                "migrated)",
             )
 
     def _lease_clock(self) -> tuple[sa.ColumnElement[dt.datetime], sa.ColumnElement[dt.datetime]]:

@@ -35,6 +35,7 @@ from lambda_destinations.errors import (
     StoppedBeforeStart,
     StoreGone,
     StoreMisconfigured,
+    StoreUnavailable,
     StoreUrlError,
 )
 from lambda_destinations.handlers.in_doubt import cut_off_first
@@ -287,7 +288,7 @@ class Worker(Lifetime):
                 "no queues to poll: set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names"
             )
         if self.store.in_memory:
-            raise StoreUrlError(
+            raise StoreUrlError.at(
                 mask_url(self.settings.store),
                 "an in-memory database: every record acknowledged would be lost when the "
                 "worker exits; use sqlite:///path/to/file.db or postgresql://user@host/db",
@@ -367,13 +368,19 @@ class Worker(Lifetime):
         self.metrics.zero([q.name for q in self.queues], self.router.handler_names())
 
     async def _open_store(self) -> None:
+        origin = self.settings.origin("store")
         try:
             await self.store.open()
         except StoreMisconfigured as exc:
             # The first connection: no such database or user, a wrong password. No wait mends
             # that (exit 3); met later, while running, it is waited out as any outage.
-            raise ConfigError(str(exc)) from None
-        applied = await self.store.migrate()
+            raise ConfigError(str(exc.named(origin))) from None
+        except StoreUnavailable as exc:  # waited out; each line says where the URL came from
+            raise exc.named(origin) from exc.__cause__
+        try:
+            applied = await self.store.migrate()
+        except StoreUnavailable as exc:  # a read-only standby, a grant not given: waited out
+            raise exc.named(origin) from exc.__cause__
         if applied:
             log.info("store migrated", versions=applied)
 
