@@ -170,6 +170,37 @@ async def test_a_read_only_postgresql_store_names_where_the_url_came_from(
     assert line.endswith("point the store URL at the primary")
 
 
+# Typed into an argument: an escape sequence that clears a terminal, and a right-to-left override.
+_TYPED = "\x1b[2J\u202e"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # our own line, repeating a store URL's path
+        ("failures", "list", "--store", "sqlite:///{tmp}/x" + _TYPED + ".db"),
+        # click's own usage error, repeating an argument it did not expect
+        ("failures", "list", "{tmp}" + _TYPED),
+        # our own line, repeating a request id
+        ("failures", "show", "abc" + _TYPED, "--store", "sqlite:///{tmp}/store.db"),
+    ],
+)
+def test_error_lines_spell_out_the_control_and_bidi_characters_they_repeat(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    # given: a migrated store, for the request id that matches nothing
+    assert cli("migrate", "--store", f"sqlite:///{tmp_path}/store.db").returncode == 0
+
+    # when
+    result = cli(*(arg.replace("{tmp}", str(tmp_path)) for arg in args), cwd=tmp_path)
+
+    # then: the line says what was typed, spelled out, not as a terminal would act on it
+    assert result.returncode in (1, 2, 3), result.stderr
+    assert "\x1b" not in result.stderr
+    assert "\u202e" not in result.stderr
+    assert "\\x1b[2J\\u202e" in result.stderr
+
+
 async def test_a_store_error_of_results_names_the_url_it_was_given(tmp_path: Path) -> None:
     from lambda_destinations.errors import StoreUrlError
     from lambda_destinations.operations.results import Results

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import io
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
+from lambda_destinations._text import visible
 from lambda_destinations.cli._output import OutputUnwritable, discard_stdout
 from lambda_destinations.errors import (
     NO_REGION,
@@ -41,10 +44,39 @@ class EndpointUnreachable(LambdaDestinationsError):
     """An AWS endpoint did not answer; the message names it and the fix."""
 
 
+def echo_error(text: str) -> None:
+    """Write ``text`` on stderr, where the CLI's error lines go, as a person may read it:
+    secrets masked (:func:`redact`), control and bidi characters spelled as escapes
+    (:func:`visible`), since it may repeat what was typed or what a store or queue holds."""
+    click.echo(visible(redact(text)), err=True)
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print one line on stderr and exit with ``code``."""
-    click.echo(f"error: {redact(message)}", err=True)
+    echo_error(f"error: {message}")
     sys.exit(code)
+
+
+class _Whole(io.StringIO):
+    """Where click's error is shown first, as to a terminal: click strips escape sequences
+    from what goes elsewhere, and those typed are to be spelled out, not dropped."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@contextlib.contextmanager
+def click_errors_shown() -> Iterator[None]:
+    """click's own errors (a bad option value, an unknown command or option, an extra
+    argument), which repeat what was typed, shown as click shows them but through
+    :func:`echo_error`; then the exit with click's code (2 for usage)."""
+    try:
+        yield
+    except click.ClickException as exc:
+        shown = _Whole()
+        exc.show(shown)
+        echo_error(shown.getvalue().removesuffix("\n"))
+        sys.exit(exc.exit_code)
 
 
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -62,7 +94,7 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             click.echo("aborted: nothing was changed", err=True)
             sys.exit(EXIT_DECLINED)
         except StoppedBeforeStart as exc:
-            click.echo(f"interrupted: {exc}", err=True)
+            echo_error(f"interrupted: {exc}")
             sys.exit(EXIT_INTERRUPTED)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -97,6 +129,16 @@ class LazyGroup(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy: dict[str, tuple[str, str]] = {}
+
+    # Every click error of a command line is raised while the top group parses its own
+    # arguments or invokes (its subcommands parse there): shown escaped from these two.
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with click_errors_shown():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with click_errors_shown():
+            return super().invoke(ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(self.lazy))

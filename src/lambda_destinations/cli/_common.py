@@ -20,6 +20,7 @@ from lambda_destinations.cli._app import (
     EXIT_USAGE,
     EndpointUnreachable,
     describe_aws_error,
+    echo_error,
     fail,
     first_line,
     reports_errors,
@@ -112,7 +113,7 @@ def until_option() -> Callable[[F], F]:
 def say_no_failure(idents: Sequence[str]) -> None:
     """One error line per request id or key that matches no failure."""
     for ident in idents:
-        click.echo(f"error: no failure with request id or key {echoed(ident)!r}", err=True)
+        echo_error(f"error: no failure with request id or key {echoed(ident)!r}")
 
 
 def format_time(moment: dt.datetime | None, *, seconds: bool = True) -> str:

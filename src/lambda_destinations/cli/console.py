@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from lambda_destinations._urls import listen_problem
-from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
+from lambda_destinations.cli._app import EXIT_CONFIG, command, echo_error, fail
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, LambdaDestinationsError
@@ -85,7 +85,7 @@ async def serve_alongside(settings: Settings, port: int) -> None:
         except OSError:
             await serve(settings, dataclasses.replace(options, port=0), ready)
     except (OSError, LambdaDestinationsError) as exc:
-        click.echo(f"  console    not started: {exc}", err=True)
+        echo_error(f"  console    not started: {exc}")
 
 
 @command("console")

@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from lambda_destinations._text import visible
-from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail, first_line
+from lambda_destinations.cli._app import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    cli,
+    echo_error,
+    fail,
+    first_line,
+)
 from lambda_destinations.cli._common import aws_errors, dumps, format_time, opened_store, subcommand
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
@@ -197,9 +204,9 @@ def resend_command(
         for item in sent:
             click.echo(f"{item['id']} → {queue_name(item['queue'])} as {item['new_message_id']}")
         for item in skipped:
-            click.echo(f"{item['id']}: skipped: {item['reason']}", err=True)
+            echo_error(f"{item['id']}: skipped: {item['reason']}")
         for item in failed:
-            click.echo(f"{item['id']}: not sent: {item['error']}", err=True)
+            echo_error(f"{item['id']}: not sent: {item['error']}")
         click.echo(f"resent {len(sent)} · skipped {len(skipped)} · failed {len(failed)}", err=True)
     if failed:
         raise SystemExit(EXIT_FAILED)
