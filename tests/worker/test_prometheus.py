@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,44 +106,59 @@ async def until_answer(
     raise AssertionError(f"Prometheus never answered {wanted} to {expression}")
 
 
-@pytest.mark.slow
-async def test_the_readmes_quarantine_alert_fires_for_the_first_quarantine_since_start(
-    sqs, make_queue, settings_for, tmp_path: Path
-) -> None:
+async def run_scraped(
+    settings: Any,
+    folder: Path,
+    watch: Callable[[aiohttp.ClientSession, int], Awaitable[None]],
+) -> bytes:
+    """Run a worker with ``settings`` (its ops port ``settings.ops_port``), scraped every second
+    by a real Prometheus, until ``watch(session, prometheus_port)`` returns; Prometheus's own
+    log (stderr), for a failing assertion."""
     binary = prometheus_or_skip()
-    # given: an idle worker that Prometheus scrapes every second
-    url, _ = make_queue("alerted")
-    ops_port, prometheus_port = free_port(), free_port()
-    prometheus = await start_prometheus(binary, tmp_path, ops_port, prometheus_port)
-    settings = settings_for(url, ops_port=ops_port, ops_host="127.0.0.1")
-    fired: list[float | None] = []
+    prometheus_port = free_port()
+    prometheus = await start_prometheus(binary, folder, settings.ops_port, prometheus_port)
+    watchers: list[asyncio.Task[None]] = []
 
-    async def watch(worker: Worker) -> None:
+    async def watched(worker: Worker) -> None:
         try:
             async with aiohttp.ClientSession() as session:
-                # a scrape after the worker started, then one poison message
-                after = f"timestamp(up) > bool {time.time():.3f}"
-                await until_answer(session, prometheus_port, after, 1)
-                send_bodies(sqs, url, ["not json"])
-                # when: Prometheus has scraped its quarantine
-                quarantined = 'sum(lambda_destinations_messages_total{outcome="quarantine"})'
-                await until_answer(session, prometheus_port, quarantined, 1)
-                alert = readme_alert("lambda_destinations_messages_total")
-                fired.append(await query(session, prometheus_port, alert))
+                await watch(session, prometheus_port)
         finally:
             worker.stop()
 
-    watchers: list[asyncio.Task[None]] = []
-
     async def started(worker: Worker) -> None:
-        watchers.append(asyncio.create_task(watch(worker)))
+        watchers.append(asyncio.create_task(watched(worker)))
 
     try:
         await run_worker(settings, once=False, on_started=started)
         await asyncio.gather(*watchers)
     finally:
         prometheus.terminate()
-        await prometheus.communicate()
+        _out, err = await prometheus.communicate()
+    return err
+
+
+@pytest.mark.slow
+async def test_the_readmes_quarantine_alert_fires_for_the_first_quarantine_since_start(
+    sqs, make_queue, settings_for, tmp_path: Path
+) -> None:
+    # given: an idle worker that Prometheus scrapes every second
+    url, _ = make_queue("alerted")
+    settings = settings_for(url, ops_port=free_port(), ops_host="127.0.0.1")
+    fired: list[float | None] = []
+
+    async def watch(session: aiohttp.ClientSession, prometheus_port: int) -> None:
+        # a scrape after the worker started, then one poison message
+        after = f"timestamp(up) > bool {time.time():.3f}"
+        await until_answer(session, prometheus_port, after, 1)
+        send_bodies(sqs, url, ["not json"])
+        # when: Prometheus has scraped its quarantine
+        quarantined = 'sum(lambda_destinations_messages_total{outcome="quarantine"})'
+        await until_answer(session, prometheus_port, quarantined, 1)
+        alert = readme_alert("lambda_destinations_messages_total")
+        fired.append(await query(session, prometheus_port, alert))
+
+    await run_scraped(settings, tmp_path, watch)
 
     # then: the alert the README gives fires (its series was on the page at 0 before)
     assert fired != [None], "the alert did not fire"
@@ -154,45 +170,28 @@ async def test_the_readmes_quarantine_alert_fires_for_the_first_quarantine_since
 async def test_the_readmes_dlq_alert_fires_for_the_dlq_alone(
     sqs, make_queue, settings_for, tmp_path: Path
 ) -> None:
-    binary = prometheus_or_skip()
     # given: a polled queue whose DLQ holds one message, a worker sampling both depths, and
     # Prometheus scraping it every second
     url, dlq = make_queue("alerted-dlq")
     assert dlq is not None
     send_bodies(sqs, dlq, ["dead-lettered"])
     dlq_name = dlq.rsplit("/", 1)[-1]
-    ops_port, prometheus_port = free_port(), free_port()
-    prometheus = await start_prometheus(binary, tmp_path, ops_port, prometheus_port)
     settings = settings_for(
-        url, ops_port=ops_port, ops_host="127.0.0.1", queue_metrics_interval=0.5
+        url, ops_port=free_port(), ops_host="127.0.0.1", queue_metrics_interval=0.5
     )
     alert = readme_alert("lambda_destinations_queue_messages")
     seen: dict[str, Any] = {}
 
-    async def watch(worker: Worker) -> None:
-        try:
-            async with aiohttp.ClientSession() as session:
-                # when: Prometheus has scraped the DLQ's depth
-                await until_answer(session, prometheus_port, alert, 1)
-                seen["fired"] = await series(session, prometheus_port, alert)
-                selected = 'lambda_destinations_queue_messages{role="dlq", state="visible"}'
-                seen["dlq"] = await series(session, prometheus_port, selected)
-                polled = selected.replace('"dlq"', '"polled"')
-                seen["polled"] = await series(session, prometheus_port, polled)
-        finally:
-            worker.stop()
+    async def watch(session: aiohttp.ClientSession, prometheus_port: int) -> None:
+        # when: Prometheus has scraped the DLQ's depth
+        await until_answer(session, prometheus_port, alert, 1)
+        seen["fired"] = await series(session, prometheus_port, alert)
+        selected = 'lambda_destinations_queue_messages{role="dlq", state="visible"}'
+        seen["dlq"] = await series(session, prometheus_port, selected)
+        polled = selected.replace('"dlq"', '"polled"')
+        seen["polled"] = await series(session, prometheus_port, polled)
 
-    watchers: list[asyncio.Task[None]] = []
-
-    async def started(worker: Worker) -> None:
-        watchers.append(asyncio.create_task(watch(worker)))
-
-    try:
-        await run_worker(settings, once=False, on_started=started)
-        await asyncio.gather(*watchers)
-    finally:
-        prometheus.terminate()
-        await prometheus.communicate()
+    await run_scraped(settings, tmp_path, watch)
 
     # then: the README's alert, as printed, fires for the DLQ and names it (before, the series
     # had no label telling a DLQ from a polled queue, and the alert listed the DLQs by name)
@@ -206,40 +205,25 @@ async def test_the_readmes_dlq_alert_fires_for_the_dlq_alone(
 async def test_prometheus_reads_200_acks_from_a_worker_that_drained_200_records(
     sqs, make_queue, settings_for, tmp_path: Path
 ) -> None:
-    binary = prometheus_or_skip()
     # given: 200 records, a worker with an ops port, Prometheus scraping it every second
     url, _ = make_queue("scraped")
     rng = random.Random(20)
     send_bodies(sqs, url, [json.dumps(success_record(rng)) for _ in range(RECORDS)])
-    ops_port, prometheus_port = free_port(), free_port()
-    prometheus = await start_prometheus(binary, tmp_path, ops_port, prometheus_port)
-    settings = settings_for(url, ops_port=ops_port, ops_host="127.0.0.1", concurrency=20)
+    settings = settings_for(url, ops_port=free_port(), ops_host="127.0.0.1", concurrency=20)
     seen: list[float | None] = []
 
-    async def watch(worker: Worker) -> None:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(240):
-                await asyncio.sleep(0.5)
-                seen.append(await query(session, prometheus_port))
-                if seen[-1] is not None and seen[-1] >= RECORDS:
-                    break
-            # one more scrape: the count must stay where it is
-            await asyncio.sleep(2.5)
+    async def watch(session: aiohttp.ClientSession, prometheus_port: int) -> None:
+        for _ in range(240):
+            await asyncio.sleep(0.5)
             seen.append(await query(session, prometheus_port))
-        worker.stop()
-
-    watchers: list[asyncio.Task[None]] = []
-
-    async def started(worker: Worker) -> None:
-        watchers.append(asyncio.create_task(watch(worker)))
+            if seen[-1] is not None and seen[-1] >= RECORDS:
+                break
+        # one more scrape: the count must stay where it is
+        await asyncio.sleep(2.5)
+        seen.append(await query(session, prometheus_port))
 
     # when: the worker runs until Prometheus has seen it drain the queue
-    try:
-        await run_worker(settings, once=False, on_started=started)
-        await asyncio.gather(*watchers)
-    finally:
-        prometheus.terminate()
-        _out, err = await prometheus.communicate()
+    err = await run_scraped(settings, tmp_path, watch)
 
     # then: Prometheus's own answer is exactly one ack per record
     assert seen[-1] == RECORDS, (seen[-5:], err[-2000:].decode(errors="replace"))
