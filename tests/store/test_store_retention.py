@@ -224,6 +224,23 @@ async def test_a_record_arriving_late_is_kept_for_its_retention_from_its_arrival
     assert await keys_in(store) == {late}
 
 
+async def test_a_record_dated_in_the_future_goes_by_its_arrival(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: records that arrived a month ago dated in the year 2099 and in the year 9999 (a
+    # wrong clock), and one dated a day from now that arrived just now
+    far = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
+    last = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+    for when in (far, last):
+        await save(store, make_row, make_delivery, timestamp=when, first_seen_at=OLD)
+    tomorrow = await save(store, make_row, make_delivery, timestamp=NOW + dt.timedelta(days=1))
+
+    # when / then: pruning open failures older than a week takes the two that arrived long ago
+    assert await store.count_prunable(PruneKind.OPEN_FAILURES, CUTOFF) == 2
+    assert await store.prune(PruneKind.OPEN_FAILURES, CUTOFF, limit=100) == 2
+    assert await keys_in(store) == {tomorrow}
+
+
 async def test_a_record_whose_handler_is_claimed_keeps_its_row_and_the_claim(
     store: Store, other_store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
 ) -> None:

@@ -9,7 +9,8 @@ order they were recorded, and the runs and deliveries of no stored record by the
 (migration_11).
 
 An invocation is old when both the record's time and its arrival are: a record that arrives
-days late (a DLQ redriven) is kept for its retention from its arrival. One whose handler a
+days late (a DLQ redriven) is kept for its retention from its arrival. A record's time still in
+the future is a wrong clock, not a time to wait for: its arrival alone says its age. One whose handler a
 delivery holds a claim on is never deleted, nor is that claim: another replica could otherwise
 take the claim and run the handler a second time.
 """
@@ -25,6 +26,7 @@ from lambda_destinations.store._access import SqlAccess
 from lambda_destinations.store._ledger import replays
 from lambda_destinations.store._tables import deliveries, handler_runs, invocations, quarantine
 from lambda_destinations.store.base import FailureStatus, PruneKind, RunState
+from lambda_destinations.times import utcnow
 
 # A replay's own failure record goes as the resolved ones do: its original holds the status.
 _RESOLVED = [FailureStatus.RECOVERED, FailureStatus.IGNORED, FailureStatus.REPLAY]
@@ -35,7 +37,10 @@ _UNRESOLVED = [FailureStatus.OPEN, FailureStatus.REPLAYED]
 _runs = handler_runs.c
 
 
-def _old_invocations(kind: PruneKind, before: dt.datetime) -> list[sa.ColumnElement[bool]]:
+def _old_invocations(kind: PruneKind, before: dt.datetime) -> sa.Select[Any]:
+    """The keys of old invocations of ``kind``: two ranges of the (status, occurred_at) index,
+    old by their own time, or dated in the future (a wrong clock, which would otherwise keep a
+    record until that time: for ever, at the year 9999), with an old arrival both."""
     inv = invocations.c
     status = inv.status
     # A claim that lapsed or was released after the cutoff: a delivery may still be at work.
@@ -44,12 +49,16 @@ def _old_invocations(kind: PruneKind, before: dt.datetime) -> list[sa.ColumnElem
         _runs.state == RunState.CLAIMED,
         _runs.claimed_until >= before,
     )
-    old = [inv.occurred_at < before, inv.first_seen_at < before, ~claimed]
     if kind is PruneKind.SUCCESSES:
-        return [status.is_(None), *old]
-    if kind is PruneKind.FAILURES:
-        return [status.in_(_RESOLVED), *old]
-    return [status.in_(_UNRESOLVED), *old]
+        of_kind = status.is_(None)
+    else:
+        of_kind = status.in_(_RESOLVED if kind is PruneKind.FAILURES else _UNRESOLVED)
+    dated = (inv.occurred_at < before, inv.occurred_at > max(before, utcnow()))
+    parts = [
+        sa.select(inv.key).where(of_kind, when, inv.first_seen_at < before, ~claimed)
+        for when in dated
+    ]
+    return sa.union_all(*parts).subquery().select()
 
 
 def _unstored(key: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
@@ -89,7 +98,7 @@ def _old_rows(kind: PruneKind, before: dt.datetime) -> tuple[sa.Table, sa.Select
         # Oldest first by id (attempts are numbered as they are recorded): no index on time.
         ids = sa.select(replays.c.id).where(replays.c.requested_at < before).order_by(replays.c.id)
         return replays, ids
-    return invocations, sa.select(invocations.c.key).where(*_old_invocations(kind, before))
+    return invocations, _old_invocations(kind, before)
 
 
 class RetentionMixin(SqlAccess):
