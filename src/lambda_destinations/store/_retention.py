@@ -10,9 +10,9 @@ order they were recorded, and the runs and deliveries of no stored record by the
 
 An invocation is old when both the record's time and its arrival are: a record that arrives
 days late (a DLQ redriven) is kept for its retention from its arrival. A record's time still in
-the future is a wrong clock, not a time to wait for: its arrival alone says its age. One whose handler a
-delivery holds a claim on is never deleted, nor is that claim: another replica could otherwise
-take the claim and run the handler a second time.
+the future is a wrong clock, not a time to wait for: its arrival alone says its age. One whose
+handler a delivery holds a claim on is never deleted, nor is that claim: another replica could
+otherwise take the claim and run the handler a second time.
 """
 
 from __future__ import annotations
