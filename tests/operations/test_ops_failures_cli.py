@@ -514,3 +514,17 @@ def test_stats_over_366_days_to_now_are_one_window_and_367_are_refused(cli_env, 
     assert too_long.returncode == 2
     (line,) = error_lines(too_long)
     assert "cover at most 366 days at a time: narrow --since and --until" in line
+
+
+def test_stats_with_only_an_until_cover_the_24_hours_before_it(cli_env, seeded) -> None:
+    # the stream failure is the one of 2026-11-20 10:00 UTC, days before the others
+    stats = as_json(
+        cli("failures", "stats", "--until", "2026-11-20T12:00Z", "--json", env=cli_env)
+    )
+
+    assert (stats["since"], stats["until"]) == (
+        "2026-11-19T12:00:00+00:00",
+        "2026-11-20T12:00:00+00:00",
+    )
+    assert stats["total"] == 1
+    assert len(stats["hourly"]) == 24

@@ -33,7 +33,7 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.detail import FailureDetail, failure_detail
-from lambda_destinations.operations.stats import check_window
+from lambda_destinations.operations.stats import check_window, window_start
 from lambda_destinations.operations.status import reopen
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import (
@@ -42,6 +42,7 @@ from lambda_destinations.store import (
     InvocationFilter,
     InvocationRow,
 )
+from lambda_destinations.times import too_far
 
 if TYPE_CHECKING:
     from lambda_destinations.operations import FailureStats
@@ -362,14 +363,16 @@ def _section(title: str, headers: list[str], rows: list[list[Any]], **table: Any
 
 
 @subcommand(failures_group, "stats")
-@since_option(default="24h", help="Start of the window: 24h, 7d, or an ISO time.")
+@since_option(
+    help="Start of the window: 24h, 7d, or an ISO time [default: 24 hours before --until]."
+)
 @until_option()
 @click.option("--function", "function_glob", metavar="GLOB", help="Function name, shell glob.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 @settings_options
 def stats_command(
     settings: Settings,
-    since: dt.datetime,
+    since: dt.datetime | None,
     until: dt.datetime | None,
     function_glob: str | None,
     as_json: bool,
@@ -383,6 +386,10 @@ def stats_command(
       lambda-destinations failures stats --since 2024-05-01 --until 2024-05-02 --json
     """
     until = until or command_now()
+    try:
+        since = window_start(since, until)
+    except OverflowError:
+        fail(f"--until: {too_far(until.isoformat())}", 2)
     if since >= until:
         fail("--since must be before --until", 2)
     try:

@@ -25,6 +25,7 @@ from lambda_destinations.operations.stats import (
     check_window,
     failure_stats,
     hour_of,
+    window_start,
 )
 from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import first_line
@@ -213,12 +214,12 @@ def groups_of(
     return out
 
 
-def stats_window(selection: Selection, hours: int = 24) -> tuple[dt.datetime, dt.datetime]:
-    """The window the statistics of ``selection`` cover: since to until, the last ``hours``
+def stats_window(selection: Selection) -> tuple[dt.datetime, dt.datetime]:
+    """The window the statistics of ``selection`` cover: since to until, the last 24 hours
     before until (or now) without a since. ValueError, a line for the page, when it cannot."""
     until = selection.filter.until or utcnow()
     try:
-        since = selection.filter.since or until - dt.timedelta(hours=hours)
+        since = window_start(selection.filter.since, until)
     except OverflowError:  # an until in the first hours of year 1
         raise ValueError(f"until: {too_far(selection.values['until'])}") from None
     check_window(since, until)

@@ -12,6 +12,17 @@ from lambda_destinations.store import FailureCount
 HOUR = dt.timedelta(hours=1)
 # The statistics have an entry an hour: a window of centuries would be millions of them.
 STATS_WINDOW_MAX = dt.timedelta(days=366)
+# What statistics cover without a start: the day before their end (now, or the until given).
+STATS_WINDOW_DEFAULT = dt.timedelta(hours=24)
+
+
+def window_start(since: dt.datetime | None, until: dt.datetime) -> dt.datetime:
+    """``since``, or without one the :data:`STATS_WINDOW_DEFAULT` before ``until``: an until in
+    the past moves the window, rather than meeting a start of 24 hours before now.
+
+    Raises OverflowError for an until in the first day of the year 1.
+    """
+    return since if since is not None else until - STATS_WINDOW_DEFAULT
 
 
 def check_window(since: dt.datetime, until: dt.datetime, *, names: str = "since and until") -> None:
