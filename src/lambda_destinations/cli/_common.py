@@ -98,7 +98,9 @@ def since_option(default: str | None = None, help: str | None = None) -> Callabl
         callback=_when,
         default=default,
         show_default=default is not None,
-        help=help or "Only failures at or after this time: 2h, 30m, 7d, or 2024-05-01T12:00Z.",
+        help=help
+        or "Only failures at or after this time: 2h, 30m, 7d, or 2024-05-01T12:00Z (UTC "
+        "without a zone).",
     )
 
 
