@@ -518,9 +518,7 @@ def test_stats_over_366_days_to_now_are_one_window_and_367_are_refused(cli_env, 
 
 def test_stats_with_only_an_until_cover_the_24_hours_before_it(cli_env, seeded) -> None:
     # the stream failure is the one of 2026-11-20 10:00 UTC, days before the others
-    stats = as_json(
-        cli("failures", "stats", "--until", "2026-11-20T12:00Z", "--json", env=cli_env)
-    )
+    stats = as_json(cli("failures", "stats", "--until", "2026-11-20T12:00Z", "--json", env=cli_env))
 
     assert (stats["since"], stats["until"]) == (
         "2026-11-19T12:00:00+00:00",

@@ -11,6 +11,7 @@ import pytest
 
 from lambda_destinations.schemas import (
     DecodedMessage,
+    DecodeError,
     Envelope,
     InvocationRecord,
     LegacyDlqMessage,
@@ -394,6 +395,17 @@ def test_timestamps_become_aware_utc(timestamp: str, expected: datetime) -> None
     assert decoded.timestamp == expected
     assert decoded.timestamp is not None
     assert decoded.timestamp.tzinfo is UTC
+
+
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+05:30", "9999-12-31T23:59:59-05:00"])
+def test_a_timestamp_with_no_utc_time_is_named_as_the_invalid_field(timestamp: str) -> None:
+    record = json.loads(body_of("invocation-success.json"))
+    record["timestamp"] = timestamp
+
+    with pytest.raises(
+        DecodeError, match=r"invalid field timestamp: .*outside the years 1 to 9999"
+    ):
+        decode(json.dumps(record))
 
 
 def test_stack_trace_shapes_of_other_runtimes() -> None:

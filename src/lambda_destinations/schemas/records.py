@@ -36,7 +36,10 @@ def _as_utc(value: datetime) -> datetime:
     # Lambda writes "...Z"; a timestamp without a zone is taken to be UTC, as AWS means it.
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:30, 9999-12-31T23:59-05:00: no UTC time
+        raise ValueError("in UTC it falls outside the years 1 to 9999") from None
 
 
 def _number_as_text(value: object) -> object:
