@@ -20,6 +20,13 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def utc_text(moment: dt.datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """``moment`` in UTC as ``fmt`` (strftime's), its year always of four digits: the C
+    library's ``%Y`` writes the year 1 as ``1``, which a record's own time may be."""
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime(fmt.replace("%Y", f"{moment.year:04d}"))
+
+
 def duration_unit(seconds: float) -> tuple[float, str]:
     """``seconds`` in the unit that reads best, as (amount, unit): seconds below two minutes,
     minutes below two hours, hours below two days, then days (units ``s``, ``min``, ``h``, ``d``).

@@ -165,3 +165,28 @@ def test_stored_controls_and_bidi_controls_are_spelled_out_in_text_and_exact_in_
         assert KEPT in texts[view], view
     assert result["error"]["message"] == f"{SPOOF} {KEPT}"
     assert listed["reason"] == SPOOF
+
+
+async def test_a_record_of_the_year_1_shows_its_year_in_four_digits(tmp_path) -> None:
+    # given: a failure whose own time is the first second of the year 1 (a wrong clock)
+    from ops_helpers import failure_body, row_of, seed
+
+    store_url = f"sqlite:///{tmp_path / 'year-1.db'}"
+    _, record = failure_body(4)
+    record["timestamp"] = "0001-01-01T00:00:00Z"
+    await seed(store_url, [row_of(json.dumps(record))])
+    request_id = record["requestContext"]["requestId"]
+    env = {"LAMBDA_DESTINATIONS_STORE": store_url}
+
+    # when: the text views of it, and the console's list
+    texts = {
+        "failures list": shown("failures", "list", env=env),
+        "failures show": shown("failures", "show", request_id, env=env),
+        "result": shown("result", request_id, env=env, code=1),
+    }
+    status, page = await console_get(Settings(store=store_url), "/failures")
+
+    # then: each says 0001-01-01, as the JSON's ISO time does
+    assert status == 200
+    for view, text in {**texts, "console": page}.items():
+        assert "0001-01-01 00:00:00" in text, view

@@ -29,7 +29,7 @@ from lambda_destinations.cli._options import uses_dev_settings
 from lambda_destinations.config import DEV_CONFIG, Settings
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
-from lambda_destinations.times import parse_when, utcnow
+from lambda_destinations.times import parse_when, utc_text, utcnow
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -121,7 +121,7 @@ def say_no_failure(idents: Sequence[str]) -> None:
 def format_time(moment: dt.datetime | None, *, seconds: bool = True) -> str:
     if moment is None:
         return "-"
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M")
+    return utc_text(moment, "%Y-%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M")
 
 
 def iso(moment: dt.datetime | None) -> str | None:

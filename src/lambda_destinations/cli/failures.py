@@ -466,7 +466,7 @@ def hourly_chart(hourly: Sequence[tuple[dt.datetime, int]]) -> list[str]:
         days.setdefault(hour.date(), [0] * 24)[hour.hour] = count
     for day, counts in days.items():
         marks = "".join(_spark(n, peak) for n in counts)
-        lines.append(f"  {day:%Y-%m-%d}  {marks}  {sum(counts)}")
+        lines.append(f"  {day.isoformat()}  {marks}  {sum(counts)}")
     return lines
 
 

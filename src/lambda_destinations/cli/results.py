@@ -25,7 +25,7 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.templates import parse_duration
 from lambda_destinations.redact import echoed
-from lambda_destinations.times import MAX_WAIT
+from lambda_destinations.times import MAX_WAIT, utc_text
 
 # The AWS clients and the store are imported by the commands that use them, so that `invoke
 # --help` and `result --help` load neither.
@@ -243,7 +243,7 @@ def _show(outcome: InvocationResult, *, heading: bool) -> None:
     if outcome.status:
         lines.append(("status", _STATUS_NOTES.get(outcome.status, outcome.status)))
     if outcome.timestamp is not None:
-        lines.append(("finished", outcome.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC")))
+        lines.append(("finished", utc_text(outcome.timestamp) + " UTC"))
     lines.append(("response", dumps(outcome.response)))
     for label, value in lines:
         click.echo(visible(f"{label:<11} {value}"))

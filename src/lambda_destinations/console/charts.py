@@ -9,6 +9,8 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
+from lambda_destinations.times import utc_text
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Bar:
@@ -45,12 +47,16 @@ def hourly_bars(
                 y=round(height - tall, 2),
                 width=round(max(1.0, slot - 2), 2),
                 height=round(tall, 2),
-                label=f"{hour:%Y-%m-%d %H}:00 UTC: {count} failure{'s' if count != 1 else ''}",
+                label=f"{utc_text(hour, '%Y-%m-%d %H:00')} UTC: {count} {_failures(count)}",
             )
         )
     first = f"{hourly[0][0]:%m-%d %H}:00" if hourly else ""
     last = f"{hourly[-1][0]:%m-%d %H}:00" if hourly else ""
     return BarChart(width, height, bars, peak, first, last, sum(n for _, n in hourly))
+
+
+def _failures(count: int) -> str:
+    return "failure" if count == 1 else "failures"
 
 
 def sparkline(counts: Sequence[int], *, width: int = 120, height: int = 24) -> str:

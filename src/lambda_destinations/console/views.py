@@ -40,7 +40,7 @@ from lambda_destinations.store import (
     Store,
     utcnow,
 )
-from lambda_destinations.times import parse_when, too_far
+from lambda_destinations.times import parse_when, too_far, utc_text
 from lambda_destinations.worker.queues import queue_name
 
 FILTER_FIELDS = ("function", "error_type", "condition", "since", "until")
@@ -330,7 +330,7 @@ def function_label(row: InvocationRow) -> str:
 
 
 def when(moment: dt.datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return "" if moment is None else utc_text(moment)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from lambda_destinations.handlers.in_doubt import InDoubt, InDoubtOption, settle
 from lambda_destinations.handlers.templates import Duration, describe_duration, iso
 from lambda_destinations.retrying import retry_transient
 from lambda_destinations.store import scope_of, utcnow
+from lambda_destinations.times import utc_text
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -121,7 +122,7 @@ class Digest:
         length = describe_duration(self.window)
         if (now - self.window_end).total_seconds() <= LATE:
             return f"in the last {length}"
-        start = self.window_start.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+        start = utc_text(self.window_start, "%Y-%m-%d %H:%M")
         return f"in the {length} from {start} UTC"
 
     def fields(self, now: dt.datetime | None = None) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from lambda_destinations.store import (
     ReplayOutcome,
     Store,
 )
+from lambda_destinations.times import utc_text
 
 _DETAIL_LIMIT = 1000
 # How the command line replays a record again; the console words it its own way (and strips it).
@@ -228,7 +229,7 @@ def _already_replayed(
 ) -> tuple[SkipReason, str] | None:
     counted = counted_attempt(row, previous)
     if counted is not None:
-        when = counted.requested_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        when = utc_text(counted.requested_at) + " UTC"
         if counted.outcome is ReplayOutcome.PENDING:
             return (
                 SkipReason.IN_DOUBT,
