@@ -1415,3 +1415,86 @@ async def test_pages_spell_out_stored_bidi_controls_and_forms_post_them_back_exa
     assert filtered.count("\u202e") == 1
     assert _form_fields(filtered, "/failures")["error_type"] == "Value\u202eError"
     assert json.loads(_form_fields(edit, f"{path}/edit")["payload"]) == {"note": _SPOOF}
+
+
+# Over the 64 Ki characters a page shows of one payload or body, and small enough to be quick.
+_BIG = "x" * 300_000
+
+
+async def test_a_big_payload_is_cut_on_its_page_and_the_whole_record_is_a_link_away(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure whose request payload is 300 kB (a record may be 1 MiB: SQS's limit)
+    settings = settings_for()
+    record = failure_record(
+        random.Random(3),
+        function="orders-api",
+        condition="RetriesExhausted",
+        request_payload={"blob": _BIG},
+    )
+    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    client = await make_client(settings)
+
+    # when: its page is read, then the link to the whole record
+    page = html.unescape(await (await client.get(f"/failures/{row.request_id}")).text())
+    link = page.split('" id="record-json"', 1)[0].rsplit('href="', 1)[1]
+    whole = await client.get(link)
+
+    # then: the payload and the record each cut at 64 Ki characters, saying where the rest is;
+    # the link answers the record whole, as stored
+    assert len(page) < 200_000
+    cut = f"… cut: the first 65,536 of {len(_BIG) + 16:,} characters; the whole record: {link}"
+    assert cut in page
+    assert link == f"/failures/{quote(row.key, safe='')}/record.json"
+    assert whole.status == 200
+    assert whole.content_type == "application/json"
+    assert json.loads(await whole.text()) == record
+
+
+async def test_big_quarantined_bodies_are_cut_on_the_quarantine_page(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: three quarantined messages of 300 kB each
+    settings = settings_for()
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        rows = [QuarantineRow("https://sqs/q", m, _BIG, {}, "decode error", 1) for m in "abc"]
+        for row in rows:
+            await store.save_quarantine(row)
+    client = await make_client(settings)
+
+    # when
+    page = html.unescape(await (await client.get("/quarantine")).text())
+
+    # then: each body cut, naming the command that prints it whole; the page stays small
+    assert len(page) < 3 * 70_000
+    for row in rows:
+        assert (
+            f"… cut: the first 65,536 of 300,000 characters; "
+            f"lambda-destinations quarantine show {row.id} --json prints it whole"
+        ) in page
+
+
+async def test_big_bodies_are_cut_when_a_dlq_is_peeked(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: a DLQ holding two messages of 300 kB
+    url, dlq_url = make_queue("big")
+    for _ in range(2):
+        sqs.send_message(QueueUrl=dlq_url, MessageBody=_BIG)
+    client = await make_client(settings_for(url))
+    name = dlq_url.rsplit("/", 1)[1]
+
+    # when
+    page = html.unescape(await (await client.get(f"/dlqs/{name}?peek=10")).text())
+
+    # then
+    assert len(page) < 2 * 70_000
+    cut = (
+        f"… cut: the first 65,536 of 300,000 characters; "
+        f"lambda-destinations dlq peek {name} --body prints it whole"
+    )
+    assert page.count(cut) == 2

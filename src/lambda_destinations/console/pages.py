@@ -10,6 +10,7 @@ from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 from multidict import MultiDict
 
+from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console
 from lambda_destinations.console.charts import hourly_bars
@@ -125,6 +126,13 @@ async def failure(request: web.Request) -> web.Response:
     # A replay comes back here naming its ledger entry: its outcome, above the tables.
     notice = views.replay_notice(whole["actions"], request.query.get("replayed", ""), row)
     return console.render(request, "failure.html", notice=notice, **whole)
+
+
+@routes.get("/failures/{ident}/record.json")
+async def record_json(request: web.Request) -> web.Response:
+    """The record whole, as the worker stored it: its page cuts a payload past a size."""
+    row = await _invocation(_console(request), request.match_info["ident"])
+    return web.Response(text=json_dumps(row.record), content_type="application/json")
 
 
 async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:

@@ -293,6 +293,19 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
+PAGE_TEXT = 64 * 1024  # characters of one payload, body or detail a page shows
+
+
+def capped(text: str, whole: str, limit: int = PAGE_TEXT) -> str:
+    """``text`` as a page shows it: its first ``limit`` characters, then a line saying how much
+    was left out and ``whole``, where to read it all. A record carries up to 1 MiB (SQS's
+    limit), which pretty-printed is several MB: a list of them, or a failure with its record
+    and edits, would make a page of tens of MB that the browser struggles to open."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… cut: the first {limit:,} of {len(text):,} characters; {whole}"
+
+
 def error_text(row: InvocationRow) -> str:
     if row.error_type and row.error_message:
         return f"{row.error_type}: {row.error_message}"
