@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from bad_input_helpers import ENTRY, cli, one_error_line
 
-from lambda_destinations.store import Store
+from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.store.migrations import LATEST_VERSION
 from processes import reap
 
@@ -234,19 +234,30 @@ async def test_a_postgresql_server_error_of_results_names_the_url_it_was_given(
     assert str(opened.value).startswith(f"store {missing} (given to Results): database ")
 
 
-async def test_a_store_migrated_by_a_newer_release_is_refused_by_writers(
-    store_url: str, endpoint_url: str, tmp_path: Path
-) -> None:
-    # given: a store a newer release migrated (a rollback to this one)
+async def _migrated_by_a_newer_release(store_url: str, oldest_writer: int) -> None:
+    """The store migrated, then a version past this release's recorded as a newer one would."""
     async with Store.from_url(store_url) as store:
         await store.migrate()
         async with store.engine.begin() as conn:
             await conn.execute(
-                sa.text("INSERT INTO schema_migrations VALUES (:v, CURRENT_TIMESTAMP)"),
-                {"v": LATEST_VERSION + 1},
+                sa.text(
+                    "INSERT INTO schema_migrations (version, applied_at, oldest_writer) "
+                    "VALUES (:v, CURRENT_TIMESTAMP, :oldest)"
+                ),
+                {"v": LATEST_VERSION + 1, "oldest": oldest_writer},
             )
+
+
+async def test_a_store_migrated_by_a_newer_release_is_refused_by_writers(
+    store_url: str, endpoint_url: str, tmp_path: Path
+) -> None:
+    # given: a store a newer release migrated with a version earlier releases misread
+    await _migrated_by_a_newer_release(store_url, oldest_writer=LATEST_VERSION + 1)
     env = {"LAMBDA_DESTINATIONS_STORE": store_url, "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url}
-    newer = f"schema {LATEST_VERSION + 1}, this version knows up to {LATEST_VERSION}"
+    newer = (
+        f"schema {LATEST_VERSION + 1}, this version knows up to {LATEST_VERSION}; "
+        f"schema {LATEST_VERSION + 1} lets no release before {LATEST_VERSION + 1} write"
+    )
 
     # when / then: migrating, running and the commands that write refuse in one line, exit 3
     writers = (
@@ -275,6 +286,42 @@ async def test_a_store_migrated_by_a_newer_release_is_refused_by_writers(
         assert read.returncode == 0, (args, read.stderr)
     unknown = cli("result", "rid-unknown", env=env, cwd=tmp_path)
     assert unknown.returncode == 5, unknown.stderr
+
+
+async def test_a_store_whose_newer_versions_let_this_release_write_is_run_and_written(
+    store_url: str, endpoint_url: str, make_queue: Any, tmp_path: Path
+) -> None:
+    # given: a store a newer release migrated with an additive version, and records to take
+    await _migrated_by_a_newer_release(store_url, oldest_writer=LATEST_VERSION)
+    url, _dlq = make_queue("rollback")
+    env = {
+        "LAMBDA_DESTINATIONS_STORE": store_url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+    }
+    sent = cli("simulate", "--queue", url, "-n", "3", "--no-poison", env=env)
+    assert sent.returncode == 0, sent.stderr
+
+    # when: the worker and a command that writes run on it
+    worker = cli("run", "--once", env=env, cwd=tmp_path)
+    pruned = cli("prune", env=env, cwd=tmp_path)
+
+    # then: both work, each saying once that the schema is newer; the worker stored the records
+    for result in (worker, pruned):
+        assert result.returncode == 0, result.stderr
+        logged = [json.loads(line) for line in result.stderr.splitlines()]
+        said = [e for e in logged if e["event"].startswith("the store's schema is newer")]
+        assert [(e["schema"], e["release_schema"]) for e in said] == [
+            (LATEST_VERSION + 1, LATEST_VERSION)
+        ], result.stderr
+    async with Store.from_url(store_url) as store:
+        assert len(await store.list_invocations(InvocationFilter(failed_only=False))) == 3
+    # and doctor finds the schema usable
+    checked = cli("doctor", "--json", env=env, cwd=tmp_path)
+    schema = [c for c in json.loads(checked.stdout)["checks"] if c["check"] == "store schema"]
+    assert [c["status"] for c in schema] == ["ok"]
 
 
 @pytest.mark.postgres

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from store_factories import ARN, QUEUE, T0, DeliveryFactory, RowFactory
+from structlog.testing import capture_logs
 
-from lambda_destinations.errors import StoreDataError, StoreUnavailable
+from lambda_destinations.errors import NewerSchema, StoreDataError, StoreUnavailable
 from lambda_destinations.store import (
     DeliveryRow,
     FailureStatus,
@@ -28,7 +29,7 @@ from lambda_destinations.store import (
 from lambda_destinations.store._sql import SqlStore
 from lambda_destinations.store._tables import deliveries, handler_runs, invocations, metadata
 from lambda_destinations.store.base import ReplayAttempt
-from lambda_destinations.store.migrations import MIGRATIONS, Migration
+from lambda_destinations.store.migrations import LATEST_VERSION, MIGRATIONS, Migration
 from lambda_destinations.store.sqlite import SQLiteStore
 
 ALL = InvocationFilter(failed_only=False)
@@ -75,7 +76,9 @@ async def test_a_failed_migration_leaves_nothing_behind(
         raise RuntimeError("the last migration failed")
 
     monkeypatch.setattr(
-        _sql, "MIGRATIONS", (*MIGRATIONS, Migration(next_version, "broken", broken))
+        _sql,
+        "MIGRATIONS",
+        (*MIGRATIONS, Migration(next_version, "broken", broken, oldest_writer=next_version)),
     )
 
     # when
@@ -89,6 +92,81 @@ async def test_a_failed_migration_leaves_nothing_behind(
         tables = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
     assert "half_done" not in tables
     assert "invocations" in tables
+
+
+async def _oldest_writers(store: Store) -> dict[int, int | None]:
+    assert isinstance(store, SqlStore)
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(sa.text("SELECT version, oldest_writer FROM schema_migrations"))
+    return {version: oldest for version, oldest in rows}
+
+
+async def test_each_applied_version_records_its_oldest_writer(store: Store) -> None:
+    assert await _oldest_writers(store) == {m.version: m.oldest_writer for m in MIGRATIONS}
+
+
+async def test_version_15_records_the_oldest_writers_of_the_versions_before_it(
+    unmigrated_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a store at version 14, its schema_migrations as version 14 made it
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS[:14])
+    assert await unmigrated_store.migrate() == list(range(1, 15))
+
+    # when
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS)
+    assert await unmigrated_store.migrate() == [15]
+
+    # then: every version says what its Migration declares
+    assert await _oldest_writers(unmigrated_store) == {
+        m.version: m.oldest_writer for m in MIGRATIONS
+    }
+
+
+def _newer_release(*oldest_writers: int) -> tuple[Migration, ...]:
+    """The migrations of a newer release: this release's, then versions with these oldest
+    writers (they change nothing else)."""
+    newer = (
+        Migration(LATEST_VERSION + n, f"newer {n}", lambda conn: None, oldest_writer=oldest)
+        for n, oldest in enumerate(oldest_writers, 1)
+    )
+    return (*MIGRATIONS, *newer)
+
+
+async def test_a_store_whose_newer_versions_let_this_release_write_is_used(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a newer release migrated the store with two additive versions
+    additive = MIGRATIONS[-1].oldest_writer
+    monkeypatch.setattr(_sql, "MIGRATIONS", _newer_release(additive, additive))
+    assert await store.migrate() == [LATEST_VERSION + 1, LATEST_VERSION + 2]
+
+    # when: this release starts on it (migrating, then looking again)
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS)
+    with capture_logs() as logs:
+        assert await store.migrate() == []
+        assert await store.pending_migrations() == []
+
+    # then: it goes on, and says once that the schema is newer
+    said = [e for e in logs if "newer" in e["event"]]
+    assert [(e["log_level"], e["schema"], e["release_schema"]) for e in said] == [
+        ("warning", LATEST_VERSION + 2, LATEST_VERSION)
+    ]
+
+
+async def test_a_store_with_a_newer_version_that_refuses_this_release_is_refused(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a newer release applied an additive version, then one earlier releases misread
+    additive, breaking = MIGRATIONS[-1].oldest_writer, LATEST_VERSION + 2
+    monkeypatch.setattr(_sql, "MIGRATIONS", _newer_release(additive, breaking))
+    assert await store.migrate() == [LATEST_VERSION + 1, breaking]
+
+    # when / then: this release refuses it, naming the version that refuses it
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS)
+    refused = f"schema {breaking} lets no release before {breaking} write"
+    for call in (store.migrate, store.pending_migrations):
+        with pytest.raises(NewerSchema, match=refused):
+            await call()
 
 
 async def test_an_unmigrated_store_says_to_migrate(unmigrated_store: Store) -> None:

@@ -143,7 +143,7 @@ async def test_a_migration_longer_than_command_timeout_completes(
     def slow(conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT pg_sleep(1.5)"))
 
-    slow_version = Migration(len(MIGRATIONS) + 1, "slow", slow)
+    slow_version = Migration(len(MIGRATIONS) + 1, "slow", slow, oldest_writer=len(MIGRATIONS) + 1)
     monkeypatch.setattr(_sql, "MIGRATIONS", (*MIGRATIONS, slow_version))
 
     async with PostgresStore(postgres_url, command_timeout=0.5) as store:

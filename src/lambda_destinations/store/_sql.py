@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+import structlog
 
 from lambda_destinations._text import storable_text
 from lambda_destinations._urls import check_port
@@ -61,9 +62,17 @@ from lambda_destinations.store.base import (
     RunState,
     Store,
 )
-from lambda_destinations.store.migrations import MIGRATIONS, Migration, check_not_newer
+from lambda_destinations.store.migration_15 import VERSION as OLDEST_WRITER_RECORDED
+from lambda_destinations.store.migrations import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    SCHEMA_MIGRATIONS_AT_START,
+    Migration,
+    check_not_newer,
+)
 from lambda_destinations.times import utcnow
 
+log = structlog.get_logger("lambda_destinations.store")
 _R = TypeVar("_R", DeliveryRow, HandlerRun)
 
 # The InvocationRow fields stored as columns of the same name, in the dataclass's order.
@@ -372,6 +381,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         self.group_commit = group_commit
         self._saves = Coalescer(self._save_batch, name="save_invocation")
         self._lookups = Coalescer(self._completed_batch, name="completed_handlers")
+        self._told_newer = False  # of a newer schema this release may write to, said once
 
     # -- what a backend supplies ------------------------------------------------------------
 
@@ -543,10 +553,34 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             return set()
         return set(await conn.scalars(sa.select(schema_migrations.c.version)))
 
+    async def _newer_versions(
+        self, conn: StoreConnection, applied: set[int]
+    ) -> dict[int, int | None]:
+        """The versions past this release's, each with the oldest writer it recorded."""
+        if max(applied, default=0) <= LATEST_VERSION:
+            return {}  # and a store before version 15 has no oldest_writer to read
+        versions = schema_migrations.c
+        rows = await conn.execute(
+            sa.select(versions.version, versions.oldest_writer).where(
+                versions.version > LATEST_VERSION
+            )
+        )
+        return {version: oldest for version, oldest in rows}
+
     async def pending_migrations(self) -> list[int]:
         async with self._read() as conn:
             applied = await self._applied_versions(conn)
-        check_not_newer(applied)  # so `migrate`, `doctor` and the worker's start refuse
+            newer = await self._newer_versions(conn, applied)
+        check_not_newer(newer)  # so `migrate`, `doctor` and the worker's start refuse
+        if newer and not self._told_newer:
+            self._told_newer = True
+            log.warning(
+                "the store's schema is newer than this release's; its newer versions keep "
+                "this release's writes valid",
+                store=self.display_url,
+                schema=max(newer),
+                release_schema=LATEST_VERSION,
+            )
         return [m.version for m in MIGRATIONS if m.version not in applied]
 
     async def migrate(self) -> list[int]:
@@ -566,14 +600,15 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         async with self._begin(engine) as conn:
             # Under the lock, look again: another replica may have just applied it.
             await self._lock_migrations(conn)
-            await conn.run_sync(schema_migrations.create, checkfirst=True)
+            await conn.run_sync(SCHEMA_MIGRATIONS_AT_START.create, checkfirst=True)
             if migration.version in await self._applied_versions(conn):
                 return False
             await conn.run_sync(migration.upgrade)
-            await conn.execute(
-                schema_migrations.insert(),
-                {"version": migration.version, "applied_at": utcnow()},
-            )
+            recorded: dict[str, Any] = {"version": migration.version, "applied_at": utcnow()}
+            # Before version 15 there is no column; version 15 fills it for those.
+            if migration.version >= OLDEST_WRITER_RECORDED:
+                recorded["oldest_writer"] = migration.oldest_writer
+            await conn.execute(schema_migrations.insert(), recorded)
         return True
 
     # -- statements -------------------------------------------------------------------------

@@ -121,10 +121,13 @@ quarantine = sa.Table(
     sqlite_autoincrement=True,
 )
 
-# Created before any migration runs (not by one), under the migration lock.
+# Created before any migration runs (not by one), under the migration lock, in its first shape
+# (migrations.SCHEMA_MIGRATIONS_AT_START).
 schema_migrations = sa.Table(
     "schema_migrations",
     metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("applied_at", UTCDateTime, nullable=False),
+    # Migration 15: the version's Migration.oldest_writer.
+    sa.Column("oldest_writer", sa.Integer),
 )

@@ -20,7 +20,7 @@ database.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import sqlalchemy as sa
 
@@ -35,6 +35,7 @@ from lambda_destinations.store import (
     migration_12,
     migration_13,
     migration_14,
+    migration_15,
 )
 from lambda_destinations.store._tables import str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
@@ -43,11 +44,21 @@ from lambda_destinations.store.base import FailureStatus, ReplayOutcome, RunStat
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Migration:
-    """One schema version: ``upgrade`` runs in a transaction, then the version is recorded."""
+    """One schema version: ``upgrade`` runs in a transaction, then the version is recorded.
+
+    ``oldest_writer`` is the oldest schema version whose releases may still run against a store
+    at this version (a rollback, a replica of an earlier release restarting). An additive
+    migration (a new table, a nullable column, an index, a data fix the earlier releases' writes
+    keep true) keeps the previous version's: the releases that could write before still can. A
+    migration that an earlier release would misbehave on (it writes rows this version misreads,
+    or misreads the rows this version writes) gives its own version. When in doubt, its own: a
+    refused rollback is safer than an earlier release damaging the data.
+    """
 
     version: int
     description: str
     upgrade: Callable[[sa.Connection], None]
+    oldest_writer: int = dataclasses.field(kw_only=True)
 
 
 def _v1_initial(conn: sa.Connection) -> None:
@@ -266,29 +277,100 @@ def _v5_operator_actions(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+# -- version 15: each version records its oldest writer (see migration_15.py) ------------------
+
+# schema_migrations as it is made before version 1; version 15 adds ``oldest_writer``.
+SCHEMA_MIGRATIONS_AT_START = sa.Table(
+    "schema_migrations",
+    sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+
+def _v15_oldest_writers(conn: sa.Connection) -> None:
+    migration_15.upgrade(conn, {m.version: m.oldest_writer for m in MIGRATIONS})
+
+
+# Breaking: 7 and 9 store a record in a shape earlier releases misread (7: without its payloads,
+# which they then refuse to replay; 9: without its stack trace, request context and first
+# delivery); 11 reads a released claim by its time, which earlier releases set to NULL (their
+# runs of records not stored would never be pruned). The rest add tables, columns and indexes
+# earlier releases leave alone, or (12) mark old rows as those releases save new ones.
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "invocations, deliveries, handler runs, quarantine", _v1_initial),
-    Migration(2, "the replay ledger", _v2_replay_ledger),
-    Migration(3, "scheduled jobs and alert windows", _v3_jobs_and_alert_windows),
-    Migration(4, "PostgreSQL: notify waiters of new invocation rows", _v4_notify_invocations),
-    Migration(5, "the operators' action ledger", _v5_operator_actions),
-    Migration(6, "invocations' indexes fit the queries", migration_6.upgrade),
-    Migration(7, "a record's payloads are stored once", migration_7.upgrade),
-    Migration(8, "failures' filter indexes hold the status", migration_8.upgrade),
-    Migration(9, "a record's first delivery and completion in its row", migration_9.upgrade),
-    Migration(10, "a quarantined message being resent is claimed", migration_10.upgrade),
-    Migration(11, "unstored handler runs and deliveries can be pruned", migration_11.upgrade),
-    Migration(12, "replays' own failure records stored before are marked", migration_12.upgrade),
-    Migration(13, "SQLite never reuses a quarantined message's id", migration_13.upgrade),
-    Migration(14, "a console form's one-time token is kept once", migration_14.upgrade),
+    Migration(1, "invocations, deliveries, handler runs, quarantine", _v1_initial, oldest_writer=1),
+    Migration(2, "the replay ledger", _v2_replay_ledger, oldest_writer=1),
+    Migration(3, "scheduled jobs and alert windows", _v3_jobs_and_alert_windows, oldest_writer=1),
+    Migration(
+        4,
+        "PostgreSQL: notify waiters of new invocation rows",
+        _v4_notify_invocations,
+        oldest_writer=1,
+    ),
+    Migration(5, "the operators' action ledger", _v5_operator_actions, oldest_writer=1),
+    Migration(6, "invocations' indexes fit the queries", migration_6.upgrade, oldest_writer=1),
+    Migration(7, "a record's payloads are stored once", migration_7.upgrade, oldest_writer=7),
+    Migration(8, "failures' filter indexes hold the status", migration_8.upgrade, oldest_writer=7),
+    Migration(
+        9,
+        "a record's first delivery and completion in its row",
+        migration_9.upgrade,
+        oldest_writer=9,
+    ),
+    Migration(
+        10,
+        "a quarantined message being resent is claimed",
+        migration_10.upgrade,
+        oldest_writer=9,
+    ),
+    Migration(
+        11,
+        "unstored handler runs and deliveries can be pruned",
+        migration_11.upgrade,
+        oldest_writer=11,
+    ),
+    Migration(
+        12,
+        "replays' own failure records stored before are marked",
+        migration_12.upgrade,
+        oldest_writer=11,
+    ),
+    Migration(
+        13,
+        "SQLite never reuses a quarantined message's id",
+        migration_13.upgrade,
+        oldest_writer=11,
+    ),
+    Migration(
+        14,
+        "a console form's one-time token is kept once",
+        migration_14.upgrade,
+        oldest_writer=11,
+    ),
+    Migration(
+        migration_15.VERSION,
+        "each version records its oldest writer",
+        _v15_oldest_writers,
+        oldest_writer=11,
+    ),
 )
 
 
 def check_migrations(migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
-    """Raise ValueError unless versions start at 1 and go up by one (no gaps, no repeats)."""
+    """Raise ValueError unless versions start at 1 and go up by one (no gaps, no repeats), and
+    each oldest writer is at most its version and at least the previous one's (a release a
+    version refused, a later version cannot let back in)."""
     versions = [m.version for m in migrations]
     if versions != list(range(1, len(versions) + 1)):
         raise ValueError(f"migration versions must be 1, 2, 3, ... in order; got {versions}")
+    oldest = 1
+    for m in migrations:
+        if not oldest <= m.oldest_writer <= m.version:
+            raise ValueError(
+                f"migration {m.version}: oldest_writer must be from {oldest} to {m.version}, "
+                f"not {m.oldest_writer}"
+            )
+        oldest = m.oldest_writer
 
 
 check_migrations()
@@ -296,15 +378,20 @@ check_migrations()
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
-def check_not_newer(applied: set[int]) -> None:
-    """Raise NewerSchema if a newer release migrated the store past the versions known here
-    (a rollback): this release's writes could break what that schema expects."""
-    found = max(applied, default=0)
-    if found > LATEST_VERSION:
+def check_not_newer(newer: Mapping[int, int | None]) -> None:
+    """Raise NewerSchema unless each version a newer release applied past the ones known here
+    (``newer``: version to the oldest writer it recorded, None if none) lets this release write:
+    otherwise this release's writes could break what that schema expects."""
+    refusing = [
+        v for v, oldest in sorted(newer.items()) if oldest is None or oldest > LATEST_VERSION
+    ]
+    if refusing:
+        first = refusing[0]
         raise NewerSchema(
-            f"the store was migrated by a newer lambda-destinations (schema {found}, this "
-            f"version knows up to {LATEST_VERSION}): run that version, or restore a backup "
-            "from before it"
+            f"the store was migrated by a newer lambda-destinations (schema {max(newer)}, this "
+            f"version knows up to {LATEST_VERSION}; schema {first} lets no release before "
+            f"{newer[first] or first} write): run that version, or restore a backup from "
+            "before it"
         )
 
 
@@ -313,6 +400,7 @@ __all__ = [
     "MIGRATIONS",
     "NOTIFY_CHANNEL",
     "NOTIFY_PREFIX_CHARS",
+    "SCHEMA_MIGRATIONS_AT_START",
     "Migration",
     "check_migrations",
     "check_not_newer",
