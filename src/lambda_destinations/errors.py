@@ -96,8 +96,9 @@ class StoreUrlError(StoreUrlProblem, ConfigError):
 
 
 class NewerSchema(ConfigError):
-    """The store was migrated by a newer release than this one: writing to it could break the
-    newer schema. Commands that migrate or write refuse; reads may go on."""
+    """The store was migrated by a newer release with a version that does not let this one
+    write: writing to it could break the newer schema. Commands that migrate or write refuse;
+    reads may go on."""
 
 
 class TransientError(LambdaDestinationsError):

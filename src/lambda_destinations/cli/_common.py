@@ -65,8 +65,9 @@ _NOW = "lambda_destinations.now"
 @contextlib.asynccontextmanager
 async def opened_store(settings: Settings, *, writes: bool) -> AsyncIterator[Store]:
     """The store of a one-shot command, never created here. A command that ``writes`` refuses a
-    store a newer release migrated (NewerSchema, exit 3) before it changes anything: this
-    release's rows could break what that schema expects. Reading goes on."""
+    store a newer release migrated with a version that does not let this release write
+    (NewerSchema, exit 3) before it changes anything: this release's rows could break what that
+    schema expects. Reading goes on."""
     async with Store.from_url(settings.store, create=False) as store:
         if writes:
             await store.pending_migrations()

@@ -347,7 +347,8 @@ class Store(Lifetime):
 
     @abc.abstractmethod
     async def pending_migrations(self) -> list[int]:
-        """The versions not applied yet; NewerSchema if a newer release migrated the store."""
+        """The versions not applied yet; NewerSchema if a newer release migrated the store with
+        a version that does not let this release write."""
 
     async def write_problems(self) -> list[str] | None:
         """What keeps this store's user from writing its tables (for `doctor`): empty when

@@ -2,12 +2,12 @@
 
 ``MIGRATIONS`` is the whole history. To change the schema, edit :mod:`._tables` (what the queries
 see), write the next version's ``upgrade`` in a module of its own (``migration_6.py``, ...) that
-brings a database at the previous version to the new shape, and append its :class:`Migration`;
-never edit a released migration. ``upgrade`` receives a
-synchronous SQLAlchemy connection inside the migration's transaction (both backends have
-transactional DDL), so a failed migration leaves nothing half done. For portable ALTERs, alembic's
-``Operations`` (``MigrationContext.configure(conn)``) works on that connection, including SQLite's
-copy-and-move "batch" mode.
+brings a database at the previous version to the new shape, and append its :class:`Migration`
+with its ``oldest_writer`` (which earlier releases may still run on it); never edit a released
+migration. ``upgrade`` receives a synchronous SQLAlchemy connection inside the migration's
+transaction (both backends have transactional DDL), so a failed migration leaves nothing half
+done. For portable ALTERs, alembic's ``Operations`` (``MigrationContext.configure(conn)``) works
+on that connection, including SQLite's copy-and-move "batch" mode.
 
 ``tests/store`` checks that a fully migrated database matches ``_tables.metadata``, so a table
 edited without a migration (or the reverse) fails the suite.
