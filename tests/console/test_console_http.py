@@ -32,10 +32,10 @@ from lambda_destinations.store import (
     FailureStatus,
     InvocationRow,
     QuarantineRow,
-    ReplayAttempt,
     ReplayOutcome,
     Store,
 )
+from ledger_helpers import replayed_once
 
 TOKEN = "http-test-token"
 
@@ -911,13 +911,8 @@ async def test_a_replays_own_failure_page_links_to_the_failure_it_replays_and_ba
     new_request_id = record["requestContext"]["requestId"]
     replay = invocation_row(decode(json.dumps(record)), "https://sqs/q")
     async with Store.from_url(settings.store) as store:
-        attempt = ReplayAttempt(
-            original.key, original.request_id, "arn:aws:lambda:fn", 1, "manual", "cli me"
-        )
-        await store.add_replay(attempt)
-        assert attempt.id is not None
-        await store.update_replay(
-            attempt.id, new_request_id=new_request_id, outcome=ReplayOutcome.FAILED
+        await replayed_once(
+            store, original, ReplayOutcome.FAILED, by="cli me", new_request_id=new_request_id
         )
         await store.save_invocation(replay, DeliveryRow(replay.key, "m-2", "https://sqs/q", 1))
         # and another record of the original's request id (another condition)
@@ -1339,17 +1334,7 @@ async def test_reopening_a_recovered_failure_makes_it_recovered_again(
     settings = settings_for()
     row = await stored_failure(settings)
     async with Store.from_url(settings.store) as store:
-        attempt = ReplayAttempt(
-            original_key=row.key,
-            original_request_id=row.request_id,
-            function_arn=row.function_arn or "",
-            attempt=1,
-            trigger="manual",
-            requested_by="console dana",
-        )
-        await store.add_replay(attempt)
-        assert attempt.id is not None
-        await store.update_replay(attempt.id, new_request_id="new", outcome=ReplayOutcome.RECOVERED)
+        await replayed_once(store, row, ReplayOutcome.RECOVERED, by="console dana")
         await store.set_status([row.key], FailureStatus.RECOVERED, by="console dana")
     client = await make_client(settings)
     csrf = await sign_in(client)

@@ -17,7 +17,8 @@ from ops_helpers import ENTRY, cli, error_lines, failure_body, row_of, seed_sync
 
 from lambda_destinations.simulate import kinesis_failure, success_record
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
-from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+from lambda_destinations.store.base import ReplayOutcome
+from ledger_helpers import replayed_once
 
 JSON_FIELDS = {
     "request_id",
@@ -193,19 +194,7 @@ def test_show_prints_the_whole_record(cli_env, seeded, sqlite_url) -> None:
 
     async def replayed() -> None:
         async with Store.from_url(sqlite_url) as store:
-            attempt = ReplayAttempt(
-                original_key=row.key,
-                original_request_id=row.request_id,
-                function_arn=row.function_arn or "",
-                attempt=1,
-                trigger="manual",
-                requested_by="cli ops@host",
-            )
-            await store.add_replay(attempt)
-            assert attempt.id is not None
-            await store.update_replay(
-                attempt.id, new_request_id="new-rid-1", outcome=ReplayOutcome.INVOKED
-            )
+            await replayed_once(store, row, ReplayOutcome.INVOKED, new_request_id="new-rid-1")
 
     asyncio.run(replayed())
 
@@ -331,17 +320,7 @@ def test_reopen_puts_a_recovered_failure_back_to_recovered(cli_env, store_url) -
 
     async def replayed(row: Any, outcome: ReplayOutcome, status: FailureStatus) -> None:
         async with Store.from_url(store_url) as store:
-            attempt = ReplayAttempt(
-                original_key=row.key,
-                original_request_id=row.request_id,
-                function_arn=row.function_arn or "",
-                attempt=1,
-                trigger="manual",
-                requested_by="cli ops@host",
-            )
-            await store.add_replay(attempt)
-            assert attempt.id is not None
-            await store.update_replay(attempt.id, new_request_id="new-rid", outcome=outcome)
+            await replayed_once(store, row, outcome, new_request_id="new-rid")
             await store.set_status([row.key], status, by="cli ops@host")
 
     asyncio.run(replayed(fixed, ReplayOutcome.RECOVERED, FailureStatus.RECOVERED))

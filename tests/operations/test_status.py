@@ -9,22 +9,13 @@ from ops_helpers import failure_body, row_of, seed
 
 from lambda_destinations.operations import reopen
 from lambda_destinations.store import FailureStatus, InvocationFilter, InvocationRow, Store
-from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+from lambda_destinations.store.base import ReplayOutcome
+from ledger_helpers import replayed_once
 
 
 async def _ignored_after_a_replay(store: Store, row: InvocationRow, outcome: ReplayOutcome) -> None:
     """``row`` replayed once with ``outcome``, then ignored."""
-    attempt = ReplayAttempt(
-        original_key=row.key,
-        original_request_id=row.request_id,
-        function_arn=row.function_arn or "",
-        attempt=1,
-        trigger="manual",
-        requested_by="cli ops@host",
-    )
-    await store.add_replay(attempt)
-    assert attempt.id is not None
-    await store.update_replay(attempt.id, new_request_id=f"new-{row.key}", outcome=outcome)
+    await replayed_once(store, row, outcome)
     await store.set_status([row.key], FailureStatus.IGNORED, by="cli ops@host")
 
 
