@@ -164,6 +164,22 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_text(cli_env, sqlite_
     assert json.loads(as_json.stdout)[0]["error_type"] == formula
 
 
+def test_csv_cells_keep_escape_sequences_as_they_are(cli_env, sqlite_url) -> None:
+    # given: a failure whose error text holds terminal escape sequences, a comma, a quote and
+    # a line break
+    message = 'before \x1b[31mred\x1b[0m, "quoted"\nafter'
+    body, _ = failure_body(9, error=("Esc\x1b[2JType", message, "python"))
+    seed_sync(sqlite_url, [row_of(body)])
+
+    listed = cli("failures", "list", "--csv", env=cli_env)
+
+    # then: the file read back holds the values the store holds
+    assert listed.returncode == 0, listed.stderr
+    [row] = list(csv.DictReader(io.StringIO(listed.stdout, newline="")))
+    assert row["error_type"] == "Esc\x1b[2JType"
+    assert row["error_message"] == message
+
+
 def test_list_of_nothing_says_so_and_exits_0(cli_env, seeded) -> None:
     result = cli("failures", "list", "--function", "nothing-*", env=cli_env)
 

@@ -298,7 +298,9 @@ def emit(output: str, records: Sequence[dict[str, Any]], fields: Sequence[str]) 
         writer.writeheader()
         for record in records:
             writer.writerow({k: _csv_cell(v) for k, v in record.items()})
-        click.echo(buffer.getvalue(), nl=False)
+        # color=True: click would drop what looks like a terminal colour code (ESC [ ... m)
+        # from output that is not a terminal, and so change the cells of a CSV file.
+        click.echo(buffer.getvalue(), nl=False, color=True)
     else:  # pragma: no cover - callers print tables themselves
         raise ValueError(output)
 
