@@ -70,6 +70,8 @@ def test_peek_decodes_each_message_and_leaves_it_there(sqs, make_queue, cli_env)
     described = {d["kind"]: d for d in json.loads(as_json.stdout)}
     assert set(described) == {"invocation", "legacy-dlq", "not-a-record"}
     assert len(json.loads(as_json.stdout)) == 4
+    # one shape for every row, a message that does not decode included (its fields null)
+    assert len({tuple(d) for d in json.loads(as_json.stdout)}) == 1
     failed = next(d for d in json.loads(as_json.stdout) if d.get("condition") == "RetriesExhausted")
     assert failed["function_name"] == "orders-api"
     assert failed["error_type"] == "TimeoutError"
@@ -80,6 +82,7 @@ def test_peek_decodes_each_message_and_leaves_it_there(sqs, make_queue, cli_env)
     assert poison["quarantine_reason"] == "decode error: body is not JSON"
     assert poison["source_queue"] == url
     assert poison["decode_error"].startswith("body is not JSON")
+    assert poison["request_id"] is poison["function_name"] is poison["timestamp"] is None
     assert described["legacy-dlq"]["request_id"] == legacy.key.split(":")[0]
     assert table.returncode == 0, table.stderr
     assert "orders-api" in table.stdout

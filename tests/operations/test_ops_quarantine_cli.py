@@ -58,6 +58,8 @@ def test_list_and_show_the_store_only_copy(quarantined) -> None:
     assert row["queue"] == url
     assert row["kind"] == "not-a-record"
     assert "not a Lambda" in row["reason"] or "decode error" in row["reason"], row
+    # the fields of a message that decodes are there, null: every row has one shape
+    assert row["request_id"] is row["error_type"] is row["timestamp"] is None
     assert "body" not in row
     assert table.returncode == 0
     assert str(row["id"]) in table.stdout

@@ -65,7 +65,7 @@ def describe_quarantined(
     """
     # Imported here: the schemas (pydantic models) cost `quarantine list` on a store with
     # nothing quarantined.
-    from lambda_destinations.schemas import DecodeError, decode
+    from lambda_destinations.schemas import summarize
 
     out: dict[str, Any] = {
         "id": row.id,
@@ -77,13 +77,8 @@ def describe_quarantined(
         "key": row.key,
         "resending_since": _iso(resending_since(row, now)),
     }
-    try:
-        decoded = decode(row.body, row.message_attributes or None)
-    except DecodeError as exc:
-        out.update(kind="not-a-record", decode_error=exc.reason)
-    else:
-        out.update(decoded.summary())
-        out["decode_error"] = None
+    out.update(summarize(row.body, row.message_attributes or None))
+    out["key"] = out["key"] or row.key  # what does not decode keeps the stored key
     if body:
         out["body"] = row.body
         out["message_attributes"] = row.message_attributes

@@ -55,7 +55,7 @@ from lambda_destinations.operations.replay import (
 )
 from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import error_code
-from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
+from lambda_destinations.schemas import DecodedMessage, DecodeError, decode, summarize
 from lambda_destinations.store import Store
 from lambda_destinations.worker.queues import (
     MAX_ATTRIBUTES,
@@ -227,13 +227,7 @@ def describe_message(message: Mapping[str, Any], now: dt.datetime) -> dict[str, 
         "quarantine_reason": _attribute(message_attributes, REASON_ATTRIBUTE),
         "source_queue": _attribute(message_attributes, SOURCE_ATTRIBUTE),
     }
-    try:
-        decoded = decode(message.get("Body", ""), message_attributes or None)
-    except DecodeError as exc:
-        out.update(kind="not-a-record", decode_error=exc.reason)
-        return out
-    out.update(decoded.summary())
-    out["decode_error"] = None
+    out.update(summarize(message.get("Body", ""), message_attributes or None))
     return out
 
 

@@ -1,7 +1,7 @@
 """Lambda destination records: models, envelopes and ``decode()`` (pure, no I/O)."""
 
 from lambda_destinations.schemas.arn import FunctionArn
-from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode
+from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode, summarize
 from lambda_destinations.schemas.envelopes import Envelope
 from lambda_destinations.schemas.errors import DecodeError
 from lambda_destinations.schemas.records import (
@@ -36,4 +36,5 @@ __all__ = [
     "StreamFailureRecord",
     "StreamSource",
     "decode",
+    "summarize",
 ]

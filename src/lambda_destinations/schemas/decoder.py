@@ -43,6 +43,10 @@ _STREAM_BATCH_KEYS = ("KinesisBatchInfo", "DDBStreamBatchInfo", "KafkaBatchInfo"
 _LEGACY_CONDITION = "legacy-dlq"
 
 
+# What `summarize` says a message that does not decode is.
+NOT_A_RECORD = "not-a-record"
+
+
 class MessageKind(enum.StrEnum):
     """What a decoded message is."""
 
@@ -118,6 +122,43 @@ class DecodedMessage:
             raise DecodeError(
                 f"record does not fit {_model_name(model)}: nested too deeply"
             ) from None
+
+
+# The keys of DecodedMessage.summary, each None.
+_NO_SUMMARY: dict[str, Any] = dict.fromkeys(
+    (
+        "kind",
+        "envelope",
+        "key",
+        "request_id",
+        "function_arn",
+        "function_name",
+        "qualifier",
+        "region",
+        "account",
+        "condition",
+        "succeeded",
+        "approximate_invoke_count",
+        "error_type",
+        "error_message",
+        "timestamp",
+    )
+)
+
+
+def summarize(
+    body: str | bytes, message_attributes: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """:meth:`DecodedMessage.summary` of a message, with ``decode_error`` (None when it decodes).
+
+    A message that does not decode has the same keys, each None but ``kind`` (``not-a-record``)
+    and ``decode_error`` (the reason): the rows of a list of messages all have one shape.
+    """
+    try:
+        decoded = decode(body, message_attributes)
+    except DecodeError as exc:
+        return {**_NO_SUMMARY, "kind": NOT_A_RECORD, "decode_error": exc.reason}
+    return {**decoded.summary(), "decode_error": None}
 
 
 def decode(
