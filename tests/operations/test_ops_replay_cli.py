@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 from ops_helpers import cli, error_lines, failure_body, row_of, seed_sync
 
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.config import Settings
+from lambda_destinations.operations import RateLimiter
+from lambda_destinations.operations.replay import ReplayResult, ReplayState, replay_invocation
 from lambda_destinations.simulate import kinesis_failure, legacy_dlq
 from lambda_destinations.store import FailureStatus, InvocationFilter, InvocationRow, Store
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
@@ -304,3 +308,46 @@ def test_filters_narrow_the_request_ids_and_keys_work_too(lambda_env, failures) 
     assert [(p["key"], p["state"]) for p in json.loads(by_key.stdout)["results"]] == [
         (second.key, "would-invoke")
     ]
+
+
+def test_the_rate_paces_invocations_and_a_skipped_record_waits_for_nothing(
+    lambda_endpoint, lambda_env, failures, function, sqlite_url
+) -> None:
+    # given: the oldest failure replayed already (by another run, say), and a limiter of one
+    # invocation a second on a clock that stands still, which records each wait
+    first = cli("replay", failures[0].request_id or "", "--yes", env=lambda_env)
+    assert first.returncode == 0, first.stderr
+    lambda_endpoint.start_recording()
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    settings = Settings(
+        endpoint_url=lambda_endpoint.url, region="us-east-1", store=sqlite_url, queues=[]
+    )
+
+    async def go() -> list[ReplayResult]:
+        limiter = RateLimiter(1.0, clock=lambda: 0.0, sleep=record)
+        async with Store.from_url(sqlite_url) as store, AwsClients(settings) as aws:
+            lam = await aws.lambda_invoker()
+            rows = [await store.get_invocation(r.key) for r in failures]
+            return [
+                await replay_invocation(
+                    store, lam, row, trigger="manual", requested_by="t", limiter=limiter
+                )
+                for row in rows
+                if row is not None
+            ]
+
+    # when: all three go through the limiter, oldest first
+    results = asyncio.run(go())
+
+    # then: the replayed one is skipped without a turn; the two others take one each
+    assert [r.state for r in results] == [
+        ReplayState.SKIPPED,
+        ReplayState.INVOKED,
+        ReplayState.INVOKED,
+    ]
+    assert waits == [1.0]  # the second invocation waits its second; the skip waited for none
+    assert [p for _, p in lambda_endpoint.invocations()] == PAYLOADS[1:]

@@ -117,7 +117,13 @@ class _Replay:
     rate: float
 
     async def one(
-        self, store: Store, lam: Any, row: InvocationRow, *, dry_run: bool = False
+        self,
+        store: Store,
+        lam: Any,
+        row: InvocationRow,
+        *,
+        dry_run: bool = False,
+        limiter: RateLimiter | None = None,
     ) -> ReplayResult:
         return await replay_invocation(
             store,
@@ -128,6 +134,7 @@ class _Replay:
             force=self.force,
             dry_run=dry_run,
             legacy_function=self.legacy_function,
+            limiter=limiter,
         )
 
 
@@ -192,7 +199,8 @@ def _confirm(planned: Sequence[ReplayResult], invocations: int, rate: float) -> 
 async def _invoke(
     store: Store, replay: _Replay, rows: Sequence[InvocationRow]
 ) -> list[ReplayResult]:
-    """Replay ``rows`` in order, at the command's rate, with a progress bar on stderr."""
+    """Replay ``rows`` in order, at the command's rate (a skipped row waits for nothing), with
+    a progress bar on stderr."""
     limiter = RateLimiter(replay.rate)
     results = []
     async with AwsClients(replay.settings) as aws:
@@ -201,8 +209,7 @@ async def _invoke(
             length=len(rows), label="replaying", file=sys.stderr, show_pos=True
         ) as bar:
             for row in rows:
-                await limiter.acquire()
-                results.append(await replay.one(store, lam, row))
+                results.append(await replay.one(store, lam, row, limiter=limiter))
                 bar.update(1)
     return results
 

@@ -118,7 +118,12 @@ async def _row(console: Console, request: web.Request) -> InvocationRow:
 
 
 async def _replay(
-    console: Console, row: InvocationRow, actor: str, *, payload: bytes | None = None
+    console: Console,
+    row: InvocationRow,
+    actor: str,
+    *,
+    payload: bytes | None = None,
+    limiter: RateLimiter | None = None,
 ) -> ReplayResult:
     lam = await console.aws.lambda_invoker()
     return await replay_invocation(
@@ -129,6 +134,7 @@ async def _replay(
         requested_by=actor,
         force=payload is not None,  # an edited replay is a new, deliberate attempt
         payload=payload,
+        limiter=limiter,
     )
 
 
@@ -262,12 +268,12 @@ async def bulk(request: web.Request) -> web.Response:
     await console.store.set_action_detail(recorded, {**plan, "selected": total})
 
     async def work(job: Job) -> None:
-        limiter = RateLimiter(rate if action == "replay" else None)
+        # The rate paces invocations: a failure skipped (replayed already) waits for nothing.
+        limiter = RateLimiter(rate)
         async for rows in _pages(console, chosen):
             for row in rows:
-                await limiter.acquire()
                 if action == "replay":
-                    result = await _replay(console, row, actor)
+                    result = await _replay(console, row, actor, limiter=limiter)
                     job.step(result.state.value)
                 else:
                     await console.store.set_status([row.key], FailureStatus.IGNORED, by=actor)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from lambda_destinations.handlers.replay import (
     ReplayTarget,
     replay_target,
 )
+from lambda_destinations.operations._rate import RateLimiter
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
     answered,
@@ -108,6 +110,7 @@ async def replay_invocation(
     legacy_function: str | None = None,
     invoke_attempts: int = 3,
     payload: bytes | None = None,
+    limiter: RateLimiter | None = None,
 ) -> ReplayResult:
     """Replay one failed record: ledger first, then Invoke, then the outcome and the status.
 
@@ -120,20 +123,21 @@ async def replay_invocation(
     pending, so that no later replay repeats it without ``force``. Either is reported in the
     result, except a connection error, which is raised after the attempt is recorded.
     ``payload`` replaces the original request payload (an operator's edit, kept by the caller).
+    ``limiter`` paces the invocations alone: a record skipped waits for no turn.
     """
-    result, target = _target(row, legacy_function=legacy_function, payload=payload)
+    decide = functools.partial(
+        _decide, store, row, force=force, legacy_function=legacy_function, payload=payload
+    )
+    result, target = await decide()
+    if target is not None and limiter is not None and not dry_run:
+        await limiter.acquire()
+        result, target = await decide()  # another run may have replayed it meanwhile
     if target is None:
         return result
-    previous = await store.replays(row.key)
-    if not force:
-        skipped = _already_replayed(row, previous)
-        if skipped is not None:
-            return dataclasses.replace(result, skip=skipped[0], detail=skipped[1])
-    number = max((a.attempt for a in previous), default=0) + 1
-    result = dataclasses.replace(result, attempt=number)
     if dry_run:
         return dataclasses.replace(result, state=ReplayState.WOULD_INVOKE)
-
+    number = result.attempt
+    assert number is not None  # _decide numbers every attempt it lets through
     attempt = ReplayAttempt(
         original_key=row.key,
         original_request_id=row.request_id,
@@ -154,6 +158,28 @@ async def replay_invocation(
     if result.state is ReplayState.INVOKED:
         await store.set_status([row.key], FailureStatus.REPLAYED, by=requested_by)
     return result
+
+
+async def _decide(
+    store: Store,
+    row: InvocationRow,
+    *,
+    force: bool,
+    legacy_function: str | None,
+    payload: bytes | None,
+) -> tuple[ReplayResult, ReplayTarget | None]:
+    """Whether ``row`` is to be replayed now: its target and the attempt's number in the result,
+    or None and the result says why not (it cannot be replayed, or it was already)."""
+    result, target = _target(row, legacy_function=legacy_function, payload=payload)
+    if target is None:
+        return result, None
+    previous = await store.replays(row.key)
+    if not force:
+        skipped = _already_replayed(row, previous)
+        if skipped is not None:
+            return dataclasses.replace(result, skip=skipped[0], detail=skipped[1]), None
+    number = max((a.attempt for a in previous), default=0) + 1
+    return dataclasses.replace(result, attempt=number), target
 
 
 def _target(
