@@ -296,6 +296,26 @@ def test_stats_count_by_function_and_error_type_with_an_hourly_chart(cli_env, se
     assert as_text.stdout.count("█") >= 5
 
 
+def test_stats_say_how_many_are_open_and_how_many_were_handled(cli_env, seeded) -> None:
+    # given: of the five failures in the window, one ignored (seeded so) and one a replay
+    # recovered
+    asyncio.run(_set_status(cli_env, seeded["orders_value"].key, FailureStatus.RECOVERED))
+
+    # when
+    as_text = cli("failures", "stats", "--since", "6h", env=cli_env)
+    stats = as_json(cli("failures", "stats", "--since", "6h", "--json", env=cli_env))
+
+    # then: the counts by status add up to the total, as the console's overview counts them
+    assert stats["statuses"] == {"open": 3, "replayed": 0, "recovered": 1, "ignored": 1}
+    assert sum(stats["statuses"].values()) == stats["total"] == 5
+    assert as_text.stdout.splitlines()[1] == "3 open · 0 replayed · 1 recovered · 1 ignored"
+
+
+async def _set_status(env: dict[str, str], key: str, status: FailureStatus) -> None:
+    async with Store.from_url(env["LAMBDA_DESTINATIONS_STORE"]) as store:
+        await store.set_status([key], status, by="test")
+
+
 def test_stats_over_a_week_draw_a_line_a_day(cli_env, seeded) -> None:
     result = cli("failures", "stats", "--since", "7d", env=cli_env)
 

@@ -407,11 +407,13 @@ def stats_command(
 
     # Imported here: the operations package imports the handlers, which `failures list` and
     # `show` do not need (start-up CPU).
-    from lambda_destinations.operations import failure_stats
+    from lambda_destinations.operations.stats import failure_stats, status_counts
 
     async def go() -> FailureStats:
         async with opened_store(settings, writes=False) as store:
-            return failure_stats(await store.failure_counts(selection), since, until)
+            stats = failure_stats(await store.failure_counts(selection), since, until)
+            stats.statuses = await status_counts(store, selection)
+            return stats
 
     stats = asyncio.run(go())
     if as_json:
@@ -430,6 +432,7 @@ def _show_stats(stats: FailureStats, since: dt.datetime, until: dt.datetime) -> 
     )
     if not stats.groups:
         return
+    click.echo(" · ".join(f"{n} {status}" for status, n in stats.statuses.items()))
     click.echo()
     click.echo(
         render_table(

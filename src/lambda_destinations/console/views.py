@@ -27,6 +27,7 @@ from lambda_destinations.operations.stats import (
     hour_of,
     window_start,
 )
+from lambda_destinations.operations.stats import status_counts as count_by_status
 from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import first_line
 from lambda_destinations.store import (
@@ -239,12 +240,7 @@ async def grouped(
 
 
 async def status_counts(store: Store) -> dict[str, int]:
-    return {
-        status.value: await store.count_invocations(
-            InvocationFilter(failed_only=True, statuses=[status])
-        )
-        for status in FailureStatus
-    }
+    return await count_by_status(store, InvocationFilter(failed_only=True))
 
 
 @dataclasses.dataclass(slots=True)

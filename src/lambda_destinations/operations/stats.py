@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from lambda_destinations.store import FailureCount
+from lambda_destinations.store import FailureCount, FailureStatus, InvocationFilter, Store
 
 HOUR = dt.timedelta(hours=1)
 # The statistics have an entry an hour: a window of centuries would be millions of them.
@@ -62,15 +62,29 @@ class FailureStats:
     total: int
     groups: list[FailureGroup]  # most failures first
     hourly: list[tuple[dt.datetime, int]]  # every hour of the window, oldest first
+    # How many of them are open, replayed, recovered, ignored (as the console's overview).
+    statuses: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "since": self.since.isoformat(),
             "until": self.until.isoformat(),
             "total": self.total,
+            "statuses": dict(self.statuses),
             "groups": [g.as_dict() for g in self.groups],
             "hourly": [{"hour": h.isoformat(), "count": n} for h, n in self.hourly],
         }
+
+
+async def status_counts(store: Store, selection: InvocationFilter) -> dict[str, int]:
+    """How many failures ``selection`` selects in each of its statuses (every status when it
+    names none), one count a status."""
+    return {
+        status.value: await store.count_invocations(
+            dataclasses.replace(selection, statuses=[status])
+        )
+        for status in selection.statuses or FailureStatus
+    }
 
 
 def hour_of(moment: dt.datetime) -> dt.datetime:
