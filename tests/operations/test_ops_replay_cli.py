@@ -351,3 +351,44 @@ def test_the_rate_paces_invocations_and_a_skipped_record_waits_for_nothing(
     ]
     assert waits == [1.0]  # the second invocation waits its second; the skip waited for none
     assert [p for _, p in lambda_endpoint.invocations()] == PAYLOADS[1:]
+
+
+def test_a_failure_ignored_while_it_waits_its_turn_is_not_replayed(
+    lambda_endpoint, failures, sqlite_url
+) -> None:
+    # given: a paced run of the three failures; while the second waits its turn, another
+    # operator ignores it (the limiter's sleep does it, on a clock that stands still)
+    lambda_endpoint.start_recording()
+    settings = Settings(
+        endpoint_url=lambda_endpoint.url, region="us-east-1", store=sqlite_url, queues=[]
+    )
+
+    async def go() -> list[ReplayResult]:
+        async with Store.from_url(sqlite_url) as store, AwsClients(settings) as aws:
+
+            async def ignore_the_second(seconds: float) -> None:
+                await store.set_status([failures[1].key], FailureStatus.IGNORED, by="cli ann@box")
+
+            limiter = RateLimiter(1.0, clock=lambda: 0.0, sleep=ignore_the_second)
+            lam = await aws.lambda_invoker()
+            rows = [await store.get_invocation(r.key) for r in failures]
+            return [
+                await replay_invocation(
+                    store, lam, row, trigger="manual", requested_by="t", limiter=limiter
+                )
+                for row in rows
+                if row is not None
+            ]
+
+    # when
+    results = asyncio.run(go())
+
+    # then: the ignored one is skipped with who ignored it; the others are invoked
+    assert [r.state for r in results] == [
+        ReplayState.INVOKED,
+        ReplayState.SKIPPED,
+        ReplayState.INVOKED,
+    ]
+    assert results[1].detail == "ignored by cli ann@box meanwhile"
+    assert [p for _, p in lambda_endpoint.invocations()] == [PAYLOADS[0], PAYLOADS[2]]
+    assert ledger(sqlite_url, failures)[failures[1].key] == []

@@ -42,6 +42,8 @@ from lambda_destinations.store import (
 from lambda_destinations.times import utc_text
 
 _DETAIL_LIMIT = 1000
+# What a failure selected for a replay may become before its turn, by someone else's hand.
+_HANDLED = (FailureStatus.IGNORED, FailureStatus.RECOVERED)
 # How the command line replays a record again; the console words it its own way (and strips it).
 FORCE_HINT = ": --force to replay again"
 
@@ -60,6 +62,7 @@ class SkipReason(enum.StrEnum):
     ALREADY_REPLAYED = "already-replayed"  # an earlier attempt reached Lambda (use force)
     IN_DOUBT = "in-doubt"  # an earlier attempt was interrupted: it may have reached Lambda
     CONCURRENT = "concurrent"  # another process recorded the same attempt just now
+    HANDLED = "handled"  # ignored or recovered by someone else while it waited its turn
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,8 +133,8 @@ async def replay_invocation(
     )
     result, target = await decide()
     if target is not None and limiter is not None and not dry_run:
-        await limiter.acquire()
-        result, target = await decide()  # another run may have replayed it meanwhile
+        await limiter.acquire()  # then decided again: its status may have changed meanwhile
+        result, target = await _handled_meanwhile(store, row, result) or await decide()
     if target is None:
         return result
     if dry_run:
@@ -158,6 +161,18 @@ async def replay_invocation(
     if result.state is ReplayState.INVOKED:
         await store.set_status([row.key], FailureStatus.REPLAYED, by=requested_by)
     return result
+
+
+async def _handled_meanwhile(
+    store: Store, row: InvocationRow, result: ReplayResult
+) -> tuple[ReplayResult, None] | None:
+    """The skip of ``row`` when, since it was selected, it became ignored or recovered."""
+    now = await store.get_invocation(row.key)
+    if now is None or now.status is row.status or now.status not in _HANDLED:
+        return None
+    by = f" by {now.status_by}" if now.status_by else ""
+    detail = f"{now.status}{by} meanwhile"
+    return dataclasses.replace(result, attempt=None, skip=SkipReason.HANDLED, detail=detail), None
 
 
 async def _decide(
