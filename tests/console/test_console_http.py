@@ -63,10 +63,15 @@ async def make_client(
         await client.close()
 
 
-async def stored_failure(settings: Settings, *, function_arn: str | None = None) -> InvocationRow:
-    """A failure of ``orders-api`` (or ``function_arn``) in the settings' store, as the worker
-    stores one."""
-    record = failure_record(random.Random(3), function="orders-api", condition="RetriesExhausted")
+async def stored_failure(
+    settings: Settings, *, function_arn: str | None = None, record: dict[str, Any] | None = None
+) -> InvocationRow:
+    """``record``, or a failure of ``orders-api`` (or ``function_arn``), in the settings' store,
+    as the worker stores one."""
+    if record is None:
+        record = failure_record(
+            random.Random(3), function="orders-api", condition="RetriesExhausted"
+        )
     if function_arn is not None:
         record["requestContext"]["functionArn"] = function_arn
     row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
@@ -811,10 +816,7 @@ async def test_a_bulk_plan_since_a_while_ago_runs_on_the_failures_it_counted(
     settings = settings_for()
     record = failure_record(random.Random(5), function="orders-api", condition="RetriesExhausted")
     record["timestamp"] = at(3800 / 60)
-    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
-    async with Store.from_url(settings.store) as store:
-        await store.migrate()
-        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    row = await stored_failure(settings, record=record)
     client = await make_client(settings)
     await sign_in(client)
     page = await (await client.get("/bulk?action=replay&since=3803s")).text()
@@ -1309,10 +1311,7 @@ async def test_a_long_error_is_cut_in_the_list_and_whole_on_the_failure_s_page(
     record = failure_record(
         random.Random(5), function="orders-api", error=("ValueError", message, "python")
     )
-    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
-    async with Store.from_url(settings.store) as store:
-        await store.migrate()
-        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    row = await stored_failure(settings, record=record)
     client = await make_client(settings)
 
     # when
@@ -1375,10 +1374,7 @@ async def test_pages_spell_out_stored_bidi_controls_and_forms_post_them_back_exa
         error=("ValueError", f"{_SPOOF} {_FAMILY}", "python"),
         request_payload={"note": _SPOOF},
     )
-    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
-    async with Store.from_url(settings.store) as store:
-        await store.migrate()
-        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    row = await stored_failure(settings, record=record)
     client = await make_client(settings)
     await sign_in(client)
     path = f"/failures/{quote(row.key, safe='')}"
@@ -1417,10 +1413,7 @@ async def test_a_big_payload_is_cut_on_its_page_and_the_whole_record_is_a_link_a
         condition="RetriesExhausted",
         request_payload={"blob": _BIG},
     )
-    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
-    async with Store.from_url(settings.store) as store:
-        await store.migrate()
-        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
+    row = await stored_failure(settings, record=record)
     client = await make_client(settings)
 
     # when: its page is read, then the link to the whole record

@@ -8,7 +8,7 @@ import random
 import socketserver
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -310,26 +310,19 @@ def test_filters_narrow_the_request_ids_and_keys_work_too(lambda_env, failures) 
     ]
 
 
-def test_the_rate_paces_invocations_and_a_skipped_record_waits_for_nothing(
-    lambda_endpoint, lambda_env, failures, function, sqlite_url
-) -> None:
-    # given: the oldest failure replayed already (by another run, say), and a limiter of one
-    # invocation a second on a clock that stands still, which records each wait
-    first = cli("replay", failures[0].request_id or "", "--yes", env=lambda_env)
-    assert first.returncode == 0, first.stderr
-    lambda_endpoint.start_recording()
-    waits: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waits.append(seconds)
-
-    settings = Settings(
-        endpoint_url=lambda_endpoint.url, region="us-east-1", store=sqlite_url, queues=[]
-    )
+def _paced_run(
+    endpoint_url: str,
+    sqlite_url: str,
+    failures: list[InvocationRow],
+    sleep: Callable[[Store], Callable[[float], Awaitable[None]]],
+) -> list[ReplayResult]:
+    """Replay ``failures`` in order through a limiter of one invocation a second on a clock
+    that stands still, whose waits ``sleep(store)`` makes."""
+    settings = Settings(endpoint_url=endpoint_url, region="us-east-1", store=sqlite_url, queues=[])
 
     async def go() -> list[ReplayResult]:
-        limiter = RateLimiter(1.0, clock=lambda: 0.0, sleep=record)
         async with Store.from_url(sqlite_url) as store, AwsClients(settings) as aws:
+            limiter = RateLimiter(1.0, clock=lambda: 0.0, sleep=sleep(store))
             lam = await aws.lambda_invoker()
             rows = [await store.get_invocation(r.key) for r in failures]
             return [
@@ -340,8 +333,24 @@ def test_the_rate_paces_invocations_and_a_skipped_record_waits_for_nothing(
                 if row is not None
             ]
 
+    return asyncio.run(go())
+
+
+def test_the_rate_paces_invocations_and_a_skipped_record_waits_for_nothing(
+    lambda_endpoint, lambda_env, failures, function, sqlite_url
+) -> None:
+    # given: the oldest failure replayed already (by another run, say), and a limiter that
+    # records each wait
+    first = cli("replay", failures[0].request_id or "", "--yes", env=lambda_env)
+    assert first.returncode == 0, first.stderr
+    lambda_endpoint.start_recording()
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
     # when: all three go through the limiter, oldest first
-    results = asyncio.run(go())
+    results = _paced_run(lambda_endpoint.url, sqlite_url, failures, lambda _store: record)
 
     # then: the replayed one is skipped without a turn; the two others take one each
     assert [r.state for r in results] == [
@@ -357,31 +366,17 @@ def test_a_failure_ignored_while_it_waits_its_turn_is_not_replayed(
     lambda_endpoint, failures, sqlite_url
 ) -> None:
     # given: a paced run of the three failures; while the second waits its turn, another
-    # operator ignores it (the limiter's sleep does it, on a clock that stands still)
+    # operator ignores it (the limiter's sleep does it)
     lambda_endpoint.start_recording()
-    settings = Settings(
-        endpoint_url=lambda_endpoint.url, region="us-east-1", store=sqlite_url, queues=[]
-    )
 
-    async def go() -> list[ReplayResult]:
-        async with Store.from_url(sqlite_url) as store, AwsClients(settings) as aws:
+    def ignore_the_second(store: Store) -> Callable[[float], Awaitable[None]]:
+        async def sleep(seconds: float) -> None:
+            await store.set_status([failures[1].key], FailureStatus.IGNORED, by="cli ann@box")
 
-            async def ignore_the_second(seconds: float) -> None:
-                await store.set_status([failures[1].key], FailureStatus.IGNORED, by="cli ann@box")
-
-            limiter = RateLimiter(1.0, clock=lambda: 0.0, sleep=ignore_the_second)
-            lam = await aws.lambda_invoker()
-            rows = [await store.get_invocation(r.key) for r in failures]
-            return [
-                await replay_invocation(
-                    store, lam, row, trigger="manual", requested_by="t", limiter=limiter
-                )
-                for row in rows
-                if row is not None
-            ]
+        return sleep
 
     # when
-    results = asyncio.run(go())
+    results = _paced_run(lambda_endpoint.url, sqlite_url, failures, ignore_the_second)
 
     # then: the ignored one is skipped with who ignored it; the others are invoked
     assert [r.state for r in results] == [
