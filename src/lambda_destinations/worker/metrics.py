@@ -238,29 +238,45 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class TimedStore:
+class _Wrapping:
+    """An object whose chosen methods are wrapped, each once, on first use (:meth:`_wrap`);
+    everything else passes through untouched."""
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+        self._wrapped: dict[str, Any] = {}
+
+    @property
+    def inner(self) -> Any:
+        return self._inner
+
+    def __getattr__(self, name: str) -> Any:
+        wrapped = self._wrapped.get(name)
+        if wrapped is not None:
+            return wrapped
+        value = getattr(self._inner, name)
+        wrapper = self._wrap(name, value)
+        if wrapper is None:
+            return value
+        self._wrapped[name] = wrapper
+        return wrapper
+
+    def _wrap(self, name: str, value: Any) -> Callable[..., Any] | None:
+        """``value`` (the attribute ``name``) wrapped, or None to pass it through."""
+        raise NotImplementedError
+
+
+class TimedStore(_Wrapping):
     """The store, with the time of each of its coroutine methods in ``store_seconds`` and
     the calls that raised in ``store_errors``.
 
     Everything else (attributes, plain methods) passes through untouched.
     """
 
-    def __init__(self, store: Any, metrics: Metrics) -> None:
-        self._store = store
-        self._metrics = metrics
-        self._wrapped: dict[str, Any] = {}
-
-    @property
-    def inner(self) -> Any:
-        return self._store
-
-    def __getattr__(self, name: str) -> Any:
-        wrapped = self._wrapped.get(name)
-        if wrapped is not None:
-            return wrapped
-        value = getattr(self._store, name)
+    def _wrap(self, name: str, value: Any) -> Callable[..., Any] | None:
         if name.startswith("_") or not inspect.iscoroutinefunction(value):
-            return value
+            return None
         histogram = self._metrics.store_seconds.labels(operation=name)
         # At 0 from the operation's first call: an outage of a store that answered before
         # shows as an increase (see Metrics.zero).
@@ -276,18 +292,17 @@ class TimedStore:
             finally:
                 histogram.observe(time.perf_counter() - started)
 
-        self._wrapped[name] = timed
         return timed
 
     async def __aenter__(self) -> Any:
-        await self._store.__aenter__()
+        await self._inner.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        await self._store.__aexit__(*exc_info)
+        await self._inner.__aexit__(*exc_info)
 
 
-class CountedSqs:
+class CountedSqs(_Wrapping):
     """An SQS client whose calls that raise are counted in ``sqs_errors``, by API name.
 
     Only the operations of ``SQS_OPERATIONS`` are counted (the label's values stay that set);
@@ -295,19 +310,10 @@ class CountedSqs:
     bounds its call with a timeout of its own counts that timeout itself.
     """
 
-    def __init__(self, sqs: Any, metrics: Metrics) -> None:
-        self._sqs = sqs
-        self._metrics = metrics
-        self._wrapped: dict[str, Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        wrapped = self._wrapped.get(name)
-        if wrapped is not None:
-            return wrapped
-        value = getattr(self._sqs, name)
-        operation = self._sqs.meta.method_to_api_mapping.get(name)
+    def _wrap(self, name: str, value: Any) -> Callable[..., Any] | None:
+        operation = self._inner.meta.method_to_api_mapping.get(name)
         if operation not in SQS_OPERATIONS:
-            return value
+            return None
         errors = self._metrics.sqs_errors.labels(operation)
 
         async def counted(*args: Any, **kwargs: Any) -> Any:
@@ -317,5 +323,4 @@ class CountedSqs:
                 errors.inc()
                 raise
 
-        self._wrapped[name] = counted
         return counted
