@@ -412,3 +412,15 @@ def test_a_number_past_a_double_is_refused_in_an_sns_message_and_a_large_one_kep
     assert reason_for(sns(inside)).endswith("1e999 is too large for a double")
     kept = decode(json.dumps(record(requestPayload={"n": 1.5e308, "code": "e123"})))
     assert kept.record.request_payload == {"n": 1.5e308, "code": "e123"}
+
+
+def test_a_number_past_a_double_without_an_exponent_is_refused() -> None:
+    # 400 digits before the point: a double holds none of it, yet it has no exponent to notice.
+    digits = "1" + "0" * 400 + ".5"
+    inside = json.dumps(record()).replace(
+        '"requestPayload": {', f'"requestPayload": {{"n": {digits}, ', 1
+    )
+
+    assert reason_for(inside).endswith(f"{digits[:40]} is too large for a double")
+    kept = decode(json.dumps(record(requestPayload={"n": 10**400})))
+    assert kept.record.request_payload == {"n": 10**400}

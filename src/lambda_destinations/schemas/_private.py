@@ -10,7 +10,6 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from lambda_destinations._json import loads as fast_loads
 from lambda_destinations.schemas.errors import DecodeError
 
 _REPR_LIMIT = 60
@@ -31,11 +30,12 @@ def _finite_float(text: str) -> float:
 
 
 # Immutable once built; shared so that each call does not build a decoder (json.loads does the
-# same with its own default decoder).
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-_FINITE_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-# An exponent of three digits or more: only such a number can overflow a double (1e309).
-_LONG_EXPONENT = re.compile(r"[eE][+]?[0-9]{3}")
+# same with its own default decoder). The standard library's scanner, in C, calls back into
+# Python for floats only, which records rarely hold; it keeps integers of any size exact.
+# Faster parsers were tried and each needed a scan of the whole text first (pydantic_core reads
+# 1e309 as infinity, orjson reads a 20-digit integer as a float), which cost more than the
+# parse: see bench/MEASUREMENTS.md.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 # Not accepted: no AWS service writes one, so a body that starts with it came from a sender
 # that must be fixed (what Lambda wrote is JSON alone), and a record is never altered silently.
 _BOM = "\ufeff"
@@ -44,9 +44,7 @@ _BOM = "\ufeff"
 def loads(text: str, what: str) -> Any:
     """Parse ``text`` as JSON or raise :class:`DecodeError` saying why, naming ``what``."""
     try:
-        if isinstance(text, str) and _LONG_EXPONENT.search(text):
-            return _FINITE_DECODER.decode(text)
-        return fast_loads(text, _DECODER.decode)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         if exc.pos == 0 and text.startswith(_BOM):
             # Looked for only once parsing failed: the hot path pays nothing for it.
