@@ -16,7 +16,7 @@ queries; :class:`~._sql.SqlStore` inherits it and supplies ``_read``, ``_write``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -25,9 +25,6 @@ from lambda_destinations.store._tables import invocations, metadata, str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id
 from lambda_destinations.store.base import FailureStatus, ReplayAttempt, ReplayOutcome
 from lambda_destinations.times import utcnow
-
-if TYPE_CHECKING:
-    pass
 
 # -- the table (migration 2) ------------------------------------------------------------------
 
@@ -58,18 +55,27 @@ _FIELDS = tuple(column.name for column in replays.columns if column.name != "id"
 _KEYS_PER_QUERY = 500
 
 
-def _replay_record(new_request_id: str) -> sa.Update:
-    """Mark the open failure record of a replay's new invocation ``replay``, when it was saved
-    before the ledger had its request id (the save marks it itself otherwise: see
-    ``_sql._status_as_saved``)."""
+def _replay_records(*which: sa.ColumnElement[bool]) -> sa.Update:
+    """Mark ``which`` open failure records ``replay``: the records of a replay's new
+    invocation (see ``_sql._status_as_saved`` for the save's own look-up)."""
     return (
         sa.update(invocations)
-        .where(
-            invocations.c.request_id == new_request_id,
-            invocations.c.status == FailureStatus.OPEN,
-        )
+        .where(*which, invocations.c.status == FailureStatus.OPEN)
         .values(status=FailureStatus.REPLAY, status_at=utcnow())
     )
+
+
+def _replay_record(new_request_id: str) -> sa.Update:
+    """The open failure records of ``new_request_id``, marked ``replay``: those saved before
+    the ledger had the request id (the save marks it itself otherwise)."""
+    return _replay_records(invocations.c.request_id == new_request_id)
+
+
+def replays_of_saved(keys: Sequence[str]) -> sa.Update:
+    """The open failure records of ``keys`` whose request id the ledger has, marked
+    ``replay``: run after the save's commit (see ``LedgerMixin._overlapping_writers``)."""
+    ledgered = sa.exists().where(replays.c.new_request_id == invocations.c.request_id)
+    return _replay_records(invocations.c.key.in_(keys), ledgered)
 
 
 def _attempt_from(row: Any) -> ReplayAttempt:
@@ -80,6 +86,15 @@ class LedgerMixin(SqlAccess):
     """The replay-ledger methods of :class:`~lambda_destinations.store.base.Store`."""
 
     _ledger_insert: Any = None
+    # Whether a write may run while another is uncommitted, each statement seeing only what
+    # was committed when it began (PostgreSQL's READ COMMITTED; SQLite takes its write lock
+    # before a write transaction reads). Then a replay's record saved while the ledger records
+    # its request id can be missed by both sides: the save's look-up began before the ledger's
+    # commit, the ledger's UPDATE before the save's. So each side marks the records once more
+    # after its own commit, in a statement that begins after it: of the two commits, the
+    # later one's side sees the earlier one's row (``update_replay`` here, the save in
+    # postgres.py).
+    _overlapping_writers = False
 
     def _insert_replay(self) -> Any:
         # Built on first use (the dialect's INSERT comes from the backend), then reused so
@@ -152,6 +167,9 @@ class LedgerMixin(SqlAccess):
             async with self._write(atomic=new_request_id is not None) as conn:
                 changed = (await conn.execute(stmt)).rowcount
                 if changed and new_request_id is not None:
+                    await conn.execute(_replay_record(new_request_id))
+            if changed and new_request_id is not None and self._overlapping_writers:
+                async with self._write() as conn:
                     await conn.execute(_replay_record(new_request_id))
         if changed == 0:
             raise KeyError(f"no replay attempt with id {replay_id}")

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lambda_destinations.store._access import StoreConnection, StoreEngine
 from lambda_destinations.store._glob import Glob
+from lambda_destinations.store._ledger import replays_of_saved
 from lambda_destinations.store._listen import InvocationListener
 from lambda_destinations.store._sql import (
     OLDER_SCHEMA,
@@ -212,11 +213,20 @@ class PostgresStore(SqlStore):
             new_keys = await conn.run_sync(
                 self._insert_invocations, [save.invocation for save in firsts.values()]
             )
+        # New open failures (a success's b_replay_of is NULL), looked up in the ledger again
+        # now that they are committed: see LedgerMixin._overlapping_writers. One statement for
+        # the batch, none for a batch of successes.
+        failures = [key for key, save in firsts.items() if key in new_keys and save.replay_of]
+        if failures:
+            async with self._write() as conn:
+                await conn.execute(replays_of_saved(failures))
         outcome = SaveOutcome.of(saves, firsts, new_keys)
         if outcome.others or outcome.unfolded:
             async with self._write(atomic=True) as conn:
                 await conn.run_sync(self._save_others, outcome.others, outcome.unfolded)
         return outcome.new
+
+    _overlapping_writers = True  # READ COMMITTED: see LedgerMixin
 
     def _insert(self, table: sa.Table) -> postgresql_dml.Insert:
         return postgresql_dml.insert(table)
