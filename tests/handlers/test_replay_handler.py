@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -39,7 +39,7 @@ from lambda_destinations.handlers import HandlerContext, HandlerRegistry
 from lambda_destinations.handlers.base import Delivery
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.registry import replay_outcomes_linked
-from lambda_destinations.handlers.replay import WILL_RETRY, build, replay_job_key
+from lambda_destinations.handlers.replay import WILL_RETRY, build, link_arrived, replay_job_key
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
@@ -584,6 +584,79 @@ async def test_a_replays_record_taken_for_a_failure_of_its_own_is_not_replayed(
     assert attempts == []
     assert job is not None
     assert job.state is JobState.DONE
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    async with Store.from_url(store_url) as opened:
+        await opened.migrate()
+        yield opened
+
+
+async def _stored(store: Store, record: dict[str, Any]) -> str:
+    """``record`` saved as ``persist`` saves it; its key."""
+    row = invocation_row(decode(json.dumps(record)), "q")
+    await store.save_invocation(row, DeliveryRow(row.key, f"m-{row.key}", "q", 1))
+    return row.key
+
+
+async def _invoked_as(store: Store, original: dict[str, Any], new_request_id: str) -> str:
+    """``original`` stored and replayed, as the replayer records it: the attempt invoked with
+    ``new_request_id``, the original ``replayed``. The original's key."""
+    key = await _stored(store, original)
+    first = ReplayAttempt(
+        original_key=key,
+        original_request_id=original["requestContext"]["requestId"],
+        function_arn=original["requestContext"]["functionArn"],
+        attempt=1,
+        trigger="manual",
+        requested_by="cli ops@host",
+    )
+    assert await store.add_replay(first)
+    assert first.id is not None
+    await store.update_replay(
+        first.id, new_request_id=new_request_id, outcome=ReplayOutcome.INVOKED
+    )
+    await store.set_status([key], FailureStatus.REPLAYED, by="cli ops@host")
+    return key
+
+
+async def test_a_replays_failure_stored_before_the_ledger_had_its_request_id_is_linked_then(
+    store: Store,
+) -> None:
+    # given: the replay's failure record stored (no attempt found for it then), then the
+    # replayer records the new request id
+    await _stored(store, failure_record("orders-x", request_id="new-8", error_type="KeyError"))
+    original = await _invoked_as(store, failure_record("orders-x"), "new-8")
+
+    # when: the replayer links what arrived (as after each Invoke)
+    await link_arrived(store, "new-8", "cli ops@host")
+
+    # then: the attempt failed, with the replay's error
+    (attempt,) = await store.replays(original)
+    assert attempt.outcome is ReplayOutcome.FAILED
+    assert attempt.detail is not None
+    assert "failed again (RetriesExhausted): KeyError" in attempt.detail
+
+
+async def test_a_replays_success_linked_meanwhile_leaves_the_original_recovered(
+    store: Store,
+) -> None:
+    # given: the replay's success linked by the worker between the ledger's commit and the
+    # replayer's status `replayed`, which overwrote `recovered`
+    await _stored(store, success_record("orders-x", request_id="new-9"))
+    original = await _invoked_as(store, failure_record("orders-x"), "new-9")
+    (attempt,) = await store.replays(original)
+    assert attempt.id is not None
+    await store.update_replay(attempt.id, outcome=ReplayOutcome.RECOVERED)
+
+    # when
+    await link_arrived(store, "new-9", "cli ops@host")
+
+    # then
+    row = await store.get_invocation(original)
+    assert row is not None
+    assert row.status is FailureStatus.RECOVERED
 
 
 async def test_throttling_is_retried_until_lambda_takes_the_invocation(sqlite_url: str) -> None:

@@ -236,9 +236,10 @@ def _reason(message: DecodedMessage) -> str:
 
 
 async def link_outcome(
-    store: Store, attempt: ReplayAttempt, message: DecodedMessage, by: str
+    store: Store, attempt: ReplayAttempt, message: DecodedMessage | InvocationRow, by: str
 ) -> None:
-    """The record of a replayed invocation arrived: mark its attempt (and the original).
+    """The record of a replayed invocation arrived (``message``, or its stored row): mark its
+    attempt (and the original).
 
     Idempotent: a redelivered record changes nothing more.
     """
@@ -254,6 +255,27 @@ async def link_outcome(
             outcome=ReplayOutcome.FAILED,
             detail=_cut(f"failed again ({message.condition}): {error or 'no error given'}"),
         )
+
+
+async def link_arrived(store: Store, new_request_id: str, by: str) -> None:
+    """Link the record of a replay's new invocation stored before the ledger had its request
+    id: the worker found no attempt for it then. Called once the ledger has it.
+
+    The worker looks the ledger up after its route's ``persist`` saved the record, the
+    replayer here after the ledger's commit, so one of the two sees the other's write.
+    """
+    arrived = await store.get_invocation(new_request_id)
+    if arrived is None or arrived.request_id != new_request_id or arrived.succeeded is None:
+        return
+    attempt = await store.replay_for_request(new_request_id)  # as linked meanwhile, if it was
+    if attempt is None:
+        return
+    if arrived.succeeded and attempt.outcome is ReplayOutcome.RECOVERED:
+        # Linked by the worker since the ledger's commit, perhaps before the replayer's
+        # status `replayed`, which would then have overwritten `recovered`.
+        await store.set_status([attempt.original_key], FailureStatus.RECOVERED, by=by)
+        return
+    await link_outcome(store, attempt, arrived, by)
 
 
 async def _attempt_for(message: DecodedMessage, store: Store) -> ReplayAttempt | None:
@@ -555,13 +577,7 @@ async def _invoked(context: JobContext, attempt: ReplayAttempt, new_request_id: 
     )
     # The new invocation's record is normally seconds away; if it was faster than the two
     # writes above (and persisted), link it now, or nothing would.
-    arrived = await store.get_invocation(f"{new_request_id}:Success")
-    if arrived is not None and arrived.succeeded:
-        refreshed = await store.replay_for_request(new_request_id)
-        if refreshed is not None and refreshed.outcome is not ReplayOutcome.RECOVERED:
-            assert refreshed.id is not None
-            await store.update_replay(refreshed.id, outcome=ReplayOutcome.RECOVERED)
-            await store.set_status([original_key], FailureStatus.RECOVERED, by=requested_by)
+    await link_arrived(store, new_request_id, requested_by)
 
 
 # -- factories ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from lambda_destinations.aws import invoke_event
 from lambda_destinations.handlers.replay import (
     NotReplayable,
     ReplayTarget,
+    link_arrived,
     replay_target,
 )
 from lambda_destinations.operations._rate import RateLimiter
@@ -160,6 +161,8 @@ async def replay_invocation(
     )
     if result.state is ReplayState.INVOKED:
         await store.set_status([row.key], FailureStatus.REPLAYED, by=requested_by)
+        assert result.new_request_id is not None
+        await link_arrived(store, result.new_request_id, requested_by)
     return result
 
 
