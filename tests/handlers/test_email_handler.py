@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import re
+import uuid
+from email.header import decode_header, make_header
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -177,6 +180,35 @@ async def test_smtp_a_subject_that_renders_blank_sends_the_default(
     assert message["Subject"] == (
         "[lambda-destinations] billing failed (RetriesExhausted): KeyError: 'id'"
     )
+
+
+async def test_ses_gets_ascii_addresses_an_idn_in_punycode_and_a_name_encoded(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: SES takes 7-bit ASCII addresses only: a domain in Punycode, a name encoded
+    url, _ = make_queue("ses-idn")
+    unique = uuid.uuid4().hex[:8]
+    verify_sender(endpoint_url, f"alerts-{unique}@xn--bcher-kva.example")
+    send_records(sqs, url, [failure_record()])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        **{"from": f"Équipe alertes <alerts-{unique}@bücher.example>"},
+        to=[f"oncall-{unique}@bücher.example"],
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then
+    assert stats.outcomes["ack"] == 1
+    (mail,) = emails_to(endpoint_url, f"oncall-{unique}@xn--bcher-kva.example")
+    assert mail.source.isascii()
+    name, sender = email.utils.parseaddr(mail.source)
+    assert str(make_header(decode_header(name))) == "Équipe alertes"
+    assert sender == f"alerts-{unique}@xn--bcher-kva.example"
 
 
 async def test_an_unverified_sender_quarantines_the_message_with_ses_reason(
@@ -448,6 +480,16 @@ async def test_an_unreachable_smtp_server_is_transient(
         ({"from": "not an address", "to": ["a@example.com"]}, "is not an email address"),
         ({"from": "a@example.com", "to": ["b@example.com\r\nBcc: x@evil.test"]}, "one line"),
         ({"from": "a@example.com", "to": []}, r"\.to: List should have at least 1"),
+        (  # over SMTP the second would be in the To header, never sent to
+            {"from": "a@example.com", "to": ["b@example.com, c@example.com"]},
+            r"\.to: 'b@example.com, c@example.com' is not an email address: write one address",
+        ),
+        ({"from": "a@example.com", "to": ["b@example.com>"]}, "is not an email address"),
+        ({"from": "a@example.com", "to": ["b@example..com"]}, "is not an email address"),
+        (
+            {"from": "a@example.com", "to": ["josé@example.com"]},
+            r"^handlers\.oncall-mail: 'josé@example.com': SES sends to and from ASCII local parts",
+        ),
         ({"from": "a@example.com", "to": "b@example.com", "host": "smtp"}, "are SMTP settings"),
         (
             {"from": "a@example.com", "to": "b@example.com", "transport": "smtp"},

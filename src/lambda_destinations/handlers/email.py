@@ -32,12 +32,15 @@ replies and refused logins are permanent.
 from __future__ import annotations
 
 import dataclasses
+import email.policy
 import email.utils
 import hashlib
 import html as html_module
 import json
 import os
 from collections.abc import Sequence
+from email.errors import NonASCIILocalPartDefect
+from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -81,14 +84,29 @@ SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
 
 def address(value: str, where: str) -> str:
-    """``value`` if it is one address (``a@b.example`` or ``Name <a@b.example>``)."""
+    """``value`` as one address (``a@b.example`` or ``Name <a@b.example>``), its domain in
+    ASCII (an IDN's Punycode, as SES and DNS need it) and a name with other than ASCII as an
+    RFC 2047 encoded word (which SES needs, and SMTP headers read)."""
     if any(char in value for char in "\r\n"):
         raise ValueError(f"{where}: an address is one line")
-    _name, bare = email.utils.parseaddr(value)
-    local, at, domain = bare.rpartition("@")
-    if not (at and local and "." in domain) or " " in bare:
-        raise ValueError(f"{value!r} is not an email address")
-    return value
+    header = email.policy.default.header_factory("to", value)
+    defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
+    if len(header.addresses) != 1 or defects:
+        raise ValueError(
+            f"{value!r} is not an email address: write one address per entry, as "
+            "a@example.com or Name <a@example.com>"
+        )
+    (parsed,) = header.addresses
+    try:
+        domain = parsed.domain.encode("idna").decode("ascii") if "." in parsed.domain else ""
+    except UnicodeError:
+        domain = ""
+    if not (parsed.username and domain):
+        raise ValueError(f"{value!r} is not an email address: its domain is not a host name")
+    one = Address(parsed.display_name, parsed.username, domain)
+    if not one.addr_spec.isascii():  # a UTF-8 local part: SMTP with SMTPUTF8 (SES refuses it)
+        return str(one)
+    return email.utils.formataddr((one.display_name, one.addr_spec))
 
 
 def bare_address(value: str) -> str:
@@ -142,10 +160,20 @@ class EmailOptions(storm.NotifierOptions):
     def _addresses(cls, values: list[str]) -> list[str]:
         return [address(value, "address") for value in values]
 
+    @property
+    def everyone(self) -> list[str]:
+        return [self.sender, *self.to, *self.cc, *self.bcc, *self.reply_to]
+
     @model_validator(mode="after")
     def _transport_settings(self) -> EmailOptions:
         smtp_only = ("host", "port", "username", "password", "password_env", "cert_bundle")
         if self.transport == "ses":
+            utf8 = [bare_address(value) for value in self.everyone if not value.isascii()]
+            if utf8:
+                raise ValueError(
+                    f"{utf8[0]!r}: SES sends to and from ASCII local parts only (before the @): "
+                    'use another address, or transport = "smtp" with a server that has SMTPUTF8'
+                )
             given = [name for name in smtp_only if getattr(self, name) is not None]
             if given:
                 raise ValueError(
