@@ -731,6 +731,11 @@ def test_a_preset_message_error_names_the_setting_written(
         ({}, r"handlers\.hook: give url"),
         ({"url": "ftp://example.com"}, r"handlers\.hook\.url: the URL must be http"),
         ({"url": "https://x.example:99999/x"}, r"handlers\.hook\.url: the port is not a number"),
+        ({"url": "https://x.example:0/pw"}, r"handlers\.hook\.url: the port is not a number"),
+        # hosts no request can reach: each POST failed, retried as if it might pass
+        ({"url": "https://a..example/pw"}, r"handlers\.hook\.url: the URL's host is not a host"),
+        ({"url": "https://x example/pw"}, r"handlers\.hook\.url: the URL's host is not a host"),
+        ({"url": "https://x.example\x00/pw"}, r"handlers\.hook\.url: the URL's host is not"),
         (
             {"url": "https://u:pw@x.example/x", "headers": {"authorization": "Bearer t"}},
             r"handlers\.hook\.url: the URL has credentials .* keep one of them$",

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import re
@@ -79,6 +80,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 DEFAULT_MESSAGE = "{summary:.1000}"  # a preset's text
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _HEADER_VALUE_REFUSED = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but tab
 _NOT_A_NAME = "not a header name: use letters, digits and !#$%&'*+-.^_`|~ only"
@@ -194,11 +196,31 @@ class WebhookOptions(storm.NotifierOptions):
 
 
 def check_url(value: str) -> str:
+    """``value`` if it is an http(s) URL that can be sent to; ValueError naming no part of it
+    (its path or query may be a token). A host no request can reach (``a..b``, a space, a
+    control character) or port 0 would fail every POST, each retried as if it might pass."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("the URL must be http:// or https:// with a host")
     check_port(value)
+    if parts.port == 0:
+        raise ValueError("the port is not a number from 1 to 65535")
+    if not _is_host(parts.hostname):
+        raise ValueError("the URL's host is not a host name or an IP address")
     return value
+
+
+def _is_host(host: str) -> bool:
+    """An IP address, or a host name whose labels (in IDNA, for Unicode) are letters, digits,
+    hyphens and underscores, 1 to 63 of them."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return True
+    try:
+        labels = host.encode("idna").decode("ascii").removesuffix(".").split(".")
+    except UnicodeError:
+        return False
+    return all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
 def _one_authorization(url: str, headers: Mapping[str, str], where: str) -> None:
