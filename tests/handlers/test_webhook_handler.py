@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 from handler_helpers import failure_record, send_records, settings_for_handlers
 from structlog.testing import capture_logs
@@ -672,6 +673,39 @@ async def test_the_pagerduty_preset_sends_a_trigger_event(
     assert payload["component"] == "orders-api"
     assert payload["summary"].startswith("orders-api failed (RetriesExhausted): TimeoutError")
     assert payload["custom_details"]["request_id"] == request_id
+
+
+async def test_the_pagerduty_preset_keeps_within_the_events_api_limits(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    handler_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: a message longer than PagerDuty's 1024-character summary (it refuses it with 400)
+    monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0000000000000000000000")
+    url, _ = make_queue("hook-pd-long")
+    send_records(sqs, url, [failure_record(message="x" * 3000)])
+    options = {"preset": "pagerduty", "url": receiver.url, "routing_key_env": "PD_KEY"}
+    settings = hook_settings(
+        endpoint_url, url, sqlite_url, **options, message="{summary} {details}"
+    )
+
+    # when: a record, and a digest body whose dedup_key (it holds the error type) is too long
+    await drain(settings)
+    hook = build("pd", options, handler_settings("q"))
+    long_key = "digest:pd:orders-api:" + "E" * 300 + ":2026-12-01T10:00:00.000Z"
+    with capture_logs():
+        body = {"dedup_key": long_key, "payload": {"summary": "s"}}
+        await hook.post(body, key="k", log=structlog.get_logger())
+
+    # then
+    record, digest = (request["body"] for request in receiver.requests)
+    assert len(record["payload"]["summary"]) == 1024
+    assert record["payload"]["summary"].endswith("…")
+    assert digest["dedup_key"] == hashlib.sha256(long_key.encode()).hexdigest()
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -61,6 +61,7 @@ from lambda_destinations.handlers.templates import (
     Duration,
     NonBlank,
     Template,
+    cut,
     parse_options,
     record_fields,
 )
@@ -78,6 +79,9 @@ PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 SIGNATURE_HEADER = "X-Lambda-Destinations-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 DEFAULT_MESSAGE = "{summary:.1000}"  # a preset's text
+# PagerDuty Events API v2 refuses an event whose payload.summary or dedup_key is longer.
+PAGERDUTY_SUMMARY_MAX = 1024
+PAGERDUTY_DEDUP_MAX = 255
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
@@ -154,6 +158,24 @@ def pagerduty_bodies(message: NonBlank, digest: NonBlank, severity: str) -> tupl
         },
     }
     return record, summary
+
+
+def pagerduty_fit(body: Any) -> Any:
+    """A PagerDuty event within the Events API v2 limits, which refuses a longer one (400:
+    the message quarantined, no one paged): the summary cut with an ellipsis, a long
+    ``dedup_key`` (a digest's holds the error type) replaced by its SHA-256, as stable."""
+    if not isinstance(body, dict):
+        return body
+    payload = body.get("payload")
+    if isinstance(payload, dict) and isinstance(payload.get("summary"), str):
+        body = {
+            **body,
+            "payload": {**payload, "summary": cut(payload["summary"], PAGERDUTY_SUMMARY_MAX)},
+        }
+    key = body.get("dedup_key")
+    if isinstance(key, str) and len(key) > PAGERDUTY_DEDUP_MAX:
+        body = {**body, "dedup_key": hashlib.sha256(key.encode()).hexdigest()}
+    return body
 
 
 class WebhookOptions(storm.NotifierOptions):
@@ -340,6 +362,7 @@ class WebhookHandler(storm.Notifier):
         timeout: float,
         in_doubt: InDoubt,
         storm: storm.StormPolicy,
+        fit: Callable[[Any], Any] | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -349,6 +372,7 @@ class WebhookHandler(storm.Notifier):
         self.signature_header = signature_header
         self.idempotency_header = idempotency_header
         self.extra = dict(extra)  # top-level keys added to every body (PagerDuty's routing key)
+        self.fit = fit  # a preset's limits on the rendered body
         self.timeout = timeout
         self.in_doubt = in_doubt
         self.storm = storm
@@ -390,6 +414,8 @@ class WebhookHandler(storm.Notifier):
         context: HandlerContext | None = None,
     ) -> None:
         """One POST; raises TransientError (retried) or PermanentError (quarantined)."""
+        if self.fit is not None:
+            body = self.fit(body)
         if isinstance(body, dict) and self.extra:
             body = {**self.extra, **body}
         data = json.dumps(body, ensure_ascii=False, default=str).encode()
@@ -504,4 +530,5 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
         timeout=parsed.timeout,
         in_doubt=parsed.in_doubt,
         storm=parsed.storm,
+        fit=pagerduty_fit if parsed.preset == "pagerduty" else None,
     )
