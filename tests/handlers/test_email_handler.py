@@ -5,8 +5,8 @@ from __future__ import annotations
 import email.utils
 import re
 import uuid
-from email.header import decode_header, make_header
 from collections.abc import Callable
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
