@@ -102,8 +102,10 @@ async def test_a_save_that_began_before_the_ledger_committed_ends_as_a_replay(
     finally:
         await held.rollback()  # the worker's INSERT goes on, with the status it computed
 
-    # then: the record is stored, and a replay
+    # then: the record is stored, and a replay once the save's second look is done (the
+    # saves do not wait for it)
     assert await save is True
+    await worker.settled()  # type: ignore[attr-defined]
     assert await _status(worker, replay) is FailureStatus.REPLAY
 
 
@@ -169,6 +171,7 @@ async def test_saves_look_up_the_ledger_again_once_per_batch_of_failures_only(
             *(worker.save_invocation(row, _delivery(row)) for row in batch)
         )
         assert saved == [True, True, True]
+        await worker.settled()  # type: ignore[attr-defined]
 
     # then: the successes' batch is its INSERT alone; the failures' adds one UPDATE
     assert sent == ["INSERT INTO invocations", "INSERT INTO invocations", "UPDATE invocations SET"]
