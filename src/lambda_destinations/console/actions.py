@@ -72,11 +72,14 @@ async def login(request: web.Request) -> web.Response:
     user = clean_user(name)
     # The sign-in link's token, taken in by GET /login, stands in for a typed one.
     link = console.sessions.link_of(request)
-    problem = None
+    problem, field = None, "token"  # field: the one the problem is about, for screen readers
     if link is None and not console.sessions.token_matches(token):
         problem = "That is not the console's token (it is printed when the console starts)."
     elif user is None:
-        problem = "Give your name (up to 64 characters): the ledger records who did what."
+        problem, field = (
+            "Give your name (up to 64 characters): the ledger records who did what.",
+            "user",
+        )
     if problem is not None:
         return console.render(
             request,
@@ -85,6 +88,7 @@ async def login(request: web.Request) -> web.Response:
             linked=link is not None,
             next=target,
             problem=problem,
+            problem_field=field,
             views=views,
         )
     assert user is not None
@@ -214,7 +218,8 @@ async def _set_status(request: web.Request, status: FailureStatus, action: str) 
     else:
         await console.store.set_status([row.key], status, by=actor)
     await console.store.add_action(OperatorAction(actor, action, row.key, reason))
-    raise web.HTTPSeeOther(_failure_url(row))
+    # To the status: the browser moves focus there, and a screen reader reads the new one.
+    raise web.HTTPSeeOther(_failure_url(row) + "#status-line")
 
 
 @routes.post("/failures/{ident}/ignore")

@@ -125,6 +125,7 @@ class Console:
         session = self.sessions.of(request)
         text = self.templates.get_template(name).render(
             request_path=_return_path(request, values),
+            here=request.path,  # the navigation marks the page it links to as the current one
             user=session.user if session else None,
             csrf=session.csrf if session else "",
             can_act=not self.options.read_only and session is not None,

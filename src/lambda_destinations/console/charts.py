@@ -18,7 +18,13 @@ class Bar:
     y: float
     width: float
     height: float
-    label: str  # the hover title: "2026-11-30 14:00 UTC: 12 failures"
+    hour: str  # "2026-11-30 14:00" (UTC)
+    count: int
+
+    @property
+    def label(self) -> str:
+        """The hover title: "2026-11-30 14:00 UTC: 12 failures"."""
+        return f"{self.hour} UTC: {self.count} {_failures(self.count)}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,7 +53,8 @@ def hourly_bars(
                 y=round(height - tall, 2),
                 width=round(max(1.0, slot - 2), 2),
                 height=round(tall, 2),
-                label=f"{utc_text(hour, '%Y-%m-%d %H:00')} UTC: {count} {_failures(count)}",
+                hour=utc_text(hour, "%Y-%m-%d %H:00"),
+                count=count,
             )
         )
     first = f"{hourly[0][0]:%m-%d %H}:00" if hourly else ""

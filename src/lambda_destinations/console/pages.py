@@ -318,5 +318,6 @@ async def login(request: web.Request) -> web.Response:
         linked=console.sessions.link_of(request) is not None,
         next=target,
         problem=LINK_REFUSED if refused else None,
+        problem_field="token",
         views=views,
     )

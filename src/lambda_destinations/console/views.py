@@ -57,6 +57,15 @@ class Selection:
     filter: InvocationFilter
     errors: list[str]
 
+    def error_ids(self, name: str) -> str:
+        """The ids of the error lines about field ``name``, for its ``aria-describedby`` ("" when
+        none): a line is about the fields it names before its first colon."""
+        return " ".join(
+            f"filter-error-{i}"
+            for i, line in enumerate(self.errors)
+            if name in line.split(":", 1)[0].split()
+        )
+
     def query(self, **extra: str) -> str:
         """The query string that selects the same failures (plus ``extra``)."""
         from urllib.parse import urlencode

@@ -1,5 +1,6 @@
-// The console's only script: checks a payload is JSON before it is sent, and enables Purge
-// once the queue's name is typed. The server checks both again; pages work without it.
+// The console's only script: checks a payload is JSON before it is sent, enables Purge once
+// the queue's name is typed, and follows a running job. The server checks the first two
+// again; pages work without it.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   for (const area of document.querySelectorAll("textarea[data-json]")) {
@@ -10,15 +11,22 @@ document.addEventListener("DOMContentLoaded", () => {
         JSON.parse(area.value);
         problem.hidden = true;
         problem.textContent = "";
+        area.removeAttribute("aria-invalid");
         return true;
       } catch (error) {
         problem.hidden = false;
         problem.textContent = "Not valid JSON: " + error.message;
+        area.setAttribute("aria-invalid", "true");
         return false;
       }
     };
     area.addEventListener("input", check);
-    form.addEventListener("submit", (event) => { if (!check()) event.preventDefault(); });
+    form.addEventListener("submit", (event) => {
+      if (!check()) {
+        event.preventDefault();
+        area.focus();
+      }
+    });
   }
   for (const form of document.querySelectorAll("form[data-confirm-name]")) {
     const input = form.querySelector("input[name=confirm]");
@@ -27,4 +35,31 @@ document.addEventListener("DOMContentLoaded", () => {
     input.addEventListener("input", update);
     update();
   }
+  // A running job: its page again every second, #job-now swapped in place (focus and reading
+  // stay where they are); the end is said once, through #job-said.
+  const now = document.querySelector("#job-now[data-follow]");
+  const follow = async () => {
+    let fresh = null;
+    try {
+      const response = await fetch(location.href, { headers: { Accept: "text/html" } });
+      if (!response.ok) {
+        location.reload(); // the page says what went wrong
+        return;
+      }
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      fresh = page.getElementById("job-now");
+    } catch (error) {
+      // not answered this time: try again
+    }
+    if (fresh) {
+      now.replaceChildren(...fresh.childNodes);
+      if (!fresh.hasAttribute("data-follow")) {
+        now.removeAttribute("data-follow");
+        document.getElementById("job-said").textContent = document.getElementById("job-line").textContent;
+        return;
+      }
+    }
+    setTimeout(follow, 1000);
+  };
+  if (now) setTimeout(follow, 1000);
 });
