@@ -8,12 +8,14 @@ import dataclasses
 import datetime as dt
 import html
 import io
+import itertools
 import json
 import random
 import string
 from collections.abc import AsyncIterator, Callable
+from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -1144,9 +1146,10 @@ async def test_a_dlq_page_or_action_without_a_region_says_how_to_set_one(
 
 
 def _problems(page: str) -> list[str]:
+    """The filter's error lines (each with its id, which its field's aria-describedby names)."""
     return [
-        html.unescape(part.split("</p>", 1)[0])
-        for part in page.split('<p class="problem" role="alert">')[1:]
+        html.unescape(part.split('">', 1)[1].split("</p>", 1)[0])
+        for part in page.split('<p class="problem" role="alert" id="filter-error-')[1:]
     ]
 
 
@@ -1476,3 +1479,398 @@ async def test_big_bodies_are_cut_when_a_dlq_is_peeked(
         f"lambda-destinations dlq peek {name} --body prints it whole"
     )
     assert page.count(cut) == 2
+
+
+# -- accessibility: what a screen reader and a keyboard need of every page --------------------
+
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
+_VAGUE = {"here", "click here", "view", "more", "link", "this"}
+
+
+@dataclasses.dataclass(eq=False)
+class _Element:
+    tag: str
+    attrs: dict[str, str]
+    parent: _Element | None
+    text: str = ""  # its own and its descendants'
+
+    def within(self, tag: str) -> bool:
+        node = self.parent
+        while node is not None and node.tag != tag:
+            node = node.parent
+        return node is not None
+
+
+class _Outline(HTMLParser):
+    """A page as its elements (each with attributes, parent and text), in document order."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[_Element] = []
+        self._open: list[_Element] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        parent = self._open[-1] if self._open else None
+        element = _Element(tag, {k: v or "" for k, v in attrs}, parent)
+        self.elements.append(element)
+        if tag not in _VOID:
+            self._open.append(element)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID:
+            self._open.pop()
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open:
+            if self._open.pop().tag == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        for element in self._open:
+            element.text += data
+
+    def all(self, *tags: str) -> list[_Element]:
+        return [e for e in self.elements if e.tag in tags]
+
+    def caption(self, table: _Element) -> str:
+        return next((c.text.strip() for c in self.all("caption") if c.parent is table), "")
+
+    def by_id(self, ident: str) -> _Element:
+        (found,) = [e for e in self.elements if e.attrs.get("id") == ident]
+        return found
+
+
+def _accessibility_problems(page: str) -> list[str]:
+    """What the page lacks that a screen reader or a keyboard needs (WCAG 2.2 A and AA, as far
+    as the HTML shows it); [] when nothing."""
+    outline = _Outline(page)
+    checks = (_document_problems, _field_problems, _table_problems, _name_problems)
+    return [problem for check in checks for problem in check(outline)]
+
+
+def _document_problems(outline: _Outline) -> list[str]:
+    """Ids, language, title, headings, landmarks, the skip link; no reload of itself."""
+    ids = [e.attrs["id"] for e in outline.elements if "id" in e.attrs]
+    found = [f"id {i!r} is used twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
+    (root,) = outline.all("html")
+    if not root.attrs.get("lang"):
+        found.append("<html> has no lang")
+    titles = [t.text.strip() for t in outline.all("title") if t.within("head")]
+    if len(titles) != 1 or not titles[0].removesuffix("· lambda-destinations").strip():
+        found.append(f"the title says nothing of the page: {titles}")
+    levels = [int(h.tag[1]) for h in outline.all("h1", "h2", "h3", "h4", "h5", "h6")]
+    if levels.count(1) != 1 or levels[0] != 1:
+        found.append(f"not one h1, first: headings {levels}")
+    found += [f"heading h{b} follows h{a}" for a, b in itertools.pairwise(levels) if b > a + 1]
+    if [m.attrs.get("id") for m in outline.all("main")] != ["main"] or not outline.all("nav"):
+        found.append("no one <main id=main> or no <nav>")
+    links = outline.all("a")
+    if not links or links[0].attrs.get("href") != "#main":
+        found.append("the first link skips to the content")
+    # A page that reloads itself throws a screen reader back to its top (WCAG 2.2.1).
+    found += [
+        "the page reloads itself"
+        for meta in outline.all("meta")
+        if meta.attrs.get("http-equiv", "").lower() == "refresh" and not meta.within("noscript")
+    ]
+    return found
+
+
+def _field_problems(outline: _Outline) -> list[str]:
+    """Every field labelled; every id an aria attribute names is there."""
+    found = []
+    labelled = {e.attrs.get("for") for e in outline.all("label")}
+    for field in outline.all("input", "textarea", "select"):
+        if field.attrs.get("type") == "hidden":
+            continue
+        if not (
+            field.within("label")
+            or field.attrs.get("id") in labelled
+            or field.attrs.get("aria-label")
+            or field.attrs.get("aria-labelledby")
+        ):
+            found.append(f"no label: <{field.tag} name={field.attrs.get('name')!r}>")
+    ids = {e.attrs["id"] for e in outline.elements if "id" in e.attrs}
+    for ref in ("aria-describedby", "aria-labelledby"):
+        for element in outline.elements:
+            named = element.attrs.get(ref, "").split()
+            found += [f"{ref} names no element: {i!r}" for i in named if i not in ids]
+    return found
+
+
+def _table_problems(outline: _Outline) -> list[str]:
+    """Header cells with their scope, each table named; what scrolls is reached by the keyboard
+    (and named: a screen reader says what it reached)."""
+    found = [
+        f"<th> without scope: {th.text.strip()!r}"
+        for th in outline.all("th")
+        if "scope" not in th.attrs
+    ]
+    for table in outline.all("table"):
+        if not (outline.caption(table) or table.attrs.get("aria-labelledby")):
+            found.append(f"a table without a caption or a name: {table.text.strip()[:40]!r}")
+    for box in outline.all("pre", "div"):
+        if box.tag == "div" and "scroll" not in box.attrs.get("class", "").split():
+            continue
+        if box.attrs.get("tabindex") != "0":
+            found.append(f"a scrolling <{box.tag}> the keyboard cannot reach")
+        if box.tag == "div" and not box.attrs.get("aria-labelledby"):
+            found.append("a scrolling region without a name")
+    return found
+
+
+def _name_problems(outline: _Outline) -> list[str]:
+    """Links that say where they go; pictures either named or hidden."""
+    found = []
+    for link in outline.all("a"):
+        name = link.attrs.get("aria-label") or link.text.strip()
+        if not name or name.lower() in _VAGUE:
+            found.append(f"a link says nothing of where it goes: {name!r} ({link.attrs['href']})")
+    for svg in outline.all("svg"):
+        if svg.attrs.get("aria-hidden") != "true" and not (
+            svg.attrs.get("role") == "img" and svg.attrs.get("aria-label")
+        ):
+            found.append("an <svg> neither hidden nor named")
+    return found
+
+
+async def _every_page(
+    make_client: Callable[..., Any],
+    settings_for: Callable[..., Settings],
+    make_queue: Any,
+    sqs: Any,
+) -> dict[str, str]:
+    """Every page of the console, by name, with something on it, as a signed-in browser gets it
+    (and the sign-in page and a page of errors as anyone does)."""
+    url, dlq_url = make_queue("a11y")
+    send_all(sqs, dlq_url, [failure_body(n)[0] for n in range(2)])
+    settings = settings_for(url)
+    row = await stored_failure(settings)
+    async with Store.from_url(settings.store) as store:
+        await store.save_quarantine(QuarantineRow(url, "m-q", "not json", {}, "decode error", 1))
+    client = await make_client(settings)
+    pages = {
+        "sign-in": "/login",
+        "sign-in refused": "/login?link=refused",
+        "failures, a filter with errors": "/failures?since=yesterday&status=bogus",
+        "groups, a filter with errors": "/groups?until=nonsense",
+    }
+    got = {name: await (await client.get(path)).text() for name, path in pages.items()}
+    await sign_in(client)
+    key = quote(row.key, safe="")
+    name = dlq_url.rsplit("/", 1)[1]
+    let_go = asyncio.Event()
+
+    async def held(job: Job) -> None:
+        await let_go.wait()
+
+    board = client.server.app[CONSOLE].jobs
+    running = board.start("redrive", "a held job", "console dana", 3, held)
+    pages = {
+        "overview": "/",
+        "failures": "/failures",
+        "groups": "/groups?since=7d",
+        "failure": f"/failures/{key}",
+        "edit": f"/failures/{key}/edit",
+        "bulk replay": "/bulk?action=replay",
+        "bulk ignore": "/bulk?action=ignore",
+        "DLQs": "/dlqs",
+        "DLQ peeked": f"/dlqs/{name}?peek=10",
+        "quarantine": "/quarantine",
+        "jobs": "/jobs",
+        "a running job": f"/jobs/{running.id}",
+        "not found": "/no/such/page",
+    }
+    for page_name, path in pages.items():
+        got[page_name] = await (await client.get(path, headers=_BROWSER)).text()
+    let_go.set()
+    await _wait_for_jobs(client)
+    got["a finished job"] = await (await client.get(f"/jobs/{running.id}")).text()
+    return got
+
+
+async def test_every_page_has_what_a_screen_reader_and_a_keyboard_need(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: every page, with a failure, a quarantined message, a DLQ peeked, jobs
+    pages = await _every_page(make_client, settings_for, make_queue, sqs)
+
+    # then: nothing is missing on any page, and no two pages have one title
+    problems = {name: _accessibility_problems(page) for name, page in pages.items()}
+    assert {name: found for name, found in problems.items() if found} == {}
+    titles = {name: _Outline(page).all("title")[0].text for name, page in pages.items()}
+    assert titles.pop("a finished job") == titles["a running job"]  # one page, later
+    assert len(set(titles.values())) == len(titles), titles
+    # a page showing errors says so first in its title
+    for name in (
+        "sign-in refused",
+        "failures, a filter with errors",
+        "groups, a filter with errors",
+    ):
+        assert titles[name].startswith("Error: "), titles[name]
+    # the navigation says which page this is
+    overview = _Outline(pages["overview"])
+    assert [a.text for a in overview.all("a") if a.attrs.get("aria-current")] == ["Overview"]
+
+
+def test_the_accessibility_checks_find_what_they_look_for() -> None:
+    # A page lacking each thing the checks look for: each is found.
+    page = (
+        '<!doctype html><html><head><meta http-equiv="refresh" content="1"><title> · '
+        'lambda-destinations</title></head><body><a href="/">here</a><main id="x">'
+        '<h1>A</h1><h3 id="d">C</h3><h1>B</h1><input name="q" aria-describedby="nope">'
+        '<div class="scroll"><table><tr><th>T</th></tr></table></div><pre>{}</pre>'
+        '<svg><rect/></svg><p id="d"></p></main></body></html>'
+    )
+    found = _accessibility_problems(page)
+    assert found == [
+        "id 'd' is used twice",
+        "<html> has no lang",
+        "the title says nothing of the page: ['· lambda-destinations']",
+        "not one h1, first: headings [1, 3, 1]",
+        "heading h3 follows h1",
+        "no one <main id=main> or no <nav>",
+        "the first link skips to the content",
+        "the page reloads itself",
+        "no label: <input name='q'>",
+        "aria-describedby names no element: 'nope'",
+        "<th> without scope: 'T'",
+        "a table without a caption or a name: 'T'",
+        "a scrolling <div> the keyboard cannot reach",
+        "a scrolling region without a name",
+        "a scrolling <pre> the keyboard cannot reach",
+        "a link says nothing of where it goes: 'here' (/)",
+        "an <svg> neither hidden nor named",
+    ]
+
+
+async def test_a_filter_s_errors_are_tied_to_the_fields_they_are_about(
+    make_client,
+) -> None:
+    client = await make_client()
+    page = await (
+        await client.get("/failures?function=orders-*&since=yesterday&status=bogus")
+    ).text()
+    outline = _Outline(page)
+
+    def field(name: str) -> _Element:
+        (found,) = [e for e in outline.all("input") if e.attrs.get("name") == name]
+        return found
+
+    def said_for(element: _Element) -> list[str]:
+        return [outline.by_id(i).text for i in element.attrs.get("aria-describedby", "").split()]
+
+    (since_line,) = said_for(field("since"))
+    assert since_line.startswith("since: 'yesterday' is neither a duration")
+    assert field("since").attrs["aria-invalid"] == "true"
+    (status_line,) = said_for(next(e for e in outline.all("fieldset")))
+    assert status_line.startswith("status: 'bogus' is not a status")
+    # the fields that are right are not marked
+    assert "aria-invalid" not in field("function").attrs
+    assert "aria-invalid" not in field("until").attrs
+    # an error about two fields is tied to both
+    both = _Outline(await (await client.get("/failures?since=1h&until=2h")).text())
+    for name in ("since", "until"):
+        (element,) = [e for e in both.all("input") if e.attrs.get("name") == name]
+        (line,) = [both.by_id(i).text for i in element.attrs["aria-describedby"].split()]
+        assert line == "since must be before until"
+
+
+async def test_a_sign_in_problem_is_tied_to_the_field_it_is_about(make_client) -> None:
+    client = await make_client()
+
+    async def sign_in_with(token: str, user: str) -> _Outline:
+        response = await client.post(
+            "/login", data={"token": token, "user": user, "next": "/"}, headers=_origin(client)
+        )
+        assert response.status == 403
+        return _Outline(await response.text())
+
+    for outline, wrong, right in [
+        (await sign_in_with("not-the-token", "dana"), "token", "user"),
+        (await sign_in_with(TOKEN, ""), "user", "token"),
+    ]:
+        problem = outline.by_id(outline.by_id(wrong).attrs["aria-describedby"]).text
+        assert problem.startswith(
+            "That is not the console's token" if wrong == "token" else "Give your name"
+        )
+        assert outline.by_id(wrong).attrs["aria-invalid"] == "true"
+        assert "aria-invalid" not in outline.by_id(right).attrs
+
+
+async def _signed_in_on_a_failure(
+    make_client: Callable[..., Any], settings_for: Callable[..., Settings]
+) -> tuple[TestClient, InvocationRow, str]:  # type: ignore[type-arg]
+    """A console on a store holding a failure, signed in: the client, the failure, the CSRF."""
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    return client, row, await sign_in(client)
+
+
+async def test_an_edit_s_json_problem_is_tied_to_the_payload(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    client, row, csrf = await _signed_in_on_a_failure(make_client, settings_for)
+    path = f"/failures/{quote(row.key, safe='')}/edit"
+    fields = _form_fields(await (await client.get(path)).text(), path)
+
+    response = await client.post(
+        path, data={**fields, "csrf": csrf, "payload": "{"}, headers=_origin(client)
+    )
+
+    assert response.status == 400
+    outline = _Outline(await response.text())
+    payload = outline.by_id("payload")
+    assert payload.attrs["aria-invalid"] == "true"
+    said = [outline.by_id(i) for i in payload.attrs["aria-describedby"].split()]
+    # the page's own check (empty until it finds a problem), then the server's line
+    assert [e.attrs.get("data-json-problem") for e in said] == ["", None]
+    assert said[1].text.startswith("The payload is not valid JSON")
+
+
+async def test_ignoring_or_reopening_brings_focus_to_the_new_status(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    client, row, csrf = await _signed_in_on_a_failure(make_client, settings_for)
+    path = f"/failures/{quote(row.key, safe='')}"
+    for action, status in [("ignore", "ignored"), ("reopen", "open")]:
+        response = await client.post(
+            f"{path}/{action}",
+            data={"csrf": csrf, "reason": "r"},
+            headers=_origin(client),
+            allow_redirects=False,
+        )
+        # the browser focuses the element the address names: the status, which it reads out
+        target = response.headers["Location"]
+        assert unquote(target) == f"/failures/{row.key}#status-line"
+        outline = _Outline(await (await client.get(target)).text())
+        line = outline.by_id("status-line")
+        assert line.attrs["tabindex"] == "-1"
+        assert line.text.startswith(status)
+
+
+async def test_the_hourly_chart_s_counts_are_a_table_too(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    settings = settings_for()
+    await stored_failure(settings)  # a failure of the last hour
+    client = await make_client(settings)
+    outline = _Outline(await (await client.get("/")).text())
+
+    table = next(
+        t for t in outline.all("table") if outline.caption(t).startswith("Failures per hour")
+    )
+    rows = [
+        [c.text for c in outline.all("td") if c.parent is tr]
+        for tr in outline.all("tr")
+        if tr.within("tbody") and tr.parent is not None and tr.parent.parent is table
+    ]
+    assert len(rows) >= 24
+    assert sum(int(count) for _, count in rows) == 1
+    bars = [t.text for t in outline.all("title") if t.parent is not None and t.parent.tag == "rect"]
+    assert [
+        f"{hour} UTC: {count} failure{'s' if count != '1' else ''}" for hour, count in rows
+    ] == bars
