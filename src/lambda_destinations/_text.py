@@ -62,6 +62,22 @@ def visible(text: str) -> str:
     return _UNSHOWN.sub(_escape, text)
 
 
+SHOWN_TEXT = 64 * 1024  # characters of one payload, body, error or detail shown to a person
+
+
+def capped(text: str, whole: str, limit: int = SHOWN_TEXT) -> str:
+    """``text`` as a page or the CLI's text output shows it: its first ``limit`` characters,
+    then a line saying how much was left out and ``whole``, where to read it all.
+
+    A record carries up to 1 MiB (SQS's limit), which pretty-printed is several MB: a list of
+    them, or a failure with its record and edits, would make a page of tens of MB that the
+    browser struggles to open, and a terminal scrolls for minutes.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… cut: the first {limit:,} of {len(text):,} characters; {whole}"
+
+
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

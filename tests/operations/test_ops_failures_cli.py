@@ -250,6 +250,43 @@ def test_show_as_json_has_payloads_deliveries_and_replays(cli_env, seeded) -> No
     assert shown["replays"] == []
 
 
+def test_show_cuts_each_long_block_at_64_ki_characters_and_json_keeps_it_whole(
+    cli_env, sqlite_url
+) -> None:
+    # given: a failure with a 1 MB payload, a 100,000-character error message and a stack
+    # trace of 5,000 frames
+    _, record = failure_body(8, payload={"blob": "p" * 1_000_000})
+    response = record["responsePayload"]
+    response["errorMessage"] = "m" * 100_000
+    response["stackTrace"] = [f'  File "/var/task/app.py", line {n}, in f' for n in range(5000)]
+    row = row_of(json.dumps(record))
+    seed_sync(sqlite_url, [row])
+
+    # when
+    text = cli("failures", "show", row.request_id or "", env=cli_env)
+    whole = as_json(cli("failures", "show", row.request_id or "", "--json", env=cli_env))
+
+    # then: each block is its first 65,536 characters, then one line saying where the whole is
+    assert text.returncode == 0, text.stderr
+    where = f"characters; failures show {row.key} --json prints it whole"
+    error = f"{row.error_type}: {'m' * 100_000}"
+    cut = "… cut: the first 65,536 of"
+    assert f"error        {error[:65536]}\n{cut} {len(error):,} {where}\n" in text.stdout
+    trace = "\n".join(response["stackTrace"])
+    last_frame = trace[:65536].splitlines()[-1]
+    assert f"  {last_frame}\n  {cut} {len(trace):,} {where}\n\nrequest payload" in text.stdout
+    payload = json.dumps(row.request_payload, indent=2)
+    assert f"  {cut} {len(payload):,} {where}\n\nresponse payload" in text.stdout
+    assert "p" * 65_500 in text.stdout
+    # (the response payload holds the error and trace too: the fourth block cut)
+    assert text.stdout.count("… cut:") == 4
+    assert len(text.stdout) < 5 * 65_536  # the four blocks cut, indented, and the rest
+    # and --json is whole and exact
+    assert whole["request_payload"] == row.request_payload
+    assert whole["error_message"] == "m" * 100_000
+    assert whole["stack_trace"] == row.stack_trace
+
+
 def test_show_of_an_unknown_request_exits_1_in_one_line(cli_env, seeded) -> None:
     result = cli("failures", "show", "no-such-request", env=cli_env)
 

@@ -7,12 +7,13 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from lambda_destinations._text import visible
+from lambda_destinations._text import capped, visible
 from lambda_destinations.cli._app import EXIT_FAILED, cli, fail
 from lambda_destinations.cli._common import (
     command_now,
@@ -267,23 +268,30 @@ def _fields_cells(row: object, names: str) -> list[Any]:
     return [format_time(v) if isinstance(v, dt.datetime) else v for v in values]
 
 
-def _pretty(value: Any) -> str:
+def _pretty(value: Any, whole: str) -> str:
+    """A JSON value pretty-printed and indented, its first 64 Ki characters (``capped``)."""
     if value is None:
         return "(none)"
     text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
-    return "\n".join("  " + line for line in text.splitlines()) or "  (empty)"
+    return _indented(capped(text, whole)) or "  (empty)"
+
+
+def _indented(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 def _whole_text(whole: FailureDetail) -> str:
     row = whole.row
+    # A record carries up to 1 MiB: each long block is cut, saying where the whole is.
+    where = f"failures show {shlex.quote(row.key)} --json prints it whole"
     lines = _summary_lines(whole)
-    lines += ["", f"error        {error_label(row.error_type, row.error_message) or '-'}"]
+    error = capped(error_label(row.error_type, row.error_message) or "-", where)
+    lines += ["", f"error        {error}"]
     if row.stack_trace:
-        lines.append("stack trace")
-        for frame in row.stack_trace:
-            lines.extend("  " + part for part in str(frame).rstrip("\n").splitlines())
-    lines += ["", "request payload", _pretty(row.request_payload)]
-    lines += ["", "response payload", _pretty(row.response_payload)]
+        trace = "\n".join(str(frame).rstrip("\n") for frame in row.stack_trace)
+        lines += ["stack trace", _indented(capped(trace, where))]
+    lines += ["", "request payload", _pretty(row.request_payload, where)]
+    lines += ["", "response payload", _pretty(row.response_payload, where)]
     lines += _section(
         "deliveries",
         ["RECEIVED (UTC)", "MESSAGE ID", "RECEIVES", "QUEUE"],

@@ -16,6 +16,8 @@ from typing import Any
 from botocore.exceptions import NoRegionError
 from multidict import MultiMapping
 
+# capped: the templates cut long text with views.capped, as `failures show` cuts it in the CLI
+from lambda_destinations._text import capped as capped
 from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
@@ -296,19 +298,6 @@ async def dlq_of(sqs: Any, ref: QueueRef) -> QueueRef | None:
 def pretty_json(value: Any) -> str:
     """A JSON value as indented text (strings that hold JSON stay strings: shown as sent)."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
-PAGE_TEXT = 64 * 1024  # characters of one payload, body or detail a page shows
-
-
-def capped(text: str, whole: str, limit: int = PAGE_TEXT) -> str:
-    """``text`` as a page shows it: its first ``limit`` characters, then a line saying how much
-    was left out and ``whole``, where to read it all. A record carries up to 1 MiB (SQS's
-    limit), which pretty-printed is several MB: a list of them, or a failure with its record
-    and edits, would make a page of tens of MB that the browser struggles to open."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n… cut: the first {limit:,} of {len(text):,} characters; {whole}"
 
 
 def error_text(row: InvocationRow) -> str:
