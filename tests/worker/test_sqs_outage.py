@@ -202,6 +202,91 @@ async def test_a_flapping_endpoint_is_told_as_one_outage_and_its_end_once_it_sta
     assert not [e for e in logs if str(e["event"]).startswith("still cannot receive")]
 
 
+@pytest.mark.parametrize("flaps", [0, 2])
+async def test_a_worker_stopped_during_an_outage_closes_it_in_the_log(
+    sqs, make_queue, settings_for, endpoint_url, monkeypatch, flaps: int
+) -> None:
+    # given: one queue, one poller, through a proxy; receives back off 0.1-0.5 s; reminders
+    # and the window of a flap are 60 s, longer than the test
+    monkeypatch.setattr(worker_module, "RECONNECT_BASE", 0.2)
+    monkeypatch.setattr(worker_module, "RECONNECT_MAX", 0.5)
+    monkeypatch.setattr(outage_module, "REMINDER_EVERY", 60.0)
+    url, _ = make_queue(f"stop-{flaps}")
+    name = queue_name(url)
+    proxy = proxy_to(endpoint_url)
+    with proxy.running() as proxied, capture_logs() as logs:
+        settings = settings_for(url, endpoint_url=proxied, pollers_per_queue=1)
+        async with Worker(settings) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                await until(lambda: worker.stats.sqs_calls["ReceiveMessage"] >= 1)
+                # when: SQS goes away and comes back ``flaps`` times, each time until the
+                # worker sees it, then goes away (flaps 0) or stays (2: the end said at once
+                # only for the first flap; the whole outage's end waits for 60 s up) ...
+                for _ in range(flaps):
+                    proxy.take_down()
+                    await until(lambda: worker.readiness() != [])
+                    proxy.bring_back()
+                    await until(lambda: worker.readiness() == [])
+                if not flaps:
+                    proxy.take_down()
+                    await until(lambda: worker.readiness() != [])
+            finally:
+                # ... and the worker is stopped (as SIGTERM does) within the 60 s
+                worker.stop()
+                await running
+                proxy.bring_back()
+            errors = worker.metrics.registry.get_sample_value(
+                "lambda_destinations_sqs_errors_total", {"operation": "ReceiveMessage"}
+            )
+
+    # then: the outage the log began, it closes, counting every failed receive (before: no
+    # line, or for the flapping one only its first brief end)
+    assert errors is not None
+    assert errors >= flaps
+    ends = [e for e in logs if e["event"] == "receiving again"]
+    stopped = [e for e in logs if str(e["event"]).startswith("stopping; still cannot receive")]
+    if flaps:
+        assert [e["brief_recoveries"] for e in ends] == [0, flaps - 1]
+        assert ends[-1]["after_failures"] == errors
+        assert stopped == []
+    else:
+        assert ends == []
+        (line,) = stopped
+        assert line["event"].startswith(f"stopping; still cannot receive from {name} (")
+        assert line["log_level"] == "warning"
+        assert line["failures"] == errors >= 1
+        assert line["outage_seconds"] >= 0
+
+
+def test_an_outage_is_closed_once_at_stop_and_only_if_the_log_left_it_open() -> None:
+    # given: three queues: one failing since 0 s; one that answered again at 5 s (said);
+    # one that flapped (its end not said yet)
+    down, back, flapped = (outage_module.QueueOutage(q) for q in ("down", "back", "flapped"))
+    with capture_logs() as logs:
+        for outage in (down, back, flapped):
+            outage.failed(0.0, 1.0)
+        down.failed(3.0, 1.0)
+        back.succeeded(5.0)
+        flapped.succeeded(5.0)
+        flapped.failed(6.0, 1.0)
+        flapped.succeeded(8.0)
+        del logs[:]
+        # when: the worker stops at 10 s, and (for the test) once more
+        for outage in (down, back, flapped, down, back, flapped):
+            outage.stopped(10.0)
+
+    # then: one line each for the failing queue and the flapping one's end, nothing else
+    assert _said(logs) == [("stopping", 0), ("receiving again", 1)]
+    assert logs[0]["event"] == "stopping; still cannot receive from down (2 failures in 10s)"
+    assert (logs[0]["failures"], logs[0]["outage_seconds"]) == (2, 10.0)
+    assert (logs[1]["queue"], logs[1]["after_failures"], logs[1]["outage_seconds"]) == (
+        "flapped",
+        2,
+        8.0,
+    )
+
+
 def _said(logs: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
     """Each outage line: its words up to the first parenthesis or semicolon, and its count of
     brief recoveries."""

@@ -8,7 +8,10 @@ ends with the first that succeeds. The log says it once per queue, not once per 
   begins;
 - ``still cannot receive from Q (N failures in Ms); retrying in 30.0s`` (a warning) at most
   every REMINDER_EVERY seconds while it lasts, the first one that long after the beginning;
-- ``receiving again`` (with ``after_failures`` and ``outage_seconds``) when it ends.
+- ``receiving again`` (with ``after_failures`` and ``outage_seconds``) when it ends;
+- ``stopping; still cannot receive from Q (N failures in Ms)`` (a warning) when the worker
+  stops during it, or the pending ``receiving again`` of a flapping one (below), so that every
+  outage the log began it also closes.
 
 An endpoint that flaps is one outage, not one a flap: a receive that fails again within
 REMINDER_EVERY of the end continues the outage (/readyz names the queue again at once), with no
@@ -75,11 +78,31 @@ class QueueOutage:
         if now < self._reminder_at:
             return
         self._reminder_at = now + REMINDER_EVERY
+        self._say_failing(f"still cannot receive from {self.queue}", now, retry_in, **fields)
+
+    def stopped(self, now: float) -> None:
+        """Say what the log has not yet said of the outage as the worker stops: that the queue
+        still cannot receive (its failures and length so far), or the end of a flapping one
+        that had not held REMINDER_EVERY yet. Nothing once its end was said."""
+        self._settle(now)
+        if self.began is None:
+            return
+        if self.failing:
+            self._say_failing(f"stopping; still cannot receive from {self.queue}", now)
+        elif self.brief_recoveries:
+            assert self._ended is not None
+            self._say_back(self._ended - self.began)
+        self.began = self._ended = None
+
+    def _say_failing(
+        self, words: str, now: float, retry_in: float | None = None, **fields: str
+    ) -> None:
+        assert self.began is not None
         seconds = round(now - self.began, 1)
         flaps = f", {self.brief_recoveries} brief recoveries" if self.brief_recoveries else ""
+        retry = "" if retry_in is None else f"; retrying in {retry_in:.1f}s"
         log.warning(
-            f"still cannot receive from {self.queue} ({self.failures} failures in "
-            f"{seconds:.0f}s{flaps}); retrying in {retry_in:.1f}s",
+            f"{words} ({self.failures} failures in {seconds:.0f}s{flaps}){retry}",
             queue=self.queue,
             failures=self.failures,
             outage_seconds=seconds,

@@ -558,6 +558,8 @@ class Worker(Lifetime):
             default=0.0,
         )
         await self.supervisor.cancel(*self._pollers, wait=CANCEL_WAIT)
+        for outage in self._outages.values():  # the pollers are gone: close each open outage
+            outage.stopped(loop.time())
         self._release_ready()
         # Phase 2: in-flight handlers and the scheduler's jobs share the grace period.
         scheduler = self.supervisor.task("scheduler")
