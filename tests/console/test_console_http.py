@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import random
+import re
 import string
 from collections.abc import AsyncIterator, Callable
 from html.parser import HTMLParser
@@ -23,12 +24,12 @@ from ops_helpers import at, count_messages, failure_body, send_all
 
 from lambda_destinations import times
 from lambda_destinations.config import Settings
-from lambda_destinations.console import ConsoleOptions, create_app
+from lambda_destinations.console import ConsoleOptions, actions, create_app
 from lambda_destinations.console.app import CONSOLE
 from lambda_destinations.console.jobs import Job
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
-from lambda_destinations.simulate import failure_record
+from lambda_destinations.simulate import failure_record, kinesis_failure
 from lambda_destinations.store import (
     DeliveryRow,
     FailureStatus,
@@ -838,6 +839,118 @@ async def test_a_bulk_plan_since_a_while_ago_runs_on_the_failures_it_counted(
     assert (job.total, job.done) == (1, 1)
     async with Store.from_url(settings.store) as store:
         assert len(await store.replays(row.key)) == 1
+
+
+def _job_page_lines(page: str) -> list[str]:
+    """The job page's tally and outcome lines, as text: one line a paragraph or list item."""
+    start = page.index('<p id="job-tally">')
+    end = page.index("</ul>", page.index('<ul id="job-counts">'))
+    while page.startswith("</ul></li>", end):  # a list of reasons, inside the outcomes' list
+        end = page.index("</ul>", end + 1)
+    text = re.sub(r"<[^>]+>", "\n", page[start:end])
+    return [html.unescape(line).strip() for line in text.splitlines() if line.strip()]
+
+
+async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_selected(
+    make_client, settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given, newest first: a failure of a function Lambda (moto) does not know; one someone
+    # ignores once the job has read it; one replayed already; one whose replay was
+    # interrupted (in doubt); a stream batch (no payload); and one someone ignores before the
+    # job reads it. The job reads two a time.
+    settings = settings_for()
+    rows = []
+    for n, minutes_ago in enumerate((1, 2, 3, 4, 6)):
+        record = failure_record(random.Random(40 + n), function="orders-gone")
+        record["timestamp"] = at(minutes_ago)
+        rows.append(await stored_failure(settings, record=record))
+    stream = kinesis_failure(random.Random(50))
+    stream["timestamp"] = at(5)
+    rows.insert(4, await stored_failure(settings, record=stream))
+    unknown, listed, replayed, interrupted, batch, unlisted = rows
+    async with Store.from_url(settings.store) as store:
+        await replayed_once(store, replayed, ReplayOutcome.INVOKED)
+        await replayed_once(store, interrupted, ReplayOutcome.PENDING)
+    monkeypatch.setattr(actions, "_PAGE", 2)
+    replay = actions._replay
+
+    async def others_act_meanwhile(console: Any, row: InvocationRow, *a: Any, **kw: Any) -> Any:
+        # Another operator (here: the test, through the same store) ignores two failures
+        # while the job replays the first: the only stand-in, for a moment no server offers.
+        if row.key == unknown.key:
+            await console.store.set_status([listed.key, unlisted.key], FailureStatus.IGNORED)
+        return await replay(console, row, *a, **kw)
+
+    monkeypatch.setattr(actions, "_replay", others_act_meanwhile)
+    client = await make_client(settings)
+    await sign_in(client)
+    form = _form_fields(await (await client.get("/bulk?action=replay")).text(), "/bulk")
+    assert form["selected"] == "6"
+
+    # when: the plan runs to its end
+    response = await client.post("/bulk", data=form, headers=_origin(client), allow_redirects=False)
+    (job,) = await _wait_for_jobs(client)
+    page = await (await client.get(response.headers["Location"])).text()
+
+    # then: the page accounts for all six, as `replay` tallies them (before: "done: 5 of
+    # about 6", then "error: 1" and "skipped: 4", with no reason)
+    assert (job.state, job.total, job.done) == ("done", 6, 5)
+    assert '<span id="job-done">5</span> of 6</p>' in page
+    assert _job_page_lines(page) == [
+        "skipped 4 · errors 1 · not reached 1",
+        "skipped: 4",
+        "1: ignored, or recovered by a replay, by someone else while the job ran",
+        "1: replayed already, by another run or someone else (Edit the payload, then replay, "
+        "on the failure's page, runs it again)",
+        "1: in doubt: an earlier attempt was interrupted and may have reached Lambda (each "
+        "failure's page names it)",
+        "1: cannot be replayed: a stream batch (no payload), a legacy DLQ record naming no "
+        "function, or a replay's own record",
+        "errors: 1",
+        "1: the Invoke call failed: Lambda refused it (the failure stays open for another "
+        "run), or its answer was lost and it may have run (in doubt); each failure's page "
+        "says which",
+        "not reached: 1",
+        "1: left the selection before the job came to them: ignored, or recovered by a "
+        "replay, by someone else meanwhile, or pruned",
+    ]
+    async with Store.from_url(settings.store) as store:
+        (refused,) = await store.replays(unknown.key)
+        assert await store.replays(batch.key) == await store.replays(unlisted.key) == []
+    assert refused.outcome is ReplayOutcome.ERROR
+    assert "ResourceNotFoundException" in (refused.detail or "")
+
+
+async def test_a_bulk_job_that_stopped_at_an_error_says_what_it_did_not_reach(
+    make_client,
+) -> None:
+    # given: a bulk replay of four whose Invoke failed once, then stopped at an error
+    client = await make_client()
+
+    async def work(job: Job) -> None:
+        job.step("invoked")
+        job.step("error")
+        raise ConnectionError("cannot reach the Lambda endpoint")
+
+    board = client.server.app[CONSOLE].jobs
+    job = board.start("bulk-replay", "replay 4 failures (all)", "console erin", 4, work)
+    await _wait_for_jobs(client)
+
+    # when
+    page = await (await client.get(f"/jobs/{job.id}")).text()
+
+    # then: each of the four is accounted for, with the error that stopped it
+    assert _job_page_lines(page) == [
+        "invoked 1 · errors 1 · not reached 2",
+        "invoked: 1",
+        "errors: 1",
+        "1: the Invoke call failed: Lambda refused it (the failure stays open for another "
+        "run), or its answer was lost and it may have run (in doubt); each failure's page "
+        "says which",
+        "not reached: 2",
+        "2: the job stopped at the error below",
+    ]
+    assert "ConnectionError: cannot reach the Lambda endpoint" in page
 
 
 async def test_a_bulk_plan_that_selects_another_count_now_is_refused(

@@ -279,7 +279,7 @@ async def bulk(request: web.Request) -> web.Response:
             for row in rows:
                 if action == "replay":
                     result = await _replay(console, row, actor, limiter=limiter)
-                    job.step(result.state.value)
+                    job.step(result.state.value, reason=result.skip)
                 else:
                     await console.store.set_status([row.key], FailureStatus.IGNORED, by=actor)
                     await console.store.add_action(OperatorAction(actor, "ignore", row.key, reason))

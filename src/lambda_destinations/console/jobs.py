@@ -32,14 +32,19 @@ class Job:
     done: int = 0
     state: str = "running"  # running | done | failed | cancelled
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Per outcome, how many for each reason (a bulk replay's skips: ``already-replayed``, ...).
+    reasons: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     errors: list[str] = dataclasses.field(default_factory=list)
     started_at: Any = dataclasses.field(default_factory=utcnow)
     finished_at: Any = None
     target: str | None = None  # what it acts on, alone (a DLQ's URL)
 
-    def step(self, outcome: str, n: int = 1) -> None:
+    def step(self, outcome: str, n: int = 1, reason: str | None = None) -> None:
         self.done += n
         self.counts[outcome] = self.counts.get(outcome, 0) + n
+        if reason is not None:
+            why = self.reasons.setdefault(outcome, {})
+            why[reason] = why.get(reason, 0) + n
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +56,7 @@ class Job:
             "done": self.done,
             "state": self.state,
             "counts": dict(self.counts),
+            "reasons": {outcome: dict(why) for outcome, why in self.reasons.items()},
             "errors": list(self.errors[-20:]),
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,

@@ -19,6 +19,7 @@ from multidict import MultiMapping
 # capped: the templates cut long text with views.capped, as `failures show` cuts it in the CLI
 from lambda_destinations._text import capped as capped
 from lambda_destinations.console.charts import sparkline, trend
+from lambda_destinations.console.jobs import Job
 from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
 from lambda_destinations.operations.replay import FORCE_HINT, SkipReason
@@ -401,3 +402,54 @@ def skip_reason(row: InvocationRow, skip: str | None, detail: str | None) -> str
             "(its page names it under Replay of)"
         )
     return detail
+
+
+# What became of a bulk replay's records, worded as the plan and `replay` word them.
+_SKIPPED = {
+    SkipReason.ALREADY_REPLAYED: "replayed already, by another run or someone else (Edit the "
+    "payload, then replay, on the failure's page, runs it again)",
+    SkipReason.IN_DOUBT: "in doubt: an earlier attempt was interrupted and may have reached "
+    "Lambda (each failure's page names it)",
+    SkipReason.HANDLED: "ignored, or recovered by a replay, by someone else while the job ran",
+    SkipReason.CONCURRENT: "replayed by another process at the same moment",
+    SkipReason.NOT_REPLAYABLE: "cannot be replayed: a stream batch (no payload), a legacy DLQ "
+    "record naming no function, or a replay's own record",
+}
+_FAILED = (
+    "the Invoke call failed: Lambda refused it (the failure stays open for another run), or its "
+    "answer was lost and it may have run (in doubt); each failure's page says which"
+)
+_ORDER = {"invoked": 0, "skipped": 1, "error": 2}
+_OUTCOME_LABELS = {"error": "errors"}  # the tally's words, as `replay` prints it
+_NOT_REACHED = {
+    "running": "not reached yet",
+    "done": "left the selection before the job came to them: ignored, or recovered by a "
+    "replay, by someone else meanwhile, or pruned",
+    "failed": "the job stopped at the error below",
+    "cancelled": "the job was cancelled: the console stopped",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """How many of a job's records ended one way (``label``), and why, by reason."""
+
+    label: str
+    count: int
+    reasons: list[tuple[int, str]]
+
+
+def job_outcomes(job: Job) -> list[JobOutcome]:
+    """What became of every record a job acts on: each outcome with its reasons, and for a bulk
+    job those of its selection it has not reached (the rest of its count)."""
+    outcomes = []
+    for outcome, count in sorted(job.counts.items(), key=lambda item: _ORDER.get(item[0], 3)):
+        why = job.reasons.get(outcome, {})
+        reasons = [(n, _SKIPPED.get(r, r)) for r, n in why.items()]
+        if outcome == "error":
+            reasons = [(count, _FAILED)]
+        outcomes.append(JobOutcome(_OUTCOME_LABELS.get(outcome, outcome), count, reasons))
+    if job.kind.startswith("bulk-") and job.done < job.total:
+        left = job.total - job.done
+        outcomes.append(JobOutcome("not reached", left, [(left, _NOT_REACHED[job.state])]))
+    return outcomes
