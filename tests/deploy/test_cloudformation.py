@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -38,9 +39,11 @@ def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
 
 
 def test_cfn_lint_passes() -> None:
+    # I3011 (informational, off by default): every stateful resource says what becomes of it
+    # when the stack is deleted or the resource replaced, rather than CloudFormation's delete.
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     result = subprocess.run(
-        [str(cfn_lint), "--format", "parseable", str(TEMPLATE)],
+        [str(cfn_lint), "--include-checks", "I3011", "--format", "parseable", str(TEMPLATE)],
         capture_output=True,
         text=True,
         check=False,
@@ -101,6 +104,16 @@ def stack(endpoint_url: str, network: dict[str, str]) -> Iterator[dict[str, Any]
         yield {"stack": described, "resources": resources, "parameters": parameters}
     finally:
         cloudformation.delete_stack(StackName=name)
+        _delete_retained_queues(endpoint_url, resources)
+
+
+def _delete_retained_queues(endpoint_url: str, resources: dict[str, Any]) -> None:
+    """Delete the queues the stack's deletion leaves (DeletionPolicy: Retain), if still there."""
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint_url)
+    for resource in resources.values():
+        if resource["ResourceType"] == "AWS::SQS::Queue":
+            with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
+                sqs.delete_queue(QueueUrl=resource["PhysicalResourceId"])
 
 
 @pytest.mark.filterwarnings(MOTO_SKIPS)
@@ -125,6 +138,53 @@ def test_the_stack_creates_in_moto_with_the_queues_and_redrive_policies_it_decla
         assert int(dlq_attributes["MessageRetentionPeriod"]) > int(
             attributes["MessageRetentionPeriod"]
         )
+
+
+@pytest.mark.filterwarnings(MOTO_SKIPS)
+def test_deleting_the_stack_leaves_the_queues_and_the_failures_in_them(
+    stack: dict[str, Any], sqs: Any, endpoint_url: str
+) -> None:
+    # given: a failure dead-lettered in the stack's failure DLQ
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["stack"]["Outputs"]}
+    dlq = outputs["FailureDeadLetterQueueUrl"]
+    sqs.send_message(QueueUrl=dlq, MessageBody='{"requestContext": {"requestId": "r-1"}}')
+    cloudformation = boto3.client("cloudformation", region_name=REGION, endpoint_url=endpoint_url)
+
+    # when: the stack is deleted
+    cloudformation.delete_stack(StackName=stack["stack"]["StackName"])
+
+    # then: the stack is gone, its four queues are not (before: deleted, and the failure with
+    # them): the failure is in its DLQ
+    urls = [
+        r["PhysicalResourceId"]
+        for r in stack["resources"].values()
+        if r["ResourceType"] == "AWS::SQS::Queue"
+    ]
+    assert len(urls) == 4
+    for url in urls:
+        assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    (message,) = sqs.receive_message(QueueUrl=dlq)["Messages"]
+    assert "r-1" in message["Body"]
+    (deleted,) = cloudformation.describe_stacks(StackName=stack["stack"]["StackId"])["Stacks"]
+    assert deleted["StackStatus"] == "DELETE_COMPLETE"  # (the fixture deletes the queues)
+
+
+def test_every_queue_is_kept_when_the_stack_is_deleted_or_the_queue_replaced() -> None:
+    # the DLQs hold the failures not yet replayed, the destination queues the records not yet
+    # handled: an update that replaces one must keep the old one too (UpdateReplacePolicy)
+    template = load_template()
+    queues = _of_type(template, "AWS::SQS::Queue")
+    dlqs = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in queues.values()
+        if "RedrivePolicy" in q["Properties"]
+    }
+    assert dlqs == {"SuccessDeadLetterQueue", "FailureDeadLetterQueue"}
+    for name, queue in queues.items():
+        assert (queue.get("DeletionPolicy"), queue.get("UpdateReplacePolicy")) == (
+            "Retain",
+            "Retain",
+        ), name
 
 
 @pytest.mark.filterwarnings(MOTO_SKIPS)
