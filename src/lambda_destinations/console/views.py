@@ -405,7 +405,7 @@ def skip_reason(row: InvocationRow, skip: str | None, detail: str | None) -> str
 
 
 # What became of a bulk replay's records, worded as the plan and `replay` word them.
-_SKIPPED = {
+_SKIPPED: dict[str, str] = {
     SkipReason.ALREADY_REPLAYED: "replayed already, by another run or someone else (Edit the "
     "payload, then replay, on the failure's page, runs it again)",
     SkipReason.IN_DOUBT: "in doubt: an earlier attempt was interrupted and may have reached "
