@@ -4,12 +4,13 @@ the log says per queue (not per poller), /readyz, and the pollers backing off.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,14 +40,48 @@ def proxy_to(endpoint_url: str) -> FreezableProxy:
     return FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 80)
 
 
+def quick_outages(monkeypatch: pytest.MonkeyPatch, reminder_every: float) -> None:
+    """Receives back off 0.1-0.5 s; reminders, and the window of a flap, ``reminder_every``."""
+    monkeypatch.setattr(worker_module, "RECONNECT_BASE", 0.2)
+    monkeypatch.setattr(worker_module, "RECONNECT_MAX", 0.5)
+    monkeypatch.setattr(outage_module, "REMINDER_EVERY", reminder_every)
+
+
+@contextlib.asynccontextmanager
+async def one_poller(
+    settings_for: Callable[..., Any], url: str, endpoint_url: str
+) -> AsyncIterator[tuple[Worker, FreezableProxy, list[dict[str, Any]]]]:
+    """A worker with one poller on ``url`` through a proxy, its logs captured, running once it
+    has sent a receive; stopped at the end, as SIGTERM stops it."""
+    proxy = proxy_to(endpoint_url)
+    with proxy.running() as proxied, capture_logs() as logs:
+        async with Worker(settings_for(url, endpoint_url=proxied, pollers_per_queue=1)) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                await until(lambda: worker.stats.sqs_calls["ReceiveMessage"] >= 1)
+                yield worker, proxy, logs
+            finally:
+                worker.stop()
+                await running
+                proxy.bring_back()
+
+
+async def flap(worker: Worker, proxy: FreezableProxy, times: int) -> None:
+    """SQS goes away and comes back ``times`` times, each time until the worker sees it (a
+    failed receive; then a receive that succeeds)."""
+    for _ in range(times):
+        proxy.take_down()
+        await until(lambda: worker.readiness() != [])
+        proxy.bring_back()
+        await until(lambda: worker.readiness() == [])
+
+
 async def test_an_outage_is_told_once_per_queue_with_reminders_and_its_end(
     sqs, make_queue, settings_for, endpoint_url, monkeypatch
 ) -> None:
     # given: two queues with three pollers each, reached through a proxy; receives back off
     # 0.1-0.5 s (many failures per poller), reminders come at most every 2 s
-    monkeypatch.setattr(worker_module, "RECONNECT_BASE", 0.2)
-    monkeypatch.setattr(worker_module, "RECONNECT_MAX", 0.5)
-    monkeypatch.setattr(outage_module, "REMINDER_EVERY", 2.0)
+    quick_outages(monkeypatch, 2.0)
     urls = [make_queue("outage-a")[0], make_queue("outage-b")[0]]
     names = [queue_name(url) for url in urls]
     rng = random.Random(21)
@@ -158,36 +193,21 @@ async def test_a_flapping_endpoint_is_told_as_one_outage_and_its_end_once_it_sta
 ) -> None:
     # given: one queue, one poller, through a proxy; receives back off 0.1-0.5 s; an outage
     # that begins again within 60 s of its end continues it (the window, the reminders')
-    monkeypatch.setattr(worker_module, "RECONNECT_BASE", 0.2)
-    monkeypatch.setattr(worker_module, "RECONNECT_MAX", 0.5)
-    monkeypatch.setattr(outage_module, "REMINDER_EVERY", 60.0)
+    quick_outages(monkeypatch, 60.0)
     url, _ = make_queue("flap")
     name = queue_name(url)
-    proxy = proxy_to(endpoint_url)
-    with proxy.running() as proxied, capture_logs() as logs:
-        settings = settings_for(url, endpoint_url=proxied, pollers_per_queue=1)
-        async with Worker(settings) as worker:
-            running = asyncio.create_task(worker.run())
-            try:
-                await until(lambda: worker.stats.sqs_calls["ReceiveMessage"] >= 1)
-                # when: SQS goes away and comes back three times, each time until the worker
-                # sees it (a failed receive; then a receive that succeeds)
-                for _ in range(3):
-                    proxy.take_down()
-                    await until(lambda: worker.readiness() != [])
-                    proxy.bring_back()
-                    await until(lambda: worker.readiness() == [])
-                began = [e for e in logs if str(e["event"]).startswith("cannot receive from")]
-                back = [e for e in logs if e["event"] == "receiving again"]
-                # ... and then stays up past the window (shortened now to 0.5 s)
-                monkeypatch.setattr(outage_module, "REMINDER_EVERY", 0.5)
-                await until(lambda: len([e for e in logs if e["event"] == "receiving again"]) > 1)
-            finally:
-                worker.stop()
-                await running
-            errors = worker.metrics.registry.get_sample_value(
-                "lambda_destinations_sqs_errors_total", {"operation": "ReceiveMessage"}
-            )
+    async with one_poller(settings_for, url, endpoint_url) as (worker, proxy, logs):
+        # when: SQS goes away and comes back three times, each time until the worker sees it
+        # (a failed receive; then a receive that succeeds)
+        await flap(worker, proxy, 3)
+        began = [e for e in logs if str(e["event"]).startswith("cannot receive from")]
+        back = [e for e in logs if e["event"] == "receiving again"]
+        # ... and then stays up past the window (shortened now to 0.5 s)
+        monkeypatch.setattr(outage_module, "REMINDER_EVERY", 0.5)
+        await until(lambda: len([e for e in logs if e["event"] == "receiving again"]) > 1)
+    errors = worker.metrics.registry.get_sample_value(
+        "lambda_destinations_sqs_errors_total", {"operation": "ReceiveMessage"}
+    )
 
     # then: one warning as it began, one line at its first end (before: a warning and a
     # `receiving again` each time it went and came back) ...
@@ -208,37 +228,21 @@ async def test_a_worker_stopped_during_an_outage_closes_it_in_the_log(
 ) -> None:
     # given: one queue, one poller, through a proxy; receives back off 0.1-0.5 s; reminders
     # and the window of a flap are 60 s, longer than the test
-    monkeypatch.setattr(worker_module, "RECONNECT_BASE", 0.2)
-    monkeypatch.setattr(worker_module, "RECONNECT_MAX", 0.5)
-    monkeypatch.setattr(outage_module, "REMINDER_EVERY", 60.0)
+    quick_outages(monkeypatch, 60.0)
     url, _ = make_queue(f"stop-{flaps}")
     name = queue_name(url)
-    proxy = proxy_to(endpoint_url)
-    with proxy.running() as proxied, capture_logs() as logs:
-        settings = settings_for(url, endpoint_url=proxied, pollers_per_queue=1)
-        async with Worker(settings) as worker:
-            running = asyncio.create_task(worker.run())
-            try:
-                await until(lambda: worker.stats.sqs_calls["ReceiveMessage"] >= 1)
-                # when: SQS goes away and comes back ``flaps`` times, each time until the
-                # worker sees it, then goes away (flaps 0) or stays (2: the end said at once
-                # only for the first flap; the whole outage's end waits for 60 s up) ...
-                for _ in range(flaps):
-                    proxy.take_down()
-                    await until(lambda: worker.readiness() != [])
-                    proxy.bring_back()
-                    await until(lambda: worker.readiness() == [])
-                if not flaps:
-                    proxy.take_down()
-                    await until(lambda: worker.readiness() != [])
-            finally:
-                # ... and the worker is stopped (as SIGTERM does) within the 60 s
-                worker.stop()
-                await running
-                proxy.bring_back()
-            errors = worker.metrics.registry.get_sample_value(
-                "lambda_destinations_sqs_errors_total", {"operation": "ReceiveMessage"}
-            )
+    async with one_poller(settings_for, url, endpoint_url) as (worker, proxy, logs):
+        # when: SQS goes away and comes back ``flaps`` times, each time until the worker sees
+        # it, then goes away (flaps 0) or stays (2: the end said at once only for the first
+        # flap; the whole outage's end waits for 60 s up) ...
+        await flap(worker, proxy, flaps)
+        if not flaps:
+            proxy.take_down()
+            await until(lambda: worker.readiness() != [])
+        # ... and the worker is stopped (as SIGTERM does) within the 60 s
+    errors = worker.metrics.registry.get_sample_value(
+        "lambda_destinations_sqs_errors_total", {"operation": "ReceiveMessage"}
+    )
 
     # then: the outage the log began, it closes, counting every failed receive (before: no
     # line, or for the flapping one only its first brief end)
