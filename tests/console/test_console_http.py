@@ -895,7 +895,7 @@ async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_sele
     # then: the page accounts for all six, as `replay` tallies them (before: "done: 5 of
     # about 6", then "error: 1" and "skipped: 4", with no reason)
     assert (job.state, job.total, job.done) == ("done", 6, 5)
-    assert '<span id="job-done">5</span> of 6</p>' in page
+    assert '<span id="job-done">5</span> of 6</span></p>' in page
     assert _job_page_lines(page) == [
         "skipped 4 · errors 1 · not reached 1",
         "skipped: 4",
