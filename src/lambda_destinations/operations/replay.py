@@ -159,11 +159,18 @@ async def replay_invocation(
     result = await _invoke_recorded(
         store, lambda_client, attempt, target, result, invoke_attempts=invoke_attempts
     )
-    if result.state is ReplayState.INVOKED:
-        await store.set_status([row.key], FailureStatus.REPLAYED, by=requested_by)
-        assert result.new_request_id is not None
-        await link_arrived(store, result.new_request_id, requested_by)
+    await _mark_invoked(store, row, result, requested_by)
     return result
+
+
+async def _mark_invoked(store: Store, row: InvocationRow, result: ReplayResult, by: str) -> None:
+    """An invoked replay: its original ``replayed``, and a record of the new invocation that
+    came in before the ledger had its request id linked to the attempt."""
+    if result.state is not ReplayState.INVOKED:
+        return
+    await store.set_status([row.key], FailureStatus.REPLAYED, by=by)
+    assert result.new_request_id is not None
+    await link_arrived(store, result.new_request_id, by)
 
 
 async def _handled_meanwhile(
