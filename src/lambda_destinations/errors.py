@@ -102,7 +102,17 @@ class NewerSchema(ConfigError):
 
 
 class TransientError(LambdaDestinationsError):
-    """A failure that may pass: retried in process, then by message-level retry."""
+    """A failure that may pass: retried in process, then by message-level retry.
+
+    ``retry_after``: seconds the other side asked to wait before the next try (an HTTP
+    ``Retry-After``). No try comes sooner: an in-process try waits that long if the in-process
+    budget (``handler_retry_max_delay``) allows it, else the message goes back to its queue
+    for that long, at most ``retry_max``.
+    """
+
+    def __init__(self, *args: object, retry_after: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after = retry_after
 
 
 class PermanentError(LambdaDestinationsError):

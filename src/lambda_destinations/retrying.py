@@ -19,12 +19,14 @@ from botocore.exceptions import (
 )
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential,
     wait_random,
 )
+from tenacity.stop import stop_base
 
 from lambda_destinations.errors import PermanentError, TransientError
 from lambda_destinations.redact import redact
@@ -182,6 +184,26 @@ def answered_and_transient(exc: BaseException) -> bool:
     return answered(exc) and is_transient(exc)
 
 
+def asked_wait(exc: BaseException | None) -> float | None:
+    """Seconds ``exc`` says the other side asked to wait before the next try (a
+    TransientError's ``retry_after``), else None."""
+    return exc.retry_after if isinstance(exc, TransientError) else None
+
+
+class _StopWhenAskedTooLong(stop_base):
+    """Stop when the last error asks for a wait the rest of ``max_delay`` cannot hold: the
+    message-level retry waits it instead, without holding a handler slot."""
+
+    def __init__(self, max_delay: float) -> None:
+        self.max_delay = max_delay
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        asked = asked_wait(outcome.exception() if outcome is not None else None)
+        elapsed = retry_state.seconds_since_start or 0.0
+        return asked is not None and elapsed + asked > self.max_delay
+
+
 def in_process_retrying(
     attempts: int,
     max_delay: float,
@@ -189,12 +211,23 @@ def in_process_retrying(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     retry_if: Callable[[BaseException], bool] = is_transient,
 ) -> AsyncRetrying:
-    """Tenacity policy for transient handler errors: a few quick tries, then give up."""
+    """Tenacity policy for transient handler errors: a few quick tries, then give up. A try
+    never comes sooner than the last error asked (:func:`asked_wait`)."""
+    backoff = wait_exponential(
+        multiplier=INITIAL_WAIT, max=max(INITIAL_WAIT, max_delay / 2)
+    ) + wait_random(0, INITIAL_WAIT)
+
+    def wait(retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        asked = asked_wait(outcome.exception() if outcome is not None else None)
+        return max(backoff(retry_state), asked or 0.0)
+
     return AsyncRetrying(
         retry=retry_if_exception(retry_if),
-        stop=stop_after_attempt(attempts) | stop_after_delay(max_delay),
-        wait=wait_exponential(multiplier=INITIAL_WAIT, max=max(INITIAL_WAIT, max_delay / 2))
-        + wait_random(0, INITIAL_WAIT),
+        stop=stop_after_attempt(attempts)
+        | stop_after_delay(max_delay)
+        | _StopWhenAskedTooLong(max_delay),
+        wait=wait,
         sleep=sleep,
         reraise=True,
     )
@@ -215,13 +248,24 @@ async def retry_transient(
     try:
         return await call()
     except Exception as exc:
-        if attempts < 2 or not is_transient(exc):
+        asked = asked_wait(exc)
+        if attempts < 2 or not is_transient(exc) or (asked or 0.0) > max_delay:
             raise
-    await sleep(INITIAL_WAIT + random.uniform(0, INITIAL_WAIT))
-    async for attempt in in_process_retrying(attempts - 1, max_delay, sleep=sleep):
+    first = max(INITIAL_WAIT + random.uniform(0, INITIAL_WAIT), asked or 0.0)
+    await sleep(first)
+    # What was asked counts against the budget: a second ask must fit in what is left.
+    budget = max_delay - first if asked else max_delay
+    async for attempt in in_process_retrying(attempts - 1, budget, sleep=sleep):
         with attempt:
             return await call()
     raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+
+def retry_delay(attempt: int, base: float, cap: float, asked: float | None = None) -> float:
+    """The message-level retry delay: :func:`backoff_delay`, or the wait the failure asked
+    for (:func:`asked_wait`) when that is longer, at most ``cap``."""
+    delay = backoff_delay(attempt, base, cap)
+    return delay if asked is None else max(delay, min(asked, cap))
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

@@ -10,6 +10,7 @@ import pytest
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
+from lambda_destinations.errors import TransientError
 from lambda_destinations.handlers import HandlerRegistry
 from lambda_destinations.handlers.jobs import JobContext
 from lambda_destinations.store import JobState, ScheduledJob, Store, utcnow
@@ -93,6 +94,34 @@ async def test_a_transient_failure_runs_again_later_then_gives_up(
     assert second is not None
     assert second.state is JobState.FAILED
     assert second.last_error == "gave up after 2 tries: ConnectionResetError: reset by peer"
+
+
+@pytest.mark.parametrize(("asked", "wait"), [(1.8, 1.8), (3600, 2.0)])
+async def test_a_transient_failure_that_asks_for_a_wait_runs_no_sooner_nor_after_retry_max(
+    scheduler: Scheduler,
+    jobs_store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    asked: float,
+    wait: float,
+) -> None:
+    # given: a digest whose webhook answered 429 with a Retry-After (the backoff is 0.5-1 s,
+    # retry_max 2 s)
+    async def throttled(job: ScheduledJob, context: JobContext) -> None:
+        raise TransientError("answered 429", retry_after=asked)
+
+    monkeypatch.setattr(scheduler, "_runner", lambda kind: throttled)
+    await jobs_store.schedule_job(due("throttled:1", "throttled"))
+
+    # when
+    before = utcnow()
+    await scheduler.run_due()
+
+    # then: due again no sooner than asked, and no later than retry_max
+    job = await jobs_store.get_job("throttled:1")
+    assert job is not None
+    assert job.state is JobState.PENDING
+    seconds = dt.timedelta(seconds=wait)
+    assert before + seconds <= job.due_at <= utcnow() + seconds
 
 
 async def test_stop_ends_the_loop_and_an_idle_scheduler_only_reads(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import hashlib
 import hmac
 import json
 import re
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,7 +23,7 @@ from structlog.testing import capture_logs
 
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
-from lambda_destinations.handlers.webhook import build, idempotency_key
+from lambda_destinations.handlers.webhook import build, idempotency_key, retry_after
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import RunState, Store
 from lambda_destinations.worker import Worker
@@ -38,6 +40,7 @@ class Receiver:
         self.script: list[int] = []  # statuses to answer first, then 200
         self.delays: list[float] = []  # seconds to wait before answering, first requests
         self.echo = False  # a refusal quotes the request, as Express's "Cannot POST /path"
+        self.refusal_headers: dict[str, str] = {}  # sent with every status of 300 or more
         self.held = 0  # the first requests to answer only once `gate` is set
         self.gate = asyncio.Event()
         self.arrived = asyncio.Event()  # set by each request
@@ -52,6 +55,7 @@ class Receiver:
                 "headers": dict(request.headers),
                 "raw": raw,
                 "body": json.loads(raw),
+                "at": asyncio.get_running_loop().time(),  # when it arrived, by the server's clock
             }
         )
         self.arrived.set()
@@ -64,7 +68,9 @@ class Receiver:
         if status >= 300 and self.echo:
             sent = " ".join(f"{k}: {v}" for k, v in request.headers.items())
             return web.Response(status=status, text=f"Cannot POST {request.path_qs}\n{sent}")
-        return web.Response(status=status, text="ok" if status < 300 else "invalid_payload")
+        if status < 300:
+            return web.Response(status=status, text="ok")
+        return web.Response(status=status, text="invalid_payload", headers=self.refusal_headers)
 
     async def start(self) -> None:
         app = web.Application()
@@ -338,6 +344,105 @@ async def test_5xx_is_retried_with_the_same_idempotency_key(
     assert stats.outcomes["ack"] == 1
     assert len(receiver.requests) == 3
     assert len({r["headers"]["Idempotency-Key"] for r in receiver.requests}) == 1
+
+
+async def test_a_short_retry_after_is_waited_in_process(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    # given: a server that answers 429 asking for 2 seconds, within the in-process budget
+    url, _ = make_queue("hook-retry-after-short")
+    send_records(sqs, url, [failure_record()])
+    receiver.script = [429]
+    receiver.refusal_headers = {"Retry-After": "2"}
+    worker = {"handler_retry_max_delay": 5.0}
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url, worker=worker)
+
+    # when
+    stats = await drain(settings)
+
+    # then: the second POST came no sooner than asked (the server's own clock), in process
+    assert stats.outcomes["ack"] == 1
+    assert stats.outcomes["retry"] == 0
+    first, second = receiver.requests
+    assert second["at"] - first["at"] >= 2.0
+
+
+def http_date_in(seconds: float) -> str:
+    return email.utils.formatdate(time.time() + seconds, usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("header", "delay"),
+    [
+        ("120", 120),  # over the in-process budget: the queue waits it, not a handler slot
+        (http_date_in(3600), 600),  # an hour, as an HTTP date: capped at retry_max
+    ],
+)
+async def test_a_long_retry_after_returns_the_message_to_the_queue_for_that_long(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    header: str,
+    delay: int,
+) -> None:
+    # given: a server that answers 503 asking for longer than in-process retries may wait
+    url, _ = make_queue("hook-retry-after-long")
+    send_records(sqs, url, [failure_record()])
+    receiver.script = [503]
+    receiver.refusal_headers = {"Retry-After": header}
+    settings = hook_settings(
+        endpoint_url, url, sqlite_url, url=receiver.url, worker={"retry_max": 600.0}
+    )
+
+    # when
+    with capture_logs() as logs:
+        stats = await drain(settings)
+
+    # then: one POST, and the message hidden for the delay asked, at most retry_max; the log
+    # line says what was asked
+    assert len(receiver.requests) == 1
+    assert stats.outcomes["retry"] == 1
+    (retried,) = [e for e in logs if e["event"] == "message will be retried"]
+    assert retried["delay"] == delay
+    assert retried["retry_after"] >= delay
+    assert "answered 503 (Retry-After: " in retried["reason"]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+@pytest.mark.parametrize("header", ["soon", "-5", "1.5", "Mon, 99 Foo 2026"])
+async def test_a_retry_after_that_is_not_a_delay_is_ignored(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    header: str,
+) -> None:
+    url, _ = make_queue("hook-retry-after-garbage")
+    send_records(sqs, url, [failure_record()])
+    receiver.script = [429]
+    receiver.refusal_headers = {"Retry-After": header}
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url)
+
+    stats = await drain(settings)
+
+    # retried in process with the backoff, as without the header
+    assert stats.outcomes["ack"] == 1
+    assert len(receiver.requests) == 2
+    assert retry_after(header) is None
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert retry_after(None) is None
+    assert retry_after(" 30 ") == 30
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # a date past: no wait
+    assert 290 <= (retry_after(http_date_in(300)) or 0) <= 300
+    assert 290 <= (retry_after(http_date_in(300).removesuffix(" GMT")) or 0) <= 300
 
 
 async def test_4xx_quarantines_the_message_with_the_status(

@@ -26,8 +26,9 @@
 ``email``); a string that is exactly one field, such as ``"{payload}"`` or ``"{invoke_count}"``,
 keeps that field's JSON value. Every request carries an ``Idempotency-Key`` derived from the
 handler and the record key, so a receiver can drop a duplicate. 2xx completes; 408, 429, 5xx
-and connection errors are retried; any other status quarantines the message with the status
-and the start of the answer; redirects are not followed. A request whose answer never came
+and connection errors are retried, never sooner than a ``Retry-After`` header (seconds or an
+HTTP date) asks; any other status quarantines the message with the status and the start of the
+answer; redirects are not followed. A request whose answer never came
 (timeout, connection lost after sending, or cut off by the worker) is in doubt:
 ``in_doubt = "resend"`` (the default) sends it again, with the same idempotency key; ``"skip"``
 records it as done and logs it.
@@ -37,10 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import email.utils
 import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import os
 import re
 import time
@@ -84,6 +88,7 @@ PAGERDUTY_SUMMARY_MAX = 1024
 PAGERDUTY_DEDUP_MAX = 255
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
+_DELAY_SECONDS = re.compile(r"[0-9]{1,10}")  # RFC 9110 delay-seconds, within reason
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _HEADER_VALUE_REFUSED = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but tab
@@ -431,6 +436,7 @@ class WebhookHandler(storm.Notifier):
                 ):
                     call.answered()
                     status = answer.status
+                    asked = retry_after(answer.headers.get("Retry-After"))
                     # A 2xx says the receiver has the request: its body is not read, so a body
                     # cut short or never sent cannot put a delivered request in doubt.
                     text = "" if 200 <= status < 300 else await _answer_start(answer)
@@ -443,19 +449,40 @@ class WebhookHandler(storm.Notifier):
             what = f"webhook {self.where} ({type(exc).__name__})"
             self.settle(what, exc, context=context, log=log)
             return
-        self._judge(status, text)
+        self._judge(status, text, asked)
         log.info("webhook sent", handler=self.name, url=self.where, status=status)
 
-    def _judge(self, status: int, text: str) -> None:
+    def _judge(self, status: int, text: str, asked: float | None = None) -> None:
         if 200 <= status < 300:
             return
         answer = " ".join(mask_secrets(text, self.secrets).split())[:_ANSWER_SHOWN]
-        reason = f"webhook {self.where} answered {status}" + (f": {answer}" if answer else "")
+        reason = f"webhook {self.where} answered {status}"
         if status >= 500 or status in _RETRIED_STATUSES:
-            raise TransientError(reason)
+            if asked is not None:
+                reason += f" (Retry-After: {asked:g}s)"
+            raise TransientError(reason + (f": {answer}" if answer else ""), retry_after=asked)
+        reason += f": {answer}" if answer else ""
         if 300 <= status < 400:
             reason += " (redirects are not followed: set the final URL)"
         raise PermanentError(reason)
+
+
+def retry_after(value: str | None) -> float | None:
+    """The seconds a ``Retry-After`` header asks to wait: delay-seconds or an HTTP date (RFC
+    9110, 10.2.3); a date past is 0. None for no header, or one that is neither: ignored, the
+    backoff applies."""
+    if value is None:
+        return None
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; an obsolete form may not say so
+        when = when.replace(tzinfo=dt.UTC)
+    return float(max(0, math.ceil(when.timestamp() - time.time())))
 
 
 async def _answer_start(answer: aiohttp.ClientResponse) -> str:

@@ -45,10 +45,11 @@ from lambda_destinations.handlers.base import (
 from lambda_destinations.handlers.in_doubt import in_doubt_note
 from lambda_destinations.redact import redact
 from lambda_destinations.retrying import (
-    backoff_delay,
+    asked_wait,
     classify,
     describe_error,
     is_transient,
+    retry_delay,
     retry_transient,
 )
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
@@ -388,7 +389,7 @@ class Dispatcher:
         except HandlerFailed as exc:
             if exc.permanent:
                 return await self.quarantine(item, str(exc), key=decoded.key)
-            return await self.retry(item, str(exc))
+            return await self.retry(item, str(exc), asked=asked_wait(exc.error))
         except StoreUnavailable as exc:
             self.store_down(exc)
             return await self.retry(item, f"store unavailable: {exc}")
@@ -652,16 +653,27 @@ class Dispatcher:
         self.acks.submit(item.queue.url, {"ReceiptHandle": item.receipt})
         return Outcome.ACK
 
-    async def retry(self, item: InFlight, reason: str, *, delay: float | None = None) -> Outcome:
+    async def retry(
+        self,
+        item: InFlight,
+        reason: str,
+        *,
+        delay: float | None = None,
+        asked: float | None = None,
+    ) -> Outcome:
+        """Hide ``item`` for ``delay``, else for the backoff or the wait the failure ``asked``
+        (a Retry-After), at most ``retry_max``; within SQS's 12 hours from the receipt."""
         if delay is None:
-            delay = backoff_delay(
-                item.receive_count, self.settings.retry_base, self.settings.retry_max
+            delay = retry_delay(
+                item.receive_count, self.settings.retry_base, self.settings.retry_max, asked
             )
         seconds = max(0, min(self._visibility_left(item), round(delay)))
         item.settled = True
         self.stats.outcomes[Outcome.RETRY] += 1
         self.metrics.messages_by(item.queue.name, Outcome.RETRY.value).inc()
-        log.info("message will be retried", reason=reason, delay=seconds)
+        # The wait asked for is logged beside the delay, so a shorter one (capped) shows.
+        extra = {} if asked is None else {"retry_after": asked}
+        log.info("message will be retried", reason=reason, delay=seconds, **extra)
         self.visibility.submit(
             item.queue.url, {"ReceiptHandle": item.receipt, "VisibilityTimeout": seconds}
         )

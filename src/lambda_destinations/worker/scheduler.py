@@ -27,7 +27,13 @@ from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.handlers.jobs import JobContext, JobRunner
 from lambda_destinations.handlers.replay import run_replay_job
 from lambda_destinations.handlers.storm import run_digest_job
-from lambda_destinations.retrying import backoff_delay, classify, describe_error
+from lambda_destinations.retrying import (
+    asked_wait,
+    backoff_delay,
+    classify,
+    describe_error,
+    retry_delay,
+)
 from lambda_destinations.store import ScheduledJob, utcnow
 from lambda_destinations.worker.metrics import Metrics
 from lambda_destinations.worker.retention import run_retention_job
@@ -227,7 +233,9 @@ class Scheduler:
             return
         if kind == "unknown":
             log.error("job raised an unexpected error", error=error, exc_info=exc)
-        delay = backoff_delay(job.attempts, self.settings.retry_base, self.settings.retry_max)
+        delay = retry_delay(
+            job.attempts, self.settings.retry_base, self.settings.retry_max, asked_wait(exc)
+        )
         due_at = utcnow() + dt.timedelta(seconds=delay)
         log.warning("job will run again", error=error, delay=round(delay, 1))
         await self.store.retry_job(job.key, self.owner, due_at=due_at, error=error)
