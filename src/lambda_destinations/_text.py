@@ -81,3 +81,19 @@ def capped(text: str, whole: str, limit: int = SHOWN_TEXT) -> str:
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+# The C0 controls, DEL and the C1 controls: no header or other one-line field carries them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: each run of whitespace and control characters (C0, DEL, C1)
+    becomes one space, and the ends are trimmed.
+
+    A space, not U+FFFD or an escape (:func:`visible`): ``str.split`` already takes several
+    controls for whitespace (vertical tab, form feed, 0x1c-0x1f, NEL), so the rest follow
+    them; a space keeps apart the words a control stood between, and collapses away beside
+    one, where a replacement character or ``\\x1b`` would put noise in every inbox's list.
+    """
+    return " ".join(_CONTROL.sub(" ", text).split())

@@ -313,6 +313,55 @@ async def test_smtp_long_subjects_arrive_exactly_as_rendered(
     assert sorted(m["Subject"] for m in smtp_server.messages) == sorted(LONG_SUBJECTS)
 
 
+# NUL, ESC (a terminal colour), BEL, DEL, a C1 CSI, NEL and CR LF in what a function wrote
+CONTROL_MESSAGE = "disk\x00full \x1b[31mred\x1b[0m bell\x07 del\x7fcsi\x9b end\x85\r\nnext"
+# Each control is a space, and a run of them with spaces is one: no control reaches a Subject.
+CONTROL_SUBJECT = "disk full [31mred [0m bell del csi end next"
+
+
+@pytest.mark.parametrize("transport", ["ses", "smtp"])
+async def test_control_characters_never_reach_the_subject(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+    transport: str,
+) -> None:
+    # given: a record whose error message, the subject, has control characters
+    url, _ = make_queue(f"{transport}-control-subject")
+    send_records(sqs, url, [failure_record(message=CONTROL_MESSAGE)])
+    sender, to = unique_address("alerts"), unique_address()
+    if transport == "ses":
+        verify_sender(endpoint_url, sender)
+        settings = mail_settings(
+            endpoint_url,
+            url,
+            store=sqlite_url,
+            subject="{error_message}",
+            to=to,
+            **{"from": sender},
+        )
+    else:
+        settings = smtp_settings(
+            endpoint_url, url, store=sqlite_url, port=smtp_server.port, subject="{error_message}"
+        )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: what SES (moto) or the SMTP server received
+    assert stats.outcomes["ack"] == 1
+    if transport == "ses":
+        (mail,) = emails_to(endpoint_url, to)
+        subject = mail.subject
+    else:
+        (message,) = smtp_server.messages
+        subject = str(message["Subject"])
+    assert subject == CONTROL_SUBJECT
+
+
 @pytest.mark.parametrize("subject", LONG_SUBJECTS)
 def test_a_long_subject_is_folded_into_lines_of_78_at_most(subject: str) -> None:
     folded = fold_subject(subject)

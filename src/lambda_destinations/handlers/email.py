@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import aiosmtplib
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from lambda_destinations._text import one_line
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers._subject import FoldedSubject
@@ -57,6 +58,7 @@ from lambda_destinations.handlers.templates import (
     Duration,
     NonBlank,
     Template,
+    cut,
     parse_options,
     record_fields,
 )
@@ -344,9 +346,9 @@ def smtp_outcome(
 
 
 def _one_line(text: str, limit: int = 250) -> str:
-    """A header value: one line (no header injection), cut to ``limit`` characters."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    """A header value: one line (no header injection), without control characters (a NUL or
+    an ESC in a Subject), cut to ``limit`` characters."""
+    return cut(one_line(text), limit)
 
 
 def _payload_section(title: str, value: Any, limit: int) -> str:
