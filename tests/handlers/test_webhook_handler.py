@@ -711,6 +711,31 @@ async def test_the_slack_preset_sends_text(
     }
 
 
+async def test_the_slack_preset_keeps_its_text_within_slacks_limit(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    # given: a message of 45,000 characters, over the 40,000 Slack truncates `text` at
+    url, _ = make_queue("hook-slack-long")
+    send_records(sqs, url, [failure_record(message="x" * 9000)])
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        preset="slack",
+        url=receiver.url,
+        message="{error_message}" * 5,
+    )
+
+    # when
+    await drain(settings)
+
+    # then: cut with an ellipsis, so a reader sees that it was
+    (request,) = receiver.requests
+    text = request["body"]["text"]
+    assert len(text) == 40_000
+    assert text.endswith("x…")
+
+
 @pytest.mark.parametrize("preset", ["slack", "pagerduty"])
 async def test_a_preset_message_that_renders_blank_sends_the_default(
     sqs: Any,

@@ -86,6 +86,12 @@ DEFAULT_MESSAGE = "{summary:.1000}"  # a preset's text
 # PagerDuty Events API v2 refuses an event whose payload.summary or dedup_key is longer.
 PAGERDUTY_SUMMARY_MAX = 1024
 PAGERDUTY_DEDUP_MAX = 255
+# Slack truncates a message's `text` over 40,000 characters, incoming webhooks included
+# (https://api.slack.com/changelog/2018-04-truncating-really-long-messages), with no sign of
+# it in the channel: the preset cuts it with an ellipsis first. The preset sends no blocks, so
+# the 3,000 characters of a section block's text
+# (https://api.slack.com/reference/block-kit/blocks#section) do not apply.
+SLACK_TEXT_MAX = 40_000
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
 _DELAY_SECONDS = re.compile(r"[0-9]{1,10}")  # RFC 9110 delay-seconds, within reason
@@ -125,6 +131,13 @@ GENERIC_DIGEST: dict[str, Any] = {
 def slack_bodies(message: NonBlank, digest: NonBlank) -> tuple[Any, Any]:
     """Slack incoming webhooks take ``{"text": ...}`` (mrkdwn)."""
     return {"text": message}, {"text": digest}
+
+
+def slack_fit(body: Any) -> Any:
+    """A Slack message whose ``text`` is within Slack's limit, cut with an ellipsis."""
+    if isinstance(body, dict) and isinstance(body.get("text"), str):
+        return {**body, "text": cut(body["text"], SLACK_TEXT_MAX)}
+    return body
 
 
 def pagerduty_bodies(message: NonBlank, digest: NonBlank, severity: str) -> tuple[Any, Any]:
@@ -525,6 +538,9 @@ def _bodies(parsed: WebhookOptions, where: str) -> tuple[Any, Any]:
     )
 
 
+_FITS: dict[str, Callable[[Any], Any]] = {"slack": slack_fit, "pagerduty": pagerduty_fit}
+
+
 def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHandler:
     parsed = parse_options(WebhookOptions, name, options)
     where = f"handlers.{name}"
@@ -557,5 +573,5 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
         timeout=parsed.timeout,
         in_doubt=parsed.in_doubt,
         storm=parsed.storm,
-        fit=pagerduty_fit if parsed.preset == "pagerduty" else None,
+        fit=_FITS.get(parsed.preset) if parsed.preset else None,
     )
