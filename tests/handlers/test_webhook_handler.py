@@ -346,14 +346,23 @@ async def test_5xx_is_retried_with_the_same_idempotency_key(
     assert len({r["headers"]["Idempotency-Key"] for r in receiver.requests}) == 1
 
 
+def asking_to_wait(
+    sqs: Any, make_queue: Callable[..., Any], receiver: Receiver, status: int, header: str
+) -> str:
+    """A new queue with one record, whose first POST ``receiver`` answers ``status`` with
+    ``Retry-After: header``."""
+    url, _ = make_queue(f"hook-retry-after-{status}")
+    send_records(sqs, url, [failure_record()])
+    receiver.script = [status]
+    receiver.refusal_headers = {"Retry-After": header}
+    return url
+
+
 async def test_a_short_retry_after_is_waited_in_process(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
 ) -> None:
     # given: a server that answers 429 asking for 2 seconds, within the in-process budget
-    url, _ = make_queue("hook-retry-after-short")
-    send_records(sqs, url, [failure_record()])
-    receiver.script = [429]
-    receiver.refusal_headers = {"Retry-After": "2"}
+    url = asking_to_wait(sqs, make_queue, receiver, 429, "2")
     worker = {"handler_retry_max_delay": 5.0}
     settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url, worker=worker)
 
@@ -388,10 +397,7 @@ async def test_a_long_retry_after_returns_the_message_to_the_queue_for_that_long
     delay: int,
 ) -> None:
     # given: a server that answers 503 asking for longer than in-process retries may wait
-    url, _ = make_queue("hook-retry-after-long")
-    send_records(sqs, url, [failure_record()])
-    receiver.script = [503]
-    receiver.refusal_headers = {"Retry-After": header}
+    url = asking_to_wait(sqs, make_queue, receiver, 503, header)
     settings = hook_settings(
         endpoint_url, url, sqlite_url, url=receiver.url, worker={"retry_max": 600.0}
     )
@@ -423,10 +429,7 @@ async def test_a_retry_after_that_is_not_a_delay_is_ignored(
     receiver: Receiver,
     header: str,
 ) -> None:
-    url, _ = make_queue("hook-retry-after-garbage")
-    send_records(sqs, url, [failure_record()])
-    receiver.script = [429]
-    receiver.refusal_headers = {"Retry-After": header}
+    url = asking_to_wait(sqs, make_queue, receiver, 429, header)
     settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url)
 
     stats = await drain(settings)
