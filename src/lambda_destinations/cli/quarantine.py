@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from lambda_destinations._text import visible
+from lambda_destinations._text import capped, visible
 from lambda_destinations.cli._app import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -156,7 +156,9 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
         for attribute, value in row.message_attributes.items():
             click.echo(visible(f"  {attribute} = {attribute_text(value)}"))
     click.echo("\nbody")
-    click.echo(visible(pretty_body(row.body)))
+    # A body carries up to 1 MiB: cut as the console cuts it, saying where the whole is.
+    whole = f"quarantine show {row.id} --json prints it whole"
+    click.echo(visible(capped(pretty_body(row.body), whole)))
 
 
 @subcommand(quarantine_group, "resend")
