@@ -190,3 +190,24 @@ async def test_a_replica_waits_out_another_migration_longer_than_command_timeout
     assert applied == [m.version for m in MIGRATIONS]
     said = [e["event"] for e in logs if e["event"].startswith("waiting for another process")]
     assert said == ["waiting for another process to finish migrating the store"]
+
+
+async def test_a_busy_worker_reuses_its_connections_instead_of_opening_new_ones(
+    postgres_url: str,
+) -> None:
+    # given: more store calls at once than the pool holds, as a worker's 32 handlers make
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+        assert isinstance(store, PostgresStore)
+        opened: list[object] = []
+        sa.event.listen(store.engine.sync_engine, "connect", lambda *_: opened.append(1))
+        everything = InvocationFilter(failed_only=False)
+
+        # when: four bursts of 40 calls
+        for _ in range(4):
+            await asyncio.gather(*(store.count_invocations(everything) for _ in range(40)))
+
+        # then: the connections of the first burst serve the others (a connection past the
+        # pool's size was closed as soon as it was given back, and the next burst opened it
+        # again: a PostgreSQL backend started, and stopped, for a few statements)
+        assert 0 < len(opened) <= 20

@@ -113,8 +113,11 @@ class PostgresStore(SqlStore):
         self,
         url: str,
         *,
-        pool_size: int = 10,
-        max_overflow: int = 10,
+        # Every connection stays open once made: SQLAlchemy closes a connection past
+        # pool_size as soon as it is given back, and a worker whose handlers keep the pool
+        # full opened (and PostgreSQL forked a backend for) a new one every few statements.
+        pool_size: int = 20,
+        max_overflow: int = 0,
         connect_timeout: float = 10.0,
         pool_timeout: float = 30.0,
         command_timeout: float | None = 60.0,
