@@ -387,3 +387,33 @@ def test_a_failure_ignored_while_it_waits_its_turn_is_not_replayed(
     assert results[1].detail == "ignored by cli ann@box meanwhile"
     assert [p for _, p in lambda_endpoint.invocations()] == [PAYLOADS[0], PAYLOADS[2]]
     assert ledger(sqlite_url, failures)[failures[1].key] == []
+
+
+def test_an_attempt_another_run_is_making_is_not_called_interrupted(
+    lambda_endpoint, lambda_env, failures, sqlite_url
+) -> None:
+    # given: another run recorded its attempt and is waiting for Lambda's answer (two
+    # operators replaying the same selection at once: seen with two bulk replays in a probe)
+    async def begin() -> None:
+        async with Store.from_url(sqlite_url) as store:
+            attempt = ReplayAttempt(
+                original_key=failures[0].key,
+                original_request_id=failures[0].request_id,
+                function_arn=failures[0].function_arn or "",
+                attempt=1,
+                trigger="manual",
+                requested_by="cli other@host",
+            )
+            assert await store.add_replay(attempt)
+
+    asyncio.run(begin())
+    lambda_endpoint.start_recording()
+
+    # when
+    run = cli("replay", failures[0].request_id or "", "--yes", env=lambda_env)
+
+    # then: skipped, and told it may be under way rather than that it was cut off
+    assert run.returncode == 0, run.stderr
+    assert lambda_endpoint.invocations() == []
+    assert "was interrupted" not in run.stdout
+    assert "has no outcome yet: another run may be invoking it now" in run.stdout

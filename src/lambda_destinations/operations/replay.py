@@ -282,10 +282,17 @@ def _already_replayed(
     if counted is not None:
         when = utc_text(counted.requested_at) + " UTC"
         if counted.outcome is ReplayOutcome.PENDING:
+            # With no detail, the run that made it wrote nothing after it: it may still be
+            # waiting for Lambda (two operators replaying at once), or it died mid-call.
+            state = (
+                "was interrupted and may have reached Lambda"
+                if counted.detail
+                else "has no outcome yet: another run may be invoking it now, or it stopped "
+                "mid-call and may have reached Lambda"
+            )
             return (
                 SkipReason.IN_DOUBT,
-                f"attempt {counted.attempt} ({when}, {counted.requested_by}) was interrupted "
-                f"and may have reached Lambda{FORCE_HINT}",
+                f"attempt {counted.attempt} ({when}, {counted.requested_by}) {state}{FORCE_HINT}",
             )
         new = f", new request id {counted.new_request_id}" if counted.new_request_id else ""
         return (
