@@ -111,9 +111,10 @@ async def test_a_body_nested_too_deeply_is_shown_as_it_is(
         assert DEEP not in shown_as
         assert cut in shown_as
         assert whole in shown_as
-    assert json.loads(shown("quarantine", "show", str(row["id"]), "--json", env=cli_env))[
-        "body"
-    ] == DEEP
+    assert (
+        json.loads(shown("quarantine", "show", str(row["id"]), "--json", env=cli_env))["body"]
+        == DEEP
+    )
 
 
 # A function's error text that would drive the terminal (ESC, CR) and reorder what is read

@@ -55,27 +55,23 @@ _FIELDS = tuple(column.name for column in replays.columns if column.name != "id"
 _KEYS_PER_QUERY = 500
 
 
-def _replay_records(*which: sa.ColumnElement[bool]) -> sa.Update:
-    """Mark ``which`` open failure records ``replay``: the records of a replay's new
-    invocation (see ``_sql._status_as_saved`` for the save's own look-up)."""
+def _replay_record(new_request_id: str) -> sa.Update:
+    """Mark the open failure records of a replay's new invocation ``replay``: those saved
+    before the ledger had its request id (the save marks it itself otherwise: see
+    ``_sql._status_as_saved``)."""
     return (
         sa.update(invocations)
-        .where(*which, invocations.c.status == FailureStatus.OPEN)
+        .where(
+            invocations.c.request_id == new_request_id,
+            invocations.c.status == FailureStatus.OPEN,
+        )
         .values(status=FailureStatus.REPLAY, status_at=utcnow())
     )
 
 
-def _replay_record(new_request_id: str) -> sa.Update:
-    """The open failure records of ``new_request_id``, marked ``replay``: those saved before
-    the ledger had the request id (the save marks it itself otherwise)."""
-    return _replay_records(invocations.c.request_id == new_request_id)
-
-
-def replays_of_saved(keys: Sequence[str]) -> sa.Update:
-    """The open failure records of ``keys`` whose request id the ledger has, marked
-    ``replay``: run after the save's commit (see ``LedgerMixin._overlapping_writers``)."""
-    ledgered = sa.exists().where(replays.c.new_request_id == invocations.c.request_id)
-    return _replay_records(invocations.c.key.in_(keys), ledgered)
+# Waits for every write to the invocations that has begun (the worker's saves: their INSERT
+# holds ROW EXCLUSIVE until it commits) and holds back those that begin meanwhile.
+_SAVES_SETTLED = sa.text("LOCK TABLE invocations IN SHARE MODE")
 
 
 def _attempt_from(row: Any) -> ReplayAttempt:
@@ -90,10 +86,12 @@ class LedgerMixin(SqlAccess):
     # was committed when it began (PostgreSQL's READ COMMITTED; SQLite takes its write lock
     # before a write transaction reads). Then a replay's record saved while the ledger records
     # its request id can be missed by both sides: the save's look-up began before the ledger's
-    # commit, the ledger's UPDATE before the save's. So each side marks the records once more
-    # after its own commit, in a statement that begins after it: of the two commits, the
-    # later one's side sees the earlier one's row (``update_replay`` here, the save in
-    # postgres.py).
+    # commit, the ledger's UPDATE before the save's. So once the ledger's row is committed,
+    # ``update_replay`` marks the records again under a SHARE lock on the table, which waits
+    # for the saves under way and holds back new ones: a save that began before the ledger's
+    # commit is committed by then and seen; one that begins after it sees the ledger's row.
+    # The saves, the worker's hot path, pay nothing for it; a replay holds them back for one
+    # indexed UPDATE.
     _overlapping_writers = False
 
     def _insert_replay(self) -> Any:
@@ -169,7 +167,8 @@ class LedgerMixin(SqlAccess):
                 if changed and new_request_id is not None:
                     await conn.execute(_replay_record(new_request_id))
             if changed and new_request_id is not None and self._overlapping_writers:
-                async with self._write() as conn:
+                async with self._write(atomic=True) as conn:
+                    await conn.execute(_SAVES_SETTLED)
                     await conn.execute(_replay_record(new_request_id))
         if changed == 0:
             raise KeyError(f"no replay attempt with id {replay_id}")

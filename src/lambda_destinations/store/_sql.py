@@ -262,11 +262,6 @@ class _Save:
     def key(self) -> str:
         return str(self.invocation["key"])
 
-    @property
-    def replay_of(self) -> str | None:
-        """The request id the INSERT looks up in the replay ledger: an open failure's."""
-        return self.invocation["b_replay_of"]  # type: ignore[no-any-return]
-
     def holds_delivery(self, stored: Any) -> bool:
         """Is this save's delivery the one the stored row ``stored`` holds?"""
         return (

@@ -19,10 +19,8 @@ import structlog
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.store._access import StoreConnection, StoreEngine
 from lambda_destinations.store._glob import Glob
-from lambda_destinations.store._ledger import replays_of_saved
 from lambda_destinations.store._listen import InvocationListener
 from lambda_destinations.store._sql import (
     OLDER_SCHEMA,
@@ -161,7 +159,6 @@ class PostgresStore(SqlStore):
         super().__init__(url, group_commit=group_commit)
         self._listener = InvocationListener(self._listening_engine)
         self._told_waiting = False  # for another process's migration, see _lock_migrations
-        self._looking_again: set[asyncio.Task[None]] = set()
 
     def _listening_engine(self) -> AsyncEngine:
         engine = self.engine  # raises if the store is not open
@@ -170,13 +167,7 @@ class PostgresStore(SqlStore):
 
     async def close(self) -> None:
         await self._listener.close()
-        await self.settled()
         await super().close()
-
-    async def settled(self) -> None:
-        """Return once the saves' second looks in the ledger (see ``_save_batch``) are done."""
-        while self._looking_again:
-            await asyncio.gather(*self._looking_again)
 
     async def wait_for_invocation(
         self,
@@ -224,16 +215,6 @@ class PostgresStore(SqlStore):
             new_keys = await conn.run_sync(
                 self._insert_invocations, [save.invocation for save in firsts.values()]
             )
-        # New open failures (a success's b_replay_of is NULL), looked up in the ledger again
-        # now that they are committed: see LedgerMixin._overlapping_writers. One statement for
-        # the batch, none for a batch of successes, and the batch's saves do not wait for it:
-        # the race it closes is milliseconds wide, and a third round trip a batch slowed
-        # every save.
-        failures = [key for key, save in firsts.items() if key in new_keys and save.replay_of]
-        if failures:
-            task = asyncio.get_running_loop().create_task(self._look_again(failures))
-            self._looking_again.add(task)
-            task.add_done_callback(self._looking_again.discard)
         outcome = SaveOutcome.of(saves, firsts, new_keys)
         if outcome.others or outcome.unfolded:
             async with self._write(atomic=True) as conn:
@@ -241,18 +222,6 @@ class PostgresStore(SqlStore):
         return outcome.new
 
     _overlapping_writers = True  # READ COMMITTED: see LedgerMixin
-
-    async def _look_again(self, keys: list[str]) -> None:
-        try:
-            async with self._write() as conn:
-                await conn.execute(replays_of_saved(keys))
-        except LambdaDestinationsError as exc:  # the saves are done: say what may be left open
-            log.warning(
-                "could not look saved failures up in the replay ledger again; a replay's own "
-                "failure among them may show as open (`failures list --status open`)",
-                failures=len(keys),
-                error=str(exc),
-            )
 
     def _insert(self, table: sa.Table) -> postgresql_dml.Insert:
         return postgresql_dml.insert(table)
