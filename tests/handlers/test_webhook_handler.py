@@ -380,22 +380,24 @@ def http_date_in(seconds: float) -> str:
     return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
 
-@pytest.mark.parametrize(
-    ("header", "delay"),
-    [
-        ("120", 120),  # over the in-process budget: the queue waits it, not a handler slot
-        (http_date_in(3600), 600),  # an hour, as an HTTP date: capped at retry_max
-    ],
-)
+# Each case's header made when the test runs (an HTTP date is an hour from then): a value made
+# at collection would differ between pytest-xdist's workers, which must collect the same tests.
+LONG_WAITS = {
+    "seconds": (lambda: "120", 120),  # over the in-process budget: the queue waits, not a slot
+    "http-date": (lambda: http_date_in(3600), 600),  # an hour: capped at retry_max
+}
+
+
+@pytest.mark.parametrize("case", LONG_WAITS)
 async def test_a_long_retry_after_returns_the_message_to_the_queue_for_that_long(
     sqs: Any,
     make_queue: Callable[..., Any],
     endpoint_url: str,
     sqlite_url: str,
     receiver: Receiver,
-    header: str,
-    delay: int,
+    case: str,
 ) -> None:
+    header, delay = LONG_WAITS[case][0](), LONG_WAITS[case][1]
     # given: a server that answers 503 asking for longer than in-process retries may wait
     url = asking_to_wait(sqs, make_queue, receiver, 503, header)
     settings = hook_settings(
