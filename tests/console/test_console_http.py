@@ -1589,7 +1589,7 @@ async def test_big_bodies_are_cut_when_a_dlq_is_peeked(
     assert len(page) < 2 * 70_000
     cut = (
         f"… cut: the first 65,536 of 300,000 characters; "
-        f"lambda-destinations dlq peek {name} --body prints it whole"
+        f"lambda-destinations dlq peek {name} --body --json prints it whole"
     )
     assert page.count(cut) == 2
 

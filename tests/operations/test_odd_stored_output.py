@@ -101,20 +101,22 @@ async def test_a_body_nested_too_deeply_is_shown_as_it_is(
     peeked = shown("dlq", "peek", dlq, "--body", env=cli_env)
     status, page = await console_get(settings_for(), "/quarantine")
 
-    # then: the DLQ's peek shows the body as it was sent; `quarantine show` and the console's
-    # page their first 64 Ki characters (the body is 100,000), saying where the whole is
-    assert DEEP in peeked
+    # then: each shows its first 64 Ki characters (the body is 100,000), saying where the
+    # whole is, and that command's JSON holds the body as it was sent
     assert status == 200
     cut = f"{DEEP[:65536]}\n… cut: the first 65,536 of {len(DEEP):,} characters; "
     whole = f"quarantine show {row['id']} --json prints it whole"
-    for shown_as in (text, page):
+    peek_whole = f"dlq peek {dlq.rsplit('/', 1)[1]} --body --json prints it whole"
+    for shown_as, where in ((text, whole), (page, whole), (peeked, peek_whole)):
         assert DEEP not in shown_as
         assert cut in shown_as
-        assert whole in shown_as
+        assert where in shown_as
     assert (
         json.loads(shown("quarantine", "show", str(row["id"]), "--json", env=cli_env))["body"]
         == DEEP
     )
+    (peeked_whole,) = json.loads(shown("dlq", "peek", dlq, "--body", "--json", env=cli_env))
+    assert peeked_whole["body"] == DEEP
 
 
 # A function's error text that would drive the terminal (ESC, CR) and reorder what is read

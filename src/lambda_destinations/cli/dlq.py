@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from lambda_destinations._text import visible
+from lambda_destinations._text import capped, visible
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
 from lambda_destinations.cli._common import (
@@ -137,11 +137,12 @@ def peek_command(
         err=True,
     )
     if described:
-        _show_peeked(described, with_body=with_body)
+        _show_peeked(described, with_body=with_body, queue=ref.name)
 
 
-def _show_peeked(described: Sequence[dict[str, Any]], *, with_body: bool) -> None:
-    """The peeked messages as a table, then (``with_body``) each one's attributes and body."""
+def _show_peeked(described: Sequence[dict[str, Any]], *, with_body: bool, queue: str) -> None:
+    """The peeked messages as a table, then (``with_body``) each one's attributes and body,
+    each body cut as the console cuts it (a body carries up to 1 MiB)."""
     click.echo(
         render_table(
             ["AGE", "KIND", "FUNCTION", "CONDITION", "ERROR / REASON", "RECEIVES", "MESSAGE ID"],
@@ -162,11 +163,12 @@ def _show_peeked(described: Sequence[dict[str, Any]], *, with_body: bool) -> Non
         )
     )
     if with_body:
+        whole = f"dlq peek {queue} --body --json prints it whole"
         for item in described:
             click.echo(f"\n── {item['message_id']}")
             for name, value in item["message_attributes"].items():
                 click.echo(visible(f"  {name} = {attribute_text(value)}"))
-            click.echo(visible(pretty_body(item["body"])))
+            click.echo(visible(capped(pretty_body(item["body"]), whole)))
 
 
 def _error(described: dict[str, Any]) -> str | None:
