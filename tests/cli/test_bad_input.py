@@ -67,6 +67,7 @@ def test_a_postgresql_store_without_the_extra_names_the_pip_command(tmp_path: Pa
     [
         ("postgresql://app:pw@127.0.0.1/db?timeout=abc", "unknown parameter 'timeout'"),
         ("postgresql://app:pw@127.0.0.1/db?sslmode=sometimes", "sslmode must be"),
+        ("postgresql://app:pw@127.0.0.1/db?pool_size=0", "pool_size must be a whole number"),
         ("sqlite:///x.db?timeout=abc", "takes no parameters"),
         ("sqlite:///file:x.db", "not a plain path"),
         ("postgresql://app:pw@127.0.0.1:99999/db", "port is not a number from 0 to 65535"),

@@ -81,11 +81,21 @@ def test_what_is_not_a_plain_path_is_refused(
 
 @pytest.mark.parametrize(
     ("query", "problem"),
-    [("timeout=abc", "unknown parameter 'timeout'"), ("sslmode=sometimes", "sslmode must be")],
+    [
+        ("timeout=abc", "unknown parameter 'timeout'"),
+        ("sslmode=sometimes", "sslmode must be"),
+        *(
+            (f"pool_size={value}", "pool_size must be a whole number from 1 to 1000")
+            for value in ("0", "1001", "abc", "2.5", "-3", "%C2%B2")
+        ),
+        ("pool_size=2&pool_size=3", "give pool_size once"),
+        ("sslmode=disable&ssl=disable&pool_size=2", "give sslmode once"),
+    ],
 )
 def test_postgresql_url_parameters_are_checked(query: str, problem: str) -> None:
-    with pytest.raises(ConfigError, match=problem):
+    with pytest.raises(ConfigError, match=problem) as info:
         Store.from_url(f"postgresql://app:pw@127.0.0.1/db?{query}")
+    assert ":pw@" not in str(info.value)
 
 
 @pytest.mark.postgres

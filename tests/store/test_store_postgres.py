@@ -211,3 +211,47 @@ async def test_a_busy_worker_reuses_its_connections_instead_of_opening_new_ones(
         # pool's size was closed as soon as it was given back, and the next burst opened it
         # again: a PostgreSQL backend started, and stopped, for a few statements)
         assert 0 < len(opened) <= 20
+
+
+async def test_the_url_pool_size_bounds_the_pool_and_the_timeout_line_says_how_to_raise_it(
+    postgres_url: str,
+) -> None:
+    # given: a store of one connection (with sslmode: both parameters are taken together), and
+    # another process holding a lock its reads wait for
+    async with Store.from_url(
+        f"{postgres_url}?sslmode=disable&pool_size=1", pool_timeout=0.5
+    ) as store:
+        await store.migrate()
+        everything = InvocationFilter(failed_only=False)
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            locking = admin.transaction()
+            await locking.start()
+            await admin.execute("LOCK TABLE invocations IN ACCESS EXCLUSIVE MODE")
+            waiting = asyncio.create_task(store.count_invocations(everything))
+            while not await _lock_waiters_on_tables(admin):  # noqa: ASYNC110 - the server's state
+                await asyncio.sleep(0.05)
+
+            # when: a second call finds the one connection busy for pool_timeout
+            with pytest.raises(StoreUnavailable) as info:
+                await asyncio.wait_for(store.count_invocations(everything), 10)
+            await locking.rollback()
+            assert await asyncio.wait_for(waiting, 10) == 0
+        finally:
+            await admin.close()
+
+    # then: one line naming the URL parameter, its value now and one to try
+    message = str(info.value)
+    assert "no free connection within pool_timeout" in message
+    assert "raise the store URL's pool_size (1 now: …/db?pool_size=2" in message
+    assert "\n" not in message
+
+
+async def _lock_waiters_on_tables(admin: Any) -> int:
+    """Connections waiting for a table's lock in the test's database."""
+    return int(
+        await admin.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    )

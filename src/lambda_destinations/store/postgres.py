@@ -78,31 +78,57 @@ _PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "USAGE")
 
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
+# Connections each process keeps open (the URL's pool_size). The most is concurrency's (1000
+# messages at once): a pool larger than that would sit idle, and a number past it is more
+# likely a typo (a zero too many) than a plan, one that would let a replica take every
+# connection of a server (PostgreSQL's max_connections is 100 by default).
+DEFAULT_POOL_SIZE = 20
+MOST_POOL_SIZE = 1000
 
-def _connect_query(url: str, query: dict[str, Any]) -> dict[str, str]:
-    """The URL's parameters asyncpg is given: ``sslmode`` (or ``ssl``) only, checked here so
-    that a typo is one line at start, not a TypeError deep in the driver."""
-    unknown = sorted(set(query) - {"sslmode", "ssl"})
+
+def _url_options(url: str, query: dict[str, Any]) -> tuple[dict[str, str], int | None]:
+    """The URL's parameters: those asyncpg is given (``sslmode``, or ``ssl``), and the pool's
+    ``pool_size`` (None if not given), checked here so that a typo is one line at start, not
+    a TypeError deep in the driver."""
+    unknown = sorted(set(query) - {"sslmode", "ssl", "pool_size"})
     if unknown:
         raise url_error(
             url,
             f"unknown parameter {unknown[0]!r}: the URL takes only sslmode "
-            f"({', '.join(_SSL_MODES)})",
+            f"({', '.join(_SSL_MODES)}) and pool_size",
         )
+    pool_size = _pool_size(url, query.pop("pool_size", None))
     if len(query) > 1:
         raise url_error(url, "give sslmode once")
     if not query:
-        return {}
+        return {}, pool_size
     value = next(iter(query.values()))
     if not isinstance(value, str) or value not in _SSL_MODES:
         raise url_error(url, f"sslmode must be one of {', '.join(_SSL_MODES)}")
-    return {"ssl": value}
+    return {"ssl": value}, pool_size
+
+
+def _pool_size(url: str, value: str | tuple[str, ...] | None) -> int | None:
+    """The URL's ``pool_size`` as a number (SQLAlchemy gives a repeated one as a tuple)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise url_error(url, "give pool_size once")
+    # The value is not repeated: the URL's query values are masked in every line.
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= MOST_POOL_SIZE:
+        return int(value)
+    raise url_error(
+        url,
+        f"pool_size must be a whole number from 1 to {MOST_POOL_SIZE} (the connections "
+        f"each process keeps open; {DEFAULT_POOL_SIZE} if not given)",
+    )
 
 
 class PostgresStore(SqlStore):
     """A store in a PostgreSQL database (``postgresql://user:password@host:5432/dbname``).
 
-    Options: ``pool_size``/``max_overflow`` (connections per process), ``connect_timeout`` and
+    Options: ``pool_size``/``max_overflow`` (connections per process; the URL's ``pool_size``
+    parameter, if given, is used instead of the argument), ``connect_timeout`` and
     ``pool_timeout`` (seconds to wait for a connection before StoreUnavailable),
     ``command_timeout`` (seconds a statement may run).
     """
@@ -114,7 +140,7 @@ class PostgresStore(SqlStore):
         # Every connection stays open once made: SQLAlchemy closes a connection past
         # pool_size as soon as it is given back, and a worker whose handlers keep the pool
         # full opened (and PostgreSQL forked a backend for) a new one every few statements.
-        pool_size: int = 20,
+        pool_size: int = DEFAULT_POOL_SIZE,
         max_overflow: int = 0,
         connect_timeout: float = 10.0,
         pool_timeout: float = 30.0,
@@ -132,9 +158,9 @@ class PostgresStore(SqlStore):
             raise url_error(
                 url, f"{parsed.host!r} is not a host name: use postgresql://user@host:5432/dbname"
             )
-        self._sa_url = parsed.set(
-            drivername="postgresql+asyncpg", query=_connect_query(url, dict(parsed.query))
-        )
+        connect_query, url_pool_size = _url_options(url, dict(parsed.query))
+        self._sa_url = parsed.set(drivername="postgresql+asyncpg", query=connect_query)
+        self._pool_size = url_pool_size or pool_size
         self._engine_options: dict[str, Any] = {
             "echo": echo,
             "hide_parameters": True,  # a record's payloads never reach an error or the echo
@@ -147,7 +173,7 @@ class PostgresStore(SqlStore):
             # A replica outlives database restarts and failovers: test each connection as it
             # leaves the pool, so a stale one is replaced instead of failing a message.
             "pool_pre_ping": True,
-            "pool_size": pool_size,
+            "pool_size": self._pool_size,
             "max_overflow": max_overflow,
             "pool_timeout": pool_timeout,
             "connect_args": {
@@ -312,10 +338,8 @@ class PostgresStore(SqlStore):
         )
         if isinstance(exc, sa.exc.TimeoutError):
             # The pool's own timeout: every connection is busy.
-            return (
-                f"no free connection within pool_timeout ({_first_line(exc)}): "
-                "raise pool_size, or look for slow queries"
-            )
+            busy = _first_line(exc)
+            return f"no free connection within pool_timeout ({busy}): {self._more_connections()}"
         orig, sqlstate = _answered(exc)
         if sqlstate == _UNDEFINED_TABLE:
             return "the store has no tables yet: run `lambda-destinations migrate`"
@@ -350,6 +374,17 @@ class PostgresStore(SqlStore):
         if not unavailable:
             return None
         return f"{_first_line(orig)}: {fix}"
+
+    def _more_connections(self) -> str:
+        """How to let this process have more connections, for a pool whose every one is busy."""
+        if self._pool_size >= MOST_POOL_SIZE:
+            return f"look for slow queries (pool_size is {MOST_POOL_SIZE}, its most)"
+        # "…/db?": a whole URL here would have its query value masked in the line.
+        more = min(self._pool_size * 2, MOST_POOL_SIZE)
+        return (
+            f"raise the store URL's pool_size ({self._pool_size} now: …/db?pool_size={more}, "
+            "within PostgreSQL's max_connections for every replica), or look for slow queries"
+        )
 
     def _misconfigured(self, exc: BaseException) -> bool:
         return _answered(exc)[1] in (_NO_DATABASE, *_AUTHENTICATION, _INSUFFICIENT_PRIVILEGE)
