@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -255,3 +256,90 @@ async def _lock_waiters_on_tables(admin: Any) -> int:
             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         )
     )
+
+
+_LOST = re.compile(
+    r"store \S+ is unavailable: (PostgreSQL at \S+ closed the connection \([^()]+\)|lost the "
+    r"connection to PostgreSQL at \S+): the next call connects again; if this goes on, check "
+    r"that the server is up and reachable"
+)
+
+
+async def _terminate(admin: Any, condition: str = "true") -> int:
+    """End the backends of the test's database but ``admin``'s, as pg_terminate_backend does
+    in a restart or a failover; how many."""
+    return int(
+        await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE datname = current_database() AND pid <> pg_backend_pid() AND {condition}"
+        )
+    )
+
+
+async def test_a_connection_ended_under_a_call_is_one_line_with_what_the_server_said(
+    postgres_url: str,
+) -> None:
+    # given: a read waiting for a lock another process holds
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+        everything = InvocationFilter(failed_only=False)
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            locking = admin.transaction()
+            await locking.start()
+            await admin.execute("LOCK TABLE invocations IN ACCESS EXCLUSIVE MODE")
+            waiting = asyncio.create_task(store.count_invocations(everything))
+            while not await _lock_waiters_on_tables(admin):  # noqa: ASYNC110 - the server's state
+                await asyncio.sleep(0.05)
+
+            # when: the server ends the read's connection
+            assert await _terminate(admin, "wait_event_type = 'Lock'") == 1
+            with pytest.raises(StoreUnavailable) as info:
+                await asyncio.wait_for(waiting, 10)
+            await locking.rollback()
+        finally:
+            await admin.close()
+
+        # then: one line with the server's reason and what to do, not asyncpg's account of it
+        message = str(info.value)
+        assert _LOST.fullmatch(message), message
+        assert "closed the connection (terminating connection due to administrator command)" in (
+            message
+        )
+        # and the next call does connect again
+        assert await store.count_invocations(everything) == 0
+
+
+async def test_connections_ended_while_busy_give_only_the_clear_line(postgres_url: str) -> None:
+    # given: a store busy with many calls at once
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+        everything = InvocationFilter(failed_only=False)
+        said: list[str] = []
+        stop = asyncio.Event()
+
+        async def busy() -> None:
+            while not stop.is_set():
+                try:
+                    await store.count_invocations(everything)
+                except StoreUnavailable as exc:
+                    said.append(str(exc))
+
+        # when: the server ends its connections again and again (a connection ended between
+        # two calls once read "cannot switch to state 11; another operation (2) is in
+        # progress", asyncpg's words for a FATAL message that came in before the close)
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(20):
+                    group.create_task(busy())
+                for _ in range(15):
+                    await asyncio.sleep(0.02)
+                    await _terminate(admin)
+                stop.set()
+        finally:
+            await admin.close()
+
+    # then: every failure is the clear line
+    assert said
+    assert [line for line in said if not _LOST.fullmatch(line)] == []

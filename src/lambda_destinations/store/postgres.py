@@ -51,6 +51,8 @@ _INSUFFICIENT_PRIVILEGE = "42501"
 # A read-only transaction: a standby, or a database set default_transaction_read_only.
 _READ_ONLY = "25006"
 _UNDEFINED_COLUMN = "42703"
+# What asyncpg raises when the connection ended under a call.
+_CONNECTION_DOES_NOT_EXIST = "08003"
 # No such database; no such user, or a wrong password (or pg_hba.conf refuses it).
 _NO_DATABASE = "3D000"
 _AUTHENTICATION = ("28000", "28P01")
@@ -365,6 +367,8 @@ class PostgresStore(SqlStore):
                 f"{_first_line(orig)}: grant {self._user} SELECT, INSERT, UPDATE and DELETE on the "
                 "store's tables (the worker writes; so do replays, edits and pruning)"
             )
+        if _connection_lost(exc, sqlstate):
+            return self._lost(orig)
         unavailable = (
             isinstance(orig, OSError)
             or isinstance(exc, sa.exc.InterfaceError | sa.exc.OperationalError)
@@ -374,6 +378,20 @@ class PostgresStore(SqlStore):
         if not unavailable:
             return None
         return f"{_first_line(orig)}: {fix}"
+
+    def _lost(self, orig: BaseException) -> str:
+        """The line for a connection that ended under a call (a restart, a failover,
+        pg_terminate_backend, the network): what the server said, if it did, not asyncpg's
+        account of it."""
+        where = f"PostgreSQL at {self._sa_url.host or 'localhost'}:{self._sa_url.port or 5432}"
+        said = _server_said(orig)
+        what = (
+            f"{where} closed the connection ({said})" if said else f"lost the connection to {where}"
+        )
+        return (
+            f"{what}: the next call connects again; if this goes on, check that the server is "
+            "up and reachable"
+        )
 
     def _more_connections(self) -> str:
         """How to let this process have more connections, for a pool whose every one is busy."""
@@ -394,6 +412,32 @@ def _answered(exc: BaseException) -> tuple[BaseException, str]:
     """The driver's error under SQLAlchemy's wrapper, and its SQLSTATE ("" for none)."""
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
     return orig, getattr(orig, "sqlstate", None) or ""
+
+
+def _connection_lost(exc: BaseException, sqlstate: str) -> bool:
+    """Whether the connection ``exc`` came on has ended. asyncpg's own words for it are no
+    help to an operator: "connection was closed in the middle of operation", or, when the
+    server's last message came in before the connection closed, "cannot switch to state 11;
+    another operation (2) is in progress"; SQLAlchemy marks both invalidated (it found the
+    connection closed)."""
+    invalidated = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    return invalidated or sqlstate == _CONNECTION_DOES_NOT_EXIST
+
+
+def _server_said(orig: BaseException) -> str | None:
+    """The server's FATAL error that ended a connection ("terminating connection due to
+    administrator command"), which asyncpg keeps as a cause; None if it sent none. Only a
+    FATAL one: another (a statement's, which may quote a value) never ends a connection."""
+    cause: BaseException | None = orig
+    for _ in range(5):  # the adapter's error, asyncpg's, the server's
+        if cause is None:
+            return None
+        # severity_en is never translated (lc_messages); severity is, on servers before 9.6
+        severity = getattr(cause, "severity_en", None) or getattr(cause, "severity", None)
+        if severity in ("FATAL", "PANIC"):
+            return _first_line(cause)
+        cause = cause.__cause__
+    return None
 
 
 def _host_name(host: str) -> bool:
