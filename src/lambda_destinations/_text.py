@@ -8,6 +8,9 @@ to a terminal, a pipe or an HTTP response fails. They are shown as U+FFFD instea
 Stored text is what a function or a message's sender wrote: shown to a person, its control and
 bidi characters are spelled as escapes (:func:`visible`), so that it cannot drive the terminal
 or reorder what is read around it ("Trojan Source").
+
+A notification's text is made for its reader the same way: a header holds one line
+(:func:`one_line`), a body its lines (:func:`multi_line`), neither a control character.
 """
 
 from __future__ import annotations
@@ -97,3 +100,29 @@ def one_line(text: str) -> str:
     one, where a replacement character or ``\\x1b`` would put noise in every inbox's list.
     """
     return " ".join(_CONTROL.sub(" ", text).split())
+
+
+# Where a line ends, as Unicode's line breaking (UAX #14) says a line must: CR LF, a lone CR or
+# LF, NEL, vertical tab, form feed, and the line and paragraph separators.
+_LINE_END = re.compile("\r\n|[\n\x0b\x0c\r\x85\u2028\u2029]")
+# What a body shows as U+FFFD, once line ends are line feeds: the C0 controls but tab and line
+# feed (NUL, which RFC 5322 refuses in a message; ESC, which starts a terminal's escape
+# sequences; backspace), DEL, the C1 controls, the bidi embeddings, overrides and isolates
+# (U+202A-U+202E, U+2066-U+2069: a value ending in U+202E reverses the rest of its line, the
+# template's own text included), and lone surrogates (UTF-8 has no bytes for them, and the
+# email package fails on them).
+_UNREADABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def multi_line(text: str) -> str:
+    """``text`` as a message body shows it: each line end (:data:`_LINE_END`) a line feed,
+    tabs kept, and every other control character, bidi embedding, override or isolate, and
+    lone surrogate replaced by U+FFFD.
+
+    U+FFFD, not a space (:func:`one_line`) or an escape (:func:`visible`): a body's reader
+    sees that a character was there, words stay apart, and no backslash reads as the
+    function's own text. The bidi marks (ALM, LRM, RLM) stay: they only place neutral
+    characters such as punctuation beside right-to-left words, which Arabic and Hebrew text
+    needs, and cannot reverse a word or reach past their line.
+    """
+    return _UNREADABLE.sub("\ufffd", _LINE_END.sub("\n", text))

@@ -130,6 +130,18 @@ def test_html_templates_escape_values() -> None:
     assert html == "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
 
 
+def test_body_templates_clean_each_value_before_cutting_it_and_keep_their_own_text() -> None:
+    # given: a value with CR LF and a lone CR (one character each once cleaned), ESC and RLO,
+    # and a template whose own text has a form feed
+    template = Template.compile("{error_message:.12}\f|\n", where="t", body=True)
+
+    # when
+    text = template.render({"error_message": "a\r\nb\rc\x1b[0m\u202ed-and-more"})
+
+    # then: the cut counts the cleaned characters; the template's form feed stays
+    assert text == "a\nb\nc\ufffd[0m\ufffdd-\f|\n"
+
+
 def test_digest_templates_have_their_own_fields() -> None:
     Template.compile("{count} more {what} of {function_name}", where="t", allowed=DIGEST_FIELDS)
     with pytest.raises(ConfigError, match="'request_id' is not a field"):

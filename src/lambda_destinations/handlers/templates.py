@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, FiniteFloat, ValidationError
 
+from lambda_destinations._text import multi_line
 from lambda_destinations.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -144,11 +145,18 @@ def _lookup(value: Any, keys: Sequence[str]) -> Any:
 class SafeFormatter(string.Formatter):
     """``str.format`` that reads only the given mapping, by name and JSON key, as text.
 
-    ``escape`` is applied to every formatted value (``html.escape`` for HTML templates).
+    ``clean`` is applied to every value's text before its format spec pads or cuts it
+    (:func:`~lambda_destinations._text.multi_line` for a message body), ``escape`` to every
+    formatted value (``html.escape`` for HTML templates).
     """
 
-    def __init__(self, escape: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        escape: Callable[[str], str] | None = None,
+        clean: Callable[[str], str] | None = None,
+    ) -> None:
         self.escape = escape
+        self.clean = clean
 
     def get_field(
         self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
@@ -171,6 +179,8 @@ class SafeFormatter(string.Formatter):
 
     def format_field(self, value: Any, format_spec: str) -> str:
         text = as_text(value)
+        if self.clean is not None:
+            text = self.clean(text)
         if format_spec:
             text = format(text, format_spec) if _SPEC.fullmatch(format_spec) else text
         text = cut(text, FIELD_MAX)
@@ -185,6 +195,11 @@ class Template:
     where: str  # the setting it came from, e.g. handlers.oncall.message
     names: frozenset[str]  # the top-level names it uses
     escape_html: bool = False
+    # A message body's: each value as lines without control characters (multi_line), so
+    # that what a function wrote cannot put a NUL in the message, drive the terminal a mail
+    # reader runs in, or reverse the template's own text. The template's text is the
+    # operator's, and stays as written.
+    body: bool = False
 
     @classmethod
     def compile(
@@ -194,16 +209,19 @@ class Template:
         where: str,
         allowed: Mapping[str, str] | Iterable[str] = RECORD_FIELDS,
         escape_html: bool = False,
+        body: bool = False,
     ) -> Template:
         """Check ``text`` once, at start: ConfigError naming ``where`` and the field if any
         part of it could reach beyond the allowed names."""
         allowed_names = frozenset(allowed)
         names = frozenset(_check(text, where, allowed_names))
-        return cls(text=text, where=where, names=names, escape_html=escape_html)
+        return cls(text=text, where=where, names=names, escape_html=escape_html, body=body)
 
     def render(self, fields: Mapping[str, Any]) -> str:
         """The text, each field cut to FIELD_MAX characters and the whole to RENDERED_MAX."""
-        formatter = SafeFormatter(html.escape if self.escape_html else None)
+        formatter = SafeFormatter(
+            html.escape if self.escape_html else None, multi_line if self.body else None
+        )
         return cut(formatter.vformat(self.text, (), fields), RENDERED_MAX)
 
 
@@ -216,7 +234,13 @@ class NonBlank:
         self, template: Template, default: str, *, allowed: Iterable[str] = RECORD_FIELDS
     ) -> None:
         self.template = template
-        self.default = Template.compile(default, where=template.where, allowed=allowed)
+        self.default = Template.compile(
+            default,
+            where=template.where,
+            allowed=allowed,
+            escape_html=template.escape_html,
+            body=template.body,
+        )
         self.warned = False
 
     def render(self, fields: Mapping[str, Any], log: FilteringBoundLogger) -> str:
