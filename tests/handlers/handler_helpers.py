@@ -340,6 +340,7 @@ class _Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # each message's bytes as the server received them
         self.envelopes: list[tuple[str, list[str]]] = []
         self.data_errors: list[str] = []  # answers to DATA, used up one per message
         self.rcpt_error: str | None = None  # the answer to every RCPT TO when set
@@ -358,6 +359,7 @@ class _Mailbox:
         message = message_from_bytes(envelope.original_content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         self.messages.append(message)
+        self.raw.append(envelope.original_content)
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
 

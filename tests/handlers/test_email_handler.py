@@ -362,6 +362,181 @@ async def test_control_characters_never_reach_the_subject(
     assert subject == CONTROL_SUBJECT
 
 
+# What a function may write in an error message: NUL, an ESC sequence (a terminal colour),
+# backspace, BEL, DEL, a C1 CSI, a tab, every kind of line end (CR LF, lone CR and LF, NEL, form
+# feed, vertical tab, U+2028, U+2029), a bidi override and an isolate, a left-to-right mark, a
+# lone surrogate (JSON may spell one), and an SMTP end of data with a command after it.
+BODY_MESSAGE = (
+    "nul\x00 esc\x1b[31mred\x1b[0m bs\x08 bel\x07 del\x7f csi\x9b tab\there\r\n"
+    "crlf\rcr\nlf\x85nel\x0cff\x0bvt\u2028ls\u2029ps\n"
+    "rlo\u202eexe.txt\u202c lri\u2066x\u2069 lrm\u200e lone\ud800\r\n"
+    ".\r\nMAIL FROM:<x@evil.test>\r\nlast"
+)
+# Line ends are line feeds, tabs and the mark stay, every other control is U+FFFD.
+BODY_TEXT = (
+    "nul\ufffd esc\ufffd[31mred\ufffd[0m bs\ufffd bel\ufffd del\ufffd csi\ufffd tab\there\n"
+    "crlf\ncr\nlf\nnel\nff\nvt\nls\nps\n"
+    "rlo\ufffdexe.txt\ufffd lri\ufffdx\ufffd lrm\u200e lone\ufffd\n"
+    ".\nMAIL FROM:<x@evil.test>\nlast"
+)
+# What no line of a body may hold but tab and the line ends (the mark U+200E may stay).
+UNREADABLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+async def test_smtp_the_body_gets_the_values_as_lines_without_control_characters(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: a record whose error message has control characters and an SMTP end of data
+    url, _ = make_queue("smtp-control-body")
+    send_records(sqs, url, [failure_record(message=BODY_MESSAGE)])
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=smtp_server.port,
+        text="Error:\t{error_message}\nEnd\n",
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: one message (a lone surrogate no longer fails the send), the data whole (the
+    # ".\r\n" line did not end it), and no control character in the bytes received (8bit:
+    # the body's bytes are its text's)
+    assert stats.outcomes["ack"] == 1
+    (message,) = smtp_server.messages
+    assert message["Content-Transfer-Encoding"] == "8bit"
+    (raw,) = smtp_server.mailbox.raw
+    assert raw.endswith(b"\r\n.\r\nMAIL FROM:<x@evil.test>\r\nlast\r\nEnd\r\n")
+    received = raw.decode()
+    assert not UNREADABLE.search(received)
+    assert "\r" not in received.replace("\r\n", "")
+    assert message.get_content().replace("\r\n", "\n") == f"Error:\t{BODY_TEXT}\nEnd\n"
+
+
+async def test_smtp_a_line_longer_than_998_is_sent_in_lines_of_78_and_arrives_whole(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    url, _ = make_queue("smtp-long-line")
+    send_records(sqs, url, [failure_record(message="L" * 2000)])
+    settings = smtp_settings(
+        endpoint_url, url, store=sqlite_url, port=smtp_server.port, text="{error_message}\n"
+    )
+
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    # quoted-printable: soft line breaks, which the reader removes
+    (message,) = smtp_server.messages
+    assert message["Content-Transfer-Encoding"] == "quoted-printable"
+    assert max(len(line) for line in smtp_server.mailbox.raw[0].split(b"\r\n")) <= 78
+    assert message.get_content().replace("\r\n", "\n") == "L" * 2000 + "\n"
+
+
+async def test_ses_the_body_gets_the_values_as_lines_without_control_characters(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given
+    url, _ = make_queue("ses-control-body")
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint_url, sender)
+    send_records(sqs, url, [failure_record(message=BODY_MESSAGE)])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        text="Error:\t{error_message}\nEnd\n",
+        **{"from": sender, "to": [to]},
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: the text SES was given
+    assert stats.outcomes["ack"] == 1
+    (mail,) = emails_to(endpoint_url, to)
+    assert mail.body == f"Error:\t{BODY_TEXT}\nEnd\n"
+
+
+async def test_ses_the_html_part_and_payloads_get_values_escaped_and_without_controls(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: an error message with markup, NUL and an override; a payload with C1, U+2028, an
+    # override and a lone surrogate (JSON escapes the C0 controls itself)
+    url, _ = make_queue("ses-control-html")
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint_url, sender)
+    payload = {"note": "a\x85b\u2028c\u202ed\ud800", "nul": "x\x00"}
+    send_records(sqs, url, [failure_record(message="<b>bad</b>\x00\u202eorder", payload=payload)])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        include_payloads=True,
+        html="<p>{error_message}</p>",
+        **{"from": sender, "to": [to]},
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: moto keeps the HTML part
+    assert stats.outcomes["ack"] == 1
+    (mail,) = emails_to(endpoint_url, to)
+    assert mail.body.startswith("<p>&lt;b&gt;bad&lt;/b&gt;\ufffd\ufffdorder</p>")
+    assert "&quot;note&quot;: &quot;a\nb\nc\ufffdd\ufffd&quot;" in mail.body
+    assert "&quot;nul&quot;: &quot;x\\u0000&quot;" in mail.body
+    assert not UNREADABLE.search(mail.body)
+
+
+async def test_ses_a_digest_gets_the_error_type_without_control_characters(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: records of an error type with an ESC sequence and an override, one sent at once
+    url, _ = make_queue("ses-control-digest")
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint_url, sender)
+    error_type = "Key\u202eError\x1b[0m"
+    send_records(sqs, url, [failure_record(error_type=error_type) for _ in range(3)])
+    settings = settings_for_handlers(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        handlers={
+            "oncall-mail": {
+                "type": "email",
+                "from": sender,
+                "to": [to],
+                "window": "3s",
+                "send_first": 1,
+                "digest_text": "{count} more of {error_type}\n",
+            }
+        },
+        chain=("persist", "oncall-mail"),
+    )
+
+    # when
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(lambda: len(emails_to(endpoint_url, to)) >= 2, within=30)
+
+    # then
+    digest = emails_to(endpoint_url, to)[1]
+    assert digest.body == "2 more of Key\ufffdError\ufffd[0m\n"
+
+
 @pytest.mark.parametrize("subject", LONG_SUBJECTS)
 def test_a_long_subject_is_folded_into_lines_of_78_at_most(subject: str) -> None:
     folded = fold_subject(subject)

@@ -23,10 +23,11 @@
 By default the text says what failed, where, when, the error type and message and the first
 lines of the stack trace (``stack_lines``); payloads are added only with
 ``include_payloads = true`` (cut to ``payload_limit`` characters each). ``html`` adds an HTML
-part (values in it are HTML-escaped). Each message carries a ``Message-ID`` derived from the
-record key, so mail systems can recognise a repeat. Errors: SES throttling and 5xx, SMTP 4xx
-replies and connection failures are transient; SES rejections (an unverified identity), SMTP 5xx
-replies and refused logins are permanent.
+part (values in it are HTML-escaped). What the record brings to the body (values, payloads)
+arrives as lines without control characters (``_text.multi_line``). Each message carries a
+``Message-ID`` derived from the record key, so mail systems can recognise a repeat. Errors: SES
+throttling and 5xx, SMTP 4xx replies and connection failures are transient; SES rejections (an
+unverified identity), SMTP 5xx replies and refused logins are permanent.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import aiosmtplib
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from lambda_destinations._text import one_line
+from lambda_destinations._text import multi_line, one_line
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers._subject import FoldedSubject
@@ -352,10 +353,12 @@ def _one_line(text: str, limit: int = 250) -> str:
 
 
 def _payload_section(title: str, value: Any, limit: int) -> str:
+    """A payload as JSON, for the body: JSON escapes the C0 controls in its strings, and
+    :func:`multi_line` the rest (DEL, C1, line separators, bidi controls, lone surrogates)."""
     text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
     if len(text) > limit:
         text = text[:limit] + f"\n… (cut at {limit} of {len(text)} characters)"
-    return f"{title}:\n{text}"
+    return f"{title}:\n{multi_line(text)}"
 
 
 class EmailHandler(storm.Notifier):
@@ -511,12 +514,18 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> EmailHandle
         bcc=parsed.bcc,
         reply_to=parsed.reply_to,
         subject=template("subject", parsed.subject),
-        text=template("text", parsed.text),
-        html=template("html", parsed.html, escape_html=True) if parsed.html is not None else None,
+        text=template("text", parsed.text, body=True),
+        html=(
+            template("html", parsed.html, escape_html=True, body=True)
+            if parsed.html is not None
+            else None
+        ),
         digest_subject=template(
             "digest_subject", parsed.digest_subject, allowed=storm.DIGEST_FIELDS
         ),
-        digest_text=template("digest_text", parsed.digest_text, allowed=storm.DIGEST_FIELDS),
+        digest_text=template(
+            "digest_text", parsed.digest_text, allowed=storm.DIGEST_FIELDS, body=True
+        ),
         include_payloads=parsed.include_payloads,
         payload_limit=parsed.payload_limit,
         stack_lines=parsed.stack_lines,
