@@ -87,6 +87,30 @@ async def test_a_failure_is_texted_to_every_number_with_type_and_sender_id(
     }
 
 
+async def test_a_lone_surrogate_in_the_record_is_texted_as_u_fffd(
+    recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    # given: a failure whose error message JSON spells a lone surrogate, which UTF-8 (and so
+    # SNS's request) cannot carry
+    url = recording_moto.make_queue("smssurrogate")
+    number = unique_number()
+    record = failure_record("orders-api", message="lone \ud800 half")
+    send_records(recording_moto.client("sqs"), url, [record])
+    settings = sms_settings(
+        recording_moto.endpoint_url, url, store=sqlite_url, phone_numbers=[number]
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: texted once, the surrogate as U+FFFD, not retried until the DLQ
+    assert stats.outcomes["ack"] == 1
+    assert stats.outcomes["retry"] == stats.outcomes["quarantine"] == 0
+    (text,) = sms_to(recording_moto.endpoint_url, number)
+    assert "TimeoutError: lone \ufffd half" in text
+
+
 async def test_a_long_text_is_cut_to_the_configured_segments(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
 ) -> None:

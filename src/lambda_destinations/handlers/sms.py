@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import phonenumbers
 from pydantic import Field, field_validator
 
+from lambda_destinations._text import printable
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
@@ -221,7 +222,7 @@ class SmsHandler(storm.Notifier):
 
     async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
         fields = record_fields(message, context)
-        text = fit_segments(self.message.render(fields, context.log), self.max_segments)
+        text = self._text(self.message.render(fields, context.log))
         # One number: the handler's own completion is the record of it. Several: each is
         # recorded as sent, so a retry after a partial failure skips those.
         delivery = delivery_of(context)
@@ -237,9 +238,7 @@ class SmsHandler(storm.Notifier):
         )
 
     async def send_digest(self, digest: storm.Digest, context: JobContext) -> None:
-        text = fit_segments(
-            self.digest_message.render(digest.fields(), context.log), self.max_segments
-        )
+        text = self._text(self.digest_message.render(digest.fields(), context.log))
 
         async def send() -> None:
             await self._send(
@@ -253,6 +252,12 @@ class SmsHandler(storm.Notifier):
             )
 
         await storm.retry_digest(send, context)
+
+    def _text(self, rendered: str) -> str:
+        """What is sent: ``rendered`` within ``max_segments``, each lone surrogate (JSON can
+        spell one in a record; UTF-8, and so SNS's request, cannot) as U+FFFD, or every send of
+        the record would fail until it reached the DLQ."""
+        return fit_segments(printable(rendered), self.max_segments)
 
     async def _send(
         self,
