@@ -855,9 +855,9 @@ async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_sele
     make_client, settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given, newest first: a failure of a function Lambda (moto) does not know; one someone
-    # ignores once the job has read it; one replayed already; one whose replay was
-    # interrupted (in doubt); a stream batch (no payload); and one someone ignores before the
-    # job reads it. The job reads two a time.
+    # ignores once the job has read it; one replayed already; one whose replay has no outcome
+    # yet (in doubt: interrupted, or another run invokes it now); a stream batch (no
+    # payload); and one someone ignores before the job reads it. The job reads two a time.
     settings = settings_for()
     rows = []
     for n, minutes_ago in enumerate((1, 2, 3, 4, 6)):
@@ -902,8 +902,9 @@ async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_sele
         "1: ignored, or recovered by a replay, by someone else while the job ran",
         "1: replayed already, by another run or someone else (Edit the payload, then replay, "
         "on the failure's page, runs it again)",
-        "1: in doubt: an earlier attempt was interrupted and may have reached Lambda (each "
-        "failure's page names it)",
+        "1: in doubt: an earlier attempt was interrupted and may have reached Lambda, or has no "
+        "outcome yet because another run may be invoking it now (each failure's page names it "
+        "and says which)",
         "1: cannot be replayed: a stream batch (no payload), a legacy DLQ record naming no "
         "function, or a replay's own record",
         "errors: 1",

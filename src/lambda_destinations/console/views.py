@@ -408,8 +408,11 @@ def skip_reason(row: InvocationRow, skip: str | None, detail: str | None) -> str
 _SKIPPED: dict[str, str] = {
     SkipReason.ALREADY_REPLAYED: "replayed already, by another run or someone else (Edit the "
     "payload, then replay, on the failure's page, runs it again)",
+    # Both kinds of pending attempt: one interrupted, and one another run may be making now
+    # (replayed again at once, it would be invoked twice).
     SkipReason.IN_DOUBT: "in doubt: an earlier attempt was interrupted and may have reached "
-    "Lambda (each failure's page names it)",
+    "Lambda, or has no outcome yet because another run may be invoking it now (each failure's "
+    "page names it and says which)",
     SkipReason.HANDLED: "ignored, or recovered by a replay, by someone else while the job ran",
     SkipReason.CONCURRENT: "replayed by another process at the same moment",
     SkipReason.NOT_REPLAYABLE: "cannot be replayed: a stream batch (no payload), a legacy DLQ "
