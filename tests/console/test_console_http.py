@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from ops_helpers import at, count_messages, failure_body, send_all
 
@@ -35,12 +36,14 @@ from lambda_destinations.store import (
     FailureStatus,
     InvocationRow,
     QuarantineRow,
+    ReplayAttempt,
     ReplayOutcome,
     Store,
 )
 from ledger_helpers import replayed_once
 
 TOKEN = "http-test-token"
+ARN = "arn:aws:lambda:us-east-1:123456789012"
 
 
 async def _client(settings: Settings, **options: Any) -> TestClient:  # type: ignore[type-arg]
@@ -841,6 +844,20 @@ async def test_a_bulk_plan_since_a_while_ago_runs_on_the_failures_it_counted(
         assert len(await store.replays(row.key)) == 1
 
 
+# A bulk replay job's reasons, as its page words them.
+IN_DOUBT_SKIP = (
+    "in doubt: an earlier attempt was interrupted and may have reached Lambda, or has no "
+    "outcome yet because another run may be invoking it now (each failure's page names it and "
+    "says which)"
+)
+REFUSED = "Lambda refused the Invoke call: nothing ran, and the failure stays open for another run"
+IN_DOUBT_ERROR = (
+    "in doubt, may have reached Lambda: the Invoke call's answer was lost, so it may have run; "
+    "a later run skips it (Edit the payload, then replay, on the failure's page, runs it again "
+    "once you know it did not run)"
+)
+
+
 def _job_page_lines(page: str) -> list[str]:
     """The job page's tally and outcome lines, as text: one line a paragraph or list item."""
     start = page.index('<p id="job-tally">')
@@ -902,15 +919,14 @@ async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_sele
         "1: ignored, or recovered by a replay, by someone else while the job ran",
         "1: replayed already, by another run or someone else (Edit the payload, then replay, "
         "on the failure's page, runs it again)",
-        "1: in doubt: an earlier attempt was interrupted and may have reached Lambda, or has no "
-        "outcome yet because another run may be invoking it now (each failure's page names it "
-        "and says which)",
+        f"1: {IN_DOUBT_SKIP}",
         "1: cannot be replayed: a stream batch (no payload), a legacy DLQ record naming no "
         "function, or a replay's own record",
         "errors: 1",
-        "1: the Invoke call failed: Lambda refused it (the failure stays open for another "
-        "run), or its answer was lost and it may have run (in doubt); each failure's page "
-        "says which",
+        f"1: {REFUSED}",
+        "the first: ResourceNotFoundException: An error occurred (ResourceNotFoundException) "
+        "when calling the Invoke operation (reached max retries: 0): Function not found: "
+        f"{ARN}:function:orders-gone",
         "not reached: 1",
         "1: left the selection before the job came to them: ignored, or recovered by a "
         "replay, by someone else meanwhile, or pruned",
@@ -922,6 +938,120 @@ async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_sele
     assert "ResourceNotFoundException" in (refused.detail or "")
 
 
+class LambdaStandIn:
+    """Lambda's Invoke API as a real HTTP server, for answers moto does not give: a function
+    named ``*-gone`` is refused (404 ``ResourceNotFoundException``, as for a deleted function);
+    any other is answered by a proxy's page (200, not Lambda's 202: whether Lambda got the call
+    cannot be known). Keeps the function of every call received."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        app = web.Application()
+        app.router.add_post("/2015-03-31/functions/{function}/invocations", self._invoke)
+        self.server = TestServer(app)
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    async def _invoke(self, request: web.Request) -> web.Response:
+        await request.read()
+        name = request.match_info["function"].split(":")[6]  # arn:aws:lambda:...:function:NAME
+        self.received.append(name)
+        if name.endswith("-gone"):
+            message = f"Function not found: {request.match_info['function']}"
+            return web.json_response(
+                {"Type": "User", "message": message},
+                status=404,
+                headers={"x-amzn-ErrorType": "ResourceNotFoundException"},
+            )
+        return web.Response(text="<html>gateway</html>", content_type="text/html")
+
+
+@pytest.fixture
+async def lambda_stand_in() -> AsyncIterator[LambdaStandIn]:
+    stand_in = LambdaStandIn()
+    await stand_in.server.start_server()
+    try:
+        yield stand_in
+    finally:
+        await stand_in.server.close()
+
+
+async def test_a_bulk_replay_jobs_page_tells_invokes_refused_from_those_in_doubt(
+    make_client, settings_for: Callable[..., Settings], lambda_stand_in: LambdaStandIn
+) -> None:
+    # given, newest first: two failures of a function Lambda refuses to invoke; one whose
+    # Invoke a proxy answers (in doubt); and one whose replay another run is making now (its
+    # attempt recorded, no outcome yet)
+    settings = settings_for(endpoint_url=lambda_stand_in.url)
+    rows = []
+    functions = ("orders-gone", "orders-gone", "orders-proxied", "orders-busy")
+    for n, function in enumerate(functions):
+        record = failure_record(random.Random(60 + n), function=function)
+        record["requestContext"]["functionArn"] = f"{ARN}:function:{function}"
+        record["timestamp"] = at(n + 1)
+        rows.append(await stored_failure(settings, record=record))
+    gone, gone_too, proxied, busy = rows
+    async with Store.from_url(settings.store) as store:
+        in_flight = ReplayAttempt(
+            original_key=busy.key,
+            original_request_id=busy.request_id,
+            function_arn=busy.function_arn or "",
+            attempt=1,
+            trigger="manual",
+            requested_by="cli ops@host",
+        )
+        await store.add_replay(in_flight)  # its run now invokes Lambda
+    client = await make_client(settings)
+    await sign_in(client)
+    form = _form_fields(await (await client.get("/bulk?action=replay")).text(), "/bulk")
+
+    # when: the plan runs to its end
+    response = await client.post("/bulk", data=form, headers=_origin(client), allow_redirects=False)
+    (job,) = await _wait_for_jobs(client)
+    page = await (await client.get(response.headers["Location"])).text()
+
+    # then: the errors by kind, each with its first one's text (before: one sentence for both,
+    # "... or its answer was lost and it may have run (in doubt); each failure's page says
+    # which"), and the skip in doubt worded for a run still invoking it too (before:
+    # "an earlier attempt was interrupted and may have reached Lambda")
+    assert (job.state, job.done) == ("done", 4)
+    refused = (
+        "ResourceNotFoundException: An error occurred (ResourceNotFoundException) when calling "
+        f"the Invoke operation (reached max retries: 0): Function not found: {ARN}:function:"
+        "orders-gone"
+    )
+    in_doubt = (
+        "in doubt, may have reached Lambda: LambdaDestinationsError: Lambda answered an "
+        f"asynchronous Invoke of {ARN}:function:orders-proxied with status 200, not 202"
+    )
+    assert _job_page_lines(page) == [
+        "skipped 1 · errors 3",
+        "skipped: 1",
+        f"1: {IN_DOUBT_SKIP}",
+        "errors: 3",
+        f"2: {REFUSED}",
+        f"the first: {refused}",
+        f"1: {IN_DOUBT_ERROR}",
+        f"the first: {in_doubt}",
+    ]
+    # each was sent once, the one in flight elsewhere not at all; the refused may be replayed
+    # again, the one in doubt stays pending
+    assert sorted(lambda_stand_in.received) == ["orders-gone", "orders-gone", "orders-proxied"]
+    async with Store.from_url(settings.store) as store:
+        ledger = {row.key: await store.replays(row.key) for row in rows}
+    assert [a.outcome for a in ledger[gone.key] + ledger[gone_too.key]] == [ReplayOutcome.ERROR] * 2
+    ((pending, detail),) = [(a.outcome, a.detail) for a in ledger[proxied.key]]
+    assert (pending, detail) == (ReplayOutcome.PENDING, in_doubt)
+    assert [(a.outcome, a.detail) for a in ledger[busy.key]] == [(ReplayOutcome.PENDING, None)]
+    # and the JSON API counts them the same way, with the same first texts
+    api = await client.get(f"/api/jobs/{job.id}", headers={"Authorization": f"Bearer {TOKEN}"})
+    shown = await api.json()
+    assert shown["reasons"] == {"skipped": {"in-doubt": 1}, "error": {"refused": 2, "in-doubt": 1}}
+    assert shown["first_detail"] == {"error": {"refused": refused, "in-doubt": in_doubt}}
+
+
 async def test_a_bulk_job_that_stopped_at_an_error_says_what_it_did_not_reach(
     make_client,
 ) -> None:
@@ -930,7 +1060,7 @@ async def test_a_bulk_job_that_stopped_at_an_error_says_what_it_did_not_reach(
 
     async def work(job: Job) -> None:
         job.step("invoked")
-        job.step("error")
+        job.step("error", reason="refused")
         raise ConnectionError("cannot reach the Lambda endpoint")
 
     board = client.server.app[CONSOLE].jobs
@@ -945,9 +1075,7 @@ async def test_a_bulk_job_that_stopped_at_an_error_says_what_it_did_not_reach(
         "invoked 1 · errors 1 · not reached 2",
         "invoked: 1",
         "errors: 1",
-        "1: the Invoke call failed: Lambda refused it (the failure stays open for another "
-        "run), or its answer was lost and it may have run (in doubt); each failure's page "
-        "says which",
+        f"1: {REFUSED}",
         "not reached: 2",
         "2: the job stopped at the error below",
     ]

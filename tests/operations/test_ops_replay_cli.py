@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import random
 import socketserver
@@ -229,6 +230,50 @@ def test_an_unreachable_lambda_endpoint_exits_4_and_the_ledger_says_so(
     assert attempt.detail is not None
     assert "EndpointConnectionError" in attempt.detail
     # an attempt that never reached Lambda does not block the next one
+    assert statuses(sqlite_url, failures[:1])[failures[0].key] is FailureStatus.OPEN
+
+
+class _NotFound(http.server.BaseHTTPRequestHandler):
+    """Lambda's answer to an Invoke of a function it does not have (deleted since)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"Type": "User", "message": "Function not found"}).encode()
+        self.send_response(404)
+        self.send_header("x-amzn-ErrorType", "ResourceNotFoundException")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def test_an_invoke_lambda_refused_is_an_error_of_kind_refused_in_the_json(
+    lambda_env, failures, sqlite_url
+) -> None:
+    # given: a Lambda that has no such function
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        **lambda_env,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}",
+    }
+    try:
+        # when
+        result = cli("replay", failures[0].request_id or "", "--yes", "--json", env=env)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # then: an error, refused (nothing ran), which scripts can tell from one in doubt
+    assert result.returncode == 1
+    (replayed,) = json.loads(result.stdout)["results"]
+    assert (replayed["state"], replayed["error"]) == ("error", "refused")
+    assert "ResourceNotFoundException" in replayed["detail"]
+    (attempt,) = ledger(sqlite_url, failures[:1])[failures[0].key]
+    assert attempt.outcome is ReplayOutcome.ERROR
     assert statuses(sqlite_url, failures[:1])[failures[0].key] is FailureStatus.OPEN
 
 

@@ -279,7 +279,10 @@ async def bulk(request: web.Request) -> web.Response:
             for row in rows:
                 if action == "replay":
                     result = await _replay(console, row, actor, limiter=limiter)
-                    job.step(result.state.value, reason=result.skip)
+                    # An error's text is kept for its kind's first (the skips' are worded
+                    # for the command line: the failure's page words each one).
+                    first = result.detail if result.error else None
+                    job.step(result.state.value, reason=result.skip or result.error, detail=first)
                 else:
                     await console.store.set_status([row.key], FailureStatus.IGNORED, by=actor)
                     await console.store.add_action(OperatorAction(actor, "ignore", row.key, reason))

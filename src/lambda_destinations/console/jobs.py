@@ -34,17 +34,25 @@ class Job:
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     # Per outcome, how many for each reason (a bulk replay's skips: ``already-replayed``, ...).
     reasons: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # Per outcome and reason, the detail of the first record that ended so (an error's text).
+    first_detail: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     errors: list[str] = dataclasses.field(default_factory=list)
     started_at: Any = dataclasses.field(default_factory=utcnow)
     finished_at: Any = None
     target: str | None = None  # what it acts on, alone (a DLQ's URL)
 
-    def step(self, outcome: str, n: int = 1, reason: str | None = None) -> None:
+    def step(
+        self, outcome: str, n: int = 1, reason: str | None = None, detail: str | None = None
+    ) -> None:
+        """``n`` more records ended as ``outcome`` (for ``reason``: ``detail`` is kept for the
+        first of them alone)."""
         self.done += n
         self.counts[outcome] = self.counts.get(outcome, 0) + n
         if reason is not None:
             why = self.reasons.setdefault(outcome, {})
             why[reason] = why.get(reason, 0) + n
+            if detail is not None:
+                self.first_detail.setdefault(outcome, {}).setdefault(reason, detail)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +65,7 @@ class Job:
             "state": self.state,
             "counts": dict(self.counts),
             "reasons": {outcome: dict(why) for outcome, why in self.reasons.items()},
+            "first_detail": {outcome: dict(d) for outcome, d in self.first_detail.items()},
             "errors": list(self.errors[-20:]),
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,

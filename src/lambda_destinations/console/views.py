@@ -22,7 +22,7 @@ from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.console.jobs import Job
 from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
-from lambda_destinations.operations.replay import FORCE_HINT, SkipReason
+from lambda_destinations.operations.replay import FORCE_HINT, ErrorReason, SkipReason
 from lambda_destinations.operations.stats import (
     FailureStats,
     check_window,
@@ -418,10 +418,13 @@ _SKIPPED: dict[str, str] = {
     SkipReason.NOT_REPLAYABLE: "cannot be replayed: a stream batch (no payload), a legacy DLQ "
     "record naming no function, or a replay's own record",
 }
-_FAILED = (
-    "the Invoke call failed: Lambda refused it (the failure stays open for another run), or its "
-    "answer was lost and it may have run (in doubt); each failure's page says which"
-)
+_ERRORS: dict[str, str] = {
+    ErrorReason.REFUSED: "Lambda refused the Invoke call: nothing ran, and the failure stays "
+    "open for another run",
+    ErrorReason.IN_DOUBT: "in doubt, may have reached Lambda: the Invoke call's answer was "
+    "lost, so it may have run; a later run skips it (Edit the payload, then replay, on the "
+    "failure's page, runs it again once you know it did not run)",
+}
 _ORDER = {"invoked": 0, "skipped": 1, "error": 2}
 _OUTCOME_LABELS = {"error": "errors"}  # the tally's words, as `replay` prints it
 _NOT_REACHED = {
@@ -434,12 +437,21 @@ _NOT_REACHED = {
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class JobReason:
+    """How many of one outcome's records ended so, why, and the first one's detail."""
+
+    count: int
+    text: str
+    first: str = ""  # whole: a replay's detail is cut at 1,000 characters already
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class JobOutcome:
     """How many of a job's records ended one way (``label``), and why, by reason."""
 
     label: str
     count: int
-    reasons: list[tuple[int, str]]
+    reasons: list[JobReason]
 
 
 def job_outcomes(job: Job) -> list[JobOutcome]:
@@ -447,12 +459,15 @@ def job_outcomes(job: Job) -> list[JobOutcome]:
     job those of its selection it has not reached (the rest of its count)."""
     outcomes = []
     for outcome, count in sorted(job.counts.items(), key=lambda item: _ORDER.get(item[0], 3)):
-        why = job.reasons.get(outcome, {})
-        reasons = [(n, _SKIPPED.get(r, r)) for r, n in why.items()]
-        if outcome == "error":
-            reasons = [(count, _FAILED)]
+        words = _ERRORS if outcome == "error" else _SKIPPED
+        firsts = job.first_detail.get(outcome, {})
+        reasons = [
+            JobReason(n, words.get(r, r), firsts.get(r, ""))
+            for r, n in job.reasons.get(outcome, {}).items()
+        ]
         outcomes.append(JobOutcome(_OUTCOME_LABELS.get(outcome, outcome), count, reasons))
     if job.kind.startswith("bulk-") and job.done < job.total:
         left = job.total - job.done
-        outcomes.append(JobOutcome("not reached", left, [(left, _NOT_REACHED[job.state])]))
+        reason = JobReason(left, _NOT_REACHED[job.state])
+        outcomes.append(JobOutcome("not reached", left, [reason]))
     return outcomes

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     )
     from lambda_destinations.operations._rate import RateLimiter
     from lambda_destinations.operations.replay import (
+        ErrorReason,
         ReplayResult,
         ReplayState,
         SkipReason,
@@ -44,6 +45,7 @@ _LAZY = {
     "original_payload": _HANDLER,
     "replay_target": _HANDLER,
     "RateLimiter": "lambda_destinations.operations._rate",
+    "ErrorReason": _REPLAY,
     "ReplayResult": _REPLAY,
     "ReplayState": _REPLAY,
     "SkipReason": _REPLAY,
@@ -61,6 +63,7 @@ __getattr__ = lazy_names(__name__, _LAZY)
 __all__ = [
     "TRIGGER_AUTOMATIC",
     "TRIGGER_MANUAL",
+    "ErrorReason",
     "FailureStats",
     "NotReplayable",
     "RateLimiter",

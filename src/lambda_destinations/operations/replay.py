@@ -55,7 +55,7 @@ class ReplayState(enum.StrEnum):
     INVOKED = "invoked"  # Lambda accepted the new invocation
     WOULD_INVOKE = "would-invoke"  # a dry run: this is what would be invoked
     SKIPPED = "skipped"  # not invoked; ``skip`` says why
-    ERROR = "error"  # the Invoke call failed: nothing ran, or (detail "in doubt") it may have
+    ERROR = "error"  # the Invoke call failed; ``error`` says whether it may have run
 
 
 class SkipReason(enum.StrEnum):
@@ -64,6 +64,13 @@ class SkipReason(enum.StrEnum):
     IN_DOUBT = "in-doubt"  # an earlier attempt was interrupted: it may have reached Lambda
     CONCURRENT = "concurrent"  # another process recorded the same attempt just now
     HANDLED = "handled"  # ignored or recovered by someone else while it waited its turn
+
+
+class ErrorReason(enum.StrEnum):
+    """Which way an Invoke call failed, for a result whose state is ``error``."""
+
+    REFUSED = "refused"  # Lambda answered with an error: nothing ran, a later replay may try
+    IN_DOUBT = "in-doubt"  # its answer was lost: it may have run; skipped later unless forced
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,6 +84,7 @@ class ReplayResult:
     attempt: int | None = None
     new_request_id: str | None = None
     skip: SkipReason | None = None
+    error: ErrorReason | None = None
     detail: str | None = None
     payload_bytes: int | None = None
 
@@ -89,6 +97,7 @@ class ReplayResult:
             "attempt": self.attempt,
             "new_request_id": self.new_request_id,
             "skip": self.skip.value if self.skip else None,
+            "error": self.error.value if self.error else None,
             "detail": self.detail,
             "payload_bytes": self.payload_bytes,
         }
@@ -260,15 +269,17 @@ async def _invoke_recorded(
         if answered(exc):
             # Lambda did not take the invocation: the attempt ends here and a later replay
             # may try again without force.
+            error = ErrorReason.REFUSED
             await store.update_replay(attempt.id, outcome=ReplayOutcome.ERROR, detail=detail)
         else:
             # It may have run: left pending (as a cancellation leaves it), never repeated
             # without force.
+            error = ErrorReason.IN_DOUBT
             detail = f"in doubt, may have reached Lambda: {detail}"
             await store.update_replay(attempt.id, detail=detail)
         if isinstance(exc, CONNECTION_ERRORS):
             raise  # the endpoint is away: every other replay would fail the same way
-        return dataclasses.replace(result, state=ReplayState.ERROR, detail=detail)
+        return dataclasses.replace(result, state=ReplayState.ERROR, error=error, detail=detail)
     await store.update_replay(
         attempt.id, new_request_id=new_request_id, outcome=ReplayOutcome.INVOKED
     )
