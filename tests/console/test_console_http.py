@@ -35,6 +35,7 @@ from lambda_destinations.store import (
     DeliveryRow,
     FailureStatus,
     InvocationRow,
+    OperatorAction,
     QuarantineRow,
     ReplayAttempt,
     ReplayOutcome,
@@ -577,6 +578,55 @@ async def test_an_edited_payload_python_alone_reads_is_refused_and_nothing_invok
     async with Store.from_url(settings.store) as store:
         assert await store.replays(row.key) == []
         assert await store.actions(row.key) == []
+
+
+def _summaries(page: str) -> list[str]:
+    """The text of each ``<summary>`` on the page, as a screen reader names it (hidden parts
+    too)."""
+    found = re.findall(r"<summary>(.*?)</summary>", page, flags=re.DOTALL)
+    return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", text)).split()) for text in found]
+
+
+async def test_each_rows_expander_is_named_for_its_row(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: two quarantined messages, two messages in a DLQ, a failure with two actions that
+    # keep a detail, and a second failure for the bulk plan
+    url, dlq_url = make_queue("summaries")
+    settings = settings_for(url)
+    sent = [sqs.send_message(QueueUrl=dlq_url, MessageBody=failure_body(n)[0]) for n in (1, 2)]
+    first = await stored_failure(settings)
+    record = failure_record(random.Random(4), function="orders-api")
+    second = await stored_failure(settings, record=record)
+    async with Store.from_url(settings.store) as store:
+        for message_id in ("m-1", "m-2"):
+            await store.save_quarantine(QuarantineRow(url, message_id, "{}", {}, "decode", 1))
+        for action in ("ignore", "reopen"):
+            await store.add_action(OperatorAction("console dana", action, first.key, "x", {}))
+        actions_kept = await store.actions(first.key)
+    client = await make_client(settings)
+    dlq_name = dlq_url.rsplit("/", 1)[1]
+
+    # when
+    quarantine = await (await client.get("/quarantine")).text()
+    peek = await (await client.get(f"/dlqs/{dlq_name}?peek=10")).text()
+    failure = await (await client.get(f"/failures/{quote(first.key, safe='')}")).text()
+    plan = await (await client.get("/bulk?action=replay")).text()
+
+    # then: each row's expander says which row it opens (before: "body", "body", ...), the
+    # row's part hidden from sight
+    assert _summaries(quarantine) == [
+        "body and attributes of message m-2",
+        "body and attributes of message m-1",
+    ]
+    assert sorted(_summaries(peek)) == sorted(f"body of message {m['MessageId']}" for m in sent)
+    assert _summaries(failure)[-2:] == [
+        f"detail of {a.action} by console dana, {times.utc_text(a.at)} UTC" for a in actions_kept
+    ]
+    assert sorted(_summaries(plan)) == sorted(f"payload of {r.request_id}" for r in (first, second))
+    assert '<summary>body and attributes <span class="vh">of message m-1</span></summary>' in (
+        quarantine
+    )
 
 
 async def test_a_peek_count_that_is_no_number_is_one_line_400(
