@@ -344,12 +344,15 @@ class _Mailbox:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.data_errors: list[str] = []  # answers to DATA, used up one per message
         self.rcpt_error: str | None = None  # the answer to every RCPT TO when set
+        self.rcpt_errors: dict[str, str] = {}  # the answer to RCPT TO of one address
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
     ) -> str:
         if self.rcpt_error is not None:
             return self.rcpt_error
+        if address in self.rcpt_errors:
+            return self.rcpt_errors[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -671,6 +671,42 @@ async def test_a_5xx_reply_quarantines_with_the_reason(
     assert re.search(reason, row.reason), row.reason
 
 
+async def test_every_recipient_refused_but_one_only_for_now_is_retried_not_quarantined(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: two recipients, the server refusing one for now (451) and the other for good (550)
+    url, dlq = make_queue("smtp-mixed")
+    send_records(sqs, url, [failure_record()])
+    busy, unknown = "busy@example.com", "unknown@example.com"
+    smtp_server.mailbox.rcpt_errors.update(
+        {busy: "451 4.2.1 Mailbox busy, try again later", unknown: "550 5.1.1 No such user"}
+    )
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=smtp_server.port,
+        to=[busy, unknown],
+    )
+    # no in-process retry: the message itself comes back
+    settings = settings.model_copy(update={"handler_attempts": 1})
+
+    # when: refused once, then the busy mailbox takes mail again
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(lambda: worker.stats.outcomes["retry"] >= 1, within=30)
+        del smtp_server.mailbox.rcpt_errors[busy]
+        await eventually(lambda: smtp_server.messages, within=30)
+
+    # then: retried, not quarantined, and the mail reached the mailbox that could take it
+    assert worker.stats.outcomes["quarantine"] == 0
+    assert [rcpts for _sender, rcpts in smtp_server.mailbox.envelopes] == [[busy]]
+    assert sqs.receive_message(QueueUrl=dlq).get("Messages") is None
+
+
 async def test_an_unreachable_smtp_server_is_transient(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
 ) -> None:

@@ -331,7 +331,9 @@ def smtp_outcome(
         codes = sorted({refusal.code for refusal in exc.recipients})
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         text = f"SMTP server {host} refused every recipient ({detail})"
-        if all(400 <= code < 500 for code in codes):
+        # One refused for now (4xx) may take it on the next try; those refused for good are
+        # refused again then, and the mail goes to the rest ("some recipients were refused").
+        if any(400 <= code < 500 for code in codes):
             return TransientError(text)
         return PermanentError(text)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
