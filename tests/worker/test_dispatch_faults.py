@@ -667,3 +667,46 @@ async def test_batch_entries_sqs_refuses_are_counted_by_operation(
     assert registry.get_sample_value(REFUSED, {"operation": operation}) == 1
     failed = {"operation": operation}
     assert registry.get_sample_value("lambda_destinations_sqs_errors_total", failed) == 0
+
+
+class _Exiting:
+    """A handler that ends the process as some code does: sys.exit(), or KeyboardInterrupt."""
+
+    name = "exiting"
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+        self.runs = 0
+
+    async def __call__(self, message: DecodedMessage, context: Any) -> None:
+        self.runs += 1
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "said"),
+    [(SystemExit(0), "SystemExit(0)"), (KeyboardInterrupt(), "KeyboardInterrupt")],
+)
+async def test_a_handler_that_exits_is_its_own_error_and_the_worker_goes_on(
+    sqs, make_queue, settings_for, exc: BaseException, said: str
+) -> None:
+    # given: two records, and a handler that raises SystemExit (sys.exit(0), in its code or a
+    # library's) or KeyboardInterrupt
+    url, _ = make_queue("exiting")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(n))) for n in (41, 42)])
+    handler = _Exiting(exc)
+    settings = routed(settings_for(url, handler_attempts=1), handler.name)
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+            stats = await run_until(worker, lambda: worker.stats.outcomes["retry"] >= 2)
+
+    # then: before, the first ended the worker (exit code 0 for sys.exit(0)) with the other
+    # message still in hand; now each is the handler's error, retried, and the run goes on
+    assert handler.runs >= 2
+    assert stats.outcomes["retry"] >= 2
+    assert stats.outcomes["quarantine"] == 0
+    reasons = [e["reason"] for e in logs if e["event"] == "message will be retried"]
+    assert reasons
+    assert all(f"handler exiting raised {said}: a handler must raise" in r for r in reasons)

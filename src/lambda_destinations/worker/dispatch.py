@@ -173,6 +173,19 @@ class HandlerCancelled(TransientError):
         )
 
 
+class HandlerExited(Exception):
+    """A handler raised SystemExit or KeyboardInterrupt: ``sys.exit()`` in its code, or a
+    library's. Never the worker's own stop (its signals are the event loop's handlers, which
+    raise nothing), so it is the handler's error, retried as any unexpected one, not the end of
+    the worker: let through, it stopped the process (``sys.exit(0)`` with exit code 0)."""
+
+    def __init__(self, handler: str, exc: SystemExit | KeyboardInterrupt) -> None:
+        what = f"SystemExit({exc.code!r})" if isinstance(exc, SystemExit) else "KeyboardInterrupt"
+        super().__init__(
+            f"handler {handler} raised {what}: a handler must raise an exception, not exit"
+        )
+
+
 def _cancelled(task: asyncio.Task[Any] | None) -> bool:
     """Whether ``task`` itself is being cancelled (a CancelledError it raises is then ours)."""
     return task is None or task.cancelling() > 0
@@ -589,6 +602,8 @@ class Dispatcher:
             if cut is not None and cut[1]:
                 return
             raise HandlerCancelled(handler.name, None if cut is None else cut[0]) from exc
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise HandlerExited(handler.name, exc) from exc
         finally:
             del self.running[id(token)]
 
