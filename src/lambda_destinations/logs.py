@@ -47,7 +47,8 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            redact_event,  # last before rendering: passwords and addresses never reach a line
+            redact_event,  # passwords and addresses never reach a line
+            _capped,  # after redact_event: a cut could split a password from what marks it
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
@@ -59,6 +60,22 @@ def configure_logging(
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
             handler.addFilter(_RedactingFilter())
+
+
+# Characters of one field of a log line (a traceback, an error's text): past it, its start and
+# its end, where a traceback names the exception. A handler's error that carries a payload of
+# megabytes would otherwise be written whole at every retry (a log line of CloudWatch Logs holds
+# 256 KiB at most).
+LOGGED_MAX = 32 * 1024
+
+
+def _capped(_logger: Any, _method: str, event: structlog.typing.EventDict) -> Any:
+    for key, value in event.items():
+        if isinstance(value, str) and len(value) > LOGGED_MAX:
+            half = LOGGED_MAX // 2
+            cut = len(value) - 2 * half
+            event[key] = f"{value[:half]}\n… {cut:,} characters cut …\n{value[-half:]}"
+    return event
 
 
 def _hiding(hide: Callable[[Mapping[str, Any]], bool]) -> structlog.typing.Processor:

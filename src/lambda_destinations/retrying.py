@@ -102,14 +102,30 @@ _HTML_PAGE = re.compile(r"<!doctype html|<html", re.IGNORECASE)
 _HTML_TITLE = re.compile(r"<title>\s*(.*?)\s*</title>", re.IGNORECASE | re.DOTALL)
 
 
+# Characters of an error's text in a log line or a reason: a handler's error can carry
+# megabytes (a payload in its message), which every retry would log again.
+DESCRIBED_MAX = 2000
+
+
 def describe_error(exc: BaseException) -> str:
-    """One line for a log or a stored reason: the type, the AWS error code, the text, redacted."""
+    """One line for a log or a stored reason: the type, the AWS error code, the text, redacted,
+    cut at DESCRIBED_MAX characters."""
     code = error_code(exc)
-    text = _without_html(str(exc) or type(exc).__name__)
+    text = _without_html(_text_of(exc) or type(exc).__name__)
     if code and code not in text:
         text = f"{code}: {text}"
-    text = redact(text)  # errors quote recipients and URLs
+    text = redact(text)  # errors quote recipients and URLs; before the cut, which could split one
+    if len(text) > DESCRIBED_MAX:
+        text = f"{text[:DESCRIBED_MAX]}… ({len(text):,} characters)"
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+
+
+def _text_of(exc: BaseException) -> str:
+    """``str(exc)``, which is the raising code's own: a ``__str__`` that fails is said so."""
+    try:
+        return str(exc)
+    except Exception as failed:  # noqa: BLE001 - a handler's exception class, any bug in it
+        return f"(its text could not be made: {type(failed).__name__})"
 
 
 def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> str:
@@ -120,7 +136,7 @@ def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> 
         error = exc.response.get("Error", {})
         text = f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
     else:
-        text = str(exc)
+        text = _text_of(exc)
     lines = _without_html(text).strip().splitlines()
     line = redact(lines[0]) if lines else ""
     if typed or not line:

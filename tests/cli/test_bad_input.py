@@ -817,3 +817,38 @@ def test_a_bad_setting_names_the_source_it_came_from(source: str, tmp_path: Path
         "file": f"(the TOML file {tmp_path / 'ld.toml'})",
     }[source]
     assert where in line, line
+
+
+def test_a_handler_error_of_megabytes_is_logged_cut_and_retried(tmp_path: Path) -> None:
+    # given: a handler whose error carries 2 MB of text (a payload in its message)
+    (tmp_path / "loud.py").write_text(
+        "class Loud:\n"
+        "    name = 'loud'\n"
+        "    async def __call__(self, message, context):\n"
+        "        raise ValueError('start ' + 'x' * 2_000_000 + ' end')\n"
+        "loud = Loud()\n"
+    )
+    env = {
+        "PYTHONPATH": str(tmp_path),
+        "LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist", "loud:loud"]}]',
+    }
+
+    # when: dev runs two simulated records through it
+    result = cli("dev", "--simulate", "2", "--once", "--json", env=env, cwd=tmp_path)
+
+    # then: both retried; each log line keeps the error's start and its end (the traceback's
+    # last line), not 2 MB at every retry: the whole run logged well under 1 MB (before: 8 MB)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1])["retried"] == 2
+    assert len(result.stderr) < 300_000
+    retried = [line for line in result.stderr.splitlines() if "message will be retried" in line]
+    assert len(retried) == 2
+    for line in retried:
+        reason = json.loads(line)["reason"]
+        assert reason.startswith("handler loud: ValueError: start xxx")
+        assert reason.endswith("… (2,000,010 characters)")
+    tracebacks = [json.loads(line) for line in result.stderr.splitlines() if "Traceback" in line]
+    assert len(tracebacks) == 2
+    for event in tracebacks:
+        assert "characters cut" in event["exception"]
+        assert event["exception"].endswith(" end")

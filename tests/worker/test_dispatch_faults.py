@@ -710,3 +710,37 @@ async def test_a_handler_that_exits_is_its_own_error_and_the_worker_goes_on(
     reasons = [e["reason"] for e in logs if e["event"] == "message will be retried"]
     assert reasons
     assert all(f"handler exiting raised {said}: a handler must raise" in r for r in reasons)
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+class _RaisesUnprintable:
+    name = "unprintable"
+
+    async def __call__(self, message: DecodedMessage, context: Any) -> None:
+        raise _Unprintable()
+
+
+async def test_an_error_whose_text_fails_is_the_handler_s_error_and_retried(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a handler whose exception's __str__ itself raises
+    url, _ = make_queue("unprintable")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(43)))])
+    handler = _RaisesUnprintable()
+    settings = routed(settings_for(url, handler_attempts=1), handler.name)
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+            stats = await run_until(worker, lambda: worker.stats.outcomes["retry"] >= 1)
+
+    # then: retried with a reason that says so; before, describing it raised, the message's
+    # task failed ("message task failed") and the message was only released
+    assert stats.outcomes["retry"] >= 1
+    assert not [e for e in logs if e["event"] == "message task failed"]
+    (reason, *_) = [e["reason"] for e in logs if e["event"] == "message will be retried"]
+    assert reason == "handler unprintable: _Unprintable: (its text could not be made: RuntimeError)"
