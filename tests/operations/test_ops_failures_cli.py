@@ -433,6 +433,18 @@ def test_ignore_of_an_unknown_id_marks_the_others_and_exits_1(cli_env, seeded) -
     assert known in {f["request_id"] for f in listed}
 
 
+@pytest.mark.parametrize("verb", ["ignore", "reopen"])
+def test_ids_none_of_which_exist_print_nothing_on_stdout(cli_env, seeded, verb: str) -> None:
+    result = cli("failures", verb, "nope", "nope-2", env=cli_env)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert error_lines(result) == [
+        "error: no failure with request id or key 'nope'",
+        "error: no failure with request id or key 'nope-2'",
+    ]
+
+
 def test_an_unreachable_store_exits_4_in_one_line(cli_env) -> None:
     env = {**cli_env, "LAMBDA_DESTINATIONS_STORE": "postgresql://nobody@127.0.0.1:1/none"}
 

@@ -71,6 +71,9 @@ def test_list_and_show_the_store_only_copy(quarantined) -> None:
     assert shown["message_attributes"]["trace"]["StringValue"] == "abc-123"
     assert '"eventSource": "aws:s3"' in text.stdout  # the body, pretty-printed
     assert "trace = abc-123" in text.stdout
+    # its time as the other text outputs give times; the JSON's, ISO 8601
+    at = dt.datetime.fromisoformat(shown["quarantined_at"])
+    assert f"quarantined  {at:%Y-%m-%d %H:%M:%S} UTC\n" in text.stdout
 
 
 def test_list_and_show_say_a_resend_holds_the_message(quarantined) -> None:
@@ -96,7 +99,7 @@ def test_list_and_show_say_a_resend_holds_the_message(quarantined) -> None:
     since = dt.datetime.fromisoformat(held["resending_since"])
     assert before - dt.timedelta(seconds=5) <= since <= dt.datetime.now(dt.UTC)
     assert f"resending since {since:%H:%M:%S}" in table.stdout
-    assert f"resending    {held['resending_since']}" in shown.stdout
+    assert f"resending    {since:%Y-%m-%d %H:%M:%S} UTC" in shown.stdout
 
     # and a claim that lapsed (its resend was interrupted) holds nothing: not shown
     asyncio.run(claim(0.001))
@@ -104,6 +107,20 @@ def test_list_and_show_say_a_resend_holds_the_message(quarantined) -> None:
     (lapsed,) = as_json(cli("quarantine", "list", "--json", env=env))
     assert lapsed["resending_since"] is None
     assert "resending" not in cli("quarantine", "list", env=env).stdout
+
+
+def test_resend_asks_on_stderr_and_a_no_leaves_stdout_empty(sqs, quarantined) -> None:
+    _url, env = quarantined
+    (row,) = as_json(cli("quarantine", "list", "--json", env=env))
+
+    # when: no answer comes (no terminal), with --json
+    asked = cli("quarantine", "resend", str(row["id"]), "--json", env=env)
+
+    # then: declined (6), the question on stderr and nothing on stdout for a script to misread
+    assert asked.returncode == 6
+    assert asked.stdout == ""
+    assert "Send 1 message back to their queues?" in asked.stderr
+    assert len(as_json(cli("quarantine", "list", "--json", env=env))) == 1
 
 
 def test_resend_sends_the_message_back_and_forgets_the_copy(sqs, quarantined) -> None:

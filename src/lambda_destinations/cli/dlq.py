@@ -574,7 +574,8 @@ def purge_command(settings: Settings, queue: str, yes: bool) -> None:
                 return
             if not yes:
                 click.confirm(
-                    f"Delete all {count} messages of {ref.name} ({ref.visible} visible, "
+                    f"Delete {'the 1 message' if count == 1 else f'all {count} messages'} of "
+                    f"{ref.name} ({ref.visible} visible, "
                     f"{ref.in_flight} in flight, {delayed} delayed)? This cannot be undone",
                     abort=True,
                     err=True,

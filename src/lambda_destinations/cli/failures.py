@@ -532,7 +532,8 @@ def _set_status(
     verb = "ignored" if status is FailureStatus.IGNORED else "reopened"
     stay = "stays" if recovered == 1 else "stay"
     kept = f" ({recovered} {stay} recovered: a replay succeeded)" if recovered else ""
-    click.echo(f"{verb} {changed} failure{'s' if changed != 1 else ''}{kept}")
+    if len(missing) < len(request_ids):  # none found: the error lines alone, stdout empty
+        click.echo(f"{verb} {changed} failure{'s' if changed != 1 else ''}{kept}")
     say_no_failure(missing)
     if missing:
         raise SystemExit(EXIT_FAILED)

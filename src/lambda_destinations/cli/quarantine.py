@@ -27,6 +27,7 @@ from lambda_destinations.operations.quarantine import (
     pretty_body,
     resend,
     resend_status,
+    resending_since,
 )
 from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, utcnow
 from lambda_destinations.worker.queues import queue_name
@@ -135,6 +136,10 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
     if as_json:
         click.echo(dumps(described))
         return
+    # Times as every text output gives them (the JSON keeps ISO 8601).
+    resending = resending_since(row)
+    described["quarantined_at"] = f"{format_time(row.quarantined_at)} UTC"
+    described["resending_since"] = f"{format_time(resending)} UTC" if resending else None
     for label, name in (
         ("id", "id"),
         ("quarantined", "quarantined_at"),
@@ -197,7 +202,10 @@ def resend_command(
         click.echo("no quarantined messages to resend", err=True)
         return
     if not yes:
-        click.confirm(f"Send {_count(len(rows), 'message')} back to their queues?", abort=True)
+        # The question on stderr, as every command asks: stdout is for the results (--json).
+        click.confirm(
+            f"Send {_count(len(rows), 'message')} back to their queues?", abort=True, err=True
+        )
     with aws_errors(settings):
         sent, skipped, failed = asyncio.run(_resend(settings, rows, keep=keep))
     if as_json:
