@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import io
 import json
 import random
@@ -39,6 +40,7 @@ log = structlog.get_logger("lambda_destinations.dev")
 
 # Hop-by-hop headers and those the server sets itself: never copied between the two sides.
 _NOT_FORWARDED = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
+_SQS_TARGET = "AmazonSQS."
 _INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
 ALERTS_PATH = "/_dev/alerts"  # dev's own alert channel: a webhook handler posts here
 _MAX_BODY = 16 * 1024 * 1024  # SendMessageBatch of ten 256 KiB messages, with room
@@ -115,12 +117,33 @@ def destination_record(
     }
 
 
-def _lambda_error(status: int, code: str, message: str) -> web.Response:
+def _aws_error(status: int, code: str, body: dict[str, str]) -> web.Response:
     return web.json_response(
-        {"Type": "User", "Message": message, "message": message},
+        body,
         status=status,
         headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())},
     )
+
+
+def _lambda_error(status: int, code: str, message: str) -> web.Response:
+    return _aws_error(status, code, {"Type": "User", "Message": message, "message": message})
+
+
+def _sqs_unsupported(action: str) -> web.Response:
+    """SQS's own answer for an operation it will not run here (JSON protocol: ``__type``)."""
+    message = f"{action} is not implemented by dev's local endpoint"
+    code = "UnsupportedOperation"
+    return _aws_error(400, code, {"__type": f"com.amazonaws.sqs#{code}", "message": message})
+
+
+@functools.cache
+def moto_lacks_sqs_action(action: str) -> bool:
+    """Whether moto's SQS has no ``action`` (``StartMessageMoveTask`` and the other move-task
+    operations): moto would raise NotImplementedError, a traceback in dev's terminal."""
+    from moto.core.utils import camelcase_to_underscores
+    from moto.sqs.responses import SQSResponse
+
+    return not callable(getattr(SQSResponse, camelcase_to_underscores(action), None))
 
 
 def _payload_too_large(size: int, invocation_type: str) -> str | None:
@@ -216,6 +239,13 @@ class DevEndpoint(Lifetime):
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
+        # SQS's JSON protocol names the operation in a header; the query protocol, which
+        # botocore no longer uses for SQS, is passed on as it is.
+        target = request.headers.get("X-Amz-Target", "")
+        if target.startswith(_SQS_TARGET):
+            action = target.removeprefix(_SQS_TARGET)
+            if moto_lacks_sqs_action(action):
+                return _sqs_unsupported(action)
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         try:

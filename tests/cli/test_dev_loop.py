@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -14,14 +15,16 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from lambda_destinations.cli.dev import live_summary
-from lambda_destinations.simulate import messages
+from lambda_destinations.simulate import failure_record, messages
 from lambda_destinations.worker import Stats
 from lambda_destinations.worker.dispatch import Outcome
 from processes import reap
@@ -264,6 +267,44 @@ def test_dev_stops_cleanly_with_long_polls_open(tmp_path: Path) -> None:
     assert process.returncode == 0, log
     assert "Traceback" not in log
     assert "Error handling request" not in log
+
+
+def test_a_redrive_against_dev_moves_the_messages_with_no_traceback_in_dev(
+    tmp_path: Path,
+) -> None:
+    # given: dev running, three failure records in its success queue's DLQ
+    with running_dev(tmp_path, "--simulate", "0") as process:
+        config = tomllib.loads((tmp_path / ".lambda-destinations" / "dev.toml").read_text())
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=config["endpoint_url"],
+            region_name=config["region"],
+            aws_access_key_id="dev",
+            aws_secret_access_key="dev",
+        )
+        dlq = sqs.get_queue_url(QueueName="ld-dev-success-dlq")["QueueUrl"]
+        records = [failure_record(random.Random(n), function="orders-api") for n in range(3)]
+        for record in records:
+            sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(record))
+
+        # when: the README's redrive runs from a second shell
+        redrive = run(
+            ["lambda-destinations", "dlq", "redrive", "ld-dev-success-dlq", "--yes"], tmp_path
+        )
+
+        # then: moved here, said in one line with the status once; dev's worker stores them
+        assert redrive.returncode == 0, redrive.stderr
+        assert redrive.stdout.startswith("moved 3"), redrive.stdout + redrive.stderr
+        (fallback,) = [line for line in redrive.stderr.splitlines() if "not available here" in line]
+        assert "(HTTP 400 UnsupportedOperation: StartMessageMoveTask is not" in fallback
+        ids = {record["requestContext"]["requestId"] for record in records}
+        wait_for(lambda: ids <= set(listed(tmp_path)), "the redriven records stored")
+    # and dev's terminal showed no traceback of the endpoint behind it (before: moto's
+    # NotImplementedError for StartMessageMoveTask, twice per redrive)
+    log = (tmp_path / "dev.log").read_text()
+    assert process.returncode == 0, log
+    assert "Traceback" not in log
+    assert "NotImplementedError" not in log
 
 
 @contextlib.contextmanager

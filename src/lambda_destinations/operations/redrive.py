@@ -264,7 +264,9 @@ async def start_move_task(
             message = _message(exc)
             if not message or message.startswith("<"):  # an HTML error page
                 message = "not implemented by the endpoint"
-            raise MoveTaskUnsupported(f"HTTP {status or '?'} {code}: {message}") from exc
+            # botocore gives the status as the code when the answer names none: say it once.
+            said = f"HTTP {status or '?'}" + (f" {code}" if code and code != str(status) else "")
+            raise MoveTaskUnsupported(f"{said}: {message}") from exc
         raise
     return str(response["TaskHandle"])
 
