@@ -428,7 +428,47 @@ def _describe(
         return message
     location = ".".join(str(part) for part in error["loc"])
     where = _origin(str(error["loc"][0]), overrides, file_data)
+    if error["type"] == "extra_forbidden":  # only the TOML file can name a setting we lack
+        return f"unknown setting {location!r} ({where}): {_known_instead(error['loc'])}"
     return f"setting {location!r} ({where}): {message}"
+
+
+def _known_instead(loc: tuple[str | int, ...]) -> str:
+    """The fix for an unknown setting at ``loc``: the closest known names, or where they are."""
+    route = len(loc) > 1 and loc[0] == "routes"
+    known = list(RouteConfig.model_fields if route else Settings.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]).lower(), known, n=2)
+    if close:
+        return "did you mean " + " or ".join(repr(name) for name in close) + "?"
+    if route:
+        return f"a route takes {', '.join(known)}"
+    return "remove it, or use a setting the README's Configuration table lists"
+
+
+# Variables of ours that are not settings: the console's sign-in token.
+_OTHER_VARIABLES = frozenset({f"{ENV_PREFIX}CONSOLE_TOKEN"})
+
+
+def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``LAMBDA_DESTINATIONS_`` variable that is no setting but close to one.
+
+    The environment source ignores variables it has no setting for: a misspelt one would change
+    nothing, silently. Only close ones are named; the prefix is short enough that other tools'
+    variables may carry it, and those are not ours to judge.
+    """
+    known = [name.upper() for name in Settings.model_fields]
+    warnings = []
+    for name in sorted(environ):
+        # pydantic-settings matches variable names in any case
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in _OTHER_VARIABLES:
+            continue
+        setting = name.upper().removeprefix(ENV_PREFIX)
+        if setting in known:
+            continue
+        close = difflib.get_close_matches(setting, known, n=1, cutoff=0.8)
+        if close:
+            warnings.append(f"{name} is no setting, ignored: did you mean {ENV_PREFIX}{close[0]}?")
+    return warnings
 
 
 def _origin(field: str, overrides: Mapping[str, Any], file_data: Mapping[str, Any]) -> str:

@@ -791,6 +791,62 @@ def test_a_console_beyond_loopback_refuses_a_short_token(sqlite_url: str, tmp_pa
     assert "at least 16" in line
 
 
+@pytest.mark.parametrize(
+    ("toml", "setting", "fix"),
+    [
+        ("concurency = 3\n", "concurency", "did you mean 'concurrency'?"),
+        (
+            "keep_failure_days = 3\n",
+            "keep_failure_days",
+            "did you mean 'keep_failures_days' or 'keep_open_failures_days'?",
+        ),
+        (
+            "zzz = 3\n",
+            "zzz",
+            "remove it, or use a setting the README's Configuration table lists",
+        ),
+        (
+            '[[routes]]\nhandlers = ["persist"]\nconditon = "success"\n',
+            "routes.0.conditon",
+            "did you mean 'condition'?",
+        ),
+    ],
+    ids=["close", "two close", "none close", "in a route"],
+)
+def test_an_unknown_setting_in_the_toml_file_names_the_known_ones(
+    toml: str, setting: str, fix: str, tmp_path: Path
+) -> None:
+    (tmp_path / "c1.toml").write_text(toml)
+
+    result = cli("failures", "stats", "--config", "c1.toml", cwd=tmp_path)
+
+    # before: "setting 'concurency' (...): Extra inputs are not permitted", pydantic's words
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: unknown setting {setting!r} (the TOML file c1.toml): {fix}"
+    )
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_is_close_to(tmp_path: Path) -> None:
+    # given: a variable of ours one letter off a setting, and one close to none (the tests' own)
+    env = {"LAMBDA_DESTINATIONS_CONCURENCY": "3", "LAMBDA_DESTINATIONS_REQUIRE_AXE": "1"}
+
+    # when: a command runs; the environment source ignores variables it has no setting for
+    result = cli("migrate", "--store", f"sqlite:///{tmp_path / 'x.db'}", env=env, cwd=tmp_path)
+
+    # then: it runs, and says the variable changed nothing and which one was meant
+    assert result.returncode == 0, result.stderr
+    warnings = [
+        json.loads(line)["event"]
+        for line in result.stderr.splitlines()
+        if line.startswith("{") and json.loads(line)["level"] == "warning"
+    ]
+    assert warnings == [
+        "LAMBDA_DESTINATIONS_CONCURENCY is no setting, ignored: did you mean "
+        "LAMBDA_DESTINATIONS_CONCURRENCY?"
+    ]
+
+
 @pytest.mark.parametrize("source", ["option", "environment", "file"])
 def test_a_bad_setting_names_the_source_it_came_from(source: str, tmp_path: Path) -> None:
     # given: one store URL of a database the store does not speak, from an option, the

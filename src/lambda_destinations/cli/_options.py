@@ -9,14 +9,17 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
+import structlog
 
-from lambda_destinations.config import DEV_CONFIG, Settings, load_settings
+from lambda_destinations.config import DEV_CONFIG, Settings, load_settings, misspelt_variables
 from lambda_destinations.errors import StoreUrlProblem
 from lambda_destinations.logs import configure_logging
 from lambda_destinations.redact import mask_url
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+log = structlog.get_logger("lambda_destinations.cli")
 
 _SETTING_OPTIONS = (
     click.option(
@@ -77,6 +80,8 @@ def settings_options(func: Callable[P, R]) -> Callable[..., R]:
             log_format=log_format,
         )
         configure_logging(settings.log_format, settings.log_level)
+        for warning in misspelt_variables(os.environ):
+            log.warning(warning)
         if uses_dev_settings(settings):
             # dev's endpoint accepts any keys: the commands after `dev` need none of their own.
             for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
