@@ -354,8 +354,16 @@ class Settings(BaseSettings):
 
     def origin(self, field: str) -> str | None:
         """Where ``field``'s value came from (``--store``, ``LAMBDA_DESTINATIONS_STORE``, the
-        TOML file), for an error about it; None for settings load_settings did not build."""
+        TOML file), for an error about it; None for settings load_settings did not build.
+        Kept for ``store`` and ``queues``."""
         return self._origins.get(field)
+
+    def set_in(self, field: str) -> str:
+        """Where to fix ``field``, for an error about its value: ``--queues``,
+        ``LAMBDA_DESTINATIONS_QUEUES``, ``queues in the TOML file x.toml``; the variable for
+        settings load_settings did not build."""
+        origin = self.origin(field) or f"{ENV_PREFIX}{field.upper()}"
+        return f"{field} in {origin}" if origin.startswith("the TOML file") else origin
 
     def resolved_region(self) -> str | None:
         """The region the standard AWS way when not set here."""
@@ -530,5 +538,5 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     settings = Settings.model_construct(
         **{name: getattr(loaded, name) for name in Settings.model_fields}
     )
-    settings._origins = {"store": _origin("store", overrides, file_data)}
+    settings._origins = {name: _origin(name, overrides, file_data) for name in ("store", "queues")}
     return settings

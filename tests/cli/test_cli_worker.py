@@ -68,12 +68,32 @@ def stored_keys(url: str) -> set[str]:
         return {key for (key,) in db.execute("SELECT key FROM invocations")}
 
 
-def test_run_with_a_queue_that_does_not_exist_exits_3_in_one_line(worker_env) -> None:
-    result = cli("run", "--once", env={**worker_env, "LAMBDA_DESTINATIONS_QUEUES": "no-such-queue"})
+@pytest.mark.parametrize("source", ["option", "environment", "file"])
+def test_run_with_a_queue_that_does_not_exist_exits_3_in_one_line(
+    source: str, worker_env, tmp_path: Path
+) -> None:
+    # given: a queue that does not exist, from --queues, the environment or a TOML file
+    (tmp_path / "ld.toml").write_text('queues = ["no-such-queue"]\n')
+    args, env = {
+        "option": (("--queues", "no-such-queue"), {}),
+        "environment": ((), {"LAMBDA_DESTINATIONS_QUEUES": "no-such-queue"}),
+        "file": (("--config", "ld.toml"), {}),
+    }[source]
+
+    # when
+    result = cli("run", "--once", *args, env={**worker_env, **env}, cwd=tmp_path)
+
+    # then: a configuration error, whose fix names where the queue was given (before: the
+    # variable, whatever the source)
     assert result.returncode == 3
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    fix = {
+        "option": "--queues",
+        "environment": "LAMBDA_DESTINATIONS_QUEUES",
+        "file": "queues in the TOML file ld.toml",
+    }[source]
     assert errors == [
-        "error: queue 'no-such-queue' does not exist: fix LAMBDA_DESTINATIONS_QUEUES "
+        f"error: queue 'no-such-queue' does not exist: fix {fix} "
         "or create the queue (and check the region)"
     ]
     assert "Traceback" not in result.stderr

@@ -257,6 +257,22 @@ def test_each_misconfiguration_is_found(setup: Setup, plant: str) -> None:
     assert errors[broken_check]["unreachable"] is False
 
 
+def test_a_missing_queue_s_fix_names_where_the_queues_were_given(setup: Setup) -> None:
+    # given: the queues from --queues, not the environment
+    env = {**setup.env(), "LAMBDA_DESTINATIONS_QUEUES": ""}
+    missing = f"{setup.prefix}-nope"
+
+    # when
+    result = setup.doctor(env, "--json", "--queues", f"{setup.queue_url},{missing}")
+
+    # then: the fix names --queues (before: LAMBDA_DESTINATIONS_QUEUES, wherever they came from)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        errors_of(result)[f"queue {missing}"]["fix"]
+        == "create it, or fix --queues (and the region)"
+    )
+
+
 def test_a_queue_given_by_its_arn_is_checked(setup: Setup) -> None:
     result = setup.doctor(setup.env(setup.queue_arn), "--json")
     assert result.returncode == 0, result.stdout + result.stderr

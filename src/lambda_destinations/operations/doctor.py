@@ -256,13 +256,14 @@ class Doctor:
         sqs = await aws.client("sqs")
         polled: list[_Queue] = []
         seen: dict[str, str] = {}
+        queues_in = self.settings.set_in("queues")
         for configured in self.settings.queues:
             name = queue_name(configured)
             try:
                 if "://" in configured:
                     url = configured
                 else:
-                    lookup = queue_lookup(sqs, configured)
+                    lookup = queue_lookup(sqs, configured, queues_in=queues_in)
                     url = (await sqs.get_queue_url(**lookup))["QueueUrl"]
                 response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
             except ConfigError as exc:  # an ARN that is no queue's, or of another region
@@ -284,7 +285,7 @@ class Doctor:
                         f"queue {name}",
                         "error",
                         f"{configured} does not exist (in {aws.region})",
-                        "create it, or fix LAMBDA_DESTINATIONS_QUEUES (and the region)",
+                        f"create it, or fix {queues_in} (and the region)",
                     )
                 elif error_code(exc) in DENIED_CODES:
                     self.add(
@@ -300,9 +301,7 @@ class Doctor:
             attributes: dict[str, str] = response.get("Attributes", {})
             arn = attributes.get("QueueArn", "")
             if problem := same_queue(seen, configured, arn or url):
-                self.add(
-                    f"queue {name}", "error", problem, "list it once in LAMBDA_DESTINATIONS_QUEUES"
-                )
+                self.add(f"queue {name}", "error", problem, f"list it once in {queues_in}")
                 continue
             self.add(f"queue {name}", "ok", f"exists and is readable ({url})")
             polled.append(_Queue(name, arn))

@@ -12,6 +12,8 @@ from botocore.exceptions import ClientError
 
 from lambda_destinations.errors import ConfigError
 
+# Where the worker's queues are set, unless the caller says where they came from.
+_QUEUES_VARIABLE = "LAMBDA_DESTINATIONS_QUEUES"
 NONEXISTENT = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
 # Message attributes the worker adds to a quarantined message in the DLQ. SQS allows ten
@@ -90,17 +92,22 @@ def client_region(sqs: Any) -> str:
     return str(sqs.meta.region_name)
 
 
-def queue_lookup(sqs: Any, name_or_arn: str) -> dict[str, str]:
+def queue_lookup(
+    sqs: Any, name_or_arn: str, *, queues_in: str = _QUEUES_VARIABLE
+) -> dict[str, str]:
     """GetQueueUrl's arguments for a configured queue name or ARN; ConfigError for an ARN
     that is no SQS queue's, or of another region than the client's: GetQueueUrl looks the
-    name up in the client's region, where a same-named queue is not the one meant."""
+    name up in the client's region, where a same-named queue is not the one meant.
+
+    ``queues_in`` is where the queues were set, for the fix an error names (``--queues``, the
+    variable, the TOML file: ``Settings.set_in("queues")``)."""
     if not name_or_arn.startswith("arn:"):
         return {"QueueName": name_or_arn}
     try:
         region, account, name = parse_arn(name_or_arn)
     except ValueError:
         raise ConfigError(
-            f"queue {name_or_arn!r} is not an SQS queue ARN: fix LAMBDA_DESTINATIONS_QUEUES "
+            f"queue {name_or_arn!r} is not an SQS queue ARN: fix {queues_in} "
             "(a URL, a name, or arn:aws:sqs:REGION:ACCOUNT:NAME)"
         ) from None
     if region != (own := client_region(sqs)):
@@ -111,17 +118,17 @@ def queue_lookup(sqs: Any, name_or_arn: str) -> dict[str, str]:
     return {"QueueName": name, "QueueOwnerAWSAccountId": account}
 
 
-async def queue_url(sqs: Any, url_or_name: str) -> str:
+async def queue_url(sqs: Any, url_or_name: str, *, queues_in: str = _QUEUES_VARIABLE) -> str:
     """A URL as given, or the URL of a queue name or ARN (ConfigError when it does not exist)."""
     if "://" in url_or_name:
         return url_or_name
-    lookup = queue_lookup(sqs, url_or_name)
+    lookup = queue_lookup(sqs, url_or_name, queues_in=queues_in)
     try:
         response = await sqs.get_queue_url(**lookup)
     except ClientError as exc:
         if is_missing_queue(exc):
             raise ConfigError(
-                f"queue {url_or_name!r} does not exist: fix LAMBDA_DESTINATIONS_QUEUES "
+                f"queue {url_or_name!r} does not exist: fix {queues_in} "
                 "or create the queue (and check the region)"
             ) from None
         raise
@@ -129,15 +136,17 @@ async def queue_url(sqs: Any, url_or_name: str) -> str:
     return url
 
 
-async def describe_queue(sqs: Any, url_or_name: str) -> QueueInfo:
+async def describe_queue(
+    sqs: Any, url_or_name: str, *, queues_in: str = _QUEUES_VARIABLE
+) -> QueueInfo:
     """Resolve a configured queue and read what the worker needs of its attributes."""
-    url = await queue_url(sqs, url_or_name)
+    url = await queue_url(sqs, url_or_name, queues_in=queues_in)
     try:
         response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
     except ClientError as exc:
         if is_missing_queue(exc):
             raise ConfigError(
-                f"queue {url} does not exist: fix LAMBDA_DESTINATIONS_QUEUES or create the queue"
+                f"queue {url} does not exist: fix {queues_in} or create the queue"
             ) from None
         raise
     attributes: dict[str, str] = response.get("Attributes", {})

@@ -334,13 +334,15 @@ class Worker(Lifetime):
         if self._own_store:
             await self._until_reachable("store", self._open_store, give_up)
         seen: dict[str, str] = {}
+        queues_in = self.settings.set_in("queues")
         for configured in self.settings.queues:
-            info = await self._until_reachable(
-                "SQS", functools.partial(describe_queue, self._counted_sqs, configured), give_up
+            describe = functools.partial(
+                describe_queue, self._counted_sqs, configured, queues_in=queues_in
             )
-            check_queue(info)
+            info = await self._until_reachable("SQS", describe, give_up)
+            check_queue(info, queues_in)
             if problem := same_queue(seen, configured, info.arn or info.url):
-                raise ConfigError(f"{problem}: list it once in LAMBDA_DESTINATIONS_QUEUES")
+                raise ConfigError(f"{problem}: list it once in {queues_in}")
             self.queues.append(info)
         self._outages = {queue.name: QueueOutage(queue.name) for queue in self.queues}
         self._acks = BatchSender(
@@ -995,12 +997,12 @@ def receive_ahead(concurrency: int) -> int:
     return max(1, round(concurrency * RECEIVE_AHEAD))
 
 
-def check_queue(info: QueueInfo) -> None:
-    """Refuse a FIFO queue; warn about a queue without a DLQ."""
+def check_queue(info: QueueInfo, queues_in: str = "LAMBDA_DESTINATIONS_QUEUES") -> None:
+    """Refuse a FIFO queue; warn about a queue without a DLQ. ``queues_in``: where the queues
+    were set, for the fix."""
     if info.fifo:
         raise ConfigError(
-            f"queue {info.name} is FIFO; Lambda destinations are standard queues: "
-            "fix LAMBDA_DESTINATIONS_QUEUES"
+            f"queue {info.name} is FIFO; Lambda destinations are standard queues: fix {queues_in}"
         )
     if info.dlq_arn and info.dlq_url is None:
         # "Add a RedrivePolicy" would be wrong advice: it has one, naming a queue not there.
