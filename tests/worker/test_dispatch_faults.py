@@ -683,15 +683,23 @@ class _Exiting:
         raise self.exc
 
 
+class _NoException(BaseException):
+    """A handler's own error class, derived from BaseException by mistake."""
+
+
 @pytest.mark.parametrize(
     ("exc", "said"),
-    [(SystemExit(0), "SystemExit(0)"), (KeyboardInterrupt(), "KeyboardInterrupt")],
+    [
+        (SystemExit(0), "SystemExit(0)"),
+        (KeyboardInterrupt(), "KeyboardInterrupt"),
+        (_NoException("not derived from Exception"), "_NoException: not derived from Exception"),
+    ],
 )
 async def test_a_handler_that_exits_is_its_own_error_and_the_worker_goes_on(
     sqs, make_queue, settings_for, exc: BaseException, said: str
 ) -> None:
     # given: two records, and a handler that raises SystemExit (sys.exit(0), in its code or a
-    # library's) or KeyboardInterrupt
+    # library's), KeyboardInterrupt, or a BaseException of its own
     url, _ = make_queue("exiting")
     send_bodies(sqs, url, [json.dumps(success_record(random.Random(n))) for n in (41, 42)])
     handler = _Exiting(exc)
@@ -702,14 +710,16 @@ async def test_a_handler_that_exits_is_its_own_error_and_the_worker_goes_on(
         async with Worker(settings, registry=registry_with(settings, handler)) as worker:
             stats = await run_until(worker, lambda: worker.stats.outcomes["retry"] >= 2)
 
-    # then: before, the first ended the worker (exit code 0 for sys.exit(0)) with the other
-    # message still in hand; now each is the handler's error, retried, and the run goes on
+    # then: before, the first two ended the worker (exit code 0 for sys.exit(0)) with the
+    # other message still in hand, and the third ended its message's task, the message released
+    # to come back at once; now each is the handler's error, retried, and the run goes on
     assert handler.runs >= 2
     assert stats.outcomes["retry"] >= 2
     assert stats.outcomes["quarantine"] == 0
     reasons = [e["reason"] for e in logs if e["event"] == "message will be retried"]
     assert reasons
-    assert all(f"handler exiting raised {said}: a handler must raise" in r for r in reasons)
+    assert all(f"handler exiting raised {said}: a handler must raise an" in r for r in reasons)
+    assert not [e for e in logs if e["event"] == "message task failed"]
 
 
 class _Unprintable(Exception):

@@ -174,15 +174,18 @@ class HandlerCancelled(TransientError):
 
 
 class HandlerExited(Exception):
-    """A handler raised SystemExit or KeyboardInterrupt: ``sys.exit()`` in its code, or a
-    library's. Never the worker's own stop (its signals are the event loop's handlers, which
-    raise nothing), so it is the handler's error, retried as any unexpected one, not the end of
-    the worker: let through, it stopped the process (``sys.exit(0)`` with exit code 0)."""
+    """A handler raised a BaseException that is no Exception: SystemExit (``sys.exit()`` in its
+    code, or a library's), KeyboardInterrupt, or a class of its own. Never the worker's own stop
+    (its signals are the event loop's handlers, which raise nothing; CancelledError is handled
+    apart), so it is the handler's error, retried as any unexpected one: let through, it ended
+    the worker (``sys.exit(0)`` with exit code 0), or its message's task, the message released
+    to come back at once, again and again."""
 
-    def __init__(self, handler: str, exc: SystemExit | KeyboardInterrupt) -> None:
-        what = f"SystemExit({exc.code!r})" if isinstance(exc, SystemExit) else "KeyboardInterrupt"
+    def __init__(self, handler: str, exc: BaseException) -> None:
+        what = f"SystemExit({exc.code!r})" if isinstance(exc, SystemExit) else describe_error(exc)
         super().__init__(
-            f"handler {handler} raised {what}: a handler must raise an exception, not exit"
+            f"handler {handler} raised {what}: a handler must raise an Exception, never exit "
+            "or raise a BaseException"
         )
 
 
@@ -602,7 +605,9 @@ class Dispatcher:
             if cut is not None and cut[1]:
                 return
             raise HandlerCancelled(handler.name, None if cut is None else cut[0]) from exc
-        except (SystemExit, KeyboardInterrupt) as exc:
+        except Exception:
+            raise
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt, a class of the handler's
             raise HandlerExited(handler.name, exc) from exc
         finally:
             del self.running[id(token)]
