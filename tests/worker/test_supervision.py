@@ -6,6 +6,7 @@ Each test runs `lambda-destinations run` as a process with a fault injected insi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -22,6 +23,7 @@ import pytest
 from worker_helpers import send_bodies
 
 from lambda_destinations.simulate import success_record
+from lambda_destinations.worker import Worker
 from processes import reap
 
 HERE = Path(__file__).parent
@@ -173,3 +175,22 @@ def test_a_fatal_signal_leaves_a_line_naming_it(sqs, make_queue, endpoint_url, s
     # then: it died of the signal, and said so (before, it vanished without a line)
     assert process.returncode == -signal.SIGBUS
     assert "Fatal Python error: Bus error" in err
+
+
+async def test_a_long_lived_task_that_returns_once_stop_is_called_is_no_failure(
+    make_queue, settings_for
+) -> None:
+    # A poller whose receive comes back just after stop() sees the stop and returns, and can
+    # end before run() wakes to shut down: that return is the stop's, not a failure (it was
+    # reported as one, and the worker exited with the code of a failed task).
+    url, _ = make_queue("stop-return")
+    async with Worker(settings_for(url)) as worker:
+        worker.stop()
+
+        async def returns() -> None:
+            return None
+
+        await worker.supervisor.spawn("poller:returned", returns())
+        await asyncio.sleep(0)  # its done callback
+
+    assert worker.supervisor.failures == {}

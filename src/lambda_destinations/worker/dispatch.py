@@ -605,7 +605,7 @@ class Dispatcher:
             if cut is not None and cut[1]:
                 return
             raise HandlerCancelled(handler.name, None if cut is None else cut[0]) from exc
-        except Exception:
+        except (Exception, GeneratorExit):  # GeneratorExit: this coroutine is being closed
             raise
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, a class of the handler's
             raise HandlerExited(handler.name, exc) from exc

@@ -487,6 +487,10 @@ class Worker(Lifetime):
             log.info("stopping", in_flight=len(self._inflight))
             with contextlib.suppress(RuntimeError):
                 self._stop_at = asyncio.get_running_loop().time()
+            # From now on a long-lived task that returns ends because of the stop: a poller
+            # whose receive came back just now sees the stop and returns before run() wakes to
+            # shut down, and was then reported as failed (exit code of a failed task).
+            self.supervisor.closing()
             self._stopping.set()
 
     async def run(self, *, once: bool = False) -> Stats:
