@@ -12,8 +12,6 @@ from botocore.exceptions import ClientError
 
 from lambda_destinations.errors import ConfigError
 
-# Where the worker's queues are set, unless the caller says where they came from.
-_QUEUES_VARIABLE = "LAMBDA_DESTINATIONS_QUEUES"
 NONEXISTENT = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
 # Message attributes the worker adds to a quarantined message in the DLQ. SQS allows ten
@@ -92,9 +90,7 @@ def client_region(sqs: Any) -> str:
     return str(sqs.meta.region_name)
 
 
-def queue_lookup(
-    sqs: Any, name_or_arn: str, *, queues_in: str = _QUEUES_VARIABLE
-) -> dict[str, str]:
+def queue_lookup(sqs: Any, name_or_arn: str, *, queues_in: str) -> dict[str, str]:
     """GetQueueUrl's arguments for a configured queue name or ARN; ConfigError for an ARN
     that is no SQS queue's, or of another region than the client's: GetQueueUrl looks the
     name up in the client's region, where a same-named queue is not the one meant.
@@ -118,7 +114,7 @@ def queue_lookup(
     return {"QueueName": name, "QueueOwnerAWSAccountId": account}
 
 
-async def queue_url(sqs: Any, url_or_name: str, *, queues_in: str = _QUEUES_VARIABLE) -> str:
+async def queue_url(sqs: Any, url_or_name: str, *, queues_in: str) -> str:
     """A URL as given, or the URL of a queue name or ARN (ConfigError when it does not exist)."""
     if "://" in url_or_name:
         return url_or_name
@@ -136,9 +132,7 @@ async def queue_url(sqs: Any, url_or_name: str, *, queues_in: str = _QUEUES_VARI
     return url
 
 
-async def describe_queue(
-    sqs: Any, url_or_name: str, *, queues_in: str = _QUEUES_VARIABLE
-) -> QueueInfo:
+async def describe_queue(sqs: Any, url_or_name: str, *, queues_in: str) -> QueueInfo:
     """Resolve a configured queue and read what the worker needs of its attributes."""
     url = await queue_url(sqs, url_or_name, queues_in=queues_in)
     try:

@@ -1001,7 +1001,7 @@ def receive_ahead(concurrency: int) -> int:
     return max(1, round(concurrency * RECEIVE_AHEAD))
 
 
-def check_queue(info: QueueInfo, queues_in: str = "LAMBDA_DESTINATIONS_QUEUES") -> None:
+def check_queue(info: QueueInfo, queues_in: str) -> None:
     """Refuse a FIFO queue; warn about a queue without a DLQ. ``queues_in``: where the queues
     were set, for the fix."""
     if info.fifo:
