@@ -226,12 +226,7 @@ async def test_the_url_pool_size_bounds_the_pool_and_the_timeout_line_says_how_t
         everything = InvocationFilter(failed_only=False)
         admin = await asyncpg.connect(postgres_url)
         try:
-            locking = admin.transaction()
-            await locking.start()
-            await admin.execute("LOCK TABLE invocations IN ACCESS EXCLUSIVE MODE")
-            waiting = asyncio.create_task(store.count_invocations(everything))
-            while not await _lock_waiters_on_tables(admin):  # noqa: ASYNC110 - the server's state
-                await asyncio.sleep(0.05)
+            locking, waiting = await _a_read_waiting_for_a_lock(store, admin)
 
             # when: a second call finds the one connection busy for pool_timeout
             with pytest.raises(StoreUnavailable) as info:
@@ -246,6 +241,18 @@ async def test_the_url_pool_size_bounds_the_pool_and_the_timeout_line_says_how_t
     assert "no free connection within pool_timeout" in message
     assert "raise the store URL's pool_size (1 now: …/db?pool_size=2" in message
     assert "\n" not in message
+
+
+async def _a_read_waiting_for_a_lock(store: Store, admin: Any) -> tuple[Any, asyncio.Task[int]]:
+    """``admin`` locks the invocations table in a transaction (returned, to roll back) and a
+    count of the store's waits for it on the server (the task, returned)."""
+    locking = admin.transaction()
+    await locking.start()
+    await admin.execute("LOCK TABLE invocations IN ACCESS EXCLUSIVE MODE")
+    waiting = asyncio.create_task(store.count_invocations(InvocationFilter(failed_only=False)))
+    while not await _lock_waiters_on_tables(admin):  # noqa: ASYNC110 - the server's state
+        await asyncio.sleep(0.05)
+    return locking, waiting
 
 
 async def _lock_waiters_on_tables(admin: Any) -> int:
@@ -285,12 +292,7 @@ async def test_a_connection_ended_under_a_call_is_one_line_with_what_the_server_
         everything = InvocationFilter(failed_only=False)
         admin = await asyncpg.connect(postgres_url)
         try:
-            locking = admin.transaction()
-            await locking.start()
-            await admin.execute("LOCK TABLE invocations IN ACCESS EXCLUSIVE MODE")
-            waiting = asyncio.create_task(store.count_invocations(everything))
-            while not await _lock_waiters_on_tables(admin):  # noqa: ASYNC110 - the server's state
-                await asyncio.sleep(0.05)
+            locking, waiting = await _a_read_waiting_for_a_lock(store, admin)
 
             # when: the server ends the read's connection
             assert await _terminate(admin, "wait_event_type = 'Lock'") == 1
