@@ -908,3 +908,21 @@ def test_a_handler_error_of_megabytes_is_logged_cut_and_retried(tmp_path: Path) 
     for event in tracebacks:
         assert "characters cut" in event["exception"]
         assert event["exception"].endswith(" end")
+
+
+def test_a_handler_object_with_a_plain_call_is_one_line(tmp_path: Path) -> None:
+    # given: an object with a name and a `def __call__`, which the worker could never await
+    (tmp_path / "plain_call.py").write_text(
+        "class Notify:\n    name = 'notify'\n\n    def __call__(self, message, context):\n"
+        "        return None\n\n\nnotify = Notify()\n"
+    )
+    env = {"LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["plain_call:notify"]}])}
+
+    # when
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+
+    # then: refused at start with the fix, not retried on every message
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert "plain_call:notify is a handler object whose __call__ is not async" in line, line
+    assert "async def __call__" in line, line

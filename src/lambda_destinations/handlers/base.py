@@ -246,6 +246,11 @@ def marked_name(obj: object) -> str | None:
 def as_handler(name: str, obj: Any, options: Mapping[str, Any] | None = None) -> Handler:
     """Wrap a function or accept an object that already is a handler."""
     if isinstance(obj, Handler):
+        if not inspect.iscoroutinefunction(type(obj).__call__):
+            raise TypeError(
+                f"{name} is a handler object whose __call__ is not async: define it with "
+                "`async def __call__(self, message, context)`"
+            )
         if options:
             raise TypeError(f"{name} is a handler object: it takes no settings")
         return obj
