@@ -169,6 +169,22 @@ def test_a_bad_setting_is_said_before_the_ops_port_is_taken(worker_env) -> None:
     ]
 
 
+def test_no_queues_names_where_the_empty_list_was_set(worker_env, tmp_path: Path) -> None:
+    # given: `queues = []` in the TOML file, and no variable
+    config = tmp_path / "ld.toml"
+    config.write_text("queues = []\n")
+    env = {**worker_env, "LAMBDA_DESTINATIONS_CONFIG": str(config)}
+
+    # when
+    result = cli("run", "--once", env=env)
+
+    # then: the line sends the reader to the file, not to a variable they never set
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: no queues to poll: set queues in the TOML file {config} to queue URLs or names"
+    ]
+
+
 def test_bad_route_handler_name_fails_at_start(worker_env, make_queue) -> None:
     url, _ = make_queue("routes")
     env = {

@@ -70,11 +70,6 @@ log = structlog.get_logger("lambda_destinations.worker")
 ONCE_WAIT_TIME = 1  # seconds of long poll that count as "empty" in --once mode
 RECEIVE_GRACE = 10.0  # seconds past the long poll before a receive counts as stuck
 FULL_BATCH_PATIENCE = 0.1  # seconds a poller waits for a full batch of room, then takes fewer
-# What to do when a polled queue is gone (the receive's warning says it).
-_QUEUE_GONE = (
-    "the queue was deleted: create it again (receiving resumes by itself), or take it out of "
-    "LAMBDA_DESTINATIONS_QUEUES and restart"
-)
 # Messages received ahead of the free handler slots, as a share of `concurrency`: while every
 # slot is busy, the next ones are already here, not one receive round trip away.
 RECEIVE_AHEAD = 1.0
@@ -285,7 +280,7 @@ class Worker(Lifetime):
         anything is opened or bound: ``run`` asks this before it starts its ops server."""
         if not self.settings.queues:
             raise ConfigError(
-                "no queues to poll: set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names"
+                f"no queues to poll: set {self.settings.set_in('queues')} to queue URLs or names"
             )
         if self.store.in_memory:
             raise StoreUrlError.at(
@@ -428,7 +423,10 @@ class Worker(Lifetime):
         """What a failed receive's warning adds: the fix, and the endpoint when SQS gave no
         answer (refused, reset, timed out) rather than an error of its own, which says what."""
         if is_missing_queue(exc):
-            return {"fix": _QUEUE_GONE}
+            return {
+                "fix": "the queue was deleted: create it again (receiving resumes by itself), "
+                f"or take it out of {self.settings.set_in('queues')} and restart"
+            }
         if isinstance(exc, ClientError):
             return {}
         return {
