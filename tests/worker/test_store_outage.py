@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from worker_helpers import receive_all, send_bodies
+from worker_helpers import receive_all, registry_with, routed, send_bodies
 
+from lambda_destinations import DecodedMessage, HandlerContext
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import StoreGone
+from lambda_destinations.handlers.base import as_handler
 from lambda_destinations.simulate import messages
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
@@ -124,6 +126,37 @@ async def test_a_job_gives_up_on_a_store_that_stays_unavailable(sqs, outage) -> 
     waiting = int(queue["ApproximateNumberOfMessages"])
     hidden = int(queue["ApproximateNumberOfMessagesNotVisible"])
     assert waiting + hidden == len(given.bodies)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_claimed_handler_refused_by_the_store_is_retried_with_its_reason_once(
+    sqs, outage
+) -> None:
+    # given: the outage, and a route whose first handler, the user's, is claimed in the store
+    # before it runs
+    given = await outage(once_timeout=8)
+    runs: list[str] = []
+
+    async def notify(message: DecodedMessage, context: HandlerContext) -> None:
+        runs.append(context.message_id)
+
+    settings = routed(given.settings, "notify", "persist")
+    registry = registry_with(settings, as_handler("notify", notify))
+
+    # when: it runs as a job, the lock held throughout
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry) as worker:
+            with pytest.raises(StoreLostTimedOut):
+                await worker.run(once=True)
+
+    # then: the handler never ran unclaimed, and each retry's reason names the store's problem
+    # once (it read "store unavailable: store … is unavailable: …")
+    assert runs == []
+    retried = [str(e["reason"]) for e in logs if e["event"] == "message will be retried"]
+    assert retried
+    assert all(reason.count("unavailable") == 1 for reason in retried), retried
+    assert all("another process held the write lock" in reason for reason in retried), retried
 
 
 @pytest.mark.slow

@@ -408,7 +408,7 @@ class Dispatcher:
             return await self.retry(item, str(exc), asked=asked_wait(exc.error))
         except StoreUnavailable as exc:
             self.store_down(exc)
-            return await self.retry(item, f"store unavailable: {exc}")
+            return await self.retry(item, str(exc))
         return await self.ack(item, duplicate=delivery.repeated)
 
     async def _run_handler(
