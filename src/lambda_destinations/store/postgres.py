@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 import structlog
@@ -92,6 +93,11 @@ def _url_options(url: str, query: dict[str, Any]) -> tuple[dict[str, str], int |
     """The URL's parameters: those asyncpg is given (``sslmode``, or ``ssl``), and the pool's
     ``pool_size`` (None if not given), checked here so that a typo is one line at start, not
     a TypeError deep in the driver."""
+    # SQLAlchemy drops a parameter given no value (`?pool_size=`): read them off the URL, so
+    # that one is refused, not taken for the default.
+    given = parse_qsl(url.rpartition("@")[2].partition("?")[2], keep_blank_values=True)
+    blank = [name for name, value in given if not value]
+    query = {**dict.fromkeys(blank, ""), **query}
     unknown = sorted(set(query) - {"sslmode", "ssl", "pool_size"})
     if unknown:
         raise url_error(
@@ -99,6 +105,8 @@ def _url_options(url: str, query: dict[str, Any]) -> tuple[dict[str, str], int |
             f"unknown parameter {unknown[0]!r}: the URL takes only sslmode "
             f"({', '.join(_SSL_MODES)}) and pool_size",
         )
+    if blank and not unknown:
+        raise url_error(url, f"{blank[0]} has no value: give {blank[0]}=… or leave it out")
     pool_size = _pool_size(url, query.pop("pool_size", None))
     if len(query) > 1:
         raise url_error(url, "give sslmode once")
