@@ -397,9 +397,9 @@ async def test_the_calls_that_fail_while_the_worker_waits_for_sqs_at_start_are_c
     make_queue, settings_for, endpoint_url, monkeypatch, given_as: str, first_call: str
 ) -> None:
     # given: a queue given by name (first call GetQueueUrl) or by URL (GetQueueAttributes),
-    # and SQS away behind a proxy; the worker retries every 0.2 s
+    # and SQS away behind a proxy; the worker retries every 0.1-0.2 s
     monkeypatch.setattr(worker_module, "RECONNECT_BASE", 0.2)
-    monkeypatch.setattr(worker_module, "RECONNECT_MAX", 0.2)
+    monkeypatch.setattr(worker_module, "RECONNECT_MAX_PER_POLLER", 0.2)
     url, _ = make_queue("start-counted")
     configured = queue_name(url) if given_as == "name" else url
     proxy = proxy_to(endpoint_url)
@@ -416,7 +416,7 @@ async def test_the_calls_that_fail_while_the_worker_waits_for_sqs_at_start_are_c
         starting = asyncio.create_task(worker.start())
         try:
             # when: the worker has tried twice, and SQS comes back
-            await until(lambda: len(unreachable(logs)) >= 2)
+            await until(lambda: (failed() or 0) >= 2)
             during = failed()
             proxy.bring_back()
             await asyncio.wait_for(starting, timeout=30)
@@ -430,7 +430,41 @@ async def test_the_calls_that_fail_while_the_worker_waits_for_sqs_at_start_are_c
     assert before == 0
     assert during is not None
     assert during >= 2
-    assert failed() == len(unreachable(logs))
+    (reached,) = [e for e in logs if e["event"] == "reached SQS"]
+    assert failed() == reached["after_failures"]
+    # and the log said it once, not once a retry: a reminder comes at most every 30 s
+    assert len(unreachable(logs)) == 1
+
+
+async def test_sqs_away_at_start_is_retried_within_seconds_of_its_return(
+    make_queue, settings_for, endpoint_url, monkeypatch
+) -> None:
+    # given: SQS away behind a proxy at start, and a backoff whose first step (10-20 s) is
+    # already past the start's cap
+    monkeypatch.setattr(worker_module, "RECONNECT_BASE", 20.0)
+    url, _ = make_queue("start-cap")
+    proxy = proxy_to(endpoint_url)
+    with proxy.running() as proxied, capture_logs() as logs:
+        proxy.take_down()
+        worker = Worker(settings_for(url, endpoint_url=proxied))
+        starting = asyncio.create_task(worker.start())
+        try:
+            # when: the first attempt has failed, and SQS comes back
+            await until(lambda: len(unreachable(logs)) == 1)
+            proxy.bring_back()
+            await asyncio.wait_for(starting, timeout=30)
+        finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await worker.close()
+
+    # then: the next attempt came within 10 s, as a queue's only poller retries (before, the
+    # start's retries grew to 30 s apart, and a sidecar endpoint up after 20 s waited that)
+    (line,) = unreachable(logs)
+    retry_in = float(str(line["event"]).rsplit("retrying in ", 1)[1].removesuffix("s"))
+    assert retry_in <= worker_module.RECONNECT_MAX_PER_POLLER
+    (reached,) = [e for e in logs if e["event"] == "reached SQS"]
+    assert reached["after_failures"] == 1
 
 
 def unreachable(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -50,7 +50,7 @@ from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender, SendBatch
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats
 from lambda_destinations.worker.metrics import DLQ, POLLED, CountedSqs, Metrics, TimedStore
-from lambda_destinations.worker.outage import QueueOutage
+from lambda_destinations.worker.outage import REMINDER_EVERY, QueueOutage
 from lambda_destinations.worker.protection import TaskProtection
 from lambda_destinations.worker.queues import (
     DLQ_GONE,
@@ -391,33 +391,51 @@ class Worker(Lifetime):
     async def _until_reachable(
         self, what: str, call: Callable[[], Awaitable[Any]], give_up: float | None
     ) -> Any:
-        """Call until it answers; one log line per backoff while the endpoint is away."""
+        """Call until it answers, retrying at least every RECONNECT_MAX_PER_POLLER seconds (one
+        caller, like a queue's only poller: it is back within seconds of the endpoint). The
+        log says it as a poller's outage does: a warning at the first failure, a reminder at
+        most every REMINDER_EVERY seconds, and a line when it answers."""
         failures = 0
         self._waiting_for = f"waiting for {what}"
         loop = asyncio.get_running_loop()
+        began = remind_at = loop.time()
         while True:
             try:
-                return await call()
+                answer = await call()
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 failures += 1
-                delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX)
-                if give_up is not None and loop.time() + delay > give_up:
+                delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX_PER_POLLER)
+                now = loop.time()
+                if give_up is not None and now + delay > give_up:
                     raise StartTimedOut(
                         f"{what} stayed unreachable for {self.settings.once_timeout:g}s "
                         f"({describe_error(exc)}): check {_fix_for(what)}"
                     ) from None
-                log.warning(
-                    f"cannot reach {what}; retrying in {delay:.1f}s",
-                    error=describe_error(exc),
-                    endpoint=self.settings.shown_endpoint() if what == "SQS" else None,
-                )
+                if now >= remind_at:
+                    remind_at = now + REMINDER_EVERY
+                    said = (
+                        f"still cannot reach {what} ({failures} failures in {now - began:.0f}s)"
+                        if failures > 1
+                        else f"cannot reach {what}"
+                    )
+                    log.warning(
+                        f"{said}; retrying in {delay:.1f}s",
+                        error=describe_error(exc),
+                        endpoint=self.settings.shown_endpoint() if what == "SQS" else None,
+                        failures=failures,
+                    )
                 await self._sleep_unless_stopping(delay)
                 if self._stopping.is_set():
                     raise StoppedBeforeStart(
                         f"stopped while waiting for {what}, before the worker started"
                     ) from exc
+            else:
+                if failures:
+                    waited = round(loop.time() - began, 1)
+                    log.info(f"reached {what}", after_failures=failures, waited_seconds=waited)
+                return answer
 
     def _receive_fix(self, exc: BaseException) -> dict[str, str]:
         """What a failed receive's warning adds: the fix, and the endpoint when SQS gave no
