@@ -83,6 +83,14 @@ def test_invoke_wait_in_dev_returns_the_simulated_functions_response(dev_folder:
     again = run("result", str(success["request_id"]), "--json", cwd=dev_folder)
     assert again.returncode == 0
     assert json.loads(again.stdout) == success
+    # and: as pasted from an upper-cased view, with spaces around it (before: exit 5)
+    pasted = run("result", f" {str(success['request_id']).upper()} ", "--json", cwd=dev_folder)
+    assert pasted.returncode == 0, pasted.stderr
+    assert json.loads(pasted.stdout) == success
+    # and: cut short, it is not found, and the line says a request id is given whole
+    cut = run("result", str(success["request_id"])[:8], cwd=dev_folder)
+    assert cut.returncode == 5, cut.stderr
+    assert "a Lambda request id has 36 characters" in cut.stderr
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -148,9 +149,23 @@ def invoke_command(
 
 
 def _request_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not value.strip():
+    """The id as the store has it: a pasted one's spaces gone, and a UUID in lower case, as
+    Lambda writes request ids (one copied from an upper-cased view was never found)."""
+    value = value.strip()
+    if not value:
         raise click.BadParameter("give the request id Lambda returned (invoke prints it)")
-    return value
+    return value.lower() if _is_uuid(value) else value
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == _UUID_LENGTH
+
+
+_UUID_LENGTH = 36  # 8-4-4-4-12: uuid.UUID also takes braces, "urn:uuid:" and no hyphens
 
 
 @command("result")
@@ -204,10 +219,18 @@ def _report(
 
             click.echo(dumps(unknown_result(request_id)))
         within = f" within {waited:g} s" if waited is not None else " yet"
+        # A Lambda request id is a UUID (a store key begins with one): any other text was cut
+        # short or mistyped.
+        whole = (
+            ""
+            if _is_uuid(request_id[:_UUID_LENGTH])
+            else " (a Lambda request id has 36 characters, 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f: "
+            "give it whole, as `invoke` and `failures list` print it)"
+        )
         fail(
-            f"no result for request id {echoed(request_id)}{within}: the invocation may still be "
-            "running or retrying, or its record has not reached the store (is the worker running "
-            "on the function's destination queue?)",
+            f"no result for request id {echoed(request_id)}{within}{whole}: the invocation may "
+            "still be running or retrying, or its record has not reached the store (is the "
+            "worker running on the function's destination queue?)",
             EXIT_NO_RESULT,
         )
     if as_json:
