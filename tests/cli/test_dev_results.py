@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +92,13 @@ def test_invoke_wait_in_dev_returns_the_simulated_functions_response(dev_folder:
     cut = run("result", str(success["request_id"])[:8], cwd=dev_folder)
     assert cut.returncode == 5, cut.stderr
     assert "a Lambda request id has 36 characters" in cut.stderr
+    assert "still be running" not in cut.stderr  # the id is wrong, not the invocation late
+    # and: with --wait, a cut id is not waited on (no record can come under it)
+    started = time.monotonic()
+    cut_waited = run("result", str(success["request_id"])[:8], "--wait", "60s", cwd=dev_folder)
+    assert cut_waited.returncode == 5, cut_waited.stderr
+    assert time.monotonic() - started < 30
+    assert "a Lambda request id has 36 characters" in cut_waited.stderr
 
 
 @pytest.mark.slow

@@ -188,7 +188,8 @@ def result_command(settings: Settings, request_id: str, wait: float | None, as_j
 
     async def go() -> InvocationResult | None:
         async with Results(settings.store) as results:
-            if wait is not None:
+            # No record arrives under an id that is not a UUID: it is looked up once, not waited on.
+            if wait is not None and _is_uuid(request_id[:_UUID_LENGTH]):
                 return await _wait(results, request_id, wait)
             return await results.get(request_id)
 
@@ -218,17 +219,18 @@ def _report(
             from lambda_destinations.operations.results import unknown_result
 
             click.echo(dumps(unknown_result(request_id)))
-        within = f" within {waited:g} s" if waited is not None else " yet"
         # A Lambda request id is a UUID (a store key begins with one): any other text was cut
-        # short or mistyped.
-        whole = (
-            ""
-            if _is_uuid(request_id[:_UUID_LENGTH])
-            else " (a Lambda request id has 36 characters, 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f: "
-            "give it whole, as `invoke` and `failures list` print it)"
-        )
+        # short or mistyped, and that is the line's whole fix.
+        if not _is_uuid(request_id[:_UUID_LENGTH]):
+            fail(
+                f"no result for request id {echoed(request_id)}: a Lambda request id has 36 "
+                "characters (6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f); give it whole, as `invoke` "
+                "and `failures list` print it",
+                EXIT_NO_RESULT,
+            )
+        within = f" within {waited:g} s" if waited is not None else " yet"
         fail(
-            f"no result for request id {echoed(request_id)}{within}{whole}: the invocation may "
+            f"no result for request id {echoed(request_id)}{within}: the invocation may "
             "still be running or retrying, or its record has not reached the store (is the "
             "worker running on the function's destination queue?)",
             EXIT_NO_RESULT,
