@@ -4,6 +4,7 @@ and why a port could not be listened on."""
 from __future__ import annotations
 
 import errno
+import socket
 import urllib.parse
 
 PORT_PROBLEM = "the port is not a number from 0 to 65535"
@@ -19,12 +20,17 @@ def check_port(url: str) -> None:
         raise ValueError(PORT_PROBLEM) from None
 
 
-def listen_problem(exc: OSError) -> str:
-    """Why binding a port failed, to follow "port HOST:PORT": "is in use", or the system's
-    reason (an address this machine does not have, a port below 1024 without the right)."""
+def listen_problem(host: str, port: int, exc: OSError) -> tuple[str, str]:
+    """Why listening on ``host:port`` failed, and which of the two to change (``"host"`` or
+    ``"port"``): a name that does not resolve, or an address this machine does not have, is the
+    host's fault; a port in use, or below 1024 without the right, the port's."""
+    if isinstance(exc, socket.gaierror):
+        return f"host {host} cannot be resolved ({exc.strerror or exc})", "host"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine", "host"
     if exc.errno == errno.EADDRINUSE:
-        return "is in use"
-    return f"cannot be used ({exc.strerror or exc})"
+        return f"port {host}:{port} is in use", "port"
+    return f"port {host}:{port} cannot be used ({exc.strerror or exc})", "port"
 
 
 def is_site_path(text: str) -> bool:

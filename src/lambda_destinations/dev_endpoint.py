@@ -223,10 +223,10 @@ class DevEndpoint(Lifetime):
             await web.TCPSite(runner, self._host, self._port).start()
         except OSError as exc:
             # As the ops server's: a port given and taken is the setting to change, not a crash.
-            why = listen_problem(exc)
+            what, _ = listen_problem(self._host, self._port, exc)  # the host is dev's own
             raise ConfigError(
-                f"the local endpoint's port {self._host}:{self._port} {why}: give dev --port "
-                "a free port, or leave it out for any free one"
+                f"the local endpoint's {what}: give dev --port a free port, or leave it out for "
+                "any free one"
             ) from None
         port = runner.addresses[0][1]
         self.url = f"http://{self._host}:{port}"

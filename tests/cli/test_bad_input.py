@@ -774,6 +774,36 @@ def test_a_console_port_in_use_says_so_once_and_exits_3(sqlite_url: str, tmp_pat
     )
 
 
+@pytest.mark.parametrize(
+    ("host", "what"),
+    [
+        # TEST-NET-3: an address no machine here has
+        ("203.0.113.7", "203.0.113.7 is not an address of this machine"),
+        ("no-such-host.invalid", "host no-such-host.invalid cannot be resolved"),
+    ],
+)
+def test_a_console_host_it_cannot_listen_on_names_the_host_not_the_port(
+    sqlite_url: str, tmp_path: Path, host: str, what: str
+) -> None:
+    # before: "port 203.0.113.7:8000 cannot be used (...): choose another --port"
+    result = cli(
+        "console",
+        "--host",
+        host,
+        "--port",
+        "0",
+        env={
+            "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+            "LAMBDA_DESTINATIONS_CONSOLE_TOKEN": "t" * 32,
+        },
+        cwd=tmp_path,
+    )
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert line.startswith(f"error: {what}"), line
+    assert line.endswith(": choose another --host"), line
+
+
 def test_a_console_beyond_loopback_refuses_a_short_token(sqlite_url: str, tmp_path: Path) -> None:
     # Beyond loopback the token guards every page: one character would be guessed at once.
     result = cli(

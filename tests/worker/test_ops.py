@@ -292,6 +292,18 @@ async def test_an_ops_port_in_use_is_one_line_naming_the_setting(make_queue, set
             await run_worker(settings, once=True)
 
 
+async def test_an_ops_host_this_machine_lacks_names_the_host_setting(make_queue, settings_for):
+    # before: "ops port 203.0.113.7:8080 cannot be used (...): set LAMBDA_DESTINATIONS_OPS_PORT"
+    url, _ = make_queue("nohost")
+    settings = settings_for(url, ops_port=8080, ops_host="203.0.113.7")  # TEST-NET-3
+    with pytest.raises(ConfigError) as raised:
+        await run_worker(settings, once=True)
+    assert str(raised.value) == (
+        "ops server: 203.0.113.7 is not an address of this machine: set "
+        "LAMBDA_DESTINATIONS_OPS_HOST to an address of this machine (0.0.0.0: all)"
+    )
+
+
 async def test_dev_takes_another_port_when_the_default_one_is_taken(make_queue, settings_for):
     # given: something already listens on the port dev would use by default
     url, _ = make_queue("devport")

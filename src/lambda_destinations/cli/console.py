@@ -119,4 +119,5 @@ def console_command(settings: Settings, host: str, port: int, read_only: bool) -
     try:
         asyncio.run(serve(settings, options, ready))
     except OSError as exc:
-        fail(f"port {host}:{port} {listen_problem(exc)}: choose another --port", EXIT_CONFIG)
+        what, part = listen_problem(host, port, exc)
+        fail(f"{what}: choose another --{part}", EXIT_CONFIG)

@@ -83,11 +83,13 @@ class OpsServer:
                 self._started = True
                 return
             await self._runner.cleanup()
-            why = listen_problem(exc)
-            raise ConfigError(
-                f"ops port {self.host}:{self.port} {why}: set LAMBDA_DESTINATIONS_OPS_PORT "
-                "to a free port (0 turns the ops server off) or LAMBDA_DESTINATIONS_OPS_HOST"
-            ) from None
+            what, part = listen_problem(self.host, self.port, exc)
+            fix = (
+                "LAMBDA_DESTINATIONS_OPS_PORT to a free port (0 turns the ops server off)"
+                if part == "port"
+                else "LAMBDA_DESTINATIONS_OPS_HOST to an address of this machine (0.0.0.0: all)"
+            )
+            raise ConfigError(f"ops server: {what}: set {fix}") from None
         self._started = True
 
     async def _bind(self, port: int) -> None:
