@@ -585,6 +585,39 @@ def test_healthcheck_refuses_a_bad_path_or_timeout(
     assert problem in result.stderr
 
 
+def test_healthcheck_with_nothing_listening_or_answering_says_which_in_one_line(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    # before: "no answer (<urlopen error [Errno 111] Connection refused>)"
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    refused = cli("healthcheck", env={"LAMBDA_DESTINATIONS_OPS_PORT": str(port)}, cwd=tmp_path)
+    assert refused.returncode == 1, refused.stderr
+    assert one_error_line(refused) == (
+        f"error: http://127.0.0.1:{port}/healthz: nothing listens there: is the worker running, "
+        "with the LAMBDA_DESTINATIONS_OPS_PORT it was started with?"
+    )
+    # a port that takes the connection and never answers: the timeout, named
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        waited = cli(
+            "healthcheck",
+            "--timeout",
+            "0.5",
+            env={"LAMBDA_DESTINATIONS_OPS_PORT": str(port)},
+            cwd=tmp_path,
+        )
+    assert waited.returncode == 1, waited.stderr
+    assert one_error_line(waited) == (
+        f"error: http://127.0.0.1:{port}/healthz: no answer within 0.5 s (--timeout)"
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [

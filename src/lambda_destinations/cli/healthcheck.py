@@ -59,4 +59,19 @@ def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
     except urllib.error.HTTPError as exc:
         fail(f"{url}: {exc.code} {exc.read().decode(errors='replace')[:500]}")
     except OSError as exc:
-        fail(f"{url}: no answer ({exc})")
+        fail(f"{url}: {_no_answer(exc, seconds)}")
+
+
+def _no_answer(exc: OSError, seconds: float) -> str:
+    """Why the ops server did not answer, and what to check: urllib wraps the socket's error
+    in one whose text is ``<urlopen error [Errno 111] Connection refused>``."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ConnectionRefusedError):
+        return (
+            "nothing listens there: is the worker running, with the LAMBDA_DESTINATIONS_OPS_PORT "
+            "it was started with?"
+        )
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {seconds:g} s (--timeout)"
+    detail = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
+    return f"no answer ({detail})"
