@@ -63,6 +63,14 @@ def test_simulate_then_run_once_drains_the_queue(sqs, make_queue, worker_env, sq
     assert stored_keys(sqlite_url) == {m.key for m in valid}
 
 
+def test_simulate_takes_count_spelled_out(sqs, make_queue, worker_env) -> None:
+    # before: "No such option '--count'. Did you mean '--config'?"
+    url, _dlq = make_queue("count")
+    sent = cli("simulate", "--queue", url, "--count", "3", "--no-poison", env=worker_env)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith("sent 3 messages")
+
+
 def stored_keys(url: str) -> set[str]:
     with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
         return {key for (key,) in db.execute("SELECT key FROM invocations")}

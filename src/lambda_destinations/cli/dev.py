@@ -437,6 +437,7 @@ async def _run_dev_worker(settings: Settings, console_port: int | None) -> Any:
 @click.option("--failure-queue", help="Queue URL for failure records (default: --queue).")
 @click.option(
     "-n",
+    "--count",
     "count",
     type=click.IntRange(min=1, max=1_000_000),
     default=50,
