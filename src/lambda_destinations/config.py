@@ -355,7 +355,7 @@ class Settings(BaseSettings):
     def origin(self, field: str) -> str | None:
         """Where ``field``'s value came from (``--store``, ``LAMBDA_DESTINATIONS_STORE``, the
         TOML file), for an error about it; None for settings load_settings did not build.
-        Kept for ``store`` and ``queues``."""
+        Kept for ``store``, ``queues``, ``endpoint_url`` and ``region``."""
         return self._origins.get(field)
 
     def set_in(self, field: str) -> str:
@@ -364,6 +364,14 @@ class Settings(BaseSettings):
         settings load_settings did not build."""
         origin = self.origin(field) or f"{ENV_PREFIX}{field.upper()}"
         return f"{field} in {origin}" if origin.startswith("the TOML file") else origin
+
+    def endpoint_fix(self) -> str:
+        """What to check when the AWS endpoint does not answer, naming where the endpoint and
+        the region were set (``--endpoint-url``, a TOML file, the variables)."""
+        region = self.set_in("region") if self.region else "AWS_REGION"
+        if not self.endpoint_url:  # AWS itself: the region picks its endpoints
+            return f"check {region} and the network"
+        return f"check {self.set_in('endpoint_url')}, {region} and the network"
 
     def resolved_region(self) -> str | None:
         """The region the standard AWS way when not set here."""
@@ -479,6 +487,10 @@ def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
     return warnings
 
 
+# The settings whose errors name where they were set (Settings.origin).
+_ORIGINS_KEPT = ("store", "queues", "endpoint_url", "region")
+
+
 def _origin(field: str, overrides: Mapping[str, Any], file_data: Mapping[str, Any]) -> str:
     """Where ``field``'s value came from, in the order the sources win; for a default, where
     it can be set."""
@@ -538,5 +550,5 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     settings = Settings.model_construct(
         **{name: getattr(loaded, name) for name in Settings.model_fields}
     )
-    settings._origins = {name: _origin(name, overrides, file_data) for name in ("store", "queues")}
+    settings._origins = {name: _origin(name, overrides, file_data) for name in _ORIGINS_KEPT}
     return settings

@@ -656,14 +656,29 @@ def test_simulate_to_a_queue_that_does_not_exist_is_one_line(endpoint_url: str) 
 def test_simulate_against_an_unreachable_endpoint_is_one_line() -> None:
     result = cli("simulate", "--queue", "q", "--endpoint-url", "http://127.0.0.1:1")
     assert result.returncode == 4
-    assert "cannot reach http://127.0.0.1:1" in one_error_line(result)
+    line = one_error_line(result)
+    assert "cannot reach http://127.0.0.1:1" in line
+    # the fix names the option it came from (before: always LAMBDA_DESTINATIONS_ENDPOINT_URL)
+    assert line.endswith(": check --endpoint-url, AWS_REGION and the network"), line
+
+
+def test_an_unreachable_endpoint_from_a_toml_file_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "worker.toml"
+    config.write_text('endpoint_url = "http://127.0.0.1:1"\nregion = "eu-west-1"\n')
+    result = cli("simulate", "--queue", "q", "--config", str(config))
+    assert result.returncode == 4, result.stderr
+    assert one_error_line(result).endswith(
+        f": check endpoint_url in the TOML file {config}, region in the TOML file {config} "
+        "and the network"
+    )
 
 
 @pytest.mark.parametrize(
     ("endpoint", "fix"),
     [
         ([], "is `lambda-destinations dev` running in this folder?"),
-        (["--endpoint-url", "http://127.0.0.1:2"], "check LAMBDA_DESTINATIONS_ENDPOINT_URL"),
+        # where each was set: the option, and dev's file for the region
+        (["--endpoint-url", "http://127.0.0.1:2"], "check --endpoint-url, region in the TOML file"),
     ],
 )
 def test_an_unreachable_endpoint_in_dev_s_folder_points_at_dev_only_when_it_is_dev_s(

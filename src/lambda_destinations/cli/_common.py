@@ -330,7 +330,7 @@ def aws_errors(settings: Settings) -> Iterator[None]:
     from lambda_destinations.retrying import CONNECTION_ERRORS
 
     where = settings.shown_endpoint()
-    fix = "check LAMBDA_DESTINATIONS_ENDPOINT_URL, AWS_REGION and the network"
+    fix = settings.endpoint_fix()
     if uses_dev_settings(settings):
         fix = f"is `lambda-destinations dev` running in this folder? ({DEV_CONFIG} names it)"
     try:

@@ -224,7 +224,7 @@ class Doctor:
                 "aws endpoint",
                 "error",
                 f"{where} does not answer ({_error_text(exc)})",
-                "check LAMBDA_DESTINATIONS_ENDPOINT_URL, AWS_REGION and the network",
+                self.settings.endpoint_fix(),
                 unreachable=True,
             )
             return False
@@ -275,7 +275,7 @@ class Doctor:
                     f"queue {name}",
                     "error",
                     f"SQS does not answer ({_error_text(exc)})",
-                    "check LAMBDA_DESTINATIONS_ENDPOINT_URL and the network",
+                    self.settings.endpoint_fix(),
                     unreachable=True,
                 )
                 return None
