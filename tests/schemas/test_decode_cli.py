@@ -79,6 +79,24 @@ def test_readable_output_is_aligned_and_shows_the_stack_trace() -> None:
     assert lines[stack_at + 1].startswith(" " * column)
 
 
+def test_readable_output_shows_the_time_in_utc_to_the_second() -> None:
+    # given: the golden record, and the same record with its time written in another zone
+    body = (EVENTS / "invocation-retries-exhausted-python.json").read_text()
+    zoned = body.replace('"2019-11-14T18:21:44.102Z"', '"2019-11-14T19:51:44.102+01:30"')
+    assert zoned != body
+
+    # when
+    results = [run("-", stdin=text) for text in (body, zoned)]
+
+    # then: both as failures show prints a time; --json keeps ISO 8601
+    for result in results:
+        assert result.exit_code == 0, result.output
+        assert "timestamp:                2019-11-14 18:21:44 UTC" in result.stdout.splitlines()
+    assert json.loads(run("--json", "-", stdin=zoned).stdout)["timestamp"] == (
+        "2019-11-14T18:21:44.102Z"
+    )
+
+
 def test_reads_standard_input() -> None:
     body = (EVENTS / "eventbridge-success.json").read_text()
 

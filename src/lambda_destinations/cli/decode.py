@@ -12,6 +12,7 @@ import click
 from lambda_destinations._text import visible
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
 from lambda_destinations.schemas import DecodedMessage, DecodeError, MessageKind, decode
+from lambda_destinations.times import utc_text
 
 # How much of a long value the readable summary shows; --json always has everything.
 _STACK_LINES = 12
@@ -95,7 +96,8 @@ def _sqs_message(data: bytes) -> tuple[str, Mapping[str, Any] | None]:
 def _readable(decoded: DecodedMessage) -> str:
     """Aligned ``name: value`` lines, then the stack trace and a glimpse of the payloads."""
     rows: list[tuple[str, str]] = [
-        (_label(decoded, name), _scalar(value)) for name, value in decoded.summary().items()
+        (_label(decoded, name), _value(decoded, name, value))
+        for name, value in decoded.summary().items()
     ]
     if decoded.stack_trace:
         shown = decoded.stack_trace[:_STACK_LINES]
@@ -122,6 +124,14 @@ def _label(decoded: DecodedMessage, name: str) -> str:
     if name == "error_type" and decoded.kind == MessageKind.LEGACY_DLQ:
         return "error_code"
     return name
+
+
+def _value(decoded: DecodedMessage, name: str, value: Any) -> str:
+    # The record's time as the other text outputs show one (failures show, result): in UTC, to
+    # the second; --json keeps it ISO 8601.
+    if name == "timestamp" and decoded.timestamp is not None:
+        return f"{utc_text(decoded.timestamp)} UTC"
+    return _scalar(value)
 
 
 def _scalar(value: Any) -> str:
