@@ -557,6 +557,21 @@ def test_reinvoke_replays_failure_records_and_leaves_the_rest(
         report = json.loads(result.stdout)
         assert report["invoked"] == 2
         assert report["deleted"] == 2
+        # one shape for every message: the success and the poison message, no failure records,
+        # have the keys of a replayed one, null, and say why they stay
+        entries = report["messages"]
+        assert len(entries) == 5
+        assert len({tuple(entry) for entry in entries}) == 1
+        not_records = [e for e in entries if e["why"] is not None]
+        assert len(not_records) == 2
+        for entry in not_records:
+            assert entry["state"] == "skipped"
+            assert entry["message_id"]
+            assert {k for k, v in entry.items() if v is None} == set(entry) - {
+                "message_id",
+                "state",
+                "why",
+            }
         left = receive_all(sqs, dlq, visibility=1)
         assert bodies_of(left) == sorted(others)
         # and the ledger has them, so a rerun after a crash would not invoke them twice

@@ -710,10 +710,18 @@ class ReinvokeReport:
             "errors": self.errors,
             "deleted": self.deleted,
             "messages": [
-                {"message_id": mid, **(r.as_dict() if r else {"state": "skipped"}), "why": why}
+                {"message_id": mid, **(r.as_dict() if r else _NOT_REPLAYED), "why": why}
                 for mid, r, why in self.results
             ],
         }
+
+
+# The entry of a message that is no failure record: the keys of ReplayResult.as_dict, null but
+# its state, so that every entry of the report has one shape.
+_NOT_REPLAYED: dict[str, Any] = {
+    **dict.fromkeys(field.name for field in dataclasses.fields(ReplayResult)),
+    "state": ReplayState.SKIPPED.value,
+}
 
 
 def _replayable_message(message: Mapping[str, Any]) -> tuple[DecodedMessage | None, str | None]:
