@@ -632,6 +632,45 @@ def test_reinvoke_after_a_crash_deletes_without_invoking_again(
         sqs.delete_queue(QueueUrl=dlq)
 
 
+def test_reinvoke_dry_run_says_what_it_would_invoke_and_invokes_nothing(
+    lambda_endpoint, lambda_env, sqlite_url
+) -> None:
+    # given: a DLQ with two failure records of a function and a poison message
+    name = f"reinvoke-dry-{uuid.uuid4().hex[:8]}"
+    lambda_endpoint.create_function(name)
+    sqs = lambda_endpoint.sqs
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    failures = [failure_body(n, function=name) for n in (1, 2)]
+    send_all(sqs, dlq, [body for body, _ in failures] + ["not json"])
+    assert cli("migrate", env=lambda_env).returncode == 0
+    lambda_endpoint.start_recording()
+
+    try:
+        # when
+        result = cli("dlq", "redrive", dlq, "--reinvoke", "--dry-run", "--json", env=lambda_env)
+
+        # then: the two records would be invoked, each entry naming its function; nothing was
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["would_invoke"] == 2
+        assert report["invoked"] == 0
+        assert report["deleted"] == 0
+        would = [e for e in report["messages"] if e["state"] == "would-invoke"]
+        assert sorted(e["function_arn"] for e in would) == sorted(
+            record["requestContext"]["functionArn"] for _, record in failures
+        )
+        assert len({tuple(entry) for entry in report["messages"]}) == 1
+        assert lambda_endpoint.invocations() == []
+        assert count_messages(sqs, dlq) == 3  # all still there, visible or not
+        # and the text output's tally says the same
+        text = cli("dlq", "redrive", dlq, "--reinvoke", "--dry-run", env=lambda_env)
+        assert text.returncode == 0, text.stderr
+        assert "would invoke 2 · deleted 0 · left in the DLQ 3" in text.stderr
+        assert lambda_endpoint.invocations() == []
+    finally:
+        sqs.delete_queue(QueueUrl=dlq)
+
+
 # -- purge ------------------------------------------------------------------------------------
 
 

@@ -43,7 +43,6 @@ from lambda_destinations.operations.redrive import (
     start_move_task,
     target_chooser,
 )
-from lambda_destinations.operations.replay import ReplayState
 from lambda_destinations.store import utcnow
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import queue_name, storable_attributes
@@ -509,10 +508,9 @@ def _report_reinvoke(report: ReinvokeReport, *, dry_run: bool, as_json: bool) ->
         click.echo(dumps(report.as_dict()))
     else:
         _show_reinvoke(report)
-        states = [r.state for _, r, _ in report.results if r is not None]
         stayed = len(report.results) - report.deleted
         verb = "would invoke" if dry_run else "invoked"
-        done = states.count(ReplayState.WOULD_INVOKE) if dry_run else report.invoked
+        done = report.would_invoke if dry_run else report.invoked
         click.echo(
             f"{verb} {done} · deleted {report.deleted} · left in the DLQ {stayed} · errors "
             f"{report.errors}",

@@ -701,12 +701,18 @@ class ReinvokeReport:
         return sum(1 for _, r, _ in self.results if r and r.state is ReplayState.INVOKED)
 
     @property
+    def would_invoke(self) -> int:
+        """How many a dry run would invoke (each such entry names its function_arn)."""
+        return sum(1 for _, r, _ in self.results if r and r.state is ReplayState.WOULD_INVOKE)
+
+    @property
     def errors(self) -> int:
         return sum(1 for _, r, _ in self.results if r and r.state is ReplayState.ERROR)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "invoked": self.invoked,
+            "would_invoke": self.would_invoke,
             "errors": self.errors,
             "deleted": self.deleted,
             "messages": [
