@@ -10,11 +10,13 @@ bidi characters are spelled as escapes (:func:`visible`), so that it cannot driv
 or reorder what is read around it ("Trojan Source").
 
 A notification's text is made for its reader the same way: a header holds one line
-(:func:`one_line`), a body its lines (:func:`multi_line`), neither a control character.
+(:func:`one_line`), a body its lines (:func:`multi_line`), neither a control character, and a
+payload shown in a body is JSON whose escapes keep it exact (:func:`json_lines`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 # In a Python string every surrogate is lone: JSON's valid pairs decode to one character.
@@ -126,3 +128,58 @@ def multi_line(text: str) -> str:
     needs, and cannot reverse a word or reach past their line.
     """
     return _UNREADABLE.sub("\ufffd", _LINE_END.sub("\n", text))
+
+
+# What JSON may leave raw in a string but a body's reader must not get raw: the line and
+# paragraph separators and NEL (a mail client breaks the line there, so one string reads as
+# two lines, or a value as the JSON around it), DEL and the C1 controls, the bidi controls
+# (as in _UNSHOWN: they reorder what is read around them) and lone surrogates (UTF-8 has no
+# bytes for them). JSON's own escapes already cover the C0 controls.
+_JSON_UNSAFE = re.compile(
+    "[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def json_lines(value: object) -> str:
+    """``value`` as indented JSON for a message body: the characters of :data:`_JSON_UNSAFE`
+    as ``\\uXXXX`` escapes, the rest as it is.
+
+    Still JSON, and of the same value: those characters only occur inside strings, where an
+    escape reads back as the character. (A lone high surrogate followed by a lone low one reads
+    back as their pair's character, as in any JSON.)
+    """
+    text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    return _JSON_UNSAFE.sub(_json_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+# One of JSON's escapes: a surrogate pair's two (one character), one \uXXXX, or a backslash and
+# the character it escapes.
+_JSON_ESCAPE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\.",
+    re.DOTALL,
+)
+_LONGEST_ESCAPE = 12  # a surrogate pair's: \ud83d\ude00
+
+
+def json_cut(text: str, limit: int) -> str:
+    """The first ``limit`` characters of the JSON ``text``, fewer when the limit falls inside
+    an escape: the cut is before it, so the text shown never ends in half of one (``\\u20``,
+    or ``\\ud83d`` without its pair)."""
+    if len(text) <= limit:
+        return text
+    # Scan the escapes near the limit from where one may start: a backslash starts one only
+    # when the backslashes just before it pair up (``\\\\`` is one), so begin at the start of
+    # the run of backslashes that the window's start is in.
+    start = max(0, limit - _LONGEST_ESCAPE)
+    while start > 0 and text[start - 1] == "\\":
+        start -= 1
+    for match in _JSON_ESCAPE.finditer(text, start, limit + _LONGEST_ESCAPE):
+        if match.start() >= limit:
+            break
+        if match.end() > limit:
+            return text[: match.start()]
+    return text[:limit]

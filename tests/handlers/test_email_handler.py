@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from handler_helpers import (
 )
 from structlog.testing import capture_logs
 
+from lambda_destinations._text import json_cut, json_lines
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers._subject import fold_subject
@@ -497,7 +499,7 @@ async def test_ses_the_html_part_and_payloads_get_values_escaped_and_without_con
     assert stats.outcomes["ack"] == 1
     (mail,) = emails_to(endpoint_url, to)
     assert mail.body.startswith("<p>&lt;b&gt;bad&lt;/b&gt;\ufffd\ufffdorder</p>")
-    assert "&quot;note&quot;: &quot;a\nb\nc\ufffdd\ufffd&quot;" in mail.body
+    assert "&quot;note&quot;: &quot;a\\u0085b\\u2028c\\u202ed\\ud800&quot;" in mail.body
     assert "&quot;nul&quot;: &quot;x\\u0000&quot;" in mail.body
     assert not UNREADABLE.search(mail.body)
 
@@ -535,6 +537,112 @@ async def test_ses_a_digest_gets_the_error_type_without_control_characters(
     # then
     digest = emails_to(endpoint_url, to)[1]
     assert digest.body == "2 more of Key\ufffdError\ufffd[0m\n"
+
+
+# What JSON leaves raw in a string and a mail client breaks a line at (U+2028, U+2029, NEL),
+# acts on (DEL, a C1 CSI) or reorders text by (the bidi controls), and lone surrogates.
+ESCAPED_PAYLOAD = {
+    "lines": "a\u2028b\u2029c\x85d",
+    "controls": "del\x7f csi\x9b[31m c1\x80\x9f nul\x00",
+    "bidi": "\u202aA\u202bB\u202cC\u202dD\u202eE\u2066F\u2067G\u2068H\u2069I\u200eJ\u200fK\u061cL",
+    "lone": ["x\ud800y", "\udfff", "\udc00\ud83d"],
+    "kept": "tab\t é 😀 \u200d",
+}
+# None of them may be in the mail as itself.
+JSON_UNSAFE = re.compile(
+    "[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+async def test_smtp_a_payload_is_json_with_line_breaks_and_controls_escaped_that_reads_back(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given
+    url, _ = make_queue("smtp-payload-escapes")
+    send_records(sqs, url, [failure_record(payload=ESCAPED_PAYLOAD)])
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=smtp_server.port,
+        include_payloads=True,
+        text="{function_name}\n",
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: the section is JSON of the payload, each of those characters as an escape
+    assert stats.outcomes["ack"] == 1
+    (message,) = smtp_server.messages
+    body = message.get_content().replace("\r\n", "\n")
+    section = body.split("Request payload:\n", 1)[1].split("\n\nResponse payload:", 1)[0]
+    assert json.loads(section) == ESCAPED_PAYLOAD
+    assert '"lines": "a\\u2028b\\u2029c\\u0085d"' in section
+    assert '"controls": "del\\u007f csi\\u009b[31m c1\\u0080\\u009f nul\\u0000"' in section
+    assert '"x\\ud800y",\n    "\\udfff",\n    "\\udc00\\ud83d"' in section
+    assert '"kept": "tab\\t é 😀 \u200d"' in section
+    assert not JSON_UNSAFE.search(smtp_server.mailbox.raw[0].decode())
+
+
+@pytest.mark.parametrize("limit", [101, 103, 105])
+async def test_ses_a_payload_cut_at_its_limit_never_ends_inside_an_escape(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, limit: int
+) -> None:
+    # given: a payload whose JSON is 10 characters, then a 6-character escape after another
+    # (U+2028's), so each limit falls inside the 16th
+    url, _ = make_queue(f"ses-payload-cut-{limit}")
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint_url, sender)
+    payload = {"s": "\u2028" * 100}
+    send_records(sqs, url, [failure_record(payload=payload)])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        include_payloads=True,
+        payload_limit=limit,
+        **{"from": sender, "to": [to]},
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: cut before that escape, and the line says where
+    assert stats.outcomes["ack"] == 1
+    (mail,) = emails_to(endpoint_url, to)
+    whole = len(json.dumps(payload, indent=2))  # the same escapes: ensure_ascii spells U+2028
+    expected = '{\n  "s": "' + "\\u2028" * 15 + f"\n… (cut at 100 of {whole} characters)\n"
+    assert f"Request payload:\n{expected}" in mail.body
+
+
+# JSON text whose escapes are all there are: one, a surrogate pair's two, runs of backslashes
+# (an escaped backslash before a "u" is no escape), and JSON's short escapes.
+ESCAPES_TEXT = json_lines(
+    ["\u2028", "\ud83d\ude00", "\\u2028", "\\\u2029", "\\\\", '"\n\t', "\udc00\ud800", "x"]
+)
+# Each escape of it, with a surrogate pair's two as one: where a cut may not fall.
+ESCAPE_TOKEN = re.compile(r"\\ud[89ab]..\\ud[c-f]..|\\u....|\\.")
+
+
+def test_a_cut_of_payload_json_never_ends_inside_an_escape() -> None:
+    insides = {
+        inside
+        for token in ESCAPE_TOKEN.finditer(ESCAPES_TEXT)
+        for inside in range(token.start() + 1, token.end())
+    }
+    assert "\\ud83d\\ude00" in ESCAPES_TEXT  # the pair is there to be cut
+    for limit in range(len(ESCAPES_TEXT) + 1):
+        kept = json_cut(ESCAPES_TEXT, limit)
+        assert ESCAPES_TEXT.startswith(kept)
+        assert len(kept) not in insides, (limit, kept[-12:])
+        assert limit - len(kept) < 12  # only an escape's worth left out
 
 
 @pytest.mark.parametrize("subject", LONG_SUBJECTS)

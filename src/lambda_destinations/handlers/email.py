@@ -23,8 +23,9 @@
 By default the text says what failed, where, when, the error type and message and the first
 lines of the stack trace (``stack_lines``); payloads are added only with
 ``include_payloads = true`` (cut to ``payload_limit`` characters each). ``html`` adds an HTML
-part (values in it are HTML-escaped). What the record brings to the body (values, payloads)
-arrives as lines without control characters (``_text.multi_line``). Each message carries a
+part (values in it are HTML-escaped). What the record brings to the body arrives as lines
+without control characters: values as ``_text.multi_line`` makes them, payloads as JSON whose
+escapes spell those characters (``_text.json_lines``). Each message carries a
 ``Message-ID`` derived from the record key, so mail systems can recognise a repeat. Errors: SES
 throttling and 5xx, SMTP 4xx replies and connection failures are transient; SES rejections (an
 unverified identity), SMTP 5xx replies and refused logins are permanent.
@@ -37,7 +38,6 @@ import email.policy
 import email.utils
 import hashlib
 import html as html_module
-import json
 import os
 from collections.abc import Sequence
 from email.errors import NonASCIILocalPartDefect
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import aiosmtplib
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from lambda_destinations._text import multi_line, one_line
+from lambda_destinations._text import json_cut, json_lines, one_line
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers._subject import FoldedSubject
@@ -355,12 +355,14 @@ def _one_line(text: str, limit: int = 250) -> str:
 
 
 def _payload_section(title: str, value: Any, limit: int) -> str:
-    """A payload as JSON, for the body: JSON escapes the C0 controls in its strings, and
-    :func:`multi_line` the rest (DEL, C1, line separators, bidi controls, lone surrogates)."""
-    text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    """A payload as JSON, for the body: its line separators, NEL, DEL, C1 and bidi controls
+    and lone surrogates escaped as JSON's C0 controls are (:func:`json_lines`), so that it
+    reads back as the value; cut to ``limit`` characters, never inside an escape."""
+    text = json_lines(value)
     if len(text) > limit:
-        text = text[:limit] + f"\n… (cut at {limit} of {len(text)} characters)"
-    return f"{title}:\n{multi_line(text)}"
+        kept = json_cut(text, limit)
+        text = kept + f"\n… (cut at {len(kept)} of {len(text)} characters)"
+    return f"{title}:\n{text}"
 
 
 class EmailHandler(storm.Notifier):
