@@ -23,11 +23,12 @@ import re
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def printable(text: str) -> str:
-    """``text`` with each surrogate replaced by U+FFFD, so that it encodes as UTF-8."""
+def printable(text: str, *, replacement: str = "\ufffd") -> str:
+    """``text`` with each surrogate replaced by ``replacement`` (U+FFFD), so that it encodes as
+    UTF-8."""
     if text.isascii():
         return text
-    return _SURROGATE.sub("\ufffd", text)
+    return _SURROGATE.sub(replacement, text)
 
 
 # What neither store backend's text holds (PostgreSQL: no NUL, no surrogates; SQLite: no
@@ -116,6 +117,11 @@ _LINE_END = re.compile("\r\n|[\n\x0b\x0c\r\x85\u2028\u2029]")
 _UNREADABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
+def line_feeds(text: str) -> str:
+    """``text`` with each line end (:data:`_LINE_END`) a line feed."""
+    return _LINE_END.sub("\n", text)
+
+
 def multi_line(text: str) -> str:
     """``text`` as a message body shows it: each line end (:data:`_LINE_END`) a line feed,
     tabs kept, and every other control character, bidi embedding, override or isolate, and
@@ -127,7 +133,7 @@ def multi_line(text: str) -> str:
     characters such as punctuation beside right-to-left words, which Arabic and Hebrew text
     needs, and cannot reverse a word or reach past their line.
     """
-    return _UNREADABLE.sub("\ufffd", _LINE_END.sub("\n", text))
+    return _UNREADABLE.sub("\ufffd", line_feeds(text))
 
 
 # What JSON may leave raw in a string but a body's reader must not get raw: the line and

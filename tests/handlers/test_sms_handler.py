@@ -87,7 +87,7 @@ async def test_a_failure_is_texted_to_every_number_with_type_and_sender_id(
     }
 
 
-async def test_a_lone_surrogate_in_the_record_is_texted_as_u_fffd(
+async def test_a_lone_surrogate_in_the_record_is_texted_as_a_question_mark(
     recording_moto: RecordingMoto, sqlite_url: str
 ) -> None:
     # given: a failure whose error message JSON spells a lone surrogate, which UTF-8 (and so
@@ -104,11 +104,73 @@ async def test_a_lone_surrogate_in_the_record_is_texted_as_u_fffd(
     async with Worker(settings) as worker:
         stats = await worker.run(once=True)
 
-    # then: texted once, the surrogate as U+FFFD, not retried until the DLQ
+    # then: texted once, the surrogate as GSM-7's "?", not retried until the DLQ
     assert stats.outcomes["ack"] == 1
     assert stats.outcomes["retry"] == stats.outcomes["quarantine"] == 0
     (text,) = sms_to(recording_moto.endpoint_url, number)
-    assert "TimeoutError: lone \ufffd half" in text
+    assert "TimeoutError: lone ? half" in text
+
+
+async def test_line_ends_are_texted_as_line_feeds_and_other_controls_as_spaces(
+    recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    # given: an error message with every kind of line end, C0 and C1 controls, DEL, a tab and
+    # a lone surrogate
+    url = recording_moto.make_queue("smscontrols")
+    number = unique_number()
+    message = (
+        "crlf\r\ncr\rlf\nnel\x85ls\u2028ps\u2029vt\x0bff\x0cend "
+        "nul\x00esc\x1b[31mred bel\x07tab\tdel\x7fcsi\x9bc1\x80lone\udc00!"
+    )
+    send_records(recording_moto.client("sqs"), url, [failure_record(message=message)])
+    settings = sms_settings(
+        recording_moto.endpoint_url,
+        url,
+        store=sqlite_url,
+        phone_numbers=[number],
+        message="{error_message}",
+        max_segments=3,
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then
+    assert stats.outcomes["ack"] == 1
+    assert sms_to(recording_moto.endpoint_url, number) == [
+        "crlf\ncr\nlf\nnel\nls\nps\nvt\nff\nend nul esc [31mred bel tab del csi c1 lone?!"
+    ]
+
+
+async def test_a_lone_surrogate_keeps_the_text_gsm_7_and_the_logged_segments_are_those_sent(
+    recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    # given: 159 GSM-7 characters and a lone surrogate, one segment allowed: as U+FFFD it
+    # would make the text UCS-2, 70 characters a segment, and be cut
+    url = recording_moto.make_queue("smsgsmsurrogate")
+    number = unique_number()
+    message = "x" * 159 + "\ud800"
+    send_records(recording_moto.client("sqs"), url, [failure_record(message=message)])
+    settings = sms_settings(
+        recording_moto.endpoint_url,
+        url,
+        store=sqlite_url,
+        phone_numbers=[number],
+        message="{error_message}",
+        max_segments=1,
+    )
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            await worker.run(once=True)
+
+    # then: sent whole, in one GSM-7 segment, as the log says
+    (text,) = sms_to(recording_moto.endpoint_url, number)
+    assert text == "x" * 159 + "?"
+    assert count_segments(text) == 1
+    assert [log["segments"] for log in logs if log["event"] == "SMS sent"] == [1]
 
 
 async def test_a_long_text_is_cut_to_the_configured_segments(

@@ -15,9 +15,11 @@
 The text is cut to ``max_segments`` SMS segments on a character boundary, with an ellipsis:
 GSM-7 text takes 160 characters in one segment and 153 a segment when split (the characters of
 GSM's extension table, such as ``€[]{}``, count twice); any other character makes it UCS-2, 70
-and 67 UTF-16 units (an emoji counts twice). Each number gets its own ``Publish``; with several
-numbers each one is recorded as sent, so a retry after a partial failure sends only to the rest.
-SNS throttling and 5xx errors are retried; an invalid or opted-out number is permanent.
+and 67 UTF-16 units (an emoji counts twice). Before it is cut, line ends become line feeds,
+other control characters spaces and lone surrogates ``?`` (:func:`sms_text`). Each number gets
+its own ``Publish``; with several numbers each one is recorded as sent, so a retry after a
+partial failure sends only to the rest. SNS throttling and 5xx errors are retried; an invalid
+or opted-out number is permanent.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import phonenumbers
 from pydantic import Field, field_validator
 
-from lambda_destinations._text import printable
+from lambda_destinations._text import line_feeds, printable
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
@@ -140,6 +142,24 @@ def fit_segments(text: str, max_segments: int) -> str:
     if space > 0:
         length = space
     return candidate(length)
+
+
+# What a text message shows as a space, once line ends are line feeds: the C0 controls but line
+# feed (GSM-7 has no tab; a NUL or an ESC is no text), DEL and the C1 controls.
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def sms_text(text: str) -> str:
+    """``text`` as an SMS carries it: each line end (CR LF, CR, NEL, U+2028, U+2029, vertical
+    tab, form feed) a line feed, every other control character a space, and each lone
+    surrogate ``?``.
+
+    A lone surrogate (JSON can spell one in a record) has no UTF-8, so SNS's request cannot
+    carry it; ``?`` is what GSM-7 text puts for a character it lacks, where U+FFFD would make
+    the whole text UCS-2 (70 characters a segment, not 160). Applied before the text is cut to
+    its segments, so that what is counted is what is sent.
+    """
+    return printable(_CONTROL.sub(" ", line_feeds(text)), replacement="?")
 
 
 # -- settings -----------------------------------------------------------------------------------
@@ -254,10 +274,10 @@ class SmsHandler(storm.Notifier):
         await storm.retry_digest(send, context)
 
     def _text(self, rendered: str) -> str:
-        """What is sent: ``rendered`` within ``max_segments``, each lone surrogate (JSON can
-        spell one in a record; UTF-8, and so SNS's request, cannot) as U+FFFD, or every send of
-        the record would fail until it reached the DLQ."""
-        return fit_segments(printable(rendered), self.max_segments)
+        """What is sent: ``rendered`` as :func:`sms_text` makes it (a lone surrogate left in
+        would fail every send of the record until it reached the DLQ), within
+        ``max_segments``."""
+        return fit_segments(sms_text(rendered), self.max_segments)
 
     async def _send(
         self,
