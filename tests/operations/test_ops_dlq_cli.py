@@ -666,6 +666,10 @@ def test_reinvoke_dry_run_says_what_it_would_invoke_and_invokes_nothing(
         text = cli("dlq", "redrive", dlq, "--reinvoke", "--dry-run", env=lambda_env)
         assert text.returncode == 0, text.stderr
         assert "would invoke 2 · deleted 0 · left in the DLQ 3" in text.stderr
+        # and its table names each state as --json does (the message that is no record was
+        # "left" in the table and "skipped" in the JSON)
+        (row,) = [line for line in text.stdout.splitlines() if "not a Lambda record" in line]
+        assert row.split()[3] == "skipped", text.stdout
         assert lambda_endpoint.invocations() == []
     finally:
         sqs.delete_queue(QueueUrl=dlq)

@@ -43,6 +43,7 @@ from lambda_destinations.operations.redrive import (
     start_move_task,
     target_chooser,
 )
+from lambda_destinations.operations.replay import ReplayState
 from lambda_destinations.store import utcnow
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import queue_name, storable_attributes
@@ -526,7 +527,7 @@ def _show_reinvoke(report: ReinvokeReport) -> None:
             message_id,
             result.request_id if result else None,
             result.function_arn if result else None,
-            result.state.value if result else "left",
+            result.state.value if result else ReplayState.SKIPPED.value,  # as --json says
             (result.new_request_id or result.detail) if result else why,
         ]
         for message_id, result, why in report.results
