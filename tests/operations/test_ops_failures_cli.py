@@ -385,6 +385,27 @@ def test_ignore_then_reopen_by_request_id(cli_env, seeded, sqlite_url) -> None:
     assert asyncio.run(statuses())[ids[0]][0] is FailureStatus.OPEN
 
 
+def test_a_request_id_pasted_upper_cased_or_with_spaces_is_found(cli_env, seeded) -> None:
+    # Lambda writes request ids in lower case; one copied from an upper-cased view, or with the
+    # spaces a terminal selection brings, was "no record with request id or key" (exit 1).
+    row = seeded["orders_value"]
+    pasted = f" {str(row.request_id).upper()} "
+
+    shown = cli("failures", "show", pasted, "--json", env=cli_env)
+    by_key = cli(
+        "failures", "show", f" {str(row.request_id).upper()}:RetriesExhausted", env=cli_env
+    )
+    ignored = cli("failures", "ignore", pasted, env=cli_env)
+    reopened = cli("failures", "reopen", pasted, env=cli_env)
+    planned = cli("replay", pasted, "--dry-run", "--json", env=cli_env)
+
+    assert as_json(shown)["request_id"] == row.request_id
+    assert by_key.returncode == 0, by_key.stderr
+    assert ignored.stdout.strip() == "ignored 1 failure", ignored.stderr
+    assert reopened.stdout.strip() == "reopened 1 failure", reopened.stderr
+    assert [r["request_id"] for r in as_json(planned)["results"]] == [row.request_id]
+
+
 def test_reopen_puts_a_recovered_failure_back_to_recovered(cli_env, store_url) -> None:
     # given: two failures replayed, one whose replay recovered, one whose replay failed again
     fixed = row_of(failure_body(21, minutes_ago=40)[0])

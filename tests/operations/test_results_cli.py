@@ -56,6 +56,9 @@ def test_invoke_refuses_a_payload_that_is_not_json(lambda_env: dict[str, str]) -
         assert "Traceback" not in result.stderr
 
 
+NOT_YET = "0c7e6a35-2b8f-4d1e-9a4c-5f3b2e1d0a9b"
+
+
 def test_result_exit_codes_say_success_failure_and_unknown(
     sqlite_url: str, cli_env: dict[str, str]
 ) -> None:
@@ -76,8 +79,9 @@ def test_result_exit_codes_say_success_failure_and_unknown(
     ok = cli("result", "rid-ok", env=cli_env)
     ok_json = cli("result", "rid-ok", "--json", env=cli_env)
     failed = cli("result", failed_id, "--json", env=cli_env)
-    unknown = cli("result", "rid-unknown", env=cli_env)
-    waited = cli("result", "rid-unknown", "--wait", "1s", "--json", env=cli_env)
+    # a request id (a UUID) not stored yet; an id that is none is test_dev_results's
+    unknown = cli("result", NOT_YET, env=cli_env)
+    waited = cli("result", NOT_YET, "--wait", "1s", "--json", env=cli_env)
 
     # then
     assert ok.returncode == 0, ok.stderr
@@ -92,9 +96,9 @@ def test_result_exit_codes_say_success_failure_and_unknown(
     assert json.loads(failed.stdout)["error"] == {"type": "ValueError", "message": "bad order"}
     assert unknown.returncode == 5
     [line] = error_lines(unknown)
-    assert "no result for request id rid-unknown yet" in line
+    assert f"no result for request id {NOT_YET} yet" in line
     assert waited.returncode == 5
-    assert json.loads(waited.stdout) == {"request_id": "rid-unknown", "state": "unknown"}
+    assert json.loads(waited.stdout) == {"request_id": NOT_YET, "state": "unknown"}
     assert "within 1 s" in error_lines(waited)[0]
 
 

@@ -27,6 +27,7 @@ from lambda_destinations.cli._common import (
     say_no_failure,
     selection_options,
     since_option,
+    stored_ids,
     subcommand,
     until_option,
 )
@@ -181,7 +182,7 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
 
 
 @subcommand(failures_group, "show")
-@click.argument("request_id")
+@click.argument("request_id", callback=stored_ids)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with everything.")
 @settings_options
 def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
@@ -540,7 +541,9 @@ def _set_status(
 
 
 @subcommand(failures_group, "ignore")
-@click.argument("request_ids", nargs=-1, required=True, metavar="REQUEST_ID...")
+@click.argument(
+    "request_ids", nargs=-1, required=True, metavar="REQUEST_ID...", callback=stored_ids
+)
 @click.option("--reason", help="Why (kept with who ignored them, shown by `failures show`).")
 @settings_options
 def ignore_command(settings: Settings, request_ids: tuple[str, ...], reason: str | None) -> None:
@@ -559,7 +562,9 @@ def ignore_command(settings: Settings, request_ids: tuple[str, ...], reason: str
 
 
 @subcommand(failures_group, "reopen")
-@click.argument("request_ids", nargs=-1, required=True, metavar="REQUEST_ID...")
+@click.argument(
+    "request_ids", nargs=-1, required=True, metavar="REQUEST_ID...", callback=stored_ids
+)
 @settings_options
 def reopen_command(settings: Settings, request_ids: tuple[str, ...]) -> None:
     """Mark failures open again (after `ignore`, or to replay them once more).

@@ -22,6 +22,7 @@ from lambda_destinations.cli._common import (
     rate_option,
     say_no_failure,
     selection_options,
+    stored_ids,
 )
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
@@ -35,7 +36,7 @@ _PLAN_ROWS = 20  # rows of the plan shown before the confirmation
 
 
 @command("replay")
-@click.argument("request_ids", nargs=-1, metavar="[REQUEST_ID...]")
+@click.argument("request_ids", nargs=-1, metavar="[REQUEST_ID...]", callback=stored_ids)
 @selection_options(limit_default=0)
 @click.option("--dry-run", is_flag=True, help="List exactly what would be invoked; invoke nothing.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")

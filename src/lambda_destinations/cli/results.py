@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,13 @@ from lambda_destinations.cli._app import (
     command,
     fail,
 )
-from lambda_destinations.cli._common import aws_errors, dumps
+from lambda_destinations.cli._common import (
+    REQUEST_ID_LENGTH,
+    aws_errors,
+    dumps,
+    is_request_id,
+    stored_id,
+)
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.templates import parse_duration
@@ -145,27 +150,14 @@ def invoke_command(
     if wait is None:
         click.echo(dumps({"request_id": request_id, "state": "invoked"}) if as_json else request_id)
         raise SystemExit(EXIT_OK)
-    _report(request_id, outcome, as_json=as_json, waited=wait, heading=False)
+    _report(request_id, outcome, as_json=as_json, waited=wait, typed=False)
 
 
 def _request_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    """The id as the store has it: a pasted one's spaces gone, and a UUID in lower case, as
-    Lambda writes request ids (one copied from an upper-cased view was never found)."""
-    value = value.strip()
-    if not value:
+    """The id as the store has it (:func:`stored_id`); an empty one is refused."""
+    if not value.strip():
         raise click.BadParameter("give the request id Lambda returned (invoke prints it)")
-    return value.lower() if _is_uuid(value) else value
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return len(value) == _UUID_LENGTH
-
-
-_UUID_LENGTH = 36  # 8-4-4-4-12: uuid.UUID also takes braces, "urn:uuid:" and no hyphens
+    return stored_id(value)
 
 
 @command("result")
@@ -189,11 +181,11 @@ def result_command(settings: Settings, request_id: str, wait: float | None, as_j
     async def go() -> InvocationResult | None:
         async with Results(settings.store) as results:
             # No record arrives under an id that is not a UUID: it is looked up once, not waited on.
-            if wait is not None and _is_uuid(request_id[:_UUID_LENGTH]):
+            if wait is not None and is_request_id(request_id[:REQUEST_ID_LENGTH]):
                 return await _wait(results, request_id, wait)
             return await results.get(request_id)
 
-    _report(request_id, asyncio.run(go()), as_json=as_json, waited=wait, heading=True)
+    _report(request_id, asyncio.run(go()), as_json=as_json, waited=wait, typed=True)
 
 
 async def _wait(results: Results, request_id: str, seconds: float) -> InvocationResult | None:
@@ -211,17 +203,19 @@ def _report(
     *,
     as_json: bool,
     waited: float | None,
-    heading: bool,
+    typed: bool,
 ) -> None:
-    """Print the outcome and exit 0 (success), 1 (failure) or 5 (no record)."""
+    """Print the outcome and exit 0 (success), 1 (failure) or 5 (no record). ``typed``: the
+    request id is the user's (`result`), not the one `invoke` printed."""
     if outcome is None:
         if as_json:
             from lambda_destinations.operations.results import unknown_result
 
             click.echo(dumps(unknown_result(request_id)))
-        # A Lambda request id is a UUID (a store key begins with one): any other text was cut
-        # short or mistyped, and that is the line's whole fix.
-        if not _is_uuid(request_id[:_UUID_LENGTH]):
+        # A Lambda request id is a UUID (a store key begins with one): any other text typed was
+        # cut short or mistyped, and that is the line's whole fix. (One `invoke` got from the
+        # endpoint is what it is: moto's are no UUIDs.)
+        if typed and not is_request_id(request_id[:REQUEST_ID_LENGTH]):
             fail(
                 f"no result for request id {echoed(request_id)}: a Lambda request id has 36 "
                 "characters (6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f); give it whole, as `invoke` "
@@ -238,7 +232,7 @@ def _report(
     if as_json:
         click.echo(dumps(outcome.as_dict()))
     else:
-        _show(outcome, heading=heading)
+        _show(outcome, heading=typed)  # invoke printed the id before it waited
     raise SystemExit(EXIT_OK if outcome.succeeded else EXIT_FAILED)
 
 
