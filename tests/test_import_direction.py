@@ -25,7 +25,7 @@ ROOT = "lambda_destinations"
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
         {"schemas", "errors", "redact", "_json", "_text", "_lifetime", "_lazy", "_version"}
-        | {"times", "logs", "_urls", "_serving", "aws_operations", "simulate"}
+        | {"times", "logs", "_urls", "_serving", "aws_operations", "simulate", "_request_ids"}
     ),
     frozenset({"store", "config", "retrying", "aws", "dev_endpoint"}),
     frozenset({"handlers"}),

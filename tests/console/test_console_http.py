@@ -105,6 +105,20 @@ async def sign_in(client: TestClient, user: str = "dana") -> str:  # type: ignor
     return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
 
+async def test_a_failure_s_address_upper_cased_or_with_spaces_finds_it(
+    make_client, settings_for
+) -> None:
+    # Lambda writes request ids in lower case; an address typed from an upper-cased view was 404
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+
+    upper = await client.get(f"/failures/{quote(f' {str(row.request_id).upper()} ', safe='')}")
+
+    assert upper.status == 200
+    assert str(row.request_id) in await upper.text()
+
+
 async def test_reading_needs_no_sign_in_on_loopback_but_does_elsewhere(make_client) -> None:
     local = await make_client()
     assert (await local.get("/failures")).status == 200

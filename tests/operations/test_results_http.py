@@ -62,6 +62,10 @@ async def test_a_stored_outcome_is_served_as_result_json_serves_it(
     assert served["response"] == {"n": 1}
     assert failed.status == 200
     assert (await failed.json())["error"] == {"type": "KeyError", "message": "'sku'"}
+    # and: as an application may have upper-cased it (Lambda writes them in lower case)
+    upper = await client.get(f"/api/invocations/{failed_id.upper()}", headers=AUTH)
+    assert upper.status == 200
+    assert await upper.json() == await failed.json()
     # the same JSON as the command line's
     env = {"LAMBDA_DESTINATIONS_STORE": store_url, "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url}
     printed = await asyncio.to_thread(

@@ -11,12 +11,12 @@ import io
 import json
 import math
 import socket
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from lambda_destinations._request_ids import stored_id
 from lambda_destinations.cli._app import (
     EXIT_USAGE,
     EndpointUnreachable,
@@ -162,28 +162,6 @@ def legacy_function_option(help: str) -> Callable[[F], F]:
 
 
 # -- request ids ------------------------------------------------------------------------------
-
-REQUEST_ID_LENGTH = 36  # 8-4-4-4-12: uuid.UUID also takes braces, "urn:uuid:" and no hyphens
-
-
-def is_request_id(text: str) -> bool:
-    """Whether ``text`` is a Lambda request id: a UUID written 8-4-4-4-12."""
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return len(text) == REQUEST_ID_LENGTH
-
-
-def stored_id(text: str) -> str:
-    """A request id or a store key (``REQUEST_ID:Condition``) as the store has it: spaces
-    around it dropped, and the request id in lower case, as Lambda writes request ids (one
-    copied from an upper-cased view was never found)."""
-    text = text.strip()
-    head, rest = text[:REQUEST_ID_LENGTH], text[REQUEST_ID_LENGTH:]
-    if is_request_id(head) and (not rest or rest.startswith(":")):
-        return head.lower() + rest
-    return text
 
 
 def stored_ids(

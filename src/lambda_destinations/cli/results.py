@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from lambda_destinations._json import strict_loads
+from lambda_destinations._request_ids import REQUEST_ID_LENGTH, is_request_id, stored_id
 from lambda_destinations._text import visible
 from lambda_destinations.cli._app import (
     EXIT_FAILED,
@@ -20,13 +21,7 @@ from lambda_destinations.cli._app import (
     command,
     fail,
 )
-from lambda_destinations.cli._common import (
-    REQUEST_ID_LENGTH,
-    aws_errors,
-    dumps,
-    is_request_id,
-    stored_id,
-)
+from lambda_destinations.cli._common import aws_errors, dumps
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.templates import parse_duration

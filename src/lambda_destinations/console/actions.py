@@ -14,6 +14,7 @@ from aiohttp import web
 from multidict import MultiDict
 
 from lambda_destinations._json import strict_loads
+from lambda_destinations._request_ids import stored_id
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console, read_form
 from lambda_destinations.console.jobs import Job, JobRunning
@@ -115,7 +116,7 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def _row(console: Console, request: web.Request) -> InvocationRow:
-    row = await console.store.get_invocation(request.match_info["ident"])
+    row = await console.store.get_invocation(stored_id(request.match_info["ident"]))
     if row is None or row.succeeded is True:
         raise web.HTTPNotFound(text="no failure with that request id or key\n")
     return row

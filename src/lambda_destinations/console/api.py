@@ -13,6 +13,7 @@ import re
 from aiohttp import web
 
 from lambda_destinations._json import dumps as json_dumps
+from lambda_destinations._request_ids import stored_id
 from lambda_destinations._text import printable
 from lambda_destinations.console.app import CONSOLE, require_token
 from lambda_destinations.errors import StoreUnavailable
@@ -54,7 +55,7 @@ async def invocation(request: web.Request) -> web.Response:
     JSON"). 404 with ``"state": "unknown"`` while the store has no record of it; ``?wait=S``
     (at most 60) waits that long for the record first."""
     require_token(request)
-    request_id = request.match_info["request_id"]
+    request_id = stored_id(request.match_info["request_id"])
     wait = _wait_seconds(request.query.get("wait"))
     results = Results(request.app[CONSOLE].store)
     try:

@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from multidict import MultiDict
 
 from lambda_destinations._json import dumps as json_dumps
+from lambda_destinations._request_ids import stored_id
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console
 from lambda_destinations.console.charts import hourly_bars
@@ -112,7 +113,7 @@ async def groups(request: web.Request) -> web.Response:
 
 
 async def _invocation(console: Console, ident: str) -> InvocationRow:
-    row = await console.store.get_invocation(ident)
+    row = await console.store.get_invocation(stored_id(ident))
     if row is None:
         raise web.HTTPNotFound(text=f"no record with request id or key {echoed(ident)!r}\n")
     return row

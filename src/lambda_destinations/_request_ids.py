@@ -1,0 +1,31 @@
+"""Request ids as people give them: pasted with spaces, copied from an upper-cased view.
+
+Lambda writes a request id as a lower-case UUID, and the store keys a record by it (or by
+``REQUEST_ID:Condition``); what an operator types or puts in a URL is read the same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+REQUEST_ID_LENGTH = 36  # 8-4-4-4-12: uuid.UUID also takes braces, "urn:uuid:" and no hyphens
+
+
+def is_request_id(text: str) -> bool:
+    """Whether ``text`` is a Lambda request id: a UUID written 8-4-4-4-12."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return len(text) == REQUEST_ID_LENGTH
+
+
+def stored_id(text: str) -> str:
+    """A request id or a store key (``REQUEST_ID:Condition``) as the store has it: spaces
+    around it dropped, and the request id in lower case (one copied from an upper-cased view
+    was never found). Anything else is returned as it is, less the spaces."""
+    text = text.strip()
+    head, rest = text[:REQUEST_ID_LENGTH], text[REQUEST_ID_LENGTH:]
+    if is_request_id(head) and (not rest or rest.startswith(":")):
+        return head.lower() + rest
+    return text
