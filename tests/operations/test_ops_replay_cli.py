@@ -97,6 +97,23 @@ def test_dry_run_lists_what_would_be_invoked_and_invokes_nothing(
     assert set(statuses(sqlite_url, failures).values()) == {FailureStatus.OPEN}
 
 
+def test_a_selection_of_nothing_says_so_and_invokes_nothing(
+    lambda_endpoint, lambda_env, failures
+) -> None:
+    lambda_endpoint.start_recording()
+
+    result = cli("replay", "--function", "no-such-function-*", "--yes", env=lambda_env)
+
+    # before: only "invoked 0 · skipped 0 · errors 0"
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[:2] == [
+        "no failures match",
+        "invoked 0 · skipped 0 · errors 0",
+    ]
+    assert result.stdout == ""
+    assert lambda_endpoint.invocations() == []
+
+
 def test_replay_invokes_with_the_original_payloads_and_fills_the_ledger(
     lambda_endpoint, lambda_env, failures, function, sqlite_url
 ) -> None:

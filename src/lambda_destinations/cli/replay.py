@@ -232,6 +232,8 @@ def _report(
         )
     elif results:
         _show(results)
+    elif not missing:  # as `failures list` says it, before a tally of zeros
+        click.echo("no failures match", err=True)
     verb = "would invoke" if dry_run else "invoked"
     done = counts[ReplayState.WOULD_INVOKE] if dry_run else counts[ReplayState.INVOKED]
     click.echo(
