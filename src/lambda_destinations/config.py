@@ -315,7 +315,7 @@ class Settings(BaseSettings):
             if self.region:
                 where = f"{ENV_PREFIX}REGION or the TOML file's region"
             else:
-                where = "AWS_REGION" if os.environ.get("AWS_REGION") else "AWS_DEFAULT_REGION"
+                where = standard_region_variable()
             raise ValueError(
                 f"region {echoed(region)!r} is not an AWS region name: set {where} to one "
                 "such as us-east-1"
@@ -368,7 +368,7 @@ class Settings(BaseSettings):
     def endpoint_fix(self) -> str:
         """What to check when the AWS endpoint does not answer, naming where the endpoint and
         the region were set (``--endpoint-url``, a TOML file, the variables)."""
-        region = self.set_in("region") if self.region else "AWS_REGION"
+        region = self.set_in("region") if self.region else standard_region_variable()
         if not self.endpoint_url:  # AWS itself: the region picks its endpoints
             return f"check {region} and the network"
         return f"check {self.set_in('endpoint_url')}, {region} and the network"
@@ -380,6 +380,14 @@ class Settings(BaseSettings):
     def shown_endpoint(self) -> str:
         """The endpoint as output may show it: no password, no query values; "AWS" when unset."""
         return mask_url(self.endpoint_url) if self.endpoint_url else "AWS"
+
+
+def standard_region_variable() -> str:
+    """The variable the standard region comes from: ``AWS_REGION`` unless only
+    ``AWS_DEFAULT_REGION`` is set (the one to fix, or to set when neither is)."""
+    if not os.environ.get("AWS_REGION") and os.environ.get("AWS_DEFAULT_REGION"):
+        return "AWS_DEFAULT_REGION"
+    return "AWS_REGION"
 
 
 def standard_region(region: str | None = None) -> str | None:

@@ -653,13 +653,23 @@ def test_simulate_to_a_queue_that_does_not_exist_is_one_line(endpoint_url: str) 
     assert "'no-such-queue' does not exist" in one_error_line(result)
 
 
-def test_simulate_against_an_unreachable_endpoint_is_one_line() -> None:
-    result = cli("simulate", "--queue", "q", "--endpoint-url", "http://127.0.0.1:1")
+@pytest.mark.parametrize(
+    ("region", "named"),
+    [
+        ({"AWS_REGION": "us-east-1"}, "AWS_REGION"),
+        ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "us-east-1"}, "AWS_DEFAULT_REGION"),
+    ],
+)
+def test_simulate_against_an_unreachable_endpoint_is_one_line(
+    region: dict[str, str], named: str
+) -> None:
+    result = cli("simulate", "--queue", "q", "--endpoint-url", "http://127.0.0.1:1", env=region)
     assert result.returncode == 4
     line = one_error_line(result)
     assert "cannot reach http://127.0.0.1:1" in line
-    # the fix names the option it came from (before: always LAMBDA_DESTINATIONS_ENDPOINT_URL)
-    assert line.endswith(": check --endpoint-url, AWS_REGION and the network"), line
+    # the fix names the option it came from (before: always LAMBDA_DESTINATIONS_ENDPOINT_URL),
+    # and the variable the region came from
+    assert line.endswith(f": check --endpoint-url, {named} and the network"), line
 
 
 def test_an_unreachable_endpoint_from_a_toml_file_names_the_file(tmp_path: Path) -> None:
