@@ -23,12 +23,11 @@ import re
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def printable(text: str, *, replacement: str = "\ufffd") -> str:
-    """``text`` with each surrogate replaced by ``replacement`` (U+FFFD), so that it encodes as
-    UTF-8."""
+def printable(text: str) -> str:
+    """``text`` with each surrogate replaced by U+FFFD, so that it encodes as UTF-8."""
     if text.isascii():
         return text
-    return _SURROGATE.sub(replacement, text)
+    return _SURROGATE.sub("\ufffd", text)
 
 
 # What neither store backend's text holds (PostgreSQL: no NUL, no surrogates; SQLite: no

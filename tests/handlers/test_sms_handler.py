@@ -114,13 +114,14 @@ async def test_a_lone_surrogate_in_the_record_is_texted_as_a_question_mark(
 async def test_line_ends_are_texted_as_line_feeds_and_other_controls_as_spaces(
     recording_moto: RecordingMoto, sqlite_url: str
 ) -> None:
-    # given: an error message with every kind of line end, C0 and C1 controls, DEL, a tab and
-    # a lone surrogate
+    # given: an error message with every kind of line end, C0 and C1 controls, DEL, a tab, a
+    # lone surrogate and bidi controls (an override, an isolate, a mark)
     url = recording_moto.make_queue("smscontrols")
     number = unique_number()
     message = (
         "crlf\r\ncr\rlf\nnel\x85ls\u2028ps\u2029vt\x0bff\x0cend "
-        "nul\x00esc\x1b[31mred bel\x07tab\tdel\x7fcsi\x9bc1\x80lone\udc00!"
+        "nul\x00esc\x1b[31mred bel\x07tab\tdel\x7fcsi\x9bc1\x80lone\udc00! "
+        "rlo\u202eexe.txt\u202c lri\u2066x\u2069 lrm\u200e"
     )
     send_records(recording_moto.client("sqs"), url, [failure_record(message=message)])
     settings = sms_settings(
@@ -139,7 +140,8 @@ async def test_line_ends_are_texted_as_line_feeds_and_other_controls_as_spaces(
     # then
     assert stats.outcomes["ack"] == 1
     assert sms_to(recording_moto.endpoint_url, number) == [
-        "crlf\ncr\nlf\nnel\nls\nps\nvt\nff\nend nul esc [31mred bel tab del csi c1 lone?!"
+        "crlf\ncr\nlf\nnel\nls\nps\nvt\nff\nend nul esc [31mred bel tab del csi c1 lone?! "
+        "rlo?exe.txt? lri?x? lrm\u200e"
     ]
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import phonenumbers
 from pydantic import Field, field_validator
 
-from lambda_destinations._text import line_feeds, printable
+from lambda_destinations._text import line_feeds
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
@@ -147,19 +147,22 @@ def fit_segments(text: str, max_segments: int) -> str:
 # What a text message shows as a space, once line ends are line feeds: the C0 controls but line
 # feed (GSM-7 has no tab; a NUL or an ESC is no text), DEL and the C1 controls.
 _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+# What it shows as "?": the bidi embeddings, overrides and isolates (they reorder what is read
+# around them, as in an email's values; the marks U+200E, U+200F stay) and lone surrogates.
+_UNSENDABLE = re.compile("[\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def sms_text(text: str) -> str:
     """``text`` as an SMS carries it: each line end (CR LF, CR, NEL, U+2028, U+2029, vertical
-    tab, form feed) a line feed, every other control character a space, and each lone
-    surrogate ``?``.
+    tab, form feed) a line feed, every other control character a space, and each bidi
+    embedding, override or isolate and each lone surrogate ``?``.
 
     A lone surrogate (JSON can spell one in a record) has no UTF-8, so SNS's request cannot
     carry it; ``?`` is what GSM-7 text puts for a character it lacks, where U+FFFD would make
     the whole text UCS-2 (70 characters a segment, not 160). Applied before the text is cut to
     its segments, so that what is counted is what is sent.
     """
-    return printable(_CONTROL.sub(" ", line_feeds(text)), replacement="?")
+    return _UNSENDABLE.sub("?", _CONTROL.sub(" ", line_feeds(text)))
 
 
 # -- settings -----------------------------------------------------------------------------------
