@@ -76,6 +76,38 @@ def test_list_and_show_the_store_only_copy(quarantined) -> None:
     assert f"quarantined  {at:%Y-%m-%d %H:%M:%S} UTC\n" in text.stdout
 
 
+def test_list_since_a_time_and_from_a_queue_by_name(quarantined, sqlite_url) -> None:
+    # given: besides the message the worker just quarantined, one quarantined three days ago
+    url, env = quarantined
+    three_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    old = QuarantineRow(
+        url, "m-old", POISON, {}, "decode error: old", 1, quarantined_at=three_days_ago
+    )
+
+    async def seed() -> None:
+        async with Store.from_url(sqlite_url) as store:
+            await store.save_quarantine(old)
+
+    asyncio.run(seed())
+    name = url.rsplit("/", 1)[1]
+
+    # when
+    everything = as_json(cli("quarantine", "list", "--json", env=env))
+    recent = as_json(cli("quarantine", "list", "--since", "1d", "--json", env=env))
+    by_name = as_json(
+        cli("quarantine", "list", "--queue", name, "--since", "1d", "--json", env=env)
+    )
+    other = cli("quarantine", "list", "--queue", "another-queue", env=env)
+
+    # then: the old one only without --since (before: no --since, exit 2)
+    assert [r["message_id"] for r in everything][1:] == ["m-old"]
+    assert [r["message_id"] for r in recent] == [everything[0]["message_id"]]
+    assert by_name == recent
+    assert other.returncode == 0, other.stderr
+    assert other.stdout == ""
+    assert "no quarantined messages" in other.stderr
+
+
 def test_list_and_show_say_a_resend_holds_the_message(quarantined) -> None:
     # given: a resend under way holds the message (it claimed it, and sends)
     _url, env = quarantined

@@ -726,6 +726,27 @@ async def test_list_quarantine_newest_first_by_queue_with_limit(store: Store) ->
     assert [q.message_id for q in top] == ["m-4", "m-3"]
 
 
+async def test_list_quarantine_by_queue_name_and_since(store: Store) -> None:
+    # given: messages of queues whose names share an ending, or would match another's name
+    # read as a LIKE pattern, a minute apart
+    name = QUEUE.rsplit("/", 1)[1]
+    base = QUEUE.rsplit("/", 1)[0]
+    queues = [QUEUE, f"{base}/x{name}", f"{base}/a_b%c", QUEUE, f"{base}/aXbYYc"]
+    for n, queue in enumerate(queues):
+        at = T0 + dt.timedelta(minutes=n)
+        await store.save_quarantine(_quarantined(f"m-{n}", queue, quarantined_at=at))
+
+    by_name = await store.list_quarantine(queue=name)
+    wild = await store.list_quarantine(queue="a_b%c")  # "_" and "%" match only themselves
+    recent = await store.list_quarantine(since=T0 + dt.timedelta(minutes=3))
+    both = await store.list_quarantine(queue=name, since=T0 + dt.timedelta(minutes=1))
+
+    assert [q.message_id for q in by_name] == ["m-3", "m-0"]
+    assert [q.message_id for q in wild] == ["m-2"]
+    assert [q.message_id for q in recent] == ["m-4", "m-3"]
+    assert [q.message_id for q in both] == ["m-3"]
+
+
 async def test_a_quarantined_message_is_read_by_id_and_forgotten_once(store: Store) -> None:
     row = _quarantined("m-1", key="r-1:RetriesExhausted", quarantined_at=T0)
     other = _quarantined("m-2", quarantined_at=T0)

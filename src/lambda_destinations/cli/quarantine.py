@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import click
@@ -16,7 +17,14 @@ from lambda_destinations.cli._app import (
     fail,
     first_line,
 )
-from lambda_destinations.cli._common import aws_errors, dumps, format_time, opened_store, subcommand
+from lambda_destinations.cli._common import (
+    aws_errors,
+    dumps,
+    format_time,
+    opened_store,
+    since_option,
+    subcommand,
+)
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
@@ -52,12 +60,11 @@ def quarantine_group() -> None:
     """
 
 
-async def _rows(settings: Settings, queue: str | None, limit: int | None) -> list[QuarantineRow]:
+async def _rows(
+    settings: Settings, queue: str | None, since: dt.datetime | None, limit: int | None
+) -> list[QuarantineRow]:
     async with opened_store(settings, writes=False) as store:
-        rows = await store.list_quarantine(limit=None if queue else limit)
-    if queue:  # a name or a URL
-        rows = [r for r in rows if queue in (r.queue, queue_name(r.queue))][:limit]
-    return rows
+        return await store.list_quarantine(queue=queue, since=since, limit=limit)
 
 
 def _reason(described: dict[str, Any]) -> str:
@@ -66,10 +73,13 @@ def _reason(described: dict[str, Any]) -> str:
 
 @subcommand(quarantine_group, "list")
 @click.option("--queue", help="Only messages quarantined from this queue (name or URL).")
+@since_option(help="Only messages quarantined at or after this time: 2h, 30m, 7d, or an ISO time.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="0: all.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
 @settings_options
-def list_command(settings: Settings, queue: str | None, limit: int, as_json: bool) -> None:
+def list_command(
+    settings: Settings, queue: str | None, since: dt.datetime | None, limit: int, as_json: bool
+) -> None:
     """Quarantined messages, newest first: when, from which queue, what it is, and why.
 
     STATUS says "resending since HH:MM:SS" (UTC) while a `quarantine resend` (or the console's
@@ -78,9 +88,9 @@ def list_command(settings: Settings, queue: str | None, limit: int, as_json: boo
     \b
     Examples:
       lambda-destinations quarantine list
-      lambda-destinations quarantine list --queue orders-failures --json
+      lambda-destinations quarantine list --queue orders-failures --since 2h --json
     """
-    rows = asyncio.run(_rows(settings, queue, limit or None))
+    rows = asyncio.run(_rows(settings, queue, since, limit or None))
     now = utcnow()
     described = [describe_quarantined(r, now=now) for r in rows]
     if as_json:
@@ -197,7 +207,11 @@ def resend_command(
     """
     if bool(ids) == every:
         fail("give quarantine ids, or --all", EXIT_USAGE)
-    rows = asyncio.run(_rows(settings, queue, None)) if every else asyncio.run(_get(settings, ids))
+    rows = (
+        asyncio.run(_rows(settings, queue, None, None))
+        if every
+        else asyncio.run(_get(settings, ids))
+    )
     if not rows:
         click.echo("no quarantined messages to resend", err=True)
         return

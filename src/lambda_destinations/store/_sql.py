@@ -1041,13 +1041,24 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         return [cls(**{name: row._mapping[name] for name in names}) for row in rows], stored
 
     async def list_quarantine(
-        self, *, queue: str | None = None, limit: int | None = None
+        self,
+        *,
+        queue: str | None = None,
+        since: dt.datetime | None = None,
+        limit: int | None = None,
     ) -> list[QuarantineRow]:
         stmt = sa.select(quarantine).order_by(
             quarantine.c.quarantined_at.desc(), quarantine.c.id.desc()
         )
-        if queue is not None:
-            stmt = stmt.where(quarantine.c.queue == queue)
+        if queue is not None:  # its URL, or its name: the URL's last part
+            stmt = stmt.where(
+                sa.or_(
+                    quarantine.c.queue == queue,
+                    quarantine.c.queue.endswith(f"/{queue}", autoescape=True),
+                )
+            )
+        if since is not None:
+            stmt = stmt.where(quarantine.c.quarantined_at >= since)
         if limit is not None:
             stmt = stmt.limit(limit)
         async with self._read() as conn:

@@ -468,9 +468,13 @@ class Store(Lifetime):
 
     @abc.abstractmethod
     async def list_quarantine(
-        self, *, queue: str | None = None, limit: int | None = None
+        self,
+        *,
+        queue: str | None = None,
+        since: dt.datetime | None = None,
+        limit: int | None = None,
     ) -> list[QuarantineRow]:
-        """Newest first."""
+        """Newest first; ``queue`` a queue's URL or name, ``since`` the earliest kept."""
 
     @abc.abstractmethod
     async def get_quarantine(self, quarantine_id: int) -> QuarantineRow | None:
