@@ -29,7 +29,11 @@ the peer marks the same points itself. No variant starts a process of its own. T
 process's CPU time (wait4) is reported too; the difference is start-up, connecting, the
 closing empty receives and shutting down. For worker-pg, the CPU of the PostgreSQL backends
 serving the run's database over the same window is read from /proc and reported apart
-("server").
+("server"), and so is the endpoint's when it runs on this machine (the process listening on its
+port: LocalStack or the moto server). The variant, the server and the endpoint share the
+machine's cores, so each drain also gets the rate those cores could give at most, were they
+busy with nothing else: the number of cores over the three CPU times a message. A variant whose
+msg/s is near that ceiling is held back by the machine, not by waiting.
 
 Prints, per variant, the median and range of msg/s and CPU µs per message (and of that, the
 system time: writing the SQLite WAL, syncing it, sockets, waking threads), then the ratios of
@@ -57,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import shutil
@@ -144,6 +149,8 @@ class Run:
     server: float
     deleted: int
     backends: int = 0
+    # The endpoint's CPU seconds over the window; None when it was not found on this machine.
+    endpoint: float | None = None
 
     def cpu_us(self, n: int) -> float:
         return self.cpu / n * 1e6
@@ -157,12 +164,21 @@ class Run:
     def rate(self, n: int) -> float:
         return n / max(self.wall, 1e-6)
 
+    def ceiling(self, n: int, cores: int) -> float | None:
+        """The msg/s the machine's cores could give at most, busy with this drain alone."""
+        if self.endpoint is None:
+            return None
+        return cores * n / max(self.cpu + self.server + self.endpoint, 1e-9)
+
 
 @dataclass
 class Report:
     options: Options
     drains: dict[str, list[Run]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    # Why the endpoint's CPU was not read (it is not on this machine, say); None when it was.
+    endpoint_unmeasured: str | None = None
+    cores: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
 
 def unavailable(options: Options) -> dict[str, str]:
@@ -199,15 +215,16 @@ def compare(options: Options) -> Report:
     if not names:
         raise BenchError("no variant left to run: " + "; ".join(report.skipped.values()))
     report.drains = {name: [] for name in names}
+    endpoint, report.endpoint_unmeasured = endpoint_processes(options.endpoint)
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         for round_ in range(options.repeat):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
-                report.drains[name].append(measure(options, name, Path(tmp)))
+                report.drains[name].append(measure(options, name, Path(tmp), endpoint))
     return report
 
 
-def measure(options: Options, name: str, tmp: Path) -> Run:
+def measure(options: Options, name: str, tmp: Path, endpoint: frozenset[int] = frozenset()) -> Run:
     """Fill a new queue, drain it with one variant, check that it drained and kept everything."""
     n = options.n
     sqs = _sqs(options.endpoint)
@@ -217,7 +234,8 @@ def measure(options: Options, name: str, tmp: Path) -> Run:
     try:
         with _store(options, name, db) as store:
             argv, env = command(options, name, url, db, store)
-            run = _timed(name, argv, env, _database(store) if name == "worker-pg" else None)
+            database = _database(store) if name == "worker-pg" else None
+            run = _timed(name, argv, env, database, endpoint)
         left = _left(sqs, url)
         if left or run.deleted < n:
             raise BenchError(f"{name} deleted {run.deleted} of {n} messages and left {left}")
@@ -345,21 +363,29 @@ def _pg_admin(url: str, statement: str) -> None:
         raise BenchError(f"PostgreSQL at --pg: {exc}: check the server and the URL") from None
 
 
-def _timed(name: str, argv: list[str], env: dict[str, str], database: str | None) -> Run:
+def _timed(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    database: str | None,
+    endpoint: frozenset[int] = frozenset(),
+) -> Run:
     """Run one subprocess to its end; its drain window, and its whole CPU time from wait4."""
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as err:
         window_file = Path(tmp) / "window.json"
         env = {**env, "COMPARE_WINDOW": str(window_file)}
         if argv[1:2] == [str(BENCH / "compare_probe.py")]:
             argv = [*argv[:2], str(window_file), *argv[2:]]
-        sampler = BackendCpu(database) if database else None
+        backends = BackendCpu(database) if database else None
+        endpoint_cpu = ProcessCpu(endpoint) if endpoint else None
         process = subprocess.Popen(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL
         )
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-        if sampler:
-            sampler.stop()
+        for sampler in (backends, endpoint_cpu):
+            if sampler:
+                sampler.stop()
         if process.returncode != 0:
             err.seek(0)
             lines = err.read().decode(errors="replace").strip().splitlines() or ["(no output)"]
@@ -373,25 +399,25 @@ def _timed(name: str, argv: list[str], env: dict[str, str], database: str | None
         cpu=cpu_end - cpu_start,
         system=system_end - system_start,
         process_cpu=usage.ru_utime + usage.ru_stime,
-        server=sampler.between(start, end) if sampler else 0.0,
+        server=backends.between(start, end) if backends else 0.0,
         deleted=int(window["deleted"]),
-        backends=sampler.found if sampler else 0,
+        backends=backends.found if backends else 0,
+        endpoint=endpoint_cpu.between(start, end) if endpoint_cpu else None,
     )
 
 
-class BackendCpu:
-    """Samples the CPU time of the PostgreSQL backends serving one database, from /proc.
+class ProcessCpu:
+    """Samples the CPU time (every thread's, user + system) of a set of processes, from /proc.
 
-    A backend's process title names its database. Samples are kept with the monotonic clock's
-    time, so that the CPU spent over a window of another process's can be read afterwards."""
+    Samples are kept with the monotonic clock's time, so that the CPU spent over a window of
+    another process's can be read afterwards. Counted in the kernel's clock ticks (10 ms here):
+    a short window can read 0."""
 
     INTERVAL = 0.05
 
-    def __init__(self, database: str) -> None:
-        self._needle = f" {database} "
+    def __init__(self, pids: frozenset[int] = frozenset()) -> None:
         self._tick = os.sysconf("SC_CLK_TCK")
-        self._seen: set[int] = set()
-        self._backends: dict[int, float] = {}
+        self._processes: dict[int, float] = dict.fromkeys(pids, 0.0)
         self._samples: list[tuple[float, float]] = []
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -403,11 +429,11 @@ class BackendCpu:
 
     @property
     def found(self) -> int:
-        """How many backends of the database were seen."""
-        return len(self._backends)
+        """How many processes were sampled."""
+        return len(self._processes)
 
     def between(self, start: float, end: float) -> float:
-        """The backends' CPU seconds from the last sample before start to the first after end."""
+        """The CPU seconds from the last sample before start to the first after end."""
         before = [total for at, total in self._samples if at <= start]
         after = [total for at, total in self._samples if at >= end]
         last = self._samples[-1][1] if self._samples else 0.0
@@ -419,9 +445,32 @@ class BackendCpu:
             if self._done.wait(self.INTERVAL):
                 return
 
+    def _discover(self) -> None:
+        """Add the processes that started since the last sample (none for a fixed set)."""
+
     def _sample(self) -> None:
+        self._discover()
+        for pid in self._processes:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # it exited: keep its last sample
+            self._processes[pid] = (int(fields[11]) + int(fields[12])) / self._tick
+        self._samples.append((time.monotonic(), sum(self._processes.values())))
+
+
+class BackendCpu(ProcessCpu):
+    """The PostgreSQL backends serving one database, as they connect: a backend's process
+    title names its database."""
+
+    def __init__(self, database: str) -> None:
+        self._needle = f" {database} "
+        self._seen: set[int] = set()
+        super().__init__()
+
+    def _discover(self) -> None:
         for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in self._seen or int(entry) in self._backends:
+            if not entry.isdigit() or int(entry) in self._seen or int(entry) in self._processes:
                 continue
             pid = int(entry)
             try:
@@ -429,18 +478,65 @@ class BackendCpu:
             except OSError:
                 continue
             if title.startswith("postgres:") and self._needle in title:
-                self._backends[pid] = 0.0
+                self._processes[pid] = 0.0
             elif "postgres" not in title:
                 # A new backend shows the server's command line until it has authenticated,
                 # then its title: only processes that are not PostgreSQL's are passed over.
                 self._seen.add(pid)
-        for pid in self._backends:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # it exited: keep its last sample
-            self._backends[pid] = (int(fields[11]) + int(fields[12])) / self._tick
-        self._samples.append((time.monotonic(), sum(self._backends.values())))
+
+
+def endpoint_processes(endpoint: str) -> tuple[frozenset[int], str | None]:
+    """The processes of this machine listening on the endpoint's TCP port, or why none are
+    known (the endpoint is another machine's, or its process cannot be read)."""
+    parsed = urllib.parse.urlsplit(endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        local = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, port)}
+    except OSError as exc:
+        return frozenset(), f"{parsed.hostname} does not resolve ({exc})"
+    if not all(ipaddress.ip_address(address).is_loopback for address in local):
+        return frozenset(), f"{parsed.hostname} is not this machine's loopback address"
+    sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    pids = {pid for pid in _pids() if not sockets.isdisjoint(_open_files(pid))}
+    if not pids:
+        return frozenset(), f"no process of this machine that can be read listens on port {port}"
+    return frozenset(pids), None
+
+
+def _pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _open_files(pid: int) -> set[str]:
+    """What the process's descriptors point at (``socket:[INODE]`` for a socket); what cannot be
+    read (another user's process, a descriptor closed meanwhile) is left out."""
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return set()
+    found = set()
+    for fd in descriptors:
+        try:
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return found
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """The inodes of the sockets listening on ``port`` (IPv4 and IPv6), from /proc/net."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local address "HEX_IP:HEX_PORT", state 0A: LISTEN, inode the tenth field
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
 
 
 class _Sqs:
@@ -527,16 +623,21 @@ def format_report(report: Report) -> str:
         "median (min–max) over the rounds, over each drain window (first receive to last delete)",
         "",
         "| variant | msg/s | CPU µs/msg | of which system | whole process CPU s "
-        "| server CPU µs/msg |",
-        "|---|---|---|---|---|---|",
+        "| server CPU µs/msg | endpoint CPU µs/msg "
+        f"| ceiling msg/s ({report.cores} cores) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, drains in report.drains.items():
         server = _spread([d.server_us(n) for d in drains], ".0f") if name == "worker-pg" else "—"
+        endpoint = [d.endpoint / n * 1e6 for d in drains if d.endpoint is not None]
+        ceiling = [c for d in drains if (c := d.ceiling(n, report.cores)) is not None]
         lines.append(
             f"| {name} | {_spread([d.rate(n) for d in drains], ',.0f')} "
             f"| {_spread([d.cpu_us(n) for d in drains], ',.0f')} "
             f"| {_spread([d.system_us(n) for d in drains], ',.0f')} "
-            f"| {_spread([d.process_cpu for d in drains], '.2f')} | {server} |"
+            f"| {_spread([d.process_cpu for d in drains], '.2f')} | {server} "
+            f"| {_spread(endpoint, ',.0f') if endpoint else '—'} "
+            f"| {_spread(ceiling, ',.0f') if ceiling else '—'} |"
         )
     lines += ["", "| ratio (per round) | median (min–max) | goal | |", "|---|---|---|---|"]
     for label, values, goal in ratios(report):
@@ -546,6 +647,8 @@ def format_report(report: Report) -> str:
         )
     for name, why in report.skipped.items():
         lines.append(f"{name}: skipped: {why}")
+    if report.endpoint_unmeasured:
+        lines.append(f"endpoint CPU: not measured: {report.endpoint_unmeasured}")
     return "\n".join(lines)
 
 

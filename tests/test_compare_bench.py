@@ -5,8 +5,10 @@ LocalStack) are in the README, "Benchmarks"; nothing here asserts a time."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +88,13 @@ def test_each_variant_drains_its_queue_within_a_measured_window(
         # 10 ms ticks: over a drain of 20 records it may read 0)
         assert run.backends > 0
         assert run.server >= 0
+    # the endpoint (this test process's moto server thread) was found and read, in ticks too
+    assert report.endpoint_unmeasured is None
+    assert run.endpoint is not None
+    assert run.endpoint >= 0
+    ceiling = run.ceiling(RECORDS, report.cores)
+    assert ceiling is not None
+    assert ceiling > 0
 
 
 def test_the_report_gives_each_ratio_whose_variants_ran(compare, report) -> None:
@@ -102,8 +111,36 @@ def test_the_report_gives_each_ratio_whose_variants_ran(compare, report) -> None
     for label in expected:
         row = next(line for line in printed.splitlines() if line.startswith(f"| {label} |"))
         assert row.split("|")[2].strip()[0].isdigit(), row
+    for name in ran:
+        row = next(line for line in printed.splitlines() if line.startswith(f"| {name} |"))
+        endpoint, ceiling = row.split("|")[7:9]
+        assert endpoint.strip()[0].isdigit(), row
+        assert ceiling.strip()[0].isdigit(), row
     for name, why in report.skipped.items():
         assert f"{name}: skipped: {why}" in printed
+
+
+def test_the_endpoint_is_the_process_listening_on_its_port(compare, moto_server) -> None:
+    found, why = compare.endpoint_processes(moto_server)
+    assert why is None
+    assert found == {os.getpid()}  # the moto server runs in a thread of this process
+
+
+def test_an_endpoint_elsewhere_or_not_listening_is_not_measured_and_says_why(
+    compare, report
+) -> None:
+    assert compare.endpoint_processes("http://192.0.2.1:4566") == (
+        frozenset(),
+        "192.0.2.1 is not this machine's loopback address",
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening
+        port = sock.getsockname()[1]
+        found, why = compare.endpoint_processes(f"http://127.0.0.1:{port}")
+    assert found == frozenset()
+    assert why == f"no process of this machine that can be read listens on port {port}"
+    unmeasured = dataclasses.replace(report, endpoint_unmeasured=why)
+    assert f"endpoint CPU: not measured: {why}" in compare.format_report(unmeasured)
 
 
 def test_an_endpoint_that_does_not_answer_is_one_line_and_exit_1(tmp_path) -> None:
