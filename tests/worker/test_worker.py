@@ -122,6 +122,62 @@ async def test_a_record_delivered_twice_on_a_persist_only_route_is_stored_once(
     assert receive_all(sqs, url) == []
 
 
+async def test_a_duplicate_whose_route_holds_replay_outcome_is_counted_and_recorded(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a route of persist, replay-outcome (idempotent, no completion row of its own) and
+    # a claimed handler, and one failure record sent twice
+    url, _ = make_queue("dup-outcome")
+    record = json.dumps(failure_record(random.Random(5), condition="RetriesExhausted"))
+    send_bodies(sqs, url, [record, record])
+    settings = routed(settings_for(url), "persist", "replay-outcome", "count")
+    counter = CountingHandler()
+
+    # when
+    async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+        stats = await worker.run(once=True)
+
+    # then: the second delivery is a duplicate (replay-outcome ran again, changing nothing), and
+    # both deliveries are on record
+    keys = await stored_keys(settings.store)
+    assert len(keys) == 1
+    assert list(counter.runs.values()) == [1]
+    assert stats.handler_runs["replay-outcome"] == 2
+    assert stats.duplicates == 1
+    assert stats.outcomes["ack"] == 2
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.deliveries(keys[0])) == 2
+
+
+async def test_a_first_store_after_a_completed_claimed_handler_is_no_duplicate(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a route whose claimed handler comes before persist, and completed on an earlier
+    # delivery whose persist failed: the record is not stored yet
+    url, _ = make_queue("first-store")
+    body = json.dumps(success_record(random.Random(6)))
+    key = decode(body).key
+    settings = routed(settings_for(url), "count", "persist")
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        assert await store.claim_handler(key, "count", "earlier", 60)
+        await store.complete_handler(key, "count", "earlier")
+    send_bodies(sqs, url, [body])
+    counter = CountingHandler()
+
+    # when
+    async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+        stats = await worker.run(once=True)
+
+    # then: persist stores it, and the delivery counts as no duplicate
+    assert await stored_keys(settings.store) == [key]
+    assert counter.runs[key] == 0
+    assert stats.handler_runs["persist"] == 1
+    assert stats.duplicates == 0
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.deliveries(key)) == 1
+
+
 async def test_transient_failures_are_retried_in_process_then_acked(
     sqs, make_queue, settings_for
 ) -> None:

@@ -67,8 +67,9 @@ class PersistHandler:
         # First seen when this delivery was received: the row then holds the delivery.
         row = invocation_row(message, context.queue_url, delivery.received_at)
         new = await worker.store.save_invocation(row, delivery, complete_handler=self.name)
-        if not new:
-            worker.repeated = True
+        # Whether the record was stored before: the dispatcher may have taken this delivery
+        # for a repeat already (a claimed handler before persist completed on an earlier one).
+        worker.repeated = not new
 
 
 def build(name: str, options: dict[str, Any], settings: Settings) -> PersistHandler:

@@ -366,6 +366,7 @@ class Dispatcher:
             _delivery=delivery,
         )
         try:
+            again = False  # the store said every claimed handler of the chain completed
             if all(records_completion(handler) for handler in chain):
                 # Each handler writes its effect and its completion idempotently in one go:
                 # running it again on a duplicate changes nothing, so no lookup first (a
@@ -374,17 +375,13 @@ class Dispatcher:
             else:
                 completed = await self.store.completed_handlers(decoded.key)
                 pending = [handler for handler in chain if handler.name not in completed]
+                # A duplicate or a redelivery after a lost delete: every claimed handler
+                # completed before, and what is left (nothing, or replay-outcome, which keeps
+                # no completion row) changes nothing. persist, if it is left, says otherwise
+                # when it stores the record for the first time.
+                again = len(pending) < len(chain) and all(map(records_completion, pending))
+                delivery.repeated = again
                 if not pending:
-                    # A duplicate or a redelivery after a lost delete: nothing to do again.
-                    delivery.repeated = True
-                    await self.store.add_delivery(
-                        DeliveryRow(
-                            key=decoded.key,
-                            message_id=item.message_id,
-                            queue=item.queue.url,
-                            receive_count=item.receive_count,
-                        )
-                    )
                     log.debug("duplicate delivery; every handler already completed")
             max_receive_count = self.current(item.queue).max_receive_count
             last_receive = max_receive_count is not None and (
@@ -396,6 +393,15 @@ class Dispatcher:
                 # built-ins share one decode, so the default route pays nothing for this.
                 given = decoded if reads_record_only(handler) else _decode(item.message)
                 await self._run_handler(handler, given, context, last_receive=last_receive)
+            if again and delivery.repeated:
+                await self.store.add_delivery(
+                    DeliveryRow(
+                        key=decoded.key,
+                        message_id=item.message_id,
+                        queue=item.queue.url,
+                        receive_count=item.receive_count,
+                    )
+                )
             if delivery.repeated:
                 self.stats.duplicates += 1
         except RetryMessage as exc:
