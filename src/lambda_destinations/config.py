@@ -358,6 +358,11 @@ class Settings(BaseSettings):
         Kept for ``store``, ``queues``, ``endpoint_url`` and ``region``."""
         return self._origins.get(field)
 
+    def defaulted(self, field: str) -> bool:
+        """Whether ``field`` has its default: no option, variable or TOML file set it (for
+        ``store``, ``queues``, ``endpoint_url`` and ``region``, as :meth:`origin`)."""
+        return self._origins.get(field) == _unset(field)
+
     def set_in(self, field: str) -> str:
         """Where to fix ``field``, for an error about its value: ``--queues``,
         ``LAMBDA_DESTINATIONS_QUEUES``, ``queues in the TOML file x.toml``; the variable for
@@ -509,7 +514,12 @@ def _origin(field: str, overrides: Mapping[str, Any], file_data: Mapping[str, An
         return env_name
     if field in file_data:
         return f"the TOML file {file_data['config']}"
-    return f"{env_name} or the TOML file"
+    return _unset(field)
+
+
+def _unset(field: str) -> str:
+    """The origin of a setting nothing set: where it can be set."""
+    return f"{ENV_PREFIX}{field.upper()} or the TOML file"
 
 
 def _undecodable(exc: SettingsError) -> str:

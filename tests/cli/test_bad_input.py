@@ -37,6 +37,47 @@ def test_read_only_commands_never_create_the_store_or_its_folder(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args", [("failures", "list"), ("result", "no-such-id")])
+def test_a_command_outside_dev_s_folder_says_so_and_how_to_fix_it(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    # given: a folder with no settings of any kind (dev ran in another one)
+    env = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    for name in ("LAMBDA_DESTINATIONS_STORE", "LAMBDA_DESTINATIONS_CONFIG"):
+        env.pop(name, None)
+
+    # when: a command that reads the store runs there
+    result = subprocess.run(
+        [*ENTRY, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+    # then: one line saying the default store was read because dev's settings are not here
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert "(the default; this folder has no .lambda-destinations/dev.toml: " in line
+    assert "run commands in the folder `dev` runs in, or set LAMBDA_DESTINATIONS_STORE)" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_url_set_nowhere_but_a_toml_file_names_the_file_not_dev(tmp_path: Path) -> None:
+    config = tmp_path / "settings.toml"
+    config.write_text('region = "us-east-1"\n')
+    env = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    env.pop("LAMBDA_DESTINATIONS_STORE", None)
+    result = subprocess.run(
+        [*ENTRY, "failures", "list", "--config", str(config)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert "(LAMBDA_DESTINATIONS_STORE or the TOML file)" in line
+    assert "dev.toml" not in line
+
+
 def test_migrate_creates_the_folder_and_says_so_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "new" / "dir" / "x.db"
     result = cli("migrate", "--store", f"sqlite:///{path}", "--log-format", "console")

@@ -11,7 +11,13 @@ from typing import Any, ParamSpec, TypeVar
 import click
 import structlog
 
-from lambda_destinations.config import DEV_CONFIG, Settings, load_settings, misspelt_variables
+from lambda_destinations.config import (
+    DEV_CONFIG,
+    ENV_PREFIX,
+    Settings,
+    load_settings,
+    misspelt_variables,
+)
 from lambda_destinations.errors import StoreUrlProblem
 from lambda_destinations.logs import configure_logging
 from lambda_destinations.redact import mask_url
@@ -89,11 +95,22 @@ def settings_options(func: Callable[P, R]) -> Callable[..., R]:
         try:
             return func(*args, settings=settings, **kwargs)  # type: ignore[arg-type]
         except StoreUrlProblem as exc:  # the store read the URL; only here is known where from
-            raise exc.named(settings.origin("store")) from None
+            raise exc.named(store_origin(settings)) from None
 
     for option in reversed(_SETTING_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+def store_origin(settings: Settings) -> str | None:
+    """Where the store URL came from, for an error about it. The default, with no settings file
+    read, is what a command finds outside the folder `dev` runs in: the line says so."""
+    if settings.config is None and settings.defaulted("store"):
+        return (
+            f"the default; this folder has no {DEV_CONFIG}: run commands in the folder `dev` "
+            f"runs in, or set {ENV_PREFIX}STORE"
+        )
+    return settings.origin("store")
 
 
 def hide_options(command: click.Command, *names: str) -> None:
