@@ -45,6 +45,8 @@ def test_the_console_answers_a_request_line_over_8_kb_in_one_short_line(
         "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
         "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
     }
+    made = subprocess.run([*ENTRY, "migrate"], env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr  # the console reads a store, it makes none
     process = subprocess.Popen(
         [*ENTRY, "console", "--port", "0"],
         env=env,

@@ -853,7 +853,47 @@ def test_a_region_that_is_no_region_name_is_configuration_in_one_line(
         assert where in line
 
 
-def test_a_console_port_in_use_says_so_once_and_exits_3(sqlite_url: str, tmp_path: Path) -> None:
+@pytest.fixture
+def console_store(sqlite_url: str) -> str:
+    """A store a worker (here `migrate`) made: the console reads one and creates none."""
+    made = cli("migrate", "--store", sqlite_url)
+    assert made.returncode == 0, made.stderr
+    return sqlite_url
+
+
+def test_a_console_outside_dev_s_folder_creates_no_store_and_says_so(tmp_path: Path) -> None:
+    # given: a folder with no settings and no store (dev ran in another one)
+    env = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    for name in ("LAMBDA_DESTINATIONS_STORE", "LAMBDA_DESTINATIONS_CONFIG"):
+        env.pop(name, None)
+
+    # when: the console starts there
+    with subprocess.Popen(
+        [*ENTRY, "console", "--port", "0"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            _out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _out, err = process.communicate()
+            pytest.fail(f"the console served an empty store it made: {err[-1000:]}")
+
+    # then: one line, exit 3, and no empty lambda-destinations.db left to serve
+    assert process.returncode == 3, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "lambda-destinations.db does not exist" in lines[0]
+    assert "this folder has no .lambda-destinations/dev.toml" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_console_port_in_use_says_so_once_and_exits_3(console_store: str, tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as taken:
@@ -864,7 +904,7 @@ def test_a_console_port_in_use_says_so_once_and_exits_3(sqlite_url: str, tmp_pat
             "console",
             "--port",
             str(port),
-            env={"LAMBDA_DESTINATIONS_STORE": sqlite_url},
+            env={"LAMBDA_DESTINATIONS_STORE": console_store},
             cwd=tmp_path,
         )
     assert result.returncode == 3, result.stderr
@@ -882,7 +922,7 @@ def test_a_console_port_in_use_says_so_once_and_exits_3(sqlite_url: str, tmp_pat
     ],
 )
 def test_a_console_host_it_cannot_listen_on_names_the_host_not_the_port(
-    sqlite_url: str, tmp_path: Path, host: str, what: str
+    console_store: str, tmp_path: Path, host: str, what: str
 ) -> None:
     # before: "port 203.0.113.7:8000 cannot be used (...): choose another --port"
     result = cli(
@@ -892,7 +932,7 @@ def test_a_console_host_it_cannot_listen_on_names_the_host_not_the_port(
         "--port",
         "0",
         env={
-            "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+            "LAMBDA_DESTINATIONS_STORE": console_store,
             "LAMBDA_DESTINATIONS_CONSOLE_TOKEN": "t" * 32,
         },
         cwd=tmp_path,

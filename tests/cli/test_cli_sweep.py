@@ -190,8 +190,8 @@ def test_a_bad_value_for_a_server_command_is_never_a_traceback(
     assert problems == []
 
 
-# Only these may create the store and its folder (the worker, `dev`, `migrate`); the console
-# is a server, left out of this sweep.
+# Only these may create the store and its folder (the worker, `dev`, `migrate`); the console,
+# which creates none either, is a server, left out of this sweep (test_bad_input checks it).
 CREATORS = {"run", "dev", "migrate", "console"}
 
 

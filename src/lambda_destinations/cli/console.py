@@ -37,7 +37,11 @@ def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
     from lambda_destinations.console import TOKEN_ENV, ConsoleOptions, new_token
 
     options = ConsoleOptions(
-        host=host, port=port, token=os.environ.get(TOKEN_ENV) or new_token(), read_only=read_only
+        host=host,
+        port=port,
+        token=os.environ.get(TOKEN_ENV) or new_token(),
+        read_only=read_only,
+        create_store=False,  # it serves the worker's store: a new, empty one would show nothing
     )
     if not options.open_reads and len(options.token) < MIN_EXPOSED_TOKEN:
         # Beyond loopback the token is all that guards every page: a short one can be guessed.

@@ -56,6 +56,9 @@ class ConsoleOptions:
     port: int = 8000
     token: str = ""
     read_only: bool = False
+    # Whether a missing SQLite store is made (and migrated). The `console` command makes none:
+    # started where no store is (outside dev's folder, say) it would serve an empty new one.
+    create_store: bool = True
 
     @property
     def open_reads(self) -> bool:
@@ -102,7 +105,8 @@ class Console:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        async with Store.from_url(self.settings.store) as store, AwsClients(self.settings) as aws:
+        store_opened = Store.from_url(self.settings.store, create=self.options.create_store)
+        async with store_opened as store, AwsClients(self.settings) as aws:
             await store.migrate()  # the action ledger may be newer than the store
             self._store, self._aws = store, aws
             try:
