@@ -159,6 +159,24 @@ def test_an_unknown_command_is_a_usage_error() -> None:
     assert "No such command" in result.output
 
 
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [("failure", "Did you mean 'failures'?"), ("quarantin", "Did you mean 'quarantine'?")],
+)
+def test_a_misspelt_command_not_imported_yet_gets_a_suggestion(typed: str, suggested: str) -> None:
+    # A fresh interpreter: no command is imported yet, as when a user types one.
+    done = subprocess.run(
+        [sys.executable, "-c", "from lambda_destinations.cli import main; main()", typed, "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert f"Error: No such command '{typed}'. {suggested}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_module_that_does_not_register_its_command_is_a_bug_said_plainly() -> None:
     group = type(cli)(name="probe")
     group.lazy["ghost"] = ("lambda_destinations.cli._table", "Nothing.")

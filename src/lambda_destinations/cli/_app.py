@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import importlib
 import io
@@ -142,6 +143,24 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(self.lazy))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # click suggests a close name from the commands it holds, and the lazy ones are not
+        # imported yet: a misspelt command (`failure list`) got no "Did you mean" of its own.
+        name = click.utils.make_str(args[0]) if args else ""
+        known = self.list_commands(ctx)
+        if name and name not in known and not name.startswith("-") and not ctx.resilient_parsing:
+            close = sorted(difflib.get_close_matches(name, known))
+            if len(close) == 1:
+                ctx.fail(f"No such command {name!r}. Did you mean {close[0]!r}?")
+            if close:
+                ctx.fail(
+                    f"No such command {name!r}. (Did you mean one of: "
+                    f"{', '.join(repr(each) for each in close)}?)"
+                )
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in self.lazy:
