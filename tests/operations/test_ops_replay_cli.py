@@ -30,6 +30,9 @@ PAYLOADS: list[Any] = [
     [1, "two", {"three": [3.0, True, False]}],
 ]
 
+# The fix an unknown request id's line gives.
+WHOLE = ": give a whole request id or key, as `failures list` shows them"
+
 
 @pytest.fixture
 def function(lambda_endpoint) -> str:  # type: ignore[no-untyped-def]
@@ -228,7 +231,9 @@ def test_an_unknown_request_id_exits_1(lambda_env, failures) -> None:
     result = cli("replay", "no-such-request", "--yes", env=lambda_env)
 
     assert result.returncode == 1
-    assert error_lines(result) == ["error: no failure with request id or key 'no-such-request'"]
+    assert error_lines(result) == [
+        "error: no failure with request id or key 'no-such-request'" + WHOLE
+    ]
 
 
 def test_an_unreachable_lambda_endpoint_exits_4_and_the_ledger_says_so(

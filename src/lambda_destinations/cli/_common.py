@@ -114,10 +114,15 @@ def until_option() -> Callable[[F], F]:
     )
 
 
+# The fix for a request id or key the store has no failure under.
+WHOLE_ID_FIX = "give a whole request id or key, as `failures list` shows them"
+
+
 def say_no_failure(idents: Sequence[str]) -> None:
-    """One error line per request id or key that matches no failure."""
+    """One error line per request id or key that matches no failure, with the fix (an id cut
+    short or mistyped is the usual cause), as `failures show` says it."""
     for ident in idents:
-        echo_error(f"error: no failure with request id or key {echoed(ident)!r}")
+        echo_error(f"error: no failure with request id or key {echoed(ident)!r}: {WHOLE_ID_FIX}")
 
 
 def format_time(moment: dt.datetime | None, *, seconds: bool = True) -> str:

@@ -16,6 +16,7 @@ import click
 from lambda_destinations._text import capped, visible
 from lambda_destinations.cli._app import EXIT_FAILED, cli, fail
 from lambda_destinations.cli._common import (
+    WHOLE_ID_FIX,
     command_now,
     dumps,
     emit,
@@ -210,7 +211,7 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
     if whole is None:
         fail(
             f"no record with request id or key {echoed(request_id)!r} in the store: "
-            "give a whole request id or key, as `failures list` shows them",
+            + WHOLE_ID_FIX,
             EXIT_FAILED,
         )
     if as_json:
