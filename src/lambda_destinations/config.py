@@ -44,6 +44,8 @@ ENV_PREFIX = "LAMBDA_DESTINATIONS_"
 # Written by `dev` in the folder it runs in; read by every command there when no other config
 # file is named, so the commands after `dev` find its endpoint, queues and store.
 DEV_CONFIG = Path(".lambda-destinations") / "dev.toml"
+# The fix when nothing set the settings (Settings.outside_dev): dev's file is in another folder.
+OUTSIDE_DEV = f"this folder has no {DEV_CONFIG}: run commands in the folder `dev` runs in"
 ROUTE_OUTCOMES = ("success", "failure", "any")
 # A hundred years: more is "forever", which 0 says; a cutoff that far back is before year 1
 # and cannot be computed (OverflowError), so a larger value is refused here, not at pruning.
@@ -362,6 +364,11 @@ class Settings(BaseSettings):
         """Whether ``field`` has its default: no option, variable or TOML file set it (for
         ``store``, ``queues``, ``endpoint_url`` and ``region``, as :meth:`origin`)."""
         return self._origins.get(field) == _unset(field)
+
+    def outside_dev(self) -> bool:
+        """Whether nothing set the settings: no file read and the store its default, as a
+        command run outside the folder `dev` runs in finds them (see OUTSIDE_DEV)."""
+        return self.config is None and self.defaulted("store")
 
     def set_in(self, field: str) -> str:
         """Where to fix ``field``, for an error about its value: ``--queues``,

@@ -59,6 +59,40 @@ def test_a_command_outside_dev_s_folder_says_so_and_how_to_fix_it(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_doctor_outside_dev_s_folder_says_so_rather_than_to_migrate(
+    tmp_path: Path, endpoint_url: str
+) -> None:
+    # given: a folder with no settings of any kind (dev ran in another one); AWS answers
+    env = {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+    }
+    for name in ("LAMBDA_DESTINATIONS_STORE", "LAMBDA_DESTINATIONS_CONFIG"):
+        env.pop(name, None)
+    env.pop("LAMBDA_DESTINATIONS_QUEUES", None)
+
+    # when: doctor runs there
+    result = subprocess.run(
+        [*ENTRY, "doctor", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # then: the queues' and the store's fixes name dev's folder; `migrate` here would make an
+    # empty store in the wrong folder
+    assert result.returncode == 1, result.stderr
+    fixes = {check["check"]: check["fix"] for check in json.loads(result.stdout)["checks"]}
+    outside = "this folder has no .lambda-destinations/dev.toml: run commands in the folder `dev`"
+    assert outside in fixes["queues configured"]
+    assert outside in fixes["store"]
+    assert "migrate" not in fixes["store"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_store_url_set_nowhere_but_a_toml_file_names_the_file_not_dev(tmp_path: Path) -> None:
     config = tmp_path / "settings.toml"
     config.write_text('region = "us-east-1"\n')

@@ -14,6 +14,7 @@ import structlog
 from lambda_destinations.config import (
     DEV_CONFIG,
     ENV_PREFIX,
+    OUTSIDE_DEV,
     Settings,
     load_settings,
     misspelt_variables,
@@ -105,11 +106,8 @@ def settings_options(func: Callable[P, R]) -> Callable[..., R]:
 def store_origin(settings: Settings) -> str | None:
     """Where the store URL came from, for an error about it. The default, with no settings file
     read, is what a command finds outside the folder `dev` runs in: the line says so."""
-    if settings.config is None and settings.defaulted("store"):
-        return (
-            f"the default; this folder has no {DEV_CONFIG}: run commands in the folder `dev` "
-            f"runs in, or set {ENV_PREFIX}STORE"
-        )
+    if settings.outside_dev():
+        return f"the default; {OUTSIDE_DEV}, or set {ENV_PREFIX}STORE"
     return settings.origin("store")
 
 

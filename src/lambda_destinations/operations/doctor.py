@@ -27,7 +27,7 @@ from botocore.exceptions import (
 )
 
 from lambda_destinations.aws import AwsClients, all_items
-from lambda_destinations.config import Settings
+from lambda_destinations.config import OUTSIDE_DEV, Settings
 from lambda_destinations.errors import (
     ConfigError,
     NewerSchema,
@@ -170,7 +170,8 @@ class Doctor:
                 "queues configured",
                 "error",
                 "no queues to poll",
-                "set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names",
+                "set LAMBDA_DESTINATIONS_QUEUES to queue URLs or names"
+                + (f"; {OUTSIDE_DEV}" if settings.outside_dev() else ""),
             )
         else:
             self.add(
@@ -635,7 +636,9 @@ class Doctor:
                 "store",
                 "error",
                 f"{shown}: the file does not exist yet",
-                "run `lambda-destinations migrate` (the worker also creates and migrates it)",
+                f"{OUTSIDE_DEV}, or set LAMBDA_DESTINATIONS_STORE"
+                if self.settings.outside_dev()
+                else "run `lambda-destinations migrate` (the worker also creates and migrates it)",
             )
             return
         try:
