@@ -59,6 +59,32 @@ def test_a_command_outside_dev_s_folder_says_so_and_how_to_fix_it(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args", [("dlq", "peek", "ld-dev-failure-dlq"), ("invoke", "orders-api")])
+def test_an_aws_command_outside_dev_s_folder_says_where_its_region_would_be(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    # given: a folder with no settings, and no region anywhere (dev's file names dev's)
+    env = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    for name in (
+        "LAMBDA_DESTINATIONS_STORE",
+        "LAMBDA_DESTINATIONS_CONFIG",
+        "LAMBDA_DESTINATIONS_REGION",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ):
+        env.pop(name, None)
+
+    result = subprocess.run(
+        [*ENTRY, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        "error: no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region; this "
+        "folder has no .lambda-destinations/dev.toml: run commands in the folder `dev` runs in"
+    )
+
+
 def test_doctor_outside_dev_s_folder_says_so_rather_than_to_migrate(
     tmp_path: Path, endpoint_url: str
 ) -> None:

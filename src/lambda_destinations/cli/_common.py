@@ -27,7 +27,8 @@ from lambda_destinations.cli._app import (
     reports_errors,
 )
 from lambda_destinations.cli._options import uses_dev_settings
-from lambda_destinations.config import DEV_CONFIG, Settings
+from lambda_destinations.config import DEV_CONFIG, OUTSIDE_DEV, Settings
+from lambda_destinations.errors import NO_REGION
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
 from lambda_destinations.times import parse_when, utc_text, utcnow
@@ -359,4 +360,7 @@ def aws_errors(settings: Settings) -> Iterator[None]:
         known = describe_aws_error(exc)
         if known is None:
             raise
-        fail(*known)
+        line, code = known
+        if line == NO_REGION and settings.outside_dev():
+            line = f"{line}; {OUTSIDE_DEV}"  # dev's settings, region included, are elsewhere
+        fail(line, code)
