@@ -8,7 +8,10 @@ import contextlib
 import json
 import os
 import random
+import re
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +23,7 @@ from lambda_destinations.config import load_settings
 from lambda_destinations.console import ConsoleOptions, api, create_app
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import DeliveryRow, Store
+from processes import reap
 
 TOKEN = "test-console-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -230,3 +234,55 @@ async def test_waits_past_the_limit_are_refused_with_503(
     assert plain.status == 404
     assert [(await answer).status for answer in held] == [404, 404]
     assert api._waits == 0
+
+
+def test_a_console_that_made_its_own_token_says_where_the_token_is(
+    sqlite_url: str, endpoint_url: str
+) -> None:
+    # given: `lambda-destinations console` with no LAMBDA_DESTINATIONS_CONSOLE_TOKEN, as dev's
+    # is: the sign-in URL it prints is the only place its token is
+    env = {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+    }
+    env.pop("LAMBDA_DESTINATIONS_CONSOLE_TOKEN", None)
+    made = subprocess.run([*ENTRY, "migrate"], env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    process = subprocess.Popen(
+        [*ENTRY, "console", "--port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        base = None
+        while base is None:
+            line = process.stderr.readline()
+            assert line, "the console did not start"
+            found = re.search(r"console\s+(http://127\.0\.0\.1:\d+)/", line)
+            base = found[1] if found else None
+
+        # when: the API is asked with no token, and with one that is not the console's
+        def refused(headers: dict[str, str]) -> tuple[int, str]:
+            url = f"{base}/api/invocations/rid-none"  # http:// on loopback, read from its line
+            request = urllib.request.Request(url, headers=headers)  # noqa: S310
+            with pytest.raises(urllib.error.HTTPError) as answered:
+                urllib.request.urlopen(request, timeout=10)  # noqa: S310
+            return answered.value.code, json.loads(answered.value.read())["error"]
+
+        none = refused({})
+        wrong = refused({"Authorization": "Bearer not-it"})
+    finally:
+        process.terminate()
+        reap(process)
+        if process.stderr is not None:
+            process.stderr.close()
+
+    # then: 401, and the line says where the token is (no variable holds it)
+    where = "the one in the sign-in URL the console printed at start (/login?token=...)"
+    assert none == (401, f"send Authorization: Bearer <console token>: the token is {where}")
+    assert wrong == (401, f"the bearer token is not the console's: send {where}")

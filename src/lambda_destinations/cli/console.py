@@ -42,6 +42,7 @@ def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
         token=os.environ.get(TOKEN_ENV) or new_token(),
         read_only=read_only,
         create_store=False,  # it serves the worker's store: a new, empty one would show nothing
+        token_generated=_token_generated(),
     )
     if not options.open_reads and len(options.token) < MIN_EXPOSED_TOKEN:
         # Beyond loopback the token is all that guards every page: a short one can be guessed.

@@ -59,6 +59,9 @@ class ConsoleOptions:
     # Whether a missing SQLite store is made (and migrated). The `console` command makes none:
     # started where no store is (outside dev's folder, say) it would serve an empty new one.
     create_store: bool = True
+    # Whether the token is a new one made at start (no LAMBDA_DESTINATIONS_CONSOLE_TOKEN): then
+    # only the sign-in URL printed at start holds it, and a 401 says so.
+    token_generated: bool = False
 
     @property
     def open_reads(self) -> bool:
@@ -182,11 +185,19 @@ def require_token(request: web.Request) -> None:
     if console.sessions.bearer(request) or console.sessions.of(request) is not None:
         return
     sent = request.headers.get("Authorization", "").startswith("Bearer ")
-    problem = (
-        "the bearer token is not the console's: send LAMBDA_DESTINATIONS_CONSOLE_TOKEN's value"
-        if sent
-        else "send Authorization: Bearer <console token>"
-    )
+    if console.options.token_generated:  # no variable holds it: dev's console, say
+        where = "the one in the sign-in URL the console printed at start (/login?token=...)"
+        problem = (
+            f"the bearer token is not the console's: send {where}"
+            if sent
+            else f"send Authorization: Bearer <console token>: the token is {where}"
+        )
+    else:
+        problem = (
+            "the bearer token is not the console's: send LAMBDA_DESTINATIONS_CONSOLE_TOKEN's value"
+            if sent
+            else "send Authorization: Bearer <console token>"
+        )
     raise web.HTTPUnauthorized(
         text=json.dumps({"error": problem}),
         content_type="application/json",
