@@ -105,7 +105,10 @@ def test_list_since_a_time_and_from_a_queue_by_name(quarantined, sqlite_url) -> 
     assert by_name == recent
     assert other.returncode == 0, other.stderr
     assert other.stdout == ""
-    assert "no quarantined messages" in other.stderr
+    assert other.stderr.strip() == "no quarantined messages from queue 'another-queue'"
+    resend = cli("quarantine", "resend", "--all", "--queue", "another-queue", "--yes", env=env)
+    assert resend.returncode == 0, resend.stderr
+    assert resend.stderr.strip() == "no quarantined messages to resend from queue 'another-queue'"
 
 
 def test_list_and_show_say_a_resend_holds_the_message(quarantined) -> None:

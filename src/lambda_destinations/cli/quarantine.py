@@ -37,6 +37,7 @@ from lambda_destinations.operations.quarantine import (
     resend_status,
     resending_since,
 )
+from lambda_destinations.redact import echoed
 from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, utcnow
 from lambda_destinations.worker.queues import queue_name
 
@@ -65,6 +66,11 @@ async def _rows(
 ) -> list[QuarantineRow]:
     async with opened_store(settings, writes=False) as store:
         return await store.list_quarantine(queue=queue, since=since, limit=limit)
+
+
+def _from(queue: str | None) -> str:
+    """The queue an empty answer was filtered by, so that a mistyped name reads as one."""
+    return f" from queue {echoed(queue)!r}" if queue else ""
 
 
 def _reason(described: dict[str, Any]) -> str:
@@ -97,7 +103,7 @@ def list_command(
         click.echo(dumps(described))
         return
     if not described:
-        click.echo("no quarantined messages", err=True)
+        click.echo("no quarantined messages" + _from(queue), err=True)
         return
     click.echo(
         render_table(
@@ -213,7 +219,7 @@ def resend_command(
         else asyncio.run(_get(settings, ids))
     )
     if not rows:
-        click.echo("no quarantined messages to resend", err=True)
+        click.echo("no quarantined messages to resend" + _from(queue if every else None), err=True)
         return
     if not yes:
         # The question on stderr, as every command asks: stdout is for the results (--json).
