@@ -118,4 +118,7 @@ def test_in_dev_no_record_exits_5_and_a_refused_invoke_exits_1(
     assert refused.stdout == ""
     [line] = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
     assert "ResourceNotFoundException" in line
+    assert line.endswith(
+        ":function:no-such-function: check the name (a version or alias too) and the region"
+    ), line
     assert "Traceback" not in refused.stderr

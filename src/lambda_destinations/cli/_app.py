@@ -247,6 +247,12 @@ def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
                 f"{operation} was refused ({message}): check the credentials and their permissions",
                 EXIT_CONFIG,
             )
+        if code == "ResourceNotFoundException":  # Lambda's answer to a function it does not have
+            return (
+                f"{operation} failed: {message}: check the name (a version or alias too) and "
+                "the region",
+                EXIT_FAILED,
+            )
         return f"{operation} failed: {message}", EXIT_FAILED
     if isinstance(exc, BotoCoreError):  # invalid parameters, an unreadable AWS config file...
         return first_line(exc), EXIT_FAILED
