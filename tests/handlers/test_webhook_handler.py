@@ -66,7 +66,9 @@ class Receiver:
             await asyncio.sleep(self.delays.pop(0))
         status = self.script.pop(0) if self.script else 200
         if status >= 300 and self.echo:
-            sent = " ".join(f"{k}: {v}" for k, v in request.headers.items())
+            # Authorization first: the reason keeps the answer's first 200 characters only
+            headers = sorted(request.headers.items(), key=lambda item: item[0] != "Authorization")
+            sent = " ".join(f"{k}: {v}" for k, v in headers)
             return web.Response(status=status, text=f"Cannot POST {request.path_qs}\n{sent}")
         if status < 300:
             return web.Response(status=status, text="ok")
@@ -508,6 +510,30 @@ async def test_an_answer_that_echoes_the_request_keeps_its_secrets_out(
         assert "Cannot POST" in text
         for secret in ("secret-path", "query-secret", "a/b/c", "a%2Fb%2Fc", "very-secret-token"):
             assert secret not in text
+
+
+async def test_an_answer_that_echoes_the_basic_auth_of_the_url_keeps_it_out(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    # given: credentials in the URL, sent as basic auth, and a server that quotes its headers
+    url, _ = make_queue("hook-echo-basic")
+    send_records(sqs, url, [failure_record()])
+    receiver.script, receiver.echo = [400], True
+    with_credentials = receiver.url.replace("http://", "http://hook:p%40ss-word@")
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=with_credentials)
+
+    # when
+    with capture_logs() as logs:
+        await drain(settings)
+
+    # then: the Authorization header it quotes is masked, as the header of headers_env is
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    encoded = base64.b64encode(b"hook:p@ss-word").decode()
+    assert "Authorization: *** " in row.reason
+    for text in (row.reason, json.dumps(logs, default=str)):
+        assert encoded not in text
+        assert "p@ss-word" not in text
 
 
 @pytest.mark.parametrize(

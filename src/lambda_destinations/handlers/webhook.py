@@ -37,6 +37,7 @@ records it as done and logs it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import email.utils
@@ -51,7 +52,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 from pydantic import Field, field_validator, model_validator
@@ -400,6 +401,12 @@ class WebhookHandler(storm.Notifier):
         # What the server was sent that its answer must not carry into a log or a reason (an
         # Express 404 is "Cannot POST /the/path"; others echo the query or a header).
         self.secrets = url_secrets(url) | set(self.headers.values())
+        if parts.username is not None or parts.password is not None:
+            # aiohttp sends the URL's user:password@ as an Authorization header of its own
+            # (latin-1), whose base64 reads as the password: an answer may quote it too.
+            basic = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            with contextlib.suppress(UnicodeEncodeError):
+                self.secrets.add("Basic " + base64.b64encode(basic.encode("latin-1")).decode())
         self.secrets.update(str(value) for value in self.extra.values())
         if secret is not None:
             self.secrets.add(secret.decode(errors="replace"))
