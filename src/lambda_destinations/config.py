@@ -162,7 +162,13 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="Seconds in-process retries may take in all."
     )
     handler_timeout: float = Field(
-        default=300.0, gt=0, description="Seconds one handler may run before it counts as failed."
+        default=300.0,
+        gt=0,
+        # SQS hides a message 12 hours from its receipt at most: a handler running longer has
+        # it delivered again. Unbounded, a scheduled job's lease (this plus a minute) could
+        # pass year 9999 and fail every turn of the scheduler.
+        le=43200,
+        description="Seconds one handler may run before it counts as failed.",
     )
     claim_lease: float = Field(
         default=30.0,

@@ -493,6 +493,8 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
         ({"LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook"}}'}, "handlers.h: give url"),
         ({"LAMBDA_DESTINATIONS_KEEP_REPLAYS_DAYS": "inf"}, "or 0 to keep forever"),
         ({"LAMBDA_DESTINATIONS_PRUNE_INTERVAL": "inf"}, "PRUNE_INTERVAL"),
+        ({"LAMBDA_DESTINATIONS_HANDLER_TIMEOUT": "1e12"}, "HANDLER_TIMEOUT"),
+        ({"LAMBDA_DESTINATIONS_HANDLER_TIMEOUT": "inf"}, "HANDLER_TIMEOUT"),
         (
             {"LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist"], "condition": "failed"}]'},
             "did you mean 'failure'",
