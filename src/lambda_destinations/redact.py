@@ -25,6 +25,12 @@ SHORTEST_MASKED = 4
 # scheme://user:password@ — the password may hold anything but whitespace and "@" (SQLAlchemy
 # and libpq read it that way too, "/" and ":" included).
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?P<secret>[^\s@]*)@")
+# A known URL's own user:password@ (mask_url's argument), read as SQLAlchemy reads it: the user
+# name up to ":" or "/", the password up to the first "@", spaces included. In free text a space
+# ends a URL, so _URL_PASSWORD stops at one; a URL given whole has no such end.
+_LEADING_PASSWORD = re.compile(
+    r"\A(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):(?P<secret>[^@]*)@"
+)
 # password=... in a query string or a key=value list (libpq and asyncpg accept it there).
 _KEY_PASSWORD = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|secret_access_key)=)(?P<secret>[^&\s;,'\"]+)",
@@ -72,10 +78,16 @@ def mask_url(url: str) -> str:
     """``scheme://user:secret@host/db?token=x&y`` -> ``scheme://user:***@host/db?token=***&***``.
 
     The query's keys stay (they tell what was set), its values go: any of them may be a token.
+    A password with spaces in it is masked whole: ``url`` is one URL, not text.
     """
-    if "://" in url:  # redact() runs on every string of every log line
-        url = _URL_QUERY.sub(_hide_query_values, _URL_PASSWORD.sub(_hide_userinfo, url))
-    return _KEY_PASSWORD.sub(_hide_key, url)
+    return _mask_urls(_LEADING_PASSWORD.sub(_hide_userinfo, url, count=1))
+
+
+def _mask_urls(text: str) -> str:
+    """:func:`mask_url` for the URLs in free text, each ending at a space."""
+    if "://" in text:  # redact() runs on every string of every log line
+        text = _URL_QUERY.sub(_hide_query_values, _URL_PASSWORD.sub(_hide_userinfo, text))
+    return _KEY_PASSWORD.sub(_hide_key, text)
 
 
 def url_secrets(url: str) -> set[str]:
@@ -107,7 +119,7 @@ def redact(text: str) -> str:
     masked."""
     if not text:
         return text
-    text = mask_url(text)
+    text = _mask_urls(text)
     if "@" in text:
         text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
     if "+" in text:

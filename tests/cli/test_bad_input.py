@@ -456,6 +456,25 @@ def test_a_misspelt_database_or_user_is_configuration_at_start(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize(
+    "userinfo", ["ld_no_such_user:Sup3r S3cret", "ld no such user:Sup3rS3cret"]
+)
+def test_a_store_url_password_with_a_space_is_masked_whole(
+    userinfo: str, postgres_url: str, tmp_path: Path
+) -> None:
+    # SQLAlchemy reads a user name up to ":" and a password up to "@", spaces and all
+    parts = urlsplit(postgres_url)
+    url = parts._replace(netloc=f"{userinfo}@{parts.hostname}:{parts.port}").geturl()
+    result = cli("failures", "list", "--store", url, cwd=tmp_path, timeout=30)
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert "does not exist" in line
+    assert f"{userinfo.split(':')[0]}:***@{parts.hostname}" in line
+    for word in ("Sup3r", "S3cret"):
+        assert word not in result.stderr
+
+
+@pytest.mark.postgres
 def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
     postgres_reader: tuple[str, str], tmp_path: Path
 ) -> None:
