@@ -305,6 +305,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "use an http:// or https:// URL with a host, such as http://127.0.0.1:4566"
             )
+        if parts.username is not None or parts.password is not None:
+            # Every request is signed with the AWS credentials: aiohttp refuses a URL's own as
+            # well, and each call would fail as if the endpoint could not be reached.
+            raise ValueError(
+                "no user:password@ in an endpoint URL (requests are signed with the AWS "
+                "credentials): remove it, such as http://127.0.0.1:4566"
+            )
         check_port(value.strip())
         return value.strip()
 

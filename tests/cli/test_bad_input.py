@@ -499,6 +499,10 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
         ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "file:///etc/passwd"}, "ENDPOINT_URL"),
         ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "ftp://127.0.0.1/"}, "ENDPOINT_URL"),
         ({"LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:99999"}, "ENDPOINT_URL"),
+        (
+            {"LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://u:s3cr3t@127.0.0.1:4566"},
+            "setting 'endpoint_url' (LAMBDA_DESTINATIONS_ENDPOINT_URL): no user:password@",
+        ),
         ({"LAMBDA_DESTINATIONS_KEEP_SUCCESSES_DAYS": "999999"}, "KEEP_SUCCESSES_DAYS"),
         ({"LAMBDA_DESTINATIONS_QUEUES": "q1,q1"}, "'q1' is listed twice"),
         (
