@@ -895,6 +895,34 @@ def test_bad_settings_stop_the_start_naming_the_setting(
     assert re.search(message, text), text
 
 
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("missing.pem", "cannot be read (No such file or directory)"),
+        ("", "cannot be read (Is a directory)"),
+        ("ca.pem", "holds no PEM certificates (NO_CERTIFICATE_OR_CRL_FOUND)"),
+    ],
+)
+def test_a_cert_bundle_that_cannot_be_loaded_stops_the_start(
+    name: str, problem: str, tmp_path: Path, handler_settings: Callable[..., Settings]
+) -> None:
+    # Loaded at each send otherwise: every record through the handler retried, the error an
+    # OSError that named no file.
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    bundle = tmp_path / name
+    options = {
+        "from": "a@example.com",
+        "to": "b@example.com",
+        "transport": "smtp",
+        "host": "smtp.example.com",
+        "cert_bundle": str(bundle),
+    }
+    with pytest.raises(ConfigError) as info:
+        build("oncall-mail", options, handler_settings("q"))
+
+    assert str(info.value).startswith(f"handlers.oncall-mail.cert_bundle: {bundle} {problem}: ")
+
+
 def test_the_smtp_port_follows_the_security(handler_settings: Callable[..., Settings]) -> None:
     base = {"from": "a@example.com", "to": "b@example.com", "transport": "smtp", "host": "h"}
     ports = {

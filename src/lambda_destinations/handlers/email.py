@@ -39,6 +39,7 @@ import email.utils
 import hashlib
 import html as html_module
 import os
+import ssl
 from collections.abc import Sequence
 from email.errors import NonASCIILocalPartDefect
 from email.headerregistry import Address
@@ -162,6 +163,22 @@ class EmailOptions(storm.NotifierOptions):
     @classmethod
     def _addresses(cls, values: list[str]) -> list[str]:
         return [address(value, "address") for value in values]
+
+    @field_validator("cert_bundle")
+    @classmethod
+    def _loadable_bundle(cls, value: str | None) -> str | None:
+        # aiosmtplib loads it at each connection: a file that cannot be loaded would fail every
+        # send, each retried until its DLQ, with an OSError that names no file.
+        if value is None:
+            return value
+        fix = "name a PEM file of CA certificates"
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=value)
+        except ssl.SSLError as exc:
+            raise ValueError(f"{value} holds no PEM certificates ({exc.reason}): {fix}") from None
+        except OSError as exc:
+            raise ValueError(f"{value} cannot be read ({exc.strerror}): {fix}") from None
+        return value
 
     @property
     def everyone(self) -> list[str]:
