@@ -935,6 +935,11 @@ def test_a_preset_message_error_names_the_setting_written(
             {"url": "https://u:pw@x.example/x", "headers": {"authorization": "Bearer t"}},
             r"handlers\.hook\.url: the URL has credentials .* keep one of them$",
         ),
+        # basic auth is sent in Latin-1: each POST raised UnicodeEncodeError, retried to the DLQ
+        (
+            {"url": "https://u:pw%E2%82%AC@x.example/x"},
+            r"handlers\.hook\.url: the URL's credentials .* cannot carry",
+        ),
         ({"url": "https://x.example", "body": {"t": "{record.__class__}"}}, r"body\.t: template"),
         ({"url": "https://x.example", "secret_env": "NOT_SET_ANYWHERE"}, r"secret_env: .* not set"),
         ({"preset": "pagerduty"}, "needs routing_key_env"),

@@ -267,13 +267,22 @@ def _is_host(host: str) -> bool:
 def _one_authorization(url: str, headers: Mapping[str, str], where: str) -> None:
     """Refuse credentials in the URL together with an Authorization header: aiohttp sends the
     URL's ``user:password@`` as basic auth, and refuses a request that has both, so every POST
-    would fail. Names neither the password nor the header's value."""
+    would fail; so would credentials outside Latin-1. Names neither the password nor the
+    header's value."""
     parts = urlsplit(url)
     if (parts.username or parts.password) and any(h.lower() == "authorization" for h in headers):
         raise ConfigError(
             f"{where}: the URL has credentials (user:password@), sent as basic auth, and an "
             "Authorization header is set too: keep one of them"
         )
+    try:  # aiohttp encodes basic auth in Latin-1: anything else fails every POST
+        f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode("latin-1")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{where}: the URL's credentials (user:password@) hold a character basic auth "
+            "cannot carry (it is sent in Latin-1): use other credentials, or send an "
+            "Authorization header of your own with headers_env"
+        ) from None
 
 
 class BodyTemplate:
