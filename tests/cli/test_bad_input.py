@@ -656,6 +656,22 @@ def test_a_handler_module_taking_a_built_in_name_is_one_line(tmp_path: Path) -> 
     )
 
 
+@pytest.mark.parametrize(("name", "kind"), [("persist", "webhook"), ("replay", "persist")])
+def test_a_handler_table_giving_a_built_in_name_another_type_is_one_line(
+    name: str, kind: str, tmp_path: Path
+) -> None:
+    # The default route's persist (and every route's) would have run the table's handler
+    config = tmp_path / "c.toml"
+    url = 'url = "https://hooks.example.com/x"\n' if kind == "webhook" else ""
+    config.write_text(f'queues = ["q"]\n[handlers.{name}]\ntype = "{kind}"\n{url}')
+    result = cli("run", "--once", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: handlers.{name}: {name!r} is a built-in handler's name, and the table makes "
+        f"it a {kind} handler: give the table another name (and the routes that use it)"
+    )
+
+
 def test_doctor_reports_a_handler_module_that_fails_to_import(
     tmp_path: Path, endpoint_url: str
 ) -> None:

@@ -167,6 +167,13 @@ class HandlerRegistry:
         if options is not None:
             options = dict(options)
             kind = str(options.pop("type", name))
+            if name in BUILTIN_TYPES and kind != name:
+                # Every route naming it, and the default route's persist, would run this one.
+                raise ConfigError(
+                    f"handlers.{name}: {name!r} is a built-in handler's name, and the table "
+                    f"makes it a {kind} handler: give the table another name (and the routes "
+                    "that use it)"
+                )
             return self._from_type(name, kind, options)
         if name in BUILTIN_TYPES:
             return self._from_type(name, name, {})
