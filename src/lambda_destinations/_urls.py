@@ -3,11 +3,15 @@ and why a port could not be listened on."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import ipaddress
+import re
 import socket
 import urllib.parse
 
 PORT_PROBLEM = "the port is not a number from 0 to 65535"
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
 
 
 def check_port(url: str) -> None:
@@ -43,3 +47,16 @@ def is_site_path(text: str) -> bool:
         and "\\" not in text
         and not any(c.isspace() or not c.isprintable() for c in text)
     )
+
+
+def is_host(host: str) -> bool:
+    """An IP address, or a host name whose labels (in IDNA, for Unicode) are letters, digits,
+    hyphens and underscores, 1 to 63 of them."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return True
+    try:
+        labels = host.encode("idna").decode("ascii").removesuffix(".").split(".")
+    except UnicodeError:
+        return False
+    return all(_HOST_LABEL.fullmatch(label) for label in labels)

@@ -896,6 +896,23 @@ def test_bad_settings_stop_the_start_naming_the_setting(
 
 
 @pytest.mark.parametrize(
+    "host", ["smtp://smtp.example.com", "smtp.example.com:587", "smtp example.com", "", "a..b"]
+)
+def test_an_smtp_host_no_connection_can_reach_stops_the_start(
+    host: str, handler_settings: Callable[..., Settings]
+) -> None:
+    # Each send failed to connect otherwise, retried as a server that may come back
+    options = {"from": "a@example.com", "to": "b@example.com", "transport": "smtp", "host": host}
+    with pytest.raises(ConfigError) as info:
+        build("oncall-mail", options, handler_settings("q"))
+
+    assert str(info.value) == (
+        f"handlers.oncall-mail.host: {host!r} is not a host name or an IP address: give the "
+        "server's name alone, such as smtp.example.com (its port in port)"
+    )
+
+
+@pytest.mark.parametrize(
     ("name", "problem"),
     [
         ("missing.pem", "cannot be read (No such file or directory)"),

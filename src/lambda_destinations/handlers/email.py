@@ -50,6 +50,7 @@ import aiosmtplib
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lambda_destinations._text import json_cut, json_lines, one_line
+from lambda_destinations._urls import is_host
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers._subject import FoldedSubject
@@ -64,6 +65,7 @@ from lambda_destinations.handlers.templates import (
     parse_options,
     record_fields,
 )
+from lambda_destinations.redact import echoed
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -163,6 +165,18 @@ class EmailOptions(storm.NotifierOptions):
     @classmethod
     def _addresses(cls, values: list[str]) -> list[str]:
         return [address(value, "address") for value in values]
+
+    @field_validator("host")
+    @classmethod
+    def _host_name(cls, value: str | None) -> str | None:
+        # A URL, a host:port or a typo would fail every connection, each retried as if the
+        # server might come back.
+        if value is not None and not is_host(value):
+            raise ValueError(
+                f"{echoed(value)!r} is not a host name or an IP address: give the server's name "
+                "alone, such as smtp.example.com (its port in port)"
+            )
+        return value
 
     @field_validator("cert_bundle")
     @classmethod

@@ -43,7 +43,6 @@ import datetime as dt
 import email.utils
 import hashlib
 import hmac
-import ipaddress
 import json
 import math
 import os
@@ -57,7 +56,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 from pydantic import Field, field_validator, model_validator
 
-from lambda_destinations._urls import check_port
+from lambda_destinations._urls import check_port, is_host
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.in_doubt import InDoubt, sending
@@ -96,7 +95,6 @@ SLACK_TEXT_MAX = 40_000
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
 _DELAY_SECONDS = re.compile(r"[0-9]{1,10}")  # RFC 9110 delay-seconds, within reason
-_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _HEADER_VALUE_REFUSED = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but tab
 _NOT_A_NAME = "not a header name: use letters, digits and !#$%&'*+-.^_`|~ only"
@@ -246,22 +244,9 @@ def check_url(value: str) -> str:
     check_port(value)
     if parts.port == 0:
         raise ValueError("the port is not a number from 1 to 65535")
-    if not _is_host(parts.hostname):
+    if not is_host(parts.hostname):
         raise ValueError("the URL's host is not a host name or an IP address")
     return value
-
-
-def _is_host(host: str) -> bool:
-    """An IP address, or a host name whose labels (in IDNA, for Unicode) are letters, digits,
-    hyphens and underscores, 1 to 63 of them."""
-    with contextlib.suppress(ValueError):
-        ipaddress.ip_address(host)
-        return True
-    try:
-        labels = host.encode("idna").decode("ascii").removesuffix(".").split(".")
-    except UnicodeError:
-        return False
-    return all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
 def _one_authorization(url: str, headers: Mapping[str, str], where: str) -> None:
