@@ -642,6 +642,35 @@ def test_a_handler_module_that_fails_to_import_is_one_line(
     assert wanted.format(path=tmp_path / f"{module}.py") in line, line
 
 
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "myapp/destinations.py"},
+            "error: handler_modules entry 'myapp/destinations.py': 'myapp/destinations.py' is "
+            "not a module name: write it as Python imports it, such as myapp.destinations "
+            "(a file's path is not one)",
+        ),
+        (  # it blamed the module and pointed at importlib's own file
+            {"LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": [":notify"]}])},
+            "error: handler ':notify': '' is not a module name: write it as Python imports it, "
+            "such as myapp.destinations (a file's path is not one)",
+        ),
+        (  # it said the module itself was no async function
+            {"LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["json:"]}])},
+            "error: handler 'json:': nothing follows ':': write module:function, such as "
+            "myapp.destinations:notify",
+        ),
+    ],
+)
+def test_a_reference_that_names_no_module_or_function_is_one_line(
+    env: dict[str, str], line: str, tmp_path: Path
+) -> None:
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == line
+
+
 def test_a_handler_module_taking_a_built_in_name_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "own_persist.py").write_text(
         "from lambda_destinations import handler\n\n"

@@ -13,6 +13,7 @@ from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers import email, persist, replay, sms, webhook
 from lambda_destinations.handlers.base import Handler, as_handler, marked_name
 from lambda_destinations.handlers.routing import Route, Router
+from lambda_destinations.redact import echoed
 
 Factory = Callable[[str, dict[str, Any], Settings], Handler]
 
@@ -31,7 +32,18 @@ SUCCESS_CONDITION = "Success"
 
 
 def _import(reference: str, what: str) -> Any:
-    module_name, _, attribute = reference.partition(":")
+    module_name, colon, attribute = reference.partition(":")
+    if not all(part.isidentifier() for part in module_name.split(".")):
+        # import_module would raise about itself (relative imports, empty names), or read
+        # "myapp/destinations.py" as a module that is not found
+        raise ConfigError(
+            f"{what}: {echoed(module_name)!r} is not a module name: write it as Python imports "
+            "it, such as myapp.destinations (a file's path is not one)"
+        )
+    if colon and not attribute:
+        raise ConfigError(
+            f"{what}: nothing follows ':': write module:function, such as myapp.destinations:notify"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
