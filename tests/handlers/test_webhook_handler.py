@@ -920,6 +920,23 @@ def test_a_preset_message_error_names_the_setting_written(
     assert str(info.value).startswith(f"handlers.w.{setting}: not a valid template"), info.value
 
 
+@pytest.mark.parametrize("setting", ["url_env", "secret_env"])
+def test_a_variable_set_empty_is_named_empty_not_unset(
+    setting: str, monkeypatch: pytest.MonkeyPatch, handler_settings: Callable[..., Settings]
+) -> None:
+    monkeypatch.setenv("HOOK_EMPTY", "")
+    options = {setting: "HOOK_EMPTY"}
+    if setting != "url_env":
+        options["url"] = "https://x.example/x"
+
+    with pytest.raises(ConfigError) as info:
+        build("hook", options, handler_settings("q"))
+
+    assert str(info.value) == (
+        f"handlers.hook.{setting}: the environment variable HOOK_EMPTY is empty: give it a value"
+    )
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -308,8 +308,10 @@ def _render(value: Any, fields: Mapping[str, Any], log: FilteringBoundLogger) ->
 
 def _environment(name: str, where: str) -> str:
     value = os.environ.get(name)
-    if not value:
+    if value is None:
         raise ConfigError(f"{where}: the environment variable {name} is not set")
+    if not value:  # an empty secret signs nothing, an empty header or URL sends nothing
+        raise ConfigError(f"{where}: the environment variable {name} is empty: give it a value")
     return value
 
 
