@@ -35,6 +35,7 @@ from lambda_destinations.redact import (
         ("postgresql://app:s3 cr3t@db/results", "postgresql://app:***@db/results"),
         ("postgresql://my app:s3cr3t@db/results", "postgresql://my app:***@db/results"),
         ("http://u:p w@127.0.0.1:4566/", "http://u:***@127.0.0.1:4566/"),
+        ("postgresql://app:pa@ss@db/results?x=a@b", "postgresql://app:***@db/results?x=***"),
         ("postgresql://app@db/results", "postgresql://app@db/results"),
         ("sqlite:///var/lib/x.db", "sqlite:///var/lib/x.db"),
         ("http://127.0.0.1:4566", "http://127.0.0.1:4566"),

@@ -26,10 +26,11 @@ SHORTEST_MASKED = 4
 # and libpq read it that way too, "/" and ":" included).
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?P<secret>[^\s@]*)@")
 # A known URL's own user:password@ (mask_url's argument), read as SQLAlchemy reads it: the user
-# name up to ":" or "/", the password up to the first "@", spaces included. In free text a space
-# ends a URL, so _URL_PASSWORD stops at one; a URL given whole has no such end.
+# name up to ":" or "/", the password up to the "@", spaces included. In free text a space ends
+# a URL, so _URL_PASSWORD stops at one; a URL given whole has no such end. A password with an
+# "@" of its own not written %40 is masked up to the last "@" before the host.
 _LEADING_PASSWORD = re.compile(
-    r"\A(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):(?P<secret>[^@]*)@"
+    r"\A(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):(?P<secret>[^@]*(?:@[^@/?#]*)*)@"
 )
 # password=... in a query string or a key=value list (libpq and asyncpg accept it there).
 _KEY_PASSWORD = re.compile(

@@ -172,6 +172,12 @@ def test_a_postgresql_store_without_the_extra_names_the_pip_command(tmp_path: Pa
         ("sqlite:///x.db?timeout=abc", "takes no parameters"),
         ("sqlite:///file:x.db", "not a plain path"),
         ("postgresql://app:pw@127.0.0.1:99999/db", "port is not a number from 0 to 65535"),
+        # the host would be "Sekrit@127.0.0.1": its start reached the line, and a DNS lookup
+        (
+            "postgresql://app:pw@Sekrit@127.0.0.1/db",
+            "store URL 'postgresql://app:***@127.0.0.1/db' (--store): an '@' in the password "
+            "is written %40",
+        ),
     ],
 )
 def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Path) -> None:
@@ -182,6 +188,22 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
     assert "(--store)" in line  # where the URL came from, not the variable it did not
     assert "LAMBDA_DESTINATIONS_STORE" not in line
     assert ":pw@" not in line
+    assert "Sekrit" not in result.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mark", ["#", "/", "?"])
+def test_a_store_url_password_with_a_url_mark_reaches_the_server(
+    mark: str, postgres_url: str, tmp_path: Path
+) -> None:
+    # SQLAlchemy reads the password up to the "@"; the port check read a "#" as a fragment and
+    # said the port was no number
+    parts = urlsplit(postgres_url)
+    url = f"postgresql://ld_no_such_user:pa{mark}Sekrit@{parts.hostname}:{parts.port}/postgres"
+    result = cli("failures", "list", "--store", url, cwd=tmp_path, timeout=30)
+    assert result.returncode == 3, result.stderr
+    assert 'role "ld_no_such_user" does not exist' in one_error_line(result)
+    assert "Sekrit" not in result.stderr
 
 
 # Commands that each read the store URL their own way, and the code of a URL that cannot work.

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import structlog
 
 from lambda_destinations._text import storable_text
-from lambda_destinations._urls import check_port
+from lambda_destinations._urls import PORT_PROBLEM
 from lambda_destinations.errors import (
     StoreDataError,
     StoreError,
@@ -1119,10 +1119,13 @@ def parse_store_url(url: str, usage: str) -> sa.URL:
         parsed = sa.make_url(url)
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise url_error(url, f"not a URL; use {usage}") from exc
-    try:
-        check_port(url)  # SQLAlchemy takes any number, the drivers only when they connect
-    except ValueError as exc:
-        raise url_error(url, f"{exc}; use {usage}") from None
+    # SQLAlchemy reads the password up to the first "@", "#", "/" and "?" included: the host
+    # after a second "@" would be looked up, and the port is checked as SQLAlchemy read it.
+    if parsed.host and "@" in parsed.host:
+        raise url_error(url, f"an '@' in the password is written %40; use {usage}")
+    if parsed.port is not None and not 0 <= parsed.port <= 65535:
+        # SQLAlchemy takes any number, the drivers only when they connect
+        raise url_error(url, f"{PORT_PROBLEM}; use {usage}")
     return parsed
 
 
