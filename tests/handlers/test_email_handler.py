@@ -844,7 +844,13 @@ async def test_an_unreachable_smtp_server_is_transient(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"to": ["a@example.com"]}, r"\.from: Field required"),
+        (
+            {"to": ["a@example.com"]},
+            r"\.from: missing: this handler needs it; add it to the \[handlers\.oncall-mail\]",
+        ),
+        # close to a setting: named, as written in the table (from, not the field's sender)
+        ({"form": "a@example.com", "to": "b@example.com"}, r"\.form: .* did you mean 'from'\?$"),
+        ({"from": "a@example.com", "to": "b@example.com", "xyz": 1}, r"takes bcc, cc, .*from, "),
         ({"from": "not an address", "to": ["a@example.com"]}, "is not an email address"),
         ({"from": "a@example.com", "to": ["b@example.com\r\nBcc: x@evil.test"]}, "one line"),
         ({"from": "a@example.com", "to": []}, r"\.to: List should have at least 1"),

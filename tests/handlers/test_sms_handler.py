@@ -296,7 +296,11 @@ async def test_a_number_sns_refuses_quarantines_the_message_with_the_reason(
         ({"phone_numbers": ["0044 7700 900123"]}, r"phone_numbers\[0\]: .* international form"),
         ({"phone_numbers": ["+15555555555"]}, "not a valid phone number for its country"),
         ({"phone_numbers": []}, r"handlers\.oncall\.phone_numbers: List should have at least 1"),
-        ({}, r"handlers\.oncall\.phone_numbers: Field required"),
+        ({}, r"handlers\.oncall\.phone_numbers: missing: this handler needs it; add it to"),
+        (
+            {"phone_number": ["+14155552671"]},
+            r"handlers\.oncall\.phone_number: unknown setting: did you mean 'phone_numbers'\?",
+        ),
         ({"phone_numbers": ["+14155552671"], "sender_id": "Too-Long-Id!"}, "not a sender id"),
         ({"phone_numbers": ["+14155552671"], "sms_type": "Urgent"}, r"\.sms_type: Input should"),
         ({"phone_numbers": ["+14155552671"], "max_segments": 11}, r"\.max_segments: "),

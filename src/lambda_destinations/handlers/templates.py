@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import html
 import json
 import re
@@ -413,11 +414,24 @@ def parse_options(model: type[M], name: str, options: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(dict(options))
     except ValidationError as exc:
-        error = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt name is the reason its setting is missing too: say that one first.
+        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         location = ".".join(str(part) for part in error["loc"])
         where = f"handlers.{name}.{location}" if location else f"handlers.{name}"
         message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "missing":  # pydantic's "Field required" names no fix
+            message = f"missing: this handler needs it; add it to the [handlers.{name}] table"
         if error["type"] == "extra_forbidden":
-            fields = ", ".join(sorted(model.model_fields))
-            message = f"unknown setting (this handler takes {fields})"
+            message = _unknown_setting(model, str(error["loc"][-1]))
         raise ConfigError(f"{where}: {message}") from None
+
+
+def _unknown_setting(model: type[BaseModel], given: str) -> str:
+    """What to write instead of the unknown setting ``given``: the closest name the table
+    takes, as written there (``from``, not the field's own name), or all of them."""
+    known = sorted(field.alias or name for name, field in model.model_fields.items())
+    close = difflib.get_close_matches(given.lower(), known, n=1)
+    if close:
+        return f"unknown setting: did you mean {close[0]!r}?"
+    return f"unknown setting (this handler takes {', '.join(known)})"
