@@ -535,6 +535,11 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
         ({"LAMBDA_DESTINATIONS_CLAIM_LEASE": "5"}, "or raise claim_lease"),
         # tables no route uses: checked at start all the same
         ({"LAMBDA_DESTINATIONS_HANDLERS": '{"x": {"type": "nosuch"}}'}, "'nosuch' is unknown"),
+        (  # it said type = 'oncall' is unknown, a type nobody wrote
+            {"LAMBDA_DESTINATIONS_HANDLERS": '{"oncall": {"url": "https://x.example/x"}}'},
+            "error: handlers.oncall: no type: add type = one of email, persist, replay, "
+            "replay-outcome, sms, webhook or module:function",
+        ),
         ({"LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook"}}'}, "handlers.h: give url"),
         ({"LAMBDA_DESTINATIONS_KEEP_REPLAYS_DAYS": "inf"}, "or 0 to keep forever"),
         ({"LAMBDA_DESTINATIONS_PRUNE_INTERVAL": "inf"}, "PRUNE_INTERVAL"),

@@ -178,6 +178,12 @@ class HandlerRegistry:
         options = self._settings.handlers.get(name)
         if options is not None:
             options = dict(options)
+            if "type" not in options and name not in {*BUILTIN_TYPES, *self._decorated}:
+                # The table's name stands for its type only when it names a handler.
+                raise ConfigError(
+                    f"handlers.{name}: no type: add type = one of "
+                    f"{', '.join(sorted(BUILTIN_TYPES))} or module:function"
+                )
             kind = str(options.pop("type", name))
             if name in BUILTIN_TYPES and kind != name:
                 # Every route naming it, and the default route's persist, would run this one.
