@@ -7,6 +7,7 @@ Built once in the entry point and passed down; nothing reads the environment lat
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import json
 import os
@@ -427,8 +428,9 @@ def standard_region(region: str | None = None) -> str | None:
 def read_toml(path: Path) -> dict[str, Any]:
     """The TOML file's table, or ConfigError naming the file, what is wrong and the fix."""
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        # A UTF-8 byte order mark (Windows editors write one) is no TOML; the text after it is.
+        text = path.read_bytes().removeprefix(codecs.BOM_UTF8).decode()
+        return tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(
             f"config file {path} does not exist: fix {ENV_PREFIX}CONFIG or --config"

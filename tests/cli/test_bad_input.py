@@ -949,6 +949,18 @@ def test_a_config_file_that_cannot_be_read_as_toml_is_one_line_and_exit_3(
     assert line.endswith(fix if content is not None else f"{fix} or --config"), line
 
 
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # Windows editors start UTF-8 with one; tomllib said "Invalid statement (at line 1,
+    # column 1)" of a line that looks right
+    path = tmp_path / "settings.toml"
+    path.write_bytes(b'\xef\xbb\xbfqueues = ["q"]\nconcurrency = 0\n')
+    result = cli("run", "--once", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 3
+    assert one_error_line(result).startswith(
+        f"error: setting 'concurrency' (the TOML file {path}): "
+    )
+
+
 @pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
 def test_a_config_file_that_fails_to_read_names_the_error_and_the_fix(tmp_path: Path) -> None:
     # /proc/self/mem opens, and its first read fails (EIO): an unreadable file even for root
