@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+import sys
+import time
 from typing import Any
+
+# The command line, as the installed entry point runs it.
+ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 
 
 def reap(*processes: subprocess.Popen[Any]) -> None:
@@ -14,3 +20,29 @@ def reap(*processes: subprocess.Popen[Any]) -> None:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=30)
+
+
+def start_console(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """``lambda-destinations console --port 0`` on the store of ``env``, migrated first (the
+    console makes none), and its address from the line it prints at start. Its stderr stays
+    open for the test to read on; the test ends it (``reap``)."""
+    made = subprocess.run([*ENTRY, "migrate"], env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    process = subprocess.Popen(
+        [*ENTRY, "console", "--port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        found = re.search(r"console\s+(http://127\.0\.0\.1:\d+)/", line)
+        if found:
+            return process, found[1]
+    reap(process)
+    raise AssertionError("the console did not start")

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +12,8 @@ from structlog.testing import capture_logs
 
 from lambda_destinations.dev_endpoint import DevEndpoint, FunctionSimulation
 from lambda_destinations.worker import OpsServer
-from processes import reap
+from processes import reap, start_console
 
-ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 TOO_LONG = b"GET /failures?function=" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
@@ -45,23 +40,9 @@ def test_the_console_answers_a_request_line_over_8_kb_in_one_short_line(
         "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
         "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
     }
-    made = subprocess.run([*ENTRY, "migrate"], env=env, capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr  # the console reads a store, it makes none
-    process = subprocess.Popen(
-        [*ENTRY, "console", "--port", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process, base = start_console(env)  # the console reads a store, it makes none
     try:
-        assert process.stderr is not None
-        port = None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            found = re.search(r"console\s+http://127\.0\.0\.1:(\d+)", process.stderr.readline())
-            port = int(found[1]) if found else None
-        assert port is not None, "the console did not start"
+        port = int(base.rsplit(":", 1)[1])
 
         # when: a request line of 10,000-odd bytes comes
         status, body = asyncio.run(send_raw(port, TOO_LONG))

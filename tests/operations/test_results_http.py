@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -23,7 +22,7 @@ from lambda_destinations.config import load_settings
 from lambda_destinations.console import ConsoleOptions, api, create_app
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import DeliveryRow, Store
-from processes import reap
+from processes import reap, start_console
 
 TOKEN = "test-console-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -248,24 +247,8 @@ def test_a_console_that_made_its_own_token_says_where_the_token_is(
         "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
     }
     env.pop("LAMBDA_DESTINATIONS_CONSOLE_TOKEN", None)
-    made = subprocess.run([*ENTRY, "migrate"], env=env, capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-    process = subprocess.Popen(
-        [*ENTRY, "console", "--port", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process, base = start_console(env)
     try:
-        assert process.stderr is not None
-        base = None
-        while base is None:
-            line = process.stderr.readline()
-            assert line, "the console did not start"
-            found = re.search(r"console\s+(http://127\.0\.0\.1:\d+)/", line)
-            base = found[1] if found else None
-
         # when: the API is asked with no token, and with one that is not the console's
         def refused(headers: dict[str, str]) -> tuple[int, str]:
             url = f"{base}/api/invocations/rid-none"  # http:// on loopback, read from its line
