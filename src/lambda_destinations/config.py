@@ -256,6 +256,12 @@ class Settings(BaseSettings):
         default={}, description="Named handler instances and their settings."
     )
 
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        """DEBUG as debug: operators write levels in capitals as often as not."""
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("queues", "handler_modules", mode="before")
     @classmethod
     def _split_queues(cls, value: object) -> object:

@@ -630,8 +630,11 @@ def test_a_handler_module_not_found_says_where_it_must_be(tmp_path: Path) -> Non
         "'myapp_not_here.destinations' (No module named 'myapp_not_here'): install it in the "
         "worker's environment, or add its folder to PYTHONPATH"
     )
-    assert "'no_such_dependency_here'" in one_error_line(its_import)
-    assert "PYTHONPATH" not in one_error_line(its_import)
+    assert one_error_line(its_import) == (
+        "error: handler_modules entry 'needs_more': cannot import module 'needs_more' (No module "
+        "named 'no_such_dependency_here'): install no_such_dependency_here in the worker's "
+        "environment"
+    )
 
 
 BROKEN_HANDLER_MODULES = {
@@ -814,6 +817,37 @@ def test_healthcheck_with_nothing_listening_or_answering_says_which_in_one_line(
     assert one_error_line(waited) == (
         f"error: http://127.0.0.1:{port}/healthz: no answer within 0.5 s (--timeout)"
     )
+    # a host that does not resolve (before: "no answer (Name or service not known)")
+    unresolved = cli(
+        "healthcheck",
+        env={
+            "LAMBDA_DESTINATIONS_OPS_PORT": "5310",
+            "LAMBDA_DESTINATIONS_OPS_HOST": "nohost.invalid",
+        },
+        cwd=tmp_path,
+    )
+    assert unresolved.returncode == 1, unresolved.stderr
+    line = one_error_line(unresolved)
+    assert line.startswith("error: http://nohost.invalid:5310/healthz: the host does not resolve (")
+    assert line.endswith(
+        "): set LAMBDA_DESTINATIONS_OPS_HOST as the worker has it, or leave it unset for loopback"
+    )
+
+
+def test_a_log_level_or_format_in_capitals_is_taken(tmp_path: Path) -> None:
+    # before: LAMBDA_DESTINATIONS_LOG_LEVEL=DEBUG was refused, exit 3
+    from lambda_destinations.config import load_settings
+
+    settings = load_settings(log_level=" DEBUG", log_format="JSON")
+    assert (settings.log_level, settings.log_format) == ("debug", "json")
+    result = cli(
+        "doctor",
+        "--json",
+        env={"LAMBDA_DESTINATIONS_LOG_LEVEL": "WARNING", "LAMBDA_DESTINATIONS_QUEUES": "q"},
+        cwd=tmp_path,
+    )
+    assert "log_level" not in result.stderr, result.stderr
+    assert result.returncode != 3, result.stderr
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 import urllib.request
 
@@ -73,5 +74,10 @@ def _no_answer(exc: OSError, seconds: float) -> str:
         )
     if isinstance(reason, TimeoutError):
         return f"no answer within {seconds:g} s (--timeout)"
+    if isinstance(reason, socket.gaierror):
+        return (
+            f"the host does not resolve ({reason.strerror or reason}): set "
+            "LAMBDA_DESTINATIONS_OPS_HOST as the worker has it, or leave it unset for loopback"
+        )
     detail = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
     return f"no answer ({detail})"

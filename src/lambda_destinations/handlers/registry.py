@@ -51,6 +51,9 @@ def _import(reference: str, what: str) -> Any:
         if isinstance(exc, ModuleNotFoundError) and exc.name and _is_within(module_name, exc.name):
             # The module itself is not found, not one of its own imports: say where it must be.
             fix = ": install it in the worker's environment, or add its folder to PYTHONPATH"
+        elif isinstance(exc, ModuleNotFoundError) and exc.name:
+            # One of the module's own imports: a package it needs is missing.
+            fix = f": install {exc.name.partition('.')[0]} in the worker's environment"
         raise ConfigError(f"{what}: cannot import module {module_name!r} ({exc}){fix}") from None
     except SyntaxError as exc:
         where = f"{exc.filename}:{exc.lineno}"
