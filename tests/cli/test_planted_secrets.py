@@ -139,7 +139,7 @@ def test_the_endpoint_urls_password_and_query_never_show(
     endpoint_url: str, userinfo: str, tmp_path: Path
 ) -> None:
     # given an endpoint URL with a token in its query (moto answers it), or a password too
-    # (botocore cannot use it: the endpoint "does not answer", and the error quotes the URL)
+    # (refused: requests are signed with the AWS credentials, and the error quotes the URL)
     endpoint = endpoint_url.replace("://", f"://{userinfo}", 1) + f"/?token={ENDPOINT_TOKEN}"
     env = {
         "AWS_ACCESS_KEY_ID": "AKIAPLANTEDKEY000000",
@@ -166,5 +166,12 @@ def test_the_endpoint_urls_password_and_query_never_show(
         assert "Traceback" not in output, (name, output[-2000:])
         assert ENDPOINT_TOKEN not in output, (name, output[-2000:])
         assert ENDPOINT_PASSWORD not in output, (name, output[-2000:])
+    if userinfo:
+        # a password in an endpoint URL is refused at start, in one line naming the setting
+        for name, result in runs.items():
+            assert result.returncode == 3, (name, result.stderr[-2000:])
+            assert "LAMBDA_DESTINATIONS_ENDPOINT_URL" in result.stderr, (name, result.stderr)
+            assert "no user:password@ in an endpoint URL" in result.stderr, (name, result.stderr)
+        return
     assert "?token=***" in runs["doctor"].stdout
     assert "?token=***" in runs["run"].stderr, runs["run"].stderr

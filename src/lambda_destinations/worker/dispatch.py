@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -366,23 +366,7 @@ class Dispatcher:
             _delivery=delivery,
         )
         try:
-            again = False  # the store said every claimed handler of the chain completed
-            if all(records_completion(handler) for handler in chain):
-                # Each handler writes its effect and its completion idempotently in one go:
-                # running it again on a duplicate changes nothing, so no lookup first (a
-                # duplicate says so through delivery.repeated).
-                pending = list(chain)
-            else:
-                completed = await self.store.completed_handlers(decoded.key)
-                pending = [handler for handler in chain if handler.name not in completed]
-                # A duplicate or a redelivery after a lost delete: every claimed handler
-                # completed before, and what is left (nothing, or replay-outcome, which keeps
-                # no completion row) changes nothing. persist, if it is left, says otherwise
-                # when it stores the record for the first time.
-                again = len(pending) < len(chain) and all(map(records_completion, pending))
-                delivery.repeated = again
-                if not pending:
-                    log.debug("duplicate delivery; every handler already completed")
+            pending, again = await self._pending(chain, decoded.key, delivery)
             max_receive_count = self.current(item.queue).max_receive_count
             last_receive = max_receive_count is not None and (
                 item.receive_count >= max_receive_count
@@ -395,12 +379,7 @@ class Dispatcher:
                 await self._run_handler(handler, given, context, last_receive=last_receive)
             if again and delivery.repeated:
                 await self.store.add_delivery(
-                    DeliveryRow(
-                        key=decoded.key,
-                        message_id=item.message_id,
-                        queue=item.queue.url,
-                        receive_count=item.receive_count,
-                    )
+                    DeliveryRow(decoded.key, item.message_id, item.queue.url, item.receive_count)
                 )
             if delivery.repeated:
                 self.stats.duplicates += 1
@@ -416,6 +395,28 @@ class Dispatcher:
             self.store_down(exc)
             return await self.retry(item, str(exc))
         return await self.ack(item, duplicate=delivery.repeated)
+
+    async def _pending(
+        self, chain: Sequence[Handler], key: str, delivery: Delivery
+    ) -> tuple[list[Handler], bool]:
+        """The handlers of ``chain`` to run for ``key``, and whether this delivery repeats one
+        already handled (``delivery.repeated`` set so)."""
+        if all(records_completion(handler) for handler in chain):
+            # Each handler writes its effect and its completion idempotently in one go: running
+            # it again on a duplicate changes nothing, so no lookup first (a duplicate says so
+            # through delivery.repeated).
+            return list(chain), False
+        completed = await self.store.completed_handlers(key)
+        pending = [handler for handler in chain if handler.name not in completed]
+        # A duplicate or a redelivery after a lost delete: every claimed handler completed
+        # before, and what is left (nothing, or replay-outcome, which keeps no completion row)
+        # changes nothing. persist, if it is left, says otherwise when it stores the record for
+        # the first time.
+        again = len(pending) < len(chain) and all(map(records_completion, pending))
+        delivery.repeated = again
+        if not pending:
+            log.debug("duplicate delivery; every handler already completed")
+        return pending, again
 
     async def _run_handler(
         self,
