@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+import pytest
+
 # The command line, as the installed entry point runs it.
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 
@@ -22,14 +24,17 @@ def reap(*processes: subprocess.Popen[Any]) -> None:
         process.wait(timeout=30)
 
 
-def start_console(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """``lambda-destinations console --port 0`` on the store of ``env``, migrated first (the
-    console makes none), and its address from the line it prints at start. Its stderr stays
-    open for the test to read on; the test ends it (``reap``)."""
-    made = subprocess.run([*ENTRY, "migrate"], env=env, capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
+def start_console(
+    env: dict[str, str], *extra: str, migrate: bool = False
+) -> tuple[subprocess.Popen[str], str]:
+    """``lambda-destinations console --port 0`` as a process, and its address from the line it
+    prints at start; with ``migrate``, the store of ``env`` is made first (the console makes
+    none). Its stderr stays open for the test to read on; the test ends it (``reap``)."""
+    if migrate:
+        made = subprocess.run([*ENTRY, "migrate"], env=env, capture_output=True, text=True)
+        assert made.returncode == 0, made.stderr
     process = subprocess.Popen(
-        [*ENTRY, "console", "--port", "0"],
+        [*ENTRY, "console", "--port", "0", *extra],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -39,10 +44,10 @@ def start_console(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = process.stderr.readline()
-        if not line:
-            break
-        found = re.search(r"console\s+(http://127\.0\.0\.1:\d+)/", line)
+        found = re.search(r"console\s+(http://\S+?)/?$", line.strip())
         if found:
             return process, found[1]
+        if not line and process.poll() is not None:
+            break
     reap(process)
-    raise AssertionError("the console did not start")
+    pytest.fail(f"the console did not start: {process.stderr.read()[-2000:]}")

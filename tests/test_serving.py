@@ -40,7 +40,7 @@ def test_the_console_answers_a_request_line_over_8_kb_in_one_short_line(
         "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
         "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
     }
-    process, base = start_console(env)  # the console reads a store, it makes none
+    process, base = start_console(env, migrate=True)  # the console reads a store, it makes none
     try:
         port = int(base.rsplit(":", 1)[1])
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +36,7 @@ from console_helpers import TOKEN, XSS, RunningConsole, World  # noqa: E402
 from ops_helpers import ENTRY, REGION, at, failure_body, send_all  # noqa: E402
 
 from lambda_destinations.simulate import failure_record  # noqa: E402
-from processes import reap  # noqa: E402
+from processes import start_console as start_process  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -126,25 +124,9 @@ def lambda_endpoint(lambda_server: str) -> Iterator[Any]:
 
 
 def start_console(env: dict[str, str], *extra: str) -> RunningConsole:
-    """``lambda-destinations console --port 0`` as a process; its URL from what it prints."""
-    process = subprocess.Popen(
-        [*ENTRY, "console", "--port", "0", *extra],
-        env={**env, "LAMBDA_DESTINATIONS_CONSOLE_TOKEN": TOKEN},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        found = re.search(r"console\s+(http://\S+?)/?$", line.strip())
-        if found:
-            return RunningConsole(found[1], process)
-        if not line and process.poll() is not None:
-            break
-    reap(process)
-    pytest.fail(f"the console did not start: {process.stderr.read()[-2000:]}")
+    """``lambda-destinations console --port 0`` with the console's test token, as a process."""
+    process, url = start_process({**env, "LAMBDA_DESTINATIONS_CONSOLE_TOKEN": TOKEN}, *extra)
+    return RunningConsole(url, process)
 
 
 @pytest.fixture(scope="module")

@@ -247,7 +247,7 @@ def test_a_console_that_made_its_own_token_says_where_the_token_is(
         "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
     }
     env.pop("LAMBDA_DESTINATIONS_CONSOLE_TOKEN", None)
-    process, base = start_console(env)
+    process, base = start_console(env, migrate=True)
     try:
         # when: the API is asked with no token, and with one that is not the console's
         def refused(headers: dict[str, str]) -> tuple[int, str]:
