@@ -380,15 +380,10 @@ class Settings(BaseSettings):
         Kept for ``store``, ``queues``, ``endpoint_url`` and ``region``."""
         return self._origins.get(field)
 
-    def defaulted(self, field: str) -> bool:
-        """Whether ``field`` has its default: no option, variable or TOML file set it (for
-        ``store``, ``queues``, ``endpoint_url`` and ``region``, as :meth:`origin`)."""
-        return self._origins.get(field) == _unset(field)
-
     def outside_dev(self) -> bool:
-        """Whether nothing set the settings: no file read and the store its default, as a
-        command run outside the folder `dev` runs in finds them (see OUTSIDE_DEV)."""
-        return self.config is None and self.defaulted("store")
+        """Whether nothing set the settings: no file read and no option or variable set the
+        store, as a command run outside the folder `dev` runs in finds them (see OUTSIDE_DEV)."""
+        return self.config is None and self._origins.get("store") == _unset("store")
 
     def set_in(self, field: str) -> str:
         """Where to fix ``field``, for an error about its value: ``--queues``,

@@ -25,24 +25,18 @@ if TYPE_CHECKING:
 MIN_EXPOSED_TOKEN = 16
 
 
-def _token_generated() -> bool:
-    """Whether the console makes its own token: none is set in the environment."""
-    from lambda_destinations.console import TOKEN_ENV
-
-    return not os.environ.get(TOKEN_ENV)
-
-
 def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
     """The console's options; the token from the environment, or a new one."""
     from lambda_destinations.console import TOKEN_ENV, ConsoleOptions, new_token
 
+    given = os.environ.get(TOKEN_ENV)
     options = ConsoleOptions(
         host=host,
         port=port,
-        token=os.environ.get(TOKEN_ENV) or new_token(),
+        token=given or new_token(),
         read_only=read_only,
         create_store=False,  # it serves the worker's store: a new, empty one would show nothing
-        token_generated=_token_generated(),
+        token_generated=not given,
     )
     if not options.open_reads and len(options.token) < MIN_EXPOSED_TOKEN:
         # Beyond loopback the token is all that guards every page: a short one can be guessed.
@@ -54,14 +48,14 @@ def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
     return options
 
 
-def announce(options: ConsoleOptions, *, generated: bool, indent: str = "") -> str:
+def announce(options: ConsoleOptions, *, indent: str = "") -> str:
     """Where the console is, and how to sign in to act (the login URL carries a new token)."""
     from lambda_destinations.console import TOKEN_ENV
 
     lines = [f"console    {options.url()}"]
     if options.read_only:
         lines.append("           read-only: no actions")
-    elif generated:
+    elif options.token_generated:
         lines.append(f"sign in    {options.url('/login?token=' + options.token)}")
     else:
         lines.append(f"sign in    {options.url('/login')} with ${TOKEN_ENV}")
@@ -79,10 +73,9 @@ async def serve_alongside(settings: Settings, port: int) -> None:
     from lambda_destinations.console import serve
 
     options = console_options("127.0.0.1", port, read_only=False)
-    generated = _token_generated()
 
     def ready(actual: ConsoleOptions) -> None:
-        click.echo(announce(actual, generated=generated, indent="  "), err=True)
+        click.echo(announce(actual, indent="  "), err=True)
 
     try:
         try:
@@ -116,10 +109,9 @@ def console_command(settings: Settings, host: str, port: int, read_only: bool) -
     from lambda_destinations.console import serve
 
     options = console_options(host, port, read_only)
-    generated = _token_generated()
 
     def ready(actual: ConsoleOptions) -> None:
-        click.echo(announce(actual, generated=generated), err=True)
+        click.echo(announce(actual), err=True)
 
     try:
         asyncio.run(serve(settings, options, ready))

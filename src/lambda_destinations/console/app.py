@@ -185,18 +185,17 @@ def require_token(request: web.Request) -> None:
     if console.sessions.bearer(request) or console.sessions.of(request) is not None:
         return
     sent = request.headers.get("Authorization", "").startswith("Bearer ")
-    if console.options.token_generated:  # no variable holds it: dev's console, say
-        where = "the one in the sign-in URL the console printed at start (/login?token=...)"
-        problem = (
-            f"the bearer token is not the console's: send {where}"
-            if sent
-            else f"send Authorization: Bearer <console token>: the token is {where}"
-        )
+    generated = console.options.token_generated  # no variable holds it: dev's console, say
+    where = (
+        "the one in the sign-in URL the console printed at start (/login?token=...)"
+        if generated
+        else "LAMBDA_DESTINATIONS_CONSOLE_TOKEN's value"
+    )
+    if sent:
+        problem = f"the bearer token is not the console's: send {where}"
     else:
-        problem = (
-            "the bearer token is not the console's: send LAMBDA_DESTINATIONS_CONSOLE_TOKEN's value"
-            if sent
-            else "send Authorization: Bearer <console token>"
+        problem = "send Authorization: Bearer <console token>" + (
+            f": the token is {where}" if generated else ""
         )
     raise web.HTTPUnauthorized(
         text=json.dumps({"error": problem}),
