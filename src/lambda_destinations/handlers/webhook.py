@@ -51,7 +51,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import aiohttp
 from pydantic import Field, field_validator, model_validator
@@ -261,13 +261,22 @@ def _one_authorization(url: str, headers: Mapping[str, str], where: str) -> None
             "Authorization header is set too: keep one of them"
         )
     try:  # aiohttp encodes basic auth in Latin-1: anything else fails every POST
-        f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode("latin-1")
+        _url_basic_auth(parts)
     except UnicodeEncodeError:
         raise ConfigError(
             f"{where}: the URL's credentials (user:password@) hold a character basic auth "
             "cannot carry (it is sent in Latin-1): use other credentials, or send an "
             "Authorization header of your own with headers_env"
         ) from None
+
+
+def _url_basic_auth(parts: SplitResult) -> str | None:
+    """The Authorization header aiohttp sends for the URL's ``user:password@`` (Latin-1, in
+    base64), None without them; UnicodeEncodeError when Latin-1 cannot carry them."""
+    if parts.username is None and parts.password is None:
+        return None
+    credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(credentials.encode("latin-1")).decode()
 
 
 class BodyTemplate:
@@ -397,12 +406,11 @@ class WebhookHandler(storm.Notifier):
         # What the server was sent that its answer must not carry into a log or a reason (an
         # Express 404 is "Cannot POST /the/path"; others echo the query or a header).
         self.secrets = url_secrets(url) | set(self.headers.values())
-        if parts.username is not None or parts.password is not None:
-            # aiohttp sends the URL's user:password@ as an Authorization header of its own
-            # (latin-1), whose base64 reads as the password: an answer may quote it too.
-            basic = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-            with contextlib.suppress(UnicodeEncodeError):
-                self.secrets.add("Basic " + base64.b64encode(basic.encode("latin-1")).decode())
+        # aiohttp sends the URL's user:password@ as an Authorization header of its own, whose
+        # base64 reads as the password: an answer may quote it too.
+        with contextlib.suppress(UnicodeEncodeError):  # refused at start (_one_authorization)
+            if (basic := _url_basic_auth(parts)) is not None:
+                self.secrets.add(basic)
         self.secrets.update(str(value) for value in self.extra.values())
         if secret is not None:
             self.secrets.add(secret.decode(errors="replace"))
