@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -30,11 +31,16 @@ def cli(
     cwd: Path | None = None,
     input: str = "",
     timeout: float = 60,
+    unset: Iterable[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``lambda-destinations`` as a user would: a new process, its real entry point."""
+    """Run ``lambda-destinations`` as a user would: a new process, its real entry point; the
+    variables named in ``unset`` are left out of its environment."""
+    given = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})}
+    for name in unset:
+        given.pop(name, None)
     return subprocess.run(
         [*ENTRY, *args],
-        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})},
+        env=given,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -37,19 +37,17 @@ def test_read_only_commands_never_create_the_store_or_its_folder(
     assert list(tmp_path.iterdir()) == []
 
 
+# The settings a folder outside dev's has none of.
+NO_SETTINGS = ("LAMBDA_DESTINATIONS_STORE", "LAMBDA_DESTINATIONS_CONFIG")
+
+
 @pytest.mark.parametrize("args", [("failures", "list"), ("result", "no-such-id")])
 def test_a_command_outside_dev_s_folder_says_so_and_how_to_fix_it(
     args: tuple[str, ...], tmp_path: Path
 ) -> None:
     # given: a folder with no settings of any kind (dev ran in another one)
-    env = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
-    for name in ("LAMBDA_DESTINATIONS_STORE", "LAMBDA_DESTINATIONS_CONFIG"):
-        env.pop(name, None)
-
     # when: a command that reads the store runs there
-    result = subprocess.run(
-        [*ENTRY, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    result = cli(*args, cwd=tmp_path, unset=NO_SETTINGS)
 
     # then: one line saying the default store was read because dev's settings are not here
     assert result.returncode == 3, result.stderr
@@ -64,19 +62,8 @@ def test_an_aws_command_outside_dev_s_folder_says_where_its_region_would_be(
     args: tuple[str, ...], tmp_path: Path
 ) -> None:
     # given: a folder with no settings, and no region anywhere (dev's file names dev's)
-    env = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
-    for name in (
-        "LAMBDA_DESTINATIONS_STORE",
-        "LAMBDA_DESTINATIONS_CONFIG",
-        "LAMBDA_DESTINATIONS_REGION",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-    ):
-        env.pop(name, None)
-
-    result = subprocess.run(
-        [*ENTRY, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    regions = ("LAMBDA_DESTINATIONS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+    result = cli(*args, cwd=tmp_path, unset=(*NO_SETTINGS, *regions))
 
     assert result.returncode == 3, result.stderr
     assert one_error_line(result) == (
@@ -89,23 +76,13 @@ def test_doctor_outside_dev_s_folder_says_so_rather_than_to_migrate(
     tmp_path: Path, endpoint_url: str
 ) -> None:
     # given: a folder with no settings of any kind (dev ran in another one); AWS answers
-    env = {
-        **os.environ,
-        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
-        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
-    }
-    for name in ("LAMBDA_DESTINATIONS_STORE", "LAMBDA_DESTINATIONS_CONFIG"):
-        env.pop(name, None)
-    env.pop("LAMBDA_DESTINATIONS_QUEUES", None)
-
     # when: doctor runs there
-    result = subprocess.run(
-        [*ENTRY, "doctor", "--json"],
-        env=env,
+    result = cli(
+        "doctor",
+        "--json",
+        env={"LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url},
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        unset=(*NO_SETTINGS, "LAMBDA_DESTINATIONS_QUEUES"),
     )
 
     # then: the queues' and the store's fixes name dev's folder; `migrate` here would make an
@@ -122,15 +99,13 @@ def test_doctor_outside_dev_s_folder_says_so_rather_than_to_migrate(
 def test_a_store_url_set_nowhere_but_a_toml_file_names_the_file_not_dev(tmp_path: Path) -> None:
     config = tmp_path / "settings.toml"
     config.write_text('region = "us-east-1"\n')
-    env = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
-    env.pop("LAMBDA_DESTINATIONS_STORE", None)
-    result = subprocess.run(
-        [*ENTRY, "failures", "list", "--config", str(config)],
-        env=env,
+    result = cli(
+        "failures",
+        "list",
+        "--config",
+        str(config),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        unset=["LAMBDA_DESTINATIONS_STORE"],
     )
     assert result.returncode == 3, result.stderr
     line = one_error_line(result)
