@@ -388,6 +388,30 @@ def test_ignore_then_reopen_by_request_id(cli_env, seeded, sqlite_url) -> None:
     assert asyncio.run(statuses())[ids[0]][0] is FailureStatus.OPEN
 
 
+def test_ignoring_a_failure_ignored_already_says_so(cli_env, seeded, sqlite_url) -> None:
+    # The second ignore said "ignored 1 failure", as if the first had not been taken.
+    rid = seeded["orders_value"].request_id
+
+    async def status_by() -> str | None:
+        async with Store.from_url(sqlite_url) as store:
+            rows = await store.list_invocations(InvocationFilter(request_ids=[rid]))
+            return rows[0].status_by
+
+    first = cli("failures", "ignore", rid, "--reason", "test data", env=cli_env)
+    again = cli("failures", "ignore", rid, "--reason", "known bug", env=cli_env)
+    by_after_again = asyncio.run(status_by())
+    reopened = cli("failures", "reopen", rid, env=cli_env)
+    open_again = cli("failures", "reopen", rid, env=cli_env)
+
+    assert first.stdout.strip() == "ignored 1 failure", first.stderr
+    assert again.stdout.strip() == (
+        "ignored 1 failure (1 ignored already: who set it and why updated)"
+    )
+    assert (by_after_again or "").endswith("known bug")
+    assert reopened.stdout.strip() == "reopened 1 failure"
+    assert open_again.stdout.strip() == "reopened 1 failure (1 open already: who set it updated)"
+
+
 def test_a_request_id_pasted_upper_cased_or_with_spaces_is_found(cli_env, seeded) -> None:
     # Lambda writes request ids in lower case; one copied from an upper-cased view, or with the
     # spaces a terminal selection brings, was "no record with request id or key" (exit 1).

@@ -49,6 +49,7 @@ from lambda_destinations.times import too_far
 
 if TYPE_CHECKING:
     from lambda_destinations.operations import FailureStats
+    from lambda_destinations.store import Store
 
 # The fields of a failure in --json/--ndjson/--csv, in this order (scripts rely on them).
 FIELDS = (
@@ -509,36 +510,55 @@ def _set_status(
     # The reason goes with who set the status (status_by), shown by `failures show`.
     by = operator_identity() + (f" — {' '.join(reason.split())[:200]}" if reason else "")
 
-    async def go() -> tuple[int, int, list[str]]:
+    async def go() -> tuple[int, int, int, list[str]]:
         async with opened_store(settings, writes=True) as store:
-            rows = await store.list_invocations(
-                InvocationFilter(failed_only=True, request_ids=list(request_ids))
-            )
-            keys = {r.key for r in rows}
-            found_ids = {r.request_id for r in rows}
-            missing = []
-            for ident in request_ids:
-                if ident in found_ids:
-                    continue
-                row = await store.get_invocation(ident)  # a record key
-                if row is None or row.succeeded is True:
-                    missing.append(ident)
-                else:
-                    keys.add(row.key)
+            statuses, missing = await _failures_named(store, request_ids)
+            keys = sorted(statuses)
+            # Set again all the same: who set it and why are the operator's now.
+            already = sum(1 for was in statuses.values() if was is status)
             if status is FailureStatus.OPEN:  # recovered where a replay recovered
-                reopened = await reopen(store, sorted(keys), by=by)
-                return reopened.changed, reopened.recovered, missing
-            return await store.set_status(sorted(keys), status, by=by), 0, missing
+                reopened = await reopen(store, keys, by=by)
+                return reopened.changed, reopened.recovered, already, missing
+            return await store.set_status(keys, status, by=by), 0, already, missing
 
-    changed, recovered, missing = asyncio.run(go())
+    changed, recovered, already, missing = asyncio.run(go())
     verb = "ignored" if status is FailureStatus.IGNORED else "reopened"
-    stay = "stays" if recovered == 1 else "stay"
-    kept = f" ({recovered} {stay} recovered: a replay succeeded)" if recovered else ""
+    notes = []
+    if recovered:
+        notes.append(
+            f"{recovered} {'stays' if recovered == 1 else 'stay'} recovered: a replay succeeded"
+        )
+    if already:
+        was = "ignored" if status is FailureStatus.IGNORED else "open"
+        notes.append(f"{already} {was} already: who set it{' and why' if reason else ''} updated")
+    kept = f" ({'; '.join(notes)})" if notes else ""
     if len(missing) < len(request_ids):  # none found: the error lines alone, stdout empty
         click.echo(f"{verb} {changed} failure{'s' if changed != 1 else ''}{kept}")
     say_no_failure(missing)
     if missing:
         raise SystemExit(EXIT_FAILED)
+
+
+async def _failures_named(
+    store: Store, request_ids: Sequence[str]
+) -> tuple[dict[str, FailureStatus | None], list[str]]:
+    """The failures these request ids (or record keys) name, each key with its status, and the
+    ids that name none."""
+    rows = await store.list_invocations(
+        InvocationFilter(failed_only=True, request_ids=list(request_ids))
+    )
+    statuses = {r.key: r.status for r in rows}
+    found_ids = {r.request_id for r in rows}
+    missing = []
+    for ident in request_ids:
+        if ident in found_ids:
+            continue
+        row = await store.get_invocation(ident)  # a record key
+        if row is None or row.succeeded is True:
+            missing.append(ident)
+        else:
+            statuses[row.key] = row.status
+    return statuses, missing
 
 
 @subcommand(failures_group, "ignore")
