@@ -389,7 +389,12 @@ async def test_the_failure_records_of_replays_are_neither_open_failures_nor_repl
     assert named.returncode == 0, named.stderr
     (skipped,) = json.loads(named.stdout)["results"]
     assert skipped["state"] == "skipped"
-    assert "a replay's own record" in skipped["detail"]
+    # naming the original and the command that replays it (it said "`failures show` names it")
+    original_rid = record["requestContext"]["requestId"]
+    assert skipped["detail"] == (
+        f"this failure is a replay's own record (attempt 1 of {original_rid}): replay the "
+        f"original instead: lambda-destinations replay {original_rid}"
+    )
     assert len(recording_moto.invocations(name)) == before + 1
 
 

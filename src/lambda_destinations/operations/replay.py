@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -206,7 +207,7 @@ async def _decide(
     or None and the result says why not (it cannot be replayed, or it was already)."""
     result, target = _target(row, legacy_function=legacy_function, payload=payload)
     if target is None:
-        return result, None
+        return await _naming_the_original(store, row, result), None
     previous = await store.replays(row.key)
     if not force:
         skipped = _already_replayed(row, previous)
@@ -214,6 +215,25 @@ async def _decide(
             return dataclasses.replace(result, skip=skipped[0], detail=skipped[1]), None
     number = max((a.attempt for a in previous), default=0) + 1
     return dataclasses.replace(result, attempt=number), target
+
+
+async def _naming_the_original(
+    store: Store, row: InvocationRow, result: ReplayResult
+) -> ReplayResult:
+    """``result`` (a skip), whose detail names the original failure and its replay command when
+    ``row`` is a replay's own record."""
+    if row.status is not FailureStatus.REPLAY or not row.request_id:
+        return result
+    attempt = await store.replay_for_request(row.request_id)
+    if attempt is None:
+        return result
+    original = attempt.original_request_id or attempt.original_key
+    detail = (
+        f"this failure is a replay's own record (attempt {attempt.attempt} of "
+        f"{original}): replay the original instead: lambda-destinations replay "
+        f"{shlex.quote(original)}"
+    )
+    return dataclasses.replace(result, detail=detail)
 
 
 def _target(
