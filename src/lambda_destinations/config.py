@@ -319,7 +319,15 @@ class Settings(BaseSettings):
                 "no user:password@ in an endpoint URL (requests are signed with the AWS "
                 "credentials): remove it, such as http://127.0.0.1:4566"
             )
-        check_port(value.strip())
+        check_port(value.strip())  # before the path's fix repeats the port
+        if parts.path not in ("", "/"):
+            # AWS answers at the root of its endpoints (every SDK's form, LocalStack's and
+            # moto's): a path reaches a web server's page, and every call would fail at run time.
+            query = "/ and its query after it" if parts.query else ""
+            raise ValueError(
+                "no path in an endpoint URL (AWS services answer at its root): write "
+                f"{parts.scheme}://{echoed(parts.netloc)}{query}"
+            )
         return value.strip()
 
     @field_validator("store")

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from bad_input_helpers import ENTRY, cli, one_error_line
 
+from lambda_destinations.config import load_settings
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.store.migrations import LATEST_VERSION
 from processes import reap
@@ -542,6 +543,39 @@ def test_settings_that_cannot_work_are_one_line_and_exit_3(
     result = cli("run", "--once", *args, env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert names in one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("http://127.0.0.1:5000/foo", "write http://127.0.0.1:5000"),
+        ("https://sqs.us-east-1.amazonaws.com/a/b/", "write https://sqs.us-east-1.amazonaws.com"),
+        ("http://[::1]:4566//", "write http://[::1]:4566"),
+        ("http://localhost:4566/x?token=Tok3n", "write http://localhost:4566/ and its query"),
+    ],
+)
+def test_an_endpoint_url_with_a_path_is_refused_at_start(
+    url: str, fix: str, tmp_path: Path
+) -> None:
+    # before: run started, and every call got the server's page for the path: exit 1 with "an
+    # HTML page titled '404 Not Found', not an AWS answer"
+    env = {"LAMBDA_DESTINATIONS_ENDPOINT_URL": url}
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert line.startswith(
+        "error: setting 'endpoint_url' (LAMBDA_DESTINATIONS_ENDPOINT_URL): no path in an "
+        "endpoint URL (AWS services answer at its root): " + fix
+    ), line
+    assert "Tok3n" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:4566", "http://127.0.0.1:4566/?token=x"])
+def test_an_endpoint_url_at_its_root_is_taken(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no dev.toml of another test's
+    assert load_settings(endpoint_url=url).endpoint_url == url
 
 
 @pytest.mark.parametrize(
