@@ -181,7 +181,13 @@ def settings_for(endpoint_url: str, sqlite_url: str) -> Callable[..., Settings]:
             "shutdown_grace": 5.0,
         }
         values.update(overrides)
-        return load_settings(**values)
+        # Queue depths are sampled once a second at the most (the setting's floor spares SQS);
+        # tests sample faster, to see a change soon, and set it past the check.
+        interval = values.pop("queue_metrics_interval", None)
+        settings = load_settings(**values)
+        if interval is None:
+            return settings
+        return settings.model_copy(update={"queue_metrics_interval": interval})
 
     return make
 

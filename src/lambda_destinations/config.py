@@ -51,6 +51,8 @@ ROUTE_OUTCOMES = ("success", "failure", "any")
 # A hundred years: more is "forever", which 0 says; a cutoff that far back is before year 1
 # and cannot be computed (OverflowError), so a larger value is refused here, not at pruning.
 KEEP_DAYS_MAX = 36500
+# The shortest time between two rounds of queue depth samples (Settings.queue_metrics_interval).
+QUEUE_METRICS_MIN = 1.0
 
 
 class RouteConfig(BaseModel):
@@ -234,7 +236,9 @@ class Settings(BaseSettings):
         default=None, description="Address the ops server listens on; run: 0.0.0.0, dev: 127.0.0.1."
     )
     queue_metrics_interval: float = Field(
-        default=60.0, ge=0, description="Seconds between queue depth samples for /metrics; 0: off."
+        default=60.0,
+        ge=0,
+        description="Seconds between queue depth samples for /metrics (at least 1); 0: off.",
     )
     once_timeout: float = Field(
         default=60.0,
@@ -299,6 +303,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value:g} days is more than {KEEP_DAYS_MAX} (100 years): use at most "
                 f"{KEEP_DAYS_MAX}, or 0 to keep forever"
+            )
+        return value
+
+    @field_validator("queue_metrics_interval")
+    @classmethod
+    def _sampled_at_most_each_second(cls, value: float) -> float:
+        # Each round is one GetQueueAttributes a queue and a DLQ, billed by SQS; Prometheus
+        # scrapes seconds apart at the shortest, and SQS's counts are approximate: a sample
+        # more often than once a second shows nothing more, and 0.001 calls without a pause.
+        if 0 < value < QUEUE_METRICS_MIN:
+            raise ValueError(
+                f"{value:g} seconds is below {QUEUE_METRICS_MIN:g}: use {QUEUE_METRICS_MIN:g} "
+                "or more (60 by default), or 0 to turn the samples off"
             )
         return value
 

@@ -521,6 +521,12 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
         ({"LAMBDA_DESTINATIONS_PRUNE_INTERVAL": "inf"}, "PRUNE_INTERVAL"),
         ({"LAMBDA_DESTINATIONS_HANDLER_TIMEOUT": "1e12"}, "HANDLER_TIMEOUT"),
         ({"LAMBDA_DESTINATIONS_HANDLER_TIMEOUT": "inf"}, "HANDLER_TIMEOUT"),
+        (  # it polled GetQueueAttributes a thousand times a second
+            {"LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL": "0.001"},
+            "error: setting 'queue_metrics_interval' (LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL)"
+            ": 0.001 seconds is below 1: use 1 or more (60 by default), or 0 to turn the samples "
+            "off",
+        ),
         (
             {"LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist"], "condition": "failed"}]'},
             "did you mean 'failure'",

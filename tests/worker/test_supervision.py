@@ -66,7 +66,7 @@ def start_worker(
         "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": str(GRACE),
         "LAMBDA_DESTINATIONS_OPS_PORT": str(port),
         "LAMBDA_DESTINATIONS_OPS_HOST": "127.0.0.1",
-        "LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL": "0.5",
+        "LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL": "1",
         "LAMBDA_DESTINATIONS_HANDLER_MODULES": json.dumps(["slow_handlers"]),
         "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["sleepy"]}]),
         "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
