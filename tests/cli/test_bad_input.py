@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -663,6 +664,13 @@ BROKEN_HANDLER_MODULES = {
         "raised TypeError: handler syncy must be an async function ({path}:3)",
     ),
     "exits": ("import sys\nsys.exit(0)\n", "called sys.exit(0) while imported"),
+    # before: exit 130, 'interrupted', as if the user had pressed Ctrl-C
+    "interrupts": ("raise KeyboardInterrupt\n", "raised KeyboardInterrupt ({path}:1)"),
+    # before: a traceback, exit 1
+    "base_exception": (
+        "class Stop(BaseException): ...\n\nraise Stop('no settings')\n",
+        "raised Stop: no settings ({path}:3)",
+    ),
 }
 
 
@@ -685,6 +693,39 @@ def test_a_handler_module_that_fails_to_import_is_one_line(
     line = one_error_line(result)
     assert f"module {module!r}" in line, line
     assert wanted.format(path=tmp_path / f"{module}.py") in line, line
+
+
+def test_ctrl_c_while_a_handler_module_imports_is_the_user_s(tmp_path: Path) -> None:
+    # given: a handler module that takes its time to import
+    (tmp_path / "slow_import.py").write_text(
+        "import pathlib, time\n\npathlib.Path('importing').touch()\ntime.sleep(30)\n"
+    )
+    env = {**os.environ, "LAMBDA_DESTINATIONS_HANDLER_MODULES": "slow_import"}
+    with subprocess.Popen(
+        [*ENTRY, "run", "--once", "--queues", "q"],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            while not (tmp_path / "importing").exists():
+                assert process.poll() is None, process.communicate()
+                time.sleep(0.05)
+            # when: Ctrl-C twice (asyncio takes the first as a cancellation, the second raises
+            # KeyboardInterrupt in the import), a moment apart so that neither is lost
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+        finally:
+            reap(process)
+
+    # then: interrupted, not the module's fault
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert "error:" not in err, err
+    assert "Traceback" not in err, err
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from lambda_destinations.config import Settings
@@ -44,32 +48,16 @@ def _import(reference: str, what: str) -> Any:
         raise ConfigError(
             f"{what}: nothing follows ':': write module:function, such as myapp.destinations:notify"
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        fix = ""
-        if isinstance(exc, ModuleNotFoundError) and exc.name and _is_within(module_name, exc.name):
-            # The module itself is not found, not one of its own imports: say where it must be.
-            fix = ": install it in the worker's environment, or add its folder to PYTHONPATH"
-        elif isinstance(exc, ModuleNotFoundError) and exc.name:
-            # One of the module's own imports: a package it needs is missing.
-            fix = f": install {exc.name.partition('.')[0]} in the worker's environment"
-        raise ConfigError(f"{what}: cannot import module {module_name!r} ({exc}){fix}") from None
-    except SyntaxError as exc:
-        where = f"{exc.filename}:{exc.lineno}"
-        raise ConfigError(
-            f"{what}: module {module_name!r} has a syntax error at {where} ({exc.msg}): fix it"
-        ) from None
-    except SystemExit as exc:
-        # An exit while imported would end the worker with its code and no word of why.
-        raise ConfigError(
-            f"{what}: module {module_name!r} called sys.exit({exc.code!r}) while imported: "
-            "a handler module must not exit"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - whatever user code raises at import is a setup to fix
-        raise ConfigError(
-            f"{what}: importing module {module_name!r} raised {_raised(exc)}: fix the module"
-        ) from None
+    with _interrupts() as interrupted:
+        try:
+            module = importlib.import_module(module_name)
+        # Whatever user code raises while imported is a setup to fix, BaseExceptions too
+        # (KeyboardInterrupt, GeneratorExit, a class of its own): none comes from outside
+        # but a Ctrl-C, which is the user's, and a cancellation reaches no synchronous call.
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and interrupted:
+                raise
+            raise ConfigError(_import_failed(module_name, what, exc)) from None
     if not attribute:
         return module
     try:
@@ -78,12 +66,61 @@ def _import(reference: str, what: str) -> Any:
         raise ConfigError(f"{what}: module {module_name!r} has no {attribute!r}") from None
 
 
+def _import_failed(module_name: str, what: str, exc: BaseException) -> str:
+    """The line for ``exc``, raised by importing ``module_name``: what went wrong and the fix."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and _is_within(module_name, exc.name):
+        # The module itself is not found, not one of its own imports: say where it must be.
+        fix = ": install it in the worker's environment, or add its folder to PYTHONPATH"
+        return f"{what}: cannot import module {module_name!r} ({exc}){fix}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        # One of the module's own imports: a package it needs is missing.
+        fix = f": install {exc.name.partition('.')[0]} in the worker's environment"
+        return f"{what}: cannot import module {module_name!r} ({exc}){fix}"
+    if isinstance(exc, ImportError):
+        return f"{what}: cannot import module {module_name!r} ({exc})"
+    if isinstance(exc, SyntaxError):
+        where = f"{exc.filename}:{exc.lineno}"
+        return f"{what}: module {module_name!r} has a syntax error at {where} ({exc.msg}): fix it"
+    if isinstance(exc, SystemExit):
+        # An exit while imported would end the worker with its code and no word of why.
+        return (
+            f"{what}: module {module_name!r} called sys.exit({exc.code!r}) while imported: "
+            "a handler module must not exit"
+        )
+    return f"{what}: importing module {module_name!r} raised {_raised(exc)}: fix the module"
+
+
+@contextlib.contextmanager
+def _interrupts() -> Iterator[list[int]]:
+    """The SIGINTs (Ctrl-C) received while the block runs, each passed on to the handler there
+    was: a KeyboardInterrupt one of them raised is the user's, any other the code's own.
+
+    Only the main thread receives signals, and only a Python handler raises one; elsewhere,
+    or under another handler, nothing is watched and no KeyboardInterrupt is the user's."""
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield seen
+        return
+
+    def note(signum: int, frame: FrameType | None) -> Any:
+        seen.append(signum)
+        return previous(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield seen
+    finally:
+        if signal.getsignal(signal.SIGINT) is note:  # unless the module set its own
+            signal.signal(signal.SIGINT, previous)
+
+
 def _is_within(module_name: str, package: str) -> bool:
     """Whether ``package`` is ``module_name`` or one of the packages that hold it."""
     return module_name == package or module_name.startswith(f"{package}.")
 
 
-def _raised(exc: Exception) -> str:
+def _raised(exc: BaseException) -> str:
     """``Type: text (file:line)``: an exception and the user's line that raised it (not ours:
     ``@handler`` on a plain function raises in this package), without a traceback."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
