@@ -585,6 +585,24 @@ def test_an_endpoint_url_at_its_root_is_taken(
     assert load_settings(endpoint_url=url).endpoint_url == url
 
 
+@pytest.mark.parametrize("legacy", ["orders api", "", "arn:aws:lambda:us-east-1:123:function:f"])
+def test_a_replay_legacy_function_that_is_no_function_name_is_one_line(
+    legacy: str, tmp_path: Path
+) -> None:
+    # before: the worker started; each legacy DLQ message's replay was scheduled and its
+    # Invoke, after the delay, refused by Lambda; empty, each was "not replayed: … pass
+    # --legacy-function NAME", an option of other commands
+    handlers = {"r": {"type": "replay", "legacy_function": legacy}}
+    env = {"LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers)}
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: handlers.r.legacy_function: {legacy!r} is not a Lambda function name or ARN: "
+        "write a name (orders-api), maybe with :alias or :version, or the function's ARN "
+        "(arn:aws:lambda:us-east-1:123456789012:function:orders-api)"
+    )
+
+
 @pytest.mark.parametrize(
     ("hook", "setting"),
     [

@@ -17,6 +17,7 @@ from lambda_destinations.schemas import (
     LegacyDlqMessage,
     StreamFailureRecord,
     decode,
+    is_invoke_name,
 )
 
 EVENTS = Path(__file__).parents[1] / "events"
@@ -261,3 +262,42 @@ def test_function_arn_rejects(arn: str) -> None:
 def test_function_arn_rejects_non_strings() -> None:
     with pytest.raises(ValueError, match="expected a string, got int"):
         FunctionArn.parse(12)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "orders-api",
+        "orders-api:live",
+        "orders-api:7",
+        "orders-api:$LATEST",
+        "my.namespaced_fn",
+        "f" * 64,
+        "123456789012:function:orders-api",
+        "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live",
+        "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f",
+        "arn:aws-iso-b:lambda:us-isob-east-1:123456789012:function:f",
+        "arn:aws:lambda:eusc-de-east-1:123456789012:function:f",
+    ],
+)
+def test_invoke_names_lambda_takes(name: str) -> None:
+    assert is_invoke_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "orders api",
+        " orders-api",
+        "orders/api",
+        "orders-api:",
+        "orders-api:v1:extra",
+        "f" * 65,
+        "arn:aws:lambda:us-east-1:123:function:f",
+        "https://lambda.us-east-1.amazonaws.com/orders-api",
+        "arn:aws:lambda:us-east-1:١٢٣٤٥٦٧٨٩٠١٢:function:f",
+    ],
+)
+def test_invoke_names_lambda_refuses(name: str) -> None:
+    assert not is_invoke_name(name)

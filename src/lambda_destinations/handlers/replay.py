@@ -54,6 +54,7 @@ from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import RESEND, SKIP, InDoubt, InDoubtOption
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.templates import Duration, parse_options
+from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import (
     answered,
     answered_and_transient,
@@ -61,7 +62,7 @@ from lambda_destinations.retrying import (
     describe_error,
     in_process_retrying,
 )
-from lambda_destinations.schemas import MessageKind
+from lambda_destinations.schemas import MessageKind, is_invoke_name
 from lambda_destinations.store import (
     FailureStatus,
     InvocationRow,
@@ -187,6 +188,19 @@ class ReplayOptions(InDoubtOption):
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("legacy_function")
+    @classmethod
+    def _invokable(cls, value: str | None) -> str | None:
+        # Checked at start: otherwise each legacy DLQ message's replay is scheduled, and only
+        # its Invoke, after the delay, finds the name malformed.
+        if value is not None and not is_invoke_name(value):
+            raise ValueError(
+                f"{echoed(value)!r} is not a Lambda function name or ARN: write a name "
+                "(orders-api), maybe with :alias or :version, or the function's ARN "
+                "(arn:aws:lambda:us-east-1:123456789012:function:orders-api)"
+            )
+        return value
 
     @field_validator("error_types", "conditions", "functions")
     @classmethod

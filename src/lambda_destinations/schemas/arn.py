@@ -15,6 +15,21 @@ _FUNCTION_ARN = re.compile(
     r":function:(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?"
 )
 
+# What Lambda's Invoke takes as its FunctionName (the pattern of its API model, regions matched
+# a little more loosely): a name, a partial ARN (123456789012:function:name) or an ARN, each
+# maybe with :version or :alias; a name is at most 64 characters, the whole at most 256.
+_INVOKE_NAME = re.compile(
+    r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2}:)?(?:[0-9]{12}:)?"
+    r"(?:function:)?[A-Za-z0-9_.-]{1,64}(?::(?:\$LATEST(?:\.PUBLISHED)?|[A-Za-z0-9_-]{1,128}))?"
+)
+INVOKE_NAME_MAX = 256
+
+
+def is_invoke_name(text: str) -> bool:
+    """Whether ``text`` has the form of a function Lambda's Invoke can be given: whether the
+    function exists only Lambda can say."""
+    return len(text) <= INVOKE_NAME_MAX and _INVOKE_NAME.fullmatch(text) is not None
+
 
 @dataclass(frozen=True, slots=True)
 class FunctionArn:
