@@ -579,6 +579,19 @@ def _undecodable(exc: SettingsError) -> str:
     )
 
 
+def _file_settings(path: Path) -> dict[str, Any]:
+    """The TOML file's settings, and its own path as ``config`` (the origin errors name)."""
+    table = read_toml(path)
+    if "config" in table:
+        # The file is named before it is read: a file it names could not be read in its turn,
+        # and its path would replace the name without a word.
+        raise ConfigError(
+            f"setting 'config' (the TOML file {path}): a settings file cannot name another: "
+            f"remove it, and name the file in {ENV_PREFIX}CONFIG or --config"
+        )
+    return {**table, "config": path}
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings once: overrides > environment > TOML file > defaults.
 
@@ -588,9 +601,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     path = config_file or overrides.get("config") or os.environ.get(f"{ENV_PREFIX}CONFIG")
     if not path and DEV_CONFIG.is_file():
         path = DEV_CONFIG
-    file_data: dict[str, Any] = read_toml(Path(path)) if path else {}
-    if path:
-        file_data["config"] = Path(path)
+    file_data = _file_settings(Path(path)) if path else {}
 
     class _WithFile(Settings):
         @classmethod

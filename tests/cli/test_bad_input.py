@@ -1273,6 +1273,24 @@ def test_an_unknown_setting_in_the_toml_file_names_the_known_ones(
     )
 
 
+@pytest.mark.parametrize("named", ["--config", "LAMBDA_DESTINATIONS_CONFIG"])
+def test_a_toml_file_that_names_another_file_is_one_line(named: str, tmp_path: Path) -> None:
+    # before: the file's config was replaced by the file's own path: other.toml was never
+    # read, and nothing said so
+    (tmp_path / "other.toml").write_text('queues = ["q"]\n')
+    (tmp_path / "c.toml").write_text('config = "other.toml"\n')
+    args = ("--config", "c.toml") if named == "--config" else ()
+    env = {"LAMBDA_DESTINATIONS_CONFIG": "c.toml"} if args == () else {}
+
+    result = cli("failures", "stats", *args, env=env, cwd=tmp_path)
+
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        "error: setting 'config' (the TOML file c.toml): a settings file cannot name another: "
+        "remove it, and name the file in LAMBDA_DESTINATIONS_CONFIG or --config"
+    )
+
+
 def test_a_misspelt_variable_is_named_with_the_setting_it_is_close_to(tmp_path: Path) -> None:
     # given: a variable of ours one letter off a setting, and one close to none (the tests' own)
     env = {"LAMBDA_DESTINATIONS_CONCURENCY": "3", "LAMBDA_DESTINATIONS_REQUIRE_AXE": "1"}
