@@ -17,6 +17,7 @@ from ops_helpers import REGION
 from test_ops_doctor_cli import Setup, checks_of, errors_of
 
 GOOD_SENDER = "alerts@doctor-good.example.com"
+ARN = f"arn:aws:lambda:{REGION}:123456789012:function:{{name}}"
 LOGIN = ("alerts", "right-password")
 
 
@@ -183,6 +184,19 @@ def test_each_broken_handler_setting_is_found(setup: Setup, smtp_port, plant: st
     assert set(errors) == {broken}, errors
     assert errors[broken]["fix"]
     assert sink.messages == []
+
+
+@pytest.mark.parametrize("form", ["{name}", "{name}:live", "123456789012:function:{name}", ARN])
+def test_a_legacy_function_named_by_arn_or_alias_is_found(setup: Setup, form: str) -> None:
+    # doctor took what came before the first ':' for the name: an ARN's was "arn", and a
+    # function that exists was reported missing.
+    handlers = {"again": {"type": "replay", "legacy_function": form.format(name=setup.function)}}
+
+    result = doctor(setup, handlers)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = {c["check"]: c for c in checks_of(result)}["handler again"]
+    assert row["status"] == "ok", row
 
 
 def test_an_smtp_server_not_reached_is_said_to_be_retried_not_quarantined(

@@ -17,7 +17,7 @@ from lambda_destinations.schemas import (
     LegacyDlqMessage,
     StreamFailureRecord,
     decode,
-    is_invoke_name,
+    invoke_function_name,
 )
 
 EVENTS = Path(__file__).parents[1] / "events"
@@ -265,23 +265,23 @@ def test_function_arn_rejects_non_strings() -> None:
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("text", "name"),
     [
-        "orders-api",
-        "orders-api:live",
-        "orders-api:7",
-        "orders-api:$LATEST",
-        "my.namespaced_fn",
-        "f" * 64,
-        "123456789012:function:orders-api",
-        "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live",
-        "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f",
-        "arn:aws-iso-b:lambda:us-isob-east-1:123456789012:function:f",
-        "arn:aws:lambda:eusc-de-east-1:123456789012:function:f",
+        ("orders-api", "orders-api"),
+        ("orders-api:live", "orders-api"),
+        ("orders-api:7", "orders-api"),
+        ("orders-api:$LATEST", "orders-api"),
+        ("my.namespaced_fn", "my.namespaced_fn"),
+        ("f" * 64, "f" * 64),
+        ("123456789012:function:orders-api", "orders-api"),
+        ("arn:aws:lambda:us-east-1:123456789012:function:orders-api:live", "orders-api"),
+        ("arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f", "f"),
+        ("arn:aws-iso-b:lambda:us-isob-east-1:123456789012:function:f", "f"),
+        ("arn:aws:lambda:eusc-de-east-1:123456789012:function:f", "f"),
     ],
 )
-def test_invoke_names_lambda_takes(name: str) -> None:
-    assert is_invoke_name(name)
+def test_invoke_names_lambda_takes(text: str, name: str) -> None:
+    assert invoke_function_name(text) == name
 
 
 @pytest.mark.parametrize(
@@ -300,4 +300,4 @@ def test_invoke_names_lambda_takes(name: str) -> None:
     ],
 )
 def test_invoke_names_lambda_refuses(name: str) -> None:
-    assert not is_invoke_name(name)
+    assert invoke_function_name(name) is None

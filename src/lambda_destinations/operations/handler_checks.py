@@ -29,6 +29,7 @@ from lambda_destinations.handlers.registry import HandlerRegistry, configured_ha
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
 from lambda_destinations.retrying import CONNECTION_ERRORS, error_code
+from lambda_destinations.schemas import invoke_function_name
 
 Status = Literal["ok", "warn", "error"]
 # What every error row adds: where the records go meanwhile.
@@ -264,8 +265,9 @@ async def _replay(check: str, handler: ReplayHandler, aws: AwsClients) -> list[C
     except (ClientError, BotoCoreError) as exc:
         return [Check(check, "warn", f"functions cannot be listed ({_message(exc)})")]
     missing = _missing(handler.policy.functions or (), names)
-    if handler.legacy_function and handler.legacy_function.split(":")[0] not in names:
-        missing.append(handler.legacy_function)
+    legacy = handler.legacy_function  # its form is checked at start: a name it has
+    if legacy and invoke_function_name(legacy) not in names:
+        missing.append(legacy)
     if missing:
         return [
             Check(

@@ -1,6 +1,6 @@
 """Lambda destination records: models, envelopes and ``decode()`` (pure, no I/O)."""
 
-from lambda_destinations.schemas.arn import FunctionArn, is_invoke_name
+from lambda_destinations.schemas.arn import FunctionArn, invoke_function_name
 from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode, summarize
 from lambda_destinations.schemas.envelopes import Envelope
 from lambda_destinations.schemas.errors import DecodeError
@@ -36,6 +36,6 @@ __all__ = [
     "StreamFailureRecord",
     "StreamSource",
     "decode",
-    "is_invoke_name",
+    "invoke_function_name",
     "summarize",
 ]

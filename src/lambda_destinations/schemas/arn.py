@@ -20,15 +20,18 @@ _FUNCTION_ARN = re.compile(
 # maybe with :version or :alias; a name is at most 64 characters, the whole at most 256.
 _INVOKE_NAME = re.compile(
     r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2}:)?(?:[0-9]{12}:)?"
-    r"(?:function:)?[A-Za-z0-9_.-]{1,64}(?::(?:\$LATEST(?:\.PUBLISHED)?|[A-Za-z0-9_-]{1,128}))?"
+    r"(?:function:)?(?P<name>[A-Za-z0-9_.-]{1,64})"
+    r"(?::(?:\$LATEST(?:\.PUBLISHED)?|[A-Za-z0-9_-]{1,128}))?"
 )
 INVOKE_NAME_MAX = 256
 
 
-def is_invoke_name(text: str) -> bool:
-    """Whether ``text`` has the form of a function Lambda's Invoke can be given: whether the
-    function exists only Lambda can say."""
-    return len(text) <= INVOKE_NAME_MAX and _INVOKE_NAME.fullmatch(text) is not None
+def invoke_function_name(text: str) -> str | None:
+    """The function's name in ``text``, when it has the form of a function Lambda's Invoke can
+    be given (a name, a partial ARN or an ARN, maybe qualified); None when it has not. Whether
+    the function exists only Lambda can say."""
+    match = _INVOKE_NAME.fullmatch(text) if len(text) <= INVOKE_NAME_MAX else None
+    return None if match is None else match["name"]
 
 
 @dataclass(frozen=True, slots=True)
