@@ -604,6 +604,22 @@ def test_a_replay_legacy_function_that_is_no_function_name_is_one_line(
 
 
 @pytest.mark.parametrize(
+    "command", [["replay", "--since", "1h"], ["dlq", "redrive", "q-dlq", "--reinvoke"]]
+)
+def test_a_legacy_function_option_that_is_no_function_name_is_a_usage_error(
+    command: list[str], tmp_path: Path
+) -> None:
+    # before: taken, and each legacy DLQ message's Invoke refused by Lambda
+    result = cli(*command, "--legacy-function", "orders api", "--yes", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--legacy-function': 'orders api' is not a Lambda function "
+        "name or ARN: write a name (orders-api), maybe with :alias or :version, or the "
+        "function's ARN (arn:aws:lambda:us-east-1:123456789012:function:orders-api)"
+    )
+
+
+@pytest.mark.parametrize(
     ("hook", "setting"),
     [
         ({"headers": {"X-Token": "abc\r\nX-Evil: 1"}}, "headers.X-Token"),

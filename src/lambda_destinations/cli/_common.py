@@ -164,7 +164,19 @@ def rate_option(*, default: float, help: str) -> Callable[[F], F]:
 
 def legacy_function_option(help: str) -> Callable[[F], F]:
     """``--legacy-function``: what to invoke for legacy DLQ messages, which name no function."""
-    return click.option("--legacy-function", metavar="NAME|ARN", help=help)
+    return click.option(
+        "--legacy-function", metavar="NAME|ARN", help=help, callback=_invokable_function
+    )
+
+
+def _invokable_function(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    # Checked before any record is read: otherwise each legacy message's Invoke is refused.
+    # Imported here: the schemas package would make every command's start slower.
+    from lambda_destinations.schemas import NOT_INVOKE_NAME, invoke_function_name
+
+    if value is not None and invoke_function_name(value) is None:
+        raise click.BadParameter(f"{echoed(value)!r} {NOT_INVOKE_NAME}")
+    return value
 
 
 # -- request ids ------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ from lambda_destinations.retrying import (
     describe_error,
     in_process_retrying,
 )
-from lambda_destinations.schemas import MessageKind, invoke_function_name
+from lambda_destinations.schemas import NOT_INVOKE_NAME, MessageKind, invoke_function_name
 from lambda_destinations.store import (
     FailureStatus,
     InvocationRow,
@@ -194,12 +194,8 @@ class ReplayOptions(InDoubtOption):
     def _invokable(cls, value: str | None) -> str | None:
         # Checked at start: otherwise each legacy DLQ message's replay is scheduled, and only
         # its Invoke, after the delay, finds the name malformed.
-        if value is not None and not invoke_function_name(value):
-            raise ValueError(
-                f"{echoed(value)!r} is not a Lambda function name or ARN: write a name "
-                "(orders-api), maybe with :alias or :version, or the function's ARN "
-                "(arn:aws:lambda:us-east-1:123456789012:function:orders-api)"
-            )
+        if value is not None and invoke_function_name(value) is None:
+            raise ValueError(f"{echoed(value)!r} {NOT_INVOKE_NAME}")
         return value
 
     @field_validator("error_types", "conditions", "functions")

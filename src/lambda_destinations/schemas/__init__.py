@@ -1,6 +1,6 @@
 """Lambda destination records: models, envelopes and ``decode()`` (pure, no I/O)."""
 
-from lambda_destinations.schemas.arn import FunctionArn, invoke_function_name
+from lambda_destinations.schemas.arn import NOT_INVOKE_NAME, FunctionArn, invoke_function_name
 from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode, summarize
 from lambda_destinations.schemas.envelopes import Envelope
 from lambda_destinations.schemas.errors import DecodeError
@@ -19,6 +19,7 @@ from lambda_destinations.schemas.records import (
 )
 
 __all__ = [
+    "NOT_INVOKE_NAME",
     "DecodeError",
     "DecodedMessage",
     "Envelope",

@@ -24,6 +24,11 @@ _INVOKE_NAME = re.compile(
     r"(?::(?:\$LATEST(?:\.PUBLISHED)?|[A-Za-z0-9_-]{1,128}))?"
 )
 INVOKE_NAME_MAX = 256
+# What to write instead of a text that is not such a function (a setting's or an option's line).
+NOT_INVOKE_NAME = (
+    "is not a Lambda function name or ARN: write a name (orders-api), maybe with :alias or "
+    ":version, or the function's ARN (arn:aws:lambda:us-east-1:123456789012:function:orders-api)"
+)
 
 
 def invoke_function_name(text: str) -> str | None:
