@@ -29,6 +29,7 @@ import datetime as dt
 import functools
 import operator
 import os
+import resource
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -63,6 +64,9 @@ _FIXES = {
     "SQLITE_NOTADB": "the file is not a SQLite database: point the store at another path",
     "SQLITE_CORRUPT": "the file is damaged: restore it from a backup, or start a new one",
 }
+# Bytes of room below which SQLite's I/O error is put down to the file having none left (the
+# disk full, or the file size limit reached): a write of SQLite's needs a few pages at most.
+NO_ROOM = 1024 * 1024
 T = TypeVar("T")
 log = structlog.get_logger("lambda_destinations.store")
 # Saves between two checkpoints of the WAL: about the 1,000 pages after which SQLite would
@@ -589,8 +593,49 @@ class SQLiteStore(SqlStore):
             if name == code or name.startswith(code + "_"):
                 if code == "SQLITE_BUSY":
                     fix += f" ({self.busy_timeout:g} s): retry, or raise busy_timeout"
+                if code == "SQLITE_IOERR" and (no_room := self._no_room()) is not None:
+                    return f"{message} ({no_room[0]}): {no_room[1]}"
                 return f"{message}: {fix}"
         return None
+
+    def _no_room(self) -> tuple[str, str] | None:
+        """Why the file has no room to grow, and the fix, when that is so: the disk holding it
+        full, or this process's file size limit reached. None otherwise.
+
+        SQLite says SQLITE_FULL when a write into the file finds the disk full, but an I/O
+        error when the ``-shm`` file cannot be sized (which opening a file no other process has
+        open does, a read too) and when a write passes the file size limit (EFBIG): "check
+        the disk" named neither cause.
+        """
+        if self.path is None:
+            return None
+        try:
+            disk = os.statvfs(self.path.absolute().parent)
+        except OSError:
+            return None
+        # The blocks this process may fill: root's include those the file system keeps for it.
+        free = (disk.f_bfree if os.geteuid() == 0 else disk.f_bavail) * disk.f_frsize
+        if free < NO_ROOM:
+            return (
+                f"the disk holding the file has {free // 1024} KiB free",
+                _FIXES["SQLITE_FULL"],
+            )
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and self._largest_file() + NO_ROOM >= limit:
+            return (
+                f"the file reached this process's file size limit, {limit} bytes",
+                "raise the limit (ulimit -f)",
+            )
+        return None
+
+    def _largest_file(self) -> int:
+        """The size of the largest of the database file, its ``-wal`` and its ``-shm``."""
+        assert self.path is not None
+        sizes = [0]
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                sizes.append(self.path.with_name(self.path.name + suffix).stat().st_size)
+        return max(sizes)
 
 
 def plain_path(url: str, database: str) -> Path:
