@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -37,13 +38,23 @@ def closed_port() -> int:
         return port
 
 
-def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run(
+    env: dict[str, str], *, file_size_limit: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``run --once``; with ``file_size_limit``, its files may not grow past that many bytes
+    (ulimit -f: Python ignores SIGXFSZ, so such a write fails with EFBIG)."""
+
+    def limited() -> None:
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
     return subprocess.run(
         [*ENTRY, "run", "--once"],
         env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **env},
         capture_output=True,
         text=True,
         timeout=120,
+        preexec_fn=limited,
     )
 
 
@@ -135,6 +146,33 @@ def test_run_once_gives_up_on_an_unreachable_endpoint_with_exit_4(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert errors[0].startswith(f"error: {what} stayed unreachable for 3s")
+    assert_clean(result)
+
+
+def test_run_once_gives_up_on_a_store_with_no_room_with_the_store_s_own_fix(
+    make_queue, base_env, sqlite_url
+) -> None:
+    # given: a migrated SQLite store, and a worker whose files may not pass 16 KiB: opening the
+    # store sizes its -shm file to 32 KiB, which fails as it does on a full disk
+    good, _ = make_queue("noroom")
+    made = subprocess.run(
+        [*ENTRY, "migrate"], env={**os.environ, **base_env}, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    env = {**base_env, "LAMBDA_DESTINATIONS_QUEUES": good, "LAMBDA_DESTINATIONS_ONCE_TIMEOUT": "3"}
+
+    # when
+    result = run(env, file_size_limit=16 * 1024)
+
+    # then: exit 4 with one line ending with the store's own fix (it added "check the store URL
+    # and that the database server is up", of a file on this machine's disk)
+    assert result.returncode == 4, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: store stayed unreachable for 3s: store {sqlite_url} (LAMBDA_DESTINATIONS_STORE) "
+        "is unavailable: disk I/O error (the file reached this process's file size limit, "
+        "16384 bytes): raise the limit (ulimit -f)"
+    ]
     assert_clean(result)
 
 

@@ -410,8 +410,7 @@ class Worker(Lifetime):
                 now = loop.time()
                 if give_up is not None and now + delay > give_up:
                     raise StartTimedOut(
-                        f"{what} stayed unreachable for {self.settings.once_timeout:g}s "
-                        f"({describe_error(exc)}): check {_fix_for(what)}"
+                        _stayed_away(what, self.settings.once_timeout, exc)
                     ) from None
                 if now >= remind_at:
                     remind_at = now + REMINDER_EVERY
@@ -1049,6 +1048,20 @@ def receive_request(queue: QueueInfo, wait_time: int, visibility: int | None) ->
     if visibility:
         request["VisibilityTimeout"] = visibility
     return request
+
+
+def _stayed_away(what: str, seconds: float, exc: BaseException) -> str:
+    """The line of a job that gave up waiting for SQS or the store at start.
+
+    The store's error ends with its own fix (a PostgreSQL server's address, the disk holding
+    a SQLite file): a fix added after it would be a second, and for SQLite a wrong one.
+    """
+    if isinstance(exc, StoreUnavailable):
+        return f"{what} stayed unreachable for {seconds:g}s: {exc}"
+    return (
+        f"{what} stayed unreachable for {seconds:g}s ({describe_error(exc)}): "
+        f"check {_fix_for(what)}"
+    )
 
 
 def _fix_for(what: str) -> str:
