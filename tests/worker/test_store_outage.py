@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import random
 import re
 import sqlite3
 from pathlib import Path
@@ -23,10 +25,11 @@ from lambda_destinations import DecodedMessage, HandlerContext
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import StoreGone
 from lambda_destinations.handlers.base import as_handler
-from lambda_destinations.simulate import messages
+from lambda_destinations.simulate import messages, success_record
 from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.store.sqlite import SQLiteStore
 from lambda_destinations.worker import Worker
-from lambda_destinations.worker.worker import StoreLostTimedOut
+from lambda_destinations.worker.worker import StoreLostTimedOut, StoreRefusedJob
 
 PAUSED = re.compile(r"store unavailable; receiving paused, retrying in ([0-9.]+)s")
 
@@ -238,3 +241,56 @@ async def test_a_store_file_deleted_under_the_worker_stops_it_and_loses_nothing(
     waiting = int(queue["ApproximateNumberOfMessages"])
     hidden = int(queue["ApproximateNumberOfMessagesNotVisible"])
     assert waiting + hidden == len(later)
+
+
+@pytest.mark.timeout(60)
+async def test_a_job_whose_last_messages_the_store_refused_does_not_end_as_drained(
+    sqs, make_queue, settings_for, sqlite_url, monkeypatch
+) -> None:
+    # given: 12 records of 20 kB on a queue, and a store with no room for another page:
+    # SQLite's max_page_count held at the migrated file's size on every connection. Each save
+    # is refused with SQLITE_FULL, while the watcher's writing ping, one small row in a page
+    # that has room, succeeds: a disk full but for a few pages does that
+    url, dlq = make_queue("refused", max_receive_count=5)
+    rng = random.Random(3)
+    records = [success_record(rng) for _ in range(12)]
+    for record in records:
+        record["requestPayload"] = {"blob": "x" * 20_000}
+    send_bodies(sqs, url, [json.dumps(record) for record in records])
+    # Retried messages stay hidden 5 to 10 s, past the watcher's first pause (1 s at most).
+    settings = settings_for(
+        url, concurrency=16, handler_attempts=1, retry_base=10, retry_max=10, once_timeout=30
+    )
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    pages = sqlite3.connect(path).execute("PRAGMA page_count").fetchone()[0]
+    connect = SQLiteStore._on_connect
+
+    def no_new_page(self: SQLiteStore, dbapi_connection: Any, record: Any) -> None:
+        connect(self, dbapi_connection, record)
+        dbapi_connection.execute(f"PRAGMA max_page_count={pages}")
+
+    monkeypatch.setattr(SQLiteStore, "_on_connect", no_new_page)
+
+    # when: it runs as a job
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            with pytest.raises(StoreRefusedJob) as info:
+                await worker.run(once=True)
+
+    # then: it did not end as drained (exit 0, before: once the ping answered, the queue
+    # answered empty while every message the store had refused waited out its retry delay),
+    # but as a job that gave up on the store (exit 4), with the store's own reason and fix
+    assert "messages of the job, and took none after them" in str(info.value)
+    assert "free space on the disk holding the file" in str(info.value)
+    assert any(e["event"] == "store refused the job's last messages; stopping" for e in logs)
+    # and nothing was stored, lost or dead-lettered: every message is on its queue
+    assert worker.stats.outcomes["ack"] == 0
+    assert worker.stats.outcomes["retry"] >= 1
+    assert await stored(settings.store) == 0
+    assert receive_all(sqs, dlq) == []
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    waiting = int(queue["ApproximateNumberOfMessages"])
+    hidden = int(queue["ApproximateNumberOfMessagesNotVisible"])
+    assert waiting + hidden == len(records)

@@ -306,6 +306,10 @@ class Dispatcher:
         self.store_ok.set()
         self.store_lost = asyncio.Event()
         self.store_error: str | None = None  # the last failure that paused receiving
+        # Messages sent back to their queues because the store refused them, since the store
+        # last took one (acked or quarantined): a job that ends with some has not drained its
+        # queues, however empty they answer (see Worker.run).
+        self.refused_by_store = 0
 
     def store_down(self, error: BaseException | None = None) -> None:
         """Note that the store failed (with ``error``, which the watcher's line names); the
@@ -315,6 +319,12 @@ class Dispatcher:
         if self.store_ok.is_set():
             self.store_ok.clear()
             self.store_lost.set()
+
+    def store_refused(self, error: StoreUnavailable) -> None:
+        """A message goes back to its queue because the store refused it: counted, and
+        receiving paused (store_down)."""
+        self.refused_by_store += 1
+        self.store_down(error)
 
     async def process(self, item: InFlight) -> Outcome:
         """Decode, run the chain, settle. Never raises but for cancellation.
@@ -392,7 +402,7 @@ class Dispatcher:
                 return await self.quarantine(item, str(exc), key=decoded.key)
             return await self.retry(item, str(exc), asked=asked_wait(exc.error))
         except StoreUnavailable as exc:
-            self.store_down(exc)
+            self.store_refused(exc)
             return await self.retry(item, str(exc))
         return await self.ack(item, duplicate=delivery.repeated)
 
@@ -641,7 +651,7 @@ class Dispatcher:
                 # The handler's own store calls failed (persist's save is its whole effect):
                 # pause receiving as for the dispatcher's own, or every message received
                 # meanwhile fails the same way and counts a receive toward its DLQ.
-                self.store_down(exc)
+                self.store_refused(exc)
             kind = classify(exc)
             error_class = "permanent" if kind == "permanent" else "transient"
             self.metrics.handler_errors.labels(handler.name, error_class).inc()
@@ -670,6 +680,7 @@ class Dispatcher:
 
     async def ack(self, item: InFlight, *, duplicate: bool = False) -> Outcome:
         item.settled = True
+        self.refused_by_store = 0
         self.stats.outcomes[Outcome.ACK] += 1
         # A duplicate is deleted as an ack is; it counts apart so acks count records once.
         outcome = "duplicate" if duplicate else Outcome.ACK.value
@@ -741,11 +752,12 @@ class Dispatcher:
             sent = await self._keep_and_send(item, row, attributes)
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
-                self.store_down(exc)
+                self.store_refused(exc)
             elif not is_transient(exc) and not isinstance(exc, StoreDataError):
                 log.exception("quarantine failed")  # a bug: the traceback is the report
             return await self.retry(item, f"quarantine failed: {describe_error(exc)}")
         item.settled = True
+        self.refused_by_store = 0
         self.stats.outcomes[Outcome.QUARANTINE] += 1
         self.metrics.messages_by(item.queue.name, Outcome.QUARANTINE.value).inc()
         log.warning("message quarantined", reason=reason, dlq=sent)

@@ -190,6 +190,12 @@ class StoreLostTimedOut(StartTimedOut):
     messages back on their queues (the same exit as at start)."""
 
 
+class StoreRefusedJob(StoreLostTimedOut):
+    """A job's queues answered empty, but the store had refused its last messages (sent back
+    to their queues, hidden for their retry delay) and taken none since: not drained. A full
+    disk does that while it still has room for the watcher's ping, not for a save."""
+
+
 class Worker(Lifetime):
     """Drains Lambda destination queues into handler chains."""
 
@@ -527,6 +533,7 @@ class Worker(Lifetime):
                 while self._tasks and not self._stopping.is_set():
                     waiting: set[asyncio.Future[Any]] = {*self._tasks, stop_wait}
                     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                self._check_drained()
             else:
                 await stop_wait
         finally:
@@ -537,6 +544,21 @@ class Worker(Lifetime):
         if self._gave_up is not None:
             raise self._gave_up
         return self.stats
+
+    def _check_drained(self) -> None:
+        """A job whose queues answered empty after the store refused its last messages did not
+        drain them: it ends as one that gave up on the store (StoreRefusedJob, exit 4), not as
+        done (exit 0)."""
+        assert self._dispatcher is not None
+        refused = self._dispatcher.refused_by_store
+        if not refused or self._stopping.is_set() or self._gave_up is not None:
+            return
+        error = self._dispatcher.store_error
+        self._gave_up = StoreRefusedJob(
+            f"the store refused the last {refused} messages of the job, and took none after "
+            f"them ({error}); they go back to their queues: fix the store and run it again"
+        )
+        log.error("store refused the job's last messages; stopping", refused=refused, error=error)
 
     def _spawn_tasks(self, *, once: bool) -> None:
         # Enough pollers that each can ask for a full batch of ten within the handler slots;
