@@ -170,7 +170,7 @@ def test_run_once_gives_up_on_a_store_with_no_room_with_the_store_s_own_fix(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         f"error: store stayed unreachable for 3s: store {sqlite_url} (LAMBDA_DESTINATIONS_STORE) "
-        "is unavailable: disk I/O error (the file reached this process's file size limit, "
+        "is unavailable: disk I/O error (the file is at or near this process's file size limit, "
         "16384 bytes): raise the limit (ulimit -f)"
     ]
     assert_clean(result)

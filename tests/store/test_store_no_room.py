@@ -1,8 +1,10 @@
-"""A SQLite file with no room to grow, met by a command: a full disk, the file size limit.
+"""A SQLite file with no room to grow: a full disk, the file size limit.
 
 SQLite says "database or disk is full" only when a write into the file finds the disk full;
 opening a file that no process has open sizes its ``-shm`` file, and that fails as a "disk I/O
 error", as does a write past the process's file size limit. Each line still says what to do.
+And a writing ping, which tells the worker it may receive again, fails while the file has
+almost no room left, although its one row would still fit.
 """
 
 from __future__ import annotations
@@ -13,66 +15,78 @@ import resource
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 
-# Run in a private mount namespace on a small tmpfs (argv: the folder, ENTRY as JSON): make a
-# store, fill the disk, then ask the store for something, as an operator would.
+# Run in a private mount namespace on a small tmpfs (argv: the folder, ENTRY as JSON, the
+# bytes to leave free): make a store, fill the disk but for those, then ask the store for
+# something as an operator would (`failures list`), and ping it with a write as the worker's
+# store watcher does.
 ON_A_FULL_DISK = """
-import json, os, subprocess, sys
-folder, entry = sys.argv[1], json.loads(sys.argv[2])
-env = {**os.environ, "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{folder}/store.db"}
+import asyncio, json, os, subprocess, sys
+from lambda_destinations.store import Store
+folder, entry, leave = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+url = f"sqlite:///{folder}/store.db"
+env = {**os.environ, "LAMBDA_DESTINATIONS_STORE": url}
 made = subprocess.run([*entry, "migrate"], env=env, capture_output=True, text=True)
 assert made.returncode == 0, made.stderr
-with open(f"{folder}/filler", "wb") as filler:
+with open(f"{folder}/filler", "wb", buffering=0) as filler:
     try:
         while True:
-            filler.write(bytes(64 * 1024))
-            filler.flush()
+            filler.write(bytes(4096))
     except OSError:
         pass
+os.truncate(f"{folder}/filler", max(0, os.path.getsize(f"{folder}/filler") - leave))
 listed = subprocess.run([*entry, "failures", "list"], env=env, capture_output=True, text=True)
-print(json.dumps({"code": listed.returncode, "stderr": listed.stderr}))
+
+async def ping():
+    try:
+        async with Store.from_url(url) as store:
+            await store.ping(write=True)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "answered"
+
+print(json.dumps({"code": listed.returncode, "stderr": listed.stderr, "ping": asyncio.run(ping())}))
+"""
+
+# Ping a store with a write (argv: its URL), as the worker's store watcher does.
+PING = """
+import asyncio, json, sys
+from lambda_destinations.store import Store
+
+async def ping():
+    try:
+        async with Store.from_url(sys.argv[1]) as store:
+            await store.ping(write=True)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "answered"
+
+print(json.dumps(asyncio.run(ping())))
 """
 
 
-def error_lines(stderr: str) -> list[str]:
-    assert "Traceback" not in stderr, stderr
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
-
-
-def test_a_write_past_the_file_size_limit_names_the_limit(tmp_path: Path) -> None:
-    # given: a process whose files may not grow past 64 KiB (ulimit -f; Python ignores
-    # SIGXFSZ, so a write past it fails with EFBIG, which SQLite calls a disk I/O error)
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    limit = 64 * 1024
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """A preexec_fn: the child's files may not grow past ``limit`` bytes (ulimit -f; Python
+    ignores SIGXFSZ, so a write past it fails with EFBIG, which SQLite calls a disk I/O
+    error)."""
 
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    # when: migrate writes the store's tables
-    result = subprocess.run(
-        [*ENTRY, "migrate", "--store", url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=limited,
-    )
-
-    # then: one line naming the limit and its fix (it said "check the disk holding the file")
-    assert result.returncode == 4, result.stderr
-    assert error_lines(result.stderr) == [
-        f"error: store {url} (--store) is unavailable: disk I/O error (the file reached this "
-        f"process's file size limit, {limit} bytes): raise the limit (ulimit -f)"
-    ]
+    return limited
 
 
-def test_a_full_disk_says_to_free_space_where_sqlite_says_disk_io_error(tmp_path: Path) -> None:
-    # given: a tmpfs of 4 MiB in a mount namespace of our own (no privileges needed where
-    # unprivileged user namespaces are allowed)
+def on_a_small_tmpfs(tmp_path: Path, leave: int) -> dict[str, Any]:
+    """ON_A_FULL_DISK's findings, on a tmpfs of 4 MiB mounted in a mount namespace of our
+    own (no privileges needed where unprivileged user namespaces are allowed); skips where
+    none can be made."""
     unshare = shutil.which("unshare")
     if unshare is None:
         pytest.skip("needs unshare (util-linux) for a small tmpfs")
@@ -86,10 +100,7 @@ def test_a_full_disk_says_to_free_space_where_sqlite_says_disk_io_error(tmp_path
     )
     if probe.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs in a user namespace here: {probe.stderr.strip()}")
-
-    # when: a store is made on it, the disk filled, and `failures list` run (a read: the
-    # store has no -shm file, since no process has it open)
-    script = [sys.executable, "-c", ON_A_FULL_DISK, str(folder), json.dumps(ENTRY)]
+    script = [sys.executable, "-c", ON_A_FULL_DISK, str(folder), json.dumps(ENTRY), str(leave)]
     inside = subprocess.run(
         [unshare, "-rm", "sh", "-c", mount, "sh", str(folder), *script],
         capture_output=True,
@@ -97,15 +108,94 @@ def test_a_full_disk_says_to_free_space_where_sqlite_says_disk_io_error(tmp_path
         timeout=120,
     )
     assert inside.returncode == 0, inside.stderr
-    listed = json.loads(inside.stdout)
+    found: dict[str, Any] = json.loads(inside.stdout)
+    return found
+
+
+def error_lines(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def test_a_write_past_the_file_size_limit_names_the_limit(tmp_path: Path) -> None:
+    # given: a process whose files may not grow past 64 KiB
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    limit = 64 * 1024
+
+    # when: migrate writes the store's tables
+    result = subprocess.run(
+        [*ENTRY, "migrate", "--store", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=file_size_limit(limit),
+    )
+
+    # then: one line naming the limit and its fix (it said "check the disk holding the file")
+    assert result.returncode == 4, result.stderr
+    assert error_lines(result.stderr) == [
+        f"error: store {url} (--store) is unavailable: disk I/O error (the file is at or near "
+        f"this process's file size limit, {limit} bytes): raise the limit (ulimit -f)"
+    ]
+
+
+def test_a_full_disk_says_to_free_space_where_sqlite_says_disk_io_error(tmp_path: Path) -> None:
+    # given / when: a store on a tmpfs filled to the last byte, and `failures list` run (a
+    # read: the store has no -shm file, since no process has it open)
+    found = on_a_small_tmpfs(tmp_path, leave=0)
 
     # then: one line that says to free space (it said "check the disk holding the file")
-    assert listed["code"] == 4, listed["stderr"]
-    [line] = error_lines(listed["stderr"])
-    url = f"sqlite:///{folder / 'store.db'}"
+    assert found["code"] == 4, found["stderr"]
+    [line] = error_lines(found["stderr"])
+    url = f"sqlite:///{tmp_path / 'disk' / 'store.db'}"
     assert re.fullmatch(
         re.escape(f"error: store {url} (LAMBDA_DESTINATIONS_STORE) is unavailable: ")
         + r"disk I/O error \(the disk holding the file has \d+ KiB free\): "
         + re.escape("free space on the disk holding the file"),
         line,
     ), line
+
+
+def test_a_writing_ping_fails_on_a_disk_full_but_for_a_few_pages(tmp_path: Path) -> None:
+    # given / when: a store on a tmpfs filled but for 256 KiB, pinged with a write, as the
+    # worker's watcher does before it resumes receiving
+    found = on_a_small_tmpfs(tmp_path, leave=256 * 1024)
+
+    # then: a read still answers (`failures list` exits 0), but the ping fails, saying to free
+    # space: its one row fits there, a batch of saves does not, and the worker resumed to fail
+    # a round of messages at every pause for as long as the disk stayed full
+    assert found["code"] == 0, found["stderr"]
+    url = f"sqlite:///{tmp_path / 'disk' / 'store.db'}"
+    assert re.fullmatch(
+        re.escape(f"StoreUnavailable: store {url} is unavailable: ")
+        + r"the disk holding the file has \d+ KiB free: "
+        + re.escape("free space on the disk holding the file"),
+        found["ping"],
+    ), found["ping"]
+
+
+def test_a_writing_ping_fails_near_the_file_size_limit(tmp_path: Path) -> None:
+    # given: a migrated store, and a process whose files may grow by 256 KiB at most: room for
+    # the ping's one row, not for a batch of saves
+    path = tmp_path / "store.db"
+    made = subprocess.run(
+        [*ENTRY, "migrate", "--store", f"sqlite:///{path}"], capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    limit = path.stat().st_size + 256 * 1024
+
+    # when: it pings the store with a write
+    pinged = subprocess.run(
+        [sys.executable, "-c", PING, f"sqlite:///{path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=file_size_limit(limit),
+    )
+
+    # then: the ping fails, naming the limit and its fix (it answered)
+    assert pinged.returncode == 0, pinged.stderr
+    assert json.loads(pinged.stdout) == (
+        f"StoreUnavailable: store sqlite:///{path} is unavailable: the file is at or near this "
+        f"process's file size limit, {limit} bytes: raise the limit (ulimit -f)"
+    )

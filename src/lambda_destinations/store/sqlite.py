@@ -39,7 +39,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
-from lambda_destinations.errors import StoreGone
+from lambda_destinations.errors import StoreGone, StoreUnavailable
 from lambda_destinations.store._access import StoreConnection
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._sql import (
@@ -64,8 +64,8 @@ _FIXES = {
     "SQLITE_NOTADB": "the file is not a SQLite database: point the store at another path",
     "SQLITE_CORRUPT": "the file is damaged: restore it from a backup, or start a new one",
 }
-# Bytes of room below which SQLite's I/O error is put down to the file having none left (the
-# disk full, or the file size limit reached): a write of SQLite's needs a few pages at most.
+# Bytes of room below which the file is taken to have none left (the disk full, or the file
+# size limit reached): SQLite's I/O error is put down to that, and a writing ping fails.
 NO_ROOM = 1024 * 1024
 T = TypeVar("T")
 log = structlog.get_logger("lambda_destinations.store")
@@ -543,6 +543,11 @@ class SQLiteStore(SqlStore):
     async def ping(self, *, write: bool = False) -> None:
         self._check_file()  # first: a new connection would create a missing file
         await super().ping(write=write)
+        if write and (no_room := self._no_room()) is not None:
+            # The ping's one row still fits on a disk full but for a few pages, where a batch
+            # of saves does not: the worker would resume, and fail a round of messages (each
+            # a receive nearer its DLQ) at every pause, for as long as the disk stays full.
+            raise StoreUnavailable.at(self.display_url, f"{no_room[0]}: {no_room[1]}")
 
     def _check_file(self) -> None:
         """Raise StoreGone if the file at the path is no longer the one open.
@@ -623,7 +628,7 @@ class SQLiteStore(SqlStore):
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         if limit != resource.RLIM_INFINITY and self._largest_file() + NO_ROOM >= limit:
             return (
-                f"the file reached this process's file size limit, {limit} bytes",
+                f"the file is at or near this process's file size limit, {limit} bytes",
                 "raise the limit (ulimit -f)",
             )
         return None
