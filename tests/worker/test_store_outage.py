@@ -104,6 +104,14 @@ async def test_saves_refused_pause_receiving_at_growing_intervals_and_lose_nothi
     assert all("another process held the write lock" in e["error"] for e in paused), paused
 
 
+def on_queue(sqs: Any, url: str) -> int:
+    """The messages on the queue at ``url``, visible or hidden (SQS's approximate counts)."""
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(queue["ApproximateNumberOfMessages"]) + int(
+        queue["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_a_job_gives_up_on_a_store_that_stays_unavailable(sqs, outage) -> None:
@@ -125,10 +133,7 @@ async def test_a_job_gives_up_on_a_store_that_stays_unavailable(sqs, outage) -> 
     # and every message is still on its queue, none stored, none dead-lettered
     assert await stored(settings.store) == 0
     assert receive_all(sqs, given.dlq) == []
-    queue = sqs.get_queue_attributes(QueueUrl=given.url, AttributeNames=["All"])["Attributes"]
-    waiting = int(queue["ApproximateNumberOfMessages"])
-    hidden = int(queue["ApproximateNumberOfMessagesNotVisible"])
-    assert waiting + hidden == len(given.bodies)
+    assert on_queue(sqs, given.url) == len(given.bodies)
 
 
 @pytest.mark.slow
@@ -237,10 +242,7 @@ async def test_a_store_file_deleted_under_the_worker_stops_it_and_loses_nothing(
     assert worker.stats.as_dict()["acked"] == len(first)
     # and every later record is still on its queue, none dead-lettered
     assert receive_all(sqs, dlq) == []
-    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    waiting = int(queue["ApproximateNumberOfMessages"])
-    hidden = int(queue["ApproximateNumberOfMessagesNotVisible"])
-    assert waiting + hidden == len(later)
+    assert on_queue(sqs, url) == len(later)
 
 
 @pytest.mark.timeout(60)
@@ -290,7 +292,4 @@ async def test_a_job_whose_last_messages_the_store_refused_does_not_end_as_drain
     assert worker.stats.outcomes["retry"] >= 1
     assert await stored(settings.store) == 0
     assert receive_all(sqs, dlq) == []
-    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    waiting = int(queue["ApproximateNumberOfMessages"])
-    hidden = int(queue["ApproximateNumberOfMessagesNotVisible"])
-    assert waiting + hidden == len(records)
+    assert on_queue(sqs, url) == len(records)
