@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -51,3 +53,14 @@ def start_console(
             break
     reap(process)
     pytest.fail(f"the console did not start: {process.stderr.read()[-2000:]}")
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """A preexec_fn: the child's files may not grow past ``limit`` bytes (ulimit -f; Python
+    ignores SIGXFSZ, so a write past it fails with EFBIG, which SQLite calls a disk I/O
+    error)."""
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limited

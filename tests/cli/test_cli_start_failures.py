@@ -7,13 +7,14 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
 import threading
 
 import pytest
+
+from processes import file_size_limit as limited_to
 
 # Every ResourceWarning an error (reported as "Exception ignored ... ResourceWarning" when
 # raised in a finaliser); the collection at exit reaches whatever the failed start left open.
@@ -41,20 +42,14 @@ def closed_port() -> int:
 def run(
     env: dict[str, str], *, file_size_limit: int | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``run --once``; with ``file_size_limit``, its files may not grow past that many bytes
-    (ulimit -f: Python ignores SIGXFSZ, so such a write fails with EFBIG)."""
-
-    def limited() -> None:
-        if file_size_limit is not None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
-
+    """``run --once``; with ``file_size_limit``, its files may not grow past that many bytes."""
     return subprocess.run(
         [*ENTRY, "run", "--once"],
         env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **env},
         capture_output=True,
         text=True,
         timeout=120,
-        preexec_fn=limited,
+        preexec_fn=None if file_size_limit is None else limited_to(file_size_limit),
     )
 
 

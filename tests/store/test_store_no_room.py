@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-import resource
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from processes import file_size_limit
 
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 
@@ -70,17 +70,6 @@ async def ping():
 
 print(json.dumps(asyncio.run(ping())))
 """
-
-
-def file_size_limit(limit: int) -> Callable[[], None]:
-    """A preexec_fn: the child's files may not grow past ``limit`` bytes (ulimit -f; Python
-    ignores SIGXFSZ, so a write past it fails with EFBIG, which SQLite calls a disk I/O
-    error)."""
-
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return limited
 
 
 def on_a_small_tmpfs(tmp_path: Path, leave: int) -> dict[str, Any]:
