@@ -8,6 +8,7 @@ Built once in the entry point and passed down; nothing reads the environment lat
 from __future__ import annotations
 
 import codecs
+import contextlib
 import difflib
 import json
 import os
@@ -398,12 +399,31 @@ class Settings(BaseSettings):
 
     # Where each setting's value came from, as load_settings found it (see origin).
     _origins: dict[str, str] = PrivateAttr(default={})
+    # The sources of the [handlers.NAME] tables, the one that wins first (see handler_origin).
+    _handler_sources: list[tuple[str, Mapping[str, Any]]] = PrivateAttr(default=[])
 
     def origin(self, field: str) -> str | None:
         """Where ``field``'s value came from (``--store``, ``LAMBDA_DESTINATIONS_STORE``, the
         TOML file), for an error about it; None for settings load_settings did not build.
-        Kept for ``store``, ``queues``, ``endpoint_url`` and ``region``."""
+        Kept for ``store``, ``queues``, ``endpoint_url``, ``region`` and ``routes``."""
         return self._origins.get(field)
+
+    def handler_origin(self, name: str, setting: str | None = None) -> str | None:
+        """Where ``handlers.NAME.setting`` was set, for an error about it: the variable holding
+        ``LAMBDA_DESTINATIONS_HANDLERS``' JSON or the TOML file, the first that has it (the
+        two are merged table by table, setting by setting). For a setting neither has, or
+        none: where the table is (both, joined). None for settings load_settings did not build.
+        """
+        tables = [
+            (origin, table)
+            for origin, handlers in self._handler_sources
+            if isinstance(table := handlers.get(name), Mapping)
+        ]
+        if setting is not None:
+            for origin, table in tables:
+                if setting in table:
+                    return origin
+        return " over ".join(origin for origin, _ in tables) or None
 
     def outside_dev(self) -> bool:
         """Whether nothing set the settings: no file read and no option or variable set the
@@ -542,6 +562,15 @@ def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
         setting = name.upper().removeprefix(ENV_PREFIX)
         if setting in known:
             continue
+        head = setting.partition("__")[0]
+        if head != setting and head in known:
+            # pydantic-settings' nested delimiter, which these settings do not use
+            warnings.append(
+                f"{name} is no setting, ignored: a setting's parts are not set one by one: "
+                f"give {ENV_PREFIX}{head} its whole value (JSON for handlers and routes), or "
+                "set it in the TOML file"
+            )
+            continue
         close = difflib.get_close_matches(setting, known, n=1, cutoff=0.8)
         if close:
             warnings.append(f"{name} is no setting, ignored: did you mean {ENV_PREFIX}{close[0]}?")
@@ -549,7 +578,7 @@ def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 # The settings whose errors name where they were set (Settings.origin).
-_ORIGINS_KEPT = ("store", "queues", "endpoint_url", "region")
+_ORIGINS_KEPT = ("store", "queues", "endpoint_url", "region", "routes")
 
 
 def _origin(field: str, overrides: Mapping[str, Any], file_data: Mapping[str, Any]) -> str:
@@ -563,6 +592,26 @@ def _origin(field: str, overrides: Mapping[str, Any], file_data: Mapping[str, An
     if field in file_data:
         return f"the TOML file {file_data['config']}"
     return _unset(field)
+
+
+def _handler_sources(
+    overrides: Mapping[str, Any], file_data: Mapping[str, Any]
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """The handler tables of the variable and of the TOML file, in the order they win (none
+    when the caller gave its own, which replace both)."""
+    if "handlers" in overrides:
+        return []
+    sources: list[tuple[str, Mapping[str, Any]]] = []
+    for env_name, text in os.environ.items():
+        if env_name.upper() != f"{ENV_PREFIX}HANDLERS":  # matched in any case, as the settings
+            continue
+        with contextlib.suppress(ValueError):  # read before, as the settings' own value
+            given = json.loads(text)
+            if isinstance(given, Mapping):
+                sources.append((env_name, given))
+    if isinstance(tables := file_data.get("handlers"), Mapping):
+        sources.append((f"the TOML file {file_data['config']}", tables))
+    return sources
 
 
 def _unset(field: str) -> str:
@@ -628,4 +677,5 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         **{name: getattr(loaded, name) for name in Settings.model_fields}
     )
     settings._origins = {name: _origin(name, overrides, file_data) for name in _ORIGINS_KEPT}
+    settings._handler_sources = _handler_sources(overrides, file_data)
     return settings

@@ -514,10 +514,14 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
         ({"LAMBDA_DESTINATIONS_HANDLERS": '{"x": {"type": "nosuch"}}'}, "'nosuch' is unknown"),
         (  # it said type = 'oncall' is unknown, a type nobody wrote
             {"LAMBDA_DESTINATIONS_HANDLERS": '{"oncall": {"url": "https://x.example/x"}}'},
-            "error: handlers.oncall: no type: add type = one of email, persist, replay, "
+            "error: handlers.oncall (LAMBDA_DESTINATIONS_HANDLERS): no type: add type = one of "
+            "email, persist, replay, "
             "replay-outcome, sms, webhook or module:function",
         ),
-        ({"LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook"}}'}, "handlers.h: give url"),
+        (
+            {"LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook"}}'},
+            "handlers.h (LAMBDA_DESTINATIONS_HANDLERS): give url",
+        ),
         ({"LAMBDA_DESTINATIONS_KEEP_REPLAYS_DAYS": "inf"}, "or 0 to keep forever"),
         ({"LAMBDA_DESTINATIONS_PRUNE_INTERVAL": "inf"}, "PRUNE_INTERVAL"),
         ({"LAMBDA_DESTINATIONS_HANDLER_TIMEOUT": "1e12"}, "HANDLER_TIMEOUT"),
@@ -597,7 +601,8 @@ def test_a_replay_legacy_function_that_is_no_function_name_is_one_line(
     result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
     assert result.returncode == 3, result.stderr
     assert one_error_line(result) == (
-        f"error: handlers.r.legacy_function: {legacy!r} is not a Lambda function name or ARN: "
+        f"error: handlers.r.legacy_function (LAMBDA_DESTINATIONS_HANDLERS): {legacy!r} is not "
+        "a Lambda function name or ARN: "
         "write a name (orders-api), maybe with :alias or :version, or the function's ARN "
         "(arn:aws:lambda:us-east-1:123456789012:function:orders-api)"
     )
@@ -637,7 +642,7 @@ def test_a_webhook_header_with_a_line_break_is_one_line_and_exit_3(
     result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
     assert result.returncode == 3
     line = one_error_line(result)
-    assert line.startswith(f"error: handlers.w.{setting}: "), line
+    assert line.startswith(f"error: handlers.w.{setting} (LAMBDA_DESTINATIONS_HANDLERS): "), line
     assert "line break" in line
     assert "abc" not in result.stderr  # the value may be a secret
     assert "X-Evil" not in result.stderr
@@ -773,13 +778,13 @@ def test_ctrl_c_while_a_handler_module_imports_is_the_user_s(tmp_path: Path) -> 
         ),
         (  # it blamed the module and pointed at importlib's own file
             {"LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": [":notify"]}])},
-            "error: handler ':notify': '' is not a module name: write it as Python imports it, "
-            "such as myapp.destinations (a file's path is not one)",
+            "error: handler ':notify' (LAMBDA_DESTINATIONS_ROUTES): '' is not a module name: "
+            "write it as Python imports it, such as myapp.destinations (a file's path is not one)",
         ),
         (  # it said the module itself was no async function
             {"LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["json:"]}])},
-            "error: handler 'json:': nothing follows ':': write module:function, such as "
-            "myapp.destinations:notify",
+            "error: handler 'json:' (LAMBDA_DESTINATIONS_ROUTES): nothing follows ':': write "
+            "module:function, such as myapp.destinations:notify",
         ),
     ],
 )
@@ -816,7 +821,8 @@ def test_a_handler_table_giving_a_built_in_name_another_type_is_one_line(
     result = cli("run", "--once", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 3, result.stderr
     assert one_error_line(result) == (
-        f"error: handlers.{name}: {name!r} is a built-in handler's name, and the table makes "
+        f"error: handlers.{name} (the TOML file {config}): {name!r} is a built-in handler's "
+        "name, and the table makes "
         f"it a {kind} handler: give the table another name (and the routes that use it)"
     )
 
@@ -1325,6 +1331,58 @@ def test_a_misspelt_variable_is_named_with_the_setting_it_is_close_to(tmp_path: 
         "LAMBDA_DESTINATIONS_CONCURENCY is no setting, ignored: did you mean "
         "LAMBDA_DESTINATIONS_CONCURRENCY?"
     ]
+
+
+def test_a_setting_s_part_named_with_double_underscores_is_said_to_change_nothing(
+    tmp_path: Path,
+) -> None:
+    # before: pydantic-settings' nested form, which these settings do not read, was ignored
+    # without a word (the name is close to no setting)
+    env = {"LAMBDA_DESTINATIONS_HANDLERS__HOOK__URL": "https://hooks.example.com/x"}
+    result = cli("migrate", "--store", f"sqlite:///{tmp_path / 'x.db'}", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [
+        json.loads(line)["event"] for line in result.stderr.splitlines() if line.startswith("{")
+    ]
+    assert (
+        "LAMBDA_DESTINATIONS_HANDLERS__HOOK__URL is no setting, ignored: a setting's parts are "
+        "not set one by one: give LAMBDA_DESTINATIONS_HANDLERS its whole value (JSON for "
+        "handlers and routes), or set it in the TOML file"
+    ) in warnings
+
+
+@pytest.mark.parametrize(
+    ("given", "origin"),
+    [
+        ({"url": "ftp://x"}, "LAMBDA_DESTINATIONS_HANDLERS"),  # the variable's hides the file's
+        ({"timeout": 5}, "the TOML file c.toml"),  # the variable sets another setting
+    ],
+)
+def test_a_bad_handler_setting_names_the_variable_or_the_file_that_set_it(
+    given: dict[str, Any], origin: str, tmp_path: Path
+) -> None:
+    # before: `handlers.hook.url: the URL must be …`, with the file's URL right: the variable's
+    # table is merged over the file's, setting by setting, and nothing said which one won
+    url = '"https://hooks.example.com/x"' if "url" in given else '"ftp://y"'
+    (tmp_path / "c.toml").write_text(
+        f'queues = ["q"]\n[handlers.hook]\ntype = "webhook"\nurl = {url}\n'
+    )
+    env = {"LAMBDA_DESTINATIONS_HANDLERS": json.dumps({"hook": given})}
+    result = cli("run", "--once", "--config", "c.toml", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result).startswith(f"error: handlers.hook.url ({origin}): the URL must")
+
+
+def test_a_bad_handler_table_in_both_sources_names_both(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(
+        'queues = ["q"]\n[handlers.hook]\nurl = "https://h.example/x"\n'
+    )
+    env = {"LAMBDA_DESTINATIONS_HANDLERS": json.dumps({"hook": {"timeout": 5}})}
+    result = cli("run", "--once", "--config", "c.toml", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result).startswith(
+        "error: handlers.hook (LAMBDA_DESTINATIONS_HANDLERS over the TOML file c.toml): no type"
+    )
 
 
 @pytest.mark.parametrize("source", ["option", "environment", "file"])

@@ -202,8 +202,25 @@ def test_bad_route_handler_name_fails_at_start(worker_env, make_queue) -> None:
     }
     result = cli("run", "--once", env=env)
     assert result.returncode == 3
-    assert "handler 'nope' is not defined" in result.stderr
+    # the routes' own name: the line says where the routes were set
+    assert "handler 'nope' (LAMBDA_DESTINATIONS_ROUTES) is not defined" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bad_route_handler_name_in_a_toml_file_names_the_file(tmp_path: Path) -> None:
+    # before: `handler 'nope' is not defined`, and a table of that name in the file would have
+    # been the fix as much as the route
+    config = tmp_path / "c.toml"
+    config.write_text('queues = ["q"]\nroutes = [{handlers = ["persist", "nope"]}]\n')
+    result = cli("run", "--once", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"error: handler 'nope' (routes in the TOML file {config}) is not defined: use one of "
+        )
+    )
 
 
 def test_migrate_applies_then_reports_up_to_date(tmp_path) -> None:

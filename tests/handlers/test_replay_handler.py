@@ -766,7 +766,7 @@ async def test_a_job_taken_by_a_dead_worker_runs_after_its_lease(sqlite_url: str
     ("options", "message"),
     [
         ({"budget": 0}, r"\.budget: Input should be greater than or equal to 1"),
-        ({"delay": "1h", "max_delay": "5m"}, r"\.max_delay \(300s\) is below delay \(3600s\)"),
+        ({"delay": "1h", "max_delay": "5m"}, r"\.max_delay: 300s is below delay \(3600s\)"),
         ({"error_types": []}, r"\.error_types: an empty list matches nothing"),
         ({"delay": "later"}, r"\.delay: 'later' is not a duration"),
         ({"retries": 3}, r"\.retries: unknown setting"),

@@ -224,7 +224,9 @@ def test_the_run_command_refuses_a_malicious_template_in_one_line(
     )
 
     assert result.returncode == 3
-    assert "handlers.oncall-mail.subject: template field" in result.stderr
+    assert f"handlers.oncall-mail.subject (the TOML file {config}): template field" in (
+        result.stderr
+    )
     assert "{record.__class__.__init__.__globals__} is refused" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 import signal
 import threading
 import traceback
@@ -189,6 +190,17 @@ def _decorated(module_name: str, name: str, value: Any) -> Any:
     return value
 
 
+def _placed(message: str, name: str, settings: Settings) -> str:
+    """``message``, about the ``[handlers.NAME]`` table, with where the setting it names was
+    set after its path (``handlers.hook.url (the TOML file x.toml): …``): the TOML file and
+    the variable are merged setting by setting, so the path alone does not say which to fix."""
+    path = re.match(rf"handlers\.{re.escape(name)}(?:\.(\w+))?[^:]*(?=: )", message)
+    origin = path and settings.handler_origin(name, path[1])
+    if not path or not origin:
+        return message
+    return f"{message[: path.end()]} ({origin}){message[path.end() :]}"
+
+
 class HandlerRegistry:
     """Resolves the names used in routes to handler instances, once, at start."""
 
@@ -217,22 +229,10 @@ class HandlerRegistry:
     def _build(self, name: str) -> Handler:
         options = self._settings.handlers.get(name)
         if options is not None:
-            options = dict(options)
-            if "type" not in options and name not in {*BUILTIN_TYPES, *self._decorated}:
-                # The table's name stands for its type only when it names a handler.
-                raise ConfigError(
-                    f"handlers.{name}: no type: add type = one of "
-                    f"{', '.join(sorted(BUILTIN_TYPES))} or module:function"
-                )
-            kind = str(options.pop("type", name))
-            if name in BUILTIN_TYPES and kind != name:
-                # Every route naming it, and the default route's persist, would run this one.
-                raise ConfigError(
-                    f"handlers.{name}: {name!r} is a built-in handler's name, and the table "
-                    f"makes it a {kind} handler: give the table another name (and the routes "
-                    "that use it)"
-                )
-            return self._from_type(name, kind, options)
+            try:
+                return self._from_table(name, dict(options))
+            except ConfigError as exc:
+                raise ConfigError(_placed(str(exc), name, self._settings)) from None
         if name in BUILTIN_TYPES:
             return self._from_type(name, name, {})
         if name in self._decorated:
@@ -246,6 +246,24 @@ class HandlerRegistry:
             "a [handlers.NAME] table, or module:function"
         )
 
+    def _from_table(self, name: str, options: dict[str, Any]) -> Handler:
+        """The handler the ``[handlers.NAME]`` table ``options`` makes."""
+        if "type" not in options and name not in {*BUILTIN_TYPES, *self._decorated}:
+            # The table's name stands for its type only when it names a handler.
+            raise ConfigError(
+                f"handlers.{name}: no type: add type = one of "
+                f"{', '.join(sorted(BUILTIN_TYPES))} or module:function"
+            )
+        kind = str(options.pop("type", name))
+        if name in BUILTIN_TYPES and kind != name:
+            # Every route naming it, and the default route's persist, would run this one.
+            raise ConfigError(
+                f"handlers.{name}: {name!r} is a built-in handler's name, and the table "
+                f"makes it a {kind} handler: give the table another name (and the routes "
+                "that use it)"
+            )
+        return self._from_type(name, kind, options)
+
     def _from_type(self, name: str, kind: str, options: dict[str, Any]) -> Handler:
         if kind in BUILTIN_TYPES:
             return BUILTIN_TYPES[kind](name, options, self._settings)
@@ -255,15 +273,28 @@ class HandlerRegistry:
             target = _import(kind, f"handlers.{name}.type")
             return _user_handler(name, target, f"handlers.{name}.type", options)
         raise ConfigError(
-            f"handlers.{name}.type = {kind!r} is unknown: use one of "
+            f"handlers.{name}.type: {kind!r} is unknown: use one of "
             f"{', '.join(sorted(BUILTIN_TYPES))} or module:function"
         )
+
+    def configured(self, name: str) -> Handler:
+        """:meth:`get` for a name of :func:`configured_handlers`: one no table or module
+        defines is the routes' own, and the line says where they were set (``handler 'x'
+        (routes in the TOML file x.toml) is not defined: …``)."""
+        try:
+            return self.get(name)
+        except ConfigError as exc:
+            if name in self._settings.handlers or name in self._decorated:
+                raise  # about the table or the module, which its line names
+            named = f"handler {name!r}"
+            placed = f"{named} ({self._settings.set_in('routes')})"
+            raise ConfigError(str(exc).replace(named, placed, 1)) from None
 
     def router(self) -> Router:
         """Build every route's chain now, so a bad name fails at start, not on a message; and
         every configured handler, so a table no route uses yet is checked as well."""
         for name in configured_handlers(self._settings):
-            self.get(name)
+            self.configured(name)
         routes = [
             Route(
                 chain=tuple(self.get(name) for name in config.handlers),

@@ -597,7 +597,8 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> ReplayHandl
     parsed = parse_options(ReplayOptions, name, options)
     if parsed.max_delay < parsed.delay:
         raise ConfigError(
-            f"handlers.{name}.max_delay ({parsed.max_delay:g}s) is below delay ({parsed.delay:g}s)"
+            f"handlers.{name}.max_delay: {parsed.max_delay:g}s is below delay ({parsed.delay:g}s): "
+            "raise max_delay, or lower delay"
         )
     policy = ReplayPolicy(
         error_types=tuple(parsed.error_types) if parsed.error_types else None,

@@ -62,7 +62,7 @@ async def check_handlers(settings: Settings, aws: AwsClients) -> list[Check]:
     findings: list[Check] = []
     for name in configured_handlers(settings):
         try:
-            handler = registry.get(name)
+            handler = registry.configured(name)
         except ConfigError as exc:
             findings.append(Check(f"handler {name}", "error", str(exc), "fix its settings"))
             continue
