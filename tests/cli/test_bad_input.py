@@ -930,6 +930,32 @@ def test_healthcheck_with_nothing_listening_or_answering_says_which_in_one_line(
     )
 
 
+async def test_healthcheck_of_a_path_the_ops_server_lacks_names_the_two_it_has(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from lambda_destinations.worker import OpsServer
+
+    # given: an ops server, as the worker runs it
+    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=lambda: b"")
+    await ops.start()
+    try:
+        env = {"LAMBDA_DESTINATIONS_OPS_PORT": str(ops.addresses[0][1])}
+        # when: asked for a page it does not serve (before: "404 404: Not Found")
+        result = await asyncio.to_thread(
+            cli, "healthcheck", "--path", "/health", env=env, cwd=tmp_path
+        )
+    finally:
+        await ops.close()
+    # then
+    assert result.returncode == 1, result.stderr
+    assert one_error_line(result) == (
+        f"error: http://127.0.0.1:{env['LAMBDA_DESTINATIONS_OPS_PORT']}/health: 404, the ops "
+        "server has no such page: ask /healthz or /readyz (--path)"
+    )
+
+
 def test_a_log_level_or_format_in_capitals_is_taken(tmp_path: Path) -> None:
     # before: LAMBDA_DESTINATIONS_LOG_LEVEL=DEBUG was refused, exit 3
     from lambda_destinations.config import load_settings

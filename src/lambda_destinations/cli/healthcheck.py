@@ -58,6 +58,8 @@ def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
         with urllib.request.urlopen(url, timeout=seconds) as response:
             click.echo(f"{url}: {response.status}")
     except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # the ops server's own 404 body is "404: Not Found"
+            fail(f"{url}: 404, the ops server has no such page: ask /healthz or /readyz (--path)")
         fail(f"{url}: {exc.code} {exc.read().decode(errors='replace')[:500]}")
     except OSError as exc:
         fail(f"{url}: {_no_answer(exc, seconds)}")
