@@ -742,6 +742,32 @@ async def test_the_slack_preset_sends_text(
     }
 
 
+async def test_a_lone_surrogate_in_the_record_is_sent_as_its_json_escape(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    # given: a record whose error message and payload hold a lone surrogate, which JSON spells
+    # and UTF-8 has no bytes for (dev's alerts retried such a record until the DLQ took it)
+    url, _ = make_queue("hook-surrogate")
+    record = failure_record("orders-api", message="\ud800", payload={"note": "a\udc00b"})
+    send_records(sqs, url, [record])
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        url=receiver.url,
+        body={"text": "{error_message}", "payload": "{payload}"},
+    )
+
+    # when
+    stats = await drain(settings)
+
+    # then: one POST, its body JSON that reads back as the record's values
+    assert stats.outcomes["ack"] == 1
+    (request,) = receiver.requests
+    assert request["body"] == {"text": "\ud800", "payload": {"note": "a\udc00b"}}
+    assert b"\\ud800" in request["raw"]
+
+
 async def test_the_slack_preset_keeps_its_text_within_slacks_limit(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
 ) -> None:

@@ -447,7 +447,10 @@ class WebhookHandler(storm.Notifier):
             body = self.fit(body)
         if isinstance(body, dict) and self.extra:
             body = {**self.extra, **body}
-        data = json.dumps(body, ensure_ascii=False, default=str).encode()
+        try:
+            data = json.dumps(body, ensure_ascii=False, default=str).encode()
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800"): JSON spells it, UTF-8 cannot
+            data = json.dumps(body, default=str).encode()  # escaped as \uXXXX: the same value
         headers = self.request_headers(data, key)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
