@@ -65,6 +65,16 @@ def _finite(text: str) -> float:
     return number
 
 
+def utf8(value: Any, *, separators: tuple[str, str] | None = None) -> bytes:
+    """JSON bytes for ``value`` to send (an Invoke's payload, a webhook's body), non-ASCII as
+    UTF-8; with a lone surrogate (``"\\ud800"``: JSON spells one, UTF-8 has no bytes for it)
+    every non-ASCII character is a ``\\uXXXX`` escape instead, the same value read back."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=separators, default=str).encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=separators, default=str).encode()
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text for ``value``."""
     try:

@@ -270,6 +270,16 @@ def test_a_failure_replays_its_function_with_its_payload() -> None:
     assert json.loads(target.payload) == {"b": 1, "a": [1.5, None, "ü"]}
 
 
+def test_a_payload_with_a_lone_surrogate_replays_as_its_json_escape() -> None:
+    # JSON spells "\ud800", UTF-8 has no bytes for it: `replay` ended in a UnicodeEncodeError
+    # traceback, and the worker's replay job failed the same way
+    body, _ = failure_body(1, payload={"note": "a\ud800", "name": "ü"})
+
+    target = replay_target(row_of(body))
+
+    assert json.loads(target.payload) == {"note": "a\ud800", "name": "ü"}
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Awaitable, Callable
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ConfigDict, Field, field_validator
 
+from lambda_destinations._json import utf8
 from lambda_destinations.aws import invoke_event
 from lambda_destinations.errors import (
     ConfigError,
@@ -142,7 +142,7 @@ def original_payload(row: InvocationRow) -> bytes:
         and isinstance(row.request_payload, str)
     ):
         return row.request_payload.encode()
-    return json.dumps(row.request_payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return utf8(row.request_payload, separators=(",", ":"))
 
 
 REPLAY_KIND = "replay"

@@ -43,7 +43,6 @@ import datetime as dt
 import email.utils
 import hashlib
 import hmac
-import json
 import math
 import os
 import re
@@ -56,6 +55,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 import aiohttp
 from pydantic import Field, field_validator, model_validator
 
+from lambda_destinations._json import utf8
 from lambda_destinations._urls import check_port, is_host
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
@@ -447,10 +447,7 @@ class WebhookHandler(storm.Notifier):
             body = self.fit(body)
         if isinstance(body, dict) and self.extra:
             body = {**self.extra, **body}
-        try:
-            data = json.dumps(body, ensure_ascii=False, default=str).encode()
-        except UnicodeEncodeError:  # a lone surrogate ("\ud800"): JSON spells it, UTF-8 cannot
-            data = json.dumps(body, default=str).encode()  # escaped as \uXXXX: the same value
+        data = utf8(body)
         headers = self.request_headers(data, key)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
