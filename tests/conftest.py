@@ -52,6 +52,18 @@ def _aws_environment() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _a_folder_of_their_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests run in an empty folder: every command and ``load_settings`` read
+    ``.lambda-destinations/dev.toml`` from the folder they run in, and the checkout holds one
+    once the README's ``dev`` ran there (its routes, retry settings and endpoint became the
+    tests' own, and ``make check`` failed there)."""
+    before = Path.cwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _no_ops_server() -> Iterator[None]:
     """Workers the tests start (in process or as commands) serve no ops port unless a test
     asks for one: many run at once and would compete for the default 8080."""
