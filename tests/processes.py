@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,3 +67,47 @@ def file_size_limit(limit: int) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     return limited
+
+
+# Run in on_a_small_disk's namespace (argv: the folder, the bytes to leave free, the commands to
+# run first as JSON, then the command to run in its place): run those, each required to
+# succeed, fill the disk but for those bytes, then become the last command.
+_FILL_THEN_RUN = """
+import json, os, subprocess, sys
+folder, leave, first, command = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4:]
+for each in first:
+    made = subprocess.run(each, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+with open(f"{folder}/filler", "wb", buffering=0) as filler:
+    try:
+        while True:
+            filler.write(bytes(4096))
+    except OSError:
+        pass
+os.truncate(f"{folder}/filler", max(0, os.path.getsize(f"{folder}/filler") - leave))
+os.execvp(command[0], command)
+"""
+
+
+def on_a_small_disk(
+    folder: Path,
+    *command: str,
+    leave: int,
+    first: Sequence[Sequence[str]] = (),
+    size: str = "4m",
+) -> list[str]:
+    """The command line that runs ``command`` with ``folder`` on a tmpfs of ``size`` filled but
+    for ``leave`` bytes, after the commands ``first`` (a ``migrate``) ran there with room, in a
+    mount namespace of its own (no privileges needed where unprivileged user namespaces are
+    allowed); skips the test where none can be made."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("needs unshare (util-linux) for a small tmpfs")
+    folder.mkdir(exist_ok=True)
+    mount = f'mount -t tmpfs -o size={size} tmpfs "$1" && shift && exec "$@"'
+    namespace = [unshare, "-rm", "sh", "-c", mount, "sh", str(folder)]
+    probe = subprocess.run([*namespace, "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {probe.stderr.strip()}")
+    fill = [sys.executable, "-c", _FILL_THEN_RUN, str(folder), str(leave), json.dumps(first)]
+    return [*namespace, *fill, *command]

@@ -11,37 +11,21 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
+from processes import ENTRY, file_size_limit, on_a_small_disk
 
-from processes import file_size_limit
-
-ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
-
-# Run in a private mount namespace on a small tmpfs (argv: the folder, ENTRY as JSON, the
-# bytes to leave free): make a store, fill the disk but for those, then ask the store for
-# something as an operator would (`failures list`), and ping it with a write as the worker's
-# store watcher does.
-ON_A_FULL_DISK = """
+# Run on a disk full but for a few bytes, the store made there first (argv: its URL): ask the
+# store for something as an operator would (`failures list`), and ping it with a write as the
+# worker's store watcher does.
+LIST_AND_PING = """
 import asyncio, json, os, subprocess, sys
 from lambda_destinations.store import Store
-folder, entry, leave = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-url = f"sqlite:///{folder}/store.db"
+url, entry = sys.argv[1], json.loads(sys.argv[2])
 env = {**os.environ, "LAMBDA_DESTINATIONS_STORE": url}
-made = subprocess.run([*entry, "migrate"], env=env, capture_output=True, text=True)
-assert made.returncode == 0, made.stderr
-with open(f"{folder}/filler", "wb", buffering=0) as filler:
-    try:
-        while True:
-            filler.write(bytes(4096))
-    except OSError:
-        pass
-os.truncate(f"{folder}/filler", max(0, os.path.getsize(f"{folder}/filler") - leave))
 listed = subprocess.run([*entry, "failures", "list"], env=env, capture_output=True, text=True)
 
 async def ping():
@@ -73,29 +57,17 @@ print(json.dumps(asyncio.run(ping())))
 
 
 def on_a_small_tmpfs(tmp_path: Path, leave: int) -> dict[str, Any]:
-    """ON_A_FULL_DISK's findings, on a tmpfs of 4 MiB mounted in a mount namespace of our
-    own (no privileges needed where unprivileged user namespaces are allowed); skips where
-    none can be made."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("needs unshare (util-linux) for a small tmpfs")
+    """LIST_AND_PING's findings, on a tmpfs of 4 MiB filled but for ``leave`` bytes after a
+    store was made there (see processes.on_a_small_disk)."""
     folder = tmp_path / "disk"
-    folder.mkdir()
-    mount = 'mount -t tmpfs -o size=4m tmpfs "$1" && shift && exec "$@"'
-    probe = subprocess.run(
-        [unshare, "-rm", "sh", "-c", mount, "sh", str(folder), "true"],
-        capture_output=True,
-        text=True,
+    url = f"sqlite:///{folder}/store.db"
+    command = on_a_small_disk(
+        folder,
+        *[sys.executable, "-c", LIST_AND_PING, url, json.dumps(ENTRY)],
+        leave=leave,
+        first=[[*ENTRY, "migrate", "--store", url]],
     )
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {probe.stderr.strip()}")
-    script = [sys.executable, "-c", ON_A_FULL_DISK, str(folder), json.dumps(ENTRY), str(leave)]
-    inside = subprocess.run(
-        [unshare, "-rm", "sh", "-c", mount, "sh", str(folder), *script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    inside = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert inside.returncode == 0, inside.stderr
     found: dict[str, Any] = json.loads(inside.stdout)
     return found
