@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import re
 import socket
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,10 @@ from lambda_destinations.schemas import DecodedMessage
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import OpsServer, Worker
+from processes import ENTRY, on_a_small_disk, reap
+
+# A password in a store URL: /readyz names the store's error, never this.
+SECRET = "hunter2-readyz"
 
 
 def free_port() -> int:
@@ -84,6 +91,25 @@ async def readyz_problems_become(port: int, expected: list[str], seconds: float 
         return ([] if status == 200 else json.loads(text)["problems"]) == expected
 
     await wait_for(holds, seconds)
+
+
+async def readyz_problems_match(port: int, *patterns: str, seconds: float = 30) -> list[str]:
+    """Wait until /readyz is 503 with one problem matching each regular expression (whole);
+    the problems then."""
+    seen: list[str] = []
+
+    async def holds() -> bool:
+        status, text = await get(port, "/readyz")
+        seen[:] = [] if status == 200 else json.loads(text)["problems"]
+        return len(seen) == len(patterns) and all(
+            re.fullmatch(pattern, problem) for pattern, problem in zip(patterns, seen, strict=True)
+        )
+
+    try:
+        await wait_for(holds, seconds)
+    except AssertionError:
+        raise AssertionError(f"/readyz's problems never matched {patterns}: {seen}") from None
+    return seen
 
 
 async def test_metrics_probes_and_counts_of_a_draining_worker(sqs, make_queue, settings_for):
@@ -151,11 +177,15 @@ async def test_metrics_probes_and_counts_of_a_draining_worker(sqs, make_queue, s
 
 
 async def test_readyz_is_503_while_the_store_cannot_be_reached(make_queue, settings_for):
-    # given: a PostgreSQL store on a port nobody listens on
+    # given: a PostgreSQL store, its URL with a password, on a port nobody listens on
     url, _ = make_queue("unready")
     port = free_port()
+    store_port = free_port()
     settings = settings_for(
-        url, ops_port=port, ops_host="127.0.0.1", store=f"postgresql://u@127.0.0.1:{free_port()}/x"
+        url,
+        ops_port=port,
+        ops_host="127.0.0.1",
+        store=f"postgresql://u:pw-{SECRET}@127.0.0.1:{store_port}/x",
     )
     worker = Worker(settings)
     # when: the worker keeps trying to open its store
@@ -169,9 +199,16 @@ async def test_readyz_is_503_while_the_store_cannot_be_reached(make_queue, setti
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
 
-    # then: not ready (and saying why), yet alive
+    # then: not ready, saying why as the log's warning does (it said only "waiting for
+    # store"), the password masked; yet alive
     assert ready[0] == 503
-    assert json.loads(ready[1])["problems"] == ["waiting for store"]
+    [problem] = json.loads(ready[1])["problems"]
+    assert problem.startswith(
+        f"waiting for store: StoreUnavailable: store postgresql://u:***@127.0.0.1:{store_port}/x "
+        "(--store) is unavailable: "
+    ), problem
+    assert "Connect call failed" in problem, problem
+    assert SECRET not in ready[1]
     assert alive[0] == 200
 
 
@@ -201,7 +238,9 @@ async def test_readyz_is_503_while_a_store_that_went_silent_does_not_answer(
                     # when: the store goes silent, then answers again
                     proxy.frozen.set()
                     # then: not ready while it is silent (no message came to find out) ...
-                    await readyz_problems_become(port, ["the store is unreachable"])
+                    await readyz_problems_match(
+                        port, r"StoreUnavailable: store postgresql://\S+ is unavailable: .+"
+                    )
                     proxy.frozen.clear()
                     # ... and ready again once a ping answers
                     await readyz_problems_become(port, [], seconds=60)
@@ -216,7 +255,9 @@ async def test_a_running_worker_waits_out_a_store_that_refuses_its_user(
 ):
     # given: a worker whose store refuses its user's writes once it runs (grants revoked):
     # configuration at start (exit 3), but while running it is waited out as any outage
-    _reader, as_reader = postgres_reader
+    # (its URL with a password, which the server here does not ask for, and /readyz must mask)
+    reader, as_reader = postgres_reader
+    as_reader = as_reader.replace(f"{reader}@", f"{reader}:pw-{SECRET}@")
     url, _ = make_queue("revoked")
     send_bodies(sqs, url, [json.dumps(success_record(random.Random(7)))])
     port = free_port()
@@ -227,8 +268,14 @@ async def test_a_running_worker_waits_out_a_store_that_refuses_its_user(
             running = asyncio.create_task(worker.run())
             try:
                 # when: the message's save is refused
-                # then: receiving pauses, /readyz says why, and the worker goes on running
-                await readyz_problems_become(port, ["the store is unreachable"])
+                # then: receiving pauses, /readyz says why (the store's own error, where it
+                # said "the store is unreachable"), and the worker goes on running
+                [problem] = await readyz_problems_match(
+                    port,
+                    rf"Store\w+: store postgresql://{reader}:\*\*\*@\S+: permission denied "
+                    rf"for table \w+: grant {reader} SELECT, INSERT, UPDATE and DELETE .*",
+                )
+                assert SECRET not in problem
                 assert not running.done()
             finally:
                 worker.stop()
@@ -415,7 +462,7 @@ async def test_counters_are_on_the_page_at_zero_before_anything_happens(make_que
         assert series == [0.0], (name, labels, series)
 
 
-async def test_store_calls_refused_are_counted_in_the_metrics(
+async def test_store_calls_refused_and_the_pause_they_cause_show_in_the_metrics(
     sqs, make_queue, settings_for, sqlite_url, hold_write_lock
 ):
     # given: a running worker whose SQLite file another process then write-locks
@@ -426,11 +473,16 @@ async def test_store_calls_refused_are_counted_in_the_metrics(
 
     async def started(worker: Worker) -> None:
         try:
-            hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+            seen["before"] = (await get(port, "/metrics"))[1]
+            holder = hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
             # when: a record comes, and its save is refused
             send_bodies(sqs, url, [json.dumps(success_record(random.Random(9)))])
-            await readyz_problems_become(port, ["the store is unreachable"])
-            seen["metrics"] = (await get(port, "/metrics"))[1]
+            await readyz_problems_match(port, r".*another process held the write lock.*")
+            seen["paused"] = (await get(port, "/metrics"))[1]
+            # and the lock is let go: the watcher's ping answers, receiving resumes
+            holder.execute("ROLLBACK")
+            await readyz_problems_become(port, [], seconds=60)
+            seen["after"] = (await get(port, "/metrics"))[1]
         finally:
             worker.stop()
 
@@ -439,6 +491,120 @@ async def test_store_calls_refused_are_counted_in_the_metrics(
     await asyncio.gather(*probe.tasks)
 
     # then: the metrics say the store refused it, not only /readyz
-    found = samples(seen["metrics"])
+    found = samples(seen["paused"])
     refused = total(found, "lambda_destinations_store_errors_total")
     assert refused >= 1
+
+
+# The fix a store on a full disk names, and the three ways its error says the disk is full:
+# a save (SQLite's own words), a write into a file that no process had open, a writing ping.
+FREE_SPACE = "free space on the disk holding the file"
+NO_ROOM = (
+    r"(database or disk is full|disk I/O error \(the disk holding the file has \d+ KiB free\)"
+    r"|the disk holding the file has \d+ KiB free)"
+)
+
+
+def run_on_a_small_disk(
+    tmp_path: Path, endpoint_url: str, queue: str, *, leave: int
+) -> tuple[subprocess.Popen[str], int, str]:
+    """`run` as a process, its store made on a 4 MiB tmpfs that is then filled but for
+    ``leave`` bytes (processes.on_a_small_disk): the process, its ops port, the store's URL."""
+    folder = tmp_path / "disk"
+    url = f"sqlite:///{folder}/store.db"
+    port = free_port()
+    env = {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_STORE": url,
+        "LAMBDA_DESTINATIONS_QUEUES": queue,
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_OPS_PORT": str(port),
+        "LAMBDA_DESTINATIONS_OPS_HOST": "127.0.0.1",
+    }
+    command = on_a_small_disk(folder, *ENTRY, "run", leave=leave, first=[[*ENTRY, "migrate"]])
+    with (tmp_path / "worker.log").open("w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    return process, port, url
+
+
+async def probes_once(
+    process: subprocess.Popen[str], port: int, log: Path, ready: Callable[[int, list[str]], bool]
+) -> tuple[list[str], str]:
+    """/readyz's problems and the /metrics page once /readyz's status and problems satisfy
+    ``ready``; fails, with the end of the process's ``log``, if they never do within 60 s or
+    the process exits."""
+    problems: list[str] = []
+
+    async def holds() -> bool:
+        nonlocal problems
+        if process.poll() is not None:
+            return True
+        try:
+            status, text = await get(port, "/readyz")
+        except aiohttp.ClientConnectionError:  # not listening yet
+            return False
+        problems = [] if status == 200 else json.loads(text)["problems"]
+        return ready(status, problems)
+
+    try:
+        await wait_for(holds, 60)
+        assert process.poll() is None, "the worker exited"
+    except AssertionError as failed:
+        reap(process)
+        said = (await asyncio.to_thread(log.read_text))[-4000:]
+        pytest.fail(f"{failed}; /readyz's problems last: {problems}; the worker's log: {said}")
+    return problems, (await get(port, "/metrics"))[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_readyz_names_a_full_disk_that_keeps_the_worker_from_starting(
+    tmp_path, endpoint_url, make_queue
+):
+    # given / when: `run` on a store whose disk is full to the last byte (opening the file
+    # sizes its -shm file, which fails)
+    queue, _ = make_queue("noroom-start")
+    process, port, url = run_on_a_small_disk(tmp_path, endpoint_url, queue, leave=0)
+    log = tmp_path / "worker.log"
+    try:
+        problems, _ = await probes_once(
+            process, port, log, lambda _status, found: found != ["waiting for store"]
+        )
+    finally:
+        reap(process)
+
+    # then: once the store's first open has failed, /readyz says its error and fix (it said
+    # only "waiting for store")
+    [problem] = problems
+    assert re.fullmatch(
+        re.escape(f"waiting for store: StoreUnavailable: store {url} (LAMBDA_DESTINATIONS_STORE) ")
+        + rf"is unavailable: {NO_ROOM}: {FREE_SPACE}",
+        problem,
+    ), problem
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_readyz_says_a_full_disk_paused_receiving(tmp_path, endpoint_url, make_queue, sqs):
+    # given: `run` on a store whose disk has 256 KiB left: it opens, and answers reads
+    queue, _ = make_queue("noroom-run")
+    process, port, url = run_on_a_small_disk(tmp_path, endpoint_url, queue, leave=256 * 1024)
+    log = tmp_path / "worker.log"
+    try:
+        await probes_once(process, port, log, lambda status, _found: status == 200)
+        # when: more records come than the disk has room for
+        rng = random.Random(11)
+        send_bodies(sqs, queue, [json.dumps(success_record(rng)) for _ in range(60)])
+        problems, _ = await probes_once(process, port, log, lambda _status, found: bool(found))
+    finally:
+        process.terminate()
+        reap(process)
+
+    # then: /readyz names the full disk and its fix (it said "the store is unreachable")
+    [problem] = problems
+    assert re.fullmatch(
+        rf"StoreUnavailable: store {re.escape(url)} is unavailable: {NO_ROOM}: {FREE_SPACE}",
+        problem,
+    ), problem

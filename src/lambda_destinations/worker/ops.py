@@ -7,7 +7,8 @@ blocked loop shows as a probe that does not answer. The answers come from the wo
   or a backoff recently, and no handler runs past ``handler_timeout``; otherwise 503 with a JSON
   body naming what is wrong.
 - ``/readyz``: 200 once started (store open and migrated, queues described) and while the
-  store and SQS answer; 503 while starting, while either is lost, and once shutdown began.
+  store and SQS answer; 503 while starting, while either is lost (the store's own error, as
+  its warning says it), and once shutdown began.
 - ``/metrics``: Prometheus text format, from :mod:`prometheus_client`.
 """
 

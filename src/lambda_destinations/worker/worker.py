@@ -412,6 +412,8 @@ class Worker(Lifetime):
                 if not is_transient(exc):
                     raise
                 failures += 1
+                # /readyz says why it waits, as the warning does (a full disk, not "unreachable").
+                self._waiting_for = f"waiting for {what}: {describe_error(exc)}"
                 delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX_PER_POLLER)
                 now = loop.time()
                 if give_up is not None and now + delay > give_up:
@@ -489,7 +491,9 @@ class Worker(Lifetime):
         problems = []
         assert self._dispatcher is not None
         if not self._dispatcher.store_ok.is_set():
-            problems.append("the store is unreachable")
+            # The error that paused receiving, or the watcher's last ping's, as its warning
+            # says it (redacted): a full disk is not an unreachable server, and its fix differs.
+            problems.append(self._dispatcher.store_error or "the store is unavailable")
         # Clear at a queue's first successful receive, whichever poller's: the others, asleep
         # in their backoff, are woken by it (see QueueOutage).
         failing = sorted(name for name, outage in self._outages.items() if outage.failing)
@@ -905,7 +909,8 @@ class Worker(Lifetime):
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any store error
                 if not is_transient(exc):
                     log.error("store ping failed", error=describe_error(exc))
-                error = describe_error(exc)
+                self._dispatcher.store_down(exc)  # the latest error, for /readyz and the line
+                error = self._dispatcher.store_error
                 continue
             return failures
 
