@@ -494,6 +494,12 @@ async def test_store_calls_refused_and_the_pause_they_cause_show_in_the_metrics(
     found = samples(seen["paused"])
     refused = total(found, "lambda_destinations_store_errors_total")
     assert refused >= 1
+    # and that receiving was paused while it did, and only then (no metric said so)
+    paused = [
+        samples(seen[when]).get(("lambda_destinations_receiving_paused", ()))
+        for when in ("before", "paused", "after")
+    ]
+    assert paused == [0.0, 1.0, 0.0]
 
 
 # The fix a store on a full disk names, and the three ways its error says the disk is full:
@@ -587,7 +593,9 @@ async def test_readyz_names_a_full_disk_that_keeps_the_worker_from_starting(
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-async def test_readyz_says_a_full_disk_paused_receiving(tmp_path, endpoint_url, make_queue, sqs):
+async def test_readyz_and_metrics_say_a_full_disk_paused_receiving(
+    tmp_path, endpoint_url, make_queue, sqs
+):
     # given: `run` on a store whose disk has 256 KiB left: it opens, and answers reads
     queue, _ = make_queue("noroom-run")
     process, port, url = run_on_a_small_disk(tmp_path, endpoint_url, queue, leave=256 * 1024)
@@ -597,7 +605,7 @@ async def test_readyz_says_a_full_disk_paused_receiving(tmp_path, endpoint_url, 
         # when: more records come than the disk has room for
         rng = random.Random(11)
         send_bodies(sqs, queue, [json.dumps(success_record(rng)) for _ in range(60)])
-        problems, _ = await probes_once(process, port, log, lambda _status, found: bool(found))
+        problems, page = await probes_once(process, port, log, lambda _status, found: bool(found))
     finally:
         process.terminate()
         reap(process)
@@ -608,3 +616,5 @@ async def test_readyz_says_a_full_disk_paused_receiving(tmp_path, endpoint_url, 
         rf"StoreUnavailable: store {re.escape(url)} is unavailable: {NO_ROOM}: {FREE_SPACE}",
         problem,
     ), problem
+    # and /metrics says receiving is paused (no metric did)
+    assert samples(page)[("lambda_destinations_receiving_paused", ())] == 1.0

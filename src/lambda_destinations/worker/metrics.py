@@ -120,6 +120,10 @@ class Metrics:
             "error_class",
         )
         self.in_flight = self._gauge("in_flight", "Messages received and not settled yet.")
+        self.receiving_paused = self._gauge(
+            "receiving_paused",
+            "1 while receiving is paused because the store is unavailable, else 0.",
+        )
         self.message_age = self._histogram(
             "message_age_seconds", "Seconds from SentTimestamp to receipt.", AGE_BUCKETS
         )
@@ -214,9 +218,11 @@ class Metrics:
         for outcome in REPLAY_OUTCOMES:
             self.replays.labels(outcome)
 
-    def track_in_flight(self, count: Callable[[], int]) -> None:
-        """Read the in-flight count from the worker at each scrape."""
-        self.in_flight.set_function(lambda: float(count()))
+    @staticmethod
+    def track(gauge: Gauge, read: Callable[[], float]) -> None:
+        """Read ``gauge``'s value from the worker at each scrape (``in_flight``,
+        ``receiving_paused``): never out of step with the state it shows."""
+        gauge.set_function(lambda: float(read()))
 
     def observe_received(self, message: dict[str, Any], now: float | None = None) -> None:
         """Age and receive count of one received message."""

@@ -264,12 +264,19 @@ class Worker(Lifetime):
         self._waiting_for = "starting"
         self.abandoned = 0  # handler tasks that ignored cancellation past the deadline
         self.ready = False  # started: store open and migrated, queues described
-        self.metrics.track_in_flight(lambda: self.in_flight)
+        self.metrics.track(self.metrics.in_flight, lambda: self.in_flight)
+        self.metrics.track(self.metrics.receiving_paused, lambda: self.receiving_paused)
 
     @property
     def in_flight(self) -> int:
         """Messages received and not settled yet."""
         return len(self._inflight)
+
+    @property
+    def receiving_paused(self) -> bool:
+        """True while receiving is paused because the store is unavailable: from a store call
+        refused until the watcher's ping answers (not before the worker has started)."""
+        return self._dispatcher is not None and not self._dispatcher.store_ok.is_set()
 
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a supervised long-lived task: if it dies, the worker stops."""
@@ -490,7 +497,7 @@ class Worker(Lifetime):
             return [self._waiting_for]
         problems = []
         assert self._dispatcher is not None
-        if not self._dispatcher.store_ok.is_set():
+        if self.receiving_paused:
             # The error that paused receiving, or the watcher's last ping's, as its warning
             # says it (redacted): a full disk is not an unreachable server, and its fix differs.
             problems.append(self._dispatcher.store_error or "the store is unavailable")
