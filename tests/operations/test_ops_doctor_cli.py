@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
+import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_helpers import cli
+from ops_helpers import ENTRY, cli
 
 from lambda_destinations.store import Store
+from processes import file_size_limit, on_a_small_disk
 
 GOOD_DLQ_RETENTION = "1209600"  # 14 days, longer than the queue's 4
 
@@ -133,6 +138,7 @@ def test_a_good_setup_passes(setup: Setup) -> None:
         f"function {setup.function} on-failure",
         "store",
         "store schema",
+        "store room",
     ):
         assert expected in names
     assert all(c["status"] == "ok" for c in checks)
@@ -383,3 +389,56 @@ def test_a_postgresql_database_that_does_not_exist_is_named_with_where_its_url_c
     store = errors_of(result)["store"]
     assert store["detail"].startswith(f"store {missing} (LAMBDA_DESTINATIONS_STORE): database ")
     assert not store["unreachable"]  # configuration: exit 3's kind, not 4's
+
+
+def test_a_store_near_the_file_size_limit_fails_the_room_check(setup: Setup) -> None:
+    # given: the good setup, and doctor run by a process whose files may grow by 256 KiB: room
+    # for a read, not for the worker's saves, whose writing ping then fails
+    path = Path(setup.store_url.removeprefix("sqlite:///"))
+    limit = path.stat().st_size + 256 * 1024
+
+    # when
+    result = subprocess.run(
+        [*ENTRY, "doctor", "--function", f"{setup.prefix}-*", "--json"],
+        env={**os.environ, **setup.env()},
+        capture_output=True,
+        text=True,
+        timeout=110,
+        preexec_fn=file_size_limit(limit),
+    )
+
+    # then: a failed check naming the limit and its fix, exit 1 (it passed, exit 0)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert list(errors_of(result)) == ["store room"]
+    room = errors_of(result)["store room"]
+    assert room["detail"] == (
+        f"the file is at or near this process's file size limit, {limit} bytes: the worker "
+        "keeps receiving paused until there is room"
+    )
+    assert room["fix"] == "raise the limit (ulimit -f)"
+    assert not room["unreachable"]
+
+
+@pytest.mark.slow
+def test_a_store_on_a_full_disk_fails_the_room_check(setup: Setup, tmp_path: Path) -> None:
+    # given: the good setup with its store made on a 4 MiB tmpfs, then filled but for 256 KiB:
+    # the store answers reads (doctor said it was ok), not the worker's saves
+    folder = tmp_path / "disk"
+    env = {**os.environ, **setup.env(), "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{folder}/x.db"}
+    doctor = [*ENTRY, "doctor", "--function", f"{setup.prefix}-*", "--json"]
+    command = on_a_small_disk(folder, *doctor, leave=256 * 1024, first=[[*ENTRY, "migrate"]])
+
+    # when
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=110)
+
+    # then: a failed check saying how little room there is and to free space, exit 1
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert list(errors_of(result)) == ["store room"]
+    room = errors_of(result)["store room"]
+    assert re.fullmatch(
+        r"the disk holding the file has \d+ KiB free: the worker keeps receiving paused until "
+        "there is room",
+        room["detail"],
+    ), room["detail"]
+    assert room["fix"] == "free space on the disk holding the file"
+    assert [c["status"] for c in checks_of(result) if c["check"] == "store"] == ["ok"]

@@ -43,7 +43,8 @@ def doctor_command(settings: Settings, function_glob: str | None, as_json: bool)
         SMTP answers, the SMS spending limit is not 0 and no number has opted out, a
         replay's functions exist; each handler's own timeout is within handler_timeout;
       - a route that replays failures has a route of successes that links replay outcomes;
-      - the store answers and is migrated (PostgreSQL: its user may write every table).
+      - the store answers and is migrated (PostgreSQL: its user may write every table;
+        SQLite: the file has room to grow, on its disk and under the file size limit).
 
     \b
     Examples:

@@ -646,6 +646,7 @@ class Doctor:
                 await store.ping()
                 pending = await store.pending_migrations()
                 unwritable = None if pending else await store.write_problems()
+                no_room = store.no_room()
         except StoreUnavailable as exc:
             # A wrong database, user or password is answered: configuration, not unreachable.
             misconfigured = isinstance(exc, StoreMisconfigured)
@@ -671,6 +672,17 @@ class Doctor:
             )
         else:
             self.add("store schema", "ok", "migrated")
+        if no_room is not None:
+            # It answers reads, but the worker's writing ping fails: receiving stays paused.
+            problem, fix = no_room
+            self.add(
+                "store room",
+                "error",
+                f"{problem}: the worker keeps receiving paused until there is room",
+                fix,
+            )
+        elif path is not None:
+            self.add("store room", "ok", "room to grow, on its disk and under the file size limit")
         if unwritable == []:
             self.add("store grants", "ok", "the user may read and write every table")
         elif unwritable:

@@ -350,6 +350,12 @@ class Store(Lifetime):
         """The versions not applied yet; NewerSchema if a newer release migrated the store with
         a version that does not let this release write."""
 
+    def no_room(self) -> tuple[str, str] | None:
+        """Why the store has no room to grow, and the fix, when the backend can tell (a SQLite
+        file's disk nearly full, the file size limit nearly reached); None otherwise. The
+        worker's writing ping fails then, and `doctor` reports it."""
+        return None
+
     async def write_problems(self) -> list[str] | None:
         """What keeps this store's user from writing its tables (for `doctor`): empty when
         nothing does, None when the backend cannot tell before a write (SQLite says it then:

@@ -543,7 +543,7 @@ class SQLiteStore(SqlStore):
     async def ping(self, *, write: bool = False) -> None:
         self._check_file()  # first: a new connection would create a missing file
         await super().ping(write=write)
-        if write and (no_room := self._no_room()) is not None:
+        if write and (no_room := self.no_room()) is not None:
             # The ping's one row still fits on a disk full but for a few pages, where a batch
             # of saves does not: the worker would resume, and fail a round of messages (each
             # a receive nearer its DLQ) at every pause, for as long as the disk stays full.
@@ -598,14 +598,15 @@ class SQLiteStore(SqlStore):
             if name == code or name.startswith(code + "_"):
                 if code == "SQLITE_BUSY":
                     fix += f" ({self.busy_timeout:g} s): retry, or raise busy_timeout"
-                if code == "SQLITE_IOERR" and (no_room := self._no_room()) is not None:
+                if code == "SQLITE_IOERR" and (no_room := self.no_room()) is not None:
                     return f"{message} ({no_room[0]}): {no_room[1]}"
                 return f"{message}: {fix}"
         return None
 
-    def _no_room(self) -> tuple[str, str] | None:
+    def no_room(self) -> tuple[str, str] | None:
         """Why the file has no room to grow, and the fix, when that is so: the disk holding it
-        full, or this process's file size limit reached. None otherwise.
+        with under NO_ROOM free, or this process's file size limit within NO_ROOM of the
+        largest of its files. None otherwise (and in memory).
 
         SQLite says SQLITE_FULL when a write into the file finds the disk full, but an I/O
         error when the ``-shm`` file cannot be sized (which opening a file no other process has
