@@ -9,13 +9,16 @@ almost no room left, although its one row would still fit.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from lambda_destinations.store import Store
 from processes import ENTRY, file_size_limit, on_a_small_disk
 
 # Run on a disk full but for a few bytes, the store made there first (argv: its URL): ask the
@@ -160,3 +163,55 @@ def test_a_writing_ping_fails_near_the_file_size_limit(tmp_path: Path) -> None:
         f"StoreUnavailable: store sqlite:///{path} is unavailable: the file is at or near this "
         f"process's file size limit, {limit} bytes: raise the limit (ulimit -f)"
     )
+
+
+# Migrate the store at its URL (argv), then check it: both exit codes and outputs, as JSON.
+MIGRATE_THEN_CHECK = """
+import json, subprocess, sys
+entry = json.loads(sys.argv[2])
+found = []
+for extra in ([], ["--check"]):
+    command = [*entry, "migrate", "--store", sys.argv[1], *extra]
+    done = subprocess.run(command, capture_output=True, text=True)
+    found.append({"code": done.returncode, "stdout": done.stdout, "stderr": done.stderr})
+print(json.dumps(found))
+"""
+
+
+async def migrated_sizes(path: Path) -> tuple[int, int]:
+    """The bytes a migration writes to the WAL, and the database file's once they are in it."""
+    async with Store.from_url(f"sqlite:///{path}") as store:
+        await store.migrate()
+        wal = await asyncio.to_thread(os.path.getsize, f"{path}-wal")
+    return wal, await asyncio.to_thread(os.path.getsize, path)
+
+
+def test_migrate_whose_wal_cannot_be_copied_into_the_file_says_so(tmp_path: Path) -> None:
+    # given: a disk with room for the migrations' WAL (and the -shm file), not for the pages
+    # the checkpoint then copies into the database file: about half of those
+    wal, size = asyncio.run(migrated_sizes(tmp_path / "sized.db"))
+    leave = wal + 48 * 1024 + size // 2
+    folder = tmp_path / "disk"
+    url = f"sqlite:///{folder}/store.db"
+    command = on_a_small_disk(
+        folder, sys.executable, "-c", MIGRATE_THEN_CHECK, url, json.dumps(ENTRY), leave=leave
+    )
+
+    # when: migrate runs there, then migrate --check
+    inside = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert inside.returncode == 0, inside.stderr
+    migrated, checked = json.loads(inside.stdout)
+
+    # then: migrate says what it applied, and in one line that the WAL could not be copied into
+    # the file, the fix, and that the log keeps the changes; exit 4 (it exited 0, the disk
+    # left full, with nothing said)
+    assert migrated["stdout"].startswith(f"{url}: applied 1, 2, "), migrated
+    assert error_lines(migrated["stderr"]) == [
+        f"error: store {url} (--store) is unavailable: the schema is up to date, but its "
+        "write-ahead log (the file's -wal) could not be copied into the database file: "
+        "database or disk is full: free space on the disk holding the file; the log keeps "
+        "every change meanwhile, and the next process to open the store copies it"
+    ], migrated
+    assert migrated["code"] == 4
+    # and the migrations are there, in the WAL
+    assert checked["stdout"] == f"{url}: up to date\n", checked

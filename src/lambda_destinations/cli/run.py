@@ -248,16 +248,23 @@ def migrate_command(settings: Settings, check: bool) -> None:
       lambda-destinations migrate --check
     """
 
+    from lambda_destinations.errors import StoreUnavailable
     from lambda_destinations.store import Store
 
-    async def go() -> tuple[list[int], list[int]]:
+    async def go() -> tuple[list[int], list[int], StoreUnavailable | None]:
         async with Store.from_url(settings.store) as store:
             pending = await store.pending_migrations()
             if check:
-                return pending, []
-            return pending, await store.migrate()
+                return pending, [], None
+            applied = await store.migrate()
+            try:
+                # SQLite checkpoints at close too, but says nothing when that fails.
+                await store.checkpoint()
+            except StoreUnavailable as exc:
+                return pending, applied, exc
+            return pending, applied, None
 
-    pending, applied = asyncio.run(go())
+    pending, applied, unfolded = asyncio.run(go())
     where = hide_password(settings.store)
     if check:
         if pending:
@@ -267,3 +274,12 @@ def migrate_command(settings: Settings, check: bool) -> None:
         return
     message: Any = ", ".join(map(str, applied)) if applied else "nothing to apply"
     click.echo(f"{where}: {message if not applied else 'applied ' + message}")
+    if unfolded is not None:
+        # Applied and safe, but the store is left on a disk with no room: exit 4, as for a
+        # migration the disk stopped part-way, not 0 for a worker to start on it.
+        raise StoreUnavailable.at(
+            unfolded.shown or where,
+            "the schema is up to date, but its write-ahead log (the file's -wal) could not be "
+            f"copied into the database file: {unfolded.problem or unfolded}; the log keeps "
+            "every change meanwhile, and the next process to open the store copies it",
+        ) from unfolded

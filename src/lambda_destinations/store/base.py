@@ -350,6 +350,10 @@ class Store(Lifetime):
         """The versions not applied yet; NewerSchema if a newer release migrated the store with
         a version that does not let this release write."""
 
+    async def checkpoint(self) -> None:
+        """Copy what a journal of the store's own holds into its main file now (SQLite's WAL),
+        raising StoreUnavailable when that fails; nothing for a server's database."""
+
     def no_room(self) -> tuple[str, str] | None:
         """Why the store has no room to grow, and the fix, when the backend can tell (a SQLite
         file's disk nearly full, the file size limit nearly reached); None otherwise. The

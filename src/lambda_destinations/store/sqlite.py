@@ -391,7 +391,8 @@ class SQLiteStore(SqlStore):
 
     async def _checkpoint_wal(self) -> None:
         """Copy the WAL's pages into the database file, in the thread, while no save of this
-        process writes.
+        process writes; a failure is logged, and the next one is tried after CHECKPOINT_EVERY
+        saves.
 
         A checkpoint that races the saves never catches up with them, and a WAL whose every
         page is not yet copied is never started again from its beginning: it grew by about
@@ -401,25 +402,37 @@ class SQLiteStore(SqlStore):
         ``WAL_RESTART_BYTES`` anyway, a RESTART checkpoint waits for that reader (up to
         ``busy_timeout``) instead.
         """
-        file = self._file
-        if file is None:
-            return
-        engine = file.sync_engine
         mode = "RESTART" if self._wal_bytes() > WAL_RESTART_BYTES else "PASSIVE"
-
-        def run() -> None:
-            with engine.connect() as conn:
-                conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").all()
-
         try:
-            async with self._errors(), self._write_gate():
-                await in_thread(file.writer, run)
+            await self.checkpoint(mode)
         except Exception as exc:  # noqa: BLE001 - the next one is due after CHECKPOINT_EVERY saves
             log.warning(
                 "could not checkpoint the SQLite WAL; will try again",
                 store=self.display_url,
                 error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
             )
+
+    async def checkpoint(self, mode: str = "PASSIVE") -> None:
+        """Copy the WAL's pages into the database file now (``PRAGMA wal_checkpoint(mode)``),
+        in the thread, while no save of this process writes; StoreUnavailable, with the fix,
+        when that fails.
+
+        SQLite also checkpoints when the last connection to the file closes, but says nothing
+        when that fails (a disk with room for the WAL and not for the pages copied out of it):
+        the commits stay in the WAL, safe, and the file is left on a full disk. PASSIVE waits
+        for no other process: pages a reader still needs are left for a later checkpoint.
+        """
+        file = self._file
+        if file is None:
+            return
+        engine = file.sync_engine
+
+        def run() -> None:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").all()
+
+        async with self._errors(), self._write_gate():
+            await in_thread(file.writer, run)
 
     async def reclaim_space(self, *, max_pages: int = 2048) -> int:
         """Free pages back to the file system (``auto_vacuum=INCREMENTAL`` files only), then a
