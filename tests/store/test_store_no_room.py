@@ -4,7 +4,9 @@ SQLite says "database or disk is full" only when a write into the file finds the
 opening a file that no process has open sizes its ``-shm`` file, and that fails as a "disk I/O
 error", as does a write past the process's file size limit. Each line still says what to do.
 And a writing ping, which tells the worker it may receive again, fails while the file has
-almost no room left, although its one row would still fit.
+almost no room left, although its one row would still fit. A checkpoint that finds no room
+to copy the WAL into the file fails silently when SQLite makes it at close: `migrate` makes its
+own, and says so.
 """
 
 from __future__ import annotations
