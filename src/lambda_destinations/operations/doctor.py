@@ -672,17 +672,8 @@ class Doctor:
             )
         else:
             self.add("store schema", "ok", "migrated")
-        if no_room is not None:
-            # It answers reads, but the worker's writing ping fails: receiving stays paused.
-            problem, fix = no_room
-            self.add(
-                "store room",
-                "error",
-                f"{problem}: the worker keeps receiving paused until there is room",
-                fix,
-            )
-        elif path is not None:
-            self.add("store room", "ok", "room to grow, on its disk and under the file size limit")
+        if path is not None:
+            self._check_room(no_room)
         if unwritable == []:
             self.add("store grants", "ok", "the user may read and write every table")
         elif unwritable:
@@ -694,6 +685,20 @@ class Doctor:
                 "ON ALL SEQUENCES IN SCHEMA public, to that user: the worker writes, and so "
                 "do replays, edits and pruning",
             )
+
+    def _check_room(self, no_room: tuple[str, str] | None) -> None:
+        """A SQLite file's room to grow (the store's own no_room): where it has none, reads
+        still answer, but the worker's writing ping fails and receiving stays paused."""
+        if no_room is None:
+            self.add("store room", "ok", "room to grow, on its disk and under the file size limit")
+            return
+        problem, fix = no_room
+        self.add(
+            "store room",
+            "error",
+            f"{problem}: the worker keeps receiving paused until there is room",
+            fix,
+        )
 
 
 def _function_label(name: str, config: dict[str, Any]) -> str:

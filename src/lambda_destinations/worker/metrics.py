@@ -120,10 +120,6 @@ class Metrics:
             "error_class",
         )
         self.in_flight = self._gauge("in_flight", "Messages received and not settled yet.")
-        self.receiving_paused = self._gauge(
-            "receiving_paused",
-            "1 while receiving is paused because the store is unavailable, else 0.",
-        )
         self.message_age = self._histogram(
             "message_age_seconds", "Seconds from SentTimestamp to receipt.", AGE_BUCKETS
         )
@@ -181,6 +177,10 @@ class Metrics:
         )
         self.store_errors = self._counter(
             "store_errors", "Store calls that raised, by operation.", "operation"
+        )
+        self.receiving_paused = self._gauge(
+            "receiving_paused",
+            "1 while receiving is paused because the store is unavailable, else 0.",
         )
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:

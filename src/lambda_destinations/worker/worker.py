@@ -264,6 +264,10 @@ class Worker(Lifetime):
         self._waiting_for = "starting"
         self.abandoned = 0  # handler tasks that ignored cancellation past the deadline
         self.ready = False  # started: store open and migrated, queues described
+        self._track_gauges()
+
+    def _track_gauges(self) -> None:
+        """The gauges /metrics reads from the worker itself at each scrape."""
         self.metrics.track(self.metrics.in_flight, lambda: self.in_flight)
         self.metrics.track(self.metrics.receiving_paused, lambda: self.receiving_paused)
 
