@@ -284,8 +284,11 @@ class HandlerRegistry:
         try:
             return self.get(name)
         except ConfigError as exc:
+            origin = self._settings.origin("routes")
             if name in self._settings.handlers or name in self._decorated:
                 raise  # about the table or the module, which its line names
+            if origin is None or origin.startswith("--"):
+                raise  # given in Python (load_settings(routes=…)): no file or variable to name
             named = f"handler {name!r}"
             placed = f"{named} ({self._settings.set_in('routes')})"
             raise ConfigError(str(exc).replace(named, placed, 1)) from None
