@@ -405,7 +405,8 @@ class Settings(BaseSettings):
     def origin(self, field: str) -> str | None:
         """Where ``field``'s value came from (``--store``, ``LAMBDA_DESTINATIONS_STORE``, the
         TOML file), for an error about it; None for settings load_settings did not build.
-        Kept for ``store``, ``queues``, ``endpoint_url``, ``region`` and ``routes``."""
+        Kept for ``store``, ``queues``, ``endpoint_url``, ``region``, ``routes`` and
+        ``handler_modules``."""
         return self._origins.get(field)
 
     def handler_origin(self, name: str, setting: str | None = None) -> str | None:
@@ -578,17 +579,16 @@ def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 # The settings whose errors name where they were set (Settings.origin).
-_ORIGINS_KEPT = ("store", "queues", "endpoint_url", "region", "routes")
+_ORIGINS_KEPT = ("store", "queues", "endpoint_url", "region", "routes", "handler_modules")
 
 
 def _origin(field: str, overrides: Mapping[str, Any], file_data: Mapping[str, Any]) -> str:
     """Where ``field``'s value came from, in the order the sources win; for a default, where
     it can be set."""
-    env_name = f"{ENV_PREFIX}{field.upper()}"
     if field in overrides:
         return f"--{field.replace('_', '-')}"
-    if env_name in os.environ:
-        return env_name
+    if variables := _variables(field):
+        return variables[0]
     if field in file_data:
         return f"the TOML file {file_data['config']}"
     return _unset(field)
@@ -602,16 +602,21 @@ def _handler_sources(
     if "handlers" in overrides:
         return []
     sources: list[tuple[str, Mapping[str, Any]]] = []
-    for env_name, text in os.environ.items():
-        if env_name.upper() != f"{ENV_PREFIX}HANDLERS":  # matched in any case, as the settings
-            continue
+    for env_name in _variables("handlers"):
         with contextlib.suppress(ValueError):  # read before, as the settings' own value
-            given = json.loads(text)
+            given = json.loads(os.environ[env_name])
             if isinstance(given, Mapping):
                 sources.append((env_name, given))
     if isinstance(tables := file_data.get("handlers"), Mapping):
         sources.append((f"the TOML file {file_data['config']}", tables))
     return sources
+
+
+def _variables(field: str) -> list[str]:
+    """The variables setting ``field``, as the settings match them, in any case (a
+    ``lambda_destinations_store`` sets the store): the one in capitals first."""
+    env_name = f"{ENV_PREFIX}{field.upper()}"
+    return sorted((name for name in os.environ if name.upper() == env_name), key=env_name.__ne__)
 
 
 def _unset(field: str) -> str:

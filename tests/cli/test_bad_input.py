@@ -205,6 +205,10 @@ def _from_each_origin(
         "LAMBDA_DESTINATIONS_STORE": cli(
             *args, env={**environment, "LAMBDA_DESTINATIONS_STORE": url}, cwd=tmp_path
         ),
+        # matched in any case, as the settings match it (it said the TOML file's place)
+        "lambda_destinations_store": cli(
+            *args, env={**environment, "lambda_destinations_store": url}, cwd=tmp_path
+        ),
         f"the TOML file {file}": cli(*args, "--config", str(file), env=environment, cwd=tmp_path),
     }
 
@@ -681,14 +685,15 @@ def test_a_handler_module_not_found_says_where_it_must_be(tmp_path: Path) -> Non
     # then: the first names the fix; the second names its own missing import, not PYTHONPATH
     assert not_found.returncode == its_import.returncode == 3
     assert one_error_line(not_found) == (
-        "error: handler_modules entry 'myapp_not_here.destinations': cannot import module "
+        "error: handler_modules entry 'myapp_not_here.destinations' "
+        "(LAMBDA_DESTINATIONS_HANDLER_MODULES): cannot import module "
         "'myapp_not_here.destinations' (No module named 'myapp_not_here'): install it in the "
         "worker's environment, or add its folder to PYTHONPATH"
     )
     assert one_error_line(its_import) == (
-        "error: handler_modules entry 'needs_more': cannot import module 'needs_more' (No module "
-        "named 'no_such_dependency_here'): install no_such_dependency_here in the worker's "
-        "environment"
+        "error: handler_modules entry 'needs_more' (LAMBDA_DESTINATIONS_HANDLER_MODULES): "
+        "cannot import module 'needs_more' (No module named 'no_such_dependency_here'): "
+        "install no_such_dependency_here in the worker's environment"
     )
 
 
@@ -772,9 +777,10 @@ def test_ctrl_c_while_a_handler_module_imports_is_the_user_s(tmp_path: Path) -> 
     [
         (
             {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "myapp/destinations.py"},
-            "error: handler_modules entry 'myapp/destinations.py': 'myapp/destinations.py' is "
-            "not a module name: write it as Python imports it, such as myapp.destinations "
-            "(a file's path is not one)",
+            "error: handler_modules entry 'myapp/destinations.py' "
+            "(LAMBDA_DESTINATIONS_HANDLER_MODULES): 'myapp/destinations.py' is not a module "
+            "name: write it as Python imports it, such as myapp.destinations (a file's path is "
+            "not one)",
         ),
         (  # it blamed the module and pointed at importlib's own file
             {"LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": [":notify"]}])},
@@ -796,6 +802,23 @@ def test_a_reference_that_names_no_module_or_function_is_one_line(
     assert one_error_line(result) == line
 
 
+def test_a_handler_module_from_the_toml_file_names_the_file(tmp_path: Path) -> None:
+    # given: the list in a TOML file, where the variable would win over it (one of the two
+    # is read, not both: the line says which to fix)
+    config = tmp_path / "settings.toml"
+    config.write_text('handler_modules = ["myapp_not_here"]\n')
+
+    # when
+    result = cli("run", "--once", "--queues", "q", "--config", str(config), cwd=tmp_path)
+
+    # then
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result).startswith(
+        f"error: handler_modules entry 'myapp_not_here' (the TOML file {config}): "
+        "cannot import module 'myapp_not_here'"
+    )
+
+
 def test_a_handler_module_taking_a_built_in_name_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "own_persist.py").write_text(
         "from lambda_destinations import handler\n\n"
@@ -805,7 +828,8 @@ def test_a_handler_module_taking_a_built_in_name_is_one_line(tmp_path: Path) -> 
     result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
     assert result.returncode == 3, result.stderr
     assert one_error_line(result) == (
-        "error: handler_modules entry 'own_persist': @handler('persist') on mine: "
+        "error: handler_modules entry 'own_persist' (LAMBDA_DESTINATIONS_HANDLER_MODULES): "
+        "@handler('persist') on mine: "
         "'persist' is a built-in handler's name: choose another"
     )
 

@@ -178,12 +178,12 @@ def _user_handler(
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _decorated(module_name: str, name: str, value: Any) -> Any:
-    """A ``@handler`` function of a handler module; ConfigError when its name is a built-in's,
-    which routes and tables would resolve to the built-in, never to it."""
+def _decorated(what: str, name: str, value: Any) -> Any:
+    """A ``@handler`` function of the handler module ``what`` names; ConfigError when its name
+    is a built-in's, which routes and tables would resolve to the built-in, never to it."""
     if name in BUILTIN_TYPES:
         raise ConfigError(
-            f"handler_modules entry {module_name!r}: @handler({name!r}) on "
+            f"{what}: @handler({name!r}) on "
             f"{getattr(value, '__qualname__', name)}: {name!r} is a built-in handler's name: "
             "choose another"
         )
@@ -208,11 +208,15 @@ class HandlerRegistry:
         self._settings = settings
         self._instances: dict[str, Handler] = {}
         self._decorated: dict[str, Any] = {}
+        # Where the list was set, for its lines: the variable or the TOML file, one of them.
+        origin = settings.origin("handler_modules")
+        placed = f" ({origin})" if origin and not origin.startswith("--") else ""
         for module_name in settings.handler_modules:
-            module = _import(module_name, f"handler_modules entry {module_name!r}")
+            what = f"handler_modules entry {module_name!r}{placed}"
+            module = _import(module_name, what)
             for value in vars(module).values():
                 if (name := marked_name(value)) is not None:
-                    self._decorated[name] = _decorated(module_name, name, value)
+                    self._decorated[name] = _decorated(what, name, value)
 
     def add(self, handler: Handler) -> None:
         """Register a handler object directly (tests, embedding applications)."""
