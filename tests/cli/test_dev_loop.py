@@ -24,6 +24,7 @@ import boto3
 import pytest
 
 from lambda_destinations.cli.dev import live_summary
+from lambda_destinations.config import Settings
 from lambda_destinations.simulate import failure_record, messages
 from lambda_destinations.worker import Stats
 from lambda_destinations.worker.dispatch import Outcome
@@ -31,6 +32,7 @@ from processes import reap
 
 README = Path(__file__).parents[2] / "README.md"
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
+DEFAULT_OPS_PORT = Settings.model_fields["ops_port"].default
 
 
 def bare_env() -> dict[str, str]:
@@ -165,6 +167,36 @@ def test_a_second_dev_in_the_same_folder_refuses_and_leaves_the_first_s_settings
     after = run(["lambda-destinations", "dev", "--once"], tmp_path)
     assert after.returncode == 0, after.stderr
     assert settings.read_text() != written  # its own endpoint now
+
+
+@pytest.mark.timeout(300)
+def test_a_dev_whose_ops_port_is_taken_writes_the_port_it_took_for_its_folder(
+    tmp_path: Path,
+) -> None:
+    # given: the default ops port taken, as a dev running in another folder takes it (or
+    # taken already, by such a dev of another test)
+    with socket.socket() as first:
+        with contextlib.suppress(OSError):
+            first.bind(("127.0.0.1", DEFAULT_OPS_PORT))
+            first.listen()
+
+        # when: dev starts in this folder, then its healthcheck runs here
+        with running_dev(tmp_path):
+            lines = (tmp_path / "dev.log").read_text().splitlines()  # the banner, then JSON
+            took = [
+                event["port"]
+                for event in (json.loads(line) for line in lines if line.startswith("{"))
+                if event.get("event") == "the ops port was taken; using another"
+            ]
+            config = tomllib.loads((tmp_path / ".lambda-destinations" / "dev.toml").read_text())
+            check = run(["lambda-destinations", "healthcheck"], tmp_path)
+
+    # then: dev.toml names the port dev took, and the healthcheck asked this dev there
+    # (before: dev.toml named no port, and the healthcheck asked the default's holder)
+    assert len(took) == 1, took
+    assert config["ops_port"] == took[0] != DEFAULT_OPS_PORT
+    assert check.returncode == 0, check.stderr
+    assert check.stdout == f"http://127.0.0.1:{took[0]}/healthz: 200\n"
 
 
 def test_dev_in_a_read_only_folder_is_one_line_and_exit_3(tmp_path: Path) -> None:

@@ -220,6 +220,7 @@ def write_dev_config(settings: Settings, path: Path = DEV_CONFIG) -> None:
         "retry_base": settings.retry_base,
         "retry_max": settings.retry_max,
         "wait_time": settings.wait_time,
+        "ops_port": settings.ops_port,
         "routes": [route.model_dump(exclude_defaults=True) for route in settings.routes],
         "handlers": settings.handlers,
     }
@@ -368,7 +369,6 @@ async def _dev(
             await register_functions(moto_url, simulation, *arns)
             endpoint.deliver_to(Destinations(success_url, failure_url))
             settings = settings.model_copy(update={"queues": [success_url, failure_url]})
-            write_dev_config(settings)
             _banner(settings, simulation)
             if simulate_n:
                 batch = list(messages(simulate_n, seed=simulation.seed or 7))
@@ -423,6 +423,9 @@ async def _run_dev_worker(settings: Settings, console_port: int | None) -> Any:
             on_started=started,
             ops_host="127.0.0.1",
             local=True,
+            # Written once the ops port is known: another than 8080 when a dev in another
+            # folder has it, and `healthcheck` here must ask this one.
+            on_listening=write_dev_config,
         )
     finally:
         for task in tasks:

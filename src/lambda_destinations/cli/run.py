@@ -127,11 +127,14 @@ async def run_worker(
     on_started: Callable[[Worker], Awaitable[None]] | None = None,
     ops_host: str = "0.0.0.0",  # noqa: S104 - a container's probes come from outside it
     local: bool = False,
+    on_listening: Callable[[Settings], None] | None = None,
 ) -> Stats:
     """Start, run until stopped (or drained), stop: the one path the CLI and `dev` share.
 
     With ``once``, SQS or the store unreachable for ``once_timeout`` raises StartTimedOut.
     ``local`` (``dev``): a default ops port in use is replaced by a free one.
+    ``on_listening`` gets the settings with the ops port the ops server took, once it
+    listens and before the worker starts (``dev`` writes them for the folder's commands).
     """
     from lambda_destinations.worker import Worker
 
@@ -139,7 +142,9 @@ async def run_worker(
     worker.check_settings()  # a setting's own error before the ops port's, which may be taken
     remove = install_signal_handlers(worker)
     try:
-        async with ops_server(worker, ops_host, any_port_if_taken=local):
+        async with ops_server(worker, ops_host, any_port_if_taken=local) as ops:
+            if on_listening is not None:
+                on_listening(settings.model_copy(update={"ops_port": ops.port if ops else 0}))
             await worker.start(give_up_after=settings.once_timeout if once else None)
             try:
                 if on_started is not None:
