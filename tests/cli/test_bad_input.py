@@ -861,6 +861,33 @@ def test_doctor_reports_a_handler_module_that_fails_to_import(
     assert "module 'broken_doctor' raised RuntimeError: no settings" in one_error_line(result)
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ("dev", "--json"),
+            "error: --json goes with --once, whose summary it prints as JSON: add --once, or "
+            "leave --json out (--log-format json: the logs as JSON)",
+        ),
+        (
+            ("dev", "--once", "--console-port", "9123"),
+            "error: --console-port goes without --once: dev --once exits once the queues are "
+            "drained, and serves no console; leave one of them out (`lambda-destinations "
+            "console` in this folder serves what it stored)",
+        ),
+    ],
+    ids=["--json without --once", "--console-port with --once"],
+)
+def test_dev_options_that_mean_nothing_together_are_a_usage_error(
+    args: tuple[str, ...], line: str, tmp_path: Path
+) -> None:
+    # before: dropped without a word; dev ran on, printing no JSON, or drained with no console
+    result = cli(*args, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert one_error_line(result) == line
+    assert list(tmp_path.iterdir()) == []  # refused before dev began anything
+
+
 def test_run_concurrency_0_is_refused_as_the_environment_refuses_it(tmp_path: Path) -> None:
     result = cli("run", "--once", "--queues", "q", "--concurrency", "0", cwd=tmp_path)
     assert result.returncode == 2

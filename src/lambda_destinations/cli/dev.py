@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import structlog
+from click.core import ParameterSource
 
 from lambda_destinations.aws import AwsClients
-from lambda_destinations.cli._app import EXIT_CONFIG, command, fail
+from lambda_destinations.cli._app import EXIT_CONFIG, EXIT_USAGE, command, fail
 from lambda_destinations.cli._common import aws_errors
 from lambda_destinations.cli._options import hide_options, hide_password, settings_options
 from lambda_destinations.cli._table import plural
@@ -324,6 +325,7 @@ def dev_command(
       lambda-destinations dev --simulate 200 --once  drain and print counts by outcome
       lambda-destinations dev --success-rate 0.2     replays mostly fail again
     """
+    _check_once_options(once, as_json)
     if settings.log_format == "auto":
         # dev is watched by a person
         configure_logging("console", settings.log_level, hide=_own_alert_sent)
@@ -344,6 +346,26 @@ def dev_command(
             )
     if once:
         print_summary(stats, as_json=as_json)
+
+
+def _check_once_options(once: bool, as_json: bool) -> None:
+    """Refuse (exit 2) the options that mean nothing with ``--once``, or without it: both were
+    dropped without a word."""
+    if as_json and not once:
+        # A running dev prints no summary: a person watches it, and stops it with Ctrl-C.
+        fail(
+            "--json goes with --once, whose summary it prints as JSON: add --once, or leave "
+            "--json out (--log-format json: the logs as JSON)",
+            EXIT_USAGE,
+        )
+    source = click.get_current_context().get_parameter_source("console_port")
+    if once and source is not ParameterSource.DEFAULT:
+        fail(
+            "--console-port goes without --once: dev --once exits once the queues are drained, "
+            "and serves no console; leave one of them out (`lambda-destinations console` in "
+            "this folder serves what it stored)",
+            EXIT_USAGE,
+        )
 
 
 async def _dev(
