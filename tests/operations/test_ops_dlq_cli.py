@@ -140,6 +140,50 @@ def test_dry_run_moves_nothing(sqs, make_queue, cli_env) -> None:
     assert count_messages(sqs, url) == 0
 
 
+@pytest.mark.parametrize(
+    ("options", "what"),
+    [
+        ((), "redrive"),
+        (("--dry-run",), "redrive"),
+        (("--reinvoke",), "re-invoke"),
+        (("--reinvoke", "--dry-run"), "re-invoke"),
+    ],
+)
+def test_a_redrive_of_a_dlq_that_shows_no_message_says_so_and_asks_nothing(
+    sqs, make_queue, cli_env, options: tuple[str, ...], what: str
+) -> None:
+    # given: an empty DLQ, and no terminal to answer a question (no --yes)
+    _, dlq = make_queue("empty")
+    assert cli("migrate", env=cli_env).returncode == 0
+    name = dlq.rsplit("/", 1)[1]
+
+    # when
+    result = cli("dlq", "redrive", dlq, *options, env=cli_env)
+    as_json = cli("dlq", "redrive", dlq, *options, "--json", env=cli_env)
+
+    # then: one line, exit 0 (before: --reinvoke asked to invoke "about 0 messages", exit 6
+    # unanswered; a redrive tried the move task, then moved 0 with a progress bar)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"{name} shows no messages (visible, in flight or delayed): nothing to {what}\n"
+    )
+    assert result.stderr == ""
+    # and --json reports the nothing it did, in the report's own shape
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    if what == "re-invoke":
+        assert report == {
+            "invoked": 0,
+            "would_invoke": 0,
+            "errors": 0,
+            "deleted": 0,
+            "messages": [],
+        }
+    else:
+        assert (report["method"], report["messages"], report["moved"]) == (None, 0, 0)
+        assert report["ok"] is True
+
+
 def test_a_dlq_of_no_queue_needs_to(sqs, make_queue, cli_env) -> None:
     # given: a function's DLQ (no SQS queue names it in a redrive policy)
     function_dlq, _ = make_queue("fn-dlq", dlq=False)

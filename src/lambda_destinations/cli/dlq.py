@@ -30,6 +30,7 @@ from lambda_destinations.operations.quarantine import attribute_text, pretty_bod
 from lambda_destinations.operations.redrive import (
     DEFAULT_VISIBILITY,
     HIDDEN,
+    MoveReport,
     MoveTaskUnsupported,
     QueueRef,
     ReinvokeReport,
@@ -260,7 +261,10 @@ def redrive_command(
             fail("--reinvoke invokes functions; it has no --to", EXIT_USAGE)
         with aws_errors(settings):
             report = asyncio.run(redrive.reinvoke())
-        _report_reinvoke(report, dry_run=redrive.dry_run, as_json=as_json)
+        if redrive.found_none is not None and not as_json:
+            _say_shows_none(redrive.found_none, "re-invoke")
+        else:
+            _report_reinvoke(report, dry_run=redrive.dry_run, as_json=as_json)
         return
     if redrive.force or redrive.legacy_function:
         fail("--force and --legacy-function go with --reinvoke", EXIT_USAGE)
@@ -270,7 +274,10 @@ def redrive_command(
     except KeyboardInterrupt:
         redrive.say_interrupted()
         raise
-    _report_redrive(outcome, as_json=as_json)
+    if redrive.found_none is not None and not as_json:  # --json: the report of nothing
+        _say_shows_none(redrive.found_none, "redrive")
+    else:
+        _report_redrive(outcome, as_json=as_json)
 
 
 @dataclasses.dataclass
@@ -291,6 +298,7 @@ class _Redrive:
     concurrency: int
     task_handle: str | None = None  # once SQS's move task started
     moved: int = 0  # messages moved here so far
+    found_none: QueueRef | None = None  # the DLQ, when its counts showed no message: nothing done
 
     async def move(self) -> dict[str, Any]:
         """Move the messages (or, on a dry run, plan it); the outcome for ``_report_redrive``."""
@@ -319,6 +327,9 @@ class _Redrive:
                 "targets": [target.url] if target else sources,
                 "method": "move-task" if use_task else "moved-here",
             }
+            if dlq.shows_none:  # no move task started, nothing received: method null
+                self.found_none = dlq
+                return {**plan, "method": None, **MoveReport().as_dict(), "ok": True}
             if self.dry_run:
                 return {**plan, "dry_run": True}
             if use_task:
@@ -414,6 +425,9 @@ class _Redrive:
         ):
             sqs = await aws.client("sqs")
             dlq = await resolve_queue(sqs, self.queue)
+            if dlq.shows_none:  # nothing to ask about, nor to receive
+                self.found_none = dlq
+                return ReinvokeReport()
             if not self.dry_run and not self.yes:
                 click.confirm(
                     f"Invoke again the function of each failure record in {dlq.name} (about "
@@ -457,6 +471,12 @@ class _Redrive:
                 "visibility timeout); run the redrive again to finish",
                 err=True,
             )
+
+
+def _say_shows_none(dlq: QueueRef, what: str) -> None:
+    """The one line of a redrive that found the DLQ's counts at 0 and did nothing: no
+    question, no move task, no receive. SQS's counts are approximate: "shows", not "is"."""
+    click.echo(f"{dlq.name} shows no messages (visible, in flight or delayed): nothing to {what}")
 
 
 def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
@@ -566,16 +586,15 @@ def purge_command(settings: Settings, queue: str, yes: bool) -> None:
         async with AwsClients(settings) as aws:
             sqs = await aws.client("sqs")
             ref = await resolve_queue(sqs, queue)
-            delayed = int(ref.attributes.get("ApproximateNumberOfMessagesDelayed", "0"))
-            count = ref.visible + ref.in_flight + delayed
-            if count == 0:
+            count = ref.visible + ref.in_flight + ref.delayed
+            if ref.shows_none:
                 click.echo(f"{ref.name} is empty: nothing to purge")
                 return
             if not yes:
                 click.confirm(
                     f"Delete {'the 1 message' if count == 1 else f'all {count} messages'} of "
                     f"{ref.name} ({ref.visible} visible, "
-                    f"{ref.in_flight} in flight, {delayed} delayed)? This cannot be undone",
+                    f"{ref.in_flight} in flight, {ref.delayed} delayed)? This cannot be undone",
                     abort=True,
                     err=True,
                 )

@@ -119,6 +119,16 @@ class QueueRef:
     def in_flight(self) -> int:
         return int(self.attributes.get("ApproximateNumberOfMessagesNotVisible", "0"))
 
+    @property
+    def delayed(self) -> int:
+        return int(self.attributes.get("ApproximateNumberOfMessagesDelayed", "0"))
+
+    @property
+    def shows_none(self) -> bool:
+        """No message visible, in flight or delayed, by SQS's counts: approximate, so a message
+        sent a moment ago may not be counted yet."""
+        return not (self.visible or self.in_flight or self.delayed)
+
 
 async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
     """A queue by URL, name or ARN; QueueNotFound naming it when it does not exist."""
