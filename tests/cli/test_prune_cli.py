@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import re
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -101,6 +105,55 @@ def test_a_time_in_the_future_is_refused_before_anything_goes(tmp_path: Path) ->
     assert code == 2
     assert err == "error: --older-than 2999-01-01 is in the future: nothing would be kept\n"
     assert len(asyncio.run(left(url))) == 4
+
+
+def test_vacuum_says_what_the_file_took_before_and_after(tmp_path: Path) -> None:
+    # given: a store file made before auto_vacuum was the default (it keeps its size after
+    # deletes until a VACUUM), holding 100 successes of 10 kB past their retention
+    path = tmp_path / "s.db"
+    asyncio.run(seed_payloads(f"sqlite:///{path}", count=100, size=10_000))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript("PRAGMA auto_vacuum=NONE; VACUUM;")
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(path, copy)
+
+    # when
+    code, out, err = prune(f"sqlite:///{path}", "--vacuum", "--json")
+    text_code, _, text_err = prune(f"sqlite:///{copy}", "--vacuum")
+
+    # then: the bytes it took before and after (before: --vacuum said nothing of the VACUUM)
+    assert code == 0, err
+    vacuum = json.loads(out)["vacuum"]
+    assert vacuum["bytes_before"] > 1_000_000 > vacuum["bytes_after"] == path.stat().st_size
+    # and one line of it in text, in MB or kB
+    assert text_code == 0, text_err
+    assert re.fullmatch(
+        r"VACUUM: the file and its write-ahead log took \d+\.\d MB, now \d+ kB",
+        text_err.splitlines()[-1],
+    ), text_err
+
+
+def test_a_dry_run_says_it_runs_no_vacuum(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    asyncio.run(seed(url))
+
+    code, out, err = prune(url, "--dry-run", "--vacuum", "--json")
+
+    # before: skipped without a word
+    assert code == 0, err
+    assert err == "note: --dry-run runs no VACUUM\n"
+    assert json.loads(out)["vacuum"] is None
+
+
+async def seed_payloads(url: str, *, count: int, size: int) -> None:
+    """``count`` successes 30 days old, each with a request payload of ``size`` bytes."""
+    when = utcnow() - dt.timedelta(days=30)
+    async with Store.from_url(url) as store:
+        await store.migrate()
+        for n in range(count):
+            row, delivery = success(n, when)
+            row.request_payload = {"blob": "x" * size}
+            await store.save_invocation(row, delivery)
 
 
 @pytest.mark.postgres

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 import click
@@ -12,7 +13,7 @@ from lambda_destinations.cli._common import dumps, format_time, opened_store
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
-from lambda_destinations.store import PruneKind
+from lambda_destinations.store import PruneKind, Vacuumed
 from lambda_destinations.times import parse_when, utcnow
 from lambda_destinations.worker.retention import (
     PruneReport,
@@ -68,7 +69,7 @@ def prune_command(
             fail(f"--older-than {older_than} is in the future: nothing would be kept", EXIT_USAGE)
         before = dict.fromkeys(before, moment)
 
-    async def go() -> PruneReport:
+    async def go() -> tuple[PruneReport, Vacuumed | None]:
         async with opened_store(settings, writes=not dry_run) as store:
             report = await prune_store(store, before, batch=settings.prune_batch, dry_run=dry_run)
             if vacuum and not store.vacuums:
@@ -76,15 +77,22 @@ def prune_command(
                     "note: --vacuum applies to SQLite only; PostgreSQL's autovacuum reclaims space",
                     err=True,
                 )
-            elif vacuum and not dry_run:
-                await store.vacuum()
-            return report
+            elif vacuum and dry_run:
+                click.echo("note: --dry-run runs no VACUUM", err=True)
+            elif vacuum:
+                return report, await store.vacuum()
+            return report, None
 
-    report = asyncio.run(go())
-    _print(report, before, as_json)
+    report, vacuumed = asyncio.run(go())
+    _print(report, before, vacuumed, as_json)
 
 
-def _print(report: PruneReport, before: dict[PruneKind, dt.datetime], as_json: bool) -> None:
+def _print(
+    report: PruneReport,
+    before: dict[PruneKind, dt.datetime],
+    vacuumed: Vacuumed | None,
+    as_json: bool,
+) -> None:
     if as_json:
         click.echo(
             dumps(
@@ -93,6 +101,7 @@ def _print(report: PruneReport, before: dict[PruneKind, dt.datetime], as_json: b
                     "rows": {kind.value: n for kind, n in report.rows.items()},
                     "before": {kind.value: moment.isoformat() for kind, moment in before.items()},
                     "bytes_reclaimed": report.pages_reclaimed * _PAGE,
+                    "vacuum": dataclasses.asdict(vacuumed) if vacuumed else None,
                 }
             )
         )
@@ -104,3 +113,14 @@ def _print(report: PruneReport, before: dict[PruneKind, dt.datetime], as_json: b
         click.echo(
             f"{report.pages_reclaimed * _PAGE / 1e6:.1f} MB given back to the disk", err=True
         )
+    if vacuumed:
+        click.echo(
+            f"VACUUM: the file and its write-ahead log took {_size(vacuumed.bytes_before)}, "
+            f"now {_size(vacuumed.bytes_after)}",
+            err=True,
+        )
+
+
+def _size(size: int) -> str:
+    """Bytes as a person reads them: 12.3 MB, or 412 kB below a megabyte (a dev store)."""
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"

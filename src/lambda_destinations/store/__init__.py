@@ -23,6 +23,7 @@ from lambda_destinations.store.base import (
     RunState,
     ScheduledJob,
     Store,
+    Vacuumed,
     open_store_class,
     scope_of,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "RunState",
     "ScheduledJob",
     "Store",
+    "Vacuumed",
     "open_store_class",
     "scope_of",
     "utcnow",

@@ -73,6 +73,15 @@ class PruneKind(enum.StrEnum):
     UNSTORED = "unstored-runs"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Vacuumed:
+    """What a VACUUM did: the bytes the database file and its write-ahead log took on disk
+    before it and after it."""
+
+    bytes_before: int
+    bytes_after: int
+
+
 class RunState(enum.StrEnum):
     CLAIMED = "claimed"
     COMPLETED = "completed"
@@ -632,9 +641,10 @@ class Store(Lifetime):
     vacuums = False
     """Whether :meth:`vacuum` does anything (SQLite; PostgreSQL's autovacuum does it there)."""
 
-    async def vacuum(self) -> None:
+    async def vacuum(self) -> Vacuumed | None:
         """Rewrite the database to its smallest size (SQLite's VACUUM; it also turns on
-        incremental auto-vacuum for a file created before it). Nothing on PostgreSQL."""
+        incremental auto-vacuum for a file created before it), and say what it took on disk
+        before and after. Nothing on PostgreSQL (None)."""
         return None
 
     @abc.abstractmethod

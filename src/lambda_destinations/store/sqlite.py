@@ -51,6 +51,7 @@ from lambda_destinations.store._sql import (
 )
 from lambda_destinations.store._threaded import ThreadEngine, in_thread
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
+from lambda_destinations.store.base import Vacuumed
 from lambda_destinations.times import utcnow
 
 # SQLite result codes (by name, extended codes included: SQLITE_IOERR_WRITE is an I/O error)
@@ -457,17 +458,28 @@ class SQLiteStore(SqlStore):
 
     vacuums = True
 
-    async def vacuum(self) -> None:
-        if self._file is None:
-            return
+    async def vacuum(self) -> Vacuumed | None:
+        if self._file is None or self.path is None:
+            return None
 
-        def work(conn: sa.Connection) -> None:
+        def work(conn: sa.Connection) -> Vacuumed:
+            before = self._file_bytes()
             # Takes effect through the VACUUM, also on a file created before it was the default.
             conn.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
             conn.exec_driver_sql("VACUUM")
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
+            return Vacuumed(bytes_before=before, bytes_after=self._file_bytes())
 
-        await self._hot(work, write=True)
+        return await self._hot(work, write=True)
+
+    def _file_bytes(self) -> int:
+        """The size of the database file and its WAL now: what the store takes on disk (its
+        ``-shm`` index, a few pages, aside)."""
+        assert self.path is not None
+        try:
+            return self.path.stat().st_size + self._wal_bytes()
+        except OSError:  # gone: _check_file says so at the next write
+            return 0
 
     def _wal_bytes(self) -> int:
         """The size of the WAL file now (0 if there is none)."""
