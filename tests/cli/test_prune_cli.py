@@ -133,6 +133,23 @@ def test_vacuum_says_what_the_file_took_before_and_after(tmp_path: Path) -> None
     ), text_err
 
 
+def test_the_space_given_back_is_counted_in_the_file_s_own_pages(tmp_path: Path) -> None:
+    # given: 40 successes of 40 kB past their retention, in a file this store created (16 KiB
+    # pages, auto_vacuum=INCREMENTAL)
+    path = tmp_path / "s.db"
+    asyncio.run(seed_payloads(f"sqlite:///{path}", count=40, size=40_000))
+    full = path.stat().st_size
+
+    # when
+    code, out, err = prune(f"sqlite:///{path}", "--json")
+
+    # then: what it gave back, which the file lost (it counted 4 KiB a page: a quarter of it)
+    assert code == 0, err
+    given_back = json.loads(out)["bytes_reclaimed"]
+    assert given_back >= 40 * 40_000
+    assert full - path.stat().st_size >= given_back
+
+
 def test_a_dry_run_says_it_runs_no_vacuum(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     asyncio.run(seed(url))

@@ -22,8 +22,6 @@ from lambda_destinations.worker.retention import (
     retention_days,
 )
 
-_PAGE = 4096  # SQLite's default page size, for the space given back
-
 
 @command("prune")
 @click.option(
@@ -100,7 +98,7 @@ def _print(
                     "dry_run": report.dry_run,
                     "rows": {kind.value: n for kind, n in report.rows.items()},
                     "before": {kind.value: moment.isoformat() for kind, moment in before.items()},
-                    "bytes_reclaimed": report.pages_reclaimed * _PAGE,
+                    "bytes_reclaimed": report.bytes_reclaimed,
                     "vacuum": dataclasses.asdict(vacuumed) if vacuumed else None,
                 }
             )
@@ -109,10 +107,8 @@ def _print(
     verb = "WOULD DELETE" if report.dry_run else "DELETED"
     rows = [[kind.value, format_time(before[kind]), report.rows.get(kind, 0)] for kind in before]
     click.echo(render_table(["KIND", "OLDER THAN (UTC)", verb], rows, right=(2,)))
-    if report.pages_reclaimed:
-        click.echo(
-            f"{report.pages_reclaimed * _PAGE / 1e6:.1f} MB given back to the disk", err=True
-        )
+    if report.bytes_reclaimed:
+        click.echo(f"{_size(report.bytes_reclaimed)} given back to the disk", err=True)
     if vacuumed:
         click.echo(
             f"VACUUM: the file and its write-ahead log took {_size(vacuumed.bytes_before)}, "

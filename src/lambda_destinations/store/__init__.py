@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lambda_destinations.store.base import (
     OWN_FAILURE_STATUSES,
+    RECLAIM_STEP,
     ROW_ID_MAX,
     AlertAdmission,
     AlertWindow,
@@ -31,6 +32,7 @@ from lambda_destinations.times import utcnow
 
 __all__ = [
     "OWN_FAILURE_STATUSES",
+    "RECLAIM_STEP",
     "ROW_ID_MAX",
     "AlertAdmission",
     "AlertWindow",

@@ -40,6 +40,9 @@ POLL_MAX = 0.2
 # Row ids (a quarantined message's) are 64-bit integers: a larger number names no row, and the
 # database's driver would fail on it rather than find nothing.
 ROW_ID_MAX = 2**63 - 1
+# How much free space reclaim_space gives back in one hold of the write lock: a multiple of
+# every SQLite page size, so a step that frees all it may returns exactly this.
+RECLAIM_STEP = 8 * 1024 * 1024
 
 
 class FailureStatus(enum.StrEnum):
@@ -630,8 +633,9 @@ class Store(Lifetime):
     async def count_prunable(self, kind: PruneKind, before: dt.datetime) -> int:
         """How many rows :meth:`prune` would delete for ``kind`` and ``before`` (a dry run)."""
 
-    async def reclaim_space(self, *, max_pages: int = 2048) -> int:
-        """Give up to ``max_pages`` free pages back to the file system; return how many.
+    async def reclaim_space(self, *, max_bytes: int = RECLAIM_STEP) -> int:
+        """Give up to ``max_bytes`` of free pages back to the file system; return how many
+        bytes went back.
 
         SQLite only (a file created with ``auto_vacuum=INCREMENTAL``); PostgreSQL's autovacuum
         reuses the space of deleted rows by itself.

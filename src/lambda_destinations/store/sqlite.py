@@ -51,7 +51,7 @@ from lambda_destinations.store._sql import (
 )
 from lambda_destinations.store._threaded import ThreadEngine, in_thread
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
-from lambda_destinations.store.base import Vacuumed
+from lambda_destinations.store.base import RECLAIM_STEP, Vacuumed
 from lambda_destinations.times import utcnow
 
 # SQLite result codes (by name, extended codes included: SQLITE_IOERR_WRITE is an I/O error)
@@ -435,21 +435,25 @@ class SQLiteStore(SqlStore):
         async with self._errors(), self._write_gate():
             await in_thread(file.writer, run)
 
-    async def reclaim_space(self, *, max_pages: int = 2048) -> int:
+    async def reclaim_space(self, *, max_bytes: int = RECLAIM_STEP) -> int:
         """Free pages back to the file system (``auto_vacuum=INCREMENTAL`` files only), then a
         checkpoint, which is when the database file itself gets shorter."""
         if self._file is None:
             return 0
-        pages = max(1, int(max_pages))
 
         def work(conn: sa.Connection) -> int:
+            # The file's own page size: 16 KiB for a file this store created, 4 KiB for one
+            # created before (which keeps its pages until a VACUUM).
+            page_size = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+            pages = max(1, max_bytes // page_size)
             before = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
             # Each step of the statement frees one page: run it to its end (executescript
             # does; a cursor's execute stops after the first).
             driver = conn.connection.driver_connection
             assert isinstance(driver, sqlite3.Connection)
             driver.executescript(f"PRAGMA incremental_vacuum({pages})")
-            return before - int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+            after = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+            return (before - after) * page_size
 
         freed = await self._hot(work, write=True)
         if freed:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from lambda_destinations.store import PruneKind, Store, utcnow
+from lambda_destinations.store import RECLAIM_STEP, PruneKind, Store, utcnow
 
 if TYPE_CHECKING:
     from lambda_destinations.config import Settings
@@ -52,7 +52,7 @@ class PruneReport:
     """What one pruning did (or, for a dry run, would do)."""
 
     rows: dict[PruneKind, int] = dataclasses.field(default_factory=dict)
-    pages_reclaimed: int = 0
+    bytes_reclaimed: int = 0  # free pages given back to the file system (SQLite)
     complete: bool = True  # False when the time budget ran out first
     dry_run: bool = False
 
@@ -88,17 +88,18 @@ async def prune_store(
             if deleted < batch:
                 break
     if sum(report.rows.values()):
-        report.pages_reclaimed = await _reclaim(store, deadline)
+        report.bytes_reclaimed = await _reclaim(store, deadline)
     return report
 
 
 async def _reclaim(store: Store, deadline: float | None) -> int:
-    """Give freed pages back in steps of a few MB, each a short hold of the write lock."""
+    """Give freed pages back in steps of a few MB, each a short hold of the write lock; the
+    bytes given back."""
     total = 0
     while deadline is None or time.monotonic() < deadline:
-        freed = await store.reclaim_space(max_pages=2048)
+        freed = await store.reclaim_space(max_bytes=RECLAIM_STEP)
         total += freed
-        if freed < 2048:
+        if freed < RECLAIM_STEP:
             break
         await asyncio.sleep(0)
     return total
@@ -119,6 +120,6 @@ async def run_retention_job(job: ScheduledJob, context: JobContext) -> None:
         context.log.info(
             "pruned what retention no longer keeps",
             deleted=deleted,
-            pages_reclaimed=report.pages_reclaimed,
+            bytes_reclaimed=report.bytes_reclaimed,
             complete=report.complete,
         )
