@@ -268,3 +268,29 @@ def test_an_in_memory_store_is_refused_with_exit_3(worker_env, make_queue, tmp_p
     assert len(errors) == 1
     assert "in-memory database" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_run_json_without_once_says_it_is_ignored_and_runs_on(worker_env, make_queue) -> None:
+    # given: a worker run with --json but not --once (it was dropped without a word)
+    url, _ = make_queue("json-without-once")
+    env = {**os.environ, **worker_env, "LAMBDA_DESTINATIONS_QUEUES": url}
+    env |= {"LAMBDA_DESTINATIONS_OPS_PORT": "0", "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    lines = []
+    with subprocess.Popen(
+        [*ENTRY, "run", "--json"], env=env, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            # when: it starts
+            assert process.stderr is not None
+            for line in process.stderr:
+                lines.append(json.loads(line))
+                if lines[-1]["event"].startswith("worker started"):
+                    break
+        finally:
+            process.terminate()
+            process.communicate(timeout=30)
+
+    # then: one warning says so, and the worker ran until stopped
+    warned = [line for line in lines if line["event"].startswith("--json goes with --once")]
+    assert [line["level"] for line in warned] == ["warning"], lines
+    assert process.returncode == 0

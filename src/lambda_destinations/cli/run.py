@@ -223,6 +223,12 @@ def run_command(settings: Settings, once: bool, concurrency: int | None, as_json
     """
     if concurrency is not None:
         settings = settings.model_copy(update={"concurrency": concurrency})
+    if as_json and not once:
+        # Warned, not refused (dev refuses it): a deployment that passes it must keep starting.
+        log.warning(
+            "--json goes with --once, whose summary it prints as JSON; ignored, the worker "
+            "runs on (--log-format json: its logs as JSON)"
+        )
     stats = run_or_exit(run_worker(settings, once=once, on_started=_collect_less))
     if once:
         print_summary(stats, as_json=as_json)
