@@ -1,4 +1,5 @@
-"""Ending the processes a test started, whatever state the test left them in."""
+"""Starting and ending the processes a test runs: the command line, a free port for a server,
+limits on a child's files, and reaping whatever state the test left them in."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +19,15 @@ import pytest
 
 # The command line, as the installed entry point runs it.
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 nothing listens on: the kernel's pick for port 0, closed again at
+    once, so a server the test starts next can take it (or a client finds it refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def reap(*processes: subprocess.Popen[Any]) -> None:

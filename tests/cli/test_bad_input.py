@@ -19,7 +19,7 @@ from bad_input_helpers import ENTRY, cli, one_error_line
 from lambda_destinations.config import load_settings
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.store.migrations import LATEST_VERSION
-from processes import reap
+from processes import free_port, reap
 
 
 @pytest.mark.parametrize(
@@ -939,9 +939,7 @@ def test_healthcheck_with_nothing_listening_or_answering_says_which_in_one_line(
     import socket
 
     # before: "no answer (<urlopen error [Errno 111] Connection refused>)"
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = free_port()
     refused = cli("healthcheck", env={"LAMBDA_DESTINATIONS_OPS_PORT": str(port)}, cwd=tmp_path)
     assert refused.returncode == 1, refused.stderr
     assert one_error_line(refused) == (

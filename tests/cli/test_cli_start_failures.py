@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import threading
 import pytest
 
 from processes import file_size_limit as limited_to
+from processes import free_port
 
 # Every ResourceWarning an error (reported as "Exception ignored ... ResourceWarning" when
 # raised in a finaliser); the collection at exit reaches whatever the failed start left open.
@@ -30,13 +30,6 @@ MAIN = "\n".join(
     ]
 )
 ENTRY = [sys.executable, "-W", "error::ResourceWarning", "-c", MAIN]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def run(
@@ -129,9 +122,9 @@ def test_run_once_gives_up_on_an_unreachable_endpoint_with_exit_4(
     good, _ = make_queue("away")
     env = {**base_env, "LAMBDA_DESTINATIONS_QUEUES": good, "LAMBDA_DESTINATIONS_ONCE_TIMEOUT": "3"}
     if what == "store":
-        env["LAMBDA_DESTINATIONS_STORE"] = f"postgresql://u@127.0.0.1:{closed_port()}/db"
+        env["LAMBDA_DESTINATIONS_STORE"] = f"postgresql://u@127.0.0.1:{free_port()}/db"
     else:
-        env["LAMBDA_DESTINATIONS_ENDPOINT_URL"] = f"http://127.0.0.1:{closed_port()}"
+        env["LAMBDA_DESTINATIONS_ENDPOINT_URL"] = f"http://127.0.0.1:{free_port()}"
 
     # when
     result = run(env)

@@ -5,7 +5,6 @@ console logs, on the paths that work and the paths that fail."""
 from __future__ import annotations
 
 import json
-import socket
 import stat
 import subprocess
 from pathlib import Path
@@ -15,17 +14,12 @@ import pytest
 from bad_input_helpers import cli
 
 from lambda_destinations.simulate import messages
+from processes import free_port
 
 STORE_SECRET = "StorePw-9f3c1e7a"
 SMTP_SECRET = "SmtpPw-4b8d2a6c"
 AWS_SECRET = "AwsSecret-1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"
 SECRETS = (STORE_SECRET, SMTP_SECRET, AWS_SECRET)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -52,7 +46,7 @@ handlers = ["persist"]
 type = "email"
 transport = "smtp"
 host = "127.0.0.1"
-port = {closed_port()}
+port = {free_port()}
 security = "none"
 username = "alerts"
 password = "{SMTP_SECRET}"
@@ -87,7 +81,7 @@ def leaks(result: subprocess.CompletedProcess[str]) -> list[str]:
 def test_no_planted_secret_in_any_output(planted: dict[str, Any], log_format: str) -> None:
     env = {**planted["env"], "LAMBDA_DESTINATIONS_LOG_FORMAT": log_format}
     cwd = planted["cwd"]
-    unreachable_store = planted["store"].rsplit("@", 1)[0] + f"@127.0.0.1:{closed_port()}/db"
+    unreachable_store = planted["store"].rsplit("@", 1)[0] + f"@127.0.0.1:{free_port()}/db"
     runs: dict[str, subprocess.CompletedProcess[str]] = {}
 
     # the worker: saves, a failing SMTP handler (its login is in the settings), quarantines
@@ -158,7 +152,7 @@ def test_the_endpoint_urls_password_and_query_never_show(
         "doctor --json": cli("doctor", "--json", env=env, cwd=tmp_path),
     }
     # the worker retries an endpoint that does not answer, naming it
-    gone = f"http://{userinfo}127.0.0.1:{closed_port()}/?token={ENDPOINT_TOKEN}"
+    gone = f"http://{userinfo}127.0.0.1:{free_port()}/?token={ENDPOINT_TOKEN}"
     runs["run"] = cli("run", "--once", env={**env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": gone})
     # then the endpoint is named, its token and password masked
     for name, result in runs.items():

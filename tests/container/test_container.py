@@ -15,7 +15,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lambda_destinations.simulate import success_record
+from processes import free_port
 
 # On a machine without the cached base, debootstrap alone takes minutes (2.5 on a quiet
 # 2-core machine), then the build: the suite's default timeout of 120 s does not fit.
@@ -118,13 +118,6 @@ def wheelhouse(folder: Path) -> Path:
        f"{REPO}[postgres]", "hatchling")  # fmt: skip
     (folder / "pip.conf").write_text("[global]\nno-index = true\nfind-links = /wheels\n")
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def get(port: int, path: str) -> tuple[int, str]:

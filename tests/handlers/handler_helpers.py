@@ -29,7 +29,6 @@ import http.server
 import ipaddress
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -50,17 +49,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from lambda_destinations.config import RouteConfig, Settings, load_settings
-from processes import reap
+from processes import free_port, reap
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def http_text(method: str, url: str, body: Any = None, *, timeout: float = 10) -> str:

@@ -17,7 +17,6 @@ from handler_helpers import (
     emails_to,
     eventually,
     failure_record,
-    free_port,
     running,
     running_worker,
     self_signed_certificate,
@@ -37,6 +36,7 @@ from lambda_destinations.handlers._subject import fold_subject
 from lambda_destinations.handlers.email import build
 from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
+from processes import free_port
 
 
 def mail_settings(endpoint_url: str, url: str, *, store: str, **options: Any) -> Settings:

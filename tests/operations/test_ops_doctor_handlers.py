@@ -5,7 +5,6 @@ SES, SNS and Lambda are the Lambda moto server; SMTP is a real aiosmtpd server."
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from ops_helpers import REGION
 from test_ops_doctor_cli import Setup, checks_of, errors_of
+
+from processes import free_port
 
 GOOD_SENDER = "alerts@doctor-good.example.com"
 ARN = f"arn:aws:lambda:{REGION}:123456789012:function:{{name}}"
@@ -39,9 +40,7 @@ def smtp_port() -> Iterator[tuple[int, _Sink]]:
         return AuthResult(success=data == expected, handled=False)
 
     sink = _Sink()
-    with socket.socket() as probe:  # a free port: aiosmtpd's controller cannot take port 0
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # aiosmtpd's controller cannot take port 0
     controller = Controller(
         sink,
         hostname="127.0.0.1",

@@ -28,17 +28,10 @@ from lambda_destinations.schemas import DecodedMessage
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import OpsServer, Worker
-from processes import ENTRY, on_a_small_disk, reap
+from processes import ENTRY, free_port, on_a_small_disk, reap
 
 # A password in a store URL: /readyz names the store's error, never this.
 SECRET = "hunter2-readyz"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def get(port: int, path: str) -> tuple[int, str]:

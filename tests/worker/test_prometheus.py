@@ -8,7 +8,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from worker_helpers import send_bodies
 from lambda_destinations.cli.run import run_worker
 from lambda_destinations.simulate import success_record
 from lambda_destinations.worker import Worker
+from processes import free_port
 
 RECORDS = 200
 QUERY = 'sum(lambda_destinations_messages_total{outcome="ack"})'
@@ -34,13 +34,6 @@ def readme_alert(metric: str) -> str:
     paragraph = paragraph.split("\n\n", 1)[0]
     (alert,) = [e for e in re.findall(r"`([^`]+)`", paragraph, re.S) if metric in e]
     return " ".join(alert.split())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def prometheus_or_skip() -> str:

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,18 +23,11 @@ from worker_helpers import send_bodies
 
 from lambda_destinations.simulate import success_record
 from lambda_destinations.worker import Worker
-from processes import reap
+from processes import free_port, reap
 
 HERE = Path(__file__).parent
 EXIT_TASK_FAILED = 7
 GRACE = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def probe(port: int, path: str) -> tuple[int, dict[str, object]] | None:

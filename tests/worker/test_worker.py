@@ -9,7 +9,6 @@ import random
 import time
 from typing import Any
 
-import pytest
 from structlog.testing import capture_logs
 from worker_helpers import (
     CountingHandler,
@@ -29,6 +28,7 @@ from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker import worker as worker_module
 from lambda_destinations.worker.queues import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from processes import free_port
 
 
 async def stored_keys(url: str) -> list[str]:
@@ -319,12 +319,13 @@ async def test_a_handler_three_times_longer_than_the_visibility_timeout_is_not_r
 
 
 async def test_unreachable_endpoint_at_start_and_mid_run_is_waited_out(
-    make_queue, settings_for, unused_tcp_port
+    make_queue, settings_for
 ) -> None:
     from moto.server import ThreadedMotoServer
 
     # given: a worker pointed at a port where nothing listens yet
-    endpoint = f"http://127.0.0.1:{unused_tcp_port}"
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
     settings = settings_for("late-queue", endpoint_url=endpoint)
     with capture_logs() as logs:
         worker = Worker(settings)
@@ -332,7 +333,7 @@ async def test_unreachable_endpoint_at_start_and_mid_run_is_waited_out(
         await wait_for_log(logs, "cannot reach SQS")
         assert not starting.done()
         # when: the endpoint comes up with the queue
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=unused_tcp_port, verbose=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         try:
             import boto3
@@ -344,7 +345,7 @@ async def test_unreachable_endpoint_at_start_and_mid_run_is_waited_out(
             # and goes away mid-run, then returns
             server.stop()
             await wait_for_log(logs, "cannot receive from")
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=unused_tcp_port, verbose=False)
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             server.start()
             sqs.send_message(QueueUrl=url, MessageBody=json.dumps(success_record(random.Random(6))))
             for _ in range(80):
@@ -411,16 +412,6 @@ async def wait_for_log(logs: list[dict[str, object]], prefix: str, within: float
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"no log line starting {prefix!r} within {within}s")
-
-
-@pytest.fixture
-def unused_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_a_completion_the_store_refuses_for_seconds_is_recorded_once_it_is_back(
