@@ -68,13 +68,32 @@ async def query(session: aiohttp.ClientSession, port: int, expression: str = QUE
     return found[0][1] if found else None
 
 
+async def alert_rules(session: aiohttp.ClientSession, port: int) -> list[dict[str, Any]]:
+    """The alerting rules Prometheus has loaded, each with its query, health and state."""
+    try:
+        async with session.get(
+            f"http://127.0.0.1:{port}/api/v1/rules", params={"type": "alert"}
+        ) as response:
+            body: dict[str, Any] = await response.json()
+    except aiohttp.ClientError:
+        return []
+    groups = body.get("data", {}).get("groups", [])
+    return [rule for group in groups for rule in group["rules"]]
+
+
 async def start_prometheus(
-    binary: str, folder: Path, ops_port: int, prometheus_port: int
+    binary: str, folder: Path, ops_port: int, prometheus_port: int, rules: str | None = None
 ) -> asyncio.subprocess.Process:
-    """Prometheus on ``prometheus_port``, scraping the ops server every second."""
+    """Prometheus on ``prometheus_port``, scraping the ops server every second and evaluating
+    ``rules`` (the text of a rules file), if any, every second too."""
     config = folder / "prometheus.yml"
+    rule_files = ""
+    if rules is not None:
+        (folder / "rules.yml").write_text(rules)
+        rule_files = f"rule_files: ['{folder / 'rules.yml'}']\n"
     config.write_text(
-        "global:\n  scrape_interval: 1s\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"{rule_files}"
         "scrape_configs:\n  - job_name: lambda-destinations\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{ops_port}']\n"
     )
@@ -103,13 +122,14 @@ async def run_scraped(
     settings: Any,
     folder: Path,
     watch: Callable[[aiohttp.ClientSession, int], Awaitable[None]],
+    rules: str | None = None,
 ) -> bytes:
     """Run a worker with ``settings`` (its ops port ``settings.ops_port``), scraped every second
-    by a real Prometheus, until ``watch(session, prometheus_port)`` returns; Prometheus's own
-    log (stderr), for a failing assertion."""
+    by a real Prometheus evaluating ``rules``, until ``watch(session, prometheus_port)``
+    returns; Prometheus's own log (stderr), for a failing assertion."""
     binary = prometheus_or_skip()
     prometheus_port = free_port()
-    prometheus = await start_prometheus(binary, folder, settings.ops_port, prometheus_port)
+    prometheus = await start_prometheus(binary, folder, settings.ops_port, prometheus_port, rules)
     watchers: list[asyncio.Task[None]] = []
 
     async def watched(worker: Worker) -> None:
@@ -192,6 +212,59 @@ async def test_the_readmes_dlq_alert_fires_for_the_dlq_alone(
     # and the role label tells the DLQ from the queue polled
     assert [labels["queue"] for labels, _value in seen["dlq"]] == [dlq_name]
     assert [labels["queue"] for labels, _value in seen["polled"]] == [url.rsplit("/", 1)[-1]]
+
+
+@pytest.mark.slow
+async def test_the_readmes_paused_receiving_alert_fires_while_a_write_lock_holds_the_store(
+    sqs, make_queue, settings_for, sqlite_url, hold_write_lock, tmp_path: Path
+) -> None:
+    # given: the README's rule, loaded by Prometheus with a `for:` of 2 s (its 5m, shortened),
+    # evaluated every second against a worker it scrapes every second
+    url, _ = make_queue("alerted-paused")
+    settings = settings_for(url, ops_port=free_port(), ops_host="127.0.0.1", handler_attempts=1)
+    expression = readme_alert("lambda_destinations_receiving_paused")
+    rules = json.dumps(
+        {
+            "groups": [
+                {
+                    "name": "lambda-destinations",
+                    "rules": [{"alert": "ReceivingPaused", "expr": expression, "for": "2s"}],
+                }
+            ]
+        }
+    )
+    firing = 'ALERTS{alertname="ReceivingPaused", alertstate="firing"}'
+    seen: dict[str, Any] = {}
+
+    async def watch(session: aiohttp.ClientSession, prometheus_port: int) -> None:
+        # the gauge scraped at 0 and the rule evaluated on it: loaded, healthy, inactive
+        await until_answer(session, prometheus_port, "lambda_destinations_receiving_paused", 0)
+        for _ in range(20):
+            seen["before"] = await alert_rules(session, prometheus_port)
+            evaluated = [rule.get("lastEvaluation", "0") > "1" for rule in seen["before"]]
+            if evaluated and all(evaluated):
+                break
+            await asyncio.sleep(0.5)
+        # when: another process holds the SQLite file's write lock and a record's save is
+        # refused, so the worker pauses receiving
+        holder = hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+        send_bodies(sqs, url, [json.dumps(success_record(random.Random(11)))])
+        try:
+            await until_answer(session, prometheus_port, firing, 1)
+            seen["firing"] = await series(session, prometheus_port, firing)
+        finally:
+            holder.execute("ROLLBACK")
+
+    err = await run_scraped(settings, tmp_path, watch, rules)
+
+    # then: Prometheus loaded the README's expression and found nothing to alert on at first
+    assert [
+        (rule["name"], rule["query"], rule["health"], rule["state"]) for rule in seen["before"]
+    ] == [("ReceivingPaused", expression, "ok", "inactive")], err[-2000:]
+    # and the alert fired once receiving had stayed paused past its `for:`, for this worker
+    ((labels, value),) = seen["firing"]
+    assert value == 1.0
+    assert labels["instance"] == f"127.0.0.1:{settings.ops_port}"
 
 
 @pytest.mark.slow
