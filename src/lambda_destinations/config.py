@@ -52,8 +52,10 @@ ROUTE_OUTCOMES = ("success", "failure", "any")
 # A hundred years: more is "forever", which 0 says; a cutoff that far back is before year 1
 # and cannot be computed (OverflowError), so a larger value is refused here, not at pruning.
 KEEP_DAYS_MAX = 36500
-# The shortest time between two rounds of queue depth samples (Settings.queue_metrics_interval).
+# The shortest and the longest time between two rounds of queue depth samples
+# (Settings.queue_metrics_interval).
 QUEUE_METRICS_MIN = 1.0
+QUEUE_METRICS_MAX = 3600.0
 
 
 class RouteConfig(BaseModel):
@@ -239,7 +241,7 @@ class Settings(BaseSettings):
     queue_metrics_interval: float = Field(
         default=60.0,
         ge=0,
-        description="Seconds between queue depth samples for /metrics (at least 1); 0: off.",
+        description="Seconds between queue depth samples for /metrics (1 to 3600); 0: off.",
     )
     once_timeout: float = Field(
         default=60.0,
@@ -309,7 +311,7 @@ class Settings(BaseSettings):
 
     @field_validator("queue_metrics_interval")
     @classmethod
-    def _sampled_at_most_each_second(cls, value: float) -> float:
+    def _sampled_between_a_second_and_an_hour(cls, value: float) -> float:
         # Each round is one GetQueueAttributes a queue and a DLQ, billed by SQS; Prometheus
         # scrapes seconds apart at the shortest, and SQS's counts are approximate: a sample
         # more often than once a second shows nothing more, and 0.001 calls without a pause.
@@ -317,6 +319,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value:g} seconds is below {QUEUE_METRICS_MIN:g}: use {QUEUE_METRICS_MIN:g} "
                 "or more (60 by default), or 0 to turn the samples off"
+            )
+        # The gauges keep the last sample and Prometheus scrapes it as current: sampled less
+        # than hourly, the DLQ alert fires hours late, or for a DLQ emptied long ago (1e12
+        # sampled once at start, then never; 60000, milliseconds meant, every 17 hours).
+        if value > QUEUE_METRICS_MAX:
+            raise ValueError(
+                f"{value:g} seconds is above {QUEUE_METRICS_MAX:g} (an hour): use at most "
+                f"{QUEUE_METRICS_MAX:g} (60 by default), or 0 to turn the samples off"
             )
         return value
 

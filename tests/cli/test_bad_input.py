@@ -536,6 +536,13 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
             ": 0.001 seconds is below 1: use 1 or more (60 by default), or 0 to turn the samples "
             "off",
         ),
+        (  # it sampled once at start, and the gauges said that depth for ever after
+            {"LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL": "1e12"},
+            "error: setting 'queue_metrics_interval' (LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL)"
+            ": 1e+12 seconds is above 3600 (an hour): use at most 3600 (60 by default), or 0 to "
+            "turn the samples off",
+        ),
+        ({"LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL": "inf"}, "is above 3600 (an hour)"),
         (
             {"LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist"], "condition": "failed"}]'},
             "did you mean 'failure'",
