@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ops_helpers import ENTRY, cli, error_lines, row_of, seed_sync
 
 from lambda_destinations.simulate import failure_record, success_record
@@ -54,6 +55,31 @@ def test_invoke_refuses_a_payload_that_is_not_json(lambda_env: dict[str, str]) -
         [line] = error_lines(result)
         assert "--payload" in line
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "orders api",
+        "orders-api/",
+        "arn:aws:lambda:us-east-1:12345:function:orders-api",  # a short account id
+        "f" * 65,
+    ],
+)
+def test_invoke_refuses_a_function_name_lambda_cannot_take(
+    name: str, lambda_endpoint: Any, lambda_env: dict[str, str]
+) -> None:
+    lambda_endpoint.create_function("orders-api")
+    lambda_endpoint.start_recording()
+    result = cli("invoke", name, env=lambda_env)
+    # before: sent to Invoke, which moto took (exit 0) and Lambda's own model refuses
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: Invalid value for 'FUNCTION': {name!r} is not a Lambda function name or ARN: "
+        "write a name (orders-api), maybe with :alias or :version, or the function's ARN "
+        "(arn:aws:lambda:us-east-1:123456789012:function:orders-api)"
+    )
+    assert lambda_endpoint.invocations() == []
 
 
 NOT_YET = "0c7e6a35-2b8f-4d1e-9a4c-5f3b2e1d0a9b"

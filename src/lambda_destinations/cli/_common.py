@@ -165,12 +165,14 @@ def rate_option(*, default: float, help: str) -> Callable[[F], F]:
 def legacy_function_option(help: str) -> Callable[[F], F]:
     """``--legacy-function``: what to invoke for legacy DLQ messages, which name no function."""
     return click.option(
-        "--legacy-function", metavar="NAME|ARN", help=help, callback=_invokable_function
+        "--legacy-function", metavar="NAME|ARN", help=help, callback=invokable_function
     )
 
 
-def _invokable_function(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
-    # Checked before any record is read: otherwise each legacy message's Invoke is refused.
+def invokable_function(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """A callback: ``value`` as given when it has a form Lambda's Invoke takes (a usage error
+    naming the forms when not). Checked before any record is read or Invoke sent: otherwise
+    each legacy message's Invoke is refused, or ``invoke``'s by Lambda."""
     # Imported here: the schemas package would make every command's start slower.
     from lambda_destinations.schemas import NOT_INVOKE_NAME, invoke_function_name
 

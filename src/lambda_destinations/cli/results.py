@@ -21,7 +21,7 @@ from lambda_destinations.cli._app import (
     command,
     fail,
 )
-from lambda_destinations.cli._common import aws_errors, dumps
+from lambda_destinations.cli._common import aws_errors, dumps, invokable_function
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.templates import parse_duration
@@ -48,10 +48,12 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 
 
 def _function_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """``FUNCTION``: a name or ARN; refused empty here rather than as Lambda's 404."""
+    """``FUNCTION``: a name or ARN; refused empty, or in a form Invoke does not take, here
+    rather than as Lambda's 404 or validation error."""
     if not value.strip():
         fail("invoke: the function name is empty: give a function name or ARN", EXIT_USAGE)
-    return value
+    checked: str = invokable_function(ctx, param, value)
+    return checked
 
 
 WAIT_OPTION = click.option(
