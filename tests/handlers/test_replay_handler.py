@@ -51,6 +51,7 @@ from lambda_destinations.store import (
     Store,
     utcnow,
 )
+from lambda_destinations.store._jobs import scheduled_jobs
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker.scheduler import Scheduler
@@ -401,16 +402,22 @@ async def test_the_failure_records_of_replays_are_neither_open_failures_nor_repl
 async def test_a_scheduled_replay_survives_a_restart(
     recording_moto: RecordingMoto, sqlite_url: str
 ) -> None:
-    # given: a replay scheduled 8 seconds ahead by a worker that then stops (3 seconds were
-    # not always enough for its drain on a loaded machine: it ran the replay itself)
+    # given: a replay scheduled an hour ahead by a worker that then stops
     url = recording_moto.make_queue("restart")
     name = function_name()
     record = failure_record(name)
     send_records(recording_moto.client("sqs"), url, [record])
-    settings = replay_settings(recording_moto.endpoint_url, url, store=sqlite_url, delay=8)
+    settings = replay_settings(recording_moto.endpoint_url, url, store=sqlite_url, delay=3600)
     async with Worker(settings) as worker:
         await worker.run(once=True)
     assert recording_moto.invocations(name) == []
+    # and: its time has come while no worker ran (its due time moved to now, in the file: a
+    # replay due seconds ahead raced the first worker's drain, which on a loaded machine took
+    # 3 and then 8 seconds and more, and ran the replay itself)
+    async with Store.from_url(sqlite_url) as store, store.engine.begin() as conn:
+        job = replay_job_key(key_of(record), 1)
+        due = scheduled_jobs.update().where(scheduled_jobs.c.key == job).values(due_at=utcnow())
+        assert (await conn.execute(due)).rowcount == 1
 
     # when: another worker starts on the same store
     async with Worker(settings) as worker, running_worker(worker):
