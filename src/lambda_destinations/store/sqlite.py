@@ -403,7 +403,7 @@ class SQLiteStore(SqlStore):
         ``WAL_RESTART_BYTES`` anyway, a RESTART checkpoint waits for that reader (up to
         ``busy_timeout``) instead.
         """
-        mode = "RESTART" if self._wal_bytes() > WAL_RESTART_BYTES else "PASSIVE"
+        mode = "RESTART" if self._bytes("-wal") > WAL_RESTART_BYTES else "PASSIVE"
         try:
             await self.checkpoint(mode)
         except Exception as exc:  # noqa: BLE001 - the next one is due after CHECKPOINT_EVERY saves
@@ -463,34 +463,30 @@ class SQLiteStore(SqlStore):
     vacuums = True
 
     async def vacuum(self) -> Vacuumed | None:
-        if self._file is None or self.path is None:
+        if self._file is None:
             return None
 
+        def taken() -> int:
+            """What the store takes on disk: the file and its WAL (its -shm, a few pages, aside)."""
+            return self._bytes() + self._bytes("-wal")
+
         def work(conn: sa.Connection) -> Vacuumed:
-            before = self._file_bytes()
+            before = taken()
             # Takes effect through the VACUUM, also on a file created before it was the default.
             conn.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
             conn.exec_driver_sql("VACUUM")
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
-            return Vacuumed(bytes_before=before, bytes_after=self._file_bytes())
+            return Vacuumed(bytes_before=before, bytes_after=taken())
 
         return await self._hot(work, write=True)
 
-    def _file_bytes(self) -> int:
-        """The size of the database file and its WAL now: what the store takes on disk (its
-        ``-shm`` index, a few pages, aside)."""
-        assert self.path is not None
-        try:
-            return self.path.stat().st_size + self._wal_bytes()
-        except OSError:  # gone: _check_file says so at the next write
-            return 0
-
-    def _wal_bytes(self) -> int:
-        """The size of the WAL file now (0 if there is none)."""
+    def _bytes(self, suffix: str = "") -> int:
+        """The size now of the database file, or of its ``-wal`` or ``-shm`` (0 if there is
+        none, or in memory; a file gone is _check_file's to say at the next write)."""
         if self.path is None:
             return 0
         try:
-            return self.path.with_name(self.path.name + "-wal").stat().st_size
+            return self.path.with_name(self.path.name + suffix).stat().st_size
         except OSError:
             return 0
 
@@ -656,21 +652,13 @@ class SQLiteStore(SqlStore):
                 _FIXES["SQLITE_FULL"],
             )
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        if limit != resource.RLIM_INFINITY and self._largest_file() + NO_ROOM >= limit:
+        largest = max(self._bytes(suffix) for suffix in ("", "-wal", "-shm"))
+        if limit != resource.RLIM_INFINITY and largest + NO_ROOM >= limit:
             return (
                 f"the file is at or near this process's file size limit, {limit} bytes",
                 "raise the limit (ulimit -f)",
             )
         return None
-
-    def _largest_file(self) -> int:
-        """The size of the largest of the database file, its ``-wal`` and its ``-shm``."""
-        assert self.path is not None
-        sizes = [0]
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                sizes.append(self.path.with_name(self.path.name + suffix).stat().st_size)
-        return max(sizes)
 
 
 def plain_path(url: str, database: str) -> Path:
