@@ -253,7 +253,8 @@ def redrive_command(
       lambda-destinations dlq redrive orders-failures-dlq --reinvoke --yes
 
     Exit status: 0 when everything was moved (or invoked), also when the DLQ is empty; 1
-    when messages stay behind (no target, a send or an invocation failed).
+    when messages stay behind (no target, a send or an invocation failed, or some were in
+    flight or delayed, which no receive can take until they show again).
     """
     redrive = _Redrive(settings, queue, **options)  # the other options, typed there
     if reinvoke:
@@ -265,6 +266,8 @@ def redrive_command(
             _say_shows_none(redrive.found_none, "re-invoke")
         else:
             _report_reinvoke(report, dry_run=redrive.dry_run, as_json=as_json)
+        if redrive.found_none and not (redrive.found_none.shows_none or redrive.dry_run):
+            raise SystemExit(EXIT_FAILED)  # some in flight or delayed stay behind
         return
     if redrive.force or redrive.legacy_function:
         fail("--force and --legacy-function go with --reinvoke", EXIT_USAGE)
@@ -276,6 +279,8 @@ def redrive_command(
         raise
     if redrive.found_none is not None and not as_json:  # --json: the report of nothing
         _say_shows_none(redrive.found_none, "redrive")
+        if not (redrive.found_none.shows_none or redrive.dry_run):
+            raise SystemExit(EXIT_FAILED)  # some in flight or delayed stay behind
     else:
         _report_redrive(outcome, as_json=as_json)
 
@@ -298,7 +303,7 @@ class _Redrive:
     concurrency: int
     task_handle: str | None = None  # once SQS's move task started
     moved: int = 0  # messages moved here so far
-    found_none: QueueRef | None = None  # the DLQ, when its counts showed no message: nothing done
+    found_none: QueueRef | None = None  # the DLQ, when its counts showed none visible: nothing done
 
     async def move(self) -> dict[str, Any]:
         """Move the messages (or, on a dry run, plan it); the outcome for ``_report_redrive``."""
@@ -327,9 +332,12 @@ class _Redrive:
                 "targets": [target.url] if target else sources,
                 "method": "move-task" if use_task else "moved-here",
             }
-            if dlq.shows_none:  # no move task started, nothing received: method null
+            if dlq.shows_none_visible:  # no move task started, nothing received: method null
                 self.found_none = dlq
-                return {**plan, "method": None, **MoveReport().as_dict(), "ok": True}
+                # Those in flight or delayed stay behind, as a run's hidden ones do.
+                report = MoveReport(hidden=dlq.in_flight + dlq.delayed)
+                done = {**plan, "method": None, **report.as_dict(), "ok": report.ok}
+                return {**done, "dry_run": True} if self.dry_run else done
             if self.dry_run:
                 return {**plan, "dry_run": True}
             if use_task:
@@ -425,7 +433,7 @@ class _Redrive:
         ):
             sqs = await aws.client("sqs")
             dlq = await resolve_queue(sqs, self.queue)
-            if dlq.shows_none:  # nothing to ask about, nor to receive
+            if dlq.shows_none_visible:  # nothing to ask about, nor to receive
                 self.found_none = dlq
                 return ReinvokeReport()
             if not self.dry_run and not self.yes:
@@ -474,9 +482,18 @@ class _Redrive:
 
 
 def _say_shows_none(dlq: QueueRef, what: str) -> None:
-    """The one line of a redrive that found the DLQ's counts at 0 and did nothing: no
-    question, no move task, no receive. SQS's counts are approximate: "shows", not "is"."""
-    click.echo(f"{dlq.name} shows no messages (visible, in flight or delayed): nothing to {what}")
+    """The one line of a redrive that found no message visible and did nothing: no question,
+    no move task, no receive. SQS's counts are approximate: "shows", not "is"."""
+    if dlq.shows_none:
+        click.echo(
+            f"{dlq.name} shows no messages (visible, in flight or delayed): nothing to {what}"
+        )
+        return
+    click.echo(
+        f"{dlq.name} shows no visible messages, {dlq.in_flight} in flight and {dlq.delayed} "
+        "delayed (they show again when their visibility timeout or delay ends): nothing to "
+        f"{what} now; run it again then"
+    )
 
 
 def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:

@@ -129,6 +129,12 @@ class QueueRef:
         sent a moment ago may not be counted yet."""
         return not (self.visible or self.in_flight or self.delayed)
 
+    @property
+    def shows_none_visible(self) -> bool:
+        """No message visible by SQS's counts: nothing a receive or a move task could take now
+        (those in flight or delayed show again when their visibility timeout or delay ends)."""
+        return not self.visible
+
 
 async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
     """A queue by URL, name or ARN; QueueNotFound naming it when it does not exist."""
