@@ -89,7 +89,7 @@ class LambdaEndpoint:
             if not line.strip():
                 continue
             entry = json.loads(line)
-            url = entry.get("url", "")
+            url = entry.get("url", "").split("?", 1)[0]  # an Invoke with ?Qualifier= too
             if "/functions/" not in url or not url.endswith("/invocations"):
                 continue
             body = entry.get("body") or ""

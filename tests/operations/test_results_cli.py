@@ -82,6 +82,69 @@ def test_invoke_refuses_a_function_name_lambda_cannot_take(
     assert lambda_endpoint.invocations() == []
 
 
+@pytest.mark.parametrize(
+    ("qualifier", "shown"),
+    [
+        ("", "''"),
+        ("my alias with spaces", "'my alias with spaces'"),
+        ("q" * 200, "'" + "q" * 80 + "… (200 characters)'"),
+        ("live\x1b[2J", "'live\\x1b[2J'"),  # the escape spelled out, as click's own lines do
+    ],
+)
+def test_invoke_refuses_a_qualifier_lambda_cannot_take(
+    qualifier: str, shown: str, lambda_endpoint: Any, lambda_env: dict[str, str]
+) -> None:
+    lambda_endpoint.create_function("orders-api")
+    lambda_endpoint.start_recording()
+    result = cli("invoke", "orders-api", "--qualifier", qualifier, env=lambda_env)
+    # before: sent to Invoke, which moto took (exit 0, a request id) and Lambda's model refuses
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: Invalid value for '--qualifier': {shown} is not a version or alias: write a "
+        "version number (7), an alias name (live) or $LATEST, 1 to 128 letters, digits, "
+        "'-' or '_'"
+    )
+    assert lambda_endpoint.invocations() == []
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        "orders-api:live",
+        "123456789012:function:orders-api:live",
+        "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live",
+    ],
+)
+def test_invoke_refuses_a_qualifier_other_than_the_function_s_own(
+    function: str, lambda_endpoint: Any, lambda_env: dict[str, str]
+) -> None:
+    lambda_endpoint.create_function("orders-api")
+    lambda_endpoint.start_recording()
+    # --qualifier first: click reads it before FUNCTION
+    result = cli("invoke", "--qualifier", "blue", function, env=lambda_env)
+    # before: sent to Invoke, which moto took; Lambda refuses it (InvalidParameterValueException:
+    # "The derived qualifier from the function name does not match the specified qualifier.")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: Invalid value for '--qualifier': 'blue' is not the version or alias "
+        f"{function!r} names ('live'), and Lambda refuses an Invoke given two: give it once, "
+        "in the function or as the qualifier"
+    )
+    assert lambda_endpoint.invocations() == []
+
+
+def test_invoke_sends_a_qualifier_the_function_also_ends_with(
+    lambda_endpoint: Any, lambda_env: dict[str, str]
+) -> None:
+    lambda_endpoint.create_function("orders-api")
+    lambda_endpoint.start_recording()
+    result = cli("invoke", "orders-api:$LATEST", "--qualifier", "$LATEST", env=lambda_env)
+    assert result.returncode == 0, result.stderr
+    assert lambda_endpoint.invocations() == [("orders-api:$LATEST", {})]
+
+
 NOT_YET = "0c7e6a35-2b8f-4d1e-9a4c-5f3b2e1d0a9b"
 
 

@@ -173,12 +173,21 @@ def invokable_function(_ctx: click.Context, _param: click.Parameter, value: str 
     """A callback: ``value`` as given when it has a form Lambda's Invoke takes (a usage error
     naming the forms when not). Checked before any record is read or Invoke sent: otherwise
     each legacy message's Invoke is refused, or ``invoke``'s by Lambda."""
-    # Imported here: the schemas package would make every command's start slower.
-    from lambda_destinations.schemas import NOT_INVOKE_NAME, invoke_function_name
-
-    if value is not None and invoke_function_name(value) is None:
-        raise click.BadParameter(f"{echoed(value)!r} {NOT_INVOKE_NAME}")
+    if value is not None:
+        invokable(value, None)
     return value
+
+
+def invokable(function: str, qualifier: str | None, *, param: str | None = None) -> None:
+    """A usage error (``param``'s, or that of the parameter being checked) when Lambda's Invoke
+    could never take ``function`` with ``qualifier``: nothing is invoked."""
+    # Imported here: the schemas package would make every command's start slower.
+    from lambda_destinations.schemas import check_invoke_target
+
+    try:
+        check_invoke_target(function, qualifier)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=None if param is None else [param]) from None
 
 
 # -- request ids ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from lambda_destinations.cli._app import (
     command,
     fail,
 )
-from lambda_destinations.cli._common import aws_errors, dumps, invokable_function
+from lambda_destinations.cli._common import aws_errors, dumps, invokable, invokable_function
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.templates import parse_duration
@@ -119,6 +119,9 @@ def invoke_command(
     Exit status: 0 when invoked (with --wait: when the invocation succeeded), 1 when its record
     is a failure or Lambda refused the Invoke, 5 when no record arrived within --wait.
     """
+    if qualifier is not None:
+        # Here, not in a callback: click may read it before FUNCTION, which it is checked against.
+        invokable(function, qualifier, param="--qualifier")
     from lambda_destinations.aws import AwsClients
     from lambda_destinations.operations.results import Results, invoke_async
 

@@ -1,6 +1,11 @@
 """Lambda destination records: models, envelopes and ``decode()`` (pure, no I/O)."""
 
-from lambda_destinations.schemas.arn import NOT_INVOKE_NAME, FunctionArn, invoke_function_name
+from lambda_destinations.schemas.arn import (
+    NOT_INVOKE_NAME,
+    FunctionArn,
+    check_invoke_target,
+    invoke_function_name,
+)
 from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode, summarize
 from lambda_destinations.schemas.envelopes import Envelope
 from lambda_destinations.schemas.errors import DecodeError
@@ -36,6 +41,7 @@ __all__ = [
     "StreamBatchInfo",
     "StreamFailureRecord",
     "StreamSource",
+    "check_invoke_target",
     "decode",
     "invoke_function_name",
     "summarize",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from lambda_destinations.redact import echoed
+
 # arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]
 # Partition and region are matched loosely (new partitions and regions keep appearing: aws-cn,
 # aws-us-gov, aws-iso-b, aws-eusc ...); the name and qualifier follow Lambda's documented rules:
@@ -21,13 +23,22 @@ _FUNCTION_ARN = re.compile(
 _INVOKE_NAME = re.compile(
     r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2}:)?(?:[0-9]{12}:)?"
     r"(?:function:)?(?P<name>[A-Za-z0-9_.-]{1,64})"
-    r"(?::(?:\$LATEST(?:\.PUBLISHED)?|[A-Za-z0-9_-]{1,128}))?"
+    r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[A-Za-z0-9_-]{1,128}))?"
 )
 INVOKE_NAME_MAX = 256
+# What Invoke takes as its Qualifier (NumericLatestPublishedOrAliasQualifier in its API model):
+# 1 to 128 characters, $LATEST.PUBLISHED or letters, digits, "-", "_" and "$" ($LATEST, a
+# version number, an alias name).
+_INVOKE_QUALIFIER = re.compile(r"\$LATEST\.PUBLISHED|[A-Za-z0-9_$-]{1,128}")
 # What to write instead of a text that is not such a function (a setting's or an option's line).
 NOT_INVOKE_NAME = (
     "is not a Lambda function name or ARN: write a name (orders-api), maybe with :alias or "
     ":version, or the function's ARN (arn:aws:lambda:us-east-1:123456789012:function:orders-api)"
+)
+# The same for Invoke's Qualifier.
+NOT_INVOKE_QUALIFIER = (
+    "is not a version or alias: write a version number (7), an alias name (live) or $LATEST, "
+    "1 to 128 letters, digits, '-' or '_'"
 )
 
 
@@ -35,8 +46,35 @@ def invoke_function_name(text: str) -> str | None:
     """The function's name in ``text``, when it has the form of a function Lambda's Invoke can
     be given (a name, a partial ARN or an ARN, maybe qualified); None when it has not. Whether
     the function exists only Lambda can say."""
-    match = _INVOKE_NAME.fullmatch(text) if len(text) <= INVOKE_NAME_MAX else None
+    match = _invoke_name(text)
     return None if match is None else match["name"]
+
+
+def _invoke_name(text: str) -> re.Match[str] | None:
+    return _INVOKE_NAME.fullmatch(text) if len(text) <= INVOKE_NAME_MAX else None
+
+
+def check_invoke_target(function: str, qualifier: str | None = None) -> None:
+    """Raise ``ValueError``, its message one line, when Lambda's Invoke could never take
+    ``function`` with ``qualifier``: a function not in the form of a name or ARN, a qualifier
+    not in the form of a version or alias, or one other than the qualifier ``function`` ends
+    with (Lambda refuses that Invoke: "The derived qualifier from the function name does not
+    match the specified qualifier"). Whether the function and its alias exist only Lambda can
+    say."""
+    match = _invoke_name(function)
+    if match is None:
+        raise ValueError(f"{echoed(function)!r} {NOT_INVOKE_NAME}")
+    if qualifier is None:
+        return
+    if _INVOKE_QUALIFIER.fullmatch(qualifier) is None:
+        raise ValueError(f"{echoed(qualifier)!r} {NOT_INVOKE_QUALIFIER}")
+    named = match["qualifier"]
+    if named is not None and named != qualifier:
+        raise ValueError(
+            f"{echoed(qualifier)!r} is not the version or alias {echoed(function)!r} names "
+            f"({named!r}), and Lambda refuses an Invoke given two: give it once, in the "
+            "function or as the qualifier"
+        )
 
 
 @dataclass(frozen=True, slots=True)
