@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import random
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -246,6 +247,45 @@ def test_invoke_async_sync_takes_the_region_from_aws_region(
     # then
     assert request_id
     assert lambda_endpoint.invocations() == [("orders-region", {"n": 2})]
+
+
+@pytest.mark.parametrize(
+    ("function", "qualifier", "message"),
+    [
+        (
+            "orders api",
+            None,
+            "'orders api' is not a Lambda function name or ARN: write a name (orders-api), maybe "
+            "with :alias or :version, or the function's ARN "
+            "(arn:aws:lambda:us-east-1:123456789012:function:orders-api)",
+        ),
+        (
+            "orders-api",
+            "my alias with spaces",
+            "'my alias with spaces' is not a version or alias: write a version number (7), an "
+            "alias name (live) or $LATEST, 1 to 128 letters, digits, '-' or '_'",
+        ),
+        (
+            "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live",
+            "blue",
+            "'blue' is not the version or alias "
+            "'arn:aws:lambda:us-east-1:123456789012:function:orders-api:live' names ('live'), "
+            "and Lambda refuses an Invoke given two: give it once, in the function or as the "
+            "qualifier",
+        ),
+    ],
+)
+async def test_invoke_async_refuses_what_invoke_cannot_take_and_sends_nothing(
+    function: str, qualifier: str | None, message: str, lambda_endpoint: Any
+) -> None:
+    lambda_endpoint.create_function("orders-api")
+    lambda_endpoint.start_recording()
+    options = {"qualifier": qualifier, "endpoint_url": lambda_endpoint.url, "region": REGION}
+    # before: sent to Invoke as given; moto took each and returned a request id
+    whole = f"^{re.escape(message)}$"  # the line the CLI's invoke says after its option's name
+    with pytest.raises(ValueError, match=whole):
+        await invoke_async(function, {"n": 1}, **options)
+    assert lambda_endpoint.invocations() == []
 
 
 @pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1, 86401])

@@ -54,7 +54,6 @@ from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import RESEND, SKIP, InDoubt, InDoubtOption
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.templates import Duration, parse_options
-from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import (
     answered,
     answered_and_transient,
@@ -62,7 +61,7 @@ from lambda_destinations.retrying import (
     describe_error,
     in_process_retrying,
 )
-from lambda_destinations.schemas import NOT_INVOKE_NAME, MessageKind, invoke_function_name
+from lambda_destinations.schemas import MessageKind, check_invoke_target
 from lambda_destinations.store import (
     FailureStatus,
     InvocationRow,
@@ -194,8 +193,8 @@ class ReplayOptions(InDoubtOption):
     def _invokable(cls, value: str | None) -> str | None:
         # Checked at start: otherwise each legacy DLQ message's replay is scheduled, and only
         # its Invoke, after the delay, finds the name malformed.
-        if value is not None and invoke_function_name(value) is None:
-            raise ValueError(f"{echoed(value)!r} {NOT_INVOKE_NAME}")
+        if value is not None:
+            check_invoke_target(value)
         return value
 
     @field_validator("error_types", "conditions", "functions")

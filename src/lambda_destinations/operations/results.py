@@ -41,6 +41,7 @@ from lambda_destinations.errors import (
 )
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
+from lambda_destinations.schemas import check_invoke_target
 from lambda_destinations.store import InvocationRow, Store
 from lambda_destinations.times import MAX_WAIT
 
@@ -344,7 +345,12 @@ async def invoke_async(
     AWS credentials and region; ``endpoint_url`` for an emulator). Throttling and other errors
     Lambda answered are tried again, up to ``attempts`` in all; a call whose answer was lost
     is not sent again (Lambda may have taken it) and its error is raised.
+
+    Raises ``ValueError``, and sends nothing, when ``function`` is in no form Invoke takes, or
+    ``qualifier`` is no version or alias, or another than the one ``function`` ends with (the
+    check the CLI's ``invoke`` makes, with its line).
     """
+    check_invoke_target(function, qualifier)
     body = invocation_payload(payload)
     if lambda_client is not None:
         return await _invoke(lambda_client, function, body, qualifier, attempts)

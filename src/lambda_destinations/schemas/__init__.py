@@ -1,11 +1,6 @@
 """Lambda destination records: models, envelopes and ``decode()`` (pure, no I/O)."""
 
-from lambda_destinations.schemas.arn import (
-    NOT_INVOKE_NAME,
-    FunctionArn,
-    check_invoke_target,
-    invoke_function_name,
-)
+from lambda_destinations.schemas.arn import FunctionArn, check_invoke_target, invoke_function_name
 from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode, summarize
 from lambda_destinations.schemas.envelopes import Envelope
 from lambda_destinations.schemas.errors import DecodeError
@@ -24,7 +19,6 @@ from lambda_destinations.schemas.records import (
 )
 
 __all__ = [
-    "NOT_INVOKE_NAME",
     "DecodeError",
     "DecodedMessage",
     "Envelope",
