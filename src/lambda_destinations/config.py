@@ -11,6 +11,7 @@ import codecs
 import contextlib
 import difflib
 import json
+import math
 import os
 import re
 import tomllib
@@ -26,6 +27,8 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -56,6 +59,19 @@ KEEP_DAYS_MAX = 36500
 # (Settings.queue_metrics_interval).
 QUEUE_METRICS_MIN = 1.0
 QUEUE_METRICS_MAX = 3600.0
+# The settings kept for KEEP_DAYS_MAX days at most.
+KEEP_DAYS_SETTINGS = (
+    "keep_successes_days",
+    "keep_failures_days",
+    "keep_open_failures_days",
+    "keep_quarantine_days",
+    "keep_replays_days",
+)
+# Upper bounds a validator checks, for a line of its own, rather than its Field (whose line
+# would be pydantic's): the range of a setting given no number names them too.
+_CHECKED_MAX = {"queue_metrics_interval": QUEUE_METRICS_MAX} | dict.fromkeys(
+    KEEP_DAYS_SETTINGS, float(KEEP_DAYS_MAX)
+)
 
 
 class RouteConfig(BaseModel):
@@ -293,13 +309,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is listed twice: list each queue once")
         return value
 
-    @field_validator(
-        "keep_successes_days",
-        "keep_failures_days",
-        "keep_open_failures_days",
-        "keep_quarantine_days",
-        "keep_replays_days",
-    )
+    @field_validator(*KEEP_DAYS_SETTINGS)
     @classmethod
     def _keep_at_most_a_century(cls, value: float) -> float:
         if value > KEEP_DAYS_MAX:
@@ -329,6 +339,24 @@ class Settings(BaseSettings):
                 f"{QUEUE_METRICS_MAX:g} (60 by default), or 0 to turn the samples off"
             )
         return value
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _finite(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        """A number setting that is no finite number (``nan``, ``inf``): NaN compares false to
+        every bound, so pydantic's line named a bound it does not break ("greater than or equal
+        to 0"), and infinity passes a setting without an upper bound. Infinity refused by a
+        bound keeps that bound's line: defined after the number settings' own checks, this
+        one wraps them."""
+        field = str(info.field_name)
+        if cls.model_fields[field].annotation is float and _is_nan(value):
+            raise ValueError(_not_finite(field, value))
+        result = handler(value)
+        if isinstance(result, float) and not math.isfinite(result):
+            raise ValueError(_not_finite(field, value))
+        return result
 
     @field_validator("endpoint_url")
     @classmethod
@@ -463,6 +491,48 @@ class Settings(BaseSettings):
     def shown_endpoint(self) -> str:
         """The endpoint as output may show it: no password, no query values; "AWS" when unset."""
         return mask_url(self.endpoint_url) if self.endpoint_url else "AWS"
+
+
+def _is_nan(value: object) -> bool:
+    """Whether ``value`` reads as NaN (``nan`` in the environment or the TOML file)."""
+    if not isinstance(value, str | float):
+        return False
+    try:
+        return math.isnan(float(value))
+    except ValueError:
+        return False  # no number at all: pydantic's line says so
+
+
+def _not_finite(field: str, value: object) -> str:
+    """The line for a number setting given ``value``, which is no finite number: the value as
+    written, and the range the setting takes and its default."""
+    shown = echoed(value.strip()) if isinstance(value, str) else f"{value:g}"
+    default = Settings.model_fields[field].default
+    return f"{shown} is not a finite number: use {_number_range(field)} ({default:g} by default)"
+
+
+def _number_range(field: str) -> str:
+    """The values a number setting takes, by its Field's bounds (ge, gt, le, lt) and the upper
+    bound its validator checks: "a number from 0 to 3600", "0 or more", "a number above 0"."""
+    bounds = {
+        name: float(getattr(rule, name))
+        for rule in Settings.model_fields[field].metadata
+        for name in ("ge", "gt", "le", "lt")
+        if getattr(rule, name, None) is not None
+    }
+    if field in _CHECKED_MAX:
+        bounds["le"] = _CHECKED_MAX[field]
+    if "ge" in bounds:
+        low = f"{bounds['ge']:g} or more"
+        if "le" in bounds:
+            return f"a number from {bounds['ge']:g} to {bounds['le']:g}"
+    else:
+        low = f"a number above {bounds.get('gt', -math.inf):g}"
+    if "le" in bounds:
+        return f"{low}, up to {bounds['le']:g}"
+    if "lt" in bounds:
+        return f"{low} and below {bounds['lt']:g}"
+    return low
 
 
 def standard_region_variable() -> str:

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from bad_input_helpers import ENTRY, cli, one_error_line
 
-from lambda_destinations.config import load_settings
+from lambda_destinations.config import Settings, load_settings
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.store.migrations import LATEST_VERSION
 from processes import free_port, reap
@@ -565,6 +565,53 @@ def test_settings_that_cannot_work_are_one_line_and_exit_3(
     result = cli("run", "--once", *args, env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert names in one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "problem"),
+    [
+        # before: "Input should be greater than or equal to 0", of a value that is not below 0
+        (
+            "queue_metrics_interval",
+            "nan",
+            "nan is not a finite number: use a number from 0 to 3600",
+        ),
+        ("keep_successes_days", "nan", "nan is not a finite number: use a number from 0 to 36500"),
+        # before: "Input should be less than 1", "… less than or equal to 43200"
+        (
+            "heartbeat_fraction",
+            "NaN",
+            "NaN is not a finite number: use a number above 0.05 and below 1",
+        ),
+        ("handler_timeout", "nan", "nan is not a finite number: use a number above 0, up to 43200"),
+        # before: taken, as nothing bounds them above
+        ("once_timeout", "inf", "inf is not a finite number: use a number above 0"),
+        ("handler_retry_max_delay", "1e999", "1e999 is not a finite number: use 0 or more"),
+    ],
+)
+def test_a_number_setting_that_is_no_finite_number_is_one_line_and_exit_3(
+    setting: str, value: str, problem: str, tmp_path: Path
+) -> None:
+    variable = f"LAMBDA_DESTINATIONS_{setting.upper()}"
+    default = f"{Settings.model_fields[setting].default:g}"
+    # an endpoint nothing listens on: a doctor that took the value would fail fast, not hang
+    env = {variable: value, "LAMBDA_DESTINATIONS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    result = cli("doctor", env=env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: setting {setting!r} ({variable}): {problem} ({default} by default)"
+    )
+
+
+def test_a_nan_in_the_toml_file_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "settings.toml"
+    config.write_text("queue_metrics_interval = nan\n")  # a TOML float, as inf is
+    result = cli("doctor", "--config", str(config), cwd=tmp_path, timeout=30)
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: setting 'queue_metrics_interval' (the TOML file {config}): nan is not a finite "
+        "number: use a number from 0 to 3600 (60 by default)"
+    )
 
 
 @pytest.mark.parametrize(
