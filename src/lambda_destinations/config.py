@@ -504,11 +504,57 @@ def _is_nan(value: object) -> bool:
 
 
 def _not_finite(field: str, value: object) -> str:
-    """The line for a number setting given ``value``, which is no finite number: the value as
+    """The line for a number setting given ``value``, which is no finite number."""
+    return _number_line(field, value, "is not a finite number")
+
+
+# pydantic's errors of a number setting given a number outside its bounds, or no number: the
+# line names the value, and the range the setting takes (pydantic's named only the bound).
+_OUT_OF_BOUNDS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+_NOT_A_NUMBER = {
+    "int_parsing": "is not a whole number",
+    "int_from_float": "is not a whole number",
+    "float_parsing": "is not a number",
+}
+
+
+def _number_line(field: str, value: object, problem: str) -> str:
+    """The line for a number setting given ``value``, which has ``problem``: the value as
     written, and the range the setting takes and its default."""
-    shown = echoed(value.strip()) if isinstance(value, str) else f"{value:g}"
+    if isinstance(value, str):
+        shown = echoed(value.strip()) or "an empty value"
+    elif isinstance(value, float):
+        shown = f"{value:g}"
+    else:
+        shown = echoed(str(value))
     default = Settings.model_fields[field].default
-    return f"{shown} is not a finite number: use {_number_range(field)} ({default:g} by default)"
+    taken = f" ({default:g} by default)" if isinstance(default, int | float) else ""
+    takes = _number_range(field)
+    if _number_kind(field) is int:
+        takes = takes.replace("a number", "a whole number", 1)
+    return f"{shown} {problem}: use {takes}{taken}"
+
+
+def _number_problem(error: Mapping[str, Any]) -> str | None:
+    """The line for pydantic's ``error`` of a number setting outside its bounds or given no
+    number; None for any other error."""
+    loc = error["loc"]
+    field = str(loc[0]) if len(loc) == 1 else ""
+    if field not in Settings.model_fields or _number_kind(field) is None:
+        return None
+    if error["type"] in _OUT_OF_BOUNDS:
+        return _number_line(field, error["input"], "is out of range")
+    problem = _NOT_A_NUMBER.get(error["type"])
+    if problem is None:
+        return None
+    return _number_line(field, error["input"], problem)
+
+
+def _number_kind(field: str) -> type | None:
+    """int or float for a number setting (optional or not), else None."""
+    annotation = Settings.model_fields[field].annotation
+    kinds = getattr(annotation, "__args__", (annotation,))
+    return next((kind for kind in (int, float) if kind in kinds), None)
 
 
 def _number_range(field: str) -> str:
@@ -608,7 +654,7 @@ def _describe(
     where = _origin(str(error["loc"][0]), overrides, file_data)
     if error["type"] == "extra_forbidden":  # only the TOML file can name a setting we lack
         return f"unknown setting {location!r} ({where}): {_known_instead(error['loc'])}"
-    return f"setting {location!r} ({where}): {message}"
+    return f"setting {location!r} ({where}): {_number_problem(error) or message}"
 
 
 def _known_instead(loc: tuple[str | int, ...]) -> str:
