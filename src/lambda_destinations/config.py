@@ -16,7 +16,7 @@ import os
 import re
 import tomllib
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +32,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -505,79 +506,110 @@ def _is_nan(value: object) -> bool:
 
 def _not_finite(field: str, value: object) -> str:
     """The line for a number setting given ``value``, which is no finite number."""
-    return _number_line(field, value, "is not a finite number")
+    return number_line(
+        Settings.model_fields[field], value, "is not a finite number", upper=_CHECKED_MAX.get(field)
+    )
 
 
-# pydantic's errors of a number setting given a number outside its bounds, or no number: the
-# line names the value, and the range the setting takes (pydantic's named only the bound).
+def _number_problem(error: Mapping[str, Any]) -> str | None:
+    """The line for pydantic's ``error`` of a number setting outside its range or given no
+    number; None for any other error."""
+    loc = error["loc"]
+    field = str(loc[0]) if len(loc) == 1 else ""
+    if field not in Settings.model_fields:
+        return None
+    return number_problem(Settings.model_fields[field], error, upper=_CHECKED_MAX.get(field))
+
+
+# pydantic's errors of a number given outside its field's bounds, or no number at all: the line
+# names the value, and the range the field takes (pydantic's named one bound, and no value).
 _OUT_OF_BOUNDS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 _NOT_A_NUMBER = {
     "int_parsing": "is not a whole number",
     "int_from_float": "is not a whole number",
     "float_parsing": "is not a number",
+    "finite_number": "is not a finite number",
 }
 
 
-def _number_line(field: str, value: object, problem: str) -> str:
-    """The line for a number setting given ``value``, which has ``problem``: the value as
-    written, and the range the setting takes and its default."""
+def number_problem(
+    field: FieldInfo,
+    error: Mapping[str, Any],
+    *,
+    upper: float | None = None,
+    duration: Callable[[float], str] | None = None,
+) -> str | None:
+    """The line for pydantic's ``error`` of the number ``field`` (a setting, a handler's option)
+    outside its range or given no number; None for any other error (or field). ``upper`` is
+    an upper bound a validator checks rather than the Field; ``duration`` describes seconds
+    (``300`` -> ``5 minutes``) for a field of seconds that takes "5m" too."""
+    if _number_kind(field) is None:
+        return None
+    if error["type"] in _OUT_OF_BOUNDS:
+        problem = "is out of range"
+    elif error["type"] in _NOT_A_NUMBER:
+        problem = _NOT_A_NUMBER[error["type"]]
+    else:
+        return None
+    return number_line(field, error["input"], problem, upper=upper, duration=duration)
+
+
+def number_line(
+    field: FieldInfo,
+    value: object,
+    problem: str,
+    *,
+    upper: float | None = None,
+    duration: Callable[[float], str] | None = None,
+) -> str:
+    """``value`` as given, its ``problem``, and the range ``field`` takes and its default:
+    "0 is out of range: use a whole number from 1 to 1000 (32 by default)"."""
     if isinstance(value, str):
         shown = echoed(value.strip()) or "an empty value"
     elif isinstance(value, float):
-        shown = f"{value:g}"
+        shown = duration(value) if duration and math.isfinite(value) else f"{value:g}"
     else:
         shown = echoed(str(value))
-    default = Settings.model_fields[field].default
-    taken = f" ({default:g} by default)" if isinstance(default, int | float) else ""
-    takes = _number_range(field)
-    if _number_kind(field) is int:
-        takes = takes.replace("a number", "a whole number", 1)
-    return f"{shown} {problem}: use {takes}{taken}"
+    default = field.default
+    number: Callable[[float], str] = duration or (lambda bound: f"{bound:g}")
+    taken = f" ({number(default)} by default)" if isinstance(default, int | float) else ""
+    noun = (
+        "a duration" if duration else "a whole number" if _number_kind(field) is int else "a number"
+    )
+    return f"{shown} {problem}: use {_number_range(field, upper, noun, number)}{taken}"
 
 
-def _number_problem(error: Mapping[str, Any]) -> str | None:
-    """The line for pydantic's ``error`` of a number setting outside its bounds or given no
-    number; None for any other error."""
-    loc = error["loc"]
-    field = str(loc[0]) if len(loc) == 1 else ""
-    if field not in Settings.model_fields or _number_kind(field) is None:
-        return None
-    if error["type"] in _OUT_OF_BOUNDS:
-        return _number_line(field, error["input"], "is out of range")
-    problem = _NOT_A_NUMBER.get(error["type"])
-    if problem is None:
-        return None
-    return _number_line(field, error["input"], problem)
-
-
-def _number_kind(field: str) -> type | None:
-    """int or float for a number setting (optional or not), else None."""
-    annotation = Settings.model_fields[field].annotation
-    kinds = getattr(annotation, "__args__", (annotation,))
+def _number_kind(field: FieldInfo) -> type | None:
+    """int or float for a number field (optional or not), else None."""
+    kinds = getattr(field.annotation, "__args__", (field.annotation,))
     return next((kind for kind in (int, float) if kind in kinds), None)
 
 
-def _number_range(field: str) -> str:
-    """The values a number setting takes, by its Field's bounds (ge, gt, le, lt) and the upper
-    bound its validator checks: "a number from 0 to 3600", "0 or more", "a number above 0"."""
+def _number_range(
+    field: FieldInfo, upper: float | None, noun: str, number: Callable[[float], str]
+) -> str:
+    """The values a number field takes, by its bounds (ge, gt, le, lt) and ``upper``: "a number
+    from 0 to 3600", "0 or more", "a number above 0, up to 600"."""
     bounds = {
         name: float(getattr(rule, name))
-        for rule in Settings.model_fields[field].metadata
+        for rule in field.metadata
         for name in ("ge", "gt", "le", "lt")
         if getattr(rule, name, None) is not None
     }
-    if field in _CHECKED_MAX:
-        bounds["le"] = _CHECKED_MAX[field]
+    if upper is not None:
+        bounds["le"] = upper
     if "ge" in bounds:
-        low = f"{bounds['ge']:g} or more"
+        low = f"{number(bounds['ge'])} or more"
         if "le" in bounds:
-            return f"a number from {bounds['ge']:g} to {bounds['le']:g}"
+            return f"{noun} from {number(bounds['ge'])} to {number(bounds['le'])}"
+    elif "gt" in bounds:
+        low = f"{noun} above {number(bounds['gt'])}"
     else:
-        low = f"a number above {bounds.get('gt', -math.inf):g}"
+        low = noun
     if "le" in bounds:
-        return f"{low}, up to {bounds['le']:g}"
+        return f"{low}, up to {number(bounds['le'])}"
     if "lt" in bounds:
-        return f"{low} and below {bounds['lt']:g}"
+        return f"{low} and below {number(bounds['lt'])}"
     return low
 
 

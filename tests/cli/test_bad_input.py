@@ -660,6 +660,52 @@ def test_a_number_out_of_range_in_the_toml_file_names_the_file(tmp_path: Path) -
     )
 
 
+@pytest.mark.parametrize(
+    ("handler", "option", "value", "problem"),
+    [
+        # before: "Input should be less than or equal to 300", of what was written as 1h
+        (
+            {"type": "webhook", "url": "https://hooks.example"},
+            "timeout",
+            "1h",
+            "1 hour is out of range: use a duration above 0 seconds, up to 5 minutes (10 seconds "
+            "by default)",
+        ),
+        # before: "Input should be a finite number"
+        (
+            {"type": "webhook", "url": "https://hooks.example"},
+            "timeout",
+            "nan",
+            "nan is not a finite number: use a duration above 0 seconds, up to 5 minutes (10 "
+            "seconds by default)",
+        ),
+        # before: "Input should be a valid integer, unable to parse string as an integer"
+        (
+            {"type": "replay"},
+            "budget",
+            "three",
+            "three is not a whole number: use a whole number from 1 to 50 (3 by default)",
+        ),
+        # no default to name: unset, the SMTP port follows the TLS setting
+        (
+            {"type": "email", "from": "alerts@example.com", "to": ["ops@example.com"]},
+            "port",
+            0,
+            "0 is out of range: use a whole number from 1 to 65535",
+        ),
+    ],
+)
+def test_a_handler_s_number_out_of_range_names_the_value_and_the_range(
+    handler: dict[str, Any], option: str, value: object, problem: str, tmp_path: Path
+) -> None:
+    env = {"LAMBDA_DESTINATIONS_HANDLERS": json.dumps({"h": {**handler, option: value}})}
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: handlers.h.{option} (LAMBDA_DESTINATIONS_HANDLERS): {problem}"
+    )
+
+
 def test_a_nan_in_the_toml_file_names_the_file(tmp_path: Path) -> None:
     config = tmp_path / "settings.toml"
     config.write_text("queue_metrics_interval = nan\n")  # a TOML float, as inf is

@@ -772,7 +772,8 @@ async def test_a_job_taken_by_a_dead_worker_runs_after_its_lease(sqlite_url: str
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"budget": 0}, r"\.budget: Input should be greater than or equal to 1"),
+        ({"budget": 0}, r"\.budget: 0 is out of range: use a whole number from 1 to 50 \(3 by "),
+        ({"delay": "200h"}, r"\.delay: 200 hours is out of range: use a duration from 0 seconds"),
         ({"delay": "1h", "max_delay": "5m"}, r"\.max_delay: 300s is below delay \(3600s\)"),
         ({"error_types": []}, r"\.error_types: an empty list matches nothing"),
         ({"delay": "later"}, r"\.delay: 'later' is not a duration"),

@@ -32,8 +32,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, FiniteFloat, ValidationError
+from pydantic.fields import FieldInfo
 
 from lambda_destinations._text import multi_line
+from lambda_destinations.config import number_problem
 from lambda_destinations.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -424,7 +426,33 @@ def parse_options(model: type[M], name: str, options: Mapping[str, Any]) -> M:
             message = f"missing: this handler needs it; add it to the [handlers.{name}] table"
         if error["type"] == "extra_forbidden":
             message = _unknown_setting(model, str(error["loc"][-1]))
+        field = _field(model, error["loc"])
+        if field is not None:
+            message = (
+                number_problem(
+                    field, error, duration=describe_duration if _is_duration(field) else None
+                )
+                or message
+            )
         raise ConfigError(f"{where}: {message}") from None
+
+
+def _field(model: type[BaseModel], loc: tuple[int | str, ...]) -> FieldInfo | None:
+    """The field of ``model`` an error's location names (by its name or its alias, as the
+    table writes it), for a setting of the table itself; None for one deeper in it."""
+    if len(loc) != 1:
+        return None
+    return next(
+        (field for name, field in model.model_fields.items() if loc[0] in (name, field.alias)),
+        None,
+    )
+
+
+def _is_duration(field: FieldInfo) -> bool:
+    """Whether ``field`` is a :data:`Duration`: seconds, given as a number or as "5m"."""
+    return any(
+        isinstance(rule, BeforeValidator) and rule.func is parse_duration for rule in field.metadata
+    )
 
 
 def _unknown_setting(model: type[BaseModel], given: str) -> str:
