@@ -185,6 +185,22 @@ def test_resend_keep_and_all(sqs, quarantined) -> None:
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"][0]["Body"] == POISON
 
 
+def test_resend_all_with_nothing_to_resend_prints_its_json(sqs, quarantined) -> None:
+    # given: nothing was quarantined from another-queue
+    _url, env = quarantined
+
+    # when: a script resends everything from it, with --json
+    resend = cli(
+        "quarantine", "resend", "--all", "--queue", "another-queue", "--yes", "--json", env=env
+    )
+
+    # then: the object every --json resend prints, empty (stdout was empty: a script's JSON
+    # parser failed on an outcome that is nothing to do), the line on stderr, exit 0
+    assert as_json(resend) == {"resent": [], "skipped": [], "failed": []}
+    assert resend.stderr.strip() == "no quarantined messages to resend from queue 'another-queue'"
+    assert len(as_json(cli("quarantine", "list", "--json", env=env))) == 1
+
+
 def test_a_binary_attribute_is_shown_and_resent_as_the_same_bytes(sqs, make_queue, cli_env) -> None:
     # given: a worker run quarantined (store only) a message with a Binary attribute
     url, _ = make_queue("quar-binary", dlq=False)

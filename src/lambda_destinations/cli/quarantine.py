@@ -220,6 +220,8 @@ def resend_command(
     )
     if not rows:
         click.echo("no quarantined messages to resend" + _from(queue if every else None), err=True)
+        if as_json:  # nothing to do is an outcome too: a script reads its object, empty
+            click.echo(dumps({"resent": [], "skipped": [], "failed": []}))
         return
     if not yes:
         # The question on stderr, as every command asks: stdout is for the results (--json).
