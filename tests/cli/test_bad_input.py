@@ -570,6 +570,18 @@ def test_settings_that_cannot_work_are_one_line_and_exit_3(
 @pytest.mark.parametrize(
     ("setting", "value", "problem"),
     [
+        # before: "Input should be greater than or equal to 1", the value and the range unsaid
+        ("concurrency", "0", "0 is out of range: use a whole number from 1 to 1000"),
+        ("wait_time", "30", "30 is out of range: use a whole number from 0 to 20"),
+        ("heartbeat_fraction", "1", "1 is out of range: use a number above 0.05 and below 1"),
+        # before: "Input should be a valid integer, unable to parse string as an integer"
+        ("concurrency", "ten", "ten is not a whole number: use a whole number from 1 to 1000"),
+        (
+            "concurrency",
+            "",
+            "an empty value is not a whole number: use a whole number from 1 to 1000",
+        ),
+        ("retry_base", "5s", "5s is not a number: use a number from 0 to 43200"),
         # before: "Input should be greater than or equal to 0", of a value that is not below 0
         (
             "queue_metrics_interval",
@@ -587,77 +599,21 @@ def test_settings_that_cannot_work_are_one_line_and_exit_3(
         # before: taken, as nothing bounds them above
         ("once_timeout", "inf", "inf is not a finite number: use a number above 0"),
         ("handler_retry_max_delay", "1e999", "1e999 is not a finite number: use 0 or more"),
+        # no default to name: unset, it follows concurrency
+        ("pollers_per_queue", "0", "0 is out of range: use a whole number from 1 to 100"),
     ],
 )
-def test_a_number_setting_that_is_no_finite_number_is_one_line_and_exit_3(
+def test_a_number_setting_s_line_names_the_value_the_range_and_the_default(
     setting: str, value: str, problem: str, tmp_path: Path
 ) -> None:
     variable = f"LAMBDA_DESTINATIONS_{setting.upper()}"
-    default = f"{Settings.model_fields[setting].default:g}"
+    default = Settings.model_fields[setting].default
+    taken = "" if default is None else f" ({default:g} by default)"
     # an endpoint nothing listens on: a doctor that took the value would fail fast, not hang
     env = {variable: value, "LAMBDA_DESTINATIONS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
     result = cli("doctor", env=env, cwd=tmp_path, timeout=30)
     assert result.returncode == 3, result.stderr
-    assert one_error_line(result) == (
-        f"error: setting {setting!r} ({variable}): {problem} ({default} by default)"
-    )
-
-
-@pytest.mark.parametrize(
-    ("setting", "value", "problem"),
-    [
-        # before: "Input should be greater than or equal to 1", the value and the range unsaid
-        (
-            "concurrency",
-            "0",
-            "0 is out of range: use a whole number from 1 to 1000 (32 by default)",
-        ),
-        ("wait_time", "30", "30 is out of range: use a whole number from 0 to 20 (20 by default)"),
-        (
-            "heartbeat_fraction",
-            "1",
-            "1 is out of range: use a number above 0.05 and below 1 (0.5 by default)",
-        ),
-        # no default to name: unset, it follows concurrency
-        ("pollers_per_queue", "0", "0 is out of range: use a whole number from 1 to 100"),
-        # before: "Input should be a valid integer, unable to parse string as an integer"
-        (
-            "concurrency",
-            "ten",
-            "ten is not a whole number: use a whole number from 1 to 1000 (32 by default)",
-        ),
-        (
-            "concurrency",
-            "",
-            "an empty value is not a whole number: use a whole number from 1 to 1000 (32 by "
-            "default)",
-        ),
-        (
-            "retry_base",
-            "5s",
-            "5s is not a number: use a number from 0 to 43200 (5 by default)",
-        ),
-    ],
-)
-def test_a_number_setting_out_of_range_or_no_number_names_the_value_and_the_range(
-    setting: str, value: str, problem: str, tmp_path: Path
-) -> None:
-    variable = f"LAMBDA_DESTINATIONS_{setting.upper()}"
-    env = {variable: value, "LAMBDA_DESTINATIONS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
-    result = cli("doctor", env=env, cwd=tmp_path, timeout=30)
-    assert result.returncode == 3, result.stderr
-    assert one_error_line(result) == f"error: setting {setting!r} ({variable}): {problem}"
-
-
-def test_a_number_out_of_range_in_the_toml_file_names_the_file(tmp_path: Path) -> None:
-    config = tmp_path / "settings.toml"
-    config.write_text("concurrency = 0\n")
-    result = cli("doctor", "--config", str(config), cwd=tmp_path, timeout=30)
-    assert result.returncode == 3, result.stderr
-    assert one_error_line(result) == (
-        f"error: setting 'concurrency' (the TOML file {config}): 0 is out of range: use a whole "
-        "number from 1 to 1000 (32 by default)"
-    )
+    assert one_error_line(result) == f"error: setting {setting!r} ({variable}): {problem}{taken}"
 
 
 @pytest.mark.parametrize(
@@ -706,14 +662,27 @@ def test_a_handler_s_number_out_of_range_names_the_value_and_the_range(
     )
 
 
-def test_a_nan_in_the_toml_file_names_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("concurrency = 0", "0 is out of range: use a whole number from 1 to 1000 (32 by default)"),
+        # a TOML float, as inf is
+        (
+            "queue_metrics_interval = nan",
+            "nan is not a finite number: use a number from 0 to 3600 (60 by default)",
+        ),
+    ],
+)
+def test_a_number_setting_s_line_names_the_toml_file(
+    line: str, problem: str, tmp_path: Path
+) -> None:
     config = tmp_path / "settings.toml"
-    config.write_text("queue_metrics_interval = nan\n")  # a TOML float, as inf is
+    config.write_text(line + "\n")
     result = cli("doctor", "--config", str(config), cwd=tmp_path, timeout=30)
     assert result.returncode == 3, result.stderr
+    setting = line.partition(" =")[0]
     assert one_error_line(result) == (
-        f"error: setting 'queue_metrics_interval' (the TOML file {config}): nan is not a finite "
-        "number: use a number from 0 to 3600 (60 by default)"
+        f"error: setting {setting!r} (the TOML file {config}): {problem}"
     )
 
 
