@@ -266,8 +266,8 @@ def redrive_command(
             _say_shows_none(redrive.found_none, "re-invoke")
         else:
             _report_reinvoke(report, dry_run=redrive.dry_run, as_json=as_json)
-        if redrive.found_none and not (redrive.found_none.shows_none or redrive.dry_run):
-            raise SystemExit(EXIT_FAILED)  # some in flight or delayed stay behind
+        if redrive.left_hidden:
+            raise SystemExit(EXIT_FAILED)
         return
     if redrive.force or redrive.legacy_function:
         fail("--force and --legacy-function go with --reinvoke", EXIT_USAGE)
@@ -279,8 +279,8 @@ def redrive_command(
         raise
     if redrive.found_none is not None and not as_json:  # --json: the report of nothing
         _say_shows_none(redrive.found_none, "redrive")
-        if not (redrive.found_none.shows_none or redrive.dry_run):
-            raise SystemExit(EXIT_FAILED)  # some in flight or delayed stay behind
+        if redrive.left_hidden:
+            raise SystemExit(EXIT_FAILED)
     else:
         _report_redrive(outcome, as_json=as_json)
 
@@ -304,6 +304,12 @@ class _Redrive:
     task_handle: str | None = None  # once SQS's move task started
     moved: int = 0  # messages moved here so far
     found_none: QueueRef | None = None  # the DLQ, when its counts showed none visible: nothing done
+
+    @property
+    def left_hidden(self) -> bool:
+        """Whether this run found none visible, did nothing, and left some in flight or delayed
+        behind (not a dry run's outcome: it only plans)."""
+        return self.found_none is not None and not (self.found_none.shows_none or self.dry_run)
 
     async def move(self) -> dict[str, Any]:
         """Move the messages (or, on a dry run, plan it); the outcome for ``_report_redrive``."""
