@@ -477,9 +477,24 @@ class Settings(BaseSettings):
         origin = self.origin(field) or f"{ENV_PREFIX}{field.upper()}"
         return f"{field} in {origin}" if origin.startswith("the TOML file") else origin
 
+    def from_dev(self) -> bool:
+        """Whether the settings came from the file `dev` wrote in this folder, with its endpoint
+        (not one given by ``--endpoint-url`` or the environment, which dev's keys and hints do not
+        concern)."""
+        if self.config is None or self.config != DEV_CONFIG:
+            return False
+        try:
+            written = tomllib.loads(DEV_CONFIG.read_text(encoding="utf-8")).get("endpoint_url")
+        except (OSError, ValueError):  # gone or changed since it was read: not dev's for sure
+            return False
+        return isinstance(written, str) and written.strip() == self.endpoint_url
+
     def endpoint_fix(self) -> str:
         """What to check when the AWS endpoint does not answer, naming where the endpoint and
-        the region were set (``--endpoint-url``, a TOML file, the variables)."""
+        the region were set (``--endpoint-url``, a TOML file, the variables); for dev's
+        settings, whether dev runs (its endpoint lives as long as it does)."""
+        if self.from_dev():
+            return f"is `lambda-destinations dev` running in this folder? ({DEV_CONFIG} names it)"
         region = self.set_in("region") if self.region else standard_region_variable()
         if not self.endpoint_url:  # AWS itself: the region picks its endpoints
             return f"check {region} and the network"

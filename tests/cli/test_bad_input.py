@@ -1238,6 +1238,49 @@ def test_an_unreachable_endpoint_in_dev_s_folder_points_at_dev_only_when_it_is_d
     assert fix in one_error_line(result)
 
 
+@pytest.mark.parametrize("dev", [True, False], ids=["dev's folder", "a TOML file"])
+@pytest.mark.parametrize("args", [("doctor", "--json"), ("run", "--once")])
+def test_doctor_and_run_name_where_an_unreachable_endpoint_was_set(
+    tmp_path: Path, args: tuple[str, ...], dev: bool
+) -> None:
+    # given: the endpoint, on a port nobody listens on, set by dev's file or by another
+    settings = (
+        'endpoint_url = "http://127.0.0.1:1"\nregion = "us-east-1"\n'
+        'store = "sqlite:///settings.db"\nqueues = ["ld-dev-failure"]\n'
+    )
+    if dev:
+        config = Path(".lambda-destinations") / "dev.toml"
+        given: tuple[str, ...] = ()
+        fix = f"is `lambda-destinations dev` running in this folder? ({config} names it)"
+    else:
+        config = Path("worker.toml")
+        given = ("--config", str(config))
+        fix = f"check endpoint_url in the TOML file {config}, region in the TOML file {config} "
+        fix += "and the network"
+    (tmp_path / config).parent.mkdir(exist_ok=True)
+    (tmp_path / config).write_text(settings)
+    env = {
+        "LAMBDA_DESTINATIONS_OPS_PORT": "0",
+        "LAMBDA_DESTINATIONS_ONCE_TIMEOUT": "2",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+
+    # when
+    result = cli(*args, *given, env=env, cwd=tmp_path)
+
+    # then: exit 4, and the fix names where the endpoint came from (before: doctor named the
+    # file dev writes as if the user had, and run always said LAMBDA_DESTINATIONS_ENDPOINT_URL)
+    assert result.returncode == 4, result.stderr
+    if args[0] == "doctor":
+        (check,) = [c for c in json.loads(result.stdout)["checks"] if c["check"] == "aws endpoint"]
+        assert check["fix"] == fix
+    else:
+        line = one_error_line(result)
+        assert line.startswith("error: SQS stayed unreachable for 2s ("), line
+        assert line.endswith(f"): {fix}"), line
+
+
 NOT_UTF8 = b"\x00\xff\xfe"
 DEV_FIX = "delete it, and `lambda-destinations dev` writes it again"
 

@@ -26,8 +26,7 @@ from lambda_destinations.cli._app import (
     first_line,
     reports_errors,
 )
-from lambda_destinations.cli._options import uses_dev_settings
-from lambda_destinations.config import DEV_CONFIG, OUTSIDE_DEV, Settings
+from lambda_destinations.config import OUTSIDE_DEV, Settings
 from lambda_destinations.errors import NO_REGION
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
@@ -373,8 +372,6 @@ def aws_errors(settings: Settings) -> Iterator[None]:
 
     where = settings.shown_endpoint()
     fix = settings.endpoint_fix()
-    if uses_dev_settings(settings):
-        fix = f"is `lambda-destinations dev` running in this folder? ({DEV_CONFIG} names it)"
     try:
         yield
     except CONNECTION_ERRORS as exc:

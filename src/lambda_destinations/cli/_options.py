@@ -12,7 +12,6 @@ import click
 import structlog
 
 from lambda_destinations.config import (
-    DEV_CONFIG,
     ENV_PREFIX,
     OUTSIDE_DEV,
     Settings,
@@ -89,7 +88,7 @@ def settings_options(func: Callable[P, R]) -> Callable[..., R]:
         configure_logging(settings.log_format, settings.log_level)
         for warning in misspelt_variables(os.environ):
             log.warning(warning)
-        if uses_dev_settings(settings):
+        if settings.from_dev():
             # dev's endpoint accepts any keys: the commands after `dev` need none of their own.
             for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
                 os.environ.setdefault(name, "dev")
@@ -116,21 +115,6 @@ def hide_options(command: click.Command, *names: str) -> None:
     for param in command.params:
         if param.name in names and isinstance(param, click.Option):
             param.hidden = True
-
-
-def uses_dev_settings(settings: Settings) -> bool:
-    """Whether the settings came from the file `dev` wrote in this folder, with its endpoint
-    (not one given by ``--endpoint-url`` or the environment, which dev's keys and hints do not
-    concern)."""
-    if settings.config is None or settings.config != DEV_CONFIG:
-        return False
-    import tomllib
-
-    try:
-        written = tomllib.loads(DEV_CONFIG.read_text(encoding="utf-8")).get("endpoint_url")
-    except (OSError, ValueError):  # gone or changed since it was read: not dev's for sure
-        return False
-    return isinstance(written, str) and written.strip() == settings.endpoint_url
 
 
 def hide_password(url: str) -> str:

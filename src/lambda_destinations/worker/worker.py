@@ -428,9 +428,7 @@ class Worker(Lifetime):
                 delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX_PER_POLLER)
                 now = loop.time()
                 if give_up is not None and now + delay > give_up:
-                    raise StartTimedOut(
-                        _stayed_away(what, self.settings.once_timeout, exc)
-                    ) from None
+                    raise StartTimedOut(_stayed_away(what, self.settings, exc)) from None
                 if now >= remind_at:
                     remind_at = now + REMINDER_EVERY
                     said = (
@@ -467,8 +465,8 @@ class Worker(Lifetime):
             return {}
         return {
             "endpoint": self.settings.shown_endpoint(),
-            "fix": f"receiving resumes by itself once SQS answers; if it stays away, check "
-            f"{_fix_for('SQS')}",
+            "fix": "receiving resumes by itself once SQS answers; if it stays away, "
+            + self.settings.endpoint_fix(),
         }
 
     # -- health ------------------------------------------------------------------------------
@@ -1088,21 +1086,18 @@ def receive_request(queue: QueueInfo, wait_time: int, visibility: int | None) ->
     return request
 
 
-def _stayed_away(what: str, seconds: float, exc: BaseException) -> str:
+def _stayed_away(what: str, settings: Settings, exc: BaseException) -> str:
     """The line of a job that gave up waiting for SQS or the store at start.
 
     The store's error ends with its own fix (a PostgreSQL server's address, the disk holding
     a SQLite file): a fix added after it would be a second, and for SQLite a wrong one.
     """
+    seconds = settings.once_timeout
     if isinstance(exc, StoreUnavailable):
         return f"{what} stayed unreachable for {seconds:g}s: {exc}"
-    return (
-        f"{what} stayed unreachable for {seconds:g}s ({describe_error(exc)}): "
-        f"check {_fix_for(what)}"
+    fix = (
+        settings.endpoint_fix()  # names where the endpoint was set, or dev's folder
+        if what == "SQS"
+        else "check the store URL and that the database server is up"
     )
-
-
-def _fix_for(what: str) -> str:
-    if what == "SQS":
-        return "LAMBDA_DESTINATIONS_ENDPOINT_URL, the network and the AWS credentials"
-    return "the store URL and that the database server is up"
+    return f"{what} stayed unreachable for {seconds:g}s ({describe_error(exc)}): {fix}"
