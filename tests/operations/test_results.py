@@ -288,6 +288,41 @@ async def test_invoke_async_refuses_what_invoke_cannot_take_and_sends_nothing(
     assert lambda_endpoint.invocations() == []
 
 
+@pytest.mark.parametrize(
+    ("function", "qualifier", "message"),
+    [
+        (
+            None,
+            None,
+            "function must be a function name, ARN or partial ARN as a string, not None",
+        ),
+        (
+            b"orders-api",
+            None,
+            "function must be a function name, ARN or partial ARN as a string, not bytes",
+        ),
+        (
+            "orders-api",
+            7,
+            "qualifier must be a version or alias as a string (7, live, $LATEST) or None, not int",
+        ),
+    ],
+)
+def test_invoke_async_refuses_a_function_or_qualifier_that_is_no_str_and_sends_nothing(
+    function: Any, qualifier: Any, message: str, lambda_endpoint: Any
+) -> None:
+    lambda_endpoint.create_function("orders-api")
+    lambda_endpoint.start_recording()
+    options = {"qualifier": qualifier, "endpoint_url": lambda_endpoint.url, "region": REGION}
+    # before: a TypeError from inside the check, "object of type 'NoneType' has no len()",
+    # "cannot use a string pattern on a bytes-like object"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        invoke_async_sync(function, {"n": 1}, **options)
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        asyncio.run(invoke_async(function, {"n": 1}, **options))
+    assert lambda_endpoint.invocations() == []
+
+
 @pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1, 86401])
 async def test_wait_refuses_a_timeout_that_is_not_seconds_from_0_to_a_day(
     sqlite_url: str, seconds: float

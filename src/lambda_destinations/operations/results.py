@@ -348,7 +348,7 @@ async def invoke_async(
 
     Raises ``ValueError``, and sends nothing, when ``function`` is in no form Invoke takes, or
     ``qualifier`` is no version or alias, or another than the one ``function`` ends with (the
-    check the CLI's ``invoke`` makes, with its line).
+    check the CLI's ``invoke`` makes, with its line); ``TypeError`` when either is not a string.
     """
     check_invoke_target(function, qualifier)
     body = invocation_payload(payload)

@@ -60,7 +60,18 @@ def check_invoke_target(function: str, qualifier: str | None = None) -> None:
     not in the form of a version or alias, or one other than the qualifier ``function`` ends
     with (Lambda refuses that Invoke: "The derived qualifier from the function name does not
     match the specified qualifier"). Whether the function and its alias exist only Lambda can
-    say."""
+    say. Raise ``TypeError`` when either is not a string (an application's call: the CLI and
+    the settings give text)."""
+    if not isinstance(function, str):
+        raise TypeError(
+            "function must be a function name, ARN or partial ARN as a string, "
+            f"not {_type_name(function)}"
+        )
+    if qualifier is not None and not isinstance(qualifier, str):
+        raise TypeError(
+            "qualifier must be a version or alias as a string (7, live, $LATEST) or None, "
+            f"not {_type_name(qualifier)}"
+        )
     match = _invoke_name(function)
     if match is None:
         raise ValueError(f"{echoed(function)!r} {NOT_INVOKE_NAME}")
@@ -75,6 +86,10 @@ def check_invoke_target(function: str, qualifier: str | None = None) -> None:
             f"({named!r}), and Lambda refuses an Invoke given two: give it once, in the "
             "function or as the qualifier"
         )
+
+
+def _type_name(value: object) -> str:
+    return "None" if value is None else type(value).__name__
 
 
 @dataclass(frozen=True, slots=True)
