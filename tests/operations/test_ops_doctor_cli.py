@@ -407,8 +407,9 @@ def test_a_store_near_the_file_size_limit_fails_the_room_check(setup: Setup) -> 
         preexec_fn=file_size_limit(limit),
     )
 
-    # then: a failed check naming the limit and its fix, exit 1 (it passed, exit 0)
-    assert result.returncode == 1, result.stdout + result.stderr
+    # then: a failed check naming the limit and its fix, exit 4 as for a full disk (it passed,
+    # exit 0; then it exited 1)
+    assert result.returncode == 4, result.stdout + result.stderr
     assert list(errors_of(result)) == ["store room"]
     room = errors_of(result)["store room"]
     assert room["detail"] == (
@@ -416,7 +417,7 @@ def test_a_store_near_the_file_size_limit_fails_the_room_check(setup: Setup) -> 
         "keeps receiving paused until there is room"
     )
     assert room["fix"] == "raise the limit (ulimit -f)"
-    assert not room["unreachable"]
+    assert room["unreachable"]
 
 
 @pytest.mark.slow
@@ -431,8 +432,9 @@ def test_a_store_on_a_full_disk_fails_the_room_check(setup: Setup, tmp_path: Pat
     # when
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=110)
 
-    # then: a failed check saying how little room there is and to free space, exit 1
-    assert result.returncode == 1, result.stdout + result.stderr
+    # then: a failed check saying how little room there is and to free space, exit 4 as on a
+    # disk too full to read (the next test); it exited 1
+    assert result.returncode == 4, result.stdout + result.stderr
     assert list(errors_of(result)) == ["store room"]
     room = errors_of(result)["store room"]
     assert re.fullmatch(
@@ -441,4 +443,30 @@ def test_a_store_on_a_full_disk_fails_the_room_check(setup: Setup, tmp_path: Pat
         room["detail"],
     ), room["detail"]
     assert room["fix"] == "free space on the disk holding the file"
+    assert room["unreachable"]
     assert [c["status"] for c in checks_of(result) if c["check"] == "store"] == ["ok"]
+
+
+@pytest.mark.slow
+def test_a_store_on_a_disk_too_full_to_read_fails_the_store_check(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # given: the good setup with its store made on a 4 MiB tmpfs, then filled to the last byte:
+    # opening the file cannot size its -shm, so even a read fails
+    folder = tmp_path / "disk"
+    env = {**os.environ, **setup.env(), "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{folder}/x.db"}
+    doctor = [*ENTRY, "doctor", "--function", f"{setup.prefix}-*", "--json"]
+    command = on_a_small_disk(folder, *doctor, leave=0, first=[[*ENTRY, "migrate"]])
+
+    # when
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=110)
+
+    # then: the store's line names the room left and to free space, exit 4 as with some room
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert list(errors_of(result)) == ["store"]
+    store = errors_of(result)["store"]
+    assert store["detail"].endswith(
+        "is unavailable: disk I/O error (the disk holding the file has 0 KiB free): free space "
+        "on the disk holding the file"
+    ), store["detail"]
+    assert store["unreachable"]

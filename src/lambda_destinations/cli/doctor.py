@@ -53,7 +53,7 @@ def doctor_command(settings: Settings, function_glob: str | None, as_json: bool)
       lambda-destinations doctor --json | jq '.checks[] | select(.status != "ok")'
 
     Exit status: 0 when no check is an error (warnings pass), 1 when one is, 4 when the
-    endpoint or the store cannot be reached.
+    endpoint or the store cannot be reached, or a SQLite store has no room to grow.
     """
     # Imported here: `doctor --help` loads neither the AWS clients nor the handlers.
     from lambda_destinations.operations.doctor import Doctor, exit_status

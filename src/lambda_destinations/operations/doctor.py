@@ -3,7 +3,8 @@
 Each check ends ``ok``, ``warn`` (works, but something will bite later) or ``error`` (records
 will be lost, dead-lettered for nothing, or not read at all), with the fix for anything not
 ok. A check that could not run because an endpoint or the store did not answer is an error
-marked ``unreachable``, so the command can exit with the code for that (4).
+marked ``unreachable``, so the command can exit with the code for that (4); so is a SQLite
+store with no room to grow, whose reads may answer.
 """
 
 from __future__ import annotations
@@ -693,11 +694,14 @@ class Doctor:
             self.add("store room", "ok", "room to grow, on its disk and under the file size limit")
             return
         problem, fix = no_room
+        # Exit 4 as when the disk is so full the store cannot even be read (`store`), and as
+        # `migrate` and `run --once` exit on a full disk: the store is unavailable to the worker.
         self.add(
             "store room",
             "error",
             f"{problem}: the worker keeps receiving paused until there is room",
             fix,
+            unreachable=True,
         )
 
 
