@@ -7,7 +7,7 @@ import itertools
 import json
 import random
 import time
-from typing import Any
+from typing import Any, cast
 
 from structlog.testing import capture_logs
 from worker_helpers import (
@@ -22,9 +22,10 @@ from worker_helpers import (
 from lambda_destinations.errors import PermanentError, TransientError
 from lambda_destinations.handlers import HandlerContext
 from lambda_destinations.handlers.base import as_handler
+from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import DecodedMessage, decode
 from lambda_destinations.simulate import failure_record, messages, success_record
-from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.store import DeliveryRow, InvocationFilter, Store
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker import worker as worker_module
 from lambda_destinations.worker.queues import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
@@ -176,6 +177,57 @@ async def test_a_first_store_after_a_completed_claimed_handler_is_no_duplicate(
     assert stats.duplicates == 0
     async with Store.from_url(settings.store) as store:
         assert len(await store.deliveries(key)) == 1
+
+
+class CountingAddDelivery:
+    """The real store, every call passed through to it; it only counts add_delivery calls."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.add_delivery_calls: list[tuple[str, str, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def add_delivery(self, delivery: DeliveryRow) -> None:
+        self.add_delivery_calls.append((delivery.key, delivery.message_id, delivery.receive_count))
+        await self._store.add_delivery(delivery)
+
+
+async def test_a_duplicate_that_persist_saves_adds_no_second_delivery_row(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a route whose claimed handler completed on an earlier delivery, and a record
+    # already stored by another persist handler (archive), so persist is still pending for it
+    url, _ = make_queue("dup-pending-persist")
+    body = json.dumps(success_record(random.Random(7)))
+    key = decode(body).key
+    settings = routed(settings_for(url), "count", "persist")
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        assert await store.claim_handler(key, "count", "earlier", 60)
+        await store.complete_handler(key, "count", "earlier")
+        earlier = DeliveryRow(key, "earlier-message", url, 1)
+        row = invocation_row(decode(body), url, earlier.received_at)
+        assert await store.save_invocation(row, earlier, complete_handler="archive")
+    send_bodies(sqs, url, [body])
+    counter = CountingHandler()
+
+    # when
+    async with Store.from_url(settings.store) as store:
+        counting = CountingAddDelivery(store)
+        registry = registry_with(settings, counter)
+        async with Worker(settings, registry=registry, store=cast(Store, counting)) as worker:
+            stats = await worker.run(once=True)
+        deliveries = await store.deliveries(key)
+
+    # then: a duplicate, whose delivery persist's save recorded; no add_delivery after it (one
+    # ran, a write transaction of its own that ON CONFLICT DO NOTHING made a no-op)
+    assert stats.handler_runs["persist"] == 1
+    assert stats.duplicates == 1
+    assert counter.runs[key] == 0
+    assert len(deliveries) == 2
+    assert counting.add_delivery_calls == []
 
 
 async def test_transient_failures_are_retried_in_process_then_acked(

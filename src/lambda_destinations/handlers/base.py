@@ -36,6 +36,8 @@ class Delivery:
         owner: who claims handler runs for this delivery (worker, message id, receive count).
         repeated: set by a handler that records its own completion and found its effect
             already in place (a duplicate delivery); the worker counts it as one.
+        recorded: set by a handler whose save recorded this delivery (persist, new record or
+            not): the worker then adds no delivery row of its own for a duplicate.
         in_doubt: set by a handler whose call was in doubt and not sent again
             (``in_doubt = "skip"``); the worker keeps it in the handler run.
         sending: the acting call under way, from just before it is sent until its answer
@@ -48,6 +50,7 @@ class Delivery:
     settings: Settings
     owner: str
     repeated: bool = False
+    recorded: bool = False
     in_doubt: str | None = None
     sending: Sending | None = None
 

@@ -70,6 +70,7 @@ class PersistHandler:
         # Whether the record was stored before: the dispatcher may have taken this delivery
         # for a repeat already (a claimed handler before persist completed on an earlier one).
         worker.repeated = not new
+        worker.recorded = True  # the save holds this delivery in the row, or added its row
 
 
 def build(name: str, options: dict[str, Any], settings: Settings) -> PersistHandler:

@@ -387,7 +387,10 @@ class Dispatcher:
                 # built-ins share one decode, so the default route pays nothing for this.
                 given = decoded if reads_record_only(handler) else _decode(item.message)
                 await self._run_handler(handler, given, context, last_receive=last_receive)
-            if again and delivery.repeated:
+            # A duplicate's delivery goes on record, unless a handler's save put it there
+            # (persist, left pending after a claimed handler completed on an earlier delivery):
+            # add_delivery would then change nothing, for a write transaction of its own.
+            if again and delivery.repeated and not delivery.recorded:
                 await self.store.add_delivery(
                     DeliveryRow(decoded.key, item.message_id, item.queue.url, item.receive_count)
                 )
