@@ -360,7 +360,11 @@ class _Mailbox:
 
 
 class SmtpServer:
-    """aiosmtpd on 127.0.0.1: ``security`` "none", "starttls" or "tls"; ``login`` requires AUTH."""
+    """aiosmtpd on 127.0.0.1: ``security`` "none", "starttls" or "tls"; ``login`` requires AUTH.
+
+    ``refusal`` is the reply to a refused login, formatted with the ``login`` and ``password``
+    given (a careless server's "535 bad credentials alerts:<password>"); aiosmtpd's own without.
+    """
 
     def __init__(
         self,
@@ -368,6 +372,7 @@ class SmtpServer:
         security: str = "none",
         login: tuple[str, str] | None = None,
         certificate: tuple[Path, Path] | None = None,
+        refusal: str | None = None,
     ) -> None:
         self.mailbox = _Mailbox()
         self.port = free_port()
@@ -390,7 +395,11 @@ class SmtpServer:
                 ok = auth_data == expected
                 if ok:
                     self.logins.append(login[0])
-                return AuthResult(success=ok, handled=False)
+                said = None
+                if not ok and refusal is not None:
+                    given = {k: v.decode() for k, v in auth_data._asdict().items()}
+                    said = refusal.format(**given)
+                return AuthResult(success=ok, handled=False, message=said)
 
             # aiosmtpd knows TLS from STARTTLS only, and warns about AUTH required without
             # it: elsewhere AUTH is offered (and checked) but not required.

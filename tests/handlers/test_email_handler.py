@@ -779,6 +779,34 @@ async def test_a_5xx_reply_quarantines_with_the_reason(
     assert re.search(reason, row.reason), row.reason
 
 
+async def test_a_refusal_that_quotes_the_login_back_never_shows_the_password(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: a server whose refusal of a login quotes it back, password and all
+    server = SmtpServer(
+        login=("alerts", "right"), refusal="535 5.7.8 bad credentials {login}:{password}"
+    )
+    url, _ = make_queue("smtp-echo")
+    send_records(sqs, url, [failure_record()])
+    password = "Wr0ng-Pa55word"
+    settings = smtp_settings(
+        endpoint_url, url, store=sqlite_url, port=server.port, username="alerts", password=password
+    )
+
+    # when
+    with running(server), capture_logs() as logs:
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+
+    # then: quarantined with the server's reason, the password masked there and in every log
+    assert stats.outcomes["quarantine"] == 1
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    assert "answered 535 5.7.8 bad credentials alerts:***" in row.reason, row.reason
+    assert logs
+    assert password not in row.reason + repr(logs)
+
+
 async def test_every_recipient_refused_but_one_only_for_now_is_retried_not_quarantined(
     sqs: Any,
     make_queue: Callable[..., Any],

@@ -33,11 +33,15 @@ class _Sink:
 
 @pytest.fixture
 def smtp_port() -> Iterator[tuple[int, _Sink]]:
-    """aiosmtpd offering AUTH (plain connection) for LOGIN; yields its port and its mailbox."""
+    """aiosmtpd offering AUTH (plain connection) for LOGIN; yields its port and its mailbox.
+    A refused login's reply quotes it back, password and all, as a careless server's does."""
     expected = LoginPassword(LOGIN[0].encode(), LOGIN[1].encode())
 
     def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
-        return AuthResult(success=data == expected, handled=False)
+        if data == expected:
+            return AuthResult(success=True, handled=False)
+        said = f"535 5.7.8 bad credentials {data.login.decode()}:{data.password.decode()}"
+        return AuthResult(success=False, handled=False, message=said)
 
     sink = _Sink()
     port = free_port()  # aiosmtpd's controller cannot take port 0
@@ -221,6 +225,9 @@ def test_an_smtp_login_refused_is_said_to_be_quarantined(setup: Setup, smtp_port
 
     assert detail.startswith(f"SMTP server 127.0.0.1:{port}: connected · EHLO, then ")
     assert "is quarantined" in detail
+    # the server's refusal quoted the login back: the password is masked
+    assert "bad credentials alerts:***" in detail
+    assert "wrong-password" not in detail
 
 
 def test_a_handler_table_no_route_uses_is_checked_too(setup: Setup) -> None:

@@ -33,6 +33,7 @@ unverified identity), SMTP 5xx replies and refused logins are permanent.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email.policy
 import email.utils
@@ -40,7 +41,7 @@ import hashlib
 import html as html_module
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from email.errors import NonASCIILocalPartDefect
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -65,7 +66,7 @@ from lambda_destinations.handlers.templates import (
     parse_options,
     record_fields,
 )
-from lambda_destinations.redact import echoed
+from lambda_destinations.redact import echoed, mask_secrets
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -302,6 +303,19 @@ class SmtpTransport:
     validate_certs: bool
     cert_bundle: str | None
 
+    @property
+    def secrets(self) -> set[str]:
+        """What of the login a server's reply may quote back: the password, and the password as
+        AUTH LOGIN and AUTH PLAIN send it (base64). Masked in every reason and log line."""
+        if not self.password:
+            return set()
+        plain = f"\0{self.username or ''}\0{self.password}"
+        return {
+            self.password,
+            base64.b64encode(self.password.encode()).decode(),
+            base64.b64encode(plain.encode()).decode(),
+        }
+
     def message(self, mail: Mail) -> EmailMessage:
         message = EmailMessage()
         message["From"] = mail.sender
@@ -336,14 +350,22 @@ class SmtpTransport:
                 cert_bundle=self.cert_bundle,
             )
         except aiosmtplib.SMTPException as exc:
-            raise smtp_outcome(exc, self.host, self.port) from exc
+            raise smtp_outcome(exc, self.host, self.port, self.secrets) from exc
         if refused:
             # The others have it; sending again would repeat it to them.
             log.warning(
                 "some recipients were refused",
-                refused={rcpt: f"{r.code} {r.message}" for rcpt, r in refused.items()},
+                refused={
+                    rcpt: mask_secrets(f"{r.code} {r.message}", self.secrets)
+                    for rcpt, r in refused.items()
+                },
             )
-        log.info("email sent", transport="smtp", server=self.host, reply=reply)
+        log.info(
+            "email sent",
+            transport="smtp",
+            server=self.host,
+            reply=mask_secrets(reply, self.secrets),
+        )
 
 
 _UNREACHED = (
@@ -354,26 +376,29 @@ _UNREACHED = (
 
 
 def smtp_outcome(
-    exc: aiosmtplib.SMTPException, host: str, port: int
+    exc: aiosmtplib.SMTPException, host: str, port: int, secrets: Iterable[str] = ()
 ) -> TransientError | PermanentError:
     """What an SMTP failure makes of the message: retried or quarantined. ``doctor`` asks the
-    same, so what it says of a failure is what the worker does with it."""
+    same, so what it says of a failure is what the worker does with it. ``secrets`` (the
+    transport's) are masked in the reason: a server may quote the login back in a reply
+    (``535 bad credentials alerts:<password>``)."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = sorted({refusal.code for refusal in exc.recipients})
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-        text = f"SMTP server {host} refused every recipient ({detail})"
+        text = mask_secrets(f"SMTP server {host} refused every recipient ({detail})", secrets)
         # One refused for now (4xx) may take it on the next try; those refused for good are
         # refused again then, and the mail goes to the rest ("some recipients were refused").
         if any(400 <= code < 500 for code in codes):
             return TransientError(text)
         return PermanentError(text)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        text = f"SMTP server {host} answered {exc.code} {exc.message}"
+        text = mask_secrets(f"SMTP server {host} answered {exc.code} {exc.message}", secrets)
         return PermanentError(text) if 500 <= exc.code < 600 else TransientError(text)
+    text = mask_secrets(f"SMTP server {host}:{port}: {exc}", secrets)
     if isinstance(exc, _UNREACHED):  # refused, reset or timed out: it may be back soon
-        return TransientError(f"SMTP server {host}:{port}: {exc}")
+        return TransientError(text)
     # The server lacks what the settings ask for (STARTTLS, AUTH): fix the settings.
-    return PermanentError(f"SMTP server {host}:{port}: {exc} (check security, port and login)")
+    return PermanentError(f"{text} (check security, port and login)")
 
 
 # -- the handler --------------------------------------------------------------------------------

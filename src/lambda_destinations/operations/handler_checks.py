@@ -28,6 +28,7 @@ from lambda_destinations.handlers.in_doubt import cut_off_first
 from lambda_destinations.handlers.registry import HandlerRegistry, configured_handlers
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
+from lambda_destinations.redact import mask_secrets
 from lambda_destinations.retrying import CONNECTION_ERRORS, error_code
 from lambda_destinations.schemas import invoke_function_name
 
@@ -194,6 +195,7 @@ def _smtp_failed(
     else:  # an OSError of our side (the certificate bundle): not the server's answer
         retried, connected = True, False
     error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    error = mask_secrets(error, transport.secrets)  # a reply may quote the login back
     talk = f"{' · '.join(steps or ['connected'])}, then {error}"
     if not connected:
         talk = f"not reached ({error})"
