@@ -107,6 +107,19 @@ def test_record_fields_and_payload_keys_render() -> None:
     )
 
 
+@pytest.mark.parametrize("index", ["²", "①", "٠", "9" * 5000])
+def test_an_array_index_in_other_digits_than_ascii_or_too_long_renders_nothing(index: str) -> None:
+    # "²" and "①" are digits to str.isdigit() and no number to int(), nor are 5,000 digits
+    # (Python's limit is 4,300): the render raised ValueError, a traceback at every delivery
+    # until the DLQ; an Arabic-Indic zero read item 0
+    message = decode(json.dumps(failure_record(payload={"items": ["a", "b", "c"]})))
+    template = Template.compile(f"[{{payload.items[{index}]}}] [{{payload.items[2]}}]", where="t")
+
+    text = template.render(record_fields(message, _context(message.key)))
+
+    assert text == "[] [c]"
+
+
 def test_details_and_stack_trace_start() -> None:
     message = decode(json.dumps(failure_record("billing", error_type="KeyError")))
     fields = record_fields(message, _context(message.key), stack_lines=2)

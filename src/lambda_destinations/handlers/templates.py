@@ -138,11 +138,21 @@ def _lookup(value: Any, keys: Sequence[str]) -> Any:
     for key in keys:
         if isinstance(value, dict):
             value = value.get(key)
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
-            value = value[int(key)]
+        elif isinstance(value, list) and (index := _index(key)) is not None and index < len(value):
+            value = value[index]
         else:
             return None
     return value
+
+
+def _index(key: str) -> int | None:
+    """``key`` as an array index, None when it is none. ASCII digits only: ``str.isdigit``
+    takes "²" and "①" too, which ``int`` refuses, as it refuses more than 4,300 digits; an
+    error there failed the template's every render."""
+    digits = key.lstrip("0") or "0"
+    if not (key.isascii() and key.isdigit()) or len(digits) > 18:
+        return None
+    return int(digits)
 
 
 class SafeFormatter(string.Formatter):
