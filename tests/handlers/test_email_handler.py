@@ -930,6 +930,44 @@ def test_bad_settings_stop_the_start_naming_the_setting(
 
 
 @pytest.mark.parametrize(
+    ("login", "message"),
+    [
+        (
+            {"password_env": "LD_TEST_EMPTY_PASSWORD"},
+            "handlers.oncall-mail.password_env: the environment variable LD_TEST_EMPTY_PASSWORD "
+            "is empty: give it the password",
+        ),
+        (
+            {"password": ""},
+            "handlers.oncall-mail.password: empty: give the password, or remove username and "
+            "password to send without a login",
+        ),
+    ],
+)
+def test_an_empty_smtp_password_stops_the_start(
+    login: dict[str, str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    handler_settings: Callable[..., Settings],
+) -> None:
+    # Every login was refused otherwise (535), each record quarantined with a reason that
+    # named no setting: a secret not mounted, or SMTP_PASSWORD= in an env file
+    monkeypatch.setenv("LD_TEST_EMPTY_PASSWORD", "")
+    options = {
+        "from": "a@example.com",
+        "to": "b@example.com",
+        "transport": "smtp",
+        "host": "smtp.example.com",
+        "username": "alerts",
+        **login,
+    }
+    with pytest.raises(ConfigError) as info:
+        build("oncall-mail", options, handler_settings("q"))
+
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
     "host", ["smtp://smtp.example.com", "smtp.example.com:587", "smtp example.com", "", "a..b"]
 )
 def test_an_smtp_host_no_connection_can_reach_stops_the_start(

@@ -531,15 +531,23 @@ class EmailHandler(storm.Notifier):
 
 
 def _password(parsed: EmailOptions, name: str) -> str | None:
+    """The login's password, None without one. An empty one is refused: no server takes it,
+    so every mail would be refused at its login and quarantined, the reason naming no setting
+    (a secret not mounted into the container, ``SMTP_PASSWORD=`` in an env file)."""
     if parsed.password is not None:
+        if not parsed.password.get_secret_value():
+            raise ConfigError(
+                f"handlers.{name}.password: empty: give the password, or remove username and "
+                "password to send without a login"
+            )
         return parsed.password.get_secret_value()
     if parsed.password_env:
         value = os.environ.get(parsed.password_env)
+        where = f"handlers.{name}.password_env: the environment variable {parsed.password_env}"
         if value is None:
-            raise ConfigError(
-                f"handlers.{name}.password_env: the environment variable "
-                f"{parsed.password_env} is not set"
-            )
+            raise ConfigError(f"{where} is not set")
+        if not value:
+            raise ConfigError(f"{where} is empty: give it the password")
         return value
     return None
 
