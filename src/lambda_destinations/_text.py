@@ -9,6 +9,8 @@ Stored text is what a function or a message's sender wrote: shown to a person, i
 bidi characters are spelled as escapes (:func:`visible`), so that it cannot drive the terminal
 or reorder what is read around it ("Trojan Source").
 
+What is sent to SQS is text it takes (:func:`sqs_text`).
+
 A notification's text is made for its reader the same way: a header holds one line
 (:func:`one_line`), a body its lines (:func:`multi_line`), neither a control character, and a
 payload shown in a body is JSON whose escapes keep it exact (:func:`json_lines`).
@@ -65,6 +67,20 @@ def visible(text: str) -> str:
     so text that passed here once is left as it is the second time.
     """
     return _UNSHOWN.sub(_escape, text)
+
+
+# What SQS refuses in a message body or attribute, InvalidParameterValue "Invalid characters
+# found": anything outside XML's characters (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
+# #x10000-#x10FFFF), so the C0 controls but tab, LF and CR, lone surrogates, U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def sqs_text(text: str) -> str:
+    """``text`` as SQS takes it in a message attribute: each character it refuses spelled as
+    an escape (``\\x1b``), as :func:`visible` spells it. A quarantine reason quotes what a
+    server answered or a function wrote, and one ESC in it made the DLQ refuse the whole copy.
+    """
+    return _NOT_XML.sub(_escape, text)
 
 
 SHOWN_TEXT = 64 * 1024  # characters of one payload, body, error or detail shown to a person

@@ -41,6 +41,7 @@ class Receiver:
         self.delays: list[float] = []  # seconds to wait before answering, first requests
         self.echo = False  # a refusal quotes the request, as Express's "Cannot POST /path"
         self.refusal_headers: dict[str, str] = {}  # sent with every status of 300 or more
+        self.refusal_text = "invalid_payload"  # the body of a refusal that does not echo
         self.held = 0  # the first requests to answer only once `gate` is set
         self.gate = asyncio.Event()
         self.arrived = asyncio.Event()  # set by each request
@@ -72,7 +73,7 @@ class Receiver:
             return web.Response(status=status, text=f"Cannot POST {request.path_qs}\n{sent}")
         if status < 300:
             return web.Response(status=status, text="ok")
-        return web.Response(status=status, text="invalid_payload", headers=self.refusal_headers)
+        return web.Response(status=status, text=self.refusal_text, headers=self.refusal_headers)
 
     async def start(self) -> None:
         app = web.Application()
@@ -469,6 +470,31 @@ async def test_4xx_quarantines_the_message_with_the_status(
     assert "answered 400: invalid_payload" in row.reason
     assert "secret-path" not in row.reason
     assert sqs.receive_message(QueueUrl=dlq).get("Messages")
+
+
+async def test_a_refusal_with_characters_sqs_refuses_reaches_the_dlq_spelled_out(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    # given: a refusal whose text holds what SQS refuses in an attribute (anything outside
+    # XML's characters: ESC, NUL, U+FFFE; SQS answers InvalidParameterValue, "Invalid
+    # characters found", and the DLQ got no copy), and a bidi control SQS takes
+    url, dlq = make_queue("hook-controls")
+    send_records(sqs, url, [failure_record()])
+    receiver.script = [400]
+    receiver.refusal_text = "bad \x1b[31mred\x00 \ufffe \u202e"
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url)
+
+    # when
+    stats = await drain(settings)
+
+    # then: the DLQ's copy has the reason with those characters spelled out; the store's whole
+    assert stats.outcomes["quarantine"] == 1
+    (message,) = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+    reason = message["MessageAttributes"]["LambdaDestinations.Reason"]["StringValue"]
+    assert reason.endswith("answered 400: bad \\x1b[31mred\\x00 \\ufffe \u202e"), reason
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    assert row.reason.endswith("answered 400: bad \x1b[31mred\x00 \ufffe \u202e")
 
 
 @pytest.mark.parametrize("status", [400, 500])

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from structlog.contextvars import bind_contextvars
 
+from lambda_destinations._text import sqs_text
 from lambda_destinations.errors import (
     Outcome,
     QuarantineMessage,
@@ -818,7 +819,9 @@ class Dispatcher:
             name: sendable_attribute(attributes[name])
             for name in names[: MAX_ATTRIBUTES - OUR_ATTRIBUTES]
         }
-        kept[REASON_ATTRIBUTE] = {"DataType": "String", "StringValue": reason}
+        # The reason may quote a server's answer or a function's error: SQS refuses a control
+        # character in it, and with it the whole copy.
+        kept[REASON_ATTRIBUTE] = {"DataType": "String", "StringValue": sqs_text(reason)}
         kept[SOURCE_ATTRIBUTE] = {"DataType": "String", "StringValue": item.queue.url}
         body = item.message.get("Body", "") or " "
         tried: set[str] = set()
