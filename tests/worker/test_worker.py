@@ -150,6 +150,14 @@ async def test_a_duplicate_whose_route_holds_replay_outcome_is_counted_and_recor
         assert len(await store.deliveries(keys[0])) == 2
 
 
+async def count_completed_earlier(store: Store, key: str) -> None:
+    """The claimed handler ``count`` completed for ``key`` on an earlier delivery (its owner
+    ``earlier``), in a migrated store."""
+    await store.migrate()
+    assert await store.claim_handler(key, "count", "earlier", 60)
+    await store.complete_handler(key, "count", "earlier")
+
+
 async def test_a_first_store_after_a_completed_claimed_handler_is_no_duplicate(
     sqs, make_queue, settings_for
 ) -> None:
@@ -160,9 +168,7 @@ async def test_a_first_store_after_a_completed_claimed_handler_is_no_duplicate(
     key = decode(body).key
     settings = routed(settings_for(url), "count", "persist")
     async with Store.from_url(settings.store) as store:
-        await store.migrate()
-        assert await store.claim_handler(key, "count", "earlier", 60)
-        await store.complete_handler(key, "count", "earlier")
+        await count_completed_earlier(store, key)
     send_bodies(sqs, url, [body])
     counter = CountingHandler()
 
@@ -204,9 +210,7 @@ async def test_a_duplicate_that_persist_saves_adds_no_second_delivery_row(
     key = decode(body).key
     settings = routed(settings_for(url), "count", "persist")
     async with Store.from_url(settings.store) as store:
-        await store.migrate()
-        assert await store.claim_handler(key, "count", "earlier", 60)
-        await store.complete_handler(key, "count", "earlier")
+        await count_completed_earlier(store, key)
         earlier = DeliveryRow(key, "earlier-message", url, 1)
         row = invocation_row(decode(body), url, earlier.received_at)
         assert await store.save_invocation(row, earlier, complete_handler="archive")

@@ -370,11 +370,10 @@ def aws_errors(settings: Settings) -> Iterator[None]:
     # Imported here: botocore and tenacity cost the commands that only read the store.
     from lambda_destinations.retrying import CONNECTION_ERRORS
 
-    where = settings.shown_endpoint()
-    fix = settings.endpoint_fix()
     try:
         yield
     except CONNECTION_ERRORS as exc:
+        where, fix = settings.shown_endpoint(), settings.endpoint_fix()  # fix: reads dev's file
         raise EndpointUnreachable(f"cannot reach {where} ({first_line(exc)}): {fix}") from None
     except Exception as exc:
         known = describe_aws_error(exc)
