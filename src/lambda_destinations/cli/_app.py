@@ -7,7 +7,9 @@ import difflib
 import functools
 import importlib
 import io
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -80,6 +82,13 @@ def click_errors_shown() -> Iterator[None]:
         sys.exit(exc.exit_code)
 
 
+def _leaving_on_interrupt() -> None:
+    """Ignore further Ctrl-Cs: the process is on its way out, and one more pressed now would
+    end it by the signal, before its line or with a code other than the documented 130."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn the errors a user can cause into one line and a documented exit code."""
 
@@ -95,9 +104,11 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             click.echo("aborted: nothing was changed", err=True)
             sys.exit(EXIT_DECLINED)
         except StoppedBeforeStart as exc:
+            _leaving_on_interrupt()
             echo_error(f"interrupted: {exc}")
             sys.exit(EXIT_INTERRUPTED)
         except KeyboardInterrupt:
+            _leaving_on_interrupt()
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except OutputUnwritable as exc:
