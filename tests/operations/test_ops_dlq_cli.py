@@ -103,6 +103,34 @@ def test_peek_limits_what_it_shows(sqs, make_queue, cli_env) -> None:
     assert count_messages(sqs, dlq) == 25
 
 
+def test_peek_of_an_empty_queue_says_so_in_words(sqs, make_queue, cli_env) -> None:
+    # given: an empty DLQ (it said "about 0 messages visible, 0 in flight; showing 0"), and
+    # one whose only message is in flight
+    _, empty = make_queue("peek-empty")
+    _, busy = make_queue("peek-busy")
+    send_all(sqs, busy, ["m"])
+    assert sqs.receive_message(QueueUrl=busy, VisibilityTimeout=60)["Messages"]
+
+    # when
+    none = cli("dlq", "peek", empty, env=cli_env)
+    taken = cli("dlq", "peek", busy, env=cli_env)
+
+    # then: one line each, no table, and what to do about the one in flight
+    assert none.returncode == 0, none.stderr
+    assert none.stdout == ""
+    assert none.stderr.strip() == (
+        f"{empty.rsplit('/', 1)[1]} shows no messages (visible, in flight or delayed): "
+        "nothing to show"
+    )
+    assert taken.returncode == 0, taken.stderr
+    assert taken.stdout == ""
+    assert taken.stderr.strip() == (
+        f"{busy.rsplit('/', 1)[1]} shows no visible messages, 1 in flight and 0 delayed (they "
+        "show again when their visibility timeout or delay ends): nothing to show now; run it "
+        "again then"
+    )
+
+
 # -- redrive ----------------------------------------------------------------------------------
 
 

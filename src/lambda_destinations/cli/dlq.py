@@ -132,6 +132,9 @@ def peek_command(
     if as_json:
         click.echo(dumps(described))
         return
+    if not described and ref.shows_none_visible:
+        _say_shows_none(ref, "show", err=True)
+        return
     click.echo(
         f"{ref.name}: about {plural(ref.visible, 'message')} visible, {ref.in_flight} in flight; "
         f"showing {len(described)}",
@@ -487,18 +490,20 @@ class _Redrive:
             )
 
 
-def _say_shows_none(dlq: QueueRef, what: str) -> None:
-    """The one line of a redrive that found no message visible and did nothing: no question,
-    no move task, no receive. SQS's counts are approximate: "shows", not "is"."""
+def _say_shows_none(dlq: QueueRef, what: str, *, err: bool = False) -> None:
+    """The one line of a redrive (or a peek) that found no message visible and did nothing:
+    no question, no move task, no receive. SQS's counts are approximate: "shows", not "is"."""
     if dlq.shows_none:
         click.echo(
-            f"{dlq.name} shows no messages (visible, in flight or delayed): nothing to {what}"
+            f"{dlq.name} shows no messages (visible, in flight or delayed): nothing to {what}",
+            err=err,
         )
         return
     click.echo(
         f"{dlq.name} shows no visible messages, {dlq.in_flight} in flight and {dlq.delayed} "
         "delayed (they show again when their visibility timeout or delay ends): nothing to "
-        f"{what} now; run it again then"
+        f"{what} now; run it again then",
+        err=err,
     )
 
 
