@@ -107,17 +107,48 @@ _HTML_TITLE = re.compile(r"<title>\s*(.*?)\s*</title>", re.IGNORECASE | re.DOTAL
 DESCRIBED_MAX = 2000
 
 
+# botocore's count of its own retries, in every ClientError's text: always 0 here (its retries
+# are off; ours are counted by the worker), and read as "never retried" in a reason.
+_BOTOCORE_RETRIES = re.compile(r" \(reached max retries: \d+\)")
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for a log or a stored reason: the type, the AWS error code, the text, redacted,
     cut at DESCRIBED_MAX characters."""
     code = error_code(exc)
     text = _without_html(_text_of(exc) or type(exc).__name__)
+    if isinstance(exc, ClientError):
+        text = _BOTOCORE_RETRIES.sub("", text, count=1)
     if code and code not in text:
         text = f"{code}: {text}"
     text = redact(text)  # errors quote recipients and URLs; before the cut, which could split one
     if len(text) > DESCRIBED_MAX:
         text = f"{text[:DESCRIBED_MAX]}… ({len(text):,} characters)"
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+
+
+def aws_fix(exc: BaseException) -> str | None:
+    """What to do about an AWS error a handler's call got (an SES, SNS or Lambda refusal), when
+    its code says; None when it does not."""
+    code = error_code(exc)
+    if code is None:
+        return None
+    operation = getattr(exc, "operation_name", None) or "the call"
+    if code in DENIED_CODES:
+        return f"check the worker's AWS credentials and that they allow {operation}"
+    message = str(exc.response.get("Error", {}).get("Message") or "")  # type: ignore[attr-defined]
+    if code == "MessageRejected" and "not verified" in message:
+        return (
+            "verify the sender's address or domain in SES, in the worker's region (in the SES "
+            "sandbox, each recipient too); `lambda-destinations doctor` names what is missing"
+        )
+    if code in ("AccountSuspendedException", "SendingPausedException"):
+        return "sending is paused for the SES account: see the account's status in SES"
+    if code == "MailFromDomainNotVerifiedException":
+        return "verify the sender's MAIL FROM domain in SES"
+    if code == "ResourceNotFoundException" and operation == "Invoke":
+        return "check the function's name (a version or alias too) and the region"
+    return None
 
 
 def _text_of(exc: BaseException) -> str:

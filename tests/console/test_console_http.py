@@ -989,7 +989,7 @@ async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_sele
         "errors: 1",
         f"1: {REFUSED}",
         "the first: ResourceNotFoundException: An error occurred (ResourceNotFoundException) "
-        "when calling the Invoke operation (reached max retries: 0): Function not found: "
+        "when calling the Invoke operation: Function not found: "
         f"{ARN}:function:orders-gone",
         "not reached: 1",
         "1: left the selection before the job came to them: ignored, or recovered by a "
@@ -1083,7 +1083,7 @@ async def test_a_bulk_replay_jobs_page_tells_invokes_refused_from_those_in_doubt
     assert (job.state, job.done) == ("done", 4)
     refused = (
         "ResourceNotFoundException: An error occurred (ResourceNotFoundException) when calling "
-        f"the Invoke operation (reached max retries: 0): Function not found: {ARN}:function:"
+        f"the Invoke operation: Function not found: {ARN}:function:"
         "orders-gone"
     )
     in_doubt = (

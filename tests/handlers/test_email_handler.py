@@ -230,8 +230,16 @@ async def test_an_unverified_sender_quarantines_the_message_with_ses_reason(
     assert emails_to(endpoint_url, to) == []
     async with Store.from_url(sqlite_url) as store:
         (row,) = await store.list_quarantine()
-    assert "handler oncall-mail" in row.reason
-    assert "MessageRejected" in row.reason
+    # SES's refusal and what to do, without botocore's "(reached max retries: 0)", which read
+    # as "never retried"
+    assert row.reason.startswith(
+        "handler oncall-mail: MessageRejected: An error occurred (MessageRejected) when calling "
+        "the SendEmail operation: Email address not verified "
+    ), row.reason
+    assert row.reason.endswith(
+        ": verify the sender's address or domain in SES, in the worker's region (in the SES "
+        "sandbox, each recipient too); `lambda-destinations doctor` names what is missing"
+    ), row.reason
 
 
 # -- SMTP ---------------------------------------------------------------------------------------

@@ -453,12 +453,32 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert 290 <= (retry_after(http_date_in(300).removesuffix(" GMT")) or 0) <= 300
 
 
-async def test_4xx_quarantines_the_message_with_the_status(
-    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+@pytest.mark.parametrize(
+    ("status", "fix"),
+    [
+        (400, "the receiver refused the body: check the handler's body against what it expects"),
+        (  # a reason that gave the status alone
+            401,
+            "the receiver refused the credentials: check the handler's headers, headers_env, "
+            "secret_env or the URL's user:password",
+        ),
+        (404, "the receiver has no such path: check the handler's url"),
+        (413, "the body is too large for the receiver: shorten the handler's body or message"),
+        (418, None),  # no fix known: the status and the answer alone
+    ],
+)
+async def test_4xx_quarantines_the_message_with_the_status_and_the_fix(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    status: int,
+    fix: str | None,
 ) -> None:
-    url, dlq = make_queue("hook-4xx")
+    url, dlq = make_queue(f"hook-{status}")
     send_records(sqs, url, [failure_record()])
-    receiver.script = [400]
+    receiver.script = [status]
     settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url)
 
     stats = await drain(settings)
@@ -467,7 +487,8 @@ async def test_4xx_quarantines_the_message_with_the_status(
     assert len(receiver.requests) == 1  # not retried pointlessly
     async with Store.from_url(sqlite_url) as store:
         (row,) = await store.list_quarantine()
-    assert "answered 400: invalid_payload" in row.reason
+    answered = f"answered {status}: invalid_payload"
+    assert row.reason.endswith(f"{answered} ({fix})" if fix else answered), row.reason
     assert "secret-path" not in row.reason
     assert sqs.receive_message(QueueUrl=dlq).get("Messages")
 
@@ -491,10 +512,10 @@ async def test_a_refusal_with_characters_sqs_refuses_reaches_the_dlq_spelled_out
     assert stats.outcomes["quarantine"] == 1
     (message,) = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
     reason = message["MessageAttributes"]["LambdaDestinations.Reason"]["StringValue"]
-    assert reason.endswith("answered 400: bad \\x1b[31mred\\x00 \\ufffe \u202e"), reason
+    assert "answered 400: bad \\x1b[31mred\\x00 \\ufffe \u202e (" in reason, reason
     async with Store.from_url(sqlite_url) as store:
         (row,) = await store.list_quarantine()
-    assert row.reason.endswith("answered 400: bad \x1b[31mred\x00 \ufffe \u202e")
+    assert "answered 400: bad \x1b[31mred\x00 \ufffe \u202e (" in row.reason
 
 
 @pytest.mark.parametrize("status", [400, 500])

@@ -94,6 +94,20 @@ PAGERDUTY_DEDUP_MAX = 255
 SLACK_TEXT_MAX = 40_000
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
+# What to change when the receiver refuses for good, by its status (the answer says more).
+_REFUSALS = {
+    400: "the receiver refused the body: check the handler's body against what it expects",
+    401: "the receiver refused the credentials: check the handler's headers, headers_env, "
+    "secret_env or the URL's user:password",
+    403: "the receiver refused the credentials: check the handler's headers, headers_env, "
+    "secret_env or the URL's user:password",
+    404: "the receiver has no such path: check the handler's url",
+    405: "the receiver takes no POST there: check the handler's url",
+    410: "the receiver has no such path: check the handler's url",
+    413: "the body is too large for the receiver: shorten the handler's body or message",
+    415: "the receiver takes no JSON there: check the handler's url",
+    422: "the receiver refused the body: check the handler's body against what it expects",
+}
 _DELAY_SECONDS = re.compile(r"[0-9]{1,10}")  # RFC 9110 delay-seconds, within reason
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _HEADER_VALUE_REFUSED = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but tab
@@ -488,6 +502,8 @@ class WebhookHandler(storm.Notifier):
         reason += f": {answer}" if answer else ""
         if 300 <= status < 400:
             reason += " (redirects are not followed: set the final URL)"
+        elif fix := _REFUSALS.get(status):
+            reason += f" ({fix})"
         raise PermanentError(reason)
 
 

@@ -32,6 +32,7 @@ from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
     answered,
     answered_and_transient,
+    describe_error,
     in_process_retrying,
 )
 from lambda_destinations.store import (
@@ -338,5 +339,4 @@ def _already_replayed(
 
 
 def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:_DETAIL_LIMIT]
+    return " ".join(describe_error(exc).split())[:_DETAIL_LIMIT]

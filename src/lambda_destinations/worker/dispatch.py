@@ -47,6 +47,7 @@ from lambda_destinations.handlers.in_doubt import in_doubt_note
 from lambda_destinations.redact import redact
 from lambda_destinations.retrying import (
     asked_wait,
+    aws_fix,
     classify,
     describe_error,
     is_transient,
@@ -158,7 +159,10 @@ class HandlerFailed(Exception):
     """A handler did not complete; carries its name and whether retrying can help."""
 
     def __init__(self, handler: str, error: BaseException, *, permanent: bool) -> None:
-        super().__init__(f"handler {handler}: {describe_error(error)}")
+        fix = aws_fix(error)
+        super().__init__(
+            f"handler {handler}: {describe_error(error)}" + (f": {fix}" if fix else "")
+        )
         self.handler = handler
         self.error = error
         self.permanent = permanent

@@ -1,0 +1,72 @@
+"""The fix a handler's AWS refusal carries into its reason, by the error's code (the SES refusal
+that moto gives is driven end to end in test_email_handler.py; moto enforces no permissions)."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from lambda_destinations.retrying import aws_fix, describe_error
+
+
+def refusal(code: str, operation: str, message: str = "refused") -> ClientError:
+    """The error botocore raises for an AWS answer with ``code``, its retries (off) used up."""
+    answer = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"MaxAttemptsReached": True, "RetryAttempts": 0},
+    }
+    # botocore's class for a code its model knows is a ClientError named after it
+    return type(code, (ClientError,), {})(answer, operation)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("code", "operation", "message", "fix"),
+    [
+        (
+            "AuthorizationError",
+            "Publish",
+            "User is not authorized to perform: SNS:Publish",
+            "check the worker's AWS credentials and that they allow Publish",
+        ),
+        (
+            "AccessDeniedException",
+            "SendEmail",
+            "not authorized to perform: ses:SendEmail",
+            "check the worker's AWS credentials and that they allow SendEmail",
+        ),
+        (
+            "ResourceNotFoundException",
+            "Invoke",
+            "Function not found",
+            "check the function's name (a version or alias too) and the region",
+        ),
+        (
+            "SendingPausedException",
+            "SendEmail",
+            "sending is paused",
+            "sending is paused for the SES account: see the account's status in SES",
+        ),
+        ("MessageRejected", "SendEmail", "Message contains a virus", None),  # no fix of ours
+        ("InvalidParameter", "Publish", "Invalid parameter: PhoneNumber", None),
+    ],
+)
+def test_an_aws_refusal_carries_the_fix_its_code_says(
+    code: str, operation: str, message: str, fix: str | None
+) -> None:
+    assert aws_fix(refusal(code, operation, message)) == fix
+
+
+def test_no_fix_for_what_is_no_aws_answer() -> None:
+    assert aws_fix(ValueError("not an AWS error")) is None
+
+
+def test_botocore_s_retry_count_is_not_in_a_reason() -> None:
+    # given: botocore's text, "(reached max retries: 0)" in it, which read as "never retried"
+    exc = refusal("MessageRejected", "SendEmail", "Email address not verified")
+
+    # then
+    assert "(reached max retries: 0)" in str(exc)
+    assert describe_error(exc) == (
+        "MessageRejected: An error occurred (MessageRejected) when calling the SendEmail "
+        "operation: Email address not verified"
+    )
