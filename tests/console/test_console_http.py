@@ -119,6 +119,26 @@ async def test_a_failure_s_address_upper_cased_or_with_spaces_finds_it(
     assert str(row.request_id) in await upper.text()
 
 
+async def test_a_failure_page_says_a_failed_handler_run_failed(make_client, settings_for) -> None:
+    # given: a handler whose run failed and was released: the store's state stays "claimed",
+    # which the page showed as if it still ran
+    settings = settings_for()
+    row = await stored_failure(settings)
+    async with Store.from_url(settings.store) as store:
+        assert await store.claim_handler(row.key, "mail", "w1", 300)
+        await store.release_handler(row.key, "mail", "w1", error="SMTP 535: login refused")
+        assert await store.claim_handler(row.key, "text", "w1", 300)
+    client = await make_client(settings)
+
+    # when
+    page = await (await client.get(f"/failures/{row.key}")).text()
+
+    # then
+    assert "<td>mail</td><td>failed</td>" in page
+    assert "<td>text</td><td>running</td>" in page
+    assert "claimed" not in page
+
+
 async def test_reading_needs_no_sign_in_on_loopback_but_does_elsewhere(make_client) -> None:
     local = await make_client()
     assert (await local.get("/failures")).status == 200

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,39 @@ def test_show_prints_the_whole_record(cli_env, seeded, sqlite_url) -> None:
     assert "replays (1)" in out
     assert "new-rid-1" in out
     assert "cli ops@host" in out
+
+
+def test_show_says_what_each_handler_run_is(cli_env, seeded, sqlite_url) -> None:
+    # given: a record with a handler running, one failed and released (shown as "claimed",
+    # as the one running was), one whose worker stopped holding it, and one completed
+    row = seeded["orders_value"]
+
+    async def runs() -> None:
+        async with Store.from_url(sqlite_url) as store:
+            assert await store.claim_handler(row.key, "text", "w1", 300)
+            assert await store.claim_handler(row.key, "mail", "w1", 300)
+            await store.release_handler(row.key, "mail", "w1", error="SMTP 535: login refused")
+            assert await store.claim_handler(row.key, "hook", "w2", 0.01)
+            assert await store.claim_handler(row.key, "page", "w1", 300)
+            await store.complete_handler(row.key, "page", "w1")
+
+    asyncio.run(runs())
+    time.sleep(0.05)  # the claim of "hook" lapses
+
+    # when
+    table = cli("failures", "show", row.key, env=cli_env)
+    shown = as_json(cli("failures", "show", row.key, "--json", env=cli_env))
+
+    # then
+    assert table.returncode == 0, table.stderr
+    statuses = {"text": "running", "mail": "failed", "hook": "claim expired", "page": "completed"}
+    for handler, status in statuses.items():
+        (line,) = [x.strip() for x in table.stdout.splitlines() if x.strip().startswith(handler)]
+        assert line.removeprefix(handler).lstrip().startswith(f"{status} "), line
+    assert "SMTP 535: login refused" in table.stdout
+    by_handler = {r["handler"]: r for r in shown["handler_runs"]}
+    assert {h: by_handler[h]["status"] for h in statuses} == statuses
+    assert by_handler["mail"]["state"] == "claimed"  # the store's own, as it was
 
 
 def test_show_as_json_has_payloads_deliveries_and_replays(cli_env, seeded) -> None:

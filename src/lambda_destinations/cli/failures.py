@@ -35,7 +35,7 @@ from lambda_destinations.cli._common import (
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
-from lambda_destinations.operations.detail import FailureDetail, failure_detail
+from lambda_destinations.operations.detail import FailureDetail, failure_detail, run_status
 from lambda_destinations.operations.stats import check_window, window_start
 from lambda_destinations.operations.status import reopen
 from lambda_destinations.redact import echoed
@@ -233,7 +233,12 @@ def _whole_json(whole: FailureDetail) -> dict[str, Any]:
             _fields_json(d, "message_id queue receive_count received_at") for d in whole.deliveries
         ],
         handler_runs=[
-            _fields_json(r, "handler state owner attempts completed_at claimed_until last_error")
+            {
+                **_fields_json(
+                    r, "handler state owner attempts completed_at claimed_until last_error"
+                ),
+                "status": run_status(r),
+            }
             for r in whole.runs
         ],
         replays=[
@@ -306,7 +311,7 @@ def _whole_text(whole: FailureDetail) -> str:
         "handler runs",
         ["HANDLER", "STATE", "ATTEMPTS", "COMPLETED (UTC)", "OWNER", "LAST ERROR"],
         [
-            _fields_cells(r, "handler state attempts completed_at owner last_error")
+            [r.handler, run_status(r), *_fields_cells(r, "attempts completed_at owner last_error")]
             for r in whole.runs
         ],
         right=(2,),

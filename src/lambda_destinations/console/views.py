@@ -21,6 +21,7 @@ from lambda_destinations._text import capped as capped
 from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.console.jobs import Job
 from lambda_destinations.errors import NO_REGION
+from lambda_destinations.operations.detail import run_status as run_status
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
 from lambda_destinations.operations.replay import FORCE_HINT, ErrorReason, SkipReason
 from lambda_destinations.operations.stats import (

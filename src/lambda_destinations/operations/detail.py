@@ -4,6 +4,7 @@ page shows it: one reading of the store for both."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from lambda_destinations.store import (
     DeliveryRow,
@@ -11,7 +12,9 @@ from lambda_destinations.store import (
     InvocationFilter,
     InvocationRow,
     ReplayAttempt,
+    RunState,
     Store,
+    utcnow,
 )
 
 
@@ -42,3 +45,16 @@ async def failure_detail(store: Store, row: InvocationRow) -> FailureDetail:
         others,
         await store.replay_for_request(row.request_id) if row.request_id else None,
     )
+
+
+def run_status(run: HandlerRun, now: dt.datetime | None = None) -> str:
+    """What a handler run's row says to a reader. The store's state is ``claimed`` until the
+    run completes: held by a delivery that runs the handler, released by one whose handler
+    failed (its error kept), or left by a worker that stopped, its claim lapsing."""
+    if run.state == RunState.COMPLETED:
+        return "completed"
+    if run.owner is None:
+        return "failed" if run.last_error else "released"
+    if run.claimed_until is not None and run.claimed_until <= (now or utcnow()):
+        return "claim expired"
+    return "running"
