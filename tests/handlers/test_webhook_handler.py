@@ -454,17 +454,28 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "fix"),
+    ("status", "fix", "preset"),
     [
-        (400, "the receiver refused the body: check the handler's body against what it expects"),
+        (
+            400,
+            "the receiver refused the body: check the handler's body against what it expects",
+            None,
+        ),
+        (  # a preset's handler has no body setting: the body is made from its message
+            400,
+            "the receiver refused the body: check the handler's message against what it expects",
+            "slack",
+        ),
         (  # a reason that gave the status alone
             401,
             "the receiver refused the credentials: check the handler's headers, headers_env, "
             "secret_env or the URL's user:password",
+            None,
         ),
-        (404, "the receiver has no such path: check the handler's url"),
-        (413, "the body is too large for the receiver: shorten the handler's body or message"),
-        (418, None),  # no fix known: the status and the answer alone
+        (404, "the receiver has no such path: check the handler's url", None),
+        (413, "the body is too large for the receiver: shorten the handler's body", None),
+        (413, "the body is too large for the receiver: shorten the handler's message", "slack"),
+        (418, None, None),  # no fix known: the status and the answer alone
     ],
 )
 async def test_4xx_quarantines_the_message_with_the_status_and_the_fix(
@@ -475,11 +486,14 @@ async def test_4xx_quarantines_the_message_with_the_status_and_the_fix(
     receiver: Receiver,
     status: int,
     fix: str | None,
+    preset: str | None,
 ) -> None:
     url, dlq = make_queue(f"hook-{status}")
     send_records(sqs, url, [failure_record()])
     receiver.script = [status]
-    settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url)
+    settings = hook_settings(
+        endpoint_url, url, sqlite_url, url=receiver.url, **({"preset": preset} if preset else {})
+    )
 
     stats = await drain(settings)
 

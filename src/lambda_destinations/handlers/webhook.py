@@ -94,9 +94,10 @@ PAGERDUTY_DEDUP_MAX = 255
 SLACK_TEXT_MAX = 40_000
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
-# What to change when the receiver refuses for good, by its status (the answer says more).
+# What to change when the receiver refuses for good, by its status (the answer says more);
+# {body}: the setting that makes the body (a preset's handler has message, not body).
 _REFUSALS = {
-    400: "the receiver refused the body: check the handler's body against what it expects",
+    400: "the receiver refused the body: check the handler's {body} against what it expects",
     401: "the receiver refused the credentials: check the handler's headers, headers_env, "
     "secret_env or the URL's user:password",
     403: "the receiver refused the credentials: check the handler's headers, headers_env, "
@@ -104,9 +105,9 @@ _REFUSALS = {
     404: "the receiver has no such path: check the handler's url",
     405: "the receiver takes no POST there: check the handler's url",
     410: "the receiver has no such path: check the handler's url",
-    413: "the body is too large for the receiver: shorten the handler's body or message",
+    413: "the body is too large for the receiver: shorten the handler's {body}",
     415: "the receiver takes no JSON there: check the handler's url",
-    422: "the receiver refused the body: check the handler's body against what it expects",
+    422: "the receiver refused the body: check the handler's {body} against what it expects",
 }
 _DELAY_SECONDS = re.compile(r"[0-9]{1,10}")  # RFC 9110 delay-seconds, within reason
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
@@ -401,8 +402,10 @@ class WebhookHandler(storm.Notifier):
         in_doubt: InDoubt,
         storm: storm.StormPolicy,
         fit: Callable[[Any], Any] | None = None,
+        preset: str | None = None,
     ) -> None:
         self.name = name
+        self.preset = preset  # slack, pagerduty: the body is the preset's, made from message
         self.url = url
         self.body, self.digest_body = body, digest_body
         self.headers = dict(headers)  # may hold secrets: never logged
@@ -503,7 +506,7 @@ class WebhookHandler(storm.Notifier):
         if 300 <= status < 400:
             reason += " (redirects are not followed: set the final URL)"
         elif fix := _REFUSALS.get(status):
-            reason += f" ({fix})"
+            reason += f" ({fix.format(body='message' if self.preset else 'body')})"
         raise PermanentError(reason)
 
 
@@ -601,4 +604,5 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
         in_doubt=parsed.in_doubt,
         storm=parsed.storm,
         fit=_FITS.get(parsed.preset) if parsed.preset else None,
+        preset=parsed.preset,
     )
