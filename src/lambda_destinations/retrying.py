@@ -130,20 +130,20 @@ def describe_error(exc: BaseException) -> str:
 def aws_fix(exc: BaseException) -> str | None:
     """What to do about an AWS error a handler's call got (an SES, SNS or Lambda refusal), when
     its code says; None when it does not."""
-    code = error_code(exc)
-    if code is None:
+    if not isinstance(exc, ClientError):
         return None
-    operation = getattr(exc, "operation_name", None) or "the call"
+    code = error_code(exc)
+    operation = exc.operation_name or "the call"
     if code in DENIED_CODES:
         return f"check the worker's AWS credentials and that they allow {operation}"
-    message = str(exc.response.get("Error", {}).get("Message") or "")  # type: ignore[attr-defined]
+    message = str(exc.response.get("Error", {}).get("Message") or "")
     if code == "MessageRejected" and "not verified" in message:
         return (
             "verify the sender's address or domain in SES, in the worker's region (in the SES "
             "sandbox, each recipient too); `lambda-destinations doctor` names what is missing"
         )
     if code in ("AccountSuspendedException", "SendingPausedException"):
-        return "sending is paused for the SES account: see the account's status in SES"
+        return "SES sending is suspended or paused for the account: see its status in SES"
     if code == "MailFromDomainNotVerifiedException":
         return "verify the sender's MAIL FROM domain in SES"
     if code == "ResourceNotFoundException" and operation == "Invoke":

@@ -44,7 +44,7 @@ def refusal(code: str, operation: str, message: str = "refused") -> ClientError:
             "SendingPausedException",
             "SendEmail",
             "sending is paused",
-            "sending is paused for the SES account: see the account's status in SES",
+            "SES sending is suspended or paused for the account: see its status in SES",
         ),
         ("MessageRejected", "SendEmail", "Message contains a virus", None),  # no fix of ours
         ("InvalidParameter", "Publish", "Invalid parameter: PhoneNumber", None),
