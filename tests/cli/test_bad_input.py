@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from bad_input_helpers import ENTRY, cli, one_error_line
 
+from lambda_destinations.cli._app import reports_errors
 from lambda_destinations.config import Settings, load_settings
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.store.migrations import LATEST_VERSION
@@ -899,6 +900,26 @@ def test_ctrl_c_while_a_handler_module_imports_is_the_user_s(tmp_path: Path) -> 
     assert "interrupted" in err
     assert "error:" not in err, err
     assert "Traceback" not in err, err
+
+
+def test_a_command_run_in_process_leaves_ctrl_c_to_its_caller(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given: a command that a Ctrl-C interrupts, run in this process (as a test or a program
+    # runs cli), not by the console script, whose process it is
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+
+    # when
+    with pytest.raises(SystemExit) as leaving:
+        reports_errors(interrupted)()
+
+    # then: 130 and its line, and this process still takes Ctrl-C as it did
+    assert leaving.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 @pytest.mark.parametrize(

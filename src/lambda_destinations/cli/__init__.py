@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lambda_destinations.cli._app import LazyGroup, cli
+from lambda_destinations.cli._app import LazyGroup, cli, own_process
 from lambda_destinations.cli._output import wrap_stdout
 
 # Every command: its name -> (the module of this package that registers it with `@command(name)`
@@ -72,6 +72,7 @@ _register(cli)
 
 def main() -> None:
     """Console-script entry point."""
+    own_process()
     wrap_stdout()
     cli(prog_name="lambda-destinations")
 

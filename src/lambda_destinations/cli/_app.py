@@ -82,10 +82,22 @@ def click_errors_shown() -> Iterator[None]:
         sys.exit(exc.exit_code)
 
 
+# Set by the console script's entry point (main): the process is the command's own, and how it
+# takes a signal is the command's to change; not when a test or a program runs ``cli`` in its
+# own process, which would then ignore every Ctrl-C after the first.
+_owns_process = False
+
+
+def own_process() -> None:
+    """Mark the process as the command's own (see ``_leaving_on_interrupt``)."""
+    global _owns_process
+    _owns_process = True
+
+
 def _leaving_on_interrupt() -> None:
     """Ignore further Ctrl-Cs: the process is on its way out, and one more pressed now would
     end it by the signal, before its line or with a code other than the documented 130."""
-    if threading.current_thread() is threading.main_thread():
+    if _owns_process and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
