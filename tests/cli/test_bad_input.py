@@ -866,6 +866,14 @@ def test_a_handler_module_that_fails_to_import_is_one_line(
     assert wanted.format(path=tmp_path / f"{module}.py") in line, line
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before it runs: SIGINT at its default action, as a terminal's foreground
+    command has it. A suite started in the background (``make check &``, a CI runner's
+    ``nohup … &``) ignores SIGINT, and a child inherits that: Python then installs no handler,
+    and the Ctrl-Cs sent during the import did nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_a_handler_module_imports_is_the_user_s(tmp_path: Path) -> None:
     # given: a handler module that takes its time to import
     (tmp_path / "slow_import.py").write_text(
@@ -878,6 +886,7 @@ def test_ctrl_c_while_a_handler_module_imports_is_the_user_s(tmp_path: Path) -> 
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     ) as process:
         try:
             while not (tmp_path / "importing").exists():
@@ -885,7 +894,7 @@ def test_ctrl_c_while_a_handler_module_imports_is_the_user_s(tmp_path: Path) -> 
                 time.sleep(0.05)
             # when: Ctrl-C pressed again and again until it ends (asyncio takes the first as a
             # cancellation, the second raises KeyboardInterrupt in the import, the rest come
-            # while it leaves; two sent while the process waits for the CPU arrive as one)
+            # while it leaves)
             deadline = time.monotonic() + 60
             while process.poll() is None and time.monotonic() < deadline:
                 process.send_signal(signal.SIGINT)
