@@ -96,18 +96,22 @@ _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
 # What to change when the receiver refuses for good, by its status (the answer says more);
 # {body}: the setting that makes the body (a preset's handler has message, not body).
+_BODY_REFUSED = "the receiver refused the body: check the handler's {body} against what it expects"
+_CREDENTIALS_REFUSED = (
+    "the receiver refused the credentials: check the handler's headers, headers_env, "
+    "secret_env or the URL's user:password"
+)
+_NO_PATH = "the receiver has no such path: check the handler's url"
 _REFUSALS = {
-    400: "the receiver refused the body: check the handler's {body} against what it expects",
-    401: "the receiver refused the credentials: check the handler's headers, headers_env, "
-    "secret_env or the URL's user:password",
-    403: "the receiver refused the credentials: check the handler's headers, headers_env, "
-    "secret_env or the URL's user:password",
-    404: "the receiver has no such path: check the handler's url",
+    400: _BODY_REFUSED,
+    401: _CREDENTIALS_REFUSED,
+    403: _CREDENTIALS_REFUSED,
+    404: _NO_PATH,
     405: "the receiver takes no POST there: check the handler's url",
-    410: "the receiver has no such path: check the handler's url",
+    410: _NO_PATH,
     413: "the body is too large for the receiver: shorten the handler's {body}",
     415: "the receiver takes no JSON there: check the handler's url",
-    422: "the receiver refused the body: check the handler's {body} against what it expects",
+    422: _BODY_REFUSED,
 }
 _DELAY_SECONDS = re.compile(r"[0-9]{1,10}")  # RFC 9110 delay-seconds, within reason
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token

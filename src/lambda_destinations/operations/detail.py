@@ -4,7 +4,6 @@ page shows it: one reading of the store for both."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 from lambda_destinations.store import (
     DeliveryRow,
@@ -47,7 +46,7 @@ async def failure_detail(store: Store, row: InvocationRow) -> FailureDetail:
     )
 
 
-def run_status(run: HandlerRun, now: dt.datetime | None = None) -> str:
+def run_status(run: HandlerRun) -> str:
     """What a handler run's row says to a reader. The store's state is ``claimed`` until the
     run completes: held by a delivery that runs the handler, released by one whose handler
     failed (its error kept), or left by a worker that stopped, its claim lapsing."""
@@ -55,6 +54,6 @@ def run_status(run: HandlerRun, now: dt.datetime | None = None) -> str:
         return "completed"
     if run.owner is None:
         return "failed" if run.last_error else "released"
-    if run.claimed_until is not None and run.claimed_until <= (now or utcnow()):
+    if run.claimed_until is not None and run.claimed_until <= utcnow():
         return "claim expired"
     return "running"
