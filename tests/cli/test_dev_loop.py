@@ -285,6 +285,57 @@ async def test_dev_prints_its_counts_again_only_when_they_change(
     assert later == [counts.format(1)]
 
 
+@pytest.mark.slow
+def test_a_second_dev_simulate_in_a_folder_says_why_it_counts_duplicates(tmp_path: Path) -> None:
+    # given: a folder where dev --simulate 5 --seed 0 ran once
+    def dev_once(*seed: str) -> subprocess.CompletedProcess[str]:
+        words = ["lambda-destinations", "dev", "--simulate", "5", "--once", *seed]
+        result = run(words, tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    first = dev_once("--seed", "0")
+
+    # when: the same runs again, then dev with its default seed
+    again = dev_once("--seed", "0")
+    default_seed = dev_once()
+
+    # then: the second counts the first's records as duplicates and says why, once; seed 0's
+    # records are not the default seed's
+    note = "dev --simulate sends the same records for the same --seed each time; --seed 1 sends"
+    assert "duplicates 0" in first.stdout
+    assert "store already had" not in first.stderr
+    assert "duplicates 5" in again.stdout
+    assert again.stderr.count(note) == 1, again.stderr
+    assert "duplicates 0" in default_seed.stdout, default_seed.stderr
+    assert "store already had" not in default_seed.stderr
+
+
+async def test_dev_s_live_counts_explain_the_first_duplicates_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given: dev's live summary (seed 41) over a worker's counts, every 10 ms
+    stats = Stats()
+    summary = asyncio.create_task(live_summary(stats, every=0.01, seed=41))
+    try:
+        # when: two duplicates arrive, one after the other
+        for _ in range(2):
+            stats.received += 1
+            stats.outcomes[Outcome.ACK] += 1
+            stats.duplicates += 1
+            await asyncio.sleep(0.1)
+    finally:
+        summary.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await summary
+
+    # then: the note follows the first, names the next seed, and comes once
+    err = capsys.readouterr().err
+    assert err.count("store already had") == 1, err
+    assert "--seed 42 sends new ones" in err
+    assert err.index("duplicates 1") < err.index("store already had") < err.index("duplicates 2")
+
+
 def test_dev_stops_cleanly_with_long_polls_open(tmp_path: Path) -> None:
     # given: dev with its worker idle, its long polls open at dev's endpoint (which proxies
     # them to the emulator behind it)

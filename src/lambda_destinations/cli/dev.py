@@ -155,16 +155,29 @@ async def send_messages(
     return sent
 
 
-async def live_summary(stats: Stats, every: float = 2.0) -> None:
+async def live_summary(stats: Stats, every: float = 2.0, seed: int = 7) -> None:
     """A line on stderr whenever the counts it shows changed (not the SQS calls of an idle
-    worker's receives, which change every few seconds)."""
+    worker's receives, which change every few seconds); the first duplicates, explained."""
     last = ""
+    explained = False
     while True:
         await asyncio.sleep(every)
         line = summary_line(stats.as_dict())
         if line != last:
             last = line
             click.echo(f"  ▸ {line}", err=True)
+        if stats.duplicates and not explained:
+            explained = True
+            click.echo(duplicates_note(seed), err=True)
+
+
+def duplicates_note(seed: int) -> str:
+    """Why dev counts duplicates: most often, a second ``dev --simulate`` in the same folder,
+    whose records the store already has (the simulator sends the same ones for a seed)."""
+    return (
+        "  duplicates are records this folder's store already had: dev --simulate sends the "
+        f"same records for the same --seed each time; --seed {seed + 1} sends new ones"
+    )
 
 
 def _own_alert_sent(event: Mapping[str, Any]) -> bool:
@@ -346,6 +359,8 @@ def dev_command(
             )
     if once:
         print_summary(stats, as_json=as_json)
+        if stats.duplicates:
+            click.echo(duplicates_note(seed), err=True)
 
 
 def _check_once_options(once: bool, as_json: bool) -> None:
@@ -393,10 +408,10 @@ async def _dev(
             settings = settings.model_copy(update={"queues": [success_url, failure_url]})
             _banner(settings, simulation)
             if simulate_n:
-                batch = list(messages(simulate_n, seed=simulation.seed or 7))
+                batch = list(messages(simulate_n, seed=_seed(simulation)))
                 sent = await send_messages(aws, batch, success_url, failure_url)
                 click.echo(f"  simulated  {plural(sent, 'message')}", err=True)
-        return await _run_dev_worker(settings, console_port)
+        return await _run_dev_worker(settings, console_port, _seed(simulation))
 
 
 def _show_alert(text: str) -> None:
@@ -430,11 +445,16 @@ def _banner(settings: Settings, simulation: FunctionSimulation) -> None:
     )
 
 
-async def _run_dev_worker(settings: Settings, console_port: int | None) -> Any:
+def _seed(simulation: FunctionSimulation) -> int:
+    """The simulator's seed: ``--seed``'s, 0 included."""
+    return 7 if simulation.seed is None else simulation.seed
+
+
+async def _run_dev_worker(settings: Settings, console_port: int | None, seed: int) -> Any:
     tasks: list[asyncio.Task[None]] = []
 
     async def started(worker: Worker) -> None:
-        tasks.append(asyncio.create_task(live_summary(worker.stats)))
+        tasks.append(asyncio.create_task(live_summary(worker.stats, seed=seed)))
         if console_port is not None:
             tasks.append(asyncio.create_task(serve_alongside(settings, console_port)))
 
