@@ -170,7 +170,7 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "sqs:ListMessageMoveTasks",
         _O,
         (_DLQ,),
-        "`dlq redrive` follows the move task's progress",
+        "`dlq redrive` follows the move task's progress; `--dry-run` asks whether there is one",
     ),
     AwsOperation("sqs", "PurgeQueue", "sqs:PurgeQueue", _O, (_DLQ,), "`dlq purge`"),
     AwsOperation(

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from ops_helpers import (
     ENTRY,
     cli,
@@ -22,6 +23,8 @@ from ops_helpers import (
     send_all,
 )
 
+from lambda_destinations.cli.dlq import _report_redrive
+from lambda_destinations.operations.redrive import move_task_available
 from lambda_destinations.simulate import kinesis_failure, legacy_dlq, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
@@ -161,11 +164,70 @@ def test_dry_run_moves_nothing(sqs, make_queue, cli_env) -> None:
     send_all(sqs, dlq, [f"m{i}" for i in range(7)])
 
     result = cli("dlq", "redrive", dlq, "--dry-run", env=cli_env)
+    as_json = cli("dlq", "redrive", dlq, "--dry-run", "--json", env=cli_env)
 
+    # then: it says which way they would go, here, since moto has no message move task (it
+    # said "by SQS's message move task (or here, where the endpoint has none)" everywhere)
     assert result.returncode == 0, result.stderr
-    assert f"would move about 7 messages from {dlq.rsplit('/', 1)[1]}" in result.stdout
+    assert result.stdout == (
+        f"would move about 7 messages from {dlq.rsplit('/', 1)[1]} to {url.rsplit('/', 1)[1]}, "
+        "here, sending each one before deleting it (the endpoint has no SQS message move task)\n"
+    )
+    report = json.loads(as_json.stdout)
+    assert (report["method"], report["move_task"], report["dry_run"]) == ("moved-here", False, True)
     assert count_messages(sqs, dlq) == 7
     assert count_messages(sqs, url) == 0
+
+
+class _MoveTaskAnswers:
+    """An SQS client's ListMessageMoveTasks, answering or refusing as told: moto has no such
+    operation (it is what makes the endpoint-without-one case above), and no server the tests
+    start has one that answers."""
+
+    def __init__(self, refusal: tuple[str, int] | None) -> None:
+        self.refusal = refusal
+
+    async def list_message_move_tasks(self, **kwargs: Any) -> dict[str, Any]:
+        assert kwargs == {"SourceArn": "arn:aws:sqs:us-east-1:1:q-dlq", "MaxResults": 1}
+        if self.refusal is None:
+            return {"Results": []}
+        code, status = self.refusal
+        answer: Any = {
+            "Error": {"Code": code, "Message": "no"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        raise ClientError(answer, "ListMessageMoveTasks")
+
+
+@pytest.mark.parametrize(
+    ("refusal", "available", "how"),
+    [
+        (None, True, "by SQS's message move task\n"),
+        (("UnsupportedOperation", 400), False, "(the endpoint has no SQS message move task)\n"),
+        (("InternalError", 500), False, "(the endpoint has no SQS message move task)\n"),
+        (("AccessDenied", 403), None, "by SQS's message move task (or here, if the endpoint "),
+    ],
+)
+def test_a_dry_run_redrive_says_whether_sqs_s_move_task_would_move_them(
+    refusal: tuple[str, int] | None,
+    available: bool | None,
+    how: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given: an endpoint that lists move tasks, has none, or refuses these credentials
+    sqs = _MoveTaskAnswers(refusal)
+
+    # when: a dry run asks, and reports its plan
+    found = asyncio.run(move_task_available(sqs, "arn:aws:sqs:us-east-1:1:q-dlq"))
+    method = "moved-here" if found is False else "move-task"
+    plan = {"dlq": "u/q-dlq", "messages": 3, "targets": ["u/q"], "method": method}
+    _report_redrive({**plan, "move_task": found, "dry_run": True}, as_json=False)
+
+    # then
+    assert found is available
+    line = capsys.readouterr().out
+    assert line.startswith("would move about 3 messages from q-dlq to q, ")
+    assert how in line
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ from lambda_destinations.operations.redrive import (
     describe_message,
     follow_move_task,
     move_messages,
+    move_task_available,
     peek,
     reinvoke_messages,
     resolve_queue,
@@ -348,6 +349,13 @@ class _Redrive:
                 done = {**plan, "method": None, **report.as_dict(), "ok": report.ok}
                 return {**done, "dry_run": True} if self.dry_run else done
             if self.dry_run:
+                if use_task:
+                    # Which way it would go: the move task, unless the endpoint has none.
+                    async with AwsClients(self.settings, max_attempts=1) as once:
+                        available = await move_task_available(await once.client("sqs"), dlq.arn)
+                    plan["move_task"] = available
+                    if available is False:
+                        plan["method"] = "moved-here"
                 return {**plan, "dry_run": True}
             if use_task:
                 destination = target.arn if target else None
@@ -511,10 +519,14 @@ def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         click.echo(dumps(outcome))
     elif outcome.get("dry_run"):
-        how = (
-            "by SQS's message move task (or here, where the endpoint has none)"
-            if outcome["method"] == "move-task"
-            else "here, sending each one before deleting it"
+        how = {
+            ("move-task", True): "by SQS's message move task",
+            ("move-task", None): "by SQS's message move task (or here, if the endpoint refuses it)",
+            ("moved-here", False): "here, sending each one before deleting it (the endpoint "
+            "has no SQS message move task)",
+        }.get(
+            (outcome["method"], outcome.get("move_task")),
+            "here, sending each one before deleting it",
         )
         click.echo(
             f"would move about {plural(outcome['messages'], 'message')} from "

@@ -274,17 +274,38 @@ async def start_move_task(
     try:
         response = await sqs.start_message_move_task(**kwargs)
     except ClientError as exc:
-        code = error_code(exc) or ""
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        if code in _NOT_SUPPORTED_CODES or status in (500, 501):
-            message = _message(exc)
-            if not message or message.startswith("<"):  # an HTML error page
-                message = "not implemented by the endpoint"
-            # botocore gives the status as the code when the answer names none: say it once.
-            said = f"HTTP {status or '?'}" + (f" {code}" if code and code != str(status) else "")
-            raise MoveTaskUnsupported(f"{said}: {message}") from exc
+        said = _unsupported(exc)
+        if said is not None:
+            raise MoveTaskUnsupported(said) from exc
         raise
     return str(response["TaskHandle"])
+
+
+async def move_task_available(sqs: Any, source_arn: str) -> bool | None:
+    """Whether the endpoint runs SQS's move task, asked without starting one (for a dry run):
+    None when its answer does not tell (credentials without ``sqs:ListMessageMoveTasks``).
+
+    Give ``sqs`` a client that does not retry, as for ``start_move_task``.
+    """
+    try:
+        await sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=1)
+    except ClientError as exc:
+        return False if _unsupported(exc) is not None else None
+    return True
+
+
+def _unsupported(exc: ClientError) -> str | None:
+    """How an endpoint said it has no message move task; None when ``exc`` says another thing."""
+    code = error_code(exc) or ""
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code not in _NOT_SUPPORTED_CODES and status not in (500, 501):
+        return None
+    message = _message(exc)
+    if not message or message.startswith("<"):  # an HTML error page
+        message = "not implemented by the endpoint"
+    # botocore gives the status as the code when the answer names none: say it once.
+    said = f"HTTP {status or '?'}" + (f" {code}" if code and code != str(status) else "")
+    return f"{said}: {message}"
 
 
 async def move_task_status(sqs: Any, source_arn: str, task_handle: str) -> dict[str, Any]:
