@@ -36,7 +36,10 @@ JSON_FIELDS = {
 }
 
 # The fix an unknown request id's line gives.
-WHOLE = ": give a whole request id or key, as `failures list` shows them"
+WHOLE = (
+    ": give a whole request id or key, as `failures list` shows them, or the first 4 or more "
+    "characters of the request id"
+)
 
 
 @pytest.fixture
@@ -330,7 +333,8 @@ def test_show_of_an_unknown_request_exits_1_in_one_line(cli_env, seeded) -> None
     assert result.returncode == 1
     assert error_lines(result) == [
         "error: no record with request id or key 'no-such-request' in the store: "
-        "give a whole request id or key, as `failures list` shows them"
+        "give a whole request id or key, as `failures list` shows them, or the first 4 or more "
+        "characters of the request id"
     ]
 
 
@@ -513,6 +517,49 @@ def test_ignore_of_an_unknown_id_marks_the_others_and_exits_1(cli_env, seeded) -
     assert error_lines(result) == ["error: no failure with request id or key 'nope'" + WHOLE]
     listed = as_json(cli("failures", "list", "--status", "ignored", "--json", env=cli_env))
     assert known in {f["request_id"] for f in listed}
+
+
+def test_show_ignore_and_replay_take_the_start_of_a_request_id(cli_env, sqlite_url) -> None:
+    # given: three failures, two of whose request ids start the same
+    ids = [
+        "aaaa1111-0000-4000-8000-000000000001",
+        "aaaa2222-0000-4000-8000-000000000002",
+        "bbbb3333-0000-4000-8000-000000000003",
+    ]
+    rows = []
+    for n, request_id in enumerate(ids):
+        _, record = failure_body(n + 1, minutes_ago=10 + n)
+        record["requestContext"]["requestId"] = request_id
+        rows.append(row_of(json.dumps(record)))
+    seed_sync(sqlite_url, rows)
+
+    # when: each command is given their first characters
+    shown = cli("failures", "show", "bbbb", "--json", env=cli_env)
+    ignored = cli("failures", "ignore", "aaaa1", "bbbb3333-00", env=cli_env)
+    too_short = cli("failures", "show", "bbb", env=cli_env)
+    ambiguous = {
+        words: cli(*words, env=cli_env)
+        for words in [("failures", "show", "aaaa"), ("replay", "aaaa", "--dry-run")]
+    }
+
+    # then: one request id each starts is the one meant
+    assert as_json(shown)["request_id"] == ids[2]
+    assert ignored.stdout == "ignored 2 failures\n", ignored.stderr
+    listed = as_json(cli("failures", "list", "--status", "ignored", "--json", env=cli_env))
+    assert {f["request_id"] for f in listed} == {ids[0], ids[2]}
+    # fewer than 4 characters are no start: not found, as before
+    assert too_short.returncode == 1
+    assert error_lines(too_short) == [
+        "error: no record with request id or key 'bbb' in the store" + WHOLE
+    ]
+    # and one that several start names them and exits 2, doing nothing
+    for result in ambiguous.values():
+        assert result.returncode == 2, result.stderr
+        assert error_lines(result) == [
+            f"error: 'aaaa' starts more than one request id ({ids[0]}, {ids[1]}): give more of "
+            "it, or the whole one"
+        ]
+        assert result.stdout == ""
 
 
 @pytest.mark.parametrize("verb", ["ignore", "reopen"])

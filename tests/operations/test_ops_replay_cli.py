@@ -31,7 +31,10 @@ PAYLOADS: list[Any] = [
 ]
 
 # The fix an unknown request id's line gives.
-WHOLE = ": give a whole request id or key, as `failures list` shows them"
+WHOLE = (
+    ": give a whole request id or key, as `failures list` shows them, or the first 4 or more "
+    "characters of the request id"
+)
 
 
 @pytest.fixture

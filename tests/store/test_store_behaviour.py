@@ -1329,3 +1329,24 @@ async def test_version_13_keeps_the_quarantined_messages_and_their_ids(
         schema = await conn.run_sync(_schema)
     assert {("key",), ("quarantined_at",)} <= set(schema["quarantine"]["indexes"])
     assert schema["quarantine"]["unique"] == [("queue", "message_id")]
+
+
+async def test_request_ids_starting_a_head_are_found_once_each_in_order(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: request ids sharing heads, one with two records (two conditions), and ids holding
+    # LIKE's own wildcards, which a head must match as the characters they are
+    ids = ["ab12-2", "ab12-1", "ab13", "a%12", "a_12", "b"]
+    rows = [make_row(key=f"{i}:RetriesExhausted", request_id=i) for i in ids]
+    rows.append(make_row(key="ab12-1:EventAgeExceeded", request_id="ab12-1"))
+    for row in rows:
+        assert await store.save_invocation(row, make_delivery(row)) is True
+
+    # when / then
+    assert await store.request_ids_starting("ab12", limit=5) == ["ab12-1", "ab12-2"]
+    assert await store.request_ids_starting("ab", limit=2) == ["ab12-1", "ab12-2"]
+    assert await store.request_ids_starting("a%", limit=5) == ["a%12"]
+    assert await store.request_ids_starting("a_", limit=5) == ["a_12"]
+    assert await store.request_ids_starting("c", limit=5) == []
+    with pytest.raises(ValueError, match="not the head of a request id"):
+        await store.request_ids_starting("ab*", limit=5)

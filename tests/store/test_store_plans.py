@@ -119,6 +119,21 @@ async def test_on_sqlite_a_glob_with_a_prefix_sorts_only_the_keys_of_its_range(
     assert "COVERING INDEX ix_failures_function_name_status (function_name>? AND" in scans[0]
 
 
+async def test_on_sqlite_the_head_of_a_request_id_is_found_in_its_index(
+    sqlite_url: str,
+) -> None:
+    # (PostgreSQL's LIKE uses an index range only under the C collation: not asserted there)
+    async with Store.from_url(sqlite_url) as store:
+        await store.migrate()
+        assert isinstance(store, SqlStore)
+        plan = await plan_of(store, store.prefix_statement("5b06258e", 4))
+
+    # one range of the request id's index, read alone, in its order: no table scan, no sort
+    (scan,) = [line for line in plan if " invocations" in line]
+    assert "COVERING INDEX ix_invocations_request_id (request_id>? AND request_id<?)" in scan
+    assert not [line for line in plan if "TEMP B-TREE" in line], plan
+
+
 @pytest.mark.parametrize("name", ["newest", "status", "open + error type", "function"])
 async def test_the_count_of_a_list_stops_at_its_bound(store: Store, name: str) -> None:
     assert isinstance(store, SqlStore)

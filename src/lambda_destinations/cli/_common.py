@@ -10,6 +10,7 @@ import getpass
 import io
 import json
 import math
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -115,7 +116,36 @@ def until_option() -> Callable[[F], F]:
 
 
 # The fix for a request id or key the store has no failure under.
-WHOLE_ID_FIX = "give a whole request id or key, as `failures list` shows them"
+WHOLE_ID_FIX = (
+    "give a whole request id or key, as `failures list` shows them, or the first 4 or more "
+    "characters of the request id"
+)
+# The start of a request id as typed: hex digits and hyphens, short of a whole one.
+_ID_HEAD = re.compile(r"[0-9a-f-]{4,35}")
+_AMBIGUOUS_SHOWN = 3
+
+
+async def whole_ids(store: Store, idents: Sequence[str]) -> list[str]:
+    """``idents`` with each first part of a request id (4 characters or more, as `failures
+    list` shows them) replaced by the one stored request id it starts; those that start none
+    are left as they are, for the caller to report. One that starts several exits 2 naming
+    them: the operator gives more of it."""
+    whole = []
+    for ident in idents:
+        if not _ID_HEAD.fullmatch(ident) or await store.get_invocation(ident) is not None:
+            whole.append(ident)
+            continue
+        found = await store.request_ids_starting(ident, limit=_AMBIGUOUS_SHOWN + 1)
+        if len(found) > 1:
+            named = ", ".join(found[:_AMBIGUOUS_SHOWN])
+            more = ", ..." if len(found) > _AMBIGUOUS_SHOWN else ""
+            fail(
+                f"{ident!r} starts more than one request id ({named}{more}): give more of it, "
+                "or the whole one",
+                EXIT_USAGE,
+            )
+        whole.append(found[0] if found else ident)
+    return whole
 
 
 def say_no_failure(idents: Sequence[str]) -> None:

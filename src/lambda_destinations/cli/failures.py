@@ -31,6 +31,7 @@ from lambda_destinations.cli._common import (
     stored_ids,
     subcommand,
     until_option,
+    whole_ids,
 )
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
@@ -191,8 +192,8 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
     """Everything about one failure: payloads, error and stack trace, deliveries, handler
     runs and replays.
 
-    REQUEST_ID is the Lambda request id (or a record key, as `failures list --json` shows).
-    Exits 1 when no record has it.
+    REQUEST_ID is the Lambda request id, its first 4 or more characters when they start no
+    other, or a record key (as `failures list --json` shows). Exits 1 when no record has it.
 
     \b
     Examples:
@@ -203,7 +204,8 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
 
     async def go() -> FailureDetail | None:
         async with opened_store(settings, writes=False) as store:
-            row = await store.get_invocation(request_id)
+            (whole,) = await whole_ids(store, [request_id])
+            row = await store.get_invocation(whole)
             if row is None:
                 return None
             return await failure_detail(store, row)
@@ -547,8 +549,9 @@ def _set_status(
 async def _failures_named(
     store: Store, request_ids: Sequence[str]
 ) -> tuple[dict[str, FailureStatus | None], list[str]]:
-    """The failures these request ids (or record keys) name, each key with its status, and the
-    ids that name none."""
+    """The failures these request ids (or record keys, or a request id's first characters)
+    name, each key with its status, and the ids that name none."""
+    request_ids = await whole_ids(store, request_ids)
     rows = await store.list_invocations(
         InvocationFilter(failed_only=True, request_ids=list(request_ids))
     )

@@ -23,6 +23,7 @@ from lambda_destinations.cli._common import (
     say_no_failure,
     selection_options,
     stored_ids,
+    whole_ids,
 )
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
@@ -147,6 +148,10 @@ async def _plan_and_run(
     Returns the request ids not found and one result a selected record, in the plan's order.
     """
     async with opened_store(replay.settings, writes=not dry_run) as store:
+        if replay.request_ids:
+            whole = await whole_ids(store, replay.request_ids)
+            selection = dataclasses.replace(replay.selection, request_ids=whole)
+            replay = dataclasses.replace(replay, request_ids=tuple(whole), selection=selection)
         rows, missing = await _select(store, replay)
         planned = [await replay.one(store, None, row, dry_run=True) for row in rows]
         say_no_failure(missing)

@@ -902,6 +902,25 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             found = (await conn.execute(self._get_invocation, {"ident": key_or_request_id})).first()
         return None if found is None else _invocation_from(found)
 
+    async def request_ids_starting(self, prefix: str, *, limit: int) -> list[str]:
+        async with self._read() as conn:
+            found = await conn.execute(self.prefix_statement(prefix, limit))
+            return [str(request_id) for request_id in found.scalars()]
+
+    def prefix_statement(self, prefix: str, limit: int) -> sa.Select[Any]:
+        """The request ids that start with ``prefix``: GLOB 'head*' on SQLite, LIKE 'head%' on
+        PostgreSQL, a literal head that the request id's index can seek."""
+        if not prefix or any(char in prefix for char in "*?[]\\"):
+            raise ValueError(f"not the head of a request id: {prefix!r}")
+        column = invocations.c.request_id
+        return (
+            sa.select(column)
+            .distinct()
+            .where(self._glob_condition(column, prefix + "*"))
+            .order_by(column)
+            .limit(limit)
+        )
+
     def _where(self, selection: InvocationFilter) -> list[sa.ColumnElement[bool]]:
         c = invocations.c
         where: list[sa.ColumnElement[bool]] = []

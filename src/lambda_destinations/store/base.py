@@ -435,6 +435,10 @@ class Store(Lifetime):
     async def get_invocation(self, key_or_request_id: str) -> InvocationRow | None:
         """By exact key, else by request id (the newest row of that request id)."""
 
+    @abc.abstractmethod
+    async def request_ids_starting(self, prefix: str, *, limit: int) -> list[str]:
+        """Up to ``limit`` request ids of stored records that start with ``prefix``, in order."""
+
     async def wait_for_invocation(
         self,
         request_id: str,
