@@ -119,6 +119,38 @@ async def test_a_failure_s_address_upper_cased_or_with_spaces_finds_it(
     assert str(row.request_id) in await upper.text()
 
 
+async def test_the_failures_page_opens_a_request_id_from_its_first_characters(
+    make_client, settings_for
+) -> None:
+    # given: two failures whose request ids start alike, and a third
+    settings = settings_for()
+    ids = ["aaaa1111-0000-4000-8000-000000000001", "aaaa2222-0000-4000-8000-000000000002"]
+    for request_id in ids:
+        record = failure_record(random.Random(3), function="orders-api")
+        record["requestContext"]["requestId"] = request_id
+        await stored_failure(settings, record=record)
+    client = await make_client(settings)
+
+    # when: the list's "Request id" box is sent, as a browser sends its form
+    listing = await (await client.get("/failures")).text()
+    opened = await client.get("/find", params={"id": " AAAA1 "})
+    several = await client.get("/find", params={"id": "aaaa"}, headers={"Accept": "text/html"})
+    empty = await client.get("/find", params={"id": ""}, allow_redirects=False)
+
+    # then: the form is there, one request id's first characters open its page, several are
+    # named on the error page, and an empty box leaves the list as it was
+    assert 'action="/find"' in listing
+    assert 'name="id"' in listing
+    assert opened.status == 200
+    assert opened.url.path == "/failures/AAAA1"
+    assert f"{ids[0]}:RetriesExhausted" in await opened.text()
+    assert several.status == 404
+    assert f"starts more than one request id ({ids[0]}, {ids[1]})" in html.unescape(
+        await several.text()
+    )
+    assert (empty.status, empty.headers["Location"]) == (303, "/failures")
+
+
 async def test_a_failure_page_says_a_failed_handler_run_failed(make_client, settings_for) -> None:
     # given: a handler whose run failed and was released: the store's state stays "claimed",
     # which the page showed as if it still ran

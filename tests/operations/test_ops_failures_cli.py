@@ -535,7 +535,7 @@ def test_show_ignore_and_replay_take_the_start_of_a_request_id(cli_env, sqlite_u
 
     # when: each command is given their first characters
     shown = cli("failures", "show", "bbbb", "--json", env=cli_env)
-    ignored = cli("failures", "ignore", "aaaa1", "bbbb3333-00", env=cli_env)
+    ignored = cli("failures", "ignore", "AAAA1", "bbbb3333-00", env=cli_env)
     too_short = cli("failures", "show", "bbb", env=cli_env)
     ambiguous = {
         words: cli(*words, env=cli_env)

@@ -10,7 +10,6 @@ import getpass
 import io
 import json
 import math
-import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -29,6 +28,7 @@ from lambda_destinations.cli._app import (
 )
 from lambda_destinations.config import OUTSIDE_DEV, Settings
 from lambda_destinations.errors import NO_REGION
+from lambda_destinations.operations.detail import AmbiguousId, whole_id
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
 from lambda_destinations.times import parse_when, utc_text, utcnow
@@ -120,32 +120,15 @@ WHOLE_ID_FIX = (
     "give a whole request id or key, as `failures list` shows them, or the first 4 or more "
     "characters of the request id"
 )
-# The start of a request id as typed: hex digits and hyphens, short of a whole one.
-_ID_HEAD = re.compile(r"[0-9a-f-]{4,35}")
-_AMBIGUOUS_SHOWN = 3
 
 
 async def whole_ids(store: Store, idents: Sequence[str]) -> list[str]:
-    """``idents`` with each first part of a request id (4 characters or more, as `failures
-    list` shows them) replaced by the one stored request id it starts; those that start none
-    are left as they are, for the caller to report. One that starts several exits 2 naming
-    them: the operator gives more of it."""
-    whole = []
-    for ident in idents:
-        if not _ID_HEAD.fullmatch(ident) or await store.get_invocation(ident) is not None:
-            whole.append(ident)
-            continue
-        found = await store.request_ids_starting(ident, limit=_AMBIGUOUS_SHOWN + 1)
-        if len(found) > 1:
-            named = ", ".join(found[:_AMBIGUOUS_SHOWN])
-            more = ", ..." if len(found) > _AMBIGUOUS_SHOWN else ""
-            fail(
-                f"{ident!r} starts more than one request id ({named}{more}): give more of it, "
-                "or the whole one",
-                EXIT_USAGE,
-            )
-        whole.append(found[0] if found else ident)
-    return whole
+    """``idents`` with the first characters of a request id replaced by the whole one (see
+    ``whole_id``); exits 2 on one that starts several."""
+    try:
+        return [await whole_id(store, ident) for ident in idents]
+    except AmbiguousId as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 def say_no_failure(idents: Sequence[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
@@ -17,7 +18,7 @@ from lambda_destinations.console.app import CONSOLE, Console
 from lambda_destinations.console.charts import hourly_bars
 from lambda_destinations.console.security import LINK_REFUSED, one_time_token, safe_next, take_link
 from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
-from lambda_destinations.operations.detail import failure_detail
+from lambda_destinations.operations.detail import AmbiguousId, failure_detail, whole_id
 from lambda_destinations.operations.quarantine import pretty_body, resend_status
 from lambda_destinations.operations.redrive import describe_message, peek, source_queues
 from lambda_destinations.operations.replay import ReplayState, replay_invocation
@@ -113,10 +114,21 @@ async def groups(request: web.Request) -> web.Response:
 
 
 async def _invocation(console: Console, ident: str) -> InvocationRow:
-    row = await console.store.get_invocation(stored_id(ident))
+    """The record of a request id, its first 4 characters or more, or a key; 404 otherwise."""
+    try:
+        row = await console.store.get_invocation(await whole_id(console.store, stored_id(ident)))
+    except AmbiguousId as exc:
+        raise web.HTTPNotFound(text=f"{exc}\n") from None
     if row is None:
         raise web.HTTPNotFound(text=f"no record with request id or key {echoed(ident)!r}\n")
     return row
+
+
+@routes.get("/find")
+async def find(request: web.Request) -> web.Response:
+    """The failures page's "Open a request id" box: that record's page (or why there is none)."""
+    ident = request.query.get("id", "").strip()
+    raise web.HTTPSeeOther(f"/failures/{quote(ident, safe='')}" if ident else "/failures")
 
 
 @routes.get("/failures/{ident}")

@@ -4,7 +4,9 @@ page shows it: one reading of the store for both."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
+from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.store import (
     DeliveryRow,
     HandlerRun,
@@ -15,6 +17,33 @@ from lambda_destinations.store import (
     Store,
     utcnow,
 )
+
+# The start of a request id as typed: hex digits and hyphens, short of a whole one.
+_ID_HEAD = re.compile(r"[0-9a-f-]{4,35}")
+_AMBIGUOUS_SHOWN = 3
+
+
+class AmbiguousId(LambdaDestinationsError):
+    """The first characters of a request id, which start several stored ones."""
+
+
+async def whole_id(store: Store, ident: str) -> str:
+    """``ident``, or the one stored request id whose first 4 characters or more it is (as
+    `failures list` shows them); one that starts none is left as it is, for the caller to
+    report. One that starts several raises AmbiguousId naming them: give more of it. Read in
+    lower case, as Lambda writes request ids (and ``stored_id`` reads whole ones)."""
+    head = ident.lower()
+    if not _ID_HEAD.fullmatch(head) or await store.get_invocation(ident) is not None:
+        return ident
+    found = await store.request_ids_starting(head, limit=_AMBIGUOUS_SHOWN + 1)
+    if len(found) > 1:
+        named = ", ".join(found[:_AMBIGUOUS_SHOWN])
+        more = ", ..." if len(found) > _AMBIGUOUS_SHOWN else ""
+        raise AmbiguousId(
+            f"{ident!r} starts more than one request id ({named}{more}): give more of it, "
+            "or the whole one"
+        )
+    return found[0] if found else ident
 
 
 @dataclasses.dataclass(slots=True)
