@@ -329,6 +329,13 @@ def operations(scope: Scope | None = None) -> tuple[AwsOperation, ...]:
     return tuple(op for op in OPERATIONS if scope is None or op.scope is scope)
 
 
+def iam_action(operation: str) -> str | None:
+    """The IAM action an operation (as botocore names it in a ClientError) needs, when the
+    listed operations of that name agree on one: what a refusal's fix names."""
+    actions = {op.action for op in OPERATIONS if op.operation == operation}
+    return actions.pop() if len(actions) == 1 else None
+
+
 def worker_actions() -> dict[str, frozenset[Target]]:
     """The IAM actions the deployed worker needs, each with the resources it needs them on."""
     actions: dict[str, set[Target]] = {}
@@ -338,4 +345,12 @@ def worker_actions() -> dict[str, frozenset[Target]]:
     return {action: frozenset(targets) for action, targets in actions.items()}
 
 
-__all__ = ["OPERATIONS", "AwsOperation", "Scope", "Target", "operations", "worker_actions"]
+__all__ = [
+    "OPERATIONS",
+    "AwsOperation",
+    "Scope",
+    "Target",
+    "iam_action",
+    "operations",
+    "worker_actions",
+]

@@ -28,6 +28,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from lambda_destinations.aws_operations import iam_action
 from lambda_destinations.errors import PermanentError, TransientError
 from lambda_destinations.redact import redact
 
@@ -135,7 +136,8 @@ def aws_fix(exc: BaseException) -> str | None:
     code = error_code(exc)
     operation = exc.operation_name or "the call"
     if code in DENIED_CODES:
-        return f"check the worker's AWS credentials and that they allow {operation}"
+        allowed = iam_action(operation) or operation
+        return f"check the worker's AWS credentials and that they are allowed {allowed}"
     message = str(exc.response.get("Error", {}).get("Message") or "")
     if code == "MessageRejected" and "not verified" in message:
         return (

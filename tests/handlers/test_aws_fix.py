@@ -1,11 +1,13 @@
-"""The fix a handler's AWS refusal carries into its reason, by the error's code (the SES refusal
-that moto gives is driven end to end in test_email_handler.py; moto enforces no permissions)."""
+"""The fix a handler's AWS refusal carries into its reason, and a command's line, by the error's
+code (the SES refusal that moto gives is driven end to end in test_email_handler.py; moto
+enforces no permissions)."""
 
 from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
 
+from lambda_destinations.cli._app import EXIT_CONFIG, describe_aws_error
 from lambda_destinations.retrying import aws_fix, describe_error
 
 
@@ -26,13 +28,13 @@ def refusal(code: str, operation: str, message: str = "refused") -> ClientError:
             "AuthorizationError",
             "Publish",
             "User is not authorized to perform: SNS:Publish",
-            "check the worker's AWS credentials and that they allow Publish",
+            "check the worker's AWS credentials and that they are allowed sns:Publish",
         ),
         (
             "AccessDeniedException",
             "SendEmail",
             "not authorized to perform: ses:SendEmail",
-            "check the worker's AWS credentials and that they allow SendEmail",
+            "check the worker's AWS credentials and that they are allowed ses:SendEmail",
         ),
         (
             "ResourceNotFoundException",
@@ -45,6 +47,12 @@ def refusal(code: str, operation: str, message: str = "refused") -> ClientError:
             "SendEmail",
             "sending is paused",
             "SES sending is suspended or paused for the account: see its status in SES",
+        ),
+        (  # an operation the package does not list: named as botocore names it
+            "AccessDenied",
+            "GetFunctionUrlConfig",
+            "not authorized",
+            "check the worker's AWS credentials and that they are allowed GetFunctionUrlConfig",
         ),
         ("MessageRejected", "SendEmail", "Message contains a virus", None),  # no fix of ours
         ("InvalidParameter", "Publish", "Invalid parameter: PhoneNumber", None),
@@ -69,4 +77,30 @@ def test_botocore_s_retry_count_is_not_in_a_reason() -> None:
     assert describe_error(exc) == (
         "MessageRejected: An error occurred (MessageRejected) when calling the SendEmail "
         "operation: Email address not verified"
+    )
+
+
+@pytest.mark.parametrize(
+    ("operation", "action"),
+    [
+        ("PurgeQueue", "sqs:PurgeQueue"),
+        ("ReceiveMessage", "sqs:ReceiveMessage"),  # the worker's and dev's: one action
+        ("Invoke", "lambda:InvokeFunction"),
+        ("GetFunctionUrlConfig", "GetFunctionUrlConfig"),
+    ],
+)
+def test_a_command_refused_by_aws_names_the_permission_to_grant(
+    operation: str, action: str
+) -> None:
+    # given: AWS's refusal of a command's call (moto enforces no permissions)
+    exc = refusal("AccessDenied", operation, "User: arn:aws:iam::1:user/ops is not authorized")
+
+    # when
+    described = describe_aws_error(exc)
+
+    # then: one line that names the IAM action, exit 3 (the configuration)
+    assert described == (
+        f"{operation} was refused (AccessDenied: User: arn:aws:iam::1:user/ops is not "
+        f"authorized): check the AWS credentials and that they are allowed {action}",
+        EXIT_CONFIG,
     )

@@ -242,6 +242,7 @@ def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
         PartialCredentialsError,
     )
 
+    from lambda_destinations.aws_operations import iam_action
     from lambda_destinations.operations.redrive import QueueNotFound
     from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
 
@@ -266,8 +267,10 @@ def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
         operation = getattr(exc, "operation_name", "the call")
         message = first_line(exc)
         if code in DENIED_CODES:
+            allowed = iam_action(operation) or operation
             return (
-                f"{operation} was refused ({message}): check the credentials and their permissions",
+                f"{operation} was refused ({message}): check the AWS credentials and that they "
+                f"are allowed {allowed}",
                 EXIT_CONFIG,
             )
         if code == "ResourceNotFoundException":  # Lambda's answer to a function it does not have
