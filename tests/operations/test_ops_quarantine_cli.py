@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -73,7 +74,10 @@ def test_list_and_show_the_store_only_copy(quarantined) -> None:
     assert "trace = abc-123" in text.stdout
     # its time as the other text outputs give times; the JSON's, ISO 8601
     at = dt.datetime.fromisoformat(shown["quarantined_at"])
-    assert f"quarantined  {at:%Y-%m-%d %H:%M:%S} UTC\n" in text.stdout
+    assert f"quarantined   {at:%Y-%m-%d %H:%M:%S} UTC\n" in text.stdout
+    # the longest label, too, has two spaces before its value (it ran into it: "not a record
+    # body is not...")
+    assert re.search(r"^not a record  \S", text.stdout, re.MULTILINE), text.stdout
 
 
 def test_list_since_a_time_and_from_a_queue_by_name(quarantined, sqlite_url) -> None:
@@ -134,7 +138,7 @@ def test_list_and_show_say_a_resend_holds_the_message(quarantined) -> None:
     since = dt.datetime.fromisoformat(held["resending_since"])
     assert before - dt.timedelta(seconds=5) <= since <= dt.datetime.now(dt.UTC)
     assert f"resending since {since:%H:%M:%S}" in table.stdout
-    assert f"resending    {since:%Y-%m-%d %H:%M:%S} UTC" in shown.stdout
+    assert f"resending     {since:%Y-%m-%d %H:%M:%S} UTC" in shown.stdout
 
     # and a claim that lapsed (its resend was interrupted) holds nothing: not shown
     asyncio.run(claim(0.001))

@@ -156,7 +156,7 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
     resending = resending_since(row)
     described["quarantined_at"] = f"{format_time(row.quarantined_at)} UTC"
     described["resending_since"] = f"{format_time(resending)} UTC" if resending else None
-    for label, name in (
+    fields = (
         ("id", "id"),
         ("quarantined", "quarantined_at"),
         ("queue", "queue"),
@@ -169,9 +169,11 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
         ("condition", "condition"),
         ("error", "error_type"),
         ("not a record", "decode_error"),
-    ):
+    )
+    width = max(len(label) for label, _ in fields) + 2  # two spaces after the longest label
+    for label, name in fields:
         if described.get(name) not in (None, ""):
-            click.echo(visible(f"{label:<13}{described[name]}"))
+            click.echo(visible(f"{label:<{width}}{described[name]}"))
     if row.message_attributes:
         click.echo("\nattributes")
         for attribute, value in row.message_attributes.items():
