@@ -10,6 +10,7 @@ plan that still has one has no index to use instead.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -53,6 +54,14 @@ async def plan_of(store: Store, statement: Any) -> list[str]:
         await conn.exec_driver_sql("SET enable_sort = off")
         rows = await conn.exec_driver_sql(f"EXPLAIN {sql}")
         return [row[0] for row in rows]
+
+
+async def sqlite_plan(sqlite_url: str, statement: Callable[[SqlStore], Any]) -> list[str]:
+    """The plan SQLite makes for ``statement(store)`` on a migrated store at ``sqlite_url``."""
+    async with Store.from_url(sqlite_url) as store:
+        await store.migrate()
+        assert isinstance(store, SqlStore)
+        return await plan_of(store, statement(store))
 
 
 def assert_indexed(plan: list[str], *, sorted_by_index: bool = True) -> None:
@@ -106,11 +115,8 @@ async def test_on_sqlite_a_glob_with_a_prefix_sorts_only_the_keys_of_its_range(
     sqlite_url: str,
 ) -> None:
     # (PostgreSQL's LIKE uses an index range only under the C collation: not asserted there)
-    async with Store.from_url(sqlite_url) as store:
-        await store.migrate()
-        assert isinstance(store, SqlStore)
-        selection = InvocationFilter(function_glob="ledger-*", limit=50)
-        plan = await plan_of(store, store.page_keys_statement(selection))
+    selection = InvocationFilter(function_glob="ledger-*", limit=50)
+    plan = await sqlite_plan(sqlite_url, lambda store: store.page_keys_statement(selection))
 
     # one range of the function-name index, read alone: a glob that matches nothing reads
     # nothing, and the sort is of the keys in the range, never of whole rows
@@ -123,10 +129,7 @@ async def test_on_sqlite_the_head_of_a_request_id_is_found_in_its_index(
     sqlite_url: str,
 ) -> None:
     # (PostgreSQL's LIKE uses an index range only under the C collation: not asserted there)
-    async with Store.from_url(sqlite_url) as store:
-        await store.migrate()
-        assert isinstance(store, SqlStore)
-        plan = await plan_of(store, store.prefix_statement("5b06258e", 4))
+    plan = await sqlite_plan(sqlite_url, lambda store: store.prefix_statement("5b06258e", 4))
 
     # one range of the request id's index, read alone, in its order: no table scan, no sort
     (scan,) = [line for line in plan if " invocations" in line]
