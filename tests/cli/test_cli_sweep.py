@@ -74,6 +74,32 @@ def cases() -> list[list[str]]:
 CASES = cases()
 
 
+@pytest.mark.parametrize(
+    ("path", "option"),
+    [
+        (path, param)
+        for path, command in COMMANDS
+        for param in command.params
+        if isinstance(param, click.Option) and not param.is_flag and not param.hidden
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else value.opts[0],
+)
+def test_an_option_given_without_its_value_says_what_value_it_takes(
+    path: list[str], option: click.Option
+) -> None:
+    # when: the option ends the command line, its value forgotten
+    result = CliRunner().invoke(group, [*path, option.opts[0]], catch_exceptions=False)
+
+    # then: one line, exit 2, saying what it takes as its help says (click said "Option
+    # '--since' requires an argument." and no more); never the help's [env: ...] part
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.splitlines()
+    said = f"Error: Option '{option.opts[0]}' requires an argument: "
+    assert line.startswith(said), line
+    assert len(line) > len(said) + 3
+    assert "[env:" not in line
+
+
 class StillRunning(BaseException):
     """Raised in the command by a timer: it took the value and is at work."""
 

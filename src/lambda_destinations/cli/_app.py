@@ -7,6 +7,7 @@ import difflib
 import functools
 import importlib
 import io
+import re
 import signal
 import sys
 import threading
@@ -141,6 +142,36 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+class _Command(click.Command):
+    """A command whose option given without its value says what value it takes: click said
+    only "Option '--since' requires an argument." """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadOptionUsage as exc:
+            if not exc.message.startswith(f"Option {exc.option_name!r} requires"):
+                raise
+            takes = _what_it_takes(self, exc.option_name)
+            message = exc.message.rstrip(".") + (f": {takes}" if takes else ".")
+            raise click.BadOptionUsage(exc.option_name, message) from None
+
+
+def _what_it_takes(command: click.Command, name: str) -> str | None:
+    """What option ``name`` of ``command`` takes, as its help says (without its [env: ...])."""
+    for param in command.params:
+        if isinstance(param, click.Option) and name in (*param.opts, *param.secondary_opts):
+            text = re.sub(r"\s*\[(env|default): [^\]]*\]", "", param.help or "").strip()
+            return text[:1].lower() + text[1:] if text else None
+    return None
+
+
+class _Group(click.Group):
+    """A group of commands (`failures`, `dlq`, `quarantine`) made as the top level makes them."""
+
+    command_class = _Command
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported when they run, not when the program starts.
 
@@ -149,6 +180,9 @@ class LazyGroup(click.Group):
     ``--help`` and each command import only what they use (aiobotocore, SQLAlchemy and the
     worker cost most of a second of CPU).
     """
+
+    command_class = _Command
+    group_class = _Group
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
