@@ -211,6 +211,32 @@ def test_bad_arguments_exit_2_with_one_line(cli_env, args, needle) -> None:
     assert needle in result.stderr
 
 
+@pytest.mark.parametrize("command", ["list", "stats"])
+def test_a_window_that_ends_before_it_starts_says_which_goes_where(cli_env, command) -> None:
+    # when: the durations are swapped, as "from 1 hour ago until 2 hours ago"
+    result = cli(
+        "failures",
+        command,
+        "--since",
+        "2024-05-01T12:00Z",
+        "--until",
+        "2024-05-01T11:00Z",
+        env=cli_env,
+    )
+    swapped = cli("failures", command, "--since", "1h", "--until", "2h", env=cli_env)
+
+    # then: the line gives both times and the way round (it said only "--since must be before
+    # --until", which "--since 1h --until 2h" seems to be)
+    assert result.returncode == swapped.returncode == 2
+    assert result.stderr == (
+        "error: --since must be before --until: they read 2024-05-01 12:00:00 and 2024-05-01 "
+        "11:00:00 UTC; a duration counts back from now, so the longer one goes with --since "
+        "(--since 3h --until 1h)\n"
+    ), result.stderr
+    assert swapped.stderr.startswith("error: --since must be before --until: they read ")
+    assert "so the longer one goes with --since (--since 3h --until 1h)" in swapped.stderr
+
+
 def test_show_prints_the_whole_record(cli_env, seeded, sqlite_url) -> None:
     # given: the record was replayed once
     row = seeded["orders_value"]

@@ -107,6 +107,15 @@ def since_option(default: str | None = None, help: str | None = None) -> Callabl
     )
 
 
+def since_after_until(since: dt.datetime, until: dt.datetime) -> str:
+    """The line for a window that ends before it starts (``--since 1h --until 2h``, say)."""
+    return (
+        f"--since must be before --until: they read {utc_text(since)} and {utc_text(until)} "
+        "UTC; a duration counts back from now, so the longer one goes with --since "
+        "(--since 3h --until 1h)"
+    )
+
+
 def until_option() -> Callable[[F], F]:
     return click.option(
         "--until",
@@ -242,7 +251,7 @@ def selection_options(
             **kwargs: Any,
         ) -> R:
             if since is not None and until is not None and since >= until:
-                fail("--since must be before --until", EXIT_USAGE)
+                fail(since_after_until(since, until), EXIT_USAGE)
             selection = InvocationFilter(
                 failed_only=True,
                 function_glob=function_glob,

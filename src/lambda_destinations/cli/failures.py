@@ -27,6 +27,7 @@ from lambda_destinations.cli._common import (
     output_options,
     say_no_failure,
     selection_options,
+    since_after_until,
     since_option,
     stored_ids,
     subcommand,
@@ -409,7 +410,7 @@ def stats_command(
     except OverflowError:
         fail(f"--until: {too_far(until.isoformat())}", 2)
     if since >= until:
-        fail("--since must be before --until", 2)
+        fail(since_after_until(since, until), 2)
     try:
         check_window(since, until, names="--since and --until")
     except ValueError as exc:
