@@ -9,9 +9,11 @@ offer what the store's queries use of SQLAlchemy's ``AsyncConnection`` (``execut
 backends; PostgreSQL keeps SQLAlchemy's own asyncio engine on asyncpg.
 
 A call's result is complete when it comes back: its rows were fetched in the thread, and the
-loop never touches the driver. A connection is used by one call at a time: a caller cancelled
-while its call runs waits for that call to end before the connection is used again (to roll
-back or to close), so no two threads ever use one connection at once.
+loop never touches the driver. A connection is used by one call at a time: a caller interrupted
+while its call runs (cancelled, or an exception a signal handler raised in it) waits for that
+call to end before the connection is used again (to roll back or to close), and each call and
+the close hold the connection's lock in their thread, so no two threads ever use one connection
+at once (sqlite3 crashes the process when one closes a connection another is using).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -29,11 +32,18 @@ T = TypeVar("T")
 
 
 async def in_thread(executor: Executor, work: Callable[[], T]) -> T:
-    """``work()`` in ``executor``; a cancelled caller still waits for it to end."""
+    """``work()`` in ``executor``; a caller interrupted meanwhile still waits for it to end.
+
+    Whatever interrupts it: a cancellation, or an exception raised in the coroutine by a signal
+    handler (KeyboardInterrupt, a timer's) while the thread works. Had it gone on at once, the
+    code after it (a rollback, a close) would use the connection beside the thread still on it.
+    """
     done = asyncio.get_running_loop().run_in_executor(executor, work)
     try:
         return await asyncio.shield(done)
-    except asyncio.CancelledError:
+    except GeneratorExit:
+        raise  # the coroutine is being closed, and may not await (the connection's lock holds)
+    except BaseException:
         await _finished(done)
         raise
 
@@ -58,6 +68,10 @@ class ThreadConnection:
     def __init__(self, conn: sa.Connection, executor: Executor) -> None:
         self.sync_connection = conn
         self._executor = executor
+        # Held by the thread running a call on the connection: should a caller go on before
+        # its call ended (an interruption in_thread cannot see, between the submission and the
+        # await), the next call, the close included, waits here in its thread.
+        self._lock = threading.Lock()
 
     @property
     def dialect(self) -> sa.Dialect:
@@ -65,9 +79,16 @@ class ThreadConnection:
 
     async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(connection, *args, **kwargs)`` in the thread, on the synchronous connection."""
-        return await in_thread(
-            self._executor, functools.partial(fn, self.sync_connection, *args, **kwargs)
-        )
+        return await self.call(functools.partial(fn, self.sync_connection, *args, **kwargs))
+
+    async def call(self, work: Callable[[], T]) -> T:
+        """``work()`` in the connection's thread, holding the connection's lock."""
+
+        def locked() -> T:
+            with self._lock:
+                return work()
+
+        return await in_thread(self._executor, locked)
 
     async def execute(self, statement: Any, parameters: Any = None) -> sa.Result[Any]:
         return await self.run_sync(lambda conn: _complete(conn.execute(statement, parameters)))
@@ -114,13 +135,13 @@ class ThreadEngine:
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[ThreadConnection]:
         async with self._connection(self.writer) as conn:
-            transaction = await in_thread(self.writer, conn.sync_connection.begin)
+            transaction = await conn.call(conn.sync_connection.begin)
             try:
                 yield conn
             except BaseException:
-                await in_thread(self.writer, transaction.rollback)
+                await conn.call(transaction.rollback)
                 raise
-            await in_thread(self.writer, transaction.commit)
+            await conn.call(transaction.commit)
 
     @contextlib.asynccontextmanager
     async def _connection(self, executor: Executor) -> AsyncIterator[ThreadConnection]:
@@ -129,11 +150,12 @@ class ThreadEngine:
         async with self._connections:
             self._in_use += 1
             try:
-                conn = await in_thread(executor, self.sync_engine.connect)
+                sync_conn = await in_thread(executor, self.sync_engine.connect)
+                conn = ThreadConnection(sync_conn, executor)
                 try:
-                    yield ThreadConnection(conn, executor)
+                    yield conn
                 finally:
-                    await in_thread(executor, conn.close)
+                    await conn.call(conn.sync_connection.close)
             finally:
                 self._in_use -= 1
                 if self._closed and not self._in_use:

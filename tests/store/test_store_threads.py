@@ -1,0 +1,81 @@
+"""The SQLite store's threads (_threaded.py): one connection is used by one thread at a time,
+however the call on it is interrupted.
+
+A call interrupted by something other than a cancellation (an exception a signal handler raises
+in the coroutine: Ctrl-C's KeyboardInterrupt, a timer's, pytest-timeout's) went on in its
+thread, while the connection was closed in another: sqlite3 then crashes the process
+(SIGSEGV), at once or later."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from lambda_destinations.store import Store
+from lambda_destinations.store._threaded import ThreadEngine
+
+
+class Interrupted(BaseException):
+    """What a signal handler raises in the coroutine running when the signal comes."""
+
+
+async def interrupted_once(coro: Coroutine[Any, Any, Any], when: threading.Event) -> BaseException:
+    """Run ``coro`` as a task would, but throw Interrupted into it at the await it waits at
+    once ``when`` is set; return what it ended with."""
+    throw: BaseException | None = None
+    thrown = False
+    while True:
+        try:
+            waited = coro.send(None) if throw is None else coro.throw(throw)
+        except BaseException as ended:  # what it ends with is the result
+            return ended
+        throw = None
+        assert isinstance(waited, asyncio.Future)
+        waited._asyncio_future_blocking = False
+        if not thrown and await asyncio.to_thread(when.wait, 0.2):
+            thrown = True
+            throw = Interrupted()
+            continue
+        await asyncio.wait([waited])
+
+
+async def test_a_call_interrupted_in_its_thread_keeps_the_connection_until_it_ends(
+    tmp_path: Path,
+) -> None:
+    # given: a read on one of the store's reader threads, busy in the driver until released
+    async with Store.from_url(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        await store.migrate()
+        engine = store.engine
+        assert isinstance(engine, ThreadEngine)
+        happened: list[str] = []
+        sa.event.listen(engine.sync_engine, "checkin", lambda *_: happened.append("closed"))
+        busy, release = threading.Event(), threading.Event()
+
+        def report(conn: sa.Connection) -> None:
+            busy.set()
+            release.wait(10)
+            conn.exec_driver_sql("SELECT 1").all()
+            happened.append("read ended")
+
+        async def read() -> None:
+            async with engine.connect() as conn:
+                await conn.run_sync(report)
+
+        # when: the coroutine is interrupted while its thread works, and the work ends later
+        asyncio.get_running_loop().call_later(0.5, release.set)
+        ended = await interrupted_once(read(), busy)
+
+        # then: the interruption reached the caller only once the work had ended, and the
+        # connection was closed after the read, not beside it in another thread
+        assert isinstance(ended, Interrupted)
+        release.set()
+        for _ in range(100):
+            if "read ended" in happened:
+                break
+            await asyncio.sleep(0.05)
+        assert happened == ["read ended", "closed"]
