@@ -136,11 +136,18 @@ async def test_an_outage_is_told_once_per_queue_with_reminders_and_its_end(
         assert all(b - a >= 2.0 - 0.1 for a, b in itertools.pairwise(times)), times
         assert [e["failures"] for e in reminders] == sorted(e["failures"] for e in reminders)
         back = [e for e in logs if e["event"] == "receiving again" and e["queue"] == name]
-        assert len(back) == 1, back
+        # its end; or, when a receive sent before the proxy went down is answered just after
+        # the first failure (seen on a slow machine), that brief end at once and then the end
+        # that held, for the whole outage with its brief recovery (outage.py's flapping)
+        assert len(back) in (1, 2), back
+        if len(back) == 2:
+            assert back[0]["after_failures"] < back[1]["after_failures"], back
+            assert back[1]["brief_recoveries"] >= 1, back
+        whole = back[-1]
         # three pollers failed at least once each; every failure is counted
-        assert back[0]["after_failures"] >= 3
-        assert back[0]["outage_seconds"] >= 6
-        ended += back[0]["after_failures"]
+        assert whole["after_failures"] >= 3
+        assert whole["outage_seconds"] >= 6
+        ended += whole["after_failures"]
     assert errors == ended  # the metric counts every failed receive, logged or not
     # and no record was lost: each stored once, the queues empty
     async with Store.from_url(settings.store) as store:
