@@ -79,3 +79,42 @@ async def test_a_call_interrupted_in_its_thread_keeps_the_connection_until_it_en
                 break
             await asyncio.sleep(0.05)
         assert happened == ["read ended", "closed"]
+
+
+async def test_a_commit_whose_coroutine_is_closed_keeps_the_connection_until_it_ends(
+    tmp_path: Path,
+) -> None:
+    # given: a save's commit in the writer thread, busy until released
+    async with Store.from_url(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        await store.migrate()
+        file = store._file
+        assert file is not None
+        conn = store._loop_conn = file.sync_engine.connect()
+        happened: list[str] = []
+        busy, release = threading.Event(), threading.Event()
+
+        def committing(_conn: sa.Connection) -> None:
+            busy.set()
+            release.wait(10)
+            happened.append("commit ended")
+
+        sa.event.listen(conn, "commit", committing)
+        sa.event.listen(file.sync_engine.pool, "invalidate", lambda *_: happened.append("closed"))
+        transaction = conn.begin()
+        conn.exec_driver_sql("CREATE TABLE written (x)")
+
+        # when: the coroutine committing is closed (GeneratorExit: a task destroyed at the
+        # loop's end, say) while its thread commits, and the commit ends later
+        commit = store._commit_in_thread(transaction)
+        assert isinstance(commit.send(None), asyncio.Future)
+        assert await asyncio.to_thread(busy.wait, 5)
+        commit.close()
+        release.set()
+        for _ in range(100):
+            if "closed" in happened:
+                break
+            await asyncio.sleep(0.05)
+
+        # then: the connection was closed after the commit, in its thread, not beside it
+        assert happened == ["commit ended", "closed"]
+        assert store._loop_conn is None

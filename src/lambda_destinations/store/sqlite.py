@@ -291,7 +291,7 @@ class SQLiteStore(SqlStore):
             with contextlib.suppress(Exception):
                 await self._checkpoint
             self._checkpoint = None
-        self._drop_loop_conn()
+        self._drop_loop_conn(after=self._file.writer if self._file is not None else None)
         self._file = None
         if isinstance(engine, ThreadEngine):
             await engine.close()  # after the checkpoint, which may have connected meanwhile
@@ -379,16 +379,23 @@ class SQLiteStore(SqlStore):
         try:
             await in_thread(file.writer, transaction.commit)
         except BaseException:
-            self._drop_loop_conn()
+            # Closed in the writer thread, after the commit: should this coroutine have been
+            # closed (GeneratorExit, which in_thread cannot wait through), the commit may still
+            # run there, and sqlite3 crashes the process when a connection is closed beside it.
+            self._drop_loop_conn(after=file.writer)
             raise
 
-    def _drop_loop_conn(self) -> None:
+    def _drop_loop_conn(self, after: concurrent.futures.Executor | None = None) -> None:
+        """Forget the loop's connection and close it: here, or in ``after``'s thread once the
+        work already given to it has run (at once if that executor is shut down)."""
         conn, self._loop_conn = self._loop_conn, None
-        if conn is not None:
-            # Closed, not pooled: its pragmas must not reach the thread's connections.
-            with contextlib.suppress(Exception):
-                conn.invalidate()
-                conn.close()
+        if conn is None:
+            return
+        if after is not None:
+            with contextlib.suppress(RuntimeError):  # shut down: nothing runs there any more
+                after.submit(_close_unpooled, conn)
+                return
+        _close_unpooled(conn)
 
     async def _checkpoint_wal(self) -> None:
         """Copy the WAL's pages into the database file, in the thread, while no save of this
@@ -731,3 +738,11 @@ def _sqlite_code(exc: BaseException) -> str:
     """SQLite's result code name for ``exc`` (``SQLITE_BUSY``...), or "" if it has none."""
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     return getattr(orig, "sqlite_errorname", None) or ""
+
+
+def _close_unpooled(conn: sa.Connection) -> None:
+    """Close ``conn`` and its driver's connection, not returning it to the pool: its pragmas
+    must not reach the threads' connections."""
+    with contextlib.suppress(Exception):
+        conn.invalidate()
+        conn.close()
