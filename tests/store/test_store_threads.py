@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from lambda_destinations.store import Store
@@ -44,77 +45,82 @@ async def interrupted_once(coro: Coroutine[Any, Any, Any], when: threading.Event
         await asyncio.wait([waited])
 
 
+async def seen(happened: list[str], event: str) -> None:
+    """Wait up to 5 s for ``event`` to be in ``happened``."""
+    for _ in range(100):
+        if event in happened:
+            return
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with Store.from_url(f"sqlite:///{tmp_path / 'store.db'}") as opened:
+        await opened.migrate()
+        yield opened
+
+
 async def test_a_call_interrupted_in_its_thread_keeps_the_connection_until_it_ends(
-    tmp_path: Path,
+    store: Store,
 ) -> None:
     # given: a read on one of the store's reader threads, busy in the driver until released
-    async with Store.from_url(f"sqlite:///{tmp_path / 'store.db'}") as store:
-        await store.migrate()
-        engine = store.engine
-        assert isinstance(engine, ThreadEngine)
-        happened: list[str] = []
-        sa.event.listen(engine.sync_engine, "checkin", lambda *_: happened.append("closed"))
-        busy, release = threading.Event(), threading.Event()
+    engine = store.engine
+    assert isinstance(engine, ThreadEngine)
+    happened: list[str] = []
+    sa.event.listen(engine.sync_engine, "checkin", lambda *_: happened.append("closed"))
+    busy, release = threading.Event(), threading.Event()
 
-        def report(conn: sa.Connection) -> None:
-            busy.set()
-            release.wait(10)
-            conn.exec_driver_sql("SELECT 1").all()
-            happened.append("read ended")
+    def report(conn: sa.Connection) -> None:
+        busy.set()
+        release.wait(10)
+        conn.exec_driver_sql("SELECT 1").all()
+        happened.append("read ended")
 
-        async def read() -> None:
-            async with engine.connect() as conn:
-                await conn.run_sync(report)
+    async def read() -> None:
+        async with engine.connect() as conn:
+            await conn.run_sync(report)
 
-        # when: the coroutine is interrupted while its thread works, and the work ends later
-        asyncio.get_running_loop().call_later(0.5, release.set)
-        ended = await interrupted_once(read(), busy)
+    # when: the coroutine is interrupted while its thread works, and the work ends later
+    asyncio.get_running_loop().call_later(0.5, release.set)
+    ended = await interrupted_once(read(), busy)
 
-        # then: the interruption reached the caller only once the work had ended, and the
-        # connection was closed after the read, not beside it in another thread
-        assert isinstance(ended, Interrupted)
-        release.set()
-        for _ in range(100):
-            if "read ended" in happened:
-                break
-            await asyncio.sleep(0.05)
-        assert happened == ["read ended", "closed"]
+    # then: the interruption reached the caller only once the work had ended, and the
+    # connection was closed after the read, not beside it in another thread
+    assert isinstance(ended, Interrupted)
+    release.set()
+    await seen(happened, "read ended")
+    assert happened == ["read ended", "closed"]
 
 
 async def test_a_commit_whose_coroutine_is_closed_keeps_the_connection_until_it_ends(
-    tmp_path: Path,
+    store: Store,
 ) -> None:
     # given: a save's commit in the writer thread, busy until released
-    async with Store.from_url(f"sqlite:///{tmp_path / 'store.db'}") as store:
-        await store.migrate()
-        file = store._file
-        assert file is not None
-        conn = store._loop_conn = file.sync_engine.connect()
-        happened: list[str] = []
-        busy, release = threading.Event(), threading.Event()
+    file = store._file
+    assert file is not None
+    conn = store._loop_conn = file.sync_engine.connect()
+    happened: list[str] = []
+    busy, release = threading.Event(), threading.Event()
 
-        def committing(_conn: sa.Connection) -> None:
-            busy.set()
-            release.wait(10)
-            happened.append("commit ended")
+    def committing(_conn: sa.Connection) -> None:
+        busy.set()
+        release.wait(10)
+        happened.append("commit ended")
 
-        sa.event.listen(conn, "commit", committing)
-        sa.event.listen(file.sync_engine.pool, "invalidate", lambda *_: happened.append("closed"))
-        transaction = conn.begin()
-        conn.exec_driver_sql("CREATE TABLE written (x)")
+    sa.event.listen(conn, "commit", committing)
+    sa.event.listen(file.sync_engine.pool, "invalidate", lambda *_: happened.append("closed"))
+    transaction = conn.begin()
+    conn.exec_driver_sql("CREATE TABLE written (x)")
 
-        # when: the coroutine committing is closed (GeneratorExit: a task destroyed at the
-        # loop's end, say) while its thread commits, and the commit ends later
-        commit = store._commit_in_thread(transaction)
-        assert isinstance(commit.send(None), asyncio.Future)
-        assert await asyncio.to_thread(busy.wait, 5)
-        commit.close()
-        release.set()
-        for _ in range(100):
-            if "closed" in happened:
-                break
-            await asyncio.sleep(0.05)
+    # when: the coroutine committing is closed (GeneratorExit: a task destroyed at the
+    # loop's end, say) while its thread commits, and the commit ends later
+    commit = store._commit_in_thread(transaction)
+    assert isinstance(commit.send(None), asyncio.Future)
+    assert await asyncio.to_thread(busy.wait, 5)
+    commit.close()
+    release.set()
+    await seen(happened, "closed")
 
-        # then: the connection was closed after the commit, in its thread, not beside it
-        assert happened == ["commit ended", "closed"]
-        assert store._loop_conn is None
+    # then: the connection was closed after the commit, in its thread, not beside it
+    assert happened == ["commit ended", "closed"]
+    assert store._loop_conn is None
