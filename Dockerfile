@@ -22,7 +22,7 @@ COPY src ./src
 # PostgreSQL dependencies in a virtual environment the final stage copies whole.
 RUN python3 -m venv /opt/lambda-destinations \
     && /opt/lambda-destinations/bin/pip wheel --no-deps --wheel-dir /tmp/dist . \
-    && /opt/lambda-destinations/bin/pip install "$(ls /tmp/dist/lambda_destinations-*.whl)[postgres]" \
+    && /opt/lambda-destinations/bin/pip install "$(ls /tmp/dist/lambda_destinations-*.whl)[postgres,uvloop]" \
     && /opt/lambda-destinations/bin/pip uninstall --yes pip \
     && find /opt/lambda-destinations -name '__pycache__' -prune -exec rm -rf {} +
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import difflib
+import importlib.util
 import json
 import math
 import os
@@ -267,6 +268,11 @@ class Settings(BaseSettings):
     )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="The worker's event loop (run, dev): uvloop when installed (auto), or "
+        "asyncio's own.",
+    )
     handler_modules: Annotated[list[str], NoDecode] = Field(
         default=[],
         description="Modules imported for @handler-decorated functions; comma-separated in the "
@@ -280,11 +286,22 @@ class Settings(BaseSettings):
         default={}, description="Named handler instances and their settings."
     )
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "event_loop", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         """DEBUG as debug: operators write levels in capitals as often as not."""
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("event_loop")
+    @classmethod
+    def _uvloop_installed(cls, value: str) -> str:
+        """uvloop asked for by name must be there: auto takes asyncio's loop without it."""
+        if value == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError(
+                "uvloop is not installed: pip install 'lambda-destinations[uvloop]', or set "
+                "auto (uvloop when installed, asyncio's own loop otherwise)"
+            )
+        return value
 
     @field_validator("queues", "handler_modules", mode="before")
     @classmethod

@@ -294,3 +294,64 @@ def test_run_json_without_once_says_it_is_ignored_and_runs_on(worker_env, make_q
     warned = [line for line in lines if line["event"].startswith("--json goes with --once")]
     assert [line["level"] for line in warned] == ["warning"], lines
     assert process.returncode == 0
+
+
+# The worker as a user without the uvloop extra runs it: uvloop not importable.
+WITHOUT_UVLOOP = [
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['uvloop'] = None\nfrom lambda_destinations.cli import main; main()",
+]
+
+
+@pytest.mark.parametrize(
+    ("entry", "setting", "loop"),
+    [
+        (ENTRY, "auto", "uvloop"),  # the test extra installs uvloop, as the image does
+        (ENTRY, "uvloop", "uvloop"),
+        (ENTRY, "asyncio", "asyncio"),
+        (WITHOUT_UVLOOP, "auto", "asyncio"),
+    ],
+    ids=["auto", "uvloop", "asyncio", "auto-without-uvloop"],
+)
+def test_run_drains_on_the_event_loop_its_setting_names(
+    sqs, make_queue, worker_env, sqlite_url, entry, setting, loop
+) -> None:
+    # given: records on a queue, and the event_loop setting
+    url, _dlq = make_queue(f"loop-{setting}")
+    sent = cli("simulate", "--queue", url, "-n", "12", "--no-poison", env=worker_env)
+    assert sent.returncode == 0, sent.stderr
+    env = {**os.environ, **worker_env, "LAMBDA_DESTINATIONS_QUEUES": url}
+    env |= {"LAMBDA_DESTINATIONS_EVENT_LOOP": setting, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+
+    # when: the worker drains it
+    result = subprocess.run(
+        [*entry, "run", "--once", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    # then: it ran on that loop, said so when it started, and stored every record
+    assert result.returncode == 0, result.stderr
+    started = [
+        json.loads(line) for line in result.stderr.splitlines() if '"worker started"' in line
+    ]
+    assert [line["event_loop"] for line in started] == [loop]
+    assert json.loads(result.stdout.splitlines()[-1])["acked"] >= 12
+    assert stored_keys(sqlite_url) == {m.key for m in messages(12, seed=7, poison_every=0)}
+
+
+def test_uvloop_asked_for_where_it_is_not_installed_is_one_line_and_exit_3(worker_env) -> None:
+    # given: event_loop = uvloop, and no uvloop
+    env = {**os.environ, **worker_env, "LAMBDA_DESTINATIONS_QUEUES": "q"}
+    env |= {"LAMBDA_DESTINATIONS_EVENT_LOOP": "UVLOOP"}
+
+    # when: the worker starts
+    result = subprocess.run(
+        [*WITHOUT_UVLOOP, "run", "--once"], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    # then: one line says so and how to fix it, exit 3, nothing started
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "setting 'event_loop' (LAMBDA_DESTINATIONS_EVENT_LOOP)" in lines[0], lines
+    assert "pip install 'lambda-destinations[uvloop]'" in lines[0], lines

@@ -115,7 +115,7 @@ def wheelhouse(folder: Path) -> Path:
     """The project's wheel, its dependencies (with postgres) and its build backend."""
     folder.mkdir()
     sh(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(folder),
-       f"{REPO}[postgres]", "hatchling")  # fmt: skip
+       f"{REPO}[postgres,uvloop]", "hatchling")  # fmt: skip
     (folder / "pip.conf").write_text("[global]\nno-index = true\nfind-links = /wheels\n")
     return folder
 
@@ -249,5 +249,7 @@ def test_the_image_drains_into_sqlite_answers_probes_runs_unprivileged_and_stops
     with sqlite3.connect(database) as connection:
         stored = {row[0] for row in connection.execute("SELECT request_id FROM invocations")}
     assert stored == {r["requestContext"]["requestId"] for r in records}
-    # the logs are JSON lines by default
-    assert all(json.loads(line) for line in logs.splitlines() if line.strip())
+    # the logs are JSON lines by default, and the worker ran on uvloop (the image's extra)
+    lines = [json.loads(line) for line in logs.splitlines() if line.strip()]
+    assert all(lines)
+    assert [ln["event_loop"] for ln in lines if ln["event"] == "worker started"] == ["uvloop"]

@@ -355,7 +355,8 @@ def dev_command(
             stats = run_or_exit(
                 _dev(
                     settings, moto_url, simulation, port, simulate_n, None if once else console_port
-                )
+                ),
+                settings.event_loop,
             )
     if once:
         print_summary(stats, as_json=as_json)

@@ -164,9 +164,9 @@ async def run_worker(
         remove()
 
 
-def run_or_exit(main: Coroutine[Any, Any, Stats]) -> Stats:
-    """asyncio.run(main), turning a dead task, an unreachable start or a store gone from under
-    the worker into one line + code."""
+def run_or_exit(main: Coroutine[Any, Any, Stats], event_loop: str = "auto") -> Stats:
+    """asyncio.run(main) on the ``event_loop`` setting's loop, turning a dead task, an
+    unreachable start or a store gone from under the worker into one line + code."""
     from lambda_destinations.errors import StoreGone
     from lambda_destinations.worker import StartTimedOut, TaskFailed
 
@@ -175,11 +175,24 @@ def run_or_exit(main: Coroutine[Any, Any, Stats]) -> Stats:
     if not faulthandler.is_enabled():
         faulthandler.enable()
     try:
-        return asyncio.run(main)
+        with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+            return runner.run(main)
     except TaskFailed as exc:
         fail(str(exc), EXIT_TASK_FAILED)
     except (StartTimedOut, StoreGone) as exc:
         fail(str(exc), EXIT_UNREACHABLE)
+
+
+def loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the worker's loop: uvloop's for ``auto`` (when installed) and ``uvloop``;
+    None, asyncio's own, for ``asyncio`` (the settings refused ``uvloop`` without it)."""
+    if event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -229,7 +242,9 @@ def run_command(settings: Settings, once: bool, concurrency: int | None, as_json
             "--json goes with --once, whose summary it prints as JSON; ignored, the worker "
             "runs on (--log-format json: its logs as JSON)"
         )
-    stats = run_or_exit(run_worker(settings, once=once, on_started=_collect_less))
+    stats = run_or_exit(
+        run_worker(settings, once=once, on_started=_collect_less), settings.event_loop
+    )
     if once:
         print_summary(stats, as_json=as_json)
     raise SystemExit(EXIT_OK)

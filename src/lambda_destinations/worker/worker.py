@@ -333,6 +333,7 @@ class Worker(Lifetime):
             store=mask_url(self.store.url) if hasattr(self.store, "url") else None,
             concurrency=self.settings.concurrency,
             owner=self.owner,
+            event_loop=loop_name(),
         )
 
     async def _open(self, give_up_after: float | None) -> None:
@@ -1101,3 +1102,9 @@ def _stayed_away(what: str, settings: Settings, exc: BaseException) -> str:
         else "check the store URL and that the database server is up"
     )
     return f"{what} stayed unreachable for {seconds:g}s ({describe_error(exc)}): {fix}"
+
+
+def loop_name() -> str:
+    """The running event loop's kind: ``uvloop`` or ``asyncio`` (the event_loop setting)."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.startswith("uvloop") else "asyncio"
