@@ -11,6 +11,8 @@ subprocess:
     worker-sqlite         `lambda-destinations run --once`, the default route (persist), on a
                           new SQLite file with the store's default synchronous=FULL
     worker-sqlite-normal  the same with `?synchronous=normal`, floor_persist's setting
+    worker-sqlite-asyncio the same as worker-sqlite on asyncio's own event loop
+                          (event_loop=asyncio), where worker-sqlite takes uvloop's when installed
     worker-noop           the worker with one do-nothing handler as its only route
     worker-pg             the worker on a new PostgreSQL database (created through --pg's
                           database, dropped after)
@@ -95,6 +97,7 @@ VARIANTS = (
     "floor_persist",
     "worker-sqlite",
     "worker-sqlite-normal",
+    "worker-sqlite-asyncio",
     "worker-noop",
     "worker-pg",
     "peer",
@@ -106,6 +109,13 @@ GOALS = (
         "worker-sqlite-normal CPU/msg ÷ floor_persist's",
         "worker-sqlite-normal",
         "floor_persist",
+        "cpu",
+        "",
+    ),
+    (
+        "worker-sqlite CPU/msg ÷ worker-sqlite-asyncio's",
+        "worker-sqlite",
+        "worker-sqlite-asyncio",
         "cpu",
         "",
     ),
@@ -309,6 +319,9 @@ def command(
         LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL="0",
     )
     env.pop("LAMBDA_DESTINATIONS_CONFIG", None)
+    env.pop("LAMBDA_DESTINATIONS_EVENT_LOOP", None)  # each variant says its own
+    if name == "worker-sqlite-asyncio":
+        env["LAMBDA_DESTINATIONS_EVENT_LOOP"] = "asyncio"
     if name == "worker-noop":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), env.get("PYTHONPATH")]))
         env["LAMBDA_DESTINATIONS_ROUTES"] = json.dumps([{"handlers": ["compare_noop:noop"]}])
