@@ -16,6 +16,7 @@ subprocess:
     worker-noop           the worker with one do-nothing handler as its only route
     worker-pg             the worker on a new PostgreSQL database (created through --pg's
                           database, dropped after)
+    worker-pg-asyncio     the same on asyncio's own event loop
     peer                  sqs-consumer + better-sqlite3 12 on Node (bench/node/peer.mjs): the work
                           of floor_persist, in WAL with synchronous=FULL, the worker's default
 
@@ -100,6 +101,7 @@ VARIANTS = (
     "worker-sqlite-asyncio",
     "worker-noop",
     "worker-pg",
+    "worker-pg-asyncio",
     "peer",
 )
 # (label, numerator, denominator, figure compared, goal: empty for a figure with none)
@@ -123,6 +125,8 @@ GOALS = (
     ("worker-sqlite CPU/msg ÷ peer's", "worker-sqlite", "peer", "cpu", "≤ 0.7"),
     ("worker-pg msg/s ÷ worker-sqlite's", "worker-pg", "worker-sqlite", "rate", "≥ 0.9"),
     ("worker-noop CPU/msg ÷ floor's", "worker-noop", "floor", "cpu", ""),
+    ("worker-pg msg/s ÷ worker-pg-asyncio's", "worker-pg", "worker-pg-asyncio", "rate", ""),
+    ("worker-pg CPU/msg ÷ worker-pg-asyncio's", "worker-pg", "worker-pg-asyncio", "cpu", ""),
 )
 
 
@@ -206,7 +210,8 @@ def unavailable(options: Options) -> dict[str, str]:
         )
         reasons.update(floor=why, floor_persist=why)
     if not options.pg:
-        reasons["worker-pg"] = "no PostgreSQL: give --pg postgresql://USER@HOST/EXISTING_DB"
+        for name in ("worker-pg", "worker-pg-asyncio"):
+            reasons[name] = "no PostgreSQL: give --pg postgresql://USER@HOST/EXISTING_DB"
     absent = [p for p in NODE_PACKAGES if not (options.node / "node_modules" / p).is_dir()]
     if shutil.which("node") is None:
         reasons["peer"] = "no `node` on PATH"
@@ -244,7 +249,7 @@ def measure(options: Options, name: str, tmp: Path, endpoint: frozenset[int] = f
     try:
         with _store(options, name, db) as store:
             argv, env = command(options, name, url, db, store)
-            database = _database(store) if name == "worker-pg" else None
+            database = _database(store) if name.startswith("worker-pg") else None
             run = _timed(name, argv, env, database, endpoint)
         left = _left(sqs, url)
         if left or run.deleted < n:
@@ -320,7 +325,7 @@ def command(
     )
     env.pop("LAMBDA_DESTINATIONS_CONFIG", None)
     env.pop("LAMBDA_DESTINATIONS_EVENT_LOOP", None)  # each variant says its own
-    if name == "worker-sqlite-asyncio":
+    if name in ("worker-sqlite-asyncio", "worker-pg-asyncio"):
         env["LAMBDA_DESTINATIONS_EVENT_LOOP"] = "asyncio"
     if name == "worker-noop":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), env.get("PYTHONPATH")]))
@@ -341,7 +346,7 @@ def _worker_executable() -> str:
 @contextmanager
 def _store(options: Options, name: str, db: Path) -> Iterator[str]:
     """The worker's store URL for one run; a PostgreSQL database lives only as long as the run."""
-    if name != "worker-pg":
+    if not name.startswith("worker-pg"):
         yield f"sqlite:///{db}" + ("?synchronous=normal" if name == "worker-sqlite-normal" else "")
         return
     assert options.pg is not None
@@ -641,7 +646,11 @@ def format_report(report: Report) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, drains in report.drains.items():
-        server = _spread([d.server_us(n) for d in drains], ".0f") if name == "worker-pg" else "—"
+        server = (
+            _spread([d.server_us(n) for d in drains], ".0f")
+            if name.startswith("worker-pg")
+            else "—"
+        )
         endpoint = [d.endpoint / n * 1e6 for d in drains if d.endpoint is not None]
         ceiling = [c for d in drains if (c := d.ceiling(n, report.cores)) is not None]
         lines.append(
