@@ -51,6 +51,16 @@ RUN_LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 UID = 10001
 GRACE = 5
 RECORDS = 100
+# What `run` imports on its way to draining: each must load from bytecode the build compiled.
+WORKER_MODULES = (
+    "lambda_destinations.cli.run",
+    "lambda_destinations.worker.worker",
+    "lambda_destinations.store.sqlite",
+    "lambda_destinations.store.postgres",
+    "lambda_destinations.handlers",
+    "aiobotocore.session",
+    "uvloop",
+)
 
 
 def tools_or_skip() -> None:
@@ -253,3 +263,26 @@ def test_the_image_drains_into_sqlite_answers_probes_runs_unprivileged_and_stops
     lines = [json.loads(line) for line in logs.splitlines() if line.strip()]
     assert all(lines)
     assert [ln["event_loop"] for ln in lines if ln["event"] == "worker started"] == ["uvloop"]
+
+
+def test_the_image_runs_every_module_from_the_bytecode_it_was_built_with(image) -> None:
+    """The image runs read-only with PYTHONDONTWRITEBYTECODE: a module without bytecode in it is
+    compiled again by every process that imports it (the worker's start, each healthcheck).
+    ``python -v`` names where each module's code came from: a ``.pyc``, or the source."""
+    # when: the worker's modules are imported in the image, as its user
+    done = subprocess.run(
+        [*PODMAN, "run", "--rm", *RUN_LIMITS, "--entrypoint", "python3", image,
+         "-v", "-c", "import " + ", ".join(WORKER_MODULES)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = [
+        line.removeprefix("# code object from ").strip("'")
+        for line in done.stderr.splitlines()
+        if line.startswith("# code object from ")
+    ]
+
+    # then: hundreds came from the venv's bytecode, and none was compiled from its source
+    assert sum(path.startswith("/opt/lambda-destinations/") for path in loaded) > 300
+    compiled_here = [path for path in loaded if path.endswith(".py")]
+    assert compiled_here == [], compiled_here[:20]
