@@ -137,3 +137,58 @@ def test_a_typed_handler_is_read_once_with_its_model_and_options(
     assert built.model is not None
     assert built.model.__name__ == "InvocationRecord[Order, NoneType]"
     assert dict(built.options) == {"channel": "#orders"}
+
+
+# Builds the worker's routes from the environment, as `run` does at start, and prints the
+# modules then loaded.
+_ROUTES_PROBE = """
+import json, sys
+from lambda_destinations.config import load_settings
+from lambda_destinations.handlers import HandlerRegistry
+HandlerRegistry(load_settings()).router()
+print(json.dumps(sorted(sys.modules)))
+"""
+_SMS = ("lambda_destinations.handlers.sms", "phonenumbers")
+_EMAIL_AND_WEBHOOK = ("lambda_destinations.handlers.email", "lambda_destinations.handlers.webhook")
+
+
+@pytest.mark.parametrize(
+    ("routes", "handlers", "loaded", "not_loaded"),
+    [
+        pytest.param(None, None, (), (*_SMS, *_EMAIL_AND_WEBHOOK), id="the default route"),
+        pytest.param(
+            [{"handlers": ["persist", "oncall"]}],
+            {"oncall": {"type": "sms", "phone_numbers": ["+14155552671"]}},
+            _SMS,
+            _EMAIL_AND_WEBHOOK,
+            id="a route with an sms handler",
+        ),
+    ],
+)
+def test_a_built_in_handler_is_imported_only_when_a_route_uses_it(
+    tmp_path: Path,
+    routes: list[dict[str, object]] | None,
+    handlers: dict[str, object] | None,
+    loaded: tuple[str, ...],
+    not_loaded: tuple[str, ...],
+) -> None:
+    env = {"PATH": "", "LAMBDA_DESTINATIONS_QUEUES": "orders-success"}
+    if routes is not None:
+        env["LAMBDA_DESTINATIONS_ROUTES"] = json.dumps(routes)
+    if handlers is not None:
+        env["LAMBDA_DESTINATIONS_HANDLERS"] = json.dumps(handlers)
+
+    done = subprocess.run(
+        [sys.executable, "-c", _ROUTES_PROBE],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+    )
+
+    assert done.returncode == 0, done.stderr
+    modules = set(json.loads(done.stdout))
+    assert "lambda_destinations.handlers.persist" in modules
+    assert set(loaded) <= modules
+    assert not set(not_loaded) & modules

@@ -15,25 +15,33 @@ from typing import Any
 
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
-from lambda_destinations.handlers import email, persist, replay, sms, webhook
 from lambda_destinations.handlers.base import Handler, as_handler, marked_name
 from lambda_destinations.handlers.routing import Route, Router
 from lambda_destinations.redact import echoed
 
 Factory = Callable[[str, dict[str, Any], Settings], Handler]
 
-# Built-in handler types: type name -> factory. A factory takes (name, options, settings) and
-# returns a Handler; it validates its options and raises ConfigError naming the setting.
-BUILTIN_TYPES: dict[str, Factory] = {
-    "persist": persist.build,
-    "sms": sms.build,
-    "email": email.build,
-    "replay": replay.build,
-    "replay-outcome": replay.build_outcome,
-    "webhook": webhook.build,
+# Built-in handler types: type name -> its factory's module and name, imported when a route
+# names the type (a worker that sends no SMS loads no phone-number metadata). A factory takes
+# (name, options, settings) and returns a Handler; it validates its options and raises
+# ConfigError naming the setting.
+BUILTIN_TYPES: dict[str, str] = {
+    "persist": "lambda_destinations.handlers.persist:build",
+    "sms": "lambda_destinations.handlers.sms:build",
+    "email": "lambda_destinations.handlers.email:build",
+    "replay": "lambda_destinations.handlers.replay:build",
+    "replay-outcome": "lambda_destinations.handlers.replay:build_outcome",
+    "webhook": "lambda_destinations.handlers.webhook:build",
 }
 # The condition of a success record (what an exact condition in a route must name to take it).
 SUCCESS_CONDITION = "Success"
+
+
+def builtin_factory(kind: str) -> Factory:
+    """The factory of the built-in handler type ``kind`` (a key of BUILTIN_TYPES)."""
+    module, _, name = BUILTIN_TYPES[kind].partition(":")
+    factory: Factory = getattr(importlib.import_module(module), name)
+    return factory
 
 
 def _import(reference: str, what: str) -> Any:
@@ -270,7 +278,7 @@ class HandlerRegistry:
 
     def _from_type(self, name: str, kind: str, options: dict[str, Any]) -> Handler:
         if kind in BUILTIN_TYPES:
-            return BUILTIN_TYPES[kind](name, options, self._settings)
+            return builtin_factory(kind)(name, options, self._settings)
         if kind in self._decorated:
             return _user_handler(name, self._decorated[kind], f"handlers.{name}", options)
         if ":" in kind:
