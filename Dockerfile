@@ -45,7 +45,7 @@ RUN groupadd --system --gid "${UID}" lambda-destinations \
         --home-dir /var/lib/lambda-destinations --shell /usr/sbin/nologin lambda-destinations \
     && mkdir -p /var/lib/lambda-destinations \
     && chown "${UID}:${UID}" /var/lib/lambda-destinations \
-    && python3 -m compileall -q -j 0 -x '/(test|tests|idlelib|lib2to3|tkinter|turtledemo)/' \
+    && python3 -m compileall -q -j 0 -x '/(test|tests|idlelib|lib2to3|tkinter|turtledemo|site-packages|dist-packages)/' \
         "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')"
 COPY --from=build /opt/lambda-destinations /opt/lambda-destinations
 ENV PATH=/opt/lambda-destinations/bin:${PATH} \
