@@ -24,7 +24,17 @@ ROOT = "lambda_destinations"
 # - the package itself (``lambda_destinations/__init__.py``) is the public facade: on top.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
-        {"schemas", "errors", "redact", "_json", "_text", "_lifetime", "_lazy", "_version"}
+        {
+            "schemas",
+            "errors",
+            "redact",
+            "_json",
+            "_text",
+            "_lifetime",
+            "_lazy",
+            "_version",
+            "_ranges",
+        }
         | {"times", "logs", "_urls", "_serving", "aws_operations", "simulate", "_request_ids"}
     ),
     frozenset({"store", "config", "retrying", "aws", "dev_endpoint"}),

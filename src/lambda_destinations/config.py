@@ -43,6 +43,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from lambda_destinations._ranges import number_range
 from lambda_destinations._urls import check_port
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.redact import echoed, mask_url
@@ -620,8 +621,8 @@ def _number_kind(field: FieldInfo) -> type | None:
 def _number_range(
     field: FieldInfo, upper: float | None, noun: str, number: Callable[[float], str]
 ) -> str:
-    """The values a number field takes, by its bounds (ge, gt, le, lt) and ``upper``: "a number
-    from 0 to 3600", "0 or more", "a number above 0, up to 600"."""
+    """The values a number field takes, by its bounds (ge, gt, le, lt) and ``upper``, in the
+    words of :func:`number_range`."""
     bounds = {
         name: float(getattr(rule, name))
         for rule in field.metadata
@@ -630,19 +631,7 @@ def _number_range(
     }
     if upper is not None:
         bounds["le"] = upper
-    if "ge" in bounds:
-        low = f"{number(bounds['ge'])} or more"
-        if "le" in bounds:
-            return f"{noun} from {number(bounds['ge'])} to {number(bounds['le'])}"
-    elif "gt" in bounds:
-        low = f"{noun} above {number(bounds['gt'])}"
-    else:
-        low = noun
-    if "le" in bounds:
-        return f"{low}, up to {number(bounds['le'])}"
-    if "lt" in bounds:
-        return f"{low} and below {number(bounds['lt'])}"
-    return low
+    return number_range(noun, bounds, number)
 
 
 def standard_region_variable() -> str:

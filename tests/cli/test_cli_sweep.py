@@ -15,6 +15,7 @@ from bad_input_helpers import DOCUMENTED_EXIT_CODES, ENTRY, every_command
 from click.testing import CliRunner
 
 from lambda_destinations.cli import cli as group
+from lambda_destinations.cli._numbers import FiniteFloatRange, Whole, use
 
 COMMANDS = every_command()
 # A command still running after this long took the value and is at work (a server, a
@@ -245,3 +246,68 @@ def test_commands_other_than_run_dev_and_migrate_never_create_a_file(
         if os.listdir(cwd):
             made[" ".join(path)] = os.listdir(cwd)
     assert made == {}
+
+
+NUMBER_OPTIONS = [
+    (path, param)
+    for path, command in COMMANDS
+    for param in command.params
+    if isinstance(param.type, click.types.IntParamType | click.types.FloatParamType)
+]
+
+
+def test_the_sweep_finds_number_options_and_each_is_one_of_ours() -> None:
+    # click's own refusals say "'abc' is not a valid integer range." and "0 is not in the
+    # range 1<=x<=1000."; ours say what to give
+    assert len(NUMBER_OPTIONS) >= 15
+    for path, param in NUMBER_OPTIONS:
+        assert isinstance(param.type, Whole | FiniteFloatRange), (path, param.name)
+
+
+def bounded_by(kind: click.ParamType) -> bool:
+    return isinstance(kind, click.IntRange | click.FloatRange) and bool(use(kind))
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    NUMBER_OPTIONS,
+    ids=lambda value: " ".join(value) if isinstance(value, list) else value.name,
+)
+def test_a_number_option_given_a_word_or_a_number_out_of_range_says_what_to_give(
+    path: list[str], param: click.Parameter
+) -> None:
+    command = command_of(path)
+    whole = isinstance(param.type, click.IntRange)
+    kind = "whole number" if whole else "number"
+    fix = use(param.type)  # type: ignore[arg-type]
+
+    def refusal(value: str) -> str:
+        if isinstance(param, click.Option):
+            args = [*path, param.opts[0], value, *required_args(command)]
+        else:
+            args = [
+                *path,
+                *[
+                    value if p is param else "x"
+                    for p in command.params
+                    if isinstance(p, click.Argument)
+                ],
+            ]
+        result = CliRunner().invoke(group, args, catch_exceptions=False)
+        assert result.exit_code == 2, result.output
+        return result.output.splitlines()[-1]
+
+    # a word: what it is not, and the range to give
+    line = refusal("abc")
+    assert line.startswith("Error: Invalid value for "), line
+    assert line.endswith(f": 'abc' is not a {kind}{fix}."), line
+    if not bounded_by(param.type):
+        return
+    # a number past a bound: out of range, and the range again
+    low, high = param.type.min, param.type.max  # type: ignore[attr-defined]
+    outside = (low - 1) if low is not None else (high + 1)
+    if not whole and low is not None:
+        outside = low - 0.5
+    line = refusal(str(outside))
+    assert line.startswith("Error: Invalid value for "), line
+    assert line.endswith(f": {outside} is out of range{fix}."), line

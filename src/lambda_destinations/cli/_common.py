@@ -9,7 +9,6 @@ import functools
 import getpass
 import io
 import json
-import math
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -26,6 +25,7 @@ from lambda_destinations.cli._app import (
     first_line,
     reports_errors,
 )
+from lambda_destinations.cli._numbers import LIMIT_MAX, FiniteFloatRange, Whole
 from lambda_destinations.config import OUTSIDE_DEV, Settings
 from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.detail import AmbiguousId, whole_id
@@ -159,18 +159,6 @@ def iso(moment: dt.datetime | None) -> str | None:
 
 # -- numbers ----------------------------------------------------------------------------------
 
-LIMIT_MAX = 1_000_000_000  # more than any store holds; keeps SQL's LIMIT in range
-
-
-class FiniteFloatRange(click.FloatRange):
-    """A float range that also refuses ``nan`` and ``inf`` (which compare false to any bound)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
-
 
 def rate_option(*, default: float, help: str) -> Callable[[F], F]:
     """``--rate``: invocations (or messages) per second at most, 0 for no limit."""
@@ -296,7 +284,7 @@ def _selection_option_list(limit_default: int | None) -> list[Callable[[F], F]]:
         ),
         click.option(
             "--limit",
-            type=click.IntRange(min=0, max=LIMIT_MAX),
+            type=Whole(min=0, max=LIMIT_MAX),
             default=limit_default,
             show_default=limit_default is not None,
             help="At most this many, newest first (0: no limit).",

@@ -11,6 +11,7 @@ import click
 
 from lambda_destinations._urls import listen_problem
 from lambda_destinations.cli._app import EXIT_CONFIG, command, echo_error, fail
+from lambda_destinations.cli._numbers import Whole
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, LambdaDestinationsError
@@ -88,9 +89,7 @@ async def serve_alongside(settings: Settings, port: int) -> None:
 
 @command("console")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any."
-)
+@click.option("--port", type=Whole(0, 65535), default=8000, show_default=True, help="0: any.")
 @click.option("--read-only", is_flag=True, help="Show everything, offer no action.")
 @settings_options
 def console_command(settings: Settings, host: str, port: int, read_only: bool) -> None:

@@ -19,6 +19,7 @@ from click.core import ParameterSource
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_CONFIG, EXIT_USAGE, command, fail
 from lambda_destinations.cli._common import aws_errors
+from lambda_destinations.cli._numbers import FiniteFloatRange, Whole
 from lambda_destinations.cli._options import hide_options, hide_password, settings_options
 from lambda_destinations.cli._table import plural
 from lambda_destinations.cli.console import serve_alongside
@@ -280,7 +281,7 @@ def _dev_settings(settings: Settings) -> Settings:
 
 
 _seed_option = click.option(
-    "--seed", type=int, default=7, show_default=True, help="Seed of the simulator."
+    "--seed", type=Whole(), default=7, show_default=True, help="Seed of the simulator."
 )
 
 
@@ -288,7 +289,7 @@ _seed_option = click.option(
 @click.option(
     "--simulate",
     "simulate_n",
-    type=click.IntRange(min=0, max=100_000),
+    type=Whole(min=0, max=100_000),
     default=0,
     show_default=True,
     help="Send this many realistic records (a mix with a few poison messages).",
@@ -297,20 +298,20 @@ _seed_option = click.option(
 @_seed_option
 @click.option(
     "--success-rate",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     default=0.6,
     show_default=True,
     help="Chance that an invocation of a simulated function (a replay) succeeds.",
 )
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=Whole(0, 65535),
     default=0,
     help="Port of the local endpoint (default: a free one).",
 )
 @click.option(
     "--console-port",
-    type=click.IntRange(0, 65535),
+    type=Whole(0, 65535),
     default=8000,
     show_default=True,
     help="Port of the browser console on 127.0.0.1 (a free one if taken); not with --once.",
@@ -485,7 +486,7 @@ async def _run_dev_worker(settings: Settings, console_port: int | None, seed: in
     "-n",
     "--count",
     "count",
-    type=click.IntRange(min=1, max=1_000_000),
+    type=Whole(min=1, max=1_000_000),
     default=50,
     show_default=True,
     help="How many messages.",

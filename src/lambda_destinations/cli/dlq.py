@@ -14,7 +14,6 @@ from lambda_destinations._text import capped, visible
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
 from lambda_destinations.cli._common import (
-    LIMIT_MAX,
     aws_errors,
     dumps,
     legacy_function_option,
@@ -23,6 +22,7 @@ from lambda_destinations.cli._common import (
     rate_option,
     subcommand,
 )
+from lambda_destinations.cli._numbers import LIMIT_MAX, Whole
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import plural, render_table
 from lambda_destinations.config import Settings
@@ -84,7 +84,7 @@ def _age(seconds: int | None) -> str | None:
 @click.argument("queue")
 @click.option(
     "--limit",
-    type=click.IntRange(1, 10000),
+    type=Whole(1, 10000),
     default=10,
     show_default=True,
     help="Show at most this many messages.",
@@ -214,7 +214,7 @@ def _error(described: dict[str, Any]) -> str | None:
 @legacy_function_option("With --reinvoke: the function to invoke for legacy DLQ messages.")
 @click.option(
     "--limit",
-    type=click.IntRange(min=1, max=LIMIT_MAX),
+    type=Whole(min=1, max=LIMIT_MAX),
     help="Handle at most this many messages (no task).",
 )
 @click.option(
@@ -226,12 +226,12 @@ def _error(described: dict[str, Any]) -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="The outcome as one JSON object.")
 @click.option(
     "--visibility-timeout",
-    type=click.IntRange(1, 43200),
+    type=Whole(1, 43200),
     default=DEFAULT_VISIBILITY,
     hidden=True,
     help="Seconds a message being moved stays hidden in the DLQ.",
 )
-@click.option("--concurrency", type=click.IntRange(1, 64), default=4, hidden=True)
+@click.option("--concurrency", type=Whole(1, 64), default=4, hidden=True)
 @settings_options
 def redrive_command(
     settings: Settings, queue: str, reinvoke: bool, as_json: bool, **options: Any

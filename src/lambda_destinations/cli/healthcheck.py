@@ -10,7 +10,7 @@ import click
 
 from lambda_destinations._urls import is_site_path
 from lambda_destinations.cli._app import command, fail
-from lambda_destinations.cli._common import FiniteFloatRange
+from lambda_destinations.cli._numbers import FiniteFloatRange
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
 

@@ -25,6 +25,7 @@ from lambda_destinations.cli._common import (
     since_option,
     subcommand,
 )
+from lambda_destinations.cli._numbers import Whole
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
@@ -42,7 +43,7 @@ from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, utcnow
 from lambda_destinations.worker.queues import queue_name
 
 # The store's ids are 64-bit integers: a larger one is a usage error, not a driver's overflow.
-QUARANTINE_ID = click.IntRange(min=1, max=ROW_ID_MAX)
+QUARANTINE_ID = Whole(min=1, max=ROW_ID_MAX)
 
 
 @cli.group("quarantine")
@@ -80,7 +81,7 @@ def _reason(described: dict[str, Any]) -> str:
 @subcommand(quarantine_group, "list")
 @click.option("--queue", help="Only messages quarantined from this queue (name or URL).")
 @since_option(help="Only messages quarantined at or after this time: 2h, 30m, 7d, or an ISO time.")
-@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="0: all.")
+@click.option("--limit", type=Whole(min=0), default=50, show_default=True, help="0: all.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
 @settings_options
 def list_command(

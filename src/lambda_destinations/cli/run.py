@@ -24,6 +24,7 @@ from lambda_destinations.cli._app import (
     command,
     fail,
 )
+from lambda_destinations.cli._numbers import Whole
 from lambda_destinations.cli._options import hide_password, settings_options
 from lambda_destinations.config import Settings
 
@@ -215,7 +216,7 @@ def print_summary(stats: Stats, *, as_json: bool) -> None:
 @click.option("--once", is_flag=True, help="Drain the queues until they answer empty, then exit.")
 @click.option(
     "--concurrency",
-    type=click.IntRange(1, 1000),
+    type=Whole(1, 1000),
     help="Messages handled at once, 1 to 1000 [env: LAMBDA_DESTINATIONS_CONCURRENCY].",
 )
 @click.option("--json", "as_json", is_flag=True, help="With --once: print the summary as JSON.")
