@@ -27,6 +27,18 @@ def utc_text(moment: dt.datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return moment.strftime(fmt.replace("%Y", f"{moment.year:04d}"))
 
 
+def window_backwards(
+    since: dt.datetime, until: dt.datetime, since_name: str = "--since", until_name: str = "--until"
+) -> str:
+    """The line for a window that ends before it starts (``--since 1h --until 2h``, say): the
+    two times as read, and the way round. The console names its fields ``since`` and ``until``."""
+    return (
+        f"{since_name} must be before {until_name}: they read {utc_text(since)} and "
+        f"{utc_text(until)} UTC; a duration counts back from now, so the longer one goes with "
+        f"{since_name} ({since_name} 3h {until_name} 1h)"
+    )
+
+
 def duration_unit(seconds: float) -> tuple[float, str]:
     """``seconds`` in the unit that reads best, as (amount, unit): seconds below two minutes,
     minutes below two hours, hours below two days, then days (units ``s``, ``min``, ``h``, ``d``).

@@ -1516,7 +1516,7 @@ _YEAR_1 = "0001-01-01T00:00:00%2B01:00"
 
 _FILTER_ERRORS = [
     ("since=yesterday", "since: 'yesterday' is neither a duration"),
-    ("since=1h&until=2h", "since must be before until"),
+    ("since=1h&until=2h", "since must be before until: they read "),
     ("status=bogus", "status: 'bogus' is not a status (one of open, "),
     ("status=open&status=bogus", "status: 'bogus' is not a status (one of open, "),
 ]
@@ -2133,7 +2133,11 @@ async def test_a_filter_s_errors_are_tied_to_the_fields_they_are_about(
     for name in ("since", "until"):
         (element,) = [e for e in both.all("input") if e.attrs.get("name") == name]
         (line,) = [both.by_id(i).text for i in element.attrs["aria-describedby"].split()]
-        assert line == "since must be before until"
+        assert line.startswith("since must be before until: they read "), line
+        assert line.endswith(
+            " UTC; a duration counts back from now, so the longer one goes with "
+            "since (since 3h until 1h)"
+        ), line
 
 
 async def test_a_sign_in_problem_is_tied_to_the_field_it_is_about(make_client) -> None:

@@ -31,7 +31,7 @@ from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.detail import AmbiguousId, whole_id
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
-from lambda_destinations.times import parse_when, utc_text, utcnow
+from lambda_destinations.times import parse_when, utc_text, utcnow, window_backwards
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,15 +104,6 @@ def since_option(default: str | None = None, help: str | None = None) -> Callabl
         help=help
         or "Only failures at or after this time: 2h, 30m, 7d, or 2024-05-01T12:00Z (UTC "
         "without a zone).",
-    )
-
-
-def since_after_until(since: dt.datetime, until: dt.datetime) -> str:
-    """The line for a window that ends before it starts (``--since 1h --until 2h``, say)."""
-    return (
-        f"--since must be before --until: they read {utc_text(since)} and {utc_text(until)} "
-        "UTC; a duration counts back from now, so the longer one goes with --since "
-        "(--since 3h --until 1h)"
     )
 
 
@@ -239,7 +230,7 @@ def selection_options(
             **kwargs: Any,
         ) -> R:
             if since is not None and until is not None and since >= until:
-                fail(since_after_until(since, until), EXIT_USAGE)
+                fail(window_backwards(since, until), EXIT_USAGE)
             selection = InvocationFilter(
                 failed_only=True,
                 function_glob=function_glob,

@@ -27,7 +27,6 @@ from lambda_destinations.cli._common import (
     output_options,
     say_no_failure,
     selection_options,
-    since_after_until,
     since_option,
     stored_ids,
     subcommand,
@@ -47,7 +46,7 @@ from lambda_destinations.store import (
     InvocationFilter,
     InvocationRow,
 )
-from lambda_destinations.times import too_far
+from lambda_destinations.times import too_far, window_backwards
 
 if TYPE_CHECKING:
     from lambda_destinations.operations import FailureStats
@@ -410,7 +409,7 @@ def stats_command(
     except OverflowError:
         fail(f"--until: {too_far(until.isoformat())}", 2)
     if since >= until:
-        fail(since_after_until(since, until), 2)
+        fail(window_backwards(since, until), 2)
     try:
         check_window(since, until, names="--since and --until")
     except ValueError as exc:

@@ -45,7 +45,7 @@ from lambda_destinations.store import (
     Store,
     utcnow,
 )
-from lambda_destinations.times import parse_when, too_far, utc_text
+from lambda_destinations.times import parse_when, too_far, utc_text, window_backwards
 from lambda_destinations.worker.queues import queue_name
 
 FILTER_FIELDS = ("function", "error_type", "condition", "since", "until")
@@ -110,7 +110,7 @@ def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> 
             known = ", ".join(FailureStatus)
             errors.append(f"status: {echoed(status)!r} is not a status (one of {known})")
     if times["since"] and times["until"] and times["since"] >= times["until"]:
-        errors.append("since must be before until")
+        errors.append(window_backwards(times["since"], times["until"], "since", "until"))
         times["until"] = None
     selection = InvocationFilter(
         failed_only=True,
