@@ -104,6 +104,10 @@ VARIANTS = (
     "worker-pg-asyncio",
     "peer",
 )
+# The variants on a PostgreSQL database of their own (its server's CPU read apart), and those on
+# asyncio's own event loop rather than uvloop's.
+PG_VARIANTS = ("worker-pg", "worker-pg-asyncio")
+ASYNCIO_VARIANTS = ("worker-sqlite-asyncio", "worker-pg-asyncio")
 # (label, numerator, denominator, figure compared, goal: empty for a figure with none)
 GOALS = (
     ("worker-sqlite CPU/msg ÷ floor_persist's", "worker-sqlite", "floor_persist", "cpu", "≤ 1.3"),
@@ -210,7 +214,7 @@ def unavailable(options: Options) -> dict[str, str]:
         )
         reasons.update(floor=why, floor_persist=why)
     if not options.pg:
-        for name in ("worker-pg", "worker-pg-asyncio"):
+        for name in PG_VARIANTS:
             reasons[name] = "no PostgreSQL: give --pg postgresql://USER@HOST/EXISTING_DB"
     absent = [p for p in NODE_PACKAGES if not (options.node / "node_modules" / p).is_dir()]
     if shutil.which("node") is None:
@@ -249,7 +253,7 @@ def measure(options: Options, name: str, tmp: Path, endpoint: frozenset[int] = f
     try:
         with _store(options, name, db) as store:
             argv, env = command(options, name, url, db, store)
-            database = _database(store) if name.startswith("worker-pg") else None
+            database = _database(store) if name in PG_VARIANTS else None
             run = _timed(name, argv, env, database, endpoint)
         left = _left(sqs, url)
         if left or run.deleted < n:
@@ -325,7 +329,7 @@ def command(
     )
     env.pop("LAMBDA_DESTINATIONS_CONFIG", None)
     env.pop("LAMBDA_DESTINATIONS_EVENT_LOOP", None)  # each variant says its own
-    if name in ("worker-sqlite-asyncio", "worker-pg-asyncio"):
+    if name in ASYNCIO_VARIANTS:
         env["LAMBDA_DESTINATIONS_EVENT_LOOP"] = "asyncio"
     if name == "worker-noop":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), env.get("PYTHONPATH")]))
@@ -346,7 +350,7 @@ def _worker_executable() -> str:
 @contextmanager
 def _store(options: Options, name: str, db: Path) -> Iterator[str]:
     """The worker's store URL for one run; a PostgreSQL database lives only as long as the run."""
-    if not name.startswith("worker-pg"):
+    if name not in PG_VARIANTS:
         yield f"sqlite:///{db}" + ("?synchronous=normal" if name == "worker-sqlite-normal" else "")
         return
     assert options.pg is not None
@@ -646,11 +650,7 @@ def format_report(report: Report) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, drains in report.drains.items():
-        server = (
-            _spread([d.server_us(n) for d in drains], ".0f")
-            if name.startswith("worker-pg")
-            else "—"
-        )
+        server = _spread([d.server_us(n) for d in drains], ".0f") if name in PG_VARIANTS else "—"
         endpoint = [d.endpoint / n * 1e6 for d in drains if d.endpoint is not None]
         ceiling = [c for d in drains if (c := d.ceiling(n, report.cores)) is not None]
         lines.append(

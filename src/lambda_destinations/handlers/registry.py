@@ -37,13 +37,6 @@ BUILTIN_TYPES: dict[str, str] = {
 SUCCESS_CONDITION = "Success"
 
 
-def builtin_factory(kind: str) -> Factory:
-    """The factory of the built-in handler type ``kind`` (a key of BUILTIN_TYPES)."""
-    module, _, name = BUILTIN_TYPES[kind].partition(":")
-    factory: Factory = getattr(importlib.import_module(module), name)
-    return factory
-
-
 def _import(reference: str, what: str) -> Any:
     module_name, colon, attribute = reference.partition(":")
     if not all(part.isidentifier() for part in module_name.split(".")):
@@ -278,7 +271,8 @@ class HandlerRegistry:
 
     def _from_type(self, name: str, kind: str, options: dict[str, Any]) -> Handler:
         if kind in BUILTIN_TYPES:
-            return builtin_factory(kind)(name, options, self._settings)
+            factory: Factory = _import(BUILTIN_TYPES[kind], f"handler type {kind!r}")
+            return factory(name, options, self._settings)
         if kind in self._decorated:
             return _user_handler(name, self._decorated[kind], f"handlers.{name}", options)
         if ":" in kind:
