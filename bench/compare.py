@@ -8,6 +8,9 @@ subprocess:
     floor_persist         the same, plus one SQLite INSERT OR IGNORE (request id, body) per
                           message and a commit per batch, WAL, synchronous=NORMAL: that script
                           fixes the setting (floor_persist.py)
+    floor_schema          floor_persist's loop writing the worker's own rows: the worker's
+                          INSERT, the parameters it would bind (made before the drain), a file
+                          that `migrate` made, synchronous=FULL (bench/floor_schema.py)
     worker-sqlite         `lambda-destinations run --once`, the default route (persist), on a
                           new SQLite file with the store's default synchronous=FULL
     worker-sqlite-normal  the same with `?synchronous=normal`, floor_persist's setting
@@ -96,6 +99,7 @@ NODE_PACKAGES = ("sqs-consumer", "better-sqlite3", "@aws-sdk/client-sqs")
 VARIANTS = (
     "floor",
     "floor_persist",
+    "floor_schema",
     "worker-sqlite",
     "worker-sqlite-normal",
     "worker-sqlite-asyncio",
@@ -108,9 +112,13 @@ VARIANTS = (
 # asyncio's own event loop rather than uvloop's.
 PG_VARIANTS = ("worker-pg", "worker-pg-asyncio")
 ASYNCIO_VARIANTS = ("worker-sqlite-asyncio", "worker-pg-asyncio")
+# The loops whose SQLite file is counted after the drain, and the table that holds their records.
+STORED_IN = {"floor_persist": "records", "floor_schema": "invocations", "peer": "records"}
 # (label, numerator, denominator, figure compared, goal: empty for a figure with none)
 GOALS = (
     ("worker-sqlite CPU/msg ÷ floor_persist's", "worker-sqlite", "floor_persist", "cpu", "≤ 1.3"),
+    ("worker-sqlite CPU/msg ÷ floor_schema's", "worker-sqlite", "floor_schema", "cpu", ""),
+    ("floor_schema CPU/msg ÷ floor_persist's", "floor_schema", "floor_persist", "cpu", ""),
     (
         "worker-sqlite-normal CPU/msg ÷ floor_persist's",
         "worker-sqlite-normal",
@@ -248,8 +256,9 @@ def measure(options: Options, name: str, tmp: Path, endpoint: frozenset[int] = f
     n = options.n
     sqs = _sqs(options.endpoint)
     queue = f"compare-{name}-{uuid.uuid4().hex[:8]}"
-    url = fill(sqs, queue, n, options.seed)
     db = tmp / f"{queue}.db"
+    keep = _bodies_file(db) if name == "floor_schema" else None
+    url = fill(sqs, queue, n, options.seed, keep=keep)
     try:
         with _store(options, name, db) as store:
             argv, env = command(options, name, url, db, store)
@@ -258,8 +267,8 @@ def measure(options: Options, name: str, tmp: Path, endpoint: frozenset[int] = f
         left = _left(sqs, url)
         if left or run.deleted < n:
             raise BenchError(f"{name} deleted {run.deleted} of {n} messages and left {left}")
-        if name in ("floor_persist", "peer"):
-            stored = _count(db)
+        if name in STORED_IN:
+            stored = _count(db, STORED_IN[name])
             if stored != n:
                 raise BenchError(f"{name} stored {stored} of {n} records")
         return run
@@ -267,12 +276,31 @@ def measure(options: Options, name: str, tmp: Path, endpoint: frozenset[int] = f
         sqs.delete_queue(QueueUrl=url)
 
 
-def fill(sqs: _Sqs, queue: str, n: int, seed: int) -> str:
-    """Create the queue and send n valid simulated records with distinct request ids."""
+def fill(sqs: _Sqs, queue: str, n: int, seed: int, keep: Path | None = None) -> str:
+    """Create the queue and send n valid simulated records with distinct request ids; with
+    ``keep``, write their bodies there too, as a JSON list (for floor_schema.py)."""
+    url: str = sqs.create_queue(QueueName=queue, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    sent = bodies(n, seed)
+    if keep is not None:
+        keep.write_text(json.dumps(sent))
+    for start in range(0, n, 10):
+        batch = sent[start : start + 10]
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(batch)],
+        )
+    return url
+
+
+def _bodies_file(db: Path) -> Path:
+    return db.with_suffix(".bodies.json")
+
+
+def bodies(n: int, seed: int) -> list[str]:
+    """The bodies of n valid simulated records with distinct keys, for ``seed``."""
     from lambda_destinations.simulate import messages
 
-    url: str = sqs.create_queue(QueueName=queue, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-    bodies: list[str] = []
+    found: list[str] = []
     keys: set[str] = set()
     for message in messages(n * 2 + 20, seed=seed, poison_every=0):
         # Legacy DLQ messages are left out (they need attributes), and so are repeated keys:
@@ -280,16 +308,10 @@ def fill(sqs: _Sqs, queue: str, n: int, seed: int) -> str:
         if message.attributes or message.key in keys:
             continue
         keys.add(message.key)
-        bodies.append(message.body)
-        if len(bodies) == n:
+        found.append(message.body)
+        if len(found) == n:
             break
-    for start in range(0, n, 10):
-        batch = bodies[start : start + 10]
-        sqs.send_message_batch(
-            QueueUrl=url,
-            Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(batch)],
-        )
-    return url
+    return found
 
 
 def command(
@@ -312,6 +334,10 @@ def command(
     if name == "floor_persist":
         script = str(options.reference / "floor_persist.py")
         return [*probe, script, options.endpoint, url, concurrency, str(db)], env
+    if name == "floor_schema":
+        script = str(BENCH / "floor_schema.py")
+        given = [options.endpoint, url, concurrency, str(db), str(_bodies_file(db))]
+        return [*probe, script, *given], env
     if name == "peer":
         peer = str(options.node / "peer.mjs")
         return ["node", peer, options.endpoint, url, concurrency, str(db), "FULL"], env
@@ -589,9 +615,9 @@ def _left(sqs: _Sqs, url: str) -> int:
     return sum(int(attributes[name]) for name in names)
 
 
-def _count(db: Path) -> int:
+def _count(db: Path, table: str) -> int:
     with sqlite3.connect(db) as connection:
-        (count,) = connection.execute("SELECT count(*) FROM records").fetchone()
+        (count,) = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
     return int(count)
 
 

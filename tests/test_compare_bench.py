@@ -1,7 +1,8 @@
-"""A short form of the end-to-end comparison (bench/compare.py) on the moto server: four of its
-variants (a reference loop, the worker on SQLite and on PostgreSQL, the Node peer) drain their
-queues and are measured, and the report prints each ratio between them. Its figures (on
-LocalStack) are in the README, "Benchmarks"; nothing here asserts a time."""
+"""A short form of the end-to-end comparison (bench/compare.py) on the moto server: five of its
+variants (a reference loop, the loop on the worker's rows, the worker on SQLite and on
+PostgreSQL, the Node peer) drain their queues and are measured, and the report prints each
+ratio between them. Its figures (on LocalStack) are in the README, "Benchmarks"; nothing here
+asserts a time."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "compare.py"
 RECORDS = 20
-# One of each kind of run: a reference script under the probe, the worker's command, the
-# worker with a database made for the run and its server CPU, and Node.
-VARIANTS = ("floor_persist", "worker-sqlite", "worker-pg", "peer")
+# One of each kind of run: a reference script under the probe, this repository's loop on the
+# worker's rows (made from the bodies sent), the worker's command, the worker with a database
+# made for the run and its server CPU, and Node.
+VARIANTS = ("floor_persist", "floor_schema", "worker-sqlite", "worker-pg", "peer")
 # The variants that need what this repository does not hold, each with what it is, whether
 # CI requires it here, and why the skip is refused then. The reference loops are outside the
 # repository (../shared/bench beside the checkout): a clone elsewhere runs the rest without them.
@@ -106,8 +108,12 @@ def test_the_report_gives_each_ratio_whose_variants_ran(compare, report) -> None
     ]
     ran = report.drains.keys()
     assert ("worker-sqlite CPU/msg ÷ floor_persist's" in expected) == ("floor_persist" in ran)
-    assert len(expected) == sum(("floor_persist" in ran, "peer" in ran, "worker-pg" in ran))
     assert "worker-sqlite" in ran, report.skipped
+    assert "floor_schema" in ran, report.skipped
+    # floor_persist's two (the worker's and floor_schema's), the peer's, PostgreSQL's, and
+    # the worker's over floor_schema's
+    with_reference = 2 * ("floor_persist" in ran)
+    assert len(expected) == with_reference + ("peer" in ran) + ("worker-pg" in ran) + 1
     for label in expected:
         row = next(line for line in printed.splitlines() if line.startswith(f"| {label} |"))
         assert row.split("|")[2].strip()[0].isdigit(), row
