@@ -171,15 +171,16 @@ def test_missing_reference_loops_are_named_with_the_fix(compare, tmp_path) -> No
         )
 
 
-def test_the_do_nothing_route_resolves_to_a_handler_that_needs_no_claim(monkeypatch) -> None:
+def test_the_do_nothing_handler_needs_no_claim_nor_a_decode_of_its_own(monkeypatch) -> None:
     from lambda_destinations.config import load_settings
-    from lambda_destinations.handlers.base import records_completion
+    from lambda_destinations.handlers.base import reads_record_only, records_completion
     from lambda_destinations.handlers.registry import HandlerRegistry
 
     monkeypatch.syspath_prepend(str(BENCH.parent))
     handler = HandlerRegistry(load_settings(queues=["q"])).get("compare_noop:noop")
     assert handler.name == "noop"
     assert records_completion(handler)  # so the worker runs it without a claim
+    assert reads_record_only(handler)  # and on the route's one decode, as persist
 
 
 def test_the_worker_may_run_at_its_own_concurrency(compare, tmp_path) -> None:
