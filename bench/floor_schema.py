@@ -7,7 +7,9 @@ with the indexes its operator queries need, at ``synchronous=FULL``. This loop i
 floor_persist's, line for line: receive ten, ``json.loads`` each body, one ``executemany`` and
 one commit for the batch on the loop's thread, delete the ten. But the INSERT is the worker's
 own statement, with the parameters the worker would bind for each record, into a file that
-``migrate`` made (the worker's page size, indexes and pragmas), at ``synchronous=FULL``.
+``migrate`` made (the worker's tables, indexes, page size and WAL), at ``synchronous=FULL``. As
+in floor_persist, SQLite checkpoints the WAL by itself (every 1,000 pages), where the worker
+does it from its store's thread every 150 saves.
 
 The parameters are made before the drain starts, out of the measured window, from the bodies
 compare.py sent (a JSON list it writes beside the file): during the drain a message's body only
@@ -92,7 +94,8 @@ async def main(endpoint: str, queue: str, concurrency: int, path: str, sent: lis
                 empty = 0
                 batch = []
                 for message in messages:
-                    json.loads(message["Body"])  # as floor_persist, which takes its key so
+                    # Parsed as floor_persist parses it for its key; the row is found by the body.
+                    json.loads(message["Body"])
                     batch.append(params[message["Body"]])
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany(sql, batch)
