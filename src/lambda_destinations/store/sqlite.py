@@ -106,14 +106,18 @@ class _Prepared:
         compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
         self.sql = str(compiled)
         names = list(compiled.positiontup or ())
-        # Values fixed in the statement, for the names the rows do not hold.
-        self._fixed = {
-            name: compiled.binds[name].effective_value for name in names if name not in keys
-        }
+        # Values fixed in the statement (a literal, which SQLAlchemy binds too), for the names
+        # the rows do not hold, each with its place: put there in every row, in order, rather
+        # than merged into a copy of each row's dict.
+        self._fixed = [
+            (index, compiled.binds[name].effective_value)
+            for index, name in enumerate(names)
+            if name not in keys
+        ]
         # Every row holds the same keys (invocation_values makes them): one C call takes the
         # parameters out in order, and only the columns that need it are processed.
-        self._take = operator.itemgetter(*names) if len(names) > 1 else None
-        self._names = names
+        self._names = [name for name in names if name in keys]
+        self._take = operator.itemgetter(*self._names) if len(self._names) > 1 else None
         self._processed = [
             (index, process)
             for index, name in enumerate(names)
@@ -121,12 +125,12 @@ class _Prepared:
         ]
 
     def params(self, values: dict[str, Any]) -> list[Any]:
-        if self._fixed:
-            values = {**self._fixed, **values}
         try:
             row = list(self._take(values)) if self._take else [values[n] for n in self._names]
         except KeyError:  # a row of other keys: each missing one is NULL, as SQLAlchemy has it
             row = [values.get(name) for name in self._names]
+        for index, value in self._fixed:
+            row.insert(index, value)
         # Every processor keeps None as None (SQL NULL): it is passed as it is.
         for index, process in self._processed:
             value = row[index]
