@@ -142,6 +142,9 @@ GOALS = (
 )
 
 
+TIMES = ("in-order", "random")
+
+
 class BenchError(Exception):
     """A run that cannot be measured: one line saying what and how to fix it."""
 
@@ -155,6 +158,9 @@ class Options:
     worker_concurrency: int | None = None
     repeat: int = 3
     seed: int = 7
+    # The records' times: "in-order" (as a destination queue delivers them) or "random" (each
+    # drawn in the hour before now, as `dev --simulate` makes them): see bodies().
+    times: str = "in-order"
     variants: tuple[str, ...] = VARIANTS
     reference: Path = REFERENCE
     node: Path = NODE
@@ -258,7 +264,7 @@ def measure(options: Options, name: str, tmp: Path, endpoint: frozenset[int] = f
     queue = f"compare-{name}-{uuid.uuid4().hex[:8]}"
     db = tmp / f"{queue}.db"
     keep = _bodies_file(db) if name == "floor_schema" else None
-    url = fill(sqs, queue, n, options.seed, keep=keep)
+    url = fill(sqs, queue, n, options.seed, keep=keep, times=options.times)
     try:
         with _store(options, name, db) as store:
             argv, env = command(options, name, url, db, store)
@@ -276,11 +282,13 @@ def measure(options: Options, name: str, tmp: Path, endpoint: frozenset[int] = f
         sqs.delete_queue(QueueUrl=url)
 
 
-def fill(sqs: _Sqs, queue: str, n: int, seed: int, keep: Path | None = None) -> str:
+def fill(
+    sqs: _Sqs, queue: str, n: int, seed: int, keep: Path | None = None, times: str = "in-order"
+) -> str:
     """Create the queue and send n valid simulated records with distinct request ids; with
     ``keep``, write their bodies there too, as a JSON list (for floor_schema.py)."""
     url: str = sqs.create_queue(QueueName=queue, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-    sent = bodies(n, seed)
+    sent = bodies(n, seed, times)
     if keep is not None:
         keep.write_text(json.dumps(sent))
     for start in range(0, n, 10):
@@ -296,13 +304,21 @@ def _bodies_file(db: Path) -> Path:
     return db.with_suffix(".bodies.json")
 
 
-def bodies(n: int, seed: int) -> list[str]:
-    """The bodies of n valid simulated records with distinct keys, for ``seed``."""
+def bodies(n: int, seed: int, times: str = "in-order") -> list[str]:
+    """The bodies of n valid simulated records with distinct keys, for ``seed``.
+
+    Their times (the ``timestamp`` that the store's time-ordered indexes hold) rise through
+    the hour before now in the order sent, as a destination queue delivers records: about in
+    the order their invocations ended. ``times="random"`` draws each in that hour instead,
+    as `dev --simulate` does: every index on the time then takes each row at a random place,
+    which cost SQLite 17 µs a row more (bench/README.md's tables give both).
+    """
     from lambda_destinations.simulate import messages
 
     found: list[str] = []
     keys: set[str] = set()
-    for message in messages(n * 2 + 20, seed=seed, poison_every=0):
+    in_order = times == "in-order"
+    for message in messages(n * 2 + 20, seed=seed, poison_every=0, in_order=in_order):
         # Legacy DLQ messages are left out (they need attributes), and so are repeated keys:
         # INSERT OR IGNORE would store them once, and each variant must keep every record.
         if message.attributes or message.key in keys:
@@ -667,7 +683,8 @@ def format_report(report: Report) -> str:
     lines = [
         f"endpoint {options.endpoint}  records {n}  concurrency {options.concurrency}  "
         f"{_worker_concurrency(options)}"
-        f"rounds {options.repeat}  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        f"rounds {options.repeat}  times {options.times}  "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
         "median (min–max) over the rounds, over each drain window (first receive to last delete)",
         "",
         "| variant | msg/s | CPU µs/msg | of which system | whole process CPU s "
@@ -764,6 +781,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="rounds, alternating (default 3)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--times",
+        choices=TIMES,
+        default="in-order",
+        help="the records' times: rising in the order sent, as a destination queue delivers "
+        "them (the default), or each at random in the hour before now",
+    )
+    parser.add_argument(
         "--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}"
     )
     parser.add_argument("--pg", help="PostgreSQL URL of an existing database to create others from")
@@ -797,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
                 worker_concurrency=args.worker_concurrency,
                 repeat=args.repeat,
                 seed=args.seed,
+                times=args.times,
                 variants=args.variants,
                 reference=args.reference.resolve(),
                 node=args.node.resolve(),

@@ -34,6 +34,7 @@ from compare import (
     BENCH,
     GOALS,
     REFERENCE,
+    TIMES,
     BenchError,
     Options,
     _given,
@@ -55,7 +56,7 @@ _TOTAL = re.compile(r"Collected : (\d+)")
 def instructions(options: Options, name: str, n: int, tmp: Path) -> int:
     """Fill a queue with ``n`` records and drain it with ``name`` under callgrind: the total."""
     sqs = _sqs(options.endpoint)
-    url = fill(sqs, f"count-{name}-{uuid.uuid4().hex[:8]}", n, options.seed)
+    url = fill(sqs, f"count-{name}-{uuid.uuid4().hex[:8]}", n, options.seed, times=options.times)
     db = tmp / f"{uuid.uuid4().hex[:8]}.db"
     try:
         with _store(options, name, db) as store:
@@ -109,6 +110,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--large", type=int, default=1300, help="records in the second drain")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--times", choices=TIMES, default="in-order", help="as compare.py's")
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(CHOICES)}"
     )
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint=args.endpoint,
         concurrency=args.concurrency,
         seed=args.seed,
+        times=args.times,
         variants=args.variants,
         reference=args.reference.resolve(),
     )

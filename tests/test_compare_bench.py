@@ -7,6 +7,7 @@ asserts a time."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import importlib.util
 import os
 import socket
@@ -197,3 +198,22 @@ def test_the_worker_may_run_at_its_own_concurrency(compare, tmp_path) -> None:
         ]
         == "32"
     )
+
+
+def test_the_records_times_rise_in_the_order_sent_unless_asked_for_at_random(compare) -> None:
+    from lambda_destinations.schemas import decode
+
+    in_order = [decode(body) for body in compare.bodies(300, 7)]
+    at_random = [decode(body) for body in compare.bodies(300, 7, "random")]
+    # The same records, but for their times: each kind of record has one.
+    assert [m.key for m in in_order] == [m.key for m in at_random]
+    times = [m.timestamp for m in in_order]
+    assert all(t is not None for t in times)
+    assert times == sorted(times)
+    assert len(set(times)) == len(times)
+    drawn = [m.timestamp for m in at_random]
+    assert drawn != sorted(drawn)  # type: ignore[type-var]
+    # Both within the hour before now, which `--since 1h` finds.
+    for moment in (times[0], times[-1], min(drawn), max(drawn)):  # type: ignore[type-var]
+        assert moment is not None
+        assert 0 < (dt.datetime.now(dt.UTC) - moment).total_seconds() < 3600

@@ -47,12 +47,13 @@ class SimulatedMessage:
     key: str | None = None  # the record key a valid message should be stored under
 
 
-def _timestamp(rng: random.Random) -> str:
-    """A time in the hour before now, so ``--since 1h`` and ``failures stats`` find it."""
+def _timestamp(rng: random.Random, at: dt.datetime | None = None) -> str:
+    """A time in the hour before now, so ``--since 1h`` and ``failures stats`` find it: ``at``
+    when given (the draws are made all the same, so the rest of the record is too)."""
     moment = dt.datetime.now(dt.UTC) - dt.timedelta(
         seconds=rng.randrange(60, 3600), milliseconds=rng.randrange(0, 1000)
     )
-    return lambda_time(moment)
+    return lambda_time(at or moment)
 
 
 def lambda_time(moment: dt.datetime) -> str:
@@ -82,12 +83,14 @@ def order_payload(rng: random.Random) -> dict[str, Any]:
     }
 
 
-def success_record(rng: random.Random, *, function: str | None = None) -> dict[str, Any]:
+def success_record(
+    rng: random.Random, *, function: str | None = None, at: dt.datetime | None = None
+) -> dict[str, Any]:
     name = function or rng.choice(FUNCTIONS)
     payload = order_payload(rng)
     return {
         "version": "1.0",
-        "timestamp": _timestamp(rng),
+        "timestamp": _timestamp(rng, at),
         "requestContext": {
             "requestId": _request_id(rng),
             "functionArn": function_arn(name, rng.choice(["$LATEST", "live", "7"])),
@@ -107,6 +110,7 @@ def failure_record(
     condition: str | None = None,
     error: tuple[str | None, str, str] | None = None,
     request_payload: Any = None,
+    at: dt.datetime | None = None,
 ) -> dict[str, Any]:
     name = function or rng.choice(FUNCTIONS)
     request_id = _request_id(rng)
@@ -115,7 +119,7 @@ def failure_record(
     )
     record: dict[str, Any] = {
         "version": "1.0",
-        "timestamp": _timestamp(rng),
+        "timestamp": _timestamp(rng, at),
         "requestContext": {
             "requestId": request_id,
             "functionArn": function_arn(name, rng.choice(["$LATEST", "live", None])),
@@ -151,14 +155,16 @@ def failure_record(
     return record
 
 
-def sns_wrap(record: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+def sns_wrap(
+    record: dict[str, Any], rng: random.Random, at: dt.datetime | None = None
+) -> dict[str, Any]:
     topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:lambda-destinations"
     return {
         "Type": "Notification",
         "MessageId": _request_id(rng),
         "TopicArn": topic,
         "Message": json.dumps(record),
-        "Timestamp": _timestamp(rng),
+        "Timestamp": _timestamp(rng, at),
         "SignatureVersion": "1",
         "Signature": "EXAMPLE",
         "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem",
@@ -185,7 +191,7 @@ def eventbridge_wrap(record: dict[str, Any], rng: random.Random) -> dict[str, An
     }
 
 
-def kinesis_failure(rng: random.Random) -> dict[str, Any]:
+def kinesis_failure(rng: random.Random, at: dt.datetime | None = None) -> dict[str, Any]:
     start = rng.getrandbits(160)
     return {
         "requestContext": {
@@ -200,13 +206,13 @@ def kinesis_failure(rng: random.Random) -> dict[str, Any]:
             "functionError": "Unhandled",
         },
         "version": "1.0",
-        "timestamp": _timestamp(rng),
+        "timestamp": _timestamp(rng, at),
         "KinesisBatchInfo": {
             "shardId": f"shardId-{rng.randrange(4):012d}",
             "startSequenceNumber": str(start),
             "endSequenceNumber": str(start + rng.randrange(1, 500)),
-            "approximateArrivalOfFirstRecord": _timestamp(rng),
-            "approximateArrivalOfLastRecord": _timestamp(rng),
+            "approximateArrivalOfFirstRecord": _timestamp(rng, at),
+            "approximateArrivalOfLastRecord": _timestamp(rng, at),
             "batchSize": rng.randrange(1, 500),
             "streamArn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/orders",
         },
@@ -248,10 +254,19 @@ def _key(record: dict[str, Any]) -> str:
     return f"{context['requestId']}:{context['condition']}"
 
 
-def messages(n: int, *, seed: int = 7, poison_every: int = 25) -> Iterator[SimulatedMessage]:
-    """``n`` messages in a realistic mix; every ``poison_every``-th is a poison message."""
+def messages(
+    n: int, *, seed: int = 7, poison_every: int = 25, in_order: bool = False
+) -> Iterator[SimulatedMessage]:
+    """``n`` messages in a realistic mix; every ``poison_every``-th is a poison message.
+
+    Each record's time is drawn at random in the hour before now; ``in_order`` spreads the same
+    hour over the messages in the order given instead, as a destination queue delivers records
+    (about in the order their invocations ended), and leaves the rest of each record as it was.
+    """
     rng = random.Random(seed)
+    now = dt.datetime.now(dt.UTC)
     for index in range(n):
+        at = now - dt.timedelta(seconds=60 + 3540 * (n - 1 - index) / n) if in_order else None
         if poison_every and index % poison_every == poison_every - 1:
             yield SimulatedMessage(
                 body=POISON_BODIES[(index // poison_every) % len(POISON_BODIES)],
@@ -264,7 +279,7 @@ def messages(n: int, *, seed: int = 7, poison_every: int = 25) -> Iterator[Simul
             yield legacy_dlq(rng)
             continue
         if roll < 0.05:
-            record = kinesis_failure(rng)
+            record = kinesis_failure(rng, at)
             info = record["KinesisBatchInfo"]
             key = (
                 f"stream:{info['streamArn']}:{info['shardId']}:"
@@ -273,10 +288,10 @@ def messages(n: int, *, seed: int = 7, poison_every: int = 25) -> Iterator[Simul
             yield SimulatedMessage(body=json.dumps(record), target="failure", key=key)
             continue
         succeeded = roll < 0.55
-        record = success_record(rng) if succeeded else failure_record(rng)
+        record = success_record(rng, at=at) if succeeded else failure_record(rng, at=at)
         envelope = rng.random()
         if envelope < 0.15:
-            body: dict[str, Any] = sns_wrap(record, rng)
+            body: dict[str, Any] = sns_wrap(record, rng, at)
         elif envelope < 0.30:
             body = eventbridge_wrap(record, rng)
         else:
