@@ -748,8 +748,8 @@ def test_a_legacy_function_option_that_is_no_function_name_is_a_usage_error(
     # before: taken, and each legacy DLQ message's Invoke refused by Lambda
     result = cli(*command, "--legacy-function", "orders api", "--yes", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        "Error: Invalid value for '--legacy-function': 'orders api' is not a Lambda function "
+    assert result.stderr.strip() == (
+        "error: Invalid value for '--legacy-function': 'orders api' is not a Lambda function "
         "name or ARN: write a name (orders-api), maybe with :alias or :version, or the "
         "function's ARN (arn:aws:lambda:us-east-1:123456789012:function:orders-api)"
     )

@@ -95,10 +95,33 @@ def test_an_option_given_without_its_value_says_what_value_it_takes(
     # '--since' requires an argument." and no more); never the help's [env: ...] part
     assert result.exit_code == 2, result.output
     (line,) = result.output.splitlines()
-    said = f"Error: Option '{option.opts[0]}' requires an argument: "
+    said = f"error: Option '{option.opts[0]}' requires an argument: "
     assert line.startswith(said), line
     assert len(line) > len(said) + 3
     assert "[env:" not in line
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), COMMANDS, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_a_usage_error_is_one_line_naming_the_help(path: list[str], command: click.Command) -> None:
+    # click showed four lines: the usage, "Try ... for help.", a blank line, "Error: ..."
+    needed = [p for p in command.params if p.required]
+    takes_arguments = any(isinstance(p, click.Argument) for p in command.params)
+    typed = {"--qqqq": "No such option '--qqqq'."}  # close to no option: no "Did you mean"
+    if needed:  # one that is never given: the usage error click raises first
+        typed[""] = f"Missing {needed[0].param_type_name} "
+    elif not takes_arguments:
+        typed["unexpected"] = "Got unexpected extra argument (unexpected)."
+    shown = " ".join(["lambda-destinations", *path])
+    for word, said in typed.items():
+        result = CliRunner().invoke(
+            group, [*path, word] if word else path, prog_name="lambda-destinations"
+        )
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.splitlines()  # a choice's list was four lines more
+        assert line.startswith(f"error: {said}"), line
+        assert line.endswith(f". Try '{shown} --help' for help."), line
 
 
 class StillRunning(BaseException):
@@ -295,11 +318,12 @@ def test_a_number_option_given_a_word_or_a_number_out_of_range_says_what_to_give
             ]
         result = CliRunner().invoke(group, args, catch_exceptions=False)
         assert result.exit_code == 2, result.output
-        return result.output.splitlines()[-1]
+        (line,) = result.output.splitlines()
+        return line
 
     # a word: what it is not, and the range to give
     line = refusal("abc")
-    assert line.startswith("Error: Invalid value for "), line
+    assert line.startswith("error: Invalid value for "), line
     assert line.endswith(f": 'abc' is not a {kind}{fix}."), line
     if not bounded_by(param.type):
         return
@@ -309,5 +333,5 @@ def test_a_number_option_given_a_word_or_a_number_out_of_range_says_what_to_give
     if not whole and low is not None:
         outside = low - 0.5
     line = refusal(str(outside))
-    assert line.startswith("Error: Invalid value for "), line
+    assert line.startswith("error: Invalid value for "), line
     assert line.endswith(f": {outside} is out of range{fix}."), line

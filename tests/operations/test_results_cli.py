@@ -74,8 +74,8 @@ def test_invoke_refuses_a_function_name_lambda_cannot_take(
     result = cli("invoke", name, env=lambda_env)
     # before: sent to Invoke, which moto took (exit 0) and Lambda's own model refuses
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: Invalid value for 'FUNCTION': {name!r} is not a Lambda function name or ARN: "
+    assert result.stderr.strip() == (
+        f"error: Invalid value for 'FUNCTION': {name!r} is not a Lambda function name or ARN: "
         "write a name (orders-api), maybe with :alias or :version, or the function's ARN "
         "(arn:aws:lambda:us-east-1:123456789012:function:orders-api)"
     )
@@ -100,8 +100,8 @@ def test_invoke_refuses_a_qualifier_lambda_cannot_take(
     # before: sent to Invoke, which moto took (exit 0, a request id) and Lambda's model refuses
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: Invalid value for '--qualifier': {shown} is not a version or alias: write a "
+    assert result.stderr.strip() == (
+        f"error: Invalid value for '--qualifier': {shown} is not a version or alias: write a "
         "version number (7), an alias name (live) or $LATEST, 1 to 128 letters, digits, "
         "'-' or '_'"
     )
@@ -127,8 +127,8 @@ def test_invoke_refuses_a_qualifier_other_than_the_function_s_own(
     # "The derived qualifier from the function name does not match the specified qualifier.")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: Invalid value for '--qualifier': 'blue' is not the version or alias "
+    assert result.stderr.strip() == (
+        f"error: Invalid value for '--qualifier': 'blue' is not the version or alias "
         f"{function!r} names ('live'), and Lambda refuses an Invoke given two: give it once, "
         "in the function or as the qualifier"
     )

@@ -6,7 +6,6 @@ import contextlib
 import difflib
 import functools
 import importlib
-import io
 import re
 import signal
 import sys
@@ -61,26 +60,37 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
-class _Whole(io.StringIO):
-    """Where click's error is shown first, as to a terminal: click strips escape sequences
-    from what goes elsewhere, and those typed are to be spelled out, not dropped."""
-
-    def isatty(self) -> bool:
-        return True
-
-
 @contextlib.contextmanager
 def click_errors_shown() -> Iterator[None]:
     """click's own errors (a bad option value, an unknown command or option, an extra
-    argument), which repeat what was typed, shown as click shows them but through
-    :func:`echo_error`; then the exit with click's code (2 for usage)."""
+    argument), which repeat what was typed, shown through :func:`echo_error` as one line like
+    every other error; then the exit with click's code (2 for usage)."""
     try:
         yield
     except click.ClickException as exc:
-        shown = _Whole()
-        exc.show(shown)
-        echo_error(shown.getvalue().removesuffix("\n"))
+        echo_error(f"error: {_one_line(exc)}")
         sys.exit(exc.exit_code)
+
+
+def _one_line(exc: click.ClickException) -> str:
+    """What click would show in four lines (the usage, "Try ... for help.", a blank line and
+    ``Error: ...``), in one: the problem, then where the command's options are listed.
+
+    A bad value needs no pointer to the help: its message says what the option takes. The
+    message is click's unformatted one, so escape sequences typed are spelled out by
+    :func:`echo_error`, not stripped as click strips them from what is not a terminal.
+    """
+    # click lists a missing choice argument's choices one a line: in one line too (a value
+    # typed is shown by repr, its own line breaks escaped)
+    message = re.sub(r"\s*\n\s*", " ", exc.format_message())
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    bad_value = isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter)
+    if ctx is None or bad_value or ctx.command.get_help_option(ctx) is None:
+        return message
+    option = max(ctx.command.get_help_option_names(ctx), key=len)  # --help, not -h
+    if not message.endswith((".", "?", "?)")):
+        message += "."
+    return f"{message} Try '{ctx.command_path} {option}' for help."
 
 
 # Set by the console script's entry point (main): the process is the command's own, and how it
