@@ -124,6 +124,18 @@ def test_a_usage_error_is_one_line_naming_the_help(path: list[str], command: cli
         assert line.endswith(f". Try '{shown} --help' for help."), line
 
 
+@pytest.mark.parametrize("path", [[], ["dlq"], ["failures"], ["quarantine"]], ids=" ".join)
+def test_a_group_given_no_command_shows_its_help(path: list[str]) -> None:
+    result = CliRunner().invoke(group, path, prog_name="lambda-destinations")
+
+    # then: the help, whole (not squeezed into one error line), and exit 2 as click's
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"Usage: {' '.join(['lambda-destinations', *path])} "), lines
+    assert "Commands:" in lines
+    assert not any(line.startswith("error:") for line in lines)
+
+
 class StillRunning(BaseException):
     """Raised in the command by a timer: it took the value and is at work."""
 

@@ -67,6 +67,9 @@ def click_errors_shown() -> Iterator[None]:
     every other error; then the exit with click's code (2 for usage)."""
     try:
         yield
+    except click.exceptions.NoArgsIsHelpError as exc:  # a group alone (`dlq`): its help
+        echo_error(exc.format_message())
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         echo_error(f"error: {_one_line(exc)}")
         sys.exit(exc.exit_code)
