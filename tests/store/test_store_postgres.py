@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from typing import Any
 
@@ -13,7 +14,12 @@ from store_factories import PAYLOAD_MARKER, DeliveryFactory, RowFactory, assert_
 from structlog.testing import capture_logs
 
 from lambda_destinations.errors import StoreDataError, StoreError, StoreUnavailable
+from lambda_destinations.handlers.persist import invocation_row
+from lambda_destinations.schemas import decode
+from lambda_destinations.simulate import messages
 from lambda_destinations.store import InvocationFilter, Store, _sql
+from lambda_destinations.store._sql import insert_values
+from lambda_destinations.store.base import DeliveryRow
 from lambda_destinations.store.migrations import MIGRATIONS, Migration
 from lambda_destinations.store.postgres import MIGRATION_LOCK_KEY, PostgresStore
 
@@ -101,7 +107,7 @@ async def test_a_read_only_database_is_store_unavailable_saying_to_use_the_prima
 @pytest.mark.parametrize(
     ("fields", "constraint", "said"),
     [
-        ({"approximate_invoke_count": 2**31}, None, "query argument $10: *** (value out of int32"),
+        ({"approximate_invoke_count": 2**31}, None, ": *** (value out of int32 range)"),
         # a constraint the row breaks: PostgreSQL's DETAIL quotes the whole row
         ({"error_type": "Refused"}, "error_type <> 'Refused'", 'violates check constraint "c"'),
         # a value PostgreSQL quotes in its message (a cast the constraint makes)
@@ -345,3 +351,38 @@ async def test_connections_ended_while_busy_give_only_the_clear_line(postgres_ur
     # then: every failure is the clear line
     assert said
     assert [line for line in said if not _LOST.fullmatch(line)] == []
+
+
+async def test_the_array_insert_stores_what_sqlalchemy_would(postgres_url: str) -> None:
+    # given: rows as the worker saves them (simulated records, odd text included), a store
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
+    decoded = [decode(m.body) for m in messages(60, seed=5, poison_every=0) if not m.attributes]
+    rows = []
+    for index, message in enumerate(decoded):
+        delivery = DeliveryRow(
+            key=message.key, message_id=f"m-{index}", queue=queue, receive_count=1
+        )
+        row = invocation_row(message, queue, delivery.received_at)
+        if index % 7 == 0:
+            row.request_payload = random.Random(index).choice(["a\x00b \ud800 é", 12, [1, None]])
+            row.error_message = "nul \x00 and é"
+        rows.append(insert_values(row, delivery, "persist" if index % 2 else None))
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+        read = sa.text("SELECT * FROM invocations ORDER BY key")
+
+        # when: once through SQLAlchemy's many-rows INSERT, once through the array insert
+        stored = []
+        for insert in (
+            lambda conn, rows: set(conn.execute(store._insert_invocation, rows).scalars()),
+            store._insert_invocations,
+        ):
+            async with store._write() as conn:
+                await conn.execute(sa.text("DELETE FROM invocations"))
+                new = await conn.run_sync(insert, rows)
+                stored.append((new, (await conn.execute(read)).all()))
+
+    # then: the same keys are new, and the stored rows are the same, column for column
+    assert stored[0][0] == {values["key"] for values in rows}
+    assert len(stored[0][1]) == len(rows)
+    assert stored[0] == stored[1]

@@ -215,22 +215,26 @@ def insert_values(
     return values
 
 
-def _status_as_saved() -> sa.ColumnElement[Any]:
+def _status_as_saved(
+    replay_of: sa.ColumnElement[Any] | None = None, status: sa.ColumnElement[Any] | None = None
+) -> sa.ColumnElement[Any]:
     """The status a saved row gets: ``replay`` for an open failure whose request id the replay
     ledger recorded as an attempt's new invocation, else the one given.
 
     In the INSERT itself, so a save costs no round trip more: one probe of the ledger's
     new_request_id index per failure (none for a success, whose ``b_replay_of`` is NULL). A
     record saved before the ledger has its request id is marked by ``update_replay``.
+    ``replay_of`` and ``status`` are the row's values: by default the binds ``b_replay_of``
+    and ``b_status`` (PostgreSQL's array insert gives columns of its rows instead).
     """
     # Each bind appears once: PostgreSQL's many-rows INSERT numbers every appearance anew.
     # (``= NULL``, a success's, is never true.)
-    probe = sa.bindparam("b_replay_of", type_=sa.Text)
-    ledgered = sa.exists().where(replays.c.new_request_id == probe)
-    return sa.case(
-        (ledgered, sa.literal(FailureStatus.REPLAY.value, sa.Text)),
-        else_=sa.bindparam("b_status", type_=sa.Text),
-    )
+    if replay_of is None:
+        replay_of = sa.bindparam("b_replay_of", type_=sa.Text)
+    if status is None:
+        status = sa.bindparam("b_status", type_=sa.Text)
+    ledgered = sa.exists().where(replays.c.new_request_id == replay_of)
+    return sa.case((ledgered, sa.literal(FailureStatus.REPLAY.value, sa.Text)), else_=status)
 
 
 def _held(row: InvocationRow, delivery: DeliveryRow | None) -> tuple[str | None, int | None]:
