@@ -225,7 +225,7 @@ def _status_as_saved(
     new_request_id index per failure (none for a success, whose ``b_replay_of`` is NULL). A
     record saved before the ledger has its request id is marked by ``update_replay``.
     ``replay_of`` and ``status`` are the row's values: by default the binds ``b_replay_of``
-    and ``b_status`` (PostgreSQL's array insert gives columns of its rows instead).
+    and ``b_status`` (PostgreSQL's batch insert gives columns of its recordset instead).
     """
     # Each bind appears once: PostgreSQL's many-rows INSERT numbers every appearance anew.
     # (``= NULL``, a success's, is never true.)

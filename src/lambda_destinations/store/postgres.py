@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -136,70 +137,73 @@ def _pool_size(url: str, value: str | tuple[str, ...] | None) -> int | None:
     )
 
 
-class _ArrayInsert:
-    """The save's INSERT of new rows as one statement that binds an array for each column.
+class _RecordsetInsert:
+    """The save's INSERT of a batch's new rows as one statement of one bound value: the rows as
+    one JSON document, read back by ``jsonb_to_recordset``.
 
     SQLAlchemy's many-rows INSERT binds every value of every row (about 27 a row, 400 for a
-    batch of 15), each processed in Python, in a statement whose text, and so whose plan, is
-    new for each number of rows: the worker's client spent about as much CPU a row on that as
-    on all the rest of its save. This statement reads the rows from ``unnest`` of one array a
-    column: its text is the same for any batch (prepared once per connection), and asyncpg
-    encodes each array in C. The values go in as SQLAlchemy's types would put them: JSON by
-    :func:`store_jsonb` (what the engine's serializer is), datetimes in UTC, and the status by
-    the same expression as the one-row INSERT's (``_status_as_saved``).
+    batch of 15), each processed in Python and encoded by asyncpg, in a statement whose text,
+    and so whose plan, is new for each number of rows. Here one ``orjson.dumps`` writes the
+    batch, and the statement is the same for any batch (prepared once per connection). The
+    values go in as SQLAlchemy's types would put them: JSON by :func:`store_jsonb` (what the
+    engine's serializer is; a JSON null is SQL NULL in the recordset, as ``none_as_null``
+    has it), datetimes in UTC (a naive one refused), and the status by the same expression as
+    the one-row INSERT's (``_status_as_saved``).
     """
 
     def __init__(self, names: Sequence[str], dialect: sa.Dialect) -> None:
         """``names``: the keys of the rows (``insert_values``'), each row holding them all."""
         columns = [name for name in names if name in invocations.c]
-        self._json = {name for name in columns if isinstance(invocations.c[name].type, sa.JSON)}
-        self._times = {
-            name for name in columns if isinstance(invocations.c[name].type, UTCDateTime)
-        }
-        arrays = [sa.bindparam(name, type_=ARRAY(self._element(name))) for name in names]
-        rows = sa.func.unnest(*arrays).table_valued(*names).render_derived(name="u")
-        selected = [
-            sa.cast(rows.c[name], JSONB) if name in self._json else rows.c[name] for name in columns
-        ]
+        types = {name: invocations.c[name].type for name in columns}
+        self._json = [name for name in columns if isinstance(types[name], sa.JSON)]
+        self._times = [name for name in columns if isinstance(types[name], UTCDateTime)]
+        rows = (
+            sa.func.jsonb_to_recordset(sa.bindparam("rows", type_=JSONB))
+            .table_valued(*[sa.column(name, self._type(types.get(name))) for name in names])
+            .render_derived(name="u", with_types=True)
+        )
         status = _status_as_saved(rows.c.b_replay_of, rows.c.b_status)
         statement = (
             postgresql_dml.insert(invocations)
-            .from_select([*columns, "status"], sa.select(*selected, status))
+            .from_select([*columns, "status"], sa.select(*[rows.c[n] for n in columns], status))
             .on_conflict_do_nothing(index_elements=[invocations.c.key])
             .returning(invocations.c.key)
         )
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
-        self._names = list(compiled.positiontup or ())
-        # The statement's own values (the literal 'replay', which SQLAlchemy binds too).
-        self._fixed = {
-            name: compiled.binds[name].effective_value for name in self._names if name not in names
-        }
+        # The rows' document, and the statement's own values (the literal 'replay', which
+        # SQLAlchemy binds too), in the statement's order.
+        self._order = [
+            None if name == "rows" else compiled.binds[name].effective_value
+            for name in compiled.positiontup or ()
+        ]
 
-    def _element(self, name: str) -> sa.types.TypeEngine[Any]:
-        """The type of an array's elements: text for JSON (cast to jsonb in the statement)."""
-        if name not in invocations.c or name in self._json:
-            return sa.Text()
-        if name in self._times:
+    @staticmethod
+    def _type(column_type: sa.types.TypeEngine[Any] | None) -> sa.types.TypeEngine[Any]:
+        """A recordset column's type: the table column's, as PostgreSQL names it."""
+        if column_type is None or isinstance(column_type, sa.String):
+            return sa.Text()  # b_status, b_replay_of; VARCHAR(n) and the enums' text
+        if isinstance(column_type, sa.JSON):
+            return JSONB()
+        if isinstance(column_type, UTCDateTime):
             return sa.DateTime(timezone=True)
-        column_type = invocations.c[name].type
-        return sa.Text() if isinstance(column_type, sa.String) else column_type
+        return column_type
 
     def params(self, rows: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
-        """One array a bind, in the statement's order (a value missing from a row is NULL),
-        and the statement's own values."""
-        arrays: list[Any] = []
-        for name in self._names:
-            if name in self._fixed:
-                arrays.append(self._fixed[name])
-                continue
-            values = [row.get(name) for row in rows]
-            if name in self._json:
-                values = [None if value is None else store_jsonb(value) for value in values]
-            elif name in self._times:
-                values = [None if value is None else UTCDateTime.to_utc(value) for value in values]
-            arrays.append(values)
-        return tuple(arrays)
+        """The statement's values: ``rows`` as one JSON document (a value missing from a row
+        is NULL), and its own."""
+        listed = []
+        for row in rows:
+            values = dict(row)
+            for name in self._json:
+                if (value := values.get(name)) is not None:
+                    values[name] = orjson.Fragment(store_jsonb(value))
+            for name in self._times:
+                if (value := values.get(name)) is not None:
+                    values[name] = UTCDateTime.to_utc(value)
+            listed.append(values)
+        document = orjson.dumps(listed).decode()
+        return tuple(document if value is None else value for value in self._order)
 
 
 class PostgresStore(SqlStore):
@@ -260,8 +264,8 @@ class PostgresStore(SqlStore):
                 "server_settings": {"application_name": "lambda-destinations"},
             },
         }
-        self._array_insert: _ArrayInsert | None = None
-        self._array_insert_names: tuple[str, ...] = ()
+        self._insert_statement: _RecordsetInsert | None = None
+        self._insert_names: tuple[str, ...] = ()
         super().__init__(url, group_commit=group_commit)
         self._listener = InvocationListener(self._listening_engine)
         self._told_waiting = False  # for another process's migration, see _lock_migrations
@@ -328,15 +332,15 @@ class PostgresStore(SqlStore):
         return outcome.new
 
     def _insert_invocations(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
-        """Insert the rows (one per key) but those whose key exists; return the new keys: by
-        one array a column (:class:`_ArrayInsert`), made for the rows' keys."""
+        """Insert the rows (one per key) but those whose key exists; return the new keys: as
+        one JSON document (:class:`_RecordsetInsert`, made for the rows' keys)."""
         if not rows:
             return set()
         names = tuple(rows[0])
-        if self._array_insert is None or self._array_insert_names != names:
-            self._array_insert = _ArrayInsert(names, conn.dialect)
-            self._array_insert_names = names
-        statement = self._array_insert
+        if self._insert_statement is None or self._insert_names != names:
+            self._insert_statement = _RecordsetInsert(names, conn.dialect)
+            self._insert_names = names
+        statement = self._insert_statement
         try:
             params = statement.params(rows)
         except (TypeError, ValueError) as exc:  # a value its type refused (a naive datetime)
