@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
-from store_factories import PAYLOAD_MARKER, DeliveryFactory, RowFactory, assert_refusal_shown_alone
+from store_factories import (
+    PAYLOAD_MARKER,
+    DeliveryFactory,
+    RowFactory,
+    assert_refusal_shown_alone,
+    insert_rows,
+)
 from structlog.testing import capture_logs
 
 from lambda_destinations.errors import StoreDataError, StoreError, StoreUnavailable
-from lambda_destinations.handlers.persist import invocation_row
-from lambda_destinations.schemas import decode
-from lambda_destinations.simulate import messages
 from lambda_destinations.store import InvocationFilter, Store, _sql
-from lambda_destinations.store._sql import insert_values
-from lambda_destinations.store.base import DeliveryRow
 from lambda_destinations.store.migrations import MIGRATIONS, Migration
 from lambda_destinations.store.postgres import MIGRATION_LOCK_KEY, PostgresStore
 
@@ -355,18 +355,7 @@ async def test_connections_ended_while_busy_give_only_the_clear_line(postgres_ur
 
 async def test_the_recordset_insert_stores_what_sqlalchemy_would(postgres_url: str) -> None:
     # given: rows as the worker saves them (simulated records, odd text included), a store
-    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
-    decoded = [decode(m.body) for m in messages(60, seed=5, poison_every=0) if not m.attributes]
-    rows = []
-    for index, message in enumerate(decoded):
-        delivery = DeliveryRow(
-            key=message.key, message_id=f"m-{index}", queue=queue, receive_count=1
-        )
-        row = invocation_row(message, queue, delivery.received_at)
-        if index % 7 == 0:
-            row.request_payload = random.Random(index).choice(["a\x00b \ud800 é", 12, [1, None]])
-            row.error_message = "nul \x00 and é"
-        rows.append(insert_values(row, delivery, "persist" if index % 2 else None))
+    rows = insert_rows()
     async with Store.from_url(postgres_url) as store:
         await store.migrate()
         read = sa.text("SELECT * FROM invocations ORDER BY key")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import random
 import sqlite3
 import sys
 import textwrap
@@ -15,17 +14,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from store_factories import PAYLOAD_MARKER, DeliveryFactory, RowFactory, assert_refusal_shown_alone
+from store_factories import (
+    PAYLOAD_MARKER,
+    DeliveryFactory,
+    RowFactory,
+    assert_refusal_shown_alone,
+    insert_rows,
+)
 
 from lambda_destinations.errors import ConfigError, StoreError, StoreUnavailable
-from lambda_destinations.handlers.persist import invocation_row
-from lambda_destinations.schemas import decode
-from lambda_destinations.simulate import messages
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
-from lambda_destinations.store._sql import insert_values
 from lambda_destinations.store._tables import metadata
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
-from lambda_destinations.store.base import DeliveryRow
 from lambda_destinations.store.migrations import MIGRATIONS
 from lambda_destinations.store.sqlite import (
     CHECKPOINT_EVERY,
@@ -491,18 +491,7 @@ def test_the_fast_datetime_text_refuses_a_naive_datetime() -> None:
 def test_the_prepared_insert_stores_what_sqlalchemy_would() -> None:
     # given: rows as the worker saves them (simulated records, odd text included), and two
     # empty databases
-    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
-    decoded = [decode(m.body) for m in messages(60, seed=5, poison_every=0) if not m.attributes]
-    rows = []
-    for index, message in enumerate(decoded):
-        delivery = DeliveryRow(
-            key=message.key, message_id=f"m-{index}", queue=queue, receive_count=1
-        )
-        row = invocation_row(message, queue, delivery.received_at)
-        if index % 7 == 0:
-            row.request_payload = random.Random(index).choice(["a\x00b \ud800 é", 12, [1, None]])
-            row.error_message = "nul \x00 and é"
-        rows.append(insert_values(row, delivery, "persist" if index % 2 else None))
+    rows = insert_rows()
     engines = [
         sa.create_engine("sqlite://", json_serializer=store_json, json_deserializer=load_store_json)
         for _ in range(2)
