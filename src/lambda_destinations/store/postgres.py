@@ -153,6 +153,7 @@ class _RecordsetInsert:
 
     def __init__(self, names: Sequence[str], dialect: sa.Dialect) -> None:
         """``names``: the keys of the rows (``insert_values``'), each row holding them all."""
+        self.names = tuple(names)
         columns = [name for name in names if name in invocations.c]
         types = {name: invocations.c[name].type for name in columns}
         self._json = [name for name in columns if isinstance(types[name], sa.JSON)]
@@ -265,7 +266,6 @@ class PostgresStore(SqlStore):
             },
         }
         self._insert_statement: _RecordsetInsert | None = None
-        self._insert_names: tuple[str, ...] = ()
         super().__init__(url, group_commit=group_commit)
         self._listener = InvocationListener(self._listening_engine)
         self._told_waiting = False  # for another process's migration, see _lock_migrations
@@ -336,11 +336,9 @@ class PostgresStore(SqlStore):
         one JSON document (:class:`_RecordsetInsert`, made for the rows' keys)."""
         if not rows:
             return set()
-        names = tuple(rows[0])
-        if self._insert_statement is None or self._insert_names != names:
-            self._insert_statement = _RecordsetInsert(names, conn.dialect)
-            self._insert_names = names
         statement = self._insert_statement
+        if statement is None or statement.names != tuple(rows[0]):
+            statement = self._insert_statement = _RecordsetInsert(tuple(rows[0]), conn.dialect)
         try:
             params = statement.params(rows)
         except (TypeError, ValueError) as exc:  # a value its type refused (a naive datetime)
