@@ -190,13 +190,22 @@ def test_without_yes_it_asks_first(lambda_endpoint, lambda_env, failures, functi
     lambda_endpoint.start_recording()
 
     declined = cli("replay", "--function", function, env=lambda_env, input="n\n")
+    unanswered = cli("replay", "--function", function, env=lambda_env, input="")
     nothing = lambda_endpoint.invocations()
     lambda_endpoint.start_recording()
     accepted = cli("replay", "--function", function, env=lambda_env, input="y\n")
 
     assert declined.returncode == 6  # declined: nothing was changed
     assert "Invoke 3 failed invocations of 1 function again at 10/s?" in declined.stderr
-    assert "aborted: nothing was changed" in declined.stderr
+    assert declined.stderr.splitlines()[-1].endswith("aborted: nothing was changed")
+    # No answer (stdin at its end, as with no terminal): the prompt's line is ended, and the
+    # line after it names --yes.
+    assert unanswered.returncode == 6
+    assert unanswered.stderr.splitlines()[-2:] == [
+        "Invoke 3 failed invocations of 1 function again at 10/s? [y/N]: ",
+        "aborted: no answer came (no terminal?): nothing was changed; give --yes to go ahead "
+        "without asking",
+    ]
     assert nothing == []
     assert accepted.returncode == 0, accepted.stderr
     assert len(lambda_endpoint.invocations()) == 3

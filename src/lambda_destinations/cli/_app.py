@@ -126,8 +126,17 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc), EXIT_CONFIG)
         except (StoreUnavailable, EndpointUnreachable) as exc:
             fail(str(exc), EXIT_UNREACHABLE)
-        except click.exceptions.Abort:
-            click.echo("aborted: nothing was changed", err=True)
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, EOFError):
+                # No answer came (no terminal, or Ctrl-D): end the prompt's line, name the way on.
+                click.echo("", err=True)
+                click.echo(
+                    "aborted: no answer came (no terminal?): nothing was changed; "
+                    "give --yes to go ahead without asking",
+                    err=True,
+                )
+            else:
+                click.echo("aborted: nothing was changed", err=True)
             sys.exit(EXIT_DECLINED)
         except StoppedBeforeStart as exc:
             _leaving_on_interrupt()
