@@ -516,11 +516,17 @@ def test_reopen_puts_a_recovered_failure_back_to_recovered(cli_env, store_url) -
     # when: both are ignored with a reason, then reopened
     ignored = cli("failures", "ignore", *ids, "--reason", "looked at", env=env)
     reopened = cli("failures", "reopen", *ids, env=env)
+    again_reopened = cli("failures", "reopen", *ids, env=env)
 
-    # then: the one a replay fixed is recovered again, the other open
+    # then: the one a replay fixed is recovered again, the other open; neither time is the
+    # recovered one counted as reopened
     assert ignored.returncode == 0, ignored.stderr
     assert reopened.returncode == 0, reopened.stderr
-    assert reopened.stdout.strip() == "reopened 2 failures (1 stays recovered: a replay succeeded)"
+    assert reopened.stdout.strip() == "reopened 1 failure (1 back to recovered: a replay succeeded)"
+    assert again_reopened.stdout.strip() == (
+        "reopened 1 failure (1 stays recovered: a replay succeeded; "
+        "1 open already: who set it updated)"
+    )
 
     async def statuses() -> dict[str | None, FailureStatus | None]:
         async with Store.from_url(store_url) as store:

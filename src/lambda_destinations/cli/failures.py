@@ -517,7 +517,7 @@ def _set_status(
     # The reason goes with who set the status (status_by), shown by `failures show`.
     by = operator_identity() + (f" — {' '.join(reason.split())[:200]}" if reason else "")
 
-    async def go() -> tuple[int, int, int, list[str]]:
+    async def go() -> tuple[int, int, int, int, list[str]]:
         async with opened_store(settings, writes=True) as store:
             statuses, missing = await _failures_named(store, request_ids)
             keys = sorted(statuses)
@@ -525,16 +525,25 @@ def _set_status(
             already = sum(1 for was in statuses.values() if was is status)
             if status is FailureStatus.OPEN:  # recovered where a replay recovered
                 reopened = await reopen(store, keys, by=by)
-                return reopened.changed, reopened.recovered, already, missing
-            return await store.set_status(keys, status, by=by), 0, already, missing
+                stayed = sum(1 for was in statuses.values() if was is FailureStatus.RECOVERED)
+                return (
+                    reopened.changed - reopened.recovered,
+                    reopened.recovered,
+                    min(stayed, reopened.recovered),
+                    already,
+                    missing,
+                )
+            return await store.set_status(keys, status, by=by), 0, 0, already, missing
 
-    changed, recovered, already, missing = asyncio.run(go())
+    # A failure a replay recovered is not reopened: it is not counted as reopened, and its
+    # note says whether it was recovered already or is again (it was ignored).
+    changed, recovered, stayed, already, missing = asyncio.run(go())
     verb = "ignored" if status is FailureStatus.IGNORED else "reopened"
     notes = []
-    if recovered:
-        notes.append(
-            f"{recovered} {'stays' if recovered == 1 else 'stay'} recovered: a replay succeeded"
-        )
+    if stayed:
+        notes.append(f"{stayed} {'stays' if stayed == 1 else 'stay'} recovered: a replay succeeded")
+    if recovered - stayed:
+        notes.append(f"{recovered - stayed} back to recovered: a replay succeeded")
     if already:
         was = "ignored" if status is FailureStatus.IGNORED else "open"
         notes.append(f"{already} {was} already: who set it{' and why' if reason else ''} updated")
