@@ -34,6 +34,13 @@ def test_json_output_of_a_failure_record() -> None:
     assert summary["succeeded"] is False
     assert summary["approximate_invoke_count"] == 3
     assert summary["error_type"] == "KeyError"
+    # whole, as the README's --json table says: what the text shows in part, and the record
+    record = json.loads((EVENTS / "invocation-retries-exhausted-python.json").read_text())
+    trace = record["responsePayload"]["stackTrace"]  # Python's: entries of several lines
+    assert summary["stack_trace"] == [line for entry in trace for line in entry.splitlines()]
+    assert summary["request_payload"] == record["requestPayload"]
+    assert summary["response_payload"] == record["responsePayload"]
+    assert summary["record"] == record
     assert result.stderr == ""
 
 

@@ -55,7 +55,7 @@ def decode_command(path: str, whole_message: bool, as_json: bool) -> None:
             click.echo(json.dumps({"error": exc.reason, "kind": "not-a-record"}))
         fail(exc.reason, EXIT_FAILED)
     if as_json:
-        click.echo(json.dumps(decoded.summary()))
+        click.echo(json.dumps(_whole(decoded)))
     else:
         click.echo(_readable(decoded))
 
@@ -91,6 +91,18 @@ def _sqs_message(data: bytes) -> tuple[str, Mapping[str, Any] | None]:
     if attributes is not None and not isinstance(attributes, dict):
         raise DecodeError("--message input has MessageAttributes that are not an object")
     return body, attributes
+
+
+def _whole(decoded: DecodedMessage) -> dict[str, Any]:
+    """--json: the summary, then what the text shows in part (the stack trace, the payloads)
+    and the record as received (after its envelope), as `failures show --json` has them."""
+    return {
+        **decoded.summary(),
+        "stack_trace": decoded.stack_trace,
+        "request_payload": decoded.request_payload,
+        "response_payload": decoded.response_payload,
+        "record": decoded.record_json,
+    }
 
 
 def _readable(decoded: DecodedMessage) -> str:
