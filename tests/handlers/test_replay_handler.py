@@ -390,13 +390,18 @@ async def test_the_failure_records_of_replays_are_neither_open_failures_nor_repl
     assert named.returncode == 0, named.stderr
     (skipped,) = json.loads(named.stdout)["results"]
     assert skipped["state"] == "skipped"
-    # naming the original and the command that replays it (it said "`failures show` names it")
+    # naming the original and the command that replays it (it said "`failures show` names it"):
+    # with --force, the original being replayed already (without, the command skips it)
     original_rid = record["requestContext"]["requestId"]
     assert skipped["detail"] == (
         f"this failure is a replay's own record (attempt 1 of {original_rid}): replay the "
-        f"original instead: lambda-destinations replay {original_rid}"
+        f"original instead: lambda-destinations replay {original_rid} --force"
     )
     assert len(recording_moto.invocations(name)) == before + 1
+    named_command = skipped["detail"].split(": lambda-destinations ", 1)[1].split()
+    followed = cli(*named_command, "--yes", "--json", **endpoints)
+    assert [r["state"] for r in json.loads(followed.stdout)["results"]] == ["invoked"]
+    assert len(recording_moto.invocations(name)) == before + 2
 
 
 async def test_a_scheduled_replay_survives_a_restart(

@@ -229,10 +229,14 @@ async def _naming_the_original(
     if attempt is None:
         return result
     original = attempt.original_request_id or attempt.original_key
+    # The original was replayed (this record is that replay's): the command named must not be
+    # one that only skips it as replayed already.
+    first = await store.get_invocation(attempt.original_key)
+    again = first is not None and _already_replayed(first, await store.replays(first.key))
     detail = (
         f"this failure is a replay's own record (attempt {attempt.attempt} of "
         f"{original}): replay the original instead: lambda-destinations replay "
-        f"{shlex.quote(original)}"
+        f"{shlex.quote(original)}{' --force' if again else ''}"
     )
     return dataclasses.replace(result, detail=detail)
 
