@@ -158,7 +158,7 @@ def test_resend_asks_on_stderr_and_a_no_leaves_stdout_empty(sqs, quarantined) ->
     # then: declined (6), the question on stderr and nothing on stdout for a script to misread
     assert asked.returncode == 6
     assert asked.stdout == ""
-    assert "Send 1 message back to their queues?" in asked.stderr
+    assert "Send 1 message back to its queue?" in asked.stderr
     assert len(as_json(cli("quarantine", "list", "--json", env=env))) == 1
 
 

@@ -228,9 +228,11 @@ def resend_command(
         return
     if not yes:
         # The question on stderr, as every command asks: stdout is for the results (--json).
-        click.confirm(
-            f"Send {_count(len(rows), 'message')} back to their queues?", abort=True, err=True
-        )
+        if len(rows) == 1:
+            where = "its queue"
+        else:
+            where = "their queue" if len({row.queue for row in rows}) == 1 else "their queues"
+        click.confirm(f"Send {_count(len(rows), 'message')} back to {where}?", abort=True, err=True)
     with aws_errors(settings):
         sent, skipped, failed = asyncio.run(_resend(settings, rows, keep=keep))
     if as_json:
