@@ -1108,6 +1108,18 @@ def test_healthcheck_with_nothing_listening_or_answering_says_which_in_one_line(
         f"error: http://127.0.0.1:{port}/healthz: nothing listens there: is the worker running, "
         "with the LAMBDA_DESTINATIONS_OPS_PORT it was started with?"
     )
+    # in the folder dev ran in, its dev.toml naming the port: whether dev runs there
+    # (before: the worker's variable, which dev's user never set)
+    (tmp_path / ".lambda-destinations").mkdir()
+    (tmp_path / ".lambda-destinations" / "dev.toml").write_text(
+        f'endpoint_url = "http://127.0.0.1:{free_port()}"\nops_port = {port}\n'
+    )
+    stopped = cli("healthcheck", cwd=tmp_path, unset=["LAMBDA_DESTINATIONS_OPS_PORT"])
+    assert stopped.returncode == 1, stopped.stderr
+    assert one_error_line(stopped) == (
+        f"error: http://127.0.0.1:{port}/healthz: nothing listens there: is `lambda-destinations "
+        "dev` running in this folder? (.lambda-destinations/dev.toml names it)"
+    )
     # a port that takes the connection and never answers: the timeout, named
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

@@ -62,14 +62,16 @@ def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
             fail(f"{url}: 404, the ops server has no such page: ask /healthz or /readyz (--path)")
         fail(f"{url}: {exc.code} {exc.read().decode(errors='replace')[:500]}")
     except OSError as exc:
-        fail(f"{url}: {_no_answer(exc, seconds)}")
+        fail(f"{url}: {_no_answer(exc, seconds, settings)}")
 
 
-def _no_answer(exc: OSError, seconds: float) -> str:
+def _no_answer(exc: OSError, seconds: float, settings: Settings) -> str:
     """Why the ops server did not answer, and what to check: urllib wraps the socket's error
     in one whose text is ``<urlopen error [Errno 111] Connection refused>``."""
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     if isinstance(reason, ConnectionRefusedError):
+        if settings.from_dev():  # the port dev wrote in this folder: dev's own ops server
+            return f"nothing listens there: {settings.endpoint_fix()}"
         return (
             "nothing listens there: is the worker running, with the LAMBDA_DESTINATIONS_OPS_PORT "
             "it was started with?"
