@@ -1,5 +1,5 @@
 """``python -m lambda_destinations``: the same command as ``lambda-destinations``."""
 
-from lambda_destinations.cli import main
+from lambda_destinations._entry import main
 
 main()

@@ -6,7 +6,9 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from bad_input_helpers import ENTRY, cli, one_error_line
 
-from lambda_destinations.cli._app import reports_errors
+from lambda_destinations.cli._app import LazyGroup, reports_errors
 from lambda_destinations.config import Settings, load_settings
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.store.migrations import LATEST_VERSION
@@ -929,6 +931,51 @@ def test_a_command_run_in_process_leaves_ctrl_c_to_its_caller(
     assert leaving.value.code == 130
     assert capsys.readouterr().err == "interrupted\n"
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_ctrl_c_while_the_command_line_imports_is_interrupted_not_a_traceback() -> None:
+    # given: the console script's entry point, a Ctrl-C coming while the command line's
+    # modules import (an import hook raises it where the signal would)
+    hook = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'lambda_destinations.cli._output':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+    )
+    scripts = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    module, function = scripts["project"]["scripts"]["lambda-destinations"].split(":")
+
+    # when: the installed command's way in
+    result = subprocess.run(
+        [sys.executable, "-c", f"{hook}from {module} import {function}; {function}()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # then: its line and the documented code (before: Python's traceback of the import)
+    assert (result.returncode, result.stderr) == (130, "interrupted\n")
+
+
+def test_ctrl_c_while_the_command_is_loaded_is_interrupted_not_aborted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given: a command whose module a Ctrl-C interrupts as it imports (the first tenths of a
+    # second of every command: the group imports it after parsing the command line)
+    (tmp_path / "interrupted_command.py").write_text("raise KeyboardInterrupt\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    group = LazyGroup("lambda-destinations")
+    group.lazy["slow"] = ("interrupted_command", "a command interrupted as it loads")
+
+    # when
+    with pytest.raises(SystemExit) as leaving:
+        group.main(["slow"], prog_name="lambda-destinations")
+
+    # then: as a Ctrl-C later (before: click's own "Aborted!", exit 1)
+    assert leaving.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
 
 
 @pytest.mark.parametrize(

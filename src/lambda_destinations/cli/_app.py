@@ -15,6 +15,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
+from lambda_destinations import _entry
 from lambda_destinations._text import visible
 from lambda_destinations.cli._output import OutputUnwritable, discard_stdout
 from lambda_destinations.errors import (
@@ -39,7 +40,7 @@ EXIT_UNREACHABLE = 4  # an AWS endpoint or the store cannot be reached
 EXIT_NO_RESULT = 5  # `invoke --wait`, `result`: no record of the request id (within the wait)
 EXIT_DECLINED = 6  # the answer to a confirmation was no (or none came): nothing was changed
 EXIT_TASK_FAILED = 7  # the worker stopped because one of its long-lived tasks died
-EXIT_INTERRUPTED = 130  # Ctrl-C, or a signal before the worker had started
+EXIT_INTERRUPTED = _entry.EXIT_INTERRUPTED  # Ctrl-C, or a signal before the worker had started
 EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what reads the output stopped reading (`| head`)
 
 
@@ -73,6 +74,17 @@ def click_errors_shown() -> Iterator[None]:
     except click.ClickException as exc:
         echo_error(f"error: {_one_line(exc)}")
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        # Ctrl-C before the command's own handling (reports_errors) began: while the command
+        # line is parsed or the command's module imported. click's own said "Aborted!", exit 1.
+        _interrupted()
+
+
+def _interrupted() -> NoReturn:
+    """Leave on a Ctrl-C: its line and the documented code."""
+    _leaving_on_interrupt()
+    click.echo("interrupted", err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _one_line(exc: click.ClickException) -> str:
@@ -143,9 +155,7 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             echo_error(f"interrupted: {exc}")
             sys.exit(EXIT_INTERRUPTED)
         except KeyboardInterrupt:
-            _leaving_on_interrupt()
-            click.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _interrupted()
         except OutputUnwritable as exc:
             discard_stdout()
             if exc.reader_left:  # no error of ours: the reader wants no more
