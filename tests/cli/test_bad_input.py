@@ -1081,13 +1081,31 @@ def test_doctor_reports_a_handler_module_that_fails_to_import(
             "drained, and serves no console; leave one of them out (`lambda-destinations "
             "console` in this folder serves what it stored)",
         ),
+        (
+            ("dev", "--once", "--endpoint-url", "http://127.0.0.1:4566"),
+            "error: --endpoint-url: dev runs its own AWS endpoint and queues, and writes them to "
+            ".lambda-destinations/dev.toml; leave it out (`lambda-destinations run` consumes the "
+            "queues of an endpoint you give)",
+        ),
+        (
+            ("dev", "--queues", "orders", "--endpoint-url", "http://127.0.0.1:4566"),
+            "error: --endpoint-url and --queues: dev runs its own AWS endpoint and queues, and "
+            "writes them to .lambda-destinations/dev.toml; leave them out (`lambda-destinations "
+            "run` consumes the queues of an endpoint you give)",
+        ),
     ],
-    ids=["--json without --once", "--console-port with --once"],
+    ids=[
+        "--json without --once",
+        "--console-port with --once",
+        "--endpoint-url",
+        "--queues and --endpoint-url",
+    ],
 )
 def test_dev_options_that_mean_nothing_together_are_a_usage_error(
     args: tuple[str, ...], line: str, tmp_path: Path
 ) -> None:
-    # before: dropped without a word; dev ran on, printing no JSON, or drained with no console
+    # before: dropped without a word; dev ran on, printing no JSON, or drained with no console,
+    # or on its own endpoint and queues
     result = cli(*args, cwd=tmp_path, timeout=30)
     assert result.returncode == 2, result.stderr
     assert one_error_line(result) == line

@@ -340,6 +340,7 @@ def dev_command(
       lambda-destinations dev --success-rate 0.2     replays mostly fail again
     """
     _check_once_options(once, as_json)
+    _refuse_dev_own()
     if settings.log_format == "auto":
         # dev is watched by a person
         configure_logging("console", settings.log_level, hide=_own_alert_sent)
@@ -381,6 +382,25 @@ def _check_once_options(once: bool, as_json: bool) -> None:
             "--console-port goes without --once: dev --once exits once the queues are drained, "
             "and serves no console; leave one of them out (`lambda-destinations console` in "
             "this folder serves what it stored)",
+            EXIT_USAGE,
+        )
+
+
+def _refuse_dev_own() -> None:
+    """Refuse (exit 2) --endpoint-url and --queues: dev runs its own endpoint and queues, and
+    both were dropped without a word. (Hidden from dev's --help; the variables, which may be
+    set for other commands, are left to them.)"""
+    ctx = click.get_current_context()
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("endpoint_url", "queues")
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    ]
+    if given:
+        fail(
+            f"{' and '.join(given)}: dev runs its own AWS endpoint and queues, and writes them to "
+            f"{DEV_CONFIG}; leave {'it' if len(given) == 1 else 'them'} out (`lambda-destinations "
+            "run` consumes the queues of an endpoint you give)",
             EXIT_USAGE,
         )
 
@@ -533,3 +553,5 @@ def simulate_command(
 
 # simulate sends to --queue / --failure-queue; the worker's polled queues mean nothing here.
 hide_options(simulate_command, "queues")
+# dev runs its own endpoint and queues (_refuse_dev_own).
+hide_options(dev_command, "endpoint_url", "queues")
