@@ -359,6 +359,18 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean(cls, value: Any, info: ValidationInfo) -> Any:
+        """A number setting given true or false (a TOML or JSON boolean): pydantic takes them
+        as 1 and 0, so ``concurrency = true`` ran one message at a time, and ``false`` was
+        "out of range". Refused with the line of any value that is no number, as the
+        variable's ``true`` is."""
+        field = str(info.field_name)
+        if isinstance(value, bool) and _number_kind(cls.model_fields[field]) is not None:
+            raise ValueError(_not_a_number(field, value))
+        return value
+
     @field_validator("*", mode="wrap")
     @classmethod
     def _finite(
@@ -544,6 +556,13 @@ def _not_finite(field: str, value: object) -> str:
     )
 
 
+def _not_a_number(field: str, value: object) -> str:
+    """The line for a number setting given ``value``, which is no number at all."""
+    kind = _number_kind(Settings.model_fields[field])
+    problem = "is not a whole number" if kind is int else "is not a number"
+    return number_line(Settings.model_fields[field], value, problem, upper=_CHECKED_MAX.get(field))
+
+
 def _number_problem(error: Mapping[str, Any]) -> str | None:
     """The line for pydantic's ``error`` of a number setting outside its range or given no
     number; None for any other error."""
@@ -597,12 +616,10 @@ def number_line(
 ) -> str:
     """``value`` as given, its ``problem``, and the range ``field`` takes and its default:
     "0 is out of range: use a whole number from 1 to 1000 (32 by default)"."""
-    if isinstance(value, str):
-        shown = echoed(value.strip()) or "an empty value"
-    elif isinstance(value, float):
-        shown = duration(value) if duration and math.isfinite(value) else f"{value:g}"
+    if isinstance(value, float) and duration and math.isfinite(value):
+        shown = duration(value)
     else:
-        shown = echoed(str(value))
+        shown = _shown(value)
     default = field.default
     number: Callable[[float], str] = duration or (lambda bound: f"{bound:g}")
     taken = f" ({number(default)} by default)" if isinstance(default, int | float) else ""
@@ -610,6 +627,18 @@ def number_line(
         "a duration" if duration else "a whole number" if _number_kind(field) is int else "a number"
     )
     return f"{shown} {problem}: use {_number_range(field, upper, noun, number)}{taken}"
+
+
+def _shown(value: object) -> str:
+    """``value`` as a line refusing it repeats it: text as typed, numbers, ``true`` and lists
+    as TOML and JSON write them (Python's ``True`` and ``[1, 2]`` are not what was typed)."""
+    if isinstance(value, str):
+        return echoed(value.strip()) or "an empty value"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, bool | int | list | tuple | dict):
+        return echoed(json.dumps(value, default=str, ensure_ascii=False))
+    return echoed(str(value))  # a TOML date or time, as the file writes it
 
 
 def _number_kind(field: FieldInfo) -> type | None:

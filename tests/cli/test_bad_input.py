@@ -674,6 +674,28 @@ def test_a_handler_s_number_out_of_range_names_the_value_and_the_range(
             "queue_metrics_interval = nan",
             "nan is not a finite number: use a number from 0 to 3600 (60 by default)",
         ),
+        # before: taken as 1, and false as 0: "False is out of range"; the line of the
+        # variable's true, as for any value that is no number
+        (
+            "concurrency = true",
+            "true is not a whole number: use a whole number from 1 to 1000 (32 by default)",
+        ),
+        (
+            "concurrency = false",
+            "false is not a whole number: use a whole number from 1 to 1000 (32 by default)",
+        ),
+        (
+            "heartbeat_fraction = true",
+            "true is not a number: use a number above 0.05 and below 1 (0.5 by default)",
+        ),
+        (
+            "pollers_per_queue = true",
+            "true is not a whole number: use a whole number from 1 to 100",
+        ),
+        (
+            "keep_replays_days = false",
+            "false is not a number: use a number from 0 to 36500 (90 by default)",
+        ),
     ],
 )
 def test_a_number_setting_s_line_names_the_toml_file(
