@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import datetime as dt
 import difflib
 import importlib.util
 import json
@@ -579,7 +580,9 @@ _OUT_OF_BOUNDS = frozenset({"greater_than", "greater_than_equal", "less_than", "
 _NOT_A_NUMBER = {
     "int_parsing": "is not a whole number",
     "int_from_float": "is not a whole number",
+    "int_type": "is not a whole number",  # a TOML date, list or table
     "float_parsing": "is not a number",
+    "float_type": "is not a number",
     "finite_number": "is not a finite number",
 }
 
@@ -638,7 +641,9 @@ def _shown(value: object) -> str:
         return f"{value:g}"
     if isinstance(value, bool | int | list | tuple | dict):
         return echoed(json.dumps(value, default=str, ensure_ascii=False))
-    return echoed(str(value))  # a TOML date or time, as the file writes it
+    if isinstance(value, dt.date | dt.time):  # a TOML date or time
+        return value.isoformat()
+    return echoed(str(value))
 
 
 def _number_kind(field: FieldInfo) -> type | None:
@@ -736,7 +741,84 @@ def _describe(
     where = _origin(str(error["loc"][0]), overrides, file_data)
     if error["type"] == "extra_forbidden":  # only the TOML file can name a setting we lack
         return f"unknown setting {location!r} ({where}): {_known_instead(error['loc'])}"
-    return f"setting {location!r} ({where}): {_number_problem(error) or message}"
+    problem = _number_problem(error) or _kind_problem(error) or message
+    return f"setting {location!r} ({where}): {problem}"
+
+
+# pydantic's errors of a setting given a value of the wrong kind, and what the value is not:
+# its own lines ("Input should be a valid list") name neither the value nor what to give.
+_WRONG_KIND = {
+    "list_type": "is not a list",
+    "tuple_type": "is not a list",
+    "dict_type": "is not a table",
+    "model_type": "is not a table",
+    "string_type": "is not a string",
+    "bool_type": "is not true or false",
+    "bool_parsing": "is not true or false",
+    "literal_error": "is not a value it takes",
+    "too_short": "is empty",
+}
+
+
+def _kind_problem(error: Mapping[str, Any]) -> str | None:
+    """The line for pydantic's ``error`` of a setting (or a part of one: a route's handlers)
+    given a value of the wrong kind, or missing: the value as given, and what the setting
+    takes; None for any other error."""
+    loc = tuple(error["loc"])
+    if error["type"] == "missing":  # its input is the table it is missing from
+        return f"missing: add {loc[-1]}, {_takes(loc)}"
+    if error["type"] not in _WRONG_KIND:
+        return None
+    return f"{_shown(error['input'])} {_WRONG_KIND[error['type']]}: {_kind_fix(loc, error)}"
+
+
+def _kind_fix(loc: tuple[str | int, ...], error: Mapping[str, Any]) -> str:
+    """What to give instead of a value of the wrong kind at ``loc``."""
+    if error["type"] == "literal_error":
+        return f"use {error['ctx']['expected']}"
+    if error["type"].startswith("bool_"):
+        default = Settings.model_fields[str(loc[0])].default if len(loc) == 1 else None
+        taken = f" ({_shown(default)} by default)" if isinstance(default, bool) else ""
+        return f"use true or false{taken}"
+    if error["type"] == "string_type":
+        if isinstance(loc[-1], int):  # an entry of a list
+            return f"use {_takes(loc[:-1])}, each in quotes"
+        return "write it in quotes"
+    return f"use {_takes(loc)}"
+
+
+# What the settings that are no number or string take, and their parts (* for any entry of a
+# list or table), in the words of the README's Configuration.
+_TAKES = {
+    "queues": "a list of queue names or URLs",
+    "handler_modules": "a list of module names",
+    "routes": "a list of routes, each a table with handlers",
+    "routes.*": "a table with handlers, and condition, function, error_type or queue to match",
+    "routes.*.handlers": "a list of one or more handler names",
+    "handlers": "a table of handlers by name, each a table with its type",
+    "handlers.*": "a table with the handler's type and its settings",
+}
+
+
+def _takes(loc: tuple[str | int, ...]) -> str:
+    """What the setting (or the part of one) at ``loc`` takes: "a list of module names"."""
+    parts = ["*" if isinstance(part, int) else str(part) for part in loc]
+    if parts[0] == "handlers" and len(parts) > 1:  # names, where a list has numbers
+        parts[1] = "*"
+    return _TAKES.get(".".join(parts), "the form the README's Configuration shows")
+
+
+def _first(errors: list[Any]) -> dict[str, Any]:
+    """The error a line names: pydantic's first, but for one missing from a table (a route's
+    handlers), a name misspelt in that table, the reason it is missing ({"handler": …})."""
+    first = errors[0]
+    if first["type"] == "missing":
+        table = first["loc"][:-1]
+        first = next(
+            (e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == table),
+            first,
+        )
+    return dict(first)
 
 
 def _known_instead(loc: tuple[str | int, ...]) -> str:
@@ -747,7 +829,10 @@ def _known_instead(loc: tuple[str | int, ...]) -> str:
     if close:
         return "did you mean " + " or ".join(repr(name) for name in close) + "?"
     if route:
-        return f"a route takes {', '.join(known)}"
+        required = {name for name, field in RouteConfig.model_fields.items() if field.is_required()}
+        return "a route takes " + ", ".join(
+            f"{name} (required)" if name in required else name for name in known
+        )
     return "remove it, or use a setting the README's Configuration table lists"
 
 
@@ -882,7 +967,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as exc:
         errors = exc.errors()
         extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(_describe(dict(errors[0]), overrides, file_data) + extra) from None
+        raise ConfigError(_describe(_first(errors), overrides, file_data) + extra) from None
     except SettingsError as exc:  # a value the environment source cannot decode (not JSON)
         raise ConfigError(_undecodable(exc)) from None
     # Hand out the plain class so nothing depends on the per-call subclass.

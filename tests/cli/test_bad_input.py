@@ -1674,6 +1674,101 @@ def test_an_unknown_setting_in_the_toml_file_names_the_known_ones(
     )
 
 
+@pytest.mark.parametrize(
+    ("given", "line"),
+    [
+        # before: "Input should be a valid list"
+        ("queues = 5", "'queues' (FILE): 5 is not a list: use a list of queue names or URLs"),
+        # before: "Input should be a valid string (and 1 more)"
+        (
+            "queues = [1, 2]",
+            "'queues.0' (FILE): 1 is not a string: use a list of queue names or URLs, each in "
+            "quotes (and 1 more)",
+        ),
+        (
+            {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "[1,2]"},
+            "'handler_modules.0' (LAMBDA_DESTINATIONS_HANDLER_MODULES): 1 is not a string: use "
+            "a list of module names, each in quotes (and 1 more)",
+        ),
+        ("store = 5", "'store' (FILE): 5 is not a string: write it in quotes"),
+        # before: "Tuple should have at least 1 item after validation, not 0"
+        (
+            "[[routes]]\nhandlers = []",
+            "'routes.0.handlers' (FILE): [] is empty: use a list of one or more handler names",
+        ),
+        # before: "Input should be a valid boolean, unable to interpret input"
+        (
+            {"LAMBDA_DESTINATIONS_TASK_PROTECTION": "maybe"},
+            "'task_protection' (LAMBDA_DESTINATIONS_TASK_PROTECTION): maybe is not true or "
+            "false: use true or false (true by default)",
+        ),
+        (
+            "task_protection = 2",
+            "'task_protection' (FILE): 2 is not true or false: use true or false (true by default)",
+        ),
+        # before: "Input should be a valid number", of a TOML date
+        (
+            "handler_timeout = 1979-05-27",
+            "'handler_timeout' (FILE): 1979-05-27 is not a number: use a number above 0, up to "
+            "43200 (300 by default)",
+        ),
+        (
+            "concurrency = [1]",
+            "'concurrency' (FILE): [1] is not a whole number: use a whole number from 1 to 1000 "
+            "(32 by default)",
+        ),
+        # before: "routes.0.handlers: Field required (and 1 more)": the key given unnamed
+        (
+            {"LAMBDA_DESTINATIONS_ROUTES": '[{"bogus": 1}]'},
+            "unknown setting 'routes.0.bogus' (LAMBDA_DESTINATIONS_ROUTES): a route takes "
+            "handlers (required), condition, function, error_type, queue (and 1 more)",
+        ),
+        (
+            {"LAMBDA_DESTINATIONS_ROUTES": '[{"condition": "failure"}]'},
+            "'routes.0.handlers' (LAMBDA_DESTINATIONS_ROUTES): missing: add handlers, a list of "
+            "one or more handler names",
+        ),
+        (
+            {"LAMBDA_DESTINATIONS_ROUTES": "{}"},
+            "'routes' (LAMBDA_DESTINATIONS_ROUTES): {} is not a list: use a list of routes, each "
+            "a table with handlers",
+        ),
+        (
+            "routes = [5]",
+            "'routes.0' (FILE): 5 is not a table: use a table with handlers, and condition, "
+            "function, error_type or queue to match",
+        ),
+        (
+            {"LAMBDA_DESTINATIONS_HANDLERS": "[]"},
+            "'handlers' (LAMBDA_DESTINATIONS_HANDLERS): [] is not a table: use a table of "
+            "handlers by name, each a table with its type",
+        ),
+        # before: "Input should be 'debug', 'info', 'warning' or 'error'", the value unsaid
+        (
+            "log_level = 5",
+            "'log_level' (FILE): 5 is not a value it takes: use 'debug', 'info', 'warning' or "
+            "'error'",
+        ),
+    ],
+)
+def test_a_setting_of_the_wrong_kind_names_the_value_and_what_the_setting_takes(
+    given: str | dict[str, str], line: str, tmp_path: Path
+) -> None:
+    # given: the value in the TOML file, or in the variable
+    config = tmp_path / "settings.toml"
+    config.write_text(given + "\n" if isinstance(given, str) else "")
+    env = given if isinstance(given, dict) else {}
+
+    # when
+    result = cli("failures", "stats", "--config", str(config), env=env, cwd=tmp_path)
+
+    # then: the setting, where it was set, the value as given, and what to give instead
+    assert result.returncode == 3, result.stderr
+    setting = "" if line.startswith("unknown") else "setting "
+    expected = f"error: {setting}{line.replace('FILE', f'the TOML file {config}')}"
+    assert one_error_line(result) == expected
+
+
 @pytest.mark.parametrize("named", ["--config", "LAMBDA_DESTINATIONS_CONFIG"])
 def test_a_toml_file_that_names_another_file_is_one_line(named: str, tmp_path: Path) -> None:
     # before: the file's config was replaced by the file's own path: other.toml was never
