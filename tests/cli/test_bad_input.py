@@ -1159,6 +1159,40 @@ def test_numbers_out_of_range_are_usage_errors(args: tuple[str, ...], tmp_path: 
 
 
 @pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        # before: "use 0 or more." of a value that is 0 or more: the upper bound went unsaid
+        (
+            ("failures", "list", "--limit", "1000000000000"),
+            "Invalid value for '--limit': 1000000000000 is out of range: use a whole number "
+            "from 0 to 1000000000.",
+        ),
+        (
+            ("quarantine", "show", "9223372036854775808"),
+            "Invalid value for 'QUARANTINE_ID': 9223372036854775808 is out of range: use a "
+            "whole number from 1 to 9223372036854775807.",
+        ),
+        # before: a traceback from the store (an SQLite INTEGER cannot hold it)
+        (
+            ("quarantine", "list", "--limit", "99999999999999999999"),
+            "Invalid value for '--limit': 99999999999999999999 is out of range: use a whole "
+            "number from 0 to 1000000000.",
+        ),
+    ],
+    ids=["failures list --limit", "quarantine id", "quarantine list --limit"],
+)
+def test_a_number_above_an_option_s_range_names_the_whole_range(
+    args: tuple[str, ...], line: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: a store the command would read (the limit reached it, and overflowed there)
+    env = {"LAMBDA_DESTINATIONS_STORE": sqlite_url}
+    assert cli("migrate", env=env, cwd=tmp_path).returncode == 0
+    result = cli(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert one_error_line(result) == f"error: {line}"
+
+
+@pytest.mark.parametrize(
     ("args", "problem"),
     [
         (("healthcheck", "--path", "nope"), "starting with /"),

@@ -22,11 +22,12 @@ Convert = Callable[[Any, click.Parameter | None, click.Context | None], Any]
 
 def use(kind: click.IntRange | click.FloatRange) -> str:
     """``: use`` and what ``kind`` takes ("a whole number from 1 to 1000"), or nothing when any
-    number goes. A bound of LIMIT_MAX or more is no bound a person needs to hear of."""
+    number goes. Both bounds, however large: a value refused as above the upper one was
+    refused as "out of range: use 0 or more" when the upper went unsaid."""
     bounds: dict[str, float] = {}
     if kind.min is not None:
         bounds["gt" if kind.min_open else "ge"] = kind.min
-    if kind.max is not None and kind.max < LIMIT_MAX:
+    if kind.max is not None:
         bounds["lt" if kind.max_open else "le"] = kind.max
     if not bounds:
         return ""

@@ -25,7 +25,7 @@ from lambda_destinations.cli._common import (
     since_option,
     subcommand,
 )
-from lambda_destinations.cli._numbers import Whole
+from lambda_destinations.cli._numbers import LIMIT_MAX, Whole
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
@@ -81,7 +81,9 @@ def _reason(described: dict[str, Any]) -> str:
 @subcommand(quarantine_group, "list")
 @click.option("--queue", help="Only messages quarantined from this queue (name or URL).")
 @since_option(help="Only messages quarantined at or after this time: 2h, 30m, 7d, or an ISO time.")
-@click.option("--limit", type=Whole(min=0), default=50, show_default=True, help="0: all.")
+@click.option(
+    "--limit", type=Whole(min=0, max=LIMIT_MAX), default=50, show_default=True, help="0: all."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
 @settings_options
 def list_command(
