@@ -61,6 +61,12 @@ def _checked(
         kind.fail(f"{value} is out of range{use(kind)}.", param, ctx)
 
 
+def _described(kind: click.IntRange | click.FloatRange, described: str) -> str:
+    """click's description of ``kind``'s range for --help ("1<=x<=1000"), or nothing for a
+    range without bounds: click's says "x<=None" of it."""
+    return "" if kind.min is None and kind.max is None else described
+
+
 class Whole(click.IntRange):
     """A whole number within bounds (click's IntRange, with refusals that give the range)."""
 
@@ -68,6 +74,9 @@ class Whole(click.IntRange):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         return _checked(self, click.INT.convert, super().convert, value, param, ctx)
+
+    def _describe_range(self) -> str:
+        return _described(self, super()._describe_range())
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -78,3 +87,6 @@ class FiniteFloatRange(click.FloatRange):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         return _checked(self, click.FLOAT.convert, super().convert, value, param, ctx)
+
+    def _describe_range(self) -> str:
+        return _described(self, super()._describe_range())
