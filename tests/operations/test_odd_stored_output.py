@@ -201,3 +201,32 @@ async def test_a_record_of_the_year_1_shows_its_year_in_four_digits(tmp_path) ->
     assert status == 200
     for view, text in {**texts, "console": page}.items():
         assert "0001-01-01 00:00:00" in text, view
+
+
+async def test_failures_stats_counts_a_record_of_the_year_1_as_failures_list_finds_it(
+    tmp_path,
+) -> None:
+    # given: a failure whose own time is the first second of the year 1 (a wrong clock)
+    from ops_helpers import failure_body, row_of, seed
+
+    store_url = f"sqlite:///{tmp_path / 'year-1.db'}"
+    _, record = failure_body(4)
+    record["timestamp"] = "0001-01-01T00:00:00Z"
+    await seed(store_url, [row_of(json.dumps(record))])
+    env = {"LAMBDA_DESTINATIONS_STORE": store_url}
+    until = "0001-01-01T00:00:01Z"
+    assert record["requestContext"]["requestId"] in shown(
+        "failures", "list", "--until", until, env=env
+    )
+
+    # when: its statistics up to a second later, with no start: 24 hours before the until is
+    # before the year 1 (before: "'0001-01-01T00:00:01+00:00' is too far from now", exit 2)
+    counted = shown("failures", "stats", "--until", until, env=env)
+    # and up to its own time, before which there is no time at all
+    before = shown("failures", "stats", "--until", "0001-01-01", env=env)
+
+    # then: the window starts at the year 1's first moment: the failure counted, and none before
+    assert counted.startswith(
+        "1 failure in 1 function, 0001-01-01 00:00:00 → 0001-01-01 00:00:01 UTC\n"
+    ), counted
+    assert before == "0 failures in 0 functions, 0001-01-01 00:00:00 → 0001-01-01 00:00:00 UTC\n"

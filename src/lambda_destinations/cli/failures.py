@@ -46,7 +46,7 @@ from lambda_destinations.store import (
     InvocationFilter,
     InvocationRow,
 )
-from lambda_destinations.times import too_far, window_backwards
+from lambda_destinations.times import window_backwards
 
 if TYPE_CHECKING:
     from lambda_destinations.operations import FailureStats
@@ -404,12 +404,9 @@ def stats_command(
       lambda-destinations failures stats --since 2024-05-01 --until 2024-05-02 --json
     """
     until = until or command_now()
-    try:
-        since = window_start(since, until)
-    except OverflowError:
-        fail(f"--until: {too_far(until.isoformat())}", 2)
-    if since >= until:
+    if since is not None and since >= until:
         fail(window_backwards(since, until), 2)
+    since = window_start(since, until)  # before until, or at it for an until at year 1's start
     try:
         check_window(since, until, names="--since and --until")
     except ValueError as exc:

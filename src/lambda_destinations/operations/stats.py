@@ -14,15 +14,21 @@ HOUR = dt.timedelta(hours=1)
 STATS_WINDOW_MAX = dt.timedelta(days=366)
 # What statistics cover without a start: the day before their end (now, or the until given).
 STATS_WINDOW_DEFAULT = dt.timedelta(hours=24)
+# The earliest time a window may start: the first moment of the year 1, in UTC.
+EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def window_start(since: dt.datetime | None, until: dt.datetime) -> dt.datetime:
     """``since``, or without one the :data:`STATS_WINDOW_DEFAULT` before ``until``: an until in
-    the past moves the window, rather than meeting a start of 24 hours before now.
-
-    Raises OverflowError for an until in the first day of the year 1.
-    """
-    return since if since is not None else until - STATS_WINDOW_DEFAULT
+    the past moves the window, rather than meeting a start of 24 hours before now. An until in
+    the first day of the year 1 has less before it: its window starts at the earliest time
+    there is (a record's own time can be that early, from a wrong clock; `failures list`
+    finds it with the same until)."""
+    if since is not None:
+        return since
+    if until - EARLIEST < STATS_WINDOW_DEFAULT:
+        return EARLIEST
+    return until - STATS_WINDOW_DEFAULT
 
 
 def check_window(since: dt.datetime, until: dt.datetime, *, names: str = "since and until") -> None:
