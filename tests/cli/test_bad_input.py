@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -232,6 +233,65 @@ def test_a_store_error_names_where_the_url_came_from(
     for origin, result in results.items():
         assert result.returncode == code, result.stderr
         assert one_error_line(result).startswith(f"error: {shown} ({origin}): ")
+
+
+IN_MEMORY = ["sqlite:///", "sqlite://", "sqlite:///:memory:"]
+
+
+@pytest.mark.parametrize("url", IN_MEMORY)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("migrate",),
+        ("migrate", "--check"),
+        ("failures", "list"),
+        ("prune",),
+        ("quarantine", "list"),
+        ("replay", "--function", "f", "--dry-run"),
+        ("result", "rid-1"),
+        ("console", "--port", "0"),
+    ],
+)
+def test_an_in_memory_store_is_refused_by_every_command_that_opens_the_store(
+    args: tuple[str, ...], url: str, tmp_path: Path
+) -> None:
+    # given: a store URL that names no file: every command would open an empty database
+    # when: a command that opens the store is given it
+    result = cli(*args, "--store", url, cwd=tmp_path, timeout=30)
+
+    # then: one line naming the URL, where it was set and the fix; nothing migrated or created
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    line = one_error_line(result)
+    assert line.startswith(f"error: store URL {url!r} (--store): an in-memory database: ")
+    assert line.endswith(
+        "give a file path such as sqlite:///lambda-destinations.db, or postgresql://user@host/db"
+    )
+    assert "applied" not in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", IN_MEMORY)
+def test_doctor_reports_an_in_memory_store_as_a_failed_check(url: str, tmp_path: Path) -> None:
+    # when: doctor is given a store URL that names no file
+    result = cli("doctor", "--store", url, "--json", cwd=tmp_path, timeout=30)
+
+    # then: the store check fails as configuration, with the fix; no schema is reported for it
+    checks = {check["check"]: check for check in json.loads(result.stdout)["checks"]}
+    store = checks["store"]
+    assert (store["status"], store["unreachable"]) == ("error", False)
+    assert store["detail"].startswith(f"store URL {url!r} (--store): an in-memory database: ")
+    assert "sqlite:///lambda-destinations.db" in store["detail"]
+    assert "store schema" not in checks
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_in_memory_store_still_opens_for_library_use() -> None:
+    # The refusal is the CLI's: code that wants a database for the process alone may have one.
+    async def go() -> list[int]:
+        async with Store.from_url("sqlite://") as store:
+            return await store.migrate()
+
+    assert asyncio.run(go()) == list(range(1, LATEST_VERSION + 1))
 
 
 @pytest.mark.postgres

@@ -69,8 +69,11 @@ async def opened_store(settings: Settings, *, writes: bool) -> AsyncIterator[Sto
     """The store of a one-shot command, never created here. A command that ``writes`` refuses a
     store a newer release migrated with a version that does not let this release write
     (NewerSchema, exit 3) before it changes anything: this release's rows could break what that
-    schema expects. Reading goes on."""
-    async with Store.from_url(settings.store, create=False) as store:
+    schema expects. Reading goes on. An in-memory store is refused (StoreUrlError, exit 3): it
+    would be empty, and what the command writes gone when it exits."""
+    store = Store.from_url(settings.store, create=False)
+    store.refuse_in_memory()  # settings_options names where the URL was set
+    async with store:
         if writes:
             await store.pending_migrations()
         yield store

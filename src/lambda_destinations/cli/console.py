@@ -106,7 +106,10 @@ def console_command(settings: Settings, host: str, port: int, read_only: bool) -
       LAMBDA_DESTINATIONS_CONSOLE_TOKEN=... lambda-destinations console --host 0.0.0.0
     """
     from lambda_destinations.console import serve
+    from lambda_destinations.store import Store
 
+    # Before the port is bound: an in-memory store would show nothing, and keep no action.
+    Store.from_url(settings.store, create=False).refuse_in_memory()
     options = console_options(host, port, read_only)
 
     def ready(actual: ConsoleOptions) -> None:

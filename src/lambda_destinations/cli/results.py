@@ -123,7 +123,7 @@ def invoke_command(
         # Here, not in a callback: click may read it before FUNCTION, which it is checked against.
         invokable(function, qualifier, param="--qualifier")
     from lambda_destinations.aws import AwsClients
-    from lambda_destinations.operations.results import Results, invoke_async
+    from lambda_destinations.operations.results import invoke_async
 
     body = read_payload(payload)
 
@@ -133,7 +133,7 @@ def invoke_command(
             # command before anything is invoked.
             results = None
             if wait is not None:
-                results = await stack.enter_async_context(Results(settings.store))
+                results = await stack.enter_async_context(store_results(settings))
             async with AwsClients(settings) as aws:
                 client = await aws.lambda_invoker()
                 request_id = await invoke_async(
@@ -151,6 +151,16 @@ def invoke_command(
         click.echo(dumps({"request_id": request_id, "state": "invoked"}) if as_json else request_id)
         raise SystemExit(EXIT_OK)
     _report(request_id, outcome, as_json=as_json, waited=wait, typed=False)
+
+
+def store_results(settings: Settings) -> Results:
+    """The Results of the settings' store, not open yet; an in-memory store is refused
+    (StoreUrlError, exit 3): it would never have a record."""
+    from lambda_destinations.operations.results import Results
+
+    results = Results(settings.store)
+    results.store.refuse_in_memory()
+    return results
 
 
 def _request_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -176,10 +186,9 @@ def result_command(settings: Settings, request_id: str, wait: float | None, as_j
     Exit status: 0 for a success, 1 for a failure, 5 when the store has no record of the
     request id (within --wait, if given).
     """
-    from lambda_destinations.operations.results import Results
 
     async def go() -> InvocationResult | None:
-        async with Results(settings.store) as results:
+        async with store_results(settings) as results:
             # No record arrives under an id that is not a UUID: it is looked up once, not waited on.
             if wait is not None and is_request_id(request_id[:REQUEST_ID_LENGTH]):
                 return await _wait(results, request_id, wait)

@@ -278,8 +278,11 @@ def migrate_command(settings: Settings, check: bool) -> None:
     from lambda_destinations.errors import StoreUnavailable
     from lambda_destinations.store import Store
 
+    opened = Store.from_url(settings.store)
+    opened.refuse_in_memory("it would be migrated, then gone when the command exits")
+
     async def go() -> tuple[list[int], list[int], StoreUnavailable | None]:
-        async with Store.from_url(settings.store) as store:
+        async with opened as store:
             pending = await store.pending_migrations()
             if check:
                 return pending, [], None

@@ -643,7 +643,9 @@ class Doctor:
             )
             return
         try:
-            async with Store.from_url(url, create=False) as store:
+            opened = Store.from_url(url, create=False)
+            opened.refuse_in_memory()  # it would answer, empty, and keep nothing
+            async with opened as store:
                 await store.ping()
                 pending = await store.pending_migrations()
                 unwritable = None if pending else await store.write_problems()

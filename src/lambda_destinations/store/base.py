@@ -319,6 +319,10 @@ def scope_of(*parts: str) -> str:
     return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)
 
 
+# What an in-memory store loses for a one-shot command: each opens a database of its own.
+KEPT_BY_NO_COMMAND = "each command opens a new, empty one, gone when it exits"
+
+
 class Store(Lifetime):
     """A result store. Use as ``async with Store.from_url(url) as store:``."""
 
@@ -332,6 +336,19 @@ class Store(Lifetime):
     def in_memory(self) -> bool:
         """True when what is stored is gone once the process exits (SQLite's ``:memory:``)."""
         return False
+
+    def refuse_in_memory(self, lost: str = KEPT_BY_NO_COMMAND, origin: str | None = None) -> None:
+        """StoreUrlError (exit 3) when this store is in memory, ``lost`` saying what that loses
+        and ``origin`` where the URL was set: for the CLI and the worker, which open the store
+        of the user's settings. Tests and library code use an in-memory store on purpose, so
+        from_url takes one."""
+        if self.in_memory:
+            raise StoreUrlError.at(
+                mask_url(self.url),
+                f"an in-memory database: {lost}; give a file path such as "
+                "sqlite:///lambda-destinations.db, or postgresql://user@host/db",
+                origin,
+            )
 
     @staticmethod
     def from_url(url: str, **options: Any) -> Store:

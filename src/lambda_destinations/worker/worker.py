@@ -36,7 +36,6 @@ from lambda_destinations.errors import (
     StoreGone,
     StoreMisconfigured,
     StoreUnavailable,
-    StoreUrlError,
 )
 from lambda_destinations.handlers.in_doubt import cut_off_first
 from lambda_destinations.handlers.registry import (
@@ -299,12 +298,10 @@ class Worker(Lifetime):
             raise ConfigError(
                 f"no queues to poll: set {self.settings.set_in('queues')} to queue URLs or names"
             )
-        if self.store.in_memory:
-            raise StoreUrlError.at(
-                mask_url(self.settings.store),
-                "an in-memory database: every record acknowledged would be lost when the "
-                "worker exits; use sqlite:///path/to/file.db or postgresql://user@host/db",
-            ).named(self.settings.origin("store"))
+        self.store.refuse_in_memory(
+            "every record acknowledged would be lost when the worker exits",
+            self.settings.origin("store"),
+        )
 
     async def start(self, *, give_up_after: float | None = None) -> None:
         """Open the store (migrated) and the queues, waiting out unreachable endpoints.
