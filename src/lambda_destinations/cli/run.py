@@ -275,7 +275,7 @@ def migrate_command(settings: Settings, check: bool) -> None:
       lambda-destinations migrate --check
     """
 
-    from lambda_destinations.errors import StoreUnavailable
+    from lambda_destinations.errors import StoreMisconfigured, StoreUnavailable
     from lambda_destinations.store import Store
 
     opened = Store.from_url(settings.store)
@@ -290,6 +290,8 @@ def migrate_command(settings: Settings, check: bool) -> None:
             try:
                 # SQLite checkpoints at close too, but says nothing when that fails.
                 await store.checkpoint()
+            except StoreMisconfigured:
+                raise  # a read-only file: nothing could have been applied, exit 3
             except StoreUnavailable as exc:
                 return pending, applied, exc
             return pending, applied, None

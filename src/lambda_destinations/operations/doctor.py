@@ -677,8 +677,16 @@ class Doctor:
             self.add("store schema", "ok", "migrated")
         if path is not None:
             self._check_room(no_room)
+        self._check_writes(unwritable, sqlite=path is not None)
+
+    def _check_writes(self, unwritable: list[str] | None, *, sqlite: bool) -> None:
+        """What keeps the store's user from writing (the store's own write_problems): a
+        PostgreSQL user's grants, a SQLite file's permissions; nothing when it cannot tell."""
         if unwritable == []:
             self.add("store grants", "ok", "the user may read and write every table")
+        elif unwritable and sqlite:
+            # A read-only file answers every read: the worker's first save fails.
+            self.add("store file", "error", "; ".join(unwritable), "")
         elif unwritable:
             self.add(
                 "store grants",

@@ -391,8 +391,8 @@ class Store(Lifetime):
 
     async def write_problems(self) -> list[str] | None:
         """What keeps this store's user from writing its tables (for `doctor`): empty when
-        nothing does, None when the backend cannot tell before a write (SQLite says it then:
-        a read-only file is StoreUnavailable, with its fix)."""
+        nothing does, None when the backend cannot tell before a write (SQLite tells a file
+        this user may not write, and says the rest then)."""
         return None
 
     # -- the worker's path ------------------------------------------------------------------

@@ -39,8 +39,9 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
-from lambda_destinations.errors import StoreGone, StoreUnavailable
+from lambda_destinations.errors import StoreGone, StoreMisconfigured, StoreUnavailable
 from lambda_destinations.store._access import StoreConnection
+from lambda_destinations.store._file_access import access_problem
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._sql import (
     OLDER_SCHEMA,
@@ -247,6 +248,10 @@ class SQLiteStore(SqlStore):
     async def _create_engine(self) -> ThreadEngine:
         if self.path is not None:
             prepare_file(self.url, self.path, create=self.create)
+            # The worker and `migrate` (create) write: a read-only file is opened for reading
+            # without a word, and would fail only at the first save.
+            if self.create and (problem := access_problem(self.path)) is not None:
+                raise StoreMisconfigured.at(self.display_url, problem)
             self._opened = _file_id(self.path)
         # The pool never makes a thread wait (ThreadEngine bounds its connections instead):
         # a file's pool keeps CONNECTIONS open and opens more while the worker's own (its
@@ -630,6 +635,8 @@ class SQLiteStore(SqlStore):
         if message.startswith("no such column"):
             return f"{message}: {OLDER_SCHEMA}"
         name = _sqlite_code(exc)
+        if (problem := self._access_problem(name)) is not None:
+            return problem
         for code, fix in _FIXES.items():
             if name == code or name.startswith(code + "_"):
                 if code == "SQLITE_BUSY":
@@ -638,6 +645,23 @@ class SQLiteStore(SqlStore):
                     return f"{message} ({no_room[0]}): {no_room[1]}"
                 return f"{message}: {fix}"
         return None
+
+    def _access_problem(self, code: str) -> str | None:
+        """What keeps this user from the file, when SQLite's ``code`` (cannot open, read-only)
+        may be that: the file's permissions, not an outage."""
+        if self.path is None or not code.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")):
+            return None
+        return access_problem(self.path)
+
+    def _misconfigured(self, exc: BaseException) -> bool:
+        # The file's permissions: a command exits 3; a running worker waits, as for an outage.
+        return self._access_problem(_sqlite_code(exc)) is not None
+
+    async def write_problems(self) -> list[str] | None:
+        """The file's permissions when this user may not write it (a read-only file is opened
+        for reading without a word); None otherwise: the rest SQLite says at the first write."""
+        problem = None if self.path is None else access_problem(self.path)
+        return None if problem is None else [problem]
 
     def no_room(self) -> tuple[str, str] | None:
         """Why the file has no room to grow, and the fix, when that is so: the disk holding it

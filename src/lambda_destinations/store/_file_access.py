@@ -1,0 +1,90 @@
+"""Whether this process's user may read and write a SQLite store's files, in SQLite's stead.
+
+SQLite answers a file its user may not open with "unable to open database file" and a
+read-only one with "attempt to write a readonly database", and opens a read-only file for
+reading without a word: neither says that it is the file's permissions, nor whose.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from pathlib import Path
+
+# The files SQLite keeps beside the database file in WAL mode, with the file's permissions.
+_SIDE_FILES = ("-wal", "-shm")
+
+
+def access_problem(path: Path) -> str | None:
+    """``"what is wrong: the fix"`` when this user may not read and write ``path`` (or the
+    ``-wal`` and ``-shm`` beside it, or create them in its folder); None when it may, when
+    the file is not there (said elsewhere), and for root, whom permissions do not stop."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    if problem := _file_problem(path, found):
+        return problem
+    for side in (path.with_name(path.name + suffix) for suffix in _SIDE_FILES):
+        try:
+            found = side.stat()
+        except OSError:  # SQLite creates it when it opens the file
+            if problem := _folder_problem(path.parent.absolute()):
+                return problem
+            continue
+        if problem := _file_problem(side, found):
+            return problem
+    return None
+
+
+def _file_problem(file: Path, found: os.stat_result) -> str | None:
+    """The problem when this user may not read and write ``file``, its fix included."""
+    if os.access(file, os.R_OK | os.W_OK):
+        return None
+    if _read_only_file_system(file):
+        return (
+            f"{file} is on a read-only file system: move the store to a writable one, or "
+            "mount it read-write"
+        )
+    what = "read-only" if os.access(file, os.R_OK) else "neither readable nor writable"
+    owner = _user_name(found.st_uid)
+    fix = f"chmod 600 {file}" if owner == _me() else f"chown {_me()} {file}"
+    return (
+        f"{file} is {what} for user {_me()} (mode {stat.S_IMODE(found.st_mode):03o}, owner "
+        f"{owner}): fix its permissions or owner ({fix})"
+    )
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """The problem when this user may not create the ``-wal`` and ``-shm`` files in ``folder``."""
+    if os.access(folder, os.W_OK | os.X_OK):
+        return None
+    if _read_only_file_system(folder):
+        return (
+            f"the folder {folder} is on a read-only file system, and SQLite creates the file's "
+            "-wal and -shm there: move the store to a writable one, or mount it read-write"
+        )
+    return (
+        f"the folder {folder} is not writable for user {_me()}, and SQLite creates the file's "
+        "-wal and -shm there: fix the folder's permissions or owner"
+    )
+
+
+def _read_only_file_system(path: Path) -> bool:
+    """Whether ``path`` is on a file system mounted read-only (which stops root too)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _me() -> str:
+    return _user_name(os.geteuid())
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a container's uid with no passwd entry
+        return str(uid)
