@@ -17,6 +17,7 @@ from botocore.exceptions import (
     HTTPClientError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -101,6 +102,9 @@ def error_code(exc: BaseException) -> str | None:
 # endpoint URL): botocore puts the whole page in the error's text.
 _HTML_PAGE = re.compile(r"<!doctype html|<html", re.IGNORECASE)
 _HTML_TITLE = re.compile(r"<title>\s*(.*?)\s*</title>", re.IGNORECASE | re.DOTALL)
+# What a line about such an answer asks, where it cannot name the setting to check.
+_ASK_ENDPOINT = "(is the endpoint URL an AWS endpoint, or a proxy's error page?)"
+_NO_AWS_ERROR = "with no AWS error in it"
 
 
 # Characters of an error's text in a log line or a reason: a handler's error can carry
@@ -117,7 +121,13 @@ def describe_error(exc: BaseException) -> str:
     """One line for a log or a stored reason: the type, the AWS error code, the text, redacted,
     cut at DESCRIBED_MAX characters."""
     code = error_code(exc)
-    text = _without_html(_text_of(exc) or type(exc).__name__)
+    answer = not_aws_answer(exc)
+    if isinstance(exc, ResponseParserError):  # its text: the parser's complaint, then the body
+        text = f"the endpoint answered {answer}, not an AWS answer {_ASK_ENDPOINT}"
+    else:
+        text = _without_html(_text_of(exc) or type(exc).__name__)
+        if answer is not None and answer.endswith(_NO_AWS_ERROR):
+            text = f"{text.rstrip()} {answer}, not an AWS answer {_ASK_ENDPOINT}"
     if isinstance(exc, ClientError):
         text = _BOTOCORE_RETRIES.sub("", text, count=1)
     if code and code not in text:
@@ -165,7 +175,9 @@ def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> 
     """The first line of an error's text (an AWS error's code and message), at most ``limit``
     characters, redacted before it is cut (a URL cut inside its password could not be masked
     after); with ``typed``, after the error's type, as the console shows it."""
-    if isinstance(exc, ClientError):
+    if (answer := not_aws_answer(exc)) is not None:
+        text = f"the endpoint answered {answer}, not an AWS answer {_ASK_ENDPOINT}"
+    elif isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         text = f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
     else:
@@ -182,12 +194,46 @@ def _without_html(text: str) -> str:
     found = _HTML_PAGE.search(text)
     if found is None:
         return text
-    title = _HTML_TITLE.search(text, found.start())
-    named = f" titled {' '.join(title[1].split())[:120]!r}" if title else ""
-    return (
-        f"{text[: found.start()].rstrip()} an HTML page{named}, not an AWS answer "
-        "(is the endpoint URL an AWS endpoint, or a proxy's error page?)"
-    )
+    page = _html_page(text[found.start() :])
+    return f"{text[: found.start()].rstrip()} {page}, not an AWS answer {_ASK_ENDPOINT}"
+
+
+def _html_page(page: str) -> str:
+    """An HTML page, named by its title when it has one: ``an HTML page titled '404 Not Found'``."""
+    title = _HTML_TITLE.search(page)
+    return f"an HTML page titled {' '.join(title[1].split())[:120]!r}" if title else "an HTML page"
+
+
+def not_aws_answer(exc: BaseException) -> str | None:
+    """What the endpoint answered, when ``exc`` is an answer no AWS service gives (a web server
+    or a proxy at the endpoint URL): ``404 with no AWS error in it``, ``501 with an HTML page
+    titled 'Error response'``, ``with an empty body``; None for anything else.
+
+    An AWS error names its code (``QueueDoesNotExist``): botocore makes one of the HTTP status
+    only when the answer has none. A body the XML parser of STS or SNS cannot read has no
+    status to give (botocore's ResponseParserError).
+    """
+    if isinstance(exc, ResponseParserError):
+        body = _text_of(exc).partition("\n")[2]
+        if _HTML_PAGE.search(body):
+            return _html_page(body)
+        if body.strip() in ("", "b''"):
+            return "with an empty body"
+        reason = re.search(r"\((.*?)\), invalid XML", _text_of(exc))
+        return f"what is not AWS's XML ({reason[1] if reason else 'unreadable'})"
+    if not isinstance(exc, ClientError):
+        return None
+    error = exc.response.get("Error", {})
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if str(error.get("Code")) != str(status):
+        return None
+    message = str(error.get("Message") or "")
+    if _HTML_PAGE.search(message):
+        return f"{status} with {_html_page(message)}"
+    # AWS names every error of the caller's (4xx); a 5xx's empty body may be a real outage.
+    if 400 <= status < 500 and not message.strip():
+        return f"{status} {_NO_AWS_ERROR}"
+    return None
 
 
 def classify(exc: BaseException) -> Kind:
