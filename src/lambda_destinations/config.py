@@ -531,6 +531,14 @@ class Settings(BaseSettings):
             return f"check {region} and the network"
         return f"check {self.set_in('endpoint_url')}, {region} and the network"
 
+    def not_aws_fix(self) -> str:
+        """What to check when the endpoint answers, but not as AWS does (a web server's page,
+        an empty 404): the endpoint URL, named where it was set; for AWS itself or dev's
+        settings, what :meth:`endpoint_fix` says."""
+        if not self.endpoint_url or self.from_dev():
+            return self.endpoint_fix()
+        return f"check that {self.set_in('endpoint_url')} is the URL of an AWS endpoint"
+
     def resolved_region(self) -> str | None:
         """The region the standard AWS way when not set here."""
         return standard_region(self.region)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -802,6 +806,59 @@ def test_an_endpoint_url_at_its_root_is_taken(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no dev.toml of another test's
     assert load_settings(endpoint_url=url).endpoint_url == url
+
+
+class _EmptyNotFound(http.server.BaseHTTPRequestHandler):
+    """A web server where an AWS endpoint was expected: 404 with an empty body to every call."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@contextlib.contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """The URL of a local HTTP server answering with ``handler``, shut down on leaving."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    ("command", "operation"),
+    [
+        (["run", "--once", "--queues", "q1"], "GetQueueUrl"),
+        (["run", "--queues", "q1"], "GetQueueUrl"),
+        (["dlq", "peek", "q1"], "GetQueueUrl"),
+        (["invoke", "orders-api"], "Invoke"),
+    ],
+    ids=["run --once", "run", "dlq peek", "invoke"],
+)
+def test_an_endpoint_answering_404_with_no_aws_error_names_it_and_where_it_was_set(
+    command: list[str], operation: str, tmp_path: Path
+) -> None:
+    # before: "error: GetQueueUrl failed: 404" (and "Invoke failed: 404"), naming neither the
+    # endpoint nor the fix
+    with _serving(_EmptyNotFound) as url:
+        env = {"LAMBDA_DESTINATIONS_ENDPOINT_URL": url, "LAMBDA_DESTINATIONS_ONCE_TIMEOUT": "3"}
+        result = cli(*command, env=env, cwd=tmp_path)
+    # exit 1, as for an HTML 404 page: an AWS call that failed
+    assert result.returncode == 1, result.stderr
+    assert one_error_line(result) == (
+        f"error: {operation} failed: {url} answered 404 with no AWS error in it, not an AWS "
+        "answer: check that LAMBDA_DESTINATIONS_ENDPOINT_URL is the URL of an AWS endpoint"
+    )
 
 
 @pytest.mark.parametrize("legacy", ["orders api", "", "arn:aws:lambda:us-east-1:123:function:f"])

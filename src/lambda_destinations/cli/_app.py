@@ -297,8 +297,11 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[P, R]], click.Comman
     return decorate
 
 
-def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
-    """The one line and exit code for an AWS error a user can cause; None for anything else."""
+def describe_aws_error(
+    exc: BaseException, *, endpoint: str = "the endpoint", not_aws_fix: str | None = None
+) -> tuple[str, int] | None:
+    """The one line and exit code for an AWS error a user can cause; None for anything else.
+    An answer no AWS service gives: see :func:`_not_aws_line`."""
     # Imported here: botocore and the operations cost every command start-up, --help included.
     from botocore.exceptions import (
         BotoCoreError,
@@ -328,6 +331,8 @@ def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
         return NO_REGION, EXIT_CONFIG
     if isinstance(exc, QueueNotFound):
         return str(exc), EXIT_USAGE
+    if (not_aws := _not_aws_line(exc, endpoint, not_aws_fix)) is not None:
+        return not_aws, EXIT_FAILED  # a failed call (1), as `run` takes any 4xx
     if isinstance(exc, ClientError):
         code = error_code(exc)
         operation = getattr(exc, "operation_name", "the call")
@@ -349,6 +354,21 @@ def describe_aws_error(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, BotoCoreError):  # invalid parameters, an unreadable AWS config file...
         return first_line(exc), EXIT_FAILED
     return None
+
+
+def _not_aws_line(exc: BaseException, endpoint: str, fix: str | None) -> str | None:
+    """The line of an answer no AWS service gives (a web server's page, an empty 404), naming
+    ``endpoint`` and ending with ``fix``, which the caller's settings make (where the URL was
+    set); None for any other error."""
+    from lambda_destinations.retrying import not_aws_answer
+
+    answer = not_aws_answer(exc)
+    if answer is None:
+        return None
+    operation = getattr(exc, "operation_name", None)
+    failed = f"{operation} failed: " if operation else ""
+    fix = fix or "check that LAMBDA_DESTINATIONS_ENDPOINT_URL is the URL of an AWS endpoint"
+    return f"{failed}{endpoint} answered {answer}, not an AWS answer: {fix}"
 
 
 def first_line(exc: BaseException) -> str:

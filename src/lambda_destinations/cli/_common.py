@@ -380,7 +380,9 @@ def aws_errors(settings: Settings) -> Iterator[None]:
         where, fix = settings.shown_endpoint(), settings.endpoint_fix()  # fix: reads dev's file
         raise EndpointUnreachable(f"cannot reach {where} ({first_line(exc)}): {fix}") from None
     except Exception as exc:
-        known = describe_aws_error(exc)
+        known = describe_aws_error(
+            exc, endpoint=settings.shown_endpoint(), not_aws_fix=settings.not_aws_fix()
+        )
         if known is None:
             raise
         line, code = known

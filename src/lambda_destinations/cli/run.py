@@ -24,6 +24,7 @@ from lambda_destinations.cli._app import (
     command,
     fail,
 )
+from lambda_destinations.cli._common import aws_errors
 from lambda_destinations.cli._numbers import Whole
 from lambda_destinations.cli._options import hide_password, settings_options
 from lambda_destinations.config import Settings
@@ -243,9 +244,10 @@ def run_command(settings: Settings, once: bool, concurrency: int | None, as_json
             "--json goes with --once, whose summary it prints as JSON; ignored, the worker "
             "runs on (--log-format json: its logs as JSON)"
         )
-    stats = run_or_exit(
-        run_worker(settings, once=once, on_started=_collect_less), settings.event_loop
-    )
+    with aws_errors(settings):  # a start refused by the endpoint: its line names where it was set
+        stats = run_or_exit(
+            run_worker(settings, once=once, on_started=_collect_less), settings.event_loop
+        )
     if once:
         print_summary(stats, as_json=as_json)
     raise SystemExit(EXIT_OK)
