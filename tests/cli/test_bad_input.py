@@ -821,6 +821,13 @@ class _EmptyNotFound(http.server.BaseHTTPRequestHandler):
         return
 
 
+class _StaticFiles(http.server.SimpleHTTPRequestHandler):
+    """`python3 -m http.server`: to a POST, a 501 HTML page titled 'Error response'."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
 @contextlib.contextmanager
 def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     """The URL of a local HTTP server answering with ``handler``, shut down on leaving."""
@@ -859,6 +866,50 @@ def test_an_endpoint_answering_404_with_no_aws_error_names_it_and_where_it_was_s
         f"error: {operation} failed: {url} answered 404 with no AWS error in it, not an AWS "
         "answer: check that LAMBDA_DESTINATIONS_ENDPOINT_URL is the URL of an AWS endpoint"
     )
+
+
+@pytest.mark.parametrize(
+    ("handler", "answer"),
+    [
+        (_StaticFiles, "an HTML page titled 'Error response'"),
+        (_EmptyNotFound, "with an empty body"),
+    ],
+    ids=["HTML 501", "empty 404"],
+)
+def test_doctor_with_an_endpoint_that_is_no_aws_endpoint_fails_its_endpoint_check(
+    handler: type[http.server.BaseHTTPRequestHandler], answer: str, sqlite_url: str
+) -> None:
+    # before: an 84-line traceback of STS's XML parser (ResponseParserError), no JSON, exit 1
+    asyncio.run(_migrated(sqlite_url))
+    env = {"LAMBDA_DESTINATIONS_STORE": sqlite_url}
+    with _serving(handler) as url:
+        args = ["doctor", "--queues", "q1", "--endpoint-url", url]
+        as_json = cli(*args, "--json", env=env, timeout=30)
+        table = cli(*args, env=env, timeout=30)
+
+    # then: one failed check (1, not unreachable: the endpoint answered), the rest still run
+    assert as_json.returncode == 1, as_json.stderr
+    assert "Traceback" not in as_json.stderr
+    errors = [c for c in json.loads(as_json.stdout)["checks"] if c["status"] == "error"]
+    assert errors == [
+        {
+            "check": "aws endpoint",
+            "status": "error",
+            "detail": f"{url} answered {answer}, not an AWS answer",
+            "fix": "check that --endpoint-url is the URL of an AWS endpoint",
+            "unreachable": False,
+        }
+    ]
+    assert table.returncode == 1, table.stderr
+    assert "Traceback" not in table.stderr
+    assert any(
+        line.startswith("aws endpoint") and "ERROR" in line for line in table.stdout.splitlines()
+    ), table.stdout
+
+
+async def _migrated(url: str) -> None:
+    async with Store.from_url(url) as store:
+        await store.migrate()
 
 
 @pytest.mark.parametrize("legacy", ["orders api", "", "arn:aws:lambda:us-east-1:123:function:f"])

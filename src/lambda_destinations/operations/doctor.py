@@ -26,6 +26,7 @@ from botocore.exceptions import (
     NoRegionError,
     PartialCredentialsError,
 )
+from botocore.parsers import ResponseParserError
 
 from lambda_destinations.aws import AwsClients, all_items
 from lambda_destinations.config import OUTSIDE_DEV, Settings
@@ -45,7 +46,12 @@ from lambda_destinations.operations.handler_checks import (
     function_names,
 )
 from lambda_destinations.redact import mask_url, redact
-from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
+from lambda_destinations.retrying import (
+    CONNECTION_ERRORS,
+    DENIED_CODES,
+    error_code,
+    not_aws_answer,
+)
 from lambda_destinations.store import Store
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import (
@@ -105,7 +111,7 @@ async def _event_invoke_configs(
                     "FunctionEventInvokeConfigs",
                     FunctionName=name,
                 )
-            except (ClientError, BotoCoreError, *CONNECTION_ERRORS) as exc:
+            except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
                 return name, exc
             return name, found
 
@@ -116,7 +122,11 @@ def _error_text(exc: BaseException) -> str:
     """An error's text for a check's line, redacted before it is cut (a cut URL hides nothing).
 
     botocore quotes the whole endpoint URL (``Could not connect to the endpoint URL: "..."``).
+    An answer no AWS service gives is said as the other commands say it (an HTML page by its
+    title), not as its body.
     """
+    if (answer := not_aws_answer(exc)) is not None:
+        return f"{answer}, not an AWS answer"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         message = redact(" ".join(str(error.get("Message") or "").split()))[:160]
@@ -230,27 +240,48 @@ class Doctor:
                 unreachable=True,
             )
             return False
-        except ClientError as exc:
-            if error_code(exc) in DENIED_CODES:
-                self.add(
-                    "aws credentials",
-                    "error",
-                    f"the credentials were refused ({_error_text(exc)})",
-                    "check the access key, its secret and session token, and the clock",
-                )
-                return False
-            # An endpoint without STS (an emulator): the queue checks will tell.
-            self.add(
-                "aws credentials",
-                "warn",
-                f"could not ask STS who we are ({_error_text(exc)})",
-                "none needed if the queue checks pass",
-            )
-            return True
+        except (ClientError, ResponseParserError) as exc:
+            return self._sts_refused(exc)
         except BotoCoreError as exc:
             self.add("aws credentials", "error", _error_text(exc), "check the AWS configuration")
             return False
         self.add("aws credentials", "ok", f"{identity.get('Arn')} at {where}")
+        return True
+
+    def _sts_refused(self, exc: ClientError | ResponseParserError) -> bool:
+        """The row of an STS error (its XML parser's too); whether the checks on AWS go on."""
+        if self._not_aws("aws endpoint", exc):  # a web server or a proxy: no AWS call would do
+            return False
+        if error_code(exc) in DENIED_CODES:
+            self.add(
+                "aws credentials",
+                "error",
+                f"the credentials were refused ({_error_text(exc)})",
+                "check the access key, its secret and session token, and the clock",
+            )
+            return False
+        # An endpoint without STS (an emulator): the queue checks will tell.
+        self.add(
+            "aws credentials",
+            "warn",
+            f"could not ask STS who we are ({_error_text(exc)})",
+            "none needed if the queue checks pass",
+        )
+        return True
+
+    def _not_aws(self, check: str, exc: BaseException) -> bool:
+        """Add ``check``'s error row when ``exc`` is an answer no AWS service gives (a web
+        server's page, an empty 404), naming the endpoint and where it was set; whether it was.
+
+        A failed check (1), not an unreachable one (4): the endpoint answered, as the other
+        commands take such an answer (exit 1).
+        """
+        answer = not_aws_answer(exc)
+        if answer is None:
+            return False
+        where = self.settings.shown_endpoint()
+        fix = self.settings.not_aws_fix()
+        self.add(check, "error", f"{where} answered {answer}, not an AWS answer", fix)
         return True
 
     async def _check_queues(self, aws: AwsClients) -> list[_Queue] | None:
@@ -281,24 +312,9 @@ class Doctor:
                     unreachable=True,
                 )
                 return None
-            except ClientError as exc:
-                if is_missing_queue(exc):
-                    self.add(
-                        f"queue {name}",
-                        "error",
-                        f"{configured} does not exist (in {aws.region})",
-                        f"create it, or fix {queues_in} (and the region)",
-                    )
-                elif error_code(exc) in DENIED_CODES:
-                    self.add(
-                        f"queue {name}",
-                        "error",
-                        f"the credentials may not read it ({_error_text(exc)})",
-                        "allow sqs:GetQueueUrl, GetQueueAttributes, ReceiveMessage, "
-                        "DeleteMessage, ChangeMessageVisibility and SendMessage (to its DLQ)",
-                    )
-                else:
-                    self.add(f"queue {name}", "error", _error_text(exc), "")
+            except (ClientError, ResponseParserError) as exc:
+                if self._queue_refused(name, configured, exc, aws.region):
+                    return None  # not an AWS endpoint: every queue would get the same
                 continue
             attributes: dict[str, str] = response.get("Attributes", {})
             arn = attributes.get("QueueArn", "")
@@ -311,6 +327,32 @@ class Doctor:
             self._check_visibility(name, attributes)
             await self._check_redrive(sqs, name, attributes)
         return polled
+
+    def _queue_refused(
+        self, name: str, configured: str, exc: ClientError | ResponseParserError, region: str | None
+    ) -> bool:
+        """The row of an error SQS gave about a queue; True when the endpoint is no AWS one."""
+        if self._not_aws(f"queue {name}", exc):
+            return True
+        queues_in = self.settings.set_in("queues")
+        if is_missing_queue(exc):
+            self.add(
+                f"queue {name}",
+                "error",
+                f"{configured} does not exist (in {region})",
+                f"create it, or fix {queues_in} (and the region)",
+            )
+        elif error_code(exc) in DENIED_CODES:
+            self.add(
+                f"queue {name}",
+                "error",
+                f"the credentials may not read it ({_error_text(exc)})",
+                "allow sqs:GetQueueUrl, GetQueueAttributes, ReceiveMessage, "
+                "DeleteMessage, ChangeMessageVisibility and SendMessage (to its DLQ)",
+            )
+        else:
+            self.add(f"queue {name}", "error", _error_text(exc), "")
+        return False
 
     def _check_standard(self, name: str, attributes: dict[str, str]) -> None:
         if attributes.get("FifoQueue", "false").lower() == "true":
@@ -396,7 +438,7 @@ class Doctor:
                     "allow sqs:GetQueueUrl and sqs:GetQueueAttributes on it",
                 )
             return
-        except (BotoCoreError, *CONNECTION_ERRORS) as exc:
+        except (BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
             self.add(
                 check,
                 "error",
@@ -472,7 +514,7 @@ class Doctor:
         lam = await aws.client("lambda")
         try:
             names = await function_names(lam)
-        except (ClientError, BotoCoreError, *CONNECTION_ERRORS) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
             self.add(
                 "lambda destinations",
                 "warn",
@@ -585,7 +627,7 @@ class Doctor:
                 sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=topic_arn
             )
             endpoints = [s.get("Endpoint", "") for s in subscriptions if s.get("Protocol") == "sqs"]
-        except (ClientError, BotoCoreError, *CONNECTION_ERRORS) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
             self.add(
                 check,
                 "warn",

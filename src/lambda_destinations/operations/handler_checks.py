@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import aiosmtplib
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from lambda_destinations.aws import AwsClients, all_items
 from lambda_destinations.config import Settings
@@ -29,7 +30,7 @@ from lambda_destinations.handlers.registry import HandlerRegistry, configured_ha
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
 from lambda_destinations.redact import mask_secrets
-from lambda_destinations.retrying import CONNECTION_ERRORS, error_code
+from lambda_destinations.retrying import CONNECTION_ERRORS, error_code, not_aws_answer
 from lambda_destinations.schemas import invoke_function_name
 
 Status = Literal["ok", "warn", "error"]
@@ -90,6 +91,8 @@ async def _check_one(name: str, handler: Any, aws: AwsClients) -> list[Check]:
 
 
 def _message(exc: BaseException) -> str:
+    if (answer := not_aws_answer(exc)) is not None:  # said as the other commands say it
+        return f"{answer}, not an AWS answer"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
@@ -214,7 +217,7 @@ async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Check]:
     sns = await aws.client("sns")
     try:
         attributes = (await sns.get_sms_attributes()).get("attributes", {})
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:  # SNS's XML parser's too
         return [Check(check, "warn", f"SNS SMS attributes cannot be read ({_message(exc)})")]
     findings = []
     if attributes.get("MonthlySpendLimit") == "0":
