@@ -368,8 +368,9 @@ class Settings(BaseSettings):
         "out of range". Refused with the line of any value that is no number, as the
         variable's ``true`` is."""
         field = str(info.field_name)
-        if isinstance(value, bool) and _number_kind(cls.model_fields[field]) is not None:
-            raise ValueError(_not_a_number(field, value))
+        problem = boolean_problem(cls.model_fields[field], value, upper=_CHECKED_MAX.get(field))
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("*", mode="wrap")
@@ -565,11 +566,21 @@ def _not_finite(field: str, value: object) -> str:
     )
 
 
-def _not_a_number(field: str, value: object) -> str:
-    """The line for a number setting given ``value``, which is no number at all."""
-    kind = _number_kind(Settings.model_fields[field])
+def boolean_problem(
+    field: FieldInfo,
+    value: object,
+    *,
+    upper: float | None = None,
+    duration: Callable[[float], str] | None = None,
+) -> str | None:
+    """The line for the number ``field`` (a setting, a handler's option) given true or false,
+    a TOML or JSON boolean, which pydantic would take as 1 or 0; None for any other value (or
+    field). ``upper`` and ``duration`` as for :func:`number_problem`."""
+    kind = _number_kind(field)
+    if not isinstance(value, bool) or kind is None:
+        return None
     problem = "is not a whole number" if kind is int else "is not a number"
-    return number_line(Settings.model_fields[field], value, problem, upper=_CHECKED_MAX.get(field))
+    return number_line(field, value, problem, upper=upper, duration=duration)
 
 
 def _number_problem(error: Mapping[str, Any]) -> str | None:

@@ -783,6 +783,9 @@ async def test_a_job_taken_by_a_dead_worker_runs_after_its_lease(sqlite_url: str
         ({"error_types": []}, r"\.error_types: an empty list matches nothing"),
         ({"delay": "later"}, r"\.delay: 'later' is not a duration"),
         ({"retries": 3}, r"\.retries: unknown setting"),
+        # a TOML or JSON boolean, which pydantic took as 1 or 0
+        ({"budget": True}, r"\.budget: true is not a whole number: use a whole number from 1 "),
+        ({"delay": False}, r"\.delay: false is not a number: use a duration from 0 seconds"),
     ],
 )
 def test_bad_settings_stop_the_start_naming_the_setting(

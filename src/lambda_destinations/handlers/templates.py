@@ -35,7 +35,7 @@ from pydantic import BaseModel, BeforeValidator, FiniteFloat, ValidationError
 from pydantic.fields import FieldInfo
 
 from lambda_destinations._text import multi_line
-from lambda_destinations.config import number_problem
+from lambda_destinations.config import boolean_problem, number_problem
 from lambda_destinations.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -423,6 +423,11 @@ def describe_duration(seconds: float) -> str:
 def parse_options(model: type[M], name: str, options: Mapping[str, Any]) -> M:
     """``options`` (a ``[handlers.NAME]`` table without ``type``) as ``model``; ConfigError
     naming the first bad setting, as ``handlers.NAME.setting: what is wrong``."""
+    for key, value in options.items():  # true or false for a number: pydantic takes 1 or 0
+        field = _field(model, (key,))
+        duration = describe_duration if field is not None and _is_duration(field) else None
+        if field is not None and (problem := boolean_problem(field, value, duration=duration)):
+            raise ConfigError(f"handlers.{name}.{key}: {problem}")
     try:
         return model.model_validate(dict(options))
     except ValidationError as exc:
