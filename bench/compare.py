@@ -61,12 +61,19 @@ the machine's Node headers); without them, the peer is left out and the script s
     python bench/compare.py --endpoint http://127.0.0.1:4566 \\
         --pg postgresql://postgres@127.0.0.1/postgres -n 3000 --repeat 3
     python bench/compare.py --moto -n 200 --variants floor,worker-sqlite
+
+With ``--split-cores`` the endpoint's process (every thread) runs on one core and each variant
+on the others, for the whole run: the endpoint then has a core of its own, as SQS is another
+machine's, and a variant's throughput says whether it keeps up with the endpoint on its own
+core, where on shared cores it is the two processes' CPU together. The PostgreSQL server stays
+where the scheduler puts it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import json
 import os
@@ -81,7 +88,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +172,8 @@ class Options:
     reference: Path = REFERENCE
     node: Path = NODE
     pg: str | None = None
+    # The endpoint's process on the first core, each variant on the others (see split_cores).
+    split_cores: bool = False
 
 
 @dataclass
@@ -196,10 +205,13 @@ class Run:
     def rate(self, n: int) -> float:
         return n / max(self.wall, 1e-6)
 
-    def ceiling(self, n: int, cores: int) -> float | None:
-        """The msg/s the machine's cores could give at most, busy with this drain alone."""
+    def ceiling(self, n: int, cores: int, *, split: bool = False) -> float | None:
+        """The msg/s the machine's cores could give at most, busy with this drain alone; with
+        ``split``, the endpoint on a core of its own: the busier side's."""
         if self.endpoint is None:
             return None
+        if split:
+            return n / max(self.cpu + self.server, self.endpoint, 1e-9)
         return cores * n / max(self.cpu + self.server + self.endpoint, 1e-9)
 
 
@@ -249,15 +261,66 @@ def compare(options: Options) -> Report:
         raise BenchError("no variant left to run: " + "; ".join(report.skipped.values()))
     report.drains = {name: [] for name in names}
     endpoint, report.endpoint_unmeasured = endpoint_processes(options.endpoint)
-    with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
+    with (
+        (
+            split_cores(endpoint, report.endpoint_unmeasured)
+            if options.split_cores
+            else _all_cores()
+        ) as cpus,
+        tempfile.TemporaryDirectory(prefix="compare-") as tmp,
+    ):
         for round_ in range(options.repeat):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
-                report.drains[name].append(measure(options, name, Path(tmp), endpoint))
+                report.drains[name].append(measure(options, name, Path(tmp), endpoint, cpus))
     return report
 
 
-def measure(options: Options, name: str, tmp: Path, endpoint: frozenset[int] = frozenset()) -> Run:
+@contextmanager
+def _all_cores() -> Iterator[set[int] | None]:
+    yield None
+
+
+@contextmanager
+def split_cores(endpoint: frozenset[int], unmeasured: str | None) -> Iterator[set[int]]:
+    """The endpoint's processes (every thread) on the first core this script may use, for as
+    long as the comparison runs; yields the cores left for the variants.
+
+    On two shared cores the scheduler puts the endpoint and the variant wherever there is room,
+    and each drain's throughput is that of the two processes' CPU together. Split, the endpoint
+    has a core of its own, as SQS is another machine's: a variant keeps up with it or not on
+    its own core. The PostgreSQL server is left where the scheduler puts it.
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise BenchError("--split-cores needs two cores: this process may use one")
+    if not endpoint:
+        raise BenchError(f"--split-cores needs the endpoint's process: {unmeasured}")
+    before = {pid: os.sched_getaffinity(pid) for pid in endpoint}
+    _pin(endpoint, {cores[0]})
+    try:
+        yield set(cores[1:])
+    finally:
+        for pid, cpus in before.items():
+            with contextlib.suppress(OSError):
+                _pin({pid}, cpus)
+
+
+def _pin(pids: Iterable[int], cpus: set[int]) -> None:
+    """Every thread of each process on ``cpus`` (threads it starts later inherit it)."""
+    for pid in pids:
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                os.sched_setaffinity(int(thread), cpus)
+
+
+def measure(
+    options: Options,
+    name: str,
+    tmp: Path,
+    endpoint: frozenset[int] = frozenset(),
+    cpus: set[int] | None = None,
+) -> Run:
     """Fill a new queue, drain it with one variant, check that it drained and kept everything."""
     n = options.n
     sqs = _sqs(options.endpoint)
@@ -269,7 +332,7 @@ def measure(options: Options, name: str, tmp: Path, endpoint: frozenset[int] = f
         with _store(options, name, db) as store:
             argv, env = command(options, name, url, db, store)
             database = _database(store) if name in PG_VARIANTS else None
-            run = _timed(name, argv, env, database, endpoint)
+            run = _timed(name, argv, env, database, endpoint, cpus)
         left = _left(sqs, url)
         if left or run.deleted < n:
             raise BenchError(f"{name} deleted {run.deleted} of {n} messages and left {left}")
@@ -434,8 +497,10 @@ def _timed(
     env: dict[str, str],
     database: str | None,
     endpoint: frozenset[int] = frozenset(),
+    cpus: set[int] | None = None,
 ) -> Run:
-    """Run one subprocess to its end; its drain window, and its whole CPU time from wait4."""
+    """Run one subprocess to its end, on ``cpus`` when given; its drain window, and its whole
+    CPU time from wait4."""
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as err:
         window_file = Path(tmp) / "window.json"
         env = {**env, "COMPARE_WINDOW": str(window_file)}
@@ -446,6 +511,8 @@ def _timed(
         process = subprocess.Popen(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL
         )
+        if cpus:  # at once, in its interpreter's start-up, long before its window opens
+            os.sched_setaffinity(process.pid, cpus)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         for sampler in (backends, endpoint_cpu):
@@ -679,24 +746,29 @@ def _worker_concurrency(options: Options) -> str:
     return f"(the worker's: {options.worker_concurrency})  "
 
 
+SPLIT_NOTE = "cores split (the endpoint on one, the variant on the other)  "
+
+
 def format_report(report: Report) -> str:
     options, n = report.options, report.options.n
     lines = [
         f"endpoint {options.endpoint}  records {n}  concurrency {options.concurrency}  "
         f"{_worker_concurrency(options)}"
         f"rounds {options.repeat}  times {options.times}  "
+        f"{SPLIT_NOTE if options.split_cores else ''}"
         f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
         "median (min–max) over the rounds, over each drain window (first receive to last delete)",
         "",
         "| variant | msg/s | CPU µs/msg | of which system | whole process CPU s "
         "| server CPU µs/msg | endpoint CPU µs/msg "
-        f"| ceiling msg/s ({report.cores} cores) |",
+        f"| ceiling msg/s ({'split' if options.split_cores else f'{report.cores} cores'}) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, drains in report.drains.items():
         server = _spread([d.server_us(n) for d in drains], ".0f") if name in PG_VARIANTS else "—"
         endpoint = [d.endpoint / n * 1e6 for d in drains if d.endpoint is not None]
-        ceiling = [c for d in drains if (c := d.ceiling(n, report.cores)) is not None]
+        split = options.split_cores
+        ceiling = [c for d in drains if (c := d.ceiling(n, report.cores, split=split)) is not None]
         lines.append(
             f"| {name} | {_spread([d.rate(n) for d in drains], ',.0f')} "
             f"| {_spread([d.cpu_us(n) for d in drains], ',.0f')} "
@@ -793,6 +865,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--pg", help="PostgreSQL URL of an existing database to create others from")
     parser.add_argument(
+        "--split-cores",
+        action="store_true",
+        help="the endpoint's process on one core, each variant on the others (the endpoint must "
+        "run on this machine; the PostgreSQL server is not moved)",
+    )
+    parser.add_argument(
         "--reference", type=Path, default=REFERENCE, help="folder of floor.py, floor_persist.py"
     )
     parser.add_argument(
@@ -827,6 +905,7 @@ def main(argv: list[str] | None = None) -> int:
                 reference=args.reference.resolve(),
                 node=args.node.resolve(),
                 pg=args.pg,
+                split_cores=args.split_cores,
             )
             for name, why in unavailable(options).items():
                 print(f"{name}: skipped: {why}", file=sys.stderr)

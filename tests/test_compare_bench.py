@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -217,3 +218,49 @@ def test_the_records_times_rise_in_the_order_sent_unless_asked_for_at_random(com
     for moment in (times[0], times[-1], min(drawn), max(drawn)):  # type: ignore[type-var]
         assert moment is not None
         assert 0 < (dt.datetime.now(dt.UTC) - moment).total_seconds() < 3600
+
+
+def test_split_cores_pins_every_thread_of_the_endpoint_and_gives_the_variants_the_rest(
+    compare,
+) -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    assert len(cores) >= 2, "CI's machine has two cores: this test needs them"
+    # an endpoint stand-in with a second thread, started before the pinning
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); "
+            "time.sleep(60)",
+        ]
+    ) as endpoint:
+        try:
+            time.sleep(0.5)  # its second thread started
+            threads = os.listdir(f"/proc/{endpoint.pid}/task")
+            assert len(threads) == 2
+            with compare.split_cores(frozenset({endpoint.pid}), None) as cpus:
+                pinned = {os.sched_getaffinity(int(t)) == {cores[0]} for t in threads}
+            restored = {os.sched_getaffinity(int(t)) == set(cores) for t in threads}
+        finally:
+            endpoint.kill()
+    assert cpus == set(cores[1:])
+    assert pinned == {True}
+    assert restored == {True}
+    refused = compare.split_cores(frozenset(), "not local")
+    with pytest.raises(compare.BenchError, match="needs the endpoint's process: not local"):
+        refused.__enter__()
+
+
+def test_a_split_run_drains_on_the_other_core_and_says_so(compare, moto_server) -> None:
+    # the moto server runs in a thread of this process: pinned for the run, then given back
+    before = os.sched_getaffinity(0)
+    options = compare.Options(
+        endpoint=moto_server, n=RECORDS, concurrency=2, repeat=1, variants=("floor_schema",)
+    )
+    report = compare.compare(dataclasses.replace(options, split_cores=True))
+    assert os.sched_getaffinity(0) == before
+    (drain,) = report.drains["floor_schema"]
+    assert drain.deleted == RECORDS
+    printed = compare.format_report(report)
+    assert "cores split (the endpoint on one, the variant on the other)" in printed
+    assert "| ceiling msg/s (split) |" in printed
