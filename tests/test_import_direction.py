@@ -42,7 +42,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"worker"}),
     frozenset({"operations"}),
     frozenset({"console"}),
-    frozenset({"cli", "__main__", ""}),
+    frozenset({"cli", "__main__", "_entry", ""}),
 )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import sys
 
-EXIT_INTERRUPTED = 130  # README, "Exit codes": Ctrl-C
+# README, "Exit codes": Ctrl-C. cli._app's own (a test runs both): not imported from there, which
+# is what this module imports under the Ctrl-C's handling.
+EXIT_INTERRUPTED = 130
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ import pytest
 import sqlalchemy as sa
 from bad_input_helpers import ENTRY, cli, one_error_line
 
+from lambda_destinations import _entry
+from lambda_destinations.cli import _app
 from lambda_destinations.cli._app import LazyGroup, reports_errors
 from lambda_destinations.config import Settings, load_settings
 from lambda_destinations.store import InvocationFilter, Store
@@ -1145,8 +1147,10 @@ def test_ctrl_c_while_the_command_line_imports_is_interrupted_not_a_traceback() 
         timeout=60,
     )
 
-    # then: its line and the documented code (before: Python's traceback of the import)
+    # then: its line and the documented code (before: Python's traceback of the import), the
+    # one the commands' own Ctrl-C exits with
     assert (result.returncode, result.stderr) == (130, "interrupted\n")
+    assert _entry.EXIT_INTERRUPTED == _app.EXIT_INTERRUPTED == 130
 
 
 def test_ctrl_c_while_the_command_is_loaded_is_interrupted_not_aborted(

@@ -15,7 +15,6 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
-from lambda_destinations import _entry
 from lambda_destinations._text import visible
 from lambda_destinations.cli._output import OutputUnwritable, discard_stdout
 from lambda_destinations.errors import (
@@ -40,7 +39,7 @@ EXIT_UNREACHABLE = 4  # an AWS endpoint or the store cannot be reached
 EXIT_NO_RESULT = 5  # `invoke --wait`, `result`: no record of the request id (within the wait)
 EXIT_DECLINED = 6  # the answer to a confirmation was no (or none came): nothing was changed
 EXIT_TASK_FAILED = 7  # the worker stopped because one of its long-lived tasks died
-EXIT_INTERRUPTED = _entry.EXIT_INTERRUPTED  # Ctrl-C, or a signal before the worker had started
+EXIT_INTERRUPTED = 130  # Ctrl-C, or a signal before the worker had started
 EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what reads the output stopped reading (`| head`)
 
 
