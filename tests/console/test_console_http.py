@@ -1803,6 +1803,34 @@ async def test_a_big_payload_is_cut_on_its_page_and_the_whole_record_is_a_link_a
     assert json.loads(await whole.text()) == record
 
 
+async def test_a_big_error_and_stack_trace_are_cut_on_the_page_as_failures_show_cuts_them(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure whose error message is 300 kB and whose stack trace is longer still
+    settings = settings_for()
+    record = failure_record(
+        random.Random(4),
+        function="orders-api",
+        condition="RetriesExhausted",
+        error=("ValueError", _BIG, "python"),
+    )
+    record["responsePayload"]["stackTrace"] = [f"  frame {i} {'y' * 100}\n" for i in range(4000)]
+    row = await stored_failure(settings, record=record)
+    client = await make_client(settings)
+
+    # when
+    page = html.unescape(await (await client.get(f"/failures/{row.request_id}")).text())
+
+    # then: each cut at 64 Ki characters, saying where the whole is (before: both whole, a page
+    # of megabytes, where the README says the console cuts them as `failures show` does)
+    link = f"/failures/{quote(row.key, safe='')}/record.json"
+    error = f"ValueError: {_BIG}"
+    assert f"… cut: the first 65,536 of {len(error):,} characters; the whole record: {link}" in page
+    trace = sum(len(frame) for frame in record["responsePayload"]["stackTrace"])
+    assert f"… cut: the first 65,536 of {trace:,} characters; the whole record: {link}" in page
+    assert len(page) < 400_000
+
+
 async def test_big_quarantined_bodies_are_cut_on_the_quarantine_page(
     make_client, settings_for: Callable[..., Settings]
 ) -> None:

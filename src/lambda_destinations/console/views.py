@@ -305,7 +305,14 @@ def error_text(row: InvocationRow) -> str:
     return row.error_type or row.error_message or ""
 
 
-LIST_TEXT = 200  # characters of an error a list row shows; the failure's page shows it whole
+def stack_text(frames: Sequence[object]) -> str:
+    """A stack trace's frames, one a line (as `failures show` prints them), for the page to cut
+    as it cuts a payload."""
+    return "".join(f"{frame}\n" for frame in frames)
+
+
+# Characters of an error a list row shows; the failure's page shows it up to SHOWN_TEXT.
+LIST_TEXT = 200
 
 
 def clamped(text: str, limit: int = LIST_TEXT) -> str:
