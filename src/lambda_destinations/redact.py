@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
-from urllib.parse import unquote, unquote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 MASK = "***"
 # A known secret shorter than this is left in a text: masking it would mask ordinary words
@@ -91,18 +91,29 @@ def _mask_urls(text: str) -> str:
     return _KEY_PASSWORD.sub(_hide_key, text)
 
 
-def url_secrets(url: str) -> set[str]:
+def url_secrets(url: str, *sent_as: str) -> set[str]:
     """What of ``url`` may be secret and echoed by the server it names: the user info, the path
-    and the query, whole and in pieces (path segments, query values), as sent and decoded.
+    and the query, whole and in pieces (path segments, query values), as written, decoded and
+    encoded again.
 
-    A Slack or Discord webhook's token is a path segment; other services take ``?token=``.
+    ``sent_as``: the same URL as the HTTP client puts it on the wire, which re-encodes it (yarl
+    sends a query's ``%2F`` as ``/``, ``%7e`` as ``~``): a server quotes that form. A Slack or
+    Discord webhook's token is a path segment; other services take ``?token=``.
     """
+    found = {piece for each in (url, *sent_as) for piece in _url_pieces(each)}
+    found |= {unquote(part) for part in found} | {unquote_plus(part) for part in found}
+    # what a client or a server may make of a decoded value: %-escapes, "+" for a space
+    encoded = {quote(part, safe, errors="replace") for part in found for safe in ("/", "")}
+    return found | encoded | {quote_plus(part, errors="replace") for part in found}
+
+
+def _url_pieces(url: str) -> set[str]:
     parts = urlsplit(url)
     found = {parts.path, parts.query, f"{parts.path}?{parts.query}"}
     found.update(parts.path.split("/"))
     found.update(value for _, _, value in (item.partition("=") for item in parts.query.split("&")))
     found.update({parts.username or "", parts.password or ""})
-    return found | {unquote(part) for part in found} | {unquote_plus(part) for part in found}
+    return found
 
 
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:

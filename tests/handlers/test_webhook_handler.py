@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import quote, unquote, unquote_plus
 
 import pytest
 import structlog
@@ -53,6 +54,7 @@ class Receiver:
         self.requests.append(
             {
                 "path": request.path,
+                "target": request.raw_path,  # the request line's, as sent
                 "headers": dict(request.headers),
                 "raw": raw,
                 "body": json.loads(raw),
@@ -70,7 +72,8 @@ class Receiver:
             # Authorization first: the reason keeps the answer's first 200 characters only
             headers = sorted(request.headers.items(), key=lambda item: item[0] != "Authorization")
             sent = " ".join(f"{k}: {v}" for k, v in headers)
-            return web.Response(status=status, text=f"Cannot POST {request.path_qs}\n{sent}")
+            # the request line's target as it came on the wire, the HTTP client's encoding
+            return web.Response(status=status, text=f"Cannot POST {request.raw_path}\n{sent}")
         if status < 300:
             return web.Response(status=status, text="ok")
         return web.Response(status=status, text=self.refusal_text, headers=self.refusal_headers)
@@ -571,6 +574,54 @@ async def test_an_answer_that_echoes_the_request_keeps_its_secrets_out(
         assert "Cannot POST" in text
         for secret in ("secret-path", "query-secret", "a/b/c", "a%2Fb%2Fc", "very-secret-token"):
             assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("target", "token", "on_the_wire"),
+    [
+        # aiohttp (yarl) sends %2F of a query as "/"
+        ("/echo/x?token=Ab%2BCd%2FEf%3D12&sig=Zx+Yw+Vu99", "Ab%2BCd%2FEf%3D12", "Ab%2BCd/Ef%3D12"),
+        # lower-case escapes go upper-case, %7e as "~"
+        ("/echo/tk%7e%2fAb12?key=Cd%3bEf34", "tk%7e%2fAb12", "tk~%2FAb12"),
+        ("/echo/tk%7e%2fAb12?key=Cd%3bEf34", "Cd%3bEf34", "Cd%3BEf34"),
+        # some escapes kept, some not: neither decoding nor quoting again gives it
+        ("/echo/x?key=Tk%2F%3Ay%3B99", "Tk%2F%3Ay%3B99", "Tk/:y%3B99"),
+    ],
+)
+async def test_a_token_is_masked_in_the_encoding_the_client_sent_it(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    target: str,
+    token: str,
+    on_the_wire: str,
+) -> None:
+    # given: a server that refuses, quoting the request line's target as it arrived
+    url, dlq = make_queue("hook-echo-encoded")
+    send_records(sqs, url, [failure_record()])
+    receiver.script, receiver.echo = [400], True
+    settings = hook_settings(
+        endpoint_url, url, sqlite_url, url=receiver.url.split("/services/")[0] + target
+    )
+
+    # when
+    with capture_logs() as logs:
+        await drain(settings)
+
+    # then: the token went re-encoded, and is in none of them, whichever way it is spelled
+    (request,) = receiver.requests
+    assert on_the_wire in request["target"]
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    (message,) = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+    dlq_reason = message["MessageAttributes"]["LambdaDestinations.Reason"]["StringValue"]
+    spellings = {token, on_the_wire, unquote(token), unquote_plus(token), quote(unquote(token))}
+    for text in (json.dumps(logs, default=str), row.reason, dlq_reason):
+        assert "answered 400: Cannot POST " in text, text
+        for spelling in spellings:
+            assert spelling not in text, (spelling, text)
 
 
 async def test_an_answer_that_echoes_the_basic_auth_of_the_url_keeps_it_out(

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import aiohttp
+import yarl
 from pydantic import Field, field_validator, model_validator
 
 from lambda_destinations._json import utf8
@@ -425,8 +426,9 @@ class WebhookHandler(storm.Notifier):
         parts = urlsplit(url)
         self.where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         # What the server was sent that its answer must not carry into a log or a reason (an
-        # Express 404 is "Cannot POST /the/path"; others echo the query or a header).
-        self.secrets = url_secrets(url) | set(self.headers.values())
+        # Express 404 is "Cannot POST /the/path"; others echo the query or a header). A server
+        # quotes the URL as aiohttp sent it: yarl's encoding of it, not always the one written.
+        self.secrets = url_secrets(url, str(yarl.URL(url))) | set(self.headers.values())
         # aiohttp sends the URL's user:password@ as an Authorization header of its own, whose
         # base64 reads as the password: an answer may quote it too.
         with contextlib.suppress(UnicodeEncodeError):  # refused at start (_one_authorization)
