@@ -8,14 +8,17 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 from worker_helpers import receive_all, registry_with, routed, run_until
 
 from lambda_destinations.config import Settings
-from lambda_destinations.schemas import decode
+from lambda_destinations.errors import QuarantineMessage
+from lambda_destinations.schemas import DecodedMessage, decode
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
+from lambda_destinations.worker.queues import REASON_ATTRIBUTE
 
 KAFKA_EVENT = (Path(__file__).parents[1] / "events" / "stream-kafka-msk.json").read_text()
 
@@ -199,3 +202,48 @@ async def test_a_message_the_dlq_refuses_is_kept_by_the_store(
     assert row.body == "x" * 2000
     assert receive_all(sqs, dlq) == []
     assert [e["event"] for e in logs].count("the DLQ refused the quarantined message") == 1
+
+
+class _RefusesOrder:
+    """A user handler that quarantines with a reason quoting the payload, as handlers do."""
+
+    name = "order-check"
+
+    async def __call__(self, message: DecodedMessage, context: Any) -> None:
+        raise QuarantineMessage("bad order id: " + str(message.request_payload.get("orderId")))
+
+
+@pytest.mark.parametrize("with_dlq", [True, False], ids=["dlq", "no-dlq"])
+@pytest.mark.parametrize("odd", ["\ud800", "\x00"], ids=["lone-surrogate", "nul"])
+async def test_a_quarantine_reason_no_text_column_holds_is_stored_as_ufffd(
+    sqs, make_queue, settings_for, store_url, with_dlq: bool, odd: str
+) -> None:
+    # given: a record whose orderId holds a character no database text holds, and a handler
+    # that quotes it in its quarantine reason
+    url, dlq = make_queue("odd-reason", dlq=with_dlq)
+    record = failure_record(random.Random(52), condition="RetriesExhausted")
+    record["requestPayload"] = {"orderId": f"x{odd}y"}
+    body = json.dumps(record)
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    handler = _RefusesOrder()
+    settings = routed(settings_for(url, store=store_url), handler.name)
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+            stats = await run_until(worker, lambda: sum(worker.stats.outcomes.values()) >= 1)
+
+    # then: quarantined once, the store's copy whole with the reason as its text can hold it;
+    # before, the store refused the row: the DLQ had the only copy, or without one it was
+    # retried for ever ("quarantine failed: StoreDataError")
+    assert (stats.outcomes["quarantine"], stats.outcomes["retry"]) == (1, 0)
+    async with Store.from_url(store_url) as store:
+        (row,) = await store.list_quarantine()
+    assert row.reason == "bad order id: x\ufffdy"
+    assert row.body == body
+    assert row.key == decode(body).key
+    assert not [e for e in logs if e["event"].startswith("the store cannot keep")]
+    if with_dlq:  # the DLQ's reason spells the character as an escape, as SQS takes it
+        (copy,) = receive_all(sqs, dlq)
+        reason = copy["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
+        assert reason == "bad order id: x" + ascii(odd)[1:-1] + "y"

@@ -887,7 +887,10 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             "message_id": row.message_id,
             "body": row.body,
             "message_attributes": row.message_attributes,
-            "reason": row.reason,
+            # The worker's text, which may quote a payload: NUL and lone surrogates as U+FFFD,
+            # as the invocations' text columns hold them. The body (SQS's text, which has
+            # neither) and the attributes (JSON) are kept exactly.
+            "reason": storable_text(row.reason),
             "receive_count": row.receive_count,
             "key": row.key,
             "quarantined_at": row.quarantined_at,
