@@ -693,6 +693,8 @@ class _NoException(BaseException):
         (SystemExit(0), "SystemExit(0)"),
         (KeyboardInterrupt(), "KeyboardInterrupt"),
         (_NoException("not derived from Exception"), "_NoException: not derived from Exception"),
+        # raised by the handler's code, not a close of its coroutine (the test below)
+        (GeneratorExit(), "GeneratorExit"),
     ],
 )
 async def test_a_handler_that_exits_is_its_own_error_and_the_worker_goes_on(
@@ -719,7 +721,61 @@ async def test_a_handler_that_exits_is_its_own_error_and_the_worker_goes_on(
     reasons = [e["reason"] for e in logs if e["event"] == "message will be retried"]
     assert reasons
     assert all(f"handler exiting raised {said}: a handler must raise an" in r for r in reasons)
+    assert all(e["delay"] > 0 for e in logs if e["event"] == "message will be retried")
     assert not [e for e in logs if e["event"] == "message task failed"]
+    errors = {"handler": handler.name, "error_class": "transient"}
+    assert (
+        worker.metrics.registry.get_sample_value("lambda_destinations_handler_errors_total", errors)
+        >= 2
+    )
+
+
+class _Waiting:
+    """A handler that waits until its coroutine is closed."""
+
+    name = "waiting"
+    _records_completion = True  # no claim to drop: nothing the close must await
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.closed = False
+
+    async def __call__(self, message: DecodedMessage, context: Any) -> None:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except GeneratorExit:
+            self.closed = True
+            raise
+
+
+async def test_a_message_coroutine_being_closed_is_closed_not_retried(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a message whose handler is waiting
+    url, _ = make_queue("closing")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(44)))])
+    (received,) = receive_all(sqs, url)
+    handler = _Waiting()
+    settings = routed(settings_for(url, handler_attempts=1), handler.name)
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+            assert worker._dispatcher is not None
+            item = InFlight(queue=worker.queues[0], message=received, visibility=60, extend_at=1e12)
+            task = asyncio.create_task(worker._dispatcher.process(item))
+            await handler.started.wait()
+
+            # when: its coroutine is closed, as a pending task's is when it is collected
+            task.get_coro().close()  # type: ignore[union-attr]
+            task.cancel()
+            await asyncio.wait({task})
+
+    # then: the GeneratorExit went up as a close needs, nothing settled from inside it (taken
+    # for the handler's error, the message was retried in the middle of the close)
+    assert handler.closed
+    assert not item.settled
+    assert worker.stats.outcomes["retry"] == 0
+    assert not [e for e in logs if e["event"] == "message will be retried"]
 
 
 class _Unprintable(Exception):

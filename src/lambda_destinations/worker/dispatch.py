@@ -180,7 +180,8 @@ class HandlerCancelled(TransientError):
 
 class HandlerExited(Exception):
     """A handler raised a BaseException that is no Exception: SystemExit (``sys.exit()`` in its
-    code, or a library's), KeyboardInterrupt, or a class of its own. Never the worker's own stop
+    code, or a library's), KeyboardInterrupt, GeneratorExit (while its task runs it: see
+    ``_closing``), or a class of its own. Never the worker's own stop
     (its signals are the event loop's handlers, which raise nothing; CancelledError is handled
     apart), so it is the handler's error, retried as any unexpected one: let through, it ended
     the worker (``sys.exit(0)`` with exit code 0), or its message's task, the message released
@@ -197,6 +198,17 @@ class HandlerExited(Exception):
 def _cancelled(task: asyncio.Task[Any] | None) -> bool:
     """Whether ``task`` itself is being cancelled (a CancelledError it raises is then ours)."""
     return task is None or task.cancelling() > 0
+
+
+def _closing(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
+    """Whether a GeneratorExit that reached a coroutine ``task`` runs is the coroutine being
+    closed (``coro.close()``, or a pending task's coroutine collected), not one its code raised.
+
+    A close comes from outside while the coroutine is suspended: from another task, or from no
+    task at all (a garbage collection, the loop gone). Its own code raises only while its task
+    runs it. A task being cancelled is left its own way out, as CancelledError's.
+    """
+    return task is None or asyncio.current_task(loop) is not task or _cancelled(task)
 
 
 class KeyLocks:
@@ -602,7 +614,9 @@ class Dispatcher:
         """One call of ``handler`` within ``handler_timeout``; a call the budget or a
         CancelledError of the handler's own cuts off is settled by its ``in_doubt`` policy."""
         token = object()
-        self.running[id(token)] = (handler.name, asyncio.get_running_loop().time())
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        self.running[id(token)] = (handler.name, loop.time())
         # asyncio.timeout, not wait_for: no extra task per call.
         budget = asyncio.timeout(self.settings.handler_timeout)
         try:
@@ -630,7 +644,13 @@ class Dispatcher:
             if cut is not None and cut[1]:
                 return
             raise HandlerCancelled(handler.name, None if cut is None else cut[0]) from exc
-        except (Exception, GeneratorExit):  # GeneratorExit: this coroutine is being closed
+        except GeneratorExit as exc:
+            if _closing(loop, task):
+                raise  # this coroutine is being closed: nothing may be awaited, it goes on up
+            # Out of the handler's own code (``raise GeneratorExit``, a generator's throw()
+            # it did not catch): its error, as SystemExit is.
+            raise HandlerExited(handler.name, exc) from exc
+        except Exception:
             raise
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, a class of the handler's
             raise HandlerExited(handler.name, exc) from exc
