@@ -53,6 +53,8 @@ def record(**changes: Any) -> dict[str, Any]:
         ),
         ("not json", "body is not JSON: Expecting value at line 1 column 1"),
         ('{"a": 1} trailing', "body is not JSON: Extra data at line 1 column 10"),
+        # json's message ends in "at" itself ("Invalid control character at"): said once
+        ('{"a": "x\ny"}', "body is not JSON: Invalid control character at line 1 column 9"),
         ('{"a": NaN}', "body is not JSON the decoder accepts: NaN is not valid JSON"),
         (
             '{"a": -1.5E+400}',

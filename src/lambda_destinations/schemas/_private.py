@@ -52,8 +52,10 @@ def loads(text: str, what: str) -> Any:
                 f"{what} starts with a byte order mark (U+FEFF): JSON senders must not write "
                 "one (RFC 8259, section 8.1); send the JSON text alone"
             ) from None
+        # Some of json's messages end in "at" of their own ("Invalid control character at").
+        said = exc.msg.removesuffix(" at")
         raise DecodeError(
-            f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"{what} is not JSON: {said} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
         raise DecodeError(f"{what} is nested too deeply to decode") from None
