@@ -17,6 +17,7 @@ from worker_helpers import (
     routed,
     run_until,
     send_bodies,
+    until,
 )
 
 from lambda_destinations.errors import PermanentError, TransientError
@@ -614,3 +615,54 @@ async def test_a_handler_that_blocks_the_event_loop_is_reported_once(
     assert len(warnings) == 1, warnings
     assert "asyncio.to_thread" in warnings[0]["event"]
     assert warnings[0]["log_level"] == "warning"
+
+
+class _Held:
+    """A handler whose runs wait until the test lets them go (or they are cancelled)."""
+
+    name = "held"
+    _records_completion = True
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        self.started.set()
+        await self.go.wait()
+
+
+async def test_the_shutdown_reports_the_releases_of_the_shutdown_only(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a running worker that released a message before (its task cancelled, the way a
+    # message's task ends unsettled), which came back and was acked; then another message
+    # that the stop finds in its handler
+    url, _ = make_queue("releases")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(61)))])
+    handler = _Held()
+    settings = routed(settings_for(url, shutdown_grace=0.5), handler.name)
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+            running = asyncio.create_task(worker.run())
+            await asyncio.wait_for(handler.started.wait(), 30)
+            (task,) = worker._tasks
+            task.cancel()
+            assert await until(lambda: worker.stats.outcomes["release"] == 1)
+            handler.go.set()
+            assert await until(lambda: worker.stats.outcomes["ack"] == 1)
+            handler.go.clear()
+            handler.started.clear()
+            send_bodies(sqs, url, [json.dumps(success_record(random.Random(62)))])
+            await asyncio.wait_for(handler.started.wait(), 30)
+
+            # when
+            worker.stop()
+            await running
+
+    # then: the line counts the one release of the shutdown (before: 2, the earlier one too);
+    # the stats keep the lifetime's
+    said = [e for e in logs if e["event"] == "released unfinished messages; SQS confirmed"]
+    assert [e["count"] for e in said] == [1]
+    assert worker.stats.outcomes["release"] == 2
+    assert not [e for e in logs if e["event"].startswith("releases SQS did not confirm")]

@@ -254,7 +254,7 @@ class Worker(Lifetime):
         self._poll_ends: dict[str, float] = {}  # poller -> loop time its last long poll ends
         self._polls_open_until = 0.0  # when the polls cancelled at shutdown end (see _release)
         self._receive_failures: dict[str, int] = {}  # poller -> failures in a row (its backoff)
-        self._releases: list[asyncio.Future[bool]] = []
+        self._releases: list[asyncio.Future[bool]] | None = None  # the shutdown's: _release
         self._share = MAX_BATCH
         self._sqs: Any = None
         self._dispatcher: Dispatcher | None = None
@@ -523,6 +523,7 @@ class Worker(Lifetime):
             # whose receive came back just now sees the stop and returns before run() wakes to
             # shut down, and was then reported as failed (exit code of a failed task).
             self.supervisor.closing()
+            self._releases = []  # the shutdown's releases, counted as SQS confirms them
             self._stopping.set()
 
     async def run(self, *, once: bool = False) -> Stats:
@@ -599,6 +600,8 @@ class Worker(Lifetime):
     async def _shutdown(self) -> None:
         """Every phase inside one deadline: shutdown_grace + SHUTDOWN_MARGIN from stop()."""
         loop = asyncio.get_running_loop()
+        if self._releases is None:  # a --once run's shutdown, with no stop()
+            self._releases = []
         grace_end = (self._stop_at or loop.time()) + self.settings.shutdown_grace
         hard_end = grace_end + SHUTDOWN_MARGIN
         self.supervisor.closing()
@@ -643,10 +646,11 @@ class Worker(Lifetime):
         assert self._visibility is not None
         acks, visibility = self._acks, self._visibility
         unanswered = sum(await asyncio.gather(acks.flush(deadline), visibility.flush(deadline)))
-        released = sum(1 for f in self._releases if f.done() and not f.cancelled() and f.result())
+        releases = self._releases or []
+        released = sum(1 for f in releases if f.done() and not f.cancelled() and f.result())
         if released:
             log.info("released unfinished messages; SQS confirmed", count=released)
-        if unrelease := len(self._releases) - released:
+        if unrelease := len(releases) - released:
             log.warning(
                 "releases SQS did not confirm: those messages come back when their "
                 "visibility timeout ends",
@@ -680,7 +684,10 @@ class Worker(Lifetime):
         future = self._visibility.submit(
             item.queue.url, {"ReceiptHandle": item.receipt, "VisibilityTimeout": hidden}
         )
-        self._releases.append(future)
+        # Kept for the shutdown's count only: one made while running (its task failed) is
+        # counted in the stats once confirmed, as every release is, and not kept for ever.
+        if self._releases is not None:
+            self._releases.append(future)
         queue = item.queue.name
 
         def confirmed(done: asyncio.Future[bool]) -> None:
