@@ -2274,3 +2274,16 @@ async def test_the_hourly_chart_s_counts_are_a_table_too(
     assert [
         f"{hour} UTC: {count} failure{'s' if count != '1' else ''}" for hour, count in rows
     ] == bars
+
+
+@pytest.mark.parametrize("referer", ["http://[::1", "http://::1]/failures", "http://[zz]/failures"])
+async def test_an_error_page_with_a_referer_that_is_no_url_goes_back_to_the_overview(
+    make_client, referer: str
+) -> None:
+    # before: 500, "ValueError: Invalid IPv6 URL" from urlsplit
+    client = await make_client()
+    response = await client.get("/no/such/page", headers={**_BROWSER, "Referer": referer})
+    assert response.status == 404
+    title, line, back = _error_page(await response.text())
+    assert (title, back) == ("Not Found", "/")
+    assert line.startswith("there is no page at this address")

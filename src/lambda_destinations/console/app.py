@@ -347,8 +347,11 @@ def _wants_page(request: web.Request) -> bool:
 
 def _back(request: web.Request) -> str:
     """The console's page the browser came from (its ``Referer``, when on this site), else
-    the overview."""
-    came_from = urlsplit(request.headers.get("Referer", ""))
+    the overview. A Referer that is no URL (``http://[::1``) counts as none."""
+    try:
+        came_from = urlsplit(request.headers.get("Referer", ""))
+    except ValueError:
+        return "/"
     if came_from.netloc != request.host or came_from.path == request.path:
         return "/"
     back = came_from.path + (f"?{came_from.query}" if came_from.query else "")
