@@ -2287,3 +2287,38 @@ async def test_an_error_page_with_a_referer_that_is_no_url_goes_back_to_the_over
     title, line, back = _error_page(await response.text())
     assert (title, back) == ("Not Found", "/")
     assert line.startswith("there is no page at this address")
+
+
+async def _raw(client: TestClient, request: bytes) -> tuple[int, bytes]:  # type: ignore[type-arg]
+    """The status and body of ``request`` sent as these very bytes (aiohttp's client encodes
+    headers itself, so bytes that are not UTF-8 go through a socket of our own)."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "line"),
+    [
+        ("GET", "/api/jobs/nope", 401, b"the bearer token is not the console's"),
+        ("POST", "/failures/x/ignore", 403, b"actions need the console's token"),
+    ],
+)
+async def test_an_authorization_header_that_is_not_utf_8_is_a_wrong_token(
+    make_client, method: str, path: str, status: int, line: bytes
+) -> None:
+    # before: 500 (the API's "the console failed"), UnicodeEncodeError in token_matches
+    client = await make_client()
+    sent = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\n".encode()
+        + b"Authorization: Bearer \xff\xfe\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    answered, body = await _raw(client, sent)
+    assert answered == status
+    assert line in body

@@ -51,6 +51,10 @@ class Refused(web.HTTPForbidden):
         super().__init__(text=f"refused: {why}\n", content_type="text/plain")
 
 
+def _exact(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(24)
 
@@ -92,7 +96,10 @@ class Sessions:
         self._links: dict[str, float] = {}  # slot id: when it expires
 
     def token_matches(self, candidate: str) -> bool:
-        return hmac.compare_digest(candidate.encode(), self._token.encode())
+        """Whether ``candidate`` is the token. A header's bytes that are not UTF-8 reach here as
+        lone surrogates (aiohttp decodes with ``surrogateescape``): encoded as they are, they
+        match nothing, where ``.encode()`` would raise."""
+        return hmac.compare_digest(_exact(candidate), _exact(self._token))
 
     def open(self, user: str) -> tuple[str, Session]:
         self._forget_expired()
@@ -164,7 +171,7 @@ def check_action(sessions: Sessions, request: web.Request, form_csrf: str | None
     session = sessions.of(request)
     if session is None:
         raise Refused("actions need the console's token: sign in at /login")
-    if form_csrf is None or not hmac.compare_digest(form_csrf.encode(), session.csrf.encode()):
+    if form_csrf is None or not hmac.compare_digest(_exact(form_csrf), _exact(session.csrf)):
         raise Refused("the form is stale or was not made by the console: reload the page")
     return session.user
 
