@@ -600,26 +600,49 @@ async def test_groups_count_from_the_year_1_s_first_moment_before_an_until_in_it
     assert "0001-01-01 00:30:00 UTC" in await response.text()
 
 
+_PART = b'--x\r\nContent-Disposition: form-data; name="reason"\r\n%s\r\nv\r\n--x--\r\n'
+_URLENCODED = "application/x-www-form-urlencoded"
+
+
 @pytest.mark.parametrize(
-    ("body", "content_type"),
+    ("body", "headers", "why"),
     [
-        (b"\xff\xfe", "application/x-www-form-urlencoded"),
-        (b"reason=\xff", "application/x-www-form-urlencoded"),
-        (b"--x\r\n", "multipart/form-data; boundary=x"),
+        (b"\xff\xfe", {"Content-Type": _URLENCODED}, "its bytes are not UTF-8"),
+        (b"reason=\xff", {"Content-Type": _URLENCODED}, "its bytes are not UTF-8"),
+        (b"--x\r\n", {"Content-Type": "multipart/form-data; boundary=x"}, "its multipart body"),
+        # before: 500 (LookupError, RuntimeError, RequestPayloadError)
+        (b"a=b", {"Content-Type": f"{_URLENCODED}; charset=bogus"}, "its charset is unknown"),
+        (
+            _PART % b"Content-Type: text/plain; charset=bogus\r\n",
+            {"Content-Type": "multipart/form-data; boundary=x"},
+            "its charset is unknown",
+        ),
+        (
+            _PART % b"Content-Transfer-Encoding: bogus\r\n",
+            {"Content-Type": "multipart/form-data; boundary=x"},
+            "a part's Content-Transfer-Encoding is unknown",
+        ),
+        (
+            b"a=b",
+            {"Content-Type": _URLENCODED, "Content-Encoding": "gzip"},
+            "its Content-Encoding does not decode",
+        ),
     ],
 )
 @pytest.mark.parametrize("path", ["/failures/nothing/ignore", "/login"])
 async def test_a_body_that_is_no_form_is_one_line_400(
-    make_client, body: bytes, content_type: str, path: str
+    make_client, body: bytes, headers: dict[str, str], why: str, path: str
 ) -> None:
     client = await make_client()
     await sign_in(client)
-    response = await client.post(
-        path, data=body, headers={**_origin(client), "Content-Type": content_type}
-    )
+    response = await client.post(path, data=body, headers={**_origin(client), **headers})
     text = await response.text()
     assert response.status == 400
-    assert text.startswith("the form cannot be read (")
+    assert text.startswith(f"the form cannot be read ({why}")
+    assert text.endswith(
+        ": send it as the console's pages do (application/x-www-form-urlencoded, UTF-8)\n"
+    )
+    assert "codec" not in text
     assert len(text.splitlines()) == 1
 
 

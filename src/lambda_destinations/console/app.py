@@ -40,7 +40,6 @@ from lambda_destinations.console.security import (
 )
 from lambda_destinations.console.views import problem_line
 from lambda_destinations.errors import LambdaDestinationsError, StoreDataError
-from lambda_destinations.retrying import first_line
 from lambda_destinations.store import Store
 
 ROUTE_MODULES = ("pages", "actions", "api")
@@ -158,17 +157,32 @@ def _shown(value: Any) -> Any:
 
 
 async def read_form(request: web.Request) -> dict[str, str]:
-    """The text fields of the request's form; 400 for a body that is no form."""
+    """The text fields of the request's form; 400 for a body that is no form the console reads
+    (its line says why in plain words: Python's codec and parser texts name no fix)."""
     try:
         posted = await request.post()
-    except ValueError as exc:  # not UTF-8, a multipart body cut short or without names
+    except (ValueError, LookupError, RuntimeError, web.RequestPayloadError) as exc:
         raise web.HTTPBadRequest(
-            text=f"the form cannot be read ({first_line(exc)}): send it from the console's page\n"
+            text=f"the form cannot be read ({_unreadable(exc)}): send it as the console's pages "
+            "do (application/x-www-form-urlencoded, UTF-8)\n"
         ) from None
     form = {k: v for k, v in posted.items() if isinstance(v, str)}
     if any("\x00" in key + value for key, value in form.items()):
         raise web.HTTPBadRequest(text="a form field holds a NUL character: remove it\n")
     return form
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why aiohttp could not read a form, as the sender can act on it."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"its bytes are not {exc.encoding.upper().replace('_', '-')}"
+    if isinstance(exc, LookupError):  # a charset Python has no codec for
+        return "its charset is unknown"
+    if isinstance(exc, RuntimeError):  # a multipart part's Content-Transfer-Encoding
+        return "a part's Content-Transfer-Encoding is unknown"
+    if isinstance(exc, web.RequestPayloadError):  # Content-Encoding: gzip, a body that is not
+        return "its Content-Encoding does not decode"
+    return "its multipart body is incomplete or malformed"
 
 
 def _return_path(request: web.Request, values: dict[str, Any]) -> str:
