@@ -2345,3 +2345,21 @@ async def test_an_authorization_header_that_is_not_utf_8_is_a_wrong_token(
     answered, body = await _raw(client, sent)
     assert answered == status
     assert line in body
+
+
+async def test_the_record_as_json_shows_a_lone_surrogate_as_u_fffd_as_the_api_does(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure whose payload holds a lone surrogate (JSON may spell one; UTF-8 cannot)
+    settings = settings_for()
+    record = failure_record(random.Random(8), function="orders-api", condition="RetriesExhausted")
+    record["requestPayload"] = {"note": "a\udfffb"}
+    row = await stored_failure(settings, record=record)
+    client = await make_client(settings)
+
+    # when: the record is fetched whole (before: 500, "surrogates not allowed")
+    response = await client.get(f"/failures/{quote(row.key, safe='')}/record.json")
+
+    # then: U+FFFD in its place, as the page and /api/invocations show it
+    assert response.status == 200
+    assert (await response.json())["requestPayload"] == {"note": "a\ufffdb"}

@@ -12,10 +12,8 @@ import re
 
 from aiohttp import web
 
-from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._request_ids import stored_id
-from lambda_destinations._text import printable
-from lambda_destinations.console.app import CONSOLE, require_token
+from lambda_destinations.console.app import CONSOLE, json_text, require_token
 from lambda_destinations.errors import StoreUnavailable
 from lambda_destinations.operations.results import (
     InvocationResult,
@@ -69,7 +67,7 @@ async def invocation(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=503)
     if outcome is None:
         return web.json_response(unknown_result(request_id), status=404)
-    return web.json_response(outcome.as_dict(), dumps=_json_text)
+    return web.json_response(outcome.as_dict(), dumps=json_text)
 
 
 async def _held_wait(
@@ -97,12 +95,6 @@ async def _held_wait(
     finally:
         waiting.cancel()
         _waits -= 1
-
-
-def _json_text(value: object) -> str:
-    # A record may hold lone surrogates, which the UTF-8 response cannot: U+FFFD, as `result
-    # --json` prints them.
-    return printable(json_dumps(value))
 
 
 def _wait_seconds(text: str | None) -> float:

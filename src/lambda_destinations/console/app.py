@@ -25,6 +25,7 @@ import structlog
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._serving import AppRunner
 from lambda_destinations._text import printable, visible
 from lambda_destinations._urls import is_site_path
@@ -183,6 +184,13 @@ def _unreadable(exc: Exception) -> str:
     if isinstance(exc, web.RequestPayloadError):  # Content-Encoding: gzip, a body that is not
         return "its Content-Encoding does not decode"
     return "its multipart body is incomplete or malformed"
+
+
+def json_text(value: object) -> str:
+    """``value`` as the JSON text of a response. A record may hold lone surrogates, which UTF-8
+    cannot carry: U+FFFD, as ``result --json`` prints them (``json_dumps`` alone would make a
+    response that fails to encode)."""
+    return printable(json_dumps(value))
 
 
 def _return_path(request: web.Request, values: dict[str, Any]) -> str:

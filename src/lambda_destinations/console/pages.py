@@ -11,10 +11,9 @@ from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 from multidict import MultiDict
 
-from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._request_ids import stored_id
 from lambda_destinations.console import views
-from lambda_destinations.console.app import CONSOLE, Console
+from lambda_destinations.console.app import CONSOLE, Console, json_text
 from lambda_destinations.console.charts import hourly_bars
 from lambda_destinations.console.security import LINK_REFUSED, one_time_token, safe_next, take_link
 from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
@@ -145,7 +144,7 @@ async def failure(request: web.Request) -> web.Response:
 async def record_json(request: web.Request) -> web.Response:
     """The record whole, as the worker stored it: its page cuts a payload past a size."""
     row = await _invocation(_console(request), request.match_info["ident"])
-    return web.Response(text=json_dumps(row.record), content_type="application/json")
+    return web.Response(text=json_text(row.record), content_type="application/json")
 
 
 async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:
