@@ -2363,3 +2363,55 @@ async def test_the_record_as_json_shows_a_lone_surrogate_as_u_fffd_as_the_api_do
     # then: U+FFFD in its place, as the page and /api/invocations show it
     assert response.status == 200
     assert (await response.json())["requestPayload"] == {"note": "a\ufffdb"}
+
+
+@pytest.mark.parametrize(
+    "host", ["attacker.example:{port}", "attacker.example", "127.0.0.1.nip.io:{port}", "[::1"]
+)
+@pytest.mark.parametrize("path", ["/failures/{key}/record.json", "/", "/api/jobs/nope"])
+async def test_a_loopback_console_refuses_a_host_that_is_not_loopback(
+    make_client, settings_for: Callable[..., Settings], host: str, path: str
+) -> None:
+    # given: a console on 127.0.0.1, where reading needs no sign-in, and a failure
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    path = path.format(key=quote(row.key, safe=""))
+
+    # when: a page of another site, resolved to 127.0.0.1 (DNS rebinding), asks for it
+    # (before: 200 and the record)
+    response = await client.get(path, headers={"Host": host.format(port=client.port)})
+
+    # then: 421, one line naming the address to open it at, and nothing of the record
+    text = await response.text()
+    assert response.status == 421
+    assert row.request_id not in text
+    line = json.loads(text)["error"] if path.startswith("/api/") else text
+    assert line.rstrip("\n").endswith(
+        f"open it as http://127.0.0.1:{client.port}/ or http://localhost:{client.port}/"
+    )
+
+
+async def test_a_loopback_console_serves_its_own_names_and_one_beyond_loopback_any_host(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure, a console on 127.0.0.1 and one on 0.0.0.0 (every page needs sign-in)
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    exposed = await make_client(settings, host="0.0.0.0")
+    path = f"/failures/{quote(row.key, safe='')}/record.json"
+
+    # then: on loopback another site's name is refused, the machine's own names are served
+    # (in any case, with a port or without)
+    other = await client.get(path, headers={"Host": f"attacker.example:{client.port}"})
+    assert other.status == 421
+    for host in ("127.0.0.1:{port}", "localhost:{port}", "LocalHost", "[::1]:{port}", "127.0.0.2"):
+        own = await client.get(path, headers={"Host": host.format(port=client.port)})
+        assert own.status == 200, host
+    # and beyond loopback any name goes on to the sign-in, as before
+    signs_in = await exposed.get(
+        "/failures", headers={"Host": "console.example.com"}, allow_redirects=False
+    )
+    assert signs_in.status == 303
+    assert signs_in.headers["Location"] == "/login?next=/failures"

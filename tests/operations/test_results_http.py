@@ -163,7 +163,7 @@ async def _open_wait(port: int, request_id: str) -> asyncio.StreamWriter:
     """A wait of a minute, asked over a raw connection the test may drop."""
     _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
-        f"GET /api/invocations/{request_id}?wait=60 HTTP/1.1\r\nHost: x\r\n"
+        f"GET /api/invocations/{request_id}?wait=60 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
     )
     await writer.drain()

@@ -38,6 +38,7 @@ from lambda_destinations.console.security import (
     Sessions,
     check_action,
     is_loopback,
+    names_loopback,
 )
 from lambda_destinations.console.views import problem_line
 from lambda_destinations.errors import LambdaDestinationsError, StoreDataError
@@ -235,8 +236,9 @@ _CSP = (
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Sign-in where reading needs it, and headers that keep pages from being framed or
-    scripted by anything but the console's own file. The JSON API answers JSON, always."""
+    """Sign-in where reading needs it, a loopback console's own Host (421 for another), and
+    headers that keep pages from being framed or scripted by anything but the console's own
+    file. The JSON API answers JSON, always."""
     console = request.app[CONSOLE]
     api = request.path.startswith("/api/")
     public = api or request.path.startswith(_PUBLIC)
@@ -244,6 +246,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         # The address as sent, encoded whole: its own "&" would end the "next" parameter.
         raise web.HTTPSeeOther(f"/login?next={quote(request.raw_path, safe='/')}")
     try:
+        # Reads need no sign-in on loopback: a Host naming another site is a browser sent
+        # there by DNS rebinding (a request without Host is no browser's).
+        host = request.headers.get("Host")
+        if console.options.open_reads and host is not None and not names_loopback(host):
+            raise _json_error(web.HTTPMisdirectedRequest, _other_host(request), api)
         refuse_nul(request, api=api)
         response = await handler(request)
     except web.HTTPException as exc:
@@ -270,6 +277,17 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = web.json_response({"error": "the console failed: see its log"}, status=500)
     _secure_headers(response)
     return response
+
+
+def _other_host(request: web.Request) -> str:
+    """The line for a request whose Host is not this machine's, on a console on loopback."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    port = f":{sockname[1]}" if isinstance(sockname, tuple) and len(sockname) > 1 else ""
+    return (
+        "the Host header names another machine, and this console answers on loopback only "
+        f"(a page of another site reading it through DNS rebinding, say): open it as "
+        f"http://127.0.0.1{port}/ or http://localhost{port}/"
+    )
 
 
 def refuse_nul(request: web.Request, *, api: bool = False) -> None:

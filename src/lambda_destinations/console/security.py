@@ -74,6 +74,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def names_loopback(host: str) -> bool:
+    """Whether a request's ``Host`` header names this machine: ``localhost``, a loopback address
+    (``127.0.0.1``, ``[::1]``), with a port or without.
+
+    A console on loopback serves its pages without sign-in: a page on another site whose name
+    the attacker points at 127.0.0.1 (DNS rebinding) would be same-origin with it and could read
+    every record from the operator's browser. Such a request still names that other site here.
+    """
+    name = host.strip().lower()
+    if name.startswith("["):
+        name, bracket, port = name[1:].partition("]")
+        if not bracket or port[:1] not in ("", ":"):
+            return False
+        port = port[1:]
+    else:
+        name, _, port = name.partition(":")  # an IPv6 address without brackets is no Host
+    if port and not port.isdigit():
+        return False
+    return name != "" and is_loopback(name)
+
+
 def clean_user(name: str) -> str | None:
     """A user name fit for the ledger (printable, one line, at most 64 characters), or None."""
     name = " ".join(name.split())
