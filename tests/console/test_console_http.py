@@ -2415,3 +2415,25 @@ async def test_a_loopback_console_serves_its_own_names_and_one_beyond_loopback_a
     )
     assert signs_in.status == 303
     assert signs_in.headers["Location"] == "/login?next=/failures"
+
+
+async def test_a_read_only_console_s_401_names_the_variable_not_a_sign_in_url(make_client) -> None:
+    # given: a read-only console started without LAMBDA_DESTINATIONS_CONSOLE_TOKEN, which
+    # prints no sign-in URL (before: the 401 sent the reader to that URL)
+    client = await make_client(read_only=True, token_generated=True)
+
+    # when
+    lines = [
+        (await (await client.get("/api/jobs/nope", headers=headers)).json())["error"]
+        for headers in ({}, {"Authorization": "Bearer not-it"})
+    ]
+
+    # then: both name the variable, and that this console must be started with it
+    fix = (
+        ": a read-only console takes LAMBDA_DESTINATIONS_CONSOLE_TOKEN's value, and this one was "
+        "started without it (it printed no sign-in URL): start it again with the variable set"
+    )
+    assert lines == [
+        f"send Authorization: Bearer <console token>{fix}",
+        f"the bearer token is not the console's{fix}",
+    ]

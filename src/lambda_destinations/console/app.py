@@ -34,6 +34,7 @@ from lambda_destinations.config import Settings
 from lambda_destinations.console.jobs import JobBoard
 from lambda_destinations.console.security import (
     CSRF_FIELD,
+    TOKEN_ENV,
     Refused,
     Sessions,
     check_action,
@@ -208,23 +209,31 @@ def require_token(request: web.Request) -> None:
     if console.sessions.bearer(request) or console.sessions.of(request) is not None:
         return
     sent = request.headers.get("Authorization", "").startswith("Bearer ")
-    generated = console.options.token_generated  # no variable holds it: dev's console, say
-    where = (
-        "the one in the sign-in URL the console printed at start (/login?token=...)"
-        if generated
-        else "LAMBDA_DESTINATIONS_CONSOLE_TOKEN's value"
+    problem = (
+        "the bearer token is not the console's"
+        if sent
+        else "send Authorization: Bearer <console token>"
     )
-    if sent:
-        problem = f"the bearer token is not the console's: send {where}"
-    else:
-        problem = "send Authorization: Bearer <console token>" + (
-            f": the token is {where}" if generated else ""
-        )
     raise web.HTTPUnauthorized(
-        text=json.dumps({"error": problem}),
+        text=json.dumps({"error": f"{problem}{_token_source(console.options, sent)}"}),
         content_type="application/json",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+def _token_source(options: ConsoleOptions, sent: bool) -> str:
+    """Where a 401's reader finds the token, as the end of its line ("" when it is the variable's
+    and none was sent: the README's line on the API names it)."""
+    if options.read_only and options.token_generated:
+        # Read-only prints no sign-in URL: the token made at start was given to no one.
+        return (
+            f": a read-only console takes {TOKEN_ENV}'s value, and this one was started without "
+            "it (it printed no sign-in URL): start it again with the variable set"
+        )
+    if options.token_generated:  # no variable holds it: dev's console, say
+        where = "the one in the sign-in URL the console printed at start (/login?token=...)"
+        return f": send {where}" if sent else f": the token is {where}"
+    return f": send {TOKEN_ENV}'s value" if sent else ""
 
 
 _PUBLIC = ("/login", "/static/")
