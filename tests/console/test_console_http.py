@@ -2437,3 +2437,23 @@ async def test_a_read_only_console_s_401_names_the_variable_not_a_sign_in_url(ma
         f"send Authorization: Bearer <console token>{fix}",
         f"the bearer token is not the console's{fix}",
     ]
+
+
+async def test_signing_out_of_a_read_only_console_works(make_client) -> None:
+    # given: someone signed in to a read-only console (its page offers "Sign out")
+    client = await make_client(read_only=True)
+    csrf = await sign_in(client)
+    assert "Sign out" in await (await client.get("/failures")).text()
+
+    # when (before: 403 "refused: the console runs read-only")
+    response = await client.post(
+        "/logout", data={"csrf": csrf}, headers=_origin(client), allow_redirects=False
+    )
+
+    # then: signed out, and a stale form or another site still cannot sign anyone out
+    assert response.status == 303
+    assert "Sign out" not in await (await client.get("/failures")).text()
+    csrf = await sign_in(client)
+    stale = await client.post("/logout", data={"csrf": "stale"}, headers=_origin(client))
+    assert stale.status == 403
+    assert "Sign out" in await (await client.get("/failures")).text()

@@ -105,7 +105,7 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.Response:
     console = _console(request)
-    await console.actor(request)
+    await console.signed_in(request)  # read-only too: signing out changes no record
     console.sessions.close(request.cookies.get(SESSION_COOKIE, ""))
     response = web.HTTPSeeOther("/")
     response.del_cookie(SESSION_COOKIE, path="/")

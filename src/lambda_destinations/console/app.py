@@ -124,6 +124,11 @@ class Console:
         """``console <user>`` for the ledger, and the form; Refused when not allowed."""
         if self.options.read_only:
             raise Refused("the console runs read-only (--read-only)")
+        return await self.signed_in(request)
+
+    async def signed_in(self, request: web.Request) -> tuple[str, dict[str, str]]:
+        """What :meth:`actor` checks but read-only mode, for a POST that changes no record (signing
+        out): the same token, origin and CSRF checks."""
         form = await read_form(request)
         user = check_action(self.sessions, request, form.get(CSRF_FIELD))
         return f"console {user}", form
