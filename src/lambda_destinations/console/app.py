@@ -43,6 +43,7 @@ from lambda_destinations.console.security import (
 )
 from lambda_destinations.console.views import problem_line
 from lambda_destinations.errors import LambdaDestinationsError, StoreDataError
+from lambda_destinations.retrying import first_line
 from lambda_destinations.store import Store
 
 ROUTE_MODULES = ("pages", "actions", "api")
@@ -271,19 +272,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         _secure_headers(exc)
         raise
     except (LambdaDestinationsError, BotoCoreError, ClientError, OSError) as exc:
-        # The store or AWS failed: one line on a page, and in the log, never a traceback page.
-        problem = problem_line(exc)
-        log.warning("console request failed", path=request.path, error=problem)
-        # A value the store refuses is this request's (a filter, a reason): 400, as in the
-        # API, and the page says to change it rather than to try again.
-        refused = isinstance(exc, StoreDataError)
-        status = 400 if refused else 503
-        if api:
-            response = web.json_response({"error": problem}, status=status)
-        else:
-            response = console.render(
-                request, "error.html", status=status, problem=problem, refused=refused
-            )
+        response = _failed(request, exc, api=api)
     except Exception:
         if not api:
             raise  # aiohttp's own 500, and the traceback in the log
@@ -302,6 +291,35 @@ def _other_host(request: web.Request) -> str:
         f"(a page of another site reading it through DNS rebinding, say): open it as "
         f"http://127.0.0.1{port}/ or http://localhost{port}/"
     )
+
+
+# A value the store refuses (on PostgreSQL, one longer than an index entry holds): the
+# database's own text names its internals, not what to change; the log keeps it.
+_STORE_REFUSED = "the store cannot hold a value this request sent (one too long, say)"
+
+
+def _failed(request: web.Request, exc: Exception, *, api: bool) -> web.Response:
+    """The store or AWS failed: one line, as the request accepts it (a page, JSON, or plain
+    text) and in the log, never a traceback page. Our own errors' lines are for people, without
+    the Python class; botocore's and the system's keep it (``EndpointConnectionError: ...``)."""
+    log.warning("console request failed", path=request.path, error=problem_line(exc))
+    # A value the store refuses is this request's (a filter, a reason): 400, and the line says
+    # to change it rather than to try again (the same would fail).
+    refused = isinstance(exc, StoreDataError)
+    status = 400 if refused else 503
+    if refused:
+        problem = f"{_STORE_REFUSED}: shorten or correct it, and send it again"
+    elif isinstance(exc, LambdaDestinationsError):
+        problem = first_line(exc)
+    else:
+        problem = problem_line(exc)
+    if api:
+        return web.json_response({"error": problem}, status=status)
+    if not _wants_page(request):
+        return web.Response(text=f"{problem}\n", status=status)
+    shown = _STORE_REFUSED if refused else problem  # the page says what to do below it
+    console = request.app[CONSOLE]
+    return console.render(request, "error.html", status=status, problem=shown, refused=refused)
 
 
 def refuse_nul(request: web.Request, *, api: bool = False) -> None:

@@ -49,6 +49,13 @@ from lambda_destinations.times import parse_when, utc_text, window_backwards
 from lambda_destinations.worker.queues import queue_name
 
 FILTER_FIELDS = ("function", "error_type", "condition", "since", "until")
+# A filter value past this is no function name, error type or time anyone typed: refused, and
+# the store never sees it.
+FILTER_VALUE_MAX = 1000
+# The whole filter as a query string, past which a bulk action's ledger entry could not hold
+# it: its target, ``failures?<query>``, is in an index (ix_operator_actions_target_at), and
+# PostgreSQL's index entries hold 2,704 bytes at most (a random value does not compress).
+FILTER_QUERY_MAX = 2000
 PAGE_SIZE = 50
 
 
@@ -94,6 +101,13 @@ def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> 
     the filter (or no filter) would select."""
     values = {name: query.get(name, "").strip() for name in FILTER_FIELDS}
     errors: list[str] = []
+    for name in ("function", "error_type", "condition"):  # since and until are read below
+        if len(value := values[name]) > FILTER_VALUE_MAX:
+            errors.append(
+                f"{name}: {len(value):,} characters, too long for a filter: use at most "
+                f"{FILTER_VALUE_MAX:,}"
+            )
+            values[name] = ""  # left out: the form does not show it again
     times: dict[str, dt.datetime | None] = {}
     for name in ("since", "until"):
         times[name] = None
@@ -121,7 +135,13 @@ def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> 
         until=times["until"],
         statuses=[FailureStatus(s) for s in statuses] or None,
     )
-    return Selection(values, statuses, selection, errors)
+    chosen = Selection(values, statuses, selection, errors)
+    if not errors and len(encoded := chosen.query()) > FILTER_QUERY_MAX:
+        errors.append(
+            f"filter: {len(encoded):,} characters in the address, more than a bulk action's "
+            f"ledger entry holds ({FILTER_QUERY_MAX:,}): shorten function, error_type or condition"
+        )
+    return chosen
 
 
 def encode_cursor(row: InvocationRow) -> str:
