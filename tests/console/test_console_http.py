@@ -2501,3 +2501,29 @@ async def test_a_store_that_failed_is_its_line_as_the_request_accepts_it(
 
 def _problem_line(page: str) -> str:
     return html.unescape(page.split('id="problem">', 1)[1].split("</p>", 1)[0])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "line"),
+    [
+        ("GET", "/nope", 404, "there is no page at this address: start from the console's menu"),
+        (
+            "PUT",
+            "/failures",
+            405,
+            "this address takes no PUT: act with the buttons of the console's pages",
+        ),
+        ("GET", "/jobs/%00", 404, "no job has an id with a NUL character"),
+        ("GET", "/dlqs/q%00", 404, "no queue has a name with a NUL character"),
+        ("GET", "/api/jobs/%00", 404, '{"error": "no job has an id with a NUL character"}'),
+    ],
+)
+async def test_aiohttp_s_own_answers_and_a_nul_s_404_name_what_to_do_for_a_script(
+    make_client, method: str, path: str, status: int, line: str
+) -> None:
+    # before: "404: Not Found", "405: Method Not Allowed", and "no record has an id with a NUL
+    # character" for a job
+    client = await make_client()
+    response = await client.request(method, path, headers={"Accept": "*/*"})
+    assert response.status == status
+    assert (await response.text()).strip() == line

@@ -322,13 +322,19 @@ def _failed(request: web.Request, exc: Exception, *, api: bool) -> web.Response:
     return console.render(request, "error.html", status=status, problem=shown, refused=refused)
 
 
+# What a route's part names, for the 404 of one holding a NUL (a record's id otherwise).
+_NAMED_BY = {"job_id": "no job has an id", "name": "no queue has a name"}
+
+
 def refuse_nul(request: web.Request, *, api: bool = False) -> None:
     """404 for an id with a NUL character, 400 for a query parameter with one.
 
     No record holds a NUL (PostgreSQL's text cannot): a request naming one is bad input, said
     so before the store sees it (PostgreSQL would fail on it, SQLite would find nothing)."""
-    if any("\x00" in value for value in request.match_info.values()):
-        raise _json_error(web.HTTPNotFound, "no record has an id with a NUL character", api)
+    for part, value in request.match_info.items():
+        if "\x00" in value:
+            named = _NAMED_BY.get(part, "no record has an id")
+            raise _json_error(web.HTTPNotFound, f"{named} with a NUL character", api)
     if any("\x00" in key + value for key, value in request.query.items()):
         raise _json_error(
             web.HTTPBadRequest, "a query parameter holds a NUL character: remove it", api
@@ -362,8 +368,9 @@ _PLAIN = {
 async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
     """An error a browser gets as a page: title, the one line, a way back (error.html).
 
-    Only for requests that accept HTML (a browser's do); scripts and the JSON API get the
-    line as it was, text or JSON. Outside :func:`guard`, so that its refusals become pages too.
+    Only for requests that accept HTML (a browser's do); scripts get the same line as text (for
+    aiohttp's own answers too), and the JSON API as JSON. Outside :func:`guard`, so that its
+    refusals become pages too.
     """
     try:
         return await handler(request)
@@ -372,12 +379,13 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         if request.path.startswith("/api/"):
             return _api_error(exc, request)
-        if not _wants_page(request):
-            raise
         problem = (exc.text or "").strip()
         plain = _PLAIN.get(exc.status)
         if plain and (exc.status == 413 or problem == f"{exc.status}: {exc.reason}"):
             problem = plain.format(method=request.method)
+        if not _wants_page(request):
+            exc.text = f"{problem}\n"  # aiohttp's own "404: Not Found" said as a page says it
+            raise
         response = request.app[CONSOLE].render(
             request,
             "error.html",
