@@ -20,11 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import boto3
 import pytest
 
-from lambda_destinations.cli.dev import live_summary
+from lambda_destinations.cli.dev import _show_alert, live_summary
 from lambda_destinations.config import Settings
+from lambda_destinations.dev_endpoint import ALERTS_PATH, DevEndpoint, FunctionSimulation
 from lambda_destinations.simulate import failure_record, messages
 from lambda_destinations.worker import Stats
 from lambda_destinations.worker.dispatch import Outcome
@@ -504,3 +506,25 @@ def test_dev_passes_doctor_and_its_replays_end_recovered_or_failed(dev_running: 
     shown = run(readme_commands(HEADING, block=1)[2], folder)
     assert shown.returncode == 0
     assert all(rid in shown.stdout for rid in recovered)
+
+
+async def test_dev_s_alert_line_escapes_the_controls_of_the_text_it_shows(
+    moto_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given: dev's endpoint, printing alerts as dev does
+    simulation = FunctionSimulation(seed=1, delay=0)
+    async with (
+        DevEndpoint(moto_server, simulation, on_alert=_show_alert) as endpoint,
+        aiohttp.ClientSession() as http,
+    ):
+        # when: an alert quotes an error message holding U+202E, BEL, NUL and a lone surrogate
+        text = "orders-api: bad \u202etxt.exe\x07\x00 \udfff end"
+        body = json.dumps({"text": text})  # as the webhook handler sends it
+        headers = {"Content-Type": "application/json"}
+        async with http.post(endpoint.url + ALERTS_PATH, data=body, headers=headers) as answer:
+            assert answer.status == 200
+
+    # then: the line spells them (before: written raw, and a UnicodeEncodeError for the
+    # surrogate)
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "▸ alert" in line]
+    assert line == "  ▸ alert     orders-api: bad \\u202etxt.exe\\x07\\x00 \ufffd end"

@@ -16,6 +16,7 @@ import click
 import structlog
 from click.core import ParameterSource
 
+from lambda_destinations._text import printable, visible
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_CONFIG, EXIT_USAGE, command, fail
 from lambda_destinations.cli._common import aws_errors
@@ -437,7 +438,9 @@ async def _dev(
 
 
 def _show_alert(text: str) -> None:
-    click.echo(f"  ▸ alert     {text}", err=True)
+    # The alert quotes the record's error message: its controls and bidi controls escaped (a
+    # BEL, U+202E), as wherever stored text is shown; stderr takes no lone surrogate either.
+    click.echo(printable(visible(f"  ▸ alert     {text}")), err=True)
 
 
 async def _queue_arn(aws: AwsClients, url: str) -> str:
