@@ -89,3 +89,44 @@ async def test_the_ops_server_and_devs_endpoint_answer_a_request_line_over_8_kb_
         ("request refused", "dev endpoint"),
     ]
     assert not [r for r in caplog.records if r.name.startswith("aiohttp")]
+
+
+def test_a_body_that_does_not_decode_is_one_log_line_on_any_route(
+    endpoint_url: str, tmp_path: Path
+) -> None:
+    # given: the console, as `lambda-destinations console` serves it
+    env = {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+    }
+    process, base = start_console(env, migrate=True)
+    try:
+        port = int(base.rsplit(":", 1)[1])
+
+        # when: "gzip" bodies that are not, to the sign-in form and to no route at all
+        answers = [
+            asyncio.run(
+                send_raw(
+                    port,
+                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
+                    + b"Content-Type: application/x-www-form-urlencoded\r\n"
+                    b"Content-Encoding: gzip\r\nContent-Length: 7\r\n\r\ntoken=a",
+                )
+            )
+            for path in ("/login", "/nope")
+        ]
+    finally:
+        process.terminate()
+        _out, log = process.communicate(timeout=20)
+        reap(process)
+
+    # then: each its 400 or 404, and one line in the log (before: aiohttp's "Unhandled
+    # exception" and a traceback, read after the answer)
+    assert [status for status, _ in answers] == [400, 404]
+    assert "Traceback" not in log
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert len(lines) == 2, log[-3000:]
+    assert all('"event": "request refused"' in line for line in lines)
+    assert all("the body does not decode" in line for line in lines)

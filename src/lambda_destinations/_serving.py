@@ -4,7 +4,8 @@ A request aiohttp's parser refuses never reaches the application (its middleware
 aiohttp answers it with the parser's own text (for a request line over 8190 bytes, the whole
 line back) and logs a traceback. aiohttp offers no setting for that answer, so our runner makes
 the same server with a request handler of its own, which answers such a request with one short
-400 that says what to change, and logs one line.
+400 that says what to change, and logs one line; so is a body that does not decode, which
+aiohttp meets after the answer.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ class _RequestHandler(web.RequestHandler):
         response = web.Response(status=400, text=f"{problem}\n")
         response.force_close()
         return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # A body that does not decode (Content-Encoding: gzip on bytes that are not) fails where
+        # aiohttp reads what the handler left of it, after the answer: the request's fault, one
+        # line; aiohttp closes the connection either way.
+        exc = kw.get("exc_info")
+        if isinstance(exc, web.RequestPayloadError):
+            problem = f"the body does not decode: {str(exc).splitlines()[-1].strip()}"
+            log.warning("request refused", server=self._server_name, problem=problem)
+            return
+        super().log_exception(*args, **kw)
 
 
 class _Server(web.Server):
