@@ -30,16 +30,21 @@ async def send_raw(port: int, request: bytes) -> tuple[int, str]:
     return int(head.split()[1]), body.decode()
 
 
-def test_the_console_answers_a_request_line_over_8_kb_in_one_short_line(
-    endpoint_url: str, tmp_path: Path
-) -> None:
-    # given: the console, as `lambda-destinations console` serves it
-    env = {
+def _console_env(endpoint_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of `lambda-destinations console` on a store in ``tmp_path``."""
+    return {
         **os.environ,
         "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
         "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
         "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
     }
+
+
+def test_the_console_answers_a_request_line_over_8_kb_in_one_short_line(
+    endpoint_url: str, tmp_path: Path
+) -> None:
+    # given: the console, as `lambda-destinations console` serves it
+    env = _console_env(endpoint_url, tmp_path)
     process, base = start_console(env, migrate=True)  # the console reads a store, it makes none
     try:
         port = int(base.rsplit(":", 1)[1])
@@ -95,12 +100,7 @@ def test_a_body_that_does_not_decode_is_one_log_line_on_any_route(
     endpoint_url: str, tmp_path: Path
 ) -> None:
     # given: the console, as `lambda-destinations console` serves it
-    env = {
-        **os.environ,
-        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
-        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
-        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
-    }
+    env = _console_env(endpoint_url, tmp_path)
     process, base = start_console(env, migrate=True)
     try:
         port = int(base.rsplit(":", 1)[1])
