@@ -107,6 +107,13 @@ _ASK_ENDPOINT = "(is the endpoint URL an AWS endpoint, or a proxy's error page?)
 _NO_AWS_ERROR = "with no AWS error in it"
 
 
+def said_not_aws(answer: str, *, by: str | None = None) -> str:
+    """How every line says an answer no AWS service gives (:func:`not_aws_answer`'s ``answer``):
+    ``404 with no AWS error in it, not an AWS answer``, after ``{by} answered`` when given."""
+    text = f"{answer}, not an AWS answer"
+    return f"{by} answered {text}" if by else text
+
+
 # Characters of an error's text in a log line or a reason: a handler's error can carry
 # megabytes (a payload in its message), which every retry would log again.
 DESCRIBED_MAX = 2000
@@ -122,12 +129,13 @@ def describe_error(exc: BaseException) -> str:
     cut at DESCRIBED_MAX characters."""
     code = error_code(exc)
     answer = not_aws_answer(exc)
-    if isinstance(exc, ResponseParserError):  # its text: the parser's complaint, then the body
-        text = f"the endpoint answered {answer}, not an AWS answer {_ASK_ENDPOINT}"
+    # A parser error's text: the parser's complaint, then the body (never None's answer).
+    if isinstance(exc, ResponseParserError) and answer is not None:
+        text = f"{said_not_aws(answer, by='the endpoint')} {_ASK_ENDPOINT}"
     else:
         text = _without_html(_text_of(exc) or type(exc).__name__)
         if answer is not None and answer.endswith(_NO_AWS_ERROR):
-            text = f"{text.rstrip()} {answer}, not an AWS answer {_ASK_ENDPOINT}"
+            text = f"{text.rstrip()} {said_not_aws(answer)} {_ASK_ENDPOINT}"
     if isinstance(exc, ClientError):
         text = _BOTOCORE_RETRIES.sub("", text, count=1)
     if code and code not in text:
@@ -176,7 +184,7 @@ def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> 
     characters, redacted before it is cut (a URL cut inside its password could not be masked
     after); with ``typed``, after the error's type, as the console shows it."""
     if (answer := not_aws_answer(exc)) is not None:
-        text = f"the endpoint answered {answer}, not an AWS answer {_ASK_ENDPOINT}"
+        text = f"{said_not_aws(answer, by='the endpoint')} {_ASK_ENDPOINT}"
     elif isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         text = f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
@@ -195,7 +203,7 @@ def _without_html(text: str) -> str:
     if found is None:
         return text
     page = _html_page(text[found.start() :])
-    return f"{text[: found.start()].rstrip()} {page}, not an AWS answer {_ASK_ENDPOINT}"
+    return f"{text[: found.start()].rstrip()} {said_not_aws(page)} {_ASK_ENDPOINT}"
 
 
 def _html_page(page: str) -> str:

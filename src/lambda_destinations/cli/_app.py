@@ -359,7 +359,7 @@ def _not_aws_line(exc: BaseException, endpoint: str, fix: str | None) -> str | N
     """The line of an answer no AWS service gives (a web server's page, an empty 404), naming
     ``endpoint`` and ending with ``fix``, which the caller's settings make (where the URL was
     set); None for any other error."""
-    from lambda_destinations.retrying import not_aws_answer
+    from lambda_destinations.retrying import not_aws_answer, said_not_aws
 
     answer = not_aws_answer(exc)
     if answer is None:
@@ -367,7 +367,7 @@ def _not_aws_line(exc: BaseException, endpoint: str, fix: str | None) -> str | N
     operation = getattr(exc, "operation_name", None)
     failed = f"{operation} failed: " if operation else ""
     fix = fix or "check that LAMBDA_DESTINATIONS_ENDPOINT_URL is the URL of an AWS endpoint"
-    return f"{failed}{endpoint} answered {answer}, not an AWS answer: {fix}"
+    return f"{failed}{said_not_aws(answer, by=endpoint)}: {fix}"
 
 
 def first_line(exc: BaseException) -> str:

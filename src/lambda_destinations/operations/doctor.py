@@ -51,6 +51,7 @@ from lambda_destinations.retrying import (
     DENIED_CODES,
     error_code,
     not_aws_answer,
+    said_not_aws,
 )
 from lambda_destinations.store import Store
 from lambda_destinations.times import duration_unit
@@ -126,7 +127,7 @@ def _error_text(exc: BaseException) -> str:
     title), not as its body.
     """
     if (answer := not_aws_answer(exc)) is not None:
-        return f"{answer}, not an AWS answer"
+        return said_not_aws(answer)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         message = redact(" ".join(str(error.get("Message") or "").split()))[:160]
@@ -281,7 +282,7 @@ class Doctor:
             return False
         where = self.settings.shown_endpoint()
         fix = self.settings.not_aws_fix()
-        self.add(check, "error", f"{where} answered {answer}, not an AWS answer", fix)
+        self.add(check, "error", said_not_aws(answer, by=where), fix)
         return True
 
     async def _check_queues(self, aws: AwsClients) -> list[_Queue] | None:

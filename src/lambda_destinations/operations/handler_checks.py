@@ -30,7 +30,12 @@ from lambda_destinations.handlers.registry import HandlerRegistry, configured_ha
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
 from lambda_destinations.redact import mask_secrets
-from lambda_destinations.retrying import CONNECTION_ERRORS, error_code, not_aws_answer
+from lambda_destinations.retrying import (
+    CONNECTION_ERRORS,
+    error_code,
+    not_aws_answer,
+    said_not_aws,
+)
 from lambda_destinations.schemas import invoke_function_name
 
 Status = Literal["ok", "warn", "error"]
@@ -92,7 +97,7 @@ async def _check_one(name: str, handler: Any, aws: AwsClients) -> list[Check]:
 
 def _message(exc: BaseException) -> str:
     if (answer := not_aws_answer(exc)) is not None:  # said as the other commands say it
-        return f"{answer}, not an AWS answer"
+        return said_not_aws(answer)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
