@@ -53,6 +53,8 @@ ENV_PREFIX = "LAMBDA_DESTINATIONS_"
 # Written by `dev` in the folder it runs in; read by every command there when no other config
 # file is named, so the commands after `dev` find its endpoint, queues and store.
 DEV_CONFIG = Path(".lambda-destinations") / "dev.toml"
+# dev's own store, where no other was given to it.
+DEV_STORE = DEV_CONFIG.parent / "dev.db"
 # The fix when nothing set the settings (Settings.outside_dev): dev's file is in another folder.
 OUTSIDE_DEV = f"this folder has no {DEV_CONFIG}: run commands in the folder `dev` runs in"
 ROUTE_OUTCOMES = ("success", "failure", "any")
@@ -902,8 +904,21 @@ def _origin(field: str, overrides: Mapping[str, Any], file_data: Mapping[str, An
     if variables := _variables(field):
         return variables[0]
     if field in file_data:
+        if field == "store" and _kept_by_dev(file_data):
+            # dev reads its own file too: a store it was once given stays until forgotten.
+            return (
+                f"the TOML file {DEV_CONFIG}, which keeps the store of an earlier "
+                f"`dev --store`; give --store, or delete {DEV_CONFIG.parent}/ to forget it"
+            )
         return f"the TOML file {file_data['config']}"
     return _unset(field)
+
+
+def _kept_by_dev(file_data: Mapping[str, Any]) -> bool:
+    """Whether the file is dev's and its store one dev was given, not dev's own SQLite file."""
+    return Path(file_data["config"]) == DEV_CONFIG and file_data.get("store") != (
+        f"sqlite:///{DEV_STORE}"
+    )
 
 
 def _handler_sources(

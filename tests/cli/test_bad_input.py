@@ -2144,3 +2144,29 @@ def test_a_handler_object_with_a_plain_call_is_one_line(tmp_path: Path) -> None:
     line = one_error_line(result)
     assert "plain_call:notify is a handler object whose __call__ is not async" in line, line
     assert "async def __call__" in line, line
+
+
+def test_a_store_dev_was_once_given_is_named_as_kept_by_its_folder(tmp_path: Path) -> None:
+    """dev reads its own dev.toml, so a store given once (`dev --store URL`) stays, for dev
+    too: a bad one failed every later `dev` there, naming only the file. The line now says
+    why the file holds it and how to forget it; dev's own SQLite file is named as before."""
+    folder = tmp_path / ".lambda-destinations"
+    folder.mkdir()
+    dev_toml = folder / "dev.toml"
+    refused = f"postgresql://nobody@127.0.0.1:{free_port()}/x"
+    dev_toml.write_text(f'store = "{refused}"\n')
+    kept = cli("failures", "list", cwd=tmp_path, unset=["LAMBDA_DESTINATIONS_STORE"])
+    assert kept.returncode == 4, kept.stderr
+    assert (
+        f"store {refused} (the TOML file .lambda-destinations/dev.toml, which keeps the store "
+        "of an earlier `dev --store`; give --store, or delete .lambda-destinations/ to forget "
+        "it) is unavailable: "
+    ) in one_error_line(kept)
+    # dev's own store: no earlier --store to speak of
+    dev_toml.write_text('store = "sqlite:///.lambda-destinations/dev.db"\n')
+    (folder / "dev.db").mkdir()  # a folder where the file should be: the store cannot open
+    own = cli("failures", "list", cwd=tmp_path, unset=["LAMBDA_DESTINATIONS_STORE"])
+    assert own.returncode != 0, own.stdout
+    line = one_error_line(own)
+    assert "(the TOML file .lambda-destinations/dev.toml)" in line, line
+    assert "dev --store" not in line

@@ -25,7 +25,7 @@ from lambda_destinations.cli._options import hide_options, hide_password, settin
 from lambda_destinations.cli._table import plural
 from lambda_destinations.cli.console import serve_alongside
 from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker, summary_line
-from lambda_destinations.config import DEV_CONFIG, RouteConfig, Settings
+from lambda_destinations.config import DEV_CONFIG, DEV_STORE, RouteConfig, Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.logs import configure_logging
 
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lambda_destinations.cli")
 
 DEV_QUEUES = ("ld-dev-success", "ld-dev-failure")
-DEV_STORE = DEV_CONFIG.parent / "dev.db"
 # Held (flock) by the dev that runs in this folder; it holds that dev's pid.
 DEV_LOCK = DEV_CONFIG.parent / "dev.lock"
 
