@@ -11,6 +11,10 @@ import socket
 import urllib.parse
 
 PORT_PROBLEM = "the port is not a number from 0 to 65535"
+IPV6_BRACKETS = "an IPv6 address in a URL goes in brackets, its port after them: {example}"
+BRACKET_UNCLOSED = (
+    "the URL's host has a [ without its ] (or the reverse): write an IPv6 address as [::1]"
+)
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
 
 
@@ -22,6 +26,18 @@ def check_port(url: str) -> None:
         urllib.parse.urlsplit(url).port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise ValueError(PORT_PROBLEM) from None
+
+
+def unbracketed_ipv6(url: str) -> bool:
+    """Whether ``url``'s host is an IPv6 address written without brackets (``http://::1:8080/``):
+    urllib then reads a host of ``:`` or a port that is not a number, and says nothing of the
+    brackets that were missing."""
+    try:
+        netloc = urllib.parse.urlsplit(url).netloc
+    except ValueError:  # a "[" without its "]": not this problem
+        return False
+    host_port = netloc.rpartition("@")[2]  # after the user:password@
+    return not host_port.startswith("[") and host_port.count(":") > 1
 
 
 def listen_problem(host: str, port: int, exc: OSError) -> tuple[str, str]:

@@ -45,7 +45,12 @@ from pydantic_settings import (
 )
 
 from lambda_destinations._ranges import number_range
-from lambda_destinations._urls import check_port
+from lambda_destinations._urls import (
+    BRACKET_UNCLOSED,
+    IPV6_BRACKETS,
+    check_port,
+    unbracketed_ipv6,
+)
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.redact import echoed, mask_url
 
@@ -398,7 +403,12 @@ class Settings(BaseSettings):
     def _http_endpoint(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        parts = urllib.parse.urlsplit(value.strip())
+        try:
+            parts = urllib.parse.urlsplit(value.strip())
+        except ValueError:  # urllib's "Invalid IPv6 URL"
+            raise ValueError(BRACKET_UNCLOSED + ", such as http://[::1]:4566") from None
+        if parts.scheme in ("http", "https") and unbracketed_ipv6(value.strip()):
+            raise ValueError(IPV6_BRACKETS.format(example=f"{parts.scheme}://[::1]:4566"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 "use an http:// or https:// URL with a host, such as http://127.0.0.1:4566"

@@ -595,6 +595,25 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
             {"LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook"}}'},
             "handlers.h (LAMBDA_DESTINATIONS_HANDLERS): give url",
         ),
+        (  # it said "the URL must be http:// or https:// with a host", of one that has a host
+            {"LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://::1:4566"},
+            "setting 'endpoint_url' (LAMBDA_DESTINATIONS_ENDPOINT_URL): an IPv6 address in a "
+            "URL goes in brackets, its port after them: http://[::1]:4566",
+        ),
+        (  # it said "the port is not a number from 0 to 65535"
+            {
+                "LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook", "url": "https://fe80::1/pw"}}'
+            },
+            "error: handlers.h.url (LAMBDA_DESTINATIONS_HANDLERS): an IPv6 address in a URL goes "
+            "in brackets, its port after them: https://[::1]:8080/…",
+        ),
+        (  # a URL aiohttp cannot read: ValueError's traceback, exit 1
+            {
+                "LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook", "url": "http://[::1]x/pw"}}'
+            },
+            "error: handlers.h.url (LAMBDA_DESTINATIONS_HANDLERS): the URL cannot be sent "
+            "(Invalid IPv6 URL): write it as scheme://host:port/path",
+        ),
         ({"LAMBDA_DESTINATIONS_KEEP_REPLAYS_DAYS": "inf"}, "or 0 to keep forever"),
         ({"LAMBDA_DESTINATIONS_PRUNE_INTERVAL": "inf"}, "PRUNE_INTERVAL"),
         ({"LAMBDA_DESTINATIONS_HANDLER_TIMEOUT": "1e12"}, "HANDLER_TIMEOUT"),

@@ -1076,6 +1076,32 @@ def test_a_variable_set_empty_is_named_empty_not_unset(
     )
 
 
+def test_the_log_names_an_ipv6_host_in_its_brackets(
+    handler_settings: Callable[..., Settings],
+) -> None:
+    hook = build("hook", {"url": "http://[::1]:8080/pw"}, handler_settings("q"))
+    assert hook.where == "http://[::1]:8080"  # it said http://::1:8080, which reads otherwise
+
+
+@pytest.mark.parametrize(
+    "options", [{"url": "http://::1:8080/pw"}, {"url_env": "HOOK_URL_V6"}], ids=["url", "url_env"]
+)
+def test_an_unbracketed_ipv6_host_is_named_with_the_fix(
+    options: dict[str, Any],
+    handler_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOOK_URL_V6", "http://::1:8080/pw")
+    with pytest.raises(ConfigError) as info:
+        build("hook", options, handler_settings("q"))
+
+    setting = "url_env: HOOK_URL_V6" if "url_env" in options else "url"
+    assert str(info.value) == (
+        f"handlers.hook.{setting}: an IPv6 address in a URL goes in brackets, its port after "
+        "them: http://[::1]:8080/…"
+    )
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -1087,6 +1113,13 @@ def test_a_variable_set_empty_is_named_empty_not_unset(
         ({"url": "https://a..example/pw"}, r"handlers\.hook\.url: the URL's host is not a host"),
         ({"url": "https://x example/pw"}, r"handlers\.hook\.url: the URL's host is not a host"),
         ({"url": "https://x.example\x00/pw"}, r"handlers\.hook\.url: the URL's host is not"),
+        # an IPv6 address without brackets: "with a host" or "the port is not a number" was said
+        ({"url": "http://::1:8080/pw"}, r"handlers\.hook\.url: an IPv6 address in a URL goes in"),
+        ({"url": "https://2001:db8::1/pw"}, r"\.url: .* in brackets, .*: https://\[::1\]:8080/…$"),
+        ({"url": "http://[::1/pw"}, r"handlers\.hook\.url: the URL's host has a \[ without its \]"),
+        # URLs aiohttp cannot read (urllib reads them otherwise): a traceback at start
+        ({"url": "http://[::1]x/pw"}, r"handlers\.hook\.url: the URL cannot be sent \(Invalid"),
+        ({"url": "http://x.example\\@y.example/pw"}, r"\.url: the URL cannot be sent \(.*backsl"),
         (
             {"url": "https://u:pw@x.example/x", "headers": {"authorization": "Bearer t"}},
             r"handlers\.hook\.url: the URL has credentials .* keep one of them$",

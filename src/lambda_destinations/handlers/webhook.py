@@ -57,7 +57,13 @@ import yarl
 from pydantic import Field, field_validator, model_validator
 
 from lambda_destinations._json import utf8
-from lambda_destinations._urls import check_port, is_host
+from lambda_destinations._urls import (
+    BRACKET_UNCLOSED,
+    IPV6_BRACKETS,
+    check_port,
+    is_host,
+    unbracketed_ipv6,
+)
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.in_doubt import InDoubt, sending
@@ -257,8 +263,16 @@ class WebhookOptions(storm.NotifierOptions):
 def check_url(value: str) -> str:
     """``value`` if it is an http(s) URL that can be sent to; ValueError naming no part of it
     (its path or query may be a token). A host no request can reach (``a..b``, a space, a
-    control character) or port 0 would fail every POST, each retried as if it might pass."""
-    parts = urlsplit(value)
+    control character) or port 0 would fail every POST, each retried as if it might pass; a URL
+    aiohttp cannot read (``http://[::1]x/``, a backslash before the path) raised a traceback at
+    start."""
+    scheme = value.partition("://")[0].lower()
+    if scheme in ("http", "https") and unbracketed_ipv6(value):
+        raise ValueError(IPV6_BRACKETS.format(example=f"{scheme}://[::1]:8080/…"))
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # urllib's "Invalid IPv6 URL"
+        raise ValueError(BRACKET_UNCLOSED) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("the URL must be http:// or https:// with a host")
     check_port(value)
@@ -266,7 +280,24 @@ def check_url(value: str) -> str:
         raise ValueError("the port is not a number from 1 to 65535")
     if not is_host(parts.hostname):
         raise ValueError("the URL's host is not a host name or an IP address")
+    try:
+        yarl.URL(value)  # what aiohttp sends to: it reads some URLs urllib takes otherwise
+    except ValueError as exc:
+        why = mask_secrets(str(exc), url_secrets(value)).rstrip(".")
+        raise ValueError(
+            f"the URL cannot be sent ({why}): write it as scheme://host:port/path (an IPv6 "
+            "host as [::1]:8080, a backslash as %5C)"
+        ) from None
     return value
+
+
+def _where(parts: SplitResult) -> str:
+    """The scheme, host and port of a URL, as logs and reasons show it (an IPv6 address in its
+    brackets): never the path, query or credentials, which may be secrets."""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def _one_authorization(url: str, headers: Mapping[str, str], where: str) -> None:
@@ -424,7 +455,7 @@ class WebhookHandler(storm.Notifier):
         self.storm = storm
         self.call_timeout = timeout  # the worker warns at start when handler_timeout is shorter
         parts = urlsplit(url)
-        self.where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        self.where = _where(parts)
         # What the server was sent that its answer must not carry into a log or a reason (an
         # Express 404 is "Cannot POST /the/path"; others echo the query or a header). A server
         # quotes the URL as aiohttp sent it: yarl's encoding of it, not always the one written.
