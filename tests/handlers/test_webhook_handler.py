@@ -11,15 +11,22 @@ import hmac
 import json
 import re
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
 import pytest
 import structlog
 from aiohttp import web
-from handler_helpers import failure_record, send_records, settings_for_handlers
+from handler_helpers import (
+    failure_record,
+    self_signed_certificate,
+    send_records,
+    settings_for_handlers,
+)
 from structlog.testing import capture_logs
 
 from lambda_destinations.config import Settings
@@ -187,6 +194,19 @@ async def silent_answer(
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
     await writer.drain()
     await reader.read()  # until the client closes
+
+
+def bytes_answer(data: bytes) -> Answer:
+    """``data`` as the whole answer, then the connection closed: a server of another protocol
+    (SSH's banner, Redis's error quoting the request) or one that closes at once (b"")."""
+
+    async def answer(
+        _: RawEndpoint, __: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(data)
+        await writer.drain()
+
+    return answer
 
 
 @pytest.fixture
@@ -700,6 +720,162 @@ async def test_a_2xx_completes_whatever_its_body_does(
 
     assert stats.outcomes["ack"] == 1
     assert raw_endpoint.posts == 1
+
+
+async def hook_run(store: str, record: Any) -> Any:
+    """The webhook's handler run of ``record``."""
+    async with Store.from_url(store) as opened:
+        runs = await opened.handler_runs(key_of(record))
+    return next(run for run in runs if run.handler == "hook")
+
+
+@pytest.mark.parametrize("policy", ["resend", "skip"])
+@pytest.mark.parametrize(
+    ("answer", "began"),
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "'SSH-2.0-OpenSSH_9.6'"),
+        (
+            b"-ERR unknown command 'POST /hook/TOK3N-path'\r\n",
+            "\"-ERR unknown command 'POST ***'\"",  # the URL's path masked
+        ),
+    ],
+    ids=["ssh", "redis"],
+)
+async def test_an_endpoint_that_does_not_speak_http_is_retried_with_the_fix(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    raw_endpoint: RawEndpoint,
+    policy: str,
+    answer: bytes,
+    began: str,
+) -> None:
+    # given: a URL whose port is another protocol's server
+    url, _ = make_queue(f"hook-not-http-{policy}")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    raw_endpoint.script = [bytes_answer(answer)] * 3
+    hook_url = raw_endpoint.url + "/TOK3N-path"
+    settings = hook_settings(
+        endpoint_url, url, sqlite_url, url=hook_url, in_doubt=policy, worker={"handler_attempts": 1}
+    )
+
+    # when
+    with capture_logs() as logs:
+        stats = await drain(settings)
+
+    # then: retried (no HTTP server took it: not in doubt, so skip loses nothing), with one
+    # line that says what answered and what to check; it said "in doubt (ClientResponseError):
+    # webhook http://127.0.0.1:… (ClientResponseError) may have been sent"
+    assert stats.outcomes["retry"] == 1
+    run = await hook_run(sqlite_url, record)
+    assert run.state != RunState.COMPLETED
+    where = raw_endpoint.url.removesuffix("/hook")
+    assert run.last_error.endswith(
+        f"webhook {where}: the answer is not HTTP (it began {began}): check the handler's url, "
+        "its port and http:// or https://"
+    ), run.last_error
+    assert "TOK3N" not in json.dumps(logs, default=str)
+
+
+async def test_a_server_that_closes_without_an_answer_says_so(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    raw_endpoint: RawEndpoint,
+) -> None:
+    url, _ = make_queue("hook-closed")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    raw_endpoint.script = [bytes_answer(b"")]
+    settings = hook_settings(
+        endpoint_url, url, sqlite_url, url=raw_endpoint.url, worker={"handler_attempts": 1}
+    )
+
+    stats = await drain(settings)
+
+    # the request went: in doubt, as before; the line says what happened, where it named the
+    # exception's class twice
+    assert stats.outcomes["retry"] == 1
+    run = await hook_run(sqlite_url, record)
+    where = raw_endpoint.url.removesuffix("/hook")
+    assert run.last_error.endswith(
+        f"in doubt (ServerDisconnectedError): webhook {where} (the server closed the connection "
+        "without an answer) may have been sent; sent again (in_doubt = resend)"
+    ), run.last_error
+
+
+async def test_https_to_a_plain_http_port_says_to_use_http(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    url, _ = make_queue("hook-tls-plain")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    hook_url = receiver.url.replace("http://", "https://")
+    settings = hook_settings(
+        endpoint_url, url, sqlite_url, url=hook_url, worker={"handler_attempts": 1}
+    )
+
+    stats = await drain(settings)
+
+    # it said "cannot connect ([SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006))"
+    assert stats.outcomes["retry"] == 1
+    assert not receiver.requests
+    run = await hook_run(sqlite_url, record)
+    assert re.search(
+        r"webhook https://127\.0\.0\.1:\d+: the TLS handshake failed \([A-Z_]+\): the server at "
+        r"that port does not speak TLS; use http://, or the port where it serves https://$",
+        run.last_error,
+    ), run.last_error
+
+
+async def test_a_certificate_this_machine_does_not_trust_is_named(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: an HTTPS receiver with a self-signed certificate
+    cert, key = self_signed_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    app = web.Application()
+    posts: list[str] = []
+
+    async def take(request: web.Request) -> web.Response:
+        posts.append(request.path)
+        return web.Response(text="ok")
+
+    app.router.add_post("/{tail:.*}", take)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+        port = runner.addresses[0][1]
+        url, _ = make_queue("hook-self-signed")
+        record = failure_record()
+        send_records(sqs, url, [record])
+        settings = hook_settings(
+            endpoint_url,
+            url,
+            sqlite_url,
+            url=f"https://127.0.0.1:{port}/hook",
+            worker={"handler_attempts": 1},
+        )
+
+        # when
+        stats = await drain(settings)
+    finally:
+        await runner.cleanup()
+
+    # then: retried (a certificate can be replaced on the server), the line names the problem
+    assert stats.outcomes["retry"] == 1
+    assert not posts
+    run = await hook_run(sqlite_url, record)
+    assert run.last_error.endswith(
+        f"webhook https://127.0.0.1:{port}: the server's certificate is not trusted (self-signed "
+        "certificate): give the server a certificate for the URL's host from a CA this machine "
+        "trusts"
+    ), run.last_error
 
 
 @pytest.mark.parametrize(("policy", "posts"), [("resend", 2), ("skip", 1)])

@@ -36,6 +36,7 @@ records it as done and logs it.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import contextlib
@@ -46,6 +47,7 @@ import hmac
 import math
 import os
 import re
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -130,6 +132,7 @@ _ANSWER_SHOWN = 200  # characters of a refusing answer kept in the quarantine re
 # be gigabytes, slow or cut short; the rest is never read.
 _ANSWER_READ = 4096
 _ANSWER_WAIT = 2.0
+_SAID = 60  # bytes of an answer that is not HTTP shown, so that a reader can tell what answered
 
 GENERIC_BODY: dict[str, Any] = {
     "summary": "{summary}",
@@ -519,16 +522,39 @@ class WebhookHandler(storm.Notifier):
                     # cut short or never sent cannot put a delivered request in doubt.
                     text = "" if 200 <= status < 300 else await _answer_start(answer)
                     answer.close()  # what is left unread goes with the connection
-        except aiohttp.ClientConnectorError as exc:  # nothing was sent
-            raise TransientError(f"webhook {self.where}: cannot connect ({exc.os_error})") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
-            # The request may have arrived: the in_doubt policy decides (the same idempotency
-            # key goes with a resend, so the receiver can drop the duplicate).
-            what = f"webhook {self.where} ({type(exc).__name__})"
-            self.settle(what, exc, context=context, log=log)
+            self._unanswered(exc, context=context, log=log)
             return
         self._judge(status, text, asked)
         log.info("webhook sent", handler=self.name, url=self.where, status=status)
+
+    def _unanswered(
+        self,
+        exc: TimeoutError | aiohttp.ClientError,
+        *,
+        context: HandlerContext | None,
+        log: FilteringBoundLogger,
+    ) -> None:
+        """A POST that got no HTTP answer: TransientError when nothing was served (no
+        connection, or a server that does not speak HTTP), else the in_doubt policy decides
+        (the same idempotency key goes with a resend, so the receiver can drop the duplicate).
+        """
+        if isinstance(exc, aiohttp.ClientConnectorError):  # nothing was sent
+            raise TransientError(f"webhook {self.where}: {connect_problem(exc)}") from exc
+        if isinstance(exc, aiohttp.ClientResponseError):  # an answer aiohttp could not read
+            line = status_line(exc)
+            if line is not None and not line.startswith(b"HTTP/"):
+                # No HTTP server took the request (SSH's banner, Redis's -ERR): nothing was
+                # served, so it is retried as a connection that failed, whatever in_doubt says.
+                said = mask_secrets(line[:_SAID].decode("utf-8", "replace"), self.secrets)
+                raise TransientError(
+                    f"webhook {self.where}: the answer is not HTTP (it began {said!r}): check "
+                    "the handler's url, its port and http:// or https://"
+                ) from exc
+            lost = "its answer was not valid HTTP"
+        else:
+            lost = _lost(exc, self.timeout)
+        self.settle(f"webhook {self.where} ({lost})", exc, context=context, log=log)
 
     def _judge(self, status: int, text: str, asked: float | None = None) -> None:
         if 200 <= status < 300:
@@ -545,6 +571,57 @@ class WebhookHandler(storm.Notifier):
         elif fix := _REFUSALS.get(status):
             reason += f" ({fix.format(body='message' if self.preset else 'body')})"
         raise PermanentError(reason)
+
+
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
+)
+
+
+def connect_problem(exc: aiohttp.ClientConnectorError) -> str:
+    """Why no connection was made, and what to change when a setting is the cause: TLS spoken
+    to a plain HTTP port, a certificate this machine does not trust."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cause = exc.certificate_error
+        why = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause
+        return (
+            f"the server's certificate is not trusted ({why}): give the server a certificate "
+            "for the URL's host from a CA this machine trusts"
+        )
+    error = exc.os_error
+    if isinstance(error, ssl.SSLError):
+        reason = error.reason or type(error).__name__
+        if reason in _NOT_TLS:
+            return (
+                f"the TLS handshake failed ({reason}): the server at that port does not speak "
+                "TLS; use http://, or the port where it serves https://"
+            )
+        return f"the TLS handshake failed ({reason}): check the server's TLS and the URL's port"
+    return f"cannot connect ({error.strerror or error})"
+
+
+def status_line(exc: aiohttp.ClientResponseError) -> bytes | None:
+    """The first line of an answer aiohttp's parser refused, as its error quotes it
+    (``Bad status line: ... b'SSH-2.0-OpenSSH_9.6'``); None when it quotes none."""
+    for line in exc.message.splitlines():
+        quoted = line.strip()
+        if quoted[:2] in ("b'", 'b"'):
+            with contextlib.suppress(ValueError, SyntaxError):
+                value = ast.literal_eval(quoted)
+                if isinstance(value, bytes):
+                    return value
+    return None
+
+
+def _lost(exc: BaseException, timeout: float) -> str:
+    """What became of a request whose answer never came."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within timeout ({timeout:g}s)"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without an answer"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return f"the connection was lost ({exc.strerror or exc})"
+    return f"the answer was lost ({type(exc).__name__})"
 
 
 def retry_after(value: str | None) -> float | None:
