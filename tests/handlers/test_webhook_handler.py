@@ -530,6 +530,48 @@ async def test_4xx_quarantines_the_message_with_the_status_and_the_fix(
     assert sqs.receive_message(QueueUrl=dlq).get("Messages")
 
 
+@pytest.mark.parametrize(
+    ("location", "points_to"),
+    [
+        ("https://hooks.example.com/services/T0K3N?key=T0K3N", "https://hooks.example.com"),
+        ("/services/T0K3N", None),  # on the same server: its scheme, host and port
+        ("ftp://files.example/T0K3N", ""),  # no http(s) URL: not shown
+    ],
+    ids=["other-host", "same-host", "not-http"],
+)
+async def test_a_redirect_names_where_it_points_without_its_path(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    location: str,
+    points_to: str | None,
+) -> None:
+    url, _ = make_queue("hook-redirect")
+    send_records(sqs, url, [failure_record()])
+    receiver.script = [301]
+    receiver.refusal_headers = {"Location": location}
+    receiver.refusal_text = ""
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url)
+
+    with capture_logs() as logs:
+        stats = await drain(settings)
+
+    # it said "set the final URL" only: an http:// URL that the server sends to https:// left
+    # the user to find out which URL that is
+    assert stats.outcomes["quarantine"] == 1
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    where = receiver.url.split("/services")[0]
+    shown = where if points_to is None else points_to
+    pointed = f"; it points to {shown}" if shown else ""
+    assert row.reason.endswith(
+        f"webhook {where} answered 301 (redirects are not followed: set the final URL{pointed})"
+    ), row.reason
+    assert "T0K3N" not in json.dumps(logs, default=str) + row.reason
+
+
 async def test_a_refusal_with_characters_sqs_refuses_reaches_the_dlq_spelled_out(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
 ) -> None:

@@ -52,7 +52,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 import aiohttp
 import yarl
@@ -518,6 +518,7 @@ class WebhookHandler(storm.Notifier):
                     call.answered()
                     status = answer.status
                     asked = retry_after(answer.headers.get("Retry-After"))
+                    location = answer.headers.get("Location")
                     # A 2xx says the receiver has the request: its body is not read, so a body
                     # cut short or never sent cannot put a delivered request in doubt.
                     text = "" if 200 <= status < 300 else await _answer_start(answer)
@@ -525,7 +526,7 @@ class WebhookHandler(storm.Notifier):
         except (TimeoutError, aiohttp.ClientError) as exc:
             self._unanswered(exc, context=context, log=log)
             return
-        self._judge(status, text, asked)
+        self._judge(status, text, asked, location)
         log.info("webhook sent", handler=self.name, url=self.where, status=status)
 
     def _unanswered(
@@ -556,7 +557,9 @@ class WebhookHandler(storm.Notifier):
             lost = _lost(exc, self.timeout)
         self.settle(f"webhook {self.where} ({lost})", exc, context=context, log=log)
 
-    def _judge(self, status: int, text: str, asked: float | None = None) -> None:
+    def _judge(
+        self, status: int, text: str, asked: float | None = None, location: str | None = None
+    ) -> None:
         if 200 <= status < 300:
             return
         answer = " ".join(mask_secrets(text, self.secrets).split())[:_ANSWER_SHOWN]
@@ -567,10 +570,22 @@ class WebhookHandler(storm.Notifier):
             raise TransientError(reason + (f": {answer}" if answer else ""), retry_after=asked)
         reason += f": {answer}" if answer else ""
         if 300 <= status < 400:
-            reason += " (redirects are not followed: set the final URL)"
+            reason += (
+                f" (redirects are not followed: set the final URL{_pointed(self.url, location)})"
+            )
         elif fix := _REFUSALS.get(status):
             reason += f" ({fix.format(body='message' if self.preset else 'body')})"
         raise PermanentError(reason)
+
+
+def _pointed(url: str, location: str | None) -> str:
+    """Where a redirect points, as the reason may show it (its scheme, host and port: its path
+    and query may hold a token), or nothing when it names no http(s) URL."""
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(urljoin(url, location or ""))
+        if location and parts.scheme in ("http", "https") and parts.hostname:
+            return f"; it points to {_where(parts)}"
+    return ""
 
 
 _NOT_TLS = frozenset(
