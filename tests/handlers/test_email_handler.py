@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import re
@@ -34,6 +35,7 @@ from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers._subject import fold_subject
 from lambda_destinations.handlers.email import build
+from lambda_destinations.schemas import decode
 from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
 from processes import free_port
@@ -872,6 +874,142 @@ async def test_an_unreachable_smtp_server_is_transient(
     assert stats.outcomes["quarantine"] == 0
     async with Store.from_url(sqlite_url) as store:
         assert await store.list_quarantine() == []
+
+
+async def smtp_reason(sqlite_url: str, record: dict[str, Any]) -> str:
+    """The last error of the email handler's run of ``record``."""
+    async with Store.from_url(sqlite_url) as store:
+        runs = await store.handler_runs(decode(json.dumps(record)).key)
+    (run,) = [run for run in runs if run.handler == "oncall-mail"]
+    return run.last_error or ""
+
+
+@pytest.mark.parametrize(
+    ("security", "server_security", "said"),
+    [
+        # it said "SMTP server 127.0.0.1:… Error connecting to 127.0.0.1 on port …: [SSL:
+        # WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"
+        (
+            "tls",
+            "none",
+            r"the TLS handshake failed \([A-Z_]+\): the server at that port does not speak TLS "
+            r'at once; use security = "starttls" \(port 587\) or "none" \(port 25\), or its TLS '
+            "port$",
+        ),
+        # it said "SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify
+        # failed: self-signed certificate (_ssl.c:1006)", naming neither the server nor the fix
+        (
+            "starttls",
+            "starttls",
+            r"the server's certificate is not trusted \(self-signed certificate\): name its CA's "
+            "PEM file in cert_bundle$",
+        ),
+    ],
+    ids=["tls-to-a-plain-port", "untrusted-certificate"],
+)
+async def test_tls_that_cannot_work_names_the_setting_to_change(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    security: str,
+    server_security: str,
+    said: str,
+) -> None:
+    server = SmtpServer(security=server_security, certificate=self_signed_certificate(tmp_path))
+    url, _ = make_queue(f"smtp-tls-{security}")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=server.port,
+        security=security,
+        timeout=5,
+        overrides={"handler_attempts": 1},
+    )
+
+    with running(server):
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+
+    assert stats.outcomes["retry"] == 1
+    assert not server.messages
+    reason = await smtp_reason(sqlite_url, record)
+    assert re.search(rf"TransientError: SMTP server 127\.0\.0\.1:{server.port}: {said}", reason), (
+        reason
+    )
+
+
+async def test_a_server_that_is_not_smtp_is_named_in_one_line(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: the port of a server of another protocol, whose greeting is no SMTP reply
+    async def greet(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url, _ = make_queue("smtp-not-smtp")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    settings = smtp_settings(
+        endpoint_url, url, store=sqlite_url, port=port, overrides={"handler_attempts": 1}
+    )
+
+    # when
+    try:
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    # then: it said "answered -1 Malformed SMTP response line: SSH-2.0-OpenSSH_9.6\r\n", a
+    # code no server sends and the line's CR LF in the reason
+    assert stats.outcomes["retry"] == 1
+    reason = await smtp_reason(sqlite_url, record)
+    assert reason.endswith(
+        f"SMTP server 127.0.0.1:{port}: the answer is not SMTP (it began 'SSH-2.0-OpenSSH_9.6'): "
+        "check port and security"
+    ), reason
+
+
+async def test_a_server_that_never_greets_is_named_with_what_to_check(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: a port whose server waits for the client to speak first (HTTP, or implicit TLS)
+    async def wait(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(wait, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url, _ = make_queue("smtp-silent")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    settings = smtp_settings(
+        endpoint_url, url, store=sqlite_url, port=port, timeout=1, overrides={"handler_attempts": 1}
+    )
+
+    try:
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    # it said "Timed out waiting for server ready message" alone
+    assert stats.outcomes["retry"] == 1
+    reason = await smtp_reason(sqlite_url, record)
+    assert reason.endswith(
+        "Timed out waiting for server ready message: is the port an SMTP server's, and security "
+        'right (port 465 is "tls")?'
+    ), reason
 
 
 # -- settings -----------------------------------------------------------------------------------

@@ -349,7 +349,7 @@ class SmtpTransport:
                 validate_certs=self.validate_certs,
                 cert_bundle=self.cert_bundle,
             )
-        except aiosmtplib.SMTPException as exc:
+        except (aiosmtplib.SMTPException, ssl.SSLError) as exc:  # STARTTLS's raises its own
             raise smtp_outcome(exc, self.host, self.port, self.secrets) from exc
         if refused:
             # The others have it; sending again would repeat it to them.
@@ -375,8 +375,34 @@ _UNREACHED = (
 )
 
 
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
+)
+
+
+def _tls_problem(exc: BaseException) -> str | None:
+    """What a TLS failure (``exc`` or its cause) says of the settings, or None for no TLS one:
+    a certificate this machine does not trust, or TLS spoken to a port that speaks none."""
+    cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (
+            f"the server's certificate is not trusted ({cause.verify_message or cause.reason}): "
+            "name its CA's PEM file in cert_bundle"
+        )
+    if isinstance(cause, ssl.SSLError) and cause.reason in _NOT_TLS:
+        return (
+            f"the TLS handshake failed ({cause.reason}): the server at that port does not speak "
+            'TLS at once; use security = "starttls" (port 587) or "none" (port 25), or its TLS '
+            "port"
+        )
+    return None
+
+
 def smtp_outcome(
-    exc: aiosmtplib.SMTPException, host: str, port: int, secrets: Iterable[str] = ()
+    exc: aiosmtplib.SMTPException | ssl.SSLError,
+    host: str,
+    port: int,
+    secrets: Iterable[str] = (),
 ) -> TransientError | PermanentError:
     """What an SMTP failure makes of the message: retried or quarantined. ``doctor`` asks the
     same, so what it says of a failure is what the worker does with it. ``secrets`` (the
@@ -391,10 +417,22 @@ def smtp_outcome(
         if any(400 <= code < 500 for code in codes):
             return TransientError(text)
         return PermanentError(text)
+    if (tls := _tls_problem(exc)) is not None:  # retried: the server may be fixed, as ever
+        return TransientError(f"SMTP server {host}:{port}: {tls}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code < 0:
+        # aiosmtplib's -1: the answer is no SMTP reply (an SSH banner, an HTTP server's page)
+        said = mask_secrets(exc.message.partition(": ")[2].strip(), secrets)[:60]
+        return TransientError(
+            f"SMTP server {host}:{port}: the answer is not SMTP (it began {said!r}): check port "
+            "and security"
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         text = mask_secrets(f"SMTP server {host} answered {exc.code} {exc.message}", secrets)
         return PermanentError(text) if 500 <= exc.code < 600 else TransientError(text)
     text = mask_secrets(f"SMTP server {host}:{port}: {exc}", secrets)
+    if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError) and "ready message" in str(exc):
+        # Connected, and no greeting came: an HTTP server, or TLS waiting for a handshake
+        text += ': is the port an SMTP server\'s, and security right (port 465 is "tls")?'
     if isinstance(exc, _UNREACHED):  # refused, reset or timed out: it may be back soon
         return TransientError(text)
     # The server lacks what the settings ask for (STARTTLS, AUTH): fix the settings.
