@@ -15,6 +15,11 @@ IPV6_BRACKETS = "an IPv6 address in a URL goes in brackets, its port after them:
 BRACKET_UNCLOSED = (
     "the URL's host has a [ without its ] (or the reverse): write an IPv6 address as [::1]"
 )
+# OpenSSL's reasons for a TLS handshake with a port that speaks no TLS (a plain HTTP or SMTP
+# server answering the ClientHello with its own text).
+NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
+)
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
 
 

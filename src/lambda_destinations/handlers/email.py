@@ -51,7 +51,7 @@ import aiosmtplib
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lambda_destinations._text import json_cut, json_lines, one_line
-from lambda_destinations._urls import is_host
+from lambda_destinations._urls import NOT_TLS, is_host
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers._subject import FoldedSubject
@@ -375,11 +375,6 @@ _UNREACHED = (
 )
 
 
-_NOT_TLS = frozenset(
-    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
-)
-
-
 def _tls_problem(exc: BaseException) -> str | None:
     """What a TLS failure (``exc`` or its cause) says of the settings, or None for no TLS one:
     a certificate this machine does not trust, or TLS spoken to a port that speaks none."""
@@ -389,7 +384,7 @@ def _tls_problem(exc: BaseException) -> str | None:
             f"the server's certificate is not trusted ({cause.verify_message or cause.reason}): "
             "name its CA's PEM file in cert_bundle"
         )
-    if isinstance(cause, ssl.SSLError) and cause.reason in _NOT_TLS:
+    if isinstance(cause, ssl.SSLError) and cause.reason in NOT_TLS:
         return (
             f"the TLS handshake failed ({cause.reason}): the server at that port does not speak "
             'TLS at once; use security = "starttls" (port 587) or "none" (port 25), or its TLS '

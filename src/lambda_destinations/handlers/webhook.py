@@ -62,6 +62,7 @@ from lambda_destinations._json import utf8
 from lambda_destinations._urls import (
     BRACKET_UNCLOSED,
     IPV6_BRACKETS,
+    NOT_TLS,
     check_port,
     is_host,
     unbracketed_ipv6,
@@ -588,11 +589,6 @@ def _pointed(url: str, location: str | None) -> str:
     return ""
 
 
-_NOT_TLS = frozenset(
-    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
-)
-
-
 def connect_problem(exc: aiohttp.ClientConnectorError) -> str:
     """Why no connection was made, and what to change when a setting is the cause: TLS spoken
     to a plain HTTP port, a certificate this machine does not trust."""
@@ -606,7 +602,7 @@ def connect_problem(exc: aiohttp.ClientConnectorError) -> str:
     error = exc.os_error
     if isinstance(error, ssl.SSLError):
         reason = error.reason or type(error).__name__
-        if reason in _NOT_TLS:
+        if reason in NOT_TLS:
             return (
                 f"the TLS handshake failed ({reason}): the server at that port does not speak "
                 "TLS; use http://, or the port where it serves https://"
