@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import os
 import random
+import signal
 import socketserver
+import subprocess
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from ops_helpers import cli, error_lines, failure_body, row_of, seed_sync
+from ops_helpers import ENTRY, cli, error_lines, failure_body, row_of, seed_sync
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
@@ -22,6 +25,7 @@ from lambda_destinations.operations.replay import ReplayResult, ReplayState, rep
 from lambda_destinations.simulate import kinesis_failure, legacy_dlq
 from lambda_destinations.store import FailureStatus, InvocationFilter, InvocationRow, Store
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
+from processes import reap
 
 # Payloads a replay must carry exactly: nesting, unicode, numbers, null, an array at the top.
 PAYLOADS: list[Any] = [
@@ -496,3 +500,143 @@ def test_an_attempt_another_run_is_making_is_not_called_interrupted(
     assert lambda_endpoint.invocations() == []
     assert "was interrupted" not in run.stdout
     assert "has no outcome yet: another run may be invoking it now" in run.stdout
+
+
+class ScriptedLambda:
+    """Lambda's Invoke, scripted: the first ``answered`` requests are accepted (202 and a
+    request id); each one after is hung up on without an answer (``then="hang-up"``), or held
+    unanswered until the server closes (``then="hold"``: a call still under way). Counts the
+    requests; ``held`` is set when one is held."""
+
+    def __init__(self, answered: int, then: str) -> None:
+        self.answered, self.then, self.requests = answered, then, 0
+        self.held = threading.Event()
+        self._closing = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.requests += 1
+                if outer.requests > outer.answered:
+                    if outer.then == "hold":
+                        outer.held.set()
+                        outer._closing.wait(60)
+                    self.close_connection = True  # no answer: whether it ran is unknown
+                    return
+                self.send_response(202)
+                self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _states(run: subprocess.CompletedProcess[str]) -> list[tuple[str, str | None, str | None]]:
+    return [(r["state"], r["error"], r["skip"]) for r in json.loads(run.stdout)["results"]]
+
+
+# The ledger's detail (and the result's) of an Invoke cut off before its answer came.
+CUT_OFF = "in doubt, may have reached Lambda: interrupted mid-call"
+CUT_SHORT = [("invoked", None, None), ("error", "in-doubt", None), ("skipped", None, "interrupted")]
+
+
+def test_a_replay_that_loses_the_endpoint_midway_says_what_was_sent_and_what_was_not(
+    lambda_env, failures, sqlite_url
+) -> None:
+    # given: a Lambda that takes the first Invoke and hangs up on the second
+    server = ScriptedLambda(answered=1, then="hang-up")
+    env = {**lambda_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": server.url}
+    ids = [r.request_id or "" for r in failures]
+    try:
+        # when
+        cut = cli("replay", *ids, "--yes", "--json", env=env)
+        server.answered = 99  # the endpoint is back
+        again = cli("replay", *ids, "--yes", env=env)
+    finally:
+        server.close()
+
+    # then: the line of what stopped it, after the report of what was sent and what was not
+    assert cut.returncode == 4, cut.stderr
+    assert len(error_lines(cut)) == 1
+    assert "Traceback" not in cut.stderr
+    assert _states(cut) == CUT_SHORT
+    assert (
+        f"stopped after invoking 1 of 3; {ids[1]} was cut off mid-call and may have reached "
+        "Lambda" in cut.stderr
+    )
+    assert "1 not sent (the same replay again sends them" in cut.stderr
+    # and the same replay again sends only the one not sent: nothing twice
+    assert again.returncode == 0, again.stderr
+    assert server.requests == 3
+    assert [len(ledger(sqlite_url, failures)[r.key]) for r in failures] == [1, 1, 1]
+
+
+def test_a_replay_stopped_by_ctrl_c_midway_says_what_was_sent_and_what_was_not(
+    lambda_env, failures, sqlite_url
+) -> None:
+    # given: a Lambda that takes the first Invoke and is slow to answer the second
+    server = ScriptedLambda(answered=1, then="hold")
+    env = {**os.environ, **lambda_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": server.url}
+    ids = [r.request_id or "" for r in failures]
+    try:
+        with subprocess.Popen(
+            [*ENTRY, "replay", *ids, "--yes", "--json"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_ctrl_c_as_in_a_terminal,
+        ) as process:
+            try:
+                # when: Ctrl-C while the second Invoke waits for its answer
+                assert server.held.wait(60), process.communicate()
+                process.send_signal(signal.SIGINT)
+                out, err = process.communicate(timeout=30)
+            finally:
+                reap(process)
+        server.answered = 99
+        again = cli(
+            "replay",
+            *ids,
+            "--yes",
+            env=lambda_env | {"LAMBDA_DESTINATIONS_ENDPOINT_URL": server.url},
+        )
+    finally:
+        server.close()
+
+    # then: interrupted, after the report of each record: invoked, in doubt, not sent
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    run = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    assert _states(run) == CUT_SHORT
+    assert json.loads(out)["results"][1]["detail"] == CUT_OFF
+    assert f"stopped after invoking 1 of 3; {ids[1]} was cut off mid-call" in err
+    assert err.rstrip().endswith("interrupted")
+    # the ledger says the cut-off attempt was interrupted; the same replay again skips it, says
+    # so, and sends only the one not sent
+    (attempt,) = ledger(sqlite_url, failures)[failures[1].key]
+    assert (attempt.outcome, attempt.detail) == (ReplayOutcome.PENDING, CUT_OFF)
+    assert again.returncode == 0, again.stderr
+    assert "was interrupted and may have reached Lambda: --force" in again.stdout
+    assert server.requests == 3
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child: SIGINT at its default action, as a terminal's foreground command has it
+    (a suite started in the background ignores SIGINT, and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -29,11 +29,26 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
-from lambda_destinations.operations.replay import ReplayResult, ReplayState, replay_invocation
+from lambda_destinations.operations.replay import (
+    CUT_OFF,
+    IN_DOUBT,
+    ErrorReason,
+    ReplayResult,
+    ReplayState,
+    SkipReason,
+    replay_invocation,
+)
 from lambda_destinations.schemas import FunctionArn
-from lambda_destinations.store import FailureStatus, InvocationFilter, InvocationRow, Store
+from lambda_destinations.store import (
+    FailureStatus,
+    InvocationFilter,
+    InvocationRow,
+    ReplayOutcome,
+    Store,
+)
 
 _PLAN_ROWS = 20  # rows of the plan shown before the confirmation
+_LEDGER_READ = 5.0  # seconds to read, once cut short, what became of the replay under way
 
 
 @command("replay")
@@ -102,8 +117,75 @@ def replay_command(
         rate=rate,
     )
     with aws_errors(settings):
-        missing, results = asyncio.run(_plan_and_run(replay, dry_run=dry_run, yes=yes))
-    _report(results, missing, dry_run=dry_run, as_json=as_json)
+        missing, results = _run(replay, dry_run=dry_run, yes=yes, as_json=as_json)
+    if _report(results, missing, dry_run=dry_run, as_json=as_json):
+        raise SystemExit(EXIT_FAILED)
+
+
+def _run(
+    replay: _Replay, *, dry_run: bool, yes: bool, as_json: bool
+) -> tuple[list[str], list[ReplayResult]]:
+    """The plan and the replays (:func:`_plan_and_run`); when they are cut short (Ctrl-C, the
+    endpoint or the store lost midway), what was sent and what was not, reported before the
+    line of what stopped them (and its exit code)."""
+    progress = _Progress()
+    try:
+        return asyncio.run(_plan_and_run(replay, progress, dry_run=dry_run, yes=yes))
+    except BaseException:
+        progress.report_cut_short(as_json=as_json)
+        raise
+
+
+@dataclasses.dataclass
+class _Progress:
+    """How far a run's invocations got: for its report when it is cut short."""
+
+    planned: list[ReplayResult] = dataclasses.field(default_factory=list)
+    missing: list[str] = dataclasses.field(default_factory=list)
+    to_invoke: list[InvocationRow] = dataclasses.field(default_factory=list)
+    done: list[ReplayResult] = dataclasses.field(default_factory=list)
+    cut: ReplayResult | None = None  # the record whose turn it was: what became of it
+
+    def planned_of(self, row: InvocationRow) -> ReplayResult:
+        """What the plan said of ``row``."""
+        return next(p for p in self.planned if p.key == row.key)
+
+    def report_cut_short(self, *, as_json: bool) -> None:
+        """The report of a run stopped after its invocations began and before they ended:
+        each record invoked, in doubt (cut off mid-call) or not sent; then one line."""
+        if not self.to_invoke or len(self.done) == len(self.to_invoke):
+            return
+        rest = self.to_invoke[len(self.done) + (self.cut is not None) :]
+        by_key = {r.key: r for r in self.done}
+        if self.cut is not None:
+            by_key[self.cut.key] = self.cut
+        for row in rest:
+            by_key[row.key] = dataclasses.replace(
+                self.planned_of(row),
+                state=ReplayState.SKIPPED,
+                attempt=None,
+                skip=SkipReason.INTERRUPTED,
+                detail="not sent: the run stopped before its turn; run the replay again",
+            )
+        _report(
+            [by_key.get(p.key, p) for p in self.planned],
+            self.missing,
+            dry_run=False,
+            as_json=as_json,
+        )
+        invoked = sum(1 for r in by_key.values() if r.state is ReplayState.INVOKED)
+        parts = [f"stopped after invoking {invoked} of {len(self.to_invoke)}"]
+        if self.cut is not None and self.cut.error is ErrorReason.IN_DOUBT:
+            parts.append(
+                f"{self.cut.request_id or self.cut.key} was cut off mid-call and may have "
+                "reached Lambda (a replay again skips it: check `failures show`, then --force "
+                "if it did not run)"
+            )
+        if rest:
+            parts.append(
+                f"{len(rest)} not sent (the same replay again sends them and skips those invoked)"
+            )
+        click.echo("; ".join(parts), err=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +223,7 @@ class _Replay:
 
 
 async def _plan_and_run(
-    replay: _Replay, *, dry_run: bool, yes: bool
+    replay: _Replay, progress: _Progress, *, dry_run: bool, yes: bool
 ) -> tuple[list[str], list[ReplayResult]]:
     """The selected records' plan, then (unless a dry run) their replays once confirmed.
 
@@ -162,7 +244,8 @@ async def _plan_and_run(
             return missing, planned
         if not yes:
             _confirm(planned, len(to_invoke), replay.rate)
-        invoked = await _invoke(store, replay, to_invoke)
+        progress.planned, progress.missing, progress.to_invoke = planned, missing, to_invoke
+        invoked = await _invoke(store, replay, progress)
         by_key = {r.key: r for r in invoked}
         return missing, [by_key.get(p.key, p) for p in planned]
 
@@ -202,28 +285,64 @@ def _confirm(planned: Sequence[ReplayResult], invocations: int, rate: float) -> 
     )
 
 
-async def _invoke(
-    store: Store, replay: _Replay, rows: Sequence[InvocationRow]
-) -> list[ReplayResult]:
-    """Replay ``rows`` in order, at the command's rate (a skipped row waits for nothing), with
-    a progress bar on stderr."""
+async def _invoke(store: Store, replay: _Replay, progress: _Progress) -> list[ReplayResult]:
+    """Replay ``progress.to_invoke`` in order, at the command's rate (a skipped row waits for
+    nothing), with a progress bar on stderr; each result in ``progress`` as it comes."""
     limiter = RateLimiter(replay.rate)
-    results = []
+    rows = progress.to_invoke
     async with AwsClients(replay.settings) as aws:
         lam = await aws.lambda_invoker()
         with click.progressbar(
             length=len(rows), label="replaying", file=sys.stderr, show_pos=True
         ) as bar:
             for row in rows:
-                results.append(await replay.one(store, lam, row, limiter=limiter))
+                try:
+                    result = await replay.one(store, lam, row, limiter=limiter)
+                except BaseException:
+                    progress.cut = await _cut_short(store, replay, progress.planned_of(row))
+                    raise
+                progress.done.append(result)
                 bar.update(1)
-    return results
+    return progress.done
+
+
+async def _cut_short(store: Store, replay: _Replay, planned: ReplayResult) -> ReplayResult | None:
+    """What became of the record ``planned``, whose replay was under way when the run was cut
+    short: the ledger says (the attempt this run recorded, numbered as planned or after:
+    invoked, refused, or in doubt); None when it recorded none, so nothing was sent. In doubt
+    too when the store cannot say."""
+    result = dataclasses.replace(
+        planned, state=ReplayState.ERROR, error=ErrorReason.IN_DOUBT, detail=CUT_OFF
+    )
+    try:
+        async with asyncio.timeout(_LEDGER_READ):
+            attempts = await store.replays(planned.key)
+    except Exception:  # noqa: BLE001 - the store failed too: it cannot say what was sent
+        return dataclasses.replace(result, detail=f"{IN_DOUBT}: the store could not say")
+    number = planned.attempt or 0
+    ours = [a for a in attempts if a.requested_by == replay.requested_by and a.attempt >= number]
+    if not ours:
+        return None
+    attempt = ours[-1]
+    result = dataclasses.replace(result, attempt=attempt.attempt)
+    if attempt.outcome is ReplayOutcome.INVOKED:
+        return dataclasses.replace(
+            result,
+            state=ReplayState.INVOKED,
+            error=None,
+            detail=None,
+            new_request_id=attempt.new_request_id,
+        )
+    if attempt.outcome is ReplayOutcome.ERROR:
+        return dataclasses.replace(result, error=ErrorReason.REFUSED, detail=attempt.detail)
+    return dataclasses.replace(result, detail=attempt.detail or CUT_OFF)
 
 
 def _report(
     results: Sequence[ReplayResult], missing: Sequence[str], *, dry_run: bool, as_json: bool
-) -> None:
-    """The results on stdout, a one-line tally on stderr; exit 1 on an error or a missing id."""
+) -> bool:
+    """The results on stdout, a one-line tally on stderr; whether the run failed (an error
+    or a missing id: exit 1)."""
     counts = {state: sum(1 for r in results if r.state is state) for state in ReplayState}
     if as_json:  # an action's outcome is one object, as `dlq redrive --json`
         click.echo(
@@ -246,8 +365,7 @@ def _report(
         f"{counts[ReplayState.ERROR]}" + (f" · not found {len(missing)}" if missing else ""),
         err=True,
     )
-    if counts[ReplayState.ERROR] or missing:
-        raise SystemExit(EXIT_FAILED)
+    return bool(counts[ReplayState.ERROR] or missing)
 
 
 async def _matches(store: Store, row: InvocationRow, selection: InvocationFilter) -> bool:

@@ -13,6 +13,8 @@ handler (``trigger="automatic"``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -49,6 +51,9 @@ _DETAIL_LIMIT = 1000
 _HANDLED = (FailureStatus.IGNORED, FailureStatus.RECOVERED)
 # How the command line replays a record again; the console words it its own way (and strips it).
 FORCE_HINT = ": --force to replay again"
+IN_DOUBT = "in doubt, may have reached Lambda"
+# The ledger's detail of an attempt whose Invoke was cut off before its answer came.
+CUT_OFF = f"{IN_DOUBT}: interrupted mid-call"
 
 
 class ReplayState(enum.StrEnum):
@@ -66,6 +71,7 @@ class SkipReason(enum.StrEnum):
     IN_DOUBT = "in-doubt"  # an earlier attempt was interrupted: it may have reached Lambda
     CONCURRENT = "concurrent"  # another process recorded the same attempt just now
     HANDLED = "handled"  # ignored or recovered by someone else while it waited its turn
+    INTERRUPTED = "interrupted"  # not sent: the run stopped (Ctrl-C, an error) before its turn
 
 
 class ErrorReason(enum.StrEnum):
@@ -289,6 +295,12 @@ async def _invoke_recorded(
                 new_request_id = await invoke_event(
                     lambda_client, target.function_arn, target.payload
                 )
+    except asyncio.CancelledError:
+        # Cut off before the answer (Ctrl-C, a shutdown): it may have run. Said in the ledger,
+        # so that a later replay says so rather than "another run may be invoking it now".
+        with contextlib.suppress(Exception):
+            await store.update_replay(attempt.id, detail=CUT_OFF)
+        raise
     except Exception as exc:
         detail = _describe(exc)
         if answered(exc):
@@ -300,7 +312,7 @@ async def _invoke_recorded(
             # It may have run: left pending (as a cancellation leaves it), never repeated
             # without force.
             error = ErrorReason.IN_DOUBT
-            detail = f"in doubt, may have reached Lambda: {detail}"
+            detail = f"{IN_DOUBT}: {detail}"
             await store.update_replay(attempt.id, detail=detail)
         if isinstance(exc, CONNECTION_ERRORS):
             raise  # the endpoint is away: every other replay would fail the same way
