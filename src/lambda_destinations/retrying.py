@@ -13,9 +13,18 @@ from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     HTTPClientError,
+    NoAuthTokenError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
+    SSOError,
+    TokenRetrievalError,
 )
 from botocore.parsers import ResponseParserError
 from tenacity import (
@@ -88,6 +97,22 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncio.TimeoutError,
 )
+
+
+# Raised before a request is sent, for want of what signs or addresses it (credentials, a
+# profile, a region): nothing reached the service, and every other request would fail alike.
+SETUP_ERRORS: tuple[type[BaseException], ...] = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    NoAuthTokenError,
+    TokenRetrievalError,
+    SSOError,
+    ProfileNotFound,
+    NoRegionError,
+)
+# Raised before a request is sent: nothing reached the service.
+NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (*SETUP_ERRORS, ParamValidationError)
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -276,10 +301,13 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def answered(exc: BaseException) -> bool:
-    """Whether the service surely did not act on the request: it answered with an error, or the
-    connection was never made. Anything else (a broken connection, a read timeout) is in doubt:
-    a request that is not idempotent (an Invoke) must not be sent again on its own."""
-    return isinstance(exc, ClientError | EndpointConnectionError | ConnectTimeoutError)
+    """Whether the service surely did not act on the request: it answered with an error, the
+    connection was never made, or the request was never sent (no credentials, say). Anything
+    else (a broken connection, a read timeout) is in doubt: a request that is not idempotent
+    (an Invoke) must not be sent again on its own."""
+    return isinstance(
+        exc, (ClientError, EndpointConnectionError, ConnectTimeoutError, *NOT_SENT_ERRORS)
+    )
 
 
 def answered_and_transient(exc: BaseException) -> bool:

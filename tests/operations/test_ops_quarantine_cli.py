@@ -349,3 +349,34 @@ def test_dlq_peek_body_shows_bodies_and_attributes(sqs, make_queue, cli_env) -> 
     assert "trace = abc-123" in table.stdout
     assert listed[0]["body"] == POISON
     assert "body" not in plain[0]
+
+
+def test_a_resend_without_aws_credentials_is_one_line_and_holds_nothing_back(
+    sqs, quarantined
+) -> None:
+    # given: an operator whose credentials are not set (expired, another shell)
+    url, env = quarantined
+    (row,) = as_json(cli("quarantine", "list", "--json", env=env))
+    no_credentials = {
+        **env,
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_CONFIG_FILE": "/nonexistent/config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+    # when
+    refused = cli("quarantine", "resend", str(row["id"]), "--yes", env=no_credentials)
+    again = cli("quarantine", "resend", str(row["id"]), "--yes", "--json", env=env)
+
+    # then: one line; nothing was sent, so the message is not held as being resent: the
+    # resend again, with credentials, sends it at once
+    assert refused.returncode == 3, refused.stderr
+    assert [line for line in refused.stderr.splitlines() if line.startswith("error:")] == [
+        "error: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+        "AWS_PROFILE, or run with a role"
+    ]
+    outcome = as_json(again)
+    assert [item["id"] for item in outcome["resent"]] == [row["id"]], outcome
+    assert count_messages(sqs, url) == 1

@@ -640,3 +640,37 @@ def _ctrl_c_as_in_a_terminal() -> None:
     """In the child: SIGINT at its default action, as a terminal's foreground command has it
     (a suite started in the background ignores SIGINT, and a child inherits that)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_a_replay_without_aws_credentials_stops_in_one_line_and_leaves_nothing_in_doubt(
+    lambda_endpoint, lambda_env, failures, sqlite_url
+) -> None:
+    # given: an operator whose credentials are not set (expired, another shell)
+    no_credentials = {
+        **lambda_env,
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_CONFIG_FILE": "/nonexistent/config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    ids = [r.request_id or "" for r in failures]
+    lambda_endpoint.start_recording()
+
+    # when
+    run = cli("replay", *ids, "--yes", env=no_credentials)
+
+    # then: one line, the configuration's exit code, and the rest not sent
+    assert run.returncode == 3, run.stderr
+    assert error_lines(run) == [
+        "error: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+        "AWS_PROFILE, or run with a role"
+    ]
+    assert "stopped after invoking 0 of 3; 2 not sent" in run.stderr
+    # nothing was sent, and the ledger says so: no attempt is left in doubt, so the replay
+    # again, with credentials, sends all three without --force
+    (attempt,) = ledger(sqlite_url, failures)[failures[0].key]
+    assert attempt.outcome is ReplayOutcome.ERROR
+    again = cli("replay", *ids, "--yes", env=lambda_env)
+    assert again.returncode == 0, again.stdout
+    assert [p for _, p in lambda_endpoint.invocations()] == PAYLOADS

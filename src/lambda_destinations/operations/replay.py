@@ -32,6 +32,7 @@ from lambda_destinations.handlers.replay import (
 from lambda_destinations.operations._rate import RateLimiter
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
+    SETUP_ERRORS,
     answered,
     answered_and_transient,
     describe_error,
@@ -142,7 +143,8 @@ async def replay_invocation(
     Lambda refused ends the attempt as ``error``: nothing ran, and a later replay may try
     again. One whose outcome is in doubt (the connection broke, the answer never came) is left
     pending, so that no later replay repeats it without ``force``. Either is reported in the
-    result, except a connection error, which is raised after the attempt is recorded.
+    result, except a connection error and no credentials (or region), which every other replay
+    would meet too: raised after the attempt is recorded.
     ``payload`` replaces the original request payload (an operator's edit, kept by the caller).
     ``limiter`` paces the invocations alone: a record skipped waits for no turn.
     """
@@ -284,7 +286,8 @@ async def _invoke_recorded(
     """Invoke the recorded ``attempt`` and write its outcome to the ledger.
 
     ``result`` completed: invoked, or an error when Lambda refused it or its outcome is in
-    doubt. A connection error is raised, once the attempt is recorded either way.
+    doubt. A connection error, or no credentials or region, is raised once the attempt is
+    recorded either way.
     """
     assert attempt.id is not None
     try:
@@ -314,8 +317,8 @@ async def _invoke_recorded(
             error = ErrorReason.IN_DOUBT
             detail = f"{IN_DOUBT}: {detail}"
             await store.update_replay(attempt.id, detail=detail)
-        if isinstance(exc, CONNECTION_ERRORS):
-            raise  # the endpoint is away: every other replay would fail the same way
+        if isinstance(exc, (*CONNECTION_ERRORS, *SETUP_ERRORS)):
+            raise  # the endpoint is away, no credentials: every other replay would fail alike
         return dataclasses.replace(result, state=ReplayState.ERROR, error=error, detail=detail)
     await store.update_replay(
         attempt.id, new_request_id=new_request_id, outcome=ReplayOutcome.INVOKED
