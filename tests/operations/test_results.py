@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import random
 import re
+import sqlite3
 import time
 import urllib.parse
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +30,7 @@ from lambda_destinations import (
     invoke_async_sync,
 )
 from lambda_destinations.config import Settings
+from lambda_destinations.errors import StoreMisconfigured, StoreUrlError
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
@@ -401,3 +405,31 @@ async def test_sync_results_inside_async_code_points_to_results(sqlite_url: str)
     inside = r"^SyncResults blocks, so it cannot run inside async code: use `async with Results"
     with pytest.raises(RuntimeError, match=inside):
         SyncResults(sqlite_url).__enter__()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_results_of_an_in_memory_store_says_to_give_the_workers(url: str) -> None:
+    expected = (
+        f"store URL '{url}' (given to Results): an in-memory database: Results would open a "
+        "new, empty one that no worker writes to; give a file path such as "
+        "sqlite:///lambda-destinations.db, or postgresql://user@host/db"
+    )
+    # before: "it has no tables yet: run `lambda-destinations migrate`", which gives none either
+    with pytest.raises(StoreUrlError, match=f"^{re.escape(expected)}$"), SyncResults(url):
+        pass
+
+
+def test_sync_results_that_cannot_open_leaves_no_event_loop_open(tmp_path: Any) -> None:
+    # given: a SQLite file that is no store (no tables): opening it fails
+    path = tmp_path / "other.db"
+    sqlite3.connect(path).close()
+    results = SyncResults(f"sqlite:///{path}")
+    # when
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(StoreMisconfigured, match="it has no tables yet"):
+            results.__enter__()
+        del results
+        gc.collect()
+    # then: before, "unclosed event loop" (and its socket) until garbage collection
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []

@@ -132,6 +132,8 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 # Where a store URL of Results came from, for the line that says what is wrong with it.
 _GIVEN = "given to Results"
+# What an in-memory store URL would give Results: "no tables yet", and no record ever.
+_IN_MEMORY = "Results would open a new, empty one that no worker writes to"
 
 
 class Results(Lifetime):
@@ -168,6 +170,8 @@ class Results(Lifetime):
 
     async def _open_store(self) -> None:
         if self._own:
+            # Here, not at construction: the CLI refuses one first, in its own words.
+            self.store.refuse_in_memory(_IN_MEMORY)
             await self.store.open()
         try:
             if 1 in await self._pending():
@@ -269,7 +273,13 @@ class SyncResults:
     def __enter__(self) -> Self:
         if self._state != "new":
             raise RuntimeError(self._unusable())
-        self._run(self._results.__aenter__())
+        try:
+            self._run(self._results.__aenter__())
+        except BaseException:
+            # Its event loop (and the loop's sockets) would stay open until garbage collection.
+            self._runner.close()
+            self._state = "closed"
+            raise
         self._state = "open"
         return self
 
