@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import io
 import json
 import random
 import re
@@ -13,9 +14,11 @@ import sqlite3
 import time
 import urllib.parse
 import warnings
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
+import aiobotocore.session
 import boto3
 import pytest
 import sqlalchemy as sa
@@ -30,7 +33,7 @@ from lambda_destinations import (
     invoke_async_sync,
 )
 from lambda_destinations.config import Settings
-from lambda_destinations.errors import StoreMisconfigured, StoreUrlError
+from lambda_destinations.errors import ConfigError, StoreMisconfigured, StoreUrlError
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
@@ -405,6 +408,154 @@ async def test_sync_results_inside_async_code_points_to_results(sqlite_url: str)
     inside = r"^SyncResults blocks, so it cannot run inside async code: use `async with Results"
     with pytest.raises(RuntimeError, match=inside):
         SyncResults(sqlite_url).__enter__()
+
+
+_WEST_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:orders-west"
+
+
+async def test_invoke_async_refuses_an_arn_of_another_region_than_its_client(
+    lambda_endpoint: Any,
+) -> None:
+    # given: Lambda refuses such an Invoke ("Functions from 'eu-west-1' are not reachable in
+    # this region ('us-east-1')"); moto and dev took it as their own region's function
+    lambda_endpoint.create_function("orders-west")
+    lambda_endpoint.start_recording()
+    said = (
+        f"^'{_WEST_ARN}' is a function of eu-west-1, and {{whose}} us-east-1: Lambda invokes "
+        r"only its own region's functions: use a client of eu-west-1 \(without lambda_client= "
+        r"and region=, invoke_async makes one for the ARN's region\)$"
+    )
+    # when / then: nothing is sent, for a region given or a client's
+    with pytest.raises(ValueError, match=said.format(whose="region= is")):
+        await invoke_async(_WEST_ARN, {"n": 1}, endpoint_url=lambda_endpoint.url, region=REGION)
+    session = aiobotocore.session.get_session()
+    async with session.create_client(
+        "lambda", region_name=REGION, endpoint_url=lambda_endpoint.url
+    ) as client:
+        with pytest.raises(ValueError, match=said.format(whose="the lambda_client given is for")):
+            await invoke_async(_WEST_ARN, {"n": 1}, lambda_client=client)
+    assert lambda_endpoint.invocations() == []
+
+
+async def test_invoke_async_invokes_an_arn_in_its_own_region(
+    lambda_endpoint: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a function of eu-west-1, and the standard region another one
+    west = boto3.client("lambda", region_name="eu-west-1", endpoint_url=lambda_endpoint.url)
+    west.create_function(
+        FunctionName="orders-west",
+        Runtime="python3.12",
+        Role=lambda_endpoint.role_arn,
+        Handler="app.handler",
+        Code={"ZipFile": _zipped_handler()},
+    )
+    monkeypatch.setenv("AWS_REGION", REGION)
+    try:
+        lambda_endpoint.start_recording()
+        # when: the client is made for the ARN's region (Lambda of us-east-1 would refuse it;
+        # moto finds a function by its ARN in any region)
+        request_id = await invoke_async(_WEST_ARN, {"n": 3}, endpoint_url=lambda_endpoint.url)
+        # then
+        assert request_id
+        assert lambda_endpoint.invocations() == [(_WEST_ARN, {"n": 3})]
+    finally:
+        west.delete_function(FunctionName="orders-west")
+
+
+def _zipped_handler() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return event\n")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind", "message"),
+    [
+        (
+            {"amount": float("nan")},
+            ValueError,
+            "payload is not JSON (Out of range float values are not JSON compliant): send a "
+            "JSON value (finite numbers, None for none, nothing that holds itself), or bytes",
+        ),
+        (
+            [float("inf")],
+            ValueError,
+            "payload is not JSON (Out of range float values are not JSON compliant): send a "
+            "JSON value (finite numbers, None for none, nothing that holds itself), or bytes",
+        ),
+        (
+            {1, 2},
+            TypeError,
+            "payload must be a JSON value (dict, list, str, number, bool or None) or bytes: "
+            "Object of type set is not JSON serializable",
+        ),
+    ],
+)
+async def test_invoke_async_refuses_a_payload_json_cannot_hold_and_sends_nothing(
+    lambda_endpoint: Any, payload: Any, kind: type[Exception], message: str
+) -> None:
+    lambda_endpoint.create_function("orders-nan")
+    lambda_endpoint.start_recording()
+    # before: NaN and infinity were sent as null ({"amount": null}), the value lost unsaid
+    with pytest.raises(kind, match=f"^{re.escape(message)}$"):
+        await invoke_async("orders-nan", payload, endpoint_url=lambda_endpoint.url, region=REGION)
+    assert lambda_endpoint.invocations() == []
+
+
+async def test_invoke_async_sends_a_lone_surrogate_as_json_escapes_it(
+    lambda_endpoint: Any,
+) -> None:
+    lambda_endpoint.create_function("orders-surrogate")
+    lambda_endpoint.start_recording()
+    # before: UnicodeEncodeError, "'utf-8' codec can't encode character '\ud800'"
+    await invoke_async(
+        "orders-surrogate", {"name": "é\ud800"}, endpoint_url=lambda_endpoint.url, region=REGION
+    )
+    assert invoke_urls_and_bodies(lambda_endpoint) == [
+        ("/2015-03-31/functions/orders-surrogate/invocations", b'{"name":"\\u00e9\\ud800"}')
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "kind", "message"),
+    [
+        ({"region": 5}, TypeError, "region must be a str or None, not int"),
+        ({"endpoint_url": 5}, TypeError, "endpoint_url must be a str or None, not int"),
+        ({"attempts": "3"}, TypeError, "attempts must be an int, not str"),
+        ({"attempts": 0}, ValueError, "attempts must be 1 or more (1: no retry), not 0"),
+        (
+            {"endpoint_url": "app:s3cret@localhost:4566"},
+            ValueError,
+            "endpoint_url '***@localhost:4566' is not an http:// or https:// URL: write one as "
+            "http://127.0.0.1:4566, or None for AWS itself",
+        ),
+    ],
+)
+def test_invoke_async_refuses_options_of_the_wrong_kind_in_one_line(
+    options: dict[str, Any], kind: type[Exception], message: str
+) -> None:
+    # before: "expected string or bytes-like object, got 'int'", "'int' object is not
+    # iterable", "'>' not supported between instances of 'int' and 'str'", attempts=0 taken
+    # as 1, and botocore's "Invalid endpoint: app:s3cret@localhost:4566"
+    base = {"endpoint_url": "http://127.0.0.1:9", "region": REGION}
+    with pytest.raises(kind, match=f"^{re.escape(message)}$"):
+        invoke_async_sync("orders-api", {"n": 1}, **{**base, **options})
+
+
+def test_invoke_async_without_a_region_says_where_to_give_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    # before: botocore's NoRegionError, "You must specify a region."
+    with pytest.raises(ConfigError) as caught:
+        invoke_async_sync("orders-api", {"n": 1}, endpoint_url="http://127.0.0.1:9")
+    assert str(caught.value) == (
+        "no AWS region for invoke_async: pass region='us-east-1' (the function's region), "
+        "give the function's ARN, or set AWS_REGION"
+    )
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])

@@ -18,8 +18,10 @@ application (or another one: the console serves the same JSON over HTTP) reads t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
+import json
 import math
 from collections.abc import Coroutine
 from types import TracebackType
@@ -27,21 +29,22 @@ from typing import Any, Self, TypeVar
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import NoRegionError
 
-from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._lifetime import Lifetime
 from lambda_destinations._text import storable_text
 from lambda_destinations.aws import invoke_event
 from lambda_destinations.config import standard_region
 from lambda_destinations.errors import (
+    ConfigError,
     LambdaDestinationsError,
     NewerSchema,
     StoreMisconfigured,
     StoreUrlProblem,
 )
-from lambda_destinations.redact import mask_url
+from lambda_destinations.redact import echoed, mask_url
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
-from lambda_destinations.schemas import check_invoke_target
+from lambda_destinations.schemas import check_invoke_target, invoke_function_region
 from lambda_destinations.store import InvocationRow, Store
 from lambda_destinations.times import MAX_WAIT
 
@@ -333,8 +336,29 @@ class SyncResults:
 
 
 def invocation_payload(payload: Any) -> bytes:
-    """The bytes Invoke sends: ``bytes`` as they are, anything else as JSON."""
-    return payload if isinstance(payload, bytes) else json_dumps(payload).encode()
+    """The bytes Invoke sends: ``bytes`` as they are, anything else as JSON.
+
+    ``ValueError`` for NaN or infinity (JSON has no such number: it would be sent as ``null``),
+    ``TypeError`` for a value JSON cannot hold (a set, an object), each naming the payload."""
+    if isinstance(payload, bytes):
+        return payload
+    try:
+        text = json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except ValueError as exc:  # NaN or infinity (or a value that holds itself)
+        raise ValueError(
+            f"payload is not JSON ({exc}): send a JSON value (finite numbers, None for none, "
+            "nothing that holds itself), or bytes"
+        ) from None
+    except TypeError as exc:
+        raise TypeError(
+            f"payload must be a JSON value (dict, list, str, number, bool or None) or bytes: {exc}"
+        ) from None
+    except RecursionError:
+        raise ValueError("payload is nested too deeply for JSON: send it as bytes") from None
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: JSON spells it as \udXXX, UTF-8 cannot
+        return json.dumps(payload, separators=(",", ":")).encode()
 
 
 async def invoke_async(
@@ -352,24 +376,76 @@ async def invoke_async(
 
     ``payload`` is any JSON value, or ``bytes`` sent as they are. ``lambda_client`` is an
     aiobotocore Lambda client to reuse; without one a client is made for the call (standard
-    AWS credentials and region; ``endpoint_url`` for an emulator). Throttling and other errors
-    Lambda answered are tried again, up to ``attempts`` in all; a call whose answer was lost
-    is not sent again (Lambda may have taken it) and its error is raised.
+    AWS credentials; ``region``, else the region of a function ARN, else the standard one;
+    ``endpoint_url`` for an emulator). Throttling and other errors Lambda answered are tried
+    again, up to ``attempts`` in all; a call whose answer was lost is not sent again (Lambda may
+    have taken it) and its error is raised.
 
     Raises ``ValueError``, and sends nothing, when ``function`` is in no form Invoke takes, or
-    ``qualifier`` is no version or alias, or another than the one ``function`` ends with (the
-    check the CLI's ``invoke`` makes, with its line); ``TypeError`` when either is not a string.
+    is the ARN of another region than the client's, or ``qualifier`` is no version or alias, or
+    another than the one ``function`` ends with (the check the CLI's ``invoke`` makes, with its
+    line), or ``payload`` is no JSON (NaN); ``TypeError`` for an argument of the wrong type;
+    :class:`ConfigError` when no region is set anywhere.
     """
     check_invoke_target(function, qualifier)
+    _check_options(region=region, endpoint_url=endpoint_url, attempts=attempts)
     body = invocation_payload(payload)
+    named = invoke_function_region(function)
     if lambda_client is not None:
+        client_region = getattr(getattr(lambda_client, "meta", None), "region_name", None)
+        _check_region(function, named, client_region, "the lambda_client given is for")
         return await _invoke(lambda_client, function, body, qualifier, attempts)
+    _check_region(function, named, region, "region= is")
     # botocore's own retries would send an Invoke again after a lost answer: one attempt.
     config = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
-    async with get_session().create_client(
-        "lambda", endpoint_url=endpoint_url, region_name=standard_region(region), config=config
-    ) as client:
+    creating = get_session().create_client(
+        "lambda",
+        endpoint_url=endpoint_url,
+        region_name=region or named or standard_region(),
+        config=config,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            client = await stack.enter_async_context(creating)
+        except NoRegionError:
+            raise ConfigError(
+                "no AWS region for invoke_async: pass region='us-east-1' (the function's "
+                "region), give the function's ARN, or set AWS_REGION"
+            ) from None
         return await _invoke(client, function, body, qualifier, attempts)
+
+
+def _check_options(*, region: object, endpoint_url: str | None, attempts: object) -> None:
+    """TypeError or ValueError, one line, for options botocore would refuse with its own
+    words (or tenacity with a comparison of int and str)."""
+    for name, value in (("region", region), ("endpoint_url", endpoint_url)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+    if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
+        # No scheme, so mask_url finds no password: one before an "@" is hidden here.
+        _user, at, rest = endpoint_url.rpartition("@")
+        shown = f"***@{rest}" if at else endpoint_url
+        raise ValueError(
+            f"endpoint_url {echoed(shown)!r} is not an http:// or https:// URL: write one as "
+            "http://127.0.0.1:4566, or None for AWS itself"
+        )
+    if isinstance(attempts, bool) or not isinstance(attempts, int):
+        raise TypeError(f"attempts must be an int, not {type(attempts).__name__}")
+    if attempts < 1:
+        raise ValueError(f"attempts must be 1 or more (1: no retry), not {attempts}")
+
+
+def _check_region(function: str, named: str | None, client: str | None, whose: str) -> None:
+    """ValueError when ``function`` is an ARN of another region than the client's: Lambda
+    refuses it ("Functions from 'eu-west-1' are not reachable in this region"), and an
+    emulator may take it as its own region's function."""
+    if named is None or client is None or named == client:
+        return
+    raise ValueError(
+        f"{echoed(function)!r} is a function of {named}, and {whose} {client}: Lambda "
+        f"invokes only its own region's functions: use a client of {named} (without "
+        "lambda_client= and region=, invoke_async makes one for the ARN's region)"
+    )
 
 
 async def _invoke(

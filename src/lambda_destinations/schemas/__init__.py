@@ -1,6 +1,11 @@
 """Lambda destination records: models, envelopes and ``decode()`` (pure, no I/O)."""
 
-from lambda_destinations.schemas.arn import FunctionArn, check_invoke_target, invoke_function_name
+from lambda_destinations.schemas.arn import (
+    FunctionArn,
+    check_invoke_target,
+    invoke_function_name,
+    invoke_function_region,
+)
 from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode, summarize
 from lambda_destinations.schemas.envelopes import Envelope
 from lambda_destinations.schemas.errors import DecodeError
@@ -38,5 +43,6 @@ __all__ = [
     "check_invoke_target",
     "decode",
     "invoke_function_name",
+    "invoke_function_region",
     "summarize",
 ]

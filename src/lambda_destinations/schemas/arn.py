@@ -21,7 +21,8 @@ _FUNCTION_ARN = re.compile(
 # a little more loosely): a name, a partial ARN (123456789012:function:name) or an ARN, each
 # maybe with :version or :alias; a name is at most 64 characters, the whole at most 256.
 _INVOKE_NAME = re.compile(
-    r"(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2}:)?(?:[0-9]{12}:)?"
+    r"(?P<arn>arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:(?P<region>[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2}):)?"
+    r"(?:[0-9]{12}:)?"
     r"(?:function:)?(?P<name>[A-Za-z0-9_.-]{1,64})"
     r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[A-Za-z0-9_-]{1,128}))?"
 )
@@ -48,6 +49,15 @@ def invoke_function_name(text: str) -> str | None:
     the function exists only Lambda can say."""
     match = _invoke_name(text)
     return None if match is None else match["name"]
+
+
+def invoke_function_region(text: str) -> str | None:
+    """The region of the function ARN ``text`` (``arn:aws:lambda:eu-west-1:...``); None for a
+    name or a partial ARN, which Lambda reads in the region it was sent to. Lambda refuses an
+    ARN of another region than its own ("Functions from 'eu-west-1' are not reachable in this
+    region"): the client must be that region's."""
+    match = _invoke_name(text)
+    return None if match is None or match["arn"] is None else match["region"]
 
 
 def _invoke_name(text: str) -> re.Match[str] | None:
