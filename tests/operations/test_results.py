@@ -584,3 +584,34 @@ def test_sync_results_that_cannot_open_leaves_no_event_loop_open(tmp_path: Any) 
         gc.collect()
     # then: before, "unclosed event loop" (and its socket) until garbage collection
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+def test_a_payload_orjson_writes_is_sent_as_it_was_and_nan_is_still_refused() -> None:
+    """Payloads went out through orjson, which writes a datetime, a UUID or a dataclass (and
+    NaN as null): refusing NaN must not refuse what an application already sends."""
+    import dataclasses
+    import datetime as dt
+    import uuid
+
+    from lambda_destinations.operations.results import invocation_payload
+
+    @dataclasses.dataclass
+    class Order:
+        id: int
+
+    sent = invocation_payload(
+        {
+            "at": dt.datetime(2026, 12, 5, 9, 30, tzinfo=dt.UTC),
+            "id": uuid.UUID(int=7),
+            "order": Order(3),
+            "name": "café",
+        }
+    )
+    assert json.loads(sent) == {
+        "at": "2026-12-05T09:30:00+00:00",
+        "id": "00000000-0000-0000-0000-000000000007",
+        "order": {"id": 3},
+        "name": "café",
+    }
+    with pytest.raises(ValueError, match="payload is not JSON"):
+        invocation_payload({"when": [dt.date(2026, 1, 1), float("inf")]})

@@ -27,6 +27,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import orjson
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import NoRegionError
@@ -335,6 +336,16 @@ class SyncResults:
         return self._call(self._results.wait(request_id, timeout=timeout))
 
 
+def _as_orjson_writes(value: Any) -> Any:
+    """A value the standard library cannot write (a datetime, a UUID, a dataclass), as the
+    JSON orjson writes of it, which payloads were sent as before NaN was refused; TypeError
+    for one neither can."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except orjson.JSONEncodeError:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable") from None
+
+
 def invocation_payload(payload: Any) -> bytes:
     """The bytes Invoke sends: ``bytes`` as they are, anything else as JSON.
 
@@ -343,7 +354,13 @@ def invocation_payload(payload: Any) -> bytes:
     if isinstance(payload, bytes):
         return payload
     try:
-        text = json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(
+            payload,
+            allow_nan=False,
+            ensure_ascii=False,
+            separators=(",", ":"),
+            default=_as_orjson_writes,
+        )
     except ValueError as exc:  # NaN or infinity (or a value that holds itself)
         raise ValueError(
             f"payload is not JSON ({exc}): send a JSON value (finite numbers, None for none, "
