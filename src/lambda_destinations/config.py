@@ -431,6 +431,22 @@ class Settings(BaseSettings):
             )
         return value.strip()
 
+    @field_validator("ops_host")
+    @classmethod
+    def _listen_host(cls, value: str | None) -> str | None:
+        # What a socket binds and a URL names (healthcheck asks it): a name or an IP address,
+        # an IPv6 one with or without its brackets. A space or a slash reached the URL
+        # healthcheck builds, and urllib's refusal of it was a traceback.
+        if value is None or not (host := value.strip().removeprefix("[").removesuffix("]")):
+            return None
+        if not _HOST.fullmatch(host):
+            raise ValueError(
+                f"{echoed(value.strip())!r} is not a host name or IP address: use an address of "
+                "this machine, such as 0.0.0.0 (every IPv4 address), :: (every IPv6 address) or "
+                "127.0.0.1"
+            )
+        return host
+
     @field_validator("store")
     @classmethod
     def _known_store(cls, value: str) -> str:
@@ -754,6 +770,8 @@ def _fix(path: Path, fix: str) -> str:
 
 
 # What botocore accepts as a region name (its own check raises a bare ValueError later).
+# A host name or an IP address (IPv6 with its zone: fe80::1%eth0).
+_HOST = re.compile(r"[A-Za-z0-9._:%-]+")
 _REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 
 

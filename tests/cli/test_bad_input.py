@@ -1491,6 +1491,58 @@ async def test_healthcheck_of_a_path_the_ops_server_lacks_names_the_two_it_has(
     )
 
 
+async def test_healthcheck_asks_a_worker_listening_on_every_ipv6_address_on_ipv6_loopback(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from lambda_destinations.worker import OpsServer
+
+    # given: an ops server on ::, as the README says to set it on an IPv6-only cluster (the
+    # socket is IPv6 only: nothing answers on 127.0.0.1)
+    ops = OpsServer(host="::", port=0, health=list, readiness=list, metrics=lambda: b"")
+    await ops.start()
+    try:
+        port = ops.addresses[0][1]
+        env = {"LAMBDA_DESTINATIONS_OPS_PORT": str(port), "LAMBDA_DESTINATIONS_OPS_HOST": "::"}
+        # when (before: it asked 127.0.0.1, "nothing listens there", and the container's
+        # HEALTHCHECK found a healthy worker unhealthy)
+        everywhere = await asyncio.to_thread(cli, "healthcheck", env=env, cwd=tmp_path)
+        env["LAMBDA_DESTINATIONS_OPS_HOST"] = "::1"  # before: http://::1:PORT, no host
+        loopback = await asyncio.to_thread(cli, "healthcheck", env=env, cwd=tmp_path)
+    finally:
+        await ops.close()
+    # then
+    assert everywhere.returncode == 0, everywhere.stderr
+    assert everywhere.stdout.strip() == f"http://[::1]:{port}/healthz: 200"
+    assert loopback.returncode == 0, loopback.stderr
+    assert loopback.stdout.strip() == f"http://[::1]:{port}/healthz: 200"
+
+
+@pytest.mark.parametrize("command", [("healthcheck",), ("run", "--once")])
+@pytest.mark.parametrize("host", ["a b", "ops/host"])
+def test_an_ops_host_that_is_no_host_is_one_line_naming_the_setting(
+    command: tuple[str, ...], host: str, tmp_path: Path
+) -> None:
+    # before: healthcheck's urllib refused the URL it made with a traceback ("URL can't
+    # contain control characters"), or asked http://ops/host:PORT
+    result = cli(
+        *command,
+        env={
+            "LAMBDA_DESTINATIONS_OPS_HOST": host,
+            "LAMBDA_DESTINATIONS_OPS_PORT": "9",
+            "LAMBDA_DESTINATIONS_QUEUES": "q",
+        },
+        cwd=tmp_path,
+    )
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: setting 'ops_host' (LAMBDA_DESTINATIONS_OPS_HOST): {host!r} is not a host name "
+        "or IP address: use an address of this machine, such as 0.0.0.0 (every IPv4 address), "
+        ":: (every IPv6 address) or 127.0.0.1"
+    )
+
+
 def test_a_log_level_or_format_in_capitals_is_taken(tmp_path: Path) -> None:
     # before: LAMBDA_DESTINATIONS_LOG_LEVEL=DEBUG was refused, exit 3
     from lambda_destinations.config import load_settings

@@ -50,10 +50,7 @@ def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
     """
     if not settings.ops_port:
         fail("the ops server is off (LAMBDA_DESTINATIONS_OPS_PORT=0): nothing to ask")
-    host = settings.ops_host or "127.0.0.1"
-    if host in {"0.0.0.0", "::"}:  # noqa: S104 - listening everywhere: ask on loopback
-        host = "127.0.0.1"
-    url = f"http://{host}:{settings.ops_port}{path}"
+    url = f"http://{_loopback_or(settings.ops_host)}:{settings.ops_port}{path}"
     try:
         with urllib.request.urlopen(url, timeout=seconds) as response:
             click.echo(f"{url}: {response.status}")
@@ -63,6 +60,18 @@ def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
         fail(f"{url}: {exc.code} {exc.read().decode(errors='replace')[:500]}")
     except OSError as exc:
         fail(f"{url}: {_no_answer(exc, seconds, settings)}")
+
+
+def _loopback_or(host: str | None) -> str:
+    """The host to ask, as a URL writes it: loopback for a server listening on every address
+    of its family (``::`` listens on IPv6 alone, so it is asked on ``::1``, not 127.0.0.1), an
+    IPv6 address in brackets."""
+    host = host or "127.0.0.1"
+    if host == "0.0.0.0":  # noqa: S104 - listening on every IPv4 address: ask on loopback
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"[{host}]" if ":" in host else host
 
 
 def _no_answer(exc: OSError, seconds: float, settings: Settings) -> str:
