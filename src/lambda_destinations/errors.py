@@ -38,6 +38,12 @@ __all__ = [
 # What the CLI and the console say when botocore finds no region (its NoRegionError names no
 # setting). Here, not in config, so that the CLI's error reporting imports no pydantic.
 NO_REGION = "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region"
+# A database with no tables, met by a command that does not create the store: the wrong
+# database, or one never migrated (exit 3, StoreMisconfigured).
+NOT_MIGRATED = (
+    "it has no tables yet: run `lambda-destinations migrate` (the worker also migrates at "
+    "start), or point the store URL at the worker's database"
+)
 
 
 class Outcome(enum.StrEnum):

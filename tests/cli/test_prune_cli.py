@@ -182,3 +182,47 @@ def test_vacuum_on_postgresql_says_autovacuum_does_it(postgres_url: str) -> None
     assert code == 0
     assert "note: --vacuum applies to SQLite only" in err
     assert asyncio.run(left(postgres_url)) == ["r-2:Success", "r-3:Success"]
+
+
+NOT_MIGRATED = (
+    "it has no tables yet: run `lambda-destinations migrate` (the worker also migrates at "
+    "start), or point the store URL at the worker's database"
+)
+
+
+@pytest.mark.parametrize("command", [("prune",), ("prune", "--dry-run"), ("failures", "list")])
+def test_a_store_file_with_no_tables_is_a_configuration_error(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    # given: a SQLite file that is not the worker's (another program's table)
+    path = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.commit()
+    url = f"sqlite:///{path}"
+
+    # when
+    result = CliRunner().invoke(cli, [*command, "--store", url])
+
+    # then: exit 3, as a missing file is; before, 4 ("is unavailable: no such table:
+    # invocations"), which says to retry, and a script retried for ever
+    assert result.exit_code == 3, result.stderr
+    assert result.stderr == f"error: store {url} (--store): {NOT_MIGRATED}\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.postgres
+def test_an_empty_postgresql_database_is_a_configuration_error_its_password_masked(
+    postgres_url: str,
+) -> None:
+    # the machine's server trusts local connections: the password is taken and not checked
+    user_at = postgres_url.split("://", 1)[1].split("@", 1)[0] + "@"
+    with_password = postgres_url.replace(user_at, user_at[:-1] + ":s3cret@", 1)
+    shown = with_password.replace("s3cret", "***")
+
+    code, out, err = prune(with_password, "--dry-run", "--json")
+
+    assert code == 3, err
+    assert err == f"error: store {shown} (--store): {NOT_MIGRATED}\n"
+    assert "s3cret" not in err
+    assert out == ""

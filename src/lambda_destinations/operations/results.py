@@ -37,6 +37,7 @@ from lambda_destinations._text import storable_text
 from lambda_destinations.aws import invoke_event
 from lambda_destinations.config import standard_region
 from lambda_destinations.errors import (
+    NOT_MIGRATED,
     ConfigError,
     LambdaDestinationsError,
     NewerSchema,
@@ -180,9 +181,7 @@ class Results(Lifetime):
         try:
             if 1 in await self._pending():
                 raise StoreMisconfigured.at(  # the database given is not the worker's: exit 3
-                    mask_url(self.store.url),
-                    "it has no tables yet: run `lambda-destinations migrate` (the worker also "
-                    "migrates at start)",
+                    mask_url(self.store.url), NOT_MIGRATED
                 )
         except BaseException:
             if self._own:
