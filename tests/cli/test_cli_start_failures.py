@@ -103,6 +103,61 @@ def test_a_queue_arn_of_another_region_stops_the_start(sqs, make_queue, base_env
     assert_clean(result)
 
 
+def test_a_queue_url_of_another_region_stops_the_start(make_queue, base_env) -> None:
+    # given: the AWS URL of a queue in eu-west-1 whose name a queue of the worker's region has
+    # (moto answers for it whatever the host: before, the worker polled the us-east-1 queue;
+    # AWS answers "does not exist", which says nothing of the region)
+    url, _ = make_queue("rgnurl")
+    account, name = url.rsplit("/", 2)[-2:]
+    other = f"https://sqs.eu-west-1.amazonaws.com/{account}/{name}"
+    result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": other})
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: queue {other} is in eu-west-1, the worker in us-east-1: set "
+        "LAMBDA_DESTINATIONS_REGION=eu-west-1, or run one worker per region "
+        "(or fix LAMBDA_DESTINATIONS_QUEUES)"
+    )
+    assert_clean(result)
+
+
+@pytest.mark.parametrize(
+    ("url", "region"),
+    [
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/q", "eu-west-1"),
+        ("https://eu-west-1.queue.amazonaws.com/123456789012/q", "eu-west-1"),
+        ("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q", "cn-north-1"),
+        ("https://sqs.us-gov-west-1.amazonaws.com/123456789012/q", "us-gov-west-1"),
+        ("https://sqs.eu-west-1.api.aws/123456789012/q", "eu-west-1"),
+        ("https://queue.amazonaws.com/123456789012/q", None),  # legacy: names none
+        ("http://127.0.0.1:4566/000000000000/q", None),
+        ("http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/q", None),
+        ("https://vpce-0a1-b2.sqs.eu-west-1.vpce.amazonaws.com/123456789012/q", None),
+    ],
+)
+def test_the_region_of_a_queue_url_is_read_from_aws_hosts_only(
+    url: str, region: str | None
+) -> None:
+    from lambda_destinations.worker.queues import url_region
+
+    assert url_region(url) == region
+
+
+@pytest.mark.parametrize(
+    "queue", ["sqs.us-east-1.amazonaws.com/123456789012/orders", "orders success", "orders+1"]
+)
+def test_a_queue_no_queue_could_be_named_stops_the_start(queue: str, base_env) -> None:
+    # before: "queue ... does not exist: fix LAMBDA_DESTINATIONS_QUEUES or create the queue",
+    # a queue no one can create (a URL without its scheme, a space, a sign no name takes)
+    result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": queue})
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: queue {queue!r} is no queue URL, name or ARN: fix LAMBDA_DESTINATIONS_QUEUES "
+        "(https://sqs.REGION.amazonaws.com/ACCOUNT/NAME, a name of letters, digits, - and _, or "
+        "arn:aws:sqs:REGION:ACCOUNT:NAME)"
+    )
+    assert_clean(result)
+
+
 def test_a_bad_route_stops_the_start_with_nothing_left_open(make_queue, base_env) -> None:
     good, _ = make_queue("route")
     routes = json.dumps([{"handlers": ["no-such-handler"]}])

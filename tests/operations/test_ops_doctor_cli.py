@@ -230,8 +230,17 @@ def _arn_of_another_region(setup: Setup) -> tuple[dict[str, str], str]:
     return setup.env(arn), f"queue {arn}"
 
 
+def _url_of_another_region(setup: Setup) -> tuple[dict[str, str], str]:
+    # AWS's URL of the same-named queue in eu-west-1 (moto answers for it whatever the host;
+    # before, the check passed on the doctor's region's queue)
+    account, name = setup.queue_url.rsplit("/", 2)[-2:]
+    url = f"https://sqs.eu-west-1.amazonaws.com/{account}/{name}"
+    return setup.env(url), f"queue {name}"
+
+
 PLANTS = {
     "queue ARN of another region": _arn_of_another_region,
+    "queue URL of another region": _url_of_another_region,
     "queue missing": _missing_queue,
     "no redrive policy": _no_redrive_policy,
     "dead-letter queue gone": _dlq_gone,

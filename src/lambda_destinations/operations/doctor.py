@@ -56,6 +56,7 @@ from lambda_destinations.retrying import (
 from lambda_destinations.store import Store
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import (
+    check_url_region,
     is_missing_queue,
     parse_arn,
     queue_lookup,
@@ -295,12 +296,13 @@ class Doctor:
             name = queue_name(configured)
             try:
                 if "://" in configured:
+                    check_url_region(sqs, configured, queues_in=queues_in)
                     url = configured
                 else:
                     lookup = queue_lookup(sqs, configured, queues_in=queues_in)
                     url = (await sqs.get_queue_url(**lookup))["QueueUrl"]
                 response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
-            except ConfigError as exc:  # an ARN that is no queue's, or of another region
+            except ConfigError as exc:  # an ARN that is no queue's, a URL or ARN of another region
                 wrong, _, fix = str(exc).partition(": ")
                 self.add(f"queue {name}", "error", wrong, fix)
                 continue

@@ -6,13 +6,23 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
+import urllib.parse
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from lambda_destinations.errors import ConfigError
+from lambda_destinations.redact import echoed
 
 NONEXISTENT = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+# What SQS takes as a queue's name: up to 80 letters, digits, - and _ (and .fifo).
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}(?:\.fifo)?")
+# The hosts of AWS's own queue URLs, which name the queue's region.
+_AWS_QUEUE_HOST = re.compile(
+    r"sqs\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)"
+    r"|([a-z]{2}(?:-[a-z]+)+-\d+)\.queue\.amazonaws\.com(?:\.cn)?"
+)
 
 # Message attributes the worker adds to a quarantined message in the DLQ. SQS allows ten
 # attributes a message, so the original ones keep at most the rest (the store has them all).
@@ -98,6 +108,14 @@ def queue_lookup(sqs: Any, name_or_arn: str, *, queues_in: str) -> dict[str, str
     ``queues_in`` is where the queues were set, for the fix an error names (``--queues``, the
     variable, the TOML file: ``Settings.set_in("queues")``)."""
     if not name_or_arn.startswith("arn:"):
+        if not _QUEUE_NAME.fullmatch(name_or_arn):
+            # No queue can have this name: "does not exist: create the queue" would mislead
+            # (a URL without its scheme, a path, a typo'd ARN).
+            raise ConfigError(
+                f"queue {echoed(name_or_arn)!r} is no queue URL, name or ARN: fix {queues_in} "
+                "(https://sqs.REGION.amazonaws.com/ACCOUNT/NAME, a name of letters, digits, - "
+                "and _, or arn:aws:sqs:REGION:ACCOUNT:NAME)"
+            )
         return {"QueueName": name_or_arn}
     try:
         region, account, name = parse_arn(name_or_arn)
@@ -114,9 +132,31 @@ def queue_lookup(sqs: Any, name_or_arn: str, *, queues_in: str) -> dict[str, str
     return {"QueueName": name, "QueueOwnerAWSAccountId": account}
 
 
+def url_region(url: str) -> str | None:
+    """The region an AWS queue URL names in its host (``sqs.eu-west-1.amazonaws.com``, the
+    legacy ``eu-west-1.queue.amazonaws.com``, dual-stack ``sqs.eu-west-1.api.aws``); None for
+    any other host (LocalStack's, moto's, the legacy ``queue.amazonaws.com``)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    found = _AWS_QUEUE_HOST.fullmatch(host)
+    return (found.group(1) or found.group(2)) if found else None
+
+
+def check_url_region(sqs: Any, url: str, *, queues_in: str) -> None:
+    """ConfigError for a queue URL of another region than the client's: SQS answers a request
+    made in one region about another's queue that the queue does not exist."""
+    if (region := url_region(url)) is not None and region != (own := client_region(sqs)):
+        raise ConfigError(
+            f"queue {url} is in {region}, the worker in {own}: set "
+            f"LAMBDA_DESTINATIONS_REGION={region}, or run one worker per region "
+            f"(or fix {queues_in})"
+        )
+
+
 async def queue_url(sqs: Any, url_or_name: str, *, queues_in: str) -> str:
-    """A URL as given, or the URL of a queue name or ARN (ConfigError when it does not exist)."""
+    """A URL as given, or the URL of a queue name or ARN (ConfigError when it does not exist,
+    or is of another region than the client's)."""
     if "://" in url_or_name:
+        check_url_region(sqs, url_or_name, queues_in=queues_in)
         return url_or_name
     lookup = queue_lookup(sqs, url_or_name, queues_in=queues_in)
     try:
