@@ -322,6 +322,94 @@ def test_a_postgresql_server_error_names_where_the_url_came_from(
         assert "does not exist: set the store URL to the right database name" in line
 
 
+@contextlib.contextmanager
+def _server_without_ssl() -> Iterator[int]:
+    """A local server that answers a PostgreSQL SSLRequest as a server with ssl = off does
+    ('N'), then closes; its port."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    conn.recv(8)  # the SSLRequest: length 8, code 80877103
+                    conn.sendall(b"N")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+@pytest.mark.parametrize("command", [("migrate",), ("prune",), ("run", "--once")])
+@pytest.mark.parametrize(
+    ("sslmode", "ca_file", "problem"),
+    [
+        (
+            "require",
+            None,
+            "rejected SSL upgrade: the server takes no SSL connections: set sslmode=prefer or "
+            "disable in the store URL, or turn SSL on at the server",
+        ),
+        (  # no PGSSLROOTCERT: asyncpg looks for ~/.postgresql/root.crt
+            "verify-full",
+            None,
+            "does not exist or cannot be accessed: sslmode=verify-ca and verify-full check the "
+            "server's certificate against a CA file: set PGSSLROOTCERT to the CA's certificate "
+            "file (or put it at that path), or use sslmode=require",
+        ),
+        (  # before: "[Errno 2] No such file or directory", naming no file
+            "require",
+            "no-ca.crt",
+            "which does not exist: set it to the file of the CA that signed the server's "
+            "certificate, or unset it",
+        ),
+    ],
+)
+def test_an_sslmode_the_server_or_this_machine_cannot_meet_is_configuration(
+    command: tuple[str, ...], sslmode: str, ca_file: str | None, problem: str, tmp_path: Path
+) -> None:
+    # before: exit 4, "is unavailable: …: check that PostgreSQL is running and reachable", and
+    # `run` waited for the store for ever: no retry changes any of these answers
+    env = {
+        "LAMBDA_DESTINATIONS_QUEUES": "q",
+        "LAMBDA_DESTINATIONS_OPS_PORT": "0",
+        "HOME": str(tmp_path),  # no ~/.postgresql/root.crt
+    }
+    if ca_file is not None:
+        env["PGSSLROOTCERT"] = str(tmp_path / ca_file)
+    with _server_without_ssl() as port:
+        url = f"postgresql://app:s3cret@127.0.0.1:{port}/app?sslmode={sslmode}"
+        result = cli(
+            *command,
+            "--store",
+            url,
+            env=env,
+            cwd=tmp_path,
+            unset=[] if ca_file is not None else ["PGSSLROOTCERT"],
+        )
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert line.startswith(f"error: store postgresql://app:***@127.0.0.1:{port}/app?"), line
+    assert line.endswith(problem), line
+    assert "s3cret" not in result.stderr
+
+
 @pytest.mark.postgres
 async def test_a_read_only_postgresql_store_names_where_the_url_came_from(
     postgres_url: str, tmp_path: Path

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -440,6 +441,22 @@ class PostgresStore(SqlStore):
             busy = _first_line(exc)
             return f"no free connection within pool_timeout ({busy}): {self._more_connections()}"
         orig, sqlstate = _answered(exc)
+        if _no_ssl(orig):
+            return (
+                f"{_first_line(orig)}: the server takes no SSL connections: set sslmode=prefer "
+                "or disable in the store URL, or turn SSL on at the server"
+            )
+        if isinstance(orig, FileNotFoundError) and (ca := _missing_ca_file()) is not None:
+            return (
+                f"PGSSLROOTCERT names {ca}, which does not exist: set it to the file of the CA "
+                "that signed the server's certificate, or unset it"
+            )
+        if _no_root_certificate(orig):
+            return (
+                f"{_first_line(orig)}: sslmode=verify-ca and verify-full check the server's "
+                "certificate against a CA file: set PGSSLROOTCERT to the CA's certificate file "
+                "(or put it at that path), or use sslmode=require"
+            )
         if sqlstate == _UNDEFINED_TABLE:
             return "the store has no tables yet: run `lambda-destinations migrate`"
         if sqlstate == _UNDEFINED_COLUMN:
@@ -502,7 +519,36 @@ class PostgresStore(SqlStore):
         )
 
     def _misconfigured(self, exc: BaseException) -> bool:
-        return _answered(exc)[1] in (_NO_DATABASE, *_AUTHENTICATION, _INSUFFICIENT_PRIVILEGE)
+        orig, sqlstate = _answered(exc)
+        if _no_ssl(orig) or _no_root_certificate(orig):
+            return True
+        if isinstance(orig, FileNotFoundError) and _missing_ca_file() is not None:
+            return True
+        return sqlstate in (
+            _NO_DATABASE,
+            *_AUTHENTICATION,
+            _INSUFFICIENT_PRIVILEGE,
+        )
+
+
+def _missing_ca_file() -> str | None:
+    """The CA file PGSSLROOTCERT names when it does not exist (asyncpg reads it for every
+    SSL connection, and says only "No such file or directory"), else None."""
+    path = os.environ.get("PGSSLROOTCERT")
+    return path if path and not os.path.exists(path) else None
+
+
+def _no_root_certificate(orig: BaseException) -> bool:
+    """Whether sslmode=verify-* found no CA file to check the server's certificate with."""
+    # asyncpg's ClientConfigurationError (a ValueError), under SQLAlchemy's adapter's error
+    cause = orig.__cause__ if orig.__cause__ is not None else orig
+    return isinstance(cause, ValueError) and str(cause).startswith("root certificate file")
+
+
+def _no_ssl(orig: BaseException) -> bool:
+    """Whether the server answered a URL's sslmode=require (or verify-*) that it takes no SSL:
+    the server is there, and no retry changes its answer."""
+    return isinstance(orig, ConnectionError) and "rejected SSL upgrade" in str(orig)
 
 
 def _answered(exc: BaseException) -> tuple[BaseException, str]:
