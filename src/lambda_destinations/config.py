@@ -49,6 +49,7 @@ from lambda_destinations._urls import (
     BRACKET_UNCLOSED,
     IPV6_BRACKETS,
     check_port,
+    is_host,
     unbracketed_ipv6,
 )
 from lambda_destinations.errors import ConfigError
@@ -439,7 +440,7 @@ class Settings(BaseSettings):
         # healthcheck builds, and urllib's refusal of it was a traceback.
         if value is None or not (host := value.strip().removeprefix("[").removesuffix("]")):
             return None
-        if not _HOST.fullmatch(host):
+        if not is_host(host):
             raise ValueError(
                 f"{echoed(value.strip())!r} is not a host name or IP address: use an address of "
                 "this machine, such as 0.0.0.0 (every IPv4 address), :: (every IPv6 address) or "
@@ -770,8 +771,6 @@ def _fix(path: Path, fix: str) -> str:
 
 
 # What botocore accepts as a region name (its own check raises a bare ValueError later).
-# A host name or an IP address (IPv6 with its zone: fe80::1%eth0).
-_HOST = re.compile(r"[A-Za-z0-9._:%-]+")
 _REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 
 
