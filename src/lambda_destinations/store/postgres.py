@@ -441,22 +441,8 @@ class PostgresStore(SqlStore):
             busy = _first_line(exc)
             return f"no free connection within pool_timeout ({busy}): {self._more_connections()}"
         orig, sqlstate = _answered(exc)
-        if _no_ssl(orig):
-            return (
-                f"{_first_line(orig)}: the server takes no SSL connections: set sslmode=prefer "
-                "or disable in the store URL, or turn SSL on at the server"
-            )
-        if isinstance(orig, FileNotFoundError) and (ca := _missing_ca_file()) is not None:
-            return (
-                f"PGSSLROOTCERT names {ca}, which does not exist: set it to the file of the CA "
-                "that signed the server's certificate, or unset it"
-            )
-        if _no_root_certificate(orig):
-            return (
-                f"{_first_line(orig)}: sslmode=verify-ca and verify-full check the server's "
-                "certificate against a CA file: set PGSSLROOTCERT to the CA's certificate file "
-                "(or put it at that path), or use sslmode=require"
-            )
+        if (ssl := _ssl_problem(orig)) is not None:
+            return ssl
         if sqlstate == _UNDEFINED_TABLE:
             return "the store has no tables yet: run `lambda-destinations migrate`"
         if sqlstate == _UNDEFINED_COLUMN:
@@ -520,15 +506,31 @@ class PostgresStore(SqlStore):
 
     def _misconfigured(self, exc: BaseException) -> bool:
         orig, sqlstate = _answered(exc)
-        if _no_ssl(orig) or _no_root_certificate(orig):
+        if _ssl_problem(orig) is not None:
             return True
-        if isinstance(orig, FileNotFoundError) and _missing_ca_file() is not None:
-            return True
-        return sqlstate in (
-            _NO_DATABASE,
-            *_AUTHENTICATION,
-            _INSUFFICIENT_PRIVILEGE,
+        return sqlstate in (_NO_DATABASE, *_AUTHENTICATION, _INSUFFICIENT_PRIVILEGE)
+
+
+def _ssl_problem(orig: BaseException) -> str | None:
+    """What an sslmode the server or this machine cannot meet needs changed, or None: no retry
+    changes the server's answer or the files this machine has (configuration, exit 3)."""
+    if _no_ssl(orig):
+        return (
+            f"{_first_line(orig)}: the server takes no SSL connections: set sslmode=prefer "
+            "or disable in the store URL, or turn SSL on at the server"
         )
+    if isinstance(orig, FileNotFoundError) and (ca := _missing_ca_file()) is not None:
+        return (
+            f"PGSSLROOTCERT names {ca}, which does not exist: set it to the file of the CA "
+            "that signed the server's certificate, or unset it"
+        )
+    if _no_root_certificate(orig):
+        return (
+            f"{_first_line(orig)}: sslmode=verify-ca and verify-full check the server's "
+            "certificate against a CA file: set PGSSLROOTCERT to the CA's certificate file "
+            "(or put it at that path), or use sslmode=require"
+        )
+    return None
 
 
 def _missing_ca_file() -> str | None:
