@@ -275,3 +275,36 @@ def test_a_handler_timeout_longer_than_handler_timeout_is_a_warning(setup: Setup
         "handlers.slow-hook.timeout (60s) is longer than handler_timeout (30s)"
     )
     assert not any(check.startswith("handler quick-hook") for check in warned)
+
+
+def test_handler_settings_are_checked_when_the_aws_endpoint_does_not_answer(
+    setup: Setup, smtp_port
+) -> None:
+    # doctor checked handlers only once the credentials passed: a bad webhook header or SMTP
+    # login went unsaid until AWS answered, though `run` refuses the first before asking AWS.
+    port, sink = smtp_port
+    handlers = good_handlers(setup, port)
+    _webhook_header_line_break(handlers, setup)
+    _smtp_wrong_login(handlers, setup)
+    env = {
+        **setup.env(),
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:1",
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps(
+            [{"condition": "failure", "handlers": ["persist", *handlers]}]
+        ),
+    }
+
+    result = setup.doctor(env, "--json")
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    names = [c["check"] for c in checks_of(result)]  # the JSON is whole
+    errors = errors_of(result)
+    assert set(errors) == {"aws endpoint", "handler hook", "handler smtp-mail"}, errors
+    assert "handlers.hook.headers" in errors["handler hook"]["detail"]
+    assert "bad credentials alerts:***" in errors["handler smtp-mail"]["detail"]
+    # in the order of a run with credentials: AWS, then the handlers, then the store
+    assert names.index("aws endpoint") < names.index("handler hook") < names.index("store")
+    # what asks AWS (SES, SNS, Lambda) is not said: the endpoint row says why
+    assert not {"handler mail", "handler text", "handler again"} & set(names)
+    assert sink.messages == []

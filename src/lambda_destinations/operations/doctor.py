@@ -156,6 +156,7 @@ class Doctor:
     async def run(self) -> list[Check]:
         settings = self.settings
         self._check_settings()
+        handlers_checked = False
         if settings.resolved_region() is None:
             self.add(
                 "aws region",
@@ -169,8 +170,12 @@ class Doctor:
                     queues = await self._check_queues(aws)
                     if queues is not None:
                         await self._check_lambda(aws, queues)
-                    for found in await check_handlers(settings, aws):
-                        self.add(found.check, found.status, found.detail, found.fix)
+                    self.checks.extend(await check_handlers(settings, aws))
+                    handlers_checked = True
+        if not handlers_checked:
+            # What needs no AWS call (each handler's settings, its SMTP server) is said whatever
+            # the credentials say: `run` refuses a bad setting before it asks AWS anything.
+            self.checks.extend(await check_handlers(settings, None))
         await self._check_store()
         return self.checks
 

@@ -64,7 +64,9 @@ class Check:
         return dataclasses.asdict(self)
 
 
-async def check_handlers(settings: Settings, aws: AwsClients) -> list[Check]:
+async def check_handlers(settings: Settings, aws: AwsClients | None) -> list[Check]:
+    """The rows of every configured handler. Without ``aws`` (no region, no usable credentials
+    or endpoint), only what needs no AWS call: its settings, its timeout, its SMTP server."""
     registry = HandlerRegistry(settings)
     findings: list[Check] = []
     for name in configured_handlers(settings):
@@ -79,13 +81,15 @@ async def check_handlers(settings: Settings, aws: AwsClients) -> list[Check]:
     return findings
 
 
-async def _check_one(name: str, handler: Any, aws: AwsClients) -> list[Check]:
+async def _check_one(name: str, handler: Any, aws: AwsClients | None) -> list[Check]:
     check = f"handler {name}"
     try:
-        if isinstance(handler, EmailHandler) and isinstance(handler.transport, SesTransport):
-            return await _ses(check, handler, aws)
         if isinstance(handler, EmailHandler) and isinstance(handler.transport, SmtpTransport):
             return [await _smtp(check, handler.transport)]
+        if aws is None:  # the rest asks AWS
+            return []
+        if isinstance(handler, EmailHandler) and isinstance(handler.transport, SesTransport):
+            return await _ses(check, handler, aws)
         if isinstance(handler, SmsHandler):
             return await _sms(check, handler, aws)
         if isinstance(handler, ReplayHandler):
