@@ -35,6 +35,7 @@ from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers._subject import fold_subject
 from lambda_destinations.handlers.email import build
+from lambda_destinations.operations.handler_checks import check_handlers
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
@@ -884,6 +885,14 @@ async def smtp_reason(sqlite_url: str, record: dict[str, Any]) -> str:
     return run.last_error or ""
 
 
+async def doctor_smtp_row(settings: Settings) -> str:
+    """The detail of doctor's row of the oncall-mail handler, which fails."""
+    rows = await check_handlers(settings, None)  # SMTP asks no AWS
+    (row,) = [row for row in rows if row.check == "handler oncall-mail"]
+    assert row.status == "error", row
+    return row.detail
+
+
 @pytest.mark.parametrize(
     ("security", "server_security", "said"),
     [
@@ -934,12 +943,22 @@ async def test_tls_that_cannot_work_names_the_setting_to_change(
     with running(server):
         async with Worker(settings) as worker:
             stats = await worker.run(once=True)
+        doctor_said = await doctor_smtp_row(settings)
 
     assert stats.outcomes["retry"] == 1
     assert not server.messages
     reason = await smtp_reason(sqlite_url, record)
     assert re.search(rf"TransientError: SMTP server 127\.0\.0\.1:{server.port}: {said}", reason), (
         reason
+    )
+    # and doctor says the same of it, where it printed OpenSSL's own text ("not reached
+    # (SMTPConnectError: Error connecting to 127.0.0.1 on port …: [SSL: WRONG_VERSION_NUMBER]
+    # wrong version number (_ssl.c:1006))")
+    worker_said = reason.partition(f"SMTP server 127.0.0.1:{server.port}: ")[2]
+    assert doctor_said == (
+        f"SMTP server 127.0.0.1:{server.port}: connected, then {worker_said}: the worker retries "
+        "this: every record routed through it waits until the server answers, and its queue "
+        "dead-letters it after maxReceiveCount receives"
     )
 
 
@@ -965,6 +984,7 @@ async def test_a_server_that_is_not_smtp_is_named_in_one_line(
     try:
         async with Worker(settings) as worker:
             stats = await worker.run(once=True)
+        doctor_said = await doctor_smtp_row(settings)
     finally:
         server.close()
         await server.wait_closed()
@@ -973,10 +993,13 @@ async def test_a_server_that_is_not_smtp_is_named_in_one_line(
     # code no server sends and the line's CR LF in the reason
     assert stats.outcomes["retry"] == 1
     reason = await smtp_reason(sqlite_url, record)
-    assert reason.endswith(
+    said = (
         f"SMTP server 127.0.0.1:{port}: the answer is not SMTP (it began 'SSH-2.0-OpenSSH_9.6'): "
         "check port and security"
-    ), reason
+    )
+    assert reason.endswith(said), reason
+    # and so does doctor (it said "SMTPResponseException: Malformed SMTP response line: …")
+    assert doctor_said.startswith(said.replace(": the", ": connected, then the", 1)), doctor_said
 
 
 async def test_a_server_that_never_greets_is_named_with_what_to_check(
@@ -999,6 +1022,7 @@ async def test_a_server_that_never_greets_is_named_with_what_to_check(
     try:
         async with Worker(settings) as worker:
             stats = await worker.run(once=True)
+        doctor_said = await doctor_smtp_row(settings)
     finally:
         server.close()
         await server.wait_closed()
@@ -1006,10 +1030,13 @@ async def test_a_server_that_never_greets_is_named_with_what_to_check(
     # it said "Timed out waiting for server ready message" alone
     assert stats.outcomes["retry"] == 1
     reason = await smtp_reason(sqlite_url, record)
-    assert reason.endswith(
+    said = (
         "Timed out waiting for server ready message: is the port an SMTP server's, and security "
         'right (port 465 is "tls")?'
-    ), reason
+    )
+    assert reason.endswith(said), reason
+    # and so does doctor (it said "not reached (SMTPConnectTimeoutError: Timed out …)")
+    assert doctor_said.startswith(f"SMTP server 127.0.0.1:{port}: connected, then {said}: the ")
 
 
 # -- settings -----------------------------------------------------------------------------------

@@ -393,6 +393,23 @@ def _tls_problem(exc: BaseException) -> str | None:
     return None
 
 
+def smtp_problem(exc: BaseException, secrets: Iterable[str] = ()) -> str | None:
+    """What an SMTP failure says of the settings, with the fix, for the failures the server's
+    own words do not explain: TLS (:func:`_tls_problem`), an answer that is not SMTP, no
+    greeting. None for the others. The worker's reason and ``doctor``'s row both say it after
+    ``SMTP server host:port:``."""
+    if (tls := _tls_problem(exc)) is not None:
+        return tls
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code < 0:
+        # aiosmtplib's -1: the answer is no SMTP reply (an SSH banner, an HTTP server's page)
+        said = mask_secrets(exc.message.partition(": ")[2].strip(), secrets)[:60]
+        return f"the answer is not SMTP (it began {said!r}): check port and security"
+    if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError) and "ready message" in str(exc):
+        # Connected, and no greeting came: an HTTP server, or TLS waiting for a handshake
+        return f'{exc}: is the port an SMTP server\'s, and security right (port 465 is "tls")?'
+    return None
+
+
 def smtp_outcome(
     exc: aiosmtplib.SMTPException | ssl.SSLError,
     host: str,
@@ -412,22 +429,13 @@ def smtp_outcome(
         if any(400 <= code < 500 for code in codes):
             return TransientError(text)
         return PermanentError(text)
-    if (tls := _tls_problem(exc)) is not None:  # retried: the server may be fixed, as ever
-        return TransientError(f"SMTP server {host}:{port}: {tls}")
-    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code < 0:
-        # aiosmtplib's -1: the answer is no SMTP reply (an SSH banner, an HTTP server's page)
-        said = mask_secrets(exc.message.partition(": ")[2].strip(), secrets)[:60]
-        return TransientError(
-            f"SMTP server {host}:{port}: the answer is not SMTP (it began {said!r}): check port "
-            "and security"
-        )
+    if (problem := smtp_problem(exc, secrets)) is not None:
+        # Retried: the server may be fixed (or come back), as ever.
+        return TransientError(f"SMTP server {host}:{port}: {problem}")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         text = mask_secrets(f"SMTP server {host} answered {exc.code} {exc.message}", secrets)
         return PermanentError(text) if 500 <= exc.code < 600 else TransientError(text)
     text = mask_secrets(f"SMTP server {host}:{port}: {exc}", secrets)
-    if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError) and "ready message" in str(exc):
-        # Connected, and no greeting came: an HTTP server, or TLS waiting for a handshake
-        text += ': is the port an SMTP server\'s, and security right (port 465 is "tls")?'
     if isinstance(exc, _UNREACHED):  # refused, reset or timed out: it may be back soon
         return TransientError(text)
     # The server lacks what the settings ask for (STARTTLS, AUTH): fix the settings.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import ssl
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from lambda_destinations.handlers.email import (
     SesTransport,
     SmtpTransport,
     smtp_outcome,
+    smtp_problem,
 )
 from lambda_destinations.handlers.in_doubt import cut_off_first
 from lambda_destinations.handlers.registry import HandlerRegistry, configured_handlers
@@ -198,15 +200,22 @@ def _smtp_failed(
     """The failure as the worker would meet it: how far the talk went, and whether records
     would be retried (the server unreachable) or quarantined (what it answered)."""
     where = f"{transport.host}:{transport.port}"
-    if isinstance(exc, aiosmtplib.SMTPException):
-        retried = isinstance(smtp_outcome(exc, transport.host, transport.port), TransientError)
-        # A connect error with a reply is the server's greeting refusing us: it was reached.
-        connected = isinstance(exc, aiosmtplib.SMTPResponseException) or not isinstance(
-            exc, aiosmtplib.SMTPConnectError
+    # What the worker says of it (a TLS handshake with a port that speaks none, an untrusted
+    # certificate, no greeting), from the same function, in place of OpenSSL's own text.
+    problem = smtp_problem(exc, transport.secrets)
+    if isinstance(exc, aiosmtplib.SMTPException | ssl.SSLError):  # STARTTLS raises its own
+        outcome = smtp_outcome(exc, transport.host, transport.port, transport.secrets)
+        retried = isinstance(outcome, TransientError)
+        # A connect error with a reply is the server's greeting refusing us, and one the
+        # problem explains happened on a connection the server took: either way, reached.
+        connected = (
+            problem is not None
+            or isinstance(exc, aiosmtplib.SMTPResponseException)
+            or not isinstance(exc, aiosmtplib.SMTPConnectError)
         )
     else:  # an OSError of our side (the certificate bundle): not the server's answer
         retried, connected = True, False
-    error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    error = problem or f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     error = mask_secrets(error, transport.secrets)  # a reply may quote the login back
     talk = f"{' · '.join(steps or ['connected'])}, then {error}"
     if not connected:
