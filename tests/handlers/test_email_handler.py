@@ -1039,6 +1039,73 @@ async def test_a_server_that_never_greets_is_named_with_what_to_check(
     assert doctor_said.startswith(f"SMTP server 127.0.0.1:{port}: connected, then {said}: the ")
 
 
+async def _hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()
+
+
+async def _greet_and_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"220 mail.test ESMTP\r\n")
+    await writer.drain()
+    await reader.readline()
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("serve", "said"),
+    [
+        # it said "Error connecting to 127.0.0.1 on port …: Unexpected EOF received"
+        (
+            _hang_up,
+            "the server closed the connection before its greeting (Unexpected EOF received): "
+            "check host and port (a container's or proxy's port with no SMTP server behind it "
+            "does this), and that the server takes connections from this host",
+        ),
+        # it said "Unexpected EOF received" alone
+        (
+            _greet_and_hang_up,
+            "the server closed the connection after its greeting (Unexpected EOF received): its "
+            "log says why it hangs up on this client (a limit on connections or on what it "
+            "accepts)",
+        ),
+    ],
+    ids=["before-its-greeting", "after-its-greeting"],
+)
+async def test_a_server_that_hangs_up_is_named_with_what_to_check(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    serve: Callable[..., Any],
+    said: str,
+) -> None:
+    # given: a port that takes the connection and closes it (a container's port with no
+    # server behind it), or closes it after the greeting
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url, _ = make_queue("smtp-hang-up")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    settings = smtp_settings(
+        endpoint_url, url, store=sqlite_url, port=port, overrides={"handler_attempts": 1}
+    )
+
+    # when
+    try:
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+        doctor_said = await doctor_smtp_row(settings)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    # then: retried, as the README says of a server that does not answer, in one line
+    assert stats.outcomes["retry"] == 1
+    reason = await smtp_reason(sqlite_url, record)
+    assert reason.endswith(f": TransientError: SMTP server 127.0.0.1:{port}: {said}"), reason
+    assert doctor_said.startswith(f"SMTP server 127.0.0.1:{port}: connected")
+    assert f", then {said}: the worker retries this" in doctor_said, doctor_said
+
+
 # -- settings -----------------------------------------------------------------------------------
 
 

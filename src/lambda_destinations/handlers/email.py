@@ -393,11 +393,23 @@ def _tls_problem(exc: BaseException) -> str | None:
     return None
 
 
+def _closed_at_once(exc: BaseException) -> str | None:
+    """How the server hung up on a connection it had just taken, before any greeting (a
+    container's or a proxy's port with no server behind it, an allow list that leaves this
+    host out), or None when it did not."""
+    cause = exc.__cause__
+    if isinstance(exc, aiosmtplib.SMTPConnectError) and isinstance(
+        cause, aiosmtplib.SMTPServerDisconnected | ConnectionResetError
+    ):
+        return cause.strerror or str(cause)  # "Unexpected EOF received" has no strerror
+    return None
+
+
 def smtp_problem(exc: BaseException, secrets: Iterable[str] = ()) -> str | None:
     """What an SMTP failure says of the settings, with the fix, for the failures the server's
     own words do not explain: TLS (:func:`_tls_problem`), an answer that is not SMTP, no
-    greeting. None for the others. The worker's reason and ``doctor``'s row both say it after
-    ``SMTP server host:port:``."""
+    greeting, a connection the server closed. None for the others. The worker's reason and
+    ``doctor``'s row both say it after ``SMTP server host:port:``."""
     if (tls := _tls_problem(exc)) is not None:
         return tls
     if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code < 0:
@@ -407,6 +419,17 @@ def smtp_problem(exc: BaseException, secrets: Iterable[str] = ()) -> str | None:
     if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError) and "ready message" in str(exc):
         # Connected, and no greeting came: an HTTP server, or TLS waiting for a handshake
         return f'{exc}: is the port an SMTP server\'s, and security right (port 465 is "tls")?'
+    if (how := _closed_at_once(exc)) is not None:
+        return (
+            f"the server closed the connection before its greeting ({how}): check host and "
+            "port (a container's or proxy's port with no SMTP server behind it does this), "
+            "and that the server takes connections from this host"
+        )
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return (
+            f"the server closed the connection after its greeting ({exc}): its log says why "
+            "it hangs up on this client (a limit on connections or on what it accepts)"
+        )
     return None
 
 
