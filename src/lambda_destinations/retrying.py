@@ -191,6 +191,13 @@ def aws_fix(exc: BaseException) -> str | None:
         return "SES sending is suspended or paused for the account: see its status in SES"
     if code == "MailFromDomainNotVerifiedException":
         return "verify the sender's MAIL FROM domain in SES"
+    refused = code in ("InvalidParameter", "InvalidParameterValue") and operation == "Publish"
+    if refused and "phone" in message.lower():  # "… PhoneNumber Reason: … is not valid to …"
+        return (
+            "SNS does not text that number: check it in the handler's phone_numbers, that the "
+            "worker's region sends SMS (not every region does), and, while the account is in "
+            "the SNS SMS sandbox, that the number is verified there"
+        )
     if code == "ResourceNotFoundException" and operation == "Invoke":
         return "check the function's name (a version or alias too) and the region"
     return None

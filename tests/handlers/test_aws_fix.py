@@ -55,7 +55,16 @@ def refusal(code: str, operation: str, message: str = "refused") -> ClientError:
             "check the worker's AWS credentials and that they are allowed GetFunctionUrlConfig",
         ),
         ("MessageRejected", "SendEmail", "Message contains a virus", None),  # no fix of ours
-        ("InvalidParameter", "Publish", "Invalid parameter: PhoneNumber", None),
+        (  # SNS's refusal of a number: a country it does not text, a region without SMS, the
+            # SMS sandbox; it was no fix of ours, and the reason said only SNS's words
+            "InvalidParameter",
+            "Publish",
+            "Invalid parameter: PhoneNumber Reason: +14*****2671 is not valid to publish to",
+            "SNS does not text that number: check it in the handler's phone_numbers, that the "
+            "worker's region sends SMS (not every region does), and, while the account is in "
+            "the SNS SMS sandbox, that the number is verified there",
+        ),
+        ("InvalidParameter", "Publish", "Invalid parameter: Message too long", None),
     ],
 )
 def test_an_aws_refusal_carries_the_fix_its_code_says(

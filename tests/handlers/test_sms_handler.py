@@ -285,6 +285,13 @@ async def test_a_number_sns_refuses_quarantines_the_message_with_the_reason(
         (row,) = await store.list_quarantine()
     assert "handler oncall" in row.reason
     assert "InvalidParameter" in row.reason
+    # and what to check, where it said SNS's words alone ("Phone number does not meet the E164
+    # format", which a country SNS does not text, or the SMS sandbox, also end in)
+    assert row.reason.endswith(
+        ": SNS does not text that number: check it in the handler's phone_numbers, that the "
+        "worker's region sends SMS (not every region does), and, while the account is in the "
+        "SNS SMS sandbox, that the number is verified there"
+    ), row.reason
     assert dlq is not None
     assert sqs.receive_message(QueueUrl=dlq).get("Messages")
 
