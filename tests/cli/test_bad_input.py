@@ -683,6 +683,13 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
             {"LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook"}}'},
             "handlers.h (LAMBDA_DESTINATIONS_HANDLERS): give url",
         ),
+        (  # it said "(Could not interpret numbers after plus-sign.); write it in international
+            # form, such as +14*****2671": the example masked as a number the line quotes
+            {"LAMBDA_DESTINATIONS_HANDLERS": '{"t": {"type": "sms", "phone_numbers": "+999 123"}}'},
+            "error: handlers.t.phone_numbers[0] (LAMBDA_DESTINATIONS_HANDLERS): '+999 123' is not "
+            "a phone number (no country has the calling code after its +); write it in "
+            "international form, such as +1 415 555 2671",
+        ),
         (  # it said "the URL must be http:// or https:// with a host", of one that has a host
             {"LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://::1:4566"},
             "setting 'endpoint_url' (LAMBDA_DESTINATIONS_ENDPOINT_URL): an IPv6 address in a "

@@ -302,6 +302,8 @@ async def test_a_number_sns_refuses_quarantines_the_message_with_the_reason(
         ({"phone_numbers": ["+1 415 555 2671", "+1555"]}, r"phone_numbers\[1\]: '\+1555' is not"),
         ({"phone_numbers": ["0044 7700 900123"]}, r"phone_numbers\[0\]: .* international form"),
         ({"phone_numbers": ["+15555555555"]}, "not a valid phone number for its country"),
+        # it said "(Could not interpret numbers after plus-sign.)"
+        ({"phone_numbers": ["+999 1234 5678"]}, r"\(no country has the calling code after its"),
         ({"phone_numbers": []}, r"handlers\.oncall\.phone_numbers: List should have at least 1"),
         ({}, r"handlers\.oncall\.phone_numbers: missing: this handler needs it; add it to"),
         (

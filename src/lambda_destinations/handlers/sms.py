@@ -206,9 +206,15 @@ def e164(number: str, where: str) -> str:
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException as exc:
+        why = str(exc).split(") ", 1)[-1]
+        if exc.error_type == exc.INVALID_COUNTRY_CODE and number.strip().startswith("+"):
+            # phonenumbers says "Could not interpret numbers after plus-sign."
+            why = "no country has the calling code after its +"
+        # The example is spaced: the line is redacted, and a phone number in it masked
+        # ("+14*****2671"), the example too when written in one piece.
         raise ConfigError(
-            f"{where}: {number!r} is not a phone number ({str(exc).split(') ', 1)[-1]}); "
-            "write it in international form, such as +14155552671"
+            f"{where}: {number!r} is not a phone number ({why}); write it in international "
+            "form, such as +1 415 555 2671"
         ) from None
     if not phonenumbers.is_valid_number(parsed):
         raise ConfigError(f"{where}: {number!r} is not a valid phone number for its country")
