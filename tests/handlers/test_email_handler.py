@@ -7,7 +7,7 @@ import email.utils
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from lambda_destinations.handlers.email import build
 from lambda_destinations.operations.handler_checks import check_handlers
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import Store
-from lambda_destinations.worker import Worker
+from lambda_destinations.worker import Stats, Worker
 from processes import free_port
 
 
@@ -893,6 +893,36 @@ async def doctor_smtp_row(settings: Settings) -> str:
     return row.detail
 
 
+async def against_tcp_server(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    queue: str,
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    **options: Any,
+) -> tuple[Stats, int, str, str]:
+    """A record through the email handler, once, and doctor's SMTP check, against a TCP server
+    of ``serve`` at the handler's port: the worker's stats, the port, the handler's stored
+    reason and doctor's row."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url, _ = make_queue(queue)
+    record = failure_record()
+    send_records(sqs, url, [record])
+    settings = smtp_settings(
+        endpoint_url, url, store=sqlite_url, port=port, overrides={"handler_attempts": 1}, **options
+    )
+    try:
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+        doctor_said = await doctor_smtp_row(settings)
+    finally:
+        server.close()
+        await server.wait_closed()
+    return stats, port, await smtp_reason(sqlite_url, record), doctor_said
+
+
 @pytest.mark.parametrize(
     ("security", "server_security", "said"),
     [
@@ -971,28 +1001,14 @@ async def test_a_server_that_is_not_smtp_is_named_in_one_line(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(greet, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    url, _ = make_queue("smtp-not-smtp")
-    record = failure_record()
-    send_records(sqs, url, [record])
-    settings = smtp_settings(
-        endpoint_url, url, store=sqlite_url, port=port, overrides={"handler_attempts": 1}
-    )
-
     # when
-    try:
-        async with Worker(settings) as worker:
-            stats = await worker.run(once=True)
-        doctor_said = await doctor_smtp_row(settings)
-    finally:
-        server.close()
-        await server.wait_closed()
+    stats, port, reason, doctor_said = await against_tcp_server(
+        greet, "smtp-not-smtp", sqs, make_queue, endpoint_url, sqlite_url
+    )
 
     # then: it said "answered -1 Malformed SMTP response line: SSH-2.0-OpenSSH_9.6\r\n", a
     # code no server sends and the line's CR LF in the reason
     assert stats.outcomes["retry"] == 1
-    reason = await smtp_reason(sqlite_url, record)
     said = (
         f"SMTP server 127.0.0.1:{port}: the answer is not SMTP (it began 'SSH-2.0-OpenSSH_9.6'): "
         "check port and security"
@@ -1010,26 +1026,12 @@ async def test_a_server_that_never_greets_is_named_with_what_to_check(
         await reader.read()
         writer.close()
 
-    server = await asyncio.start_server(wait, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    url, _ = make_queue("smtp-silent")
-    record = failure_record()
-    send_records(sqs, url, [record])
-    settings = smtp_settings(
-        endpoint_url, url, store=sqlite_url, port=port, timeout=1, overrides={"handler_attempts": 1}
+    stats, port, reason, doctor_said = await against_tcp_server(
+        wait, "smtp-silent", sqs, make_queue, endpoint_url, sqlite_url, timeout=1
     )
-
-    try:
-        async with Worker(settings) as worker:
-            stats = await worker.run(once=True)
-        doctor_said = await doctor_smtp_row(settings)
-    finally:
-        server.close()
-        await server.wait_closed()
 
     # it said "Timed out waiting for server ready message" alone
     assert stats.outcomes["retry"] == 1
-    reason = await smtp_reason(sqlite_url, record)
     said = (
         "Timed out waiting for server ready message: is the port an SMTP server's, and security "
         'right (port 465 is "tls")?'
@@ -1080,27 +1082,12 @@ async def test_a_server_that_hangs_up_is_named_with_what_to_check(
 ) -> None:
     # given: a port that takes the connection and closes it (a container's port with no
     # server behind it), or closes it after the greeting
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    url, _ = make_queue("smtp-hang-up")
-    record = failure_record()
-    send_records(sqs, url, [record])
-    settings = smtp_settings(
-        endpoint_url, url, store=sqlite_url, port=port, overrides={"handler_attempts": 1}
+    stats, port, reason, doctor_said = await against_tcp_server(
+        serve, "smtp-hang-up", sqs, make_queue, endpoint_url, sqlite_url
     )
-
-    # when
-    try:
-        async with Worker(settings) as worker:
-            stats = await worker.run(once=True)
-        doctor_said = await doctor_smtp_row(settings)
-    finally:
-        server.close()
-        await server.wait_closed()
 
     # then: retried, as the README says of a server that does not answer, in one line
     assert stats.outcomes["retry"] == 1
-    reason = await smtp_reason(sqlite_url, record)
     assert reason.endswith(f": TransientError: SMTP server 127.0.0.1:{port}: {said}"), reason
     assert doctor_said.startswith(f"SMTP server 127.0.0.1:{port}: connected")
     assert f", then {said}: the worker retries this" in doctor_said, doctor_said
