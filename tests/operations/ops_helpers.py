@@ -21,6 +21,15 @@ from lambda_destinations.store import DeliveryRow, InvocationRow, Store
 REGION = "us-east-1"
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders-failures"
+# The environment of an operator whose AWS credentials are not set (expired, another shell):
+# none in variables, files or the instance metadata.
+NO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "",
+    "AWS_SECRET_ACCESS_KEY": "",
+    "AWS_CONFIG_FILE": "/nonexistent/config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def cli(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_helpers import ENTRY, cli
+from ops_helpers import ENTRY, NO_CREDENTIALS, cli
 
 from lambda_destinations.store import Store
 from processes import file_size_limit, on_a_small_disk
@@ -215,11 +215,7 @@ def _unmigrated_store(setup: Setup) -> tuple[dict[str, str], str]:
 def _no_credentials(setup: Setup) -> tuple[dict[str, str], str]:
     env = {
         **setup.env(),
-        "AWS_ACCESS_KEY_ID": "",
-        "AWS_SECRET_ACCESS_KEY": "",
-        "AWS_CONFIG_FILE": "/nonexistent/config",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
-        "AWS_EC2_METADATA_DISABLED": "true",
+        **NO_CREDENTIALS,
     }
     return env, "aws credentials"
 

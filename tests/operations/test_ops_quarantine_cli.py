@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ops_helpers import ENTRY, cli, count_messages
+from ops_helpers import ENTRY, NO_CREDENTIALS, cli, count_messages
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
@@ -359,11 +359,7 @@ def test_a_resend_without_aws_credentials_is_one_line_and_holds_nothing_back(
     (row,) = as_json(cli("quarantine", "list", "--json", env=env))
     no_credentials = {
         **env,
-        "AWS_ACCESS_KEY_ID": "",
-        "AWS_SECRET_ACCESS_KEY": "",
-        "AWS_CONFIG_FILE": "/nonexistent/config",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
-        "AWS_EC2_METADATA_DISABLED": "true",
+        **NO_CREDENTIALS,
     }
 
     # when

@@ -16,7 +16,15 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from ops_helpers import ENTRY, cli, error_lines, failure_body, row_of, seed_sync
+from ops_helpers import (
+    ENTRY,
+    NO_CREDENTIALS,
+    cli,
+    error_lines,
+    failure_body,
+    row_of,
+    seed_sync,
+)
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
@@ -648,11 +656,7 @@ def test_a_replay_without_aws_credentials_stops_in_one_line_and_leaves_nothing_i
     # given: an operator whose credentials are not set (expired, another shell)
     no_credentials = {
         **lambda_env,
-        "AWS_ACCESS_KEY_ID": "",
-        "AWS_SECRET_ACCESS_KEY": "",
-        "AWS_CONFIG_FILE": "/nonexistent/config",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
-        "AWS_EC2_METADATA_DISABLED": "true",
+        **NO_CREDENTIALS,
     }
     ids = [r.request_id or "" for r in failures]
     lambda_endpoint.start_recording()
