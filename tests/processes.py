@@ -7,6 +7,7 @@ import json
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +29,14 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before it runs: SIGINT at its default action, as a terminal's foreground
+    command has it. A suite started in the background (``make check &``, a CI runner's
+    ``nohup … &``) ignores SIGINT, and a child inherits that: Python then installs no handler,
+    and a Ctrl-C sent to the child would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def reap(*processes: subprocess.Popen[Any]) -> None:

@@ -1,8 +1,9 @@
 """A TCP proxy the test controls, in front of the moto server: it passes everything through,
-except that for the next ``cuts`` requests containing ``needle`` it forwards the request and then
-closes the connection before the answer comes back, so the caller cannot know the outcome; or,
-for the next ``holds`` such requests, forwards the request and holds the answer back until the
-proxy stops, so the caller waits until it gives up."""
+except that (after the first ``passes`` requests containing ``needle``, which pass whole) for
+the next ``cuts`` requests containing ``needle`` it forwards the request and then closes the
+connection before the answer comes back, so the caller cannot know the outcome; or, for the
+next ``holds`` such requests, forwards the request and holds the answer back until the proxy
+stops, so the caller waits until it gives up."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ class AnswerCutter:
         host, _, port = upstream.removeprefix("http://").partition(":")
         self.upstream = (host, int(port.rstrip("/")))
         self.needle = needle
+        self.passes = 0  # requests with the needle still to pass whole before any is cut or held
         self.cuts = 0  # answers still to cut
         self.cut = 0  # answers cut so far
         self.holds = 0  # answers still to hold back
         self.held = 0  # answers held back so far
+        self.holding = asyncio.Event()  # set once an answer is held back
         self._stopped = asyncio.Event()
 
     async def _pipe(
@@ -33,7 +36,9 @@ class AnswerCutter:
     ) -> None:
         try:
             while data := await reader.read(65536):
-                if not answers and self.cuts > 0 and self.needle in data:
+                if not answers and self.passes > 0 and self.needle in data:
+                    self.passes -= 1
+                elif not answers and self.cuts > 0 and self.needle in data:
                     self.cuts -= 1
                     doomed[0] = True
                 elif not answers and self.holds > 0 and self.needle in data:
@@ -44,6 +49,7 @@ class AnswerCutter:
                     return  # the request reached the service; its answer is lost
                 if answers and held[0]:
                     self.held += 1
+                    self.holding.set()
                     await self._stopped.wait()  # the request reached the service; no answer
                     return
                 writer.write(data)

@@ -29,7 +29,7 @@ from lambda_destinations.cli._app import LazyGroup, reports_errors
 from lambda_destinations.config import Settings, load_settings
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.store.migrations import LATEST_VERSION
-from processes import free_port, reap
+from processes import ctrl_c_as_in_a_terminal, free_port, reap
 
 
 @pytest.mark.parametrize(
@@ -1174,14 +1174,6 @@ def test_a_handler_module_that_fails_to_import_is_one_line(
     assert wanted.format(path=tmp_path / f"{module}.py") in line, line
 
 
-def _ctrl_c_as_in_a_terminal() -> None:
-    """In the child, before it runs: SIGINT at its default action, as a terminal's foreground
-    command has it. A suite started in the background (``make check &``, a CI runner's
-    ``nohup … &``) ignores SIGINT, and a child inherits that: Python then installs no handler,
-    and the Ctrl-Cs sent during the import did nothing."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_while_a_handler_module_imports_is_the_user_s(tmp_path: Path) -> None:
     # given: a handler module that takes its time to import
     (tmp_path / "slow_import.py").write_text(
@@ -1194,7 +1186,7 @@ def test_ctrl_c_while_a_handler_module_imports_is_the_user_s(tmp_path: Path) -> 
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_ctrl_c_as_in_a_terminal,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     ) as process:
         try:
             while not (tmp_path / "importing").exists():

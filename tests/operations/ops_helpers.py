@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record
 from lambda_destinations.store import DeliveryRow, InvocationRow, Store
+from processes import ctrl_c_as_in_a_terminal
+from tcp_proxy import AnswerCutter
 
 REGION = "us-east-1"
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
@@ -49,6 +52,32 @@ def cli(
         input=input if input is not None else "",
         cwd=cwd,
     )
+
+
+async def cli_through(
+    cutter: AnswerCutter, cli_env: dict[str, str], *args: str, ctrl_c: bool = False
+) -> tuple[int | None, bytes, bytes, str]:
+    """Run the CLI as a user runs it, its endpoint behind ``cutter``: (exit, out, err, the
+    proxy's URL). With ``ctrl_c``, a Ctrl-C once the cutter holds back an answer (the call
+    under way)."""
+    async with cutter.running() as proxied:
+        process = await asyncio.create_subprocess_exec(
+            *ENTRY,
+            *args,
+            env={**os.environ, **cli_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=ctrl_c_as_in_a_terminal,
+        )
+        communicating = asyncio.ensure_future(process.communicate())
+        if ctrl_c:
+            holding = asyncio.ensure_future(cutter.holding.wait())
+            await asyncio.wait({communicating, holding}, timeout=60, return_when="FIRST_COMPLETED")
+            holding.cancel()
+            if not communicating.done():
+                process.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(communicating, 120)
+    return process.returncode, out, err, proxied
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from ops_helpers import (
     ENTRY,
     cli,
+    cli_through,
     count_messages,
     error_lines,
     failure_body,
@@ -630,23 +631,6 @@ def test_a_redrive_killed_at_random_points_never_loses_a_message(sqs, make_queue
         assert count_messages(sqs, dlq) == 0
     # the kills did land in the middle of moves, not only before or after
     assert mid_move >= 2
-
-
-async def cli_through(
-    cutter: AnswerCutter, cli_env: dict[str, str], *args: str
-) -> tuple[int | None, bytes, bytes, str]:
-    """Run the CLI as a user runs it, its endpoint behind ``cutter``: (exit, out, err, the
-    proxy's URL)."""
-    async with cutter.running() as proxied:
-        process = await asyncio.create_subprocess_exec(
-            *ENTRY,
-            *args,
-            env={**os.environ, **cli_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 120)
-    return process.returncode, out, err, proxied
 
 
 def finish_redrive(dlq: str, cli_env: dict[str, str], *, runs: int = 3) -> None:

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ops_helpers import ENTRY, NO_CREDENTIALS, cli, count_messages
+from ops_helpers import ENTRY, NO_CREDENTIALS, cli, cli_through, count_messages
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import RESEND_CLAIM, NotResent, resend
 from lambda_destinations.simulate import failure_record
 from lambda_destinations.store import QuarantineRow, Store
+from tcp_proxy import AnswerCutter
 
 POISON = '{"Records": [{"eventSource": "aws:s3"}]}'
 
@@ -376,3 +377,87 @@ def test_a_resend_without_aws_credentials_is_one_line_and_holds_nothing_back(
     outcome = as_json(again)
     assert [item["id"] for item in outcome["resent"]] == [row["id"]], outcome
     assert count_messages(sqs, url) == 1
+
+
+def seed_quarantine(store_url: str, queue: str, bodies: list[str]) -> list[int]:
+    """Messages only the store holds, quarantined from ``queue``; their ids, in order."""
+
+    async def save() -> list[int]:
+        async with Store.from_url(store_url) as store:
+            await store.migrate()
+            for n, body in enumerate(bodies):
+                await store.save_quarantine(
+                    QuarantineRow(queue, f"m-{n}", body, {}, "decode error: not a record", 1)
+                )
+            return sorted(row.id or 0 for row in await store.list_quarantine())
+
+    return asyncio.run(save())
+
+
+async def test_a_resend_that_loses_the_endpoint_midway_says_what_was_sent_and_what_was_not(
+    sqs, make_queue, cli_env, endpoint_url, sqlite_url
+) -> None:
+    # given: three stored messages, and an endpoint that takes the first SendMessage and then
+    # drops the connection of every one after before its answer comes back
+    url, _ = make_queue("resend-cut", dlq=False)
+    ids = await asyncio.to_thread(seed_quarantine, sqlite_url, url, ["one", "two", "three"])
+    cutter = AnswerCutter(endpoint_url, b"SendMessage")
+    cutter.passes, cutter.cuts = 1, 1000
+
+    # when
+    code, out, err, _ = await cli_through(
+        cutter, cli_env, "quarantine", "resend", *map(str, ids), "--yes", "--json"
+    )
+    again = await asyncio.to_thread(
+        cli, "quarantine", "resend", str(ids[2]), "--yes", "--json", env=cli_env
+    )
+
+    # then: the report of each message (resent, in doubt, not sent), then the line of what
+    # stopped it
+    stderr = err.decode()
+    assert code == 4, stderr
+    assert "Traceback" not in stderr
+    assert len([line for line in stderr.splitlines() if line.startswith("error:")]) == 1
+    outcome = json.loads(out)
+    assert [item["id"] for item in outcome["resent"]] == ids[:1]
+    (in_doubt,) = outcome["failed"]
+    assert in_doubt["id"] == ids[1]
+    assert in_doubt["error"].startswith("in doubt, may have reached its queue"), in_doubt
+    (not_sent,) = outcome["skipped"]
+    assert not_sent["id"] == ids[2]
+    assert not_sent["reason"].startswith("not sent: the resend stopped before its turn")
+    assert f"stopped after resending 1 of 3; {ids[1]} was cut off mid-send" in stderr
+    assert f"1 not sent (`quarantine resend {ids[2]}` sends it)" in stderr
+    assert stderr.rstrip().splitlines()[-1].startswith("error: cannot reach")
+    # and the command it names sends the one not sent; the one in doubt stays in the store
+    assert [item["id"] for item in as_json(again)["resent"]] == [ids[2]]
+    listed = as_json(await asyncio.to_thread(cli, "quarantine", "list", "--json", env=cli_env))
+    assert [row["id"] for row in listed] == [ids[1]]
+
+
+async def test_a_resend_stopped_by_ctrl_c_midway_says_what_was_sent_and_what_was_not(
+    sqs, make_queue, cli_env, endpoint_url, sqlite_url
+) -> None:
+    # given: three stored messages, and an endpoint that takes the first SendMessage and holds
+    # back the answer to the second
+    url, _ = make_queue("resend-ctrl-c", dlq=False)
+    ids = await asyncio.to_thread(seed_quarantine, sqlite_url, url, ["one", "two", "three"])
+    cutter = AnswerCutter(endpoint_url, b"SendMessage")
+    cutter.passes, cutter.holds = 1, 1
+
+    # when: Ctrl-C while the second send waits for its answer
+    code, out, err, _ = await cli_through(
+        cutter, cli_env, "quarantine", "resend", *map(str, ids), "--yes", ctrl_c=True
+    )
+
+    # then: each message's line (resent, in doubt, not sent), the tally and the line of what
+    # was cut short, then "interrupted"
+    stdout, stderr = out.decode(), err.decode()
+    assert code == 130, stderr
+    assert "Traceback" not in stderr
+    assert stdout.startswith(f"{ids[0]} → ")
+    assert f"{ids[1]}: in doubt, may have reached its queue" in stderr
+    assert f"{ids[2]}: skipped: not sent: the resend stopped before its turn" in stderr
+    assert "resent 1 · skipped 1 · failed 1" in stderr
+    assert f"stopped after resending 1 of 3; {ids[1]} was cut off mid-send" in stderr
+    assert stderr.rstrip().endswith("interrupted")

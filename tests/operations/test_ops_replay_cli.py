@@ -33,7 +33,7 @@ from lambda_destinations.operations.replay import ReplayResult, ReplayState, rep
 from lambda_destinations.simulate import kinesis_failure, legacy_dlq
 from lambda_destinations.store import FailureStatus, InvocationFilter, InvocationRow, Store
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
-from processes import reap
+from processes import ctrl_c_as_in_a_terminal, reap
 
 # Payloads a replay must carry exactly: nesting, unicode, numbers, null, an array at the top.
 PAYLOADS: list[Any] = [
@@ -608,7 +608,7 @@ def test_a_replay_stopped_by_ctrl_c_midway_says_what_was_sent_and_what_was_not(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_ctrl_c_as_in_a_terminal,
+            preexec_fn=ctrl_c_as_in_a_terminal,
         ) as process:
             try:
                 # when: Ctrl-C while the second Invoke waits for its answer
@@ -642,12 +642,6 @@ def test_a_replay_stopped_by_ctrl_c_midway_says_what_was_sent_and_what_was_not(
     assert again.returncode == 0, again.stderr
     assert "was interrupted and may have reached Lambda: --force" in again.stdout
     assert server.requests == 3
-
-
-def _ctrl_c_as_in_a_terminal() -> None:
-    """In the child: SIGINT at its default action, as a terminal's foreground command has it
-    (a suite started in the background ignores SIGINT, and a child inherits that)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_a_replay_without_aws_credentials_stops_in_one_line_and_leaves_nothing_in_doubt(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -30,6 +31,7 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import (
+    RESEND_CLAIM,
     NotResent,
     attribute_text,
     describe_quarantined,
@@ -235,53 +237,134 @@ def resend_command(
         else:
             where = "their queue" if len({row.queue for row in rows}) == 1 else "their queues"
         click.confirm(f"Send {_count(len(rows), 'message')} back to {where}?", abort=True, err=True)
+    resending = _Resending(rows, every=every)
     with aws_errors(settings):
-        sent, skipped, failed = asyncio.run(_resend(settings, rows, keep=keep))
-    if as_json:
-        click.echo(dumps({"resent": sent, "skipped": skipped, "failed": failed}))
-    else:
-        for item in sent:
-            click.echo(f"{item['id']} → {queue_name(item['queue'])} as {item['new_message_id']}")
-        for item in skipped:
-            echo_error(f"{item['id']}: skipped: {item['reason']}")
-        for item in failed:
-            echo_error(f"{item['id']}: not sent: {item['error']}")
-        click.echo(f"resent {len(sent)} · skipped {len(skipped)} · failed {len(failed)}", err=True)
-    if failed:
+        _run(settings, resending, keep=keep, as_json=as_json)
+    resending.report(as_json=as_json)
+    if resending.failed:
         raise SystemExit(EXIT_FAILED)
+
+
+def _run(settings: Settings, resending: _Resending, *, keep: bool, as_json: bool) -> None:
+    """The resends (:func:`_resend`); when they are cut short (Ctrl-C, the endpoint or the
+    store lost midway), what was sent and what was not, reported before the line of what
+    stopped them (and its exit code)."""
+    try:
+        asyncio.run(_resend(settings, resending, keep=keep))
+    except BaseException:
+        resending.report_cut_short(as_json=as_json)
+        raise
+
+
+# A message whose send was cut off before SQS answered: in the queue or not, no one can say.
+_IN_DOUBT = "in doubt, may have reached its queue: cut off before SQS answered"
+
+
+@dataclasses.dataclass
+class _Resending:
+    """How far a resend got: for its report, also when it is cut short."""
+
+    rows: list[QuarantineRow]
+    every: bool  # --all: the same command again sends what was not sent
+    started: bool = False  # the sends began
+    sent: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    skipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # another resend's
+    failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # its queue refused it
+    cut: dict[str, Any] | None = None  # the message whose send was cut off: it may have arrived
+
+    def report(self, *, as_json: bool) -> None:
+        """Each message's outcome on stdout (skips and failures on stderr); a tally."""
+        if as_json:
+            click.echo(dumps({"resent": self.sent, "skipped": self.skipped, "failed": self.failed}))
+            return
+        for item in self.sent:
+            click.echo(f"{item['id']} → {queue_name(item['queue'])} as {item['new_message_id']}")
+        for item in self.skipped:
+            echo_error(f"{item['id']}: skipped: {item['reason']}")
+        for item in self.failed:
+            not_sent = "" if item["error"] == _IN_DOUBT else "not sent: "
+            echo_error(f"{item['id']}: {not_sent}{item['error']}")
+        click.echo(
+            f"resent {len(self.sent)} · skipped {len(self.skipped)} · failed {len(self.failed)}",
+            err=True,
+        )
+
+    def report_cut_short(self, *, as_json: bool) -> None:
+        """The report of a resend stopped after its sends began and before they ended: each
+        message resent, in doubt (cut off mid-send) or not sent; then one line."""
+        ended = {item["id"] for item in (*self.sent, *self.skipped, *self.failed)}
+        if not self.started or len(ended) == len(self.rows):
+            return
+        cut_id = self.cut["id"] if self.cut else None
+        rest = [row for row in self.rows if row.id not in ended and row.id != cut_id]
+        if self.cut is not None:
+            self.failed.append(self.cut)
+        self.skipped += [
+            {
+                **_item(row),
+                "reason": "not sent: the resend stopped before its turn; resend it again",
+            }
+            for row in rest
+        ]
+        self.report(as_json=as_json)
+        parts = [f"stopped after resending {len(self.sent)} of {len(self.rows)}"]
+        if self.cut is not None:
+            parts.append(
+                f"{cut_id} was cut off mid-send and may have reached its queue (its stored "
+                f"copy stays, and a resend skips it for {RESEND_CLAIM / 60:.0f} minutes: "
+                "look for it in the queue first; a copy resent twice is absorbed by the "
+                "worker's idempotency)"
+            )
+        if rest:
+            again = (
+                "the same resend again sends " + ("it" if len(rest) == 1 else "them")
+                if self.every
+                else f"`quarantine resend {' '.join(str(row.id) for row in rest)}` sends "
+                + ("it" if len(rest) == 1 else "them")
+            )
+            parts.append(f"{len(rest)} not sent ({again})")
+        click.echo("; ".join(parts), err=True)
+
+
+def _item(row: QuarantineRow) -> dict[str, Any]:
+    return {"id": row.id, "queue": row.queue, "message_id": row.message_id}
 
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-async def _resend(
-    settings: Settings, rows: list[QuarantineRow], *, keep: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(resent, skipped: another resend holds or sent it, failed: its queue refused it)."""
+async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> None:
+    """Send each of ``resending.rows`` back, in order; each outcome in ``resending`` as it
+    comes: resent, skipped (another resend holds or sent it), failed (its queue refused it)."""
     # Imported here: aiobotocore costs `list` and `show`, which do not call AWS, a third of a
     # second of CPU.
     from botocore.exceptions import ClientError
 
     from lambda_destinations.aws import AwsClients
+    from lambda_destinations.retrying import answered
 
-    sent: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
     async with (
         opened_store(settings, writes=True) as store,
         AwsClients(settings) as aws,
     ):
         sqs = await aws.client("sqs")
-        for row in rows:
-            item = {"id": row.id, "queue": row.queue, "message_id": row.message_id}
+        resending.started = True
+        for row in resending.rows:
+            item = _item(row)
+            sent: list[str] = []
             try:
-                new_id = await resend(store, sqs, row, keep=keep)
+                new_id = await resend(store, sqs, row, keep=keep, on_sent=sent.append)
             except NotResent as exc:  # another resend sent it, or is sending it: not twice
-                skipped.append({**item, "reason": str(exc)})
+                resending.skipped.append({**item, "reason": str(exc)})
                 continue
             except ClientError as exc:  # this message's queue refused it; the others may not
-                failed.append({**item, "error": first_line(exc)})
+                resending.failed.append({**item, "error": first_line(exc)})
                 continue
-            sent.append({**item, "new_message_id": new_id})
-    return sent, skipped, failed
+            except BaseException as exc:  # cut short: the endpoint lost, Ctrl-C
+                if sent:
+                    resending.sent.append({**item, "new_message_id": sent[0]})
+                elif not answered(exc):  # the send may have reached the queue
+                    resending.cut = {**item, "error": _IN_DOUBT}
+                raise
+            resending.sent.append({**item, "new_message_id": new_id})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 from lambda_destinations.store import QuarantineRow, Store
@@ -110,13 +111,22 @@ def attribute_text(value: dict[str, Any]) -> str:
     return f"{text} ({value.get('DataType', 'Binary')}, base64)"
 
 
-async def resend(store: Store, sqs: Any, row: QuarantineRow, *, keep: bool = False) -> str:
+async def resend(
+    store: Store,
+    sqs: Any,
+    row: QuarantineRow,
+    *,
+    keep: bool = False,
+    on_sent: Callable[[str], None] = lambda new_id: None,
+) -> str:
     """Send ``row``'s message back to its queue; forget the stored copy unless ``keep``.
 
     Returns the new SQS message id. Raises :class:`NotResent` when another caller holds the
     message or resent it already: of resends at once, exactly one sends. A send the queue
     refused lets the message go again (a later resend may try); a send in doubt (the
-    connection broke) keeps the claim until it lapses.
+    connection broke) keeps the claim until it lapses. ``on_sent`` hears the new message id as
+    soon as SQS answers, before the stored copy is forgotten: a caller cut short after it knows
+    the message was sent.
     """
     if row.id is None:
         raise ValueError("only a stored quarantined message (with an id) can be resent")
@@ -133,11 +143,13 @@ async def resend(store: Store, sqs: Any, row: QuarantineRow, *, keep: bool = Fal
         if answered(exc):  # nothing was sent
             await store.release_quarantine(row.id)
         raise
+    new_id = str(answer.get("MessageId", ""))
+    on_sent(new_id)
     if keep:
         await store.release_quarantine(row.id)
     else:
         await store.delete_quarantine(row.id)
-    return str(answer.get("MessageId", ""))
+    return new_id
 
 
 def _send_request(row: QuarantineRow) -> dict[str, Any]:
