@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ops_helpers import ENTRY, NO_CREDENTIALS, cli, cli_through, count_messages
+from ops_helpers import ENTRY, NO_CREDENTIALS, cli, cli_through, count_messages, receive_all
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
@@ -433,6 +433,11 @@ async def test_a_resend_that_loses_the_endpoint_midway_says_what_was_sent_and_wh
     assert [item["id"] for item in as_json(again)["resent"]] == [ids[2]]
     listed = as_json(await asyncio.to_thread(cli, "quarantine", "list", "--json", env=cli_env))
     assert [row["id"] for row in listed] == [ids[1]]
+    # and the send cut off reached the queue once: it was not sent again (botocore's retries
+    # put it there four times)
+    assert cutter.cut == 1
+    bodies = [m["Body"] for m in await asyncio.to_thread(receive_all, sqs, url)]
+    assert sorted(bodies) == ["one", "three", "two"]
 
 
 async def test_a_resend_stopped_by_ctrl_c_midway_says_what_was_sent_and_what_was_not(

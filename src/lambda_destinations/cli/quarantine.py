@@ -348,7 +348,7 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
         opened_store(settings, writes=True) as store,
         AwsClients(settings) as aws,
     ):
-        sqs = await aws.client("sqs")
+        sqs = await aws.sender("sqs")  # a send whose answer was lost is not sent again
         resending.started = True
         for row in resending.rows:
             item = _item(row)

@@ -406,7 +406,7 @@ async def resend_quarantined(request: web.Request) -> web.Response:
             text=f"not resent: quarantined message {row.id} is not the message {echoed(shown)!r} "
             "the page showed (that one was resent already): reload the page\n"
         )
-    sqs = await console.aws.client("sqs")
+    sqs = await console.aws.sender("sqs")  # a send whose answer was lost is not sent again
     try:
         new_id = await resend(console.store, sqs, row)
     except NotResent as exc:  # a second click, another tab or a CLI run: sent once, not twice

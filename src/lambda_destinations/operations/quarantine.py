@@ -121,6 +121,8 @@ async def resend(
 ) -> str:
     """Send ``row``'s message back to its queue; forget the stored copy unless ``keep``.
 
+    Give ``sqs`` a client that sends each request once (``AwsClients.sender("sqs")``): a
+    botocore retry of a send whose answer was lost would put the message in the queue again.
     Returns the new SQS message id. Raises :class:`NotResent` when another caller holds the
     message or resent it already: of resends at once, exactly one sends. A send the queue
     refused lets the message go again (a later resend may try); a send in doubt (the
@@ -130,16 +132,20 @@ async def resend(
     """
     if row.id is None:
         raise ValueError("only a stored quarantined message (with an id) can be resent")
+    # Imported here: botocore's exceptions cost `quarantine list`, which sends nothing.
+    from lambda_destinations.retrying import answered, answered_and_transient, in_process_retrying
+
     claimed = await store.claim_quarantine(row.id, RESEND_CLAIM)
     if claimed is None:
         gone = await store.get_quarantine(row.id) is None
         raise NotResent(ALREADY_RESENT if gone else BEING_RESENT)
     try:
-        answer = await sqs.send_message(**_send_request(claimed))
+        # Tried again only when SQS answered (throttled, say): a send whose answer was lost
+        # may be in the queue, and is not sent again.
+        async for retry in in_process_retrying(3, 30.0, retry_if=answered_and_transient):
+            with retry:
+                answer = await sqs.send_message(**_send_request(claimed))
     except Exception as exc:
-        # Imported here: botocore's exceptions cost `quarantine list`, which sends nothing.
-        from lambda_destinations.retrying import answered
-
         if answered(exc):  # nothing was sent
             await store.release_quarantine(row.id)
         raise
