@@ -837,6 +837,117 @@ def test_reinvoke_dry_run_says_what_it_would_invoke_and_invokes_nothing(
         sqs.delete_queue(QueueUrl=dlq)
 
 
+# Why a message received stays in the DLQ when a re-invoking run stops before its turn.
+NOT_SENT = "not sent: the redrive stopped before its turn; it stays in the DLQ"
+
+
+@pytest.fixture
+def reinvoke_dlq(lambda_endpoint, lambda_env):  # type: ignore[no-untyped-def]
+    """A DLQ of three failure records of a function, on the Lambda endpoint; its URL, and the
+    request ids of its records."""
+    name = f"reinvoke-cut-{uuid.uuid4().hex[:8]}"
+    lambda_endpoint.create_function(name)
+    sqs = lambda_endpoint.sqs
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    failures = [failure_body(n, function=name) for n in (1, 2, 3)]
+    send_all(sqs, dlq, [body for body, _ in failures])
+    assert cli("migrate", env=lambda_env).returncode == 0
+    try:
+        yield dlq, {record["requestContext"]["requestId"] for _, record in failures}
+    finally:
+        sqs.delete_queue(QueueUrl=dlq)
+
+
+def _by_state(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The messages of a ``--reinvoke --json`` report by their state."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for message in report["messages"]:
+        found.setdefault(message["state"], []).append(message)
+    return found
+
+
+async def test_a_reinvoke_that_loses_the_endpoint_midway_says_what_was_sent_and_what_was_not(
+    lambda_endpoint, lambda_env, reinvoke_dlq
+) -> None:
+    # given: an endpoint that takes the first Invoke and drops the connection of every one
+    # after before its answer comes back
+    dlq, request_ids = reinvoke_dlq
+    cutter = AnswerCutter(lambda_endpoint.url, b"/invocations")
+    cutter.passes, cutter.cuts = 1, 1000
+    lambda_endpoint.start_recording()
+
+    # when
+    code, out, err, _ = await cli_through(
+        cutter, lambda_env, "dlq", "redrive", dlq, "--reinvoke", "--yes", "--json"
+    )
+    again = await asyncio.to_thread(
+        cli, "dlq", "redrive", dlq, "--reinvoke", "--yes", "--json", env=lambda_env
+    )
+
+    # then: the report of each message received (invoked, in doubt, not sent), then the line
+    # of what stopped it
+    stderr = err.decode()
+    assert code == 4, stderr
+    assert "Traceback" not in stderr
+    assert len([line for line in stderr.splitlines() if line.startswith("error:")]) == 1
+    states = _by_state(json.loads(out))
+    assert len(states.pop("invoked")) == 1, states
+    (cut,) = states.pop("error")
+    assert cut["error"] == "in-doubt"
+    assert cut["detail"].startswith("in doubt, may have reached Lambda"), cut
+    # the third, when the receive that brought the other two brought it too (SQS may not)
+    assert [m["why"] for m in states.pop("skipped", [])] in ([], [NOT_SENT])
+    assert states == {}
+    assert (
+        f"stopped after invoking 1; message {cut['message_id']} ({cut['request_id']}) was cut "
+        "off mid-call and may have reached Lambda" in stderr
+    )
+    assert "the messages not invoked stay in the DLQ" in stderr
+    assert stderr.rstrip().splitlines()[-1].startswith("error: cannot reach")
+    # and the same redrive again invokes the one not sent and leaves the one in doubt: each
+    # record reached Lambda once
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["invoked"] == 1, (again.stdout, out)
+    assert len(lambda_endpoint.invocations()) == 3
+    assert cut["request_id"] in request_ids
+    assert count_messages(lambda_endpoint.sqs, dlq) == 1
+
+
+async def test_a_reinvoke_stopped_by_ctrl_c_midway_says_what_was_sent_and_what_was_not(
+    lambda_endpoint, lambda_env, reinvoke_dlq
+) -> None:
+    # given: an endpoint that takes the first Invoke and holds back the answer to the second
+    dlq, _ = reinvoke_dlq
+    cutter = AnswerCutter(lambda_endpoint.url, b"/invocations")
+    cutter.passes, cutter.holds = 1, 1
+    lambda_endpoint.start_recording()
+
+    # when: Ctrl-C while the second Invoke waits for its answer
+    code, out, err, _ = await cli_through(
+        cutter, lambda_env, "dlq", "redrive", dlq, "--reinvoke", "--yes", ctrl_c=True
+    )
+    again = await asyncio.to_thread(
+        cli, "dlq", "redrive", dlq, "--reinvoke", "--yes", "--json", env=lambda_env
+    )
+
+    # then: the table of the messages received and the tally, the line of what was cut short,
+    # then "interrupted"
+    stdout, stderr = out.decode(), err.decode()
+    assert code == 130, stderr
+    assert "Traceback" not in stderr
+    assert "in doubt, may have reached Lambda: interrupted mid-call" in stdout
+    assert "invoked 1 · deleted 1 · " in stderr
+    assert "stopped after invoking 1; message " in stderr
+    assert "was cut off mid-call and may have reached Lambda" in stderr
+    assert stderr.rstrip().endswith("interrupted")
+    # and the same redrive again invokes the one not sent, skips the one in doubt, and leaves
+    # nothing hidden: each record reached Lambda once
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["invoked"] == 1
+    assert len(lambda_endpoint.invocations()) == 3
+    assert count_messages(lambda_endpoint.sqs, dlq) == 1
+
+
 # -- purge ------------------------------------------------------------------------------------
 
 

@@ -45,7 +45,7 @@ from lambda_destinations.operations.redrive import (
     start_move_task,
     target_chooser,
 )
-from lambda_destinations.operations.replay import ReplayState
+from lambda_destinations.operations.replay import ErrorReason, ReplayState
 from lambda_destinations.store import utcnow
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import queue_name, storable_attributes
@@ -265,11 +265,11 @@ def redrive_command(
         if redrive.to:
             fail("--reinvoke invokes functions; it has no --to", EXIT_USAGE)
         with aws_errors(settings):
-            report = asyncio.run(redrive.reinvoke())
+            report = redrive.run_reinvoke(as_json=as_json)
         if redrive.found_none is not None and not as_json:
             _say_shows_none(redrive.found_none, "re-invoke")
-        else:
-            _report_reinvoke(report, dry_run=redrive.dry_run, as_json=as_json)
+        elif _report_reinvoke(report, dry_run=redrive.dry_run, as_json=as_json):
+            raise SystemExit(EXIT_FAILED)
         if redrive.left_hidden:
             raise SystemExit(EXIT_FAILED)
         return
@@ -306,6 +306,7 @@ class _Redrive:
     visibility_timeout: int
     concurrency: int
     task_handle: str | None = None  # once SQS's move task started
+    reinvoked: ReinvokeReport | None = None  # once --reinvoke's invocations began
     moved: int = 0  # messages moved here so far
     found_none: QueueRef | None = None  # the DLQ, when its counts showed none visible: nothing done
 
@@ -442,6 +443,37 @@ class _Redrive:
             "ok": status.get("Status") == "COMPLETED",
         }
 
+    def run_reinvoke(self, *, as_json: bool) -> ReinvokeReport:
+        """The re-invocations (:meth:`reinvoke`); when they are cut short (Ctrl-C, the endpoint
+        or the store lost midway), what was invoked and what was not, reported before the line
+        of what stopped them (and its exit code)."""
+        try:
+            return asyncio.run(self.reinvoke())
+        except BaseException:
+            self.report_cut_short(as_json=as_json)
+            raise
+
+    def report_cut_short(self, *, as_json: bool) -> None:
+        """The report of a re-invoking run stopped midway: each message it received (invoked,
+        in doubt, not sent); then one line."""
+        report = self.reinvoked
+        if report is None or self.dry_run:
+            return
+        _report_reinvoke(report, dry_run=False, as_json=as_json)
+        parts = [f"stopped after invoking {report.invoked}"]
+        cut = next((r for mid, r, _ in report.results if mid == report.cut), None)
+        if cut is not None and cut.error is ErrorReason.IN_DOUBT:
+            parts.append(
+                f"message {report.cut} ({cut.request_id or cut.key}) was cut off mid-call and "
+                "may have reached Lambda (it stays in the DLQ, and a redrive again skips it: "
+                "check `failures show`, then --force if it did not run)"
+            )
+        parts.append(
+            "the messages not invoked stay in the DLQ (the same redrive again invokes them "
+            "and deletes those invoked)"
+        )
+        click.echo("; ".join(parts), err=True)
+
     async def reinvoke(self) -> ReinvokeReport:
         """Replay each failure record of the DLQ, deleting those Lambda accepted."""
         async with (
@@ -466,6 +498,7 @@ class _Redrive:
                 file=sys.stderr,
                 show_pos=True,
             ) as bar:
+                self.reinvoked = None if self.dry_run else ReinvokeReport()
                 return await reinvoke_messages(
                     sqs,
                     await aws.lambda_invoker(),
@@ -479,6 +512,7 @@ class _Redrive:
                     limit=self.limit,
                     visibility=self.visibility_timeout,
                     on_done=bar.update,
+                    report=self.reinvoked,
                 )
 
     def say_interrupted(self) -> None:
@@ -563,8 +597,9 @@ def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
         raise SystemExit(EXIT_FAILED)
 
 
-def _report_reinvoke(report: ReinvokeReport, *, dry_run: bool, as_json: bool) -> None:
-    """The results on stdout, a one-line tally on stderr; exit 1 on an error."""
+def _report_reinvoke(report: ReinvokeReport, *, dry_run: bool, as_json: bool) -> bool:
+    """The results on stdout, a one-line tally on stderr; whether the run failed (an error:
+    exit 1)."""
     if as_json:
         click.echo(dumps(report.as_dict()))
     else:
@@ -577,8 +612,7 @@ def _report_reinvoke(report: ReinvokeReport, *, dry_run: bool, as_json: bool) ->
             f"{report.errors}",
             err=True,
         )
-    if report.errors:
-        raise SystemExit(EXIT_FAILED)
+    return bool(report.errors)
 
 
 def _show_reinvoke(report: ReinvokeReport) -> None:

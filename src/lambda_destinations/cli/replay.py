@@ -30,12 +30,11 @@ from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
 from lambda_destinations.operations.replay import (
-    CUT_OFF,
-    IN_DOUBT,
     ErrorReason,
     ReplayResult,
     ReplayState,
     SkipReason,
+    cut_short,
     replay_invocation,
 )
 from lambda_destinations.schemas import FunctionArn
@@ -43,12 +42,10 @@ from lambda_destinations.store import (
     FailureStatus,
     InvocationFilter,
     InvocationRow,
-    ReplayOutcome,
     Store,
 )
 
 _PLAN_ROWS = 20  # rows of the plan shown before the confirmation
-_LEDGER_READ = 5.0  # seconds to read, once cut short, what became of the replay under way
 
 
 @command("replay")
@@ -299,43 +296,13 @@ async def _invoke(store: Store, replay: _Replay, progress: _Progress) -> list[Re
                 try:
                     result = await replay.one(store, lam, row, limiter=limiter)
                 except BaseException:
-                    progress.cut = await _cut_short(store, replay, progress.planned_of(row))
+                    progress.cut = await cut_short(
+                        store, progress.planned_of(row), requested_by=replay.requested_by
+                    )
                     raise
                 progress.done.append(result)
                 bar.update(1)
     return progress.done
-
-
-async def _cut_short(store: Store, replay: _Replay, planned: ReplayResult) -> ReplayResult | None:
-    """What became of the record ``planned``, whose replay was under way when the run was cut
-    short: the ledger says (the attempt this run recorded, numbered as planned or after:
-    invoked, refused, or in doubt); None when it recorded none, so nothing was sent. In doubt
-    too when the store cannot say."""
-    result = dataclasses.replace(
-        planned, state=ReplayState.ERROR, error=ErrorReason.IN_DOUBT, detail=CUT_OFF
-    )
-    try:
-        async with asyncio.timeout(_LEDGER_READ):
-            attempts = await store.replays(planned.key)
-    except Exception:  # noqa: BLE001 - the store failed too: it cannot say what was sent
-        return dataclasses.replace(result, detail=f"{IN_DOUBT}: the store could not say")
-    number = planned.attempt or 0
-    ours = [a for a in attempts if a.requested_by == replay.requested_by and a.attempt >= number]
-    if not ours:
-        return None
-    attempt = ours[-1]
-    result = dataclasses.replace(result, attempt=attempt.attempt)
-    if attempt.outcome is ReplayOutcome.INVOKED:
-        return dataclasses.replace(
-            result,
-            state=ReplayState.INVOKED,
-            error=None,
-            detail=None,
-            new_request_id=attempt.new_request_id,
-        )
-    if attempt.outcome is ReplayOutcome.ERROR:
-        return dataclasses.replace(result, error=ErrorReason.REFUSED, detail=attempt.detail)
-    return dataclasses.replace(result, detail=attempt.detail or CUT_OFF)
 
 
 def _report(

@@ -51,12 +51,13 @@ from lambda_destinations.operations.replay import (
     ReplayResult,
     ReplayState,
     SkipReason,
+    cut_short,
     replay_invocation,
 )
 from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import error_code
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode, summarize
-from lambda_destinations.store import Store
+from lambda_destinations.store import InvocationRow, ReplayAttempt, Store
 from lambda_destinations.worker.queues import (
     MAX_ATTRIBUTES,
     NONEXISTENT,
@@ -732,6 +733,9 @@ class ReinvokeReport:
         default_factory=list
     )  # (message id, replay result, why the message stays when it is not a record)
     deleted: int = 0
+    # Cut short (Ctrl-C, the endpoint lost): the message whose replay was under way, its result
+    # in ``results`` (invoked, in doubt, or not sent).
+    cut: str | None = None
 
     @property
     def invoked(self) -> int:
@@ -767,6 +771,10 @@ _NOT_REPLAYED: dict[str, Any] = {
 }
 
 
+# Why a message received stays in the DLQ, unsent, when the run stops before its turn.
+NOT_SENT = "not sent: the redrive stopped before its turn; it stays in the DLQ"
+
+
 def _replayable_message(message: Mapping[str, Any]) -> tuple[DecodedMessage | None, str | None]:
     try:
         decoded = decode(message.get("Body", ""), message.get("MessageAttributes") or None)
@@ -798,13 +806,15 @@ async def reinvoke_messages(
     limit: int | None = None,
     visibility: int = DEFAULT_VISIBILITY,
     on_done: Callable[[int], None] = lambda n: None,
+    report: ReinvokeReport | None = None,
 ) -> ReinvokeReport:
     """Re-invoke the function of each failure record (or legacy DLQ message) in the DLQ.
 
     Each message is recorded in the replay ledger, invoked, then deleted; a rerun after an
     interruption finds the ledger entry and deletes without invoking again. Messages that are
     not replayable stay in the DLQ and are made visible again at the end. A dry run receives
-    and releases, and invokes nothing.
+    and releases, and invokes nothing. ``report`` (else a new one) is filled in also when
+    the run is cut short: each message received, invoked, in doubt or not sent.
     """
     run = _Reinvoke(
         sqs,
@@ -817,6 +827,7 @@ async def reinvoke_messages(
         legacy_function=legacy_function,
         limiter=RateLimiter(rate),
         on_done=on_done,
+        report=ReinvokeReport() if report is None else report,
     )
     try:
         while limit is None or len(run.outcomes) < limit:
@@ -824,6 +835,9 @@ async def reinvoke_messages(
             batch = await _receive(sqs, dlq_url, wanted, visibility)
             if not batch:
                 break
+            # Each one held from its receipt: cut short, those not looked at yet are released
+            # too, rather than hidden from the next run for the visibility timeout.
+            run.in_hand.update({m["MessageId"]: m["ReceiptHandle"] for m in batch})
             for message in batch:
                 await run.look_at(message)
     finally:
@@ -866,16 +880,7 @@ class _Reinvoke:
         else:
             if not self.dry_run:
                 await self.limiter.acquire()
-            result = await replay_invocation(
-                self.store,
-                self.lambda_client,
-                invocation_row(decoded, self.dlq_url),
-                trigger=TRIGGER_MANUAL,
-                requested_by=self.requested_by,
-                force=self.force,
-                dry_run=self.dry_run,
-                legacy_function=self.legacy_function,
-            )
+            result = await self._replay(message_id, invocation_row(decoded, self.dlq_url))
             if first_look or result.state is not ReplayState.SKIPPED:
                 self.outcomes[message_id] = (result, None)
             deletable = not self.dry_run and _may_delete(result)
@@ -885,9 +890,40 @@ class _Reinvoke:
         if first_look:
             self.on_done(1)
 
+    async def _replay(self, message_id: str, row: InvocationRow) -> ReplayResult:
+        """The replay of ``row``; cut short, what became of it is the report's ``cut``."""
+        recorded: list[ReplayAttempt] = []
+        try:
+            return await replay_invocation(
+                self.store,
+                self.lambda_client,
+                row,
+                trigger=TRIGGER_MANUAL,
+                requested_by=self.requested_by,
+                force=self.force,
+                dry_run=self.dry_run,
+                legacy_function=self.legacy_function,
+                on_recorded=recorded.append,
+            )
+        except BaseException:
+            planned = ReplayResult(row.key, row.request_id, row.function_arn, ReplayState.SKIPPED)
+            became = None
+            if recorded:  # the ledger says whether it was invoked, refused, or is in doubt
+                planned = dataclasses.replace(planned, attempt=recorded[0].attempt)
+                became = await cut_short(self.store, planned, requested_by=self.requested_by)
+            not_sent = dataclasses.replace(
+                planned, attempt=None, skip=SkipReason.INTERRUPTED, detail=NOT_SENT
+            )
+            self.outcomes[message_id] = (became or not_sent, None)
+            self.report.cut = message_id
+            raise
+
     async def finish(self) -> None:
-        """Fill the report in, and make every message still held visible again."""
+        """Fill the report in (cut short, those received and not sent too), and make every
+        message still held visible again."""
         self.report.results = [(mid, result, why) for mid, (result, why) in self.outcomes.items()]
+        unsent = [mid for mid in self.in_hand if mid not in self.outcomes]  # cut short
+        self.report.results += [(mid, None, NOT_SENT) for mid in unsent]
         if self.in_hand:
             await asyncio.shield(release(self.sqs, self.dlq_url, list(self.in_hand.values())))
 

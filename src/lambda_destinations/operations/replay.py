@@ -19,7 +19,7 @@ import dataclasses
 import enum
 import functools
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lambda_destinations.aws import invoke_event
@@ -55,6 +55,7 @@ FORCE_HINT = ": --force to replay again"
 IN_DOUBT = "in doubt, may have reached Lambda"
 # The ledger's detail of an attempt whose Invoke was cut off before its answer came.
 CUT_OFF = f"{IN_DOUBT}: interrupted mid-call"
+_LEDGER_READ = 5.0  # seconds to read, once cut short, what became of the replay under way
 
 
 class ReplayState(enum.StrEnum):
@@ -112,6 +113,40 @@ class ReplayResult:
         }
 
 
+async def cut_short(
+    store: Store, planned: ReplayResult, *, requested_by: str
+) -> ReplayResult | None:
+    """What became of the record ``planned``, whose replay was under way when its run was cut
+    short: the ledger says (the attempt ``requested_by`` recorded, numbered as planned or
+    after: invoked, refused, or in doubt); None when it recorded none, so nothing was sent. In
+    doubt too when the store cannot say."""
+    result = dataclasses.replace(
+        planned, state=ReplayState.ERROR, error=ErrorReason.IN_DOUBT, detail=CUT_OFF
+    )
+    try:
+        async with asyncio.timeout(_LEDGER_READ):
+            attempts = await store.replays(planned.key)
+    except Exception:  # noqa: BLE001 - the store failed too: it cannot say what was sent
+        return dataclasses.replace(result, detail=f"{IN_DOUBT}: the store could not say")
+    number = planned.attempt or 0
+    ours = [a for a in attempts if a.requested_by == requested_by and a.attempt >= number]
+    if not ours:
+        return None
+    attempt = ours[-1]
+    result = dataclasses.replace(result, attempt=attempt.attempt)
+    if attempt.outcome is ReplayOutcome.INVOKED:
+        return dataclasses.replace(
+            result,
+            state=ReplayState.INVOKED,
+            error=None,
+            detail=None,
+            new_request_id=attempt.new_request_id,
+        )
+    if attempt.outcome is ReplayOutcome.ERROR:
+        return dataclasses.replace(result, error=ErrorReason.REFUSED, detail=attempt.detail)
+    return dataclasses.replace(result, detail=attempt.detail or CUT_OFF)
+
+
 def counted_attempt(row: InvocationRow, previous: Sequence[ReplayAttempt]) -> ReplayAttempt | None:
     """The latest attempt that counts as a replay (any outcome but ``error``), if any."""
     for attempt in reversed(previous):
@@ -133,6 +168,7 @@ async def replay_invocation(
     invoke_attempts: int = 3,
     payload: bytes | None = None,
     limiter: RateLimiter | None = None,
+    on_recorded: Callable[[ReplayAttempt], None] = lambda attempt: None,
 ) -> ReplayResult:
     """Replay one failed record: ledger first, then Invoke, then the outcome and the status.
 
@@ -147,6 +183,8 @@ async def replay_invocation(
     would meet too: raised after the attempt is recorded.
     ``payload`` replaces the original request payload (an operator's edit, kept by the caller).
     ``limiter`` paces the invocations alone: a record skipped waits for no turn.
+    ``on_recorded`` hears the attempt once the ledger has it, before Lambda is called: a caller
+    cut short after it asks :func:`cut_short` what became of it.
     """
     decide = functools.partial(
         _decide, store, row, force=force, legacy_function=legacy_function, payload=payload
@@ -159,27 +197,39 @@ async def replay_invocation(
         return result
     if dry_run:
         return dataclasses.replace(result, state=ReplayState.WOULD_INVOKE)
-    number = result.attempt
-    assert number is not None  # _decide numbers every attempt it lets through
-    attempt = ReplayAttempt(
-        original_key=row.key,
-        original_request_id=row.request_id,
-        function_arn=target.function_arn,
-        attempt=number,
-        trigger=trigger,
-        requested_by=requested_by,
-    )
+    attempt = _attempt(row, target, result, trigger=trigger, requested_by=requested_by)
     if not await store.add_replay(attempt):
         return dataclasses.replace(
             result,
             skip=SkipReason.CONCURRENT,
-            detail=f"attempt {number} was recorded by another process just now",
+            detail=f"attempt {attempt.attempt} was recorded by another process just now",
         )
+    on_recorded(attempt)
     result = await _invoke_recorded(
         store, lambda_client, attempt, target, result, invoke_attempts=invoke_attempts
     )
     await _mark_invoked(store, row, result, requested_by)
     return result
+
+
+def _attempt(
+    row: InvocationRow,
+    target: ReplayTarget,
+    result: ReplayResult,
+    *,
+    trigger: str,
+    requested_by: str,
+) -> ReplayAttempt:
+    """The ledger's entry of the attempt ``result`` numbers, before it is recorded."""
+    assert result.attempt is not None  # _decide numbers every attempt it lets through
+    return ReplayAttempt(
+        original_key=row.key,
+        original_request_id=row.request_id,
+        function_arn=target.function_arn,
+        attempt=result.attempt,
+        trigger=trigger,
+        requested_by=requested_by,
+    )
 
 
 async def _mark_invoked(store: Store, row: InvocationRow, result: ReplayResult, by: str) -> None:
