@@ -1665,6 +1665,29 @@ def test_waits_that_never_end_are_refused(args: tuple[str, ...], tmp_path: Path)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("result", "rid", "--wait", "2d"),
+        ("result", "rid", "--wait", "1w"),
+        ("result", "rid", "--wait", "soon"),
+        ("invoke", "orders-api", "--wait", "2d"),
+    ],
+)
+def test_a_wait_in_no_unit_of_wait_says_what_it_takes(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    # given: days, weeks, a word: --wait takes seconds, minutes and hours, up to a day (it said
+    # only "'2d' is not a duration", as if a day were none)
+    result = cli(*args, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert one_error_line(result) == (
+        f"error: --wait: {args[-1]!r} is not a duration --wait takes: give seconds, or hours, "
+        "minutes and seconds (30, 30s, 5m, 1h30m), at most 24h"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["", "  "])
 def test_invoke_refuses_an_empty_function_name(name: str, tmp_path: Path) -> None:
     result = cli("invoke", name, cwd=tmp_path)

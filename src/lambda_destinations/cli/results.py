@@ -38,12 +38,13 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
     """``--wait``: seconds, as ``30``, ``30s``, ``5m`` or ``1h30m``; 0 to a day."""
     if value is None:
         return None
+    takes = "give seconds, or hours, minutes and seconds (30, 30s, 5m, 1h30m), at most 24h"
     try:
         seconds = float(parse_duration(value))
-    except ValueError as exc:
-        fail(f"--wait: {exc}", EXIT_USAGE)
+    except ValueError:  # 2d, 1w: --wait has no larger unit than hours
+        fail(f"--wait: {echoed(value)!r} is not a duration --wait takes: {takes}", EXIT_USAGE)
     if not 0 <= seconds <= MAX_WAIT:  # nan is in no range, inf past this one
-        fail(f"--wait: {value!r} is not from 0 to 24h: give a duration as 30s or 5m", EXIT_USAGE)
+        fail(f"--wait: {echoed(value)!r} is not from 0 to 24h: {takes}", EXIT_USAGE)
     return seconds
 
 
