@@ -29,3 +29,11 @@ def stored_id(text: str) -> str:
     if is_request_id(head) and (not rest or rest.startswith(":")):
         return head.lower() + rest
     return text
+
+
+def may_arrive(text: str) -> bool:
+    """Whether a record may yet come under ``text`` (as :func:`stored_id` gives it): a request
+    id, or a store key ``REQUEST_ID:Condition``. None comes under anything else (an id cut
+    short, a word): a wait for it would wait its whole time for nothing."""
+    head, rest = text[:REQUEST_ID_LENGTH], text[REQUEST_ID_LENGTH:]
+    return is_request_id(head) and (not rest or (rest.startswith(":") and len(rest) > 1))

@@ -191,6 +191,21 @@ def test_result_exit_codes_say_success_failure_and_unknown(
     assert "within 1 s" in error_lines(waited)[0]
 
 
+@pytest.mark.parametrize("ident", [f"{NOT_YET}x", f"{NOT_YET}:", "stream:x"])
+def test_result_does_not_wait_on_an_id_no_record_can_come_under(
+    cli_env: dict[str, str], sqlite_url: str, ident: str
+) -> None:
+    # given: a request id with more after it than a key's :Condition, or no request id at all
+    seed_sync(sqlite_url, [])
+
+    # when: a wait of a day (the command's own timeout is far shorter)
+    waited = cli("result", ident, "--wait", "24h", "--json", env=cli_env, timeout=60)
+
+    # then: answered at once, as the HTTP API answers it (before: the first two waited the day)
+    assert waited.returncode == 5, waited.stderr
+    assert json.loads(waited.stdout) == {"request_id": ident, "state": "unknown"}
+
+
 def test_invoke_wait_prints_the_response_once_the_record_is_stored(
     lambda_endpoint: Any, lambda_env: dict[str, str], sqlite_url: str
 ) -> None:

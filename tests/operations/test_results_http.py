@@ -11,6 +11,7 @@ import random
 import subprocess
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -125,8 +126,9 @@ async def test_every_api_error_is_json(client: TestClient[Any, Any]) -> None:
 async def test_wait_returns_a_record_stored_while_the_request_waits(
     client: TestClient[Any, Any], store_url: str
 ) -> None:
-    row = row_of(success_body("rid-later", "done"))
-    asking = asyncio.create_task(client.get("/api/invocations/rid-later?wait=30", headers=AUTH))
+    later = str(uuid.uuid4())
+    row = row_of(success_body(later, "done"))
+    asking = asyncio.create_task(client.get(f"/api/invocations/{later}?wait=30", headers=AUTH))
     await asyncio.sleep(0.5)
     assert not asking.done()
     async with Store.from_url(store_url) as worker_store:
@@ -136,6 +138,27 @@ async def test_wait_returns_a_record_stored_while_the_request_waits(
     answer = await asyncio.wait_for(asking, 30)
     assert answer.status == 200
     assert (await answer.json())["response"] == "done"
+
+
+@pytest.mark.parametrize(
+    "ident", ["not-a-request-id", "6c2d1f9e", "6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5fx", "stream:x"]
+)
+async def test_a_wait_for_an_id_no_record_can_come_under_is_answered_at_once(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch, ident: str
+) -> None:
+    # given: no wait slot free: any wait would be refused with 503
+    monkeypatch.setattr(api, "MAX_WAITS", 0)
+
+    # when: a wait for an id that is no request id (a word, one cut short, no key form)
+    answer = await client.get(f"/api/invocations/{ident}?wait=60", headers=AUTH)
+
+    # then: answered at once as `result --wait` answers it, unknown, holding no wait (before:
+    # it waited the whole minute, holding one of the process's waits)
+    assert answer.status == 404, await answer.text()
+    assert await answer.json() == {"request_id": ident, "state": "unknown"}
+    # and a request id is still waited for (refused here: no wait slot is free)
+    waited = await client.get(f"/api/invocations/{uuid.uuid4()}?wait=60", headers=AUTH)
+    assert waited.status == 503
 
 
 @pytest.fixture
@@ -181,7 +204,7 @@ async def _held(count: int) -> bool:
 async def test_a_wait_whose_client_left_ends(served: tuple[int, asyncio.Task[None]]) -> None:
     # given: a wait of a minute, held
     port, _serving = served
-    writer = await _open_wait(port, "rid-never")
+    writer = await _open_wait(port, str(uuid.uuid4()))
     assert await _held(1)
 
     # when: its client leaves
@@ -196,7 +219,7 @@ async def test_the_console_stops_at_once_with_waits_open(
 ) -> None:
     # given: two waits of a minute, held
     port, serving = served
-    writers = [await _open_wait(port, f"rid-open-{n}") for n in range(2)]
+    writers = [await _open_wait(port, str(uuid.uuid4())) for _ in range(2)]
     assert await _held(2)
 
     # when: the console stops (Ctrl-C or SIGTERM cancel it)
@@ -217,14 +240,15 @@ async def test_waits_past_the_limit_are_refused_with_503(
     # given: the limit at two waits, both held
     monkeypatch.setattr(api, "MAX_WAITS", 2)
     held = [
-        asyncio.create_task(client.get(f"/api/invocations/rid-held-{n}?wait=2", headers=AUTH))
-        for n in range(2)
+        asyncio.create_task(client.get(f"/api/invocations/{uuid.uuid4()}?wait=2", headers=AUTH))
+        for _ in range(2)
     ]
     assert await _held(2)
 
     # when: a third asks to wait; and one asks without waiting
-    refused = await client.get("/api/invocations/rid-third?wait=2", headers=AUTH)
-    plain = await client.get("/api/invocations/rid-third", headers=AUTH)
+    third = uuid.uuid4()
+    refused = await client.get(f"/api/invocations/{third}?wait=2", headers=AUTH)
+    plain = await client.get(f"/api/invocations/{third}", headers=AUTH)
 
     # then: the third is 503 with Retry-After and a line; a read without wait is served
     assert refused.status == 503

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING
 import click
 
 from lambda_destinations._json import strict_loads
-from lambda_destinations._request_ids import REQUEST_ID_LENGTH, is_request_id, stored_id
+from lambda_destinations._request_ids import (
+    REQUEST_ID_LENGTH,
+    is_request_id,
+    may_arrive,
+    stored_id,
+)
 from lambda_destinations._text import visible
 from lambda_destinations.cli._app import (
     EXIT_FAILED,
@@ -207,7 +212,7 @@ def result_command(settings: Settings, request_id: str, wait: float | None, as_j
     async def go() -> InvocationResult | None:
         async with store_results(settings) as results:
             # No record arrives under an id that is not a UUID: it is looked up once, not waited on.
-            if wait is not None and is_request_id(request_id[:REQUEST_ID_LENGTH]):
+            if wait is not None and may_arrive(request_id):
                 return await _wait(results, request_id, wait)
             return await results.get(request_id)
 

@@ -12,7 +12,7 @@ import re
 
 from aiohttp import web
 
-from lambda_destinations._request_ids import stored_id
+from lambda_destinations._request_ids import may_arrive, stored_id
 from lambda_destinations.console.app import CONSOLE, json_text, require_token
 from lambda_destinations.errors import StoreUnavailable
 from lambda_destinations.operations.results import (
@@ -51,13 +51,14 @@ _SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 async def invocation(request: web.Request) -> web.Response:
     """How an asynchronous invocation ended: the JSON of ``result --json`` (README, "The
     JSON"). 404 with ``"state": "unknown"`` while the store has no record of it; ``?wait=S``
-    (at most 60) waits that long for the record first."""
+    (at most 60) waits that long for the record first, as ``result --wait`` does: for a
+    request id (or its store key), not for an id no record can come under."""
     require_token(request)
     request_id = stored_id(request.match_info["request_id"])
     wait = _wait_seconds(request.query.get("wait"))
     results = Results(request.app[CONSOLE].store)
     try:
-        if wait:
+        if wait and may_arrive(request_id):  # no record comes under another id: read it now
             outcome: InvocationResult | None = await _held_wait(request, results, request_id, wait)
         else:
             outcome = await results.get(request_id)
