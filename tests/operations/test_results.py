@@ -36,6 +36,7 @@ from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, StoreMisconfigured, StoreUrlError
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
+from lambda_destinations.times import MAX_WAIT
 from lambda_destinations.worker import Worker
 
 
@@ -366,6 +367,33 @@ async def test_a_request_id_that_is_no_str_is_refused_not_unknown(
             await results.get(request_id)
         with pytest.raises(TypeError, match=r"^request_id must be a str, not "):
             await results.wait(request_id, timeout=0)
+
+
+@pytest.mark.parametrize(
+    ("request_id", "what"), [("", "empty"), ("  ", "blank"), ("\t\n", "blank")]
+)
+async def test_an_empty_request_id_is_refused_at_once(
+    store_url: str, request_id: str, what: str
+) -> None:
+    # before: get said None ("not yet") and wait waited its whole timeout
+    await seed(store_url, [])
+    message = (
+        f"^request_id is {what}: give the request id invoke_async returned \\(Lambda's, a UUID\\)$"
+    )
+    async with Results(store_url) as results:
+        with pytest.raises(ValueError, match=message):
+            await results.get(request_id)
+        with pytest.raises(ValueError, match=message):
+            await results.wait(request_id, timeout=MAX_WAIT)
+    await asyncio.to_thread(_sync_refuses, store_url, request_id, message)
+
+
+def _sync_refuses(store_url: str, request_id: str, message: str) -> None:
+    with SyncResults(store_url) as results:
+        with pytest.raises(ValueError, match=message):
+            results.get(request_id)
+        with pytest.raises(ValueError, match=message):
+            results.wait(request_id, timeout=MAX_WAIT)
 
 
 def test_sync_results_refuses_a_request_id_that_is_no_str(sqlite_url: str) -> None:

@@ -56,6 +56,8 @@ async def invocation(request: web.Request) -> web.Response:
     require_token(request)
     request_id = stored_id(request.match_info["request_id"])
     wait = _wait_seconds(request.query.get("wait"))
+    if not request_id:  # spaces alone (%20): Results refuses no id at all; none has a record
+        return web.json_response(unknown_result(request_id), status=404)
     results = Results(request.app[CONSOLE].store)
     try:
         if wait and may_arrive(request_id):  # no record comes under another id: read it now

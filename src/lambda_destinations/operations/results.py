@@ -246,9 +246,15 @@ def holdable(request_id: str) -> bool:
 
 
 def _check_request_id(request_id: object) -> None:
-    # Any other type matches no row: the read would say None ("not yet") for a caller's bug.
+    # Any other type, or no id at all, matches no row: the read would say None ("not yet"),
+    # and a wait would wait its whole timeout, for a caller's bug (the CLI refuses it too).
     if not isinstance(request_id, str):
         raise TypeError(f"request_id must be a str, not {type(request_id).__name__}")
+    if not request_id.strip():
+        raise ValueError(
+            f"request_id is {'empty' if not request_id else 'blank'}: give the request id "
+            "invoke_async returned (Lambda's, a UUID)"
+        )
 
 
 def _check_timeout(timeout: object) -> None:
