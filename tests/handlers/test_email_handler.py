@@ -1093,6 +1093,69 @@ async def test_a_server_that_hangs_up_is_named_with_what_to_check(
     assert f", then {said}: the worker retries this" in doctor_said, doctor_said
 
 
+def _answering(
+    answers: dict[bytes, bytes], closed: asyncio.Event
+) -> Callable[..., Awaitable[None]]:
+    """An SMTP server that greets, answers each command as ``answers`` say (else 250), and
+    closes at QUIT or when the client does (``closed`` set then)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"220 mail.test ESMTP\r\n")
+            while line := await reader.readline():
+                command = line.split(b" ", 1)[0].strip().upper()
+                if command == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    break
+                writer.write(answers.get(command, b"250 ok") + b"\r\n")
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            closed.set()
+
+    return serve
+
+
+@pytest.mark.parametrize(
+    ("answers", "status", "said"),
+    [
+        # a server of HELO alone: the worker's sends greet it so; doctor said "EHLO", unsent
+        ({b"EHLO": b"502 5.5.1 EHLO not here"}, "ok", "connected · HELO (nothing sent)"),
+        # a server that refuses every greeting, whose every send fails: doctor said it was ok,
+        # "connected · EHLO (nothing sent)", having sent no EHLO
+        (
+            {b"EHLO": b"502 5.5.1 no", b"HELO": b"554 5.7.1 not you"},
+            "error",
+            "connected, then SMTPHeloError: (554, '5.7.1 not you'): every record routed through "
+            "it fails the same way and is quarantined",
+        ),
+    ],
+    ids=["helo-only", "no-greeting-taken"],
+)
+async def test_doctor_greets_the_smtp_server_as_a_send_does(
+    endpoint_url: str,
+    sqlite_url: str,
+    answers: dict[bytes, bytes],
+    status: str,
+    said: str,
+) -> None:
+    closed = asyncio.Event()
+    server = await asyncio.start_server(_answering(answers, closed), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = smtp_settings(endpoint_url, "doctor-greets", store=sqlite_url, port=port)
+    try:
+        rows = await check_handlers(settings, None)  # SMTP asks no AWS
+        await asyncio.wait_for(closed.wait(), 5)  # doctor hung up: the server's side is closed
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    (row,) = [row for row in rows if row.check == "handler oncall-mail"]
+    assert row.status == status, row
+    assert row.detail.startswith(f"SMTP server 127.0.0.1:{port}: {said}"), row.detail
+
+
 # -- settings -----------------------------------------------------------------------------------
 
 

@@ -183,15 +183,29 @@ async def _smtp(check: str, transport: SmtpTransport) -> Check:
     )
     steps: list[str] = []  # those that went through
     try:
-        await client.connect()  # EHLO, and STARTTLS when the settings ask for it
-        steps += ["connected", "EHLO"] + (["STARTTLS"] if transport.security == "starttls" else [])
+        await client.connect()  # and, when the settings ask for it, EHLO and STARTTLS
+        steps += ["connected"] + (["EHLO", "STARTTLS"] if transport.security == "starttls" else [])
+        steps.append(await _greet(client))
         if transport.username:
             await client.login(transport.username, transport.password or "")
             steps.append(f"logged in as {transport.username}")
         await client.quit()
     except (aiosmtplib.SMTPException, OSError) as exc:
         return _smtp_failed(check, transport, steps, exc)
+    finally:
+        client.close()  # a refusal leaves the connection open (after quit: nothing to close)
     return Check(check, "ok", f"SMTP server {where}: {' · '.join(steps)} (nothing sent)")
+
+
+async def _greet(client: aiosmtplib.SMTP) -> str:
+    """Greet the server as a send does (EHLO, or HELO where the server takes no EHLO): the
+    greeting it took. A server that takes neither fails here, as every send to it would."""
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        await client.helo()
+        return "HELO"
+    return "EHLO"
 
 
 def _smtp_failed(
