@@ -983,18 +983,22 @@ def test_an_unknown_queue_exits_2_in_one_line(cli_env, command) -> None:
     ]
 
 
+@pytest.mark.parametrize("form", ["arn", "url"])
 @pytest.mark.parametrize(
     "command", [["peek"], ["redrive"], ["purge", "--yes"], ["redrive", "--to"]]
 )
-def test_a_queue_arn_of_another_region_exits_2_in_one_line(
-    sqs, make_queue, cli_env, command
+def test_a_queue_arn_or_url_of_another_region_exits_2_in_one_line(
+    sqs, make_queue, cli_env, command, form
 ) -> None:
-    # given: ARNs in eu-west-1 of queues whose names queues of the command's region have
+    # given: ARNs (or AWS's URLs) in eu-west-1 of queues whose names queues of the command's
+    # region have (moto read those by such a URL; SQS answers that the queue does not exist)
     url, dlq = make_queue("rgn")
     dlq_arn, source_arn = (
         sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ].replace(":us-east-1:", ":eu-west-1:")
+        if form == "arn"
+        else f"https://sqs.eu-west-1.amazonaws.com/123456789012/{u.rsplit('/', 1)[-1]}"
         for u in (dlq, url)
     )
     sqs.send_message(QueueUrl=dlq, MessageBody="{}")

@@ -69,6 +69,7 @@ from lambda_destinations.worker.queues import (
     parse_arn,
     queue_name,
     sendable_attribute,
+    url_region,
 )
 
 # How long a received message stays hidden while it is being moved: long enough for a send and
@@ -138,19 +139,22 @@ class QueueRef:
 
 
 async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
-    """A queue by URL, name or ARN; QueueNotFound naming it when it does not exist."""
+    """A queue by URL, name or ARN; QueueNotFound naming it when it does not exist, or is of
+    another region than the client's."""
+    region = _region_named(ident)
+    if region is not None and region != (own := client_region(sqs)):
+        # An ARN looked up by name in our region would be another queue (or none); SQS answers
+        # that a URL's queue does not exist (an emulator reads its own region's of that name).
+        raise QueueNotFound(
+            f"queue {echoed(ident)!r} is in {region}, this command in {own}: "
+            f"run it with --region {region}"
+        )
     try:
         if ident.startswith("arn:"):
             try:
-                region, account, name = parse_arn(ident)
+                _, account, name = parse_arn(ident)
             except ValueError:
                 raise QueueNotFound(f"{ident!r} is not an SQS queue ARN") from None
-            if region != (own := client_region(sqs)):
-                # Looked up by name in our region, it would be another queue (or none).
-                raise QueueNotFound(
-                    f"queue {echoed(ident)!r} is in {region}, this command in {own}: "
-                    f"run it with --region {region}"
-                )
             found = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
             url = found["QueueUrl"]
         elif "://" in ident:
@@ -166,6 +170,17 @@ async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
         raise
     attributes: dict[str, str] = response.get("Attributes", {})
     return QueueRef(url, queue_name(url), attributes.get("QueueArn", ""), attributes)
+
+
+def _region_named(ident: str) -> str | None:
+    """The region a queue ARN, or an AWS queue URL, names; None for a name, a URL of another
+    endpoint, or an ARN that is none (refused as such when it is looked up)."""
+    if ident.startswith("arn:"):
+        try:
+            return parse_arn(ident)[0]
+        except ValueError:
+            return None
+    return url_region(ident) if "://" in ident else None
 
 
 async def source_queues(sqs: Any, dlq: QueueRef) -> list[str]:
