@@ -27,9 +27,9 @@ from lambda_destinations.cli._app import (
 )
 from lambda_destinations.cli._numbers import LIMIT_MAX, FiniteFloatRange, Whole
 from lambda_destinations.config import OUTSIDE_DEV, Settings
-from lambda_destinations.errors import NO_REGION, NOT_MIGRATED, NewerSchema, StoreMisconfigured
+from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.detail import AmbiguousId, whole_id
-from lambda_destinations.redact import echoed, mask_url
+from lambda_destinations.redact import echoed
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
 from lambda_destinations.times import parse_when, utc_text, utcnow, window_backwards
 
@@ -76,14 +76,7 @@ async def opened_store(settings: Settings, *, writes: bool) -> AsyncIterator[Sto
     store = Store.from_url(settings.store, create=False)
     store.refuse_in_memory()  # settings_options names where the URL was set
     async with store:
-        try:
-            pending = await store.pending_migrations()
-        except NewerSchema:
-            if writes:
-                raise
-            pending = []  # reading goes on
-        if 1 in pending:
-            raise StoreMisconfigured.at(mask_url(store.url), NOT_MIGRATED)
+        await store.check_tables(writes=writes)
         yield store
 
 

@@ -37,14 +37,11 @@ from lambda_destinations._text import storable_text
 from lambda_destinations.aws import invoke_event
 from lambda_destinations.config import standard_region
 from lambda_destinations.errors import (
-    NOT_MIGRATED,
     ConfigError,
     LambdaDestinationsError,
-    NewerSchema,
-    StoreMisconfigured,
     StoreUrlProblem,
 )
-from lambda_destinations.redact import echoed, mask_url
+from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
 from lambda_destinations.schemas import check_invoke_target, invoke_function_region
 from lambda_destinations.store import InvocationRow, Store
@@ -179,20 +176,11 @@ class Results(Lifetime):
             self.store.refuse_in_memory(_IN_MEMORY)
             await self.store.open()
         try:
-            if 1 in await self._pending():
-                raise StoreMisconfigured.at(  # the database given is not the worker's: exit 3
-                    mask_url(self.store.url), NOT_MIGRATED
-                )
+            await self.store.check_tables()  # the database given is not the worker's: exit 3
         except BaseException:
             if self._own:
                 await self.store.close()
             raise
-
-    async def _pending(self) -> list[int]:
-        try:
-            return await self.store.pending_migrations()
-        except NewerSchema:
-            return []  # reading goes on: only migrating and writing refuse a newer schema
 
     async def close(self) -> None:
         if self._own:

@@ -29,7 +29,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from lambda_destinations._lifetime import Lifetime
-from lambda_destinations.errors import ConfigError, StoreUrlError
+from lambda_destinations.errors import (
+    NOT_MIGRATED,
+    ConfigError,
+    NewerSchema,
+    StoreMisconfigured,
+    StoreUrlError,
+)
 from lambda_destinations.redact import mask_url
 from lambda_destinations.times import utcnow
 
@@ -378,6 +384,20 @@ class Store(Lifetime):
     async def pending_migrations(self) -> list[int]:
         """The versions not applied yet; NewerSchema if a newer release migrated the store with
         a version that does not let this release write."""
+
+    async def check_tables(self, *, writes: bool = False) -> None:
+        """Refuse a database with no tables (StoreMisconfigured, exit 3: not the worker's, or
+        never migrated; no retry brings its tables), and, when the caller ``writes``, one a
+        newer release migrated with a version this release may not write (NewerSchema).
+        Reading a newer schema goes on."""
+        try:
+            pending = await self.pending_migrations()
+        except NewerSchema:
+            if writes:
+                raise
+            return
+        if 1 in pending:
+            raise StoreMisconfigured.at(mask_url(self.url), NOT_MIGRATED)
 
     async def checkpoint(self) -> None:
         """Copy what a journal of the store's own holds into its main file now (SQLite's WAL),
