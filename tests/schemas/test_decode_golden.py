@@ -141,6 +141,20 @@ def test_unqualified_arn() -> None:
     assert function.unqualified == function.arn
 
 
+def test_latest_published_qualifier_of_a_managed_instances_function() -> None:
+    # Lambda Managed Instances publish "$LATEST.PUBLISHED", and invoke it for an unqualified
+    # ARN: its records were quarantined as naming no Lambda function.
+    decoded = decode_file("invocation-retries-exhausted-latest-published.json")
+
+    function = decoded.function
+    assert function is not None
+    assert (function.function_name, function.qualifier) == ("thumbnailer", "$LATEST.PUBLISHED")
+    assert not function.is_version
+    assert function.unqualified == "arn:aws:lambda:us-east-2:123456789012:function:thumbnailer"
+    assert decoded.error_type == "Error"
+    assert decoded.key == "3f6a1c2e-55d0-xmpl-9c1b-7e0d4a8b2f61:RetriesExhausted"
+
+
 def test_kinesis_on_failure_record() -> None:
     decoded = decode_file("stream-kinesis.json")
 

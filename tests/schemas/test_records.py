@@ -222,6 +222,14 @@ def test_a_one_mebibyte_body_of_many_small_values_decodes_inside_sns() -> None:
             "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f",
             ("aws-us-gov", "us-gov-west-1", "123456789012", "f", None),
         ),
+        (
+            "arn:aws:lambda:us-east-2:123456789012:function:f:$LATEST.PUBLISHED",
+            ("aws", "us-east-2", "123456789012", "f", "$LATEST.PUBLISHED"),
+        ),
+        (
+            "arn:aws-iso-b:lambda:us-isob-east-1:123456789012:function:f:7",
+            ("aws-iso-b", "us-isob-east-1", "123456789012", "f", "7"),
+        ),
     ],
 )
 def test_function_arn_parse(arn: str, expected: tuple[str, ...]) -> None:

@@ -11,10 +11,12 @@ from lambda_destinations.redact import echoed
 # Partition and region are matched loosely (new partitions and regions keep appearing: aws-cn,
 # aws-us-gov, aws-iso-b, aws-eusc ...); the name and qualifier follow Lambda's documented rules:
 # names are letters, digits, hyphens and underscores (1-64); a qualifier is $LATEST, a version
-# number or an alias name.
+# number, an alias name or $LATEST.PUBLISHED (the version Lambda Managed Instances publish, and
+# invoke for an unqualified ARN).
 _FUNCTION_ARN = re.compile(
     r"arn:(?P<partition>aws[a-z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12})"
-    r":function:(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?"
+    r":function:(?P<name>[A-Za-z0-9_-]{1,64})"
+    r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[A-Za-z0-9_-]{1,128}))?"
 )
 
 # What Lambda's Invoke takes as its FunctionName (the pattern of its API model, regions matched
@@ -106,8 +108,8 @@ def _type_name(value: object) -> str:
 class FunctionArn:
     """A parsed Lambda function ARN.
 
-    ``qualifier`` is ``"$LATEST"``, a version number (``"7"``) or an alias (``"live"``), or
-    ``None`` for an unqualified ARN. ``arn`` keeps the text exactly as given.
+    ``qualifier`` is ``"$LATEST"``, ``"$LATEST.PUBLISHED"``, a version number (``"7"``) or an
+    alias (``"live"``), or ``None`` for an unqualified ARN. ``arn`` keeps the text exactly as given.
     """
 
     arn: str
