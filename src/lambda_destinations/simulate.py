@@ -282,8 +282,8 @@ def messages(
             record = kinesis_failure(rng, at)
             info = record["KinesisBatchInfo"]
             key = (
-                f"stream:{info['streamArn']}:{info['shardId']}:"
-                f"{info['startSequenceNumber']}-{info['endSequenceNumber']}"
+                f"stream:{record['requestContext']['functionArn']}:{info['streamArn']}:"
+                f"{info['shardId']}:{info['startSequenceNumber']}-{info['endSequenceNumber']}"
             )
             yield SimulatedMessage(body=json.dumps(record), target="failure", key=key)
             continue

@@ -168,7 +168,8 @@ def test_kinesis_on_failure_record() -> None:
         2019, 11, 14, 0, 38, 4, 835000, tzinfo=UTC
     )
     assert decoded.key == (
-        "stream:arn:aws:kinesis:us-east-2:123456789012:stream/mystream:shardId-000000000001:"
+        "stream:arn:aws:lambda:us-east-2:123456789012:function:myfunction:"
+        "arn:aws:kinesis:us-east-2:123456789012:stream/mystream:shardId-000000000001:"
         "49601189658422359378836298521827638475320189012309704722-"
         "49601189658422359378836298522902373528957594348623495186"
     )
@@ -178,6 +179,23 @@ def test_kinesis_on_failure_record() -> None:
     assert decoded.request_payload is None
 
 
+def test_two_functions_failing_on_one_kinesis_batch_have_two_keys() -> None:
+    # Every function reading a stream reports its own discarded batch: a second consumer's
+    # failure on the same record was taken for a redelivery of the first's, and never stored.
+    first = decode_file("stream-kinesis-bisected.json")
+    second = decode_file("stream-kinesis-bisected-other-consumer.json")
+
+    assert isinstance(first.record, StreamFailureRecord)
+    assert isinstance(second.record, StreamFailureRecord)
+    assert first.record.kinesis_batch_info == second.record.kinesis_batch_info
+    assert first.key != second.key
+    assert first.key.startswith("stream:arn:aws:lambda:eu-west-1:123456789012:function:billing:")
+    assert second.key.startswith(
+        "stream:arn:aws:lambda:eu-west-1:123456789012:function:analytics:live:"
+    )
+    assert first.key.endswith(second.key.split(":live:", 1)[1])
+
+
 def test_dynamodb_on_failure_record() -> None:
     decoded = decode_file("stream-dynamodb.json")
 
@@ -185,7 +203,8 @@ def test_dynamodb_on_failure_record() -> None:
     assert isinstance(decoded.record, StreamFailureRecord)
     assert decoded.record.source is StreamSource.DYNAMODB
     assert decoded.key == (
-        "stream:arn:aws:dynamodb:us-east-2:123456789012:table/mytable/stream/"
+        "stream:arn:aws:lambda:us-east-2:123456789012:function:myfunction:"
+        "arn:aws:dynamodb:us-east-2:123456789012:table/mytable/stream/"
         "2019-11-14T00:04:06.388:shardId-00000001573689847184-864758bb:"
         "800000000003126276362-800000000003126276362"
     )
@@ -202,7 +221,8 @@ def test_msk_on_failure_record_keys_every_partition_in_order() -> None:
     assert kafka.records_info is not None
     assert set(kafka.records_info) == {"orders-0", "orders-1"}
     assert decoded.key == (
-        "stream:arn:aws:kafka:us-east-1:123456789012:cluster/vpc-2priv-2pub/"
+        "stream:arn:aws:lambda:us-east-1:123456789012:function:myfunction:"
+        "arn:aws:kafka:us-east-1:123456789012:cluster/vpc-2priv-2pub/"
         "751d2973-a626-431c-9d4e-d7975eb44dd7-2:orders-0:1024-1278,orders-1:2210-2455"
     )
 
@@ -215,7 +235,8 @@ def test_self_managed_kafka_record_without_response_context() -> None:
     assert decoded.condition == "MaximumPayloadSizeExceeded"
     assert decoded.error_type is None
     assert decoded.key == (
-        "stream:kafka-1.internal.example.com:9092,kafka-2.internal.example.com:9092"
+        "stream:arn:aws:lambda:us-west-2:123456789012:function:ingest:prod:"
+        "kafka-1.internal.example.com:9092,kafka-2.internal.example.com:9092"
         ":clicks-3:880211-880310"
     )
     assert decoded.function is not None

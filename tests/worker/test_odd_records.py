@@ -20,7 +20,8 @@ from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker.queues import REASON_ATTRIBUTE
 
-KAFKA_EVENT = (Path(__file__).parents[1] / "events" / "stream-kafka-msk.json").read_text()
+EVENTS = Path(__file__).parents[1] / "events"
+KAFKA_EVENT = (EVENTS / "stream-kafka-msk.json").read_text()
 
 
 def odd_records() -> list[dict[str, Any]]:
@@ -140,6 +141,30 @@ async def test_a_stream_batch_whose_key_no_index_holds_is_quarantined_once(
     assert row.key is None
     assert "the store cannot hold this record" in row.reason
     assert len(receive_all(sqs, dlq)) == 1
+
+
+async def test_two_functions_failing_on_one_stream_batch_are_both_stored(
+    sqs, make_queue, settings_for, store_url
+) -> None:
+    # given: two functions reading one Kinesis stream, each discarding the same bad record
+    url, dlq = make_queue("consumers")
+    records = [
+        json.loads((EVENTS / name).read_text())
+        for name in ("stream-kinesis-bisected.json", "stream-kinesis-bisected-other-consumer.json")
+    ]
+
+    # when
+    stats = await persist_all(sqs, url, records, settings_for(url, store=store_url))
+
+    # then: two failures, one for each function (before, the second was counted a duplicate
+    # of the first and acked: its function's failure was never stored nor alerted)
+    assert (stats.outcomes["ack"], stats.duplicates) == (2, 0)
+    async with Store.from_url(store_url) as store:
+        rows = [await store.get_invocation(decode(json.dumps(r)).key) for r in records]
+    assert [row.function_arn if row else None for row in rows] == [
+        r["requestContext"]["functionArn"] for r in records
+    ]
+    assert receive_all(sqs, dlq) == []
 
 
 async def test_a_binary_attribute_is_kept_and_the_message_quarantined_once(

@@ -60,9 +60,11 @@ class DecodedMessage:
     """A decoded message: the validated record plus the fields the worker routes and stores by.
 
     ``key`` is the idempotency key: ``"<requestId>:<condition>"`` for invocation records,
-    ``"stream:<stream ARN or Kafka source>:<shard or topic-partition>:<start>-<end>"`` for stream
-    failures (several Kafka partitions are joined with ``,``), ``"<RequestID>:legacy-dlq"`` for
-    dead-letter messages. The same record yields the same key whatever its envelope.
+    ``"stream:<function ARN>:<stream ARN or Kafka source>:<shard or partition>:<start>-<end>"``
+    for stream failures (several Kafka partitions are joined with ``,``; the function is in it,
+    as each function reading a stream reports its own failure of a batch),
+    ``"<RequestID>:legacy-dlq"`` for dead-letter messages. The same record yields the same key
+    whatever its envelope.
 
     ``record_json`` is the record as received (after the envelope), for storage; treat it, and
     the payloads, as read-only: they are shared with ``record``, not copied.
@@ -323,10 +325,17 @@ def _requested(
 
 
 def _stream_key(model: StreamFailureRecord) -> str:
+    # Each function (each event-source mapping) reading a stream sends its own record when it
+    # discards a batch, and several of them fail on the same bad record: the batch alone would
+    # take the second function's failure for a redelivery of the first's.
+    return f"stream:{model.request_context.function_arn}:{_batch_position(model)}"
+
+
+def _batch_position(model: StreamFailureRecord) -> str:
     info = model.kinesis_batch_info or model.ddb_stream_batch_info
     if info is not None:
         return (
-            f"stream:{info.stream_arn}:{info.shard_id}"
+            f"{info.stream_arn}:{info.shard_id}"
             f":{info.start_sequence_number}-{info.end_sequence_number}"
         )
     kafka = model.kafka_batch_info
@@ -338,12 +347,12 @@ def _stream_key(model: StreamFailureRecord) -> str:
             f"{partition}:{span.first_record_offset}-{span.last_record_offset}"
             for partition, span in sorted(kafka.records_info.items())
         )
-        return f"stream:{source}:{ranges}"
+        return f"{source}:{ranges}"
     single = kafka.record_info
     if single is None:  # pragma: no cover - KafkaBatchInfo's validator requires one of them
         raise DecodeError("invalid field KafkaBatchInfo: no recordsInfo or recordInfo")
     partition = _kafka_partition(model.payload) or f"request-{model.request_id}"
-    return f"stream:{source}:{partition}:{single.offset}-{single.offset}"
+    return f"{source}:{partition}:{single.offset}-{single.offset}"
 
 
 def _kafka_partition(payload: Any) -> str | None:
