@@ -326,6 +326,27 @@ def test_sns_wrapped_record_decodes_like_the_bare_one() -> None:
     assert wrapped.record_json == json.loads(body_of("invocation-retries-exhausted-node.json"))
 
 
+def test_sns_record_with_a_request_id_attribute_but_no_error_is_a_record() -> None:
+    # A publisher's own RequestID attribute (no ErrorCode, no ErrorMessage) does not make a
+    # dead-letter message: raw delivery on (the attributes on the SQS message) decoded the
+    # record, raw delivery off quarantined it ("SNS message attributes carry RequestID but no
+    # error").
+    notification = json.loads(body_of("sns-invocation-success-with-attributes.json"))
+    sqs_attributes = {
+        name: {"DataType": value["Type"], "StringValue": value["Value"]}
+        for name, value in notification["MessageAttributes"].items()
+    }
+
+    wrapped = decode_file("sns-invocation-success-with-attributes.json")
+    raw = decode(notification["Message"], sqs_attributes)
+
+    bare = decode_file("invocation-success.json")
+    assert (wrapped.kind, wrapped.envelope) == (MessageKind.INVOCATION, Envelope.SNS)
+    assert (raw.kind, raw.envelope) == (MessageKind.INVOCATION, Envelope.NONE)
+    assert wrapped.key == raw.key == bare.key
+    assert wrapped.record == raw.record == bare.record
+
+
 @pytest.mark.parametrize(
     ("name", "bare_name", "succeeded"),
     [

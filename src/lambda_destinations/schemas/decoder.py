@@ -29,7 +29,12 @@ from lambda_destinations.schemas._private import (
     validation_reason,
 )
 from lambda_destinations.schemas.arn import FunctionArn
-from lambda_destinations.schemas.envelopes import Envelope, Unwrapped, unwrap
+from lambda_destinations.schemas.envelopes import (
+    Envelope,
+    Unwrapped,
+    marks_dead_letter,
+    unwrap,
+)
 from lambda_destinations.schemas.errors import DecodeError
 from lambda_destinations.schemas.records import (
     InvocationRecord,
@@ -202,7 +207,7 @@ def _decode(body: str | bytes, message_attributes: Mapping[str, Any] | None) -> 
     if record is None:
         # An SNS-delivered dead-letter message: the attributes travel inside the notification.
         dlq = _dlq_attributes(unwrapped.attributes, "SNS message attribute")
-        if dlq is None:  # pragma: no cover - unwrap only returns no record when RequestID is set
+        if dlq is None:  # pragma: no cover - unwrap returns no record only for marked ones
             raise DecodeError("SNS message attributes carry RequestID but no error")
         return _legacy(unwrapped.text or "", dlq, unwrapped.envelope)
     try:
@@ -383,9 +388,7 @@ def _dlq_attributes(attributes: Any, what: str) -> tuple[str, str | None, str | 
         return None
     if not isinstance(attributes, Mapping):
         raise DecodeError(f"{what}s must be a mapping, not {type(attributes).__name__}")
-    if "RequestID" not in attributes or not (
-        "ErrorCode" in attributes or "ErrorMessage" in attributes
-    ):
+    if not marks_dead_letter(attributes):
         return None
     request_id = _attribute_value(attributes, "RequestID", what)
     if not request_id:

@@ -10,6 +10,7 @@ record as ``detail``. Anything else is taken to be a bare record and judged by t
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,12 @@ class Unwrapped:
     where: str = ""
 
 
+def marks_dead_letter(attributes: Mapping[str, Any]) -> bool:
+    """Whether message attributes mark a function's dead-letter message: ``RequestID`` with
+    ``ErrorCode`` or ``ErrorMessage``, as Lambda sets them (``RequestID`` alone may be anyone's)."""
+    return "RequestID" in attributes and ("ErrorCode" in attributes or "ErrorMessage" in attributes)
+
+
 def is_sns_notification(doc: dict[str, Any]) -> bool:
     """Whether ``doc`` has the shape of an SNS message (any ``Type``) as SQS receives it."""
     return isinstance(doc.get("Type"), str) and "TopicArn" in doc and "Message" in doc
@@ -63,7 +70,8 @@ def is_eventbridge_event(doc: dict[str, Any]) -> bool:
 def unwrap(doc: dict[str, Any]) -> Unwrapped:
     """Take ``doc`` out of its envelope; raise :class:`DecodeError` for envelopes of other kinds.
 
-    SNS notifications whose ``MessageAttributes`` carry ``RequestID`` are dead-letter messages
+    SNS notifications whose ``MessageAttributes`` mark a dead-letter message (RequestID, and
+    ErrorCode or ErrorMessage) are dead-letter messages
     from a function whose DLQ is an SNS topic: they are returned with ``record=None`` and the
     message text, for the caller to decode as a legacy DLQ message.
     """
@@ -82,7 +90,7 @@ def _unwrap_sns(doc: dict[str, Any]) -> Unwrapped:
     if not isinstance(message, str):
         raise DecodeError(f"SNS Message is {json_kind(message)}, not a string")
     attributes = doc.get("MessageAttributes")
-    if isinstance(attributes, dict) and "RequestID" in attributes:
+    if isinstance(attributes, dict) and marks_dead_letter(attributes):
         return Unwrapped(Envelope.SNS, None, text=message, attributes=attributes, where="SNS")
     if is_blank(message):
         raise DecodeError("SNS Message is empty")
