@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lambda_destinations.schemas import DecodeError, decode
+from lambda_destinations.schemas import DecodeError, Envelope, decode
 
 EVENTS = Path(__file__).parents[1] / "events"
 
@@ -339,10 +339,14 @@ def test_look_alikes_from_other_producers(doc: dict[str, Any], looks_like: str) 
 def test_nested_envelopes_are_named() -> None:
     event = json.dumps(golden("eventbridge-failure.json"))
 
+    # Lambda -> EventBridge -> a rule targeting an SNS topic -> the queue, raw delivery off
     assert reason_for(sns(event)) == (
-        "SNS Message: not a Lambda record: looks like an EventBridge event inside another "
-        "envelope (nested envelopes are not decoded)"
+        "SNS Message: not a Lambda record: looks like an EventBridge event inside an SNS "
+        "notification (nested envelopes are not decoded): turn on raw message delivery for the "
+        "queue's subscription to the topic"
     )
+    # with raw delivery, the queue receives the event itself
+    assert decode(event).envelope is Envelope.EVENTBRIDGE
 
 
 def test_malformed_legacy_attributes() -> None:

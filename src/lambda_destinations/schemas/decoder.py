@@ -502,6 +502,13 @@ def _looks_like(doc: dict[str, Any], envelope: Envelope) -> str | None:
     if isinstance(context, dict) and "partnerResourceArn" in context:
         return "an EventBridge Pipes failure record"
     if "detail-type" in doc and "source" in doc:
+        if envelope is Envelope.SNS:
+            # A rule whose target is an SNS topic the queue subscribes to: with raw message
+            # delivery the queue receives the event itself, which decodes.
+            return (
+                "an EventBridge event inside an SNS notification (nested envelopes are not "
+                "decoded): turn on raw message delivery for the queue's subscription to the topic"
+            )
         if envelope is not Envelope.NONE:
             return "an EventBridge event inside another envelope (nested envelopes are not decoded)"
         return "an EventBridge event"  # pragma: no cover - unwrap() rejects these first
