@@ -21,6 +21,8 @@ from lambda_destinations.store import FailureStatus, InvocationFilter, Store
 from lambda_destinations.store.base import ReplayOutcome
 from ledger_helpers import replayed_once
 
+EVENTS = Path(__file__).parents[1] / "events"
+
 JSON_FIELDS = {
     "request_id",
     "function_arn",
@@ -267,6 +269,34 @@ def test_show_prints_the_whole_record(cli_env, seeded, sqlite_url) -> None:
     assert "replays (1)" in out
     assert "new-rid-1" in out
     assert "cli ops@host" in out
+
+
+@pytest.mark.parametrize(
+    ("event", "batch", "where"),
+    [
+        ("stream-kinesis.json", "KinesisBatchInfo", '"shardId": "shardId-000000000001"'),
+        ("stream-dynamodb.json", "DDBStreamBatchInfo", '"batchSize": 1'),
+        ("stream-kafka-msk.json", "KafkaBatchInfo", '"firstRecordOffset": "2210"'),
+    ],
+)
+def test_show_of_a_stream_failure_says_where_its_batch_is(
+    cli_env, sqlite_url, event: str, batch: str, where: str
+) -> None:
+    # given: a stream's on-failure record, which carries no payload
+    row = row_of((EVENTS / event).read_text())
+    seed_sync(sqlite_url, [row])
+
+    # when
+    result = cli("failures", "show", row.key, env=cli_env)
+
+    # then: the batch's place, and what to do; not two empty payloads (before: "request
+    # payload (none)", "response payload (none)", and the batch nowhere but in the key)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"batch ({batch})" in out
+    assert where in out
+    assert "read them from the stream (or Kafka topic) before they expire" in out
+    assert "request payload" not in out
 
 
 def test_show_says_what_each_handler_run_is(cli_env, seeded, sqlite_url) -> None:

@@ -290,6 +290,29 @@ def _indented(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
+# Where a stream failure record says its batch is (one of them is present).
+_BATCH_INFOS = ("KinesisBatchInfo", "DDBStreamBatchInfo", "KafkaBatchInfo")
+
+
+def _payload_lines(row: InvocationRow, where: str) -> list[str]:
+    """The payloads; for a stream failure, which carries none, the batch's place instead."""
+    record = row.record if isinstance(row.record, dict) else {}
+    batch = next((name for name in _BATCH_INFOS if name in record), None)
+    if row.kind != "stream-failure" or batch is None:
+        return [
+            *("", "request payload", _pretty(row.request_payload, where)),
+            *("", "response payload", _pretty(row.response_payload, where)),
+        ]
+    lines = ["", f"batch ({batch})", _pretty(record[batch], where)]
+    lines.append(
+        "  Lambda sends where the batch was, not its records: read them from the stream (or "
+        "Kafka topic) before they expire, and reprocess them there (replay cannot)"
+    )
+    if record.get("payload") is not None:
+        lines += ["", "payload", _pretty(record["payload"], where)]
+    return lines
+
+
 def _whole_text(whole: FailureDetail) -> str:
     row = whole.row
     # A record carries up to 1 MiB: each long block is cut, saying where the whole is.
@@ -300,8 +323,7 @@ def _whole_text(whole: FailureDetail) -> str:
     if row.stack_trace:
         trace = "\n".join(str(frame).rstrip("\n") for frame in row.stack_trace)
         lines += ["stack trace", _indented(capped(trace, where))]
-    lines += ["", "request payload", _pretty(row.request_payload, where)]
-    lines += ["", "response payload", _pretty(row.response_payload, where)]
+    lines += _payload_lines(row, where)
     lines += _section(
         "deliveries",
         ["RECEIVED (UTC)", "MESSAGE ID", "RECEIVES", "QUEUE"],
