@@ -69,6 +69,11 @@ def visible(text: str) -> str:
     return _UNSHOWN.sub(_escape, text)
 
 
+def unshown(text: str) -> bool:
+    """Whether ``text`` holds a character :func:`visible` would spell as an escape."""
+    return _UNSHOWN.search(text) is not None
+
+
 # What SQS refuses in a message body or attribute, InvalidParameterValue "Invalid characters
 # found": anything outside XML's characters (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
 # #x10000-#x10FFFF), so the C0 controls but tab, LF and CR, lone surrogates, U+FFFE and U+FFFF.

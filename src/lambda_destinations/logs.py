@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import structlog
 
+from lambda_destinations._text import unshown, visible
 from lambda_destinations.redact import redact, redact_event
 
 LEVELS = {
@@ -34,11 +35,11 @@ def configure_logging(
     shows in its own words)."""
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
-    renderer: structlog.typing.Processor
+    renderer: list[structlog.typing.Processor]
     if fmt == "json":
-        renderer = structlog.processors.JSONRenderer()
+        renderer = [structlog.processors.JSONRenderer()]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = [_escaped, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
     hiding: list[structlog.typing.Processor] = [] if hide is None else [_hiding(hide)]
     structlog.configure(
         processors=[
@@ -49,7 +50,7 @@ def configure_logging(
             structlog.processors.format_exc_info,
             redact_event,  # passwords and addresses never reach a line
             _capped,  # after redact_event: a cut could split a password from what marks it
-            renderer,
+            *renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
@@ -75,6 +76,43 @@ def _capped(_logger: Any, _method: str, event: structlog.typing.EventDict) -> An
             half = LOGGED_MAX // 2
             cut = len(value) - 2 * half
             event[key] = f"{value[:half]}\n… {cut:,} characters cut …\n{value[-half:]}"
+    return event
+
+
+class _Quoted:
+    """A log value the console shows as Python's ``repr`` of it: quoted, its control, bidi
+    and other unprintable characters escaped (``'Err\\x1b[2J\\u202e'``)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+    __str__ = __repr__
+
+
+def _escaped(_logger: Any, _method: str, event: structlog.typing.EventDict) -> Any:
+    """The console's line written for a terminal: no value drives it or reorders it.
+
+    What a function or a message's sender wrote reaches log lines (an error's text, a request
+    id, what a handler logs of a record), and structlog's console renderer writes a text value
+    without a space or a quote as it is, and the event and a traceback always: an ESC sequence
+    could clear the operator's screen or set the clipboard (OSC 52), U+202E reverse the rest of
+    the line, a line feed in the event start a forged line. Such a value is shown quoted with
+    its escapes (as the renderer already shows one holding a space or a line feed); a
+    traceback keeps its lines, the rest spelled as :func:`visible` spells it. JSON lines escape
+    all of these already.
+    """
+    for key, value in event.items():
+        if not isinstance(value, str):
+            continue
+        if key in ("exception", "stack"):
+            event[key] = visible(value)
+        elif "\n" in value or unshown(value):
+            event[key] = _Quoted(value)
     return event
 
 
