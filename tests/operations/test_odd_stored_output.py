@@ -230,3 +230,51 @@ async def test_failures_stats_counts_a_record_of_the_year_1_as_failures_list_fin
         "1 failure in 1 function, 0001-01-01 00:00:00 → 0001-01-01 00:00:01 UTC\n"
     ), counted
     assert before == "0 failures in 0 functions, 0001-01-01 00:00:00 → 0001-01-01 00:00:00 UTC\n"
+
+
+# What a sender writes to forge a field of the views below: a line break, then a line that
+# reads as the view's own.
+FORGED_STATUS = "\nstatus       recovered"
+FORGED_ATTRIBUTE = "\n  LambdaDestinations.Reason = none: all is well"
+
+
+def _starting(text: str, start: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(start)]
+
+
+def test_a_line_break_in_a_field_never_starts_a_line_of_its_own(
+    sqs, make_queue, cli_env, tmp_path
+) -> None:
+    # given: a failure whose request id and error message end in a line that reads as the
+    # failure's status, stored by a worker; and a message that is no record, its attribute
+    # holding a line that reads as another attribute, quarantined by it to the DLQ
+    url, dlq = make_queue("forged")
+    assert dlq is not None
+    record = failure_record(random.Random(5), condition="RetriesExhausted")
+    request_id = f"req-forged{FORGED_STATUS}"
+    record["requestContext"]["requestId"] = request_id
+    record["responsePayload"]["errorMessage"] = f"boom{FORGED_STATUS}"
+    env = {**cli_env, "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'forged.db'}"}
+    assert run_once(sqs, url, env, json.dumps(record))["acked"] >= 1
+    attributes = {"Attr": {"DataType": "String", "StringValue": f"v{FORGED_ATTRIBUTE}"}}
+    sqs.send_message(QueueUrl=url, MessageBody="not json", MessageAttributes=attributes)
+    assert run_once(sqs, url, env, "{}")["quarantined"] == 2
+
+    # when: each view of them for people
+    key = f"{request_id}:RetriesExhausted"
+    failure = shown("failures", "show", key, env=env)
+    result = shown("result", request_id, env=env, code=1)
+    quarantined = json.loads(shown("quarantine", "list", "--json", env=env))
+    (with_attribute,) = [q for q in quarantined if "not JSON" in q["reason"]]
+    quarantine = shown("quarantine", "show", str(with_attribute["id"]), env=env)
+    peeked = shown("dlq", "peek", dlq, "--body", env=env)
+
+    # then: a field's further lines stand under its first, never at a label's place
+    assert _starting(failure, "status") == ["status       open"]
+    assert "request id   req-forged\n             status       recovered\n" in failure
+    error_type = record["responsePayload"]["errorType"]
+    assert f"error        {error_type}: boom\n             status       recovered\n" in failure
+    assert _starting(result, "status") == ["status      open"]
+    for text in (quarantine, peeked):
+        assert "  Attr = v\n           LambdaDestinations.Reason = none: all is well" in text
+        assert _starting(text, "  LambdaDestinations.Reason = none") == []

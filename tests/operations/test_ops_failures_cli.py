@@ -367,7 +367,10 @@ def test_show_cuts_each_long_block_at_64_ki_characters_and_json_keeps_it_whole(
     where = f"characters; failures show {row.key} --json prints it whole"
     error = f"{row.error_type}: {'m' * 100_000}"
     cut = "… cut: the first 65,536 of"
-    assert f"error        {error[:65536]}\n{cut} {len(error):,} {where}\n" in text.stdout
+    # (under the error, as a field's further lines are)
+    assert (
+        f"error        {error[:65536]}\n             {cut} {len(error):,} {where}\n" in text.stdout
+    )
     trace = "\n".join(response["stackTrace"])
     last_frame = trace[:65536].splitlines()[-1]
     assert f"  {last_frame}\n  {cut} {len(trace):,} {where}\n\nrequest payload" in text.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import textwrap
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from lambda_destinations._text import visible
 
@@ -30,6 +30,34 @@ def cell(value: object) -> str:
     if value is None or value == "":
         return "-"
     return visible(" ".join(value.split())) if isinstance(value, str) else str(value)
+
+
+def field_lines(fields: Iterable[tuple[str, object]], width: int) -> list[str]:
+    """``label  value`` lines, each label padded to ``width``; a value of several lines has its
+    further lines under its first, indented to ``width``.
+
+    A request id, a condition or an attribute is what a function or a message's sender wrote,
+    and may hold a line break: its next line at the start of the output would read as a field
+    of its own (``status       recovered`` under the real status). Controls and bidi controls
+    are the caller's to escape (:func:`~lambda_destinations._text.visible`), once, over the
+    whole text.
+    """
+    lines = []
+    for label, value in fields:
+        first, *rest = str(value).split("\n")
+        lines.append(f"{label:<{width}}{first}")
+        lines.extend(f"{'':<{width}}{line}" for line in rest)
+    return lines
+
+
+def attribute_lines(attributes: Iterable[tuple[str, str]]) -> list[str]:
+    """A message's attributes (name, value as text), ``  Name = value`` each, as
+    :func:`field_lines` (a value's further lines under its first)."""
+    return [
+        line
+        for name, text in attributes
+        for line in field_lines([(f"  {name} = ", text)], len(name) + 5)
+    ]
 
 
 def render_table(

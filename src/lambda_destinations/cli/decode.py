@@ -11,6 +11,7 @@ import click
 
 from lambda_destinations._text import visible
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
+from lambda_destinations.cli._table import field_lines
 from lambda_destinations.schemas import DecodedMessage, DecodeError, MessageKind, decode
 from lambda_destinations.times import utc_text
 
@@ -123,11 +124,7 @@ def _readable(decoded: DecodedMessage) -> str:
     if decoded.response_payload is not None and decoded.error_message is None:
         rows.append(("response_payload", _glimpse(decoded.response_payload)))
     width = max(len(name) for name, _ in rows) + 2
-    lines = []
-    for name, value in rows:
-        first, *rest = value.splitlines() or [""]
-        lines.append(f"{name + ':':<{width}}{first}")
-        lines.extend(f"{'':<{width}}{line}" for line in rest)
+    lines = field_lines(((name + ":", value) for name, value in rows), width)
     return _printable(visible("\n".join(lines)))
 
 

@@ -24,7 +24,7 @@ from lambda_destinations.cli._common import (
 )
 from lambda_destinations.cli._numbers import LIMIT_MAX, Whole
 from lambda_destinations.cli._options import settings_options
-from lambda_destinations.cli._table import plural, render_table
+from lambda_destinations.cli._table import attribute_lines, plural, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import attribute_text, pretty_body
 from lambda_destinations.operations.redrive import (
@@ -171,8 +171,9 @@ def _show_peeked(described: Sequence[dict[str, Any]], *, with_body: bool, queue:
         whole = f"dlq peek {queue} --body --json prints it whole"
         for item in described:
             click.echo(f"\n── {item['message_id']}")
-            for name, value in item["message_attributes"].items():
-                click.echo(visible(f"  {name} = {attribute_text(value)}"))
+            attributes = item["message_attributes"].items()
+            for line in attribute_lines((name, attribute_text(v)) for name, v in attributes):
+                click.echo(visible(line))
             click.echo(visible(capped(pretty_body(item["body"]), whole)))
 
 

@@ -34,7 +34,7 @@ from lambda_destinations.cli._common import (
     whole_ids,
 )
 from lambda_destinations.cli._options import settings_options
-from lambda_destinations.cli._table import render_table
+from lambda_destinations.cli._table import field_lines, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.detail import FailureDetail, failure_detail, run_status
 from lambda_destinations.operations.stats import check_window, window_start
@@ -317,9 +317,9 @@ def _whole_text(whole: FailureDetail) -> str:
     row = whole.row
     # A record carries up to 1 MiB: each long block is cut, saying where the whole is.
     where = f"failures show {shlex.quote(row.key)} --json prints it whole"
-    lines = _summary_lines(whole)
+    lines = field_lines(_summary_fields(whole), _LABELS)
     error = capped(error_label(row.error_type, row.error_message) or "-", where)
-    lines += ["", f"error        {error}"]
+    lines += ["", *field_lines([("error", error)], _LABELS)]
     if row.stack_trace:
         trace = "\n".join(str(frame).rstrip("\n") for frame in row.stack_trace)
         lines += ["stack trace", _indented(capped(trace, where))]
@@ -358,8 +358,12 @@ def _whole_text(whole: FailureDetail) -> str:
     return "\n".join(lines)
 
 
-def _summary_lines(whole: FailureDetail) -> list[str]:
-    """The record's identity, status, time and origin, one aligned line each."""
+# The width of the labels of `failures show` ("request id   ...").
+_LABELS = 13
+
+
+def _summary_fields(whole: FailureDetail) -> list[tuple[str, str]]:
+    """The record's identity, status, time and origin, one aligned field each."""
     row = whole.row
     status = row.status.value if row.status else ("succeeded" if row.succeeded else "-")
     if row.status_by:
@@ -369,26 +373,31 @@ def _summary_lines(whole: FailureDetail) -> list[str]:
         if row.approximate_invoke_count and row.approximate_invoke_count > 1
         else ""
     )
-    lines = [
-        f"request id   {row.request_id or '-'}",
-        f"key          {row.key}",
-        f"function     {function_label(row) or '-'}  ({row.function_arn or 'no ARN'})",
-        f"condition    {row.condition or '-'}{invoke}",
-        f"status       {status}",
-        f"time         {format_time(row.timestamp)} UTC  (first seen "
-        f"{format_time(row.first_seen_at)})",
-        f"kind         {row.kind}, envelope {row.envelope}",
-        f"queue        {row.queue}",
+    fields = [
+        ("request id", row.request_id or "-"),
+        ("key", row.key),
+        ("function", f"{function_label(row) or '-'}  ({row.function_arn or 'no ARN'})"),
+        ("condition", f"{row.condition or '-'}{invoke}"),
+        ("status", status),
+        (
+            "time",
+            f"{format_time(row.timestamp)} UTC  (first seen {format_time(row.first_seen_at)})",
+        ),
+        ("kind", f"{row.kind}, envelope {row.envelope}"),
+        ("queue", row.queue),
     ]
     if whole.others:
-        lines.append(f"also         {', '.join(whole.others)}")
+        fields.append(("also", ", ".join(whole.others)))
     if whole.replay_of is not None:
         of = whole.replay_of
-        lines.append(
-            f"replay of    {of.original_request_id or of.original_key}  "
-            f"(attempt {of.attempt}, {of.outcome.value})"
+        fields.append(
+            (
+                "replay of",
+                f"{of.original_request_id or of.original_key}  "
+                f"(attempt {of.attempt}, {of.outcome.value})",
+            )
         )
-    return lines
+    return fields
 
 
 def _section(title: str, headers: list[str], rows: list[list[Any]], **table: Any) -> list[str]:

@@ -28,7 +28,7 @@ from lambda_destinations.cli._common import (
 )
 from lambda_destinations.cli._numbers import LIMIT_MAX, Whole
 from lambda_destinations.cli._options import settings_options
-from lambda_destinations.cli._table import render_table
+from lambda_destinations.cli._table import attribute_lines, field_lines, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import (
     RESEND_CLAIM,
@@ -176,13 +176,14 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
         ("not a record", "decode_error"),
     )
     width = max(len(label) for label, _ in fields) + 2  # two spaces after the longest label
-    for label, name in fields:
-        if described.get(name) not in (None, ""):
-            click.echo(visible(f"{label:<{width}}{described[name]}"))
-    if row.message_attributes:
+    shown = [
+        (label, described[name]) for label, name in fields if described.get(name) not in (None, "")
+    ]
+    click.echo(visible("\n".join(field_lines(shown, width))))
+    attributes = [(name, attribute_text(v)) for name, v in (row.message_attributes or {}).items()]
+    if attributes:
         click.echo("\nattributes")
-        for attribute, value in row.message_attributes.items():
-            click.echo(visible(f"  {attribute} = {attribute_text(value)}"))
+        click.echo(visible("\n".join(attribute_lines(attributes))))
     click.echo("\nbody")
     # A body carries up to 1 MiB: cut as the console cuts it, saying where the whole is.
     whole = f"quarantine show {row.id} --json prints it whole"

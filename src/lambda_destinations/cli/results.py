@@ -28,6 +28,7 @@ from lambda_destinations.cli._app import (
 )
 from lambda_destinations.cli._common import aws_errors, dumps, invokable, invokable_function
 from lambda_destinations.cli._options import settings_options
+from lambda_destinations.cli._table import field_lines
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.templates import parse_duration
 from lambda_destinations.redact import echoed
@@ -295,5 +296,4 @@ def _show(outcome: InvocationResult, *, heading: bool) -> None:
     if outcome.timestamp is not None:
         lines.append(("finished", utc_text(outcome.timestamp) + " UTC"))
     lines.append(("response", dumps(outcome.response)))
-    for label, value in lines:
-        click.echo(visible(f"{label:<11} {value}"))
+    click.echo(visible("\n".join(field_lines(lines, 12))))
