@@ -528,3 +528,29 @@ async def test_dev_s_alert_line_escapes_the_controls_of_the_text_it_shows(
     # surrogate)
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "▸ alert" in line]
     assert line == "  ▸ alert     orders-api: bad \\u202etxt.exe\\x07\\x00 \ufffd end"
+
+
+async def test_dev_s_alert_line_is_one_line_whatever_the_text_it_shows(
+    moto_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given: dev's endpoint, printing alerts as dev does
+    simulation = FunctionSimulation(seed=1, delay=0)
+    async with (
+        DevEndpoint(moto_server, simulation, on_alert=_show_alert) as endpoint,
+        aiohttp.ClientSession() as http,
+    ):
+        # when: an alert quotes an error message, or a request id, whose line break is
+        # followed by what reads as a log line
+        text = "orders-api failed: boom\n2026-12-05T11:00:00Z [error    ] forged [req-1\r\n]"
+        body = json.dumps({"text": text})
+        headers = {"Content-Type": "application/json"}
+        async with http.post(endpoint.url + ALERTS_PATH, data=body, headers=headers) as answer:
+            assert answer.status == 200
+
+    # then: one line, its line breaks spaces, as a table's cell shows them
+    err = capsys.readouterr().err
+    assert "\n2026-12-05T11:00:00Z" not in err
+    (line,) = [line for line in err.splitlines() if "▸ alert" in line]
+    assert line == (
+        "  ▸ alert     orders-api failed: boom 2026-12-05T11:00:00Z [error ] forged [req-1 ]"
+    )

@@ -16,13 +16,13 @@ import click
 import structlog
 from click.core import ParameterSource
 
-from lambda_destinations._text import printable, visible
+from lambda_destinations._text import printable
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_CONFIG, EXIT_USAGE, command, fail
 from lambda_destinations.cli._common import aws_errors
 from lambda_destinations.cli._numbers import FiniteFloatRange, Whole
 from lambda_destinations.cli._options import hide_options, hide_password, settings_options
-from lambda_destinations.cli._table import plural
+from lambda_destinations.cli._table import cell, plural
 from lambda_destinations.cli.console import serve_alongside
 from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker, summary_line
 from lambda_destinations.config import DEV_CONFIG, DEV_STORE, RouteConfig, Settings
@@ -437,9 +437,11 @@ async def _dev(
 
 
 def _show_alert(text: str) -> None:
-    # The alert quotes the record's error message: its controls and bidi controls escaped (a
-    # BEL, U+202E), as wherever stored text is shown; stderr takes no lone surrogate either.
-    click.echo(printable(visible(f"  ▸ alert     {text}")), err=True)
+    # The alert quotes the record's error message and request id: on one line, as a table's
+    # cell (a line break in them would start a line that reads as dev's or the log's own), its
+    # controls and bidi controls escaped (a BEL, U+202E), as wherever stored text is shown;
+    # stderr takes no lone surrogate either.
+    click.echo(printable(f"  ▸ alert     {cell(text)}"), err=True)
 
 
 async def _queue_arn(aws: AwsClients, url: str) -> str:
