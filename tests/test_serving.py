@@ -1,5 +1,6 @@
 """A request our HTTP servers cannot parse (a request line over 8 KB) is a short 400 and one log
-line: the console as the command runs it, the ops server and dev's endpoint on real ports."""
+line: the console as the command runs it, the ops server and dev's endpoint on real ports. Idle
+connections past the limit are closed for new ones, never one answering a request."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from structlog.testing import capture_logs
 
+from lambda_destinations._serving import MAX_CONNECTIONS, AppRunner
 from lambda_destinations.dev_endpoint import DevEndpoint, FunctionSimulation
 from lambda_destinations.worker import OpsServer
 from processes import reap, start_console
@@ -130,3 +133,78 @@ def test_a_body_that_does_not_decode_is_one_log_line_on_any_route(
     assert len(lines) == 2, log[-3000:]
     assert all('"event": "request refused"' in line for line in lines)
     assert all("the body does not decode" in line for line in lines)
+
+
+async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """Whether the server closed this connection (it sent nothing: an idle connection)."""
+    try:
+        return await asyncio.wait_for(reader.read(1), 5) == b""
+    except TimeoutError:
+        return False
+
+
+async def test_idle_connections_past_the_limit_are_closed_so_a_probe_is_answered() -> None:
+    # given: the ops server, and a busy request on the console's kind of runner (a held wait)
+    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=bytes)
+    await ops.start()
+    port = ops.addresses[0][1]
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]
+    try:
+        # a request cut short (a slowloris) is as idle as a silent connection
+        idle[1][1].write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        with capture_logs() as logs:
+            # when: 20 more connections come, then a probe
+            idle += [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+            answer = await send_raw(
+                port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+
+        # then: the probe is answered; the 21 oldest idle connections were closed for the new
+        # ones (before: all kept, until the process has no file descriptor left), the rest not
+        assert answer == (200, '{"status": "alive"}')
+        closed = [await _closed_by_server(reader) for reader, _ in idle[:21]]
+        assert closed == [True] * 21
+        assert not await _closed_by_server(idle[21][0])
+        assert [e["event"] for e in logs] == ["too many connections"]
+        assert logs[0]["server"] == "ops"
+    finally:
+        for _, writer in idle:
+            writer.close()
+        await ops.close()
+
+
+async def test_a_connection_answering_a_request_is_not_closed_for_a_new_one() -> None:
+    # given: a server whose only route answers once released, and one request held there
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        entered.set()
+        await release.wait()
+        return web.Response(text="done")
+
+    app = web.Application()
+    app.router.add_get("/held", held)
+    runner = AppRunner(app, server="test", too_long="too long")
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    busy = asyncio.ensure_future(
+        send_raw(port, b"GET /held HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    )
+    others: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        await entered.wait()
+        # when: the limit's worth of connections more come
+        others = [
+            await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS + 5)
+        ]
+        release.set()
+
+        # then: the held request is answered whole; idle ones went in its place
+        assert await busy == (200, "done")
+        assert await _closed_by_server(others[0][0])
+    finally:
+        release.set()
+        for _, writer in others:
+            writer.close()
+        await runner.cleanup()

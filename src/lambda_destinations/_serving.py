@@ -6,6 +6,12 @@ line back) and logs a traceback. aiohttp offers no setting for that answer, so o
 the same server with a request handler of its own, which answers such a request with one short
 400 that says what to change, and logs one line; so is a body that does not decode, which
 aiohttp meets after the answer.
+
+aiohttp also keeps every connection a client opens, idle or half a request, for up to an hour,
+with no limit on their number: a few hundred idle sockets (a slowloris, a careless network)
+take the process's file descriptors, and the health probes beside them, and the worker's own
+connections, fail. Our server keeps at most ``MAX_CONNECTIONS``: one more closes the oldest
+connection that is idle (no request being answered), so a new one, a probe's, is served.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
 
 log = structlog.get_logger("lambda_destinations.http")
+
+# Connections each server keeps open at once before it closes idle ones: more than the
+# console's waits (100) and a few browsers, far fewer than a process's 1,024 file descriptors.
+MAX_CONNECTIONS = 128
 
 
 class _RequestHandler(web.RequestHandler):
@@ -60,6 +70,12 @@ class _RequestHandler(web.RequestHandler):
         super().log_exception(*args, **kw)
 
 
+def _idle(handler: web.RequestHandler) -> bool:
+    """Whether a connection answers no request and holds none read whole: it waits for one, or
+    for the rest of one (aiohttp's own fields: it has no public word for this)."""
+    return handler._current_request is None and not handler._messages
+
+
 class _Server(web.Server):
     def __init__(self, made: web.Server, *, server: str, too_long: str) -> None:
         super().__init__(
@@ -71,6 +87,26 @@ class _Server(web.Server):
         )
         self._server_name = server
         self._too_long = too_long
+        self._crowded = False
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        # In the order they came; one closed stays listed until its task ends.
+        still_open = [h for h in self._connections if h.transport is not None]
+        crowded = len(still_open) > MAX_CONNECTIONS
+        if crowded and not self._crowded:  # once until it is over, not once a connection
+            log.warning(
+                "too many connections",
+                server=self._server_name,
+                problem=f"over {MAX_CONNECTIONS} connections are open: the oldest idle ones "
+                "are closed for new ones",
+            )
+        self._crowded = crowded
+        if crowded:
+            # The longest-open one that answers no request, so that the one just made is served.
+            oldest = next((h for h in still_open if h is not handler and _idle(h)), None)
+            if oldest is not None:
+                oldest.force_close()
 
     def __call__(self) -> web.RequestHandler:
         return _RequestHandler(
