@@ -744,6 +744,34 @@ async def test_a_peek_count_that_is_no_number_is_one_line_400(
     assert peeked.status == 200
 
 
+async def test_a_peek_from_another_site_is_refused_and_receives_nothing(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: a message in a DLQ, and the console on loopback (reading needs no sign-in)
+    url, dlq_url = make_queue("peek-site")
+    sqs.send_message(QueueUrl=dlq_url, MessageBody=failure_body(1)[0])
+    client = await make_client(settings_for(url))
+    dlq_name = dlq_url.rsplit("/", 1)[1]
+
+    # when: another site's page loads the peek's address (an image, a link), then the
+    # console's own Peek link is followed
+    foreign = await client.get(
+        f"/dlqs/{dlq_name}?peek=10",
+        headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "image"},
+    )
+    own = await client.get(f"/dlqs/{dlq_name}?peek=10", headers={"Sec-Fetch-Site": "same-origin"})
+
+    # then: the foreign one is refused before any receive (before: 200, and each message's
+    # receive count went up by one); the console's own peeks as before
+    assert foreign.status == 403
+    assert (await foreign.text()).startswith("refused: the peek's link comes from another site")
+    message = sqs.receive_message(
+        QueueUrl=dlq_url, AttributeNames=["ApproximateReceiveCount"], VisibilityTimeout=0
+    )["Messages"][0]
+    assert own.status == 200
+    assert message["Attributes"]["ApproximateReceiveCount"] == "2"  # the own peek, and this one
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [

@@ -15,7 +15,14 @@ from lambda_destinations._request_ids import stored_id
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console, json_text
 from lambda_destinations.console.charts import hourly_bars
-from lambda_destinations.console.security import LINK_REFUSED, one_time_token, safe_next, take_link
+from lambda_destinations.console.security import (
+    LINK_REFUSED,
+    Refused,
+    one_time_token,
+    safe_next,
+    same_origin,
+    take_link,
+)
 from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
 from lambda_destinations.operations.detail import AmbiguousId, failure_detail, whole_id
 from lambda_destinations.operations.quarantine import pretty_body, resend_status
@@ -262,6 +269,13 @@ async def dlq(request: web.Request) -> web.Response:
     ref, sources = await configured_dlq(console, request.match_info["name"])
     peeked = None
     limit = _peek_count(request.query.get("peek", ""))
+    if limit and not same_origin(request):
+        # A peek receives the messages (their receive counts go up; a DLQ with a redrive
+        # policy of its own moves them on): no other site's link or image may make one.
+        raise Refused(
+            "the peek's link comes from another site (a peek adds one to each message's "
+            "receive count): open the DLQ's page here and use Peek"
+        )
     if limit:
         sqs = await console.aws.client("sqs")
         now = utcnow()
