@@ -27,6 +27,7 @@ from ops_helpers import at, count_messages, failure_body, send_all
 from lambda_destinations import times
 from lambda_destinations.config import Settings
 from lambda_destinations.console import ConsoleOptions, actions, create_app
+from lambda_destinations.console import app as console_app
 from lambda_destinations.console.app import CONSOLE
 from lambda_destinations.console.jobs import Job
 from lambda_destinations.handlers.persist import invocation_row
@@ -1637,6 +1638,31 @@ async def test_a_filter_value_pasted_whole_is_cut_in_its_error_line(make_client,
 
 
 _BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+async def test_a_form_that_arrives_a_byte_at_a_time_is_answered_408_not_held(
+    make_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the console, with a short time for a form's body to arrive
+    monkeypatch.setattr(console_app, "FORM_SECONDS", 0.3)
+    client = await make_client()
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        # when: a sign-in form says 1000 bytes and sends 6 (a slow-body client)
+        writer.write(
+            f"POST /login HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n"
+            "\r\ntoken=".encode()
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"send it again\n"), 10)
+    finally:
+        writer.close()
+
+    # then: 408 and its line (before: the connection was held for as long as the client sent
+    # a byte now and then, and no limit applies to connections reading a body)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert answer.endswith(b"\r\n\r\nthe form took over 0.3 s to arrive: send it again\n")
 
 
 def _error_page(page: str) -> tuple[str, str, str]:

@@ -165,11 +165,23 @@ def _shown(value: Any) -> Any:
     return value
 
 
+# The longest a form's body may take to arrive (8 MB at 140 KB/s). A connection reading a body
+# is not idle, and is never closed for a new one: without this, a client sending a byte now and
+# then held it, and its file descriptor, for as long as it liked.
+FORM_SECONDS = 60.0
+
+
 async def read_form(request: web.Request) -> dict[str, str]:
     """The text fields of the request's form; 400 for a body that is no form the console reads
-    (its line says why in plain words: Python's codec and parser texts name no fix)."""
+    (its line says why in plain words: Python's codec and parser texts name no fix), 408 for
+    one that takes over FORM_SECONDS to arrive."""
     try:
-        posted = await request.post()
+        async with asyncio.timeout(FORM_SECONDS):
+            posted = await request.post()
+    except TimeoutError:  # an OSError too: not the store's or AWS's, as guard would say
+        raise web.HTTPRequestTimeout(
+            text=f"the form took over {FORM_SECONDS:g} s to arrive: send it again\n"
+        ) from None
     except (ValueError, LookupError, RuntimeError, web.RequestPayloadError) as exc:
         raise web.HTTPBadRequest(
             text=f"the form cannot be read ({_unreadable(exc)}): send it as the console's pages "
