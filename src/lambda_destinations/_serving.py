@@ -121,8 +121,9 @@ class _Server(web.Server):
 class AppRunner(web.AppRunner):
     """``web.AppRunner`` without an access log, that gives open requests half a second at
     shutdown, and whose server answers a request its parser refuses with one short 400:
-    ``too_long`` for a request line or header over 8190 bytes. ``server`` names the server in
-    the log line."""
+    ``too_long`` for a request line or header over 8190 bytes, and which closes the oldest idle
+    connection for a new one past ``MAX_CONNECTIONS``. ``server`` names the server in the log
+    line."""
 
     def __init__(self, app: web.Application, *, server: str, too_long: str, **kwargs: Any) -> None:
         # At shutdown, requests still open (a result wait of up to a minute, a long poll) get
