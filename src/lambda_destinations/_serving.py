@@ -73,7 +73,11 @@ class _RequestHandler(web.RequestHandler):
 def _idle(handler: web.RequestHandler) -> bool:
     """Whether a connection answers no request and holds none read whole: it waits for one, or
     for the rest of one (aiohttp's own fields: it has no public word for this)."""
-    return handler._current_request is None and not handler._messages
+    # Read with defaults that mean "busy": an aiohttp without these fields closes no connection
+    # for a new one (as before this limit), rather than failing every connection made.
+    return getattr(handler, "_current_request", True) is None and not getattr(
+        handler, "_messages", True
+    )
 
 
 class _Server(web.Server):
@@ -92,7 +96,8 @@ class _Server(web.Server):
     def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
         # In the order they came; one closed stays listed until its task ends.
-        still_open = [h for h in self._connections if h.transport is not None]
+        connections = getattr(self, "_connections", {})  # aiohttp's own list
+        still_open = [h for h in connections if h.transport is not None]
         crowded = len(still_open) > MAX_CONNECTIONS
         if crowded and not self._crowded:  # once until it is over, not once a connection
             log.warning(
