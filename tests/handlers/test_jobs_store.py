@@ -225,6 +225,68 @@ async def test_a_redelivered_record_keeps_its_place_and_counts_once(jobs_store: 
     assert len(await jobs_store.list_jobs(kind="digest")) == 1
 
 
+async def test_send_first_lowered_in_an_open_window_still_digests_what_it_holds(
+    jobs_store: Store,
+) -> None:
+    # given: a window that sent three at once under send_first = 3
+    scope = scope_of("oncall", "orders-api", "TimeoutError")
+
+    async def admit(key: str, send_first: int) -> bool:
+        admission = await jobs_store.admit_alert(
+            scope,
+            key,
+            window=300,
+            send_first=send_first,
+            digest_kind="digest",
+            digest_payload={},
+        )
+        return admission.send_now
+
+    assert [await admit(f"k{n}", 3) for n in range(1, 4)] == [True] * 3
+
+    # when: a deploy lowers send_first to 1 while the window is open
+    held = [await admit(f"k{n}", 1) for n in range(4, 7)]
+
+    # then: the three after it are held, and a digest counts exactly those three
+    assert held == [False] * 3
+    (digest,) = await jobs_store.list_jobs(kind="digest")
+    assert digest.payload["send_first"] == 3
+    start = dt.datetime.fromisoformat(digest.payload["window_start"])
+    assert (await jobs_store.alert_window(scope, start)).admitted - 3 == 3
+    assert await admit("k2", 1) is True  # redelivered: sent at once the first time
+    assert await admit("k5", 3) is False  # held the first time
+
+
+async def test_send_first_raised_in_an_open_window_keeps_holding_for_the_digest(
+    jobs_store: Store,
+) -> None:
+    # given: send_first = 1, so the second record of the window was held for a digest
+    scope = scope_of("oncall", "billing", "KeyError")
+
+    async def admit(key: str, send_first: int) -> bool:
+        admission = await jobs_store.admit_alert(
+            scope,
+            key,
+            window=300,
+            send_first=send_first,
+            digest_kind="digest",
+            digest_payload={},
+        )
+        return admission.send_now
+
+    assert [await admit("a", 1), await admit("b", 1)] == [True, False]
+
+    # when: a deploy raises send_first to 5 while the window is open
+    later = [await admit(key, 5) for key in ("c", "d")]
+
+    # then: they are held too, and the digest (scheduled once) counts all three held
+    assert later == [False, False]
+    (digest,) = await jobs_store.list_jobs(kind="digest")
+    assert digest.payload["send_first"] == 1
+    assert await admit("a", 5) is True
+    assert await admit("b", 5) is False
+
+
 async def test_scopes_have_windows_of_their_own(jobs_store: Store) -> None:
     def admit(scope: str, key: str):  # type: ignore[no-untyped-def]
         return jobs_store.admit_alert(

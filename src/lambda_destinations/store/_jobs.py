@@ -9,9 +9,9 @@ SQLite has one writer at a time. A job whose worker died is taken again once its
 
 **Alert windows** count alerts per scope (one notifier, function and error type): the first
 alert of a quiet scope opens a window; every record admitted to it gets the next ordinal, once
-(a redelivered record finds its ordinal again), and the one just past the number that go out at
-once schedules the window's digest, in the same transaction. The digest counts the window's
-members when it fires; a record arriving after the window ended opens the next one.
+(a redelivered record finds its ordinal again), and the first one held back past the number
+that go out at once schedules the window's digest, in the same transaction. The digest counts
+the window's members when it fires; a record arriving after the window ended opens the next one.
 
 The tables are declared here on the shared ``_tables.metadata`` (so the schema test sees them);
 migration version 3 in :mod:`.migrations` is their frozen DDL. :class:`JobsMixin` holds the
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from lambda_destinations.store._access import SqlAccess, from_row
+from lambda_destinations.store._access import SqlAccess, StoreConnection, from_row
 from lambda_destinations.store._tables import metadata, str_enum
 from lambda_destinations.store._types import UTCDateTime, json_value
 from lambda_destinations.store.base import (
@@ -326,7 +326,7 @@ class JobsMixin(SqlAccess):
     ) -> AlertAdmission:
         if window <= 0:
             raise ValueError(f"an alert window lasts more than 0 seconds, got {window}")
-        found = await self._admission(scope, key, send_first)
+        found = await self._admission(scope, key)
         if found is not None:
             return found  # a redelivery: the same window and ordinal as the first time
         sql = self._jobs_sql()
@@ -347,28 +347,34 @@ class JobsMixin(SqlAccess):
                 }
                 if (await conn.execute(sql.insert_member, member)).first() is None:
                     raise _MemberExists
-                scheduled = False
-                if ordinal == send_first + 1:
-                    # The first record past those sent at once: the window needs a digest.
+                held, scheduled = ordinal > send_first, False
+                if held:
+                    # Past those sent at once: the window needs a digest. Tried for each one
+                    # held (a no-op once it exists), not only for send_first + 1: send_first
+                    # may have been lowered, by a deploy, past this window's ordinals.
                     job = _digest_job(
-                        scope, start, end, send_first, digest_kind, digest_payload, settle
+                        scope, start, end, ordinal - 1, digest_kind, digest_payload, settle
                     )
                     inserted = await conn.execute(sql.insert_job, _job_values(job))
                     scheduled = inserted.first() is not None
+                elif ordinal > 1:
+                    # send_first raised while the window holds records back: they stay held,
+                    # or the digest would count records that went out at once.
+                    held = await _digest_of(conn, scope, start) is not None
         except _MemberExists:
-            found = await self._admission(scope, key, send_first)
+            found = await self._admission(scope, key)
             if found is None:  # pragma: no cover - the row that conflicted is committed
                 raise RuntimeError(f"alert member {scope} {key} vanished") from None
             return found
         return AlertAdmission(
             ordinal=ordinal,
-            send_now=ordinal <= send_first,
+            send_now=not held,
             window_start=start,
             window_end=end,
             digest_scheduled=scheduled,
         )
 
-    async def _admission(self, scope: str, key: str, send_first: int) -> AlertAdmission | None:
+    async def _admission(self, scope: str, key: str) -> AlertAdmission | None:
         members, groups = alert_members.c, alert_groups.c
         stmt = (
             sa.select(members.window_start, members.ordinal, groups.window_start, groups.window_end)
@@ -377,14 +383,18 @@ class JobsMixin(SqlAccess):
         )
         async with self._read() as conn:
             row = (await conn.execute(stmt)).first()
-        if row is None:
-            return None
-        start, ordinal, group_start, group_end = row
+            if row is None:
+                return None
+            start, ordinal, group_start, group_end = row
+            digest = await _digest_of(conn, scope, start)
         # The window's end is known while the scope's row still holds that window; after that
         # it has ended anyway.
         end = group_end if group_start == start and group_end is not None else start
+        # Held back the first time if and only if the window's digest counts it: from the
+        # record after the ones its job says went out at once (whatever send_first is now).
+        held = digest is not None and ordinal > int(digest["send_first"])
         return AlertAdmission(
-            ordinal=ordinal, send_now=ordinal <= send_first, window_start=start, window_end=end
+            ordinal=ordinal, send_now=not held, window_start=start, window_end=end
         )
 
     async def alert_window(self, scope: str, window_start: dt.datetime) -> AlertWindow:
@@ -403,11 +413,21 @@ class JobsMixin(SqlAccess):
         )
 
 
+async def _digest_of(
+    conn: StoreConnection, scope: str, start: dt.datetime
+) -> dict[str, Any] | None:
+    """The payload of the digest job of ``scope``'s window opened at ``start``, if it has one."""
+    jobs = scheduled_jobs.c
+    stmt = sa.select(jobs.payload).where(jobs.key == digest_job_key(scope, start))
+    payload: dict[str, Any] | None = (await conn.execute(stmt)).scalar()
+    return payload
+
+
 def _digest_job(
     scope: str,
     start: dt.datetime,
     end: dt.datetime,
-    send_first: int,
+    sent: int,
     kind: str,
     payload: dict[str, Any],
     settle: float,
@@ -423,6 +443,6 @@ def _digest_job(
             "scope": scope,
             "window_start": start.isoformat(),
             "window_end": end.isoformat(),
-            "send_first": send_first,
+            "send_first": sent,  # records that went out at once: the digest counts the rest
         },
     )

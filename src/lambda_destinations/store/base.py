@@ -712,11 +712,14 @@ class Store(Lifetime):
         """Admit record ``key`` to the current alert window of ``scope`` (``window`` seconds,
         opened by the first admission after the last one ended).
 
-        The first ``send_first`` records of a window are to be sent now; the one after them
-        schedules the window's digest job (``digest_kind``, key
+        The first ``send_first`` records of a window are to be sent now; the first one held
+        back schedules the window's digest job (``digest_kind``, key
         ``digest:<scope>:<window start>``, due ``settle`` seconds after the window ends, with
-        ``digest_payload`` plus the scope and window). Idempotent per (scope, key): a
-        redelivered record gets the same window and ordinal, and counts once.
+        ``digest_payload`` plus the scope, the window and how many went out before it), and
+        every record after it is held back too. So a ``send_first`` changed while a window is
+        open (a deploy) neither leaves held records without a digest nor sends one the digest
+        counts. Idempotent per (scope, key): a redelivered record gets the same window, ordinal
+        and answer, and counts once.
         """
 
     @abc.abstractmethod
