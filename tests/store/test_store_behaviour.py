@@ -403,6 +403,17 @@ async def test_a_delivery_may_be_recorded_for_a_key_with_no_row(
     assert await store.get_invocation(row.key) is None
 
 
+async def test_a_store_knows_whether_it_handled_anything(
+    store: Store, other_store: Store, make_row: RowFactory
+) -> None:
+    # new: nothing handled; a claim alone (a route without persist) is a record handled
+    assert await store.has_handled() is False
+    row = make_row()
+    assert await store.claim_handler(row.key, "oncall", "w1", 30) is True
+
+    assert await other_store.has_handled() is True
+
+
 async def test_get_invocation_by_key_or_by_newest_row_of_a_request_id(
     store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
 ) -> None:

@@ -1038,6 +1038,14 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             rows = sorted([first, *rows], key=lambda row: row.received_at)
         return rows
 
+    async def has_handled(self) -> bool:
+        async with self._read() as conn:
+            for table in (handler_runs, deliveries, invocations):
+                probe = sa.select(sa.literal(1)).select_from(table).limit(1)
+                if (await conn.execute(probe)).first() is not None:
+                    return True
+        return False
+
     async def handler_runs(self, key: str) -> list[HandlerRun]:
         rows, stored = await self._rows_of_key(self._handler_runs, key, HandlerRun)
         saved_by = None if stored is None else stored.saved_by

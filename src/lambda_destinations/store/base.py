@@ -530,6 +530,11 @@ class Store(Lifetime):
     async def handler_runs(self, key: str) -> list[HandlerRun]: ...
 
     @abc.abstractmethod
+    async def has_handled(self) -> bool:
+        """Whether the store keeps a trace of any record handled (a record, a delivery or a
+        handler run): False for a new store, which knows of no effect already made."""
+
+    @abc.abstractmethod
     async def list_quarantine(
         self,
         *,

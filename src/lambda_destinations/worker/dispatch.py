@@ -327,6 +327,9 @@ class Dispatcher:
         # last took one (acked or quarantined): a job that ends with some has not drained its
         # queues, however empty they answer (see Worker.run).
         self.refused_by_store = 0
+        # When the worker started on a store that held no record handled (epoch seconds), until
+        # the first message received before then says so (see _warn_handled_elsewhere).
+        self.new_store_since: float | None = None
 
     def store_down(self, error: BaseException | None = None) -> None:
         """Note that the store failed (with ``error``, which the watcher's line names); the
@@ -372,10 +375,28 @@ class Dispatcher:
             request_id=decoded.request_id,
             function=function,
         )
+        if self.new_store_since is not None and item.receive_count > 1:
+            self._warn_handled_elsewhere(item)
         # Deliveries of one record inside this worker take turns, so a duplicate finds the
         # first one's completions instead of a live claim to wait out.
         async with self._key_locks.hold(decoded.key):
             return await self._run_chain(item, decoded)
+
+    def _warn_handled_elsewhere(self, item: InFlight) -> None:
+        """Warn once when a message first received before the worker started on a new store
+        comes: the handlers that ran for it are on record in whatever store was used then (a
+        store URL changed in a deploy), so they run again."""
+        since = self.new_store_since
+        first = item.message.get("Attributes", {}).get("ApproximateFirstReceiveTimestamp")
+        if since is None or not str(first).isdigit() or int(str(first)) >= since * 1000:
+            return
+        self.new_store_since = None
+        log.warning(
+            "a message received before this worker started on a new, empty store: if another "
+            "store recorded what ran for it (the store URL changed), its handlers run again "
+            "(a second SMS, email, webhook or replay), as will those of every such message; "
+            "set store back to that one until the queues have drained"
+        )
 
     async def _run_chain(self, item: InFlight, decoded: DecodedMessage) -> Outcome:
         chain = self.router.chain_for(decoded, item.queue.name, item.queue.url)

@@ -96,7 +96,7 @@ BACKGROUND = ("heartbeat", "store-watcher", "queue-metrics", "task-protection")
 SAMPLE_TIMEOUT = 10.0
 # The system attributes a receive asks for: the receive count (retries, the DLQ's last
 # receive, logs) and the sent time (the message age metric).
-SYSTEM_ATTRIBUTES = ("ApproximateReceiveCount", "SentTimestamp")
+SYSTEM_ATTRIBUTES = ("ApproximateReceiveCount", "SentTimestamp", "ApproximateFirstReceiveTimestamp")
 DEPTH_ATTRIBUTES = {
     "ApproximateNumberOfMessages": "visible",
     "ApproximateNumberOfMessagesNotVisible": "in_flight",
@@ -377,6 +377,9 @@ class Worker(Lifetime):
         )
         # The scheduler's store failures pause receiving and unready /readyz as a handler's do.
         self.scheduler.store_down = self._dispatcher.store_down
+        with contextlib.suppress(StoreUnavailable):  # only a warning hangs on it
+            if not await self.store.has_handled():
+                self._dispatcher.new_store_since = time.time()
         self.metrics.zero([q.name for q in self.queues], self.router.handler_names())
 
     async def _open_store(self) -> None:

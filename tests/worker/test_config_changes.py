@@ -1,0 +1,96 @@
+"""A deploy that changes the configuration while messages are in flight: the worker on a new
+store says that records handled with another store run their handlers again."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from structlog.testing import capture_logs
+from worker_helpers import CountingHandler, registry_with, routed, run_until, send_bodies
+
+from lambda_destinations.simulate import failure_record
+from lambda_destinations.worker import Worker
+
+NEW_STORE = "a message received before this worker started on a new, empty store"
+
+
+def warnings_of(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in logs if str(line["event"]).startswith(NEW_STORE)]
+
+
+def records(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+    return [json.dumps(failure_record(rng, condition="RetriesExhausted")) for _ in range(count)]
+
+
+def receive_and_return(sqs: Any, url: str, count: int) -> None:
+    """Receive ``count`` messages as a worker on another store would have, and let them go."""
+    received = 0
+    while received < count:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        received += len(got.get("Messages", []))
+
+
+async def test_messages_received_before_a_worker_on_a_new_store_are_named_once(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: two messages a worker on another store received (the store URL then changed)
+    url, _ = make_queue("new-store", max_receive_count=10)
+    send_bodies(sqs, url, records(1, 2))
+    receive_and_return(sqs, url, 2)
+    settings = routed(settings_for(url), "persist", "count")
+    counter = CountingHandler()
+
+    # when: a worker on a new store drains them
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+            stats = await worker.run(once=True)
+
+    # then: the handlers ran (the new store knows of nothing), and one warning says why
+    assert sum(counter.runs.values()) == 2
+    assert stats.outcomes["ack"] == 2
+    (warning,) = warnings_of(logs)
+    assert warning["log_level"] == "warning"
+    assert "set store back to that one" in warning["event"]
+
+
+async def test_a_store_that_handled_records_before_says_nothing(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a store that handled a record, and a message received before the next start
+    url, _ = make_queue("old-store", max_receive_count=10)
+    settings = routed(settings_for(url), "persist", "count")
+    send_bodies(sqs, url, records(2, 1))
+    async with Worker(settings, registry=registry_with(settings, CountingHandler())) as worker:
+        await worker.run(once=True)
+    send_bodies(sqs, url, records(3, 1))
+    receive_and_return(sqs, url, 1)
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, CountingHandler())) as worker:
+            await worker.run(once=True)
+
+    # then
+    assert warnings_of(logs) == []
+
+
+async def test_a_new_stores_own_retries_are_no_sign_of_another_store(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a new store, and a record whose handler fails once (retried by message)
+    url, _ = make_queue("own-retry", max_receive_count=10)
+    send_bodies(sqs, url, records(4, 1))
+    settings = routed(settings_for(url, handler_attempts=1), "count")
+    counter = CountingHandler(fail_transient=1)
+
+    # when: it comes back to the same worker
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+            await run_until(worker, lambda: sum(counter.runs.values()) == 1)
+
+    # then
+    assert [receives for _key, receives, _at in counter.calls] == [1, 2]
+    assert warnings_of(logs) == []
