@@ -1,5 +1,6 @@
-"""A deploy that changes the configuration while messages are in flight: the worker on a new
-store says that records handled with another store run their handlers again."""
+"""A deploy that changes the configuration while messages are in flight: the worker says what
+it cannot do as before (records handled with another store run their handlers again; digests
+of a notifier renamed or removed go unsent)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from structlog.testing import capture_logs
 from worker_helpers import CountingHandler, registry_with, routed, run_until, send_bodies
 
 from lambda_destinations.simulate import failure_record
+from lambda_destinations.store import Store, scope_of
 from lambda_destinations.worker import Worker
 
 NEW_STORE = "a message received before this worker started on a new, empty store"
@@ -94,3 +96,54 @@ async def test_a_new_stores_own_retries_are_no_sign_of_another_store(
     # then
     assert [receives for _key, receives, _at in counter.calls] == [1, 2]
     assert warnings_of(logs) == []
+
+
+async def held_back_by(store_url: str, notifier: str) -> None:
+    """A window of ``notifier`` that held an alert back: its digest is due later."""
+    async with Store.from_url(store_url) as store:
+        await store.migrate()
+        scope = scope_of(notifier, "orders-api", "TimeoutError")
+        admission = await store.admit_alert(
+            scope,
+            "req-1:RetriesExhausted",
+            window=300,
+            send_first=0,
+            digest_kind="digest",
+            digest_payload={"handler": notifier},
+        )
+    assert admission.digest_scheduled
+
+
+async def test_a_digest_due_from_a_notifier_renamed_in_a_deploy_is_named_at_start(
+    make_queue, settings_for
+) -> None:
+    # given: a digest due from oncall, and a deploy that renamed it oncall-sms
+    url, _ = make_queue("renamed")
+    renamed = {"oncall-sms": {"type": "sms", "phone_numbers": ["+14155552671"]}}
+    settings = settings_for(url, handlers=renamed)
+    await held_back_by(settings.store, "oncall")
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings):
+            pass
+
+    # then
+    (warning,) = [line for line in logs if str(line["event"]).startswith("alert digests")]
+    assert warning["handlers"] == ["oncall"]
+    assert "put the [handlers.NAME] tables back" in warning["event"]
+
+
+async def test_a_digest_due_from_a_notifier_still_configured_says_nothing(
+    make_queue, settings_for
+) -> None:
+    url, _ = make_queue("kept")
+    kept = {"oncall": {"type": "email", "from": "a@example.com", "to": ["b@example.com"]}}
+    settings = settings_for(url, handlers=kept)
+    await held_back_by(settings.store, "oncall")
+
+    with capture_logs() as logs:
+        async with Worker(settings):
+            pass
+
+    assert [line for line in logs if str(line["event"]).startswith("alert digests")] == []

@@ -26,13 +26,13 @@ from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import InDoubt, InDoubtOption, settle_in_doubt
 from lambda_destinations.handlers.templates import Duration, describe_duration, iso
 from lambda_destinations.retrying import retry_transient
-from lambda_destinations.store import scope_of, utcnow
+from lambda_destinations.store import JobState, scope_of, utcnow
 from lambda_destinations.times import utc_text
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from lambda_destinations.handlers.jobs import JobContext
+    from lambda_destinations.handlers.jobs import Handlers, JobContext
     from lambda_destinations.schemas import DecodedMessage
     from lambda_destinations.store import ScheduledJob, Store
 
@@ -227,6 +227,24 @@ async def admit(
             window_end=iso(admission.window_end),
         )
     return admission.send_now
+
+
+async def unsendable_digests(store: Store, registry: Handlers) -> list[str]:
+    """The notifiers that digests still due name and this configuration has no notifier by
+    (renamed or removed in a deploy while their windows held alerts back): those digests
+    would fail when due, their held alerts unsent."""
+    names = {
+        str(job.payload.get("handler"))
+        for job in await store.list_jobs(kind=DIGEST_KIND, state=JobState.PENDING, limit=1000)
+    }
+    return sorted(name for name in names if not _notifier(registry, name))
+
+
+def _notifier(registry: Handlers, name: str) -> bool:
+    try:
+        return isinstance(registry.get(name), Notifier)
+    except ConfigError:
+        return False
 
 
 async def run_digest_job(job: ScheduledJob, context: JobContext) -> None:

@@ -43,6 +43,7 @@ from lambda_destinations.handlers.registry import (
     configured_handlers,
     replay_outcomes_linked,
 )
+from lambda_destinations.handlers.storm import unsendable_digests
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import backoff_delay, describe_error, is_transient
 from lambda_destinations.store import Store
@@ -377,9 +378,16 @@ class Worker(Lifetime):
         )
         # The scheduler's store failures pause receiving and unready /readyz as a handler's do.
         self.scheduler.store_down = self._dispatcher.store_down
-        with contextlib.suppress(StoreUnavailable):  # only a warning hangs on it
+        with contextlib.suppress(StoreUnavailable):  # only warnings hang on these
             if not await self.store.has_handled():
                 self._dispatcher.new_store_since = time.time()
+            if gone := await unsendable_digests(self.store, self.registry):
+                log.warning(
+                    "alert digests are due from notifiers this configuration does not have "
+                    "(renamed or removed): they will fail, and the alerts their windows held "
+                    "back go unsent; put the [handlers.NAME] tables back until they are sent",
+                    handlers=gone,
+                )
         self.metrics.zero([q.name for q in self.queues], self.router.handler_names())
 
     async def _open_store(self) -> None:
