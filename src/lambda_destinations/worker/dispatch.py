@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import datetime as dt
 import math
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -76,6 +77,7 @@ from lambda_destinations.worker.queues import (
     sendable_attribute,
     storable_attributes,
 )
+from lambda_destinations.worker.tracebacks import TracebackLog
 
 if TYPE_CHECKING:
     from lambda_destinations.aws import AwsClients
@@ -313,6 +315,7 @@ class Dispatcher:
         # free within one lease (see _renewing).
         self.claim_ttl = settings.claim_lease
         self._key_locks = KeyLocks()
+        self._tracebacks = TracebackLog()  # handler bugs whose traceback was logged, and when
         # Claims of this worker's own finished deliveries that the store refused to release
         # (it was down): (key, handler) -> owner. The next delivery of the key here releases
         # it first, instead of waiting the claim out as if another worker were running it.
@@ -707,10 +710,21 @@ class Dispatcher:
             if kind != "unknown":
                 log.warning(f"handler {handler.name} failed ({kind})", error=describe_error(exc))
             else:
-                log.exception(f"handler {handler.name} raised an unexpected error")
+                self._log_unexpected(handler.name, exc)
             raise HandlerFailed(handler.name, exc, permanent=kind == "permanent") from exc
         finally:
             duration.observe(asyncio.get_running_loop().time() - started)
+
+    def _log_unexpected(self, handler: str, exc: Exception) -> None:
+        """A handler's bug: its traceback once (and again every few minutes while it lasts),
+        not at every delivery (see worker/tracebacks.py)."""
+        message = f"handler {handler} raised an unexpected error"
+        logged = self._tracebacks.logged_at(handler, exc)
+        if logged is None:
+            log.error(message, error=describe_error(exc), exc_info=exc)
+            return
+        when = dt.datetime.fromtimestamp(logged, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log.error(message, error=describe_error(exc), traceback=f"as logged at {when}")
 
     async def _complete(
         self, key: str, handler: str, owner: str, detail: str | None = None
