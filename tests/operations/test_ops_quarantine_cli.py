@@ -301,6 +301,43 @@ async def test_resends_at_once_send_the_message_once(
         assert await store.list_quarantine() == []
 
 
+async def test_a_keep_resend_made_since_a_read_is_not_made_again(
+    sqs, make_queue, store_url: str, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a message only the store holds, read by two operators' resends (--keep) at once
+    url, _ = make_queue("resend-keep", dlq=False)
+    settings = settings_for(store=store_url)
+    async with Store.from_url(store_url) as store:
+        await store.migrate()
+        await store.save_quarantine(
+            QuarantineRow(url, "m-1", POISON, {}, "decode error: not a record", 1)
+        )
+        (read,) = await store.list_quarantine()
+
+    async def resend_as_read(row: QuarantineRow) -> str:
+        async with Store.from_url(store_url) as store, AwsClients(settings) as aws:
+            try:
+                return await resend(store, await aws.client("sqs"), row, keep=True)
+            except NotResent as exc:
+                return f"not resent: {exc}"
+
+    # when: the first sends it and keeps the copy; then the second, with the row as it read it
+    first = await resend_as_read(read)
+    second = await resend_as_read(read)
+
+    # then: sent once (the copy kept released its claim, and the second claimed and sent it
+    # again: three operators' `--all --keep` sent 60 messages 150 times); the second says why
+    assert not first.startswith("not resent"), first
+    assert second.startswith("not resent: resent by another caller since"), second
+    assert count_messages(sqs, url) == 1
+    # and a resend that reads it after that sends it again, as --keep allows
+    async with Store.from_url(store_url) as store:
+        (again,) = await store.list_quarantine()
+    assert again.resending() is False
+    assert not (await resend_as_read(again)).startswith("not resent")
+    assert count_messages(sqs, url) == 2
+
+
 def test_two_cli_resends_at_once_send_once(sqs, quarantined) -> None:
     url, env = quarantined
     (row,) = as_json(cli("quarantine", "list", "--json", env=env))

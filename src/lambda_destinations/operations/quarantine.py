@@ -27,6 +27,10 @@ _OWN_ATTRIBUTE_PREFIX = "LambdaDestinations."
 # How long a resend holds a message: far longer than one SendMessage with its retries takes.
 RESEND_CLAIM = 300.0
 ALREADY_RESENT = "resent already: the store no longer holds it"
+RESENT_MEANWHILE = (
+    "resent by another caller since this one read it (its copy kept: --keep): resend it "
+    "again to send it once more"
+)
 BEING_RESENT = (
     f"being resent by another caller just now (or by one interrupted: try again in "
     f"{RESEND_CLAIM / 60:.0f} minutes)"
@@ -135,10 +139,10 @@ async def resend(
     # Imported here: botocore's exceptions cost `quarantine list`, which sends nothing.
     from lambda_destinations.retrying import answered, answered_and_transient, in_process_retrying
 
-    claimed = await store.claim_quarantine(row.id, RESEND_CLAIM)
+    # Claimed only as read: a --keep resend since then leaves the copy, and its mark.
+    claimed = await store.claim_quarantine(row.id, RESEND_CLAIM, as_read=row)
     if claimed is None:
-        gone = await store.get_quarantine(row.id) is None
-        raise NotResent(ALREADY_RESENT if gone else BEING_RESENT)
+        raise NotResent(_not_claimed(await store.get_quarantine(row.id)))
     try:
         # Tried again only when SQS answered (throttled, say): a send whose answer was lost
         # may be in the queue, and is not sent again.
@@ -152,10 +156,17 @@ async def resend(
     new_id = str(answer.get("MessageId", ""))
     on_sent(new_id)
     if keep:
-        await store.release_quarantine(row.id)
+        await store.release_quarantine(row.id, sent=True)
     else:
         await store.delete_quarantine(row.id)
     return new_id
+
+
+def _not_claimed(now: QuarantineRow | None) -> str:
+    """Why a resend could not claim a message, by the row as it is ``now``."""
+    if now is None:
+        return ALREADY_RESENT
+    return BEING_RESENT if now.resending() else RESENT_MEANWHILE
 
 
 def _send_request(row: QuarantineRow) -> dict[str, Any]:

@@ -1111,7 +1111,9 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             deleted = (await conn.execute(stmt)).rowcount
         return bool(deleted)
 
-    async def claim_quarantine(self, quarantine_id: int, ttl: float) -> QuarantineRow | None:
+    async def claim_quarantine(
+        self, quarantine_id: int, ttl: float, *, as_read: QuarantineRow | None = None
+    ) -> QuarantineRow | None:
         # One UPDATE, so atomic on both backends: of callers at once, one gets the row back.
         now, until = self._lease_clock()
         claimed_until = quarantine.c.resend_claimed_until
@@ -1124,18 +1126,28 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             .values(resend_claimed_until=until)
             .returning(*quarantine.c)
         )
+        params = self._lease_params(ttl)
+        if as_read is not None:
+            # Unchanged since the caller read it: a resend made since (a --keep one leaves its
+            # time there) is not made a second time.
+            read = sa.bindparam("b_read", type_=UTCDateTime())
+            stmt = stmt.where(claimed_until.is_not_distinct_from(read))
+            params["b_read"] = as_read.resend_claimed_until
         async with self._write() as conn:
-            row = (await conn.execute(stmt, self._lease_params(ttl))).first()
+            row = (await conn.execute(stmt, params)).first()
         return None if row is None else from_row(QuarantineRow, row)
 
-    async def release_quarantine(self, quarantine_id: int) -> None:
+    async def release_quarantine(self, quarantine_id: int, *, sent: bool = False) -> None:
+        # Sent (and kept): the claim ends now rather than vanishing, so the row shows that a
+        # resend was made since anyone read it.
+        _now, until = self._lease_clock()
         stmt = (
             sa.update(quarantine)
             .where(quarantine.c.id == quarantine_id)
-            .values(resend_claimed_until=None)
+            .values(resend_claimed_until=until if sent else None)
         )
         async with self._write() as conn:
-            await conn.execute(stmt)
+            await conn.execute(stmt, self._lease_params(0) if sent else {})
 
 
 # A column the code reads is missing: the store was made by an older version.

@@ -553,16 +553,21 @@ class Store(Lifetime):
         """Forget a quarantined message (it was sent back to its queue); False if unknown."""
 
     @abc.abstractmethod
-    async def claim_quarantine(self, quarantine_id: int, ttl: float) -> QuarantineRow | None:
+    async def claim_quarantine(
+        self, quarantine_id: int, ttl: float, *, as_read: QuarantineRow | None = None
+    ) -> QuarantineRow | None:
         """Hold a quarantined message for ``ttl`` seconds, to resend it; None if it is gone or
         held by an unexpired claim (another resend). Of callers at once, exactly one gets it.
+        With ``as_read`` (the row as the caller read it), None too when a resend was made
+        since that read (``release_quarantine(sent=True)``).
 
         The holder sends the message, then deletes it (``delete_quarantine``) or lets it go
         (``release_quarantine``); a holder that dies leaves the claim to lapse."""
 
     @abc.abstractmethod
-    async def release_quarantine(self, quarantine_id: int) -> None:
-        """Drop the claim on a quarantined message: another resend may take it now."""
+    async def release_quarantine(self, quarantine_id: int, *, sent: bool = False) -> None:
+        """Drop the claim on a quarantined message: another resend may take it now. ``sent``:
+        it was sent and its copy kept; a resend that read the row before does not send it."""
 
     # -- the replay ledger ------------------------------------------------------------------
 
