@@ -86,6 +86,24 @@ async def test_an_expired_lease_lets_another_worker_take_the_job(jobs_store: Sto
     assert await jobs_store.retry_job("crashed", "dead-worker", due_at=later) is False
 
 
+async def test_a_renewed_lease_keeps_the_job_from_other_workers(jobs_store: Store) -> None:
+    await jobs_store.schedule_job(job("long"))
+    await jobs_store.take_due_jobs("runner", limit=5, lease=0.5)
+
+    # renewed before it lapses, for longer than the first lease
+    for _ in range(3):
+        await asyncio.sleep(0.25)
+        assert await jobs_store.renew_job("long", "runner", lease=0.5) is True
+
+    assert await jobs_store.take_due_jobs("other", limit=5, lease=60) == []
+    # another worker's renewal holds nothing; once the lease lapses the job is taken
+    assert await jobs_store.renew_job("long", "other", lease=60) is False
+    await asyncio.sleep(0.8)
+    (again,) = await jobs_store.take_due_jobs("other", limit=5, lease=60)
+    assert again.owner == "other"
+    assert await jobs_store.renew_job("long", "runner", lease=60) is False
+
+
 async def test_retry_job_gives_the_lease_back_for_a_later_time(jobs_store: Store) -> None:
     await jobs_store.schedule_job(job("flaky"))
     await jobs_store.take_due_jobs("w", limit=1, lease=60)

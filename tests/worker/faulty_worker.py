@@ -1,6 +1,7 @@
 """`lambda-destinations` with a fault injected inside one long-lived task (supervision tests).
 
-``FAULT=none`` injects nothing; the job kind ``stubborn`` is added for the shutdown tests.
+``FAULT=none`` injects nothing; the job kinds ``stubborn`` (for the shutdown tests) and ``held``
+(for the tests of a job whose worker died) are added.
 
 ``FAULT`` names the task; the fault fires once a handler has started (a ``started-*`` marker
 in ``MARKER_DIR``), so the worker has a message in flight while it shuts down.
@@ -102,5 +103,7 @@ FAULTS = {
 if __name__ == "__main__":
     # A job kind whose runner ignores cancellation, for the shutdown tests.
     JOB_RUNNERS["stubborn"] = importlib.import_module("slow_handlers").stubborn_job
+    # One that runs until its process ends, for the tests of a job whose worker died.
+    JOB_RUNNERS["held"] = importlib.import_module("slow_handlers").held_job
     FAULTS[os.environ["FAULT"]]()
     main()

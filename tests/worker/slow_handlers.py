@@ -64,3 +64,10 @@ async def stubborn_job(job: Any, context: Any) -> None:
     """A scheduled job that takes a minute and ignores cancellation (kind "stubborn")."""
     (Path(os.environ["MARKER_DIR"]) / f"job-started-{job.key}").touch()
     await sleep_through_cancellation(60.0)
+
+
+async def held_job(job: Any, context: Any) -> None:
+    """A scheduled job that marks which process runs it, then runs until that process ends
+    (kind "held")."""
+    (Path(os.environ["MARKER_DIR"]) / f"job-{job.key}-{os.getpid()}").touch()
+    await asyncio.Event().wait()

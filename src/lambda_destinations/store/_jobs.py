@@ -271,6 +271,17 @@ class JobsMixin(SqlAccess):
         async with self._write() as conn:
             return bool((await conn.execute(stmt, {"b_error": error})).rowcount)
 
+    async def renew_job(self, key: str, owner: str, *, lease: float) -> bool:
+        jobs = scheduled_jobs.c
+        _now, until = self._lease_clock()
+        stmt = (
+            sa.update(scheduled_jobs)
+            .where(jobs.key == key, jobs.owner == owner, jobs.state == JobState.PENDING)
+            .values(leased_until=until)
+        )
+        async with self._write() as conn:
+            return bool((await conn.execute(stmt, self._lease_params(lease))).rowcount)
+
     async def get_job(self, key: str) -> ScheduledJob | None:
         stmt = sa.select(scheduled_jobs).where(scheduled_jobs.c.key == key)
         async with self._read() as conn:

@@ -662,6 +662,11 @@ class Store(Lifetime):
         lease is no longer ``owner``'s (it expired and another worker took the job)."""
 
     @abc.abstractmethod
+    async def renew_job(self, key: str, owner: str, *, lease: float) -> bool:
+        """Extend ``owner``'s lease on a pending job to ``lease`` seconds from now; False when
+        the lease is no longer ``owner``'s (it expired and another worker took the job)."""
+
+    @abc.abstractmethod
     async def get_job(self, key: str) -> ScheduledJob | None: ...
 
     @abc.abstractmethod

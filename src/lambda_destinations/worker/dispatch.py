@@ -21,7 +21,8 @@ import dataclasses
 import datetime as dt
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -58,6 +59,7 @@ from lambda_destinations.retrying import (
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
 from lambda_destinations.store import DeliveryRow, HandlerRun, QuarantineRow, RunState, utcnow
 from lambda_destinations.worker.batching import BatchSender
+from lambda_destinations.worker.leases import renewing
 from lambda_destinations.worker.metrics import CountedSqs, Metrics, bounded_condition
 from lambda_destinations.worker.queues import (
     DLQ_GONE,
@@ -586,32 +588,18 @@ class Dispatcher:
             await self.sleep(wait)
         return True
 
-    @contextlib.asynccontextmanager
-    async def _renewing(self, key: str, handler: str, owner: str) -> AsyncIterator[None]:
+    def _renewing(self, key: str, handler: str, owner: str) -> AbstractAsyncContextManager[None]:
         """Renew this delivery's claim every ``claim_renew_interval`` while the handler runs."""
-        renewal = asyncio.create_task(self._renew(key, handler, owner), name=f"renew {handler}")
-        try:
-            yield
-        finally:
-            renewal.cancel()
-            # asyncio.wait, not await: never raises the renewal's cancellation as our own.
-            await asyncio.wait({renewal})
 
-    async def _renew(self, key: str, handler: str, owner: str) -> None:
-        while True:
-            # Not self.sleep: that one may be shortened by tests of the retry policy.
-            await asyncio.sleep(self.settings.claim_renew_interval)
-            try:
-                held = await self.store.renew_claim(key, handler, owner, self.claim_ttl)
-            except Exception as exc:  # noqa: BLE001 - the lease still covers the next try
-                log.warning("could not renew a running handler's claim", error=describe_error(exc))
-                continue
-            if not held:
-                log.warning(
-                    "a running handler's claim lapsed and was taken: another delivery may run it",
-                    handler=handler,
-                )
-                return
+        async def renew() -> bool:
+            return await self.store.renew_claim(key, handler, owner, self.claim_ttl)
+
+        return renewing(
+            renew,
+            self.settings.claim_renew_interval,
+            what="a running handler's claim",
+            handler=handler,
+        )
 
     def _claim_wait(self, run: HandlerRun | None, receive_count: int) -> float:
         """How long a delivery waits for a handler another delivery holds the claim on.

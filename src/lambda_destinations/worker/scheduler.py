@@ -3,8 +3,8 @@
 Jobs are due replays (``replay``, from the replay handler's backoff) and alert digests
 (``digest``, when an alert window ends). They live in the store, not in memory, so a restart
 neither loses nor repeats them, and every replica runs a scheduler: each due job is *taken* with
-a lease by exactly one of them (see :mod:`lambda_destinations.store._jobs`); a job whose worker
-died is taken again when its lease expires.
+a lease by exactly one of them (see :mod:`lambda_destinations.store._jobs`), renewed while the
+job runs; a job whose worker died is taken again when its lease expires, within ``claim_lease``.
 
 The loop reads when the next job is due (a plain read, cheap on both backends) and takes jobs
 only when one is, so an idle worker costs the store one read per ``poll_interval``. A job ends
@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import structlog
@@ -35,6 +36,7 @@ from lambda_destinations.retrying import (
     retry_delay,
 )
 from lambda_destinations.store import ScheduledJob, utcnow
+from lambda_destinations.worker.leases import renewing
 from lambda_destinations.worker.metrics import Metrics
 from lambda_destinations.worker.retention import run_retention_job
 
@@ -95,10 +97,11 @@ class Scheduler:
         self.batch = batch
         self.max_attempts = max_attempts
         self.sleep = sleep
-        # A job may run for handler_timeout; its lease outlives that, so a slow run is never
-        # taken over while it is alive.
+        # A job may run for handler_timeout. Its lease is a claim's, renewed while it runs: a
+        # slow run is never taken over while it is alive, and the jobs of a worker that died
+        # are taken up by another within one claim_lease, not after a whole handler_timeout.
         self.timeout = settings.handler_timeout
-        self.lease = settings.handler_timeout + 60.0
+        self.lease = settings.claim_lease
         self.jobs_run = 0
         self._stopping = asyncio.Event()
         self._next_prune = 0.0
@@ -197,7 +200,7 @@ class Scheduler:
             )
             try:
                 runner = self._runner(job.kind)
-                async with asyncio.timeout(self.timeout):
+                async with self._renewing(job), asyncio.timeout(self.timeout):
                     await runner(job, context)
             except asyncio.CancelledError:
                 # Shutdown past its grace: give the job back at once rather than when the
@@ -212,6 +215,15 @@ class Scheduler:
             self._count(job, "invoked")
             await self.store.finish_job(job.key)
             log.info("job done")
+
+    def _renewing(self, job: ScheduledJob) -> AbstractAsyncContextManager[None]:
+        """Renew this worker's lease on ``job`` every ``claim_renew_interval`` while it runs."""
+
+        async def renew() -> bool:
+            return await self.store.renew_job(job.key, self.owner, lease=self.lease)
+
+        interval = self.settings.claim_renew_interval
+        return renewing(renew, interval, what="a running job's lease", job=job.key)
 
     def _count(self, job: ScheduledJob, outcome: str) -> None:
         if self.metrics is not None and job.kind == "replay":
