@@ -58,7 +58,7 @@ from lambda_destinations.times import utcnow
 # SQLite result codes (by name, extended codes included: SQLITE_IOERR_WRITE is an I/O error)
 # that mean the database cannot be used right now, with what to do about it.
 _FIXES = {
-    "SQLITE_BUSY": "another process held the write lock for longer than busy_timeout",
+    "SQLITE_BUSY": "another process held the write lock for longer than this one waits",
     "SQLITE_CANTOPEN": "check that the file's directory exists and is writable",
     "SQLITE_READONLY": "check that the file and its directory are writable",
     "SQLITE_IOERR": "check the disk holding the file",
@@ -66,6 +66,8 @@ _FIXES = {
     "SQLITE_NOTADB": "the file is not a SQLite database: point the store at another path",
     "SQLITE_CORRUPT": "the file is damaged: restore it from a backup, or start a new one",
 }
+# What holds the write lock for seconds on end.
+_LONG_WRITERS = "`prune --vacuum` and `migrate` hold it while they run"
 # Bytes of room below which the file is taken to have none left (the disk full, or the file
 # size limit reached): SQLite's I/O error is put down to that, and a writing ping fails.
 NO_ROOM = 1024 * 1024
@@ -640,7 +642,9 @@ class SQLiteStore(SqlStore):
         for code, fix in _FIXES.items():
             if name == code or name.startswith(code + "_"):
                 if code == "SQLITE_BUSY":
-                    fix += f" ({self.busy_timeout:g} s): retry, or raise busy_timeout"
+                    # No setting changes the wait (busy_timeout is not a URL parameter): the
+                    # fix is the other process's end.
+                    fix += f" ({self.busy_timeout:g} s): retry once it is done ({_LONG_WRITERS})"
                 if code == "SQLITE_IOERR" and (no_room := self.no_room()) is not None:
                     return f"{message} ({no_room[0]}): {no_room[1]}"
                 return f"{message}: {fix}"
