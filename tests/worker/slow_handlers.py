@@ -71,3 +71,18 @@ async def held_job(job: Any, context: Any) -> None:
     (kind "held")."""
     (Path(os.environ["MARKER_DIR"]) / f"job-{job.key}-{os.getpid()}").touch()
     await asyncio.Event().wait()
+
+
+@handler("slow-effect")
+async def slow_effect(message: DecodedMessage, context: HandlerContext) -> None:
+    """Marks which process started it, sleeps ``SLOW_EFFECT_SECONDS``, then writes one line
+    (the record's key and the process) to ``EFFECTS_FILE``: an effect a test can count."""
+    markers = Path(os.environ["MARKER_DIR"])
+    (markers / f"started-{message.request_id}-{os.getpid()}").touch()
+    await asyncio.sleep(float(os.environ.get("SLOW_EFFECT_SECONDS", "3")))
+    line = f"{message.key} {os.getpid()}\n".encode()
+    fd = os.open(os.environ["EFFECTS_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)

@@ -869,10 +869,11 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
 
     async def complete_handler(
         self, key: str, handler: str, owner: str, *, detail: str | None = None
-    ) -> None:
+    ) -> bool:
         values = {"key": key, "handler": handler, "owner": owner, "completed_at": utcnow()}
         async with self._write() as conn:
-            await conn.execute(self._complete, {**values, "last_error": detail})
+            result = await conn.execute(self._complete, {**values, "last_error": detail})
+            return bool(result.rowcount)
 
     async def release_handler(
         self, key: str, handler: str, owner: str, error: str | None = None

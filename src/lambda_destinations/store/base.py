@@ -452,9 +452,10 @@ class Store(Lifetime):
     @abc.abstractmethod
     async def complete_handler(
         self, key: str, handler: str, owner: str, *, detail: str | None = None
-    ) -> None:
+    ) -> bool:
         """Mark the run completed (whoever held the claim); idempotent. ``detail`` (an in-doubt
-        call, say) is kept as the run's ``last_error``."""
+        call, say) is kept as the run's ``last_error``. False when it was completed already
+        (the first completion, its time and owner, is kept)."""
 
     @abc.abstractmethod
     async def release_handler(

@@ -720,11 +720,32 @@ class Dispatcher:
         # The side effect happened: recording that is worth half a minute of tries (longer
         # than a database restart takes), or a later delivery would run it again once the
         # claim expires.
-        await retry_transient(
+        recorded = await retry_transient(
             lambda: self.store.complete_handler(key, handler, owner, detail=detail),
             attempts=COMPLETE_ATTEMPTS,
             max_delay=COMPLETE_RETRY_SECONDS,
             sleep=self.sleep,
+        )
+        if not recorded:
+            await self._completed_elsewhere(key, handler, owner)
+
+    async def _completed_elsewhere(self, key: str, handler: str, owner: str) -> None:
+        """Say so when another delivery completed ``handler`` while this one ran it: this
+        worker stopped for longer than its claim (frozen, paused, cut off from the store), the
+        claim lapsed and was taken, and the effect happened twice. (A completion of this
+        delivery's own, whose answer was lost and was tried again, is no double.)"""
+        try:
+            runs = await self.store.handler_runs(key)
+        except Exception:  # noqa: BLE001 - the completion is recorded; only the warning is lost
+            return
+        run = next((r for r in runs if r.handler == handler), None)
+        if run is None or run.owner == owner:
+            return
+        log.warning(
+            f"handler {handler} ran twice for this record: another delivery ran it and completed "
+            "it while this worker held no live claim (it stopped for longer than claim_lease)",
+            handler=handler,
+            completed_by=run.owner,
         )
 
     # -- outcomes ---------------------------------------------------------------------------
