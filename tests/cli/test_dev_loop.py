@@ -508,25 +508,32 @@ def test_dev_passes_doctor_and_its_replays_end_recovered_or_failed(dev_running: 
     assert all(rid in shown.stdout for rid in recovered)
 
 
-async def test_dev_s_alert_line_escapes_the_controls_of_the_text_it_shows(
-    moto_server: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # given: dev's endpoint, printing alerts as dev does
+async def _alert_shown(moto_server: str, capsys: pytest.CaptureFixture[str], text: str) -> str:
+    """What dev writes to stderr when its endpoint takes an alert quoting ``text``."""
     simulation = FunctionSimulation(seed=1, delay=0)
     async with (
         DevEndpoint(moto_server, simulation, on_alert=_show_alert) as endpoint,
         aiohttp.ClientSession() as http,
     ):
-        # when: an alert quotes an error message holding U+202E, BEL, NUL and a lone surrogate
-        text = "orders-api: bad \u202etxt.exe\x07\x00 \udfff end"
         body = json.dumps({"text": text})  # as the webhook handler sends it
         headers = {"Content-Type": "application/json"}
         async with http.post(endpoint.url + ALERTS_PATH, data=body, headers=headers) as answer:
             assert answer.status == 200
+    return capsys.readouterr().err
+
+
+async def test_dev_s_alert_line_escapes_the_controls_of_the_text_it_shows(
+    moto_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given: dev's endpoint, printing alerts as dev does
+    # when: an alert quotes an error message holding U+202E, BEL, NUL and a lone surrogate
+    err = await _alert_shown(
+        moto_server, capsys, "orders-api: bad \u202etxt.exe\x07\x00 \udfff end"
+    )
 
     # then: the line spells them (before: written raw, and a UnicodeEncodeError for the
     # surrogate)
-    (line,) = [line for line in capsys.readouterr().err.splitlines() if "▸ alert" in line]
+    (line,) = [line for line in err.splitlines() if "▸ alert" in line]
     assert line == "  ▸ alert     orders-api: bad \\u202etxt.exe\\x07\\x00 \ufffd end"
 
 
@@ -534,21 +541,12 @@ async def test_dev_s_alert_line_is_one_line_whatever_the_text_it_shows(
     moto_server: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # given: dev's endpoint, printing alerts as dev does
-    simulation = FunctionSimulation(seed=1, delay=0)
-    async with (
-        DevEndpoint(moto_server, simulation, on_alert=_show_alert) as endpoint,
-        aiohttp.ClientSession() as http,
-    ):
-        # when: an alert quotes an error message, or a request id, whose line break is
-        # followed by what reads as a log line
-        text = "orders-api failed: boom\n2026-12-05T11:00:00Z [error    ] forged [req-1\r\n]"
-        body = json.dumps({"text": text})
-        headers = {"Content-Type": "application/json"}
-        async with http.post(endpoint.url + ALERTS_PATH, data=body, headers=headers) as answer:
-            assert answer.status == 200
+    # when: an alert quotes an error message, or a request id, whose line break is
+    # followed by what reads as a log line
+    text = "orders-api failed: boom\n2026-12-05T11:00:00Z [error    ] forged [req-1\r\n]"
+    err = await _alert_shown(moto_server, capsys, text)
 
     # then: one line, its line breaks spaces, as a table's cell shows them
-    err = capsys.readouterr().err
     assert "\n2026-12-05T11:00:00Z" not in err
     (line,) = [line for line in err.splitlines() if "▸ alert" in line]
     assert line == (

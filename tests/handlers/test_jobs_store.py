@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Awaitable
 
 import pytest
 
@@ -243,22 +244,22 @@ async def test_a_redelivered_record_keeps_its_place_and_counts_once(jobs_store: 
     assert len(await jobs_store.list_jobs(kind="digest")) == 1
 
 
+async def _sent_now(store: Store, scope: str, key: str, send_first: int) -> bool:
+    """Whether the record ``key`` goes out at once in ``scope``'s 300 s window."""
+    admission = await store.admit_alert(
+        scope, key, window=300, send_first=send_first, digest_kind="digest", digest_payload={}
+    )
+    return admission.send_now
+
+
 async def test_send_first_lowered_in_an_open_window_still_digests_what_it_holds(
     jobs_store: Store,
 ) -> None:
     # given: a window that sent three at once under send_first = 3
     scope = scope_of("oncall", "orders-api", "TimeoutError")
 
-    async def admit(key: str, send_first: int) -> bool:
-        admission = await jobs_store.admit_alert(
-            scope,
-            key,
-            window=300,
-            send_first=send_first,
-            digest_kind="digest",
-            digest_payload={},
-        )
-        return admission.send_now
+    def admit(key: str, send_first: int) -> Awaitable[bool]:
+        return _sent_now(jobs_store, scope, key, send_first)
 
     assert [await admit(f"k{n}", 3) for n in range(1, 4)] == [True] * 3
 
@@ -281,16 +282,8 @@ async def test_send_first_raised_in_an_open_window_keeps_holding_for_the_digest(
     # given: send_first = 1, so the second record of the window was held for a digest
     scope = scope_of("oncall", "billing", "KeyError")
 
-    async def admit(key: str, send_first: int) -> bool:
-        admission = await jobs_store.admit_alert(
-            scope,
-            key,
-            window=300,
-            send_first=send_first,
-            digest_kind="digest",
-            digest_payload={},
-        )
-        return admission.send_now
+    def admit(key: str, send_first: int) -> Awaitable[bool]:
+        return _sent_now(jobs_store, scope, key, send_first)
 
     assert [await admit("a", 1), await admit("b", 1)] == [True, False]
 
