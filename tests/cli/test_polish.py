@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.storm import DEFAULT_DIGEST, Digest
@@ -142,3 +143,42 @@ def test_python_dash_m_runs_the_same_command() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("lambda-destinations, version ")
+
+
+HELP_AND_VERSION = [("--help",), ("--version",), ("failures", "list", "--help")]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("args", HELP_AND_VERSION)
+def test_help_and_version_to_a_full_disk_are_one_line(args: tuple[str, ...]) -> None:
+    # given: stdout where every write fails, as a full disk under `> file` does
+    with open("/dev/full", "w") as full:
+        # when: click itself prints the help or the version there
+        done = subprocess.run(
+            [*ENTRY, *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+
+    # then: the README's exit code 1 and its one line, as every other command's output
+    # (a traceback and exit 120 before)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        "error: cannot write the output (No space left on device): free space where it goes, "
+        "or send it elsewhere"
+    ]
+
+
+@pytest.mark.parametrize("args", HELP_AND_VERSION)
+def test_help_and_version_to_a_reader_gone_end_quietly(args: tuple[str, ...]) -> None:
+    # given: stdout a pipe whose reader has gone (`| head` that has read enough)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [*ENTRY, *args], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    finally:
+        os.close(write_end)
+
+    # then: 141, as a tool that SIGPIPE ends, and nothing on stderr
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""

@@ -77,6 +77,21 @@ def click_errors_shown() -> Iterator[None]:
         # Ctrl-C before the command's own handling (reports_errors) began: while the command
         # line is parsed or the command's module imported. click's own said "Aborted!", exit 1.
         _interrupted()
+    except OutputUnwritable as exc:
+        # What click itself prints there (`--help`, `--version`) under a full disk or a
+        # reader that went away: a traceback and exit 120 before.
+        _output_unwritable(exc)
+
+
+def _output_unwritable(exc: OutputUnwritable) -> NoReturn:
+    """Leave when stdout cannot be written: quietly (141) when its reader went away, else the
+    one line that says so (1)."""
+    discard_stdout()
+    if exc.reader_left:  # no error of ours: the reader wants no more
+        sys.exit(EXIT_OUTPUT_CLOSED)
+    fail(
+        f"cannot write the output ({exc.strerror}): free space where it goes, or send it elsewhere"
+    )
 
 
 def _interrupted() -> NoReturn:
@@ -156,13 +171,7 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             _interrupted()
         except OutputUnwritable as exc:
-            discard_stdout()
-            if exc.reader_left:  # no error of ours: the reader wants no more
-                sys.exit(EXIT_OUTPUT_CLOSED)
-            fail(
-                f"cannot write the output ({exc.strerror}): free space where it goes, "
-                "or send it elsewhere"
-            )
+            _output_unwritable(exc)
         except Exception as exc:
             # AWS errors that escaped a command's own handling: one line all the same.
             known = describe_aws_error(exc)
