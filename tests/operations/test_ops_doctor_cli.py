@@ -475,3 +475,20 @@ def test_a_store_on_a_disk_too_full_to_read_fails_the_store_check(
         "on the disk holding the file"
     ), store["detail"]
     assert store["unreachable"]
+
+
+def test_a_function_glob_that_matches_no_function_says_so(setup: Setup) -> None:
+    # given: a --function glob with a typo (case counts: the function is `doc-…-fn`)
+    glob = f"{setup.prefix.upper()}-*"
+
+    # when: doctor checks the functions' destinations
+    done = cli("doctor", "--function", glob, "--json", env=setup.env())
+
+    # then: a warning that the glob matched nothing, with the fix, not "none of 0 functions
+    # matching … has an SQS or SNS destination", whose fix was to set a destination
+    assert done.returncode == 0, done.stdout + done.stderr
+    (check,) = [c for c in checks_of(done) if c["check"] == "lambda destinations"]
+    assert check["status"] == "warn"
+    assert check["detail"].startswith(f"not checked: no function matches --function {glob!r}")
+    assert "in us-east-1" in check["detail"]
+    assert "glob that matches their names" in check["fix"]

@@ -532,7 +532,18 @@ class Doctor:
             )
             return
         if self.function_glob is not None:
+            listed = len(names)
             names = [n for n in names if fnmatch.fnmatchcase(n, self.function_glob)]
+            if not names:  # a typo, or another region's functions: say so, not "none of 0"
+                self.add(
+                    "lambda destinations",
+                    "warn",
+                    f"not checked: no function matches --function {self.function_glob!r} "
+                    f"(of the {listed} function{'s' if listed != 1 else ''} in {aws.region})",
+                    "give --function a glob that matches their names (case counts), or leave "
+                    "it out to check them all",
+                )
+                return
         fed: set[str] = set()
         with_destinations = 0
         for name, found in await _event_invoke_configs(lam, names):
