@@ -257,6 +257,9 @@ def test_dlq_peek_shows_a_binary_attribute_as_base64(sqs, make_queue, cli_env) -
         (["show", "999999"], 1, "no quarantined message with id 999999"),
         (["resend", "999999", "--yes"], 1, "no quarantined message with id 999999"),
         (["resend", "--yes"], 2, "give quarantine ids, or --all"),
+        (["resend", "999999", "--all", "--yes"], 2, "give quarantine ids or --all, not both"),
+        # --queue with ids was ignored: the message went home, not where --queue said
+        (["resend", "999999", "--queue", "other", "--yes"], 2, "--queue goes with --all"),
     ],
 )
 def test_bad_ids_are_one_line(quarantined, args, code, needle) -> None:

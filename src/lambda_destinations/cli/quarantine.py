@@ -219,8 +219,7 @@ def resend_command(
       lambda-destinations quarantine resend 12 13
       lambda-destinations quarantine resend --all --queue orders-failures --yes
     """
-    if bool(ids) == every:
-        fail("give quarantine ids, or --all", EXIT_USAGE)
+    _check_selection(ids, every=every, queue=queue)
     rows = (
         asyncio.run(_rows(settings, queue, None, None))
         if every
@@ -244,6 +243,22 @@ def resend_command(
     resending.report(as_json=as_json)
     if resending.failed:
         raise SystemExit(EXIT_FAILED)
+
+
+def _check_selection(ids: tuple[int, ...], *, every: bool, queue: str | None) -> None:
+    """Ids or --all, and --queue only with --all: given ids, it was ignored, and the messages
+    went to the queues they came from, not to the one it named."""
+    if not ids and not every:
+        fail("give quarantine ids, or --all", EXIT_USAGE)
+    if ids and every:
+        fail("give quarantine ids or --all, not both", EXIT_USAGE)
+    if ids and queue is not None:
+        fail(
+            "--queue goes with --all, whose messages it narrows to those quarantined from one "
+            "queue; each id is resent to the queue it came from: leave --queue out, or give "
+            "--all instead of the ids",
+            EXIT_USAGE,
+        )
 
 
 def _run(settings: Settings, resending: _Resending, *, keep: bool, as_json: bool) -> None:
