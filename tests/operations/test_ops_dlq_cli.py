@@ -180,6 +180,22 @@ def test_dry_run_moves_nothing(sqs, make_queue, cli_env) -> None:
     assert count_messages(sqs, url) == 0
 
 
+def test_a_dry_run_with_a_limit_says_how_many_it_would_move(sqs, make_queue, cli_env) -> None:
+    # given: a DLQ of 7 messages
+    _url, dlq = make_queue("redrive-dry-limit")
+    send_all(sqs, dlq, [f"m{i}" for i in range(7)])
+
+    # when: a dry run plans a redrive of at most 2
+    result = cli("dlq", "redrive", dlq, "--limit", "2", "--dry-run", env=cli_env)
+    as_json = cli("dlq", "redrive", dlq, "--limit", "2", "--dry-run", "--json", env=cli_env)
+
+    # then: it says 2, not the DLQ's 7 (which is what it said)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"would move about 2 messages from {dlq.rsplit('/', 1)[1]} ")
+    assert json.loads(as_json.stdout)["messages"] == 2
+    assert count_messages(sqs, dlq) == 7
+
+
 class _MoveTaskAnswers:
     """An SQS client's ListMessageMoveTasks, answering or refusing as told: moto has no such
     operation (it is what makes the endpoint-without-one case above), and no server the tests

@@ -311,6 +311,10 @@ class _Redrive:
     moved: int = 0  # messages moved here so far
     found_none: QueueRef | None = None  # the DLQ, when its counts showed none visible: nothing done
 
+    def expected(self, dlq: QueueRef) -> int:
+        """How many messages of ``dlq`` this run handles: about all it shows, at most --limit."""
+        return dlq.visible if self.limit is None else min(dlq.visible, self.limit)
+
     @property
     def left_hidden(self) -> bool:
         """Whether this run found none visible, did nothing, and left some in flight or delayed
@@ -340,7 +344,7 @@ class _Redrive:
             use_task = bool(sources) and not self.no_move_task and self.limit is None
             plan = {
                 "dlq": dlq.url,
-                "messages": dlq.visible,
+                "messages": self.expected(dlq),
                 "targets": [target.url] if target else sources,
                 "method": "move-task" if use_task else "moved-here",
             }
@@ -377,12 +381,12 @@ class _Redrive:
         targets = [target.url] if target else sources
         fifo = frozenset(t for t in targets if (target.fifo if target else t.endswith(".fifo")))
         click.echo(
-            f"moving about {plural(dlq.visible, 'message')} from {dlq.name} to "
+            f"moving about {plural(self.expected(dlq), 'message')} from {dlq.name} to "
             f"{', '.join(queue_name(t) for t in targets)}",
             err=True,
         )
         with click.progressbar(
-            length=max(dlq.visible, 1), label="moving", file=sys.stderr, show_pos=True
+            length=max(self.expected(dlq), 1), label="moving", file=sys.stderr, show_pos=True
         ) as bar:
 
             def moved(n: int) -> None:
@@ -489,12 +493,12 @@ class _Redrive:
             if not self.dry_run and not self.yes:
                 click.confirm(
                     f"Invoke again the function of each failure record in {dlq.name} (about "
-                    f"{plural(dlq.visible, 'message')}), then delete it?",
+                    f"{plural(self.expected(dlq), 'message')}), then delete it?",
                     abort=True,
                     err=True,
                 )
             with click.progressbar(
-                length=max(dlq.visible, 1),
+                length=max(self.expected(dlq), 1),
                 label="re-invoking" if not self.dry_run else "reading",
                 file=sys.stderr,
                 show_pos=True,
