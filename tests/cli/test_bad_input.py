@@ -2351,3 +2351,32 @@ def test_a_store_dev_was_once_given_is_named_as_kept_by_its_folder(tmp_path: Pat
     line = one_error_line(own)
     assert "(the TOML file .lambda-destinations/dev.toml)" in line, line
     assert "dev --store" not in line
+
+
+@pytest.mark.parametrize("modules", ["two_notify", "one_notify,other_notify"])
+def test_two_handlers_of_one_name_are_one_line(modules: str, tmp_path: Path) -> None:
+    # given: a second @handler("notify"), in the same module or another; before, the one
+    # found last replaced the other, and the routes ran it with nothing said
+    decorated = "from lambda_destinations import handler\n\n@handler('notify')\n"
+    (tmp_path / "two_notify.py").write_text(
+        f"{decorated}async def notify(m, c): ...\n\n\n@handler('notify')\n"
+        "async def notify_v2(m, c): ...\n"
+    )
+    (tmp_path / "one_notify.py").write_text(f"{decorated}async def notify(m, c): ...\n")
+    (tmp_path / "other_notify.py").write_text(
+        f"from one_notify import notify\n\n{decorated}async def notify_v2(m, c): ...\n"
+    )
+    env = {"LAMBDA_DESTINATIONS_HANDLER_MODULES": modules}
+
+    # when
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+
+    # then: the second names the first; one_notify's notify, imported again, is no clash
+    assert result.returncode == 3, result.stderr
+    first = "one_notify" if "," in modules else "two_notify"
+    second = modules.rpartition(",")[2]
+    assert one_error_line(result) == (
+        f"error: handler_modules entry {second!r} (LAMBDA_DESTINATIONS_HANDLER_MODULES): "
+        f"@handler('notify') on {second}.notify_v2: {first}.notify has that name too: "
+        "give each handler a name of its own"
+    )

@@ -179,16 +179,30 @@ def _user_handler(
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _decorated(what: str, name: str, value: Any) -> Any:
+def _decorated(what: str, name: str, value: Any, found: dict[str, Any]) -> Any:
     """A ``@handler`` function of the handler module ``what`` names; ConfigError when its name
-    is a built-in's, which routes and tables would resolve to the built-in, never to it."""
+    is a built-in's, which routes and tables would resolve to the built-in, never to it, or
+    another function's of ``found`` (the handlers found so far), which one of them would
+    silently replace."""
     if name in BUILTIN_TYPES:
         raise ConfigError(
-            f"{what}: @handler({name!r}) on "
-            f"{getattr(value, '__qualname__', name)}: {name!r} is a built-in handler's name: "
-            "choose another"
+            f"{what}: @handler({name!r}) on {getattr(value, '__qualname__', name)}: "
+            f"{name!r} is a built-in handler's name: choose another"
+        )
+    other = found.get(name, value)
+    if other is not value:  # the same function twice (imported by a second module) is one
+        raise ConfigError(
+            f"{what}: @handler({name!r}) on {_function(value)}: {_function(other)} has that "
+            "name too: give each handler a name of its own"
         )
     return value
+
+
+def _function(value: Any) -> str:
+    """``module.qualname`` of a ``@handler`` function, as its author wrote it."""
+    qualname = getattr(value, "__qualname__", repr(value))
+    module = getattr(value, "__module__", None)
+    return f"{module}.{qualname}" if module else qualname
 
 
 def _placed(message: str, name: str, settings: Settings) -> str:
@@ -217,7 +231,7 @@ class HandlerRegistry:
             module = _import(module_name, what)
             for value in vars(module).values():
                 if (name := marked_name(value)) is not None:
-                    self._decorated[name] = _decorated(what, name, value)
+                    self._decorated[name] = _decorated(what, name, value, self._decorated)
 
     def add(self, handler: Handler) -> None:
         """Register a handler object directly (tests, embedding applications)."""
