@@ -147,7 +147,7 @@ def reads_record_only(handler: Handler) -> bool:
     return getattr(handler, "_reads_record_only", False) is True
 
 
-HandlerFunc = Callable[..., Awaitable[None]]
+HandlerFunc = Callable[..., Awaitable[object]]
 F = TypeVar("F", bound=HandlerFunc)
 
 _MARK = "__lambda_destinations_handler__"
@@ -167,6 +167,7 @@ class FunctionHandler:
     func: HandlerFunc
     model: type[BaseModel] | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    warned_return: bool = dataclasses.field(default=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, name: str, func: HandlerFunc, options: Mapping[str, Any] | None = None) -> Self:
@@ -182,13 +183,37 @@ class FunctionHandler:
         if self.options:
             context = dataclasses.replace(context, options=self.options)
         if self.model is None:
-            await self.func(message, context)
+            returned = await self.func(message, context)
+        else:
+            try:
+                record = message.typed(self.model)
+            except DecodeError as exc:
+                raise QuarantineMessage(f"handler {self.name}: {exc.reason}") from None
+            returned = await self.func(record, context)
+        if returned is not None:
+            self._returned(returned, context)
+
+    def _returned(self, value: object, context: HandlerContext) -> None:
+        """A handler's return value, which says nothing: an awaitable it forgot to await is
+        its error (the effect never happened); anything else is warned of, once."""
+        if inspect.isawaitable(value):
+            what = type(value).__name__
+            if inspect.iscoroutine(value):
+                what = f"the coroutine {value.__qualname__}()"
+                value.close()  # else Python warns it was never awaited, naming our line
+            raise TypeError(
+                f"handler {self.name} returned {what} without awaiting it, so it never ran: "
+                "await it in the handler"
+            )
+        if self.warned_return:
             return
-        try:
-            record = message.typed(self.model)
-        except DecodeError as exc:
-            raise QuarantineMessage(f"handler {self.name}: {exc.reason}") from None
-        await self.func(record, context)
+        self.warned_return = True
+        what = repr(value) if isinstance(value, bool) else f"a {type(value).__name__}"
+        context.log.warning(
+            f"handler {self.name} returned {what}, which the worker ignores: the run counts "
+            "as done (raise RetryMessage, TransientError or QuarantineMessage to say otherwise; "
+            "said once)"
+        )
 
 
 def payload_model(func: HandlerFunc) -> type[BaseModel] | None:

@@ -1,0 +1,84 @@
+"""Mistakes a handler's author makes, met by a real worker against the moto server."""
+
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from typing import Any
+
+from structlog.testing import capture_logs
+from worker_helpers import registry_with, routed, send_bodies
+
+from lambda_destinations.handlers.base import FunctionHandler
+from lambda_destinations.schemas import DecodedMessage, decode
+from lambda_destinations.simulate import success_record
+from lambda_destinations.store import Store
+from lambda_destinations.worker import Worker
+
+
+async def test_a_handler_returning_a_coroutine_unawaited_is_retried_not_done(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a handler that returns its effect's coroutine instead of awaiting it
+    sent: list[str] = []
+
+    async def send(key: str) -> None:
+        sent.append(key)
+
+    async def forgot(message: DecodedMessage, context: Any) -> Any:
+        return send(message.key)
+
+    url, _ = make_queue("forgot-await")
+    record = success_record(random.Random(61))
+    send_bodies(sqs, url, [json.dumps(record)])
+    settings = routed(settings_for(url, handler_attempts=1), "forgot")
+    registry = registry_with(settings, FunctionHandler.of("forgot", forgot))
+
+    # when
+    with capture_logs() as logs, warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # "coroutine ... was never awaited"
+        async with Worker(settings, registry=registry) as worker:
+            stats = await worker.run(once=True)
+
+    # then: before, the run was recorded as done and the message acked, though nothing was
+    # sent; now it is the handler's error, retried, its reason naming the coroutine
+    assert sent == []
+    assert stats.outcomes["ack"] == 0
+    assert stats.outcomes["retry"] == 1
+    (retried,) = [e for e in logs if e["event"] == "message will be retried"]
+    assert "handler forgot returned the coroutine " in retried["reason"]
+    assert (
+        "send() without awaiting it, so it never ran: await it in the handler"
+        in (retried["reason"])
+    )
+    async with Store.from_url(settings.store) as store:
+        key = decode(json.dumps(record)).key
+        assert "forgot" not in await store.completed_handlers(key)
+
+
+async def test_a_handler_returning_a_value_is_done_and_warned_of_once(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a handler that returns False, as if that said it failed
+    async def says_false(message: DecodedMessage, context: Any) -> bool:
+        return False
+
+    url, _ = make_queue("returns-false")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(n))) for n in (62, 63)])
+    settings = routed(settings_for(url), "says-false")
+    registry = registry_with(settings, FunctionHandler.of("says-false", says_false))
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry) as worker:
+            stats = await worker.run(once=True)
+
+    # then: both are done (a return value says nothing), and the author is told so once
+    assert stats.outcomes["ack"] == 2
+    warned = [e for e in logs if "returned False" in e["event"]]
+    assert [e["event"] for e in warned] == [
+        "handler says-false returned False, which the worker ignores: the run counts as done "
+        "(raise RetryMessage, TransientError or QuarantineMessage to say otherwise; said once)"
+    ]
+    assert warned[0]["log_level"] == "warning"
