@@ -124,3 +124,49 @@ def test_the_standard_librarys_records_are_masked_too() -> None:
     handler = logging.getLogger().handlers[0]
     assert handler.filter(record)
     assert record.getMessage() == "endpoint http://u:***@h/ for e***@example.com"
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_fields_named_for_a_secret_never_reach_a_log_line(
+    fmt: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given: what a handler's author logs with context.log while calling an API
+    configure_logging(fmt, "debug")
+    try:
+        log = structlog.get_logger("test").bind(queue="orders", key="req-1:Success")
+        log.info(
+            "calling api",
+            password="hunter2pw",
+            api_key="sk_live_key42",
+            clientSecret="cs_value42",
+            headers={"Authorization": "Basic dXNlcjpwdzQy", "X-Api-Key": "xk_value42"},
+            retries=3,
+        )
+        try:
+            raise RuntimeError("401 for Authorization: Bearer eyJ.tok42 with token=tk_value42")
+        except RuntimeError:
+            log.exception("api refused")
+    finally:
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+
+    # then: before, each value was printed as given; now each is masked, the names stay
+    for secret in ("hunter2pw", "key42", "value42", "dXNlcjpwdzQy", "tok42"):
+        assert secret not in err
+    assert "api_key" in err
+    assert "X-Api-Key" in err
+    # and: fields that only look alike keep their values
+    assert "req-1:Success" in err
+    assert "retries" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: Bearer abc.def-ghi", "Authorization: Bearer ***"),
+        ("token=abc123 access_token=x9 tokens=5", "token=*** access_token=*** tokens=5"),
+        ("api_key=k1&apikey=k2", "api_key=***&apikey=***"),
+    ],
+)
+def test_a_text_loses_the_tokens_it_quotes(text: str, expected: str) -> None:
+    assert redact(text) == expected

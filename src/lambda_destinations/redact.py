@@ -12,6 +12,7 @@ error line cut by :func:`echoed`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
@@ -32,11 +33,23 @@ _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?
 _LEADING_PASSWORD = re.compile(
     r"\A(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):(?P<secret>[^@]*(?:@[^@/?#]*)*)@"
 )
-# password=... in a query string or a key=value list (libpq and asyncpg accept it there).
+# password=... in a query string or a key=value list (libpq and asyncpg accept it there), and
+# the tokens and keys an error's text may quote so (token=, access_token=, api_key=).
 _KEY_PASSWORD = re.compile(
-    r"(?P<key>\b(?:password|passwd|pwd|secret|secret_access_key)=)(?P<secret>[^&\s;,'\"]+)",
+    r"(?P<key>\b(?:\w*_)?(?:password|passwd|pwd|secret|access_key|token|api_?key)=)"
+    r"(?P<secret>[^&\s;,'\"]+)",
     re.IGNORECASE,
 )
+# An Authorization header's credentials quoted in a text: "Bearer <token>".
+_BEARER = re.compile(r"(?P<key>\bBearer\s+)(?P<secret>[A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
+# A field named for a secret (a log line's password=..., a headers mapping's Authorization): its
+# value goes whole, whatever it looks like. Names are read in snake case, so apiKey, X-Api-Key
+# and client_secret are such names; key alone (a record's idempotency key) is not.
+_SECRET_NAME = re.compile(
+    r"(?:^|_)(?:password|passwd|passphrase|pwd|secret|token|api_?key|authorization|auth|"
+    r"credentials?|private_?key|access_?key|cookie|signature)(?:_|$)"
+)
+_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|[\s\-.]+")
 # A URL's query string: its values are tokens as often as not (?token=, ?sig=, ?api_key=).
 _URL_QUERY = re.compile(
     r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s?#'\"<>]*\?)(?P<query>[^\s#'\"<>]*)"
@@ -132,6 +145,8 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _mask_urls(text)
+    if "earer" in text:
+        text = _BEARER.sub(_hide_key, text)
     if "@" in text:
         text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
     if "+" in text:
@@ -144,7 +159,7 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, Mapping):
-        return {redact_value(k): redact_value(v) for k, v in value.items()}
+        return {redact_value(k): _redact_field(k, v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [redact_value(v) for v in value]
     if isinstance(value, BaseException):
@@ -158,8 +173,26 @@ def redact_event(
     """structlog processor: every value of the event (and the rendered traceback) redacted."""
     for key, value in list(event_dict.items()):
         if isinstance(value, str | Mapping | list | tuple | set | frozenset | BaseException):
-            event_dict[key] = redact_value(value)
+            event_dict[key] = _redact_field(key, value)
+        elif value is not None and secret_name(key):
+            event_dict[key] = MASK
     return event_dict
+
+
+def _redact_field(name: object, value: Any) -> Any:
+    """``value`` of the field ``name``: masked whole when the name is a secret's."""
+    if value is not None and secret_name(name):
+        return MASK
+    return redact_value(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def secret_name(name: object) -> bool:
+    """Whether a field called ``name`` holds a secret (``password``, ``apiKey``,
+    ``Authorization``, ``X-Api-Key``, ``client_secret``), whatever its value looks like."""
+    if not isinstance(name, str):
+        return False
+    return _SECRET_NAME.search(_WORD_START.sub("_", name).lower()) is not None
 
 
 def _hide_userinfo(match: re.Match[str]) -> str:
@@ -193,5 +226,6 @@ __all__ = [
     "redact",
     "redact_event",
     "redact_value",
+    "secret_name",
     "url_secrets",
 ]
