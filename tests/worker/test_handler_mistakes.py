@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
+import threading
+import time
 import warnings
 from typing import Any
 
@@ -15,6 +18,7 @@ from lambda_destinations.schemas import DecodedMessage, decode
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
+from lambda_destinations.worker import worker as worker_module
 
 
 async def test_a_handler_returning_a_coroutine_unawaited_is_retried_not_done(
@@ -82,3 +86,43 @@ async def test_a_handler_returning_a_value_is_done_and_warned_of_once(
         "(raise RetryMessage, TransientError or QuarantineMessage to say otherwise; said once)"
     ]
     assert warned[0]["log_level"] == "warning"
+
+
+async def test_a_handler_blocking_the_loop_is_named_while_it_blocks(
+    sqs, make_queue, settings_for, monkeypatch
+) -> None:
+    # given: a handler that blocks the loop until the worker has said which handler blocks it
+    # (before, nothing was said until the loop ran again: a loop blocked for good said nothing)
+    monkeypatch.setattr(worker_module, "LOOP_BLOCKED", 0.5)
+    said = threading.Event()
+
+    async def stuck(message: DecodedMessage, context: Any) -> None:
+        said.wait(timeout=60)  # blocks the loop: the mistake this test plants
+
+    url, _ = make_queue("stuck")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(64)))])
+    settings = routed(settings_for(url), "stuck")
+    registry = registry_with(settings, FunctionHandler.of("stuck", stuck))
+
+    # when: a thread of the test's watches the log while the loop is blocked
+    with capture_logs() as logs:
+
+        def watch() -> None:
+            while not said.is_set():
+                if any("event loop has been blocked" in e["event"] for e in list(logs)):
+                    said.set()
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        async with Worker(settings, registry=registry) as worker:
+            stats = await worker.run(once=True)
+        said.set()
+        watcher.join()
+
+    # then: the handler was named, and its line, while it held the loop; the message was done
+    (warning,) = [e for e in logs if "event loop has been blocked" in e["event"]]
+    line = inspect.getsourcelines(stuck)[1] + 1
+    assert f"by handler stuck at {__file__}:{line} (stuck)" in warning["event"]
+    assert warning["handler"] == "stuck"
+    assert stats.outcomes["ack"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import random
@@ -610,11 +611,15 @@ async def test_a_handler_that_blocks_the_event_loop_is_reported_once(
         async with Worker(settings, registry=registry_with(settings, blocking)) as worker:
             await run_until(worker, lambda: sum(blocking.runs.values()) == 2)
 
-    # then: one warning that names the likely cause and the fix
-    warnings = [e for e in logs if "event loop was blocked" in e["event"]]
+    # then: one warning that names the handler, its line and the fix (before: "a handler
+    # likely blocks it", naming none)
+    warnings = [e for e in logs if "event loop has been blocked" in e["event"]]
     assert len(warnings) == 1, warnings
+    line = inspect.getsourcelines(BlockingHandler.__call__)[1] + 1
+    assert f"by handler blocking at {__file__}:{line} (__call__)" in warnings[0]["event"]
     assert "asyncio.to_thread" in warnings[0]["event"]
     assert warnings[0]["log_level"] == "warning"
+    assert warnings[0]["handler"] == "blocking"
 
 
 class _Held:

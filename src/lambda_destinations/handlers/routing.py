@@ -69,8 +69,12 @@ class Router:
 
     def handler_names(self) -> list[str]:
         """Every handler a record can be given, each once, in route order."""
+        return [handler.name for handler in self.handlers()]
+
+    def handlers(self) -> list[Handler]:
+        """Every handler a record can be given, each once (by name), in route order."""
         chains = [route.chain for route in self.routes] + [self.default]
-        return list(dict.fromkeys(handler.name for chain in chains for handler in chain))
+        return list({handler.name: handler for chain in chains for handler in chain}.values())
 
     @staticmethod
     def describe(config: RouteConfig) -> str:

@@ -64,6 +64,7 @@ from lambda_destinations.worker.queues import (
 )
 from lambda_destinations.worker.scheduler import Scheduler
 from lambda_destinations.worker.supervision import Supervisor, TaskFailed
+from lambda_destinations.worker.watchdog import LoopWatchdog, handler_codes
 
 log = structlog.get_logger("lambda_destinations.worker")
 
@@ -90,8 +91,8 @@ FLUSH_RESERVE = 1.0  # of the margin, what is always left for the last flush
 ABORT_RELEASE = 1.0  # a second signal: seconds spent trying to release what is in flight
 HANDLER_OVERRUN = 1.0  # seconds past handler_timeout before /healthz reports a handler
 # One event loop runs every handler, poller and the heartbeat: code that blocks it (time.sleep,
-# blocking I/O) stalls them all and holds shutdown past its deadline. The heartbeat wakes this
-# many seconds late, or more, only when the loop was blocked; it says so once.
+# blocking I/O) stalls them all and holds shutdown past its deadline. A heartbeat this many
+# seconds late is a blocked loop, which the watchdog's thread names while it lasts.
 LOOP_BLOCKED = 5.0
 BACKGROUND = ("heartbeat", "store-watcher", "queue-metrics", "task-protection")
 SAMPLE_TIMEOUT = 10.0
@@ -945,19 +946,17 @@ class Worker(Lifetime):
         shortest = min(shortest, self.settings.visibility_timeout or shortest)
         tick = max(0.05, min(1.0, shortest * self.settings.heartbeat_fraction / 2))
         loop = asyncio.get_running_loop()
-        warned = False
-        while True:
-            asleep = loop.time()
-            await asyncio.sleep(tick)
-            now = loop.time()
-            if not warned and (late := now - asleep - tick) > LOOP_BLOCKED:
-                warned = True
-                log.warning(
-                    "the event loop was blocked; a handler likely blocks it (time.sleep, "
-                    "blocking I/O): run blocking work with asyncio.to_thread (said once)",
-                    seconds=round(late, 1),
-                )
-            self._extend_due(now)
+        assert self._dispatcher is not None
+        # Beaten on every tick: a thread of its own names the handler that stops the beats.
+        watchdog = LoopWatchdog(handler_codes(self._dispatcher.router.handlers()), LOOP_BLOCKED)
+        watchdog.start()
+        try:
+            while True:
+                watchdog.beat()
+                await asyncio.sleep(tick)
+                self._extend_due(loop.time())
+        finally:
+            watchdog.stop()  # the heartbeat's end (shutdown) is no blocked loop
 
     def _extend_due(self, now: float) -> None:
         assert self._visibility is not None
