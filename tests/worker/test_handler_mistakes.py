@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import random
@@ -11,7 +12,7 @@ import warnings
 from typing import Any
 
 from structlog.testing import capture_logs
-from worker_helpers import registry_with, routed, send_bodies
+from worker_helpers import registry_with, routed, send_bodies, until
 
 from lambda_destinations.handlers.base import FunctionHandler
 from lambda_destinations.schemas import DecodedMessage, decode
@@ -126,3 +127,45 @@ async def test_a_handler_blocking_the_loop_is_named_while_it_blocks(
     assert f"by handler stuck at {__file__}:{line} (stuck)" in warning["event"]
     assert warning["handler"] == "stuck"
     assert stats.outcomes["ack"] == 1
+
+
+async def test_a_handler_that_ignores_its_timeout_s_cancellation_is_named(
+    sqs, make_queue, settings_for, monkeypatch
+) -> None:
+    # given: a handler that swallows the cancellation handler_timeout sends it and goes on
+    # until the test lets it end (before, nothing was logged while it held its message)
+    monkeypatch.setattr(worker_module, "HANDLER_OVERRUN", 0.1)
+    cancelled: list[int] = []
+    let_go = asyncio.Event()
+
+    async def stubborn(message: DecodedMessage, context: Any) -> None:
+        while not let_go.is_set():
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:  # the mistake this test plants
+                cancelled.append(1)
+
+    url, _ = make_queue("stubborn")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(65)))])
+    settings = routed(settings_for(url, handler_timeout=0.5), "stubborn")
+    registry = registry_with(settings, FunctionHandler.of("stubborn", stubborn))
+
+    def warned() -> list[Any]:
+        return [e for e in logs if "past handler_timeout" in e["event"]]
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry) as worker:
+            running = asyncio.create_task(worker.run(once=True))
+            seen = await until(lambda: warned())
+            let_go.set()
+            await running
+
+    # then: one warning, naming the handler and the fix; the worker went on to the end
+    assert seen
+    assert cancelled
+    (warning,) = warned()
+    assert warning["handler"] == "stubborn"
+    assert warning["event"].startswith("handler stubborn has run ")
+    assert "past handler_timeout (0.5s), though cancelled then" in warning["event"]
+    assert "let CancelledError through" in warning["event"]

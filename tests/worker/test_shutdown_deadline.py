@@ -65,7 +65,7 @@ def test_sigterm_ends_within_grace_plus_3s_when_handlers_jobs_and_sqs_all_hang(
     with proxy.running() as endpoint:
         env = {
             **os.environ,
-            "PYTHONPATH": str(HERE),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
             "FAULT": "none",
             "MARKER_DIR": str(markers),
             "LAMBDA_DESTINATIONS_QUEUES": url.replace(moto_server, endpoint),
@@ -113,6 +113,10 @@ def test_sigterm_ends_within_grace_plus_3s_when_handlers_jobs_and_sqs_all_hang(
     assert [e["count"] for e in unconfirmed] == [4]
     stopped = [e for e in events if e["event"] == "worker stopped"]
     assert stopped[0]["released"] == 0
+    # and: the line that says the worker left handlers behind names them and the fix
+    (ignored,) = [e for e in events if e["event"].startswith("handlers ignored cancellation")]
+    assert ignored["handlers"] == ["stubborn"]
+    assert "a handler must let CancelledError through" in ignored["event"]
 
 
 def test_a_second_sigterm_releases_what_is_in_flight_and_exits_at_once(
@@ -127,7 +131,7 @@ def test_a_second_sigterm_releases_what_is_in_flight_and_exits_at_once(
     markers.mkdir()
     env = {
         **os.environ,
-        "PYTHONPATH": str(HERE),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
         "FAULT": "none",
         "MARKER_DIR": str(markers),
         "LAMBDA_DESTINATIONS_QUEUES": url,

@@ -158,8 +158,10 @@ async def run_worker(
                     # Handlers that ignore cancellation would hold asyncio.run() past the
                     # deadline; their messages were released already.
                     log.warning(
-                        "handlers ignored cancellation; exiting without them",
+                        "handlers ignored cancellation; exiting without them: a handler must "
+                        "let CancelledError through (re-raise it after any clean-up)",
                         count=worker.abandoned,
+                        handlers=worker.running_handlers(),
                     )
                     exit_now(EXIT_TASK_FAILED if worker.supervisor.failures else EXIT_OK)
     finally:

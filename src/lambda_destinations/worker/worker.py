@@ -481,6 +481,11 @@ class Worker(Lifetime):
 
     # -- health ------------------------------------------------------------------------------
 
+    def running_handlers(self) -> list[str]:
+        """The handlers running now, each named once (after shutdown: those left behind)."""
+        running = self._dispatcher.running.values() if self._dispatcher else ()
+        return sorted({handler for handler, _started in running})
+
     def health(self) -> list[str]:
         """What keeps the worker from being alive (/healthz); empty when all is well."""
         problems = [f"task {name} failed: {why}" for name, why in self.supervisor.failures.items()]
@@ -950,13 +955,33 @@ class Worker(Lifetime):
         # Beaten on every tick: a thread of its own names the handler that stops the beats.
         watchdog = LoopWatchdog(handler_codes(self._dispatcher.router.handlers()), LOOP_BLOCKED)
         watchdog.start()
+        overran: set[int] = set()
         try:
             while True:
                 watchdog.beat()
                 await asyncio.sleep(tick)
                 self._extend_due(loop.time())
+                self._warn_overruns(loop.time(), overran)
         finally:
             watchdog.stop()  # the heartbeat's end (shutdown) is no blocked loop
+
+    def _warn_overruns(self, now: float, warned: set[int]) -> None:
+        """Warn once of each handler run going on past ``handler_timeout``, whose cancellation
+        then it did not end at (``warned``: the runs warned of, kept to the running ones)."""
+        assert self._dispatcher is not None
+        running = self._dispatcher.running
+        warned.intersection_update(running)
+        limit = self.settings.handler_timeout + HANDLER_OVERRUN
+        for run, (handler, started) in list(running.items()):
+            if run not in warned and now - started > limit:
+                warned.add(run)
+                log.warning(
+                    f"handler {handler} has run {now - started:.0f}s, past handler_timeout "
+                    f"({self.settings.handler_timeout:g}s), though cancelled then: it holds "
+                    "its message and a handler slot until it ends; let CancelledError through "
+                    "(re-raise it after any clean-up)",
+                    handler=handler,
+                )
 
     def _extend_due(self, now: float) -> None:
         assert self._visibility is not None
