@@ -2380,3 +2380,39 @@ def test_two_handlers_of_one_name_are_one_line(modules: str, tmp_path: Path) -> 
         f"@handler('notify') on {second}.notify_v2: {first}.notify has that name too: "
         "give each handler a name of its own"
     )
+
+
+def test_a_route_naming_a_handler_of_a_module_with_none_says_the_module_has_none(
+    tmp_path: Path,
+) -> None:
+    # given: a handler module whose function lacks its @handler (before: "is not defined",
+    # the module it was meant to come from not named)
+    (tmp_path / "no_marks.py").write_text("async def notify(m, c): ...\n")
+    env = {
+        "LAMBDA_DESTINATIONS_HANDLER_MODULES": "no_marks",
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["notify"]}]),
+    }
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert line.startswith("error: handler 'notify' (LAMBDA_DESTINATIONS_ROUTES) is not defined")
+    assert line.endswith(
+        "or module:function (handler_modules entry 'no_marks' has no @handler function)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("notify", "is a plain function: define it with `async def`"),
+        ("LIMIT", "is of type int, not an async function or a handler object: point at an"),
+    ],
+)
+def test_a_route_naming_a_plain_function_says_to_make_it_async(
+    target: str, said: str, tmp_path: Path
+) -> None:
+    (tmp_path / "plain_ref.py").write_text("LIMIT = 3\n\n\ndef notify(m, c): ...\n")
+    env = {"LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": [f"plain_ref:{target}"]}])}
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert f"plain_ref:{target} {said}" in one_error_line(result)

@@ -284,4 +284,10 @@ def as_handler(name: str, obj: Any, options: Mapping[str, Any] | None = None) ->
         return obj
     if inspect.iscoroutinefunction(obj):
         return FunctionHandler.of(name, obj, options)
-    raise TypeError(f"{name} is not an async function or a handler object")
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        raise TypeError(f"{name} is a plain function: define it with `async def`")
+    raise TypeError(
+        f"{name} is of type {type(obj).__name__}, not an async function or a handler object: point "
+        "at an `async def` function, or an object with a name and an "
+        "`async def __call__(self, message, context)`"
+    )

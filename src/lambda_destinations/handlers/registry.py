@@ -205,6 +205,16 @@ def _function(value: Any) -> str:
     return f"{module}.{qualname}" if module else qualname
 
 
+def _unmarked(modules: list[str]) -> str:
+    """`` (handler_modules entry 'x' has no @handler function)``: a module listed with no
+    handler in it, its decorator forgotten most likely; empty when there is none."""
+    if not modules:
+        return ""
+    if len(modules) == 1:
+        return f" (handler_modules entry {modules[0]!r} has no @handler function)"
+    return f" (handler_modules entries {', '.join(map(repr, modules))} have no @handler function)"
+
+
 def _placed(message: str, name: str, settings: Settings) -> str:
     """``message``, about the ``[handlers.NAME]`` table, with where the setting it names was
     set after its path (``handlers.hook.url (the TOML file x.toml): …``): the TOML file and
@@ -226,12 +236,18 @@ class HandlerRegistry:
         # Where the list was set, for its lines: the variable or the TOML file, one of them.
         origin = settings.origin("handler_modules")
         placed = f" ({origin})" if origin and not origin.startswith("--") else ""
+        self._empty: list[str] = []  # the handler modules with no @handler function
         for module_name in settings.handler_modules:
             what = f"handler_modules entry {module_name!r}{placed}"
-            module = _import(module_name, what)
-            for value in vars(module).values():
-                if (name := marked_name(value)) is not None:
-                    self._decorated[name] = _decorated(what, name, value, self._decorated)
+            marked = [
+                (name, value)
+                for value in vars(_import(module_name, what)).values()
+                if (name := marked_name(value)) is not None
+            ]
+            for name, value in marked:
+                self._decorated[name] = _decorated(what, name, value, self._decorated)
+            if not marked:
+                self._empty.append(module_name)
 
     def add(self, handler: Handler) -> None:
         """Register a handler object directly (tests, embedding applications)."""
@@ -262,7 +278,7 @@ class HandlerRegistry:
         known = sorted({*BUILTIN_TYPES, *self._settings.handlers, *self._decorated})
         raise ConfigError(
             f"handler {name!r} is not defined: use one of {', '.join(known)}, "
-            "a [handlers.NAME] table, or module:function"
+            f"a [handlers.NAME] table, or module:function{_unmarked(self._empty)}"
         )
 
     def _from_table(self, name: str, options: dict[str, Any]) -> Handler:
