@@ -169,3 +169,34 @@ async def test_a_handler_that_ignores_its_timeout_s_cancellation_is_named(
     assert warning["event"].startswith("handler stubborn has run ")
     assert "past handler_timeout (0.5s), though cancelled then" in warning["event"]
     assert "let CancelledError through" in warning["event"]
+
+
+async def test_a_handler_changing_its_settings_changes_them_for_its_call_only(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a handler that adds to the list of its [handlers.NAME] table, as code does with a
+    # list it was handed
+    seen: list[list[str]] = []
+
+    async def notify(message: DecodedMessage, context: Any) -> None:
+        recipients = context.options["to"]
+        recipients.append(message.key)
+        seen.append(list(recipients))
+
+    url, _ = make_queue("changes-settings")
+    records = [success_record(random.Random(n)) for n in (66, 67, 68)]
+    send_bodies(sqs, url, [json.dumps(record) for record in records])
+    settings = routed(settings_for(url, concurrency=1), "notify")
+    handler = FunctionHandler.of("notify", notify, {"to": ["oncall"]})
+    registry = registry_with(settings, handler)
+
+    # when
+    async with Worker(settings, registry=registry) as worker:
+        stats = await worker.run(once=True)
+
+    # then: each call began from the settings as configured (before: the second message was
+    # sent to the first one's additions too, and so on)
+    assert stats.outcomes["ack"] == 3
+    assert [recipients[:1] for recipients in seen] == [["oncall"]] * 3
+    assert [len(recipients) for recipients in seen] == [2, 2, 2]
+    assert handler.options["to"] == ["oncall"]

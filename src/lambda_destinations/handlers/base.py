@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import types
@@ -181,7 +182,10 @@ class FunctionHandler:
 
     async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
         if self.options:
-            context = dataclasses.replace(context, options=self.options)
+            # A copy of its own for each call: a list or table of its settings the handler
+            # changes (options["to"].append(...)) must not carry over to the next message.
+            options = types.MappingProxyType(copy.deepcopy(dict(self.options)))
+            context = dataclasses.replace(context, options=options)
         if self.model is None:
             returned = await self.func(message, context)
         else:
