@@ -68,10 +68,17 @@ class FreezableProxy:
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
-            while self.frozen.is_set():  # noqa: ASYNC110 - set from the test's thread
-                await asyncio.sleep(0.05)  # hold the bytes: the endpoint stops answering
+            await self._hold()
             writer.write(data)
             await writer.drain()
+        # One end closed: so is the other (PostgreSQL closes its end after a client's
+        # Terminate, and the client waits for that), unless frozen, which holds closes too.
+        await self._hold()
+        writer.close()
+
+    async def _hold(self) -> None:
+        while self.frozen.is_set():  # noqa: ASYNC110 - set from the test's thread
+            await asyncio.sleep(0.05)  # hold the bytes: the endpoint stops answering
 
     @contextlib.contextmanager
     def running(self) -> Iterator[str]:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from freezable_proxy import FreezableProxy
@@ -173,3 +174,81 @@ def test_a_second_sigterm_releases_what_is_in_flight_and_exits_at_once(
     assert process.returncode == 128 + signal.SIGTERM, err
     assert elapsed < 10, f"took {elapsed:.2f}s"
     assert len(receive_all(sqs, url, wait=3)) == 4
+
+
+def wait_for_line(log: Path, process: subprocess.Popen[str], text: str) -> None:
+    deadline = time.monotonic() + 60
+    while text not in log.read_text():
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"never saw {text!r} in {log.read_text()}"
+        time.sleep(0.05)
+
+
+def hidden(sqs: Any, url: str) -> int:
+    answer = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )
+    return int(answer["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.parametrize("in_flight", [0, 3])
+def test_sigterm_ends_the_worker_when_its_postgresql_stopped_answering(
+    in_flight, sqs, make_queue, endpoint_url, postgres_url, tmp_path
+) -> None:
+    # given: a worker whose PostgreSQL, behind a proxy, stops answering (a partition: the
+    # connections stay open, nothing comes back), idle or with messages whose saves hang
+    url, _ = make_queue("pg-frozen", visibility_timeout=120)
+    host, port = postgres_url.removeprefix("postgresql://").split("@")[1].split("/")[0].split(":")
+    proxy = FreezableProxy(host, int(port))
+    log = tmp_path / "worker.log"
+    with proxy.running() as through, log.open("w") as err_file:
+        store = postgres_url.replace(f"{host}:{port}", through.removeprefix("http://"))
+        env = {
+            **os.environ,
+            "LAMBDA_DESTINATIONS_QUEUES": url,
+            "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+            "LAMBDA_DESTINATIONS_STORE": store,
+            "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+            "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+            "LAMBDA_DESTINATIONS_OPS_PORT": "0",
+            "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": str(GRACE),
+            "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lambda_destinations", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+            text=True,
+        )
+        try:
+            wait_for_line(log, process, '"worker started"')
+            # The scheduler's read at start is over, its next one a second away: the pool's
+            # connection is idle when the database stops answering.
+            time.sleep(0.5)
+            proxy.frozen.set()
+            rng = random.Random(in_flight)
+            send_bodies(sqs, url, [json.dumps(success_record(rng)) for _ in range(in_flight)])
+            deadline = time.monotonic() + 60
+            while hidden(sqs, url) < in_flight:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+
+            # when: SIGTERM (a restart, say, because the database is away)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=GRACE + 30)  # it hung for ever after "worker stopped"
+        finally:
+            reap(process)
+
+    # then: exit 0, no traceback; a save left hanging is given up with one line, the
+    # messages having been released before
+    err = log.read_text()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [e["released"] for e in events if e["event"] == "worker stopped"] == [in_flight]
+    if in_flight:
+        gave_up = [e for e in events if e["event"].startswith("the store did not answer")]
+        assert [e["store"] for e in gave_up] == [store]

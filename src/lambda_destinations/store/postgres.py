@@ -93,6 +93,16 @@ DEFAULT_POOL_SIZE = 20
 MOST_POOL_SIZE = 1000
 
 
+def _closing_briefly(engine: AsyncEngine) -> AsyncEngine:
+    """``engine``, whose pool closes each connection as it terminates one: a graceful close
+    that waits at most 2 s for the server, then drops the connection. asyncpg's plain close
+    waits for the server's answer for ever: a database that stopped answering held
+    ``dispose()``, and the process, after its work was done."""
+    dialect: Any = engine.sync_engine.dialect
+    dialect.do_close = dialect.do_terminate
+    return engine
+
+
 def _url_options(url: str, query: dict[str, Any]) -> tuple[dict[str, str], int | None]:
     """The URL's parameters: those asyncpg is given (``sslmode``, or ``ssl``), and the pool's
     ``pool_size`` (None if not given), checked here so that a typo is one line at start, not
@@ -361,7 +371,7 @@ class PostgresStore(SqlStore):
         return sa.and_(like, column.regexp_match(glob.regex()))
 
     async def _create_engine(self) -> AsyncEngine:
-        return create_async_engine(self._sa_url, **self._engine_options)
+        return _closing_briefly(create_async_engine(self._sa_url, **self._engine_options))
 
     def _transaction_engine(self, engine: StoreEngine) -> StoreEngine:
         assert isinstance(engine, AsyncEngine)
@@ -374,9 +384,11 @@ class PostgresStore(SqlStore):
         at 60 s, the migration was rolled back and tried again for ever, and the wait was
         reported as PostgreSQL unreachable)."""
         connect_args = {**self._engine_options["connect_args"], "command_timeout": None}
-        engine = create_async_engine(
-            self._sa_url,
-            **{**self._engine_options, "pool_size": 1, "connect_args": connect_args},
+        engine = _closing_briefly(
+            create_async_engine(
+                self._sa_url,
+                **{**self._engine_options, "pool_size": 1, "connect_args": connect_args},
+            )
         )
         try:
             yield self._transaction_engine(engine)

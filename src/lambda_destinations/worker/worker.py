@@ -88,6 +88,8 @@ CANCEL_WAIT = 1.0  # of the margin, what cancelled handlers get to end
 # (the poll's end at SQS comes a little after ours: the request's way there, its clock).
 RELEASE_MARGIN = 1.0
 FLUSH_RESERVE = 1.0  # of the margin, what is always left for the last flush
+CLOSE_RESERVE = 0.5  # past the margin (3 s in all), what closing the store gets at least
+CLOSE_WAIT = 3.0  # closing the store when no shutdown began (a start that failed)
 ABORT_RELEASE = 1.0  # a second signal: seconds spent trying to release what is in flight
 HANDLER_OVERRUN = 1.0  # seconds past handler_timeout before /healthz reports a handler
 # One event loop runs every handler, poller and the heartbeat: code that blocks it (time.sleep,
@@ -411,9 +413,30 @@ class Worker(Lifetime):
     async def close(self) -> None:
         self.ready = False
         if self._own_store:
-            with contextlib.suppress(Exception):
-                await self.store.close()
+            await self._close_store()
         await self.aws.close()
+
+    async def _close_store(self) -> None:
+        """Close the store within the shutdown's deadline (CLOSE_WAIT when none began): a
+        database that stopped answering would hold its connections' close, and the process,
+        for ever after "worker stopped". Everything is settled by then."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_WAIT
+        if self._stop_at is not None:
+            margin = self.settings.shutdown_grace + SHUTDOWN_MARGIN + CLOSE_RESERVE
+            deadline = max(self._stop_at + margin, loop.time() + CLOSE_RESERVE)
+        store = mask_url(self.store.url) if hasattr(self.store, "url") else None
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self.store.close()
+        except TimeoutError:
+            log.warning(
+                "the store did not answer as the worker closed it; exiting without waiting "
+                "(nothing is lost: every message was settled or released before)",
+                store=store,
+            )
+        except Exception as exc:  # noqa: BLE001 - closing: nothing left to save, only to say
+            log.warning("the store could not be closed", store=store, error=describe_error(exc))
 
     async def _until_reachable(
         self, what: str, call: Callable[[], Awaitable[Any]], give_up: float | None
@@ -619,7 +642,9 @@ class Worker(Lifetime):
         loop = asyncio.get_running_loop()
         if self._releases is None:  # a --once run's shutdown, with no stop()
             self._releases = []
-        grace_end = (self._stop_at or loop.time()) + self.settings.shutdown_grace
+        if self._stop_at is None:  # a --once run's shutdown: it begins now
+            self._stop_at = loop.time()
+        grace_end = self._stop_at + self.settings.shutdown_grace
         hard_end = grace_end + SHUTDOWN_MARGIN
         self.supervisor.closing()
         # Phase 1: stop receiving. A receive cancelled mid-flight may have taken messages we
