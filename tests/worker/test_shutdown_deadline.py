@@ -26,6 +26,7 @@ from worker_helpers import receive_all, send_bodies
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import ScheduledJob, Store
 from processes import reap
+from tcp_proxy import AnswerCutter
 
 HERE = Path(__file__).parent
 GRACE = 2.0
@@ -252,3 +253,47 @@ def test_sigterm_ends_the_worker_when_its_postgresql_stopped_answering(
     if in_flight:
         gave_up = [e for e in events if e["event"].startswith("the store did not answer")]
         assert [e["store"] for e in gave_up] == [store]
+
+
+@pytest.mark.postgres
+async def test_sigterm_ends_a_start_whose_postgresql_stopped_answering_mid_migration(
+    sqs, make_queue, endpoint_url, postgres_url, tmp_path
+) -> None:
+    # given: a worker starting on an empty database, whose answer to the migration's lock
+    # never comes back (a migration's statements have no timeout)
+    url, _ = make_queue("pg-migrating")
+    address = postgres_url.removeprefix("postgresql://").split("@")[1].split("/")[0]
+    cutter = AnswerCutter(f"http://{address}", b"pg_try_advisory_xact_lock")
+    cutter.holds = 1
+    async with cutter.running() as through:
+        env = {
+            **os.environ,
+            "LAMBDA_DESTINATIONS_QUEUES": url,
+            "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+            "LAMBDA_DESTINATIONS_STORE": postgres_url.replace(
+                address, through.removeprefix("http://")
+            ),
+            "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+            "LAMBDA_DESTINATIONS_OPS_PORT": "0",
+            "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": str(GRACE),
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lambda_destinations", "run", env=env, stderr=subprocess.PIPE
+        )
+        try:
+            await asyncio.wait_for(cutter.holding.wait(), 60)
+
+            # when: SIGTERM
+            process.send_signal(signal.SIGTERM)
+            # It waited for the answer for as long as the database stayed away.
+            _out, err = await asyncio.wait_for(process.communicate(), GRACE + 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+    # then: interrupted before the start, in one line, no traceback
+    text = err.decode()
+    assert process.returncode == 130, text
+    assert "Traceback" not in text
+    assert "interrupted: stopped while waiting for store, which did not answer" in text

@@ -451,7 +451,7 @@ class Worker(Lifetime):
         began = remind_at = loop.time()
         while True:
             try:
-                answer = await call()
+                answer = await self._unless_stopped(what, call)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -485,6 +485,25 @@ class Worker(Lifetime):
                     waited = round(loop.time() - began, 1)
                     log.info(f"reached {what}", after_failures=failures, waited_seconds=waited)
                 return answer
+
+    async def _unless_stopped(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call()``, given up when the worker is stopped meanwhile: a store that stopped
+        answering mid-migration (which has no statement timeout) held the start, SIGTERM
+        notwithstanding, for as long as it stayed away."""
+        attempt = asyncio.ensure_future(call())
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not attempt.done():
+                attempt.cancel()
+                await asyncio.wait({attempt}, timeout=CANCEL_WAIT)
+        if attempt.cancelled() or not attempt.done():
+            raise StoppedBeforeStart(
+                f"stopped while waiting for {what}, which did not answer, before the worker started"
+            )
+        return attempt.result()
 
     def _receive_fix(self, exc: BaseException) -> dict[str, str]:
         """What a failed receive's warning adds: the fix, and the endpoint when SQS gave no
