@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import math
 import random
 import re
@@ -115,10 +116,38 @@ SETUP_ERRORS: tuple[type[BaseException], ...] = (
 NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (*SETUP_ERRORS, ParamValidationError)
 
 
+# An AWS error in the Query protocol's XML answering a JSON request (SQS, Lambda, SES v2): moto
+# refuses so what IAM does not allow. botocore cannot read it: it names the error by its HTTP
+# status and keeps the whole XML as the message.
+_XML_ERROR = re.compile(
+    r"<Code>\s*([^<]+?)\s*</Code>(?:\s*<Message>\s*(.*?)\s*</Message>)?", re.DOTALL
+)
+
+
+def _xml_error(exc: BaseException) -> tuple[str, str] | None:
+    """The code and message of an AWS error botocore left unread in XML, else None."""
+    if not isinstance(exc, ClientError):
+        return None
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if str(error.get("Code")) != str(status):
+        return None
+    found = _XML_ERROR.search(str(error.get("Message") or ""))
+    return (found[1], html.unescape(found[2] or "")) if found else None
+
+
+def _code_and_message(exc: ClientError) -> tuple[object, str]:
+    """A ClientError's code and message, read from the XML botocore could not read."""
+    if (found := _xml_error(exc)) is not None:
+        return found
+    error = exc.response.get("Error", {})
+    return error.get("Code"), str(error.get("Message") or "")
+
+
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a ClientError, else None."""
     if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code")
+        code = _code_and_message(exc)[0]
         return str(code) if code is not None else None
     return None
 
@@ -159,6 +188,10 @@ def describe_error(exc: BaseException) -> str:
         text = f"{said_not_aws(answer, by='the endpoint')} {_ASK_ENDPOINT}"
     else:
         text = _without_html(_text_of(exc) or type(exc).__name__)
+        if isinstance(exc, ClientError) and (found := _xml_error(exc)) is not None:
+            # as botocore words an error it read
+            text = f"An error occurred ({found[0]}) when calling the {exc.operation_name} "
+            text += f"operation: {found[1]}"
         if answer is not None and answer.endswith(_NO_AWS_ERROR):
             text = f"{text.rstrip()} {said_not_aws(answer)} {_ASK_ENDPOINT}"
     if isinstance(exc, ClientError):
@@ -218,8 +251,8 @@ def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> 
     if (answer := not_aws_answer(exc)) is not None:
         text = f"{said_not_aws(answer, by='the endpoint')} {_ASK_ENDPOINT}"
     elif isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        text = f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
+        code, message = _code_and_message(exc)
+        text = f"{code}: {message}".strip().rstrip(":")
     else:
         text = _text_of(exc)
     lines = _without_html(text).strip().splitlines()

@@ -903,9 +903,13 @@ class Dispatcher:
                 if is_transient(exc):
                     raise
                 if not is_missing_queue(exc):
-                    # Too large with our attributes, say: the store keeps it whole.
+                    # Too large with our attributes, say, or not allowed: the store keeps it
+                    # whole. The line names the DLQ, which the refusal may not.
                     log.warning(
-                        "the DLQ refused the quarantined message", error=describe_error(exc)
+                        "the DLQ refused the quarantined message",
+                        dlq=queue.dlq_url,
+                        error=describe_error(exc),
+                        **({"fix": fix} if (fix := aws_fix(exc)) else {}),
                     )
                     return None
                 gone = queue.dlq_url

@@ -1,0 +1,365 @@
+"""The worker with only what the CloudFormation template's task role grants, on a moto server
+that enforces IAM (``INITIAL_NO_AUTH_ACTION_COUNT``): the template's ``!GetAtt``/``!Sub`` ARNs
+resolved to the moto queues' real ARNs, a user with that policy, the CLI run with its keys.
+
+moto checks the resource for SQS calls that name a queue by URL; for Lambda and SES, and for
+``GetQueueUrl`` (a queue's name), it checks the action on ``*`` only, so those grants are also
+given on ``*`` here: their resources are checked statically (test_iam.py). moto names the
+action of an operation ``service:Operation`` (``sqs:DeleteMessageBatch``, ``lambda:Invoke``),
+so each granted action is given under those names too."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from deploy_helpers import expand_foreach, load_template, resolve_conditions
+
+from lambda_destinations.aws_operations import OPERATIONS
+from processes import ENTRY, free_port, reap
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+FUNCTION = "orders-api"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+# moto answers these on "*" whatever the request names
+NO_RESOURCE_IN_MOTO = ("lambda:", "ses:", "sqs:GetQueueUrl")
+
+
+@dataclass
+class Moto:
+    url: str
+    admin: dict[str, str]  # boto3 keyword arguments of a user allowed everything
+
+    def client(self, service: str, **keys: str) -> Any:
+        return boto3.client(
+            service, region_name=REGION, endpoint_url=self.url, **(keys or self.admin)
+        )
+
+
+def _post(url: str, body: bytes) -> None:
+    httpx.post(url, content=body, headers={"Content-Type": "text/plain"}).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Moto]:
+    """A moto server of its own that enforces IAM once its admin user exists."""
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1000"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/moto-api/", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        _post(f"{url}/moto-api/config", json.dumps({"lambda": {"use_docker": False}}).encode())
+        iam = boto3.client("iam", region_name=REGION, endpoint_url=url)
+        iam.create_user(UserName="admin")
+        everything = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+        iam.put_user_policy(
+            UserName="admin",
+            PolicyName="all",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
+        )
+        key = iam.create_access_key(UserName="admin")["AccessKey"]
+        _post(f"{url}/moto-api/reset-auth", b"0")  # every request from here on is checked
+        yield Moto(url, _keys(key))
+    finally:
+        reap(server)
+
+
+def _keys(key: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": key["AccessKeyId"],
+        "aws_secret_access_key": key["SecretAccessKey"],
+    }
+
+
+@dataclass
+class Deployment:
+    urls: dict[str, str]  # the template's logical queue names -> URLs
+    arns: dict[str, str]
+
+
+def _deploy(moto: Moto) -> Deployment:
+    """The template's four queues (each destination queue redriving to its DLQ), its function."""
+    sqs = moto.client("sqs")
+    prefix = f"ld-{uuid.uuid4().hex[:8]}"
+    urls: dict[str, str] = {}
+    arns: dict[str, str] = {}
+
+    def make(logical: str, name: str, attributes: dict[str, str]) -> None:
+        urls[logical] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arns[logical] = sqs.get_queue_attributes(
+            QueueUrl=urls[logical], AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+
+    for kind in ("Success", "Failure"):
+        make(f"{kind}DeadLetterQueue", f"{prefix}-{kind.lower()}-dlq", {})
+        redrive = {"deadLetterTargetArn": arns[f"{kind}DeadLetterQueue"], "maxReceiveCount": 5}
+        make(f"{kind}Queue", f"{prefix}-{kind.lower()}", {"RedrivePolicy": json.dumps(redrive)})
+    return Deployment(urls, arns)
+
+
+def _resolve(node: Any, arns: dict[str, str], names: dict[str, Any]) -> Any:
+    """The template's ``Fn::GetAtt X.Arn``, ``Fn::Sub`` and ``Ref`` as the deployment has them."""
+    if isinstance(node, dict) and set(node) == {"Fn::GetAtt"}:
+        return arns[node["Fn::GetAtt"][0]]
+    if isinstance(node, dict) and set(node) == {"Fn::Sub"}:
+        text: str = node["Fn::Sub"]
+        for name, value in names.items():
+            if isinstance(value, str):
+                text = text.replace(f"${{{name}}}", value)
+        assert "${" not in text, text
+        return text
+    if isinstance(node, dict) and set(node) == {"Ref"}:
+        return names[node["Ref"]]
+    if isinstance(node, dict):
+        return {key: _resolve(value, arns, names) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve(item, arns, names) for item in node]
+    return node
+
+
+def _moto_names(actions: list[str]) -> list[str]:
+    """Each action, and the ``service:Operation`` names moto checks for it."""
+    names = set(actions)
+    for op in OPERATIONS:
+        if op.action in actions:
+            names.add(f"{'ses' if op.service == 'sesv2' else op.service}:{op.operation}")
+    return sorted(names)
+
+
+def template_policy(deployment: Deployment, *, without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The task role's statements (SMS and email on, one function), resolved for moto."""
+    template = expand_foreach(load_template(), {"FunctionNames": [FUNCTION]})
+    template = resolve_conditions(
+        template, {"HasFunctionRoles": True, "SmsOn": True, "EmailOn": True}
+    )
+    resources = template["Resources"]
+    names = {
+        "AWS::Partition": "aws",
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT,
+        "Cluster": "cluster",
+        "EmailIdentityArns": [f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/example.com"],
+    }
+    documents = [p["PolicyDocument"] for p in resources["TaskRole"]["Properties"]["Policies"]]
+    documents += [
+        r["Properties"]["PolicyDocument"]
+        for r in resources.values()
+        if r["Type"] == "AWS::IAM::RolePolicy"
+    ]
+    statements = []
+    for document in documents:
+        for statement in _resolve(document["Statement"], deployment.arns, names):
+            granted = statement["Action"]
+            granted = [granted] if isinstance(granted, str) else granted
+            statement["Action"] = _moto_names([a for a in granted if a not in without])
+            if statement["Action"]:
+                statements.append(statement)
+    anywhere = [
+        action
+        for statement in statements
+        for action in statement["Action"]
+        if action.startswith(NO_RESOURCE_IN_MOTO)
+    ]
+    statements.append({"Effect": "Allow", "Action": sorted(set(anywhere)), "Resource": "*"})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def user_with(moto: Moto, policy: dict[str, Any]) -> dict[str, str]:
+    iam = moto.client("iam")
+    name = f"u-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    return _keys(iam.create_access_key(UserName=name)["AccessKey"])
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("f.py", "def h(event, context):\n    return event\n")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def senders(moto: Moto) -> None:
+    """The function replays invoke, the SES identity mail is sent as."""
+    role = moto.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")
+    moto.client("lambda").create_function(
+        FunctionName=FUNCTION,
+        Runtime="python3.12",
+        Role=role["Role"]["Arn"],
+        Handler="f.h",
+        Code={"ZipFile": _zip()},
+    )
+    ses = moto.client("sesv2")
+    for identity in ("example.com", "oncall@example.com"):
+        ses.create_email_identity(EmailIdentity=identity)
+
+
+CONFIG = """
+wait_time = 1
+once_timeout = 20
+ops_port = 0
+log_format = "json"
+[[routes]]
+condition = "failure"
+handlers = ["persist", "oncall-sms", "oncall-mail", "again"]
+[[routes]]
+handlers = ["persist", "replay-outcome"]
+[handlers.oncall-sms]
+type = "sms"
+phone_numbers = ["+14155552671"]
+[handlers.oncall-mail]
+type = "email"
+from = "alerts@example.com"
+to = ["oncall@example.com"]
+[handlers.again]
+type = "replay"
+delay = "1s"
+"""
+
+
+def run_cli(
+    moto: Moto, deployment: Deployment, keys: dict[str, str], tmp_path: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "ld.toml"
+    config.write_text(CONFIG)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": keys["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": keys["aws_secret_access_key"],
+        "AWS_REGION": REGION,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": moto.url,
+        "LAMBDA_DESTINATIONS_QUEUES": ",".join(
+            deployment.urls[q] for q in ("SuccessQueue", "FailureQueue")
+        ),
+        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
+        "LAMBDA_DESTINATIONS_CONFIG": str(config),
+    }
+    return subprocess.run(
+        [*ENTRY, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _record(name: str) -> str:
+    record = json.loads((EVENTS / name).read_text())
+    arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}:$LATEST"
+    record["requestContext"]["functionArn"] = arn
+    return json.dumps(record)
+
+
+def _log_lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def _depth(moto: Moto, url: str) -> int:
+    attributes = moto.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
+@pytest.mark.usefixtures("senders")
+def test_the_worker_does_all_its_work_with_only_the_template_policy(
+    moto: Moto, tmp_path: Path
+) -> None:
+    # given: a success, a failure and a poison message on each queue; a user with the policy
+    deployment = _deploy(moto)
+    sqs = moto.client("sqs")
+    success, failure = deployment.urls["SuccessQueue"], deployment.urls["FailureQueue"]
+    sqs.send_message(QueueUrl=success, MessageBody=_record("invocation-success.json"))
+    sqs.send_message(
+        QueueUrl=failure, MessageBody=_record("invocation-retries-exhausted-python.json")
+    )
+    sqs.send_message(QueueUrl=success, MessageBody='{"not": "a record"}')
+    sqs.send_message(QueueUrl=failure, MessageBody="not JSON")
+    keys = user_with(moto, template_policy(deployment))
+
+    # when: doctor, the worker once (persist, quarantine, sms, email, replay scheduled), then
+    # once more after the replay's delay (Invoke)
+    doctor = run_cli(moto, deployment, keys, tmp_path, "doctor")
+    first = run_cli(moto, deployment, keys, tmp_path, "run", "--once")
+    time.sleep(1)
+    second = run_cli(moto, deployment, keys, tmp_path, "run", "--once")
+
+    # then: nothing refused anywhere
+    for done in (first, second):
+        assert done.returncode == 0, done.stderr
+        assert "AccessDenied" not in done.stderr + done.stdout
+    queue_checks = [line for line in doctor.stdout.splitlines() if "ld-" in line]
+    assert queue_checks, doctor.stdout
+    assert not [line for line in queue_checks if " ERROR " in line], doctor.stdout
+    events = [line["event"] for line in _log_lines(first.stderr)]
+    assert events.count("message quarantined") == 2
+    assert {"SMS sent", "email sent", "replay scheduled"} <= set(events), first.stderr
+    assert "replayed" in [line["event"] for line in _log_lines(second.stderr)], second.stderr
+    assert _depth(moto, deployment.urls["SuccessDeadLetterQueue"]) == 1
+    assert _depth(moto, deployment.urls["FailureDeadLetterQueue"]) == 1
+    assert _depth(moto, success) == _depth(moto, failure) == 0
+
+
+def test_a_dlq_the_worker_may_not_send_to_is_named_with_the_fix(moto: Moto, tmp_path: Path) -> None:
+    # given: a role without sqs:SendMessage, and a message that can only be quarantined
+    deployment = _deploy(moto)
+    moto.client("sqs").send_message(QueueUrl=deployment.urls["FailureQueue"], MessageBody="x")
+    keys = user_with(moto, template_policy(deployment, without=("sqs:SendMessage",)))
+
+    # when
+    done = run_cli(moto, deployment, keys, tmp_path, "run", "--once")
+
+    # then: one line names the DLQ, SQS's refusal and the fix; the store keeps the message
+    assert done.returncode == 0, done.stderr
+    (refused,) = [
+        line
+        for line in _log_lines(done.stderr)
+        if line["event"] == "the DLQ refused the quarantined message"
+    ]
+    assert refused["dlq"] == deployment.urls["FailureDeadLetterQueue"]
+    assert "AccessDenied" in refused["error"]
+    assert "<?xml" not in refused["error"]
+    assert refused["fix"].endswith("allowed sqs:SendMessage")
+    assert "quarantined 1" in done.stdout
+    listed = run_cli(moto, deployment, keys, tmp_path, "quarantine", "list")
+    assert "not JSON" in listed.stdout, listed
+
+
+def test_an_operator_command_the_worker_may_not_run_says_so_in_one_line(
+    moto: Moto, tmp_path: Path
+) -> None:
+    # given: the worker's keys, which may not read a DLQ's messages (operators' work)
+    deployment = _deploy(moto)
+    keys = user_with(moto, template_policy(deployment))
+    dlq = deployment.urls["FailureDeadLetterQueue"]
+
+    # when
+    done = run_cli(moto, deployment, keys, tmp_path, "dlq", "peek", dlq)
+
+    # then: the action, SQS's refusal and the fix, exit 3 (credentials), no XML
+    assert done.returncode == 3, done
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ReceiveMessage was refused (AccessDenied: "), line
+    assert line.endswith("that they are allowed sqs:ReceiveMessage"), line
+    assert "<" not in line
