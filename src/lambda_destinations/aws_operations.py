@@ -243,7 +243,7 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "sqs:GetQueueUrl",
         _O,
         (_Q, _DLQ),
-        "every command that names a queue resolves it",
+        "`doctor` and `dlq` resolve a queue given by name (`dlq redrive` its source queues too)",
     ),
     AwsOperation(
         "sqs",
@@ -251,7 +251,8 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "sqs:GetQueueAttributes",
         _O,
         (_Q, _DLQ),
-        "`doctor` checks each queue; `dlq` reads a DLQ's depth and ARN",
+        "`doctor` checks each queue; `dlq` reads a DLQ's depth and ARN (`dlq redrive` its "
+        "source queue's too)",
     ),
     AwsOperation(
         "sqs",
@@ -267,7 +268,7 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "sqs:ChangeMessageVisibility",
         _O,
         (_DLQ,),
-        "`dlq peek` releases what it looked at",
+        "`dlq peek` releases what it looked at, `dlq redrive` what it does not move",
     ),
     AwsOperation(
         "sqs",
@@ -283,7 +284,8 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "sqs:SendMessage",
         _O,
         (_Q,),
-        "`dlq redrive` sends a message again alone when its batch entry failed",
+        "`dlq redrive` sends a message again alone when its batch entry failed; "
+        "`quarantine resend` sends a quarantined message back to its queue",
     ),
     AwsOperation(
         "lambda",

@@ -18,6 +18,7 @@ DEPLOY = ROOT / "deploy"
 TEMPLATE = DEPLOY / "cloudformation" / "lambda-destinations.yaml"
 KUBERNETES = DEPLOY / "kubernetes"
 TERRAFORM = DEPLOY / "terraform"
+README = ROOT / "README.md"
 
 # The services the package makes clients for without naming them in a literal (the invoker).
 IMPLIED_SERVICES = ("lambda",)
@@ -289,3 +290,11 @@ def terraform_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
     for dynamic in document.get("dynamic", []):
         statements += dynamic["statement"]["content"]
     return statements
+
+
+def readme_operator_table() -> dict[str, str]:
+    """The README's table of operator commands: command -> the row's actions cell."""
+    section = README.read_text().split("### IAM: each action and why", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| command | actions | on |", 1)[1].split("\n\n", 1)[0]
+    cells = [line.split(" | ") for line in table.splitlines() if line.startswith("| `")]
+    return {row[0].removeprefix("| ").strip("`"): row[1] for row in cells}

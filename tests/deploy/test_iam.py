@@ -4,6 +4,7 @@ resources it is used on, and nothing beyond."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -12,11 +13,12 @@ from deploy_helpers import (
     expand_foreach,
     load_template,
     load_terraform,
+    readme_operator_table,
     resolve_conditions,
     terraform_statements,
 )
 
-from lambda_destinations.aws_operations import Target, worker_actions
+from lambda_destinations.aws_operations import Scope, Target, operations, worker_actions
 
 FUNCTIONS = ["orders-api", "billing_worker"]
 ALL_ON = {"HasFunctionRoles": True, "SmsOn": True, "EmailOn": True}
@@ -235,3 +237,26 @@ def test_the_readme_gives_each_worker_action_its_reason() -> None:
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     listed = {row.split("`")[1] for row in rows}
     assert set(worker_actions()) <= listed
+
+
+def _commands_named(reason: str, commands: list[str]) -> set[str]:
+    """The table's commands a reason names: `dlq redrive --reinvoke` is `dlq redrive`, `dlq`
+    each dlq command."""
+    named = re.findall(r"`([^`]+)`", reason)
+    return {
+        command
+        for command in commands
+        for token in named
+        if f"{token} ".startswith(f"{command} ") or command.startswith(f"{token} ")
+    }
+
+
+def test_the_readme_lists_each_operator_command_with_every_action_it_needs() -> None:
+    table = readme_operator_table()
+    missing = []
+    for op in operations(Scope.OPERATOR):
+        commands = _commands_named(op.reason, list(table))
+        assert commands, f"{op.operation}: its reason names no command of the README's table"
+        if op.action is not None:
+            missing += [f"{c}: {op.action}" for c in commands if f"`{op.action}`" not in table[c]]
+    assert not missing

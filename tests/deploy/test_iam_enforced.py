@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from deploy_helpers import expand_foreach, load_template, resolve_conditions
+from deploy_helpers import expand_foreach, load_template, readme_operator_table, resolve_conditions
 
 from lambda_destinations.aws_operations import OPERATIONS
 from processes import ENTRY, free_port, reap
@@ -363,3 +364,21 @@ def test_an_operator_command_the_worker_may_not_run_says_so_in_one_line(
     assert line.startswith("error: ReceiveMessage was refused (AccessDenied: "), line
     assert line.endswith("that they are allowed sqs:ReceiveMessage"), line
     assert "<" not in line
+
+
+def test_an_operator_granted_what_the_readme_lists_can_peek(moto: Moto, tmp_path: Path) -> None:
+    # given: a user with the README's actions for `dlq peek`, on the DLQ alone
+    deployment = _deploy(moto)
+    dlq = deployment.urls["FailureDeadLetterQueue"]
+    moto.client("sqs").send_message(QueueUrl=dlq, MessageBody="dead")
+    actions = re.findall(r"`(\w+:\w+)`", readme_operator_table()["dlq peek"])
+    on_dlq = {"Effect": "Allow", "Action": _moto_names(actions)}
+    on_dlq["Resource"] = deployment.arns["FailureDeadLetterQueue"]
+    keys = user_with(moto, {"Version": "2012-10-17", "Statement": [on_dlq]})
+
+    # when
+    done = run_cli(moto, deployment, keys, tmp_path, "dlq", "peek", dlq)
+
+    # then
+    assert done.returncode == 0, done.stderr
+    assert "body is not JSON" in done.stdout  # the message, read and shown
