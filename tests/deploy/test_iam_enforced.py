@@ -382,3 +382,21 @@ def test_an_operator_granted_what_the_readme_lists_can_peek(moto: Moto, tmp_path
     # then
     assert done.returncode == 0, done.stderr
     assert "body is not JSON" in done.stdout  # the message, read and shown
+
+
+def test_a_dlq_the_worker_may_not_look_up_stops_the_start_naming_it(
+    moto: Moto, tmp_path: Path
+) -> None:
+    # given: a role without sqs:GetQueueUrl (the worker looks each DLQ up by its name)
+    deployment = _deploy(moto)
+    keys = user_with(moto, template_policy(deployment, without=("sqs:GetQueueUrl",)))
+
+    # when
+    done = run_cli(moto, deployment, keys, tmp_path, "run", "--once")
+
+    # then: one line, exit 3, naming the DLQ, its queue, the action and the fix
+    assert done.returncode == 3, done
+    (line,) = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    dlq, queue = deployment.arns["SuccessDeadLetterQueue"], deployment.urls["SuccessQueue"]
+    assert line.startswith(f"error: GetQueueUrl on {dlq} (the DLQ of {queue}) was refused ("), line
+    assert line.endswith("that they are allowed sqs:GetQueueUrl on it"), line

@@ -4,16 +4,20 @@ message attributes the worker adds to what it quarantines into a DLQ."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import re
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from lambda_destinations.aws_operations import iam_action
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.redact import echoed
+from lambda_destinations.retrying import DENIED_CODES, error_code, first_line
 
 NONEXISTENT = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 # What SQS takes as a queue's name: up to 80 letters, digits, - and _ (and .fifo).
@@ -172,21 +176,39 @@ async def queue_url(sqs: Any, url_or_name: str, *, queues_in: str) -> str:
     return url
 
 
+@contextlib.contextmanager
+def refusal_naming(what: str) -> Iterator[None]:
+    """A refusal of the credentials (AccessDenied) as one line naming ``what`` it was refused
+    on, which AWS's message may not (SQS's says "Access to the resource https://sqs… is
+    denied"), the action and the fix: a ConfigError."""
+    try:
+        yield
+    except ClientError as exc:
+        if error_code(exc) not in DENIED_CODES:
+            raise
+        operation = exc.operation_name
+        raise ConfigError(
+            f"{operation} on {what} was refused ({first_line(exc)}): check the AWS credentials "
+            f"and that they are allowed {iam_action(operation) or operation} on it"
+        ) from None
+
+
 async def describe_queue(sqs: Any, url_or_name: str, *, queues_in: str) -> QueueInfo:
     """Resolve a configured queue and read what the worker needs of its attributes."""
-    url = await queue_url(sqs, url_or_name, queues_in=queues_in)
-    try:
-        response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
-    except ClientError as exc:
-        if is_missing_queue(exc):
-            raise ConfigError(
-                f"queue {url} does not exist: fix {queues_in} or create the queue"
-            ) from None
-        raise
+    with refusal_naming(url_or_name):
+        url = await queue_url(sqs, url_or_name, queues_in=queues_in)
+        try:
+            response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+        except ClientError as exc:
+            if is_missing_queue(exc):
+                raise ConfigError(
+                    f"queue {url} does not exist: fix {queues_in} or create the queue"
+                ) from None
+            raise
     attributes: dict[str, str] = response.get("Attributes", {})
-    dlq_arn, dlq_url, max_receive_count = await dead_letter_target(
-        sqs, attributes.get("RedrivePolicy")
-    )
+    policy = attributes.get("RedrivePolicy")
+    with refusal_naming(f"{policy_target(policy)} (the DLQ of {url})"):
+        dlq_arn, dlq_url, max_receive_count = await dead_letter_target(sqs, policy)
     return QueueInfo(
         url=url,
         name=queue_name(url),
