@@ -400,3 +400,38 @@ def test_a_dlq_the_worker_may_not_look_up_stops_the_start_naming_it(
     dlq, queue = deployment.arns["SuccessDeadLetterQueue"], deployment.urls["SuccessQueue"]
     assert line.startswith(f"error: GetQueueUrl on {dlq} (the DLQ of {queue}) was refused ("), line
     assert line.endswith("that they are allowed sqs:GetQueueUrl on it"), line
+
+
+def test_a_queue_the_worker_may_not_delete_from_says_so_with_the_fix(
+    moto: Moto, tmp_path: Path
+) -> None:
+    # given: a role without sqs:DeleteMessage, and a record to handle
+    deployment = _deploy(moto)
+    success = deployment.urls["SuccessQueue"]
+    moto.client("sqs").send_message(
+        QueueUrl=success, MessageBody=_record("invocation-success.json")
+    )
+    keys = user_with(moto, template_policy(deployment, without=("sqs:DeleteMessage",)))
+
+    # when
+    done = run_cli(moto, deployment, keys, tmp_path, "run", "--once")
+
+    # then: the refusal names the queue, SQS's reason and the fix; the message stays queued
+    assert done.returncode == 0, done.stderr
+    refused = [
+        line
+        for line in _log_lines(done.stderr)
+        if line["event"] == "delete batch failed; the messages will be delivered again"
+    ]
+    assert refused, done.stderr
+    assert {line["queue"] for line in refused} == {success}
+    assert all(
+        line["error"].startswith("ClientError: An error occurred (AccessDenied)")
+        for line in refused
+    )
+    assert all(line["fix"].endswith("allowed sqs:DeleteMessage") for line in refused)
+    attributes = moto.client("sqs").get_queue_attributes(
+        QueueUrl=success,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert sum(int(count) for count in attributes.values()) == 1

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from lambda_destinations.retrying import backoff_delay, is_transient
+from lambda_destinations.retrying import aws_fix, backoff_delay, describe_error, is_transient
 
 MAX_BATCH = 10  # SQS's limit for every *Batch call
 
@@ -143,8 +143,9 @@ class BatchSender:
                         log.warning(
                             f"{self.name} batch failed; the messages will be delivered again",
                             queue=queue_url,
-                            error=str(exc),
+                            error=describe_error(exc),
                             entries=len(entries),
+                            **({"fix": fix} if (fix := aws_fix(exc)) else {}),
                         )
                         self._resolve(batch, set(range(len(batch))))
                         return
