@@ -204,16 +204,19 @@ def describe_error(exc: BaseException) -> str:
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
 
 
-def aws_fix(exc: BaseException) -> str | None:
+WORKER_CREDENTIALS = "the worker's AWS credentials"
+
+
+def aws_fix(exc: BaseException, *, credentials: str = WORKER_CREDENTIALS) -> str | None:
     """What to do about an AWS error a handler's call got (an SES, SNS or Lambda refusal), when
-    its code says; None when it does not."""
+    its code says; None when it does not. ``credentials``: whose a refusal names."""
     if not isinstance(exc, ClientError):
         return None
     code = error_code(exc)
     operation = exc.operation_name or "the call"
     if code in DENIED_CODES:
         allowed = iam_action(operation) or operation
-        return f"check the worker's AWS credentials and that they are allowed {allowed}"
+        return f"check {credentials} and that they are allowed {allowed}"
     message = str(exc.response.get("Error", {}).get("Message") or "")
     if code == "MessageRejected" and "not verified" in message:
         return (
@@ -234,6 +237,13 @@ def aws_fix(exc: BaseException) -> str | None:
     if code == "ResourceNotFoundException" and operation == "Invoke":
         return "check the function's name (a version or alias too) and the region"
     return None
+
+
+def with_fix(exc: BaseException, text: str, *, credentials: str = WORKER_CREDENTIALS) -> str:
+    """``text`` (an error's description) and, when the error's code says, what to do about it
+    (:func:`aws_fix`): ``…: check the worker's AWS credentials and that they are allowed …``."""
+    fix = aws_fix(exc, credentials=credentials)
+    return f"{text}: {fix}" if fix else text
 
 
 def _text_of(exc: BaseException) -> str:

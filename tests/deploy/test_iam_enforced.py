@@ -435,3 +435,34 @@ def test_a_queue_the_worker_may_not_delete_from_says_so_with_the_fix(
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     assert sum(int(count) for count in attributes.values()) == 1
+
+
+@pytest.mark.usefixtures("senders")
+def test_a_replay_lambda_refuses_says_which_permission_is_missing(
+    moto: Moto, tmp_path: Path
+) -> None:
+    # given: a role without lambda:InvokeFunction (a function not in FunctionNames, say), and
+    # a failure the route replays
+    deployment = _deploy(moto)
+    failure = _record("invocation-retries-exhausted-python.json")
+    moto.client("sqs").send_message(QueueUrl=deployment.urls["FailureQueue"], MessageBody=failure)
+    keys = user_with(moto, template_policy(deployment, without=("lambda:InvokeFunction",)))
+    request_id = json.loads(failure)["requestContext"]["requestId"]
+
+    # when: the worker's replay job runs, then an operator replays with the same keys
+    run_cli(moto, deployment, keys, tmp_path, "run", "--once")
+    time.sleep(1)
+    job = run_cli(moto, deployment, keys, tmp_path, "run", "--once")
+    by_hand = run_cli(moto, deployment, keys, tmp_path, "replay", request_id, "--yes", "--force")
+
+    # then: each says what to allow, the worker's job naming the worker's credentials
+    (failed,) = [
+        line for line in _log_lines(job.stderr) if line["event"] == "job failed permanently"
+    ]
+    assert failed["error"].endswith(
+        "check the worker's AWS credentials and that they are allowed lambda:InvokeFunction"
+    )
+    assert by_hand.returncode == 1, by_hand
+    assert "check the AWS credentials and that they are allowed lambda:InvokeFunction" in (
+        by_hand.stdout
+    )

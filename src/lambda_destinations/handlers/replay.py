@@ -60,6 +60,7 @@ from lambda_destinations.retrying import (
     classify,
     describe_error,
     in_process_retrying,
+    with_fix,
 )
 from lambda_destinations.schemas import MessageKind, check_invoke_target
 from lambda_destinations.store import (
@@ -546,6 +547,7 @@ async def _failed_invoke(
     job runs again and invokes again)."""
     assert attempt.id is not None
     store, error, function = context.store, describe_error(exc), attempt.function_arn
+    error = with_fix(exc, error)
     more_runs = job.attempts < context.max_attempts
     if answered(exc) and classify(exc) == "transient" and more_runs:
         await store.update_replay(attempt.id, detail=_cut(WILL_RETRY + error))

@@ -37,6 +37,7 @@ from lambda_destinations.retrying import (
     answered_and_transient,
     describe_error,
     in_process_retrying,
+    with_fix,
 )
 from lambda_destinations.store import (
     FailureStatus,
@@ -408,4 +409,6 @@ def _already_replayed(
 
 
 def _describe(exc: BaseException) -> str:
-    return " ".join(describe_error(exc).split())[:_DETAIL_LIMIT]
+    """The error in one line, cut, then what to do about it (a refused Invoke's permission)."""
+    described = " ".join(describe_error(exc).split())[:_DETAIL_LIMIT]
+    return with_fix(exc, described, credentials="the AWS credentials")  # an operator's

@@ -55,6 +55,7 @@ from lambda_destinations.retrying import (
     is_transient,
     retry_delay,
     retry_transient,
+    with_fix,
 )
 from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
 from lambda_destinations.store import DeliveryRow, HandlerRun, QuarantineRow, RunState, utcnow
@@ -163,10 +164,7 @@ class HandlerFailed(Exception):
     """A handler did not complete; carries its name and whether retrying can help."""
 
     def __init__(self, handler: str, error: BaseException, *, permanent: bool) -> None:
-        fix = aws_fix(error)
-        super().__init__(
-            f"handler {handler}: {describe_error(error)}" + (f": {fix}" if fix else "")
-        )
+        super().__init__(f"handler {handler}: {with_fix(error, describe_error(error))}")
         self.handler = handler
         self.error = error
         self.permanent = permanent
