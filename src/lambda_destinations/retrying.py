@@ -207,16 +207,20 @@ def describe_error(exc: BaseException) -> str:
 WORKER_CREDENTIALS = "the worker's AWS credentials"
 
 
-def aws_fix(exc: BaseException, *, credentials: str = WORKER_CREDENTIALS) -> str | None:
+def aws_fix(
+    exc: BaseException, *, credentials: str = WORKER_CREDENTIALS, on: str | None = None
+) -> str | None:
     """What to do about an AWS error a handler's call got (an SES, SNS or Lambda refusal), when
-    its code says; None when it does not. ``credentials``: whose a refusal names."""
+    its code says; None when it does not. A refusal names ``credentials``, whose they are, and
+    the resource the call was ``on`` when given (AWS's message may not)."""
     if not isinstance(exc, ClientError):
         return None
     code = error_code(exc)
     operation = exc.operation_name or "the call"
     if code in DENIED_CODES:
         allowed = iam_action(operation) or operation
-        return f"check {credentials} and that they are allowed {allowed}"
+        where = f" on {on}" if on else ""
+        return f"check {credentials} and that they are allowed {allowed}{where}"
     message = str(exc.response.get("Error", {}).get("Message") or "")
     if code == "MessageRejected" and "not verified" in message:
         return (
@@ -239,10 +243,12 @@ def aws_fix(exc: BaseException, *, credentials: str = WORKER_CREDENTIALS) -> str
     return None
 
 
-def with_fix(exc: BaseException, text: str, *, credentials: str = WORKER_CREDENTIALS) -> str:
+def with_fix(
+    exc: BaseException, text: str, *, credentials: str = WORKER_CREDENTIALS, on: str | None = None
+) -> str:
     """``text`` (an error's description) and, when the error's code says, what to do about it
     (:func:`aws_fix`): ``…: check the worker's AWS credentials and that they are allowed …``."""
-    fix = aws_fix(exc, credentials=credentials)
+    fix = aws_fix(exc, credentials=credentials, on=on)
     return f"{text}: {fix}" if fix else text
 
 

@@ -346,6 +346,12 @@ def test_a_dlq_the_worker_may_not_send_to_is_named_with_the_fix(moto: Moto, tmp_
     listed = run_cli(moto, deployment, keys, tmp_path, "quarantine", "list")
     assert "not JSON" in listed.stdout, listed
 
+    # and: resending it with keys that may not send says so, naming the queue
+    resent = run_cli(moto, deployment, keys, tmp_path, "quarantine", "resend", "--all", "--yes")
+    assert resent.returncode == 1, resent
+    queue = deployment.urls["FailureQueue"]
+    assert f"that they are allowed sqs:SendMessage on {queue}" in resent.stderr, resent
+
 
 def test_an_operator_command_the_worker_may_not_run_says_so_in_one_line(
     moto: Moto, tmp_path: Path

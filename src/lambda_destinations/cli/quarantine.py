@@ -358,7 +358,7 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
     from botocore.exceptions import ClientError
 
     from lambda_destinations.aws import AwsClients
-    from lambda_destinations.retrying import answered
+    from lambda_destinations.retrying import answered, with_fix
 
     async with (
         opened_store(settings, writes=True) as store,
@@ -375,7 +375,10 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
                 resending.skipped.append({**item, "reason": str(exc)})
                 continue
             except ClientError as exc:  # this message's queue refused it; the others may not
-                resending.failed.append({**item, "error": first_line(exc)})
+                refused = with_fix(
+                    exc, first_line(exc), credentials="the AWS credentials", on=row.queue
+                )
+                resending.failed.append({**item, "error": refused})
                 continue
             except BaseException as exc:  # cut short: the endpoint lost, Ctrl-C
                 if sent:
