@@ -1,6 +1,7 @@
 """The worker with only what the CloudFormation template's task role grants, on a moto server
 that enforces IAM (``INITIAL_NO_AUTH_ACTION_COUNT``): the template's ``!GetAtt``/``!Sub`` ARNs
-resolved to the moto queues' real ARNs, a user with that policy, the CLI run with its keys.
+resolved to the moto queues' real ARNs (and the IRSA policy of deploy/kubernetes, whose example
+ARNs name queues made so), a user with that policy, the CLI run with its keys.
 
 moto checks the resource for SQS calls that name a queue by URL; for Lambda and SES, and for
 ``GetQueueUrl`` (a queue's name), it checks the action on ``*`` only, so those grants are also
@@ -19,7 +20,7 @@ import sys
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,18 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from deploy_helpers import expand_foreach, load_template, readme_operator_table, resolve_conditions
+from deploy_helpers import (
+    KUBERNETES,
+    expand_foreach,
+    load_template,
+    readme_operator_table,
+    resolve_conditions,
+)
 
 from lambda_destinations.aws_operations import OPERATIONS
 from processes import ENTRY, free_port, reap
+
+pytestmark = pytest.mark.slow  # a moto server of its own, and the CLI as processes
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 FUNCTION = "orders-api"
@@ -102,10 +111,10 @@ class Deployment:
     arns: dict[str, str]
 
 
-def _deploy(moto: Moto) -> Deployment:
-    """The template's four queues (each destination queue redriving to its DLQ), its function."""
+def _deploy(moto: Moto, prefix: str | None = None) -> Deployment:
+    """The template's four queues (each destination queue redriving to its DLQ)."""
     sqs = moto.client("sqs")
-    prefix = f"ld-{uuid.uuid4().hex[:8]}"
+    prefix = prefix or f"ld-{uuid.uuid4().hex[:8]}"
     urls: dict[str, str] = {}
     arns: dict[str, str] = {}
 
@@ -171,14 +180,32 @@ def template_policy(deployment: Deployment, *, without: tuple[str, ...] = ()) ->
         for r in resources.values()
         if r["Type"] == "AWS::IAM::RolePolicy"
     ]
+    statements = [
+        statement
+        for document in documents
+        for statement in _resolve(document["Statement"], deployment.arns, names)
+    ]
+    return for_moto(statements, without)
+
+
+def irsa_policy(_deployment: Deployment) -> dict[str, Any]:
+    """deploy/kubernetes/iam-policy.json as it is: its example ARNs name the queues made."""
+    document = json.loads((KUBERNETES / "iam-policy.json").read_text())
+    return for_moto(document["Statement"])
+
+
+def for_moto(
+    granted_statements: list[dict[str, Any]], without: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A policy of these statements, less the actions ``without``, as moto checks it."""
     statements = []
-    for document in documents:
-        for statement in _resolve(document["Statement"], deployment.arns, names):
-            granted = statement["Action"]
-            granted = [granted] if isinstance(granted, str) else granted
-            statement["Action"] = _moto_names([a for a in granted if a not in without])
-            if statement["Action"]:
-                statements.append(statement)
+    for granted_statement in granted_statements:
+        statement = dict(granted_statement)
+        granted = statement["Action"]
+        granted = [granted] if isinstance(granted, str) else granted
+        statement["Action"] = _moto_names([a for a in granted if a not in without])
+        if statement["Action"]:
+            statements.append(statement)
     anywhere = [
         action
         for statement in statements
@@ -284,11 +311,15 @@ def _depth(moto: Moto, url: str) -> int:
 
 
 @pytest.mark.usefixtures("senders")
+@pytest.mark.parametrize(
+    "policy_of", [template_policy, irsa_policy], ids=["cloudformation", "irsa"]
+)
 def test_the_worker_does_all_its_work_with_only_the_template_policy(
-    moto: Moto, tmp_path: Path
+    moto: Moto, tmp_path: Path, policy_of: Callable[[Deployment], dict[str, Any]]
 ) -> None:
     # given: a success, a failure and a poison message on each queue; a user with the policy
-    deployment = _deploy(moto)
+    # (the IRSA policy's example ARNs name queues lambda-destinations-success …)
+    deployment = _deploy(moto, "lambda-destinations" if policy_of is irsa_policy else None)
     sqs = moto.client("sqs")
     success, failure = deployment.urls["SuccessQueue"], deployment.urls["FailureQueue"]
     sqs.send_message(QueueUrl=success, MessageBody=_record("invocation-success.json"))
@@ -297,7 +328,7 @@ def test_the_worker_does_all_its_work_with_only_the_template_policy(
     )
     sqs.send_message(QueueUrl=success, MessageBody='{"not": "a record"}')
     sqs.send_message(QueueUrl=failure, MessageBody="not JSON")
-    keys = user_with(moto, template_policy(deployment))
+    keys = user_with(moto, policy_of(deployment))
 
     # when: doctor, the worker once (persist, quarantine, sms, email, replay scheduled), then
     # once more after the replay's delay (Invoke)
@@ -310,7 +341,7 @@ def test_the_worker_does_all_its_work_with_only_the_template_policy(
     for done in (first, second):
         assert done.returncode == 0, done.stderr
         assert "AccessDenied" not in done.stderr + done.stdout
-    queue_checks = [line for line in doctor.stdout.splitlines() if "ld-" in line]
+    queue_checks = [line for line in doctor.stdout.splitlines() if "-success" in line]
     assert queue_checks, doctor.stdout
     assert not [line for line in queue_checks if " ERROR " in line], doctor.stdout
     events = [line["event"] for line in _log_lines(first.stderr)]
