@@ -136,8 +136,9 @@ def _xml_error(exc: BaseException) -> tuple[str, str] | None:
     return (found[1], html.unescape(found[2] or "")) if found else None
 
 
-def _code_and_message(exc: ClientError) -> tuple[object, str]:
-    """A ClientError's code and message, read from the XML botocore could not read."""
+def code_and_message(exc: ClientError) -> tuple[object, str]:
+    """A ClientError's code and message, read from the XML botocore could not read (moto's
+    refusals of a JSON-protocol call) too."""
     if (found := _xml_error(exc)) is not None:
         return found
     error = exc.response.get("Error", {})
@@ -147,7 +148,7 @@ def _code_and_message(exc: ClientError) -> tuple[object, str]:
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a ClientError, else None."""
     if isinstance(exc, ClientError):
-        code = _code_and_message(exc)[0]
+        code = code_and_message(exc)[0]
         return str(code) if code is not None else None
     return None
 
@@ -267,7 +268,7 @@ def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> 
     if (answer := not_aws_answer(exc)) is not None:
         text = f"{said_not_aws(answer, by='the endpoint')} {_ASK_ENDPOINT}"
     elif isinstance(exc, ClientError):
-        code, message = _code_and_message(exc)
+        code, message = code_and_message(exc)
         text = f"{code}: {message}".strip().rstrip(":")
     else:
         text = _text_of(exc)

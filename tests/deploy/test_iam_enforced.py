@@ -344,6 +344,10 @@ def test_the_worker_does_all_its_work_with_only_the_template_policy(
     queue_checks = [line for line in doctor.stdout.splitlines() if "-success" in line]
     assert queue_checks, doctor.stdout
     assert not [line for line in queue_checks if " ERROR " in line], doctor.stdout
+    # what the worker's role may not read (doctor is an operator's): said with the fix
+    assert "<?xml" not in doctor.stdout
+    (sms,) = [line for line in doctor.stdout.splitlines() if line.startswith("handler oncall-sms")]
+    assert sms.rstrip().endswith("that they are allowed sns:GetSMSAttributes"), sms
     events = [line["event"] for line in _log_lines(first.stderr)]
     assert events.count("message quarantined") == 2
     assert {"SMS sent", "email sent", "replay scheduled"} <= set(events), first.stderr

@@ -49,6 +49,7 @@ from lambda_destinations.redact import mask_url, redact
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
     DENIED_CODES,
+    code_and_message,
     error_code,
     not_aws_answer,
     said_not_aws,
@@ -130,9 +131,9 @@ def _error_text(exc: BaseException) -> str:
     if (answer := not_aws_answer(exc)) is not None:
         return said_not_aws(answer)
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        message = redact(" ".join(str(error.get("Message") or "").split()))[:160]
-        return f"{error.get('Code')}: {message}" if message else str(error.get("Code"))
+        code, text = code_and_message(exc)
+        message = redact(" ".join(text.split()))[:160]
+        return f"{code}: {message}" if message else str(code)
     return redact(" ".join(str(exc).split()))[:200] or type(exc).__name__
 
 

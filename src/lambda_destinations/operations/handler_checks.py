@@ -34,6 +34,8 @@ from lambda_destinations.handlers.sms import SmsHandler
 from lambda_destinations.redact import mask_secrets
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
+    aws_fix,
+    code_and_message,
     error_code,
     not_aws_answer,
     said_not_aws,
@@ -105,9 +107,16 @@ def _message(exc: BaseException) -> str:
     if (answer := not_aws_answer(exc)) is not None:  # said as the other commands say it
         return said_not_aws(answer)
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code')}: {error.get('Message') or ''}".strip().rstrip(":")
+        code, message = code_and_message(exc)
+        return f"{code}: {message}".strip().rstrip(":")
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _unread(check: str, what: str, exc: BaseException) -> Check:
+    """A warning that ``what`` (``SES identities cannot be read``) for ``exc``, with the
+    permission to allow when AWS refused it."""
+    fix = aws_fix(exc, credentials="the AWS credentials") if isinstance(exc, ClientError) else None
+    return Check(check, "warn", f"{what} ({_message(exc)})", fix or "")
 
 
 # -- email --------------------------------------------------------------------------------------
@@ -132,7 +141,7 @@ async def _ses(check: str, handler: EmailHandler, aws: AwsClients) -> list[Check
     try:
         verified = await _ses_verified(ses, sender) or await _ses_verified(ses, domain)
     except (ClientError, BotoCoreError) as exc:
-        return [Check(check, "warn", f"SES identities cannot be read ({_message(exc)})", "")]
+        return [_unread(check, "SES identities cannot be read", exc)]
     if not verified:
         return [
             Check(
@@ -250,7 +259,7 @@ async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Check]:
     try:
         attributes = (await sns.get_sms_attributes()).get("attributes", {})
     except (ClientError, BotoCoreError, ResponseParserError) as exc:  # SNS's XML parser's too
-        return [Check(check, "warn", f"SNS SMS attributes cannot be read ({_message(exc)})")]
+        return [_unread(check, "SNS SMS attributes cannot be read", exc)]
     findings = []
     if attributes.get("MonthlySpendLimit") == "0":
         findings.append(
@@ -300,7 +309,7 @@ async def _replay(check: str, handler: ReplayHandler, aws: AwsClients) -> list[C
     try:
         names = await function_names(lam)
     except (ClientError, BotoCoreError) as exc:
-        return [Check(check, "warn", f"functions cannot be listed ({_message(exc)})")]
+        return [_unread(check, "functions cannot be listed", exc)]
     missing = _missing(handler.policy.functions or (), names)
     legacy = handler.legacy_function  # its form is checked at start: a name it has
     if legacy and invoke_function_name(legacy) not in names:
