@@ -260,3 +260,12 @@ def test_the_readme_lists_each_operator_command_with_every_action_it_needs() -> 
         if op.action is not None:
             missing += [f"{c}: {op.action}" for c in commands if f"`{op.action}`" not in table[c]]
     assert not missing
+
+
+def test_the_readme_says_a_configuration_set_needs_the_email_permission_too() -> None:
+    # SES v2 checks ses:SendEmail on the configuration set a send names, as on the identity
+    readme = (KUBERNETES.parents[1] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `SmsEnabled`, `Email")]
+    assert ":configuration-set/" in row
+    (grant,) = [line for line in readme.splitlines() if line.startswith("| `ses:SendEmail` |")]
+    assert "configuration set" in grant
