@@ -271,7 +271,12 @@ delay = "1s"
 
 
 def run_cli(
-    moto: Moto, deployment: Deployment, keys: dict[str, str], tmp_path: Path, *args: str
+    moto: Moto,
+    deployment: Deployment,
+    keys: dict[str, str],
+    tmp_path: Path,
+    *args: str,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "ld.toml"
     config.write_text(CONFIG)
@@ -288,7 +293,7 @@ def run_cli(
         "LAMBDA_DESTINATIONS_CONFIG": str(config),
     }
     return subprocess.run(
-        [*ENTRY, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        [*ENTRY, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -507,3 +512,27 @@ def test_a_replay_lambda_refuses_says_which_permission_is_missing(
     assert "check the AWS credentials and that they are allowed lambda:InvokeFunction" in (
         by_hand.stdout
     )
+
+
+def test_a_job_the_worker_may_not_receive_for_ends_with_the_permission(
+    moto: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a role without sqs:ReceiveMessage (its start needs none)
+    deployment = _deploy(moto)
+    keys = user_with(moto, template_policy(deployment, without=("sqs:ReceiveMessage",)))
+
+    # when: a job, which waits once_timeout for its receives
+    monkeypatch.setenv("LAMBDA_DESTINATIONS_ONCE_TIMEOUT", "2")
+    done = run_cli(moto, deployment, keys, tmp_path, "run", "--once", timeout=30)
+
+    # then: it ends (before, it retried for ever) with exit 4 and the permission to allow
+    assert done.returncode == 4, done
+    (line,) = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    assert line.startswith("error: cannot receive from "), line
+    assert "that they are allowed sqs:ReceiveMessage, and run it again" in line
+    (warning,) = {
+        entry["fix"]
+        for entry in _log_lines(done.stderr)
+        if entry["event"].startswith("cannot receive from")
+    }
+    assert warning.startswith("check the worker's AWS credentials and that they are allowed")

@@ -45,7 +45,7 @@ from lambda_destinations.handlers.registry import (
 )
 from lambda_destinations.handlers.storm import unsendable_digests
 from lambda_destinations.redact import mask_url
-from lambda_destinations.retrying import backoff_delay, describe_error, is_transient
+from lambda_destinations.retrying import aws_fix, backoff_delay, describe_error, is_transient
 from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender, SendBatch
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats
@@ -193,6 +193,11 @@ class StoreLostTimedOut(StartTimedOut):
     messages back on their queues (the same exit as at start)."""
 
 
+class ReceiveTimedOut(StartTimedOut):
+    """A job's receives from a queue failed for ``once_timeout`` (SQS away, a permission
+    refused): it stopped, what it had received back on its queues (the same exit as at start)."""
+
+
 class StoreRefusedJob(StoreLostTimedOut):
     """A job's queues answered empty, but the store had refused its last messages (sent back
     to their queues, hidden for their retry delay) and taken none since: not drained. A full
@@ -249,7 +254,8 @@ class Worker(Lifetime):
             minutes=settings.task_protection_minutes,
         )
         self._stopping = asyncio.Event()
-        self._gave_up: StoreLostTimedOut | StoreGone | None = None  # what run() then raises
+        self._gave_up: StartTimedOut | StoreGone | None = None  # what run() then raises
+        self._receive_errors: dict[str, BaseException] = {}  # each queue's last failed receive
         self._stop_at: float | None = None  # loop time shutdown began
         self._inflight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[Outcome]] = set()
@@ -514,7 +520,8 @@ class Worker(Lifetime):
                 f"or take it out of {self.settings.set_in('queues')} and restart"
             }
         if isinstance(exc, ClientError):
-            return {}
+            fix = aws_fix(exc)  # a refused permission: which one
+            return {"fix": f"{fix}; receiving resumes by itself once they are"} if fix else {}
         return {
             "endpoint": self.settings.shown_endpoint(),
             "fix": "receiving resumes by itself once SQS answers; if it stays away, "
@@ -797,6 +804,8 @@ class Worker(Lifetime):
             sent = asyncio.get_running_loop().time()
             messages = await self._receive(queue, name, request, room, wait_time)
             if messages is None:
+                if once and self._receiving_given_up(queue):
+                    return
                 continue
             if len(messages) > room:
                 self._room.overdraw(len(messages) - room)
@@ -809,6 +818,24 @@ class Worker(Lifetime):
             self._start_ready()
             if once and not messages:
                 return
+
+    def _receiving_given_up(self, queue: QueueInfo) -> bool:
+        """A job (``once``) stops once a queue's receives have failed for ``once_timeout``:
+        run() raises ReceiveTimedOut. False while they have failed for less."""
+        outage = self._outages[queue.name]
+        failing_for = asyncio.get_running_loop().time() - (outage.began or math.inf)
+        if not outage.failing or failing_for < self.settings.once_timeout:
+            return False
+        if self._gave_up is None:
+            error = self._receive_errors[queue.name]
+            fix = aws_fix(error) or "check that SQS answers"
+            self._gave_up = ReceiveTimedOut(
+                f"cannot receive from {queue.name} for {self.settings.once_timeout:g}s while "
+                f"the job ran ({describe_error(error)}): {fix}, and run it again (what it "
+                "received goes back to its queues)"
+            )
+        self.stop()
+        return True
 
     def _start_ready(self) -> None:
         """Start waiting messages, in receive order, while handler slots are free.
@@ -861,6 +888,7 @@ class Worker(Lifetime):
             self._receive_failures[name] += 1
             delay = backoff_delay(self._receive_failures[name], RECONNECT_BASE, self._reconnect_max)
             outage = self._outages[queue.name]
+            self._receive_errors[queue.name] = exc
             outage.failed(loop.time(), delay, error=describe_error(exc), **self._receive_fix(exc))
             await outage.back_off(delay, self._stopping)
             return None
