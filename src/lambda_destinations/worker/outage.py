@@ -47,6 +47,7 @@ class QueueOutage:
         self.began: float | None = None  # loop time of the outage's first failure; None: none
         self.failures = 0  # failed receives of the outage, every poller's
         self.brief_recoveries = 0  # ends of the outage that did not hold
+        self.error: BaseException | None = None  # the last failed receive's (the worker sets it)
         # Loop time the outage last ended (None: failing); kept until it holds REMINDER_EVERY.
         self._ended: float | None = None
         self._reminder_at = 0.0  # loop time from which the next reminder may be logged

@@ -255,7 +255,6 @@ class Worker(Lifetime):
         )
         self._stopping = asyncio.Event()
         self._gave_up: StartTimedOut | StoreGone | None = None  # what run() then raises
-        self._receive_errors: dict[str, BaseException] = {}  # each queue's last failed receive
         self._stop_at: float | None = None  # loop time shutdown began
         self._inflight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[Outcome]] = set()
@@ -826,8 +825,7 @@ class Worker(Lifetime):
         failing_for = asyncio.get_running_loop().time() - (outage.began or math.inf)
         if not outage.failing or failing_for < self.settings.once_timeout:
             return False
-        if self._gave_up is None:
-            error = self._receive_errors[queue.name]
+        if self._gave_up is None and (error := outage.error) is not None:
             fix = aws_fix(error) or "check that SQS answers"
             self._gave_up = ReceiveTimedOut(
                 f"cannot receive from {queue.name} for {self.settings.once_timeout:g}s while "
@@ -888,7 +886,7 @@ class Worker(Lifetime):
             self._receive_failures[name] += 1
             delay = backoff_delay(self._receive_failures[name], RECONNECT_BASE, self._reconnect_max)
             outage = self._outages[queue.name]
-            self._receive_errors[queue.name] = exc
+            outage.error = exc
             outage.failed(loop.time(), delay, error=describe_error(exc), **self._receive_fix(exc))
             await outage.back_off(delay, self._stopping)
             return None
