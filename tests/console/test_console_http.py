@@ -1105,7 +1105,8 @@ async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_sele
         f"1: {REFUSED}",
         "the first: ResourceNotFoundException: An error occurred (ResourceNotFoundException) "
         "when calling the Invoke operation: Function not found: "
-        f"{ARN}:function:orders-gone",
+        f"{ARN}:function:orders-gone: check the function's name (a version or alias too) and "
+        "the region",
         "not reached: 1",
         "1: left the selection before the job came to them: ignored, or recovered by a "
         "replay, by someone else meanwhile, or pruned",
@@ -1199,7 +1200,7 @@ async def test_a_bulk_replay_jobs_page_tells_invokes_refused_from_those_in_doubt
     refused = (
         "ResourceNotFoundException: An error occurred (ResourceNotFoundException) when calling "
         f"the Invoke operation: Function not found: {ARN}:function:"
-        "orders-gone"
+        "orders-gone: check the function's name (a version or alias too) and the region"
     )
     in_doubt = (
         "in doubt, may have reached Lambda: LambdaDestinationsError: Lambda answered an "
