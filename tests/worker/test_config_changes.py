@@ -147,3 +147,43 @@ async def test_a_digest_due_from_a_notifier_still_configured_says_nothing(
             pass
 
     assert [line for line in logs if str(line["event"]).startswith("alert digests")] == []
+
+
+async def record_attribute_asks(worker: Worker) -> list[list[str]]:
+    """The system attributes every ReceiveMessage of the worker asks for, read off the wire."""
+    asks: list[list[str]] = []
+
+    def before_send(request: Any, **_: Any) -> None:
+        asks.append(json.loads(request.body)["MessageSystemAttributeNames"])
+
+    sqs = await worker.aws.client("sqs")
+    sqs.meta.events.register("before-send.sqs.ReceiveMessage", before_send)
+    return asks
+
+
+async def test_receives_ask_for_the_first_receive_time_only_until_the_new_store_warning(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: 25 messages, the first received before a worker starts on a new store
+    url, _ = make_queue("first-receive", max_receive_count=10)
+    send_bodies(sqs, url, records(25, 1))
+    receive_and_return(sqs, url, 1)
+    settings = routed(settings_for(url, concurrency=1), "persist", "count")
+
+    # when: the worker drains the queue, and a second worker on the same store after it
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, CountingHandler())) as worker:
+            first_asks = await record_attribute_asks(worker)
+            await worker.run(once=True)
+    send_bodies(sqs, url, records(5, 2))
+    async with Worker(settings, registry=registry_with(settings, CountingHandler())) as worker:
+        second_asks = await record_attribute_asks(worker)
+        await worker.run(once=True)
+
+    # then: the first worker asked for the time until its warning, then no more; the second,
+    # on a store that has handled records, never did
+    (_warning,) = warnings_of(logs)
+    assert "ApproximateFirstReceiveTimestamp" in first_asks[0]
+    assert "ApproximateFirstReceiveTimestamp" not in first_asks[-1]
+    assert second_asks
+    assert all("ApproximateFirstReceiveTimestamp" not in ask for ask in second_asks)

@@ -99,8 +99,10 @@ LOOP_BLOCKED = 5.0
 BACKGROUND = ("heartbeat", "store-watcher", "queue-metrics", "task-protection")
 SAMPLE_TIMEOUT = 10.0
 # The system attributes a receive asks for: the receive count (retries, the DLQ's last
-# receive, logs) and the sent time (the message age metric).
-SYSTEM_ATTRIBUTES = ("ApproximateReceiveCount", "SentTimestamp", "ApproximateFirstReceiveTimestamp")
+# receive, logs) and the sent time (the message age metric); the first receive's time only
+# while the worker watches for messages received before it started on a new store.
+SYSTEM_ATTRIBUTES = ("ApproximateReceiveCount", "SentTimestamp")
+FIRST_RECEIVE = "ApproximateFirstReceiveTimestamp"
 DEPTH_ATTRIBUTES = {
     "ApproximateNumberOfMessages": "visible",
     "ApproximateNumberOfMessagesNotVisible": "in_flight",
@@ -790,8 +792,11 @@ class Worker(Lifetime):
             min(self.settings.wait_time, ONCE_WAIT_TIME) if once else self.settings.wait_time
         )
         visibility = self.settings.visibility_timeout or queue.visibility_timeout
-        request = receive_request(queue, wait_time, self.settings.visibility_timeout)
         assert self._dispatcher is not None
+        watching = self._dispatcher.new_store_since is not None
+        request = receive_request(
+            queue, wait_time, self.settings.visibility_timeout, first_receive=watching
+        )
         self._receive_failures[name] = 0
         while not self._stopping.is_set():
             await self._dispatcher.store_ok.wait()
@@ -800,6 +805,10 @@ class Worker(Lifetime):
             room = await self._room.reserve(
                 self._share, least=self._share, patience=FULL_BATCH_PATIENCE
             )
+            if watching and self._dispatcher.new_store_since is None:
+                # The new store's warning was given: the first receive's time is read no more.
+                watching = False
+                request = receive_request(queue, wait_time, self.settings.visibility_timeout)
             sent = asyncio.get_running_loop().time()
             messages = await self._receive(queue, name, request, room, wait_time)
             if messages is None:
@@ -1181,13 +1190,19 @@ def check_queue(info: QueueInfo, queues_in: str) -> None:
         log.warning(NO_DLQ, queue=info.name)
 
 
-def receive_request(queue: QueueInfo, wait_time: int, visibility: int | None) -> dict[str, Any]:
-    """The ReceiveMessage parameters of a poller, but for MaxNumberOfMessages."""
+def receive_request(
+    queue: QueueInfo, wait_time: int, visibility: int | None, *, first_receive: bool = False
+) -> dict[str, Any]:
+    """The ReceiveMessage parameters of a poller, but for MaxNumberOfMessages; with the
+    first receive's time when ``first_receive``."""
     request: dict[str, Any] = {
         "QueueUrl": queue.url,
         "WaitTimeSeconds": wait_time,
         # Only the system attributes the worker reads: every other one is parsed for nothing.
-        "MessageSystemAttributeNames": list(SYSTEM_ATTRIBUTES),
+        "MessageSystemAttributeNames": [
+            *SYSTEM_ATTRIBUTES,
+            *([FIRST_RECEIVE] if first_receive else []),
+        ],
         # A legacy dead-letter message is told by its message attributes: all of them.
         "MessageAttributeNames": ["All"],
     }
