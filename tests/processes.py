@@ -4,6 +4,7 @@ limits on a child's files, and reaping whatever state the test left them in."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
 import shutil
@@ -29,6 +30,19 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def prometheus_tool(name: str = "prometheus") -> str:
+    """The path of one of Debian's ``prometheus`` package's programs (``prometheus``,
+    ``promtool``); the test skips without it, or fails where LAMBDA_DESTINATIONS_REQUIRE_PROMETHEUS
+    is 1 (CI installs the package and must run these tests)."""
+    found = shutil.which(name)
+    if found is None:
+        reason = f"needs {name}, of Debian's prometheus package (apt-get install prometheus)"
+        if os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
 
 
 def ctrl_c_as_in_a_terminal() -> None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import re
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,35 +13,30 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from worker_helpers import send_bodies
 
 from lambda_destinations.cli.run import run_worker
 from lambda_destinations.simulate import success_record
 from lambda_destinations.worker import Worker
-from processes import free_port
+from processes import free_port, prometheus_tool
 
 RECORDS = 200
 QUERY = 'sum(lambda_destinations_messages_total{outcome="ack"})'
-README = Path(__file__).parents[2] / "README.md"
+RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "alerts.yaml"
+# A series a rule reads: a metric name (not a function's) and its label matchers, if any.
+SELECTOR = re.compile(r"(?<![\w.])(lambda_destinations_\w+|up)\b(?!\s*\()(\{[^}]*\})?")
 
 
-def readme_alert(metric: str) -> str:
-    """The expression of the README's "Alerts worth having" that reads ``metric``, as printed
-    (its line breaks as spaces): the alert a reader copies is the one evaluated here."""
-    paragraph = README.read_text(encoding="utf-8").split("Alerts worth having:", 1)[1]
-    paragraph = paragraph.split("\n\n", 1)[0]
-    (alert,) = [e for e in re.findall(r"`([^`]+)`", paragraph, re.S) if metric in e]
-    return " ".join(alert.split())
+def shipped_rules() -> list[dict[str, Any]]:
+    """The alerting rules of deploy/prometheus/alerts.yaml, as an operator loads them."""
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    return [rule for group in groups for rule in group["rules"]]
 
 
-def prometheus_or_skip() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        reason = "needs Debian's prometheus package (apt-get install prometheus)"
-        if os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+def shipped_rule(name: str) -> dict[str, Any]:
+    (rule,) = [rule for rule in shipped_rules() if rule["alert"] == name]
+    return rule
 
 
 async def series(
@@ -79,6 +72,29 @@ async def alert_rules(session: aiohttp.ClientSession, port: int) -> list[dict[st
         return []
     groups = body.get("data", {}).get("groups", [])
     return [rule for group in groups for rule in group["rules"]]
+
+
+async def alerts(session: aiohttp.ClientSession, port: int) -> list[dict[str, Any]]:
+    """The alerts Prometheus holds now (pending or firing), each with its labels and state."""
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/api/v1/alerts") as response:
+            body: dict[str, Any] = await response.json()
+    except aiohttp.ClientError:
+        return []
+    found: list[dict[str, Any]] = body.get("data", {}).get("alerts", [])
+    return found
+
+
+async def until_firing(
+    session: aiohttp.ClientSession, port: int, names: set[str]
+) -> list[dict[str, Any]]:
+    """Wait (two minutes at most) until every alert of ``names`` fires; the alerts then."""
+    for _ in range(240):
+        held = await alerts(session, port)
+        if names <= {a["labels"]["alertname"] for a in held if a["state"] == "firing"}:
+            return held
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"Prometheus never fired {sorted(names)}: {held}")
 
 
 async def start_prometheus(
@@ -127,7 +143,7 @@ async def run_scraped(
     """Run a worker with ``settings`` (its ops port ``settings.ops_port``), scraped every second
     by a real Prometheus evaluating ``rules``, until ``watch(session, prometheus_port)``
     returns; Prometheus's own log (stderr), for a failing assertion."""
-    binary = prometheus_or_skip()
+    binary = prometheus_tool()
     prometheus_port = free_port()
     prometheus = await start_prometheus(binary, folder, settings.ops_port, prometheus_port, rules)
     watchers: list[asyncio.Task[None]] = []
@@ -152,88 +168,88 @@ async def run_scraped(
 
 
 @pytest.mark.slow
-async def test_the_readmes_quarantine_alert_fires_for_the_first_quarantine_since_start(
+async def test_the_shipped_rules_fire_for_the_first_quarantine_since_start_and_its_dlq(
     sqs, make_queue, settings_for, tmp_path: Path
 ) -> None:
-    # given: an idle worker that Prometheus scrapes every second
-    url, _ = make_queue("alerted")
-    settings = settings_for(url, ops_port=free_port(), ops_host="127.0.0.1")
-    fired: list[float | None] = []
+    # given: an idle worker on a queue with a DLQ, scraped every second by a Prometheus that
+    # evaluates deploy/prometheus/alerts.yaml as it is, every second
+    url, dlq = make_queue("alerted")
+    assert dlq is not None
+    settings = settings_for(
+        url, ops_port=free_port(), ops_host="127.0.0.1", queue_metrics_interval=0.5
+    )
+    rules = RULES.read_text(encoding="utf-8")
+    selectors = sorted(
+        {
+            name + (matchers or "")
+            for r in shipped_rules()
+            for name, matchers in SELECTOR.findall(r["expr"])
+        }
+    )
+    wanted = {"LambdaDestinationsQuarantining", "LambdaDestinationsDlqNotEmpty"}
+    seen: dict[str, Any] = {}
 
     async def watch(session: aiohttp.ClientSession, prometheus_port: int) -> None:
         # a scrape after the worker started, then one poison message
         after = f"timestamp(up) > bool {time.time():.3f}"
         await until_answer(session, prometheus_port, after, 1)
         send_bodies(sqs, url, ["not json"])
-        # when: Prometheus has scraped its quarantine
-        quarantined = 'sum(lambda_destinations_messages_total{outcome="quarantine"})'
-        await until_answer(session, prometheus_port, quarantined, 1)
-        alert = readme_alert("lambda_destinations_messages_total")
-        fired.append(await query(session, prometheus_port, alert))
-
-    await run_scraped(settings, tmp_path, watch)
-
-    # then: the alert the README gives fires (its series was on the page at 0 before)
-    assert fired != [None], "the alert did not fire"
-    assert fired[0] is not None
-    assert fired[0] > 0
-
-
-@pytest.mark.slow
-async def test_the_readmes_dlq_alert_fires_for_the_dlq_alone(
-    sqs, make_queue, settings_for, tmp_path: Path
-) -> None:
-    # given: a polled queue whose DLQ holds one message, a worker sampling both depths, and
-    # Prometheus scraping it every second
-    url, dlq = make_queue("alerted-dlq")
-    assert dlq is not None
-    send_bodies(sqs, dlq, ["dead-lettered"])
-    dlq_name = dlq.rsplit("/", 1)[-1]
-    settings = settings_for(
-        url, ops_port=free_port(), ops_host="127.0.0.1", queue_metrics_interval=0.5
-    )
-    alert = readme_alert("lambda_destinations_queue_messages")
-    seen: dict[str, Any] = {}
-
-    async def watch(session: aiohttp.ClientSession, prometheus_port: int) -> None:
-        # when: Prometheus has scraped the DLQ's depth
-        await until_answer(session, prometheus_port, alert, 1)
-        seen["fired"] = await series(session, prometheus_port, alert)
-        selected = 'lambda_destinations_queue_messages{role="dlq", state="visible"}'
-        seen["dlq"] = await series(session, prometheus_port, selected)
-        polled = selected.replace('"dlq"', '"polled"')
+        # when: Prometheus has scraped its quarantine, and the DLQ's depth
+        seen["alerts"] = await until_firing(session, prometheus_port, wanted)
+        seen["rules"] = await alert_rules(session, prometheus_port)
+        seen["series"] = {
+            selector: await query(session, prometheus_port, f"count({selector})")
+            for selector in selectors
+        }
+        polled = 'lambda_destinations_queue_messages{role="polled", state="visible"}'
         seen["polled"] = await series(session, prometheus_port, polled)
 
-    await run_scraped(settings, tmp_path, watch)
+    err = await run_scraped(settings, tmp_path, watch, rules)
 
-    # then: the README's alert, as printed, fires for the DLQ and names it (before, the series
-    # had no label telling a DLQ from a polled queue, and the alert listed the DLQs by name)
-    assert seen["fired"] == [({"queue": dlq_name}, 1.0)]
-    # and the role label tells the DLQ from the queue polled
-    assert [labels["queue"] for labels, _value in seen["dlq"]] == [dlq_name]
+    # then: Prometheus loaded every rule of the file, and each evaluates without error
+    assert sorted(rule["name"] for rule in seen["rules"]) == sorted(
+        rule["alert"] for rule in shipped_rules()
+    )
+    assert [rule["name"] for rule in seen["rules"] if rule["health"] != "ok"] == [], err[-2000:]
+    # and every series a rule reads is one the worker really serves (names and labels)
+    assert {s: n for s, n in seen["series"].items() if not n} == {}
+    # and the quarantine alert fires for the queue (its series was on the page at 0 before),
+    # the DLQ's for the DLQ alone, named (the queue polled has a depth too, role "polled")
+    firing = {
+        (a["labels"]["alertname"], a["labels"].get("queue"), a["labels"]["severity"])
+        for a in seen["alerts"]
+        if a["state"] == "firing"
+    }
+    assert firing == {
+        ("LambdaDestinationsQuarantining", url.rsplit("/", 1)[-1], "warning"),
+        ("LambdaDestinationsDlqNotEmpty", dlq.rsplit("/", 1)[-1], "warning"),
+    }
     assert [labels["queue"] for labels, _value in seen["polled"]] == [url.rsplit("/", 1)[-1]]
+    # and what to do is in the alert: the command that lists the quarantined messages
+    (quarantining,) = [
+        a for a in seen["alerts"] if a["labels"]["alertname"] == "LambdaDestinationsQuarantining"
+    ]
+    assert (
+        f"`quarantine list --queue {url.rsplit('/', 1)[-1]}"
+        in (quarantining["annotations"]["description"])
+    )
 
 
 @pytest.mark.slow
-async def test_the_readmes_paused_receiving_alert_fires_while_a_write_lock_holds_the_store(
+async def test_the_shipped_paused_receiving_alert_fires_while_a_write_lock_holds_the_store(
     sqs, make_queue, settings_for, sqlite_url, hold_write_lock, tmp_path: Path
 ) -> None:
-    # given: the README's rule, loaded by Prometheus with a `for:` of 2 s (its 5m, shortened),
+    # given: the shipped rule, loaded by Prometheus with a `for:` of 2 s (its 5m, shortened),
     # evaluated every second against a worker it scrapes every second
     url, _ = make_queue("alerted-paused")
     settings = settings_for(url, ops_port=free_port(), ops_host="127.0.0.1", handler_attempts=1)
-    expression = readme_alert("lambda_destinations_receiving_paused")
+    shipped = shipped_rule("LambdaDestinationsReceivingPaused")
+    assert shipped["for"] == "5m"
+    expression = shipped["expr"]
     rules = json.dumps(
-        {
-            "groups": [
-                {
-                    "name": "lambda-destinations",
-                    "rules": [{"alert": "ReceivingPaused", "expr": expression, "for": "2s"}],
-                }
-            ]
-        }
+        {"groups": [{"name": "lambda-destinations", "rules": [{**shipped, "for": "2s"}]}]}
     )
-    firing = 'ALERTS{alertname="ReceivingPaused", alertstate="firing"}'
+    firing = 'ALERTS{alertname="LambdaDestinationsReceivingPaused", alertstate="firing"}'
     seen: dict[str, Any] = {}
 
     async def watch(session: aiohttp.ClientSession, prometheus_port: int) -> None:
@@ -257,14 +273,15 @@ async def test_the_readmes_paused_receiving_alert_fires_while_a_write_lock_holds
 
     err = await run_scraped(settings, tmp_path, watch, rules)
 
-    # then: Prometheus loaded the README's expression and found nothing to alert on at first
+    # then: Prometheus loaded the shipped expression and found nothing to alert on at first
     assert [
         (rule["name"], rule["query"], rule["health"], rule["state"]) for rule in seen["before"]
-    ] == [("ReceivingPaused", expression, "ok", "inactive")], err[-2000:]
+    ] == [("LambdaDestinationsReceivingPaused", expression, "ok", "inactive")], err[-2000:]
     # and the alert fired once receiving had stayed paused past its `for:`, for this worker
     ((labels, value),) = seen["firing"]
     assert value == 1.0
     assert labels["instance"] == f"127.0.0.1:{settings.ops_port}"
+    assert labels["severity"] == "critical"
 
 
 @pytest.mark.slow
