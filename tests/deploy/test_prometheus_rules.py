@@ -118,3 +118,15 @@ def test_the_readme_lists_every_shipped_alert() -> None:
     assert listed == [rule["alert"] for rule in _rules()]
     assert "deploy/prometheus/alerts.yaml" in section
 
+
+def test_the_prometheus_rule_of_deploy_kubernetes_is_the_rules_file() -> None:
+    # the Prometheus Operator's PrometheusRule: its spec is the rules file's groups, as they are
+    folder = DEPLOY / "kubernetes" / "monitoring"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert kustomization["resources"] == ["prometheusrule.yaml"]
+    assert {f.name for f in folder.glob("*.yaml")} == {"kustomization.yaml", "prometheusrule.yaml"}
+    rule = yaml.safe_load((folder / "prometheusrule.yaml").read_text(encoding="utf-8"))
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert rule["metadata"] == {"name": "lambda-destinations"}
+    assert rule["spec"] == yaml.safe_load(RULES.read_text(encoding="utf-8"))
