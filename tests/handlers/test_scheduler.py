@@ -14,6 +14,7 @@ from lambda_destinations.errors import TransientError
 from lambda_destinations.handlers import HandlerRegistry
 from lambda_destinations.handlers.jobs import JobContext
 from lambda_destinations.store import JobState, ScheduledJob, Store, utcnow
+from lambda_destinations.worker.metrics import Metrics
 from lambda_destinations.worker.scheduler import Scheduler
 
 
@@ -94,6 +95,35 @@ async def test_a_transient_failure_runs_again_later_then_gives_up(
     assert second is not None
     assert second.state is JobState.FAILED
     assert second.last_error == "gave up after 2 tries: ConnectionResetError: reset by peer"
+
+
+async def test_a_replay_given_up_on_counts_as_failed_not_as_a_retry(
+    scheduler: Scheduler, jobs_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a scheduled replay whose Invoke fails for good reasons that pass (max_attempts 2)
+    async def unreachable(job: ScheduledJob, context: JobContext) -> None:
+        raise ConnectionResetError("reset by peer")
+
+    scheduler.metrics = metrics = Metrics()
+    monkeypatch.setattr(scheduler, "_runner", lambda kind: unreachable)
+    await jobs_store.schedule_job(due("replay:1", "replay"))
+
+    # when: it runs, is retried, and is given up on
+    await scheduler.run_due()
+    await asyncio.sleep(1.1)  # retry_base 1 s: the next run is due within a second
+    await scheduler.run_due()
+
+    # then: one retry and one failure, so an alert on failed replays sees it
+    job = await jobs_store.get_job("replay:1")
+    assert job is not None
+    assert job.state is JobState.FAILED
+
+    def replays(outcome: str) -> float | None:
+        sample = "lambda_destinations_replays_total"
+        return metrics.registry.get_sample_value(sample, {"outcome": outcome})
+
+    assert replays("retry") == 1
+    assert replays("failed") == 1
 
 
 @pytest.mark.parametrize(("asked", "wait"), [(1.8, 1.8), (3600, 2.0)])

@@ -232,7 +232,9 @@ class Scheduler:
     async def _settle_failure(self, job: ScheduledJob, exc: Exception) -> None:
         error = describe_error(exc)[:MAX_ERROR]
         kind = "permanent" if isinstance(exc, ConfigError) else classify(exc)
-        self._count(job, "failed" if kind == "permanent" else "retry")
+        # A job given up on has failed as surely as a permanent error's: replays_total says so.
+        final = kind == "permanent" or job.attempts >= self.max_attempts
+        self._count(job, "failed" if final else "retry")
         if kind == "permanent":
             log.warning("job failed permanently", error=error)
             await self.store.finish_job(job.key, failed=True, error=error)
