@@ -3,27 +3,80 @@ except that (after the first ``passes`` requests containing ``needle``, which pa
 the next ``cuts`` requests containing ``needle`` it forwards the request and then closes the
 connection before the answer comes back, so the caller cannot know the outcome; or, for the
 next ``holds`` such requests, forwards the request and holds the answer back until the proxy
-stops, so the caller waits until it gives up."""
+stops, so the caller waits until it gives up.
+
+With ``http`` it reads each request whole (HTTP/1.1 with a Content-Length, as botocore sends),
+keeps the time of each one containing ``needle`` (``seen``: how often the caller tries), and
+answers the next ``refusals`` of them itself with ``refusal`` (an AWS error, from
+:func:`aws_error`), never sending them on: what moto cannot do, SQS's ``OverLimit`` or SES's
+``Throttling``, as AWS answers it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
+from typing import Literal
+
+Protocol = Literal["json", "query", "rest-json"]
+
+
+def aws_error(status: int, code: str, message: str, protocol: Protocol) -> bytes:
+    """An AWS error answer, whole, as each protocol has it: ``json`` as SQS (its JSON shape and
+    the Query code botocore reads from ``x-amzn-query-error``), ``query`` as SNS (XML),
+    ``rest-json`` as SES v2 and Lambda (the code in ``x-amzn-ErrorType``)."""
+    headers = {"x-amzn-RequestId": "00000000-0000-4000-8000-000000000000"}
+    if protocol == "query":
+        body = (
+            '<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error>'
+            f"<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+            "<RequestId>00000000-0000-4000-8000-000000000000</RequestId></ErrorResponse>"
+        ).encode()
+        headers["Content-Type"] = "text/xml"
+    elif protocol == "json":
+        body = json.dumps({"__type": f"com.amazonaws.sqs#{code}", "message": message}).encode()
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+        headers["x-amzn-query-error"] = f"{code};Sender"
+    else:
+        body = json.dumps({"message": message}).encode()
+        headers["Content-Type"] = "application/json"
+        headers["x-amzn-ErrorType"] = f"{code}:http://internal.amazon.com/"
+    headers["Content-Length"] = str(len(body))
+    lines = [f"HTTP/1.1 {status} Error", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 class AnswerCutter:
-    def __init__(self, upstream: str, needle: bytes) -> None:
+    def __init__(self, upstream: str, needle: bytes, *, http: bool = False) -> None:
         host, _, port = upstream.removeprefix("http://").partition(":")
         self.upstream = (host, int(port.rstrip("/")))
         self.needle = needle
+        self.http = http  # requests read whole: they can be counted and refused
         self.passes = 0  # requests with the needle still to pass whole before any is cut or held
         self.cuts = 0  # answers still to cut
         self.cut = 0  # answers cut so far
         self.holds = 0  # answers still to hold back
         self.held = 0  # answers held back so far
+        self.refusals = 0  # (http) requests with the needle still to answer with `refusal`
+        self.refusal = b""  # that answer, whole (aws_error)
+        self.refused = 0  # requests answered with `refusal` so far
+        self.seen: list[float] = []  # (http) loop time of each request with the needle
         self.holding = asyncio.Event()  # set once an answer is held back
         self._stopped = asyncio.Event()
+
+    async def _request(self, reader: asyncio.StreamReader) -> bytes:
+        """(http) The next request on the connection, whole; b"" once the caller closed it."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return head + await reader.readexactly(length)
 
     async def _pipe(
         self,
@@ -33,9 +86,20 @@ class AnswerCutter:
         held: list[bool],
         *,
         answers: bool,
+        caller: asyncio.StreamWriter | None = None,
     ) -> None:
         try:
-            while data := await reader.read(65536):
+            while data := await (
+                self._request(reader) if self.http and not answers else reader.read(65536)
+            ):
+                if self.http and not answers and self.needle in data:
+                    self.seen.append(asyncio.get_running_loop().time())
+                    if self.refusals > 0 and caller is not None:
+                        self.refusals -= 1
+                        self.refused += 1
+                        caller.write(self.refusal)  # AWS's answer; the service never sees it
+                        await caller.drain()
+                        continue
                 if not answers and self.passes > 0 and self.needle in data:
                     self.passes -= 1
                 elif not answers and self.cuts > 0 and self.needle in data:
@@ -63,7 +127,7 @@ class AnswerCutter:
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         doomed, held = [False], [False]
         await asyncio.gather(
-            self._pipe(reader, up_writer, doomed, held, answers=False),
+            self._pipe(reader, up_writer, doomed, held, answers=False, caller=writer),
             self._pipe(up_reader, writer, doomed, held, answers=True),
         )
 

@@ -67,6 +67,10 @@ TRANSIENT_CODES = frozenset(
         "InternalFailure",
         "InternalServerError",
         "KMSThrottlingException",
+        "KMSThrottling",  # SNS: the KMS key of an encrypted topic
+        "KMS.ThrottlingException",  # SQS: the KMS key of an SSE-KMS queue (its Query code)
+        "KmsThrottled",  # SQS: the same, by its JSON shape
+        "OverLimit",  # SQS: a receive while the queue has its most messages in flight
         "EC2ThrottledException",
         "ResourceConflictException",  # Lambda: function is being updated
         "ResourceNotReadyException",
