@@ -245,7 +245,39 @@ def aws_fix(
         )
     if code == "ResourceNotFoundException" and operation == "Invoke":
         return "check the function's name (a version or alias too) and the region"
+    if quota_spent(exc):
+        return (
+            "the account's 24-hour SES sending quota is spent: sending resumes by itself as the "
+            "quota frees (the message is tried again every retry_max meanwhile); to send more a "
+            "day, ask AWS to raise it (Service Quotas, 'Sending quota')"
+        )
+    if code == "OverLimit" and operation == "ReceiveMessage":
+        return (
+            "the queue holds SQS's most messages in flight (120,000 for a standard queue): "
+            "receiving resumes by itself as they are deleted or their visibility timeout ends; "
+            "look for a consumer of the queue that receives and does not delete"
+        )
+    if code in TRANSIENT_CODES and _THROTTLED.search(str(code)):
+        return (
+            f"AWS throttled {operation} (a rate quota of the account, or of the function's "
+            "concurrency): it is tried again with backoff; if it lasts, send fewer at once (the "
+            "worker's concurrency, a command's --rate) or ask AWS to raise the quota"
+        )
     return None
+
+
+# The codes of TRANSIENT_CODES that say AWS throttled the call, not that it failed.
+_THROTTLED = re.compile(r"Throttl|TooManyRequests|LimitExceeded")
+# SES's answer once the account's 24-hour sending quota is spent: SES v2 says it with
+# LimitExceededException, SES v1 with Throttling, each in this message.
+_QUOTA_SPENT = "Daily message quota exceeded"
+QUOTA_WAIT = 86400.0  # seconds: the quota's window, what a send that met it is asked to wait
+
+
+def quota_spent(exc: BaseException) -> bool:
+    """Whether ``exc`` is SES saying the account's 24-hour sending quota is spent: no try in
+    the next seconds or minutes can pass."""
+    return isinstance(exc, ClientError) and _QUOTA_SPENT in code_and_message(exc)[1]
 
 
 def with_fix(
@@ -378,8 +410,11 @@ def answered_and_transient(exc: BaseException) -> bool:
 
 def asked_wait(exc: BaseException | None) -> float | None:
     """Seconds ``exc`` says the other side asked to wait before the next try (a
-    TransientError's ``retry_after``), else None."""
-    return exc.retry_after if isinstance(exc, TransientError) else None
+    TransientError's ``retry_after``; a day, the window of SES's spent sending quota), else
+    None."""
+    if isinstance(exc, TransientError):
+        return exc.retry_after
+    return QUOTA_WAIT if exc is not None and quota_spent(exc) else None
 
 
 class _StopWhenAskedTooLong(stop_base):

@@ -45,7 +45,14 @@ from lambda_destinations.handlers.registry import (
 )
 from lambda_destinations.handlers.storm import unsendable_digests
 from lambda_destinations.redact import mask_url
-from lambda_destinations.retrying import aws_fix, backoff_delay, describe_error, is_transient
+from lambda_destinations.retrying import (
+    DENIED_CODES,
+    aws_fix,
+    backoff_delay,
+    describe_error,
+    error_code,
+    is_transient,
+)
 from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender, SendBatch
 from lambda_destinations.worker.dispatch import Dispatcher, InFlight, Stats
@@ -521,8 +528,10 @@ class Worker(Lifetime):
                 f"or take it out of {self.settings.set_in('queues')} and restart"
             }
         if isinstance(exc, ClientError):
-            fix = aws_fix(exc)  # a refused permission: which one
-            return {"fix": f"{fix}; receiving resumes by itself once they are"} if fix else {}
+            fix = aws_fix(exc)  # a refused permission: which one; a throttled receive: why
+            if fix and error_code(exc) in DENIED_CODES:
+                fix = f"{fix}; receiving resumes by itself once they are"
+            return {"fix": fix} if fix else {}
         return {
             "endpoint": self.settings.shown_endpoint(),
             "fix": "receiving resumes by itself once SQS answers; if it stays away, "
