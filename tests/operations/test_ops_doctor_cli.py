@@ -178,7 +178,7 @@ def _short_visibility(setup: Setup) -> tuple[dict[str, str], str]:
 
 
 def _backoff_past_retention(setup: Setup) -> tuple[dict[str, str], str]:
-    url, arn = setup.queue(f"{setup.prefix}-brief", retention=120)
+    url, arn = setup.queue(f"{setup.prefix}-brief", retention=60)
     setup.destination(arn)
     return setup.env(url), f"{setup.prefix}-brief: retry backoff"
 

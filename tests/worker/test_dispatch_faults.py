@@ -22,7 +22,7 @@ from worker_helpers import (
     until,
 )
 
-from lambda_destinations.errors import RetryMessage
+from lambda_destinations.errors import RetryMessage, TransientError
 from lambda_destinations.schemas import DecodedMessage, InvocationRecord, decode
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import RunState, Store
@@ -810,3 +810,37 @@ async def test_an_error_whose_text_fails_is_the_handler_s_error_and_retried(
     assert not [e for e in logs if e["event"] == "message task failed"]
     (reason, *_) = [e["reason"] for e in logs if e["event"] == "message will be retried"]
     assert reason == "handler unprintable: _Unprintable: (its text could not be made: RuntimeError)"
+
+
+@pytest.mark.parametrize("failure", ["transient", "retry-message"])
+async def test_a_message_still_failing_on_its_last_receive_is_quarantined_with_its_reason(
+    sqs, make_queue, settings_for, failure: str
+) -> None:
+    # given: a queue that dead-letters after 2 receives, and a handler that fails every time
+    # with an error that may pass (a throttled service), or asks for the message again
+    url, dlq = make_queue("last-receive", max_receive_count=2)
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(7)))])
+    settings = routed(settings_for(url, handler_attempts=1, retry_base=0.0, retry_max=0.0), "count")
+    error = TransientError("throttled") if failure == "transient" else RetryMessage("not yet")
+    handler = CountingHandler(fail_forever=error)
+
+    # when
+    async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+        stats = await run_until(worker, lambda: stats_settled(worker) >= 2, seconds=20)
+
+    # then: retried on its first receive; on its last, quarantined with the handler's error
+    # and why, where SQS would have moved it to the DLQ with no reason at all
+    assert [receive for _key, receive, _at in handler.calls] == [1, 2]
+    assert stats.outcomes["retry"] == 1
+    assert stats.outcomes["quarantine"] == 1
+    (copy,) = receive_all(sqs, dlq)
+    reason = copy["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
+    assert ("throttled" if failure == "transient" else "not yet") in reason
+    assert "still failing on receive 2, the last the queue's redrive policy allows" in reason
+    async with Store.from_url(settings.store) as store:
+        (row,) = await store.list_quarantine()
+    assert row.reason == reason
+
+
+def stats_settled(worker: Worker) -> int:
+    return sum(worker.stats.outcomes.values())

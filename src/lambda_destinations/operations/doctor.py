@@ -470,12 +470,13 @@ class Doctor:
         dlq_retention: int,
     ) -> None:
         check = f"{name}: retry backoff"
-        delays = retry_delays(self.settings, max_receive_count)
+        # The waits between a failing record's receives: on the last, it is quarantined.
+        delays = retry_delays(self.settings, max_receive_count)[:-1]
         window = sum(delays)
         schedule = " + ".join(f"{d:g}" for d in delays[:6]) + (" + …" if len(delays) > 6 else "")
         detail = (
             f"a failing record reaches the DLQ after about {_duration(window)} "
-            f"({schedule} s over maxReceiveCount {max_receive_count}); "
+            f"({schedule} s, quarantined on receive {max_receive_count}, its last); "
             f"the queue keeps messages {_duration(retention)}"
         )
         if max_receive_count < 2:
@@ -498,7 +499,7 @@ class Doctor:
             self.add(
                 check,
                 "warn",
-                detail + ": an outage longer than that dead-letters every record",
+                detail + ": an outage longer than that sends every record to the DLQ",
                 "raise maxReceiveCount or LAMBDA_DESTINATIONS_RETRY_BASE",
             )
         else:

@@ -438,17 +438,35 @@ class Dispatcher:
             if delivery.repeated:
                 self.stats.duplicates += 1
         except RetryMessage as exc:
+            if last := self._last_receive(item):
+                return await self.quarantine(item, f"{exc.reason}; {last}", key=decoded.key)
             return await self.retry(item, exc.reason, delay=exc.delay)
         except QuarantineMessage as exc:
             return await self.quarantine(item, exc.reason, key=decoded.key)
         except HandlerFailed as exc:
             if exc.permanent:
                 return await self.quarantine(item, str(exc), key=decoded.key)
+            if last := self._last_receive(item):
+                return await self.quarantine(item, f"{exc}; {last}", key=decoded.key)
             return await self.retry(item, str(exc), asked=asked_wait(exc.error))
         except StoreUnavailable as exc:
             self.store_refused(exc)
             return await self.retry(item, str(exc))
         return await self.ack(item, duplicate=delivery.repeated)
+
+    def _last_receive(self, item: InFlight) -> str | None:
+        """What a quarantine's reason adds when ``item`` is on its last receive before its
+        queue dead-letters it: retried, it would reach the DLQ with no reason, its last
+        error said nowhere but a log line. None on any other receive, or with no DLQ."""
+        queue = self.current(item.queue)
+        count = queue.max_receive_count
+        if count is None or item.receive_count < count or not queue.dlq_url:
+            return None
+        return (
+            f"still failing on receive {item.receive_count}, the last the queue's redrive "
+            f"policy allows (maxReceiveCount {count}): quarantined with this reason rather than "
+            "dead-lettered without one"
+        )
 
     async def _pending(
         self, chain: Sequence[Handler], key: str, delivery: Delivery
