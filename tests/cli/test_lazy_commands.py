@@ -127,6 +127,8 @@ def test_store_reading_commands_load_no_aws_client_worker_nor_handler(
 
     assert module in loaded  # the command did run
     assert not _NOT_FOR_READING & loaded
+    # botocore and tenacity serve the commands that call AWS
+    assert not {"botocore", "tenacity", "lambda_destinations.retrying"} & loaded
 
 
 @pytest.mark.parametrize("group", sorted(COMMANDS))

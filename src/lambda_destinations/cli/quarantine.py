@@ -42,7 +42,6 @@ from lambda_destinations.operations.quarantine import (
 )
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, utcnow
-from lambda_destinations.worker.queues import queue_name
 
 # The store's ids are 64-bit integers: a larger one is a usage error, not a driver's overflow.
 QUARANTINE_ID = Whole(min=1, max=ROW_ID_MAX)
@@ -110,6 +109,10 @@ def list_command(
     if not described:
         click.echo("no quarantined messages" + _from(queue), err=True)
         return
+    # Imported here: the queues' module imports botocore and tenacity, which a command that
+    # only reads the store does not need.
+    from lambda_destinations.worker.queues import queue_name
+
     click.echo(
         render_table(
             ["ID", "QUARANTINED (UTC)", "QUEUE", "KIND", "FUNCTION", "REASON", "STATUS"],
@@ -290,6 +293,8 @@ class _Resending:
 
     def report(self, *, as_json: bool) -> None:
         """Each message's outcome on stdout (skips and failures on stderr); a tally."""
+        from lambda_destinations.worker.queues import queue_name
+
         if as_json:
             click.echo(dumps({"resent": self.sent, "skipped": self.skipped, "failed": self.failed}))
             return

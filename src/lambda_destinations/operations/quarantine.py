@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from lambda_destinations.store import QuarantineRow, Store
-from lambda_destinations.worker.queues import sendable_attribute
 
 # The worker's own attributes, added when it sent the message to a DLQ: not the message's.
 _OWN_ATTRIBUTE_PREFIX = "LambdaDestinations."
@@ -171,6 +170,10 @@ def _not_claimed(now: QuarantineRow | None) -> str:
 
 def _send_request(row: QuarantineRow) -> dict[str, Any]:
     """The SendMessage arguments that put ``row``'s message back: its body, its own attributes."""
+    # Imported here: the queues' module imports botocore and tenacity, which `quarantine list`
+    # and `show` (reading the store) do not need.
+    from lambda_destinations.worker.queues import sendable_attribute
+
     attributes = {
         name: sendable_attribute(value)
         for name, value in (row.message_attributes or {}).items()
