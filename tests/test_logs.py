@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import structlog
@@ -53,3 +55,63 @@ def test_json_lines_keep_the_values_exact(capsys: pytest.CaptureFixture[str]) ->
     assert lines[0]["request_id"] == REQUEST_ID
     assert lines[1]["event"] == EVENT
     assert ERROR_TYPE in lines[2]["exception"]
+
+
+# What a process writes besides structlog's own events: a library's record over two lines, one
+# with a traceback and a URL's password, asyncio's report of a task nobody awaited, a warning.
+OTHERS = """
+import asyncio, gc, logging, sys, warnings
+from lambda_destinations.logs import configure_logging
+
+configure_logging(sys.argv[1], "info")
+logging.getLogger("botocore.hooks").warning("first line\\nsecond line")
+logging.getLogger("botocore.hooks").info("below the level")
+try:
+    raise ValueError("bad answer")
+except ValueError:
+    logging.getLogger("aiohttp.client").exception("call to http://u:pw42x@h/ failed")
+
+async def lost():
+    raise RuntimeError("nobody awaited me")
+
+async def main():
+    asyncio.get_running_loop().create_task(lost())
+    await asyncio.sleep(0.01)
+
+asyncio.run(main())
+gc.collect()
+warnings.warn("an old API", DeprecationWarning, stacklevel=1)
+"""
+
+
+def _others(fmt: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", OTHERS, fmt],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == ""
+    return done.stderr.splitlines()
+
+
+def test_the_standard_librarys_records_and_warnings_are_json_lines_too() -> None:
+    lines = [json.loads(line) for line in _others("json")]  # each line one object
+    by_logger = {line["logger"]: line for line in lines}
+    assert set(by_logger) == {"botocore.hooks", "aiohttp.client", "asyncio", "py.warnings"}
+    for line in lines:
+        assert line["timestamp"].endswith("Z")
+        assert line["level"] in ("warning", "error")
+    assert by_logger["botocore.hooks"]["event"] == "first line\nsecond line"
+    failed = by_logger["aiohttp.client"]
+    assert failed["event"] == "call to http://u:***@h/ failed"
+    assert failed["exception"].endswith("ValueError: bad answer")
+    assert "nobody awaited me" in by_logger["asyncio"]["exception"]
+    assert "DeprecationWarning: an old API" in by_logger["py.warnings"]["event"]
+
+
+def test_the_console_writes_a_librarys_record_on_one_line() -> None:
+    lines = _others("console")
+    assert not [line for line in lines if line.startswith("second line")]
+    assert [line for line in lines if "'first line\\nsecond line'" in line]
+    assert not [line for line in lines if "pw42x" in line]

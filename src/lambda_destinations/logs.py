@@ -41,26 +41,78 @@ def configure_logging(
     else:
         renderer = [_escaped, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
     hiding: list[structlog.typing.Processor] = [] if hide is None else [_hiding(hide)]
+    # What every line gets, then what writes it: structlog's events and the standard
+    # library's records alike.
+    stamped: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        _TIMESTAMP,
+    ]
+    written: list[structlog.typing.Processor] = [
+        structlog.processors.format_exc_info,
+        redact_event,  # passwords and addresses never reach a line
+        _capped,  # after redact_event: a cut could split a password from what marks it
+        *renderer,
+    ]
     structlog.configure(
-        processors=[
-            *hiding,
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_event,  # passwords and addresses never reach a line
-            _capped,  # after redact_event: a cut could split a password from what marks it
-            *renderer,
-        ],
+        processors=[*hiding, *stamped, *written],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Third-party libraries log through the standard library; keep them quiet.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
-            handler.addFilter(_RedactingFilter())
+    _standard_logging(stamped, written, max(logging.WARNING, LEVELS[level]))
+
+
+_TIMESTAMP = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
+def _standard_logging(
+    stamped: list[structlog.typing.Processor],
+    written: list[structlog.typing.Processor],
+    level: int,
+) -> None:
+    """Third-party libraries log through the standard library (botocore, aiohttp, asyncio's
+    "Task exception was never retrieved", SQLAlchemy), and ``warnings.warn`` too once
+    captured: their records are written as structlog's events are, one JSON object a line in
+    JSON (a traceback in its ``exception`` field, not on lines of its own), one line in the
+    console, with the ``logger`` that wrote them; at ``level`` and above (warnings at least:
+    keep them quiet)."""
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*stamped, structlog.stdlib.add_logger_name, _stripped],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *written],
+        )
+    )
+    root = logging.getLogger()
+    for old in [each for each in root.handlers if isinstance(each, _StderrHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    for each in root.handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in each.filters):
+            each.addFilter(_RedactingFilter())
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The standard library's records, written on the stderr of the moment (as structlog's
+    lines are), whatever replaced it since."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _stripped(_logger: Any, _method: str, event: structlog.typing.EventDict) -> Any:
+    """A record's text without the line break a library (or ``warnings``) ends it with."""
+    if isinstance(text := event.get("event"), str):
+        event["event"] = text.rstrip()
+    return event
 
 
 # Characters of one field of a log line (a traceback, an error's text): past it, its start and
