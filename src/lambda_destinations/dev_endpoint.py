@@ -334,7 +334,7 @@ class DevEndpoint(Lifetime):
         await self._sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
         log.info(
             "simulated function delivered its record",
-            function=record["requestContext"]["functionArn"],
+            function_arn=record["requestContext"]["functionArn"],
             request_id=record["requestContext"]["requestId"],
             condition=record["requestContext"]["condition"],
         )

@@ -116,11 +116,13 @@ async def test_a_record_delivered_three_times_makes_one_sms_one_email_one_replay
     key = key_of(record)
 
     # when: drained, and the replay's delay passed
-    async with Worker(settings) as worker, running_worker(worker):
-        await eventually(
-            lambda: worker.stats.received >= 3 and recording_moto.invocations(name), within=30
-        )
-        await asyncio.sleep(1.5)  # time for a second SMS, email or replay, if there were one
+    with structlog.testing.capture_logs() as logs:
+        async with Worker(settings) as worker, running_worker(worker):
+            await eventually(
+                lambda: worker.stats.received >= 3 and recording_moto.invocations(name),
+                within=30,
+            )
+            await asyncio.sleep(1.5)  # time for a second SMS, email or replay, if there were one
 
     # then: one of each
     assert len(sms_to(endpoint, number)) == 1
@@ -139,6 +141,13 @@ async def test_a_record_delivered_three_times_makes_one_sms_one_email_one_replay
         original = await store.get_invocation(key)
     assert original is not None
     assert original.status is FailureStatus.REPLAYED
+    # and its lines name the ARN it invokes as function_arn: `function` is the function's name
+    # in every line of the message
+    replay_lines = [e for e in logs if e["event"] in ("replay scheduled", "replayed")]
+    assert {e["event"] for e in replay_lines} == {"replay scheduled", "replayed"}
+    for line in replay_lines:
+        assert line["function_arn"] == record["requestContext"]["functionArn"]
+        assert "function" not in line
 
 
 async def test_a_replay_whose_new_record_succeeds_is_recovered(

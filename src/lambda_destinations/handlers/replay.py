@@ -425,7 +425,7 @@ class ReplayHandler:
             original=original_key,
             attempt=attempt,
             delay=delay,
-            function=function_arn,
+            function_arn=function_arn,
         )
 
     async def _not_replayable(
@@ -583,7 +583,7 @@ async def _invoked(context: JobContext, attempt: ReplayAttempt, new_request_id: 
         "replayed",
         original=original_key,
         attempt=attempt.attempt,
-        function=attempt.function_arn,
+        function_arn=attempt.function_arn,
         new_request_id=new_request_id,
     )
     # The new invocation's record is normally seconds away; if it was faster than the two

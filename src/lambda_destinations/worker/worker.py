@@ -646,7 +646,7 @@ class Worker(Lifetime):
             f"the store refused the last {refused} messages of the job, and took none after "
             f"them ({error}); they go back to their queues: fix the store and run it again"
         )
-        log.error("store refused the job's last messages; stopping", refused=refused, error=error)
+        log.error("store refused the job's last messages; stopping", count=refused, error=error)
 
     def _spawn_tasks(self, *, once: bool) -> None:
         # Enough pollers that each can ask for a full batch of ten within the handler slots;
