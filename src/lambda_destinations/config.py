@@ -573,6 +573,11 @@ class Settings(BaseSettings):
         """The region the standard AWS way when not set here."""
         return standard_region(self.region)
 
+    def resolved_pollers_per_queue(self) -> int:
+        """Concurrent receives per queue: ``pollers_per_queue``, else enough that each can ask
+        for a full batch of ten (SQS's most a receive) within ``concurrency``; at least one."""
+        return self.pollers_per_queue or max(1, self.concurrency // (10 * max(1, len(self.queues))))
+
     def shown_endpoint(self) -> str:
         """The endpoint as output may show it: no password, no query values; "AWS" when unset."""
         return mask_url(self.endpoint_url) if self.endpoint_url else "AWS"

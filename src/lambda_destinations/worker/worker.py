@@ -651,12 +651,16 @@ class Worker(Lifetime):
     def _spawn_tasks(self, *, once: bool) -> None:
         # Enough pollers that each can ask for a full batch of ten within the handler slots;
         # the room beyond them lets each receive its next batch while the last one runs.
-        per_queue = self.settings.pollers_per_queue or max(
-            1, self.settings.concurrency // (MAX_BATCH * len(self.queues))
-        )
+        per_queue = self.settings.resolved_pollers_per_queue()
+        # Every poller keeps a long poll open: one that waited for room held its queue unread
+        # until another poll ended (up to wait_time), when pollers outnumber the room (more
+        # queues than twice the concurrency, or many pollers a queue). What is in flight stays
+        # bounded as before: a receive may bring ten whatever room it holds (see _poll).
+        if (pollers := per_queue * len(self.queues)) > self._room.size:
+            self._room = Slots(pollers)
         # Each poller may hold at most its share of the room through a long poll, so pollers
         # of idle queues can never sit on all of it.
-        self._share = max(1, min(MAX_BATCH, self._room.size // (per_queue * len(self.queues))))
+        self._share = max(1, min(MAX_BATCH, self._room.size // pollers))
         self._reconnect_max = min(RECONNECT_MAX, RECONNECT_MAX_PER_POLLER * per_queue)
         for queue in self.queues:
             for n in range(per_queue):
