@@ -44,7 +44,12 @@ class AwsClients(Lifetime):
             connect_timeout=5,
             read_timeout=settings.wait_time + 15,
             retries={"max_attempts": max_attempts, "mode": "standard"},
-            max_pool_connections=max(10, settings.concurrency + 2 * len(settings.queues) + 4),
+            # A connection for each long poll (held up to wait_time), and beside them one a
+            # queue for its deletes and visibility changes, and one a handler slot: a delete
+            # that waited for a connection waited for a long poll to end.
+            max_pool_connections=max(
+                10, settings.concurrency + settings.poller_count() + len(settings.queues) + 4
+            ),
             # Our requests are built by code, not typed by people: client-side validation of
             # every parameter is CPU spent on every call for errors the service reports anyway.
             parameter_validation=False,

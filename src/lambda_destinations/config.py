@@ -578,6 +578,11 @@ class Settings(BaseSettings):
         for a full batch of ten (SQS's most a receive) within ``concurrency``; at least one."""
         return self.pollers_per_queue or max(1, self.concurrency // (10 * max(1, len(self.queues))))
 
+    def poller_count(self) -> int:
+        """Receives the worker may have under way at once, over every queue: each holds one of
+        the SQS client's connections for up to ``wait_time`` seconds."""
+        return self.resolved_pollers_per_queue() * len(self.queues)
+
     def shown_endpoint(self) -> str:
         """The endpoint as output may show it: no password, no query values; "AWS" when unset."""
         return mask_url(self.endpoint_url) if self.endpoint_url else "AWS"

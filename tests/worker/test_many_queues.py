@@ -1,4 +1,5 @@
-"""A worker in front of many queues: every queue keeps a long poll open."""
+"""A worker in front of many queues: every queue keeps a long poll open, and deletes do not
+wait behind them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from worker_helpers import registry_with, routed, send_bodies, until
 
+from lambda_destinations.aws import AwsClients
 from lambda_destinations.handlers import HandlerContext
 from lambda_destinations.schemas import DecodedMessage
 from lambda_destinations.simulate import success_record
@@ -90,3 +92,35 @@ async def test_more_queues_than_room_each_keep_a_long_poll_open(
     twelfth = [n for n, answer in enumerate(answers) if answer == "message"][QUEUES - 1]
     assert "empty" not in answers[:twelfth]
     assert len(set(handler.handled)) == QUEUES
+
+
+async def test_deletes_do_not_wait_for_a_connection_behind_long_polls(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: six pollers on each of twelve queues: 72 long polls, each holding a connection
+    handler = Held()
+    handler.let_go.set()
+
+    # when: a record arrives on each queue
+    answers, _received = await one_record_on_each_queue(
+        sqs, make_queue, settings_for, handler, concurrency=4, pollers_per_queue=6
+    )
+
+    # then: each was handled once and deleted while the polls went on: no receive or delete
+    # waited for a connection until a long poll ended empty (and its message, not deleted
+    # within its visibility timeout, came back)
+    assert sorted(handler.handled) == sorted(set(handler.handled))
+    assert len(handler.handled) == QUEUES
+    last_delete = len(answers) - answers[::-1].index("delete")
+    assert "empty" not in answers[:last_delete]
+
+
+def test_the_sqs_clients_pool_holds_every_long_poll_and_room_beside_them(settings_for) -> None:
+    settings = settings_for(*(f"q{n}" for n in range(40)), concurrency=32, pollers_per_queue=4)
+
+    pool = AwsClients(settings)._config.max_pool_connections
+
+    # 160 long polls, and beside them a connection for each handler slot and each queue's
+    # deletes and visibility changes
+    assert settings.poller_count() == 160
+    assert pool >= 160 + 32 + 40
