@@ -353,6 +353,34 @@ def test_routes_that_replay_without_linking_recoveries_get_a_warning(
     assert check["status"] == "ok"
 
 
+def test_a_route_whose_queue_matches_no_polled_queue_gets_a_warning(
+    setup: Setup, tmp_path: Any
+) -> None:
+    # given: a route for the polled queue by its name, one by a glob of its URL, and one
+    # whose queue has a typo
+    config = tmp_path / "routes.toml"
+    config.write_text(
+        f'[[routes]]\nqueue = "{setup.prefix}"\nhandlers = ["persist"]\n'
+        f'[[routes]]\nqueue = "*/{setup.prefix}"\nhandlers = ["persist"]\n'
+        f'[[routes]]\nqueue = "{setup.prefix}-typo"\nhandlers = ["persist"]\n',
+        encoding="utf-8",
+    )
+    env = {**setup.env(), "LAMBDA_DESTINATIONS_CONFIG": str(config)}
+
+    result = setup.doctor(env, "--json")
+
+    # then: one warning, naming the route with the typo and the fix
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning, not an error
+    (check,) = [c for c in checks_of(result) if c["check"] == "route queue"]
+    assert check["status"] == "warn"
+    assert check["detail"].startswith(f"routes.2 (condition=any queue={setup.prefix}-typo ->")
+    assert "matches none of the polled queues" in check["detail"]
+    assert check["fix"] == (
+        f"fix its queue in routes in the TOML file {config}, or add the queue to "
+        "LAMBDA_DESTINATIONS_QUEUES"
+    )
+
+
 @pytest.mark.postgres
 def test_a_postgresql_user_who_may_only_read_fails_the_grants_check(
     lambda_endpoint: Any, postgres_url: str, postgres_reader: tuple[str, str]

@@ -8,9 +8,11 @@ import json
 import random
 from typing import Any
 
+from structlog.testing import capture_logs
 from worker_helpers import registry_with, routed, send_bodies, until
 
 from lambda_destinations.aws import AwsClients
+from lambda_destinations.config import RouteConfig
 from lambda_destinations.handlers import HandlerContext
 from lambda_destinations.schemas import DecodedMessage
 from lambda_destinations.simulate import success_record
@@ -124,3 +126,31 @@ def test_the_sqs_clients_pool_holds_every_long_poll_and_room_beside_them(setting
     # deletes and visibility changes
     assert settings.poller_count() == 160
     assert pool >= 160 + 32 + 40
+
+
+async def test_a_route_whose_queue_matches_no_polled_queue_is_warned_of_at_start(
+    make_queue, settings_for
+) -> None:
+    # given: three queues, and routes for them by name and by URL, one with a typo
+    urls = [make_queue(f"routed-{n}")[0] for n in range(3)]
+    names = [url.rsplit("/", 1)[1] for url in urls]
+    routes = [
+        RouteConfig(queue=names[0], handlers=("persist",)),
+        RouteConfig(queue=f"*/{names[1]}", handlers=("persist",)),
+        RouteConfig(queue=f"{names[2]}x", condition="failure", handlers=("persist",)),
+        RouteConfig(handlers=("persist",)),
+    ]
+    settings = settings_for(*urls, routes=routes)
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings):
+            pass
+
+    # then: one warning, for the route with the typo
+    (warning,) = [line for line in logs if "matches none of the polled queues" in line["event"]]
+    assert warning["log_level"] == "warning"
+    assert warning["event"].startswith(
+        f"route routes.2 (condition=failure queue={names[2]}x -> persist)"
+    )
+    assert "fix its queue in" in warning["fix"]

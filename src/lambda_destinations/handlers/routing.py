@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 from lambda_destinations.config import RouteConfig
@@ -26,6 +27,25 @@ def condition_matches(wanted: str, message: DecodedMessage) -> bool:
     return message.condition == wanted
 
 
+def queue_matches(glob: str, queue_name: str, queue_url: str) -> bool:
+    """Whether a route's ``queue`` glob matches the queue, by its name or URL."""
+    return fnmatchcase(queue_name, glob) or fnmatchcase(queue_url, glob)
+
+
+def routes_of_no_queue(
+    routes: Sequence[RouteConfig], queues: Sequence[tuple[str, str]]
+) -> list[str]:
+    """Each route whose ``queue`` glob matches none of ``queues`` (name, URL), as
+    ``routes.N (condition=… queue=… -> handlers)``: such a route never runs (a typo, or a
+    queue left out of ``queues``), and its records go to a later route."""
+    return [
+        f"routes.{index} ({Router.describe(route)})"
+        for index, route in enumerate(routes)
+        if route.queue is not None
+        and not any(queue_matches(route.queue, name, url) for name, url in queues)
+    ]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Route:
     """A rule and its chain; every field that is set must match."""
@@ -47,9 +67,7 @@ class Route:
             message.error_type is None or not fnmatchcase(message.error_type, self.error_type)
         ):
             return False
-        return self.queue is None or (
-            fnmatchcase(queue_name, self.queue) or fnmatchcase(queue_url, self.queue)
-        )
+        return self.queue is None or queue_matches(self.queue, queue_name, queue_url)
 
 
 class Router:

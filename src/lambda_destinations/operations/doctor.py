@@ -39,6 +39,7 @@ from lambda_destinations.errors import (
     StoreUrlProblem,
 )
 from lambda_destinations.handlers.registry import replay_outcomes_linked
+from lambda_destinations.handlers.routing import routes_of_no_queue
 from lambda_destinations.operations.handler_checks import (
     Check,
     Status,
@@ -79,6 +80,7 @@ class _Queue:
 
     name: str
     arn: str
+    url: str
 
 
 def retry_delays(settings: Settings, max_receive_count: int) -> list[float]:
@@ -170,6 +172,7 @@ class Doctor:
                 if await self._check_credentials(aws):
                     queues = await self._check_queues(aws)
                     if queues is not None:
+                        self._check_route_queues(queues)
                         await self._check_lambda(aws, queues)
                     self.checks.extend(await check_handlers(settings, aws))
                     handlers_checked = True
@@ -331,11 +334,28 @@ class Doctor:
                 self.add(f"queue {name}", "error", problem, f"list it once in {queues_in}")
                 continue
             self.add(f"queue {name}", "ok", f"exists and is readable ({url})")
-            polled.append(_Queue(name, arn))
+            polled.append(_Queue(name, arn, url))
             self._check_standard(name, attributes)
             self._check_visibility(name, attributes)
             await self._check_redrive(sqs, name, attributes)
         return polled
+
+    def _check_route_queues(self, queues: Sequence[_Queue]) -> None:
+        """A row for each route whose ``queue`` matches none of the polled queues, once every
+        configured queue was found (a queue not found would make its routes look astray)."""
+        if len(queues) != len(self.settings.queues):
+            return
+        fix = (
+            f"fix its queue in {self.settings.set_in('routes')}, or add the queue to "
+            f"{self.settings.set_in('queues')}"
+        )
+        for route in routes_of_no_queue(self.settings.routes, [(q.name, q.url) for q in queues]):
+            self.add(
+                "route queue",
+                "warn",
+                f"{route} matches none of the polled queues: it never runs",
+                fix,
+            )
 
     def _queue_refused(
         self, name: str, configured: str, exc: ClientError | ResponseParserError, region: str | None

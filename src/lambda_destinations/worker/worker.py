@@ -43,6 +43,7 @@ from lambda_destinations.handlers.registry import (
     configured_handlers,
     replay_outcomes_linked,
 )
+from lambda_destinations.handlers.routing import routes_of_no_queue
 from lambda_destinations.handlers.storm import unsendable_digests
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import (
@@ -342,6 +343,7 @@ class Worker(Lifetime):
             await self.close()
             raise
         self.ready = True
+        self._warn_routes_of_no_queue()
         log.info(
             "worker started",
             queues=[q.name for q in self.queues],
@@ -350,6 +352,17 @@ class Worker(Lifetime):
             owner=self.owner,
             event_loop=loop_name(),
         )
+
+    def _warn_routes_of_no_queue(self) -> None:
+        """Warn of each route whose ``queue`` matches none of the polled queues: it never
+        runs, and its records go to a later route, with nothing else to say so."""
+        polled = [(queue.name, queue.url) for queue in self.queues]
+        for route in routes_of_no_queue(self.settings.routes, polled):
+            log.warning(
+                f"route {route} matches none of the polled queues: it never runs",
+                fix=f"fix its queue in {self.settings.set_in('routes')}, or add the queue to "
+                f"{self.settings.set_in('queues')}",
+            )
 
     async def _open(self, give_up_after: float | None) -> None:
         await self.aws.__aenter__()
