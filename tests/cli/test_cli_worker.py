@@ -223,6 +223,26 @@ def test_a_bad_route_handler_name_in_a_toml_file_names_the_file(tmp_path: Path) 
     )
 
 
+def test_a_route_handler_name_with_a_typo_is_given_the_name_meant(tmp_path: Path) -> None:
+    # before: the line listed every handler defined, and the one meant had to be found in it
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'queues = ["q"]\nroutes = [{handlers = ["persist", "hok1"]}]\n'
+        '[handlers.hook0]\ntype = "webhook"\nurl = "https://hooks.example.com/0"\n'
+        '[handlers.hook1]\ntype = "webhook"\nurl = "https://hooks.example.com/1"\n'
+    )
+    result = cli("run", "--once", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"error: handler 'hok1' (routes in the TOML file {config}) is not defined "
+            "(did you mean 'hook1'?): use one of "
+        )
+    )
+
+
 def test_migrate_applies_then_reports_up_to_date(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     check = cli("migrate", "--check", "--store", url)

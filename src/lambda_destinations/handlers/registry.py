@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import re
 import signal
@@ -276,8 +277,11 @@ class HandlerRegistry:
             target = _import(name, f"handler {name!r}")
             return _user_handler(name, target, f"handler {name!r}")
         known = sorted({*BUILTIN_TYPES, *self._settings.handlers, *self._decorated})
+        # Among many routes and tables, a typo is easier fixed when named than found in a list.
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"handler {name!r} is not defined: use one of {', '.join(known)}, "
+            f"handler {name!r} is not defined{hint}: use one of {', '.join(known)}, "
             f"a [handlers.NAME] table, or module:function{_unmarked(self._empty)}"
         )
 
