@@ -5,12 +5,14 @@ stdout) and the console's HTTP routes, against a moto server and the store the w
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
-from ops_helpers import cli
+from ops_helpers import ENTRY, cli
 
 from lambda_destinations.config import Settings
 from lambda_destinations.console import ConsoleOptions, create_app
@@ -278,3 +280,43 @@ def test_a_line_break_in_a_field_never_starts_a_line_of_its_own(
     for text in (quarantine, peeked):
         assert "  Attr = v\n           LambdaDestinations.Reason = none: all is well" in text
         assert _starting(text, "  LambdaDestinations.Reason = none") == []
+
+
+# An error message with characters Latin-1 has (é) and has not (the emoji, the Chinese).
+NOT_LATIN_1 = "café \U0001f4a5 错误"
+
+
+def test_a_stdout_in_an_encoding_without_some_characters_gets_escapes_not_a_traceback(
+    tmp_path,
+) -> None:
+    # given: a failure whose error message Latin-1 cannot all encode, and stdout in Latin-1
+    # (a terminal in an ISO 8859 locale, or PYTHONIOENCODING=latin-1)
+    from ops_helpers import failure_body, row_of, seed_sync
+
+    store_url = f"sqlite:///{tmp_path / 'latin-1.db'}"
+    body, record = failure_body(3, error=("TimeoutError", NOT_LATIN_1, "python"))
+    seed_sync(store_url, [row_of(body)])
+    request_id = record["requestContext"]["requestId"]
+    env = {**os.environ, "LAMBDA_DESTINATIONS_STORE": store_url, "PYTHONIOENCODING": "latin-1"}
+
+    def latin_1(*args: str) -> str:
+        done = subprocess.run([*ENTRY, *args], env=env, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr.decode()
+        assert b"Traceback" not in done.stderr, done.stderr.decode()
+        return done.stdout.decode("latin-1")
+
+    # when: the text views of it, its summary (whose line has an arrow) and its JSON
+    table = latin_1("failures", "list")
+    show = latin_1("failures", "show", request_id)
+    stats = latin_1("failures", "stats")
+    listed = json.loads(latin_1("failures", "list", "--json"))
+    (line,) = latin_1("failures", "list", "--ndjson").splitlines()
+    whole = json.loads(latin_1("failures", "show", request_id, "--json"))
+
+    # then: text writes what Latin-1 has as it is and the rest as escapes; JSON stays JSON of
+    # the same values (a UnicodeEncodeError's traceback and exit 1 before)
+    for text in (table, show):
+        assert "café \\U0001f4a5 \\u9519\\u8bef" in text
+    assert " \\u2192 " in stats
+    assert listed[0]["error_message"] == json.loads(line)["error_message"] == NOT_LATIN_1
+    assert whole["response_payload"]["errorMessage"] == NOT_LATIN_1

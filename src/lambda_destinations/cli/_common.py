@@ -26,6 +26,7 @@ from lambda_destinations.cli._app import (
     reports_errors,
 )
 from lambda_destinations.cli._numbers import LIMIT_MAX, FiniteFloatRange, Whole
+from lambda_destinations.cli._output import takes
 from lambda_destinations.config import OUTSIDE_DEV, Settings
 from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.detail import AmbiguousId, whole_id
@@ -328,7 +329,10 @@ def output_options(func: Callable[..., R]) -> Callable[..., R]:
 
 
 def dumps(value: Any, *, indent: int | None = None) -> str:
-    return json.dumps(value, default=str, indent=indent, ensure_ascii=False)
+    """``value`` as JSON: characters as they are, or as JSON's escapes (``\\u2192``) where
+    stdout's encoding has no bytes for one of them (see :func:`takes`)."""
+    text = json.dumps(value, default=str, indent=indent, ensure_ascii=False)
+    return text if takes(text) else json.dumps(value, default=str, indent=indent)
 
 
 def emit(output: str, records: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:

@@ -8,10 +8,16 @@ SIGPIPE ends) or one line.
 
 Text from the store may hold lone surrogates, which UTF-8 cannot encode: stdout writes them as
 U+FFFD (:func:`~lambda_destinations._text.printable`), in tables and JSON alike.
+
+Where stdout's encoding is not UTF-8 (``PYTHONIOENCODING=latin-1``, a terminal in an ISO 8859
+locale), a character it has no bytes for is written as a Python escape (``\\u2192``, as stderr
+writes it), not a UnicodeEncodeError; JSON is written with JSON's own escapes there
+(:func:`takes`), so that it stays JSON of the same values.
 """
 
 from __future__ import annotations
 
+import codecs
 import errno
 import io
 import os
@@ -50,9 +56,27 @@ class _Text(io.TextIOWrapper):
         return super().write(printable(text))
 
 
+def takes(text: str) -> bool:
+    """Whether stdout's encoding has bytes for every character of ``text`` (lone surrogates
+    aside: stdout writes them as U+FFFD)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return True
+    # An ASCII stdout is one click writes UTF-8 to (it takes ASCII for a misconfiguration).
+    if name.startswith("utf") or name == "ascii" or text.isascii():
+        return True
+    try:
+        printable(text).encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def wrap_stdout() -> None:
     """Put :class:`_Stdout` under ``sys.stdout`` (as :class:`_Text`), with the same encoding
-    and buffering."""
+    and buffering; a character the encoding has no bytes for is written as an escape."""
     stream = sys.stdout
     if not isinstance(stream, io.TextIOWrapper):  # closed at start (None), or replaced
         return
@@ -64,7 +88,7 @@ def wrap_stdout() -> None:
     sys.stdout = _Text(
         io.BufferedWriter(_Stdout(fd, "w", closefd=False)),
         encoding=stream.encoding,
-        errors=stream.errors,
+        errors="backslashreplace",
         line_buffering=stream.line_buffering,
     )
 
