@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from ops_helpers import failure_body, row_of
 
 from lambda_destinations.cli._common import parse_when
-from lambda_destinations.cli._table import render_table
+from lambda_destinations.cli._table import columns, render_table
 from lambda_destinations.cli.failures import hourly_chart
 from lambda_destinations.config import load_settings
 from lambda_destinations.handlers.replay import NotReplayable, original_payload, replay_target
@@ -337,6 +337,30 @@ def test_a_table_narrows_its_flexible_columns_to_fit() -> None:
     assert len(wrapped.splitlines()) > 2
     assert "on and on" in " ".join(wrapped.split())
     assert render_table(["A", "B"], [[None, ""]], width=None).splitlines()[1] == "-  -"
+
+
+def test_a_table_counts_wide_and_zero_width_characters_in_terminal_columns() -> None:
+    # given: error messages in Chinese, with an emoji, and with a combining accent and a zero
+    # width joiner, which a terminal shows in 2, 2 and 0 columns a character
+    rows = [
+        ["orders-api", "错误：订单未找到，客户编号无效", 1],
+        ["orders-api", "boom \U0001f4a5 then more words", 2],
+        ["orders-api", "cafe\u0301 \U0001f468\u200d\U0001f469 fine", 3],
+        ["orders-api", "plain ascii", 4],
+    ]
+
+    # when: it is drawn for terminals of 40 columns (cut and wrapped) and of 200
+    for kind in ({"width": 40}, {"width": 40, "wrap": True}, {"width": 200}):
+        lines = render_table(["NAME", "ERROR", "N"], rows, flex=(1,), right=(2,), **kind)
+
+        # then: no line is wider than the terminal, and the right-aligned N column ends in
+        # the same column on every line that has one
+        shown = lines.splitlines()
+        assert max(columns(line) for line in shown) <= kind["width"], lines
+        ends = {columns(line) for line in shown if line[-1:].isdigit() or line.endswith("N")}
+        assert len(ends) == 1, lines
+    assert columns("错误") == 4
+    assert columns("e\u0301\u200b") == 1
 
 
 def test_a_message_received_again_while_it_is_sent_is_deleted_with_its_newest_receipt() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-import textwrap
+import unicodedata
 from collections.abc import Collection, Iterable, Sequence
 
 from lambda_destinations._text import visible
@@ -18,6 +18,61 @@ def terminal_width() -> int | None:
     if sys.stdout is None or not sys.stdout.isatty():  # None: started with stdout closed
         return None
     return shutil.get_terminal_size((100, 24)).columns
+
+
+def columns(text: str) -> int:
+    """How many terminal columns ``text`` takes: East Asian wide and fullwidth characters (CJK,
+    most emoji) take two, combining marks and invisible format characters (zero width space and
+    joiner, variation selectors) none, the rest one. ``len`` counts characters: a column of
+    Chinese error messages, or one emoji in a cell, pushed the columns after it out of line and
+    the line past the terminal's width."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_columns(char) for char in text)
+
+
+def _char_columns(char: str) -> int:
+    if unicodedata.category(char) in ("Mn", "Me", "Cf") and char != "\u00ad":  # soft hyphen: 1
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _cut(text: str, width: int) -> str:
+    """The longest start of ``text`` that takes at most ``width`` columns."""
+    taken = 0
+    for index, char in enumerate(text):
+        taken += _char_columns(char)
+        if taken > width:
+            return text[:index]
+    return text
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` columns, broken at spaces, a word longer than a
+    line broken where the line ends (as ``textwrap.wrap`` with ``break_long_words``, in
+    columns)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        joined = f"{line} {word}" if line else word
+        if columns(joined) <= width:
+            line = joined
+            continue
+        if line:
+            lines.append(line)
+        while columns(word) > width:
+            head = _cut(word, width) or word[0]
+            lines.append(head)
+            word = word[len(head) :]
+        line = word
+    if line:
+        lines.append(line)
+    return lines
+
+
+def _padded(text: str, width: int, *, right: bool) -> str:
+    room = " " * max(0, width - columns(text))
+    return room + text if right else text + room
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
@@ -78,26 +133,24 @@ def render_table(
     """
     width = terminal_width() if width is None else width
     text = [[cell(v) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
+    widths = [columns(h) for h in headers]
     for row in text:
         for i, value in enumerate(row):
-            widths[i] = max(widths[i], len(value))
+            widths[i] = max(widths[i], columns(value))
     if width is not None and flex:
         _fit(widths, headers, flex, width - len(indent), even=wrap)
     lines = [_line(list(headers), widths, right, indent)]
     for row in text:
-        columns = []
+        cells = []
         for i, value in enumerate(row):
-            if len(value) <= widths[i]:
-                columns.append([value])
+            if columns(value) <= widths[i]:
+                cells.append([value])
             elif wrap:
-                columns.append(textwrap.wrap(value, widths[i], break_long_words=True) or [""])
+                cells.append(_wrapped(value, widths[i]) or [""])
             else:
-                columns.append([value[: widths[i] - 1] + "…"])
-        for n in range(max(len(c) for c in columns)):
-            lines.append(
-                _line([c[n] if n < len(c) else "" for c in columns], widths, right, indent)
-            )
+                cells.append([_cut(value, widths[i] - 1) + "…"])
+        for n in range(max(len(c) for c in cells)):
+            lines.append(_line([c[n] if n < len(c) else "" for c in cells], widths, right, indent))
     return "\n".join(lines)
 
 
@@ -110,7 +163,7 @@ def _fit(
     order given, each down to its minimum before the next.
     """
     excess = sum(widths) + len(_GAP) * (len(widths) - 1) - width
-    floors = {i: max(_MIN_FLEX, len(headers[i])) for i in flex}
+    floors = {i: max(_MIN_FLEX, columns(headers[i])) for i in flex}
     if even:
         while excess > 0:
             candidates = [i for i in flex if widths[i] > floors[i]]
@@ -129,8 +182,5 @@ def _fit(
 
 
 def _line(values: Sequence[str], widths: Sequence[int], right: Collection[int], indent: str) -> str:
-    parts = [
-        value.rjust(widths[i]) if i in right else value.ljust(widths[i])
-        for i, value in enumerate(values)
-    ]
+    parts = [_padded(value, widths[i], right=i in right) for i, value in enumerate(values)]
     return (indent + _GAP.join(parts)).rstrip()
