@@ -5,7 +5,10 @@ Configured once by the entry point (the one process-wide setting the project kee
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -57,7 +60,7 @@ def configure_logging(
     structlog.configure(
         processors=[*hiding, *stamped, *written],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_log_lines,
         cache_logger_on_first_use=True,
     )
     _standard_logging(stamped, written, max(logging.WARNING, LEVELS[level]))
@@ -113,6 +116,52 @@ def _stripped(_logger: Any, _method: str, event: structlog.typing.EventDict) -> 
     if isinstance(text := event.get("event"), str):
         event["event"] = text.rstrip()
     return event
+
+
+# A write's errors that say its reader will never read again: a pipe's reader gone (EPIPE), a
+# terminal gone with its ssh session or window (EIO).
+GONE = (errno.EPIPE, errno.EIO)
+
+
+def write_nowhere(fd: int) -> None:
+    """Point file descriptor ``fd`` at /dev/null: once writing there has failed for good
+    (:data:`GONE`), what its stream still holds and anything after go nowhere, and the exit's
+    last flush does not fail again (Python's exit code 120 and "Exception ignored" line)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+class _LogLines(structlog.PrintLogger):
+    """Log lines on stderr; a line that cannot be written is dropped, as the standard
+    library's logging drops it.
+
+    The terminal of a worker run over ssh is gone once the session drops (its writes fail with
+    EIO), and a pipe's reader may leave (``2>&1 | head``, EPIPE): a log call that raised then
+    failed what it was reporting on. The line of SIGHUP's or SIGTERM's handler raised before
+    it stopped the worker, which then ran on, every further signal's line failing the same way.
+    Where stderr was closed at start (``2>&-``, ``sys.stderr`` None) nothing is written:
+    PrintLogger would write to stdout, into a command's JSON.
+    """
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except OSError as exc:
+            if exc.errno in GONE:  # for good: what it holds, and the exit's flush, go nowhere
+                with contextlib.suppress(OSError, ValueError):
+                    write_nowhere(self._file.fileno())
+        except ValueError:  # a file closed
+            pass
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+def _log_lines(*_args: Any) -> _LogLines | structlog.ReturnLogger:
+    return structlog.ReturnLogger() if sys.stderr is None else _LogLines(sys.stderr)
 
 
 # Characters of one field of a log line (a traceback, an error's text): past it, its start and

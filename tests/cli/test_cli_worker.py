@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lambda_destinations.simulate import messages
+from processes import reap
 
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 
@@ -314,6 +315,30 @@ def test_run_json_without_once_says_it_is_ignored_and_runs_on(worker_env, make_q
     warned = [line for line in lines if line["event"].startswith("--json goes with --once")]
     assert [line["level"] for line in warned] == ["warning"], lines
     assert process.returncode == 0
+
+
+def test_a_worker_whose_log_reader_is_gone_still_stops_on_sigterm(worker_env, make_queue) -> None:
+    # given: a worker started with its logs read (`run 2>&1 | less`, a terminal over ssh)
+    url, _ = make_queue("log-reader-gone")
+    env = {**os.environ, **worker_env, "LAMBDA_DESTINATIONS_QUEUES": url}
+    env |= {"LAMBDA_DESTINATIONS_OPS_PORT": "0", "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    process = subprocess.Popen(
+        [*ENTRY, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if json.loads(line)["event"].startswith("worker started"):
+                break
+        # when: the reader goes (the pager quit, the ssh session dropped), then SIGTERM
+        process.stderr.close()
+        process.terminate()
+
+        # then: the worker stops as on any SIGTERM, 0; before, the signal's log line raised
+        # in its handler before it stopped the worker, which ran on through every signal
+        assert process.wait(timeout=60) == 0
+    finally:
+        reap(process)
 
 
 # The worker as a user without the uvloop extra runs it: uvloop not importable.
