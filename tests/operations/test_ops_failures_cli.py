@@ -731,6 +731,39 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(
     assert result.stderr == ""
 
 
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        # the table on stdout, then the note that more failures match on stderr
+        (("failures", "list", "--limit", "1"), 141),
+        # a failure's line on stderr: its exit code says it still
+        (("failures", "show", "no-such-failure"), 1),
+    ],
+)
+def test_a_reader_of_stderr_that_stops_reading_is_no_unreachable_endpoint(
+    args: tuple[str, ...], code: int, seeded: dict[str, Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: stderr a pipe whose reader has gone (`2>&1 | head`, a pager quit)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+
+    # when: the command writes its note or its error line there
+    try:
+        result = subprocess.run(
+            [*ENTRY, *args, "--store", sqlite_url],
+            stdout=subprocess.PIPE,
+            stderr=write_end,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(write_end)
+
+    # then: 141 as for stdout's reader gone, or the command's own code; a broken pipe is a
+    # ConnectionError, and was reported as "cannot reach the AWS endpoint" (exit 1 or 4)
+    assert result.returncode == code
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
 @pytest.mark.parametrize("args", PRINTING)
 def test_an_output_that_cannot_be_written_is_one_line(

@@ -50,8 +50,15 @@ class EndpointUnreachable(LambdaDestinationsError):
 def echo_error(text: str) -> None:
     """Write ``text`` on stderr, where the CLI's error lines go, as a person may read it:
     secrets masked (:func:`redact`), control and bidi characters spelled as escapes
-    (:func:`visible`), since it may repeat what was typed or what a store or queue holds."""
-    click.echo(visible(redact(text)), err=True)
+    (:func:`visible`), since it may repeat what was typed or what a store or queue holds.
+
+    Where stderr cannot be written (its reader gone, ``2>&1 | head``; a terminal gone with its
+    ssh session) the line is dropped: the exit code that follows it still says what it would
+    have."""
+    try:
+        click.echo(visible(redact(text)), err=True)
+    except OutputUnwritable as exc:
+        discard_stdout(exc.fd)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -85,10 +92,13 @@ def click_errors_shown() -> Iterator[None]:
 
 def _output_unwritable(exc: OutputUnwritable) -> NoReturn:
     """Leave when stdout cannot be written: quietly (141) when its reader went away, else the
-    one line that says so (1)."""
-    discard_stdout()
+    one line that says so (1). When it is stderr that cannot be written, the line would go
+    there: 141 or 1 without it."""
+    discard_stdout(exc.fd)
     if exc.reader_left:  # no error of ours: the reader wants no more
         sys.exit(EXIT_OUTPUT_CLOSED)
+    if exc.on_stderr:
+        sys.exit(EXIT_FAILED)
     fail(
         f"cannot write the output ({exc.strerror}): free space where it goes, or send it elsewhere"
     )

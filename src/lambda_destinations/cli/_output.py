@@ -1,10 +1,13 @@
-"""stdout whose write errors say they are stdout's, and which writes any text it is given.
+"""stdout and stderr whose write errors say which stream's they are, and stdout which writes
+any text it is given.
 
 Python reports a reader that went away (``| head`` that has read enough) as BrokenPipeError, a
 ConnectionError like a dropped connection to AWS, and a full disk under ``> file`` as a bare
 OSError, like any other. The commands' stdout is wrapped here so that both arrive as
 :class:`OutputUnwritable`, which ``reports_errors`` turns into a quiet exit (141, as a tool that
-SIGPIPE ends) or one line.
+SIGPIPE ends) or one line. So is stderr, where the summaries, prompts and error lines go: its
+reader gone (``2>&1 | head``, a pager quit) had read as "cannot reach the AWS endpoint"; it
+ends the command as stdout's does, without a line (it would go where nothing is read).
 
 Text from the store may hold lone surrogates, which UTF-8 cannot encode: stdout writes them as
 U+FFFD (:func:`~lambda_destinations._text.printable`), in tables and JSON alike.
@@ -20,9 +23,8 @@ from __future__ import annotations
 import codecs
 import errno
 import io
-import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from lambda_destinations._text import printable
 
@@ -31,22 +33,31 @@ if TYPE_CHECKING:
 
 
 class OutputUnwritable(OSError):
-    """Writing stdout failed: its reader went away (EPIPE), or where it goes is full."""
+    """Writing stdout or stderr failed: its reader went away (EPIPE), where it goes is full,
+    or a terminal is gone (EIO)."""
+
+    def __init__(self, errno_: int | None, strerror: str | None, fd: int = 1) -> None:
+        super().__init__(errno_, strerror)
+        self.fd = fd
 
     @property
     def reader_left(self) -> bool:
         return self.errno == errno.EPIPE
 
+    @property
+    def on_stderr(self) -> bool:
+        return self.fd == 2
+
 
 class _Stdout(io.FileIO):
-    """The file descriptor under stdout (left open at the end), raising OutputUnwritable
-    where a write fails."""
+    """The file descriptor under stdout or stderr (left open at the end), raising
+    OutputUnwritable where a write fails."""
 
     def write(self, data: ReadableBuffer, /) -> int:
         try:
             return super().write(data)
         except OSError as exc:
-            raise OutputUnwritable(exc.errno, exc.strerror) from None
+            raise OutputUnwritable(exc.errno, exc.strerror, self.fileno()) from None
 
 
 class _Text(io.TextIOWrapper):
@@ -75,31 +86,35 @@ def takes(text: str) -> bool:
 
 
 def wrap_stdout() -> None:
-    """Put :class:`_Stdout` under ``sys.stdout`` (as :class:`_Text`), with the same encoding
-    and buffering; a character the encoding has no bytes for is written as an escape."""
-    stream = sys.stdout
+    """Put :class:`_Stdout` under ``sys.stdout`` and ``sys.stderr`` (as :class:`_Text`), with
+    the same encoding and buffering; a character the encoding has no bytes for is written as
+    an escape."""
+    sys.stdout = _wrapped(sys.stdout)
+    sys.stderr = _wrapped(sys.stderr)
+
+
+def _wrapped(stream: TextIO | None) -> TextIO | None:
     if not isinstance(stream, io.TextIOWrapper):  # closed at start (None), or replaced
-        return
+        return stream
     try:
         fd = stream.fileno()
     except (OSError, ValueError):
-        return
+        return stream
     stream.flush()
-    sys.stdout = _Text(
+    return _Text(
         io.BufferedWriter(_Stdout(fd, "w", closefd=False)),
         encoding=stream.encoding,
         errors="backslashreplace",
         line_buffering=stream.line_buffering,
+        write_through=stream.write_through,
     )
 
 
-def discard_stdout() -> None:
-    """Send what stdout still holds, and anything after, to /dev/null: once writing it has
-    failed, the exit's last flush must not fail again."""
-    if sys.stdout is None:
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        os.close(devnull)
+def discard_stdout(fd: int = 1) -> None:
+    """Send what stdout (or stderr: ``fd`` 2) still holds, and anything after, to /dev/null:
+    once writing it has failed, the exit's last flush must not fail again."""
+    # Imported here: structlog, which logs brings, costs every command's start-up.
+    from lambda_destinations.logs import write_nowhere
+
+    if (sys.stdout if fd == 1 else sys.stderr) is not None:
+        write_nowhere(fd)
