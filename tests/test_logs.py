@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -115,3 +116,33 @@ def test_the_console_writes_a_librarys_record_on_one_line() -> None:
     assert not [line for line in lines if line.startswith("second line")]
     assert [line for line in lines if "'first line\\nsecond line'" in line]
     assert not [line for line in lines if "pw42x" in line]
+
+
+@pytest.mark.parametrize(
+    ("env", "coloured"),
+    [({}, True), ({"NO_COLOR": "1"}, False), ({"TERM": "dumb"}, False)],
+    ids=["terminal", "no-color", "dumb-terminal"],
+)
+def test_console_lines_on_a_terminal_are_coloured_unless_no_color_or_a_dumb_terminal(
+    env: dict[str, str], coloured: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: stderr a terminal (a pseudo-terminal's), and the environment
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    leader, follower = os.openpty()
+    with open(follower, "w") as terminal, open(leader, "rb", buffering=0) as screen:
+        monkeypatch.setattr(sys, "stderr", terminal)
+
+        # when: the worker logs a line
+        configure_logging("console", "info")
+        try:
+            structlog.get_logger("test").info("worker started", queues=["q"])
+        finally:
+            structlog.reset_defaults()
+        shown = screen.read(4096)
+
+    # then: colour codes only where the terminal is asked for them
+    assert b"worker started" in shown
+    assert (b"\x1b[" in shown) is coloured

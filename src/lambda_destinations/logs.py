@@ -42,7 +42,7 @@ def configure_logging(
     if fmt == "json":
         renderer = [structlog.processors.JSONRenderer()]
     else:
-        renderer = [_escaped, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        renderer = [_escaped, structlog.dev.ConsoleRenderer(colors=_colours())]
     hiding: list[structlog.typing.Processor] = [] if hide is None else [_hiding(hide)]
     # What every line gets, then what writes it: structlog's events and the standard
     # library's records alike.
@@ -116,6 +116,15 @@ def _stripped(_logger: Any, _method: str, event: structlog.typing.EventDict) -> 
     if isinstance(text := event.get("event"), str):
         event["event"] = text.rstrip()
     return event
+
+
+def _colours() -> bool:
+    """Whether console lines are coloured: on a terminal, unless ``NO_COLOR`` is set to
+    anything (no-color.org) or the terminal says it shows none (``TERM=dumb``: Emacs' shell, a
+    CI's pseudo-terminal), where the escape codes would be shown as text."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return sys.stderr is not None and sys.stderr.isatty()
 
 
 # A write's errors that say its reader will never read again: a pipe's reader gone (EPIPE), a
