@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import os
 import re
 import signal
 import threading
@@ -127,7 +128,8 @@ def _raised(exc: BaseException) -> str:
     """``Type: text (file:line)``: an exception and the user's line that raised it (not ours:
     ``@handler`` on a plain function raises in this package), without a traceback."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    ours = str(Path(__file__).parents[1])
+    # The package's folder with its separator: a team's lambda_destinations_x beside it is not ours.
+    ours = os.path.join(Path(__file__).parents[1], "")
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)

@@ -10,6 +10,7 @@ which line of it, holds the loop, once per handler and line.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -25,7 +26,7 @@ from lambda_destinations.handlers.base import Handler
 log = structlog.get_logger(__name__)
 
 THRESHOLD = 5.0  # seconds without a beat before the loop counts as blocked
-_OURS = str(Path(__file__).parents[1])
+_OURS = os.path.join(Path(__file__).parents[1], "")  # with its separator: not a sibling's
 
 
 def handler_codes(handlers: Iterable[Handler]) -> dict[CodeType, str]:
