@@ -844,3 +844,32 @@ async def test_a_message_still_failing_on_its_last_receive_is_quarantined_with_i
 
 def stats_settled(worker: Worker) -> int:
     return sum(worker.stats.outcomes.values())
+
+
+async def test_a_message_waiting_for_a_slot_on_its_last_receive_is_handled_at_shutdown(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: two messages on their last receive (maxReceiveCount 2, each received once
+    # before), one slot, and a handler of a second: at the stop, one runs and one waits
+    url, dlq = make_queue("last-at-stop", max_receive_count=2)
+    rng = random.Random(8)
+    send_bodies(sqs, url, [json.dumps(success_record(rng)) for _ in range(2)])
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+    assert len(got["Messages"]) == 2
+    settings = routed(settings_for(url, concurrency=1, shutdown_grace=10.0), "count")
+    handler = CountingHandler(sleep=1.0)
+
+    # when: the worker stops while the first is handled
+    async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+        running = asyncio.create_task(worker.run())
+        assert await until(lambda: handler.calls and len(worker._ready) == 1)
+        worker.stop()
+        stats = await running
+
+    # then: the waiting one was handled in the grace period too, not released to be
+    # dead-lettered at its next receive with no reason
+    assert len(handler.runs) == 2
+    assert stats.outcomes["ack"] == 2
+    assert stats.outcomes["release"] == 0
+    assert receive_all(sqs, url) == []
+    assert receive_all(sqs, dlq) == []

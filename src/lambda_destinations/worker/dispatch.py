@@ -438,7 +438,7 @@ class Dispatcher:
             if delivery.repeated:
                 self.stats.duplicates += 1
         except RetryMessage as exc:
-            if last := self._last_receive(item):
+            if last := self.last_receive(item):
                 return await self.quarantine(item, f"{exc.reason}; {last}", key=decoded.key)
             return await self.retry(item, exc.reason, delay=exc.delay)
         except QuarantineMessage as exc:
@@ -446,7 +446,7 @@ class Dispatcher:
         except HandlerFailed as exc:
             if exc.permanent:
                 return await self.quarantine(item, str(exc), key=decoded.key)
-            if last := self._last_receive(item):
+            if last := self.last_receive(item):
                 return await self.quarantine(item, f"{exc}; {last}", key=decoded.key)
             return await self.retry(item, str(exc), asked=asked_wait(exc.error))
         except StoreUnavailable as exc:
@@ -454,7 +454,7 @@ class Dispatcher:
             return await self.retry(item, str(exc))
         return await self.ack(item, duplicate=delivery.repeated)
 
-    def _last_receive(self, item: InFlight) -> str | None:
+    def last_receive(self, item: InFlight) -> str | None:
         """What a quarantine's reason adds when ``item`` is on its last receive before its
         queue dead-letters it: retried, it would reach the DLQ with no reason, its last
         error said nowhere but a log line. None on any other receive, or with no DLQ."""

@@ -887,9 +887,17 @@ class Worker(Lifetime):
             self._begin(self._ready.popleft())
 
     def _release_ready(self) -> None:
-        """Make every message still waiting for a handler slot visible again at once."""
+        """Make every message still waiting for a handler slot visible again at once; but for
+        one on its last receive, which the queue would dead-letter at its next receive with no
+        reason: that one is handled in the grace period, as those already running are (past
+        ``concurrency``: they are few), and quarantined should it fail."""
+        assert self._dispatcher is not None
+        last = self._dispatcher.last_receive
         while self._ready:
             item = self._ready.popleft()
+            if last(item) and self._dispatcher.store_ok.is_set():
+                self._begin(item)
+                continue
             self._inflight.pop(self._token(item), None)
             self._room.release(1)
             self._release(item)
