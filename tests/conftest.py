@@ -278,6 +278,57 @@ async def postgres_reader(postgres_url: str) -> AsyncIterator[tuple[str, str]]:
         await admin.close()
 
 
+@pytest.fixture
+def pgbouncer_url(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``postgres_url`` through a PgBouncer of the test's own in transaction pooling mode, with
+    one server connection for every client: a statement prepared by one client is met by the
+    next, as under load with any pool. The process ends with the test."""
+    import socket
+    import subprocess
+    import time
+    from urllib.parse import urlsplit
+
+    from processes import free_port, pgbouncer_program, reap
+
+    program = pgbouncer_program()
+    server = urlsplit(postgres_url)
+    folder = tmp_path_factory.mktemp("pgbouncer")
+    folder.chmod(0o755)  # read by the user it becomes, when started as root
+    (folder / "users.txt").write_text(f'"{server.username}" ""\n')
+    port = free_port()
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={server.hostname} port={server.port or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder / 'users.txt'}\n"
+        "pool_mode = transaction\ndefault_pool_size = 1\nmax_client_conn = 100\n"
+    )
+    # PgBouncer refuses to run as root: it becomes an unprivileged user then.
+    as_user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    log = folder / "pgbouncer.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [program, *as_user, str(folder / "pgbouncer.ini")],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as probe, contextlib.suppress(OSError):
+                probe.connect(("127.0.0.1", port))
+                break
+            time.sleep(0.05)
+        else:
+            reap(process)
+            pytest.fail(f"pgbouncer did not start: {log.read_text()[-2000:]}")
+        yield server._replace(netloc=f"{server.username}@127.0.0.1:{port}").geturl()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same test against every store backend (one shared behavioural base)."""

@@ -45,6 +45,19 @@ def prometheus_tool(name: str = "prometheus") -> str:
     return found
 
 
+def pgbouncer_program() -> str:
+    """The path of Debian's ``pgbouncer``; the test skips without it, or fails where
+    LAMBDA_DESTINATIONS_REQUIRE_PGBOUNCER is 1 (CI installs the package and must run these
+    tests)."""
+    found = shutil.which("pgbouncer")
+    if found is None:
+        reason = "needs pgbouncer, of Debian's pgbouncer package (apt-get install pgbouncer)"
+        if os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_PGBOUNCER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
 def ctrl_c_as_in_a_terminal() -> None:
     """In the child, before it runs: SIGINT at its default action, as a terminal's foreground
     command has it. A suite started in the background (``make check &``, a CI runner's

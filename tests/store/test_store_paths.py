@@ -95,6 +95,9 @@ def test_what_is_not_a_plain_path_is_refused(
         ("sslmode=", "sslmode has no value"),
         ("timeout=", "unknown parameter 'timeout'"),
         ("sslmode=disable&ssl=disable&pool_size=2", "give sslmode once"),
+        ("pgbouncer=yes", "pgbouncer must be true .* or false"),
+        ("pgbouncer=", "pgbouncer has no value"),
+        ("search_path=ld", "the URL takes only sslmode .*, pool_size and pgbouncer"),
     ],
 )
 def test_postgresql_url_parameters_are_checked(query: str, problem: str) -> None:

@@ -18,7 +18,11 @@ from store_factories import (
 )
 from structlog.testing import capture_logs
 
-from lambda_destinations.errors import StoreDataError, StoreError, StoreUnavailable
+from lambda_destinations.errors import (
+    StoreDataError,
+    StoreError,
+    StoreUnavailable,
+)
 from lambda_destinations.store import InvocationFilter, Store, _sql
 from lambda_destinations.store.migrations import MIGRATIONS, Migration
 from lambda_destinations.store.postgres import MIGRATION_LOCK_KEY, PostgresStore
@@ -375,3 +379,40 @@ async def test_the_recordset_insert_stores_what_sqlalchemy_would(postgres_url: s
     assert stored[0][0] == {values["key"] for values in rows}
     assert len(stored[0][1]) == len(rows)
     assert stored[0] == stored[1]
+
+
+async def test_behind_pgbouncer_with_pgbouncer_true_replicas_work(
+    pgbouncer_url: str, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: two replicas through PgBouncer in transaction pooling mode, one server
+    # connection between them, the URL saying so
+    url = f"{pgbouncer_url}?pgbouncer=true"
+    async with Store.from_url(url) as one, Store.from_url(url) as other:
+        # when: both migrate, save, claim and read at once
+        applied = await asyncio.gather(one.migrate(), other.migrate())
+        assert sorted(applied[0] + applied[1]) == [m.version for m in MIGRATIONS]
+        rows = [make_row() for _ in range(20)]
+        saved = await asyncio.gather(
+            *(
+                (one if n % 2 else other).save_invocation(
+                    row, make_delivery(row), complete_handler="persist"
+                )
+                for n, row in enumerate(rows)
+            )
+        )
+        claims = await asyncio.gather(
+            one.claim_handler(rows[0].key, "sms", "one", ttl=60),
+            other.claim_handler(rows[0].key, "sms", "other", ttl=60),
+        )
+        listed = await other.list_invocations(InvocationFilter(failed_only=False))
+        late = make_row()
+        waiting = asyncio.create_task(one.wait_for_invocation(late.request_id, timeout=30))
+        await other.save_invocation(late, make_delivery(late), complete_handler="persist")
+        arrived = await waiting
+
+    # then: every statement ran where it was parsed: each row stored once, one claim won
+    assert saved == [True] * 20
+    assert sorted(claims) == [False, True]
+    assert {row.key for row in listed} == {row.key for row in rows}
+    assert arrived is not None
+    assert arrived.key == late.key

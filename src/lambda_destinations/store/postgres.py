@@ -58,6 +58,9 @@ _READ_ONLY = "25006"
 _UNDEFINED_COLUMN = "42703"
 # What asyncpg raises when the connection ended under a call.
 _CONNECTION_DOES_NOT_EXIST = "08003"
+# The connection's prepared statement is missing (26000), or one of its name is there
+# (42P05): a pooler in transaction mode gave the statement another server connection.
+_PREPARED_STATEMENT_LOST = ("26000", "42P05")
 # No such database; no such user, or a wrong password (or pg_hba.conf refuses it).
 _NO_DATABASE = "3D000"
 _AUTHENTICATION = ("28000", "28P01")
@@ -103,33 +106,45 @@ def _closing_briefly(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-def _url_options(url: str, query: dict[str, Any]) -> tuple[dict[str, str], int | None]:
-    """The URL's parameters: those asyncpg is given (``sslmode``, or ``ssl``), and the pool's
-    ``pool_size`` (None if not given), checked here so that a typo is one line at start, not
-    a TypeError deep in the driver."""
+def _url_options(url: str, query: dict[str, Any]) -> tuple[dict[str, str], int | None, bool]:
+    """The URL's parameters: those asyncpg is given (``sslmode``, or ``ssl``), the pool's
+    ``pool_size`` (None if not given) and ``pgbouncer``, checked here so that a typo is one
+    line at start, not a TypeError deep in the driver."""
     # SQLAlchemy drops a parameter given no value (`?pool_size=`): read them off the URL, so
     # that one is refused, not taken for the default.
     given = parse_qsl(url.rpartition("@")[2].partition("?")[2], keep_blank_values=True)
     blank = [name for name, value in given if not value]
     query = {**dict.fromkeys(blank, ""), **query}
-    unknown = sorted(set(query) - {"sslmode", "ssl", "pool_size"})
+    unknown = sorted(set(query) - {"sslmode", "ssl", "pool_size", "pgbouncer"})
     if unknown:
         raise url_error(
             url,
             f"unknown parameter {unknown[0]!r}: the URL takes only sslmode "
-            f"({', '.join(_SSL_MODES)}) and pool_size",
+            f"({', '.join(_SSL_MODES)}), pool_size and pgbouncer",
         )
     if blank and not unknown:
         raise url_error(url, f"{blank[0]} has no value: give {blank[0]}=… or leave it out")
     pool_size = _pool_size(url, query.pop("pool_size", None))
+    pgbouncer = _pgbouncer(url, query.pop("pgbouncer", "false"))
     if len(query) > 1:
         raise url_error(url, "give sslmode once")
     if not query:
-        return {}, pool_size
+        return {}, pool_size, pgbouncer
     value = next(iter(query.values()))
     if not isinstance(value, str) or value not in _SSL_MODES:
         raise url_error(url, f"sslmode must be one of {', '.join(_SSL_MODES)}")
-    return {"ssl": value}, pool_size
+    return {"ssl": value}, pool_size, pgbouncer
+
+
+def _pgbouncer(url: str, value: str | tuple[str, ...]) -> bool:
+    """The URL's ``pgbouncer``: whether a pooler in transaction mode stands before the server."""
+    if value in ("true", "false"):
+        return value == "true"
+    raise url_error(
+        url,
+        "pgbouncer must be true (PgBouncer, or another pooler, in transaction pooling mode "
+        "between this process and the server) or false (the default)",
+    )
 
 
 def _pool_size(url: str, value: str | tuple[str, ...] | None) -> int | None:
@@ -252,16 +267,30 @@ class PostgresStore(SqlStore):
             raise url_error(
                 url, f"{parsed.host!r} is not a host name: use postgresql://user@host:5432/dbname"
             )
-        connect_query, url_pool_size = _url_options(url, dict(parsed.query))
+        connect_query, url_pool_size, self._pgbouncer = _url_options(url, dict(parsed.query))
         self._sa_url = parsed.set(drivername="postgresql+asyncpg", query=connect_query)
         self._pool_size = url_pool_size or pool_size
+        connect_args: dict[str, Any] = {
+            "timeout": connect_timeout,
+            "command_timeout": command_timeout,
+            "server_settings": {"application_name": "lambda-destinations"},
+        }
+        if self._pgbouncer:
+            # A transaction-mode pooler gives each transaction whichever server connection is
+            # free: a statement prepared (named, and cached) on one is missing on the next, or
+            # another client's of the same name is run instead. No cache (asyncpg's, and
+            # SQLAlchemy's adapter's) makes each statement unnamed, parsed and run in its
+            # transaction (below).
+            connect_args |= {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
         self._engine_options: dict[str, Any] = {
             "echo": echo,
             "hide_parameters": True,  # a record's payloads never reach an error or the echo
             # Reads and single-statement writes need no BEGIN/COMMIT round trips, and the
             # pre-ping is one round trip instead of three (asyncpg's adapter wraps it in a
-            # transaction otherwise). Several statements use _transaction_engine.
-            "isolation_level": "AUTOCOMMIT",
+            # transaction otherwise). Several statements use _transaction_engine. Behind a
+            # transaction-mode pooler every statement is in a transaction: the adapter parses
+            # it and runs it in two round trips, which must reach the same server connection.
+            "isolation_level": "READ COMMITTED" if self._pgbouncer else "AUTOCOMMIT",
             "json_serializer": store_jsonb,
             "json_deserializer": load_store_json,
             # A replica outlives database restarts and failovers: test each connection as it
@@ -270,11 +299,7 @@ class PostgresStore(SqlStore):
             "pool_size": self._pool_size,
             "max_overflow": max_overflow,
             "pool_timeout": pool_timeout,
-            "connect_args": {
-                "timeout": connect_timeout,
-                "command_timeout": command_timeout,
-                "server_settings": {"application_name": "lambda-destinations"},
-            },
+            "connect_args": connect_args,
         }
         self._insert_statement: _RecordsetInsert | None = None
         super().__init__(url, group_commit=group_commit)
@@ -300,6 +325,8 @@ class PostgresStore(SqlStore):
         query runs while waiting. Notifications come after the commit, so the read they wake
         sees the row; LISTEN is in place before every read, so none falls in a gap. A database
         without the trigger (workers older than this reader) is read with the backoff."""
+        if self._pgbouncer:  # a LISTEN holds no server connection of a pooler's: read
+            return await super().wait_for_invocation(request_id, timeout=timeout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         async with self._listener.watch(request_id) as arrived:
@@ -479,6 +506,13 @@ class PostgresStore(SqlStore):
                 f"{_first_line(orig)}: grant {self._user} SELECT, INSERT, UPDATE and DELETE on the "
                 "store's tables (the worker writes; so do replays, edits and pruning)"
             )
+        if sqlstate in _PREPARED_STATEMENT_LOST and not self._pgbouncer:
+            return (
+                f"{_first_line(orig)}: a pooler in transaction mode (PgBouncer's "
+                "pool_mode = transaction) gives each transaction another server connection: "
+                "add pgbouncer=true to the store URL (…/db?pgbouncer=true), or connect to "
+                "the server itself"
+            )
         if _connection_lost(exc, sqlstate):
             return self._lost(orig)
         unavailable = (
@@ -520,6 +554,8 @@ class PostgresStore(SqlStore):
         orig, sqlstate = _answered(exc)
         if _ssl_problem(orig) is not None:
             return True
+        if sqlstate in _PREPARED_STATEMENT_LOST:
+            return not self._pgbouncer
         return sqlstate in (_NO_DATABASE, *_AUTHENTICATION, _INSUFFICIENT_PRIVILEGE)
 
 
