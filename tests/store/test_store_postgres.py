@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -21,6 +25,7 @@ from structlog.testing import capture_logs
 from lambda_destinations.errors import (
     StoreDataError,
     StoreError,
+    StoreMisconfigured,
     StoreUnavailable,
 )
 from lambda_destinations.store import InvocationFilter, Store, _sql
@@ -379,6 +384,79 @@ async def test_the_recordset_insert_stores_what_sqlalchemy_would(postgres_url: s
     assert stored[0][0] == {values["key"] for values in rows}
     assert len(stored[0][1]) == len(rows)
     assert stored[0] == stored[1]
+
+
+@contextlib.asynccontextmanager
+async def _a_user(postgres_url: str, options: str = "", *then: str) -> AsyncIterator[str]:
+    """A user of the test's own (``CREATE ROLE … LOGIN {options}``), then ``then`` run in the
+    test's database (``{user}`` naming it): the store URL as that user. Dropped at the end."""
+    user = f"ld_user_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'CREATE ROLE "{user}" LOGIN {options}')
+        for statement in then:
+            await admin.execute(statement.format(user=f'"{user}"'))
+        parts = urlsplit(postgres_url)
+        yield parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port or 5432}").geturl()
+    finally:
+        await admin.execute(f'DROP OWNED BY "{user}"')
+        await admin.execute(f'DROP ROLE IF EXISTS "{user}"')
+        await admin.close()
+
+
+_MAY_WRITE = (
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {user}",
+    "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {user}",
+)
+
+
+async def test_a_user_who_may_not_create_tables_is_told_to_migrate_as_the_owner(
+    postgres_url: str,
+) -> None:
+    # given: a user of an empty database who may not create in its schema (a DBA's setup: the
+    # tables are the owner's, the worker's user only reads and writes them)
+    revoke = "REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+    async with _a_user(postgres_url, "", revoke) as url, Store.from_url(url) as store:
+        # when: it migrates (as `run` does at start, and `migrate`)
+        with pytest.raises(StoreMisconfigured) as info:
+            await store.migrate()
+
+    # then: one line naming what it may not do and the command to migrate as the owner, not
+    # the grants of a user whose tables exist
+    message = str(info.value)
+    user = urlsplit(url).username
+    assert "permission denied for schema public" in message
+    assert f"{user} may not create or alter the store's tables" in message
+    host = f"{urlsplit(url).hostname}:{urlsplit(url).port or 5432}"
+    database = url.rsplit("/", 1)[1]
+    migrate = f"LAMBDA_DESTINATIONS_STORE=postgresql://OWNER@{host}/{database} lambda-destinations"
+    assert f"{migrate} migrate" in message
+    assert "\n" not in message
+
+
+async def test_a_statement_timeout_of_the_database_cuts_no_migration(postgres_url: str) -> None:
+    # given: a DBA's statement_timeout for the database, and another process migrating,
+    # holding the lock for longer than that
+    database = postgres_url.rsplit("/", 1)[1]
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        await holder.execute(f"ALTER DATABASE \"{database}\" SET statement_timeout = '200ms'")
+        migrating = holder.transaction()
+        await migrating.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        async with Store.from_url(postgres_url) as store:
+            # when: this one migrates, and waits past the timeout
+            waiting = asyncio.create_task(store.migrate())
+            while not await _lock_waiters(holder):  # noqa: ASYNC110 - another server's state
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # five times the timeout
+            await migrating.rollback()
+            applied = await waiting
+    finally:
+        await holder.close()
+
+    # then: the wait (and the migration) ran to its end, as the README says migrations do
+    assert applied == [m.version for m in MIGRATIONS]
 
 
 async def test_behind_pgbouncer_with_pgbouncer_true_replicas_work(

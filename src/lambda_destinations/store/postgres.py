@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from lambda_destinations.errors import StoreMisconfigured
 from lambda_destinations.store._access import StoreConnection, StoreEngine
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._listen import InvocationListener
@@ -39,6 +40,7 @@ from lambda_destinations.store._sql import (
 from lambda_destinations.store._tables import invocations, metadata
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_jsonb
 from lambda_destinations.store.base import InvocationRow
+from lambda_destinations.store.migrations import Migration
 
 # pg_advisory_xact_lock key for migrations: "LDMIGRAT" in ASCII, so it is recognisable in
 # pg_locks and unlikely to collide with another application's locks.
@@ -422,7 +424,31 @@ class PostgresStore(SqlStore):
         finally:
             await engine.dispose()
 
+    async def _apply(self, engine: StoreEngine, migration: Migration) -> bool:
+        try:
+            return await super()._apply(engine, migration)
+        except StoreMisconfigured as exc:
+            # A user that may read and write the tables, not create or alter them: the grants
+            # the worker needs are not the fix, a migration by the schema's owner is.
+            orig, sqlstate = _answered(exc.__cause__ or exc)
+            if sqlstate != _INSUFFICIENT_PRIVILEGE:
+                raise
+            url = self._sa_url
+            problem = (
+                f"{_first_line(orig)}: {self._user} may not create or alter the store's "
+                "tables: migrate as the user that owns the schema and the tables "
+                f"(LAMBDA_DESTINATIONS_STORE=postgresql://OWNER@{_host_part(url)}/"
+                f"{url.database} lambda-destinations migrate); {self._user} then needs only "
+                "SELECT, INSERT, UPDATE and DELETE on them"
+            )
+            raise StoreMisconfigured.at(self.display_url, problem) from exc.__cause__
+
     async def _lock_migrations(self, conn: StoreConnection) -> None:
+        # A migration has no time limit (see _migration_engine), a DBA's statement_timeout or
+        # lock_timeout for the user neither: cut, a version over a large table was rolled
+        # back and tried again for ever. For this transaction only.
+        await conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+        await conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
         # Released by the transaction's end; a second replica waits here, then finds the
         # version recorded and skips it.
         taken = sa.select(sa.func.pg_try_advisory_xact_lock(MIGRATION_LOCK_KEY))
@@ -631,6 +657,11 @@ def _server_said(orig: BaseException) -> str | None:
             return _first_line(cause)
         cause = cause.__cause__
     return None
+
+
+def _host_part(url: sa.URL) -> str:
+    """``host:port`` of ``url`` (the host alone without a port)."""
+    return f"{url.host or 'localhost'}:{url.port}" if url.port else url.host or "localhost"
 
 
 def _host_name(host: str) -> bool:
