@@ -459,6 +459,85 @@ async def test_a_statement_timeout_of_the_database_cuts_no_migration(postgres_ur
     assert applied == [m.version for m in MIGRATIONS]
 
 
+async def test_a_statement_the_servers_timeout_cancels_is_one_line_naming_it(
+    postgres_url: str,
+) -> None:
+    # given: a migrated store whose database cancels statements after 200 ms, and a read that
+    # waits for a lock longer than that
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f"ALTER DATABASE \"{database}\" SET statement_timeout = '200ms'")
+        async with Store.from_url(postgres_url) as store:
+            locking = admin.transaction()
+            await locking.start()
+            await admin.execute("LOCK TABLE invocations IN ACCESS EXCLUSIVE MODE")
+            # when
+            with pytest.raises(StoreUnavailable) as info:
+                await store.count_invocations(InvocationFilter(failed_only=False))
+            await locking.rollback()
+    finally:
+        await admin.close()
+
+    # then: unavailable (its message retried), in one line naming the setting, not "reachable"
+    message = str(info.value)
+    assert "canceling statement due to statement timeout" in message
+    assert "raise that timeout for postgres (ALTER ROLE … SET statement_timeout)" in message
+    assert "reachable" not in message
+    assert "\n" not in message
+
+
+async def test_writes_come_back_when_the_database_takes_them_again(
+    postgres_url: str, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a store whose database took no writes when its connection began (as a standby
+    # before a failover, or default_transaction_read_only), refusing a save
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+        async with Store.from_url(postgres_url) as store:
+            row = make_row()
+            with pytest.raises(StoreUnavailable, match="read-only transaction"):
+                await store.save_invocation(row, make_delivery(row), complete_handler="persist")
+
+            # when: the database takes writes again
+            await admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+
+            # then: the next save is stored (the read-only session was not kept in the pool)
+            assert await store.save_invocation(row, make_delivery(row), complete_handler="persist")
+            assert await store.completed_handlers(row.key) == {"persist"}
+    finally:
+        await admin.close()
+
+
+async def test_too_many_connections_is_one_line_naming_pool_size(postgres_url: str) -> None:
+    # given: a user the server lets have no more connections (its CONNECTION LIMIT reached by
+    # other replicas)
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    async with _a_user(postgres_url, "CONNECTION LIMIT 0", *_MAY_WRITE) as url:
+        # when
+        with pytest.raises(StoreUnavailable) as info:
+            async with Store.from_url(f"{url}?pool_size=8"):
+                pass
+
+    # then: unavailable, not misconfigured (other replicas may stop), in one line naming the
+    # URL's pool_size and the limits
+    assert not isinstance(info.value, StoreMisconfigured)
+    message = str(info.value)
+    assert "too many connections for role" in message
+    assert "each process keeps up to pool_size connections open (8 now)" in message
+    assert "lower the store URL's pool_size (…/db?pool_size=4)" in message
+    assert "CONNECTION LIMIT" in message
+    assert "reachable" not in message
+    assert "\n" not in message
+
+
 async def test_behind_pgbouncer_with_pgbouncer_true_replicas_work(
     pgbouncer_url: str, make_row: RowFactory, make_delivery: DeliveryFactory
 ) -> None:

@@ -63,6 +63,10 @@ _CONNECTION_DOES_NOT_EXIST = "08003"
 # The connection's prepared statement is missing (26000), or one of its name is there
 # (42P05): a pooler in transaction mode gave the statement another server connection.
 _PREPARED_STATEMENT_LOST = ("26000", "42P05")
+# A statement the server cancelled: its statement_timeout, or pg_cancel_backend.
+_QUERY_CANCELED = "57014"
+# Too many connections: the role's or the database's CONNECTION LIMIT, or max_connections.
+_TOO_MANY_CONNECTIONS = "53300"
 # No such database; no such user, or a wrong password (or pg_hba.conf refuses it).
 _NO_DATABASE = "3D000"
 _AUTHENTICATION = ("28000", "28P01")
@@ -105,6 +109,20 @@ def _closing_briefly(engine: AsyncEngine) -> AsyncEngine:
     ``dispose()``, and the process, after its work was done."""
     dialect: Any = engine.sync_engine.dialect
     dialect.do_close = dialect.do_terminate
+    return engine
+
+
+def _read_only_sessions_replaced(engine: AsyncEngine) -> AsyncEngine:
+    """``engine``, whose pool replaces its connections when one is refused a write as read
+    only: the session is (a standby, or default_transaction_read_only set when it began), and
+    stays so. Kept, it refused every write after a failover made the address the primary's,
+    or the setting was taken off, until the process restarted."""
+
+    @sa.event.listens_for(engine.sync_engine, "handle_error")
+    def _read_only(context: sa.engine.ExceptionContext) -> None:
+        if _answered(context.original_exception)[1] == _READ_ONLY:
+            context.is_disconnect = True  # SQLAlchemy invalidates the pool's connections
+
     return engine
 
 
@@ -400,7 +418,8 @@ class PostgresStore(SqlStore):
         return sa.and_(like, column.regexp_match(glob.regex()))
 
     async def _create_engine(self) -> AsyncEngine:
-        return _closing_briefly(create_async_engine(self._sa_url, **self._engine_options))
+        engine = create_async_engine(self._sa_url, **self._engine_options)
+        return _read_only_sessions_replaced(_closing_briefly(engine))
 
     def _transaction_engine(self, engine: StoreEngine) -> StoreEngine:
         assert isinstance(engine, AsyncEngine)
@@ -413,10 +432,12 @@ class PostgresStore(SqlStore):
         at 60 s, the migration was rolled back and tried again for ever, and the wait was
         reported as PostgreSQL unreachable)."""
         connect_args = {**self._engine_options["connect_args"], "command_timeout": None}
-        engine = _closing_briefly(
-            create_async_engine(
-                self._sa_url,
-                **{**self._engine_options, "pool_size": 1, "connect_args": connect_args},
+        engine = _read_only_sessions_replaced(
+            _closing_briefly(
+                create_async_engine(
+                    self._sa_url,
+                    **{**self._engine_options, "pool_size": 1, "connect_args": connect_args},
+                )
             )
         )
         try:
@@ -539,6 +560,15 @@ class PostgresStore(SqlStore):
                 "add pgbouncer=true to the store URL (…/db?pgbouncer=true), or connect to "
                 "the server itself"
             )
+        if sqlstate == _QUERY_CANCELED:
+            return (
+                f"{_first_line(orig)}: the server cancelled the statement (the "
+                "statement_timeout set for this user or database, or pg_cancel_backend): "
+                f"raise that timeout for {self._user} (ALTER ROLE … SET statement_timeout), "
+                "or look for slow queries"
+            )
+        if sqlstate == _TOO_MANY_CONNECTIONS:
+            return f"{_first_line(orig)}: {self._fewer_connections()}"
         if _connection_lost(exc, sqlstate):
             return self._lost(orig)
         unavailable = (
@@ -574,6 +604,16 @@ class PostgresStore(SqlStore):
         return (
             f"raise the store URL's pool_size ({self._pool_size} now: …/db?pool_size={more}, "
             "within PostgreSQL's max_connections for every replica), or look for slow queries"
+        )
+
+    def _fewer_connections(self) -> str:
+        """How to fit this process's connections in the server's limits."""
+        fewer = max(self._pool_size // 2, 1)
+        return (
+            f"each process keeps up to pool_size connections open ({self._pool_size} now), "
+            "and every replica, command and console counts: lower the store URL's pool_size "
+            f"(…/db?pool_size={fewer}), or raise the limit (the user's or the database's "
+            "CONNECTION LIMIT, the server's max_connections)"
         )
 
     def _misconfigured(self, exc: BaseException) -> bool:
