@@ -97,7 +97,14 @@ def test_what_is_not_a_plain_path_is_refused(
         ("sslmode=disable&ssl=disable&pool_size=2", "give sslmode once"),
         ("pgbouncer=yes", "pgbouncer must be true .* or false"),
         ("pgbouncer=", "pgbouncer has no value"),
-        ("search_path=ld", "the URL takes only sslmode .*, pool_size and pgbouncer"),
+        *(
+            (
+                f"{name}=ld",
+                "pool_size and pgbouncer: for a schema other than public, set the "
+                r"user's search_path \(ALTER ROLE … IN DATABASE … SET search_path = …\)",
+            )
+            for name in ("search_path", "options", "schema", "currentSchema")
+        ),
     ],
 )
 def test_postgresql_url_parameters_are_checked(query: str, problem: str) -> None:

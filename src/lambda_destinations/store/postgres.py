@@ -137,10 +137,18 @@ def _url_options(url: str, query: dict[str, Any]) -> tuple[dict[str, str], int |
     query = {**dict.fromkeys(blank, ""), **query}
     unknown = sorted(set(query) - {"sslmode", "ssl", "pool_size", "pgbouncer"})
     if unknown:
+        # A schema by the URL: a pooler drops or refuses what a connection asks at start, and
+        # the tables would be made in another schema; the user's own setting holds anywhere.
+        schema = (
+            ": for a schema other than public, set the user's search_path (ALTER ROLE … IN "
+            "DATABASE … SET search_path = …)"
+            if unknown[0] in ("search_path", "options", "schema", "currentSchema")
+            else ""
+        )
         raise url_error(
             url,
             f"unknown parameter {unknown[0]!r}: the URL takes only sslmode "
-            f"({', '.join(_SSL_MODES)}), pool_size and pgbouncer",
+            f"({', '.join(_SSL_MODES)}), pool_size and pgbouncer{schema}",
         )
     if blank and not unknown:
         raise url_error(url, f"{blank[0]} has no value: give {blank[0]}=… or leave it out")
