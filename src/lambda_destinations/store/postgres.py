@@ -462,13 +462,12 @@ class PostgresStore(SqlStore):
             orig, sqlstate = _answered(exc.__cause__ or exc)
             if sqlstate != _INSUFFICIENT_PRIVILEGE:
                 raise
-            url = self._sa_url
             problem = (
                 f"{_first_line(orig)}: {self._user} may not create or alter the store's "
                 "tables: migrate as the user that owns the schema and the tables "
-                f"(LAMBDA_DESTINATIONS_STORE=postgresql://OWNER@{_host_part(url)}/"
-                f"{url.database} lambda-destinations migrate); {self._user} then needs only "
-                "SELECT, INSERT, UPDATE and DELETE on them"
+                f"(LAMBDA_DESTINATIONS_STORE=postgresql://OWNER@{self._address}/"
+                f"{self._sa_url.database} lambda-destinations migrate); {self._user} then needs "
+                "only SELECT, INSERT, UPDATE and DELETE on them"
             )
             raise StoreMisconfigured.at(self.display_url, problem) from exc.__cause__
 
@@ -503,6 +502,11 @@ class PostgresStore(SqlStore):
         return {"ttl": dt.timedelta(seconds=ttl)}
 
     @property
+    def _address(self) -> str:
+        """``host:port`` of the server the URL names."""
+        return f"{self._sa_url.host or 'localhost'}:{self._sa_url.port or 5432}"
+
+    @property
     def _user(self) -> str:
         """The user the URL connects as, for the lines that say what it may not do."""
         return self._sa_url.username or "the store's user"
@@ -527,7 +531,7 @@ class PostgresStore(SqlStore):
     def _unavailable_reason(self, exc: BaseException) -> str | None:
         fix = (
             f"check that PostgreSQL is running and reachable at "
-            f"{self._sa_url.host or 'localhost'}:{self._sa_url.port or 5432} "
+            f"{self._address} "
             "and that the store URL names the right database and user"
         )
         if isinstance(exc, sa.exc.TimeoutError):
@@ -593,7 +597,7 @@ class PostgresStore(SqlStore):
         """The line for a connection that ended under a call (a restart, a failover,
         pg_terminate_backend, the network): what the server said, if it did, not asyncpg's
         account of it."""
-        where = f"PostgreSQL at {self._sa_url.host or 'localhost'}:{self._sa_url.port or 5432}"
+        where = f"PostgreSQL at {self._address}"
         said = _server_said(orig)
         what = (
             f"{where} closed the connection ({said})" if said else f"lost the connection to {where}"
@@ -705,11 +709,6 @@ def _server_said(orig: BaseException) -> str | None:
             return _first_line(cause)
         cause = cause.__cause__
     return None
-
-
-def _host_part(url: sa.URL) -> str:
-    """``host:port`` of ``url`` (the host alone without a port)."""
-    return f"{url.host or 'localhost'}:{url.port}" if url.port else url.host or "localhost"
 
 
 def _host_name(host: str) -> bool:
