@@ -92,3 +92,24 @@ def test_with_pgbouncer_true_the_worker_and_the_commands_work(
     assert pruned.returncode == 0, pruned.stderr
     assert migrated.returncode == 0, migrated.stderr
     assert "nothing to apply" in migrated.stdout
+
+
+def test_doctor_sees_a_pooler_in_transaction_mode_the_url_does_not_name(
+    pgbouncer_url: str, make_queue: MakeQueue, endpoint_url: str
+) -> None:
+    # given: PgBouncer in transaction pooling mode that no process has used yet (nothing of
+    # another's to meet), and a URL without the parameter
+    queue, _ = make_queue("pgbouncer-doctor")
+
+    # when
+    plain = command(environment(pgbouncer_url, endpoint_url, queue), "doctor")
+    named = command(environment(f"{pgbouncer_url}?pgbouncer=true", endpoint_url, queue), "doctor")
+
+    # then: an error row saying what it saw and the parameter; none once the URL names it
+    rows = [line for line in plain.stdout.splitlines() if line.startswith("store pooler")]
+    assert len(rows) == 1, plain.stdout + plain.stderr
+    assert "ERROR" in rows[0]
+    assert "two connections open at once were given one server process" in rows[0]
+    assert "add pgbouncer=true to the store URL (…/db?pgbouncer=true)" in rows[0]
+    assert plain.returncode == 1
+    assert "store pooler" not in named.stdout

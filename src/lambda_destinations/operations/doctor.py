@@ -732,6 +732,7 @@ class Doctor:
                 await store.ping()
                 pending = await store.pending_migrations()
                 unwritable = None if pending else await store.write_problems()
+                pooled = await store.pooler_problem()
                 no_room = store.no_room()
         except StoreUnavailable as exc:
             # A wrong database, user or password is answered: configuration, not unreachable.
@@ -749,6 +750,9 @@ class Doctor:
             self.add("store", "error", str(exc), "fix the store URL")
             return
         self.add("store", "ok", f"{shown} answers")
+        if pooled:
+            fix = "add pgbouncer=true to the store URL (…/db?pgbouncer=true)"
+            self.add("store pooler", "error", pooled, fix)
         if pending:
             self.add(
                 "store schema",

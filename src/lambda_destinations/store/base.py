@@ -409,6 +409,11 @@ class Store(Lifetime):
         worker's writing ping fails then, and `doctor` reports it."""
         return None
 
+    async def pooler_problem(self) -> str | None:
+        """Why the store's connections cannot work as they are set (for `doctor`): a pooler
+        in transaction mode the URL does not name; None when none is seen."""
+        return None
+
     async def write_problems(self) -> list[str] | None:
         """What keeps this store's user from writing its tables (for `doctor`): empty when
         nothing does, None when the backend cannot tell before a write (SQLite tells a file

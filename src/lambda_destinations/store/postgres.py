@@ -511,6 +511,30 @@ class PostgresStore(SqlStore):
         """The user the URL connects as, for the lines that say what it may not do."""
         return self._sa_url.username or "the store's user"
 
+    async def pooler_problem(self) -> str | None:
+        """A pooler in transaction mode before the server, without ``pgbouncer=true``: two
+        connections open at once that are given the same server process, which no server
+        does. A pooler with a free server connection to spare for the second may go unseen
+        (never the other way round); what it does then is said by the line of the error it
+        causes."""
+        if self._pgbouncer:
+            return None
+        # Two connections of their own: the URL's pool_size may be 1.
+        engine = create_async_engine(self._sa_url, **{**self._engine_options, "pool_size": 2})
+        backend = sa.text("SELECT pg_backend_pid()")
+        try:
+            async with self._errors(), engine.connect() as one, engine.connect() as other:
+                first = (await one.execute(backend)).scalar()
+                second = (await other.execute(backend)).scalar()
+        finally:
+            await _closing_briefly(engine).dispose()
+        if first != second:
+            return None
+        return (
+            "two connections open at once were given one server process: a pooler in "
+            "transaction mode (PgBouncer's pool_mode = transaction) stands before the server"
+        )
+
     async def write_problems(self) -> list[str]:
         """The store's tables (and their id sequences) whose privileges the user lacks."""
         async with self._read() as conn:
