@@ -273,7 +273,8 @@ def _dev_settings(settings: Settings) -> Settings:
             "region": settings.resolved_region() or "us-east-1",
             "store": store,
             "routes": routes,
-            "retry_base": min(settings.retry_base, 2.0),
+            # Short, and yet a minute from the first receive to the last (doctor's warning).
+            "retry_base": min(settings.retry_base, 5.0),
             "retry_max": min(settings.retry_max, 30.0),
             "wait_time": min(settings.wait_time, 5),
         }
