@@ -298,18 +298,7 @@ class PostgresStore(SqlStore):
         connect_query, url_pool_size, self._pgbouncer = _url_options(url, dict(parsed.query))
         self._sa_url = parsed.set(drivername="postgresql+asyncpg", query=connect_query)
         self._pool_size = url_pool_size or pool_size
-        connect_args: dict[str, Any] = {
-            "timeout": connect_timeout,
-            "command_timeout": command_timeout,
-            "server_settings": {"application_name": "lambda-destinations"},
-        }
-        if self._pgbouncer:
-            # A transaction-mode pooler gives each transaction whichever server connection is
-            # free: a statement prepared (named, and cached) on one is missing on the next, or
-            # another client's of the same name is run instead. No cache (asyncpg's, and
-            # SQLAlchemy's adapter's) makes each statement unnamed, parsed and run in its
-            # transaction (below).
-            connect_args |= {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+        connect_args = self._connect_args(connect_timeout, command_timeout)
         self._engine_options: dict[str, Any] = {
             "echo": echo,
             "hide_parameters": True,  # a record's payloads never reach an error or the echo
@@ -333,6 +322,22 @@ class PostgresStore(SqlStore):
         super().__init__(url, group_commit=group_commit)
         self._listener = InvocationListener(self._listening_engine)
         self._told_waiting = False  # for another process's migration, see _lock_migrations
+
+    def _connect_args(self, timeout: float, command_timeout: float | None) -> dict[str, Any]:
+        """What asyncpg is given for each connection."""
+        connect_args: dict[str, Any] = {
+            "timeout": timeout,
+            "command_timeout": command_timeout,
+            "server_settings": {"application_name": "lambda-destinations"},
+        }
+        if self._pgbouncer:
+            # A transaction-mode pooler gives each transaction whichever server connection is
+            # free: a statement prepared (named, and cached) on one is missing on the next, or
+            # another client's of the same name is run instead. No cache (asyncpg's, and
+            # SQLAlchemy's adapter's) makes each statement unnamed, parsed and run in its
+            # transaction (see the isolation level).
+            connect_args |= {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+        return connect_args
 
     def _listening_engine(self) -> AsyncEngine:
         engine = self.engine  # raises if the store is not open
@@ -565,6 +570,23 @@ class PostgresStore(SqlStore):
         orig, sqlstate = _answered(exc)
         if (ssl := _ssl_problem(orig)) is not None:
             return ssl
+        if (answered := self._answered_reason(orig, sqlstate)) is not None:
+            return answered
+        if _connection_lost(exc, sqlstate):
+            return self._lost(orig)
+        unavailable = (
+            isinstance(orig, OSError)
+            or isinstance(exc, sa.exc.InterfaceError | sa.exc.OperationalError)
+            or (isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated)
+            or sqlstate[:2] in _UNAVAILABLE_CLASSES
+        )
+        if not unavailable:
+            return None
+        return f"{_first_line(orig)}: {fix}"
+
+    def _answered_reason(self, orig: BaseException, sqlstate: str) -> str | None:
+        """The line for what the server answered with ``sqlstate``, where it has a fix of its
+        own; else None."""
         if sqlstate == _UNDEFINED_TABLE:
             return "the store has no tables yet: run `lambda-destinations migrate`"
         if sqlstate == _UNDEFINED_COLUMN:
@@ -605,17 +627,7 @@ class PostgresStore(SqlStore):
             )
         if sqlstate == _TOO_MANY_CONNECTIONS:
             return f"{_first_line(orig)}: {self._fewer_connections()}"
-        if _connection_lost(exc, sqlstate):
-            return self._lost(orig)
-        unavailable = (
-            isinstance(orig, OSError)
-            or isinstance(exc, sa.exc.InterfaceError | sa.exc.OperationalError)
-            or (isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated)
-            or sqlstate[:2] in _UNAVAILABLE_CLASSES
-        )
-        if not unavailable:
-            return None
-        return f"{_first_line(orig)}: {fix}"
+        return None
 
     def _lost(self, orig: BaseException) -> str:
         """The line for a connection that ended under a call (a restart, a failover,
