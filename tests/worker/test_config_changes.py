@@ -9,7 +9,14 @@ import random
 from typing import Any
 
 from structlog.testing import capture_logs
-from worker_helpers import CountingHandler, registry_with, routed, run_until, send_bodies
+from worker_helpers import (
+    CountingHandler,
+    receive_requests,
+    registry_with,
+    routed,
+    run_until,
+    send_bodies,
+)
 
 from lambda_destinations.simulate import failure_record
 from lambda_destinations.store import Store, scope_of
@@ -149,18 +156,6 @@ async def test_a_digest_due_from_a_notifier_still_configured_says_nothing(
     assert [line for line in logs if str(line["event"]).startswith("alert digests")] == []
 
 
-async def record_attribute_asks(worker: Worker) -> list[list[str]]:
-    """The system attributes every ReceiveMessage of the worker asks for, read off the wire."""
-    asks: list[list[str]] = []
-
-    def before_send(request: Any, **_: Any) -> None:
-        asks.append(json.loads(request.body)["MessageSystemAttributeNames"])
-
-    sqs = await worker.aws.client("sqs")
-    sqs.meta.events.register("before-send.sqs.ReceiveMessage", before_send)
-    return asks
-
-
 async def test_receives_ask_for_the_first_receive_time_only_until_the_new_store_warning(
     sqs, make_queue, settings_for
 ) -> None:
@@ -173,15 +168,17 @@ async def test_receives_ask_for_the_first_receive_time_only_until_the_new_store_
     # when: the worker drains the queue, and a second worker on the same store after it
     with capture_logs() as logs:
         async with Worker(settings, registry=registry_with(settings, CountingHandler())) as worker:
-            first_asks = await record_attribute_asks(worker)
+            first_requests = await receive_requests(worker)
             await worker.run(once=True)
     send_bodies(sqs, url, records(5, 2))
     async with Worker(settings, registry=registry_with(settings, CountingHandler())) as worker:
-        second_asks = await record_attribute_asks(worker)
+        second_requests = await receive_requests(worker)
         await worker.run(once=True)
 
     # then: the first worker asked for the time until its warning, then no more; the second,
     # on a store that has handled records, never did
+    first_asks = [request["MessageSystemAttributeNames"] for request in first_requests]
+    second_asks = [request["MessageSystemAttributeNames"] for request in second_requests]
     (_warning,) = warnings_of(logs)
     assert "ApproximateFirstReceiveTimestamp" in first_asks[0]
     assert "ApproximateFirstReceiveTimestamp" not in first_asks[-1]

@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from typing import Any
 
-from worker_helpers import CountingHandler, receive_all, registry_with, routed, send_bodies
+from worker_helpers import (
+    CountingHandler,
+    receive_all,
+    receive_requests,
+    registry_with,
+    routed,
+    send_bodies,
+)
 
 from lambda_destinations.handlers import HandlerContext
 from lambda_destinations.schemas import DecodedMessage
@@ -18,18 +24,6 @@ from lambda_destinations.worker import Worker
 def records(count: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     return [json.dumps(success_record(rng)) for _ in range(count)]
-
-
-async def record_receive_asks(worker: Worker) -> list[int]:
-    """MaxNumberOfMessages of every ReceiveMessage the worker sends, read off the wire."""
-    asks: list[int] = []
-
-    def before_send(request: Any, **_: Any) -> None:
-        asks.append(json.loads(request.body)["MaxNumberOfMessages"])
-
-    sqs = await worker.aws.client("sqs")
-    sqs.meta.events.register("before-send.sqs.ReceiveMessage", before_send)
-    return asks
 
 
 async def test_at_concurrency_one_each_receive_asks_for_ten_and_each_record_is_handled_once(
@@ -43,8 +37,9 @@ async def test_at_concurrency_one_each_receive_asks_for_ten_and_each_record_is_h
 
     # when: drained with --once
     async with Worker(settings, registry=registry_with(settings, counter)) as worker:
-        asks = await record_receive_asks(worker)
+        requests = await receive_requests(worker)
         stats = await worker.run(once=True)
+    asks = [request["MaxNumberOfMessages"] for request in requests]
 
     # then: every receive asked for ten, and fewer receives than records were needed
     assert asks

@@ -99,3 +99,16 @@ def send_bodies(sqs: Any, url: str, bodies: list[str]) -> None:
 
 def dumps(value: Any) -> str:
     return json.dumps(value)
+
+
+async def receive_requests(worker: Any) -> list[dict[str, Any]]:
+    """The parameters of every ReceiveMessage ``worker`` sends from now on, read off the wire
+    (the list fills as it runs)."""
+    sent: list[dict[str, Any]] = []
+
+    def before_send(request: Any, **_: Any) -> None:
+        sent.append(json.loads(request.body))
+
+    sqs = await worker.aws.client("sqs")
+    sqs.meta.events.register("before-send.sqs.ReceiveMessage", before_send)
+    return sent
