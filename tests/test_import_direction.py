@@ -34,6 +34,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "_lazy",
             "_version",
             "_ranges",
+            "_proxy",
         }
         | {"times", "logs", "_urls", "_serving", "aws_operations", "simulate", "_request_ids"}
     ),

@@ -915,7 +915,8 @@ async def test_a_certificate_this_machine_does_not_trust_is_named(
     run = await hook_run(sqlite_url, record)
     assert run.last_error.endswith(
         f"webhook https://127.0.0.1:{port}: the server's certificate is not trusted (self-signed "
-        "certificate): give the server a certificate for the URL's host from a CA this machine "
+        "certificate): name its CA's PEM file in cert_bundle, or give the server a certificate for "
+        "the URL's host from a CA this machine "
         "trusts"
     ), run.last_error
 

@@ -59,6 +59,7 @@ from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt, sending
 from lambda_destinations.handlers.storm import DIGEST_FIELDS
 from lambda_destinations.handlers.templates import (
+    CertBundle,
     Duration,
     NonBlank,
     Template,
@@ -150,7 +151,7 @@ class EmailOptions(storm.NotifierOptions):
     password_env: str | None = None
     timeout: Duration = Field(default=30.0, gt=0, le=600)
     validate_certs: bool = True
-    cert_bundle: str | None = None
+    cert_bundle: CertBundle | None = None  # loaded at start
 
     @field_validator("to", "cc", "bcc", "reply_to", mode="before")
     @classmethod
@@ -177,22 +178,6 @@ class EmailOptions(storm.NotifierOptions):
                 f"{echoed(value)!r} is not a host name or an IP address: give the server's name "
                 "alone, such as smtp.example.com (its port in port)"
             )
-        return value
-
-    @field_validator("cert_bundle")
-    @classmethod
-    def _loadable_bundle(cls, value: str | None) -> str | None:
-        # aiosmtplib loads it at each connection: a file that cannot be loaded would fail every
-        # send, each retried until its DLQ, with an OSError that names no file.
-        if value is None:
-            return value
-        fix = "name a PEM file of CA certificates"
-        try:
-            ssl.create_default_context().load_verify_locations(cafile=value)
-        except ssl.SSLError as exc:
-            raise ValueError(f"{value} holds no PEM certificates ({exc.reason}): {fix}") from None
-        except OSError as exc:
-            raise ValueError(f"{value} cannot be read ({exc.strerror}): {fix}") from None
         return value
 
     @property

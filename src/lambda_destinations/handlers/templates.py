@@ -27,11 +27,12 @@ import difflib
 import html
 import json
 import re
+import ssl
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, FiniteFloat, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, FiniteFloat, ValidationError
 from pydantic.fields import FieldInfo
 
 from lambda_destinations._text import multi_line
@@ -408,6 +409,28 @@ def parse_duration(value: Any) -> Any:
 
 Duration = Annotated[FiniteFloat, BeforeValidator(parse_duration)]
 """Seconds, given as a number or as text (``"5m"``); never NaN or infinite."""
+
+
+def trusting(cert_bundle: str) -> ssl.SSLContext:
+    """A TLS context that trusts the CA certificates of the PEM file ``cert_bundle`` (in place
+    of the system's); ValueError naming the file and the fix when it cannot be loaded."""
+    fix = "name a PEM file of CA certificates"
+    try:
+        return ssl.create_default_context(cafile=cert_bundle)
+    except ssl.SSLError as exc:
+        raise ValueError(f"{cert_bundle} holds no PEM certificates ({exc.reason}): {fix}") from None
+    except OSError as exc:
+        raise ValueError(f"{cert_bundle} cannot be read ({exc.strerror}): {fix}") from None
+
+
+def _loadable_bundle(value: str) -> str:
+    trusting(value)
+    return value
+
+
+CertBundle = Annotated[str, AfterValidator(_loadable_bundle)]
+"""A PEM file of CA certificates, loaded when the settings are read: a file that cannot be
+loaded would fail every connection, each retried until its DLQ, with an error naming no file."""
 
 
 def describe_duration(seconds: float) -> str:

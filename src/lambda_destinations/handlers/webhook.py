@@ -59,6 +59,7 @@ import yarl
 from pydantic import Field, field_validator, model_validator
 
 from lambda_destinations._json import utf8
+from lambda_destinations._proxy import Proxy, proxy_for
 from lambda_destinations._urls import (
     BRACKET_UNCLOSED,
     IPV6_BRACKETS,
@@ -72,12 +73,14 @@ from lambda_destinations.handlers import storm
 from lambda_destinations.handlers.in_doubt import InDoubt, sending
 from lambda_destinations.handlers.templates import (
     RECORD_FIELDS,
+    CertBundle,
     Duration,
     NonBlank,
     Template,
     cut,
     parse_options,
     record_fields,
+    trusting,
 )
 from lambda_destinations.redact import mask_secrets, url_secrets
 
@@ -243,6 +246,7 @@ class WebhookOptions(storm.NotifierOptions):
     routing_key_env: str | None = None
     severity: Literal["critical", "error", "warning", "info"] = "error"
     timeout: Duration = Field(default=10.0, gt=0, le=300)
+    cert_bundle: CertBundle | None = None  # loaded at start
 
     @field_validator("url")
     @classmethod
@@ -443,6 +447,7 @@ class WebhookHandler(storm.Notifier):
         storm: storm.StormPolicy,
         fit: Callable[[Any], Any] | None = None,
         preset: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.preset = preset  # slack, pagerduty: the body is the preset's, made from message
@@ -458,6 +463,10 @@ class WebhookHandler(storm.Notifier):
         self.in_doubt = in_doubt
         self.storm = storm
         self.call_timeout = timeout  # the worker warns at start when handler_timeout is shorter
+        self.tls: ssl.SSLContext | bool = tls or True  # True: the system's CA certificates
+        # The egress proxy the environment names (HTTPS_PROXY, NO_PROXY), read at start as
+        # botocore reads it for the AWS calls: aiohttp would otherwise go around it.
+        self.proxy = proxy_for(url)
         parts = urlsplit(url)
         self.where = _where(parts)
         # What the server was sent that its answer must not carry into a log or a reason (an
@@ -472,6 +481,8 @@ class WebhookHandler(storm.Notifier):
         self.secrets.update(str(value) for value in self.extra.values())
         if secret is not None:
             self.secrets.add(secret.decode(errors="replace"))
+        if self.proxy is not None:
+            self.secrets.update(self.proxy.secrets)
 
     async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
         body = self.body.render(record_fields(message, context), context.log)
@@ -508,12 +519,18 @@ class WebhookHandler(storm.Notifier):
         data = utf8(body)
         headers = self.request_headers(data, key)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
+        proxy = self.proxy
         try:
             with sending(context, self.in_doubt, f"webhook {self.where}") as call:
                 async with (
                     aiohttp.ClientSession(timeout=timeout) as session,
                     session.post(
-                        self.url, data=data, headers=headers, allow_redirects=False
+                        self.url,
+                        data=data,
+                        headers=headers,
+                        allow_redirects=False,
+                        ssl=self.tls,
+                        proxy=None if proxy is None else proxy.url,
                     ) as answer,
                 ):
                     call.answered()
@@ -541,6 +558,9 @@ class WebhookHandler(storm.Notifier):
         connection, or a server that does not speak HTTP), else the in_doubt policy decides
         (the same idempotency key goes with a resend, so the receiver can drop the duplicate).
         """
+        if isinstance(exc, aiohttp.ClientHttpProxyError | aiohttp.ClientProxyConnectionError):
+            # The proxy refused the tunnel, or could not be reached: nothing was sent.
+            raise TransientError(f"webhook {self.where}: {self._proxy_problem(exc)}") from exc
         if isinstance(exc, aiohttp.ClientConnectorError):  # nothing was sent
             raise TransientError(f"webhook {self.where}: {connect_problem(exc)}") from exc
         if isinstance(exc, aiohttp.ClientResponseError):  # an answer aiohttp could not read
@@ -558,11 +578,25 @@ class WebhookHandler(storm.Notifier):
             lost = _lost(exc, self.timeout)
         self.settle(f"webhook {self.where} ({lost})", exc, context=context, log=log)
 
+    def _proxy_problem(
+        self, exc: aiohttp.ClientHttpProxyError | aiohttp.ClientProxyConnectionError
+    ) -> str:
+        """What the proxy did with a request, and what to change; never its credentials."""
+        proxy = self.proxy or Proxy("the proxy", "HTTPS_PROXY")
+        if isinstance(exc, aiohttp.ClientProxyConnectionError):
+            return (
+                f"cannot connect to the proxy {proxy.shown} ({exc.os_error.strerror or exc}): "
+                f"check {proxy.variable} and that the proxy runs"
+            )
+        return proxy_refusal(proxy, exc.status, exc.message)
+
     def _judge(
         self, status: int, text: str, asked: float | None = None, location: str | None = None
     ) -> None:
         if 200 <= status < 300:
             return
+        if status == 407 and self.proxy is not None:  # the proxy's answer, not the receiver's
+            raise TransientError(f"webhook {self.where}: {proxy_refusal(self.proxy, status, '')}")
         answer = " ".join(mask_secrets(text, self.secrets).split())[:_ANSWER_SHOWN]
         reason = f"webhook {self.where} answered {status}"
         if status >= 500 or status in _RETRIED_STATUSES:
@@ -577,6 +611,22 @@ class WebhookHandler(storm.Notifier):
         elif fix := _REFUSALS.get(status):
             reason += f" ({fix.format(body='message' if self.preset else 'body')})"
         raise PermanentError(reason)
+
+
+def proxy_refusal(proxy: Proxy, status: int, said: str) -> str:
+    """A proxy's refusal of a request (407: it wants credentials; 403: its policy), with what
+    to change: credentials in the proxy's variable, or an allowed host or NO_PROXY."""
+    answered = f"the proxy {proxy.shown} ({proxy.variable}) answered {status}"
+    answered += f" {said}" if said else ""
+    if status == 407:
+        return (
+            f"{answered}: it asks for credentials: give its user and password in "
+            f"{proxy.variable}, before its host (user:password@host:port)"
+        )
+    return (
+        f"{answered}: have the proxy allow the URL's host, or list the host in NO_PROXY when "
+        "the worker reaches it without the proxy"
+    )
 
 
 def _pointed(url: str, location: str | None) -> str:
@@ -596,8 +646,9 @@ def connect_problem(exc: aiohttp.ClientConnectorError) -> str:
         cause = exc.certificate_error
         why = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause
         return (
-            f"the server's certificate is not trusted ({why}): give the server a certificate "
-            "for the URL's host from a CA this machine trusts"
+            f"the server's certificate is not trusted ({why}): name its CA's PEM file in "
+            "cert_bundle, or give the server a certificate for the URL's host from a CA this "
+            "machine trusts"
         )
     error = exc.os_error
     if isinstance(error, ssl.SSLError):
@@ -730,4 +781,5 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
         storm=parsed.storm,
         fit=_FITS.get(parsed.preset) if parsed.preset else None,
         preset=parsed.preset,
+        tls=None if parsed.cert_bundle is None else trusting(parsed.cert_bundle),
     )
