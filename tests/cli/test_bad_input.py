@@ -1606,6 +1606,32 @@ async def test_healthcheck_asks_a_worker_listening_on_every_ipv6_address_on_ipv6
     assert loopback.stdout.strip() == f"http://[::1]:{port}/healthz: 200"
 
 
+async def test_healthcheck_asks_its_own_worker_around_the_egress_proxy(tmp_path: Path) -> None:
+    from forward_proxy import ForwardProxy
+    from lambda_destinations.worker import OpsServer
+
+    # given: a container whose environment names an egress proxy for http:// and no NO_PROXY,
+    # as a company's base image sets it; the proxy refuses (its policy), as a proxy asked for
+    # its own 127.0.0.1 would fail
+    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=lambda: b"")
+    await ops.start()
+    try:
+        async with ForwardProxy(refuse=403) as proxy:
+            port = ops.addresses[0][1]
+            env = {"LAMBDA_DESTINATIONS_OPS_PORT": str(port), "HTTP_PROXY": proxy.url}
+            # when (before: the question went to the proxy, and a healthy worker was unhealthy:
+            # "403 <html><title>Access Denied</title></html>")
+            result = await asyncio.to_thread(
+                cli, "healthcheck", env=env, cwd=tmp_path, unset=("NO_PROXY", "no_proxy")
+            )
+    finally:
+        await ops.close()
+    # then: asked on loopback, not through the proxy
+    assert proxy.seen == []
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"http://127.0.0.1:{port}/healthz: 200"
+
+
 @pytest.mark.parametrize("command", [("healthcheck",), ("run", "--once")])
 @pytest.mark.parametrize("host", ["a b", "ops/host"])
 def test_an_ops_host_that_is_no_host_is_one_line_naming_the_setting(

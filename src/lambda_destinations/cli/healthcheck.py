@@ -51,8 +51,12 @@ def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
     if not settings.ops_port:
         fail("the ops server is off (LAMBDA_DESTINATIONS_OPS_PORT=0): nothing to ask")
     url = f"http://{_loopback_or(settings.ops_host)}:{settings.ops_port}{path}"
+    # No proxy: the worker is in this container, and urlopen would send the question to the
+    # HTTP_PROXY a company's image sets (unless NO_PROXY lists the loopback), which cannot
+    # reach it: a healthy worker found unhealthy, restarted again and again.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=seconds) as response:
+        with opener.open(url, timeout=seconds) as response:
             click.echo(f"{url}: {response.status}")
     except urllib.error.HTTPError as exc:
         if exc.code == 404:  # the ops server's own 404 body is "404: Not Found"
