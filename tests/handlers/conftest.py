@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 from handler_helpers import RecordingMoto, SmtpServer, start_recording_moto
@@ -52,3 +53,16 @@ def smtp_server() -> Iterator[SmtpServer]:
 def handler_settings(settings_for: Callable[..., Settings]) -> Callable[..., Settings]:
     """``settings_for`` with retries capped at 2 s, so handler retries stay quick."""
     return functools.partial(settings_for, retry_max=2.0)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Any]:
+    """A webhook receiver (test_webhook_handler.Receiver), started, stopped after the test."""
+    from test_webhook_handler import Receiver
+
+    server = Receiver()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

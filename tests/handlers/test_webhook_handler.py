@@ -220,16 +220,6 @@ async def raw_endpoint() -> AsyncIterator[RawEndpoint]:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 def hook_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """The signing secret and the Authorization header, for secret_env and headers_env."""
     monkeypatch.setenv("HOOK_SECRET", SECRET)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +58,6 @@ async def tls_receiver(tmp_path: Path) -> AsyncIterator[TlsReceiver]:
         yield receiver
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
 @pytest.fixture(autouse=True)
 def _no_proxy_of_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test sets the proxy variables it means; none come from the machine."""
@@ -80,27 +70,32 @@ def with_login(proxy: ForwardProxy, password: str = PROXY_PASSWORD) -> str:
     return proxy.url.replace("http://", f"http://ops:{password}@")
 
 
-async def one_record_through(
-    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, **options: Any
-) -> tuple[Any, Any, list[dict[str, Any]]]:
+Through = Callable[..., Awaitable[tuple[Any, Any, list[dict[str, Any]]]]]
+
+
+@pytest.fixture
+def through(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> Through:
     """One failure record through a worker with the webhook ``options``: (the drain's stats,
     the webhook's handler run, the log lines)."""
-    url, _ = make_queue("hook-net")
-    record = failure_record()
-    send_records(sqs, url, [record])
-    settings = hook_settings(
-        endpoint_url, url, sqlite_url, worker={"handler_attempts": 1}, **options
-    )
-    with capture_logs() as logs:
-        stats = await drain(settings)
-    return stats, await hook_run(sqlite_url, record), logs
+
+    async def send(**options: Any) -> tuple[Any, Any, list[dict[str, Any]]]:
+        url, _ = make_queue("hook-net")
+        record = failure_record()
+        send_records(sqs, url, [record])
+        settings = hook_settings(
+            endpoint_url, url, sqlite_url, worker={"handler_attempts": 1}, **options
+        )
+        with capture_logs() as logs:
+            stats = await drain(settings)
+        return stats, await hook_run(sqlite_url, record), logs
+
+    return send
 
 
 async def test_an_https_webhook_goes_through_the_proxy_with_its_credentials(
-    sqs: Any,
-    make_queue: Callable[..., Any],
-    endpoint_url: str,
-    sqlite_url: str,
+    through: Through,
     tls_receiver: TlsReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -109,11 +104,7 @@ async def test_an_https_webhook_goes_through_the_proxy_with_its_credentials(
         monkeypatch.setenv("HTTPS_PROXY", with_login(proxy))
 
         # when: a record goes to an internal https:// receiver of a private CA
-        stats, run, _ = await one_record_through(
-            sqs,
-            make_queue,
-            endpoint_url,
-            sqlite_url,
+        stats, run, _ = await through(
             url=tls_receiver.url,
             cert_bundle=str(tls_receiver.ca),
         )
@@ -126,10 +117,7 @@ async def test_an_https_webhook_goes_through_the_proxy_with_its_credentials(
 
 
 async def test_no_proxy_sends_a_webhook_around_the_proxy(
-    sqs: Any,
-    make_queue: Callable[..., Any],
-    endpoint_url: str,
-    sqlite_url: str,
+    through: Through,
     tls_receiver: TlsReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -139,11 +127,7 @@ async def test_no_proxy_sends_a_webhook_around_the_proxy(
         monkeypatch.setenv("NO_PROXY", "169.254.169.254,127.0.0.1,.internal")
 
         # when
-        stats, run, _ = await one_record_through(
-            sqs,
-            make_queue,
-            endpoint_url,
-            sqlite_url,
+        stats, run, _ = await through(
             url=tls_receiver.url,
             cert_bundle=str(tls_receiver.ca),
         )
@@ -155,10 +139,7 @@ async def test_no_proxy_sends_a_webhook_around_the_proxy(
 
 
 async def test_an_http_webhook_goes_through_http_proxy(
-    sqs: Any,
-    make_queue: Callable[..., Any],
-    endpoint_url: str,
-    sqlite_url: str,
+    through: Through,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -170,9 +151,7 @@ async def test_an_http_webhook_goes_through_http_proxy(
         hook_url = receiver.url.replace("127.0.0.1", "localhost")
 
         # when
-        stats, run, _ = await one_record_through(
-            sqs, make_queue, endpoint_url, sqlite_url, url=hook_url
-        )
+        stats, run, _ = await through(url=hook_url)
 
     # then: the POST went through the proxy, in absolute form, and arrived
     assert proxy.seen == [f"POST {hook_url}"]
@@ -183,10 +162,7 @@ async def test_an_http_webhook_goes_through_http_proxy(
 
 @pytest.mark.parametrize("scheme", ["https", "http"])
 async def test_a_proxy_that_wants_other_credentials_is_retried_and_named_without_them(
-    sqs: Any,
-    make_queue: Callable[..., Any],
-    endpoint_url: str,
-    sqlite_url: str,
+    through: Through,
     tls_receiver: TlsReceiver,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
@@ -200,11 +176,7 @@ async def test_a_proxy_that_wants_other_credentials_is_retried_and_named_without
         hook_url = hook_url.replace("127.0.0.1", "localhost")
 
         # when
-        stats, run, logs = await one_record_through(
-            sqs,
-            make_queue,
-            endpoint_url,
-            sqlite_url,
+        stats, run, logs = await through(
             url=hook_url,
             cert_bundle=str(tls_receiver.ca),
         )
@@ -224,10 +196,7 @@ async def test_a_proxy_that_wants_other_credentials_is_retried_and_named_without
 
 
 async def test_a_proxy_policy_that_refuses_the_host_says_what_to_change(
-    sqs: Any,
-    make_queue: Callable[..., Any],
-    endpoint_url: str,
-    sqlite_url: str,
+    through: Through,
     tls_receiver: TlsReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -236,9 +205,7 @@ async def test_a_proxy_policy_that_refuses_the_host_says_what_to_change(
         monkeypatch.setenv("HTTPS_PROXY", with_login(proxy))
 
         # when
-        stats, run, logs = await one_record_through(
-            sqs, make_queue, endpoint_url, sqlite_url, url=tls_receiver.url
-        )
+        stats, run, logs = await through(url=tls_receiver.url)
 
     # then: retried (it was not the receiver that refused), and said so
     assert stats.outcomes["retry"] == 1
@@ -251,10 +218,7 @@ async def test_a_proxy_policy_that_refuses_the_host_says_what_to_change(
 
 
 async def test_a_proxy_that_is_down_is_named(
-    sqs: Any,
-    make_queue: Callable[..., Any],
-    endpoint_url: str,
-    sqlite_url: str,
+    through: Through,
     tls_receiver: TlsReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -264,9 +228,7 @@ async def test_a_proxy_that_is_down_is_named(
     monkeypatch.setenv("HTTPS_PROXY", down.replace("http://", f"http://ops:{PROXY_PASSWORD}@"))
 
     # when
-    stats, run, logs = await one_record_through(
-        sqs, make_queue, endpoint_url, sqlite_url, url=tls_receiver.url
-    )
+    stats, run, logs = await through(url=tls_receiver.url)
 
     # then: retried, with the proxy named (not the receiver, which was never asked)
     assert stats.outcomes["retry"] == 1
@@ -278,18 +240,11 @@ async def test_a_proxy_that_is_down_is_named(
 
 
 async def test_cert_bundle_trusts_a_private_ca(
-    sqs: Any,
-    make_queue: Callable[..., Any],
-    endpoint_url: str,
-    sqlite_url: str,
+    through: Through,
     tls_receiver: TlsReceiver,
 ) -> None:
     # when: no proxy, the receiver's CA named in cert_bundle
-    stats, run, _ = await one_record_through(
-        sqs,
-        make_queue,
-        endpoint_url,
-        sqlite_url,
+    stats, run, _ = await through(
         url=tls_receiver.url,
         cert_bundle=str(tls_receiver.ca),
     )
