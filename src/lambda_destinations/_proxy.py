@@ -1,7 +1,7 @@
 """The egress proxy the environment names for a URL, chosen as botocore chooses it for AWS calls:
 ``HTTPS_PROXY`` for https://, ``HTTP_PROXY`` for http:// (or their lower-case names), none for a
 host ``NO_PROXY`` lists. aiohttp takes none of them unless told, so the webhook handler asks
-here."""
+here; and what a proxy that refused a request, or could not be reached, means to a user."""
 
 from __future__ import annotations
 
@@ -49,3 +49,46 @@ def proxy_for(url: str) -> Proxy | None:
     if "://" not in proxy:  # "proxy:3128", as curl and botocore take it
         proxy = f"http://{proxy}"
     return Proxy(proxy, f"{parts.scheme.upper()}_PROXY")
+
+
+def proxy_named(url: str) -> Proxy:
+    """The environment's proxy at ``url``'s host and port, named by its variable: botocore's
+    errors give the proxy's URL with its credentials masked (``http://***:***@host:port``)."""
+    wanted = Proxy(url, "").shown
+    for scheme, value in urllib.request.getproxies_environment().items():
+        if scheme in ("http", "https"):
+            candidate = Proxy(value if "://" in value else f"http://{value}", "")
+            if candidate.shown == wanted:
+                return Proxy(url, f"{scheme.upper()}_PROXY")
+    return Proxy(url, "HTTPS_PROXY")
+
+
+def proxy_problem(proxy: Proxy, error: object) -> str:
+    """What the proxy did with a request, and what to change, never its credentials: it
+    answered the tunnel's CONNECT with a refusal (``error`` has its ``status``), or it could not
+    be reached (``error`` is, or has as ``os_error``, the OSError)."""
+    status = getattr(error, "status", None)
+    if isinstance(status, int) and status:
+        return proxy_refusal(proxy, status, str(getattr(error, "message", "") or ""))
+    cause = getattr(error, "os_error", error)
+    said = getattr(cause, "strerror", None) or cause or "no answer"
+    return (
+        f"cannot connect to the proxy {proxy.shown} ({said}): check {proxy.variable} and that "
+        "the proxy runs"
+    )
+
+
+def proxy_refusal(proxy: Proxy, status: int, said: str) -> str:
+    """A proxy's refusal of a request (407: it wants credentials; 403: its policy), with what
+    to change: credentials in the proxy's variable, or an allowed host or NO_PROXY."""
+    answered = f"the proxy {proxy.shown} ({proxy.variable}) answered {status}"
+    answered += f" {said}" if said else ""
+    if status == 407:
+        return (
+            f"{answered}: it asks for credentials: give its user and password in "
+            f"{proxy.variable}, before its host (user:password@host:port)"
+        )
+    return (
+        f"{answered}: have the proxy allow the URL's host, or list the host in NO_PROXY when "
+        "the worker reaches it without the proxy"
+    )

@@ -23,6 +23,7 @@ from botocore.exceptions import (
     ParamValidationError,
     PartialCredentialsError,
     ProfileNotFound,
+    ProxyConnectionError,
     ReadTimeoutError,
     SSOError,
     TokenRetrievalError,
@@ -39,6 +40,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from lambda_destinations._proxy import proxy_named, proxy_problem
 from lambda_destinations.aws_operations import iam_action
 from lambda_destinations.errors import PermanentError, TransientError
 from lambda_destinations.redact import redact
@@ -94,6 +96,7 @@ DENIED_CODES = frozenset(
 
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     EndpointConnectionError,
+    ProxyConnectionError,  # the egress proxy refused the tunnel, or could not be reached
     ConnectionClosedError,
     ConnectTimeoutError,
     ReadTimeoutError,
@@ -192,7 +195,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ResponseParserError) and answer is not None:
         text = f"{said_not_aws(answer, by='the endpoint')} {_ASK_ENDPOINT}"
     else:
-        text = _without_html(_text_of(exc) or type(exc).__name__)
+        text = _without_html(text_of(exc) or type(exc).__name__)
         if isinstance(exc, ClientError) and (found := _xml_error(exc)) is not None:
             # as botocore words an error it read
             text = f"An error occurred ({found[0]}) when calling the {exc.operation_name} "
@@ -289,8 +292,14 @@ def with_fix(
     return f"{text}: {fix}" if fix else text
 
 
-def _text_of(exc: BaseException) -> str:
-    """``str(exc)``, which is the raising code's own: a ``__str__`` that fails is said so."""
+def text_of(exc: BaseException) -> str:
+    """``str(exc)``, which is the raising code's own: a ``__str__`` that fails is said so. A
+    refusing or absent egress proxy is said with what to change (botocore says only "Failed to
+    connect to proxy URL", the same for a refusal, a missing password and a proxy that is down).
+    """
+    if isinstance(exc, ProxyConnectionError):
+        proxy = proxy_named(str(exc.kwargs.get("proxy_url", "")))
+        return proxy_problem(proxy, exc.kwargs.get("error"))
     try:
         return str(exc)
     except Exception as failed:  # noqa: BLE001 - a handler's exception class, any bug in it
@@ -307,7 +316,7 @@ def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> 
         code, message = code_and_message(exc)
         text = f"{code}: {message}".strip().rstrip(":")
     else:
-        text = _text_of(exc)
+        text = text_of(exc)
     lines = _without_html(text).strip().splitlines()
     line = redact(lines[0]) if lines else ""
     if typed or not line:
@@ -340,12 +349,12 @@ def not_aws_answer(exc: BaseException) -> str | None:
     status to give (botocore's ResponseParserError).
     """
     if isinstance(exc, ResponseParserError):
-        body = _text_of(exc).partition("\n")[2]
+        body = text_of(exc).partition("\n")[2]
         if _HTML_PAGE.search(body):
             return _html_page(body)
         if body.strip() in ("", "b''"):
             return "with an empty body"
-        reason = re.search(r"\((.*?)\), invalid XML", _text_of(exc))
+        reason = re.search(r"\((.*?)\), invalid XML", text_of(exc))
         return f"what is not AWS's XML ({reason[1] if reason else 'unreadable'})"
     if not isinstance(exc, ClientError):
         return None
@@ -375,7 +384,9 @@ def classify(exc: BaseException) -> Kind:
     if isinstance(exc, ClientError):
         code = error_code(exc) or ""
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        if code in TRANSIENT_CODES or status >= 500 or status == 429:
+        # 407: an egress proxy in front of an http:// endpoint wants credentials (AWS never
+        # answers it); fixed in the proxy's variable, the message waits for that
+        if code in TRANSIENT_CODES or status >= 500 or status in (407, 429):
             return "transient"
         return "permanent"
     if isinstance(exc, (*CONNECTION_ERRORS, OSError)):
@@ -399,7 +410,14 @@ def answered(exc: BaseException) -> bool:
     else (a broken connection, a read timeout) is in doubt: a request that is not idempotent
     (an Invoke) must not be sent again on its own."""
     return isinstance(
-        exc, (ClientError, EndpointConnectionError, ConnectTimeoutError, *NOT_SENT_ERRORS)
+        exc,
+        (
+            ClientError,
+            EndpointConnectionError,
+            ConnectTimeoutError,
+            ProxyConnectionError,  # the proxy refused the tunnel or was not reached: nothing sent
+            *NOT_SENT_ERRORS,
+        ),
     )
 
 

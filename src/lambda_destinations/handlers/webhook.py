@@ -59,7 +59,7 @@ import yarl
 from pydantic import Field, field_validator, model_validator
 
 from lambda_destinations._json import utf8
-from lambda_destinations._proxy import Proxy, proxy_for
+from lambda_destinations._proxy import Proxy, proxy_for, proxy_problem, proxy_refusal
 from lambda_destinations._urls import (
     BRACKET_UNCLOSED,
     IPV6_BRACKETS,
@@ -560,7 +560,8 @@ class WebhookHandler(storm.Notifier):
         """
         if isinstance(exc, aiohttp.ClientHttpProxyError | aiohttp.ClientProxyConnectionError):
             # The proxy refused the tunnel, or could not be reached: nothing was sent.
-            raise TransientError(f"webhook {self.where}: {self._proxy_problem(exc)}") from exc
+            proxy = self.proxy or Proxy("the proxy", "HTTPS_PROXY")
+            raise TransientError(f"webhook {self.where}: {proxy_problem(proxy, exc)}") from exc
         if isinstance(exc, aiohttp.ClientConnectorError):  # nothing was sent
             raise TransientError(f"webhook {self.where}: {connect_problem(exc)}") from exc
         if isinstance(exc, aiohttp.ClientResponseError):  # an answer aiohttp could not read
@@ -577,18 +578,6 @@ class WebhookHandler(storm.Notifier):
         else:
             lost = _lost(exc, self.timeout)
         self.settle(f"webhook {self.where} ({lost})", exc, context=context, log=log)
-
-    def _proxy_problem(
-        self, exc: aiohttp.ClientHttpProxyError | aiohttp.ClientProxyConnectionError
-    ) -> str:
-        """What the proxy did with a request, and what to change; never its credentials."""
-        proxy = self.proxy or Proxy("the proxy", "HTTPS_PROXY")
-        if isinstance(exc, aiohttp.ClientProxyConnectionError):
-            return (
-                f"cannot connect to the proxy {proxy.shown} ({exc.os_error.strerror or exc}): "
-                f"check {proxy.variable} and that the proxy runs"
-            )
-        return proxy_refusal(proxy, exc.status, exc.message)
 
     def _judge(
         self, status: int, text: str, asked: float | None = None, location: str | None = None
@@ -611,22 +600,6 @@ class WebhookHandler(storm.Notifier):
         elif fix := _REFUSALS.get(status):
             reason += f" ({fix.format(body='message' if self.preset else 'body')})"
         raise PermanentError(reason)
-
-
-def proxy_refusal(proxy: Proxy, status: int, said: str) -> str:
-    """A proxy's refusal of a request (407: it wants credentials; 403: its policy), with what
-    to change: credentials in the proxy's variable, or an allowed host or NO_PROXY."""
-    answered = f"the proxy {proxy.shown} ({proxy.variable}) answered {status}"
-    answered += f" {said}" if said else ""
-    if status == 407:
-        return (
-            f"{answered}: it asks for credentials: give its user and password in "
-            f"{proxy.variable}, before its host (user:password@host:port)"
-        )
-    return (
-        f"{answered}: have the proxy allow the URL's host, or list the host in NO_PROXY when "
-        "the worker reaches it without the proxy"
-    )
 
 
 def _pointed(url: str, location: str | None) -> str:

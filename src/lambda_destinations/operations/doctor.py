@@ -54,6 +54,7 @@ from lambda_destinations.retrying import (
     error_code,
     not_aws_answer,
     said_not_aws,
+    text_of,
 )
 from lambda_destinations.store import Store
 from lambda_destinations.times import duration_unit
@@ -136,7 +137,7 @@ def _error_text(exc: BaseException) -> str:
         code, text = code_and_message(exc)
         message = redact(" ".join(text.split()))[:160]
         return f"{code}: {message}" if message else str(code)
-    return redact(" ".join(str(exc).split()))[:200] or type(exc).__name__
+    return redact(" ".join(text_of(exc).split()))[:200] or type(exc).__name__
 
 
 def _is_unreachable(exc: BaseException) -> bool:
