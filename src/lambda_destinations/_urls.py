@@ -1,5 +1,5 @@
 """URL checks made when settings or requests are read: a URL's port, a path on the same site;
-and why a port could not be listened on."""
+why a port could not be listened on; and a queue's name from its URL."""
 
 from __future__ import annotations
 
@@ -81,3 +81,13 @@ def is_host(host: str) -> bool:
     except UnicodeError:
         return False
     return all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def queue_name(url_or_name: str) -> str:
+    """The queue's name from its URL (or the name itself). An ARN stays whole (doctor's
+    rows name a queue given by ARN so): ``worker.queues.arn_name`` reads an ARN's.
+
+    Here, not with the queues: the commands that only read the store name a row's queue, and
+    the queues' module imports botocore and tenacity.
+    """
+    return url_or_name.rstrip("/").rsplit("/", 1)[-1]

@@ -4,6 +4,7 @@ in time is in bench/ (startup_bench.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from lambda_destinations.cli import COMMANDS, cli
+from lambda_destinations.store import QuarantineRow, Store
 
 # Prints which modules a command loaded, as JSON, after running it in a fresh interpreter.
 _PROBE = """
@@ -129,6 +131,27 @@ def test_store_reading_commands_load_no_aws_client_worker_nor_handler(
     assert not _NOT_FOR_READING & loaded
     # botocore and tenacity serve the commands that call AWS
     assert not {"botocore", "tenacity", "lambda_destinations.retrying"} & loaded
+
+
+def test_quarantine_list_of_a_quarantined_message_loads_no_aws_client(empty_store: str) -> None:
+    # given: a message quarantined from a queue named by its URL (the table shows its name)
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/orders-failures"
+
+    async def quarantine() -> None:
+        async with Store.from_url(empty_store) as store:
+            await store.save_quarantine(
+                QuarantineRow(queue, "m-1", "not json {", {}, "decode error: not a record", 1)
+            )
+
+    asyncio.run(quarantine())
+
+    # when
+    loaded = loaded_by("quarantine", "list", "--store", empty_store)
+
+    # then: the row was shown, without botocore, tenacity or the worker's queues module
+    assert "lambda_destinations.cli.quarantine" in loaded
+    assert not {"botocore", "aiobotocore", "tenacity", "lambda_destinations.retrying"} & loaded
+    assert "lambda_destinations.worker.queues" not in loaded
 
 
 @pytest.mark.parametrize("group", sorted(COMMANDS))

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from lambda_destinations._text import capped, visible
+from lambda_destinations._urls import queue_name
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
 from lambda_destinations.cli._common import (
@@ -48,7 +49,7 @@ from lambda_destinations.operations.redrive import (
 from lambda_destinations.operations.replay import ErrorReason, ReplayState
 from lambda_destinations.store import utcnow
 from lambda_destinations.times import duration_unit
-from lambda_destinations.worker.queues import queue_name, storable_attributes
+from lambda_destinations.worker.queues import storable_attributes
 
 # SQS's message move task accepts 1..500 messages a second.
 _MOVE_TASK_MAX_RATE = 500

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from lambda_destinations._text import capped, visible
+from lambda_destinations._urls import queue_name
 from lambda_destinations.cli._app import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -109,10 +110,6 @@ def list_command(
     if not described:
         click.echo("no quarantined messages" + _from(queue), err=True)
         return
-    # Imported here: the queues' module imports botocore and tenacity, which a command that
-    # only reads the store does not need.
-    from lambda_destinations.worker.queues import queue_name
-
     click.echo(
         render_table(
             ["ID", "QUARANTINED (UTC)", "QUEUE", "KIND", "FUNCTION", "REASON", "STATUS"],
@@ -293,8 +290,6 @@ class _Resending:
 
     def report(self, *, as_json: bool) -> None:
         """Each message's outcome on stdout (skips and failures on stderr); a tally."""
-        from lambda_destinations.worker.queues import queue_name
-
         if as_json:
             click.echo(dumps({"resent": self.sent, "skipped": self.skipped, "failed": self.failed}))
             return

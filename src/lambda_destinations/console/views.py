@@ -18,6 +18,7 @@ from multidict import MultiMapping
 
 # capped: the templates cut long text with views.capped, as `failures show` cuts it in the CLI
 from lambda_destinations._text import capped as capped
+from lambda_destinations._urls import queue_name
 from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.console.jobs import Job
 from lambda_destinations.errors import NO_REGION
@@ -46,7 +47,6 @@ from lambda_destinations.store import (
     utcnow,
 )
 from lambda_destinations.times import parse_when, utc_text, window_backwards
-from lambda_destinations.worker.queues import queue_name
 
 FILTER_FIELDS = ("function", "error_type", "condition", "since", "until")
 # A filter value past this is no function name, error type or time anyone typed: refused, and

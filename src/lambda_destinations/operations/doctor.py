@@ -28,6 +28,7 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
+from lambda_destinations._urls import queue_name
 from lambda_destinations.aws import AwsClients, all_items
 from lambda_destinations.config import OUTSIDE_DEV, Settings
 from lambda_destinations.errors import (
@@ -63,7 +64,6 @@ from lambda_destinations.worker.queues import (
     is_missing_queue,
     parse_arn,
     queue_lookup,
-    queue_name,
     same_queue,
 )
 

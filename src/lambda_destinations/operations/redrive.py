@@ -42,6 +42,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from lambda_destinations._urls import queue_name
 from lambda_destinations.aws import all_items
 from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.handlers.persist import invocation_row
@@ -67,7 +68,6 @@ from lambda_destinations.worker.queues import (
     client_region,
     is_missing_queue,
     parse_arn,
-    queue_name,
     sendable_attribute,
     url_region,
 )

@@ -29,6 +29,7 @@ import structlog
 from structlog.contextvars import bind_contextvars
 
 from lambda_destinations._text import sqs_text
+from lambda_destinations._urls import queue_name
 from lambda_destinations.errors import (
     Outcome,
     QuarantineMessage,
@@ -75,7 +76,6 @@ from lambda_destinations.worker.queues import (
     is_missing_queue,
     policy_max_receive_count,
     policy_target,
-    queue_name,
     redrive_policy,
     sendable_attribute,
     storable_attributes,

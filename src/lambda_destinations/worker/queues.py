@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from lambda_destinations._urls import queue_name
 from lambda_destinations.aws_operations import iam_action
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.redact import echoed
@@ -65,12 +66,6 @@ class QueueInfo:
     # The RedrivePolicy's deadLetterTargetArn, even when that DLQ does not exist (dlq_url None):
     # what a policy read later is compared with.
     dlq_arn: str | None = None
-
-
-def queue_name(url_or_name: str) -> str:
-    """The queue's name from its URL (or the name itself). An ARN stays whole (doctor's
-    rows name a queue given by ARN so): :func:`arn_name` reads an ARN's."""
-    return url_or_name.rstrip("/").rsplit("/", 1)[-1]
 
 
 def arn_name(arn: str) -> str:

@@ -26,6 +26,7 @@ from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations._lifetime import Lifetime
+from lambda_destinations._urls import queue_name
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import (
@@ -67,7 +68,6 @@ from lambda_destinations.worker.queues import (
     arn_name,
     describe_queue,
     is_missing_queue,
-    queue_name,
     same_queue,
 )
 from lambda_destinations.worker.scheduler import Scheduler
