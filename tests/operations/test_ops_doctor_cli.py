@@ -50,6 +50,7 @@ class Setup:
         retention: int | None = None,
         max_receive_count: int | None = 5,
         dlq: bool = True,
+        dlq_retention: str = GOOD_DLQ_RETENTION,
     ) -> tuple[str, str]:
         suffix = ".fifo" if fifo else ""
         base = {"FifoQueue": "true"} if fifo else {}
@@ -59,7 +60,7 @@ class Setup:
         if dlq:
             dlq_url = self.sqs.create_queue(
                 QueueName=f"{name}-dlq{suffix}",
-                Attributes={**base, "MessageRetentionPeriod": GOOD_DLQ_RETENTION},
+                Attributes={**base, "MessageRetentionPeriod": dlq_retention},
             )["QueueUrl"]
             self.created.append(dlq_url)
             policy = {
@@ -351,6 +352,55 @@ def test_routes_that_replay_without_linking_recoveries_get_a_warning(
     assert "replay-outcome" in check["fix"]
     (check,) = [c for c in checks_of(linked) if c["check"] == "replay outcomes"]
     assert check["status"] == "ok"
+
+
+def test_dlqs_that_keep_messages_no_longer_than_their_queues_are_one_warning(
+    setup: Setup,
+) -> None:
+    # given: four queues whose DLQs keep messages 4 days, as long as the queues (SQS's
+    # default for both), and the good queue, whose DLQ keeps them 14 days
+    short = [setup.queue(f"{setup.prefix}-{n}", dlq_retention="345600")[0] for n in range(4)]
+    env = setup.env(setup.queue_url, *short)
+
+    # when
+    result = setup.doctor(env, "--json")
+    table = setup.doctor(env)
+
+    # then: one warning naming the four DLQs, not a row each; warnings pass (exit 0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [c for c in checks_of(result) if c["check"].endswith("DLQ retention")]
+    assert [(c["check"], c["status"]) for c in rows] == [
+        (f"{setup.prefix}: DLQ retention", "ok"),
+        ("DLQ retention", "warn"),
+    ]
+    dlqs = ", ".join(f"{setup.prefix}-{n}-dlq" for n in range(4))
+    assert rows[1]["detail"].startswith(
+        f"{dlqs} keep messages 4.0 d, no longer than their queues (4.0 d); a message's age "
+        "counts from its first enqueue"
+    )
+    assert rows[1]["fix"] == "raise their MessageRetentionPeriod (14 days is the most SQS allows)"
+    assert table.returncode == 0
+    assert sum("DLQ retention" in line for line in table.stdout.splitlines()) == 2
+
+
+def test_a_single_dlq_that_keeps_messages_no_longer_than_its_queue_is_named_by_its_queue(
+    setup: Setup,
+) -> None:
+    url, arn = setup.queue(f"{setup.prefix}-brief", dlq_retention="86400")
+    setup.destination(arn)
+
+    result = setup.doctor(setup.env(url), "--json")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = [c for c in checks_of(result) if c["check"].endswith("DLQ retention")]
+    assert row["check"] == f"{setup.prefix}-brief: DLQ retention"
+    assert row["status"] == "warn"
+    assert row["detail"].startswith(
+        f"{setup.prefix}-brief-dlq keeps messages 24.0 h, no longer than its queue (4.0 d)"
+    )
+    assert row["fix"] == (
+        f"raise {setup.prefix}-brief-dlq's MessageRetentionPeriod (14 days is the most SQS allows)"
+    )
 
 
 def test_a_route_whose_queue_matches_no_polled_queue_gets_a_warning(

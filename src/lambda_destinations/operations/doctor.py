@@ -151,6 +151,9 @@ class Doctor:
         self.settings = settings
         self.function_glob = function_glob
         self.checks: list[Check] = []
+        # (queue, its DLQ, the DLQ's retention, the queue's): DLQs that keep messages no longer
+        # than their queue, said in one row once every queue is checked.
+        self._short_dlqs: list[tuple[str, str, int, int]] = []
 
     def add(
         self, check: str, status: Status, detail: str, fix: str = "", *, unreachable: bool = False
@@ -172,6 +175,7 @@ class Doctor:
             async with AwsClients(settings, max_attempts=2) as aws:
                 if await self._check_credentials(aws):
                     queues = await self._check_queues(aws)
+                    self._check_dlq_retention()
                     if queues is not None:
                         self._check_route_queues(queues)
                         await self._check_lambda(aws, queues)
@@ -525,18 +529,41 @@ class Doctor:
             )
         else:
             self.add(check, "ok", detail)
-        # SQS keeps a message's original enqueue time when it moves it to a standard DLQ.
         if dlq_retention <= retention:
-            self.add(
-                f"{name}: DLQ retention",
-                "warn",
-                f"{dlq_name} keeps messages {_duration(dlq_retention)}, no longer than the "
-                f"queue ({_duration(retention)}); a message's age counts from its first "
-                "enqueue, so dead-lettered records can expire almost at once",
-                f"raise {dlq_name}'s MessageRetentionPeriod (14 days is the most SQS allows)",
-            )
+            self._short_dlqs.append((name, dlq_name, dlq_retention, retention))
         else:
             self.add(f"{name}: DLQ retention", "ok", f"{_duration(dlq_retention)}")
+
+    def _check_dlq_retention(self) -> None:
+        """One warning for every DLQ that keeps messages no longer than its queue: a row per
+        queue said the same words again (ten queues, ten rows). A single queue's row keeps its
+        name, ``QUEUE: DLQ retention``."""
+        short, self._short_dlqs = self._short_dlqs, []
+        if not short:
+            return
+        # The DLQs and their queues, by the two retentions (several queues may share a DLQ).
+        groups: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
+        for name, dlq_name, dlq_retention, retention in short:
+            dlqs, queues = groups.setdefault((dlq_retention, retention), ([], []))
+            if dlq_name not in dlqs:
+                dlqs.append(dlq_name)
+            queues.append(name)
+        said = "; ".join(
+            f"{', '.join(dlqs)} {'keeps' if len(dlqs) == 1 else 'keep'} messages "
+            f"{_duration(dlq_retention)}, no longer than {'its' if len(dlqs) == 1 else 'their'} "
+            f"{'queue' if len(queues) == 1 else 'queues'} ({_duration(retention)})"
+            for (dlq_retention, retention), (dlqs, queues) in groups.items()
+        )
+        every_dlq = list(dict.fromkeys(dlq for dlqs, _ in groups.values() for dlq in dlqs))
+        whose = f"{every_dlq[0]}'s" if len(every_dlq) == 1 else "their"
+        # SQS keeps a message's original enqueue time when it moves it to a standard DLQ.
+        self.add(
+            f"{short[0][0]}: DLQ retention" if len(short) == 1 else "DLQ retention",
+            "warn",
+            f"{said}; a message's age counts from its first enqueue, so dead-lettered records "
+            "can expire almost at once",
+            f"raise {whose} MessageRetentionPeriod (14 days is the most SQS allows)",
+        )
 
     # -- Lambda event-invoke configurations -------------------------------------------------
 
