@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from ops_helpers import ENTRY, NO_CREDENTIALS, cli
 
@@ -453,6 +454,78 @@ def test_a_postgresql_user_who_may_only_read_fails_the_grants_check(
     assert "invocations" in grants["detail"]
     assert f"{reader} may not USAGE on " in grants["detail"]
     assert grants["fix"].startswith("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES")
+
+
+async def _a_schema_of_its_own(postgres_url: str, schema: str, reader: str) -> str:
+    """The store migrated into ``schema`` (the users' search_path, as the README sets it), and
+    ``reader``, a user who may only read it: the store URL as that user."""
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        await admin.execute(f'CREATE ROLE "{reader}" LOGIN')
+        for user in ("postgres", reader):
+            await admin.execute(
+                f'ALTER ROLE "{user}" IN DATABASE "{database}" SET search_path = "{schema}"'
+            )
+    finally:
+        await admin.close()
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{reader}"')
+        await admin.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{reader}"')
+    finally:
+        await admin.close()
+    return postgres_url.replace("postgres@", f"{reader}@", 1)
+
+
+@pytest.mark.postgres
+async def test_the_grants_fix_names_the_schema_the_store_is_in(
+    lambda_endpoint: Any, postgres_url: str
+) -> None:
+    # given: a store in a schema other than public (whose name must be quoted in SQL), and a
+    # user of it who may only read
+    schema, reader = "Lambda_Dest", f"ld_reader_{uuid.uuid4().hex[:8]}"
+    assert postgres_url.startswith("postgresql://postgres@")
+    try:
+        as_reader = await _a_schema_of_its_own(postgres_url, schema, reader)
+        setup = await asyncio.to_thread(Setup, lambda_endpoint, postgres_url)
+        try:
+            # when: doctor checks the setup as that user
+            env = {**setup.env(), "LAMBDA_DESTINATIONS_STORE": as_reader}
+            result = await asyncio.to_thread(setup.doctor, env, "--json")
+            # and again once the owner ran the two GRANTs the fix says
+            tables, sequences = (
+                errors_of(result)["store grants"]["fix"].split(", to ")[0].split(", and ")
+            )
+            admin = await asyncpg.connect(postgres_url)
+            try:
+                await admin.execute(f'{tables} TO "{reader}"')
+                await admin.execute(f'GRANT {sequences} TO "{reader}"')
+            finally:
+                await admin.close()
+            fixed = await asyncio.to_thread(setup.doctor, env, "--json")
+        finally:
+            setup.cleanup()
+    finally:
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await admin.execute(f'DROP OWNED BY "{reader}"')
+            await admin.execute(f'DROP ROLE IF EXISTS "{reader}"')
+        finally:
+            await admin.close()
+
+    # then: the GRANT names the store's schema, quoted, not public
+    assert result.returncode == 1, result.stdout + result.stderr
+    grants = errors_of(result)["store grants"]
+    assert f"{reader} may not INSERT, UPDATE, DELETE on " in grants["detail"]
+    assert grants["fix"].startswith(
+        'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "Lambda_Dest", and USAGE '
+        'ON ALL SEQUENCES IN SCHEMA "Lambda_Dest", to that user'
+    )
+    assert [c["status"] for c in checks_of(fixed) if c["check"] == "store grants"] == ["ok"]
 
 
 @pytest.mark.postgres

@@ -760,6 +760,7 @@ class Doctor:
                 await store.ping()
                 pending = await store.pending_migrations()
                 unwritable = None if pending else await store.write_problems()
+                schema = await store.schema() if unwritable else None
                 pooled = await store.pooler_problem()
                 no_room = store.no_room()
         except StoreUnavailable as exc:
@@ -792,11 +793,12 @@ class Doctor:
             self.add("store schema", "ok", "migrated")
         if path is not None:
             self._check_room(no_room)
-        self._check_writes(unwritable, sqlite=path is not None)
+        self._check_writes(unwritable, sqlite=path is not None, schema=schema or "public")
 
-    def _check_writes(self, unwritable: list[str] | None, *, sqlite: bool) -> None:
+    def _check_writes(self, unwritable: list[str] | None, *, sqlite: bool, schema: str) -> None:
         """What keeps the store's user from writing (the store's own write_problems): a
-        PostgreSQL user's grants, a SQLite file's permissions; nothing when it cannot tell."""
+        PostgreSQL user's grants, on the tables of ``schema``; a SQLite file's permissions;
+        nothing when it cannot tell."""
         if unwritable == []:
             self.add("store grants", "ok", "the user may read and write every table")
         elif unwritable and sqlite:
@@ -807,9 +809,9 @@ class Doctor:
                 "store grants",
                 "error",
                 "; ".join(unwritable),
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public, and USAGE "
-                "ON ALL SEQUENCES IN SCHEMA public, to that user: the worker writes, and so "
-                "do replays, edits and pruning",
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema}, and "
+                f"USAGE ON ALL SEQUENCES IN SCHEMA {schema}, to that user: the worker writes, "
+                "and so do replays, edits and pruning",
             )
 
     def _check_room(self, no_room: tuple[str, str] | None) -> None:

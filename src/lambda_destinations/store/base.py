@@ -420,6 +420,11 @@ class Store(Lifetime):
         this user may not write, and says the rest then)."""
         return None
 
+    async def schema(self) -> str | None:
+        """The schema that holds the store's tables, as SQL names it (quoted where it must
+        be), where the backend has schemas; None otherwise. For `doctor`'s GRANT."""
+        return None
+
     # -- the worker's path ------------------------------------------------------------------
 
     @abc.abstractmethod

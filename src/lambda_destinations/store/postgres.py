@@ -557,6 +557,13 @@ class PostgresStore(SqlStore):
             for privileges, names in by_set.items()
         ]
 
+    async def schema(self) -> str | None:
+        """The first schema of the user's search_path that exists (the store's tables are
+        there: a URL may not name a schema), quoted as an identifier where it must be."""
+        async with self._read() as conn:
+            found = (await conn.execute(sa.text("SELECT quote_ident(current_schema())"))).scalar()
+        return None if found is None else str(found)
+
     def _unavailable_reason(self, exc: BaseException) -> str | None:
         fix = (
             f"check that PostgreSQL is running and reachable at "
