@@ -456,28 +456,35 @@ def test_a_postgresql_user_who_may_only_read_fails_the_grants_check(
     assert grants["fix"].startswith("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES")
 
 
+async def _as_admin(postgres_url: str, *statements: str) -> None:
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        for statement in statements:
+            await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
 async def _a_schema_of_its_own(postgres_url: str, schema: str, reader: str) -> str:
     """The store migrated into ``schema`` (the users' search_path, as the README sets it), and
     ``reader``, a user who may only read it: the store URL as that user."""
     database = postgres_url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        await admin.execute(f'CREATE ROLE "{reader}" LOGIN')
-        for user in ("postgres", reader):
-            await admin.execute(
-                f'ALTER ROLE "{user}" IN DATABASE "{database}" SET search_path = "{schema}"'
-            )
-    finally:
-        await admin.close()
+    await _as_admin(
+        postgres_url,
+        f'CREATE SCHEMA "{schema}"',
+        f'CREATE ROLE "{reader}" LOGIN',
+        *(
+            f'ALTER ROLE "{user}" IN DATABASE "{database}" SET search_path = "{schema}"'
+            for user in ("postgres", reader)
+        ),
+    )
     async with Store.from_url(postgres_url) as store:
         await store.migrate()
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        await admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{reader}"')
-        await admin.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{reader}"')
-    finally:
-        await admin.close()
+    await _as_admin(
+        postgres_url,
+        f'GRANT USAGE ON SCHEMA "{schema}" TO "{reader}"',
+        f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{reader}"',
+    )
     return postgres_url.replace("postgres@", f"{reader}@", 1)
 
 
@@ -500,22 +507,16 @@ async def test_the_grants_fix_names_the_schema_the_store_is_in(
             tables, sequences = (
                 errors_of(result)["store grants"]["fix"].split(", to ")[0].split(", and ")
             )
-            admin = await asyncpg.connect(postgres_url)
-            try:
-                await admin.execute(f'{tables} TO "{reader}"')
-                await admin.execute(f'GRANT {sequences} TO "{reader}"')
-            finally:
-                await admin.close()
+            await _as_admin(
+                postgres_url, f'{tables} TO "{reader}"', f'GRANT {sequences} TO "{reader}"'
+            )
             fixed = await asyncio.to_thread(setup.doctor, env, "--json")
         finally:
             setup.cleanup()
     finally:
-        admin = await asyncpg.connect(postgres_url)
-        try:
-            await admin.execute(f'DROP OWNED BY "{reader}"')
-            await admin.execute(f'DROP ROLE IF EXISTS "{reader}"')
-        finally:
-            await admin.close()
+        await _as_admin(
+            postgres_url, f'DROP OWNED BY "{reader}"', f'DROP ROLE IF EXISTS "{reader}"'
+        )
 
     # then: the GRANT names the store's schema, quoted, not public
     assert result.returncode == 1, result.stdout + result.stderr
