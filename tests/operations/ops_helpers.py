@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
 import json
 import os
+import pty
 import random
 import signal
+import struct
 import subprocess
 import sys
+import termios
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +56,30 @@ def cli(
         input=input if input is not None else "",
         cwd=cwd,
     )
+
+
+def cli_in_a_terminal(*args: str, env: dict[str, str], width: int) -> tuple[int, list[str]]:
+    """Run ``lambda-destinations`` with stdout and stderr on a terminal ``width`` columns wide
+    (a pseudo-terminal, its window size set as a terminal emulator sets it): its exit status
+    and the lines it wrote."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdin, stdout and stderr are the terminal
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 24, width, 0, 0))
+        # COLUMNS and LINES, where set, would win over the terminal's size (shutil)
+        inherited = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        os.execve(ENTRY[0], [*ENTRY, *args], {**inherited, **env})  # noqa: S606 - no shell
+    written = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        written += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), written.decode().split("\r\n")[:-1]
 
 
 async def cli_through(

@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_helpers import ENTRY, cli, error_lines, failure_body, row_of, seed_sync, send_all
+from ops_helpers import (
+    ENTRY,
+    cli,
+    cli_in_a_terminal,
+    error_lines,
+    failure_body,
+    row_of,
+    seed_sync,
+    send_all,
+)
 
 from lambda_destinations.simulate import kinesis_failure, success_record
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
@@ -817,3 +826,52 @@ def test_stats_with_only_an_until_cover_the_24_hours_before_it(cli_env, seeded) 
     )
     assert stats["total"] == 1
     assert len(stats["hourly"]) == 24
+
+
+def _long_failures(sqlite_url: str) -> list[str]:
+    """Three failures of a function with a long name and a long error; their request ids."""
+    error = ("ValidationError", "the payments provider answered 422 after 30.03 s " * 2, "python")
+    rows = [
+        row_of(
+            failure_body(40 + n, function="orders-api-payment-processor-production", error=error)[0]
+        )
+        for n in range(3)
+    ]
+    seed_sync(sqlite_url, rows)
+    return [str(row.request_id) for row in rows]
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_list_on_a_terminal_fits_its_width(cli_env, sqlite_url: str, width: int) -> None:
+    # given: failures whose table is 220 columns wide
+    request_ids = _long_failures(sqlite_url)
+
+    # when: it is listed on a terminal of 80 columns, and of 200
+    status, lines = cli_in_a_terminal("failures", "list", env=cli_env, width=width)
+
+    # then: no line is wider than the terminal (none is broken in two), one row a failure
+    assert status == 0, lines
+    assert len(lines) == 4, lines
+    assert max(len(line) for line in lines) <= width, lines
+    shown = [line.split()[2] for line in lines[1:]]
+    if width == 200:  # the request ids whole
+        assert sorted(shown) == sorted(request_ids)
+    else:  # their starts, which `failures show` takes
+        assert all(len(start) >= 8 and "…" not in start for start in shown)
+        assert sorted(r for r in request_ids for s in shown if r.startswith(s)) == sorted(
+            request_ids
+        )
+        found = cli("failures", "show", shown[0], "--json", env=cli_env)
+        assert as_json(found)["request_id"].startswith(shown[0])
+
+
+def test_list_into_a_pipe_and_as_json_stays_whole(cli_env, sqlite_url: str) -> None:
+    request_ids = _long_failures(sqlite_url)
+
+    piped = cli("failures", "list", env={**cli_env, "COLUMNS": "80"})
+    as_list = as_json(cli("failures", "list", "--json", env={**cli_env, "COLUMNS": "80"}))
+
+    assert piped.returncode == 0, piped.stderr
+    assert sorted(line.split()[2] for line in piped.stdout.splitlines()[1:]) == sorted(request_ids)
+    assert max(len(line) for line in piped.stdout.splitlines()) > 200  # nothing cut
+    assert sorted(r["request_id"] for r in as_list) == sorted(request_ids)

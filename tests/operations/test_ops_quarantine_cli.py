@@ -15,7 +15,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ops_helpers import ENTRY, NO_CREDENTIALS, cli, cli_through, count_messages, receive_all
+from ops_helpers import (
+    ENTRY,
+    NO_CREDENTIALS,
+    cli,
+    cli_in_a_terminal,
+    cli_through,
+    count_messages,
+    receive_all,
+)
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
@@ -506,3 +514,21 @@ async def test_a_resend_stopped_by_ctrl_c_midway_says_what_was_sent_and_what_was
     assert "resent 1 · skipped 1 · failed 1" in stderr
     assert f"stopped after resending 1 of 3; {ids[1]} was cut off mid-send" in stderr
     assert stderr.rstrip().endswith("interrupted")
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_list_on_a_terminal_fits_its_width(cli_env, sqlite_url: str, width: int) -> None:
+    # given: messages quarantined from a queue with a long name, of a function with a long
+    # name (a table 175 columns wide)
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/orders-api-payment-failures-dlq"
+    record = failure_record(random.Random(3), function="orders-api-payment-processor-production")
+    seed_quarantine(sqlite_url, queue, [json.dumps(record), "not json {"])
+
+    # when
+    status, lines = cli_in_a_terminal("quarantine", "list", env=cli_env, width=width)
+
+    # then: no line is wider than the terminal, one row a message
+    assert status == 0, lines
+    assert len(lines) == 3, lines
+    assert max(len(line) for line in lines) <= width, lines
+    assert ("orders-api-payment-failures-dlq" in lines[1]) is (width == 200)

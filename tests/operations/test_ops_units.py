@@ -339,6 +339,23 @@ def test_a_table_narrows_its_flexible_columns_to_fit() -> None:
     assert render_table(["A", "B"], [[None, ""]], width=None).splitlines()[1] == "-  -"
 
 
+def test_a_table_too_narrow_shows_ids_by_starts_that_tell_them_apart() -> None:
+    # given: two request ids whose first 8 characters are the same, and a third
+    rows = [
+        ["5b06258e-7e26-436a-8483-f8b8332dd331", "an error message that goes on"],
+        ["5b06258e-aaaa-436a-8483-f8b8332dd331", "an error message that goes on"],
+        ["0cb1e29c-658c-4a14-95e6-0af593bd04cf", "an error message that goes on"],
+    ]
+
+    wide = render_table(["REQUEST ID", "ERROR"], rows, flex=(1,), starts={0: 8}, width=200)
+    narrow = render_table(["REQUEST ID", "ERROR"], rows, flex=(1,), starts={0: 8}, width=30)
+
+    # then: whole where they fit; else as long a start as tells them apart (10), uncut
+    assert [line.split()[0] for line in wide.splitlines()[1:]] == [r[0] for r in rows]
+    assert [line.split()[0] for line in narrow.splitlines()[1:]] == [r[0][:10] for r in rows]
+    assert max(len(line) for line in narrow.splitlines()) <= 30
+
+
 def test_a_table_counts_wide_and_zero_width_characters_in_terminal_columns() -> None:
     # given: error messages in Chinese, with an emoji, and with a combining accent and a zero
     # width joiner, which a terminal shows in 2, 2 and 0 columns a character

@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 import sys
 import unicodedata
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from lambda_destinations._text import visible
 
 _GAP = "  "
 _MIN_FLEX = 12
+_LEAST_SQUEEZED = 6  # a flex column's least in a terminal too narrow for _MIN_FLEX
 
 
 def terminal_width() -> int | None:
@@ -124,21 +125,31 @@ def render_table(
     right: Collection[int] = (),
     width: int | None = None,
     indent: str = "",
+    starts: Mapping[int, int] | None = None,
 ) -> str:
     """``rows`` under ``headers``, columns aligned.
 
     When the table is wider than ``width`` (default: the terminal's; unlimited when output is
     not a terminal), the ``flex`` columns give up room, in the order given: their cells are cut
     with "…", or with ``wrap`` continued on further lines. ``right`` columns are right-aligned.
+
+    ``starts`` (column: characters) are ids that are read by their start (``failures show
+    5b06258e`` takes a request id's): where the flex columns at their least still leave the
+    table too wide, those cells are shown as their first characters, no fewer than given and
+    enough to tell the column's ids apart, with no "…" (what is shown can be copied as it is).
+    Then, if it is still too wide, the flex columns go below their least, widest first, down
+    to their header's width (or 6).
     """
     width = terminal_width() if width is None else width
     text = [[cell(v) for v in row] for row in rows]
-    widths = [columns(h) for h in headers]
-    for row in text:
-        for i, value in enumerate(row):
-            widths[i] = max(widths[i], columns(value))
+    widths = _widths(headers, text)
     if width is not None and flex:
-        _fit(widths, headers, flex, width - len(indent), even=wrap)
+        room = width - len(indent)
+        if _fit(widths, headers, flex, room, even=wrap) > 0 and starts:
+            text = _starts_only(text, starts)
+            widths = _widths(headers, text)
+            _fit(widths, headers, flex, room, even=wrap)
+        _squeeze(widths, headers, flex, room)
     lines = [_line(list(headers), widths, right, indent)]
     for row in text:
         cells = []
@@ -154,10 +165,36 @@ def render_table(
     return "\n".join(lines)
 
 
+def _widths(headers: Sequence[str], text: Sequence[Sequence[str]]) -> list[int]:
+    """Each column's width: its widest cell or header."""
+    widths = [columns(h) for h in headers]
+    for row in text:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], columns(value))
+    return widths
+
+
+def _starts_only(text: list[list[str]], starts: Mapping[int, int]) -> list[list[str]]:
+    """``text`` with the cells of each of ``starts``' columns as their first characters: at
+    least as many as given, and as many more as the column's ids need to stay apart."""
+    sizes = {}
+    for column, least in starts.items():
+        ids = {row[column] for row in text} - {"-"}
+        size = least
+        while len({one[:size] for one in ids}) < len(ids):
+            size += 1
+        sizes[column] = size
+    return [
+        [value[: sizes[i]] if i in sizes and value != "-" else value for i, value in enumerate(row)]
+        for row in text
+    ]
+
+
 def _fit(
     widths: list[int], headers: Sequence[str], flex: Sequence[int], width: int, *, even: bool
-) -> None:
-    """Narrow the ``flex`` columns until the table fits ``width`` (or they reach a minimum).
+) -> int:
+    """Narrow the ``flex`` columns until the table fits ``width`` (or they reach a minimum);
+    how many columns too wide it still is.
 
     ``even``: always the widest first, so wrapped columns share the room; otherwise in the
     order given, each down to its minimum before the next.
@@ -165,20 +202,39 @@ def _fit(
     excess = sum(widths) + len(_GAP) * (len(widths) - 1) - width
     floors = {i: max(_MIN_FLEX, columns(headers[i])) for i in flex}
     if even:
-        while excess > 0:
-            candidates = [i for i in flex if widths[i] > floors[i]]
-            if not candidates:
-                return
-            widest = max(candidates, key=lambda i: widths[i])
-            widths[widest] -= 1
-            excess -= 1
-        return
+        return _narrow_widest(widths, flex, floors, excess)
     for i in flex:
         if excess <= 0:
-            return
+            return excess
         taken = max(0, min(excess, widths[i] - floors[i]))
         widths[i] -= taken
         excess -= taken
+    return excess
+
+
+def _squeeze(widths: list[int], headers: Sequence[str], flex: Sequence[int], width: int) -> None:
+    """The last resort of a terminal narrower than the table at its least: the ``flex``
+    columns below their least, widest first, down to their header's width or 6 (a table wider
+    than the terminal has each of its lines broken in two, and its columns no longer line
+    up)."""
+    excess = sum(widths) + len(_GAP) * (len(widths) - 1) - width
+    floors = {i: max(_LEAST_SQUEEZED, columns(headers[i])) for i in flex}
+    _narrow_widest(widths, flex, floors, excess)
+
+
+def _narrow_widest(
+    widths: list[int], flex: Sequence[int], floors: Mapping[int, int], excess: int
+) -> int:
+    """Take ``excess`` columns off the widest ``flex`` column, one at a time, none below its
+    floor; how many could not be taken."""
+    while excess > 0:
+        candidates = [i for i in flex if widths[i] > floors[i]]
+        if not candidates:
+            return excess
+        widest = max(candidates, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+    return excess
 
 
 def _line(values: Sequence[str], widths: Sequence[int], right: Collection[int], indent: str) -> str:

@@ -164,8 +164,9 @@ def _show_peeked(described: Sequence[dict[str, Any]], *, with_body: bool, queue:
                 ]
                 for d in described
             ],
-            flex=(4, 2),
+            flex=(4, 2, 3, 1),
             right=(5,),
+            starts={6: 8},  # enough to find each one's section below (--body), which names it whole
         )
     )
     if with_body:

@@ -175,6 +175,7 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
             ],
             flex=(4, 2, 3),
             right=(6,),
+            starts={1: 8},  # `failures show 5b06258e`: an id's first characters are taken
         )
     )
     if more:

@@ -125,7 +125,7 @@ def list_command(
                 ]
                 for d, r in zip(described, rows, strict=True)
             ],
-            flex=(5, 2),
+            flex=(5, 4, 2),
             right=(0,),
         )
     )
