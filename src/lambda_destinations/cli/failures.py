@@ -173,7 +173,7 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
                 ]
                 for r in rows
             ],
-            flex=(4, 2, 3),
+            flex=(3, 2, 4),  # the error keeps its room longest: it says most
             right=(6,),
             starts={1: 8},  # `failures show 5b06258e`: an id's first characters are taken
         )
