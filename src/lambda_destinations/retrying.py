@@ -79,20 +79,24 @@ TRANSIENT_CODES = frozenset(
     }
 )
 
-# Error codes that mean the credentials are missing, wrong or lack a permission.
-DENIED_CODES = frozenset(
+# Error codes that refuse the request's credentials themselves: expired (a role's temporary
+# credentials, a clock that is off), unknown, or signed with another secret. Nothing in the
+# message causes them and every call fails alike until the credentials are refreshed or fixed:
+# transient, so a message is retried, never quarantined as if it were bad.
+CREDENTIAL_CODES = frozenset(
     {
-        "AccessDenied",
-        "AccessDeniedException",
-        "AuthorizationError",
         "InvalidClientTokenId",
         "UnrecognizedClientException",
         "SignatureDoesNotMatch",
         "ExpiredToken",
         "ExpiredTokenException",
+        "RequestExpired",
         "InvalidAccessKeyId",
     }
 )
+
+# Error codes that mean the credentials are missing, wrong or lack a permission.
+DENIED_CODES = CREDENTIAL_CODES | {"AccessDenied", "AccessDeniedException", "AuthorizationError"}
 
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     EndpointConnectionError,
@@ -225,6 +229,12 @@ def aws_fix(
         return None
     code = error_code(exc)
     operation = exc.operation_name or "the call"
+    if code in CREDENTIAL_CODES:
+        return (
+            f"AWS did not take {credentials} (expired, unknown, or a clock that is off): the "
+            "call is tried again; a task or pod role's are refreshed by themselves, keys set "
+            "by hand must be fixed"
+        )
     if code in DENIED_CODES:
         allowed = iam_action(operation) or operation
         where = f" on {on}" if on else ""
@@ -386,7 +396,8 @@ def classify(exc: BaseException) -> Kind:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         # 407: an egress proxy in front of an http:// endpoint wants credentials (AWS never
         # answers it); fixed in the proxy's variable, the message waits for that
-        if code in TRANSIENT_CODES or status >= 500 or status in (407, 429):
+        transient_status = status >= 500 or status in (407, 429)
+        if code in TRANSIENT_CODES or code in CREDENTIAL_CODES or transient_status:
             return "transient"
         return "permanent"
     if isinstance(exc, (*CONNECTION_ERRORS, OSError)):

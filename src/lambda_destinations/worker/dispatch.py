@@ -49,6 +49,7 @@ from lambda_destinations.handlers.base import (
 from lambda_destinations.handlers.in_doubt import in_doubt_note
 from lambda_destinations.redact import redact
 from lambda_destinations.retrying import (
+    SETUP_ERRORS,
     asked_wait,
     aws_fix,
     classify,
@@ -711,7 +712,7 @@ class Dispatcher:
             kind = classify(exc)
             error_class = "permanent" if kind == "permanent" else "transient"
             self.metrics.handler_errors.labels(handler.name, error_class).inc()
-            if kind != "unknown":
+            if kind != "unknown" or isinstance(exc, SETUP_ERRORS):  # no credentials: no bug
                 log.warning(f"handler {handler.name} failed ({kind})", error=describe_error(exc))
             else:
                 self._log_unexpected(handler.name, exc)
