@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -96,6 +97,10 @@ def _standard_logging(
     for each in root.handlers:
         if not any(isinstance(f, _RedactingFilter) for f in each.filters):
             each.addFilter(_RedactingFilter())
+    for name in ("botocore.credentials", "aiobotocore.credentials"):
+        refreshes = logging.getLogger(name)
+        if not any(isinstance(f, _RefreshFailures) for f in refreshes.filters):
+            refreshes.addFilter(_RefreshFailures())
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -243,4 +248,33 @@ class _RedactingFilter(logging.Filter):
         masked = redact(message)
         if masked != message:
             record.msg, record.args = masked, None
+        return True
+
+
+# Seconds between two of botocore's lines that refreshing temporary credentials failed.
+REFRESH_FAILURE_EVERY = 60.0
+
+
+class _RefreshFailures(logging.Filter):
+    """botocore's warning that refreshing temporary credentials (a task or pod role's) failed
+    comes with a traceback at every request while the source fails (an ECS agent away), up to
+    one a second a poller: one line with the error instead, at most every
+    REFRESH_FAILURE_EVERY seconds. In botocore's advisory window the current credentials still
+    serve; in its mandatory one each call fails, and the worker's own lines say so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said_at = -REFRESH_FAILURE_EVERY
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Refreshing temporary credentials failed"):
+            return True
+        now = time.monotonic()
+        if now - self._said_at < REFRESH_FAILURE_EVERY:
+            return False
+        self._said_at = now
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            record.msg = f"{record.getMessage().rstrip('.')}: {type(error).__name__}: {error}"
+            record.args, record.exc_info, record.exc_text = None, None, None
         return True
