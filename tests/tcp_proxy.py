@@ -9,17 +9,21 @@ With ``http`` it reads each request whole (HTTP/1.1 with a Content-Length, as bo
 keeps the time of each one containing ``needle`` (``seen``: how often the caller tries), and
 answers the next ``refusals`` of them itself with ``refusal`` (an AWS error, from
 :func:`aws_error`), never sending them on: what moto cannot do, SQS's ``OverLimit`` or SES's
-``Throttling``, as AWS answers it."""
+``Throttling``, as AWS answers it. It also keeps the access key that signed each request
+(``keys``, from its Authorization header's ``Credential=``): moto checks no signature, so this
+is how a test sees which credentials the worker used."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Literal
 
 Protocol = Literal["json", "query", "rest-json"]
+_SIGNED_BY = re.compile(rb"Credential=([A-Za-z0-9]+)/")
 
 
 def aws_error(status: int, code: str, message: str, protocol: Protocol) -> bytes:
@@ -62,6 +66,7 @@ class AnswerCutter:
         self.refusal = b""  # that answer, whole (aws_error)
         self.refused = 0  # requests answered with `refusal` so far
         self.seen: list[float] = []  # (http) loop time of each request with the needle
+        self.keys: list[tuple[str, bool]] = []  # (http) each request's access key, needle in it
         self.holding = asyncio.Event()  # set once an answer is held back
         self._stopped = asyncio.Event()
 
@@ -92,6 +97,8 @@ class AnswerCutter:
             while data := await (
                 self._request(reader) if self.http and not answers else reader.read(65536)
             ):
+                if self.http and not answers and (signed := _SIGNED_BY.search(data)):
+                    self.keys.append((signed[1].decode(), self.needle in data))
                 if self.http and not answers and self.needle in data:
                     self.seen.append(asyncio.get_running_loop().time())
                     if self.refusals > 0 and caller is not None:

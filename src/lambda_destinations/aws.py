@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from lambda_destinations._lifetime import Lifetime
 from lambda_destinations._version import version
 from lambda_destinations.config import Settings
-from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.errors import ConfigError, LambdaDestinationsError
 
 if TYPE_CHECKING:
     from aiobotocore.config import AioConfig
@@ -20,6 +21,76 @@ def _single_attempt() -> AioConfig:
     from aiobotocore.config import AioConfig
 
     return AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
+
+
+NO_CREDENTIALS_FIX = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role"
+)
+
+# Where botocore got the credentials from (its provider's name, else the environment that
+# chose it), and what to check there.
+_SOURCES = {
+    "container-role": (
+        "the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI or _RELATIVE_URI)",
+        "check that the ECS agent (or the EKS Pod Identity agent) answers there, and "
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN or the file AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE "
+        "names",
+    ),
+    "assume-role-with-web-identity": (
+        "the web identity token (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN)",
+        "check that the token file is mounted and readable (the pod's service account) and "
+        "that the role trusts it",
+    ),
+    "custom-process": (
+        "the profile's credential_process",
+        "run it by hand: it must exit 0 and print JSON with Version 1, AccessKeyId, "
+        "SecretAccessKey (and SessionToken, Expiration)",
+    ),
+    "sso": ("AWS SSO", "run `aws sso login` with the same profile"),
+    "profile": ("the AWS profile", "fix AWS_PROFILE or the profile in the AWS config file"),
+}
+
+
+def _credentials_source(exc: BaseException) -> str:
+    """The name of the credential source ``exc`` came from (see _SOURCES)."""
+    provider = getattr(exc, "kwargs", {}).get("provider")
+    if provider in _SOURCES:
+        return str(provider)
+    from botocore.exceptions import SSOError, TokenRetrievalError
+
+    if isinstance(exc, (SSOError, TokenRetrievalError)):
+        return "sso"
+    env = os.environ
+    if env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI") or env.get(
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+    ):
+        return "container-role"
+    if env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        return "assume-role-with-web-identity"
+    # JSONDecodeError: a profile's credential_process printed what is not JSON.
+    return "custom-process" if isinstance(exc, ValueError) else "profile"
+
+
+class CredentialsUnavailable(ConfigError):
+    """The AWS credentials could not be got: ``problem`` (the source and its error, redacted:
+    no key is in it) and ``fix``."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}: {fix}")
+        self.problem = problem
+        self.fix = fix
+
+    @classmethod
+    def of(cls, exc: BaseException) -> CredentialsUnavailable:
+        """What ``exc``, raised while getting the credentials, says of their source."""
+        from lambda_destinations.retrying import first_line
+
+        source, fix = _SOURCES[_credentials_source(exc)]
+        if source == "the AWS profile" and (profile := os.environ.get("AWS_PROFILE")):
+            source = f"the AWS profile {profile!r} (AWS_PROFILE)"
+        return cls(
+            f"cannot get the AWS credentials from {source} ({first_line(exc, typed=True)})", fix
+        )
 
 
 class AwsClients(Lifetime):
@@ -103,6 +174,22 @@ class AwsClients(Lifetime):
             )
             self._clients[key] = client
         return client
+
+    async def check_credentials(self) -> None:
+        """Get the AWS credentials now, as the first request would: a source that fails (a
+        container credentials endpoint away or answering garbage, a web identity token file
+        not mounted, a credential_process that fails, a profile that does not exist) is one
+        line naming the source and the fix (CredentialsUnavailable, exit 3), not a traceback,
+        nor a wait for SQS that can never end. Credentials that expire stay the session's,
+        refreshed by botocore before they do."""
+        try:
+            credentials = await self._session.get_credentials()
+            if credentials is not None:
+                await credentials.get_frozen_credentials()
+        except Exception as exc:  # noqa: BLE001 - any error of the source, said in one line
+            raise CredentialsUnavailable.of(exc) from None
+        if credentials is None:
+            raise CredentialsUnavailable("no AWS credentials", NO_CREDENTIALS_FIX)
 
     async def open(self) -> None:
         """Nothing to connect: a client is created on first use."""

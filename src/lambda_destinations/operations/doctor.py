@@ -29,7 +29,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from lambda_destinations._urls import queue_name
-from lambda_destinations.aws import AwsClients, all_items
+from lambda_destinations.aws import AwsClients, CredentialsUnavailable, all_items
 from lambda_destinations.config import OUTSIDE_DEV, Settings
 from lambda_destinations.errors import (
     ConfigError,
@@ -233,6 +233,11 @@ class Doctor:
     async def _check_credentials(self, aws: AwsClients) -> bool:
         """False when nothing else on AWS can be checked (no credentials, no endpoint)."""
         where = self.settings.shown_endpoint()
+        try:
+            await aws.check_credentials()
+        except CredentialsUnavailable as exc:
+            self.add("aws credentials", "error", exc.problem, exc.fix)
+            return False
         try:
             sts = await aws.client("sts")
             identity = await sts.get_caller_identity()

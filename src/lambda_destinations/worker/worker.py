@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations._lifetime import Lifetime
 from lambda_destinations._urls import queue_name
-from lambda_destinations.aws import AwsClients
+from lambda_destinations.aws import AwsClients, CredentialsUnavailable
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import (
     ConfigError,
@@ -49,6 +49,7 @@ from lambda_destinations.handlers.storm import unsendable_digests
 from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import (
     DENIED_CODES,
+    SETUP_ERRORS,
     aws_fix,
     backoff_delay,
     describe_error,
@@ -366,6 +367,7 @@ class Worker(Lifetime):
 
     async def _open(self, give_up_after: float | None) -> None:
         await self.aws.__aenter__()
+        await self.aws.check_credentials()
         self._sqs = await self.aws.client("sqs")
         # The calls that fail are counted in sqs_errors; a receive and a depth sample count
         # their own (their timeouts too), on the client itself.
@@ -545,6 +547,9 @@ class Worker(Lifetime):
             if fix and error_code(exc) in DENIED_CODES:
                 fix = f"{fix}; receiving resumes by itself once they are"
             return {"fix": fix} if fix else {}
+        if isinstance(exc, SETUP_ERRORS):  # the credentials' source failed, not SQS
+            unavailable = CredentialsUnavailable.of(exc)
+            return {"fix": f"{unavailable.fix}; receiving resumes by itself once it answers"}
         return {
             "endpoint": self.settings.shown_endpoint(),
             "fix": "receiving resumes by itself once SQS answers; if it stays away, "
