@@ -283,12 +283,10 @@ def pgbouncer_url(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -
     """``postgres_url`` through a PgBouncer of the test's own in transaction pooling mode, with
     one server connection for every client: a statement prepared by one client is met by the
     next, as under load with any pool. The process ends with the test."""
-    import socket
     import subprocess
-    import time
     from urllib.parse import urlsplit
 
-    from processes import free_port, pgbouncer_program, reap
+    from processes import free_port, listening, pgbouncer_program, reap
 
     program = pgbouncer_program()
     server = urlsplit(postgres_url)
@@ -314,13 +312,7 @@ def pgbouncer_url(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
-        while process.poll() is None and time.monotonic() < deadline:
-            with socket.socket() as probe, contextlib.suppress(OSError):
-                probe.connect(("127.0.0.1", port))
-                break
-            time.sleep(0.05)
-        else:
+        if not listening(process, port):
             reap(process)
             pytest.fail(f"pgbouncer did not start: {log.read_text()[-2000:]}")
         yield server._replace(netloc=f"{server.username}@127.0.0.1:{port}").geturl()

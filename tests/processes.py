@@ -3,6 +3,7 @@ limits on a child's files, and reaping whatever state the test left them in."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -32,30 +33,43 @@ def free_port() -> int:
         return port
 
 
-def prometheus_tool(name: str = "prometheus") -> str:
-    """The path of one of Debian's ``prometheus`` package's programs (``prometheus``,
-    ``promtool``); the test skips without it, or fails where LAMBDA_DESTINATIONS_REQUIRE_PROMETHEUS
-    is 1 (CI installs the package and must run these tests)."""
-    found = shutil.which(name)
+def debian_program(name: str, package: str, require: str) -> str:
+    """The path of ``name``, a program of Debian's ``package``; the test skips without it, or
+    fails where the variable ``require`` (LAMBDA_DESTINATIONS_REQUIRE_...) is 1: CI installs
+    the package and must run these tests. ``/usr/sbin`` is searched too (nginx is there)."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if found is None:
-        reason = f"needs {name}, of Debian's prometheus package (apt-get install prometheus)"
-        if os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail(reason)
+        reason = f"needs {name}, of Debian's {package} package (apt-get install {package})"
+        if os.environ.get(require) == "1":
+            pytest.fail(f"{reason}; {require}=1 forbids skipping")
         pytest.skip(reason)
     return found
+
+
+def prometheus_tool(name: str = "prometheus") -> str:
+    """One of Debian's ``prometheus`` package's programs (``prometheus``, ``promtool``)."""
+    return debian_program(name, "prometheus", "LAMBDA_DESTINATIONS_REQUIRE_PROMETHEUS")
 
 
 def pgbouncer_program() -> str:
-    """The path of Debian's ``pgbouncer``; the test skips without it, or fails where
-    LAMBDA_DESTINATIONS_REQUIRE_PGBOUNCER is 1 (CI installs the package and must run these
-    tests)."""
-    found = shutil.which("pgbouncer")
-    if found is None:
-        reason = "needs pgbouncer, of Debian's pgbouncer package (apt-get install pgbouncer)"
-        if os.environ.get("LAMBDA_DESTINATIONS_REQUIRE_PGBOUNCER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    return debian_program("pgbouncer", "pgbouncer", "LAMBDA_DESTINATIONS_REQUIRE_PGBOUNCER")
+
+
+def nginx_program() -> str:
+    """nginx, the reverse proxy the console is tested behind."""
+    return debian_program("nginx", "nginx-light", "LAMBDA_DESTINATIONS_REQUIRE_NGINX")
+
+
+def listening(process: subprocess.Popen[Any], port: int, seconds: float = 30) -> bool:
+    """Whether a server ``process`` the test started listens on ``port`` of 127.0.0.1 within
+    ``seconds`` (False as soon as it has exited)."""
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        with socket.socket() as probe, contextlib.suppress(OSError):
+            probe.connect(("127.0.0.1", port))
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def ctrl_c_as_in_a_terminal() -> None:
@@ -80,8 +94,9 @@ def start_console(
     env: dict[str, str], *extra: str, migrate: bool = False
 ) -> tuple[subprocess.Popen[str], str]:
     """``lambda-destinations console --port 0`` as a process, and its address from the line it
-    prints at start; with ``migrate``, the store of ``env`` is made first (the console makes
-    none). Its stderr stays open for the test to read on; the test ends it (``reap``)."""
+    prints at start (where it listens, when it names a public URL too); with ``migrate``, the
+    store of ``env`` is made first (the console makes none). Its stderr stays open for the test
+    to read on; the test ends it (``reap``)."""
     if migrate:
         made = subprocess.run([*ENTRY, "migrate"], env=env, capture_output=True, text=True)
         assert made.returncode == 0, made.stderr
@@ -96,13 +111,15 @@ def start_console(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = process.stderr.readline()
-        found = re.search(r"console\s+(http://\S+?)/?$", line.strip())
+        found = re.search(r"(?:console|listening)\s+(http://\S+?)/?$", line.strip())
         if found:
             return process, found[1]
         if not line and process.poll() is not None:
             break
     reap(process)
-    pytest.fail(f"the console did not start: {process.stderr.read()[-2000:]}")
+    said = process.stderr.read()[-2000:]
+    process.stderr.close()
+    pytest.fail(f"the console did not start: {said}")
 
 
 def file_size_limit(limit: int) -> Callable[[], None]:

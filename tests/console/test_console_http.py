@@ -22,6 +22,7 @@ from urllib.parse import quote, unquote, urlencode
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from console_helpers import stored_failure
 from ops_helpers import at, count_messages, failure_body, send_all
 
 from lambda_destinations import times
@@ -70,24 +71,6 @@ async def make_client(
     yield make
     for client in started:
         await client.close()
-
-
-async def stored_failure(
-    settings: Settings, *, function_arn: str | None = None, record: dict[str, Any] | None = None
-) -> InvocationRow:
-    """``record``, or a failure of ``orders-api`` (or ``function_arn``), in the settings' store,
-    as the worker stores one."""
-    if record is None:
-        record = failure_record(
-            random.Random(3), function="orders-api", condition="RetriesExhausted"
-        )
-    if function_arn is not None:
-        record["requestContext"]["functionArn"] = function_arn
-    row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
-    async with Store.from_url(settings.store) as store:
-        await store.migrate()
-        await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
-    return row
 
 
 def _origin(client: TestClient) -> dict[str, str]:  # type: ignore[type-arg]

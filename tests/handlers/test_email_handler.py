@@ -20,7 +20,6 @@ from handler_helpers import (
     failure_record,
     running,
     running_worker,
-    self_signed_certificate,
     send_records,
     settings_for_handlers,
     sms_to,
@@ -30,6 +29,7 @@ from handler_helpers import (
 )
 from structlog.testing import capture_logs
 
+from certificates import self_signed_certificate
 from lambda_destinations._text import json_cut, json_lines
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError

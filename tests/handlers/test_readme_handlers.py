@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handler_helpers import self_signed_certificate
 
+from certificates import self_signed_certificate
 from lambda_destinations.config import RouteConfig, load_settings
 from lambda_destinations.handlers import HandlerRegistry
 

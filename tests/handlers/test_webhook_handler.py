@@ -23,12 +23,12 @@ import structlog
 from aiohttp import web
 from handler_helpers import (
     failure_record,
-    self_signed_certificate,
     send_records,
     settings_for_handlers,
 )
 from structlog.testing import capture_logs
 
+from certificates import self_signed_certificate
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers.webhook import build, idempotency_key, retry_after
