@@ -894,8 +894,8 @@ def _known_instead(loc: tuple[str | int, ...]) -> str:
     return "remove it, or use a setting the README's Configuration table lists"
 
 
-# Variables of ours that are not settings: the console's sign-in token.
-_OTHER_VARIABLES = frozenset({f"{ENV_PREFIX}CONSOLE_TOKEN"})
+# Variables of ours that are not settings: the console's sign-in token and public URL.
+_OTHER_VARIABLES = frozenset({f"{ENV_PREFIX}CONSOLE_TOKEN", f"{ENV_PREFIX}CONSOLE_PUBLIC_URL"})
 
 
 def misspelt_variables(environ: Mapping[str, str]) -> list[str]:

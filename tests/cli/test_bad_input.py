@@ -2052,6 +2052,44 @@ def test_a_console_beyond_loopback_refuses_a_short_token(sqlite_url: str, tmp_pa
 
 
 @pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("ops.example.com", "it names no http(s) scheme and host"),
+        ("ftp://ops.example.com/", "it names no http(s) scheme and host"),
+        ("https://ops.example.com/#top", "it may hold no user, query or fragment"),
+        ("https://user@ops.example.com/", "it may hold no user, query or fragment"),
+        ("https://ops.example.com:99999/", "it is no URL"),
+        ("https://ops.example.com/a/../b", "its path may hold only letters"),
+        ("https://ops.example.com/a b", "its path may hold only letters"),
+        ("https://bücher.example/", "its host is not ASCII"),
+    ],
+)
+def test_a_console_public_url_that_is_not_one_is_refused(
+    sqlite_url: str, tmp_path: Path, url: str, why: str
+) -> None:
+    # Links, redirects, cookies and the Origin checked all follow it: a wrong one is said at
+    # start, not found later as refused actions or pages at the wrong address.
+    env = {"LAMBDA_DESTINATIONS_STORE": sqlite_url, "LAMBDA_DESTINATIONS_CONSOLE_PUBLIC_URL": url}
+    result = cli("console", "--port", "0", env=env, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert line.startswith(f"error: --public-url {url!r}: {why}"), line
+    assert line.endswith(
+        "such as https://ops.example.com/ or https://tools.example.com/lambda-destinations/"
+    ), line
+
+
+def test_a_console_behind_a_proxy_refuses_a_short_token(sqlite_url: str, tmp_path: Path) -> None:
+    # Behind a proxy, on loopback too, whoever reaches the proxy reaches the console.
+    env = {"LAMBDA_DESTINATIONS_STORE": sqlite_url, "LAMBDA_DESTINATIONS_CONSOLE_TOKEN": "a"}
+    result = cli(
+        "console", "--port", "0", "--public-url", "https://ops.example.com/", env=env, cwd=tmp_path
+    )
+    assert result.returncode == 3, result.stderr
+    assert "too short for a console served at https://ops.example.com/" in one_error_line(result)
+
+
+@pytest.mark.parametrize(
     ("toml", "setting", "fix"),
     [
         ("concurency = 3\n", "concurency", "did you mean 'concurrency'?"),

@@ -32,7 +32,7 @@ _spec.loader.exec_module(ops_conftest)
 lambda_server = ops_conftest.lambda_server
 LambdaEndpoint = ops_conftest.LambdaEndpoint
 
-from console_helpers import TOKEN, XSS, RunningConsole, World  # noqa: E402
+from console_helpers import PUBLIC_HOST, TOKEN, XSS, RunningConsole, World  # noqa: E402
 from ops_helpers import ENTRY, REGION, at, failure_body, send_all  # noqa: E402
 
 from lambda_destinations.simulate import failure_record  # noqa: E402
@@ -45,6 +45,8 @@ CHROMIUM_ARGS = [
     "--disable-gpu",
     "--no-first-run",
     "--disable-background-networking",
+    # The console behind the tests' reverse proxy, at the name browsers open it by.
+    f"--host-resolver-rules=MAP {PUBLIC_HOST} 127.0.0.1",
 ]
 
 

@@ -20,13 +20,16 @@ from lambda_destinations.errors import ConfigError, LambdaDestinationsError
 # `console --help` loads none of it.
 if TYPE_CHECKING:
     from lambda_destinations.console import ConsoleOptions
+    from lambda_destinations.console.security import PublicUrl
+
+PUBLIC_URL_ENV = "LAMBDA_DESTINATIONS_CONSOLE_PUBLIC_URL"
 
 
 # The shortest token a console beyond loopback takes (a new one is 32 characters).
 MIN_EXPOSED_TOKEN = 16
 
 
-def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
+def console_options(host: str, port: int, read_only: bool, public_url: str = "") -> ConsoleOptions:
     """The console's options; the token from the environment, or a new one."""
     from lambda_destinations.console import TOKEN_ENV, ConsoleOptions, new_token
 
@@ -38,15 +41,32 @@ def console_options(host: str, port: int, read_only: bool) -> ConsoleOptions:
         read_only=read_only,
         create_store=False,  # it serves the worker's store: a new, empty one would show nothing
         token_generated=not given,
+        public=_public(public_url),
     )
     if not options.open_reads and len(options.token) < MIN_EXPOSED_TOKEN:
         # Beyond loopback the token is all that guards every page: a short one can be guessed.
+        where = f"served at {public_url.strip()}" if public_url else f"on {host}"
         raise ConfigError(
-            f"{TOKEN_ENV} is {len(options.token)} characters, too short for a console on "
-            f"{host}: give one of at least {MIN_EXPOSED_TOKEN} (python -c 'import secrets; "
+            f"{TOKEN_ENV} is {len(options.token)} characters, too short for a console {where}: "
+            f"give one of at least {MIN_EXPOSED_TOKEN} (python -c 'import secrets; "
             "print(secrets.token_urlsafe(24))'), or unset it to have a new one each start"
         )
     return options
+
+
+def _public(url: str) -> PublicUrl:
+    """``--public-url`` read (no proxy: empty); ConfigError naming what is wrong with it."""
+    from lambda_destinations.console.security import PUBLIC_URL_EXAMPLE, PublicUrl
+
+    if not url.strip():
+        return PublicUrl()
+    try:
+        return PublicUrl.parse(url)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--public-url {url!r}: {exc}: give the address browsers open, such as "
+            f"{PUBLIC_URL_EXAMPLE}"
+        ) from None
 
 
 def announce(options: ConsoleOptions, *, indent: str = "") -> str:
@@ -54,13 +74,17 @@ def announce(options: ConsoleOptions, *, indent: str = "") -> str:
     from lambda_destinations.console import TOKEN_ENV
 
     lines = [f"console    {options.url()}"]
+    if options.public.origin:  # the first line, for a program that reads where it listens
+        lines.insert(0, f"listening  {options.listen_url()}")
     if options.read_only:
         lines.append("           read-only: no actions")
     elif options.token_generated:
         lines.append(f"sign in    {options.url('/login?token=' + options.token)}")
     else:
         lines.append(f"sign in    {options.url('/login')} with ${TOKEN_ENV}")
-    if not options.open_reads:
+    if options.public.origin:
+        lines.append("           behind a proxy: every page needs the token")
+    elif not options.open_reads:
         lines.append("           not on loopback: every page needs the token")
     return "\n".join(indent + line for line in lines)
 
@@ -91,8 +115,18 @@ async def serve_alongside(settings: Settings, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=Whole(0, 65535), default=8000, show_default=True, help="0: any.")
 @click.option("--read-only", is_flag=True, help="Show everything, offer no action.")
+@click.option(
+    "--public-url",
+    envvar=PUBLIC_URL_ENV,
+    default="",
+    metavar="URL",
+    help="The address browsers open when a reverse proxy serves the console "
+    "(https://ops.example.com/, or with the path prefix the proxy strips).",
+)
 @settings_options
-def console_command(settings: Settings, host: str, port: int, read_only: bool) -> None:
+def console_command(
+    settings: Settings, host: str, port: int, read_only: bool, public_url: str
+) -> None:
     """Serve the browser console: failures, replays, DLQs and quarantine.
 
     Reading needs no sign-in on 127.0.0.1. Every action needs the token: set
@@ -104,13 +138,14 @@ def console_command(settings: Settings, host: str, port: int, read_only: bool) -
       lambda-destinations console
       lambda-destinations console --port 8080 --read-only
       LAMBDA_DESTINATIONS_CONSOLE_TOKEN=... lambda-destinations console --host 0.0.0.0
+      lambda-destinations console --public-url https://tools.example.com/lambda-destinations/
     """
     from lambda_destinations.console import serve
     from lambda_destinations.store import Store
 
     # Before the port is bound: an in-memory store would show nothing, and keep no action.
     Store.from_url(settings.store, create=False).refuse_in_memory()
-    options = console_options(host, port, read_only)
+    options = console_options(host, port, read_only, public_url)
 
     def ready(actual: ConsoleOptions) -> None:
         click.echo(announce(actual), err=True)

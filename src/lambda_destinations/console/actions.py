@@ -65,7 +65,7 @@ def _failure_url(row: InvocationRow) -> str:
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     console = _console(request)
-    if not same_origin(request):
+    if not same_origin(request, console.sessions.public):
         raise Refused("the request comes from another site")
     form = await read_form(request)
     token, name = form.get("token", ""), form.get("user", "")
@@ -95,10 +95,13 @@ async def login(request: web.Request) -> web.Response:
     assert user is not None
     session_id, _ = console.sessions.open(user)
     response = web.HTTPSeeOther(target)
-    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="Strict", path="/")
+    public = console.sessions.public
+    public.set_cookie(
+        response, SESSION_COOKIE, session_id, httponly=True, samesite="Strict", path="/"
+    )
     if link is not None:  # used once
         console.sessions.forget_link(link)
-        response.del_cookie(LINK_COOKIE, path="/login")
+        public.del_cookie(response, LINK_COOKIE, path="/login")
     raise response
 
 
@@ -108,7 +111,7 @@ async def logout(request: web.Request) -> web.Response:
     await console.signed_in(request)  # read-only too: signing out changes no record
     console.sessions.close(request.cookies.get(SESSION_COOKIE, ""))
     response = web.HTTPSeeOther("/")
-    response.del_cookie(SESSION_COOKIE, path="/")
+    console.sessions.public.del_cookie(response, SESSION_COOKIE, path="/")
     raise response
 
 

@@ -34,7 +34,10 @@ from lambda_destinations.config import Settings
 from lambda_destinations.console.jobs import JobBoard
 from lambda_destinations.console.security import (
     CSRF_FIELD,
+    PROXY_HEADERS,
+    PUBLIC_URL_EXAMPLE,
     TOKEN_ENV,
+    PublicUrl,
     Refused,
     Sessions,
     check_action,
@@ -65,13 +68,21 @@ class ConsoleOptions:
     # Whether the token is a new one made at start (no LAMBDA_DESTINATIONS_CONSOLE_TOKEN): then
     # only the sign-in URL printed at start holds it, and a 401 says so.
     token_generated: bool = False
+    # Where browsers reach the console when a reverse proxy serves it (--public-url).
+    public: PublicUrl = dataclasses.field(default_factory=PublicUrl)
 
     @property
     def open_reads(self) -> bool:
-        """Reading needs no login when only this machine can connect."""
-        return is_loopback(self.host)
+        """Reading needs no login when only this machine can connect: not through a proxy,
+        which lets in whoever reaches it."""
+        return is_loopback(self.host) and not self.public.origin
 
     def url(self, path: str = "/") -> str:
+        """``path`` as browsers open it: at the public URL, if there is one."""
+        return self.public.url(path) if self.public.origin else self.listen_url(path)
+
+    def listen_url(self, path: str = "/") -> str:
+        """``path`` at the address the console listens on."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}{path}"
 
@@ -82,7 +93,7 @@ class Console:
     def __init__(self, settings: Settings, options: ConsoleOptions) -> None:
         self.settings = settings
         self.options = options
-        self.sessions = Sessions(options.token)
+        self.sessions = Sessions(options.token, options.public)
         self.jobs = JobBoard()
         self._store: Store | None = None
         self._aws: AwsClients | None = None
@@ -98,6 +109,8 @@ class Console:
         self.templates.filters["segment"] = lambda value: quote(str(value), safe="")
         # A form's value, posted back as it is: HTML-escaped only, its controls kept.
         self.templates.filters["exact"] = self.templates.filters["escape"]
+        # Every link's start: the path prefix a proxy strips (macros see globals too).
+        self.templates.globals["root"] = options.public.root
 
     @property
     def store(self) -> Store:
@@ -269,15 +282,14 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     console = request.app[CONSOLE]
     api = request.path.startswith("/api/")
     public = api or request.path.startswith(_PUBLIC)
+    _refuse_unstripped(request, console.options.public.root)
     if not public and not console.options.open_reads and console.sessions.of(request) is None:
         # The address as sent, encoded whole: its own "&" would end the "next" parameter.
         raise web.HTTPSeeOther(f"/login?next={quote(request.raw_path, safe='/')}")
     try:
-        # Reads need no sign-in on loopback: a Host naming another site is a browser sent
-        # there by DNS rebinding (a request without Host is no browser's).
-        host = request.headers.get("Host")
-        if console.options.open_reads and host is not None and not names_loopback(host):
-            raise _json_error(web.HTTPMisdirectedRequest, _other_host(request), api)
+        misdirected = _misdirected(request) if console.options.open_reads else None
+        if misdirected is not None:
+            raise _json_error(web.HTTPMisdirectedRequest, misdirected, api)
         refuse_nul(request, api=api)
         response = await handler(request)
     except web.HTTPException as exc:
@@ -292,6 +304,39 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = web.json_response({"error": "the console failed: see its log"}, status=500)
     _secure_headers(response)
     return response
+
+
+def _refuse_unstripped(request: web.Request, root: str) -> None:
+    """404 saying what to change for a request under the public URL's path prefix that no
+    route takes: the proxy passed the prefix on, where it must strip it (sent to sign in
+    first, the browser would come back under the prefix again, for ever)."""
+    if not root or not (request.path + "/").startswith(root + "/"):
+        return
+    if request.match_info.http_exception is None:  # a page of the console's own after all
+        return
+    raise web.HTTPNotFound(
+        text=f"the proxy passed the path prefix {root} on to the console, which serves at its "
+        f"root: have the proxy strip it (nginx: location {root}/ {{ proxy_pass "
+        "http://HOST:PORT/; }, the URL ending in /)\n"
+    )
+
+
+def _misdirected(request: web.Request) -> str | None:
+    """Why a console on loopback, whose pages need no sign-in, refuses a request: its Host
+    names another site (a browser sent there by DNS rebinding; a request without Host is no
+    browser's), or a reverse proxy passed it on (anyone who reaches the proxy would read
+    every record). None for a request from this machine."""
+    host = request.headers.get("Host")
+    if host is not None and not names_loopback(host):
+        return _other_host(request)
+    proxied = next((name for name in PROXY_HEADERS if name in request.headers), None)
+    if proxied is None:
+        return None
+    return (
+        f"the request came through a proxy (it has {proxied}), and this console on loopback "
+        "lets anyone read without sign-in: start it with --public-url, the address browsers "
+        f"open ({PUBLIC_URL_EXAMPLE}), and every page then needs the token"
+    )
 
 
 def _other_host(request: web.Request) -> str:
@@ -368,6 +413,27 @@ def _secure_headers(response: web.StreamResponse) -> None:
     response.headers.setdefault("Cache-Control", "no-store")
 
 
+@web.middleware
+async def under_root(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A redirect to a page of the console (``/login?next=…``, ``/jobs/ID``) under the path
+    prefix of its public URL: the proxy strips the prefix from requests, and a browser sent to
+    ``/jobs`` would leave the console for another page of the proxy's host."""
+    root = request.app[CONSOLE].options.public.root
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _rooted(exc, root)
+        raise
+    _rooted(response, root)
+    return response
+
+
+def _rooted(response: web.StreamResponse, root: str) -> None:
+    location = response.headers.get("Location", "")
+    if root and location.startswith("/") and not location.startswith("//"):
+        response.headers["Location"] = root + location
+
+
 # aiohttp's own lines (no route, another method, a body over the limit), said for a person.
 _PLAIN = {
     404: "there is no page at this address: start from the console's menu",
@@ -391,10 +457,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         if request.path.startswith("/api/"):
             return _api_error(exc, request)
-        problem = (exc.text or "").strip()
-        plain = _PLAIN.get(exc.status)
-        if plain and (exc.status == 413 or problem == f"{exc.status}: {exc.reason}"):
-            problem = plain.format(method=request.method)
+        problem = _plain_line(exc, request)
         if not _wants_page(request):
             exc.text = f"{problem}\n"  # aiohttp's own "404: Not Found" said as a page says it
             raise
@@ -412,6 +475,15 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
                 response.headers[name] = exc.headers[name]
         _secure_headers(response)
         return response
+
+
+def _plain_line(exc: web.HTTPException, request: web.Request) -> str:
+    """The line of an error page: the handler's, or one for aiohttp's own answer."""
+    problem = (exc.text or "").strip()
+    plain = _PLAIN.get(exc.status)
+    if plain and (exc.status == 413 or problem == f"{exc.status}: {exc.reason}"):
+        return plain.format(method=request.method)
+    return problem
 
 
 # The JSON API's own lines for aiohttp's answers (no route, another method).
@@ -439,20 +511,29 @@ def _wants_page(request: web.Request) -> bool:
 
 def _back(request: web.Request) -> str:
     """The console's page the browser came from (its ``Referer``, when on this site), else
-    the overview. A Referer that is no URL (``http://[::1``) counts as none."""
+    the overview. A Referer that is no URL (``http://[::1``) counts as none. Behind a proxy
+    the Referer is the public URL's page, under its path prefix."""
+    public = request.app[CONSOLE].options.public
     try:
         came_from = urlsplit(request.headers.get("Referer", ""))
     except ValueError:
         return "/"
-    if came_from.netloc != request.host or came_from.path == request.path:
+    path = came_from.path
+    if public.origin and f"{came_from.scheme}://{came_from.netloc}" == public.origin:
+        path = path[len(public.root) :] if path.startswith(public.root + "/") else ""
+    elif came_from.netloc != request.host:
         return "/"
-    back = came_from.path + (f"?{came_from.query}" if came_from.query else "")
+    if not path or path == request.path:
+        return "/"
+    back = path + (f"?{came_from.query}" if came_from.query else "")
     return back if is_site_path(back) else "/"
 
 
 def create_app(settings: Settings, options: ConsoleOptions) -> web.Application:
     """The console as an aiohttp application (served by :func:`serve`, or by a test)."""
-    app = web.Application(middlewares=[error_pages, guard], client_max_size=8 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[under_root, error_pages, guard], client_max_size=8 * 1024 * 1024
+    )
     console = Console(settings, options)
     app[CONSOLE] = console
 

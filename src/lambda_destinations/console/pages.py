@@ -269,7 +269,7 @@ async def dlq(request: web.Request) -> web.Response:
     ref, sources = await configured_dlq(console, request.match_info["name"])
     peeked = None
     limit = _peek_count(request.query.get("peek", ""))
-    if limit and not same_origin(request):
+    if limit and not same_origin(request, console.sessions.public):
         # A peek receives the messages (their receive counts go up; a DLQ with a redrive
         # policy of its own moves them on): no other site's link or image may make one.
         raise Refused(

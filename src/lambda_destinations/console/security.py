@@ -5,6 +5,10 @@ every page needs a session. Every action (a POST) needs a session made with the 
 and carries that session's CSRF token; the browser's ``Origin`` and ``Sec-Fetch-Site`` headers,
 where sent, must say the request comes from the console's own pages. Scripts may instead send
 ``Authorization: Bearer <token>`` (no cookie is involved, so no cross-site request can use it).
+
+Behind a reverse proxy the console is told its public address (:class:`PublicUrl`): the origin
+browsers send, the path prefix the proxy strips, and whether cookies are ``Secure``. Headers a
+proxy adds (``X-Forwarded-*``, ``Forwarded``) are never believed: anyone can send them.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import hmac
 import ipaddress
 import secrets
 import time
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
@@ -33,6 +38,82 @@ LINK_REFUSED = (
 _SESSION_SECONDS = 12 * 3600
 _LINK_SECONDS = 600
 _NAME_MAX = 64
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# What a proxy adds to the requests it passes on: one of them on a request to a console that
+# was not told it stands behind one says that it does.
+PROXY_HEADERS = (
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Real-IP",
+)
+PUBLIC_URL_EXAMPLE = "https://ops.example.com/ or https://tools.example.com/lambda-destinations/"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PublicUrl:
+    """Where browsers reach a console that a reverse proxy serves (``--public-url``).
+
+    ``origin`` is what a browser sends as ``Origin`` from the console's pages (``""``: no proxy,
+    the request's own scheme and Host are the console's); ``root`` the path prefix the proxy
+    strips before passing a request on (``/lambda-destinations``, or ``""`` at the root of its
+    host): every link, redirect and cookie path starts with it.
+    """
+
+    origin: str = ""
+    root: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> PublicUrl:
+        """The public address ``url`` names; ValueError saying what is wrong with it."""
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError:
+            raise ValueError("it is no URL (a bad port, or a [ without its ])") from None
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ValueError("it names no http(s) scheme and host")
+        if parts.username is not None or parts.query or parts.fragment or "#" in url:
+            raise ValueError("it may hold no user, query or fragment")
+        if not parts.hostname.isascii():
+            raise ValueError("its host is not ASCII: write it as browsers send it (xn--…)")
+        root = parts.path.rstrip("/")
+        if root and not _plain_root(root):
+            raise ValueError("its path may hold only letters, digits and - . _ ~ between slashes")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        if port is not None and port != _DEFAULT_PORTS[scheme]:
+            host = f"{host}:{port}"  # a browser's Origin leaves the default port out
+        return cls(f"{scheme}://{host}", root)
+
+    @property
+    def secure(self) -> bool:
+        """Whether browsers reach the console over TLS: its cookies then go over TLS only."""
+        return self.origin.startswith("https://")
+
+    def url(self, path: str = "/") -> str:
+        """``path`` of the console (``/login``) as browsers reach it."""
+        return f"{self.origin}{self.root}{path}"
+
+    def set_cookie(self, response: web.StreamResponse, name: str, value: str, **kw: Any) -> None:
+        """``response.set_cookie`` with the path under the root, ``Secure`` behind TLS."""
+        path = self.root + kw.pop("path")
+        response.set_cookie(name, value, path=path, secure=self.secure or None, **kw)
+
+    def del_cookie(self, response: web.StreamResponse, name: str, path: str) -> None:
+        response.del_cookie(name, path=self.root + path, secure=self.secure or None)
+
+
+def _plain_root(root: str) -> bool:
+    """Whether a public URL's path is plain segments (``/tools/lambda-destinations``): no
+    ``.``, ``..`` or empty segment, nothing a browser or proxy would rewrite or escape."""
+    segments = root.split("/")[1:]
+    return root.startswith("/") and all(
+        segment not in ("", ".", "..")
+        and all(c.isascii() and (c.isalnum() or c in "-._~") for c in segment)
+        for segment in segments
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,10 +190,12 @@ class Sessions:
     The sign-in link (``/login?token=…``) is taken in at once: its token never goes into a
     page (Back would show it again), and the browser is sent on to ``/login`` without it,
     holding a cookie that names a slot here. The slot stands for the token for ten minutes,
-    once: the form then only asks the person's name."""
+    once: the form then only asks the person's name. ``public`` says where browsers reach the
+    console: its cookies' path and ``Secure``, the ``Origin`` its pages send."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, public: PublicUrl | None = None) -> None:
         self._token = token
+        self.public = public or PublicUrl()
         self._sessions: dict[str, Session] = {}
         self._links: dict[str, float] = {}  # slot id: when it expires
 
@@ -170,24 +253,27 @@ class Sessions:
             del self._links[slot]
 
 
-def same_origin(request: web.Request) -> bool:
+def same_origin(request: web.Request, public: PublicUrl) -> bool:
     """Whether the browser says the request comes from the console's own pages.
 
     Browsers send ``Sec-Fetch-Site`` on every request and ``Origin`` on every POST; a request
     with neither comes from a program, which still needs the session cookie and its CSRF token.
+    Behind a proxy the console's origin is the public one (``https://ops.example.com``) only:
+    the scheme and Host of the proxy's request are not the browser's (``http://`` with the
+    public Host would let a page served without TLS there act).
     """
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("Origin")
-    return origin is None or origin == f"{request.scheme}://{request.host}"
+    return origin is None or origin == (public.origin or f"{request.scheme}://{request.host}")
 
 
 def check_action(sessions: Sessions, request: web.Request, form_csrf: str | None) -> str:
     """The acting user's name, or Refused: no token, another site, or a stale form."""
     if sessions.bearer(request):
         return "token"
-    if not same_origin(request):
+    if not same_origin(request, sessions.public):
         raise Refused("the request comes from another site")
     session = sessions.of(request)
     if session is None:
@@ -206,8 +292,14 @@ def take_link(sessions: Sessions, token: str, target: str) -> web.HTTPSeeOther:
     if slot is None:
         return web.HTTPSeeOther(where + "&link=refused")
     response = web.HTTPSeeOther(where)
-    response.set_cookie(
-        LINK_COOKIE, slot, max_age=_LINK_SECONDS, httponly=True, samesite="Lax", path="/login"
+    sessions.public.set_cookie(
+        response,
+        LINK_COOKIE,
+        slot,
+        max_age=_LINK_SECONDS,
+        httponly=True,
+        samesite="Lax",
+        path="/login",
     )
     return response
 
