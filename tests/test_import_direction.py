@@ -30,6 +30,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "redact",
             "_json",
             "_text",
+            "_json_lines",
             "_lifetime",
             "_lazy",
             "_version",

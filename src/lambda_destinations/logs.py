@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import structlog
 
+from lambda_destinations._json_lines import cut_middle, fitted
 from lambda_destinations._text import unshown, visible
 from lambda_destinations.redact import redact, redact_event
 
@@ -41,9 +42,11 @@ def configure_logging(
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer: list[structlog.typing.Processor]
     if fmt == "json":
-        renderer = [structlog.processors.JSONRenderer()]
+        # Rendered, then shortened where the line would not pass a container runtime whole
+        # (which bounds each field too: a traceback keeps its frames' structure).
+        renderer = [structlog.processors.JSONRenderer(), _fitted]
     else:
-        renderer = [_escaped, structlog.dev.ConsoleRenderer(colors=_colours())]
+        renderer = [_capped, _escaped, structlog.dev.ConsoleRenderer(colors=_colours())]
     hiding: list[structlog.typing.Processor] = [] if hide is None else [_hiding(hide)]
     # What every line gets, then what writes it: structlog's events and the standard
     # library's records alike.
@@ -54,9 +57,8 @@ def configure_logging(
     ]
     written: list[structlog.typing.Processor] = [
         structlog.processors.format_exc_info,
-        redact_event,  # passwords and addresses never reach a line
-        _capped,  # after redact_event: a cut could split a password from what marks it
-        *renderer,
+        redact_event,  # passwords and addresses never reach a line; before any cut, which
+        *renderer,  # could split a password from what marks it
     ]
     structlog.configure(
         processors=[*hiding, *stamped, *written],
@@ -178,19 +180,23 @@ def _log_lines(*_args: Any) -> _LogLines | structlog.ReturnLogger:
     return structlog.ReturnLogger() if sys.stderr is None else _LogLines(sys.stderr)
 
 
-# Characters of one field of a log line (a traceback, an error's text): past it, its start and
-# its end, where a traceback names the exception. A handler's error that carries a payload of
-# megabytes would otherwise be written whole at every retry (a log line of CloudWatch Logs holds
-# 256 KiB at most).
+# Characters of one field of a console line (a traceback, an error's text): past it, its start
+# and its end, where a traceback names the exception. A handler's error that carries a payload
+# of megabytes would otherwise be written whole at every retry. A JSON line is bounded as a
+# whole instead (_json_lines.LINE_MAX); the console's lines are a person's to read, and a
+# terminal does not split them: a traceback there is lines of its own, each frame whole.
 LOGGED_MAX = 32 * 1024
+
+
+def _fitted(_logger: Any, _method: str, line: Any) -> str:
+    """The JSON line rendered, in 16 KiB with its newline (see _json_lines)."""
+    return fitted(line)
 
 
 def _capped(_logger: Any, _method: str, event: structlog.typing.EventDict) -> Any:
     for key, value in event.items():
         if isinstance(value, str) and len(value) > LOGGED_MAX:
-            half = LOGGED_MAX // 2
-            cut = len(value) - 2 * half
-            event[key] = f"{value[:half]}\n… {cut:,} characters cut …\n{value[-half:]}"
+            event[key] = cut_middle(value, LOGGED_MAX)
     return event
 
 
