@@ -9,6 +9,10 @@ import random
 import re
 import socket
 import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -319,6 +323,84 @@ async def test_healthz_is_503_while_a_handler_runs_past_its_timeout(sqs, make_qu
     # then: /healthz named the handler
     problems = json.loads(seen["healthz"][1])["problems"]
     assert any(p.startswith("handler stubborn has run") for p in problems), problems
+
+
+def ask(port: int, path: str) -> tuple[int, str]:
+    """GET ``path`` from a thread other than the worker's loop (which a test may block)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, f"no answer: {exc}"
+
+
+async def test_probes_answer_while_a_handler_blocks_the_loop_and_healthz_names_it(
+    sqs, make_queue, settings_for
+):
+    # given: a handler that blocks the event loop (a blocking client would) until a thread
+    # outside the loop, asking the ops server meanwhile, lets it go
+    url, _ = make_queue("blocked")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(6)))])
+    port = free_port()
+    seen: dict[str, tuple[int, str]] = {}
+    done = asyncio.Event()
+
+    def probe(gate: threading.Event) -> None:
+        try:
+            seen["healthz"] = ask(port, "/healthz")
+            seen["readyz"] = ask(port, "/readyz")
+            seen["metrics"] = ask(port, "/metrics")
+            for _ in range(100):  # until the block has lasted over 5 s (LOOP_BLOCKED)
+                seen["blocked"] = ask(port, "/healthz")
+                if seen["blocked"][0] != 200:
+                    break
+                time.sleep(0.1)
+        finally:
+            gate.set()
+
+    class Blocker:
+        name = "blocker"
+
+        async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+            gate = threading.Event()
+            threading.Thread(target=probe, args=(gate,)).start()
+            gate.wait(60)  # blocks the loop: what a handler must not do
+            done.set()
+
+    settings = routed(settings_for(url, ops_port=port, ops_host="127.0.0.1"), "blocker")
+
+    async def started(worker: Worker) -> None:
+        await done.wait()
+        await wait_for(lambda: answers(port, "/healthz", 200))  # the loop beats again
+        worker.stop()
+
+    # when
+    background = in_background(started)
+    registry = registry_with(settings, Blocker())
+    await run_worker(settings, once=False, on_started=background, registry=registry)
+    await asyncio.gather(*background.tasks)
+
+    # then: while the loop was blocked, the probes answered (they waited behind it, and a
+    # probe's timeout restarted a worker working through its backlog): alive and ready at
+    # first, then /healthz 503 once the block lasted over 5 s, naming the handler and its line
+    assert seen["healthz"] == (200, json.dumps({"status": "alive"})), seen
+    assert seen["readyz"] == (200, json.dumps({"status": "ready"})), seen
+    assert seen["metrics"][0] == 200, seen
+    assert "lambda_destinations_in_flight 1.0" in seen["metrics"][1]
+    status, text = seen["blocked"]
+    assert status == 503, seen
+    [problem] = json.loads(text)["problems"]
+    assert re.fullmatch(
+        r"the event loop has been blocked for \d+s by handler blocker at .*test_ops\.py:\d+ "
+        r"\(__call__\), in .*threading\.py:\d+ \(wait\)",
+        problem,
+    ), problem
+
+
+async def answers(port: int, path: str, expected: int) -> bool:
+    return (await get(port, path))[0] == expected
 
 
 async def test_an_ops_port_in_use_is_one_line_naming_the_setting(make_queue, settings_for):

@@ -1,22 +1,26 @@
 """The ops HTTP server: ``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics``.
 
-Served by aiohttp (already a dependency of aiobotocore) in the worker's own event loop, so a
-blocked loop shows as a probe that does not answer. The answers come from the worker:
+Served by aiohttp (already a dependency of aiobotocore) on an event loop of its own, in a
+thread of its own: the worker's loop may be busy or blocked (a handler calling ``time.sleep``,
+a long template), and a probe that waited behind it timed out, restarting a worker that was
+working through a backlog. The answers come from the worker's state, read from this thread:
 
-- ``/healthz``: 200 while every long-lived task is alive, every poller has finished a receive
-  or a backoff recently, and no handler runs past ``handler_timeout``; otherwise 503 with a JSON
-  body naming what is wrong.
+- ``/healthz``: 200 while every long-lived task is alive, the worker's loop has not been
+  blocked for over 5 s (``LOOP_BLOCKED``), every poller has finished a receive or a backoff
+  recently, and no handler runs past ``handler_timeout``; otherwise 503 with a JSON body naming
+  what is wrong (a blocked loop: the handler and the line holding it).
 - ``/readyz``: 200 once started (store open and migrated, queues described) and while the
   store and SQS answer; 503 while starting, while either is lost (the store's own error, as
   its warning says it), and once shutdown began.
-- ``/metrics``: Prometheus text format, from :mod:`prometheus_client`.
+- ``/metrics``: Prometheus text format, from :mod:`prometheus_client` (thread-safe).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -35,7 +39,11 @@ WATCH_INTERVAL = 1.0
 
 
 class OpsServer:
-    """Binds at :meth:`start`; :meth:`watch` is its supervised task; :meth:`close` ends it."""
+    """Binds at :meth:`start`; :meth:`watch` is its supervised task; :meth:`close` ends it.
+
+    The server runs on a loop of its own in a thread of its own, from :meth:`start` to
+    :meth:`close`; ``health``, ``readiness`` and ``metrics`` are called in that thread.
+    """
 
     def __init__(
         self,
@@ -62,6 +70,8 @@ class OpsServer:
             too_long="the request is too long: /healthz, /readyz and /metrics need no query",
         )
         self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def addresses(self) -> list[Any]:
@@ -73,6 +83,32 @@ class OpsServer:
         ``any_port_if_taken``: when the port is in use, take a free one instead (``dev``, where
         the ops server is a convenience and the port was not chosen).
         """
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="ops-server", daemon=True
+        )
+        self._thread.start()
+        try:
+            await self._in_thread(self._start(any_port_if_taken))
+        except BaseException:
+            await self._end_thread()
+            raise
+
+    async def _in_thread(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on the server's loop, waiting for it on this one."""
+        assert self._loop is not None
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+
+    async def _end_thread(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._loop = self._thread = None
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join)
+        loop.close()
+
+    async def _start(self, any_port_if_taken: bool) -> None:
         await self._runner.setup()
         try:
             await self._bind(self.port)
@@ -102,12 +138,19 @@ class OpsServer:
         """Runs while the server is up; raises once it no longer listens."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            if self._started and not self._runner.addresses:
+            thread = self._thread
+            if self._started and (
+                not self._runner.addresses or not thread or not thread.is_alive()
+            ):
                 raise RuntimeError(f"the ops server on {self.host}:{self.port} stopped listening")
 
     async def close(self) -> None:
         self._started = False
-        await self._runner.cleanup()
+        if self._loop is not None:
+            try:
+                await self._in_thread(self._runner.cleanup())
+            finally:
+                await self._end_thread()
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return self._answer(self._health(), "alive")

@@ -5,7 +5,8 @@ a handler that calls ``time.sleep``, a blocking client or long CPU work stalls t
 nothing on the loop can say so until the block ends (a loop that never comes back says
 nothing at all). This thread can: the heartbeat beats on every tick, and when no beat has come
 for ``threshold`` seconds the thread reads the loop thread's stack and logs which handler, and
-which line of it, holds the loop, once per handler and line.
+which line of it, holds the loop, once per handler and line; and ``/healthz``, answered from a
+thread of its own (see ops.py), asks it whether the loop is blocked (:meth:`LoopWatchdog.blocked`).
 """
 
 from __future__ import annotations
@@ -74,16 +75,26 @@ class LoopWatchdog:
                 if frame is not None:
                     self._report(frame, blocked)
 
+    def blocked(self) -> str | None:
+        """What holds the loop, when no beat came for over ``threshold`` seconds (called from
+        another thread than the loop's); None while the loop runs, or once stopped."""
+        blocked = time.monotonic() - self._last
+        if self._stopped.is_set() or blocked <= self._threshold:
+            return None
+        frame = sys._current_frames().get(self._loop_thread)
+        if frame is None:  # the loop's thread has ended
+            return None
+        return _blocked_by(*self._blocker(frame), blocked)
+
     def _report(self, frame: FrameType, blocked: float) -> None:
         handler, where = self._blocker(frame)
         if (handler or "", where) in self._said:
             return
         self._said.add((handler or "", where))
-        by = f"by handler {handler} " if handler else ""
         log.warning(
-            f"the event loop has been blocked for {blocked:.0f}s {by}at {where}: health "
-            "probes, visibility heartbeats and every other message wait meanwhile; run "
-            "blocking work with asyncio.to_thread (said once for each line)",
+            f"{_blocked_by(handler, where, blocked)}: visibility heartbeats and every other "
+            "message wait meanwhile, and /healthz answers 503; run blocking work with "
+            "asyncio.to_thread (said once for each line)",
             handler=handler,
         )
 
@@ -103,6 +114,11 @@ class LoopWatchdog:
                 outside = innermost
             innermost = innermost.f_back
         return None, _line(outside or frame)
+
+
+def _blocked_by(handler: str | None, where: str, blocked: float) -> str:
+    by = f"by handler {handler} " if handler else ""
+    return f"the event loop has been blocked for {blocked:.0f}s {by}at {where}"
 
 
 def _line(frame: FrameType) -> str:

@@ -103,7 +103,8 @@ ABORT_RELEASE = 1.0  # a second signal: seconds spent trying to release what is 
 HANDLER_OVERRUN = 1.0  # seconds past handler_timeout before /healthz reports a handler
 # One event loop runs every handler, poller and the heartbeat: code that blocks it (time.sleep,
 # blocking I/O) stalls them all and holds shutdown past its deadline. A heartbeat this many
-# seconds late is a blocked loop, which the watchdog's thread names while it lasts.
+# seconds late is a blocked loop, which the watchdog's thread names while it lasts, and for
+# which /healthz answers 503 (naming it too).
 LOOP_BLOCKED = 5.0
 BACKGROUND = ("heartbeat", "store-watcher", "queue-metrics", "task-protection")
 SAMPLE_TIMEOUT = 10.0
@@ -283,6 +284,7 @@ class Worker(Lifetime):
         self._waiting_for = "starting"
         self.abandoned = 0  # handler tasks that ignored cancellation past the deadline
         self.ready = False  # started: store open and migrated, queues described
+        self._watchdog: LoopWatchdog | None = None  # while the heartbeat beats
         self._track_gauges()
 
     def _track_gauges(self) -> None:
@@ -564,14 +566,22 @@ class Worker(Lifetime):
         return sorted({handler for handler, _started in running})
 
     def health(self) -> list[str]:
-        """What keeps the worker from being alive (/healthz); empty when all is well."""
-        problems = [f"task {name} failed: {why}" for name, why in self.supervisor.failures.items()]
+        """What keeps the worker from being alive (/healthz); empty when all is well.
+
+        Asked from the ops server's thread, while the loop may be blocked: it reads the
+        worker's tables through copies, and the clock, not the loop's (one clock: asyncio's
+        and uvloop's ``loop.time()`` both read the monotonic clock).
+        """
+        failures = list(self.supervisor.failures.items())
+        problems = [f"task {name} failed: {why}" for name, why in failures]
         if not self.ready or self._stopping.is_set():
             return problems
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        watchdog = self._watchdog
+        if watchdog is not None and (blocked := watchdog.blocked()):
+            problems.append(blocked)
+        now = time.monotonic()
         stuck = 2 * self.settings.wait_time + RECEIVE_GRACE
-        for name, since in self._receiving.items():
+        for name, since in list(self._receiving.items()):
             if since is not None and now - since > stuck:
                 problems.append(f"poller {name}: a receive has been under way {now - since:.0f}s")
         assert self._dispatcher is not None
@@ -597,10 +607,11 @@ class Worker(Lifetime):
             problems.append(self._dispatcher.store_error or "the store is unavailable")
         # Clear at a queue's first successful receive, whichever poller's: the others, asleep
         # in their backoff, are woken by it (see QueueOutage).
-        failing = sorted(name for name, outage in self._outages.items() if outage.failing)
+        outages = list(self._outages.items())  # a copy: asked from the ops server's thread
+        failing = sorted(name for name, outage in outages if outage.failing)
         if failing:
             problems.append(f"SQS: receives failing on {', '.join(failing)}")
-        return problems + [f"task {name} failed" for name in self.supervisor.failures]
+        return problems + [f"task {name} failed" for name in list(self.supervisor.failures)]
 
     def _task_failed(self, name: str, exc: BaseException | None) -> None:
         self.stop()
@@ -1073,6 +1084,7 @@ class Worker(Lifetime):
         # Beaten on every tick: a thread of its own names the handler that stops the beats.
         watchdog = LoopWatchdog(handler_codes(self._dispatcher.router.handlers()), LOOP_BLOCKED)
         watchdog.start()
+        self._watchdog = watchdog  # /healthz asks it whether the loop is blocked
         overran: set[int] = set()
         try:
             while True:
