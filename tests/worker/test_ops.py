@@ -651,7 +651,10 @@ async def test_readyz_names_a_full_disk_that_keeps_the_worker_from_starting(
     log = tmp_path / "worker.log"
     try:
         problems, _ = await probes_once(
-            process, port, log, lambda _status, found: found != ["waiting for store"]
+            process,
+            port,
+            log,
+            lambda _status, found: found not in (["starting"], ["waiting for store"]),
         )
     finally:
         reap(process)

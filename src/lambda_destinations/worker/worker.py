@@ -224,6 +224,7 @@ class Worker(Lifetime):
     _outages: dict[str, QueueOutage]
     _reconnect_max: float  # a poller's longest backoff: set as the pollers are spawned
     _counted_sqs: CountedSqs  # the SQS client, its calls that fail counted: made at start
+    _watchdog: LoopWatchdog | None = None  # while the heartbeat beats: /healthz asks it
 
     def __init__(
         self,
@@ -284,7 +285,6 @@ class Worker(Lifetime):
         self._waiting_for = "starting"
         self.abandoned = 0  # handler tasks that ignored cancellation past the deadline
         self.ready = False  # started: store open and migrated, queues described
-        self._watchdog: LoopWatchdog | None = None  # while the heartbeat beats
         self._track_gauges()
 
     def _track_gauges(self) -> None:
