@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from handler_helpers import failure_record, self_signed_certificate, send_records
+from handler_helpers import failure_record, send_records
 from structlog.testing import capture_logs
 from test_webhook_handler import Receiver, drain, hook_run, hook_settings
 
+from certificates import self_signed_certificate
 from forward_proxy import ForwardProxy
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers.webhook import build
