@@ -357,3 +357,41 @@ def test_a_refusal_of_the_credentials_themselves_is_transient(code: str, kind: s
         "Invoke",
     )
     assert classify(error) == kind
+
+
+async def test_a_command_whose_keys_aws_does_not_take_says_so_not_a_permission(
+    make_queue: Any, endpoint_url: str, tmp_path: Path
+) -> None:
+    # given: SQS answering that the access key is unknown (keys deleted, or another account's)
+    url, _ = make_queue("unknown-key")
+    proxy = AnswerCutter(endpoint_url, b"AmazonSQS.", http=True)
+    proxy.refusals = 100
+    proxy.refusal = aws_error(
+        403,
+        "InvalidClientTokenId",
+        "The security token included in the request is invalid.",
+        "json",
+    )
+    async with proxy.running() as proxied:
+        env = {**os.environ, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "lambda_destinations",
+            "dlq",
+            "peek",
+            url,
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await process.communicate()
+    said = stderr.decode()
+    # then: exit 3, one line saying the keys were not taken (before: "… check the AWS
+    # credentials and that they are allowed sqs:…", a permission to look for in vain)
+    assert proxy.refused >= 1
+    assert process.returncode == 3, said
+    [line] = [each for each in said.splitlines() if each.startswith("error:")]
+    assert "AWS did not take the credentials (expired, unknown, or this machine's clock" in line
+    assert "are allowed" not in line

@@ -331,7 +331,12 @@ def describe_aws_error(
 
     from lambda_destinations.aws_operations import iam_action
     from lambda_destinations.operations.redrive import QueueNotFound
-    from lambda_destinations.retrying import CONNECTION_ERRORS, DENIED_CODES, error_code
+    from lambda_destinations.retrying import (
+        CONNECTION_ERRORS,
+        CREDENTIAL_CODES,
+        DENIED_CODES,
+        error_code,
+    )
 
     if isinstance(exc, CONNECTION_ERRORS):
         return (
@@ -355,6 +360,13 @@ def describe_aws_error(
         code = error_code(exc)
         operation = getattr(exc, "operation_name", "the call")
         message = first_line(exc)
+        if code in CREDENTIAL_CODES:  # the keys themselves, not a permission they lack
+            return (
+                f"{operation} was refused ({message}): AWS did not take the credentials "
+                "(expired, unknown, or this machine's clock is off): fix AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or sign in again (aws sso login)",
+                EXIT_CONFIG,
+            )
         if code in DENIED_CODES:
             allowed = iam_action(operation) or operation
             return (
