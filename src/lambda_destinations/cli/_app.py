@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -26,6 +26,9 @@ from lambda_destinations.errors import (
     StoreUnavailable,
 )
 from lambda_destinations.redact import redact
+
+if TYPE_CHECKING:  # botocore costs every command's start-up, --help included
+    from botocore.exceptions import ClientError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -329,14 +332,8 @@ def describe_aws_error(
         PartialCredentialsError,
     )
 
-    from lambda_destinations.aws_operations import iam_action
     from lambda_destinations.operations.redrive import QueueNotFound
-    from lambda_destinations.retrying import (
-        CONNECTION_ERRORS,
-        CREDENTIAL_CODES,
-        DENIED_CODES,
-        error_code,
-    )
+    from lambda_destinations.retrying import CONNECTION_ERRORS
 
     if isinstance(exc, CONNECTION_ERRORS):
         return (
@@ -357,33 +354,42 @@ def describe_aws_error(
     if (not_aws := _not_aws_line(exc, endpoint, not_aws_fix)) is not None:
         return not_aws, EXIT_FAILED  # a failed call (1), as `run` takes any 4xx
     if isinstance(exc, ClientError):
-        code = error_code(exc)
-        operation = getattr(exc, "operation_name", "the call")
-        message = first_line(exc)
-        if code in CREDENTIAL_CODES:  # the keys themselves, not a permission they lack
-            return (
-                f"{operation} was refused ({message}): AWS did not take the credentials "
-                "(expired, unknown, or this machine's clock is off): fix AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or sign in again (aws sso login)",
-                EXIT_CONFIG,
-            )
-        if code in DENIED_CODES:
-            allowed = iam_action(operation) or operation
-            return (
-                f"{operation} was refused ({message}): check the AWS credentials and that they "
-                f"are allowed {allowed}",
-                EXIT_CONFIG,
-            )
-        if code == "ResourceNotFoundException":  # Lambda's answer to a function it does not have
-            return (
-                f"{operation} failed: {message}: check the name (a version or alias too) and "
-                "the region",
-                EXIT_FAILED,
-            )
-        return f"{operation} failed: {message}", EXIT_FAILED
+        return _refused_line(exc)
     if isinstance(exc, BotoCoreError):  # invalid parameters, an unreadable AWS config file...
         return first_line(exc), EXIT_FAILED
     return None
+
+
+def _refused_line(exc: ClientError) -> tuple[str, int]:
+    """The line and exit code of an AWS error answer: the keys not taken, a permission they
+    lack, a function Lambda does not have, or the answer as it is."""
+    from lambda_destinations.aws_operations import iam_action
+    from lambda_destinations.retrying import CREDENTIAL_CODES, DENIED_CODES, error_code
+
+    code = error_code(exc)
+    operation = getattr(exc, "operation_name", "the call")
+    message = first_line(exc)
+    if code in CREDENTIAL_CODES:  # the keys themselves, not a permission they lack
+        return (
+            f"{operation} was refused ({message}): AWS did not take the credentials "
+            "(expired, unknown, or this machine's clock is off): fix AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or sign in again (aws sso login)",
+            EXIT_CONFIG,
+        )
+    if code in DENIED_CODES:
+        allowed = iam_action(operation) or operation
+        return (
+            f"{operation} was refused ({message}): check the AWS credentials and that they "
+            f"are allowed {allowed}",
+            EXIT_CONFIG,
+        )
+    if code == "ResourceNotFoundException":  # Lambda's answer to a function it does not have
+        return (
+            f"{operation} failed: {message}: check the name (a version or alias too) and "
+            "the region",
+            EXIT_FAILED,
+        )
+    return f"{operation} failed: {message}", EXIT_FAILED
 
 
 def _not_aws_line(exc: BaseException, endpoint: str, fix: str | None) -> str | None:
