@@ -54,6 +54,7 @@ from lambda_destinations.retrying import (
     backoff_delay,
     describe_error,
     error_code,
+    first_line,
     is_transient,
 )
 from lambda_destinations.store import Store
@@ -610,7 +611,11 @@ class Worker(Lifetime):
         outages = list(self._outages.items())  # a copy: asked from the ops server's thread
         failing = sorted(name for name, outage in outages if outage.failing)
         if failing:
-            problems.append(f"SQS: receives failing on {', '.join(failing)}")
+            # Why, as the warning says it: SQS away and credentials that cannot be got differ
+            # in what to do (the first failing queue's error: most often all fail alike).
+            error = next((o.error for _n, o in sorted(outages) if o.failing and o.error), None)
+            why = "" if error is None else f" ({first_line(error, limit=200)})"
+            problems.append(f"SQS: receives failing on {', '.join(failing)}{why}")
         return problems + [f"task {name} failed" for name in list(self.supervisor.failures)]
 
     def _task_failed(self, name: str, exc: BaseException | None) -> None:
