@@ -15,9 +15,9 @@ Scenarios (``--scenario``):
 - ``cpu``: a handler that computes for ``--block`` seconds without giving the loop back.
 - ``wedged``: a handler that blocks the loop for ever (after ``--block`` s of a normal run);
   when /healthz first failed, and what it said.
-- ``sqlite-lock``: ``--lock-at`` seconds into a drain, another process holds the SQLite store's write
-  lock for 20 s: when /readyz turned 503 (and its reason), what /healthz said, when both
-  were 200 again.
+- ``sqlite-lock``: ``--lock-at`` seconds into a drain, another process holds the SQLite
+  store's write lock for 20 s: when /readyz turned 503 (and its reason), what /healthz said,
+  when both were 200 again.
 - ``labels``: ``--queues`` queues and ``--handlers`` handlers on the route: /metrics' size.
 
     python bench/probe_latency.py --scenario drain --queues 10 --records 200 --concurrency 64
@@ -183,7 +183,9 @@ def env_for(
 def hold_lock(db: Path, seconds: float) -> None:
     """Another process's write transaction on the store, for ``seconds``."""
     code = (
-        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+        "import sqlite3, sys, time; "
+        # waits for the worker's own write to end (sqlite3's 5 s would give up mid-drain)
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60); "
         "c.execute('BEGIN IMMEDIATE'); time.sleep(float(sys.argv[2])); c.execute('ROLLBACK')"
     )
     subprocess.run([sys.executable, "-c", code, str(db), str(seconds)], check=True)
