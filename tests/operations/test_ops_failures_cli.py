@@ -206,6 +206,50 @@ def test_list_of_nothing_says_so_and_exits_0(cli_env, seeded) -> None:
     assert "no failures match" in result.stderr
 
 
+@pytest.fixture
+def backlog(sqlite_url: str) -> dict[str, Any]:
+    """What a first run leaves after draining queues that held records for days: failures
+    whose own times are 3 and 9 days old, none from today."""
+    bodies = {
+        "newest": failure_body(11, minutes_ago=3 * 24 * 60)[0],
+        "oldest": failure_body(12, function="billing-worker", minutes_ago=9 * 24 * 60)[0],
+    }
+    rows = {name: row_of(body) for name, body in bodies.items()}
+    seed_sync(sqlite_url, list(rows.values()))
+    return rows
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["list", "--since", "2h"], ["stats"], ["list", "--since", "1d", "--function", "orders-*"]],
+)
+def test_a_window_that_misses_a_backlog_names_its_newest_failure_and_the_since(
+    cli_env, backlog, args
+) -> None:
+    # when: the window (2 hours; stats' default 24) holds none of the days-old records
+    result = cli("failures", *args, env=cli_env)
+
+    # then: besides saying nothing matches, it says when the newest earlier one is from and
+    # the --since that shows it (it said "no failures match", or "0 failures", and nothing
+    # more, as if the records the first run stored were lost)
+    assert result.returncode == 0, result.stderr
+    hint = result.stderr.strip().splitlines()[-1]
+    assert hint.startswith("no failures since ")
+    newest = backlog["newest"].timestamp
+    assert f"the newest before is from {newest:%Y-%m-%d %H:%M} UTC (--since 4d shows it)" in hint
+    shown = cli("failures", "list", "--since", "4d", "--json", env=cli_env)
+    assert backlog["newest"].request_id in {f["request_id"] for f in as_json(shown)}
+
+
+def test_a_window_with_nothing_before_it_either_says_only_that_nothing_matches(
+    cli_env, backlog
+) -> None:
+    result = cli("failures", "list", "--since", "2h", "--function", "nothing-*", env=cli_env)
+
+    assert result.returncode == 0
+    assert result.stderr.strip() == "no failures match"
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

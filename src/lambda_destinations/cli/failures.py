@@ -37,7 +37,11 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import field_lines, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.detail import FailureDetail, failure_detail, run_status
-from lambda_destinations.operations.stats import check_window, window_start
+from lambda_destinations.operations.stats import (
+    check_window,
+    earlier_failure_hint,
+    window_start,
+)
 from lambda_destinations.operations.status import reopen
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import (
@@ -140,23 +144,16 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
     matches.
     """
 
-    async def go() -> tuple[list[InvocationRow], dict[str, int], bool]:
-        async with opened_store(settings, writes=False) as store:
-            # One row past the limit says whether more match: a count of them would read
-            # every match, and grows with the store.
-            limit = selection.limit
-            wanted = selection if limit is None else dataclasses.replace(selection, limit=limit + 1)
-            rows = await store.list_invocations(wanted)
-            more = limit is not None and len(rows) > limit
-            rows = rows[:limit]
-            return rows, await store.replay_counts([r.key for r in rows]), more
-
-    rows, counts, more = asyncio.run(go())
+    rows, counts, more, hint = asyncio.run(
+        _listed(settings, selection, hint_at=command_now() if output == "table" else None)
+    )
     if output != "table":
         emit(output, [failure_record(r, counts[r.key]) for r in rows], FIELDS)
         return
     if not rows:
         click.echo("no failures match", err=True)
+        if hint:
+            click.echo(hint, err=True)
         return
     click.echo(
         render_table(
@@ -180,6 +177,25 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
     )
     if more:
         click.echo(f"the newest {len(rows)} shown; more failures match (--limit 0: all)", err=True)
+
+
+async def _listed(
+    settings: Settings, selection: InvocationFilter, *, hint_at: dt.datetime | None
+) -> tuple[list[InvocationRow], dict[str, int], bool, str | None]:
+    """The rows of `failures list`, their replay counts, whether more match, and (given the
+    command's now) when a --since window holds none, the line naming the newest earlier one."""
+    async with opened_store(settings, writes=False) as store:
+        # One row past the limit says whether more match: a count of them would read
+        # every match, and grows with the store.
+        limit = selection.limit
+        wanted = selection if limit is None else dataclasses.replace(selection, limit=limit + 1)
+        rows = await store.list_invocations(wanted)
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit]
+        hint = None
+        if not rows and selection.since is not None and hint_at is not None:
+            hint = await earlier_failure_hint(store, selection, selection.since, hint_at)
+        return rows, await store.replay_counts([r.key for r in rows]), more, hint
 
 
 # -- show -------------------------------------------------------------------------------------
@@ -456,17 +472,22 @@ def stats_command(
     # `show` do not need (start-up CPU).
     from lambda_destinations.operations.stats import failure_stats, status_counts
 
-    async def go() -> FailureStats:
+    async def go() -> tuple[FailureStats, str | None]:
         async with opened_store(settings, writes=False) as store:
             stats = failure_stats(await store.failure_counts(selection), since, until)
             stats.statuses = await status_counts(store, selection)
-            return stats
+            hint = None
+            if not stats.groups and not as_json:
+                hint = await earlier_failure_hint(store, selection, since, command_now())
+            return stats, hint
 
-    stats = asyncio.run(go())
+    stats, hint = asyncio.run(go())
     if as_json:
         click.echo(dumps(stats.as_dict()))
     else:
         _show_stats(stats, since, until)
+        if hint:
+            click.echo(hint, err=True)
 
 
 def _show_stats(stats: FailureStats, since: dt.datetime, until: dt.datetime) -> None:

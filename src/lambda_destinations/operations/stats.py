@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Iterable
 from typing import Any
 
 from lambda_destinations.store import FailureCount, FailureStatus, InvocationFilter, Store
+from lambda_destinations.times import utc_text
 
 HOUR = dt.timedelta(hours=1)
 # The statistics have an entry an hour: a window of centuries would be millions of them.
@@ -80,6 +82,29 @@ class FailureStats:
             "groups": [g.as_dict() for g in self.groups],
             "hourly": [{"hour": h.isoformat(), "count": n} for h, n in self.hourly],
         }
+
+
+async def earlier_failure_hint(
+    store: Store, selection: InvocationFilter, since: dt.datetime, now: dt.datetime
+) -> str | None:
+    """When a window from ``since`` shows no failure: the line that says when the newest
+    failure the same filters match before it is from, and the ``--since`` that shows it; None
+    when there is none. A backlog drained at a first start holds records days old, which
+    `failures list --since 2h` and the 24 hours `failures stats` covers leave out.
+
+    One row of one index (the newest before ``since``): the store counts nothing.
+    """
+    earlier = dataclasses.replace(selection, since=None, until=since, limit=1)
+    rows = await store.list_invocations(earlier)
+    if not rows:
+        return None
+    moment = rows[0].timestamp or rows[0].first_seen_at
+    days = math.ceil((now - moment) / dt.timedelta(days=1))
+    shows = f"{days}d" if 0 < days <= STATS_WINDOW_MAX.days else utc_text(moment, "%Y-%m-%d")
+    return (
+        f"no failures since {utc_text(since, '%Y-%m-%d %H:%M')} UTC; the newest before is "
+        f"from {utc_text(moment, '%Y-%m-%d %H:%M')} UTC (--since {shows} shows it)"
+    )
 
 
 async def status_counts(store: Store, selection: InvocationFilter) -> dict[str, int]:
