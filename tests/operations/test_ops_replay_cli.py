@@ -115,6 +115,35 @@ def test_dry_run_lists_what_would_be_invoked_and_invokes_nothing(
     assert set(statuses(sqlite_url, failures).values()) == {FailureStatus.OPEN}
 
 
+def test_a_replay_of_failures_days_old_says_how_old_the_oldest_is_before_it_asks(
+    lambda_endpoint, lambda_env, failures, function, sqlite_url
+) -> None:
+    # given: besides the three fresh failures, one from a backlog drained at a first start,
+    # 10 days old: older than any event Lambda's own retries would still run
+    old = row_of(failure_body(9, function=function, minutes_ago=10 * 24 * 60)[0])
+    seed_sync(sqlite_url, [old])
+    lambda_endpoint.start_recording()
+
+    # when: a dry run of the lot, a run that asks (no answer comes), a dry run of the fresh
+    dry = cli("replay", "--since", "14d", "--dry-run", env=lambda_env)
+    asked = cli("replay", "--since", "14d", env=lambda_env)
+    fresh = cli("replay", "--since", "1h", "--dry-run", env=lambda_env)
+
+    # then: the line names the oldest record's age and time, and that its function runs it
+    # now (replay said nothing of the age; the plan shows no time at all)
+    line = (
+        f"the oldest of these failed 10 days ago ({old.timestamp:%Y-%m-%d %H:%M} UTC): its "
+        "function runs that payload now, as a new event"
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert line in dry.stderr
+    assert line in asked.stderr
+    assert asked.stderr.index(line) < asked.stderr.index("Invoke 4 failed invocations")
+    assert fresh.returncode == 0, fresh.stderr
+    assert "the oldest of these" not in fresh.stderr
+    assert lambda_endpoint.invocations() == []
+
+
 def test_a_selection_of_nothing_says_so_and_invokes_nothing(
     lambda_endpoint, lambda_env, failures
 ) -> None:

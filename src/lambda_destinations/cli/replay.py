@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -44,8 +45,11 @@ from lambda_destinations.store import (
     InvocationRow,
     Store,
 )
+from lambda_destinations.times import utc_text, utcnow
 
 _PLAN_ROWS = 20  # rows of the plan shown before the confirmation
+# The oldest event Lambda's own asynchronous retries take (MaximumEventAgeInSeconds at most).
+LAMBDA_MAX_EVENT_AGE = dt.timedelta(hours=6)
 
 
 @command("replay")
@@ -238,13 +242,37 @@ async def _plan_and_run(
             row for row, p in zip(rows, planned, strict=True) if p.state is ReplayState.WOULD_INVOKE
         ]
         if dry_run or not to_invoke:
+            _say_age(to_invoke)
             return missing, planned
         if not yes:
-            _confirm(planned, len(to_invoke), replay.rate)
+            _confirm(planned, to_invoke, replay.rate)
+        else:
+            _say_age(to_invoke)
         progress.planned, progress.missing, progress.to_invoke = planned, missing, to_invoke
         invoked = await _invoke(store, replay, progress)
         by_key = {r.key: r for r in invoked}
         return missing, [by_key.get(p.key, p) for p in planned]
+
+
+def _say_age(rows: Sequence[InvocationRow]) -> None:
+    """Say how old the oldest record to invoke is, when it is older than Lambda retries an
+    event (``MaximumEventAgeInSeconds``, 6 hours at most): a replay invokes afresh, so the
+    function gets a payload from days ago (a backlog's) as a new event, and nothing else says
+    so before the question."""
+    if not rows:
+        return
+    oldest = min(row.timestamp or row.first_seen_at for row in rows)
+    age = utcnow() - oldest
+    if age <= LAMBDA_MAX_EVENT_AGE:
+        return
+    hours = age.total_seconds() / 3600
+    ago = f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
+    click.echo(
+        f"the oldest of these failed {ago} ago ({utc_text(oldest, '%Y-%m-%d %H:%M')}"
+        " UTC): its function runs that payload now, as a new event (Lambda itself retries an "
+        "event for 6 hours at most)",
+        err=True,
+    )
 
 
 async def _select(store: Store, replay: _Replay) -> tuple[list[InvocationRow], list[str]]:
@@ -266,12 +294,17 @@ async def _select(store: Store, replay: _Replay) -> tuple[list[InvocationRow], l
     return rows, missing
 
 
-def _confirm(planned: Sequence[ReplayResult], invocations: int, rate: float) -> None:
-    """Show the plan and ask; abort unless the operator says yes."""
+def _confirm(
+    planned: Sequence[ReplayResult], to_invoke: Sequence[InvocationRow], rate: float
+) -> None:
+    """Show the plan (and the age of its oldest record) and ask; abort unless the operator
+    says yes."""
     # The plan goes to stderr with the question; stdout gets the results.
     _show(planned[:_PLAN_ROWS], err=True)
     if len(planned) > _PLAN_ROWS:
         click.echo(f"... and {len(planned) - _PLAN_ROWS} more", err=True)
+    _say_age(to_invoke)
+    invocations = len(to_invoke)
     functions = {_function_name(p.function_arn) for p in planned if p.attempt}
     click.confirm(
         f"Invoke {invocations} failed invocation{'s' if invocations != 1 else ''}"
