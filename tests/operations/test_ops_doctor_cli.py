@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from ops_helpers import ENTRY, NO_CREDENTIALS, cli
+from ops_helpers import ENTRY, NO_CREDENTIALS, cli, failure_body, row_of, seed_sync
 
 from lambda_destinations.store import Store
 from processes import file_size_limit, on_a_small_disk
@@ -644,3 +644,52 @@ def test_a_function_glob_that_matches_no_function_says_so(setup: Setup) -> None:
     assert check["detail"].startswith(f"not checked: no function matches --function {glob!r}")
     assert "in us-east-1" in check["detail"]
     assert "glob that matches their names" in check["fix"]
+
+
+def test_a_first_start_on_a_backlog_with_notifiers_is_a_warning_with_a_quiet_drain(
+    setup: Setup,
+) -> None:
+    # given: the queue gathered failure records for days before the worker's first start,
+    # its DLQ holds two SQS moved there, a webhook alerts on failures, the store is empty
+    for seed_value in range(3):
+        setup.sqs.send_message(
+            QueueUrl=setup.queue_url,
+            MessageBody=failure_body(seed_value, minutes_ago=5 * 24 * 60)[0],
+        )
+    dlq_url = setup.sqs.get_queue_url(QueueName=f"{setup.prefix}-dlq")["QueueUrl"]
+    for seed_value in (10, 11):
+        setup.sqs.send_message(QueueUrl=dlq_url, MessageBody=failure_body(seed_value)[0])
+    env = {
+        **setup.env(),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(
+            {"oncall": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}}
+        ),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps(
+            [{"condition": "failure", "handlers": ["persist", "oncall"]}, {"handlers": ["persist"]}]
+        ),
+    }
+
+    # when
+    first = setup.doctor(env, "--json")
+    seed_sync(setup.store_url, [row_of(failure_body(20)[0])])  # the worker has run since
+    later = setup.doctor(env, "--json")
+
+    # then: a warning (exit 0) that names the count, the notifier and the quiet way to drain
+    # them; once the store holds records, the same queue is only a row that says so. (doctor
+    # said nothing of either: the first start sent an alert for each old failure, up to the
+    # storm limits, and the DLQ's messages went unmentioned.)
+    assert first.returncode == 0, first.stdout + first.stderr
+    checks = {c["check"]: c for c in checks_of(first)}
+    backlog = checks["queue backlog"]
+    assert backlog["status"] == "warn"
+    assert backlog["detail"].startswith(f"about 3 messages wait ({setup.prefix} 3) and the store")
+    assert "alert through oncall however old they are" in backlog["detail"]
+    assert 'LAMBDA_DESTINATIONS_ROUTES=\'[{"handlers": ["persist"]}]\'' in backlog["fix"]
+    assert "run --once" in backlog["fix"]
+    dlq = checks[f"{setup.prefix}: DLQ messages"]
+    assert dlq["status"] == "ok"
+    assert dlq["detail"].startswith(f"{setup.prefix}-dlq holds about 2 messages")
+    assert f"`dlq redrive {setup.prefix}-dlq`" in dlq["detail"]
+    (again,) = [c for c in checks_of(later) if c["check"] == "queue backlog"]
+    assert again["status"] == "ok"
+    assert again["detail"].endswith("the worker handles them as it runs")

@@ -10,7 +10,7 @@ import re
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers.base import Handler, as_handler, marked_name
-from lambda_destinations.handlers.routing import Route, Router
+from lambda_destinations.handlers.routing import Route, Router, queue_matches
 from lambda_destinations.redact import echoed
 
 Factory = Callable[[str, dict[str, Any], Settings], Handler]
@@ -160,6 +160,28 @@ def replay_outcomes_linked(settings: Settings) -> bool | None:
         )
         linked = linked or (takes_successes and bool(kinds & {"replay", "replay-outcome"}))
     return linked if replays else None
+
+
+# The built-in handlers that alert a person (and group alert storms into digests).
+NOTIFIER_TYPES = frozenset({"sms", "email", "webhook"})
+
+
+def routed_notifiers(settings: Settings, queues: Sequence[tuple[str, str]]) -> list[str]:
+    """The names of the built-in notifiers (``sms``, ``email``, ``webhook``) that a route
+    sends records of any of ``queues`` (name, URL) to, in the routes' order. Conditions and
+    function globs are not weighed: a record of these queues may match them."""
+    names: dict[str, None] = {}
+    for route in settings.routes:
+        if route.queue is not None and not any(
+            queue_matches(route.queue, name, url) for name, url in queues
+        ):
+            continue
+        names.update(
+            (name, None)
+            for name in route.handlers
+            if handler_type(settings, name) in NOTIFIER_TYPES
+        )
+    return list(names)
 
 
 def configured_handlers(settings: Settings) -> list[str]:

@@ -39,7 +39,7 @@ from lambda_destinations.errors import (
     StoreUrlError,
     StoreUrlProblem,
 )
-from lambda_destinations.handlers.registry import replay_outcomes_linked
+from lambda_destinations.handlers.registry import replay_outcomes_linked, routed_notifiers
 from lambda_destinations.handlers.routing import routes_of_no_queue
 from lambda_destinations.operations.handler_checks import (
     Check,
@@ -57,7 +57,7 @@ from lambda_destinations.retrying import (
     said_not_aws,
     text_of,
 )
-from lambda_destinations.store import Store
+from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import (
     check_url_region,
@@ -154,6 +154,8 @@ class Doctor:
         # (queue, its DLQ, the DLQ's retention, the queue's): DLQs that keep messages no longer
         # than their queue, said in one row once every queue is checked.
         self._short_dlqs: list[tuple[str, str, int, int]] = []
+        # (name, URL, visible messages) of each polled queue that holds some: a backlog.
+        self._waiting: list[tuple[str, str, int]] = []
 
     def add(
         self, check: str, status: Status, detail: str, fix: str = "", *, unreachable: bool = False
@@ -186,6 +188,7 @@ class Doctor:
             # the credentials say: `run` refuses a bad setting before it asks AWS anything.
             self.checks.extend(await check_handlers(settings, None))
         await self._check_store()
+        await self._check_backlog()
         return self.checks
 
     # -- settings ---------------------------------------------------------------------------
@@ -345,6 +348,8 @@ class Doctor:
                 continue
             self.add(f"queue {name}", "ok", f"exists and is readable ({url})")
             polled.append(_Queue(name, arn, url))
+            if waiting := int(attributes.get("ApproximateNumberOfMessages", "0")):
+                self._waiting.append((name, url, waiting))
             self._check_standard(name, attributes)
             self._check_visibility(name, attributes)
             await self._check_redrive(sqs, name, attributes)
@@ -458,7 +463,8 @@ class Doctor:
         try:
             found = await sqs.get_queue_url(QueueName=dlq_name, QueueOwnerAWSAccountId=account)
             dlq = await sqs.get_queue_attributes(
-                QueueUrl=found["QueueUrl"], AttributeNames=["MessageRetentionPeriod"]
+                QueueUrl=found["QueueUrl"],
+                AttributeNames=["MessageRetentionPeriod", "ApproximateNumberOfMessages"],
             )
         except ClientError as exc:
             if is_missing_queue(exc):
@@ -487,9 +493,24 @@ class Doctor:
             )
             return
         self.add(check, "ok", f"to {dlq_name} after {max_receive_count} receives")
+        self._check_dlq_messages(name, dlq_name, dlq["Attributes"])
         retention = int(attributes.get("MessageRetentionPeriod", "345600"))
         dlq_retention = int(dlq["Attributes"].get("MessageRetentionPeriod", "345600"))
         self._check_backoff(name, max_receive_count, retention, dlq_name, dlq_retention)
+
+    def _check_dlq_messages(self, name: str, dlq_name: str, attributes: dict[str, str]) -> None:
+        """A row for a DLQ that holds messages: those SQS moved there (before the worker ran
+        too, without its reason) and those the worker quarantined, and how to see and bring
+        them back. Not a warning: holding them is what a DLQ is for."""
+        held = int(attributes.get("ApproximateNumberOfMessages", "0"))
+        if held:
+            self.add(
+                f"{name}: DLQ messages",
+                "ok",
+                f"{dlq_name} holds about {held} message{'s' if held != 1 else ''} (dead-lettered "
+                "by SQS, before the worker ran too, or quarantined by it): `dlq peek "
+                f"{dlq_name}` shows them, `dlq redrive {dlq_name}` puts them back",
+            )
 
     def _check_backoff(
         self,
@@ -799,6 +820,50 @@ class Doctor:
         if path is not None:
             self._check_room(no_room)
         self._check_writes(unwritable, sqlite=path is not None, schema=schema or "public")
+
+    async def _check_backlog(self) -> None:
+        """A row for the messages the polled queues hold: a warning when notifiers are routed
+        and the store holds no record yet (a first start on queues that gathered records for
+        days: every failure among them alerts, however old)."""
+        if not self._waiting:
+            return
+        total = sum(n for _, _, n in self._waiting)
+        detail = f"about {total} message{'s' if total != 1 else ''} wait (" + ", ".join(
+            f"{name} {n}" for name, _, n in self._waiting
+        )
+        notifiers = routed_notifiers(self.settings, [(name, url) for name, url, _ in self._waiting])
+        # dev creates its queues empty and sends fresh records, which its alert channel is
+        # there to show: never a backlog gathered before.
+        if not notifiers or self.settings.from_dev() or not await self._store_empty():
+            self.add("queue backlog", "ok", detail + "): the worker handles them as it runs")
+            return
+        self.add(
+            "queue backlog",
+            "warn",
+            detail + ") and the store holds no record yet: the worker's first start handles "
+            "them all, and the failures among them alert through "
+            + ", ".join(notifiers)
+            + " however old they are (the first of each function and error type at once, "
+            "the rest in digests)",
+            'store them first without alerts, `LAMBDA_DESTINATIONS_ROUTES=\'[{"handlers": '
+            '["persist"]}]\' lambda-destinations run --once`, then look at them with '
+            "`failures list --since 14d`",
+        )
+
+    async def _store_empty(self) -> bool:
+        """Whether the store holds no record (or does not exist yet): False when it cannot
+        tell, as the store's own rows say why."""
+        path = _sqlite_path(self.settings.store)
+        if path is not None and not path.exists():
+            return True
+        try:
+            async with Store.from_url(self.settings.store, create=False) as store:
+                if await store.pending_migrations():
+                    return False
+                rows = await store.list_invocations(InvocationFilter(failed_only=False, limit=1))
+        except (StoreUnavailable, NewerSchema, StoreUrlError, ConfigError):
+            return False
+        return not rows
 
     def _check_writes(self, unwritable: list[str] | None, *, sqlite: bool, schema: str) -> None:
         """What keeps the store's user from writing (the store's own write_problems): a
