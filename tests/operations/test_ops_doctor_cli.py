@@ -404,6 +404,24 @@ def test_a_single_dlq_that_keeps_messages_no_longer_than_its_queue_is_named_by_i
     )
 
 
+def test_a_queue_that_keeps_messages_as_long_as_a_dlq_can_is_told_to_keep_them_less(
+    setup: Setup,
+) -> None:
+    # given: a queue and its DLQ both at 14 days, the most SQS allows (before: the fix said to
+    # raise the DLQ's retention, which cannot go higher)
+    url, arn = setup.queue(f"{setup.prefix}-long", retention=14 * 86400, dlq_retention="1209600")
+    setup.destination(arn)
+
+    result = setup.doctor(setup.env(url), "--json")
+
+    (row,) = [c for c in checks_of(result) if c["check"].endswith("DLQ retention")]
+    assert row["status"] == "warn"
+    assert row["fix"] == (
+        f"lower the MessageRetentionPeriod of {setup.prefix}-long below 14 days (its DLQ already "
+        "keeps the most SQS allows), so a dead-lettered record still has days there"
+    )
+
+
 def test_a_route_whose_queue_matches_no_polled_queue_gets_a_warning(
     setup: Setup, tmp_path: Any
 ) -> None:

@@ -580,15 +580,13 @@ class Doctor:
             f"{'queue' if len(queues) == 1 else 'queues'} ({_duration(retention)})"
             for (dlq_retention, retention), (dlqs, queues) in groups.items()
         )
-        every_dlq = list(dict.fromkeys(dlq for dlqs, _ in groups.values() for dlq in dlqs))
-        whose = f"{every_dlq[0]}'s" if len(every_dlq) == 1 else "their"
         # SQS keeps a message's original enqueue time when it moves it to a standard DLQ.
         self.add(
             f"{short[0][0]}: DLQ retention" if len(short) == 1 else "DLQ retention",
             "warn",
             f"{said}; a message's age counts from its first enqueue, so dead-lettered records "
             "can expire almost at once",
-            f"raise {whose} MessageRetentionPeriod (14 days is the most SQS allows)",
+            _dlq_retention_fix(groups),
         )
 
     # -- Lambda event-invoke configurations -------------------------------------------------
@@ -925,3 +923,27 @@ def exit_status(checks: Iterable[Check]) -> Literal["ok", "failed", "unreachable
     if any(c.unreachable for c in errors):
         return "unreachable"
     return "failed" if errors else "ok"
+
+
+MAX_RETENTION = 14 * 86400  # SQS's MessageRetentionPeriod at most, seconds
+
+
+def _dlq_retention_fix(groups: dict[tuple[int, int], tuple[list[str], list[str]]]) -> str:
+    """Raise the DLQs' retention; where a DLQ already keeps the most SQS allows (14 days), the
+    queue's must come down instead: raising it is no fix there."""
+    every_dlq = list(dict.fromkeys(dlq for dlqs, _ in groups.values() for dlq in dlqs))
+    whose = f"{every_dlq[0]}'s" if len(every_dlq) == 1 else "their"
+    at_most = [
+        queue
+        for (dlq_kept, _), (_, queues) in groups.items()
+        if dlq_kept >= MAX_RETENTION
+        for queue in queues
+    ]
+    if not at_most:
+        return f"raise {whose} MessageRetentionPeriod (14 days is the most SQS allows)"
+    lower = f"lower the MessageRetentionPeriod of {', '.join(at_most)}"
+    lower += " below 14 days (its DLQ already keeps the most SQS allows), so a dead-lettered "
+    lower += "record still has days there"
+    if len(at_most) == sum(len(queues) for _, queues in groups.values()):
+        return lower
+    return f"raise the other DLQs' MessageRetentionPeriod (14 days at most); {lower}"
