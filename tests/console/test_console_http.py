@@ -2565,3 +2565,26 @@ async def test_aiohttp_s_own_answers_and_a_nul_s_404_name_what_to_do_for_a_scrip
     response = await client.request(method, path, headers={"Accept": "*/*"})
     assert response.status == status
     assert (await response.text()).strip() == line
+
+
+async def test_an_overview_with_no_failure_in_its_day_names_the_newest_before_it(
+    make_client, settings_for
+) -> None:
+    # given: a failure three days old (a backlog drained at a first start), and none since
+    settings = settings_for()
+    three_days_ago = times.utcnow() - dt.timedelta(days=3)
+    record = failure_record(random.Random(3), function="orders-api", at=three_days_ago)
+    await stored_failure(settings, record=record)
+    client = await make_client(settings)
+
+    # when
+    page = await (await client.get("/")).text()
+    listing = await (await client.get("/failures")).text()
+
+    # then: the day's table is empty, and the page says when the newest failure is from and
+    # links to every failure (before: "No failures in the last 24 hours." and nothing more)
+    said = " ".join(html.unescape(page).split())
+    newest = times.utc_text(three_days_ago.replace(microsecond=0))
+    assert f"No failures in the last 24 hours. The newest is from {newest[:16]}" in said, said
+    assert '<a href="/failures">every failure</a>' in page
+    assert record["requestContext"]["requestId"] in listing

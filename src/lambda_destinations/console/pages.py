@@ -48,12 +48,21 @@ async def overview(request: web.Request) -> web.Response:
         console.store, everything.filter, views.stats_window(everything)
     )
     queues, sqs_problem = await _queue_depths(console)
+    groups = views.groups_of(counts, stats, limit=10)
+    # None in the window: the newest failure before it (a backlog drained at a first start
+    # holds records days old), one row of one index, so the page does not read as empty.
+    newest = (
+        []
+        if groups
+        else await console.store.list_invocations(dataclasses.replace(everything.filter, limit=1))
+    )
     return console.render(
         request,
         "overview.html",
         chart=hourly_bars(stats.hourly),
         stats=stats,
-        groups=views.groups_of(counts, stats, limit=10),
+        groups=groups,
+        newest=newest[0] if newest else None,
         statuses=await views.status_counts(console.store),
         queues=queues,
         sqs_problem=sqs_problem,
