@@ -192,13 +192,17 @@ async def test_an_expired_token_answer_retries_the_message_rather_than_quarantin
     assert "message quarantined" not in [e["event"] for e in logs]
 
 
-async def _cli(env: dict[str, str], command: str = "run") -> asyncio.subprocess.Process:
+async def _cli(
+    env: dict[str, str], *command: str, cwd: Path | None = None
+) -> asyncio.subprocess.Process:
+    """``lambda-destinations COMMAND…`` (``run`` when none is given) in a new process."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "lambda_destinations",
-        command,
+        *(command or ("run",)),
         env=env,
+        cwd=cwd,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -374,18 +378,7 @@ async def test_a_command_whose_keys_aws_does_not_take_says_so_not_a_permission(
     )
     async with proxy.running() as proxied:
         env = {**os.environ, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lambda_destinations",
-            "dlq",
-            "peek",
-            url,
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await _cli(env, "dlq", "peek", url, cwd=tmp_path)
         _, stderr = await process.communicate()
     said = stderr.decode()
     # then: exit 3, one line saying the keys were not taken (before: "… check the AWS
