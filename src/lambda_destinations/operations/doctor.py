@@ -156,6 +156,9 @@ class Doctor:
         self._short_dlqs: list[tuple[str, str, int, int]] = []
         # (name, URL, visible messages) of each polled queue that holds some: a backlog.
         self._waiting: list[tuple[str, str, int]] = []
+        # Whether the store holds no record (or does not exist yet), asked of it only when
+        # those queues hold some: False when it cannot tell, as the store's own rows say why.
+        self._store_empty = False
 
     def add(
         self, check: str, status: Status, detail: str, fix: str = "", *, unreachable: bool = False
@@ -776,6 +779,7 @@ class Doctor:
                 if self.settings.outside_dev()
                 else "run `lambda-destinations migrate` (the worker also creates and migrates it)",
             )
+            self._store_empty = True
             return
         try:
             opened = Store.from_url(url, create=False)
@@ -787,6 +791,9 @@ class Doctor:
                 schema = await store.schema() if unwritable else None
                 pooled = await store.pooler_problem()
                 no_room = store.no_room()
+                if self._waiting and not pending:  # a backlog: is this its first start?
+                    one = InvocationFilter(failed_only=False, limit=1)
+                    self._store_empty = not await store.list_invocations(one)
         except StoreUnavailable as exc:
             # A wrong database, user or password is answered: configuration, not unreachable.
             misconfigured = isinstance(exc, StoreMisconfigured)
@@ -832,7 +839,7 @@ class Doctor:
         notifiers = routed_notifiers(self.settings, [(name, url) for name, url, _ in self._waiting])
         # dev creates its queues empty and sends fresh records, which its alert channel is
         # there to show: never a backlog gathered before.
-        if not notifiers or self.settings.from_dev() or not await self._store_empty():
+        if not notifiers or self.settings.from_dev() or not self._store_empty:
             self.add("queue backlog", "ok", detail + "): the worker handles them as it runs")
             return
         self.add(
@@ -847,21 +854,6 @@ class Doctor:
             '["persist"]}]\' lambda-destinations run --once`, then look at them with '
             "`failures list --since 14d`",
         )
-
-    async def _store_empty(self) -> bool:
-        """Whether the store holds no record (or does not exist yet): False when it cannot
-        tell, as the store's own rows say why."""
-        path = _sqlite_path(self.settings.store)
-        if path is not None and not path.exists():
-            return True
-        try:
-            async with Store.from_url(self.settings.store, create=False) as store:
-                if await store.pending_migrations():
-                    return False
-                rows = await store.list_invocations(InvocationFilter(failed_only=False, limit=1))
-        except (StoreUnavailable, NewerSchema, StoreUrlError, ConfigError):
-            return False
-        return not rows
 
     def _check_writes(self, unwritable: list[str] | None, *, sqlite: bool, schema: str) -> None:
         """What keeps the store's user from writing (the store's own write_problems): a
