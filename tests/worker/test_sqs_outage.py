@@ -112,7 +112,9 @@ async def test_an_outage_is_told_once_per_queue_with_reminders_and_its_end(
                 # with why (before: the queues only, the same for SQS away and credentials
                 # that cannot be got)
                 assert problem.startswith(f"SQS: receives failing on {', '.join(names)} ("), problem
-                assert "Could not connect to the endpoint URL" in problem, problem
+                # (the proxy down: botocore's words vary with the moment, "Could not connect
+                # to the endpoint URL" or "Connection was closed before … endpoint URL")
+                assert f'endpoint URL: "{proxied}' in problem, problem
                 proxy.bring_back()
                 lasted = time.monotonic() - went
                 await until(lambda: worker.stats.outcomes["ack"] == 40, within=60)
