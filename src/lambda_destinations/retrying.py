@@ -239,6 +239,8 @@ def aws_fix(
         allowed = iam_action(operation) or operation
         where = f" on {on}" if on else ""
         return f"check {credentials} and that they are allowed {allowed}{where}"
+    if (kms := kms_fix(code, operation, credentials)) is not None:
+        return kms
     message = str(exc.response.get("Error", {}).get("Message") or "")
     if code == "MessageRejected" and "not verified" in message:
         return (
@@ -277,6 +279,48 @@ def aws_fix(
             "worker's concurrency, a command's --rate) or ask AWS to raise the quota"
         )
     return None
+
+
+# A KMS key's refusal, as each service words its code (SQS: ``KmsDisabled`` by its JSON shape,
+# ``KMS.DisabledException`` by its Query code; Lambda: ``KMSDisabledException``), by what is
+# wrong with the key. Throttling is TRANSIENT_CODES'.
+_KMS_CODE = re.compile(r"^KMS\.?|Exception$", re.IGNORECASE)
+_KMS_PROBLEMS = {
+    "accessdenied": "does not let {credentials} use it: allow {credentials} {actions} on the "
+    "key (in the key's policy, or an IAM policy)",
+    "disabled": "is disabled: enable it in KMS (aws kms enable-key)",
+    "invalidstate": "cannot be used in its state (pending deletion, or pending import): cancel "
+    "its deletion (aws kms cancel-key-deletion) and enable it; once it is deleted, nothing it "
+    "encrypted can be read again",
+    "notfound": "does not exist (deleted, or in another region): {reset}",
+    "invalidkeyusage": "is not a symmetric encryption key: {reset}",
+}
+
+
+def kms_fix(code: str | None, operation: str, credentials: str = WORKER_CREDENTIALS) -> str | None:
+    """What to do about a KMS key that refused a call's encryption or decryption: an SSE-KMS
+    queue's, or a function's (its environment variables', which an Invoke needs); None for a
+    code that is no KMS key's refusal."""
+    if not kms_refused(code):
+        return None
+    problem = _KMS_PROBLEMS[_KMS_CODE.sub("", str(code)).lower()]
+    if operation == "Invoke":  # the function's key, which its own role uses, not the caller
+        key = "the function's KMS key (its environment variables')"
+        credentials = "the function's execution role"
+        actions, reset = "kms:Decrypt", "set the function's key to one that exists, in Lambda"
+    else:
+        key = "the queue's KMS key (its server-side encryption)"
+        reading = operation == "ReceiveMessage"
+        actions = "kms:Decrypt" if reading else "kms:GenerateDataKey and kms:Decrypt"
+        reset = "set the queue's encryption to a key that exists, or to SQS-managed (SSE-SQS)"
+    return f"{key} {problem.format(credentials=credentials, actions=actions, reset=reset)}"
+
+
+def kms_refused(code: str | None) -> bool:
+    """Whether the AWS error ``code`` is a KMS key's refusal (:func:`kms_fix` has its fix)."""
+    if not code or not code.upper().startswith("KMS") or code in TRANSIENT_CODES:
+        return False
+    return _KMS_CODE.sub("", code).lower() in _KMS_PROBLEMS
 
 
 # The codes of TRANSIENT_CODES that say AWS throttled the call, not that it failed.

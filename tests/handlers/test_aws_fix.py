@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from lambda_destinations.cli._app import EXIT_CONFIG, describe_aws_error
+from lambda_destinations.cli._app import EXIT_CONFIG, EXIT_FAILED, describe_aws_error
 from lambda_destinations.retrying import aws_fix, describe_error
 
 
@@ -65,6 +65,33 @@ def refusal(code: str, operation: str, message: str = "refused") -> ClientError:
             "the SNS SMS sandbox, that the number is verified there",
         ),
         ("InvalidParameter", "Publish", "Invalid parameter: Message too long", None),
+        (  # a replay's Invoke of a function whose environment's key is scheduled for deletion:
+            # Lambda's 502, before with no fix (nothing the caller's permissions change)
+            "KMSInvalidStateException",
+            "Invoke",
+            "Lambda was unable to decrypt the environment variables because the KMS key used "
+            "is in an invalid state for Decrypt.",
+            "the function's KMS key (its environment variables') cannot be used in its state "
+            "(pending deletion, or pending import): cancel its deletion (aws kms "
+            "cancel-key-deletion) and enable it; once it is deleted, nothing it encrypted can "
+            "be read again",
+        ),
+        (
+            "KMSAccessDeniedException",
+            "Invoke",
+            "Lambda was unable to decrypt the environment variables because KMS access was denied.",
+            "the function's KMS key (its environment variables') does not let the function's "
+            "execution role use it: allow the function's execution role kms:Decrypt on the key "
+            "(in the key's policy, or an IAM policy)",
+        ),
+        (  # SQS's code by its JSON shape, as some answers have it
+            "KmsNotFound",
+            "SendMessage",
+            "Invalid keyId alias/ld",
+            "the queue's KMS key (its server-side encryption) does not exist (deleted, or in "
+            "another region): set the queue's encryption to a key that exists, or to "
+            "SQS-managed (SSE-SQS)",
+        ),
     ],
 )
 def test_an_aws_refusal_carries_the_fix_its_code_says(
@@ -112,4 +139,20 @@ def test_a_command_refused_by_aws_names_the_permission_to_grant(
         f"{operation} was refused (AccessDenied: User: arn:aws:iam::1:user/ops is not "
         f"authorized): check the AWS credentials and that they are allowed {action}",
         EXIT_CONFIG,
+    )
+
+
+def test_a_command_refused_by_a_queue_s_kms_key_says_what_to_do_with_the_key() -> None:
+    # given: `dlq peek` of a DLQ whose key is disabled (moto's SQS encrypts nothing)
+    exc = refusal("KMS.DisabledException", "ReceiveMessage", "(Service: AWSKMS) DisabledException")
+
+    # when
+    described = describe_aws_error(exc)
+
+    # then: the key and the fix, exit 1 (a failed call); before, only SQS's words
+    assert described == (
+        "ReceiveMessage failed: KMS.DisabledException: (Service: AWSKMS) DisabledException: "
+        "the queue's KMS key (its server-side encryption) is disabled: enable it in KMS (aws "
+        "kms enable-key)",
+        EXIT_FAILED,
     )

@@ -56,6 +56,7 @@ from lambda_destinations.retrying import (
     error_code,
     first_line,
     is_transient,
+    kms_refused,
 )
 from lambda_destinations.store import Store
 from lambda_destinations.worker.batching import MAX_BATCH, BatchSender, SendBatch
@@ -549,6 +550,8 @@ class Worker(Lifetime):
             fix = aws_fix(exc)  # a refused permission: which one; a throttled receive: why
             if fix and error_code(exc) in DENIED_CODES:
                 fix = f"{fix}; receiving resumes by itself once they are"
+            elif fix and kms_refused(error_code(exc)):
+                fix = f"{fix}; its messages stay unread until then (receiving resumes by itself)"
             return {"fix": fix} if fix else {}
         if isinstance(exc, SETUP_ERRORS):  # the credentials' source failed, not SQS
             unavailable = CredentialsUnavailable.of(exc)
