@@ -37,6 +37,7 @@ class Target(enum.StrEnum):
     SMS = "sms"  # SNS Publish to a phone number: IAM has no resource for it, so "*"
     EMAIL_IDENTITY = "email-identity"  # SES identities (and configuration sets) mail is sent as
     TOPIC = "topic"  # SNS topics between a function and a queue
+    KMS_KEY = "kms-key"  # the KMS keys of the account's own that encrypt queues (SSE-KMS)
     ACCOUNT = "account"  # calls that name no resource
     ECS_TASK = "ecs-task"  # the ECS service's own tasks (scale-in protection)
 
@@ -61,6 +62,15 @@ _Q, _DLQ = Target.QUEUE, Target.DLQ
 
 OPERATIONS: tuple[AwsOperation, ...] = (
     # -- the worker and its handlers ----------------------------------------------------------
+    AwsOperation(
+        "kms",
+        "DescribeKey",
+        "kms:DescribeKey",
+        _O,
+        (Target.KMS_KEY,),
+        "`doctor` reads the state of the KMS key of an SSE-KMS queue (disabled, scheduled for "
+        "deletion)",
+    ),
     AwsOperation(
         "sqs",
         "GetQueueUrl",

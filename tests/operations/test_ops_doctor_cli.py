@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import boto3
 import pytest
 from ops_helpers import ENTRY, NO_CREDENTIALS, cli, failure_body, row_of, seed_sync
 
@@ -711,3 +712,54 @@ def test_a_first_start_on_a_backlog_with_notifiers_is_a_warning_with_a_quiet_dra
     (again,) = [c for c in checks_of(later) if c["check"] == "queue backlog"]
     assert again["status"] == "ok"
     assert again["detail"].endswith("the worker handles them as it runs")
+
+
+def test_a_queue_s_kms_key_that_cannot_encrypt_is_an_error_with_the_command_that_fixes_it(
+    setup: Setup,
+) -> None:
+    # given: the success queue and its DLQ encrypted with one key of the account's (SSE-KMS),
+    # which someone scheduled for deletion; another queue with a disabled key; a third with
+    # SQS's own key, which is always there
+    kms = boto3.client("kms", endpoint_url=setup.endpoint.url, region_name="us-east-1")
+    deleted = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=f"alias/{setup.prefix}", TargetKeyId=deleted)
+    kms.schedule_key_deletion(KeyId=deleted, PendingWindowInDays=7)
+    disabled = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.disable_key(KeyId=disabled)
+    dlq_url = setup.created[0]
+    for url, key in (
+        (setup.queue_url, f"alias/{setup.prefix}"),
+        (dlq_url, f"alias/{setup.prefix}"),
+    ):
+        setup.sqs.set_queue_attributes(QueueUrl=url, Attributes={"KmsMasterKeyId": key})
+    other_url, _ = setup.queue(f"{setup.prefix}-other")
+    setup.sqs.set_queue_attributes(QueueUrl=other_url, Attributes={"KmsMasterKeyId": disabled})
+    own_url, _ = setup.queue(f"{setup.prefix}-own")
+    setup.sqs.set_queue_attributes(QueueUrl=own_url, Attributes={"KmsMasterKeyId": "alias/aws/sqs"})
+    enabled = kms.create_key()["KeyMetadata"]["KeyId"]
+    fine_url, _ = setup.queue(f"{setup.prefix}-fine")
+    setup.sqs.set_queue_attributes(QueueUrl=fine_url, Attributes={"KmsMasterKeyId": enabled})
+
+    # when
+    result = setup.doctor(setup.env(setup.queue_url, other_url, own_url, fine_url), "--json")
+
+    # then: one row per key, naming the queues it encrypts, and the command to run (before:
+    # every row ok, though nothing could read those queues or send to them)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = errors_of(result)
+    pending = errors[f"kms key alias/{setup.prefix}"]
+    assert pending["detail"].startswith("scheduled for deletion on ")
+    assert f"{setup.prefix}, {setup.prefix}-dlq" in pending["detail"]
+    assert "the messages it encrypted are lost" in pending["detail"]
+    assert pending["fix"] == (
+        f"aws kms cancel-key-deletion --key-id {deleted}, then aws kms enable-key --key-id "
+        f"{deleted}"
+    )
+    off = errors[f"kms key {disabled}"]
+    assert off["detail"] == (
+        f"disabled: nothing can read the messages of {setup.prefix}-other, nor send any to them"
+    )
+    assert off["fix"] == f"aws kms enable-key --key-id {disabled}"
+    assert not [c for c in checks_of(result) if "alias/aws/sqs" in c["check"]]
+    (fine,) = [c for c in checks_of(result) if c["check"] == f"kms key {enabled}"]
+    assert (fine["status"], fine["detail"]) == ("ok", f"enabled; encrypts {setup.prefix}-fine")

@@ -159,6 +159,9 @@ class Doctor:
         # Whether the store holds no record (or does not exist yet), asked of it only when
         # those queues hold some: False when it cannot tell, as the store's own rows say why.
         self._store_empty = False
+        # Each KMS key of the account's own (SSE-KMS) that encrypts a polled queue or its DLQ,
+        # with the queues it encrypts: asked of KMS once each, after the queues.
+        self._keys: dict[str, list[str]] = {}
 
     def add(
         self, check: str, status: Status, detail: str, fix: str = "", *, unreachable: bool = False
@@ -181,6 +184,7 @@ class Doctor:
                 if await self._check_credentials(aws):
                     queues = await self._check_queues(aws)
                     self._check_dlq_retention()
+                    await self._check_keys(aws)
                     if queues is not None:
                         self._check_route_queues(queues)
                         await self._check_lambda(aws, queues)
@@ -351,6 +355,7 @@ class Doctor:
                 continue
             self.add(f"queue {name}", "ok", f"exists and is readable ({url})")
             polled.append(_Queue(name, arn, url))
+            self._note_key(attributes, name)
             if waiting := int(attributes.get("ApproximateNumberOfMessages", "0")):
                 self._waiting.append((name, url, waiting))
             self._check_standard(name, attributes)
@@ -467,7 +472,11 @@ class Doctor:
             found = await sqs.get_queue_url(QueueName=dlq_name, QueueOwnerAWSAccountId=account)
             dlq = await sqs.get_queue_attributes(
                 QueueUrl=found["QueueUrl"],
-                AttributeNames=["MessageRetentionPeriod", "ApproximateNumberOfMessages"],
+                AttributeNames=[
+                    "MessageRetentionPeriod",
+                    "ApproximateNumberOfMessages",
+                    "KmsMasterKeyId",
+                ],
             )
         except ClientError as exc:
             if is_missing_queue(exc):
@@ -496,6 +505,7 @@ class Doctor:
             )
             return
         self.add(check, "ok", f"to {dlq_name} after {max_receive_count} receives")
+        self._note_key(dlq["Attributes"], dlq_name)
         self._check_dlq_messages(name, dlq_name, dlq["Attributes"])
         retention = int(attributes.get("MessageRetentionPeriod", "345600"))
         dlq_retention = int(dlq["Attributes"].get("MessageRetentionPeriod", "345600"))
@@ -514,6 +524,75 @@ class Doctor:
                 "by SQS, before the worker ran too, or quarantined by it): `dlq peek "
                 f"{dlq_name}` shows them, `dlq redrive {dlq_name}` puts them back",
             )
+
+    def _note_key(self, attributes: dict[str, str], name: str) -> None:
+        """Count the queue ``name`` among those its KMS key encrypts, when it is a key of the
+        account's own (SSE-KMS): SQS's own key (``alias/aws/sqs``) is always there."""
+        key = attributes.get("KmsMasterKeyId")
+        if key and not key.endswith("alias/aws/sqs") and name not in self._keys.get(key, []):
+            self._keys.setdefault(key, []).append(name)
+
+    async def _check_keys(self, aws: AwsClients) -> None:
+        """A row per KMS key that encrypts a polled queue or its DLQ: one that is disabled,
+        scheduled for deletion or gone leaves the queue's messages unread, and Lambda's records
+        unsent (it encrypts them with the key)."""
+        if not self._keys:
+            return
+        kms = await aws.client("kms")
+        for key, names in self._keys.items():
+            check, used = f"kms key {key}", f"{', '.join(names)}"
+            try:
+                metadata = (await kms.describe_key(KeyId=key))["KeyMetadata"]
+            except ClientError as exc:
+                if error_code(exc) == "NotFoundException":
+                    self.add(
+                        check,
+                        "error",
+                        f"does not exist: nothing can read or send messages of {used}",
+                        "set their encryption to a key that exists, or to SQS-managed (SSE-SQS)",
+                    )
+                else:
+                    self.add(
+                        check,
+                        "warn",
+                        f"its state cannot be read ({_error_text(exc)}); it encrypts {used}",
+                        "allow kms:DescribeKey on it to these credentials",
+                    )
+                continue
+            except (BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
+                self.add(
+                    check,
+                    "warn",
+                    f"KMS did not answer ({_error_text(exc)}); it encrypts {used}",
+                    "check the endpoint and the network",
+                    unreachable=_is_unreachable(exc),
+                )
+                continue
+            self._add_key_state(check, used, metadata)
+
+    def _add_key_state(self, check: str, used: str, metadata: dict[str, Any]) -> None:
+        """The row of a key KMS described: enabled, or what keeps it from encrypting."""
+        state, key_id = str(metadata.get("KeyState")), metadata.get("KeyId", "")
+        unusable = f"nothing can read the messages of {used}, nor send any to them"
+        if state == "Enabled":
+            self.add(check, "ok", f"enabled; encrypts {used}")
+        elif state == "PendingDeletion":
+            deleted = metadata.get("DeletionDate")
+            when = f" on {deleted:%Y-%m-%d %H:%M} UTC" if deleted else ""
+            self.add(
+                check,
+                "error",
+                f"scheduled for deletion{when}: {unusable}, and once it is deleted the "
+                "messages it encrypted are lost",
+                f"aws kms cancel-key-deletion --key-id {key_id}, then aws kms enable-key "
+                f"--key-id {key_id}",
+            )
+        elif state == "Disabled":
+            self.add(
+                check, "error", f"disabled: {unusable}", f"aws kms enable-key --key-id {key_id}"
+            )
+        else:  # PendingImport, Unavailable (its custom key store disconnected), Creating...
+            self.add(check, "error", f"{state}: {unusable}", "see the key's state in KMS")
 
     def _check_backoff(
         self,
