@@ -17,6 +17,7 @@ import math
 from typing import Self
 
 __all__ = [
+    "BackupError",
     "ConfigError",
     "LambdaDestinationsError",
     "NewerSchema",
@@ -192,6 +193,11 @@ class StoreMisconfigured(StoreUnavailable):
     and so does a worker that meets it on its first connection."""
 
     line = "store {shown}{where}: {problem}"
+
+
+class BackupError(LambdaDestinationsError):
+    """A backup could not be written (a full disk, a folder this user may not write); the
+    message names the file and the fix. Nothing is left under the target's name."""
 
 
 class StoppedBeforeStart(LambdaDestinationsError):

@@ -55,6 +55,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "How an asynchronous invocation ended, by request id, as the store has its record.",
     ),
     "run": ("run", "Run the worker on the configured queues."),
+    "store": (
+        "store",
+        "Back up the store, or copy its records into another store (SQLite to PostgreSQL).",
+    ),
     "simulate": (
         "dev",
         "Send realistic destination records to a queue (successes, failures, envelopes, poison).",

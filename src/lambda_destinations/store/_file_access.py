@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import os
 import pwd
+import resource
 import stat
 from pathlib import Path
+
+# Bytes of room below which a file is taken to have none left (the disk full, or the file
+# size limit reached): SQLite's I/O error is put down to that, and a writing ping fails.
+NO_ROOM = 1024 * 1024
 
 # The files SQLite keeps beside the database file in WAL mode, with the file's permissions.
 _SIDE_FILES = ("-wal", "-shm")
@@ -88,3 +93,24 @@ def _user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:  # a container's uid with no passwd entry
         return str(uid)
+
+
+def no_room(path: Path, largest: int, fix: str) -> tuple[str, str] | None:
+    """Why ``path`` has no room to grow, and the fix (``fix`` for a full disk), when that is
+    so: the disk holding it with under NO_ROOM free, or this process's file size limit within
+    NO_ROOM of ``largest`` (the size of the largest of its files); None otherwise."""
+    try:
+        disk = os.statvfs(path.absolute().parent)
+    except OSError:
+        return None
+    # The blocks this process may fill: root's include those the file system keeps for it.
+    free = (disk.f_bfree if os.geteuid() == 0 else disk.f_bavail) * disk.f_frsize
+    if free < NO_ROOM:
+        return f"the disk holding the file has {free // 1024} KiB free", fix
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and largest + NO_ROOM >= limit:
+        return (
+            f"the file is at or near this process's file size limit, {limit} bytes",
+            "raise the limit (ulimit -f)",
+        )
+    return None

@@ -428,6 +428,20 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
     def _unavailable_reason(self, exc: BaseException) -> str | None:
         """``"what happened: the fix"`` when ``exc`` means the store cannot be used, else None."""
 
+    async def _last_id(
+        self, conn: StoreConnection, table: sa.Table, column: sa.Column[Any]
+    ) -> int | None:
+        """The highest id ``table`` has handed out (its rows', or a counter's that remembers
+        deleted ones); None when it has none (for ``store copy``)."""
+        highest = (await conn.execute(sa.select(sa.func.max(column)))).scalar()
+        return None if highest is None else int(highest)
+
+    async def _reserve_ids(
+        self, conn: StoreConnection, table: sa.Table, column: sa.Column[Any], last: int
+    ) -> None:
+        """Hand out ids after ``last`` from now on in ``table`` (``store copy`` inserts ids
+        of its own); nothing where the next id is always past the highest row's."""
+
     async def _lock_migrations(self, conn: StoreConnection) -> None:
         """Serialize migrations across processes, for the rest of ``conn``'s transaction."""
 

@@ -26,6 +26,7 @@ import enum
 import importlib
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lambda_destinations._lifetime import Lifetime
@@ -89,6 +90,15 @@ class Vacuumed:
 
     bytes_before: int
     bytes_after: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Backup:
+    """What a backup wrote: the file, its size in bytes, and the seconds the copy took."""
+
+    path: Path
+    bytes: int
+    seconds: float
 
 
 class RunState(enum.StrEnum):
@@ -716,6 +726,18 @@ class Store(Lifetime):
         """Rewrite the database to its smallest size (SQLite's VACUUM; it also turns on
         incremental auto-vacuum for a file created before it), and say what it took on disk
         before and after. Nothing on PostgreSQL (None)."""
+        return None
+
+    async def backup(self, target: Path, *, replace: bool = False) -> Backup | None:
+        """Copy the store, as of one moment, into the new file ``target`` while the worker
+        writes (SQLite); FileExistsError when ``target`` exists and not ``replace``,
+        BackupError when it cannot be written. None where the database's own tool does it
+        (PostgreSQL: :meth:`dump_command`)."""
+        return None
+
+    def dump_command(self) -> str | None:
+        """The command that backs this store up, for a database whose own tool does it
+        (PostgreSQL's pg_dump), the password masked; None for a backend :meth:`backup` serves."""
         return None
 
     @abc.abstractmethod

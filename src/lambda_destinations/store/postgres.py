@@ -191,6 +191,15 @@ def _pool_size(url: str, value: str | tuple[str, ...] | None) -> int | None:
     )
 
 
+# The sequence of a serial column, as a quoted name (the ids `store copy` inserts move none on).
+_SEQUENCE = sa.text("SELECT pg_get_serial_sequence(:table, :column)")
+_RESERVE = sa.text("SELECT setval(pg_get_serial_sequence(:table, :column), :last)")
+
+
+def _serial(table: sa.Table, column: sa.Column[Any]) -> dict[str, str]:
+    return {"table": table.name, "column": column.name}
+
+
 class _RecordsetInsert:
     """The save's INSERT of a batch's new rows as one statement of one bound value: the rows as
     one JSON document, read back by ``jsonb_to_recordset``.
@@ -322,6 +331,15 @@ class PostgresStore(SqlStore):
         super().__init__(url, group_commit=group_commit)
         self._listener = InvocationListener(self._listening_engine)
         self._told_waiting = False  # for another process's migration, see _lock_migrations
+
+    def dump_command(self) -> str | None:
+        # libpq's URL: its sslmode, none of the pool's parameters (pg_dump refuses them).
+        ssl = self._sa_url.query.get("ssl")
+        url = self._sa_url.set(drivername="postgresql", query={"sslmode": ssl} if ssl else {})
+        return (
+            "pg_dump --format=custom --file=lambda-destinations.dump "
+            f"'{url.render_as_string(hide_password=True)}'"
+        )
 
     def _connect_args(self, timeout: float, command_timeout: float | None) -> dict[str, Any]:
         """What asyncpg is given for each connection."""
@@ -475,6 +493,26 @@ class PostgresStore(SqlStore):
                 "only SELECT, INSERT, UPDATE and DELETE on them"
             )
             raise StoreMisconfigured.at(self.display_url, problem) from exc.__cause__
+
+    async def _last_id(
+        self, conn: StoreConnection, table: sa.Table, column: sa.Column[Any]
+    ) -> int | None:
+        highest = await super()._last_id(conn, table, column)
+        # The sequence remembers the ids of rows deleted since.
+        sequence = (await conn.execute(_SEQUENCE, _serial(table, column))).scalar()
+        if sequence is not None:
+            state = sa.text(f"SELECT last_value, is_called FROM {sequence}")
+            given = (await conn.execute(state)).one()
+            if given.is_called:
+                highest = max(highest or 0, int(given.last_value))
+        return highest
+
+    async def _reserve_ids(
+        self, conn: StoreConnection, table: sa.Table, column: sa.Column[Any], last: int
+    ) -> None:
+        # Never back: past the target's own rows and ids too.
+        last = max(last, await self._last_id(conn, table, column) or 0)
+        await conn.execute(_RESERVE, {**_serial(table, column), "last": last})
 
     async def _lock_migrations(self, conn: StoreConnection) -> None:
         # A migration has no time limit (see _migration_engine), a DBA's statement_timeout or

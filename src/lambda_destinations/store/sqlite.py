@@ -29,7 +29,6 @@ import datetime as dt
 import functools
 import operator
 import os
-import resource
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -41,7 +40,8 @@ from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
 from lambda_destinations.errors import StoreGone, StoreMisconfigured, StoreUnavailable
 from lambda_destinations.store._access import StoreConnection
-from lambda_destinations.store._file_access import access_problem
+from lambda_destinations.store._backup import back_up
+from lambda_destinations.store._file_access import access_problem, no_room
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._sql import (
     OLDER_SCHEMA,
@@ -52,7 +52,7 @@ from lambda_destinations.store._sql import (
 )
 from lambda_destinations.store._threaded import ThreadEngine, in_thread
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
-from lambda_destinations.store.base import RECLAIM_STEP, Vacuumed
+from lambda_destinations.store.base import RECLAIM_STEP, Backup, Vacuumed
 from lambda_destinations.times import utcnow
 
 # SQLite result codes (by name, extended codes included: SQLITE_IOERR_WRITE is an I/O error)
@@ -68,9 +68,6 @@ _FIXES = {
 }
 # What holds the write lock for seconds on end.
 _LONG_WRITERS = "`prune --vacuum` and `migrate` hold it while they run"
-# Bytes of room below which the file is taken to have none left (the disk full, or the file
-# size limit reached): SQLite's I/O error is put down to that, and a writing ping fails.
-NO_ROOM = 1024 * 1024
 T = TypeVar("T")
 log = structlog.get_logger("lambda_destinations.store")
 # Saves between two checkpoints of the WAL: about the 1,000 pages after which SQLite would
@@ -92,6 +89,17 @@ READER_THREADS = 4
 # turn); the worker's saves, lookups and checkpoints have their own beside them.
 CONNECTIONS = 10
 _NOT_MIGRATED = "the store has no tables yet: run `lambda-destinations migrate`"
+
+
+# SQLite's counter of an AUTOINCREMENT table (a row appears with the table's first insert).
+_SEQUENCE = sa.text("SELECT seq FROM sqlite_sequence WHERE name = :name")
+_RESERVE = (
+    sa.text(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT :name, :last "
+        "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = :name)"
+    ),
+    sa.text("UPDATE sqlite_sequence SET seq = max(seq, :last) WHERE name = :name"),
+)
 
 
 class _Prepared:
@@ -498,6 +506,23 @@ class SQLiteStore(SqlStore):
 
         return await self._hot(work, write=True)
 
+    async def backup(self, target: Path, *, replace: bool = False) -> Backup | None:
+        """See :func:`._backup.back_up`: one read transaction on a reader thread, so the
+        worker's saves go on while it copies."""
+        file = self._file
+        if file is None:
+            return None
+        engine = file.sync_engine
+
+        def run() -> Backup:
+            with engine.connect() as conn:
+                driver = conn.connection.driver_connection
+                assert isinstance(driver, sqlite3.Connection)
+                return back_up(driver, target, replace=replace)
+
+        async with self._errors():
+            return await in_thread(file.readers, run)
+
     def _bytes(self, suffix: str = "") -> int:
         """The size now of the database file, or of its ``-wal`` or ``-shm`` (0 if there is
         none, or in memory; a file gone is _check_file's to say at the next write)."""
@@ -567,6 +592,23 @@ class SQLiteStore(SqlStore):
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
+
+    async def _last_id(
+        self, conn: StoreConnection, table: sa.Table, column: sa.Column[Any]
+    ) -> int | None:
+        highest = await super()._last_id(conn, table, column)
+        if not table.dialect_options["sqlite"]["autoincrement"]:
+            return highest
+        # AUTOINCREMENT's counter remembers the ids of rows deleted since (migration 13).
+        counter = await conn.execute(_SEQUENCE, {"name": table.name})
+        return max((v for v in (highest, counter.scalar()) if v is not None), default=None)
+
+    async def _reserve_ids(
+        self, conn: StoreConnection, table: sa.Table, column: sa.Column[Any], last: int
+    ) -> None:
+        if table.dialect_options["sqlite"]["autoincrement"]:
+            for statement in _RESERVE:
+                await conn.execute(statement, {"name": table.name, "last": last})
 
     async def _lock_migrations(self, conn: StoreConnection) -> None:
         # The first statement of the transaction: take the write lock before reading which
@@ -679,25 +721,8 @@ class SQLiteStore(SqlStore):
         """
         if self.path is None:
             return None
-        try:
-            disk = os.statvfs(self.path.absolute().parent)
-        except OSError:
-            return None
-        # The blocks this process may fill: root's include those the file system keeps for it.
-        free = (disk.f_bfree if os.geteuid() == 0 else disk.f_bavail) * disk.f_frsize
-        if free < NO_ROOM:
-            return (
-                f"the disk holding the file has {free // 1024} KiB free",
-                _FIXES["SQLITE_FULL"],
-            )
-        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         largest = max(self._bytes(suffix) for suffix in ("", "-wal", "-shm"))
-        if limit != resource.RLIM_INFINITY and largest + NO_ROOM >= limit:
-            return (
-                f"the file is at or near this process's file size limit, {limit} bytes",
-                "raise the limit (ulimit -f)",
-            )
-        return None
+        return no_room(self.path, largest, _FIXES["SQLITE_FULL"])
 
 
 def plain_path(url: str, database: str) -> Path:

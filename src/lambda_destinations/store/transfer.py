@@ -1,0 +1,177 @@
+"""Every row of one store copied into another (SQLite to PostgreSQL, or back), ids and keys kept.
+
+The tables are those of ``_tables.metadata`` (every table the store has, the one list the
+schema test checks against the migrations), read in primary-key order a batch at a time and
+written one transaction a batch, through the tables' own column types: each backend keeps JSON
+and times its own way, and the rows read back the same. The record keys and the handler runs
+come across as they are, so a message delivered again after the switch finds its record and
+its completed handlers there, and runs no effect twice.
+
+Each batch is inserted with ``ON CONFLICT DO NOTHING``: a copy interrupted part-way and run
+again (``skip_existing``) adds the rows still missing and keeps those already there. Ids are
+copied as they are; the target then hands out new ones after the highest the source ever gave
+(PostgreSQL's sequences are moved on; SQLite's AUTOINCREMENT counter too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.store._sql import SqlStore
+from lambda_destinations.store._tables import metadata, schema_migrations
+from lambda_destinations.store.base import Store
+from lambda_destinations.store.migrations import LATEST_VERSION, MIGRATIONS
+
+# What a target's own migrations write, not copied.
+_NOT_COPIED = frozenset({schema_migrations.name})
+
+
+class TargetNotEmpty(ConfigError):
+    """The target already holds records, and the copy was not told to keep them."""
+
+
+@dataclasses.dataclass(slots=True)
+class TableCopy:
+    """One table's rows: in the source, added to the target by this copy, in the target after."""
+
+    table: str
+    source_rows: int
+    copied: int = 0
+    target_rows: int = 0
+
+    @property
+    def matches(self) -> bool:
+        return self.source_rows == self.target_rows
+
+
+Progress = Callable[[str, int, int], None]
+"""Called after each batch: the table, the rows read so far, the rows it has."""
+
+
+def tables() -> list[sa.Table]:
+    """The tables a copy carries, in a fixed order."""
+    return [table for table in metadata.sorted_tables if table.name not in _NOT_COPIED]
+
+
+async def copy_store(
+    source: Store,
+    target: Store,
+    *,
+    batch: int = 500,
+    skip_existing: bool = False,
+    progress: Progress | None = None,
+) -> list[TableCopy]:
+    """Migrate ``target``, copy every table of ``source`` into it, and count both sides.
+
+    ConfigError when ``source`` is not at this release's schema version; TargetNotEmpty when
+    ``target`` holds rows and not ``skip_existing``.
+    """
+    assert isinstance(source, SqlStore)  # every backend is
+    assert isinstance(target, SqlStore)
+    await _same_schema(source)
+    await target.migrate()
+    if not skip_existing and (held := await _tables_with_rows(target)):
+        raise TargetNotEmpty(
+            f"{target.display_url} already holds records ({', '.join(held)}): copy into an "
+            "empty database, or give --skip-existing to keep its rows and add the missing ones "
+            "(a copy interrupted part-way, run again)"
+        )
+    copies = []
+    for table in tables():
+        copy = TableCopy(table.name, await _count(source, table))
+        before = await _count(target, table)
+        await _copy_table(source, target, table, batch, copy, progress)
+        await _keep_ids_after(source, target, table)
+        copy.target_rows = await _count(target, table)
+        copy.copied = copy.target_rows - before
+        copies.append(copy)
+    return copies
+
+
+async def _same_schema(source: SqlStore) -> None:
+    """Refuse a source whose tables are not this release's: its rows would not fit them."""
+    async with source._read() as conn:
+        applied = set(await conn.scalars(sa.select(schema_migrations.c.version)))
+    latest = {m.version for m in MIGRATIONS}
+    if not latest <= applied:
+        raise ConfigError(
+            f"{source.display_url} is at an earlier schema version than this release's "
+            f"({max(applied, default=0)}, not {LATEST_VERSION}): run `lambda-destinations "
+            "migrate` on it first (with its worker stopped), then copy"
+        )
+    if max(applied) > LATEST_VERSION:
+        raise ConfigError(
+            f"{source.display_url} is at schema version {max(applied)}, newer than this "
+            f"release's ({LATEST_VERSION}): copy it with the release that migrated it"
+        )
+
+
+async def _tables_with_rows(store: SqlStore) -> list[str]:
+    held = []
+    async with store._read() as conn:
+        for table in tables():
+            if (await conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1))).first():
+                held.append(table.name)
+    return held
+
+
+async def _count(store: SqlStore, table: sa.Table) -> int:
+    async with store._read() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
+
+
+async def _copy_table(
+    source: SqlStore,
+    target: SqlStore,
+    table: sa.Table,
+    batch: int,
+    copy: TableCopy,
+    progress: Progress | None,
+) -> None:
+    """Read ``table`` in primary-key order, ``batch`` rows at a time (after the last key read,
+    never by OFFSET), and insert each batch into ``target`` in a transaction of its own."""
+    key = list(table.primary_key.columns)
+    insert = target._insert(table).on_conflict_do_nothing()
+    last: Sequence[Any] | None = None
+    read = 0
+    while True:
+        stmt = sa.select(table).order_by(*key).limit(batch)
+        if last is not None:
+            stmt = stmt.where(_after(key, last))
+        async with source._read() as conn:
+            rows = [dict(row._mapping) for row in (await conn.execute(stmt)).all()]
+        if not rows:
+            return
+        async with target._write(atomic=True) as conn:
+            await conn.execute(insert, rows)
+        last = [rows[-1][column.name] for column in key]
+        read += len(rows)
+        if progress is not None:
+            progress(table.name, read, copy.source_rows)
+
+
+def _after(key: list[sa.Column[Any]], last: Sequence[Any]) -> sa.ColumnElement[bool]:
+    if len(key) == 1:
+        after: sa.ColumnElement[bool] = key[0] > last[0]
+        return after
+    values = (sa.literal(value, column.type) for column, value in zip(key, last, strict=True))
+    return sa.tuple_(*key) > sa.tuple_(*values)
+
+
+async def _keep_ids_after(source: SqlStore, target: SqlStore, table: sa.Table) -> None:
+    """Have ``target`` hand out ids past every id ``source`` ever gave in ``table`` (the ids
+    copied are set explicitly, which moves no PostgreSQL sequence on)."""
+    column = table.autoincrement_column
+    if column is None:
+        return
+    async with source._read() as conn:
+        highest = await source._last_id(conn, table, column)
+    if not highest:  # none handed out (SQLite's counter may say 0)
+        return
+    async with target._write(atomic=True) as conn:
+        await target._reserve_ids(conn, table, column, highest)

@@ -1,0 +1,432 @@
+"""`store backup` and `store copy`: a SQLite store backed up while a writer writes, and a
+store's records carried to PostgreSQL (real files, the machine's PostgreSQL, a moto server and
+real `run --once` workers), so that a message delivered again after the switch runs no effect
+twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lambda_destinations.handlers.persist import invocation_row
+from lambda_destinations.schemas import decode
+from lambda_destinations.simulate import failure_record
+from lambda_destinations.store import DeliveryRow, QuarantineRow, Store, utcnow
+
+ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
+EFFECTS = """
+from pathlib import Path
+from lambda_destinations import handler
+
+@handler("effect")
+async def effect(record, context):
+    with Path(context.options["file"]).open("a") as out:
+        out.write(context.key + "\\n")
+"""
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ENTRY, *args],
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def ok(*args: str, env: dict[str, str] | None = None) -> str:
+    done = cli(*args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def refused(code: int, *args: str, env: dict[str, str] | None = None) -> str:
+    done = cli(*args, env=env)
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert done.stdout == ""
+    return lines[0]
+
+
+def seed(url: str, n: int) -> None:
+    """``n`` failure records and one quarantined message, as the worker saves them."""
+
+    async def go() -> None:
+        async with Store.from_url(url) as store:
+            await store.migrate()
+            await store.save_quarantine(
+                QuarantineRow(
+                    queue="q",
+                    message_id="m-poison",
+                    body="not json",
+                    message_attributes={},
+                    reason="decode error",
+                    receive_count=1,
+                    quarantined_at=utcnow(),
+                )
+            )
+            rng = random.Random(3)
+            for i in range(n):
+                await save_record(store, failure_record(rng, condition="RetriesExhausted"), i)
+
+    asyncio.run(go())
+
+
+async def save_record(store: Store, record: dict[str, Any], i: int) -> None:
+    """As the persist handler saves a record (its row, its delivery, the handler done)."""
+    message = decode(json.dumps(record))
+    delivery = DeliveryRow(key=message.key, message_id=f"m-{i}", queue="q", receive_count=1)
+    await store.save_invocation(invocation_row(message, "q"), delivery, complete_handler="persist")
+
+
+def count(path: Path, table: str = "invocations") -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+# -- backup -----------------------------------------------------------------------------------
+
+
+def test_a_backup_taken_while_a_writer_writes_holds_every_record_committed_before(
+    tmp_path: Path,
+) -> None:
+    # given: a store in WAL mode that a writer (another process's connection, as the worker's
+    # is) keeps writing to, and whose recent records are in the -wal file only
+    path = tmp_path / "store.db"
+    url = f"sqlite:///{path}"
+    asyncio.run(_migrate(url))
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # as the worker: it checkpoints by itself
+    committed = _insert(writer, 0, 300)
+    stop = threading.Event()
+    written = [committed]
+
+    def keep_writing() -> None:
+        n = committed
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            while not stop.is_set():
+                n = _insert(db, n, 5)
+                written.append(n)
+
+    thread = threading.Thread(target=keep_writing)
+    thread.start()
+    try:
+        # when
+        out = ok(
+            "store",
+            "backup",
+            str(tmp_path / "backup.db"),
+            "--json",
+            env={"LAMBDA_DESTINATIONS_STORE": url},
+        )
+        # (and a plain copy of the database file alone, at the same moment)
+        plain = tmp_path / "plain.db"
+        plain.write_bytes(path.read_bytes())
+    finally:
+        stop.set()
+        thread.join()
+        writer.close()
+    # then: one file, checked, with at least every record committed before it began
+    made = json.loads(out)
+    backup = tmp_path / "backup.db"
+    assert made["path"] == str(backup)
+    assert made["bytes"] == backup.stat().st_size
+    assert not Path(f"{backup}-wal").exists()
+    assert oct(backup.stat().st_mode & 0o777) == "0o600"
+    with contextlib.closing(sqlite3.connect(f"file:{backup}?mode=ro", uri=True)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        keys = {k for (k,) in db.execute("SELECT key FROM invocations")}
+    assert {f"k-{i}" for i in range(committed)} <= keys
+    assert len(keys) <= written[-1]
+    # and the plain copy misses them: what the writer committed is in the -wal file until a
+    # checkpoint
+    assert count(plain) < committed
+
+
+async def _migrate(url: str) -> None:
+    async with Store.from_url(url) as store:
+        await store.migrate()
+
+
+def _insert(db: sqlite3.Connection, start: int, n: int) -> int:
+    db.execute("BEGIN IMMEDIATE")
+    for i in range(start, start + n):
+        db.execute(
+            "INSERT INTO invocations (key, kind, envelope, occurred_at, queue, first_seen_at) "
+            "VALUES (?, 'invocation', 'none', '2026-01-01 00:00:00.000000', 'q', "
+            "'2026-01-01 00:00:00.000000')",
+            (f"k-{i}",),
+        )
+    db.execute("COMMIT")
+    return start + n
+
+
+def test_a_backup_restored_in_place_opens_as_the_store(tmp_path: Path) -> None:
+    # given: a backup of a store with open failures
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 3)
+    env = {"LAMBDA_DESTINATIONS_STORE": url}
+    before = json.loads(ok("failures", "list", "--json", env=env))
+    ok("store", "backup", str(tmp_path / "backup.db"), env=env)
+    # when: the store is lost and the backup put in its place
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp_path / 'store.db'}{suffix}").unlink(missing_ok=True)
+    (tmp_path / "backup.db").rename(tmp_path / "store.db")
+    # then: it is up to date for this release and shows the same failures
+    assert "up to date" in ok("migrate", "--check", env=env)
+    assert json.loads(ok("failures", "list", "--json", env=env)) == before
+
+
+def test_backup_refusals_are_one_line_each(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 1)
+    env = {"LAMBDA_DESTINATIONS_STORE": url}
+    (tmp_path / "there.db").write_text("keep me")
+
+    said = refused(2, "store", "backup", str(tmp_path / "there.db"), env=env)
+    assert (
+        said == f"error: {tmp_path / 'there.db'} exists: give a new path, or --force to replace it"
+    )
+    assert (tmp_path / "there.db").read_text() == "keep me"
+    said = refused(2, "store", "backup", str(tmp_path / "store.db"), "--force", env=env)
+    assert "is the store itself" in said
+    said = refused(2, "store", "backup", str(tmp_path / "no" / "b.db"), env=env)
+    assert said.endswith("does not exist: create the folder, or give another path")
+    # a folder this user may not write: the backup's failure, exit 1, nothing left behind
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        said = refused(1, "store", "backup", str(locked / "b.db"), env=env)
+        assert "give a path in a folder this user may write" in said
+    # --force replaces the file
+    ok("store", "backup", str(tmp_path / "there.db"), "--force", env=env)
+    assert count(tmp_path / "there.db") == 1
+
+
+def test_a_backup_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 20)
+    # /dev/full answers every write with ENOSPC: the target's folder is a small tmpfs instead
+    # where one is at hand; the file size limit stands in for a full disk anywhere.
+    env = {"LAMBDA_DESTINATIONS_STORE": url}
+    done = subprocess.run(
+        [
+            "/bin/sh",
+            "-c",
+            'ulimit -f 64 && exec "$@"',
+            "sh",
+            *ENTRY,
+            "store",
+            "backup",
+            str(tmp_path / "b.db"),
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: cannot write {tmp_path / 'b.db'} (")
+    assert not (tmp_path / "b.db").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.db")] == []
+
+
+@pytest.mark.postgres
+def test_backup_of_a_postgresql_store_says_pg_dump(postgres_url: str) -> None:
+    said = refused(
+        2,
+        "store",
+        "backup",
+        "x.dump",
+        env={"LAMBDA_DESTINATIONS_STORE": postgres_url + "?pool_size=5"},
+    )
+    assert "pg_dump --format=custom --file=lambda-destinations.dump" in said
+    assert f"'{postgres_url}'" in said  # no pool_size: pg_dump refuses what libpq does not know
+
+
+# -- copy -------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_a_copy_to_postgresql_shows_the_same_failures(tmp_path: Path, postgres_url: str) -> None:
+    # given: a SQLite store with open failures and a quarantined message
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 25)
+    sqlite_env = {"LAMBDA_DESTINATIONS_STORE": url}
+    pg_env = {"LAMBDA_DESTINATIONS_STORE": postgres_url}
+    # when: copied in batches smaller than a table
+    out = ok("store", "copy", "--to", postgres_url, "--batch", "7", "--json", env=sqlite_env)
+    # then: every table counted on both sides, and every read shows the same
+    copied = json.loads(out)
+    assert copied["ok"] is True
+    tables = {t["table"]: t for t in copied["tables"]}
+    assert tables["invocations"] == {
+        "table": "invocations",
+        "source_rows": 25,
+        "copied": 25,
+        "target_rows": 25,
+    }
+    assert tables["quarantine"]["target_rows"] == 1
+    assert "schema_migrations" not in tables
+    tomorrow = (utcnow() + dt.timedelta(days=1)).date().isoformat()
+    window = ["--since", "2026-01-01", "--until", tomorrow]
+    for args in (
+        ["failures", "list", "--json"],
+        ["failures", "stats", *window, "--json"],
+        ["quarantine", "list", "--json"],
+        ["replay", *window, "--dry-run", "--json"],
+    ):
+        assert json.loads(ok(*args, env=pg_env)) == json.loads(ok(*args, env=sqlite_env)), args
+    first = json.loads(ok("failures", "list", "--json", env=sqlite_env))[0]["request_id"]
+    shown = [
+        json.loads(ok("failures", "show", first, "--json", env=e)) for e in (sqlite_env, pg_env)
+    ]
+    assert shown[0] == shown[1]
+    # and new rows get new ids: the sequences were moved past the ids copied
+    asyncio.run(_quarantine_one_more(postgres_url))
+
+
+async def _quarantine_one_more(url: str) -> None:
+    async with Store.from_url(url) as store:
+        assert await store.save_quarantine(
+            QuarantineRow(
+                queue="q",
+                message_id="m-after",
+                body="{}",
+                message_attributes={},
+                reason="decode error",
+                receive_count=1,
+                quarantined_at=utcnow(),
+            )
+        )
+        rows = await store.list_quarantine()
+    assert sorted(row.id for row in rows) == [1, 2]
+
+
+@pytest.mark.postgres
+def test_copy_refuses_a_target_that_holds_records_and_a_rerun_finishes_the_job(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 30)
+    env = {"LAMBDA_DESTINATIONS_STORE": url}
+    # given: a copy interrupted part-way (some of the invocations there, nothing else)
+    asyncio.run(_copy_part(url, postgres_url, 12))
+    # when: copied again without saying so: refused, nothing written
+    said = refused(2, "store", "copy", "--to", postgres_url, env=env)
+    assert said.startswith(f"error: {postgres_url} already holds records (invocations): ")
+    assert "--skip-existing" in said
+    # then: with --skip-existing the rest is added, and the counts match
+    done = json.loads(
+        ok("store", "copy", "--to", postgres_url, "--skip-existing", "--json", env=env)
+    )
+    tables = {t["table"]: t for t in done["tables"]}
+    assert done["ok"] is True
+    assert tables["invocations"]["copied"] == 18
+    assert tables["invocations"]["target_rows"] == 30
+    assert tables["deliveries"]["copied"] == 30
+
+
+async def _copy_part(source_url: str, target_url: str, n: int) -> None:
+    import sqlalchemy as sa
+
+    from lambda_destinations.store._tables import invocations
+
+    async with Store.from_url(source_url) as source, Store.from_url(target_url) as target:
+        await target.migrate()
+        async with source._read() as conn:  # type: ignore[attr-defined]
+            rows = [
+                dict(r._mapping)
+                for r in (await conn.execute(sa.select(invocations).limit(n))).all()
+            ]
+        async with target._write(atomic=True) as conn:  # type: ignore[attr-defined]
+            await conn.execute(sa.insert(invocations), rows)
+
+
+@pytest.mark.postgres
+def test_copy_refusals_name_the_option(tmp_path: Path, postgres_url: str) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 1)
+    env = {"LAMBDA_DESTINATIONS_STORE": url}
+    said = refused(3, "store", "copy", "--to", "mysql://x@h/db", env=env)
+    assert said.startswith("error: store URL 'mysql://x@h/db' (--to): no known scheme")
+    said = refused(3, "store", "copy", "--to", postgres_url + "_none", env=env)
+    assert "(--to)" in said
+    said = refused(2, "store", "copy", "--to", url, env=env)
+    assert "names the store itself" in said
+    # a source at an earlier schema version would lose columns: migrate it first
+    with contextlib.closing(sqlite3.connect(tmp_path / "store.db")) as db:
+        db.execute(
+            "DELETE FROM schema_migrations "
+            "WHERE version = (SELECT max(version) FROM schema_migrations)"
+        )
+        db.commit()
+    said = refused(3, "store", "copy", "--to", postgres_url, env=env)
+    assert "run `lambda-destinations migrate` on it first" in said
+
+
+# -- the switch: a message delivered again after the copy ---------------------------------------
+
+
+@pytest.mark.postgres
+def test_a_message_delivered_again_after_the_switch_runs_no_effect_twice(
+    sqs, make_queue, endpoint_url: str, tmp_path: Path, postgres_url: str
+) -> None:
+    # given: a worker on SQLite that ran an effect for each of 4 failure records
+    (tmp_path / "effects_mod.py").write_text(EFFECTS)
+    effects = tmp_path / "effects.txt"
+    config = tmp_path / "ld.toml"
+    config.write_text(
+        'handler_modules = ["effects_mod"]\n'
+        '[[routes]]\nhandlers = ["persist", "effect"]\n'
+        f'[handlers.effect]\nfile = "{effects}"\n'
+    )
+    queue, _dlq = make_queue("switch")
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        "LAMBDA_DESTINATIONS_CONFIG": str(config),
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_QUEUES": queue,
+        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
+    }
+    rng = random.Random(11)
+    bodies = [json.dumps(failure_record(rng, condition="RetriesExhausted")) for _ in range(4)]
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    ok("run", "--once", env=env)
+    assert len(effects.read_text().splitlines()) == 4
+    # when: the store is copied to PostgreSQL, and the same messages come again to a worker
+    # on it (SQS delivers a message again after the switch: one in flight at the stop)
+    ok("store", "copy", "--to", postgres_url, env=env)
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    ran = json.loads(
+        ok(
+            "run", "--once", "--json", env={**env, "LAMBDA_DESTINATIONS_STORE": postgres_url}
+        ).splitlines()[-1]
+    )
+    # then: each is acknowledged as the duplicate it is, and no effect ran again
+    assert ran["duplicates"] >= 4
+    assert ran["acked"] == ran["received"]
+    assert len(effects.read_text().splitlines()) == 4
