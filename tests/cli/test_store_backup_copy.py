@@ -70,22 +70,24 @@ def seed(url: str, n: int) -> None:
     async def go() -> None:
         async with Store.from_url(url) as store:
             await store.migrate()
-            await store.save_quarantine(
-                QuarantineRow(
-                    queue="q",
-                    message_id="m-poison",
-                    body="not json",
-                    message_attributes={},
-                    reason="decode error",
-                    receive_count=1,
-                    quarantined_at=utcnow(),
-                )
-            )
+            await store.save_quarantine(quarantined("m-poison"))
             rng = random.Random(3)
             for i in range(n):
                 await save_record(store, failure_record(rng, condition="RetriesExhausted"), i)
 
     asyncio.run(go())
+
+
+def quarantined(message_id: str) -> QuarantineRow:
+    return QuarantineRow(
+        queue="q",
+        message_id=message_id,
+        body="not json",
+        message_attributes={},
+        reason="decode error",
+        receive_count=1,
+        quarantined_at=utcnow(),
+    )
 
 
 async def save_record(store: Store, record: dict[str, Any], i: int) -> None:
@@ -307,17 +309,7 @@ def test_a_copy_to_postgresql_shows_the_same_failures(tmp_path: Path, postgres_u
 
 async def _quarantine_one_more(url: str) -> None:
     async with Store.from_url(url) as store:
-        assert await store.save_quarantine(
-            QuarantineRow(
-                queue="q",
-                message_id="m-after",
-                body="{}",
-                message_attributes={},
-                reason="decode error",
-                receive_count=1,
-                quarantined_at=utcnow(),
-            )
-        )
+        assert await store.save_quarantine(quarantined("m-after"))
         rows = await store.list_quarantine()
     assert sorted(row.id for row in rows) == [1, 2]
 
