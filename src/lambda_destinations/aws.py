@@ -8,12 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from lambda_destinations._lifetime import Lifetime
 from lambda_destinations._version import version
-from lambda_destinations.config import Settings
+from lambda_destinations.config import ENV_PREFIX, AccountRole, Settings
 from lambda_destinations.errors import ConfigError, LambdaDestinationsError
 
 if TYPE_CHECKING:
     from aiobotocore.config import AioConfig
     from aiobotocore.session import AioSession
+    from botocore.exceptions import ClientError
+
+    from lambda_destinations.retrying import AccountRefusal
 
 
 def _single_attempt() -> AioConfig:
@@ -109,6 +112,10 @@ class AwsClients(Lifetime):
         self._session: AioSession = get_session()
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[str, Any] = {}
+        # A session for each account of ``settings.accounts`` a call was made to, whose
+        # credentials are its role's (see _account_session); and the account of our own.
+        self._sessions: dict[str, AioSession] = {}
+        self._own_account: str | None = None
         # The read timeout must outlast a long poll, or every idle receive would time out.
         self._config = AioConfig(
             region_name=settings.resolved_region(),
@@ -151,24 +158,135 @@ class AwsClients(Lifetime):
             self._config.merge(_single_attempt()),
         )
 
-    async def lambda_invoker(self) -> Any:
-        """A Lambda client for ``Invoke``, which botocore itself never sends twice.
+    async def lambda_invoker(self) -> LambdaInvoker:
+        """What sends ``Invoke`` (``invoker.invoke(FunctionName=..., ...)``, as a Lambda
+        client's), in the function's account, and never twice by itself.
 
         botocore's retries would send an Invoke again after a read timeout or a dropped
         connection, when Lambda may already have taken it: a second invocation. Callers retry
         only errors Lambda answered (``retrying.answered``) and record the rest as in doubt.
         """
-        return await self._client(
-            "lambda-invoke",
-            "lambda",
-            self._config.merge(_single_attempt()),
+        return LambdaInvoker(self)
+
+    async def client_in(self, account: str | None, service: str, *, send_once: bool = False) -> Any:
+        """The client for ``service`` whose calls are made in ``account``: with the
+        credentials of the role ``settings.accounts`` names for it (assumed on the first call,
+        refreshed by botocore before they expire), else our own. Created once, on first use.
+        ``send_once``: botocore's retries off, as :meth:`sender`'s."""
+        config = self._config.merge(_single_attempt()) if send_once else self._config
+        suffix = "-send" if send_once else ""
+        if account is None or account not in self._settings.accounts:
+            return await self._client(f"{service}{suffix}", service, config)
+        session = self._account_session(account)
+        return await self._client(f"{service}{suffix}@{account}", service, config, session)
+
+    def _account_session(self, account: str) -> AioSession:
+        """A session whose credentials are those of ``account``'s role, got with sts:AssumeRole
+        by our own credentials; botocore's deferred refreshable credentials assume it on the
+        first call and again before the credentials expire."""
+        session = self._sessions.get(account)
+        if session is not None:
+            return session
+        from aiobotocore.credentials import (
+            AioAssumeRoleCredentialFetcher,
+            AioCredentialResolver,
+            AioDeferredRefreshableCredentials,
+        )
+        from aiobotocore.session import get_session
+        from botocore.credentials import CredentialProvider
+        from botocore.exceptions import ClientError
+
+        role = self._settings.accounts[account]
+        extra = {"RoleSessionName": ROLE_SESSION_NAME}
+        if role.external_id is not None:
+            extra["ExternalId"] = role.external_id
+        own = self._session
+
+        class AssumedRoleProvider(CredentialProvider):  # type: ignore[misc]
+            METHOD = "assume-role"
+
+            async def load(self) -> Any:
+                fetcher = AioAssumeRoleCredentialFetcher(
+                    client_creator=lambda service, **keys: own.create_client(
+                        service, endpoint_url=endpoint_url, config=config, **keys
+                    ),
+                    source_credentials=await own.get_credentials(),
+                    role_arn=role.role_arn,
+                    extra_args=extra,
+                )
+
+                async def assume() -> Any:
+                    try:
+                        return await fetcher.fetch_credentials()
+                    except ClientError as exc:
+                        raise role_refusal(exc, account, role) or exc from exc
+
+                return AioDeferredRefreshableCredentials(refresh_using=assume, method=self.METHOD)
+
+        endpoint_url, config = self._settings.endpoint_url, self._config
+        session = get_session()
+        session.register_component("credential_provider", AioCredentialResolver([AssumedRoleProvider()]))
+        self._sessions[account] = session
+        return session
+
+    async def account_refusal(
+        self, exc: ClientError, account: str | None, function: str
+    ) -> AccountRefusal | None:
+        """``exc``, the refusal of a call on ``function`` of ``account``, restated when it
+        concerns accounts: the role set for the account cannot be assumed, or is not allowed
+        the call; or no role is set and the function is not in our own account. None when it
+        does not concern them (the refusal is said as it is)."""
+        from lambda_destinations.retrying import (
+            CREDENTIAL_CODES,
+            DENIED_CODES,
+            AccountRefusal,
+            code_and_message,
+            error_code,
         )
 
-    async def _client(self, key: str, service: str, config: AioConfig) -> Any:
+        code = error_code(exc)
+        denied = code in DENIED_CODES - CREDENTIAL_CODES
+        if isinstance(exc, AccountRefusal) or exc.operation_name != "Invoke":
+            return None  # said already (a role not assumed), or not Lambda's answer
+        if account is None or not (denied or code == "ResourceNotFoundException"):
+            return None
+        role = self._settings.accounts.get(account)
+        if role is not None:  # its calls are the role's: a function it may not invoke
+            if not denied:
+                return None
+            return AccountRefusal(
+                exc,
+                f"{code_and_message(exc)[1]} (as {role.role_arn}, the role of accounts.{account})",
+                f"allow {role.role_arn} lambda:InvokeFunction on {function}",
+            )
+        own = await self.own_account()
+        if own is None or own == account:
+            return None
+        return AccountRefusal(
+            exc,
+            f"{function} is in account {account}, and the AWS credentials are account {own}'s",
+            f"set a role of account {account} to assume for it: [accounts.{account}] role_arn "
+            f'= "arn:aws:iam::{account}:role/NAME" in the TOML file (or '
+            f"{ENV_PREFIX}ACCOUNTS), or let account {own} invoke it in the function's "
+            "resource-based policy",
+        )
+
+    async def own_account(self) -> str | None:
+        """The account of our own credentials (sts:GetCallerIdentity, asked once); None when
+        STS does not say. Asked only to explain a refusal: no call of the worker waits on it."""
+        if self._own_account is None:
+            with contextlib.suppress(Exception):  # the refusal is said as it is, then
+                sts = await self.client("sts")
+                self._own_account = str((await sts.get_caller_identity())["Account"])
+        return self._own_account
+
+    async def _client(
+        self, key: str, service: str, config: AioConfig, session: AioSession | None = None
+    ) -> Any:
         client = self._clients.get(key)
         if client is None:
             client = await self._stack.enter_async_context(
-                self._session.create_client(
+                (session or self._session).create_client(
                     service, endpoint_url=self._settings.endpoint_url, config=config
                 )
             )
@@ -197,6 +315,62 @@ class AwsClients(Lifetime):
     async def close(self) -> None:
         self._clients.clear()
         await self._stack.aclose()
+
+
+# The name AssumeRole gives our sessions of another account's role (CloudTrail shows it there).
+ROLE_SESSION_NAME = "lambda-destinations"
+
+
+def role_refusal(exc: ClientError, account: str, role: AccountRole) -> AccountRefusal | None:
+    """STS's refusal to let us assume ``role``, the role of ``account``, restated with what to
+    fix; None for an error that is no refusal (throttling, an outage: classified as it is)."""
+    from lambda_destinations.retrying import (
+        CREDENTIAL_CODES,
+        DENIED_CODES,
+        AccountRefusal,
+        code_and_message,
+        error_code,
+    )
+
+    if error_code(exc) not in DENIED_CODES - CREDENTIAL_CODES:
+        return None
+    external = ", with its external_id" if role.external_id else ""
+    return AccountRefusal(
+        exc,
+        f"cannot assume {role.role_arn}, the role of accounts.{account}: "
+        f"{code_and_message(exc)[1]}",
+        f"the role's trust policy must let the worker's role assume it (sts:AssumeRole"
+        f"{external}), and the worker's credentials must be allowed sts:AssumeRole on "
+        f"{role.role_arn}",
+    )
+
+
+class LambdaInvoker:
+    """Lambda's ``Invoke`` (``await invoker.invoke(FunctionName=..., ...)``, as a client's),
+    sent in the account of the function its ARN names (``AwsClients.client_in``), each request
+    once. A refusal that concerns another account is said so (:class:`AccountRefusal`)."""
+
+    def __init__(self, aws: AwsClients) -> None:
+        # Imported here, as aiobotocore is: a command importing this module for one helper
+        # loads no record models.
+        from lambda_destinations.schemas import function_account
+
+        self._aws = aws
+        self._account_of = function_account
+
+    async def invoke(self, **params: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        function = str(params.get("FunctionName", ""))
+        account = self._account_of(function)
+        client = await self._aws.client_in(account, "lambda", send_once=True)
+        try:
+            return await client.invoke(**params)
+        except ClientError as exc:
+            explained = await self._aws.account_refusal(exc, account, function)
+            if explained is None:
+                raise
+            raise explained from exc
 
 
 async def invoke_event(

@@ -129,6 +129,29 @@ class RouteConfig(BaseModel):
         )
 
 
+# An IAM role's ARN: arn:<partition>:iam::<account>:role/<path/>name.
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}")
+
+
+class AccountRole(BaseModel):
+    """The role to assume for Lambda calls to functions of one account (``[accounts.ID]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role_arn: str
+    external_id: str | None = Field(default=None, min_length=2, max_length=1224)
+
+    @field_validator("role_arn")
+    @classmethod
+    def _a_role(cls, value: str) -> str:
+        if not _ROLE_ARN.fullmatch(value.strip()):
+            raise ValueError(
+                f"{echoed(value)!r} is not an IAM role ARN: write the role's ARN, such as "
+                "arn:aws:iam::111122223333:role/lambda-destinations-invoke"
+            )
+        return value.strip()
+
+
 class Settings(BaseSettings):
     """Everything the worker and the commands can be told."""
 
@@ -295,6 +318,11 @@ class Settings(BaseSettings):
     handlers: dict[str, dict[str, Any]] = Field(
         default={}, description="Named handler instances and their settings."
     )
+    accounts: dict[str, AccountRole] = Field(
+        default={},
+        description="By account id, the role to assume for Lambda calls to functions of that "
+        "account (replays of records other accounts' functions sent).",
+    )
 
     @field_validator("log_level", "log_format", "event_loop", mode="before")
     @classmethod
@@ -326,6 +354,23 @@ class Settings(BaseSettings):
                         f"not a JSON list ({exc.msg}); or separate names by commas"
                     ) from None
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("accounts")
+    @classmethod
+    def _role_of_its_account(cls, value: dict[str, AccountRole]) -> dict[str, AccountRole]:
+        for account, role in value.items():
+            if not re.fullmatch(r"[0-9]{12}", account):
+                raise ValueError(
+                    f"{echoed(account)!r} is not an AWS account id: name each table by the 12 "
+                    "digits of the account its functions are in ([accounts.111122223333])"
+                )
+            named = _ROLE_ARN.fullmatch(role.role_arn)
+            if named is not None and named[1] != account:
+                raise ValueError(
+                    f"accounts.{account}.role_arn is a role of account {named[1]}: the role "
+                    f"to assume for account {account}'s functions is one of account {account}"
+                )
         return value
 
     @field_validator("queues")
@@ -855,13 +900,15 @@ _TAKES = {
     "routes.*.handlers": "a list of one or more handler names",
     "handlers": "a table of handlers by name, each a table with its type",
     "handlers.*": "a table with the handler's type and its settings",
+    "accounts": "a table of roles by account id, each a table with role_arn (and external_id)",
+    "accounts.*": "a table with role_arn (and external_id)",
 }
 
 
 def _takes(loc: tuple[str | int, ...]) -> str:
     """What the setting (or the part of one) at ``loc`` takes: "a list of module names"."""
     parts = ["*" if isinstance(part, int) else str(part) for part in loc]
-    if parts[0] == "handlers" and len(parts) > 1:  # names, where a list has numbers
+    if parts[0] in ("handlers", "accounts") and len(parts) > 1:  # names, not numbers
         parts[1] = "*"
     return _TAKES.get(".".join(parts), "the form the README's Configuration shows")
 
@@ -882,6 +929,8 @@ def _first(errors: list[Any]) -> dict[str, Any]:
 def _known_instead(loc: tuple[str | int, ...]) -> str:
     """The fix for an unknown setting at ``loc``: the closest known names, or where they are."""
     route = len(loc) > 1 and loc[0] == "routes"
+    if len(loc) > 2 and loc[0] == "accounts":
+        return "an account's table takes role_arn (required) and external_id"
     known = list(RouteConfig.model_fields if route else Settings.model_fields)
     close = difflib.get_close_matches(str(loc[-1]).lower(), known, n=2)
     if close:

@@ -275,11 +275,13 @@ class _RefreshFailures(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.getMessage().startswith("Refreshing temporary credentials failed"):
             return True
+        error = record.exc_info[1] if record.exc_info else None
+        if getattr(error, "said_by_the_call", False):  # a role of accounts, said with its fix
+            return False
         now = time.monotonic()
         if now - self._said_at < REFRESH_FAILURE_EVERY:
             return False
         self._said_at = now
-        error = record.exc_info[1] if record.exc_info else None
         if error is not None:
             record.msg = f"{record.getMessage().rstrip('.')}: {type(error).__name__}: {error}"
             record.args, record.exc_info, record.exc_text = None, None, None

@@ -194,6 +194,8 @@ def describe_error(exc: BaseException) -> str:
     """One line for a log or a stored reason: the type, the AWS error code, the text, redacted,
     cut at DESCRIBED_MAX characters."""
     code = error_code(exc)
+    if isinstance(exc, AccountRefusal):  # its message is ours, whole
+        return redact(f"{exc.operation_name} refused ({code}): {code_and_message(exc)[1]}")
     answer = not_aws_answer(exc)
     # A parser error's text: the parser's complaint, then the body (never None's answer).
     if isinstance(exc, ResponseParserError) and answer is not None:
@@ -219,6 +221,22 @@ def describe_error(exc: BaseException) -> str:
 WORKER_CREDENTIALS = "the worker's AWS credentials"
 
 
+class AccountRefusal(ClientError):
+    """AWS's refusal of a call concerning another account than the credentials' (a function
+    there, the role set to act there), restated: its message says which accounts, ``fix``
+    what to set. Still the error AWS answered, with its code and operation: nothing was done,
+    and it is classified as AWS's own. Raised while refreshing credentials (a role's that
+    cannot be assumed), botocore's warning of it is left out: the failed call's line says it
+    (``said_by_the_call``, logs.py)."""
+
+    said_by_the_call = True
+
+    def __init__(self, refused: ClientError, problem: str, fix: str) -> None:
+        error = {**refused.response.get("Error", {}), "Code": error_code(refused)}
+        super().__init__({**refused.response, "Error": {**error, "Message": problem}}, refused.operation_name)
+        self.fix = fix
+
+
 def aws_fix(
     exc: BaseException, *, credentials: str = WORKER_CREDENTIALS, on: str | None = None
 ) -> str | None:
@@ -227,6 +245,8 @@ def aws_fix(
     the resource the call was ``on`` when given (AWS's message may not)."""
     if not isinstance(exc, ClientError):
         return None
+    if isinstance(exc, AccountRefusal):
+        return exc.fix
     code = error_code(exc)
     operation = exc.operation_name or "the call"
     if code in CREDENTIAL_CODES:

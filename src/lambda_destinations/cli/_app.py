@@ -364,11 +364,19 @@ def _refused_line(exc: ClientError) -> tuple[str, int]:
     """The line and exit code of an AWS error answer: the keys not taken, a permission they
     lack, a KMS key that refused, a function Lambda does not have, or the answer as it is."""
     from lambda_destinations.aws_operations import iam_action
-    from lambda_destinations.retrying import CREDENTIAL_CODES, DENIED_CODES, error_code, kms_fix
+    from lambda_destinations.retrying import (
+        CREDENTIAL_CODES,
+        DENIED_CODES,
+        AccountRefusal,
+        error_code,
+        kms_fix,
+    )
 
     code = error_code(exc)
     operation = getattr(exc, "operation_name", "the call")
     message = first_line(exc)
+    if isinstance(exc, AccountRefusal):  # a function or role of another account: what to set
+        return f"{operation} was refused ({message}): {exc.fix}", EXIT_CONFIG
     if (kms := kms_fix(code, operation, "the AWS credentials")) is not None:
         return f"{operation} failed: {message}: {kms}", EXIT_FAILED
     if code in CREDENTIAL_CODES:  # the keys themselves, not a permission they lack

@@ -3,6 +3,7 @@
 from lambda_destinations.schemas.arn import (
     FunctionArn,
     check_invoke_target,
+    function_account,
     invoke_function_name,
     invoke_function_region,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "StreamSource",
     "check_invoke_target",
     "decode",
+    "function_account",
     "invoke_function_name",
     "invoke_function_region",
     "summarize",

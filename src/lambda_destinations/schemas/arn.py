@@ -45,6 +45,17 @@ NOT_INVOKE_QUALIFIER = (
 )
 
 
+# The account of a function named by its ARN or partial ARN (123456789012:function:name).
+_FUNCTION_ACCOUNT = re.compile(r"(?:arn:[^:]*:lambda:[^:]*:)?([0-9]{12}):function:")
+
+
+def function_account(text: str) -> str | None:
+    """The account of the function ``text`` names by ARN or partial ARN; None for a name,
+    which Lambda looks up in the caller's own account."""
+    match = _FUNCTION_ACCOUNT.match(text)
+    return match[1] if match else None
+
+
 def invoke_function_name(text: str) -> str | None:
     """The function's name in ``text``, when it has the form of a function Lambda's Invoke can
     be given (a name, a partial ARN or an ARN, maybe qualified); None when it has not. Whether
