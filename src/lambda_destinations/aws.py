@@ -225,7 +225,9 @@ class AwsClients(Lifetime):
 
         endpoint_url, config = self._settings.endpoint_url, self._config
         session = get_session()
-        session.register_component("credential_provider", AioCredentialResolver([AssumedRoleProvider()]))
+        session.register_component(
+            "credential_provider", AioCredentialResolver([AssumedRoleProvider()])
+        )
         self._sessions[account] = session
         return session
 

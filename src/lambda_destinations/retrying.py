@@ -233,7 +233,9 @@ class AccountRefusal(ClientError):
 
     def __init__(self, refused: ClientError, problem: str, fix: str) -> None:
         error = {**refused.response.get("Error", {}), "Code": error_code(refused)}
-        super().__init__({**refused.response, "Error": {**error, "Message": problem}}, refused.operation_name)
+        super().__init__(
+            {**refused.response, "Error": {**error, "Message": problem}}, refused.operation_name
+        )
         self.fix = fix
 
 

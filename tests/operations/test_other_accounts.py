@@ -1,0 +1,183 @@
+"""Replays of functions in other accounts than the credentials' (a platform account's worker
+serving the functions of accounts A and B), against moto over HTTP behind the proxy that
+refuses what AWS refuses across accounts (tests/accounts_endpoint.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ops_helpers import cli, error_lines, failure_body, row_of, seed_sync
+
+from accounts_endpoint import AccountsEndpoint
+from lambda_destinations.config import load_settings
+from lambda_destinations.errors import ConfigError
+from lambda_destinations.store import FailureStatus, InvocationRow, Store
+from lambda_destinations.store.base import ReplayOutcome
+
+OWN = "123456789012"  # moto's account of the tests' keys
+OTHER = "111122223333"
+ROLE = f"arn:aws:iam::{OTHER}:role/lambda-destinations-invoke"
+FUNCTION = f"arn:aws:lambda:us-east-1:{OTHER}:function:orders-api"
+OWN_FUNCTION = f"arn:aws:lambda:us-east-1:{OWN}:function:billing-api"
+
+
+@pytest.fixture
+def accounts(lambda_endpoint: Any) -> Iterator[AccountsEndpoint]:
+    """moto's Lambda without Docker (which invokes whatever ARN it is given) behind the proxy."""
+    with AccountsEndpoint(lambda_endpoint.url).running() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def env(accounts: AccountsEndpoint, sqlite_url: str) -> dict[str, str]:
+    return {
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": accounts.url,
+        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+    }
+
+
+def failure_of(arn: str, n: int = 1) -> InvocationRow:
+    body, record = failure_body(n, function="orders-api", payload={"order": n})
+    record["requestContext"]["functionArn"] = arn
+    return row_of(json.dumps(record))
+
+
+def state(url: str, row: InvocationRow) -> tuple[FailureStatus | None, list[ReplayOutcome]]:
+    async def go() -> tuple[FailureStatus | None, list[ReplayOutcome]]:
+        async with Store.from_url(url) as store:
+            found = await store.get_invocation(row.key)
+            attempts = await store.replays(row.key)
+            return (found.status if found else None), [a.outcome for a in attempts]
+
+    return asyncio.run(go())
+
+
+def test_a_replay_of_another_accounts_function_without_a_role_says_the_accounts_and_the_fix(
+    accounts: AccountsEndpoint, env: dict[str, str], sqlite_url: str
+) -> None:
+    row = failure_of(FUNCTION)
+    seed_sync(sqlite_url, [row])
+
+    result = cli("replay", row.request_id or "", "--yes", "--json", env=env)
+
+    assert result.returncode == 1, result.stderr
+    (outcome,) = json.loads(result.stdout)["results"]
+    assert outcome["state"] == "error"
+    assert outcome["error"] == "refused"
+    assert outcome["detail"] == (
+        f"Invoke refused (AccessDeniedException): {FUNCTION} is in account {OTHER}, and the AWS "
+        f"credentials are account {OWN}'s: set a role of account {OTHER} to assume for it: "
+        f'[accounts.{OTHER}] role_arn = "arn:aws:iam::{OTHER}:role/NAME" in the TOML file (or '
+        f"LAMBDA_DESTINATIONS_ACCOUNTS), or let account {OWN} invoke it in the function's "
+        "resource-based policy"
+    )
+    assert "Traceback" not in result.stderr
+    assert accounts.refused == [(FUNCTION, OWN)]
+    # nothing ran: the failure stays open, its attempt an error a later replay may retry
+    assert state(sqlite_url, row) == (FailureStatus.OPEN, [ReplayOutcome.ERROR])
+
+
+def test_invoke_of_another_accounts_function_without_a_role_is_one_line_exit_3(
+    accounts: AccountsEndpoint, env: dict[str, str]
+) -> None:
+    result = cli("invoke", FUNCTION, "--payload", "{}", env=env)
+
+    assert result.returncode == 3, result.stderr
+    (line,) = error_lines(result)
+    assert f"is in account {OTHER}, and the AWS credentials are account {OWN}'s" in line
+    assert f"[accounts.{OTHER}] role_arn" in line
+    assert result.stdout == ""
+
+
+def test_with_a_role_for_the_account_its_functions_are_invoked_as_that_role_and_others_as_ours(
+    accounts: AccountsEndpoint, env: dict[str, str], sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: a failure of account A's function, one of our own account's, and A's role
+    theirs, ours = failure_of(FUNCTION, 1), failure_of(OWN_FUNCTION, 2)
+    seed_sync(sqlite_url, [theirs, ours])
+    config = tmp_path / "c.toml"
+    config.write_text(f'[accounts.{OTHER}]\nrole_arn = "{ROLE}"\nexternal_id = "platform-c"\n')
+
+    # when
+    result = cli(
+        "replay",
+        "--status",
+        "open",
+        "--yes",
+        env={**env, "LAMBDA_DESTINATIONS_CONFIG": str(config)},
+    )
+
+    # then: each Invoke signed by keys of its function's account, the role assumed once
+    assert result.returncode == 0, result.stderr
+    assert sorted(accounts.invoked) == sorted([(FUNCTION, OTHER), (OWN_FUNCTION, OWN)])
+    assert accounts.refused == []
+    assert accounts.assumed == [ROLE]
+    assert state(sqlite_url, theirs) == (FailureStatus.REPLAYED, [ReplayOutcome.INVOKED])
+    assert state(sqlite_url, ours) == (FailureStatus.REPLAYED, [ReplayOutcome.INVOKED])
+
+
+def test_a_role_that_cannot_be_assumed_is_one_line_naming_it_and_the_failure_stays_open(
+    accounts: AccountsEndpoint, env: dict[str, str], sqlite_url: str
+) -> None:
+    accounts.untrusting.add(ROLE)
+    row = failure_of(FUNCTION)
+    seed_sync(sqlite_url, [row])
+    roles = json.dumps({OTHER: {"role_arn": ROLE}})
+
+    result = cli(
+        "replay", row.request_id or "", "--yes", "--json",
+        env={**env, "LAMBDA_DESTINATIONS_ACCOUNTS": roles},
+    )  # fmt: skip
+
+    assert result.returncode == 1, result.stderr
+    (outcome,) = json.loads(result.stdout)["results"]
+    assert outcome["error"] == "refused"
+    assert outcome["detail"].startswith(
+        f"AssumeRole refused (AccessDenied): cannot assume {ROLE}, the role of accounts.{OTHER}: "
+    )
+    assert outcome["detail"].endswith(
+        "the role's trust policy must let the worker's role assume it (sts:AssumeRole), and the "
+        f"worker's credentials must be allowed sts:AssumeRole on {ROLE}"
+    )
+    # one line for it: botocore's own warning of the failed refresh is not said too
+    assert "Refreshing temporary credentials failed" not in result.stderr
+    assert accounts.invoked == [] and accounts.refused == []
+    assert state(sqlite_url, row) == (FailureStatus.OPEN, [ReplayOutcome.ERROR])
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        (
+            {"1111": {"role_arn": ROLE}},
+            "setting 'accounts' (LAMBDA_DESTINATIONS_ACCOUNTS): '1111' is not an AWS account id",
+        ),
+        (
+            {OTHER: {"role_arn": f"arn:aws:iam::{OWN}:role/x"}},
+            f"accounts.{OTHER}.role_arn is a role of account {OWN}",
+        ),
+        (
+            {OTHER: {"role_arn": "orders"}},
+            f"setting 'accounts.{OTHER}.role_arn' (LAMBDA_DESTINATIONS_ACCOUNTS): 'orders' is "
+            "not an IAM role ARN",
+        ),
+        (
+            {OTHER: {"rolearn": ROLE}},
+            f"unknown setting 'accounts.{OTHER}.rolearn' (LAMBDA_DESTINATIONS_ACCOUNTS): an "
+            "account's table takes role_arn (required) and external_id",
+        ),
+    ],
+)
+def test_a_bad_account_table_is_one_line_naming_it(
+    table: dict[str, object], problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAMBDA_DESTINATIONS_ACCOUNTS", json.dumps(table))
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert problem in str(raised.value)
