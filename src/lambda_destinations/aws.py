@@ -234,10 +234,10 @@ class AwsClients(Lifetime):
     async def account_refusal(
         self, exc: ClientError, account: str | None, function: str
     ) -> AccountRefusal | None:
-        """``exc``, the refusal of a call on ``function`` of ``account``, restated when it
-        concerns accounts: the role set for the account cannot be assumed, or is not allowed
-        the call; or no role is set and the function is not in our own account. None when it
-        does not concern them (the refusal is said as it is)."""
+        """``exc``, Lambda's refusal of an Invoke of ``function`` of ``account``, restated when
+        it concerns accounts: the role set for the account is not allowed it, or no role is set
+        and the function is not in our own account. None when it does not concern them (the
+        refusal is said as it is; one of a role that cannot be assumed is said already)."""
         from lambda_destinations.retrying import (
             CREDENTIAL_CODES,
             DENIED_CODES,
@@ -250,12 +250,12 @@ class AwsClients(Lifetime):
         denied = code in DENIED_CODES - CREDENTIAL_CODES
         if isinstance(exc, AccountRefusal) or exc.operation_name != "Invoke":
             return None  # said already (a role not assumed), or not Lambda's answer
-        if account is None or not (denied or code == "ResourceNotFoundException"):
+        # Lambda answers a caller of another account AccessDeniedException, whether or not
+        # the function exists: a function not found is one that is not there.
+        if account is None or not denied:
             return None
         role = self._settings.accounts.get(account)
         if role is not None:  # its calls are the role's: a function it may not invoke
-            if not denied:
-                return None
             return AccountRefusal(
                 exc,
                 f"{code_and_message(exc)[1]} (as {role.role_arn}, the role of accounts.{account})",
