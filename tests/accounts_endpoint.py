@@ -44,6 +44,10 @@ class AccountsEndpoint:
     url: str = ""
     _accounts: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def endpoint_url(self) -> str:
+        return self.url
+
     def account_of(self, key: str) -> str:
         """The account moto gives the access key ``key`` (its signature is not checked)."""
         if key not in self._accounts:
@@ -52,7 +56,7 @@ class AccountsEndpoint:
                 region_name=REGION,
                 endpoint_url=self.moto_url,
                 aws_access_key_id=key,
-                aws_secret_access_key="unchecked",  # noqa: S106 - moto checks no signature
+                aws_secret_access_key="unchecked",
             )
             self._accounts[key] = sts.get_caller_identity()["Account"]
         return self._accounts[key]

@@ -221,7 +221,7 @@ def describe_error(exc: BaseException) -> str:
 WORKER_CREDENTIALS = "the worker's AWS credentials"
 
 
-class AccountRefusal(ClientError):
+class AccountRefusal(ClientError):  # type: ignore[misc]  # botocore is untyped
     """AWS's refusal of a call concerning another account than the credentials' (a function
     there, the role set to act there), restated: its message says which accounts, ``fix``
     what to set. Still the error AWS answered, with its code and operation: nothing was done,

@@ -32,6 +32,7 @@ from handler_helpers import (
     verify_sender,
 )
 
+from accounts_endpoint import AccountsEndpoint
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import RouteConfig, Settings
 from lambda_destinations.errors import ConfigError
@@ -506,28 +507,30 @@ async def test_only_failures_the_policy_marks_retryable_are_replayed(
 
 
 async def schedule_and_run(
-    stand_in: LambdaStandIn,
+    stand_in: LambdaStandIn | AccountsEndpoint,
     store_url: str,
     record: dict[str, Any],
     *,
     meanwhile: Callable[[Store], Awaitable[None]] | None = None,
+    settings: dict[str, Any] | None = None,
     **policy: Any,
 ) -> tuple[Store, Scheduler]:
     """The replay handler on ``record`` (as the worker would call it), then ``meanwhile``, then
-    its due job run by a scheduler whose AWS endpoint is the stand-in. The store is left
-    open."""
-    settings = settings_for_handlers(
+    its due job run by a scheduler whose AWS endpoint is the stand-in (with ``settings`` over
+    the tests'). The store is left open."""
+    worker_settings = settings_for_handlers(
         stand_in.endpoint_url,
         "q",
         store=store_url,
         handlers={"retry": {"type": "replay", "delay": 0, **policy}},
         chain=("retry",),
+        **(settings or {}),
     )
     store = Store.from_url(store_url)
     await store.open()
     await store.migrate()
-    aws = AwsClients(settings)
-    registry = HandlerRegistry(settings)
+    aws = AwsClients(worker_settings)
+    registry = HandlerRegistry(worker_settings)
     message = decode(json.dumps(record))
     context = HandlerContext(
         queue_url="q",
@@ -536,16 +539,31 @@ async def schedule_and_run(
         receive_count=1,
         key=message.key,
         log=structlog.get_logger(),
-        _delivery=Delivery(store=store, aws=aws, settings=settings, owner="test-worker/m-1/1"),
+        _delivery=Delivery(
+            store=store, aws=aws, settings=worker_settings, owner="test-worker/m-1/1"
+        ),
     )
     await registry.get("retry")(message, context)
     if meanwhile is not None:
         await meanwhile(store)
     scheduler = Scheduler(
-        store=store, aws=aws, registry=registry, settings=settings, owner="test-worker"
+        store=store, aws=aws, registry=registry, settings=worker_settings, owner="test-worker"
     )
     await scheduler.run_due()
     return store, scheduler
+
+
+async def _first_attempt(
+    store: Store, scheduler: Scheduler, record: dict[str, Any]
+) -> tuple[ReplayAttempt, ScheduledJob | None]:
+    """The ledger's one attempt of ``record`` and its job, once :func:`schedule_and_run` ran
+    them; the store and the clients closed."""
+    try:
+        (attempt,) = await store.replays(key_of(record))
+        return attempt, await store.get_job(replay_job_key(key_of(record), 1))
+    finally:
+        await scheduler.aws.close()
+        await store.close()
 
 
 async def test_a_function_that_no_longer_exists_ends_the_attempt_with_the_reason(
@@ -553,13 +571,9 @@ async def test_a_function_that_no_longer_exists_ends_the_attempt_with_the_reason
 ) -> None:
     record = failure_record("deleted-fn")
     with LambdaStandIn(functions=set()) as stand_in:
-        store, scheduler = await schedule_and_run(stand_in, store_url, record)
-        try:
-            (attempt,) = await store.replays(key_of(record))
-            job = await store.get_job(replay_job_key(key_of(record), 1))
-        finally:
-            await scheduler.aws.close()
-            await store.close()
+        attempt, job = await _first_attempt(
+            *await schedule_and_run(stand_in, store_url, record), record
+        )
 
     assert stand_in.received == []
     assert stand_in.answered == [404]  # permanent: asked once, never again
@@ -570,6 +584,39 @@ async def test_a_function_that_no_longer_exists_ends_the_attempt_with_the_reason
     assert job.state is JobState.FAILED
     assert job.last_error is not None
     assert re.search(r"Invoke of .*deleted-fn.* refused: .*Function not found", job.last_error)
+
+
+@pytest.mark.parametrize("role", [None, "arn:aws:iam::111122223333:role/invoke"])
+async def test_a_scheduled_replay_of_another_accounts_function(
+    role: str | None, recording_moto: RecordingMoto, sqlite_url: str
+) -> None:
+    """A failure of account A's function sent to the worker's queue in account C: the Invoke
+    is refused, said with the two accounts and the role to set, without ``accounts``; made as
+    A's role with it (moto behind the proxy that refuses as AWS does across accounts)."""
+    function = "arn:aws:lambda:us-east-1:111122223333:function:orders-api"
+    record = failure_record("orders-api")
+    record["requestContext"]["functionArn"] = function
+    roles = {"111122223333": {"role_arn": role}} if role else {}
+    with AccountsEndpoint(recording_moto.endpoint_url).running() as accounts:
+        ran = await schedule_and_run(accounts, sqlite_url, record, settings={"accounts": roles})
+        attempt, job = await _first_attempt(*ran, record)
+
+    assert job is not None
+    if role is None:  # refused: nothing ran, the attempt an error, the job over
+        assert attempt.outcome is ReplayOutcome.ERROR
+        assert attempt.detail is not None
+        assert (
+            "is in account 111122223333, and the AWS credentials are account 123456789012's"
+            in attempt.detail
+        )
+        assert "[accounts.111122223333] role_arn" in attempt.detail
+        assert job.state is JobState.FAILED
+        assert accounts.refused == [(function, "123456789012")]
+        assert accounts.invoked == []
+    else:  # invoked, signed by keys of account A
+        assert attempt.outcome is ReplayOutcome.INVOKED
+        assert accounts.invoked == [(function, "111122223333")]
+        assert accounts.refused == []
 
 
 async def test_a_replays_record_taken_for_a_failure_of_its_own_is_not_replayed(
