@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -298,3 +299,20 @@ def readme_operator_table() -> dict[str, str]:
     table = section.split("| command | actions | on |", 1)[1].split("\n\n", 1)[0]
     cells = [line.split(" | ") for line in table.splitlines() if line.startswith("| `")]
     return {row[0].removeprefix("| ").strip("`"): row[1] for row in cells}
+
+
+def resolve_references(node: Any, values: dict[str, Any]) -> Any:
+    """``Ref``, ``Fn::GetAtt`` and ``Fn::Sub`` (its string form) replaced by what ``values``
+    gives: ``"Name"`` for a Ref (parameters, resources' physical ids, pseudo parameters) and
+    ``"Resource.Attribute"`` for a GetAtt. A reference it has no value for raises KeyError."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"}:
+            return values[node["Ref"]]
+        if set(node) == {"Fn::GetAtt"}:
+            return values[".".join(node["Fn::GetAtt"])]
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(values[m.group(1)]), node["Fn::Sub"])
+        return {k: resolve_references(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve_references(item, values) for item in node]
+    return node

@@ -14,9 +14,17 @@ from typing import Any
 
 import boto3
 import pytest
-from deploy_helpers import TEMPLATE, expand_foreach, load_template
+from deploy_helpers import (
+    README,
+    TEMPLATE,
+    expand_foreach,
+    load_template,
+    resolve_conditions,
+    resolve_references,
+)
 
 from lambda_destinations.config import ENV_PREFIX, Settings, load_settings
+from lambda_destinations.operations.doctor import retry_delays
 
 REGION = "us-east-1"
 FUNCTIONS = ["orders-api", "billing_worker"]
@@ -70,13 +78,17 @@ def network(endpoint_url: str) -> dict[str, str]:
 
 
 # moto warns for each resource type it does not create (QueuePolicy, EventInvokeConfig,
-# RolePolicy, Application Auto Scaling): those are checked on the parsed template below.
+# RolePolicy, Application Auto Scaling, CloudWatch alarms): those are checked on the parsed
+# template below; the alarms also by creating them, resolved against the stack, in moto.
 MOTO_SKIPS = "ignore:Tried to parse AWS:UserWarning"
 
 
-@pytest.fixture
-def stack(endpoint_url: str, network: dict[str, str]) -> Iterator[dict[str, Any]]:
-    """The template (ForEach expanded, as AWS::LanguageExtensions would) created in moto."""
+@contextlib.contextmanager
+def _created_stack(
+    endpoint_url: str, network: dict[str, str], **extra: str
+) -> Iterator[dict[str, Any]]:
+    """The template (ForEach expanded, as AWS::LanguageExtensions would) created in moto, with
+    these parameters besides the required ones."""
     parameters = {
         "ImageUri": "registry.example.com/lambda-destinations:1.0",
         "FunctionNames": ",".join(FUNCTIONS),
@@ -84,6 +96,7 @@ def stack(endpoint_url: str, network: dict[str, str]) -> Iterator[dict[str, Any]
         "SecurityGroups": network["group"],
         "StoreSecretArn": network["secret"],
         "MaxReceiveCount": "7",
+        **extra,
     }
     body = expand_foreach(load_template(), {"FunctionNames": FUNCTIONS})
     cloudformation = boto3.client("cloudformation", region_name=REGION, endpoint_url=endpoint_url)
@@ -105,6 +118,12 @@ def stack(endpoint_url: str, network: dict[str, str]) -> Iterator[dict[str, Any]
     finally:
         cloudformation.delete_stack(StackName=name)
         _delete_retained_queues(endpoint_url, resources)
+
+
+@pytest.fixture
+def stack(endpoint_url: str, network: dict[str, str]) -> Iterator[dict[str, Any]]:
+    with _created_stack(endpoint_url, network) as created:
+        yield created
 
 
 def _delete_retained_queues(endpoint_url: str, resources: dict[str, Any]) -> None:
@@ -340,3 +359,183 @@ def test_the_environment_the_template_sets_is_settings_the_worker_accepts(
     assert settings.resolved_region() == "eu-west-1"
     assert settings.log_format == "json"
     assert settings.shutdown_grace == 25
+
+
+# -- alarms: no Prometheus on ECS --------------------------------------------------------------
+
+ALARM = "AWS::CloudWatch::Alarm"
+README_ALARMS = '"Alarms on ECS"'
+
+
+def _dlqs_and_sources(template: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The template's DLQs (a redrive policy's target) and destination queues (with one)."""
+    queues = _of_type(template, "AWS::SQS::Queue")
+    sources = {name for name, q in queues.items() if "RedrivePolicy" in q["Properties"]}
+    return set(queues) - sources, sources
+
+
+def _alarms_on(template: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    return [
+        a for a in _of_type(template, ALARM).values() if a["Properties"]["MetricName"] == metric
+    ]
+
+
+def _alarmed_queue(alarm: dict[str, Any]) -> str:
+    (dimension,) = alarm["Properties"]["Dimensions"]
+    assert dimension["Name"] == "QueueName"
+    queue, attribute = dimension["Value"]["Fn::GetAtt"]
+    assert attribute == "QueueName"
+    return str(queue)
+
+
+def test_each_dlq_has_an_alarm_on_its_visible_messages() -> None:
+    template = load_template()
+    dlqs, _sources = _dlqs_and_sources(template)
+    alarms = _alarms_on(template, "ApproximateNumberOfMessagesVisible")
+    assert sorted(_alarmed_queue(a) for a in alarms) == sorted(dlqs)
+    for alarm in alarms:
+        properties = alarm["Properties"]
+        assert properties["Namespace"] == "AWS/SQS"
+        assert properties["Statistic"] == "Maximum"
+        assert (properties["ComparisonOperator"], properties["Threshold"]) == (
+            "GreaterThanThreshold",
+            0,
+        )
+        # an idle empty DLQ stops being published: keep the state rather than go OK or
+        # INSUFFICIENT_DATA, so only a published 0 ends an ALARM
+        assert properties["TreatMissingData"] == "ignore"
+
+
+def test_each_destination_queue_has_an_alarm_on_its_oldest_message() -> None:
+    template = load_template()
+    _dlqs, sources = _dlqs_and_sources(template)
+    alarms = _alarms_on(template, "ApproximateAgeOfOldestMessage")
+    assert sorted(_alarmed_queue(a) for a in alarms) == sorted(sources)
+    for alarm in alarms:
+        properties = alarm["Properties"]
+        assert properties["Namespace"] == "AWS/SQS"
+        assert properties["Threshold"] == {"Ref": "OldestMessageAgeThreshold"}
+        assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+        assert properties["Period"] == 60  # SQS publishes every minute
+        assert properties["TreatMissingData"] == "notBreaching"  # no message, no age
+
+
+def test_the_age_thresholds_default_is_past_a_healthy_workers_retries() -> None:
+    # A retried message ages too, until SQS leaves it out of ApproximateAgeOfOldestMessage at
+    # its third receive: its first two backoffs (5 + 10 s by default) plus two handler runs up
+    # to handler_timeout must stay under the threshold, or a healthy worker trips it.
+    settings = Settings.model_construct()
+    first_two = sum(retry_delays(settings, 2))
+    assert first_two == 15
+    default = load_template()["Parameters"]["OldestMessageAgeThreshold"]["Default"]
+    assert default > first_two + 2 * settings.handler_timeout
+    assert default < 345600  # under the queues' retention: a message ages out at 4 days
+
+
+def test_an_alarm_fires_when_the_service_runs_no_task(expanded: dict[str, Any]) -> None:
+    (alarm,) = _alarms_on(expanded, "RunningTaskCount")
+    properties = alarm["Properties"]
+    # the same metric the scaling policy divides by, which Container Insights publishes
+    (policy,) = _of_type(expanded, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    metrics = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"][
+        "CustomizedMetricSpecification"
+    ]["Metrics"]
+    (tasks,) = [m for m in metrics if m["Id"] == "tasks"]
+    scaled = tasks["MetricStat"]["Metric"]
+    assert properties["Namespace"] == scaled["Namespace"] == "ECS/ContainerInsights"
+    assert properties["Dimensions"] == scaled["Dimensions"]
+    cluster = expanded["Resources"]["Cluster"]["Properties"]
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["ClusterSettings"]
+    assert (properties["ComparisonOperator"], properties["Threshold"]) == ("LessThanThreshold", 1)
+    assert properties["TreatMissingData"] == "breaching"  # no data: no one knows a task runs
+
+
+def test_every_alarm_says_what_to_do_and_notifies_the_optional_topic() -> None:
+    template = load_template()
+    alarms = _of_type(template, ALARM)
+    assert len(alarms) == 5
+    assert template["Conditions"]["HasAlarmTopic"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]
+    }
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    section = "### Alarms on ECS"
+    assert section in README.read_text()
+    for name, alarm in alarms.items():
+        properties = alarm["Properties"]
+        assert properties["AlarmActions"] == properties["OKActions"] == notify, name
+        assert properties["TreatMissingData"] in {"ignore", "notBreaching", "breaching"}, name
+        description = properties["AlarmDescription"]["Fn::Sub"]
+        assert README_ALARMS in description, name
+        assert "lambda-destinations" in description or "aws ecs" in description, name
+
+
+def _stack_values(stack: dict[str, Any], sqs: Any) -> dict[str, Any]:
+    """What the stack's Refs and GetAtts resolve to, read from what moto created."""
+    template = load_template()
+    values: dict[str, Any] = {
+        name: spec.get("Default") for name, spec in template["Parameters"].items()
+    }
+    values.update(stack["parameters"])
+    for name, spec in template["Parameters"].items():
+        if spec["Type"] == "Number":  # given as a string; CloudFormation passes a number
+            values[name] = json.loads(str(values[name]))
+    values["AWS::StackName"] = stack["stack"]["StackName"]
+    for name, resource in stack["resources"].items():
+        physical = resource["PhysicalResourceId"]
+        values[name] = physical
+        if resource["ResourceType"] == "AWS::SQS::Queue":
+            values[f"{name}.QueueName"] = physical.rsplit("/", 1)[-1]
+        elif resource["ResourceType"] == "AWS::ECS::Service":
+            values[f"{name}.Name"] = physical.rsplit("/", 1)[-1]
+    return values
+
+
+@pytest.mark.filterwarnings(MOTO_SKIPS)
+@pytest.mark.parametrize("with_topic", [True, False], ids=["topic", "no-topic"])
+def test_the_alarms_resolved_against_the_created_stack_are_alarms_cloudwatch_accepts(
+    endpoint_url: str, network: dict[str, str], sqs: Any, with_topic: bool
+) -> None:
+    # given: the stack created in moto (which skips alarms), with or without a topic
+    sns = boto3.client("sns", region_name=REGION, endpoint_url=endpoint_url)
+    topic = sns.create_topic(Name=f"ld-alarms-{uuid.uuid4().hex[:6]}")["TopicArn"]
+    extra = {"AlarmTopicArn": topic, "OldestMessageAgeThreshold": "1200"} if with_topic else {}
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION, endpoint_url=endpoint_url)
+    with _created_stack(endpoint_url, network, **extra) as stack:
+        values = _stack_values(stack, sqs)
+        conditions = {"HasAlarmTopic": with_topic}
+        alarms = {
+            name: resolve_references(resolve_conditions(a["Properties"], conditions), values)
+            for name, a in _of_type(load_template(), ALARM).items()
+        }
+        # when: each alarm's properties, as CloudFormation would resolve them, are put
+        for properties in alarms.values():
+            cloudwatch.put_metric_alarm(**properties)
+        described = {
+            a["AlarmName"]: a
+            for a in cloudwatch.describe_alarms(AlarmNamePrefix=stack["stack"]["StackName"])[
+                "MetricAlarms"
+            ]
+        }
+        try:
+            # then: each names a queue the stack created, or its service and cluster
+            assert len(described) == len(alarms) == 5
+            ecs = boto3.client("ecs", region_name=REGION, endpoint_url=endpoint_url)
+            for alarm in described.values():
+                dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+                if alarm["Namespace"] == "AWS/SQS":
+                    assert sqs.get_queue_url(QueueName=dimensions["QueueName"])["QueueUrl"]
+                    assert dimensions["QueueName"] in alarm["AlarmDescription"]
+                else:
+                    (service,) = ecs.describe_services(
+                        cluster=dimensions["ClusterName"], services=[dimensions["ServiceName"]]
+                    )["services"]
+                    assert service["status"] == "ACTIVE"
+                actions = [topic] if with_topic else []
+                assert alarm["AlarmActions"] == alarm["OKActions"] == actions
+                if alarm["MetricName"] == "ApproximateAgeOfOldestMessage":
+                    assert alarm["Threshold"] == (1200 if with_topic else 900)
+                    assert f"over {1200 if with_topic else 900} s" in alarm["AlarmDescription"]
+                assert len(alarm["AlarmDescription"]) <= 1024  # CloudWatch's limit
+        finally:
+            cloudwatch.delete_alarms(AlarmNames=list(described))

@@ -21,7 +21,7 @@ from deploy_helpers import (
 from lambda_destinations.aws_operations import Scope, Target, operations, worker_actions
 
 FUNCTIONS = ["orders-api", "billing_worker"]
-ALL_ON = {"HasFunctionRoles": True, "SmsOn": True, "EmailOn": True}
+ALL_ON = {"HasFunctionRoles": True, "SmsOn": True, "EmailOn": True, "HasAlarmTopic": True}
 
 
 def _key(value: Any) -> str:

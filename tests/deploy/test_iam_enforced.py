@@ -164,7 +164,7 @@ def template_policy(deployment: Deployment, *, without: tuple[str, ...] = ()) ->
     """The task role's statements (SMS and email on, one function), resolved for moto."""
     template = expand_foreach(load_template(), {"FunctionNames": [FUNCTION]})
     template = resolve_conditions(
-        template, {"HasFunctionRoles": True, "SmsOn": True, "EmailOn": True}
+        template, {"HasFunctionRoles": True, "SmsOn": True, "EmailOn": True, "HasAlarmTopic": True}
     )
     resources = template["Resources"]
     names = {
