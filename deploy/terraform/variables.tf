@@ -126,3 +126,23 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "alarm_topic_arn" {
+  description = "An SNS topic the alarms notify when they go to ALARM and back to OK. Empty: the alarms exist with no action (their state shows in the CloudWatch console)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.alarm_topic_arn == "" || can(regex("^arn:aws[a-z-]*:sns:", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be an SNS topic ARN, or empty."
+  }
+}
+
+variable "oldest_message_age_threshold" {
+  description = "Seconds the oldest message of a destination queue may wait before its alarm fires. Keep it above the worker's retry backoff up to a message's third receive (5 + 10 s with the default LAMBDA_DESTINATIONS_RETRY_BASE) plus twice the longest handler run."
+  type        = number
+  default     = 900
+  validation {
+    condition     = var.oldest_message_age_threshold >= 300 && var.oldest_message_age_threshold <= 345600
+    error_message = "oldest_message_age_threshold must be between 300 and 345600 seconds."
+  }
+}

@@ -50,6 +50,8 @@ PARAMETERS = {
     "EmailIdentityArns": "email_identity_arns",
     "VisibilityTimeout": "visibility_timeout",
     "MaxReceiveCount": "max_receive_count",
+    "AlarmTopicArn": "alarm_topic_arn",
+    "OldestMessageAgeThreshold": "oldest_message_age_threshold",
 }
 TERRAFORM_ONLY = {"name", "tags"}
 
@@ -209,3 +211,93 @@ def test_variables_and_outputs_are_documented(module: dict[str, dict[str, Any]])
     for name, body in module["output"].items():
         assert body.get("description"), f"output {name} has no description"
         assert f"`{name}`" in readme, f"output {name} is not in deploy/terraform/README.md"
+
+
+# -- alarms ------------------------------------------------------------------------------------
+
+# The template's alarms and the module's (a for_each key where there is one per queue).
+ALARMS = {
+    "SuccessDeadLetterQueueNotEmptyAlarm": ("dlq_not_empty", "success"),
+    "FailureDeadLetterQueueNotEmptyAlarm": ("dlq_not_empty", "failure"),
+    "SuccessQueueNotDrainingAlarm": ("queue_not_draining", "success"),
+    "FailureQueueNotDrainingAlarm": ("queue_not_draining", "failure"),
+    "NoRunningTaskAlarm": ("no_running_task", None),
+}
+# (CloudFormation property, Terraform argument) that must agree, as written.
+ALARM_SETTINGS = {
+    "Namespace": "namespace",
+    "MetricName": "metric_name",
+    "Statistic": "statistic",
+    "Period": "period",
+    "EvaluationPeriods": "evaluation_periods",
+    "DatapointsToAlarm": "datapoints_to_alarm",
+    "ComparisonOperator": "comparison_operator",
+    "TreatMissingData": "treat_missing_data",
+}
+
+
+def _placeholders_out(text: str) -> str:
+    """A description with its interpolations (``${…}``) blanked and HCL's escapes undone."""
+    return re.sub(r"\$\{[^}]+\}", "{}", text.replace('\\"', '"'))
+
+
+def _tf_dimension(
+    module: dict[str, dict[str, Any]], tf_alarm: dict[str, Any], key: str | None
+) -> dict[str, str]:
+    """The alarm's dimensions, its ``each.value`` resolved to the for_each map's value."""
+    dimensions: dict[str, str] = dict(tf_alarm["dimensions"])
+    if key is not None:
+        local = tf_alarm["for_each"].removeprefix("${local.").removesuffix("}")
+        queues = module["locals"][local]
+        dimensions = {k: queues[key] if v == "${each.value}" else v for k, v in dimensions.items()}
+    return dimensions
+
+
+def test_the_module_declares_the_templates_alarms(module: dict[str, dict[str, Any]]) -> None:
+    template = load_template()["Resources"]
+    alarm = "AWS::CloudWatch::Alarm"
+    cfn_alarms = {k for k, v in template.items() if isinstance(v, dict) and v["Type"] == alarm}
+    assert cfn_alarms == set(ALARMS)
+    tf_alarms = module["resource"]["aws_cloudwatch_metric_alarm"]
+    assert set(tf_alarms) == {name for name, _key in ALARMS.values()}
+    names = {f"${{aws_sqs_queue.{tf}.name}}": cfn for cfn, tf in QUEUES.items()}
+    for logical, (name, key) in ALARMS.items():
+        cfn = template[logical]["Properties"]
+        tf = tf_alarms[name]
+        for cfn_name, tf_name in ALARM_SETTINGS.items():
+            assert tf.get(tf_name) == cfn.get(cfn_name), (logical, tf_name)
+        # the same queue, or the same cluster and service
+        dimensions = _tf_dimension(module, tf, key)
+        if "QueueName" in dimensions:
+            assert names[dimensions["QueueName"]] == cfn["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+            assert "${each.key}" in tf["alarm_name"]
+        else:
+            assert dimensions == {
+                "ClusterName": "${aws_ecs_cluster.this.name}",
+                "ServiceName": "${aws_ecs_service.worker.name}",
+            }
+        # the same words, the same advice
+        assert _placeholders_out(tf["alarm_description"]) == _placeholders_out(
+            cfn["AlarmDescription"]["Fn::Sub"]
+        ), logical
+        threshold = cfn["Threshold"]
+        if isinstance(threshold, dict):
+            assert tf["threshold"] == f"${{var.{PARAMETERS[threshold['Ref']]}}}"
+        else:
+            assert tf["threshold"] == threshold
+        assert tf["alarm_actions"] == tf["ok_actions"] == "${local.alarm_actions}"
+
+
+def test_the_alarms_notify_the_topic_only_when_one_is_given(
+    module: dict[str, dict[str, Any]],
+) -> None:
+    assert module["locals"]["alarm_actions"] == (
+        '${var.alarm_topic_arn == "" ? [] : [var.alarm_topic_arn]}'
+    )
+    variable = module["variable"]["alarm_topic_arn"]
+    assert variable["default"] == ""
+    threshold = module["variable"]["oldest_message_age_threshold"]
+    assert (
+        threshold["default"]
+        == load_template()["Parameters"]["OldestMessageAgeThreshold"]["Default"]
+    )
