@@ -264,15 +264,8 @@ def aws_fix(
     if (kms := kms_fix(code, operation, credentials)) is not None:
         return kms
     message = str(exc.response.get("Error", {}).get("Message") or "")
-    if code == "MessageRejected" and "not verified" in message:
-        return (
-            "verify the sender's address or domain in SES, in the worker's region (in the SES "
-            "sandbox, each recipient too); `lambda-destinations doctor` names what is missing"
-        )
-    if code in ("AccountSuspendedException", "SendingPausedException"):
-        return "SES sending is suspended or paused for the account: see its status in SES"
-    if code == "MailFromDomainNotVerifiedException":
-        return "verify the sender's MAIL FROM domain in SES"
+    if (ses := _ses_fix(code, message)) is not None:
+        return ses
     refused = code in ("InvalidParameter", "InvalidParameterValue") and operation == "Publish"
     if refused and "phone" in message.lower():  # "… PhoneNumber Reason: … is not valid to …"
         return (
@@ -300,6 +293,21 @@ def aws_fix(
             "concurrency): it is tried again with backoff; if it lasts, send fewer at once (the "
             "worker's concurrency, a command's --rate) or ask AWS to raise the quota"
         )
+    return None
+
+
+def _ses_fix(code: str | None, message: str) -> str | None:
+    """What to do about SES's refusal of a send, when its code says: an identity not verified,
+    sending suspended or paused."""
+    if code == "MessageRejected" and "not verified" in message:
+        return (
+            "verify the sender's address or domain in SES, in the worker's region (in the SES "
+            "sandbox, each recipient too); `lambda-destinations doctor` names what is missing"
+        )
+    if code in ("AccountSuspendedException", "SendingPausedException"):
+        return "SES sending is suspended or paused for the account: see its status in SES"
+    if code == "MailFromDomainNotVerifiedException":
+        return "verify the sender's MAIL FROM domain in SES"
     return None
 
 

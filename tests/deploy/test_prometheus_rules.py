@@ -96,7 +96,8 @@ def _commands(description: str) -> list[list[str]]:
     found = []
     for quoted in re.findall(r"`([^`]+)`", " ".join(description.split())):
         words = quoted.removeprefix("lambda-destinations ").split()
-        if words[0] in COMMANDS:
+        # a log line the worker writes (`store unavailable; receiving paused`) is no command
+        if words[0] in COMMANDS and ";" not in quoted:
             found.append(words)
     return found
 

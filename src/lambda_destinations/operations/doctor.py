@@ -96,6 +96,10 @@ def retry_delays(settings: Settings, max_receive_count: int) -> list[float]:
     ]
 
 
+# What the redrive check reads of a DLQ: its retention, what it holds, its KMS key.
+_DLQ_ATTRIBUTES = ["MessageRetentionPeriod", "ApproximateNumberOfMessages", "KmsMasterKeyId"]
+
+
 def _duration(seconds: float) -> str:
     amount, unit = duration_unit(seconds)
     precision = {"s": "g", "min": ".0f"}.get(unit, ".1f")
@@ -472,11 +476,7 @@ class Doctor:
             found = await sqs.get_queue_url(QueueName=dlq_name, QueueOwnerAWSAccountId=account)
             dlq = await sqs.get_queue_attributes(
                 QueueUrl=found["QueueUrl"],
-                AttributeNames=[
-                    "MessageRetentionPeriod",
-                    "ApproximateNumberOfMessages",
-                    "KmsMasterKeyId",
-                ],
+                AttributeNames=_DLQ_ATTRIBUTES,
             )
         except ClientError as exc:
             if is_missing_queue(exc):
