@@ -184,6 +184,11 @@ class Settings(BaseSettings):
         description="Result store URL: sqlite:///path/to/file.db or postgresql://user@host/db.",
     )
     concurrency: int = Field(default=32, ge=1, le=1000, description="Messages handled at once.")
+    bytes_in_flight: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Message body bytes handled at once (at least one message is).",
+    )
     pollers_per_queue: int | None = Field(
         default=None,
         ge=1,

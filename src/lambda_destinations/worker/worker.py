@@ -264,6 +264,10 @@ class Worker(Lifetime):
         self._room = Slots(settings.concurrency + receive_ahead(settings.concurrency))
         self._ready: collections.deque[InFlight] = collections.deque()
         self._running = 0  # handler tasks under way, at most settings.concurrency
+        # Their bodies' size, at most settings.bytes_in_flight but for one message: a record's
+        # objects take up to some 30 times its JSON's bytes once decoded, so 32 records near
+        # SQS's 1 MiB would take about a gigabyte.
+        self._running_bytes = 0
         self.protection = TaskProtection(
             settings.ecs_agent_uri if settings.task_protection else None,
             minutes=settings.task_protection_minutes,
@@ -905,10 +909,16 @@ class Worker(Lifetime):
         while (
             self._ready
             and self._running < self.settings.concurrency
+            and self._fits(self._ready[0])
             and store_ok.is_set()
             and not self._stopping.is_set()
         ):
             self._begin(self._ready.popleft())
+
+    def _fits(self, item: InFlight) -> bool:
+        """Whether ``item`` may start within ``bytes_in_flight``; one always may."""
+        budget = self.settings.bytes_in_flight
+        return self._running == 0 or self._running_bytes + _body_size(item) <= budget
 
     def _release_ready(self) -> None:
         """Make every message still waiting for a handler slot visible again at once; but for
@@ -988,20 +998,22 @@ class Worker(Lifetime):
     def _begin(self, item: InFlight) -> None:
         """Start handling a tracked message in a slot reserved for it."""
         assert self._dispatcher is not None
-        token = self._token(item)
+        token, size = self._token(item), _body_size(item)
         self._running += 1
+        self._running_bytes += size
         task = asyncio.create_task(self._dispatcher.process(item))
         self._tasks.add(task)
-        task.add_done_callback(lambda done: self._finished(done, token))
+        task.add_done_callback(lambda done: self._finished(done, token, size))
 
     @staticmethod
     def _token(item: InFlight) -> str:
         """The key of a message in flight: its receipt handle."""
         return str(item.message.get("ReceiptHandle", ""))
 
-    def _finished(self, task: asyncio.Task[Outcome], token: str) -> None:
+    def _finished(self, task: asyncio.Task[Outcome], token: str, size: int) -> None:
         self._tasks.discard(task)
         self._running -= 1
+        self._running_bytes -= size
         self._room.release(1)
         item = self._inflight.pop(token, None)
         self.protection.in_flight(len(self._inflight))
@@ -1223,6 +1235,12 @@ class Worker(Lifetime):
             return response
 
         return call
+
+
+def _body_size(item: InFlight) -> int:
+    """The size of a message's body, in characters (its bytes, for JSON in ASCII)."""
+    body = item.message.get("Body")
+    return len(body) if isinstance(body, str) else 0
 
 
 def receive_ahead(concurrency: int) -> int:
