@@ -57,7 +57,7 @@ from lambda_destinations.retrying import (
     said_not_aws,
     text_of,
 )
-from lambda_destinations.store import InvocationFilter, Store
+from lambda_destinations.store import InvocationFilter, Store, network_file_system_problem
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import (
     check_url_region,
@@ -849,6 +849,8 @@ class Doctor:
         url = self.settings.store
         shown = mask_url(url)
         path = _sqlite_path(url)
+        if path is not None and (remote := network_file_system_problem(path)) is not None:
+            self.add("store file", "error", remote, "")  # the worker refuses it: exit 3
         if path is not None and not path.exists():
             self.add(
                 "store",

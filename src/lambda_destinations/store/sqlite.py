@@ -43,6 +43,7 @@ from lambda_destinations.store._access import StoreConnection
 from lambda_destinations.store._backup import back_up
 from lambda_destinations.store._file_access import access_problem, no_room
 from lambda_destinations.store._glob import Glob
+from lambda_destinations.store._mounts import network_file_system_problem
 from lambda_destinations.store._sql import (
     OLDER_SCHEMA,
     SqlStore,
@@ -257,6 +258,9 @@ class SQLiteStore(SqlStore):
 
     async def _create_engine(self) -> ThreadEngine:
         if self.path is not None:
+            # The worker and `migrate` write (and create it): never on a network file system.
+            if self.create and (remote := network_file_system_problem(self.path)) is not None:
+                raise StoreMisconfigured.at(self.display_url, remote)
             prepare_file(self.url, self.path, create=self.create)
             # The worker and `migrate` (create) write: a read-only file is opened for reading
             # without a word, and would fail only at the first save.
