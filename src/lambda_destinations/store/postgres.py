@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import getpass
 import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -303,6 +304,13 @@ class PostgresStore(SqlStore):
         if not _host_name(parsed.host or ""):
             raise url_error(
                 url, f"{parsed.host!r} is not a host name: use postgresql://user@host:5432/dbname"
+            )
+        if not parsed.username and not os.environ.get("PGUSER") and _no_user_name():
+            raise url_error(
+                url,
+                f"the URL names no user, and this process's uid {os.getuid()} has no name "
+                "to connect as (no passwd entry, no USER: an arbitrary uid, as OpenShift "
+                "runs images): name it, postgresql://user@host:5432/dbname, or set PGUSER",
             )
         connect_query, url_pool_size, self._pgbouncer = _url_options(url, dict(parsed.query))
         self._sa_url = parsed.set(drivername="postgresql+asyncpg", query=connect_query)
@@ -716,6 +724,16 @@ class PostgresStore(SqlStore):
         if sqlstate in _PREPARED_STATEMENT_LOST:
             return not self._pgbouncer
         return sqlstate in (_NO_DATABASE, *_AUTHENTICATION, _INSUFFICIENT_PRIVILEGE)
+
+
+def _no_user_name() -> bool:
+    """Whether this process has no user name, which asyncpg (as libpq) connects as when the
+    URL names no user: it raised a KeyError of its own (getpass.getuser) for each connection."""
+    try:
+        getpass.getuser()
+    except (KeyError, OSError):  # OSError from Python 3.13
+        return True
+    return False
 
 
 def _ssl_problem(orig: BaseException) -> str | None:
