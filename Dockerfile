@@ -36,7 +36,9 @@ RUN python3 -m venv /opt/lambda-destinations \
         /opt/lambda-destinations/lib
 
 FROM ${BASE_IMAGE}
-# A fixed uid/gid, so a volume's ownership can be prepared outside the image.
+# A fixed uid/gid, so a volume's ownership can be prepared outside the image. The volume's
+# folder belongs to group 0 as well, with the user's permissions: OpenShift's restricted policy
+# runs the image as an arbitrary uid whose group is 0 (the uid has no passwd entry, HOME is /).
 ARG UID=10001
 # The standard library's bytecode too, where the base has none (python:*-slim removes it);
 # a base that has it (Debian's python3) is left as it is.
@@ -44,7 +46,8 @@ RUN groupadd --system --gid "${UID}" lambda-destinations \
     && useradd --system --uid "${UID}" --gid "${UID}" --no-create-home \
         --home-dir /var/lib/lambda-destinations --shell /usr/sbin/nologin lambda-destinations \
     && mkdir -p /var/lib/lambda-destinations \
-    && chown "${UID}:${UID}" /var/lib/lambda-destinations \
+    && chown "${UID}:0" /var/lib/lambda-destinations \
+    && chmod g=u /var/lib/lambda-destinations \
     && python3 -m compileall -q -j 0 -x '/(test|tests|idlelib|lib2to3|tkinter|turtledemo|site-packages|dist-packages)/' \
         "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')"
 COPY --from=build /opt/lambda-destinations /opt/lambda-destinations
@@ -53,7 +56,11 @@ ENV PATH=/opt/lambda-destinations/bin:${PATH} \
     PYTHONDONTWRITEBYTECODE=1 \
     LAMBDA_DESTINATIONS_LOG_FORMAT=json \
     LAMBDA_DESTINATIONS_STORE=sqlite:////var/lib/lambda-destinations/results.db \
+    SQLITE_TMPDIR=/var/lib/lambda-destinations \
     LAMBDA_DESTINATIONS_OPS_PORT=8080
+# SQLite's temporary files (a VACUUM's copy of the file, a sort past its cache) go on the
+# volume, beside the store, not to /var/tmp or /tmp: on a read-only root those are a tmpfs
+# (memory, counted against the container's limit) or a small emptyDir, or not writable at all.
 WORKDIR /var/lib/lambda-destinations
 VOLUME ["/var/lib/lambda-destinations"]
 USER ${UID}:${UID}

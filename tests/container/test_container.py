@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lambda_destinations.simulate import success_record
+from lambda_destinations.simulate import failure_record, success_record
 from processes import free_port
 
 # On a machine without the cached base, debootstrap alone takes minutes (2.5 on a quiet
@@ -286,3 +286,108 @@ def test_the_image_runs_every_module_from_the_bytecode_it_was_built_with(image) 
     assert sum(path.startswith("/opt/lambda-destinations/") for path in loaded) > 300
     compiled_here = [path for path in loaded if path.endswith(".py")]
     assert compiled_here == [], compiled_here[:20]
+
+
+def test_the_image_runs_as_an_arbitrary_uid_of_group_0_as_openshift_runs_it(
+    image, sqs, make_queue, moto_server
+) -> None:
+    """OpenShift's restricted policy: a uid of the project's range, group 0, no passwd entry,
+    HOME=/ (podman's --passwd=false). The image's volume folder belongs to group 0 with the
+    user's permissions: the worker creates its store there."""
+    # given: records on a queue
+    url, _dlq = make_queue("openshift")
+    rng = random.Random(14)
+    records = [failure_record(rng) for _ in range(20)]
+    for record in records:
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+    port = free_port()
+    name = f"ld-test-{uuid.uuid4().hex[:8]}"
+    env = {
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": moto_server,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_OPS_PORT": str(port),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "HOME": "/",
+    }
+    options = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+
+    # when: the image runs as uid 1000870000, group 0, on its own (anonymous) volume
+    sh(*PODMAN, "run", "--detach", "--name", name, "--network", "host", *RUN_LIMITS,
+       "--user", "1000870000:0", "--passwd=false", "--read-only", *options, image)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while get_or_none(port, "/readyz") != 200:
+            assert time.monotonic() < deadline, sh(*PODMAN, "logs", name)
+            time.sleep(0.5)
+
+        def exec_(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [*PODMAN, "exec", name, "lambda-destinations", *args]
+            return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+        while True:  # the operator's commands, as `oc exec` runs them: the same uid
+            listed = exec_("failures", "list", "--json")
+            assert listed.returncode == 0, listed.stderr
+            if len(json.loads(listed.stdout)) == len(records) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        healthcheck = exec_("healthcheck")
+        no_user = exec_("failures", "list", "--store", "postgresql://127.0.0.1:5432/postgres")
+    finally:
+        subprocess.run([*PODMAN, "rm", "--force", name], capture_output=True, check=False)
+
+    # then: every record stored, the probe answered, and a URL without a user is one line
+    assert {r["request_id"] for r in json.loads(listed.stdout)} == {
+        r["requestContext"]["requestId"] for r in records
+    }
+    assert healthcheck.returncode == 0, healthcheck.stderr
+    assert no_user.returncode == 3, no_user.stderr
+    assert "Traceback" not in no_user.stderr
+    assert "the URL names no user, and this process's uid 1000870000 has no name" in (
+        no_user.stderr
+    )
+
+
+def get_or_none(port: int, path: str) -> int | None:
+    try:
+        return get(port, path)[0]
+    except OSError:
+        return None
+
+
+def test_a_vacuum_on_a_read_only_root_keeps_its_temporary_copy_on_the_volume(
+    image, tmp_path
+) -> None:
+    """SQLite writes a VACUUM's copy of the file to its temporary folder: the first writable of
+    /var/tmp, /usr/tmp, /tmp. On a read-only root that is the small /tmp a template mounts (an
+    emptyDir of 64 MiB; here a tmpfs of 1 MiB), or a tmpfs counted against the memory limit.
+    The image points SQLITE_TMPDIR at the volume, beside the store."""
+    # given: a store of some 10 MB on the volume
+    volume = tmp_path / "data"
+    volume.mkdir()
+    store = volume / "results.db"
+    with sqlite3.connect(store) as connection:
+        connection.execute("CREATE TABLE filler (blob TEXT)")
+        connection.executemany("INSERT INTO filler VALUES (?)", [("x" * 100_000,)] * 100)
+    done = subprocess.run(
+        [sys.executable, "-m", "lambda_destinations", "migrate", "--store", f"sqlite:///{store}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for path in volume.iterdir():
+        os.chown(path, UID, UID)
+    os.chown(volume, UID, UID)
+
+    # when: prune --vacuum runs on a read-only root whose /tmp holds 1 MiB
+    vacuum = subprocess.run(
+        [*PODMAN, "run", "--rm", *RUN_LIMITS, "--read-only", "--read-only-tmpfs=false",
+         "--tmpfs", "/tmp:size=1m,mode=1777",  # noqa: S108 (the container's /tmp)
+         "--volume", f"{volume}:/var/lib/lambda-destinations", image, "prune", "--vacuum"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+
+    # then: it ran, its copy on the volume (before: "database or disk is full", exit 4)
+    assert vacuum.returncode == 0, vacuum.stderr
+    assert "VACUUM: the file and its write-ahead log took" in vacuum.stderr
