@@ -138,6 +138,21 @@ def get(port: int, path: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+def env_options(queue: str, endpoint: str, port: int, **more: str) -> list[str]:
+    """podman's --env options for a worker on ``queue`` at the tests' moto server."""
+    env = {
+        "LAMBDA_DESTINATIONS_QUEUES": queue,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
+        "LAMBDA_DESTINATIONS_OPS_PORT": str(port),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        **more,
+    }
+    return [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tools_or_skip()
@@ -182,18 +197,13 @@ def test_the_image_drains_into_sqlite_answers_probes_runs_unprivileged_and_stops
     os.chown(volume, UID, UID)
     port = free_port()
     name = f"ld-test-{uuid.uuid4().hex[:8]}"
-    env = {
-        "LAMBDA_DESTINATIONS_QUEUES": url,
-        "LAMBDA_DESTINATIONS_ENDPOINT_URL": moto_server,
-        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
-        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
-        "LAMBDA_DESTINATIONS_OPS_PORT": str(port),
-        "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": str(GRACE),
-        "LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL": "1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }
-    options = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+    options = env_options(
+        url,
+        moto_server,
+        port,
+        LAMBDA_DESTINATIONS_SHUTDOWN_GRACE=str(GRACE),
+        LAMBDA_DESTINATIONS_QUEUE_METRICS_INTERVAL="1",
+    )
 
     # when: the image runs on the host network with the folder as its volume
     sh(*PODMAN, "run", "--detach", "--name", name, "--network", "host", *RUN_LIMITS,
@@ -302,17 +312,7 @@ def test_the_image_runs_as_an_arbitrary_uid_of_group_0_as_openshift_runs_it(
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
     port = free_port()
     name = f"ld-test-{uuid.uuid4().hex[:8]}"
-    env = {
-        "LAMBDA_DESTINATIONS_QUEUES": url,
-        "LAMBDA_DESTINATIONS_ENDPOINT_URL": moto_server,
-        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
-        "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
-        "LAMBDA_DESTINATIONS_OPS_PORT": str(port),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "HOME": "/",
-    }
-    options = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+    options = env_options(url, moto_server, port, HOME="/")
 
     # when: the image runs as uid 1000870000, group 0, on its own (anonymous) volume
     sh(*PODMAN, "run", "--detach", "--name", name, "--network", "host", *RUN_LIMITS,

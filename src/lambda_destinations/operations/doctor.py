@@ -849,8 +849,7 @@ class Doctor:
         url = self.settings.store
         shown = mask_url(url)
         path = _sqlite_path(url)
-        if path is not None and (remote := network_file_system_problem(path)) is not None:
-            self.add("store file", "error", remote, "")  # the worker refuses it: exit 3
+        self._check_file_system(path)
         if path is not None and not path.exists():
             self.add(
                 "store",
@@ -906,6 +905,11 @@ class Doctor:
         if path is not None:
             self._check_room(no_room)
         self._check_writes(unwritable, sqlite=path is not None, schema=schema or "public")
+
+    def _check_file_system(self, path: Path | None) -> None:
+        """A SQLite file on a network file system, which the worker refuses (exit 3)."""
+        if path is not None and (remote := network_file_system_problem(path)) is not None:
+            self.add("store file", "error", remote, "")
 
     async def _check_backlog(self) -> None:
         """A row for the messages the polled queues hold: a warning when notifiers are routed

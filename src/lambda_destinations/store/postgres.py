@@ -305,13 +305,7 @@ class PostgresStore(SqlStore):
             raise url_error(
                 url, f"{parsed.host!r} is not a host name: use postgresql://user@host:5432/dbname"
             )
-        if not parsed.username and not os.environ.get("PGUSER") and _no_user_name():
-            raise url_error(
-                url,
-                f"the URL names no user, and this process's uid {os.getuid()} has no name "
-                "to connect as (no passwd entry, no USER: an arbitrary uid, as OpenShift "
-                "runs images): name it, postgresql://user@host:5432/dbname, or set PGUSER",
-            )
+        _refuse_nameless_user(url, parsed)
         connect_query, url_pool_size, self._pgbouncer = _url_options(url, dict(parsed.query))
         self._sa_url = parsed.set(drivername="postgresql+asyncpg", query=connect_query)
         self._pool_size = url_pool_size or pool_size
@@ -726,14 +720,20 @@ class PostgresStore(SqlStore):
         return sqlstate in (_NO_DATABASE, *_AUTHENTICATION, _INSUFFICIENT_PRIVILEGE)
 
 
-def _no_user_name() -> bool:
-    """Whether this process has no user name, which asyncpg (as libpq) connects as when the
-    URL names no user: it raised a KeyError of its own (getpass.getuser) for each connection."""
+def _refuse_nameless_user(url: str, parsed: sa.URL) -> None:
+    """Refuse a URL without a user when this process has no user name, which asyncpg (as
+    libpq) connects as then: it raised getpass's KeyError (a traceback) for each connection."""
+    if parsed.username or os.environ.get("PGUSER"):
+        return
     try:
         getpass.getuser()
     except (KeyError, OSError):  # OSError from Python 3.13
-        return True
-    return False
+        raise url_error(
+            url,
+            f"the URL names no user, and this process's uid {os.getuid()} has no name to "
+            "connect as (no passwd entry, no USER: an arbitrary uid, as OpenShift runs "
+            "images): name it, postgresql://user@host:5432/dbname, or set PGUSER",
+        ) from None
 
 
 def _ssl_problem(orig: BaseException) -> str | None:

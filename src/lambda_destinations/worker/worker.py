@@ -263,11 +263,7 @@ class Worker(Lifetime):
         # received ahead. Messages wait in _ready, in receive order, for a handler slot.
         self._room = Slots(settings.concurrency + receive_ahead(settings.concurrency))
         self._ready: collections.deque[InFlight] = collections.deque()
-        self._running = 0  # handler tasks under way, at most settings.concurrency
-        # Their bodies' size, at most settings.bytes_in_flight but for one message: a record's
-        # objects take up to some 30 times its JSON's bytes once decoded, so 32 records near
-        # SQS's 1 MiB would take about a gigabyte.
-        self._running_bytes = 0
+        self._running = self._running_bytes = 0  # handler tasks under way, their bodies' size
         self.protection = TaskProtection(
             settings.ecs_agent_uri if settings.task_protection else None,
             minutes=settings.task_protection_minutes,
@@ -916,7 +912,10 @@ class Worker(Lifetime):
             self._begin(self._ready.popleft())
 
     def _fits(self, item: InFlight) -> bool:
-        """Whether ``item`` may start within ``bytes_in_flight``; one always may."""
+        """Whether ``item`` may start within ``bytes_in_flight``; one always may.
+
+        A record's objects take up to some 30 times its JSON's bytes once decoded: 32 records
+        near SQS's 1 MiB at once (``concurrency`` alone) would take about a gigabyte."""
         budget = self.settings.bytes_in_flight
         return self._running == 0 or self._running_bytes + _body_size(item) <= budget
 
