@@ -93,4 +93,5 @@ def test_doctor_fails_its_store_file_check_on_a_network_file_system(on_efs: Path
     file = checks["store file"]
     assert (file["status"], file["unreachable"]) == ("error", False)
     assert file["detail"].startswith(f"{on_efs / 'results.db'} is on a network file system")
+    assert file["fix"].startswith("put the file on a local volume, or use PostgreSQL")
     assert result.exit_code != 0  # 4 here: no AWS endpoint answers this test

@@ -57,7 +57,7 @@ from lambda_destinations.retrying import (
     said_not_aws,
     text_of,
 )
-from lambda_destinations.store import InvocationFilter, Store, network_file_system_problem
+from lambda_destinations.store import InvocationFilter, Store, network_file_system
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import (
     check_url_region,
@@ -908,8 +908,8 @@ class Doctor:
 
     def _check_file_system(self, path: Path | None) -> None:
         """A SQLite file on a network file system, which the worker refuses (exit 3)."""
-        if path is not None and (remote := network_file_system_problem(path)) is not None:
-            self.add("store file", "error", remote, "")
+        if path is not None and (remote := network_file_system(path)) is not None:
+            self.add("store file", "error", *remote)
 
     async def _check_backlog(self) -> None:
         """A row for the messages the polled queues hold: a warning when notifiers are routed

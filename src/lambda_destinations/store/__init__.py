@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lambda_destinations.store._mounts import network_file_system_problem
+from lambda_destinations.store._mounts import network_file_system, network_file_system_problem
 from lambda_destinations.store.base import (
     OWN_FAILURE_STATUSES,
     RECLAIM_STEP,
@@ -56,6 +56,7 @@ __all__ = [
     "ScheduledJob",
     "Store",
     "Vacuumed",
+    "network_file_system",
     "network_file_system_problem",
     "open_store_class",
     "scope_of",

@@ -60,6 +60,13 @@ def file_system_type(path: Path, mountinfo: str) -> str | None:
 def network_file_system_problem(path: Path) -> str | None:
     """``"what is wrong: the fix"`` when ``path`` is on a network file system; None when it
     is not, or the mount table (MOUNTINFO) cannot be read (not Linux)."""
+    found = network_file_system(path)
+    return None if found is None else f"{found[0]}: {found[1]}"
+
+
+def network_file_system(path: Path) -> tuple[str, str] | None:
+    """What is wrong and the fix, apart, when ``path`` is on a network file system (see
+    :func:`network_file_system_problem`)."""
     try:
         table = MOUNTINFO.read_text()
     except OSError:
@@ -69,6 +76,7 @@ def network_file_system_problem(path: Path) -> str | None:
         return None
     return (
         f"{path} is on a network file system ({kind}), where SQLite's write-ahead log and "
-        "locks do not hold (two hosts at once corrupt it): put the file on a local volume, or "
-        "use PostgreSQL (postgresql://…) for a store that outlives the host or is shared"
+        "locks do not hold (two hosts at once corrupt it)",
+        "put the file on a local volume, or use PostgreSQL (postgresql://…) for a store that "
+        "outlives the host or is shared",
     )
