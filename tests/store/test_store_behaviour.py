@@ -1016,6 +1016,33 @@ async def test_data_outlives_the_store_object(
         assert await reopened.completed_handlers(row.key) == {"persist"}
 
 
+async def test_open_failure_accounts_count_the_open_failures_of_each_functions_account(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: open failures of functions of two accounts (two functions and two qualifiers in
+    # one), a failure that was replayed, a success, and a failure whose record names no ARN
+    other = "arn:aws:lambda:eu-west-1:111122223333:function:{name}"
+    rows = [
+        make_row(function_name="orders-api"),
+        make_row(function_name="billing"),
+        make_row(function_arn=other.format(name="orders-api")),
+        make_row(function_arn=other.format(name="orders-api") + ":live"),
+        make_row(function_arn=other.format(name="orders-api") + ":live"),
+        make_row(function_arn=other.format(name="replayed")),
+        make_row(function_arn=other.format(name="fine"), succeeded=True),
+        make_row(function_arn=None),
+    ]
+    for row in rows:
+        await store.save_invocation(row, make_delivery(row))
+    await store.set_status([rows[5].key], FailureStatus.REPLAYED)
+
+    # when
+    accounts = await store.open_failure_accounts()
+
+    # then: the open failures only, by the account of each function's ARN
+    assert accounts == {"123456789012": 2, "111122223333": 3}
+
+
 async def test_failure_counts_are_per_function_error_type_and_utc_hour(
     store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
 ) -> None:

@@ -160,6 +160,19 @@ async def test_failures_stats_and_show_use_indexes(store: Store) -> None:
     assert_indexed(await plan_of(store, store.count_statement(stats_window)), sorted_by_index=False)
 
 
+async def test_the_accounts_of_open_failures_are_read_through_the_status_index(
+    store: Store,
+) -> None:
+    assert isinstance(store, SqlStore)
+
+    plan = await plan_of(store, store.accounts_statement())
+
+    # the open failures alone are read (one range of an index), never every record
+    assert_indexed(plan, sorted_by_index=False)
+    text = "\n".join(plan)
+    assert "ix_invocations_status_occurred_at" in text or "ix_failures" in text, text
+
+
 @pytest.mark.parametrize("name", ["open + error type", "open + function", "newest"])
 async def test_on_sqlite_the_bounded_count_reads_the_index_alone(
     sqlite_url: str, name: str

@@ -1031,6 +1031,29 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             rows = (await conn.execute(stmt)).all()
         return [FailureCount(*row) for row in rows]
 
+    def accounts_statement(self) -> sa.Select[Any]:
+        """The query of :meth:`open_failure_accounts`: open failures per function ARN
+        (``tests/store`` checks its plan)."""
+        c = invocations.c
+        selection = InvocationFilter(statuses=[FailureStatus.OPEN])
+        return (
+            sa.select(c.function_arn, sa.func.count())
+            .where(*self._where(selection))
+            .group_by(c.function_arn)
+        )
+
+    async def open_failure_accounts(self) -> dict[str, int]:
+        # Imported here: the record models are no cost of a command that opens the store.
+        from lambda_destinations.schemas import function_account
+
+        async with self._read() as conn:
+            rows = (await conn.execute(self.accounts_statement())).all()
+        counts: dict[str, int] = defaultdict(int)
+        for arn, count in rows:
+            if arn and (account := function_account(arn)) is not None:
+                counts[account] += int(count)
+        return dict(counts)
+
     async def set_status(
         self, keys: Sequence[str], status: FailureStatus, by: str | None = None
     ) -> int:

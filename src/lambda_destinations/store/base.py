@@ -538,6 +538,13 @@ class Store(Lifetime):
         database (``failures stats`` over millions of rows reads no payload). Any order."""
 
     @abc.abstractmethod
+    async def open_failure_accounts(self) -> dict[str, int]:
+        """How many open failures each account has, by the account their function's ARN names
+        (a record without one is in none): the accounts a replay of them calls Lambda in.
+        Read from the index of statuses, grouped by the database: a few rows, one per function
+        ARN, whatever the number of failures."""
+
+    @abc.abstractmethod
     async def set_status(
         self, keys: Sequence[str], status: FailureStatus, by: str | None = None
     ) -> int:
