@@ -6,7 +6,8 @@ is given, whoever signs, and its STS lets anyone assume any role. AWS refuses bo
 of a function in another account than the caller's, unless the function's resource-based
 policy allows the caller (AccessDeniedException), and an AssumeRole whose role does not trust
 the caller (AccessDenied). This proxy answers those two refusals itself, as AWS words them, and
-passes every other request to moto unchanged. It is the one stand-in of these tests: for the
+passes every other request to moto unchanged (but a GetCallerIdentity it is told to answer as
+an emulator would, ``said_account``). It is the one stand-in of these tests: for the
 cross-account checks of IAM, which no local server makes.
 """
 
@@ -41,6 +42,9 @@ class AccountsEndpoint:
     invoked: list[tuple[str, str]] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
     assumed: list[str] = field(default_factory=list)
+    # account -> the account GetCallerIdentity says for keys of that account: what an
+    # emulator that keeps every role in one account answers (AWS never does).
+    said_account: dict[str, str] = field(default_factory=dict)
     url: str = ""
     _accounts: dict[str, str] = field(default_factory=dict)
 
@@ -130,6 +134,16 @@ class AccountsEndpoint:
             self.invoked.append((function, caller))
             return None
         form = urllib.parse.parse_qs(body.decode(errors="replace"))
+        if form.get("Action") == ["GetCallerIdentity"] and caller in self.said_account:
+            said = self.said_account[caller]
+            xml = (
+                '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+                f"<GetCallerIdentityResult><Arn>arn:aws:sts::{said}:assumed-role/r/s</Arn>"
+                f"<UserId>AROA:s</UserId><Account>{said}</Account></GetCallerIdentityResult>"
+                "<ResponseMetadata><RequestId>0</RequestId></ResponseMetadata>"
+                "</GetCallerIdentityResponse>"
+            )
+            return 200, [("Content-Type", "text/xml")], xml.encode()
         if form.get("Action") == ["AssumeRole"]:
             role = form.get("RoleArn", [""])[0]
             if role in self.untrusting:

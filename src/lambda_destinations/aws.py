@@ -267,10 +267,7 @@ class AwsClients(Lifetime):
         return AccountRefusal(
             exc,
             f"{function} is in account {account}, and the AWS credentials are account {own}'s",
-            f"set a role of account {account} to assume for it: [accounts.{account}] role_arn "
-            f'= "arn:aws:iam::{account}:role/NAME" in the TOML file (or '
-            f"{ENV_PREFIX}ACCOUNTS), or let account {own} invoke it in the function's "
-            "resource-based policy",
+            no_role_fix(account, own),
         )
 
     async def own_account(self) -> str | None:
@@ -317,6 +314,21 @@ class AwsClients(Lifetime):
     async def close(self) -> None:
         self._clients.clear()
         await self._stack.aclose()
+
+
+def no_role_fix(account: str, own: str, *, many: bool = False) -> str:
+    """What lets credentials of account ``own`` invoke a function (``many``: functions) of
+    ``account``, for which the accounts table names no role."""
+    it, where = (
+        ("them", "their resource-based policies")
+        if many
+        else ("it", "the function's resource-based policy")
+    )
+    return (
+        f"set a role of account {account} to assume for {it}: [accounts.{account}] role_arn "
+        f'= "arn:aws:iam::{account}:role/NAME" in the TOML file (or {ENV_PREFIX}ACCOUNTS), '
+        f"or let account {own} invoke {it} in {where}"
+    )
 
 
 # The name AssumeRole gives our sessions of another account's role (CloudTrail shows it there).

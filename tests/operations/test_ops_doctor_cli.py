@@ -18,7 +18,7 @@ import boto3
 import pytest
 from ops_helpers import ENTRY, NO_CREDENTIALS, cli, failure_body, row_of, seed_sync
 
-from lambda_destinations.store import Store
+from lambda_destinations.store import FailureStatus, Store
 from processes import file_size_limit, on_a_small_disk
 
 GOOD_DLQ_RETENTION = "1209600"  # 14 days, longer than the queue's 4
@@ -763,3 +763,64 @@ def test_a_queue_s_kms_key_that_cannot_encrypt_is_an_error_with_the_command_that
     assert not [c for c in checks_of(result) if "alias/aws/sqs" in c["check"]]
     (fine,) = [c for c in checks_of(result) if c["check"] == f"kms key {enabled}"]
     assert (fine["status"], fine["detail"]) == ("ok", f"enabled; encrypts {setup.prefix}-fine")
+
+
+def _failure_of(arn: str, n: int) -> Any:
+    _body, record = failure_body(n)
+    record["requestContext"]["functionArn"] = arn
+    return row_of(json.dumps(record))
+
+
+def test_open_failures_of_an_account_with_no_role_are_a_warning_with_the_fix(
+    lambda_endpoint: Any, store_url: str
+) -> None:
+    # given: the good setup, whose store (SQLite or PostgreSQL) holds open failures of a
+    # function of our own account (moto's), of account A (a role set for it), two of account
+    # B (none), and one of account D that was ignored
+    own, other, unlisted = "123456789012", "111122223333", "444455556666"
+    arn = "arn:aws:lambda:us-east-1:{}:function:{}"
+    rows = [
+        _failure_of(arn.format(own, "billing"), 1),
+        _failure_of(arn.format(other, "orders"), 2),
+        _failure_of(arn.format(unlisted, "ledger"), 3),
+        _failure_of(arn.format(unlisted, "ledger") + ":live", 4),
+        _failure_of(arn.format("777788889999", "old"), 5),
+    ]
+    setup = Setup(lambda_endpoint, store_url)
+    try:
+        seed_sync(setup.store_url, rows)
+
+        async def ignore() -> None:
+            async with Store.from_url(setup.store_url) as store:
+                await store.set_status([rows[4].key], FailureStatus.IGNORED)
+
+        asyncio.run(ignore())
+        role = f"arn:aws:iam::{other}:role/lambda-destinations-invoke"
+        env = {
+            **setup.env(),
+            "LAMBDA_DESTINATIONS_ACCOUNTS": json.dumps({other: {"role_arn": role}}),
+        }
+
+        # when
+        result = setup.doctor(env, "--json")
+    finally:
+        setup.cleanup()
+
+    # then: one warning (exit 0), for B, with its count and the two fixes; A's role is assumed
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {c["check"]: c for c in checks_of(result)}
+    warned = [name for name in checks if name.startswith("failures of account")]
+    assert warned == [f"failures of account {unlisted}"]
+    row = checks[warned[0]]
+    assert row["status"] == "warn"
+    assert row["detail"] == (
+        f"2 open failures of functions in account {unlisted}, which is neither the credentials' "
+        f"own ({own}) nor in the accounts table: Lambda refuses their replay"
+    )
+    assert row["fix"] == (
+        f"set a role of account {unlisted} to assume for them: [accounts.{unlisted}] role_arn = "
+        f'"arn:aws:iam::{unlisted}:role/NAME" in the TOML file (or '
+        f"LAMBDA_DESTINATIONS_ACCOUNTS), or let account {own} invoke them in their "
+        "resource-based policies"
+    )
+    assert checks[f"account {other}"]["status"] == "ok"

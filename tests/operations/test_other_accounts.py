@@ -182,3 +182,60 @@ def test_a_bad_account_table_is_one_line_naming_it(
     with pytest.raises(ConfigError) as raised:
         load_settings()
     assert problem in str(raised.value)
+
+
+def doctor_rows(env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    result = cli("doctor", "--json", env=env)
+    assert "Traceback" not in result.stderr, result.stderr
+    return {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+def test_doctor_assumes_each_accounts_role_and_says_the_refusal_of_one_that_trusts_nobody(
+    accounts: AccountsEndpoint, env: dict[str, str]
+) -> None:
+    # given: a role of account A that can be assumed, and one of account B that trusts nobody
+    refusing = "arn:aws:iam::444455556666:role/lambda-destinations-invoke"
+    accounts.untrusting.add(refusing)
+    table = {OTHER: {"role_arn": ROLE}, "444455556666": {"role_arn": refusing}}
+
+    # when
+    rows = doctor_rows({**env, "LAMBDA_DESTINATIONS_ACCOUNTS": json.dumps(table)})
+
+    # then: A's row names its role and the identity got; B's is the line a replay would say
+    trusted, refused = rows[f"account {OTHER}"], rows["account 444455556666"]
+    assert trusted["status"] == "ok", trusted
+    assert trusted["detail"].startswith(f"{ROLE} assumed (arn:aws:sts::{OTHER}:assumed-role/")
+    assert refused["status"] == "error"
+    assert refused["detail"].startswith(
+        f"AssumeRole refused (AccessDenied): cannot assume {refusing}, the role of "
+        "accounts.444455556666: "
+    )
+    assert refused["fix"] == (
+        "the role's trust policy must let the worker's role assume it (sts:AssumeRole), and the "
+        f"worker's credentials must be allowed sts:AssumeRole on {refusing}"
+    )
+    assert accounts.assumed == [ROLE]
+
+
+def test_doctor_says_a_role_whose_credentials_are_another_accounts(
+    accounts: AccountsEndpoint, env: dict[str, str]
+) -> None:
+    # given: an endpoint that says every assumed role is of its one account (an emulator's way)
+    accounts.said_account[OTHER] = OWN
+
+    # when
+    rows = doctor_rows(
+        {**env, "LAMBDA_DESTINATIONS_ACCOUNTS": json.dumps({OTHER: {"role_arn": ROLE}})}
+    )
+
+    # then
+    row = rows[f"account {OTHER}"]
+    assert row["status"] == "error"
+    assert row["detail"] == (
+        f"{ROLE} was assumed, but its credentials are account {OWN}'s: Lambda calls made with "
+        f"them are not made in account {OTHER}"
+    )
+    assert row["fix"] == (
+        f"check accounts.{OTHER}.role_arn; {accounts.url} may be an emulator that keeps every "
+        "role in one account"
+    )

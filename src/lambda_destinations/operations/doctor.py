@@ -29,7 +29,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from lambda_destinations._urls import queue_name
-from lambda_destinations.aws import AwsClients, CredentialsUnavailable, all_items
+from lambda_destinations.aws import AwsClients, CredentialsUnavailable, all_items, no_role_fix
 from lambda_destinations.config import OUTSIDE_DEV, Settings
 from lambda_destinations.errors import (
     ConfigError,
@@ -51,7 +51,9 @@ from lambda_destinations.redact import mask_url, redact
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
     DENIED_CODES,
+    AccountRefusal,
     code_and_message,
+    describe_error,
     error_code,
     not_aws_answer,
     said_not_aws,
@@ -166,6 +168,10 @@ class Doctor:
         # Each KMS key of the account's own (SSE-KMS) that encrypts a polled queue or its DLQ,
         # with the queues it encrypts: asked of KMS once each, after the queues.
         self._keys: dict[str, list[str]] = {}
+        # The account of the credentials (None until STS says), and how many open failures
+        # the store holds of each account's functions, asked of it once the account is known.
+        self._own_account: str | None = None
+        self._failure_accounts: dict[str, int] = {}
 
     def add(
         self, check: str, status: Status, detail: str, fix: str = "", *, unreachable: bool = False
@@ -186,6 +192,7 @@ class Doctor:
         else:
             async with AwsClients(settings, max_attempts=2) as aws:
                 if await self._check_credentials(aws):
+                    await self._check_accounts(aws)
                     queues = await self._check_queues(aws)
                     self._check_dlq_retention()
                     await self._check_keys(aws)
@@ -199,6 +206,7 @@ class Doctor:
             # the credentials say: `run` refuses a bad setting before it asks AWS anything.
             self.checks.extend(await check_handlers(settings, None))
         await self._check_store()
+        self._check_failure_accounts()
         await self._check_backlog()
         return self.checks
 
@@ -281,7 +289,49 @@ class Doctor:
             self.add("aws credentials", "error", _error_text(exc), "check the AWS configuration")
             return False
         self.add("aws credentials", "ok", f"{identity.get('Arn')} at {where}")
+        self._own_account = identity.get("Account")
         return True
+
+    async def _check_accounts(self, aws: AwsClients) -> None:
+        """A row per account of the accounts table: its role can be assumed (as Lambda calls
+        there assume it), and the credentials got are that account's."""
+        for account, role in sorted(self.settings.accounts.items()):
+            check = f"account {account}"
+            try:
+                sts = await aws.client_in(account, "sts")
+                identity = await sts.get_caller_identity()
+            except AccountRefusal as exc:  # STS refused the role: the line replays say
+                self.add(check, "error", describe_error(exc), exc.fix)
+                continue
+            except CONNECTION_ERRORS as exc:
+                self.add(
+                    check,
+                    "error",
+                    f"STS does not answer ({_error_text(exc)})",
+                    self.settings.endpoint_fix(),
+                    unreachable=True,
+                )
+                continue
+            except (ClientError, BotoCoreError, ResponseParserError) as exc:
+                self.add(check, "error", f"cannot assume {role.role_arn} ({_error_text(exc)})")
+                continue
+            got = identity.get("Account")
+            if got != account:
+                self.add(
+                    check,
+                    "error",
+                    f"{role.role_arn} was assumed, but its credentials are account {got}'s: "
+                    f"Lambda calls made with them are not made in account {account}",
+                    f"check accounts.{account}.role_arn"
+                    + (
+                        f"; {self.settings.shown_endpoint()} may be an emulator that keeps "
+                        "every role in one account"
+                        if self.settings.endpoint_url
+                        else ""
+                    ),
+                )
+                continue
+            self.add(check, "ok", f"{role.role_arn} assumed ({identity.get('Arn')})")
 
     def _sts_refused(self, exc: ClientError | ResponseParserError) -> bool:
         """The row of an STS error (its XML parser's too); whether the checks on AWS go on."""
@@ -874,6 +924,8 @@ class Doctor:
                 if self._waiting and not pending:  # a backlog: is this its first start?
                     one = InvocationFilter(failed_only=False, limit=1)
                     self._store_empty = not await store.list_invocations(one)
+                if self._own_account is not None and not pending:
+                    self._failure_accounts = await store.open_failure_accounts()
         except StoreUnavailable as exc:
             # A wrong database, user or password is answered: configuration, not unreachable.
             misconfigured = isinstance(exc, StoreMisconfigured)
@@ -910,6 +962,24 @@ class Doctor:
         """A SQLite file on a network file system, which the worker refuses (exit 3)."""
         if path is not None and (remote := network_file_system(path)) is not None:
             self.add("store file", "error", *remote)
+
+    def _check_failure_accounts(self) -> None:
+        """A warning per account, neither the credentials' own nor in the accounts table,
+        whose functions have open failures: Lambda refuses a replay of them."""
+        own = self._own_account
+        if own is None:
+            return
+        for account, count in sorted(self._failure_accounts.items()):
+            if account == own or account in self.settings.accounts:
+                continue
+            self.add(
+                f"failures of account {account}",
+                "warn",
+                f"{count} open failure{'s' if count != 1 else ''} of functions in account "
+                f"{account}, which is neither the credentials' own ({own}) nor in the accounts "
+                "table: Lambda refuses their replay",
+                no_role_fix(account, own, many=True),
+            )
 
     async def _check_backlog(self) -> None:
         """A row for the messages the polled queues hold: a warning when notifiers are routed
