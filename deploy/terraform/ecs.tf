@@ -25,6 +25,7 @@ locals {
     LAMBDA_DESTINATIONS_LOG_FORMAT     = "json"
     LAMBDA_DESTINATIONS_ROUTES         = var.routes
     LAMBDA_DESTINATIONS_HANDLERS       = var.handlers
+    LAMBDA_DESTINATIONS_ACCOUNTS       = var.accounts
   }
 }
 

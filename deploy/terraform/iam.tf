@@ -105,6 +105,15 @@ data "aws_iam_policy_document" "worker" {
       resources = var.email_identity_arns
     }
   }
+
+  dynamic "statement" {
+    for_each = length(var.account_role_arns) > 0 ? [1] : []
+    content {
+      sid       = "AssumeAccountRoles"
+      actions   = ["sts:AssumeRole"]
+      resources = var.account_role_arns
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "worker" {

@@ -97,6 +97,18 @@ variable "handlers" {
   default     = "{}"
 }
 
+variable "accounts" {
+  description = "LAMBDA_DESTINATIONS_ACCOUNTS, by account id the role to assume for Lambda calls to that account's functions, as JSON ({\"111122223333\": {\"role_arn\": \"arn:aws:iam::111122223333:role/NAME\"}})."
+  type        = string
+  default     = "{}"
+}
+
+variable "account_role_arns" {
+  description = "The role ARNs of accounts; grants sts:AssumeRole on them. Empty: no such permission."
+  type        = list(string)
+  default     = []
+}
+
 variable "sms_enabled" {
   description = "Grant sns:Publish (for the sms handler)."
   type        = bool

@@ -40,6 +40,7 @@ class Target(enum.StrEnum):
     KMS_KEY = "kms-key"  # the KMS keys of the account's own that encrypt queues (SSE-KMS)
     ACCOUNT = "account"  # calls that name no resource
     ECS_TASK = "ecs-task"  # the ECS service's own tasks (scale-in protection)
+    ACCOUNT_ROLE = "account-role"  # the roles of the accounts table, in the functions' accounts
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ class AwsOperation:
     targets: tuple[Target, ...]
     reason: str
     # "sdk": the package calls it through botocore; "ecs-agent": the ECS agent calls it with
-    # the task role's credentials when the worker asks it to (worker/protection.py).
+    # the task role's credentials when the worker asks it to (worker/protection.py);
+    # "assume-role": botocore's AssumeRole credential fetcher calls it with our own
+    # credentials, before the first call in another account (aws.py, _account_session).
     via: str = "sdk"
 
 
@@ -140,6 +143,25 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "the replay handler (and `replay`) invoke a failed function again, asynchronously",
     ),
     AwsOperation(
+        "sts",
+        "AssumeRole",
+        "sts:AssumeRole",
+        _W,
+        (Target.ACCOUNT_ROLE,),
+        "the replay handler invokes a function of another account with the role the accounts "
+        "table names for it",
+        via="assume-role",
+    ),
+    AwsOperation(
+        "sts",
+        "GetCallerIdentity",
+        None,
+        _W,
+        (Target.ACCOUNT,),
+        "an Invoke of another account's function refused: say whose credentials were used (STS "
+        "needs no permission for it)",
+    ),
+    AwsOperation(
         "ecs",
         "UpdateTaskProtection",
         "ecs:UpdateTaskProtection",
@@ -189,7 +211,18 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         None,
         _O,
         (Target.ACCOUNT,),
-        "`doctor` shows whose credentials are used (STS needs no permission for it)",
+        "`doctor` shows whose credentials are used, and whose a role of the accounts table gives "
+        "(STS needs no permission for it)",
+    ),
+    AwsOperation(
+        "sts",
+        "AssumeRole",
+        "sts:AssumeRole",
+        _O,
+        (Target.ACCOUNT_ROLE,),
+        "`replay` and `dlq redrive --reinvoke` invoke a function of another account with the "
+        "role the accounts table names for it; `doctor` assumes each such role",
+        via="assume-role",
     ),
     AwsOperation(
         "lambda",

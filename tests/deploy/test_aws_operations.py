@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import botocore.session
-from deploy_helpers import OPERATION_DISPATCHERS, client_calls, client_services, dynamic_dispatchers
+from deploy_helpers import (
+    OPERATION_DISPATCHERS,
+    PACKAGE,
+    client_calls,
+    client_services,
+    dynamic_dispatchers,
+)
 
 from lambda_destinations.aws_operations import OPERATIONS, Scope, operations
 from lambda_destinations.worker.metrics import SQS_OPERATIONS
@@ -103,3 +109,17 @@ def test_each_entry_names_a_real_operation_and_its_iam_service() -> None:
         assert op.targets
     keys = [(op.service, op.operation, op.scope) for op in OPERATIONS]
     assert len(keys) == len(set(keys)), "an operation is listed twice for one scope"
+
+
+def test_the_calls_botocores_role_fetcher_makes_for_the_package_are_listed() -> None:
+    # The accounts table's roles are assumed by botocore's AssumeRole credential fetcher, not
+    # by a call the scan sees: the worker (the replay handler) and the commands need it listed.
+    source = (PACKAGE / "aws.py").read_text(encoding="utf-8")
+    assert "AioAssumeRoleCredentialFetcher" in source
+    fetched = {
+        op.scope: op.action
+        for op in OPERATIONS
+        if op.via == "assume-role" and (op.service, op.operation) == ("sts", "AssumeRole")
+    }
+    assert fetched == {Scope.WORKER: "sts:AssumeRole", Scope.OPERATOR: "sts:AssumeRole"}
+    assert {op.via for op in OPERATIONS} == {"sdk", "ecs-agent", "assume-role"}

@@ -21,7 +21,13 @@ from deploy_helpers import (
 from lambda_destinations.aws_operations import Scope, Target, operations, worker_actions
 
 FUNCTIONS = ["orders-api", "billing_worker"]
-ALL_ON = {"HasFunctionRoles": True, "SmsOn": True, "EmailOn": True, "HasAlarmTopic": True}
+ALL_ON = {
+    "HasFunctionRoles": True,
+    "SmsOn": True,
+    "EmailOn": True,
+    "HasAlarmTopic": True,
+    "HasAccountRoles": True,
+}
 
 
 def _key(value: Any) -> str:
@@ -46,6 +52,7 @@ CFN_RESOURCES: dict[Target, set[str]] = {
     Target.FUNCTION: _function_arns(FUNCTIONS),
     Target.SMS: {_key("*")},
     Target.EMAIL_IDENTITY: {_key({"Ref": "EmailIdentityArns"})},
+    Target.ACCOUNT_ROLE: {_key({"Ref": "AccountRoleArns"})},
     Target.ECS_TASK: {
         _key(
             {
@@ -105,7 +112,8 @@ def test_the_task_role_grants_exactly_the_worker_operations_on_their_resources()
 
 
 @pytest.mark.parametrize(
-    ("condition", "action"), [("SmsOn", "sns:Publish"), ("EmailOn", "ses:SendEmail")]
+    ("condition", "action"),
+    [("SmsOn", "sns:Publish"), ("EmailOn", "ses:SendEmail"), ("HasAccountRoles", "sts:AssumeRole")],
 )
 def test_notification_permissions_only_when_asked_for(condition: str, action: str) -> None:
     grants = cfn_task_role_grants({**ALL_ON, condition: False})
@@ -148,6 +156,7 @@ IRSA_RESOURCES: dict[Target, set[str]] = {
     },
     Target.SMS: {_key("*")},
     Target.EMAIL_IDENTITY: {_key("arn:aws:ses:us-east-1:123456789012:identity/example.com")},
+    Target.ACCOUNT_ROLE: {_key("arn:aws:iam::111122223333:role/lambda-destinations-invoke")},
 }
 
 
@@ -192,6 +201,7 @@ TF_RESOURCES: dict[Target, set[str]] = {
     },
     Target.SMS: {_key("*")},
     Target.EMAIL_IDENTITY: {_key("${var.email_identity_arns}")},
+    Target.ACCOUNT_ROLE: {_key("${var.account_role_arns}")},
     Target.ECS_TASK: {
         _key(
             "arn:${data.aws_partition.current.partition}:ecs:${data.aws_region.current.name}:"

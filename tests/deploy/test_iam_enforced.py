@@ -164,7 +164,14 @@ def template_policy(deployment: Deployment, *, without: tuple[str, ...] = ()) ->
     """The task role's statements (SMS and email on, one function), resolved for moto."""
     template = expand_foreach(load_template(), {"FunctionNames": [FUNCTION]})
     template = resolve_conditions(
-        template, {"HasFunctionRoles": True, "SmsOn": True, "EmailOn": True, "HasAlarmTopic": True}
+        template,
+        {
+            "HasFunctionRoles": True,
+            "SmsOn": True,
+            "EmailOn": True,
+            "HasAlarmTopic": True,
+            "HasAccountRoles": True,
+        },
     )
     resources = template["Resources"]
     names = {
@@ -173,6 +180,7 @@ def template_policy(deployment: Deployment, *, without: tuple[str, ...] = ()) ->
         "AWS::AccountId": ACCOUNT,
         "Cluster": "cluster",
         "EmailIdentityArns": [f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/example.com"],
+        "AccountRoleArns": ["arn:aws:iam::111122223333:role/lambda-destinations-invoke"],
     }
     documents = [p["PolicyDocument"] for p in resources["TaskRole"]["Properties"]["Policies"]]
     documents += [

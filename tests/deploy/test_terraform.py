@@ -48,6 +48,8 @@ PARAMETERS = {
     "Handlers": "handlers",
     "SmsEnabled": "sms_enabled",
     "EmailIdentityArns": "email_identity_arns",
+    "Accounts": "accounts",
+    "AccountRoleArns": "account_role_arns",
     "VisibilityTimeout": "visibility_timeout",
     "MaxReceiveCount": "max_receive_count",
     "AlarmTopicArn": "alarm_topic_arn",
