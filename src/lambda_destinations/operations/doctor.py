@@ -921,11 +921,8 @@ class Doctor:
                 schema = await store.schema() if unwritable else None
                 pooled = await store.pooler_problem()
                 no_room = store.no_room()
-                if self._waiting and not pending:  # a backlog: is this its first start?
-                    one = InvocationFilter(failed_only=False, limit=1)
-                    self._store_empty = not await store.list_invocations(one)
-                if self._own_account is not None and not pending:
-                    self._failure_accounts = await store.open_failure_accounts()
+                if not pending:
+                    await self._read_for_later_rows(store)
         except StoreUnavailable as exc:
             # A wrong database, user or password is answered: configuration, not unreachable.
             misconfigured = isinstance(exc, StoreMisconfigured)
@@ -980,6 +977,16 @@ class Doctor:
                 "table: Lambda refuses their replay",
                 no_role_fix(account, own, many=True),
             )
+
+    async def _read_for_later_rows(self, store: Store) -> None:
+        """What the rows after the store checks ask of it, on the connection its check opened:
+        whether it is empty (when the queues hold a backlog: is this its first start?), and
+        the accounts of its open failures (when the credentials' own is known)."""
+        if self._waiting:
+            one = InvocationFilter(failed_only=False, limit=1)
+            self._store_empty = not await store.list_invocations(one)
+        if self._own_account is not None:
+            self._failure_accounts = await store.open_failure_accounts()
 
     async def _check_backlog(self) -> None:
         """A row for the messages the polled queues hold: a warning when notifiers are routed
