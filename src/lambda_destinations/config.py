@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import datetime as dt
 import difflib
 import importlib.util
@@ -84,6 +85,25 @@ KEEP_DAYS_SETTINGS = (
 _CHECKED_MAX = {"queue_metrics_interval": QUEUE_METRICS_MAX} | dict.fromkeys(
     KEEP_DAYS_SETTINGS, float(KEEP_DAYS_MAX)
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingSource:
+    """Where a setting's value came from: ``kind`` is ``flag``, ``env``, ``file`` or
+    ``default``; ``name`` is the option (``--store``), the variable
+    (``LAMBDA_DESTINATIONS_STORE``), the TOML file's path, or for a default, None."""
+
+    kind: Literal["flag", "env", "file", "default"]
+    name: str | None = None
+
+    def __str__(self) -> str:
+        """As an error line names it: ``--store``, the variable, ``the TOML file x.toml``."""
+        if self.kind == "file":
+            return f"the TOML file {self.name}"
+        return self.name or self.kind
+
+
+DEFAULT_SOURCE = SettingSource("default")
 
 
 class RouteConfig(BaseModel):
@@ -547,10 +567,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings)
 
-    # Where each setting's value came from, as load_settings found it (see origin).
+    # Where each setting's value came from, as load_settings found it (see origin, source).
     _origins: dict[str, str] = PrivateAttr(default={})
+    _sources: dict[str, SettingSource] = PrivateAttr(default={})
     # The sources of the [handlers.NAME] tables, the one that wins first (see handler_origin).
-    _handler_sources: list[tuple[str, Mapping[str, Any]]] = PrivateAttr(default=[])
+    _handler_sources: list[tuple[SettingSource, Mapping[str, Any]]] = PrivateAttr(default=[])
 
     def origin(self, field: str) -> str | None:
         """Where ``field``'s value came from (``--store``, ``LAMBDA_DESTINATIONS_STORE``, the
@@ -559,6 +580,21 @@ class Settings(BaseSettings):
         ``handler_modules``."""
         return self._origins.get(field)
 
+    def source(self, field: str) -> SettingSource:
+        """Where ``field``'s value came from: an option, a variable, the TOML file, or the
+        default (also for settings load_settings did not build)."""
+        return self._sources.get(field, DEFAULT_SOURCE)
+
+    def handler_source(self, name: str, setting: str) -> SettingSource:
+        """Where ``handlers.NAME.setting`` was set: the first of the variable and the TOML file
+        that has it (the two are merged setting by setting); else where ``handlers`` came
+        from."""
+        for source, handlers in self._handler_sources:
+            table = handlers.get(name)
+            if isinstance(table, Mapping) and setting in table:
+                return source
+        return self.source("handlers")
+
     def handler_origin(self, name: str, setting: str | None = None) -> str | None:
         """Where ``handlers.NAME.setting`` was set, for an error about it: the variable holding
         ``LAMBDA_DESTINATIONS_HANDLERS``' JSON or the TOML file, the first that has it (the
@@ -566,8 +602,8 @@ class Settings(BaseSettings):
         none: where the table is (both, joined). None for settings load_settings did not build.
         """
         tables = [
-            (origin, table)
-            for origin, handlers in self._handler_sources
+            (str(source), table)
+            for source, handlers in self._handler_sources
             if isinstance(table := handlers.get(name), Mapping)
         ]
         if setting is not None:
@@ -990,19 +1026,29 @@ _ORIGINS_KEPT = ("store", "queues", "endpoint_url", "region", "routes", "handler
 def _origin(field: str, overrides: Mapping[str, Any], file_data: Mapping[str, Any]) -> str:
     """Where ``field``'s value came from, in the order the sources win; for a default, where
     it can be set."""
+    source = _source(field, overrides, file_data)
+    if source.kind == "default":
+        return _unset(field)
+    if field == "store" and source.kind == "file" and _kept_by_dev(file_data):
+        # dev reads its own file too: a store it was once given stays until forgotten.
+        return (
+            f"the TOML file {DEV_CONFIG}, which keeps the store of an earlier "
+            f"`dev --store`; give --store, or delete {DEV_CONFIG.parent}/ to forget it"
+        )
+    return str(source)
+
+
+def _source(
+    field: str, overrides: Mapping[str, Any], file_data: Mapping[str, Any]
+) -> SettingSource:
+    """Where ``field``'s value came from, in the order the sources win."""
     if field in overrides:
-        return f"--{field.replace('_', '-')}"
+        return SettingSource("flag", f"--{field.replace('_', '-')}")
     if variables := _variables(field):
-        return variables[0]
+        return SettingSource("env", variables[0])
     if field in file_data:
-        if field == "store" and _kept_by_dev(file_data):
-            # dev reads its own file too: a store it was once given stays until forgotten.
-            return (
-                f"the TOML file {DEV_CONFIG}, which keeps the store of an earlier "
-                f"`dev --store`; give --store, or delete {DEV_CONFIG.parent}/ to forget it"
-            )
-        return f"the TOML file {file_data['config']}"
-    return _unset(field)
+        return SettingSource("file", str(file_data["config"]))
+    return DEFAULT_SOURCE
 
 
 def _kept_by_dev(file_data: Mapping[str, Any]) -> bool:
@@ -1014,27 +1060,38 @@ def _kept_by_dev(file_data: Mapping[str, Any]) -> bool:
 
 def _handler_sources(
     overrides: Mapping[str, Any], file_data: Mapping[str, Any]
-) -> list[tuple[str, Mapping[str, Any]]]:
+) -> list[tuple[SettingSource, Mapping[str, Any]]]:
     """The handler tables of the variable and of the TOML file, in the order they win (none
     when the caller gave its own, which replace both)."""
     if "handlers" in overrides:
         return []
-    sources: list[tuple[str, Mapping[str, Any]]] = []
+    sources: list[tuple[SettingSource, Mapping[str, Any]]] = []
     for env_name in _variables("handlers"):
         with contextlib.suppress(ValueError):  # read before, as the settings' own value
             given = json.loads(os.environ[env_name])
             if isinstance(given, Mapping):
-                sources.append((env_name, given))
+                sources.append((SettingSource("env", env_name), given))
     if isinstance(tables := file_data.get("handlers"), Mapping):
-        sources.append((f"the TOML file {file_data['config']}", tables))
+        sources.append((SettingSource("file", str(file_data["config"])), tables))
     return sources
 
 
 def _variables(field: str) -> list[str]:
     """The variables setting ``field``, as the settings match them, in any case (a
     ``lambda_destinations_store`` sets the store): the one in capitals first."""
-    env_name = f"{ENV_PREFIX}{field.upper()}"
+    env_name = env_variable(field)
     return sorted((name for name in os.environ if name.upper() == env_name), key=env_name.__ne__)
+
+
+def env_variable(field: str) -> str:
+    """The variable that sets ``field``: ``LAMBDA_DESTINATIONS_STORE``; ``ECS_AGENT_URI``,
+    which ECS sets without the prefix."""
+    alias = (
+        Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
+    )
+    if isinstance(alias, AliasChoices):
+        return next(str(name).upper() for name in alias.choices if name != field)
+    return f"{ENV_PREFIX}{field.upper()}"
 
 
 def _unset(field: str) -> str:
@@ -1100,5 +1157,21 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         **{name: getattr(loaded, name) for name in Settings.model_fields}
     )
     settings._origins = {name: _origin(name, overrides, file_data) for name in _ORIGINS_KEPT}
+    settings._sources = {
+        name: _source(name, overrides, file_data) for name in Settings.model_fields
+    }
+    settings._sources["config"] = _config_source(config_file or overrides.get("config"), path)
     settings._handler_sources = _handler_sources(overrides, file_data)
     return settings
+
+
+def _config_source(given: object, path: object) -> SettingSource:
+    """Where the TOML file's name came from, as load_settings looks: --config, the variable,
+    or none (no file, or the one `dev` wrote in this folder, read by default)."""
+    if given:
+        return SettingSource("flag", "--config")
+    if os.environ.get(f"{ENV_PREFIX}CONFIG"):
+        return SettingSource("env", f"{ENV_PREFIX}CONFIG")
+    if path:  # found in this folder
+        return SettingSource("default", "`dev`'s file, found in this folder")
+    return DEFAULT_SOURCE

@@ -16,7 +16,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
+from urllib.parse import SplitResult, quote, quote_plus, unquote, unquote_plus, urlsplit
 
 MASK = "***"
 # A known secret shorter than this is left in a text: masking it would mask ordinary words
@@ -95,6 +95,21 @@ def mask_url(url: str) -> str:
     A password with spaces in it is masked whole: ``url`` is one URL, not text.
     """
     return _mask_urls(_LEADING_PASSWORD.sub(_hide_userinfo, url, count=1))
+
+
+def url_origin(url: str | SplitResult) -> str:
+    """The scheme, host and port of a URL, as logs and reasons show a URL whose path may be a
+    secret (a Slack webhook's token is a path segment): never the path, query or credentials;
+    an IPv6 address in its brackets. ``***`` for what is no URL."""
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else url
+        port = parts.port
+    except ValueError:  # an unclosed [, a port that is no number
+        return MASK
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _mask_urls(text: str) -> str:
@@ -227,5 +242,6 @@ __all__ = [
     "redact_event",
     "redact_value",
     "secret_name",
+    "url_origin",
     "url_secrets",
 ]

@@ -82,7 +82,7 @@ from lambda_destinations.handlers.templates import (
     record_fields,
     trusting,
 )
-from lambda_destinations.redact import mask_secrets, url_secrets
+from lambda_destinations.redact import mask_secrets, url_origin, url_secrets
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -299,15 +299,6 @@ def check_url(value: str) -> str:
     return value
 
 
-def _where(parts: SplitResult) -> str:
-    """The scheme, host and port of a URL, as logs and reasons show it (an IPv6 address in its
-    brackets): never the path, query or credentials, which may be secrets."""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-
-
 def _one_authorization(url: str, headers: Mapping[str, str], where: str) -> None:
     """Refuse credentials in the URL together with an Authorization header: aiohttp sends the
     URL's ``user:password@`` as basic auth, and refuses a request that has both, so every POST
@@ -468,7 +459,7 @@ class WebhookHandler(storm.Notifier):
         # botocore reads it for the AWS calls: aiohttp would otherwise go around it.
         self.proxy = proxy_for(url)
         parts = urlsplit(url)
-        self.where = _where(parts)
+        self.where = url_origin(parts)
         # What the server was sent that its answer must not carry into a log or a reason (an
         # Express 404 is "Cannot POST /the/path"; others echo the query or a header). A server
         # quotes the URL as aiohttp sent it: yarl's encoding of it, not always the one written.
@@ -608,7 +599,7 @@ def _pointed(url: str, location: str | None) -> str:
     with contextlib.suppress(ValueError):
         parts = urlsplit(urljoin(url, location or ""))
         if location and parts.scheme in ("http", "https") and parts.hostname:
-            return f"; it points to {_where(parts)}"
+            return f"; it points to {url_origin(parts)}"
     return ""
 
 
