@@ -211,3 +211,23 @@ def test_a_module_that_does_not_register_its_command_is_a_bug_said_plainly() -> 
 
     with pytest.raises(RuntimeError, match="does not register the command 'ghost'"):
         group.get_command(click.Context(group), "ghost")
+
+
+def test_config_loads_no_aws_client_worker_store_nor_handler(tmp_path: Path) -> None:
+    # given: settings with handler tables of each kind that loads a heavy library when built
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        '[[routes]]\nhandlers = ["persist", "hook", "mail", "text", "again"]\n'
+        '[handlers.hook]\ntype = "webhook"\nurl = "https://hooks.example.com/x"\n'
+        '[handlers.mail]\ntype = "email"\nfrom = "a@example.com"\nto = ["b@example.com"]\n'
+        '[handlers.text]\ntype = "sms"\nphone_numbers = ["+447700900123"]\n'
+        '[handlers.again]\ntype = "replay"\n',
+        encoding="utf-8",
+    )
+
+    loaded = loaded_by("config", "--config", str(config), "--json")
+
+    assert "lambda_destinations.cli.config" in loaded  # the command did run
+    assert not (_NOT_FOR_READING | {"lambda_destinations.worker"}) & loaded
+    assert not {"botocore", "sqlalchemy", "tenacity", "aiosmtplib", "urllib.request"} & loaded
+    assert not {m for m in loaded if m.startswith("lambda_destinations.handlers.")}

@@ -1,6 +1,7 @@
 """Planted secrets never reach any output: a store password, an SMTP password and an AWS secret
-key, through `run`, `dev`, `doctor`, `failures`, `replay` and `dlq` at debug level, with JSON and
-console logs, on the paths that work and the paths that fail."""
+key, through `run`, `dev`, `doctor`, `config`, `failures`, `replay` and `dlq` at debug level,
+with JSON and console logs, on the paths that work and the paths that fail; and every kind of
+secret a setting, a handler table or a variable holds through `config`."""
 
 from __future__ import annotations
 
@@ -103,6 +104,9 @@ def test_no_planted_secret_in_any_output(planted: dict[str, Any], log_format: st
     runs["doctor"] = cli("doctor", env=env, cwd=cwd)
     runs["doctor --json"] = cli("doctor", "--json", env=env, cwd=cwd)
     runs["migrate --check"] = cli("migrate", "--check", env=env, cwd=cwd)
+    runs["config"] = cli("config", env=env, cwd=cwd)
+    runs["config --check --json"] = cli("config", "--check", "--json", env=env, cwd=cwd)
+    assert runs["config --check --json"].returncode == 0, runs["config --check --json"].stderr
     # the store cannot be reached: its URL is in the error line
     gone = {**env, "LAMBDA_DESTINATIONS_STORE": unreachable_store}
     runs["failures list (store down)"] = cli("failures", "list", env=gone, cwd=cwd)
@@ -169,3 +173,100 @@ def test_the_endpoint_urls_password_and_query_never_show(
         return
     assert "?token=***" in runs["doctor"].stdout
     assert "?token=***" in runs["run"].stderr, runs["run"].stderr
+
+
+# A secret of each kind `config` could show: its value in the settings or the environment.
+CONFIG_SECRETS = {
+    "store password": "StorePw-5e1d7c3b",
+    "endpoint token": "EndpointTok-8a2f4d6e",
+    "webhook URL path": "WebhookPath-0c9b8a7d",
+    "webhook URL query": "WebhookQuery-6f5e4d3c",
+    "webhook header": "HeaderTok-2b3c4d5e",
+    "user handler secret": "HandlerSecret-9d8c7b6a",
+    "SMTP password": SMTP_SECRET,
+    "*_env variable's value": "EnvValue-1f2e3d4c",
+    "console token": "ConsoleTok-7a6b5c4d",
+    "console URL token": "ConsoleUrlTok-3e4f5a6b",
+    "proxy password": "ProxyPw-4c5d6e7f",
+    "external id": "ExternalId-8b9c0d1e",
+    "AWS secret key": AWS_SECRET,
+}
+
+
+@pytest.fixture
+def config_planted(tmp_path: Path) -> dict[str, str]:
+    """Settings, handler tables and variables holding every kind of secret `config` sees."""
+    s = CONFIG_SECRETS
+    (tmp_path / "settings.toml").write_text(
+        f"""
+store = "postgresql://app:{s["store password"]}@db.internal/results"
+
+[handlers.hook]
+type = "webhook"
+url = "https://hooks.example.com/services/{s["webhook URL path"]}?sig={s["webhook URL query"]}"
+headers = {{ Authorization = "Bearer {s["webhook header"]}" }}
+secret_env = "HOOK_SECRET"
+
+[handlers.mine]
+type = "myapp.hooks:notify"
+secret = "{s["user handler secret"]}"
+
+[handlers.mail]
+type = "email"
+transport = "smtp"
+host = "smtp.example.com"
+username = "alerts"
+password = "{s["SMTP password"]}"
+from = "alerts@example.com"
+to = ["oncall@example.com"]
+
+[accounts.111122223333]
+role_arn = "arn:aws:iam::111122223333:role/invoke"
+external_id = "{s["external id"]}"
+""",
+        encoding="utf-8",
+    )
+    return {
+        "LAMBDA_DESTINATIONS_CONFIG": str(tmp_path / "settings.toml"),
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": f"http://127.0.0.1:4566/?token={s['endpoint token']}",
+        "HOOK_SECRET": s["*_env variable's value"],
+        "LAMBDA_DESTINATIONS_CONSOLE_TOKEN": s["console token"],
+        "LAMBDA_DESTINATIONS_CONSOLE_PUBLIC_URL": (
+            f"https://console.example.com/?t={s['console URL token']}"
+        ),
+        "HTTPS_PROXY": f"http://proxyuser:{s['proxy password']}@proxy.internal:3128",
+        "AWS_ACCESS_KEY_ID": "AKIAPLANTEDKEY000000",
+        "AWS_SECRET_ACCESS_KEY": s["AWS secret key"],
+    }
+
+
+@pytest.mark.parametrize("args", [(), ("--json",)], ids=["table", "json"])
+def test_config_shows_no_planted_secret(
+    config_planted: dict[str, str], tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    # when: the settings are shown, at debug level (every log line too)
+    env = {**config_planted, "LAMBDA_DESTINATIONS_LOG_LEVEL": "debug"}
+    result = cli("config", *args, env=env, cwd=tmp_path, unset=("https_proxy",))
+
+    # then: no secret of any kind in the output
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+    assert {kind: value for kind, value in CONFIG_SECRETS.items() if value in output} == {}
+    # and what holds them is shown, masked: each row is there
+    for shown in (
+        "postgresql://app:***@db.internal/results",
+        "http://127.0.0.1:4566/?token=***",
+        "https://hooks.example.com/***",
+        "https://console.example.com/?t=***",
+        "http://proxy.internal:3128",
+    ):
+        assert shown in output, (shown, output)
+    assert "HOOK_SECRET" in output  # the variable's name, and that it is set
+    if args:
+        settings = json.loads(result.stdout)["settings"]
+        hook = settings["handlers"]["value"]["hook"]["settings"]
+        assert hook["secret_env"]["value"] == {"variable": "HOOK_SECRET", "set": True}
+        assert hook["headers"]["value"] == {"Authorization": "***"}
+        assert settings["handlers"]["value"]["mail"]["settings"]["password"]["value"] == "***"
+        assert settings["handlers"]["value"]["mine"]["settings"]["secret"]["value"] == "***"
+        assert json.loads(result.stdout)["environment"]["console_token"]["value"] == "set"

@@ -11,6 +11,10 @@ from lambda_destinations.cli._output import wrap_stdout
 # that each line's module registers the command and that its docstring begins with the line.
 COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("completion", "Print the shell completion script: bash, zsh or fish."),
+    "config": (
+        "config",
+        "Show the settings in effect, each with where it came from; secrets masked.",
+    ),
     "console": (
         "console",
         "Serve the browser console: failures, replays, DLQs and quarantine.",

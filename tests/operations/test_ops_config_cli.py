@@ -1,0 +1,215 @@
+"""`config`: every setting in effect with where it came from (a default, the TOML file, a
+variable, an option), as a table that fits the terminal and as JSON; a bad setting is the line
+and the exit code `run` gives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ops_helpers import cli, cli_in_a_terminal
+
+from lambda_destinations.config import Settings
+
+
+@pytest.fixture
+def toml(tmp_path: Path) -> Path:
+    path = tmp_path / "settings.toml"
+    path.write_text(
+        """
+queues = ["from-the-file"]
+store = "sqlite:///from-the-file.db"
+concurrency = 12
+
+[[routes]]
+condition = "failure"
+function = "orders-*"
+handlers = ["persist", "hook"]
+
+[handlers.hook]
+type = "webhook"
+url = "https://hooks.example.com/x"
+timeout = "5s"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def shown(*args: str, env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    result = cli("config", "--json", *args, env=env, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_each_setting_names_where_it_came_from(toml: Path, tmp_path: Path) -> None:
+    # given: the file sets queues, store and concurrency; the environment sets queues again
+    # (it wins) and the region; --store wins over the file
+    env = {
+        "LAMBDA_DESTINATIONS_CONFIG": str(toml),
+        "LAMBDA_DESTINATIONS_QUEUES": "from-the-env,another",
+        "LAMBDA_DESTINATIONS_REGION": "eu-west-1",
+    }
+
+    # when
+    settings = shown("--store", "sqlite:///from-the-flag.db", env=env, cwd=tmp_path)["settings"]
+
+    # then
+    def where(name: str) -> tuple[Any, str, str | None]:
+        return settings[name]["value"], settings[name]["source"], settings[name]["from"]
+
+    assert where("queues") == (
+        ["from-the-env", "another"],
+        "env",
+        "LAMBDA_DESTINATIONS_QUEUES",
+    )
+    assert where("store") == ("sqlite:///from-the-flag.db", "flag", "--store")
+    assert where("concurrency") == (12, "file", str(toml))
+    assert where("region") == ("eu-west-1", "env", "LAMBDA_DESTINATIONS_REGION")
+    assert where("wait_time") == (20, "default", None)
+    assert where("config") == (str(toml), "env", "LAMBDA_DESTINATIONS_CONFIG")
+    assert where("routes")[1:] == ("file", str(toml))
+
+
+def test_the_config_flag_and_the_standard_region_are_named(toml: Path, tmp_path: Path) -> None:
+    env = {"AWS_REGION": "ap-south-1", "LAMBDA_DESTINATIONS_REGION": ""}
+
+    settings = shown("--config", str(toml), env=env, cwd=tmp_path)["settings"]
+
+    assert settings["config"] == {"value": str(toml), "source": "flag", "from": "--config"}
+    # the region the AWS clients take when the setting is unset, and the variable it is from
+    assert settings["region"] == {"value": "ap-south-1", "source": "env", "from": "AWS_REGION"}
+
+
+def test_handler_options_are_merged_and_each_names_its_source(toml: Path, tmp_path: Path) -> None:
+    # given: the variable's JSON gives the hook's timeout; the file its type and URL
+    env = {
+        "LAMBDA_DESTINATIONS_CONFIG": str(toml),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps({"hook": {"timeout": "9s"}}),
+    }
+
+    hook = shown(env=env, cwd=tmp_path)["settings"]["handlers"]["value"]["hook"]
+
+    assert hook["type"] == "webhook"
+    options = hook["settings"]
+    assert options["timeout"] == {
+        "value": "9s",
+        "source": "env",
+        "from": "LAMBDA_DESTINATIONS_HANDLERS",
+    }
+    assert options["type"]["source"] == "file"
+    assert options["url"]["from"] == str(toml)
+
+
+def test_json_has_every_setting_and_the_environment(tmp_path: Path) -> None:
+    result = shown(env={}, cwd=tmp_path)
+
+    assert set(result) == {"settings", "environment", "handlers_built"}
+    assert list(result["settings"]) == list(Settings.model_fields)
+    for entry in (*result["settings"].values(), *result["environment"].values()):
+        assert set(entry) == {"value", "source", "from"}
+        assert entry["source"] in {"default", "env", "file", "flag"}
+    assert set(result["environment"]) == {
+        "console_token",
+        "console_public_url",
+        "https_proxy",
+        "http_proxy",
+        "no_proxy",
+    }
+    assert result["handlers_built"] is False
+    assert result["settings"]["routes"]["value"] == [
+        {
+            "condition": "any",
+            "handlers": ["persist"],
+            "function": None,
+            "error_type": None,
+            "queue": None,
+        }
+    ]
+
+
+def test_the_table_shows_routes_and_handlers_readably(toml: Path, tmp_path: Path) -> None:
+    env = {"LAMBDA_DESTINATIONS_CONCURRENCY": "7"}
+
+    result = cli("config", "--config", str(toml), env=env, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert rows["SETTING"].split() == ["SETTING", "VALUE", "SOURCE"]
+    assert rows["concurrency"].split() == ["concurrency", "7", "LAMBDA_DESTINATIONS_CONCURRENCY"]
+    assert rows["wait_time"].split() == ["wait_time", "20", "default"]
+    assert rows["store"].split()[1:] == [
+        "sqlite:///from-the-file.db",
+        "the",
+        "TOML",
+        "file",
+        str(toml),
+    ]
+    assert "failure: persist, hook (function orders-*)" in rows["routes[1]"]
+    assert rows["handlers.hook.type"].split()[1] == "webhook"
+    assert rows["handlers.hook.url"].split()[1] == "https://hooks.example.com/***"
+    # the tables were not built: it says how to
+    assert "config --check" in result.stderr
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_table_fits_the_terminal(toml: Path, width: int) -> None:
+    status, lines = cli_in_a_terminal("config", "--config", str(toml), env={}, width=width)
+
+    assert status == 0, lines
+    assert max(len(line) for line in lines) <= width, lines
+    assert any(line.startswith("handlers.hook.timeout") for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"LAMBDA_DESTINATIONS_CONCURRENCY": "0"},
+            "error: setting 'concurrency' (LAMBDA_DESTINATIONS_CONCURRENCY): 0 is out of range: "
+            "use a whole number from 1 to 1000 (32 by default)",
+        ),
+        (
+            {"LAMBDA_DESTINATIONS_ROUTES": "[{"},
+            "error: LAMBDA_DESTINATIONS_ROUTES is not valid JSON: write it as JSON (the README's "
+            "Configuration shows each setting's form), or set routes in the TOML file",
+        ),
+    ],
+    ids=["out of range", "not JSON"],
+)
+def test_a_bad_setting_is_the_line_and_code_run_gives(
+    env: dict[str, str], line: str, tmp_path: Path
+) -> None:
+    env = {**env, "LAMBDA_DESTINATIONS_QUEUES": "q", "LAMBDA_DESTINATIONS_OPS_PORT": "0"}
+
+    shown_config = cli("config", env=env, cwd=tmp_path)
+    ran = cli("run", "--once", env=env, cwd=tmp_path)
+
+    assert (shown_config.returncode, ran.returncode) == (3, 3)
+    assert shown_config.stdout == ""  # nothing half-valid is shown
+    assert shown_config.stderr.strip() == ran.stderr.strip() == line
+
+
+def test_check_builds_the_handlers_as_run_does(toml: Path, tmp_path: Path) -> None:
+    # given: a handler option the webhook does not take, in the variable's JSON
+    env = {
+        "LAMBDA_DESTINATIONS_CONFIG": str(toml),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps({"hook": {"urll": "x"}}),
+        "LAMBDA_DESTINATIONS_OPS_PORT": "0",
+    }
+
+    checked = cli("config", "--check", env=env, cwd=tmp_path)
+    ran = cli("run", "--once", env=env, cwd=tmp_path)
+    unchecked = cli("config", "--json", env=env, cwd=tmp_path)
+
+    # then: --check refuses it with run's line and code; without it, it is shown as given
+    assert (checked.returncode, ran.returncode) == (3, 3)
+    assert checked.stdout == ""
+    assert checked.stderr.strip() == ran.stderr.strip()
+    assert checked.stderr.startswith(
+        "error: handlers.hook.urll (LAMBDA_DESTINATIONS_HANDLERS): unknown setting"
+    )
+    assert unchecked.returncode == 0
+    assert json.loads(unchecked.stdout)["handlers_built"] is False
