@@ -51,6 +51,7 @@ def test_each_setting_names_where_it_came_from(toml: Path, tmp_path: Path) -> No
         "LAMBDA_DESTINATIONS_CONFIG": str(toml),
         "LAMBDA_DESTINATIONS_QUEUES": "from-the-env,another",
         "LAMBDA_DESTINATIONS_REGION": "eu-west-1",
+        "ECS_AGENT_URI": "http://169.254.170.2/api/task?sig=abc",  # set by ECS, no prefix
     }
 
     # when
@@ -71,6 +72,11 @@ def test_each_setting_names_where_it_came_from(toml: Path, tmp_path: Path) -> No
     assert where("wait_time") == (20, "default", None)
     assert where("config") == (str(toml), "env", "LAMBDA_DESTINATIONS_CONFIG")
     assert where("routes")[1:] == ("file", str(toml))
+    assert where("ecs_agent_uri") == (
+        "http://169.254.170.2/api/task?sig=***",
+        "env",
+        "ECS_AGENT_URI",
+    )
 
 
 def test_the_config_flag_and_the_standard_region_are_named(toml: Path, tmp_path: Path) -> None:
