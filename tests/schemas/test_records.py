@@ -18,6 +18,7 @@ from lambda_destinations.schemas import (
     StreamFailureRecord,
     decode,
     invoke_function_name,
+    requalified,
 )
 
 EVENTS = Path(__file__).parents[1] / "events"
@@ -265,6 +266,29 @@ def test_function_arn_parse(arn: str, expected: tuple[str, ...]) -> None:
 def test_function_arn_rejects(arn: str) -> None:
     with pytest.raises(ValueError, match="not a Lambda function ARN"):
         FunctionArn.parse(arn)
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        ("orders-api", "orders-api:live"),
+        ("orders-api:12", "orders-api:live"),
+        ("123456789012:function:orders-api:$LATEST", "123456789012:function:orders-api:live"),
+        (
+            "arn:aws:lambda:us-east-1:123456789012:function:orders-api:12",
+            "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live",
+        ),
+        (
+            "arn:aws:lambda:us-east-1:123456789012:function:orders-api",
+            "arn:aws:lambda:us-east-1:123456789012:function:orders-api:live",
+        ),
+        ("has space", "has space"),  # in no form Invoke takes: as it is, for Invoke to refuse
+    ],
+)
+def test_requalified_names_the_qualifier_instead_of_the_function_s_own(
+    function: str, expected: str
+) -> None:
+    assert requalified(function, "live") == expected
 
 
 def test_function_arn_rejects_non_strings() -> None:

@@ -183,16 +183,39 @@ def invokable_function(_ctx: click.Context, _param: click.Parameter, value: str 
     return value
 
 
-def invokable(function: str, qualifier: str | None, *, param: str | None = None) -> None:
+def invokable_qualifier(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """A callback: ``value`` as given when it has a form Invoke's Qualifier takes (a version,
+    an alias, $LATEST); a usage error naming the forms when not."""
+    if value is not None:
+        invokable(None, value)
+    return value
+
+
+def invokable(function: str | None, qualifier: str | None, *, param: str | None = None) -> None:
     """A usage error (``param``'s, or that of the parameter being checked) when Lambda's Invoke
-    could never take ``function`` with ``qualifier``: nothing is invoked."""
+    could never take ``function`` with ``qualifier`` (or, with no function, ``qualifier`` of
+    any function): nothing is invoked."""
     # Imported here: the schemas package would make every command's start slower.
-    from lambda_destinations.schemas import check_invoke_target
+    from lambda_destinations.schemas import check_invoke_qualifier, check_invoke_target
 
     try:
-        check_invoke_target(function, qualifier)
+        if function is not None:
+            check_invoke_target(function, qualifier)
+        elif qualifier is not None:
+            check_invoke_qualifier(qualifier)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=None if param is None else [param]) from None
+
+
+def qualified_name(function: str | None) -> str:
+    """``name:qualifier`` of a function ARN (``FunctionArn.qualified_name``); any other text
+    (a name or partial ARN given with --legacy-function) as it is."""
+    from lambda_destinations.schemas import FunctionArn
+
+    try:
+        return FunctionArn.parse(function or "").qualified_name
+    except ValueError:
+        return function or ""
 
 
 # -- request ids ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from lambda_destinations.cli._common import (
     opened_store,
     operator_identity,
     output_options,
+    qualified_name,
     say_no_failure,
     selection_options,
     since_option,
@@ -359,20 +360,22 @@ def _whole_text(whole: FailureDetail) -> str:
         flex=(5,),
         wrap=True,
     )
-    lines += _section(
-        "replays",
-        ["#", "REQUESTED (UTC)", "BY", "TRIGGER", "OUTCOME", "NEW REQUEST ID", "DETAIL"],
-        [
-            _fields_cells(
-                a, "attempt requested_at requested_by trigger outcome new_request_id detail"
-            )
-            for a in whole.replays
-        ],
-        right=(0,),
-        flex=(6,),
-        wrap=True,
-    )
+    lines += _replays_section(whole)
     return "\n".join(lines)
+
+
+def _replays_section(whole: FailureDetail) -> list[str]:
+    """The replay ledger's attempts; with an INVOKED column when one invoked another version
+    or alias than the record names (``replay --qualifier``)."""
+    headers = ["#", "REQUESTED (UTC)", "BY", "TRIGGER", "OUTCOME", "NEW REQUEST ID", "DETAIL"]
+    fields = "attempt requested_at requested_by trigger outcome new_request_id detail"
+    rows = [_fields_cells(a, fields) for a in whole.replays]
+    record = whole.row.function_arn
+    if record is not None and any(a.function_arn != record for a in whole.replays):
+        headers.insert(4, "INVOKED")
+        for row, attempt in zip(rows, whole.replays, strict=True):
+            row.insert(4, qualified_name(attempt.function_arn))
+    return _section("replays", headers, rows, right=(0,), flex=(len(headers) - 1,), wrap=True)
 
 
 # The width of the labels of `failures show` ("request id   ...").

@@ -17,9 +17,11 @@ from lambda_destinations.cli._common import (
     aws_errors,
     dumps,
     has_filters,
+    invokable_qualifier,
     legacy_function_option,
     opened_store,
     operator_identity,
+    qualified_name,
     rate_option,
     say_no_failure,
     selection_options,
@@ -61,6 +63,13 @@ LAMBDA_MAX_EVENT_AGE = dt.timedelta(hours=6)
 @click.option("--force", is_flag=True, help="Replay again records already replayed.")
 @legacy_function_option("The function to invoke for legacy DLQ messages, which do not name it.")
 @click.option(
+    "--qualifier",
+    metavar="VERSION|ALIAS",
+    callback=invokable_qualifier,
+    help="Invoke this version or alias (or $LATEST) of each record's function instead of the "
+    "one the record names (a published version runs its old code again).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -76,6 +85,7 @@ def replay_command(
     rate: float,
     force: bool,
     legacy_function: str | None,
+    qualifier: str | None,
     as_json: bool,
 ) -> None:
     """Invoke failed invocations again, asynchronously, with their original payloads.
@@ -87,12 +97,16 @@ def replay_command(
     Each attempt is written to the store's replay ledger with who ran it, and the record's
     status becomes `replayed`. Stream batch failures carry no payload and are never replayed.
 
+    Each record's function ARN (and qualifier) is invoked: a published version's (orders-api:12)
+    runs its old code again; --qualifier live invokes the alias instead (the ledger says which).
+
     \b
     Examples:
       lambda-destinations replay 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
       lambda-destinations replay --function 'orders-*' --since 2h --dry-run
       lambda-destinations replay --error-type TimeoutError --since 1d --rate 2 --yes
       lambda-destinations replay --status open --limit 50 --json
+      lambda-destinations replay --function orders-api --since 1d --qualifier live
 
     Exit status: 0 when every selected record was invoked or skipped (nothing to do is not a
     failure), 1 when an invocation failed or a request id is not in the store, 2 for no
@@ -116,6 +130,7 @@ def replay_command(
         force=force,
         legacy_function=legacy_function,
         rate=rate,
+        qualifier=qualifier,
     )
     with aws_errors(settings):
         missing, results = _run(replay, dry_run=dry_run, yes=yes, as_json=as_json)
@@ -200,6 +215,7 @@ class _Replay:
     force: bool
     legacy_function: str | None
     rate: float
+    qualifier: str | None = None
 
     async def one(
         self,
@@ -219,6 +235,7 @@ class _Replay:
             force=self.force,
             dry_run=dry_run,
             legacy_function=self.legacy_function,
+            qualifier=self.qualifier,
             limiter=limiter,
         )
 
@@ -242,16 +259,59 @@ async def _plan_and_run(
             row for row, p in zip(rows, planned, strict=True) if p.state is ReplayState.WOULD_INVOKE
         ]
         if dry_run or not to_invoke:
-            _say_age(to_invoke)
+            _say_before(planned, to_invoke, replay.qualifier)
             return missing, planned
         if not yes:
-            _confirm(planned, to_invoke, replay.rate)
+            _confirm(planned, to_invoke, replay)
         else:
-            _say_age(to_invoke)
+            _say_before(planned, to_invoke, replay.qualifier)
         progress.planned, progress.missing, progress.to_invoke = planned, missing, to_invoke
         invoked = await _invoke(store, replay, progress)
         by_key = {r.key: r for r in invoked}
         return missing, [by_key.get(p.key, p) for p in planned]
+
+
+def _say_before(
+    planned: Sequence[ReplayResult], to_invoke: Sequence[InvocationRow], qualifier: str | None
+) -> None:
+    """What the operator should know before the records ``planned`` are invoked: how old the
+    oldest is, and (unless ``--qualifier`` chose) which published versions they run again."""
+    _say_age(to_invoke)
+    if qualifier is None:
+        _say_versions(planned)
+
+
+def _say_versions(planned: Sequence[ReplayResult]) -> None:
+    """One line a function whose records to invoke name a published version (digits): a
+    version never changes, so the replay runs the code that failed again, not the fix deployed
+    since (a new version, the alias moved to it). An alias the other records of that function
+    name is the one suggested. Told from the ARNs alone: no call to Lambda."""
+    versions: dict[str, set[str]] = {}
+    aliases: dict[str, str] = {}
+    for result in planned:
+        try:
+            arn = FunctionArn.parse(result.function_arn or "")
+        except ValueError:
+            continue  # a legacy message's --legacy-function, as given
+        name, qualifier = arn.function_name, arn.qualifier
+        if arn.is_version and result.state is ReplayState.WOULD_INVOKE:
+            versions.setdefault(name, set()).add(qualifier or "")
+        elif qualifier is not None and not qualifier.startswith("$"):
+            aliases.setdefault(name, qualifier)
+    for name, numbers in sorted(versions.items()):
+        listed = ", ".join(sorted(numbers, key=int))
+        which = f"version {listed}'s" if len(numbers) == 1 else f"versions {listed}'"
+        alias = aliases.get(name)
+        instead = (
+            f"--qualifier {alias} runs the alias's"
+            if alias
+            else "--qualifier ALIAS (or '$LATEST') runs the code deployed since"
+        )
+        click.echo(
+            f"{name}: replays run {which} code again (a published version never changes); "
+            f"{instead}",
+            err=True,
+        )
 
 
 def _say_age(rows: Sequence[InvocationRow]) -> None:
@@ -295,7 +355,7 @@ async def _select(store: Store, replay: _Replay) -> tuple[list[InvocationRow], l
 
 
 def _confirm(
-    planned: Sequence[ReplayResult], to_invoke: Sequence[InvocationRow], rate: float
+    planned: Sequence[ReplayResult], to_invoke: Sequence[InvocationRow], replay: _Replay
 ) -> None:
     """Show the plan (and the age of its oldest record) and ask; abort unless the operator
     says yes."""
@@ -303,12 +363,14 @@ def _confirm(
     _show(planned[:_PLAN_ROWS], err=True)
     if len(planned) > _PLAN_ROWS:
         click.echo(f"... and {len(planned) - _PLAN_ROWS} more", err=True)
-    _say_age(to_invoke)
+    _say_before(planned, to_invoke, replay.qualifier)
     invocations = len(to_invoke)
     functions = {_function_name(p.function_arn) for p in planned if p.attempt}
+    rate, qualifier = replay.rate, replay.qualifier
     click.confirm(
         f"Invoke {invocations} failed invocation{'s' if invocations != 1 else ''}"
         f" of {len(functions)} function{'s' if len(functions) != 1 else ''} again"
+        f"{f' (qualifier {qualifier})' if qualifier else ''}"
         f"{f' at {rate:g}/s' if rate else ''}?",
         abort=True,
         err=True,
@@ -381,7 +443,7 @@ def _show(results: Sequence[ReplayResult], *, err: bool = False) -> None:
         rows.append(
             [
                 r.request_id,
-                r.function_arn,
+                _target_label(r),
                 r.state.value,
                 r.attempt if r.state is not ReplayState.SKIPPED else None,
                 r.payload_bytes,
@@ -398,6 +460,14 @@ def _show(results: Sequence[ReplayResult], *, err: bool = False) -> None:
         ),
         err=err,
     )
+
+
+def _target_label(result: ReplayResult) -> str | None:
+    """The FUNCTION cell: the ARN invoked, or, when ``--qualifier`` replaced the record's, the
+    record's version or alias and the one invoked (``orders-api:12 → orders-api:live``)."""
+    if result.record_function_arn is None:
+        return result.function_arn
+    return f"{qualified_name(result.record_function_arn)} → {qualified_name(result.function_arn)}"
 
 
 def _function_name(arn: str | None) -> str:

@@ -39,6 +39,7 @@ from lambda_destinations.retrying import (
     in_process_retrying,
     with_fix,
 )
+from lambda_destinations.schemas import requalified
 from lambda_destinations.store import (
     FailureStatus,
     InvocationRow,
@@ -98,6 +99,9 @@ class ReplayResult:
     error: ErrorReason | None = None
     detail: str | None = None
     payload_bytes: int | None = None
+    # The function ARN the record names, when the replay invokes another qualifier of it
+    # (``replay --qualifier``); ``function_arn`` is the one invoked.
+    record_function_arn: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +115,7 @@ class ReplayResult:
             "error": self.error.value if self.error else None,
             "detail": self.detail,
             "payload_bytes": self.payload_bytes,
+            "record_function_arn": self.record_function_arn,
         }
 
 
@@ -168,6 +173,7 @@ async def replay_invocation(
     legacy_function: str | None = None,
     invoke_attempts: int = 3,
     payload: bytes | None = None,
+    qualifier: str | None = None,
     limiter: RateLimiter | None = None,
     on_recorded: Callable[[ReplayAttempt], None] = lambda attempt: None,
 ) -> ReplayResult:
@@ -183,13 +189,16 @@ async def replay_invocation(
     result, except a connection error and no credentials (or region), which every other replay
     would meet too: raised after the attempt is recorded.
     ``payload`` replaces the original request payload (an operator's edit, kept by the caller).
+    ``qualifier`` (a version, an alias, ``$LATEST``) is invoked instead of the record's: the
+    code deployed since, not the published version that failed. The ledger keeps the ARN invoked.
     ``limiter`` paces the invocations alone: a record skipped waits for no turn.
     ``on_recorded`` hears the attempt once the ledger has it, before Lambda is called: a caller
     cut short after it asks :func:`cut_short` what became of it.
     """
-    decide = functools.partial(
-        _decide, store, row, force=force, legacy_function=legacy_function, payload=payload
+    target_of = functools.partial(
+        _target, legacy_function=legacy_function, payload=payload, qualifier=qualifier
     )
+    decide = functools.partial(_decide, store, row, target_of, force=force)
     result, target = await decide()
     if target is not None and limiter is not None and not dry_run:
         await limiter.acquire()  # then decided again: its status may have changed meanwhile
@@ -258,14 +267,14 @@ async def _handled_meanwhile(
 async def _decide(
     store: Store,
     row: InvocationRow,
+    target_of: Callable[[InvocationRow], tuple[ReplayResult, ReplayTarget | None]],
     *,
     force: bool,
-    legacy_function: str | None,
-    payload: bytes | None,
 ) -> tuple[ReplayResult, ReplayTarget | None]:
-    """Whether ``row`` is to be replayed now: its target and the attempt's number in the result,
-    or None and the result says why not (it cannot be replayed, or it was already)."""
-    result, target = _target(row, legacy_function=legacy_function, payload=payload)
+    """Whether ``row`` is to be replayed now: its target (``target_of``, :func:`_target`) and
+    the attempt's number in the result, or None and the result says why not (it cannot be
+    replayed, or it was already)."""
+    result, target = target_of(row)
     if target is None:
         return await _naming_the_original(store, row, result), None
     previous = await store.replays(row.key)
@@ -301,9 +310,14 @@ async def _naming_the_original(
 
 
 def _target(
-    row: InvocationRow, *, legacy_function: str | None, payload: bytes | None
+    row: InvocationRow,
+    *,
+    legacy_function: str | None,
+    payload: bytes | None,
+    qualifier: str | None,
 ) -> tuple[ReplayResult, ReplayTarget | None]:
-    """What a replay of ``row`` would invoke (None: it cannot be replayed, the result says why).
+    """What a replay of ``row`` would invoke (None: it cannot be replayed, the result says why):
+    its function with ``qualifier`` instead of its own, when given.
 
     The result is a skip until the replay goes further.
     """
@@ -317,10 +331,15 @@ def _target(
         target = replay_target(row, legacy_function=legacy_function)
     except NotReplayable as exc:
         return dataclasses.replace(result, skip=SkipReason.NOT_REPLAYABLE, detail=str(exc)), None
-    if payload is not None:
-        target = ReplayTarget(target.function_arn, payload)
+    function = target.function_arn
+    if qualifier is not None:
+        function = requalified(function, qualifier)
+    target = ReplayTarget(function, target.payload if payload is None else payload)
     result = dataclasses.replace(
-        result, function_arn=target.function_arn, payload_bytes=len(target.payload)
+        result,
+        function_arn=target.function_arn,
+        payload_bytes=len(target.payload),
+        record_function_arn=row.function_arn if function != row.function_arn else None,
     )
     return result, target
 

@@ -2,10 +2,12 @@
 
 from lambda_destinations.schemas.arn import (
     FunctionArn,
+    check_invoke_qualifier,
     check_invoke_target,
     function_account,
     invoke_function_name,
     invoke_function_region,
+    requalified,
 )
 from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode, summarize
 from lambda_destinations.schemas.envelopes import Envelope
@@ -41,10 +43,12 @@ __all__ = [
     "StreamBatchInfo",
     "StreamFailureRecord",
     "StreamSource",
+    "check_invoke_qualifier",
     "check_invoke_target",
     "decode",
     "function_account",
     "invoke_function_name",
     "invoke_function_region",
+    "requalified",
     "summarize",
 ]

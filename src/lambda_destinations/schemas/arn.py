@@ -100,8 +100,7 @@ def check_invoke_target(function: str, qualifier: str | None = None) -> None:
         raise ValueError(f"{echoed(function)!r} {NOT_INVOKE_NAME}")
     if qualifier is None:
         return
-    if _INVOKE_QUALIFIER.fullmatch(qualifier) is None:
-        raise ValueError(f"{echoed(qualifier)!r} {NOT_INVOKE_QUALIFIER}")
+    check_invoke_qualifier(qualifier)
     named = match["qualifier"]
     if named is not None and named != qualifier:
         raise ValueError(
@@ -109,6 +108,23 @@ def check_invoke_target(function: str, qualifier: str | None = None) -> None:
             f"({named!r}), and Lambda refuses an Invoke given two: give it once, in the "
             "function or as the qualifier"
         )
+
+
+def check_invoke_qualifier(qualifier: str) -> None:
+    """Raise ``ValueError``, its message one line, when ``qualifier`` is in no form Invoke's
+    Qualifier takes (a version number, an alias name, ``$LATEST``)."""
+    if _INVOKE_QUALIFIER.fullmatch(qualifier) is None:
+        raise ValueError(f"{echoed(qualifier)!r} {NOT_INVOKE_QUALIFIER}")
+
+
+def requalified(function: str, qualifier: str) -> str:
+    """``function`` (a name, partial ARN or ARN, maybe qualified, as Invoke takes it) naming
+    ``qualifier`` instead of its own: ``orders-api:12`` with ``live`` is ``orders-api:live``.
+    ``function`` is returned as it is when it is in no form Invoke takes (Invoke refuses it)."""
+    match = _invoke_name(function)
+    if match is None:
+        return function
+    return f"{function[: match.end('name')]}:{qualifier}"
 
 
 def _type_name(value: object) -> str:
@@ -149,6 +165,13 @@ class FunctionArn:
         """The ARN without its qualifier: the function itself rather than a version or alias."""
         base = f"arn:{self.partition}:lambda:{self.region}:{self.account}"
         return f"{base}:function:{self.function_name}"
+
+    @property
+    def qualified_name(self) -> str:
+        """``name:qualifier`` (the name alone when unqualified): which function and version or
+        alias, in the short form Invoke also takes."""
+        name, qualifier = self.function_name, self.qualifier
+        return f"{name}:{qualifier}" if qualifier else name
 
     @property
     def is_version(self) -> bool:
