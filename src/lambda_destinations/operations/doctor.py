@@ -590,7 +590,7 @@ class Doctor:
             return
         kms = await aws.client("kms")
         for key, names in self._keys.items():
-            check, used = f"kms key {key}", f"{', '.join(names)}"
+            check, used = f"kms key {key}", ", ".join(names)
             try:
                 metadata = (await kms.describe_key(KeyId=key))["KeyMetadata"]
             except ClientError as exc:
