@@ -541,8 +541,9 @@ class Store(Lifetime):
     async def open_failure_accounts(self) -> dict[str, int]:
         """How many open failures each account has, by the account their function's ARN names
         (a record without one is in none): the accounts a replay of them calls Lambda in.
-        Read from the index of statuses, grouped by the database: a few rows, one per function
-        ARN, whatever the number of failures."""
+        Read through the index of statuses and grouped by the database, which answers one row
+        per function ARN but reads every open failure: 0.55 s for the 160,000 open failures of
+        a SQLite store of a million records (``doctor`` asks it once)."""
 
     @abc.abstractmethod
     async def set_status(
