@@ -146,17 +146,13 @@ class AwsClients(Lifetime):
 
     async def client(self, service: str) -> Any:
         """The client for ``service``, created on first use and closed on exit."""
-        return await self._client(service, service, self._config)
+        return await self.client_in(None, service)
 
     async def sender(self, service: str) -> Any:
         """A client that sends each request once (no botocore retries), for acting calls
         (SNS Publish, SES SendEmail): a resend after a lost answer may repeat the effect, so
         the handler's ``in_doubt`` policy decides it (handlers/in_doubt.py)."""
-        return await self._client(
-            f"{service}-send",
-            service,
-            self._config.merge(_single_attempt()),
-        )
+        return await self.client_in(None, service, send_once=True)
 
     async def lambda_invoker(self) -> LambdaInvoker:
         """What sends ``Invoke`` (``invoker.invoke(FunctionName=..., ...)``, as a Lambda
@@ -173,12 +169,19 @@ class AwsClients(Lifetime):
         credentials of the role ``settings.accounts`` names for it (assumed on the first call,
         refreshed by botocore before they expire), else our own. Created once, on first use.
         ``send_once``: botocore's retries off, as :meth:`sender`'s."""
-        config = self._config.merge(_single_attempt()) if send_once else self._config
-        suffix = "-send" if send_once else ""
-        if account is None or account not in self._settings.accounts:
-            return await self._client(f"{service}{suffix}", service, config)
-        session = self._account_session(account)
-        return await self._client(f"{service}{suffix}@{account}", service, config, session)
+        own = account is None or account not in self._settings.accounts
+        key = f"{service}{'-send' if send_once else ''}{'' if own else f'@{account}'}"
+        client = self._clients.get(key)
+        if client is None:  # made once: every Invoke of a replay asks for it
+            config = self._config.merge(_single_attempt()) if send_once else self._config
+            session = self._session if own else self._account_session(str(account))
+            client = await self._stack.enter_async_context(
+                session.create_client(
+                    service, endpoint_url=self._settings.endpoint_url, config=config
+                )
+            )
+            self._clients[key] = client
+        return client
 
     def _account_session(self, account: str) -> AioSession:
         """A session whose credentials are those of ``account``'s role, got with sts:AssumeRole
@@ -278,19 +281,6 @@ class AwsClients(Lifetime):
                 sts = await self.client("sts")
                 self._own_account = str((await sts.get_caller_identity())["Account"])
         return self._own_account
-
-    async def _client(
-        self, key: str, service: str, config: AioConfig, session: AioSession | None = None
-    ) -> Any:
-        client = self._clients.get(key)
-        if client is None:
-            client = await self._stack.enter_async_context(
-                (session or self._session).create_client(
-                    service, endpoint_url=self._settings.endpoint_url, config=config
-                )
-            )
-            self._clients[key] = client
-        return client
 
     async def check_credentials(self) -> None:
         """Get the AWS credentials now, as the first request would: a source that fails (a

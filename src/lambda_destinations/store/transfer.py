@@ -96,7 +96,7 @@ async def copy_store(
 async def _same_schema(source: SqlStore) -> None:
     """Refuse a source whose tables are not this release's: its rows would not fit them."""
     async with source._read() as conn:
-        applied = set(await conn.scalars(sa.select(schema_migrations.c.version)))
+        applied = await source._applied_versions(conn)
     latest = {m.version for m in MIGRATIONS}
     if not latest <= applied:
         raise ConfigError(
