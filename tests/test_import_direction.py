@@ -36,6 +36,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "_version",
             "_ranges",
             "_proxy",
+            "environment",
         }
         | {"times", "logs", "_urls", "_serving", "aws_operations", "simulate", "_request_ids"}
     ),

@@ -50,7 +50,10 @@ resource "aws_ecs_task_definition" "worker" {
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp" }]
     portMappings           = [{ name = "ops", containerPort = local.ops_port, protocol = "tcp" }]
     environment            = [for key, value in local.environment : { name = key, value = value }]
-    secrets                = [{ name = "LAMBDA_DESTINATIONS_STORE", valueFrom = var.store_secret_arn }]
+    secrets = concat(
+      [{ name = "LAMBDA_DESTINATIONS_STORE", valueFrom = var.store_secret_arn }],
+      var.handler_secret_arn == "" ? [] : [{ name = "LAMBDA_DESTINATIONS_SECRETS", valueFrom = var.handler_secret_arn }],
+    )
     # SIGTERM, then shutdown_grace for in-flight handlers, then a few seconds to release and
     # flush; ECS sends SIGKILL only after this.
     stopTimeout = local.shutdown_grace + 10

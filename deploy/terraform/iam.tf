@@ -17,7 +17,7 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
   }
 }
 
-# ECS pulls the image, writes the logs and reads the store URL secret.
+# ECS pulls the image, writes the logs and reads the store URL secret and the handlers' secret.
 resource "aws_iam_role" "execution" {
   name_prefix        = "${var.name}-exec-"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
@@ -30,14 +30,14 @@ resource "aws_iam_role_policy_attachment" "execution" {
 }
 
 resource "aws_iam_role_policy" "execution_store_secret" {
-  name = "store-secret"
+  name = "secrets"
   role = aws_iam_role.execution.id
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{
       Effect   = "Allow"
       Action   = "secretsmanager:GetSecretValue"
-      Resource = var.store_secret_arn
+      Resource = compact([var.store_secret_arn, var.handler_secret_arn])
     }]
   })
 }

@@ -97,6 +97,16 @@ variable "handlers" {
   default     = "{}"
 }
 
+variable "handler_secret_arn" {
+  description = "A Secrets Manager secret of key/value pairs (one JSON object) holding the variables the handlers' *_env options name (SLACK_WEBHOOK_URL, SMTP_PASSWORD, ...), given to the worker whole as LAMBDA_DESTINATIONS_SECRETS. Empty: none."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.handler_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:", var.handler_secret_arn))
+    error_message = "handler_secret_arn must be a Secrets Manager secret ARN, or empty."
+  }
+}
+
 variable "accounts" {
   description = "LAMBDA_DESTINATIONS_ACCOUNTS, by account id the role to assume for Lambda calls to that account's functions, as JSON ({\"111122223333\": {\"role_arn\": \"arn:aws:iam::111122223333:role/NAME\"}})."
   type        = string

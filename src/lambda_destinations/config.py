@@ -53,6 +53,7 @@ from lambda_destinations._urls import (
     is_host,
     unbracketed_ipv6,
 )
+from lambda_destinations.environment import SECRETS_VARIABLE
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.redact import echoed, mask_url
 
@@ -984,8 +985,11 @@ def _known_instead(loc: tuple[str | int, ...]) -> str:
     return "remove it, or use a setting the README's Configuration table lists"
 
 
-# Variables of ours that are not settings: the console's sign-in token and public URL.
-_OTHER_VARIABLES = frozenset({f"{ENV_PREFIX}CONSOLE_TOKEN", f"{ENV_PREFIX}CONSOLE_PUBLIC_URL"})
+# Variables of ours that are not settings: the console's sign-in token and public URL, and the
+# secret ``*_env`` options may read their variables from.
+_OTHER_VARIABLES = frozenset(
+    {f"{ENV_PREFIX}CONSOLE_TOKEN", f"{ENV_PREFIX}CONSOLE_PUBLIC_URL", SECRETS_VARIABLE}
+)
 
 
 def misspelt_variables(environ: Mapping[str, str]) -> list[str]:

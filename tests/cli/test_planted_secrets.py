@@ -265,7 +265,11 @@ def test_config_shows_no_planted_secret(
     if args:
         settings = json.loads(result.stdout)["settings"]
         hook = settings["handlers"]["value"]["hook"]["settings"]
-        assert hook["secret_env"]["value"] == {"variable": "HOOK_SECRET", "set": True}
+        assert hook["secret_env"]["value"] == {
+            "variable": "HOOK_SECRET",
+            "set": True,
+            "from": "HOOK_SECRET",
+        }
         assert hook["headers"]["value"] == {"Authorization": "***"}
         assert settings["handlers"]["value"]["mail"]["settings"]["password"]["value"] == "***"
         assert settings["handlers"]["value"]["mine"]["settings"]["secret"]["value"] == "***"

@@ -219,10 +219,39 @@ def test_the_stack_creates_the_ecs_service_and_task_definition_in_moto(
     assert container["image"] == stack["parameters"]["ImageUri"]
     assert container["stopTimeout"] >= 25 + 5
     assert "/healthz" in " ".join(container["healthCheck"]["command"])
-    secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
-    assert secrets == {"LAMBDA_DESTINATIONS_STORE": stack["parameters"]["StoreSecretArn"]}
+    assert _secrets(container) == {
+        "LAMBDA_DESTINATIONS_STORE": stack["parameters"]["StoreSecretArn"]
+    }
     assert "TaskRole" in resources
     assert "Service" in resources
+
+
+def _secrets(container: dict[str, Any]) -> dict[str, str]:
+    # moto keeps a list item that is AWS::NoValue as null; CloudFormation drops it
+    return {s["name"]: s["valueFrom"] for s in container["secrets"] if s is not None}
+
+
+@pytest.mark.filterwarnings(MOTO_SKIPS)
+def test_the_handlers_secret_is_given_whole_when_named(
+    endpoint_url: str, network: dict[str, str]
+) -> None:
+    secrets = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint_url)
+    handler_secret = secrets.create_secret(
+        Name=f"ld-handlers-{uuid.uuid4().hex[:6]}",
+        SecretString=json.dumps({"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/x"}),
+    )["ARN"]
+    ecs = boto3.client("ecs", region_name=REGION, endpoint_url=endpoint_url)
+
+    with _created_stack(endpoint_url, network, HandlerSecretArn=handler_secret) as stack:
+        task_definition = ecs.describe_task_definition(
+            taskDefinition=stack["resources"]["TaskDefinition"]["PhysicalResourceId"]
+        )["taskDefinition"]
+
+    (container,) = task_definition["containerDefinitions"]
+    assert _secrets(container) == {
+        "LAMBDA_DESTINATIONS_STORE": network["secret"],
+        "LAMBDA_DESTINATIONS_SECRETS": handler_secret,
+    }
 
 
 # -- what moto ignores, from the parsed template -------------------------------------------------

@@ -27,6 +27,7 @@ ALL_ON = {
     "EmailOn": True,
     "HasAlarmTopic": True,
     "HasAccountRoles": True,
+    "HasHandlerSecret": True,
 }
 
 
@@ -121,12 +122,15 @@ def test_notification_permissions_only_when_asked_for(condition: str, action: st
     assert set(grants) == set(expected(CFN_RESOURCES)) - {action}
 
 
-def test_the_execution_role_reads_only_the_store_secret() -> None:
+def test_the_execution_role_reads_only_the_store_and_handlers_secrets() -> None:
     role = load_template()["Resources"]["ExecutionRole"]["Properties"]
     (policy,) = role["Policies"]
     (statement,) = _statements(policy["PolicyDocument"])
     assert statement["Action"] == "secretsmanager:GetSecretValue"
-    assert statement["Resource"] == {"Ref": "StoreSecretArn"}
+    assert statement["Resource"] == [
+        {"Ref": "StoreSecretArn"},
+        {"Fn::If": ["HasHandlerSecret", {"Ref": "HandlerSecretArn"}, {"Ref": "AWS::NoValue"}]},
+    ]
     assert role["ManagedPolicyArns"] == [
         {
             "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"

@@ -170,6 +170,7 @@ def template_policy(deployment: Deployment, *, without: tuple[str, ...] = ()) ->
             "SmsOn": True,
             "EmailOn": True,
             "HasAlarmTopic": True,
+            "HasHandlerSecret": False,
             "HasAccountRoles": True,
         },
     )

@@ -212,6 +212,17 @@ def test_the_store_url_comes_from_a_secret(manifests: dict[str, dict[str, Any]])
     assert set(store["valueFrom"]) == {"secretKeyRef"}
 
 
+def test_the_handlers_secrets_come_from_an_optional_secret(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    # a key for each variable the handlers' *_env options name; a cluster without the Secret
+    # still starts the pod
+    (source,) = _worker(manifests)["envFrom"]
+    assert source == {"secretRef": {"name": "lambda-destinations-handlers", "optional": True}}
+    kustomization = (KUBERNETES / "kustomization.yaml").read_text()
+    assert "create secret generic lambda-destinations-handlers" in kustomization
+
+
 def test_every_worker_variable_is_a_setting(manifests: dict[str, dict[str, Any]]) -> None:
     names = [e["name"] for e in _worker(manifests)["env"] if e["name"].startswith(ENV_PREFIX)]
     assert names

@@ -46,6 +46,7 @@ PARAMETERS = {
     "BacklogPerTask": "backlog_per_task",
     "Routes": "routes",
     "Handlers": "handlers",
+    "HandlerSecretArn": "handler_secret_arn",
     "SmsEnabled": "sms_enabled",
     "EmailIdentityArns": "email_identity_arns",
     "Accounts": "accounts",
@@ -195,9 +196,8 @@ def test_the_task_definition_matches_the_template(module: dict[str, dict[str, An
     assert local["shutdown_grace"] + 10 == container["StopTimeout"]
     assert "/healthz" in body
     assert "readonlyRootFilesystem = true" in body
-    assert (
-        'secrets = [{name = "LAMBDA_DESTINATIONS_STORE", valueFrom = var.store_secret_arn}]' in body
-    )
+    assert '[{name = "LAMBDA_DESTINATIONS_STORE", valueFrom = var.store_secret_arn}]' in body
+    assert '[{name = "LAMBDA_DESTINATIONS_SECRETS", valueFrom = var.handler_secret_arn}]' in body
 
 
 def test_variables_and_outputs_are_documented(module: dict[str, dict[str, Any]]) -> None:

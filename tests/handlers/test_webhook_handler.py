@@ -332,6 +332,97 @@ async def test_the_signature_verifies_and_secrets_stay_out_of_the_logs(
         assert secret not in logged
 
 
+async def test_variables_are_read_from_the_secret_in_lambda_destinations_secrets(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: the URL and signing secret only as keys of one secret's JSON (as ECS gives a
+    # Secrets Manager secret of key/value pairs whole), the header's variable in the
+    # environment and in the secret (the environment's wins)
+    monkeypatch.delenv("HOOK_URL", raising=False)
+    monkeypatch.setenv("HOOK_AUTH", TOKEN)
+    bundle = {"HOOK_URL": receiver.url, "HOOK_SECRET": SECRET, "HOOK_AUTH": "not-this-one"}
+    monkeypatch.setenv("LAMBDA_DESTINATIONS_SECRETS", json.dumps(bundle))
+    url, _ = make_queue("hook-bundle")
+    send_records(sqs, url, [failure_record()])
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        url_env="HOOK_URL",
+        secret_env="HOOK_SECRET",
+        headers_env={"Authorization": "HOOK_AUTH"},
+    )
+
+    with capture_logs() as logs:
+        await drain(settings)
+
+    # then: posted to the secret's URL, signed with its secret, the environment's header
+    (request,) = receiver.requests
+    assert request["headers"]["Authorization"] == TOKEN
+    match = re.fullmatch(
+        r"t=(\d+),v1=([0-9a-f]{64})", request["headers"]["X-Lambda-Destinations-Signature"]
+    )
+    assert match is not None
+    expected = hmac.new(
+        SECRET.encode(), match.group(1).encode() + b"." + request["raw"], hashlib.sha256
+    ).hexdigest()
+    assert hmac.compare_digest(match.group(2), expected)
+    logged = json.dumps(logs, default=str)
+    assert "webhook sent" in logged
+    assert SECRET not in logged
+    assert "not-this-one" not in logged
+
+
+@pytest.mark.parametrize(
+    ("bundle", "line"),
+    [
+        (
+            '{"HOOK_URL": "https://hooks.example.com/secret-path",',
+            "LAMBDA_DESTINATIONS_SECRETS is not JSON (line 1, column 54): store it as key/value "
+            "pairs",
+        ),
+        (
+            '["https://hooks.example.com/secret-path"]',
+            "LAMBDA_DESTINATIONS_SECRETS is JSON but not an object",
+        ),
+        (
+            '{"HOOK_URL": ["https://hooks.example.com/secret-path"]}',
+            "LAMBDA_DESTINATIONS_SECRETS's key 'HOOK_URL' holds list, not text",
+        ),
+        (
+            '{"OTHER": "https://hooks.example.com/secret-path"}',
+            "handlers.hook.url_env: the environment variable HOOK_URL is not set, nor is it a "
+            "key of LAMBDA_DESTINATIONS_SECRETS: add it to either",
+        ),
+        (
+            '{"HOOK_URL": ""}',
+            "handlers.hook.url_env: LAMBDA_DESTINATIONS_SECRETS's key HOOK_URL is empty: give it "
+            "a value",
+        ),
+    ],
+    ids=["not JSON", "not an object", "not text", "no such key", "empty"],
+)
+def test_a_secret_that_cannot_serve_is_named_without_its_value(
+    bundle: str,
+    line: str,
+    monkeypatch: pytest.MonkeyPatch,
+    handler_settings: Callable[..., Settings],
+) -> None:
+    monkeypatch.delenv("HOOK_URL", raising=False)
+    monkeypatch.setenv("LAMBDA_DESTINATIONS_SECRETS", bundle)
+
+    with pytest.raises(ConfigError) as info:
+        build("hook", {"url_env": "HOOK_URL"}, handler_settings("q"))
+
+    assert str(info.value).startswith(line), info.value
+    assert "secret-path" not in str(info.value)
+
+
 async def test_credentials_in_the_url_are_sent_as_basic_auth(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
 ) -> None:

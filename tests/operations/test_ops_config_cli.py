@@ -123,6 +123,7 @@ def test_json_has_every_setting_and_the_environment(tmp_path: Path) -> None:
         "https_proxy",
         "http_proxy",
         "no_proxy",
+        "secrets",
     }
     assert result["handlers_built"] is False
     assert result["settings"]["routes"]["value"] == [
@@ -219,3 +220,77 @@ def test_check_builds_the_handlers_as_run_does(toml: Path, tmp_path: Path) -> No
     )
     assert unchecked.returncode == 0
     assert json.loads(unchecked.stdout)["handlers_built"] is False
+
+
+def test_variables_from_the_secret_are_named_never_shown(tmp_path: Path) -> None:
+    # given: the SMTP password and a webhook URL only in LAMBDA_DESTINATIONS_SECRETS (a Secrets
+    # Manager secret of key/value pairs, as the templates give it), another key unused
+    toml = tmp_path / "settings.toml"
+    toml.write_text(
+        """
+queues = ["q"]
+[handlers.mail]
+type = "email"
+transport = "smtp"
+host = "smtp.example.com"
+sender = "alerts@example.com"
+to = ["oncall@example.com"]
+username = "alerts"
+password_env = "SMTP_PASSWORD"
+[handlers.hook]
+type = "webhook"
+url_env = "HOOK_URL"
+""",
+        encoding="utf-8",
+    )
+    secret = {
+        "SMTP_PASSWORD": "pw-4f1c9e",
+        "HOOK_URL": "https://hooks.example.com/path-7d2a",
+        "UNUSED": "u-93bc",
+    }
+    env = {"LAMBDA_DESTINATIONS_SECRETS": json.dumps(secret), "LAMBDA_DESTINATIONS_OPS_PORT": "0"}
+
+    # when: shown, checked (the handlers built as run builds them), and as JSON
+    table = cli("config", "--config", str(toml), "--check", env=env, cwd=tmp_path)
+    as_json = shown("--config", str(toml), env=env, cwd=tmp_path)
+
+    # then: each variable is named with where it was found; the secret's keys by name only
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line for line in table.stdout.splitlines()}
+    assert (
+        "SMTP_PASSWORD (set, in LAMBDA_DESTINATIONS_SECRETS)" in rows["handlers.mail.password_env"]
+    )
+    assert "HOOK_URL (set, in LAMBDA_DESTINATIONS_SECRETS)" in rows["handlers.hook.url_env"]
+    assert rows["secrets"].split()[1:] == [
+        "3",
+        "keys:",
+        "HOOK_URL,",
+        "SMTP_PASSWORD,",
+        "UNUSED",
+        "LAMBDA_DESTINATIONS_SECRETS",
+    ]
+    assert as_json["environment"]["secrets"]["from"] == "LAMBDA_DESTINATIONS_SECRETS"
+    everything = table.stdout + table.stderr + json.dumps(as_json)
+    for value in secret.values():
+        assert value not in everything
+    assert "no setting" not in table.stderr  # the variable is ours, not a misspelt setting
+
+
+def test_a_secret_that_is_not_json_is_the_line_and_code_run_gives(tmp_path: Path) -> None:
+    env = {
+        "LAMBDA_DESTINATIONS_QUEUES": "q",
+        "LAMBDA_DESTINATIONS_OPS_PORT": "0",
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps({"hook": {"type": "webhook", "url_env": "U"}}),
+        "LAMBDA_DESTINATIONS_SECRETS": "U=https://hooks.example.com/path-7d2a",
+    }
+
+    shown_config = cli("config", "--check", env=env, cwd=tmp_path)
+    ran = cli("run", "--once", env=env, cwd=tmp_path)
+
+    assert (shown_config.returncode, ran.returncode) == (3, 3)
+    assert shown_config.stderr.strip() == ran.stderr.strip()
+    assert ran.stderr.startswith(
+        "error: LAMBDA_DESTINATIONS_SECRETS is not JSON (line 1, column 1)"
+    )
+    assert "path-7d2a" not in ran.stderr + ran.stdout
+    assert "Traceback" not in ran.stderr

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from lambda_destinations import environment
 from lambda_destinations.cli._app import command
 from lambda_destinations.cli._common import dumps
 from lambda_destinations.cli._options import settings_options
@@ -23,6 +24,7 @@ from lambda_destinations.config import (
     SettingSource,
     standard_region_variable,
 )
+from lambda_destinations.environment import SECRETS_VARIABLE
 from lambda_destinations.redact import MASK, mask_url, redact_value, secret_name, url_origin
 
 # What a setting left unset means, for the table (its JSON value is null).
@@ -50,7 +52,8 @@ def _variable(name: object) -> object:
     """A ``*_env`` option's value: the variable's name and whether it is set, never its
     value."""
     if isinstance(name, str):
-        return {"variable": name, "set": bool(os.environ.get(name))}
+        value, found = environment.variable(name)
+        return {"variable": name, "set": bool(value), "from": found}
     if isinstance(name, Mapping):  # headers_env: header -> variable
         return {key: _variable(value) for key, value in name.items()}
     return redact_value(name)
@@ -136,6 +139,13 @@ def _environment() -> dict[str, Any]:
             **_env_source(_CONSOLE_PUBLIC_URL),
         },
     }
+    names = sorted(environment.secrets())
+    found["secrets"] = {
+        "value": f"{len(names)} {'key' if len(names) == 1 else 'keys'}: {', '.join(names)}"
+        if names
+        else None,
+        **_env_source(SECRETS_VARIABLE),
+    }
     for proxy in _PROXIES:
         variable, value = _proxy_variable(proxy)
         shown = value if proxy == "no_proxy" or not value else _proxy_shown(value)
@@ -186,8 +196,11 @@ def _text(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"  # 25, as the README's table and the error lines write it
-    if isinstance(value, Mapping) and set(value) == {"variable", "set"}:
-        return f"{value['variable']} ({'set' if value['set'] else 'not set'})"
+    if isinstance(value, Mapping) and set(value) == {"variable", "set", "from"}:
+        state = "set" if value["set"] else "not set"
+        if value["set"] and value["from"] != value["variable"]:
+            state = f"set, in {value['from']}"  # the secret's key
+        return f"{value['variable']} ({state})"
     if isinstance(value, Mapping):
         return ", ".join(f"{key} = {_text(each)}" for key, each in value.items()) or "none"
     if isinstance(value, list):
@@ -259,7 +272,7 @@ def config_command(settings: Settings, check: bool, as_json: bool) -> None:
     Never shown: a URL's password and query values (the store, the endpoint, the console's
     public URL, a proxy's credentials), a handler's URL path and headers, a secret, password
     or token, the console's token, and the value of any variable a `*_env` option names (its
-    name and whether it is set are).
+    name and whether it is set are), or of a key of LAMBDA_DESTINATIONS_SECRETS (its name is).
 
     \b
     Examples:

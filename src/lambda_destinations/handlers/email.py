@@ -39,7 +39,6 @@ import email.policy
 import email.utils
 import hashlib
 import html as html_module
-import os
 import ssl
 from collections.abc import Iterable, Sequence
 from email.errors import NonASCIILocalPartDefect
@@ -50,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import aiosmtplib
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from lambda_destinations import environment
 from lambda_destinations._text import json_cut, json_lines, one_line
 from lambda_destinations._urls import NOT_TLS, is_host
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
@@ -591,13 +591,8 @@ def _password(parsed: EmailOptions, name: str) -> str | None:
             )
         return parsed.password.get_secret_value()
     if parsed.password_env:
-        value = os.environ.get(parsed.password_env)
-        where = f"handlers.{name}.password_env: the environment variable {parsed.password_env}"
-        if value is None:
-            raise ConfigError(f"{where} is not set")
-        if not value:
-            raise ConfigError(f"{where} is empty: give it the password")
-        return value
+        where = f"handlers.{name}.password_env"
+        return environment.required(parsed.password_env, where, give="the password")
     return None
 
 

@@ -45,7 +45,6 @@ import email.utils
 import hashlib
 import hmac
 import math
-import os
 import re
 import ssl
 import time
@@ -58,6 +57,7 @@ import aiohttp
 import yarl
 from pydantic import Field, field_validator, model_validator
 
+from lambda_destinations import environment
 from lambda_destinations._json import utf8
 from lambda_destinations._proxy import Proxy, proxy_for, proxy_problem, proxy_refusal
 from lambda_destinations._urls import (
@@ -365,15 +365,6 @@ def _render(value: Any, fields: Mapping[str, Any], log: FilteringBoundLogger) ->
     return value
 
 
-def _environment(name: str, where: str) -> str:
-    value = os.environ.get(name)
-    if value is None:
-        raise ConfigError(f"{where}: the environment variable {name} is not set")
-    if not value:  # an empty secret signs nothing, an empty header or URL sends nothing
-        raise ConfigError(f"{where}: the environment variable {name} is empty: give it a value")
-    return value
-
-
 def _header_name(name: str, where: str) -> str:
     """The setting naming header ``name`` under ``where``, once ``name`` is a header name."""
     if not _HEADER_NAME.fullmatch(name):
@@ -394,7 +385,7 @@ def _headers(parsed: WebhookOptions, where: str) -> dict[str, str]:
         headers[name] = value
     for name, variable in parsed.headers_env.items():
         setting = _header_name(name, f"{where}.headers_env")
-        value = _environment(variable, setting)
+        value = environment.required(variable, setting)
         if _HEADER_VALUE_REFUSED.search(value):
             raise ConfigError(
                 f"{setting}: the environment variable {variable} holds a line break or control "
@@ -716,7 +707,7 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
     where = f"handlers.{name}"
     url = parsed.url or PAGERDUTY_URL
     if parsed.url_env:
-        url = _environment(parsed.url_env, f"{where}.url_env")
+        url = environment.required(parsed.url_env, f"{where}.url_env")
         try:
             check_url(url)
         except ValueError as exc:
@@ -725,10 +716,12 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
     _one_authorization(url, headers, f"{where}.url_env" if parsed.url_env else f"{where}.url")
     secret = None
     if parsed.secret_env:
-        secret = _environment(parsed.secret_env, f"{where}.secret_env").encode()
+        secret = environment.required(parsed.secret_env, f"{where}.secret_env").encode()
     extra: dict[str, Any] = {}
     if parsed.routing_key_env:
-        extra["routing_key"] = _environment(parsed.routing_key_env, f"{where}.routing_key_env")
+        extra["routing_key"] = environment.required(
+            parsed.routing_key_env, f"{where}.routing_key_env"
+        )
     body, digest = _bodies(parsed, where)
     return WebhookHandler(
         name,
