@@ -245,6 +245,17 @@ def hook_settings(
     )
 
 
+def assert_signed(request: dict[str, Any]) -> None:
+    """The request's signature header verifies with SECRET over its timestamp and raw body."""
+    header = request["headers"]["X-Lambda-Destinations-Signature"]
+    match = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", header)
+    assert match is not None
+    expected = hmac.new(
+        SECRET.encode(), match.group(1).encode() + b"." + request["raw"], hashlib.sha256
+    ).hexdigest()
+    assert hmac.compare_digest(match.group(2), expected)
+
+
 async def drain(settings: Settings) -> Any:
     async with Worker(settings) as worker:
         return await worker.run(once=True)
@@ -320,12 +331,7 @@ async def test_the_signature_verifies_and_secrets_stay_out_of_the_logs(
     headers = request["headers"]
     assert headers["Authorization"] == TOKEN
     assert headers["X-Team"] == "orders"
-    match = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", headers["X-Lambda-Destinations-Signature"])
-    assert match is not None
-    expected = hmac.new(
-        SECRET.encode(), match.group(1).encode() + b"." + request["raw"], hashlib.sha256
-    ).hexdigest()
-    assert hmac.compare_digest(match.group(2), expected)
+    assert_signed(request)
     logged = json.dumps(logs, default=str)
     assert "webhook sent" in logged
     for secret in (SECRET, "very-secret-token", "secret-path"):
@@ -364,14 +370,7 @@ async def test_variables_are_read_from_the_secret_in_lambda_destinations_secrets
     # then: posted to the secret's URL, signed with its secret, the environment's header
     (request,) = receiver.requests
     assert request["headers"]["Authorization"] == TOKEN
-    match = re.fullmatch(
-        r"t=(\d+),v1=([0-9a-f]{64})", request["headers"]["X-Lambda-Destinations-Signature"]
-    )
-    assert match is not None
-    expected = hmac.new(
-        SECRET.encode(), match.group(1).encode() + b"." + request["raw"], hashlib.sha256
-    ).hexdigest()
-    assert hmac.compare_digest(match.group(2), expected)
+    assert_signed(request)
     logged = json.dumps(logs, default=str)
     assert "webhook sent" in logged
     assert SECRET not in logged
