@@ -23,6 +23,16 @@ _AS_PAIRS = (
     'such as {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/…"}'
 )
 
+# What a value that is not text is, in JSON's words.
+_JSON_KINDS = {
+    bool: "true or false",
+    int: "a number",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
+
 
 def variable(name: str) -> tuple[str | None, str | None]:
     """``name``'s value and where it was found (``name`` itself, or ``SECRETS_VARIABLE``);
@@ -45,13 +55,13 @@ def required(name: str, where: str, *, give: str = "a value") -> str:
             )
         raise ConfigError(f"{where}: the environment variable {name} is not set")
     if not value:
-        shown = name if found == name else f"{SECRETS_VARIABLE}'s key {name}"
-        raise ConfigError(f"{where}: {_variable_words(shown)} is empty: give it {give}")
+        what = (
+            f"the environment variable {name}"
+            if found == name
+            else f"{SECRETS_VARIABLE}'s key {name}"
+        )
+        raise ConfigError(f"{where}: {what} is empty: give it {give}")
     return value
-
-
-def _variable_words(shown: str) -> str:
-    return shown if shown.startswith(SECRETS_VARIABLE) else f"the environment variable {shown}"
 
 
 def secrets() -> dict[str, str]:
@@ -65,19 +75,17 @@ def _parsed(text: str) -> dict[str, str]:
     # Nothing of the text is echoed: it is the secret. JSON's position and a key's name are.
     try:
         found = json.loads(text)
-    except ValueError as exc:
-        where = (
-            f" (line {exc.lineno}, column {exc.colno})"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
-        )
-        raise ConfigError(f"{SECRETS_VARIABLE} is not JSON{where}: {_AS_PAIRS}") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise ConfigError(f"{SECRETS_VARIABLE} is not JSON ({where}): {_AS_PAIRS}") from None
+    except RecursionError:  # nested deeper than the parser goes
+        raise ConfigError(f"{SECRETS_VARIABLE} is nested too deep: {_AS_PAIRS}") from None
     if not isinstance(found, dict):
         raise ConfigError(f"{SECRETS_VARIABLE} is JSON but not an object: {_AS_PAIRS}")
     for key, value in found.items():
         if not isinstance(value, str):
             raise ConfigError(
-                f"{SECRETS_VARIABLE}'s key {echoed(key)!r} holds {type(value).__name__}, not text: "
-                f"{_AS_PAIRS}"
+                f"{SECRETS_VARIABLE}'s key {echoed(key)!r} holds {_JSON_KINDS[type(value)]}, "
+                f"not text: {_AS_PAIRS}"
             )
     return found

@@ -391,7 +391,7 @@ async def test_variables_are_read_from_the_secret_in_lambda_destinations_secrets
         ),
         (
             '{"HOOK_URL": ["https://hooks.example.com/secret-path"]}',
-            "LAMBDA_DESTINATIONS_SECRETS's key 'HOOK_URL' holds list, not text",
+            "LAMBDA_DESTINATIONS_SECRETS's key 'HOOK_URL' holds a list, not text",
         ),
         (
             '{"OTHER": "https://hooks.example.com/secret-path"}',
