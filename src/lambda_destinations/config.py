@@ -855,6 +855,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} is not valid TOML ({exc}): {_fix(path, 'correct it there')}"
         ) from None
+    except RecursionError:  # arrays or inline tables nested deeper than the parser goes
+        raise ConfigError(
+            f"config file {path} is nested too deep to read: {_fix(path, 'correct it there')}"
+        ) from None
 
 
 _NAME_A_FILE = f"name a readable TOML file in {ENV_PREFIX}CONFIG or --config"
@@ -1156,6 +1160,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(_describe(_first(errors), overrides, file_data) + extra) from None
     except SettingsError as exc:  # a value the environment source cannot decode (not JSON)
         raise ConfigError(_undecodable(exc)) from None
+    except RecursionError:  # a variable's JSON nested deeper than the parser goes
+        raise ConfigError(_too_deep()) from None
     # Hand out the plain class so nothing depends on the per-call subclass.
     settings = Settings.model_construct(
         **{name: getattr(loaded, name) for name in Settings.model_fields}
@@ -1167,6 +1173,20 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     settings._sources["config"] = _config_source(config_file or overrides.get("config"), path)
     settings._handler_sources = _handler_sources(overrides, file_data)
     return settings
+
+
+def _too_deep() -> str:
+    """The line for a setting's JSON nested too deep to read, naming its variable."""
+    fix = "write it as the README's Configuration shows"
+    for name, value in sorted(os.environ.items()):
+        if name.upper().startswith(ENV_PREFIX):
+            try:
+                json.loads(value)
+            except RecursionError:
+                return f"{name} is nested too deep to read: {fix}"
+            except ValueError:
+                continue
+    return f"a setting is nested too deep to read: {fix}"
 
 
 def _config_source(given: object, path: object) -> SettingSource:

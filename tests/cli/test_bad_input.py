@@ -1871,6 +1871,32 @@ def test_a_config_file_that_cannot_be_read_as_toml_is_one_line_and_exit_3(
     assert line.endswith(fix if content is not None else f"{fix} or --config"), line
 
 
+@pytest.mark.parametrize("variable", ["HANDLERS", "ROUTES", "QUEUES", "SECRETS"])
+def test_a_setting_nested_too_deep_is_one_line_and_exit_3(variable: str, tmp_path: Path) -> None:
+    # JSON's parser and tomllib recurse: a value nested deeper than Python's limit raised
+    # RecursionError's traceback
+    env = {
+        "LAMBDA_DESTINATIONS_QUEUES": "q",
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps({"hook": {"type": "webhook", "url_env": "U"}}),
+        f"LAMBDA_DESTINATIONS_{variable}": "[" * 100_000,
+    }
+    result = cli("config", "--check", env=env, cwd=tmp_path)
+    assert result.returncode == 3
+    assert one_error_line(result).startswith(
+        f"error: LAMBDA_DESTINATIONS_{variable} is nested too deep"
+    )
+
+
+def test_a_config_file_nested_too_deep_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text(f"queues = {'[' * 5000}{']' * 5000}\n", encoding="utf-8")
+    result = cli("failures", "list", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 3
+    assert one_error_line(result) == (
+        f"error: config file {path} is nested too deep to read: correct it there"
+    )
+
+
 def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     # Windows editors start UTF-8 with one; tomllib said "Invalid statement (at line 1,
     # column 1)" of a line that looks right
