@@ -453,14 +453,14 @@ async def test_5xx_is_retried_with_the_same_idempotency_key(
 
 
 def asking_to_wait(
-    sqs: Any, make_queue: Callable[..., Any], receiver: Receiver, status: int, header: str
+    sqs: Any, make_queue: Callable[..., Any], receiver: Receiver, status: int, header: str | None
 ) -> str:
     """A new queue with one record, whose first POST ``receiver`` answers ``status`` with
-    ``Retry-After: header``."""
+    ``Retry-After: header`` (None: without the header)."""
     url, _ = make_queue(f"hook-retry-after-{status}")
     send_records(sqs, url, [failure_record()])
     receiver.script = [status]
-    receiver.refusal_headers = {"Retry-After": header}
+    receiver.refusal_headers = {} if header is None else {"Retry-After": header}
     return url
 
 
@@ -1180,32 +1180,59 @@ async def test_a_lone_surrogate_in_the_record_is_sent_as_its_json_escape(
     assert b"\\ud800" in request["raw"]
 
 
-async def test_the_slack_preset_keeps_its_text_within_slacks_limit(
-    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+# Where each preset's body holds its text.
+PRESET_TEXT: dict[str, Callable[[Any], str]] = {
+    "slack": lambda body: body["text"],
+    "pagerduty": lambda body: body["payload"]["summary"],
+    "teams": lambda body: body["attachments"][0]["content"]["body"][0]["text"],
+    "discord": lambda body: body["content"],
+}
+
+
+# Each text preset's limit, and a body's size as the limit counts it: Slack truncates `text`
+# past 40,000 characters, Discord refuses `content` past 2,000, and Teams fails a message past
+# about 28 KB (counted in UTF-16) after its webhook answered 202.
+PRESET_LIMITS: dict[str, tuple[int, Callable[[dict[str, Any]], int]]] = {
+    "slack": (40_000, lambda request: len(PRESET_TEXT["slack"](request["body"]))),
+    "discord": (2_000, lambda request: len(PRESET_TEXT["discord"](request["body"]))),
+    "teams": (28_000, lambda request: len(request["raw"].decode().encode("utf-16-le"))),
+}
+
+
+@pytest.mark.parametrize("preset", PRESET_LIMITS)
+async def test_a_preset_keeps_its_text_within_the_services_limit(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    preset: str,
 ) -> None:
-    # given: a message of 45,000 characters, over the 40,000 Slack truncates `text` at
-    url, _ = make_queue("hook-slack-long")
-    send_records(sqs, url, [failure_record(message="x" * 9000)])
+    # given: a message of 45,000 characters outside ASCII, over each service's limit
+    url, _ = make_queue(f"hook-{preset}-long")
+    send_records(sqs, url, [failure_record(message="é" * 9000)])
     settings = hook_settings(
         endpoint_url,
         url,
         sqlite_url,
-        preset="slack",
+        preset=preset,
         url=receiver.url,
         message="{error_message}" * 5,
     )
 
     # when
-    await drain(settings)
+    stats = await drain(settings)
 
-    # then: cut with an ellipsis, so a reader sees that it was
+    # then: sent, cut with an ellipsis (so a reader sees that it was) no shorter than the limit
+    # needs: a character more would not fit
+    assert stats.outcomes["ack"] == 1
     (request,) = receiver.requests
-    text = request["body"]["text"]
-    assert len(text) == 40_000
-    assert text.endswith("x…")
+    limit, size = PRESET_LIMITS[preset]
+    assert limit - 2 < size(request) <= limit
+    assert PRESET_TEXT[preset](request["body"]).endswith("é…")
 
 
-@pytest.mark.parametrize("preset", ["slack", "pagerduty"])
+@pytest.mark.parametrize("preset", PRESET_TEXT)
 async def test_a_preset_message_that_renders_blank_sends_the_default(
     sqs: Any,
     make_queue: Callable[..., Any],
@@ -1231,8 +1258,7 @@ async def test_a_preset_message_that_renders_blank_sends_the_default(
     await drain(settings)
 
     (request,) = receiver.requests
-    body = request["body"]
-    text = body["text"] if preset == "slack" else body["payload"]["summary"]
+    text = PRESET_TEXT[preset](request["body"])
     assert text.startswith("orders-api failed (RetriesExhausted): TimeoutError: Task timed out")
 
 
@@ -1340,7 +1366,13 @@ def test_a_header_that_cannot_be_sent_stops_the_start(
 
 
 @pytest.mark.parametrize(
-    "preset", [{"preset": "slack"}, {"preset": "pagerduty", "routing_key_env": "PD_KEY"}]
+    "preset",
+    [
+        {"preset": "slack"},
+        {"preset": "pagerduty", "routing_key_env": "PD_KEY"},
+        {"preset": "teams"},
+        {"preset": "discord"},
+    ],
 )
 @pytest.mark.parametrize("setting", ["message", "digest_message"])
 def test_a_preset_message_error_names_the_setting_written(
@@ -1432,6 +1464,9 @@ def test_an_unbracketed_ipv6_host_is_named_with_the_fix(
         ({"url": "https://x.example", "secret_env": "NOT_SET_ANYWHERE"}, r"secret_env: .* not set"),
         ({"preset": "pagerduty"}, "needs routing_key_env"),
         ({"preset": "slack", "url": "https://x.example", "body": {}}, "fills body itself"),
+        ({"preset": "teams", "url": "https://x.example", "body": {}}, "fills body itself"),
+        ({"preset": "discord", "url": "https://x.example", "digest_body": {}}, "fills body"),
+        ({"preset": "discord"}, r"handlers\.hook: give url"),
         ({"url": "https://x.example", "in_doubt": "maybe"}, r"\.in_doubt: Input should be"),
     ],
 )

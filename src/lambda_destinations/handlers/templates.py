@@ -276,6 +276,21 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + _CUT
 
 
+def cut_to_fit(text: str, fits: Callable[[str], bool]) -> str:
+    """``text`` if it ``fits``, else the longest :func:`cut` of it that does (the ellipsis
+    alone at worst): for a limit not counted in characters (bytes, UTF-16)."""
+    if fits(text):
+        return text
+    low, high = 1, len(text) - 1  # characters of the cut, its ellipsis included
+    while low < high:  # binary search: a shorter cut never costs more
+        middle = (low + high + 1) // 2
+        if fits(cut(text, middle)):
+            low = middle
+        else:
+            high = middle - 1
+    return cut(text, low)
+
+
 def _check(text: str, where: str, allowed: frozenset[str]) -> list[str]:
     if not isinstance(text, str):
         raise ConfigError(f"{where}: a template is text, not {type(text).__name__}")

@@ -22,6 +22,16 @@
     preset = "pagerduty"                 # PagerDuty Events API v2: a trigger event
     routing_key_env = "PAGERDUTY_ROUTING_KEY"
 
+    [handlers.teams]
+    type = "webhook"
+    preset = "teams"                     # a Teams Workflows webhook: an Adaptive Card
+    url_env = "TEAMS_WEBHOOK_URL"
+
+    [handlers.discord]
+    type = "webhook"
+    preset = "discord"                   # a Discord webhook: {"content": message}, no pings
+    url_env = "DISCORD_WEBHOOK_URL"
+
 ``body`` is JSON whose strings are templates over the record's fields (as in ``sms`` and
 ``email``); a string that is exactly one field, such as ``"{payload}"`` or ``"{invoke_count}"``,
 keeps that field's JSON value. Every request carries an ``Idempotency-Key`` derived from the
@@ -51,14 +61,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urljoin, urlsplit
 
 import aiohttp
 import yarl
 from pydantic import Field, field_validator, model_validator
 
 from lambda_destinations import environment
-from lambda_destinations._json import utf8
+from lambda_destinations._json import loads, utf8
 from lambda_destinations._proxy import Proxy, proxy_for, proxy_problem, proxy_refusal
 from lambda_destinations._urls import (
     BRACKET_UNCLOSED,
@@ -78,6 +88,7 @@ from lambda_destinations.handlers.templates import (
     NonBlank,
     Template,
     cut,
+    cut_to_fit,
     parse_options,
     record_fields,
     trusting,
@@ -105,6 +116,20 @@ PAGERDUTY_DEDUP_MAX = 255
 # the 3,000 characters of a section block's text
 # (https://api.slack.com/reference/block-kit/blocks#section) do not apply.
 SLACK_TEXT_MAX = 40_000
+# Discord refuses a message whose `content` is longer (400: the record would be quarantined
+# unsent; https://discord.com/developers/docs/resources/webhook#execute-webhook): the preset
+# cuts it with an ellipsis first.
+DISCORD_CONTENT_MAX = 2_000
+# A Teams Workflows webhook answers 202 Accepted, then its flow posts the card; a message over
+# about 28 KB fails there ("Request Entity too large",
+# https://learn.microsoft.com/en-us/connectors/teams/#known-issues-and-limitations-with-actions),
+# and nothing tells the sender. Teams counts a bot message's size in UTF-16
+# (https://learn.microsoft.com/en-us/microsoftteams/platform/bots/how-to/format-your-bot-messages),
+# twice the bytes of ASCII text: the preset counts so too, the stricter way, and cuts its text so
+# that the whole body stays within this many bytes.
+TEAMS_MESSAGE_MAX = 28_000
+TEAMS_CARD_VERSION = "1.4"  # TextBlock and its wrap are 1.0: any version Teams renders shows them
+ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 _ONE_FIELD = re.compile(r"\{(\w+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
 # What to change when the receiver refuses for good, by its status (the answer says more);
@@ -165,11 +190,96 @@ def slack_bodies(message: NonBlank, digest: NonBlank) -> tuple[Any, Any]:
     return {"text": message}, {"text": digest}
 
 
-def slack_fit(body: Any) -> Any:
-    """A Slack message whose ``text`` is within Slack's limit, cut with an ellipsis."""
-    if isinstance(body, dict) and isinstance(body.get("text"), str):
-        return {**body, "text": cut(body["text"], SLACK_TEXT_MAX)}
-    return body
+def text_fit(key: str, limit: int) -> Callable[[Any], Any]:
+    """A preset's fit: the body with its text under ``key`` cut with an ellipsis to ``limit``
+    characters, the service's own limit."""
+
+    def fit(body: Any) -> Any:
+        if isinstance(body, dict) and isinstance(body.get(key), str):
+            return {**body, key: cut(body[key], limit)}
+        return body
+
+    return fit
+
+
+def discord_bodies(message: NonBlank, digest: NonBlank) -> tuple[Any, Any]:
+    """Discord webhooks take ``{"content": ...}`` (Markdown); ``allowed_mentions`` with nothing
+    to parse, so that a record's text cannot ping ``@everyone``, a role or a user."""
+    no_pings: dict[str, list[str]] = {"parse": []}
+    return (
+        {"content": message, "allowed_mentions": no_pings},
+        {"content": digest, "allowed_mentions": no_pings},
+    )
+
+
+def discord_waits(url: str) -> str:
+    """``url`` with ``wait=true`` unless its query sets ``wait``: without it, Discord answers
+    204 to a message it did not save, and a refusal goes unsaid."""
+    parts = urlsplit(url)
+    if "wait" in parse_qs(parts.query, keep_blank_values=True):
+        return url
+    return parts._replace(query=f"{parts.query}&wait=true" if parts.query else "wait=true").geturl()
+
+
+def discord_retry_after(text: str) -> float | None:
+    """The seconds a Discord 429's JSON asks to wait (``retry_after``, a float), rounded up;
+    None when the answer holds none."""
+    try:
+        value = loads(text).get("retry_after")
+    except (ValueError, RecursionError, AttributeError):  # not JSON (a proxy's page), no object
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(max(0, math.ceil(value)))
+
+
+def teams_message(text: Any) -> dict[str, Any]:
+    """A Teams message of one Adaptive Card showing ``text``, as a Workflows webhook's flow
+    ("Send webhook alerts to a channel") posts it."""
+    card = {
+        "type": "AdaptiveCard",
+        "version": TEAMS_CARD_VERSION,
+        "body": [{"type": "TextBlock", "text": text, "wrap": True}],
+    }
+    return {"type": "message", "attachments": [{"contentType": ADAPTIVE_CARD, "content": card}]}
+
+
+def teams_bodies(message: NonBlank, digest: NonBlank) -> tuple[Any, Any]:
+    """A Teams Workflows webhook takes a message with an Adaptive Card attachment."""
+    return teams_message(message), teams_message(digest)
+
+
+def teams_fit(body: Any) -> Any:
+    """A Teams message within TEAMS_MESSAGE_MAX bytes counted in UTF-16, its text cut with an
+    ellipsis; each character is 2 bytes at least, so a longer text than half as many
+    characters never fits."""
+    try:
+        text = body["attachments"][0]["content"]["body"][0]["text"]
+    except (KeyError, IndexError, TypeError):
+        return body
+    if not isinstance(text, str):
+        return body
+    fitted = cut_to_fit(
+        cut(text, TEAMS_MESSAGE_MAX // 2),
+        lambda shorter: _utf16_size(teams_message(shorter)) <= TEAMS_MESSAGE_MAX,
+    )
+    return teams_message(fitted)
+
+
+def _utf16_size(body: Any) -> int:
+    """Bytes of ``body``'s JSON, as sent, in UTF-16."""
+    return len(utf8(body).decode().encode("utf-16-le"))
+
+
+def retired_teams_connector(url: str) -> bool:
+    """Whether ``url`` is an Office 365 connector's (Teams' Incoming Webhook), which Microsoft
+    retired: ``*.webhook.office.com/webhookb2/…``, ``outlook.office.com/webhook/…``."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host == "webhook.office.com" or host.endswith(".webhook.office.com"):
+        return True
+    legacy = ("outlook.office.com", "outlook.office365.com")
+    return host in legacy and parts.path.lower().startswith("/webhook")
 
 
 def pagerduty_bodies(message: NonBlank, digest: NonBlank, severity: str) -> tuple[Any, Any]:
@@ -231,7 +341,7 @@ def pagerduty_fit(body: Any) -> Any:
 class WebhookOptions(storm.NotifierOptions):
     """The ``[handlers.NAME]`` table of a ``webhook`` handler."""
 
-    preset: Literal["slack", "pagerduty"] | None = None
+    preset: Literal["slack", "pagerduty", "teams", "discord"] | None = None
     url: str | None = None
     url_env: str | None = None
     body: Any = None
@@ -432,7 +542,7 @@ class WebhookHandler(storm.Notifier):
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
-        self.preset = preset  # slack, pagerduty: the body is the preset's, made from message
+        self.preset = preset  # slack, pagerduty, teams, discord: the preset's body, from message
         self.url = url
         self.body, self.digest_body = body, digest_body
         self.headers = dict(headers)  # may hold secrets: never logged
@@ -526,6 +636,9 @@ class WebhookHandler(storm.Notifier):
         except (TimeoutError, aiohttp.ClientError) as exc:
             self._unanswered(exc, context=context, log=log)
             return
+        if status == 429 and self.preset == "discord":  # its JSON says the wait as well
+            waits = [wait for wait in (asked, discord_retry_after(text)) if wait is not None]
+            asked = max(waits, default=None)
         self._judge(status, text, asked, location)
         log.info("webhook sent", handler=self.name, url=self.where, status=status)
 
@@ -690,28 +803,54 @@ def _bodies(parsed: WebhookOptions, where: str) -> tuple[Any, Any]:
             storm.DEFAULT_DIGEST,
             allowed=storm.DIGEST_FIELDS,
         )
-        if parsed.preset == "slack":
-            return slack_bodies(message, digest)
-        return pagerduty_bodies(message, digest, parsed.severity)
+        if parsed.preset == "pagerduty":
+            return pagerduty_bodies(message, digest, parsed.severity)
+        return _PRESET_BODIES[parsed.preset](message, digest)
     return (
         GENERIC_BODY if parsed.body is None else parsed.body,
         GENERIC_DIGEST if parsed.digest_body is None else parsed.digest_body,
     )
 
 
-_FITS: dict[str, Callable[[Any], Any]] = {"slack": slack_fit, "pagerduty": pagerduty_fit}
+_PRESET_BODIES: dict[str, Callable[[NonBlank, NonBlank], tuple[Any, Any]]] = {
+    "slack": slack_bodies,
+    "teams": teams_bodies,
+    "discord": discord_bodies,
+}
+_FITS: dict[str, Callable[[Any], Any]] = {
+    "slack": text_fit("text", SLACK_TEXT_MAX),
+    "pagerduty": pagerduty_fit,
+    "teams": teams_fit,
+    "discord": text_fit("content", DISCORD_CONTENT_MAX),
+}
+# What to do instead of a retired Office 365 connector, said when its URL is given.
+_WORKFLOWS = (
+    "is an Office 365 connector (Incoming Webhook), which Microsoft has retired: in the Teams "
+    'channel, open Workflows, create a flow from "Send webhook alerts to a channel" and give '
+    "the handler its webhook URL"
+)
+
+
+def _url(parsed: WebhookOptions, where: str) -> str:
+    """The URL to POST to: the setting's or its variable's, checked, as the preset needs it."""
+    url = parsed.url or PAGERDUTY_URL
+    named = f"{where}.url"
+    if parsed.url_env:
+        url = environment.required(parsed.url_env, f"{where}.url_env")
+        named = f"{where}.url_env: {parsed.url_env}"
+        try:
+            check_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"{named}: {exc}") from None
+    if parsed.preset == "teams" and retired_teams_connector(url):
+        raise ConfigError(f"{named}: {url_origin(url)} {_WORKFLOWS}")
+    return discord_waits(url) if parsed.preset == "discord" else url
 
 
 def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHandler:
     parsed = parse_options(WebhookOptions, name, options)
     where = f"handlers.{name}"
-    url = parsed.url or PAGERDUTY_URL
-    if parsed.url_env:
-        url = environment.required(parsed.url_env, f"{where}.url_env")
-        try:
-            check_url(url)
-        except ValueError as exc:
-            raise ConfigError(f"{where}.url_env: {parsed.url_env}: {exc}") from None
+    url = _url(parsed, where)
     headers = _headers(parsed, where)
     _one_authorization(url, headers, f"{where}.url_env" if parsed.url_env else f"{where}.url")
     secret = None
