@@ -2507,3 +2507,29 @@ def test_a_route_naming_a_plain_function_says_to_make_it_async(
     result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
     assert result.returncode == 3, result.stderr
     assert f"plain_ref:{target} {said}" in one_error_line(result)
+
+
+@pytest.mark.parametrize("command", [("run", "--once"), ("config", "--check")])
+def test_a_retired_teams_connector_url_is_one_line_and_exit_3(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    # given: the teams preset with an Office 365 connector's URL (its path is the secret)
+    (tmp_path / "c.toml").write_text(
+        'queues = ["q"]\n[handlers.teams]\ntype = "webhook"\npreset = "teams"\n'
+        'url_env = "TEAMS_WEBHOOK_URL"\n'
+    )
+    connector = "https://contoso.webhook.office.com/webhookb2/0a1b@2c3d/IncomingWebhook/S3CR3T/4e"
+    env = {"TEAMS_WEBHOOK_URL": connector}
+
+    # when
+    result = cli(*command, "--config", "c.toml", env=env, cwd=tmp_path)
+
+    # then: refused before anything runs, saying what to use instead; the path never shown
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        "error: handlers.teams.url_env (the TOML file c.toml): TEAMS_WEBHOOK_URL: "
+        "https://contoso.webhook.office.com is an Office 365 connector (Incoming Webhook), which "
+        'Microsoft has retired: in the Teams channel, open Workflows, create a flow from "Send '
+        'webhook alerts to a channel" and give the handler its webhook URL'
+    )
+    assert "S3CR3T" not in result.stdout + result.stderr

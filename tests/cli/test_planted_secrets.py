@@ -182,6 +182,8 @@ CONFIG_SECRETS = {
     "webhook URL path": "WebhookPath-0c9b8a7d",
     "webhook URL query": "WebhookQuery-6f5e4d3c",
     "webhook header": "HeaderTok-2b3c4d5e",
+    "Teams signature": "TeamsSig-5a4b3c2d",
+    "Discord webhook token": "DiscordTok-1e2d3c4b",
     "user handler secret": "HandlerSecret-9d8c7b6a",
     "SMTP password": SMTP_SECRET,
     "*_env variable's value": "EnvValue-1f2e3d4c",
@@ -206,6 +208,16 @@ type = "webhook"
 url = "https://hooks.example.com/services/{s["webhook URL path"]}?sig={s["webhook URL query"]}"
 headers = {{ Authorization = "Bearer {s["webhook header"]}" }}
 secret_env = "HOOK_SECRET"
+
+[handlers.teams]
+type = "webhook"
+preset = "teams"
+url = "https://prod-12.westus.logic.azure.com:443/workflows/0a1b?sig={s["Teams signature"]}"
+
+[handlers.discord]
+type = "webhook"
+preset = "discord"
+url = "https://discord.com/api/webhooks/1234567890/{s["Discord webhook token"]}"
 
 [handlers.mine]
 type = "myapp.hooks:notify"
@@ -257,6 +269,8 @@ def test_config_shows_no_planted_secret(
         "postgresql://app:***@db.internal/results",
         "http://127.0.0.1:4566/?token=***",
         "https://hooks.example.com/***",
+        "https://prod-12.westus.logic.azure.com:443/***",
+        "https://discord.com/***",
         "https://console.example.com/?t=***",
         "http://proxy.internal:3128",
     ):
