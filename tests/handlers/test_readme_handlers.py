@@ -39,7 +39,12 @@ def test_a_readme_example_builds(
     monkeypatch.setenv("SMTP_PASSWORD", "from-the-environment")
     for name in ("ONCALL_HOOK_AUTH", "ONCALL_HOOK_SECRET", "PAGERDUTY_ROUTING_KEY"):
         monkeypatch.setenv(name, "from-the-environment")
-    for name in ("ONCALL_HOOK_URL", "SLACK_WEBHOOK_URL"):
+    for name in (
+        "ONCALL_HOOK_URL",
+        "SLACK_WEBHOOK_URL",
+        "TEAMS_WEBHOOK_URL",
+        "DISCORD_WEBHOOK_URL",
+    ):
         monkeypatch.setenv(name, "https://hooks.example.com/services/T0/B0/x")
     data: dict[str, Any] = tomllib.loads(block)
     for table in data["handlers"].values():
