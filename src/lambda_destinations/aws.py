@@ -164,16 +164,31 @@ class AwsClients(Lifetime):
         """
         return LambdaInvoker(self)
 
-    async def client_in(self, account: str | None, service: str, *, send_once: bool = False) -> Any:
+    async def client_in(
+        self,
+        account: str | None,
+        service: str,
+        *,
+        send_once: bool = False,
+        region: str | None = None,
+    ) -> Any:
         """The client for ``service`` whose calls are made in ``account``: with the
         credentials of the role ``settings.accounts`` names for it (assumed on the first call,
         refreshed by botocore before they expire), else our own. Created once, on first use.
-        ``send_once``: botocore's retries off, as :meth:`sender`'s."""
+        ``send_once``: botocore's retries off, as :meth:`sender`'s. ``region``: another region
+        than the settings' (a function's log group is in the function's region)."""
         own = account is None or account not in self._settings.accounts
+        if region == self.region:
+            region = None
         key = f"{service}{'-send' if send_once else ''}{'' if own else f'@{account}'}"
+        key += f"#{region}" if region else ""
         client = self._clients.get(key)
         if client is None:  # made once: every Invoke of a replay asks for it
             config = self._config.merge(_single_attempt()) if send_once else self._config
+            if region:
+                from aiobotocore.config import AioConfig
+
+                config = config.merge(AioConfig(region_name=region))
             session = self._session if own else self._account_session(str(account))
             client = await self._stack.enter_async_context(
                 session.create_client(

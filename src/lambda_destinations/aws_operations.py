@@ -41,6 +41,7 @@ class Target(enum.StrEnum):
     ACCOUNT = "account"  # calls that name no resource
     ECS_TASK = "ecs-task"  # the ECS service's own tasks (scale-in protection)
     ACCOUNT_ROLE = "account-role"  # the roles of the accounts table, in the functions' accounts
+    LOG_GROUP = "log-group"  # the functions' CloudWatch Logs log groups (/aws/lambda/NAME)
 
 
 @dataclass(frozen=True)
@@ -211,8 +212,9 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         None,
         _O,
         (Target.ACCOUNT,),
-        "`doctor` shows whose credentials are used, and whose a role of the accounts table gives "
-        "(STS needs no permission for it)",
+        "`doctor` shows whose credentials are used, and whose a role of the accounts table gives; "
+        "`failures logs` says so when a function of another account has no role (STS needs no "
+        "permission for it)",
     ),
     AwsOperation(
         "sts",
@@ -221,7 +223,8 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         _O,
         (Target.ACCOUNT_ROLE,),
         "`replay` and `dlq redrive --reinvoke` invoke a function of another account with the "
-        "role the accounts table names for it; `doctor` assumes each such role",
+        "role the accounts table names for it, and `failures logs` reads its logs with it; "
+        "`doctor` assumes each such role",
         via="assume-role",
     ),
     AwsOperation(
@@ -337,6 +340,30 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         _O,
         (Target.FUNCTION,),
         "`replay` and `dlq redrive --reinvoke` invoke functions again",
+    ),
+    AwsOperation(
+        "lambda",
+        "GetFunctionConfiguration",
+        "lambda:GetFunctionConfiguration",
+        _O,
+        (Target.FUNCTION,),
+        "`failures logs` reads which log group a function writes to (its LoggingConfig)",
+    ),
+    AwsOperation(
+        "logs",
+        "FilterLogEvents",
+        "logs:FilterLogEvents",
+        _O,
+        (Target.LOG_GROUP,),
+        "`failures logs` reads the lines of a failed invocation from its function's log group",
+    ),
+    AwsOperation(
+        "logs",
+        "DescribeLogGroups",
+        "logs:DescribeLogGroups",
+        _O,
+        (Target.LOG_GROUP,),
+        "`failures logs` reads a log group's retention when it holds no line of the invocation",
     ),
     # -- dev only (the embedded local endpoint) ----------------------------------------------
     AwsOperation(

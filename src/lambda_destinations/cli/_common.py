@@ -112,11 +112,11 @@ def since_option(default: str | None = None, help: str | None = None) -> Callabl
     )
 
 
-def until_option() -> Callable[[F], F]:
+def until_option(help: str | None = None) -> Callable[[F], F]:
     return click.option(
         "--until",
         callback=_when,
-        help="Only failures before this time (same forms as --since).",
+        help=help or "Only failures before this time (same forms as --since).",
     )
 
 

@@ -9,14 +9,22 @@ import enum
 import json
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from lambda_destinations._text import capped, visible
-from lambda_destinations.cli._app import EXIT_FAILED, cli, fail
+from lambda_destinations._text import capped, line_feeds, visible
+from lambda_destinations.cli._app import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    cli,
+    echo_error,
+    fail,
+)
 from lambda_destinations.cli._common import (
     WHOLE_ID_FIX,
+    aws_errors,
     command_now,
     dumps,
     emit,
@@ -34,6 +42,7 @@ from lambda_destinations.cli._common import (
     until_option,
     whole_ids,
 )
+from lambda_destinations.cli._numbers import LIMIT_MAX, Whole
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import field_lines, render_table
 from lambda_destinations.config import Settings
@@ -55,6 +64,7 @@ from lambda_destinations.times import window_backwards
 
 if TYPE_CHECKING:
     from lambda_destinations.operations import FailureStats
+    from lambda_destinations.operations.function_logs import FunctionLogs, LogLine, LogsQuery
     from lambda_destinations.store import Store
 
 # The fields of a failure in --json/--ndjson/--csv, in this order (scripts rely on them).
@@ -222,23 +232,29 @@ def show_command(settings: Settings, request_id: str, as_json: bool) -> None:
 
     async def go() -> FailureDetail | None:
         async with opened_store(settings, writes=False) as store:
-            (whole,) = await whole_ids(store, [request_id])
-            row = await store.get_invocation(whole)
-            if row is None:
-                return None
-            return await failure_detail(store, row)
+            row = await _stored_row(store, request_id)
+            return None if row is None else await failure_detail(store, row)
 
     whole = asyncio.run(go())
     if whole is None:
-        fail(
-            f"no record with request id or key {echoed(request_id)!r} in the store: "
-            + WHOLE_ID_FIX,
-            EXIT_FAILED,
-        )
+        _no_record(request_id)
     if as_json:
         click.echo(dumps(_whole_json(whole), indent=2))
     else:
         click.echo(visible(_whole_text(whole)))
+
+
+async def _stored_row(store: Store, request_id: str) -> InvocationRow | None:
+    """The record a REQUEST_ID argument names: a request id, its first characters, or a key."""
+    (whole,) = await whole_ids(store, [request_id])
+    return await store.get_invocation(whole)
+
+
+def _no_record(request_id: str) -> NoReturn:
+    fail(
+        f"no record with request id or key {echoed(request_id)!r} in the store: " + WHOLE_ID_FIX,
+        EXIT_FAILED,
+    )
 
 
 def _whole_json(whole: FailureDetail) -> dict[str, Any]:
@@ -406,6 +422,8 @@ def _summary_fields(whole: FailureDetail) -> list[tuple[str, str]]:
         ("kind", f"{row.kind}, envelope {row.envelope}"),
         ("queue", row.queue),
     ]
+    if row.request_id:
+        fields.append(("logs", f"lambda-destinations failures logs {shlex.quote(row.request_id)}"))
     if whole.others:
         fields.append(("also", ", ".join(whole.others)))
     if whole.replay_of is not None:
@@ -426,6 +444,209 @@ def _section(title: str, headers: list[str], rows: list[list[Any]], **table: Any
     if rows:
         lines.append(render_table(headers, rows, indent="  ", **table))
     return lines
+
+
+# -- logs -------------------------------------------------------------------------------------
+
+
+@subcommand(failures_group, "logs")
+@click.argument("request_id", callback=stored_ids)
+@click.option(
+    "--all-attempts",
+    is_flag=True,
+    help="Read back to the first attempt: from 6 h 16 min before the record's time (Lambda's "
+    "longest event age and run).",
+)
+@since_option(
+    help="Start of the window: 2h, 30m, 7d, or an ISO time [default: 16 minutes before the "
+    "record's time, when its last attempt had begun]."
+)
+@until_option(help="End of the window (same forms) [default: 1 minute after the record's time].")
+@click.option(
+    "--log-group",
+    metavar="NAME",
+    help="The log group to read [default: the one the function's LoggingConfig names, else "
+    "/aws/lambda/NAME].",
+)
+@click.option(
+    "--limit",
+    type=Whole(min=0, max=LIMIT_MAX),
+    default=500,
+    show_default=True,
+    help="At most this many lines (0: no limit).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of lines, for scripts.")
+@settings_options
+def logs_command(
+    settings: Settings,
+    request_id: str,
+    all_attempts: bool,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    log_group: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The function's own log lines of one failed invocation, from CloudWatch Logs.
+
+    REQUEST_ID as `failures show` takes it. The lines are those naming the request id (START,
+    END, REPORT, the runtime's logger) and every line of their log stream between them (what
+    the code printed). By default the window holds the last attempt; Lambda's retries keep the
+    request id, so --all-attempts (or --since) finds the earlier ones too.
+
+    Exits 0 (also when the window holds no line: stderr says how to widen it), 1 when the
+    record or the log group is not there, 3 when AWS refuses the call.
+
+    \b
+    Examples:
+      lambda-destinations failures logs 6c2d1f9e
+      lambda-destinations failures logs 6c2d1f9e --all-attempts
+      lambda-destinations failures logs 6c2d1f9e --json | jq -r '.[].message'
+    """
+    if all_attempts and since is not None:
+        fail("give --all-attempts or --since, not both", EXIT_USAGE)
+    row = asyncio.run(_row_named(settings, request_id))
+    query = _logs_query(row, all_attempts, since, until, log_group, limit)
+    found = _read_logs(settings, query)
+    if as_json:
+        click.echo(dumps([_log_json(found.source.log_group, line) for line in found.lines]))
+    elif found.lines:
+        click.echo(visible(_log_text(found.lines)))
+    for note in _log_notes(row, found, widened=all_attempts or since is not None):
+        echo_error(note)
+
+
+async def _row_named(settings: Settings, request_id: str) -> InvocationRow:
+    async with opened_store(settings, writes=False) as store:
+        row = await _stored_row(store, request_id)
+    if row is None:
+        _no_record(request_id)
+    return row
+
+
+def _logs_query(
+    row: InvocationRow,
+    all_attempts: bool,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    log_group: str | None,
+    limit: int,
+) -> LogsQuery:
+    """What `failures logs` reads for ``row``; a usage error (2) for what cannot be read."""
+    from lambda_destinations.operations.function_logs import LogsQuery, default_window
+
+    if not row.request_id:
+        fail(
+            f"the record {echoed(row.key)!r} has no request id, which the function's lines "
+            "would name: read its log group in CloudWatch Logs around its time",
+            EXIT_USAGE,
+        )
+    if row.function_arn is None and not log_group:
+        fail(
+            f"the record names no function ({row.kind}): give its log group, "
+            "--log-group /aws/lambda/NAME",
+            EXIT_USAGE,
+        )
+    start, end = default_window(row.timestamp or row.first_seen_at, all_attempts=all_attempts)
+    since, until = since or start, until or end
+    if since >= until:
+        fail(window_backwards(since, until), EXIT_USAGE)
+    return LogsQuery(row.request_id, row.function_arn, log_group, since, until, limit)
+
+
+def _read_logs(settings: Settings, query: LogsQuery) -> FunctionLogs:
+    """The lines, or the line that says why not (1: no log group, 3: refused, 4: unreachable)."""
+    from lambda_destinations.aws import AwsClients
+    from lambda_destinations.operations.function_logs import (
+        LogGroupNotFound,
+        LogsRefused,
+        function_logs,
+    )
+
+    roles = {account: role.role_arn for account, role in settings.accounts.items()}
+
+    async def go() -> FunctionLogs:
+        async with AwsClients(settings) as aws:
+            return await function_logs(aws, query, roles)
+
+    with aws_errors(settings):
+        try:
+            return asyncio.run(go())
+        except LogGroupNotFound as exc:
+            fail(str(exc), EXIT_FAILED)
+        except LogsRefused as exc:
+            fail(str(exc), EXIT_CONFIG)
+
+
+def _log_json(log_group: str, line: LogLine) -> dict[str, Any]:
+    return {
+        "timestamp": iso(line.timestamp),
+        "log_group": log_group,
+        "log_stream": line.log_stream,
+        "message": line.message,
+    }
+
+
+def _log_text(lines: Sequence[LogLine]) -> str:
+    """Each line after its time, its own line breaks indented under its first; the stream's
+    name before the first line of each stream."""
+    out: list[str] = []
+    stream = None
+    for line in lines:
+        if line.log_stream != stream:
+            stream = line.log_stream
+            out.append(f"stream {stream}")
+        time = format_time(line.timestamp)
+        first, *rest = line_feeds(line.message).rstrip("\n").split("\n")
+        out.append(f"{time}  {first}")
+        out += [" " * (len(time) + 2) + more for more in rest]
+    return "\n".join(out)
+
+
+def _log_notes(row: InvocationRow, found: FunctionLogs, *, widened: bool) -> list[str]:
+    """The lines on stderr: where the lines came from, or why none, and what to read next."""
+    from lambda_destinations.operations.function_logs import window_text
+
+    count = len(found.lines)
+    window = window_text(found.since, found.until)
+    where = f"log group {found.source.log_group}"
+    if not count:
+        notes = [f"no line of request id {row.request_id} in {where}, {window}"]
+        if row.condition == "ZeroReservedConcurrency":
+            notes.append("Lambda did not run the function (its reserved concurrency is 0)")
+        return notes + _empty_hints(row, found, widened=widened)
+    notes = [f"{count} line{'s' if count != 1 else ''} from {where}, {window}"]
+    if found.more:
+        notes.append(f"the first {count} shown; more lines match (--limit 0: all)")
+    attempts = row.approximate_invoke_count or 1
+    if row.kind == "stream-failure":
+        notes.append(
+            "Lambda retries a stream batch in new invocations, each with a request id of its "
+            "own: the others' lines are in the same log group, before these"
+        )
+    elif not widened and attempts > 1:
+        notes.append(f"the last of {attempts} attempts; --all-attempts reads the earlier ones")
+    return notes
+
+
+def _empty_hints(row: InvocationRow, found: FunctionLogs, *, widened: bool) -> list[str]:
+    """What may explain a window with no line: its width, the group's retention, an account
+    whose logs were not read."""
+    hints = []
+    if not widened:
+        hints.append(
+            "--all-attempts reads back to the first attempt; --since and --until set the window"
+        )
+    moment = row.timestamp or row.first_seen_at
+    days = found.retention_days
+    if days is not None and moment < command_now() - dt.timedelta(days=days):
+        hints.append(
+            f"the log group keeps lines {days} days, and the record is from "
+            f"{format_time(moment)} UTC: its lines have expired"
+        )
+    if found.other_account:
+        hints.append(found.other_account)
+    return hints
 
 
 # -- stats ------------------------------------------------------------------------------------

@@ -1,0 +1,432 @@
+"""`failures logs`: a failed invocation's own log lines, read from CloudWatch Logs on a moto
+server over HTTP, run as a user runs the command.
+
+moto's Lambda writes no log lines without Docker, so each test creates the function's log group
+and puts in it the lines Lambda writes for an invocation: START, the code's own lines (the
+runtime's logger names the request id, print does not), END and REPORT, in the text or the JSON
+log format. moto's Lambda has no LoggingConfig either: a proxy adds it to its answer (the one
+stand-in here, for a field moto lacks), and another answers AWS's refusal where moto allows all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import http.server
+import json
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from ops_helpers import REGION, cli, cli_through, error_lines, failure_body, row_of, seed_sync
+
+from accounts_endpoint import AccountsEndpoint
+from lambda_destinations.simulate import function_arn
+from lambda_destinations.store import InvocationRow
+from tcp_proxy import AnswerCutter, aws_error
+
+GROUP = "/aws/lambda/orders-api"
+STREAM = "2026/11/20/[$LATEST]3893a1b27fac4485b47bb75b671a283c"
+OTHER_ID = "0f0f0f0f-1111-4222-8333-444455556666"
+
+
+def logs_client(url: str) -> Any:
+    return boto3.client("logs", region_name=REGION, endpoint_url=url)
+
+
+@pytest.fixture
+def logs(endpoint_url: str) -> Iterator[Any]:
+    client = logs_client(endpoint_url)
+    yield client
+    for group in client.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]:
+        client.delete_log_group(logGroupName=group["logGroupName"])
+
+
+def failure(minutes_ago: float = 10, n: int = 1) -> InvocationRow:
+    """A RetriesExhausted record of orders-api:$LATEST (3 attempts), written ``minutes_ago``."""
+    _, record = failure_body(n, minutes_ago=minutes_ago)
+    record["requestContext"]["functionArn"] = function_arn("orders-api")
+    return row_of(json.dumps(record))
+
+
+def millis(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def invocation(
+    request_id: str, start: dt.datetime, own: list[str], *, json_format: bool = False
+) -> list[tuple[dt.datetime, str]]:
+    """The lines Lambda writes for one invocation, a second apart from ``start``: START, the
+    code's ``own`` lines, END and REPORT."""
+    if json_format:
+        record = {"requestId": request_id, "version": "$LATEST"}
+        first = [json.dumps({"type": "platform.start", "record": record})]
+        last = [
+            json.dumps({"type": "platform.runtimeDone", "record": {**record, "status": "error"}}),
+            json.dumps({"type": "platform.report", "record": {**record, "status": "error"}}),
+        ]
+    else:
+        first = [f"START RequestId: {request_id} Version: $LATEST\n"]
+        last = [
+            f"END RequestId: {request_id}\n",
+            f"REPORT RequestId: {request_id}\tDuration: 3000.00 ms\tStatus: timeout\n",
+        ]
+    lines = [*first, *own, *last]
+    return [(start + dt.timedelta(seconds=n), text) for n, text in enumerate(lines)]
+
+
+def put(client: Any, stream: str, lines: list[tuple[dt.datetime, str]], group: str = GROUP) -> None:
+    existing = client.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    if not any(g["logGroupName"] == group for g in existing):
+        client.create_log_group(logGroupName=group)
+    streams = client.describe_log_streams(logGroupName=group)["logStreams"]
+    if not any(s["logStreamName"] == stream for s in streams):
+        client.create_log_stream(logGroupName=group, logStreamName=stream)
+    client.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": millis(at), "message": text} for at, text in sorted(lines)],
+    )
+
+
+def logged_failure(client: Any, sqlite_url: str, **kwargs: Any) -> tuple[InvocationRow, str]:
+    """A failure seeded in the store, its last attempt's lines in the log group (with another
+    invocation's before and after it in the same stream); its request id."""
+    row = failure(**kwargs)
+    rid = row.request_id or ""
+    assert row.timestamp is not None
+    start = row.timestamp - dt.timedelta(seconds=30)
+    own = [
+        f"[INFO]\t2026-11-20T21:15:51.123Z\t{rid}\tcharging order 42\n",
+        "printed without a request id\n",
+        "[ERROR] TimeoutError: card service\rTraceback (most recent call last):\r  File x\n",
+        "colour \x1b[31mred\x1b[0m and \u202eevil\n",
+    ]
+    put(client, STREAM, invocation(OTHER_ID, start - dt.timedelta(seconds=20), ["before"]))
+    put(client, STREAM, invocation(rid, start, own))
+    put(client, STREAM, invocation(OTHER_ID, start + dt.timedelta(seconds=20), ["after"]))
+    put(client, "2026/11/20/[$LATEST]other", invocation(OTHER_ID, start, ["elsewhere"]))
+    seed_sync(sqlite_url, [row])
+    return row, rid
+
+
+def test_the_invocations_lines_are_shown_and_no_other_invocations(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any
+) -> None:
+    # given: the failure's lines between two other invocations' in its stream, and another
+    # invocation's lines at the same time in another stream
+    row, rid = logged_failure(logs, sqlite_url)
+
+    # when: named by its first 8 characters, as `failures list` shows it
+    result = cli("failures", "logs", rid[:8], env=cli_env)
+
+    # then: its lines, the printed one too, each after its time; none of the others
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0] == f"stream {STREAM}"
+    assert out[1].endswith(f"  START RequestId: {rid} Version: $LATEST")
+    assert out[1][:19] == (row.timestamp - dt.timedelta(seconds=30)).strftime("%Y-%m-%d %H:%M:%S")
+    assert out[3].endswith("  printed without a request id")
+    # a traceback's carriage returns are its line breaks, indented under its first line
+    assert out[4].endswith("  [ERROR] TimeoutError: card service")
+    assert out[5] == " " * 21 + "Traceback (most recent call last):"
+    # what the function wrote cannot drive the terminal
+    assert "colour \\x1b[31mred\\x1b[0m and \\u202eevil" in result.stdout
+    assert "\x1b" not in result.stdout
+    assert out[-1].endswith(f"  REPORT RequestId: {rid}\tDuration: 3000.00 ms\tStatus: timeout")
+    assert len(out) == 10
+    for other in ("before", "after", "elsewhere", OTHER_ID):
+        assert other not in result.stdout
+    assert result.stderr.splitlines() == [
+        f"7 lines from log group {GROUP}, "
+        f"{(row.timestamp - dt.timedelta(minutes=16)):%Y-%m-%d %H:%M:%S} → "
+        f"{(row.timestamp + dt.timedelta(minutes=1)):%Y-%m-%d %H:%M:%S} UTC",
+        "the last of 3 attempts; --all-attempts reads the earlier ones",
+    ]
+
+
+def test_show_points_at_the_logs_command(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any
+) -> None:
+    _, rid = logged_failure(logs, sqlite_url)
+
+    result = cli("failures", "show", rid, env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    assert f"logs         lambda-destinations failures logs {rid}\n" in result.stdout
+
+
+def test_json_gives_each_line_exactly(cli_env: dict[str, str], sqlite_url: str, logs: Any) -> None:
+    row, rid = logged_failure(logs, sqlite_url)
+
+    result = cli("failures", "logs", rid, "--json", "--limit", "3", env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    lines = json.loads(result.stdout)
+    assert [set(line) for line in lines] == [
+        {"timestamp", "log_group", "log_stream", "message"}
+    ] * 3
+    assert lines[0]["message"] == f"START RequestId: {rid} Version: $LATEST\n"
+    assert lines[2]["message"] == "printed without a request id\n"
+    assert {line["log_group"] for line in lines} == {GROUP}
+    assert {line["log_stream"] for line in lines} == {STREAM}
+    first = dt.datetime.fromisoformat(lines[0]["timestamp"])
+    assert row.timestamp is not None
+    assert first == (row.timestamp - dt.timedelta(seconds=30)).replace(
+        microsecond=first.microsecond
+    )
+    assert "the first 3 shown; more lines match (--limit 0: all)" in result.stderr
+
+    whole = json.loads(cli("failures", "logs", rid, "--json", env=cli_env).stdout)
+    assert whole[-3]["message"] == "colour \x1b[31mred\x1b[0m and \u202eevil\n"  # as written
+
+
+def test_lines_in_the_json_log_format_are_found(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any
+) -> None:
+    # given: the JSON log format, where the request id is a field of each line the platform
+    # and the runtime's logger write
+    row = failure()
+    rid = row.request_id or ""
+    assert row.timestamp is not None
+    own = [
+        json.dumps({"level": "ERROR", "requestId": rid, "message": "card declined"}),
+        "printed: no JSON, no request id",
+    ]
+    put(
+        logs,
+        STREAM,
+        invocation(rid, row.timestamp - dt.timedelta(minutes=2), own, json_format=True),
+    )
+    put(logs, STREAM, invocation(OTHER_ID, row.timestamp, ["later"], json_format=True))
+    seed_sync(sqlite_url, [row])
+
+    result = cli("failures", "logs", rid, "--json", env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    messages = [line["message"] for line in json.loads(result.stdout)]
+    assert len(messages) == 5
+    assert '"platform.start"' in messages[0]
+    assert messages[1:3] == [own[0], own[1]]
+    assert '"platform.report"' in messages[4]
+
+
+def test_earlier_attempts_are_read_with_all_attempts(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any
+) -> None:
+    # given: lines of the request id only 3 hours before its record (an earlier attempt)
+    row = failure()
+    rid = row.request_id or ""
+    assert row.timestamp is not None
+    put(logs, STREAM, invocation(rid, row.timestamp - dt.timedelta(hours=3), ["first try"]))
+    seed_sync(sqlite_url, [row])
+
+    # when: the last attempt's window, then every attempt's
+    last = cli("failures", "logs", rid, env=cli_env)
+    every = cli("failures", "logs", rid, "--all-attempts", env=cli_env)
+
+    # then: none in the first, said with the window and how to widen it; found in the second
+    assert last.returncode == 0, last.stderr
+    assert last.stdout == ""
+    assert last.stderr.splitlines() == [
+        f"no line of request id {rid} in log group {GROUP}, "
+        f"{(row.timestamp - dt.timedelta(minutes=16)):%Y-%m-%d %H:%M:%S} → "
+        f"{(row.timestamp + dt.timedelta(minutes=1)):%Y-%m-%d %H:%M:%S} UTC",
+        "--all-attempts reads back to the first attempt; --since and --until set the window",
+    ]
+    assert every.returncode == 0, every.stderr
+    assert "first try" in every.stdout
+    assert "the last of 3 attempts" not in every.stderr
+
+
+def test_no_line_of_a_record_older_than_the_groups_retention_says_they_expired(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any
+) -> None:
+    row = failure(minutes_ago=20 * 24 * 60)  # 20 days
+    put(logs, STREAM, invocation(OTHER_ID, dt.datetime.now(dt.UTC), ["today"]))
+    logs.put_retention_policy(logGroupName=GROUP, retentionInDays=7)
+    seed_sync(sqlite_url, [row])
+
+    result = cli("failures", "logs", row.request_id or "", env=cli_env)
+
+    assert result.returncode == 0, result.stderr
+    assert "the log group keeps lines 7 days, and the record is from " in result.stderr
+    assert result.stderr.rstrip().endswith("UTC: its lines have expired")
+
+
+def test_a_missing_log_group_is_one_line_exit_1(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any
+) -> None:
+    row = failure()
+    seed_sync(sqlite_url, [row])
+
+    result = cli("failures", "logs", row.request_id or "", env=cli_env)
+
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        f"error: log group {GROUP} not found in account 123456789012, region {REGION}: the "
+        "function has not logged yet, or logs to another group: give it, --log-group NAME "
+        "(GetFunctionConfiguration failed (ResourceNotFoundException: "
+    ), line
+    assert line.endswith("its LoggingConfig, which may name one, was not read)")
+    assert result.stdout == ""
+
+
+def test_a_legacy_dlq_message_needs_its_log_group(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any
+) -> None:
+    # given: a legacy DLQ message (no function named), received now
+    rid = "9d2f4a10-1111-4c6e-8f1a-2b3c4d5e6f70"
+    attributes = {"RequestID": rid, "ErrorCode": "200", "ErrorMessage": "Task timed out"}
+    row = row_of('{"order": 1}', attributes)
+    seed_sync(sqlite_url, [row])
+    put(logs, STREAM, invocation(rid, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=3), ["x"]))
+
+    without = cli("failures", "logs", rid, env=cli_env)
+    given = cli("failures", "logs", rid, "--log-group", GROUP, env=cli_env)
+
+    assert without.returncode == 2, without.stderr
+    assert error_lines(without) == [
+        "error: the record names no function (legacy-dlq): give its log group, "
+        "--log-group /aws/lambda/NAME"
+    ]
+    assert given.returncode == 0, given.stderr
+    assert f"START RequestId: {rid}" in given.stdout
+
+
+def test_an_endpoint_not_reached_is_one_line_exit_4(
+    cli_env: dict[str, str], sqlite_url: str
+) -> None:
+    row = failure()
+    seed_sync(sqlite_url, [row])
+    env = {**cli_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:9"}
+
+    result = cli("failures", "logs", row.request_id or "", env=env)
+
+    assert result.returncode == 4, result.stderr
+    (line,) = error_lines(result)
+    assert line.startswith("error: cannot reach http://127.0.0.1:9 (")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_refusal_names_the_permission_on_the_log_groups_arn(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any, endpoint_url: str
+) -> None:
+    # given: CloudWatch Logs refuses FilterLogEvents (the proxy answers as AWS does)
+    _, rid = logged_failure(logs, sqlite_url)
+    proxy = AnswerCutter(endpoint_url, b"Logs_20140328.FilterLogEvents", http=True)
+    proxy.refusals = 1
+    proxy.refusal = aws_error(
+        400,
+        "AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: "
+        "logs:FilterLogEvents",
+        "json",
+    )
+
+    # when
+    code, out, err, _ = asyncio.run(cli_through(proxy, cli_env, "failures", "logs", rid))
+
+    # then
+    assert code == 3, err
+    assert err.decode().splitlines() == [
+        "error: FilterLogEvents was refused (AccessDeniedException: User: "
+        "arn:aws:iam::123456789012:user/ops is not authorized to perform: logs:FilterLogEvents): "
+        "check the AWS credentials and that they are allowed logs:FilterLogEvents on "
+        f"arn:aws:logs:{REGION}:123456789012:log-group:{GROUP}:*"
+    ]
+    assert out == b""
+
+
+class LoggingConfigEndpoint(AccountsEndpoint):
+    """moto's Lambda behind a proxy that adds a LoggingConfig to GetFunctionConfiguration's
+    answer, as Lambda gives it for a function logging to a group of its own: moto has none."""
+
+    log_groups: dict[str, str]
+
+    def _forward(
+        self, request: http.server.BaseHTTPRequestHandler, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        status, headers, answer = super()._forward(request, body)
+        path = urllib.parse.unquote(urllib.parse.urlsplit(request.path).path)
+        if status == 200 and path.endswith("/configuration"):
+            config = json.loads(answer)
+            group = self.log_groups.get(config.get("FunctionName", ""))
+            if group:
+                config["LoggingConfig"] = {"LogFormat": "Text", "LogGroup": group}
+                answer = json.dumps(config).encode()
+        return status, headers, answer
+
+
+def test_the_log_group_the_functions_logging_config_names_is_read(
+    lambda_endpoint: Any, sqlite_url: str
+) -> None:
+    # given: orders-api logs to a shared group, which holds the failure's lines
+    lambda_endpoint.create_function("orders-api")
+    shared = "/shared/orders"
+    proxy = LoggingConfigEndpoint(lambda_endpoint.url)
+    proxy.log_groups = {"orders-api": shared}
+    client = logs_client(lambda_endpoint.url)
+    row = failure()
+    rid = row.request_id or ""
+    assert row.timestamp is not None
+    put(
+        client, STREAM, invocation(rid, row.timestamp - dt.timedelta(minutes=1), ["shared"]), shared
+    )
+    seed_sync(sqlite_url, [row])
+    try:
+        with proxy.running() as endpoint:
+            env = {
+                "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint.url,
+                "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+                "LAMBDA_DESTINATIONS_REGION": REGION,
+            }
+            result = cli("failures", "logs", rid, env=env)
+    finally:
+        client.delete_log_group(logGroupName=shared)
+
+    assert result.returncode == 0, result.stderr
+    assert "  shared" in result.stdout
+    assert result.stderr.startswith(f"4 lines from log group {shared}, ")
+
+
+def test_a_refused_function_configuration_leaves_the_default_group_said_only_when_missing(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any, endpoint_url: str
+) -> None:
+    # given: Lambda refuses GetFunctionConfiguration; the default group holds the lines of one
+    # failure and not the other's function's
+    _, rid = logged_failure(logs, sqlite_url)
+    _, record = failure_body(2)
+    record["requestContext"]["functionArn"] = function_arn("billing-worker")
+    missing = row_of(json.dumps(record))
+    seed_sync(sqlite_url, [missing])
+    proxy = AnswerCutter(endpoint_url, b"/configuration", http=True)
+    proxy.refusals = 2
+    proxy.refusal = aws_error(
+        403, "AccessDeniedException", "not authorized: lambda:GetFunctionConfiguration", "rest-json"
+    )
+
+    # when
+    found = asyncio.run(cli_through(proxy, cli_env, "failures", "logs", rid))
+    not_found = asyncio.run(
+        cli_through(proxy, cli_env, "failures", "logs", missing.request_id or "")
+    )
+
+    # then: both were asked, and refused; the found lines need no word of it
+    assert proxy.refused == 2
+    code, out, err, _ = found
+    assert code == 0, err
+    assert f"START RequestId: {rid}" in out.decode()
+    assert "GetFunctionConfiguration" not in err.decode()
+    code, out, err, _ = not_found
+    assert code == 1, err
+    assert err.decode().splitlines() == [
+        "error: log group /aws/lambda/billing-worker not found in account 123456789012, region "
+        f"{REGION}: the function has not logged yet, or logs to another group: give it, "
+        "--log-group NAME (GetFunctionConfiguration failed (AccessDeniedException: not "
+        "authorized: lambda:GetFunctionConfiguration): its LoggingConfig, which may name one, "
+        "was not read)"
+    ]
