@@ -25,7 +25,9 @@ README = ROOT / "README.md"
 IMPLIED_SERVICES = ("lambda",)
 # Receivers that are never AWS clients, though a method of theirs may share an API's name.
 NOT_CLIENTS = ("store",)
-CLIENT_FACTORIES = ("client", "create_client")
+# What makes a client, and where among its arguments the service's name is: ``client_in``
+# takes the account first (``client_in(account, "logs")``).
+CLIENT_FACTORIES = {"client": 0, "create_client": 0, "client_in": 1}
 # Methods given an operation's API name (``"DeleteMessageBatch"``) that call it on a client
 # through ``getattr(client, xform_name(name))``: the scan reads the name where they are called.
 # dynamic_dispatchers() finds every such getattr, so a new one cannot hide its calls.
@@ -49,19 +51,18 @@ def _trees(package: Path) -> list[tuple[Path, ast.Module]]:
 
 def client_services(package: Path = PACKAGE) -> set[str]:
     """Every service the package makes a client for: ``….client("sqs")``,
-    ``create_client("lambda", …)``, and the Lambda invoker."""
+    ``create_client("lambda", …)``, ``client_in(account, "logs")``, and the Lambda invoker."""
     services = set(IMPLIED_SERVICES)
     for _path, tree in _trees(package):
         for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute | ast.Name)
-                and getattr(node.func, "attr", getattr(node.func, "id", None)) in CLIENT_FACTORIES
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-            ):
-                services.add(node.args[0].value)
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)):
+                continue
+            index = CLIENT_FACTORIES.get(getattr(node.func, "attr", getattr(node.func, "id", "")))
+            if index is None or len(node.args) <= index:
+                continue
+            named = node.args[index]
+            if isinstance(named, ast.Constant) and isinstance(named.value, str):
+                services.add(named.value)
     return services
 
 

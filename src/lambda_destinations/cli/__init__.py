@@ -32,7 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "doctor",
         "Check the configuration against the live endpoint: a table of checks, each failure",
     ),
-    "failures": ("failures", "Failed invocations in the store: list, show, stats, ignore, reopen."),
+    "failures": (
+        "failures",
+        "Failed invocations in the store: list, show, logs, stats, ignore, reopen.",
+    ),
     "healthcheck": (
         "healthcheck",
         "Ask this container's worker for its health: exit 0 when it answers 200, else 1.",

@@ -1,4 +1,4 @@
-"""``failures list|show|stats|ignore|reopen``: what failed, why, how often, since when."""
+"""``failures list|show|logs|stats|ignore|reopen``: what failed, why, how often, since when."""
 
 from __future__ import annotations
 
@@ -94,13 +94,14 @@ _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 @cli.group("failures")
 def failures_group() -> None:
-    """Failed invocations in the store: list, show, stats, ignore, reopen.
+    """Failed invocations in the store: list, show, logs, stats, ignore, reopen.
 
     \b
     Examples:
       lambda-destinations failures list --since 2h
       lambda-destinations failures list --function 'orders-*' --status open --json
       lambda-destinations failures show 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
+      lambda-destinations failures logs 6c2d1f9e
       lambda-destinations failures stats --since 7d
       lambda-destinations failures ignore 6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f
     """
