@@ -430,3 +430,52 @@ def test_a_refused_function_configuration_leaves_the_default_group_said_only_whe
         "authorized: lambda:GetFunctionConfiguration): its LoggingConfig, which may name one, "
         "was not read)"
     ]
+
+
+def test_a_function_of_another_account_is_read_with_the_role_of_its_account(
+    cli_env: dict[str, str], sqlite_url: str, endpoint_url: str, tmp_path: Any
+) -> None:
+    # given: a failure of account A's function, its lines in A's log group (moto keeps each
+    # account's apart: keys from AssumeRole are the role's account's)
+    other = "111122223333"
+    role = f"arn:aws:iam::{other}:role/lambda-destinations-read"
+    sts = boto3.client("sts", region_name=REGION, endpoint_url=endpoint_url)
+    keys = sts.assume_role(RoleArn=role, RoleSessionName="test")["Credentials"]
+    theirs = boto3.client(
+        "logs",
+        region_name=REGION,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        aws_session_token=keys["SessionToken"],
+    )
+    _, record = failure_body(3)
+    record["requestContext"]["functionArn"] = f"arn:aws:lambda:{REGION}:{other}:function:orders-api"
+    row = row_of(json.dumps(record))
+    rid = row.request_id or ""
+    assert row.timestamp is not None
+    put(theirs, STREAM, invocation(rid, row.timestamp - dt.timedelta(minutes=1), ["theirs"]))
+    seed_sync(sqlite_url, [row])
+    config = tmp_path / "accounts.toml"
+    config.write_text(f'[accounts.{other}]\nrole_arn = "{role}"\n')
+    try:
+        # when: without a role for A, then with one
+        without = cli("failures", "logs", rid, env=cli_env)
+        with_role = cli(
+            "failures", "logs", rid, env={**cli_env, "LAMBDA_DESTINATIONS_CONFIG": str(config)}
+        )
+    finally:
+        theirs.delete_log_group(logGroupName=GROUP)
+
+    # then: our own account's logs were read, and the line says what to set; the role reads A's
+    assert without.returncode == 1, without.stderr
+    (line,) = error_lines(without)
+    assert line.startswith(f"error: log group {GROUP} not found in account {other}, ")
+    assert line.endswith(
+        f"the function is in account {other}, and the AWS credentials are account "
+        f"123456789012's, whose logs were read: set a role of account {other} to assume for "
+        f'it, [accounts.{other}] role_arn = "arn:aws:iam::{other}:role/NAME" in the TOML file, '
+        "allowed logs:FilterLogEvents on the function's log group"
+    )
+    assert with_role.returncode == 0, with_role.stderr
+    assert "  theirs" in with_role.stdout
