@@ -51,6 +51,14 @@ def failure(minutes_ago: float = 10, n: int = 1) -> InvocationRow:
     return row_of(json.dumps(record))
 
 
+def failure_at(**kwargs: Any) -> tuple[InvocationRow, str, dt.datetime]:
+    """A failure (:func:`failure`), its request id and its record's time."""
+    row = failure(**kwargs)
+    assert row.request_id is not None
+    assert row.timestamp is not None
+    return row, row.request_id, row.timestamp
+
+
 def millis(moment: dt.datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -94,10 +102,8 @@ def put(client: Any, stream: str, lines: list[tuple[dt.datetime, str]], group: s
 def logged_failure(client: Any, sqlite_url: str, **kwargs: Any) -> tuple[InvocationRow, str]:
     """A failure seeded in the store, its last attempt's lines in the log group (with another
     invocation's before and after it in the same stream); its request id."""
-    row = failure(**kwargs)
-    rid = row.request_id or ""
-    assert row.timestamp is not None
-    start = row.timestamp - dt.timedelta(seconds=30)
+    row, rid, at = failure_at(**kwargs)
+    start = at - dt.timedelta(seconds=30)
     own = [
         f"[INFO]\t2026-11-20T21:15:51.123Z\t{rid}\tcharging order 42\n",
         "printed without a request id\n",
@@ -188,9 +194,7 @@ def test_lines_in_the_json_log_format_are_found(
 ) -> None:
     # given: the JSON log format, where the request id is a field of each line the platform
     # and the runtime's logger write
-    row = failure()
-    rid = row.request_id or ""
-    assert row.timestamp is not None
+    row, rid, at = failure_at()
     own = [
         json.dumps({"level": "ERROR", "requestId": rid, "message": "card declined"}),
         "printed: no JSON, no request id",
@@ -198,9 +202,9 @@ def test_lines_in_the_json_log_format_are_found(
     put(
         logs,
         STREAM,
-        invocation(rid, row.timestamp - dt.timedelta(minutes=2), own, json_format=True),
+        invocation(rid, at - dt.timedelta(minutes=2), own, json_format=True),
     )
-    put(logs, STREAM, invocation(OTHER_ID, row.timestamp, ["later"], json_format=True))
+    put(logs, STREAM, invocation(OTHER_ID, at, ["later"], json_format=True))
     seed_sync(sqlite_url, [row])
 
     result = cli("failures", "logs", rid, "--json", env=cli_env)
@@ -217,10 +221,8 @@ def test_earlier_attempts_are_read_with_all_attempts(
     cli_env: dict[str, str], sqlite_url: str, logs: Any
 ) -> None:
     # given: lines of the request id only 3 hours before its record (an earlier attempt)
-    row = failure()
-    rid = row.request_id or ""
-    assert row.timestamp is not None
-    put(logs, STREAM, invocation(rid, row.timestamp - dt.timedelta(hours=3), ["first try"]))
+    row, rid, at = failure_at()
+    put(logs, STREAM, invocation(rid, at - dt.timedelta(hours=3), ["first try"]))
     seed_sync(sqlite_url, [row])
 
     # when: the last attempt's window, then every attempt's
@@ -232,8 +234,8 @@ def test_earlier_attempts_are_read_with_all_attempts(
     assert last.stdout == ""
     assert last.stderr.splitlines() == [
         f"no line of request id {rid} in log group {GROUP}, "
-        f"{(row.timestamp - dt.timedelta(minutes=16)):%Y-%m-%d %H:%M:%S} → "
-        f"{(row.timestamp + dt.timedelta(minutes=1)):%Y-%m-%d %H:%M:%S} UTC",
+        f"{(at - dt.timedelta(minutes=16)):%Y-%m-%d %H:%M:%S} → "
+        f"{(at + dt.timedelta(minutes=1)):%Y-%m-%d %H:%M:%S} UTC",
         "--all-attempts reads back to the first attempt; --since and --until set the window",
     ]
     assert every.returncode == 0, every.stderr
@@ -370,12 +372,8 @@ def test_the_log_group_the_functions_logging_config_names_is_read(
     proxy = LoggingConfigEndpoint(lambda_endpoint.url)
     proxy.log_groups = {"orders-api": shared}
     client = logs_client(lambda_endpoint.url)
-    row = failure()
-    rid = row.request_id or ""
-    assert row.timestamp is not None
-    put(
-        client, STREAM, invocation(rid, row.timestamp - dt.timedelta(minutes=1), ["shared"]), shared
-    )
+    row, rid, at = failure_at()
+    put(client, STREAM, invocation(rid, at - dt.timedelta(minutes=1), ["shared"]), shared)
     seed_sync(sqlite_url, [row])
     try:
         with proxy.running() as endpoint:
