@@ -207,17 +207,6 @@ def invokable(function: str | None, qualifier: str | None, *, param: str | None 
         raise click.BadParameter(str(exc), param_hint=None if param is None else [param]) from None
 
 
-def qualified_name(function: str | None) -> str:
-    """``name:qualifier`` of a function ARN (``FunctionArn.qualified_name``); any other text
-    (a name or partial ARN given with --legacy-function) as it is."""
-    from lambda_destinations.schemas import FunctionArn
-
-    try:
-        return FunctionArn.parse(function or "").qualified_name
-    except ValueError:
-        return function or ""
-
-
 # -- request ids ------------------------------------------------------------------------------
 
 

@@ -33,7 +33,6 @@ from lambda_destinations.cli._common import (
     opened_store,
     operator_identity,
     output_options,
-    qualified_name,
     say_no_failure,
     selection_options,
     since_option,
@@ -54,6 +53,7 @@ from lambda_destinations.operations.stats import (
 )
 from lambda_destinations.operations.status import reopen
 from lambda_destinations.redact import echoed
+from lambda_destinations.schemas import qualified_name
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
     FailureStatus,
@@ -387,8 +387,7 @@ def _replays_section(whole: FailureDetail) -> list[str]:
     headers = ["#", "REQUESTED (UTC)", "BY", "TRIGGER", "OUTCOME", "NEW REQUEST ID", "DETAIL"]
     fields = "attempt requested_at requested_by trigger outcome new_request_id detail"
     rows = [_fields_cells(a, fields) for a in whole.replays]
-    record = whole.row.function_arn
-    if record is not None and any(a.function_arn != record for a in whole.replays):
+    if whole.invoked_elsewhere:
         headers.insert(4, "INVOKED")
         for row, attempt in zip(rows, whole.replays, strict=True):
             row.insert(4, qualified_name(attempt.function_arn))

@@ -21,7 +21,6 @@ from lambda_destinations.cli._common import (
     legacy_function_option,
     opened_store,
     operator_identity,
-    qualified_name,
     rate_option,
     say_no_failure,
     selection_options,
@@ -38,7 +37,9 @@ from lambda_destinations.operations.replay import (
     ReplayState,
     SkipReason,
     cut_short,
+    invoked_label,
     replay_invocation,
+    version_hints,
 )
 from lambda_destinations.schemas import FunctionArn
 from lambda_destinations.store import (
@@ -278,40 +279,8 @@ def _say_before(
     oldest is, and (unless ``--qualifier`` chose) which published versions they run again."""
     _say_age(to_invoke)
     if qualifier is None:
-        _say_versions(planned)
-
-
-def _say_versions(planned: Sequence[ReplayResult]) -> None:
-    """One line a function whose records to invoke name a published version (digits): a
-    version never changes, so the replay runs the code that failed again, not the fix deployed
-    since (a new version, the alias moved to it). An alias the other records of that function
-    name is the one suggested. Told from the ARNs alone: no call to Lambda."""
-    versions: dict[str, set[str]] = {}
-    aliases: dict[str, str] = {}
-    for result in planned:
-        try:
-            arn = FunctionArn.parse(result.function_arn or "")
-        except ValueError:
-            continue  # a legacy message's --legacy-function, as given
-        name, qualifier = arn.function_name, arn.qualifier
-        if arn.is_version and result.state is ReplayState.WOULD_INVOKE:
-            versions.setdefault(name, set()).add(qualifier or "")
-        elif qualifier is not None and not qualifier.startswith("$"):
-            aliases.setdefault(name, qualifier)
-    for name, numbers in sorted(versions.items()):
-        listed = ", ".join(sorted(numbers, key=int))
-        which = f"version {listed}'s" if len(numbers) == 1 else f"versions {listed}'"
-        alias = aliases.get(name)
-        instead = (
-            f"--qualifier {alias} runs the alias's"
-            if alias
-            else "--qualifier ALIAS (or '$LATEST') runs the code deployed since"
-        )
-        click.echo(
-            f"{name}: replays run {which} code again (a published version never changes); "
-            f"{instead}",
-            err=True,
-        )
+        for line in version_hints(planned):
+            click.echo(line, err=True)
 
 
 def _say_age(rows: Sequence[InvocationRow]) -> None:
@@ -443,7 +412,7 @@ def _show(results: Sequence[ReplayResult], *, err: bool = False) -> None:
         rows.append(
             [
                 r.request_id,
-                _target_label(r),
+                invoked_label(r.function_arn, r.record_function_arn),
                 r.state.value,
                 r.attempt if r.state is not ReplayState.SKIPPED else None,
                 r.payload_bytes,
@@ -460,14 +429,6 @@ def _show(results: Sequence[ReplayResult], *, err: bool = False) -> None:
         ),
         err=err,
     )
-
-
-def _target_label(result: ReplayResult) -> str | None:
-    """The FUNCTION cell: the ARN invoked, or, when ``--qualifier`` replaced the record's, the
-    record's version or alias and the one invoked (``orders-api:12 → orders-api:live``)."""
-    if result.record_function_arn is None:
-        return result.function_arn
-    return f"{qualified_name(result.record_function_arn)} → {qualified_name(result.function_arn)}"
 
 
 def _function_name(arn: str | None) -> str:

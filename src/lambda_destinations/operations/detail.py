@@ -55,6 +55,13 @@ class FailureDetail:
     others: list[str]  # other keys of the same request id (another condition, say)
     replay_of: ReplayAttempt | None  # the attempt whose new invocation this record is
 
+    @property
+    def invoked_elsewhere(self) -> bool:
+        """Whether an attempt invoked another version or alias than the record names (a
+        replay given a qualifier): then its replays are shown with the function invoked."""
+        record = self.row.function_arn
+        return record is not None and any(a.function_arn != record for a in self.replays)
+
 
 async def failure_detail(store: Store, row: InvocationRow) -> FailureDetail:
     """``row`` with its deliveries, handler runs, replays, the other records of its request id,

@@ -19,7 +19,7 @@ import dataclasses
 import enum
 import functools
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from lambda_destinations.aws import invoke_event
@@ -39,7 +39,7 @@ from lambda_destinations.retrying import (
     in_process_retrying,
     with_fix,
 )
-from lambda_destinations.schemas import requalified
+from lambda_destinations.schemas import FunctionArn, qualified_name, requalified
 from lambda_destinations.store import (
     FailureStatus,
     InvocationRow,
@@ -117,6 +117,49 @@ class ReplayResult:
             "payload_bytes": self.payload_bytes,
             "record_function_arn": self.record_function_arn,
         }
+
+
+def invoked_label(function_arn: str | None, record_function_arn: str | None) -> str | None:
+    """The function a replay invokes, as its plan and result show it: ``function_arn``, or,
+    when a qualifier replaced the record's (``record_function_arn``), the record's version or
+    alias and the one invoked (``orders-api:12 → orders-api:live``)."""
+    if record_function_arn is None:
+        return function_arn
+    return f"{qualified_name(record_function_arn)} → {qualified_name(function_arn)}"
+
+
+def version_hints(planned: Iterable[ReplayResult], *, choose: str = "--qualifier") -> list[str]:
+    """One line a function whose records to invoke name a published version (digits): a
+    version never changes, so the replay runs the code that failed again, not the fix deployed
+    since (a new version, the alias moved to it). An alias the other records of that function
+    name is the one suggested. ``choose`` is how the reader names a qualifier instead (the
+    command's option, the console's field). Told from the ARNs alone: no call to Lambda."""
+    versions: dict[str, set[str]] = {}
+    aliases: dict[str, str] = {}
+    for result in planned:
+        try:
+            arn = FunctionArn.parse(result.function_arn or "")
+        except ValueError:
+            continue  # a legacy message's --legacy-function, as given
+        name, qualifier = arn.function_name, arn.qualifier
+        if arn.is_version and result.state is ReplayState.WOULD_INVOKE:
+            versions.setdefault(name, set()).add(qualifier or "")
+        elif qualifier is not None and not qualifier.startswith("$"):
+            aliases.setdefault(name, qualifier)
+    lines = []
+    for name, numbers in sorted(versions.items()):
+        listed = ", ".join(sorted(numbers, key=int))
+        which = f"version {listed}'s" if len(numbers) == 1 else f"versions {listed}'"
+        alias = aliases.get(name)
+        instead = (
+            f"{choose} {alias} runs the alias's"
+            if alias
+            else f"{choose} ALIAS (or '$LATEST') runs the code deployed since"
+        )
+        lines.append(
+            f"{name}: replays run {which} code again (a published version never changes); {instead}"
+        )
+    return lines
 
 
 async def cut_short(

@@ -7,6 +7,7 @@ from lambda_destinations.schemas.arn import (
     function_account,
     invoke_function_name,
     invoke_function_region,
+    qualified_name,
     requalified,
 )
 from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode, summarize
@@ -49,6 +50,7 @@ __all__ = [
     "function_account",
     "invoke_function_name",
     "invoke_function_region",
+    "qualified_name",
     "requalified",
     "summarize",
 ]

@@ -127,6 +127,15 @@ def requalified(function: str, qualifier: str) -> str:
     return f"{function[: match.end('name')]}:{qualifier}"
 
 
+def qualified_name(function: str | None) -> str:
+    """``name:qualifier`` of a function ARN (:attr:`FunctionArn.qualified_name`); any other
+    text (a name or partial ARN given for a legacy DLQ message) as it is."""
+    try:
+        return FunctionArn.parse(function or "").qualified_name
+    except ValueError:
+        return function or ""
+
+
 def _type_name(value: object) -> str:
     return "None" if value is None else type(value).__name__
 
