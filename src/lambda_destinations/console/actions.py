@@ -18,7 +18,7 @@ from lambda_destinations._request_ids import stored_id
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console, read_form
 from lambda_destinations.console.jobs import Job, JobRunning
-from lambda_destinations.console.pages import configured_dlq
+from lambda_destinations.console.pages import configured_dlq, failure_hints
 from lambda_destinations.console.security import (
     LINK_COOKIE,
     SESSION_COOKIE,
@@ -131,6 +131,7 @@ async def _replay(
     actor: str,
     *,
     payload: bytes | None = None,
+    qualifier: str | None = None,
     limiter: RateLimiter | None = None,
 ) -> ReplayResult:
     lam = await console.aws.lambda_invoker()
@@ -142,8 +143,18 @@ async def _replay(
         requested_by=actor,
         force=payload is not None,  # an edited replay is a new, deliberate attempt
         payload=payload,
+        qualifier=qualifier,
         limiter=limiter,
     )
+
+
+def _qualifier(form: dict[str, str]) -> str | None:
+    """The form's qualifier (None: each record's own); a 400 with the command's line for one
+    in no form Lambda takes, before anything is invoked."""
+    try:
+        return views.qualifier_of(form)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"qualifier: {exc}; nothing was invoked\n") from None
 
 
 @routes.post("/failures/{ident}/replay")
@@ -151,7 +162,7 @@ async def replay(request: web.Request) -> web.Response:
     console = _console(request)
     actor, form = await console.actor(request)
     row = await _row(console, request)
-    result = await _replay(console, row, actor)
+    result = await _replay(console, row, actor, qualifier=_qualifier(form))
     recorded = await console.store.add_action(
         OperatorAction(actor, "replay", row.key, _reason(form), {"result": result.as_dict()})
     )
@@ -169,18 +180,25 @@ async def edit_and_replay(request: web.Request) -> web.Response:
     actor, form = await console.actor(request)
     row = await _row(console, request)
     text = form.get("payload", "")
+    field = "payload"  # the field a problem is about, for screen readers
     try:
         edited = strict_loads(text)
+        field = "qualifier"
+        qualifier = views.qualifier_of(form)
     except ValueError as exc:
+        what = "The payload is not valid JSON:" if field == "payload" else "The qualifier"
         return console.render(
             request,
             "edit.html",
             status=400,
             row=row,
             payload=text,
+            qualifier=form.get("qualifier", ""),
+            hints=await failure_hints(console, row),
             # Nothing was done with the form's token: the corrected form may use it.
             nonce=form.get(NONCE_FIELD) or one_time_token(),
-            problem=f"The payload is not valid JSON: {exc}. Nothing was invoked.",
+            problem=f"{what} {exc}. Nothing was invoked.",
+            problem_field=field,
             views=views,
         )
     payload = json.dumps(edited, ensure_ascii=False, separators=(",", ":")).encode()
@@ -191,7 +209,7 @@ async def edit_and_replay(request: web.Request) -> web.Response:
     recorded = await console.store.add_action_once(edit)
     if recorded is None:  # done already: the failure page shows that replay
         raise web.HTTPSeeOther(_failure_url(row) + "#replays")
-    result = await _replay(console, row, actor, payload=payload)
+    result = await _replay(console, row, actor, payload=payload, qualifier=qualifier)
     await console.store.set_action_detail(recorded, {**detail, "result": result.as_dict()})
     # The page says what became of it, as after Replay, from this ledger entry.
     raise web.HTTPSeeOther(f"{_failure_url(row)}?replayed={recorded}#outcome")
@@ -252,17 +270,12 @@ async def bulk(request: web.Request) -> web.Response:
     chosen = selection.filter
     chosen.statuses = chosen.statuses or [FailureStatus.OPEN, FailureStatus.REPLAYED]
     reason = _reason(form, required=action == "ignore")
-    try:
-        rate = float(form.get("rate", "10") or 10)
-    except ValueError:
-        rate = math.nan
-    # What the form offers; a rate of 0 or below would mean no limit at all (NaN fails too).
-    if not BULK_RATES[0] <= rate <= BULK_RATES[1]:
-        raise web.HTTPBadRequest(
-            text=f"rate: {BULK_RATES[0]} to {BULK_RATES[1]:.0f} invocations a second\n"
-        )
+    rate = _rate(form)
+    qualifier = _bulk_qualifier(form, selection) if action == "replay" else None
     target = f"failures?{selection.query()}"
     plan = {"selected": form.get("selected"), "rate": rate, "until": form["until"]}
+    if qualifier is not None:
+        plan["qualifier"] = qualifier
     kept = OperatorAction(actor, f"bulk-{action}", target, reason, plan, _nonce(form))
     recorded = await console.store.add_action_once(kept)
     if recorded is None:  # the same plan posted again: its job runs (or ran) already
@@ -282,7 +295,9 @@ async def bulk(request: web.Request) -> web.Response:
         async for rows in _pages(console, chosen):
             for row in rows:
                 if action == "replay":
-                    result = await _replay(console, row, actor, limiter=limiter)
+                    result = await _replay(
+                        console, row, actor, qualifier=qualifier, limiter=limiter
+                    )
                     # An error's text is kept for its kind's first (the skips' are worded
                     # for the command line: the failure's page words each one).
                     first = result.detail if result.error else None
@@ -292,10 +307,36 @@ async def bulk(request: web.Request) -> web.Response:
                     await console.store.add_action(OperatorAction(actor, "ignore", row.key, reason))
                     job.step("ignored")
 
-    shown = selection.described() or "all"
+    shown = (selection.described() or "all") + (f"; qualifier {qualifier}" if qualifier else "")
     title = f"{action} {total} failure{'s' if total != 1 else ''} ({shown})"
     job = console.jobs.start(f"bulk-{action}", title, actor, total, work)
     raise web.HTTPSeeOther(f"/jobs/{job.id}")
+
+
+def _bulk_qualifier(form: dict[str, str], selection: views.Selection) -> str | None:
+    """A bulk replay's qualifier (None: each record's own), once its plan showed it. One the
+    plan did not show (typed, or changed, on its page) gets the plan with it first, for the
+    same window, as `replay` shows the function each record invokes before it asks."""
+    qualifier = _qualifier(form)
+    if qualifier != (form.get("planned_qualifier") or None):
+        kept = {"rate": form.get("rate", ""), "reason": form.get("reason", "")}
+        query = selection.query(action="replay", qualifier=qualifier or "", **kept)
+        raise web.HTTPSeeOther(f"/bulk?{query}")
+    return qualifier
+
+
+def _rate(form: dict[str, str]) -> float:
+    """A bulk replay's rate, invocations a second; a 400 for one the form does not offer."""
+    try:
+        rate = float(form.get("rate", "10") or 10)
+    except ValueError:
+        rate = math.nan
+    # What the form offers; a rate of 0 or below would mean no limit at all (NaN fails too).
+    if not BULK_RATES[0] <= rate <= BULK_RATES[1]:
+        raise web.HTTPBadRequest(
+            text=f"rate: {BULK_RATES[0]} to {BULK_RATES[1]:.0f} invocations a second\n"
+        )
+    return rate
 
 
 async def _pages(console: Console, chosen: InvocationFilter) -> AsyncIterator[list[InvocationRow]]:

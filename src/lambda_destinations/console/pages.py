@@ -27,13 +27,20 @@ from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
 from lambda_destinations.operations.detail import AmbiguousId, failure_detail, whole_id
 from lambda_destinations.operations.quarantine import pretty_body, resend_status
 from lambda_destinations.operations.redrive import describe_message, peek, source_queues
-from lambda_destinations.operations.replay import ReplayState, replay_invocation
+from lambda_destinations.operations.replay import (
+    ReplayResult,
+    ReplayState,
+    replay_invocation,
+    version_hints,
+)
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import FailureStatus, InvocationRow, utcnow
 
 routes = web.RouteTableDef()
 _PLAN_ROWS = 200  # rows of a bulk plan listed one by one
 _PEEK_MAX = 50
+# The replay forms' field, as a line telling to fill it names it (its label).
+QUALIFIER_FIELD = "Qualifier"
 
 
 def _console(request: web.Request) -> Console:
@@ -153,7 +160,30 @@ async def failure(request: web.Request) -> web.Response:
     whole = await _whole(console, row)
     # A replay comes back here naming its ledger entry: its outcome, above the tables.
     notice = views.replay_notice(whole["actions"], request.query.get("replayed", ""), row)
-    return console.render(request, "failure.html", notice=notice, **whole)
+    hints = await failure_hints(console, row)
+    return console.render(request, "failure.html", notice=notice, hints=hints, **whole)
+
+
+async def failure_hints(console: Console, row: InvocationRow) -> list[str]:
+    """``replay``'s line when ``row`` names a published version, which its replays (an edit's
+    too, which replays again what was replayed) would run again; none when it does not."""
+    return version_hints([await _planned(console, row, force=True)], choose=QUALIFIER_FIELD)
+
+
+async def _planned(
+    console: Console, row: InvocationRow, *, qualifier: str | None = None, force: bool = False
+) -> ReplayResult:
+    """What a replay of ``row`` would invoke (a dry run: nothing is written or invoked)."""
+    return await replay_invocation(
+        console.store,
+        None,
+        row,
+        trigger=TRIGGER_MANUAL,
+        requested_by="console",
+        force=force,
+        dry_run=True,
+        qualifier=qualifier,
+    )
 
 
 @routes.get("/failures/{ident}/record.json")
@@ -172,6 +202,7 @@ async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:
         "deliveries": detail.deliveries,
         "runs": detail.runs,
         "replays": detail.replays,
+        "invoked_elsewhere": detail.invoked_elsewhere,
         # The replays' own records that the store holds: their request ids link to them.
         "stored": await views.stored_request_ids(
             store, [a.new_request_id for a in detail.replays if a.new_request_id]
@@ -193,8 +224,11 @@ async def edit(request: web.Request) -> web.Response:
         "edit.html",
         row=row,
         payload=views.pretty_json(row.request_payload),
+        qualifier="",
+        hints=await failure_hints(console, row),
         nonce=one_time_token(),
         problem=None,
+        problem_field="payload",
         views=views,
     )
 
@@ -209,26 +243,18 @@ async def bulk(request: web.Request) -> web.Response:
     if frozen.statuses is None:
         frozen.statuses = [FailureStatus.OPEN, FailureStatus.REPLAYED]
     frozen.until = frozen.until or utcnow()  # later failures are not part of this plan
+    qualifier = None
+    try:
+        qualifier = views.qualifier_of(request.query)
+    except ValueError as exc:
+        selection.errors.append(f"qualifier: {exc}")
     total, status = 0, 400
     rows: list[InvocationRow] = []
     if not selection.errors:  # a filter with errors plans nothing (and offers no form)
         total = await console.store.count_invocations(frozen)
         rows = await console.store.list_invocations(dataclasses.replace(frozen, limit=_PLAN_ROWS))
         status = 200
-    plan = [
-        (
-            row,
-            await replay_invocation(
-                console.store,
-                None,
-                row,
-                trigger=TRIGGER_MANUAL,
-                requested_by="console",
-                dry_run=True,
-            ),
-        )
-        for row in rows
-    ]
+    plan = [(row, await _planned(console, row, qualifier=qualifier)) for row in rows]
     return console.render(
         request,
         "bulk.html",
@@ -242,6 +268,11 @@ async def bulk(request: web.Request) -> web.Response:
         total=total,
         plan=plan,
         would=sum(1 for _, r in plan if r.state is ReplayState.WOULD_INVOKE),
+        qualifier=qualifier or "",
+        # Carried over when a qualifier typed in the form brought the plan back with it.
+        rate=request.query.get("rate", "") or "10",
+        reason=request.query.get("reason", ""),
+        hints=[] if qualifier else version_hints([r for _, r in plan], choose=QUALIFIER_FIELD),
         payload_of=_payload_text,
         views=views,
     )

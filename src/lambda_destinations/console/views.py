@@ -25,6 +25,9 @@ from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.detail import run_status as run_status
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
 from lambda_destinations.operations.replay import FORCE_HINT, ErrorReason, SkipReason
+
+# invoked_label, qualified_name: the templates show a replay's function as `replay` does
+from lambda_destinations.operations.replay import invoked_label as invoked_label
 from lambda_destinations.operations.stats import (
     FailureStats,
     check_window,
@@ -35,6 +38,8 @@ from lambda_destinations.operations.stats import (
 from lambda_destinations.operations.stats import status_counts as count_by_status
 from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import first_line
+from lambda_destinations.schemas import check_invoke_qualifier
+from lambda_destinations.schemas import qualified_name as qualified_name
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
     FailureCount,
@@ -142,6 +147,17 @@ def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> 
             f"ledger entry holds ({FILTER_QUERY_MAX:,}): shorten function, error_type or condition"
         )
     return chosen
+
+
+def qualifier_of(values: Mapping[str, str]) -> str | None:
+    """The version or alias a replay form names (``qualifier``) instead of each record's own;
+    None when left empty. ValueError, its line the command's, for one in no form Lambda's
+    Invoke takes: nothing is to be invoked with it."""
+    qualifier = values.get("qualifier", "").strip()
+    if not qualifier:
+        return None
+    check_invoke_qualifier(qualifier)
+    return qualifier
 
 
 def encode_cursor(row: InvocationRow) -> str:
@@ -398,7 +414,8 @@ def _replay_notice(result: Mapping[str, Any], row: InvocationRow) -> Notice:
     if state == "invoked":
         return Notice(
             True,
-            f"Replayed: attempt {result.get('attempt')} invoked {result.get('function_arn')}, "
+            f"Replayed: attempt {result.get('attempt')} invoked "
+            f"{invoked_label(result.get('function_arn'), result.get('record_function_arn'))}, "
             f"new request id {result.get('new_request_id')}.",
         )
     if state == "skipped":
