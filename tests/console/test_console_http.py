@@ -2588,3 +2588,218 @@ async def test_an_overview_with_no_failure_in_its_day_names_the_newest_before_it
     assert f"No failures in the last 24 hours. The newest is from {newest[:16]}" in said, said
     assert '<a href="/failures">every failure</a>' in page
     assert record["requestContext"]["requestId"] in listing
+
+
+# -- replaying on another version or alias ----------------------------------------------------
+
+
+def _versioned(lambda_endpoint: Any) -> dict[str, str]:
+    """A function with versions 1 (the failing code) and 2 (the fix), and its alias ``live``
+    moved to version 2: their ARNs by qualifier, and its name."""
+    name = f"orders-{random.randrange(10**8)}"
+    lambda_endpoint.create_function(name)
+    lam = lambda_endpoint.lam
+    arns = {"name": name, "1": lam.publish_version(FunctionName=name)["FunctionArn"]}
+    lam.update_function_configuration(FunctionName=name, Description="the fix")
+    arns["2"] = lam.publish_version(FunctionName=name)["FunctionArn"]
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="2")
+    arns["live"] = lam.get_alias(FunctionName=name, Name="live")["AliasArn"]
+    return arns
+
+
+def _hints(page: str) -> list[str]:
+    """The lines of the page's hint on published versions (``#version-hints``)."""
+    if 'id="version-hints"' not in page:
+        return []
+    block = page.split('id="version-hints"', 1)[1].split("</div>", 1)[0]
+    return [html.unescape(p.split("</p>", 1)[0]) for p in block.split("<p>")[1:]]
+
+
+async def test_a_replay_with_a_qualifier_invokes_it_and_the_page_names_both(
+    make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any
+) -> None:
+    # given: a failure of version 1, whose page says what a replay would run again
+    arns = _versioned(lambda_endpoint)
+    name = arns["name"]
+    settings = settings_for(endpoint_url=lambda_endpoint.url)
+    row = await stored_failure(settings, function_arn=arns["1"])
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+    path = f"/failures/{quote(row.key, safe='')}"
+    before = await (await client.get(path)).text()
+    assert _hints(before) == [
+        f"{name}: replays run version 1's code again (a published version never changes); "
+        "Qualifier ALIAS (or '$LATEST') runs the code deployed since"
+    ]
+    assert _form_fields(before, f"{path}/replay") == {"csrf": csrf, "qualifier": ""}
+    lambda_endpoint.start_recording()
+
+    # when: Replay, the qualifier live
+    form = {"csrf": csrf, "qualifier": " live "}
+    response = await client.post(f"{path}/replay", data=form, headers=_origin(client))
+
+    # then: the alias was invoked, and the page says so, the record's version and the alias
+    assert [arn for arn, _ in lambda_endpoint.invocations()] == [arns["live"]]
+    page = await response.text()
+    async with Store.from_url(settings.store) as store:
+        (attempt,) = await store.replays(row.key)
+        (action,) = await store.actions(row.key)
+    assert _outcome(page) == (
+        f"Replayed: attempt 1 invoked {name}:1 → {name}:live, new request id "
+        f"{attempt.new_request_id}."
+    )
+    # the ledgers keep the function invoked, and the Replays table names it
+    assert attempt.function_arn == arns["live"]
+    assert action.detail["result"]["record_function_arn"] == arns["1"]
+    table = page.split('id="replay-table"', 1)[1].split("</table>", 1)[0]
+    assert '<th scope="col">Invoked</th>' in table
+    assert f'<td class="mono">{name}:live</td>' in table
+
+
+async def test_a_replay_without_a_qualifier_shows_the_arn_and_no_invoked_column(
+    make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any
+) -> None:
+    arns = _versioned(lambda_endpoint)
+    settings = settings_for(endpoint_url=lambda_endpoint.url)
+    row = await stored_failure(settings, function_arn=arns["live"])
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+    path = f"/failures/{quote(row.key, safe='')}"
+    assert _hints(await (await client.get(path)).text()) == []  # an alias: no hint
+
+    form = {"csrf": csrf, "qualifier": ""}
+    page = await (await client.post(f"{path}/replay", data=form, headers=_origin(client))).text()
+
+    assert _outcome(page).startswith(f"Replayed: attempt 1 invoked {arns['live']}, ")
+    assert "Invoked</th>" not in page
+
+
+def _bulk_target(form: dict[str, str]) -> str:
+    """The ledger's target of the bulk action ``form`` posts: its filter, frozen."""
+    return f"failures?{urlencode({k: form[k] for k in ('function', 'until') if k in form})}"
+
+
+BAD_QUALIFIER = (
+    "'my alias' is not a version or alias: write a version number (7), an alias name (live) or "
+    "$LATEST, 1 to 128 letters, digits, '-' or '_'"
+)
+
+
+@pytest.mark.parametrize("form", ["replay", "edit", "bulk"])
+async def test_a_qualifier_lambda_takes_in_no_form_is_refused_and_nothing_invoked(
+    make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any, form: str
+) -> None:
+    # given: a failure of version 1, and the form, its qualifier one Lambda never takes
+    arns = _versioned(lambda_endpoint)
+    settings = settings_for(endpoint_url=lambda_endpoint.url)
+    row = await stored_failure(settings, function_arn=arns["1"])
+    client = await make_client(settings)
+    await sign_in(client)
+    failure = f"/failures/{quote(row.key, safe='')}"
+    path = {"replay": f"{failure}/replay", "edit": f"{failure}/edit", "bulk": "/bulk"}[form]
+    opened = {"replay": failure, "edit": path, "bulk": f"/bulk?function={arns['name']}"}[form]
+    fields = _form_fields(await (await client.get(opened)).text(), path)
+    assert fields["qualifier"] == ""
+    fields["qualifier"] = "my alias"
+    lambda_endpoint.start_recording()
+
+    # when
+    response = await client.post(path, data=fields, headers=_origin(client))
+
+    # then: one line, the fix; nothing invoked, nothing in the ledgers
+    assert response.status == 400
+    text = await response.text()
+    if form == "edit":  # the form again, the problem tied to the field
+        problem = html.unescape(text.split('id="problem">', 1)[1].split("</p>", 1)[0])
+        assert problem == f"The qualifier {BAD_QUALIFIER}. Nothing was invoked."
+        field = text.split('id="edit-qualifier"', 1)[1].split(">", 1)[0]
+        assert 'aria-invalid="true" aria-describedby="problem version-hints"' in field
+        assert 'value="my alias"' in field
+    else:
+        assert text == f"qualifier: {BAD_QUALIFIER}; nothing was invoked\n"
+    assert lambda_endpoint.invocations() == []
+    async with Store.from_url(settings.store) as store:
+        assert await store.replays(row.key) == []
+        assert await store.actions(row.key) == []
+        assert await store.actions(_bulk_target(fields)) == []
+    assert client.server.app[CONSOLE].jobs.recent() == []
+
+
+async def test_an_edit_with_a_qualifier_invokes_it_with_the_edited_payload(
+    make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any
+) -> None:
+    arns = _versioned(lambda_endpoint)
+    settings = settings_for(endpoint_url=lambda_endpoint.url)
+    row = await stored_failure(settings, function_arn=arns["1"])
+    client = await make_client(settings)
+    await sign_in(client)
+    path = f"/failures/{quote(row.key, safe='')}/edit"
+    form = _form_fields(await (await client.get(path)).text(), path)
+    form.update(payload='{"orderId": "fixed"}', qualifier="live")
+    lambda_endpoint.start_recording()
+
+    page = await (await client.post(path, data=form, headers=_origin(client))).text()
+
+    assert lambda_endpoint.invocations() == [(arns["live"], {"orderId": "fixed"})]
+    assert _outcome(page).startswith(f"Replayed: attempt 1 invoked {arns['name']}:1 → ")
+
+
+async def test_a_bulk_replay_shows_the_plan_on_the_qualifier_typed_then_invokes_it(
+    make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any
+) -> None:
+    # given: two failures of version 1, and their plan, which says what they would run again
+    arns = _versioned(lambda_endpoint)
+    name = arns["name"]
+    settings = settings_for(endpoint_url=lambda_endpoint.url)
+    rows = []
+    for n in (1, 2):
+        record = failure_record(random.Random(70 + n), function=name)
+        record["requestContext"]["functionArn"] = arns["1"]
+        rows.append(await stored_failure(settings, record=record))
+    client = await make_client(settings)
+    await sign_in(client)
+    plan = await (await client.get(f"/bulk?action=replay&function={name}")).text()
+    assert _hints(plan) == [
+        f"{name}: replays run version 1's code again (a published version never changes); "
+        "Qualifier ALIAS (or '$LATEST') runs the code deployed since"
+    ]
+    form = _form_fields(plan, "/bulk")
+    lambda_endpoint.start_recording()
+
+    # when: the qualifier live is typed (a rate and a reason too), and Replay 2 pressed
+    form.update(qualifier="live", rate="5", reason="the fix is live")
+    shown = await client.post("/bulk", data=form, headers=_origin(client), allow_redirects=False)
+
+    # then: nothing ran yet: the plan again, on the alias, for the same filter
+    assert shown.status == 303
+    assert lambda_endpoint.invocations() == []
+    assert client.server.app[CONSOLE].jobs.recent() == []
+    again = await (await client.get(shown.headers["Location"])).text()
+    assert again.count(f"{name}:1 → {name}:live") == 2
+    assert _hints(again) == []
+    confirmed = _form_fields(again, "/bulk")
+    assert {k: confirmed[k] for k in ("qualifier", "planned_qualifier", "rate", "reason")} == {
+        "qualifier": "live",
+        "planned_qualifier": "live",
+        "rate": "5",
+        "reason": "the fix is live",
+    }
+    assert confirmed["plan"] == form["plan"] == f"function={name}"
+    lambda_endpoint.start_recording()
+
+    # when: Replay 2, on that plan
+    response = await client.post(
+        "/bulk", data=confirmed, headers=_origin(client), allow_redirects=False
+    )
+
+    # then: the alias was invoked for each; the job and the ledgers name it
+    (job,) = await _wait_for_jobs(client)
+    assert response.headers["Location"] == f"/jobs/{job.id}"
+    until = confirmed["until"]
+    assert job.title == f"replay 2 failures (function={name} until={until}; qualifier live)"
+    assert [arn for arn, _ in lambda_endpoint.invocations()] == [arns["live"]] * 2
+    async with Store.from_url(settings.store) as store:
+        attempts = [await store.replays(row.key) for row in rows]
+        (bulk,) = await store.actions(_bulk_target(confirmed))
+    assert [[a.function_arn for a in each] for each in attempts] == [[arns["live"]]] * 2
+    assert bulk.detail["qualifier"] == "live"

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import math
 from collections.abc import AsyncIterator
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
 from multidict import MultiDict
@@ -315,10 +315,13 @@ async def bulk(request: web.Request) -> web.Response:
 
 def _bulk_qualifier(form: dict[str, str], selection: views.Selection) -> str | None:
     """A bulk replay's qualifier (None: each record's own), once its plan showed it. One the
-    plan did not show (typed, or changed, on its page) gets the plan with it first, for the
-    same window, as `replay` shows the function each record invokes before it asks."""
+    plan did not show (typed, or changed, on its page) opens the plan again with it first (the
+    filter as typed, ``plan``), as `replay` shows the function each record invokes before it
+    asks; the rate and reason typed are kept."""
     qualifier = _qualifier(form)
     if qualifier != (form.get("planned_qualifier") or None):
+        if "plan" in form:
+            selection = views.selection_from(MultiDict(parse_qsl(form["plan"])))
         kept = {"rate": form.get("rate", ""), "reason": form.get("reason", "")}
         query = selection.query(action="replay", qualifier=qualifier or "", **kept)
         raise web.HTTPSeeOther(f"/bulk?{query}")
