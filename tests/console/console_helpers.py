@@ -46,10 +46,13 @@ class RunningConsole:
 
 
 async def stored_failure(
-    settings: Settings, *, function_arn: str | None = None, record: dict[str, Any] | None = None
+    settings: Settings | str,
+    *,
+    function_arn: str | None = None,
+    record: dict[str, Any] | None = None,
 ) -> InvocationRow:
-    """``record``, or a failure of ``orders-api`` (or ``function_arn``), in the settings' store,
-    as the worker stores one."""
+    """``record``, or a failure of ``orders-api`` (or ``function_arn``), in the settings' store
+    (or the store at that URL), as the worker stores one."""
     if record is None:
         record = failure_record(
             random.Random(3), function="orders-api", condition="RetriesExhausted"
@@ -57,7 +60,7 @@ async def stored_failure(
     if function_arn is not None:
         record["requestContext"]["functionArn"] = function_arn
     row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
-    async with Store.from_url(settings.store) as store:
+    async with Store.from_url(settings if isinstance(settings, str) else settings.store) as store:
         await store.migrate()
         await store.save_invocation(row, DeliveryRow(row.key, "m-1", "https://sqs/q", 1))
     return row

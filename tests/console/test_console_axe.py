@@ -8,8 +8,11 @@ installed there with ``npm ci``; without it the test skips, unless
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
+import random
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import TOKEN, RunningConsole, World
+from console_helpers import TOKEN, RunningConsole, World, stored_failure
+
+from lambda_destinations.simulate import failure_record
 
 pytestmark = pytest.mark.browser
 
@@ -61,6 +66,34 @@ def _sign_in_refused(page: Any) -> None:
     page.wait_for_selector("#problem")
 
 
+def _version_hints(page: Any) -> None:
+    assert page.locator("#version-hints").is_visible()
+    assert page.get_by_label("Qualifier").count() == 1
+
+
+def _edit_with_a_bad_qualifier(page: Any) -> None:
+    page.fill("#edit-qualifier", "my alias")
+    with page.expect_navigation():
+        page.click("#edit-replay")
+    assert page.locator("#edit-qualifier").get_attribute("aria-invalid") == "true"
+
+
+def _on_the_alias(page: Any) -> None:
+    assert "payments-api:7 → payments-api:live" in page.locator("table").inner_text()
+
+
+# A failure of a published version (7): its pages say a replay runs that version again.
+PUBLISHED = "arn:aws:lambda:us-east-1:123456789012:function:payments-api:7"
+
+
+def _store_published(world: World) -> None:
+    record = failure_record(random.Random(7), function="payments-api")
+    record["requestContext"]["functionArn"] = PUBLISHED
+    world.records["published"] = record
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright holds this loop
+        pool.submit(asyncio.run, stored_failure(world.store_url, record=record)).result()
+
+
 # Each state: its name, its address, and what is done on it before axe looks (or None).
 State = tuple[str, Callable[[Site], str], Callable[[Any], None] | None]
 SIGNED_OUT: list[State] = [
@@ -84,6 +117,22 @@ SIGNED_IN: list[State] = [
     ("a failure's edit, not JSON", lambda s: s.failure("edit") + "/edit", _edit_with_bad_json),
     ("bulk replay plan", lambda s: "/bulk?action=replay&function=orders-api", None),
     ("bulk ignore plan", lambda s: "/bulk?action=ignore&function=orders-api", None),
+    ("a failure of a published version", lambda s: s.failure("published"), _version_hints),
+    (
+        "a failure's edit, a bad qualifier",
+        lambda s: s.failure("published") + "/edit",
+        _edit_with_a_bad_qualifier,
+    ),
+    (
+        "bulk replay plan of a published version",
+        lambda s: "/bulk?action=replay&function=payments-api",
+        _version_hints,
+    ),
+    (
+        "bulk replay plan on an alias",
+        lambda s: "/bulk?action=replay&function=payments-api&qualifier=live",
+        _on_the_alias,
+    ),
     ("DLQs", lambda s: "/dlqs", None),
     ("a DLQ, peeked", lambda s: f"/dlqs/{s.world.dlq_name}?peek=10", None),
     ("quarantine", lambda s: "/quarantine", None),
@@ -99,6 +148,8 @@ ZOOMED_STATES = {
     "a failure with payloads",
     "a failure's edit, not JSON",
     "bulk replay plan",
+    "a failure of a published version",
+    "bulk replay plan on an alias",
     "a DLQ, peeked",
     "quarantine",
     "a finished job",
@@ -146,6 +197,7 @@ def _start_jobs(page: Any, console: RunningConsole) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def signed_in(browser: Any, console: RunningConsole, world: World) -> Iterator[tuple[Site, Any]]:
     """The site with its jobs started, and a signed-in session's storage state."""
+    _store_published(world)
     context = _new_context(browser, WIDE)
     try:
         page = context.new_page()

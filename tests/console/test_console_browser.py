@@ -6,18 +6,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import random
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from console_helpers import TOKEN, XSS, RunningConsole, World
+from console_helpers import TOKEN, XSS, RunningConsole, World, stored_failure
 from ops_helpers import send_all
 
+from lambda_destinations.simulate import failure_record
 from lambda_destinations.store import FailureStatus, OperatorAction, Store
 from lambda_destinations.store.base import ReplayAttempt
 
@@ -414,3 +417,100 @@ def test_resend_a_quarantined_message_to_its_queue(
     assert (resent.action, resent.actor) == ("resend", "console gina")
     assert resent.detail["message_id"] == message_id
     assert resent.detail["new_message_id"]
+
+
+def _version_1_failures(world: World, count: int) -> tuple[dict[str, str], list[str]]:
+    """A function of its own with versions 1 (the failing code) and 2 (the fix), its alias
+    ``live`` on 2, and ``count`` failures of version 1 in the store: the ARNs, and the keys."""
+    lam, name = world.endpoint.lam, f"payments-{uuid.uuid4().hex[:6]}"
+    world.endpoint.create_function(name)
+    arns = {"name": name, "1": lam.publish_version(FunctionName=name)["FunctionArn"]}
+    lam.update_function_configuration(FunctionName=name, Description="the fix")
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="2")
+    arns["live"] = lam.get_alias(FunctionName=name, Name="live")["AliasArn"]
+    keys = []
+    for n in range(count):
+        record = failure_record(random.Random(f"{name}-{n}"), function=name)
+        record["requestContext"]["functionArn"] = arns["1"]
+        keys.append(run(stored_failure(world.store_url, record=record)).key)
+    return arns, keys
+
+
+def test_replay_a_published_version_s_failure_on_its_alias(
+    page: Any, console: RunningConsole, world: World, screenshots: Path
+) -> None:
+    # given: a failure of version 1, whose page says its replay would run version 1 again
+    arns, (key,) = _version_1_failures(world, 1)
+    name = arns["name"]
+    sign_in(page, console, "hana")
+    page.goto(console.url + failure_path(key))
+    assert page.locator("#version-hints").inner_text() == (
+        f"{name}: replays run version 1's code again (a published version never changes); "
+        "Qualifier ALIAS (or '$LATEST') runs the code deployed since"
+    )
+    field = page.get_by_label("Qualifier")
+    assert field.get_attribute("id") == "replay-qualifier"
+    assert field.input_value() == ""
+    world.endpoint.start_recording()
+
+    # when: a qualifier Lambda takes in no form, then the alias
+    field.fill("my alias")
+    page.click("#replay")
+    assert page.locator("#problem").inner_text() == (
+        "qualifier: 'my alias' is not a version or alias: write a version number (7), an alias "
+        "name (live) or $LATEST, 1 to 128 letters, digits, '-' or '_'; nothing was invoked"
+    )
+    page.click("#back")
+    at_failure(page, key)
+    page.fill("#replay-qualifier", "live")
+    page.click("#replay")
+    at_failure(page, key)
+    shot(page, screenshots, "failure-replayed-on-alias")
+
+    # then: the alias alone was invoked; the page says the version and the alias, its Replays
+    # table the function invoked
+    assert [arn for arn, _ in world.endpoint.invocations()] == [arns["live"]]
+    (attempt,) = replays_of(world, key)
+    assert page.locator("#outcome").inner_text() == (
+        f"Replayed: attempt 1 invoked {name}:1 → {name}:live, new request id "
+        f"{attempt.new_request_id}."
+    )
+    assert "Invoked" in page.locator("#replay-table thead").inner_text()
+    assert f"{name}:live" in page.locator("#replay-table tbody").inner_text()
+    assert attempt.function_arn == arns["live"]
+
+
+def test_bulk_replay_on_an_alias_shows_the_plan_on_it_then_invokes_it(
+    page: Any, console: RunningConsole, world: World, screenshots: Path
+) -> None:
+    # given: the plan of two failures of version 1
+    arns, keys = _version_1_failures(world, 2)
+    name = arns["name"]
+    sign_in(page, console, "ivan")
+    page.goto(f"{console.url}/bulk?action=replay&function={name}")
+    assert page.locator("#version-hints").inner_text().startswith(f"{name}: replays run version 1")
+    world.endpoint.start_recording()
+
+    # when: the alias is typed and Replay 2 pressed
+    page.get_by_label("Qualifier").fill("live")
+    page.click("#bulk-run")
+
+    # then: the plan again, on the alias, and nothing invoked yet
+    page.wait_for_url("**qualifier=live*")
+    cells = page.locator("table tbody tr td:nth-child(2)").all_inner_texts()
+    assert cells == [f"{name}:1 → {name}:live"] * 2
+    assert page.locator("#version-hints").count() == 0
+    assert world.endpoint.invocations() == []
+    shot(page, screenshots, "bulk-plan-on-alias")
+
+    # when: Replay 2, on that plan
+    world.endpoint.start_recording()
+    page.click("#bulk-run")
+    page.wait_for_url("**/jobs/*")
+    page.wait_for_selector("#job-state[data-state=done]", timeout=60000)
+
+    # then: the alias, for each
+    assert page.locator("h1").inner_text().endswith("; qualifier live)")
+    assert [arn for arn, _ in world.endpoint.invocations()] == [arns["live"]] * 2
+    assert [[a.function_arn for a in replays_of(world, k)] for k in keys] == [[arns["live"]]] * 2

@@ -2656,24 +2656,6 @@ async def test_a_replay_with_a_qualifier_invokes_it_and_the_page_names_both(
     assert f'<td class="mono">{name}:live</td>' in table
 
 
-async def test_a_replay_without_a_qualifier_shows_the_arn_and_no_invoked_column(
-    make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any
-) -> None:
-    arns = _versioned(lambda_endpoint)
-    settings = settings_for(endpoint_url=lambda_endpoint.url)
-    row = await stored_failure(settings, function_arn=arns["live"])
-    client = await make_client(settings)
-    csrf = await sign_in(client)
-    path = f"/failures/{quote(row.key, safe='')}"
-    assert _hints(await (await client.get(path)).text()) == []  # an alias: no hint
-
-    form = {"csrf": csrf, "qualifier": ""}
-    page = await (await client.post(f"{path}/replay", data=form, headers=_origin(client))).text()
-
-    assert _outcome(page).startswith(f"Replayed: attempt 1 invoked {arns['live']}, ")
-    assert "Invoked</th>" not in page
-
-
 def _bulk_target(form: dict[str, str]) -> str:
     """The ledger's target of the bulk action ``form`` posts: its filter, frozen."""
     return f"failures?{urlencode({k: form[k] for k in ('function', 'until') if k in form})}"
