@@ -2273,11 +2273,15 @@ async def test_a_sign_in_problem_is_tied_to_the_field_it_is_about(make_client) -
 
 
 async def _signed_in_on_a_failure(
-    make_client: Callable[..., Any], settings_for: Callable[..., Settings]
+    make_client: Callable[..., Any],
+    settings_for: Callable[..., Settings],
+    function_arn: str | None = None,
+    **settings_values: Any,
 ) -> tuple[TestClient, InvocationRow, str]:  # type: ignore[type-arg]
-    """A console on a store holding a failure, signed in: the client, the failure, the CSRF."""
-    settings = settings_for()
-    row = await stored_failure(settings)
+    """A console on a store holding a failure (of ``function_arn``), signed in: the client, the
+    failure, the CSRF."""
+    settings = settings_for(**settings_values)
+    row = await stored_failure(settings, function_arn=function_arn)
     client = await make_client(settings)
     return client, row, await sign_in(client)
 
@@ -2607,6 +2611,18 @@ def _versioned(lambda_endpoint: Any) -> dict[str, str]:
     return arns
 
 
+async def _on_version_1(
+    make_client: Callable[..., Any], settings_for: Callable[..., Settings], lambda_endpoint: Any
+) -> tuple[dict[str, str], TestClient, InvocationRow, str]:  # type: ignore[type-arg]
+    """A console signed in, on a store holding a failure of version 1 of a function of
+    ``_versioned``: its ARNs, the client, the failure, the CSRF."""
+    arns = _versioned(lambda_endpoint)
+    signed_in = await _signed_in_on_a_failure(
+        make_client, settings_for, arns["1"], endpoint_url=lambda_endpoint.url
+    )
+    return (arns, *signed_in)
+
+
 def _hints(page: str) -> list[str]:
     """The lines of the page's hint on published versions (``#version-hints``)."""
     if 'id="version-hints"' not in page:
@@ -2619,12 +2635,9 @@ async def test_a_replay_with_a_qualifier_invokes_it_and_the_page_names_both(
     make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any
 ) -> None:
     # given: a failure of version 1, whose page says what a replay would run again
-    arns = _versioned(lambda_endpoint)
+    arns, client, row, csrf = await _on_version_1(make_client, settings_for, lambda_endpoint)
     name = arns["name"]
-    settings = settings_for(endpoint_url=lambda_endpoint.url)
-    row = await stored_failure(settings, function_arn=arns["1"])
-    client = await make_client(settings)
-    csrf = await sign_in(client)
+    settings = client.server.app[CONSOLE].settings
     path = f"/failures/{quote(row.key, safe='')}"
     before = await (await client.get(path)).text()
     assert _hints(before) == [
@@ -2672,11 +2685,8 @@ async def test_a_qualifier_lambda_takes_in_no_form_is_refused_and_nothing_invoke
     make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any, form: str
 ) -> None:
     # given: a failure of version 1, and the form, its qualifier one Lambda never takes
-    arns = _versioned(lambda_endpoint)
-    settings = settings_for(endpoint_url=lambda_endpoint.url)
-    row = await stored_failure(settings, function_arn=arns["1"])
-    client = await make_client(settings)
-    await sign_in(client)
+    arns, client, row, _csrf = await _on_version_1(make_client, settings_for, lambda_endpoint)
+    settings = client.server.app[CONSOLE].settings
     failure = f"/failures/{quote(row.key, safe='')}"
     path = {"replay": f"{failure}/replay", "edit": f"{failure}/edit", "bulk": "/bulk"}[form]
     opened = {"replay": failure, "edit": path, "bulk": f"/bulk?function={arns['name']}"}[form]
@@ -2710,11 +2720,7 @@ async def test_a_qualifier_lambda_takes_in_no_form_is_refused_and_nothing_invoke
 async def test_an_edit_with_a_qualifier_invokes_it_with_the_edited_payload(
     make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any
 ) -> None:
-    arns = _versioned(lambda_endpoint)
-    settings = settings_for(endpoint_url=lambda_endpoint.url)
-    row = await stored_failure(settings, function_arn=arns["1"])
-    client = await make_client(settings)
-    await sign_in(client)
+    arns, client, row, _csrf = await _on_version_1(make_client, settings_for, lambda_endpoint)
     path = f"/failures/{quote(row.key, safe='')}/edit"
     form = _form_fields(await (await client.get(path)).text(), path)
     form.update(payload='{"orderId": "fixed"}', qualifier="live")
