@@ -22,10 +22,11 @@ import json
 import random
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
+import botocore.exceptions
 import structlog
 from aiobotocore.session import get_session
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
@@ -185,6 +186,7 @@ class DevEndpoint(Lifetime):
         self._stack = contextlib.AsyncExitStack()
         self._session: ClientSession | None = None
         self._sqs: Any = None
+        self._logs: Any = None
         self.url = ""
         self.invocations = 0
 
@@ -206,6 +208,14 @@ class DevEndpoint(Lifetime):
         self._sqs = await self._stack.enter_async_context(
             get_session().create_client(
                 "sqs", endpoint_url=self._moto_url, region_name=self._simulation.region, **_DEV_KEYS
+            )
+        )
+        self._logs = await self._stack.enter_async_context(
+            get_session().create_client(
+                "logs",
+                endpoint_url=self._moto_url,
+                region_name=self._simulation.region,
+                **_DEV_KEYS,
             )
         )
         app = web.Application(client_max_size=_MAX_BODY)
@@ -236,6 +246,27 @@ class DevEndpoint(Lifetime):
             task.cancel()
         await asyncio.gather(*self._deliveries, return_exceptions=True)
         await self._stack.aclose()
+
+    async def write_logs(self, records: Iterable[dict[str, Any]]) -> None:
+        """Write the log lines of each failed record's function to CloudWatch Logs, as Lambda
+        would have (``failures logs`` reads them): its log group, a stream per invocation. A
+        line not written is a warning: the record is delivered all the same."""
+        exists = self._logs.exceptions.ResourceAlreadyExistsException
+        for found in filter(None, map(simulate.function_log, records)):
+            try:
+                with contextlib.suppress(exists):
+                    await self._logs.create_log_group(logGroupName=found.log_group)
+                with contextlib.suppress(exists):
+                    await self._logs.create_log_stream(
+                        logGroupName=found.log_group, logStreamName=found.log_stream
+                    )
+                await self._logs.put_log_events(
+                    logGroupName=found.log_group,
+                    logStreamName=found.log_stream,
+                    logEvents=[{"timestamp": ms, "message": text} for ms, text in found.events],
+                )
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                log.warning("simulated function's log lines not written", error=str(exc))
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
@@ -331,6 +362,7 @@ class DevEndpoint(Lifetime):
             log.warning("simulated function has no destination queues yet; record dropped")
             return
         url = self._destinations.success_url if succeeded else self._destinations.failure_url
+        await self.write_logs([record])
         await self._sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
         log.info(
             "simulated function delivered its record",

@@ -45,6 +45,22 @@ class SimulatedMessage:
     poison: bool = False
     attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
     key: str | None = None  # the record key a valid message should be stored under
+    record: dict[str, Any] | None = None  # the invocation record the body carries, if any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FunctionLog:
+    """The lines a failed invocation's function wrote to CloudWatch Logs, as Lambda writes them:
+    one log stream of its log group, each line with its time in milliseconds."""
+
+    log_group: str
+    log_stream: str
+    events: list[tuple[int, str]]
+
+
+# Lambda retries a failed asynchronous invocation after about 1 minute, then 2 more.
+_ATTEMPTS_BEFORE = (dt.timedelta(minutes=3), dt.timedelta(minutes=2), dt.timedelta(0))
+_LINE_APART = dt.timedelta(milliseconds=590)  # an attempt's lines over its 2.95 s
 
 
 def _timestamp(rng: random.Random, at: dt.datetime | None = None) -> str:
@@ -300,4 +316,57 @@ def messages(
             body=json.dumps(body),
             target="success" if succeeded else "failure",
             key=_key(record),
+            record=record,
         )
+
+
+def function_log(record: dict[str, Any]) -> FunctionLog | None:
+    """The log lines of a simulated failure's attempts, in the text format Lambda's Python and
+    Node.js runtimes write (START, the code's own lines, the error, END, REPORT); None for a
+    record whose function never ran (EventAgeExceeded, ZeroReservedConcurrency) or that
+    succeeded."""
+    context = record["requestContext"]
+    response = record.get("responsePayload")
+    if context.get("condition") != "RetriesExhausted" or not isinstance(response, dict):
+        return None
+    request_id, name = context["requestId"], context["functionArn"].split(":")[6]
+    end = dt.datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+    attempts = _ATTEMPTS_BEFORE[-int(context.get("approximateInvokeCount", 1)) :]
+    events: list[tuple[int, str]] = []
+    for before in attempts:
+        start = end - before - dt.timedelta(seconds=3)
+        lines = _attempt_lines(request_id, record["requestPayload"], response, start)
+        events.extend(
+            (int((start + _LINE_APART * index).timestamp() * 1000), line)
+            for index, line in enumerate(lines)
+        )
+    stream = f"{end:%Y/%m/%d}/[$LATEST]{request_id.replace('-', '')}"
+    return FunctionLog(f"/aws/lambda/{name}", stream, events)
+
+
+def _attempt_lines(
+    request_id: str, payload: Any, response: dict[str, Any], start: dt.datetime
+) -> list[str]:
+    order = payload.get("orderId") if isinstance(payload, dict) else None
+    error = response.get("errorType") or "Error"
+    message = response.get("errorMessage", "")
+    if "stackTrace" in response:  # Python: the logger names the request id, print() does not
+        failed = [
+            f"[ERROR] {error}: {message}\rTraceback (most recent call last):\r"
+            + "\r".join(line.rstrip("\n") for line in response["stackTrace"])
+        ]
+        own = [
+            f"[INFO]\t{lambda_time(start)}\t{request_id}\tprocessing order {order}",
+            f"loaded order {order} from the table",
+        ]
+    else:  # Node.js: console.log names the request id too
+        failed = [f"{lambda_time(start)}\t{request_id}\tERROR\tInvoke Error \t{error}: {message}"]
+        own = [f"{lambda_time(start)}\t{request_id}\tINFO\tprocessing order {order}"]
+    return [
+        f"START RequestId: {request_id} Version: $LATEST",
+        *own,
+        *failed,
+        f"END RequestId: {request_id}",
+        f"REPORT RequestId: {request_id}\tDuration: 2950.12 ms\tBilled Duration: 2951 ms\t"
+        "Memory Size: 128 MB\tMax Memory Used: 71 MB",
+    ]

@@ -462,6 +462,14 @@ def test_dev_passes_doctor_and_its_replays_end_recovered_or_failed(dev_running: 
     not_ok = [c for c in json.loads(checked.stdout)["checks"] if c["status"] != "ok"]
     assert not_ok == []  # dev's setup is the example of a good one
     wait_for(lambda: set(failures) <= set(listed(folder)), "the simulated failures stored")
+    # the simulated functions wrote their attempts' lines, as Lambda would: failures logs
+    # (which failures show points at) finds them on dev's endpoint
+    stored = listed(folder)
+    rid = next(r for r in failures if stored[r]["condition"] == "RetriesExhausted")
+    logged = run(["lambda-destinations", "failures", "logs", rid], folder)
+    assert logged.returncode == 0, logged.stderr
+    assert logged.stdout.count(f"START RequestId: {rid}") == 3, logged.stdout
+    assert stored[rid]["error_type"] in logged.stdout
     # dev's alert channel (a webhook handler posting to dev itself) showed failures
     alerts = wait_for(
         lambda: [

@@ -149,7 +149,7 @@ def test_the_invocations_lines_are_shown_and_no_other_invocations(
         f"7 lines from log group {GROUP}, "
         f"{(row.timestamp - dt.timedelta(minutes=16)):%Y-%m-%d %H:%M:%S} → "
         f"{(row.timestamp + dt.timedelta(minutes=1)):%Y-%m-%d %H:%M:%S} UTC",
-        "the last of 3 attempts; --all-attempts reads the earlier ones",
+        "1 of 3 attempts in the window; --all-attempts reads back to the first",
     ]
 
 
@@ -240,7 +240,7 @@ def test_earlier_attempts_are_read_with_all_attempts(
     ]
     assert every.returncode == 0, every.stderr
     assert "first try" in every.stdout
-    assert "the last of 3 attempts" not in every.stderr
+    assert "attempts in the window" not in every.stderr
 
 
 def test_no_line_of_a_record_older_than_the_groups_retention_says_they_expired(

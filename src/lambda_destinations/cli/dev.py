@@ -432,6 +432,7 @@ async def _dev(
             _banner(settings, simulation)
             if simulate_n:
                 batch = list(messages(simulate_n, seed=_seed(simulation)))
+                await endpoint.write_logs(m.record for m in batch if m.record is not None)
                 sent = await send_messages(aws, batch, success_url, failure_url)
                 click.echo(f"  simulated  {plural(sent, 'message')}", err=True)
         return await _run_dev_worker(settings, console_port, _seed(simulation))

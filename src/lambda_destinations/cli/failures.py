@@ -624,9 +624,19 @@ def _log_notes(row: InvocationRow, found: FunctionLogs, *, widened: bool) -> lis
             "Lambda retries a stream batch in new invocations, each with a request id of its "
             "own: the others' lines are in the same log group, before these"
         )
-    elif not widened and attempts > 1:
-        notes.append(f"the last of {attempts} attempts; --all-attempts reads the earlier ones")
+    elif not widened and (shown := _attempts_shown(row, found)) < attempts:
+        notes.append(
+            f"{shown} of {attempts} attempts in the window; --all-attempts reads back to the first"
+        )
     return notes
+
+
+def _attempts_shown(row: InvocationRow, found: FunctionLogs) -> int:
+    """How many attempts' START lines the lines hold (at least one: lines were found)."""
+    from lambda_destinations.operations.function_logs import starts_attempt
+
+    starts = sum(1 for line in found.lines if starts_attempt(line.message, row.request_id or ""))
+    return max(starts, 1)
 
 
 def _empty_hints(row: InvocationRow, found: FunctionLogs, *, widened: bool) -> list[str]:

@@ -202,7 +202,7 @@ def _attempts(named: list[LogLine], request_id: str) -> list[tuple[str, dt.datet
     current: dict[str, int] = {}  # stream -> index of its attempt in spans
     for line in sorted(named, key=lambda line: line.timestamp):
         index = current.get(line.log_stream)
-        if index is None or _starts(line.message, request_id):
+        if index is None or starts_attempt(line.message, request_id):
             current[line.log_stream] = len(spans)
             spans.append((line.log_stream, line.timestamp, line.timestamp))
         else:
@@ -211,7 +211,8 @@ def _attempts(named: list[LogLine], request_id: str) -> list[tuple[str, dt.datet
     return spans
 
 
-def _starts(message: str, request_id: str) -> bool:
+def starts_attempt(message: str, request_id: str) -> bool:
+    """Whether ``message`` is the first line of an attempt (START, or ``platform.start``)."""
     text = message.lstrip()
     if text.startswith("START RequestId:"):
         return True
