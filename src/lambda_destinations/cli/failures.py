@@ -53,7 +53,6 @@ from lambda_destinations.operations.stats import (
 )
 from lambda_destinations.operations.status import reopen
 from lambda_destinations.redact import echoed
-from lambda_destinations.schemas import qualified_name
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
     FailureStatus,
@@ -388,6 +387,9 @@ def _replays_section(whole: FailureDetail) -> list[str]:
     fields = "attempt requested_at requested_by trigger outcome new_request_id detail"
     rows = [_fields_cells(a, fields) for a in whole.replays]
     if whole.invoked_elsewhere:
+        # Imported here: the schemas package loads the decoder, which `list` does not need.
+        from lambda_destinations.schemas import qualified_name
+
         headers.insert(4, "INVOKED")
         for row, attempt in zip(rows, whole.replays, strict=True):
             row.insert(4, qualified_name(attempt.function_arn))
