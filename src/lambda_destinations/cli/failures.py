@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from lambda_destinations._text import capped, line_feeds, visible
+from lambda_destinations._text import capped, visible
 from lambda_destinations.cli._app import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -46,6 +46,16 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import field_lines, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.detail import FailureDetail, failure_detail, run_status
+from lambda_destinations.operations.function_logs import (
+    DEFAULT_LIMIT,
+    Controls,
+    FunctionLogs,
+    LogLine,
+    LogsQuery,
+    log_notes,
+    log_text,
+    logs_command_line,
+)
 from lambda_destinations.operations.stats import (
     check_window,
     earlier_failure_hint,
@@ -63,7 +73,6 @@ from lambda_destinations.times import window_backwards
 
 if TYPE_CHECKING:
     from lambda_destinations.operations import FailureStats
-    from lambda_destinations.operations.function_logs import FunctionLogs, LogLine, LogsQuery
     from lambda_destinations.store import Store
 
 # The fields of a failure in --json/--ndjson/--csv, in this order (scripts rely on them).
@@ -425,7 +434,7 @@ def _summary_fields(whole: FailureDetail) -> list[tuple[str, str]]:
         ("queue", row.queue),
     ]
     if row.request_id:
-        fields.append(("logs", f"lambda-destinations failures logs {shlex.quote(row.request_id)}"))
+        fields.append(("logs", logs_command_line(row.request_id)))
     if whole.others:
         fields.append(("also", ", ".join(whole.others)))
     if whole.replay_of is not None:
@@ -450,6 +459,14 @@ def _section(title: str, headers: list[str], rows: list[list[Any]], **table: Any
 
 # -- logs -------------------------------------------------------------------------------------
 
+# The options the lines of `failures logs` name.
+_CONTROLS = Controls(
+    all_attempts="--all-attempts",
+    window="--since and --until set the window",
+    log_group="--log-group ",
+    all_lines="--limit 0: all",
+)
+
 
 @subcommand(failures_group, "logs")
 @click.argument("request_id", callback=stored_ids)
@@ -473,7 +490,7 @@ def _section(title: str, headers: list[str], rows: list[list[Any]], **table: Any
 @click.option(
     "--limit",
     type=Whole(min=0, max=LIMIT_MAX),
-    default=500,
+    default=DEFAULT_LIMIT,
     show_default=True,
     help="At most this many lines (0: no limit).",
 )
@@ -513,8 +530,9 @@ def logs_command(
     if as_json:
         click.echo(dumps([_log_json(found.source.log_group, line) for line in found.lines]))
     elif found.lines:
-        click.echo(visible(_log_text(found.lines)))
-    for note in _log_notes(row, found, widened=all_attempts or since is not None):
+        click.echo(visible(log_text(found.lines)))
+    widened = all_attempts or since is not None
+    for note in log_notes(row, found, _CONTROLS, widened=widened, now=command_now()):
         echo_error(note)
 
 
@@ -535,25 +553,23 @@ def _logs_query(
     limit: int,
 ) -> LogsQuery:
     """What `failures logs` reads for ``row``; a usage error (2) for what cannot be read."""
-    from lambda_destinations.operations.function_logs import LogsQuery, default_window
+    from lambda_destinations.operations.function_logs import NothingToRead, logs_query
 
-    if not row.request_id:
-        fail(
-            f"the record {echoed(row.key)!r} has no request id, which the function's lines "
-            "would name: read its log group in CloudWatch Logs around its time",
-            EXIT_USAGE,
+    try:
+        query = logs_query(
+            row,
+            _CONTROLS,
+            all_attempts=all_attempts,
+            since=since,
+            until=until,
+            log_group=log_group,
+            limit=limit,
         )
-    if row.function_arn is None and not log_group:
-        fail(
-            f"the record names no function ({row.kind}): give its log group, "
-            "--log-group /aws/lambda/NAME",
-            EXIT_USAGE,
-        )
-    start, end = default_window(row.timestamp or row.first_seen_at, all_attempts=all_attempts)
-    since, until = since or start, until or end
-    if since >= until:
-        fail(window_backwards(since, until), EXIT_USAGE)
-    return LogsQuery(row.request_id, row.function_arn, log_group, since, until, limit)
+    except NothingToRead as exc:
+        fail(str(exc), EXIT_USAGE)
+    if query.since >= query.until:
+        fail(window_backwards(query.since, query.until), EXIT_USAGE)
+    return query
 
 
 def _read_logs(settings: Settings, query: LogsQuery) -> FunctionLogs:
@@ -562,14 +578,13 @@ def _read_logs(settings: Settings, query: LogsQuery) -> FunctionLogs:
     from lambda_destinations.operations.function_logs import (
         LogGroupNotFound,
         LogsRefused,
+        account_roles,
         function_logs,
     )
 
-    roles = {account: role.role_arn for account, role in settings.accounts.items()}
-
     async def go() -> FunctionLogs:
         async with AwsClients(settings) as aws:
-            return await function_logs(aws, query, roles)
+            return await function_logs(aws, query, account_roles(settings), _CONTROLS)
 
     with aws_errors(settings):
         try:
@@ -587,78 +602,6 @@ def _log_json(log_group: str, line: LogLine) -> dict[str, Any]:
         "log_stream": line.log_stream,
         "message": line.message,
     }
-
-
-def _log_text(lines: Sequence[LogLine]) -> str:
-    """Each line after its time, its own line breaks indented under its first; the stream's
-    name before the first line of each stream."""
-    out: list[str] = []
-    stream = None
-    for line in lines:
-        if line.log_stream != stream:
-            stream = line.log_stream
-            out.append(f"stream {stream}")
-        time = format_time(line.timestamp)
-        first, *rest = line_feeds(line.message).rstrip("\n").split("\n")
-        out.append(f"{time}  {first}")
-        out += [" " * (len(time) + 2) + more for more in rest]
-    return "\n".join(out)
-
-
-def _log_notes(row: InvocationRow, found: FunctionLogs, *, widened: bool) -> list[str]:
-    """The lines on stderr: where the lines came from, or why none, and what to read next."""
-    from lambda_destinations.operations.function_logs import window_text
-
-    count = len(found.lines)
-    window = window_text(found.since, found.until)
-    where = f"log group {found.source.log_group}"
-    if not count:
-        notes = [f"no line of request id {row.request_id} in {where}, {window}"]
-        if row.condition == "ZeroReservedConcurrency":
-            notes.append("Lambda did not run the function (its reserved concurrency is 0)")
-        return notes + _empty_hints(row, found, widened=widened)
-    notes = [f"{count} line{'s' if count != 1 else ''} from {where}, {window}"]
-    if found.more:
-        notes.append(f"the first {count} shown; more lines match (--limit 0: all)")
-    attempts = row.approximate_invoke_count or 1
-    if row.kind == "stream-failure":
-        notes.append(
-            "Lambda retries a stream batch in new invocations, each with a request id of its "
-            "own: the others' lines are in the same log group, before these"
-        )
-    elif not widened and (shown := _attempts_shown(row, found)) < attempts:
-        notes.append(
-            f"{shown} of {attempts} attempts in the window; --all-attempts reads back to the first"
-        )
-    return notes
-
-
-def _attempts_shown(row: InvocationRow, found: FunctionLogs) -> int:
-    """How many attempts' START lines the lines hold (at least one: lines were found)."""
-    from lambda_destinations.operations.function_logs import starts_attempt
-
-    starts = sum(1 for line in found.lines if starts_attempt(line.message, row.request_id or ""))
-    return max(starts, 1)
-
-
-def _empty_hints(row: InvocationRow, found: FunctionLogs, *, widened: bool) -> list[str]:
-    """What may explain a window with no line: its width, the group's retention, an account
-    whose logs were not read."""
-    hints = []
-    if not widened:
-        hints.append(
-            "--all-attempts reads back to the first attempt; --since and --until set the window"
-        )
-    moment = row.timestamp or row.first_seen_at
-    days = found.retention_days
-    if days is not None and moment < command_now() - dt.timedelta(days=days):
-        hints.append(
-            f"the log group keeps lines {days} days, and the record is from "
-            f"{format_time(moment)} UTC: its lines have expired"
-        )
-    if found.other_account:
-        hints.append(found.other_account)
-    return hints
 
 
 # -- stats ------------------------------------------------------------------------------------

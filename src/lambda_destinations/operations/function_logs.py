@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shlex
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from lambda_destinations._text import line_feeds
 from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.redact import echoed
 from lambda_destinations.times import utc_text
 
 if TYPE_CHECKING:
     from lambda_destinations.aws import AwsClients
+    from lambda_destinations.config import Settings
+    from lambda_destinations.store import InvocationRow
 
 # Lambda's longest timeout: the last attempt began at most this long before its record.
 LONGEST_RUN = dt.timedelta(minutes=15)
@@ -34,6 +40,24 @@ LONGEST_EVENT_AGE = dt.timedelta(hours=6)
 # Room for clocks, and for lines written as the record was sent.
 SLACK = dt.timedelta(minutes=1)
 _PAGE_MAX = 10_000  # FilterLogEvents' most events an answer
+DEFAULT_LIMIT = 500  # lines read at most, unless told otherwise
+
+
+def logs_command_line(ident: str) -> str:
+    """The command that prints the lines of the record ``ident`` names."""
+    return f"lambda-destinations failures logs {shlex.quote(ident)}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Controls:
+    """How the reader of the lines reads other ones, in the words of the front end that shows
+    them (``failures logs``' options; the console's link, and the command for the rest): the
+    lines of this module name them."""
+
+    all_attempts: str  # what reads back to the first attempt: "--all-attempts"
+    window: str  # what sets the window, a clause: "--since and --until set the window"
+    log_group: str  # what gives the log group, before its name: "--log-group "
+    all_lines: str  # what reads past the limit: "--limit 0: all"
 
 
 def default_window(moment: dt.datetime, *, all_attempts: bool) -> tuple[dt.datetime, dt.datetime]:
@@ -62,6 +86,11 @@ class LogGroupNotFound(LogsNotRead):
 
 class LogsRefused(LogsNotRead):
     """AWS refused a call: a permission the credentials (or an account's role) lack."""
+
+
+class NothingToRead(LogsNotRead):
+    """The record names nothing to read the lines by: no request id, or no function (and no
+    log group was given)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -251,10 +280,49 @@ class LogsQuery:
     limit: int  # 0: all
 
 
-async def function_logs(aws: AwsClients, query: LogsQuery, roles: dict[str, str]) -> FunctionLogs:
+def logs_query(
+    row: InvocationRow,
+    controls: Controls,
+    *,
+    all_attempts: bool = False,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    log_group: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> LogsQuery:
+    """What to read for ``row``: the window of its last attempt (``all_attempts``: of every
+    attempt), or from ``since`` to ``until`` where given. NothingToRead for a record whose
+    lines cannot be found (no request id; no function, unless ``log_group``)."""
+    if not row.request_id:
+        raise NothingToRead(
+            f"the record {echoed(row.key)!r} has no request id, which the function's lines "
+            "would name",
+            "read its log group in CloudWatch Logs around its time",
+        )
+    if row.function_arn is None and not log_group:
+        raise NothingToRead(
+            f"the record names no function ({row.kind})",
+            f"give its log group, {controls.log_group}/aws/lambda/NAME",
+        )
+    start, end = default_window(row.timestamp or row.first_seen_at, all_attempts=all_attempts)
+    return LogsQuery(
+        row.request_id, row.function_arn, log_group, since or start, until or end, limit
+    )
+
+
+def account_roles(settings: Settings) -> dict[str, str]:
+    """The role ARN of each account of the accounts table, by account: :func:`function_logs`'
+    ``roles``."""
+    return {account: role.role_arn for account, role in settings.accounts.items()}
+
+
+async def function_logs(
+    aws: AwsClients, query: LogsQuery, roles: dict[str, str], controls: Controls
+) -> FunctionLogs:
     """The lines ``query`` names. ``roles``: the role ARN of each account of the accounts table,
-    whose calls are made as that role. Raises LogGroupNotFound or LogsRefused (a line and a
-    fix each); any other AWS error as it is."""
+    whose calls are made as that role (:func:`account_roles`). Raises LogGroupNotFound or
+    LogsRefused (a line and a fix each, ``controls`` named in it); any other AWS error as it
+    is."""
     from botocore.exceptions import ClientError
 
     if query.function_arn is None:
@@ -267,7 +335,7 @@ async def function_logs(aws: AwsClients, query: LogsQuery, roles: dict[str, str]
             logs, source.log_group, query.request_id, query.since, query.until, query.limit
         )
     except ClientError as exc:
-        raise await _not_read(aws, source, exc, roles) from exc
+        raise await _not_read(aws, source, exc, roles, controls) from exc
     found = FunctionLogs(source, query.since, query.until, lines, more)
     if not lines:
         found.retention_days = await retention_days(logs, source.log_group)
@@ -276,7 +344,7 @@ async def function_logs(aws: AwsClients, query: LogsQuery, roles: dict[str, str]
 
 
 async def _not_read(
-    aws: AwsClients, source: LogSource, exc: Exception, roles: dict[str, str]
+    aws: AwsClients, source: LogSource, exc: Exception, roles: dict[str, str], controls: Controls
 ) -> Exception:
     """What FilterLogEvents' error ``exc`` says, restated: a log group not found, a refusal
     naming the permission on the group's ARN; ``exc`` itself for any other."""
@@ -302,7 +370,10 @@ async def _not_read(
     where = f"account {account}, " if account else ""
     region = source.region or aws.region
     problem = f"log group {source.log_group} not found in {where}region {region}"
-    fix = "the function has not logged yet, or logs to another group: give it, --log-group NAME"
+    fix = (
+        "the function has not logged yet, or logs to another group: "
+        f"give it, {controls.log_group}NAME"
+    )
     if source.unread_config:
         fix += f" ({source.unread_config}: its LoggingConfig, which may name one, was not read)"
     if (other := await other_account(aws, account, roles)) is not None:
@@ -324,3 +395,76 @@ async def other_account(aws: AwsClients, account: str | None, roles: dict[str, s
         f'[accounts.{account}] role_arn = "arn:aws:iam::{account}:role/NAME" in the TOML file, '
         "allowed logs:FilterLogEvents on the function's log group"
     )
+
+
+def log_text(lines: Sequence[LogLine]) -> str:
+    """Each line after its time, its own line breaks indented under its first; the stream's
+    name before the first line of each stream. Not yet escaped: each front end shows it as it
+    shows every text (``visible``)."""
+    out: list[str] = []
+    stream = None
+    for line in lines:
+        if line.log_stream != stream:
+            stream = line.log_stream
+            out.append(f"stream {stream}")
+        time = utc_text(line.timestamp)
+        first, *rest = line_feeds(line.message).rstrip("\n").split("\n")
+        out.append(f"{time}  {first}")
+        out += [" " * (len(time) + 2) + more for more in rest]
+    return "\n".join(out)
+
+
+def log_notes(
+    row: InvocationRow, found: FunctionLogs, controls: Controls, *, widened: bool, now: dt.datetime
+) -> list[str]:
+    """What to say beside the lines: where they came from, or why none, and what to read next.
+    ``widened``: the window is wider than the last attempt's."""
+    count = len(found.lines)
+    window = window_text(found.since, found.until)
+    where = f"log group {found.source.log_group}"
+    if not count:
+        notes = [f"no line of request id {row.request_id} in {where}, {window}"]
+        if row.condition == "ZeroReservedConcurrency":
+            notes.append("Lambda did not run the function (its reserved concurrency is 0)")
+        return notes + _empty_hints(row, found, controls, widened=widened, now=now)
+    notes = [f"{count} line{'s' if count != 1 else ''} from {where}, {window}"]
+    if found.more:
+        notes.append(f"the first {count} shown; more lines match ({controls.all_lines})")
+    attempts = row.approximate_invoke_count or 1
+    if row.kind == "stream-failure":
+        notes.append(
+            "Lambda retries a stream batch in new invocations, each with a request id of its "
+            "own: the others' lines are in the same log group, before these"
+        )
+    elif not widened and (shown := _attempts_shown(row, found)) < attempts:
+        notes.append(
+            f"{shown} of {attempts} attempts in the window; {controls.all_attempts} reads back "
+            "to the first"
+        )
+    return notes
+
+
+def _attempts_shown(row: InvocationRow, found: FunctionLogs) -> int:
+    """How many attempts' START lines the lines hold (at least one: lines were found)."""
+    request_id = row.request_id or ""
+    return max(1, sum(1 for line in found.lines if starts_attempt(line.message, request_id)))
+
+
+def _empty_hints(
+    row: InvocationRow, found: FunctionLogs, controls: Controls, *, widened: bool, now: dt.datetime
+) -> list[str]:
+    """What may explain a window with no line: its width, the group's retention, an account
+    whose logs were not read."""
+    hints = []
+    if not widened:
+        hints.append(f"{controls.all_attempts} reads back to the first attempt; {controls.window}")
+    moment = row.timestamp or row.first_seen_at
+    days = found.retention_days
+    if days is not None and moment < now - dt.timedelta(days=days):
+        hints.append(
+            f"the log group keeps lines {days} days, and the record is from "
+            f"{utc_text(moment)} UTC: its lines have expired"
+        )
+    if found.other_account:
+        hints.append(found.other_account)
+    return hints
