@@ -20,20 +20,13 @@ from typing import Any
 
 import boto3
 import pytest
+from logs_helpers import GROUP, OTHER_ID, STREAM, invocation, logs_client, put, put_last_attempt
 from ops_helpers import REGION, cli, cli_through, error_lines, failure_body, row_of, seed_sync
 
 from accounts_endpoint import AccountsEndpoint
 from lambda_destinations.simulate import function_arn
 from lambda_destinations.store import InvocationRow
 from tcp_proxy import AnswerCutter, aws_error
-
-GROUP = "/aws/lambda/orders-api"
-STREAM = "2026/11/20/[$LATEST]3893a1b27fac4485b47bb75b671a283c"
-OTHER_ID = "0f0f0f0f-1111-4222-8333-444455556666"
-
-
-def logs_client(url: str) -> Any:
-    return boto3.client("logs", region_name=REGION, endpoint_url=url)
 
 
 @pytest.fixture
@@ -59,61 +52,11 @@ def failure_at(**kwargs: Any) -> tuple[InvocationRow, str, dt.datetime]:
     return row, row.request_id, row.timestamp
 
 
-def millis(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def invocation(
-    request_id: str, start: dt.datetime, own: list[str], *, json_format: bool = False
-) -> list[tuple[dt.datetime, str]]:
-    """The lines Lambda writes for one invocation, a second apart from ``start``: START, the
-    code's ``own`` lines, END and REPORT."""
-    if json_format:
-        record = {"requestId": request_id, "version": "$LATEST"}
-        first = [json.dumps({"type": "platform.start", "record": record})]
-        last = [
-            json.dumps({"type": "platform.runtimeDone", "record": {**record, "status": "error"}}),
-            json.dumps({"type": "platform.report", "record": {**record, "status": "error"}}),
-        ]
-    else:
-        first = [f"START RequestId: {request_id} Version: $LATEST\n"]
-        last = [
-            f"END RequestId: {request_id}\n",
-            f"REPORT RequestId: {request_id}\tDuration: 3000.00 ms\tStatus: timeout\n",
-        ]
-    lines = [*first, *own, *last]
-    return [(start + dt.timedelta(seconds=n), text) for n, text in enumerate(lines)]
-
-
-def put(client: Any, stream: str, lines: list[tuple[dt.datetime, str]], group: str = GROUP) -> None:
-    existing = client.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
-    if not any(g["logGroupName"] == group for g in existing):
-        client.create_log_group(logGroupName=group)
-    streams = client.describe_log_streams(logGroupName=group)["logStreams"]
-    if not any(s["logStreamName"] == stream for s in streams):
-        client.create_log_stream(logGroupName=group, logStreamName=stream)
-    client.put_log_events(
-        logGroupName=group,
-        logStreamName=stream,
-        logEvents=[{"timestamp": millis(at), "message": text} for at, text in sorted(lines)],
-    )
-
-
 def logged_failure(client: Any, sqlite_url: str, **kwargs: Any) -> tuple[InvocationRow, str]:
     """A failure seeded in the store, its last attempt's lines in the log group (with another
     invocation's before and after it in the same stream); its request id."""
     row, rid, at = failure_at(**kwargs)
-    start = at - dt.timedelta(seconds=30)
-    own = [
-        f"[INFO]\t2026-11-20T21:15:51.123Z\t{rid}\tcharging order 42\n",
-        "printed without a request id\n",
-        "[ERROR] TimeoutError: card service\rTraceback (most recent call last):\r  File x\n",
-        "colour \x1b[31mred\x1b[0m and \u202eevil\n",
-    ]
-    put(client, STREAM, invocation(OTHER_ID, start - dt.timedelta(seconds=20), ["before"]))
-    put(client, STREAM, invocation(rid, start, own))
-    put(client, STREAM, invocation(OTHER_ID, start + dt.timedelta(seconds=20), ["after"]))
-    put(client, "2026/11/20/[$LATEST]other", invocation(OTHER_ID, start, ["elsewhere"]))
+    put_last_attempt(client, rid, at)
     seed_sync(sqlite_url, [row])
     return row, rid
 
