@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import datetime as dt
 import json
 import os
 import random
@@ -20,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import TOKEN, RunningConsole, World, stored_failure
+from console_helpers import TOKEN, XSS, RunningConsole, World, stored_failure
+from logs_helpers import STREAM, lambda_logs, put, put_last_attempt
 
 from lambda_destinations.simulate import failure_record
 
@@ -78,6 +81,14 @@ def _edit_with_a_bad_qualifier(page: Any) -> None:
     assert page.locator("#edit-qualifier").get_attribute("aria-invalid") == "true"
 
 
+def _log_lines(page: Any) -> None:
+    assert "charging order 42" in page.locator("#log-lines").inner_text()
+
+
+def _no_log_group(page: Any) -> None:
+    assert "not found" in page.locator("#logs-problem").inner_text()
+
+
 def _on_the_alias(page: Any) -> None:
     assert "payments-api:7 → payments-api:live" in page.locator("table").inner_text()
 
@@ -113,6 +124,17 @@ SIGNED_IN: list[State] = [
     ("groups", lambda s: "/groups?since=7d", None),
     ("a failure with payloads", lambda s: s.failure("timeout"), None),
     ("a failure, ignored", lambda s: s.failure("value"), None),
+    ("a failure's function logs", lambda s: s.failure("timeout") + "/logs", _log_lines),
+    (
+        "a failure's function logs, every attempt",
+        lambda s: s.failure("timeout") + "/logs?all_attempts=1",
+        _log_lines,
+    ),
+    (
+        "a failure's function logs, no log group",
+        lambda s: s.failure("value") + "/logs",
+        _no_log_group,
+    ),
     ("a failure's edit", lambda s: s.failure("edit") + "/edit", None),
     ("a failure's edit, not JSON", lambda s: s.failure("edit") + "/edit", _edit_with_bad_json),
     ("bulk replay plan", lambda s: "/bulk?action=replay&function=orders-api", None),
@@ -146,6 +168,7 @@ ZOOMED_STATES = {
     "overview",
     "failures, filtered",
     "a failure with payloads",
+    "a failure's function logs",
     "a failure's edit, not JSON",
     "bulk replay plan",
     "a failure of a published version",
@@ -194,12 +217,22 @@ def _start_jobs(page: Any, console: RunningConsole) -> dict[str, str]:
     return jobs
 
 
+def _log_timeout_failure(logs: Any, world: World) -> None:
+    """The last attempt of the timeout failure, in its function's log group (one line markup)."""
+    record = world.records["timeout"]
+    moment = dt.datetime.fromisoformat(record["timestamp"])
+    put_last_attempt(logs, record["requestContext"]["requestId"], moment)
+    put(logs, STREAM, [(moment - dt.timedelta(seconds=28, milliseconds=500), XSS)])
+
+
 @pytest.fixture(scope="module")
 def signed_in(browser: Any, console: RunningConsole, world: World) -> Iterator[tuple[Site, Any]]:
     """The site with its jobs started, and a signed-in session's storage state."""
     _store_published(world)
     context = _new_context(browser, WIDE)
+    logs = contextlib.ExitStack()
     try:
+        _log_timeout_failure(logs.enter_context(lambda_logs(world.endpoint.url)), world)
         page = context.new_page()
         page.set_default_timeout(20000)
         page.goto(f"{console.url}/login?token={TOKEN}")
@@ -210,6 +243,7 @@ def signed_in(browser: Any, console: RunningConsole, world: World) -> Iterator[t
         yield site, context.storage_state()
     finally:
         context.close()
+        logs.close()
 
 
 def violations(page: Any, axe_source: str) -> list[str]:

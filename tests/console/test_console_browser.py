@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import json
 import random
 import time
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 from console_helpers import TOKEN, XSS, RunningConsole, World, stored_failure
+from logs_helpers import STREAM, invocation, lambda_logs, put, put_last_attempt
 from ops_helpers import send_all
 
 from lambda_destinations.simulate import failure_record
@@ -514,3 +516,48 @@ def test_bulk_replay_on_an_alias_shows_the_plan_on_it_then_invokes_it(
     assert page.locator("h1").inner_text().endswith("; qualifier live)")
     assert [arn for arn, _ in world.endpoint.invocations()] == [arns["live"]] * 2
     assert [[a.function_arn for a in replays_of(world, k)] for k in keys] == [[arns["live"]]] * 2
+
+
+def test_a_failure_s_function_logs_open_from_its_page_and_every_attempt_on_request(
+    page: Any, console: RunningConsole, world: World, screenshots: Path
+) -> None:
+    # given: the timeout failure's last attempt logged (one of its lines markup), and an
+    # earlier attempt 3 hours before its record
+    key = world.key("timeout")
+    record = world.records["timeout"]
+    rid = record["requestContext"]["requestId"]
+    moment = dt.datetime.fromisoformat(record["timestamp"])
+    with lambda_logs(world.endpoint.url) as logs:
+        put_last_attempt(logs, rid, moment)
+        put(logs, STREAM, [(moment - dt.timedelta(seconds=28, milliseconds=500), XSS)])
+        put(logs, STREAM, invocation(rid, moment - dt.timedelta(hours=3), ["first try"]))
+
+        # when: the failure's page, then its link to the logs
+        page.goto(console.url + failure_path(key))
+        page.click("#show-logs")
+        page.wait_for_url("**/logs")
+        shot(page, screenshots, "failure-logs")
+
+        # then: the last attempt's lines, as text; the earlier attempt's not yet
+        lines = page.locator("#log-lines").inner_text()
+        assert f"START RequestId: {rid} Version: $LATEST" in lines
+        assert "charging order 42" in lines
+        assert XSS in lines
+        assert "colour \\x1b[31mred\\x1b[0m and \\u202eevil" in lines
+        assert "first try" not in lines
+        assert page.locator("main img").count() == 0
+        time.sleep(0.2)  # an onerror handler would have run by now
+        assert page.evaluate("window.__xss") is None
+        assert page.locator("#logs-notes").inner_text() == (
+            "the last of 3 attempts; All attempts reads the earlier ones"
+        )
+
+        # when: every attempt is asked for
+        page.click("#all-attempts")
+        page.wait_for_url("**/logs?all_attempts=1")
+
+        # then: the earlier attempt's lines too, before the last's
+        lines = page.locator("#log-lines").inner_text()
+        assert lines.index("first try") < lines.index("charging order 42")
+        page.click("#back-to-failure")
+        at_failure(page, key)

@@ -14,7 +14,7 @@ import os
 import random
 import re
 import string
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -22,18 +22,19 @@ from urllib.parse import quote, unquote, urlencode
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from console_helpers import stored_failure
+from console_helpers import XSS, stored_failure
+from logs_helpers import GROUP, OTHER_ID, STREAM, invocation, lambda_logs, put, put_last_attempt
 from ops_helpers import at, count_messages, failure_body, send_all
 
 from lambda_destinations import times
 from lambda_destinations.config import Settings
-from lambda_destinations.console import ConsoleOptions, actions, create_app
+from lambda_destinations.console import ConsoleOptions, actions, create_app, pages
 from lambda_destinations.console import app as console_app
 from lambda_destinations.console.app import CONSOLE
 from lambda_destinations.console.jobs import Job
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
-from lambda_destinations.simulate import failure_record, kinesis_failure
+from lambda_destinations.simulate import failure_record, function_arn, kinesis_failure
 from lambda_destinations.store import (
     DeliveryRow,
     FailureStatus,
@@ -45,6 +46,7 @@ from lambda_destinations.store import (
     Store,
 )
 from ledger_helpers import replayed_once
+from tcp_proxy import AnswerCutter, aws_error
 
 TOKEN = "http-test-token"
 ARN = "arn:aws:lambda:us-east-1:123456789012"
@@ -2791,3 +2793,255 @@ async def test_a_bulk_replay_shows_the_plan_on_the_qualifier_typed_then_invokes_
         (bulk,) = await store.actions(_bulk_target(confirmed))
     assert [[a.function_arn for a in each] for each in attempts] == [[arns["live"]]] * 2
     assert bulk.detail["qualifier"] == "live"
+
+
+# -- a failure's function logs --------------------------------------------------------------
+
+
+async def _failure_of_orders_api(settings: Settings, minutes_ago: float = 10) -> InvocationRow:
+    """A RetriesExhausted failure of orders-api (3 attempts) written ``minutes_ago``, stored."""
+    record = failure_record(random.Random(11), function="orders-api", condition="RetriesExhausted")
+    record["timestamp"] = at(minutes_ago)
+    return await stored_failure(settings, function_arn=function_arn("orders-api"), record=record)
+
+
+def _logs_path(row: InvocationRow, query: str = "") -> str:
+    return f"/failures/{quote(row.key, safe='')}/logs{query}"
+
+
+def _shown(page: str, element_id: str) -> str:
+    """The text of the element ``element_id`` of a page, as a browser shows it."""
+    return html.unescape(page.split(f'id="{element_id}"', 1)[1].split(">", 1)[1].split("</", 1)[0])
+
+
+@pytest.fixture
+def cloudwatch_logs(endpoint_url: str) -> Iterator[Any]:
+    with lambda_logs(endpoint_url) as client:
+        yield client
+
+
+async def test_a_failure_s_logs_page_shows_its_own_lines_and_its_page_reads_none(
+    make_client, settings_for: Callable[..., Settings], cloudwatch_logs: Any, endpoint_url: str
+) -> None:
+    # given: a failure's last attempt logged between other invocations' lines (one of its
+    # lines markup), and a console whose AWS calls pass a proxy that counts FilterLogEvents
+    proxy = AnswerCutter(endpoint_url, b"Logs_20140328.FilterLogEvents", http=True)
+    async with proxy.running() as through:
+        settings = settings_for(endpoint_url=through)
+        row = await _failure_of_orders_api(settings)
+        assert row.request_id is not None
+        assert row.timestamp is not None
+        put_last_attempt(cloudwatch_logs, row.request_id, row.timestamp)
+        markup = [(row.timestamp - dt.timedelta(seconds=28, milliseconds=500), XSS)]
+        put(cloudwatch_logs, STREAM, markup)
+        client = await make_client(settings)
+
+        # when: the failure's page, then its logs page
+        failure_page = await (await client.get(f"/failures/{quote(row.key, safe='')}")).text()
+        asked_by_the_failure_page = len(proxy.seen)
+        response = await client.get(_logs_path(row))
+        page = await response.text()
+
+    # then: the failure's page links to its logs and asked CloudWatch Logs nothing
+    assert asked_by_the_failure_page == 0
+    assert f'href="{_logs_path(row)}" id="show-logs"' in failure_page
+    assert f'href="{_logs_path(row, "?all_attempts=1")}" id="show-all-logs"' in failure_page
+    # the logs page shows the attempt's lines, the printed ones too, and none of the others
+    assert response.status == 200
+    assert proxy.seen
+    lines = _shown(page, "log-lines")
+    assert lines.splitlines()[0] == f"stream {STREAM}"
+    assert f"START RequestId: {row.request_id} Version: $LATEST" in lines
+    assert "  printed without a request id\n" in lines
+    assert " " * 21 + "Traceback (most recent call last):" in lines
+    assert f"REPORT RequestId: {row.request_id}" in lines
+    for other in ("before", "after", "elsewhere", OTHER_ID):
+        assert other not in page
+    # what the function wrote is text: escaped as every field, controls and bidi spelled out
+    assert XSS in lines
+    assert "<img" not in page
+    assert "colour \\x1b[31mred\\x1b[0m and \\u202eevil" in lines
+    assert "\x1b" not in page
+    assert "\u202e" not in page
+    window = (
+        f"{(row.timestamp - dt.timedelta(minutes=16)):%Y-%m-%d %H:%M:%S} → "
+        f"{(row.timestamp + dt.timedelta(minutes=1)):%Y-%m-%d %H:%M:%S} UTC"
+    )
+    assert _shown(page, "logs-source") == f"8 lines from log group {GROUP}, {window}"
+    assert "the last of 3 attempts; All attempts reads the earlier ones" in page
+    assert f'href="{_logs_path(row, "?all_attempts=1")}" id="all-attempts">All attempts<' in page
+
+
+async def test_the_logs_page_reads_every_attempt_when_asked_and_says_how_to_widen_an_empty_window(
+    make_client, settings_for: Callable[..., Settings], cloudwatch_logs: Any
+) -> None:
+    # given: the request id's lines only 3 hours before its record (an earlier attempt)
+    settings = settings_for()
+    row = await _failure_of_orders_api(settings)
+    assert row.timestamp is not None
+    rid = row.request_id
+    start = row.timestamp - dt.timedelta(hours=3)
+    put(cloudwatch_logs, STREAM, invocation(str(rid), start, ["first try"]))
+    client = await make_client(settings)
+
+    # when: the last attempt's window, then every attempt's, then a value the page never links
+    last = await client.get(_logs_path(row))
+    every = await client.get(_logs_path(row, "?all_attempts=1"))
+    bad = await client.get(_logs_path(row, "?all_attempts=yes"))
+
+    # then: none in the first, said with the window and how to widen it; found in the second
+    assert last.status == 200
+    page = await last.text()
+    assert "log-lines" not in page
+    assert _shown(page, "logs-source").startswith(
+        f"no line of request id {rid} in log group {GROUP}, "
+    )
+    widen = (
+        "All attempts reads back to the first attempt; "
+        f"lambda-destinations failures logs {rid} --since and --until set any window"
+    )
+    assert html.unescape(page).count(widen) == 1
+    assert every.status == 200
+    assert "  first try" in _shown(await every.text(), "log-lines")
+    assert bad.status == 400
+    assert await bad.text() == "all_attempts: 1 for every attempt, or nothing\n"
+
+
+async def test_lines_past_the_limit_name_the_command_that_prints_them_all(
+    make_client, settings_for: Callable[..., Settings], cloudwatch_logs: Any
+) -> None:
+    # given: an attempt that printed 600 lines
+    settings = settings_for()
+    row = await _failure_of_orders_api(settings)
+    assert row.timestamp is not None
+    printed = [f"line {n}" for n in range(600)]
+    start = row.timestamp - dt.timedelta(minutes=12)
+    put(cloudwatch_logs, STREAM, invocation(str(row.request_id), start, printed))
+    client = await make_client(settings)
+
+    # when
+    page = await (await client.get(_logs_path(row, "?all_attempts=1"))).text()
+
+    # then: the operation's limit, and the command for the rest
+    assert len(_shown(page, "log-lines").splitlines()) == 1 + 500  # the stream's name, the lines
+    assert (
+        html.unescape(page).count(
+            "the first 500 shown; more lines match (lambda-destinations failures logs "
+            f"{row.request_id} --all-attempts --limit 0 prints them all)"
+        )
+        == 1
+    )
+
+
+async def test_a_missing_log_group_or_a_refusal_is_one_line_on_the_logs_page(
+    make_client, settings_for: Callable[..., Settings], cloudwatch_logs: Any, endpoint_url: str
+) -> None:
+    # given: a failure whose function has no log group
+    missing = await _failure_of_orders_api(settings_for())
+    client = await make_client(settings_for())
+    missing_page = await client.get(_logs_path(missing))
+    missing_text = await missing_page.text()
+    # and one whose lines are there, but AWS refuses FilterLogEvents (the proxy answers as AWS)
+    proxy = AnswerCutter(endpoint_url, b"Logs_20140328.FilterLogEvents", http=True)
+    proxy.refusals = 1
+    proxy.refusal = aws_error(
+        400,
+        "AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: "
+        "logs:FilterLogEvents",
+        "json",
+    )
+    async with proxy.running() as through:
+        refused_settings = settings_for(endpoint_url=through)
+        refused = await _failure_of_orders_api(refused_settings)
+        assert refused.request_id is not None
+        assert refused.timestamp is not None
+        put_last_attempt(cloudwatch_logs, refused.request_id, refused.timestamp)
+        client = await make_client(refused_settings)
+        refused_page = await client.get(_logs_path(refused))
+        refused_text = await refused_page.text()
+
+    # then: each is one line on the page, never a traceback, with the fix
+    assert missing_page.status == 404
+    line = _shown(missing_text, "logs-problem")
+    assert line.startswith(
+        f"log group {GROUP} not found in account 123456789012, region us-east-1: the function "
+        "has not logged yet, or logs to another group: give it, lambda-destinations failures "
+        f"logs {missing.request_id} --log-group NAME (GetFunctionConfiguration failed "
+    )
+    assert refused_page.status == 403
+    assert _shown(refused_text, "logs-problem") == (
+        "FilterLogEvents was refused (AccessDeniedException: User: "
+        "arn:aws:iam::123456789012:user/ops is not authorized to perform: logs:FilterLogEvents): "
+        "check the AWS credentials and that they are allowed logs:FilterLogEvents on "
+        f"arn:aws:logs:us-east-1:123456789012:log-group:{GROUP}:*"
+    )
+    for text in (missing_text, refused_text):
+        assert "Traceback" not in text
+        assert 'href="/failures/' in text  # the way back to the failure
+
+
+async def test_an_endpoint_not_reached_is_one_line_on_the_logs_page_without_its_secret(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    settings = settings_for(endpoint_url="http://127.0.0.1:9/?token=tok-s3cret")
+    row = await _failure_of_orders_api(settings)
+    client = await make_client(settings)
+
+    response = await client.get(_logs_path(row))
+
+    assert response.status == 503
+    page = await response.text()
+    line = _shown(page, "logs-problem")
+    assert line.startswith("EndpointConnectionError: Could not connect to the endpoint URL: ")
+    assert line.endswith(f": {settings.endpoint_fix()}")
+    assert "tok-s3cret" not in page
+    assert "Traceback" not in page
+
+
+async def test_aws_not_answering_ends_the_logs_page_at_its_bound(
+    make_client,
+    settings_for: Callable[..., Settings],
+    endpoint_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: CloudWatch Logs takes FilterLogEvents and never answers; a short bound
+    monkeypatch.setattr(pages, "LOGS_SECONDS", 0.5)
+    proxy = AnswerCutter(endpoint_url, b"Logs_20140328.FilterLogEvents", http=True)
+    proxy.holds = 1
+    async with proxy.running() as through:
+        settings = settings_for(endpoint_url=through)
+        row = await _failure_of_orders_api(settings)
+        client = await make_client(settings)
+
+        # when
+        response = await asyncio.wait_for(client.get(_logs_path(row)), 10)
+        page = await response.text()
+
+    # then: the page came at the bound (before: botocore's read timeout, 16 s here and
+    # 35 s by default, three times over), saying so in one line
+    assert proxy.held == 1
+    assert response.status == 504
+    assert _shown(page, "logs-problem") == (
+        "AWS did not answer within 0.5 s: try again, or run lambda-destinations failures logs "
+        f"{row.request_id}, which waits longer"
+    )
+
+
+async def test_the_logs_page_needs_sign_in_where_every_page_does(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    settings = settings_for()
+    row = await _failure_of_orders_api(settings)
+    exposed = await make_client(settings, host="0.0.0.0")
+
+    signed_out = await exposed.get(_logs_path(row, "?all_attempts=1"), allow_redirects=False)
+    await sign_in(exposed)
+    signed_in = await exposed.get(_logs_path(row, "?all_attempts=1"))
+
+    assert signed_out.status == 303
+    location = unquote(signed_out.headers["Location"])
+    assert location.startswith("/login?next=/failures/")
+    assert location.endswith("/logs?all_attempts=1")
+    assert signed_in.status == 404  # its log group is missing: read, once signed in
+    assert "logs-problem" in await signed_in.text()

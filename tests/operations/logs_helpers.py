@@ -4,8 +4,10 @@ console's (imported by name: tests/ is no package)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -18,6 +20,18 @@ OTHER_ID = "0f0f0f0f-1111-4222-8333-444455556666"
 
 def logs_client(url: str) -> Any:
     return boto3.client("logs", region_name=REGION, endpoint_url=url)
+
+
+@contextlib.contextmanager
+def lambda_logs(url: str) -> Iterator[Any]:
+    """A CloudWatch Logs client of the moto server at ``url``; the /aws/lambda/ log groups are
+    deleted after."""
+    client = logs_client(url)
+    try:
+        yield client
+    finally:
+        for group in client.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]:
+            client.delete_log_group(logGroupName=group["logGroupName"])
 
 
 def millis(moment: dt.datetime) -> int:

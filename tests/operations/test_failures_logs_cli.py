@@ -20,7 +20,16 @@ from typing import Any
 
 import boto3
 import pytest
-from logs_helpers import GROUP, OTHER_ID, STREAM, invocation, logs_client, put, put_last_attempt
+from logs_helpers import (
+    GROUP,
+    OTHER_ID,
+    STREAM,
+    invocation,
+    lambda_logs,
+    logs_client,
+    put,
+    put_last_attempt,
+)
 from ops_helpers import REGION, cli, cli_through, error_lines, failure_body, row_of, seed_sync
 
 from accounts_endpoint import AccountsEndpoint
@@ -31,10 +40,8 @@ from tcp_proxy import AnswerCutter, aws_error
 
 @pytest.fixture
 def logs(endpoint_url: str) -> Iterator[Any]:
-    client = logs_client(endpoint_url)
-    yield client
-    for group in client.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]:
-        client.delete_log_group(logGroupName=group["logGroupName"])
+    with lambda_logs(endpoint_url) as client:
+        yield client
 
 
 def failure(minutes_ago: float = 10, n: int = 1) -> InvocationRow:

@@ -3,6 +3,7 @@ quarantine, jobs, and the sign-in page. GET only; actions are in ``actions.py``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,17 @@ from lambda_destinations.console.security import (
 )
 from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
 from lambda_destinations.operations.detail import AmbiguousId, failure_detail, whole_id
+from lambda_destinations.operations.function_logs import (
+    FunctionLogs,
+    LogGroupNotFound,
+    LogsNotRead,
+    LogsRefused,
+    account_roles,
+    function_logs,
+    log_notes,
+    log_text,
+    logs_query,
+)
 from lambda_destinations.operations.quarantine import pretty_body, resend_status
 from lambda_destinations.operations.redrive import describe_message, peek, source_queues
 from lambda_destinations.operations.replay import (
@@ -34,6 +46,7 @@ from lambda_destinations.operations.replay import (
     version_hints,
 )
 from lambda_destinations.redact import echoed
+from lambda_destinations.retrying import CONNECTION_ERRORS
 from lambda_destinations.store import FailureStatus, InvocationRow, utcnow
 
 routes = web.RouteTableDef()
@@ -213,6 +226,70 @@ async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:
         "actions": await store.actions(row.key),
         "views": views,
     }
+
+
+# The longest the logs page waits for AWS, all its calls together (GetFunctionConfiguration,
+# each FilterLogEvents): botocore's own bounds, a read timeout that outlasts a long poll and
+# three attempts, would hold the page for minutes where an endpoint takes the connection and
+# never answers, and a reverse proxy gives up at 60 s.
+LOGS_SECONDS = 30.0
+# The status of a page whose lines were not read, by why.
+_NOT_READ = {LogGroupNotFound: 404, LogsRefused: 403}
+
+
+@routes.get("/failures/{ident}/logs")
+async def logs(request: web.Request) -> web.Response:
+    """The function's own log lines of one failure: its last attempt's (``?all_attempts=1``:
+    every attempt's), read from CloudWatch Logs as ``failures logs`` reads them. Its own page:
+    the failure's page stays fast, and asks CloudWatch nothing."""
+    console = _console(request)
+    row = await _invocation(console, request.match_info["ident"])
+    every = _all_attempts(request.query.get("all_attempts", ""))
+    found, problem, status = await _read_logs(console, row, all_attempts=every)
+    notes = []
+    if found is not None:
+        controls = views.logs_controls(row, all_attempts=every)
+        notes = log_notes(row, found, controls, widened=every, now=utcnow())
+    return console.render(
+        request,
+        "logs.html",
+        status=status,
+        row=row,
+        all_attempts=every,
+        found=found,
+        text=log_text(found.lines) if found else "",
+        notes=notes,
+        problem=problem,
+        command=views.logs_command(row, all_attempts=every),
+        views=views,
+    )
+
+
+def _all_attempts(text: str) -> bool:
+    if text not in ("", "1"):
+        raise web.HTTPBadRequest(text="all_attempts: 1 for every attempt, or nothing\n")
+    return text == "1"
+
+
+async def _read_logs(
+    console: Console, row: InvocationRow, *, all_attempts: bool
+) -> tuple[FunctionLogs | None, str | None, int]:
+    """The lines, or why they were not read, in one line; and the page's status."""
+    controls = views.logs_controls(row, all_attempts=all_attempts)
+    bound = asyncio.timeout(LOGS_SECONDS)
+    try:
+        query = logs_query(row, controls, all_attempts=all_attempts)
+        async with bound:
+            roles = account_roles(console.settings)
+            return await function_logs(console.aws, query, roles, controls), None, 200
+    except LogsNotRead as exc:
+        return None, str(exc), _NOT_READ.get(type(exc), 404)
+    except CONNECTION_ERRORS as exc:
+        if bound.expired():
+            command = views.logs_command(row, all_attempts=all_attempts)
+            problem = f"AWS did not answer within {LOGS_SECONDS:g} s"
+            return None, f"{problem}: try again, or run {command}, which waits longer", 504
+        return None, f"{views.problem_line(exc)}: {console.settings.endpoint_fix()}", 503
 
 
 @routes.get("/failures/{ident}/edit")

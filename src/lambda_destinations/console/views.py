@@ -23,6 +23,7 @@ from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.console.jobs import Job
 from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.detail import run_status as run_status
+from lambda_destinations.operations.function_logs import Controls, logs_command_line
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
 from lambda_destinations.operations.replay import FORCE_HINT, ErrorReason, SkipReason
 
@@ -368,6 +369,28 @@ def peek_error(described: Mapping[str, Any]) -> str:
         text = f"{error_type}: {message}" if error_type and message else error_type or message or ""
     reason = described.get("quarantine_reason")
     return f"{text} [quarantined: {reason}]".strip() if reason else text
+
+
+# The link of the logs page that reads every attempt: the lines name it as it is labelled.
+ALL_ATTEMPTS = "All attempts"
+
+
+def logs_command(row: InvocationRow, *, all_attempts: bool) -> str:
+    """The command that prints the lines the logs page of ``row`` shows."""
+    command = logs_command_line(row.request_id or row.key)
+    return f"{command} --all-attempts" if all_attempts else command
+
+
+def logs_controls(row: InvocationRow, *, all_attempts: bool) -> Controls:
+    """What the logs page's lines name to read other lines: its link for every attempt, and
+    the command for what the page does not read (another window, a log group, all lines)."""
+    command = logs_command_line(row.request_id or row.key)
+    return Controls(
+        all_attempts=ALL_ATTEMPTS,
+        window=f"{command} --since and --until set any window",
+        log_group=f"{command} --log-group ",
+        all_lines=f"{logs_command(row, all_attempts=all_attempts)} --limit 0 prints them all",
+    )
 
 
 def function_label(row: InvocationRow) -> str:
