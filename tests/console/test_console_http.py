@@ -23,7 +23,18 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from console_helpers import XSS, stored_failure
-from logs_helpers import GROUP, OTHER_ID, STREAM, invocation, lambda_logs, put, put_last_attempt
+from logs_helpers import (
+    DENIED,
+    FILTER_LOG_EVENTS,
+    GROUP,
+    OTHER_ID,
+    STREAM,
+    invocation,
+    lambda_logs,
+    put,
+    put_last_attempt,
+    refusing_filter_log_events,
+)
 from ops_helpers import at, count_messages, failure_body, send_all
 
 from lambda_destinations import times
@@ -46,7 +57,7 @@ from lambda_destinations.store import (
     Store,
 )
 from ledger_helpers import replayed_once
-from tcp_proxy import AnswerCutter, aws_error
+from tcp_proxy import AnswerCutter
 
 TOKEN = "http-test-token"
 ARN = "arn:aws:lambda:us-east-1:123456789012"
@@ -2825,7 +2836,7 @@ async def test_a_failure_s_logs_page_shows_its_own_lines_and_its_page_reads_none
 ) -> None:
     # given: a failure's last attempt logged between other invocations' lines (one of its
     # lines markup), and a console whose AWS calls pass a proxy that counts FilterLogEvents
-    proxy = AnswerCutter(endpoint_url, b"Logs_20140328.FilterLogEvents", http=True)
+    proxy = AnswerCutter(endpoint_url, FILTER_LOG_EVENTS, http=True)
     async with proxy.running() as through:
         settings = settings_for(endpoint_url=through)
         row = await _failure_of_orders_api(settings)
@@ -2942,15 +2953,7 @@ async def test_a_missing_log_group_or_a_refusal_is_one_line_on_the_logs_page(
     missing_page = await client.get(_logs_path(missing))
     missing_text = await missing_page.text()
     # and one whose lines are there, but AWS refuses FilterLogEvents (the proxy answers as AWS)
-    proxy = AnswerCutter(endpoint_url, b"Logs_20140328.FilterLogEvents", http=True)
-    proxy.refusals = 1
-    proxy.refusal = aws_error(
-        400,
-        "AccessDeniedException",
-        "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: "
-        "logs:FilterLogEvents",
-        "json",
-    )
+    proxy = refusing_filter_log_events(endpoint_url)
     async with proxy.running() as through:
         refused_settings = settings_for(endpoint_url=through)
         refused = await _failure_of_orders_api(refused_settings)
@@ -2971,8 +2974,7 @@ async def test_a_missing_log_group_or_a_refusal_is_one_line_on_the_logs_page(
     )
     assert refused_page.status == 403
     assert _shown(refused_text, "logs-problem") == (
-        "FilterLogEvents was refused (AccessDeniedException: User: "
-        "arn:aws:iam::123456789012:user/ops is not authorized to perform: logs:FilterLogEvents): "
+        f"FilterLogEvents was refused ({DENIED}): "
         "check the AWS credentials and that they are allowed logs:FilterLogEvents on "
         f"arn:aws:logs:us-east-1:123456789012:log-group:{GROUP}:*"
     )
@@ -3007,7 +3009,7 @@ async def test_aws_not_answering_ends_the_logs_page_at_its_bound(
 ) -> None:
     # given: CloudWatch Logs takes FilterLogEvents and never answers; a short bound
     monkeypatch.setattr(pages, "LOGS_SECONDS", 0.5)
-    proxy = AnswerCutter(endpoint_url, b"Logs_20140328.FilterLogEvents", http=True)
+    proxy = AnswerCutter(endpoint_url, FILTER_LOG_EVENTS, http=True)
     proxy.holds = 1
     async with proxy.running() as through:
         settings = settings_for(endpoint_url=through)

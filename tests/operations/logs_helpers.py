@@ -13,9 +13,27 @@ from typing import Any
 import boto3
 from ops_helpers import REGION
 
+from tcp_proxy import AnswerCutter, aws_error
+
 GROUP = "/aws/lambda/orders-api"
 STREAM = "2026/11/20/[$LATEST]3893a1b27fac4485b47bb75b671a283c"
 OTHER_ID = "0f0f0f0f-1111-4222-8333-444455556666"
+# What a FilterLogEvents request holds (its X-Amz-Target header), for a proxy to find it by.
+FILTER_LOG_EVENTS = b"Logs_20140328.FilterLogEvents"
+DENIED = (
+    "AccessDeniedException: User: arn:aws:iam::123456789012:user/ops is not authorized to "
+    "perform: logs:FilterLogEvents"
+)
+
+
+def refusing_filter_log_events(endpoint_url: str) -> AnswerCutter:
+    """A proxy to the moto server at ``endpoint_url`` that answers the first FilterLogEvents as
+    AWS answers credentials not allowed it (moto allows all): :data:`DENIED`."""
+    proxy = AnswerCutter(endpoint_url, FILTER_LOG_EVENTS, http=True)
+    proxy.refusals = 1
+    code, message = DENIED.split(": ", 1)
+    proxy.refusal = aws_error(400, code, message, "json")
+    return proxy
 
 
 def logs_client(url: str) -> Any:

@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 from logs_helpers import (
+    DENIED,
     GROUP,
     OTHER_ID,
     STREAM,
@@ -29,6 +30,7 @@ from logs_helpers import (
     logs_client,
     put,
     put_last_attempt,
+    refusing_filter_log_events,
 )
 from ops_helpers import REGION, cli, cli_through, error_lines, failure_body, row_of, seed_sync
 
@@ -269,15 +271,7 @@ def test_a_refusal_names_the_permission_on_the_log_groups_arn(
 ) -> None:
     # given: CloudWatch Logs refuses FilterLogEvents (the proxy answers as AWS does)
     _, rid = logged_failure(logs, sqlite_url)
-    proxy = AnswerCutter(endpoint_url, b"Logs_20140328.FilterLogEvents", http=True)
-    proxy.refusals = 1
-    proxy.refusal = aws_error(
-        400,
-        "AccessDeniedException",
-        "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: "
-        "logs:FilterLogEvents",
-        "json",
-    )
+    proxy = refusing_filter_log_events(endpoint_url)
 
     # when
     code, out, err, _ = asyncio.run(cli_through(proxy, cli_env, "failures", "logs", rid))
@@ -285,8 +279,7 @@ def test_a_refusal_names_the_permission_on_the_log_groups_arn(
     # then
     assert code == 3, err
     assert err.decode().splitlines() == [
-        "error: FilterLogEvents was refused (AccessDeniedException: User: "
-        "arn:aws:iam::123456789012:user/ops is not authorized to perform: logs:FilterLogEvents): "
+        f"error: FilterLogEvents was refused ({DENIED}): "
         "check the AWS credentials and that they are allowed logs:FilterLogEvents on "
         f"arn:aws:logs:{REGION}:123456789012:log-group:{GROUP}:*"
     ]
