@@ -2809,9 +2809,12 @@ async def test_a_bulk_replay_shows_the_plan_on_the_qualifier_typed_then_invokes_
 # -- a failure's function logs --------------------------------------------------------------
 
 
-async def _failure_of_orders_api(settings: Settings, minutes_ago: float = 10) -> InvocationRow:
+async def _failure_of_orders_api(
+    settings: Settings, minutes_ago: float = 10, seed: int = 11
+) -> InvocationRow:
     """A RetriesExhausted failure of orders-api (3 attempts) written ``minutes_ago``, stored."""
-    record = failure_record(random.Random(11), function="orders-api", condition="RetriesExhausted")
+    rng = random.Random(seed)
+    record = failure_record(rng, function="orders-api", condition="RetriesExhausted")
     record["timestamp"] = at(minutes_ago)
     return await stored_failure(settings, function_arn=function_arn("orders-api"), record=record)
 
@@ -2916,6 +2919,29 @@ async def test_the_logs_page_reads_every_attempt_when_asked_and_says_how_to_wide
     assert "  first try" in _shown(await every.text(), "log-lines")
     assert bad.status == 400
     assert await bad.text() == "all_attempts: 1 for every attempt, or nothing\n"
+
+
+async def test_no_line_of_a_failure_older_than_its_groups_retention_says_they_expired(
+    make_client, settings_for: Callable[..., Settings], cloudwatch_logs: Any
+) -> None:
+    # given: a failure of 20 days ago, and its function's log group keeps 7 days
+    settings = settings_for()
+    row = await _failure_of_orders_api(settings, minutes_ago=20 * 24 * 60)
+    now = dt.datetime.now(dt.UTC)
+    put(cloudwatch_logs, STREAM, invocation(OTHER_ID, now, ["today"]))
+    cloudwatch_logs.put_retention_policy(logGroupName=GROUP, retentionInDays=7)
+    client = await make_client(settings)
+
+    # when
+    response = await client.get(_logs_path(row, "?all_attempts=1"))
+
+    # then
+    assert response.status == 200
+    assert row.timestamp is not None
+    assert (
+        f"<p>the log group keeps lines 7 days, and the record is from "
+        f"{row.timestamp:%Y-%m-%d %H:%M:%S} UTC: its lines have expired</p>"
+    ) in await response.text()
 
 
 async def test_lines_past_the_limit_name_the_command_that_prints_them_all(
