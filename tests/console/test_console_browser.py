@@ -549,7 +549,7 @@ def test_a_failure_s_function_logs_open_from_its_page_and_every_attempt_on_reque
         time.sleep(0.2)  # an onerror handler would have run by now
         assert page.evaluate("window.__xss") is None
         assert page.locator("#logs-notes").inner_text() == (
-            "the last of 3 attempts; All attempts reads the earlier ones"
+            "1 of 3 attempts in the window; All attempts reads back to the first"
         )
 
         # when: every attempt is asked for

@@ -2882,7 +2882,7 @@ async def test_a_failure_s_logs_page_shows_its_own_lines_and_its_page_reads_none
         f"{(row.timestamp + dt.timedelta(minutes=1)):%Y-%m-%d %H:%M:%S} UTC"
     )
     assert _shown(page, "logs-source") == f"8 lines from log group {GROUP}, {window}"
-    assert "the last of 3 attempts; All attempts reads the earlier ones" in page
+    assert "1 of 3 attempts in the window; All attempts reads back to the first" in page
     assert f'href="{_logs_path(row, "?all_attempts=1")}" id="all-attempts">All attempts<' in page
 
 
