@@ -408,10 +408,11 @@ def test_a_function_of_another_account_is_read_with_the_role_of_its_account(
     finally:
         theirs.delete_log_group(logGroupName=GROUP)
 
-    # then: our own account's logs were read, and the line says what to set; the role reads A's
+    # then: our own account's logs were read, and the line says so (before: "not found in
+    # account A", which was not read) and what to set; the role reads A's
     assert without.returncode == 1, without.stderr
     (line,) = error_lines(without)
-    assert line.startswith(f"error: log group {GROUP} not found in account {other}, ")
+    assert line.startswith(f"error: log group {GROUP} not found in account 123456789012, ")
     assert line.endswith(
         f"the function is in account {other}, and the AWS credentials are account "
         f"123456789012's, whose logs were read: set a role of account {other} to assume for "

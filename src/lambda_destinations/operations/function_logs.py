@@ -367,7 +367,10 @@ async def _not_read(
         return LogsRefused(f"{operation} was refused ({first_line(exc)})", fix or "")
     if code != "ResourceNotFoundException":
         return exc
-    where = f"account {account}, " if account else ""
+    other = await other_account(aws, account, roles)
+    # The account read: the credentials' own when no role of the function's is set.
+    read = await aws.own_account() if other is not None else account
+    where = f"account {read}, " if read else ""
     region = source.region or aws.region
     problem = f"log group {source.log_group} not found in {where}region {region}"
     fix = (
@@ -376,9 +379,7 @@ async def _not_read(
     )
     if source.unread_config:
         fix += f" ({source.unread_config}: its LoggingConfig, which may name one, was not read)"
-    if (other := await other_account(aws, account, roles)) is not None:
-        fix = other
-    return LogGroupNotFound(problem, fix)
+    return LogGroupNotFound(problem, other or fix)
 
 
 async def other_account(aws: AwsClients, account: str | None, roles: dict[str, str]) -> str | None:
