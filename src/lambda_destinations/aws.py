@@ -366,28 +366,39 @@ def role_refusal(exc: ClientError, account: str, role: AccountRole) -> AccountRe
 
 class LambdaInvoker:
     """Lambda's ``Invoke`` (``await invoker.invoke(FunctionName=..., ...)``, as a client's),
-    sent in the account of the function its ARN names (``AwsClients.client_in``), each request
-    once. A refusal that concerns another account is said so (:class:`AccountRefusal`)."""
+    sent in the account and the region of the function its ARN names
+    (``AwsClients.client_in``), each request once. A refusal that concerns another account is
+    said so (:class:`AccountRefusal`).
+
+    The region is the ARN's: Lambda answers an ARN of another region than its own "Functions
+    from 'eu-west-1' are not reachable in this region", and botocore sends every request to
+    its client's region whatever the ARN says. A name (or a partial ARN) goes to the settings'
+    region, where Lambda reads it."""
 
     def __init__(self, aws: AwsClients) -> None:
         # Imported here, as aiobotocore is: a command importing this module for one helper
         # loads no record models.
-        from lambda_destinations.schemas import function_account
+        from lambda_destinations.schemas import function_account, invoke_function_region
 
         self._aws = aws
         self._account_of = function_account
+        self._region_of = invoke_function_region
 
     async def invoke(self, **params: Any) -> Any:
         from botocore.exceptions import ClientError
 
+        from lambda_destinations.retrying import sent_to_region
+
         function = str(params.get("FunctionName", ""))
         account = self._account_of(function)
-        client = await self._aws.client_in(account, "lambda", send_once=True)
+        region = self._region_of(function)
+        client = await self._aws.client_in(account, "lambda", send_once=True, region=region)
         try:
             return await client.invoke(**params)
         except ClientError as exc:
             explained = await self._aws.account_refusal(exc, account, function)
             if explained is None:
+                sent_to_region(exc, None if region == self._aws.region else region)
                 raise
             raise explained from exc
 

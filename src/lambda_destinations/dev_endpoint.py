@@ -317,6 +317,11 @@ class DevEndpoint(Lifetime):
         )
         sim = self._simulation
         arn = f"arn:aws:lambda:{sim.region}:{sim.account}:function:{name}"
+        named = unquote(request.match_info["name"])
+        if named.startswith("arn:") and not named.startswith(arn.rpartition(":")[0] + ":"):
+            # A function of another region or account, which dev does not have (and Lambda
+            # would look up there): not one of dev's of the same name.
+            return _lambda_error(404, "ResourceNotFoundException", f"Function not found: {named}")
         if name not in sim.functions:
             return _lambda_error(404, "ResourceNotFoundException", f"Function not found: {arn}")
         raw = await request.read()

@@ -274,7 +274,7 @@ def aws_fix(
             "the SNS SMS sandbox, that the number is verified there"
         )
     if code == "ResourceNotFoundException" and operation == "Invoke":
-        return "check the function's name (a version or alias too) and the region"
+        return not_found_fix(exc)
     if quota_spent(exc):
         return (
             "the account's 24-hour SES sending quota is spent: sending resumes by itself as the "
@@ -294,6 +294,26 @@ def aws_fix(
             "worker's concurrency, a command's --rate) or ask AWS to raise the quota"
         )
     return None
+
+
+# The attribute an error of a Lambda call sent to another region than the settings' (the
+# function ARN's) carries, naming that region (``AwsClients.lambda_invoker``).
+_REGION_ATTRIBUTE = "lambda_destinations_region"
+
+
+def sent_to_region(exc: BaseException, region: str | None) -> None:
+    """Mark ``exc``, the error of a call sent to ``region`` (None: the settings'), so that its
+    fix names the region (:func:`not_found_fix`)."""
+    if region is not None:
+        setattr(exc, _REGION_ATTRIBUTE, region)
+
+
+def not_found_fix(exc: BaseException, *, what: str = "the function's name") -> str:
+    """What to check when Lambda has no function of the name a call gave: ``what`` and the
+    region, named when the call went to another one than the settings' (the ARN's)."""
+    region = getattr(exc, _REGION_ATTRIBUTE, None)
+    where = f"that it is in {region}, the region its ARN names" if region else "the region"
+    return f"check {what} (a version or alias too) and {where}"
 
 
 def _ses_fix(code: str | None, message: str) -> str | None:

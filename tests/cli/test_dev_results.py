@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from test_dev_loop import ENTRY, bare_env, wait_for
 
+from lambda_destinations.simulate import ACCOUNT
 from processes import reap
 
 
@@ -122,3 +123,14 @@ def test_in_dev_no_record_exits_5_and_a_refused_invoke_exits_1(
         ":function:no-such-function: check the name (a version or alias too) and the region"
     ), line
     assert "Traceback" not in refused.stderr
+
+    # the ARN of a function of another region, one dev has of that name: looked up there, not
+    # in dev's own, and said so (before: a usage error, exit 2, "give --region eu-west-1")
+    west = f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:orders-api"
+    elsewhere = run("invoke", west, cwd=dev_folder)
+    assert elsewhere.returncode == 1, elsewhere.stderr
+    [line] = [line for line in elsewhere.stderr.splitlines() if line.startswith("error:")]
+    assert line.endswith(
+        f"Function not found: {west}: check the name (a version or alias too) and that it is "
+        "in eu-west-1, the region its ARN names"
+    ), line

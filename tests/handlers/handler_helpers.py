@@ -28,6 +28,7 @@ import datetime as dt
 import http.server
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -147,6 +148,7 @@ class Invocation:
     qualifier: str | None
     invocation_type: str
     payload: Any
+    region: str = REGION  # the region the request was signed for: the Lambda that took it
 
 
 class RecordingMoto:
@@ -257,16 +259,31 @@ def start_recording_moto() -> RecordingMoto:
     return RecordingMoto(process, endpoint, workdir)
 
 
+# The region of a request's SigV4 signature (Credential=KEY/DATE/REGION/SERVICE/aws4_request).
+_SIGNED_REGION = re.compile(r"Credential=[^/]+/[0-9]+/([a-z0-9-]+)/")
+
+
 class LambdaStandIn:
     """The Lambda Invoke API for what moto cannot do: missing functions and throttling.
 
     Functions in ``functions`` answer 202 with a new request id and are recorded; any other
     name answers 404 ``ResourceNotFoundException``, as Lambda does for a deleted function.
     ``throttle`` answers that many calls with 429 ``TooManyRequestsException`` first.
+    ``elsewhere``: the functions of other regions than REGION. A request is answered as the
+    Lambda of the region it was signed for answers it, from that region's functions: an ARN
+    of another region is refused as Lambda refuses it (404, "Functions from 'eu-west-1' are
+    not reachable in this region ('us-east-1')").
     """
 
-    def __init__(self, functions: set[str], *, throttle: int = 0) -> None:
+    def __init__(
+        self,
+        functions: set[str],
+        *,
+        throttle: int = 0,
+        elsewhere: dict[str, set[str]] | None = None,
+    ) -> None:
         self.functions = functions
+        self.elsewhere = elsewhere or {}
         self.throttle = throttle
         self.received: list[Invocation] = []
         self.answered: list[int] = []
@@ -280,15 +297,26 @@ class LambdaStandIn:
                 body = self.rfile.read(length)
                 function = urllib.parse.unquote(parts[3]) if len(parts) > 3 else ""
                 name = function_name_of(function)
+                signed = _SIGNED_REGION.search(self.headers.get("Authorization", ""))
+                region = signed[1] if signed else REGION
+                named = function.split(":")[3] if function.startswith("arn:") else region
                 if stand_in.throttle > 0:
                     stand_in.throttle -= 1
                     self._error(429, "TooManyRequestsException", "Rate exceeded")
                     return
-                if name not in stand_in.functions:
+                if named != region:
                     self._error(
                         404,
                         "ResourceNotFoundException",
-                        f"Function not found: arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+                        f"Functions from '{named}' are not reachable in this region ('{region}')",
+                    )
+                    return
+                there = stand_in.functions if region == REGION else stand_in.elsewhere.get(region)
+                if name not in (there or ()):
+                    self._error(
+                        404,
+                        "ResourceNotFoundException",
+                        f"Function not found: arn:aws:lambda:{region}:{ACCOUNT}:function:{name}",
                     )
                     return
                 stand_in.received.append(
@@ -297,6 +325,7 @@ class LambdaStandIn:
                         qualifier=urllib.parse.parse_qs(url.query).get("Qualifier", [None])[0],
                         invocation_type=self.headers.get("X-Amz-Invocation-Type", ""),
                         payload=json.loads(body) if body else None,
+                        region=region,
                     )
                 )
                 stand_in.answered.append(202)

@@ -586,6 +586,50 @@ async def test_a_function_that_no_longer_exists_ends_the_attempt_with_the_reason
     assert re.search(r"Invoke of .*deleted-fn.* refused: .*Function not found", job.last_error)
 
 
+_WEST = "arn:aws:lambda:eu-west-1:123456789012:function:{name}"
+
+
+async def test_a_scheduled_replay_invokes_the_function_in_the_region_its_arn_names(
+    store_url: str,
+) -> None:
+    """A failure of eu-west-1's orders-api reaching a worker of us-east-1, where a function of
+    the same name runs too: the Invoke goes to eu-west-1's Lambda (before: to us-east-1's,
+    which refuses an ARN of eu-west-1 as not reachable there)."""
+    record = failure_record("orders-api")
+    record["requestContext"]["functionArn"] = _WEST.format(name="orders-api")
+    with LambdaStandIn({"orders-api"}, elsewhere={"eu-west-1": {"orders-api"}}) as stand_in:
+        attempt, job = await _first_attempt(
+            *await schedule_and_run(stand_in, store_url, record), record
+        )
+
+    assert [(i.region, i.function) for i in stand_in.received] == [
+        ("eu-west-1", _WEST.format(name="orders-api"))
+    ]
+    assert attempt.outcome is ReplayOutcome.INVOKED
+    assert job is not None
+    assert job.state is JobState.DONE
+
+
+async def test_a_function_not_found_in_another_region_says_that_region(store_url: str) -> None:
+    # given: the record's function is gone from eu-west-1; us-east-1 has one of that name
+    record = failure_record("orders-api")
+    record["requestContext"]["functionArn"] = _WEST.format(name="orders-api")
+    with LambdaStandIn({"orders-api"}, elsewhere={"eu-west-1": set()}) as stand_in:
+        attempt, _job = await _first_attempt(
+            *await schedule_and_run(stand_in, store_url, record), record
+        )
+
+    # then: looked up in eu-west-1, and said so (before: "Functions from 'eu-west-1' are not
+    # reachable in this region ('us-east-1')", and to check "the region")
+    assert stand_in.received == []
+    assert attempt.outcome is ReplayOutcome.ERROR
+    assert attempt.detail is not None
+    assert attempt.detail.endswith(
+        f"Function not found: {_WEST.format(name='orders-api')}: check the function's name (a "
+        "version or alias too) and that it is in eu-west-1, the region its ARN names"
+    )
+
+
 @pytest.mark.parametrize("role", [None, "arn:aws:iam::111122223333:role/invoke"])
 async def test_a_scheduled_replay_of_another_accounts_function(
     role: str | None, recording_moto: RecordingMoto, sqlite_url: str

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -39,6 +40,10 @@ while True:
 """
 
 
+# The region of a request's SigV4 signature (Credential=KEY/DATE/REGION/SERVICE/aws4_request).
+_SIGNED_REGION = re.compile(r"Credential=[^/]+/[0-9]+/([a-z0-9-]+)/")
+
+
 class LambdaEndpoint:
     """A moto server in its own process with Lambda enabled (no Docker) and an IAM role."""
 
@@ -61,20 +66,25 @@ class LambdaEndpoint:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local URL
             return bytes(response.read())
 
-    def create_function(self, name: str) -> str:
-        """A function (any code: it never runs); its ARN."""
+    def create_function(self, name: str, region: str = REGION) -> str:
+        """A function (any code: it never runs) in ``region``; its ARN."""
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             archive.writestr("app.py", "def handler(event, context):\n    return event\n")
-        arn: str = self.lam.create_function(
+        arn: str = self._lambda_in(region).create_function(
             FunctionName=name,
             Runtime="python3.12",
             Role=self.role_arn,
             Handler="app.handler",
             Code={"ZipFile": buffer.getvalue()},
         )["FunctionArn"]
-        self.functions.append(name)
+        self.functions.append(arn)
         return arn
+
+    def _lambda_in(self, region: str) -> Any:
+        if region == REGION:
+            return self.lam
+        return boto3.client("lambda", region_name=region, endpoint_url=self.url)
 
     def start_recording(self) -> None:
         self._call("POST", "/moto-api/recorder/reset-recording")
@@ -82,6 +92,12 @@ class LambdaEndpoint:
 
     def invocations(self) -> list[tuple[str, Any]]:
         """(function name or ARN, payload) of every Invoke since start_recording, in order."""
+        return [(name, payload) for _region, name, payload in self.invocations_by_region()]
+
+    def invocations_by_region(self) -> list[tuple[str, str, Any]]:
+        """(region, function name or ARN, payload) of every Invoke since start_recording, in
+        order. The region is the one the request was signed for: moto, as Lambda, serves a
+        request from that region's functions, whatever region an ARN in it names."""
         self._call("POST", "/moto-api/recorder/stop-recording")
         text = self._call("GET", "/moto-api/recorder/download-recording").decode()
         found = []
@@ -95,13 +111,14 @@ class LambdaEndpoint:
             body = entry.get("body") or ""
             raw = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
             name = urllib.request.unquote(url.split("/functions/", 1)[1].rsplit("/", 1)[0])
-            found.append((name, json.loads(raw)))
+            signed = _SIGNED_REGION.search(entry.get("headers", {}).get("Authorization", ""))
+            found.append((signed[1] if signed else "", name, json.loads(raw)))
         return found
 
     def cleanup(self) -> None:
-        for name in self.functions:
+        for arn in self.functions:
             with contextlib.suppress(Exception):  # a test may have deleted it
-                self.lam.delete_function(FunctionName=name)
+                self._lambda_in(arn.split(":")[3]).delete_function(FunctionName=arn)
         self.functions.clear()
 
 

@@ -445,7 +445,7 @@ async def test_invoke_async_refuses_an_arn_of_another_region_than_its_client(
     lambda_endpoint: Any,
 ) -> None:
     # given: Lambda refuses such an Invoke ("Functions from 'eu-west-1' are not reachable in
-    # this region ('us-east-1')"); moto and dev took it as their own region's function
+    # this region ('us-east-1')"); moto invokes its own region's function of that name
     lambda_endpoint.create_function("orders-west")
     lambda_endpoint.start_recording()
     said = (
@@ -481,11 +481,11 @@ async def test_invoke_async_invokes_an_arn_in_its_own_region(
     try:
         lambda_endpoint.start_recording()
         # when: the client is made for the ARN's region (Lambda of us-east-1 would refuse it;
-        # moto finds a function by its ARN in any region)
+        # moto would invoke its own region's function of that name)
         request_id = await invoke_async(_WEST_ARN, {"n": 3}, endpoint_url=lambda_endpoint.url)
         # then
         assert request_id
-        assert lambda_endpoint.invocations() == [(_WEST_ARN, {"n": 3})]
+        assert lambda_endpoint.invocations_by_region() == [("eu-west-1", _WEST_ARN, {"n": 3})]
     finally:
         west.delete_function(FunctionName="orders-west")
 

@@ -312,20 +312,3 @@ def test_invoke_refuses_nan_infinity_and_numbers_past_a_double(lambda_env: dict[
         [line] = error_lines(result)
         assert "--payload is not JSON (" in line, line
         assert "Traceback" not in result.stderr
-
-
-def test_invoke_refuses_an_arn_of_another_region_than_the_settings(
-    lambda_endpoint: Any, lambda_env: dict[str, str]
-) -> None:
-    lambda_endpoint.create_function("orders-api")
-    lambda_endpoint.start_recording()
-    arn = "arn:aws:lambda:eu-west-1:123456789012:function:orders-api"
-    result = cli("invoke", arn, env=lambda_env)
-    # before: sent to us-east-1; moto (and dev) invoked its orders-api, exit 0; Lambda refuses
-    # it ("Functions from 'eu-west-1' are not reachable in this region ('us-east-1')")
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.strip() == (
-        f"error: invoke: '{arn}' is a function of eu-west-1, and the region is us-east-1: "
-        "Lambda invokes only its own region's functions: give --region eu-west-1"
-    )
-    assert lambda_endpoint.invocations() == []

@@ -370,6 +370,7 @@ def _refused_line(exc: ClientError) -> tuple[str, int]:
         AccountRefusal,
         error_code,
         kms_fix,
+        not_found_fix,
     )
 
     code = error_code(exc)
@@ -394,11 +395,7 @@ def _refused_line(exc: ClientError) -> tuple[str, int]:
             EXIT_CONFIG,
         )
     if code == "ResourceNotFoundException":  # Lambda's answer to a function it does not have
-        return (
-            f"{operation} failed: {message}: check the name (a version or alias too) and "
-            "the region",
-            EXIT_FAILED,
-        )
+        return f"{operation} failed: {message}: {not_found_fix(exc, what='the name')}", EXIT_FAILED
     return f"{operation} failed: {message}", EXIT_FAILED
 
 

@@ -63,21 +63,6 @@ def _function_name(ctx: click.Context, param: click.Parameter, value: str) -> st
     return checked
 
 
-def _same_region(function: str, region: str | None) -> None:
-    """A usage error (2) for a function ARN of another region than the settings': Lambda
-    refuses it ("Functions from 'eu-west-1' are not reachable in this region"), dev's endpoint
-    would invoke its own region's function of that name."""
-    from lambda_destinations.schemas import invoke_function_region
-
-    named = invoke_function_region(function)
-    if named is not None and region is not None and named != region:
-        fail(
-            f"invoke: {echoed(function)!r} is a function of {named}, and the region is {region}: "
-            f"Lambda invokes only its own region's functions: give --region {named}",
-            EXIT_USAGE,
-        )
-
-
 WAIT_OPTION = click.option(
     "--wait",
     callback=_seconds,
@@ -131,6 +116,7 @@ def invoke_command(
 
     Lambda runs the function later (InvocationType=Event) and delivers its record to the
     function's destination queue; the worker stores it, and `result REQUEST_ID` reads it.
+    A function ARN is invoked in its own region (and account); a name in the settings' region.
 
     \b
     Examples:
@@ -144,7 +130,6 @@ def invoke_command(
     if qualifier is not None:
         # Here, not in a callback: click may read it before FUNCTION, which it is checked against.
         invokable(function, qualifier, param="--qualifier")
-    _same_region(function, settings.resolved_region())
     from lambda_destinations.aws import AwsClients
     from lambda_destinations.operations.results import invoke_async
 
