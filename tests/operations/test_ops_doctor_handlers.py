@@ -202,6 +202,29 @@ def test_a_legacy_function_named_by_arn_or_alias_is_found(setup: Setup, form: st
     assert row["status"] == "ok", row
 
 
+def test_a_legacy_function_of_another_region_is_looked_up_in_that_region(setup: Setup) -> None:
+    # given: the function is in us-east-1 (the settings' region) only; legacy_function names
+    # one of that name in eu-west-1
+    west = f"arn:aws:lambda:eu-west-1:123456789012:function:{setup.function}"
+    handlers = {"again": {"type": "replay", "legacy_function": west}}
+
+    # when: before and after eu-west-1 has it
+    missing = doctor(setup, handlers)
+    setup.endpoint.create_function(setup.function, "eu-west-1")
+    found = doctor(setup, handlers)
+
+    # then: missing in eu-west-1 (before: ok, from us-east-1's function of that name, which
+    # no replay of it invokes), then found there
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert errors_of(missing)["handler again"]["detail"] == (
+        f"no function matches {west} in eu-west-1: replays of them end as errors (Function "
+        "not found)"
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
+    row = {c["check"]: c for c in checks_of(found)}["handler again"]
+    assert row["status"] == "ok", row
+
+
 def test_an_smtp_server_not_reached_is_said_to_be_retried_not_quarantined(
     setup: Setup, smtp_port
 ) -> None:

@@ -40,7 +40,11 @@ from lambda_destinations.retrying import (
     not_aws_answer,
     said_not_aws,
 )
-from lambda_destinations.schemas import invoke_function_name
+from lambda_destinations.schemas import (
+    function_account,
+    invoke_function_name,
+    invoke_function_region,
+)
 
 Status = Literal["ok", "warn", "error"]
 # What every error row adds: where the records go meanwhile.
@@ -310,17 +314,28 @@ async def _replay(check: str, handler: ReplayHandler, aws: AwsClients) -> list[C
         names = await function_names(lam)
     except (ClientError, BotoCoreError) as exc:
         return [_unread(check, "functions cannot be listed", exc)]
-    missing = _missing(handler.policy.functions or (), names)
+    globs = _missing(handler.policy.functions or (), names)
+    missing = [f"{glob} in {aws.region}" for glob in globs]
     legacy = handler.legacy_function  # its form is checked at start: a name it has
-    if legacy and invoke_function_name(legacy) not in names:
-        missing.append(legacy)
+    # An ARN of another region is invoked there (AwsClients.lambda_invoker): looked up there.
+    region = (invoke_function_region(legacy) if legacy else None) or aws.region
+    try:
+        if legacy and region != aws.region:
+            lam = await aws.client_in(function_account(legacy), "lambda", region=region)
+            names_there = await function_names(lam)
+        else:
+            names_there = names
+    except (ClientError, BotoCoreError) as exc:
+        return [_unread(check, f"functions in {region} cannot be listed", exc)]
+    if legacy and invoke_function_name(legacy) not in names_there:
+        missing.append(f"{legacy} in {region}")
     if missing:
         return [
             Check(
                 check,
                 "error",
-                f"no function matches {', '.join(missing)} in {aws.region}: replays of them "
-                "end as errors (Function not found)",
+                f"no function matches {', '.join(missing)}: replays of them end as errors "
+                "(Function not found)",
                 "fix functions / legacy_function, or deploy the function",
             )
         ]
