@@ -393,6 +393,17 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         (Target.FUNCTION,),
         "`dev` points its simulated functions' destinations at its queues",
     ),
+    *(
+        AwsOperation(
+            "logs",
+            action,
+            f"logs:{action}",
+            _D,
+            (Target.LOG_GROUP,),
+            "`dev`'s simulated functions write their failed attempts' lines, as Lambda does",
+        )
+        for action in ("CreateLogGroup", "CreateLogStream", "PutLogEvents")
+    ),
 )
 
 
