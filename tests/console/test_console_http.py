@@ -39,11 +39,12 @@ from ops_helpers import at, count_messages, failure_body, send_all
 
 from lambda_destinations import times
 from lambda_destinations.config import Settings
-from lambda_destinations.console import ConsoleOptions, actions, create_app, pages
+from lambda_destinations.console import ConsoleOptions, actions, bound, create_app
 from lambda_destinations.console import app as console_app
 from lambda_destinations.console.app import CONSOLE
 from lambda_destinations.console.jobs import Job
 from lambda_destinations.handlers.persist import invocation_row
+from lambda_destinations.operations.quarantine import resend_status
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record, function_arn, kinesis_failure
 from lambda_destinations.store import (
@@ -3034,7 +3035,7 @@ async def test_aws_not_answering_ends_the_logs_page_at_its_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # given: CloudWatch Logs takes FilterLogEvents and never answers; a short bound
-    monkeypatch.setattr(pages, "LOGS_SECONDS", 0.5)
+    monkeypatch.setattr(bound, "AWS_SECONDS", 0.5)
     proxy = AnswerCutter(endpoint_url, FILTER_LOG_EVENTS, http=True)
     proxy.holds = 1
     async with proxy.running() as through:
@@ -3048,7 +3049,7 @@ async def test_aws_not_answering_ends_the_logs_page_at_its_bound(
 
     # then: the page came at the bound (before: botocore's read timeout, 16 s here and
     # 35 s by default, three times over), saying so in one line
-    assert proxy.held == 1
+    assert len(proxy.seen) == 1  # sent once, its answer held (counted once it comes: moto may lag)
     assert response.status == 504
     assert _shown(page, "logs-problem") == (
         "AWS did not answer within 0.5 s: try again, or run lambda-destinations failures logs "
@@ -3073,3 +3074,208 @@ async def test_the_logs_page_needs_sign_in_where_every_page_does(
     assert location.endswith("/logs?all_attempts=1")
     assert signed_in.status == 404  # its log group is missing: read, once signed in
     assert "logs-problem" in await signed_in.text()
+
+
+# -- AWS that takes the request and never answers ----------------------------------------------
+
+
+def _dlq_world(lambda_endpoint: Any) -> tuple[str, str, str]:
+    """A queue whose DLQ holds three messages, on the Lambda moto server: its URL, the DLQ's
+    URL and name."""
+    sqs = lambda_endpoint.sqs
+    name = f"bound-{random.randrange(10**8)}"
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+    policy = {"deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": "3"}
+    url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(policy)})
+    send_all(sqs, dlq_url, [failure_body(n)[0] for n in range(3)])
+    return url["QueueUrl"], dlq_url, f"{name}-dlq"
+
+
+_UNANSWERED = "AWS did not answer within 0.5 s"
+
+
+@pytest.fixture
+def short_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's bound on AWS, 0.5 s: a test waits for it, not for botocore's."""
+
+
+def _holding(lambda_endpoint: Any, needle: bytes, holds: int = 100) -> AnswerCutter:
+    """A proxy to the Lambda moto server holding back the answers to requests with ``needle``
+    (by default every one: botocore's retries too)."""
+    proxy = AnswerCutter(lambda_endpoint.url, needle, http=True)
+    proxy.holds = holds
+    return proxy
+
+
+@pytest.mark.usefixtures("short_bound")
+@pytest.mark.parametrize(
+    ("path", "needle", "element", "status", "line"),
+    [
+        ("/", b"AmazonSQS.", "sqs-problem", 200, f"SQS: {_UNANSWERED}: try again"),
+        ("/dlqs", b"AmazonSQS.", "sqs-problem", 200, f"SQS: {_UNANSWERED}: try again"),
+        ("/dlqs/{dlq}", b"AmazonSQS.", "problem", 504, f"{_UNANSWERED}: try again"),
+        (
+            "/dlqs/{dlq}?peek=5",
+            b"AmazonSQS.ReceiveMessage",
+            "problem",
+            504,
+            f"{_UNANSWERED}: try again, or run lambda-destinations dlq peek {{dlq}} --limit 5, "
+            "which waits longer",
+        ),
+    ],
+)
+async def test_a_page_that_asks_aws_says_it_did_not_answer_at_the_bound(
+    make_client,
+    settings_for: Callable[..., Settings],
+    lambda_endpoint: Any,
+    path: str,
+    needle: bytes,
+    element: str,
+    status: int,
+    line: str,
+) -> None:
+    # given: SQS takes the request and never answers (a short bound: short_bound)
+    url, _, dlq = _dlq_world(lambda_endpoint)
+    proxy = _holding(lambda_endpoint, needle)
+    async with proxy.running() as through:
+        client = await make_client(settings_for(url, endpoint_url=through))
+
+        # when
+        response = await asyncio.wait_for(
+            client.get(path.format(dlq=dlq), headers={**_BROWSER, **_origin(client)}), 10
+        )
+        page = await response.text()
+
+    # then: the page came at the bound (before: at botocore's read timeout, 16 s here and 35 s
+    # by default, for each of three attempts: 65 s here), saying so in one line
+    assert proxy.seen  # sent, never answered
+    assert response.status == status
+    assert _shown(page, element) == line.format(dlq=dlq)
+
+
+async def _post_held(
+    make_client: Callable[..., Any],
+    settings: Settings,
+    path: str,
+    form: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """Sign in, post ``form`` (the page's own form at ``path`` when None) as a browser; the
+    status, and the error page's line."""
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+    if form is None:
+        form = _form_fields(await (await client.get(path)).text(), path)
+    form = {"csrf": csrf, **form}
+    response = await asyncio.wait_for(
+        client.post(path, data=form, headers={**_BROWSER, **_origin(client)}), 10
+    )
+    return response.status, _problem_line(await response.text())
+
+
+@pytest.mark.usefixtures("short_bound")
+async def test_a_dlq_action_that_asks_aws_says_it_did_not_answer_at_the_bound(
+    make_client,
+    settings_for: Callable[..., Settings],
+    lambda_endpoint: Any,
+) -> None:
+    # given: SQS never answers the redrive's look-up of source queues, nor a purge
+    url, dlq_url, dlq = _dlq_world(lambda_endpoint)
+    looked_up = _holding(lambda_endpoint, b"ListDeadLetterSourceQueues")
+    purged = _holding(lambda_endpoint, b"AmazonSQS.PurgeQueue")
+    async with looked_up.running() as through, purged.running() as purge_through:
+        redrive = await _post_held(
+            make_client, settings_for(url, endpoint_url=through), f"/dlqs/{dlq}/redrive", {}
+        )
+        purge = await _post_held(
+            make_client,
+            settings_for(url, endpoint_url=purge_through),
+            f"/dlqs/{dlq}/purge",
+            {"confirm": dlq, "reason": "drained"},
+        )
+
+    # then: each came at the bound, in one line: the redrive started nothing and names the
+    # command; the purge, sent, is in doubt, and the line says where to look
+    assert looked_up.seen
+    assert purged.seen
+    assert redrive == (
+        504,
+        f"{_UNANSWERED}: try again, or run lambda-destinations dlq redrive {dlq}, which waits "
+        "longer",
+    )
+    assert purge == (
+        504,
+        f"{_UNANSWERED}: the purge of {dlq} is in doubt, may have been done: the DLQ's page "
+        "shows how many messages it holds (SQS deletes them within a minute)",
+    )
+    # the ledger keeps the purge (the DLQ's URL as SQS answered it: through the proxy)
+    async with Store.from_url(settings_for().store) as store:
+        purged_url = dlq_url.replace(lambda_endpoint.url.rstrip("/"), purge_through)
+        assert [a.action for a in await store.actions(purged_url)] == ["purge"]
+
+
+@pytest.mark.usefixtures("short_bound")
+@pytest.mark.parametrize("action", ["replay", "edit"])
+async def test_a_replay_whose_invoke_never_answers_is_in_doubt_at_the_bound(
+    make_client,
+    settings_for: Callable[..., Settings],
+    lambda_endpoint: Any,
+    action: str,
+) -> None:
+    # given: Lambda takes the Invoke and never answers
+    arn = lambda_endpoint.create_function(f"orders-{random.randrange(10**6)}")
+    proxy = _holding(lambda_endpoint, b"/invocations", holds=1)
+    async with proxy.running() as through:
+        settings = settings_for(endpoint_url=through)
+        row = await stored_failure(settings, function_arn=arn)
+        path = f"/failures/{quote(row.key, safe='')}/{action}"
+
+        # when
+        posted = await _post_held(make_client, settings, path, {} if action == "replay" else None)
+
+    # then: at the bound, neither failed nor done: in doubt, and where to look (before: 503
+    # "ReadTimeoutError: ..." at botocore's read timeout, 16 s here, 35 s by default)
+    assert len(proxy.seen) == 1  # sent once, never answered
+    assert posted == (
+        504,
+        f"{_UNANSWERED}: the replay is in doubt, may have reached Lambda: the failure's page "
+        "lists its attempt under Replays, and the function's log lines say whether it ran",
+    )
+    async with Store.from_url(settings.store) as store:
+        (attempt,) = await store.replays(row.key)
+    assert (attempt.outcome, attempt.detail) == (
+        ReplayOutcome.PENDING,
+        "in doubt, may have reached Lambda: interrupted mid-call",
+    )
+
+
+@pytest.mark.usefixtures("short_bound")
+async def test_a_resend_whose_send_never_answers_is_in_doubt_at_the_bound(
+    make_client,
+    settings_for: Callable[..., Settings],
+    lambda_endpoint: Any,
+) -> None:
+    # given: a quarantined message; SQS takes its SendMessage and never answers
+    url, _, _ = _dlq_world(lambda_endpoint)
+    proxy = _holding(lambda_endpoint, b"AmazonSQS.SendMessage", holds=1)
+    async with proxy.running() as through:
+        settings = settings_for(url, endpoint_url=through)
+        async with Store.from_url(settings.store) as store:
+            await store.migrate()
+            row = QuarantineRow(url, "m-1", '{"not": "a record"}', {}, "decode error", 1)
+            await store.save_quarantine(row)
+        path = f"/quarantine/{row.id}/resend"
+
+        # when
+        posted = await _post_held(make_client, settings, path, {"message_id": "m-1"})
+
+    # then: in doubt, and the message stays, marked as being resent (not sent again meanwhile)
+    assert len(proxy.seen) == 1  # sent once, never answered
+    assert posted == (
+        504,
+        f"{_UNANSWERED}: the resend is in doubt, may have reached its queue: the quarantine "
+        "page marks the message resending for 5 minutes; look in its queue before resending it",
+    )
+    async with Store.from_url(settings.store) as store:
+        (kept,) = await store.list_quarantine()
+    assert resend_status(kept).startswith("resending since ")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shlex
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, quote
 
@@ -17,6 +18,7 @@ from lambda_destinations._json import strict_loads
 from lambda_destinations._request_ids import stored_id
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console, read_form
+from lambda_destinations.console.bound import aws_bound
 from lambda_destinations.console.jobs import Job, JobRunning
 from lambda_destinations.console.pages import configured_dlq, failure_hints
 from lambda_destinations.console.security import (
@@ -29,8 +31,9 @@ from lambda_destinations.console.security import (
     same_origin,
 )
 from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
-from lambda_destinations.operations.quarantine import NotResent, resend
+from lambda_destinations.operations.quarantine import RESEND_CLAIM, NotResent, resend
 from lambda_destinations.operations.redrive import HIDDEN, IN_DOUBT, move_messages, target_chooser
+from lambda_destinations.operations.replay import IN_DOUBT as REPLAY_DOUBT
 from lambda_destinations.operations.replay import ReplayResult, replay_invocation
 from lambda_destinations.operations.status import reopen as reopen_failures
 from lambda_destinations.redact import echoed
@@ -148,6 +151,13 @@ async def _replay(
     )
 
 
+# A replay whose Invoke was cut off at the bound: the ledger keeps its attempt in doubt.
+REPLAY_IN_DOUBT = (
+    f"the replay is {REPLAY_DOUBT}: the failure's page lists its attempt under Replays, and the "
+    "function's log lines say whether it ran"
+)
+
+
 def _qualifier(form: dict[str, str]) -> str | None:
     """The form's qualifier (None: each record's own); a 400 with the command's line for one
     in no form Lambda takes, before anything is invoked."""
@@ -162,7 +172,10 @@ async def replay(request: web.Request) -> web.Response:
     console = _console(request)
     actor, form = await console.actor(request)
     row = await _row(console, request)
-    result = await _replay(console, row, actor, qualifier=_qualifier(form))
+    qualifier = _qualifier(form)
+    async with aws_bound() as wait:
+        wait.in_doubt = REPLAY_IN_DOUBT
+        result = await _replay(console, row, actor, qualifier=qualifier)
     recorded = await console.store.add_action(
         OperatorAction(actor, "replay", row.key, _reason(form), {"result": result.as_dict()})
     )
@@ -209,7 +222,9 @@ async def edit_and_replay(request: web.Request) -> web.Response:
     recorded = await console.store.add_action_once(edit)
     if recorded is None:  # done already: the failure page shows that replay
         raise web.HTTPSeeOther(_failure_url(row) + "#replays")
-    result = await _replay(console, row, actor, payload=payload, qualifier=qualifier)
+    async with aws_bound() as wait:
+        wait.in_doubt = REPLAY_IN_DOUBT
+        result = await _replay(console, row, actor, payload=payload, qualifier=qualifier)
     await console.store.set_action_detail(recorded, {**detail, "result": result.as_dict()})
     # The page says what became of it, as after Replay, from this ledger entry.
     raise web.HTTPSeeOther(f"{_failure_url(row)}?replayed={recorded}#outcome")
@@ -368,12 +383,14 @@ async def redrive(request: web.Request) -> web.Response:
     running job; so is a purge."""
     console = _console(request)
     actor, form = await console.actor(request)
-    dlq, sources = await configured_dlq(console, request.match_info["name"])
+    name = request.match_info["name"]
+    async with aws_bound(f"lambda-destinations dlq redrive {shlex.quote(name)}"):
+        dlq, sources = await configured_dlq(console, name)
+        sqs = await console.aws.client("sqs")
+        sender = await console.aws.sender("sqs")
     if not sources:
         raise web.HTTPConflict(text=f"{dlq.name} is the DLQ of no SQS queue: nothing to move to\n")
     reason = _reason(form)
-    sqs = await console.aws.client("sqs")
-    sender = await console.aws.sender("sqs")
 
     async def work(job: Job) -> None:
         # Recorded by the job, not before it: a refused second redrive moved nothing.
@@ -414,22 +431,33 @@ async def purge(request: web.Request) -> web.Response:
     """Delete every message of the DLQ, once its name was typed into the form."""
     console = _console(request)
     actor, form = await console.actor(request)
-    dlq, _ = await configured_dlq(console, request.match_info["name"])
-    if (running := console.jobs.running_on(dlq.url)) is not None:
-        raise _busy(dlq.name, running)
-    if form.get("confirm", "") != dlq.name:
-        raise web.HTTPBadRequest(text=f"type the queue's name ({dlq.name}) to purge it\n")
-    await console.store.add_action(
-        OperatorAction(
-            actor, "purge", dlq.url, _reason(form), {"about": dlq.visible + dlq.in_flight}
+    name = request.match_info["name"]
+    async with aws_bound(f"lambda-destinations dlq purge {shlex.quote(name)}") as wait:
+        dlq, _ = await configured_dlq(console, name)
+        if (running := console.jobs.running_on(dlq.url)) is not None:
+            raise _busy(dlq.name, running)
+        if form.get("confirm", "") != dlq.name:
+            raise web.HTTPBadRequest(text=f"type the queue's name ({dlq.name}) to purge it\n")
+        about = dlq.visible + dlq.in_flight
+        await console.store.add_action(
+            OperatorAction(actor, "purge", dlq.url, _reason(form), {"about": about})
         )
-    )
-    sqs = await console.aws.client("sqs")
-    await sqs.purge_queue(QueueUrl=dlq.url)
+        sqs = await console.aws.client("sqs")
+        wait.in_doubt = (
+            f"the purge of {dlq.name} is in doubt, may have been done: the DLQ's page shows "
+            "how many messages it holds (SQS deletes them within a minute)"
+        )
+        await sqs.purge_queue(QueueUrl=dlq.url)
     raise web.HTTPSeeOther(f"/dlqs/{quote(dlq.name, safe='')}")
 
 
 # -- quarantine -------------------------------------------------------------------------------
+
+# A resend whose SendMessage was cut off at the bound: the store keeps its claim on the message.
+RESEND_IN_DOUBT = (
+    "the resend is in doubt, may have reached its queue: the quarantine page marks the message "
+    f"resending for {RESEND_CLAIM / 60:.0f} minutes; look in its queue before resending it"
+)
 
 
 @routes.post("/quarantine/{quarantine_id:[0-9]+}/resend")
@@ -453,9 +481,11 @@ async def resend_quarantined(request: web.Request) -> web.Response:
             text=f"not resent: quarantined message {row.id} is not the message {echoed(shown)!r} "
             "the page showed (that one was resent already): reload the page\n"
         )
-    sqs = await console.aws.sender("sqs")  # a send whose answer was lost is not sent again
     try:
-        new_id = await resend(console.store, sqs, row)
+        async with aws_bound() as wait:
+            sqs = await console.aws.sender("sqs")  # a send whose answer was lost is not resent
+            wait.in_doubt = RESEND_IN_DOUBT
+            new_id = await resend(console.store, sqs, row)
     except NotResent as exc:  # a second click, another tab or a CLI run: sent once, not twice
         raise web.HTTPConflict(text=f"not resent: {exc}\n") from None
     detail = {"message_id": row.message_id, "new_message_id": new_id, "reason": row.reason}

@@ -5,7 +5,8 @@ Routes live in one module per concern, each with its own ``routes = web.RouteTab
 and the pages' own script). To add routes, add them to one of those tables, or add a module
 with its own table and list it in ``ROUTE_MODULES``; handlers reach everything through
 ``request.app[CONSOLE]`` (a :class:`Console`), and check the token with
-:func:`require_token` (JSON) or :meth:`Console.actor` (forms).
+:func:`require_token` (JSON) or :meth:`Console.actor` (forms). A handler that asks AWS does
+so inside :func:`lambda_destinations.console.bound.aws_bound`, which ends it at AWS_SECONDS.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ quarantine, jobs, and the sign-in page. GET only; actions are in ``actions.py``.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import shlex
 from typing import Any
 from urllib.parse import quote
 
@@ -15,6 +15,7 @@ from multidict import MultiDict
 from lambda_destinations._request_ids import stored_id
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console, json_text
+from lambda_destinations.console.bound import AwsUnanswered, aws_bound
 from lambda_destinations.console.charts import hourly_bars
 from lambda_destinations.console.security import (
     LINK_REFUSED,
@@ -97,10 +98,13 @@ async def _queue_depths(console: Console) -> tuple[list[views.QueueDepth], str |
     if not console.settings.queues:
         return [], None
     try:
-        sqs = await console.aws.client("sqs")
+        async with aws_bound():
+            sqs = await console.aws.client("sqs")
+            return await views.queue_depths(sqs, console.settings.queues), None
     except (BotoCoreError, ClientError) as exc:  # no region, say: made before any request
         return [], views.problem_line(exc)
-    return await views.queue_depths(sqs, console.settings.queues), None
+    except AwsUnanswered as exc:
+        return [], exc.line
 
 
 @routes.get("/failures")
@@ -228,11 +232,6 @@ async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:
     }
 
 
-# The longest the logs page waits for AWS, all its calls together (GetFunctionConfiguration,
-# each FilterLogEvents): botocore's own bounds, a read timeout that outlasts a long poll and
-# three attempts, would hold the page for minutes where an endpoint takes the connection and
-# never answers, and a reverse proxy gives up at 60 s.
-LOGS_SECONDS = 30.0
 # The status of a page whose lines were not read, by why.
 _NOT_READ = {LogGroupNotFound: 404, LogsRefused: 403}
 
@@ -276,19 +275,17 @@ async def _read_logs(
 ) -> tuple[FunctionLogs | None, str | None, int]:
     """The lines, or why they were not read, in one line; and the page's status."""
     controls = views.logs_controls(row, all_attempts=all_attempts)
-    bound = asyncio.timeout(LOGS_SECONDS)
     try:
         query = logs_query(row, controls, all_attempts=all_attempts)
-        async with bound:
+        # Its calls together (GetFunctionConfiguration, each FilterLogEvents) in one bound.
+        async with aws_bound(views.logs_command(row, all_attempts=all_attempts)):
             roles = account_roles(console.settings)
             return await function_logs(console.aws, query, roles, controls), None, 200
+    except AwsUnanswered as exc:
+        return None, exc.line, exc.status
     except LogsNotRead as exc:
         return None, str(exc), _NOT_READ.get(type(exc), 404)
     except CONNECTION_ERRORS as exc:
-        if bound.expired():
-            command = views.logs_command(row, all_attempts=all_attempts)
-            problem = f"AWS did not answer within {LOGS_SECONDS:g} s"
-            return None, f"{problem}: try again, or run {command}, which waits longer", 504
         return None, f"{views.problem_line(exc)}: {console.settings.endpoint_fix()}", 503
 
 
@@ -383,7 +380,7 @@ async def configured_dlq(console: Console, name: str) -> tuple[Any, list[str]]:
 @routes.get("/dlqs/{name}")
 async def dlq(request: web.Request) -> web.Response:
     console = _console(request)
-    ref, sources = await configured_dlq(console, request.match_info["name"])
+    name = request.match_info["name"]
     peeked = None
     limit = _peek_count(request.query.get("peek", ""))
     if limit and not same_origin(request, console.sessions.public):
@@ -393,10 +390,14 @@ async def dlq(request: web.Request) -> web.Response:
             "the peek's link comes from another site (a peek adds one to each message's "
             "receive count): open the DLQ's page here and use Peek"
         )
-    if limit:
-        sqs = await console.aws.client("sqs")
-        now = utcnow()
-        peeked = [(describe_message(m, now), m) for m in await peek(sqs, ref.url, limit)]
+    # The page alone (depth, sources) has no command of its own: `dlq peek` receives.
+    command = f"lambda-destinations dlq peek {shlex.quote(name)} --limit {limit}"
+    async with aws_bound(command if limit else None):
+        ref, sources = await configured_dlq(console, name)
+        if limit:
+            sqs = await console.aws.client("sqs")
+            now = utcnow()
+            peeked = [(describe_message(m, now), m) for m in await peek(sqs, ref.url, limit)]
     return console.render(
         request,
         "dlq.html",
