@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from lambda_destinations.retrying import CONNECTION_ERRORS, answered
+
 AWS_SECONDS = 30.0
 
 
@@ -37,8 +39,11 @@ class AwsWait:
     command: str | None = None
     in_doubt: str | None = None
 
-    def line(self) -> str:
+    def line(self, cause: str | None = None) -> str:
+        """The page's line; ``cause``: the error an acting call ended in without an answer."""
         problem = f"AWS did not answer within {AWS_SECONDS:g} s"
+        if cause is not None:
+            problem = f"AWS did not answer ({cause})"
         if self.in_doubt is not None:
             return f"{problem}: {self.in_doubt}"
         if self.command is not None:
@@ -50,16 +55,19 @@ class AwsWait:
 async def aws_bound(command: str | None = None) -> AsyncIterator[AwsWait]:
     """Cut the calls of the block off at AWS_SECONDS, and raise :class:`AwsUnanswered` then.
 
-    Whatever the block raises before that goes through as it is (a 404, botocore's own error).
-    A call under way when the bound came may still end in the error it was cut off with (a
-    connection error, raised as the cancellation unwound it): past the bound, any error is
-    the bound's."""
+    Whatever the block raises before that goes through as it is (a 404, botocore's own error),
+    but for an acting call (``in_doubt`` set) that ended unanswered sooner (a read timeout
+    shorter than the bound, a connection dropped after sending): in doubt too. A call under
+    way when the bound came may still end in the error it was cut off with (a connection
+    error, raised as the cancellation unwound it): past the bound, any error is the bound's."""
     wait = AwsWait(command)
     bound = asyncio.timeout(AWS_SECONDS)
     try:
         async with bound:
             yield wait
-    except Exception:
-        if not bound.expired():
-            raise
-        raise AwsUnanswered(wait.line()) from None
+    except Exception as exc:
+        if bound.expired():
+            raise AwsUnanswered(wait.line()) from None
+        if wait.in_doubt is not None and isinstance(exc, CONNECTION_ERRORS) and not answered(exc):
+            raise AwsUnanswered(wait.line(type(exc).__name__)) from None
+        raise
