@@ -1574,6 +1574,23 @@ async def test_a_dlq_page_or_action_without_a_region_says_how_to_set_one(
     assert line == "no AWS region: set AWS_REGION, LAMBDA_DESTINATIONS_REGION or --region"
 
 
+async def test_a_dlq_page_while_sqs_is_unreachable_says_so_not_that_it_is_no_dlq(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a configured queue on an endpoint nobody listens on
+    client = await make_client(settings_for("orders", endpoint_url="http://127.0.0.1:9"))
+    await sign_in(client)
+
+    # when: its DLQ's page is opened
+    response = await client.get("/dlqs/orders-dlq", headers=_BROWSER)
+
+    # then: SQS's silence, not a 404 saying the queue is no DLQ of ours (which nobody knows)
+    assert response.status == 503
+    line = html.unescape((await response.text()).split('id="problem">', 1)[1].split("</p>")[0])
+    assert line.startswith("the configured queue orders could not be read ("), line
+    assert "whether 'orders-dlq' is its DLQ is not known: try again once SQS answers" in line
+
+
 def _problems(page: str) -> list[str]:
     """The filter's error lines (each with its id, which its field's aria-describedby names)."""
     return [

@@ -371,9 +371,17 @@ async def configured_dlq(console: Console, name: str) -> tuple[Any, list[str]]:
 
     Only the DLQs of the queues the settings name can be acted on from the console."""
     sqs = await console.aws.client("sqs")
-    for depth in await views.queue_depths(sqs, console.settings.queues):
+    depths = await views.queue_depths(sqs, console.settings.queues)
+    for depth in depths:
         if depth.dlq is not None and depth.dlq.name == name:
             return depth.dlq, await source_queues(sqs, depth.dlq)
+    unread = next((depth for depth in depths if depth.problem), None)
+    if unread is not None:  # not known to be no DLQ of ours: SQS did not say
+        raise web.HTTPServiceUnavailable(
+            text=f"the configured queue {unread.name} could not be read ({unread.problem}), so "
+            f"whether {echoed(name)!r} is its DLQ is not known: try again once SQS answers "
+            "(the overview shows what each queue answers)\n"
+        )
     raise web.HTTPNotFound(text=f"{echoed(name)!r} is not the DLQ of a configured queue\n")
 
 
