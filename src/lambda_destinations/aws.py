@@ -185,14 +185,13 @@ class AwsClients(Lifetime):
         client = self._clients.get(key)
         if client is None:  # made once: every Invoke of a replay asks for it
             config = self._config.merge(_single_attempt()) if send_once else self._config
-            if region:
-                from aiobotocore.config import AioConfig
-
-                config = config.merge(AioConfig(region_name=region))
             session = self._session if own else self._account_session(str(account))
             client = await self._stack.enter_async_context(
-                session.create_client(
-                    service, endpoint_url=self._settings.endpoint_url, config=config
+                session.create_client(  # region None: the config's, the settings' region
+                    service,
+                    region_name=region,
+                    endpoint_url=self._settings.endpoint_url,
+                    config=config,
                 )
             )
             self._clients[key] = client
@@ -287,6 +286,12 @@ class AwsClients(Lifetime):
             f"{function} is in account {account}, and the AWS credentials are account {own}'s",
             no_role_fix(account, own),
         )
+
+    def role_arn(self, account: str | None) -> str | None:
+        """The role the accounts table names for ``account``, whose credentials its calls use;
+        None when it names none (the credentials' own are used)."""
+        role = self._settings.accounts.get(account or "")
+        return role.role_arn if role is not None else None
 
     async def own_account(self) -> str | None:
         """The account of our own credentials (sts:GetCallerIdentity, asked once); None when

@@ -578,13 +578,12 @@ def _read_logs(settings: Settings, query: LogsQuery) -> FunctionLogs:
     from lambda_destinations.operations.function_logs import (
         LogGroupNotFound,
         LogsRefused,
-        account_roles,
         function_logs,
     )
 
     async def go() -> FunctionLogs:
         async with AwsClients(settings) as aws:
-            return await function_logs(aws, query, account_roles(settings), _CONTROLS)
+            return await function_logs(aws, query, _CONTROLS)
 
     with aws_errors(settings):
         try:

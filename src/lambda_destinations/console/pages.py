@@ -28,11 +28,11 @@ from lambda_destinations.console.security import (
 from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
 from lambda_destinations.operations.detail import AmbiguousId, failure_detail, whole_id
 from lambda_destinations.operations.function_logs import (
+    Controls,
     FunctionLogs,
     LogGroupNotFound,
     LogsNotRead,
     LogsRefused,
-    account_roles,
     function_logs,
     log_notes,
     log_text,
@@ -244,10 +244,11 @@ async def logs(request: web.Request) -> web.Response:
     console = _console(request)
     row = await _invocation(console, request.match_info["ident"])
     every = _all_attempts(request.query.get("all_attempts", ""))
-    found, problem, status = await _read_logs(console, row, all_attempts=every)
+    controls = views.logs_controls(row, all_attempts=every)
+    command = views.logs_command(row, all_attempts=every)
+    found, problem, status = await _read_logs(console, row, controls, command, all_attempts=every)
     notes = []
     if found is not None:
-        controls = views.logs_controls(row, all_attempts=every)
         notes = log_notes(row, found, controls, widened=every, now=utcnow())
     return console.render(
         request,
@@ -259,7 +260,7 @@ async def logs(request: web.Request) -> web.Response:
         text=log_text(found.lines) if found else "",
         notes=notes,
         problem=problem,
-        command=views.logs_command(row, all_attempts=every),
+        command=command,
         views=views,
     )
 
@@ -271,16 +272,15 @@ def _all_attempts(text: str) -> bool:
 
 
 async def _read_logs(
-    console: Console, row: InvocationRow, *, all_attempts: bool
+    console: Console, row: InvocationRow, controls: Controls, command: str, *, all_attempts: bool
 ) -> tuple[FunctionLogs | None, str | None, int]:
-    """The lines, or why they were not read, in one line; and the page's status."""
-    controls = views.logs_controls(row, all_attempts=all_attempts)
+    """The lines, or why they were not read, in one line; and the page's status. ``command``:
+    the one that prints them, which waits longer."""
     try:
         query = logs_query(row, controls, all_attempts=all_attempts)
         # Its calls together (GetFunctionConfiguration, each FilterLogEvents) in one bound.
-        async with aws_bound(views.logs_command(row, all_attempts=all_attempts)):
-            roles = account_roles(console.settings)
-            return await function_logs(console.aws, query, roles, controls), None, 200
+        async with aws_bound(command):
+            return await function_logs(console.aws, query, controls), None, 200
     except AwsUnanswered as exc:
         return None, exc.line, exc.status
     except LogsNotRead as exc:

@@ -29,7 +29,6 @@ from lambda_destinations.times import utc_text
 
 if TYPE_CHECKING:
     from lambda_destinations.aws import AwsClients
-    from lambda_destinations.config import Settings
     from lambda_destinations.store import InvocationRow
 
 # Lambda's longest timeout: the last attempt began at most this long before its record.
@@ -310,19 +309,10 @@ def logs_query(
     )
 
 
-def account_roles(settings: Settings) -> dict[str, str]:
-    """The role ARN of each account of the accounts table, by account: :func:`function_logs`'
-    ``roles``."""
-    return {account: role.role_arn for account, role in settings.accounts.items()}
-
-
-async def function_logs(
-    aws: AwsClients, query: LogsQuery, roles: dict[str, str], controls: Controls
-) -> FunctionLogs:
-    """The lines ``query`` names. ``roles``: the role ARN of each account of the accounts table,
-    whose calls are made as that role (:func:`account_roles`). Raises LogGroupNotFound or
-    LogsRefused (a line and a fix each, ``controls`` named in it); any other AWS error as it
-    is."""
+async def function_logs(aws: AwsClients, query: LogsQuery, controls: Controls) -> FunctionLogs:
+    """The lines ``query`` names, read in the function's account with the role the accounts
+    table names for it. Raises LogGroupNotFound or LogsRefused (a line and a fix each,
+    ``controls`` named in it); any other AWS error as it is."""
     from botocore.exceptions import ClientError
 
     if query.function_arn is None:
@@ -335,16 +325,16 @@ async def function_logs(
             logs, source.log_group, query.request_id, query.since, query.until, query.limit
         )
     except ClientError as exc:
-        raise await _not_read(aws, source, exc, roles, controls) from exc
+        raise await _not_read(aws, source, exc, controls) from exc
     found = FunctionLogs(source, query.since, query.until, lines, more)
     if not lines:
         found.retention_days = await retention_days(logs, source.log_group)
-        found.other_account = await other_account(aws, source.account, roles)
+        found.other_account = await other_account(aws, source.account)
     return found
 
 
 async def _not_read(
-    aws: AwsClients, source: LogSource, exc: Exception, roles: dict[str, str], controls: Controls
+    aws: AwsClients, source: LogSource, exc: Exception, controls: Controls
 ) -> Exception:
     """What FilterLogEvents' error ``exc`` says, restated: a log group not found, a refusal
     naming the permission on the group's ARN; ``exc`` itself for any other."""
@@ -360,14 +350,14 @@ async def _not_read(
     code = error_code(exc)
     account = source.account
     if code in DENIED_CODES - CREDENTIAL_CODES or isinstance(exc, AccountRefusal):
-        role = roles.get(account or "")
+        role = aws.role_arn(account)
         credentials = f"{role}, the role of accounts.{account}" if role else "the AWS credentials"
         fix = aws_fix(exc, credentials=credentials, on=source.arn(aws.region))
         operation = getattr(exc, "operation_name", "FilterLogEvents")
         return LogsRefused(f"{operation} was refused ({first_line(exc)})", fix or "")
     if code != "ResourceNotFoundException":
         return exc
-    other = await other_account(aws, account, roles)
+    other = await other_account(aws, account)
     # The account read: the credentials' own when no role of the function's is set.
     read = await aws.own_account() if other is not None else account
     where = f"account {read}, " if read else ""
@@ -382,10 +372,10 @@ async def _not_read(
     return LogGroupNotFound(problem, other or fix)
 
 
-async def other_account(aws: AwsClients, account: str | None, roles: dict[str, str]) -> str | None:
+async def other_account(aws: AwsClients, account: str | None) -> str | None:
     """When ``account``, a function's, is neither the credentials' own nor in the accounts
     table: what to set to read its logs (the credentials' own account was read instead)."""
-    if account is None or account in roles:
+    if account is None or aws.role_arn(account) is not None:
         return None
     own = await aws.own_account()
     if own is None or own == account:
