@@ -22,14 +22,14 @@ import re
 from collections.abc import AsyncIterator
 from typing import Literal
 
-Protocol = Literal["json", "query", "rest-json"]
+Protocol = Literal["json", "query", "rest-json", "rest-xml"]
 _SIGNED_BY = re.compile(rb"Credential=([A-Za-z0-9]+)/")
 
 
 def aws_error(status: int, code: str, message: str, protocol: Protocol) -> bytes:
     """An AWS error answer, whole, as each protocol has it: ``json`` as SQS (its JSON shape and
     the Query code botocore reads from ``x-amzn-query-error``), ``query`` as SNS (XML),
-    ``rest-json`` as SES v2 and Lambda (the code in ``x-amzn-ErrorType``)."""
+    ``rest-json`` as SES v2 and Lambda (the code in ``x-amzn-ErrorType``), ``rest-xml`` as S3."""
     headers = {"x-amzn-RequestId": "00000000-0000-4000-8000-000000000000"}
     if protocol == "query":
         body = (
@@ -38,6 +38,13 @@ def aws_error(status: int, code: str, message: str, protocol: Protocol) -> bytes
             "<RequestId>00000000-0000-4000-8000-000000000000</RequestId></ErrorResponse>"
         ).encode()
         headers["Content-Type"] = "text/xml"
+    elif protocol == "rest-xml":  # S3
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{message}</Message>"
+            "<RequestId>0000000000000000</RequestId></Error>"
+        ).encode()
+        headers["Content-Type"] = "application/xml"
     elif protocol == "json":
         body = json.dumps({"__type": f"com.amazonaws.sqs#{code}", "message": message}).encode()
         headers["Content-Type"] = "application/x-amz-json-1.0"

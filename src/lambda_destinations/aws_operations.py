@@ -42,6 +42,9 @@ class Target(enum.StrEnum):
     ECS_TASK = "ecs-task"  # the ECS service's own tasks (scale-in protection)
     ACCOUNT_ROLE = "account-role"  # the roles of the accounts table, in the functions' accounts
     LOG_GROUP = "log-group"  # the functions' CloudWatch Logs log groups (/aws/lambda/NAME)
+    # The records Lambda writes to a bucket that is a function's on-failure destination
+    # (BUCKET/aws/lambda/*), read when the bucket's notification arrives
+    RECORD_OBJECT = "record-object"
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,15 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         _W,
         (_DLQ,),
         "quarantine: send a message that can never succeed to its queue's DLQ with the reason",
+    ),
+    AwsOperation(
+        "s3",
+        "GetObject",
+        "s3:GetObject",
+        _W,
+        (Target.RECORD_OBJECT,),
+        "read a record Lambda wrote to an S3 on-failure destination, when the bucket's "
+        "notification of it arrives",
     ),
     AwsOperation(
         "sns",

@@ -241,4 +241,8 @@ def test_real_process_failure_is_one_line_without_traceback() -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
     assert done.returncode == 1
-    assert done.stderr == "error: not a Lambda record: looks like an S3 event notification\n"
+    assert done.stderr == (
+        "error: not a Lambda record: s3://lambda-artifacts-xmpl/b21b84d653bb07b05b1e6b33684dc11b "
+        "is not under aws/lambda/, where Lambda writes its records; filter the bucket's "
+        "notification on the prefix aws/lambda/\n"
+    )

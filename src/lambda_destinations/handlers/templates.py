@@ -65,7 +65,7 @@ RECORD_FIELDS: dict[str, str] = {
     "received_at": "when the worker handled it (ISO 8601, UTC)",
     "key": "the record's idempotency key",
     "kind": "invocation, stream-failure or legacy-dlq",
-    "envelope": "none, sns or eventbridge",
+    "envelope": "none, sns, eventbridge or s3",
     "queue": "the queue's name",
     "message_id": "the SQS message id",
     "receive_count": "ApproximateReceiveCount",

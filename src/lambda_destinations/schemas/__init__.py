@@ -10,7 +10,13 @@ from lambda_destinations.schemas.arn import (
     qualified_name,
     requalified,
 )
-from lambda_destinations.schemas.decoder import DecodedMessage, MessageKind, decode, summarize
+from lambda_destinations.schemas.decoder import (
+    DecodedMessage,
+    MessageKind,
+    decode,
+    decode_object,
+    summarize,
+)
 from lambda_destinations.schemas.envelopes import Envelope
 from lambda_destinations.schemas.errors import DecodeError
 from lambda_destinations.schemas.records import (
@@ -47,6 +53,7 @@ __all__ = [
     "check_invoke_qualifier",
     "check_invoke_target",
     "decode",
+    "decode_object",
     "function_account",
     "invoke_function_name",
     "invoke_function_region",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -41,6 +41,7 @@ from lambda_destinations.schemas.records import (
     LegacyDlqMessage,
     StreamFailureRecord,
 )
+from lambda_destinations.schemas.s3 import S3Notice, S3Object, check_s3_notice
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -192,6 +193,20 @@ def decode(
         ) from exc
 
 
+def decode_object(body: str | bytes, location: S3Object) -> DecodedMessage:
+    """Decode the content of the S3 object a :class:`~lambda_destinations.schemas.s3.RecordInS3`
+    named: the record Lambda wrote there, with envelope ``s3``. Raises :class:`DecodeError`,
+    naming the object, for anything else (another notice included: one object never leads to a
+    second)."""
+    try:
+        decoded = decode(body)
+    except S3Notice:
+        raise DecodeError(f"S3 object {location} holds S3's notice, not a Lambda record") from None
+    except DecodeError as exc:
+        raise DecodeError(f"S3 object {location}: {exc.reason}") from exc
+    return replace(decoded, envelope=Envelope.S3)
+
+
 def _decode(body: str | bytes, message_attributes: Mapping[str, Any] | None) -> DecodedMessage:
     text = _body_text(body)
     dlq = _dlq_attributes(message_attributes, "message attribute")
@@ -212,13 +227,14 @@ def _decode(body: str | bytes, message_attributes: Mapping[str, Any] | None) -> 
         return _legacy(unwrapped.text or "", dlq, unwrapped.envelope)
     try:
         if "requestContext" not in record:
+            check_s3_notice(record)  # S3's notice of a record Lambda wrote to a bucket
             raise DecodeError(_not_a_record(record, unwrapped.envelope))
         for name in _STREAM_BATCH_KEYS:
             if name in record:
                 return _stream_failure(record, unwrapped)
         return _invocation(record, unwrapped)
     except DecodeError as exc:
-        if unwrapped.where:
+        if unwrapped.where and not isinstance(exc, S3Notice):
             raise DecodeError(f"{unwrapped.where}: {exc.reason}") from exc
         raise
 
@@ -486,8 +502,7 @@ def _looks_like(doc: dict[str, Any], envelope: Envelope) -> str | None:
     if isinstance(records, list):
         first = records[0] if records and isinstance(records[0], dict) else {}
         source = first.get("eventSource", first.get("EventSource"))
-        known = {
-            "aws:s3": "an S3 event notification",
+        known = {  # S3's own are notices of records in S3 (schemas/s3.py)
             "aws:sns": "an SNS event for a Lambda function",
             "aws:sqs": "an SQS event for a Lambda function",
             "aws:kinesis": "a Kinesis event for a Lambda function",
@@ -496,8 +511,6 @@ def _looks_like(doc: dict[str, Any], envelope: Envelope) -> str | None:
         if isinstance(source, str) and source in known:
             return known[source]
         return "a batch of event records (Records), not a Lambda record"
-    if doc.get("Event") == "s3:TestEvent":
-        return "an S3 test event"
     context = doc.get("context")
     if isinstance(context, dict) and "partnerResourceArn" in context:
         return "an EventBridge Pipes failure record"

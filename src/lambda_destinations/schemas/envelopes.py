@@ -1,4 +1,5 @@
-"""Envelopes a record can arrive in: none, an SNS notification, or an EventBridge event.
+"""Envelopes a record can arrive in: none, an SNS notification, or an EventBridge event (or an
+S3 object, which a notice in one of these names: schemas/s3.py).
 
 Detection is by keys, on the JSON already parsed once: an SNS notification (raw message
 delivery off) has ``Type: "Notification"``, ``TopicArn`` and ``Message`` (the record, as a
@@ -16,6 +17,7 @@ from typing import Any
 
 from lambda_destinations.schemas._private import is_blank, json_kind, loads, short_repr
 from lambda_destinations.schemas.errors import DecodeError
+from lambda_destinations.schemas.s3 import check_s3_event
 
 EVENTBRIDGE_SOURCE = "lambda"
 
@@ -33,6 +35,7 @@ class Envelope(enum.StrEnum):
     NONE = "none"
     SNS = "sns"
     EVENTBRIDGE = "eventbridge"
+    S3 = "s3"  # read from the S3 object a notification named (schemas/s3.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ def _unwrap_eventbridge(doc: dict[str, Any]) -> Unwrapped:
         or not isinstance(detail_type, str)
         or detail_type not in EVENTBRIDGE_DETAIL_TYPES
     ):
+        check_s3_event(doc)  # S3's notice of a record Lambda wrote to a bucket
         raise DecodeError(
             "not a Lambda record: looks like an EventBridge event from source "
             f"{short_repr(source)} with detail-type {short_repr(detail_type)}"

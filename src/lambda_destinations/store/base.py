@@ -112,7 +112,7 @@ class InvocationRow:
 
     key: str
     kind: str  # "invocation" | "stream-failure" | "legacy-dlq"
-    envelope: str  # "none" | "sns" | "eventbridge"
+    envelope: str  # "none" | "sns" | "eventbridge" | "s3"
     request_id: str | None
     function_arn: str | None
     function_name: str | None

@@ -59,7 +59,8 @@ from lambda_destinations.retrying import (
     retry_transient,
     with_fix,
 )
-from lambda_destinations.schemas import DecodedMessage, DecodeError, decode
+from lambda_destinations.schemas import DecodedMessage, DecodeError, decode, decode_object
+from lambda_destinations.schemas.s3 import RecordInS3, S3Object, S3TestEvent
 from lambda_destinations.store import DeliveryRow, HandlerRun, QuarantineRow, RunState, utcnow
 from lambda_destinations.worker.batching import BatchSender
 from lambda_destinations.worker.leases import renewing
@@ -81,6 +82,7 @@ from lambda_destinations.worker.queues import (
     sendable_attribute,
     storable_attributes,
 )
+from lambda_destinations.worker.s3_records import MAX_OBJECT_BYTES, ObjectUnread, read_record
 from lambda_destinations.worker.tracebacks import TracebackLog
 
 if TYPE_CHECKING:
@@ -112,6 +114,11 @@ class InFlight:
     # Loop time the receive that brought it was sent: SQS's 12-hour limit on its visibility
     # counts from its receipt (None: not known, the limit is taken whole).
     received_at: float | None = None
+    # A record Lambda wrote to S3, which this message is the bucket's notice of: the object
+    # and its bytes, once read (decoded from them, not from the body).
+    record_object: S3Object | None = None
+    record_body: bytes | None = None
+    record_bytes: int | None = None  # its bytes counted in flight, once room was made for them
 
     @property
     def message_id(self) -> str:
@@ -156,8 +163,16 @@ class Stats:
         }
 
 
-def _decode(message: dict[str, Any]) -> DecodedMessage:
-    """Decode a received message: the same answer, a new one, each call (decode is pure)."""
+async def _no_wait(size: int) -> None:
+    return None
+
+
+def _decode(item: InFlight) -> DecodedMessage:
+    """Decode a received message, or the S3 object read for it: the same answer, a new one,
+    each call (decode is pure)."""
+    if item.record_object is not None and item.record_body is not None:
+        return decode_object(item.record_body, item.record_object)
+    message = item.message
     return decode(message.get("Body", ""), message.get("MessageAttributes"))
 
 
@@ -308,6 +323,10 @@ class Dispatcher:
         self.owner = owner
         self.stats = stats
         self.sleep = sleep
+        # Waits for room for an S3 object of so many bytes within bytes_in_flight, and counts
+        # them in flight (until the message ends): the worker sets it. A notice is a few hundred
+        # bytes, where its object may take megabytes.
+        self.room_to_read: Callable[[int], Awaitable[None]] = _no_wait
         # The polled queues as last described (the worker's list): an entry is replaced when
         # its queue's redrive policy names another DLQ (see follow_redrive_policy).
         self.queues = queues if queues is not None else []
@@ -356,10 +375,14 @@ class Dispatcher:
         Runs in a task of its own (Worker._start), whose copy of the context dies with it: the
         log fields bound here need no unbinding.
         """
-        message = item.message
         queue = item.queue.name
         try:
-            decoded = _decode(message)
+            decoded = await self._decoded(item)
+        except (S3TestEvent, ObjectUnread) as exc:
+            bind_contextvars(
+                queue=queue, message_id=item.message_id, receive_count=item.receive_count
+            )
+            return await self._not_yet_decoded(item, exc)
         except DecodeError as exc:
             bind_contextvars(
                 queue=queue, message_id=item.message_id, receive_count=item.receive_count
@@ -385,6 +408,36 @@ class Dispatcher:
         # first one's completions instead of a live claim to wait out.
         async with self._key_locks.hold(decoded.key):
             return await self._run_chain(item, decoded)
+
+    async def _decoded(self, item: InFlight) -> DecodedMessage:
+        """The message decoded; for S3's notice of a record Lambda wrote to a bucket, the
+        object read (once, its bytes counted in flight) and the record in it decoded."""
+        try:
+            return _decode(item)
+        except RecordInS3 as notice:
+            if item.record_body is not None:  # pragma: no cover - decode_object raises no notice
+                raise
+            location = notice.location
+            if item.record_bytes is None:  # the notice says the size; else, the most read
+                size = location.size if location.size is not None else MAX_OBJECT_BYTES
+                size = min(size, MAX_OBJECT_BYTES)
+                await self.room_to_read(size)
+                item.record_bytes = size  # counted: the worker takes it out when this ends
+            body = await read_record(self.aws, location)
+            item.record_object, item.record_body = location, body
+            log.debug("record read from S3", object=str(notice.location), size=len(body))
+            return _decode(item)
+
+    async def _not_yet_decoded(self, item: InFlight, exc: S3TestEvent | ObjectUnread) -> Outcome:
+        """S3's test event is acknowledged (S3 sends it once, when a bucket's notification
+        configuration names the queue); an object that could not be read is retried, and
+        quarantined with the reason on the message's last receive."""
+        if isinstance(exc, S3TestEvent):
+            log.info("S3 test event acknowledged", bucket=exc.bucket)
+            return await self.ack(item)
+        if last := self.last_receive(item):
+            return await self.quarantine(item, f"{exc.reason}; {last}")
+        return await self.retry(item, exc.reason, asked=exc.asked)
 
     def _warn_handled_elsewhere(self, item: InFlight) -> None:
         """Warn once when a message first received before the worker started on a new store
@@ -427,7 +480,7 @@ class Dispatcher:
                 # A user handler gets a decode of its own (a third of copy.deepcopy's cost): a
                 # payload it changes is not what persist stores or a later handler sees. The
                 # built-ins share one decode, so the default route pays nothing for this.
-                given = decoded if reads_record_only(handler) else _decode(item.message)
+                given = decoded if reads_record_only(handler) else _decode(item)
                 await self._run_handler(handler, given, context, last_receive=last_receive)
             # A duplicate's delivery goes on record, unless a handler's save put it there
             # (persist, left pending after a claimed handler completed on an earlier delivery):

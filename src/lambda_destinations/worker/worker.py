@@ -264,6 +264,10 @@ class Worker(Lifetime):
         self._room = Slots(settings.concurrency + receive_ahead(settings.concurrency))
         self._ready: collections.deque[InFlight] = collections.deque()
         self._running = self._running_bytes = 0  # handler tasks under way, their bodies' size
+        # S3 objects read (or being read) for running messages, and the messages waiting for
+        # room to read theirs (_room_to_read)
+        self._objects_held = 0
+        self._object_waiters: list[asyncio.Future[None]] = []
         self.protection = TaskProtection(
             settings.ecs_agent_uri if settings.task_protection else None,
             minutes=settings.task_protection_minutes,
@@ -414,6 +418,7 @@ class Worker(Lifetime):
         )
         # The scheduler's store failures pause receiving and unready /readyz as a handler's do.
         self.scheduler.store_down = self._dispatcher.store_down
+        self._dispatcher.room_to_read = self._room_to_read
         with contextlib.suppress(StoreUnavailable):  # only warnings hang on these
             if not await self.store.has_handled():
                 self._dispatcher.new_store_since = time.time()
@@ -1009,12 +1014,32 @@ class Worker(Lifetime):
         """The key of a message in flight: its receipt handle."""
         return str(item.message.get("ReceiptHandle", ""))
 
+    async def _room_to_read(self, size: int) -> None:
+        """Wait until an S3 object of ``size`` bytes, which a running message's notice names,
+        fits within ``bytes_in_flight``, then count it in flight until the message ends. One
+        always may while no other object is held: a waiter holds none, so none waits for
+        another waiter."""
+        budget = self.settings.bytes_in_flight
+        while self._objects_held and self._running_bytes + size > budget:
+            freed = asyncio.get_running_loop().create_future()
+            self._object_waiters.append(freed)
+            await freed
+        self._objects_held += 1
+        self._running_bytes += size
+
     def _finished(self, task: asyncio.Task[Outcome], token: str, size: int) -> None:
         self._tasks.discard(task)
         self._running -= 1
-        self._running_bytes -= size
         self._room.release(1)
         item = self._inflight.pop(token, None)
+        self._running_bytes -= size
+        if item is not None and item.record_bytes is not None:  # an S3 object's room
+            self._running_bytes -= item.record_bytes
+            self._objects_held -= 1
+            waiters, self._object_waiters = self._object_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         self.protection.in_flight(len(self._inflight))
         if item is not None and not item.settled:
             # Cancelled at shutdown (or a bug): make it visible again at once, not in minutes.

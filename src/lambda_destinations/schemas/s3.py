@@ -1,0 +1,151 @@
+"""Records Lambda writes to an S3 bucket, and the notices S3 sends of them (pure, no I/O).
+
+A function's on-failure destination may be a bucket: Lambda then writes each record as one
+JSON object under ``aws/lambda/`` (``aws/lambda/async/<function>/YYYY/MM/DD/…`` for
+asynchronous invocations, ``aws/lambda/<mapping>/<shard>/…`` for a stream's), and the bucket's
+event notification tells a polled queue of it: an S3 notification (``Records`` of
+``eventSource: "aws:s3"``, directly or through SNS), or an EventBridge event of source
+``aws.s3``. The decoder raises :class:`RecordInS3` for such a notice, naming the object, and
+the worker reads it and decodes what it holds (:func:`~lambda_destinations.schemas.decoder.
+decode_object`). Both are :class:`DecodeError`\\ s, so whatever decodes a message without
+reading S3 (``dlq peek``, ``decode``) says what the message is in its one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from lambda_destinations.schemas._private import json_kind, short_repr
+from lambda_destinations.schemas.errors import DecodeError
+
+LAMBDA_PREFIX = "aws/lambda/"  # where Lambda writes every record it sends to a bucket
+S3_SOURCE = "aws:s3"  # an S3 notification record's eventSource
+S3_EVENTBRIDGE_SOURCE = "aws.s3"
+_CREATED = "ObjectCreated:"  # a notification's eventName, for a new object
+_EVENTBRIDGE_CREATED = "Object Created"  # an EventBridge event's detail-type, likewise
+
+
+@dataclass(frozen=True, slots=True)
+class S3Object:
+    """An object S3 said was written: where to read it (``region``: the bucket's, when the
+    notice says), and its size and version when it says them."""
+
+    bucket: str
+    key: str
+    region: str | None = None
+    size: int | None = None
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class S3Notice(DecodeError):
+    """A message that is S3's notice, not a record: read on by the worker, said by the rest."""
+
+
+class RecordInS3(S3Notice):
+    """The record is in an S3 object (:attr:`location`) that Lambda wrote: read it, then
+    decode what it holds."""
+
+    def __init__(self, location: S3Object) -> None:
+        super().__init__(
+            f"S3's notice of a record Lambda wrote to {location}: the worker reads the object "
+            "(s3:GetObject) and handles the record in it"
+        )
+        self.location = location
+
+
+class S3TestEvent(S3Notice):
+    """The test event S3 sends once to a queue a bucket's notification configuration names:
+    nothing to handle."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(
+            f"S3's test event for bucket {short_repr(bucket)}, sent when its notification "
+            "configuration was saved: nothing to handle"
+        )
+        self.bucket = bucket
+
+
+def check_s3_notice(doc: dict[str, Any]) -> None:
+    """Raise the notice ``doc`` is when it has the shape of S3's (an S3 notification, or its
+    test event); return when it has not. Asked only of a document that is no record, so a
+    record pays nothing for it."""
+    if doc.get("Event") == "s3:TestEvent":
+        raise S3TestEvent(str(doc.get("Bucket") or ""))
+    records = doc.get("Records")
+    if not isinstance(records, list) or not records:
+        return
+    first = records[0]
+    if not isinstance(first, dict) or first.get("eventSource") != S3_SOURCE:
+        return
+    if len(records) != 1:  # S3 sends one record a message
+        raise DecodeError(f"an S3 notification of {len(records)} records, where S3 sends one")
+    event = str(first.get("eventName") or "")
+    s3 = _field(first, "s3", dict, "S3 notification")
+    bucket = _field(_field(s3, "bucket", dict, "S3 notification's s3"), "name", str, "bucket")
+    found = _field(s3, "object", dict, "S3 notification's s3")
+    # A notification's key is URL-encoded ("a b" is "a+b"); Lambda's keys read the same either way.
+    key = unquote_plus(_field(found, "key", str, "object"))
+    version = found.get("versionId")
+    location = S3Object(
+        bucket,
+        key,
+        region=_text(first.get("awsRegion")),
+        size=_size(found.get("size")),
+        version=version if isinstance(version, str) and version else None,
+    )
+    _raise_for_object(location, event, created=event.startswith(_CREATED))
+
+
+def check_s3_event(doc: dict[str, Any]) -> None:
+    """Raise the notice an EventBridge event from S3 is (``source: "aws.s3"``); return for an
+    event of any other source. EventBridge gives the key as it is, not URL-encoded."""
+    if doc.get("source") != S3_EVENTBRIDGE_SOURCE:
+        return
+    detail_type = str(doc.get("detail-type") or "")
+    detail = _field(doc, "detail", dict, "EventBridge event")
+    bucket = _field(_field(detail, "bucket", dict, "EventBridge detail"), "name", str, "bucket")
+    found = _field(detail, "object", dict, "EventBridge detail")
+    version = found.get("version-id")
+    location = S3Object(
+        bucket,
+        _field(found, "key", str, "object"),
+        region=_text(doc.get("region")),
+        size=_size(found.get("size")),
+        version=version if isinstance(version, str) and version else None,
+    )
+    _raise_for_object(location, detail_type, created=detail_type == _EVENTBRIDGE_CREATED)
+
+
+def _raise_for_object(location: S3Object, event: str, *, created: bool) -> None:
+    if not created:
+        raise DecodeError(
+            f"not a Lambda record: S3's {short_repr(event)} event for {location}; send this "
+            "queue only the bucket's ObjectCreated events (s3:ObjectCreated:*)"
+        )
+    if not location.key.startswith(LAMBDA_PREFIX):
+        raise DecodeError(
+            f"not a Lambda record: {location} is not under {LAMBDA_PREFIX}, where Lambda "
+            f"writes its records; filter the bucket's notification on the prefix {LAMBDA_PREFIX}"
+        )
+    raise RecordInS3(location)
+
+
+def _field(doc: dict[str, Any], name: str, kind: type, where: str) -> Any:
+    value = doc.get(name)
+    if not isinstance(value, kind) or (kind is str and not value):
+        shown = "missing" if value is None else json_kind(value)
+        raise DecodeError(f"{where} has no usable {name!r} ({shown})")
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _size(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

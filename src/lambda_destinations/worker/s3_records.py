@@ -1,0 +1,84 @@
+"""Reading a record Lambda wrote to an S3 bucket, once the bucket's notification arrives.
+
+The decoder names the object (:class:`~lambda_destinations.schemas.s3.RecordInS3`); this reads
+it with ``s3:GetObject``, in the bucket's region when the notice says it. What can never be
+read (the object is gone, or too big to be a record) is a :class:`DecodeError`, quarantined
+with its reason; what may pass (a refusal, an outage) is :class:`ObjectUnread`, retried.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lambda_destinations.retrying import (
+    CONNECTION_ERRORS,
+    asked_wait,
+    aws_fix,
+    describe_error,
+    error_code,
+)
+from lambda_destinations.schemas.errors import DecodeError
+
+if TYPE_CHECKING:
+    from lambda_destinations.aws import AwsClients
+    from lambda_destinations.schemas.s3 import S3Object
+
+# The largest object read as a record: Lambda's own largest payload (6 MB, a synchronous
+# response, or a stream's batch) with room for the record around it. A record takes some 30
+# times its bytes once decoded, and the object's bytes count against bytes_in_flight.
+MAX_OBJECT_BYTES = 8 * 1024 * 1024
+_GONE = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket"})
+
+
+class ObjectUnread(Exception):
+    """An object that could not be read this time: the message is retried."""
+
+    def __init__(self, reason: str, *, asked: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.asked = asked  # the wait a throttled read asked for, if any
+
+
+async def read_record(aws: AwsClients, location: S3Object) -> bytes:
+    """The bytes of the object at ``location``; raise :class:`DecodeError` when they can never
+    be read as a record, :class:`ObjectUnread` when they could not be this time."""
+    if location.size is not None and location.size > MAX_OBJECT_BYTES:
+        raise _too_big(location, location.size)
+    params = {"Bucket": location.bucket, "Key": location.key}
+    if location.version is not None:
+        params["VersionId"] = location.version
+    try:
+        s3 = await aws.client_in(None, "s3", region=location.region)
+        response = await s3.get_object(**params)
+        async with response["Body"] as stream:
+            data: bytes = await stream.read(MAX_OBJECT_BYTES + 1)
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in _GONE:
+            raise DecodeError(
+                f"S3 object {location} is gone ({code}): deleted before it was read (a "
+                "lifecycle rule that expires objects within hours, or a person), so its record "
+                "cannot be handled; keep objects under aws/lambda/ for a day at least"
+            ) from None
+        raise ObjectUnread(_unread(location, exc), asked=asked_wait(exc)) from exc
+    except (BotoCoreError, *CONNECTION_ERRORS) as exc:
+        raise ObjectUnread(_unread(location, exc)) from exc
+    if len(data) > MAX_OBJECT_BYTES:
+        raise _too_big(location, len(data))
+    return data
+
+
+def _unread(location: S3Object, exc: BaseException) -> str:
+    fix = aws_fix(exc, on=f"arn:aws:s3:::{location.bucket}/{location.key}")
+    return f"reading S3 object {location} failed: {describe_error(exc)}" + (
+        f"; {fix}" if fix else ""
+    )
+
+
+def _too_big(location: S3Object, size: int) -> DecodeError:
+    return DecodeError(
+        f"S3 object {location} holds {size:,} bytes, more than a record's "
+        f"{MAX_OBJECT_BYTES:,}: it is not one Lambda wrote"
+    )

@@ -1,0 +1,176 @@
+"""Records Lambda writes to an S3 bucket (an on-failure destination), read by the worker when
+the bucket's notification reaches a polled queue: moto's S3 sends the notification to moto's
+SQS, as S3 does, and the worker reads the object over HTTP."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import boto3
+import pytest
+from structlog.testing import capture_logs
+from test_bytes_in_flight import Overlap, big_records
+from worker_helpers import receive_all, registry_with, routed, run_until
+
+from lambda_destinations.store import Store
+from lambda_destinations.worker import Worker
+from tcp_proxy import AnswerCutter, aws_error
+
+EVENTS = Path(__file__).parents[1] / "events"
+RECORD = (EVENTS / "invocation-retries-exhausted-python.json").read_bytes()
+REQUEST_ID = json.loads(RECORD)["requestContext"]["requestId"]
+KEY = "aws/lambda/async/my-function/2026/12/06/2026-12-06T04.10.02-6f1c0a8e"
+
+
+@pytest.fixture
+def s3(endpoint_url: str) -> Any:
+    return boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint_url)
+
+
+@pytest.fixture
+def bucket_to(s3: Any, sqs: Any) -> Iterator[Any]:
+    """A bucket whose ObjectCreated notifications under aws/lambda/ go to a queue."""
+    made: list[str] = []
+
+    def make(queue_url: str) -> str:
+        name = f"records-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=name)
+        made.append(name)
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        rule = {"FilterRules": [{"Name": "prefix", "Value": "aws/lambda/"}]}
+        s3.put_bucket_notification_configuration(
+            Bucket=name,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": arn["Attributes"]["QueueArn"],
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": rule},
+                    }
+                ]
+            },
+        )
+        return name
+
+    yield make
+    for name in made:
+        for listed in s3.list_objects_v2(Bucket=name).get("Contents", []):
+            s3.delete_object(Bucket=name, Key=listed["Key"])
+        s3.delete_bucket(Bucket=name)
+
+
+async def test_a_record_lambda_wrote_to_s3_is_read_stored_and_the_test_event_acknowledged(
+    s3, bucket_to, make_queue, settings_for, endpoint_url, sqlite_url, sqs
+) -> None:
+    # given: S3's test event (sent when the configuration was saved), and one record's notice
+    url, dlq = make_queue("s3-records")
+    bucket = bucket_to(url)
+    s3.put_object(Bucket=bucket, Key=KEY, Body=RECORD)
+    s3.put_object(Bucket=bucket, Key="uploads/not-a-record.csv", Body=b"a,b")  # not notified
+
+    # when
+    settings = routed(settings_for(url, endpoint_url=endpoint_url), "persist")
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            await run_until(worker, lambda: sum(worker.stats.outcomes.values()) >= 2)
+
+    # then: the record is stored as read from S3, both messages acknowledged, nothing quarantined
+    assert worker.stats.outcomes == {"ack": 2}
+    async with Store.from_url(sqlite_url) as store:
+        row = await store.get_invocation(REQUEST_ID)
+        assert await store.list_quarantine() == []
+    assert row is not None
+    assert row.envelope == "s3"
+    assert row.function_name == "my-function"
+    (tested,) = [e for e in logs if e["event"] == "S3 test event acknowledged"]
+    assert tested["bucket"] == bucket
+    assert receive_all(sqs, url) == []
+    assert dlq is not None
+    assert receive_all(sqs, dlq) == []
+
+
+async def test_an_object_gone_before_it_was_read_is_quarantined_with_why(
+    s3, bucket_to, make_queue, settings_for, endpoint_url, sqlite_url, sqs
+) -> None:
+    # given: a notice whose object a lifecycle rule (here: a person) deleted
+    url, dlq = make_queue("s3-gone")
+    bucket = bucket_to(url)
+    s3.put_object(Bucket=bucket, Key=KEY, Body=RECORD)
+    s3.delete_object(Bucket=bucket, Key=KEY)
+
+    # when
+    settings = routed(settings_for(url, endpoint_url=endpoint_url), "persist")
+    async with Worker(settings) as worker:
+        await run_until(worker, lambda: worker.stats.outcomes["quarantine"] >= 1)
+
+    # then: kept with the reason, the notice in the DLQ (before: "looks like an S3 event
+    # notification", and no object named)
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    assert row.reason.startswith(f"decode error: S3 object s3://{bucket}/{KEY} is gone (NoSuchKey)")
+    assert dlq is not None
+    (dead,) = receive_all(sqs, dlq)
+    assert unquote_plus(json.loads(dead["Body"])["Records"][0]["s3"]["object"]["key"]) == KEY
+
+
+async def test_an_object_the_worker_may_not_read_is_retried_with_the_permission_to_allow(
+    s3, bucket_to, make_queue, settings_for, endpoint_url, sqlite_url
+) -> None:
+    # given: S3 refuses the first read (moto's S3 grants every read, so a proxy answers it
+    # with S3's own AccessDenied), then lets the second through
+    url, _dlq = make_queue("s3-denied", max_receive_count=5)
+    bucket = bucket_to(url)
+    s3.put_object(Bucket=bucket, Key=KEY, Body=RECORD)
+    proxy = AnswerCutter(endpoint_url, f"GET /{bucket}/aws/lambda/".encode(), http=True)
+    proxy.refusals = 1
+    proxy.refusal = aws_error(403, "AccessDenied", "Access Denied", "rest-xml")
+
+    # when
+    async with proxy.running() as proxied:
+        settings = routed(
+            settings_for(url, endpoint_url=proxied, retry_base=0.1, retry_max=0.2), "persist"
+        )
+        with capture_logs() as logs:
+            async with Worker(settings) as worker:
+                await run_until(worker, lambda: worker.stats.outcomes["ack"] >= 2)
+
+    # then: retried once with the fix, then stored
+    assert proxy.refused == 1
+    (retried,) = [e for e in logs if e["event"] == "message will be retried"]
+    assert retried["reason"].startswith(f"reading S3 object s3://{bucket}/{KEY} failed: ")
+    assert retried["reason"].endswith(
+        "check the worker's AWS credentials and that they are allowed s3:GetObject on "
+        f"arn:aws:s3:::{bucket}/{KEY}"
+    )
+    async with Store.from_url(sqlite_url) as store:
+        assert await store.get_invocation(REQUEST_ID) is not None
+
+
+async def test_objects_are_read_only_as_far_as_their_bytes_fit_in_flight(
+    s3, bucket_to, make_queue, settings_for, endpoint_url
+) -> None:
+    # given: six records of about 100 kB in S3, whose notices are a few hundred bytes each,
+    # handler slots for 32, and 250 kB in flight
+    url, _dlq = make_queue("s3-big")
+    bucket = bucket_to(url)
+    for number, body in enumerate(big_records(6, 100_000)):
+        s3.put_object(Bucket=bucket, Key=f"{KEY}-{number}", Body=body.encode())
+    handler = Overlap()
+    settings = routed(
+        settings_for(url, endpoint_url=endpoint_url, concurrency=32, bytes_in_flight=250_000),
+        handler.name,
+    )
+
+    # when
+    async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+        await run_until(worker, lambda: len(handler.handled) >= 6)
+
+    # then: each handled, never more than two at once (counted by their notices, all six ran
+    # together)
+    assert len(handler.handled) == 6
+    assert handler.most <= 2
