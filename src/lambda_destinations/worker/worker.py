@@ -193,6 +193,43 @@ class Slots:
             granted.set_result(taken)
 
 
+class BytesInFlight:
+    """The bytes of the messages being handled, within ``bytes_in_flight``.
+
+    A message starts when its body fits (one always may, alone); an S3 object that a running
+    message's notice names waits for room of its own, from before it is read until its message
+    ends. One object always may while no other is held: a waiter holds none, so none waits for
+    another waiter.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held = 0
+        self._objects = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def fits(self, size: int, *, alone: bool) -> bool:
+        return alone or self.held + size <= self.budget
+
+    async def room_for_object(self, size: int) -> None:
+        """Wait until an object of ``size`` bytes fits, then hold it."""
+        while self._objects and self.held + size > self.budget:
+            freed = asyncio.get_running_loop().create_future()
+            self._waiters.append(freed)
+            await freed
+        self._objects += 1
+        self.held += size
+
+    def object_done(self, size: int) -> None:
+        """An object's message ended: its room is free, and every waiter looks again."""
+        self.held -= size
+        self._objects -= 1
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 def worker_identity() -> str:
     """host:pid:random, unique per worker, used to own claims on handler runs."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -263,11 +300,7 @@ class Worker(Lifetime):
         # received ahead. Messages wait in _ready, in receive order, for a handler slot.
         self._room = Slots(settings.concurrency + receive_ahead(settings.concurrency))
         self._ready: collections.deque[InFlight] = collections.deque()
-        self._running = self._running_bytes = 0  # handler tasks under way, their bodies' size
-        # S3 objects read (or being read) for running messages, and the messages waiting for
-        # room to read theirs (_room_to_read)
-        self._objects_held = 0
-        self._object_waiters: list[asyncio.Future[None]] = []
+        self._running, self._bytes = 0, BytesInFlight(settings.bytes_in_flight)  # tasks, bytes
         self.protection = TaskProtection(
             settings.ecs_agent_uri if settings.task_protection else None,
             minutes=settings.task_protection_minutes,
@@ -418,7 +451,7 @@ class Worker(Lifetime):
         )
         # The scheduler's store failures pause receiving and unready /readyz as a handler's do.
         self.scheduler.store_down = self._dispatcher.store_down
-        self._dispatcher.room_to_read = self._room_to_read
+        self._dispatcher.room_to_read = self._bytes.room_for_object
         with contextlib.suppress(StoreUnavailable):  # only warnings hang on these
             if not await self.store.has_handled():
                 self._dispatcher.new_store_since = time.time()
@@ -921,8 +954,7 @@ class Worker(Lifetime):
 
         A record's objects take up to some 30 times its JSON's bytes once decoded: 32 records
         near SQS's 1 MiB at once (``concurrency`` alone) would take about a gigabyte."""
-        budget = self.settings.bytes_in_flight
-        return self._running == 0 or self._running_bytes + _body_size(item) <= budget
+        return self._bytes.fits(_body_size(item), alone=self._running == 0)
 
     def _release_ready(self) -> None:
         """Make every message still waiting for a handler slot visible again at once; but for
@@ -1004,7 +1036,7 @@ class Worker(Lifetime):
         assert self._dispatcher is not None
         token, size = self._token(item), _body_size(item)
         self._running += 1
-        self._running_bytes += size
+        self._bytes.held += size
         task = asyncio.create_task(self._dispatcher.process(item))
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, token, size))
@@ -1014,32 +1046,14 @@ class Worker(Lifetime):
         """The key of a message in flight: its receipt handle."""
         return str(item.message.get("ReceiptHandle", ""))
 
-    async def _room_to_read(self, size: int) -> None:
-        """Wait until an S3 object of ``size`` bytes, which a running message's notice names,
-        fits within ``bytes_in_flight``, then count it in flight until the message ends. One
-        always may while no other object is held: a waiter holds none, so none waits for
-        another waiter."""
-        budget = self.settings.bytes_in_flight
-        while self._objects_held and self._running_bytes + size > budget:
-            freed = asyncio.get_running_loop().create_future()
-            self._object_waiters.append(freed)
-            await freed
-        self._objects_held += 1
-        self._running_bytes += size
-
     def _finished(self, task: asyncio.Task[Outcome], token: str, size: int) -> None:
         self._tasks.discard(task)
         self._running -= 1
         self._room.release(1)
         item = self._inflight.pop(token, None)
-        self._running_bytes -= size
+        self._bytes.held -= size
         if item is not None and item.record_bytes is not None:  # an S3 object's room
-            self._running_bytes -= item.record_bytes
-            self._objects_held -= 1
-            waiters, self._object_waiters = self._object_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            self._bytes.object_done(item.record_bytes)
         self.protection.in_flight(len(self._inflight))
         if item is not None and not item.settled:
             # Cancelled at shutdown (or a bug): make it visible again at once, not in minutes.
