@@ -42,9 +42,10 @@ class Target(enum.StrEnum):
     ECS_TASK = "ecs-task"  # the ECS service's own tasks (scale-in protection)
     ACCOUNT_ROLE = "account-role"  # the roles of the accounts table, in the functions' accounts
     LOG_GROUP = "log-group"  # the functions' CloudWatch Logs log groups (/aws/lambda/NAME)
-    # The records Lambda writes to a bucket that is a function's on-failure destination
-    # (BUCKET/aws/lambda/*), read when the bucket's notification arrives
-    RECORD_OBJECT = "record-object"
+    # S3 buckets that are on-failure destinations: the worker reads the records Lambda writes
+    # under their aws/lambda/ prefix (arn:aws:s3:::BUCKET/aws/lambda/*), doctor their
+    # notifications (arn:aws:s3:::BUCKET)
+    RECORD_BUCKET = "record-bucket"
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "GetObject",
         "s3:GetObject",
         _W,
-        (Target.RECORD_OBJECT,),
+        (Target.RECORD_BUCKET,),
         "read a record Lambda wrote to an S3 on-failure destination, when the bucket's "
         "notification of it arrives",
     ),
@@ -286,6 +287,14 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         _O,
         (Target.SMS,),
         "`doctor` checks that no number of an sms handler opted out",
+    ),
+    AwsOperation(
+        "s3",
+        "GetBucketNotificationConfiguration",
+        "s3:GetBucketNotificationConfiguration",
+        _O,
+        (Target.RECORD_BUCKET,),
+        "`doctor` follows an S3 on-failure destination to the queue its event notifications reach",
     ),
     AwsOperation(
         "sns",

@@ -16,10 +16,19 @@ from typing import Any
 import asyncpg
 import boto3
 import pytest
-from ops_helpers import ENTRY, NO_CREDENTIALS, cli, failure_body, row_of, seed_sync
+from ops_helpers import (
+    ENTRY,
+    NO_CREDENTIALS,
+    cli,
+    cli_through,
+    failure_body,
+    row_of,
+    seed_sync,
+)
 
 from lambda_destinations.store import FailureStatus, Store
 from processes import file_size_limit, on_a_small_disk
+from tcp_proxy import AnswerCutter
 
 GOOD_DLQ_RETENTION = "1209600"  # 14 days, longer than the queue's 4
 
@@ -824,3 +833,241 @@ def test_open_failures_of_an_account_with_no_role_are_a_warning_with_the_fix(
         "resource-based policies"
     )
     assert checks[f"account {other}"]["status"] == "ok"
+
+
+# -- an S3 bucket as the on-failure destination ------------------------------------------------
+
+RECORDS = "aws/lambda/"  # where Lambda writes the records it sends to a bucket
+
+
+def _bucket(setup: Setup, notification: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """A bucket on the Lambda endpoint, the function's on-failure destination, with these
+    event notifications; the S3 client and the bucket's name."""
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=setup.endpoint.url)
+    bucket = f"{setup.prefix}-records"
+    s3.create_bucket(Bucket=bucket)
+    if notification is not None:
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration=notification
+        )
+    setup.destination(f"arn:aws:s3:::{bucket}")
+    return s3, bucket
+
+
+def _to_queue(arn: str, prefix: str | None = RECORDS, event: str = "s3:ObjectCreated:*") -> Any:
+    config: dict[str, Any] = {"QueueArn": arn, "Events": [event]}
+    if prefix is not None:
+        config["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}
+    return {"QueueConfigurations": [config]}
+
+
+def _function_row(result: Any, setup: Setup) -> dict[str, Any]:
+    (row,) = [c for c in checks_of(result) if c["check"] == f"function {setup.function} on-failure"]
+    return row
+
+
+@pytest.mark.parametrize(
+    ("prefix", "event"),
+    [
+        (RECORDS, "s3:ObjectCreated:*"),
+        (None, "s3:ObjectCreated:Put"),
+        ("aws/lambda/async/", "s3:ObjectCreated:*"),
+    ],
+    ids=["records prefix", "no filter, puts", "async prefix"],
+)
+def test_a_bucket_whose_notifications_reach_a_polled_queue_passes(
+    setup: Setup, prefix: str | None, event: str
+) -> None:
+    # given: the function's records go to a bucket that notifies the polled queue of them
+    _, bucket = _bucket(setup, _to_queue(setup.queue_arn, prefix, event))
+
+    # when
+    result = setup.doctor(None, "--json")
+
+    # then: the row follows the bucket to the queue, which counts as fed
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = _function_row(result, setup)
+    assert row["status"] == "ok"
+    assert row["detail"] == f"→ S3 bucket {bucket} → queue {setup.prefix} (polled)"
+    names = {c["check"] for c in checks_of(result)}
+    assert f"{setup.prefix}: fed by a function" not in names
+
+
+def test_a_bucket_notifying_a_topic_a_polled_queue_subscribes_to_passes(setup: Setup) -> None:
+    # given: the bucket notifies an SNS topic, to which the polled queue subscribes
+    sns = setup.endpoint.sns
+    topic = sns.create_topic(Name=f"{setup.prefix}-objects")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=setup.queue_arn)
+    notification = {"TopicConfigurations": [{"TopicArn": topic, "Events": ["s3:ObjectCreated:*"]}]}
+    _, bucket = _bucket(setup, notification)
+
+    # when
+    result = setup.doctor(None, "--json")
+
+    # then
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = _function_row(result, setup)
+    assert row["status"] == "ok"
+    assert row["detail"] == (
+        f"→ S3 bucket {bucket} → SNS topic {setup.prefix}-objects → queue {setup.prefix} (polled)"
+    )
+
+
+def _no_notification(setup: Setup) -> dict[str, Any] | None:
+    return None
+
+
+def _another_prefix(setup: Setup) -> dict[str, Any] | None:
+    return _to_queue(setup.queue_arn, "exports/")  # Lambda's keys are not under it
+
+
+def _another_function_s_prefix(setup: Setup) -> dict[str, Any] | None:
+    return _to_queue(setup.queue_arn, "aws/lambda/async/billing/")
+
+
+def _removals_only(setup: Setup) -> dict[str, Any] | None:
+    return _to_queue(setup.queue_arn, RECORDS, "s3:ObjectRemoved:*")
+
+
+def _a_queue_not_polled(setup: Setup) -> dict[str, Any] | None:
+    _, other = setup.queue(f"{setup.prefix}-elsewhere")
+    return _to_queue(other)
+
+
+MISSED = {
+    "no notification": _no_notification,
+    "a prefix the records are not under": _another_prefix,
+    "another function's prefix": _another_function_s_prefix,
+    "removals only": _removals_only,
+    "a queue not polled": _a_queue_not_polled,
+}
+
+
+@pytest.mark.parametrize("notified", list(MISSED), ids=list(MISSED))
+def test_a_bucket_whose_records_reach_no_polled_queue_is_an_error_with_the_command(
+    setup: Setup, notified: str
+) -> None:
+    # given: two polled queues, one of them the failure queue, and a bucket whose
+    # notifications send the records to neither
+    failures_url, failures_arn = setup.queue(f"{setup.prefix}-failures")
+    _, bucket = _bucket(setup, MISSED[notified](setup))
+
+    # when
+    result = setup.doctor(setup.env(setup.queue_url, failures_url), "--json")
+
+    # then: an error whose fix is the command that sends them to the failure queue, and the
+    # queue policy S3 needs
+    assert result.returncode == 1, result.stdout + result.stderr
+    row = _function_row(result, setup)
+    assert row["status"] == "error"
+    assert f"S3 bucket {bucket}" in row["detail"]
+    assert f"aws/lambda/async/{setup.function}/" in row["detail"]
+    command = re.fullmatch(
+        r"aws s3api put-bucket-notification-configuration --bucket (\S+) "
+        r"--notification-configuration '([^']+)' \(.*",
+        row["fix"],
+    )
+    assert command, row["fix"]
+    assert command[1] == bucket
+    assert json.loads(command[2]) == _to_queue(failures_arn)
+    assert "s3.amazonaws.com" in row["fix"]
+    assert f"{setup.prefix}-failures's policy" in row["fix"]
+
+
+def test_a_bucket_that_does_not_exist_is_an_error(setup: Setup) -> None:
+    setup.destination(f"arn:aws:s3:::{setup.prefix}-gone")
+
+    result = setup.doctor(None, "--json")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    row = _function_row(result, setup)
+    assert row["status"] == "error"
+    assert row["detail"].startswith(f"→ S3 bucket {setup.prefix}-gone, which does not exist")
+    assert row["fix"].startswith(f"create the bucket {setup.prefix}-gone")
+
+
+def _s3_answer(status: int, body: str) -> bytes:
+    """An S3 answer, whole, as a proxy gives it in S3's place."""
+    data = body.encode()
+    head = (
+        f"HTTP/1.1 {status} S3\r\nContent-Type: application/xml\r\n"
+        f"x-amz-request-id: 0000000000000000\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+async def _doctor_through(setup: Setup, answer: bytes) -> tuple[int | None, dict[str, Any]]:
+    """doctor with its endpoint behind a proxy that answers GetBucketNotificationConfiguration
+    itself (``answer``) and passes everything else on to the Lambda endpoint."""
+    cutter = AnswerCutter(setup.endpoint.url, b"?notification", http=True)
+    cutter.refusals, cutter.refusal = 10, answer
+    env = setup.env()
+    code, out, err, _ = await cli_through(
+        cutter, env, "doctor", "--function", f"{setup.prefix}-*", "--json"
+    )
+    assert cutter.refused >= 1, err.decode()
+    assert b"Traceback" not in err
+    (row,) = [
+        c
+        for c in json.loads(out)["checks"]
+        if c["check"] == f"function {setup.function} on-failure"
+    ]
+    return code, row
+
+
+# S3's answers to GetBucketNotificationConfiguration that moto cannot give, given by a proxy in
+# its place (everything else is moto's): EventBridge on and nothing else (moto stores a put
+# EventBridgeConfiguration but leaves it out of its answer), and a refusal (moto enforces no
+# IAM here). Each is a warning: for EventBridge, as for a bus, no rule can be verified.
+S3_ANSWERS = {
+    "EventBridge only": (
+        {"EventBridgeConfiguration": {}},
+        200,
+        '<NotificationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        "<EventBridgeConfiguration></EventBridgeConfiguration></NotificationConfiguration>",
+        "→ S3 bucket {bucket}, which sends its events to EventBridge: cannot verify that a "
+        "rule forwards its records' objects to a polled queue",
+        "check that a rule on the default bus targets a polled queue",
+    ),
+    "AccessDenied": (
+        {"QueueConfigurations": []},
+        403,
+        "<Error><Code>AccessDenied</Code><Message>Access Denied</Message>"
+        "<RequestId>0000000000000000</RequestId></Error>",
+        "→ S3 bucket {bucket}: its event notifications cannot be read "
+        "(AccessDenied: Access Denied)",
+        "allow s3:GetBucketNotificationConfiguration on arn:aws:s3:::{bucket}",
+    ),
+}
+
+
+@pytest.mark.parametrize("answered", list(S3_ANSWERS), ids=list(S3_ANSWERS))
+async def test_a_bucket_s3_answers_for_so_is_a_warning_with_the_fix(
+    setup: Setup, answered: str
+) -> None:
+    # given
+    notification, status, body, detail, fix = S3_ANSWERS[answered]
+    _, bucket = _bucket(setup, notification)
+
+    # when
+    code, row = await _doctor_through(setup, _s3_answer(status, body))
+
+    # then
+    assert code == 0
+    assert (row["status"], row["detail"], row["fix"]) == (
+        "warn",
+        detail.format(bucket=bucket),
+        fix.format(bucket=bucket),
+    )
+
+
+def test_no_destination_at_all_says_so_in_words_that_cover_buckets(setup: Setup) -> None:
+    setup.endpoint.lam.delete_function_event_invoke_config(FunctionName=setup.function)
+
+    result = setup.doctor(None, "--json")
+
+    (row,) = [c for c in checks_of(result) if c["check"] == "lambda destinations"]
+    assert row["detail"] == (
+        "none of 1 function matching "
+        f"'{setup.prefix}-*' has a destination (a queue, a topic, a bus or a bucket)"
+    )

@@ -770,7 +770,7 @@ class Doctor:
             self.add(
                 "lambda destinations",
                 "warn",
-                f"none of {checked} has an SQS or SNS destination",
+                f"none of {checked} has a destination (a queue, a topic, a bus or a bucket)",
                 "set a function's asynchronous-invocation destination to a polled queue "
                 "(or narrow the check with --function)",
             )
@@ -828,6 +828,9 @@ class Doctor:
             )
         elif service == "sns":
             await self._check_topic(aws, check, arn, target, polled, fed)
+        elif service == "s3":
+            name = function.split(":", 1)[0]
+            await self._check_bucket(aws, check, arn, name, polled, fed)
         elif service == "events":
             self.add(
                 check,
@@ -846,19 +849,8 @@ class Doctor:
         polled: dict[str, str],
         fed: set[str],
     ) -> None:
-        try:
-            sns = await aws.client("sns")
-            subscriptions = await all_items(
-                sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=topic_arn
-            )
-            endpoints = [s.get("Endpoint", "") for s in subscriptions if s.get("Protocol") == "sqs"]
-        except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
-            self.add(
-                check,
-                "warn",
-                f"→ SNS topic {topic}: its subscriptions cannot be read ({_error_text(exc)})",
-                "allow sns:ListSubscriptionsByTopic",
-            )
+        endpoints = await self._subscribed_queues(aws, check, topic_arn, topic)
+        if endpoints is None:
             return
         self._add_reach(
             check,
@@ -869,6 +861,113 @@ class Doctor:
             f"→ SNS topic {topic}, which no polled queue subscribes to",
             f"subscribe a polled queue to {topic}, or poll the queue that is subscribed",
         )
+
+    async def _subscribed_queues(
+        self, aws: AwsClients, check: str, topic_arn: str, topic: str, via: str = ""
+    ) -> list[str] | None:
+        """The ARNs of the queues subscribed to a topic; None, and a warning, when its
+        subscriptions cannot be read."""
+        try:
+            sns = await aws.client("sns")
+            subscriptions = await all_items(
+                sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=topic_arn
+            )
+        except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
+            self.add(
+                check,
+                "warn",
+                f"→ {via}SNS topic {topic}: its subscriptions cannot be read ({_error_text(exc)})",
+                "allow sns:ListSubscriptionsByTopic",
+            )
+            return None
+        return [s.get("Endpoint", "") for s in subscriptions if s.get("Protocol") == "sqs"]
+
+    async def _check_bucket(
+        self,
+        aws: AwsClients,
+        check: str,
+        bucket_arn: str,
+        function: str,
+        polled: dict[str, str],
+        fed: set[str],
+    ) -> None:
+        """An S3 bucket as the on-failure destination: Lambda writes each record there as an
+        object under ``aws/lambda/async/FUNCTION/``, which the worker reads only when the
+        bucket's event notification of it reaches a polled queue (directly, or through an SNS
+        topic a polled queue subscribes to)."""
+        bucket = bucket_arn.rsplit(":", 1)[-1]
+        notification = await self._bucket_notification(aws, check, bucket_arn)
+        if notification is None:
+            return
+        prefix = f"{RECORD_PREFIX}async/{function}/"
+        queues = _notified(notification, "QueueConfigurations", "QueueArn", prefix)
+        if any(arn in polled for arn in queues):
+            self._add_reach(check, f"S3 bucket {bucket} → ", queues, polled, fed, "", "")
+            return
+        for topic_arn in _notified(notification, "TopicConfigurations", "TopicArn", prefix):
+            topic = topic_arn.rsplit(":", 1)[-1]
+            via = f"S3 bucket {bucket} → "
+            endpoints = await self._subscribed_queues(aws, check, topic_arn, topic, via)
+            if endpoints is None:
+                return
+            if any(arn in polled for arn in endpoints):
+                via += f"SNS topic {topic} → "
+                self._add_reach(check, via, endpoints, polled, fed, "", "")
+                return
+        if "EventBridgeConfiguration" in notification:
+            self.add(
+                check,
+                "warn",
+                f"→ S3 bucket {bucket}, which sends its events to EventBridge: cannot verify "
+                "that a rule forwards its records' objects to a polled queue",
+                "check that a rule on the default bus targets a polled queue",
+            )
+            return
+        self.add(
+            check,
+            "error",
+            f"→ S3 bucket {bucket}, whose event notifications send no record Lambda writes "
+            f"there (under {prefix}) to a polled queue: the worker never reads them",
+            _bucket_notification_fix(bucket_arn, polled),
+        )
+
+    async def _bucket_notification(
+        self, aws: AwsClients, check: str, bucket_arn: str
+    ) -> dict[str, Any] | None:
+        """A bucket's notification configuration; None, and the row that says why, when it
+        cannot be read."""
+        bucket = bucket_arn.rsplit(":", 1)[-1]
+        try:
+            s3 = await aws.client("s3")
+            found: dict[str, Any] = await s3.get_bucket_notification_configuration(Bucket=bucket)
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchBucket":
+                self.add(
+                    check,
+                    "error",
+                    f"→ S3 bucket {bucket}, which does not exist: Lambda cannot write the "
+                    "records there, and they are lost",
+                    f"create the bucket {bucket}, or point the destination at a polled queue",
+                )
+            else:
+                self.add(
+                    check,
+                    "warn",
+                    f"→ S3 bucket {bucket}: its event notifications cannot be read "
+                    f"({_error_text(exc)})",
+                    f"allow s3:GetBucketNotificationConfiguration on {bucket_arn}",
+                )
+            return None
+        except (BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
+            self.add(
+                check,
+                "warn",
+                f"→ S3 bucket {bucket}: S3 did not answer ({_error_text(exc)})",
+                "check the endpoint and the network",
+                unreachable=_is_unreachable(exc),
+            )
+            return None
+        return found
 
     def _add_reach(
         self,
@@ -1052,6 +1151,54 @@ class Doctor:
             fix,
             unreachable=True,
         )
+
+
+# Where Lambda writes the records it sends to an S3 destination: aws/lambda/async/FUNCTION/...
+# for asynchronous invocations, aws/lambda/ESM-UUID/... for event source mappings.
+RECORD_PREFIX = "aws/lambda/"
+_RECORD_EVENTS = frozenset({"s3:ObjectCreated:*", "s3:ObjectCreated:Put"})
+
+
+def _notified(notification: dict[str, Any], kind: str, arn_key: str, key_prefix: str) -> list[str]:
+    """The targets (``arn_key``) of a bucket's notifications of ``kind`` that fire when Lambda
+    writes a record under ``key_prefix``: on every new object, or every ``Put``, with no
+    key filter that leaves the record out."""
+    found = []
+    for config in notification.get(kind) or []:
+        if not _RECORD_EVENTS & set(config.get("Events") or []):
+            continue
+        rules = ((config.get("Filter") or {}).get("Key") or {}).get("FilterRules") or []
+        by_name = {str(r.get("Name", "")).lower(): str(r.get("Value", "")) for r in rules}
+        # Lambda's keys end with a request id: no suffix a filter would name
+        if key_prefix.startswith(by_name.get("prefix", "")) and not by_name.get("suffix"):
+            found.append(str(config.get(arn_key, "")))
+    return found
+
+
+def _bucket_notification_fix(bucket_arn: str, polled: dict[str, str]) -> str:
+    """The command that sends a bucket's new records to the polled failure queue (the first
+    polled queue whose name says so, else the first), and the queue policy it needs."""
+    bucket = bucket_arn.rsplit(":", 1)[-1]
+    if not polled:
+        return f"send {bucket}'s s3:ObjectCreated:* events under {RECORD_PREFIX} to a polled queue"
+    failing = [arn for arn, name in polled.items() if "fail" in name.lower()]
+    queue_arn = (failing or list(polled))[0]
+    configuration = {
+        "QueueConfigurations": [
+            {
+                "QueueArn": queue_arn,
+                "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": RECORD_PREFIX}]}},
+            }
+        ]
+    }
+    return (
+        f"aws s3api put-bucket-notification-configuration --bucket {bucket} "
+        f"--notification-configuration '{json.dumps(configuration)}' (it replaces the "
+        f"bucket's notifications: keep the others in it), and let {polled[queue_arn]}'s "
+        "policy allow s3.amazonaws.com sqs:SendMessage with aws:SourceArn "
+        f"{bucket_arn}"
+    )
 
 
 def _function_label(name: str, config: dict[str, Any]) -> str:
