@@ -107,6 +107,15 @@ data "aws_iam_policy_document" "worker" {
   }
 
   dynamic "statement" {
+    for_each = length(var.record_buckets) > 0 ? [1] : []
+    content {
+      sid       = "ReadRecordsLambdaWrote"
+      actions   = ["s3:GetObject"]
+      resources = [for bucket in var.record_buckets : "arn:${data.aws_partition.current.partition}:s3:::${bucket}/aws/lambda/*"]
+    }
+  }
+
+  dynamic "statement" {
     for_each = length(var.account_role_arns) > 0 ? [1] : []
     content {
       sid       = "AssumeAccountRoles"

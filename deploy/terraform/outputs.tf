@@ -42,3 +42,14 @@ output "task_role_arn" {
   description = "The worker's IAM role."
   value       = aws_iam_role.task.arn
 }
+
+output "record_bucket_notification" {
+  description = "The notification configuration of each bucket of record_buckets (aws s3api put-bucket-notification-configuration --bucket NAME --notification-configuration VALUE; it replaces the bucket's own: merge them if it has some); null without record_buckets."
+  value = length(var.record_buckets) > 0 ? jsonencode({
+    QueueConfigurations = [{
+      QueueArn = aws_sqs_queue.failure.arn
+      Events   = ["s3:ObjectCreated:*"]
+      Filter   = { Key = { FilterRules = [{ Name = "prefix", Value = "aws/lambda/" }] } }
+    }]
+  }) : null
+}

@@ -56,6 +56,32 @@ data "aws_iam_policy_document" "destination_queue" {
     }
   }
 
+  # S3 sends the failure queue the event notifications of the records Lambda writes to the
+  # buckets of record_buckets.
+  dynamic "statement" {
+    for_each = each.key == "failure" && length(var.record_buckets) > 0 ? [1] : []
+    content {
+      sid       = "S3NotifiesOfRecords"
+      effect    = "Allow"
+      actions   = ["sqs:SendMessage"]
+      resources = [each.value]
+      principals {
+        type        = "Service"
+        identifiers = ["s3.amazonaws.com"]
+      }
+      condition {
+        test     = "ArnLike"
+        variable = "aws:SourceArn"
+        values   = [for bucket in var.record_buckets : "arn:${data.aws_partition.current.partition}:s3:::${bucket}"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [data.aws_caller_identity.current.account_id]
+      }
+    }
+  }
+
   statement {
     sid       = "TlsOnly"
     effect    = "Deny"

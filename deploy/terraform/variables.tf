@@ -119,6 +119,12 @@ variable "account_role_arns" {
   default     = []
 }
 
+variable "record_buckets" {
+  description = "Names of S3 buckets (of this account) that are functions' on-failure destinations: the worker may read the records Lambda writes under their aws/lambda/ prefix, and the failure queue's policy lets S3 send it their event notifications. Each bucket's notification configuration is yours to set (the record_bucket_notification output). Empty: none."
+  type        = list(string)
+  default     = []
+}
+
 variable "sms_enabled" {
   description = "Grant sns:Publish (for the sms handler)."
   type        = bool

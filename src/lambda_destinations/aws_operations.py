@@ -130,7 +130,7 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         _W,
         (Target.RECORD_BUCKET,),
         "read a record Lambda wrote to an S3 on-failure destination, when the bucket's "
-        "notification of it arrives",
+        "notification arrives",
     ),
     AwsOperation(
         "sns",

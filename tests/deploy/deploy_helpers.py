@@ -213,7 +213,8 @@ def expand_foreach(template: dict[str, Any], parameters: dict[str, Any]) -> dict
     """The template as AWS::LanguageExtensions leaves it: each ``Fn::ForEach`` of Resources
     expanded over its list parameter, the Transform removed. moto has no LanguageExtensions,
     so the moto test and the IAM checks read the template through this (only what our
-    template uses: a collection that is a ``Ref`` to a list parameter)."""
+    template uses: a collection that is a ``Ref`` to a list parameter). A list parameter not
+    given is its default, as CloudFormation has it (an empty default is one empty item)."""
     expanded = {k: v for k, v in template.items() if k != "Transform"}
     resources: dict[str, Any] = {}
     for key, body in template["Resources"].items():
@@ -221,7 +222,11 @@ def expand_foreach(template: dict[str, Any], parameters: dict[str, Any]) -> dict
             resources[key] = body
             continue
         name, collection, outputs = body
-        values = parameters[collection["Ref"]]
+        parameter = collection["Ref"]
+        if parameter in parameters:
+            values = parameters[parameter]
+        else:
+            values = str(template["Parameters"][parameter]["Default"]).split(",")
         for value in values:
             for out_key, out_body in outputs.items():
                 resources.update(_substitute({out_key: out_body}, name, value))
@@ -303,17 +308,31 @@ def readme_operator_table() -> dict[str, str]:
 
 
 def resolve_references(node: Any, values: dict[str, Any]) -> Any:
-    """``Ref``, ``Fn::GetAtt`` and ``Fn::Sub`` (its string form) replaced by what ``values``
-    gives: ``"Name"`` for a Ref (parameters, resources' physical ids, pseudo parameters) and
-    ``"Resource.Attribute"`` for a GetAtt. A reference it has no value for raises KeyError."""
+    """``Ref``, ``Fn::GetAtt`` and ``Fn::Sub`` replaced by what ``values`` gives: ``"Name"``
+    for a Ref (parameters, resources' physical ids, pseudo parameters) and
+    ``"Resource.Attribute"`` for a GetAtt; ``Fn::Join`` and ``Fn::Split`` of what they resolve
+    to done. A reference it has no value for raises KeyError."""
     if isinstance(node, dict):
         if set(node) == {"Ref"}:
             return values[node["Ref"]]
         if set(node) == {"Fn::GetAtt"}:
             return values[".".join(node["Fn::GetAtt"])]
-        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
-            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(values[m.group(1)]), node["Fn::Sub"])
+        if set(node) == {"Fn::Sub"}:
+            return _sub(node["Fn::Sub"], values)
+        if set(node) == {"Fn::Join"}:
+            delimiter, items = node["Fn::Join"]
+            return delimiter.join(resolve_references(items, values))
+        if set(node) == {"Fn::Split"}:
+            delimiter, text = node["Fn::Split"]
+            return resolve_references(text, values).split(delimiter)
         return {k: resolve_references(v, values) for k, v in node.items()}
     if isinstance(node, list):
         return [resolve_references(item, values) for item in node]
     return node
+
+
+def _sub(sub: str | list[Any], values: dict[str, Any]) -> str:
+    """``Fn::Sub``, its string form or its list form (the string, and its own variables)."""
+    text, own = (sub, {}) if isinstance(sub, str) else sub
+    variables = {**values, **{k: resolve_references(v, values) for k, v in own.items()}}
+    return re.sub(r"\$\{([^}!]+)\}", lambda m: str(variables[m.group(1)]), text)

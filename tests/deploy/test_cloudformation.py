@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
 import pytest
@@ -98,7 +99,10 @@ def _created_stack(
         "MaxReceiveCount": "7",
         **extra,
     }
-    body = expand_foreach(load_template(), {"FunctionNames": FUNCTIONS})
+    lists = {"FunctionNames": FUNCTIONS}
+    if "RecordBuckets" in extra:
+        lists["RecordBuckets"] = extra["RecordBuckets"].split(",")
+    body = expand_foreach(load_template(), lists)
     cloudformation = boto3.client("cloudformation", region_name=REGION, endpoint_url=endpoint_url)
     name = f"ld-{uuid.uuid4().hex[:8]}"
     cloudformation.create_stack(
@@ -286,13 +290,99 @@ def test_the_queue_policy_lets_the_function_roles_send_over_tls_only() -> None:
     (policy,) = _of_type(load_template(), "AWS::SQS::QueuePolicy").values()
     properties = policy["Properties"]
     assert properties["Queues"] == [{"Ref": "SuccessQueue"}, {"Ref": "FailureQueue"}]
-    allow, deny = properties["PolicyDocument"]["Statement"]
+    allow, _, deny = properties["PolicyDocument"]["Statement"]
     granted = allow["Fn::If"][1]
     assert allow["Fn::If"][0] == "HasFunctionRoles"
     assert granted["Principal"] == {"AWS": {"Ref": "FunctionRoleArns"}}
     assert granted["Action"] == "sqs:SendMessage"
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+ACCOUNT = "123456789012"
+RECORD_BUCKETS = ["orders-failures", "billing.records"]
+
+
+def _queue_policy(record_buckets: list[str]) -> list[dict[str, Any]]:
+    """The queue policy's statements, resolved for these RecordBuckets."""
+    (policy,) = _of_type(load_template(), "AWS::SQS::QueuePolicy").values()
+    conditions = {"HasFunctionRoles": False, "HasRecordBuckets": bool(record_buckets)}
+    values = {
+        "RecordBuckets": record_buckets,
+        "AWS::AccountId": ACCOUNT,
+        "FailureQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:failure",
+        "SuccessQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:success",
+    }
+    document = resolve_conditions(policy["Properties"]["PolicyDocument"], conditions)
+    statements: list[dict[str, Any]] = resolve_references(document, values)["Statement"]
+    return statements
+
+
+def test_the_failure_queue_policy_lets_s3_send_from_the_record_buckets_only() -> None:
+    # given: RecordBuckets set
+    statements = _queue_policy(RECORD_BUCKETS)
+
+    # then: S3 may send to the failure queue (not the success queue), from those buckets of the
+    # stack's account only
+    (s3,) = [s for s in statements if s.get("Principal") == {"Service": "s3.amazonaws.com"}]
+    assert s3["Effect"] == "Allow"
+    assert s3["Action"] == "sqs:SendMessage"
+    assert s3["Resource"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:failure"
+    assert s3["Condition"] == {
+        "ArnLike": {"aws:SourceArn": [f"arn:*:s3:::{b}" for b in RECORD_BUCKETS]},
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+    }
+
+
+def test_without_record_buckets_the_queue_policy_lets_no_service_send() -> None:
+    statements = _queue_policy([])
+    assert [s for s in statements if "Service" in s.get("Principal", {})] == []
+
+
+@pytest.mark.filterwarnings(MOTO_SKIPS)
+def test_the_stack_with_record_buckets_creates_and_its_output_sends_records_to_the_failure_queue(
+    endpoint_url: str, network: dict[str, str], sqs: Any
+) -> None:
+    # given: the stack with two record buckets, created in moto
+    with _created_stack(endpoint_url, network, RecordBuckets=",".join(RECORD_BUCKETS)) as created:
+        assert created["stack"]["StackStatus"] == "CREATE_COMPLETE"
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in created["stack"]["Outputs"]}
+        # when: a bucket is given the output as its notification configuration, and Lambda
+        # writes a record there
+        s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint_url)
+        bucket = f"ld-records-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket,
+            NotificationConfiguration=json.loads(outputs["RecordBucketNotification"]),
+        )
+        key = "aws/lambda/async/orders-api/2026/12/06/2026-12-06T03.30.00-0a1b2c3d"
+        s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
+
+        # then: the failure queue has the notification of it (after S3's s3:TestEvent, which
+        # S3 sends when the configuration is put)
+        received = sqs.receive_message(
+            QueueUrl=outputs["FailureQueueUrl"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        bodies = [json.loads(m["Body"]) for m in received["Messages"]]
+        assert [b.get("Event") for b in bodies if "Records" not in b] == ["s3:TestEvent"]
+        (event,) = [r for b in bodies for r in b.get("Records", [])]
+        assert event["eventName"].startswith("ObjectCreated:")
+        # S3 URL-encodes the key in its events (as AWS does: spaces as +)
+        assert unquote_plus(event["s3"]["object"]["key"]) == key
+
+
+def test_without_record_buckets_the_stack_has_no_record_policy_or_output(
+    expanded: dict[str, Any],
+) -> None:
+    # the default, an empty list, is one empty item to Fn::ForEach: its policy is conditional
+    (policy,) = [k for k in expanded["Resources"] if k.startswith("ReadRecords")]
+    assert expanded["Resources"][policy]["Condition"] == "HasRecordBuckets"
+    assert expanded["Outputs"]["RecordBucketNotification"]["Condition"] == "HasRecordBuckets"
+    condition = expanded["Conditions"]["HasRecordBuckets"]
+    assert condition == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "RecordBuckets"}]}, ""]}]
+    }
 
 
 def test_each_destination_queue_has_a_dlq_redrive_and_encryption() -> None:

@@ -21,7 +21,9 @@ from deploy_helpers import (
 from lambda_destinations.aws_operations import Scope, Target, operations, worker_actions
 
 FUNCTIONS = ["orders-api", "billing_worker"]
+RECORD_BUCKETS = ["orders-failures", "billing.records"]
 ALL_ON = {
+    "HasRecordBuckets": True,
     "HasFunctionRoles": True,
     "SmsOn": True,
     "EmailOn": True,
@@ -54,6 +56,10 @@ CFN_RESOURCES: dict[Target, set[str]] = {
     Target.SMS: {_key("*")},
     Target.EMAIL_IDENTITY: {_key({"Ref": "EmailIdentityArns"})},
     Target.ACCOUNT_ROLE: {_key({"Ref": "AccountRoleArns"})},
+    Target.RECORD_BUCKET: {
+        _key({"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}/aws/lambda/*"})
+        for bucket in RECORD_BUCKETS
+    },
     Target.ECS_TASK: {
         _key(
             {
@@ -76,9 +82,13 @@ def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
 def cfn_task_role_grants(conditions: dict[str, bool]) -> dict[str, set[str]]:
     """action -> resources, over the task role's inline policies and the RolePolicy resources
     attached to it (the ForEach expanded, the conditions resolved)."""
-    template = expand_foreach(load_template(), {"FunctionNames": FUNCTIONS})
-    template = resolve_conditions(template, conditions)
-    resources = template["Resources"]
+    lists = {"FunctionNames": FUNCTIONS, "RecordBuckets": RECORD_BUCKETS}
+    template = resolve_conditions(expand_foreach(load_template(), lists), conditions)
+    resources = {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if conditions.get(resource.get("Condition", ""), True)
+    }
     documents = [p["PolicyDocument"] for p in resources["TaskRole"]["Properties"]["Policies"]]
     documents += [
         r["Properties"]["PolicyDocument"]
@@ -114,7 +124,12 @@ def test_the_task_role_grants_exactly_the_worker_operations_on_their_resources()
 
 @pytest.mark.parametrize(
     ("condition", "action"),
-    [("SmsOn", "sns:Publish"), ("EmailOn", "ses:SendEmail"), ("HasAccountRoles", "sts:AssumeRole")],
+    [
+        ("SmsOn", "sns:Publish"),
+        ("EmailOn", "ses:SendEmail"),
+        ("HasAccountRoles", "sts:AssumeRole"),
+        ("HasRecordBuckets", "s3:GetObject"),
+    ],
 )
 def test_notification_permissions_only_when_asked_for(condition: str, action: str) -> None:
     grants = cfn_task_role_grants({**ALL_ON, condition: False})
@@ -161,6 +176,7 @@ IRSA_RESOURCES: dict[Target, set[str]] = {
     Target.SMS: {_key("*")},
     Target.EMAIL_IDENTITY: {_key("arn:aws:ses:us-east-1:123456789012:identity/example.com")},
     Target.ACCOUNT_ROLE: {_key("arn:aws:iam::111122223333:role/lambda-destinations-invoke")},
+    Target.RECORD_BUCKET: {_key("arn:aws:s3:::orders-failure-records/aws/lambda/*")},
 }
 
 
@@ -206,6 +222,12 @@ TF_RESOURCES: dict[Target, set[str]] = {
     Target.SMS: {_key("*")},
     Target.EMAIL_IDENTITY: {_key("${var.email_identity_arns}")},
     Target.ACCOUNT_ROLE: {_key("${var.account_role_arns}")},
+    Target.RECORD_BUCKET: {
+        _key(
+            '${[for bucket in var.record_buckets : "arn:${data.aws_partition.current.partition}'
+            ':s3:::${bucket}/aws/lambda/*"]}'
+        )
+    },
     Target.ECS_TASK: {
         _key(
             "arn:${data.aws_partition.current.partition}:ecs:${data.aws_region.current.name}:"

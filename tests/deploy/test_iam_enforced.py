@@ -161,8 +161,10 @@ def _moto_names(actions: list[str]) -> list[str]:
 
 
 def template_policy(deployment: Deployment, *, without: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The task role's statements (SMS and email on, one function), resolved for moto."""
-    template = expand_foreach(load_template(), {"FunctionNames": [FUNCTION]})
+    """The task role's statements (SMS and email on, one function, the IRSA policy's example
+    record bucket), resolved for moto."""
+    lists = {"FunctionNames": [FUNCTION], "RecordBuckets": ["orders-failure-records"]}
+    template = expand_foreach(load_template(), lists)
     template = resolve_conditions(
         template,
         {
@@ -172,6 +174,7 @@ def template_policy(deployment: Deployment, *, without: tuple[str, ...] = ()) ->
             "HasAlarmTopic": True,
             "HasHandlerSecret": False,
             "HasAccountRoles": True,
+            "HasRecordBuckets": True,
         },
     )
     resources = template["Resources"]

@@ -34,6 +34,7 @@ PARAMETERS = {
     "ImageUri": "image_uri",
     "FunctionNames": "function_names",
     "FunctionQualifier": "function_qualifier",
+    "RecordBuckets": "record_buckets",
     "FunctionRoleArns": "function_role_arns",
     "MaximumRetryAttempts": "maximum_retry_attempts",
     "Subnets": "subnet_ids",
@@ -303,3 +304,27 @@ def test_the_alarms_notify_the_topic_only_when_one_is_given(
         threshold["default"]
         == load_template()["Parameters"]["OldestMessageAgeThreshold"]["Default"]
     )
+
+
+def test_the_failure_queue_policy_lets_s3_send_from_the_record_buckets_only(
+    module: dict[str, dict[str, Any]],
+) -> None:
+    policy = module["data"]["aws_iam_policy_document"]["destination_queue"]
+    (s3,) = [
+        d["statement"]
+        for d in policy["dynamic"]
+        if d["statement"]["content"][0]["principals"][0]["type"] == "Service"
+    ]
+    # only on the failure queue, and only when buckets are given
+    assert s3["for_each"] == '${each.key == "failure" && length(var.record_buckets) > 0 ? [1] : []}'
+    (content,) = s3["content"]
+    assert content["actions"] == ["sqs:SendMessage"]
+    assert content["principals"] == [{"type": "Service", "identifiers": ["s3.amazonaws.com"]}]
+    assert {c["variable"]: (c["test"], c["values"]) for c in content["condition"]} == {
+        "aws:SourceArn": (
+            "ArnLike",
+            '${[for bucket in var.record_buckets : "arn:${data.aws_partition.current.partition}'
+            ':s3:::${bucket}"]}',
+        ),
+        "aws:SourceAccount": ("StringEquals", ["${data.aws_caller_identity.current.account_id}"]),
+    }
