@@ -59,6 +59,7 @@ from lambda_destinations.retrying import (
     said_not_aws,
     text_of,
 )
+from lambda_destinations.schemas.s3 import LAMBDA_PREFIX
 from lambda_destinations.store import InvocationFilter, Store, network_file_system
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import (
@@ -899,7 +900,7 @@ class Doctor:
         notification = await self._bucket_notification(aws, check, bucket_arn)
         if notification is None:
             return
-        prefix = f"{RECORD_PREFIX}async/{function}/"
+        prefix = f"{LAMBDA_PREFIX}async/{function}/"
         queues = _notified(notification, "QueueConfigurations", "QueueArn", prefix)
         if any(arn in polled for arn in queues):
             self._add_reach(check, f"S3 bucket {bucket} → ", queues, polled, fed, "", "")
@@ -1153,9 +1154,6 @@ class Doctor:
         )
 
 
-# Where Lambda writes the records it sends to an S3 destination: aws/lambda/async/FUNCTION/...
-# for asynchronous invocations, aws/lambda/ESM-UUID/... for event source mappings.
-RECORD_PREFIX = "aws/lambda/"
 _RECORD_EVENTS = frozenset({"s3:ObjectCreated:*", "s3:ObjectCreated:Put"})
 
 
@@ -1180,7 +1178,7 @@ def _bucket_notification_fix(bucket_arn: str, polled: dict[str, str]) -> str:
     polled queue whose name says so, else the first), and the queue policy it needs."""
     bucket = bucket_arn.rsplit(":", 1)[-1]
     if not polled:
-        return f"send {bucket}'s s3:ObjectCreated:* events under {RECORD_PREFIX} to a polled queue"
+        return f"send {bucket}'s s3:ObjectCreated:* events under {LAMBDA_PREFIX} to a polled queue"
     failing = [arn for arn, name in polled.items() if "fail" in name.lower()]
     queue_arn = (failing or list(polled))[0]
     configuration = {
@@ -1188,7 +1186,7 @@ def _bucket_notification_fix(bucket_arn: str, polled: dict[str, str]) -> str:
             {
                 "QueueArn": queue_arn,
                 "Events": ["s3:ObjectCreated:*"],
-                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": RECORD_PREFIX}]}},
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": LAMBDA_PREFIX}]}},
             }
         ]
     }
