@@ -58,6 +58,14 @@ def aws_error(status: int, code: str, message: str, protocol: Protocol) -> bytes
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+async def _trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """Pass ``data`` on a kilobyte at a time, as a slow or busy connection delivers it."""
+    for start in range(0, len(data), 1024):
+        writer.write(data[start : start + 1024])
+        await writer.drain()
+        await asyncio.sleep(0.002)
+
+
 class AnswerCutter:
     def __init__(self, upstream: str, needle: bytes, *, http: bool = False) -> None:
         host, _, port = upstream.removeprefix("http://").partition(":")
@@ -75,6 +83,7 @@ class AnswerCutter:
         self.seen: list[float] = []  # (http) loop time of each request with the needle
         self.keys: list[tuple[str, bool]] = []  # (http) each request's access key, needle in it
         self.holding = asyncio.Event()  # set once an answer is held back
+        self.trickles = 0  # answers still to pass on a kilobyte at a time, with pauses between
         self._stopped = asyncio.Event()
 
     async def _request(self, reader: asyncio.StreamReader) -> bytes:
@@ -122,6 +131,9 @@ class AnswerCutter:
                 elif not answers and self.holds > 0 and self.needle in data:
                     self.holds -= 1
                     held[0] = True
+                elif not answers and self.trickles > 0 and self.needle in data:
+                    self.trickles -= 1
+                    held.append(True)  # the answer comes a kilobyte at a time
                 if answers and doomed[0]:
                     self.cut += 1
                     return  # the request reached the service; its answer is lost
@@ -130,6 +142,9 @@ class AnswerCutter:
                     self.holding.set()
                     await self._stopped.wait()  # the request reached the service; no answer
                     return
+                if answers and len(held) > 1:
+                    await _trickle(writer, data)
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):

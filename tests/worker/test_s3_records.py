@@ -174,3 +174,30 @@ async def test_objects_are_read_only_as_far_as_their_bytes_fit_in_flight(
     # together)
     assert len(handler.handled) == 6
     assert handler.most <= 2
+
+
+async def test_an_object_that_arrives_in_parts_is_read_whole(
+    s3, bucket_to, make_queue, settings_for, endpoint_url, sqlite_url
+) -> None:
+    # given: a 200 kB record whose object comes a kilobyte at a time (a busy connection)
+    url, _dlq = make_queue("s3-parts")
+    bucket = bucket_to(url)
+    (body,) = big_records(1, 200_000)
+    s3.put_object(Bucket=bucket, Key=KEY, Body=body.encode())
+    proxy = AnswerCutter(endpoint_url, f"GET /{bucket}/aws/lambda/".encode(), http=True)
+    proxy.trickles = 1
+
+    # when
+    async with proxy.running() as proxied:
+        settings = routed(settings_for(url, endpoint_url=proxied), "persist")
+        async with Worker(settings) as worker:
+            await run_until(worker, lambda: sum(worker.stats.outcomes.values()) >= 2)
+
+    # then: stored whole (before: the first part read was taken for the object, and
+    # quarantined as "body is not JSON: Unterminated string")
+    assert worker.stats.outcomes == {"ack": 2}
+    async with Store.from_url(sqlite_url) as store:
+        row = await store.get_invocation(json.loads(body)["requestContext"]["requestId"])
+    assert row is not None
+    assert row.envelope == "s3"
+    assert len(json.dumps(row.request_payload)) > 200_000

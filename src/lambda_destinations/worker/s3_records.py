@@ -8,7 +8,7 @@ with its reason; what may pass (a refusal, an outage) is :class:`ObjectUnread`, 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # times its bytes once decoded, and the object's bytes count against bytes_in_flight.
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
 _GONE = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket"})
+_CHUNK = 256 * 1024
 
 
 class ObjectUnread(Exception):
@@ -53,7 +54,7 @@ async def read_record(aws: AwsClients, location: S3Object) -> bytes:
         s3 = await aws.client_in(None, "s3", region=location.region)
         response = await s3.get_object(**params)
         async with response["Body"] as stream:
-            data: bytes = await stream.read(MAX_OBJECT_BYTES + 1)
+            data = await _read_whole(stream, location, response.get("ContentLength"))
     except ClientError as exc:
         code = error_code(exc)
         if code in _GONE:
@@ -65,9 +66,22 @@ async def read_record(aws: AwsClients, location: S3Object) -> bytes:
         raise ObjectUnread(_unread(location, exc), asked=asked_wait(exc)) from exc
     except (BotoCoreError, *CONNECTION_ERRORS) as exc:
         raise ObjectUnread(_unread(location, exc)) from exc
-    if len(data) > MAX_OBJECT_BYTES:
-        raise _too_big(location, len(data))
     return data
+
+
+async def _read_whole(stream: Any, location: S3Object, length: object) -> bytes:
+    """The object's bytes to the end, at most MAX_OBJECT_BYTES: a read returns what has
+    arrived (a part, on a busy connection), and the end, b"", checks the length S3 gave."""
+    if isinstance(length, int) and length > MAX_OBJECT_BYTES:
+        raise _too_big(location, length)
+    parts: list[bytes] = []
+    size = 0
+    while part := await stream.read(_CHUNK):
+        size += len(part)
+        if size > MAX_OBJECT_BYTES:
+            raise _too_big(location, size)
+        parts.append(part)
+    return b"".join(parts)
 
 
 def _unread(location: S3Object, exc: BaseException) -> str:
