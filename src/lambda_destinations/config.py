@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -631,6 +630,8 @@ class Settings(BaseSettings):
         concern)."""
         if self.config is None or self.config != DEV_CONFIG:
             return False
+        import tomllib  # see read_toml
+
         try:
             written = tomllib.loads(DEV_CONFIG.read_text(encoding="utf-8")).get("endpoint_url")
         except (OSError, ValueError):  # gone or changed since it was read: not dev's for sure
@@ -832,6 +833,9 @@ def standard_region(region: str | None = None) -> str | None:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """The TOML file's table, or ConfigError naming the file, what is wrong and the fix."""
+    # Imported here: most commands run with no settings file, and the parser costs each start.
+    import tomllib
+
     try:
         # A UTF-8 byte order mark (Windows editors write one) is no TOML; the text after it is.
         text = path.read_bytes().removeprefix(codecs.BOM_UTF8).decode()

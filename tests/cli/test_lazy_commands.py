@@ -98,6 +98,15 @@ _NOT_FOR_READING = {
     "phonenumbers",
 }
 
+# What `failures list` has no use for when no settings file is given and no --function: the
+# file's parser, the shell globs, and what only other commands of the store use.
+_NOT_FOR_LISTING = {
+    "tomllib",
+    "lambda_destinations.store._glob",
+    "lambda_destinations.store._backup",
+    "lambda_destinations.operations.status",
+}
+
 
 def test_failures_list_on_an_empty_store_loads_no_aws_client_nor_worker(empty_store: str) -> None:
     loaded = loaded_by("failures", "list", "--store", empty_store)
@@ -111,6 +120,7 @@ def test_failures_list_on_an_empty_store_loads_no_aws_client_nor_worker(empty_st
     # with it (the SQLite store runs the synchronous engine in its threads)
     assert not {"sqlalchemy.dialects.postgresql", "asyncpg"} & loaded
     assert not {"sqlalchemy.ext.asyncio", "sqlalchemy.orm", "aiosqlite"} & loaded
+    assert not _NOT_FOR_LISTING & loaded
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,6 @@ from lambda_destinations.operations.stats import (
     earlier_failure_hint,
     window_start,
 )
-from lambda_destinations.operations.status import reopen
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
@@ -744,6 +743,8 @@ def _set_status(
 ) -> None:
     # The reason goes with who set the status (status_by), shown by `failures show`.
     by = operator_identity() + (f" — {' '.join(reason.split())[:200]}" if reason else "")
+    # Imported here: only `reopen` uses it, and the commands that read cost less without.
+    from lambda_destinations.operations.status import reopen
 
     async def go() -> tuple[int, int, int, int, list[str]]:
         async with opened_store(settings, writes=True) as store:

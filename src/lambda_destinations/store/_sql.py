@@ -19,7 +19,7 @@ import operator
 import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -38,7 +38,6 @@ from lambda_destinations.store._access import StoreConnection, StoreEngine, from
 from lambda_destinations.store._actions import ActionsMixin
 from lambda_destinations.store._batch import Coalescer
 from lambda_destinations.store._folding import fold, unfold
-from lambda_destinations.store._glob import Glob, compile_glob
 from lambda_destinations.store._jobs import JobsMixin
 from lambda_destinations.store._ledger import LedgerMixin, replays
 from lambda_destinations.store._retention import RetentionMixin
@@ -71,6 +70,9 @@ from lambda_destinations.store.migrations import (
     check_not_newer,
 )
 from lambda_destinations.times import utcnow
+
+if TYPE_CHECKING:
+    from lambda_destinations.store._glob import Glob
 
 log = structlog.get_logger("lambda_destinations.store")
 _R = TypeVar("_R", DeliveryRow, HandlerRun)
@@ -393,6 +395,9 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         self, column: sa.ColumnElement[Any], pattern: str
     ) -> sa.ColumnElement[bool]:
         """``column`` matches the shell glob ``pattern`` (see _glob.py)."""
+        # Imported here: only a selection by function name (--function) has a glob.
+        from lambda_destinations.store._glob import compile_glob
+
         glob = compile_glob(pattern)
         if glob.never:
             return sa.false()

@@ -32,7 +32,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -40,9 +40,7 @@ from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
 from lambda_destinations.errors import StoreGone, StoreMisconfigured, StoreUnavailable
 from lambda_destinations.store._access import StoreConnection
-from lambda_destinations.store._backup import back_up
 from lambda_destinations.store._file_access import access_problem, no_room
-from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._mounts import network_file_system_problem
 from lambda_destinations.store._sql import (
     OLDER_SCHEMA,
@@ -55,6 +53,9 @@ from lambda_destinations.store._threaded import ThreadEngine, in_thread
 from lambda_destinations.store._types import UTCDateTime, load_store_json, store_json
 from lambda_destinations.store.base import RECLAIM_STEP, Backup, Vacuumed
 from lambda_destinations.times import utcnow
+
+if TYPE_CHECKING:
+    from lambda_destinations.store._glob import Glob
 
 # SQLite result codes (by name, extended codes included: SQLITE_IOERR_WRITE is an I/O error)
 # that mean the database cannot be used right now, with what to do about it.
@@ -517,6 +518,8 @@ class SQLiteStore(SqlStore):
         if file is None:
             return None
         engine = file.sync_engine
+        # Imported here: the commands that only read the store never back it up.
+        from lambda_destinations.store._backup import back_up
 
         def run() -> Backup:
             with engine.connect() as conn:
