@@ -27,6 +27,16 @@ REQUEST_ID = json.loads(RECORD)["requestContext"]["requestId"]
 KEY = "aws/lambda/async/my-function/2026/12/06/2026-12-06T04.10.02-6f1c0a8e"
 
 
+def s3_reads(worker: Worker) -> dict[str, float | None]:
+    """lambda_destinations_s3_reads_total by outcome, as /metrics has it."""
+    registry = worker.metrics.registry
+    name = "lambda_destinations_s3_reads_total"
+    return {
+        outcome: registry.get_sample_value(name, {"outcome": outcome})
+        for outcome in ("read", "unreadable", "failed")
+    }
+
+
 @pytest.fixture
 def s3(endpoint_url: str) -> Any:
     return boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint_url)
@@ -92,6 +102,7 @@ async def test_a_record_lambda_wrote_to_s3_is_read_stored_and_the_test_event_ack
     assert receive_all(sqs, url) == []
     assert dlq is not None
     assert receive_all(sqs, dlq) == []
+    assert s3_reads(worker) == {"read": 1, "unreadable": 0, "failed": 0}
 
 
 async def test_an_object_gone_before_it_was_read_is_quarantined_with_why(
@@ -114,6 +125,7 @@ async def test_an_object_gone_before_it_was_read_is_quarantined_with_why(
         (row,) = await store.list_quarantine()
     assert row.reason.startswith(f"decode error: S3 object s3://{bucket}/{KEY} is gone (NoSuchKey)")
     assert dlq is not None
+    assert s3_reads(worker) == {"read": 0, "unreadable": 1, "failed": 0}
     (dead,) = receive_all(sqs, dlq)
     assert unquote_plus(json.loads(dead["Body"])["Records"][0]["s3"]["object"]["key"]) == KEY
 
@@ -149,6 +161,7 @@ async def test_an_object_the_worker_may_not_read_is_retried_with_the_permission_
     )
     async with Store.from_url(sqlite_url) as store:
         assert await store.get_invocation(REQUEST_ID) is not None
+    assert s3_reads(worker) == {"read": 1, "unreadable": 0, "failed": 1}
 
 
 async def test_objects_are_read_only_as_far_as_their_bytes_fit_in_flight(

@@ -423,10 +423,24 @@ class Dispatcher:
                 size = min(size, MAX_OBJECT_BYTES)
                 await self.room_to_read(size)
                 item.record_bytes = size  # counted: the worker takes it out when this ends
-            body = await read_record(self.aws, location)
+            body = await self._read(location)
             item.record_object, item.record_body = location, body
             log.debug("record read from S3", object=str(notice.location), size=len(body))
             return _decode(item)
+
+    async def _read(self, location: S3Object) -> bytes:
+        """The object's bytes, each read counted by how it ended (s3_reads_total)."""
+        reads = self.metrics.s3_reads
+        try:
+            body = await read_record(self.aws, location)
+        except ObjectUnread:
+            reads.labels("failed").inc()
+            raise
+        except DecodeError:
+            reads.labels("unreadable").inc()
+            raise
+        reads.labels("read").inc()
+        return body
 
     async def _not_yet_decoded(self, item: InFlight, exc: S3TestEvent | ObjectUnread) -> Outcome:
         """S3's test event is acknowledged (S3 sends it once, when a bucket's notification

@@ -47,6 +47,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # An ack of a message whose every handler had completed counts as "duplicate" (dispatch.ack).
 OUTCOMES = (*(outcome.value for outcome in Outcome), "duplicate")
 ERROR_CLASSES = ("transient", "permanent", "timeout")
+# How a read of an S3 object a notice named ended: its record read; never readable (gone, too
+# big: the message is quarantined); failed this time (refused, unreachable: it is retried).
+S3_READ_OUTCOMES = ("read", "unreadable", "failed")
 # Every SQS operation the worker calls (aws_operations' WORKER entries for SQS).
 SQS_OPERATIONS = (
     "ReceiveMessage",
@@ -170,6 +173,13 @@ class Metrics:
         )
         for operation in BATCH_OPERATIONS:
             self.sqs_batch_entries_failed.labels(operation)
+        self.s3_reads = self._counter(
+            "s3_reads",
+            "Records read from S3 objects a notice named, by outcome (read, unreadable, failed).",
+            "outcome",
+        )
+        for outcome in S3_READ_OUTCOMES:
+            self.s3_reads.labels(outcome)
 
     def _store_metrics(self) -> None:
         self.store_seconds = self._histogram(
