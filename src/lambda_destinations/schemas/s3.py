@@ -90,13 +90,12 @@ def check_s3_notice(doc: dict[str, Any]) -> None:
     found = _field(s3, "object", dict, "S3 notification's s3")
     # A notification's key is URL-encoded ("a b" is "a+b"); Lambda's keys read the same either way.
     key = unquote_plus(_field(found, "key", str, "object"))
-    version = found.get("versionId")
     location = S3Object(
         bucket,
         key,
         region=_text(first.get("awsRegion")),
         size=_size(found.get("size")),
-        version=version if isinstance(version, str) and version else None,
+        version=_text(found.get("versionId")),
     )
     _raise_for_object(location, event, created=event.startswith(_CREATED))
 
@@ -110,13 +109,12 @@ def check_s3_event(doc: dict[str, Any]) -> None:
     detail = _field(doc, "detail", dict, "EventBridge event")
     bucket = _field(_field(detail, "bucket", dict, "EventBridge detail"), "name", str, "bucket")
     found = _field(detail, "object", dict, "EventBridge detail")
-    version = found.get("version-id")
     location = S3Object(
         bucket,
         _field(found, "key", str, "object"),
         region=_text(doc.get("region")),
         size=_size(found.get("size")),
-        version=version if isinstance(version, str) and version else None,
+        version=_text(found.get("version-id")),
     )
     _raise_for_object(location, detail_type, created=detail_type == _EVENTBRIDGE_CREATED)
 
