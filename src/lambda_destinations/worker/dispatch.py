@@ -414,9 +414,7 @@ class Dispatcher:
         object read (once, its bytes counted in flight) and the record in it decoded."""
         try:
             return _decode(item)
-        except RecordInS3 as notice:
-            if item.record_body is not None:  # pragma: no cover - decode_object raises no notice
-                raise
+        except RecordInS3 as notice:  # decode_object raises none: this runs once a message
             location = notice.location
             if item.record_bytes is None:  # the notice says the size; else, the most read
                 size = location.size if location.size is not None else MAX_OBJECT_BYTES
@@ -425,7 +423,7 @@ class Dispatcher:
                 item.record_bytes = size  # counted: the worker takes it out when this ends
             body = await self._read(location)
             item.record_object, item.record_body = location, body
-            log.debug("record read from S3", object=str(notice.location), size=len(body))
+            log.debug("record read from S3", object=str(location), size=len(body))
             return _decode(item)
 
     async def _read(self, location: S3Object) -> bytes:
