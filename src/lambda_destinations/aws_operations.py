@@ -425,6 +425,30 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         )
         for action in ("CreateLogGroup", "CreateLogStream", "PutLogEvents")
     ),
+    AwsOperation(
+        "s3",
+        "CreateBucket",
+        "s3:CreateBucket",
+        _D,
+        (Target.RECORD_BUCKET,),
+        "`dev` creates its bucket, an on-failure destination too",
+    ),
+    AwsOperation(
+        "s3",
+        "PutBucketNotificationConfiguration",
+        "s3:PutBucketNotification",  # IAM's name for it
+        _D,
+        (Target.RECORD_BUCKET,),
+        "`dev` has its bucket tell the failure queue of each record written under aws/lambda/",
+    ),
+    AwsOperation(
+        "s3",
+        "PutObject",
+        "s3:PutObject",
+        _D,
+        (Target.RECORD_BUCKET,),
+        "`dev --simulate` writes some failure records to its bucket, as Lambda does",
+    ),
 )
 
 

@@ -2,7 +2,9 @@
 
 The shapes follow what Lambda sends: invocation records for successes and for failures of
 several error types and conditions, some wrapped in SNS or EventBridge envelopes, stream
-on-failure records, legacy DLQ messages, and a few poison messages no Lambda would send.
+on-failure records, legacy DLQ messages, and a few poison messages no Lambda would send. On
+request, a share of the failure records goes to an S3 bucket instead, as Lambda writes them
+there when a function's on-failure destination is a bucket.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class SimulatedMessage:
     attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
     key: str | None = None  # the record key a valid message should be stored under
     record: dict[str, Any] | None = None  # the invocation record the body carries, if any
+    # Where Lambda writes the record (the body) in a bucket that is the function's on-failure
+    # destination, when it goes there rather than to the queue: the bucket's notification
+    # then brings it to the failure queue
+    s3_key: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -265,21 +271,54 @@ POISON_BODIES = (
 )
 
 
+def s3_key(record: dict[str, Any], rng: random.Random) -> str:
+    """The key Lambda writes an asynchronous invocation's record at, in a bucket that is its
+    on-failure destination: ``aws/lambda/async/FUNCTION/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-UUID``,
+    dated by the record's time."""
+    name = record["requestContext"]["functionArn"].split(":")[6]
+    moment = dt.datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+    return f"aws/lambda/async/{name}/{moment:%Y/%m/%d/%Y-%m-%dT%H.%M.%S}-{_request_id(rng)}"
+
+
 def _key(record: dict[str, Any]) -> str:
     context = record["requestContext"]
     return f"{context['requestId']}:{context['condition']}"
 
 
+def _enveloped(
+    record: dict[str, Any], rng: random.Random, at: dt.datetime | None
+) -> dict[str, Any]:
+    """The body a destination queue gets: the record, in an SNS (15%) or EventBridge (15%)
+    envelope or bare."""
+    envelope = rng.random()
+    if envelope < 0.15:
+        return sns_wrap(record, rng, at)
+    if envelope < 0.30:
+        return eventbridge_wrap(record, rng)
+    return record
+
+
 def messages(
-    n: int, *, seed: int = 7, poison_every: int = 25, in_order: bool = False
+    n: int,
+    *,
+    seed: int = 7,
+    poison_every: int = 25,
+    in_order: bool = False,
+    s3_every: int = 0,
 ) -> Iterator[SimulatedMessage]:
     """``n`` messages in a realistic mix; every ``poison_every``-th is a poison message.
 
     Each record's time is drawn at random in the hour before now; ``in_order`` spreads the same
     hour over the messages in the order given instead, as a destination queue delivers records
     (about in the order their invocations ended), and leaves the rest of each record as it was.
+    ``s3_every``: every ``s3_every``-th invocation failure record goes to a bucket instead of
+    the failure queue (its ``s3_key``, the bare record as body). Their keys are drawn from a
+    random generator of their own, so a seed sends the same records, with the same request ids,
+    whether some go to a bucket or none.
     """
     rng = random.Random(seed)
+    keys = random.Random(f"s3:{seed}")
+    failures = 0
     now = dt.datetime.now(dt.UTC)
     for index in range(n):
         at = now - dt.timedelta(seconds=60 + 3540 * (n - 1 - index) / n) if in_order else None
@@ -305,18 +344,18 @@ def messages(
             continue
         succeeded = roll < 0.55
         record = success_record(rng, at=at) if succeeded else failure_record(rng, at=at)
-        envelope = rng.random()
-        if envelope < 0.15:
-            body: dict[str, Any] = sns_wrap(record, rng, at)
-        elif envelope < 0.30:
-            body = eventbridge_wrap(record, rng)
-        else:
-            body = record
+        body = _enveloped(record, rng, at)
+        in_bucket = None
+        if not succeeded:
+            failures += 1
+            if s3_every and failures % s3_every == 0:
+                body, in_bucket = record, s3_key(record, keys)  # Lambda writes the bare record
         yield SimulatedMessage(
             body=json.dumps(body),
             target="success" if succeeded else "failure",
             key=_key(record),
             record=record,
+            s3_key=in_bucket,
         )
 
 

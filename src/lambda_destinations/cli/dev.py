@@ -28,6 +28,7 @@ from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker, 
 from lambda_destinations.config import DEV_CONFIG, DEV_STORE, RouteConfig, Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.logs import configure_logging
+from lambda_destinations.schemas.s3 import LAMBDA_PREFIX
 
 # The local endpoint, the simulator and the worker are imported by the commands that run
 # them, so that `dev --help` and `simulate --help` load none of them.
@@ -39,6 +40,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lambda_destinations.cli")
 
 DEV_QUEUES = ("ld-dev-success", "ld-dev-failure")
+# A bucket that is an on-failure destination too: Lambda writes records there, and the
+# bucket's notification brings each to the failure queue. dev --simulate writes every
+# DEV_S3_EVERY-th failure there (1 in 7: 14%), so the worker is seen reading them.
+DEV_BUCKET = "ld-dev-failures"
+DEV_S3_EVERY = 7
 # Held (flock) by the dev that runs in this folder; it holds that dev's pid.
 DEV_LOCK = DEV_CONFIG.parent / "dev.lock"
 
@@ -131,13 +137,61 @@ async def create_dev_queues(aws: AwsClients, *, max_receive_count: int = 5) -> l
     return urls
 
 
+async def create_dev_bucket(aws: AwsClients, failure_arn: str) -> None:
+    """dev's bucket, whose notification tells the failure queue of every object created under
+    ``aws/lambda/``, where Lambda writes its records.
+
+    On AWS the queue's policy must also let the S3 service send to it from this bucket (the
+    README's "Records in S3: a bucket as the on-failure destination" shows it); moto checks no
+    queue policy, so dev sets none. Saving the configuration sends S3's test event to the
+    queue, as S3 does: the worker acknowledges it.
+    """
+    s3 = await aws.client("s3")
+    where: dict[str, Any] = {}
+    if aws.region not in (None, "us-east-1"):  # S3 refuses us-east-1 as a constraint
+        where["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
+    await s3.create_bucket(Bucket=DEV_BUCKET, **where)
+    rule = {"FilterRules": [{"Name": "prefix", "Value": LAMBDA_PREFIX}]}
+    await s3.put_bucket_notification_configuration(
+        Bucket=DEV_BUCKET,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": failure_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": rule},
+                }
+            ]
+        },
+    )
+
+
+async def write_objects(aws: AwsClients, batch: Sequence[SimulatedMessage], bucket: str) -> int:
+    """Write the records that go to a bucket (``s3_key``) with PutObject, as Lambda does."""
+    s3 = await aws.client("s3")
+    written = 0
+    for message in batch:
+        if message.s3_key is not None:
+            await s3.put_object(
+                Bucket=bucket,
+                Key=message.s3_key,
+                Body=message.body.encode(),
+                ContentType="application/json",
+            )
+            written += 1
+    return written
+
+
 async def send_messages(
     aws: AwsClients, batch: Sequence[SimulatedMessage], success_url: str, failure_url: str
 ) -> int:
-    """Send with SendMessageBatch, ten at a time, to the queue Lambda would use."""
+    """Send with SendMessageBatch, ten at a time, to the queue Lambda would use (not the
+    records that go to a bucket: :func:`write_objects`)."""
     sqs = await aws.client("sqs")
     by_queue: dict[str, list[SimulatedMessage]] = {}
     for message in batch:
+        if message.s3_key is not None:
+            continue
         url = success_url if message.target == "success" else failure_url
         by_queue.setdefault(url, []).append(message)
     sent = 0
@@ -427,15 +481,29 @@ async def _dev(
             success_url, failure_url = await create_dev_queues(aws)
             arns = [await _queue_arn(aws, url) for url in (success_url, failure_url)]
             await register_functions(moto_url, simulation, *arns)
+            await create_dev_bucket(aws, arns[1])
             endpoint.deliver_to(Destinations(success_url, failure_url))
             settings = settings.model_copy(update={"queues": [success_url, failure_url]})
             _banner(settings, simulation)
             if simulate_n:
-                batch = list(messages(simulate_n, seed=_seed(simulation)))
+                batch = list(messages(simulate_n, seed=_seed(simulation), s3_every=DEV_S3_EVERY))
                 await endpoint.write_logs(m.record for m in batch if m.record is not None)
                 sent = await send_messages(aws, batch, success_url, failure_url)
-                click.echo(f"  simulated  {plural(sent, 'message')}", err=True)
+                written = await write_objects(aws, batch, DEV_BUCKET)
+                click.echo(_simulated_line(sent, written), err=True)
         return await _run_dev_worker(settings, console_port, _seed(simulation))
+
+
+def _simulated_line(sent: int, written: int) -> str:
+    """What dev --simulate sent: every message the worker will receive, the records written to
+    the bucket among them (each arrives as its notification)."""
+    line = f"  simulated  {plural(sent + written, 'message')}"
+    if written:
+        line += (
+            f" ({plural(written, 'failure record')} written to s3://{DEV_BUCKET}/{LAMBDA_PREFIX}… "
+            "as Lambda does; the bucket's notification brings each to the failure queue)"
+        )
+    return line
 
 
 def _show_alert(text: str) -> None:
@@ -458,12 +526,14 @@ def _banner(settings: Settings, simulation: FunctionSimulation) -> None:
         "\n".join(
             [
                 "lambda-destinations dev",
-                f"  endpoint   {settings.endpoint_url}  (SQS, SNS, SES, Lambda; any keys)",
+                f"  endpoint   {settings.endpoint_url}  (SQS, SNS, SES, S3, Lambda; any keys)",
                 f"  functions  {', '.join(simulation.functions)} (simulated: each invocation "
                 f"succeeds {simulation.success_rate:.0%} of the time and sends its record)",
                 f"  success    {success_url}",
                 f"  failure    {failure_url}",
                 "  DLQs       the same names + '-dlq' (maxReceiveCount 5)",
+                f"  bucket     {DEV_BUCKET}  (a failure destination too: its notification of each "
+                f"record under {LAMBDA_PREFIX} goes to the failure queue)",
                 f"  store      {hide_password(settings.store)}",
                 f"  settings   {DEV_CONFIG} (every command in this folder uses them)",
                 "  try        lambda-destinations failures list --since 2h",
