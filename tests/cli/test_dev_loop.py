@@ -24,7 +24,7 @@ import aiohttp
 import boto3
 import pytest
 
-from lambda_destinations.cli.dev import _show_alert, live_summary
+from lambda_destinations.cli.dev import DEV_S3_EVERY, _show_alert, live_summary
 from lambda_destinations.config import Settings
 from lambda_destinations.dev_endpoint import ALERTS_PATH, DevEndpoint, FunctionSimulation
 from lambda_destinations.simulate import failure_record, messages
@@ -83,6 +83,23 @@ def simulated_failures(n: int, seed: int = 7) -> dict[str, str]:
 
 
 HEADING = "### After `dev`: the next commands, in the same folder"
+START_HERE = "## Start here: the whole loop on a laptop"
+
+
+def start_here() -> str:
+    """The README's first section, which quotes what dev --simulate 40 prints and stores."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index(START_HERE) :]
+    return section[: section.index("\n## ", 1)]
+
+
+def written_to_s3(n: int, seed: int = 7) -> set[str]:
+    """The request ids of the failure records dev --simulate writes to its bucket."""
+    return {
+        m.record["requestContext"]["requestId"]
+        for m in messages(n, seed=seed, s3_every=DEV_S3_EVERY)
+        if m.s3_key and m.record
+    }
 
 
 @pytest.mark.slow
@@ -111,6 +128,24 @@ def test_the_readme_next_commands_work_after_dev_in_an_empty_folder(tmp_path: Pa
     listing = run(["lambda-destinations", "failures", "list", "--json", "--limit", "0"], tmp_path)
     stored = {row["request_id"] for row in json.loads(listing.stdout)}
     assert set(failures) <= stored
+    # the failure records dev wrote to its bucket came by the bucket's notification to the
+    # failure queue: stored as the worker read them, from S3
+    in_s3 = written_to_s3(simulate_n)
+    assert in_s3
+    assert {show(tmp_path, rid)["envelope"] for rid in in_s3} == {"s3"}
+    text = README.read_text(encoding="utf-8")
+    (example,) = re.findall(r"`lambda-destinations failures show ([0-9a-f]{8})`", text)
+    assert show(tmp_path, example)["envelope"] == "s3"  # the one the README names
+    assert "S3 test event acknowledged" in results[0].stderr
+    # what the README's first section quotes of this run: its lines, and its request ids
+    quoted = start_here()
+    printed = results[0].stdout + results[0].stderr
+    for line in quoted.splitlines():
+        if line.startswith(("  simulated ", "  ▸ received ")):
+            assert line.replace("▸ ", "").strip() in printed, (line, printed)
+    quoted_ids = set(re.findall(r"\b[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}\b", quoted))
+    assert len(quoted_ids) >= 3
+    assert quoted_ids <= stored
     for words, result in zip(commands[1:], results[1:], strict=True):
         shown = result.stdout
         if words[1:3] == ["failures", "list"]:
@@ -470,6 +505,14 @@ def test_dev_passes_doctor_and_its_replays_end_recovered_or_failed(dev_running: 
     assert logged.returncode == 0, logged.stderr
     assert logged.stdout.count(f"START RequestId: {rid}") == 3, logged.stdout
     assert stored[rid]["error_type"] in logged.stdout
+    # ...and for the request id the README quotes (`failures logs 5b06258e`), which
+    # `failures show` finds by its start
+    text = README.read_text(encoding="utf-8")
+    (quoted,) = set(re.findall(r"`lambda-destinations failures logs ([0-9a-f]{8})`", text))
+    logged = run(["lambda-destinations", "failures", "logs", quoted], folder)
+    assert logged.returncode == 0, logged.stderr
+    assert logged.stdout.count(f"START RequestId: {quoted}") == 3, logged.stdout
+    assert show(folder, quoted)["request_id"].startswith(quoted)
     # dev's alert channel (a webhook handler posting to dev itself) showed failures
     alerts = wait_for(
         lambda: [
