@@ -154,6 +154,44 @@ def make_queue(sqs):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def s3(endpoint_url: str) -> Any:
+    """A synchronous boto3 S3 client on the moto server."""
+    return boto3.client("s3", region_name=REGION, endpoint_url=endpoint_url)
+
+
+@pytest.fixture
+def bucket_to(s3: Any, sqs: Any) -> Iterator[Any]:
+    """A bucket whose ObjectCreated notifications under aws/lambda/ go to a queue."""
+    made: list[str] = []
+
+    def make(queue_url: str) -> str:
+        name = f"records-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=name)
+        made.append(name)
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        rule = {"FilterRules": [{"Name": "prefix", "Value": "aws/lambda/"}]}
+        s3.put_bucket_notification_configuration(
+            Bucket=name,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": arn["Attributes"]["QueueArn"],
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": rule},
+                    }
+                ]
+            },
+        )
+        return name
+
+    yield make
+    for name in made:
+        for listed in s3.list_objects_v2(Bucket=name).get("Contents", []):
+            s3.delete_object(Bucket=name, Key=listed["Key"])
+        s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.db'}"
 

@@ -445,9 +445,10 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "s3",
         "PutObject",
         "s3:PutObject",
-        _D,
+        _O,
         (Target.RECORD_BUCKET,),
-        "`dev --simulate` writes some failure records to its bucket, as Lambda does",
+        "`dev --simulate` and `simulate --bucket` write some failure records to a bucket, as "
+        "Lambda does",
     ),
 )
 

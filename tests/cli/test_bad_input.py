@@ -1730,6 +1730,21 @@ def test_simulate_to_a_queue_that_does_not_exist_is_one_line(endpoint_url: str) 
     assert "'no-such-queue' does not exist" in one_error_line(result)
 
 
+def test_simulate_to_a_bucket_that_does_not_exist_is_one_line_and_sends_nothing(
+    endpoint_url: str, make_queue: Any, sqs: Any
+) -> None:
+    # before: "PutObject failed: NoSuchBucket: …", exit 1, with no fix
+    url, _dlq = make_queue("no-bucket")
+    result = cli(
+        "simulate", "--queue", url, "--bucket", "no-such-bucket", "--endpoint-url", endpoint_url
+    )
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "bucket 'no-such-bucket' does not exist: check the name" in line
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert counts["Attributes"]["ApproximateNumberOfMessages"] == "0"  # nothing sent
+
+
 @pytest.mark.parametrize(
     ("region", "named"),
     [

@@ -72,6 +72,49 @@ def test_simulate_takes_count_spelled_out(sqs, make_queue, worker_env) -> None:
     assert sent.stdout.startswith("sent 3 messages")
 
 
+def test_simulate_with_a_bucket_writes_failure_records_there_that_arrive_by_its_notice(
+    s3, bucket_to, make_queue, worker_env, sqlite_url
+) -> None:
+    # given: a failure queue, and a bucket whose notification goes to it
+    success, _ = make_queue("success")
+    failure, _ = make_queue("failure")
+    bucket = bucket_to(failure)
+
+    # when: 40 records, every 7th failure written to the bucket, then one drain of both queues
+    words = ["simulate", "--queue", success, "--failure-queue", failure, "--no-poison"]
+    sent = cli(*words, "-n", "40", "--bucket", bucket, env=worker_env)
+    queues = {**worker_env, "LAMBDA_DESTINATIONS_QUEUES": f"{success},{failure}"}
+    result = cli("run", "--once", "--json", env=queues)
+
+    # then: the bucket holds them at Lambda's keys, and the worker stored them as read from S3
+    assert sent.returncode == 0, sent.stderr
+    in_s3 = {m.s3_key: m.key for m in messages(40, poison_every=0, s3_every=7) if m.s3_key}
+    assert len(in_s3) == 2
+    assert sent.stdout.strip().endswith(f"; wrote 2 failure records to s3://{bucket}/")
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    # (the keys are dated by the records' times, drawn in the hour before each run: the
+    # function and the object's id at the end are the same)
+    assert {(k.split("/")[3], k[-36:]) for k in listed} == {
+        (k.split("/")[3], k[-36:]) for k in in_s3
+    }
+    assert all(key.startswith("aws/lambda/async/") for key in listed)
+    assert result.returncode == 0, result.stderr
+    with contextlib.closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as db:
+        envelopes = dict(db.execute("SELECT key, envelope FROM invocations"))
+    assert {envelopes[key] for key in in_s3.values()} == {"s3"}
+    assert len(envelopes) == 40
+    assert "s3" not in {e for key, e in envelopes.items() if key not in in_s3.values()}
+
+
+def test_simulate_without_a_bucket_writes_nothing_to_s3(make_queue, worker_env) -> None:
+    # the records of `simulate --queue` are all for the queues, as before --bucket
+    url, _dlq = make_queue("no-bucket")
+    sent = cli("simulate", "--queue", url, "-n", "40", "--no-poison", env=worker_env)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith("sent 40 messages (0 poison)")
+    assert "s3://" not in sent.stdout
+
+
 def stored_keys(url: str) -> set[str]:
     with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
         return {key for (key,) in db.execute("SELECT key FROM invocations")}

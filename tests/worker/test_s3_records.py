@@ -5,14 +5,9 @@ SQS, as S3 does, and the worker reads the object over HTTP."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote_plus
 
-import boto3
-import pytest
 from structlog.testing import capture_logs
 from test_bytes_in_flight import Overlap, big_records
 from worker_helpers import receive_all, registry_with, routed, run_until
@@ -35,43 +30,6 @@ def s3_reads(worker: Worker) -> dict[str, float | None]:
         outcome: registry.get_sample_value(name, {"outcome": outcome})
         for outcome in ("read", "unreadable", "failed")
     }
-
-
-@pytest.fixture
-def s3(endpoint_url: str) -> Any:
-    return boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint_url)
-
-
-@pytest.fixture
-def bucket_to(s3: Any, sqs: Any) -> Iterator[Any]:
-    """A bucket whose ObjectCreated notifications under aws/lambda/ go to a queue."""
-    made: list[str] = []
-
-    def make(queue_url: str) -> str:
-        name = f"records-{uuid.uuid4().hex[:8]}"
-        s3.create_bucket(Bucket=name)
-        made.append(name)
-        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-        rule = {"FilterRules": [{"Name": "prefix", "Value": "aws/lambda/"}]}
-        s3.put_bucket_notification_configuration(
-            Bucket=name,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {
-                        "QueueArn": arn["Attributes"]["QueueArn"],
-                        "Events": ["s3:ObjectCreated:*"],
-                        "Filter": {"Key": rule},
-                    }
-                ]
-            },
-        )
-        return name
-
-    yield make
-    for name in made:
-        for listed in s3.list_objects_v2(Bucket=name).get("Contents", []):
-            s3.delete_object(Bucket=name, Key=listed["Key"])
-        s3.delete_bucket(Bucket=name)
 
 
 async def test_a_record_lambda_wrote_to_s3_is_read_stored_and_the_test_event_acknowledged(

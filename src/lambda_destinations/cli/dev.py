@@ -589,6 +589,12 @@ async def _run_dev_worker(settings: Settings, console_port: int | None, seed: in
 )
 @_seed_option
 @click.option("--no-poison", is_flag=True, help="Leave out the poison messages.")
+@click.option(
+    "--bucket",
+    help=f"Write every {DEV_S3_EVERY}th failure record to this bucket under aws/lambda/, as "
+    "Lambda writes to an S3 on-failure destination, instead of the failure queue (the "
+    "bucket's notification brings it there).",
+)
 @settings_options
 def simulate_command(
     settings: Settings,
@@ -597,6 +603,7 @@ def simulate_command(
     count: int,
     seed: int,
     no_poison: bool,
+    bucket: str | None,
 ) -> None:
     """Send realistic destination records to a queue (successes, failures, envelopes, poison).
 
@@ -604,27 +611,55 @@ def simulate_command(
     Examples:
       lambda-destinations simulate --endpoint-url http://127.0.0.1:5000 --queue URL -n 100
       lambda-destinations simulate --queue SUCCESS_URL --failure-queue FAILURE_URL
+      lambda-destinations simulate --queue URL --bucket my-failures
     """
     from lambda_destinations.operations.redrive import resolve_queue
     from lambda_destinations.simulate import messages
 
-    batch = list(messages(count, seed=seed, poison_every=0 if no_poison else 25))
+    batch = list(
+        messages(
+            count,
+            seed=seed,
+            poison_every=0 if no_poison else 25,
+            s3_every=DEV_S3_EVERY if bucket else 0,
+        )
+    )
 
-    async def go() -> int:
+    async def go() -> tuple[int, int]:
         async with AwsClients(settings) as aws:
             sqs = await aws.client("sqs")
             # Named or not, a queue that does not exist is one line, before anything is sent.
             success = await resolve_queue(sqs, queue_url)
             failure = await resolve_queue(sqs, failure_queue) if failure_queue else success
-            return await send_messages(aws, batch, success.url, failure.url)
+            written = await _write_to(aws, batch, bucket) if bucket else 0
+            return await send_messages(aws, batch, success.url, failure.url), written
 
     with aws_errors(settings):
-        sent = asyncio.run(go())
+        sent, written = asyncio.run(go())
     poison = sum(1 for m in batch if m.poison)
     click.echo(
         f"sent {plural(sent, 'message')} ({poison} poison) to {queue_url}"
         + (f" and {failure_queue}" if failure_queue else "")
+        + (f"; wrote {plural(written, 'failure record')} to s3://{bucket}/" if bucket else "")
     )
+
+
+async def _write_to(aws: AwsClients, batch: Sequence[SimulatedMessage], bucket: str) -> int:
+    """:func:`write_objects` for ``simulate --bucket``: a bucket that does not exist is one
+    line and exit 2, before any message is sent."""
+    from lambda_destinations.redact import echoed
+    from lambda_destinations.retrying import error_code
+
+    try:
+        return await write_objects(aws, batch, bucket)
+    except Exception as exc:
+        if error_code(exc) != "NoSuchBucket":
+            raise
+        fail(
+            f"bucket {echoed(bucket)!r} does not exist: check the name (and the region), or "
+            "create it with its notification to the failure queue (README: Records in S3)",
+            EXIT_USAGE,
+        )
 
 
 # simulate sends to --queue / --failure-queue; the worker's polled queues mean nothing here.
