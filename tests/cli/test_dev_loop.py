@@ -377,7 +377,9 @@ def test_dev_stops_cleanly_with_long_polls_open(tmp_path: Path) -> None:
     # given: dev with its worker idle, its long polls open at dev's endpoint (which proxies
     # them to the emulator behind it)
     with running_dev(tmp_path, "--simulate", "3") as process:
-        wait_for(lambda: "acked 3" in (tmp_path / "dev.log").read_text(), "the records acked")
+        # (the 3 records, and S3's test event for dev's bucket, sent when its notification
+        # to the failure queue was saved)
+        wait_for(lambda: "acked 4" in (tmp_path / "dev.log").read_text(), "the records acked")
         time.sleep(2)  # the pollers back in their long polls
     # when: it is stopped (the block's end: Ctrl-C)
 
