@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
+    WORKER_CREDENTIALS,
     asked_wait,
     aws_fix,
     describe_error,
@@ -42,9 +43,12 @@ class ObjectUnread(Exception):
         self.asked = asked  # the wait a throttled read asked for, if any
 
 
-async def read_record(aws: AwsClients, location: S3Object) -> bytes:
+async def read_record(
+    aws: AwsClients, location: S3Object, *, credentials: str = WORKER_CREDENTIALS
+) -> bytes:
     """The bytes of the object at ``location``; raise :class:`DecodeError` when they can never
-    be read as a record, :class:`ObjectUnread` when they could not be this time."""
+    be read as a record, :class:`ObjectUnread` when they could not be this time (a refusal
+    names ``credentials``, whose they are: the worker's, or an operator's)."""
     if location.size is not None and location.size > MAX_OBJECT_BYTES:
         raise _too_big(location, location.size)
     params = {"Bucket": location.bucket, "Key": location.key}
@@ -63,9 +67,9 @@ async def read_record(aws: AwsClients, location: S3Object) -> bytes:
                 "lifecycle rule that expires objects within hours, or a person), so its record "
                 "cannot be handled; keep objects under aws/lambda/ for a day at least"
             ) from None
-        raise ObjectUnread(_unread(location, exc), asked=asked_wait(exc)) from exc
+        raise ObjectUnread(_unread(location, exc, credentials), asked=asked_wait(exc)) from exc
     except (BotoCoreError, *CONNECTION_ERRORS) as exc:
-        raise ObjectUnread(_unread(location, exc)) from exc
+        raise ObjectUnread(_unread(location, exc, credentials)) from exc
     return data
 
 
@@ -84,8 +88,8 @@ async def _read_whole(stream: Any, location: S3Object, length: object) -> bytes:
     return b"".join(parts)
 
 
-def _unread(location: S3Object, exc: BaseException) -> str:
-    fix = aws_fix(exc, on=f"arn:aws:s3:::{location.bucket}/{location.key}")
+def _unread(location: S3Object, exc: BaseException, credentials: str) -> str:
+    fix = aws_fix(exc, credentials=credentials, on=f"arn:aws:s3:::{location.bucket}/{location.key}")
     return f"reading S3 object {location} failed: {describe_error(exc)}" + (
         f"; {fix}" if fix else ""
     )
