@@ -284,6 +284,7 @@ def test_a_redrive_of_a_dlq_that_shows_no_message_says_so_and_asks_nothing(
             "would_invoke": 0,
             "errors": 0,
             "deleted": 0,
+            "unread": 0,
             "messages": [],
         }
     else:

@@ -39,6 +39,7 @@ from lambda_destinations.operations.redrive import (
     follow_move_task,
     move_messages,
     move_task_available,
+    object_reader,
     peek,
     reinvoke_messages,
     resolve_queue,
@@ -511,6 +512,7 @@ class _Redrive:
                     await aws.lambda_invoker(),
                     store,
                     dlq.url,
+                    read_object=object_reader(aws),
                     requested_by=operator_identity(),
                     force=self.force,
                     dry_run=self.dry_run,
@@ -614,12 +616,13 @@ def _report_reinvoke(report: ReinvokeReport, *, dry_run: bool, as_json: bool) ->
         stayed = len(report.results) - report.deleted
         verb = "would invoke" if dry_run else "invoked"
         done = report.would_invoke if dry_run else report.invoked
+        unread = f" · unread in S3 {report.unread}" if report.unread else ""
         click.echo(
             f"{verb} {done} · deleted {report.deleted} · left in the DLQ {stayed} · errors "
-            f"{report.errors}",
+            f"{report.errors}{unread}",
             err=True,
         )
-    return bool(report.errors)
+    return bool(report.errors or report.unread)
 
 
 def _show_reinvoke(report: ReinvokeReport) -> None:

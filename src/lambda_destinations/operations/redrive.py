@@ -43,7 +43,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from lambda_destinations._urls import queue_name
-from lambda_destinations.aws import all_items
+from lambda_destinations.aws import AwsClients, all_items
 from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.replay import TRIGGER_MANUAL
@@ -56,8 +56,15 @@ from lambda_destinations.operations.replay import (
     replay_invocation,
 )
 from lambda_destinations.redact import echoed
-from lambda_destinations.retrying import error_code
-from lambda_destinations.schemas import DecodedMessage, DecodeError, decode, summarize
+from lambda_destinations.retrying import CONNECTION_ERRORS, SETUP_ERRORS, error_code
+from lambda_destinations.schemas import (
+    DecodedMessage,
+    DecodeError,
+    decode,
+    decode_object,
+    summarize,
+)
+from lambda_destinations.schemas.s3 import RecordInS3, S3Object
 from lambda_destinations.store import InvocationRow, ReplayAttempt, Store
 from lambda_destinations.worker.queues import (
     MAX_ATTRIBUTES,
@@ -71,6 +78,10 @@ from lambda_destinations.worker.queues import (
     sendable_attribute,
     url_region,
 )
+from lambda_destinations.worker.s3_records import ObjectUnread, read_record
+
+# Reads the object S3's notice names (``read_record`` with the operator's credentials).
+ReadObject = Callable[[S3Object], Awaitable[bytes]]
 
 # How long a received message stays hidden while it is being moved: long enough for a send and
 # a delete, short enough that a killed redrive's messages soon reappear in the DLQ.
@@ -748,6 +759,8 @@ class ReinvokeReport:
         default_factory=list
     )  # (message id, replay result, why the message stays when it is not a record)
     deleted: int = 0
+    # Notices whose object could not be read this time (refused, unreachable): they stay.
+    unread: int = 0
     # Cut short (Ctrl-C, the endpoint lost): the message whose replay was under way, its result
     # in ``results`` (invoked, in doubt, or not sent).
     cut: str | None = None
@@ -771,6 +784,7 @@ class ReinvokeReport:
             "would_invoke": self.would_invoke,
             "errors": self.errors,
             "deleted": self.deleted,
+            "unread": self.unread,
             "messages": [
                 {"message_id": mid, **(r.as_dict() if r else _NOT_REPLAYED), "why": why}
                 for mid, r, why in self.results
@@ -791,13 +805,31 @@ NOT_SENT = "not sent: the redrive stopped before its turn; it stays in the DLQ"
 
 
 def _replayable_message(message: Mapping[str, Any]) -> tuple[DecodedMessage | None, str | None]:
+    """The message's failure record, or why it has none; S3's notice of a record is raised
+    (:class:`RecordInS3`): the run reads the object it names."""
     try:
         decoded = decode(message.get("Body", ""), message.get("MessageAttributes") or None)
+    except RecordInS3:
+        raise
     except DecodeError as exc:
         return None, f"not a Lambda record ({exc.reason})"
+    return _replayable(decoded)
+
+
+def _replayable(decoded: DecodedMessage) -> tuple[DecodedMessage | None, str | None]:
     if decoded.succeeded is True:
         return None, "a success record: nothing to re-invoke (move it with dlq redrive)"
     return decoded, None
+
+
+def object_reader(aws: AwsClients) -> ReadObject:
+    """The ``read_object`` of :func:`reinvoke_messages`: the operator's own credentials read
+    the object (s3:GetObject), and a refused read names them, as the worker's names its own."""
+
+    async def read(location: S3Object) -> bytes:
+        return await read_record(aws, location, credentials="the AWS credentials")
+
+    return read
 
 
 def _may_delete(result: ReplayResult) -> bool:
@@ -813,6 +845,7 @@ async def reinvoke_messages(
     store: Store,
     dlq_url: str,
     *,
+    read_object: ReadObject,
     requested_by: str,
     force: bool = False,
     dry_run: bool = False,
@@ -827,15 +860,18 @@ async def reinvoke_messages(
 
     Each message is recorded in the replay ledger, invoked, then deleted; a rerun after an
     interruption finds the ledger entry and deletes without invoking again. Messages that are
-    not replayable stay in the DLQ and are made visible again at the end. A dry run receives
-    and releases, and invokes nothing. ``report`` (else a new one) is filled in also when
-    the run is cut short: each message received, invoked, in doubt or not sent.
+    not replayable stay in the DLQ and are made visible again at the end. S3's notice of a
+    record Lambda wrote to a bucket is replayed as the record ``read_object`` reads from the
+    object it names. A dry run receives and releases (and reads), and invokes nothing.
+    ``report`` (else a new one) is filled in also when the run is cut short: each message
+    received, invoked, in doubt or not sent.
     """
     run = _Reinvoke(
         sqs,
         lambda_client,
         store,
         dlq_url,
+        read_object=read_object,
         requested_by=requested_by,
         force=force,
         dry_run=dry_run,
@@ -868,6 +904,7 @@ class _Reinvoke:
     lambda_client: Any
     store: Store
     dlq_url: str
+    read_object: ReadObject
     requested_by: str
     force: bool
     dry_run: bool
@@ -883,13 +920,15 @@ class _Reinvoke:
     # message id -> latest receipt of every message received and not deleted: released at the
     # end, also when interrupted, so nothing stays hidden for the whole visibility timeout.
     in_hand: dict[str, str] = dataclasses.field(default_factory=dict)
+    # message ids of the notices whose object could not be read on their latest look
+    unread: set[str] = dataclasses.field(default_factory=set)
 
     async def look_at(self, message: dict[str, Any]) -> None:
         """Replay the message's record (unless it is none), and delete it once that is done."""
         message_id = message["MessageId"]
         first_look = message_id not in self.outcomes
         self.in_hand[message_id] = message["ReceiptHandle"]
-        decoded, why = _replayable_message(message)
+        decoded, why = await self._record_of(message_id, message)
         if decoded is None:
             self.outcomes[message_id] = (None, why)
         else:
@@ -904,6 +943,34 @@ class _Reinvoke:
                 self.in_hand.pop(message_id)
         if first_look:
             self.on_done(1)
+
+    async def _record_of(
+        self, message_id: str, message: Mapping[str, Any]
+    ) -> tuple[DecodedMessage | None, str | None]:
+        """The message's failure record, or why it has none; for S3's notice of one, the record
+        read from the object it names. A refused read leaves the message for the next run, an
+        unreachable S3 stops the run, as an unreachable Lambda does (every read would fail)."""
+        self.unread.discard(message_id)
+        try:
+            return _replayable_message(message)
+        except RecordInS3 as notice:
+            location = notice.location
+        try:
+            body = await self.read_object(location)
+        except ObjectUnread as exc:
+            self.unread.add(message_id)
+            why = f"its record in S3 was not read ({exc.reason}); it stays for the next run"
+            cause = exc.__cause__
+            if cause is not None and isinstance(cause, (*CONNECTION_ERRORS, *SETUP_ERRORS)):
+                self.outcomes[message_id] = (None, why)
+                raise cause from None
+            return None, why
+        except DecodeError as exc:
+            return None, f"its record in S3 cannot be read ({exc.reason})"
+        try:
+            return _replayable(decode_object(body, location))
+        except DecodeError as exc:
+            return None, f"not a Lambda record ({exc.reason})"
 
     async def _replay(self, message_id: str, row: InvocationRow) -> ReplayResult:
         """The replay of ``row``; cut short, what became of it is the report's ``cut``."""
@@ -939,6 +1006,7 @@ class _Reinvoke:
         self.report.results = [(mid, result, why) for mid, (result, why) in self.outcomes.items()]
         unsent = [mid for mid in self.in_hand if mid not in self.outcomes]  # cut short
         self.report.results += [(mid, None, NOT_SENT) for mid in unsent]
+        self.report.unread = len(self.unread)
         if self.in_hand:
             await asyncio.shield(release(self.sqs, self.dlq_url, list(self.in_hand.values())))
 
