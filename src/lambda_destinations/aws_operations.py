@@ -363,6 +363,15 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "`replay` and `dlq redrive --reinvoke` invoke functions again",
     ),
     AwsOperation(
+        "s3",
+        "GetObject",
+        "s3:GetObject",
+        _O,
+        (Target.RECORD_BUCKET,),
+        "`dlq redrive --reinvoke` reads the record Lambda wrote to an S3 on-failure destination "
+        "that a dead-lettered notice names",
+    ),
+    AwsOperation(
         "lambda",
         "GetFunctionConfiguration",
         "lambda:GetFunctionConfiguration",
