@@ -251,7 +251,8 @@ def redrive_command(
     worst in both, and the worker's idempotency absorbs the duplicate. Run it again to finish.
 
     With --reinvoke, each failure record (or legacy DLQ message) is replayed like `replay`
-    does (ledger, status) and deleted once Lambda accepted it; anything else stays.
+    does (ledger, status) and deleted once Lambda accepted it; S3's notice of a record is
+    replayed as the record its object holds (read with s3:GetObject); anything else stays.
 
     \b
     Examples:
@@ -261,8 +262,8 @@ def redrive_command(
       lambda-destinations dlq redrive orders-failures-dlq --reinvoke --yes
 
     Exit status: 0 when everything was moved (or invoked), also when the DLQ is empty; 1
-    when messages stay behind (no target, a send or an invocation failed, or some were in
-    flight or delayed, which no receive can take until they show again).
+    when messages stay behind (no target, a send, an invocation or an S3 read failed, or some
+    were in flight or delayed, which no receive can take until they show again).
     """
     redrive = _Redrive(settings, queue, **options)  # the other options, typed there
     if reinvoke:
