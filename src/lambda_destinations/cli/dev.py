@@ -28,10 +28,10 @@ from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker, 
 from lambda_destinations.config import DEV_CONFIG, DEV_STORE, RouteConfig, Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.logs import configure_logging
-from lambda_destinations.schemas.s3 import LAMBDA_PREFIX
 
-# The local endpoint, the simulator and the worker are imported by the commands that run
-# them, so that `dev --help` and `simulate --help` load none of them.
+# The local endpoint, the simulator, the worker and the records' schemas (schemas.s3's bucket
+# layout) are imported by the commands that run them, so that `dev --help` and
+# `simulate --help` load none of them.
 if TYPE_CHECKING:
     from lambda_destinations.dev_endpoint import FunctionSimulation
     from lambda_destinations.simulate import SimulatedMessage
@@ -146,23 +146,15 @@ async def create_dev_bucket(aws: AwsClients, failure_arn: str) -> None:
     queue policy, so dev sets none. Saving the configuration sends S3's test event to the
     queue, as S3 does: the worker acknowledges it.
     """
+    from lambda_destinations.schemas.s3 import notification_configuration
+
     s3 = await aws.client("s3")
     where: dict[str, Any] = {}
     if aws.region not in (None, "us-east-1"):  # S3 refuses us-east-1 as a constraint
         where["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
     await s3.create_bucket(Bucket=DEV_BUCKET, **where)
-    rule = {"FilterRules": [{"Name": "prefix", "Value": LAMBDA_PREFIX}]}
     await s3.put_bucket_notification_configuration(
-        Bucket=DEV_BUCKET,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "QueueArn": failure_arn,
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": rule},
-                }
-            ]
-        },
+        Bucket=DEV_BUCKET, NotificationConfiguration=notification_configuration(failure_arn)
     )
 
 
@@ -497,6 +489,8 @@ async def _dev(
 def _simulated_line(sent: int, written: int) -> str:
     """What dev --simulate sent: every message the worker will receive, the records written to
     the bucket among them (each arrives as its notification)."""
+    from lambda_destinations.schemas.s3 import LAMBDA_PREFIX
+
     line = f"  simulated  {plural(sent + written, 'message')}"
     if written:
         line += (
@@ -521,6 +515,8 @@ async def _queue_arn(aws: AwsClients, url: str) -> str:
 
 
 def _banner(settings: Settings, simulation: FunctionSimulation) -> None:
+    from lambda_destinations.schemas.s3 import LAMBDA_PREFIX
+
     success_url, failure_url = settings.queues
     click.echo(
         "\n".join(

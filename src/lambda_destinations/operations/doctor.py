@@ -59,7 +59,7 @@ from lambda_destinations.retrying import (
     said_not_aws,
     text_of,
 )
-from lambda_destinations.schemas.s3 import LAMBDA_PREFIX
+from lambda_destinations.schemas.s3 import LAMBDA_PREFIX, notification_configuration
 from lambda_destinations.store import InvocationFilter, Store, network_file_system
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import (
@@ -1181,15 +1181,7 @@ def _bucket_notification_fix(bucket_arn: str, polled: dict[str, str]) -> str:
         return f"send {bucket}'s s3:ObjectCreated:* events under {LAMBDA_PREFIX} to a polled queue"
     failing = [arn for arn, name in polled.items() if "fail" in name.lower()]
     queue_arn = (failing or list(polled))[0]
-    configuration = {
-        "QueueConfigurations": [
-            {
-                "QueueArn": queue_arn,
-                "Events": ["s3:ObjectCreated:*"],
-                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": LAMBDA_PREFIX}]}},
-            }
-        ]
-    }
+    configuration = notification_configuration(queue_arn)
     return (
         f"aws s3api put-bucket-notification-configuration --bucket {bucket} "
         f"--notification-configuration '{json.dumps(configuration)}' (it replaces the "

@@ -70,6 +70,21 @@ class S3TestEvent(S3Notice):
         self.bucket = bucket
 
 
+def notification_configuration(queue_arn: str) -> dict[str, Any]:
+    """A bucket's notification configuration that tells the queue ``queue_arn`` of every
+    object created under ``aws/lambda/``, where Lambda writes its records (S3's
+    PutBucketNotificationConfiguration; it replaces the bucket's others)."""
+    return {
+        "QueueConfigurations": [
+            {
+                "QueueArn": queue_arn,
+                "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": LAMBDA_PREFIX}]}},
+            }
+        ]
+    }
+
+
 def check_s3_notice(doc: dict[str, Any]) -> None:
     """Raise the notice ``doc`` is when it has the shape of S3's (an S3 notification, or its
     test event); return when it has not. Asked only of a document that is no record, so a
