@@ -1096,7 +1096,7 @@ async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_sele
         "1: replayed already, by another run or someone else (Edit the payload, then replay, "
         "on the failure's page, runs it again)",
         f"1: {IN_DOUBT_SKIP}",
-        "1: cannot be replayed: a stream batch (no payload), a legacy DLQ record naming no "
+        "1: cannot be replayed: a stream batch, a legacy DLQ record naming no "
         "function, or a replay's own record",
         "errors: 1",
         f"1: {REFUSED}",

@@ -352,6 +352,24 @@ def test_show_of_a_stream_failure_says_where_its_batch_is(
     assert "request payload" not in out
 
 
+def test_show_of_a_stream_failure_from_s3_prints_the_batch_it_carries(cli_env, sqlite_url) -> None:
+    # given: a Kafka batch's record as an S3 destination writes it, with the batch's records
+    record = json.loads((EVENTS / "stream-kafka-msk.json").read_text())
+    record["payload"] = {"eventSource": "aws:kafka", "records": {"orders-0": [{"offset": 2210}]}}
+    row = row_of(json.dumps(record))
+    seed_sync(sqlite_url, [row])
+
+    # when
+    out = cli("failures", "show", row.key, env=cli_env)
+
+    # then: the records, and no claim that Lambda sent only where the batch was
+    assert out.returncode == 0, out.stderr
+    assert "payload (the batch's records, as the function received them)" in out.stdout
+    assert '"offset": 2210' in out.stdout
+    assert "not its records" not in out.stdout
+    assert "an asynchronous Invoke would drop the function's batchItemFailures" in out.stdout
+
+
 def test_show_says_what_each_handler_run_is(cli_env, seeded, sqlite_url) -> None:
     # given: a record with a handler running, one failed and released (shown as "claimed",
     # as the one running was), one whose worker stopped holding it, and one completed

@@ -87,6 +87,28 @@ def statuses(url: str, rows: list[InvocationRow]) -> dict[str, FailureStatus | N
     return asyncio.run(go())
 
 
+def test_a_stream_failure_carrying_its_batch_is_not_invoked_and_says_why(
+    lambda_endpoint, lambda_env, sqlite_url
+) -> None:
+    # given: a Kinesis batch's record from an S3 destination, which carries the batch
+    record = kinesis_failure(random.Random(9))
+    record["payload"] = {"Records": [{"kinesis": {"sequenceNumber": "1", "data": "e30="}}]}
+    stream = row_of(json.dumps(record))
+    seed_sync(sqlite_url, [stream])
+    lambda_endpoint.start_recording()
+
+    # when
+    result = cli("replay", stream.request_id or "", "--dry-run", "--json", env=lambda_env)
+
+    # then: skipped for what is true of it (not "carries no request payload")
+    assert result.returncode == 0, result.stderr
+    (skipped,) = json.loads(result.stdout)["results"]
+    assert skipped["state"] == "skipped"
+    assert "would drop the function's batchItemFailures" in skipped["detail"]
+    assert "no request payload" not in skipped["detail"]
+    assert lambda_endpoint.invocations() == []
+
+
 def test_dry_run_lists_what_would_be_invoked_and_invokes_nothing(
     lambda_endpoint, lambda_env, failures, sqlite_url
 ) -> None:

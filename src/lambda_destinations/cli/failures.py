@@ -337,7 +337,8 @@ _BATCH_INFOS = ("KinesisBatchInfo", "DDBStreamBatchInfo", "KafkaBatchInfo")
 
 
 def _payload_lines(row: InvocationRow, where: str) -> list[str]:
-    """The payloads; for a stream failure, which carries none, the batch's place instead."""
+    """The payloads; for a stream failure, the batch's place, and its records where the record
+    carries them (an S3 destination's)."""
     record = row.record if isinstance(row.record, dict) else {}
     batch = next((name for name in _BATCH_INFOS if name in record), None)
     if row.kind != "stream-failure" or batch is None:
@@ -346,13 +347,21 @@ def _payload_lines(row: InvocationRow, where: str) -> list[str]:
             *("", "response payload", _pretty(row.response_payload, where)),
         ]
     lines = ["", f"batch ({batch})", _pretty(record[batch], where)]
-    lines.append(
-        "  Lambda sends where the batch was, not its records: read them from the stream (or "
-        "Kafka topic) before they expire, and reprocess them there (replay cannot)"
-    )
-    if record.get("payload") is not None:
-        lines += ["", "payload", _pretty(record["payload"], where)]
-    return lines
+    if record.get("payload") is None:
+        lines.append(
+            "  Lambda sends where the batch was, not its records: read them from the stream (or "
+            "Kafka topic) before they expire, and reprocess them there (replay cannot)"
+        )
+        return lines
+    # An S3 destination's record carries the batch as the event-source mapping sent it.
+    return [
+        *lines,
+        "",
+        "payload (the batch's records, as the function received them)",
+        _pretty(record["payload"], where),
+        "  reprocess these records with the stream's own tools (replay cannot: an asynchronous "
+        "Invoke would drop the function's batchItemFailures)",
+    ]
 
 
 def _whole_text(whole: FailureDetail) -> str:

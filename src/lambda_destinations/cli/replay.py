@@ -96,7 +96,7 @@ def replay_command(
     skipped unless --force); ignored and recovered ones never match by filters alone.
 
     Each attempt is written to the store's replay ledger with who ran it, and the record's
-    status becomes `replayed`. Stream batch failures carry no payload and are never replayed.
+    status becomes `replayed`. Stream batch failures are never replayed.
 
     Each record's function ARN (and qualifier) is invoked: a published version's (orders-api:12)
     runs its old code again; --qualifier live invokes the alias instead (the ledger says which).

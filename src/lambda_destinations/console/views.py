@@ -480,7 +480,7 @@ _SKIPPED: dict[str, str] = {
     "page names it and says which)",
     SkipReason.HANDLED: "ignored, or recovered by a replay, by someone else while the job ran",
     SkipReason.CONCURRENT: "replayed by another process at the same moment",
-    SkipReason.NOT_REPLAYABLE: "cannot be replayed: a stream batch (no payload), a legacy DLQ "
+    SkipReason.NOT_REPLAYABLE: "cannot be replayed: a stream batch, a legacy DLQ "
     "record naming no function, or a replay's own record",
 }
 _ERRORS: dict[str, str] = {

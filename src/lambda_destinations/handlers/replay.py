@@ -19,7 +19,8 @@ Lambda returned. When that new invocation's own record arrives, its request id f
 attempt: a success marks it ``recovered`` (and the original invocation's status too); a failure
 marks it ``failed`` and, while the budget lasts, schedules the next attempt for the original.
 
-Records that cannot be replayed — stream batch failures carry no payload; a legacy DLQ message
+Records that cannot be replayed — stream batch failures (an event-source mapping's batch, not
+an asynchronous invocation's event, with or without its records); a legacy DLQ message
 names no function unless ``legacy_function`` does — get a ledger entry saying why, and no
 invocation. Effectively once: the handler is claimed per record key, the job is scheduled once
 per (original, attempt), and the ledger's attempt is unique, so redeliveries never replay twice.
@@ -111,10 +112,7 @@ def replay_target(row: InvocationRow, *, legacy_function: str | None = None) -> 
             "(`failures show` names it)"
         )
     if row.kind == "stream-failure":
-        raise NotReplayable(
-            "a stream batch failure carries no request payload (only the shard and sequence "
-            "range): reprocess the batch from the stream instead"
-        )
+        raise NotReplayable(_stream_not_replayable(row))
     function = row.function_arn or (legacy_function if row.kind == "legacy-dlq" else None)
     if not function:
         raise NotReplayable(
@@ -125,6 +123,24 @@ def replay_target(row: InvocationRow, *, legacy_function: str | None = None) -> 
     ):
         raise NotReplayable("the record carries no requestPayload to replay")
     return ReplayTarget(function, original_payload(row))
+
+
+def _stream_not_replayable(row: InvocationRow) -> str:
+    """Why a stream batch failure is not replayed: with its batch (an S3 destination's record)
+    or without (only the batch's place)."""
+    if row.request_payload is None:
+        return (
+            "a stream batch failure carries no request payload (only the shard and sequence "
+            "range): reprocess the batch from the stream instead"
+        )
+    # An event-source mapping invokes synchronously and reads the function's answer (its
+    # batchItemFailures); an asynchronous Invoke of the same batch would drop that answer, so
+    # records the function reports failed would be lost without a word.
+    return (
+        "a stream batch failure is not replayed by an asynchronous Invoke, which would drop the "
+        "function's batchItemFailures: reprocess the batch the record carries (`failures show` "
+        "prints it) with the stream's own tools"
+    )
 
 
 def original_payload(row: InvocationRow) -> bytes:
