@@ -1133,6 +1133,31 @@ async def test_a_records_payloads_are_stored_once_and_read_back_whole(
         assert got.request_payload == row.request_payload
 
 
+async def test_a_stream_failures_batch_is_stored_once_and_read_back_whole(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: a stream failure's record from an S3 destination, whose batch the decoder also
+    # gives as the request payload (up to 8 MiB: stored twice, it took twice the room)
+    batch = {"eventSource": "aws:kafka", "records": {"orders-0": [{"value": "x" * 2000}]}}
+    record = {"version": "1.0", "KafkaBatchInfo": {"batchSize": 1}, "payload": batch}
+    row = make_row(kind="stream-failure", request_payload=batch, record=record)
+
+    # when
+    await store.save_invocation(row, make_delivery(row))
+
+    # then: the record column does not hold the batch again, and a read gives it back whole
+    assert isinstance(store, SqlStore)
+    async with store.engine.connect() as conn:
+        stored = (
+            await conn.execute(sa.select(invocations.c.record).where(invocations.c.key == row.key))
+        ).scalar_one()
+    assert stored == {"version": "1.0", "KafkaBatchInfo": {"batchSize": 1}}
+    got = await store.get_invocation(row.key)
+    assert got is not None
+    assert got.record == record
+    assert got.request_payload == batch
+
+
 async def _table_rows(store: Store, table: sa.Table) -> int:
     assert isinstance(store, SqlStore)
     async with store.engine.connect() as conn:

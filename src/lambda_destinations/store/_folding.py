@@ -8,7 +8,9 @@ column does not hold again.
   and ``response_payload``;
 - 4: the stack trace, which is the response payload's ``stackTrace`` (``stack_trace`` is NULL);
 - 8: ``requestContext``, whose four fields are the columns ``request_id``, ``function_arn``,
-  ``condition`` and ``approximate_invoke_count``.
+  ``condition`` and ``approximate_invoke_count``;
+- 16: a stream failure's ``payload`` (the batch an S3 destination's record carries), held by
+  ``request_payload`` as the decoder gives it.
 
 A part is taken out only when it equals what the columns hold, so reading gives back the
 record as received (its keys may come back in another order). Rows stored before a bit
@@ -23,6 +25,10 @@ from lambda_destinations.store.migration_7 import MOVED
 
 TRACE_IN_RESPONSE = 4
 CONTEXT_IN_COLUMNS = 8
+BATCH_IN_REQUEST = 16
+# Each field of the record that a column may hold instead: migration_7's payloads, and a
+# stream failure's batch (which no record holds beside a requestPayload).
+FOLDED = (*MOVED, ("payload", "request_payload", BATCH_IN_REQUEST))
 # requestContext's fields and the columns holding them.
 CONTEXT = (
     ("requestId", "request_id"),
@@ -39,7 +45,7 @@ def fold(values: dict[str, Any]) -> None:
     moved = 0
     if isinstance(record, dict):
         gone = set()
-        for field, column, bit in MOVED:
+        for field, column, bit in FOLDED:
             if field in record and (
                 record[field] is values[column] or record[field] == values[column]
             ):
@@ -64,7 +70,7 @@ def unfold(values: dict[str, Any], moved: int | None) -> None:
     record = values["record"]
     if isinstance(record, dict):
         whole = dict(record)
-        for field, column, bit in MOVED:
+        for field, column, bit in FOLDED:
             if moved & bit:
                 whole[field] = values[column]
         if moved & CONTEXT_IN_COLUMNS:
