@@ -3,7 +3,9 @@ except that (after the first ``passes`` requests containing ``needle``, which pa
 the next ``cuts`` requests containing ``needle`` it forwards the request and then closes the
 connection before the answer comes back, so the caller cannot know the outcome; or, for the
 next ``holds`` such requests, forwards the request and holds the answer back until the proxy
-stops, so the caller waits until it gives up.
+stops, so the caller waits until it gives up; or, for the next ``truncates``, passes on the
+first part of the answer (its head, and the first bytes of its body) and then closes the
+connection, as a reset in the middle of a download does.
 
 With ``http`` it reads each request whole (HTTP/1.1 with a Content-Length, as botocore sends),
 keeps the time of each one containing ``needle`` (``seen``: how often the caller tries), and
@@ -66,6 +68,19 @@ async def _trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
         await asyncio.sleep(0.002)
 
 
+async def _cut_mid_body(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
+) -> None:
+    """Pass on an answer's head and the first kilobyte of its body, then no more."""
+    while (end := data.find(b"\r\n\r\n")) < 0 or len(data) < end + 4 + 1024:
+        more = await reader.read(65536)
+        if not more:
+            break
+        data += more
+    writer.write(data[: data.find(b"\r\n\r\n") + 4 + 1024])
+    await writer.drain()
+
+
 class AnswerCutter:
     def __init__(self, upstream: str, needle: bytes, *, http: bool = False) -> None:
         host, _, port = upstream.removeprefix("http://").partition(":")
@@ -84,6 +99,7 @@ class AnswerCutter:
         self.keys: list[tuple[str, bool]] = []  # (http) each request's access key, needle in it
         self.holding = asyncio.Event()  # set once an answer is held back
         self.trickles = 0  # answers still to pass on a kilobyte at a time, with pauses between
+        self.truncates = 0  # answers still to cut mid-body: their first part passes, then no more
         self._stopped = asyncio.Event()
 
     async def _request(self, reader: asyncio.StreamReader) -> bytes:
@@ -134,9 +150,16 @@ class AnswerCutter:
                 elif not answers and self.trickles > 0 and self.needle in data:
                     self.trickles -= 1
                     held.append(True)  # the answer comes a kilobyte at a time
+                elif not answers and self.truncates > 0 and self.needle in data:
+                    self.truncates -= 1
+                    doomed.append(True)  # the answer's first part comes, then the connection ends
                 if answers and doomed[0]:
                     self.cut += 1
                     return  # the request reached the service; its answer is lost
+                if answers and len(doomed) > 1:
+                    self.cut += 1
+                    await _cut_mid_body(reader, writer, data)
+                    return
                 if answers and held[0]:
                     self.held += 1
                     self.holding.set()

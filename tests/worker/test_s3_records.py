@@ -172,3 +172,37 @@ async def test_an_object_that_arrives_in_parts_is_read_whole(
     assert row is not None
     assert row.envelope == "s3"
     assert len(json.dumps(row.request_payload)) > 200_000
+
+
+async def test_an_object_whose_download_is_cut_short_is_retried(
+    s3, bucket_to, make_queue, settings_for, endpoint_url, sqlite_url
+) -> None:
+    # given: a 200 kB record whose first download stops mid-body (the connection reset after
+    # its first bytes), then passes whole
+    url, _dlq = make_queue("s3-cut", max_receive_count=5)
+    bucket = bucket_to(url)
+    (body,) = big_records(1, 200_000)
+    s3.put_object(Bucket=bucket, Key=KEY, Body=body.encode())
+    proxy = AnswerCutter(endpoint_url, f"GET /{bucket}/aws/lambda/".encode(), http=True)
+    proxy.truncates = 1
+
+    # when
+    async with proxy.running() as proxied:
+        settings = routed(
+            settings_for(url, endpoint_url=proxied, retry_base=0.1, retry_max=0.2), "persist"
+        )
+        with capture_logs() as logs:
+            async with Worker(settings) as worker:
+                await run_until(worker, lambda: worker.stats.outcomes["ack"] >= 2)
+
+    # then: retried once, its reason naming the object, then stored (before: the read's
+    # aiohttp error escaped the message's task, logged as a bug with its traceback, and the
+    # message was never retried with a reason nor quarantined on its last receive)
+    assert proxy.cut == 1
+    assert [e for e in logs if e["event"] == "message task failed"] == []
+    (retried,) = [e for e in logs if e["event"] == "message will be retried"]
+    assert retried["reason"].startswith(f"reading S3 object s3://{bucket}/{KEY} failed: ")
+    assert worker.stats.outcomes == {"ack": 2, "retry": 1}
+    async with Store.from_url(sqlite_url) as store:
+        assert await store.get_invocation(json.loads(body)["requestContext"]["requestId"])
+    assert s3_reads(worker) == {"read": 1, "unreadable": 0, "failed": 1}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations.retrying import (
@@ -68,7 +69,9 @@ async def read_record(
                 "cannot be handled; keep objects under aws/lambda/ for a day at least"
             ) from None
         raise ObjectUnread(_unread(location, exc, credentials), asked=asked_wait(exc)) from exc
-    except (BotoCoreError, *CONNECTION_ERRORS) as exc:
+    # aiohttp.ClientPayloadError: the connection ended before the body did (a reset in the
+    # middle of the download), which aiobotocore passes on as it is.
+    except (BotoCoreError, aiohttp.ClientError, *CONNECTION_ERRORS) as exc:
         raise ObjectUnread(_unread(location, exc, credentials)) from exc
     return data
 
