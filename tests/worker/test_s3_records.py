@@ -113,9 +113,9 @@ async def test_an_object_the_worker_may_not_read_is_retried_with_the_permission_
     assert proxy.refused == 1
     (retried,) = [e for e in logs if e["event"] == "message will be retried"]
     assert retried["reason"].startswith(f"reading S3 object s3://{bucket}/{KEY} failed: ")
-    assert retried["reason"].endswith(
-        "check the worker's AWS credentials and that they are allowed s3:GetObject on "
-        f"arn:aws:s3:::{bucket}/{KEY}"
+    assert (
+        "; check the worker's AWS credentials and that they are allowed s3:GetObject on "
+        f"arn:aws:s3:::{bucket}/{KEY}, or that the object is there" in retried["reason"]
     )
     async with Store.from_url(sqlite_url) as store:
         assert await store.get_invocation(REQUEST_ID) is not None
@@ -206,3 +206,43 @@ async def test_an_object_whose_download_is_cut_short_is_retried(
     async with Store.from_url(sqlite_url) as store:
         assert await store.get_invocation(json.loads(body)["requestContext"]["requestId"])
     assert s3_reads(worker) == {"read": 1, "unreadable": 0, "failed": 1}
+
+
+async def test_a_read_refused_on_every_receive_is_quarantined_on_the_last_naming_both_causes(
+    s3, bucket_to, make_queue, settings_for, endpoint_url, sqlite_url, sqs
+) -> None:
+    # given: an object a lifecycle rule deleted, which S3 refuses to read (AccessDenied, not
+    # NoSuchKey: so S3 answers for a missing key to credentials not allowed s3:ListBucket on
+    # the bucket, as the templates' are not; moto's S3 grants every read, so a proxy answers)
+    url, dlq = make_queue("s3-refused", max_receive_count=2)
+    bucket = bucket_to(url)
+    s3.put_object(Bucket=bucket, Key=KEY, Body=RECORD)
+    s3.delete_object(Bucket=bucket, Key=KEY)
+    proxy = AnswerCutter(endpoint_url, f"GET /{bucket}/aws/lambda/".encode(), http=True)
+    proxy.refusals = 10
+    proxy.refusal = aws_error(403, "AccessDenied", "Access Denied", "rest-xml")
+
+    # when
+    async with proxy.running() as proxied:
+        settings = routed(
+            settings_for(url, endpoint_url=proxied, retry_base=0.1, retry_max=0.2), "persist"
+        )
+        async with Worker(settings) as worker:
+            await run_until(worker, lambda: worker.stats.outcomes["quarantine"] >= 1)
+
+    # then: retried once, quarantined on its last receive with the permission to allow and
+    # the other cause of the refusal (before: the permission alone, for an object gone)
+    assert proxy.refused == 2
+    assert worker.stats.outcomes == {"ack": 1, "retry": 1, "quarantine": 1}
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    assert row.reason.startswith(f"reading S3 object s3://{bucket}/{KEY} failed: AccessDenied")
+    assert (
+        "check the worker's AWS credentials and that they are allowed s3:GetObject on "
+        f"arn:aws:s3:::{bucket}/{KEY}, or that the object is there: S3 refuses to read one "
+        "that is not (AccessDenied, not NoSuchKey) to credentials not allowed s3:ListBucket "
+        f"on arn:aws:s3:::{bucket}; still failing on receive 2" in row.reason
+    ), row.reason
+    assert s3_reads(worker) == {"read": 0, "unreadable": 0, "failed": 2}
+    assert dlq is not None
+    assert len(receive_all(sqs, dlq)) == 1

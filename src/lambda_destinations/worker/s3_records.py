@@ -15,6 +15,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
+    CREDENTIAL_CODES,
+    DENIED_CODES,
     WORKER_CREDENTIALS,
     asked_wait,
     aws_fix,
@@ -93,6 +95,14 @@ async def _read_whole(stream: Any, location: S3Object, length: object) -> bytes:
 
 def _unread(location: S3Object, exc: BaseException, credentials: str) -> str:
     fix = aws_fix(exc, credentials=credentials, on=f"arn:aws:s3:::{location.bucket}/{location.key}")
+    if fix and error_code(exc) in DENIED_CODES - CREDENTIAL_CODES:
+        # S3 will not say that a key does not exist to whoever may not list the bucket: a
+        # deleted object is AccessDenied to the templates' role, which may only s3:GetObject.
+        fix += (
+            ", or that the object is there: S3 refuses to read one that is not (AccessDenied, "
+            f"not NoSuchKey) to credentials not allowed s3:ListBucket on "
+            f"arn:aws:s3:::{location.bucket}"
+        )
     return f"reading S3 object {location} failed: {describe_error(exc)}" + (
         f"; {fix}" if fix else ""
     )
