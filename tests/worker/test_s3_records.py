@@ -5,7 +5,9 @@ SQS, as S3 does, and the worker reads the object over HTTP."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_plus
 
 from structlog.testing import capture_logs
@@ -20,6 +22,35 @@ EVENTS = Path(__file__).parents[1] / "events"
 RECORD = (EVENTS / "invocation-retries-exhausted-python.json").read_bytes()
 REQUEST_ID = json.loads(RECORD)["requestContext"]["requestId"]
 KEY = "aws/lambda/async/my-function/2026/12/06/2026-12-06T04.10.02-6f1c0a8e"
+
+
+def reads_of(endpoint_url: str, bucket: str) -> AnswerCutter:
+    """A proxy in front of moto that sees every read of an object under the bucket's
+    aws/lambda/: a test sets what it does to them (refusals, truncates, trickles)."""
+    return AnswerCutter(endpoint_url, f"GET /{bucket}/aws/lambda/".encode(), http=True)
+
+
+def refused(proxy: AnswerCutter, times: int) -> AnswerCutter:
+    """``proxy`` answering the next ``times`` reads with S3's own AccessDenied (moto's S3
+    grants every read)."""
+    proxy.refusals = times
+    proxy.refusal = aws_error(403, "AccessDenied", "Access Denied", "rest-xml")
+    return proxy
+
+
+async def drain_through(
+    proxy: AnswerCutter, url: str, settings_for: Any, until: Callable[[Worker], bool]
+) -> tuple[Worker, list[dict[str, Any]]]:
+    """Run a worker (persist, retries 0.1 s apart) whose AWS calls pass ``proxy``, until
+    ``until(worker)``; the worker and its logs."""
+    async with proxy.running() as proxied:
+        settings = routed(
+            settings_for(url, endpoint_url=proxied, retry_base=0.1, retry_max=0.2), "persist"
+        )
+        with capture_logs() as logs:
+            async with Worker(settings) as worker:
+                await run_until(worker, lambda: until(worker))
+    return worker, logs
 
 
 def s3_reads(worker: Worker) -> dict[str, float | None]:
@@ -96,18 +127,12 @@ async def test_an_object_the_worker_may_not_read_is_retried_with_the_permission_
     url, _dlq = make_queue("s3-denied", max_receive_count=5)
     bucket = bucket_to(url)
     s3.put_object(Bucket=bucket, Key=KEY, Body=RECORD)
-    proxy = AnswerCutter(endpoint_url, f"GET /{bucket}/aws/lambda/".encode(), http=True)
-    proxy.refusals = 1
-    proxy.refusal = aws_error(403, "AccessDenied", "Access Denied", "rest-xml")
+    proxy = refused(reads_of(endpoint_url, bucket), 1)
 
     # when
-    async with proxy.running() as proxied:
-        settings = routed(
-            settings_for(url, endpoint_url=proxied, retry_base=0.1, retry_max=0.2), "persist"
-        )
-        with capture_logs() as logs:
-            async with Worker(settings) as worker:
-                await run_until(worker, lambda: worker.stats.outcomes["ack"] >= 2)
+    worker, logs = await drain_through(
+        proxy, url, settings_for, lambda worker: worker.stats.outcomes["ack"] >= 2
+    )
 
     # then: retried once with the fix, then stored
     assert proxy.refused == 1
@@ -155,7 +180,7 @@ async def test_an_object_that_arrives_in_parts_is_read_whole(
     bucket = bucket_to(url)
     (body,) = big_records(1, 200_000)
     s3.put_object(Bucket=bucket, Key=KEY, Body=body.encode())
-    proxy = AnswerCutter(endpoint_url, f"GET /{bucket}/aws/lambda/".encode(), http=True)
+    proxy = reads_of(endpoint_url, bucket)
     proxy.trickles = 1
 
     # when
@@ -183,17 +208,13 @@ async def test_an_object_whose_download_is_cut_short_is_retried(
     bucket = bucket_to(url)
     (body,) = big_records(1, 200_000)
     s3.put_object(Bucket=bucket, Key=KEY, Body=body.encode())
-    proxy = AnswerCutter(endpoint_url, f"GET /{bucket}/aws/lambda/".encode(), http=True)
+    proxy = reads_of(endpoint_url, bucket)
     proxy.truncates = 1
 
     # when
-    async with proxy.running() as proxied:
-        settings = routed(
-            settings_for(url, endpoint_url=proxied, retry_base=0.1, retry_max=0.2), "persist"
-        )
-        with capture_logs() as logs:
-            async with Worker(settings) as worker:
-                await run_until(worker, lambda: worker.stats.outcomes["ack"] >= 2)
+    worker, logs = await drain_through(
+        proxy, url, settings_for, lambda worker: worker.stats.outcomes["ack"] >= 2
+    )
 
     # then: retried once, its reason naming the object, then stored (before: the read's
     # aiohttp error escaped the message's task, logged as a bug with its traceback, and the
@@ -218,17 +239,12 @@ async def test_a_read_refused_on_every_receive_is_quarantined_on_the_last_naming
     bucket = bucket_to(url)
     s3.put_object(Bucket=bucket, Key=KEY, Body=RECORD)
     s3.delete_object(Bucket=bucket, Key=KEY)
-    proxy = AnswerCutter(endpoint_url, f"GET /{bucket}/aws/lambda/".encode(), http=True)
-    proxy.refusals = 10
-    proxy.refusal = aws_error(403, "AccessDenied", "Access Denied", "rest-xml")
+    proxy = refused(reads_of(endpoint_url, bucket), 10)
 
     # when
-    async with proxy.running() as proxied:
-        settings = routed(
-            settings_for(url, endpoint_url=proxied, retry_base=0.1, retry_max=0.2), "persist"
-        )
-        async with Worker(settings) as worker:
-            await run_until(worker, lambda: worker.stats.outcomes["quarantine"] >= 1)
+    worker, _logs = await drain_through(
+        proxy, url, settings_for, lambda worker: worker.stats.outcomes["quarantine"] >= 1
+    )
 
     # then: retried once, quarantined on its last receive with the permission to allow and
     # the other cause of the refusal (before: the permission alone, for an object gone)
