@@ -1730,13 +1730,17 @@ def test_simulate_to_a_queue_that_does_not_exist_is_one_line(endpoint_url: str) 
     assert "'no-such-queue' does not exist" in one_error_line(result)
 
 
+@pytest.mark.parametrize("count", ["100", "5"])
 def test_simulate_to_a_bucket_that_does_not_exist_is_one_line_and_sends_nothing(
-    endpoint_url: str, make_queue: Any, sqs: Any
+    endpoint_url: str, make_queue: Any, sqs: Any, count: str
 ) -> None:
-    # before: "PutObject failed: NoSuchBucket: …", exit 1, with no fix
+    # before: "PutObject failed: NoSuchBucket: …", exit 1, with no fix; and with too few
+    # records for any to go to the bucket (-n 5), "wrote 0 failure records", exit 0
     url, _dlq = make_queue("no-bucket")
     result = cli(
-        "simulate", "--queue", url, "--bucket", "no-such-bucket", "--endpoint-url", endpoint_url
+        "simulate",
+        *("--queue", url, "--bucket", "no-such-bucket", "-n", count),
+        *("--endpoint-url", endpoint_url),
     )
     assert result.returncode == 2
     line = one_error_line(result)

@@ -642,14 +642,21 @@ def simulate_command(
 
 async def _write_to(aws: AwsClients, batch: Sequence[SimulatedMessage], bucket: str) -> int:
     """:func:`write_objects` for ``simulate --bucket``: a bucket that does not exist is one
-    line and exit 2, before any message is sent."""
+    line and exit 2, before any message is sent, whether or not a record goes to it."""
     from lambda_destinations.redact import echoed
     from lambda_destinations.retrying import error_code
 
+    s3 = await aws.client("s3")
     try:
+        # HeadBucket answers a missing bucket with a bare 404, and one that may not be listed
+        # with a 403: PutObject may still be allowed there, and says so if not.
+        await s3.head_bucket(Bucket=bucket)
         return await write_objects(aws, batch, bucket)
     except Exception as exc:
-        if error_code(exc) != "NoSuchBucket":
+        code = error_code(exc)
+        if code == "403":
+            return await write_objects(aws, batch, bucket)
+        if code not in ("404", "NoSuchBucket"):
             raise
         fail(
             f"bucket {echoed(bucket)!r} does not exist: check the name (and the region), or "
