@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from lambda_destinations.cli import COMMANDS, cli
-from lambda_destinations.store import QuarantineRow, Store
+from lambda_destinations.store import DeliveryRow, InvocationRow, QuarantineRow, Store, utcnow
 
 # Prints which modules a command loaded, as JSON, after running it in a fresh interpreter.
 _PROBE = """
@@ -51,6 +52,20 @@ def test_each_command_line_names_the_module_that_registers_it(name: str) -> None
     assert command.callback.__module__ == f"lambda_destinations.cli.{module}"
     # The line --help shows without importing the module is the start of the command's own.
     assert first_paragraph(command.help).startswith(help_line)
+
+
+@pytest.mark.parametrize("group", ["dlq", "failures", "quarantine", "store"])
+def test_each_subcommand_line_names_the_module_that_registers_it(group: str) -> None:
+    command = cli.get_command(click.Context(cli), group)
+    assert isinstance(command, type(cli).group_class)
+
+    for name, (module, help_line) in command.lazy.items():
+        importlib.import_module(module)
+
+        registered = command.commands[name]
+        assert registered.callback is not None
+        assert registered.callback.__module__ == module
+        assert first_paragraph(registered.help).startswith(help_line)
 
 
 def test_help_lists_every_command_without_importing_them() -> None:
@@ -121,6 +136,82 @@ def test_failures_list_on_an_empty_store_loads_no_aws_client_nor_worker(empty_st
     assert not {"sqlalchemy.dialects.postgresql", "asyncpg"} & loaded
     assert not {"sqlalchemy.ext.asyncio", "sqlalchemy.orm", "aiosqlite"} & loaded
     assert not _NOT_FOR_LISTING & loaded
+
+
+# What only `failures logs` uses: the reading of a function's log lines, and its command.
+_FOR_LOGS_ONLY = {
+    "lambda_destinations.operations.function_logs",
+    "lambda_destinations.cli.failures_logs",
+}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("failures", "list"), ("failures", "stats"), ("failures", "show", "no-such-id")],
+    ids=["failures list", "failures stats", "failures show"],
+)
+def test_failures_commands_but_logs_load_nothing_that_reads_logs(
+    empty_store: str, args: tuple[str, ...]
+) -> None:
+    loaded = loaded_by(*args, "--store", empty_store)
+
+    assert "lambda_destinations.cli.failures" in loaded  # the command did run
+    assert not _FOR_LOGS_ONLY & loaded
+
+
+def test_failures_show_names_the_logs_command_without_loading_what_reads_logs(
+    empty_store: str,
+) -> None:
+    # given: a failure in the store, which `show` prints whole (with the `failures logs` line)
+    now = utcnow()
+    row = InvocationRow(
+        key="3f2a9c1e-0000-4000-8000-000000000001:RetriesExhausted",
+        kind="invocation",
+        envelope="none",
+        request_id="3f2a9c1e-0000-4000-8000-000000000001",
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:orders",
+        function_name="orders",
+        qualifier="$LATEST",
+        condition="RetriesExhausted",
+        succeeded=False,
+        approximate_invoke_count=3,
+        error_type="TimeoutError",
+        error_message="timed out",
+        stack_trace=None,
+        timestamp=now,
+        first_seen_at=now,
+        request_payload={"orderId": 1},
+        response_payload=None,
+        record={},
+        queue="q",
+    )
+
+    async def save() -> None:
+        async with Store.from_url(empty_store) as store:
+            await store.save_invocation(row, DeliveryRow(row.key, "m-1", "q", 1))
+
+    asyncio.run(save())
+
+    # when
+    shown = subprocess.run(
+        [sys.executable, "-c", _PROBE, "failures", "show", "3f2a9c1e", "--store", empty_store],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    # then: the whole record, its logs line with it, and nothing that reads logs loaded
+    assert shown.returncode == 0
+    assert "lambda-destinations failures logs 3f2a9c1e-0000-4000-8000-000000000001" in shown.stdout
+    loaded = set(json.loads(shown.stderr.strip().splitlines()[-1]))
+    assert not _FOR_LOGS_ONLY & loaded
+
+
+def test_failures_help_lists_logs_without_loading_it() -> None:
+    loaded = loaded_by("failures", "--help")
+
+    assert "lambda_destinations.cli.failures" in loaded
+    assert not _FOR_LOGS_ONLY & loaded
 
 
 @pytest.mark.parametrize(
@@ -213,6 +304,46 @@ def test_a_misspelt_command_not_imported_yet_gets_a_suggestion(typed: str, sugge
         f"error: No such command '{typed}'. {suggested} Try 'lambda-destinations --help' "
         "for help.\n"
     )
+
+
+def test_a_misspelt_subcommand_not_imported_yet_gets_a_suggestion() -> None:
+    # A fresh interpreter: `failures logs` is not imported until it runs.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from lambda_destinations.cli import main; main()",
+            "failures",
+            "lgs",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: No such command 'lgs'. Did you mean 'logs'? Try 'lambda-destinations failures "
+        "--help' for help.\n"
+    )
+
+
+def test_subcommands_not_imported_yet_complete() -> None:
+    # A fresh interpreter, as the shell runs the command to complete a word.
+    done = subprocess.run(
+        [sys.executable, "-c", "from lambda_destinations.cli import main; main()"],
+        env={
+            **os.environ,
+            "_LAMBDA_DESTINATIONS_COMPLETE": "bash_complete",
+            "COMP_WORDS": "lambda-destinations failures l",
+            "COMP_CWORD": "2",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.stdout.split() == ["plain,list", "plain,logs"]
 
 
 def test_a_module_that_does_not_register_its_command_is_a_bug_said_plainly() -> None:

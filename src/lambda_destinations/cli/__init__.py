@@ -6,7 +6,7 @@ from lambda_destinations.cli._app import LazyGroup, cli, own_process
 from lambda_destinations.cli._output import wrap_stdout
 
 # Every command: its name -> (the module of this package that registers it with `@command(name)`
-# or `@cli.group(name)`, the line `--help` shows for it). A module is imported only when one of
+# or `@group(name)`, the line `--help` shows for it). A module is imported only when one of
 # its commands runs. To add a command, write its module and add its line here; a test checks
 # that each line's module registers the command and that its docstring begins with the line.
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -219,37 +219,21 @@ def _what_it_takes(command: click.Command, name: str) -> str | None:
     return None
 
 
-class _Group(click.Group):
-    """A group of commands (`failures`, `dlq`, `quarantine`) made as the top level makes them."""
-
-    command_class = _Command
-
-
-class LazyGroup(click.Group):
+class _LazyCommands(click.Group):
     """A group whose commands are imported when they run, not when the program starts.
 
-    ``lazy`` maps a command's name to the module that registers it (``@command(name)`` or
-    ``@cli.group(name)`` at import) and to the one line ``--help`` shows for it, so that
-    ``--help`` and each command import only what they use (aiobotocore, SQLAlchemy and the
-    worker cost most of a second of CPU).
+    ``lazy`` maps a command's name to the module that registers it (``@command(name)``,
+    ``@group(name)`` or ``@subcommand(group, name)`` at import) and to the one line
+    ``--help`` shows for it, so that ``--help`` and each command import only what they use
+    (aiobotocore, SQLAlchemy and the worker cost most of a second of CPU; `failures list` does
+    not need what reads `failures logs`' lines).
     """
 
     command_class = _Command
-    group_class = _Group
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy: dict[str, tuple[str, str]] = {}
-
-    # Every click error of a command line is raised while the top group parses its own
-    # arguments or invokes (its subcommands parse there): shown escaped from these two.
-    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
-        with click_errors_shown():
-            return super().make_context(*args, **kwargs)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        with click_errors_shown():
-            return super().invoke(ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(self.lazy))
@@ -294,6 +278,28 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+class _Group(_LazyCommands):
+    """A group of commands (`failures`, `dlq`, `quarantine`) made as the top level makes them:
+    a command of its own module may be registered in ``lazy`` (`failures logs`)."""
+
+
+class LazyGroup(_LazyCommands):
+    """The top-level group: its commands lazy (``COMMANDS`` in ``cli/__init__.py``), its groups
+    :class:`_Group`, and every click error of a command line shown as one line."""
+
+    group_class = _Group
+
+    # Every click error of a command line is raised while the top group parses its own
+    # arguments or invokes (its subcommands parse there): shown escaped from these two.
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with click_errors_shown():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with click_errors_shown():
+            return super().invoke(ctx)
+
+
 @click.group(
     cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -314,6 +320,18 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[P, R]], click.Comman
 
     def decorate(func: Callable[P, R]) -> click.Command:
         return cli.command(name, **kwargs)(reports_errors(func))
+
+    return decorate
+
+
+def group(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], _Group]:
+    """Register a top-level group of commands (`failures`, `dlq`): a :class:`_Group`, whose
+    ``lazy`` names the commands registered by other modules, imported when they run."""
+
+    def decorate(func: Callable[..., Any]) -> _Group:
+        made = cli.group(name, **kwargs)(func)
+        assert isinstance(made, _Group)  # the top level's group_class
+        return made
 
     return decorate
 

@@ -13,7 +13,7 @@ import click
 from lambda_destinations._text import capped, visible
 from lambda_destinations._urls import queue_name
 from lambda_destinations.aws import AwsClients
-from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, cli, fail
+from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, fail, group
 from lambda_destinations.cli._common import (
     aws_errors,
     dumps,
@@ -56,7 +56,7 @@ from lambda_destinations.worker.queues import storable_attributes
 _MOVE_TASK_MAX_RATE = 500
 
 
-@cli.group("dlq")
+@group("dlq")
 def dlq_group() -> None:
     """Dead-letter queues: peek at their messages, redrive them, purge them.
 

@@ -14,10 +14,10 @@ from lambda_destinations._urls import queue_name
 from lambda_destinations.cli._app import (
     EXIT_FAILED,
     EXIT_USAGE,
-    cli,
     echo_error,
     fail,
     first_line,
+    group,
 )
 from lambda_destinations.cli._common import (
     aws_errors,
@@ -48,7 +48,7 @@ from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, utcnow
 QUARANTINE_ID = Whole(min=1, max=ROW_ID_MAX)
 
 
-@cli.group("quarantine")
+@group("quarantine")
 def quarantine_group() -> None:
     """Messages the worker quarantined, kept in the store: list, show, resend.
 

@@ -17,8 +17,8 @@ from lambda_destinations.cli._app import (
     EXIT_FAILED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
-    cli,
     fail,
+    group,
 )
 from lambda_destinations.cli._common import dumps, opened_store, subcommand
 from lambda_destinations.cli._numbers import Whole
@@ -35,7 +35,7 @@ from lambda_destinations.redact import mask_url
 from lambda_destinations.store import Backup, Store
 
 
-@cli.group("store")
+@group("store")
 def store_group() -> None:
     """Back up the store, or copy its records into another store (SQLite to PostgreSQL).
 

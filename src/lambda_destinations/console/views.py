@@ -22,8 +22,9 @@ from lambda_destinations._urls import queue_name
 from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.console.jobs import Job
 from lambda_destinations.errors import NO_REGION
+from lambda_destinations.operations.detail import logs_command_line
 from lambda_destinations.operations.detail import run_status as run_status
-from lambda_destinations.operations.function_logs import Controls, logs_command_line
+from lambda_destinations.operations.function_logs import Controls
 from lambda_destinations.operations.redrive import QueueRef, resolve_queue
 from lambda_destinations.operations.replay import FORCE_HINT, ErrorReason, SkipReason
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 
 from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.store import (
@@ -93,3 +94,9 @@ def run_status(run: HandlerRun) -> str:
     if run.claimed_until is not None and run.claimed_until <= utcnow():
         return "claim expired"
     return "running"
+
+
+def logs_command_line(ident: str) -> str:
+    """The command that prints the function's log lines of the record ``ident`` names (`failures
+    logs`, read by ``operations.function_logs``: not imported by what only shows the line)."""
+    return f"lambda-destinations failures logs {shlex.quote(ident)}"

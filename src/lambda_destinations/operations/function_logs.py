@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +39,6 @@ LONGEST_EVENT_AGE = dt.timedelta(hours=6)
 SLACK = dt.timedelta(minutes=1)
 _PAGE_MAX = 10_000  # FilterLogEvents' most events an answer
 DEFAULT_LIMIT = 500  # lines read at most, unless told otherwise
-
-
-def logs_command_line(ident: str) -> str:
-    """The command that prints the lines of the record ``ident`` names."""
-    return f"lambda-destinations failures logs {shlex.quote(ident)}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
