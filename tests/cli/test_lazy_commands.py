@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from lambda_destinations.cli import COMMANDS, cli
-from lambda_destinations.store import DeliveryRow, InvocationRow, QuarantineRow, Store, utcnow
+from lambda_destinations.handlers.persist import invocation_row
+from lambda_destinations.schemas import decode
+from lambda_destinations.simulate import failure_record
+from lambda_destinations.store import DeliveryRow, QuarantineRow, Store
 
 # Prints which modules a command loaded, as JSON, after running it in a fresh interpreter.
 _PROBE = """
@@ -163,28 +167,8 @@ def test_failures_show_names_the_logs_command_without_loading_what_reads_logs(
     empty_store: str,
 ) -> None:
     # given: a failure in the store, which `show` prints whole (with the `failures logs` line)
-    now = utcnow()
-    row = InvocationRow(
-        key="3f2a9c1e-0000-4000-8000-000000000001:RetriesExhausted",
-        kind="invocation",
-        envelope="none",
-        request_id="3f2a9c1e-0000-4000-8000-000000000001",
-        function_arn="arn:aws:lambda:us-east-1:123456789012:function:orders",
-        function_name="orders",
-        qualifier="$LATEST",
-        condition="RetriesExhausted",
-        succeeded=False,
-        approximate_invoke_count=3,
-        error_type="TimeoutError",
-        error_message="timed out",
-        stack_trace=None,
-        timestamp=now,
-        first_seen_at=now,
-        request_payload={"orderId": 1},
-        response_payload=None,
-        record={},
-        queue="q",
-    )
+    row = invocation_row(decode(json.dumps(failure_record(random.Random(1)))), "q")
+    assert row.request_id is not None
 
     async def save() -> None:
         async with Store.from_url(empty_store) as store:
@@ -194,7 +178,7 @@ def test_failures_show_names_the_logs_command_without_loading_what_reads_logs(
 
     # when
     shown = subprocess.run(
-        [sys.executable, "-c", _PROBE, "failures", "show", "3f2a9c1e", "--store", empty_store],
+        [sys.executable, "-c", _PROBE, "failures", "show", row.request_id, "--store", empty_store],
         capture_output=True,
         text=True,
         check=False,
@@ -202,7 +186,7 @@ def test_failures_show_names_the_logs_command_without_loading_what_reads_logs(
 
     # then: the whole record, its logs line with it, and nothing that reads logs loaded
     assert shown.returncode == 0
-    assert "lambda-destinations failures logs 3f2a9c1e-0000-4000-8000-000000000001" in shown.stdout
+    assert f"lambda-destinations failures logs {row.request_id}\n" in shown.stdout
     loaded = set(json.loads(shown.stderr.strip().splitlines()[-1]))
     assert not _FOR_LOGS_ONLY & loaded
 
