@@ -1324,6 +1324,37 @@ async def test_a_bulk_rate_outside_what_the_form_offers_is_one_line_400(
         assert await store.replays(row.key) == []
 
 
+async def test_a_stream_failures_page_shows_the_batch_its_s3_record_carries_and_no_replay(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a Kinesis batch's record as an S3 destination writes it: the whole event in
+    # "payload" as an escaped JSON string; and one through SQS, which carries no batch
+    settings = settings_for()
+    event = {"Records": [{"kinesis": {"sequenceNumber": "4951", "data": "e30="}}]}
+    from_s3 = kinesis_failure(random.Random(51))
+    from_s3["payload"] = json.dumps(event)
+    with_batch = await stored_failure(settings, record=from_s3)
+    without = await stored_failure(settings, record=kinesis_failure(random.Random(52)))
+    client = await make_client(settings)
+    await sign_in(client)
+
+    # when
+    page = await (await client.get(f"/failures/{quote(with_batch.key, safe='')}")).text()
+    bare = await (await client.get(f"/failures/{quote(without.key, safe='')}")).text()
+
+    # then: the batch as the event it is (not one escaped string), and no Replay to refuse
+    assert "The batch's records, as the function received them" in page
+    shown = re.search(r'id="request-payload">(.*?)</pre>', page, re.S)
+    assert shown is not None
+    assert "&#34;sequenceNumber&#34;: &#34;4951&#34;" in shown[1]  # as the page escapes quotes
+    assert "\\&#34;" not in shown[1]  # not inside one escaped string
+    assert 'id="replay"' not in page
+    assert 'id="edit"' not in page
+    assert 'id="no-replay"' in page
+    assert 'id="no-replay"' in bare
+    assert "Request payload" in bare
+
+
 async def test_a_replays_own_failure_page_links_to_the_failure_it_replays_and_back(
     make_client, settings_for: Callable[..., Settings]
 ) -> None:

@@ -355,7 +355,10 @@ def test_show_of_a_stream_failure_says_where_its_batch_is(
 def test_show_of_a_stream_failure_from_s3_prints_the_batch_it_carries(cli_env, sqlite_url) -> None:
     # given: a Kafka batch's record as an S3 destination writes it, with the batch's records
     record = json.loads((EVENTS / "stream-kafka-msk.json").read_text())
-    record["payload"] = {"eventSource": "aws:kafka", "records": {"orders-0": [{"offset": 2210}]}}
+    # (AWS's example: "the payload field contains the original invocation record as an
+    # escaped JSON string")
+    event = {"eventSource": "aws:kafka", "records": {"orders-0": [{"offset": 2210}]}}
+    record["payload"] = json.dumps(event)
     row = row_of(json.dumps(record))
     seed_sync(sqlite_url, [row])
 
@@ -366,6 +369,7 @@ def test_show_of_a_stream_failure_from_s3_prints_the_batch_it_carries(cli_env, s
     assert out.returncode == 0, out.stderr
     assert "payload (the batch's records, as the function received them)" in out.stdout
     assert '"offset": 2210' in out.stdout
+    assert '\n      "orders-0": [\n' in out.stdout  # the event pretty-printed, not one line
     assert "not its records" not in out.stdout
     assert "an asynchronous Invoke would drop the function's batchItemFailures" in out.stdout
 

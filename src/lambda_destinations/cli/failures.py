@@ -42,6 +42,7 @@ from lambda_destinations.cli._table import field_lines, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.detail import (
     FailureDetail,
+    carried_batch,
     failure_detail,
     logs_command_line,
     run_status,
@@ -347,7 +348,8 @@ def _payload_lines(row: InvocationRow, where: str) -> list[str]:
             *("", "response payload", _pretty(row.response_payload, where)),
         ]
     lines = ["", f"batch ({batch})", _pretty(record[batch], where)]
-    if record.get("payload") is None:
+    carried = carried_batch(row)
+    if carried is None:
         lines.append(
             "  Lambda sends where the batch was, not its records: read them from the stream (or "
             "Kafka topic) before they expire, and reprocess them there (replay cannot)"
@@ -358,7 +360,7 @@ def _payload_lines(row: InvocationRow, where: str) -> list[str]:
         *lines,
         "",
         "payload (the batch's records, as the function received them)",
-        _pretty(record["payload"], where),
+        _pretty(carried, where),
         "  reprocess these records with the stream's own tools (replay cannot: an asynchronous "
         "Invoke would drop the function's batchItemFailures)",
     ]

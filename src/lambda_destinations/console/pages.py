@@ -26,7 +26,12 @@ from lambda_destinations.console.security import (
     take_link,
 )
 from lambda_destinations.operations import TRIGGER_MANUAL, original_payload
-from lambda_destinations.operations.detail import AmbiguousId, failure_detail, whole_id
+from lambda_destinations.operations.detail import (
+    AmbiguousId,
+    carried_batch,
+    failure_detail,
+    whole_id,
+)
 from lambda_destinations.operations.function_logs import (
     Controls,
     FunctionLogs,
@@ -227,6 +232,8 @@ async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:
         "others": detail.others,
         # A replay's own failure record names the failure it replays, as `failures show` does.
         "replay_of": detail.replay_of,
+        # A stream failure's batch, where its record carries it (an S3 destination's).
+        "batch": carried_batch(row),
         "actions": await store.actions(row.key),
         "views": views,
     }

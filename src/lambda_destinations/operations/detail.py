@@ -4,8 +4,10 @@ page shows it: one reading of the store for both."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shlex
+from typing import Any
 
 from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.store import (
@@ -22,6 +24,25 @@ from lambda_destinations.store import (
 # The start of a request id as typed: hex digits and hyphens, short of a whole one.
 _ID_HEAD = re.compile(r"[0-9a-f-]{4,35}")
 _AMBIGUOUS_SHOWN = 3
+
+
+def carried_batch(row: InvocationRow) -> Any:
+    """The batch of records a stream failure's record carries, as the function received it;
+    None when it carries none (through SQS or SNS, only where the batch was).
+
+    An S3 destination's record holds the whole event in ``payload`` as an escaped JSON string:
+    it is given parsed, so that it reads as the event it is (a string that is no JSON, as it
+    is)."""
+    record = row.record if isinstance(row.record, dict) else {}
+    if row.kind != "stream-failure" or record.get("payload") is None:
+        return None
+    batch = record["payload"]
+    if isinstance(batch, str):
+        try:
+            return json.loads(batch)
+        except ValueError:
+            return batch
+    return batch
 
 
 class AmbiguousId(LambdaDestinationsError):
