@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from ops_helpers import (
 
 from lambda_destinations.store import FailureStatus, Store
 from processes import file_size_limit, on_a_small_disk
-from tcp_proxy import AnswerCutter
+from tcp_proxy import AnswerCutter, aws_error
 
 GOOD_DLQ_RETENTION = "1209600"  # 14 days, longer than the queue's 4
 
@@ -43,6 +44,7 @@ class Setup:
         self.function = f"{self.prefix}-fn"
         self.store_url = store_url
         self.created: list[str] = []
+        self.later: list[Callable[[], object]] = []  # deletions of what else a test made
         self.queue_url, self.queue_arn = self.queue(self.prefix)
         endpoint.create_function(self.function)
         self.destination(self.queue_arn)
@@ -106,10 +108,51 @@ class Setup:
     def doctor(self, env: dict[str, str] | None = None, *args: str) -> Any:
         return cli("doctor", "--function", f"{self.prefix}-*", *args, env=env or self.env())
 
+    def stream_mapping(self, destination: str) -> tuple[str, str]:
+        """A Kinesis stream the function reads through an event-source mapping whose
+        on-failure destination is ``destination``; the stream's name and the mapping's UUID."""
+        kinesis = boto3.client("kinesis", region_name="us-east-1", endpoint_url=self.endpoint.url)
+        stream = f"{self.prefix}-orders"
+        kinesis.create_stream(StreamName=stream, ShardCount=1)
+        self.later.append(lambda: kinesis.delete_stream(StreamName=stream))
+        summary = kinesis.describe_stream_summary(StreamName=stream)
+        return stream, self.mapping(summary["StreamDescriptionSummary"]["StreamARN"], destination)
+
+    def table_mapping(self, destination: str) -> tuple[str, str]:
+        """A DynamoDB table whose stream the function reads through an event-source mapping,
+        its on-failure destination ``destination``; the table's name and the mapping's UUID."""
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=self.endpoint.url)
+        table = f"{self.prefix}-carts"
+        created = dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        )
+        self.later.append(lambda: dynamodb.delete_table(TableName=table))
+        return table, self.mapping(created["TableDescription"]["LatestStreamArn"], destination)
+
+    def mapping(self, source_arn: str, destination: str) -> str:
+        """An event-source mapping of the function from ``source_arn``, its on-failure
+        destination ``destination``; its UUID."""
+        lam = self.endpoint.lam
+        found = lam.create_event_source_mapping(
+            FunctionName=self.function,
+            EventSourceArn=source_arn,
+            StartingPosition="LATEST",
+            DestinationConfig={"OnFailure": {"Destination": destination}},
+        )
+        # moto keeps a mapping whose function is deleted: the next tests would list it
+        self.later.append(lambda: lam.delete_event_source_mapping(UUID=found["UUID"]))
+        return str(found["UUID"])
+
     def cleanup(self) -> None:
         for url in self.created:
             with contextlib.suppress(Exception):  # deleted by the test already
                 self.sqs.delete_queue(QueueUrl=url)
+        for undo in reversed(self.later):
+            undo()
 
 
 @pytest.fixture
@@ -1071,3 +1114,180 @@ def test_no_destination_at_all_says_so_in_words_that_cover_buckets(setup: Setup)
         "none of 1 function matching "
         f"'{setup.prefix}-*' has a destination (a queue, a topic, a bus or a bucket)"
     )
+
+
+# -- event-source mappings' on-failure destinations --------------------------------------------
+# A Kinesis, DynamoDB Streams or Kafka mapping sends the record of a batch it discards to its
+# own on-failure destination, not to the function's asynchronous-invocation one.
+
+
+def _mapping_row(result: Any, setup: Setup, source: str) -> dict[str, Any]:
+    check = f"function {setup.function} on-failure ({source})"
+    (row,) = [c for c in checks_of(result) if c["check"] == check]
+    return row
+
+
+def test_a_stream_mapping_s_on_failure_destination_feeds_the_polled_queue_it_names(
+    setup: Setup,
+) -> None:
+    # given: two polled queues, one the function's asynchronous-invocation destination, the
+    # other the on-failure destination of its Kinesis mapping
+    streams_url, streams_arn = setup.queue(f"{setup.prefix}-streams")
+    stream, _ = setup.stream_mapping(streams_arn)
+
+    # when
+    result = setup.doctor(setup.env(setup.queue_url, streams_url), "--json")
+
+    # then: the mapping's row is ok, and no queue is said to be fed by no function
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = _mapping_row(result, setup, f"Kinesis stream {stream}")
+    assert (row["status"], row["detail"]) == ("ok", f"→ queue {setup.prefix}-streams (polled)")
+    assert [c for c in checks_of(result) if c["status"] != "ok"] == []
+
+
+def test_a_function_whose_only_destination_is_its_mapping_s_has_a_destination(
+    setup: Setup,
+) -> None:
+    # given: no asynchronous-invocation destination, a Kinesis mapping's to the polled queue
+    setup.endpoint.lam.delete_function_event_invoke_config(FunctionName=setup.function)
+    stream, _ = setup.stream_mapping(setup.queue_arn)
+
+    # when
+    result = setup.doctor(None, "--json")
+
+    # then: not "none of 1 function has a destination"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _mapping_row(result, setup, f"Kinesis stream {stream}")["status"] == "ok"
+    assert [c for c in checks_of(result) if c["status"] != "ok"] == []
+
+
+def test_a_mapping_s_on_failure_destination_not_polled_is_an_error_with_the_fix(
+    setup: Setup,
+) -> None:
+    # given: the mapping sends its discarded batches' records to a queue the worker does not poll
+    _, elsewhere = setup.queue(f"{setup.prefix}-elsewhere")
+    stream, _ = setup.stream_mapping(elsewhere)
+
+    # when
+    result = setup.doctor(None, "--json")
+
+    # then
+    assert result.returncode == 1, result.stdout + result.stderr
+    row = _mapping_row(result, setup, f"Kinesis stream {stream}")
+    assert (row["status"], row["detail"], row["fix"]) == (
+        "error",
+        f"→ queue {setup.prefix}-elsewhere, which the worker does not poll: its records are "
+        "never read",
+        f"add {setup.prefix}-elsewhere to LAMBDA_DESTINATIONS_QUEUES, or point the destination "
+        "at a polled queue",
+    )
+
+
+@pytest.mark.parametrize(
+    ("prefix", "status"),
+    [(RECORDS, "ok"), ("aws/lambda/async/", "error")],
+    ids=["records prefix", "async prefix"],
+)
+def test_a_mapping_s_bucket_is_followed_by_the_keys_a_mapping_s_records_have(
+    setup: Setup, prefix: str, status: str
+) -> None:
+    # given: a DynamoDB stream's mapping whose on-failure destination is a bucket notifying
+    # the polled queue of the objects under ``prefix``; a mapping's records are written under
+    # aws/lambda/<its UUID>/, not aws/lambda/async/ as an asynchronous invocation's
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=setup.endpoint.url)
+    bucket = f"{setup.prefix}-batches"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration=_to_queue(setup.queue_arn, prefix)
+    )
+    table, mapping = setup.table_mapping(f"arn:aws:s3:::{bucket}")
+
+    # when
+    result = setup.doctor(None, "--json")
+
+    # then
+    row = _mapping_row(result, setup, f"DynamoDB table {table}")
+    assert row["status"] == status, row
+    if status == "ok":
+        assert row["detail"] == f"→ S3 bucket {bucket} → queue {setup.prefix} (polled)"
+    else:
+        assert f"(under aws/lambda/{mapping}/)" in row["detail"]
+
+
+def _lambda_answer(status: int, body: Any) -> bytes:
+    """A Lambda answer, whole, as a proxy gives it in Lambda's place."""
+    data = json.dumps(body).encode()
+    head = (
+        f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+        f"x-amzn-RequestId: 00000000-0000-4000-8000-000000000000\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+async def _doctor_with_mappings(setup: Setup, answer: bytes) -> tuple[int | None, Any]:
+    """doctor with its endpoint behind a proxy that answers ListEventSourceMappings itself
+    (``answer``) and passes everything else on to the Lambda endpoint; its exit and checks."""
+    cutter = AnswerCutter(setup.endpoint.url, b"/event-source-mappings", http=True)
+    cutter.refusals, cutter.refusal = 10, answer
+    code, out, err, _ = await cli_through(
+        cutter, setup.env(), "doctor", "--function", f"{setup.prefix}-*", "--json"
+    )
+    assert cutter.refused >= 1, err.decode()
+    assert b"Traceback" not in err
+    return code, json.loads(out)["checks"]
+
+
+async def test_mappings_that_cannot_be_listed_are_a_warning_with_the_permission(
+    setup: Setup,
+) -> None:
+    # given: ListEventSourceMappings refused (moto enforces no IAM: a proxy answers it)
+    denied = aws_error(403, "AccessDeniedException", "not authorized", "rest-json")
+
+    # when
+    code, checks = await _doctor_with_mappings(setup, denied)
+
+    # then
+    assert code == 0
+    (row,) = [c for c in checks if c["check"] == "event-source mappings"]
+    assert (row["status"], row["fix"]) == ("warn", "allow lambda:ListEventSourceMappings")
+    assert "AccessDeniedException" in row["detail"]
+
+
+async def test_kafka_mappings_are_followed_and_a_kafka_topic_destination_is_left_alone(
+    setup: Setup,
+) -> None:
+    # given: only Kafka mappings, which moto cannot make (its CreateEventSourceMapping takes
+    # SQS, Kinesis and DynamoDB sources only), so a proxy lists them as Lambda does: an MSK
+    # one whose on-failure destination is a Kafka topic, a self-managed one's the polled queue
+    setup.endpoint.lam.delete_function_event_invoke_config(FunctionName=setup.function)
+    function_arn = setup.endpoint.lam.get_function(FunctionName=setup.function)["Configuration"][
+        "FunctionArn"
+    ]
+    msk = {
+        "UUID": str(uuid.uuid4()),
+        "FunctionArn": function_arn,
+        "EventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/sales/abcd-1",
+        "Topics": ["payments"],
+        "DestinationConfig": {"OnFailure": {"Destination": "kafka://payments-failures"}},
+    }
+    self_managed = {
+        "UUID": str(uuid.uuid4()),
+        "FunctionArn": function_arn,
+        "SelfManagedEventSource": {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["kafka:9092"]}},
+        "Topics": ["orders"],
+        "DestinationConfig": {"OnFailure": {"Destination": setup.queue_arn}},
+    }
+    listed = _lambda_answer(200, {"EventSourceMappings": [msk, self_managed]})
+
+    # when
+    code, checks = await _doctor_with_mappings(setup, listed)
+
+    # then: the self-managed mapping's row is ok; the Kafka topic gets none (not ours to
+    # check), yet counts as a destination: no "none of 1 function has a destination"
+    assert code == 0
+    rows = [c for c in checks if c["check"].startswith(f"function {setup.function} ")]
+    assert [(c["check"], c["status"]) for c in rows] == [
+        (f"function {setup.function} on-failure (Kafka topic orders)", "ok")
+    ]
+    assert [c for c in checks if c["status"] != "ok"] == []

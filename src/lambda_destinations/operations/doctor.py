@@ -131,6 +131,22 @@ async def _event_invoke_configs(
     return await asyncio.gather(*(configs(n) for n in sorted(names)))
 
 
+async def _event_source_mappings(
+    lam: Any, names: Iterable[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The event-source mappings of the functions ``names``, each with its function's name:
+    listed all at once, a page per 100 mappings, rather than a call per function."""
+    found = await all_items(lam, "list_event_source_mappings", "EventSourceMappings")
+    wanted = set(names)
+    mappings: list[tuple[str, dict[str, Any]]] = []
+    for mapping in found:
+        arn = str(mapping.get("FunctionArn") or "")  # …:function:NAME, or …:NAME:QUALIFIER
+        name = arn.split(":")[6] if arn.count(":") >= 6 else ""
+        if name in wanted:
+            mappings.append((name, mapping))
+    return sorted(mappings, key=lambda found: (found[0], _mapping_source(found[1])))
+
+
 def _error_text(exc: BaseException) -> str:
     """An error's text for a check's line, redacted before it is cut (a cut URL hides nothing).
 
@@ -727,30 +743,9 @@ class Doctor:
     async def _check_lambda(self, aws: AwsClients, queues: Sequence[_Queue]) -> None:
         polled = {q.arn: q.name for q in queues if q.arn}
         lam = await aws.client("lambda")
-        try:
-            names = await function_names(lam)
-        except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
-            self.add(
-                "lambda destinations",
-                "warn",
-                f"not checked: the Lambda API did not answer ({_error_text(exc)})",
-                "allow lambda:ListFunctions and lambda:ListFunctionEventInvokeConfigs to check "
-                "that functions send their records to the polled queues",
-            )
+        names = await self._checked_functions(lam, aws.region)
+        if names is None:
             return
-        if self.function_glob is not None:
-            listed = len(names)
-            names = [n for n in names if fnmatch.fnmatchcase(n, self.function_glob)]
-            if not names:  # a typo, or another region's functions: say so, not "none of 0"
-                self.add(
-                    "lambda destinations",
-                    "warn",
-                    f"not checked: no function matches --function {self.function_glob!r} "
-                    f"(of the {listed} function{'s' if listed != 1 else ''} in {aws.region})",
-                    "give --function a glob that matches their names (case counts), or leave "
-                    "it out to check them all",
-                )
-                return
         fed: set[str] = set()
         with_destinations = 0
         for name, found in await _event_invoke_configs(lam, names):
@@ -764,6 +759,7 @@ class Doctor:
                 continue
             for config in found:
                 with_destinations += await self._check_destinations(aws, name, config, polled, fed)
+        with_destinations += await self._check_mappings(aws, lam, names, polled, fed)
         checked = f"{len(names)} function{'s' if len(names) != 1 else ''}"
         if self.function_glob is not None:
             checked += f" matching {self.function_glob!r}"
@@ -772,8 +768,9 @@ class Doctor:
                 "lambda destinations",
                 "warn",
                 f"none of {checked} has a destination (a queue, a topic, a bus or a bucket)",
-                "set a function's asynchronous-invocation destination to a polled queue "
-                "(or narrow the check with --function)",
+                "set a function's asynchronous-invocation destination, or its event-source "
+                "mapping's on-failure destination, to a polled queue (or narrow the check with "
+                "--function)",
             )
             return
         for arn, name in polled.items():
@@ -784,6 +781,37 @@ class Doctor:
                     f"no destination of {checked} points at it (EventBridge rules are not checked)",
                     "point a function's destination at it, or stop polling it",
                 )
+
+    async def _checked_functions(self, lam: Any, region: str | None) -> list[str] | None:
+        """The names of the functions to check (those --function matches); None, and the row
+        that says why, when there are none to check."""
+        try:
+            names = await function_names(lam)
+        except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
+            self.add(
+                "lambda destinations",
+                "warn",
+                f"not checked: the Lambda API did not answer ({_error_text(exc)})",
+                "allow lambda:ListFunctions, lambda:ListFunctionEventInvokeConfigs and "
+                "lambda:ListEventSourceMappings to check that functions send their records to "
+                "the polled queues",
+            )
+            return None
+        if self.function_glob is None:
+            return names
+        listed = len(names)
+        names = [n for n in names if fnmatch.fnmatchcase(n, self.function_glob)]
+        if not names:  # a typo, or another region's functions: say so, not "none of 0"
+            self.add(
+                "lambda destinations",
+                "warn",
+                f"not checked: no function matches --function {self.function_glob!r} "
+                f"(of the {listed} function{'s' if listed != 1 else ''} in {region})",
+                "give --function a glob that matches their names (case counts), or leave "
+                "it out to check them all",
+            )
+            return None
+        return names
 
     async def _check_destinations(
         self,
@@ -796,24 +824,56 @@ class Doctor:
         """Check the destinations of one event-invoke config; how many it has."""
         destinations = config.get("DestinationConfig") or {}
         count = 0
+        # Lambda writes an asynchronous invocation's records to a bucket under this prefix.
+        records_under = f"{LAMBDA_PREFIX}async/{name}/"
         for which, label in (("OnSuccess", "on-success"), ("OnFailure", "on-failure")):
             arn = (destinations.get(which) or {}).get("Destination")
             if arn:
                 count += 1
-                function = _function_label(name, config)
-                await self._check_destination(aws, function, label, arn, polled, fed)
+                check = f"function {_function_label(name, config)} {label}"
+                await self._check_destination(aws, check, arn, records_under, polled, fed)
+        return count
+
+    async def _check_mappings(
+        self, aws: AwsClients, lam: Any, names: list[str], polled: dict[str, str], fed: set[str]
+    ) -> int:
+        """Check the on-failure destination of each event-source mapping of the functions
+        ``names`` (where a Kinesis, DynamoDB Streams or Kafka mapping sends the record of a
+        batch it discards); how many have one."""
+        try:
+            mappings = await _event_source_mappings(lam, names)
+        except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
+            self.add(
+                "event-source mappings",
+                "warn",
+                f"not readable ({_error_text(exc)}): their on-failure destinations are not checked",
+                "allow lambda:ListEventSourceMappings",
+            )
+            return 0
+        count = 0
+        for name, mapping in mappings:
+            destinations = mapping.get("DestinationConfig") or {}
+            arn = (destinations.get("OnFailure") or {}).get("Destination")
+            if arn:
+                count += 1
+                function = _function_label(name, mapping)
+                check = f"function {function} on-failure ({_mapping_source(mapping)})"
+                # A mapping's records go under its own UUID, a folder per shard or partition.
+                records_under = f"{LAMBDA_PREFIX}{mapping.get('UUID', '')}/"
+                await self._check_destination(aws, check, arn, records_under, polled, fed)
         return count
 
     async def _check_destination(
         self,
         aws: AwsClients,
-        function: str,
-        which: str,
+        check: str,
         arn: str,
+        records_under: str,
         polled: dict[str, str],
         fed: set[str],
     ) -> None:
-        check = f"function {function} {which}"
+        """The row of one destination (``check``): where its records reach. ``records_under``
+        is the key prefix under which Lambda writes them, when the destination is a bucket."""
         service = arn.split(":")[2] if arn.count(":") >= 5 else ""
         target = arn.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
         if service == "sqs":
@@ -830,8 +890,7 @@ class Doctor:
         elif service == "sns":
             await self._check_topic(aws, check, arn, target, polled, fed)
         elif service == "s3":
-            name = function.split(":", 1)[0]
-            await self._check_bucket(aws, check, arn, name, polled, fed)
+            await self._check_bucket(aws, check, arn, records_under, polled, fed)
         elif service == "events":
             self.add(
                 check,
@@ -839,7 +898,7 @@ class Doctor:
                 f"→ EventBridge bus {target}: cannot verify that a rule forwards to a polled queue",
                 "check that a rule on the bus targets a polled queue",
             )
-        # A Lambda function as the destination is not ours to check.
+        # A Lambda function, or a mapping's Kafka topic (kafka://…), is not ours to check.
 
     async def _check_topic(
         self,
@@ -888,19 +947,19 @@ class Doctor:
         aws: AwsClients,
         check: str,
         bucket_arn: str,
-        function: str,
+        prefix: str,
         polled: dict[str, str],
         fed: set[str],
     ) -> None:
         """An S3 bucket as the on-failure destination: Lambda writes each record there as an
-        object under ``aws/lambda/async/FUNCTION/``, which the worker reads only when the
-        bucket's event notification of it reaches a polled queue (directly, or through an SNS
-        topic a polled queue subscribes to)."""
+        object under ``prefix`` (``aws/lambda/async/FUNCTION/``, a mapping's
+        ``aws/lambda/UUID/``), which the worker reads only when the bucket's event
+        notification of it reaches a polled queue (directly, or through an SNS topic a polled
+        queue subscribes to)."""
         bucket = bucket_arn.rsplit(":", 1)[-1]
         notification = await self._bucket_notification(aws, check, bucket_arn)
         if notification is None:
             return
-        prefix = f"{LAMBDA_PREFIX}async/{function}/"
         queues = _notified(notification, "QueueConfigurations", "QueueArn", prefix)
         if any(arn in polled for arn in queues):
             self._add_reach(check, f"S3 bucket {bucket} → ", queues, polled, fed, "", "")
@@ -1195,6 +1254,23 @@ def _function_label(name: str, config: dict[str, Any]) -> str:
     arn = str(config.get("FunctionArn") or "")
     qualifier = arn.split(":")[7] if arn.count(":") >= 7 else None
     return f"{name}:{qualifier}" if qualifier else name
+
+
+# The event sources whose ARN names what a mapping reads, and the word for it.
+_SOURCE_KINDS = {"kinesis": "Kinesis stream", "dynamodb": "DynamoDB table", "sqs": "SQS queue"}
+
+
+def _mapping_source(mapping: dict[str, Any]) -> str:
+    """What an event-source mapping reads, in a few words: ``Kinesis stream orders``,
+    ``DynamoDB table carts``, ``Kafka topic payments`` (MSK or a self-managed cluster)."""
+    if topics := mapping.get("Topics"):
+        return f"Kafka topic {', '.join(map(str, topics))}"
+    parts = str(mapping.get("EventSourceArn") or "").split(":", 5)
+    if len(parts) == 6 and parts[2] in _SOURCE_KINDS:
+        # stream/NAME (…/consumer/C:… for a stream's consumer), table/NAME/stream/LABEL, NAME
+        resource = parts[5].split("/")
+        return f"{_SOURCE_KINDS[parts[2]]} {resource[1] if len(resource) > 1 else resource[0]}"
+    return f"mapping {mapping.get('UUID', '')}"
 
 
 def _sqlite_path(url: str) -> Path | None:
