@@ -257,6 +257,15 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "`doctor` checks each function's destinations",
     ),
     AwsOperation(
+        "lambda",
+        "ListEventSourceMappings",
+        "lambda:ListEventSourceMappings",
+        _O,
+        (Target.ACCOUNT,),  # IAM scopes it to no resource: it lists the region's mappings
+        "`doctor` checks the on-failure destination of each function's event-source mappings "
+        "(Kinesis, DynamoDB Streams, Kafka)",
+    ),
+    AwsOperation(
         "sesv2",
         "GetEmailIdentity",
         "ses:GetEmailIdentity",
