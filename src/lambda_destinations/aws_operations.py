@@ -468,6 +468,15 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "`dev --simulate` and `simulate --bucket` write some failure records to a bucket, as "
         "Lambda does",
     ),
+    AwsOperation(
+        "s3",
+        "HeadBucket",
+        "s3:ListBucket",
+        _O,
+        (Target.RECORD_BUCKET,),
+        "`simulate --bucket` says a bucket that does not exist before it sends anything (a "
+        "refused HeadBucket goes on to PutObject)",
+    ),
 )
 
 

@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import structlog
@@ -643,26 +643,34 @@ def simulate_command(
 async def _write_to(aws: AwsClients, batch: Sequence[SimulatedMessage], bucket: str) -> int:
     """:func:`write_objects` for ``simulate --bucket``: a bucket that does not exist is one
     line and exit 2, before any message is sent, whether or not a record goes to it."""
-    from lambda_destinations.redact import echoed
     from lambda_destinations.retrying import error_code
 
     s3 = await aws.client("s3")
     try:
         # HeadBucket answers a missing bucket with a bare 404, and one that may not be listed
-        # with a 403: PutObject may still be allowed there, and says so if not.
+        # (no s3:ListBucket) with a 403: PutObject may still be allowed there.
         await s3.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        if error_code(exc) in ("404", "NoSuchBucket"):
+            _no_bucket(bucket)
+        if error_code(exc) != "403":
+            raise
+    try:
         return await write_objects(aws, batch, bucket)
     except Exception as exc:
-        code = error_code(exc)
-        if code == "403":
-            return await write_objects(aws, batch, bucket)
-        if code not in ("404", "NoSuchBucket"):
+        if error_code(exc) != "NoSuchBucket":
             raise
-        fail(
-            f"bucket {echoed(bucket)!r} does not exist: check the name (and the region), or "
-            "create it with its notification to the failure queue (README: Records in S3)",
-            EXIT_USAGE,
-        )
+        _no_bucket(bucket)
+
+
+def _no_bucket(bucket: str) -> NoReturn:
+    from lambda_destinations.redact import echoed
+
+    fail(
+        f"bucket {echoed(bucket)!r} does not exist: check the name (and the region), or "
+        "create it with its notification to the failure queue (README: Records in S3)",
+        EXIT_USAGE,
+    )
 
 
 # simulate sends to --queue / --failure-queue; the worker's polled queues mean nothing here.
