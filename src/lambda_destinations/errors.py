@@ -24,6 +24,7 @@ __all__ = [
     "Outcome",
     "PermanentError",
     "QuarantineMessage",
+    "QueueNotFound",
     "RetryMessage",
     "StoppedBeforeStart",
     "StoreDataError",
@@ -62,6 +63,10 @@ class LambdaDestinationsError(Exception):
 
 class ConfigError(LambdaDestinationsError):
     """Configuration that cannot work; the message names the setting and the fix."""
+
+
+class QueueNotFound(LambdaDestinationsError):
+    """A queue named on the command line does not exist (or is of another region)."""
 
 
 class StoreUrlProblem(LambdaDestinationsError):

@@ -21,6 +21,7 @@ from lambda_destinations.errors import (
     NO_REGION,
     ConfigError,
     LambdaDestinationsError,
+    QueueNotFound,
     StoppedBeforeStart,
     StoreMisconfigured,
     StoreUnavailable,
@@ -341,7 +342,7 @@ def describe_aws_error(
 ) -> tuple[str, int] | None:
     """The one line and exit code for an AWS error a user can cause; None for anything else.
     An answer no AWS service gives: see :func:`_not_aws_line`."""
-    # Imported here: botocore and the operations cost every command start-up, --help included.
+    # Imported here: botocore costs every command start-up, --help included.
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -350,7 +351,6 @@ def describe_aws_error(
         PartialCredentialsError,
     )
 
-    from lambda_destinations.operations.redrive import QueueNotFound
     from lambda_destinations.retrying import CONNECTION_ERRORS
 
     if isinstance(exc, CONNECTION_ERRORS):

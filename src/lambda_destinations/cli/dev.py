@@ -609,7 +609,7 @@ def simulate_command(
       lambda-destinations simulate --queue SUCCESS_URL --failure-queue FAILURE_URL
       lambda-destinations simulate --queue URL --bucket my-failures
     """
-    from lambda_destinations.operations.redrive import resolve_queue
+    from lambda_destinations.operations.dlq import resolve_queue
     from lambda_destinations.simulate import messages
 
     batch = list(

@@ -27,23 +27,25 @@ from lambda_destinations.cli._numbers import LIMIT_MAX, Whole
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import attribute_lines, plural, render_table
 from lambda_destinations.config import Settings
+from lambda_destinations.operations.dlq import (
+    QueueRef,
+    describe_message,
+    peek,
+    resolve_queue,
+    source_queues,
+)
 from lambda_destinations.operations.quarantine import attribute_text, pretty_body
 from lambda_destinations.operations.redrive import (
     DEFAULT_VISIBILITY,
     HIDDEN,
     MoveReport,
     MoveTaskUnsupported,
-    QueueRef,
     ReinvokeReport,
-    describe_message,
     follow_move_task,
     move_messages,
     move_task_available,
     object_reader,
-    peek,
     reinvoke_messages,
-    resolve_queue,
-    source_queues,
     start_move_task,
     target_chooser,
 )

@@ -32,6 +32,7 @@ from lambda_destinations.operations.detail import (
     failure_detail,
     whole_id,
 )
+from lambda_destinations.operations.dlq import describe_message, peek, source_queues
 from lambda_destinations.operations.function_logs import (
     Controls,
     FunctionLogs,
@@ -44,7 +45,6 @@ from lambda_destinations.operations.function_logs import (
     logs_query,
 )
 from lambda_destinations.operations.quarantine import pretty_body, resend_status
-from lambda_destinations.operations.redrive import describe_message, peek, source_queues
 from lambda_destinations.operations.replay import (
     ReplayResult,
     ReplayState,

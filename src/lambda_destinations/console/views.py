@@ -24,8 +24,8 @@ from lambda_destinations.console.jobs import Job
 from lambda_destinations.errors import NO_REGION
 from lambda_destinations.operations.detail import logs_command_line
 from lambda_destinations.operations.detail import run_status as run_status
+from lambda_destinations.operations.dlq import QueueRef, resolve_queue
 from lambda_destinations.operations.function_logs import Controls
-from lambda_destinations.operations.redrive import QueueRef, resolve_queue
 from lambda_destinations.operations.replay import FORCE_HINT, ErrorReason, SkipReason
 
 # invoked_label, qualified_name: the templates show a replay's function as `replay` does

@@ -1,4 +1,7 @@
-"""Dead-letter queues: look at them, put their messages back, or re-invoke what they hold.
+"""Dead-letter queues: put their messages back, or re-invoke what they hold.
+
+Resolving a queue and looking into it (``peek``) are in ``operations.dlq``, which imports none
+of what only a redrive needs (the replay, its handler, the S3 record reader).
 
 Putting messages back (``redrive``) takes one of two paths:
 
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import time
 import uuid
 from collections import Counter
@@ -42,12 +44,12 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from lambda_destinations._urls import queue_name
-from lambda_destinations.aws import AwsClients, all_items
+from lambda_destinations.aws import AwsClients
 from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.replay import TRIGGER_MANUAL
 from lambda_destinations.operations._rate import RateLimiter
+from lambda_destinations.operations.dlq import receive, release, string_attribute
 from lambda_destinations.operations.replay import (
     ReplayResult,
     ReplayState,
@@ -55,28 +57,20 @@ from lambda_destinations.operations.replay import (
     cut_short,
     replay_invocation,
 )
-from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import CONNECTION_ERRORS, SETUP_ERRORS, error_code
 from lambda_destinations.schemas import (
     DecodedMessage,
     DecodeError,
     decode,
     decode_object,
-    summarize,
 )
 from lambda_destinations.schemas.s3 import RecordInS3, S3Object
 from lambda_destinations.store import InvocationRow, ReplayAttempt, Store
 from lambda_destinations.worker.queues import (
     MAX_ATTRIBUTES,
-    NONEXISTENT,
-    REASON_ATTRIBUTE,
     REDRIVE_ATTRIBUTE,
     SOURCE_ATTRIBUTE,
-    client_region,
-    is_missing_queue,
-    parse_arn,
     sendable_attribute,
-    url_region,
 )
 from lambda_destinations.worker.s3_records import ObjectUnread, read_record
 
@@ -86,9 +80,6 @@ ReadObject = Callable[[S3Object], Awaitable[bytes]]
 # How long a received message stays hidden while it is being moved: long enough for a send and
 # a delete, short enough that a killed redrive's messages soon reappear in the DLQ.
 DEFAULT_VISIBILITY = 60
-# Long polls (1 s) rather than short ones: a short poll samples a subset of SQS's servers and
-# can answer "empty" while messages remain.
-RECEIVE_WAIT = 1
 _BATCH_TOO_LONG = {"AWS.SimpleQueueService.BatchRequestTooLong", "BatchRequestTooLong"}
 _MOVE_TASK_DONE = {"COMPLETED", "CANCELLED", "FAILED"}
 _NOT_SUPPORTED_CODES = {
@@ -103,183 +94,8 @@ _NOT_SUPPORTED_CODES = {
 }
 
 
-class QueueNotFound(LambdaDestinationsError):
-    """A queue named on the command line does not exist."""
-
-
 class MoveTaskUnsupported(LambdaDestinationsError):
     """The endpoint (or this queue) cannot run SQS's message move task; move messages here."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class QueueRef:
-    """A queue as an operator names it, resolved: URL, name, ARN and attributes."""
-
-    url: str
-    name: str
-    arn: str
-    attributes: Mapping[str, str]
-
-    @property
-    def fifo(self) -> bool:
-        return self.attributes.get("FifoQueue", "false").lower() == "true"
-
-    @property
-    def visible(self) -> int:
-        return int(self.attributes.get("ApproximateNumberOfMessages", "0"))
-
-    @property
-    def in_flight(self) -> int:
-        return int(self.attributes.get("ApproximateNumberOfMessagesNotVisible", "0"))
-
-    @property
-    def delayed(self) -> int:
-        return int(self.attributes.get("ApproximateNumberOfMessagesDelayed", "0"))
-
-    @property
-    def shows_none(self) -> bool:
-        """No message visible, in flight or delayed, by SQS's counts: approximate, so a message
-        sent a moment ago may not be counted yet."""
-        return not (self.visible or self.in_flight or self.delayed)
-
-    @property
-    def shows_none_visible(self) -> bool:
-        """No message visible by SQS's counts: nothing a receive or a move task could take now
-        (those in flight or delayed show again when their visibility timeout or delay ends)."""
-        return not self.visible
-
-
-async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
-    """A queue by URL, name or ARN; QueueNotFound naming it when it does not exist, or is of
-    another region than the client's."""
-    region = _region_named(ident)
-    if region is not None and region != (own := client_region(sqs)):
-        # An ARN looked up by name in our region would be another queue (or none); SQS answers
-        # that a URL's queue does not exist (an emulator reads its own region's of that name).
-        raise QueueNotFound(
-            f"queue {echoed(ident)!r} is in {region}, this command in {own}: "
-            f"run it with --region {region}"
-        )
-    try:
-        if ident.startswith("arn:"):
-            try:
-                _, account, name = parse_arn(ident)
-            except ValueError:
-                raise QueueNotFound(f"{ident!r} is not an SQS queue ARN") from None
-            found = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
-            url = found["QueueUrl"]
-        elif "://" in ident:
-            url = ident
-        else:
-            url = (await sqs.get_queue_url(QueueName=ident))["QueueUrl"]
-        response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
-    except ClientError as exc:
-        if is_missing_queue(exc) or error_code(exc) in NONEXISTENT:
-            raise QueueNotFound(
-                f"queue {echoed(ident)!r} does not exist: check the name or URL (and the region)"
-            ) from None
-        raise
-    attributes: dict[str, str] = response.get("Attributes", {})
-    return QueueRef(url, queue_name(url), attributes.get("QueueArn", ""), attributes)
-
-
-def _region_named(ident: str) -> str | None:
-    """The region a queue ARN, or an AWS queue URL, names; None for a name, a URL of another
-    endpoint, or an ARN that is none (refused as such when it is looked up)."""
-    if ident.startswith("arn:"):
-        try:
-            return parse_arn(ident)[0]
-        except ValueError:
-            return None
-    return url_region(ident) if "://" in ident else None
-
-
-async def source_queues(sqs: Any, dlq: QueueRef) -> list[str]:
-    """URLs of the queues whose redrive policy points at ``dlq``."""
-    return await all_items(
-        sqs,
-        "list_dead_letter_source_queues",
-        "queueUrls",
-        QueueUrl=dlq.url,
-        PaginationConfig={"PageSize": 1000},
-    )
-
-
-async def _receive(sqs: Any, url: str, wanted: int, visibility: int) -> list[dict[str, Any]]:
-    """Up to ``wanted`` messages of ``url``, with every attribute, hidden for ``visibility`` s."""
-    response = await sqs.receive_message(
-        QueueUrl=url,
-        MaxNumberOfMessages=wanted,
-        VisibilityTimeout=visibility,
-        WaitTimeSeconds=RECEIVE_WAIT,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    )
-    messages: list[dict[str, Any]] = response.get("Messages", [])
-    return messages
-
-
-# -- peek -------------------------------------------------------------------------------------
-
-
-async def peek(sqs: Any, url: str, limit: int, *, visibility: int = 30) -> list[dict[str, Any]]:
-    """Up to ``limit`` messages of a queue, each once, then made visible again.
-
-    SQS has no read-only look: messages are received (hidden for ``visibility`` seconds so that
-    each is seen once) and then released with visibility 0. Their receive count goes up by one.
-    """
-    seen: dict[str, dict[str, Any]] = {}
-    try:
-        while len(seen) < limit:
-            batch = await _receive(sqs, url, min(10, limit - len(seen)), visibility)
-            if not batch:
-                break
-            new = [m for m in batch if m["MessageId"] not in seen]
-            if not new:
-                break
-            for message in new:
-                seen[message["MessageId"]] = message
-    finally:
-        await release(sqs, url, [m["ReceiptHandle"] for m in seen.values()])
-    return list(seen.values())
-
-
-async def release(sqs: Any, url: str, receipts: Sequence[str]) -> None:
-    """Make received messages visible again at once (ten at a time)."""
-    for start in range(0, len(receipts), 10):
-        entries = [
-            {"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": 0}
-            for i, receipt in enumerate(receipts[start : start + 10])
-        ]
-        await sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
-
-
-def describe_message(message: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """What a person wants to know of a dead-lettered message, as a flat JSON-able dict."""
-    attributes = message.get("Attributes", {})
-    message_attributes = message.get("MessageAttributes") or {}
-    sent_ms = attributes.get("SentTimestamp")
-    sent = dt.datetime.fromtimestamp(int(sent_ms) / 1000, dt.UTC) if sent_ms else None
-    receives = int(attributes.get("ApproximateReceiveCount", "1"))
-    out: dict[str, Any] = {
-        "message_id": message.get("MessageId"),
-        "sent_at": sent.isoformat() if sent else None,
-        "age_seconds": round((now - sent).total_seconds()) if sent else None,
-        # This look was a receive too: report the count before it.
-        "receive_count": max(0, receives - 1),
-        "quarantine_reason": _attribute(message_attributes, REASON_ATTRIBUTE),
-        "source_queue": _attribute(message_attributes, SOURCE_ATTRIBUTE),
-    }
-    out.update(summarize(message.get("Body", ""), message_attributes or None))
-    return out
-
-
-def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:
-    value = attributes.get(name)
-    if isinstance(value, Mapping):
-        text = value.get("StringValue")
-        return str(text) if text is not None else None
-    return None
 
 
 # -- SQS's message move task ------------------------------------------------------------------
@@ -421,7 +237,7 @@ def target_chooser(to: str | None, sources: Sequence[str]) -> TargetChooser:
     known = set(sources)
 
     def choose(message: Mapping[str, Any]) -> str | tuple[None, str]:
-        source = _attribute(message.get("MessageAttributes") or {}, SOURCE_ATTRIBUTE)
+        source = string_attribute(message.get("MessageAttributes") or {}, SOURCE_ATTRIBUTE)
         if source in known:
             assert source is not None
             return source
@@ -514,7 +330,7 @@ async def move_messages(
             # Wait for the rate before receiving, not after: received messages are hidden, and
             # an interruption while they wait would leave them hidden for the whole timeout.
             await limiter.acquire(wanted)
-            batch = await _receive(sqs, dlq_url, wanted, visibility)
+            batch = await receive(sqs, dlq_url, wanted, visibility)
             budget.give_back(wanted - len(batch))
             fresh, again = pass_.sort(batch)
             # Moved before and shown again (a delete SQS lost): it is in the target already.
@@ -619,7 +435,10 @@ class _Pass:
             elif message_id in self.moving:
                 # the mover sending it deletes it, or leaves it for a later pass
                 self.moving[message_id].append(message["ReceiptHandle"])
-            elif _attribute(message.get("MessageAttributes") or {}, REDRIVE_ATTRIBUTE) == self.run:
+            elif (
+                string_attribute(message.get("MessageAttributes") or {}, REDRIVE_ATTRIBUTE)
+                == self.run
+            ):
                 self.report.came_back += 1
                 self.stay(message, CAME_BACK)
             elif int(message.get("Attributes", {}).get("SentTimestamp", 0)) > self.started_ms:
@@ -883,7 +702,7 @@ async def reinvoke_messages(
     try:
         while limit is None or len(run.outcomes) < limit:
             wanted = 10 if limit is None else min(10, limit - len(run.outcomes))
-            batch = await _receive(sqs, dlq_url, wanted, visibility)
+            batch = await receive(sqs, dlq_url, wanted, visibility)
             if not batch:
                 break
             # Each one held from its receipt: cut short, those not looked at yet are released
