@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -35,11 +36,22 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 
-def loaded_by(*args: str) -> set[str]:
+def probed(*args: str, env: dict[str, str] | None = None) -> tuple[str, str, set[str]]:
+    """What a command printed on stdout and on stderr, and which modules it loaded (``env``
+    added to this process's environment)."""
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, check=False
+        [sys.executable, "-c", _PROBE, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
-    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+    *said, modules = done.stderr.strip().splitlines()
+    return done.stdout, "\n".join(said), set(json.loads(modules))
+
+
+def loaded_by(*args: str) -> set[str]:
+    return probed(*args)[2]
 
 
 def first_paragraph(text: str | None) -> str:
@@ -237,6 +249,52 @@ def test_quarantine_list_of_a_quarantined_message_loads_no_aws_client(empty_stor
     assert "lambda_destinations.cli.quarantine" in loaded
     assert not {"botocore", "aiobotocore", "tenacity", "lambda_destinations.retrying"} & loaded
     assert "lambda_destinations.worker.queues" not in loaded
+
+
+# What only `dlq redrive` uses: moving messages, re-invoking them (the replay, its handler and
+# ledger), reading records from S3.
+_FOR_REDRIVE_ONLY = {
+    "lambda_destinations.operations.redrive",
+    "lambda_destinations.operations.replay",
+    "lambda_destinations.handlers.replay",
+    "lambda_destinations.worker.s3_records",
+}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("dlq", "--help"), ("dlq", "peek", "--help"), ("dlq", "purge", "--help")],
+    ids=["dlq --help", "dlq peek --help", "dlq purge --help"],
+)
+def test_dlq_help_loads_nothing_only_redrive_uses(args: tuple[str, ...]) -> None:
+    loaded = loaded_by(*args)
+
+    assert "lambda_destinations.cli.dlq" in loaded  # its commands were listed
+    assert not _FOR_REDRIVE_ONLY & loaded
+
+
+def test_dlq_peek_and_purge_load_nothing_only_redrive_uses(
+    sqs: Any, make_queue: Any, endpoint_url: str
+) -> None:
+    # given: a DLQ holding a failure record, and an empty queue
+    _, dlq = make_queue("lazy-peek")
+    empty, _ = make_queue("lazy-purge", dlq=False)
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(failure_record(random.Random(1))))
+    env = {"LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url}
+
+    # when
+    peeked, _, peek_loaded = probed("dlq", "peek", dlq, "--json", env=env)
+    purged, _, purge_loaded = probed("dlq", "purge", empty, "--yes", env=env)
+    _, missing, missing_loaded = probed("dlq", "peek", "no-such-queue-lazy", env=env)
+
+    # then: the record was described (by the schemas), the empty queue left alone, the
+    # missing one said; and none of them loaded what only a redrive uses
+    assert [m["kind"] for m in json.loads(peeked)] == ["invocation"]
+    assert "is empty: nothing to purge" in purged
+    assert "lambda_destinations.schemas" in peek_loaded
+    assert "queue 'no-such-queue-lazy' does not exist" in missing
+    for loaded in (peek_loaded, purge_loaded, missing_loaded):
+        assert not _FOR_REDRIVE_ONLY & loaded
 
 
 @pytest.mark.parametrize("group", sorted(COMMANDS))

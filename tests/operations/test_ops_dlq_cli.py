@@ -24,7 +24,7 @@ from ops_helpers import (
     send_all,
 )
 
-from lambda_destinations.cli.dlq import _report_redrive
+from lambda_destinations.cli.dlq_redrive import _report_redrive
 from lambda_destinations.operations.redrive import move_task_available
 from lambda_destinations.simulate import kinesis_failure, legacy_dlq, success_record
 from lambda_destinations.store import Store
