@@ -273,6 +273,16 @@ def test_dlq_help_loads_nothing_only_redrive_uses(args: tuple[str, ...]) -> None
     assert not _FOR_REDRIVE_ONLY & loaded
 
 
+def test_dlq_redrive_help_loads_no_http_client() -> None:
+    # the S3 record reader, which a redrive imports, catches one of aiohttp's errors: imported
+    # at its top, aiohttp (with its CA certificates) cost `redrive --help` 0.75 billion
+    # instructions
+    loaded = loaded_by("dlq", "redrive", "--help")
+
+    assert "lambda_destinations.worker.s3_records" in loaded
+    assert "aiohttp" not in loaded
+
+
 def test_dlq_peek_and_purge_load_nothing_only_redrive_uses(
     sqs: Any, make_queue: Any, endpoint_url: str
 ) -> None:

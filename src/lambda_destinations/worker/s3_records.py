@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations.retrying import (
@@ -52,6 +51,10 @@ async def read_record(
     """The bytes of the object at ``location``; raise :class:`DecodeError` when they can never
     be read as a record, :class:`ObjectUnread` when they could not be this time (a refusal
     names ``credentials``, whose they are: the worker's, or an operator's)."""
+    # aiohttp comes with the S3 client made below; imported here, so that what only names
+    # this module (`dlq redrive --help`) does not load it (0.75 billion instructions).
+    import aiohttp
+
     if location.size is not None and location.size > MAX_OBJECT_BYTES:
         raise _too_big(location, location.size)
     params = {"Bucket": location.bucket, "Key": location.key}
