@@ -33,10 +33,10 @@ def carried_batch(row: InvocationRow) -> Any:
     An S3 destination's record holds the whole event in ``payload`` as an escaped JSON string:
     it is given parsed, so that it reads as the event it is (a string that is no JSON, as it
     is)."""
-    record = row.record if isinstance(row.record, dict) else {}
-    if row.kind != "stream-failure" or record.get("payload") is None:
+    # The decoder gives a stream failure's payload as its request payload (replay reads the same).
+    batch = row.request_payload
+    if row.kind != "stream-failure" or batch is None:
         return None
-    batch = record["payload"]
     if isinstance(batch, str):
         try:
             return json.loads(batch)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations.retrying import (
-    CONNECTION_ERRORS,
     CREDENTIAL_CODES,
     DENIED_CODES,
     WORKER_CREDENTIALS,
@@ -21,6 +20,7 @@ from lambda_destinations.retrying import (
     aws_fix,
     describe_error,
     error_code,
+    is_transient,
 )
 from lambda_destinations.schemas.errors import DecodeError
 
@@ -51,10 +51,6 @@ async def read_record(
     """The bytes of the object at ``location``; raise :class:`DecodeError` when they can never
     be read as a record, :class:`ObjectUnread` when they could not be this time (a refusal
     names ``credentials``, whose they are: the worker's, or an operator's)."""
-    # aiohttp comes with the S3 client made below; imported here, so that what only names
-    # this module (`dlq redrive --help`) does not load it (0.75 billion instructions).
-    import aiohttp
-
     if location.size is not None and location.size > MAX_OBJECT_BYTES:
         raise _too_big(location, location.size)
     params = {"Bucket": location.bucket, "Key": location.key}
@@ -74,9 +70,11 @@ async def read_record(
                 "cannot be handled; keep objects under aws/lambda/ for a day at least"
             ) from None
         raise ObjectUnread(_unread(location, exc, credentials), asked=asked_wait(exc)) from exc
-    # aiohttp.ClientPayloadError: the connection ended before the body did (a reset in the
-    # middle of the download), which aiobotocore passes on as it is.
-    except (BotoCoreError, aiohttp.ClientError, *CONNECTION_ERRORS) as exc:
+    except Exception as exc:
+        # botocore's own errors, and what passes (the connection; aiohttp's ClientPayloadError,
+        # which aiobotocore passes on as it is when the body ends before its length): retried
+        if not (isinstance(exc, BotoCoreError) or is_transient(exc)):
+            raise
         raise ObjectUnread(_unread(location, exc, credentials)) from exc
     return data
 
