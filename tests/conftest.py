@@ -199,11 +199,17 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def hold_write_lock() -> Iterator[Callable[[Path], sqlite3.Connection]]:
     """Take a SQLite file's write lock as another process would; ``execute("ROLLBACK")`` on
-    the connection returned lets it go, and it goes at the end of the test anyway."""
+    the connection returned lets it go, and it goes at the end of the test anyway.
+
+    Beside a running worker, take it off the event loop (``await asyncio.to_thread(hold,
+    path)``): the worker's own write transactions span several awaits, so waiting for the lock
+    on the loop can wait on the worker itself, until sqlite3's 5 s timeout says it is locked.
+    """
     holders: list[sqlite3.Connection] = []
 
     def hold(path: Path) -> sqlite3.Connection:
-        holder = sqlite3.connect(path, isolation_level=None)
+        # Any thread may use it: taken in a thread, let go on the loop.
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         holders.append(holder)
         holder.execute("BEGIN IMMEDIATE")
         return holder

@@ -549,7 +549,9 @@ async def test_store_calls_refused_and_the_pause_they_cause_show_in_the_metrics(
     async def started(worker: Worker) -> None:
         try:
             seen["before"] = (await get(port, "/metrics"))[1]
-            holder = hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+            holder = await asyncio.to_thread(
+                hold_write_lock, Path(sqlite_url.removeprefix("sqlite:///"))
+            )
             # when: a record comes, and its save is refused
             send_bodies(sqs, url, [json.dumps(success_record(random.Random(9)))])
             await readyz_problems_match(port, r".*another process held the write lock.*")

@@ -263,7 +263,9 @@ async def test_the_shipped_paused_receiving_alert_fires_while_a_write_lock_holds
             await asyncio.sleep(0.5)
         # when: another process holds the SQLite file's write lock and a record's save is
         # refused, so the worker pauses receiving
-        holder = hold_write_lock(Path(sqlite_url.removeprefix("sqlite:///")))
+        holder = await asyncio.to_thread(
+            hold_write_lock, Path(sqlite_url.removeprefix("sqlite:///"))
+        )
         send_bodies(sqs, url, [json.dumps(success_record(random.Random(11)))])
         try:
             await until_answer(session, prometheus_port, firing, 1)

@@ -488,7 +488,7 @@ async def test_a_completion_the_store_refuses_for_seconds_is_recorded_once_it_is
     class LockingHandler(CountingHandler):
         async def __call__(self, message: Any, context: Any) -> None:
             await super().__call__(message, context)
-            holder = hold_write_lock(path)
+            holder = await asyncio.to_thread(hold_write_lock, path)
             asyncio.get_running_loop().call_later(1.0, holder.execute, "ROLLBACK")
 
     handler = LockingHandler(name="lock")
@@ -530,7 +530,7 @@ async def test_a_claim_the_store_could_not_release_is_dropped_by_the_next_delive
         async def __call__(self, message: Any, context: Any) -> None:
             if not self.calls:
                 self.calls.append((message.key, context.receive_count, 0.0))
-                holder = hold_write_lock(path)
+                holder = await asyncio.to_thread(hold_write_lock, path)
                 asyncio.get_running_loop().call_later(0.5, holder.execute, "ROLLBACK")
                 raise TransientError("simulated outage")
             await super().__call__(message, context)
