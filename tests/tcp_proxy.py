@@ -13,7 +13,8 @@ answers the next ``refusals`` of them itself with ``refusal`` (an AWS error, fro
 :func:`aws_error`), never sending them on: what moto cannot do, SQS's ``OverLimit`` or SES's
 ``Throttling``, as AWS answers it. It also keeps the access key that signed each request
 (``keys``, from its Authorization header's ``Credential=``): moto checks no signature, so this
-is how a test sees which credentials the worker used."""
+is how a test sees which credentials the worker used. And it keeps each request whole, in the
+order it came (``requests``): how a test counts the calls a command made."""
 
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ class AnswerCutter:
         self.refused = 0  # requests answered with `refusal` so far
         self.seen: list[float] = []  # (http) loop time of each request with the needle
         self.keys: list[tuple[str, bool]] = []  # (http) each request's access key, needle in it
+        self.requests: list[bytes] = []  # (http) each request, whole, refused ones too
         self.holding = asyncio.Event()  # set once an answer is held back
         self.trickles = 0  # answers still to pass on a kilobyte at a time, with pauses between
         self.truncates = 0  # answers still to cut mid-body: their first part passes, then no more
@@ -115,6 +117,12 @@ class AnswerCutter:
                 length = int(value)
         return head + await reader.readexactly(length)
 
+    def _note(self, request: bytes) -> None:
+        """(http) Keep a request, and the access key that signed it."""
+        self.requests.append(request)
+        if signed := _SIGNED_BY.search(request):
+            self.keys.append((signed[1].decode(), self.needle in request))
+
     async def _pipe(
         self,
         reader: asyncio.StreamReader,
@@ -129,8 +137,8 @@ class AnswerCutter:
             while data := await (
                 self._request(reader) if self.http and not answers else reader.read(65536)
             ):
-                if self.http and not answers and (signed := _SIGNED_BY.search(data)):
-                    self.keys.append((signed[1].decode(), self.needle in data))
+                if self.http and not answers:
+                    self._note(data)
                 if self.http and not answers and self.needle in data:
                     self.seen.append(asyncio.get_running_loop().time())
                     if self.refusals > 0 and caller is not None:
