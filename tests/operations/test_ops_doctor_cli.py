@@ -437,6 +437,31 @@ def test_dlqs_that_keep_messages_no_longer_than_their_queues_are_one_warning(
     assert sum("DLQ retention" in line for line in table.stdout.splitlines()) == 2
 
 
+async def test_a_dlq_many_polled_queues_share_is_read_once_a_run(setup: Setup) -> None:
+    # given: a second polled queue whose redrive policy names the good queue's DLQ
+    dlq = f"{setup.prefix}-dlq"
+    policy = {"deadLetterTargetArn": setup.arn(setup.sqs.get_queue_url(QueueName=dlq)["QueueUrl"])}
+    policy["maxReceiveCount"] = 5
+    also, _ = setup.queue(f"{setup.prefix}-also", dlq=False)
+    setup.sqs.set_queue_attributes(QueueUrl=also, Attributes={"RedrivePolicy": json.dumps(policy)})
+    cutter = AnswerCutter(setup.endpoint.url, b"AmazonSQS.", http=True)
+
+    # when: the requests that reached the proxy are counted
+    code, out, err, _ = await cli_through(
+        cutter, setup.env(setup.queue_url, also), "doctor", "--function", f"{setup.prefix}-*"
+    )
+
+    # then: the DLQ is looked up and read once, and each queue's row names it
+    assert code == 0, out.decode() + err.decode()
+    of_dlq = [r for r in cutter.requests if f'{dlq}"'.encode() in r]
+    assert [r.split(b"X-Amz-Target: ")[1].split(b"\r\n")[0] for r in of_dlq] == [
+        b"AmazonSQS.GetQueueUrl",
+        b"AmazonSQS.GetQueueAttributes",
+    ]
+    for queue in (setup.prefix, f"{setup.prefix}-also"):
+        assert re.search(rf"{queue}: redrive policy +ok +to {dlq} after 5 receives", out.decode())
+
+
 def test_a_single_dlq_that_keeps_messages_no_longer_than_its_queue_is_named_by_its_queue(
     setup: Setup,
 ) -> None:
@@ -1114,6 +1139,106 @@ def test_no_destination_at_all_says_so_in_words_that_cover_buckets(setup: Setup)
         "none of 1 function matching "
         f"'{setup.prefix}-*' has a destination (a queue, a topic, a bus or a bucket)"
     )
+
+
+# -- one read of a topic or bucket that many destinations name ----------------------------------
+# The usual setup: many functions, one failure topic (or bucket). SNS throttles
+# ListSubscriptionsByTopic at a low rate: a run reads each topic's subscriptions, and each
+# bucket's notifications, once, and every destination that names it still gets its row.
+
+LIST_SUBSCRIPTIONS = b"Action=ListSubscriptionsByTopic"
+GET_NOTIFICATION = b"?notification "  # GET /BUCKET?notification HTTP/1.1
+
+
+def _shared_destination(setup: Setup, kind: str) -> tuple[str, list[str]]:
+    """Five functions and a DynamoDB stream's mapping, all sending their failures to one
+    ``kind`` (a topic the polled queue subscribes to, or a bucket notifying that topic);
+    the detail of a row that follows it to the queue, and the check of every row."""
+    sns = setup.endpoint.sns
+    topic = f"{setup.prefix}-failures"
+    topic_arn = sns.create_topic(Name=topic)["TopicArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=setup.queue_arn)
+    detail = f"→ SNS topic {topic} → queue {setup.prefix} (polled)"
+    destination = topic_arn
+    if kind == "bucket":
+        notification = {
+            "TopicConfigurations": [{"TopicArn": topic_arn, "Events": ["s3:ObjectCreated:*"]}]
+        }
+        _, bucket = _bucket(setup, notification)
+        destination = f"arn:aws:s3:::{bucket}"
+        detail = f"→ S3 bucket {bucket} {detail}"
+    setup.destination(destination)
+    functions = [setup.function] + [f"{setup.prefix}-fn{n}" for n in range(2, 6)]
+    for name in functions[1:]:
+        setup.endpoint.create_function(name)
+        setup.endpoint.lam.put_function_event_invoke_config(
+            FunctionName=name, DestinationConfig={"OnFailure": {"Destination": destination}}
+        )
+    table, _ = setup.table_mapping(destination)
+    checks = [f"function {name} on-failure" for name in functions]
+    return detail, [*checks, f"function {setup.function} on-failure (DynamoDB table {table})"]
+
+
+REFUSED = {
+    "topic": (
+        LIST_SUBSCRIPTIONS,
+        aws_error(403, "AuthorizationError", "not authorized", "query"),
+        "→ SNS topic {prefix}-failures: its subscriptions cannot be read "
+        "(AuthorizationError: not authorized)",
+        "allow sns:ListSubscriptionsByTopic",
+    ),
+    "bucket": (
+        GET_NOTIFICATION,
+        aws_error(403, "AccessDenied", "Access Denied", "rest-xml"),
+        "→ S3 bucket {prefix}-records: its event notifications cannot be read "
+        "(AccessDenied: Access Denied)",
+        "allow s3:GetBucketNotificationConfiguration on arn:aws:s3:::{prefix}-records",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["topic", "bucket"])
+@pytest.mark.parametrize("refused", [False, True], ids=["answered", "refused"])
+async def test_a_topic_or_bucket_many_destinations_name_is_read_once_a_run(
+    setup: Setup, kind: str, refused: bool
+) -> None:
+    # given: six destinations (five functions' and a mapping's) naming one topic, or one
+    # bucket that notifies it; with ``refused``, its read refused (moto enforces no IAM: the
+    # proxy answers it, and every later one, as AWS would)
+    detail, checks = _shared_destination(setup, kind)
+    needle, refusal, refused_detail, refused_fix = REFUSED[kind]
+    cutter = AnswerCutter(setup.endpoint.url, needle, http=True)
+    if refused:
+        cutter.refusals, cutter.refusal = 10, refusal
+
+    # when: the requests that reached the proxy are counted
+    code, out, err, _ = await cli_through(
+        cutter, setup.env(), "doctor", "--function", f"{setup.prefix}-*", "--json"
+    )
+
+    # then: one read of each for the run, and each destination its own row as before
+    assert b"Traceback" not in err, err.decode()
+    calls = {
+        "ListSubscriptionsByTopic": sum(LIST_SUBSCRIPTIONS in r for r in cutter.requests),
+        "GetBucketNotificationConfiguration": sum(GET_NOTIFICATION in r for r in cutter.requests),
+    }
+    topic_reads = 0 if refused and kind == "bucket" else 1
+    assert calls == {
+        "ListSubscriptionsByTopic": topic_reads,
+        "GetBucketNotificationConfiguration": 1 if kind == "bucket" else 0,
+    }
+    assert cutter.refused == (1 if refused else 0)
+    rows = {c["check"]: c for c in json.loads(out)["checks"] if c["check"] in checks}
+    assert sorted(rows) == sorted(checks)
+    if refused:
+        detail = refused_detail.format(prefix=setup.prefix)
+        fix = refused_fix.format(prefix=setup.prefix)
+        assert {(r["status"], r["detail"], r["fix"]) for r in rows.values()} == {
+            ("warn", detail, fix)
+        }
+    else:
+        assert code == 0, out.decode()
+        assert {(r["status"], r["detail"]) for r in rows.values()} == {("ok", detail)}
 
 
 # -- event-source mappings' on-failure destinations --------------------------------------------

@@ -14,9 +14,9 @@ import dataclasses
 import fnmatch
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import sqlalchemy as sa
 from botocore.exceptions import (
@@ -76,6 +76,8 @@ HEARTBEAT_MARGIN_ERROR = 2.0
 HEARTBEAT_MARGIN_WARN = 10.0
 SQS_MAX_VISIBILITY = 43200  # 12 h: SQS's limit on a message's total hidden time
 SHORT_RETRY_WINDOW = 60.0
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -167,6 +169,27 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, CONNECTION_ERRORS)
 
 
+class _Reads:
+    """A run's reads of AWS, each made once: many destinations name one topic or bucket (fifty
+    functions, one failure topic), many queues one DLQ, and SNS throttles
+    ListSubscriptionsByTopic at a low rate.
+
+    The first check to need a thing starts its read; every other, at once or later, awaits
+    the same answer, or the same error, and says its own row from it.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[tuple[str, str], asyncio.Task[Any]] = {}
+
+    async def once(self, key: tuple[str, str], read: Callable[[], Awaitable[T]]) -> T:
+        """What ``read`` gave (or raised) for ``key``, read the first time it is asked."""
+        task = self._started.get(key)
+        if task is None or task.cancelled():
+            task = self._started[key] = asyncio.ensure_future(read())
+        # One check cancelled leaves the read to the others that await it.
+        return cast(T, await asyncio.shield(task))
+
+
 class Doctor:
     """Runs the checks; ``await Doctor(settings).run()`` gives the rows in order."""
 
@@ -189,6 +212,7 @@ class Doctor:
         # the store holds of each account's functions, asked of it once the account is known.
         self._own_account: str | None = None
         self._failure_accounts: dict[str, int] = {}
+        self._reads = _Reads()
 
     def add(
         self, check: str, status: Status, detail: str, fix: str = "", *, unreachable: bool = False
@@ -540,11 +564,7 @@ class Doctor:
             self.add(check, "error", f"unreadable RedrivePolicy ({exc})", "set it again")
             return
         try:
-            found = await sqs.get_queue_url(QueueName=dlq_name, QueueOwnerAWSAccountId=account)
-            dlq = await sqs.get_queue_attributes(
-                QueueUrl=found["QueueUrl"],
-                AttributeNames=_DLQ_ATTRIBUTES,
-            )
+            dlq = await self._read_dlq(sqs, dlq_arn, account, dlq_name)
         except ClientError as exc:
             if is_missing_queue(exc):
                 self.add(
@@ -577,6 +597,19 @@ class Doctor:
         retention = int(attributes.get("MessageRetentionPeriod", "345600"))
         dlq_retention = int(dlq["Attributes"].get("MessageRetentionPeriod", "345600"))
         self._check_backoff(name, max_receive_count, retention, dlq_name, dlq_retention)
+
+    async def _read_dlq(self, sqs: Any, arn: str, account: str, name: str) -> dict[str, Any]:
+        """SQS's answer of the DLQ ``arn``'s attributes, read once however many queues share it."""
+
+        async def read() -> dict[str, Any]:
+            found = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+            answer: dict[str, Any] = await sqs.get_queue_attributes(
+                QueueUrl=found["QueueUrl"],
+                AttributeNames=_DLQ_ATTRIBUTES,
+            )
+            return answer
+
+        return await self._reads.once(("sqs dlq", arn), read)
 
     def _check_dlq_messages(self, name: str, dlq_name: str, attributes: dict[str, str]) -> None:
         """A row for a DLQ that holds messages: those SQS moved there (before the worker ran
@@ -927,10 +960,16 @@ class Doctor:
     ) -> list[str] | None:
         """The ARNs of the queues subscribed to a topic; None, and a warning, when its
         subscriptions cannot be read."""
-        try:
+
+        async def read_subscriptions() -> list[dict[str, Any]]:
             sns = await aws.client("sns")
-            subscriptions = await all_items(
+            return await all_items(
                 sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=topic_arn
+            )
+
+        try:
+            subscriptions = await self._reads.once(
+                ("sns subscriptions", topic_arn), read_subscriptions
             )
         except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
             self.add(
@@ -997,9 +1036,14 @@ class Doctor:
         """A bucket's notification configuration; None, and the row that says why, when it
         cannot be read."""
         bucket = bucket_arn.rsplit(":", 1)[-1]
-        try:
+
+        async def read_notification() -> dict[str, Any]:
             s3 = await aws.client("s3")
             found: dict[str, Any] = await s3.get_bucket_notification_configuration(Bucket=bucket)
+            return found
+
+        try:
+            found = await self._reads.once(("s3 notification", bucket), read_notification)
         except ClientError as exc:
             if error_code(exc) == "NoSuchBucket":
                 self.add(
