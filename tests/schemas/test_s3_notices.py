@@ -110,6 +110,19 @@ def test_s3s_test_event_is_its_own_notice() -> None:
             lambda doc: doc["Records"][0]["s3"]["object"].update(key=7),
             "object has no usable 'key' (a JSON number)",
         ),
+        # names botocore refuses before any request leaves: such a read fails on every receive
+        (
+            lambda doc: doc["Records"][0]["s3"]["bucket"].update(name="records/2026"),
+            "not a notice S3 sent: 'records/2026' cannot be an S3 bucket's name, so "
+            f"s3://records/2026/{KEY} cannot be read; the message was written or changed on "
+            "its way",
+        ),
+        (
+            lambda doc: doc["Records"][0].update(awsRegion="us east 1"),
+            "not a notice S3 sent: 'us east 1' cannot be an S3 region's name, so "
+            f"s3://lambda-artifacts-xmpl/{KEY} cannot be read; the message was written or "
+            "changed on its way",
+        ),
     ],
 )
 def test_notices_that_name_no_record_are_said(change: Any, reason: str) -> None:

@@ -13,6 +13,7 @@ reading S3 (``dlq peek``, ``decode``) says what the message is in its one line.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -25,6 +26,11 @@ S3_SOURCE = "aws:s3"  # an S3 notification record's eventSource
 S3_EVENTBRIDGE_SOURCE = "aws.s3"
 _CREATED = "ObjectCreated:"  # a notification's eventName, for a new object
 _EVENTBRIDGE_CREATED = "Object Created"  # an EventBridge event's detail-type, likewise
+# What botocore lets a GetObject name as its bucket, and as a client's region (a label of the
+# endpoint's host name): a notice naming another is none S3 sent, and a read of it would be
+# refused before it left, on every receive.
+_BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
+_REGION_NAME = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +151,15 @@ def _raise_for_object(location: S3Object, event: str, *, created: bool) -> None:
             f"not a Lambda record: {location} is not under {LAMBDA_PREFIX}, where Lambda "
             f"writes its records; filter the bucket's notification on the prefix {LAMBDA_PREFIX}"
         )
+    for what, value, pattern in (
+        ("bucket", location.bucket, _BUCKET_NAME),
+        ("region", location.region, _REGION_NAME),
+    ):
+        if value is not None and not pattern.fullmatch(value):
+            raise DecodeError(
+                f"not a notice S3 sent: {short_repr(value)} cannot be an S3 {what}'s name, so "
+                f"{location} cannot be read; the message was written or changed on its way"
+            )
     raise RecordInS3(location)
 
 
