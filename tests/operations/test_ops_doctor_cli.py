@@ -1379,6 +1379,31 @@ async def test_mappings_that_cannot_be_listed_are_a_warning_with_the_permission(
     assert "AccessDeniedException" in row["detail"]
 
 
+@pytest.mark.parametrize("invoke_config", ["none", "elsewhere"])
+async def test_a_conclusion_drawn_without_the_mappings_says_they_were_not_read(
+    setup: Setup, invoke_config: str
+) -> None:
+    # given: the function's asynchronous invocations send nowhere, or to a queue not polled,
+    # and the mappings, which may name the polled queue, cannot be listed
+    setup.endpoint.lam.delete_function_event_invoke_config(FunctionName=setup.function)
+    if invoke_config == "elsewhere":
+        _, elsewhere = setup.queue(f"{setup.prefix}-elsewhere")
+        setup.destination(elsewhere)
+    denied = aws_error(403, "AccessDeniedException", "not authorized", "rest-json")
+
+    # when
+    code, checks = await _doctor_with_mappings(setup, denied)
+
+    # then: the warning drawn from what was read says what was not (before: said as a fact)
+    assert code == (0 if invoke_config == "none" else 1)
+    check = (
+        "lambda destinations" if invoke_config == "none" else f"{setup.prefix}: fed by a function"
+    )
+    (row,) = [c for c in checks if c["check"] == check]
+    assert row["status"] == "warn"
+    assert row["detail"].endswith("; not readable, so not counted: the event-source mappings")
+
+
 async def test_kafka_mappings_are_followed_and_a_kafka_topic_destination_is_left_alone(
     setup: Setup,
 ) -> None:

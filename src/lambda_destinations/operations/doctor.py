@@ -169,6 +169,12 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, CONNECTION_ERRORS)
 
 
+def _listed(things: Sequence[str], shown: int = 3) -> str:
+    """``things`` joined for a row: the first ``shown``, then how many more."""
+    more = len(things) - shown
+    return ", ".join(things[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 class _Reads:
     """A run's reads of AWS, each made once: many destinations name one topic or bucket (fifty
     functions, one failure topic), many queues one DLQ, and SNS throttles
@@ -781,6 +787,7 @@ class Doctor:
             return
         fed: set[str] = set()
         with_destinations = 0
+        unread: list[str] = []  # what could not be read, and may point at a polled queue
         for name, found in await _event_invoke_configs(lam, names):
             if isinstance(found, BaseException):
                 self.add(
@@ -789,18 +796,25 @@ class Doctor:
                     f"event-invoke config not readable ({_error_text(found)})",
                     "allow lambda:ListFunctionEventInvokeConfigs",
                 )
+                unread.append(f"function {name}'s event-invoke config")
                 continue
             for config in found:
                 with_destinations += await self._check_destinations(aws, name, config, polled, fed)
-        with_destinations += await self._check_mappings(aws, lam, names, polled, fed)
+        mapped = await self._check_mappings(aws, lam, names, polled, fed)
+        if mapped is None:
+            unread.append("the event-source mappings")
+        with_destinations += mapped or 0
         checked = f"{len(names)} function{'s' if len(names) != 1 else ''}"
         if self.function_glob is not None:
             checked += f" matching {self.function_glob!r}"
+        # Said beside a conclusion drawn from what was read, which what was not may undo.
+        caveat = f"; not readable, so not counted: {_listed(unread)}" if unread else ""
         if not with_destinations:
             self.add(
                 "lambda destinations",
                 "warn",
-                f"none of {checked} has a destination (a queue, a topic, a bus or a bucket)",
+                f"none of {checked} has a destination (a queue, a topic, a bus or a bucket)"
+                + caveat,
                 "set a function's asynchronous-invocation destination, or its event-source "
                 "mapping's on-failure destination, to a polled queue (or narrow the check with "
                 "--function)",
@@ -811,7 +825,8 @@ class Doctor:
                 self.add(
                     f"{name}: fed by a function",
                     "warn",
-                    f"no destination of {checked} points at it (EventBridge rules are not checked)",
+                    f"no destination of {checked} points at it (EventBridge rules are not checked)"
+                    + caveat,
                     "point a function's destination at it, or stop polling it",
                 )
 
@@ -869,10 +884,10 @@ class Doctor:
 
     async def _check_mappings(
         self, aws: AwsClients, lam: Any, names: list[str], polled: dict[str, str], fed: set[str]
-    ) -> int:
+    ) -> int | None:
         """Check the on-failure destination of each event-source mapping of the functions
         ``names`` (where a Kinesis, DynamoDB Streams or Kafka mapping sends the record of a
-        batch it discards); how many have one."""
+        batch it discards); how many have one, None when the mappings cannot be listed."""
         try:
             mappings = await _event_source_mappings(lam, names)
         except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
@@ -882,7 +897,7 @@ class Doctor:
                 f"not readable ({_error_text(exc)}): their on-failure destinations are not checked",
                 "allow lambda:ListEventSourceMappings",
             )
-            return 0
+            return None
         count = 0
         for name, mapping in mappings:
             destinations = mapping.get("DestinationConfig") or {}
