@@ -307,6 +307,71 @@ def test_dlq_peek_and_purge_load_nothing_only_redrive_uses(
         assert not _FOR_REDRIVE_ONLY & loaded
 
 
+# What only `dlq peek` uses: the schemas it says what each message is with, the quarantine's
+# printing of a body and its attributes.
+_FOR_PEEK_ONLY = {"lambda_destinations.schemas", "lambda_destinations.operations.quarantine"}
+
+
+def test_dlq_help_loads_no_command_of_the_group_nor_an_aws_client() -> None:
+    shown, _, loaded = probed("dlq", "--help")
+
+    # then: each command listed with its line, none of their modules nor what they use loaded
+    assert "  peek     Show the messages of a queue" in shown
+    assert "  purge    Delete every message of a queue" in shown
+    assert not {m for m in loaded if m.startswith("lambda_destinations.cli.dlq_")}
+    assert not {"botocore", "tenacity", "lambda_destinations.aws"} & loaded
+    assert not {"lambda_destinations.operations.dlq", "lambda_destinations.worker.queues"} & loaded
+    assert not _FOR_PEEK_ONLY & loaded
+
+
+def test_dlq_purge_help_loads_nothing_only_peek_uses() -> None:
+    shown, _, loaded = probed("dlq", "purge", "--help")
+
+    assert "--yes" in shown  # its options were listed
+    assert not _FOR_PEEK_ONLY & loaded
+
+
+def test_dlq_purge_of_a_message_loads_nothing_only_peek_uses(
+    sqs: Any, make_queue: Any, endpoint_url: str
+) -> None:
+    # given: a DLQ holding a failure record
+    _, dlq = make_queue("lazy-purge-one")
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(failure_record(random.Random(1))))
+
+    # when
+    purged, _, loaded = probed(
+        "dlq", "purge", dlq, "--yes", env={"LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url}
+    )
+
+    # then: the message was purged, and nothing that decodes or prints one was loaded
+    assert "about 1 message deleted" in purged
+    assert not _FOR_PEEK_ONLY & loaded
+
+
+@pytest.mark.parametrize("group", ["dlq", "failures", "quarantine", "store"])
+def test_a_group_help_reads_the_same_whether_its_commands_are_imported_or_not(
+    group: str,
+) -> None:
+    # Each command of a group is listed by its `lazy` line until it is imported, then by its
+    # own docstring: the two must show alike, at every width click may cut them to.
+    command = cli.get_command(click.Context(cli), group)
+    assert isinstance(command, type(cli).group_class)
+    imports = "".join(f"import {module}\n" for module, _ in command.lazy.values())
+
+    def shown(code: str, columns: int) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", code, group, "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "COLUMNS": str(columns)},
+        ).stdout
+
+    main = "from lambda_destinations.cli import main; main()"
+    for columns in (60, 80, 120):
+        assert shown(main, columns) == shown(imports + main, columns)
+
+
 @pytest.mark.parametrize("group", sorted(COMMANDS))
 def test_help_of_a_command_loads_no_aws_client_nor_handler(group: str) -> None:
     loaded = loaded_by(group, "--help")
