@@ -1236,6 +1236,10 @@ async def test_a_topic_or_bucket_many_destinations_name_is_read_once_a_run(
         assert {(r["status"], r["detail"], r["fix"]) for r in rows.values()} == {
             ("warn", detail, fix)
         }
+        # and the polled queue's warning says what was not read, which may feed it
+        (fed,) = [c for c in json.loads(out)["checks"] if c["check"].endswith("fed by a function")]
+        unread = f"topic {setup.prefix}-failures" if kind == "topic" else f"bucket {setup.prefix}"
+        assert f"; not readable, so not counted: {unread}" in fed["detail"], fed
     else:
         assert code == 0, out.decode()
         assert {(r["status"], r["detail"]) for r in rows.values()} == {("ok", detail)}

@@ -219,6 +219,8 @@ class Doctor:
         self._own_account: str | None = None
         self._failure_accounts: dict[str, int] = {}
         self._reads = _Reads()
+        # What could not be read and may point a destination at a polled queue (an ordered set).
+        self._unread: dict[str, None] = {}
 
     def add(
         self, check: str, status: Status, detail: str, fix: str = "", *, unreachable: bool = False
@@ -787,7 +789,6 @@ class Doctor:
             return
         fed: set[str] = set()
         with_destinations = 0
-        unread: list[str] = []  # what could not be read, and may point at a polled queue
         for name, found in await _event_invoke_configs(lam, names):
             if isinstance(found, BaseException):
                 self.add(
@@ -796,19 +797,21 @@ class Doctor:
                     f"event-invoke config not readable ({_error_text(found)})",
                     "allow lambda:ListFunctionEventInvokeConfigs",
                 )
-                unread.append(f"function {name}'s event-invoke config")
+                self._unread[f"function {name}'s event-invoke config"] = None
                 continue
             for config in found:
                 with_destinations += await self._check_destinations(aws, name, config, polled, fed)
         mapped = await self._check_mappings(aws, lam, names, polled, fed)
         if mapped is None:
-            unread.append("the event-source mappings")
+            self._unread["the event-source mappings"] = None
         with_destinations += mapped or 0
         checked = f"{len(names)} function{'s' if len(names) != 1 else ''}"
         if self.function_glob is not None:
             checked += f" matching {self.function_glob!r}"
         # Said beside a conclusion drawn from what was read, which what was not may undo.
-        caveat = f"; not readable, so not counted: {_listed(unread)}" if unread else ""
+        caveat = (
+            f"; not readable, so not counted: {_listed(list(self._unread))}" if self._unread else ""
+        )
         if not with_destinations:
             self.add(
                 "lambda destinations",
@@ -993,6 +996,7 @@ class Doctor:
                 f"→ {via}SNS topic {topic}: its subscriptions cannot be read ({_error_text(exc)})",
                 "allow sns:ListSubscriptionsByTopic",
             )
+            self._unread[f"topic {topic}'s subscriptions"] = None
             return None
         return [s.get("Endpoint", "") for s in subscriptions if s.get("Protocol") == "sqs"]
 
@@ -1076,6 +1080,7 @@ class Doctor:
                     f"({_error_text(exc)})",
                     f"allow s3:GetBucketNotificationConfiguration on {bucket_arn}",
                 )
+                self._unread[f"bucket {bucket}'s notifications"] = None
             return None
         except (BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
             self.add(
@@ -1085,6 +1090,7 @@ class Doctor:
                 "check the endpoint and the network",
                 unreachable=_is_unreachable(exc),
             )
+            self._unread[f"bucket {bucket}'s notifications"] = None
             return None
         return found
 
