@@ -1353,6 +1353,11 @@ async def test_a_stream_failures_page_shows_the_batch_its_s3_record_carries_and_
     assert 'id="no-replay"' in page
     assert 'id="no-replay"' in bare
     assert "Request payload" in bare
+    # and where the record carries no batch, the command that reads it from the stream
+    command = re.search(r'id="stream-read-command">(.*?)</pre>', bare, re.S)
+    assert command is not None
+    assert command[1].startswith("aws kinesis get-records --region ")
+    assert 'id="stream-read"' not in page
 
 
 async def test_a_replays_own_failure_page_links_to_the_failure_it_replays_and_back(

@@ -8,12 +8,15 @@ import io
 import json
 import os
 import random
+import shlex
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore import xform_name
 from ops_helpers import (
     ENTRY,
     cli,
@@ -350,6 +353,119 @@ def test_show_of_a_stream_failure_says_where_its_batch_is(
     assert where in out
     assert "read them from the stream (or Kafka topic) before they expire" in out
     assert "request payload" not in out
+
+
+def _run_aws_cli(line: str, endpoint_url: str) -> dict[str, Any]:
+    """Run an ``aws SERVICE OPERATION --option value …`` line, as the AWS CLI would, with
+    boto3 against moto (the AWS CLI is not installed here): each option must be a member of
+    the operation's input in botocore's model, named as the CLI names it; ``--region`` picks
+    the client's region, ``--query ShardIterator --output text`` the one field."""
+    _, service, operation, *args = shlex.split(line)
+    client = boto3.client(service, region_name="us-east-1", endpoint_url=endpoint_url)
+    model = client.meta.service_model.operation_model(
+        client.meta.method_to_api_mapping[xform_name(operation.replace("-", "_"))]
+    )
+    members = {xform_name(m).replace("_", "-"): m for m in model.input_shape.members}
+    options = dict(zip(args[::2], args[1::2], strict=True))
+    query = options.pop("--query", None)
+    options.pop("--output", None)
+    region = options.pop("--region")
+    client = boto3.client(service, region_name=region, endpoint_url=endpoint_url)
+    params: dict[str, Any] = {}
+    for option, value in options.items():
+        member = members[option.removeprefix("--")]  # KeyError: no such option
+        shape = model.input_shape.members[member]
+        params[member] = int(value) if shape.type_name == "integer" else value
+    answer: dict[str, Any] = getattr(client, xform_name(model.name))(**params)
+    return {"text": answer[query]} if query else answer
+
+
+def _read_as_printed(command: str, endpoint_url: str) -> list[dict[str, Any]]:
+    """The records the printed ``aws … get-records … --shard-iterator "$(aws …)"`` reads."""
+    outer, inner = command.split(' --shard-iterator "$(', 1)
+    iterator = _run_aws_cli(inner.removesuffix(')"'), endpoint_url)["text"]
+    records: list[dict[str, Any]] = _run_aws_cli(
+        f"{outer} --shard-iterator {shlex.quote(iterator)}", endpoint_url
+    )["Records"]
+    return records
+
+
+def test_show_of_a_kinesis_failure_gives_the_command_that_reads_its_batch(
+    cli_env, sqlite_url, endpoint_url
+) -> None:
+    # given: a stream holding five records, and the failure of a batch of its 2nd to 4th
+    kinesis = boto3.client("kinesis", region_name="us-east-2", endpoint_url=endpoint_url)
+    name = f"orders-{random.randrange(10**9)}"
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    put = [
+        kinesis.put_record(StreamName=name, Data=f"r{i}".encode(), PartitionKey="k")
+        for i in range(5)
+    ]
+    arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    record = json.loads((EVENTS / "stream-kinesis.json").read_text())
+    record["KinesisBatchInfo"].update(
+        shardId=put[1]["ShardId"],
+        startSequenceNumber=put[1]["SequenceNumber"],
+        endSequenceNumber=put[3]["SequenceNumber"],
+        batchSize=3,
+        streamArn=arn,
+    )
+    row = row_of(json.dumps(record))
+    seed_sync(sqlite_url, [row])
+
+    # when
+    out = cli("failures", "show", row.key, env=cli_env)
+
+    # then: the command it prints reads the batch's three records (before: "read them from
+    # the stream", and no command)
+    assert out.returncode == 0, out.stderr
+    (command,) = [line.strip() for line in out.stdout.splitlines() if "get-records" in line]
+    assert command.startswith(f"aws kinesis get-records --region us-east-2 --stream-arn {arn} ")
+    assert " --limit 3 " in command
+    read = _read_as_printed(command, endpoint_url)
+    assert [r["Data"] for r in read] == [b"r1", b"r2", b"r3"]
+
+
+def test_show_of_a_dynamodb_stream_failure_gives_the_command_that_reads_its_batch(
+    cli_env, sqlite_url, endpoint_url
+) -> None:
+    # given: a table's stream holding three changes, and the failure of a batch of the last two
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint_url)
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1", endpoint_url=endpoint_url)
+    table = f"carts-{random.randrange(10**9)}"
+    arn = dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )["TableDescription"]["LatestStreamArn"]
+    for i in range(3):
+        dynamodb.put_item(TableName=table, Item={"id": {"S": f"c{i}"}})
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    changes = streams.get_records(ShardIterator=iterator)["Records"]
+    record = json.loads((EVENTS / "stream-dynamodb.json").read_text())
+    record["DDBStreamBatchInfo"].update(
+        shardId=shard,
+        startSequenceNumber=changes[1]["dynamodb"]["SequenceNumber"],
+        endSequenceNumber=changes[2]["dynamodb"]["SequenceNumber"],
+        batchSize=2,
+        streamArn=arn,
+    )
+    row = row_of(json.dumps(record))
+    seed_sync(sqlite_url, [row])
+
+    # when
+    out = cli("failures", "show", row.key, env=cli_env)
+
+    # then: the command it prints reads the batch's two changes
+    assert out.returncode == 0, out.stderr
+    (command,) = [line.strip() for line in out.stdout.splitlines() if "get-records" in line]
+    read = _read_as_printed(command, endpoint_url)
+    assert [r["dynamodb"]["Keys"]["id"]["S"] for r in read] == ["c1", "c2"]
 
 
 def test_show_of_a_stream_failure_from_s3_prints_the_batch_it_carries(cli_env, sqlite_url) -> None:

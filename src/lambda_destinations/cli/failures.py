@@ -46,6 +46,7 @@ from lambda_destinations.operations.detail import (
     failure_detail,
     logs_command_line,
     run_status,
+    stream_read_command,
 )
 from lambda_destinations.operations.stats import (
     check_window,
@@ -354,6 +355,12 @@ def _payload_lines(row: InvocationRow, where: str) -> list[str]:
             "  Lambda sends where the batch was, not its records: read them from the stream (or "
             "Kafka topic) before they expire, and reprocess them there (replay cannot)"
         )
+        command = stream_read_command(record)
+        if command is not None:
+            lines += [
+                "  its records, from the first (follow NextShardIterator if fewer come):",
+                f"    {command}",
+            ]
         return lines
     # An S3 destination's record carries the batch as the event-source mapping sent it.
     return [

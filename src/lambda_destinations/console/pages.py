@@ -30,6 +30,7 @@ from lambda_destinations.operations.detail import (
     AmbiguousId,
     carried_batch,
     failure_detail,
+    stream_read_command,
     whole_id,
 )
 from lambda_destinations.operations.dlq import describe_message, peek, source_queues
@@ -234,6 +235,8 @@ async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:
         "replay_of": detail.replay_of,
         # A stream failure's batch, where its record carries it (an S3 destination's).
         "batch": carried_batch(row),
+        # Where it carries none, the command that reads it from its Kinesis or DynamoDB stream.
+        "stream_read": stream_read_command(row.record),
         "actions": await store.actions(row.key),
         "views": views,
     }

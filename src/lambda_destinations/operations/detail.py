@@ -45,6 +45,47 @@ def carried_batch(row: InvocationRow) -> Any:
     return batch
 
 
+# Where a Kinesis or DynamoDB stream failure's record says its batch is: the AWS CLI service
+# that reads it there, its option for the batch's first sequence number, the most records one
+# GetRecords returns, and whether GetRecords takes the stream's ARN (Kinesis's does, and needs
+# it for a stream of another account).
+_STREAM_READERS = {
+    "KinesisBatchInfo": ("kinesis", "--starting-sequence-number", 10000, True),
+    "DDBStreamBatchInfo": ("dynamodbstreams", "--sequence-number", 1000, False),
+}
+
+
+def stream_read_command(record: Any) -> str | None:
+    """The AWS CLI command that reads a Kinesis or DynamoDB stream failure's batch from its
+    stream, from its first record (the stream keeps it for its retention period only); None
+    for any other record, and for a Kafka batch (each partition's offsets are in the record,
+    and the cluster's own tools read them)."""
+    if not isinstance(record, dict):
+        return None
+    name = next((n for n in _STREAM_READERS if isinstance(record.get(n), dict)), None)
+    if name is None:
+        return None
+    service, start_option, most, by_arn = _STREAM_READERS[name]
+    info = record[name]
+    arn, shard, first = (info.get(k) for k in ("streamArn", "shardId", "startSequenceNumber"))
+    if not all(isinstance(value, str) and value for value in (arn, shard, first)):
+        return None
+    parts = arn.split(":")
+    region = f" --region {shlex.quote(parts[3])}" if len(parts) > 5 and parts[3] else ""
+    size = info.get("batchSize")
+    limit = f" --limit {min(size, most)}" if isinstance(size, int) and size > 0 else ""
+    stream = f" --stream-arn {shlex.quote(arn)}"
+    iterator = (
+        f"aws {service} get-shard-iterator{region}{stream} --shard-id {shlex.quote(shard)} "
+        f"--shard-iterator-type AT_SEQUENCE_NUMBER {start_option} {shlex.quote(first)} "
+        "--query ShardIterator --output text"
+    )
+    return (
+        f"aws {service} get-records{region}{stream if by_arn else ''}{limit} "
+        f'--shard-iterator "$({iterator})"'
+    )
+
+
 class AmbiguousId(LambdaDestinationsError):
     """The first characters of a request id, which start several stored ones."""
 
