@@ -14,9 +14,9 @@ import dataclasses
 import fnmatch
 import json
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from botocore.exceptions import (
@@ -41,6 +41,7 @@ from lambda_destinations.errors import (
 )
 from lambda_destinations.handlers.registry import replay_outcomes_linked, routed_notifiers
 from lambda_destinations.handlers.routing import routes_of_no_queue
+from lambda_destinations.operations._reads import Reads
 from lambda_destinations.operations.handler_checks import (
     Check,
     Status,
@@ -76,8 +77,6 @@ HEARTBEAT_MARGIN_ERROR = 2.0
 HEARTBEAT_MARGIN_WARN = 10.0
 SQS_MAX_VISIBILITY = 43200  # 12 h: SQS's limit on a message's total hidden time
 SHORT_RETRY_WINDOW = 60.0
-
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -175,27 +174,6 @@ def _listed(things: Sequence[str], shown: int = 3) -> str:
     return ", ".join(things[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
-class _Reads:
-    """A run's reads of AWS, each made once: many destinations name one topic or bucket (fifty
-    functions, one failure topic), many queues one DLQ, and SNS throttles
-    ListSubscriptionsByTopic at a low rate.
-
-    The first check to need a thing starts its read; every other, at once or later, awaits
-    the same answer, or the same error, and says its own row from it.
-    """
-
-    def __init__(self) -> None:
-        self._started: dict[tuple[str, str], asyncio.Task[Any]] = {}
-
-    async def once(self, key: tuple[str, str], read: Callable[[], Awaitable[T]]) -> T:
-        """What ``read`` gave (or raised) for ``key``, read the first time it is asked."""
-        task = self._started.get(key)
-        if task is None or task.cancelled():
-            task = self._started[key] = asyncio.ensure_future(read())
-        # One check cancelled leaves the read to the others that await it.
-        return cast(T, await asyncio.shield(task))
-
-
 class Doctor:
     """Runs the checks; ``await Doctor(settings).run()`` gives the rows in order."""
 
@@ -218,7 +196,7 @@ class Doctor:
         # the store holds of each account's functions, asked of it once the account is known.
         self._own_account: str | None = None
         self._failure_accounts: dict[str, int] = {}
-        self._reads = _Reads()
+        self._reads = Reads()
         # What could not be read and may point a destination at a polled queue (an ordered set).
         self._unread: dict[str, None] = {}
 
