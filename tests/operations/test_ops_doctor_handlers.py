@@ -5,6 +5,7 @@ SES, SNS and Lambda are the Lambda moto server; SMTP is a real aiosmtpd server."
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,10 +13,11 @@ import boto3
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from ops_helpers import REGION
+from ops_helpers import REGION, cli_through
 from test_ops_doctor_cli import Setup, checks_of, errors_of
 
 from processes import free_port
+from tcp_proxy import AnswerCutter, aws_error
 
 GOOD_SENDER = "alerts@doctor-good.example.com"
 ARN = f"arn:aws:lambda:{REGION}:123456789012:function:{{name}}"
@@ -331,3 +333,113 @@ def test_handler_settings_are_checked_when_the_aws_endpoint_does_not_answer(
     # what asks AWS (SES, SNS, Lambda) is not said: the endpoint row says why
     assert not {"handler mail", "handler text", "handler again"} & set(names)
     assert sink.messages == []
+
+
+# -- one read of what many handlers ask -----------------------------------------------------------
+# Handlers are often configured alike: two email handlers with one sender, two SMS handlers
+# texting one on-call number, replay handlers that each need the functions doctor has already
+# listed. A run reads each once; every handler still gets its own row.
+
+LIST_FUNCTIONS = b"GET /2015-03-31/functions "
+GET_SENDER = f"GET /v2/email/identities/{GOOD_SENDER.replace('@', '%40')} ".encode()
+GET_SES_ACCOUNT = b"GET /v2/email/account "
+GET_SMS_ATTRIBUTES = b"Action=GetSMSAttributes"
+OPTED_OUT = b"Action=CheckIfPhoneNumberIsOptedOut"
+
+
+def _alike_handlers(setup: Setup) -> dict[str, dict[str, Any]]:
+    """Two of each handler that asks AWS, each pair asking the same things; the replay
+    handlers' legacy function in eu-west-1, whose functions they list there."""
+    west = f"arn:aws:lambda:eu-west-1:123456789012:function:{setup.function}"
+    return {
+        "mail": {"type": "email", "from": GOOD_SENDER, "to": ["oncall@example.com"]},
+        "mail-too": {"type": "email", "from": GOOD_SENDER, "to": ["billing@example.com"]},
+        "text": {"type": "sms", "phone_numbers": ["+14155552671"]},
+        "text-too": {"type": "sms", "phone_numbers": ["+14155552671", "+14155552672"]},
+        "again": {"type": "replay", "functions": [f"{setup.prefix}-*"], "legacy_function": west},
+        "again-too": {"type": "replay", "functions": [setup.function], "legacy_function": west},
+    }
+
+
+def _calls(requests: list[bytes]) -> dict[str, int]:
+    """How many of each read the handlers make reached the endpoint (ListFunctions by region)."""
+    listings = [r for r in requests if r.startswith(LIST_FUNCTIONS)]
+    return {
+        "ListFunctions us-east-1": sum(b"/us-east-1/lambda/" in r for r in listings),
+        "ListFunctions eu-west-1": sum(b"/eu-west-1/lambda/" in r for r in listings),
+        "GetEmailIdentity": sum(r.startswith(GET_SENDER) for r in requests),
+        "GetAccount": sum(r.startswith(GET_SES_ACCOUNT) for r in requests),
+        "GetSMSAttributes": sum(GET_SMS_ATTRIBUTES in r for r in requests),
+        "CheckIfPhoneNumberIsOptedOut": sum(OPTED_OUT in r for r in requests),
+    }
+
+
+ONCE = {
+    "ListFunctions us-east-1": 1,  # doctor's own listing, the replay handlers' too
+    "ListFunctions eu-west-1": 1,
+    "GetEmailIdentity": 1,
+    "GetAccount": 1,
+    "GetSMSAttributes": 1,
+    "CheckIfPhoneNumberIsOptedOut": 2,  # two numbers
+}
+REFUSALS = {
+    "ListFunctions": (
+        LIST_FUNCTIONS,
+        aws_error(403, "AccessDeniedException", "not authorized", "rest-json"),
+        ["again", "again-too"],
+        "functions cannot be listed (AccessDeniedException: not authorized)",
+        {"ListFunctions eu-west-1": 0},  # the handlers stop at the first refusal
+    ),
+    "GetSMSAttributes": (
+        GET_SMS_ATTRIBUTES,
+        aws_error(403, "AuthorizationError", "not authorized", "query"),
+        ["text", "text-too"],
+        "SNS SMS attributes cannot be read (AuthorizationError: not authorized)",
+        {"CheckIfPhoneNumberIsOptedOut": 0},
+    ),
+}
+
+
+@pytest.mark.parametrize("refused", [None, *REFUSALS])
+async def test_what_many_handlers_ask_is_read_once_a_run(setup: Setup, refused: str | None) -> None:
+    # given: two email handlers with one sender, two SMS handlers sharing a number, two replay
+    # handlers; with ``refused``, that read refused (moto enforces no IAM: the proxy answers
+    # it, and every later one, as AWS would)
+    setup.endpoint.create_function(setup.function, "eu-west-1")
+    handlers = _alike_handlers(setup)
+    routes = [{"condition": "failure", "handlers": ["persist", *handlers]}]
+    env = {
+        **setup.env(),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps(routes),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers),
+    }
+    needle, refusal, refused_rows, refused_detail, fewer = (
+        REFUSALS[refused] if refused else (b"\0none", b"", [], "", {})
+    )
+    cutter = AnswerCutter(setup.endpoint.url, needle, http=True)
+    cutter.refusals, cutter.refusal = (10, refusal) if refused else (0, b"")
+
+    # when: the requests that reached the proxy are counted
+    code, out, err, _ = await cli_through(
+        cutter, env, "doctor", "--function", f"{setup.prefix}-*", "--json"
+    )
+
+    # then: one read of each for the run, and each handler its own row as before
+    assert b"Traceback" not in err, err.decode()
+    assert _calls(cutter.requests) == {**ONCE, **fewer}
+    assert cutter.refused == (1 if refused else 0)
+    assert code == 0, out.decode()  # a refused read is a warning
+    rows = {c["check"]: c for c in json.loads(out)["checks"] if c["check"].startswith("handler ")}
+    warned = {f"handler {name}" for name in refused_rows}
+    assert {name for name, row in rows.items() if row["status"] != "ok"} == warned
+    assert {rows[name]["detail"] for name in warned} == ({refused_detail} if refused else set())
+    said = {name: rows[f"handler {name}"]["detail"] for name in handlers}
+    assert said["mail"] == said["mail-too"] == f"SES sender {GOOD_SENDER} is verified"
+    assert {name for name in rows if name.endswith(": SES sandbox")} == {
+        "handler mail: SES sandbox",
+        "handler mail-too: SES sandbox",
+    }
+    if not refused:
+        assert said["text-too"] == "2 number(s), none opted out; SMS type account default"
+        for name in ("again", "again-too"):
+            assert re.fullmatch(r"its target functions exist \(\d+ in the account\)", said[name])

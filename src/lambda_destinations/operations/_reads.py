@@ -15,7 +15,8 @@ T = TypeVar("T")
 
 
 class Reads:
-    """A run's reads, each made once, by key (what is read, and of what).
+    """A run's reads, each made once, by key: what is read, and of what ("" for the account's
+    own settings, such as its SMS attributes).
 
     The first check to need a thing starts its read; every other, at once or later, awaits
     the same answer, or the same error, and says its own row from it.

@@ -226,7 +226,7 @@ class Doctor:
                     if queues is not None:
                         self._check_route_queues(queues)
                         await self._check_lambda(aws, queues)
-                    self.checks.extend(await check_handlers(settings, aws))
+                    self.checks.extend(await check_handlers(settings, aws, self._reads))
                     handlers_checked = True
         if not handlers_checked:
             # What needs no AWS call (each handler's settings, its SMTP server) is said whatever
@@ -762,7 +762,7 @@ class Doctor:
     async def _check_lambda(self, aws: AwsClients, queues: Sequence[_Queue]) -> None:
         polled = {q.arn: q.name for q in queues if q.arn}
         lam = await aws.client("lambda")
-        names = await self._checked_functions(lam, aws.region)
+        names = await self._checked_functions(aws)
         if names is None:
             return
         fed: set[str] = set()
@@ -811,11 +811,11 @@ class Doctor:
                     "point a function's destination at it, or stop polling it",
                 )
 
-    async def _checked_functions(self, lam: Any, region: str | None) -> list[str] | None:
+    async def _checked_functions(self, aws: AwsClients) -> list[str] | None:
         """The names of the functions to check (those --function matches); None, and the row
         that says why, when there are none to check."""
         try:
-            names = await function_names(lam)
+            names = await function_names(aws, self._reads)
         except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
             self.add(
                 "lambda destinations",
@@ -835,7 +835,7 @@ class Doctor:
                 "lambda destinations",
                 "warn",
                 f"not checked: no function matches --function {self.function_glob!r} "
-                f"(of the {listed} function{'s' if listed != 1 else ''} in {region})",
+                f"(of the {listed} function{'s' if listed != 1 else ''} in {aws.region})",
                 "give --function a glob that matches their names (case counts), or leave "
                 "it out to check them all",
             )

@@ -31,6 +31,7 @@ from lambda_destinations.handlers.in_doubt import cut_off_first
 from lambda_destinations.handlers.registry import HandlerRegistry, configured_handlers
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
+from lambda_destinations.operations._reads import Reads
 from lambda_destinations.redact import mask_secrets
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
@@ -72,10 +73,16 @@ class Check:
         return dataclasses.asdict(self)
 
 
-async def check_handlers(settings: Settings, aws: AwsClients | None) -> list[Check]:
+async def check_handlers(
+    settings: Settings, aws: AwsClients | None, reads: Reads | None = None
+) -> list[Check]:
     """The rows of every configured handler. Without ``aws`` (no region, no usable credentials
-    or endpoint), only what needs no AWS call: its settings, its timeout, its SMTP server."""
+    or endpoint), only what needs no AWS call: its settings, its timeout, its SMTP server.
+
+    What two handlers ask alike (one SES sender, the account's SMS settings, the functions a
+    replay needs) is read once, in ``reads``: doctor's own, which has listed the functions."""
     registry = HandlerRegistry(settings)
+    reads = reads or Reads()
     findings: list[Check] = []
     for name in configured_handlers(settings):
         try:
@@ -85,11 +92,11 @@ async def check_handlers(settings: Settings, aws: AwsClients | None) -> list[Che
             continue
         if line := cut_off_first(name, handler, settings.handler_timeout):
             findings.append(Check(f"handler {name}: timeout", "warn", line))
-        findings.extend(await _check_one(name, handler, aws))
+        findings.extend(await _check_one(name, handler, aws, reads))
     return findings
 
 
-async def _check_one(name: str, handler: Any, aws: AwsClients | None) -> list[Check]:
+async def _check_one(name: str, handler: Any, aws: AwsClients | None, reads: Reads) -> list[Check]:
     check = f"handler {name}"
     try:
         if isinstance(handler, EmailHandler) and isinstance(handler.transport, SmtpTransport):
@@ -97,11 +104,11 @@ async def _check_one(name: str, handler: Any, aws: AwsClients | None) -> list[Ch
         if aws is None:  # the rest asks AWS
             return []
         if isinstance(handler, EmailHandler) and isinstance(handler.transport, SesTransport):
-            return await _ses(check, handler, aws)
+            return await _ses(check, handler, aws, reads)
         if isinstance(handler, SmsHandler):
-            return await _sms(check, handler, aws)
+            return await _sms(check, handler, aws, reads)
         if isinstance(handler, ReplayHandler):
-            return await _replay(check, handler, aws)
+            return await _replay(check, handler, aws, reads)
     except CONNECTION_ERRORS as exc:
         return [Check(check, "error", f"the endpoint did not answer ({exc})", "")]
     return []
@@ -126,10 +133,13 @@ def _unread(check: str, what: str, exc: BaseException) -> Check:
 # -- email --------------------------------------------------------------------------------------
 
 
-async def _ses_verified(ses: Any, identity: str) -> bool | None:
-    """Whether SES may send as ``identity``; None when SES does not know it."""
+async def _ses_verified(ses: Any, reads: Reads, identity: str) -> bool | None:
+    """Whether SES may send as ``identity``; None when SES does not know it. A run's SES
+    calls are all in the settings' region: the identity names what is read."""
     try:
-        answer = await ses.get_email_identity(EmailIdentity=identity)
+        answer = await reads.once(
+            ("ses identity", identity), lambda: ses.get_email_identity(EmailIdentity=identity)
+        )
     except ClientError as exc:
         if error_code(exc) in {"NotFoundException", "NotFound"}:
             return None
@@ -138,12 +148,14 @@ async def _ses_verified(ses: Any, identity: str) -> bool | None:
     return bool(answer.get("VerifiedForSendingStatus")) or status == "SUCCESS"
 
 
-async def _ses(check: str, handler: EmailHandler, aws: AwsClients) -> list[Check]:
+async def _ses(check: str, handler: EmailHandler, aws: AwsClients, reads: Reads) -> list[Check]:
     ses = await aws.client("sesv2")
     sender = handler.sender.rsplit("<", 1)[-1].rstrip(">").strip()
     domain = sender.rsplit("@", 1)[-1]
     try:
-        verified = await _ses_verified(ses, sender) or await _ses_verified(ses, domain)
+        verified = await _ses_verified(ses, reads, sender) or await _ses_verified(
+            ses, reads, domain
+        )
     except (ClientError, BotoCoreError) as exc:
         return [_unread(check, "SES identities cannot be read", exc)]
     if not verified:
@@ -158,19 +170,21 @@ async def _ses(check: str, handler: EmailHandler, aws: AwsClients) -> list[Check
         ]
     return [
         Check(check, "ok", f"SES sender {sender} is verified"),
-        await _sandbox(check, handler, ses),
+        await _sandbox(check, handler, ses, reads),
     ]
 
 
-async def _sandbox(check: str, handler: EmailHandler, ses: Any) -> Check:
+async def _sandbox(check: str, handler: EmailHandler, ses: Any, reads: Reads) -> Check:
     try:
-        account = await ses.get_account()
+        account = await reads.once(("ses account", ""), ses.get_account)
     except (ClientError, BotoCoreError) as exc:
         return Check(f"{check}: SES sandbox", "ok", f"not known here ({_message(exc)})")
     if account.get("ProductionAccessEnabled", True):
         return Check(f"{check}: SES sandbox", "ok", "out of the sandbox")
     unverified = [
-        r for r in (*handler.to, *handler.cc, *handler.bcc) if not await _ses_verified(ses, r)
+        r
+        for r in (*handler.to, *handler.cc, *handler.bcc)
+        if not await _ses_verified(ses, reads, r)
     ]
     if unverified:
         return Check(
@@ -258,12 +272,13 @@ def _smtp_failed(
 # -- sms ----------------------------------------------------------------------------------------
 
 
-async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Check]:
+async def _sms(check: str, handler: SmsHandler, aws: AwsClients, reads: Reads) -> list[Check]:
     sns = await aws.client("sns")
     try:
-        attributes = (await sns.get_sms_attributes()).get("attributes", {})
+        answer = await reads.once(("sns sms attributes", ""), sns.get_sms_attributes)
     except (ClientError, BotoCoreError, ResponseParserError) as exc:  # SNS's XML parser's too
         return [_unread(check, "SNS SMS attributes cannot be read", exc)]
+    attributes = answer.get("attributes", {})
     findings = []
     if attributes.get("MonthlySpendLimit") == "0":
         findings.append(
@@ -274,11 +289,7 @@ async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Check]:
                 "raise the account's SMS spending limit (SNS text messaging preferences)",
             )
         )
-    opted_out = []
-    for number in handler.phone_numbers:
-        answer = await sns.check_if_phone_number_is_opted_out(phoneNumber=number)
-        if answer.get("isOptedOut"):
-            opted_out.append(number)
+    opted_out = [n for n in handler.phone_numbers if await _opted_out(sns, reads, n)]
     if opted_out:
         findings.append(
             Check(
@@ -300,18 +311,35 @@ async def _sms(check: str, handler: SmsHandler, aws: AwsClients) -> list[Check]:
     return findings
 
 
+async def _opted_out(sns: Any, reads: Reads, number: str) -> bool:
+    """Whether ``number`` opted out of SMS: asked once a run, however many handlers text it."""
+    answer = await reads.once(
+        ("sns opted out", number),
+        lambda: sns.check_if_phone_number_is_opted_out(phoneNumber=number),
+    )
+    return bool(answer.get("isOptedOut"))
+
+
 # -- replay -------------------------------------------------------------------------------------
 
 
-async def function_names(lam: Any) -> list[str]:
-    """The names of every function in the account and region."""
-    return [f["FunctionName"] for f in await all_items(lam, "list_functions", "Functions")]
+async def function_names(
+    aws: AwsClients, reads: Reads, account: str | None = None, region: str | None = None
+) -> list[str]:
+    """The names of every function in ``account`` (default: our own) and ``region`` (default:
+    the settings'), listed once a run: doctor's listing (every function, before --function
+    picks some) is the one each replay handler needs."""
+
+    async def read() -> list[str]:
+        lam = await aws.client_in(account, "lambda", region=region)
+        return [f["FunctionName"] for f in await all_items(lam, "list_functions", "Functions")]
+
+    return await reads.once(("lambda functions", f"{account or ''}@{region or aws.region}"), read)
 
 
-async def _replay(check: str, handler: ReplayHandler, aws: AwsClients) -> list[Check]:
-    lam = await aws.client("lambda")
+async def _replay(check: str, handler: ReplayHandler, aws: AwsClients, reads: Reads) -> list[Check]:
     try:
-        names = await function_names(lam)
+        names = await function_names(aws, reads)
     except (ClientError, BotoCoreError) as exc:
         return [_unread(check, "functions cannot be listed", exc)]
     globs = _missing(handler.policy.functions or (), names)
@@ -321,8 +349,7 @@ async def _replay(check: str, handler: ReplayHandler, aws: AwsClients) -> list[C
     region = (invoke_function_region(legacy) if legacy else None) or aws.region
     try:
         if legacy and region != aws.region:
-            lam = await aws.client_in(function_account(legacy), "lambda", region=region)
-            names_there = await function_names(lam)
+            names_there = await function_names(aws, reads, function_account(legacy), region)
         else:
             names_there = names
     except (ClientError, BotoCoreError) as exc:
