@@ -397,6 +397,15 @@ REFUSALS = {
         "SNS SMS attributes cannot be read (AuthorizationError: not authorized)",
         {"CheckIfPhoneNumberIsOptedOut": 0},
     ),
+    # before: the refusal stopped the whole run (exit 3, and --json printed nothing)
+    "CheckIfPhoneNumberIsOptedOut": (
+        OPTED_OUT,
+        aws_error(403, "AuthorizationError", "not authorized", "query"),
+        ["text", "text-too"],
+        "whether its numbers opted out of SMS cannot be checked (AuthorizationError: not "
+        "authorized)",
+        {"CheckIfPhoneNumberIsOptedOut": 1},  # both handlers' first number: one refusal
+    ),
 }
 
 

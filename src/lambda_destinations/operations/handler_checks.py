@@ -289,7 +289,11 @@ async def _sms(check: str, handler: SmsHandler, aws: AwsClients, reads: Reads) -
                 "raise the account's SMS spending limit (SNS text messaging preferences)",
             )
         )
-    opted_out = [n for n in handler.phone_numbers if await _opted_out(sns, reads, n)]
+    try:
+        opted_out = [n for n in handler.phone_numbers if await _opted_out(sns, reads, n)]
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+        what = "whether its numbers opted out of SMS cannot be checked"
+        return [*findings, _unread(check, what, exc)]
     if opted_out:
         findings.append(
             Check(
