@@ -452,3 +452,58 @@ async def test_what_many_handlers_ask_is_read_once_a_run(setup: Setup, refused: 
         assert said["text-too"] == "2 number(s), none opted out; SMS type account default"
         for name in ("again", "again-too"):
             assert re.fullmatch(r"its target functions exist \(\d+ in the account\)", said[name])
+
+
+def _json_answer(body: dict[str, Any]) -> bytes:
+    """A 200 answer with a JSON body, whole, as a proxy gives it in AWS's place."""
+    data = json.dumps(body).encode()
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        "x-amzn-RequestId: 00000000-0000-4000-8000-000000000000\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+async def test_a_recipient_whose_identity_cannot_be_read_is_a_warning_in_the_sandbox_row(
+    setup: Setup,
+) -> None:
+    # given: an account in SES's sandbox (moto's SES has no GetAccount: a proxy answers it),
+    # and credentials that may read the sender's identity but not the recipient's (a policy
+    # scoped to the sender's identity ARN: a second proxy refuses that one read)
+    recipient = "oncall@example.com"
+    handlers = {"mail": {"type": "email", "from": GOOD_SENDER, "to": [recipient]}}
+    routes = [{"condition": "failure", "handlers": ["persist", "mail"]}]
+    env = {
+        **setup.env(),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps(routes),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers),
+    }
+    get_recipient = f"GET /v2/email/identities/{recipient.replace('@', '%40')} ".encode()
+    identity = AnswerCutter(setup.endpoint.url, get_recipient, http=True)
+    identity.refusals = 10
+    identity.refusal = aws_error(403, "AccessDeniedException", "not authorized", "rest-json")
+
+    # when
+    async with identity.running() as behind:
+        sandbox = AnswerCutter(behind, GET_SES_ACCOUNT, http=True)
+        sandbox.refusals = 10
+        sandbox.refusal = _json_answer({"ProductionAccessEnabled": False, "SendingEnabled": True})
+        code, out, err, _ = await cli_through(
+            sandbox, env, "doctor", "--function", f"{setup.prefix}-*", "--json"
+        )
+
+    # then: a warning in the sandbox row, and the other checks said (before: the refusal
+    # stopped the run, exit 3, and --json printed nothing)
+    assert b"Traceback" not in err, err.decode()
+    assert (sandbox.refused, identity.refused) == (1, 1)
+    assert code == 0, err.decode()
+    rows = {c["check"]: c for c in json.loads(out)["checks"]}
+    assert rows["handler mail"]["detail"] == f"SES sender {GOOD_SENDER} is verified"
+    row = rows["handler mail: SES sandbox"]
+    assert row["status"] == "warn"
+    assert row["detail"] == (
+        "in the sandbox, and whether its recipients are verified cannot be checked "
+        "(AccessDeniedException: not authorized)"
+    )
+    assert "ses:GetEmailIdentity" in row["fix"]
