@@ -390,6 +390,16 @@ def _read_as_printed(command: str, endpoint_url: str) -> list[dict[str, Any]]:
     return records
 
 
+def _printed_read_command(cli_env: dict[str, str], sqlite_url: str, record: Any) -> str:
+    """The stored ``record``'s `failures show`: the command it prints to read the batch."""
+    row = row_of(json.dumps(record))
+    seed_sync(sqlite_url, [row])
+    out = cli("failures", "show", row.key, env=cli_env)
+    assert out.returncode == 0, out.stderr
+    (command,) = [line.strip() for line in out.stdout.splitlines() if "get-records" in line]
+    return command
+
+
 def test_show_of_a_kinesis_failure_gives_the_command_that_reads_its_batch(
     cli_env, sqlite_url, endpoint_url
 ) -> None:
@@ -410,16 +420,12 @@ def test_show_of_a_kinesis_failure_gives_the_command_that_reads_its_batch(
         batchSize=3,
         streamArn=arn,
     )
-    row = row_of(json.dumps(record))
-    seed_sync(sqlite_url, [row])
 
     # when
-    out = cli("failures", "show", row.key, env=cli_env)
+    command = _printed_read_command(cli_env, sqlite_url, record)
 
     # then: the command it prints reads the batch's three records (before: "read them from
     # the stream", and no command)
-    assert out.returncode == 0, out.stderr
-    (command,) = [line.strip() for line in out.stdout.splitlines() if "get-records" in line]
     assert command.startswith(f"aws kinesis get-records --region us-east-2 --stream-arn {arn} ")
     assert " --limit 3 " in command
     read = _read_as_printed(command, endpoint_url)
@@ -455,15 +461,11 @@ def test_show_of_a_dynamodb_stream_failure_gives_the_command_that_reads_its_batc
         batchSize=2,
         streamArn=arn,
     )
-    row = row_of(json.dumps(record))
-    seed_sync(sqlite_url, [row])
 
     # when
-    out = cli("failures", "show", row.key, env=cli_env)
+    command = _printed_read_command(cli_env, sqlite_url, record)
 
     # then: the command it prints reads the batch's two changes
-    assert out.returncode == 0, out.stderr
-    (command,) = [line.strip() for line in out.stdout.splitlines() if "get-records" in line]
     read = _read_as_printed(command, endpoint_url)
     assert [r["dynamodb"]["Keys"]["id"]["S"] for r in read] == ["c1", "c2"]
 

@@ -176,7 +176,8 @@ async def _ses(check: str, handler: EmailHandler, aws: AwsClients, reads: Reads)
 
 async def _sandbox(check: str, handler: EmailHandler, ses: Any, reads: Reads) -> Check:
     try:
-        account = await reads.once(("ses account", ""), ses.get_account)
+        # A call written out (not the bound method), as tests/deploy's scan of calls reads it.
+        account = await reads.once(("ses account", ""), lambda: ses.get_account())
     except (ClientError, BotoCoreError) as exc:
         return Check(f"{check}: SES sandbox", "ok", f"not known here ({_message(exc)})")
     if account.get("ProductionAccessEnabled", True):
@@ -277,7 +278,8 @@ def _smtp_failed(
 async def _sms(check: str, handler: SmsHandler, aws: AwsClients, reads: Reads) -> list[Check]:
     sns = await aws.client("sns")
     try:
-        answer = await reads.once(("sns sms attributes", ""), sns.get_sms_attributes)
+        # A call written out, as for get_account.
+        answer = await reads.once(("sns sms attributes", ""), lambda: sns.get_sms_attributes())
     except (ClientError, BotoCoreError, ResponseParserError) as exc:  # SNS's XML parser's too
         return [_unread(check, "SNS SMS attributes cannot be read", exc)]
     attributes = answer.get("attributes", {})
