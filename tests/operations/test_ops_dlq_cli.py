@@ -397,6 +397,52 @@ def test_a_dlq_of_several_queues_sends_each_message_home(sqs, make_queue, cli_en
     assert bodies_of(receive_all(sqs, dlq)) == ["nowhere"]
 
 
+def test_a_source_queue_is_known_by_its_account_and_name_whatever_host_the_worker_used(
+    sqs, make_queue, cli_env
+) -> None:
+    # given: one DLQ for two queues, and a worker that reached them by another host than this
+    # command's endpoint (a container's `localstack:4566`, the host's `localhost:4566`): its
+    # LambdaDestinations.SourceQueue spells the URL so
+    dlq, _ = make_queue("shared-dlq", dlq=False)
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
+    first, _ = make_queue("first", dlq=False)
+    second, _ = make_queue("second", dlq=False)
+    for url in (first, second):
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
+    assert "127.0.0.1" in first, first  # the test's endpoint, which the worker named otherwise
+
+    def as_the_worker_spelt_it(url: str) -> str:
+        return url.replace("http://127.0.0.1", "https://worker-side.example")
+
+    sqs.send_message(
+        QueueUrl=dlq, MessageBody="a", MessageAttributes=quarantined(as_the_worker_spelt_it(first))
+    )
+    sqs.send_message(
+        QueueUrl=dlq, MessageBody="b", MessageAttributes=quarantined(as_the_worker_spelt_it(second))
+    )
+    elsewhere = first.rsplit("/", 1)[0] + "/retired-queue"
+    sqs.send_message(QueueUrl=dlq, MessageBody="c", MessageAttributes=quarantined(elsewhere))
+
+    # when
+    result = cli("dlq", "redrive", dlq, "--json", *ONE_MOVER, env=cli_env)
+
+    # then: each went home; the one naming a queue that is no source stays, the reason naming it
+    # (not "no LambdaDestinations.SourceQueue", which it has)
+    assert result.returncode == 1, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["moved"] == 2, outcome
+    assert outcome["left_in_dlq"] == {
+        "its LambdaDestinations.SourceQueue, retired-queue, is none of the DLQ's source queues: "
+        "use --to": 1
+    }
+    assert bodies_of(receive_all(sqs, first)) == ["a"]
+    assert bodies_of(receive_all(sqs, second)) == ["b"]
+    assert bodies_of(receive_all(sqs, dlq)) == ["c"]
+
+
 def test_limit_moves_only_so_many(sqs, make_queue, cli_env) -> None:
     url, dlq = make_queue("redrive-limit")
     send_all(sqs, dlq, [f"m{i}" for i in range(23)])

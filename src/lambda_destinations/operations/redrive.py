@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -44,6 +45,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from lambda_destinations._urls import queue_name
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.handlers.persist import invocation_row
@@ -57,6 +59,7 @@ from lambda_destinations.operations.replay import (
     cut_short,
     replay_invocation,
 )
+from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import CONNECTION_ERRORS, SETUP_ERRORS, error_code
 from lambda_destinations.schemas import (
     DecodedMessage,
@@ -227,23 +230,38 @@ def target_chooser(to: str | None, sources: Sequence[str]) -> TargetChooser:
 
     With one source queue, there. With several, the queue named by the message's
     ``LambdaDestinations.SourceQueue`` attribute (set by the worker's quarantine) when it is
-    one of them; a message without one stays in the DLQ, with the reason.
+    one of them; a message without one, or naming another queue, stays in the DLQ, with the
+    reason. The attribute is the queue's URL as the worker's endpoint spells it, which may not
+    be this one's (``localstack:4566`` in a container, ``localhost:4566`` outside it; a VPC
+    endpoint; SQS's legacy host): a queue is told by its account and name, the URL's path.
     """
     if to:
         return lambda message: to
     if len(sources) == 1:
         only = sources[0]
         return lambda message: only
-    known = set(sources)
+    known = {_account_and_name(url): url for url in sources}
 
     def choose(message: Mapping[str, Any]) -> str | tuple[None, str]:
         source = string_attribute(message.get("MessageAttributes") or {}, SOURCE_ATTRIBUTE)
-        if source in known:
-            assert source is not None
-            return source
-        return (None, "several source queues and no LambdaDestinations.SourceQueue: use --to")
+        if source is None:
+            return (None, "several source queues and no LambdaDestinations.SourceQueue: use --to")
+        found = known.get(_account_and_name(source))
+        if found is None:
+            return (
+                None,
+                f"its LambdaDestinations.SourceQueue, {echoed(queue_name(source))}, is none of "
+                "the DLQ's source queues: use --to",
+            )
+        return found
 
     return choose
+
+
+def _account_and_name(url: str) -> tuple[str, ...]:
+    """A queue URL's last two path segments, ``ACCOUNT/NAME``: the same queue whatever the
+    host and scheme that reached it."""
+    return tuple(urllib.parse.urlsplit(url).path.rstrip("/").split("/")[-2:])
 
 
 def send_entry(
