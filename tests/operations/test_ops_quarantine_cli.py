@@ -442,6 +442,32 @@ def seed_quarantine(store_url: str, queue: str, bodies: list[str]) -> list[int]:
     return asyncio.run(save())
 
 
+def test_a_resend_to_a_queue_deleted_since_names_it_and_the_way_on(
+    sqs, make_queue, cli_env, sqlite_url
+) -> None:
+    # given: a message quarantined from a queue that was deleted since, and one from a queue
+    # that is still there
+    gone, _ = make_queue("resend-gone", dlq=False)
+    here, _ = make_queue("resend-here", dlq=False)
+    (gone_id,) = seed_quarantine(sqlite_url, gone, ["lost"])
+    here_id = max(seed_quarantine(sqlite_url, here, ["found"]))
+    sqs.delete_queue(QueueUrl=gone)
+
+    # when
+    result = cli("quarantine", "resend", str(gone_id), str(here_id), "--yes", env=cli_env)
+
+    # then: the other is resent; the line of the refused one names its queue and the way on,
+    # not SQS's bare "The specified queue does not exist."; its stored copy stays
+    assert result.returncode == 1, result.stderr
+    assert f"{gone_id}: not sent: its queue {gone.rsplit('/', 1)[-1]} does not exist" in (
+        result.stderr
+    )
+    assert f"`quarantine show {gone_id} --json`" in result.stderr
+    assert [m["Body"] for m in receive_all(sqs, here)] == ["found"]
+    listed = as_json(cli("quarantine", "list", "--json", env=cli_env))
+    assert [row["id"] for row in listed] == [gone_id]
+
+
 async def test_a_resend_that_loses_the_endpoint_midway_says_what_was_sent_and_what_was_not(
     sqs, make_queue, cli_env, endpoint_url, sqlite_url
 ) -> None:

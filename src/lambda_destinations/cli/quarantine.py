@@ -358,7 +358,7 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
     from botocore.exceptions import ClientError
 
     from lambda_destinations.aws import AwsClients
-    from lambda_destinations.retrying import answered, with_fix
+    from lambda_destinations.retrying import answered
 
     async with (
         opened_store(settings, writes=True) as store,
@@ -375,10 +375,7 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
                 resending.skipped.append({**item, "reason": str(exc)})
                 continue
             except ClientError as exc:  # this message's queue refused it; the others may not
-                refused = with_fix(
-                    exc, first_line(exc), credentials="the AWS credentials", on=row.queue
-                )
-                resending.failed.append({**item, "error": refused})
+                resending.failed.append({**item, "error": _refusal(exc, row)})
                 continue
             except BaseException as exc:  # cut short: the endpoint lost, Ctrl-C
                 if sent:
@@ -387,3 +384,18 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
                     resending.cut = {**item, "error": _IN_DOUBT}
                 raise
             resending.sent.append({**item, "new_message_id": new_id})
+
+
+def _refusal(exc: Exception, row: QuarantineRow) -> str:
+    """Why ``row``'s queue refused its message, and what to do: SQS's own words for a deleted
+    queue name neither the queue nor a way on."""
+    from lambda_destinations.retrying import with_fix
+    from lambda_destinations.worker.queues import is_missing_queue
+
+    if is_missing_queue(exc):
+        return (
+            f"its queue {queue_name(row.queue)} does not exist (deleted, or renamed): create it "
+            f"again and resend, or send the body yourself (`quarantine show {row.id} --json`); "
+            "the stored copy stays"
+        )
+    return with_fix(exc, first_line(exc), credentials="the AWS credentials", on=row.queue)
