@@ -1033,6 +1033,28 @@ def test_purge_counts_asks_and_purges(sqs, make_queue, cli_env) -> None:
     assert "is empty: nothing to purge" in empty.stdout
 
 
+def test_a_purge_within_a_minute_of_the_last_says_so_and_when_to_try_again(
+    sqs, make_queue, cli_env
+) -> None:
+    # given: a queue purged a moment ago, which holds a message again
+    _, dlq = make_queue("purge-twice")
+    send_all(sqs, dlq, ["m1"])
+    assert cli("dlq", "purge", dlq, "--yes", env=cli_env).returncode == 0
+    send_all(sqs, dlq, ["m2"])
+
+    # when: purged again within SQS's minute
+    again = cli("dlq", "purge", dlq, "--yes", env=cli_env)
+
+    # then: one line with the way on, not SQS's PurgeQueueInProgress alone
+    assert again.returncode == 1, again.stderr
+    assert error_lines(again) == [
+        f"error: {dlq.rsplit('/', 1)[-1]} was purged less than a minute ago, and SQS allows one "
+        "purge a minute per queue: its messages are being deleted; peek at it in a minute, and "
+        "purge again if some remain"
+    ]
+    assert "Traceback" not in again.stderr
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 

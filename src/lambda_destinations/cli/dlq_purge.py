@@ -9,14 +9,20 @@ from __future__ import annotations
 import asyncio
 
 import click
+from botocore.exceptions import ClientError
 
 from lambda_destinations.aws import AwsClients
+from lambda_destinations.cli._app import fail
 from lambda_destinations.cli._common import aws_errors, subcommand
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import plural
 from lambda_destinations.cli.dlq import dlq_group
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.dlq import resolve_queue
+from lambda_destinations.retrying import error_code
+
+# SQS's answer to a second purge of a queue within 60 s, by its Query and JSON protocols' codes.
+_PURGE_IN_PROGRESS = {"AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"}
 
 
 @subcommand(dlq_group, "purge")
@@ -51,7 +57,16 @@ def purge_command(settings: Settings, queue: str, yes: bool) -> None:
                     abort=True,
                     err=True,
                 )
-            await sqs.purge_queue(QueueUrl=ref.url)
+            try:
+                await sqs.purge_queue(QueueUrl=ref.url)
+            except ClientError as exc:
+                if error_code(exc) not in _PURGE_IN_PROGRESS:
+                    raise
+                fail(
+                    f"{ref.name} was purged less than a minute ago, and SQS allows one purge a "
+                    "minute per queue: its messages are being deleted; peek at it in a minute, "
+                    "and purge again if some remain"
+                )
             click.echo(f"purged {ref.name}: about {plural(count, 'message')} deleted")
 
     with aws_errors(settings):
