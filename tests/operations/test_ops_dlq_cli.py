@@ -135,6 +135,35 @@ def test_peek_of_an_empty_queue_says_so_in_words(sqs, make_queue, cli_env) -> No
     )
 
 
+def test_peek_of_a_fifo_queue_says_why_it_shows_fewer_of_a_group(sqs, cli_env) -> None:
+    # given: a FIFO queue holding 12 messages of one message group
+    url = sqs.create_queue(
+        QueueName=f"peek-{uuid.uuid4().hex[:8]}.fifo", Attributes={"FifoQueue": "true"}
+    )["QueueUrl"]
+    try:
+        for n in range(12):
+            sqs.send_message(
+                QueueUrl=url,
+                MessageBody=f"m{n}",
+                MessageGroupId="one",
+                MessageDeduplicationId=str(n),
+            )
+
+        # when: peeked at, up to 20
+        result = cli("dlq", "peek", url, "--limit", "20", "--json", env=cli_env)
+        text = cli("dlq", "peek", url, "--limit", "20", env=cli_env)
+    finally:
+        sqs.delete_queue(QueueUrl=url)
+
+    # then: SQS hands out the group's first ten only, while this look holds them; the line says
+    # why, rather than leaving two messages seemingly gone
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 10
+    assert text.returncode == 0, text.stderr
+    why = "showing 10 (a FIFO queue shows the next messages of a group only once those before"
+    assert f"{why} them are deleted)" in text.stderr
+
+
 # -- redrive ----------------------------------------------------------------------------------
 
 

@@ -90,13 +90,23 @@ def peek_command(
     if not described and ref.shows_none_visible:
         say_shows_none(ref, "show", err=True)
         return
-    click.echo(
-        f"{ref.name}: about {plural(ref.visible, 'message')} visible, {ref.in_flight} in flight; "
-        f"showing {len(described)}",
-        err=True,
-    )
+    click.echo(_showing(ref, len(described), limit), err=True)
     if described:
         _show_peeked(described, with_body=with_body, queue=ref.name)
+
+
+def _showing(ref: QueueRef, shown: int, limit: int) -> str:
+    """The line above the table: how many the queue shows, and how many this look does."""
+    about = plural(ref.visible, "message")
+    line = f"{ref.name}: about {about} visible, {ref.in_flight} in flight; showing {shown}"
+    if ref.fifo and shown < min(limit, ref.visible):
+        # A FIFO queue hands out no more of a message group while some of it is in flight, as
+        # this look's own receives are: the rest shows once those before it are deleted.
+        line += (
+            " (a FIFO queue shows the next messages of a group only once those before them are "
+            "deleted)"
+        )
+    return line
 
 
 def _show_peeked(described: Sequence[dict[str, Any]], *, with_body: bool, queue: str) -> None:
