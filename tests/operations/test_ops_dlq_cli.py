@@ -398,8 +398,8 @@ def test_a_redrive_to_the_dlq_itself_is_refused_in_one_line(sqs, make_queue, cli
     assert count_messages(sqs, url) == 0
 
 
-def test_a_dlq_of_several_queues_sends_each_message_home(sqs, make_queue, cli_env) -> None:
-    # given: one DLQ for two queues; quarantined messages say where they came from
+def dlq_of_two_queues(sqs: Any, make_queue: Any) -> tuple[str, str, str]:
+    """A DLQ whose redrive policy two queues name: (its URL, theirs)."""
     dlq, _ = make_queue("shared-dlq", dlq=False)
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -409,6 +409,12 @@ def test_a_dlq_of_several_queues_sends_each_message_home(sqs, make_queue, cli_en
     second, _ = make_queue("second", dlq=False)
     for url in (first, second):
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
+    return dlq, first, second
+
+
+def test_a_dlq_of_several_queues_sends_each_message_home(sqs, make_queue, cli_env) -> None:
+    # given: one DLQ for two queues; quarantined messages say where they came from
+    dlq, first, second = dlq_of_two_queues(sqs, make_queue)
     sqs.send_message(QueueUrl=dlq, MessageBody="a", MessageAttributes=quarantined(first))
     sqs.send_message(QueueUrl=dlq, MessageBody="b", MessageAttributes=quarantined(second))
     sqs.send_message(QueueUrl=dlq, MessageBody="nowhere")
@@ -432,15 +438,7 @@ def test_a_source_queue_is_known_by_its_account_and_name_whatever_host_the_worke
     # given: one DLQ for two queues, and a worker that reached them by another host than this
     # command's endpoint (a container's `localstack:4566`, the host's `localhost:4566`): its
     # LambdaDestinations.SourceQueue spells the URL so
-    dlq, _ = make_queue("shared-dlq", dlq=False)
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
-    first, _ = make_queue("first", dlq=False)
-    second, _ = make_queue("second", dlq=False)
-    for url in (first, second):
-        sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
+    dlq, first, second = dlq_of_two_queues(sqs, make_queue)
     assert "127.0.0.1" in first, first  # the test's endpoint, which the worker named otherwise
 
     def as_the_worker_spelt_it(url: str) -> str:
