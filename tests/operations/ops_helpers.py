@@ -209,3 +209,16 @@ def failure_body(
     )
     record["timestamp"] = at(minutes_ago)
     return json.dumps(record), record
+
+
+def table_with_stream(dynamodb: Any, table: str) -> str:
+    """A DynamoDB table ``table`` (key ``id``, a string) whose stream carries each new item;
+    the stream's ARN."""
+    created = dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+    return str(created["TableDescription"]["LatestStreamArn"])

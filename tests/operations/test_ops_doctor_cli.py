@@ -25,6 +25,7 @@ from ops_helpers import (
     failure_body,
     row_of,
     seed_sync,
+    table_with_stream,
 )
 
 from lambda_destinations.store import FailureStatus, Store
@@ -123,15 +124,9 @@ class Setup:
         its on-failure destination ``destination``; the table's name and the mapping's UUID."""
         dynamodb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=self.endpoint.url)
         table = f"{self.prefix}-carts"
-        created = dynamodb.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-        )
+        stream = table_with_stream(dynamodb, table)
         self.later.append(lambda: dynamodb.delete_table(TableName=table))
-        return table, self.mapping(created["TableDescription"]["LatestStreamArn"], destination)
+        return table, self.mapping(stream, destination)
 
     def mapping(self, source_arn: str, destination: str) -> str:
         """An event-source mapping of the function from ``source_arn``, its on-failure

@@ -26,6 +26,7 @@ from ops_helpers import (
     row_of,
     seed_sync,
     send_all,
+    table_with_stream,
 )
 
 from lambda_destinations.simulate import kinesis_failure, success_record
@@ -439,13 +440,7 @@ def test_show_of_a_dynamodb_stream_failure_gives_the_command_that_reads_its_batc
     dynamodb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint_url)
     streams = boto3.client("dynamodbstreams", region_name="us-east-1", endpoint_url=endpoint_url)
     table = f"carts-{random.randrange(10**9)}"
-    arn = dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-    )["TableDescription"]["LatestStreamArn"]
+    arn = table_with_stream(dynamodb, table)
     for i in range(3):
         dynamodb.put_item(TableName=table, Item={"id": {"S": f"c{i}"}})
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
