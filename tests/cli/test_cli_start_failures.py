@@ -142,6 +142,22 @@ def test_the_region_of_a_queue_url_is_read_from_aws_hosts_only(
     assert url_region(url) == region
 
 
+def test_a_topic_arn_given_as_a_queue_stops_the_start_naming_the_way_to_its_queue(
+    base_env,
+) -> None:
+    # before: "queue '…' is not an SQS queue ARN: fix LAMBDA_DESTINATIONS_QUEUES (a URL, a
+    # name, or arn:aws:sqs:…)": true, and no help to whoever copied the destination's ARN
+    topic = "arn:aws:sns:us-east-1:123456789012:order-failures"
+    result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": topic})
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: queue {topic!r} is an SNS topic's ARN, not a queue's: fix "
+        "LAMBDA_DESTINATIONS_QUEUES: name the SQS queue subscribed to the topic (`aws sns "
+        f"list-subscriptions-by-topic --topic-arn {topic}` lists them)"
+    )
+    assert_clean(result)
+
+
 @pytest.mark.parametrize(
     "queue", ["sqs.us-east-1.amazonaws.com/123456789012/orders", "orders success", "orders+1"]
 )

@@ -1095,6 +1095,52 @@ def test_an_unknown_queue_exits_2_in_one_line(cli_env, command) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("given", "line"),
+    [
+        (
+            "arn:aws:sns:us-east-1:123456789012:alerts",
+            "error: 'arn:aws:sns:us-east-1:123456789012:alerts' is an SNS topic's ARN, not a "
+            "queue's: name the SQS queue subscribed to the topic (`aws sns "
+            "list-subscriptions-by-topic --topic-arn arn:aws:sns:us-east-1:123456789012:alerts` "
+            "lists them)",
+        ),
+        (
+            "arn:aws:lambda:us-east-1:123456789012:function:orders",
+            "error: 'arn:aws:lambda:us-east-1:123456789012:function:orders' is a lambda ARN, "
+            "not an SQS queue's: give the queue's URL, name or arn:aws:sqs:REGION:ACCOUNT:NAME",
+        ),
+        (
+            "orders dlq",
+            "error: no queue can be named 'orders dlq': a queue's name is 1 to 80 letters, "
+            "digits, - and _ (a FIFO queue's ends in .fifo); give the queue's URL, name or "
+            "arn:aws:sqs:REGION:ACCOUNT:NAME",
+        ),
+        (
+            "sqs.us-east-1.amazonaws.com/123456789012/orders",
+            "error: no queue can be named 'sqs.us-east-1.amazonaws.com/123456789012/orders': a "
+            "queue's name is 1 to 80 letters, digits, - and _ (a FIFO queue's ends in .fifo); "
+            "give the queue's URL, name or arn:aws:sqs:REGION:ACCOUNT:NAME",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["peek"], ["purge", "--yes"], ["redrive", "--to"]])
+def test_what_can_be_no_queue_exits_2_saying_what_it_is(
+    make_queue, cli_env, given, line, command
+) -> None:
+    # before: "… is not an SQS queue ARN" with no way on, or "does not exist: check the name"
+    # for a name no queue can have (SQS looked it up, or refused it in its own words)
+    if command[-1] == "--to":  # the DLQ exists; where it would send them is what is wrong
+        args = ["redrive", make_queue("nq")[1], "--to", given]
+    else:
+        args = [command[0], given, *command[1:]]
+    result = cli("dlq", *args, env=cli_env)
+
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result) == [line]
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("form", ["arn", "url"])
 @pytest.mark.parametrize(
     "command", [["peek"], ["redrive"], ["purge", "--yes"], ["redrive", "--to"]]

@@ -23,11 +23,13 @@ from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import error_code
 from lambda_destinations.worker.queues import (
     NONEXISTENT,
+    QUEUE_NAME,
     REASON_ATTRIBUTE,
     SOURCE_ATTRIBUTE,
     client_region,
     is_missing_queue,
     parse_arn,
+    topic_instead,
     url_region,
 )
 
@@ -77,6 +79,7 @@ class QueueRef:
 async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
     """A queue by URL, name or ARN; QueueNotFound naming it when it does not exist, or is of
     another region than the client's."""
+    _refuse_what_no_queue_is(ident)
     region = _region_named(ident)
     if region is not None and region != (own := client_region(sqs)):
         # An ARN looked up by name in our region would be another queue (or none); SQS answers
@@ -90,7 +93,9 @@ async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
             try:
                 _, account, name = parse_arn(ident)
             except ValueError:
-                raise QueueNotFound(f"{ident!r} is not an SQS queue ARN") from None
+                raise QueueNotFound(
+                    f"{echoed(ident)!r} is not an SQS queue ARN: {_QUEUE_FORMS}"
+                ) from None
             found = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
             url = found["QueueUrl"]
         elif "://" in ident:
@@ -106,6 +111,31 @@ async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
         raise
     attributes: dict[str, str] = response.get("Attributes", {})
     return QueueRef(url, queue_name(url), attributes.get("QueueArn", ""), attributes)
+
+
+_QUEUE_FORMS = "give the queue's URL, name or arn:aws:sqs:REGION:ACCOUNT:NAME"
+
+
+def _refuse_what_no_queue_is(ident: str) -> None:
+    """QueueNotFound saying what ``ident`` is when no queue can be it: a topic's ARN (the way
+    to its queue), another service's ARN, a name SQS would refuse. Looked up, each was "does
+    not exist: check the name", or "not an SQS queue ARN" with no way on."""
+    if "://" in ident:
+        return
+    if not ident.startswith("arn:"):
+        if not QUEUE_NAME.fullmatch(ident):
+            raise QueueNotFound(
+                f"no queue can be named {echoed(ident)!r}: a queue's name is 1 to 80 letters, "
+                f"digits, - and _ (a FIFO queue's ends in .fifo); {_QUEUE_FORMS}"
+            )
+        return
+    if way := topic_instead(ident):
+        raise QueueNotFound(f"{echoed(ident)!r} is an SNS topic's ARN, not a queue's: {way}")
+    service = ident.split(":")[2] if ident.count(":") >= 2 else ""
+    if service and service != "sqs":
+        raise QueueNotFound(
+            f"{echoed(ident)!r} is a {echoed(service)} ARN, not an SQS queue's: {_QUEUE_FORMS}"
+        )
 
 
 def _region_named(ident: str) -> str | None:

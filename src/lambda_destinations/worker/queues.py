@@ -22,7 +22,7 @@ from lambda_destinations.retrying import DENIED_CODES, error_code, first_line
 
 NONEXISTENT = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 # What SQS takes as a queue's name: up to 80 letters, digits, - and _ (and .fifo).
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}(?:\.fifo)?")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}(?:\.fifo)?")
 # The hosts of AWS's own queue URLs, which name the queue's region.
 _AWS_QUEUE_HOST = re.compile(
     r"sqs\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)"
@@ -81,6 +81,18 @@ def parse_arn(arn: str) -> tuple[str, str, str]:
     return parts[3], parts[4], parts[5]
 
 
+def topic_instead(arn: str) -> str | None:
+    """The way on when ``arn`` is an SNS topic's, given where a queue's was asked for (a
+    destination's ARN copied as it is): the queue subscribed to it; None for any other."""
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sns":
+        return None
+    return (
+        "name the SQS queue subscribed to the topic (`aws sns list-subscriptions-by-topic "
+        f"--topic-arn {echoed(arn)}` lists them)"
+    )
+
+
 def is_missing_queue(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in NONEXISTENT
 
@@ -107,7 +119,7 @@ def queue_lookup(sqs: Any, name_or_arn: str, *, queues_in: str) -> dict[str, str
     ``queues_in`` is where the queues were set, for the fix an error names (``--queues``, the
     variable, the TOML file: ``Settings.set_in("queues")``)."""
     if not name_or_arn.startswith("arn:"):
-        if not _QUEUE_NAME.fullmatch(name_or_arn):
+        if not QUEUE_NAME.fullmatch(name_or_arn):
             # No queue can have this name: "does not exist: create the queue" would mislead
             # (a URL without its scheme, a path, a typo'd ARN).
             raise ConfigError(
@@ -116,6 +128,11 @@ def queue_lookup(sqs: Any, name_or_arn: str, *, queues_in: str) -> dict[str, str
                 "and _, or arn:aws:sqs:REGION:ACCOUNT:NAME)"
             )
         return {"QueueName": name_or_arn}
+    if way := topic_instead(name_or_arn):
+        raise ConfigError(
+            f"queue {echoed(name_or_arn)!r} is an SNS topic's ARN, not a queue's: fix "
+            f"{queues_in}: {way}"
+        )
     try:
         region, account, name = parse_arn(name_or_arn)
     except ValueError:
