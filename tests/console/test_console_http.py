@@ -2661,6 +2661,33 @@ async def test_an_overview_with_no_failure_in_its_day_names_the_newest_before_it
     assert record["requestContext"]["requestId"] in listing
 
 
+@pytest.mark.parametrize("page", ["/", "/groups"])
+async def test_a_group_with_no_error_type_links_to_its_failures_alone(
+    make_client, settings_for, page: str
+) -> None:
+    # given: orders-api failed twice, once in its code and once without running (no
+    # concurrency left: no response, so no error type)
+    settings = settings_for()
+    rng = random.Random(5)
+    ran = failure_record(rng, function="orders-api", condition="RetriesExhausted")
+    never_ran = failure_record(rng, function="orders-api", condition="ZeroReservedConcurrency")
+    for record in (ran, never_ran):
+        record["requestContext"]["functionArn"] = function_arn("orders-api", None)
+        await stored_failure(settings, record=record)
+    client = await make_client(settings)
+
+    # when: the link of the group whose error type shows as "-" is followed
+    groups = await (await client.get(page)).text()
+    rows = re.findall(r"<tr>\s*<td><a href=\"([^\"]+)\">orders-api</a></td>\s*<td>-</td>", groups)
+    assert len(rows) == 1, groups
+    listing = await (await client.get(html.unescape(rows[0]))).text()
+
+    # then: it lists that failure, and not the function's other (before: every failure of
+    # orders-api, the filter left empty)
+    assert never_ran["requestContext"]["requestId"] in listing
+    assert ran["requestContext"]["requestId"] not in listing
+
+
 # -- replaying on another version or alias ----------------------------------------------------
 
 

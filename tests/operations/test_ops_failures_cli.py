@@ -122,6 +122,8 @@ def test_list_shows_failures_newest_first_and_never_successes(cli_env, seeded) -
         (["--function", "billing-*"], {"billing_timeout", "billing_age"}),
         (["--function", "orders-api", "--error-type", "TimeoutError"], {"orders_timeout"}),
         (["--condition", "EventAgeExceeded"], {"billing_age"}),
+        # the function never ran: no error type, which the tables show as "-"
+        (["--error-type", "-", "--function", "billing-*"], {"billing_age"}),
         (["--since", "150m"], {"orders_value", "ignored", "billing_timeout"}),
         (["--since", "4h", "--until", "90m"], {"billing_timeout", "billing_age"}),
         (["--status", "ignored"], {"ignored"}),

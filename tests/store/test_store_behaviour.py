@@ -861,7 +861,9 @@ async def dataset(store: Store, make_row: RowFactory, make_delivery: DeliveryFac
     rows = [
         make_row(key="a", function_name="orders-api", error_type="TimeoutError"),
         make_row(key="b", function_name="orders-worker", error_type="KeyError"),
-        make_row(key="c", function_name="payments-api", condition="EventAgeExceeded"),
+        make_row(
+            key="c", function_name="payments-api", condition="EventAgeExceeded", error_type=None
+        ),
         make_row(key="d", function_name="ordersapi", error_type=None, succeeded=True),
         make_row(key="e", function_name="orders_api", status=FailureStatus.RECOVERED),
         make_row(key="f", function_name="Orders-api", request_id="shared"),
@@ -886,6 +888,8 @@ FILTERS = {
     "glob class": (InvocationFilter(function_glob="[op]*-api"), "ca"),
     "glob negated class": (InvocationFilter(function_glob="[!o]*"), "fc"),
     "error type": (InvocationFilter(error_type="KeyError"), "b"),
+    # as the tables show a failure with none (the function never ran): d succeeded
+    "no error type": (InvocationFilter(error_type="-"), "c"),
     "condition": (InvocationFilter(condition="EventAgeExceeded"), "c"),
     "since, inclusive": (InvocationFilter(since=T0 + dt.timedelta(hours=5)), "hgf"),
     "until, exclusive": (InvocationFilter(until=T0 + dt.timedelta(hours=2)), "ba"),

@@ -34,6 +34,8 @@ SELECTIONS: dict[str, InvocationFilter] = {
     "window": InvocationFilter(since=T, until=T + dt.timedelta(hours=2), limit=100),
     "condition": InvocationFilter(condition="RetriesExhausted", limit=100),
     "open + error type": InvocationFilter(statuses=[OPEN], error_type="TimeoutError", limit=100),
+    "no error type": InvocationFilter(error_type="-", limit=100),
+    "open + no error type": InvocationFilter(statuses=[OPEN], error_type="-", limit=100),
     "open + function": InvocationFilter(statuses=[OPEN], function_glob="orders-api", limit=100),
     "function + error type + since": InvocationFilter(
         function_glob="orders-api", error_type="TimeoutError", since=T, limit=100

@@ -277,7 +277,10 @@ def _selection_option_list(limit_default: int | None) -> list[Callable[[F], F]]:
             metavar="GLOB",
             help="Function name, shell glob: 'orders-*'.",
         ),
-        click.option("--error-type", help="Exact error type: TimeoutError."),
+        click.option(
+            "--error-type",
+            help="Exact error type: TimeoutError; - for none (the function never ran).",
+        ),
         click.option("--condition", help="Exact condition: RetriesExhausted, EventAgeExceeded."),
         since_option(),
         until_option(),

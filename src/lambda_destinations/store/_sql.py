@@ -50,6 +50,7 @@ from lambda_destinations.store._tables import (
 )
 from lambda_destinations.store._types import UTCDateTime
 from lambda_destinations.store.base import (
+    NO_ERROR_TYPE,
     DeliveryRow,
     FailureCount,
     FailureStatus,
@@ -957,7 +958,9 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             where.append(c.status.is_not(None))
         if selection.function_glob is not None:
             where.append(self._glob_condition(c.function_name, selection.function_glob))
-        if selection.error_type is not None:
+        if selection.error_type == NO_ERROR_TYPE:
+            where.append(c.error_type.is_(None))
+        elif selection.error_type is not None:
             where.append(c.error_type == selection.error_type)
         if selection.condition is not None:
             where.append(c.condition == selection.condition)

@@ -199,13 +199,18 @@ class InvocationCursor:
         return cls(row.timestamp or row.first_seen_at, row.first_seen_at, row.key)
 
 
+# The error type that selects the failures with none, as the tables show them: the function
+# never ran (throttled, too old, no concurrency left) or failed without saying a type.
+NO_ERROR_TYPE = "-"
+
+
 @dataclasses.dataclass(slots=True)
 class InvocationFilter:
     """Selection for operator commands; every field narrows, None means any."""
 
     failed_only: bool = True
     function_glob: str | None = None
-    error_type: str | None = None
+    error_type: str | None = None  # NO_ERROR_TYPE: the failures with none
     condition: str | None = None
     since: dt.datetime | None = None  # on the record's timestamp (first_seen_at when absent)
     until: dt.datetime | None = None  # since <= t < until: consecutive windows never overlap
