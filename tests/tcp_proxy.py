@@ -11,7 +11,9 @@ With ``http`` it reads each request whole (HTTP/1.1 with a Content-Length, as bo
 keeps the time of each one containing ``needle`` (``seen``: how often the caller tries), and
 answers the next ``refusals`` of them itself with ``refusal`` (an AWS error, from
 :func:`aws_error`), never sending them on: what moto cannot do, SQS's ``OverLimit`` or SES's
-``Throttling``, as AWS answers it. It also keeps the access key that signed each request
+``Throttling``, as AWS answers it; or, with ``answer`` set, gives the answer it returns for such
+a request, when it returns one: what AWS says to what moto takes (SQS's refusal of a batch
+entry too long for the queue). It also keeps the access key that signed each request
 (``keys``, from its Authorization header's ``Credential=``): moto checks no signature, so this
 is how a test sees which credentials the worker used. And it keeps each request whole, in the
 order it came (``requests``): how a test counts the calls a command made."""
@@ -22,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 Protocol = Literal["json", "query", "rest-json", "rest-xml"]
@@ -95,7 +97,10 @@ class AnswerCutter:
         self.held = 0  # answers held back so far
         self.refusals = 0  # (http) requests with the needle still to answer with `refusal`
         self.refusal = b""  # that answer, whole (aws_error)
-        self.refused = 0  # requests answered with `refusal` so far
+        self.refused = 0  # requests answered here (`refusal`, `answer`) so far
+        # (http) the answer, whole, to give a request with the needle instead of sending it on;
+        # None: send it on
+        self.answer: Callable[[bytes], bytes | None] | None = None
         self.seen: list[float] = []  # (http) loop time of each request with the needle
         self.keys: list[tuple[str, bool]] = []  # (http) each request's access key, needle in it
         self.requests: list[bytes] = []  # (http) each request, whole, refused ones too
@@ -123,6 +128,15 @@ class AnswerCutter:
         if signed := _SIGNED_BY.search(request):
             self.keys.append((signed[1].decode(), self.needle in request))
 
+    def _own_answer(self, request: bytes) -> bytes | None:
+        """(http) The answer to give ``request`` here rather than send it on; None: send it."""
+        if self.answer is not None and (answer := self.answer(request)) is not None:
+            return answer
+        if self.refusals > 0:
+            self.refusals -= 1
+            return self.refusal
+        return None
+
     async def _pipe(
         self,
         reader: asyncio.StreamReader,
@@ -141,10 +155,9 @@ class AnswerCutter:
                     self._note(data)
                 if self.http and not answers and self.needle in data:
                     self.seen.append(asyncio.get_running_loop().time())
-                    if self.refusals > 0 and caller is not None:
-                        self.refusals -= 1
+                    if caller is not None and (answer := self._own_answer(data)) is not None:
                         self.refused += 1
-                        caller.write(self.refusal)  # AWS's answer; the service never sees it
+                        caller.write(answer)  # AWS's answer; the service never sees it
                         await caller.drain()
                         continue
                 if not answers and self.passes > 0 and self.needle in data:
