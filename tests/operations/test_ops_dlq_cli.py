@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,7 +32,7 @@ from lambda_destinations.simulate import kinesis_failure, legacy_dlq, success_re
 from lambda_destinations.store import Store
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
 from lambda_destinations.worker.queues import REASON_ATTRIBUTE, REDRIVE_ATTRIBUTE, SOURCE_ATTRIBUTE
-from tcp_proxy import AnswerCutter
+from tcp_proxy import AnswerCutter, aws_error
 
 CUSTOM = {"Tenant": {"DataType": "String", "StringValue": "acme"}}
 # One mover where a test counts messages exactly: with several concurrent receivers and
@@ -623,6 +625,189 @@ async def test_a_send_whose_answer_is_lost_is_left_in_doubt_and_never_sent_twice
     left = bodies_of(receive_all(sqs, dlq))
     assert len(left) == 10
     assert set(left) <= set(bodies)
+
+
+# -- messages near their queue's size limit ---------------------------------------------------
+
+SMALL_QUEUE = 1024  # bytes: the least MaximumMessageSize SQS allows
+
+
+def sqs_size(body: str, attributes: dict[str, Any]) -> int:
+    """A message's size as SQS weighs it against a queue's MaximumMessageSize: its body's UTF-8
+    bytes, and each message attribute's name, data type and value (a Binary one's bytes)."""
+    size = len(body.encode())
+    for name, value in attributes.items():
+        data = value.get("BinaryValue", value.get("StringValue", "").encode())
+        if isinstance(data, str):  # base64, as SQS's JSON has it
+            data = base64.b64decode(data)
+        size += len(name.encode()) + len(value["DataType"].encode()) + len(data)
+    return size
+
+
+def refusing_entries_over(limit: int) -> Callable[[bytes], bytes | None]:
+    """An ``AnswerCutter.answer``: SQS's answer to a SendMessageBatch whose entries are too long
+    for a queue's MaximumMessageSize of ``limit`` (moto weighs the body alone): each one failed,
+    InvalidParameterValue. A batch whose entries all fit goes on to moto; one of both kinds is
+    refused whole, in a way no command takes for SQS's, as this proxy cannot split it."""
+
+    def answer(request: bytes) -> bytes | None:
+        entries = json.loads(request.partition(b"\r\n\r\n")[2])["Entries"]
+        over = [
+            e["Id"]
+            for e in entries
+            if sqs_size(e["MessageBody"], e.get("MessageAttributes", {})) > limit
+        ]
+        if not over:
+            return None
+        if len(over) < len(entries):
+            return aws_error(400, "TestProxyCannotSplitBatch", "send one kind only", "json")
+        reason = (
+            "One or more parameters cannot be validated. "
+            f"Reason: Message must be shorter than {limit} bytes."
+        )
+        failed = [
+            {"Id": i, "SenderFault": True, "Code": "InvalidParameterValue", "Message": reason}
+            for i in over
+        ]
+        body = json.dumps({"Successful": [], "Failed": failed}).encode()
+        head = [
+            "HTTP/1.1 200 OK",
+            "Content-Type: application/x-amz-json-1.0",
+            f"Content-Length: {len(body)}",
+        ]
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+    return answer
+
+
+# The run's mark as SQS weighs it: name, type, and a run id (32 hex digits).
+MARK = len(REDRIVE_ATTRIBUTE) + len("String") + 32
+
+
+def near_the_limit(url: str, spare: int) -> tuple[str, dict[str, Any]]:
+    """A body and message attributes (the quarantine's, and a Binary one) that fit a queue of
+    SMALL_QUEUE bytes with ``spare`` bytes to spare; the body mostly of two-byte characters:
+    SQS weighs bytes, a Binary value's own, not their base64."""
+    attributes = {**quarantined(url), "Digest": {"DataType": "Binary", "BinaryValue": bytes(90)}}
+    room = SMALL_QUEUE - spare - sqs_size(f"not json {spare} ", attributes)
+    return f"not json {spare} " + "é" * (room // 2) + "x" * (room % 2), attributes
+
+
+@pytest.mark.parametrize("to", [False, True], ids=["its-source-queue", "to"])
+async def test_a_message_that_fits_its_queue_only_without_the_run_s_mark_is_moved_without_it(
+    sqs, make_queue, cli_env, endpoint_url, to
+) -> None:
+    # given: a queue of 1 KiB messages at most, and in its DLQ two messages that fit it, one with
+    # 20 bytes to spare, too few for the run's mark, the other with just enough; a proxy answers
+    # as SQS does to a message too long for the queue
+    url, dlq = make_queue("near-limit")
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": str(SMALL_QUEUE)})
+    tight, attributes = near_the_limit(url, spare=20)
+    roomy, _ = near_the_limit(url, spare=MARK)
+    send_all(sqs, dlq, [tight, roomy], MessageAttributes=attributes)
+    cutter = AnswerCutter(endpoint_url, b"SendMessageBatch", http=True)
+    cutter.answer = refusing_entries_over(SMALL_QUEUE)
+
+    # when
+    returncode, out, err, _ = await cli_through(
+        cutter, cli_env, "dlq", "redrive", dlq, "--json", *ONE_MOVER, *(("--to", url) if to else ())
+    )
+
+    # then: both moved, whole; the one with room for the run's mark carries it, the other not
+    # (with it, SQS refused it on every run, and it stayed in the DLQ for good); the queue's
+    # limit read once, or not again with --to
+    assert returncode == 0, (out + err).decode()[-900:]
+    assert json.loads(out)["moved"] == 2
+    assert cutter.refused == 0
+    reads = [r for r in cutter.requests if b'"MaximumMessageSize"' in r]
+    assert len(reads) == (0 if to else 1)
+    moved = {m["Body"]: m["MessageAttributes"] for m in receive_all(sqs, url)}
+    assert moved[tight] == attributes
+    assert moved[roomy].pop(REDRIVE_ATTRIBUTE)["DataType"] == "String"
+    assert moved[roomy] == attributes
+    assert count_messages(sqs, dlq) == 0
+
+
+async def test_a_target_s_size_limit_is_read_once_a_run_and_taken_as_256_kib_when_refused(
+    sqs, make_queue, endpoint_url
+) -> None:
+    # given: 25 messages in a DLQ, and credentials that may not read the target's attributes
+    from aiobotocore.session import get_session
+
+    from lambda_destinations.operations.redrive import move_messages, target_chooser
+
+    url, dlq = make_queue("size-unread")
+    bodies = [f"message-{n}" for n in range(25)]
+    send_all(sqs, dlq, bodies)
+    cutter = AnswerCutter(endpoint_url, b"MaximumMessageSize", http=True)
+    cutter.refusals = 100
+    cutter.refusal = aws_error(
+        403, "AccessDenied", "not authorized to perform: sqs:GetQueueAttributes", "json"
+    )
+
+    # when: four movers, three batches
+    async with (
+        cutter.running() as proxied,
+        get_session().create_client("sqs", endpoint_url=proxied, region_name="us-east-1") as client,
+    ):
+        report = await move_messages(client, dlq, target_chooser(url, [url]), run="run-1")
+
+    # then: asked once, refused, taken as SQS's default of 256 KiB: each one moved with the mark
+    assert (len(cutter.seen), cutter.refused) == (1, 1)
+    assert report.ok
+    moved = receive_all(sqs, url)
+    assert set(bodies_of(moved)) == set(bodies)  # moto may hand one out twice (EMULATORS.md)
+    assert {m["MessageAttributes"][REDRIVE_ATTRIBUTE]["StringValue"] for m in moved} == {"run-1"}
+
+
+async def test_a_message_moved_without_the_mark_and_quarantined_back_is_left_as_arrived(
+    sqs, make_queue, endpoint_url, settings_for
+) -> None:
+    # given: a queue of 1 KiB messages at most, and in its DLQ two poison messages: a small
+    # one, and one that fits the queue only without the run's mark
+    from aiobotocore.session import get_session
+
+    from lambda_destinations.operations.redrive import move_messages, target_chooser
+    from lambda_destinations.worker import Worker
+
+    url, dlq = make_queue("unmarked-back")
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": str(SMALL_QUEUE)})
+    big, attributes = near_the_limit(url, spare=20)
+    send_all(sqs, dlq, ["not json", big], MessageAttributes=attributes)
+
+    class SendThenQuarantine:
+        """Sends a batch, then lets the worker drain the queue: it quarantines each poison
+        message straight back to the DLQ, as a worker running during the redrive does."""
+
+        def __init__(self, client: Any) -> None:
+            self.client = client
+
+        async def send_message_batch(self, **kwargs: Any) -> Any:
+            answer = await self.client.send_message_batch(**kwargs)
+            async with Worker(settings_for(url)) as worker:
+                await worker.run(once=True)
+            return answer
+
+    # when
+    async with get_session().create_client(
+        "sqs", endpoint_url=endpoint_url, region_name="us-east-1"
+    ) as client:
+        report = await move_messages(
+            client,
+            dlq,
+            target_chooser(url, [url]),
+            concurrency=1,
+            run="run-1",
+            sender=SendThenQuarantine(client),
+        )
+
+    # then: each moved once and left once back: the marked one as come back, the other as
+    # arrived after the run started (its SentTimestamp is the worker's quarantine)
+    assert (report.moved, report.came_back, report.arrived) == (2, 1, 1)
+    assert report.ok
+    back = receive_all(sqs, dlq)
+    assert bodies_of(back) == sorted(["not json", big])
+    assert count_messages(sqs, url) == 0
 
 
 async def test_a_redrive_that_loses_the_endpoint_midway_exits_4_in_one_line(

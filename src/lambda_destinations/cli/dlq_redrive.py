@@ -264,6 +264,8 @@ class _Redrive:
                 visibility=self.visibility_timeout,
                 on_moved=moved,
                 sender=sender,
+                # read with the rest of --to's attributes: no second read
+                max_sizes={target.url: target.max_message_size} if target else None,
             )
         return {**report.as_dict(), "ok": report.ok and not report.left}
 

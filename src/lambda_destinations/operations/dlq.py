@@ -33,6 +33,11 @@ from lambda_destinations.worker.queues import (
     url_region,
 )
 
+# The MaximumMessageSize taken for a queue whose attributes do not say it (credentials that may
+# not read them): SQS's default until 2025, when it became 1 MiB. A queue may still have it, and
+# taking more than a queue's limit would make messages too long for it.
+DEFAULT_MAX_MESSAGE_SIZE = 262_144
+
 # Long polls (1 s) rather than short ones: a short poll samples a subset of SQS's servers and
 # can answer "empty" while messages remain.
 RECEIVE_WAIT = 1
@@ -50,6 +55,10 @@ class QueueRef:
     @property
     def fifo(self) -> bool:
         return self.attributes.get("FifoQueue", "false").lower() == "true"
+
+    @property
+    def max_message_size(self) -> int:
+        return max_message_size(self.attributes)
 
     @property
     def visible(self) -> int:
@@ -74,6 +83,15 @@ class QueueRef:
         """No message visible by SQS's counts: nothing a receive or a move task could take now
         (those in flight or delayed show again when their visibility timeout or delay ends)."""
         return not self.visible
+
+
+def max_message_size(attributes: Mapping[str, str]) -> int:
+    """The most bytes a message of the queue may hold, by its attributes (SQS weighs the body
+    and the message attributes); DEFAULT_MAX_MESSAGE_SIZE when they do not say."""
+    try:
+        return int(attributes["MaximumMessageSize"])
+    except (KeyError, ValueError):
+        return DEFAULT_MAX_MESSAGE_SIZE
 
 
 async def resolve_queue(sqs: Any, ident: str) -> QueueRef:

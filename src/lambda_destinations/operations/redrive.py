@@ -24,6 +24,13 @@ run, even while a worker quarantines them straight back: every message it sends 
 ``LambdaDestinations.Redrive`` (the run's id), which the worker's quarantine keeps, so one that
 comes back during the run is recognised, left in the DLQ and counted as come back; a message
 sent to the DLQ after the run started (by ``SentTimestamp``) is left for the next run.
+
+The mark (64 bytes: its name, type and value) goes only on a message that still fits the
+target's ``MaximumMessageSize`` with it (SQS weighs the body and each message attribute): one a
+few bytes short of the limit would be refused on every run, and stay in the DLQ for good. The
+cost: should one sent without it come back during the run, it is still left alone (its
+``SentTimestamp``, this run's send or the quarantine after it, is after the run started), but
+counted as arrived rather than come back. Another run's mark on a message is dropped either way.
 """
 
 from __future__ import annotations
@@ -51,7 +58,13 @@ from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.replay import TRIGGER_MANUAL
 from lambda_destinations.operations._rate import RateLimiter
-from lambda_destinations.operations.dlq import receive, release, string_attribute
+from lambda_destinations.operations.dlq import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    max_message_size,
+    receive,
+    release,
+    string_attribute,
+)
 from lambda_destinations.operations.replay import (
     ReplayResult,
     ReplayState,
@@ -265,17 +278,28 @@ def _account_and_name(url: str) -> tuple[str, ...]:
 
 
 def send_entry(
-    message: Mapping[str, Any], index: int, *, fifo: bool, run: str | None = None
+    message: Mapping[str, Any],
+    index: int,
+    *,
+    fifo: bool,
+    run: str | None = None,
+    max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
 ) -> dict[str, Any]:
     """The SendMessageBatch entry that carries ``message`` on: same body and attributes, and
-    the redrive's ``run`` id when SQS's limit of ten attributes leaves room for it."""
-    entry: dict[str, Any] = {"Id": str(index), "MessageBody": message.get("Body", "")}
+    the redrive's ``run`` id (instead of an earlier run's) when it fits: SQS's limit of ten
+    attributes leaves room for it, and the message stays within the target's ``max_size`` (its
+    MaximumMessageSize) with it."""
+    body = message.get("Body", "")
+    entry: dict[str, Any] = {"Id": str(index), "MessageBody": body}
     attributes = {
         name: sendable_attribute(value)
         for name, value in (message.get("MessageAttributes") or {}).items()
     }
-    if run is not None and len(attributes.keys() - {REDRIVE_ATTRIBUTE}) < MAX_ATTRIBUTES:
-        attributes[REDRIVE_ATTRIBUTE] = {"DataType": "String", "StringValue": run}
+    if run is not None:
+        attributes.pop(REDRIVE_ATTRIBUTE, None)
+        marked = {**attributes, REDRIVE_ATTRIBUTE: {"DataType": "String", "StringValue": run}}
+        if len(marked) <= MAX_ATTRIBUTES and message_size(body, marked) <= max_size:
+            attributes = marked
     if attributes:
         entry["MessageAttributes"] = attributes
     system = message.get("Attributes", {})
@@ -289,6 +313,32 @@ def send_entry(
             message.get("MessageId")
         )
     return entry
+
+
+def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """The bytes SQS weighs against a queue's MaximumMessageSize: the body's (UTF-8) and, for
+    each message attribute (as :func:`sendable_attribute` has it), those of its name, data type
+    and value. System attributes (AWSTraceHeader) weigh nothing."""
+    size = len(body.encode())
+    for name, value in attributes.items():
+        data = value.get("BinaryValue")
+        if not isinstance(data, bytes):
+            data = str(value.get("StringValue", "")).encode()
+        size += len(name.encode()) + len(str(value.get("DataType", "")).encode()) + len(data)
+    return size
+
+
+async def target_max_size(sqs: Any, url: str) -> int:
+    """The queue's MaximumMessageSize; DEFAULT_MAX_MESSAGE_SIZE when SQS does not tell it
+    (credentials without ``sqs:GetQueueAttributes`` on it): a message too long even so is then
+    refused by SQS, as it would be anyway."""
+    try:
+        response = await sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["MaximumMessageSize"]
+        )
+    except ClientError:
+        return DEFAULT_MAX_MESSAGE_SIZE
+    return max_message_size(response.get("Attributes", {}))
 
 
 class _Budget:
@@ -322,6 +372,7 @@ async def move_messages(
     on_moved: Callable[[int], None] = lambda n: None,
     run: str | None = None,
     sender: Any = None,
+    max_sizes: Mapping[str, int] | None = None,
 ) -> MoveReport:
     """Move the DLQ's messages to their targets: send first, delete after (see the module doc).
 
@@ -334,11 +385,14 @@ async def move_messages(
     ``sender`` sends the batches: give it a client that sends each request once
     (``AwsClients.sender("sqs")``): a botocore retry of a send whose answer was lost would put a
     second copy in the target; without it, such a send is in doubt (``in_doubt``).
+
+    ``max_sizes``: the MaximumMessageSize of targets whose attributes the caller read already;
+    the others' are read at their first send.
     """
     report = MoveReport()
     limiter = RateLimiter(rate)
     budget = _Budget(limit)
-    pass_ = _Pass(run or uuid.uuid4().hex, int(time.time() * 1000), report)
+    pass_ = _Pass(run or uuid.uuid4().hex, int(time.time() * 1000), report, dict(max_sizes or {}))
 
     async def mover() -> None:
         while True:
@@ -400,8 +454,9 @@ async def _move_to(
     from the DLQ those sent; how many moved."""
     report = pass_.report
     try:
+        max_size = await pass_.max_size(sqs, target)
         sent, doubtful = await _send(
-            sender or sqs, target, messages, report, fifo=fifo, run=pass_.run
+            sender or sqs, target, messages, report, fifo=fifo, run=pass_.run, max_size=max_size
         )
     finally:
         messages = [pass_.newest_receipt(m) for m in messages]
@@ -429,6 +484,10 @@ class _Pass:
     run: str
     started_ms: int  # messages sent to the DLQ after this are not the run's to move
     report: MoveReport
+    # target URL -> its MaximumMessageSize, read at the target's first send (under the lock:
+    # movers sending to it at once ask once)
+    max_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    reading: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     moved: set[str] = dataclasses.field(default_factory=set)
     # Being sent by a mover now, with the receipts of later receives: a second mover that
     # receives one of these (its visibility ended while the first was still sending) leaves it
@@ -466,6 +525,13 @@ class _Pass:
                 self.moving[message_id] = []
                 fresh.append(message)
         return fresh, again
+
+    async def max_size(self, sqs: Any, target: str) -> int:
+        """The target's MaximumMessageSize, read once a run."""
+        async with self.reading:
+            if target not in self.max_sizes:
+                self.max_sizes[target] = await target_max_size(sqs, target)
+        return self.max_sizes[target]
 
     def newest_receipt(self, message: dict[str, Any]) -> dict[str, Any]:
         """``message``, no longer being sent, with the receipt of its latest receive."""
@@ -520,9 +586,13 @@ async def _send(
     *,
     fifo: bool,
     run: str | None = None,
+    max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
 ) -> tuple[set[str], set[str]]:
-    """Send to ``target``: (the message ids now in it, those whose send is in doubt)."""
-    entries = [send_entry(m, i, fifo=fifo, run=run) for i, m in enumerate(messages)]
+    """Send to ``target`` (whose MaximumMessageSize is ``max_size``): (the message ids now in
+    it, those whose send is in doubt)."""
+    entries = [
+        send_entry(m, i, fifo=fifo, run=run, max_size=max_size) for i, m in enumerate(messages)
+    ]
     ids = [m["MessageId"] for m in messages]
     try:
         response = await sqs.send_message_batch(QueueUrl=target, Entries=entries)
