@@ -49,10 +49,12 @@ async def admin(postgres_url: str) -> AsyncIterator[tuple[asyncpg.Connection, as
         await watcher.close()
 
 
-async def _until_waiting(watcher: asyncpg.Connection, task: asyncio.Task[object]) -> None:
-    """Return once a backend waits for a lock (the one ``task`` ran into)."""
+async def _until_waiting(
+    watcher: asyncpg.Connection, task: asyncio.Task[object], *, backends: int = 1
+) -> None:
+    """Return once ``backends`` wait for a lock (the one ``task`` ran into)."""
     async with asyncio.timeout(30):
-        while not await watcher.fetchval(_WAITING):
+        while await watcher.fetchval(_WAITING) < backends:
             assert not task.done(), "the call ended without waiting for the lock"
             await asyncio.sleep(0.005)
 
@@ -153,6 +155,44 @@ async def test_a_ledger_update_that_began_before_the_save_committed_ends_as_a_re
     # then: both records of the new request id are replays
     assert await _status(worker, other) is FailureStatus.REPLAY
     assert await _status(worker, replay) is FailureStatus.REPLAY
+
+
+async def test_two_replayers_recording_at_once_both_end(
+    stores: tuple[Store, Store],
+    admin: tuple[asyncpg.Connection, asyncpg.Connection],
+    make_row: RowFactory,
+) -> None:
+    # Two replays at once (two operators, a worker and the console): each one's second look
+    # must wait for the other's, not lock the table beside it and then deadlock on the UPDATE.
+    worker, replayer = stores
+    holder, watcher = admin
+    started = [(store, await _replay_begun(store, make_row())) for store in (worker, replayer)]
+
+    # given: a save under way, which both second looks wait for
+    held = holder.transaction()
+    await held.start()
+    try:
+        await holder.execute(
+            "INSERT INTO invocations (key, kind, envelope, occurred_at, queue, first_seen_at) "
+            "VALUES ('held:RetriesExhausted', 'invocation', 'none', now(), 'q', now())"
+        )
+        ledgers = [
+            asyncio.create_task(
+                store.update_replay(
+                    begun.id, new_request_id=f"new-{n}", outcome=ReplayOutcome.INVOKED
+                )
+            )
+            for n, (store, begun) in enumerate(started)
+        ]
+        await _until_waiting(watcher, ledgers[0], backends=2)
+    finally:
+        await held.rollback()  # when: the save ends, and both go on at once
+
+    # then: both are recorded (neither is a deadlock's victim)
+    await asyncio.gather(*ledgers)
+    for store, begun in started:
+        (found,) = await store.replays(begun.original_key)
+        assert found.outcome is ReplayOutcome.INVOKED
 
 
 async def _status(store: Store, row: InvocationRow) -> FailureStatus | None:

@@ -70,8 +70,10 @@ def _replay_record(new_request_id: str) -> sa.Update:
 
 
 # Waits for every write to the invocations that has begun (the worker's saves: their INSERT
-# holds ROW EXCLUSIVE until it commits) and holds back those that begin meanwhile.
-_SAVES_SETTLED = sa.text("LOCK TABLE invocations IN SHARE MODE")
+# holds ROW EXCLUSIVE until it commits) and holds back those that begin meanwhile. Not SHARE,
+# which two replayers would hold at once and then deadlock on, each UPDATE waiting for the
+# other's lock: SHARE ROW EXCLUSIVE is held by one transaction at a time, so they take turns.
+_SAVES_SETTLED = sa.text("LOCK TABLE invocations IN SHARE ROW EXCLUSIVE MODE")
 
 
 def _attempt_from(row: Any) -> ReplayAttempt:
@@ -87,7 +89,7 @@ class LedgerMixin(SqlAccess):
     # before a write transaction reads). Then a replay's record saved while the ledger records
     # its request id can be missed by both sides: the save's look-up began before the ledger's
     # commit, the ledger's UPDATE before the save's. So once the ledger's row is committed,
-    # ``update_replay`` marks the records again under a SHARE lock on the table, which waits
+    # ``update_replay`` marks the records again under a lock on the table, which waits
     # for the saves under way and holds back new ones: a save that began before the ledger's
     # commit is committed by then and seen; one that begins after it sees the ledger's row.
     # The saves, the worker's hot path, pay nothing for it; a replay holds them back for one
