@@ -295,6 +295,41 @@ def test_a_legacy_dlq_message_needs_its_function_named(
     assert lambda_endpoint.invocations() == [(function, json.loads(message.body))]
 
 
+def test_a_failure_its_destination_and_its_dlq_both_recorded_is_invoked_once(
+    lambda_endpoint, lambda_env, failures, function, sqlite_url
+) -> None:
+    # given: a function with an on-failure destination and a dead-letter queue: Lambda sends
+    # the same failed event to both, two records of one request id
+    original = failures[0]
+    message = legacy_dlq(random.Random(4))
+    attributes = {
+        **message.attributes,
+        "RequestID": {"DataType": "String", "StringValue": original.request_id},
+    }
+    dlq_copy = row_of(json.dumps(original.request_payload), attributes)
+    seed_sync(sqlite_url, [dlq_copy])
+    ids = (original.request_id or "", "--legacy-function", function)
+    lambda_endpoint.start_recording()
+
+    # when: both are selected, in a dry run, a replay, then a replay again
+    planned = cli("replay", *ids, "--dry-run", "--json", env=lambda_env)
+    first = cli("replay", *ids, "--yes", "--json", env=lambda_env)
+    again = cli("replay", *ids, "--status", "open", "--yes", "--json", env=lambda_env)
+
+    # then: invoked once, the other record skipped, saying which record was replayed
+    assert lambda_endpoint.invocations() == [(original.function_arn, PAYLOADS[0])]
+    assert first.returncode == 0, first.stderr
+    for result in (planned, first, again):
+        states = {r["key"]: r for r in json.loads(result.stdout)["results"]}
+        copy = states[dlq_copy.key]
+        assert copy["state"] == "skipped", result.stdout
+        assert original.key in copy["detail"]
+    assert json.loads(planned.stdout)["would_invoke"] == 1
+    assert json.loads(first.stdout)["invoked"] == 1
+    assert json.loads(again.stdout)["invoked"] == 0
+    assert ledger(sqlite_url, [dlq_copy])[dlq_copy.key] == []
+
+
 def test_no_selection_is_a_usage_error(lambda_env) -> None:
     result = cli("replay", env=lambda_env)
 

@@ -254,7 +254,9 @@ async def _plan_and_run(
             selection = dataclasses.replace(replay.selection, request_ids=whole)
             replay = dataclasses.replace(replay, request_ids=tuple(whole), selection=selection)
         rows, missing = await _select(store, replay)
-        planned = [await replay.one(store, None, row, dry_run=True) for row in rows]
+        planned = _once_each(
+            rows, [await replay.one(store, None, row, dry_run=True) for row in rows]
+        )
         say_no_failure(missing)
         to_invoke = [
             row for row, p in zip(rows, planned, strict=True) if p.state is ReplayState.WOULD_INVOKE
@@ -270,6 +272,27 @@ async def _plan_and_run(
         invoked = await _invoke(store, replay, progress)
         by_key = {r.key: r for r in invoked}
         return missing, [by_key.get(p.key, p) for p in planned]
+
+
+def _once_each(rows: Sequence[InvocationRow], planned: list[ReplayResult]) -> list[ReplayResult]:
+    """The plan with each failed invocation invoked once: a record of a request id an earlier
+    one to invoke has (an on-failure destination's and a dead-letter queue's of the same event)
+    is skipped."""
+    first: dict[str, str] = {}
+    for n, (row, plan) in enumerate(zip(rows, planned, strict=True)):
+        if plan.state is not ReplayState.WOULD_INVOKE or not row.request_id:
+            continue
+        if row.request_id not in first:
+            first[row.request_id] = row.key
+            continue
+        planned[n] = dataclasses.replace(
+            plan,
+            state=ReplayState.SKIPPED,
+            attempt=None,
+            skip=SkipReason.SAME_INVOCATION,
+            detail=f"the same invocation as {first[row.request_id]}, invoked in this run",
+        )
+    return planned
 
 
 def _say_before(

@@ -42,6 +42,7 @@ from lambda_destinations.retrying import (
 from lambda_destinations.schemas import FunctionArn, qualified_name, requalified
 from lambda_destinations.store import (
     FailureStatus,
+    InvocationFilter,
     InvocationRow,
     ReplayAttempt,
     ReplayOutcome,
@@ -74,6 +75,7 @@ class SkipReason(enum.StrEnum):
     ALREADY_REPLAYED = "already-replayed"  # an earlier attempt reached Lambda (use force)
     IN_DOUBT = "in-doubt"  # an earlier attempt was interrupted: it may have reached Lambda
     CONCURRENT = "concurrent"  # another process recorded the same attempt just now
+    SAME_INVOCATION = "same-invocation"  # another record of its request id is invoked in this run
     HANDLED = "handled"  # ignored or recovered by someone else while it waited its turn
     INTERRUPTED = "interrupted"  # not sent: the run stopped (Ctrl-C, an error) before its turn
 
@@ -322,7 +324,7 @@ async def _decide(
         return await _naming_the_original(store, row, result), None
     previous = await store.replays(row.key)
     if not force:
-        skipped = _already_replayed(row, previous)
+        skipped = _already_replayed(row, previous) or await _replayed_as_another(store, row)
         if skipped is not None:
             return dataclasses.replace(result, skip=skipped[0], detail=skipped[1]), None
     number = max((a.attempt for a in previous), default=0) + 1
@@ -467,6 +469,20 @@ def _already_replayed(
     if row.status == FailureStatus.REPLAYED:
         by = f" by {row.status_by}" if row.status_by else ""
         return SkipReason.ALREADY_REPLAYED, f"marked replayed{by}{FORCE_HINT}"
+    return None
+
+
+async def _replayed_as_another(store: Store, row: InvocationRow) -> tuple[SkipReason, str] | None:
+    """Why ``row`` is not replayed when another record of its request id was: one failed
+    invocation both an on-failure destination and a dead-letter queue recorded is invoked once."""
+    if not row.request_id:
+        return None
+    for other in await store.list_invocations(InvocationFilter(request_ids=[row.request_id])):
+        if other.key == row.key:
+            continue
+        skipped = _already_replayed(other, await store.replays(other.key))
+        if skipped is not None:
+            return skipped[0], f"the same invocation as {other.key}, whose {skipped[1]}"
     return None
 
 
