@@ -273,6 +273,8 @@ def aws_fix(
             "worker's region sends SMS (not every region does), and, while the account is in "
             "the SNS SMS sandbox, that the number is verified there"
         )
+    if operation == "Invoke" and (invoke := _invoke_fix(code, message)) is not None:
+        return invoke
     if code == "ResourceNotFoundException" and operation == "Invoke":
         return not_found_fix(exc)
     if quota_spent(exc):
@@ -314,6 +316,20 @@ def not_found_fix(exc: BaseException, *, what: str = "the function's name") -> s
     region = getattr(exc, _REGION_ATTRIBUTE, None)
     where = f"that it is in {region}, the region its ARN names" if region else "the region"
     return f"check {what} (a version or alias too) and {where}"
+
+
+def _invoke_fix(code: str | None, message: str) -> str | None:
+    """What to do about Lambda's refusal of an Invoke's request as sent: a function in tenant
+    isolation mode asks for a tenant id, a payload over the asynchronous limit."""
+    if code == "InvalidParameterValueException" and "tenan" in message.lower():
+        return (
+            "the function isolates tenants and Lambda invokes it only with a tenant id, which "
+            "lambda-destinations does not send: invoke it with the AWS CLI (aws lambda invoke "
+            "--tenant-id ID --invocation-type Event)"
+        )
+    if code == "RequestEntityTooLargeException":
+        return "Lambda takes 1 MB at most for an asynchronous Invoke's payload: send a smaller one"
+    return None
 
 
 def _ses_fix(code: str | None, message: str) -> str | None:

@@ -84,6 +84,22 @@ def refusal(code: str, operation: str, message: str = "refused") -> ClientError:
             "execution role use it: allow the function's execution role kms:Decrypt on the key "
             "(in the key's policy, or an IAM policy)",
         ),
+        (  # a replay of a function in tenant isolation mode: AWS's words ask for a tenant id,
+            # which nothing of ours can send
+            "InvalidParameterValueException",
+            "Invoke",
+            "The invoked function is enabled with tenancy configuration. Add a valid tenant ID "
+            "in your request and try again.",
+            "the function isolates tenants and Lambda invokes it only with a tenant id, which "
+            "lambda-destinations does not send: invoke it with the AWS CLI (aws lambda invoke "
+            "--tenant-id ID --invocation-type Event)",
+        ),
+        (  # a payload over an asynchronous Invoke's limit (an edited one, say)
+            "RequestEntityTooLargeException",
+            "Invoke",
+            "Request must be smaller than 1048576 bytes for the Invoke operation",
+            "Lambda takes 1 MB at most for an asynchronous Invoke's payload: send a smaller one",
+        ),
         (  # SQS's code by its JSON shape, as some answers have it
             "KmsNotFound",
             "SendMessage",
