@@ -14,6 +14,7 @@ import os
 import random
 import re
 import string
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from html.parser import HTMLParser
 from typing import Any
@@ -35,7 +36,14 @@ from logs_helpers import (
     put_last_attempt,
     refusing_filter_log_events,
 )
-from ops_helpers import at, count_messages, failure_body, send_all
+from ops_helpers import (
+    at,
+    count_messages,
+    failure_body,
+    fifo_queue_with_dlq,
+    group_ids,
+    send_all,
+)
 
 from lambda_destinations import times
 from lambda_destinations.config import Settings
@@ -521,6 +529,32 @@ async def test_redrive_posted_twice_at_once_moves_each_message_once(
     assert f"/jobs/{job.id}" in line
     assert (job.state, job.counts) == ("done", {"moved": 12})
     assert count_messages(sqs, url) == 12
+    assert count_messages(sqs, dlq_url) == 0
+
+
+async def test_redrive_of_a_fifo_dlq_moves_its_messages_in_their_groups(
+    make_client, settings_for: Callable[..., Settings], sqs
+) -> None:
+    # given: a FIFO queue whose FIFO DLQ holds three messages of two groups
+    name = f"console-fifo-{uuid.uuid4().hex[:8]}"
+    url, dlq_url = fifo_queue_with_dlq(sqs, name, ["a", "b", "a"])
+    client = await make_client(settings_for(queues=[url]))
+    csrf = await sign_in(client)
+
+    # when
+    response = await client.post(
+        f"/dlqs/{name}-dlq.fifo/redrive",
+        data={"csrf": csrf},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+    (job,) = await _wait_for_jobs(client)
+
+    # then: all three moved, each in its group (before: sent with no group id, which SQS
+    # refuses for a FIFO queue, so every one was left in the DLQ)
+    assert response.status == 303
+    assert (job.state, job.counts, job.errors) == ("done", {"moved": 3}, [])
+    assert group_ids(sqs, url) == ["a", "a", "b"]
     assert count_messages(sqs, dlq_url) == 0
 
 

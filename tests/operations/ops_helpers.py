@@ -211,6 +211,34 @@ def failure_body(
     return json.dumps(record), record
 
 
+def fifo_queue_with_dlq(sqs: Any, name: str, groups: Sequence[str]) -> tuple[str, str]:
+    """A FIFO queue ``name``.fifo whose FIFO DLQ holds a failure record in each of ``groups``
+    (a group id per message, in order): their URLs."""
+    fifo = {"FifoQueue": "true"}
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq.fifo", Attributes=fifo)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+    policy = {"deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": "3"}
+    url = sqs.create_queue(
+        QueueName=f"{name}.fifo", Attributes={**fifo, "RedrivePolicy": json.dumps(policy)}
+    )["QueueUrl"]
+    for n, group in enumerate(groups):
+        sqs.send_message(
+            QueueUrl=dlq_url,
+            MessageBody=failure_body(n)[0],
+            MessageGroupId=group,
+            MessageDeduplicationId=f"d-{n}",
+        )
+    return url, dlq_url
+
+
+def group_ids(sqs: Any, url: str) -> list[str]:
+    """The message group ids of the messages ``url`` holds (up to ten), sorted."""
+    found = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["MessageGroupId"]
+    ).get("Messages", [])
+    return sorted(m["Attributes"]["MessageGroupId"] for m in found)
+
+
 def table_with_stream(dynamodb: Any, table: str) -> str:
     """A DynamoDB table ``table`` (key ``id``, a string) whose stream carries each new item;
     the stream's ARN."""

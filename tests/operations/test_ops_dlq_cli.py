@@ -22,6 +22,8 @@ from ops_helpers import (
     count_messages,
     error_lines,
     failure_body,
+    fifo_queue_with_dlq,
+    group_ids,
     receive_all,
     send_all,
 )
@@ -167,6 +169,20 @@ def test_peek_of_a_fifo_queue_says_why_it_shows_fewer_of_a_group(sqs, cli_env) -
 
 
 # -- redrive ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("to", [False, True], ids=["its-source-queue", "to"])
+def test_redrive_of_a_fifo_dlq_keeps_each_message_in_its_group(sqs, cli_env, to: bool) -> None:
+    # given: a FIFO queue whose FIFO DLQ holds three messages of two groups
+    url, dlq = fifo_queue_with_dlq(sqs, f"redrive-{uuid.uuid4().hex[:8]}", ["a", "b", "a"])
+
+    # when
+    result = cli("dlq", "redrive", dlq, *(["--to", url] if to else []), "--yes", env=cli_env)
+
+    # then: each sent with its group id, which SQS wants of what a FIFO queue is sent
+    assert result.returncode == 0, result.stderr
+    assert group_ids(sqs, url) == ["a", "a", "b"]
+    assert count_messages(sqs, dlq) == 0
 
 
 def test_redrive_puts_messages_back_in_their_source_queue_whole(sqs, make_queue, cli_env) -> None:

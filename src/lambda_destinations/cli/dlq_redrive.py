@@ -239,7 +239,6 @@ class _Redrive:
     ) -> dict[str, Any]:
         """Move the messages from this process: send each one, then delete it from the DLQ."""
         targets = [target.url] if target else sources
-        fifo = frozenset(t for t in targets if (target.fifo if target else t.endswith(".fifo")))
         click.echo(
             f"moving about {plural(self.expected(dlq), 'message')} from {dlq.name} to "
             f"{', '.join(queue_name(t) for t in targets)}",
@@ -257,7 +256,6 @@ class _Redrive:
                 sqs,
                 dlq.url,
                 target_chooser(target.url if target else None, sources),
-                fifo_targets=fifo,
                 rate=self.rate or None,
                 concurrency=self.concurrency,
                 limit=self.limit,

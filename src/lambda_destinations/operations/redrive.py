@@ -364,7 +364,6 @@ async def move_messages(
     dlq_url: str,
     choose_target: TargetChooser,
     *,
-    fifo_targets: frozenset[str] = frozenset(),
     rate: float | None = None,
     concurrency: int = 4,
     limit: int | None = None,
@@ -410,7 +409,8 @@ async def move_messages(
             if not fresh and not again:
                 return  # empty, or only messages this run leaves there: the DLQ is done
             for target, messages in pass_.by_target(fresh, choose_target).items():
-                fifo = target in fifo_targets
+                # SQS names every FIFO queue so, and wants a group id for what is sent to one
+                fifo = queue_name(target).endswith(".fifo")
                 on_moved(await _move_to(sqs, sender, dlq_url, target, messages, pass_, fifo))
 
     try:
