@@ -28,6 +28,9 @@ from ops_helpers import (
     table_with_stream,
 )
 
+from lambda_destinations.config import Settings
+from lambda_destinations.operations import handler_checks
+from lambda_destinations.operations.doctor import Doctor, exit_status
 from lambda_destinations.store import FailureStatus, Store
 from processes import file_size_limit, on_a_small_disk
 from tcp_proxy import AnswerCutter, aws_error
@@ -1440,3 +1443,142 @@ async def test_kafka_mappings_are_followed_and_a_kafka_topic_destination_is_left
         (f"function {setup.function} on-failure (Kafka topic orders)", "ok")
     ]
     assert [c for c in checks if c["status"] != "ok"] == []
+
+
+# -- an AWS error a check does not foresee -------------------------------------------------------
+# A 5xx after botocore's retries, a throttle, a code no read of a check expects: that check
+# fails with a row naming the operation and AWS's code, and every other check still runs. Not
+# an access denied (each read foresees it: a warning with the permission), nor a code that
+# refuses the keys themselves (InvalidClientTokenId, UnrecognizedClientException: the same).
+
+AGAIN = "AWS answered with an error: run doctor again"
+UNFORESEEN = {  # the read: its needle, AWS's answer (status, code, message, protocol), its row
+    # the DLQ looked up by name (the polled queue is given by URL: no GetQueueUrl of its own)
+    "GetQueueUrl": (
+        b"AmazonSQS.GetQueueUrl",
+        (500, "InternalFailure", "We encountered an internal error.", "json"),
+        ("{prefix}: redrive policy", AGAIN),
+    ),
+    "ListEventSourceMappings": (
+        b"/event-source-mappings",
+        (429, "TooManyRequestsException", "Rate exceeded", "rest-json"),
+        ("event-source mappings", AGAIN),
+    ),
+    "ListSubscriptionsByTopic": (
+        b"Action=ListSubscriptionsByTopic",
+        (500, "InternalError", "Internal error", "query"),
+        ("function {prefix}-fn2 on-failure", AGAIN),
+    ),
+    # an odd parameter, which no retry mends: an SMS handler's read
+    "GetSMSAttributes": (
+        b"Action=GetSMSAttributes",
+        (400, "InvalidParameter", "Invalid parameter: attributes", "query"),
+        (
+            "handler text",
+            "not an answer doctor expects: act on AWS's message, then run doctor again",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("operation", list(UNFORESEEN))
+@pytest.mark.parametrize("output", ["json", "table"])
+async def test_an_aws_error_a_check_does_not_foresee_fails_that_check_and_the_rest_run(
+    setup: Setup, operation: str, output: str
+) -> None:
+    # given: a second function sending to a topic the polled queue subscribes to, an SMS
+    # handler, and one read answered with an error no check of it expects, each try of it
+    # (botocore retries 5xx and throttles: the proxy answers them all)
+    sns = setup.endpoint.sns
+    topic_arn = sns.create_topic(Name=f"{setup.prefix}-failures")["TopicArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=setup.queue_arn)
+    setup.endpoint.create_function(f"{setup.prefix}-fn2")
+    setup.endpoint.lam.put_function_event_invoke_config(
+        FunctionName=f"{setup.prefix}-fn2",
+        DestinationConfig={"OnFailure": {"Destination": topic_arn}},
+    )
+    env = {
+        **setup.env(),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["persist", "text"]}]),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(
+            {"text": {"type": "sms", "phone_numbers": ["+14155552671"]}}
+        ),
+    }
+    needle, (status, error, message, protocol), (check, fix) = UNFORESEEN[operation]
+    check = check.format(prefix=setup.prefix)
+    cutter = AnswerCutter(setup.endpoint.url, needle, http=True)
+    cutter.refusals, cutter.refusal = 10, aws_error(status, error, message, protocol)
+    args = ["--json"] if output == "json" else []
+
+    # when
+    code, out, err, _ = await cli_through(
+        cutter, env, "doctor", "--function", f"{setup.prefix}-*", *args
+    )
+
+    # then: that check failed, naming the operation and the code; the others said their rows
+    # (before: a warning, or an error, saying to allow the read whatever AWS answered, and
+    # naming no operation; exit 0 where it was a warning)
+    assert b"Traceback" not in err, err.decode()
+    assert cutter.refused >= 1
+    assert code == 1, out.decode() + err.decode()
+    detail = f"{operation} failed: {error}: {message}"
+    others = {f"queue {setup.prefix}", f"function {setup.function} on-failure", "store"}
+    others |= {"store schema", "handler text"}
+    if output == "json":
+        checks = json.loads(out)["checks"]
+        assert [c for c in checks if c["status"] != "ok"] == [
+            {"check": check, "status": "error", "detail": detail, "fix": fix, "unreachable": False}
+        ]
+        said = {c["check"] for c in checks}
+    else:
+        lines = out.decode().splitlines()
+        (row,) = [line for line in lines if line.startswith(f"{check} ")]
+        assert row.split() == [*check.split(), "ERROR", *detail.split(), *fix.split()]
+        said = {line.split("  ")[0] for line in lines}
+        assert "1 error, 0 warnings" in err.decode()
+    assert others <= said
+
+
+async def _keys_read_uncaught(self: Doctor, aws: Any) -> None:
+    """A KMS check part that catches nothing, reading a key that does not exist."""
+    await (await aws.client("kms")).describe_key(KeyId="alias/none-such")
+
+
+async def _sms_read_uncaught(check: str, handler: Any, aws: Any, reads: Any) -> list[Any]:
+    """An SMS handler's check that catches nothing, reading a topic that does not exist."""
+    arn = "arn:aws:sns:us-east-1:123456789012:none-such"
+    await (await aws.client("sns")).get_topic_attributes(TopicArn=arn)
+    return []
+
+
+@pytest.mark.parametrize("part", ["kms keys", "handler text"])
+async def test_an_aws_error_a_check_part_lets_through_is_its_failed_row(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, part: str
+) -> None:
+    # given: one check part that lets an AWS error through, as a read added without its own
+    # handling would (every read of doctor's handles its errors now, so the part is the test's,
+    # its read real: moto answers it NotFound)
+    if part == "kms keys":
+        monkeypatch.setattr(Doctor, "_check_keys", _keys_read_uncaught)
+    else:
+        monkeypatch.setattr(handler_checks, "_sms", _sms_read_uncaught)
+    settings = Settings(
+        endpoint_url=setup.endpoint.url,
+        region="us-east-1",
+        store=setup.store_url,
+        queues=[setup.queue_url],
+        routes=[{"handlers": ["persist", "text"]}],
+        handlers={"text": {"type": "sms", "phone_numbers": ["+14155552671"]}},
+    )
+
+    # when
+    checks = await Doctor(settings, function_glob=f"{setup.prefix}-*").run()
+
+    # then: that part's failed row names the read and AWS's code; the parts after it ran
+    (row,) = [c for c in checks if c.status != "ok"]
+    assert (row.check, row.status) == (part, "error")
+    operation = "DescribeKey" if part == "kms keys" else "GetTopicAttributes"
+    assert row.detail.startswith(f"{operation} failed: NotFound")
+    assert exit_status(checks) == "failed"
+    said = {c.check for c in checks}
+    assert {f"function {setup.function} on-failure", "store", "store schema"} <= said

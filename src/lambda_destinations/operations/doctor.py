@@ -45,8 +45,11 @@ from lambda_destinations.operations._reads import Reads
 from lambda_destinations.operations.handler_checks import (
     Check,
     Status,
+    aws_error_row,
+    caught,
     check_handlers,
     function_names,
+    unforeseen,
 )
 from lambda_destinations.redact import mask_url, redact
 from lambda_destinations.retrying import (
@@ -205,6 +208,17 @@ class Doctor:
     ) -> None:
         self.checks.append(Check(check, status, detail, fix, unreachable))
 
+    def _read_failed(
+        self, check: str, exc: BaseException, status: Status, detail: str, fix: str
+    ) -> None:
+        """The row of a read that failed: ``detail`` and ``fix`` for what the check foresees
+        (the credentials refused, an answer no AWS service gives, no answer), a failed row
+        naming the operation and AWS's code for any other AWS error (a 5xx, a throttle)."""
+        if unforeseen(exc):
+            self.checks.append(aws_error_row(check, exc))
+        else:
+            self.add(check, status, detail, fix)
+
     async def run(self) -> list[Check]:
         settings = self.settings
         self._check_settings()
@@ -219,13 +233,16 @@ class Doctor:
         else:
             async with AwsClients(settings, max_attempts=2) as aws:
                 if await self._check_credentials(aws):
-                    await self._check_accounts(aws)
-                    queues = await self._check_queues(aws)
+                    # Each part that reads AWS is caught: an AWS error one lets through is
+                    # its failed row, and the run goes on.
+                    await caught("accounts", self._check_accounts(aws), self.checks)
+                    queues = await caught("queues", self._check_queues(aws), self.checks)
                     self._check_dlq_retention()
-                    await self._check_keys(aws)
+                    await caught("kms keys", self._check_keys(aws), self.checks)
                     if queues is not None:
                         self._check_route_queues(queues)
-                        await self._check_lambda(aws, queues)
+                        lambda_checks = self._check_lambda(aws, queues)
+                        await caught("lambda destinations", lambda_checks, self.checks)
                     self.checks.extend(await check_handlers(settings, aws, self._reads))
                     handlers_checked = True
         if not handlers_checked:
@@ -484,7 +501,7 @@ class Doctor:
                 "DeleteMessage, ChangeMessageVisibility and SendMessage (to its DLQ)",
             )
         else:
-            self.add(f"queue {name}", "error", _error_text(exc), "")
+            self._read_failed(f"queue {name}", exc, "error", _error_text(exc), "")
         return False
 
     def _check_standard(self, name: str, attributes: dict[str, str]) -> None:
@@ -561,8 +578,9 @@ class Doctor:
                     f"create {dlq_name}, or point the RedrivePolicy at an existing queue",
                 )
             else:
-                self.add(
+                self._read_failed(
                     check,
+                    exc,
                     "error",
                     f"its dead-letter queue {dlq_name} cannot be read ({_error_text(exc)})",
                     "allow sqs:GetQueueUrl and sqs:GetQueueAttributes on it",
@@ -638,8 +656,9 @@ class Doctor:
                         "set their encryption to a key that exists, or to SQS-managed (SSE-SQS)",
                     )
                 else:
-                    self.add(
+                    self._read_failed(
                         check,
+                        exc,
                         "warn",
                         f"its state cannot be read ({_error_text(exc)}); it encrypts {used}",
                         "allow kms:DescribeKey on it to these credentials",
@@ -769,8 +788,9 @@ class Doctor:
         with_destinations = 0
         for name, found in await _event_invoke_configs(lam, names):
             if isinstance(found, BaseException):
-                self.add(
+                self._read_failed(
                     f"function {name}",
+                    found,
                     "warn",
                     f"event-invoke config not readable ({_error_text(found)})",
                     "allow lambda:ListFunctionEventInvokeConfigs",
@@ -817,8 +837,9 @@ class Doctor:
         try:
             names = await function_names(aws, self._reads)
         except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
-            self.add(
+            self._read_failed(
                 "lambda destinations",
+                exc,
                 "warn",
                 f"not checked: the Lambda API did not answer ({_error_text(exc)})",
                 "allow lambda:ListFunctions, lambda:ListFunctionEventInvokeConfigs and "
@@ -872,8 +893,9 @@ class Doctor:
         try:
             mappings = await _event_source_mappings(lam, names)
         except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
-            self.add(
+            self._read_failed(
                 "event-source mappings",
+                exc,
                 "warn",
                 f"not readable ({_error_text(exc)}): their on-failure destinations are not checked",
                 "allow lambda:ListEventSourceMappings",
@@ -968,8 +990,9 @@ class Doctor:
                 ("sns subscriptions", topic_arn), read_subscriptions
             )
         except (ClientError, BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
-            self.add(
+            self._read_failed(
                 check,
+                exc,
                 "warn",
                 f"→ {via}SNS topic {topic}: its subscriptions cannot be read ({_error_text(exc)})",
                 "allow sns:ListSubscriptionsByTopic",
@@ -1051,8 +1074,9 @@ class Doctor:
                     f"create the bucket {bucket}, or point the destination at a polled queue",
                 )
             else:
-                self.add(
+                self._read_failed(
                     check,
+                    exc,
                     "warn",
                     f"→ S3 bucket {bucket}: its event notifications cannot be read "
                     f"({_error_text(exc)})",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import ssl
-from collections.abc import Iterable
-from typing import Any, Literal
+from collections.abc import Awaitable, Iterable
+from typing import Any, Literal, TypeGuard, TypeVar
 
 import aiosmtplib
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,9 +35,12 @@ from lambda_destinations.operations._reads import Reads
 from lambda_destinations.redact import mask_secrets
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
+    DENIED_CODES,
     aws_fix,
     code_and_message,
     error_code,
+    first_line,
+    is_transient,
     not_aws_answer,
     said_not_aws,
 )
@@ -48,6 +51,7 @@ from lambda_destinations.schemas import (
 )
 
 Status = Literal["ok", "warn", "error"]
+T = TypeVar("T")
 # What every error row adds: where the records go meanwhile.
 RETRIED = (
     ": the worker retries this: every record routed through it waits until the server answers, "
@@ -85,14 +89,15 @@ async def check_handlers(
     reads = reads or Reads()
     findings: list[Check] = []
     for name in configured_handlers(settings):
+        check = f"handler {name}"
         try:
             handler = registry.configured(name)
         except ConfigError as exc:
-            findings.append(Check(f"handler {name}", "error", str(exc), "fix its settings"))
+            findings.append(Check(check, "error", str(exc), "fix its settings"))
             continue
         if line := cut_off_first(name, handler, settings.handler_timeout):
-            findings.append(Check(f"handler {name}: timeout", "warn", line))
-        findings.extend(await _check_one(name, handler, aws, reads))
+            findings.append(Check(f"{check}: timeout", "warn", line))
+        findings.extend(await caught(check, _check_one(name, handler, aws, reads), findings) or [])
     return findings
 
 
@@ -114,6 +119,45 @@ async def _check_one(name: str, handler: Any, aws: AwsClients | None, reads: Rea
     return []
 
 
+async def caught(check: str, part: Awaitable[T], rows: list[Check]) -> T | None:
+    """What ``part`` (a check, or a part of one, that reads AWS) gave; None, and its failed row
+    ``check`` added to ``rows``, when an AWS error answer came out of it: one it did not foresee
+    (a 5xx after botocore's retries, a throttle, a code none of its reads expects) fails that
+    check, not the run, and the other checks still run and say their rows.
+
+    Only AWS's answers: the endpoint not answering still stops the run (exit 4).
+    """
+    try:
+        return await part
+    except ClientError as exc:
+        rows.append(aws_error_row(check, exc))
+        return None
+
+
+def unforeseen(exc: BaseException) -> TypeGuard[ClientError]:
+    """Whether ``exc`` is an AWS error answer that no read of a check foresees: neither a
+    refusal of the credentials (a warning naming the permission), nor an answer no AWS service
+    gives (said as what the endpoint answered)."""
+    return (
+        isinstance(exc, ClientError)
+        and error_code(exc) not in DENIED_CODES
+        and not_aws_answer(exc) is None
+    )
+
+
+def aws_error_row(check: str, exc: ClientError) -> Check:
+    """A failed row ``check`` for an AWS error answer: the operation, the code and the first
+    line of AWS's message, and what to do about it."""
+    operation = exc.operation_name or "an AWS call"
+    if error_code(exc) not in DENIED_CODES and is_transient(exc):  # a 5xx, a throttle
+        fix = "AWS answered with an error: run doctor again"
+    else:  # the permission to allow, the keys to fix, or what AWS's code says
+        fix = aws_fix(exc, credentials="the AWS credentials") or (
+            "not an answer doctor expects: act on AWS's message, then run doctor again"
+        )
+    return Check(check, "error", f"{operation} failed: {first_line(exc)}", fix)
+
+
 def _message(exc: BaseException) -> str:
     if (answer := not_aws_answer(exc)) is not None:  # said as the other commands say it
         return said_not_aws(answer)
@@ -125,7 +169,9 @@ def _message(exc: BaseException) -> str:
 
 def _unread(check: str, what: str, exc: BaseException) -> Check:
     """A warning that ``what`` (``SES identities cannot be read``) for ``exc``, with the
-    permission to allow when AWS refused it."""
+    permission to allow when AWS refused it; a failed row for an AWS error no read foresees."""
+    if unforeseen(exc):
+        return aws_error_row(check, exc)
     fix = aws_fix(exc, credentials="the AWS credentials") if isinstance(exc, ClientError) else None
     return Check(check, "warn", f"{what} ({_message(exc)})", fix or "")
 
