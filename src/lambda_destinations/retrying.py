@@ -98,6 +98,11 @@ CREDENTIAL_CODES = frozenset(
 # Error codes that mean the credentials are missing, wrong or lack a permission.
 DENIED_CODES = CREDENTIAL_CODES | {"AccessDenied", "AccessDeniedException", "AuthorizationError"}
 
+# How an endpoint (an emulator, mostly) says it has no such operation, besides HTTP 501.
+NOT_IMPLEMENTED_CODES = frozenset(
+    {"NotImplemented", "NotImplementedException", "InvalidAction", "UnknownOperationException"}
+)
+
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     EndpointConnectionError,
     ProxyConnectionError,  # the egress proxy refused the tunnel, or could not be reached
@@ -519,6 +524,15 @@ def classify(exc: BaseException) -> Kind:
     if isinstance(exc, aiohttp.ClientError):
         return "transient"
     return "unknown"
+
+
+def endpoint_lacks(exc: BaseException) -> bool:
+    """Whether the endpoint answered that it does not implement the operation (LocalStack's
+    HTTP 501, a NotImplemented code): no retry, and no permission, mends that."""
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status == 501 or error_code(exc) in NOT_IMPLEMENTED_CODES
 
 
 def is_transient(exc: BaseException) -> bool:

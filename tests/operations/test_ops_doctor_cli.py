@@ -1539,6 +1539,33 @@ async def test_an_aws_error_a_check_does_not_foresee_fails_that_check_and_the_re
     assert others <= said
 
 
+@pytest.mark.parametrize(
+    ("status", "code"), [(501, "InternalFailure"), (400, "UnknownOperationException")]
+)
+async def test_a_read_the_endpoint_does_not_implement_stays_a_warning(
+    setup: Setup, status: int, code: str
+) -> None:
+    # given: an endpoint without ListEventSourceMappings, answering as LocalStack does (501)
+    # or with a code that says so
+    message = "API action 'ListEventSourceMappings' for service 'lambda' not yet implemented"
+    cutter = AnswerCutter(setup.endpoint.url, b"/event-source-mappings", http=True)
+    cutter.refusals, cutter.refusal = 10, aws_error(status, code, message, "rest-json")
+
+    # when
+    code_, out, err, _ = await cli_through(
+        cutter, setup.env(), "doctor", "--function", f"{setup.prefix}-*", "--json"
+    )
+
+    # then: a warning that the mappings were not checked, not a failed check saying to run
+    # doctor again (which would never mend it) or to allow a permission
+    assert b"Traceback" not in err, err.decode()
+    assert code_ == 0, out.decode() + err.decode()
+    (row,) = [c for c in json.loads(out)["checks"] if c["status"] != "ok"]
+    assert (row["check"], row["status"]) == ("event-source mappings", "warn")
+    assert message in row["detail"]
+    assert "run doctor again" not in row["fix"]
+
+
 async def _keys_read_uncaught(self: Doctor, aws: Any) -> None:
     """A KMS check part that catches nothing, reading a key that does not exist."""
     await (await aws.client("kms")).describe_key(KeyId="alias/none-such")

@@ -38,6 +38,7 @@ from lambda_destinations.retrying import (
     DENIED_CODES,
     aws_fix,
     code_and_message,
+    endpoint_lacks,
     error_code,
     first_line,
     is_transient,
@@ -142,6 +143,7 @@ def unforeseen(exc: BaseException) -> TypeGuard[ClientError]:
         isinstance(exc, ClientError)
         and error_code(exc) not in DENIED_CODES
         and not_aws_answer(exc) is None
+        and not endpoint_lacks(exc)  # an emulator's: its warning says the check was not made
     )
 
 
@@ -149,6 +151,9 @@ def aws_error_row(check: str, exc: ClientError) -> Check:
     """A failed row ``check`` for an AWS error answer: the operation, the code and the first
     line of AWS's message, and what to do about it."""
     operation = exc.operation_name or "an AWS call"
+    if endpoint_lacks(exc):  # an emulator's gap: not checked here, nothing wrong found
+        fix = f"the endpoint does not implement {operation}: this is checked against AWS"
+        return Check(check, "warn", f"{operation} failed: {first_line(exc)}", fix)
     if error_code(exc) not in DENIED_CODES and is_transient(exc):  # a 5xx, a throttle
         fix = "AWS answered with an error: run doctor again"
     else:  # the permission to allow, the keys to fix, or what AWS's code says

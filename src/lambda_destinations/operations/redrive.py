@@ -73,7 +73,12 @@ from lambda_destinations.operations.replay import (
     replay_invocation,
 )
 from lambda_destinations.redact import echoed
-from lambda_destinations.retrying import CONNECTION_ERRORS, SETUP_ERRORS, error_code
+from lambda_destinations.retrying import (
+    CONNECTION_ERRORS,
+    NOT_IMPLEMENTED_CODES,
+    SETUP_ERRORS,
+    error_code,
+)
 from lambda_destinations.schemas import (
     DecodedMessage,
     DecodeError,
@@ -99,12 +104,9 @@ DEFAULT_VISIBILITY = 60
 _BATCH_TOO_LONG = {"AWS.SimpleQueueService.BatchRequestTooLong", "BatchRequestTooLong"}
 _MOVE_TASK_DONE = {"COMPLETED", "CANCELLED", "FAILED"}
 _NOT_SUPPORTED_CODES = {
+    *NOT_IMPLEMENTED_CODES,
     "UnsupportedOperation",
     "AWS.SimpleQueueService.UnsupportedOperation",
-    "InvalidAction",
-    "UnknownOperationException",
-    "NotImplemented",
-    "NotImplementedException",
     "501",
     "500",
 }
