@@ -414,31 +414,37 @@ async def test_an_unreachable_endpoint_is_one_line_on_a_page_and_the_ledger_says
     assert "EndpointConnectionError" in (attempts[0].detail or "")
 
 
+async def _quarantined(settings: Settings, url: str, message_id: str) -> QuarantineRow:
+    """A message of ``url`` only the store holds (quarantined, its queue without a DLQ)."""
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        row = QuarantineRow(url, message_id, '{"not": "a record"}', {}, "decode error", 1)
+        await store.save_quarantine(row)
+    return row
+
+
+async def _resend(client: TestClient, csrf: str, row: QuarantineRow, message_id: str) -> Any:  # type: ignore[type-arg]
+    """Resend posted from a page that showed ``message_id`` in ``row``."""
+    return await client.post(
+        f"/quarantine/{row.id}/resend",
+        data={"csrf": csrf, "message_id": message_id},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+
+
 async def test_resend_clicked_six_times_at_once_sends_once(
     make_client, settings_for: Callable[..., Settings], make_queue, sqs
 ) -> None:
     # given: a message only the store holds, from a queue without DLQ
     url, _ = make_queue("console-resend", dlq=False)
     settings = settings_for(queues=[url])
-    async with Store.from_url(settings.store) as store:
-        await store.migrate()
-        row = QuarantineRow(url, "m-1", '{"not": "a record"}', {}, "decode error", 1)
-        await store.save_quarantine(row)
+    row = await _quarantined(settings, url, "m-1")
     client = await make_client(settings)
     csrf = await sign_in(client)
 
     # when: Resend, six times at once (a double click, other tabs)
-    responses = await asyncio.gather(
-        *(
-            client.post(
-                f"/quarantine/{row.id}/resend",
-                data={"csrf": csrf, "message_id": "m-1"},
-                headers=_origin(client),
-                allow_redirects=False,
-            )
-            for _ in range(6)
-        )
-    )
+    responses = await asyncio.gather(*(_resend(client, csrf, row, "m-1") for _ in range(6)))
 
     # then: one sent it; the others sent nothing and said so in one line
     statuses = sorted(response.status for response in responses)
@@ -460,22 +466,14 @@ async def test_a_resend_from_a_page_that_showed_another_message_sends_nothing(
     # given: a quarantined message, and a page whose Resend names the message it showed
     url, _ = make_queue("console-resend-stale", dlq=False)
     settings = settings_for(queues=[url])
-    async with Store.from_url(settings.store) as store:
-        await store.migrate()
-        row = QuarantineRow(url, "m-new", '{"not": "a record"}', {}, "decode error", 1)
-        await store.save_quarantine(row)
+    row = await _quarantined(settings, url, "m-new")
     client = await make_client(settings)
     csrf = await sign_in(client)
     page = await (await client.get("/quarantine")).text()
     assert f'name="message_id" value="m-new"><button type="submit" id="resend-{row.id}"' in page
 
     # when: a stale tab posts Resend for that id, naming the message it showed then
-    response = await client.post(
-        f"/quarantine/{row.id}/resend",
-        data={"csrf": csrf, "message_id": "m-old"},
-        headers=_origin(client),
-        allow_redirects=False,
-    )
+    response = await _resend(client, csrf, row, "m-old")
 
     # then: refused in one line; nothing was sent, the message is still quarantined
     assert response.status == 409
@@ -532,6 +530,16 @@ async def test_redrive_posted_twice_at_once_moves_each_message_once(
     assert count_messages(sqs, dlq_url) == 0
 
 
+async def _redriven(client: TestClient, dlq: str) -> tuple[int, Job]:  # type: ignore[type-arg]
+    """Redrive of the DLQ called ``dlq``, signed in: its answer's status, and its job, ended."""
+    csrf = await sign_in(client)
+    response = await client.post(
+        f"/dlqs/{dlq}/redrive", data={"csrf": csrf}, headers=_origin(client), allow_redirects=False
+    )
+    (job,) = await _wait_for_jobs(client)
+    return response.status, job
+
+
 async def test_redrive_of_a_fifo_dlq_moves_its_messages_in_their_groups(
     make_client, settings_for: Callable[..., Settings], sqs
 ) -> None:
@@ -539,20 +547,13 @@ async def test_redrive_of_a_fifo_dlq_moves_its_messages_in_their_groups(
     name = f"console-fifo-{uuid.uuid4().hex[:8]}"
     url, dlq_url = fifo_queue_with_dlq(sqs, name, ["a", "b", "a"])
     client = await make_client(settings_for(queues=[url]))
-    csrf = await sign_in(client)
 
     # when
-    response = await client.post(
-        f"/dlqs/{name}-dlq.fifo/redrive",
-        data={"csrf": csrf},
-        headers=_origin(client),
-        allow_redirects=False,
-    )
-    (job,) = await _wait_for_jobs(client)
+    status, job = await _redriven(client, f"{name}-dlq.fifo")
 
     # then: all three moved, each in its group (before: sent with no group id, which SQS
     # refuses for a FIFO queue, so every one was left in the DLQ)
-    assert response.status == 303
+    assert status == 303
     assert (job.state, job.counts, job.errors) == ("done", {"moved": 3}, [])
     assert group_ids(sqs, url) == ["a", "a", "b"]
     assert count_messages(sqs, dlq_url) == 0
@@ -592,6 +593,111 @@ async def test_a_running_redrive_refuses_another_and_a_purge_of_its_dlq(
     await _wait_for_jobs(client)
     assert (await post("redrive")).status == 303
     await _wait_for_jobs(client)
+
+
+async def test_a_second_purge_within_a_minute_is_refused_in_dlq_purge_s_line(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: a configured queue's DLQ, purged from the console a moment ago, holding a message
+    url, dlq_url = make_queue("console-purge-twice")
+    name = dlq_url.rsplit("/", 1)[1]
+    settings = settings_for(queues=[url])
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    async def purge() -> Any:
+        data = {"csrf": csrf, "confirm": name, "reason": "drained"}
+        return await client.post(
+            f"/dlqs/{name}/purge", data=data, headers=_origin(client), allow_redirects=False
+        )
+
+    send_all(sqs, dlq_url, ["m1"])
+    assert (await purge()).status == 303
+    send_all(sqs, dlq_url, ["m2"])
+
+    # when: purged again within SQS's minute
+    again = await purge()
+
+    # then: refused in `dlq purge`'s line, with its way on (before: a 503 with SQS's
+    # PurgeQueueInProgress alone); the ledger says the second purge was refused
+    assert again.status == 409
+    (line,) = (await again.text()).strip().splitlines()
+    assert line == (
+        f"{name} was purged less than a minute ago, and SQS allows one purge a minute per "
+        "queue: its messages are being deleted; peek at it in a minute, and purge again if "
+        "some remain"
+    )
+    async with Store.from_url(settings.store) as store:
+        refused, done = await store.actions(dlq_url)
+    assert (refused.action, done.action) == ("purge", "purge")
+    assert "refused" in (refused.detail or {})
+    assert "refused" not in (done.detail or {})
+
+
+async def test_a_resend_to_a_deleted_queue_says_so_and_what_to_do_as_quarantine_resend_does(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: a quarantined message whose queue was deleted since
+    url, _ = make_queue("console-resend-gone", dlq=False)
+    settings = settings_for()
+    row = await _quarantined(settings, url, "m-1")
+    sqs.delete_queue(QueueUrl=url)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    # when
+    response = await _resend(client, csrf, row, "m-1")
+
+    # then: one line naming the queue and the way on, as `quarantine resend` says it (before:
+    # 503 with SQS's NonExistentQueue alone); the stored copy stays, and no resend is recorded
+    assert response.status == 409
+    (line,) = (await response.text()).strip().splitlines()
+    assert line == (
+        f"not resent: its queue {url.rsplit('/', 1)[1]} does not exist (deleted, or renamed): "
+        f"create it again and resend, or send the body yourself (`quarantine show {row.id} "
+        "--json`); the stored copy stays"
+    )
+    async with Store.from_url(settings.store) as store:
+        assert [q.message_id for q in await store.list_quarantine()] == ["m-1"]
+        assert await store.actions(url) == []
+
+
+def _deletes_fail(request: bytes) -> bytes | None:
+    """SQS's answer to a DeleteMessageBatch whose every entry failed (a receipt gone stale)."""
+    entries = json.loads(request.split(b"\r\n\r\n", 1)[1])["Entries"]
+    failed = [
+        {"Id": e["Id"], "SenderFault": True, "Code": "ReceiptHandleIsInvalid", "Message": "stale"}
+        for e in entries
+    ]
+    body = json.dumps({"Successful": [], "Failed": failed}).encode()
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+        f"x-amzn-RequestId: 00000000-0000-4000-8000-000000000000\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def test_a_redrive_whose_deletes_failed_says_the_messages_are_in_both_queues(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs, endpoint_url: str
+) -> None:
+    # given: a DLQ of two messages, and SQS failing each delete from it
+    url, dlq_url = make_queue("console-redrive-both")
+    send_all(sqs, dlq_url, [failure_body(n)[0] for n in range(2)])
+    proxy = AnswerCutter(endpoint_url, b"AmazonSQS.DeleteMessageBatch", http=True)
+    proxy.answer = _deletes_fail
+    async with proxy.running() as through:
+        client = await make_client(settings_for(url, endpoint_url=through))
+
+        # when
+        status, job = await _redriven(client, dlq_url.rsplit("/", 1)[1])
+
+    # then: the job says they are in both queues, as `dlq redrive` says it (before: no line
+    # at all, as if the DLQ were empty now)
+    assert status == 303
+    assert job.counts == {"moved": 2}
+    assert "2 sent but not deleted (now in both queues)" in job.errors
+    assert count_messages(sqs, url) == 2
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 
 import click
-from botocore.exceptions import ClientError
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.cli._app import fail
@@ -18,11 +17,7 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import plural
 from lambda_destinations.cli.dlq import dlq_group
 from lambda_destinations.config import Settings
-from lambda_destinations.operations.dlq import resolve_queue
-from lambda_destinations.retrying import error_code
-
-# SQS's answer to a second purge of a queue within 60 s, by its Query and JSON protocols' codes.
-_PURGE_IN_PROGRESS = {"AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"}
+from lambda_destinations.operations.dlq import PurgedRecently, purge, resolve_queue
 
 
 @subcommand(dlq_group, "purge")
@@ -45,7 +40,7 @@ def purge_command(settings: Settings, queue: str, yes: bool) -> None:
         async with AwsClients(settings) as aws:
             sqs = await aws.client("sqs")
             ref = await resolve_queue(sqs, queue)
-            count = ref.visible + ref.in_flight + ref.delayed
+            count = ref.held
             if ref.shows_none:
                 click.echo(f"{ref.name} is empty: nothing to purge")
                 return
@@ -58,15 +53,9 @@ def purge_command(settings: Settings, queue: str, yes: bool) -> None:
                     err=True,
                 )
             try:
-                await sqs.purge_queue(QueueUrl=ref.url)
-            except ClientError as exc:
-                if error_code(exc) not in _PURGE_IN_PROGRESS:
-                    raise
-                fail(
-                    f"{ref.name} was purged less than a minute ago, and SQS allows one purge a "
-                    "minute per queue: its messages are being deleted; peek at it in a minute, "
-                    "and purge again if some remain"
-                )
+                await purge(sqs, ref)
+            except PurgedRecently as exc:
+                fail(str(exc))
             click.echo(f"purged {ref.name}: about {plural(count, 'message')} deleted")
 
     with aws_errors(settings):

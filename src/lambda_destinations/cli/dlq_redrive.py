@@ -35,11 +35,11 @@ from lambda_destinations.config import Settings
 from lambda_destinations.operations.dlq import QueueRef, resolve_queue, source_queues
 from lambda_destinations.operations.redrive import (
     DEFAULT_VISIBILITY,
-    HIDDEN,
     MoveReport,
     MoveTaskUnsupported,
     ReinvokeReport,
     follow_move_task,
+    left_undone,
     move_messages,
     move_task_available,
     object_reader,
@@ -424,23 +424,7 @@ def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
     else:
         parts = [f"moved {outcome['moved']}"]
         parts += [f"{n} to {queue_name(t)}" for t, n in outcome["by_target"].items()]
-        for reason, n in outcome["left_in_dlq"].items():
-            parts.append(f"{n} left in the DLQ: {reason}")
-        for reason, n in outcome["send_failures"].items():
-            parts.append(f"{n} not sent ({reason}), left in the DLQ")
-        if outcome["duplicated"]:
-            parts.append(f"{outcome['duplicated']} sent but not deleted (now in both queues)")
-        if outcome["in_doubt"]:
-            parts.append(
-                f"{outcome['in_doubt']} in doubt (the send's answer was lost: maybe in the target "
-                "too, the worker's idempotency absorbs a copy), left in the DLQ for the next run"
-            )
-        if outcome["came_back"]:
-            parts.append(f"{outcome['came_back']} came back (quarantined again), left in the DLQ")
-        if outcome["arrived_during_run"]:
-            parts.append(f"{outcome['arrived_during_run']} arrived during the redrive, left")
-        if outcome["hidden"]:
-            parts.append(f"about {outcome['hidden']} hidden in the DLQ, not seen ({HIDDEN})")
+        parts += left_undone(outcome)
         click.echo(" · ".join(parts))
     if not outcome.get("dry_run") and not outcome.get("ok", True):
         raise SystemExit(EXIT_FAILED)

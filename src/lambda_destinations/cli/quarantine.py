@@ -16,7 +16,6 @@ from lambda_destinations.cli._app import (
     EXIT_USAGE,
     echo_error,
     fail,
-    first_line,
     group,
 )
 from lambda_destinations.cli._common import (
@@ -37,6 +36,7 @@ from lambda_destinations.operations.quarantine import (
     attribute_text,
     describe_quarantined,
     pretty_body,
+    refusal,
     resend,
     resend_status,
     resending_since,
@@ -375,7 +375,7 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
                 resending.skipped.append({**item, "reason": str(exc)})
                 continue
             except ClientError as exc:  # this message's queue refused it; the others may not
-                resending.failed.append({**item, "error": _refusal(exc, row)})
+                resending.failed.append({**item, "error": refusal(exc, row)})
                 continue
             except BaseException as exc:  # cut short: the endpoint lost, Ctrl-C
                 if sent:
@@ -384,18 +384,3 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
                     resending.cut = {**item, "error": _IN_DOUBT}
                 raise
             resending.sent.append({**item, "new_message_id": new_id})
-
-
-def _refusal(exc: Exception, row: QuarantineRow) -> str:
-    """Why ``row``'s queue refused its message, and what to do: SQS's own words for a deleted
-    queue name neither the queue nor a way on."""
-    from lambda_destinations.retrying import with_fix
-    from lambda_destinations.worker.queues import is_missing_queue
-
-    if is_missing_queue(exc):
-        return (
-            f"its queue {queue_name(row.queue)} does not exist (deleted, or renamed): create it "
-            f"again and resend, or send the body yourself (`quarantine show {row.id} --json`); "
-            "the stored copy stays"
-        )
-    return with_fix(exc, first_line(exc), credentials="the AWS credentials", on=row.queue)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
+from botocore.exceptions import ClientError
 from multidict import MultiDict
 
 from lambda_destinations._json import strict_loads
@@ -31,8 +32,10 @@ from lambda_destinations.console.security import (
     same_origin,
 )
 from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
-from lambda_destinations.operations.quarantine import RESEND_CLAIM, NotResent, resend
-from lambda_destinations.operations.redrive import HIDDEN, IN_DOUBT, move_messages, target_chooser
+from lambda_destinations.operations.dlq import PurgedRecently
+from lambda_destinations.operations.dlq import purge as purge_queue
+from lambda_destinations.operations.quarantine import RESEND_CLAIM, NotResent, refusal, resend
+from lambda_destinations.operations.redrive import left_undone, move_messages, target_chooser
 from lambda_destinations.operations.replay import IN_DOUBT as REPLAY_DOUBT
 from lambda_destinations.operations.replay import ReplayResult, replay_invocation
 from lambda_destinations.operations.status import reopen as reopen_failures
@@ -403,12 +406,7 @@ async def redrive(request: web.Request) -> web.Response:
             on_moved=lambda n: job.step("moved", n),
             sender=sender,
         )
-        for why, n in {**report.left, **report.failed}.items():
-            job.errors.append(f"{n} left in the DLQ: {why}")
-        if report.in_doubt:
-            job.errors.append(f"{report.in_doubt} left in the DLQ: {IN_DOUBT}")
-        if report.hidden:
-            job.errors.append(f"about {report.hidden} hidden in the DLQ, not seen: {HIDDEN}")
+        job.errors.extend(left_undone(report.as_dict()))  # the lines `dlq redrive` prints
 
     title = f"redrive {dlq.name}"
     try:  # start checks and starts with no await between: of requests at once, one starts
@@ -438,16 +436,20 @@ async def purge(request: web.Request) -> web.Response:
             raise _busy(dlq.name, running)
         if form.get("confirm", "") != dlq.name:
             raise web.HTTPBadRequest(text=f"type the queue's name ({dlq.name}) to purge it\n")
-        about = dlq.visible + dlq.in_flight
-        await console.store.add_action(
-            OperatorAction(actor, "purge", dlq.url, _reason(form), {"about": about})
+        detail = {"about": dlq.held}
+        recorded = await console.store.add_action(
+            OperatorAction(actor, "purge", dlq.url, _reason(form), detail)
         )
         sqs = await console.aws.client("sqs")
         wait.in_doubt = (
             f"the purge of {dlq.name} is in doubt, may have been done: the DLQ's page shows "
             "how many messages it holds (SQS deletes them within a minute)"
         )
-        await sqs.purge_queue(QueueUrl=dlq.url)
+        try:
+            await purge_queue(sqs, dlq)
+        except PurgedRecently as exc:  # nothing done: the ledger says so
+            await console.store.set_action_detail(recorded, {**detail, "refused": str(exc)})
+            raise web.HTTPConflict(text=f"{exc}\n") from None
     raise web.HTTPSeeOther(f"/dlqs/{quote(dlq.name, safe='')}")
 
 
@@ -488,6 +490,8 @@ async def resend_quarantined(request: web.Request) -> web.Response:
             new_id = await resend(console.store, sqs, row)
     except NotResent as exc:  # a second click, another tab or a CLI run: sent once, not twice
         raise web.HTTPConflict(text=f"not resent: {exc}\n") from None
+    except ClientError as exc:  # its queue refused it (deleted, say): `quarantine resend`'s line
+        raise web.HTTPConflict(text=f"not resent: {refusal(exc, row)}\n") from None
     detail = {"message_id": row.message_id, "new_message_id": new_id, "reason": row.reason}
     await console.store.add_action(
         OperatorAction(actor, "resend", row.queue, _reason(form), detail)

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from lambda_destinations._urls import queue_name
 from lambda_destinations.aws import all_items
-from lambda_destinations.errors import QueueNotFound
+from lambda_destinations.errors import LambdaDestinationsError, QueueNotFound
 from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import error_code
 from lambda_destinations.worker.queues import (
@@ -73,10 +73,15 @@ class QueueRef:
         return int(self.attributes.get("ApproximateNumberOfMessagesDelayed", "0"))
 
     @property
+    def held(self) -> int:
+        """The messages it holds by SQS's counts: visible, in flight and delayed."""
+        return self.visible + self.in_flight + self.delayed
+
+    @property
     def shows_none(self) -> bool:
         """No message visible, in flight or delayed, by SQS's counts: approximate, so a message
         sent a moment ago may not be counted yet."""
-        return not (self.visible or self.in_flight or self.delayed)
+        return not self.held
 
     @property
     def shows_none_visible(self) -> bool:
@@ -190,6 +195,30 @@ async def receive(sqs: Any, url: str, wanted: int, visibility: int) -> list[dict
     )
     messages: list[dict[str, Any]] = response.get("Messages", [])
     return messages
+
+
+# SQS's answer to a second purge of a queue within 60 s, by its Query and JSON protocols' codes.
+_PURGE_IN_PROGRESS = {"AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"}
+
+
+class PurgedRecently(LambdaDestinationsError):
+    """SQS refused a purge: the queue was purged less than a minute ago. The line says what to
+    do."""
+
+
+async def purge(sqs: Any, ref: QueueRef) -> None:
+    """Delete every message of ``ref`` (SQS does it within a minute); :class:`PurgedRecently`
+    when SQS allows no purge of it yet (one a minute per queue)."""
+    try:
+        await sqs.purge_queue(QueueUrl=ref.url)
+    except ClientError as exc:
+        if error_code(exc) not in _PURGE_IN_PROGRESS:
+            raise
+        raise PurgedRecently(
+            f"{ref.name} was purged less than a minute ago, and SQS allows one purge a minute "
+            "per queue: its messages are being deleted; peek at it in a minute, and purge again "
+            "if some remain"
+        ) from None
 
 
 # -- peek -------------------------------------------------------------------------------------

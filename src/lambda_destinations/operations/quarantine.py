@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from lambda_destinations._urls import queue_name
 from lambda_destinations.store import QuarantineRow, Store
 
 # The worker's own attributes, added when it sent the message to a DLQ: not the message's.
@@ -159,6 +160,22 @@ async def resend(
     else:
         await store.delete_quarantine(row.id)
     return new_id
+
+
+def refusal(exc: Exception, row: QuarantineRow) -> str:
+    """Why ``row``'s queue refused its message, and what to do: SQS's own words for a deleted
+    queue name neither the queue nor a way on."""
+    # Imported here, as in ``resend``: botocore costs `quarantine list`.
+    from lambda_destinations.retrying import first_line, with_fix
+    from lambda_destinations.worker.queues import is_missing_queue
+
+    if is_missing_queue(exc):
+        return (
+            f"its queue {queue_name(row.queue)} does not exist (deleted, or renamed): create it "
+            f"again and resend, or send the body yourself (`quarantine show {row.id} --json`); "
+            "the stored copy stays"
+        )
+    return with_fix(exc, first_line(exc), credentials="the AWS credentials", on=row.queue)
 
 
 def _not_claimed(now: QuarantineRow | None) -> str:

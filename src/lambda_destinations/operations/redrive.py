@@ -237,6 +237,28 @@ class MoveReport:
         }
 
 
+def left_undone(outcome: Mapping[str, Any]) -> list[str]:
+    """What a move left undone (``MoveReport.as_dict``), a line each: `dlq redrive` prints
+    them after what it moved, the console's redrive lists them on its job's page."""
+    lines = [f"{n} left in the DLQ: {reason}" for reason, n in outcome["left_in_dlq"].items()]
+    for reason, n in outcome["send_failures"].items():
+        lines.append(f"{n} not sent ({reason}), left in the DLQ")
+    if outcome["duplicated"]:
+        lines.append(f"{outcome['duplicated']} sent but not deleted (now in both queues)")
+    if outcome["in_doubt"]:
+        lines.append(
+            f"{outcome['in_doubt']} in doubt (the send's answer was lost: maybe in the target "
+            "too, the worker's idempotency absorbs a copy), left in the DLQ for the next run"
+        )
+    if outcome["came_back"]:
+        lines.append(f"{outcome['came_back']} came back (quarantined again), left in the DLQ")
+    if outcome["arrived_during_run"]:
+        lines.append(f"{outcome['arrived_during_run']} arrived during the redrive, left")
+    if outcome["hidden"]:
+        lines.append(f"about {outcome['hidden']} hidden in the DLQ, not seen ({HIDDEN})")
+    return lines
+
+
 TargetChooser = Callable[[Mapping[str, Any]], "str | tuple[None, str]"]
 
 
