@@ -2006,6 +2006,44 @@ async def test_reopening_a_recovered_failure_makes_it_recovered_again(
     assert stored.status is FailureStatus.RECOVERED
 
 
+async def test_an_ignore_s_reason_goes_with_who_set_it_as_failures_ignore_keeps_it(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: two failures
+    settings = settings_for()
+    one = await stored_failure(settings)
+    other = await stored_failure(
+        settings, record=failure_record(random.Random(4), function="billing-api")
+    )
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    # when: one is ignored on its page, the other by a bulk ignore, each with a reason
+    ignored = await client.post(
+        f"/failures/{quote(one.key, safe='')}/ignore",
+        data={"reason": "test data", "csrf": csrf},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+    form = _form_fields(
+        await (await client.get("/bulk?action=ignore&function=billing-api")).text(), "/bulk"
+    )
+    bulk = await client.post(
+        "/bulk",
+        data={**form, "reason": "known bug"},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+    await _wait_for_jobs(client)
+
+    # then: who set the status says why too, as `failures ignore --reason` has it, so that
+    # `failures show` says it (before: the console's name alone, the reason in its ledger only)
+    assert (ignored.status, bulk.status) == (303, 303)
+    async with Store.from_url(settings.store) as store:
+        by = [(await store.get_invocation(r.key)).status_by for r in (one, other)]  # type: ignore[union-attr]
+    assert by == ["console dana — test data", "console dana — known bug"]
+
+
 # Stored text that would reorder what is read around it (U+202E, U+2066..U+2069) or drive a
 # terminal (ESC); a family emoji whose ZWJ belongs to it.
 _SPOOF = "bad \u202etxt.exe\u2069 \x1b[2J \u2066x\u2069"

@@ -613,10 +613,11 @@ def _set_status(
     status: FailureStatus,
     reason: str | None = None,
 ) -> None:
-    # The reason goes with who set the status (status_by), shown by `failures show`.
-    by = operator_identity() + (f" — {' '.join(reason.split())[:200]}" if reason else "")
-    # Imported here: only `reopen` uses it, and the commands that read cost less without.
-    from lambda_destinations.operations.status import reopen
+    # Imported here: only `ignore` and `reopen` use it, and the commands that read cost less
+    # without.
+    from lambda_destinations.operations.status import reopen, set_by
+
+    by = set_by(operator_identity(), reason)  # the reason goes with who set the status
 
     async def go() -> tuple[int, int, int, int, list[str]]:
         async with opened_store(settings, writes=True) as store:

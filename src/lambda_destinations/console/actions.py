@@ -39,6 +39,7 @@ from lambda_destinations.operations.redrive import left_undone, move_messages, t
 from lambda_destinations.operations.replay import IN_DOUBT as REPLAY_DOUBT
 from lambda_destinations.operations.replay import ReplayResult, replay_invocation
 from lambda_destinations.operations.status import reopen as reopen_failures
+from lambda_destinations.operations.status import set_by
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import (
     ROW_ID_MAX,
@@ -253,10 +254,11 @@ async def _set_status(request: web.Request, status: FailureStatus, action: str) 
     actor, form = await console.actor(request)
     row = await _row(console, request)
     reason = _reason(form, required=True)
+    by = set_by(actor, reason)  # as `failures ignore --reason` keeps it, for `failures show`
     if status is FailureStatus.OPEN:  # recovered where a replay recovered, as the CLI's
-        await reopen_failures(console.store, [row.key], by=actor)
+        await reopen_failures(console.store, [row.key], by=by)
     else:
-        await console.store.set_status([row.key], status, by=actor)
+        await console.store.set_status([row.key], status, by=by)
     await console.store.add_action(OperatorAction(actor, action, row.key, reason))
     # To the status: the browser moves focus there, and a screen reader reads the new one.
     raise web.HTTPSeeOther(_failure_url(row) + "#status-line")
@@ -321,7 +323,8 @@ async def bulk(request: web.Request) -> web.Response:
                     first = result.detail if result.error else None
                     job.step(result.state.value, reason=result.skip or result.error, detail=first)
                 else:
-                    await console.store.set_status([row.key], FailureStatus.IGNORED, by=actor)
+                    by = set_by(actor, reason)
+                    await console.store.set_status([row.key], FailureStatus.IGNORED, by=by)
                     await console.store.add_action(OperatorAction(actor, "ignore", row.key, reason))
                     job.step("ignored")
 

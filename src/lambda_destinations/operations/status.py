@@ -16,6 +16,12 @@ class Reopened:
     recovered: int
 
 
+def set_by(who: str, reason: str | None) -> str:
+    """Who set a status, and why when a reason was given: `failures show` and the failure's
+    page show it (the reason cut at 200 characters, on one line)."""
+    return who + (f" — {' '.join(reason.split())[:200]}" if reason else "")
+
+
 async def reopen(store: Store, keys: Sequence[str], by: str | None = None) -> Reopened:
     """Mark these failures open again, but ``recovered`` where a replay of one recovered.
 
