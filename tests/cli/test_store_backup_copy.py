@@ -225,6 +225,9 @@ def test_backup_refusals_are_one_line_each(tmp_path: Path) -> None:
 def test_a_backup_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     seed(url, 20)
+    # 10 MB of bodies: more than SQLite's page cache, so the copy spills pages to its file
+    # mid-way and keeps a rollback journal beside it (which the failure must not leave behind)
+    asyncio.run(_quarantine_bodies(url, 40, 250_000))
     # /dev/full answers every write with ENOSPC: the target's folder is a small tmpfs instead
     # where one is at hand; the file size limit stands in for a full disk anywhere.
     env = {"LAMBDA_DESTINATIONS_STORE": url}
@@ -250,6 +253,14 @@ def test_a_backup_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path: Path) 
     assert lines[0].startswith(f"error: cannot write {tmp_path / 'b.db'} (")
     assert not (tmp_path / "b.db").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.db")] == []
+
+
+async def _quarantine_bodies(url: str, n: int, size: int) -> None:
+    async with Store.from_url(url) as store:
+        for i in range(n):
+            row = quarantined(f"m-big-{i}")
+            row.body = "x" * size
+            await store.save_quarantine(row)
 
 
 @pytest.mark.postgres

@@ -59,8 +59,11 @@ def back_up(source: sqlite3.Connection, target: Path, *, replace: bool) -> Backu
             raise  # the store's own (a damaged file, its disk): the store says which
         raise BackupError(f"cannot write {target} ({_reason(exc)}): {_fix(exc)}") from None
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
+        # A copy that failed part-way may leave its rollback journal (or, before it was made
+        # one file, its -wal and -shm: it is the store's copy, in WAL mode) beside it.
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.unlink(f"{partial}{suffix}")
     return Backup(target, target.stat().st_size, time.perf_counter() - started)
 
 
