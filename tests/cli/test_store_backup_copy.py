@@ -23,7 +23,7 @@ import pytest
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record
-from lambda_destinations.store import DeliveryRow, QuarantineRow, Store, utcnow
+from lambda_destinations.store import DeliveryRow, OperatorAction, QuarantineRow, Store, utcnow
 
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 EFFECTS = """
@@ -363,6 +363,77 @@ async def _copy_part(source_url: str, target_url: str, n: int) -> None:
             ]
         async with target._write(atomic=True) as conn:  # type: ignore[attr-defined]
             await conn.execute(sa.insert(invocations), rows)
+
+
+@pytest.mark.postgres
+def test_text_with_nul_is_copied_to_postgresql_and_said(tmp_path: Path, postgres_url: str) -> None:
+    # given: what a SQLite store holds as it is: a handler's error and an operator's reason
+    # with a NUL in them (PostgreSQL's text has no NUL)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 3)
+    asyncio.run(_nul_texts(url))
+    # when: copied
+    done = cli(
+        "store",
+        "copy",
+        "--to",
+        postgres_url,
+        "--batch",
+        "2",
+        env={"LAMBDA_DESTINATIONS_STORE": url},
+    )
+    # then: every row there, NUL as U+FFFD, and the note says which tables
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "with U+FFFD in its place (handler_runs 1, operator_actions 1)" in done.stderr
+    runs, actions = asyncio.run(_nul_texts_read(postgres_url))
+    assert [run.last_error for run in runs] == ["HTTP 500: \ufffd"]
+    assert [action.reason for action in actions] == ["typed \ufffd"]
+
+
+async def _nul_texts(url: str) -> None:
+    async with Store.from_url(url) as store:
+        assert await store.claim_handler("k-nul", "webhook", "w", 30)
+        await store.release_handler("k-nul", "webhook", "w", error="HTTP 500: \x00")
+        action = OperatorAction(actor="console a", action="ignore", target="k-nul")
+        action.reason = "typed \x00"
+        await store.add_action(action)
+
+
+async def _nul_texts_read(url: str) -> tuple[list[Any], list[Any]]:
+    async with Store.from_url(url) as store:
+        return await store.handler_runs("k-nul"), await store.actions("k-nul")
+
+
+@pytest.mark.postgres
+def test_a_row_the_source_cannot_read_stops_the_copy_in_one_line(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # given: a SQLite store in which something else wrote text that is not UTF-8
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 5)
+    with contextlib.closing(sqlite3.connect(tmp_path / "store.db")) as db:
+        db.execute("UPDATE quarantine SET reason = CAST(x'61ff62' AS TEXT)")
+        db.commit()
+    env = {"LAMBDA_DESTINATIONS_STORE": url}
+    # when: copied: one line that says where, why and what to do, exit 1 (after the progress
+    # bars' labels of the tables copied before)
+    done = cli("store", "copy", "--to", postgres_url, env=env)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    said = done.stderr.strip().splitlines()[-1]
+    assert done.stderr.count("error:") == 1
+    assert said.startswith("error: copying quarantine stopped: the source cannot read a row: ")
+    assert "Could not decode to UTF-8 column 'reason'" in said
+    assert said.endswith("then run the copy again with --skip-existing")
+    # then: with the row corrected, the copy run again finishes the job
+    with contextlib.closing(sqlite3.connect(tmp_path / "store.db")) as db:
+        db.execute("UPDATE quarantine SET reason = 'decode error'")
+        db.commit()
+    done = json.loads(
+        ok("store", "copy", "--to", postgres_url, "--skip-existing", "--json", env=env)
+    )
+    assert done["ok"] is True
 
 
 @pytest.mark.postgres

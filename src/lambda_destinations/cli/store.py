@@ -171,7 +171,12 @@ def copy_command(
       lambda-destinations store copy --to postgresql://ld@db.internal/lambda_destinations \\
           --skip-existing
     """
-    from lambda_destinations.store.transfer import TableCopy, TargetNotEmpty, copy_store
+    from lambda_destinations.store.transfer import (
+        CopyStopped,
+        TableCopy,
+        TargetNotEmpty,
+        copy_store,
+    )
 
     if to_url.strip() == settings.store.strip():
         fail("--to names the store itself: give the URL of the store to copy into", EXIT_USAGE)
@@ -196,7 +201,15 @@ def copy_command(
         copies = asyncio.run(go())
     except TargetNotEmpty as exc:
         fail(str(exc), EXIT_USAGE)
+    except CopyStopped as exc:
+        fail(str(exc), EXIT_FAILED)
     _print_copies(settings.store, to_url, copies, as_json)
+    if replaced := [f"{c.table} {c.nul_replaced}" for c in copies if c.nul_replaced]:
+        click.echo(
+            f"note: text values with a NUL character, which PostgreSQL's text cannot hold, "
+            f"were copied with U+FFFD in its place ({', '.join(replaced)})",
+            err=True,
+        )
     differ = [c for c in copies if not c.matches]
     if differ:
         counts = ", ".join(f"{c.table} {c.source_rows} → {c.target_rows}" for c in differ)

@@ -7,6 +7,11 @@ and times its own way, and the rows read back the same. The record keys and the 
 come across as they are, so a message delivered again after the switch finds its record and
 its completed handlers there, and runs no effect twice.
 
+PostgreSQL's text holds no NUL character, which a SQLite store's text columns may (a handler's
+error, an operator's reason): there it is copied as U+FFFD, as the worker stores the text
+columns of a record (the JSON columns keep every character). A row the target refuses
+otherwise, or the source cannot read, stops the copy with :class:`CopyStopped`.
+
 Each batch is inserted with ``ON CONFLICT DO NOTHING``: a copy interrupted part-way and run
 again (``skip_existing``) adds the rows still missing and keeps those already there. Ids are
 copied as they are; the target then hands out new ones after the highest the source ever gave
@@ -21,7 +26,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lambda_destinations.errors import ConfigError
+from lambda_destinations._text import storable_text
+from lambda_destinations.errors import ConfigError, StoreDataError, StoreError
 from lambda_destinations.store._sql import SqlStore
 from lambda_destinations.store._tables import metadata, schema_migrations
 from lambda_destinations.store.base import Store
@@ -35,6 +41,11 @@ class TargetNotEmpty(ConfigError):
     """The target already holds records, and the copy was not told to keep them."""
 
 
+class CopyStopped(Exception):
+    """A batch the source could not read or the target refused; the message names the table,
+    the row and the fix. The batches before it stay in the target."""
+
+
 @dataclasses.dataclass(slots=True)
 class TableCopy:
     """One table's rows: in the source, added to the target by this copy, in the target after."""
@@ -43,6 +54,7 @@ class TableCopy:
     source_rows: int
     copied: int = 0
     target_rows: int = 0
+    nul_replaced: int = 0  # text values whose NUL characters were copied as U+FFFD
 
     @property
     def matches(self) -> bool:
@@ -137,22 +149,69 @@ async def _copy_table(
     never by OFFSET), and insert each batch into ``target`` in a transaction of its own."""
     key = list(table.primary_key.columns)
     insert = target._insert(table).on_conflict_do_nothing()
+    texts = _text_columns(table) if target.engine.dialect.name == "postgresql" else []
     last: Sequence[Any] | None = None
     read = 0
     while True:
         stmt = sa.select(table).order_by(*key).limit(batch)
         if last is not None:
             stmt = stmt.where(_after(key, last))
-        async with source._read() as conn:
-            rows = [dict(row._mapping) for row in (await conn.execute(stmt)).all()]
+        try:
+            async with source._read() as conn:
+                rows = [dict(row._mapping) for row in (await conn.execute(stmt)).all()]
+        except StoreError as exc:
+            raise _stopped(table, last, f"the source cannot read a row: {exc}") from None
         if not rows:
             return
-        async with target._write(atomic=True) as conn:
-            await conn.execute(insert, rows)
-        last = [rows[-1][column.name] for column in key]
+        first = [rows[0][column.name] for column in key]
+        last = [rows[-1][column.name] for column in key]  # as the source has it: read on from
+        copy.nul_replaced += _without_nul(rows, texts)
+        try:
+            async with target._write(atomic=True) as conn:
+                await conn.execute(insert, rows)
+        except (StoreDataError, StoreError) as exc:
+            raise _stopped(table, first, f"the target refused a row: {exc}", batch=True) from None
         read += len(rows)
         if progress is not None:
             progress(table.name, read, copy.source_rows)
+
+
+def _text_columns(table: sa.Table) -> list[str]:
+    """The columns of ``table`` that hold text as it is (not JSON, which its type encodes)."""
+    return [c.name for c in table.columns if isinstance(c.type, sa.String)]
+
+
+def _without_nul(rows: list[dict[str, Any]], columns: list[str]) -> int:
+    """Replace NUL in ``rows``' text ``columns`` (PostgreSQL's text has none); how many values
+    held one."""
+    replaced = 0
+    for row in rows:
+        for name in columns:
+            value = row[name]
+            if type(value) is str and "\x00" in value:
+                row[name] = storable_text(value)
+                replaced += 1
+    return replaced
+
+
+def _stopped(
+    table: sa.Table, at: Sequence[Any] | None, problem: str, *, batch: bool = False
+) -> CopyStopped:
+    """The one line for a batch that could not be copied: where, what, and the way on."""
+    where = (
+        ""
+        if at is None
+        else f" ({'in the batch from' if batch else 'after'} {_key_text(table, at)})"
+    )
+    return CopyStopped(
+        f"copying {table.name} stopped{where}: {problem}: the rows copied so far stay; "
+        "correct or delete that row in the source, then run the copy again with --skip-existing"
+    )
+
+
+def _key_text(table: sa.Table, at: Sequence[Any]) -> str:
+    names = [column.name for column in table.primary_key.columns]
+    return ", ".join(f"{name} {value!r}" for name, value in zip(names, at, strict=True))
 
 
 def _after(key: list[sa.Column[Any]], last: Sequence[Any]) -> sa.ColumnElement[bool]:
