@@ -634,6 +634,19 @@ async def test_an_expired_claim_is_taken_over(store: Store) -> None:
     assert run.claimed_until > dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
 
 
+async def test_a_handler_error_with_a_nul_is_kept_as_text_can_hold_it(store: Store) -> None:
+    # A handler's error may quote a payload; PostgreSQL's text holds no NUL: a release that
+    # failed on it would leave the claim until it expires.
+    assert await store.claim_handler("k", "webhook", "a", ttl=60)
+    await store.release_handler("k", "webhook", "a", error="HTTP 500: a\x00b")
+    [run] = await store.handler_runs("k")
+    assert (run.owner, run.last_error) == (None, "HTTP 500: a\ufffdb")
+    assert await store.claim_handler("k", "webhook", "a", ttl=60)
+    assert await store.complete_handler("k", "webhook", "a", detail="sent \x00 twice")
+    [run] = await store.handler_runs("k")
+    assert run.last_error == "sent \ufffd twice"
+
+
 async def test_complete_without_claim_and_twice_keeps_the_first(store: Store) -> None:
     await store.complete_handler("k", "email", "a")
     [first] = await store.handler_runs("k")

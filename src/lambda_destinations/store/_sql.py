@@ -891,13 +891,17 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         self, key: str, handler: str, owner: str, *, detail: str | None = None
     ) -> bool:
         values = {"key": key, "handler": handler, "owner": owner, "completed_at": utcnow()}
+        values["last_error"] = None if detail is None else storable_text(detail)
         async with self._write() as conn:
-            result = await conn.execute(self._complete, {**values, "last_error": detail})
+            result = await conn.execute(self._complete, values)
             return bool(result.rowcount)
 
     async def release_handler(
         self, key: str, handler: str, owner: str, error: str | None = None
     ) -> None:
+        # A handler's error may quote a payload: NUL and lone surrogates as U+FFFD, as the
+        # invocations' text columns hold them (PostgreSQL's text refuses a NUL).
+        error = None if error is None else storable_text(error)
         async with self._write() as conn:
             params = {"b_key": key, "b_handler": handler, "b_owner": owner, "b_error": error}
             await conn.execute(self._release, {**params, **self._lease_params(0)})
