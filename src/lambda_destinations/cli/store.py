@@ -204,6 +204,11 @@ def copy_command(
     except CopyStopped as exc:
         fail(str(exc), EXIT_FAILED)
     _print_copies(settings.store, to_url, copies, as_json)
+    _check_copies(copies)
+
+
+def _check_copies(copies: list[Any]) -> None:
+    """The notes and the failure a finished copy ends with: NULs replaced, counts that differ."""
     if replaced := [f"{c.table} {c.nul_replaced}" for c in copies if c.nul_replaced]:
         click.echo(
             f"note: text values with a NUL character, which PostgreSQL's text cannot hold, "
