@@ -145,7 +145,10 @@ async def test_protected_while_a_slow_handler_runs_renewed_and_cleared_when_idle
     finished = started + 4.5
     enables = agent.enables()
     assert enables, "the worker never asked for protection"
-    assert abs(enables[0] - started) < 1.0
+    # asked by the time the handler began (its PUT may reach the agent a moment after): on a
+    # busy machine the message's dispatch can take over a second between its receive, when
+    # protection is asked, and its handler's start (CI saw 1.5 s), so only the far bound is loose
+    assert started - 10.0 < enables[0] < started + 1.0
     assert all(
         body.get("ExpiresInMinutes") == 1 for _, body in agent.puts if body["ProtectionEnabled"]
     )
