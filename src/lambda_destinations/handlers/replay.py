@@ -24,6 +24,10 @@ an asynchronous invocation's event, with or without its records); a legacy DLQ m
 names no function unless ``legacy_function`` does — get a ledger entry saying why, and no
 invocation. Effectively once: the handler is claimed per record key, the job is scheduled once
 per (original, attempt), and the ledger's attempt is unique, so redeliveries never replay twice.
+A failed invocation an on-failure destination and a dead-letter queue both recorded (two
+records of one request id) is replayed once: the first record to get here records itself in
+the store as the one replayed (:func:`first_of_invocation`); the other gets a ledger entry
+naming it (``same-invocation``) and is never invoked, whatever becomes of the first's replay.
 An Invoke that failed with an answer (throttling, 5xx) is tried again; one whose outcome is
 unknown (the connection broke, the worker stopped) is left ``pending`` — in doubt — and never
 repeated automatically. A function that no longer exists is permanent: the attempt is ``error``.
@@ -179,6 +183,46 @@ def _cut(text: str) -> str:
 def _worker(owner: str) -> str:
     """``requested_by`` for automatic replays: the worker, without the delivery suffix."""
     return f"worker {owner.split('/', 1)[0]}"
+
+
+# -- one replay per failed invocation ----------------------------------------------------------
+
+# AWS sends a failed asynchronous invocation's event to its on-failure destination and to its
+# dead-letter queue both when both are configured: two records (two keys) of one request id.
+# The first of them to reach a replay handler is the one replayed: it records itself as the
+# completion of this handler run, keyed by the request id, which the store keeps once (the first
+# completion wins, with its owner), across the worker's deliveries and the replicas alike.
+ONE_REPLAY = "replay"
+# The skip's name, as the command line's ``replay`` calls it (``SkipReason.SAME_INVOCATION``).
+SAME_INVOCATION = "same-invocation"
+
+
+def invocation_claim_key(request_id: str) -> str:
+    """The handler-run key the records of one failed invocation share (no record's key: those
+    end in a condition, or start with ``stream:``)."""
+    return f"invocation:{request_id}"
+
+
+def same_invocation(first: str) -> str:
+    return f"the same invocation as {first}, the record replayed ({SAME_INVOCATION})"
+
+
+async def first_of_invocation(message: DecodedMessage, store: Store) -> str | None:
+    """The key of the record of ``message``'s failed invocation that is replayed, when it is
+    another record's; None when it is this one's (now, or on an earlier delivery of it).
+
+    Recorded before the replay is scheduled: a delivery that stops in between is delivered
+    again, finds itself the first, and schedules it then (scheduling is idempotent).
+    """
+    if message.request_id is None:
+        return None
+    key = invocation_claim_key(message.request_id)
+    if await store.complete_handler(key, ONE_REPLAY, message.key):
+        return None
+    first = next((r.owner for r in await store.handler_runs(key) if r.handler == ONE_REPLAY), None)
+    if first is None:  # pragma: no cover - the completion above found it
+        raise TransientError(f"the replay of request id {message.request_id} is not readable yet")
+    return None if first == message.key else first
 
 
 # -- the policy ---------------------------------------------------------------------------------
@@ -370,6 +414,15 @@ class ReplayHandler:
         except NotReplayable as exc:
             await self._not_replayable(message, str(exc), context)
             return
+        first = await first_of_invocation(message, delivery_of(context).store)
+        if first is not None:
+            context.log.info(
+                "not replayed: the same invocation as another record",
+                handler=self.name,
+                first=first,
+            )
+            await self._not_replayed(message, same_invocation(first), context)
+            return
         await self._schedule(
             context,
             original_key=message.key,
@@ -448,6 +501,12 @@ class ReplayHandler:
         self, message: DecodedMessage, reason: str, context: HandlerContext
     ) -> None:
         context.log.warning("failure cannot be replayed", handler=self.name, reason=reason)
+        await self._not_replayed(message, reason, context)
+
+    async def _not_replayed(
+        self, message: DecodedMessage, reason: str, context: HandlerContext
+    ) -> None:
+        """The ledger's entry for a failure not replayed: attempt 1, ``error``, saying why."""
         function = message.function.arn if message.function else self.legacy_function
         if function is None:
             return  # the ledger names a function; the log line is the record of it

@@ -24,6 +24,7 @@ from typing import Any
 
 from lambda_destinations.aws import invoke_event
 from lambda_destinations.handlers.replay import (
+    SAME_INVOCATION,
     NotReplayable,
     ReplayTarget,
     link_arrived,
@@ -75,7 +76,9 @@ class SkipReason(enum.StrEnum):
     ALREADY_REPLAYED = "already-replayed"  # an earlier attempt reached Lambda (use force)
     IN_DOUBT = "in-doubt"  # an earlier attempt was interrupted: it may have reached Lambda
     CONCURRENT = "concurrent"  # another process recorded the same attempt just now
-    SAME_INVOCATION = "same-invocation"  # another record of its request id is invoked in this run
+    # Another record of its request id is invoked in this run (the automatic replay handler's
+    # ledger says so too, of the record it does not replay).
+    SAME_INVOCATION = SAME_INVOCATION
     HANDLED = "handled"  # ignored or recovered by someone else while it waited its turn
     INTERRUPTED = "interrupted"  # not sent: the run stopped (Ctrl-C, an error) before its turn
 
