@@ -41,7 +41,7 @@ from lambda_destinations.handlers.base import Delivery
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.handlers.registry import replay_outcomes_linked
 from lambda_destinations.handlers.replay import WILL_RETRY, build, link_arrived, replay_job_key
-from lambda_destinations.schemas import decode
+from lambda_destinations.schemas import DecodedMessage, decode
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
     DeliveryRow,
@@ -506,6 +506,19 @@ async def test_only_failures_the_policy_marks_retryable_are_replayed(
 # -- against the Lambda stand-in ----------------------------------------------------------------
 
 
+def _context(message: DecodedMessage, delivery: Delivery) -> HandlerContext:
+    """The context the worker gives a handler for ``message``, received once."""
+    return HandlerContext(
+        queue_url="q",
+        queue_name="q",
+        message_id=delivery.owner.split("/")[1],
+        receive_count=1,
+        key=message.key,
+        log=structlog.get_logger(),
+        _delivery=delivery,
+    )
+
+
 async def schedule_and_run(
     stand_in: LambdaStandIn | AccountsEndpoint,
     store_url: str,
@@ -532,18 +545,8 @@ async def schedule_and_run(
     aws = AwsClients(worker_settings)
     registry = HandlerRegistry(worker_settings)
     message = decode(json.dumps(record))
-    context = HandlerContext(
-        queue_url="q",
-        queue_name="q",
-        message_id="m-1",
-        receive_count=1,
-        key=message.key,
-        log=structlog.get_logger(),
-        _delivery=Delivery(
-            store=store, aws=aws, settings=worker_settings, owner="test-worker/m-1/1"
-        ),
-    )
-    await registry.get("retry")(message, context)
+    delivery = Delivery(store=store, aws=aws, settings=worker_settings, owner="test-worker/m-1/1")
+    await registry.get("retry")(message, _context(message, delivery))
     if meanwhile is not None:
         await meanwhile(store)
     scheduler = Scheduler(
@@ -805,6 +808,62 @@ async def test_throttling_is_retried_until_lambda_takes_the_invocation(sqlite_ur
     assert attempt.detail == "automatic (retry): TimeoutError (RetriesExhausted); Invoke run 2"
     assert len(stand_in.received) == 1
     assert stand_in.received[0].payload == record["requestPayload"]
+
+
+async def _handle_on(scheduler: Scheduler, message_body: str, attributes: dict[str, Any]) -> None:
+    """The replay handler on one more message, as the worker of ``scheduler`` would call it."""
+    message = decode(message_body, attributes)
+    delivery = Delivery(
+        store=scheduler.store,
+        aws=scheduler.aws,
+        settings=scheduler.settings,
+        owner="test-worker/m-2/1",
+    )
+    await scheduler.registry.get("retry")(message, _context(message, delivery))
+
+
+@pytest.mark.parametrize("lambda_says", ["throttled", "refused"])
+async def test_the_dlq_copy_of_a_failure_whose_replay_is_retried_or_refused_is_not_invoked(
+    sqlite_url: str, lambda_says: str
+) -> None:
+    # given: a failure's destination record, whose replay Lambda throttles (retried later), or
+    # refuses (given up: the function is gone)
+    record = failure_record("fn-twice")
+    key, request_id = key_of(record), record["requestContext"]["requestId"]
+    functions = {"fn-twice"} if lambda_says == "throttled" else set()
+    throttle = 100 if lambda_says == "throttled" else 0
+    with LambdaStandIn(functions=functions, throttle=throttle) as stand_in:
+        store, scheduler = await schedule_and_run(
+            stand_in, sqlite_url, record, legacy_function="fn-twice"
+        )
+        try:
+            # when: the failure's copy from the function's dead-letter queue arrives meanwhile
+            attributes = {"RequestID": request_id, "ErrorCode": "200", "ErrorMessage": "boom"}
+            await _handle_on(scheduler, json.dumps(record["requestPayload"]), attributes)
+            copy_key = decode(json.dumps(record["requestPayload"]), attributes).key
+            # and: Lambda takes invocations again, and the first's job runs again
+            stand_in.throttle = 0
+            await asyncio.sleep(2.2)
+            await scheduler.run_due()
+            (attempt,) = await store.replays(key)
+            (skipped,) = await store.replays(copy_key)
+            copy_job = await store.get_job(replay_job_key(copy_key, 1))
+        finally:
+            await scheduler.aws.close()
+            await store.close()
+
+    # then: the copy is never invoked in the first's place; only the first's job invokes
+    assert copy_job is None
+    assert skipped.outcome is ReplayOutcome.ERROR
+    assert skipped.detail == (
+        f"not replayed: the same invocation as {key}, the record replayed (same-invocation)"
+    )
+    if lambda_says == "throttled":
+        assert attempt.outcome is ReplayOutcome.INVOKED
+        assert [r.payload for r in stand_in.received] == [record["requestPayload"]]
+    else:
+        assert attempt.outcome is ReplayOutcome.ERROR
+        assert stand_in.received == []
 
 
 async def test_an_attempt_interrupted_while_invoking_is_never_repeated(sqlite_url: str) -> None:
