@@ -649,6 +649,10 @@ class Settings(BaseSettings):
             return f"check {region} and the network"
         return f"check {self.set_in('endpoint_url')}, {region} and the network"
 
+    def unreachable(self, problem: str) -> str:
+        """The line for an AWS endpoint not reached (``problem``: the error's first line)."""
+        return f"cannot reach {self.shown_endpoint()} ({problem}): {self.endpoint_fix()}"
+
     def not_aws_fix(self) -> str:
         """What to check when the endpoint answers, but not as AWS does (a web server's page,
         an empty 404): the endpoint URL, named where it was set; for AWS itself or dev's

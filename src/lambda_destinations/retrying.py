@@ -417,6 +417,56 @@ def with_fix(
     return f"{text}: {fix}" if fix else text
 
 
+# Whose credentials a command's line names: the operator's own, as the command runs with them.
+OPERATOR_CREDENTIALS = "the AWS credentials"
+
+
+def refused_line(
+    exc: ClientError,
+    *,
+    credentials: str = OPERATOR_CREDENTIALS,
+    set_where: str = "",
+    on: str | None = None,
+) -> str:
+    """The one line of an AWS error answer to an operator's command or the console's request:
+    the keys not taken, a permission they lack (on ``on``, when given), a KMS key that refused,
+    a function Lambda does not have, or the answer as it is. ``credentials`` names whose they
+    are; ``set_where`` ends the fix for keys not taken (where they are set, and what then)."""
+    code = error_code(exc)
+    operation = exc.operation_name or "the call"
+    message = first_line(exc)
+    if isinstance(exc, AccountRefusal):  # a function or role of another account: what to set
+        return f"{operation} was refused ({message}): {exc.fix}"
+    if (kms := kms_fix(code, operation, credentials)) is not None:
+        return f"{operation} failed: {message}: {kms}"
+    if code in CREDENTIAL_CODES:  # the keys themselves, not a permission they lack
+        return (
+            f"{operation} was refused ({message}): AWS did not take {credentials} (expired, "
+            "unknown, or this machine's clock is off): fix AWS_ACCESS_KEY_ID and "
+            f"AWS_SECRET_ACCESS_KEY or AWS_PROFILE{set_where}, or sign in again (aws sso login)"
+        )
+    if code in DENIED_CODES:
+        allowed = iam_action(operation) or operation
+        where = f" on {on}" if on else ""
+        return (
+            f"{operation} was refused ({message}): check {credentials} and that they are "
+            f"allowed {allowed}{where}"
+        )
+    if code == "ResourceNotFoundException":  # Lambda's answer to a function it does not have
+        return f"{operation} failed: {message}: {not_found_fix(exc, what='the name')}"
+    return f"{operation} failed: {message}"
+
+
+def refused_setup(exc: ClientError) -> bool:
+    """Whether :func:`refused_line`'s refusal is of the set-up (the credentials, a permission,
+    another account's function or role), not of this one call: the same fails every time."""
+    code = error_code(exc)
+    operation = exc.operation_name or "the call"
+    if kms_fix(code, operation) is not None:
+        return False
+    return isinstance(exc, AccountRefusal) or code in DENIED_CODES
+
+
 def text_of(exc: BaseException) -> str:
     """``str(exc)``, which is the raising code's own: a ``__str__`` that fails is said so. A
     refusing or absent egress proxy is said with what to change (botocore says only "Failed to

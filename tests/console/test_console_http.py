@@ -66,7 +66,7 @@ from lambda_destinations.store import (
     Store,
 )
 from ledger_helpers import replayed_once
-from tcp_proxy import AnswerCutter
+from tcp_proxy import AnswerCutter, aws_error
 
 TOKEN = "http-test-token"
 ARN = "arn:aws:lambda:us-east-1:123456789012"
@@ -3280,8 +3280,11 @@ async def test_an_endpoint_not_reached_is_one_line_on_the_logs_page_without_its_
     assert response.status == 503
     page = await response.text()
     line = _shown(page, "logs-problem")
-    assert line.startswith("EndpointConnectionError: Could not connect to the endpoint URL: ")
-    assert line.endswith(f": {settings.endpoint_fix()}")
+    assert line.startswith(
+        "cannot reach http://127.0.0.1:9/?token=*** (EndpointConnectionError: Could not connect "
+        "to the endpoint URL: "
+    )
+    assert line.endswith(f"): {settings.endpoint_fix()}")
     assert "tok-s3cret" not in page
     assert "Traceback" not in page
 
@@ -3549,3 +3552,132 @@ async def test_a_resend_whose_send_never_answers_is_in_doubt_at_the_bound(
     async with Store.from_url(settings.store) as store:
         (kept,) = await store.list_quarantine()
     assert resend_status(kept).startswith("resending since ")
+
+
+# A secret the console's environment holds: no page may show it.
+_PLANTED_SECRET = "planted-secret-" + uuid.uuid4().hex
+
+
+def _refusing(endpoint_url: str, needle: bytes, code: str, message: str) -> AnswerCutter:
+    """A proxy in front of moto answering every SQS request with ``needle`` with ``code``."""
+    proxy = AnswerCutter(endpoint_url, needle, http=True)
+    proxy.refusals = 100
+    proxy.refusal = aws_error(403, code, message, "json")
+    return proxy
+
+
+async def test_a_purge_aws_refuses_says_what_to_allow_as_dlq_purge_does_and_is_no_purge(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs, endpoint_url: str
+) -> None:
+    # given: a DLQ holding a message, and SQS refusing the console's PurgeQueue
+    url, dlq_url = make_queue("console-purge-denied")
+    name = dlq_url.rsplit("/", 1)[1]
+    send_all(sqs, dlq_url, ["m1"])
+    denied = "User: arn:aws:iam::123456789012:user/console is not authorized"
+    proxy = _refusing(endpoint_url, b"AmazonSQS.PurgeQueue", "AccessDenied", denied)
+    async with proxy.running() as through:
+        settings = settings_for(url, endpoint_url=through)
+        client = await make_client(settings)
+        csrf = await sign_in(client)
+
+        # when
+        response = await client.post(
+            f"/dlqs/{name}/purge",
+            data={"csrf": csrf, "confirm": name},
+            headers=_origin(client),
+            allow_redirects=False,
+        )
+
+    # then: the line names the permission and whose credentials lack it, as `dlq purge` says
+    # it (before: "ClientError: AccessDenied: …" alone); the ledger says nothing was purged
+    (line,) = (await response.text()).strip().splitlines()
+    assert response.status == 503
+    assert line == (
+        f"PurgeQueue was refused (AccessDenied: {denied}): check the console's AWS credentials "
+        "and that they are allowed sqs:PurgeQueue"
+    )
+    async with Store.from_url(settings.store) as store:
+        # the DLQ's URL as SQS gave it to the console, through the proxy
+        (action,) = await store.actions(dlq_url.replace(endpoint_url, through))
+    assert action.detail is not None
+    assert action.detail["refused"] == line
+    assert count_messages(sqs, dlq_url) == 1
+
+
+async def test_credentials_aws_does_not_take_are_the_console_s_to_fix_on_its_page(
+    make_client,
+    settings_for: Callable[..., Settings],
+    make_queue,
+    endpoint_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: the console's keys (a secret among them), and SQS saying their token expired
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", _PLANTED_SECRET)
+    url, dlq_url = make_queue("console-peek-expired")
+    name = dlq_url.rsplit("/", 1)[1]
+    expired = "The security token included in the request is expired"
+    proxy = _refusing(endpoint_url, b"AmazonSQS.ReceiveMessage", "ExpiredToken", expired)
+    async with proxy.running() as through:
+        client = await make_client(settings_for(url, endpoint_url=through))
+
+        # when: a peek, from a browser
+        response = await client.get(
+            f"/dlqs/{name}?peek=1", headers={**_origin(client), "Accept": "text/html"}
+        )
+        page = await response.text()
+
+    # then: one line saying whose keys to fix, and where (before: "ClientError: ExpiredToken:
+    # …", no fix); the secret is on no page
+    assert response.status == 503
+    assert _problem_line(page) == (
+        f"ReceiveMessage was refused (ExpiredToken: {expired}): AWS did not take the console's "
+        "AWS credentials (expired, unknown, or this machine's clock is off): fix "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE where the console runs, and "
+        "start it again, or sign in again (aws sso login)"
+    )
+    assert _PLANTED_SECRET not in page
+
+
+async def test_a_queue_sqs_refuses_to_describe_says_what_to_allow_on_the_overview(
+    make_client, settings_for: Callable[..., Settings], make_queue, endpoint_url: str
+) -> None:
+    # given: SQS refusing the console's GetQueueAttributes
+    url, _ = make_queue("console-attributes-denied")
+    denied = "not authorized to perform sqs:GetQueueAttributes"
+    proxy = _refusing(endpoint_url, b"AmazonSQS.GetQueueAttributes", "AccessDenied", denied)
+    async with proxy.running() as through:
+        client = await make_client(settings_for(url, endpoint_url=through))
+
+        # when
+        page = html.unescape(await (await client.get("/")).text())
+
+    # then: the queue's line says which permission the console's credentials lack
+    assert (
+        f"GetQueueAttributes was refused (AccessDenied: {denied}): check the console's AWS "
+        "credentials and that they are allowed sqs:GetQueueAttributes"
+    ) in page
+
+
+async def test_an_endpoint_the_console_cannot_reach_is_the_commands_line_without_its_secret(
+    make_client, settings_for: Callable[..., Settings], make_queue
+) -> None:
+    # given: an endpoint nobody listens on, whose URL carries a token
+    url, dlq_url = make_queue("console-unreachable")
+    settings = settings_for(url, endpoint_url="http://127.0.0.1:9/?token=tok-s3cret")
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    # when
+    response = await client.post(
+        f"/dlqs/{dlq_url.rsplit('/', 1)[1]}/purge",
+        data={"csrf": csrf, "confirm": "x"},
+        headers=_origin(client),
+    )
+
+    # then: its queue not read, in `dlq purge`'s line: the endpoint (masked) and what to check
+    # (before: botocore's "EndpointConnectionError: …" alone)
+    assert response.status == 503
+    (line,) = (await response.text()).strip().splitlines()
+    assert "could not be read (cannot reach http://127.0.0.1:9/?token=*** (Endpoint" in line
+    assert f"): {settings.endpoint_fix()}), so whether" in line
+    assert "tok-s3cret" not in line

@@ -379,42 +379,11 @@ def describe_aws_error(
 
 
 def _refused_line(exc: ClientError) -> tuple[str, int]:
-    """The line and exit code of an AWS error answer: the keys not taken, a permission they
-    lack, a KMS key that refused, a function Lambda does not have, or the answer as it is."""
-    from lambda_destinations.aws_operations import iam_action
-    from lambda_destinations.retrying import (
-        CREDENTIAL_CODES,
-        DENIED_CODES,
-        AccountRefusal,
-        error_code,
-        kms_fix,
-        not_found_fix,
-    )
+    """The line (:func:`lambda_destinations.retrying.refused_line`) and exit code of an AWS
+    error answer: 3 for the set-up (the keys, a permission), 1 for a call that failed."""
+    from lambda_destinations.retrying import refused_line, refused_setup
 
-    code = error_code(exc)
-    operation = getattr(exc, "operation_name", "the call")
-    message = first_line(exc)
-    if isinstance(exc, AccountRefusal):  # a function or role of another account: what to set
-        return f"{operation} was refused ({message}): {exc.fix}", EXIT_CONFIG
-    if (kms := kms_fix(code, operation, "the AWS credentials")) is not None:
-        return f"{operation} failed: {message}: {kms}", EXIT_FAILED
-    if code in CREDENTIAL_CODES:  # the keys themselves, not a permission they lack
-        return (
-            f"{operation} was refused ({message}): AWS did not take the credentials "
-            "(expired, unknown, or this machine's clock is off): fix AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or sign in again (aws sso login)",
-            EXIT_CONFIG,
-        )
-    if code in DENIED_CODES:
-        allowed = iam_action(operation) or operation
-        return (
-            f"{operation} was refused ({message}): check the AWS credentials and that they "
-            f"are allowed {allowed}",
-            EXIT_CONFIG,
-        )
-    if code == "ResourceNotFoundException":  # Lambda's answer to a function it does not have
-        return f"{operation} failed: {message}: {not_found_fix(exc, what='the name')}", EXIT_FAILED
-    return f"{operation} failed: {message}", EXIT_FAILED
+    return refused_line(exc), EXIT_CONFIG if refused_setup(exc) else EXIT_FAILED
 
 
 def _not_aws_line(exc: BaseException, endpoint: str, fix: str | None) -> str | None:

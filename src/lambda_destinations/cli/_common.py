@@ -397,8 +397,8 @@ def aws_errors(settings: Settings) -> Iterator[None]:
     try:
         yield
     except CONNECTION_ERRORS as exc:
-        where, fix = settings.shown_endpoint(), settings.endpoint_fix()  # fix: reads dev's file
-        raise EndpointUnreachable(f"cannot reach {where} ({first_line(exc)}): {fix}") from None
+        # The fix reads dev's file, where dev's settings came from.
+        raise EndpointUnreachable(settings.unreachable(first_line(exc))) from None
     except Exception as exc:
         known = describe_aws_error(
             exc, endpoint=settings.shown_endpoint(), not_aws_fix=settings.not_aws_fix()

@@ -41,6 +41,7 @@ from lambda_destinations.operations.replay import ReplayResult, replay_invocatio
 from lambda_destinations.operations.status import reopen as reopen_failures
 from lambda_destinations.operations.status import set_by
 from lambda_destinations.redact import echoed
+from lambda_destinations.retrying import refused_setup
 from lambda_destinations.store import (
     ROW_ID_MAX,
     FailureStatus,
@@ -453,6 +454,11 @@ async def purge(request: web.Request) -> web.Response:
         except PurgedRecently as exc:  # nothing done: the ledger says so
             await console.store.set_action_detail(recorded, {**detail, "refused": str(exc)})
             raise web.HTTPConflict(text=f"{exc}\n") from None
+        except ClientError as exc:  # the keys or a permission refused: nothing done either
+            if refused_setup(exc):
+                refused = views.problem_line(exc, console.settings)
+                await console.store.set_action_detail(recorded, {**detail, "refused": refused})
+            raise
     raise web.HTTPSeeOther(f"/dlqs/{quote(dlq.name, safe='')}")
 
 

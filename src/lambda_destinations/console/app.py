@@ -360,7 +360,8 @@ def _failed(request: web.Request, exc: Exception, *, api: bool) -> web.Response:
     """The store or AWS failed: one line, as the request accepts it (a page, JSON, or plain
     text) and in the log, never a traceback page. Our own errors' lines are for people, without
     the Python class; botocore's and the system's keep it (``EndpointConnectionError: ...``)."""
-    log.warning("console request failed", path=request.path, error=problem_line(exc))
+    settings = request.app[CONSOLE].settings
+    log.warning("console request failed", path=request.path, error=problem_line(exc, settings))
     # A value the store refuses is this request's (a filter, a reason): 400, and the line says
     # to change it rather than to try again (the same would fail).
     refused = isinstance(exc, StoreDataError)
@@ -370,7 +371,7 @@ def _failed(request: web.Request, exc: Exception, *, api: bool) -> web.Response:
     elif isinstance(exc, LambdaDestinationsError):
         problem = first_line(exc)
     else:
-        problem = problem_line(exc)
+        problem = problem_line(exc, settings)
     if api:
         return web.json_response({"error": problem}, status=status)
     if not _wants_page(request):

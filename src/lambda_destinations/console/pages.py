@@ -106,9 +106,9 @@ async def _queue_depths(console: Console) -> tuple[list[views.QueueDepth], str |
     try:
         async with aws_bound():
             sqs = await console.aws.client("sqs")
-            return await views.queue_depths(sqs, console.settings.queues), None
+            return await views.queue_depths(sqs, console.settings), None
     except (BotoCoreError, ClientError) as exc:  # no region, say: made before any request
-        return [], views.problem_line(exc)
+        return [], views.problem_line(exc, console.settings)
     except AwsUnanswered as exc:
         return [], exc.line
 
@@ -296,7 +296,7 @@ async def _read_logs(
     except LogsNotRead as exc:
         return None, str(exc), _NOT_READ.get(type(exc), 404)
     except CONNECTION_ERRORS as exc:
-        return None, f"{views.problem_line(exc)}: {console.settings.endpoint_fix()}", 503
+        return None, views.problem_line(exc, console.settings), 503
 
 
 @routes.get("/failures/{ident}/edit")
@@ -381,7 +381,7 @@ async def configured_dlq(console: Console, name: str) -> tuple[Any, list[str]]:
 
     Only the DLQs of the queues the settings name can be acted on from the console."""
     sqs = await console.aws.client("sqs")
-    depths = await views.queue_depths(sqs, console.settings.queues)
+    depths = await views.queue_depths(sqs, console.settings)
     for depth in depths:
         if depth.dlq is not None and depth.dlq.name == name:
             return depth.dlq, await source_queues(sqs, depth.dlq)

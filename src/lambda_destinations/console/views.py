@@ -13,12 +13,19 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from botocore.exceptions import NoRegionError
+from botocore.exceptions import (
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
 from multidict import MultiMapping
 
 # capped: the templates cut long text with views.capped, as `failures show` cuts it in the CLI
 from lambda_destinations._text import capped as capped
 from lambda_destinations._urls import queue_name
+from lambda_destinations.aws import NO_CREDENTIALS_FIX
+from lambda_destinations.config import Settings
 from lambda_destinations.console.charts import sparkline, trend
 from lambda_destinations.console.jobs import Job
 from lambda_destinations.errors import NO_REGION
@@ -39,7 +46,7 @@ from lambda_destinations.operations.stats import (
 )
 from lambda_destinations.operations.stats import status_counts as count_by_status
 from lambda_destinations.redact import echoed
-from lambda_destinations.retrying import first_line
+from lambda_destinations.retrying import CONNECTION_ERRORS, first_line, refused_line
 from lambda_destinations.schemas import check_invoke_qualifier
 from lambda_destinations.schemas import qualified_name as qualified_name
 from lambda_destinations.store import (
@@ -303,24 +310,38 @@ class QueueDepth:
     problem: str | None = None
 
 
-async def queue_depths(sqs: Any, queues: Sequence[str]) -> list[QueueDepth]:
+async def queue_depths(sqs: Any, settings: Settings) -> list[QueueDepth]:
     """Each configured queue and its DLQ (from its redrive policy); a problem as text."""
     out = []
-    for ident in queues:
+    for ident in settings.queues:
         try:
             ref = await resolve_queue(sqs, ident)
             dlq = await dlq_of(sqs, ref)
             out.append(QueueDepth(ref.name, ref.url, ref.visible, ref.in_flight, dlq))
         except Exception as exc:  # noqa: BLE001 - an unreachable endpoint, a missing queue: shown
-            out.append(QueueDepth(queue_name(ident), None, None, None, None, problem_line(exc)))
+            problem = problem_line(exc, settings)
+            out.append(QueueDepth(queue_name(ident), None, None, None, None, problem))
     return out
 
 
-def problem_line(exc: BaseException) -> str:
-    """What went wrong asking SQS or the store, in one line; with the fix where the console
-    knows it (no region: botocore's "You must specify a region" names no setting)."""
+# Whose credentials the console's AWS calls use: its own, not those of who reads the page.
+CONSOLE_CREDENTIALS = "the console's AWS credentials"
+# Where they are fixed: a running console keeps the keys it started with.
+_KEYS_SET = " where the console runs, and start it again"
+
+
+def problem_line(exc: BaseException, settings: Settings) -> str:
+    """What went wrong asking AWS or the store, in one line; with the fix where the console
+    knows it, as the commands say it (no region: botocore's "You must specify a region" names
+    no setting; an endpoint not reached, the keys not taken, a permission they lack)."""
     if isinstance(exc, NoRegionError):
         return NO_REGION
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return f"the console has no AWS credentials: {NO_CREDENTIALS_FIX}, and start it again"
+    if isinstance(exc, CONNECTION_ERRORS):
+        return settings.unreachable(first_line(exc, typed=True))
+    if isinstance(exc, ClientError):
+        return refused_line(exc, credentials=CONSOLE_CREDENTIALS, set_where=_KEYS_SET)
     return first_line(exc, typed=True)
 
 
