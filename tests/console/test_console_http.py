@@ -3681,3 +3681,34 @@ async def test_an_endpoint_the_console_cannot_reach_is_the_commands_line_without
     assert "could not be read (cannot reach http://127.0.0.1:9/?token=*** (Endpoint" in line
     assert f"): {settings.endpoint_fix()}), so whether" in line
     assert "tok-s3cret" not in line
+
+
+async def test_a_purge_of_an_empty_dlq_is_refused_in_dlq_purge_s_line_and_not_kept(
+    make_client, settings_for: Callable[..., Settings], make_queue
+) -> None:
+    # given: a configured queue's DLQ SQS counts no message in
+    url, dlq_url = make_queue("console-purge-empty")
+    name = dlq_url.rsplit("/", 1)[1]
+    settings = settings_for(url)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    # when
+    page = await (await client.get(f"/dlqs/{name}")).text()
+    response = await client.post(
+        f"/dlqs/{name}/purge",
+        data={"csrf": csrf, "confirm": name},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+
+    # then: the page offers no purge, and one posted anyway is refused in `dlq purge`'s line
+    # (before: purged, and a purge kept in the ledger); the ledger keeps nothing
+    # (console.js enables the button of a form with data-confirm-name once the name is typed)
+    assert "disabled>Purge" in page
+    assert "data-confirm-name" not in page
+    assert response.status == 409
+    (line,) = (await response.text()).strip().splitlines()
+    assert line == f"{name} is empty: nothing to purge"
+    async with Store.from_url(settings.store) as store:
+        assert await store.actions(dlq_url) == []

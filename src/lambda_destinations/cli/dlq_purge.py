@@ -17,7 +17,12 @@ from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import plural
 from lambda_destinations.cli.dlq import dlq_group
 from lambda_destinations.config import Settings
-from lambda_destinations.operations.dlq import PurgedRecently, purge, resolve_queue
+from lambda_destinations.operations.dlq import (
+    PurgedRecently,
+    nothing_to_purge,
+    purge,
+    resolve_queue,
+)
 
 
 @subcommand(dlq_group, "purge")
@@ -41,8 +46,8 @@ def purge_command(settings: Settings, queue: str, yes: bool) -> None:
             sqs = await aws.client("sqs")
             ref = await resolve_queue(sqs, queue)
             count = ref.held
-            if ref.shows_none:
-                click.echo(f"{ref.name} is empty: nothing to purge")
+            if (empty := nothing_to_purge(ref)) is not None:
+                click.echo(empty)
                 return
             if not yes:
                 click.confirm(

@@ -32,7 +32,7 @@ from lambda_destinations.console.security import (
     same_origin,
 )
 from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
-from lambda_destinations.operations.dlq import PurgedRecently
+from lambda_destinations.operations.dlq import PurgedRecently, nothing_to_purge
 from lambda_destinations.operations.dlq import purge as purge_queue
 from lambda_destinations.operations.quarantine import RESEND_CLAIM, NotResent, refusal, resend
 from lambda_destinations.operations.redrive import left_undone, move_messages, target_chooser
@@ -438,6 +438,8 @@ async def purge(request: web.Request) -> web.Response:
         dlq, _ = await configured_dlq(console, name)
         if (running := console.jobs.running_on(dlq.url)) is not None:
             raise _busy(dlq.name, running)
+        if (empty := nothing_to_purge(dlq)) is not None:  # as `dlq purge`: nothing done, or kept
+            raise web.HTTPConflict(text=f"{empty}\n")
         if form.get("confirm", "") != dlq.name:
             raise web.HTTPBadRequest(text=f"type the queue's name ({dlq.name}) to purge it\n")
         detail = {"about": dlq.held}

@@ -206,6 +206,12 @@ class PurgedRecently(LambdaDestinationsError):
     do."""
 
 
+def nothing_to_purge(ref: QueueRef) -> str | None:
+    """The line of a purge of a queue SQS counts no message in (``dlq purge`` and the console
+    purge nothing then), else None."""
+    return f"{ref.name} is empty: nothing to purge" if ref.shows_none else None
+
+
 async def purge(sqs: Any, ref: QueueRef) -> None:
     """Delete every message of ``ref`` (SQS does it within a minute); :class:`PurgedRecently`
     when SQS allows no purge of it yet (one a minute per queue)."""
