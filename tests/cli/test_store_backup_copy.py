@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import random
+import stat
 import sqlite3
 import subprocess
 import sys
@@ -220,6 +221,24 @@ def test_backup_refusals_are_one_line_each(tmp_path: Path) -> None:
     # --force replaces the file
     ok("store", "backup", str(tmp_path / "there.db"), "--force", env=env)
     assert count(tmp_path / "there.db") == 1
+
+
+def test_backup_force_replaces_only_a_file(tmp_path: Path) -> None:
+    # given: a PATH that is no file (a pipe, as /dev/null is a device): --force once renamed
+    # the copy over it, and as root `store backup /dev/null --force` made /dev/null a file
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 1)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    # when
+    said = refused(
+        2, "store", "backup", str(pipe), "--force", env={"LAMBDA_DESTINATIONS_STORE": url}
+    )
+    # then
+    assert said == (
+        f"error: {pipe} is not a regular file: --force replaces only a file: give a file's path"
+    )
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
 
 
 def test_a_backup_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path: Path) -> None:

@@ -116,6 +116,12 @@ def _check_target(path: Path, force: bool, store: Store) -> None:
         fail(f"{path.parent} does not exist: create the folder, or give another path", EXIT_USAGE)
     if path.exists() and not force:
         _exists(path)
+    if path.exists() and not path.is_file():
+        # a device or a pipe (/dev/null): the rename would put the copy in its place
+        fail(
+            f"{path} is not a regular file: --force replaces only a file: give a file's path",
+            EXIT_USAGE,
+        )
 
 
 def _same_file(path: Path, live: Path) -> bool:
