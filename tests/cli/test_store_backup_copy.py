@@ -459,6 +459,24 @@ def test_a_row_the_source_cannot_read_stops_the_copy_in_one_line(
     assert done["ok"] is True
 
 
+def test_copy_to_the_same_sqlite_file_by_another_path_is_the_store_itself(
+    tmp_path: Path,
+) -> None:
+    # given: the store named by another spelling of its path (a `..`, a symlink)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 1)
+    env = {"LAMBDA_DESTINATIONS_STORE": url}
+    (tmp_path / "link.db").symlink_to(tmp_path / "store.db")
+    itself = "error: --to names the store itself: give the URL of the store to copy into"
+    for to in (
+        f"sqlite:///{tmp_path}/../{tmp_path.name}/store.db",
+        f"sqlite:///{tmp_path}/link.db",
+    ):
+        # when / then: refused as the same URL is, not as a target that holds records
+        assert refused(2, "store", "copy", "--to", to, env=env) == itself
+        assert refused(2, "store", "copy", "--to", to, "--skip-existing", env=env) == itself
+
+
 @pytest.mark.postgres
 def test_copy_refusals_name_the_option(tmp_path: Path, postgres_url: str) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"

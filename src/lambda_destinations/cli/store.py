@@ -124,6 +124,12 @@ def _check_target(path: Path, force: bool, store: Store) -> None:
         )
 
 
+def _same_sqlite_file(source: Store, target: Store) -> bool:
+    """Whether two SQLite stores are one file, however their URLs spell its path."""
+    paths = getattr(source, "path", None), getattr(target, "path", None)
+    return None not in paths and _same_file(Path(paths[1]), Path(paths[0]))
+
+
 def _same_file(path: Path, live: Path) -> bool:
     with contextlib.suppress(OSError):
         if path.exists() and path.samefile(live):
@@ -184,11 +190,12 @@ def copy_command(
         copy_store,
     )
 
-    if to_url.strip() == settings.store.strip():
-        fail("--to names the store itself: give the URL of the store to copy into", EXIT_USAGE)
+    same = to_url.strip() == settings.store.strip()
     with _target_errors(to_url):
         target = Store.from_url(to_url)
         target.refuse_in_memory("the copy would be gone when the command exits")
+    if same or _same_sqlite_file(Store.from_url(settings.store, create=False), target):
+        fail("--to names the store itself: give the URL of the store to copy into", EXIT_USAGE)
 
     async def go() -> list[TableCopy]:
         async with opened_store(settings, writes=False) as source:
