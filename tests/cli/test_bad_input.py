@@ -1750,6 +1750,31 @@ def test_simulate_to_a_bucket_that_does_not_exist_is_one_line_and_sends_nothing(
 
 
 @pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--bucket", "Bad_Bucket!", "--bucket: 'Bad_Bucket!' cannot be an S3 bucket's name"),
+        ("--bucket", "", "--bucket: '' cannot be an S3 bucket's name"),
+        ("--failure-queue", "", "no queue can be named ''"),
+    ],
+)
+def test_simulate_refuses_an_empty_or_impossible_name_and_sends_nothing(
+    endpoint_url: str, make_queue: Any, sqs: Any, option: str, value: str, said: str
+) -> None:
+    # before: --bucket 'Bad_Bucket!' ended in "error: Parameter validation failed:", exit 1,
+    # and an empty --bucket or --failure-queue was taken as none given
+    url, _dlq = make_queue("odd-names")
+    result = cli(
+        "simulate",
+        *("--queue", url, option, value, "-n", "20"),
+        *("--endpoint-url", endpoint_url),
+    )
+    assert result.returncode == 2, result.stderr
+    assert said in one_error_line(result)
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert counts["Attributes"]["ApproximateNumberOfMessages"] == "0"  # nothing sent
+
+
+@pytest.mark.parametrize(
     ("region", "named"),
     [
         ({"AWS_REGION": "us-east-1"}, "AWS_REGION"),

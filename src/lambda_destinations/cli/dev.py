@@ -612,6 +612,8 @@ def simulate_command(
     from lambda_destinations.operations.dlq import resolve_queue
     from lambda_destinations.simulate import messages
 
+    if bucket is not None:
+        _check_bucket_name(bucket)
     batch = list(
         messages(
             count,
@@ -626,8 +628,10 @@ def simulate_command(
             sqs = await aws.client("sqs")
             # Named or not, a queue that does not exist is one line, before anything is sent.
             success = await resolve_queue(sqs, queue_url)
-            failure = await resolve_queue(sqs, failure_queue) if failure_queue else success
-            written = await _write_to(aws, batch, bucket) if bucket else 0
+            # An empty name given is refused as --queue's is, not taken as none given.
+            given = failure_queue is not None
+            failure = await resolve_queue(sqs, failure_queue) if given else success
+            written = await _write_to(aws, batch, bucket) if bucket is not None else 0
             return await send_messages(aws, batch, success.url, failure.url), written
 
     with aws_errors(settings):
@@ -661,6 +665,20 @@ async def _write_to(aws: AwsClients, batch: Sequence[SimulatedMessage], bucket: 
         if error_code(exc) != "NoSuchBucket":
             raise
         _no_bucket(bucket)
+
+
+def _check_bucket_name(bucket: str) -> None:
+    """A --bucket no S3 call can name is a usage error, before anything is sent (botocore
+    refused it with a bare "Parameter validation failed:")."""
+    from lambda_destinations.redact import echoed
+    from lambda_destinations.schemas.s3 import BUCKET_NAME
+
+    if not BUCKET_NAME.fullmatch(bucket):
+        fail(
+            f"--bucket: {echoed(bucket)!r} cannot be an S3 bucket's name: give the bucket's "
+            "name as `aws s3 ls` lists it (lowercase letters, digits, '.' and '-')",
+            EXIT_USAGE,
+        )
 
 
 def _no_bucket(bucket: str) -> NoReturn:

@@ -29,7 +29,7 @@ _EVENTBRIDGE_CREATED = "Object Created"  # an EventBridge event's detail-type, l
 # What botocore lets a GetObject name as its bucket, and as a client's region (a label of the
 # endpoint's host name): a notice naming another is none S3 sent, and a read of it would be
 # refused before it left, on every receive.
-_BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
+BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
 _REGION_NAME = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
 
 
@@ -152,7 +152,7 @@ def _raise_for_object(location: S3Object, event: str, *, created: bool) -> None:
             f"writes its records; filter the bucket's notification on the prefix {LAMBDA_PREFIX}"
         )
     for what, value, pattern in (
-        ("bucket", location.bucket, _BUCKET_NAME),
+        ("bucket", location.bucket, BUCKET_NAME),
         ("region", location.region, _REGION_NAME),
     ):
         if value is not None and not pattern.fullmatch(value):
