@@ -57,6 +57,17 @@ def test_invoke_refuses_a_payload_that_is_not_json(lambda_env: dict[str, str]) -
         assert "Traceback" not in result.stderr
 
 
+def test_invoke_payload_at_sign_alone_names_no_file(
+    lambda_env: dict[str, str], tmp_path: Path
+) -> None:
+    # before: "--payload: cannot read  (Is a directory)": the empty name read as the folder
+    result = cli("invoke", "orders-api", "--payload", "@", env=lambda_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        "error: --payload: '@' names no file: give @FILE, or @- for standard input"
+    ]
+
+
 @pytest.mark.parametrize(
     "name",
     [

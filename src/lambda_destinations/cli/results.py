@@ -80,6 +80,8 @@ def read_payload(text: str | None) -> bytes:
         return b"{}"
     if text.startswith("@"):
         source = text[1:]
+        if not source:  # Path("") is the folder: "cannot read  (Is a directory)"
+            fail("--payload: '@' names no file: give @FILE, or @- for standard input", EXIT_USAGE)
         try:
             data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
         except OSError as exc:
