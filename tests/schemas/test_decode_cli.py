@@ -175,6 +175,17 @@ def test_message_that_does_not_decode_exits_1_with_one_line(stdin: str, error: s
             "error: --message input has no Body: expected an SQS message as ReceiveMessage "
             "returns it\n",
         ),
+        # before: both "has no Body", for a Body that is there but no text, and for an array
+        (
+            '{"Body": 5}',
+            "error: --message input's Body is a JSON number, not text: an SQS message's Body "
+            "is the body as a JSON string\n",
+        ),
+        (
+            "[]",
+            "error: --message input is a JSON array, not an SQS message: expected one as "
+            "ReceiveMessage returns it\n",
+        ),
     ],
 )
 def test_bad_whole_message_input(stdin: str, error: str) -> None:
@@ -190,7 +201,20 @@ def test_unreadable_path_exits_2_with_one_line(tmp_path: Path) -> None:
     result = run(str(missing))
 
     assert result.exit_code == 2
-    assert result.stderr == f"error: cannot read {missing}: No such file or directory\n"
+    assert result.stderr == (
+        f"error: cannot read {missing} (No such file or directory): give a file holding the "
+        "message body, or - to read standard input\n"
+    )
+
+
+def test_an_empty_path_says_so_with_the_fix() -> None:
+    # before: "error: cannot read : No such file or directory", no fix
+    result = run("")
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: PATH is empty: give a file holding the message body, or - to read standard input\n"
+    )
 
 
 def test_directory_path_exits_2(tmp_path: Path) -> None:
@@ -198,7 +222,7 @@ def test_directory_path_exits_2(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith(f"error: cannot read {tmp_path}:")
+    assert result.stderr.startswith(f"error: cannot read {tmp_path} (Is a directory): give a")
 
 
 def test_help_shows_examples() -> None:

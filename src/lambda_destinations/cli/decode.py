@@ -12,7 +12,14 @@ import click
 from lambda_destinations._text import visible
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
 from lambda_destinations.cli._table import field_lines
-from lambda_destinations.schemas import DecodedMessage, DecodeError, MessageKind, decode
+from lambda_destinations.redact import echoed
+from lambda_destinations.schemas import (
+    DecodedMessage,
+    DecodeError,
+    MessageKind,
+    decode,
+    json_kind,
+)
 from lambda_destinations.times import utc_text
 
 # How much of a long value the readable summary shows; --json always has everything.
@@ -61,14 +68,19 @@ def decode_command(path: str, whole_message: bool, as_json: bool) -> None:
         click.echo(_readable(decoded))
 
 
+_GIVE = "give a file holding the message body, or - to read standard input"
+
+
 def _read(path: str) -> bytes:
     if path == "-":
         return sys.stdin.buffer.read()
+    if not path:  # open("") says only "No such file or directory", naming nothing
+        fail(f"PATH is empty: {_GIVE}", EXIT_USAGE)
     try:
         with open(path, "rb") as stream:
             return stream.read()
     except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_USAGE)
+        fail(f"cannot read {echoed(path)} ({exc.strerror or exc}): {_GIVE}", EXIT_USAGE)
 
 
 def _sqs_message(data: bytes) -> tuple[str, Mapping[str, Any] | None]:
@@ -83,10 +95,20 @@ def _sqs_message(data: bytes) -> tuple[str, Mapping[str, Any] | None]:
                 f"--message input holds {len(doc['Messages'])} messages; pass exactly one"
             )
         doc = doc["Messages"][0]
-    body = doc.get("Body", doc.get("body")) if isinstance(doc, dict) else None
-    if not isinstance(body, str):
+    if not isinstance(doc, dict):
+        raise DecodeError(
+            f"--message input is {json_kind(doc)}, not an SQS message: expected one as "
+            "ReceiveMessage returns it"
+        )
+    body = doc.get("Body", doc.get("body"))
+    if body is None:
         raise DecodeError(
             "--message input has no Body: expected an SQS message as ReceiveMessage returns it"
+        )
+    if not isinstance(body, str):
+        raise DecodeError(
+            f"--message input's Body is {json_kind(body)}, not text: an SQS message's Body is "
+            "the body as a JSON string"
         )
     attributes = doc.get("MessageAttributes", doc.get("messageAttributes"))
     if attributes is not None and not isinstance(attributes, dict):

@@ -1,5 +1,6 @@
 """Lambda destination records: models, envelopes and ``decode()`` (pure, no I/O)."""
 
+from lambda_destinations.schemas._private import json_kind
 from lambda_destinations.schemas.arn import (
     FunctionArn,
     check_invoke_qualifier,
@@ -57,6 +58,7 @@ __all__ = [
     "function_account",
     "invoke_function_name",
     "invoke_function_region",
+    "json_kind",
     "qualified_name",
     "requalified",
     "summarize",
