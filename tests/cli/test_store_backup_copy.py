@@ -11,8 +11,8 @@ import datetime as dt
 import json
 import os
 import random
-import stat
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading

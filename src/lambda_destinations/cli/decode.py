@@ -12,7 +12,6 @@ import click
 from lambda_destinations._text import visible
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
 from lambda_destinations.cli._table import field_lines
-from lambda_destinations.redact import echoed
 from lambda_destinations.schemas import (
     DecodedMessage,
     DecodeError,
@@ -80,7 +79,7 @@ def _read(path: str) -> bytes:
         with open(path, "rb") as stream:
             return stream.read()
     except OSError as exc:
-        fail(f"cannot read {echoed(path)} ({exc.strerror or exc}): {_GIVE}", EXIT_USAGE)
+        fail(f"cannot read {path} ({exc.strerror or exc}): {_GIVE}", EXIT_USAGE)
 
 
 def _sqs_message(data: bytes) -> tuple[str, Mapping[str, Any] | None]:

@@ -629,8 +629,9 @@ def simulate_command(
             # Named or not, a queue that does not exist is one line, before anything is sent.
             success = await resolve_queue(sqs, queue_url)
             # An empty name given is refused as --queue's is, not taken as none given.
-            given = failure_queue is not None
-            failure = await resolve_queue(sqs, failure_queue) if given else success
+            failure = success
+            if failure_queue is not None:
+                failure = await resolve_queue(sqs, failure_queue)
             written = await _write_to(aws, batch, bucket) if bucket is not None else 0
             return await send_messages(aws, batch, success.url, failure.url), written
 

@@ -126,8 +126,8 @@ def _check_target(path: Path, force: bool, store: Store) -> None:
 
 def _same_sqlite_file(source: Store, target: Store) -> bool:
     """Whether two SQLite stores are one file, however their URLs spell its path."""
-    paths = getattr(source, "path", None), getattr(target, "path", None)
-    return None not in paths and _same_file(Path(paths[1]), Path(paths[0]))
+    live, copy = getattr(source, "path", None), getattr(target, "path", None)
+    return live is not None and copy is not None and _same_file(Path(copy), Path(live))
 
 
 def _same_file(path: Path, live: Path) -> bool:
