@@ -18,6 +18,8 @@ ledger, invokes the original function ARN (with its qualifier) asynchronously
 Lambda returned. When that new invocation's own record arrives, its request id finds the
 attempt: a success marks it ``recovered`` (and the original invocation's status too); a failure
 marks it ``failed`` and, while the budget lasts, schedules the next attempt for the original.
+A failed replay's dead-letter message (its ``RequestID``) is linked so too: both records of it
+continue the one chain (the next attempt's job is scheduled once), never a chain of their own.
 
 Records that cannot be replayed — stream batch failures (an event-source mapping's batch, not
 an asynchronous invocation's event, with or without its records); a legacy DLQ message
@@ -323,8 +325,14 @@ async def link_outcome(
         await store.update_replay(
             attempt.id,
             outcome=ReplayOutcome.FAILED,
-            detail=_cut(f"failed again ({message.condition}): {error or 'no error given'}"),
+            detail=_cut(f"failed again ({_failed_how(message)}): {error or 'no error given'}"),
         )
+
+
+def _failed_how(message: DecodedMessage | InvocationRow) -> str:
+    """The condition a replay failed with, or (a dead-letter message names none) where it was
+    recorded."""
+    return message.condition or "dead-letter queue"
 
 
 async def link_arrived(store: Store, new_request_id: str, by: str) -> None:
@@ -348,8 +356,14 @@ async def link_arrived(store: Store, new_request_id: str, by: str) -> None:
     await link_outcome(store, attempt, arrived, by)
 
 
+# The records a replay's new invocation can have: its destination's, and its dead-letter queue's
+# (AWS sends a failed invocation's event to both when both are configured, a replay's too; the
+# DLQ message's ``RequestID`` attribute is the new request id the ledger recorded).
+_REPLAY_RECORD_KINDS = (MessageKind.INVOCATION, MessageKind.LEGACY_DLQ)
+
+
 async def _attempt_for(message: DecodedMessage, store: Store) -> ReplayAttempt | None:
-    if message.kind is not MessageKind.INVOCATION or message.request_id is None:
+    if message.kind not in _REPLAY_RECORD_KINDS or message.request_id is None:
         return None
     return await store.replay_for_request(message.request_id)
 
@@ -400,6 +414,8 @@ class ReplayHandler:
         previous = await _attempt_for(message, store)
         if previous is not None:
             # This record is a replay's own outcome.
+            # Both its records (destination and dead-letter queue) link it, and may both
+            # schedule the next attempt: the job is scheduled once per (original, attempt).
             await link_outcome(store, previous, message, _worker(delivery_of(context).owner))
             if message.succeeded:
                 return
@@ -438,6 +454,12 @@ class ReplayHandler:
     ) -> None:
         attempt = previous.attempt + 1
         fields = {"original": previous.original_key, "attempt": previous.attempt}
+        if message.kind is MessageKind.LEGACY_DLQ and not self.policy.matches(message):
+            # A dead-letter message names no condition and no function (its error code is no
+            # error type), so a policy with filters misses it; then it decides nothing, as for
+            # an original failure: the destination's record of the same invocation does.
+            context.log.debug("replay failed again; its DLQ copy decides nothing", **fields)
+            return
         if not self.policy.matches(message) or attempt > self.policy.budget:
             if attempt > self.policy.budget:
                 context.log.warning("replay failed again; the replay budget is spent", **fields)
