@@ -40,9 +40,11 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 def storable_text(value: str) -> str:
     """``value`` as both store backends' text can hold it: NUL and lone surrogates become U+FFFD.
 
-    For text columns (error message, function name): the record's JSON column keeps the
-    original exactly.
+    For text columns (an error message, a function name, an operator's reason): the JSON
+    columns keep the original exactly.
     """
+    if value.isascii() and "\x00" not in value:
+        return value  # nearly every value: no regular expression to run
     return _UNSTORABLE.sub("\ufffd", value)
 
 

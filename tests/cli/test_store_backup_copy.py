@@ -415,11 +415,12 @@ async def _nul_texts(url: str) -> None:
         assert await store.claim_handler("k-nul", "webhook", "w", 30)
         await store.release_handler("k-nul", "webhook", "w", error="HTTP 500")
         action = OperatorAction(actor="console a", action="ignore", target="k-nul")
-        action.reason = "typed \x00"
+        action.reason = "typed"
         await store.add_action(action)
-    # as an earlier release kept a handler's error: as it was
+    # as an earlier release kept a handler's error and an operator's reason: as they were
     with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
         db.execute("UPDATE handler_runs SET last_error = 'HTTP 500: ' || char(0)")
+        db.execute("UPDATE operator_actions SET reason = 'typed ' || char(0)")
         db.commit()
 
 

@@ -145,6 +145,23 @@ async def test_a_finished_job_is_never_taken_again(jobs_store: Store) -> None:
     assert [j.key for j in await jobs_store.list_jobs(state=JobState.FAILED)] == ["failed-job"]
 
 
+async def test_a_jobs_error_with_a_nul_is_kept_as_text_can_hold_it(jobs_store: Store) -> None:
+    # A job's error may quote a payload or an answer; PostgreSQL's text holds no NUL: kept
+    # with U+FFFD, as the invocations' text, or the job would stay leased with no error.
+    await jobs_store.schedule_job(job("flaky"))
+    await jobs_store.schedule_job(job("failed"))
+    await jobs_store.take_due_jobs("w", limit=5, lease=60)
+
+    assert await jobs_store.retry_job("flaky", "w", due_at=utcnow(), error="a\x00b") is True
+    assert await jobs_store.finish_job("failed", failed=True, error="c\x00d") is True
+
+    flaky, failed = await jobs_store.get_job("flaky"), await jobs_store.get_job("failed")
+    assert flaky is not None
+    assert (flaky.owner, flaky.last_error) == (None, "a\ufffdb")
+    assert failed is not None
+    assert (failed.state, failed.last_error) == (JobState.FAILED, "c\ufffdd")
+
+
 async def test_two_workers_taking_at_once_never_get_the_same_job(
     jobs_store: Store, other_jobs_store: Store
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
-from lambda_destinations.errors import TransientError
+from lambda_destinations.errors import PermanentError, TransientError
 from lambda_destinations.handlers import HandlerRegistry
 from lambda_destinations.handlers.jobs import JobContext
 from lambda_destinations.store import JobState, ScheduledJob, Store, utcnow
@@ -95,6 +95,28 @@ async def test_a_transient_failure_runs_again_later_then_gives_up(
     assert second is not None
     assert second.state is JobState.FAILED
     assert second.last_error == "gave up after 2 tries: ConnectionResetError: reset by peer"
+
+
+async def test_a_jobs_error_with_a_nul_settles_the_job(
+    scheduler: Scheduler, jobs_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An error quoting a payload with a NUL: PostgreSQL's text holds none, and a settling that
+    # failed on it would end the scheduler's loop.
+    async def quoting(job: ScheduledJob, context: JobContext) -> None:
+        raise (TransientError if job.key == "flaky:1" else PermanentError)("payload a\x00b")
+
+    monkeypatch.setattr(scheduler, "_runner", lambda kind: quoting)
+    await jobs_store.schedule_job(due("flaky:1", "flaky"))
+    await jobs_store.schedule_job(due("bad:1", "bad"))
+
+    assert await scheduler.run_due() == 2
+
+    flaky, bad = await jobs_store.get_job("flaky:1"), await jobs_store.get_job("bad:1")
+    assert flaky is not None
+    assert (flaky.state, flaky.owner) == (JobState.PENDING, None)
+    assert flaky.last_error == "TransientError: payload a\ufffdb"
+    assert bad is not None
+    assert (bad.state, bad.last_error) == (JobState.FAILED, "PermanentError: payload a\ufffdb")
 
 
 async def test_a_replay_given_up_on_counts_as_failed_not_as_a_retry(

@@ -15,6 +15,7 @@ from store_factories import ARN, QUEUE, T0, DeliveryFactory, RowFactory
 from structlog.testing import capture_logs
 
 from lambda_destinations.errors import NewerSchema, StoreDataError, StoreUnavailable
+from lambda_destinations.operations.status import reopen, set_by
 from lambda_destinations.store import (
     DeliveryRow,
     FailureStatus,
@@ -645,6 +646,27 @@ async def test_a_handler_error_with_a_nul_is_kept_as_text_can_hold_it(store: Sto
     assert await store.complete_handler("k", "webhook", "a", detail="sent \x00 twice")
     [run] = await store.handler_runs("k")
     assert run.last_error == "sent \ufffd twice"
+
+
+async def test_who_set_a_status_and_why_with_a_nul_is_kept_as_text_can_hold_it(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # `failures ignore --reason`, the console: an operator's reason goes into status_by.
+    rows = [make_row(), make_row()]
+    for row in rows:
+        await store.save_invocation(row, make_delivery(row))
+
+    assert await store.set_status(
+        [rows[0].key], FailureStatus.IGNORED, by=set_by("cli u", "a\x00b")
+    )
+    reopened = await reopen(store, [rows[1].key], by=set_by("console c\x00", "d\x00e"))
+
+    assert reopened.changed == 1
+    ignored, opened = [await store.get_invocation(row.key) for row in rows]
+    assert ignored is not None
+    assert (ignored.status, ignored.status_by) == (FailureStatus.IGNORED, "cli u — a\ufffdb")
+    assert opened is not None
+    assert (opened.status, opened.status_by) == (FailureStatus.OPEN, "console c\ufffd — d\ufffde")
 
 
 async def test_complete_without_claim_and_twice_keeps_the_first(store: Store) -> None:

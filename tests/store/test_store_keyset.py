@@ -116,3 +116,25 @@ async def test_an_action_with_a_forms_token_is_kept_once_however_many_insert_it(
     assert by_nonce["form-1"].id == kept
     assert by_nonce["form-1"].detail == {"result": "invoked"}
     assert by_nonce["form-2"].detail == {"at": "form-2"}
+
+
+async def test_an_actions_text_with_a_nul_is_kept_as_text_can_hold_it(store: Store) -> None:
+    # PostgreSQL's text holds no NUL: an operator's reason (or a tool's actor) with one is kept
+    # with U+FFFD, as the invocations' text; the detail, JSON, keeps it exactly.
+    first = OperatorAction("cli a\x00b@host", "ignore", "k", "a\x00b", {"note": "c\x00d"})
+    once = OperatorAction("console bob", "edit-replay", "k", "e\x00f", None, "form-\x00")
+
+    await store.add_action(first)
+    kept = await store.add_action_once(once)
+    assert kept is not None
+    await store.set_action_detail(kept, {"refused": "g\x00h"})
+
+    by_action = {a.action: a for a in await store.actions("k")}
+    ignored, edited = by_action["ignore"], by_action["edit-replay"]
+    assert (ignored.actor, ignored.reason) == ("cli a\ufffdb@host", "a\ufffdb")
+    assert ignored.detail == {"note": "c\x00d"}
+    assert (edited.reason, edited.nonce, edited.detail) == (
+        "e\ufffdf",
+        "form-\ufffd",
+        {"refused": "g\x00h"},
+    )

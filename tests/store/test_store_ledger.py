@@ -139,6 +139,24 @@ async def test_detail_alone_keeps_the_outcome_and_its_time(store: Store) -> None
     assert stored.outcome_at is None
 
 
+async def test_an_attempts_text_with_a_nul_is_kept_as_text_can_hold_it(store: Store) -> None:
+    # A record's request id and an Invoke's error (which may quote an answer) come from
+    # outside; PostgreSQL's text holds no NUL: kept with U+FFFD, as the invocations' text.
+    first = attempt("k:RetriesExhausted", original_request_id="r\x00", detail="not replayed: \x00")
+    second = attempt(requested_by="worker a\x00b")
+    assert await store.add_replay(first)
+    assert await store.add_replay(second)
+    assert second.id is not None
+
+    await store.update_replay(second.id, new_request_id="n\x00", detail="Invoke: a\x00b")
+
+    (one,) = await store.replays(first.original_key)
+    (two,) = await store.replays(second.original_key)
+    assert (one.original_request_id, one.detail) == ("r\ufffd", "not replayed: \ufffd")
+    assert (two.requested_by, two.new_request_id) == ("worker a\ufffdb", "n\ufffd")
+    assert two.detail == "Invoke: a\ufffdb"
+
+
 async def test_updating_an_unknown_attempt_is_a_key_error(store: Store) -> None:
     with pytest.raises(KeyError, match="no replay attempt with id 999"):
         await store.update_replay(999, outcome=ReplayOutcome.ERROR)

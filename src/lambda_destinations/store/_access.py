@@ -7,10 +7,12 @@ import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+import sqlalchemy as sa
 
-    import sqlalchemy as sa
+from lambda_destinations._text import storable_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 T = TypeVar("T")
 
@@ -67,3 +69,34 @@ def from_row(cls: type[T], row: Any, **converted: Any) -> T:
     values = {field.name: getattr(row, field.name) for field in fields}
     values.update(converted)
     return cls(**values)
+
+
+# -- text the store writes ----------------------------------------------------------------------
+#
+# PostgreSQL's text holds no NUL (and neither backend's a lone surrogate), yet much of what the
+# store keeps as text comes from outside: a record's fields, a handler's or a job's error (which
+# may quote a payload or an answer), an operator's reason. Every write of such text goes through
+# storable_text (U+FFFD in their place), on both backends, so that a store reads the same
+# whichever it is. JSON columns need none of this: their type keeps the value exactly.
+
+
+def text_columns(table: sa.Table) -> tuple[str, ...]:
+    """The columns of ``table`` that hold text as it is (not JSON, which its type encodes)."""
+    return tuple(column.name for column in table.columns if isinstance(column.type, sa.String))
+
+
+def storable(value: str | None) -> str | None:
+    """``value`` as the store's text holds it (:func:`storable_text`); None stays None."""
+    return None if value is None else storable_text(value)
+
+
+def make_storable(values: dict[str, Any], columns: Iterable[str]) -> int:
+    """Make the text ``columns`` of ``values`` storable in place (:func:`storable_text`); how
+    many values changed. Enum members and other types are left as they are."""
+    changed = 0
+    for name in columns:
+        value = values.get(name)
+        if type(value) is str and (stored := storable_text(value)) != value:
+            values[name] = stored
+            changed += 1
+    return changed

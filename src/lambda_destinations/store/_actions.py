@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lambda_destinations.store._access import SqlAccess, from_row
+from lambda_destinations.store._access import SqlAccess, from_row, make_storable, text_columns
 from lambda_destinations.store._tables import metadata
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import OperatorAction
@@ -33,13 +33,21 @@ operator_actions = sa.Table(
 )
 
 _FIELDS = ("at", "actor", "action", "target", "reason", "detail", "nonce")
+# An operator's reason, a tool's actor: text from outside (the detail is JSON).
+_TEXTS = text_columns(operator_actions)
+
+
+def _action_values(action: OperatorAction) -> dict[str, Any]:
+    values = {name: getattr(action, name) for name in _FIELDS}
+    make_storable(values, _TEXTS)
+    return values
 
 
 class ActionsMixin(SqlAccess):
     """The action-ledger methods of :class:`~lambda_destinations.store.base.Store`."""
 
     async def add_action(self, action: OperatorAction) -> int:
-        values = {name: getattr(action, name) for name in _FIELDS}
+        values = _action_values(action)
         stmt = sa.insert(operator_actions).values(**values).returning(operator_actions.c.id)
         async with self._write() as conn:
             action.id = int((await conn.execute(stmt)).scalar_one())
@@ -48,7 +56,7 @@ class ActionsMixin(SqlAccess):
     async def add_action_once(self, action: OperatorAction) -> int | None:
         if action.nonce is None:
             raise ValueError("an action kept once needs its form's one-time token")
-        values = {name: getattr(action, name) for name in _FIELDS}
+        values = _action_values(action)
         stmt = (
             self._insert(operator_actions)
             .values(**values)

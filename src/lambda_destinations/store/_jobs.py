@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from lambda_destinations.store._access import SqlAccess, StoreConnection, from_row
+from lambda_destinations.store._access import SqlAccess, StoreConnection, from_row, storable
 from lambda_destinations.store._tables import metadata, str_enum
 from lambda_destinations.store._types import UTCDateTime, json_value
 from lambda_destinations.store.base import (
@@ -249,8 +249,9 @@ class JobsMixin(SqlAccess):
                 ),
             )
         )
+        # A job's error may quote a payload or an answer: text from outside.
         async with self._write() as conn:
-            return bool((await conn.execute(stmt, {"b_error": error})).rowcount)
+            return bool((await conn.execute(stmt, {"b_error": storable(error)})).rowcount)
 
     async def retry_job(
         self, key: str, owner: str, *, due_at: dt.datetime, error: str | None = None
@@ -269,7 +270,7 @@ class JobsMixin(SqlAccess):
             )
         )
         async with self._write() as conn:
-            return bool((await conn.execute(stmt, {"b_error": error})).rowcount)
+            return bool((await conn.execute(stmt, {"b_error": storable(error)})).rowcount)
 
     async def renew_job(self, key: str, owner: str, *, lease: float) -> bool:
         jobs = scheduled_jobs.c

@@ -20,7 +20,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lambda_destinations.store._access import SqlAccess, from_row
+from lambda_destinations.store._access import (
+    SqlAccess,
+    from_row,
+    make_storable,
+    storable,
+    text_columns,
+)
 from lambda_destinations.store._tables import invocations, metadata, str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id
 from lambda_destinations.store.base import FailureStatus, ReplayAttempt, ReplayOutcome
@@ -50,6 +56,8 @@ replays = sa.Table(
 )
 
 _FIELDS = tuple(column.name for column in replays.columns if column.name != "id")
+# A record's request id, an Invoke's error (which may quote Lambda's answer): text from outside.
+_TEXTS = text_columns(replays)
 # IN lists are sent as one bound parameter per key: keep each statement well below SQLite's
 # and asyncpg's parameter limits.
 _KEYS_PER_QUERY = 500
@@ -111,6 +119,7 @@ class LedgerMixin(SqlAccess):
         if attempt.attempt < 1:
             raise ValueError(f"replay attempts count from 1, got {attempt.attempt}")
         values = {name: getattr(attempt, name) for name in _FIELDS}
+        make_storable(values, _TEXTS)
         async with self._write() as conn:
             new_id = (await conn.execute(self._insert_replay(), values)).scalar()
         if new_id is None:
@@ -147,6 +156,9 @@ class LedgerMixin(SqlAccess):
         outcome: ReplayOutcome | None = None,
         detail: str | None = None,
     ) -> None:
+        # Text from outside, as the store holds it: the request id then finds the records
+        # saved with it (their request_id is kept so too).
+        new_request_id, detail = storable(new_request_id), storable(detail)
         values: dict[str, Any] = {}
         if new_request_id is not None:
             values["new_request_id"] = new_request_id

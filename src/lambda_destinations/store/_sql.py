@@ -34,7 +34,13 @@ from lambda_destinations.errors import (
     StoreUrlError,
 )
 from lambda_destinations.redact import MASK, mask_url
-from lambda_destinations.store._access import StoreConnection, StoreEngine, from_row
+from lambda_destinations.store._access import (
+    StoreConnection,
+    StoreEngine,
+    from_row,
+    make_storable,
+    storable,
+)
 from lambda_destinations.store._actions import ActionsMixin
 from lambda_destinations.store._batch import Coalescer
 from lambda_destinations.store._folding import fold, unfold
@@ -190,12 +196,7 @@ def invocation_values(
     handler that stores it (see migration_9).
     """
     values = dict(zip(_INVOCATION_FIELDS, _invocation_fields(row), strict=True))
-    for name in _TEXT_FIELDS:
-        value = values[name]
-        if type(value) is str and not value.isascii():
-            values[name] = storable_text(value)
-        elif type(value) is str and "\x00" in value:
-            values[name] = value.replace("\x00", "\ufffd")
+    make_storable(values, _TEXT_FIELDS)
     if row.status is None and row.succeeded is not True:
         values["status"] = FailureStatus.OPEN
     values["occurred_at"] = row.timestamp or row.first_seen_at
@@ -891,7 +892,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         self, key: str, handler: str, owner: str, *, detail: str | None = None
     ) -> bool:
         values = {"key": key, "handler": handler, "owner": owner, "completed_at": utcnow()}
-        values["last_error"] = None if detail is None else storable_text(detail)
+        values["last_error"] = storable(detail)
         async with self._write() as conn:
             result = await conn.execute(self._complete, values)
             return bool(result.rowcount)
@@ -901,7 +902,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
     ) -> None:
         # A handler's error may quote a payload: NUL and lone surrogates as U+FFFD, as the
         # invocations' text columns hold them (PostgreSQL's text refuses a NUL).
-        error = None if error is None else storable_text(error)
+        error = storable(error)
         async with self._write() as conn:
             params = {"b_key": key, "b_handler": handler, "b_owner": owner, "b_error": error}
             await conn.execute(self._release, {**params, **self._lease_params(0)})
@@ -1071,7 +1072,8 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
     ) -> int:
         if not keys:
             return 0
-        params = {"b_keys": list(keys), "b_status": status, "b_by": by, "b_at": utcnow()}
+        # Who, and an operator's reason (see operations.status.set_by): text from outside.
+        params = {"b_keys": list(keys), "b_status": status, "b_by": storable(by), "b_at": utcnow()}
         async with self._write() as conn:
             return int((await conn.execute(self._set_status, params)).rowcount)
 

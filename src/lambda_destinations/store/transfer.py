@@ -26,8 +26,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lambda_destinations._text import storable_text
 from lambda_destinations.errors import ConfigError, StoreDataError, StoreError
+from lambda_destinations.store._access import make_storable, text_columns
 from lambda_destinations.store._sql import SqlStore
 from lambda_destinations.store._tables import metadata, schema_migrations
 from lambda_destinations.store.base import Store
@@ -149,7 +149,7 @@ async def _copy_table(
     never by OFFSET), and insert each batch into ``target`` in a transaction of its own."""
     key = list(table.primary_key.columns)
     insert = target._insert(table).on_conflict_do_nothing()
-    texts = _text_columns(table) if target.engine.dialect.name == "postgresql" else []
+    texts = text_columns(table) if target.engine.dialect.name == "postgresql" else ()
     last: Sequence[Any] | None = None
     read = 0
     while True:
@@ -165,7 +165,7 @@ async def _copy_table(
             return
         first = [rows[0][column.name] for column in key]
         last = [rows[-1][column.name] for column in key]  # as the source has it: read on from
-        copy.nul_replaced += _without_nul(rows, texts)
+        copy.nul_replaced += sum(make_storable(row, texts) for row in rows)
         try:
             async with target._write(atomic=True) as conn:
                 await conn.execute(insert, rows)
@@ -174,24 +174,6 @@ async def _copy_table(
         read += len(rows)
         if progress is not None:
             progress(table.name, read, copy.source_rows)
-
-
-def _text_columns(table: sa.Table) -> list[str]:
-    """The columns of ``table`` that hold text as it is (not JSON, which its type encodes)."""
-    return [c.name for c in table.columns if isinstance(c.type, sa.String)]
-
-
-def _without_nul(rows: list[dict[str, Any]], columns: list[str]) -> int:
-    """Replace NUL in ``rows``' text ``columns`` (PostgreSQL's text has none); how many values
-    held one."""
-    replaced = 0
-    for row in rows:
-        for name in columns:
-            value = row[name]
-            if type(value) is str and "\x00" in value:
-                row[name] = storable_text(value)
-                replaced += 1
-    return replaced
 
 
 def _stopped(
