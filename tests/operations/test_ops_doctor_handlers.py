@@ -4,9 +4,13 @@ SES, SNS and Lambda are the Lambda moto server; SMTP is a real aiosmtpd server."
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import re
-from collections.abc import Iterator
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -507,3 +511,153 @@ async def test_a_recipient_whose_identity_cannot_be_read_is_a_warning_in_the_san
         "(AccessDeniedException: not authorized)"
     )
     assert "ses:GetEmailIdentity" in row["fix"]
+
+
+# -- the endpoint, not the handler ----------------------------------------------------------------
+# A handler's check can meet an endpoint that does not answer (a VPC with endpoints for SQS and
+# STS, none for SES), or answers what no AWS service gives (a web server behind one path). Either
+# is said as doctor's other checks say it, with the endpoint's fix; the other checks still print.
+
+OTHER_ACCOUNT = "210987654321"
+ASSUME_ROLE = b"Action=AssumeRole"
+
+
+def _asking_handlers(setup: Setup, *, role: bool = False) -> dict[str, dict[str, Any]]:
+    """An email, an SMS and a replay handler; with ``role``, the replay handler's legacy
+    function is another account's, in another region: its functions are listed there with the
+    account's role (STS AssumeRole)."""
+    handlers: dict[str, dict[str, Any]] = {
+        "mail": {"type": "email", "from": GOOD_SENDER, "to": ["oncall@example.com"]},
+        "text": {"type": "sms", "phone_numbers": ["+14155552671"]},
+        "again": {"type": "replay", "functions": [f"{setup.prefix}-*"]},
+    }
+    if role:
+        west = f"arn:aws:lambda:eu-west-1:{OTHER_ACCOUNT}:function:{setup.function}"
+        handlers["again"]["legacy_function"] = west
+    return handlers
+
+
+def _asking_env(setup: Setup, *, role: bool = False) -> dict[str, str]:
+    handlers = _asking_handlers(setup, role=role)
+    env = {
+        **setup.env(),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps(
+            [{"condition": "failure", "handlers": ["persist", *handlers]}]
+        ),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers),
+    }
+    if role:
+        arn = f"arn:aws:iam::{OTHER_ACCOUNT}:role/lambda-destinations-invoke"
+        env["LAMBDA_DESTINATIONS_ACCOUNTS"] = json.dumps({OTHER_ACCOUNT: {"role_arn": arn}})
+    return env
+
+
+@pytest.mark.parametrize(
+    ("needle", "handler"),
+    [(GET_SENDER, "mail"), (GET_SMS_ATTRIBUTES, "text"), (LIST_FUNCTIONS, "again")],
+    ids=["SES", "SNS", "Lambda"],
+)
+async def test_a_handler_check_whose_endpoint_does_not_answer_exits_4(
+    setup: Setup, needle: bytes, handler: str
+) -> None:
+    # given: the endpoint closes the connection of that read, whatever it asked, every time
+    cutter = AnswerCutter(setup.endpoint.url, needle, http=True)
+    cutter.cuts = 100
+
+    # when
+    code, out, err, proxied = await cli_through(
+        cutter, _asking_env(setup), "doctor", "--function", f"{setup.prefix}-*", "--json"
+    )
+
+    # then: before, a warning (exit 0) that it "cannot be read", or "the endpoint did not
+    # answer" with no fix (exit 1); now the endpoint's row, as the queues' (exit 4)
+    assert b"Traceback" not in err, err.decode()
+    assert code == 4, out.decode() + err.decode()
+    rows = {c["check"]: c for c in json.loads(out)["checks"]}
+    row = rows[f"handler {handler}"]
+    assert (row["status"], row["unreachable"]) == ("error", True), row
+    assert row["detail"].startswith(f"{proxied} does not answer (Connection was closed "), row
+    assert row["fix"].startswith("check LAMBDA_DESTINATIONS_ENDPOINT_URL, "), row
+    assert row["fix"].endswith(" and the network"), row
+    # the other handlers' checks still made and said, and passed
+    assert {f"handler {name}" for name in _asking_handlers(setup)} <= set(rows)
+    assert {name for name, row in rows.items() if row["status"] == "error"} == {
+        f"handler {handler}"
+    }
+
+
+class _WebServer(http.server.SimpleHTTPRequestHandler):
+    """`python3 -m http.server`: 404 HTML pages to GETs of what it lacks, 501 ones to POSTs."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@contextlib.contextmanager
+def _web_server() -> Iterator[Callable[[bytes], bytes]]:
+    """A real HTTP server that is not AWS, and what answers a request with its answer."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def answer(request: bytes) -> bytes:
+        with socket.create_connection(server.server_address[:2], timeout=10) as sock:
+            sock.sendall(request)
+            return b"".join(iter(lambda: sock.recv(65536), b""))  # it closes when done
+
+    try:
+        yield answer
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    ("needle", "handler", "answered"),
+    [
+        (GET_SENDER, "mail", "404 with an HTML page titled 'Error response'"),
+        (GET_SMS_ATTRIBUTES, "text", "an HTML page titled 'Error response'"),
+        (ASSUME_ROLE, "again", "an HTML page titled 'Error response'"),
+    ],
+    ids=["SES", "SNS", "STS for Lambda"],
+)
+async def test_a_handler_check_whose_endpoint_answers_what_is_not_aws_fails_that_check(
+    setup: Setup, needle: bytes, handler: str, answered: str
+) -> None:
+    # given: that read (the account role's AssumeRole for the replay handler's listing in the
+    # other account) answered by a web server that is not AWS
+    role = needle == ASSUME_ROLE
+    with _web_server() as web:
+        cutter = AnswerCutter(setup.endpoint.url, needle, http=True)
+        cutter.answer = web
+
+        # when
+        code, out, err, proxied = await cli_through(
+            cutter,
+            _asking_env(setup, role=role),
+            "doctor",
+            "--function",
+            f"{setup.prefix}-*",
+            "--json",
+        )
+
+    # then: before, a warning with no fix (exit 0), or for the replay handler botocore's
+    # ResponseParserError as the CLI's one line (exit 1) and no check printed; now that check
+    # fails with the endpoint's fix, as the `aws endpoint` row would, and the others print
+    assert b"Traceback" not in err, err.decode()
+    assert cutter.refused >= 1
+    assert code == 1, out.decode() + err.decode()
+    rows = {c["check"]: c for c in json.loads(out)["checks"]}
+    assert rows[f"handler {handler}"] == {
+        "check": f"handler {handler}",
+        "status": "error",
+        "detail": f"{proxied} answered {answered}, not an AWS answer",
+        "fix": "check that LAMBDA_DESTINATIONS_ENDPOINT_URL is the URL of an AWS endpoint",
+        "unreachable": False,
+    }
+    assert {f"handler {name}" for name in _asking_handlers(setup)} <= set(rows)
+    assert rows["store"]["status"] == "ok"
+    # what made the exit status 1 is that check (and, for the role, the account's own row)
+    failed = {name for name, row in rows.items() if row["status"] == "error"}
+    assert failed == {f"handler {handler}"} | ({f"account {OTHER_ACCOUNT}"} if role else set())

@@ -48,20 +48,19 @@ from lambda_destinations.operations.handler_checks import (
     aws_error_row,
     caught,
     check_handlers,
+    error_text,
     function_names,
     unforeseen,
 )
-from lambda_destinations.redact import mask_url, redact
+from lambda_destinations.redact import mask_url
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
     DENIED_CODES,
     AccountRefusal,
-    code_and_message,
     describe_error,
     error_code,
     not_aws_answer,
     said_not_aws,
-    text_of,
 )
 from lambda_destinations.schemas.s3 import LAMBDA_PREFIX, notification_configuration
 from lambda_destinations.store import InvocationFilter, Store, network_file_system
@@ -149,22 +148,6 @@ async def _event_source_mappings(
         if name in wanted:
             mappings.append((name, mapping))
     return sorted(mappings, key=lambda found: (found[0], _mapping_source(found[1])))
-
-
-def _error_text(exc: BaseException) -> str:
-    """An error's text for a check's line, redacted before it is cut (a cut URL hides nothing).
-
-    botocore quotes the whole endpoint URL (``Could not connect to the endpoint URL: "..."``).
-    An answer no AWS service gives is said as the other commands say it (an HTML page by its
-    title), not as its body.
-    """
-    if (answer := not_aws_answer(exc)) is not None:
-        return said_not_aws(answer)
-    if isinstance(exc, ClientError):
-        code, text = code_and_message(exc)
-        message = redact(" ".join(text.split()))[:160]
-        return f"{code}: {message}" if message else str(code)
-    return redact(" ".join(text_of(exc).split()))[:200] or type(exc).__name__
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -311,7 +294,7 @@ class Doctor:
             self.add(
                 "aws credentials",
                 "error",
-                f"no usable AWS credentials ({_error_text(exc)})",
+                f"no usable AWS credentials ({error_text(exc)})",
                 "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role",
             )
             return False
@@ -322,7 +305,7 @@ class Doctor:
             self.add(
                 "aws endpoint",
                 "error",
-                f"{where} does not answer ({_error_text(exc)})",
+                f"{where} does not answer ({error_text(exc)})",
                 self.settings.endpoint_fix(),
                 unreachable=True,
             )
@@ -330,7 +313,7 @@ class Doctor:
         except (ClientError, ResponseParserError) as exc:
             return self._sts_refused(exc)
         except BotoCoreError as exc:
-            self.add("aws credentials", "error", _error_text(exc), "check the AWS configuration")
+            self.add("aws credentials", "error", error_text(exc), "check the AWS configuration")
             return False
         self.add("aws credentials", "ok", f"{identity.get('Arn')} at {where}")
         self._own_account = identity.get("Account")
@@ -351,13 +334,13 @@ class Doctor:
                 self.add(
                     check,
                     "error",
-                    f"STS does not answer ({_error_text(exc)})",
+                    f"STS does not answer ({error_text(exc)})",
                     self.settings.endpoint_fix(),
                     unreachable=True,
                 )
                 continue
             except (ClientError, BotoCoreError, ResponseParserError) as exc:
-                self.add(check, "error", f"cannot assume {role.role_arn} ({_error_text(exc)})")
+                self.add(check, "error", f"cannot assume {role.role_arn} ({error_text(exc)})")
                 continue
             got = identity.get("Account")
             if got != account:
@@ -385,7 +368,7 @@ class Doctor:
             self.add(
                 "aws credentials",
                 "error",
-                f"the credentials were refused ({_error_text(exc)})",
+                f"the credentials were refused ({error_text(exc)})",
                 "check the access key, its secret and session token, and the clock",
             )
             return False
@@ -393,7 +376,7 @@ class Doctor:
         self.add(
             "aws credentials",
             "warn",
-            f"could not ask STS who we are ({_error_text(exc)})",
+            f"could not ask STS who we are ({error_text(exc)})",
             "none needed if the queue checks pass",
         )
         return True
@@ -437,7 +420,7 @@ class Doctor:
                 self.add(
                     f"queue {name}",
                     "error",
-                    f"SQS does not answer ({_error_text(exc)})",
+                    f"SQS does not answer ({error_text(exc)})",
                     self.settings.endpoint_fix(),
                     unreachable=True,
                 )
@@ -496,12 +479,12 @@ class Doctor:
             self.add(
                 f"queue {name}",
                 "error",
-                f"the credentials may not read it ({_error_text(exc)})",
+                f"the credentials may not read it ({error_text(exc)})",
                 "allow sqs:GetQueueUrl, GetQueueAttributes, ReceiveMessage, "
                 "DeleteMessage, ChangeMessageVisibility and SendMessage (to its DLQ)",
             )
         else:
-            self._read_failed(f"queue {name}", exc, "error", _error_text(exc), "")
+            self._read_failed(f"queue {name}", exc, "error", error_text(exc), "")
         return False
 
     def _check_standard(self, name: str, attributes: dict[str, str]) -> None:
@@ -582,7 +565,7 @@ class Doctor:
                     check,
                     exc,
                     "error",
-                    f"its dead-letter queue {dlq_name} cannot be read ({_error_text(exc)})",
+                    f"its dead-letter queue {dlq_name} cannot be read ({error_text(exc)})",
                     "allow sqs:GetQueueUrl and sqs:GetQueueAttributes on it",
                 )
             return
@@ -590,7 +573,7 @@ class Doctor:
             self.add(
                 check,
                 "error",
-                f"SQS did not answer about {dlq_name} ({_error_text(exc)})",
+                f"SQS did not answer about {dlq_name} ({error_text(exc)})",
                 "check the endpoint and the network",
                 unreachable=_is_unreachable(exc),
             )
@@ -660,7 +643,7 @@ class Doctor:
                         check,
                         exc,
                         "warn",
-                        f"its state cannot be read ({_error_text(exc)}); it encrypts {used}",
+                        f"its state cannot be read ({error_text(exc)}); it encrypts {used}",
                         "allow kms:DescribeKey on it to these credentials",
                     )
                 continue
@@ -668,7 +651,7 @@ class Doctor:
                 self.add(
                     check,
                     "warn",
-                    f"KMS did not answer ({_error_text(exc)}); it encrypts {used}",
+                    f"KMS did not answer ({error_text(exc)}); it encrypts {used}",
                     "check the endpoint and the network",
                     unreachable=_is_unreachable(exc),
                 )
@@ -792,7 +775,7 @@ class Doctor:
                     f"function {name}",
                     found,
                     "warn",
-                    f"event-invoke config not readable ({_error_text(found)})",
+                    f"event-invoke config not readable ({error_text(found)})",
                     "allow lambda:ListFunctionEventInvokeConfigs",
                 )
                 self._unread[f"function {name}'s event-invoke config"] = None
@@ -841,7 +824,7 @@ class Doctor:
                 "lambda destinations",
                 exc,
                 "warn",
-                f"not checked: the Lambda API did not answer ({_error_text(exc)})",
+                f"not checked: the Lambda API did not answer ({error_text(exc)})",
                 "allow lambda:ListFunctions, lambda:ListFunctionEventInvokeConfigs and "
                 "lambda:ListEventSourceMappings to check that functions send their records to "
                 "the polled queues",
@@ -897,7 +880,7 @@ class Doctor:
                 "event-source mappings",
                 exc,
                 "warn",
-                f"not readable ({_error_text(exc)}): their on-failure destinations are not checked",
+                f"not readable ({error_text(exc)}): their on-failure destinations are not checked",
                 "allow lambda:ListEventSourceMappings",
             )
             return None
@@ -994,7 +977,7 @@ class Doctor:
                 check,
                 exc,
                 "warn",
-                f"→ {via}SNS topic {topic}: its subscriptions cannot be read ({_error_text(exc)})",
+                f"→ {via}SNS topic {topic}: its subscriptions cannot be read ({error_text(exc)})",
                 "allow sns:ListSubscriptionsByTopic",
             )
             self._unread[f"topic {topic}'s subscriptions"] = None
@@ -1079,7 +1062,7 @@ class Doctor:
                     exc,
                     "warn",
                     f"→ S3 bucket {bucket}: its event notifications cannot be read "
-                    f"({_error_text(exc)})",
+                    f"({error_text(exc)})",
                     f"allow s3:GetBucketNotificationConfiguration on {bucket_arn}",
                 )
                 self._unread[f"bucket {bucket}'s notifications"] = None
@@ -1088,7 +1071,7 @@ class Doctor:
             self.add(
                 check,
                 "warn",
-                f"→ S3 bucket {bucket}: S3 did not answer ({_error_text(exc)})",
+                f"→ S3 bucket {bucket}: S3 did not answer ({error_text(exc)})",
                 "check the endpoint and the network",
                 unreachable=_is_unreachable(exc),
             )

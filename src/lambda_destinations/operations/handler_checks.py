@@ -32,7 +32,7 @@ from lambda_destinations.handlers.registry import HandlerRegistry, configured_ha
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
 from lambda_destinations.operations._reads import Reads
-from lambda_destinations.redact import mask_secrets
+from lambda_destinations.redact import mask_secrets, redact
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
     DENIED_CODES,
@@ -44,6 +44,7 @@ from lambda_destinations.retrying import (
     is_transient,
     not_aws_answer,
     said_not_aws,
+    text_of,
 )
 from lambda_destinations.schemas import (
     function_account,
@@ -98,12 +99,14 @@ async def check_handlers(
             continue
         if line := cut_off_first(name, handler, settings.handler_timeout):
             findings.append(Check(f"{check}: timeout", "warn", line))
-        findings.extend(await caught(check, _check_one(name, handler, aws, reads), findings) or [])
+        checked = _check_one(check, handler, aws, reads, settings)
+        findings.extend(await caught(check, checked, findings) or [])
     return findings
 
 
-async def _check_one(name: str, handler: Any, aws: AwsClients | None, reads: Reads) -> list[Check]:
-    check = f"handler {name}"
+async def _check_one(
+    check: str, handler: Any, aws: AwsClients | None, reads: Reads, settings: Settings
+) -> list[Check]:
     try:
         if isinstance(handler, EmailHandler) and isinstance(handler.transport, SmtpTransport):
             return [await _smtp(check, handler.transport)]
@@ -115,9 +118,30 @@ async def _check_one(name: str, handler: Any, aws: AwsClients | None, reads: Rea
             return await _sms(check, handler, aws, reads)
         if isinstance(handler, ReplayHandler):
             return await _replay(check, handler, aws, reads)
-    except CONNECTION_ERRORS as exc:
-        return [Check(check, "error", f"the endpoint did not answer ({exc})", "")]
+    except (*CONNECTION_ERRORS, ClientError, ResponseParserError) as exc:
+        if (row := _endpoint_row(check, exc, settings)) is None:
+            raise  # an AWS error answer: caught() says it
+        return [row]
     return []
+
+
+def _endpoint_problem(exc: BaseException) -> bool:
+    """Whether the endpoint, not the handler, is what ``exc`` is about: it did not answer, or
+    answered what no AWS service gives (a web server's page, what is not AWS's XML)."""
+    return isinstance(exc, CONNECTION_ERRORS) or not_aws_answer(exc) is not None
+
+
+def _endpoint_row(check: str, exc: BaseException, settings: Settings) -> Check | None:
+    """The failed row of a handler's check the endpoint kept from being made, as the other
+    checks say it: no answer is an unreachable endpoint (exit 4), an answer not AWS's a failed
+    check (1), with the fix for the endpoint; None for any other error."""
+    where = settings.shown_endpoint()
+    if isinstance(exc, CONNECTION_ERRORS):
+        detail = f"{where} does not answer ({error_text(exc)})"
+        return Check(check, "error", detail, settings.endpoint_fix(), unreachable=True)
+    if (answer := not_aws_answer(exc)) is not None:
+        return Check(check, "error", said_not_aws(answer, by=where), settings.not_aws_fix())
+    return None
 
 
 async def caught(check: str, part: Awaitable[T], rows: list[Check]) -> T | None:
@@ -163,22 +187,34 @@ def aws_error_row(check: str, exc: ClientError) -> Check:
     return Check(check, "error", f"{operation} failed: {first_line(exc)}", fix)
 
 
-def _message(exc: BaseException) -> str:
-    if (answer := not_aws_answer(exc)) is not None:  # said as the other commands say it
+def error_text(exc: BaseException) -> str:
+    """An error's text for a check's line, redacted before it is cut (a cut URL hides nothing).
+
+    botocore quotes the whole endpoint URL (``Could not connect to the endpoint URL: "..."``).
+    An answer no AWS service gives is said as the other commands say it (an HTML page by its
+    title), not as its body.
+    """
+    if (answer := not_aws_answer(exc)) is not None:
         return said_not_aws(answer)
     if isinstance(exc, ClientError):
-        code, message = code_and_message(exc)
-        return f"{code}: {message}".strip().rstrip(":")
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        code, text = code_and_message(exc)
+        message = redact(" ".join(text.split()))[:160]
+        return f"{code}: {message}" if message else str(code)
+    return redact(" ".join(text_of(exc).split()))[:200] or type(exc).__name__
 
 
 def _unread(check: str, what: str, exc: BaseException) -> Check:
     """A warning that ``what`` (``SES identities cannot be read``) for ``exc``, with the
-    permission to allow when AWS refused it; a failed row for an AWS error no read foresees."""
+    permission to allow when AWS refused it; a failed row for an AWS error no read foresees.
+
+    ``exc`` is raised again when the endpoint is what it is about (no answer, an answer not
+    AWS's): :func:`_check_one` says it, with the endpoint's fix, whichever handler met it."""
+    if _endpoint_problem(exc):
+        raise exc
     if unforeseen(exc):
         return aws_error_row(check, exc)
     fix = aws_fix(exc, credentials="the AWS credentials") if isinstance(exc, ClientError) else None
-    return Check(check, "warn", f"{what} ({_message(exc)})", fix or "")
+    return Check(check, "warn", f"{what} ({error_text(exc)})", fix or "")
 
 
 # -- email --------------------------------------------------------------------------------------
@@ -207,7 +243,7 @@ async def _ses(check: str, handler: EmailHandler, aws: AwsClients, reads: Reads)
         verified = await _ses_verified(ses, reads, sender) or await _ses_verified(
             ses, reads, domain
         )
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         return [_unread(check, "SES identities cannot be read", exc)]
     if not verified:
         return [
@@ -229,8 +265,11 @@ async def _sandbox(check: str, handler: EmailHandler, ses: Any, reads: Reads) ->
     try:
         # A call written out (not the bound method), as tests/deploy's scan of calls reads it.
         account = await reads.once(("ses account", ""), lambda: ses.get_account())
-    except (ClientError, BotoCoreError) as exc:
-        return Check(f"{check}: SES sandbox", "ok", f"not known here ({_message(exc)})")
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+        if isinstance(exc, CONNECTION_ERRORS):
+            raise  # the endpoint did not answer: _check_one says it
+        # Any answer (an emulator's 404 page: moto has no GetAccount) leaves it unknown.
+        return Check(f"{check}: SES sandbox", "ok", f"not known here ({error_text(exc)})")
     if account.get("ProductionAccessEnabled", True):
         return Check(f"{check}: SES sandbox", "ok", "out of the sandbox")
     recipients = (*handler.to, *handler.cc, *handler.bcc)
@@ -399,7 +438,7 @@ async def function_names(
 async def _replay(check: str, handler: ReplayHandler, aws: AwsClients, reads: Reads) -> list[Check]:
     try:
         names = await function_names(aws, reads)
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         return [_unread(check, "functions cannot be listed", exc)]
     globs = _missing(handler.policy.functions or (), names)
     missing = [f"{glob} in {aws.region}" for glob in globs]
@@ -411,7 +450,7 @@ async def _replay(check: str, handler: ReplayHandler, aws: AwsClients, reads: Re
             names_there = await function_names(aws, reads, function_account(legacy), region)
         else:
             names_there = names
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:  # STS's, for a role
         return [_unread(check, f"functions in {region} cannot be listed", exc)]
     if legacy and invoke_function_name(legacy) not in names_there:
         missing.append(f"{legacy} in {region}")
