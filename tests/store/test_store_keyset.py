@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 
+import pytest
 from store_factories import T0, DeliveryFactory, RowFactory
 
 from lambda_destinations.store import (
@@ -17,10 +18,12 @@ from lambda_destinations.store import (
 )
 
 
+@pytest.mark.parametrize("oldest_first", [False, True], ids=["newest first", "oldest first"])
 async def test_keyset_pages_list_every_row_once_in_order(
-    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory, oldest_first: bool
 ) -> None:
-    # given: rows sharing timestamps (ties broken by first seen, then key), some without one
+    # given: rows sharing timestamps (ties broken by first seen, then key: these seven's keys
+    # differ in one digit, in the same order under any collation), some without one
     same = T0 + dt.timedelta(hours=1)
     seen = T0 + dt.timedelta(days=1)
     rows = [make_row(timestamp=same, first_seen_at=seen) for _ in range(7)]
@@ -30,8 +33,9 @@ async def test_keyset_pages_list_every_row_once_in_order(
     rows += [make_row(function_name="billing-worker") for _ in range(3)]
     for row in rows:
         await store.save_invocation(row, make_delivery(row))
-    selection = InvocationFilter(function_glob="orders-*")
-    whole = [r.key for r in await store.list_invocations(selection)]
+    selection = InvocationFilter(function_glob="orders-*", oldest_first=oldest_first)
+    listed = await store.list_invocations(selection)
+    whole = [r.key for r in listed]
 
     # when: read four at a time, each page after the last row of the one before
     paged: list[str] = []
@@ -43,9 +47,18 @@ async def test_keyset_pages_list_every_row_once_in_order(
         paged += [r.key for r in page]
         cursor = InvocationCursor.after(page[-1])
 
-    # then: the same rows in the same order, none twice, none left out
+    # then: the same rows in the same order, none twice, none left out; the order is the
+    # record's time (first seen without one), then first seen, then key, either way
     assert len(whole) == len(rows) - 3
     assert paged == whole
+    in_order = sorted(
+        listed,
+        key=lambda r: (r.timestamp or r.first_seen_at, r.first_seen_at, r.key),
+        reverse=not oldest_first,
+    )
+    assert whole == [r.key for r in in_order]
+    ties = [r.key for r in rows[:7]]
+    assert [key for key in whole if key in ties] == sorted(ties, reverse=not oldest_first)
 
 
 async def test_a_page_after_the_last_row_is_empty_and_new_rows_do_not_shift_pages(

@@ -9,7 +9,9 @@ plan that still has one has no index to use instead.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -98,6 +100,33 @@ async def test_a_page_of_failures_is_read_from_an_index_newest_first(
 
     # (the rows of a few request ids are found by their index, then sorted: a few rows)
     assert_indexed(plan, sorted_by_index=name != "request ids")
+
+
+# The index a plan line reads: SQLite's "USING [COVERING] INDEX name", PostgreSQL's "Index
+# [Only] Scan [Backward] using name".
+_INDEX_READ = re.compile(r"(?:USING (?:COVERING )?INDEX|Scan(?: Backward)? using) (\w+)")
+
+
+def indexes_read(plan: list[str]) -> list[str]:
+    return [found[1] for line in plan if (found := _INDEX_READ.search(line))]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SELECTIONS.items() if s.limit is not None))
+async def test_a_page_oldest_first_reads_the_same_index_range_the_other_way(
+    store: Store, name: str
+) -> None:
+    # (a replay's order, the console's bulk replay a page at a time)
+    assert isinstance(store, SqlStore)
+    newest = SELECTIONS[name]
+    oldest = dataclasses.replace(newest, oldest_first=True)
+
+    newest_plan = await plan_of(store, store.page_keys_statement(newest))
+    oldest_plan = await plan_of(store, store.page_keys_statement(oldest))
+
+    # the index the newest-first page reads, read forwards: no sort of the matches
+    assert_indexed(oldest_plan)
+    assert indexes_read(newest_plan), newest_plan
+    assert indexes_read(oldest_plan) == indexes_read(newest_plan), (oldest_plan, newest_plan)
 
 
 @pytest.mark.parametrize("name", ["newest", "function", "open + error type", "next page"])

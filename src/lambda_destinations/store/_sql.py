@@ -147,12 +147,11 @@ _ARGUMENT_VALUE = re.compile(r"(?P<argument>query argument \$\d+): .*(?= \()")
 # PostgreSQL ends a line with the value it refused, quoted ("invalid input syntax for type
 # integer: "<the value>""); the names it quotes (relations, constraints) come mid-line.
 _QUOTED_VALUE = re.compile(r'(?P<what>: )".*"$')
-# Newest first; the key makes the order total, so pages and tests are deterministic.
-_NEWEST_FIRST = (
-    invocations.c.occurred_at.desc(),
-    invocations.c.first_seen_at.desc(),
-    invocations.c.key.desc(),
-)
+# The lists' order; the key makes it total, so pages and tests are deterministic. Newest
+# first reads the failures' indexes backwards, oldest first (a replay's) forwards.
+_LIST_ORDER = (invocations.c.occurred_at, invocations.c.first_seen_at, invocations.c.key)
+_NEWEST_FIRST = tuple(column.desc() for column in _LIST_ORDER)
+_OLDEST_FIRST = tuple(column.asc() for column in _LIST_ORDER)
 
 
 def sql_error_line(exc: BaseException) -> str:
@@ -356,22 +355,26 @@ def _invocation_from(row: Any) -> InvocationRow:
     return InvocationRow(**values, delivery_count=row.delivery_count)
 
 
-def _after(cursor: InvocationCursor) -> list[sa.ColumnElement[bool]]:
-    """Rows after ``cursor`` in the newest-first order: one range of the occurred_at index.
+def _list_order(selection: InvocationFilter) -> tuple[sa.UnaryExpression[Any], ...]:
+    return _OLDEST_FIRST if selection.oldest_first else _NEWEST_FIRST
 
-    The plain ``occurred_at <=`` bound is what both planners turn into an index range; the row
-    value comparison then places the cursor's own ties exactly.
+
+def _after(cursor: InvocationCursor, *, oldest_first: bool) -> list[sa.ColumnElement[bool]]:
+    """Rows after ``cursor`` in the list's order: one range of the occurred_at index.
+
+    The plain ``occurred_at <=`` bound (``>=`` oldest first) is what both planners turn into an
+    index range; the row value comparison then places the cursor's own ties exactly.
     """
     c = invocations.c
-    return [
-        c.occurred_at <= cursor.occurred_at,
-        sa.tuple_(c.occurred_at, c.first_seen_at, c.key)
-        < sa.tuple_(
-            sa.literal(cursor.occurred_at, UTCDateTime),
-            sa.literal(cursor.first_seen_at, UTCDateTime),
-            sa.literal(cursor.key, sa.Text),
-        ),
-    ]
+    row = sa.tuple_(c.occurred_at, c.first_seen_at, c.key)
+    cursor_row = sa.tuple_(
+        sa.literal(cursor.occurred_at, UTCDateTime),
+        sa.literal(cursor.first_seen_at, UTCDateTime),
+        sa.literal(cursor.key, sa.Text),
+    )
+    if oldest_first:
+        return [c.occurred_at >= cursor.occurred_at, row > cursor_row]
+    return [c.occurred_at <= cursor.occurred_at, row < cursor_row]
 
 
 class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
@@ -978,7 +981,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         if selection.request_ids is not None:
             where.append(c.request_id.in_(list(selection.request_ids)))
         if selection.after is not None:
-            where.extend(_after(selection.after))
+            where.extend(_after(selection.after, oldest_first=selection.oldest_first))
         return where
 
     def list_statement(self, selection: InvocationFilter) -> sa.Select[Any]:
@@ -990,16 +993,17 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         whole rows with their payloads.
         """
         where = self._where(selection)
+        order = _list_order(selection)
         if selection.limit is None:
-            return _SELECT_INVOCATIONS.where(*where).order_by(*_NEWEST_FIRST)
+            return _SELECT_INVOCATIONS.where(*where).order_by(*order)
         return _SELECT_INVOCATIONS.where(
             invocations.c.key.in_(self.page_keys_statement(selection))
-        ).order_by(*_NEWEST_FIRST)
+        ).order_by(*order)
 
     def page_keys_statement(self, selection: InvocationFilter) -> sa.Select[Any]:
-        """The keys of a page of :meth:`list_statement`, newest first (its plan is tested)."""
+        """The keys of a page of :meth:`list_statement`, in its order (its plan is tested)."""
         keys = sa.select(invocations.c.key).where(*self._where(selection))
-        return keys.order_by(*_NEWEST_FIRST).limit(selection.limit)
+        return keys.order_by(*_list_order(selection)).limit(selection.limit)
 
     def count_statement(
         self, selection: InvocationFilter, at_most: int | None = None

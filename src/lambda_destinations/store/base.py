@@ -186,8 +186,9 @@ class QuarantineRow:
 class InvocationCursor:
     """Where a page of ``list_invocations`` ended: the next page starts after this row.
 
-    The three fields are the list's total order (newest first), so a keyset page is one index
-    range however deep it is, and rows arriving meanwhile never shift later pages.
+    The three fields are the list's total order (newest first, or oldest first: the same order
+    read the other way), so a keyset page is one index range however deep it is, and rows
+    arriving meanwhile never shift later pages.
     """
 
     occurred_at: dt.datetime  # the record's timestamp, or first_seen_at when it has none
@@ -218,6 +219,8 @@ class InvocationFilter:
     request_ids: Sequence[str] | None = None
     limit: int | None = None
     after: InvocationCursor | None = None  # keyset pagination: rows after this one
+    # The order: newest first, unless this (a replay's, as the failures happened).
+    oldest_first: bool = False
 
 
 @dataclasses.dataclass(slots=True, frozen=True)
@@ -528,7 +531,8 @@ class Store(Lifetime):
 
     @abc.abstractmethod
     async def list_invocations(self, selection: InvocationFilter) -> list[InvocationRow]:
-        """Newest first (by record timestamp, then first seen)."""
+        """Newest first (by record timestamp, then first seen, then key); oldest first when
+        the selection says ``oldest_first``."""
 
     @abc.abstractmethod
     async def count_invocations(
