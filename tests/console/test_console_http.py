@@ -1187,18 +1187,19 @@ def _job_page_lines(page: str) -> list[str]:
 async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_selected(
     make_client, settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given, newest first: a failure of a function Lambda (moto) does not know; one someone
-    # ignores once the job has read it; one replayed already; one whose replay has no outcome
-    # yet (in doubt: interrupted, or another run invokes it now); a stream batch (no
-    # payload); and one someone ignores before the job reads it. The job reads two a time.
+    # given, oldest first (the job's order): a failure of a function Lambda (moto) does not
+    # know; one someone ignores once the job has read it; one replayed already; one whose
+    # replay has no outcome yet (in doubt: interrupted, or another run invokes it now); a
+    # stream batch (no payload); and one someone ignores before the job reads it. The job
+    # reads two a time.
     settings = settings_for()
     rows = []
-    for n, minutes_ago in enumerate((1, 2, 3, 4, 6)):
+    for n, minutes_ago in enumerate((6, 5, 4, 3, 1)):
         record = failure_record(random.Random(40 + n), function="orders-gone")
         record["timestamp"] = at(minutes_ago)
         rows.append(await stored_failure(settings, record=record))
     stream = kinesis_failure(random.Random(50))
-    stream["timestamp"] = at(5)
+    stream["timestamp"] = at(2)
     rows.insert(4, await stored_failure(settings, record=stream))
     unknown, listed, replayed, interrupted, batch, unlisted = rows
     async with Store.from_url(settings.store) as store:
@@ -1298,7 +1299,7 @@ async def lambda_stand_in() -> AsyncIterator[LambdaStandIn]:
 async def test_a_bulk_replay_jobs_page_tells_invokes_refused_from_those_in_doubt(
     make_client, settings_for: Callable[..., Settings], lambda_stand_in: LambdaStandIn
 ) -> None:
-    # given, newest first: two failures of a function Lambda refuses to invoke; one whose
+    # given, oldest first: two failures of a function Lambda refuses to invoke; one whose
     # Invoke a proxy answers (in doubt); and one whose replay another run is making now (its
     # attempt recorded, no outcome yet)
     settings = settings_for(endpoint_url=lambda_stand_in.url)
@@ -1307,7 +1308,7 @@ async def test_a_bulk_replay_jobs_page_tells_invokes_refused_from_those_in_doubt
     for n, function in enumerate(functions):
         record = failure_record(random.Random(60 + n), function=function)
         record["requestContext"]["functionArn"] = f"{ARN}:function:{function}"
-        record["timestamp"] = at(n + 1)
+        record["timestamp"] = at(len(functions) - n)
         rows.append(await stored_failure(settings, record=record))
     gone, gone_too, proxied, busy = rows
     async with Store.from_url(settings.store) as store:
@@ -1367,6 +1368,44 @@ async def test_a_bulk_replay_jobs_page_tells_invokes_refused_from_those_in_doubt
     shown = await api.json()
     assert shown["reasons"] == {"skipped": {"in-doubt": 1}, "error": {"refused": 2, "in-doubt": 1}}
     assert shown["first_detail"] == {"error": {"refused": refused, "in-doubt": in_doubt}}
+
+
+async def test_a_bulk_replay_invokes_its_failures_oldest_first_as_replay_does(
+    make_client,
+    settings_for: Callable[..., Settings],
+    lambda_endpoint: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: five failures of a function Lambda (moto) has, stored in no order of their
+    # times, each with its own payload; the job reads two at a time (three pages)
+    arn = lambda_endpoint.create_function(f"orders-{random.randrange(10**6)}")
+    settings = settings_for(endpoint_url=lambda_endpoint.url)
+    stored: dict[int, InvocationRow] = {}
+    for minutes_ago in (3, 9, 1, 7, 5):
+        record = failure_record(random.Random(70 + minutes_ago), function="orders-api")
+        record["requestContext"]["functionArn"] = arn
+        record["timestamp"] = at(minutes_ago)
+        record["requestPayload"] = {"failedMinutesAgo": minutes_ago}
+        stored[minutes_ago] = await stored_failure(settings, record=record)
+    monkeypatch.setattr(actions, "_PAGE", 2)
+    client = await make_client(settings)
+    await sign_in(client)
+    plan = await (await client.get("/bulk?action=replay")).text()
+    form = _form_fields(plan, "/bulk")
+    lambda_endpoint.start_recording()
+
+    # when: the plan runs to its end
+    await client.post("/bulk", data=form, headers=_origin(client), allow_redirects=False)
+    (job,) = await _wait_for_jobs(client)
+
+    # then: Lambda was asked oldest first, the order the invocations failed in, as `replay`
+    # asks it (before: newest first, 1, 3, 5, 7, 9), and the plan lists them in that order
+    assert (job.state, job.done) == ("done", 5)
+    invoked = [payload for _, payload in lambda_endpoint.invocations()]
+    assert invoked == [{"failedMinutesAgo": n} for n in (9, 7, 5, 3, 1)]
+    listed = [plan.index(f">{stored[n].request_id}<") for n in (9, 7, 5, 3, 1)]
+    assert listed == sorted(listed)
+    assert "The selected failures, oldest first (the order the job takes them)" in plan
 
 
 async def test_a_bulk_job_that_stopped_at_an_error_says_what_it_did_not_reach(

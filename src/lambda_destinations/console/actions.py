@@ -365,11 +365,13 @@ def _rate(form: dict[str, str]) -> float:
 
 
 async def _pages(console: Console, chosen: InvocationFilter) -> AsyncIterator[list[InvocationRow]]:
-    """The selection's rows, a keyset page at a time (statuses change as the job goes on)."""
+    """The selection's rows, a keyset page at a time (statuses change as the job goes on),
+    oldest first, as `replay` invokes them: a function's effects come in the order its
+    invocations failed."""
     cursor = None
     while True:
         rows = await console.store.list_invocations(
-            dataclasses.replace(chosen, limit=_PAGE, after=cursor)
+            dataclasses.replace(chosen, limit=_PAGE, after=cursor, oldest_first=True)
         )
         if not rows:
             return

@@ -336,7 +336,9 @@ async def bulk(request: web.Request) -> web.Response:
     rows: list[InvocationRow] = []
     if not selection.errors:  # a filter with errors plans nothing (and offers no form)
         total = await console.store.count_invocations(frozen)
-        rows = await console.store.list_invocations(dataclasses.replace(frozen, limit=_PLAN_ROWS))
+        # The first the job takes: it takes them oldest first, as `replay` invokes them.
+        first = dataclasses.replace(frozen, limit=_PLAN_ROWS, oldest_first=True)
+        rows = await console.store.list_invocations(first)
         status = 200
     plan = [(row, await _planned(console, row, qualifier=qualifier)) for row in rows]
     return console.render(
