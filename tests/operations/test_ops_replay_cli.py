@@ -219,6 +219,21 @@ def test_replay_invokes_with_the_original_payloads_and_fills_the_ledger(
     assert {f["replay_count"] for f in listed} == {1}
 
 
+def test_a_limit_replays_the_newest_failures_oldest_first(
+    lambda_endpoint, lambda_env, failures, function
+) -> None:
+    lambda_endpoint.start_recording()
+
+    result = cli(
+        "replay", "--function", function, "--limit", "2", "--yes", "--rate", "0", env=lambda_env
+    )
+
+    # then: `--limit` keeps the newest two, as `failures list --limit` lists them, and they are
+    # invoked in the order they failed, as the console's bulk replay invokes its own
+    assert result.returncode == 0, result.stderr
+    assert [payload for _, payload in lambda_endpoint.invocations()] == PAYLOADS[1:]
+
+
 def test_replayed_records_are_skipped_unless_forced(
     lambda_endpoint, lambda_env, failures, function, sqlite_url
 ) -> None:

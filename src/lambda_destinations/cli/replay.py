@@ -342,7 +342,9 @@ async def _select(store: Store, replay: _Replay) -> tuple[list[InvocationRow], l
             elif row.key == ident and await _matches(store, row, replay.selection):
                 rows.append(row)  # named by its key rather than its request id
             # else: a request id the filters leave out
-    rows.reverse()  # oldest first: replays happen in the order the failures did
+    # Oldest first: replays happen in the order the failures did. Read newest first, as
+    # `--limit` chooses (the newest N, as `failures list` shows them), then turned round.
+    rows.reverse()
     return rows, missing
 
 
