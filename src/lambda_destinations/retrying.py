@@ -482,9 +482,10 @@ def text_of(exc: BaseException) -> str:
 
 
 def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> str:
-    """The first line of an error's text (an AWS error's code and message), at most ``limit``
-    characters, redacted before it is cut (a URL cut inside its password could not be masked
-    after); with ``typed``, after the error's type, as the console shows it."""
+    """The first line of an error's text (an AWS error's code and message; botocore's refusal
+    of a parameter with its reasons, joined), at most ``limit`` characters, redacted before it
+    is cut (a URL cut inside its password could not be masked after); with ``typed``, after the
+    error's type, as the console shows it."""
     if (answer := not_aws_answer(exc)) is not None:
         text = f"{said_not_aws(answer, by='the endpoint')} {_ASK_ENDPOINT}"
     elif isinstance(exc, ClientError):
@@ -493,6 +494,9 @@ def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> 
     else:
         text = text_of(exc)
     lines = _without_html(text).strip().splitlines()
+    if isinstance(exc, ParamValidationError) and lines:
+        # botocore says its reasons on the lines after "Parameter validation failed:"
+        lines = [f"{lines[0]} {'; '.join(reason.strip() for reason in lines[1:])}".strip()]
     line = redact(lines[0]) if lines else ""
     if typed or not line:
         line = f"{type(exc).__name__}: {line}" if line else type(exc).__name__

@@ -5,10 +5,12 @@ enforces no permissions)."""
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from lambda_destinations.cli._app import EXIT_CONFIG, EXIT_FAILED, describe_aws_error
-from lambda_destinations.retrying import aws_fix, describe_error
+from lambda_destinations.config import Settings
+from lambda_destinations.console.views import problem_line
+from lambda_destinations.retrying import aws_fix, describe_error, first_line
 
 
 def refusal(code: str, operation: str, message: str = "refused") -> ClientError:
@@ -172,3 +174,42 @@ def test_a_command_refused_by_a_queue_s_kms_key_says_what_to_do_with_the_key() -
         "kms enable-key)",
         EXIT_FAILED,
     )
+
+
+def param_validation_error(endpoint_url: str, **params: object) -> BaseException:
+    """The error botocore raises, before sending anything, for FilterLogEvents ``params``."""
+    import boto3
+
+    logs = boto3.client("logs", region_name="us-east-1", endpoint_url=endpoint_url)
+    with pytest.raises(ParamValidationError) as raised:
+        logs.filter_log_events(**params)
+    return raised.value
+
+
+def test_a_parameter_botocore_refuses_is_said_with_its_reasons(endpoint_url: str) -> None:
+    # given: botocore's refusal, its reasons on the lines after "Parameter validation failed:"
+    # (one of them quoting a value that holds a password)
+    exc = param_validation_error(endpoint_url, logGroupName="", limit="postgresql://u:pw1234@h/d")
+
+    # when: a command's line, and the console's
+    described = describe_aws_error(exc)
+    shown = problem_line(exc, Settings())
+
+    # then: one line with each reason (before: the bare "Parameter validation failed:"), redacted
+    assert described is not None
+    line, code = described
+    assert code == EXIT_FAILED
+    assert line.startswith("Parameter validation failed: Invalid length for parameter ")
+    assert "logGroupName, value: 0, valid min length: 1; Invalid type for parameter limit" in line
+    assert "\n" not in line
+    assert "pw1234" not in line
+    assert shown == f"ParamValidationError: {line}"
+
+
+def test_the_reasons_of_a_refused_parameter_are_bounded(endpoint_url: str) -> None:
+    exc = param_validation_error(endpoint_url, logGroupName="", limit="x" * 1000)
+
+    line = first_line(exc)
+
+    assert len(line) == 300
+    assert line.startswith("Parameter validation failed: Invalid length for parameter ")
