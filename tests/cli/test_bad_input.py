@@ -2577,3 +2577,17 @@ def test_a_retired_teams_connector_url_is_one_line_and_exit_3(
         'webhook alerts to a channel" and give the handler its webhook URL'
     )
     assert "S3CR3T" not in result.stdout + result.stderr
+
+
+def test_console_refuses_an_empty_host_before_it_listens(sqlite_url: str) -> None:
+    # before: `console --host ''` announced "console http://:8000/", which no browser opens,
+    # and listened on every interface
+    result = cli("console", "--host", "", "--port", "0", "--store", sqlite_url, timeout=20)
+
+    assert result.returncode == 2, result.stderr
+    assert one_error_line(result) == (
+        "error: Invalid value for '--host': '' is empty: give 0.0.0.0 for every interface, or "
+        "127.0.0.1 for this machine only"
+    )
+    assert "console " not in result.stderr
+

@@ -120,3 +120,16 @@ def hide_options(command: click.Command, *names: str) -> None:
 def hide_password(url: str) -> str:
     """``scheme://user:secret@host`` -> ``scheme://user:***@host`` (see :mod:`redact`)."""
     return mask_url(url)
+
+
+def not_empty(fix: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback: the option's value as given; an empty one (``--queue ''``) a usage error
+    saying ``fix``. Taken as not given, it did what leaving the option out does, silently (an
+    empty variable click takes as unset: only the command line gives one)."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise click.BadParameter(f"{value!r} is empty: {fix}")
+        return value
+
+    return check

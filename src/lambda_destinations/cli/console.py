@@ -12,7 +12,7 @@ import click
 from lambda_destinations._urls import listen_problem
 from lambda_destinations.cli._app import EXIT_CONFIG, command, echo_error, fail
 from lambda_destinations.cli._numbers import Whole
-from lambda_destinations.cli._options import settings_options
+from lambda_destinations.cli._options import not_empty, settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, LambdaDestinationsError
 
@@ -112,7 +112,13 @@ async def serve_alongside(settings: Settings, port: int) -> None:
 
 
 @command("console")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    callback=not_empty("give 0.0.0.0 for every interface, or 127.0.0.1 for this machine only"),
+    help="Address to listen on.",
+)
 @click.option("--port", type=Whole(0, 65535), default=8000, show_default=True, help="0: any.")
 @click.option("--read-only", is_flag=True, help="Show everything, offer no action.")
 @click.option(
