@@ -2591,3 +2591,43 @@ def test_console_refuses_an_empty_host_before_it_listens(sqlite_url: str) -> Non
     )
     assert "console " not in result.stderr
 
+
+@pytest.mark.parametrize(
+    ("args", "option", "fix"),
+    [
+        (("console", "--public-url", ""), "--public-url", "give the address browsers open"),
+        (("failures", "logs", "6c2d1f9e", "--log-group", " "), "--log-group", "/aws/lambda/"),
+        (("quarantine", "list", "--queue", ""), "--queue", "or leave the option out for every"),
+        (("quarantine", "resend", "--all", "--queue", "", "--yes"), "--queue", "every queue"),
+    ],
+)
+def test_an_empty_value_given_is_refused_naming_the_option(
+    args: tuple[str, ...], option: str, fix: str, sqlite_url: str
+) -> None:
+    # before: each was taken as not given (`quarantine list --queue ''` said "no quarantined
+    # messages" while `quarantine list` showed some; the console served with no proxy)
+    result = cli(*args, "--store", sqlite_url, timeout=20)
+
+    assert result.returncode == 2, result.stderr
+    line = one_error_line(result)
+    assert line.startswith(f"error: Invalid value for '{option}': "), line
+    assert " is empty: " in line
+    assert fix in line
+
+
+def test_dlq_redrive_refuses_an_empty_to_and_moves_nothing(
+    endpoint_url: str, make_queue: Any, sqs: Any
+) -> None:
+    # given: a DLQ holding a message, its source queue's redrive policy naming it
+    url, dlq = make_queue("redrive-to")
+    assert dlq is not None
+    sqs.send_message(QueueUrl=dlq, MessageBody="{}")
+
+    # when: --to '' (before: taken as not given, the message went to the source queue)
+    result = cli("dlq", "redrive", dlq, "--to", "", "--yes", "--endpoint-url", endpoint_url)
+
+    # then: the line simulate --queue '' gives, nothing moved
+    assert result.returncode == 2, result.stderr
+    assert "no queue can be named ''" in one_error_line(result)
+    counts = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+    assert counts["Attributes"]["ApproximateNumberOfMessages"] == "1"

@@ -124,14 +124,17 @@ async def serve_alongside(settings: Settings, port: int) -> None:
 @click.option(
     "--public-url",
     envvar=PUBLIC_URL_ENV,
-    default="",
     metavar="URL",
+    callback=not_empty(
+        "give the address browsers open, such as https://ops.example.com/, or leave the "
+        "option out when no reverse proxy serves the console"
+    ),
     help="The address browsers open when a reverse proxy serves the console "
     "(https://ops.example.com/, or with the path prefix the proxy strips).",
 )
 @settings_options
 def console_command(
-    settings: Settings, host: str, port: int, read_only: bool, public_url: str
+    settings: Settings, host: str, port: int, read_only: bool, public_url: str | None
 ) -> None:
     """Serve the browser console: failures, replays, DLQs and quarantine.
 
@@ -151,7 +154,7 @@ def console_command(
 
     # Before the port is bound: an in-memory store would show nothing, and keep no action.
     Store.from_url(settings.store, create=False).refuse_in_memory()
-    options = console_options(host, port, read_only, public_url)
+    options = console_options(host, port, read_only, public_url or "")
 
     def ready(actual: ConsoleOptions) -> None:
         click.echo(announce(actual), err=True)

@@ -123,7 +123,7 @@ def redrive_command(
     """
     redrive = _Redrive(settings, queue, **options)  # the other options, typed there
     if reinvoke:
-        if redrive.to:
+        if redrive.to is not None:
             fail("--reinvoke invokes functions; it has no --to", EXIT_USAGE)
         with aws_errors(settings):
             report = redrive.run_reinvoke(as_json=as_json)
@@ -186,7 +186,8 @@ class _Redrive:
         async with AwsClients(self.settings) as aws:
             sqs = await aws.client("sqs")
             dlq = await resolve_queue(sqs, self.queue)
-            target = await resolve_queue(sqs, self.to) if self.to else None
+            # An empty --to is refused by resolve_queue, as simulate's --queue '' is.
+            target = None if self.to is None else await resolve_queue(sqs, self.to)
             if target is not None and target.url == dlq.url:
                 fail(
                     f"--to {self.to} is the DLQ being redriven: name the queue its messages "

@@ -26,7 +26,7 @@ from lambda_destinations.cli._common import (
     until_option,
 )
 from lambda_destinations.cli._numbers import LIMIT_MAX, Whole
-from lambda_destinations.cli._options import settings_options
+from lambda_destinations.cli._options import not_empty, settings_options
 from lambda_destinations.cli.failures import failures_group, no_record, stored_row
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.function_logs import (
@@ -66,6 +66,10 @@ _CONTROLS = Controls(
 @click.option(
     "--log-group",
     metavar="NAME",
+    callback=not_empty(
+        "give the log group's name (/aws/lambda/NAME), or leave the option out for the "
+        "function's own"
+    ),
     help="The log group to read [default: the one the function's LoggingConfig names, else "
     "/aws/lambda/NAME].",
 )

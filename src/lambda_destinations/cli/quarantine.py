@@ -27,7 +27,7 @@ from lambda_destinations.cli._common import (
     subcommand,
 )
 from lambda_destinations.cli._numbers import LIMIT_MAX, Whole
-from lambda_destinations.cli._options import settings_options
+from lambda_destinations.cli._options import not_empty, settings_options
 from lambda_destinations.cli._table import attribute_lines, field_lines, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import (
@@ -43,6 +43,9 @@ from lambda_destinations.operations.quarantine import (
 )
 from lambda_destinations.redact import echoed
 from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, utcnow
+
+# --queue '' named no queue: it matched none, and `list` said "no quarantined messages".
+_QUEUE_GIVEN = not_empty("give the queue's name or URL, or leave the option out for every queue")
 
 # The store's ids are 64-bit integers: a larger one is a usage error, not a driver's overflow.
 QUARANTINE_ID = Whole(min=1, max=ROW_ID_MAX)
@@ -81,7 +84,11 @@ def _reason(described: dict[str, Any]) -> str:
 
 
 @subcommand(quarantine_group, "list")
-@click.option("--queue", help="Only messages quarantined from this queue (name or URL).")
+@click.option(
+    "--queue",
+    callback=_QUEUE_GIVEN,
+    help="Only messages quarantined from this queue (name or URL).",
+)
 @since_option(help="Only messages quarantined at or after this time: 2h, 30m, 7d, or an ISO time.")
 @click.option(
     "--limit", type=Whole(min=0, max=LIMIT_MAX), default=50, show_default=True, help="0: all."
@@ -193,7 +200,9 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
 @subcommand(quarantine_group, "resend")
 @click.argument("ids", nargs=-1, type=QUARANTINE_ID)
 @click.option("--all", "every", is_flag=True, help="Every quarantined message (see --queue).")
-@click.option("--queue", help="With --all: only those quarantined from this queue.")
+@click.option(
+    "--queue", callback=_QUEUE_GIVEN, help="With --all: only those quarantined from this queue."
+)
 @click.option("--keep", is_flag=True, help="Keep the stored copies after sending.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="The outcome as one JSON object.")
