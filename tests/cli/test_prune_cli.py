@@ -103,7 +103,11 @@ def test_a_time_in_the_future_is_refused_before_anything_goes(tmp_path: Path) ->
     code, _, err = prune(url, "--older-than", "2999-01-01")
 
     assert code == 2
-    assert err == "error: --older-than 2999-01-01 is in the future: nothing would be kept\n"
+    # with the fix (before: none)
+    assert err == (
+        "error: --older-than 2999-01-01 is in the future: nothing would be kept: give a past "
+        "date or an age such as 30d\n"
+    )
     assert len(asyncio.run(left(url))) == 4
 
 

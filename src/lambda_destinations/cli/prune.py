@@ -64,7 +64,11 @@ def prune_command(
         except ValueError as exc:
             fail(f"--older-than: {exc}", EXIT_USAGE)
         if moment > utcnow():
-            fail(f"--older-than {older_than} is in the future: nothing would be kept", EXIT_USAGE)
+            fail(
+                f"--older-than {older_than} is in the future: nothing would be kept: give a "
+                "past date or an age such as 30d",
+                EXIT_USAGE,
+            )
         before = dict.fromkeys(before, moment)
 
     async def go() -> tuple[PruneReport, Vacuumed | None]:
