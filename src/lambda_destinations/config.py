@@ -835,8 +835,9 @@ def standard_region(region: str | None = None) -> str | None:
     return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """The TOML file's table, or ConfigError naming the file, what is wrong and the fix."""
+def read_toml(path: Path, named_in: str = f"{ENV_PREFIX}CONFIG or --config") -> dict[str, Any]:
+    """The TOML file's table, or ConfigError naming the file, what is wrong and the fix (in
+    ``named_in``, where its path was given)."""
     # Imported here: most commands run with no settings file, and the parser costs each start.
     import tomllib
 
@@ -845,14 +846,15 @@ def read_toml(path: Path) -> dict[str, Any]:
         text = path.read_bytes().removeprefix(codecs.BOM_UTF8).decode()
         return tomllib.loads(text)
     except FileNotFoundError:
-        raise ConfigError(
-            f"config file {path} does not exist: fix {ENV_PREFIX}CONFIG or --config"
-        ) from None
+        raise ConfigError(f"config file {path} does not exist: fix {named_in}") from None
     except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a folder: {_fix(path, _NAME_A_FILE)}") from None
+        raise ConfigError(
+            f"config file {path} is a folder: {_fix(path, _NAME_A_FILE + named_in)}"
+        ) from None
     except OSError as exc:
         raise ConfigError(
-            f"config file {path} cannot be read ({exc.strerror}): {_fix(path, _NAME_A_FILE)}"
+            f"config file {path} cannot be read ({exc.strerror}): "
+            f"{_fix(path, _NAME_A_FILE + named_in)}"
         ) from None
     except UnicodeDecodeError as exc:  # TOML is UTF-8 text
         raise ConfigError(
@@ -869,7 +871,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         ) from None
 
 
-_NAME_A_FILE = f"name a readable TOML file in {ENV_PREFIX}CONFIG or --config"
+_NAME_A_FILE = "name a readable TOML file in "
 
 
 def _fix(path: Path, fix: str) -> str:
@@ -1124,9 +1126,10 @@ def _undecodable(exc: SettingsError) -> str:
     )
 
 
-def _file_settings(path: Path) -> dict[str, Any]:
-    """The TOML file's settings, and its own path as ``config`` (the origin errors name)."""
-    table = read_toml(path)
+def _file_settings(path: Path, named_in: str) -> dict[str, Any]:
+    """The TOML file's settings, and its own path as ``config`` (the origin errors name);
+    ``named_in`` is where the path was given, for the fix of a file that cannot be read."""
+    table = read_toml(path, named_in)
     if "config" in table:
         # The file is named before it is read: a file it names could not be read in its turn,
         # and its path would replace the name without a word.
@@ -1146,7 +1149,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     path = config_file or overrides.get("config") or os.environ.get(f"{ENV_PREFIX}CONFIG")
     if not path and DEV_CONFIG.is_file():
         path = DEV_CONFIG
-    file_data = _file_settings(Path(path)) if path else {}
+    source = _config_source(config_file or overrides.get("config"), path)
+    file_data = _file_settings(Path(path), str(source)) if path else {}
 
     class _WithFile(Settings):
         @classmethod
@@ -1178,7 +1182,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     settings._sources = {
         name: _source(name, overrides, file_data) for name in Settings.model_fields
     }
-    settings._sources["config"] = _config_source(config_file or overrides.get("config"), path)
+    settings._sources["config"] = source
     settings._handler_sources = _handler_sources(overrides, file_data)
     return settings
 

@@ -1912,7 +1912,8 @@ def test_a_config_file_that_cannot_be_read_as_toml_is_one_line_and_exit_3(
     assert result.returncode == 3
     line = one_error_line(result)
     assert line.startswith(f"error: config file {path} {problem}"), line
-    assert line.endswith(fix if content is not None else f"{fix} or --config"), line
+    # the fix names the variable that gave the path (before: "... or --config" as well)
+    assert line.endswith(fix), line
 
 
 @pytest.mark.parametrize("variable", ["HANDLERS", "ROUTES", "QUEUES", "SECRETS"])
@@ -1960,7 +1961,7 @@ def test_a_config_file_that_fails_to_read_names_the_error_and_the_fix(tmp_path: 
     assert result.returncode == 3
     assert one_error_line(result) == (
         "error: config file /proc/self/mem cannot be read (Input/output error): name a "
-        "readable TOML file in LAMBDA_DESTINATIONS_CONFIG or --config"
+        "readable TOML file in --config"
     )
 
 
@@ -2631,3 +2632,27 @@ def test_dlq_redrive_refuses_an_empty_to_and_moves_nothing(
     assert "no queue can be named ''" in one_error_line(result)
     counts = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
     assert counts["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("given", "env", "named"),
+    [
+        (("--config", "lambda-destinations.toml"), {}, "--config"),
+        (
+            (),
+            {"LAMBDA_DESTINATIONS_CONFIG": "lambda-destinations.toml"},
+            "LAMBDA_DESTINATIONS_CONFIG",
+        ),
+    ],
+)
+def test_a_config_file_that_does_not_exist_names_where_its_path_was_given(
+    given: tuple[str, ...], env: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    # before: "fix LAMBDA_DESTINATIONS_CONFIG or --config" whichever gave the path
+    unset = () if env else ("LAMBDA_DESTINATIONS_CONFIG",)
+    result = cli("config", *given, env=env, cwd=tmp_path, unset=unset)
+
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: config file lambda-destinations.toml does not exist: fix {named}"
+    )
