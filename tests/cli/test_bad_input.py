@@ -2630,8 +2630,11 @@ def test_dlq_redrive_refuses_an_empty_to_and_moves_nothing(
     # then: the line simulate --queue '' gives, nothing moved
     assert result.returncode == 2, result.stderr
     assert "no queue can be named ''" in one_error_line(result)
-    counts = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
-    assert counts["Attributes"]["ApproximateNumberOfMessages"] == "1"
+    for queue, held in ((dlq, "1"), (url, "0")):
+        counts = sqs.get_queue_attributes(
+            QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        assert counts["Attributes"]["ApproximateNumberOfMessages"] == held
 
 
 @pytest.mark.parametrize(
