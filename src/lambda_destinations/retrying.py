@@ -440,8 +440,9 @@ def refused_line(
     if (kms := kms_fix(code, operation, credentials)) is not None:
         return f"{operation} failed: {message}: {kms}"
     if code in CREDENTIAL_CODES:  # the keys themselves, not a permission they lack
+        taken = "the credentials" if credentials == OPERATOR_CREDENTIALS else credentials
         return (
-            f"{operation} was refused ({message}): AWS did not take {credentials} (expired, "
+            f"{operation} was refused ({message}): AWS did not take {taken} (expired, "
             "unknown, or this machine's clock is off): fix AWS_ACCESS_KEY_ID and "
             f"AWS_SECRET_ACCESS_KEY or AWS_PROFILE{set_where}, or sign in again (aws sso login)"
         )
