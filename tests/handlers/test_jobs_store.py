@@ -261,6 +261,24 @@ async def test_a_redelivered_record_keeps_its_place_and_counts_once(jobs_store: 
     assert len(await jobs_store.list_jobs(kind="digest")) == 1
 
 
+async def test_an_error_type_no_text_column_can_hold_is_admitted_in_one_window(
+    jobs_store: Store,
+) -> None:
+    # given: a record's error type with a NUL and a lone surrogate (a record's JSON can say
+    # "\u0000" and "\ud800"), which neither backend's text holds as it is
+    scope = scope_of("oncall-sms", "orders-api", "Bad\x00Error\ud800")
+
+    # when: three of its alerts are admitted
+    admissions = [await _sent_now(jobs_store, scope, f"req-{n}", send_first=1) for n in range(3)]
+
+    # then: one window, its first sent, the rest digested (before: the write failed, on
+    # SQLite "surrogates not allowed", on PostgreSQL a NUL refused; the alert was retried)
+    assert admissions == [True, False, False]
+    (digest,) = await jobs_store.list_jobs(kind="digest")
+    assert digest.payload["scope"] == scope
+    assert "\ufffd" in scope
+
+
 async def _sent_now(store: Store, scope: str, key: str, send_first: int) -> bool:
     """Whether the record ``key`` goes out at once in ``scope``'s 300 s window."""
     admission = await store.admit_alert(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lambda_destinations._lifetime import Lifetime
+from lambda_destinations._text import storable_text
 from lambda_destinations.errors import (
     NOT_MIGRATED,
     ConfigError,
@@ -339,8 +340,9 @@ class AlertWindow:
 
 def scope_of(*parts: str) -> str:
     """One text for a scope's parts (notifier, function, error type), unambiguous whatever
-    they contain."""
-    return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)
+    they contain, and as the store's text holds it (a record's error type may hold a NUL or a
+    lone surrogate: U+FFFD, as the record's own error type is stored)."""
+    return storable_text(json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False))
 
 
 # What an in-memory store loses for a one-shot command: each opens a database of its own.
