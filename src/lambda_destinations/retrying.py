@@ -244,6 +244,14 @@ class AccountRefusal(ClientError):  # type: ignore[misc]  # botocore is untyped
         self.fix = fix
 
 
+def _denied_fix(operation: str, credentials: str, on: str | None) -> str:
+    """What to do about a permission ``credentials`` lack for ``operation`` (on ``on``)."""
+    where = f" on {on}" if on else ""
+    return (
+        f"check {credentials} and that they are allowed {iam_action(operation) or operation}{where}"
+    )
+
+
 def aws_fix(
     exc: BaseException, *, credentials: str = WORKER_CREDENTIALS, on: str | None = None
 ) -> str | None:
@@ -263,9 +271,7 @@ def aws_fix(
             "by hand must be fixed"
         )
     if code in DENIED_CODES:
-        allowed = iam_action(operation) or operation
-        where = f" on {on}" if on else ""
-        return f"check {credentials} and that they are allowed {allowed}{where}"
+        return _denied_fix(operation, credentials, on)
     if (kms := kms_fix(code, operation, credentials)) is not None:
         return kms
     message = str(exc.response.get("Error", {}).get("Message") or "")
@@ -447,12 +453,7 @@ def refused_line(
             f"AWS_SECRET_ACCESS_KEY or AWS_PROFILE{set_where}, or sign in again (aws sso login)"
         )
     if code in DENIED_CODES:
-        allowed = iam_action(operation) or operation
-        where = f" on {on}" if on else ""
-        return (
-            f"{operation} was refused ({message}): check {credentials} and that they are "
-            f"allowed {allowed}{where}"
-        )
+        return f"{operation} was refused ({message}): {_denied_fix(operation, credentials, on)}"
     if code == "ResourceNotFoundException":  # Lambda's answer to a function it does not have
         return f"{operation} failed: {message}: {not_found_fix(exc, what='the name')}"
     return f"{operation} failed: {message}"

@@ -40,6 +40,7 @@ from lambda_destinations.store._access import (
     from_row,
     make_storable,
     storable,
+    text_columns,
 )
 from lambda_destinations.store._actions import ActionsMixin
 from lambda_destinations.store._batch import Coalescer
@@ -111,9 +112,7 @@ _INVOCATION_FIELDS = (
 )
 _invocation_fields = operator.attrgetter(*_INVOCATION_FIELDS)
 # The fields that may hold text (the JSON values keep theirs exactly, see _types).
-_TEXT_FIELDS = tuple(
-    name for name in _INVOCATION_FIELDS if isinstance(invocations.c[name].type, sa.String)
-)
+_TEXT_FIELDS = text_columns(invocations)
 
 # The deliveries rows, and the first delivery the invocation row holds itself (migration_9).
 _delivery_count = (
