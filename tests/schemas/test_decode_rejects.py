@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lambda_destinations.schemas import DecodeError, Envelope, decode
+from lambda_destinations.schemas import MAX_DEPTH, DecodeError, Envelope, decode
 
 EVENTS = Path(__file__).parents[1] / "events"
 
@@ -393,7 +393,7 @@ def test_request_id_attribute_alone_does_not_make_a_dlq_message() -> None:
 
 
 def test_deeply_nested_body() -> None:
-    assert reason_for("[" * 100_000) == "body is nested too deeply to decode"
+    assert reason_for("[" * 100_000).startswith("body is nested too deeply: more than 512 levels")
 
 
 def test_integer_too_long_to_convert() -> None:
@@ -433,3 +433,36 @@ def test_a_number_past_a_double_without_an_exponent_is_refused() -> None:
     assert reason_for(inside).endswith(f"{digits[:40]} is too large for a double")
     kept = decode(json.dumps(record(requestPayload={"n": 10**400})))
     assert kept.record.request_payload == {"n": 10**400}
+
+
+def nested(depth: int) -> str:
+    """A record whose request payload is arrays nested ``depth`` deep."""
+    text = json.dumps(record(requestPayload=None))
+    return text.replace('"requestPayload": null', f'"requestPayload": {"[" * depth}{"]" * depth}')
+
+
+def from_deep_in_the_stack(frames: int, body: str) -> Any:
+    """decode(body) called ``frames`` Python calls down, as the worker or console call it."""
+    if frames:
+        return from_deep_in_the_stack(frames - 1, body)
+    try:
+        return decode(body)
+    except DecodeError as exc:
+        return exc.reason
+
+
+def test_nesting_is_judged_the_same_however_deep_the_caller_is() -> None:
+    # The JSON scanner's recursion counts the caller's frames: the answer depended on who asked
+    # (decode said "invocation" for what the worker quarantined as nested too deeply).
+    too_deep = nested(MAX_DEPTH)  # the record's object and the payload: MAX_DEPTH + 1 levels
+    reason = (
+        f"body is nested too deeply: more than {MAX_DEPTH} levels of arrays and objects, the "
+        "most a record may have; nest the function's payloads less deeply"
+    )
+
+    assert reason_for(too_deep) == reason
+    assert from_deep_in_the_stack(300, too_deep) == reason
+    assert reason_for(sns(too_deep)) == f"SNS Message {reason.removeprefix('body ')}"
+    # one level less decodes, however deep the caller
+    decoded = from_deep_in_the_stack(300, nested(MAX_DEPTH - 1))
+    assert decoded.kind.value == "invocation"

@@ -3,8 +3,10 @@ backends, exactly in their JSON columns; values no Lambda record holds are quara
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from worker_helpers import receive_all, registry_with, routed, run_until
 
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import QuarantineMessage
-from lambda_destinations.schemas import DecodedMessage, decode
+from lambda_destinations.schemas import MAX_DEPTH, DecodedMessage, decode
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
@@ -272,3 +274,52 @@ async def test_a_quarantine_reason_no_text_column_holds_is_stored_as_ufffd(
         (copy,) = receive_all(sqs, dlq)
         reason = copy["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
         assert reason == "bad order id: x" + ascii(odd)[1:-1] + "y"
+
+
+def nested_record(rng: random.Random, levels: int) -> str:
+    """A failure record's body whose request payload holds arrays nested ``levels`` deep."""
+    record = failure_record(rng, condition="RetriesExhausted")
+    record["requestPayload"] = None
+    body = json.dumps(record)
+    return body.replace('"requestPayload": null', f'"requestPayload": {"[" * levels}{"]" * levels}')
+
+
+async def test_nesting_is_judged_alike_by_the_worker_and_by_decode(
+    sqs, make_queue, settings_for, store_url, tmp_path: Path
+) -> None:
+    # given: a record nested as deeply as a record may be, and one nested deeper still, which
+    # `decode` took for an invocation and the worker quarantined (its stack is deeper)
+    url, dlq = make_queue("deep")
+    rng = random.Random(54)
+    deepest = nested_record(rng, MAX_DEPTH - 1)  # the record's object is one more level
+    too_deep = nested_record(rng, 968)
+    for body in (deepest, too_deep):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+
+    # when
+    settings = routed(settings_for(url, store=store_url), "persist")
+    async with Worker(settings, registry=registry_with(settings)) as worker:
+        stats = await run_until(worker, lambda: sum(worker.stats.outcomes.values()) >= 2)
+    (tmp_path / "body.json").write_text(too_deep)
+    decoding = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-c", "from lambda_destinations.cli import main; main()"),
+        *("decode", str(tmp_path / "body.json")),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(decoding.communicate(), 60)
+
+    # then: the first stored whole; the second quarantined, for the reason decode gives
+    assert (stats.outcomes["ack"], stats.outcomes["quarantine"]) == (1, 1)
+    async with Store.from_url(store_url) as store:
+        row = await store.get_invocation(decode(deepest).key)
+        (quarantined,) = await store.list_quarantine()
+    assert row is not None
+    assert row.record == json.loads(deepest)
+    reason = (
+        f"body is nested too deeply: more than {MAX_DEPTH} levels of arrays and objects, the "
+        "most a record may have; nest the function's payloads less deeply"
+    )
+    assert (decoding.returncode, stderr.decode()) == (1, f"error: {reason}\n")
+    assert quarantined.reason == f"decode error: {reason}"
+    assert len(receive_all(sqs, dlq)) == 1

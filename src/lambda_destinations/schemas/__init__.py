@@ -1,6 +1,6 @@
 """Lambda destination records: models, envelopes and ``decode()`` (pure, no I/O)."""
 
-from lambda_destinations.schemas._private import json_kind
+from lambda_destinations.schemas._private import MAX_DEPTH, json_kind
 from lambda_destinations.schemas.arn import (
     FunctionArn,
     check_invoke_qualifier,
@@ -35,6 +35,7 @@ from lambda_destinations.schemas.records import (
 )
 
 __all__ = [
+    "MAX_DEPTH",
     "DecodeError",
     "DecodedMessage",
     "Envelope",

@@ -40,9 +40,46 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite
 # that must be fixed (what Lambda wrote is JSON alone), and a record is never altered silently.
 _BOM = "\ufeff"
 
+# The most levels of arrays and objects a record may have. json's scanner recurses once a level
+# and counts its caller's frames, so without a bound of its own the answer depended on who asked
+# (decode read 970 levels, the worker's deeper stack refused them); this leaves the code that
+# handles a record (the store's JSON, templates, indented output) some 400 frames.
+MAX_DEPTH = 512
+# Nesting is counted on the text's structure alone, with bytes operations that cost little
+# next to the parse: escaped backslashes and quotes dropped, then every byte but quotes and
+# brackets, then the strings between quotes; brackets become one kind ("[" and "]").
+_NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b'"[]{}')
+_ONE_KIND = bytes.maketrans(b"{}", b"[]")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether ``text`` nests arrays and objects more than MAX_DEPTH levels deep."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:  # most records: microseconds
+        return False
+    # UTF-8 spells other characters in bytes 0x80 and up: no quote or bracket among them.
+    data = text.encode("utf-8", "surrogatepass").replace(b"\\\\", b"").replace(b'\\"', b"")
+    # '""' is a string without brackets, or two strings with nothing between: gone either way.
+    brackets = data.translate(_ONE_KIND, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in brackets:  # strings holding brackets
+        brackets = b"".join(brackets.split(b'"')[::2])
+    for depth in range(MAX_DEPTH):
+        # Each pass takes away the innermost level: "[]" pairs present before it began.
+        inner = brackets.replace(b"[]", b"")
+        if len(inner) == len(brackets):
+            # All taken (valid JSON), or brackets that do not pair (JSON's error to name): a
+            # parse goes as deep as the levels taken and the openings never closed.
+            return depth + inner.count(b"[") > MAX_DEPTH
+        brackets = inner
+    return bool(brackets)
+
 
 def loads(text: str, what: str) -> Any:
     """Parse ``text`` as JSON or raise :class:`DecodeError` saying why, naming ``what``."""
+    if _too_deep(text):
+        raise DecodeError(
+            f"{what} is nested too deeply: more than {MAX_DEPTH} levels of arrays and objects, "
+            "the most a record may have; nest the function's payloads less deeply"
+        )
     try:
         return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
