@@ -29,6 +29,7 @@ from lambda_destinations.store import (
 )
 from lambda_destinations.store._sql import SqlStore
 from lambda_destinations.store._tables import deliveries, handler_runs, invocations, metadata
+from lambda_destinations.store._types import JSON_TEXT_KEY
 from lambda_destinations.store.base import ReplayAttempt
 from lambda_destinations.store.migrations import LATEST_VERSION, MIGRATIONS, Migration
 from lambda_destinations.store.sqlite import SQLiteStore
@@ -224,6 +225,9 @@ JSON_VALUES = [
     {},
     [],
     {"deep": {"deeper": {"deepest": [[[{"x": 10**15}]]]}}},
+    # the key the store wraps a value jsonb cannot hold under, in a payload of its own
+    {JSON_TEXT_KEY: "[1,2]"},
+    {JSON_TEXT_KEY: '"a\\u0000b"'},
 ]
 
 

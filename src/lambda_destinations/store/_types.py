@@ -88,11 +88,11 @@ JSON_TEXT_KEY = "$lambda-destinations:json-text"
 def store_json(value: Any, *, jsonb: bool = False) -> str:
     """JSON text for a store column that every backend accepts and that reads back as ``value``."""
     try:
-        return orjson.dumps(value).decode()  # escapes NUL; fails on surrogates, big integers
+        text = orjson.dumps(value).decode()  # escapes NUL; fails on surrogates, big integers
     except TypeError:
         # ASCII only: a lone surrogate becomes an escape, which SQLite's text can hold.
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=True)
-    if jsonb and _JSONB_REFUSES.search(text):
+    if (jsonb and _JSONB_REFUSES.search(text)) or _wrapped(value):
         return orjson.dumps({JSON_TEXT_KEY: text}).decode()
     return text
 
@@ -103,15 +103,21 @@ def store_jsonb(value: Any) -> str:
         text = orjson.dumps(value).decode()
     except TypeError:
         return store_json(value, jsonb=True)
-    if "\\u0000" in text:
+    if "\\u0000" in text or _wrapped(value):
         return orjson.dumps({JSON_TEXT_KEY: text}).decode()
     return text
+
+
+def _wrapped(value: Any) -> bool:
+    """Whether ``value`` has the shape of a value kept under :data:`JSON_TEXT_KEY`: a payload
+    that holds that key by itself is kept under it too, or it would read back unwrapped."""
+    return isinstance(value, dict) and len(value) == 1 and JSON_TEXT_KEY in value
 
 
 def load_store_json(text: str) -> Any:
     """The value :func:`store_json` or :func:`store_jsonb` wrote."""
     value = loads(text)
-    if isinstance(value, dict) and len(value) == 1 and JSON_TEXT_KEY in value:
+    if _wrapped(value):
         inner = value[JSON_TEXT_KEY]
         if isinstance(inner, str):
             return loads(inner)
