@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -39,6 +40,9 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite
 # Not accepted: no AWS service writes one, so a body that starts with it came from a sender
 # that must be fixed (what Lambda wrote is JSON alone), and a record is never altered silently.
 _BOM = "\ufeff"
+# Python's words for an integer past sys.get_int_max_str_digits() (they tell a developer how
+# to raise the limit; an operator is told what the record holds instead).
+_INT_DIGITS = re.compile(r"\blimit \(\d+ digits\) for integer string conversion")
 
 # The most levels of arrays and objects a record may have. json's scanner recurses once a level
 # and counts its caller's frames, so without a bound of its own the answer depended on who asked
@@ -98,6 +102,11 @@ def loads(text: str, what: str) -> Any:
         raise DecodeError(f"{what} is nested too deeply to decode") from None
     except ValueError as exc:
         # Integers past sys.get_int_max_str_digits(), NaN, Infinity and 1e999 land here.
+        if _INT_DIGITS.search(str(exc)):
+            raise DecodeError(
+                f"{what} holds an integer of more than {sys.get_int_max_str_digits()} digits, "
+                "more than a record may hold: send such a number as a string"
+            ) from None
         raise DecodeError(f"{what} is not JSON the decoder accepts: {one_line(str(exc))}") from None
 
 
