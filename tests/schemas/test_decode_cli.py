@@ -142,6 +142,22 @@ def test_without_message_flag_a_whole_message_is_named_as_such() -> None:
     )
 
 
+def test_a_dead_letter_body_alone_says_to_give_the_whole_message() -> None:
+    # a DLQ message's body is the function's event: only its attributes make it a record
+    alone = run("-", stdin='{"orderId": 7}')
+    whole = run("--message", "-", stdin=json.dumps({"Body": '{"orderId": 7}'}))
+
+    assert alone.exit_code == 1
+    assert alone.stderr.endswith(
+        "; a dead-letter queue's message is the function's own event, known by its "
+        "attributes: give the whole SQS message with --message\n"
+    )
+    assert alone.stderr.count("\n") == 1
+    # given --message already, the hint would be wrong: the message has no such attributes
+    assert whole.exit_code == 1
+    assert "--message" not in whole.stderr
+
+
 @pytest.mark.parametrize(
     ("stdin", "error"),
     [

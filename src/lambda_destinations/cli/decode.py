@@ -58,9 +58,10 @@ def decode_command(path: str, whole_message: bool, as_json: bool) -> None:
             body, attributes = _sqs_message(data)
         decoded = decode(body, attributes)
     except DecodeError as exc:
+        reason = exc.reason if whole_message else _without_attributes(exc.reason)
         if as_json:  # scripts get an object on stdout too: {"error": reason}
-            click.echo(json.dumps({"error": exc.reason, "kind": "not-a-record"}))
-        fail(exc.reason, EXIT_FAILED)
+            click.echo(json.dumps({"error": reason, "kind": "not-a-record"}))
+        fail(reason, EXIT_FAILED)
     if as_json:
         click.echo(json.dumps(_whole(decoded)))
     else:
@@ -68,6 +69,17 @@ def decode_command(path: str, whole_message: bool, as_json: bool) -> None:
 
 
 _GIVE = "give a file holding the message body, or - to read standard input"
+
+
+def _without_attributes(reason: str) -> str:
+    """``reason``, with the way on when a body alone may be a dead-letter queue's message: its
+    body is the function's event, and what makes it one are the message's attributes."""
+    if not reason.startswith("not a Lambda record: no requestContext"):
+        return reason
+    return (
+        f"{reason}; a dead-letter queue's message is the function's own event, known by its "
+        "attributes: give the whole SQS message with --message"
+    )
 
 
 def _read(path: str) -> bytes:
