@@ -412,6 +412,33 @@ async def test_a_poller_backs_off_at_most_10_s_for_each_poller_of_its_queue(
     assert set(caps) == {longest}
 
 
+async def test_a_poller_backing_off_from_a_deleted_queue_is_alive_not_stuck(
+    sqs, make_queue, settings_for, monkeypatch
+) -> None:
+    # given: a receive counts as stuck 0.5 s past its long poll of 0 s; a failed receive backs
+    # off 4 s (as a queue's 3 pollers back off up to 30 s, past a long poll of 10 s + 10 s)
+    monkeypatch.setattr(worker_module, "RECEIVE_GRACE", 0.5)
+    monkeypatch.setattr(worker_module, "backoff_delay", lambda attempt, base, cap: 4.0)
+    url, _ = make_queue("deleted")
+    async with Worker(settings_for(url, wait_time=0, pollers_per_queue=1)) as worker:
+        running = asyncio.create_task(worker.run())
+        try:
+            await until(lambda: worker.stats.sqs_calls["ReceiveMessage"] >= 1)
+            # when: the queue is deleted under the worker, and its poller backs off
+            sqs.delete_queue(QueueUrl=url)
+            await until(lambda: worker.readiness() != [])
+            await asyncio.sleep(1.5)
+            # then: not ready, naming the queue, yet alive: the poller sleeps out its backoff,
+            # no receive is under way (before: "poller ...: a receive has been under way 2s",
+            # and a liveness probe restarted a worker that a restart does not help)
+            [problem] = worker.readiness()
+            assert problem.startswith(f"SQS: receives failing on {queue_name(url)} ("), problem
+            assert worker.health() == []
+        finally:
+            worker.stop()
+            await running
+
+
 @pytest.mark.parametrize(
     ("given_as", "first_call"), [("name", "GetQueueUrl"), ("url", "GetQueueAttributes")]
 )

@@ -1001,6 +1001,9 @@ class Worker(Lifetime):
             outage = self._outages[queue.name]
             outage.error = exc
             outage.failed(loop.time(), delay, error=describe_error(exc), **self._receive_fix(exc))
+            # The receive is over: a backoff (up to 30 s, past 2 long polls of 10 s + 10 s)
+            # is no receive under way, which /healthz would call stuck.
+            self._receiving[name] = None
             await outage.back_off(delay, self._stopping)
             return None
         finally:
