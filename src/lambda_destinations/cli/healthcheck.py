@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import urllib.error
 import urllib.request
+from typing import Any
 
 import click
 
@@ -16,6 +19,9 @@ from lambda_destinations.config import Settings
 
 # Longer than a container's HEALTHCHECK would wait; far below what a socket refuses.
 MAX_TIMEOUT = 3600
+# The most of an answer read: the ops server's are a few hundred bytes, its problems included.
+MAX_BODY = 64 * 1024
+NOT_OURS = "is LAMBDA_DESTINATIONS_OPS_PORT the port the worker's ops server listens on?"
 
 
 def _path(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -51,19 +57,78 @@ def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
     if not settings.ops_port:
         fail("the ops server is off (LAMBDA_DESTINATIONS_OPS_PORT=0): nothing to ask")
     url = f"http://{_loopback_or(settings.ops_host)}:{settings.ops_port}{path}"
+    not_ours = settings.endpoint_fix() if settings.from_dev() else NOT_OURS
+    try:
+        status, content_type, body = _ask(url, seconds)
+    except OSError as exc:  # a connection reset before any answer included
+        fail(f"{url}: {_no_answer(exc, seconds, settings)}")
+    except http.client.HTTPException:  # a status line or headers that are not HTTP's
+        fail(f"{url}: answered something that is not HTTP: {not_ours}")
+    if body is None:
+        fail(f"{url}: the answer stopped short: try again")
+    problem = _problem(status, content_type, body, not_ours)
+    if problem is not None:
+        fail(f"{url}: {problem}")
+    click.echo(f"{url}: {status}")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is the answer, not followed: the ops server sends none, and a probe that
+    followed one would ask another host."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _ask(url: str, seconds: float) -> tuple[int, str, bytes | None]:
+    """The status, content type (or "") and body of the answer: None for a body that stopped
+    before the length its headers gave."""
     # No proxy: the worker is in this container, and urlopen would send the question to the
     # HTTP_PROXY a company's image sets (unless NO_PROXY lists the loopback), which cannot
     # reach it: a healthy worker found unhealthy, restarted again and again.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
     try:
-        with opener.open(url, timeout=seconds) as response:
-            click.echo(f"{url}: {response.status}")
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:  # the ops server's own 404 body is "404: Not Found"
-            fail(f"{url}: 404, the ops server has no such page: ask /healthz or /readyz (--path)")
-        fail(f"{url}: {exc.code} {exc.read().decode(errors='replace')[:500]}")
-    except OSError as exc:
-        fail(f"{url}: {_no_answer(exc, seconds, settings)}")
+        response = opener.open(url, timeout=seconds)
+    except urllib.error.HTTPError as exc:  # a status other than 2xx: still the answer
+        response = exc
+    status, headers = response.status or 0, response.headers
+    with response:
+        try:
+            body: bytes | None = response.read(MAX_BODY)
+        except http.client.IncompleteRead:  # a chunked body cut short
+            body = None
+    length = headers.get("Content-Length", "")
+    if body is not None and length.isdigit() and len(body) < min(int(length), MAX_BODY):
+        body = None  # fewer bytes than its length, the connection closed
+    return status, headers.get("Content-Type", ""), body
+
+
+def _problem(status: int, content_type: str, body: bytes, not_ours: str) -> str | None:
+    """None for the ops server's 200; else what it said, or that it was not the ops server
+    that answered (``not_ours``: what to check then)."""
+    answer = _json_object(body)
+    said = answer.get("status")
+    if status == 200 and said in ("alive", "ready"):
+        return None
+    problems = answer.get("problems")
+    if status == 503 and said == "failing" and isinstance(problems, list):
+        return f"503, failing: {'; '.join(str(problem) for problem in problems)}"
+    if status == 404 and body == b"404: Not Found":  # aiohttp's own, for a path it lacks
+        return "404, the ops server has no such page: ask /healthz or /readyz (--path)"
+    text = body.decode(errors="replace").strip()
+    if status == 400 and text and "\n" not in text:  # its refusal of a request (too long)
+        return f"400 {text}"
+    of = f" ({content_type})" if content_type else ""
+    return f"answered {status}{of}, which is no answer of the worker's ops server: {not_ours}"
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """``body`` as a JSON object, or an empty one when it is none."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, or nested past what the parser takes
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _loopback_or(host: str | None) -> str:
