@@ -32,6 +32,7 @@ from lambda_destinations.schemas import DecodedMessage
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import OpsServer, Worker
+from lambda_destinations.worker.supervision import TaskFailed
 from processes import ENTRY, free_port, on_a_small_disk, reap
 
 # A password in a store URL: /readyz names the store's error, never this.
@@ -698,3 +699,42 @@ async def test_readyz_and_metrics_say_a_full_disk_paused_receiving(
     ), problem
     # and /metrics says receiving is paused (no metric did)
     assert samples(page)[("lambda_destinations_receiving_paused", ())] == 1.0
+
+
+async def test_healthz_names_a_task_that_died_in_one_line_without_its_secrets(
+    make_queue, settings_for
+):
+    # given: a worker with a task of its embedder's, which dies with an error whose text holds
+    # a password and several lines (an HTML page, a traceback of its own)
+    url, _ = make_queue("embedded")
+    port = free_port()
+    settings = settings_for(url, ops_port=port, ops_host="127.0.0.1")
+    seen: dict[str, Any] = {}
+
+    async def dies() -> None:
+        raise RuntimeError(f"cannot reach postgresql://app:{SECRET}@db/x\n<html>\n<body>oops")
+
+    async def started(worker: Worker) -> None:
+        async def failed() -> bool:
+            return bool(worker.supervisor.failures)
+
+        worker.spawn("embedded", dies())
+        await wait_for(failed)
+        seen["problems"] = worker.health()  # what /healthz answers (the server stops soon)
+
+    # when
+    probe = in_background(started)
+    with pytest.raises(TaskFailed) as failed:
+        await run_worker(settings, once=False, on_started=probe)
+    await asyncio.gather(*probe.tasks)
+
+    # then: the worker stops (exit 7), its line one line, the password masked
+    assert str(failed.value) == (
+        "the worker's embedded task failed (RuntimeError: cannot reach "
+        "postgresql://app:***@db/x); restart the worker"
+    )
+    # and /healthz names the task with its error's first line, the password masked (before:
+    # the whole text, password and HTML lines included, there and in the exit line)
+    assert seen["problems"] == [
+        "task embedded failed: RuntimeError: cannot reach postgresql://app:***@db/x"
+    ]

@@ -16,7 +16,11 @@ from typing import Any
 
 import structlog
 
+from lambda_destinations.redact import redact
+
 log = structlog.get_logger("lambda_destinations.worker")
+
+MAX_REASON = 300  # characters of a failure's text /healthz and the exit line show
 
 
 class TaskFailed(Exception):
@@ -27,6 +31,13 @@ class TaskFailed(Exception):
         first = next(iter(failures.values()))
         super().__init__(f"the worker's {names} task failed ({first}); restart the worker")
         self.failures = dict(failures)
+
+
+def _reason(exc: BaseException) -> str:
+    """The error's type and the first line of its text, redacted before it is cut."""
+    lines = str(exc).strip().splitlines()
+    text = redact(f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)
+    return text[:MAX_REASON]
 
 
 class Supervisor:
@@ -67,7 +78,9 @@ class Supervisor:
         exc = task.exception()
         if exc is None and (may_return or self._closing):
             return
-        reason = f"{type(exc).__name__}: {exc}" if exc is not None else "ended unexpectedly"
+        # One line, secrets masked: /healthz and the exit line show it (an embedder's task may
+        # die with a URL's password or a page of HTML in its text; the traceback is logged).
+        reason = _reason(exc) if exc is not None else "ended unexpectedly"
         self.failures[name] = reason
         log.error(
             "a long-lived task failed; stopping the worker", task=name, error=reason, exc_info=exc
