@@ -67,7 +67,10 @@ class OpsServer:
         self._runner = AppRunner(
             app,
             server="ops",
-            too_long="the request is too long: /healthz, /readyz and /metrics need no query",
+            too_long=(
+                "the request is too long: a request line or header over 8190 bytes "
+                "(/healthz, /readyz and /metrics need no query)"
+            ),
         )
         self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
