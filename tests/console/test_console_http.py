@@ -1258,7 +1258,8 @@ async def test_a_bulk_replay_jobs_page_says_what_became_of_every_failure_it_sele
 
 class LambdaStandIn:
     """Lambda's Invoke API as a real HTTP server, for answers moto does not give: a function
-    named ``*-gone`` is refused (404 ``ResourceNotFoundException``, as for a deleted function);
+    named ``*-gone`` is refused (404 ``ResourceNotFoundException``, as for a deleted function),
+    one named ``*-denied`` too (403 ``AccessDeniedException``: keys not allowed to invoke it);
     any other is answered by a proxy's page (200, not Lambda's 202: whether Lambda got the call
     cannot be known). Keeps the function of every call received."""
 
@@ -1283,7 +1284,19 @@ class LambdaStandIn:
                 status=404,
                 headers={"x-amzn-ErrorType": "ResourceNotFoundException"},
             )
+        if name.endswith("-denied"):
+            return web.json_response(
+                {"Type": "User", "message": DENIED_INVOKE},
+                status=403,
+                headers={"x-amzn-ErrorType": "AccessDeniedException"},
+            )
         return web.Response(text="<html>gateway</html>", content_type="text/html")
+
+
+DENIED_INVOKE = (
+    "User: arn:aws:iam::123456789012:user/console is not authorized to perform: "
+    "lambda:InvokeFunction"
+)
 
 
 @pytest.fixture
@@ -1659,6 +1672,34 @@ async def test_a_bulk_filter_too_long_for_the_ledger_is_refused_before_the_store
 def _outcome(page: str) -> str:
     """The line a replay's page says what became of it in (``#outcome``)."""
     return html.unescape(page.split('id="outcome"', 1)[1].split(">", 1)[1].split("</p>", 1)[0])
+
+
+async def test_a_replay_lambda_refuses_names_the_console_s_credentials_in_its_ledger_entry(
+    make_client, settings_for: Callable[..., Settings], lambda_stand_in: LambdaStandIn
+) -> None:
+    # given: a failure of a function the console's keys may not invoke
+    settings = settings_for(endpoint_url=lambda_stand_in.url)
+    row = await stored_failure(settings, function_arn=f"{ARN}:function:orders-denied")
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    # when: Replay, from its page
+    response = await client.post(
+        f"/failures/{quote(row.key, safe='')}/replay",
+        data={"csrf": csrf},
+        headers=_origin(client),
+    )
+
+    # then: the ledger entry (and the page's line, read from it) says whose keys to fix: the
+    # console's, as its other lines do (before: "the AWS credentials", the CLI's words)
+    fix = "check the console's AWS credentials and that they are allowed lambda:InvokeFunction"
+    async with Store.from_url(settings.store) as store:
+        (attempt,) = await store.replays(row.key)
+    assert attempt.outcome is ReplayOutcome.ERROR
+    assert attempt.detail is not None
+    assert attempt.detail.endswith(f"{DENIED_INVOKE}: {fix}")
+    assert lambda_stand_in.received == ["orders-denied"]
+    assert _outcome(await response.text()).endswith(f": {fix}.")
 
 
 async def test_a_replay_clicked_twice_says_the_second_was_skipped_and_what_to_do(

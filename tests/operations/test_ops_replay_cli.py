@@ -383,11 +383,13 @@ def test_an_unreachable_lambda_endpoint_exits_4_and_the_ledger_says_so(
 class _NotFound(http.server.BaseHTTPRequestHandler):
     """Lambda's answer to an Invoke of a function it does not have (deleted since)."""
 
+    status, code, message = 404, "ResourceNotFoundException", "Function not found"
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.dumps({"Type": "User", "message": "Function not found"}).encode()
-        self.send_response(404)
-        self.send_header("x-amzn-ErrorType", "ResourceNotFoundException")
+        body = json.dumps({"Type": "User", "message": self.message}).encode()
+        self.send_response(self.status)
+        self.send_header("x-amzn-ErrorType", self.code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -422,6 +424,41 @@ def test_an_invoke_lambda_refused_is_an_error_of_kind_refused_in_the_json(
     (attempt,) = ledger(sqlite_url, failures[:1])[failures[0].key]
     assert attempt.outcome is ReplayOutcome.ERROR
     assert statuses(sqlite_url, failures[:1])[failures[0].key] is FailureStatus.OPEN
+
+
+class _Denied(_NotFound):
+    """Lambda's answer to an Invoke the caller's keys are not allowed to make."""
+
+    status, code, message = 403, "AccessDeniedException", "User: ops is not authorized"
+
+
+def test_an_invoke_lambda_denies_names_the_operator_s_credentials_in_the_ledger(
+    lambda_env, failures, sqlite_url
+) -> None:
+    # given: a Lambda that refuses the operator's keys
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Denied)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        **lambda_env,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}",
+    }
+    try:
+        # when
+        result = cli("replay", failures[0].request_id or "", "--yes", env=env)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # then: the ledger's entry names the keys the command ran with, not the console's or the
+    # worker's (the console's replays name its own)
+    assert result.returncode == 1
+    (attempt,) = ledger(sqlite_url, failures[:1])[failures[0].key]
+    assert attempt.outcome is ReplayOutcome.ERROR
+    assert attempt.detail is not None
+    assert attempt.detail.endswith(
+        "User: ops is not authorized: check the AWS credentials and that they are allowed "
+        "lambda:InvokeFunction"
+    )
 
 
 class HangUpServer:

@@ -33,6 +33,7 @@ from lambda_destinations.handlers.replay import (
 from lambda_destinations.operations._rate import RateLimiter
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
+    OPERATOR_CREDENTIALS,
     SETUP_ERRORS,
     answered,
     answered_and_transient,
@@ -224,6 +225,7 @@ async def replay_invocation(
     qualifier: str | None = None,
     limiter: RateLimiter | None = None,
     on_recorded: Callable[[ReplayAttempt], None] = lambda attempt: None,
+    credentials: str = OPERATOR_CREDENTIALS,
 ) -> ReplayResult:
     """Replay one failed record: ledger first, then Invoke, then the outcome and the status.
 
@@ -242,6 +244,8 @@ async def replay_invocation(
     ``limiter`` paces the invocations alone: a record skipped waits for no turn.
     ``on_recorded`` hears the attempt once the ledger has it, before Lambda is called: a caller
     cut short after it asks :func:`cut_short` what became of it.
+    ``credentials`` names whose keys a refused Invoke's ledger entry says to fix: the
+    operator's (a command's), or the console's own.
     """
     target_of = functools.partial(
         _target, legacy_function=legacy_function, payload=payload, qualifier=qualifier
@@ -264,7 +268,13 @@ async def replay_invocation(
         )
     on_recorded(attempt)
     result = await _invoke_recorded(
-        store, lambda_client, attempt, target, result, invoke_attempts=invoke_attempts
+        store,
+        lambda_client,
+        attempt,
+        target,
+        result,
+        invoke_attempts=invoke_attempts,
+        credentials=credentials,
     )
     await _mark_invoked(store, row, result, requested_by)
     return result
@@ -400,12 +410,13 @@ async def _invoke_recorded(
     result: ReplayResult,
     *,
     invoke_attempts: int,
+    credentials: str,
 ) -> ReplayResult:
     """Invoke the recorded ``attempt`` and write its outcome to the ledger.
 
     ``result`` completed: invoked, or an error when Lambda refused it or its outcome is in
     doubt. A connection error, or no credentials or region, is raised once the attempt is
-    recorded either way.
+    recorded either way. A refusal's fix names ``credentials``.
     """
     assert attempt.id is not None
     try:
@@ -423,7 +434,7 @@ async def _invoke_recorded(
             await store.update_replay(attempt.id, detail=CUT_OFF)
         raise
     except Exception as exc:
-        detail = _describe(exc)
+        detail = _describe(exc, credentials)
         if answered(exc):
             # Lambda did not take the invocation: the attempt ends here and a later replay
             # may try again without force.
@@ -489,7 +500,8 @@ async def _replayed_as_another(store: Store, row: InvocationRow) -> tuple[SkipRe
     return None
 
 
-def _describe(exc: BaseException) -> str:
-    """The error in one line, cut, then what to do about it (a refused Invoke's permission)."""
+def _describe(exc: BaseException, credentials: str) -> str:
+    """The error in one line, cut, then what to do about it (a refused Invoke's permission,
+    naming ``credentials``)."""
     described = " ".join(describe_error(exc).split())[:_DETAIL_LIMIT]
-    return with_fix(exc, described, credentials="the AWS credentials")  # an operator's
+    return with_fix(exc, described, credentials=credentials)
