@@ -2124,6 +2124,44 @@ async def test_an_ignore_s_reason_goes_with_who_set_it_as_failures_ignore_keeps_
     assert by == ["console dana — test data", "console dana — known bug"]
 
 
+def _form_pairs(page: str, action: str) -> list[tuple[str, str]]:
+    """The input fields of the page's form posting to ``action``, each one, in their order: a
+    name given twice (two statuses checked) is sent twice, as a browser sends it."""
+    form = page.split(f'action="{action}"', 1)[1].split("</form>", 1)[0]
+    return [
+        (html.unescape(name), html.unescape(value))
+        for name, value in re.findall(r'<input[^>]* name="([^"]*)" value="([^"]*)"', form)
+    ]
+
+
+async def test_a_bulk_plan_of_two_statuses_runs_on_both(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: an open failure and a replayed one, and a bulk ignore planned with both statuses
+    # checked in the filter
+    settings = settings_for()
+    opened = await stored_failure(settings, record=failure_record(random.Random(70)))
+    replayed = await stored_failure(settings, record=failure_record(random.Random(71)))
+    async with Store.from_url(settings.store) as store:
+        await store.set_status([replayed.key], FailureStatus.REPLAYED, by="cli ops")
+    client = await make_client(settings)
+    await sign_in(client)
+    plan = await (await client.get("/bulk?action=ignore&status=open&status=replayed")).text()
+
+    # when: the plan's form is sent, its two status fields with it
+    form = [*_form_pairs(plan, "/bulk"), ("reason", "test data")]
+    response = await client.post("/bulk", data=form, headers=_origin(client), allow_redirects=False)
+    await _wait_for_jobs(client)
+
+    # then: the job ignored both (before: the form's last status alone was read, so it
+    # selected 1 where the plan counted 2, and the run was refused with 409)
+    assert [value for name, value in form if name == "status"] == ["open", "replayed"]
+    assert response.status == 303, await response.text()
+    async with Store.from_url(settings.store) as store:
+        now = [await store.get_invocation(row.key) for row in (opened, replayed)]
+    assert [row.status for row in now if row is not None] == [FailureStatus.IGNORED] * 2
+
+
 # Stored text that would reorder what is read around it (U+202E, U+2066..U+2069) or drive a
 # terminal (ESC); a family emoji whose ZWJ belongs to it.
 _SPOOF = "bad \u202etxt.exe\u2069 \x1b[2J \u2066x\u2069"

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import math
 import shlex
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
@@ -164,7 +164,7 @@ REPLAY_IN_DOUBT = (
 )
 
 
-def _qualifier(form: dict[str, str]) -> str | None:
+def _qualifier(form: Mapping[str, str]) -> str | None:
     """The form's qualifier (None: each record's own); a 400 with the command's line for one
     in no form Lambda takes, before anything is invoked."""
     try:
@@ -236,7 +236,7 @@ async def edit_and_replay(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"{_failure_url(row)}?replayed={recorded}#outcome")
 
 
-def _nonce(form: dict[str, str]) -> str:
+def _nonce(form: Mapping[str, str]) -> str:
     """The form's one-time token (the pages put one in each form that must act once)."""
     nonce = form.get(NONCE_FIELD, "")
     if not nonce or len(nonce) > 64:
@@ -244,7 +244,7 @@ def _nonce(form: dict[str, str]) -> str:
     return nonce
 
 
-def _reason(form: dict[str, str], *, required: bool = False) -> str | None:
+def _reason(form: Mapping[str, str], *, required: bool = False) -> str | None:
     reason = " ".join(form.get("reason", "").split())[:_REASON_MAX]
     if required and not reason:
         raise web.HTTPBadRequest(text="give a reason: the ledger keeps it\n")
@@ -286,7 +286,7 @@ async def bulk(request: web.Request) -> web.Response:
     console = _console(request)
     actor, form = await console.actor(request)
     action = "ignore" if form.get("action") == "ignore" else "replay"
-    selection = views.selection_from(MultiDict(form))
+    selection = views.selection_from(form)
     if selection.errors or "until" not in form:
         raise web.HTTPBadRequest(text="; ".join(selection.errors) or "the plan has no end time\n")
     chosen = selection.filter
@@ -336,7 +336,7 @@ async def bulk(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/jobs/{job.id}")
 
 
-def _bulk_qualifier(form: dict[str, str], selection: views.Selection) -> str | None:
+def _bulk_qualifier(form: Mapping[str, str], selection: views.Selection) -> str | None:
     """A bulk replay's qualifier (None: each record's own), once its plan showed it. One the
     plan did not show (typed, or changed, on its page) opens the plan again with it first (the
     filter as typed, ``plan``), as `replay` shows the function each record invokes before it
@@ -351,7 +351,7 @@ def _bulk_qualifier(form: dict[str, str], selection: views.Selection) -> str | N
     return qualifier
 
 
-def _rate(form: dict[str, str]) -> float:
+def _rate(form: Mapping[str, str]) -> float:
     """A bulk replay's rate, invocations a second; a 400 for one the form does not offer."""
     try:
         rate = float(form.get("rate", "10") or 10)

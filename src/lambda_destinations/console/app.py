@@ -25,6 +25,7 @@ import jinja2
 import structlog
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
+from multidict import MultiDict
 
 from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._serving import AppRunner
@@ -135,13 +136,13 @@ class Console:
                 await self.jobs.cancel_all()
                 self._store = self._aws = None
 
-    async def actor(self, request: web.Request) -> tuple[str, dict[str, str]]:
+    async def actor(self, request: web.Request) -> tuple[str, MultiDict[str]]:
         """``console <user>`` for the ledger, and the form; Refused when not allowed."""
         if self.options.read_only:
             raise Refused("the console runs read-only (--read-only)")
         return await self.signed_in(request)
 
-    async def signed_in(self, request: web.Request) -> tuple[str, dict[str, str]]:
+    async def signed_in(self, request: web.Request) -> tuple[str, MultiDict[str]]:
         """What :meth:`actor` checks but read-only mode, for a POST that changes no record (signing
         out): the same token, origin and CSRF checks."""
         form = await read_form(request)
@@ -185,10 +186,11 @@ def _shown(value: Any) -> Any:
 FORM_SECONDS = 60.0
 
 
-async def read_form(request: web.Request) -> dict[str, str]:
-    """The text fields of the request's form; 400 for a body that is no form the console reads
-    (its line says why in plain words: Python's codec and parser texts name no fix), 408 for
-    one that takes over FORM_SECONDS to arrive."""
+async def read_form(request: web.Request) -> MultiDict[str]:
+    """The text fields of the request's form, each one (``get`` gives a name's first value, as
+    a query string's; the statuses checked in a filter are one name, each sent); 400 for a body
+    that is no form the console reads (its line says why in plain words: Python's codec and
+    parser texts name no fix), 408 for one that takes over FORM_SECONDS to arrive."""
     try:
         async with asyncio.timeout(FORM_SECONDS):
             posted = await request.post()
@@ -201,7 +203,7 @@ async def read_form(request: web.Request) -> dict[str, str]:
             text=f"the form cannot be read ({_unreadable(exc)}): send it as the console's pages "
             "do (application/x-www-form-urlencoded, UTF-8)\n"
         ) from None
-    form = {k: v for k, v in posted.items() if isinstance(v, str)}
+    form = MultiDict((k, v) for k, v in posted.items() if isinstance(v, str))
     if any("\x00" in key + value for key, value in form.items()):
         raise web.HTTPBadRequest(text="a form field holds a NUL character: remove it\n")
     return form
