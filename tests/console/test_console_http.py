@@ -1957,6 +1957,7 @@ def _error_page(page: str) -> tuple[str, str, str]:
         ),
         ("GET", "/jobs/nope", None, 404, "Not Found", "no such job (jobs are kept while"),
         ("GET", "/no/such/page", None, 404, "Not Found", "there is no page at this address"),
+        ("GET", "/static/nope.css", None, 404, "Not Found", "there is no page at this address"),
         ("GET", "/failures/x/replay", None, 405, "Method Not Allowed", "this address takes no GET"),
         (
             "POST",
@@ -2921,6 +2922,14 @@ def _problem_line(page: str) -> str:
         ("GET", "/jobs/%00", 404, "no job has an id with a NUL character"),
         ("GET", "/dlqs/q%00", 404, "no queue has a name with a NUL character"),
         ("GET", "/api/jobs/%00", 404, '{"error": "no job has an id with a NUL character"}'),
+        # before: an empty 404 (application/octet-stream), and "403: Forbidden"
+        (
+            "GET",
+            "/static/nope.js",
+            404,
+            "there is no page at this address: start from the console's menu",
+        ),
+        ("GET", "/static/", 404, "there is no page at this address: start from the console's menu"),
     ],
 )
 async def test_aiohttp_s_own_answers_and_a_nul_s_404_name_what_to_do_for_a_script(

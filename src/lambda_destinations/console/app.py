@@ -549,8 +549,22 @@ def create_app(settings: Settings, options: ConsoleOptions) -> web.Application:
     for name in ROUTE_MODULES:
         module = importlib.import_module(f"lambda_destinations.console.{name}")
         app.add_routes(module.routes)
-    app.router.add_static("/static/", Path(__file__).parent / "static", append_version=True)
+    app.router.add_get("/static/{name}", _static)
     return app
+
+
+_STATIC = Path(__file__).parent / "static"
+_STATIC_FILES = frozenset(path.name for path in _STATIC.iterdir() if path.is_file())
+
+
+async def _static(request: web.Request) -> web.FileResponse:
+    """The pages' stylesheet and script. aiohttp's static route answered a name it has no file
+    for with an empty 404 (application/octet-stream), and its folder with "403: Forbidden":
+    a name not here is the 404 of any other address."""
+    name = request.match_info["name"]
+    if name not in _STATIC_FILES:
+        raise web.HTTPNotFound()
+    return web.FileResponse(_STATIC / name)
 
 
 async def serve(
