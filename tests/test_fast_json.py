@@ -67,9 +67,12 @@ def test_strict_parsing_reads_every_json_value(value: object) -> None:
         ('{"total": -1e999}', "-1e999 is too large for a JSON number"),
         ('"\\ud800"', "lone surrogate"),
         ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        # before: Python's own line, naming sys.set_int_max_str_digits() as the fix
+        ("-" + "9" * 5000, r"^-9{39}… \(5,000 digits\) is too large for a JSON number$"),
     ],
 )
 def test_strict_parsing_refuses_what_only_python_reads_in_one_line(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem) as refused:
         strict_loads(text)
     assert len(str(refused.value).splitlines()) == 1
+    assert "sys." not in str(refused.value)

@@ -40,10 +40,13 @@ def strict_loads(text: str) -> Any:
 
     ValueError, whose text is one line for the user, for what :func:`json.loads` accepts and
     other parsers refuse: ``NaN``, ``Infinity``, a number too large for a double (``1e999``),
-    a lone surrogate (``"\\ud800"``: no UTF-8 can carry it), and nesting too deep to handle.
+    an integer of more digits than Python converts (4,300), a lone surrogate (``"\\ud800"``: no
+    UTF-8 can carry it), and nesting too deep to handle.
     """
     try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        value = json.loads(
+            text, parse_constant=_no_constant, parse_float=_finite, parse_int=_integer
+        )
         json.dumps(value, ensure_ascii=False).encode()
     except RecursionError:
         raise ValueError("it is nested too deeply") from None
@@ -63,6 +66,16 @@ def _finite(text: str) -> float:
     if math.isinf(number):
         raise ValueError(f"{text[:40]} is too large for a JSON number")
     return number
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # Python's line names sys.set_int_max_str_digits(), no fix for a payload
+        digits = len(text.lstrip("-"))
+        raise ValueError(
+            f"{text[:40]}… ({digits:,} digits) is too large for a JSON number"
+        ) from None
 
 
 def utf8(value: Any, *, separators: tuple[str, str] | None = None) -> bytes:

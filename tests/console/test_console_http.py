@@ -794,6 +794,7 @@ async def test_a_body_that_is_no_form_is_one_line_400(
         ("1e999", "1e999 is too large"),
         ('"\\ud800"', "it holds a lone surrogate"),
         ("[" * 5000 + "]" * 5000, "it is nested too deeply"),
+        ('{"id": ' + "1" * 5000 + "}", "1111111111" * 4 + "… (5,000 digits) is too large"),
     ],
 )
 async def test_an_edited_payload_python_alone_reads_is_refused_and_nothing_invoked(
