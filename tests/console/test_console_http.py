@@ -227,6 +227,28 @@ async def test_sign_in_refuses_a_wrong_token_and_never_redirects_off_site(make_c
     assert response.headers["Location"] == "/"
 
 
+@pytest.mark.parametrize(
+    ("user", "problem"),
+    [
+        ("   ", "Give your name (up to 64 characters): the ledger records who did what."),
+        ("d" * 65, "Give your name (up to 64 characters): the ledger records who did what."),
+        # before: "Give your name (up to 64 characters)", for a name of 5
+        (
+            "dana\u202e",
+            "Type your name without control or format characters (such as U+202E or a "
+            "zero-width joiner): the ledger records it as text.",
+        ),
+    ],
+)
+async def test_sign_in_says_why_it_refuses_a_name(make_client, user: str, problem: str) -> None:
+    client = await make_client()
+    response = await client.post(
+        "/login", data={"token": TOKEN, "user": user, "next": "/"}, headers=_origin(client)
+    )
+    assert response.status == 403
+    assert _problem_line(await response.text()) == problem
+
+
 @pytest.mark.parametrize("target", ["/\t/evil.com", "/\n/evil.com", "/\r/evil.com", "/ /evil.com"])
 async def test_a_return_path_with_a_control_character_never_leaves_the_site(
     make_client, target: str

@@ -27,6 +27,7 @@ from lambda_destinations.console.security import (
     SESSION_COOKIE,
     Refused,
     clean_user,
+    name_problem,
     one_time_token,
     safe_next,
     same_origin,
@@ -85,10 +86,7 @@ async def login(request: web.Request) -> web.Response:
     if link is None and not console.sessions.token_matches(token):
         problem = "That is not the console's token (it is printed when the console starts)."
     elif user is None:
-        problem, field = (
-            "Give your name (up to 64 characters): the ledger records who did what.",
-            "user",
-        )
+        problem, field = name_problem(name), "user"
     if problem is not None:
         return console.render(
             request,

@@ -184,6 +184,18 @@ def clean_user(name: str) -> str | None:
     return name
 
 
+def name_problem(name: str) -> str:
+    """Why :func:`clean_user` refuses ``name``, as the sign-in page says it: a name of a
+    length it takes was refused for a character, which "up to 64 characters" does not name."""
+    name = " ".join(name.split())
+    if name and len(name) <= _NAME_MAX:
+        return (
+            "Type your name without control or format characters (such as U+202E or a "
+            "zero-width joiner): the ledger records it as text."
+        )
+    return f"Give your name (up to {_NAME_MAX} characters): the ledger records who did what."
+
+
 class Sessions:
     """Sessions by random id, in memory: a restart of the console signs everyone out.
 
