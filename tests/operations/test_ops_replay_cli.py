@@ -399,22 +399,31 @@ class _NotFound(http.server.BaseHTTPRequestHandler):
         return None
 
 
-def test_an_invoke_lambda_refused_is_an_error_of_kind_refused_in_the_json(
-    lambda_env, failures, sqlite_url
-) -> None:
-    # given: a Lambda that has no such function
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+def _replayed_with(
+    answer: type[_NotFound], env: dict[str, str], row: InvocationRow, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """``replay`` of ``row`` against a Lambda endpoint that gives every Invoke ``answer``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), answer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {
-        **lambda_env,
-        "LAMBDA_DESTINATIONS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}",
-    }
+    endpoint = f"http://127.0.0.1:{server.server_port}"
     try:
-        # when
-        result = cli("replay", failures[0].request_id or "", "--yes", "--json", env=env)
+        return cli(
+            "replay",
+            row.request_id or "",
+            "--yes",
+            *options,
+            env={**env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint},
+        )
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_invoke_lambda_refused_is_an_error_of_kind_refused_in_the_json(
+    lambda_env, failures, sqlite_url
+) -> None:
+    # given: a Lambda that has no such function; when
+    result = _replayed_with(_NotFound, lambda_env, failures[0], "--json")
 
     # then: an error, refused (nothing ran), which scripts can tell from one in doubt
     assert result.returncode == 1
@@ -435,19 +444,8 @@ class _Denied(_NotFound):
 def test_an_invoke_lambda_denies_names_the_operator_s_credentials_in_the_ledger(
     lambda_env, failures, sqlite_url
 ) -> None:
-    # given: a Lambda that refuses the operator's keys
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Denied)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {
-        **lambda_env,
-        "LAMBDA_DESTINATIONS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}",
-    }
-    try:
-        # when
-        result = cli("replay", failures[0].request_id or "", "--yes", env=env)
-    finally:
-        server.shutdown()
-        server.server_close()
+    # given: a Lambda that refuses the operator's keys; when
+    result = _replayed_with(_Denied, lambda_env, failures[0])
 
     # then: the ledger's entry names the keys the command ran with, not the console's or the
     # worker's (the console's replays name its own)
