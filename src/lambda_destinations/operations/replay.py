@@ -244,13 +244,15 @@ async def replay_invocation(
     ``limiter`` paces the invocations alone: a record skipped waits for no turn.
     ``on_recorded`` hears the attempt once the ledger has it, before Lambda is called: a caller
     cut short after it asks :func:`cut_short` what became of it.
-    ``credentials`` names whose keys a refused Invoke's ledger entry says to fix: the
-    operator's (a command's), or the console's own.
+    ``credentials``: whose keys a refused Invoke's ledger entry names (a command's, the console's).
     """
     target_of = functools.partial(
         _target, legacy_function=legacy_function, payload=payload, qualifier=qualifier
     )
     decide = functools.partial(_decide, store, row, target_of, force=force)
+    invoke = functools.partial(
+        _invoke_recorded, store, lambda_client, tries=invoke_attempts, credentials=credentials
+    )
     result, target = await decide()
     if target is not None and limiter is not None and not dry_run:
         await limiter.acquire()  # then decided again: its status may have changed meanwhile
@@ -261,23 +263,20 @@ async def replay_invocation(
         return dataclasses.replace(result, state=ReplayState.WOULD_INVOKE)
     attempt = _attempt(row, target, result, trigger=trigger, requested_by=requested_by)
     if not await store.add_replay(attempt):
-        return dataclasses.replace(
-            result,
-            skip=SkipReason.CONCURRENT,
-            detail=f"attempt {attempt.attempt} was recorded by another process just now",
-        )
+        return _recorded_elsewhere(result, attempt)
     on_recorded(attempt)
-    result = await _invoke_recorded(
-        store,
-        lambda_client,
-        attempt,
-        target,
-        result,
-        invoke_attempts=invoke_attempts,
-        credentials=credentials,
-    )
+    result = await invoke(attempt, target, result)
     await _mark_invoked(store, row, result, requested_by)
     return result
+
+
+def _recorded_elsewhere(result: ReplayResult, attempt: ReplayAttempt) -> ReplayResult:
+    """The skip of an attempt whose number another process recorded first."""
+    return dataclasses.replace(
+        result,
+        skip=SkipReason.CONCURRENT,
+        detail=f"attempt {attempt.attempt} was recorded by another process just now",
+    )
 
 
 def _attempt(
@@ -409,7 +408,7 @@ async def _invoke_recorded(
     target: ReplayTarget,
     result: ReplayResult,
     *,
-    invoke_attempts: int,
+    tries: int,
     credentials: str,
 ) -> ReplayResult:
     """Invoke the recorded ``attempt`` and write its outcome to the ledger.
@@ -420,9 +419,7 @@ async def _invoke_recorded(
     """
     assert attempt.id is not None
     try:
-        async for retry in in_process_retrying(
-            invoke_attempts, 30.0, retry_if=answered_and_transient
-        ):
+        async for retry in in_process_retrying(tries, 30.0, retry_if=answered_and_transient):
             with retry:
                 new_request_id = await invoke_event(
                     lambda_client, target.function_arn, target.payload
