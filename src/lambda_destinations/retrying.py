@@ -264,6 +264,9 @@ def aws_fix(
         return exc.fix
     code = error_code(exc)
     operation = exc.operation_name or "the call"
+    if code in CREDENTIAL_CODES and credentials != WORKER_CREDENTIALS:
+        # An operator's command or the console: nothing tries the call again by itself.
+        return keys_not_taken(credentials)
     if code in CREDENTIAL_CODES:
         return (
             f"AWS did not take {credentials} (expired, unknown, or a clock that is off): the "
@@ -446,17 +449,23 @@ def refused_line(
     if (kms := kms_fix(code, operation, credentials)) is not None:
         return f"{operation} failed: {message}: {kms}"
     if code in CREDENTIAL_CODES:  # the keys themselves, not a permission they lack
-        taken = "the credentials" if credentials == OPERATOR_CREDENTIALS else credentials
-        return (
-            f"{operation} was refused ({message}): AWS did not take {taken} (expired, "
-            "unknown, or this machine's clock is off): fix AWS_ACCESS_KEY_ID and "
-            f"AWS_SECRET_ACCESS_KEY or AWS_PROFILE{set_where}, or sign in again (aws sso login)"
-        )
+        return f"{operation} was refused ({message}): {keys_not_taken(credentials, set_where)}"
     if code in DENIED_CODES:
         return f"{operation} was refused ({message}): {_denied_fix(operation, credentials, on)}"
     if code == "ResourceNotFoundException":  # Lambda's answer to a function it does not have
         return f"{operation} failed: {message}: {not_found_fix(exc, what='the name')}"
     return f"{operation} failed: {message}"
+
+
+def keys_not_taken(credentials: str, set_where: str = "") -> str:
+    """What to do about keys AWS did not take, for an operator's command or the console:
+    ``credentials`` names whose; ``set_where`` ends the fix (where they are set, and what then)."""
+    taken = "the credentials" if credentials == OPERATOR_CREDENTIALS else credentials
+    return (
+        f"AWS did not take {taken} (expired, unknown, or this machine's clock is off): fix "
+        f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE{set_where}, or sign in "
+        "again (aws sso login)"
+    )
 
 
 def refused_setup(exc: ClientError) -> bool:

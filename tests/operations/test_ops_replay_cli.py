@@ -459,6 +459,32 @@ def test_an_invoke_lambda_denies_names_the_operator_s_credentials_in_the_ledger(
     )
 
 
+class _KeysNotTaken(_NotFound):
+    """Lambda's answer to an Invoke signed with keys AWS does not know."""
+
+    status, code = 403, "UnrecognizedClientException"
+    message = "The security token included in the request is invalid."
+
+
+def test_an_invoke_whose_keys_aws_does_not_take_says_to_fix_them_not_that_it_is_retried(
+    lambda_env, failures, sqlite_url
+) -> None:
+    # given: a Lambda that does not take the operator's keys; when
+    result = _replayed_with(_KeysNotTaken, lambda_env, failures[0])
+
+    # then: the ledger says what to do; it said "the call is tried again" (the worker's words),
+    # which no command does
+    assert result.returncode == 1
+    (attempt,) = ledger(sqlite_url, failures[:1])[failures[0].key]
+    assert attempt.detail is not None
+    assert "tried again" not in attempt.detail
+    assert attempt.detail.endswith(
+        "is invalid.: AWS did not take the credentials (expired, unknown, or this machine's "
+        "clock is off): fix AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or sign "
+        "in again (aws sso login)"
+    )
+
+
 class HangUpServer:
     """An HTTP endpoint that reads each request and hangs up without an answer: whether what
     was sent took effect cannot be known. Counts the connections, one per request sent."""
