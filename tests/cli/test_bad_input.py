@@ -2600,13 +2600,22 @@ def test_console_refuses_an_empty_host_before_it_listens(sqlite_url: str) -> Non
         (("failures", "logs", "6c2d1f9e", "--log-group", " "), "--log-group", "/aws/lambda/"),
         (("quarantine", "list", "--queue", ""), "--queue", "or leave the option out for every"),
         (("quarantine", "resend", "--all", "--queue", "", "--yes"), "--queue", "every queue"),
+        (("failures", "list", "--function", ""), "--function", "'orders-*'"),
+        (("failures", "list", "--error-type", " "), "--error-type", "- for the failures with"),
+        (("failures", "list", "--condition", ""), "--condition", "RetriesExhausted"),
+        (("failures", "stats", "--function", ""), "--function", "leave the option out"),
+        (("replay", "--condition", "", "--yes"), "--condition", "EventAgeExceeded"),
+        (("failures", "list", "--region", ""), "--region", "us-east-1"),
     ],
 )
 def test_an_empty_value_given_is_refused_naming_the_option(
     args: tuple[str, ...], option: str, fix: str, sqlite_url: str
 ) -> None:
     # before: each was taken as not given (`quarantine list --queue ''` said "no quarantined
-    # messages" while `quarantine list` showed some; the console served with no proxy)
+    # messages" while `quarantine list` showed some; the console served with no proxy;
+    # `--region ''` put the standard AWS region in place of the settings' one), or matched
+    # nothing (`failures list --function ''` said "no failures match", `replay --condition ''`
+    # replayed none)
     result = cli(*args, "--store", sqlite_url, timeout=20)
 
     assert result.returncode == 2, result.stderr

@@ -26,6 +26,7 @@ from lambda_destinations.cli._app import (
     reports_errors,
 )
 from lambda_destinations.cli._numbers import LIMIT_MAX, FiniteFloatRange, Whole
+from lambda_destinations.cli._options import not_empty
 from lambda_destinations.cli._output import takes
 from lambda_destinations.config import OUTSIDE_DEV, Settings
 from lambda_destinations.errors import NO_REGION
@@ -271,17 +272,22 @@ def selection_options(
 def _selection_option_list(limit_default: int | None) -> list[Callable[[F], F]]:
     """The click options of :func:`selection_options`, in the order --help lists them."""
     return [
-        click.option(
-            "--function",
-            "function_glob",
-            metavar="GLOB",
-            help="Function name, shell glob: 'orders-*'.",
-        ),
+        function_option(help="Function name, shell glob: 'orders-*'."),
         click.option(
             "--error-type",
+            callback=not_empty(
+                "give an error type (TimeoutError), or - for the failures with none"
+            ),
             help="Exact error type: TimeoutError; - for none (the function never ran).",
         ),
-        click.option("--condition", help="Exact condition: RetriesExhausted, EventAgeExceeded."),
+        click.option(
+            "--condition",
+            callback=not_empty(
+                "give a condition (RetriesExhausted, EventAgeExceeded), or leave the option "
+                "out for every one"
+            ),
+            help="Exact condition: RetriesExhausted, EventAgeExceeded.",
+        ),
         since_option(),
         until_option(),
         click.option(
@@ -301,6 +307,21 @@ def _selection_option_list(limit_default: int | None) -> list[Callable[[F], F]]:
             help="At most this many, newest first (0: no limit).",
         ),
     ]
+
+
+def function_option(help: str) -> Callable[[F], F]:
+    """``--function GLOB``; an empty one is refused (it matched no function: "no failures
+    match")."""
+    return click.option(
+        "--function",
+        "function_glob",
+        metavar="GLOB",
+        callback=not_empty(
+            "give a function name or a shell glob ('orders-*'), or leave the option out for "
+            "every function"
+        ),
+        help=help,
+    )
 
 
 def has_filters(selection: InvocationFilter) -> bool:

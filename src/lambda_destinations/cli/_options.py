@@ -27,6 +27,20 @@ R = TypeVar("R")
 
 log = structlog.get_logger("lambda_destinations.cli")
 
+
+def not_empty(fix: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback: the option's value as given; an empty one (``--queue ''``) a usage error
+    saying ``fix``. Taken as not given, it did what leaving the option out does, silently (an
+    empty variable click takes as unset: only the command line gives one)."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise click.BadParameter(f"{value!r} is empty: {fix}")
+        return value
+
+    return check
+
+
 _SETTING_OPTIONS = (
     click.option(
         "--config",
@@ -43,7 +57,14 @@ _SETTING_OPTIONS = (
         "--endpoint-url",
         help="One endpoint for every AWS service [env: LAMBDA_DESTINATIONS_ENDPOINT_URL].",
     ),
-    click.option("--region", help="AWS region [env: LAMBDA_DESTINATIONS_REGION, else AWS_REGION]."),
+    click.option(
+        "--region",
+        # Empty, it was taken as not given: AWS_REGION's won over the settings' region.
+        callback=not_empty(
+            "give an AWS region name (us-east-1), or leave the option out for the settings' region"
+        ),
+        help="AWS region [env: LAMBDA_DESTINATIONS_REGION, else AWS_REGION].",
+    ),
     click.option(
         "--log-level",
         type=click.Choice(["debug", "info", "warning", "error"]),
@@ -120,16 +141,3 @@ def hide_options(command: click.Command, *names: str) -> None:
 def hide_password(url: str) -> str:
     """``scheme://user:secret@host`` -> ``scheme://user:***@host`` (see :mod:`redact`)."""
     return mask_url(url)
-
-
-def not_empty(fix: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    """A callback: the option's value as given; an empty one (``--queue ''``) a usage error
-    saying ``fix``. Taken as not given, it did what leaving the option out does, silently (an
-    empty variable click takes as unset: only the command line gives one)."""
-
-    def check(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            raise click.BadParameter(f"{value!r} is empty: {fix}")
-        return value
-
-    return check

@@ -25,6 +25,7 @@ from lambda_destinations.cli._common import (
     dumps,
     emit,
     format_time,
+    function_option,
     iso,
     opened_store,
     operator_identity,
@@ -482,7 +483,7 @@ def _section(title: str, headers: list[str], rows: list[list[Any]], **table: Any
     help="Start of the window: 24h, 7d, or an ISO time [default: 24 hours before --until]."
 )
 @until_option()
-@click.option("--function", "function_glob", metavar="GLOB", help="Function name, shell glob.")
+@function_option(help="Function name, shell glob.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 @settings_options
 def stats_command(
