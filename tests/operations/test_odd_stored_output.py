@@ -320,3 +320,33 @@ def test_a_stdout_in_an_encoding_without_some_characters_gets_escapes_not_a_trac
     assert " \\u2192 " in stats
     assert listed[0]["error_message"] == json.loads(line)["error_message"] == NOT_LATIN_1
     assert whole["response_payload"]["errorMessage"] == NOT_LATIN_1
+
+
+# Characters str.splitlines breaks a line at, which are no line feed: the line and paragraph
+# separators, NEL, the file, group and record separators, vertical tab, form feed, CR.
+NOT_LINE_FEEDS = "a\u2028b\u2029c\x85d\x1ce\x1df\x1eg\x0bh\x0ci\rj"
+
+
+def test_failures_show_breaks_a_payload_line_at_line_feeds_only(store_url: str) -> None:
+    # given: a failure whose error type and request payload (a JSON string) hold characters
+    # that other texts break lines at
+    from ops_helpers import failure_body, row_of, seed_sync
+
+    _, record = failure_body(11, payload=f"text{NOT_LINE_FEEDS}payload")
+    record["responsePayload"]["errorType"] = f"Odd{NOT_LINE_FEEDS}Error"
+    seed_sync(store_url, [row_of(json.dumps(record))])
+    request_id = record["requestContext"]["requestId"]
+
+    # when: it is shown as text
+    text = shown("failures", "show", request_id, env={"LAMBDA_DESTINATIONS_STORE": store_url})
+
+    # then: each payload's line stays one line, as the error's field does (before: each such
+    # character broke it, and the response shown was no longer the JSON it is:
+    # `"errorType": "Odda`, then `  b`, ...), its controls spelled out
+    lines = text.split("\n")
+    spelled = "a\u2028b\u2029c\\x85d\\x1ce\\x1df\\x1eg\\x0bh\\x0ci\\x0dj"
+    assert f"error        Odd{spelled}Error: Task timed out" in lines
+    assert f"  text{spelled}payload" in lines
+    (error_type,) = [line for line in lines if '"errorType": ' in line]
+    assert error_type.startswith('    "errorType": "Odda\u2028b\u2029c\\x85d\\u001ce')
+    assert error_type.endswith('i\\rjError",')

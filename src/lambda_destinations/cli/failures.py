@@ -332,7 +332,9 @@ def _pretty(value: Any, whole: str) -> str:
 
 
 def _indented(text: str) -> str:
-    return "\n".join("  " + line for line in text.splitlines())
+    # At line feeds only: str.splitlines also breaks at CR, NEL, U+2028 and others, which a
+    # frame or a JSON string holds as text (visible spells the controls out).
+    return "\n".join("  " + line for line in text.split("\n"))
 
 
 # Where a stream failure record says its batch is (one of them is present).
