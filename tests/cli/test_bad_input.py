@@ -2606,6 +2606,10 @@ def test_console_refuses_an_empty_host_before_it_listens(sqlite_url: str) -> Non
         (("failures", "stats", "--function", ""), "--function", "leave the option out"),
         (("replay", "--condition", "", "--yes"), "--condition", "EventAgeExceeded"),
         (("failures", "list", "--region", ""), "--region", "us-east-1"),
+        (("failures", "show", ""), "REQUEST_ID", "as `failures list` shows"),
+        (("failures", "logs", " "), "REQUEST_ID", "as `failures list` shows"),
+        (("failures", "ignore", "6c2d1f9e", ""), "REQUEST_ID...", "first 4 or more"),
+        (("replay", "", "--dry-run"), "[REQUEST_ID...]", "first 4 or more"),
     ],
 )
 def test_an_empty_value_given_is_refused_naming_the_option(
@@ -2615,7 +2619,7 @@ def test_an_empty_value_given_is_refused_naming_the_option(
     # messages" while `quarantine list` showed some; the console served with no proxy;
     # `--region ''` put the standard AWS region in place of the settings' one), or matched
     # nothing (`failures list --function ''` said "no failures match", `replay --condition ''`
-    # replayed none)
+    # replayed none; `failures show ''` said no record has it, exit 1, as `result ''` did not)
     result = cli(*args, "--store", sqlite_url, timeout=20)
 
     assert result.returncode == 2, result.stderr

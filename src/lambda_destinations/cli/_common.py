@@ -214,10 +214,17 @@ def invokable(function: str | None, qualifier: str | None, *, param: str | None 
 def stored_ids(
     _ctx: click.Context, _param: click.Parameter, value: str | tuple[str, ...]
 ) -> str | tuple[str, ...]:
-    """A REQUEST_ID argument's callback: each one as :func:`stored_id` makes it."""
+    """A REQUEST_ID argument's callback: each one as :func:`stored_id` makes it; an empty one
+    is a usage error (an unset shell variable: no record has it), as `result ''` says."""
+    ids = (value,) if isinstance(value, str) else value
+    for ident in ids:
+        _ID_GIVEN(_ctx, _param, ident)
     if isinstance(value, str):
         return stored_id(value)
     return tuple(stored_id(one) for one in value)
+
+
+_ID_GIVEN = not_empty(WHOLE_ID_FIX)
 
 
 # -- selecting failures -----------------------------------------------------------------------
