@@ -204,6 +204,14 @@ def _scalar(value: Any) -> str:
     return value if isinstance(value, str) else short_repr(value)
 
 
+def _lines(text: str) -> list[str]:
+    """``text``'s lines, ended by a line feed (or CR LF) alone, as a frame's text ends them:
+    ``str.splitlines`` also breaks at CR, NEL, U+2028 and others, which a frame's source line
+    may hold in a string literal (the frame was then shown as two)."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
 def stack_lines(value: Any) -> list[str] | None:
     """Normalise ``stackTrace`` (Python, Java, Ruby, .NET) or ``trace`` (Node.js) into lines.
 
@@ -214,13 +222,13 @@ def stack_lines(value: Any) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value.splitlines()
+        return _lines(value)
     if not isinstance(value, list):
         return None
     lines: list[str] = []
     for entry in value:
         if isinstance(entry, str):
-            lines.extend(entry.splitlines())
+            lines.extend(_lines(entry))
         elif isinstance(entry, list) and len(entry) == 4:
             file, line, function, code = (_scalar(part) for part in entry)
             lines.append(f'  File "{file}", line {line}, in {function}')
