@@ -479,6 +479,34 @@ def test_stack_trace_shapes_of_other_runtimes() -> None:
     ]
 
 
+def test_a_frame_holding_a_line_separator_stays_one_line() -> None:
+    record = json.loads(body_of("invocation-retries-exhausted-python.json"))
+    # a source line with U+2028 and a CR in a string literal; frames end at line feeds alone
+    record["responsePayload"]["stackTrace"] = [
+        '  File "/var/task/f.py", line 3, in h\r\n    s = "a\u2028b\rc\x85d"\n',
+        "at node (x.js:1:2)\u2028more",
+    ]
+
+    decoded = decode(json.dumps(record))
+
+    assert decoded.stack_trace == [
+        '  File "/var/task/f.py", line 3, in h',
+        '    s = "a\u2028b\rc\x85d"',
+        "at node (x.js:1:2)\u2028more",
+    ]
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_error_type_is_none_and_the_function_error_names_it(empty: str) -> None:
+    record = json.loads(body_of("invocation-retries-exhausted-python.json"))
+    record["responsePayload"]["errorType"] = empty
+    no_function_error = json.loads(json.dumps(record))
+    no_function_error["responseContext"].pop("functionError", None)
+
+    assert decode(json.dumps(record)).error_type == "Unhandled"
+    assert decode(json.dumps(no_function_error)).error_type is None
+
+
 def test_summary_has_the_documented_keys() -> None:
     summary = decode_file("invocation-retries-exhausted-python.json").summary()
 

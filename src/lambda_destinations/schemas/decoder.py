@@ -274,8 +274,10 @@ def _invocation(record: dict[str, Any], unwrapped: Unwrapped) -> DecodedMessage:
         error_message = text_or_none(payload.get("errorMessage"))
         raw_trace = payload.get("stackTrace")
         trace = stack_lines(raw_trace if raw_trace is not None else payload.get("trace"))
-    if error_type is None:
-        error_type = function_error
+    if error_type is None or not error_type.strip():
+        # An empty errorType names no type: the tables would show it as none ("-"), which
+        # `--error-type -` selects, and it did not; the function error ("Unhandled") names it.
+        error_type = function_error or None
     return _requested(
         MessageKind.INVOCATION,
         unwrapped,
