@@ -63,6 +63,18 @@ def aws_error(status: int, code: str, message: str, protocol: Protocol) -> bytes
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+def kms_refusal() -> bytes:
+    """SQS's refusal (its JSON protocol) of a send to a queue whose KMS key the caller may not
+    use."""
+    return aws_error(
+        400,
+        "KMS.AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/erin is not authorized to perform: "
+        "kms:GenerateDataKey on this resource",
+        "json",
+    )
+
+
 async def _trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
     """Pass ``data`` on a kilobyte at a time, as a slow or busy connection delivers it."""
     for start in range(0, len(data), 1024):

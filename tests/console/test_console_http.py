@@ -66,7 +66,7 @@ from lambda_destinations.store import (
     Store,
 )
 from ledger_helpers import replayed_once
-from tcp_proxy import AnswerCutter, aws_error
+from tcp_proxy import AnswerCutter, aws_error, kms_refusal
 
 TOKEN = "http-test-token"
 ARN = "arn:aws:lambda:us-east-1:123456789012"
@@ -720,6 +720,42 @@ async def test_a_redrive_whose_deletes_failed_says_the_messages_are_in_both_queu
     assert job.counts == {"moved": 2}
     assert "2 sent but not deleted (now in both queues)" in job.errors
     assert count_messages(sqs, url) == 2
+
+
+async def test_a_redrive_job_an_error_stopped_says_what_moved_and_what_stays(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs, endpoint_url: str
+) -> None:
+    # given: a DLQ of three messages, and a source queue that refuses every send to it
+    url, dlq_url = make_queue("console-redrive-refused")
+    send_all(sqs, dlq_url, [failure_body(n)[0] for n in range(3)])
+    proxy = AnswerCutter(endpoint_url, b"AmazonSQS.SendMessageBatch", http=True)
+    proxy.answer = lambda request: kms_refusal()
+    async with proxy.running() as through:
+        settings = settings_for(url, endpoint_url=through)
+        client = await make_client(settings)
+
+        # when
+        status, job = await _redriven(client, dlq_url.rsplit("/", 1)[1])
+        # (the console names the DLQ by its URL through the proxy)
+        async with Store.from_url(settings.store) as store:
+            (action,) = await store.actions(dlq_url.replace(endpoint_url, through))
+
+    # then: one line on the job's page and in the ledger: the refusal, what the run did and
+    # what stays, the way on (before: the page had the error's first line alone, cut at 500
+    # characters after its type, and the ledger only what the redrive set out to do)
+    name = url.rsplit("/", 1)[1]
+    assert status == 303
+    assert job.state == "failed"
+    (line,) = job.errors
+    assert line.startswith("SendMessageBatch failed: KMS.AccessDeniedException: User: ")
+    assert line.endswith(
+        f"; the redrive stopped after moving 0 of about 3 messages when {name} refused a send; "
+        f"3 not sent (refused), left in the DLQ; the rest stay in the DLQ too: run the redrive "
+        "again once that is fixed"
+    )
+    assert (action.detail["moved"], action.detail["send_failures"]) == (0, {"refused": 3})
+    assert action.detail["error"] == line
+    assert count_messages(sqs, dlq_url) == 3
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from lambda_destinations.simulate import kinesis_failure, legacy_dlq, success_re
 from lambda_destinations.store import Store
 from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
 from lambda_destinations.worker.queues import REASON_ATTRIBUTE, REDRIVE_ATTRIBUTE, SOURCE_ATTRIBUTE
-from tcp_proxy import AnswerCutter, aws_error
+from tcp_proxy import AnswerCutter, aws_error, kms_refusal
 
 CUSTOM = {"Tenant": {"DataType": "String", "StringValue": "acme"}}
 # One mover where a test counts messages exactly: with several concurrent receivers and
@@ -849,6 +849,57 @@ async def test_a_redrive_that_loses_the_endpoint_midway_exits_4_in_one_line(
     assert len(errors) == 1
     assert f"cannot reach {proxied}" in errors[0]
     assert count_messages(sqs, dlq) == 2  # nothing lost
+
+
+def refusing_sends_after(first: int) -> Callable[[bytes], bytes | None]:
+    """An answer for the proxy: the first ``first`` SendMessageBatch requests pass, each later
+    one is refused as SQS refuses a send to a queue whose KMS key the caller may not use."""
+    passed = [0]
+
+    def answer(request: bytes) -> bytes | None:
+        if passed[0] < first:
+            passed[0] += 1
+            return None
+        return kms_refusal()
+
+    return answer
+
+
+async def test_a_redrive_stopped_midway_by_an_error_says_what_moved_and_what_stays(
+    sqs, make_queue, cli_env, endpoint_url
+) -> None:
+    # given: 20 messages in a DLQ, and a target that takes the first batch sent to it and
+    # refuses the next (its KMS key, say, no longer the operator's to use)
+    url, dlq = make_queue("stopped-midway")
+    send_all(sqs, dlq, [f"message-{i}" for i in range(20)])
+    proxy = AnswerCutter(endpoint_url, b"AmazonSQS.SendMessageBatch", http=True)
+    proxy.answer = refusing_sends_after(1)
+
+    # when
+    returncode, _, err, _ = await cli_through(
+        proxy, cli_env, "dlq", "redrive", dlq, "--no-move-task", *ONE_MOVER
+    )
+
+    # then: one line, the error and then what the run did and what stays, and the way on
+    # (before: the error alone, as if nothing had moved; the refused batch hidden for 60 s)
+    stderr = err.decode()
+    assert "Traceback" not in stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert "KMS.AccessDeniedException" in line
+    name = url.rsplit("/", 1)[1]
+    assert (
+        f"the redrive stopped after moving 10 of about 20 messages (10 to {name}) when {name} "
+        "refused a send; 10 not sent (refused), left in the DLQ; the rest stay in the DLQ "
+        "too: run the redrive again once that is fixed"
+    ) in line
+    assert returncode == 1  # a failed call, as a KMS refusal is for any command
+    assert count_messages(sqs, url) == 10
+    # and the refused ten are visible again at once, not after the visibility timeout
+    attributes = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["All"])["Attributes"]
+    assert (
+        attributes["ApproximateNumberOfMessages"],
+        attributes["ApproximateNumberOfMessagesNotVisible"],
+    ) == ("10", "0")
 
 
 def drain(sqs: Any, url: str) -> list[str]:

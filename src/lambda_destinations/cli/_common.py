@@ -417,16 +417,23 @@ def _csv_cell(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def aws_errors(settings: Settings) -> Iterator[None]:
-    """AWS errors a user can cause, as one line and the documented exit code."""
+def aws_errors(
+    settings: Settings, stopped: Callable[[], str | None] = lambda: None
+) -> Iterator[None]:
+    """AWS errors a user can cause, as one line and the documented exit code; ``stopped``
+    says, after the error, what the command had done when it stopped (None: nothing)."""
     # Imported here: botocore and tenacity cost the commands that only read the store.
     from lambda_destinations.retrying import CONNECTION_ERRORS
+
+    def said(line: str) -> str:
+        done = stopped()
+        return line if done is None else f"{line}; {done}"
 
     try:
         yield
     except CONNECTION_ERRORS as exc:
         # The fix reads dev's file, where dev's settings came from.
-        raise EndpointUnreachable(settings.unreachable(first_line(exc))) from None
+        raise EndpointUnreachable(said(settings.unreachable(first_line(exc)))) from None
     except Exception as exc:
         known = describe_aws_error(
             exc, endpoint=settings.shown_endpoint(), not_aws_fix=settings.not_aws_fix()
@@ -436,4 +443,4 @@ def aws_errors(settings: Settings) -> Iterator[None]:
         line, code = known
         if line == NO_REGION and settings.outside_dev():
             line = f"{line}; {OUTSIDE_DEV}"  # dev's settings, region included, are elsewhere
-        fail(line, code)
+        fail(said(line), code)

@@ -45,6 +45,7 @@ from lambda_destinations.operations.redrive import (
     object_reader,
     reinvoke_messages,
     start_move_task,
+    stopped_after,
     target_chooser,
 )
 from lambda_destinations.operations.replay import ErrorReason, ReplayState
@@ -137,7 +138,7 @@ def redrive_command(
     if redrive.force or redrive.legacy_function:
         fail("--force and --legacy-function go with --reinvoke", EXIT_USAGE)
     try:
-        with aws_errors(settings):
+        with aws_errors(settings, stopped=redrive.stopped):
             outcome = asyncio.run(redrive.move())
     except KeyboardInterrupt:
         redrive.say_interrupted()
@@ -169,11 +170,20 @@ class _Redrive:
     task_handle: str | None = None  # once SQS's move task started
     reinvoked: ReinvokeReport | None = None  # once --reinvoke's invocations began
     moved: int = 0  # messages moved here so far
+    # Once moving here began: what it did so far (also when an error stops it), of about
+    # ``about`` messages.
+    report: MoveReport | None = None
+    about: int = 0
     found_none: QueueRef | None = None  # the DLQ, when its counts showed none visible: nothing done
 
     def expected(self, dlq: QueueRef) -> int:
         """How many messages of ``dlq`` this run handles: about all it shows, at most --limit."""
         return dlq.visible if self.limit is None else min(dlq.visible, self.limit)
+
+    def stopped(self) -> str | None:
+        """What the move here had done when an error stopped it, for that error's line; None
+        before it began (nothing moved)."""
+        return None if self.report is None else stopped_after(self.report, self.about)
 
     @property
     def left_hidden(self) -> bool:
@@ -240,6 +250,7 @@ class _Redrive:
     ) -> dict[str, Any]:
         """Move the messages from this process: send each one, then delete it from the DLQ."""
         targets = [target.url] if target else sources
+        self.report, self.about = MoveReport(), self.expected(dlq)
         click.echo(
             f"moving about {plural(self.expected(dlq), 'message')} from {dlq.name} to "
             f"{', '.join(queue_name(t) for t in targets)}",
@@ -265,6 +276,7 @@ class _Redrive:
                 sender=sender,
                 # read with the rest of --to's attributes: no second read
                 max_sizes={target.url: target.max_message_size} if target else None,
+                report=self.report,
             )
         return {**report.as_dict(), "ok": report.ok and not report.left}
 

@@ -20,7 +20,7 @@ from lambda_destinations._request_ids import stored_id
 from lambda_destinations.console import views
 from lambda_destinations.console.app import CONSOLE, Console, read_form
 from lambda_destinations.console.bound import aws_bound
-from lambda_destinations.console.jobs import Job, JobRunning
+from lambda_destinations.console.jobs import Job, JobRunning, JobStopped
 from lambda_destinations.console.pages import configured_dlq, failure_hints
 from lambda_destinations.console.security import (
     LINK_COOKIE,
@@ -36,7 +36,13 @@ from lambda_destinations.operations import TRIGGER_MANUAL, RateLimiter
 from lambda_destinations.operations.dlq import PurgedRecently, nothing_to_purge
 from lambda_destinations.operations.dlq import purge as purge_queue
 from lambda_destinations.operations.quarantine import RESEND_CLAIM, NotResent, refusal, resend
-from lambda_destinations.operations.redrive import left_undone, move_messages, target_chooser
+from lambda_destinations.operations.redrive import (
+    MoveReport,
+    left_undone,
+    move_messages,
+    stopped_after,
+    target_chooser,
+)
 from lambda_destinations.operations.replay import IN_DOUBT as REPLAY_DOUBT
 from lambda_destinations.operations.replay import ReplayResult, replay_invocation
 from lambda_destinations.operations.status import reopen as reopen_failures
@@ -403,14 +409,27 @@ async def redrive(request: web.Request) -> web.Response:
     async def work(job: Job) -> None:
         # Recorded by the job, not before it: a refused second redrive moved nothing.
         detail = {"to": sources, "about": dlq.visible, "job": job.id}
-        await console.store.add_action(OperatorAction(actor, "redrive", dlq.url, reason, detail))
-        report = await move_messages(
-            sqs,
-            dlq.url,
-            target_chooser(None, sources),
-            on_moved=lambda n: job.step("moved", n),
-            sender=sender,
-        )
+        action = OperatorAction(actor, "redrive", dlq.url, reason, detail)
+        recorded = await console.store.add_action(action)
+        report = MoveReport()
+        try:
+            await move_messages(
+                sqs,
+                dlq.url,
+                target_chooser(None, sources),
+                on_moved=lambda n: job.step("moved", n),
+                sender=sender,
+                report=report,
+            )
+        except Exception as exc:
+            # One line, on the job's page and in the ledger: the error, what the run had done
+            # and what stays, as `dlq redrive` says it.
+            problem = views.problem_line(exc, console.settings)
+            line = f"{problem}; {stopped_after(report, dlq.visible)}"
+            outcome = {**detail, **report.as_dict(), "error": line}
+            await console.store.set_action_detail(recorded, outcome)
+            raise JobStopped(line) from exc
+        await console.store.set_action_detail(recorded, {**detail, **report.as_dict()})
         job.errors.extend(left_undone(report.as_dict()))  # the lines `dlq redrive` prints
 
     title = f"redrive {dlq.name}"

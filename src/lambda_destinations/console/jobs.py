@@ -72,6 +72,11 @@ class Job:
         }
 
 
+class JobStopped(Exception):
+    """An error stopped the job's work midway: the job's own line (the error, what the work had
+    done, the way on), shown whole on its page rather than the error's first line alone."""
+
+
 class JobRunning(Exception):
     """A job on the same target runs already: ``job``."""
 
@@ -130,6 +135,9 @@ class JobBoard:
         except asyncio.CancelledError:
             job.state = "cancelled"
             raise
+        except JobStopped as exc:
+            job.state = "failed"
+            job.errors.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - shown on the job page; the console goes on
             job.state = "failed"
             job.errors.append(first_line(exc, limit=500, typed=True))

@@ -218,6 +218,9 @@ class MoveReport:
     # Still hidden in the DLQ when the run ended, received by someone else (an interrupted
     # redrive, a consumer): this run could not see them; they show after their visibility ends.
     hidden: int = 0
+    # The target whose refusal of a send (a permission, its KMS key, the queue gone) stopped
+    # the run: that batch stays in the DLQ, counted in ``left``.
+    refused_by: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -257,6 +260,21 @@ def left_undone(outcome: Mapping[str, Any]) -> list[str]:
     if outcome["hidden"]:
         lines.append(f"about {outcome['hidden']} hidden in the DLQ, not seen ({HIDDEN})")
     return lines
+
+
+def stopped_after(report: MoveReport, expected: int | None = None) -> str:
+    """What a move an error stopped midway had done, to follow that error's line: how many it
+    moved (of about ``expected``) and where, what it left undone, and the way on."""
+    of = "" if expected is None else f" of about {expected}"
+    line = f"the redrive stopped after moving {report.moved}{of} messages"
+    if report.by_target:
+        line += f" ({', '.join(f'{n} to {queue_name(t)}' for t, n in report.by_target.items())})"
+    if report.refused_by is not None:
+        line += f" when {queue_name(report.refused_by)} refused a send"
+    undone = left_undone(report.as_dict())
+    return "; ".join(
+        [line, *undone, "the rest stay in the DLQ too: run the redrive again once that is fixed"]
+    )
 
 
 TargetChooser = Callable[[Mapping[str, Any]], "str | tuple[None, str]"]
@@ -396,6 +414,7 @@ async def move_messages(
     run: str | None = None,
     sender: Any = None,
     max_sizes: Mapping[str, int] | None = None,
+    report: MoveReport | None = None,
 ) -> MoveReport:
     """Move the DLQ's messages to their targets: send first, delete after (see the module doc).
 
@@ -408,11 +427,10 @@ async def move_messages(
     ``sender`` sends the batches: give it a client that sends each request once
     (``AwsClients.sender("sqs")``): a botocore retry of a send whose answer was lost would put a
     second copy in the target; without it, such a send is in doubt (``in_doubt``).
-
-    ``max_sizes``: the MaximumMessageSize of targets whose attributes the caller read already;
-    the others' are read at their first send.
+    ``max_sizes``: targets' MaximumMessageSize read already. ``report`` (else a new one) is
+    filled in also when an error stops the run midway (:func:`stopped_after`).
     """
-    report = MoveReport()
+    report = MoveReport() if report is None else report
     limiter = RateLimiter(rate)
     budget = _Budget(limit)
     pass_ = _Pass(run or uuid.uuid4().hex, int(time.time() * 1000), report, dict(max_sizes or {}))
@@ -482,6 +500,16 @@ async def _move_to(
         sent, doubtful = await _send(
             sender or sqs, target, messages, report, fifo=fifo, run=pass_.run, max_size=max_size
         )
+    except Exception as exc:
+        # Refused, or not sent at all (a send whose answer was lost returns as in doubt): the
+        # batch stays, released with the rest at the end rather than hidden for the timeout.
+        for message in messages:
+            pass_.stay(pass_.newest_receipt(message), None)  # a failed send
+        refused = isinstance(exc, ClientError)
+        report.failed[REFUSED if refused else NOT_SENT_STOPPED] += len(messages)
+        if refused and report.refused_by is None:
+            report.refused_by = target
+        raise
     finally:
         messages = [pass_.newest_receipt(m) for m in messages]
     moved = pass_.settle(messages, sent, doubtful)
@@ -495,6 +523,8 @@ async def _move_to(
 CAME_BACK = "came back during this redrive"
 ARRIVED = "arrived after this redrive started"
 IN_DOUBT = "the send's answer was lost: it may be in the target as well"
+REFUSED = "refused"  # a send whose refusal stopped the run
+NOT_SENT_STOPPED = "the redrive stopped before sending them"
 HIDDEN = (
     "received by an interrupted run or another consumer: run again once their visibility "
     "timeout ends"
