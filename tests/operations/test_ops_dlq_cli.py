@@ -185,6 +185,28 @@ def test_redrive_of_a_fifo_dlq_keeps_each_message_in_its_group(sqs, cli_env, to:
     assert count_messages(sqs, dlq) == 0
 
 
+def test_a_fifo_message_redriven_within_its_deduplication_interval_is_not_lost(
+    sqs, cli_env
+) -> None:
+    # given: a FIFO queue whose DLQ holds a message dead-lettered minutes after it was sent,
+    # within the five minutes SQS drops another send of its deduplication id ("accepted
+    # successfully but not delivered"). moto remembers an id while a message of it is in the
+    # queue: one stays there, standing for SQS's memory of the first send.
+    url, dlq = fifo_queue_with_dlq(sqs, f"dedup-{uuid.uuid4().hex[:8]}", ["a"])
+    sqs.send_message(
+        QueueUrl=url, MessageBody="another", MessageGroupId="b", MessageDeduplicationId="d-0"
+    )
+
+    # when
+    result = cli("dlq", "redrive", dlq, "--no-move-task", env=cli_env)
+
+    # then: it is in its queue, not deleted from the DLQ after a send SQS dropped (before: sent
+    # with its first deduplication id, counted moved, and gone from both)
+    assert result.returncode == 0, result.stderr
+    assert group_ids(sqs, url) == ["a", "b"]
+    assert count_messages(sqs, dlq) == 0
+
+
 def test_redrive_puts_messages_back_in_their_source_queue_whole(sqs, make_queue, cli_env) -> None:
     # given: dead-lettered messages with message attributes
     url, dlq = make_queue("redrive")

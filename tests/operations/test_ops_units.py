@@ -250,10 +250,15 @@ def test_targets_are_to_else_the_only_source_else_the_message_s_own() -> None:
 
 def test_a_fifo_target_gets_a_group_and_a_deduplication_id() -> None:
     plain = send_entry(_message(), 3, fifo=False)
-    fifo = send_entry(_message(MessageGroupId="g", AWSTraceHeader="Root=1"), 0, fifo=True)
+    fifo = send_entry(
+        _message(MessageGroupId="g", MessageDeduplicationId="d", AWSTraceHeader="Root=1"),
+        0,
+        fifo=True,
+    )
 
     assert plain == {"Id": "3", "MessageBody": "b"}
     assert fifo["MessageGroupId"] == "g"
+    # the DLQ's message id: SQS drops a second send of the first id within five minutes
     assert fifo["MessageDeduplicationId"] == "m-1"
     assert fifo["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"] == "Root=1"
 

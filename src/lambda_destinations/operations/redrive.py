@@ -351,9 +351,12 @@ def send_entry(
         }
     if fifo:
         entry["MessageGroupId"] = system.get("MessageGroupId") or "redrive"
-        entry["MessageDeduplicationId"] = system.get("MessageDeduplicationId") or str(
-            message.get("MessageId")
-        )
+        # Not the message's own deduplication id: SQS drops ("accepted successfully but not
+        # delivered") a send of it within five minutes of the first, which a message that
+        # failed fast is, and the redrive would then delete the only copy. The DLQ's message
+        # id is new with each dead-lettering, and a second run's send of one that is in the
+        # target already (its delete lost, its send in doubt) is dropped as it should be.
+        entry["MessageDeduplicationId"] = str(message.get("MessageId"))
     return entry
 
 
