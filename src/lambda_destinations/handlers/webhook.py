@@ -681,7 +681,8 @@ class WebhookHandler(storm.Notifier):
             return
         if status == 407 and self.proxy is not None:  # the proxy's answer, not the receiver's
             raise TransientError(f"webhook {self.where}: {proxy_refusal(self.proxy, status, '')}")
-        answer = " ".join(mask_secrets(text, self.secrets).split())[:_ANSWER_SHOWN]
+        secrets = self.secrets | _target_secrets(self.url, location) if location else self.secrets
+        answer = " ".join(mask_secrets(text, secrets).split())[:_ANSWER_SHOWN]
         reason = f"webhook {self.where} answered {status}"
         if status >= 500 or status in _RETRIED_STATUSES:
             if asked is not None:
@@ -695,6 +696,17 @@ class WebhookHandler(storm.Notifier):
         elif fix := _REFUSALS.get(status):
             reason += f" ({fix.format(body='message' if self.preset else 'body')})"
         raise PermanentError(reason)
+
+
+def _target_secrets(url: str, location: str) -> set[str]:
+    """What of a redirect's target may be secret (:func:`url_secrets`): an answer that points
+    elsewhere often says the whole ``Location`` in its text too (Express's "Redirecting to
+    https://…"), whose path or query may be another token."""
+    try:
+        target = urljoin(url, location)
+        return url_secrets(target, str(yarl.URL(target)))
+    except ValueError:  # no URL urllib or yarl reads ("http://[bad/…"): it whole, its path
+        return {location, *location.split("/")[3:]}
 
 
 def _pointed(url: str, location: str | None) -> str:
