@@ -49,6 +49,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from lambda_destinations.config import RouteConfig, Settings, load_settings
+from lambda_destinations.worker import Worker
 from processes import free_port, reap
 
 REGION = "us-east-1"
@@ -379,6 +380,10 @@ class _Mailbox:
         self.data_errors: list[str] = []  # answers to DATA, used up one per message
         self.rcpt_error: str | None = None  # the answer to every RCPT TO when set
         self.rcpt_errors: dict[str, str] = {}  # the answer to RCPT TO of one address
+        # The first messages taken, then their reply withheld: the connection closed at once
+        # (hang_ups), or the reply delayed that many seconds (reply_delays).
+        self.hang_ups = 0
+        self.reply_delays: list[float] = []
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -398,6 +403,11 @@ class _Mailbox:
         self.messages.append(message)
         self.raw.append(envelope.original_content)
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        if self.hang_ups:
+            self.hang_ups -= 1
+            server.transport.abort()
+        elif self.reply_delays:
+            await asyncio.sleep(self.reply_delays.pop(0))
         return "250 Message accepted for delivery"
 
 
@@ -621,6 +631,20 @@ async def eventually(check: Any, *, within: float = 60.0, interval: float = 0.2)
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {within:g}s: {check}")
         await asyncio.sleep(interval)
+
+
+async def drain_until_acked(settings: Settings) -> tuple[Any, int]:
+    """The first drain's stats, and the acks of it or of the drains after it, until one acks
+    (a message retried comes back to a later drain)."""
+    async with Worker(settings) as worker:
+        first = await worker.run(once=True)
+    acked = first.outcomes["ack"]
+    for _ in range(10):
+        if acked:
+            break
+        async with Worker(settings) as worker:
+            acked = (await worker.run(once=True)).outcomes["ack"]
+    return first, acked
 
 
 @contextlib.asynccontextmanager

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from handler_helpers import (
     SmtpServer,
+    drain_until_acked,
     emails_to,
     eventually,
     failure_record,
@@ -37,7 +38,7 @@ from lambda_destinations.handlers._subject import fold_subject
 from lambda_destinations.handlers.email import build
 from lambda_destinations.operations.handler_checks import check_handlers
 from lambda_destinations.schemas import decode
-from lambda_destinations.store import Store
+from lambda_destinations.store import RunState, Store
 from lambda_destinations.worker import Stats, Worker
 from processes import free_port
 
@@ -851,6 +852,64 @@ async def test_every_recipient_refused_but_one_only_for_now_is_retried_not_quara
     # then: retried, not quarantined, and the mail reached the mailbox that could take it
     assert worker.stats.outcomes["quarantine"] == 0
     assert [rcpts for _sender, rcpts in smtp_server.mailbox.envelopes] == [[busy]]
+    assert sqs.receive_message(QueueUrl=dlq).get("Messages") is None
+
+
+async def assert_mail_in_doubt(store: str, record: Any, cause: str, policy: str) -> None:
+    """The email's run completed, its last_error the in-doubt note of the send."""
+    async with Store.from_url(store) as opened:
+        runs = await opened.handler_runs(decode(json.dumps(record)).key)
+    run = next(run for run in runs if run.handler == "oncall-mail")
+    assert run.state == RunState.COMPLETED
+    assert run.last_error is not None
+    assert f"in doubt ({cause}): email to 1 recipient(s) may have been sent" in run.last_error
+    assert f"in_doubt = {policy}" in run.last_error, run.last_error
+
+
+@pytest.mark.parametrize(
+    ("lost", "cause"),
+    [("hang-up", "SMTPServerDisconnected"), ("handler-timeout", "cut off at handler_timeout")],
+)
+@pytest.mark.parametrize(("policy", "mails"), [("skip", 1), ("resend", 2)])
+async def test_a_reply_to_the_message_that_never_came_follows_in_doubt(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+    lost: str,
+    cause: str,
+    policy: str,
+    mails: int,
+) -> None:
+    # given: a server that takes the first message whole, then hangs up before its reply (or
+    # replies after the worker's handler_timeout has cut the send off)
+    url, dlq = make_queue(f"smtp-doubt-{policy}", visibility_timeout=120)
+    record = failure_record()
+    send_records(sqs, url, [record])
+    if lost == "hang-up":
+        smtp_server.mailbox.hang_ups = 1
+    else:
+        smtp_server.mailbox.reply_delays = [3.0]
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=smtp_server.port,
+        in_doubt=policy,
+        # no in-process retry: the message itself comes back
+        overrides={"handler_timeout": 1, "handler_attempts": 1, "retry_base": 0, "retry_max": 0},
+    )
+
+    # when
+    first, acked = await drain_until_acked(settings)
+
+    # then: the server may have the mail: skip never sends it again, resend does; the run
+    # records it either way (it was retried as a server that hangs up, whatever in_doubt said)
+    assert first.outcomes["retry"] == (1 if policy == "resend" else 0)
+    assert acked == 1
+    assert len(smtp_server.messages) == mails
+    await assert_mail_in_doubt(sqlite_url, record, cause, policy)
     assert sqs.receive_message(QueueUrl=dlq).get("Messages") is None
 
 

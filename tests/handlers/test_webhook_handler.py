@@ -22,6 +22,7 @@ import pytest
 import structlog
 from aiohttp import web
 from handler_helpers import (
+    drain_until_acked,
     failure_record,
     send_records,
     settings_for_handlers,
@@ -1113,12 +1114,7 @@ async def test_a_request_cut_off_by_handler_timeout_follows_in_doubt(
 
     # when: workers drain the queue until the message is acked
     with capture_logs() as logs:
-        first = await drain(settings)
-    acked = first.outcomes["ack"]
-    for _ in range(10):
-        if acked:
-            break
-        acked = (await drain(settings)).outcomes["ack"]
+        first, acked = await drain_until_acked(settings)
 
     # then: the start warned that the worker cuts the call off first; the call cut off is in
     # doubt: skip completes the run (acked at once), resend posts again on the next receive

@@ -47,6 +47,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import aiosmtplib
+from aiosmtplib import SMTPResponse
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lambda_destinations import environment
@@ -56,7 +57,13 @@ from lambda_destinations.errors import ConfigError, PermanentError, TransientErr
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers._subject import FoldedSubject
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
-from lambda_destinations.handlers.in_doubt import RESEND, InDoubt, is_in_doubt, sending
+from lambda_destinations.handlers.in_doubt import (
+    RESEND,
+    CallUnderWay,
+    InDoubt,
+    is_in_doubt,
+    sending,
+)
 from lambda_destinations.handlers.storm import DIGEST_FIELDS
 from lambda_destinations.handlers.templates import (
     CertBundle,
@@ -234,20 +241,33 @@ class Mail:
 
 
 class Transport(Protocol):
-    async def send(self, mail: Mail, aws: AwsClients, log: FilteringBoundLogger) -> None: ...
+    async def send(
+        self,
+        mail: Mail,
+        aws: AwsClients,
+        log: FilteringBoundLogger,
+        call: CallUnderWay | None = None,
+    ) -> None:
+        """Send ``mail``; ``call``: the handler's in-doubt span, for a transport whose call
+        may act only from some point on (SMTP's DATA), to mark that point."""
 
 
 class SesTransport:
     """SES v2 ``SendEmail`` with simple content (text, and HTML when given)."""
 
     # SendEmail takes no idempotency token: a lost answer is in doubt (handlers/in_doubt.py).
-    # SMTP's own replies say what happened; a dropped connection there is retried (resend).
     can_doubt = True
 
     def __init__(self, configuration_set: str | None) -> None:
         self.configuration_set = configuration_set
 
-    async def send(self, mail: Mail, aws: AwsClients, log: FilteringBoundLogger) -> None:
+    async def send(
+        self,
+        mail: Mail,
+        aws: AwsClients,
+        log: FilteringBoundLogger,
+        call: CallUnderWay | None = None,
+    ) -> None:
         destination: dict[str, list[str]] = {"ToAddresses": list(mail.to)}
         if mail.cc:
             destination["CcAddresses"] = list(mail.cc)
@@ -270,6 +290,32 @@ class SesTransport:
         ses = await aws.sender("sesv2")
         response = await ses.send_email(**request)
         log.info("email sent", transport="ses", ses_message_id=response.get("MessageId"))
+
+
+class ReplyLost(TransientError):
+    """The server was sent the message (SMTP's DATA) and its reply never came: the connection
+    was lost, or the reply outlasted the timeout. The server may have taken the mail: the
+    handler's ``in_doubt`` decides (a digest's send is retried)."""
+
+
+class _Smtp(aiosmtplib.SMTP):
+    """aiosmtplib's client, marking the span of DATA on ``call``: what comes before it (the
+    connection, the login, the envelope) cannot send a mail; from there until the server's
+    reply, a cut-off or a lost connection may leave one sent."""
+
+    def __init__(self, call: CallUnderWay | None, **options: Any) -> None:
+        super().__init__(**options)
+        self.call = call
+        self.data_sent = False
+
+    async def data(self, *args: Any, **kwargs: Any) -> SMTPResponse:
+        self.data_sent = True
+        if self.call is not None:
+            self.call.started()
+        response = await super().data(*args, **kwargs)
+        if self.call is not None:
+            self.call.answered()
+        return response
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -318,24 +364,34 @@ class SmtpTransport:
             message.add_alternative(mail.html, subtype="html")
         return message
 
-    async def send(self, mail: Mail, aws: AwsClients, log: FilteringBoundLogger) -> None:
+    async def send(
+        self,
+        mail: Mail,
+        aws: AwsClients,
+        log: FilteringBoundLogger,
+        call: CallUnderWay | None = None,
+    ) -> None:
+        client = _Smtp(
+            call,
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            use_tls=self.security == "tls",
+            start_tls=self.security == "starttls",
+            timeout=self.timeout,
+            validate_certs=self.validate_certs,
+            cert_bundle=self.cert_bundle,
+        )
         try:
-            refused, reply = await aiosmtplib.send(
-                self.message(mail),
-                sender=bare_address(mail.sender),
-                recipients=mail.recipients,
-                hostname=self.host,
-                port=self.port,
-                username=self.username,
-                password=self.password,
-                use_tls=self.security == "tls",
-                start_tls=self.security == "starttls",
-                timeout=self.timeout,
-                validate_certs=self.validate_certs,
-                cert_bundle=self.cert_bundle,
-            )
+            async with client:  # as aiosmtplib.send() does, DATA marked
+                refused, reply = await client.send_message(
+                    self.message(mail),
+                    sender=bare_address(mail.sender),
+                    recipients=mail.recipients,
+                )
         except (aiosmtplib.SMTPException, ssl.SSLError) as exc:  # STARTTLS's raises its own
-            raise smtp_outcome(exc, self.host, self.port, self.secrets) from exc
+            raise self._failure(exc, client.data_sent) from exc
         if refused:
             # The others have it; sending again would repeat it to them.
             log.warning(
@@ -351,6 +407,21 @@ class SmtpTransport:
             server=self.host,
             reply=mask_secrets(reply, self.secrets),
         )
+
+    def _failure(
+        self, exc: aiosmtplib.SMTPException | ssl.SSLError, data_sent: bool
+    ) -> TransientError | PermanentError:
+        """What a failed send raises: :class:`ReplyLost` once the message went out without
+        its reply, else :func:`smtp_outcome`."""
+        if data_sent and isinstance(
+            exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError
+        ):
+            lost = mask_secrets(str(exc), self.secrets)
+            return ReplyLost(
+                f"SMTP server {self.host}:{self.port}: the message was sent and the server's "
+                f"reply never came ({lost}): the server may have taken it"
+            )
+        return smtp_outcome(exc, self.host, self.port, self.secrets)
 
 
 _UNREACHED = (
@@ -546,9 +617,11 @@ class EmailHandler(storm.Notifier):
         what = f"email to {len(mail.to) + len(mail.cc) + len(mail.bcc)} recipient(s)"
         can_doubt = getattr(self.transport, "can_doubt", False)
         try:
-            # Marked for SES only: SMTP's replies say what happened, and a cut-off is resent.
-            with sending(context if can_doubt else None, self.in_doubt, what):
-                await self.transport.send(mail, delivery_of(context).aws, context.log)
+            # SES's whole call may act; SMTP marks its DATA (a reply lost there is ReplyLost).
+            with sending(context, self.in_doubt, what, started=can_doubt) as call:
+                await self.transport.send(mail, delivery_of(context).aws, context.log, call)
+        except ReplyLost as exc:
+            self.settle(what, exc.__cause__ or exc, context=context, log=context.log)
         except Exception as exc:
             if not (can_doubt and is_in_doubt(exc)):
                 raise

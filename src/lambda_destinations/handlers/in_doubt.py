@@ -80,12 +80,20 @@ def in_doubt_note(what: str, cause: str, *, skip: bool) -> str:
 
 
 class CallUnderWay:
-    """What :func:`sending` yields: call ``answered()`` once the service's answer has come."""
+    """What :func:`sending` yields: call ``answered()`` once the service's answer has come
+    (and ``started()`` when the part that may act begins, for a span opened before it)."""
 
-    __slots__ = ("_delivery",)
+    __slots__ = ("_delivery", "_mark")
 
-    def __init__(self, delivery: Delivery | None) -> None:
+    def __init__(self, delivery: Delivery | None, mark: Sending) -> None:
         self._delivery = delivery
+        self._mark = mark
+
+    def started(self) -> None:
+        """From here on, the call is in doubt if the handler is cut off (SMTP's DATA: what
+        comes before it, the connection and the envelope, cannot send a mail)."""
+        if self._delivery is not None:
+            self._delivery.sending = self._mark
 
     def answered(self) -> None:
         """From here on, the call is not in doubt if the handler is cut off."""
@@ -95,7 +103,12 @@ class CallUnderWay:
 
 @contextlib.contextmanager
 def sending(
-    context: HandlerContext | None, policy: InDoubt, what: str, *, step: str | None = None
+    context: HandlerContext | None,
+    policy: InDoubt,
+    what: str,
+    *,
+    step: str | None = None,
+    started: bool = True,
 ) -> Iterator[CallUnderWay]:
     """Mark the span of the acting call ``what``, from before it is sent to its answer.
 
@@ -103,13 +116,15 @@ def sending(
     call under way then is in doubt, settled by ``policy``. An error raised through the span
     is the handler's to judge (answered or not, ``settle_in_doubt`` decides), so it clears the
     mark; a cancellation leaves it for the worker. Sets one attribute: nothing on the store.
-    ``context`` is None for a digest, which the scheduler runs, not a delivery.
+    ``context`` is None for a digest, which the scheduler runs, not a delivery. ``started``
+    False: the mark waits for ``started()`` (the span opens before the part that may act).
     """
     delivery = None if context is None else delivery_of(context)
-    if delivery is not None:
-        delivery.sending = Sending(what=what, skip=policy == SKIP, step=step)
+    call = CallUnderWay(delivery, Sending(what=what, skip=policy == SKIP, step=step))
+    if started:
+        call.started()
     try:
-        yield CallUnderWay(delivery)
+        yield call
     except Exception:
         if delivery is not None:
             delivery.sending = None
