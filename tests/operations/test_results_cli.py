@@ -217,6 +217,26 @@ def test_result_does_not_wait_on_an_id_no_record_can_come_under(
     assert json.loads(waited.stdout) == {"request_id": ident, "state": "unknown"}
 
 
+@pytest.mark.parametrize("ident", [f"{NOT_YET}.", f"{NOT_YET}x", f"{NOT_YET}:"])
+def test_result_of_a_request_id_with_more_after_it_says_so_not_that_it_waited(
+    cli_env: dict[str, str], sqlite_url: str, ident: str
+) -> None:
+    # given: a request id pasted with what followed it (the full stop of a sentence, say)
+    seed_sync(sqlite_url, [])
+
+    # when
+    waited = cli("result", ident, "--wait", "30s", env=cli_env, timeout=60)
+
+    # then: the line says what to give; before, "within 30 s: the invocation may still be
+    # running", for a wait that never ran and a record that never comes under that id
+    assert waited.returncode == 5, waited.stderr
+    [line] = error_lines(waited)
+    assert "within" not in line
+    assert "still be running" not in line
+    assert "a Lambda request id has 36 characters" in line
+    assert f"give {NOT_YET} alone" in line
+
+
 def test_invoke_wait_prints_the_response_once_the_record_is_stored(
     lambda_endpoint: Any, lambda_env: dict[str, str], sqlite_url: str
 ) -> None:

@@ -232,13 +232,12 @@ def _report(
 
             click.echo(dumps(unknown_result(request_id)))
         # A Lambda request id is a UUID (a store key begins with one): any other text typed was
-        # cut short or mistyped, and that is the line's whole fix. (One `invoke` got from the
-        # endpoint is what it is: moto's are no UUIDs.)
-        if typed and not is_request_id(request_id[:REQUEST_ID_LENGTH]):
+        # cut short, mistyped or pasted with what followed it, no record comes under it (it was
+        # not waited on), and that is the line's whole fix. (One `invoke` got from the endpoint
+        # is what it is: moto's are no UUIDs.)
+        if typed and not may_arrive(request_id):
             fail(
-                f"no result for request id {echoed(request_id)}: a Lambda request id has 36 "
-                "characters (6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f); give it whole, as `invoke` "
-                "and `failures list` print it",
+                f"no result for request id {echoed(request_id)}: {_not_an_id(request_id)}",
                 EXIT_NO_RESULT,
             )
         within = f" within {waited:g} s" if waited is not None else " yet"
@@ -253,6 +252,20 @@ def _report(
     else:
         _show(outcome, heading=typed)  # invoke printed the id before it waited
     raise SystemExit(EXIT_OK if outcome.succeeded else EXIT_FAILED)
+
+
+def _not_an_id(text: str) -> str:
+    """What to give instead of ``text``, under which no record can come (not may_arrive)."""
+    head = text[:REQUEST_ID_LENGTH]
+    if is_request_id(head):  # more after it than a store key's ":Condition"
+        return (
+            "a Lambda request id has 36 characters, and more follows this one: give "
+            f"{head.lower()} alone (or with :Condition, as `failures list` prints a store key)"
+        )
+    return (
+        "a Lambda request id has 36 characters (6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f); give it "
+        "whole, as `invoke` and `failures list` print it"
+    )
 
 
 # What a failure's status says to an application that kept the request id.
