@@ -1412,6 +1412,22 @@ def test_dev_options_that_mean_nothing_together_are_a_usage_error(
     assert list(tmp_path.iterdir()) == []  # refused before dev began anything
 
 
+def test_dev_simulate_past_what_its_local_sqs_sends_in_a_minute_is_refused(
+    tmp_path: Path,
+) -> None:
+    # before: up to 100,000, which took hours with nothing on the screen (moto counts its
+    # queue on each send: 3,000 records took 82 s before the worker started)
+    result = cli("dev", "--simulate", "2001", "--once", cwd=tmp_path, timeout=30)
+
+    assert result.returncode == 2, result.stderr
+    assert one_error_line(result) == (
+        "error: Invalid value for '--simulate': 2001 is out of range: use a whole number from "
+        "0 to 2000."
+    )
+    assert list(tmp_path.iterdir()) == []
+    assert "at most 2,000" in cli("dev", "--help", cwd=tmp_path).stdout
+
+
 def test_run_concurrency_0_is_refused_as_the_environment_refuses_it(tmp_path: Path) -> None:
     result = cli("run", "--once", "--queues", "q", "--concurrency", "0", cwd=tmp_path)
     assert result.returncode == 2

@@ -332,14 +332,22 @@ _seed_option = click.option(
 )
 
 
+# dev's SQS (moto) counts its queue's messages on each send: sending grows with the square of
+# the count (1,000 records: 6 s; 3,000: about a minute, with nothing on the screen meanwhile;
+# 100,000 would take hours). More is for `simulate` against LocalStack or AWS.
+DEV_SIMULATE_MAX = 2_000
+
+
 @command("dev")
 @click.option(
     "--simulate",
     "simulate_n",
-    type=Whole(min=0, max=100_000),
+    type=Whole(min=0, max=DEV_SIMULATE_MAX),
     default=0,
     show_default=True,
-    help="Send this many realistic records (a mix with a few poison messages).",
+    help="Send this many realistic records (a mix with a few poison messages); at most "
+    f"{DEV_SIMULATE_MAX:,}, as dev's local SQS slows with each message queued (for more, "
+    "`simulate` against LocalStack).",
 )
 @click.option("--once", is_flag=True, help="Drain the queues, print a summary and exit.")
 @_seed_option
