@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import re
 
 from lambda_destinations.redact import echoed
@@ -18,6 +19,20 @@ MAX_WAIT = 24 * 3600
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware, in UTC (the only kind of time the store holds)."""
     return dt.datetime.now(dt.UTC)
+
+
+def http_date(value: str | None) -> dt.datetime | None:
+    """An HTTP date (RFC 9110, 5.6.7: ``Date``, ``Retry-After``), timezone-aware; None for none,
+    or a value that is no date."""
+    if value is None:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; an obsolete form may not say so
+        when = when.replace(tzinfo=dt.UTC)
+    return when
 
 
 def utc_text(moment: dt.datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:

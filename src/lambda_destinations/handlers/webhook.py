@@ -50,8 +50,6 @@ import ast
 import asyncio
 import base64
 import contextlib
-import datetime as dt
-import email.utils
 import hashlib
 import hmac
 import math
@@ -94,6 +92,7 @@ from lambda_destinations.handlers.templates import (
     trusting,
 )
 from lambda_destinations.redact import mask_secrets, url_origin, url_secrets
+from lambda_destinations.times import http_date
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -775,12 +774,9 @@ def retry_after(value: str | None) -> float | None:
     value = value.strip()
     if _DELAY_SECONDS.fullmatch(value):
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, OverflowError):
+    when = http_date(value)
+    if when is None:
         return None
-    if when.tzinfo is None:  # an HTTP date is GMT; an obsolete form may not say so
-        when = when.replace(tzinfo=dt.UTC)
     return float(max(0, math.ceil(when.timestamp() - time.time())))
 
 
