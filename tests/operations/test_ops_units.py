@@ -23,9 +23,11 @@ from lambda_destinations.operations.redrive import (
     MoveReport,
     MoveTaskUnsupported,
     _Pass,
+    answer_date_ms,
     follow_move_task,
     send_entry,
     start_move_task,
+    start_time,
     target_chooser,
 )
 from lambda_destinations.operations.replay import counted_attempt
@@ -401,3 +403,55 @@ def test_a_message_received_again_while_it_is_sent_is_deleted_with_its_newest_re
     assert sorted_again == ([], [])
     assert settled["ReceiptHandle"] == "r-new"
     assert "m-1" not in pass_.moving
+
+
+# SQS's Date: Sun, 06 Dec 2026 19:47:54 GMT, in ms since the epoch
+SQS_SECOND = 1_796_586_474_000
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "start"),
+    [
+        # agrees with SQS's second (a few ms each way for the round trip): kept to the ms
+        (SQS_SECOND + 400, SQS_SECOND + 420, SQS_SECOND + 400),
+        (SQS_SECOND - 10, SQS_SECOND, SQS_SECOND - 10),
+        (SQS_SECOND + 999, SQS_SECOND + 1010, SQS_SECOND + 999),
+        # behind it, or ahead of it: SQS's second, the earliest its clock can have read
+        (SQS_SECOND - 600_000, SQS_SECOND - 599_990, SQS_SECOND),
+        (SQS_SECOND - 20, SQS_SECOND - 1, SQS_SECOND),
+        (SQS_SECOND + 1000, SQS_SECOND + 1010, SQS_SECOND),
+        (SQS_SECOND + 600_000, SQS_SECOND + 600_010, SQS_SECOND),
+    ],
+    ids=[
+        "inside",
+        "at-its-start",
+        "at-its-end",
+        "minutes-behind",
+        "just-behind",
+        "just-ahead",
+        "minutes-ahead",
+    ],
+)
+def test_a_run_starts_by_sqs_s_clock_to_its_second(before: int, after: int, start: int) -> None:
+    assert start_time(before, after, SQS_SECOND) == start
+
+
+def test_without_sqs_s_date_a_run_starts_by_this_machine_s_clock() -> None:
+    assert start_time(SQS_SECOND - 600_000, SQS_SECOND - 599_990, None) == SQS_SECOND - 600_000
+
+
+@pytest.mark.parametrize(
+    ("headers", "date"),
+    [
+        ({"date": "Sun, 06 Dec 2026 19:47:54 GMT"}, SQS_SECOND),
+        ({"date": "Sunday, 06-Dec-26 19:47:54 GMT"}, SQS_SECOND),  # RFC 850, obsolete
+        ({"date": "Sun, 06 Dec 2026 19:47:54 -0000"}, SQS_SECOND),  # no zone said: GMT
+        ({"date": "yesterday"}, None),
+        ({}, None),
+    ],
+)
+def test_the_date_of_an_answer_is_read_from_its_headers(
+    headers: dict[str, str], date: int | None
+) -> None:
+    assert answer_date_ms({"ResponseMetadata": {"HTTPHeaders": headers}}) == date
+    assert answer_date_ms({}) is None

@@ -23,7 +23,9 @@ A redrive here moves the messages that were in the DLQ when it started, each at 
 run, even while a worker quarantines them straight back: every message it sends carries
 ``LambdaDestinations.Redrive`` (the run's id), which the worker's quarantine keeps, so one that
 comes back during the run is recognised, left in the DLQ and counted as come back; a message
-sent to the DLQ after the run started (by ``SentTimestamp``) is left for the next run.
+sent to the DLQ after the run started (by ``SentTimestamp``) is left for the next run. Both
+times are SQS's clock: the run's start is read from the ``Date`` of an SQS answer, as this
+machine's clock may be minutes off (:func:`start_time`).
 
 The mark (64 bytes: its name, type and value) goes only on a message that still fits the
 target's ``MaximumMessageSize`` with it (SQS weighs the body and each message attribute): one a
@@ -87,6 +89,7 @@ from lambda_destinations.schemas import (
 )
 from lambda_destinations.schemas.s3 import RecordInS3, S3Object
 from lambda_destinations.store import InvocationRow, ReplayAttempt, Store
+from lambda_destinations.times import http_date
 from lambda_destinations.worker.queues import (
     MAX_ATTRIBUTES,
     REDRIVE_ATTRIBUTE,
@@ -421,11 +424,11 @@ async def move_messages(
 ) -> MoveReport:
     """Move the DLQ's messages to their targets: send first, delete after (see the module doc).
 
-    Moves only what was in the DLQ when it started, each message once (``run`` names this
-    run in the messages it sends; a new one by default). Stops when a receive brings nothing
-    new (or ``limit`` messages were received). Messages that stay (no target, the send failed,
-    came back, arrived later, the send is in doubt) are made visible again at the end; those
-    someone else holds hidden then are counted in ``hidden``: this run did not see them.
+    Moves only what was in the DLQ when it started (by SQS's clock), each message once (``run``
+    names this run in the messages it sends; a new one by default). Stops when a receive brings
+    nothing new (or ``limit`` messages were received). Messages that stay (no target, the send
+    failed, came back, arrived later, the send is in doubt) are made visible again at the end;
+    those someone else holds hidden then are counted in ``hidden``: this run did not see them.
 
     ``sender`` sends the batches: give it a client that sends each request once
     (``AwsClients.sender("sqs")``): a botocore retry of a send whose answer was lost would put a
@@ -434,9 +437,9 @@ async def move_messages(
     filled in also when an error stops the run midway (:func:`stopped_after`).
     """
     report = MoveReport() if report is None else report
-    limiter = RateLimiter(rate)
-    budget = _Budget(limit)
-    pass_ = _Pass(run or uuid.uuid4().hex, int(time.time() * 1000), report, dict(max_sizes or {}))
+    limiter, budget = RateLimiter(rate), _Budget(limit)
+    started = await started_by_sqs(sqs, dlq_url)  # by SQS's clock, as SentTimestamp is
+    pass_ = _Pass(run or uuid.uuid4().hex, started, report, dict(max_sizes or {}))
 
     async def mover() -> None:
         while True:
@@ -464,6 +467,48 @@ async def move_messages(
         await asyncio.shield(pass_.leave(sqs, dlq_url))
     report.hidden = await hidden_count(sqs, dlq_url)
     return report
+
+
+def wall_clock_ms() -> int:
+    """This machine's clock, in ms since the epoch (a function of its own: tests set it wrong)."""
+    return int(time.time() * 1000)
+
+
+async def started_by_sqs(sqs: Any, dlq_url: str) -> int:
+    """When a run starts by SQS's clock, the one that stamps ``SentTimestamp`` (ms since the
+    epoch): the ``Date`` of SQS's answer to a look at the DLQ (see :func:`start_time`)."""
+    before = wall_clock_ms()
+    try:
+        response = await sqs.get_queue_attributes(
+            QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+    except ClientError as exc:
+        response = exc.response  # a refusal is dated too; the run says it when it matters
+    return start_time(before, wall_clock_ms(), answer_date_ms(response))
+
+
+def answer_date_ms(response: Mapping[str, Any]) -> int | None:
+    """The ``Date`` header of an AWS answer, in ms since the epoch; None without one."""
+    when = http_date(response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date"))
+    return None if when is None else int(when.timestamp() * 1000)
+
+
+def start_time(before: int, after: int, date: int | None) -> int:
+    """A run's start by SQS's clock, from this machine's just ``before`` and ``after`` an SQS
+    answer dated ``date`` (ms; None: no Date header, this machine's clock as it is).
+
+    The header has whole seconds: SQS's clock read from ``date`` to a second later when it
+    answered. A clock that agrees with that is kept, to the millisecond: a message sent to the
+    DLQ a moment before the run is moved. One that does not is wrong (a laptop minutes behind
+    would leave every message as arrived; one ahead would move those that arrive during the
+    run), and the start is then ``date``, the earliest SQS's clock can have read: a message
+    sent after the start must not be moved (it may be one this run sent that came back without
+    its mark, and would be moved twice), so one sent in the second before waits for the next
+    run instead.
+    """
+    if date is None or (date <= after and before < date + 1000):
+        return before
+    return date
 
 
 async def _together(work: Callable[[], Coroutine[Any, Any, None]], copies: int) -> None:
@@ -539,7 +584,8 @@ class _Pass:
     """What one redrive run has seen, so each message is moved at most once."""
 
     run: str
-    started_ms: int  # messages sent to the DLQ after this are not the run's to move
+    # by SQS's clock (``start_time``): messages sent to the DLQ after it are not the run's
+    started_ms: int
     report: MoveReport
     # target URL -> its MaximumMessageSize, read at the target's first send (under the lock:
     # movers sending to it at once ask once)
