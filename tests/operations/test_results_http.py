@@ -92,6 +92,8 @@ async def test_unknown_ids_are_404_and_the_token_is_required(
     bad_wait = await client.get("/api/invocations/rid-none?wait=forever", headers=AUTH)
     assert unknown.status == 404
     assert await unknown.json() == {"request_id": "rid-none", "state": "unknown"}
+    # compact, as the 200's JSON and `result --json` are
+    assert await unknown.text() == '{"request_id":"rid-none","state":"unknown"}'
     assert anonymous.status == 401
     assert (await anonymous.json())["error"] == "send Authorization: Bearer <console token>"
     assert wrong.status == 401

@@ -32,7 +32,7 @@ async def job(request: web.Request) -> web.Response:
     found = request.app[CONSOLE].jobs.get(request.match_info["job_id"])
     if found is None:
         raise web.HTTPNotFound(text='{"error": "no such job"}', content_type="application/json")
-    return web.json_response(found.as_dict())
+    return web.json_response(found.as_dict(), dumps=json_text)
 
 
 # A wait longer than this would hold a request (and proxies' timeouts) for too long; clients
@@ -57,7 +57,7 @@ async def invocation(request: web.Request) -> web.Response:
     request_id = stored_id(request.match_info["request_id"])
     wait = _wait_seconds(request.query.get("wait"))
     if not request_id:  # spaces alone (%20): Results refuses no id at all; none has a record
-        return web.json_response(unknown_result(request_id), status=404)
+        return web.json_response(unknown_result(request_id), status=404, dumps=json_text)
     results = Results(request.app[CONSOLE].store)
     try:
         if wait and may_arrive(request_id):  # no record comes under another id: read it now
@@ -67,9 +67,9 @@ async def invocation(request: web.Request) -> web.Response:
     except ResultTimeout:
         outcome = None
     except StoreUnavailable as exc:
-        return web.json_response({"error": str(exc)}, status=503)
+        return web.json_response({"error": str(exc)}, status=503, dumps=json_text)
     if outcome is None:
-        return web.json_response(unknown_result(request_id), status=404)
+        return web.json_response(unknown_result(request_id), status=404, dumps=json_text)
     return web.json_response(outcome.as_dict(), dumps=json_text)
 
 

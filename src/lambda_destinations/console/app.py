@@ -304,7 +304,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not api:
             raise  # aiohttp's own 500, and the traceback in the log
         log.exception("console request failed", path=request.path)
-        response = web.json_response({"error": "the console failed: see its log"}, status=500)
+        response = web.json_response(
+            {"error": "the console failed: see its log"}, status=500, dumps=json_text
+        )
     _secure_headers(response)
     return response
 
@@ -375,7 +377,7 @@ def _failed(request: web.Request, exc: Exception, *, api: bool) -> web.Response:
     else:
         problem = problem_line(exc, settings)
     if api:
-        return web.json_response({"error": problem}, status=status)
+        return web.json_response({"error": problem}, status=status, dumps=json_text)
     if not _wants_page(request):
         return web.Response(text=f"{problem}\n", status=status)
     shown = _STORE_REFUSED if refused else problem  # the page says what to do below it
@@ -504,7 +506,9 @@ def _api_error(exc: web.HTTPException, request: web.Request) -> web.Response:
     if (plain := _API_PLAIN.get(exc.status)) and problem == f"{exc.status}: {exc.reason}":
         problem = plain.replace("{method}", request.method)
     headers = {name: exc.headers[name] for name in ("Allow",) if name in exc.headers}
-    response = web.json_response({"error": problem}, status=exc.status, headers=headers)
+    response = web.json_response(
+        {"error": problem}, status=exc.status, headers=headers, dumps=json_text
+    )
     _secure_headers(response)
     return response
 
