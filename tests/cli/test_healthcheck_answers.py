@@ -3,6 +3,7 @@ exit 1, never a traceback, never healthy."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -25,12 +26,14 @@ def answering(answer: bytes, *, then_wait: float = 0.0) -> Iterator[int]:
     done = threading.Event()
 
     def serve() -> None:
-        while not done.is_set():
+        while True:
             try:
                 connection, _ = listener.accept()
             except OSError:  # the listener closed: the test is over
                 return
             with connection:
+                if done.is_set():  # the connection that ends the wait in accept()
+                    return
                 connection.recv(65536)
                 connection.sendall(answer)
                 done.wait(then_wait)
@@ -41,8 +44,12 @@ def answering(answer: bytes, *, then_wait: float = 0.0) -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         done.set()
-        listener.close()
+        # Closing the listener does not end an accept() under way (the thread stayed in it
+        # until join's 5 s ran out, each test): a connection does.
+        with contextlib.suppress(OSError):
+            socket.create_connection(listener.getsockname(), timeout=1).close()
         thread.join(5)
+        listener.close()
 
 
 def ask(port: int, tmp_path: Path, *args: str) -> tuple[int, str, str]:
