@@ -13,6 +13,7 @@ from lambda_destinations._text import visible
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
 from lambda_destinations.cli._table import field_lines
 from lambda_destinations.schemas import (
+    NO_REQUEST_CONTEXT,
     DecodedMessage,
     DecodeError,
     MessageKind,
@@ -74,7 +75,7 @@ _GIVE = "give a file holding the message body, or - to read standard input"
 def _without_attributes(reason: str) -> str:
     """``reason``, with the way on when a body alone may be a dead-letter queue's message: its
     body is the function's event, and what makes it one are the message's attributes."""
-    if not reason.startswith("not a Lambda record: no requestContext"):
+    if not reason.startswith(NO_REQUEST_CONTEXT):
         return reason
     return (
         f"{reason}; a dead-letter queue's message is the function's own event, known by its "

@@ -252,12 +252,12 @@ class _Redrive:
         targets = [target.url] if target else sources
         self.report, self.about = MoveReport(), self.expected(dlq)
         click.echo(
-            f"moving about {plural(self.expected(dlq), 'message')} from {dlq.name} to "
+            f"moving about {plural(self.about, 'message')} from {dlq.name} to "
             f"{', '.join(queue_name(t) for t in targets)}",
             err=True,
         )
         with click.progressbar(
-            length=max(self.expected(dlq), 1), label="moving", file=sys.stderr, show_pos=True
+            length=max(self.about, 1), label="moving", file=sys.stderr, show_pos=True
         ) as bar:
 
             def moved(n: int) -> None:

@@ -12,6 +12,7 @@ from lambda_destinations.schemas.arn import (
     requalified,
 )
 from lambda_destinations.schemas.decoder import (
+    NO_REQUEST_CONTEXT,
     DecodedMessage,
     MessageKind,
     decode,
@@ -36,6 +37,7 @@ from lambda_destinations.schemas.records import (
 
 __all__ = [
     "MAX_DEPTH",
+    "NO_REQUEST_CONTEXT",
     "DecodeError",
     "DecodedMessage",
     "Envelope",

@@ -486,6 +486,11 @@ def _legacy(
     )
 
 
+# The reason for a JSON object with no requestContext (and no shape a producer is known by):
+# `decode` without --message adds that a dead-letter queue's body is such an object.
+NO_REQUEST_CONTEXT = "not a Lambda record: no requestContext"
+
+
 def _not_a_record(doc: dict[str, Any], envelope: Envelope) -> str:
     looks_like = _looks_like(doc, envelope)
     if looks_like:
@@ -495,7 +500,7 @@ def _not_a_record(doc: dict[str, Any], envelope: Envelope) -> str:
         return "not a Lambda record: the JSON object is empty"
     shown = ", ".join(short_repr(key) for key in keys[:6])
     more = f" and {len(keys) - 6} more" if len(keys) > 6 else ""
-    return f"not a Lambda record: no requestContext (keys: {shown}{more})"
+    return f"{NO_REQUEST_CONTEXT} (keys: {shown}{more})"
 
 
 def _looks_like(doc: dict[str, Any], envelope: Envelope) -> str | None:
