@@ -985,6 +985,7 @@ class Worker(Lifetime):
         loop = asyncio.get_running_loop()
         self._receiving[name] = loop.time()
         self._poll_ends[name] = loop.time() + wait_time
+        outage = self._outages[queue.name]
         try:
             # A receive that outlives its long poll by far is stuck (a half-open connection,
             # an endpoint that hangs): give up on it rather than hold the reserved slots.
@@ -998,18 +999,18 @@ class Worker(Lifetime):
             self.metrics.sqs_errors.labels("ReceiveMessage").inc()  # every failure, logged or not
             self._receive_failures[name] += 1
             delay = backoff_delay(self._receive_failures[name], RECONNECT_BASE, self._reconnect_max)
-            outage = self._outages[queue.name]
             outage.error = exc
             outage.failed(loop.time(), delay, error=describe_error(exc), **self._receive_fix(exc))
-            # The receive is over: a backoff (up to 30 s, past 2 long polls of 10 s + 10 s)
-            # is no receive under way, which /healthz would call stuck.
-            self._receiving[name] = None
-            await outage.back_off(delay, self._stopping)
-            return None
+            response = None
         finally:
             self._receiving[name] = None
+        if response is None:
+            # After the receive's end: a backoff (up to 30 s, past 2 long polls of 10 s + 10 s)
+            # is no receive under way, which /healthz would call stuck.
+            await outage.back_off(delay, self._stopping)
+            return None
         self._receive_failures[name] = 0
-        self._outages[queue.name].succeeded(loop.time())
+        outage.succeeded(loop.time())
         messages: list[dict[str, Any]] = response.get("Messages", [])
         self.metrics.receives_by(queue.name, "true" if not messages else "false").inc()
         now = time.time()
