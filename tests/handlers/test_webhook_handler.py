@@ -557,6 +557,20 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert 290 <= (retry_after(http_date_in(300).removesuffix(" GMT")) or 0) <= 300
 
 
+def test_an_http_date_retry_after_is_read_against_the_answers_date() -> None:
+    # given: a server whose clock is an hour behind the worker's, asking for 5 minutes by date
+    behind = time.time() - 3600
+    sent = email.utils.formatdate(behind, usegmt=True)
+    until = email.utils.formatdate(behind + 300, usegmt=True)
+
+    # then: 5 minutes by the server's clock (by the worker's, the date is past: no wait); an
+    # answer without a Date, or with one that is not a date, is read by the worker's clock
+    assert retry_after(until, sent) == 300
+    assert retry_after(until, "yesterday") == 0
+    assert retry_after(until) == 0
+    assert retry_after("30", sent) == 30
+
+
 @pytest.mark.parametrize(
     ("status", "fix", "preset"),
     [

@@ -626,7 +626,9 @@ class WebhookHandler(storm.Notifier):
                 ):
                     call.answered()
                     status = answer.status
-                    asked = retry_after(answer.headers.get("Retry-After"))
+                    asked = retry_after(
+                        answer.headers.get("Retry-After"), answer.headers.get("Date")
+                    )
                     location = answer.headers.get("Location")
                     # A 2xx says the receiver has the request: its body is not read, so a body
                     # cut short or never sent cannot put a delivered request in doubt.
@@ -765,10 +767,12 @@ def _lost(exc: BaseException, timeout: float) -> str:
     return f"the answer was lost ({type(exc).__name__})"
 
 
-def retry_after(value: str | None) -> float | None:
+def retry_after(value: str | None, sent: str | None = None) -> float | None:
     """The seconds a ``Retry-After`` header asks to wait: delay-seconds or an HTTP date (RFC
-    9110, 10.2.3); a date past is 0. None for no header, or one that is neither: ignored, the
-    backoff applies."""
+    9110, 10.2.3); a date past is 0. An HTTP date is read against the answer's ``Date``
+    (``sent``), the server's clock, when it has one: a worker's clock minutes off the server's
+    does not shorten or stretch the wait. None for no header, or one that is neither: ignored,
+    the backoff applies."""
     if value is None:
         return None
     value = value.strip()
@@ -777,7 +781,9 @@ def retry_after(value: str | None) -> float | None:
     when = http_date(value)
     if when is None:
         return None
-    return float(max(0, math.ceil(when.timestamp() - time.time())))
+    now = None if sent is None else http_date(sent.strip())
+    start = time.time() if now is None else now.timestamp()
+    return float(max(0, math.ceil(when.timestamp() - start)))
 
 
 async def _answer_start(answer: aiohttp.ClientResponse) -> str:
