@@ -563,6 +563,24 @@ def test_filters_narrow_the_request_ids_and_keys_work_too(lambda_env, failures) 
     ]
 
 
+@pytest.mark.parametrize("named", ["keys", "a request id and a key"])
+def test_failures_named_by_key_are_replayed_oldest_first_too(
+    lambda_env, failures, named: str
+) -> None:
+    # given: the oldest and the newest failure, named in that order, the newest by its key
+    # (as `failures list --json` gives it), the oldest by its key or its request id
+    first, _, third = failures
+    oldest = first.key if named == "keys" else first.request_id or ""
+
+    # when
+    result = cli("replay", oldest, third.key, "--dry-run", "--json", env=lambda_env)
+
+    # then: in the order they failed, as every replay invokes them (the newest came first)
+    assert result.returncode == 0, result.stderr
+    keys = [p["key"] for p in json.loads(result.stdout)["results"]]
+    assert keys == [first.key, third.key]
+
+
 def _paced_run(
     endpoint_url: str,
     sqlite_url: str,

@@ -44,6 +44,7 @@ from lambda_destinations.operations.replay import (
 from lambda_destinations.schemas import FunctionArn
 from lambda_destinations.store import (
     FailureStatus,
+    InvocationCursor,
     InvocationFilter,
     InvocationRow,
     Store,
@@ -343,8 +344,9 @@ async def _select(store: Store, replay: _Replay) -> tuple[list[InvocationRow], l
                 rows.append(row)  # named by its key rather than its request id
             # else: a request id the filters leave out
     # Oldest first: replays happen in the order the failures did. Read newest first, as
-    # `--limit` chooses (the newest N, as `failures list` shows them), then turned round.
-    rows.reverse()
+    # `--limit` chooses (the newest N, as `failures list` shows them), then sorted oldest
+    # first, the rows named by their key (found after that read) in their place among them.
+    rows.sort(key=InvocationCursor.after)
     return rows, missing
 
 

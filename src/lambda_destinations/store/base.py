@@ -183,13 +183,14 @@ class QuarantineRow:
         return until is not None and until > (now or utcnow())
 
 
-@dataclasses.dataclass(slots=True, frozen=True)
+@dataclasses.dataclass(slots=True, frozen=True, order=True)
 class InvocationCursor:
     """Where a page of ``list_invocations`` ended: the next page starts after this row.
 
     The three fields are the list's total order (newest first, or oldest first: the same order
     read the other way), so a keyset page is one index range however deep it is, and rows
-    arriving meanwhile never shift later pages.
+    arriving meanwhile never shift later pages. Cursors compare in that order, oldest first
+    (``sorted(rows, key=InvocationCursor.after)``).
     """
 
     occurred_at: dt.datetime  # the record's timestamp, or first_seen_at when it has none
