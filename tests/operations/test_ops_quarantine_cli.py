@@ -542,6 +542,25 @@ async def test_a_resend_stopped_by_ctrl_c_midway_says_what_was_sent_and_what_was
     assert stderr.rstrip().endswith("interrupted")
 
 
+def test_list_says_when_more_are_quarantined_than_its_limit_shows(cli_env, sqlite_url) -> None:
+    # given: three messages quarantined
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+    ids = seed_quarantine(sqlite_url, queue, ["not json {"] * 3)
+
+    # when
+    cut = cli("quarantine", "list", "--limit", "2", env=cli_env)
+    whole = cli("quarantine", "list", "--limit", "3", env=cli_env)
+
+    # then: the newest two, and the line that says there are more (as `failures list` says
+    # it: `quarantine resend --all` would resend those too); none when all are shown
+    assert cut.returncode == 0, cut.stderr
+    assert [line.split()[0] for line in cut.stdout.splitlines()[1:]] == [str(i) for i in ids[:0:-1]]
+    assert cut.stderr == "the newest 2 shown; more messages are quarantined (--limit 0: all)\n"
+    assert whole.returncode == 0, whole.stderr
+    assert len(whole.stdout.splitlines()) == 4
+    assert whole.stderr == ""
+
+
 @pytest.mark.parametrize("width", [80, 200])
 def test_list_on_a_terminal_fits_its_width(cli_env, sqlite_url: str, width: int) -> None:
     # given: messages quarantined from a queue with a long name, of a function with a long

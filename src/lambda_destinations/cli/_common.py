@@ -144,6 +144,12 @@ def say_no_failure(idents: Sequence[str]) -> None:
         echo_error(f"error: no failure with request id or key {echoed(ident)!r}: {WHOLE_ID_FIX}")
 
 
+def say_more(shown: int, more: str) -> None:
+    """The line under a table ``--limit`` cut, when more match: a list reads one row past its
+    limit to know (a count would read every match, and grow with the store)."""
+    click.echo(f"the newest {shown} shown; more {more} (--limit 0: all)", err=True)
+
+
 def format_time(moment: dt.datetime | None, *, seconds: bool = True) -> str:
     if moment is None:
         return "-"

@@ -30,6 +30,7 @@ from lambda_destinations.cli._common import (
     opened_store,
     operator_identity,
     output_options,
+    say_more,
     say_no_failure,
     selection_options,
     since_option,
@@ -196,7 +197,7 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
         )
     )
     if more:
-        click.echo(f"the newest {len(rows)} shown; more failures match (--limit 0: all)", err=True)
+        say_more(len(rows), "failures match")
 
 
 async def _listed(
@@ -205,8 +206,7 @@ async def _listed(
     """The rows of `failures list`, their replay counts, whether more match, and (given the
     command's now) when a --since window holds none, the line naming the newest earlier one."""
     async with opened_store(settings, writes=False) as store:
-        # One row past the limit says whether more match: a count of them would read
-        # every match, and grows with the store.
+        # One row past the limit says whether more match (see say_more).
         limit = selection.limit
         wanted = selection if limit is None else dataclasses.replace(selection, limit=limit + 1)
         rows = await store.list_invocations(wanted)

@@ -23,6 +23,7 @@ from lambda_destinations.cli._common import (
     dumps,
     format_time,
     opened_store,
+    say_more,
     since_option,
     subcommand,
 )
@@ -71,7 +72,10 @@ async def _rows(
     settings: Settings, queue: str | None, since: dt.datetime | None, limit: int | None
 ) -> list[QuarantineRow]:
     async with opened_store(settings, writes=False) as store:
-        return await store.list_quarantine(queue=queue, since=since, limit=limit)
+        # One row past the limit says whether more are quarantined (see say_more).
+        return await store.list_quarantine(
+            queue=queue, since=since, limit=None if limit is None else limit + 1
+        )
 
 
 def _from(queue: str | None) -> str:
@@ -109,6 +113,8 @@ def list_command(
       lambda-destinations quarantine list --queue orders-failures --since 2h --json
     """
     rows = asyncio.run(_rows(settings, queue, since, limit or None))
+    more = bool(limit) and len(rows) > limit
+    rows = rows[: limit or None]
     now = utcnow()
     described = [describe_quarantined(r, now=now) for r in rows]
     if as_json:
@@ -136,6 +142,8 @@ def list_command(
             right=(0,),
         )
     )
+    if more:
+        say_more(len(rows), "messages are quarantined")
 
 
 async def _get(settings: Settings, ids: tuple[int, ...]) -> list[QuarantineRow]:
