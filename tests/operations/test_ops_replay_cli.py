@@ -581,6 +581,29 @@ def test_failures_named_by_key_are_replayed_oldest_first_too(
     assert keys == [first.key, third.key]
 
 
+def test_limit_holds_for_failures_named_by_key_too(lambda_env, failures) -> None:
+    # given: three failures named, two by their key, and --limit 2
+    first, second, third = failures
+
+    # when
+    result = cli(
+        "replay",
+        first.request_id or "",
+        second.key,
+        third.key,
+        "--limit",
+        "2",
+        "--dry-run",
+        "--json",
+        env=lambda_env,
+    )
+
+    # then: the newest two, oldest first (the keys were added past the limit: three)
+    assert result.returncode == 0, result.stderr
+    keys = [p["key"] for p in json.loads(result.stdout)["results"]]
+    assert keys == [second.key, third.key]
+
+
 def _paced_run(
     endpoint_url: str,
     sqlite_url: str,

@@ -345,9 +345,11 @@ async def _select(store: Store, replay: _Replay) -> tuple[list[InvocationRow], l
             # else: a request id the filters leave out
     # Oldest first: replays happen in the order the failures did. Read newest first, as
     # `--limit` chooses (the newest N, as `failures list` shows them), then sorted oldest
-    # first, the rows named by their key (found after that read) in their place among them.
+    # first, the rows named by their key (found after that read) in their place among them,
+    # and `--limit` kept with them: the newest N of all named.
     rows.sort(key=InvocationCursor.after)
-    return rows, missing
+    limit = replay.selection.limit
+    return (rows[-limit:] if limit else rows), missing
 
 
 def _confirm(
