@@ -538,6 +538,38 @@ async def test_counters_are_on_the_page_at_zero_before_anything_happens(make_que
         assert series == [0.0], (name, labels, series)
 
 
+async def test_a_worker_waiting_at_start_shows_its_queues_receiving_nothing(
+    make_queue, settings_for
+):
+    # given: a worker whose store cannot be reached, so that it waits at start, and a queue
+    # given by name (its receives' label is the name it has once described)
+    url, _ = make_queue("waiting")
+    name = url.rsplit("/", 1)[-1]
+    port = free_port()
+    store = f"postgresql://u@127.0.0.1:{free_port()}/x"
+    settings = settings_for(name, ops_port=port, ops_host="127.0.0.1", store=store)
+    worker = Worker(settings)
+    # when: /metrics is read while it waits
+    async with ops_server(worker, "127.0.0.1"):
+        starting = asyncio.create_task(worker.start())
+        try:
+            await readyz_problems_match(port, r"waiting for store: .*")
+            found = samples((await get(port, "/metrics"))[1])
+        finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+
+    # then: its receives are on the page at 0 already, as LambdaDestinationsNotReceiving reads
+    # them: a worker that never starts (SQS or the store away for good) receives nothing, and
+    # the alert fires for it (with no series, it could not)
+    for empty in ("true", "false"):
+        key = ("lambda_destinations_receives_total", (("empty", empty), ("queue", name)))
+        assert found.get(key) == 0.0, sorted(k for k in found if "receives" in k[0])
+    assert total(found, "lambda_destinations_messages_total", queue=name, outcome="ack") == 0.0
+    handler = (("error_class", "permanent"), ("handler", "persist"))
+    assert found.get(("lambda_destinations_handler_errors_total", handler)) == 0.0
+
+
 async def test_store_calls_refused_and_the_pause_they_cause_show_in_the_metrics(
     sqs, make_queue, settings_for, sqlite_url, hold_write_lock
 ):

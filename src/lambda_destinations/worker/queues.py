@@ -73,6 +73,12 @@ def arn_name(arn: str) -> str:
     return arn.rsplit(":", 1)[-1]
 
 
+def configured_name(url_or_name: str) -> str:
+    """The name a configured queue (a URL, a name or an ARN) has once described
+    (``QueueInfo.name``), known before SQS answers."""
+    return arn_name(url_or_name) if url_or_name.startswith("arn:") else queue_name(url_or_name)
+
+
 def parse_arn(arn: str) -> tuple[str, str, str]:
     """(region, account, name) of an SQS queue ARN."""
     parts = arn.split(":")

@@ -69,6 +69,7 @@ from lambda_destinations.worker.queues import (
     NO_DLQ,
     QueueInfo,
     arn_name,
+    configured_name,
     describe_queue,
     is_missing_queue,
     same_queue,
@@ -379,6 +380,10 @@ class Worker(Lifetime):
         for name in configured_handlers(self.settings):
             if line := cut_off_first(name, self.registry.get(name), self.settings.handler_timeout):
                 log.warning(line)
+        # Each queue's and handler's series at 0 before anything is waited for: a worker that
+        # waits at start (SQS or the store away) shows no receive, and the alert on that fires.
+        queues = [configured_name(configured) for configured in self.settings.queues]
+        self.metrics.zero(queues, self.router.handler_names())
         try:
             await self._open(give_up_after)
         except BaseException:
@@ -462,7 +467,6 @@ class Worker(Lifetime):
                     "back go unsent; put the [handlers.NAME] tables back until they are sent",
                     handlers=gone,
                 )
-        self.metrics.zero([q.name for q in self.queues], self.router.handler_names())
 
     async def _open_store(self) -> None:
         origin = self.settings.origin("store")
