@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from deploy_helpers import DEPLOY, README
+from deploy_helpers import DEPLOY, KUBERNETES, README, load_manifests
 
 from lambda_destinations.cli import COMMANDS, cli
 from processes import prometheus_tool
@@ -122,12 +122,48 @@ def test_the_readme_lists_every_shipped_alert() -> None:
 
 def test_the_prometheus_rule_of_deploy_kubernetes_is_the_rules_file() -> None:
     # the Prometheus Operator's PrometheusRule: its spec is the rules file's groups, as they are
-    folder = DEPLOY / "kubernetes" / "monitoring"
+    folder = KUBERNETES / "monitoring"
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text(encoding="utf-8"))
-    assert kustomization["resources"] == ["prometheusrule.yaml"]
-    assert {f.name for f in folder.glob("*.yaml")} == {"kustomization.yaml", "prometheusrule.yaml"}
+    assert kustomization["resources"] == ["prometheusrule.yaml", "servicemonitor.yaml"]
+    assert {f.name for f in folder.glob("*.yaml")} == {
+        "kustomization.yaml",
+        *kustomization["resources"],
+    }
     rule = yaml.safe_load((folder / "prometheusrule.yaml").read_text(encoding="utf-8"))
     assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
     assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
     assert rule["metadata"] == {"name": "lambda-destinations"}
     assert rule["spec"] == yaml.safe_load(RULES.read_text(encoding="utf-8"))
+
+
+def _labelled(directory: Path) -> tuple[str, dict[str, str]]:
+    """A kustomization's namespace and the labels it gives every object."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text(encoding="utf-8"))
+    pairs = {k: v for entry in kustomization["labels"] for k, v in entry["pairs"].items()}
+    return kustomization["namespace"], pairs
+
+
+def test_the_service_monitor_scrapes_the_workers_service_as_the_job_the_rules_read() -> None:
+    # The Prometheus Operator scrapes what a ServiceMonitor names, and ignores the Service's
+    # prometheus.io annotations: without one, no rule of the PrometheusRule has a series to
+    # read, LambdaDestinationsDown's `up` included, and none can ever fire.
+    folder = KUBERNETES / "monitoring"
+    monitor = yaml.safe_load((folder / "servicemonitor.yaml").read_text(encoding="utf-8"))
+    kind = (monitor["apiVersion"], monitor["kind"])
+    assert kind == ("monitoring.coreos.com/v1", "ServiceMonitor")
+    (service,) = [m for key, m in load_manifests().items() if key.startswith("Service/")]
+    namespace, labels = _labelled(KUBERNETES)
+    labels = {**service["metadata"].get("labels", {}), **labels}
+    # it selects the worker's Service, in its namespace, by labels the Service has
+    assert _labelled(folder)[0] == namespace
+    assert "namespaceSelector" not in monitor["spec"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    # and scrapes its /metrics on a port the Service has
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint.get("path", "/metrics") == "/metrics"
+    # as the job LambdaDestinationsDown reads (the Service's name, unless jobLabel names one
+    # of its labels)
+    job = labels.get(monitor["spec"].get("jobLabel", ""), service["metadata"]["name"])
+    (down,) = [rule for rule in _rules() if rule["alert"] == "LambdaDestinationsDown"]
+    assert re.search(r'\bup\{job="([^"]+)"\}', down["expr"]).group(1) == job
