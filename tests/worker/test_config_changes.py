@@ -184,3 +184,25 @@ async def test_receives_ask_for_the_first_receive_time_only_until_the_new_store_
     assert "ApproximateFirstReceiveTimestamp" not in first_asks[-1]
     assert second_asks
     assert all("ApproximateFirstReceiveTimestamp" not in ask for ask in second_asks)
+
+
+async def test_a_queue_visibility_timeout_shortened_while_running_hides_a_message_as_before(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a worker on a queue whose visibility timeout was 30 s at its start, then 2 s
+    url, _ = make_queue("visibility-cut", max_receive_count=10, visibility_timeout=30)
+    settings = routed(settings_for(url), "count")
+    counter = CountingHandler(sleep=5)
+    async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+        requests = await receive_requests(worker)
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "2"})
+
+        # when: a record whose handler runs 5 s arrives
+        send_bodies(sqs, url, records(6, 1))
+        stats = await run_until(worker, lambda: sum(counter.runs.values()) == 1)
+
+    # then: it was hidden for the 30 s the heartbeat counts on, so received once (it was
+    # received again every 2 s, each receive one more toward the DLQ)
+    assert stats.received == 1
+    assert stats.duplicates == 0
+    assert {request["VisibilityTimeout"] for request in requests} == {30}

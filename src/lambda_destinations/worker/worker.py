@@ -883,12 +883,13 @@ class Worker(Lifetime):
         wait_time = (
             min(self.settings.wait_time, ONCE_WAIT_TIME) if once else self.settings.wait_time
         )
+        # Asked for by every receive: the heartbeat extends by it, so a queue's visibility
+        # timeout shortened while running (read at start) hid a long handler's message too
+        # briefly, and it was received again, one more receive toward the DLQ, each time.
         visibility = self.settings.visibility_timeout or queue.visibility_timeout
         assert self._dispatcher is not None
         watching = self._dispatcher.new_store_since is not None
-        request = receive_request(
-            queue, wait_time, self.settings.visibility_timeout, first_receive=watching
-        )
+        request = receive_request(queue, wait_time, visibility, first_receive=watching)
         self._receive_failures[name] = 0
         while not self._stopping.is_set():
             await self._dispatcher.store_ok.wait()
@@ -900,7 +901,7 @@ class Worker(Lifetime):
             if watching and self._dispatcher.new_store_since is None:
                 # The new store's warning was given: the first receive's time is read no more.
                 watching = False
-                request = receive_request(queue, wait_time, self.settings.visibility_timeout)
+                request = receive_request(queue, wait_time, visibility)
             sent = asyncio.get_running_loop().time()
             messages = await self._receive(queue, name, request, room, wait_time)
             if messages is None:
@@ -1314,11 +1315,11 @@ def check_queue(info: QueueInfo, queues_in: str) -> None:
 
 
 def receive_request(
-    queue: QueueInfo, wait_time: int, visibility: int | None, *, first_receive: bool = False
+    queue: QueueInfo, wait_time: int, visibility: int, *, first_receive: bool = False
 ) -> dict[str, Any]:
     """The ReceiveMessage parameters of a poller, but for MaxNumberOfMessages; with the
     first receive's time when ``first_receive``."""
-    request: dict[str, Any] = {
+    return {
         "QueueUrl": queue.url,
         "WaitTimeSeconds": wait_time,
         # Only the system attributes the worker reads: every other one is parsed for nothing.
@@ -1328,10 +1329,8 @@ def receive_request(
         ],
         # A legacy dead-letter message is told by its message attributes: all of them.
         "MessageAttributeNames": ["All"],
+        "VisibilityTimeout": visibility,
     }
-    if visibility:
-        request["VisibilityTimeout"] = visibility
-    return request
 
 
 def _stayed_away(what: str, settings: Settings, exc: BaseException) -> str:
