@@ -10,6 +10,7 @@ import random
 import time
 from typing import Any, cast
 
+import pytest
 from structlog.testing import capture_logs
 from worker_helpers import (
     CountingHandler,
@@ -31,6 +32,7 @@ from lambda_destinations.store import DeliveryRow, InvocationFilter, Store
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker import worker as worker_module
 from lambda_destinations.worker.queues import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from lambda_destinations.worker.worker import ReceiveTimedOut
 from processes import free_port
 
 
@@ -465,6 +467,25 @@ async def test_a_queue_deleted_mid_run_is_named_with_the_fix_and_taken_up_again(
     assert all(str(e["fix"]).startswith("the queue was deleted: create it again") for e in failed)
     assert any(e["event"] == "receiving again" for e in logs)
     assert worker.stats.outcomes["ack"] == 1
+
+
+async def test_a_job_whose_queue_was_deleted_gives_up_naming_the_queue_s_fix(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a job started on a queue deleted before its first receive
+    url, _ = make_queue("gone-job", dlq=False)
+    async with Worker(settings_for(url, once_timeout=2)) as worker:
+        sqs.delete_queue(QueueUrl=url)
+
+        # when
+        with pytest.raises(ReceiveTimedOut) as info:
+            await worker.run(once=True)
+
+    # then: its line says what to do about the queue (it said "check that SQS answers")
+    line = str(info.value)
+    assert "QueueDoesNotExist" in line
+    assert "the queue was deleted: create it again, or take it out of --queues, and run" in line
+    assert "check that SQS answers" not in line
 
 
 async def wait_for_log(logs: list[dict[str, object]], prefix: str, within: float = 30) -> None:

@@ -111,6 +111,9 @@ HANDLER_OVERRUN = 1.0  # seconds past handler_timeout before /healthz reports a 
 LOOP_BLOCKED = 5.0
 BACKGROUND = ("heartbeat", "store-watcher", "queue-metrics", "task-protection")
 SAMPLE_TIMEOUT = 10.0
+# A polled queue's receives answered QueueDoesNotExist: the start of the fix a warning (and a
+# job that gives up on the queue) names.
+QUEUE_GONE = "the queue was deleted: create it again"
 # The system attributes a receive asks for: the receive count (retries, the DLQ's last
 # receive, logs) and the sent time (the message age metric); the first receive's time only
 # while the worker watches for messages received before it started on a new store.
@@ -585,8 +588,8 @@ class Worker(Lifetime):
         answer (refused, reset, timed out) rather than an error of its own, which says what."""
         if is_missing_queue(exc):
             return {
-                "fix": "the queue was deleted: create it again (receiving resumes by itself), "
-                f"or take it out of {self.settings.set_in('queues')} and restart"
+                "fix": f"{QUEUE_GONE} (receiving resumes by itself), or take it out of "
+                f"{self.settings.set_in('queues')} and restart"
             }
         if isinstance(exc, ClientError):
             fix = aws_fix(exc)  # a refused permission: which one; a throttled receive: why
@@ -929,6 +932,8 @@ class Worker(Lifetime):
             return False
         if self._gave_up is None and (error := outage.error) is not None:
             fix = aws_fix(error) or "check that SQS answers"
+            if is_missing_queue(error):  # SQS answered: the queue is not there
+                fix = f"{QUEUE_GONE}, or take it out of {self.settings.set_in('queues')}"
             self._gave_up = ReceiveTimedOut(
                 f"cannot receive from {queue.name} for {self.settings.once_timeout:g}s while "
                 f"the job ran ({describe_error(error)}): {fix}, and run it again (what it "
