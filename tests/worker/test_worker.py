@@ -378,6 +378,37 @@ async def test_a_handler_three_times_longer_than_the_visibility_timeout_is_not_r
     assert receive_all(sqs, url) == []
 
 
+async def test_a_message_whose_visibility_sqs_refuses_to_extend_is_warned_of_once(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: three records whose handler runs 8 s, extended every 1 s (visibility 2 s)
+    url, _ = make_queue("purged", visibility_timeout=2)
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(n))) for n in range(3)])
+    settings = routed(settings_for(url), "count")
+    counter = CountingHandler(sleep=8.0)
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                assert await until(lambda: len(counter.calls) == 3)
+                ids = {item.message_id for item in worker._inflight.values()}
+
+                # when: the queue is purged under them (their receipts refused from then on)
+                sqs.purge_queue(QueueUrl=url)
+                assert await until(lambda: sum(counter.runs.values()) == 3)
+            finally:
+                worker.stop()
+                await running
+
+    # then: one warning a message, naming it, and it was extended no more (there were
+    # five a message, one at each beat, none naming the message)
+    refused = [line for line in logs if "visibility" in str(line["event"])]
+    refused = [line for line in refused if line["log_level"] == "warning"]
+    assert sorted(line["message_id"] for line in refused) == sorted(ids), refused
+    assert all("extended no more" in str(line["event"]) for line in refused)
+    assert all(line["code"] == "ReceiptHandleIsInvalid" for line in refused)
+
+
 async def test_unreachable_endpoint_at_start_and_mid_run_is_waited_out(
     make_queue, settings_for
 ) -> None:

@@ -26,13 +26,16 @@ MAX_BATCH = 10  # SQS's limit for every *Batch call
 log = structlog.get_logger("lambda_destinations.worker")
 
 
+SendBatch = Callable[[str, list[dict[str, Any]]], Awaitable[dict[str, Any]]]
+# Told of SQS refusing an entry, with the batch response's item (Code, Message, SenderFault).
+Refused = Callable[[dict[str, Any]], None]
+
+
 @dataclasses.dataclass(slots=True)
 class _Pending:
     entry: dict[str, Any]
     done: asyncio.Future[bool]
-
-
-SendBatch = Callable[[str, list[dict[str, Any]]], Awaitable[dict[str, Any]]]
+    refused: Refused | None = None
 
 
 class BatchSender:
@@ -66,11 +69,14 @@ class BatchSender:
         self.confirmed = 0  # entries SQS accepted
         self.refused = 0  # entries SQS refused, or whose call failed or was abandoned
 
-    def submit(self, queue_url: str, entry: dict[str, Any]) -> asyncio.Future[bool]:
-        """Queue ``entry`` (without ``Id``) for ``queue_url``; the future says if it was taken."""
+    def submit(
+        self, queue_url: str, entry: dict[str, Any], *, refused: Refused | None = None
+    ) -> asyncio.Future[bool]:
+        """Queue ``entry`` (without ``Id``) for ``queue_url``; the future says if it was taken.
+        ``refused``, when given, says SQS's refusal of the entry in place of the warning."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         waiting = self._waiting.setdefault(queue_url, [])
-        waiting.append(_Pending(entry, future))
+        waiting.append(_Pending(entry, future, refused))
         if len(waiting) >= MAX_BATCH:
             self._dispatch(queue_url)
         elif queue_url not in self._timers:
@@ -152,6 +158,9 @@ class BatchSender:
                     await self._sleep(delay)
             failed = {int(item["Id"]) for item in response.get("Failed", [])}
             for item in response.get("Failed", []):
+                if (told := batch[int(item["Id"])].refused) is not None:
+                    told(item)
+                    continue
                 log.warning(
                     f"{self.name} refused by SQS",
                     queue=queue_url,

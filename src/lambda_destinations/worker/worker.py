@@ -1194,8 +1194,29 @@ class Worker(Lifetime):
             self._visibility.submit(
                 item.queue.url,
                 {"ReceiptHandle": item.receipt, "VisibilityTimeout": item.visibility},
+                refused=functools.partial(self._not_extended, item),
             )
             log.debug("visibility extended", message_id=item.message_id, seconds=item.visibility)
+
+    def _not_extended(self, item: InFlight, refusal: dict[str, Any]) -> None:
+        """SQS refused to extend ``item``'s visibility. A refusal of the request's own (its
+        receipt: the message deleted, or received again after its visibility ended; or past
+        SQS's 12 hours) is the same at every beat: it is extended no more, and said once (it
+        was a warning at every beat, naming no message). SQS's own fault is tried again."""
+        if item.settled or not refusal.get("SenderFault", True):
+            log.debug(
+                "visibility not extended", message_id=item.message_id, code=refusal.get("Code")
+            )
+            return
+        item.extend_at = math.inf
+        log.warning(
+            "SQS refused to extend the visibility of a message being handled; extended no "
+            "more: its handler runs on (it was deleted, or received again after its visibility "
+            "timeout ended: a redelivery's handlers wait for this one's claim)",
+            message_id=item.message_id,
+            code=refusal.get("Code"),
+            reason=refusal.get("Message"),
+        )
 
     async def _sample_queues(self) -> None:
         """Queue depths for /metrics: one GetQueueAttributes per queue (and DLQ) per interval.
