@@ -500,6 +500,31 @@ async def test_a_queue_deleted_mid_run_is_named_with_the_fix_and_taken_up_again(
     assert worker.stats.outcomes["ack"] == 1
 
 
+async def test_a_delete_after_the_queue_was_deleted_says_so(sqs, make_queue, settings_for) -> None:
+    # given: a record being handled
+    url, _ = make_queue("gone-inflight", dlq=False)
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(8)))])
+    settings = routed(settings_for(url), "count")
+    counter = CountingHandler(sleep=2.0)
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                assert await until(lambda: counter.calls)
+
+                # when: its queue is deleted before its handler ends
+                sqs.delete_queue(QueueUrl=url)
+                await wait_for_log(logs, "delete batch failed")
+            finally:
+                worker.stop()
+                await running
+
+    # then: the line says the message went with its queue (it said it would come back)
+    (line,) = [e for e in logs if str(e["event"]).startswith("delete batch failed")]
+    assert "the queue was deleted, and its messages with it" in str(line["event"])
+    assert "delivered again" not in str(line["event"])
+
+
 async def test_a_job_whose_queue_was_deleted_gives_up_naming_the_queue_s_fix(
     sqs, make_queue, settings_for
 ) -> None:

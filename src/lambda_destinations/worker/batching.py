@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from lambda_destinations.retrying import aws_fix, backoff_delay, describe_error, is_transient
+from lambda_destinations.worker.queues import is_missing_queue
 
 MAX_BATCH = 10  # SQS's limit for every *Batch call
 
@@ -147,7 +148,7 @@ class BatchSender:
                     delay = backoff_delay(attempt, 0.2, 5.0)
                     if not is_transient(exc) or attempt == self._attempts or self._past(delay):
                         log.warning(
-                            f"{self.name} batch failed; the messages will be delivered again",
+                            f"{self.name} batch failed; {_what_becomes(exc)}",
                             queue=queue_url,
                             error=describe_error(exc),
                             entries=len(entries),
@@ -189,3 +190,11 @@ class BatchSender:
                     self.confirmed += 1
                 else:
                     self.refused += 1
+
+
+def _what_becomes(exc: BaseException) -> str:
+    """What becomes of the messages of a batch that failed: delivered again, unless their
+    queue was deleted (it said they would be then too)."""
+    if is_missing_queue(exc):
+        return "the queue was deleted, and its messages with it"
+    return "the messages will be delivered again"
