@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import json
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -378,27 +380,37 @@ async def test_a_handler_three_times_longer_than_the_visibility_timeout_is_not_r
     assert receive_all(sqs, url) == []
 
 
+@contextlib.asynccontextmanager
+async def being_handled(
+    sqs: Any, url: str, settings: Any, count: int, *, sleep: float
+) -> AsyncIterator[tuple[Worker, CountingHandler, list[dict[str, Any]]]]:
+    """A running worker, its logs captured, once its handler (of ``sleep`` seconds) has begun
+    on each of ``count`` records sent to ``url``; stopped at the end, as SIGTERM stops it."""
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(n))) for n in range(count)])
+    settings = routed(settings, "count")
+    counter = CountingHandler(sleep=sleep)
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                assert await until(lambda: len(counter.calls) == count)
+                yield worker, counter, logs
+            finally:
+                worker.stop()
+                await running
+
+
 async def test_a_message_whose_visibility_sqs_refuses_to_extend_is_warned_of_once(
     sqs, make_queue, settings_for
 ) -> None:
     # given: three records whose handler runs 8 s, extended every 1 s (visibility 2 s)
     url, _ = make_queue("purged", visibility_timeout=2)
-    send_bodies(sqs, url, [json.dumps(success_record(random.Random(n))) for n in range(3)])
-    settings = routed(settings_for(url), "count")
-    counter = CountingHandler(sleep=8.0)
-    with capture_logs() as logs:
-        async with Worker(settings, registry=registry_with(settings, counter)) as worker:
-            running = asyncio.create_task(worker.run())
-            try:
-                assert await until(lambda: len(counter.calls) == 3)
-                ids = {item.message_id for item in worker._inflight.values()}
+    async with being_handled(sqs, url, settings_for(url), 3, sleep=8.0) as (worker, counter, logs):
+        ids = {item.message_id for item in worker._inflight.values()}
 
-                # when: the queue is purged under them (their receipts refused from then on)
-                sqs.purge_queue(QueueUrl=url)
-                assert await until(lambda: sum(counter.runs.values()) == 3)
-            finally:
-                worker.stop()
-                await running
+        # when: the queue is purged under them (their receipts refused from then on)
+        sqs.purge_queue(QueueUrl=url)
+        assert await until(lambda: sum(counter.runs.values()) == 3)
 
     # then: one warning a message, naming it, and it was extended no more (there were
     # five a message, one at each beat, none naming the message)
@@ -503,21 +515,10 @@ async def test_a_queue_deleted_mid_run_is_named_with_the_fix_and_taken_up_again(
 async def test_a_delete_after_the_queue_was_deleted_says_so(sqs, make_queue, settings_for) -> None:
     # given: a record being handled
     url, _ = make_queue("gone-inflight", dlq=False)
-    send_bodies(sqs, url, [json.dumps(success_record(random.Random(8)))])
-    settings = routed(settings_for(url), "count")
-    counter = CountingHandler(sleep=2.0)
-    with capture_logs() as logs:
-        async with Worker(settings, registry=registry_with(settings, counter)) as worker:
-            running = asyncio.create_task(worker.run())
-            try:
-                assert await until(lambda: counter.calls)
-
-                # when: its queue is deleted before its handler ends
-                sqs.delete_queue(QueueUrl=url)
-                await wait_for_log(logs, "delete batch failed")
-            finally:
-                worker.stop()
-                await running
+    async with being_handled(sqs, url, settings_for(url), 1, sleep=2.0) as (_w, _c, logs):
+        # when: its queue is deleted before its handler ends
+        sqs.delete_queue(QueueUrl=url)
+        await wait_for_log(logs, "delete batch failed")
 
     # then: the line says the message went with its queue (it said it would come back)
     (line,) = [e for e in logs if str(e["event"]).startswith("delete batch failed")]
