@@ -11,6 +11,8 @@ import random
 import pytest
 from worker_helpers import send_bodies
 
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.handlers import HandlerRegistry
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import (
     DeliveryRow,
@@ -21,6 +23,7 @@ from lambda_destinations.store import (
     utcnow,
 )
 from lambda_destinations.worker import Worker
+from lambda_destinations.worker.scheduler import Scheduler
 
 OLD = utcnow() - dt.timedelta(days=30)
 
@@ -102,3 +105,38 @@ async def test_the_pruning_job_runs_while_the_worker_writes(
         assert await store.deliveries("old-1:Success") == []
         assert await store.handler_runs("old-1:Success") == []
     assert any(job.state is JobState.DONE for job in jobs)
+
+
+async def test_a_worker_restarted_more_often_than_prune_interval_still_prunes(
+    settings_for, any_store_url: str
+) -> None:
+    # given: 5 successes a month old, and a pruning every 2 s
+    async with Store.from_url(any_store_url) as store:
+        await store.migrate()
+        for n in range(5):
+            assert await store.save_invocation(*old_success(n), complete_handler="persist")
+    settings = settings_for("q", store=any_store_url, prune_interval=2)
+    aws = AwsClients(settings)
+
+    # when: the worker's scheduler is restarted every 1.2 s, four times (a deploy, a task
+    # replaced, a crash: more often than prune_interval)
+    try:
+        for _ in range(4):
+            async with Store.from_url(any_store_url) as store:
+                scheduler = Scheduler(
+                    store=store,
+                    aws=aws,
+                    registry=HandlerRegistry(settings),
+                    settings=settings,
+                    owner="w1",
+                    poll_interval=0.1,
+                )
+                task = asyncio.create_task(scheduler.run())
+                await asyncio.sleep(1.2)
+                await scheduler.wait_closed(task, grace=5)
+    finally:
+        await aws.close()
+
+    # then: the pruning ran all the same (before: each start waited a whole interval before
+    # it scheduled the first pruning, and a restart forgot the wait: it never ran)
+    assert await stored(any_store_url) == set()

@@ -61,9 +61,12 @@ PRUNE_EVERY = 3600.0  # seconds between two clean-ups
 
 
 def retention_job(now: dt.datetime, interval: float) -> ScheduledJob:
-    """The pruning job of the interval ``now`` falls in (its key names the interval)."""
+    """The pruning job of the interval ``now`` falls in (its key names the interval), due one
+    interval from ``now``. Kept in the store, it runs when due whoever is running then: a
+    worker restarted more often than the interval still prunes once an interval."""
     slot = int(now.timestamp() // interval)
-    return ScheduledJob(key=f"retention:{slot}", kind="retention", due_at=now, payload={})
+    due_at = now + dt.timedelta(seconds=interval)
+    return ScheduledJob(key=f"retention:{slot}", kind="retention", due_at=due_at, payload={})
 
 
 class Scheduler:
@@ -165,10 +168,9 @@ class Scheduler:
 
     async def _prune(self) -> None:
         now = asyncio.get_running_loop().time()
-        if not self._next_retention:  # the first pruning one interval after start
-            self._next_retention = now + self.settings.prune_interval
         if now >= self._next_retention:
-            # Every replica schedules the same key for each interval: one job, one replica.
+            # Every replica, and a restarted one, schedules the same key for each interval:
+            # one job, one replica.
             self._next_retention = now + self.settings.prune_interval
             await self.store.schedule_job(retention_job(utcnow(), self.settings.prune_interval))
         if now < self._next_prune:
