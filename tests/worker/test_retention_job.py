@@ -118,21 +118,17 @@ async def test_a_worker_restarted_more_often_than_prune_interval_still_prunes(
     settings = settings_for("q", store=any_store_url, prune_interval=2)
     aws = AwsClients(settings)
 
-    # when: the worker's scheduler is restarted every 1.2 s, four times (a deploy, a task
+    # when: the worker's scheduler is restarted every 1.5 s, four times (a deploy, a task
     # replaced, a crash: more often than prune_interval)
     try:
         for _ in range(4):
             async with Store.from_url(any_store_url) as store:
+                registry = HandlerRegistry(settings)
                 scheduler = Scheduler(
-                    store=store,
-                    aws=aws,
-                    registry=HandlerRegistry(settings),
-                    settings=settings,
-                    owner="w1",
-                    poll_interval=0.1,
+                    store=store, aws=aws, registry=registry, settings=settings, owner="w1"
                 )
                 task = asyncio.create_task(scheduler.run())
-                await asyncio.sleep(1.2)
+                await asyncio.sleep(1.5)
                 await scheduler.wait_closed(task, grace=5)
     finally:
         await aws.close()
