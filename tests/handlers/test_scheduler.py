@@ -187,3 +187,59 @@ async def test_stop_ends_the_loop_and_an_idle_scheduler_only_reads(
     assert task.done()
     assert not task.cancelled()
     assert scheduler.jobs_run == 0
+
+
+async def test_a_long_job_holds_back_no_job_due_after_it(
+    scheduler: Scheduler, jobs_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a long job (the pruning runs up to 2 minutes), and a digest due a moment later
+    ran: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+
+    async def runner(job: ScheduledJob, context: JobContext) -> None:
+        if job.kind == "long":
+            await asyncio.sleep(3)
+        ran[job.key] = loop.time()
+
+    monkeypatch.setattr(scheduler, "_runner", lambda kind: runner)
+    start = loop.time()
+    await jobs_store.schedule_job(due("long:1", "long"))
+    soon = ScheduledJob(
+        key="soon:1", kind="soon", due_at=utcnow() + dt.timedelta(seconds=0.5), payload={}
+    )
+    await jobs_store.schedule_job(soon)
+
+    # when
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(1.5)
+    soon_ran = dict(ran)
+    await scheduler.wait_closed(task, grace=5)
+
+    # then: the second ran when due (before: only once the long one had ended, 3 s), and the
+    # long one was let finish when the scheduler stopped
+    assert "soon:1" in soon_ran
+    assert soon_ran["soon:1"] - start < 1.5
+    assert set(ran) == {"long:1", "soon:1"}
+    job = await jobs_store.get_job("long:1")
+    assert job is not None
+    assert job.state is JobState.DONE
+
+
+async def test_a_long_job_past_the_grace_is_given_back_when_the_scheduler_stops(
+    scheduler: Scheduler, jobs_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def long(job: ScheduledJob, context: JobContext) -> None:
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(scheduler, "_runner", lambda kind: long)
+    await jobs_store.schedule_job(due("long:1", "long"))
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.5)
+
+    await scheduler.wait_closed(task, grace=0.5)
+
+    assert task.done()
+    job = await jobs_store.get_job("long:1")
+    assert job is not None
+    assert job.state is JobState.PENDING
+    assert job.owner is None  # given back at once, not left to its lease

@@ -107,6 +107,7 @@ class Scheduler:
         self.lease = settings.claim_lease
         self.jobs_run = 0
         self._stopping = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
         self._next_prune = 0.0
         self._next_retention = 0.0
 
@@ -124,11 +125,24 @@ class Scheduler:
         await asyncio.gather(task, return_exceptions=True)
 
     async def run(self) -> None:
-        """Run due jobs until stopped; store outages are waited out, never raised."""
+        """Run due jobs until stopped; store outages are waited out, never raised. The jobs
+        in hand finish, or (this task cancelled) are given back."""
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            for task in self._running:
+                task.cancel()
+            raise
+        finally:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             try:
-                ran = await self.run_due()
+                # A job is not waited for: one that runs long (the pruning) holds back
+                # none due after it; at most ``batch`` run at once.
+                ran = len(await self._start_due())
                 await self._prune()
             except Exception as exc:  # the scheduler never dies; it backs off
                 failures += 1
@@ -150,17 +164,30 @@ class Scheduler:
 
     async def run_due(self) -> int:
         """Take the jobs due now and run them (concurrently); return how many ran."""
-        due = await self.store.next_job_due()
+        tasks = await self._start_due()
+        await asyncio.gather(*tasks)
+        return len(tasks)
+
+    async def _start_due(self) -> list[asyncio.Task[None]]:
+        """Start the jobs due now, as many as ``batch`` leaves room for beside those running."""
+        room = self.batch - len(self._running)
+        due = await self.store.next_job_due() if room > 0 else None
         if due is None or due > utcnow():
-            return 0
-        jobs = await self.store.take_due_jobs(self.owner, limit=self.batch, lease=self.lease)
-        results = await asyncio.gather(*(self._run(job) for job in jobs), return_exceptions=True)
-        for job, result in zip(jobs, results, strict=True):
-            if isinstance(result, Exception):
-                # The job ran, or did not, but could not be settled (the store went away):
-                # its lease expires and it runs again; runners judge what a rerun finds.
-                log.warning("job not settled", job=job.key, error=describe_error(result))
-        return len(jobs)
+            return []
+        jobs = await self.store.take_due_jobs(self.owner, limit=room, lease=self.lease)
+        tasks = [asyncio.create_task(self._run_settled(job)) for job in jobs]
+        for task in tasks:
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return tasks
+
+    async def _run_settled(self, job: ScheduledJob) -> None:
+        try:
+            await self._run(job)
+        except Exception as exc:  # noqa: BLE001 - logged: the job's lease settles it
+            # The job ran, or did not, but could not be settled (the store went away): its
+            # lease expires and it runs again; runners judge what a rerun finds.
+            log.warning("job not settled", job=job.key, error=describe_error(exc))
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
