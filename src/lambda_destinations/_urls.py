@@ -91,3 +91,10 @@ def queue_name(url_or_name: str) -> str:
     the queues' module imports botocore and tenacity.
     """
     return url_or_name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def queue_path(url: str) -> str:
+    """A queue URL's last two path segments, ``ACCOUNT/NAME``: the same queue whatever the host
+    and scheme that reached it (``localstack:4566`` in a container, ``localhost:4566`` outside
+    it; a VPC endpoint; SQS's legacy host)."""
+    return "/".join(urllib.parse.urlsplit(url).path.rstrip("/").split("/")[-2:])

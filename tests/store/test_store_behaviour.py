@@ -797,6 +797,22 @@ async def test_list_quarantine_by_queue_name_and_since(store: Store) -> None:
     assert [q.message_id for q in both] == ["m-3"]
 
 
+async def test_list_quarantine_by_url_is_by_account_and_name_whatever_the_host(
+    store: Store,
+) -> None:
+    # given: a queue as a worker in a container reached it, and a namesake in another account
+    ours = "http://localstack:4566/000000000000/orders"
+    theirs = "http://localstack:4566/111111111111/orders"
+    for n, queue in enumerate([ours, theirs]):
+        await store.save_quarantine(_quarantined(f"m-{n}", queue, quarantined_at=T0))
+
+    # when: the operator names the queue by the URL their own endpoint gives it
+    by_url = await store.list_quarantine(queue="http://localhost:4566/000000000000/orders")
+
+    # then: that queue's message (before: none, the URLs' hosts differing)
+    assert [q.message_id for q in by_url] == ["m-0"]
+
+
 async def test_a_quarantined_message_is_read_by_id_and_forgotten_once(store: Store) -> None:
     row = _quarantined("m-1", key="r-1:RetriesExhausted", quarantined_at=T0)
     other = _quarantined("m-2", quarantined_at=T0)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -54,7 +53,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from lambda_destinations._urls import queue_name
+from lambda_destinations._urls import queue_name, queue_path
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.errors import LambdaDestinationsError
 from lambda_destinations.handlers.persist import invocation_row
@@ -298,13 +297,13 @@ def target_chooser(to: str | None, sources: Sequence[str]) -> TargetChooser:
     if len(sources) == 1:
         only = sources[0]
         return lambda message: only
-    known = {_account_and_name(url): url for url in sources}
+    known = {queue_path(url): url for url in sources}
 
     def choose(message: Mapping[str, Any]) -> str | tuple[None, str]:
         source = string_attribute(message.get("MessageAttributes") or {}, SOURCE_ATTRIBUTE)
         if source is None:
             return (None, "several source queues and no LambdaDestinations.SourceQueue: use --to")
-        found = known.get(_account_and_name(source))
+        found = known.get(queue_path(source))
         if found is None:
             return (
                 None,
@@ -314,12 +313,6 @@ def target_chooser(to: str | None, sources: Sequence[str]) -> TargetChooser:
         return found
 
     return choose
-
-
-def _account_and_name(url: str) -> tuple[str, ...]:
-    """A queue URL's last two path segments, ``ACCOUNT/NAME``: the same queue whatever the
-    host and scheme that reached it."""
-    return tuple(urllib.parse.urlsplit(url).path.rstrip("/").split("/")[-2:])
 
 
 def send_entry(

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import structlog
 
 from lambda_destinations._text import storable_text
-from lambda_destinations._urls import PORT_PROBLEM
+from lambda_destinations._urls import PORT_PROBLEM, queue_path
 from lambda_destinations.errors import (
     StoreDataError,
     StoreError,
@@ -1139,11 +1139,14 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         stmt = sa.select(quarantine).order_by(
             quarantine.c.quarantined_at.desc(), quarantine.c.id.desc()
         )
-        if queue is not None:  # its URL, or its name: the URL's last part
+        if queue is not None:
+            # Its name, the URL's last part; or its URL, told by its account and name, as the
+            # worker's endpoint may spell the host otherwise (``localstack:4566``)
+            ending = queue_path(queue) if "/" in queue else queue
             stmt = stmt.where(
                 sa.or_(
                     quarantine.c.queue == queue,
-                    quarantine.c.queue.endswith(f"/{queue}", autoescape=True),
+                    quarantine.c.queue.endswith(f"/{ending}", autoescape=True),
                 )
             )
         if since is not None:
