@@ -442,6 +442,23 @@ def seed_quarantine(store_url: str, queue: str, bodies: list[str]) -> list[int]:
     return asyncio.run(save())
 
 
+def test_an_id_given_twice_is_one_message_resent_once(sqs, make_queue, cli_env, sqlite_url) -> None:
+    # given: one message only the store holds
+    url, _ = make_queue("resend-twice", dlq=False)
+    (only,) = seed_quarantine(sqlite_url, url, ["once"])
+
+    # when: its id is given twice (a paste, a shell expansion), the copy kept
+    asked = cli("quarantine", "resend", str(only), str(only), "--keep", env=cli_env)
+    result = cli("quarantine", "resend", str(only), str(only), "--keep", "--yes", env=cli_env)
+
+    # then: one message asked about and sent, nothing skipped (before: "Send 2 messages", and
+    # the second "skipped: resent by another caller since this one read it": there was none)
+    assert "Send 1 message back to its queue?" in asked.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == "resent 1 · skipped 0 · failed 0"
+    assert [m["Body"] for m in receive_all(sqs, url)] == ["once"]
+
+
 def test_a_resend_to_a_queue_deleted_since_names_it_and_the_way_on(
     sqs, make_queue, cli_env, sqlite_url
 ) -> None:

@@ -240,7 +240,9 @@ def resend_command(
     rows = (
         asyncio.run(_rows(settings, queue, None, None))
         if every
-        else asyncio.run(_get(settings, ids))
+        # An id given twice is one message: asked about, sent and reported once (its second
+        # turn was skipped, as if "resent by another caller")
+        else asyncio.run(_get(settings, tuple(dict.fromkeys(ids))))
     )
     if not rows:
         click.echo("no quarantined messages to resend" + _from(queue if every else None), err=True)
