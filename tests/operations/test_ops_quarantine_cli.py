@@ -485,6 +485,30 @@ def test_a_resend_to_a_queue_deleted_since_names_it_and_the_way_on(
     assert [row["id"] for row in listed] == [gone_id]
 
 
+def test_a_resend_of_a_queue_in_another_region_names_the_region_not_a_deleted_queue(
+    cli_env, sqlite_url
+) -> None:
+    # given: a message a worker of eu-west-1 quarantined into the store this command (of
+    # us-east-1, another region) reads
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-west-only"
+    (west,) = seed_quarantine(sqlite_url, url, ["west"])
+
+    # when
+    result = cli("quarantine", "resend", str(west), "--yes", env=cli_env)
+
+    # then: SQS (asked in us-east-1) says the queue does not exist; the line says where it is
+    # and how to resend it (before: "does not exist (deleted, or renamed): create it again")
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"{west}: not sent: its queue orders-west-only is in eu-west-1, and SQS was asked in "
+        "us-east-1: resend it with LAMBDA_DESTINATIONS_REGION=eu-west-1; the stored copy stays"
+    ) in result.stderr
+    assert "create it again" not in result.stderr
+    assert [row["id"] for row in as_json(cli("quarantine", "list", "--json", env=cli_env))] == [
+        west
+    ]
+
+
 async def test_a_resend_that_loses_the_endpoint_midway_says_what_was_sent_and_what_was_not(
     sqs, make_queue, cli_env, endpoint_url, sqlite_url
 ) -> None:

@@ -162,14 +162,21 @@ async def resend(
     return new_id
 
 
-def refusal(exc: Exception, row: QuarantineRow) -> str:
-    """Why ``row``'s queue refused its message, and what to do: SQS's own words for a deleted
-    queue name neither the queue nor a way on."""
+def refusal(exc: Exception, row: QuarantineRow, region: str | None) -> str:
+    """Why ``row``'s queue refused its message, sent in ``region``, and what to do: SQS's own
+    words for a deleted queue name neither the queue nor a way on; and it says the same of a
+    queue of another region than the one asked (a store that workers of two regions share)."""
     # Imported here, as in ``resend``: botocore costs `quarantine list`.
     from lambda_destinations.retrying import first_line, with_fix
-    from lambda_destinations.worker.queues import is_missing_queue
+    from lambda_destinations.worker.queues import is_missing_queue, url_region
 
     if is_missing_queue(exc):
+        if (home := url_region(row.queue)) is not None and home != region:
+            return (
+                f"its queue {queue_name(row.queue)} is in {home}, and SQS was asked in "
+                f"{region}: resend it with LAMBDA_DESTINATIONS_REGION={home}; the stored copy "
+                "stays"
+            )
         return (
             f"its queue {queue_name(row.queue)} does not exist (deleted, or renamed): create it "
             f"again and resend, or send the body yourself (`quarantine show {row.id} --json`); "
