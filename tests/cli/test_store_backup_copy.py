@@ -385,6 +385,45 @@ async def _copy_part(source_url: str, target_url: str, n: int) -> None:
 
 
 @pytest.mark.postgres
+def test_a_record_saved_into_a_table_copied_already_makes_the_counts_differ(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # given: a SQLite store whose worker was not stopped: it saves one more record once the
+    # copy has moved on from the invocations
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 5)
+    saved: list[str] = []
+
+    def progress(table: str, read: int, total: int) -> None:
+        if table == "quarantine" and not saved:
+            saved.append(table)
+            worker = threading.Thread(target=asyncio.run, args=(_save_one_more(url),))
+            worker.start()
+            worker.join()
+
+    # when: copied
+    copies = asyncio.run(_copy(url, postgres_url, progress))
+    # then: the record is not in the target, and the counts say so (they were the same, and
+    # the copy said ok)
+    assert saved
+    invocations = {c.table: c for c in copies}["invocations"]
+    assert (invocations.source_rows, invocations.target_rows) == (6, 5)
+    assert not invocations.matches
+
+
+async def _save_one_more(url: str) -> None:
+    async with Store.from_url(url) as store:
+        await save_record(store, failure_record(random.Random(4), condition="RetriesExhausted"), 99)
+
+
+async def _copy(source_url: str, target_url: str, progress: Any) -> list[Any]:
+    from lambda_destinations.store.transfer import copy_store
+
+    async with Store.from_url(source_url) as source, Store.from_url(target_url) as target:
+        return await copy_store(source, target, batch=2, progress=progress)
+
+
+@pytest.mark.postgres
 def test_text_with_nul_is_copied_to_postgresql_and_said(tmp_path: Path, postgres_url: str) -> None:
     # given: what a SQLite store holds as it is: a handler's error and an operator's reason
     # with a NUL in them (PostgreSQL's text has no NUL)

@@ -48,7 +48,8 @@ class CopyStopped(Exception):
 
 @dataclasses.dataclass(slots=True)
 class TableCopy:
-    """One table's rows: in the source, added to the target by this copy, in the target after."""
+    """One table's rows: in the source and the target once every table is copied, and added to
+    the target by this copy."""
 
     table: str
     source_rows: int
@@ -99,9 +100,13 @@ async def copy_store(
         before = await _count(target, table)
         await _copy_table(source, target, table, batch, copy, progress)
         await _keep_ids_after(source, target, table)
-        copy.target_rows = await _count(target, table)
-        copy.copied = copy.target_rows - before
+        copy.copied = await _count(target, table) - before
         copies.append(copy)
+    # Both sides counted once every table is copied: a row the source gained meanwhile (a
+    # worker still writing) behind the read or in a table copied already makes them differ.
+    for table, copy in zip(tables(), copies, strict=True):
+        copy.source_rows = await _count(source, table)
+        copy.target_rows = await _count(target, table)
     return copies
 
 
