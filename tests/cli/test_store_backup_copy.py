@@ -585,3 +585,25 @@ def test_a_message_delivered_again_after_the_switch_runs_no_effect_twice(
     assert ran["duplicates"] >= 4
     assert ran["acked"] == ran["received"]
     assert len(effects.read_text().splitlines()) == 4
+
+
+def test_a_target_a_newer_release_migrated_is_named_in_the_refusal(tmp_path: Path) -> None:
+    # given: a source at this release's schema, and a target a newer release migrated with a
+    # version that lets no earlier release write
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 1)
+    target = tmp_path / "newer.db"
+    seed(f"sqlite:///{target}", 0)
+    with contextlib.closing(sqlite3.connect(target)) as db:
+        db.execute(
+            "INSERT INTO schema_migrations (version, applied_at, oldest_writer) "
+            "SELECT max(version) + 1, '2026-12-01 00:00:00.000000', max(version) + 1 "
+            "FROM schema_migrations"
+        )
+        db.commit()
+    env = {"LAMBDA_DESTINATIONS_STORE": url}
+    # when: copied into it
+    said = refused(3, "store", "copy", "--to", f"sqlite:///{target}", env=env)
+    # then: the line says the store that is newer is the target, not the one copied from
+    assert said.startswith(f"error: store sqlite:///{target} (--to): the store was migrated ")
+    assert count(target, "invocations") == 0

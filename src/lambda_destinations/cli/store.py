@@ -28,6 +28,7 @@ from lambda_destinations.config import Settings
 from lambda_destinations.errors import (
     BackupError,
     ConfigError,
+    NewerSchema,
     StoreMisconfigured,
     StoreUrlProblem,
 )
@@ -216,6 +217,8 @@ def copy_command(
         fail(str(exc), EXIT_USAGE)
     except CopyStopped as exc:
         fail(str(exc), EXIT_FAILED)
+    except NewerSchema as exc:  # the target's, met as it is migrated (the source's is not one)
+        fail(f"store {mask_url(to_url)} (--to): {exc}", EXIT_CONFIG)
     _print_copies(settings.store, to_url, copies, as_json)
     _check_copies(copies)
 
