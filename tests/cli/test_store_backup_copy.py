@@ -537,6 +537,11 @@ def test_copy_refusals_name_the_option(tmp_path: Path, postgres_url: str) -> Non
         db.commit()
     said = refused(3, "store", "copy", "--to", postgres_url, env=env)
     assert "run `lambda-destinations migrate` on it first" in said
+    # and a new SQLite target is not made for a copy refused
+    target = tmp_path / "new" / "copy.db"
+    said = refused(3, "store", "copy", "--to", f"sqlite:///{target}", env=env)
+    assert "run `lambda-destinations migrate` on it first" in said
+    assert not target.exists()
 
 
 # -- the switch: a message delivered again after the copy ---------------------------------------

@@ -189,6 +189,7 @@ def copy_command(
         TableCopy,
         TargetNotEmpty,
         copy_store,
+        same_schema,
     )
 
     same = to_url.strip() == settings.store.strip()
@@ -200,6 +201,7 @@ def copy_command(
 
     async def go() -> list[TableCopy]:
         async with opened_store(settings, writes=False) as source:
+            await same_schema(source)  # before the target is opened: a refusal makes no file
             with _target_errors(to_url):
                 async with target:
                     with _Progress() as progress:

@@ -86,7 +86,7 @@ async def copy_store(
     """
     assert isinstance(source, SqlStore)  # every backend is
     assert isinstance(target, SqlStore)
-    await _same_schema(source)
+    await same_schema(source)
     await target.migrate()
     if not skip_existing and (held := await _tables_with_rows(target)):
         raise TargetNotEmpty(
@@ -110,8 +110,10 @@ async def copy_store(
     return copies
 
 
-async def _same_schema(source: SqlStore) -> None:
-    """Refuse a source whose tables are not this release's: its rows would not fit them."""
+async def same_schema(source: Store) -> None:
+    """Refuse a source whose tables are not this release's: its rows would not fit them.
+    ``store copy`` asks before it opens the target: a refused copy makes no target file."""
+    assert isinstance(source, SqlStore)  # every backend is
     async with source._read() as conn:
         applied = await source._applied_versions(conn)
     latest = {m.version for m in MIGRATIONS}
