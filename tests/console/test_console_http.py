@@ -1681,6 +1681,112 @@ async def test_the_quarantine_page_says_a_resend_holds_a_message(
     assert f'id="status-{idle.id}">quarantined</td>' in page
 
 
+async def _quarantine_storm(store_url: str, queue: str, groups: int) -> list[int]:
+    """Groups of 7 messages quarantined at the same moment, saved out of time order; their
+    ids as the page lists them (newest first, ties by id, highest first)."""
+    at = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    times = [at + dt.timedelta(seconds=n) for n in range(groups) for _ in range(7)]
+    random.Random(5).shuffle(times)
+    async with Store.from_url(store_url) as store:
+        await store.migrate()
+        rows = [
+            QuarantineRow(queue, f"m-{n}", "{}", {}, "decode error", 1, quarantined_at=when)
+            for n, when in enumerate(times)
+        ]
+        for row in rows:
+            await store.save_quarantine(row)
+    ordered = sorted(rows, key=lambda r: (r.quarantined_at, r.id), reverse=True)
+    return [r.id for r in ordered if r.id is not None]
+
+
+def _older_link(page: str) -> str | None:
+    found = re.search(r'<a rel="next" href="([^"]+)">Older »</a>', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+async def test_the_quarantine_page_pages_through_a_storm_each_message_once(
+    make_client, settings_for: Callable[..., Settings], store_url: str
+) -> None:
+    # given: 126 quarantined messages, 7 to each moment, so a page ends inside a tie
+    expected = await _quarantine_storm(store_url, "https://sqs/q", 18)
+    client = await make_client(settings_for(store=store_url))
+
+    # when: the newest page, then each Older » link as it is
+    pages: list[list[int]] = []
+    address: str | None = "/quarantine"
+    while address is not None:
+        response = await client.get(address)
+        assert response.status == 200
+        page = await response.text()
+        pages.append([int(i) for i in re.findall(r'id="status-([0-9]+)"', page)])
+        address = _older_link(page)
+
+    # then: every message once, newest first, 100 a page (before: the 100 newest, no more)
+    assert [len(p) for p in pages] == [100, 26]
+    assert [i for p in pages for i in p] == expected
+    assert "newest first, 100 a page" in page
+    assert '<a href="/quarantine">« Newest</a>' in page
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        "garbage",
+        "2026-03-01T00:00:00+00:00|x",
+        "2026-03-01T00:00:00|12",  # no zone
+        "2026-03-01T00:00:00+00:00|" + "9" * 20,  # past 64 bits
+        "0001-01-01T00:00:00+01:00|12",  # before year 1 in UTC
+        "2026-03-01T00:00:00+00:00|²",
+    ],
+)
+async def test_a_quarantine_page_cursor_that_is_not_one_is_400_in_one_line(
+    make_client, after: str
+) -> None:
+    client = await make_client()
+
+    response = await client.get("/quarantine", params={"after": after})
+
+    assert response.status == 400
+    (line,) = (await response.text()).strip().splitlines()
+    assert line.startswith("after: ")
+    assert "is not a place in this list: follow the Older » link as it is" in line
+
+
+async def test_a_resend_from_an_older_quarantine_page_comes_back_to_that_page(
+    make_client, settings_for: Callable[..., Settings], make_queue
+) -> None:
+    # given: 105 messages of a queue, the oldest on the second page
+    url, _ = make_queue("console-resend-paged", dlq=False)
+    settings = settings_for(queues=[url])
+    ids = await _quarantine_storm(settings.store, url, 15)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+    older = _older_link(await (await client.get("/quarantine")).text())
+    assert older is not None
+    page = await (await client.get(older)).text()
+    after = older.split("after=", 1)[1]
+    # the page's Resend forms carry it
+    assert f'name="after" value="{html.escape(unquote(after))}"' in page
+
+    async def resend(row_id: int, place: str) -> Any:
+        async with Store.from_url(settings.store) as store:
+            row = await store.get_quarantine(row_id)
+        assert row is not None
+        data = {"csrf": csrf, "message_id": row.message_id, "after": place}
+        path = f"/quarantine/{row_id}/resend"
+        return await client.post(path, data=data, headers=_origin(client), allow_redirects=False)
+
+    # when: Resend on the second page; then another with a cursor tampered with
+    back = await resend(ids[-1], unquote(after))
+    tampered = await resend(ids[-2], "garbage")
+
+    # then: back to the second page (before: the newest); the tampered one to the newest
+    assert back.status == 303
+    assert unquote(back.headers["Location"]) == f"/quarantine?after={unquote(after)}"
+    assert tampered.status == 303
+    assert tampered.headers["Location"] == "/quarantine"
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     ("fields", "problem"),

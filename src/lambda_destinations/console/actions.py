@@ -529,4 +529,13 @@ async def resend_quarantined(request: web.Request) -> web.Response:
     await console.store.add_action(
         OperatorAction(actor, "resend", row.queue, _reason(form), detail)
     )
-    raise web.HTTPSeeOther("/quarantine")
+    raise web.HTTPSeeOther(_quarantine_page(form.get("after", "")))
+
+
+def _quarantine_page(after: str) -> str:
+    """The quarantine page a Resend was made from (its ``after``), or the newest one."""
+    try:
+        views.decode_quarantine_cursor(after)
+    except ValueError:  # none (the newest page), or not the page's own
+        return "/quarantine"
+    return f"/quarantine?after={quote(after, safe='')}"

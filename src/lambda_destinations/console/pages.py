@@ -442,12 +442,20 @@ def _peek_count(text: str) -> int:
 @routes.get("/quarantine")
 async def quarantine(request: web.Request) -> web.Response:
     console = _console(request)
-    rows = await console.store.list_quarantine(limit=100)
+    after = request.query.get("after", "")
+    try:
+        cursor = views.decode_quarantine_cursor(after) if after else None
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+    rows, next_cursor = await views.quarantine_page(console.store, cursor)
     now = utcnow()
     return console.render(
         request,
         "quarantine.html",
         rows=rows,
+        after=after,
+        next_cursor=next_cursor,
+        page_size=views.QUARANTINE_PAGE_SIZE,
         resending={q.id: resend_status(q, now) for q in rows},
         pretty_body=pretty_body,
         views=views,

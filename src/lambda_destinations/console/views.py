@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import (
     ClientError,
@@ -51,12 +51,15 @@ from lambda_destinations.schemas import check_invoke_qualifier
 from lambda_destinations.schemas import qualified_name as qualified_name
 from lambda_destinations.store import (
     OWN_FAILURE_STATUSES,
+    ROW_ID_MAX,
     FailureCount,
     FailureStatus,
     InvocationCursor,
     InvocationFilter,
     InvocationRow,
     OperatorAction,
+    QuarantineCursor,
+    QuarantineRow,
     Store,
     utcnow,
 )
@@ -71,6 +74,8 @@ FILTER_VALUE_MAX = 1000
 # PostgreSQL's index entries hold 2,704 bytes at most (a random value does not compress).
 FILTER_QUERY_MAX = 2000
 PAGE_SIZE = 50
+QUARANTINE_PAGE_SIZE = 100
+_Row = TypeVar("_Row")
 
 
 @dataclasses.dataclass(slots=True)
@@ -178,17 +183,49 @@ def decode_cursor(text: str) -> InvocationCursor | None:
     parts = text.split("|", 2)
     if len(parts) != 3:
         return None
-    try:
-        occurred, first = (dt.datetime.fromisoformat(p) for p in parts[:2])
-    except ValueError:
-        return None
-    if occurred.tzinfo is None or first.tzinfo is None:
-        return None
-    try:  # in UTC, as the store holds times; a hand-made one may fall before year 1 there
-        occurred, first = occurred.astimezone(dt.UTC), first.astimezone(dt.UTC)
-    except OverflowError:
+    occurred, first = (_cursor_time(p) for p in parts[:2])
+    if occurred is None or first is None:
         return None
     return InvocationCursor(occurred, first, parts[2])
+
+
+def _cursor_time(text: str) -> dt.datetime | None:
+    """A cursor's time, in UTC as the store holds times; None if it is not one (a hand-made
+    one may have no zone, or fall before year 1 in UTC)."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    try:
+        return when.astimezone(dt.UTC)
+    except OverflowError:
+        return None
+
+
+def encode_quarantine_cursor(row: QuarantineRow) -> str:
+    cursor = QuarantineCursor.after(row)
+    return f"{cursor.quarantined_at.isoformat()}|{cursor.id}"
+
+
+def decode_quarantine_cursor(text: str) -> QuarantineCursor:
+    """``?after=`` of the quarantine page; ValueError, a line for the page, if it is not one."""
+    when, _, row_id = text.partition("|")
+    at = _cursor_time(when)
+    # "²" is a digit to str.isdigit, not to int(); an id past 64 bits names no row
+    digits = row_id.isascii() and row_id.isdigit() and len(row_id) <= len(str(ROW_ID_MAX))
+    if at is None or not digits or int(row_id) > ROW_ID_MAX:
+        raise ValueError(not_a_place(text))
+    return QuarantineCursor(at, int(row_id))
+
+
+def not_a_place(after: str) -> str:
+    """The line for an ``?after=`` that is no page's cursor."""
+    return (
+        f"after: {echoed(after)!r} is not a place in this list: follow the Older » link "
+        "as it is, or start from the newest page"
+    )
 
 
 @dataclasses.dataclass(slots=True)
@@ -205,10 +242,7 @@ def page_cursor(selection: Selection, after: str) -> InvocationCursor | None:
         return None
     cursor = decode_cursor(after)
     if cursor is None:
-        selection.errors.append(
-            f"after: {echoed(after)!r} is not a place in this list: follow the Older » link "
-            "as it is, or start from the newest page"
-        )
+        selection.errors.append(not_a_place(after))
     return cursor
 
 
@@ -217,11 +251,23 @@ async def failures_page(
 ) -> Page:
     """One page, newest first, after the cursor; one row more than shown says "there is more"."""
     wanted = dataclasses.replace(selection, limit=PAGE_SIZE + 1, after=cursor)
-    rows = await store.list_invocations(wanted)
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
+    rows, more = _one_page(await store.list_invocations(wanted), PAGE_SIZE)
     replays = await store.replay_counts([r.key for r in rows])
-    return Page(rows, replays, encode_cursor(rows[-1]) if more and rows else None)
+    return Page(rows, replays, encode_cursor(rows[-1]) if more else None)
+
+
+def _one_page(rows: list[_Row], size: int) -> tuple[list[_Row], bool]:
+    """The first ``size`` of ``rows`` (read ``size + 1``), and whether there is more."""
+    return rows[:size], len(rows) > size
+
+
+async def quarantine_page(
+    store: Store, cursor: QuarantineCursor | None
+) -> tuple[list[QuarantineRow], str | None]:
+    """One page of the quarantine, newest first, after the cursor; and the next page's."""
+    found = await store.list_quarantine(limit=QUARANTINE_PAGE_SIZE + 1, after=cursor)
+    rows, more = _one_page(found, QUARANTINE_PAGE_SIZE)
+    return rows, encode_quarantine_cursor(rows[-1]) if more else None
 
 
 async def stored_request_ids(store: Store, request_ids: Sequence[str]) -> set[str]:

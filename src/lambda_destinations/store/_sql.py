@@ -65,6 +65,7 @@ from lambda_destinations.store.base import (
     InvocationCursor,
     InvocationFilter,
     InvocationRow,
+    QuarantineCursor,
     QuarantineRow,
     RunState,
     Store,
@@ -359,21 +360,30 @@ def _list_order(selection: InvocationFilter) -> tuple[sa.UnaryExpression[Any], .
 
 
 def _after(cursor: InvocationCursor, *, oldest_first: bool) -> list[sa.ColumnElement[bool]]:
-    """Rows after ``cursor`` in the list's order: one range of the occurred_at index.
-
-    The plain ``occurred_at <=`` bound (``>=`` oldest first) is what both planners turn into an
-    index range; the row value comparison then places the cursor's own ties exactly.
-    """
+    """Rows after ``cursor`` in the list's order: one range of the occurred_at index."""
     c = invocations.c
-    row = sa.tuple_(c.occurred_at, c.first_seen_at, c.key)
-    cursor_row = sa.tuple_(
-        sa.literal(cursor.occurred_at, UTCDateTime),
-        sa.literal(cursor.first_seen_at, UTCDateTime),
-        sa.literal(cursor.key, sa.Text),
-    )
+    values = (cursor.occurred_at, cursor.first_seen_at, cursor.key)
+    columns = (c.occurred_at, c.first_seen_at, c.key)
+    return _keyset_after(columns, values, (UTCDateTime, UTCDateTime, sa.Text), oldest_first)
+
+
+def _keyset_after(
+    columns: Sequence[sa.ColumnElement[Any]],
+    values: Sequence[Any],
+    types: Sequence[Any],
+    oldest_first: bool = False,
+) -> list[sa.ColumnElement[bool]]:
+    """Rows after ``values`` in the order of ``columns`` (newest first, or oldest first).
+
+    The plain bound on the first column (``<=``, ``>=`` oldest first) is what both planners
+    turn into an index range; the row value comparison then places the cursor's own ties
+    exactly.
+    """
+    row = sa.tuple_(*columns)
+    cursor_row = sa.tuple_(*(sa.literal(v, t) for v, t in zip(values, types, strict=True)))
     if oldest_first:
-        return [c.occurred_at >= cursor.occurred_at, row > cursor_row]
-    return [c.occurred_at <= cursor.occurred_at, row < cursor_row]
+        return [columns[0] >= values[0], row > cursor_row]
+    return [columns[0] <= values[0], row < cursor_row]
 
 
 class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
@@ -1135,6 +1145,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         queue: str | None = None,
         since: dt.datetime | None = None,
         limit: int | None = None,
+        after: QuarantineCursor | None = None,
     ) -> list[QuarantineRow]:
         stmt = sa.select(quarantine).order_by(
             quarantine.c.quarantined_at.desc(), quarantine.c.id.desc()
@@ -1151,6 +1162,12 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             )
         if since is not None:
             stmt = stmt.where(quarantine.c.quarantined_at >= since)
+        if after is not None:
+            # One range of the quarantined_at index, read backwards: on SQLite its entries end
+            # in the id (the rowid), and PostgreSQL sorts only each time's ties (incrementally)
+            at = (quarantine.c.quarantined_at, quarantine.c.id)
+            values = (after.quarantined_at, after.id)
+            stmt = stmt.where(*_keyset_after(at, values, (UTCDateTime, sa.BigInteger)))
         if limit is not None:
             stmt = stmt.limit(limit)
         async with self._read() as conn:

@@ -202,6 +202,20 @@ class InvocationCursor:
         return cls(row.timestamp or row.first_seen_at, row.first_seen_at, row.key)
 
 
+@dataclasses.dataclass(slots=True, frozen=True, order=True)
+class QuarantineCursor:
+    """Where a page of ``list_quarantine`` ended (newest first): the next page starts after
+    this row. Time, then id, is the list's total order: ties on the time are kept apart."""
+
+    quarantined_at: dt.datetime
+    id: int
+
+    @classmethod
+    def after(cls, row: QuarantineRow) -> QuarantineCursor:
+        assert row.id is not None  # a row the store listed
+        return cls(row.quarantined_at, row.id)
+
+
 # The error type that selects the failures with none, as the tables show them: the function
 # never ran (throttled, too old, no concurrency left) or failed without saying a type.
 NO_ERROR_TYPE = "-"
@@ -582,8 +596,10 @@ class Store(Lifetime):
         queue: str | None = None,
         since: dt.datetime | None = None,
         limit: int | None = None,
+        after: QuarantineCursor | None = None,
     ) -> list[QuarantineRow]:
-        """Newest first; ``queue`` a queue's URL or name, ``since`` the earliest kept."""
+        """Newest first; ``queue`` a queue's URL or name, ``since`` the earliest kept,
+        ``after`` where the page before ended (keyset pagination)."""
 
     @abc.abstractmethod
     async def get_quarantine(self, quarantine_id: int) -> QuarantineRow | None:
