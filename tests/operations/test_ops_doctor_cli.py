@@ -358,6 +358,49 @@ def test_an_sns_destination_subscribed_by_a_polled_queue_passes(setup: Setup) ->
     assert f"SNS topic {setup.prefix}-fanout → queue {setup.prefix}" in check["detail"]
 
 
+def _subscriptions_answer(topic: str, queue_arn: str, subscription: str) -> bytes:
+    """SNS's whole answer to ListSubscriptionsByTopic: one SQS subscription of ``queue_arn``,
+    its ARN ``subscription`` (``PendingConfirmation`` until the queue's owner confirms it)."""
+    body = (
+        '<ListSubscriptionsByTopicResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">'
+        "<ListSubscriptionsByTopicResult><Subscriptions><member>"
+        f"<TopicArn>{topic}</TopicArn><Protocol>sqs</Protocol>"
+        f"<SubscriptionArn>{subscription}</SubscriptionArn><Owner>123456789012</Owner>"
+        f"<Endpoint>{queue_arn}</Endpoint></member></Subscriptions>"
+        "</ListSubscriptionsByTopicResult><ResponseMetadata>"
+        "<RequestId>00000000-0000-4000-8000-000000000000</RequestId></ResponseMetadata>"
+        "</ListSubscriptionsByTopicResponse>"
+    ).encode()
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+async def test_a_topic_whose_queue_subscription_awaits_confirmation_does_not_reach_it(
+    setup: Setup,
+) -> None:
+    # given: the destination a topic of another account, whose subscription of the polled
+    # queue its owner has not confirmed (SNS lists it as PendingConfirmation and sends it
+    # nothing; moto confirms every subscription, so the proxy answers as AWS does)
+    topic = setup.endpoint.sns.create_topic(Name=f"{setup.prefix}-theirs")["TopicArn"]
+    setup.destination(topic)
+    cutter = AnswerCutter(setup.endpoint.url, LIST_SUBSCRIPTIONS, http=True)
+    cutter.refusals = 10
+    cutter.refusal = _subscriptions_answer(topic, setup.queue_arn, "PendingConfirmation")
+
+    code, out, _err, _ = await cli_through(
+        cutter, setup.env(), "doctor", "--function", f"{setup.prefix}-*", "--json"
+    )
+
+    # then: the destination's row is an error that says so, and the queue is not fed by it
+    assert code == 1, out.decode()
+    rows = {c["check"]: c for c in json.loads(out)["checks"]}
+    row = rows[f"function {setup.function} on-failure"]
+    assert row["status"] == "error", row
+    assert "pending confirmation" in row["detail"], row
+    assert "confirm" in row["fix"], row
+    assert rows[f"{setup.prefix}: fed by a function"]["status"] == "warn"
+
+
 def test_the_table_names_each_failure_and_its_fix(setup: Setup) -> None:
     env, _ = _short_visibility(setup)
 

@@ -185,6 +185,8 @@ class Doctor:
         self._reads = Reads()
         # What could not be read and may point a destination at a polled queue (an ordered set).
         self._unread: dict[str, None] = {}
+        # The queues whose subscription of each topic awaits confirmation, by the topic's ARN.
+        self._pending: dict[str, list[str]] = {}
 
     def add(
         self, check: str, status: Status, detail: str, fix: str = "", *, unreachable: bool = False
@@ -946,15 +948,19 @@ class Doctor:
         endpoints = await self._subscribed_queues(aws, check, topic_arn, topic)
         if endpoints is None:
             return
-        self._add_reach(
-            check,
-            f"SNS topic {topic} → ",
-            endpoints,
-            polled,
-            fed,
-            f"→ SNS topic {topic}, which no polled queue subscribes to",
-            f"subscribe a polled queue to {topic}, or poll the queue that is subscribed",
-        )
+        missed = f"→ SNS topic {topic}, which no polled queue subscribes to"
+        fix = f"subscribe a polled queue to {topic}, or poll the queue that is subscribed"
+        if pending := [polled[a] for a in self._pending.get(topic_arn, []) if a in polled]:
+            missed = (
+                f"→ SNS topic {topic}, whose subscription of queue {', '.join(pending)} is "
+                "pending confirmation: SNS sends it nothing until it is confirmed"
+            )
+            fix = (
+                f"subscribe the queue to {topic} from the queue's own account (`aws sns "
+                "subscribe`, which confirms it), or open the SubscribeURL of the "
+                "SubscriptionConfirmation message SNS sent the queue"
+            )
+        self._add_reach(check, f"SNS topic {topic} → ", endpoints, polled, fed, missed, fix)
 
     async def _subscribed_queues(
         self, aws: AwsClients, check: str, topic_arn: str, topic: str, via: str = ""
@@ -982,7 +988,12 @@ class Doctor:
             )
             self._unread[f"topic {topic}'s subscriptions"] = None
             return None
-        return [s.get("Endpoint", "") for s in subscriptions if s.get("Protocol") == "sqs"]
+        queues = [s for s in subscriptions if s.get("Protocol") == "sqs"]
+        # One of another account's topic awaits its confirmation by the queue's owner: SNS
+        # lists it with this ARN and sends it nothing until then.
+        pending = [s for s in queues if s.get("SubscriptionArn") == "PendingConfirmation"]
+        self._pending[topic_arn] = [s.get("Endpoint", "") for s in pending]
+        return [s.get("Endpoint", "") for s in queues if s not in pending]
 
     async def _check_bucket(
         self,
