@@ -509,6 +509,31 @@ def test_a_resend_of_a_queue_in_another_region_names_the_region_not_a_deleted_qu
     ]
 
 
+def test_a_resend_of_a_queue_in_another_region_names_the_region_of_the_profile_it_asked(
+    cli_env, sqlite_url, tmp_path, monkeypatch
+) -> None:
+    # given: the command's region set by the AWS config file's profile alone (as the AWS CLI
+    # reads it), and a message of a queue in eu-west-1
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = us-east-1\n")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    env = {**cli_env, "AWS_CONFIG_FILE": str(config)}
+    del env["LAMBDA_DESTINATIONS_REGION"]
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-west-only"
+    (west,) = seed_quarantine(sqlite_url, url, ["west"])
+
+    # when
+    result = cli("quarantine", "resend", str(west), "--yes", env=env)
+
+    # then: the region SQS was asked in is the profile's (before: "SQS was asked in None")
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"{west}: not sent: its queue orders-west-only is in eu-west-1, and SQS was asked in "
+        "us-east-1: resend it with LAMBDA_DESTINATIONS_REGION=eu-west-1; the stored copy stays"
+    ) in result.stderr
+
+
 async def test_a_resend_that_loses_the_endpoint_midway_says_what_was_sent_and_what_was_not(
     sqs, make_queue, cli_env, endpoint_url, sqlite_url
 ) -> None:

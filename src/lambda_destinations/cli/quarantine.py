@@ -394,7 +394,7 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
                 resending.skipped.append({**item, "reason": str(exc)})
                 continue
             except ClientError as exc:  # this message's queue refused it; the others may not
-                resending.failed.append({**item, "error": refusal(exc, row, aws.region)})
+                resending.failed.append({**item, "error": refusal(exc, row, sqs)})
                 continue
             except BaseException as exc:  # cut short: the endpoint lost, Ctrl-C
                 if sent:

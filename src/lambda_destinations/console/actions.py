@@ -522,9 +522,7 @@ async def resend_quarantined(request: web.Request) -> web.Response:
     except NotResent as exc:  # a second click, another tab or a CLI run: sent once, not twice
         raise web.HTTPConflict(text=f"not resent: {exc}\n") from None
     except ClientError as exc:  # its queue refused it (deleted, say): `quarantine resend`'s line
-        raise web.HTTPConflict(
-            text=f"not resent: {refusal(exc, row, console.aws.region)}\n"
-        ) from None
+        raise web.HTTPConflict(text=f"not resent: {refusal(exc, row, sqs)}\n") from None
     detail = {"message_id": row.message_id, "new_message_id": new_id, "reason": row.reason}
     await console.store.add_action(
         OperatorAction(actor, "resend", row.queue, _reason(form), detail)

@@ -162,15 +162,17 @@ async def resend(
     return new_id
 
 
-def refusal(exc: Exception, row: QuarantineRow, region: str | None) -> str:
-    """Why ``row``'s queue refused its message, sent in ``region``, and what to do: SQS's own
-    words for a deleted queue name neither the queue nor a way on; and it says the same of a
-    queue of another region than the one asked (a store that workers of two regions share)."""
+def refusal(exc: Exception, row: QuarantineRow, sqs: Any) -> str:
+    """Why ``row``'s queue refused its message, sent by the client ``sqs``, and what to do:
+    SQS's own words for a deleted queue name neither the queue nor a way on; and it says the
+    same of a queue of another region than the one asked (a store that workers of two regions
+    share). The region asked is the client's: a profile's, when the settings name none."""
     # Imported here, as in ``resend``: botocore costs `quarantine list`.
     from lambda_destinations.retrying import first_line, with_fix
-    from lambda_destinations.worker.queues import is_missing_queue, url_region
+    from lambda_destinations.worker.queues import client_region, is_missing_queue, url_region
 
     if is_missing_queue(exc):
+        region = client_region(sqs)
         if (home := url_region(row.queue)) is not None and home != region:
             return (
                 f"its queue {queue_name(row.queue)} is in {home}, and SQS was asked in "
