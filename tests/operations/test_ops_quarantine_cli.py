@@ -485,53 +485,37 @@ def test_a_resend_to_a_queue_deleted_since_names_it_and_the_way_on(
     assert [row["id"] for row in listed] == [gone_id]
 
 
+@pytest.mark.parametrize("region_from", ["settings", "profile"])
 def test_a_resend_of_a_queue_in_another_region_names_the_region_not_a_deleted_queue(
-    cli_env, sqlite_url
+    cli_env, sqlite_url, tmp_path, monkeypatch, region_from
 ) -> None:
     # given: a message a worker of eu-west-1 quarantined into the store this command (of
-    # us-east-1, another region) reads
-    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-west-only"
-    (west,) = seed_quarantine(sqlite_url, url, ["west"])
-
-    # when
-    result = cli("quarantine", "resend", str(west), "--yes", env=cli_env)
-
-    # then: SQS (asked in us-east-1) says the queue does not exist; the line says where it is
-    # and how to resend it (before: "does not exist (deleted, or renamed): create it again")
-    assert result.returncode == 1, result.stderr
-    assert (
-        f"{west}: not sent: its queue orders-west-only is in eu-west-1, and SQS was asked in "
-        "us-east-1: resend it with LAMBDA_DESTINATIONS_REGION=eu-west-1; the stored copy stays"
-    ) in result.stderr
-    assert "create it again" not in result.stderr
-    assert [row["id"] for row in as_json(cli("quarantine", "list", "--json", env=cli_env))] == [
-        west
-    ]
-
-
-def test_a_resend_of_a_queue_in_another_region_names_the_region_of_the_profile_it_asked(
-    cli_env, sqlite_url, tmp_path, monkeypatch
-) -> None:
-    # given: the command's region set by the AWS config file's profile alone (as the AWS CLI
-    # reads it), and a message of a queue in eu-west-1
-    config = tmp_path / "config"
-    config.write_text("[default]\nregion = us-east-1\n")
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    env = {**cli_env, "AWS_CONFIG_FILE": str(config)}
-    del env["LAMBDA_DESTINATIONS_REGION"]
+    # us-east-1, another region) reads; its region set, or the AWS config file's profile's
+    # alone (as the AWS CLI reads it)
+    env = dict(cli_env)
+    if region_from == "profile":
+        config = tmp_path / "config"
+        config.write_text("[default]\nregion = us-east-1\n")
+        for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            monkeypatch.delenv(name, raising=False)
+        env["AWS_CONFIG_FILE"] = str(config)
+        del env["LAMBDA_DESTINATIONS_REGION"]
     url = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-west-only"
     (west,) = seed_quarantine(sqlite_url, url, ["west"])
 
     # when
     result = cli("quarantine", "resend", str(west), "--yes", env=env)
 
-    # then: the region SQS was asked in is the profile's (before: "SQS was asked in None")
+    # then: SQS (asked in us-east-1) says the queue does not exist; the line says where it is
+    # and how to resend it (before: "does not exist (deleted, or renamed): create it again";
+    # with the profile's region, "SQS was asked in None")
     assert result.returncode == 1, result.stderr
     assert (
         f"{west}: not sent: its queue orders-west-only is in eu-west-1, and SQS was asked in "
         "us-east-1: resend it with LAMBDA_DESTINATIONS_REGION=eu-west-1; the stored copy stays"
     ) in result.stderr
+    assert "create it again" not in result.stderr
+    assert [row["id"] for row in as_json(cli("quarantine", "list", "--json", env=env))] == [west]
 
 
 async def test_a_resend_that_loses_the_endpoint_midway_says_what_was_sent_and_what_was_not(
