@@ -1,5 +1,5 @@
 """URL checks made when settings or requests are read: a URL's port, a path on the same site;
-why a port could not be listened on; and a queue's name from its URL."""
+why a port could not be listened on; and a queue's name and region from its URL."""
 
 from __future__ import annotations
 
@@ -9,6 +9,21 @@ import ipaddress
 import re
 import socket
 import urllib.parse
+
+# The hosts of AWS's own queue URLs, which name the queue's region.
+_AWS_QUEUE_HOST = re.compile(
+    r"sqs\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)"
+    r"|([a-z]{2}(?:-[a-z]+)+-\d+)\.queue\.amazonaws\.com(?:\.cn)?"
+)
+# What a stored URL is LIKE when its host is one of those: it names a region (SQL's LIKE, in
+# which a store finds them).
+AWS_QUEUE_HOST_LIKE = (
+    "%://sqs.%.amazonaws.com/%",
+    "%://sqs.%.amazonaws.com.cn/%",
+    "%://sqs.%.api.aws/%",
+    "%://%.queue.amazonaws.com/%",
+    "%://%.queue.amazonaws.com.cn/%",
+)
 
 PORT_PROBLEM = "the port is not a number from 0 to 65535"
 IPV6_BRACKETS = "an IPv6 address in a URL goes in brackets, its port after them: {example}"
@@ -98,3 +113,12 @@ def queue_path(url: str) -> str:
     and scheme that reached it (``localstack:4566`` in a container, ``localhost:4566`` outside
     it; a VPC endpoint; SQS's legacy host)."""
     return "/".join(urllib.parse.urlsplit(url).path.rstrip("/").split("/")[-2:])
+
+
+def url_region(url: str) -> str | None:
+    """The region an AWS queue URL names in its host (``sqs.eu-west-1.amazonaws.com``, the
+    legacy ``eu-west-1.queue.amazonaws.com``, dual-stack ``sqs.eu-west-1.api.aws``); None for
+    any other host (LocalStack's, moto's, the legacy ``queue.amazonaws.com``)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    found = _AWS_QUEUE_HOST.fullmatch(host)
+    return (found.group(1) or found.group(2)) if found else None

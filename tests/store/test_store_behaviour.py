@@ -813,6 +813,30 @@ async def test_list_quarantine_by_url_is_by_account_and_name_whatever_the_host(
     assert [q.message_id for q in by_url] == ["m-0"]
 
 
+async def test_list_quarantine_by_an_aws_url_leaves_out_the_namesake_of_another_region(
+    store: Store,
+) -> None:
+    # given: a store that workers of two regions share, each quarantining from a queue of one
+    # account and name; and one that a worker reached through another endpoint
+    east = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+    west = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
+    legacy_west = "https://eu-west-1.queue.amazonaws.com/123456789012/orders"
+    local = "http://localstack:4566/123456789012/orders"
+    for n, queue in enumerate([east, west, legacy_west, local]):
+        await store.save_quarantine(_quarantined(f"m-{n}", queue, quarantined_at=T0))
+
+    # when: named by one region's URL, by the other's, and by name
+    by_east = await store.list_quarantine(queue=east)
+    by_west = await store.list_quarantine(queue=west)
+    by_name = await store.list_quarantine(queue="orders")
+
+    # then: each region's own, and the one whose host names no region (before: all four,
+    # another region's messages listed, and resent by `resend --all --queue`, as this queue's)
+    assert sorted(q.message_id for q in by_east) == ["m-0", "m-3"]
+    assert sorted(q.message_id for q in by_west) == ["m-1", "m-2", "m-3"]
+    assert sorted(q.message_id for q in by_name) == ["m-0", "m-1", "m-2", "m-3"]
+
+
 async def test_a_quarantined_message_is_read_by_id_and_forgotten_once(store: Store) -> None:
     row = _quarantined("m-1", key="r-1:RetriesExhausted", quarantined_at=T0)
     other = _quarantined("m-2", quarantined_at=T0)

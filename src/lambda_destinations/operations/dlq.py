@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambda_destinations._urls import queue_name
+from lambda_destinations._urls import queue_name, url_region
 from lambda_destinations.aws import all_items
 from lambda_destinations.errors import LambdaDestinationsError, QueueNotFound
 from lambda_destinations.redact import echoed
@@ -30,7 +30,6 @@ from lambda_destinations.worker.queues import (
     is_missing_queue,
     parse_arn,
     topic_instead,
-    url_region,
 )
 
 # The MaximumMessageSize taken for a queue whose attributes do not say it (credentials that may

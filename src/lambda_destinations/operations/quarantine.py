@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from lambda_destinations._urls import queue_name
+from lambda_destinations._urls import queue_name, url_region
 from lambda_destinations.store import QuarantineRow, Store
 
 # The worker's own attributes, added when it sent the message to a DLQ: not the message's.
@@ -169,7 +169,7 @@ def refusal(exc: Exception, row: QuarantineRow, sqs: Any) -> str:
     share). The region asked is the client's: a profile's, when the settings name none."""
     # Imported here, as in ``resend``: botocore costs `quarantine list`.
     from lambda_destinations.retrying import first_line, with_fix
-    from lambda_destinations.worker.queues import client_region, is_missing_queue, url_region
+    from lambda_destinations.worker.queues import client_region, is_missing_queue
 
     if is_missing_queue(exc):
         region = client_region(sqs)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import structlog
 
 from lambda_destinations._text import storable_text
-from lambda_destinations._urls import PORT_PROBLEM, queue_path
+from lambda_destinations._urls import AWS_QUEUE_HOST_LIKE, PORT_PROBLEM, queue_path, url_region
 from lambda_destinations.errors import (
     StoreDataError,
     StoreError,
@@ -1151,15 +1151,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             quarantine.c.quarantined_at.desc(), quarantine.c.id.desc()
         )
         if queue is not None:
-            # Its name, the URL's last part; or its URL, told by its account and name, as the
-            # worker's endpoint may spell the host otherwise (``localstack:4566``)
-            ending = queue_path(queue) if "/" in queue else queue
-            stmt = stmt.where(
-                sa.or_(
-                    quarantine.c.queue == queue,
-                    quarantine.c.queue.endswith(f"/{ending}", autoescape=True),
-                )
-            )
+            stmt = stmt.where(_of_queue(queue))
         if since is not None:
             stmt = stmt.where(quarantine.c.quarantined_at >= since)
         if after is not None:
@@ -1254,3 +1246,19 @@ def url_error(url: str, problem: str) -> StoreUrlError:
     """The one-line error for a store URL that cannot work; whoever read the URL from the
     settings or an argument names where it came from (StoreUrlError.named)."""
     return StoreUrlError.at(mask_url(url), problem)
+
+
+def _of_queue(queue: str) -> sa.ColumnElement[bool]:
+    """The quarantined messages of ``queue``: its name, the URL's last part; or its URL, told by
+    its account and name, as the worker's endpoint may spell the host otherwise
+    (``localstack:4566``); but not one whose AWS URL names another region than an AWS URL
+    given does (a store that workers of two regions share: a namesake there is another queue).
+    """
+    column = quarantine.c.queue
+    ending = queue_path(queue) if "/" in queue else queue
+    same = column.endswith(f"/{ending}", autoescape=True)
+    if (region := url_region(queue)) is not None:
+        regional = sa.or_(*(column.like(host) for host in AWS_QUEUE_HOST_LIKE))
+        here = sa.or_(column.like(f"%://sqs.{region}.%"), column.like(f"%://{region}.queue.%"))
+        same = sa.and_(same, sa.or_(sa.not_(regional), here))
+    return sa.or_(column == queue, same)

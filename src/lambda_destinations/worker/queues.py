@@ -8,13 +8,12 @@ import contextlib
 import dataclasses
 import json
 import re
-import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambda_destinations._urls import queue_name
+from lambda_destinations._urls import queue_name, url_region
 from lambda_destinations.aws_operations import iam_action
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.redact import echoed
@@ -23,11 +22,6 @@ from lambda_destinations.retrying import DENIED_CODES, error_code, first_line
 NONEXISTENT = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 # What SQS takes as a queue's name: up to 80 letters, digits, - and _ (and .fifo).
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}(?:\.fifo)?")
-# The hosts of AWS's own queue URLs, which name the queue's region.
-_AWS_QUEUE_HOST = re.compile(
-    r"sqs\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)"
-    r"|([a-z]{2}(?:-[a-z]+)+-\d+)\.queue\.amazonaws\.com(?:\.cn)?"
-)
 
 # Message attributes the worker adds to a quarantined message in the DLQ. SQS allows ten
 # attributes a message, so the original ones keep at most the rest (the store has them all).
@@ -152,15 +146,6 @@ def queue_lookup(sqs: Any, name_or_arn: str, *, queues_in: str) -> dict[str, str
             f"LAMBDA_DESTINATIONS_REGION={region}, or run one worker per region"
         )
     return {"QueueName": name, "QueueOwnerAWSAccountId": account}
-
-
-def url_region(url: str) -> str | None:
-    """The region an AWS queue URL names in its host (``sqs.eu-west-1.amazonaws.com``, the
-    legacy ``eu-west-1.queue.amazonaws.com``, dual-stack ``sqs.eu-west-1.api.aws``); None for
-    any other host (LocalStack's, moto's, the legacy ``queue.amazonaws.com``)."""
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
-    found = _AWS_QUEUE_HOST.fullmatch(host)
-    return (found.group(1) or found.group(2)) if found else None
 
 
 def check_url_region(sqs: Any, url: str, *, queues_in: str) -> None:
