@@ -293,6 +293,39 @@ async def test_one_post_per_record_across_duplicates_and_redeliveries(
     assert receiver.requests[0]["headers"]["Content-Type"] == "application/json"
 
 
+async def test_a_body_string_that_is_one_payload_key_keeps_its_json_value(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    # given: body strings that are each exactly one field read by key, as the README's
+    # `order = "{payload.orderId}"`, and one with text around it
+    url, _ = make_queue("hook-keys")
+    payload = {"orderId": 42, "items": [{"sku": "a-1"}], "paid": False}
+    send_records(sqs, url, [failure_record(payload=payload)])
+    body = {
+        "order": "{payload.orderId}",
+        "items": "{payload[items]}",
+        "first": "{payload.items[0]}",
+        "paid": "{payload.paid}",
+        "none": "{payload.nope}",
+        "text": "order {payload.orderId}",
+    }
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url, body=body)
+
+    # when
+    await drain(settings)
+
+    # then: before, each keyed field came as text ("42", '[{"sku":"a-1"}]', "false", "")
+    (request,) = receiver.requests
+    assert request["body"] == {
+        "order": 42,
+        "items": [{"sku": "a-1"}],
+        "first": {"sku": "a-1"},
+        "paid": False,
+        "none": None,
+        "text": "order 42",
+    }
+
+
 async def test_the_signature_verifies_and_secrets_stay_out_of_the_logs(
     sqs: Any,
     make_queue: Callable[..., Any],

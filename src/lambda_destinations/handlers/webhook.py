@@ -84,6 +84,7 @@ from lambda_destinations.handlers.templates import (
     CertBundle,
     Duration,
     NonBlank,
+    SafeFormatter,
     Template,
     cut,
     cut_to_fit,
@@ -129,7 +130,8 @@ DISCORD_CONTENT_MAX = 2_000
 TEAMS_MESSAGE_MAX = 28_000
 TEAMS_CARD_VERSION = "1.4"  # TextBlock and its wrap are 1.0: any version Teams renders shows them
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
-_ONE_FIELD = re.compile(r"\{(\w+)\}")
+# A body string that is one field alone, keys included ("{payload.orderId}"), no spec.
+_ONE_FIELD = re.compile(r"\{([^{}!:]+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
 # What to change when the receiver refuses for good, by its status (the answer says more);
 # {body}: the setting that makes the body (a preset's handler has message, not body).
@@ -469,7 +471,7 @@ def _render(value: Any, fields: Mapping[str, Any], log: FilteringBoundLogger) ->
     if isinstance(value, Template):
         whole = _ONE_FIELD.fullmatch(value.text)
         if whole is not None:  # one field alone keeps its JSON value
-            return fields.get(whole.group(1))
+            return SafeFormatter().get_field(whole.group(1), (), fields)[0]
         return value.render(fields)
     return value
 
