@@ -106,6 +106,11 @@ class SettingSource:
 DEFAULT_SOURCE = SettingSource("default")
 
 
+# A route's function glob: a function name's characters (letters, digits, - and _) and the
+# glob's own. Anything else (an ARN's or a qualifier's ":", a space) matches no function name.
+_FUNCTION_GLOB = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
+
+
 class RouteConfig(BaseModel):
     """One routing rule: every given field must match; the first matching rule wins.
 
@@ -133,6 +138,24 @@ class RouteConfig(BaseModel):
                     f"handler {name!r} is listed twice: a route runs a handler once; list it once"
                 )
         return value
+
+    @field_validator("function")
+    @classmethod
+    def _a_name_glob(cls, value: str | None) -> str | None:
+        # Matched against the record's function name alone: a glob no name can match (an
+        # ARN, name:alias) let every record pass the route by, to a later one, unsaid.
+        if value is None or _FUNCTION_GLOB.fullmatch(value):
+            return value
+        name = value.rpartition(":function:")[2].partition(":")[0]
+        fix = (
+            f": write {name!r}"
+            if ":" in value and _FUNCTION_GLOB.fullmatch(name)
+            else " (a name holds letters, digits, - and _)"
+        )
+        raise ValueError(
+            f"{echoed(value)!r} matches no function: a route's function is a glob on the "
+            f"function's name, without its ARN, version or alias{fix}"
+        )
 
     @field_validator("condition")
     @classmethod

@@ -2213,6 +2213,44 @@ def test_an_unknown_setting_in_the_toml_file_names_the_known_ones(
 
 
 @pytest.mark.parametrize(
+    ("function", "fix"),
+    [
+        (
+            "arn:aws:lambda:us-east-1:123456789012:function:orders-*",
+            "a route's function is a glob on the function's name, without its ARN, version or "
+            "alias: write 'orders-*'",
+        ),
+        (
+            "orders-api:live",
+            "a route's function is a glob on the function's name, without its ARN, version or "
+            "alias: write 'orders-api'",
+        ),
+        (
+            "orders api",
+            "a route's function is a glob on the function's name, without its ARN, version or "
+            "alias (a name holds letters, digits, - and _)",
+        ),
+    ],
+    ids=["arn", "alias", "space"],
+)
+def test_a_route_function_that_no_function_name_can_match_stops_the_start(
+    function: str, fix: str, tmp_path: Path
+) -> None:
+    # before: accepted, and matched against the function's name alone the route never ran:
+    # its records went to a later route (the oncall SMS never sent), with nothing said
+    route = f'[[routes]]\nhandlers = ["persist"]\nfunction = "{function}"\n'
+    (tmp_path / "c1.toml").write_text(route)
+
+    result = cli("failures", "stats", "--config", "c1.toml", cwd=tmp_path)
+
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: setting 'routes.0.function' (the TOML file c1.toml): {function!r} matches "
+        f"no function: {fix}"
+    )
+
+
+@pytest.mark.parametrize(
     ("given", "line"),
     [
         # before: "Input should be a valid list"
