@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -136,11 +137,11 @@ def test_details_and_stack_trace_start() -> None:
 def test_html_templates_escape_values() -> None:
     record = failure_record(message="<script>alert(1)</script>")
     message = decode(json.dumps(record))
-    template = Template.compile("<p>{error_message}</p>", where="t", escape_html=True)
+    template = Template.compile("<p>{error_message}</p>", where="t", escape=html.escape)
 
-    html = template.render(record_fields(message, _context(message.key)))
+    rendered = template.render(record_fields(message, _context(message.key)))
 
-    assert html == "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
+    assert rendered == "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
 
 
 def test_body_templates_clean_each_value_before_cutting_it_and_keep_their_own_text() -> None:

@@ -1180,8 +1180,9 @@ async def test_a_request_cut_off_by_handler_timeout_follows_in_doubt(
 async def test_the_slack_preset_sends_text(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
 ) -> None:
+    # given: a template whose own text pings on purpose, and an error message with markup
     url, _ = make_queue("hook-slack")
-    record = failure_record("orders-api")
+    record = failure_record("orders-api", message="<@U024BE7LH> <!channel>")
     send_records(sqs, url, [record])
     settings = hook_settings(
         endpoint_url,
@@ -1189,15 +1190,16 @@ async def test_the_slack_preset_sends_text(
         sqlite_url,
         preset="slack",
         url=receiver.url,
-        message=":rotating_light: *{function_name}* failed: {error_type} ({request_id})",
+        message="<!here> *{function_name}* failed: {error_type} ({request_id}) {error_message}",
     )
 
     await drain(settings)
 
+    # then: the template's text as written, the record's values escaped (they pinged before)
     (request,) = receiver.requests
     assert request["body"] == {
-        "text": ":rotating_light: *orders-api* failed: TimeoutError "
-        f"({record['requestContext']['requestId']})"
+        "text": "<!here> *orders-api* failed: TimeoutError "
+        f"({record['requestContext']['requestId']}) &lt;@U024BE7LH&gt; &lt;!channel&gt;"
     }
 
 

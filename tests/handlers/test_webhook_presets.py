@@ -1,10 +1,11 @@
 """The webhook presets of Microsoft Teams (a Workflows webhook) and Discord, through the worker
 against a local HTTP server: their bodies and digests, Discord's 429, a retired Teams connector
-refused at start, and the URL's token kept out of every log line. Their limits are tested with
-the other presets' (test_webhook_handler)."""
+refused at start, and the URL's token kept out of every log line; Slack's escapes. Their limits
+are tested with the other presets' (test_webhook_handler)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -71,16 +72,22 @@ def card(text: str) -> dict[str, Any]:
     }
 
 
-async def post_digest(hook: WebhookHandler) -> None:
-    """The digest body ``hook`` sends for DIGEST, posted as its send_digest posts it."""
+async def post_digest(hook: WebhookHandler, digest: Digest = DIGEST) -> None:
+    """The digest body ``hook`` sends for ``digest``, posted as its send_digest posts it."""
     log = structlog.get_logger()
     with capture_logs():
-        await hook.post(hook.digest_body.render(DIGEST.fields(), log), key="digest", log=log)
+        await hook.post(hook.digest_body.render(digest.fields(), log), key="digest", log=log)
 
 
 # Each preset: its URL on the receiver, what its service answers a message it took (a Workflows
 # webhook 202 Accepted, Discord with wait=true 200 and the message), and its body for a text.
 PRESETS: dict[str, tuple[Callable[[Receiver], str], int, Callable[[str], Any]]] = {
+    # Slack's: &, < and > as Slack's escapes (before, "<!channel>" pinged the channel)
+    "slack": (
+        lambda receiver: receiver.url,
+        200,
+        lambda text: {"text": text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")},
+    ),
     "teams": (teams_url, 202, card),
     "discord": (
         discord_url,
@@ -100,10 +107,12 @@ async def test_a_preset_sends_its_services_body_for_a_record_and_a_digest(
     handler_settings: Callable[..., Settings],
     preset: str,
 ) -> None:
-    # given: a record whose error message would ping everyone in a Discord channel
+    # given: a record whose error message would ping everyone in a Discord or Slack channel,
+    # and a digest's error type that would in Slack
     hook_url, answer, body = PRESETS[preset]
     url, _ = make_queue(f"hook-{preset}")
-    send_records(sqs, url, [failure_record("orders-api", message="@everyone look @here")])
+    error = "@everyone look @here <!channel> & <https://evil.example|log in>"
+    send_records(sqs, url, [failure_record("orders-api", message=error)])
     receiver.script = [answer, answer]
     options = {"preset": preset, "url": hook_url(receiver)}
     message = "**{function_name}** failed: {error_message}"
@@ -111,13 +120,14 @@ async def test_a_preset_sends_its_services_body_for_a_record_and_a_digest(
 
     # when: a record, and a digest
     stats = await drain(settings)
-    await post_digest(build("hook", options, handler_settings("q")))
+    digest = dataclasses.replace(DIGEST, error_type="<!everyone>")
+    await post_digest(build("hook", options, handler_settings("q")), digest)
 
     # then: the record done, and each text in the service's body (Discord's parses no mention)
     assert stats.outcomes["ack"] == 1
-    record, digest = (request["body"] for request in receiver.requests)
-    assert record == body("**orders-api** failed: @everyone look @here")
-    assert digest == body(DIGEST_TEXT)
+    record, digest_body = (request["body"] for request in receiver.requests)
+    assert record == body(f"**orders-api** failed: {error}")
+    assert digest_body == body(DIGEST_TEXT.replace("TimeoutError", "<!everyone>"))
 
 
 def test_a_discord_url_waits_for_the_message_to_be_saved(

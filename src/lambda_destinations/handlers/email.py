@@ -701,7 +701,7 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> EmailHandle
         subject=template("subject", parsed.subject),
         text=template("text", parsed.text, body=True),
         html=(
-            template("html", parsed.html, escape_html=True, body=True)
+            template("html", parsed.html, escape=html_module.escape, body=True)
             if parsed.html is not None
             else None
         ),

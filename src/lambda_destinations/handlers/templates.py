@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
-import html
 import json
 import re
 import ssl
@@ -208,7 +207,9 @@ class Template:
     text: str
     where: str  # the setting it came from, e.g. handlers.oncall.message
     names: frozenset[str]  # the top-level names it uses
-    escape_html: bool = False
+    # Applied to each value, never to the template's own text: html.escape for HTML, Slack's
+    # escapes for its mrkdwn.
+    escape: Callable[[str], str] | None = None
     # A message body's: each value as lines without control characters (multi_line), so
     # that what a function wrote cannot put a NUL in the message, drive the terminal a mail
     # reader runs in, or reverse the template's own text. The template's text is the
@@ -222,20 +223,18 @@ class Template:
         *,
         where: str,
         allowed: Mapping[str, str] | Iterable[str] = RECORD_FIELDS,
-        escape_html: bool = False,
+        escape: Callable[[str], str] | None = None,
         body: bool = False,
     ) -> Template:
         """Check ``text`` once, at start: ConfigError naming ``where`` and the field if any
         part of it could reach beyond the allowed names."""
         allowed_names = frozenset(allowed)
         names = frozenset(_check(text, where, allowed_names))
-        return cls(text=text, where=where, names=names, escape_html=escape_html, body=body)
+        return cls(text=text, where=where, names=names, escape=escape, body=body)
 
     def render(self, fields: Mapping[str, Any]) -> str:
         """The text, each field cut to FIELD_MAX characters and the whole to RENDERED_MAX."""
-        formatter = SafeFormatter(
-            html.escape if self.escape_html else None, multi_line if self.body else None
-        )
+        formatter = SafeFormatter(self.escape, multi_line if self.body else None)
         return cut(formatter.vformat(self.text, (), fields), RENDERED_MAX)
 
 
@@ -252,7 +251,7 @@ class NonBlank:
             default,
             where=template.where,
             allowed=allowed,
-            escape_html=template.escape_html,
+            escape=template.escape,
             body=template.body,
         )
         self.warned = False

@@ -186,6 +186,13 @@ GENERIC_DIGEST: dict[str, Any] = {
 }
 
 
+def slack_escaped(text: str) -> str:
+    """A record's value as Slack's mrkdwn shows it as written: ``&``, ``<`` and ``>`` as the
+    entities Slack reads them from, so that its text cannot ping (``<!channel>``,
+    ``<@U024BE7LH>``) or make a link (``<https://…|log in>``); a template's own text can."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_bodies(message: NonBlank, digest: NonBlank) -> tuple[Any, Any]:
     """Slack incoming webhooks take ``{"text": ...}`` (mrkdwn)."""
     return {"text": message}, {"text": digest}
@@ -809,12 +816,17 @@ def _bodies(parsed: WebhookOptions, where: str) -> tuple[Any, Any]:
     if parsed.preset is not None:
         # Checked here, so that an error names the setting the user wrote, not the preset's
         # place for it in the body.
+        escape = slack_escaped if parsed.preset == "slack" else None
         message = NonBlank(
-            Template.compile(parsed.message, where=f"{where}.message"), DEFAULT_MESSAGE
+            Template.compile(parsed.message, where=f"{where}.message", escape=escape),
+            DEFAULT_MESSAGE,
         )
         digest = NonBlank(
             Template.compile(
-                parsed.digest_message, where=f"{where}.digest_message", allowed=storm.DIGEST_FIELDS
+                parsed.digest_message,
+                where=f"{where}.digest_message",
+                allowed=storm.DIGEST_FIELDS,
+                escape=escape,
             ),
             storm.DEFAULT_DIGEST,
             allowed=storm.DIGEST_FIELDS,
