@@ -1281,6 +1281,27 @@ async def test_a_preset_keeps_its_text_within_the_services_limit(
     assert PRESET_TEXT[preset](request["body"]).endswith("é…")
 
 
+async def test_the_slack_preset_cuts_its_text_before_an_escape_never_inside_one(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+) -> None:
+    # given: a message of 80,000 characters once its "<" are Slack's "&lt;"
+    url, _ = make_queue("hook-slack-cut")
+    send_records(sqs, url, [failure_record(message="<" * 10_000)])
+    message = "{error_message}{error_message}"
+    settings = hook_settings(
+        endpoint_url, url, sqlite_url, preset="slack", url=receiver.url, message=message
+    )
+
+    # when
+    await drain(settings)
+
+    # then: before, "…&lt;&lt…", an escape cut that Slack shows as "&lt"
+    (request,) = receiver.requests
+    text = request["body"]["text"]
+    assert len(text) <= 40_000
+    assert text.endswith("&lt;…")
+
+
 @pytest.mark.parametrize("preset", PRESET_TEXT)
 async def test_a_preset_message_that_renders_blank_sends_the_default(
     sqs: Any,

@@ -116,6 +116,7 @@ PAGERDUTY_DEDUP_MAX = 255
 # the 3,000 characters of a section block's text
 # (https://api.slack.com/reference/block-kit/blocks#section) do not apply.
 SLACK_TEXT_MAX = 40_000
+_PART_OF_ENTITY = re.compile(r"&(?:a|am|amp|l|lt|g|gt)?…\Z")  # an escape cut before its ";"
 # Discord refuses a message whose `content` is longer (400: the record would be quarantined
 # unsent; https://discord.com/developers/docs/resources/webhook#execute-webhook): the preset
 # cuts it with an ellipsis first.
@@ -198,13 +199,20 @@ def slack_bodies(message: NonBlank, digest: NonBlank) -> tuple[Any, Any]:
     return {"text": message}, {"text": digest}
 
 
-def text_fit(key: str, limit: int) -> Callable[[Any], Any]:
+def slack_cut(text: str, limit: int) -> str:
+    """:func:`cut`, never inside one of :func:`slack_escaped`'s entities, which Slack would
+    show half-written ("&lt")."""
+    shorter = cut(text, limit)
+    return shorter if shorter == text else _PART_OF_ENTITY.sub("…", shorter)
+
+
+def text_fit(key: str, limit: int, cutter: Callable[[str, int], str] = cut) -> Callable[[Any], Any]:
     """A preset's fit: the body with its text under ``key`` cut with an ellipsis to ``limit``
     characters, the service's own limit."""
 
     def fit(body: Any) -> Any:
         if isinstance(body, dict) and isinstance(body.get(key), str):
-            return {**body, key: cut(body[key], limit)}
+            return {**body, key: cutter(body[key], limit)}
         return body
 
     return fit
@@ -846,7 +854,7 @@ _PRESET_BODIES: dict[str, Callable[[NonBlank, NonBlank], tuple[Any, Any]]] = {
     "discord": discord_bodies,
 }
 _FITS: dict[str, Callable[[Any], Any]] = {
-    "slack": text_fit("text", SLACK_TEXT_MAX),
+    "slack": text_fit("text", SLACK_TEXT_MAX, slack_cut),
     "pagerduty": pagerduty_fit,
     "teams": teams_fit,
     "discord": text_fit("content", DISCORD_CONTENT_MAX),
