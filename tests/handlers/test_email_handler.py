@@ -327,10 +327,15 @@ async def test_smtp_long_subjects_arrive_exactly_as_rendered(
     assert sorted(m["Subject"] for m in smtp_server.messages) == sorted(LONG_SUBJECTS)
 
 
-# NUL, ESC (a terminal colour), BEL, DEL, a C1 CSI, NEL and CR LF in what a function wrote
-CONTROL_MESSAGE = "disk\x00full \x1b[31mred\x1b[0m bell\x07 del\x7fcsi\x9b end\x85\r\nnext"
-# Each control is a space, and a run of them with spaces is one: no control reaches a Subject.
-CONTROL_SUBJECT = "disk full [31mred [0m bell del csi end next"
+# NUL, ESC (a terminal colour), BEL, DEL, a C1 CSI, NEL and CR LF in what a function wrote,
+# and a right-to-left override and isolate, which read the rest of the line backwards
+CONTROL_MESSAGE = (
+    "disk\x00full \x1b[31mred\x1b[0m bell\x07 del\x7fcsi\x9b end\x85\r\nnext "
+    "a\u202egpj.exe b\u2067c"
+)
+# Each control is a space, and a run of them with spaces is one: no control reaches a Subject;
+# a bidi control is U+FFFD, as in the mail's text (before, they reached the Subject as sent).
+CONTROL_SUBJECT = "disk full [31mred [0m bell del csi end next a\ufffdgpj.exe b\ufffdc"
 
 
 @pytest.mark.parametrize("transport", ["ses", "smtp"])

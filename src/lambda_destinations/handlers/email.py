@@ -51,7 +51,7 @@ from aiosmtplib import SMTPResponse
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lambda_destinations import environment
-from lambda_destinations._text import json_cut, json_lines, one_line
+from lambda_destinations._text import json_cut, json_lines, multi_line, one_line
 from lambda_destinations._urls import NOT_TLS, is_host
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
@@ -526,8 +526,9 @@ def smtp_outcome(
 
 def _one_line(text: str, limit: int = 250) -> str:
     """A header value: one line (no header injection), without control characters (a NUL or
-    an ESC in a Subject), cut to ``limit`` characters."""
-    return cut(one_line(text), limit)
+    an ESC in a Subject), its bidi controls and lone surrogates U+FFFD as in the body (a
+    value's U+202E read the rest of the Subject backwards), cut to ``limit`` characters."""
+    return cut(multi_line(one_line(text)), limit)
 
 
 def _payload_section(title: str, value: Any, limit: int) -> str:
