@@ -9,11 +9,13 @@ import json
 import os
 import pty
 import random
+import select
 import signal
 import struct
 import subprocess
 import sys
 import termios
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,37 @@ def cli_in_a_terminal(*args: str, env: dict[str, str], width: int) -> tuple[int,
     os.close(fd)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), written.decode().split("\r\n")[:-1]
+
+
+def ctrl_c_at_the_question(*args: str, env: dict[str, str]) -> tuple[int | None, str]:
+    """Run ``lambda-destinations`` on a terminal, press Ctrl-C once it asks its question
+    (``[y/N]``), and give it 10 s to end: its exit status (None if it did not end) and what it
+    wrote. A process that did not end is killed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdin, stdout and stderr are the terminal
+        os.execve(ENTRY[0], [*ENTRY, *args], {**os.environ, **env})  # noqa: S606 - no shell
+    written, pressed = b"", None
+    while pressed is None or time.monotonic() < pressed + 10:
+        if not select.select([fd], [], [], 0.2)[0]:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                break
+            continue
+        try:
+            written += os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if pressed is None and b"[y/N]" in written:
+            os.write(fd, b"\x03")  # the terminal's Ctrl-C: SIGINT to its foreground
+            pressed = time.monotonic()
+    ended, status = os.waitpid(pid, os.WNOHANG)
+    while not ended and pressed is not None and time.monotonic() < pressed + 10:
+        time.sleep(0.05)  # its terminal closed: it is on its way out
+        ended, status = os.waitpid(pid, os.WNOHANG)
+    if not ended:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(fd)
+    return (os.waitstatus_to_exitcode(status) if ended else None), written.decode()
 
 
 async def cli_through(

@@ -20,6 +20,7 @@ from ops_helpers import (
     cli,
     cli_through,
     count_messages,
+    ctrl_c_at_the_question,
     error_lines,
     failure_body,
     fifo_queue_with_dlq,
@@ -1332,6 +1333,23 @@ def test_purge_counts_asks_and_purges(sqs, make_queue, cli_env) -> None:
     empty = cli("dlq", "purge", dlq, "--yes", env=cli_env)
     assert empty.returncode == 0
     assert "is empty: nothing to purge" in empty.stdout
+
+
+def test_ctrl_c_at_the_purge_s_question_declines_at_once(sqs, make_queue, cli_env) -> None:
+    # given: a DLQ with messages, purged from a terminal without --yes
+    _, dlq = make_queue("purge-ctrl-c")
+    send_all(sqs, dlq, ["m1", "m2"])
+
+    # when: Ctrl-C is pressed at the question (asked inside asyncio.run, whose own handler
+    # only cancelled the command at its next await: after an answer, so the first Ctrl-C did
+    # nothing and the question waited on)
+    code, written = ctrl_c_at_the_question("dlq", "purge", dlq, env=cli_env)
+
+    # then: declined at once, nothing purged
+    assert code == 6, written
+    assert "aborted: nothing was changed" in written
+    assert "Traceback" not in written
+    assert count_messages(sqs, dlq) == 2
 
 
 def test_a_purge_within_a_minute_of_the_last_says_so_and_when_to_try_again(

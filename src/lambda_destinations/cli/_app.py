@@ -155,6 +155,21 @@ def _leaving_on_interrupt() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def confirm(question: str) -> None:
+    """Ask ``question`` on stderr; go on on a yes, else abort (exit 6 by :func:`reports_errors`).
+
+    A Ctrl-C at the question declines at once: asked inside ``asyncio.run``, whose own SIGINT
+    handler only cancels the command at its next await (once an answer came), the first Ctrl-C
+    did nothing and the question waited on."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+    try:
+        click.confirm(question, abort=True, err=True)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn the errors a user can cause into one line and a documented exit code."""
 

@@ -11,7 +11,7 @@ import asyncio
 import click
 
 from lambda_destinations.aws import AwsClients
-from lambda_destinations.cli._app import fail
+from lambda_destinations.cli._app import confirm, fail
 from lambda_destinations.cli._common import aws_errors, subcommand
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import plural
@@ -50,12 +50,10 @@ def purge_command(settings: Settings, queue: str, yes: bool) -> None:
                 click.echo(empty)
                 return
             if not yes:
-                click.confirm(
+                confirm(
                     f"Delete {'the 1 message' if count == 1 else f'all {count} messages'} of "
                     f"{ref.name} ({ref.visible} visible, "
-                    f"{ref.in_flight} in flight, {ref.delayed} delayed)? This cannot be undone",
-                    abort=True,
-                    err=True,
+                    f"{ref.in_flight} in flight, {ref.delayed} delayed)? This cannot be undone"
                 )
             try:
                 await purge(sqs, ref)

@@ -17,7 +17,7 @@ import click
 
 from lambda_destinations._urls import queue_name
 from lambda_destinations.aws import AwsClients
-from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, fail
+from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, confirm, fail
 from lambda_destinations.cli._common import (
     aws_errors,
     dumps,
@@ -364,11 +364,9 @@ class _Redrive:
                 self.found_none = dlq
                 return ReinvokeReport()
             if not self.dry_run and not self.yes:
-                click.confirm(
+                confirm(
                     f"Invoke again the function of each failure record in {dlq.name} (about "
-                    f"{plural(self.expected(dlq), 'message')}), then delete it?",
-                    abort=True,
-                    err=True,
+                    f"{plural(self.expected(dlq), 'message')}), then delete it?"
                 )
             with click.progressbar(
                 length=max(self.expected(dlq), 1),

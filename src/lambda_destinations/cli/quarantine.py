@@ -14,6 +14,7 @@ from lambda_destinations._urls import queue_name
 from lambda_destinations.cli._app import (
     EXIT_FAILED,
     EXIT_USAGE,
+    confirm,
     echo_error,
     fail,
     group,
@@ -255,7 +256,7 @@ def resend_command(
             where = "its queue"
         else:
             where = "their queue" if len({row.queue for row in rows}) == 1 else "their queues"
-        click.confirm(f"Send {_count(len(rows), 'message')} back to {where}?", abort=True, err=True)
+        confirm(f"Send {_count(len(rows), 'message')} back to {where}?")
     resending = _Resending(rows, every=every)
     with aws_errors(settings):
         _run(settings, resending, keep=keep, as_json=as_json)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from lambda_destinations.aws import AwsClients
-from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
+from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, confirm, fail
 from lambda_destinations.cli._common import (
     aws_errors,
     dumps,
@@ -365,13 +365,11 @@ def _confirm(
     invocations = len(to_invoke)
     functions = {_function_name(p.function_arn) for p in planned if p.attempt}
     rate, qualifier = replay.rate, replay.qualifier
-    click.confirm(
+    confirm(
         f"Invoke {invocations} failed invocation{'s' if invocations != 1 else ''}"
         f" of {len(functions)} function{'s' if len(functions) != 1 else ''} again"
         f"{f' (qualifier {qualifier})' if qualifier else ''}"
-        f"{f' at {rate:g}/s' if rate else ''}?",
-        abort=True,
-        err=True,
+        f"{f' at {rate:g}/s' if rate else ''}?"
     )
 
 
