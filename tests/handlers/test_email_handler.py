@@ -162,6 +162,36 @@ async def test_ses_a_subject_and_text_that_render_blank_send_the_defaults(
     assert warned == {"handlers.oncall-mail.subject", "handlers.oncall-mail.text"}
 
 
+async def test_ses_a_subject_of_control_characters_alone_is_blank_and_sends_the_default(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: a subject made of a payload value that holds only control and format characters,
+    # which the Subject shows as spaces and U+FFFD: an empty-looking subject line
+    url, _ = make_queue("ses-blank-controls")
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint_url, sender)
+    record = failure_record("billing", error_type="KeyError", payload={"note": "\x00\x1b \u202e"})
+    send_records(sqs, url, [record])
+    settings = mail_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        subject="{payload.note}",
+        **{"from": sender, "to": [to]},
+    )
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            await worker.run(once=True)
+
+    # then: the default subject, and the warning naming the setting
+    (mail,) = emails_to(endpoint_url, to)
+    assert mail.subject.startswith("[lambda-destinations] billing failed (RetriesExhausted)")
+    warned = {log["setting"] for log in logs if log["event"].startswith("template rendered blank")}
+    assert warned == {"handlers.oncall-mail.subject"}
+
+
 async def test_smtp_a_subject_that_renders_blank_sends_the_default(
     sqs: Any,
     make_queue: Callable[..., Any],

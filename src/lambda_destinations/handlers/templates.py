@@ -258,7 +258,7 @@ class NonBlank:
 
     def render(self, fields: Mapping[str, Any], log: FilteringBoundLogger) -> str:
         text = self.template.render(fields)
-        if text.strip() or self.template.text == self.default.text:
+        if _shows_anything(text) or self.template.text == self.default.text:
             return text
         if not self.warned:
             self.warned = True
@@ -268,6 +268,13 @@ class NonBlank:
                 default=self.default.text,
             )
         return self.default.render(fields)
+
+
+def _shows_anything(text: str) -> bool:
+    """Whether ``text`` has a character a reader sees: blank is spaces, and control and format
+    characters (a NUL, an ESC, U+202E), which the subject or the message shows as spaces or
+    U+FFFD at most."""
+    return any(char.isprintable() and not char.isspace() for char in text)
 
 
 def cut(text: str, limit: int) -> str:
