@@ -102,7 +102,9 @@ class AwsClients(Lifetime):
     Use as ``async with AwsClients(settings) as aws: sqs = await aws.client("sqs")``.
     """
 
-    def __init__(self, settings: Settings, *, max_attempts: int = 3) -> None:
+    def __init__(
+        self, settings: Settings, *, max_attempts: int = 3, read_timeout: float | None = None
+    ) -> None:
         # Imported here: aiobotocore costs a command that imports this module for one helper
         # (``dlq --help``, ``replay --help``) about a tenth of a second of CPU.
         from aiobotocore.config import AioConfig
@@ -116,11 +118,12 @@ class AwsClients(Lifetime):
         # credentials are its role's (see _account_session); and the account of our own.
         self._sessions: dict[str, AioSession] = {}
         self._own_account: str | None = None
-        # The read timeout must outlast a long poll, or every idle receive would time out.
+        # The read timeout must outlast a long poll, or every idle receive would time out;
+        # ``read_timeout`` a shorter one for a caller that makes none.
         self._config = AioConfig(
             region_name=settings.resolved_region(),
             connect_timeout=5,
-            read_timeout=settings.wait_time + 15,
+            read_timeout=read_timeout or settings.wait_time + 15,
             retries={"max_attempts": max_attempts, "mode": "standard"},
             # A connection for each long poll (held up to wait_time), and beside them one a
             # queue for its deletes and visibility changes, and one a handler slot: a delete

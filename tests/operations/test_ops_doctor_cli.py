@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -1652,3 +1653,32 @@ async def test_an_aws_error_a_check_part_lets_through_is_its_failed_row(
     assert exit_status(checks) == "failed"
     said = {c.check for c in checks}
     assert {f"function {setup.function} on-failure", "store", "store schema"} <= said
+
+
+def test_an_endpoint_that_takes_the_connection_and_never_answers_is_its_row_not_a_hang(
+    tmp_path: Path,
+) -> None:
+    # given: an endpoint that accepts connections (the kernel's backlog) and never answers
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint,
+            "LAMBDA_DESTINATIONS_QUEUES": "orders-failures",
+            "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
+        }
+
+        # when: doctor runs, given 75 s (it waited out the worker's long-poll read timeout,
+        # wait_time + 15 s, for each try of each call: 110 s)
+        result = cli("doctor", "--json", env=env, timeout=75)
+
+    # then: the endpoint's row, unreachable (exit 4)
+    assert result.returncode == 4, result.stdout + result.stderr
+    rows = {check["check"]: check for check in json.loads(result.stdout)["checks"]}
+    row = rows["aws endpoint"]
+    assert row["status"] == "error", row
+    assert row["detail"].startswith(f"{endpoint} does not answer (Read timeout"), row

@@ -79,6 +79,9 @@ HEARTBEAT_MARGIN_ERROR = 2.0
 HEARTBEAT_MARGIN_WARN = 10.0
 SQS_MAX_VISIBILITY = 43200  # 12 h: SQS's limit on a message's total hidden time
 SHORT_RETRY_WINDOW = 60.0
+# Seconds an AWS call may go unanswered (twice) before its row says the endpoint does not
+# answer: doctor makes no long poll; listing a page of functions or log groups takes far less.
+DOCTOR_READ_TIMEOUT = 10.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -216,7 +219,11 @@ class Doctor:
                 "set AWS_REGION (or LAMBDA_DESTINATIONS_REGION)",
             )
         else:
-            async with AwsClients(settings, max_attempts=2) as aws:
+            # No long poll among its calls: an endpoint that never answers is said in
+            # seconds, not after the worker's long-poll timeout (wait_time + 15 s) a try.
+            async with AwsClients(
+                settings, max_attempts=2, read_timeout=DOCTOR_READ_TIMEOUT
+            ) as aws:
                 if await self._check_credentials(aws):
                     # Each part that reads AWS is caught: an AWS error one lets through is
                     # its failed row, and the run goes on.
