@@ -89,17 +89,20 @@ _CHECKED_MAX = {"queue_metrics_interval": QUEUE_METRICS_MAX} | dict.fromkeys(
 
 @dataclasses.dataclass(frozen=True)
 class SettingSource:
-    """Where a setting's value came from: ``kind`` is ``flag``, ``env``, ``file`` or
-    ``default``; ``name`` is the option (``--store``), the variable
-    (``LAMBDA_DESTINATIONS_STORE``), the TOML file's path, or for a default, None."""
+    """Where a setting's value came from: ``kind`` is ``flag``, ``env``, ``file``, ``profile``
+    (the region of the AWS profile) or ``default``; ``name`` is the option (``--store``), the
+    variable (``LAMBDA_DESTINATIONS_STORE``), the TOML file's path, the AWS profile's name, or
+    for a default, None."""
 
-    kind: Literal["flag", "env", "file", "default"]
+    kind: Literal["flag", "env", "file", "profile", "default"]
     name: str | None = None
 
     def __str__(self) -> str:
         """As an error line names it: ``--store``, the variable, ``the TOML file x.toml``."""
         if self.kind == "file":
             return f"the TOML file {self.name}"
+        if self.kind == "profile":
+            return f"the AWS profile {self.name}"
         return self.name or self.kind
 
 
@@ -220,7 +223,8 @@ class Settings(BaseSettings):
         default=None, description="One endpoint URL for every AWS service (local emulators)."
     )
     region: str | None = Field(
-        default=None, description="AWS region; defaults to AWS_REGION / AWS_DEFAULT_REGION."
+        default=None,
+        description="AWS region; else AWS_REGION, AWS_DEFAULT_REGION, the AWS profile's.",
     )
     store: str = Field(
         default="sqlite:///lambda-destinations.db",
@@ -551,7 +555,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _region_name(self) -> Settings:
-        region = self.resolved_region()
+        # Not the profile's (botocore checks it): looking it up would load botocore here.
+        region = standard_region(self.region)
         if region is not None and not _REGION.fullmatch(region):
             if self.region:
                 where = f"{ENV_PREFIX}REGION or the TOML file's region"
@@ -595,6 +600,8 @@ class Settings(BaseSettings):
     _sources: dict[str, SettingSource] = PrivateAttr(default={})
     # The sources of the [handlers.NAME] tables, the one that wins first (see handler_origin).
     _handler_sources: list[tuple[SettingSource, Mapping[str, Any]]] = PrivateAttr(default=[])
+    # The AWS profile and its region (see aws_profile_region), once looked up.
+    _profile: tuple[str, str | None] | None = PrivateAttr(default=None)
 
     def origin(self, field: str) -> str | None:
         """Where ``field``'s value came from (``--store``, ``LAMBDA_DESTINATIONS_STORE``, the
@@ -685,8 +692,25 @@ class Settings(BaseSettings):
         return f"check that {self.set_in('endpoint_url')} is the URL of an AWS endpoint"
 
     def resolved_region(self) -> str | None:
-        """The region the standard AWS way when not set here."""
-        return standard_region(self.region)
+        """The region the standard AWS way when not set here: the variables', else the AWS
+        profile's, the one botocore's clients take (looked up once, when first asked)."""
+        region = standard_region(self.region)
+        if region is None:
+            if self._profile is None:
+                self._profile = aws_profile_region()
+            region = self._profile[1]
+        return region
+
+    def region_source(self) -> SettingSource:
+        """Where :meth:`resolved_region` found the region: this setting's source, the variable
+        (``AWS_REGION``), or the AWS profile (its name) when only the profile sets one."""
+        if self.region:
+            return self.source("region")
+        if standard_region():
+            return SettingSource("env", standard_region_variable())  # AWS_REGION, the SDKs' way
+        if self.resolved_region() and self._profile:
+            return SettingSource("profile", self._profile[0])
+        return self.source("region")
 
     def resolved_pollers_per_queue(self) -> int:
         """Concurrent receives per queue: ``pollers_per_queue``, else enough that each can ask
@@ -856,6 +880,23 @@ def standard_region(region: str | None = None) -> str | None:
     ``AWS_REGION``, so every client made here passes the region this finds.
     """
     return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+def aws_profile_region() -> tuple[str, str | None]:
+    """The AWS profile in use (``AWS_PROFILE``'s, else ``default``) and the region it sets in
+    the AWS config file (``AWS_CONFIG_FILE``, else ~/.aws/config), as botocore reads them: the
+    region its clients take when no variable sets one; None for a profile that does not exist
+    (the clients say so). Imported here: botocore's session costs a command about 0.3 s, paid
+    only by a command that needs the region and finds it nowhere else."""
+    from botocore.exceptions import ProfileNotFound
+    from botocore.session import Session
+
+    session = Session()
+    profile = session.get_config_variable("profile") or "default"
+    try:
+        return profile, session.get_config_variable("region")
+    except ProfileNotFound:
+        return profile, None
 
 
 def read_toml(path: Path, named_in: str = f"{ENV_PREFIX}CONFIG or --config") -> dict[str, Any]:

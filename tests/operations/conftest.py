@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -175,6 +176,17 @@ def cli_env(endpoint_url: str, sqlite_url: str) -> dict[str, str]:
         "LAMBDA_DESTINATIONS_REGION": REGION,
         "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
     }
+
+
+@pytest.fixture
+def profile_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The variables of an operator whose region is set in an AWS profile alone (as `aws
+    configure --profile` writes it): AWS_CONFIG_FILE and AWS_PROFILE, none of the region's."""
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile ops]\nregion = {REGION}\n", encoding="utf-8")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    return {"AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "ops"}
 
 
 @pytest.fixture

@@ -251,6 +251,29 @@ def test_a_legacy_dlq_message_needs_its_log_group(
     assert f"START RequestId: {rid}" in given.stdout
 
 
+def test_a_missing_log_group_names_the_region_of_the_aws_profile(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any, profile_region: dict[str, str]
+) -> None:
+    # given: a legacy DLQ message (no function, so no region, named); the region set in the
+    # AWS config file's profile alone
+    attributes = {"RequestID": "9d2f4a10-2222-4c6e-8f1a-2b3c4d5e6f70", "ErrorCode": "200"}
+    row = row_of('{"order": 1}', attributes)
+    seed_sync(sqlite_url, [row])
+    env = {**cli_env, **profile_region}
+    del env["LAMBDA_DESTINATIONS_REGION"]
+
+    # when: its lines are asked of a log group that does not exist
+    result = cli(
+        "failures", "logs", attributes["RequestID"], "--log-group", "/aws/lambda/gone", env=env
+    )
+
+    # then: the line names the region asked, the profile's (before: "region None")
+    assert result.returncode == 1, result.stderr
+    (line,) = error_lines(result)
+    assert line.startswith("error: log group /aws/lambda/gone not found in "), line
+    assert f"region {REGION}: " in line
+
+
 def test_an_endpoint_not_reached_is_one_line_exit_4(
     cli_env: dict[str, str], sqlite_url: str
 ) -> None:

@@ -89,6 +89,20 @@ def test_the_config_flag_and_the_standard_region_are_named(toml: Path, tmp_path:
     assert settings["region"] == {"value": "ap-south-1", "source": "env", "from": "AWS_REGION"}
 
 
+def test_a_region_of_the_aws_profile_alone_is_named_with_the_profile(
+    toml: Path, tmp_path: Path, profile_region: dict[str, str]
+) -> None:
+    env = {**profile_region, "LAMBDA_DESTINATIONS_REGION": ""}
+
+    settings = shown("--config", str(toml), env=env, cwd=tmp_path)["settings"]
+    table = cli("config", "--config", str(toml), env=env, cwd=tmp_path)
+
+    # the region botocore's clients take, from the profile (before: "none: set AWS_REGION")
+    assert settings["region"] == {"value": "us-east-1", "source": "profile", "from": "ops"}
+    (row,) = [line for line in table.stdout.splitlines() if line.startswith("region ")]
+    assert row.split(None, 2)[1:] == ["us-east-1", "the AWS profile ops"]
+
+
 def test_handler_options_are_merged_and_each_names_its_source(toml: Path, tmp_path: Path) -> None:
     # given: the variable's JSON gives the hook's timeout; the file its type and URL
     env = {

@@ -784,6 +784,28 @@ def test_a_function_glob_that_matches_no_function_says_so(setup: Setup) -> None:
     assert "glob that matches their names" in check["fix"]
 
 
+def test_a_region_set_in_the_aws_profile_alone_is_the_region_checked(
+    setup: Setup, profile_region: dict[str, str]
+) -> None:
+    # given: the region in the AWS config file's profile, where botocore finds it, and in
+    # none of the variables; a --function glob that matches nothing
+    env = {**setup.env(), **profile_region}
+    del env["LAMBDA_DESTINATIONS_REGION"]
+    glob = f"{setup.prefix.upper()}-*"
+
+    # when
+    done = cli("doctor", "--function", glob, "--json", env=env)
+
+    # then: the profile's region is the one checked and named (before: "aws region ERROR no
+    # AWS region is configured", exit 1, and nothing asked of AWS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    checks = {c["check"]: c for c in checks_of(done)}
+    assert "aws region" not in checks
+    assert checks["aws credentials"]["status"] == "ok"
+    assert checks[f"queue {setup.prefix}"]["status"] == "ok"
+    assert "in us-east-1" in checks["lambda destinations"]["detail"]
+
+
 def test_a_first_start_on_a_backlog_with_notifiers_is_a_warning_with_a_quiet_drain(
     setup: Setup,
 ) -> None:

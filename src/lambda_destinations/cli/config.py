@@ -22,7 +22,6 @@ from lambda_destinations.config import (
     RouteConfig,
     Settings,
     SettingSource,
-    standard_region_variable,
 )
 from lambda_destinations.environment import SECRETS_VARIABLE
 from lambda_destinations.redact import MASK, mask_url, redact_value, secret_name, url_origin
@@ -121,10 +120,7 @@ def _value(settings: Settings, field: str) -> Any:
 
 
 def _setting_source(settings: Settings, field: str) -> SettingSource:
-    source = settings.source(field)
-    if field == "region" and not settings.region and settings.resolved_region():
-        return SettingSource("env", standard_region_variable())  # AWS_REGION, the SDKs' way
-    return source
+    return settings.region_source() if field == "region" else settings.source(field)
 
 
 def _environment() -> dict[str, Any]:
