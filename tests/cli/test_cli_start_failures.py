@@ -278,3 +278,21 @@ def test_an_endpoint_answering_html_pages_is_one_line_naming_the_page(base_env) 
     assert "an HTML page titled '502 Bad Gateway', not an AWS answer" in errors[0]
     assert "<html" not in result.stderr.lower()
     assert_clean(result)
+
+
+def test_a_queue_polled_beside_the_queue_it_is_the_dlq_of_stops_the_start(
+    make_queue, base_env
+) -> None:
+    # given: a queue and its own DLQ both polled: before, the worker took back every message
+    # quarantined or dead-lettered there (the DLQ left empty for `dlq peek`, each quarantine
+    # stored twice, a permanently failing handler called again)
+    url, dlq = make_queue("both")
+    name, dlq_name = url.rsplit("/", 1)[-1], dlq.rsplit("/", 1)[-1]
+    result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": f"{url},{dlq}"})
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {dlq_name} is the dead-letter queue of polled queue {name}: the worker would "
+        "take back what is dead-lettered there: take it out of LAMBDA_DESTINATIONS_QUEUES "
+        f"(inspect it with `dlq peek {dlq_name}`, move it back with `dlq redrive {dlq_name}`)"
+    )
+    assert_clean(result)

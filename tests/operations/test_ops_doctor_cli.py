@@ -1704,3 +1704,35 @@ def test_an_endpoint_that_takes_the_connection_and_never_answers_is_its_row_not_
     row = rows["aws endpoint"]
     assert row["status"] == "error", row
     assert row["detail"].startswith(f"{endpoint} does not answer (Read timeout"), row
+
+
+def test_a_polled_queue_that_is_another_polled_queue_s_dlq_is_an_error(setup: Setup) -> None:
+    # given: the queue and its own DLQ both polled (before: "no redrive policy: give the queue
+    # a RedrivePolicy", which was wrong advice: the worker took back what was dead-lettered)
+    dlq = f"{setup.prefix}-dlq"
+
+    # when
+    result = setup.doctor(setup.env(setup.queue_url, f"{setup.queue_url}-dlq"), "--json")
+
+    # then: one error naming it, instead of the redrive-policy one
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = errors_of(result)
+    assert f"{dlq}: redrive policy" not in errors
+    row = errors[f"{dlq}: dead-letter queue"]
+    assert row["detail"] == (
+        f"{dlq} is the dead-letter queue of polled queue {setup.prefix}: the worker would take "
+        "back what is dead-lettered there"
+    )
+    assert row["fix"] == (
+        f"take it out of LAMBDA_DESTINATIONS_QUEUES (inspect it with `dlq peek {dlq}`, move "
+        f"it back with `dlq redrive {dlq}`)"
+    )
+
+
+def test_a_function_s_own_dlq_polled_is_no_polled_dlq(setup: Setup) -> None:
+    # given: a queue a function's DeadLetterConfig could name, no polled queue's redrive target
+    url, _ = setup.queue(f"{setup.prefix}-fndlq")
+
+    result = setup.doctor(setup.env(setup.queue_url, url), "--json")
+
+    assert not [c for c in checks_of(result) if c["check"].endswith(": dead-letter queue")]

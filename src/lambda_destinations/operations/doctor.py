@@ -69,6 +69,9 @@ from lambda_destinations.worker.queues import (
     check_url_region,
     is_missing_queue,
     parse_arn,
+    policy_target,
+    polled_dlq,
+    polled_dlqs,
     queue_lookup,
     same_queue,
 )
@@ -409,6 +412,7 @@ class Doctor:
         """One group of rows per configured queue; None when SQS cannot be asked at all."""
         sqs = await aws.client("sqs")
         polled: list[_Queue] = []
+        targets: list[tuple[str, str | None, str | None]] = []  # (name, ARN, DLQ ARN)
         seen: dict[str, str] = {}
         queues_in = self.settings.set_in("queues")
         for configured in self.settings.queues:
@@ -451,7 +455,20 @@ class Doctor:
             self._check_standard(name, attributes)
             self._check_visibility(name, attributes)
             await self._check_redrive(sqs, name, attributes)
+            targets.append((name, arn, _readable_target(attributes)))
+        self._flag_polled_dlqs(targets)
         return polled
+
+    def _flag_polled_dlqs(self, queues: list[tuple[str, str | None, str | None]]) -> None:
+        """An error row for each polled queue that is another polled queue's DLQ, in place of
+        its redrive policy's row when that is an error (no policy: not the advice it needs)."""
+        queues_in = self.settings.set_in("queues")
+        for dlq, source in polled_dlqs(queues):
+            row = Check(f"{dlq}: dead-letter queue", "error", *polled_dlq(dlq, source, queues_in))
+            redrive = f"{dlq}: redrive policy"
+            at = next((i for i, c in enumerate(self.checks) if c.check == redrive), 0)
+            replaced = self.checks[at].check == redrive and self.checks[at].status == "error"
+            self.checks[at : at + replaced] = [row]
 
     def _check_route_queues(self, queues: Sequence[_Queue]) -> None:
         """A row for each route whose ``queue`` matches none of the polled queues, once every
@@ -1316,6 +1333,15 @@ def _bucket_notification_fix(bucket_arn: str, polled: dict[str, str]) -> str:
         "policy allow s3.amazonaws.com sqs:SendMessage with aws:SourceArn "
         f"{bucket_arn}"
     )
+
+
+def _readable_target(attributes: dict[str, str]) -> str | None:
+    """The DLQ ARN of a queue's RedrivePolicy; None when it has none or it is unreadable
+    (its redrive row says so)."""
+    try:
+        return policy_target(attributes.get("RedrivePolicy"))
+    except (ValueError, AttributeError):
+        return None
 
 
 def _function_label(name: str, config: dict[str, Any]) -> str:

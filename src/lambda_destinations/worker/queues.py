@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -90,6 +90,28 @@ def topic_instead(arn: str) -> str | None:
     return (
         "name the SQS queue subscribed to the topic (`aws sns list-subscriptions-by-topic "
         f"--topic-arn {echoed(arn)}` lists them)"
+    )
+
+
+def polled_dlqs(queues: Iterable[tuple[str, str | None, str | None]]) -> Iterator[tuple[str, str]]:
+    """(DLQ, its queue) for each polled queue that is the dead-letter queue (the RedrivePolicy
+    target) of another polled one; ``queues``: (name, ARN, DLQ ARN) of each. A Lambda
+    function's own DLQ (its DeadLetterConfig) is no queue's redrive target: it is not one."""
+    listed = list(queues)
+    sources = {dlq_arn: name for name, _arn, dlq_arn in listed if dlq_arn}
+    for name, arn, _dlq_arn in listed:
+        if arn and (source := sources.get(arn)) and source != name:
+            yield name, source
+
+
+def polled_dlq(dlq: str, source: str, queues_in: str) -> tuple[str, str]:
+    """(What is wrong, the fix) when the DLQ ``dlq`` of the polled queue ``source`` is polled
+    too: the worker takes back what SQS and its own quarantine put there."""
+    return (
+        f"{dlq} is the dead-letter queue of polled queue {source}: the worker would take back "
+        "what is dead-lettered there",
+        f"take it out of {queues_in} (inspect it with `dlq peek {dlq}`, move it back with "
+        f"`dlq redrive {dlq}`)",
     )
 
 

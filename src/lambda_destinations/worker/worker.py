@@ -72,6 +72,8 @@ from lambda_destinations.worker.queues import (
     configured_name,
     describe_queue,
     is_missing_queue,
+    polled_dlq,
+    polled_dlqs,
     same_queue,
 )
 from lambda_destinations.worker.scheduler import Scheduler
@@ -436,6 +438,8 @@ class Worker(Lifetime):
             if problem := same_queue(seen, configured, info.arn or info.url):
                 raise ConfigError(f"{problem}: list it once in {queues_in}")
             self.queues.append(info)
+        for dlq, source in polled_dlqs((q.name, q.arn, q.dlq_arn) for q in self.queues):
+            raise ConfigError(": ".join(polled_dlq(dlq, source, queues_in)))
         self._outages = {queue.name: QueueOutage(queue.name) for queue in self.queues}
         self._acks = BatchSender(
             "delete", self._batch_call("DeleteMessageBatch"), sleep=self._sleep
