@@ -1132,6 +1132,27 @@ def test_a_handler_module_not_found_says_where_it_must_be(tmp_path: Path) -> Non
     )
 
 
+def test_a_handler_module_named_with_its_py_suffix_says_to_drop_it(tmp_path: Path) -> None:
+    # given: the module's file name, .py and all (it said to install the module or add its
+    # folder to PYTHONPATH, which was there)
+    (tmp_path / "myapp_py").mkdir()
+    (tmp_path / "myapp_py" / "__init__.py").write_text("")
+    (tmp_path / "myapp_py" / "destinations.py").write_text("")
+    env = {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "myapp_py.destinations.py"}
+
+    # when
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+
+    # then
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        "error: handler_modules entry 'myapp_py.destinations.py' "
+        "(LAMBDA_DESTINATIONS_HANDLER_MODULES): cannot import module 'myapp_py.destinations.py' "
+        "(No module named 'myapp_py.destinations.py'; 'myapp_py.destinations' is not a package): "
+        "write it without .py, as myapp_py.destinations"
+    )
+
+
 BROKEN_HANDLER_MODULES = {
     "syntax": ("x = (\n", "has a syntax error at {path}:1 ("),
     "raises": (

@@ -73,8 +73,11 @@ def _import(reference: str, what: str) -> Any:
 def _import_failed(module_name: str, what: str, exc: BaseException) -> str:
     """The line for ``exc``, raised by importing ``module_name``: what went wrong and the fix."""
     if isinstance(exc, ModuleNotFoundError) and exc.name and _is_within(module_name, exc.name):
-        # The module itself is not found, not one of its own imports: say where it must be.
+        # The module itself is not found, not one of its own imports: say where it must be,
+        # or, named by its file (myapp.destinations.py), how Python names it.
         fix = ": install it in the worker's environment, or add its folder to PYTHONPATH"
+        if exc.name == module_name and module_name.endswith(".py"):
+            fix = f": write it without .py, as {module_name.removesuffix('.py')}"
         return f"{what}: cannot import module {module_name!r} ({exc}){fix}"
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         # One of the module's own imports: a package it needs is missing.
