@@ -2613,6 +2613,44 @@ def test_a_route_naming_a_handler_of_a_module_with_none_says_the_module_has_none
 
 
 @pytest.mark.parametrize(
+    ("module", "said"),
+    [
+        (  # the decorator forgotten
+            "async def notify(m, c): ...\n",
+            " (handler_modules entry 'marks' has no @handler function)",
+        ),
+        (  # the decorator's name mistyped
+            "from lambda_destinations import handler\n"
+            "@handler('notify-on-call')\nasync def notify(m, c): ...\n",
+            " (did you mean 'notify-on-call'?)",
+        ),
+    ],
+)
+def test_a_handler_table_with_no_handler_of_its_name_says_no_handler_has_it(
+    module: str, said: str, tmp_path: Path
+) -> None:
+    # given: a table of settings for a @handler that no handler module defines (before: "no
+    # type: add type = …", as if the table were meant for a built-in, the module not named)
+    (tmp_path / "marks.py").write_text(module)
+    env = {
+        "LAMBDA_DESTINATIONS_HANDLER_MODULES": "marks",
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps({"notify-oncall": {"channel": "#x"}}),
+    }
+
+    # when
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+
+    # then
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert line.startswith(
+        "error: handlers.notify-oncall (LAMBDA_DESTINATIONS_HANDLERS): no type, and no @handler "
+        "of handler_modules is named 'notify-oncall'"
+    )
+    assert said in line
+
+
+@pytest.mark.parametrize(
     ("target", "said"),
     [
         ("notify", "is a plain function: define it with `async def`"),

@@ -243,6 +243,13 @@ def _unmarked(modules: list[str]) -> str:
     return f" (handler_modules entries {', '.join(map(repr, modules))} have no @handler function)"
 
 
+def _close(name: str, known: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the one of ``known`` closest to ``name``; empty when none is:
+    among many routes and tables, a typo is easier fixed when named than found in a list."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _placed(message: str, name: str, settings: Settings) -> str:
     """``message``, about the ``[handlers.NAME]`` table, with where the setting it names was
     set after its path (``handlers.hook.url (the TOML file x.toml): …``): the TOML file and
@@ -304,21 +311,23 @@ class HandlerRegistry:
             target = _import(name, f"handler {name!r}")
             return _user_handler(name, target, f"handler {name!r}")
         known = sorted({*BUILTIN_TYPES, *self._settings.handlers, *self._decorated})
-        # Among many routes and tables, a typo is easier fixed when named than found in a list.
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"handler {name!r} is not defined{hint}: use one of {', '.join(known)}, "
+            f"handler {name!r} is not defined{_close(name, known)}: use one of {', '.join(known)}, "
             f"a [handlers.NAME] table, or module:function{_unmarked(self._empty)}"
         )
 
     def _from_table(self, name: str, options: dict[str, Any]) -> Handler:
         """The handler the ``[handlers.NAME]`` table ``options`` makes."""
         if "type" not in options and name not in {*BUILTIN_TYPES, *self._decorated}:
-            # The table's name stands for its type only when it names a handler.
+            # The table's name stands for its type only when it names a handler: with handler
+            # modules, most likely a @handler's, whose name or decorator is wrong.
+            unnamed = close = ""
+            if self._settings.handler_modules:
+                unnamed = f", and no @handler of handler_modules is named {name!r}"
+                close = _close(name, list(self._decorated))
             raise ConfigError(
-                f"handlers.{name}: no type: add type = one of "
-                f"{', '.join(sorted(BUILTIN_TYPES))} or module:function"
+                f"handlers.{name}: no type{unnamed}{close}: add type = one of "
+                f"{', '.join(sorted(BUILTIN_TYPES))} or module:function{_unmarked(self._empty)}"
             )
         kind = str(options.pop("type", name))
         if name in BUILTIN_TYPES and kind != name:
