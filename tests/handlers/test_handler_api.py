@@ -192,3 +192,36 @@ def test_a_built_in_handler_is_imported_only_when_a_route_uses_it(
     assert "lambda_destinations.handlers.persist" in modules
     assert set(loaded) <= modules
     assert not set(not_loaded) & modules
+
+
+@pytest.mark.parametrize("mark", ["@handler", "@handler()", "@handler('notify')"])
+def test_a_handler_marked_with_or_without_parentheses_is_found_by_its_name(
+    mark: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the bare @handler the README's words invite (before: it returned the decorator's
+    # own inner function in place of the handler, and the start said the module had none)
+    source = (
+        "from lambda_destinations import handler\n"
+        f"{mark}\n"
+        "async def notify(record, context) -> None: ...\n"
+    )
+    registry = registry_for(
+        tmp_path,
+        monkeypatch,
+        source,
+        handler_modules=["userhandlers"],
+        routes=[RouteConfig(handlers=("notify",))],
+    )
+
+    # when
+    built = registry.get("notify")
+
+    # then: the module's function, unchanged, is the handler
+    assert isinstance(built, FunctionHandler)
+    assert built.func is sys.modules["userhandlers"].notify
+    assert built.func.__name__ == "notify"
+
+
+def test_a_handler_name_that_is_not_text_stops_the_import() -> None:
+    with pytest.raises(TypeError, match=r"@handler\(name\) takes the handler's name as text"):
+        lambda_destinations.handler(42)  # type: ignore[call-overload]

@@ -247,7 +247,15 @@ def payload_model(func: HandlerFunc) -> type[BaseModel] | None:
     )
 
 
-def handler(name: str | None = None) -> Callable[[F], F]:
+@typing.overload
+def handler(name: F, /) -> F: ...
+
+
+@typing.overload
+def handler(name: str | None = None) -> Callable[[F], F]: ...
+
+
+def handler(name: str | F | None = None) -> F | Callable[[F], F]:
     """Mark an async function as a handler, found by name when its module is imported.
 
     List the module in ``handler_modules`` and the name in a route::
@@ -255,9 +263,14 @@ def handler(name: str | None = None) -> Callable[[F], F]:
         @handler("notify-oncall")
         async def notify(message: DecodedMessage, context: HandlerContext) -> None: ...
 
-    Annotate the first parameter ``InvocationRecord[MyRequest, MyResponse]`` to have the record
-    validated into your payload models before the call.
+    ``@handler`` or ``@handler()`` names it after the function (``notify``). Annotate the first
+    parameter ``InvocationRecord[MyRequest, MyResponse]`` to have the record validated into
+    your payload models before the call.
     """
+    if callable(name):  # bare @handler: given the function itself, not a name
+        return handler()(name)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"@handler(name) takes the handler's name as text, not {name!r}")
 
     def mark(func: F) -> F:
         is_async = inspect.iscoroutinefunction(func)
