@@ -1163,6 +1163,13 @@ BROKEN_HANDLER_MODULES = {
         "from lambda_destinations import handler\n\n@handler()\ndef syncy(m, c): ...\n",
         "raised TypeError: handler syncy must be an async function ({path}:3)",
     ),
+    # before: "must be an async function", of an async def (one that yields)
+    "yielding_handler": (
+        "from lambda_destinations import handler\n\n@handler()\nasync def gen(m, c):\n"
+        "    yield m\n",
+        "raised TypeError: handler gen is an async generator (it yields): a handler returns, "
+        "it does not yield ({path}:3)",
+    ),
     "exits": ("import sys\nsys.exit(0)\n", "called sys.exit(0) while imported"),
     # before: exit 130, 'interrupted', as if the user had pressed Ctrl-C
     "interrupts": ("raise KeyboardInterrupt\n", "raised KeyboardInterrupt ({path}:1)"),
@@ -2654,13 +2661,16 @@ def test_a_handler_table_with_no_handler_of_its_name_says_no_handler_has_it(
     ("target", "said"),
     [
         ("notify", "is a plain function: define it with `async def`"),
+        ("gen", "is an async generator (it yields): a handler returns, it does not yield"),
         ("LIMIT", "is of type int, not an async function or a handler object: point at an"),
     ],
 )
 def test_a_route_naming_a_plain_function_says_to_make_it_async(
     target: str, said: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "plain_ref.py").write_text("LIMIT = 3\n\n\ndef notify(m, c): ...\n")
+    (tmp_path / "plain_ref.py").write_text(
+        "LIMIT = 3\n\n\ndef notify(m, c): ...\n\n\nasync def gen(m, c):\n    yield m\n"
+    )
     env = {"LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": [f"plain_ref:{target}"]}])}
     result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
     assert result.returncode == 3, result.stderr

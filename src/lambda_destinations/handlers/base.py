@@ -273,13 +273,22 @@ def handler(name: str | F | None = None) -> F | Callable[[F], F]:
         raise TypeError(f"@handler(name) takes the handler's name as text, not {name!r}")
 
     def mark(func: F) -> F:
-        is_async = inspect.iscoroutinefunction(func)
-        if not is_async:
-            raise TypeError(f"handler {func.__qualname__} must be an async function")
+        if not inspect.iscoroutinefunction(func):
+            raise TypeError(
+                _not_async(f"handler {func.__qualname__}", func, "must be an async function")
+            )
         setattr(func, _MARK, name or func.__name__)
         return func
 
     return mark
+
+
+def _not_async(what: str, func: Any, said: str) -> str:
+    """``what`` (the handler) and ``said``, why ``func`` is none; but an ``async def`` that
+    yields is an async generator, never run by a call, and said so."""
+    if inspect.isasyncgenfunction(func):
+        return f"{what} is an async generator (it yields): a handler returns, it does not yield"
+    return f"{what} {said}"
 
 
 def marked_name(obj: object) -> str | None:
@@ -302,7 +311,8 @@ def as_handler(name: str, obj: Any, options: Mapping[str, Any] | None = None) ->
     if inspect.iscoroutinefunction(obj):
         return FunctionHandler.of(name, obj, options)
     if inspect.isfunction(obj) or inspect.ismethod(obj):
-        raise TypeError(f"{name} is a plain function: define it with `async def`")
+        said = "is a plain function: define it with `async def`"
+        raise TypeError(_not_async(name, obj, said))
     raise TypeError(
         f"{name} is of type {type(obj).__name__}, not an async function or a handler object: point "
         "at an `async def` function, or an object with a name and an "
