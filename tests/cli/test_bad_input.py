@@ -1385,6 +1385,33 @@ def test_a_handler_table_giving_a_built_in_name_another_type_is_one_line(
     )
 
 
+def test_a_handler_table_giving_a_handler_s_name_another_type_is_one_line(
+    tmp_path: Path,
+) -> None:
+    # given: a webhook table named as a @handler is (before: the routes naming it ran the
+    # webhook, and the module's function never, with nothing said)
+    (tmp_path / "own_notify.py").write_text(
+        "from lambda_destinations import handler\n\n@handler('notify')\nasync def mine(m, c): ...\n"
+    )
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'queues = ["q"]\nhandler_modules = ["own_notify"]\n'
+        '[[routes]]\nhandlers = ["notify"]\n'
+        '[handlers.notify]\ntype = "webhook"\nurl = "https://hooks.example.com/x"\n'
+    )
+
+    # when
+    result = cli("run", "--once", "--config", str(config), cwd=tmp_path)
+
+    # then
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        f"error: handlers.notify (the TOML file {config}): 'notify' is the name of "
+        "@handler own_notify.mine, and the table makes it a webhook handler: give the table "
+        "another name (and the routes that use it)"
+    )
+
+
 def test_doctor_reports_a_handler_module_that_fails_to_import(
     tmp_path: Path, endpoint_url: str
 ) -> None:

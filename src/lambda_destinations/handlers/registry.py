@@ -330,12 +330,17 @@ class HandlerRegistry:
                 f"{', '.join(sorted(BUILTIN_TYPES))} or module:function{_unmarked(self._empty)}"
             )
         kind = str(options.pop("type", name))
-        if name in BUILTIN_TYPES and kind != name:
-            # Every route naming it, and the default route's persist, would run this one.
+        if (name in BUILTIN_TYPES or name in self._decorated) and kind != name:
+            # Every route naming it, and the default route's persist, would run this one, and
+            # a @handler of that name never.
+            named = (
+                "a built-in handler's name"
+                if name in BUILTIN_TYPES
+                else f"the name of @handler {_function(self._decorated[name])}"
+            )
             raise ConfigError(
-                f"handlers.{name}: {name!r} is a built-in handler's name, and the table "
-                f"makes it a {kind} handler: give the table another name (and the routes "
-                "that use it)"
+                f"handlers.{name}: {name!r} is {named}, and the table makes it a {kind} "
+                "handler: give the table another name (and the routes that use it)"
             )
         return self._from_type(name, kind, options)
 
