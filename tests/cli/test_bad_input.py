@@ -1108,17 +1108,26 @@ def test_handler_modules_take_comma_separated_names(tmp_path: Path) -> None:
 
 
 def test_a_handler_module_not_found_says_where_it_must_be(tmp_path: Path) -> None:
-    # given: a module the worker's Python cannot find, and one whose own import is missing
+    # given: a module the worker's Python cannot find, one whose own import is missing, and
+    # one named by its file, .py and all (it said to add its folder to PYTHONPATH, which was)
     (tmp_path / "needs_more.py").write_text("import no_such_dependency_here\n")
     missing = {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "myapp_not_here.destinations"}
     needs = {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "needs_more"}
+    (tmp_path / "found_here.py").write_text("")
+    suffixed = {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "found_here.py"}
 
     # when
     not_found = cli("run", "--once", "--queues", "q", env=missing, cwd=tmp_path)
     its_import = cli("run", "--once", "--queues", "q", env=needs, cwd=tmp_path)
+    its_file = cli("run", "--once", "--queues", "q", env=suffixed, cwd=tmp_path)
 
-    # then: the first names the fix; the second names its own missing import, not PYTHONPATH
-    assert not_found.returncode == its_import.returncode == 3
+    # then: the first names the fix; the second names its own missing import, not PYTHONPATH;
+    # the third, its name without .py
+    assert not_found.returncode == its_import.returncode == its_file.returncode == 3
+    assert one_error_line(its_file).endswith(
+        "(No module named 'found_here.py'; 'found_here' is not a package): write it without "
+        ".py, as found_here"
+    )
     assert one_error_line(not_found) == (
         "error: handler_modules entry 'myapp_not_here.destinations' "
         "(LAMBDA_DESTINATIONS_HANDLER_MODULES): cannot import module "
@@ -1129,27 +1138,6 @@ def test_a_handler_module_not_found_says_where_it_must_be(tmp_path: Path) -> Non
         "error: handler_modules entry 'needs_more' (LAMBDA_DESTINATIONS_HANDLER_MODULES): "
         "cannot import module 'needs_more' (No module named 'no_such_dependency_here'): "
         "install no_such_dependency_here in the worker's environment"
-    )
-
-
-def test_a_handler_module_named_with_its_py_suffix_says_to_drop_it(tmp_path: Path) -> None:
-    # given: the module's file name, .py and all (it said to install the module or add its
-    # folder to PYTHONPATH, which was there)
-    (tmp_path / "myapp_py").mkdir()
-    (tmp_path / "myapp_py" / "__init__.py").write_text("")
-    (tmp_path / "myapp_py" / "destinations.py").write_text("")
-    env = {"LAMBDA_DESTINATIONS_HANDLER_MODULES": "myapp_py.destinations.py"}
-
-    # when
-    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
-
-    # then
-    assert result.returncode == 3, result.stderr
-    assert one_error_line(result) == (
-        "error: handler_modules entry 'myapp_py.destinations.py' "
-        "(LAMBDA_DESTINATIONS_HANDLER_MODULES): cannot import module 'myapp_py.destinations.py' "
-        "(No module named 'myapp_py.destinations.py'; 'myapp_py.destinations' is not a package): "
-        "write it without .py, as myapp_py.destinations"
     )
 
 
@@ -1393,20 +1381,19 @@ def test_a_handler_table_giving_a_handler_s_name_another_type_is_one_line(
     (tmp_path / "own_notify.py").write_text(
         "from lambda_destinations import handler\n\n@handler('notify')\nasync def mine(m, c): ...\n"
     )
-    config = tmp_path / "c.toml"
-    config.write_text(
-        'queues = ["q"]\nhandler_modules = ["own_notify"]\n'
-        '[[routes]]\nhandlers = ["notify"]\n'
-        '[handlers.notify]\ntype = "webhook"\nurl = "https://hooks.example.com/x"\n'
-    )
+    hook = {"type": "webhook", "url": "https://hooks.example.com/x"}
+    env = {
+        "LAMBDA_DESTINATIONS_HANDLER_MODULES": "own_notify",
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["notify"]}]),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps({"notify": hook}),
+    }
 
     # when
-    result = cli("run", "--once", "--config", str(config), cwd=tmp_path)
+    line = one_error_line(cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path))
 
     # then
-    assert result.returncode == 3, result.stderr
-    assert one_error_line(result) == (
-        f"error: handlers.notify (the TOML file {config}): 'notify' is the name of "
+    assert line == (
+        "error: handlers.notify (LAMBDA_DESTINATIONS_HANDLERS): 'notify' is the name of "
         "@handler own_notify.mine, and the table makes it a webhook handler: give the table "
         "another name (and the routes that use it)"
     )
