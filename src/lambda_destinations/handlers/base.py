@@ -273,7 +273,8 @@ def handler(name: str | F | None = None) -> F | Callable[[F], F]:
         raise TypeError(f"@handler(name) takes the handler's name as text, not {name!r}")
 
     def mark(func: F) -> F:
-        if not inspect.iscoroutinefunction(func):
+        is_async = inspect.iscoroutinefunction(func)  # not in the if: it would narrow func
+        if not is_async:
             raise TypeError(
                 _not_async(f"handler {func.__qualname__}", func, "must be an async function")
             )
