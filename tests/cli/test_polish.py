@@ -182,3 +182,33 @@ def test_help_and_version_to_a_reader_gone_end_quietly(args: tuple[str, ...]) ->
     # then: 141, as a tool that SIGPIPE ends, and nothing on stderr
     assert done.returncode == 141, done.stderr
     assert done.stderr == ""
+
+
+def complete(*words: str) -> Any:
+    """What bash's completion gets for the last of ``words`` (click's bash_complete)."""
+    line = ["lambda-destinations", *words]
+    env = {
+        "_LAMBDA_DESTINATIONS_COMPLETE": "bash_complete",
+        "COMP_WORDS": " ".join(line),
+        "COMP_CWORD": str(len(line) - 1),
+    }
+    return cli(env=env)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("failures", "list", "--since", "yesterday", "--js"),
+        ("result", "6c2d1f9e", "--wait", "2d", "--js"),
+        ("invoke", "''", "--js"),
+    ],
+)
+def test_a_bad_value_earlier_on_the_line_prints_nothing_into_the_shell(
+    words: tuple[str, ...],
+) -> None:
+    # A value the command would refuse, typed before the word being completed: the error line
+    # was printed over the shell's prompt, and nothing completed.
+    done = complete(*words)
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.split() == ["plain,--json"]

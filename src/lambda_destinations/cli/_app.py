@@ -65,6 +65,16 @@ def echo_error(text: str) -> None:
         discard_stdout(exc.fd)
 
 
+class ValueRefused(click.BadParameter):
+    """A callback's refusal of a value, shown as its own line (``error: --since: ...``, exit 2)
+    with no "Invalid value for" before it. Raised, not an exit: click's completion parses the
+    line leniently and passes over a bad value, where an exit printed the line into the shell
+    over its prompt and completed nothing."""
+
+    def format_message(self) -> str:
+        return self.message
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print one line on stderr and exit with ``code``."""
     echo_error(f"error: {message}")

@@ -19,6 +19,7 @@ from lambda_destinations._request_ids import stored_id
 from lambda_destinations.cli._app import (
     EXIT_USAGE,
     EndpointUnreachable,
+    ValueRefused,
     describe_aws_error,
     echo_error,
     fail,
@@ -98,7 +99,7 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.d
     try:
         return parse_when(value, command_now())
     except ValueError as exc:
-        fail(f"--{param.name}: {exc}", EXIT_USAGE)
+        raise ValueRefused(f"--{param.name}: {exc}") from None
 
 
 def since_option(default: str | None = None, help: str | None = None) -> Callable[[F], F]:

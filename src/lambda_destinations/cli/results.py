@@ -23,6 +23,7 @@ from lambda_destinations.cli._app import (
     EXIT_NO_RESULT,
     EXIT_OK,
     EXIT_USAGE,
+    ValueRefused,
     command,
     fail,
 )
@@ -48,9 +49,10 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
     try:
         seconds = float(parse_duration(value))
     except ValueError:  # 2d, 1w: --wait has no larger unit than hours
-        fail(f"--wait: {echoed(value)!r} is not a duration --wait takes: {takes}", EXIT_USAGE)
+        shown = echoed(value)
+        raise ValueRefused(f"--wait: {shown!r} is not a duration --wait takes: {takes}") from None
     if not 0 <= seconds <= MAX_WAIT:  # nan is in no range, inf past this one
-        fail(f"--wait: {echoed(value)!r} is not from 0 to 24h: {takes}", EXIT_USAGE)
+        raise ValueRefused(f"--wait: {echoed(value)!r} is not from 0 to 24h: {takes}")
     return seconds
 
 
@@ -58,7 +60,7 @@ def _function_name(ctx: click.Context, param: click.Parameter, value: str) -> st
     """``FUNCTION``: a name or ARN; refused empty, or in a form Invoke does not take, here
     rather than as Lambda's 404 or validation error."""
     if not value.strip():
-        fail("invoke: the function name is empty: give a function name or ARN", EXIT_USAGE)
+        raise ValueRefused("invoke: the function name is empty: give a function name or ARN")
     checked: str = invokable_function(ctx, param, value)
     return checked
 
