@@ -212,3 +212,10 @@ def test_a_bad_value_earlier_on_the_line_prints_nothing_into_the_shell(
 
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.split() == ["plain,--json"]
+
+
+def test_decode_completes_file_names() -> None:
+    # `decode body.json`: its PATH completed nothing, where the shell offers files for a path
+    done = complete("decode", "bo")
+
+    assert done.stdout.split() == ["file,bo"]

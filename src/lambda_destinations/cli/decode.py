@@ -27,6 +27,14 @@ _STACK_LINES = 12
 _PAYLOAD_CHARS = 300
 
 
+def _files(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """PATH completes as a file name with Tab (a plain argument completed nothing). Not a
+    ``click.Path``: that would refuse an unreadable file in click's words, not decode's."""
+    return [click.shell_completion.CompletionItem(incomplete, type="file")]
+
+
 @command("decode")
 @click.option(
     "--message",
@@ -36,7 +44,7 @@ _PAYLOAD_CHARS = 300
     "MessageAttributes), not just its body.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, for scripts.")
-@click.argument("path", metavar="PATH|-")
+@click.argument("path", metavar="PATH|-", shell_complete=_files)
 def decode_command(path: str, whole_message: bool, as_json: bool) -> None:
     """Decode one SQS message body the way the worker does, and show the result.
 
