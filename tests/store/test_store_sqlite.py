@@ -412,6 +412,62 @@ async def test_the_wal_stays_bounded_while_saves_never_stop(
         assert await store.count_invocations(InvocationFilter()) == 3200
 
 
+async def test_a_reader_holding_a_snapshot_stalls_neither_saves_nor_other_processes_writes(
+    tmp_path: Path,
+    make_row: RowFactory,
+    make_delivery: DeliveryFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: a WAL past the size where a checkpoint tries to start it again, and another
+    # process reading one snapshot all the while (a `store backup`, a long export)
+    monkeypatch.setattr("lambda_destinations.store.sqlite.WAL_RESTART_BYTES", 0)
+    path = tmp_path / "store.db"
+    async with (
+        Store.from_url(f"sqlite:///{path}", busy_timeout=2.0) as store,
+        Store.from_url(f"sqlite:///{path}", busy_timeout=2.0) as console,
+    ):
+        await store.migrate()
+        first = make_row()
+        assert await store.save_invocation(first, make_delivery(first))
+        reader = sqlite3.connect(path, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM invocations").fetchall()
+            loop = asyncio.get_running_loop()
+            slowest = 0.0
+
+            async def save_one() -> bool:
+                nonlocal slowest
+                row = make_row()
+                began = loop.time()
+                saved = await store.save_invocation(row, make_delivery(row))
+                slowest = max(slowest, loop.time() - began)
+                return saved
+
+            # when: the worker saves past several checkpoints, and an operator edits meanwhile
+            async def edit() -> list[int]:
+                edited = []
+                for _ in range(6):
+                    edited.append(await console.set_status([first.key], FailureStatus.IGNORED))
+                    await asyncio.sleep(0.05)
+                return edited
+
+            editing = asyncio.create_task(edit())
+            for _ in range(4 * CHECKPOINT_EVERY // 30):
+                assert all(await asyncio.gather(*(save_one() for _ in range(30))))
+            edited = await editing
+        finally:
+            reader.execute("ROLLBACK")
+            reader.close()
+
+        # then: no checkpoint held the write lock waiting for the reader (busy_timeout, 2 s,
+        # each time): the saves went on, and the other process's edits were not refused
+        # with "database is locked"
+        assert slowest < 1.0
+        assert edited == [1] * 6
+        assert await store.count_invocations(InvocationFilter()) == 1 + 4 * CHECKPOINT_EVERY
+
+
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
 async def test_an_in_memory_store_works(
     url: str, make_row: RowFactory, make_delivery: DeliveryFactory

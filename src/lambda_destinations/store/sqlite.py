@@ -430,9 +430,13 @@ class SQLiteStore(SqlStore):
         page is not yet copied is never started again from its beginning: it grew by about
         30 KiB a record for as long as saves kept coming. Holding the write gate lets the
         checkpoint copy everything, so the next save restarts the WAL (and SQLite cuts the file
-        to ``journal_size_limit``). Should a reader still hold an old snapshot and the WAL pass
-        ``WAL_RESTART_BYTES`` anyway, a RESTART checkpoint waits for that reader (up to
-        ``busy_timeout``) instead.
+        to ``journal_size_limit``). Past ``WAL_RESTART_BYTES``, a RESTART checkpoint also
+        starts the WAL again itself when no reader holds an old snapshot, and does what PASSIVE
+        does when one does, without waiting: it holds the write lock while it waits, and it
+        waited up to ``busy_timeout`` for a reader that kept its snapshot (a `store backup`), so
+        the saves stopped for that long every CHECKPOINT_EVERY saves, and another process's
+        writes (the console's) failed with "database is locked". Such a reader's snapshot keeps
+        the WAL growing until it ends, whatever the checkpoint does.
         """
         mode = "RESTART" if self._bytes("-wal") > WAL_RESTART_BYTES else "PASSIVE"
         try:
@@ -461,7 +465,12 @@ class SQLiteStore(SqlStore):
 
         def run() -> None:
             with engine.connect() as conn:
-                conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").all()
+                # A RESTART waiting for readers would hold the write lock (_checkpoint_wal).
+                conn.exec_driver_sql("PRAGMA busy_timeout=0")
+                try:
+                    conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").all()
+                finally:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
 
         async with self._errors(), self._write_gate():
             await in_thread(file.writer, run)
