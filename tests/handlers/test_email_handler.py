@@ -134,18 +134,27 @@ async def test_ses_adds_payloads_when_configured_and_escapes_html(
     assert "&quot;orderId&quot;: &quot;o-9&quot;" in mail.body
 
 
+# What renders a Subject blank: a missing value, or a value of control and format characters
+# alone (the Subject shows them as spaces and U+FFFD: an empty-looking subject line; it went out
+# so). A text shows them as U+FFFD, which a reader sees.
+BLANK_VALUES = {"missing": "{payload.nope}", "controls alone": "{payload.note}"}
+
+
+@pytest.mark.parametrize("case", BLANK_VALUES)
 async def test_ses_a_subject_and_text_that_render_blank_send_the_defaults(
-    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, case: str
 ) -> None:
-    url, _ = make_queue("ses-blank")
+    url, _ = make_queue(f"ses-blank-{len(case)}")
     sender, to = unique_address("alerts"), unique_address()
     verify_sender(endpoint_url, sender)
-    send_records(sqs, url, [failure_record("billing", error_type="KeyError", message="'id'")])
+    payload = {"note": "\x00\x1b \u202e"}
+    record = failure_record("billing", error_type="KeyError", message="'id'", payload=payload)
+    send_records(sqs, url, [record])
     settings = mail_settings(
         endpoint_url,
         url,
         store=sqlite_url,
-        subject="{payload.nope}",
+        subject=BLANK_VALUES[case],
         text="{payload.nope}\n",
         **{"from": sender, "to": [to]},
     )
@@ -160,36 +169,6 @@ async def test_ses_a_subject_and_text_that_render_blank_send_the_defaults(
     assert "Error type:    KeyError" in mail.body
     warned = {log["setting"] for log in logs if log["event"].startswith("template rendered blank")}
     assert warned == {"handlers.oncall-mail.subject", "handlers.oncall-mail.text"}
-
-
-async def test_ses_a_subject_of_control_characters_alone_is_blank_and_sends_the_default(
-    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
-) -> None:
-    # given: a subject made of a payload value that holds only control and format characters,
-    # which the Subject shows as spaces and U+FFFD: an empty-looking subject line
-    url, _ = make_queue("ses-blank-controls")
-    sender, to = unique_address("alerts"), unique_address()
-    verify_sender(endpoint_url, sender)
-    record = failure_record("billing", error_type="KeyError", payload={"note": "\x00\x1b \u202e"})
-    send_records(sqs, url, [record])
-    settings = mail_settings(
-        endpoint_url,
-        url,
-        store=sqlite_url,
-        subject="{payload.note}",
-        **{"from": sender, "to": [to]},
-    )
-
-    # when
-    with capture_logs() as logs:
-        async with Worker(settings) as worker:
-            await worker.run(once=True)
-
-    # then: the default subject, and the warning naming the setting
-    (mail,) = emails_to(endpoint_url, to)
-    assert mail.subject.startswith("[lambda-destinations] billing failed (RetriesExhausted)")
-    warned = {log["setting"] for log in logs if log["event"].startswith("template rendered blank")}
-    assert warned == {"handlers.oncall-mail.subject"}
 
 
 async def test_smtp_a_subject_that_renders_blank_sends_the_default(
