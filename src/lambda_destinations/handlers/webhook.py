@@ -52,6 +52,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import html
 import math
 import re
 import ssl
@@ -189,9 +190,10 @@ GENERIC_DIGEST: dict[str, Any] = {
 
 def slack_escaped(text: str) -> str:
     """A record's value as Slack's mrkdwn shows it as written: ``&``, ``<`` and ``>`` as the
-    entities Slack reads them from, so that its text cannot ping (``<!channel>``,
-    ``<@U024BE7LH>``) or make a link (``<https://…|log in>``); a template's own text can."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    entities Slack reads them from (HTML's, quotes left), so that its text cannot ping
+    (``<!channel>``, ``<@U024BE7LH>``) or make a link (``<https://…|log in>``); a template's
+    own text can."""
+    return html.escape(text, quote=False)
 
 
 def slack_bodies(message: NonBlank, digest: NonBlank) -> tuple[Any, Any]:
