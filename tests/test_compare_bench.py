@@ -260,7 +260,10 @@ def test_a_split_run_drains_on_the_other_core_and_says_so(compare, moto_server) 
     report = compare.compare(dataclasses.replace(options, split_cores=True))
     assert os.sched_getaffinity(0) == before
     (drain,) = report.drains["floor_schema"]
-    assert drain.deleted == RECORDS
+    # every message, the queue left empty (compare checks it); more when moto handed a
+    # message to both receives at once (no lock between its visibility check and the receipt,
+    # seen once with the endpoint pinned to one busy core), as SQS's at-least-once may
+    assert RECORDS <= drain.deleted <= RECORDS + 2
     printed = compare.format_report(report)
     assert "cores split (the endpoint on one, the variant on the other)" in printed
     assert "| ceiling msg/s (split) |" in printed

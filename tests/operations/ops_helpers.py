@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -101,7 +102,9 @@ def ctrl_c_at_the_question(*args: str, env: dict[str, str]) -> tuple[int | None,
             written += os.read(fd, 65536)
         except OSError:  # EIO: the child closed the terminal
             break
-        if pressed is None and b"[y/N]" in written:
+        # "[y/N]:" from click, then input()'s " ", written with the GIL let go, before its read
+        if pressed is None and b"[y/N]: " in written:
+            _until_asleep(pid)
             os.write(fd, b"\x03")  # the terminal's Ctrl-C: SIGINT to its foreground
             pressed = time.monotonic()
     ended, status = os.waitpid(pid, os.WNOHANG)
@@ -113,6 +116,20 @@ def ctrl_c_at_the_question(*args: str, env: dict[str, str]) -> tuple[int | None,
         os.waitpid(pid, 0)
     os.close(fd)
     return (os.waitstatus_to_exitcode(status) if ended else None), written.decode()
+
+
+def _until_asleep(pid: int, within: float = 10) -> None:
+    """Wait until ``pid``'s main thread sleeps (after input()'s prompt: in its read of the
+    terminal). A Ctrl-C that came between writing the question and that read, with the machine
+    busy, was caught by Python's C handler and left for the next bytecode, which came only
+    after an answer: the question waited on, though a person's Ctrl-C is never that quick."""
+    ends = time.monotonic() + within
+    while time.monotonic() < ends:
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+            if stat.rpartition(")")[2].split()[0] == "S":
+                return
+        time.sleep(0.02)
 
 
 async def cli_through(
