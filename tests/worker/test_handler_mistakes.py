@@ -171,6 +171,37 @@ async def test_a_handler_that_ignores_its_timeout_s_cancellation_is_named(
     assert "let CancelledError through" in warning["event"]
 
 
+async def test_a_handler_that_returns_on_its_timeout_s_cancellation_is_named(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a handler that catches the cancellation handler_timeout sends it and returns
+    async def gives_up(message: DecodedMessage, context: Any) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # the mistake this test plants
+            return
+
+    url, _ = make_queue("gives-up")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(69)))])
+    settings = routed(settings_for(url, handler_timeout=0.5), "gives_up")
+    registry = registry_with(settings, FunctionHandler.of("gives_up", gives_up))
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry) as worker:
+            stats = await worker.run(once=True)
+
+    # then: its return counts (acked, as before), and one warning names the handler and the
+    # fix (before: done with nothing said, though its work may have been given up)
+    assert stats.outcomes["ack"] == 1
+    (warning,) = [e for e in logs if "returned after handler_timeout" in e["event"]]
+    assert warning["log_level"] == "warning"
+    assert warning["handler"] == "gives_up"
+    said = warning["event"]
+    assert said.startswith("handler gives_up returned after handler_timeout (0.5s) cancelled")
+    assert "let CancelledError through" in said
+
+
 async def test_a_handler_changing_its_settings_changes_them_for_its_call_only(
     sqs, make_queue, settings_for
 ) -> None:

@@ -213,6 +213,18 @@ class HandlerExited(Exception):
         )
 
 
+def _returned_when_cut_off(handler: str, timeout: float) -> None:
+    """A handler that caught the CancelledError of ``handler_timeout`` and returned: its run
+    counts as done (a return says so, and it may have finished its work after all), said once
+    per call, as a handler that goes on past its timeout is named."""
+    log.warning(
+        f"handler {handler} returned after handler_timeout ({timeout:g}s) cancelled it: it "
+        "caught the CancelledError, so its run counts as done; if it gave up its work there, "
+        "let CancelledError through (or re-raise it) and the message is retried",
+        handler=handler,
+    )
+
+
 def _cancelled(task: asyncio.Task[Any] | None) -> bool:
     """Whether ``task`` itself is being cancelled (a CancelledError it raises is then ours)."""
     return task is None or task.cancelling() > 0
@@ -716,6 +728,8 @@ class Dispatcher:
         try:
             async with budget:
                 await handler(decoded, context)
+            if budget.expired():
+                _returned_when_cut_off(handler.name, self.settings.handler_timeout)
         except TimeoutError as exc:
             if not budget.expired():
                 raise  # the handler's own (a client's timeout): transient, retried here
