@@ -291,7 +291,9 @@ def test_migrate_applies_then_reports_up_to_date(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     check = cli("migrate", "--check", "--store", url)
     assert check.returncode == 1
-    assert "pending migrations" in check.stdout
+    assert f"{tmp_path / 'm.db'} does not exist yet; pending migrations 1, 2," in check.stdout
+    # a check only reads: no file is made (before: an empty one, every migration pending)
+    assert list(tmp_path.iterdir()) == []
     applied = cli("migrate", "--store", url)
     assert applied.returncode == 0, applied.stderr
     assert "applied" in applied.stdout

@@ -284,6 +284,16 @@ def migrate_command(settings: Settings, check: bool) -> None:
 
     opened = Store.from_url(settings.store)
     opened.refuse_in_memory("it would be migrated, then gone when the command exits")
+    where = hide_password(settings.store)
+    path = getattr(opened, "path", None)
+    if check and path is not None and not path.exists():
+        # --check only reads: it says so of a SQLite file not made yet, and does not make one
+        # (empty, 16 KB, beside the path a worker was meant to find).
+        from lambda_destinations.store.migrations import MIGRATIONS
+
+        versions = ", ".join(str(m.version) for m in MIGRATIONS)
+        click.echo(f"{where}: {path} does not exist yet; pending migrations {versions}")
+        raise SystemExit(1)
 
     async def go() -> tuple[list[int], list[int], StoreUnavailable | None]:
         async with opened as store:
@@ -301,7 +311,6 @@ def migrate_command(settings: Settings, check: bool) -> None:
             return pending, applied, None
 
     pending, applied, unfolded = asyncio.run(go())
-    where = hide_password(settings.store)
     if check:
         if pending:
             click.echo(f"{where}: pending migrations {', '.join(map(str, pending))}")
