@@ -524,6 +524,9 @@ async def test_counters_are_on_the_page_at_zero_before_anything_happens(make_que
         ("receives_total", {"queue": queue, "empty": "false"}),
         ("handler_errors_total", {"handler": "persist", "error_class": "permanent"}),
         ("handler_duration_seconds_count", {"handler": "persist"}),
+        # the writes LambdaDestinationsSqsWritesFailing reads
+        ("sqs_errors_total", {"operation": "DeleteMessageBatch"}),
+        ("sqs_errors_total", {"operation": "ChangeMessageVisibilityBatch"}),
         ("sqs_errors_total", {"operation": "SendMessage"}),
         ("sqs_errors_total", {"operation": "GetQueueUrl"}),
         ("sqs_batch_entries_failed_total", {"operation": "DeleteMessageBatch"}),
