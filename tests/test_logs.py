@@ -146,3 +146,97 @@ def test_console_lines_on_a_terminal_are_coloured_unless_no_color_or_a_dumb_term
     # then: colour codes only where the terminal is asked for them
     assert b"worker started" in shown
     assert (b"\x1b[" in shown) is coloured
+
+
+class _Url:
+    """An object of a handler's with a repr of its own: a password, an escape, a carriage
+    return in it (a yarl URL, an aiohttp response name their URL)."""
+
+    def __repr__(self) -> str:
+        return "URL('postgresql://app:pw42x@db/app')\x1b[2J\r"
+
+
+class _Unsayable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("a bug in the handler's exception class")
+
+
+class _Unshowable:
+    def __repr__(self) -> str:
+        raise RuntimeError("a bug in the handler's class")
+
+
+def _deep(levels: int) -> list[object]:
+    nested: list[object] = []
+    for _ in range(levels):
+        nested = [nested]
+    return nested
+
+
+# What a handler may log of a record and of its own objects: what JSON has no value for (NaN,
+# an integer past Python's 4,300 digits, a tuple key), objects with their own repr, a payload
+# nested deeper than the recursion limit lets a walk through it go (JSON parsers take it).
+ODD_VALUES: dict[str, object] = {
+    "ratio": float("nan"),
+    "limit": float("inf"),
+    "amount": 10**5000,
+    "counts": {("eu-west-1", "fn"): 3},
+    "url": _Url(),
+    "error": _Unsayable("x"),
+    "shape": _Unshowable(),
+    "payload": _deep(500),
+}
+
+
+def _logged_odd_values(fmt: str, capsys: pytest.CaptureFixture[str]) -> str:
+    configure_logging(fmt, "info")  # type: ignore[arg-type]
+    try:
+        log = structlog.get_logger("test")
+        for key, value in ODD_VALUES.items():
+            log.info("handler saw", **{key: value})  # none raises
+        log.info(_Url())
+    finally:
+        structlog.reset_defaults()
+    return capsys.readouterr().err
+
+
+def _strict(name: str) -> object:
+    raise AssertionError(f"{name} is no JSON a log pipeline reads")
+
+
+def test_what_a_handler_logs_is_one_strict_json_object_a_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given/when: a handler logs values JSON cannot carry as they are
+    err = _logged_odd_values("json", capsys)
+
+    # then: a line each, JSON as strict parsers read it (no NaN), no password
+    lines = [json.loads(line, parse_constant=_strict) for line in err.splitlines()]
+    assert len(lines) == len(ODD_VALUES) + 1
+    fields = {key: line[key] for line in lines for key in line if key in ODD_VALUES}
+    assert fields["ratio"] == "nan"
+    assert fields["limit"] == "inf"
+    assert fields["amount"] == "<an integer of 16,610 bits>"
+    assert fields["counts"] == {"('eu-west-1', 'fn')": 3}
+    assert fields["url"] == "URL('postgresql://app:***@db/app')\x1b[2J\r"
+    assert fields["error"] == "(its text could not be made: RuntimeError)"
+    assert fields["shape"] == "<_Unshowable object: its repr() failed>"
+    assert "… nested more than 64 levels deep" in json.dumps(fields["payload"], ensure_ascii=False)
+    assert lines[-1]["event"] == "URL('postgresql://app:***@db/app')\x1b[2J\r"
+    assert "pw42x" not in err
+
+
+def test_the_console_shows_a_handlers_objects_masked_and_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given/when: a handler logs the same values, on the console
+    err = _logged_odd_values("console", capsys)
+
+    # then: a line each, the objects' own reprs escaped and masked
+    assert len(err.splitlines()) == len(ODD_VALUES) + 1
+    for control in CONTROLS:
+        assert control not in err
+    assert "pw42x" not in err
+    assert "url=URL('postgresql://app:***@db/app')\\x1b[2J\\x0d" in err
+    assert "amount='<an integer of 16,610 bits>'" in err
+    assert "shape=<_Unshowable object: its repr() failed>" in err

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
+import math
 import os
 import sys
 import time
@@ -44,7 +46,7 @@ def configure_logging(
     if fmt == "json":
         # Rendered, then shortened where the line would not pass a container runtime whole
         # (which bounds each field too: a traceback keeps its frames' structure).
-        renderer = [structlog.processors.JSONRenderer(), _fitted]
+        renderer = [_json_line, _fitted]
     else:
         renderer = [_capped, _escaped, structlog.dev.ConsoleRenderer(colors=_colours())]
     hiding: list[structlog.typing.Processor] = [] if hide is None else [_hiding(hide)]
@@ -188,6 +190,63 @@ def _log_lines(*_args: Any) -> _LogLines | structlog.ReturnLogger:
 LOGGED_MAX = 32 * 1024
 
 
+def _json_line(_logger: Any, _method: str, event: structlog.typing.EventDict) -> str:
+    """The event as one JSON object, whatever a handler logged: an object JSON has no type for
+    as its ``repr`` (masked: :func:`_shown`), and where ``json`` refuses the values (NaN and the
+    infinities, which it would write as JSON no parser of a log pipeline reads; an integer past
+    Python's limit of digits; a dict's tuple key), those values as :func:`_plain` writes them.
+    The log call raised instead, failing the handler that made it."""
+    try:
+        return json.dumps(event, default=_shown, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(_plain(event), default=_shown)
+
+
+def _shown(value: object) -> str:
+    """An object that is no text, number or container, as a line shows it: its ``repr``,
+    masked (a yarl URL's password, an aiohttp response's webhook URL)."""
+    return redact(_written(value, repr))
+
+
+def _written(value: object, how: Callable[[object], str]) -> str:
+    """``how(value)`` (``str`` or ``repr``): of the value :func:`_plain` makes of it where
+    that raises (an integer past Python's limit of digits in it), and saying so where even
+    that does (a ``__repr__`` that fails: a handler's class, any bug in it)."""
+    try:
+        return how(value)
+    except Exception:  # noqa: BLE001 - a handler's object, any bug in its __repr__
+        try:
+            return how(_plain(value))
+        except Exception:  # noqa: BLE001
+            return f"<{type(value).__name__} object: its {how.__name__}() failed>"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with what JSON cannot carry as text: NaN and the infinities (``"nan"``,
+    ``"inf"``), an integer too long for ``str`` (its size), a key that is no text or number
+    (its masked ``repr``); dicts and lists (the sets and tuples too) walked through."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            str(value)
+        except ValueError:
+            return f"<an integer of {value.bit_length():,} bits>"
+        return value
+    if isinstance(value, Mapping):
+        return {_plain_key(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _plain_key(key: object) -> object:
+    if isinstance(key, str):
+        return key
+    plain = _plain(key)
+    return plain if plain is None or isinstance(plain, str | int | float) else _shown(key)
+
+
 def _fitted(_logger: Any, _method: str, line: Any) -> str:
     """The JSON line rendered, in 16 KiB with its newline (see _json_lines)."""
     return fitted(line)
@@ -228,13 +287,54 @@ def _escaped(_logger: Any, _method: str, event: structlog.typing.EventDict) -> A
     all of these already.
     """
     for key, value in event.items():
+        if key == "event" and not isinstance(value, str):  # the renderer writes its str()
+            value = event[key] = redact(_written(value, str))
         if not isinstance(value, str):
-            continue
-        if key in ("exception", "stack"):
+            if not _simple(value):
+                event[key] = _shown_object(value)
+        elif key in ("exception", "stack"):
             event[key] = visible(value)
         elif "\n" in value or unshown(value):
             event[key] = _Quoted(value)
     return event
+
+
+# Bits of an integer surely shown by str(): Python refuses past 4,300 digits, or as few as 640
+# where a program lowers its limit (sys.set_int_max_str_digits), some 2,100 bits.
+_SHORT_INT_BITS = 2000
+
+
+def _simple(value: object) -> bool:
+    """Whether the renderer's ``repr`` of ``value`` is safe as it is: no object's own."""
+    if isinstance(value, int):
+        return value.bit_length() <= _SHORT_INT_BITS
+    return value is None or isinstance(value, float)
+
+
+def _shown_object(value: object) -> object:
+    """An object (a dict or a list too, what they hold may be any object) as the console
+    shows it: its ``repr``, masked, its control characters spelled as escapes, where that
+    differs from the renderer's own ``repr`` of it, or that would raise."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a handler's object, any bug in its __repr__
+        return _Written(visible(_shown(value)))
+    shown = visible(redact(text))
+    return value if shown == text else _Written(shown)
+
+
+class _Written:
+    """A log value the console writes as it is (:func:`_shown_object`'s text)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
 
 
 def _hiding(hide: Callable[[Mapping[str, Any]], bool]) -> structlog.typing.Processor:

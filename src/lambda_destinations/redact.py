@@ -169,17 +169,42 @@ def redact(text: str) -> str:
     return text
 
 
-def redact_value(value: Any) -> Any:
-    """``value`` with :func:`redact` applied to every string in it (mappings, lists, tuples)."""
+# Levels of dicts and lists :func:`redact_value` walks; what is nested deeper is written as
+# DEEPER. A record's payload nested 500 deep (JSON takes it) made a handler's log call of it
+# pass Python's recursion limit, raising in the handler.
+DEPTH_MAX = 64
+DEEPER = f"… nested more than {DEPTH_MAX} levels deep"
+
+
+def redact_value(value: Any, depth: int = 0) -> Any:
+    """``value`` with :func:`redact` applied to every string in it (mappings, lists, tuples),
+    down to DEPTH_MAX levels."""
     if isinstance(value, str):
         return redact(value)
+    if isinstance(value, Mapping | list | tuple | set | frozenset) and depth >= DEPTH_MAX:
+        return DEEPER
     if isinstance(value, Mapping):
-        return {redact_value(k): _redact_field(k, v) for k, v in value.items()}
+        return {_redacted_key(k): _redact_field(k, v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [redact_value(v) for v in value]
+        return [redact_value(v, depth + 1) for v in value]
     if isinstance(value, BaseException):
-        return redact(str(value))
+        return redact(exception_text(value))
     return value
+
+
+def _redacted_key(key: object) -> object:
+    """A mapping's key redacted: a text one; any other as it is (a tuple key, which a list
+    could not be)."""
+    return redact(key) if isinstance(key, str) else key
+
+
+def exception_text(exc: BaseException) -> str:
+    """``str(exc)``, which is the raising code's own: a ``__str__`` that fails (a handler's
+    exception class) is said so."""
+    try:
+        return str(exc)
+    except Exception as failed:  # noqa: BLE001 - any bug in a handler's exception class
+        return f"(its text could not be made: {type(failed).__name__})"
 
 
 def redact_event(
@@ -194,11 +219,11 @@ def redact_event(
     return event_dict
 
 
-def _redact_field(name: object, value: Any) -> Any:
+def _redact_field(name: object, value: Any, depth: int = 0) -> Any:
     """``value`` of the field ``name``: masked whole when the name is a secret's."""
     if value is not None and secret_name(name):
         return MASK
-    return redact_value(value)
+    return redact_value(value, depth)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -234,6 +259,7 @@ __all__ = [
     "MASK",
     "SHORTEST_MASKED",
     "echoed",
+    "exception_text",
     "mask_email",
     "mask_phone",
     "mask_secrets",

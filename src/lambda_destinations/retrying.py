@@ -43,7 +43,7 @@ from tenacity.stop import stop_base
 from lambda_destinations._proxy import proxy_named, proxy_problem
 from lambda_destinations.aws_operations import iam_action
 from lambda_destinations.errors import PermanentError, TransientError
-from lambda_destinations.redact import redact
+from lambda_destinations.redact import exception_text, redact
 
 Kind = Literal["transient", "permanent", "unknown"]
 T = TypeVar("T")
@@ -486,10 +486,7 @@ def text_of(exc: BaseException) -> str:
     if isinstance(exc, ProxyConnectionError):
         proxy = proxy_named(str(exc.kwargs.get("proxy_url", "")))
         return proxy_problem(proxy, exc.kwargs.get("error"))
-    try:
-        return str(exc)
-    except Exception as failed:  # noqa: BLE001 - a handler's exception class, any bug in it
-        return f"(its text could not be made: {type(failed).__name__})"
+    return exception_text(exc)
 
 
 def first_line(exc: BaseException, *, limit: int = 300, typed: bool = False) -> str:
