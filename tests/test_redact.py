@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import structlog
+from botocore.exceptions import ClientError
 
 from lambda_destinations.logs import configure_logging
 from lambda_destinations.redact import (
@@ -170,3 +171,66 @@ def test_fields_named_for_a_secret_never_reach_a_log_line(
 )
 def test_a_text_loses_the_tokens_it_quotes(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+# AWS's SignatureDoesNotMatch message quotes the canonical request it expected, headers and all:
+# a temporary credential's session token among them.
+SIGNATURE_REFUSED = (
+    "The request signature we calculated does not match the signature you provided.\n\n"
+    "The Canonical String for this request should have been\n'POST\n/\n\n"
+    "host:sqs.eu-west-1.amazonaws.com\nx-amz-date:20261207T101500Z\n"
+    "x-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLE/session+token==\n\n"
+    "host;x-amz-date;x-amz-security-token\ne3b0c442'"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "404, message='Not Found', url='https://hooks.slack.com/services/T0/B0/XXsecret42'",
+            "404, message='Not Found', url='https://hooks.slack.com/services/***'",
+        ),
+        (
+            "POST https://discord.com/api/webhooks/123/secret42?wait=true failed",
+            "POST https://discord.com/api/webhooks/***?wait=*** failed",
+        ),
+        (
+            "https://acme.webhook.office.com/webhookb2/g@t/IncomingWebhook/secret42/u",
+            "https://acme.webhook.office.com/webhookb2/***",
+        ),
+        ("https://api.telegram.org/bot12:secret42/sendMessage", "https://api.telegram.org/***"),
+        ("sent Authorization: Basic c2VjcmV0NDI= on", "sent Authorization: Basic *** on"),
+        ("authorization: denied for this role", "authorization: denied for this role"),
+    ],
+)
+def test_a_text_loses_a_webhooks_token_path_and_a_quoted_authorization(
+    text: str, expected: str
+) -> None:
+    assert redact(text) == expected
+
+
+def test_an_aws_refusal_quoting_the_session_token_reaches_no_log_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given: the refusal botocore raises, as the worker logs an error
+    error = ClientError(
+        {"Error": {"Code": "SignatureDoesNotMatch", "Message": SIGNATURE_REFUSED}},
+        "ReceiveMessage",
+    )
+    configure_logging("json", "info")
+    try:
+        # when: it is logged, as a field and as a traceback
+        structlog.get_logger("test").warning("cannot receive", error=error)
+        try:
+            raise error
+        except ClientError:
+            structlog.get_logger("test").exception("poller failed")
+    finally:
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+
+    # then: the token is masked; what tells the refusal apart stays
+    assert "IQoJb3JpZ2luX2VjEXAMPLE" not in err
+    assert err.count("x-amz-security-token:***") == 2
+    assert "SignatureDoesNotMatch" in err

@@ -42,6 +42,25 @@ _KEY_PASSWORD = re.compile(
 )
 # An Authorization header's credentials quoted in a text: "Bearer <token>".
 _BEARER = re.compile(r"(?P<key>\bBearer\s+)(?P<secret>[A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
+# A header carrying a secret quoted as "name:value": AWS's SignatureDoesNotMatch message quotes
+# the canonical request it expected, a temporary credential's session token in it
+# (x-amz-security-token:IQoJ...); an Authorization header with its scheme (Basic, AWS4-...).
+_HEADER_SECRET = re.compile(
+    r"(?P<key>\b(?:x-amz-(?:security|access)-token\s*:\s*"
+    r"|authorization\s*:\s*(?:basic|bearer|digest|token|aws4-hmac-sha256|aws)\s+))"
+    r"(?P<secret>[^\s'\"]+)",
+    re.IGNORECASE,
+)
+# A webhook URL whose path is its token (what url_secrets masks of a configured one): Slack's,
+# Discord's, Microsoft Teams', Telegram's bot API; an error quotes it (aiohttp's
+# ClientResponseError says url='https://hooks.slack.com/services/T0/B0/XXXX').
+_TOKEN_PATH = re.compile(
+    r"(?P<key>\bhttps?://(?:hooks\.slack\.com/(?:services|workflows|triggers)"
+    r"|(?:[\w-]+\.)?discord(?:app)?\.com/api/(?:v\d+/)?webhooks"
+    r"|[\w.-]*webhook\.office\.com/webhookb2|outlook\.office\.com/webhook"
+    r"|api\.telegram\.org)/)(?P<secret>[^\s?#'\"<>]+)",
+    re.IGNORECASE,
+)
 # A field named for a secret (a log line's password=..., a headers mapping's Authorization): its
 # value goes whole, whatever it looks like. Names are read in snake case, so apiKey, X-Api-Key
 # and client_secret are such names; key alone (a record's idempotency key) is not.
@@ -116,6 +135,7 @@ def _mask_urls(text: str) -> str:
     """:func:`mask_url` for the URLs in free text, each ending at a space."""
     if "://" in text:  # redact() runs on every string of every log line
         text = _URL_QUERY.sub(_hide_query_values, _URL_PASSWORD.sub(_hide_userinfo, text))
+        text = _TOKEN_PATH.sub(_hide_key, text)
     return _KEY_PASSWORD.sub(_hide_key, text)
 
 
@@ -162,6 +182,8 @@ def redact(text: str) -> str:
     text = _mask_urls(text)
     if "earer" in text:
         text = _BEARER.sub(_hide_key, text)
+    if ":" in text and ("oken" in text or "OKEN" in text or "uthoriz" in text.lower()):
+        text = _HEADER_SECRET.sub(_hide_key, text)
     if "@" in text:
         text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
     if "+" in text:
