@@ -385,6 +385,36 @@ async def test_the_json_api_needs_the_token(make_client) -> None:
     assert wrong.status == 401
 
 
+async def test_a_console_mounted_without_a_token_takes_no_empty_one(
+    settings_for: Callable[..., Settings],
+) -> None:
+    # given: the console mounted as the package offers it, ConsoleOptions() left as it is
+    # (its token "")
+    client = TestClient(TestServer(create_app(settings_for(), ConsoleOptions())))
+    await client.start_server()
+    try:
+        # when: the sign-in form is sent with its token field empty, and the API asked with an
+        # empty bearer token (before: 303 and a session, and the API answered)
+        signed = await client.post(
+            "/login",
+            data={"token": "", "user": "mallory", "next": "/"},
+            headers=_origin(client),
+            allow_redirects=False,
+        )
+        api = await client.get("/api/jobs/nope", headers={"Authorization": "Bearer  "})
+        acted = await client.post(
+            "/failures/x/ignore", data={"reason": "x"}, headers={"Authorization": "Bearer "}
+        )
+
+        # then: no session, and no action or API answer for nothing
+        assert signed.status == 403
+        assert "ld_console=" not in signed.headers.get("Set-Cookie", "")
+        assert api.status == 401
+        assert acted.status == 403
+    finally:
+        await client.close()
+
+
 async def test_pages_forbid_framing_and_foreign_scripts(make_client) -> None:
     client = await make_client()
     response = await client.get("/")

@@ -214,7 +214,11 @@ class Sessions:
     def token_matches(self, candidate: str) -> bool:
         """Whether ``candidate`` is the token. A header's bytes that are not UTF-8 reach here as
         lone surrogates (aiohttp decodes with ``surrogateescape``): encoded as they are, they
-        match nothing, where ``.encode()`` would raise."""
+        match nothing, where ``.encode()`` would raise. A console given no token (a mounted
+        ``create_app`` with ``ConsoleOptions()``'s default) takes none: an empty token field or
+        ``Bearer`` with nothing after it would otherwise have matched it."""
+        if not self._token:
+            return False
         return hmac.compare_digest(_exact(candidate), _exact(self._token))
 
     def open(self, user: str) -> tuple[str, Session]:
