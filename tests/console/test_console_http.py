@@ -999,6 +999,40 @@ async def test_a_peek_from_another_site_is_refused_and_receives_nothing(
     assert message["Attributes"]["ApproximateReceiveCount"] == "2"  # the own peek, and this one
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+async def test_signing_in_comes_back_to_a_dlq_s_page_without_its_peek(make_client, host) -> None:
+    # given: a peek's address, sent by another site as a sign-in link, or opened there on a
+    # console where every page needs sign-in (sent on to /login with it as next=)
+    client = await make_client(host=host)
+    peek = "/dlqs/orders-dlq?peek=50&x=1"
+    sent_on = await client.get(peek, allow_redirects=False)
+    linked = f"/login?{urlencode({'next': peek})}"
+    asked = sent_on.headers["Location"] if host == "0.0.0.0" else linked
+
+    # when: the operator signs in from the console's own sign-in page (the browser then says
+    # same-origin for the form and for where it is sent on to)
+    page = await (await client.get(asked)).text()
+    target = html.unescape(page.split('name="next" value="', 1)[1].split('"', 1)[0])
+    signed = await client.post(
+        "/login",
+        data={"token": TOKEN, "user": "dana", "next": target},
+        headers={**_origin(client), "Sec-Fetch-Site": "same-origin"},
+        allow_redirects=False,
+    )
+    # and a form posted with the peek still in its next= (a page made before this release)
+    posted = await client.post(
+        "/login",
+        data={"token": TOKEN, "user": "dana", "next": peek},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+
+    # then: back on the DLQ's page, without the peek (before: /dlqs/orders-dlq?peek=50, which
+    # received 50 messages as the console's own request, each receive count one higher)
+    assert signed.status == posted.status == 303
+    assert signed.headers["Location"] == posted.headers["Location"] == "/dlqs/orders-dlq?x=1"
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [

@@ -19,6 +19,7 @@ from lambda_destinations.console.bound import AwsUnanswered, aws_bound
 from lambda_destinations.console.charts import hourly_bars
 from lambda_destinations.console.security import (
     LINK_REFUSED,
+    PEEK_PARAM,
     Refused,
     one_time_token,
     safe_next,
@@ -402,7 +403,7 @@ async def dlq(request: web.Request) -> web.Response:
     console = _console(request)
     name = request.match_info["name"]
     peeked = None
-    limit = _peek_count(request.query.get("peek", ""))
+    limit = _peek_count(request.query.get(PEEK_PARAM, ""))
     if limit and not same_origin(request, console.sessions.public):
         # A peek receives the messages (their receive counts go up; a DLQ with a redrive
         # policy of its own moves them on): no other site's link or image may make one.

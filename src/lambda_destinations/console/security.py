@@ -19,7 +19,7 @@ import ipaddress
 import secrets
 import time
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -29,6 +29,8 @@ SESSION_COOKIE = "ld_console"
 # The sign-in link's token, taken in by the server: the cookie names a short-lived slot.
 LINK_COOKIE = "ld_console_link"
 CSRF_FIELD = "csrf"
+# A DLQ page's query parameter that peeks at its messages (a receive: their counts go up).
+PEEK_PARAM = "peek"
 TOKEN_ENV = "LAMBDA_DESTINATIONS_CONSOLE_TOKEN"  # noqa: S105 - a variable name
 LINK_REFUSED = (
     "The link's token is not this console's (a console without "
@@ -321,8 +323,20 @@ def take_link(sessions: Sessions, token: str, target: str) -> web.HTTPSeeOther:
 
 
 def safe_next(target: str | None) -> str:
-    """A path on this site to go back to after signing in (never another site).
+    """A path on this site to go back to after signing in (never another site), without a DLQ's
+    peek.
 
     Browsers drop tabs and newlines from a URL and read a backslash as ``/``: ``/<tab>/evil.com``
-    would leave for ``//evil.com``. A target holding any of them, or a space, is refused whole."""
-    return target if target and is_site_path(target) else "/"
+    would leave for ``//evil.com``. A target holding any of them, or a space, is refused whole.
+    ``?peek=`` is the one GET that does something (it receives the DLQ's messages): the sign-in
+    form posted from the console's own page would send the browser on to it as the console's
+    own request, for another site's link (``/login?next=/dlqs/q?peek=50``) or the peek page's
+    own "Sign in to act", which would peek again. The DLQ's page is shown without it."""
+    if not target or not is_site_path(target):
+        return "/"
+    parts = urlsplit(target)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if all(name != PEEK_PARAM for name, _ in pairs):
+        return target
+    query = urlencode([(name, value) for name, value in pairs if name != PEEK_PARAM])
+    return urlunsplit(("", "", parts.path, query, parts.fragment))
