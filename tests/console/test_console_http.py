@@ -20,6 +20,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -66,6 +67,8 @@ from lambda_destinations.store import (
     Store,
 )
 from ledger_helpers import replayed_once
+from processes import reap
+from processes import start_console as start_process
 from tcp_proxy import AnswerCutter, aws_error, kms_refusal
 
 TOKEN = "http-test-token"
@@ -3083,6 +3086,47 @@ async def test_a_read_only_console_s_401_names_the_variable_not_a_sign_in_url(ma
         f"send Authorization: Bearer <console token>{fix}",
         f"the bearer token is not the console's{fix}",
     ]
+
+
+async def test_a_read_only_console_beyond_loopback_prints_the_sign_in_url_its_pages_need(
+    sqlite_url: str,
+) -> None:
+    # given: `console --host 0.0.0.0 --read-only` started without
+    # LAMBDA_DESTINATIONS_CONSOLE_TOKEN: every page needs sign-in, with the token made at start
+    env = {k: v for k, v in os.environ.items() if k != "LAMBDA_DESTINATIONS_CONSOLE_TOKEN"}
+    env["LAMBDA_DESTINATIONS_STORE"] = sqlite_url
+    async with Store.from_url(sqlite_url) as store:
+        await store.migrate()  # the console makes no store
+    process, listening = start_process(env, "--host", "0.0.0.0", "--read-only")
+    assert process.stderr is not None
+    try:
+        lines = [process.stderr.readline()]
+        while lines[-1] and "every page needs the token" not in lines[-1]:  # its last line
+            lines.append(process.stderr.readline())
+        said = "".join(lines)
+        base = listening.replace("0.0.0.0", "127.0.0.1")
+
+        # then: it says it is read-only, and prints the sign-in URL (before: none, and no one
+        # had the token: every page sent to a sign-in no one could pass)
+        assert "read-only: no actions" in said
+        found = re.search(r"^sign in +http://0\.0\.0\.0:\d+(/login\?token=\S+)$", said, re.M)
+        assert found, said
+
+        # when: the operator opens it, gives a name, and reads
+        jar = aiohttp.CookieJar(unsafe=True)  # cookies for an address, as a browser keeps them
+        async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
+            linked = await http.get(found[1])
+            signed = await http.post(
+                "/login", data={"user": "dana", "next": "/failures"}, headers={"Origin": base}
+            )
+
+            # then: signed in, on the failures page, and still offered no action
+            assert linked.status == 200
+            assert (signed.status, signed.url.path) == (200, "/failures")
+            assert "read-only" in await signed.text()
+    finally:
+        reap(process)
+        process.stderr.close()
 
 
 async def test_signing_out_of_a_read_only_console_works(make_client) -> None:

@@ -78,9 +78,12 @@ def announce(options: ConsoleOptions, *, indent: str = "") -> str:
         lines.insert(0, f"listening  {options.listen_url()}")
     if options.read_only:
         lines.append("           read-only: no actions")
-    elif options.token_generated:
+    # Signing in is to act, or on a read-only console to read where reading needs it (beyond
+    # loopback, behind a proxy): a token made at start is then in no hand but this line's.
+    signs_in = not (options.read_only and options.open_reads)
+    if signs_in and options.token_generated:
         lines.append(f"sign in    {options.url('/login?token=' + options.token)}")
-    else:
+    elif signs_in:
         lines.append(f"sign in    {options.url('/login')} with ${TOKEN_ENV}")
     if options.public.origin:
         lines.append("           behind a proxy: every page needs the token")

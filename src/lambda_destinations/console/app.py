@@ -258,8 +258,8 @@ def require_token(request: web.Request) -> None:
 def _token_source(options: ConsoleOptions, sent: bool) -> str:
     """Where a 401's reader finds the token, as the end of its line ("" when it is the variable's
     and none was sent: the README's line on the API names it)."""
-    if options.read_only and options.token_generated:
-        # Read-only prints no sign-in URL: the token made at start was given to no one.
+    if options.read_only and options.token_generated and options.open_reads:
+        # Read-only on loopback prints no sign-in URL: the token made at start went to no one.
         return (
             f": a read-only console takes {TOKEN_ENV}'s value, and this one was started without "
             "it (it printed no sign-in URL): start it again with the variable set"
