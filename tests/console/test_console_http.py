@@ -47,6 +47,7 @@ from ops_helpers import (
 )
 
 from lambda_destinations import times
+from lambda_destinations.cli import console as console_cli
 from lambda_destinations.config import Settings
 from lambda_destinations.console import ConsoleOptions, actions, bound, create_app
 from lambda_destinations.console import app as console_app
@@ -386,6 +387,30 @@ async def test_the_json_api_needs_the_token(make_client) -> None:
     assert found.status == 404
     wrong = await client.get("/api/jobs/nope", headers={"Authorization": "Bearer other"})
     assert wrong.status == 401
+
+
+async def test_a_token_set_from_a_file_with_its_newline_signs_in(
+    settings_for: Callable[..., Settings], monkeypatch
+) -> None:
+    # given: the token variable set from a file, its newline kept (a Kubernetes secret made
+    # with --from-file, `echo TOKEN > file`)
+    monkeypatch.setenv("LAMBDA_DESTINATIONS_CONSOLE_TOKEN", TOKEN + "\n")
+    options = console_cli.console_options("127.0.0.1", 0, read_only=False)
+    # (a new store for the test: the command's serves the worker's, which must be there)
+    app = create_app(settings_for(), dataclasses.replace(options, create_store=True))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        # when: the token is sent as a person or a script sends it, without the newline
+        api = await client.get("/api/jobs/nope", headers={"Authorization": f"Bearer {TOKEN}"})
+        csrf = await sign_in(client)
+    finally:
+        await client.close()
+
+    # then: it is the token (before: 401, and the sign-in refused; no one could act)
+    assert not options.token_generated
+    assert api.status == 404
+    assert csrf
 
 
 async def test_a_console_mounted_without_a_token_takes_no_empty_one(

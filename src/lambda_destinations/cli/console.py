@@ -33,7 +33,9 @@ def console_options(host: str, port: int, read_only: bool, public_url: str = "")
     """The console's options; the token from the environment, or a new one."""
     from lambda_destinations.console import TOKEN_ENV, ConsoleOptions, new_token
 
-    given = os.environ.get(TOKEN_ENV)
+    # A secret made from a file (kubectl create secret --from-file, echo > file) ends in a
+    # newline no browser or Bearer header sends: kept, it matched nothing, locking everyone out.
+    given = (os.environ.get(TOKEN_ENV) or "").strip()
     options = ConsoleOptions(
         host=host,
         port=port,
