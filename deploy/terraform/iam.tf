@@ -109,8 +109,9 @@ data "aws_iam_policy_document" "worker" {
   dynamic "statement" {
     for_each = length(var.record_buckets) > 0 ? [1] : []
     content {
-      sid       = "ReadRecordsLambdaWrote"
-      actions   = ["s3:GetObject"]
+      sid = "ReadRecordsLambdaWrote"
+      # s3:GetObjectVersion: S3 checks it instead for a read of the version a notice names
+      actions   = ["s3:GetObject", "s3:GetObjectVersion"]
       resources = [for bucket in var.record_buckets : "arn:${data.aws_partition.current.partition}:s3:::${bucket}/aws/lambda/*"]
     }
   }

@@ -63,6 +63,14 @@ class AwsOperation:
     # "assume-role": botocore's AssumeRole credential fetcher calls it with our own
     # credentials, before the first call in another account (aws.py, _account_session).
     via: str = "sdk"
+    # The actions it needs besides ``action`` when a parameter says so: S3 checks
+    # s3:GetObjectVersion, not s3:GetObject, for a GetObject that names a VersionId.
+    also: tuple[str, ...] = ()
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """Every IAM action it may need: ``action`` and ``also``."""
+        return (self.action, *self.also) if self.action is not None else self.also
 
 
 _W, _O, _D = Scope.WORKER, Scope.OPERATOR, Scope.DEV
@@ -130,7 +138,9 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         _W,
         (Target.RECORD_BUCKET,),
         "read a record Lambda wrote to an S3 on-failure destination, when the bucket's "
-        "notification arrives",
+        "notification arrives (s3:GetObjectVersion: the version its notice names, in a "
+        "versioned bucket)",
+        also=("s3:GetObjectVersion",),
     ),
     AwsOperation(
         "sns",
@@ -379,6 +389,7 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         (Target.RECORD_BUCKET,),
         "`dlq redrive --reinvoke` reads the record Lambda wrote to an S3 on-failure destination "
         "that a dead-lettered notice names",
+        also=("s3:GetObjectVersion",),
     ),
     AwsOperation(
         "lambda",
@@ -496,8 +507,8 @@ def worker_actions() -> dict[str, frozenset[Target]]:
     """The IAM actions the deployed worker needs, each with the resources it needs them on."""
     actions: dict[str, set[Target]] = {}
     for op in operations(Scope.WORKER):
-        if op.action is not None:
-            actions.setdefault(op.action, set()).update(op.targets)
+        for action in op.actions:
+            actions.setdefault(action, set()).update(op.targets)
     return {action: frozenset(targets) for action, targets in actions.items()}
 
 

@@ -244,12 +244,14 @@ class AccountRefusal(ClientError):  # type: ignore[misc]  # botocore is untyped
         self.fix = fix
 
 
-def _denied_fix(operation: str, credentials: str, on: str | None) -> str:
-    """What to do about a permission ``credentials`` lack for ``operation`` (on ``on``)."""
+def denied_fix(
+    operation: str, credentials: str, on: str | None, *, action: str | None = None
+) -> str:
+    """What to do about a permission ``credentials`` lack for ``operation`` (on ``on``):
+    ``action`` when AWS checked another than the operation's own (s3:GetObjectVersion)."""
     where = f" on {on}" if on else ""
-    return (
-        f"check {credentials} and that they are allowed {iam_action(operation) or operation}{where}"
-    )
+    action = action or iam_action(operation) or operation
+    return f"check {credentials} and that they are allowed {action}{where}"
 
 
 def aws_fix(
@@ -274,7 +276,7 @@ def aws_fix(
             "by hand must be fixed"
         )
     if code in DENIED_CODES:
-        return _denied_fix(operation, credentials, on)
+        return denied_fix(operation, credentials, on)
     if (kms := kms_fix(code, operation, credentials)) is not None:
         return kms
     message = str(exc.response.get("Error", {}).get("Message") or "")
@@ -451,7 +453,7 @@ def refused_line(
     if code in CREDENTIAL_CODES:  # the keys themselves, not a permission they lack
         return f"{operation} was refused ({message}): {keys_not_taken(credentials, set_where)}"
     if code in DENIED_CODES:
-        return f"{operation} was refused ({message}): {_denied_fix(operation, credentials, on)}"
+        return f"{operation} was refused ({message}): {denied_fix(operation, credentials, on)}"
     if code == "ResourceNotFoundException":  # Lambda's answer to a function it does not have
         return f"{operation} failed: {message}: {not_found_fix(exc, what='the name')}"
     return f"{operation} failed: {message}"

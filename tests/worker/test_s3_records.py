@@ -5,11 +5,13 @@ SQS, as S3 does, and the worker reads the object over HTTP."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
+import pytest
 from structlog.testing import capture_logs
 from test_bytes_in_flight import Overlap, big_records
 from worker_helpers import receive_all, registry_with, routed, run_until
@@ -262,3 +264,70 @@ async def test_a_read_refused_on_every_receive_is_quarantined_on_the_last_naming
     assert s3_reads(worker) == {"read": 0, "unreadable": 0, "failed": 2}
     assert dlq is not None
     assert len(receive_all(sqs, dlq)) == 1
+
+
+def notice_of(bucket: str, key: str, version: str) -> str:
+    """S3's notification of a new object version, as AWS sends it (moto's leave versionId out)."""
+    found = {"key": quote_plus(key), "size": 900, "versionId": version, "sequencer": "0A1B"}
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-12-06T04:10:03.000Z",
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "records",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": found,
+        },
+    }
+    return json.dumps({"Records": [record]})
+
+
+@pytest.fixture
+def versioned_bucket(s3: Any) -> Iterator[str]:
+    """A bucket with versioning on (no notification: a test sends the notices)."""
+    name = f"versioned-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    yield name
+    for version in s3.list_object_versions(Bucket=name).get("Versions", []):
+        s3.delete_object(Bucket=name, Key=version["Key"], VersionId=version["VersionId"])
+    s3.delete_bucket(Bucket=name)
+
+
+async def test_a_notice_naming_a_version_reads_that_version_and_a_refusal_names_its_permission(
+    s3, versioned_bucket, make_queue, settings_for, endpoint_url, sqlite_url, sqs
+) -> None:
+    # given: a versioned bucket where the key was written again after the notified version,
+    # and S3 refusing the first read (AccessDenied, as to credentials allowed s3:GetObject
+    # alone: S3 checks s3:GetObjectVersion for a read that names a version)
+    url, _dlq = make_queue("s3-version", max_receive_count=5)
+    first = json.loads(RECORD)
+    later = {**first, "requestContext": {**first["requestContext"], "requestId": "later"}}
+    put = s3.put_object(Bucket=versioned_bucket, Key=KEY, Body=RECORD)
+    s3.put_object(Bucket=versioned_bucket, Key=KEY, Body=json.dumps(later).encode())
+    sqs.send_message(QueueUrl=url, MessageBody=notice_of(versioned_bucket, KEY, put["VersionId"]))
+    proxy = refused(reads_of(endpoint_url, versioned_bucket), 1)
+
+    # when
+    worker, logs = await drain_through(
+        proxy, url, settings_for, lambda worker: worker.stats.outcomes["ack"] >= 1
+    )
+
+    # then: the refusal names the permission S3 checked (before: s3:GetObject, which the
+    # templates granted, and not s3:GetObjectVersion, which they did not), and the notified
+    # version is the one stored, not the later write of its key
+    (retried,) = [e for e in logs if e["event"] == "message will be retried"]
+    assert (
+        "; check the worker's AWS credentials and that they are allowed s3:GetObjectVersion on "
+        f"arn:aws:s3:::{versioned_bucket}/{KEY}, or that the object is there" in retried["reason"]
+    ), retried["reason"]
+    reads = [r.split(b"\r\n", 1)[0] for r in proxy.requests if r.startswith(proxy.needle)]
+    assert len(reads) == 2
+    assert all(f"versionId={put['VersionId']}".encode() in r for r in reads), reads
+    async with Store.from_url(sqlite_url) as store:
+        assert await store.get_invocation(REQUEST_ID) is not None
+        assert await store.get_invocation("later") is None
+    assert s3_reads(worker) == {"read": 1, "unreadable": 0, "failed": 1}

@@ -18,6 +18,7 @@ from lambda_destinations.retrying import (
     WORKER_CREDENTIALS,
     asked_wait,
     aws_fix,
+    denied_fix,
     describe_error,
     error_code,
     is_transient,
@@ -95,11 +96,14 @@ async def _read_whole(stream: Any, location: S3Object, length: object) -> bytes:
 
 
 def _unread(location: S3Object, exc: BaseException, credentials: str) -> str:
-    fix = aws_fix(exc, credentials=credentials, on=f"arn:aws:s3:::{location.bucket}/{location.key}")
+    on = f"arn:aws:s3:::{location.bucket}/{location.key}"
+    fix = aws_fix(exc, credentials=credentials, on=on)
     if fix and error_code(exc) in DENIED_CODES - CREDENTIAL_CODES:
-        # S3 will not say that a key does not exist to whoever may not list the bucket: a
-        # deleted object is AccessDenied to the templates' role, which may only s3:GetObject.
-        fix += (
+        # S3 checks s3:GetObjectVersion, not s3:GetObject, for a read that names a version;
+        # and will not say that a key does not exist to whoever may not list the bucket: a
+        # deleted object is AccessDenied to the templates' role, which may not s3:ListBucket.
+        action = "s3:GetObjectVersion" if location.version is not None else None
+        fix = denied_fix("GetObject", credentials, on, action=action) + (
             ", or that the object is there: S3 refuses to read one that is not (AccessDenied, "
             f"not NoSuchKey) to credentials not allowed s3:ListBucket on "
             f"arn:aws:s3:::{location.bucket}"
