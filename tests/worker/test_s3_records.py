@@ -331,3 +331,38 @@ async def test_a_notice_naming_a_version_reads_that_version_and_a_refusal_names_
         assert await store.get_invocation(REQUEST_ID) is not None
         assert await store.get_invocation("later") is None
     assert s3_reads(worker) == {"read": 1, "unreadable": 0, "failed": 1}
+
+
+async def test_a_read_the_objects_kms_key_refuses_names_kms_decrypt(
+    s3, bucket_to, make_queue, settings_for, endpoint_url
+) -> None:
+    # given: an object encrypted with a KMS key the worker may not use: S3 refuses the read
+    # with AccessDenied, its message naming kms:Decrypt
+    url, _dlq = make_queue("s3-kms", max_receive_count=5)
+    bucket = bucket_to(url)
+    s3.put_object(Bucket=bucket, Key=KEY, Body=RECORD)
+    proxy = reads_of(endpoint_url, bucket)
+    proxy.refusals = 1
+    proxy.refusal = aws_error(
+        403,
+        "AccessDenied",
+        "User: arn:aws:sts::123456789012:assumed-role/worker/task is not authorized to perform: "
+        "kms:Decrypt on resource: arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c because no "
+        "identity-based policy allows the kms:Decrypt action",
+        "rest-xml",
+    )
+
+    # when
+    _worker, logs = await drain_through(
+        proxy, url, settings_for, lambda worker: worker.stats.outcomes["ack"] >= 2
+    )
+
+    # then: the fix is the key's permission (before: s3:GetObject, which the worker has, or
+    # an object gone, which it is not)
+    (retried,) = [e for e in logs if e["event"] == "message will be retried"]
+    assert retried["reason"].endswith(
+        "; check the worker's AWS credentials and that they are allowed kms:Decrypt on the KMS "
+        f"key that encrypts s3://{bucket}/{KEY} (the bucket's default encryption key), in the "
+        "key's policy or, if it lets IAM grant it, in theirs"
+    ), retried["reason"]
+    assert "s3:GetObject" not in retried["reason"]

@@ -8,6 +8,7 @@ with its reason; what may pass (a refusal, an outage) is :class:`ObjectUnread`, 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
 _GONE = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket"})
 _CHUNK = 256 * 1024
+# What S3's AccessDenied says when the object's KMS key, not S3, refused the read.
+_KMS_REFUSAL = re.compile(r"kms:|\bKMS\b|ciphertext", re.IGNORECASE)
 
 
 class ObjectUnread(Exception):
@@ -99,17 +102,29 @@ def _unread(location: S3Object, exc: BaseException, credentials: str) -> str:
     on = f"arn:aws:s3:::{location.bucket}/{location.key}"
     fix = aws_fix(exc, credentials=credentials, on=on)
     if fix and error_code(exc) in DENIED_CODES - CREDENTIAL_CODES:
-        # S3 checks s3:GetObjectVersion, not s3:GetObject, for a read that names a version;
-        # and will not say that a key does not exist to whoever may not list the bucket: a
-        # deleted object is AccessDenied to the templates' role, which may not s3:ListBucket.
-        action = "s3:GetObjectVersion" if location.version is not None else None
-        fix = denied_fix("GetObject", credentials, on, action=action) + (
-            ", or that the object is there: S3 refuses to read one that is not (AccessDenied, "
-            f"not NoSuchKey) to credentials not allowed s3:ListBucket on "
-            f"arn:aws:s3:::{location.bucket}"
-        )
+        fix = _refusal_fix(location, exc, credentials, on)
     return f"reading S3 object {location} failed: {describe_error(exc)}" + (
         f"; {fix}" if fix else ""
+    )
+
+
+def _refusal_fix(location: S3Object, exc: BaseException, credentials: str, on: str) -> str:
+    """What to allow when S3 refused to read ``location`` (AccessDenied)."""
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message")
+    if _KMS_REFUSAL.search(str(message or "")):
+        # the object's KMS key refused to decrypt it: S3 says so with AccessDenied too
+        return (
+            f"check {credentials} and that they are allowed kms:Decrypt on the KMS key that "
+            f"encrypts {location} (the bucket's default encryption key), in the key's policy "
+            "or, if it lets IAM grant it, in theirs"
+        )
+    # S3 checks s3:GetObjectVersion, not s3:GetObject, for a read that names a version; and
+    # will not say that a key does not exist to whoever may not list the bucket: a deleted
+    # object is AccessDenied to the templates' role, which may not s3:ListBucket.
+    action = "s3:GetObjectVersion" if location.version is not None else None
+    return denied_fix("GetObject", credentials, on, action=action) + (
+        ", or that the object is there: S3 refuses to read one that is not (AccessDenied, not "
+        f"NoSuchKey) to credentials not allowed s3:ListBucket on arn:aws:s3:::{location.bucket}"
     )
 
 
