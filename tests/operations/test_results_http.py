@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -144,7 +145,18 @@ async def test_wait_returns_a_record_stored_while_the_request_waits(
 
 @pytest.mark.parametrize(
     "ident",
-    ["not-a-request-id", "6c2d1f9e", "6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5fx", "stream:x", "%20"],
+    [
+        "not-a-request-id",
+        "6c2d1f9e",
+        "6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5fx",
+        "stream:x",
+        "%20",
+        # 36 characters that uuid.UUID reads as a UUID, none in Lambda's 8-4-4-4-12 form
+        "6_2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f",
+        "%2Bc2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f",
+        "6c2d1f9e3b4a4c1d9e8f0a1b2c3d4e5f----",
+        "%D9%A7c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f",
+    ],
 )
 async def test_a_wait_for_an_id_no_record_can_come_under_is_answered_at_once(
     client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch, ident: str
@@ -158,7 +170,7 @@ async def test_a_wait_for_an_id_no_record_can_come_under_is_answered_at_once(
     # then: answered at once as `result --wait` answers it, unknown, holding no wait (before:
     # it waited the whole minute, holding one of the process's waits)
     assert answer.status == 404, await answer.text()
-    assert await answer.json() == {"request_id": ident.replace("%20", ""), "state": "unknown"}
+    assert await answer.json() == {"request_id": unquote(ident).strip(), "state": "unknown"}
     # and a request id is still waited for (refused here: no wait slot is free)
     waited = await client.get(f"/api/invocations/{uuid.uuid4()}?wait=60", headers=AUTH)
     assert waited.status == 503
