@@ -38,8 +38,8 @@ async def job(request: web.Request) -> web.Response:
 # A wait longer than this would hold a request (and proxies' timeouts) for too long; clients
 # that need longer ask again.
 MAX_WAIT = 60.0
-# Waits held at once by this process: on SQLite each reads its row a few times a second, so
-# hundreds would take a core. Past this, 503 with Retry-After.
+# Waits held at once by this process: each holds a request, and reads its row before and after
+# (on SQLite one query a tick looks for all of them meanwhile). Past this, 503 with Retry-After.
 MAX_WAITS = 100
 # How often a wait looks whether its client is still there: one that left ends its wait.
 CLIENT_CHECK = 0.5

@@ -212,8 +212,8 @@ class Results(Lifetime):
         """The outcome of ``request_id`` as soon as its record is stored; :class:`ResultTimeout`
         after ``timeout`` seconds without it.
 
-        PostgreSQL wakes the wait by NOTIFY (no query runs while waiting); SQLite reads the
-        indexed row with a short backoff (at most 0.2 s between reads).
+        PostgreSQL wakes the wait by NOTIFY (no query runs while waiting); on SQLite one query
+        a tick looks for every waited id of the store (at most 0.2 s apart).
         """
         _check_request_id(request_id)
         _check_timeout(timeout)

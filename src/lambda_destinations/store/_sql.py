@@ -18,7 +18,7 @@ import datetime as dt
 import operator
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -151,6 +151,8 @@ _QUOTED_VALUE = re.compile(r'(?P<what>: )".*"$')
 # first reads the failures' indexes backwards, oldest first (a replay's) forwards.
 _LIST_ORDER = (invocations.c.occurred_at, invocations.c.first_seen_at, invocations.c.key)
 _NEWEST_FIRST = tuple(column.desc() for column in _LIST_ORDER)
+# How many waited ids invocations_arrived asks for in one statement (each is bound twice).
+_ARRIVED_CHUNK = 400
 _OLDEST_FIRST = tuple(column.asc() for column in _LIST_ORDER)
 
 
@@ -946,6 +948,21 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         async with self._read() as conn:
             found = (await conn.execute(self._get_invocation, {"ident": key_or_request_id})).first()
         return None if found is None else _invocation_from(found)
+
+    async def invocations_arrived(self, idents: Collection[str]) -> Collection[str]:
+        """One query per 400 ids (SQLite takes at most 32766 parameters a statement): the keys
+        and request ids of the rows that match, by the primary key and the request id's index."""
+        wanted = list(dict.fromkeys(idents))
+        found: set[str] = set()
+        for start in range(0, len(wanted), _ARRIVED_CHUNK):
+            chunk = wanted[start : start + _ARRIVED_CHUNK]
+            c = invocations.c
+            query = sa.select(c.key, c.request_id).where(
+                sa.or_(c.key.in_(chunk), c.request_id.in_(chunk))
+            )
+            async with self._read() as conn:
+                found.update(ident for row in await conn.execute(query) for ident in row)
+        return found.intersection(wanted)
 
     async def request_ids_starting(self, prefix: str, *, limit: int) -> list[str]:
         async with self._read() as conn:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,9 @@ from lambda_destinations.errors import (
     StoreUrlError,
 )
 from lambda_destinations.redact import mask_url
+from lambda_destinations.store._poll import RowPoll
 from lambda_destinations.times import utcnow
 
-# How often wait_for_invocation reads the row where the database cannot announce it: the first
-# read again after 20 ms, then doubling up to 200 ms, so a row is seen within about 0.2 s.
-POLL_FIRST = 0.02
-POLL_MAX = 0.2
 # Row ids (a quarantined message's) are 64-bit integers: a larger number names no row, and the
 # database's driver would fail on it rather than find nothing.
 ROW_ID_MAX = 2**63 - 1
@@ -372,6 +370,7 @@ class Store(Lifetime):
     def __init__(self, url: str, **options: Any) -> None:
         """Backends take the URL and their own keyword options; nothing connects before open()."""
         self.url = url
+        self._row_poll = RowPoll(self.invocations_arrived)
 
     @property
     def in_memory(self) -> bool:
@@ -531,20 +530,36 @@ class Store(Lifetime):
         """The invocation of ``request_id`` as soon as it is stored, waiting at most ``timeout``
         seconds; None when it has not arrived by then (it is read once more at the end).
 
-        This default reads the row by its indexed request id with a short backoff (20 ms
-        doubling to 200 ms). PostgreSQL overrides it: it LISTENs, and runs no query while
-        waiting.
+        This default reads the row once, then waits until one query for every waiter of the
+        store (:class:`RowPoll`: 20 ms doubling to 200 ms) finds it, and reads it again.
+        PostgreSQL overrides it: it LISTENs, and runs no query while waiting.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
-        delay = POLL_FIRST
-        while True:
-            row = await self.get_invocation(request_id)
-            left = deadline - loop.time()
-            if row is not None or left <= 0:
-                return row
-            await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, POLL_MAX)
+        async with self._row_poll.watch(request_id) as arrived:
+            while True:
+                done, row = await self._read_or_wait(request_id, arrived, deadline)
+                if done:
+                    return row
+
+    async def _read_or_wait(
+        self, request_id: str, arrived: asyncio.Event, deadline: float
+    ) -> tuple[bool, InvocationRow | None]:
+        """One turn of a wait: read the row; (True, the row) once it is there or the time is
+        up, else wait until ``arrived`` is set (or the deadline), and (False, None)."""
+        arrived.clear()
+        row = await self.get_invocation(request_id)
+        left = deadline - asyncio.get_running_loop().time()
+        if row is not None or left <= 0:
+            return True, row
+        with contextlib.suppress(TimeoutError):  # then read once more and give up
+            await asyncio.wait_for(arrived.wait(), left)
+        return False, None
+
+    async def invocations_arrived(self, idents: Collection[str]) -> Collection[str]:
+        """Which of ``idents`` (keys or request ids) have a row: for the waiters' shared poll.
+        This default reads them one by one; the SQL stores ask in one query."""
+        return [ident for ident in idents if await self.get_invocation(ident) is not None]
 
     @abc.abstractmethod
     async def list_invocations(self, selection: InvocationFilter) -> list[InvocationRow]:

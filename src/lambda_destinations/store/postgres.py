@@ -389,13 +389,9 @@ class PostgresStore(SqlStore):
                 if not announced:  # no trigger (an older schema): read the row as SQLite does
                     left = max(deadline - loop.time(), 0.0)
                     return await super().wait_for_invocation(request_id, timeout=left)
-                arrived.clear()
-                row = await self.get_invocation(request_id)
-                left = deadline - loop.time()
-                if row is not None or left <= 0:
+                done, row = await self._read_or_wait(request_id, arrived, deadline)
+                if done:
                     return row
-                with contextlib.suppress(TimeoutError):  # then read once more and give up
-                    await asyncio.wait_for(arrived.wait(), left)
 
     async def _save_batch(self, saves: Sequence[_Save]) -> list[bool]:
         """``_save_on`` in two parts: two round trips for the usual batch, not four.
