@@ -296,6 +296,43 @@ async def test_a_number_sns_refuses_quarantines_the_message_with_the_reason(
     assert sqs.receive_message(QueueUrl=dlq).get("Messages")
 
 
+async def test_a_number_sns_refuses_does_not_keep_the_text_from_the_numbers_after_it(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: three numbers, the first one SNS refuses (an opted-out number, a country the
+    # region does not text, a number the SMS sandbox has not verified)
+    url, _ = make_queue("sms-one-refused")
+    send_records(sqs, url, [failure_record()])
+    second, third = unique_number(), unique_number()
+    settings = sms_settings(endpoint_url, url, store=sqlite_url, phone_numbers=[second])
+    registry = HandlerRegistry(settings)
+    registry.add(
+        SmsHandler(
+            "oncall",
+            phone_numbers=["+0155", second, third],  # not E.164: SNS refuses it
+            message=Template.compile("{summary}", where="t"),
+            digest_message=Template.compile("{summary}", where="t"),
+            max_segments=1,
+            storm=StormPolicy(0, 0),
+            attributes={},
+        )
+    )
+
+    # when
+    async with Worker(settings, registry=registry) as worker:
+        stats = await worker.run(once=True)
+
+    # then: the other numbers got their SMS, recorded as sent (a resend skips them), and the
+    # message is quarantined for the refused one
+    assert len(sms_to(endpoint_url, second)) == len(sms_to(endpoint_url, third)) == 1
+    assert stats.outcomes["quarantine"] == 1
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+        done = await store.completed_handlers(row.key)
+    assert {f"oncall#{second}", f"oncall#{third}"} <= done
+    assert "InvalidParameter" in row.reason
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

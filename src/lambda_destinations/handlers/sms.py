@@ -18,7 +18,8 @@ GSM's extension table, such as ``€[]{}``, count twice); any other character ma
 and 67 UTF-16 units (an emoji counts twice). Before it is cut, line ends become line feeds,
 other control characters spaces and lone surrogates ``?`` (:func:`sms_text`). Each number gets
 its own ``Publish``; with several numbers each one is recorded as sent, so a retry after a
-partial failure sends only to the rest. SNS throttling and 5xx errors are retried; an invalid
+partial failure sends only to the rest, and a number that fails does not keep the text from the
+numbers after it (each is tried; the run then fails for the one). SNS throttling and 5xx errors are retried; an invalid
 or opted-out number is permanent.
 """
 
@@ -46,6 +47,7 @@ from lambda_destinations.handlers.templates import (
     record_fields,
 )
 from lambda_destinations.redact import mask_phone
+from lambda_destinations.retrying import classify, describe_error
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -302,15 +304,33 @@ class SmsHandler(storm.Notifier):
     ) -> None:
         sns = await aws.sender("sns")
         completed = await store.completed_handlers(key) if each_once else frozenset()
+        failed: list[Exception] = []
         for number in self.phone_numbers:
             step = f"{self.name}#{number}"
             publish = functools.partial(
                 self._publish, sns, number, text, log, context, step if each_once else None
             )
-            if each_once:
-                await storm.send_once(store, key, step, owner, publish, completed=completed)
-            else:
-                await publish()
+            try:
+                if each_once:
+                    await storm.send_once(store, key, step, owner, publish, completed=completed)
+                else:
+                    await publish()
+            except Exception as exc:
+                # A number SNS refuses (opted out, a country it does not text) must not keep
+                # the alert from the numbers after it: they are texted (and recorded), then
+                # the run fails for this one.
+                failed.append(exc)
+                if each_once:
+                    log.warning(
+                        "SMS not sent",
+                        handler=self.name,
+                        to=mask_phone(number),
+                        error=describe_error(exc),
+                    )
+        if failed:
+            # One that may pass when tried again first: the message is retried, not
+            # quarantined, while a number may still be reached.
+            raise next((exc for exc in failed if classify(exc) != "permanent"), failed[0])
 
     async def _publish(
         self,
