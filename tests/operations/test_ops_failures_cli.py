@@ -522,6 +522,34 @@ def test_show_says_what_each_handler_run_is(cli_env, seeded, sqlite_url) -> None
     assert by_handler["mail"]["state"] == "claimed"  # the store's own, as it was
 
 
+def test_show_masks_the_numbers_an_sms_handler_recorded_each_send_under(
+    cli_env, seeded, sqlite_url
+) -> None:
+    # given: an sms handler with two numbers, each send recorded under the number
+    row = seeded["orders_value"]
+
+    async def runs() -> None:
+        async with Store.from_url(sqlite_url) as store:
+            for number in ("+14155552671", "+33612345678"):
+                await store.complete_handler(row.key, f"oncall#{number}", "w1")
+
+    asyncio.run(runs())
+
+    # when
+    table = cli("failures", "show", row.key, env=cli_env)
+    shown = as_json(cli("failures", "show", row.key, "--json", env=cli_env))
+
+    # then: the numbers are masked, as in logs, and still told apart
+    assert table.returncode == 0, table.stderr
+    for output in (table.stdout, json.dumps(shown)):
+        assert "4155552671" not in output
+        assert "612345678" not in output
+    assert {"oncall#+14*****2671", "oncall#+33*****5678"} <= {
+        r["handler"] for r in shown["handler_runs"]
+    }
+    assert "oncall#+14*****2671" in table.stdout
+
+
 def test_show_as_json_has_payloads_deliveries_and_replays(cli_env, seeded) -> None:
     row = seeded["billing_timeout"]
 

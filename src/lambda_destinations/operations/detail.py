@@ -10,6 +10,7 @@ import shlex
 from typing import Any
 
 from lambda_destinations.errors import LambdaDestinationsError
+from lambda_destinations.redact import redact
 from lambda_destinations.store import (
     DeliveryRow,
     HandlerRun,
@@ -135,10 +136,16 @@ async def failure_detail(store: Store, row: InvocationRow) -> FailureDetail:
             InvocationFilter(failed_only=False, request_ids=[row.request_id])
         )
         others = [r.key for r in same if r.key != row.key]
+    # A run of one of several recipients is named for its number (``oncall#+14155552671``):
+    # masked, as logs show it.
+    runs = [
+        dataclasses.replace(run, handler=redact(run.handler))
+        for run in await store.handler_runs(row.key)
+    ]
     return FailureDetail(
         row,
         await store.deliveries(row.key),
-        await store.handler_runs(row.key),
+        runs,
         await store.replays(row.key),
         others,
         await store.replay_for_request(row.request_id) if row.request_id else None,
