@@ -195,6 +195,21 @@ def test_each_broken_handler_setting_is_found(setup: Setup, smtp_port, plant: st
     assert sink.messages == []
 
 
+def test_an_opted_out_number_is_named_masked(setup: Setup, smtp_port) -> None:
+    # given: a number that opted out of SMS beside one that did not
+    port, _ = smtp_port
+    handlers = good_handlers(setup, port)
+    _opted_out_number(handlers, setup)
+
+    # when
+    result = doctor(setup, handlers)
+
+    # then: named as logs name it, enough to tell it from the other, not to call it
+    detail = errors_of(result)["handler text"]["detail"]
+    assert detail.startswith("opted out of SMS: +14*****2699;"), detail
+    assert "4155552699" not in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("form", ["{name}", "{name}:live", "123456789012:function:{name}", ARN])
 def test_a_legacy_function_named_by_arn_or_alias_is_found(setup: Setup, form: str) -> None:
     # doctor took what came before the first ':' for the name: an ARN's was "arn", and a

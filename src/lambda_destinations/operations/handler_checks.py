@@ -32,7 +32,7 @@ from lambda_destinations.handlers.registry import HandlerRegistry, configured_ha
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
 from lambda_destinations.operations._reads import Reads
-from lambda_destinations.redact import mask_secrets, redact
+from lambda_destinations.redact import mask_phone, mask_secrets, redact
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
     DENIED_CODES,
@@ -393,7 +393,8 @@ async def _sms(check: str, handler: SmsHandler, aws: AwsClients, reads: Reads) -
             Check(
                 check,
                 "error",
-                f"opted out of SMS: {', '.join(opted_out)}; SNS refuses to text them" + QUARANTINED,
+                f"opted out of SMS: {', '.join(map(mask_phone, opted_out))}; SNS refuses to text "
+                "them" + QUARANTINED,
                 "opt the numbers in again (sns opt-in-phone-number) or remove them",
             )
         )
