@@ -64,6 +64,23 @@ def test_ucs2_text_is_cut_with_an_ellipsis_and_stays_whole() -> None:
     assert text.startswith(cut[:-1])
 
 
+@pytest.mark.parametrize("char", ["é", "€", "中"])
+def test_ten_segments_of_wide_characters_are_cut_to_the_1600_bytes_sns_takes(char: str) -> None:
+    # given: ten segments allowed, of text whose characters take more bytes in UTF-8 than
+    # units in a segment (2 for a GSM-7 "é", 3 for a "€" of two septets or a UCS-2 "中")
+    text = "orders-api: " + char * 2000
+
+    # when
+    cut = fit_segments(text, 10)
+
+    # then: within SNS's 1,600 bytes (it refuses a longer Publish), cut cleanly
+    assert len(cut.encode()) <= 1600
+    assert len(cut.encode()) > 1500  # not cut shorter than it must be
+    assert cut.endswith(("...", "…"))
+    assert text.startswith(cut.removesuffix("...").removesuffix("…"))
+    assert count_segments(cut) <= 10
+
+
 def test_an_emoji_sequence_is_never_split() -> None:
     family = "👨\u200d👩\u200d👧"
     text = "x" * 60 + family * 10
@@ -81,12 +98,13 @@ def test_an_emoji_sequence_is_never_split() -> None:
         alphabet=st.sampled_from([*"abc XYZ.,€[]{}", "ж", "é", "😀", "\u0301", "\u200d"]),
         max_size=900,
     ),
-    st.integers(min_value=1, max_value=5),
+    st.integers(min_value=1, max_value=10),
 )
 def test_fitted_text_always_fits_and_keeps_its_start(text: str, most: int) -> None:
     cut = fit_segments(text, most)
 
     assert count_segments(cut) <= most
+    assert len(cut.encode("utf-8", "surrogatepass")) <= 1600
     if cut != text:
         body = cut[:-3] if cut.endswith("...") else cut[:-1]
         assert cut.endswith(("...", "…"))

@@ -12,7 +12,8 @@
     window = "5m"                                       # alert storms: see storm.py
     send_first = 3
 
-The text is cut to ``max_segments`` SMS segments on a character boundary, with an ellipsis:
+The text is cut to ``max_segments`` SMS segments (and to the 1,600 bytes of UTF-8 SNS takes in a
+``Publish``) on a character boundary, with an ellipsis:
 GSM-7 text takes 160 characters in one segment and 153 a segment when split (the characters of
 GSM's extension table, such as ``€[]{}``, count twice); any other character makes it UCS-2, 70
 and 67 UTF-16 units (an emoji counts twice). Before it is cut, line ends become line feeds,
@@ -72,6 +73,10 @@ GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
 # Units in one segment, and in each segment of a split message (the rest is the UDH header).
 GSM_SINGLE, GSM_PART = 160, 153
 UCS2_SINGLE, UCS2_PART = 70, 67
+# What SNS takes in one Publish to a phone number: "1,600 bytes" (its developer guide; the API
+# reference says characters). Ten segments of text whose characters take two or three bytes in
+# UTF-8 ("é", "€", "中") go past it, where SNS would refuse the whole text.
+SNS_MAX_BYTES = 1600
 
 
 def is_gsm(text: str) -> bool:
@@ -115,25 +120,32 @@ def _is_joined(char: str) -> bool:
     )
 
 
+def _fits(text: str, max_segments: int) -> bool:
+    """Whether ``text`` takes at most ``max_segments`` segments and SNS_MAX_BYTES bytes."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    return size <= SNS_MAX_BYTES and count_segments(text) <= max_segments
+
+
 def fit_segments(text: str, max_segments: int) -> str:
-    """``text`` cut to ``max_segments`` segments, on a character boundary, with an ellipsis
-    ("..." in GSM-7, "…" otherwise, so the cut never changes the encoding for the worse).
+    """``text`` cut to ``max_segments`` segments, and to the SNS_MAX_BYTES bytes of UTF-8 SNS
+    takes, on a character boundary, with an ellipsis ("..." in GSM-7, "…" otherwise, so the
+    cut never changes the encoding for the worse).
 
     The cut backs off to the start of a combined character (an accent, an emoji sequence), and
     to the end of a word when one ends in the last 15 characters.
     """
-    if count_segments(text) <= max_segments:
+    if _fits(text, max_segments):
         return text
 
     def candidate(length: int) -> str:
         prefix = text[:length].rstrip()
         return prefix + ("..." if is_gsm(prefix) else "…")
 
-    # The longest prefix that fits with its ellipsis (segments only grow with the prefix).
+    # The longest prefix that fits with its ellipsis (segments and bytes only grow with it).
     low, high = 0, len(text)
     while low < high:
         middle = (low + high + 1) // 2
-        if count_segments(candidate(middle)) <= max_segments:
+        if _fits(candidate(middle), max_segments):
             low = middle
         else:
             high = middle - 1
