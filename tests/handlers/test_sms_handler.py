@@ -299,8 +299,8 @@ async def test_a_number_sns_refuses_quarantines_the_message_with_the_reason(
 async def test_a_number_sns_refuses_does_not_keep_the_text_from_the_numbers_after_it(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
 ) -> None:
-    # given: three numbers, the first one SNS refuses (an opted-out number, a country the
-    # region does not text, a number the SMS sandbox has not verified)
+    # given: three numbers, the first one SNS refuses (a country the region does not text, a
+    # number the SMS sandbox has not verified)
     url, _ = make_queue("sms-one-refused")
     send_records(sqs, url, [failure_record()])
     second, third = unique_number(), unique_number()

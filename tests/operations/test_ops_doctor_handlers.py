@@ -195,7 +195,7 @@ def test_each_broken_handler_setting_is_found(setup: Setup, smtp_port, plant: st
     assert sink.messages == []
 
 
-def test_an_opted_out_number_is_named_masked(setup: Setup, smtp_port) -> None:
+def test_an_opted_out_number_is_named_masked_and_its_sms_said_lost(setup: Setup, smtp_port) -> None:
     # given: a number that opted out of SMS beside one that did not
     port, _ = smtp_port
     handlers = good_handlers(setup, port)
@@ -207,6 +207,10 @@ def test_an_opted_out_number_is_named_masked(setup: Setup, smtp_port) -> None:
     # then: named as logs name it, enough to tell it from the other, not to call it
     detail = errors_of(result)["handler text"]["detail"]
     assert detail.startswith("opted out of SMS: +14*****2699;"), detail
+    # and what comes of it: SNS takes the Publish and drops it (the worker sees no error: it
+    # acknowledges the record, quarantines nothing)
+    assert "delivers nothing" in detail
+    assert "quarantined" not in detail
     assert "4155552699" not in result.stdout + result.stderr
 
 

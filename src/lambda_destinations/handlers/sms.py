@@ -20,8 +20,9 @@ and 67 UTF-16 units (an emoji counts twice). Before it is cut, line ends become 
 other control characters spaces and lone surrogates ``?`` (:func:`sms_text`). Each number gets
 its own ``Publish``; with several numbers each one is recorded as sent, so a retry after a
 partial failure sends only to the rest, and a number that fails does not keep the text from the
-numbers after it (each is tried; the run then fails for the one). SNS throttling and 5xx errors are retried; an invalid
-or opted-out number is permanent.
+numbers after it (each is tried; the run then fails for the one). SNS throttling and 5xx errors
+are retried; a number SNS refuses is permanent. (SNS takes a ``Publish`` to an opted-out number
+and delivers nothing: ``doctor`` names such numbers.)
 """
 
 from __future__ import annotations
@@ -327,8 +328,8 @@ class SmsHandler(storm.Notifier):
                     await storm.send_once(store, key, step, owner, publish, completed=completed)
                 else:
                     await publish()
-            except Exception as exc:
-                # A number SNS refuses (opted out, a country it does not text) must not keep
+            except Exception as exc:  # noqa: BLE001 - raised after the other numbers
+                # A number SNS refuses (a country it does not text, the sandbox's) must not keep
                 # the alert from the numbers after it: they are texted (and recorded), then
                 # the run fails for this one.
                 failed.append(exc)

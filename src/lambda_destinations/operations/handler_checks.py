@@ -1,8 +1,9 @@
 """What ``doctor`` checks of each configured handler against its endpoint, sending nothing.
 
 A handler that can never succeed (an unverified SES sender, an SMTP login the server refuses, a
-phone number that opted out, a replay target that does not exist) fails every record routed
-through it; these checks find it before the first record does.
+replay target that does not exist) fails every record routed through it, and a phone number
+that opted out loses every SMS to it (SNS takes the Publish and delivers nothing); these checks
+find it before the first record does.
 """
 
 from __future__ import annotations
@@ -393,8 +394,9 @@ async def _sms(check: str, handler: SmsHandler, aws: AwsClients, reads: Reads) -
             Check(
                 check,
                 "error",
-                f"opted out of SMS: {', '.join(map(mask_phone, opted_out))}; SNS refuses to text "
-                "them" + QUARANTINED,
+                f"opted out of SMS: {', '.join(map(mask_phone, opted_out))}; SNS takes each "
+                "Publish to them and delivers nothing: the worker logs their SMS sent, and "
+                "they never arrive",
                 "opt the numbers in again (sns opt-in-phone-number) or remove them",
             )
         )
