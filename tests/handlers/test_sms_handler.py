@@ -365,6 +365,24 @@ def test_bad_settings_stop_the_start_naming_the_setting(
     assert re.search(message, text), text
 
 
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [
+        ("+1 415 555 267", "'+1 ******* 267'"),  # a digit short: no number of its country
+        ("(415) 555-2671", "'(41*******2671'"),  # national: no country to read it in
+        ("+1555", "'+1555'"),  # too short to be anyone's: repeated as typed
+    ],
+)
+def test_a_bad_number_is_repeated_masked_in_its_error_line(
+    number: str, shown: str, handler_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        build("oncall", {"phone_numbers": [number]}, handler_settings("q"))
+
+    text = str(info.value)
+    assert text.startswith(f"handlers.oncall.phone_numbers[0]: {shown} is not a"), text
+
+
 def test_numbers_are_kept_in_e164_form(handler_settings: Callable[..., Settings]) -> None:
     handler = build(
         "oncall",

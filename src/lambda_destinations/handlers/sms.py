@@ -216,6 +216,15 @@ class SmsOptions(storm.NotifierOptions):
         return value
 
 
+def _echoed_number(number: str) -> str:
+    """``number`` as an error line repeats it: masked as logs mask one (``'+1 ********2671'``)
+    when it has the digits of a phone number, which the line's redaction, reading E.164 in one
+    piece, leaves whole when spaced (``+1 415 555 267``) or national (``(415) 555-2671``)."""
+    if sum(char.isdigit() for char in number) < 8:
+        return repr(number)
+    return repr(mask_phone(number.strip()))
+
+
 def e164(number: str, where: str) -> str:
     """``number`` in E.164 form (``+14155552671``), or ConfigError naming ``where``."""
     try:
@@ -228,11 +237,13 @@ def e164(number: str, where: str) -> str:
         # The example is spaced: the line is redacted, and a phone number in it masked
         # ("+14*****2671"), the example too when written in one piece.
         raise ConfigError(
-            f"{where}: {number!r} is not a phone number ({why}); write it in international "
-            "form, such as +1 415 555 2671"
+            f"{where}: {_echoed_number(number)} is not a phone number ({why}); write it in "
+            "international form, such as +1 415 555 2671"
         ) from None
     if not phonenumbers.is_valid_number(parsed):
-        raise ConfigError(f"{where}: {number!r} is not a valid phone number for its country")
+        raise ConfigError(
+            f"{where}: {_echoed_number(number)} is not a valid phone number for its country"
+        )
     formatted: str = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return formatted
 
