@@ -99,6 +99,17 @@ def mask_phone(number: str) -> str:
     return number[:3] + "*" * (len(number) - 7) + number[-4:]
 
 
+def mask_typed_phone(number: str) -> str:
+    """A phone number as typed in a setting (spaced, dashed, national: ``+1 (415) 555-2671``)
+    masked as logs show it (``+14*****2671``: its digits through :func:`mask_phone`), when it
+    holds the 8 digits or more of one; else as it is (``+1555`` is nobody's). :func:`redact`
+    reads E.164 in one piece only."""
+    digits = "".join(char for char in number if char in "0123456789")
+    if len(digits) < 8:
+        return number
+    return mask_phone(("+" if number.strip().startswith("+") else "") + digits)
+
+
 def mask_email(address: str) -> str:
     """``alice@example.com`` -> ``a***@example.com``: the domain and one letter stay."""
     local, at, domain = address.rpartition("@")
@@ -285,6 +296,7 @@ __all__ = [
     "mask_email",
     "mask_phone",
     "mask_secrets",
+    "mask_typed_phone",
     "mask_url",
     "redact",
     "redact_event",

@@ -368,8 +368,8 @@ def test_bad_settings_stop_the_start_naming_the_setting(
 @pytest.mark.parametrize(
     ("number", "shown"),
     [
-        ("+1 415 555 267", "'+1 ******* 267'"),  # a digit short: no number of its country
-        ("(415) 555-2671", "'(41*******2671'"),  # national: no country to read it in
+        ("+1 415 555 267", "'+14****5267'"),  # a digit short: no number of its country
+        ("(415) 555-2671", "'415***2671'"),  # national: no country to read it in
         ("+1555", "'+1555'"),  # too short to be anyone's: repeated as typed
     ],
 )

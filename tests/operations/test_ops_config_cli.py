@@ -123,6 +123,35 @@ def test_handler_options_are_merged_and_each_names_its_source(toml: Path, tmp_pa
     assert options["url"]["from"] == str(toml)
 
 
+def test_an_sms_handlers_numbers_are_masked_in_whatever_form_they_were_typed(
+    tmp_path: Path,
+) -> None:
+    # given: numbers written spaced, dashed and in one piece, as the handler takes them
+    path = tmp_path / "settings.toml"
+    path.write_text(
+        """
+[handlers.oncall]
+type = "sms"
+phone_numbers = ["+33 6 12 34 56 78", "+1 (415) 555-2672", "+14155552671"]
+origination_number = "+1 800 555 0100"
+""",
+        encoding="utf-8",
+    )
+    env = {"LAMBDA_DESTINATIONS_CONFIG": str(path)}
+
+    # when
+    result = cli("config", "--json", env=env, cwd=tmp_path)
+    table = cli("config", env=env, cwd=tmp_path)
+
+    # then: each masked as logs mask it, in the table too
+    assert result.returncode == table.returncode == 0, result.stderr + table.stderr
+    options = json.loads(result.stdout)["settings"]["handlers"]["value"]["oncall"]["settings"]
+    assert options["phone_numbers"]["value"] == ["+33*****5678", "+14*****2672", "+14*****2671"]
+    assert options["origination_number"]["value"] == "+18*****0100"
+    for digits in ("12 34 56", "555-2672", "555 0100"):
+        assert digits not in result.stdout + table.stdout
+
+
 def test_json_has_every_setting_and_the_environment(tmp_path: Path) -> None:
     result = shown(env={}, cwd=tmp_path)
 

@@ -24,7 +24,14 @@ from lambda_destinations.config import (
     SettingSource,
 )
 from lambda_destinations.environment import SECRETS_VARIABLE
-from lambda_destinations.redact import MASK, mask_url, redact_value, secret_name, url_origin
+from lambda_destinations.redact import (
+    MASK,
+    mask_typed_phone,
+    mask_url,
+    redact_value,
+    secret_name,
+    url_origin,
+)
 
 # What a setting left unset means, for the table (its JSON value is null).
 _UNSET = {
@@ -37,6 +44,8 @@ _UNSET = {
 }
 # Settings that are URLs: shown with their password and query values masked.
 _URLS = frozenset({"store", "endpoint_url", "ecs_agent_uri"})
+# Handler options that are phone numbers, masked in whatever form they were typed.
+_PHONES = frozenset({"phone_numbers", "origination_number"})
 # Variables of ours that are no settings, and the proxies the AWS clients and webhooks take.
 _CONSOLE_TOKEN = f"{ENV_PREFIX}CONSOLE_TOKEN"
 _CONSOLE_PUBLIC_URL = f"{ENV_PREFIX}CONSOLE_PUBLIC_URL"
@@ -80,6 +89,18 @@ def shown_option(key: str, value: Any) -> Any:
         return dict.fromkeys(value, MASK)
     if key == "url" or key.endswith("_url"):
         return _url_shown(value)
+    if key in _PHONES:
+        return _phones_shown(value)
+    return redact_value(value)
+
+
+def _phones_shown(value: object) -> object:
+    """An ``sms`` handler's numbers (one, or a list), each masked as logs mask one, spaced or
+    national too (``+33 6 12 34 56 78``), which :func:`redact_value` reads as no number."""
+    if isinstance(value, str):
+        return mask_typed_phone(value)
+    if isinstance(value, list):
+        return [_phones_shown(each) for each in value]
     return redact_value(value)
 
 

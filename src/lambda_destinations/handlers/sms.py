@@ -48,7 +48,7 @@ from lambda_destinations.handlers.templates import (
     parse_options,
     record_fields,
 )
-from lambda_destinations.redact import mask_phone
+from lambda_destinations.redact import mask_phone, mask_typed_phone
 from lambda_destinations.retrying import classify, describe_error
 
 if TYPE_CHECKING:
@@ -217,12 +217,10 @@ class SmsOptions(storm.NotifierOptions):
 
 
 def _echoed_number(number: str) -> str:
-    """``number`` as an error line repeats it: masked as logs mask one (``'+1 ********2671'``)
-    when it has the digits of a phone number, which the line's redaction, reading E.164 in one
-    piece, leaves whole when spaced (``+1 415 555 267``) or national (``(415) 555-2671``)."""
-    if sum(char.isdigit() for char in number) < 8:
-        return repr(number)
-    return repr(mask_phone(number.strip()))
+    """``number`` as an error line repeats it: masked as logs mask one (``'+14*****2671'``),
+    where the line's redaction, reading E.164 in one piece, leaves one whole when spaced
+    (``+1 415 555 267``) or national (``(415) 555-2671``)."""
+    return repr(mask_typed_phone(number))
 
 
 def e164(number: str, where: str) -> str:
