@@ -50,6 +50,24 @@ def sms_settings(endpoint_url: str, url: str, *, store: str, **options: Any) -> 
     )
 
 
+def refused_first(settings: Settings, numbers: list[str]) -> HandlerRegistry:
+    """A registry whose ``oncall`` texts a number SNS refuses ("+0155", no E.164: built past
+    the start-time check), then ``numbers``."""
+    registry = HandlerRegistry(settings)
+    registry.add(
+        SmsHandler(
+            "oncall",
+            phone_numbers=["+0155", *numbers],
+            message=Template.compile("{summary}", where="t"),
+            digest_message=Template.compile("{summary}", where="t"),
+            max_segments=1,
+            storm=StormPolicy(0, 0),
+            attributes={},
+        )
+    )
+    return registry
+
+
 async def test_a_failure_is_texted_to_every_number_with_type_and_sender_id(
     recording_moto: RecordingMoto, sqlite_url: str
 ) -> None:
@@ -262,18 +280,7 @@ async def test_a_number_sns_refuses_quarantines_the_message_with_the_reason(
     url, dlq = make_queue("sms-refused")
     send_records(sqs, url, [failure_record()])
     settings = sms_settings(endpoint_url, url, store=sqlite_url, phone_numbers=["+14155552671"])
-    registry = HandlerRegistry(settings)
-    registry.add(
-        SmsHandler(
-            "oncall",
-            phone_numbers=["+0155"],  # not E.164: SNS refuses it
-            message=Template.compile("{summary}", where="t"),
-            digest_message=Template.compile("{summary}", where="t"),
-            max_segments=1,
-            storm=StormPolicy(0, 0),
-            attributes={},
-        )
-    )
+    registry = refused_first(settings, [])
 
     # when
     async with Worker(settings, registry=registry) as worker:
@@ -305,18 +312,7 @@ async def test_a_number_sns_refuses_does_not_keep_the_text_from_the_numbers_afte
     send_records(sqs, url, [failure_record()])
     second, third = unique_number(), unique_number()
     settings = sms_settings(endpoint_url, url, store=sqlite_url, phone_numbers=[second])
-    registry = HandlerRegistry(settings)
-    registry.add(
-        SmsHandler(
-            "oncall",
-            phone_numbers=["+0155", second, third],  # not E.164: SNS refuses it
-            message=Template.compile("{summary}", where="t"),
-            digest_message=Template.compile("{summary}", where="t"),
-            max_segments=1,
-            storm=StormPolicy(0, 0),
-            attributes={},
-        )
-    )
+    registry = refused_first(settings, [second, third])
 
     # when
     async with Worker(settings, registry=registry) as worker:
