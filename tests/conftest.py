@@ -160,14 +160,17 @@ def s3(endpoint_url: str) -> Any:
 
 
 @pytest.fixture
-def bucket_to(s3: Any, sqs: Any) -> Iterator[Any]:
-    """A bucket whose ObjectCreated notifications under aws/lambda/ go to a queue."""
-    made: list[str] = []
+def bucket_to(s3: Any, sqs: Any) -> Any:
+    """A bucket whose ObjectCreated notifications under aws/lambda/ go to a queue.
+
+    The buckets stay (each test's name is its own): moto keeps every object it ever made, and
+    its state dump (/moto-api/data.json, which the SMS and email tests read) looks up an
+    object's bucket when it reads the object's status the second time, answering 500 for the
+    rest of the server's life once that bucket is deleted."""
 
     def make(queue_url: str) -> str:
         name = f"records-{uuid.uuid4().hex[:8]}"
         s3.create_bucket(Bucket=name)
-        made.append(name)
         arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
         rule = {"FilterRules": [{"Name": "prefix", "Value": "aws/lambda/"}]}
         s3.put_bucket_notification_configuration(
@@ -184,11 +187,7 @@ def bucket_to(s3: Any, sqs: Any) -> Iterator[Any]:
         )
         return name
 
-    yield make
-    for name in made:
-        for listed in s3.list_objects_v2(Bucket=name).get("Contents", []):
-            s3.delete_object(Bucket=name, Key=listed["Key"])
-        s3.delete_bucket(Bucket=name)
+    return make
 
 
 @pytest.fixture

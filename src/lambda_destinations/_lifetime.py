@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 from typing import Self
 
 
@@ -23,3 +25,15 @@ class Lifetime(abc.ABC):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+async def until_set(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for ``event`` at most ``seconds``: whether it is set.
+
+    ``asyncio.timeout``, not ``wait_for``: no task of its own per wait, so none is left never
+    started (a "coroutine 'Event.wait' was never awaited" warning) when its loop closes first.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
+from lambda_destinations._lifetime import until_set
+
 # How often the waited ids are looked for: the first time again after 20 ms, then doubling up
 # to 200 ms, so a row is seen within about 0.2 s of its commit.
 POLL_FIRST = 0.02
@@ -61,8 +63,7 @@ class RowPoll:
     async def _run(self, joined: asyncio.Event) -> None:
         delay = POLL_FIRST
         while self._waiters:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(joined.wait(), delay)
+            await until_set(joined, delay)
             delay = POLL_FIRST if joined.is_set() else min(delay * 2, POLL_MAX)
             joined.clear()
             try:

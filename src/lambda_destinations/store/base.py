@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -30,7 +29,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from lambda_destinations._lifetime import Lifetime
+from lambda_destinations._lifetime import Lifetime, until_set
 from lambda_destinations._text import storable_text
 from lambda_destinations.errors import (
     NOT_MIGRATED,
@@ -552,8 +551,7 @@ class Store(Lifetime):
         left = deadline - asyncio.get_running_loop().time()
         if row is not None or left <= 0:
             return True, row
-        with contextlib.suppress(TimeoutError):  # then read once more and give up
-            await asyncio.wait_for(arrived.wait(), left)
+        await until_set(arrived, left)  # then read once more and give up
         return False, None
 
     async def invocations_arrived(self, idents: Collection[str]) -> Collection[str]:

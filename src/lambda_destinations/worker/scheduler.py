@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from lambda_destinations._lifetime import until_set
 from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.handlers.jobs import JobContext, JobRunner
 from lambda_destinations.handlers.replay import run_replay_job
@@ -190,8 +191,7 @@ class Scheduler:
             log.warning("job not settled", job=job.key, error=describe_error(exc))
 
     async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        await until_set(self._stopping, seconds)
 
     async def _prune(self) -> None:
         now = asyncio.get_running_loop().time()

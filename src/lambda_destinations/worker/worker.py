@@ -25,7 +25,7 @@ import structlog
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambda_destinations._lifetime import Lifetime
+from lambda_destinations._lifetime import Lifetime, until_set
 from lambda_destinations._urls import queue_name
 from lambda_destinations.aws import AwsClients, CredentialsUnavailable
 from lambda_destinations.config import Settings
@@ -873,8 +873,7 @@ class Worker(Lifetime):
         await self._visibility.flush(asyncio.get_running_loop().time() + seconds)
 
     async def _sleep_unless_stopping(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        await until_set(self._stopping, delay)
 
     async def _poll(self, queue: QueueInfo, name: str, *, once: bool) -> None:
         """Receive while there is room; when SQS is away, back off (QueueOutage logs it).
