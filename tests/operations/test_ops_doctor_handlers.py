@@ -488,6 +488,35 @@ def _json_answer(body: dict[str, Any]) -> bytes:
     return head.encode() + data
 
 
+async def test_the_sandbox_row_names_unverified_recipients_masked(setup: Setup) -> None:
+    # given: an account in SES's sandbox (a proxy answers GetAccount) and a recipient moto has
+    # no identity of
+    recipient = "oncall@example.com"
+    handlers = {"mail": {"type": "email", "from": GOOD_SENDER, "to": [recipient]}}
+    routes = [{"condition": "failure", "handlers": ["persist", "mail"]}]
+    env = {
+        **setup.env(),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps(routes),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers),
+    }
+    sandbox = AnswerCutter(setup.endpoint.url, GET_SES_ACCOUNT, http=True)
+    sandbox.refusals = 10
+    sandbox.refusal = _json_answer({"ProductionAccessEnabled": False, "SendingEnabled": True})
+
+    # when
+    code, out, err, _ = await cli_through(
+        sandbox, env, "doctor", "--function", f"{setup.prefix}-*", "--json"
+    )
+
+    # then: an error row naming the recipient masked, as logs and errors name one (before:
+    # the address whole)
+    assert code == 1, err.decode()
+    row = {c["check"]: c for c in json.loads(out)["checks"]}["handler mail: SES sandbox"]
+    assert row["status"] == "error"
+    assert "not verified: o***@example.com" in row["detail"]
+    assert recipient not in out.decode()
+
+
 async def test_a_recipient_whose_identity_cannot_be_read_is_a_warning_in_the_sandbox_row(
     setup: Setup,
 ) -> None:

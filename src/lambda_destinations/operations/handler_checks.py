@@ -33,7 +33,7 @@ from lambda_destinations.handlers.registry import HandlerRegistry, configured_ha
 from lambda_destinations.handlers.replay import ReplayHandler
 from lambda_destinations.handlers.sms import SmsHandler
 from lambda_destinations.operations._reads import Reads
-from lambda_destinations.redact import mask_phone, mask_secrets, redact
+from lambda_destinations.redact import mask_email, mask_phone, mask_secrets, redact
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
     DENIED_CODES,
@@ -285,7 +285,7 @@ async def _sandbox(check: str, handler: EmailHandler, ses: Any, reads: Reads) ->
             f"{check}: SES sandbox",
             "error",
             f"in the SES sandbox, which sends only to verified addresses; not verified: "
-            f"{', '.join(unverified)}" + QUARANTINED,
+            f"{', '.join(map(mask_email, unverified))}" + QUARANTINED,
             "verify the recipients, or request production access for SES",
         )
     return Check(f"{check}: SES sandbox", "ok", "in the sandbox; every recipient is verified")
