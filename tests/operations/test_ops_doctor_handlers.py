@@ -488,20 +488,32 @@ def _json_answer(body: dict[str, Any]) -> bytes:
     return head.encode() + data
 
 
-async def test_the_sandbox_row_names_unverified_recipients_masked(setup: Setup) -> None:
-    # given: an account in SES's sandbox (a proxy answers GetAccount) and a recipient moto has
-    # no identity of
-    recipient = "oncall@example.com"
+def _mail_to(setup: Setup, recipient: str) -> dict[str, str]:
+    """The environment of a worker whose failures go to one email handler, ``mail``."""
     handlers = {"mail": {"type": "email", "from": GOOD_SENDER, "to": [recipient]}}
     routes = [{"condition": "failure", "handlers": ["persist", "mail"]}]
-    env = {
+    return {
         **setup.env(),
         "LAMBDA_DESTINATIONS_ROUTES": json.dumps(routes),
         "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers),
     }
-    sandbox = AnswerCutter(setup.endpoint.url, GET_SES_ACCOUNT, http=True)
+
+
+def _in_the_sandbox(endpoint: str) -> AnswerCutter:
+    """A proxy to ``endpoint`` answering SES's GetAccount as an account in the sandbox does
+    (moto's SES has no GetAccount)."""
+    sandbox = AnswerCutter(endpoint, GET_SES_ACCOUNT, http=True)
     sandbox.refusals = 10
     sandbox.refusal = _json_answer({"ProductionAccessEnabled": False, "SendingEnabled": True})
+    return sandbox
+
+
+async def test_the_sandbox_row_names_unverified_recipients_masked(setup: Setup) -> None:
+    # given: an account in SES's sandbox (a proxy answers GetAccount) and a recipient moto has
+    # no identity of
+    recipient = "oncall@example.com"
+    env = _mail_to(setup, recipient)
+    sandbox = _in_the_sandbox(setup.endpoint.url)
 
     # when
     code, out, err, _ = await cli_through(
@@ -524,13 +536,7 @@ async def test_a_recipient_whose_identity_cannot_be_read_is_a_warning_in_the_san
     # and credentials that may read the sender's identity but not the recipient's (a policy
     # scoped to the sender's identity ARN: a second proxy refuses that one read)
     recipient = "oncall@example.com"
-    handlers = {"mail": {"type": "email", "from": GOOD_SENDER, "to": [recipient]}}
-    routes = [{"condition": "failure", "handlers": ["persist", "mail"]}]
-    env = {
-        **setup.env(),
-        "LAMBDA_DESTINATIONS_ROUTES": json.dumps(routes),
-        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers),
-    }
+    env = _mail_to(setup, recipient)
     get_recipient = f"GET /v2/email/identities/{recipient.replace('@', '%40')} ".encode()
     identity = AnswerCutter(setup.endpoint.url, get_recipient, http=True)
     identity.refusals = 10
@@ -538,9 +544,7 @@ async def test_a_recipient_whose_identity_cannot_be_read_is_a_warning_in_the_san
 
     # when
     async with identity.running() as behind:
-        sandbox = AnswerCutter(behind, GET_SES_ACCOUNT, http=True)
-        sandbox.refusals = 10
-        sandbox.refusal = _json_answer({"ProductionAccessEnabled": False, "SendingEnabled": True})
+        sandbox = _in_the_sandbox(behind)
         code, out, err, _ = await cli_through(
             sandbox, env, "doctor", "--function", f"{setup.prefix}-*", "--json"
         )
