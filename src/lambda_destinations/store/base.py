@@ -554,10 +554,10 @@ class Store(Lifetime):
         await until_set(arrived, left)  # then read once more and give up
         return False, None
 
+    @abc.abstractmethod
     async def invocations_arrived(self, idents: Collection[str]) -> Collection[str]:
-        """Which of ``idents`` (keys or request ids) have a row: for the waiters' shared poll.
-        This default reads them one by one; the SQL stores ask in one query."""
-        return [ident for ident in idents if await self.get_invocation(ident) is not None]
+        """Which of ``idents`` (keys or request ids) have a row, in one query: for the waiters'
+        shared poll (:class:`RowPoll`)."""
 
     @abc.abstractmethod
     async def list_invocations(self, selection: InvocationFilter) -> list[InvocationRow]:
