@@ -136,6 +136,61 @@ def test_notices_that_name_no_record_are_said(change: Any, reason: str) -> None:
     assert caught.value.reason == reason
 
 
+def s3_event(detail_type: str, **detail: Any) -> dict[str, Any]:
+    """An EventBridge event of source aws.s3, as a rule on the bucket's events sends it."""
+    return {
+        "version": "0",
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "region": "eu-west-1",
+        "detail": detail,
+    }
+
+
+RULE_FIX = (
+    'match only detail-type "Object Created" in the EventBridge rule that sends to this queue'
+)
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        # the bucket's notification configuration plays no part: the fix is the rule's
+        (
+            s3_event("Object Deleted", bucket={"name": "records"}, object={"key": KEY}),
+            "not a Lambda record: an EventBridge event from S3 of detail-type 'Object Deleted' "
+            f"for s3://records/{KEY}; {RULE_FIX}",
+        ),
+        # CloudTrail's events of S3's API calls have source aws.s3 too, and name no object as
+        # S3's own do: no complaint that the detail lacks a bucket
+        (
+            s3_event(
+                "AWS API Call via CloudTrail",
+                eventSource="s3.amazonaws.com",
+                eventName="PutObject",
+                requestParameters={"bucketName": "records", "key": KEY},
+            ),
+            "not a Lambda record: an EventBridge event from S3 of detail-type "
+            f"'AWS API Call via CloudTrail'; {RULE_FIX}",
+        ),
+        (
+            s3_event("Object Created", bucket={"name": "records"}, object={"key": "exports/a"}),
+            "not a Lambda record: s3://records/exports/a is not under aws/lambda/, where Lambda "
+            "writes its records; match only keys with the prefix aws/lambda/ in the "
+            'EventBridge rule ("detail": {"object": {"key": [{"prefix": "aws/lambda/"}]}})',
+        ),
+    ],
+)
+def test_eventbridge_events_from_s3_that_name_no_record_say_the_rules_fix(
+    event: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode(json.dumps(event))
+
+    assert not isinstance(caught.value, RecordInS3)
+    assert caught.value.reason == reason
+
+
 def test_the_object_decodes_as_the_record_with_the_key_an_sqs_delivery_has() -> None:
     record = (EVENTS / "invocation-retries-exhausted-python.json").read_bytes()
     location = S3Object("records", KEY)

@@ -118,7 +118,13 @@ def check_s3_notice(doc: dict[str, Any]) -> None:
         size=_size(found.get("size")),
         version=_text(found.get("versionId")),
     )
-    _raise_for_object(location, event, created=event.startswith(_CREATED))
+    if not event.startswith(_CREATED):
+        raise _not_created(
+            f"S3's {short_repr(event)} event",
+            location,
+            "send this queue only the bucket's ObjectCreated events (s3:ObjectCreated:*)",
+        )
+    _raise_for_object(location, _NOTIFICATION_FILTER)
 
 
 def check_s3_event(doc: dict[str, Any]) -> None:
@@ -126,30 +132,55 @@ def check_s3_event(doc: dict[str, Any]) -> None:
     event of any other source. EventBridge gives the key as it is, not URL-encoded."""
     if doc.get("source") != S3_EVENTBRIDGE_SOURCE:
         return
-    detail_type = str(doc.get("detail-type") or "")
+    detail_type = doc.get("detail-type")
+    if detail_type != _EVENTBRIDGE_CREATED:
+        # S3's other events, and CloudTrail's of S3's API calls (source "aws.s3" too), which
+        # name no object as S3's own do: what the event is, and the rule's fix, either way.
+        try:
+            location: S3Object | None = _eventbridge_object(doc)
+        except DecodeError:
+            location = None
+        raise _not_created(
+            f"an EventBridge event from S3 of detail-type {short_repr(detail_type)}",
+            location,
+            'match only detail-type "Object Created" in the '
+            "EventBridge rule that sends to this queue",
+        )
+    _raise_for_object(_eventbridge_object(doc), _RULE_FILTER)
+
+
+def _eventbridge_object(doc: dict[str, Any]) -> S3Object:
     detail = _field(doc, "detail", dict, "EventBridge event")
     bucket = _field(_field(detail, "bucket", dict, "EventBridge detail"), "name", str, "bucket")
     found = _field(detail, "object", dict, "EventBridge detail")
-    location = S3Object(
+    return S3Object(
         bucket,
         _field(found, "key", str, "object"),
         region=_text(doc.get("region")),
         size=_size(found.get("size")),
         version=_text(found.get("version-id")),
     )
-    _raise_for_object(location, detail_type, created=detail_type == _EVENTBRIDGE_CREATED)
 
 
-def _raise_for_object(location: S3Object, event: str, *, created: bool) -> None:
-    if not created:
-        raise DecodeError(
-            f"not a Lambda record: S3's {short_repr(event)} event for {location}; send this "
-            "queue only the bucket's ObjectCreated events (s3:ObjectCreated:*)"
-        )
+# How each way of telling a queue of new objects is kept to Lambda's: the fix for a key
+# outside LAMBDA_PREFIX.
+_NOTIFICATION_FILTER = f"filter the bucket's notification on the prefix {LAMBDA_PREFIX}"
+_RULE_FILTER = (
+    f'match only keys with the prefix {LAMBDA_PREFIX} in the EventBridge rule ("detail": '
+    f'{{"object": {{"key": [{{"prefix": "{LAMBDA_PREFIX}"}}]}}}})'
+)
+
+
+def _not_created(what: str, location: S3Object | None, fix: str) -> DecodeError:
+    named = f" for {location}" if location is not None else ""
+    return DecodeError(f"not a Lambda record: {what}{named}; {fix}")
+
+
+def _raise_for_object(location: S3Object, prefix_fix: str) -> None:
     if not location.key.startswith(LAMBDA_PREFIX):
         raise DecodeError(
             f"not a Lambda record: {location} is not under {LAMBDA_PREFIX}, where Lambda "
-            f"writes its records; filter the bucket's notification on the prefix {LAMBDA_PREFIX}"
+            f"writes its records; {prefix_fix}"
         )
     for what, value, pattern in (
         ("bucket", location.bucket, BUCKET_NAME),
