@@ -273,11 +273,27 @@ def test_invalid_record_inside_eventbridge_says_where() -> None:
     )
 
 
-def test_sns_subscription_confirmation() -> None:
+def test_sns_subscription_confirmation_says_how_to_confirm() -> None:
+    # Until the queue's owner confirms, SNS sends the queue no record of the topic's: the
+    # quarantined message is the only sign, and the way on
     body = sns("You have chosen to subscribe to the topic", Type="SubscriptionConfirmation")
 
     assert reason_for(body) == (
-        "not a Lambda record: looks like an SNS 'SubscriptionConfirmation' message"
+        "not a Lambda record: looks like an SNS 'SubscriptionConfirmation' message: the "
+        "queue's subscription to topic 'send-invoice-failures' is pending, and SNS sends the "
+        "queue nothing until it is confirmed; open the SubscribeURL this message holds, or "
+        "subscribe the queue from its own account (`aws sns subscribe`, which confirms it)"
+    )
+
+
+def test_sns_unsubscribe_confirmation_says_records_stop() -> None:
+    body = sns("You have chosen to deactivate subscription", Type="UnsubscribeConfirmation")
+
+    assert reason_for(body) == (
+        "not a Lambda record: looks like an SNS 'UnsubscribeConfirmation' message: the "
+        "queue's subscription to topic 'send-invoice-failures' was deleted, and SNS sends the "
+        "queue nothing more from it; if that was not meant, subscribe the queue again "
+        "(`aws sns subscribe`)"
     )
 
 

@@ -88,7 +88,7 @@ def unwrap(doc: dict[str, Any]) -> Unwrapped:
 def _unwrap_sns(doc: dict[str, Any]) -> Unwrapped:
     kind = doc["Type"]
     if kind != "Notification":
-        raise DecodeError(f"not a Lambda record: looks like an SNS {short_repr(kind)} message")
+        raise DecodeError(_not_a_notification(kind, doc.get("TopicArn")))
     message = doc["Message"]
     if not isinstance(message, str):
         raise DecodeError(f"SNS Message is {json_kind(message)}, not a string")
@@ -120,3 +120,28 @@ def _unwrap_eventbridge(doc: dict[str, Any]) -> Unwrapped:
     if not isinstance(detail, dict):
         raise DecodeError(f"EventBridge detail is {json_kind(detail)}, not a Lambda record")
     return Unwrapped(Envelope.EVENTBRIDGE, detail, where="EventBridge detail")
+
+
+def _not_a_notification(kind: str, topic_arn: object) -> str:
+    """What an SNS message other than a notification says of the queue's subscription."""
+    said = f"not a Lambda record: looks like an SNS {short_repr(kind)} message"
+    topic = (
+        f"topic {short_repr(topic_arn.rsplit(':', 1)[-1])}"
+        if isinstance(topic_arn, str) and topic_arn
+        else "the topic"
+    )
+    if kind == "SubscriptionConfirmation":
+        # A subscription another account made (the topic's owner) waits for the queue's owner:
+        # until confirmed, no notification of the topic reaches the queue.
+        return (
+            f"{said}: the queue's subscription to {topic} is pending, and SNS sends the queue "
+            "nothing until it is confirmed; open the SubscribeURL this message holds, or "
+            "subscribe the queue from its own account (`aws sns subscribe`, which confirms it)"
+        )
+    if kind == "UnsubscribeConfirmation":
+        return (
+            f"{said}: the queue's subscription to {topic} was deleted, and SNS sends the queue "
+            "nothing more from it; if that was not meant, subscribe the queue again "
+            "(`aws sns subscribe`)"
+        )
+    return said
