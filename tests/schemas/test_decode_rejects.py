@@ -305,7 +305,9 @@ def test_eventbridge_event_of_another_kind() -> None:
 
     assert reason_for(json.dumps(event)) == (
         "not a Lambda record: looks like an EventBridge event from source 'aws.ec2' "
-        "with detail-type 'EC2 Instance State-change Notification'"
+        "with detail-type 'EC2 Instance State-change Notification'; match only source "
+        '"lambda" in the EventBridge rule that sends to this queue (and "aws.s3" for a '
+        'bucket\'s "Object Created", where Lambda writes records to a bucket)'
     )
 
 

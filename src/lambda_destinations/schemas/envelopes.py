@@ -114,7 +114,9 @@ def _unwrap_eventbridge(doc: dict[str, Any]) -> Unwrapped:
         check_s3_event(doc)  # S3's notice of a record Lambda wrote to a bucket
         raise DecodeError(
             "not a Lambda record: looks like an EventBridge event from source "
-            f"{short_repr(source)} with detail-type {short_repr(detail_type)}"
+            f"{short_repr(source)} with detail-type {short_repr(detail_type)}; match only "
+            'source "lambda" in the EventBridge rule that sends to this queue (and "aws.s3" '
+            'for a bucket\'s "Object Created", where Lambda writes records to a bucket)'
         )
     detail = doc["detail"]
     if not isinstance(detail, dict):
