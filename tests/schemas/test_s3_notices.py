@@ -80,6 +80,19 @@ def test_an_eventbridge_event_from_s3_names_the_object_as_given() -> None:
     )
 
 
+def test_the_version_null_is_read_as_the_current_object() -> None:
+    # S3's "null" version (an object written while versioning was off or suspended; moto's
+    # EventBridge events say it of every object): a read by versionId=null needs
+    # s3:GetObjectVersion, which a bucket without versioning is not said to need
+    event = s3_event(
+        "Object Created", bucket={"name": "records"}, object={"key": KEY, "version-id": "null"}
+    )
+    wrapped = notification(versionId="null")
+
+    assert notice_of(json.dumps(event)).version is None
+    assert notice_of(json.dumps(wrapped)).version is None
+
+
 def test_s3s_test_event_is_its_own_notice() -> None:
     body = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "records"})
 
