@@ -273,27 +273,30 @@ def test_invalid_record_inside_eventbridge_says_where() -> None:
     )
 
 
-def test_sns_subscription_confirmation_says_how_to_confirm() -> None:
-    # Until the queue's owner confirms, SNS sends the queue no record of the topic's: the
-    # quarantined message is the only sign, and the way on
-    body = sns("You have chosen to subscribe to the topic", Type="SubscriptionConfirmation")
+# Until the queue's owner confirms a subscription, SNS sends the queue no record of the
+# topic's: the quarantined message is the only sign, and says the way on
+@pytest.mark.parametrize(
+    ("kind", "meaning"),
+    [
+        (
+            "SubscriptionConfirmation",
+            "is pending, and SNS sends the queue nothing until it is confirmed; open the "
+            "SubscribeURL this message holds, or subscribe the queue from its own account "
+            "(`aws sns subscribe`, which confirms it)",
+        ),
+        (
+            "UnsubscribeConfirmation",
+            "was deleted, and SNS sends the queue nothing more from it; if that was not meant, "
+            "subscribe the queue again (`aws sns subscribe`)",
+        ),
+    ],
+)
+def test_snss_confirmations_say_what_they_mean_for_the_queue(kind: str, meaning: str) -> None:
+    body = sns("You have chosen to subscribe to the topic", Type=kind)
 
     assert reason_for(body) == (
-        "not a Lambda record: looks like an SNS 'SubscriptionConfirmation' message: the "
-        "queue's subscription to topic 'send-invoice-failures' is pending, and SNS sends the "
-        "queue nothing until it is confirmed; open the SubscribeURL this message holds, or "
-        "subscribe the queue from its own account (`aws sns subscribe`, which confirms it)"
-    )
-
-
-def test_sns_unsubscribe_confirmation_says_records_stop() -> None:
-    body = sns("You have chosen to deactivate subscription", Type="UnsubscribeConfirmation")
-
-    assert reason_for(body) == (
-        "not a Lambda record: looks like an SNS 'UnsubscribeConfirmation' message: the "
-        "queue's subscription to topic 'send-invoice-failures' was deleted, and SNS sends the "
-        "queue nothing more from it; if that was not meant, subscribe the queue again "
-        "(`aws sns subscribe`)"
+        f"not a Lambda record: looks like an SNS {kind!r} message: the queue's subscription "
+        f"to topic 'send-invoice-failures' {meaning}"
     )
 
 
