@@ -64,20 +64,23 @@ def test_a_replica_stopped_past_its_claim_runs_the_handler_twice_and_says_so(
         "LAMBDA_DESTINATIONS_ROUTES": json.dumps([{"handlers": ["persist", "slow-effect"]}]),
         "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
     }
-    logs = [tmp_path / "stalled.log", tmp_path / "other.log"]
+    logs = [tmp_path / "one.log", tmp_path / "two.log"]
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        with logs[0].open("wb") as log:
-            processes.append(subprocess.Popen(ENTRY, env=env, stdout=log, stderr=log))
-        stalled = processes[0]
-        wait_for("the handler start", lambda: any(markers.glob(f"started-*-{stalled.pid}")))
+        # two replicas started together (one start-up's wait, not two): one receives the record
+        for path in logs:
+            with path.open("wb") as log:
+                processes.append(subprocess.Popen(ENTRY, env=env, stdout=log, stderr=log))
+        wait_for("the handler start", lambda: any(markers.glob("started-*")))
+        (started,) = markers.glob("started-*")
+        if not started.name.endswith(f"-{processes[0].pid}"):
+            logs.reverse()
+            processes.reverse()
+        stalled, other = processes
 
-        # when: that replica stops mid-handler (SIGSTOP: no renewal, no heartbeat), another
+        # when: that replica stops mid-handler (SIGSTOP: no renewal, no heartbeat), the other
         # takes the message and the lapsed claim, and runs the handler; then the first goes on
         stalled.send_signal(signal.SIGSTOP)
-        with logs[1].open("wb") as log:
-            processes.append(subprocess.Popen(ENTRY, env=env, stdout=log, stderr=log))
-        other = processes[1]
         wait_for("the other replica's effect", lambda: other.pid in effects_by(effects))
         stalled.send_signal(signal.SIGCONT)
         wait_for("the stalled replica's effect", lambda: stalled.pid in effects_by(effects))
