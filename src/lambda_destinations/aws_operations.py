@@ -209,8 +209,9 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "SendMessageBatch",
         "sqs:SendMessage",
         _O,
-        (_Q,),
-        "`dlq redrive` moves messages back when SQS's move task cannot",
+        (_Q, _DLQ),
+        "`dlq redrive` moves messages back when SQS's move task cannot; `doctor` sends a batch "
+        "of no message to each DLQ, which SQS refuses once the credentials may send",
     ),
     AwsOperation(
         "sqs",
@@ -353,16 +354,18 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "ChangeMessageVisibilityBatch",
         "sqs:ChangeMessageVisibility",
         _O,
-        (_DLQ,),
-        "`dlq peek` releases what it looked at, `dlq redrive` what it does not move",
+        (_Q, _DLQ),
+        "`dlq peek` releases what it looked at, `dlq redrive` what it does not move; `doctor` "
+        "tries it on each queue with a receipt handle no message has",
     ),
     AwsOperation(
         "sqs",
         "DeleteMessageBatch",
         "sqs:DeleteMessage",
         _O,
-        (_DLQ,),
-        "`dlq redrive` deletes from the DLQ what it moved or re-invoked",
+        (_Q, _DLQ),
+        "`dlq redrive` deletes from the DLQ what it moved or re-invoked; `doctor` tries it on "
+        "each queue with a receipt handle no message has",
     ),
     AwsOperation(
         "sqs",

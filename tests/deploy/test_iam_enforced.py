@@ -495,6 +495,45 @@ def test_a_queue_the_worker_may_not_delete_from_says_so_with_the_fix(
     assert sum(int(count) for count in attributes.values()) == 1
 
 
+def test_doctor_names_the_writes_the_worker_may_not_make_and_changes_nothing(
+    moto: Moto, tmp_path: Path
+) -> None:
+    # given: a role without sqs:DeleteMessage nor sqs:SendMessage (its DLQs), and a message
+    # waiting on the failure queue
+    deployment = _deploy(moto)
+    queue, dlq = deployment.urls["FailureQueue"], deployment.urls["FailureDeadLetterQueue"]
+    moto.client("sqs").send_message(QueueUrl=queue, MessageBody="waiting")
+    without = ("sqs:DeleteMessage", "sqs:SendMessage")
+    keys = user_with(moto, template_policy(deployment, without=without))
+
+    # when
+    done = run_cli(moto, deployment, keys, tmp_path, "doctor", "--json")
+
+    # then: one row per queue names what is refused, what follows, and the grants to add
+    assert done.returncode == 1, done
+    rows = {row["check"]: row for row in json.loads(done.stdout)["checks"]}
+    name = queue.rsplit("/", 1)[1]
+    row = rows[f"{name}: writes"]
+    assert row["status"] == "error"
+    assert row["detail"].startswith(
+        f"sqs:DeleteMessage refused on {name}: a message handled is never deleted"
+    ), row
+    assert f"sqs:SendMessage refused on {name}-dlq: a quarantined message is kept" in row["detail"]
+    assert "ChangeMessageVisibility" not in row["detail"]  # allowed: not said
+    assert row["fix"] == (
+        f"allow sqs:DeleteMessage on {deployment.arns['FailureQueue']}, and sqs:SendMessage on "
+        f"{deployment.arns['FailureDeadLetterQueue']} to these credentials (the worker's role)"
+    )
+    # and: the tries changed nothing: the message still waits, visible; no dead letter
+    attributes = moto.client("sqs").get_queue_attributes(
+        QueueUrl=queue,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "1"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+    assert _depth(moto, dlq) == 0
+
+
 @pytest.mark.usefixtures("senders")
 def test_a_replay_lambda_refuses_says_which_permission_is_missing(
     moto: Moto, tmp_path: Path

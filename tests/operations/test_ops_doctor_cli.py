@@ -493,12 +493,14 @@ async def test_a_dlq_many_polled_queues_share_is_read_once_a_run(setup: Setup) -
         cutter, setup.env(setup.queue_url, also), "doctor", "--function", f"{setup.prefix}-*"
     )
 
-    # then: the DLQ is looked up and read once, and each queue's row names it
+    # then: the DLQ is looked up, read and tried for a send (a batch of no message) once, and
+    # each queue's row names it
     assert code == 0, out.decode() + err.decode()
     of_dlq = [r for r in cutter.requests if f'{dlq}"'.encode() in r]
     assert [r.split(b"X-Amz-Target: ")[1].split(b"\r\n")[0] for r in of_dlq] == [
         b"AmazonSQS.GetQueueUrl",
         b"AmazonSQS.GetQueueAttributes",
+        b"AmazonSQS.SendMessageBatch",
     ]
     for queue in (setup.prefix, f"{setup.prefix}-also"):
         assert re.search(rf"{queue}: redrive policy +ok +to {dlq} after 5 receives", out.decode())

@@ -35,6 +35,8 @@ def doctor_command(settings: Settings, function_glob: str | None, as_json: bool)
       - each queue exists and can be read with these credentials;
       - each queue is a standard queue (Lambda destinations cannot be FIFO);
       - each queue has a redrive policy to a dead-letter queue that exists;
+      - the credentials may delete and change the visibility of each queue's messages, and
+        send to its DLQ (each tried so that no message changes: none is sent);
       - the visibility timeout leaves the heartbeat room to keep long handlers' messages hidden;
       - the retry backoff over maxReceiveCount fits within the message retention period;
       - where the Lambda API answers, each function's asynchronous-invocation destination

@@ -14,7 +14,7 @@ import dataclasses
 import fnmatch
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -209,6 +209,25 @@ class Doctor:
             self.checks.append(aws_error_row(check, exc))
         else:
             self.add(check, status, detail, fix)
+
+    def _not_answered(
+        self,
+        check: str,
+        exc: BaseException,
+        status: Status,
+        service: str,
+        about: str = "",
+        then: str = "",
+    ) -> None:
+        """The row of a call ``service`` did not answer (or answered in no AWS way), ``about``
+        what, and ``then`` what that leaves; unreachable when the endpoint was not reached."""
+        self.add(
+            check,
+            status,
+            f"{service} did not answer{about} ({error_text(exc)}){then}",
+            "check the endpoint and the network",
+            unreachable=_is_unreachable(exc),
+        )
 
     async def run(self) -> list[Check]:
         settings = self.settings
@@ -454,7 +473,8 @@ class Doctor:
                 self._waiting.append((name, url, waiting))
             self._check_standard(name, attributes)
             self._check_visibility(name, attributes)
-            await self._check_redrive(sqs, name, attributes)
+            dlq = await self._check_redrive(sqs, name, attributes)
+            await self._check_queue_writes(sqs, _Queue(name, arn, url), dlq)
             targets.append((name, arn, _readable_target(attributes)))
         self._flag_polled_dlqs(targets)
         return polled
@@ -555,7 +575,10 @@ class Doctor:
             covered = min(settings.handler_timeout, SQS_MAX_VISIBILITY)
             self.add(check, "ok", detail + f"; handlers up to {_duration(covered)} stay covered")
 
-    async def _check_redrive(self, sqs: Any, name: str, attributes: dict[str, str]) -> None:
+    async def _check_redrive(
+        self, sqs: Any, name: str, attributes: dict[str, str]
+    ) -> _Queue | None:
+        """The redrive policy's rows; its DLQ, when it exists and answers."""
         check = f"{name}: redrive policy"
         policy_text = attributes.get("RedrivePolicy")
         if not policy_text:
@@ -566,7 +589,7 @@ class Doctor:
                 "and quarantined messages are kept in the store only",
                 "give the queue a RedrivePolicy (deadLetterTargetArn, maxReceiveCount 5 or more)",
             )
-            return
+            return None
         try:
             policy = json.loads(policy_text)
             max_receive_count = int(policy["maxReceiveCount"])
@@ -574,7 +597,7 @@ class Doctor:
             _region, account, dlq_name = parse_arn(dlq_arn)
         except (ValueError, KeyError, TypeError) as exc:
             self.add(check, "error", f"unreadable RedrivePolicy ({exc})", "set it again")
-            return
+            return None
         try:
             dlq = await self._read_dlq(sqs, dlq_arn, account, dlq_name)
         except ClientError as exc:
@@ -594,25 +617,21 @@ class Doctor:
                     f"its dead-letter queue {dlq_name} cannot be read ({error_text(exc)})",
                     "allow sqs:GetQueueUrl and sqs:GetQueueAttributes on it",
                 )
-            return
+            return None
         except (BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
-            self.add(
-                check,
-                "error",
-                f"SQS did not answer about {dlq_name} ({error_text(exc)})",
-                "check the endpoint and the network",
-                unreachable=_is_unreachable(exc),
-            )
-            return
+            self._not_answered(check, exc, "error", "SQS", about=f" about {dlq_name}")
+            return None
         self.add(check, "ok", f"to {dlq_name} after {max_receive_count} receives")
         self._note_key(dlq["Attributes"], dlq_name)
         self._check_dlq_messages(name, dlq_name, dlq["Attributes"])
         retention = int(attributes.get("MessageRetentionPeriod", "345600"))
         dlq_retention = int(dlq["Attributes"].get("MessageRetentionPeriod", "345600"))
         self._check_backoff(name, max_receive_count, retention, dlq_name, dlq_retention)
+        return _Queue(dlq_name, dlq_arn, dlq["QueueUrl"])
 
     async def _read_dlq(self, sqs: Any, arn: str, account: str, name: str) -> dict[str, Any]:
-        """SQS's answer of the DLQ ``arn``'s attributes, read once however many queues share it."""
+        """SQS's answer of the DLQ ``arn``'s attributes, with its ``QueueUrl``: read once however
+        many queues share it."""
 
         async def read() -> dict[str, Any]:
             found = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
@@ -620,9 +639,43 @@ class Doctor:
                 QueueUrl=found["QueueUrl"],
                 AttributeNames=_DLQ_ATTRIBUTES,
             )
-            return answer
+            return {**answer, "QueueUrl": found["QueueUrl"]}
 
         return await self._reads.once(("sqs dlq", arn), read)
+
+    async def _check_queue_writes(self, sqs: Any, queue: _Queue, dlq: _Queue | None) -> None:
+        """A row of what the worker writes: it deletes and changes the visibility of the
+        queue's messages, and sends quarantined ones to its DLQ. Each call is tried so that
+        it can change nothing (:data:`_NO_RECEIPT`, an empty batch): its answer says whether
+        the credentials may make it."""
+        check = f"{queue.name}: writes"
+        try:
+            refused = [
+                write
+                for write, allowed in [
+                    (_DELETE, await _allowed(_probe_delete(sqs, queue.url))),
+                    (_VISIBILITY, await _allowed(_probe_visibility(sqs, queue.url))),
+                ]
+                if not allowed
+            ]
+            if dlq is not None and not await self._reads.once(
+                ("sqs send", dlq.arn), lambda: _probe_send(sqs, dlq.url)
+            ):
+                refused.append(_SEND)
+        except ClientError as exc:  # not a refusal: an error no probe expects
+            self.checks.append(aws_error_row(check, exc))
+            return
+        except (BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
+            self._not_answered(check, exc, "error", "SQS")
+            return
+        if not refused:
+            writes = ["DeleteMessage", "ChangeMessageVisibility"]
+            writes += [f"SendMessage to {dlq.name}"] if dlq is not None else []
+            self.add(check, "ok", f"{', '.join(writes[:-1])} and {writes[-1]} allowed")
+            return
+        self.add(
+            check, "error", _refused_writes(refused, queue, dlq), _writes_fix(refused, queue, dlq)
+        )
 
     def _check_dlq_messages(self, name: str, dlq_name: str, attributes: dict[str, str]) -> None:
         """A row for a DLQ that holds messages: those SQS moved there (before the worker ran
@@ -674,13 +727,7 @@ class Doctor:
                     )
                 continue
             except (BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
-                self.add(
-                    check,
-                    "warn",
-                    f"KMS did not answer ({error_text(exc)}); it encrypts {used}",
-                    "check the endpoint and the network",
-                    unreachable=_is_unreachable(exc),
-                )
+                self._not_answered(check, exc, "warn", "KMS", then=f"; it encrypts {used}")
                 continue
             self._add_key_state(check, used, metadata)
 
@@ -1333,6 +1380,76 @@ def _bucket_notification_fix(bucket_arn: str, polled: dict[str, str]) -> str:
         "policy allow s3.amazonaws.com sqs:SendMessage with aws:SourceArn "
         f"{bucket_arn}"
     )
+
+
+# A receipt handle no message has: a delete or a visibility change of it, once the credentials
+# may make the call, is answered with the entry's failure (ReceiptHandleIsInvalid), and
+# refused whole (AccessDenied) when they may not. No message is deleted or made visible.
+_NO_RECEIPT = "lambda-destinations-doctor-probe-not-a-receipt-handle"
+_PROBE_ENTRY = {"Id": "doctor", "ReceiptHandle": _NO_RECEIPT}
+# SQS's answer to a SendMessageBatch of no entry, made once the credentials may send: a batch
+# of none sends nothing, whatever the endpoint, where a message sent would be a dead letter.
+_EMPTY_BATCH = frozenset({"AWS.SimpleQueueService.EmptyBatchRequest", "EmptyBatchRequest"})
+# Each write the worker makes: its IAM action, and what the worker does without it.
+_DELETE = (
+    "sqs:DeleteMessage",
+    "a message handled is never deleted: it is received again after each visibility timeout "
+    "until SQS dead-letters it",
+)
+_VISIBILITY = (
+    "sqs:ChangeMessageVisibility",
+    "no retry backoff and no visibility heartbeat: a handler running past the visibility "
+    "timeout sees its message delivered again",
+)
+_SEND = (
+    "sqs:SendMessage",
+    "a quarantined message is kept in the store only, never in the DLQ",
+)
+
+
+async def _allowed(call: Awaitable[object], answered: frozenset[str] = frozenset()) -> bool:
+    """Whether the credentials may make ``call``: False when it is refused, True when it is
+    answered, or fails with a code of ``answered`` (given once the permission is checked)."""
+    try:
+        await call
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in DENIED_CODES:
+            return False
+        if code in answered:
+            return True
+        raise
+    return True
+
+
+async def _probe_delete(sqs: Any, url: str) -> object:
+    return await sqs.delete_message_batch(QueueUrl=url, Entries=[_PROBE_ENTRY])
+
+
+async def _probe_visibility(sqs: Any, url: str) -> object:
+    entry = {**_PROBE_ENTRY, "VisibilityTimeout": 0}
+    return await sqs.change_message_visibility_batch(QueueUrl=url, Entries=[entry])
+
+
+async def _probe_send(sqs: Any, url: str) -> bool:
+    return await _allowed(sqs.send_message_batch(QueueUrl=url, Entries=[]), _EMPTY_BATCH)
+
+
+def _refused_writes(refused: list[tuple[str, str]], queue: _Queue, dlq: _Queue | None) -> str:
+    """What the worker cannot do with these credentials, and what follows, in one line."""
+    return "; ".join(
+        f"{action} refused on {dlq.name if action == _SEND[0] and dlq else queue.name}: {then}"
+        for action, then in refused
+    )
+
+
+def _writes_fix(refused: list[tuple[str, str]], queue: _Queue, dlq: _Queue | None) -> str:
+    """The grants that give the worker its writes: the actions, each on its queue's ARN."""
+    on_queue = [action for action, _ in refused if action != _SEND[0]]
+    grants = [f"{' and '.join(on_queue)} on {queue.arn or queue.url}"] if on_queue else []
+    if dlq is not None and any(action == _SEND[0] for action, _ in refused):
+        grants.append(f"sqs:SendMessage on {dlq.arn}")
+    return f"allow {', and '.join(grants)} to these credentials (the worker's role)"
 
 
 def _readable_target(attributes: dict[str, str]) -> str | None:
