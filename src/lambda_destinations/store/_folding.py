@@ -29,14 +29,6 @@ BATCH_IN_REQUEST = 16
 # Each field of the record that a column may hold instead: migration_7's payloads, and a
 # stream failure's batch (which no record holds beside a requestPayload).
 FOLDED = (*MOVED, ("payload", "request_payload", BATCH_IN_REQUEST))
-# requestContext's fields and the columns holding them.
-CONTEXT = (
-    ("requestId", "request_id"),
-    ("functionArn", "function_arn"),
-    ("condition", "condition"),
-    ("approximateInvokeCount", "approximate_invoke_count"),
-)
-
 
 def fold(values: dict[str, Any]) -> None:
     """Take out of ``values["record"]`` and ``values["stack_trace"]`` what other columns
@@ -55,7 +47,9 @@ def fold(values: dict[str, Any]) -> None:
             moved |= CONTEXT_IN_COLUMNS
             gone.add("requestContext")
         if gone:
-            values["record"] = {k: v for k, v in record.items() if k not in gone}
+            record = values["record"] = record.copy()
+            for field in gone:
+                del record[field]
     trace, response = values["stack_trace"], values["response_payload"]
     if trace is not None and isinstance(response, dict) and response.get("stackTrace") == trace:
         values["stack_trace"] = None
@@ -82,4 +76,11 @@ def unfold(values: dict[str, Any], moved: int | None) -> None:
 
 
 def _context(values: dict[str, Any]) -> dict[str, Any]:
-    return {field: values[column] for field, column in CONTEXT}
+    """requestContext's fields, from the columns holding them (a literal: made for every
+    record a save folds)."""
+    return {
+        "requestId": values["request_id"],
+        "functionArn": values["function_arn"],
+        "condition": values["condition"],
+        "approximateInvokeCount": values["approximate_invoke_count"],
+    }
