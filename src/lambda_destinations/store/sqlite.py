@@ -144,11 +144,18 @@ class _Prepared:
             row = [values.get(name) for name in self._names]
         for index, value in self._fixed:
             row.insert(index, value)
-        # Every processor keeps None as None (SQL NULL): it is passed as it is.
+        # Every processor keeps None as None (SQL NULL): it is passed as it is. A value the
+        # row holds twice in a row (the record's time is also its occurred_at) is processed once.
+        done: Any = None
+        done_by: Any = None
+        text: Any = None
         for index, process in self._processed:
             value = row[index]
-            if value is not None:
-                row[index] = process(value)
+            if value is None:
+                continue
+            if value is not done or process is not done_by:
+                done, done_by, text = value, process, process(value)
+            row[index] = text
         return row
 
 
@@ -163,7 +170,20 @@ def _bind_processor(kind: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> Any:
         return _utc_text
     if isinstance(kind, sa.JSON):
         return store_json
-    return kind.dialect_impl(dialect).bind_processor(dialect)
+    process = kind.dialect_impl(dialect).bind_processor(dialect)
+    if isinstance(kind, sa.Boolean) and process is not None:
+        return functools.partial(_boolean_int, process)
+    return process
+
+
+def _boolean_int(strict: Callable[[Any], Any], value: Any) -> Any:
+    """A Boolean's 1 or 0, as SQLAlchemy's ``strict`` makes it (and refuses what is no bool),
+    without its two calls for the two values a row holds."""
+    if value is True:
+        return 1
+    if value is False:
+        return 0
+    return strict(value)
 
 
 def _utc_text(value: dt.datetime) -> str:
