@@ -259,17 +259,15 @@ def delivery_values(delivery: DeliveryRow) -> dict[str, Any]:
     }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class _Save:
-    """One save_invocation call, as parameters ready to execute."""
+    """One save_invocation call, as parameters ready to execute (not frozen: a frozen
+    dataclass's ``__init__`` costs a call a field, and one is made for every message)."""
 
     invocation: dict[str, Any]
     delivery: dict[str, Any]
     completion: dict[str, Any] | None
-
-    @property
-    def key(self) -> str:
-        return str(self.invocation["key"])
+    key: str  # the invocation's, looked up a few times a save by the batch
 
     def holds_delivery(self, stored: Any) -> bool:
         """Is this save's delivery the one the stored row ``stored`` holds?"""
@@ -833,7 +831,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
                 "completed_at": utcnow(),
             }
         values = insert_values(row, delivery, complete_handler)
-        save = _Save(values, delivery_values(delivery), completion)
+        save = _Save(values, delivery_values(delivery), completion, values["key"])
         if not self.group_commit:
             return (await self._save_batch([save]))[0]
         return await self._saves.submit(save)
