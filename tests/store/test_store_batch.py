@@ -89,14 +89,19 @@ async def test_another_error_fails_only_the_item_that_caused_it() -> None:
     assert [4] in run.batches
 
 
+async def _caller(coalescer: Coalescer[int, int], item: int) -> int:
+    """A caller as the store's are: a task awaiting its submission's future."""
+    return await coalescer.submit(item)
+
+
 async def test_a_cancelled_caller_is_skipped_and_others_are_served() -> None:
     # given: a first call held in flight, and two more queued behind it
     run = Recorder()
     run.gate.clear()
     coalescer = Coalescer(run, name="test")
-    first = asyncio.create_task(coalescer.submit(1))
+    first = asyncio.create_task(_caller(coalescer, 1))
     await asyncio.sleep(0)
-    queued = [asyncio.create_task(coalescer.submit(n)) for n in (2, 3)]
+    queued = [asyncio.create_task(_caller(coalescer, n)) for n in (2, 3)]
     await asyncio.sleep(0)
 
     # when: the caller of 2 gives up before its batch starts

@@ -52,8 +52,11 @@ class Coalescer(Generic[T, R]):
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def submit(self, item: T) -> R:
-        """Run ``item`` in the next batch and return its result (or raise its exception)."""
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Run ``item`` in the next batch: the future of its result (or of its exception).
+
+        A plain function, not a coroutine: the caller awaits the future itself, one coroutine
+        fewer a call (one a message)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append(_Call(item, future))
         if self._idle.is_set():
@@ -62,9 +65,9 @@ class Coalescer(Generic[T, R]):
             # than this one going alone and theirs as a second batch.
             self._idle.clear()
             self._task = asyncio.create_task(self._drain(), name=self._name)
-        # A caller cancelled here leaves its item queued or in flight; the batch skips it or
-        # runs it anyway, which the idempotent store operations allow.
-        return await future
+        # A caller cancelled while it awaits the future cancels it too: its item, queued, is
+        # skipped, or, in flight, runs anyway, which the idempotent store operations allow.
+        return future
 
     async def wait_idle(self) -> None:
         """Return when nothing is queued or running (for close)."""
