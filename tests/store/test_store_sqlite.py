@@ -533,6 +533,9 @@ async def test_two_processes_share_one_file(sqlite_url: str) -> None:
         dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),  # no microseconds
         dt.datetime(2026, 6, 30, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
         dt.datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=dt.UTC),
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(2000, 10, 9, 8, 7, 6, 50, tzinfo=dt.UTC),
     ],
 )
 def test_the_fast_datetime_text_is_what_sqlalchemy_stores(value: dt.datetime) -> None:

@@ -186,18 +186,25 @@ def _boolean_int(strict: Callable[[Any], Any], value: Any) -> Any:
     return strict(value)
 
 
+# "00" to "99": a datetime's text is made of them, taken from here rather than formatted.
+_TWO_DIGITS = tuple(f"{n:02d}" for n in range(100))
+
+
 def _utc_text(value: dt.datetime) -> str:
-    """The text UTCDateTime's bind processing stores in SQLite, made in a third of its time."""
+    """The text UTCDateTime's bind processing stores in SQLite, made in a fraction of its time.
+
+    Each number's digits come from :data:`_TWO_DIGITS` (the year's in two halves, the
+    microseconds' from the seven digits of one million more): ``%`` formatting's seven ``%0Nd``
+    cost a save about 8 thousand instructions a datetime, three datetimes a row.
+    """
     if value.tzinfo is not dt.UTC:
         value = UTCDateTime.to_utc(value)
-    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 - the fastest way here
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-        value.microsecond,
+    two = _TWO_DIGITS
+    year = value.year
+    return (
+        f"{two[year // 100]}{two[year % 100]}-{two[value.month]}-{two[value.day]} "
+        f"{two[value.hour]}:{two[value.minute]}:{two[value.second]}."
+        f"{str(value.microsecond + 1_000_000)[1:]}"
     )
 
 
