@@ -30,6 +30,7 @@ BATCH_IN_REQUEST = 16
 # stream failure's batch (which no record holds beside a requestPayload).
 FOLDED = (*MOVED, ("payload", "request_payload", BATCH_IN_REQUEST))
 
+
 def fold(values: dict[str, Any]) -> None:
     """Take out of ``values["record"]`` and ``values["stack_trace"]`` what other columns
     hold; set ``values["payloads_in_columns"]`` to say what."""

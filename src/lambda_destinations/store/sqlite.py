@@ -187,7 +187,8 @@ def _boolean_int(strict: Callable[[Any], Any], value: Any) -> Any:
 
 
 # None for None, in C (no Python frame): sqlite3's adapter for None, see _create_engine.
-_NULL = {}.get
+_NO_ADAPTERS: dict[None, None] = {}
+_NULL = _NO_ADAPTERS.get
 # "00" to "99": a datetime's text is made of them, taken from here rather than formatted.
 _TWO_DIGITS = tuple(f"{n:02d}" for n in range(100))
 
