@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from lambda_destinations._text import storable_text
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Collection
 
 T = TypeVar("T")
 
@@ -90,7 +90,7 @@ def storable(value: str | None) -> str | None:
     return None if value is None else storable_text(value)
 
 
-def make_storable(values: dict[str, Any], columns: Iterable[str]) -> int:
+def make_storable(values: dict[str, Any], columns: Collection[str]) -> int:
     """Make the text ``columns`` of ``values`` storable in place (:func:`storable_text`); how
     many values changed. Enum members and other types are left as they are."""
     # Nearly every row's text is ASCII without NUL, which storable_text keeps as it is: one
