@@ -85,6 +85,22 @@ def is_site_path(text: str) -> bool:
     )
 
 
+def ascii_domain(name: str) -> str:
+    """A domain name as DNS and mail systems take it: an ASCII name as it is, a Unicode one in
+    Punycode by IDNA 2008 (UTS 46, as browsers and yarl encode it), falling back to IDNA 2003
+    for what IDNA 2008 refuses (a symbol). Python's ``"idna"`` codec is IDNA 2003 alone, which
+    maps ß and ς to other letters: ``faß.de`` to ``fass.de``, another domain. Raises
+    UnicodeError for a name neither encodes."""
+    if name.isascii():
+        return name
+    import idna  # lazy: only a Unicode name needs it
+
+    try:
+        return idna.encode(name, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError:  # a UnicodeError: what IDNA 2003 takes and IDNA 2008 does not
+        return name.encode("idna").decode("ascii")
+
+
 def is_host(host: str) -> bool:
     """An IP address, or a host name whose labels (in IDNA, for Unicode) are letters, digits,
     hyphens and underscores, 1 to 63 of them."""
@@ -92,7 +108,7 @@ def is_host(host: str) -> bool:
         ipaddress.ip_address(host)
         return True
     try:
-        labels = host.encode("idna").decode("ascii").removesuffix(".").split(".")
+        labels = ascii_domain(host).removesuffix(".").split(".")
     except UnicodeError:
         return False
     return all(_HOST_LABEL.fullmatch(label) for label in labels)

@@ -35,7 +35,7 @@ from lambda_destinations._text import json_cut, json_lines
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers._subject import fold_subject
-from lambda_destinations.handlers.email import build
+from lambda_destinations.handlers.email import bare_address, build
 from lambda_destinations.operations.handler_checks import check_handlers
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import RunState, Store
@@ -1387,3 +1387,21 @@ def test_the_smtp_port_follows_the_security(handler_settings: Callable[..., Sett
         "tls": 465,
         "none": 25,
     }
+
+
+def test_a_unicode_domain_is_sent_in_idna_2008s_punycode(
+    handler_settings: Callable[..., Settings],
+) -> None:
+    # IDNA 2003 (Python's "idna" codec) maps ß to ss: mail for faß.de went to fass.de, another
+    # domain, and the SMTP connection to smtp.fass.de
+    options = {
+        "from": "Straße <alerts@faß.de>",
+        "to": ["oncall@FAß.de", "snow@☃.net"],  # a symbol: only IDNA 2003 takes it
+        "transport": "smtp",
+        "host": "smtp.faß.de",
+    }
+    handler = build("oncall-mail", options, handler_settings("q"))
+
+    assert bare_address(handler.sender) == "alerts@xn--fa-hia.de"
+    assert handler.to == ("oncall@xn--fa-hia.de", "snow@xn--n3h.net")
+    assert handler.transport.host == "smtp.xn--fa-hia.de"  # type: ignore[attr-defined]

@@ -52,7 +52,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from lambda_destinations import environment
 from lambda_destinations._text import json_cut, json_lines, multi_line, one_line
-from lambda_destinations._urls import NOT_TLS, is_host
+from lambda_destinations._urls import NOT_TLS, ascii_domain, is_host
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers._subject import FoldedSubject
@@ -100,7 +100,7 @@ SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
 def address(value: str, where: str) -> str:
     """``value`` as one address (``a@b.example`` or ``Name <a@b.example>``), its domain in
-    ASCII (an IDN's Punycode, as SES and DNS need it) and a name with other than ASCII as an
+    ASCII (an IDN's Punycode, as SES and DNS need it: :func:`ascii_domain`) and a name with other than ASCII as an
     RFC 2047 encoded word (which SES needs, and SMTP headers read)."""
     if any(char in value for char in "\r\n"):
         raise ValueError(f"{where}: an address is one line")
@@ -113,7 +113,7 @@ def address(value: str, where: str) -> str:
         )
     (parsed,) = header.addresses
     try:
-        domain = parsed.domain.encode("idna").decode("ascii") if "." in parsed.domain else ""
+        domain = ascii_domain(parsed.domain) if "." in parsed.domain else ""
     except UnicodeError:
         domain = ""
     if not (parsed.username and domain):
@@ -185,7 +185,8 @@ class EmailOptions(storm.NotifierOptions):
                 f"{echoed(value)!r} is not a host name or an IP address: give the server's name "
                 "alone, such as smtp.example.com (its port in port)"
             )
-        return value
+        # A Unicode name in Punycode by IDNA 2008: the socket would encode it by IDNA 2003.
+        return value if value is None else ascii_domain(value)
 
     @property
     def everyone(self) -> list[str]:
