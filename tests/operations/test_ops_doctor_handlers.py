@@ -488,9 +488,9 @@ def _json_answer(body: dict[str, Any]) -> bytes:
     return head.encode() + data
 
 
-def _mail_to(setup: Setup, recipient: str) -> dict[str, str]:
+def _mail_to(setup: Setup, *recipients: str) -> dict[str, str]:
     """The environment of a worker whose failures go to one email handler, ``mail``."""
-    handlers = {"mail": {"type": "email", "from": GOOD_SENDER, "to": [recipient]}}
+    handlers = {"mail": {"type": "email", "from": GOOD_SENDER, "to": list(recipients)}}
     routes = [{"condition": "failure", "handlers": ["persist", "mail"]}]
     return {
         **setup.env(),
@@ -527,6 +527,26 @@ async def test_the_sandbox_row_names_unverified_recipients_masked(setup: Setup) 
     assert row["status"] == "error"
     assert "not verified: o***@example.com" in row["detail"]
     assert recipient not in out.decode()
+
+
+async def test_the_sandbox_takes_a_named_recipient_and_one_whose_domain_is_verified(
+    setup: Setup,
+) -> None:
+    # given: an account in SES's sandbox, which sends to a verified address or to any address
+    # of a verified domain; one recipient with a name, one of a verified domain
+    ses = boto3.client("ses", region_name=REGION, endpoint_url=setup.endpoint.url)
+    ses.verify_email_identity(EmailAddress="oncall@example.com")
+    ses.verify_domain_identity(Domain="doctor-team.example.com")
+    env = _mail_to(setup, "On Call <oncall@example.com>", "anyone@doctor-team.example.com")
+
+    # when
+    code, out, err, _ = await cli_through(
+        _in_the_sandbox(setup.endpoint.url), env, "doctor", "--function", f"{setup.prefix}-*"
+    )
+
+    # then: both verified (before: each unverified, the first named "O***@example.com>")
+    assert code == 0, out.decode() + err.decode()
+    assert "in the sandbox; every recipient is verified" in out.decode()
 
 
 async def test_a_recipient_whose_identity_cannot_be_read_is_a_warning_in_the_sandbox_row(

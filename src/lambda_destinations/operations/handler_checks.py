@@ -25,6 +25,7 @@ from lambda_destinations.handlers.email import (
     EmailHandler,
     SesTransport,
     SmtpTransport,
+    bare_address,
     smtp_outcome,
     smtp_problem,
 )
@@ -236,14 +237,20 @@ async def _ses_verified(ses: Any, reads: Reads, identity: str) -> bool | None:
     return bool(answer.get("VerifiedForSendingStatus")) or status == "SUCCESS"
 
 
+async def _ses_verified_address(ses: Any, reads: Reads, address: str) -> bool | None:
+    """Whether SES may send as, or in the sandbox to, ``address`` (a ``Name <a@b>`` too): the
+    address verified, or its domain."""
+    bare = bare_address(address)
+    domain = bare.rpartition("@")[2]
+    return await _ses_verified(ses, reads, bare) or await _ses_verified(ses, reads, domain)
+
+
 async def _ses(check: str, handler: EmailHandler, aws: AwsClients, reads: Reads) -> list[Check]:
     ses = await aws.client("sesv2")
-    sender = handler.sender.rsplit("<", 1)[-1].rstrip(">").strip()
-    domain = sender.rsplit("@", 1)[-1]
+    sender = bare_address(handler.sender)
+    domain = sender.rpartition("@")[2]
     try:
-        verified = await _ses_verified(ses, reads, sender) or await _ses_verified(
-            ses, reads, domain
-        )
+        verified = await _ses_verified_address(ses, reads, sender)
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
         return [_unread(check, "SES identities cannot be read", exc)]
     if not verified:
@@ -273,9 +280,10 @@ async def _sandbox(check: str, handler: EmailHandler, ses: Any, reads: Reads) ->
         return Check(f"{check}: SES sandbox", "ok", f"not known here ({error_text(exc)})")
     if account.get("ProductionAccessEnabled", True):
         return Check(f"{check}: SES sandbox", "ok", "out of the sandbox")
-    recipients = (*handler.to, *handler.cc, *handler.bcc)
+    # Each bare (its name would be no identity), and verified by itself or its domain.
+    recipients = [bare_address(r) for r in (*handler.to, *handler.cc, *handler.bcc)]
     try:
-        unverified = [r for r in recipients if not await _ses_verified(ses, reads, r)]
+        unverified = [r for r in recipients if not await _ses_verified_address(ses, reads, r)]
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
         # A policy may allow reading the sender's identity and no other.
         what = "in the sandbox, and whether its recipients are verified cannot be checked"
