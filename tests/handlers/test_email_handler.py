@@ -1256,6 +1256,14 @@ async def test_doctor_greets_the_smtp_server_as_a_send_does(
             r"^handlers\.oncall-mail: 'josé@example.com': SES sends to and from ASCII local parts",
         ),
         ({"from": "a@example.com", "to": "b@example.com", "host": "smtp"}, "are SMTP settings"),
+        (  # SES refused every mail (MessageRejected), each quarantined
+            {
+                "from": "a@example.com",
+                "to": [f"to{n}@example.com" for n in range(30)],
+                "cc": [f"cc{n}@example.com" for n in range(21)],
+            },
+            r"^handlers\.oncall-mail: 51 recipients in to, cc and bcc: SES sends a mail to 50 at",
+        ),
         (
             {"from": "a@example.com", "to": "b@example.com", "transport": "smtp"},
             'transport "smtp" needs host',

@@ -93,6 +93,7 @@ DEFAULT_DIGEST_TEXT = (
     "First held back: {first_at}\nLast held back: {last_at}\n"
 )
 SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+SES_RECIPIENTS = 50  # SES's most recipients of a mail, to, cc and bcc together
 
 
 # -- settings -----------------------------------------------------------------------------------
@@ -201,6 +202,12 @@ class EmailOptions(storm.NotifierOptions):
                 raise ValueError(
                     f"{utf8[0]!r}: SES sends to and from ASCII local parts only (before the @): "
                     'use another address, or transport = "smtp" with a server that has SMTPUTF8'
+                )
+            count = len(self.to) + len(self.cc) + len(self.bcc)
+            if count > SES_RECIPIENTS:  # SES would refuse every mail (MessageRejected)
+                raise ValueError(
+                    f"{count} recipients in to, cc and bcc: SES sends a mail to "
+                    f"{SES_RECIPIENTS} at most; name a mailing list, or split the handler in two"
                 )
             given = [name for name in smtp_only if getattr(self, name) is not None]
             if given:
