@@ -73,6 +73,7 @@ from lambda_destinations.handlers.templates import (
     cut,
     parse_options,
     record_fields,
+    shows_anything,
 )
 from lambda_destinations.redact import echoed, mask_secrets
 
@@ -101,8 +102,8 @@ SES_RECIPIENTS = 50  # SES's most recipients of a mail, to, cc and bcc together
 
 def address(value: str, where: str) -> str:
     """``value`` as one address (``a@b.example`` or ``Name <a@b.example>``), its domain in
-    ASCII (an IDN's Punycode, as SES and DNS need it: :func:`ascii_domain`) and a name with other than ASCII as an
-    RFC 2047 encoded word (which SES needs, and SMTP headers read)."""
+    ASCII (an IDN's Punycode, as SES and DNS need it: :func:`ascii_domain`) and a name with
+    other than ASCII as an RFC 2047 encoded word (which SES needs, and SMTP headers read)."""
     if any(char in value for char in "\r\n"):
         raise ValueError(f"{where}: an address is one line")
     header = email.policy.default.header_factory("to", value)
@@ -585,6 +586,7 @@ class EmailHandler(storm.Notifier):
         self.subject = NonBlank(subject, DEFAULT_SUBJECT)
         self.text = NonBlank(text, DEFAULT_TEXT)
         self.html = html
+        self.html_warned = False
         self.digest_subject = NonBlank(
             digest_subject, DEFAULT_DIGEST_SUBJECT, allowed=DIGEST_FIELDS
         )
@@ -609,10 +611,27 @@ class EmailHandler(storm.Notifier):
             message_id=f"<{digest}@{domain}>",
         )
 
+    def _html(self, fields: dict[str, Any], log: FilteringBoundLogger) -> str | None:
+        """The HTML part, or None: without ``html``, or when it renders blank (a missing value
+        alone, empty tags), which a mail reader would show in the text's place (a warning
+        names the setting, once)."""
+        if self.html is None:
+            return None
+        html = self.html.render(fields)
+        if shows_anything(html, markup=True):
+            return html
+        if not self.html_warned:
+            self.html_warned = True
+            log.warning(
+                "template rendered blank: the mail was sent with its text alone",
+                setting=self.html.where,
+            )
+        return None
+
     async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
         fields = record_fields(message, context, stack_lines=self.stack_lines)
         text = self.text.render(fields, context.log)
-        html = self.html.render(fields) if self.html is not None else None
+        html = self._html(fields, context.log)
         if self.include_payloads:
             sections = [
                 _payload_section("Request payload", message.request_payload, self.payload_limit),

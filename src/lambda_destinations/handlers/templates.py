@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import html
 import json
 import re
 import ssl
@@ -258,7 +259,7 @@ class NonBlank:
 
     def render(self, fields: Mapping[str, Any], log: FilteringBoundLogger) -> str:
         text = self.template.render(fields)
-        if _shows_anything(text) or self.template.text == self.default.text:
+        if shows_anything(text) or self.template.text == self.default.text:
             return text
         if not self.warned:
             self.warned = True
@@ -270,11 +271,17 @@ class NonBlank:
         return self.default.render(fields)
 
 
-def _shows_anything(text: str) -> bool:
+def shows_anything(text: str, *, markup: bool = False) -> bool:
     """Whether ``text`` has a character a reader sees: blank is spaces, and control and format
     characters (a NUL, an ESC, U+202E), which the subject or the message shows as spaces or
-    U+FFFD at most."""
+    U+FFFD at most. With ``markup``, ``text`` is HTML: its tags show nothing, its entities
+    what they spell."""
+    if markup:
+        text = html.unescape(_TAG.sub("", text))
     return any(char.isprintable() and not char.isspace() for char in text)
+
+
+_TAG = re.compile(r"<[^>]*>")
 
 
 def cut(text: str, limit: int) -> str:
