@@ -416,6 +416,7 @@ class SmtpServer:
 
     ``refusal`` is the reply to a refused login, formatted with the ``login`` and ``password``
     given (a careless server's "535 bad credentials alerts:<password>"); aiosmtpd's own without.
+    ``smtputf8``: whether it offers SMTPUTF8 (aiosmtpd's controller does by default).
     """
 
     def __init__(
@@ -425,6 +426,7 @@ class SmtpServer:
         login: tuple[str, str] | None = None,
         certificate: tuple[Path, Path] | None = None,
         refusal: str | None = None,
+        smtputf8: bool = True,
     ) -> None:
         self.mailbox = _Mailbox()
         self.port = free_port()
@@ -464,6 +466,7 @@ class SmtpServer:
             hostname="127.0.0.1",
             port=self.port,
             server_hostname="mail.test",
+            enable_SMTPUTF8=smtputf8,
             **kwargs,
         )
 

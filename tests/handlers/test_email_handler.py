@@ -909,6 +909,38 @@ async def assert_mail_in_doubt(store: str, record: Any, cause: str, policy: str)
     assert f"in_doubt = {policy}" in run.last_error, run.last_error
 
 
+async def test_a_unicode_address_to_a_server_without_smtputf8_names_it_worker_and_doctor(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+) -> None:
+    smtp_server = SmtpServer(smtputf8=False)
+    url, _ = make_queue("smtp-no-utf8")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    settings = smtp_settings(
+        endpoint_url, url, store=sqlite_url, port=smtp_server.port, to=["josé@example.com"]
+    )
+
+    with running(smtp_server):
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+        doctor_said = await doctor_smtp_row(settings)
+
+    # then: quarantined, the reason naming what the server lacks (before: "(check security,
+    # port and login)", none of which would help), and doctor says it before any record
+    assert stats.outcomes["quarantine"] == 1
+    said = (
+        f"SMTP server 127.0.0.1:{smtp_server.port}: the server does not offer SMTPUTF8, which an "
+        "address with other than ASCII before its @ needs: use an ASCII address, or a server "
+        "with SMTPUTF8"
+    )
+    assert (await smtp_reason(sqlite_url, record)).endswith(f"PermanentError: {said}")
+    assert doctor_said.startswith(said.replace(": the", ": connected · EHLO, then the", 1))
+    assert "quarantined" in doctor_said
+
+
 @pytest.mark.parametrize(
     ("lost", "cause"),
     [("hang-up", "SMTPServerDisconnected"), ("handler-timeout", "cut off at handler_timeout")],

@@ -477,6 +477,11 @@ def smtp_problem(exc: BaseException, secrets: Iterable[str] = ()) -> str | None:
     ``doctor``'s row both say it after ``SMTP server host:port:``."""
     if (tls := _tls_problem(exc)) is not None:
         return tls
+    if isinstance(exc, aiosmtplib.SMTPNotSupported) and "SMTPUTF8" in str(exc):
+        return (
+            "the server does not offer SMTPUTF8, which an address with other than ASCII before "
+            "its @ needs: use an ASCII address, or a server with SMTPUTF8"
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code < 0:
         # aiosmtplib's -1: the answer is no SMTP reply (an SSH banner, an HTTP server's page)
         said = mask_secrets(exc.message.partition(": ")[2].strip(), secrets)[:60]
@@ -518,8 +523,12 @@ def smtp_outcome(
             return TransientError(text)
         return PermanentError(text)
     if (problem := smtp_problem(exc, secrets)) is not None:
-        # Retried: the server may be fixed (or come back), as ever.
-        return TransientError(f"SMTP server {host}:{port}: {problem}")
+        # Retried: the server may be fixed (or come back), as ever; one without SMTPUTF8 is
+        # not: the address is the settings'.
+        lacks = isinstance(exc, aiosmtplib.SMTPNotSupported)
+        return (PermanentError if lacks else TransientError)(
+            f"SMTP server {host}:{port}: {problem}"
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         text = mask_secrets(f"SMTP server {host} answered {exc.code} {exc.message}", secrets)
         return PermanentError(text) if 500 <= exc.code < 600 else TransientError(text)
@@ -595,6 +604,13 @@ class EmailHandler(storm.Notifier):
         self.payload_limit = payload_limit
         self.stack_lines = stack_lines
         self.storm = storm
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        """Whether an address of the envelope has other than ASCII before its @: sent only by
+        a server with SMTPUTF8 (``doctor`` asks)."""
+        addresses = (self.sender, *self.to, *self.cc, *self.bcc)
+        return not all(bare_address(a).isascii() for a in addresses)
 
     def _mail(self, subject: str, text: str, html: str | None, about: str) -> Mail:
         digest = hashlib.sha256(f"{self.name}\n{about}".encode()).hexdigest()[:40]

@@ -111,7 +111,7 @@ async def _check_one(
 ) -> list[Check]:
     try:
         if isinstance(handler, EmailHandler) and isinstance(handler.transport, SmtpTransport):
-            return [await _smtp(check, handler.transport)]
+            return [await _smtp(check, handler.transport, utf8=handler.needs_smtputf8)]
         if aws is None:  # the rest asks AWS
             return []
         if isinstance(handler, EmailHandler) and isinstance(handler.transport, SesTransport):
@@ -299,7 +299,9 @@ async def _sandbox(check: str, handler: EmailHandler, ses: Any, reads: Reads) ->
     return Check(f"{check}: SES sandbox", "ok", "in the sandbox; every recipient is verified")
 
 
-async def _smtp(check: str, transport: SmtpTransport) -> Check:
+async def _smtp(check: str, transport: SmtpTransport, *, utf8: bool = False) -> Check:
+    """Connect, STARTTLS, greet and log in as a send does; with ``utf8`` (an address with
+    other than ASCII before its @), the server must offer SMTPUTF8, as each send would ask."""
     where = f"{transport.host}:{transport.port}"
     client = aiosmtplib.SMTP(
         hostname=transport.host,
@@ -315,6 +317,8 @@ async def _smtp(check: str, transport: SmtpTransport) -> Check:
         await client.connect()  # and, when the settings ask for it, EHLO and STARTTLS
         steps += ["connected"] + (["EHLO", "STARTTLS"] if transport.security == "starttls" else [])
         steps.append(await _greet(client))
+        if utf8 and not client.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
         if transport.username:
             await client.login(transport.username, transport.password or "")
             steps.append(f"logged in as {transport.username}")
