@@ -909,6 +909,30 @@ async def assert_mail_in_doubt(store: str, record: Any, cause: str, policy: str)
     assert f"in_doubt = {policy}" in run.last_error, run.last_error
 
 
+async def test_smtp_a_unicode_reply_to_arrives_as_written(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: an envelope in ASCII, a Reply-To with other than ASCII before its @
+    url, _ = make_queue("smtp-utf8-reply-to")
+    send_records(sqs, url, [failure_record()])
+    settings = smtp_settings(
+        endpoint_url, url, store=sqlite_url, port=smtp_server.port, reply_to=["josé@example.com"]
+    )
+
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    # then: sent with SMTPUTF8 (before: as "=?utf-8?q?jos=C3=A9?=@example.com", an address no
+    # one has, which a reply went to)
+    (message,) = smtp_server.messages
+    assert message["Reply-To"] == "josé@example.com"
+    assert "Reply-To: josé@example.com\r\n".encode() in smtp_server.mailbox.raw[0]
+
+
 async def test_a_unicode_address_to_a_server_without_smtputf8_names_it_worker_and_doctor(
     sqs: Any,
     make_queue: Callable[..., Any],

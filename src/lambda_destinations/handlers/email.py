@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
+from aiosmtplib.email import flatten_message
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lambda_destinations import environment
@@ -394,11 +395,7 @@ class SmtpTransport:
         )
         try:
             async with client:  # as aiosmtplib.send() does, DATA marked
-                refused, reply = await client.send_message(
-                    self.message(mail),
-                    sender=bare_address(mail.sender),
-                    recipients=mail.recipients,
-                )
+                refused, reply = await self._send(client, mail)
         except (aiosmtplib.SMTPException, ssl.SSLError) as exc:  # STARTTLS's raises its own
             raise self._failure(exc, client.data_sent) from exc
         if refused:
@@ -416,6 +413,25 @@ class SmtpTransport:
             server=self.host,
             reply=mask_secrets(reply, self.secrets),
         )
+
+    async def _send(self, client: _Smtp, mail: Mail) -> tuple[dict[str, SMTPResponse], str]:
+        """Send ``mail`` on the connected ``client``. aiosmtplib asks for SMTPUTF8 by the
+        envelope's addresses alone: with those in ASCII, a Reply-To with other than ASCII before
+        its @ went as an encoded word, an address no one has; it is sent in UTF-8 here."""
+        message, sender = self.message(mail), bare_address(mail.sender)
+        envelope = (sender, *mail.recipients)
+        replies = [bare_address(a) for a in mail.reply_to]
+        if not all(a.isascii() for a in envelope) or all(a.isascii() for a in replies):
+            return await client.send_message(message, sender=sender, recipients=mail.recipients)
+        if client.is_ehlo_or_helo_needed:  # as send_message does
+            await client.ehlo()
+        if not client.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+        options = ["SMTPUTF8"]
+        if eight_bit := client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        flat = flatten_message(message, utf8=True, cte_type="8bit" if eight_bit else "7bit")
+        return await client.sendmail(sender, mail.recipients, flat, mail_options=options)
 
     def _failure(
         self, exc: aiosmtplib.SMTPException | ssl.SSLError, data_sent: bool
@@ -607,9 +623,9 @@ class EmailHandler(storm.Notifier):
 
     @property
     def needs_smtputf8(self) -> bool:
-        """Whether an address of the envelope has other than ASCII before its @: sent only by
-        a server with SMTPUTF8 (``doctor`` asks)."""
-        addresses = (self.sender, *self.to, *self.cc, *self.bcc)
+        """Whether an address has other than ASCII before its @: sent only by a server with
+        SMTPUTF8 (``doctor`` asks)."""
+        addresses = (self.sender, *self.to, *self.cc, *self.bcc, *self.reply_to)
         return not all(bare_address(a).isascii() for a in addresses)
 
     def _mail(self, subject: str, text: str, html: str | None, about: str) -> Mail:
