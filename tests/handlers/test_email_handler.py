@@ -171,7 +171,7 @@ async def test_ses_a_subject_and_text_that_render_blank_send_the_defaults(
     assert warned == {"handlers.oncall-mail.subject", "handlers.oncall-mail.text"}
 
 
-async def test_smtp_a_subject_that_renders_blank_sends_the_default(
+async def test_smtp_a_blank_subject_sends_the_default_and_a_blank_html_is_left_out(
     sqs: Any,
     make_queue: Callable[..., Any],
     endpoint_url: str,
@@ -186,31 +186,6 @@ async def test_smtp_a_subject_that_renders_blank_sends_the_default(
         store=sqlite_url,
         port=smtp_server.port,
         subject="{response.nope}",
-    )
-
-    async with Worker(settings) as worker:
-        await worker.run(once=True)
-
-    (message,) = smtp_server.messages
-    assert message["Subject"] == (
-        "[lambda-destinations] billing failed (RetriesExhausted): KeyError: 'id'"
-    )
-
-
-async def test_smtp_an_html_part_that_renders_blank_is_left_out(
-    sqs: Any,
-    make_queue: Callable[..., Any],
-    endpoint_url: str,
-    sqlite_url: str,
-    smtp_server: SmtpServer,
-) -> None:
-    url, _ = make_queue("smtp-blank-html")
-    send_records(sqs, url, [failure_record("billing", error_type="KeyError", message="'id'")])
-    settings = smtp_settings(
-        endpoint_url,
-        url,
-        store=sqlite_url,
-        port=smtp_server.port,
         html="<p>{payload.nope}</p>&nbsp;<br>",
     )
 
@@ -218,12 +193,15 @@ async def test_smtp_an_html_part_that_renders_blank_is_left_out(
         async with Worker(settings) as worker:
             await worker.run(once=True)
 
-    # then: the text alone (before: an empty HTML part, which a reader shows in its place)
     (message,) = smtp_server.messages
+    assert message["Subject"] == (
+        "[lambda-destinations] billing failed (RetriesExhausted): KeyError: 'id'"
+    )
+    # the text alone (before: an empty HTML part, which a reader shows in the text's place)
     assert message.get_content_type() == "text/plain"
     assert "KeyError" in message.get_content()
-    warned = [log for log in logs if log["event"].startswith("template rendered blank")]
-    assert [log["setting"] for log in warned] == ["handlers.oncall-mail.html"]
+    warned = {log["setting"] for log in logs if log["event"].startswith("template rendered blank")}
+    assert warned == {"handlers.oncall-mail.subject", "handlers.oncall-mail.html"}
 
 
 async def test_ses_gets_ascii_addresses_an_idn_in_punycode_and_a_name_encoded(
