@@ -139,3 +139,35 @@ def test_a_read_only_store_file_is_still_read(folder: Path) -> None:
     listed = cli("failures", "list", "--store", url, cwd=folder)
     assert listed.returncode == 0, listed.stderr
     assert "no failures match" in listed.stderr
+
+
+def test_a_store_folder_of_another_uid_is_exit_3_naming_its_mode_owner_and_the_chown(
+    folder: Path,
+) -> None:
+    """A container's volume owned by another uid (root's, as a bind mount makes it): the line
+    names the folder's mode and owner, and the chown by uid, which the volume's host knows."""
+    # given: the store's folder belongs to another uid, mode 755
+    volume = folder / "volume"
+    volume.mkdir(mode=0o755)
+    os.chown(volume, 54321, 54321)
+    expected = (
+        f"the folder {volume} (mode 755, owner 54321) is not writable for user {user()}, and "
+        f"SQLite creates the file there: fix its permissions or owner "
+        f"(chown {os.geteuid()} {volume})"
+    )
+
+    # when: migrate creates the store there, and doctor checks it
+    made = cli("migrate", "--store", "sqlite:///volume/results.db", cwd=folder)
+    doctor = cli("doctor", "--store", "sqlite:///volume/results.db", "--json", cwd=folder)
+
+    # then: one line naming the folder's permissions and the fix, exit 3; doctor's row the same
+    assert made.returncode == 3, made.stderr
+    assert error_lines(made) == [
+        "error: store URL 'sqlite:///volume/results.db' (--store): cannot create "
+        f"volume/results.db: {expected}"
+    ]
+    checks = {check["check"]: check for check in json.loads(doctor.stdout)["checks"]}
+    assert checks["store"]["detail"] == (
+        "sqlite:///volume/results.db: the file does not exist, and the worker cannot create "
+        f"it: {expected}"
+    )

@@ -63,7 +63,12 @@ from lambda_destinations.retrying import (
     said_not_aws,
 )
 from lambda_destinations.schemas.s3 import LAMBDA_PREFIX, notification_configuration
-from lambda_destinations.store import InvocationFilter, Store, network_file_system
+from lambda_destinations.store import (
+    InvocationFilter,
+    Store,
+    creation_problem,
+    network_file_system,
+)
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import (
     check_url_region,
@@ -1192,15 +1197,7 @@ class Doctor:
         path = _sqlite_path(url)
         self._check_file_system(path)
         if path is not None and not path.exists():
-            self.add(
-                "store",
-                "error",
-                f"{shown}: the file does not exist yet",
-                f"{OUTSIDE_DEV}, or set LAMBDA_DESTINATIONS_STORE"
-                if self.settings.outside_dev()
-                else "run `lambda-destinations migrate` (the worker also creates and migrates it)",
-            )
-            self._store_empty = True
+            self._no_file_yet(shown, path)
             return
         try:
             opened = Store.from_url(url, create=False)
@@ -1245,6 +1242,23 @@ class Doctor:
         if path is not None:
             self._check_room(no_room)
         self._check_writes(unwritable, sqlite=path is not None, schema=schema or "public")
+
+    def _no_file_yet(self, shown: str, path: Path) -> None:
+        """The row of a SQLite store whose file does not exist: the worker creates it, unless
+        its folder is not this user's to write (a container's volume owned by another uid)."""
+        self._store_empty = True
+        if (problem := creation_problem(path)) is not None:
+            detail = f"{shown}: the file does not exist, and the worker cannot create it: {problem}"
+            self.add("store", "error", detail, "")
+            return
+        self.add(
+            "store",
+            "error",
+            f"{shown}: the file does not exist yet",
+            f"{OUTSIDE_DEV}, or set LAMBDA_DESTINATIONS_STORE"
+            if self.settings.outside_dev()
+            else "run `lambda-destinations migrate` (the worker also creates and migrates it)",
+        )
 
     def _check_file_system(self, path: Path | None) -> None:
         """A SQLite file on a network file system, which the worker refuses (exit 3)."""

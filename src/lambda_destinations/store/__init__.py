@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lambda_destinations.store._file_access import creation_problem
 from lambda_destinations.store._mounts import network_file_system, network_file_system_problem
 from lambda_destinations.store.base import (
     OWN_FAILURE_STATUSES,
@@ -58,6 +59,7 @@ __all__ = [
     "ScheduledJob",
     "Store",
     "Vacuumed",
+    "creation_problem",
     "network_file_system",
     "network_file_system_problem",
     "open_store_class",

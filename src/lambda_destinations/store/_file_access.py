@@ -35,7 +35,7 @@ def access_problem(path: Path) -> str | None:
         try:
             found = side.stat()
         except OSError:  # SQLite creates it when it opens the file
-            if problem := _folder_problem(path.parent.absolute()):
+            if problem := folder_problem(path.parent.absolute(), "the file's -wal and -shm"):
                 return problem
             continue
         if problem := _file_problem(side, found):
@@ -53,27 +53,51 @@ def _file_problem(file: Path, found: os.stat_result) -> str | None:
             "mount it read-write"
         )
     what = "read-only" if os.access(file, os.R_OK) else "neither readable nor writable"
-    owner = _user_name(found.st_uid)
-    fix = f"chmod 600 {file}" if owner == _me() else f"chown {_me()} {file}"
     return (
-        f"{file} is {what} for user {_me()} (mode {stat.S_IMODE(found.st_mode):03o}, owner "
-        f"{owner}): fix its permissions or owner ({fix})"
+        f"{file} is {what} for user {_me()} ({_mode_and_owner(found)}): fix its permissions or "
+        f"owner ({_fix(file, found, 'chmod 600')})"
     )
 
 
-def _folder_problem(folder: Path) -> str | None:
-    """The problem when this user may not create the ``-wal`` and ``-shm`` files in ``folder``."""
-    if os.access(folder, os.W_OK | os.X_OK):
+def creation_problem(path: Path) -> str | None:
+    """``"what is wrong: the fix"`` when this user may not create the file at ``path``: the
+    nearest folder of its path that exists is not writable for it (its missing folders would
+    be made there); None when it is."""
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder_problem(folder, "the file")
+
+
+def folder_problem(folder: Path, creates: str) -> str | None:
+    """The problem when this user may not create files in ``folder`` (SQLite creates
+    ``creates`` there), its fix included; None when it may, or ``folder`` is no folder."""
+    try:
+        found = folder.stat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(found.st_mode) or os.access(folder, os.W_OK | os.X_OK):
         return None
     if _read_only_file_system(folder):
         return (
-            f"the folder {folder} is on a read-only file system, and SQLite creates the file's "
-            "-wal and -shm there: move the store to a writable one, or mount it read-write"
+            f"the folder {folder} is on a read-only file system, and SQLite creates {creates} "
+            "there: move the store to a writable one, or mount it read-write"
         )
     return (
-        f"the folder {folder} is not writable for user {_me()}, and SQLite creates the file's "
-        "-wal and -shm there: fix the folder's permissions or owner"
+        f"the folder {folder} ({_mode_and_owner(found)}) is not writable for user {_me()}, and "
+        f"SQLite creates {creates} there: fix its permissions or owner "
+        f"({_fix(folder, found, 'chmod u+rwx')})"
     )
+
+
+def _mode_and_owner(found: os.stat_result) -> str:
+    return f"mode {stat.S_IMODE(found.st_mode):03o}, owner {_user_name(found.st_uid)}"
+
+
+def _fix(path: Path, found: os.stat_result, chmod: str) -> str:
+    """The command that lets this user at ``path``: ``chmod`` for its owner, else a ``chown``
+    to this user's uid (a number: the host of a container's volume knows no image's names)."""
+    return f"{chmod} {path}" if found.st_uid == os.geteuid() else f"chown {os.geteuid()} {path}"
 
 
 def _read_only_file_system(path: Path) -> bool:

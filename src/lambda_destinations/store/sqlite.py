@@ -40,7 +40,7 @@ from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
 from lambda_destinations.errors import StoreGone, StoreMisconfigured, StoreUnavailable
 from lambda_destinations.store._access import StoreConnection
-from lambda_destinations.store._file_access import access_problem, no_room
+from lambda_destinations.store._file_access import access_problem, creation_problem, no_room
 from lambda_destinations.store._mounts import network_file_system_problem
 from lambda_destinations.store._sql import (
     OLDER_SCHEMA,
@@ -816,10 +816,15 @@ def prepare_file(url: str, path: Path, *, create: bool) -> None:
     except FileExistsError:
         return  # another process was first
     except OSError as exc:
+        created = exc.filename or path
+        # A folder this user may not write (a container's volume owned by another uid, say):
+        # its mode, its owner and the chown.
+        problem = creation_problem(path)
         raise url_error(
             url,
-            f"cannot create {exc.filename or path} ({exc.strerror}): "
-            "use a path in a writable directory",
+            f"cannot create {created}: {problem}"
+            if problem
+            else f"cannot create {created} ({exc.strerror}): use a path in a writable directory",
         ) from exc
 
 
