@@ -45,6 +45,12 @@ EXIT_DECLINED = 6  # the answer to a confirmation was no (or none came): nothing
 EXIT_TASK_FAILED = 7  # the worker stopped because one of its long-lived tasks died
 EXIT_INTERRUPTED = 130  # Ctrl-C, or a signal before the worker had started
 EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what reads the output stopped reading (`| head`)
+EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped by SIGTERM (`run`: a second one)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as a Ctrl-C is: what the command holds is closed on the way out (its
+    console's connections, a redrive's report of what it moved), then exit 143."""
 
 
 class EndpointUnreachable(LambdaDestinationsError):
@@ -94,10 +100,10 @@ def click_errors_shown() -> Iterator[None]:
     except click.ClickException as exc:
         echo_error(f"error: {_one_line(exc)}")
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Ctrl-C before the command's own handling (reports_errors) began: while the command
         # line is parsed or the command's module imported. click's own said "Aborted!", exit 1.
-        _interrupted()
+        _interrupted(exc)
     except OutputUnwritable as exc:
         # What click itself prints there (`--help`, `--version`) under a full disk or a
         # reader that went away: a traceback and exit 120 before.
@@ -118,11 +124,12 @@ def _output_unwritable(exc: OutputUnwritable) -> NoReturn:
     )
 
 
-def _interrupted() -> NoReturn:
-    """Leave on a Ctrl-C: its line and the documented code."""
+def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
+    """Leave on a Ctrl-C (or SIGTERM): its line and the documented code."""
     _leaving_on_interrupt()
-    click.echo("interrupted", err=True)
-    sys.exit(EXIT_INTERRUPTED)
+    terminated = isinstance(exc, Terminated)
+    click.echo("terminated" if terminated else "interrupted", err=True)
+    sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
 
 
 def _one_line(exc: click.ClickException) -> str:
@@ -153,16 +160,28 @@ _owns_process = False
 
 
 def own_process() -> None:
-    """Mark the process as the command's own (see ``_leaving_on_interrupt``)."""
+    """Mark the process as the command's own (see ``_leaving_on_interrupt``), and take SIGTERM
+    as a Ctrl-C (:class:`Terminated`). Its default action ends a process, but not the first
+    of a container (pid 1), to which the kernel delivers no signal it has no handler for:
+    there `console` (or a wait, a redrive) ignored `docker stop` until its SIGKILL (exit 137).
+    A SIGTERM ignored by what started the command stays ignored; `run` and `dev` install their
+    own."""
     global _owns_process
     _owns_process = True
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated
 
 
 def _leaving_on_interrupt() -> None:
-    """Ignore further Ctrl-Cs: the process is on its way out, and one more pressed now would
+    """Ignore further Ctrl-Cs (and SIGTERMs): the process is on its way out, and one more now would
     end it by the signal, before its line or with a code other than the documented 130."""
     if _owns_process and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def confirm(question: str) -> None:
@@ -207,8 +226,8 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             _leaving_on_interrupt()
             echo_error(f"interrupted: {exc}")
             sys.exit(EXIT_INTERRUPTED)
-        except KeyboardInterrupt:
-            _interrupted()
+        except KeyboardInterrupt as exc:
+            _interrupted(exc)
         except OutputUnwritable as exc:
             _output_unwritable(exc)
         except Exception as exc:
