@@ -153,6 +153,16 @@ def env_options(queue: str, endpoint: str, port: int, **more: str) -> list[str]:
     return [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
 
 
+def stop(name: str, timeout: int) -> tuple[float, str, str]:
+    """``podman stop`` the container: the seconds it took, its exit code and its log (stderr)."""
+    started = time.monotonic()
+    sh(*PODMAN, "stop", "--time", str(timeout), name)
+    took = time.monotonic() - started
+    exit_code = sh(*PODMAN, "inspect", "--format", "{{.State.ExitCode}}", name).strip()
+    logs = subprocess.run([*PODMAN, "logs", name], capture_output=True, text=True, check=False)
+    return took, exit_code, logs.stderr
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tools_or_skip()
@@ -245,13 +255,7 @@ def test_the_image_drains_into_sqlite_answers_probes_runs_unprivileged_and_stops
         )
 
         # then: stop ends it with 0 within the grace + 2 s
-        started = time.monotonic()
-        sh(*PODMAN, "stop", "--time", str(GRACE + 10), name)
-        stop_took = time.monotonic() - started
-        exit_code = sh(*PODMAN, "inspect", "--format", "{{.State.ExitCode}}", name).strip()
-        logs = subprocess.run(
-            [*PODMAN, "logs", name], capture_output=True, text=True, check=False
-        ).stderr
+        stop_took, exit_code, logs = stop(name, GRACE + 10)
     finally:
         subprocess.run([*PODMAN, "rm", "--force", name], capture_output=True, check=False)
 
@@ -391,3 +395,69 @@ def test_a_vacuum_on_a_read_only_root_keeps_its_temporary_copy_on_the_volume(
     # then: it ran, its copy on the volume (before: "database or disk is full", exit 4)
     assert vacuum.returncode == 0, vacuum.stderr
     assert "VACUUM: the file and its write-ahead log took" in vacuum.stderr
+
+
+def test_a_volume_of_another_uid_is_one_line_naming_the_chown(image, tmp_path) -> None:
+    """A bind-mounted folder the host's root made (mode 755): the image's uid cannot create
+    its store there. The line names the folder's mode and owner and the chown by uid, which
+    the host knows (it has no user named lambda-destinations); before, it said only "use a path
+    in a writable directory"."""
+    # given: the volume's folder belongs to root
+    volume = tmp_path / "data"
+    volume.mkdir(mode=0o755)
+
+    # when: the store is made there (as `run` makes it at its start)
+    done = subprocess.run(
+        [*PODMAN, "run", "--rm", *RUN_LIMITS,
+         "--volume", f"{volume}:/var/lib/lambda-destinations", image, "migrate"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+    # then: exit 3, one line, no traceback
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: store URL 'sqlite:////var/lib/lambda-destinations/results.db' "
+        "(LAMBDA_DESTINATIONS_STORE): cannot create /var/lib/lambda-destinations/results.db: "
+        "the folder /var/lib/lambda-destinations (mode 755, owner root) is not writable for user "
+        "lambda-destinations, and SQLite creates the file there: fix its permissions or owner "
+        f"(chown {UID} /var/lib/lambda-destinations)"
+    ]
+
+
+def test_the_console_stops_on_the_containers_sigterm(image, tmp_path) -> None:
+    """The first process of a container (pid 1) gets no signal it has no handler for: SIGTERM's
+    default action does not end it. `console` had none, so `podman stop` waited out its timeout
+    and killed it (exit 137); it now leaves as on a Ctrl-C, exit 143."""
+    # given: a migrated store on the volume, the image's uid's
+    volume = tmp_path / "data"
+    volume.mkdir()
+    store = f"sqlite:///{volume}/results.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "lambda_destinations", "migrate", "--store", store],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for path in [volume, *volume.iterdir()]:
+        os.chown(path, UID, UID)
+    port = free_port()
+    name = f"ld-test-{uuid.uuid4().hex[:8]}"
+
+    # when: the console serves in the container, then the container is stopped
+    sh(*PODMAN, "run", "--detach", "--name", name, "--network", "host", *RUN_LIMITS,
+       "--volume", f"{volume}:/var/lib/lambda-destinations", image,
+       "console", "--host", "127.0.0.1", "--port", str(port))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while get_or_none(port, "/login") is None:
+            assert time.monotonic() < deadline, sh(*PODMAN, "logs", name)
+            time.sleep(0.2)
+        stop_took, exit_code, logs = stop(name, 10)
+    finally:
+        subprocess.run([*PODMAN, "rm", "--force", name], capture_output=True, check=False)
+
+    # then: it stopped at once, with SIGTERM's code and its one line
+    assert exit_code == "143", logs
+    assert stop_took < 5, f"podman stop took {stop_took:.1f}s"
+    assert logs.splitlines()[-1] == "terminated"
