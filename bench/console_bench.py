@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
+from _args import at_least
 from lambda_destinations.config import load_settings
 from lambda_destinations.console import ConsoleOptions, create_app, new_token
 from lambda_destinations.console.views import encode_cursor
@@ -43,6 +44,7 @@ FUNCTIONS = ["orders-api", "billing-worker", "email-sender", "image-resizer", "l
 ERRORS = ["TimeoutError", "ValueError", "KeyError", "Runtime.ExitError"]
 T0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
 CHUNK = 5000
+MIN_ROWS = 1_000  # enough for each filtered page to hold rows
 
 
 def row(i: int, rng: random.Random) -> InvocationRow:
@@ -155,7 +157,8 @@ async def bench(url: str, rows: int, repeat: int) -> None:
         await store.migrate()
         await fill(store, rows)
         total = await store.count_invocations(InvocationFilter())
-        depth_cursors = await cursors(store, [1_000, rows // 2, rows - 100])
+        depths = sorted({d for d in (1_000, rows // 2, rows - 100) if 0 <= d < rows})
+        depth_cursors = await cursors(store, depths)
     settings = load_settings(store=url, queues=[], region="us-east-1")
     client = TestClient(TestServer(create_app(settings, ConsoleOptions(token=new_token()))))
     await client.start_server()
@@ -174,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="store URL (default: a SQLite file)")
     parser.add_argument("--db", type=Path, help="SQLite file to fill or reuse")
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--rows", type=at_least(MIN_ROWS), default=1_000_000)
+    parser.add_argument("--repeat", type=at_least(1), default=20)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url or f"sqlite:///{args.db or Path(tmp) / 'console.db'}"

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
+from _args import at_least
 from lambda_destinations.schemas import decode
 
 TARGET_BYTES = 1500
@@ -168,8 +169,8 @@ def best_seconds_per_call(func: Callable[[str], object], body: str, n: int, repe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=20_000, help="calls per timed run")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs; the best counts")
+    parser.add_argument("--n", type=at_least(1), default=20_000, help="calls per timed run")
+    parser.add_argument("--repeat", type=at_least(1), default=5, help="timed runs; the best counts")
     parser.add_argument("--seed", type=int, default=20240601, help="seed for the bodies")
     args = parser.parse_args()
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from _args import at_least
 from lambda_destinations.operations.results import Results
 from lambda_destinations.store import Store
 from store_bench import make_row, run_phase
@@ -54,7 +55,7 @@ async def latency(url: str, waits: int) -> dict[str, Any]:
             saved = time.perf_counter()
             await waiting
             lags.append((time.perf_counter() - saved) * 1e3)
-    cuts = statistics.quantiles(lags, n=20)
+    cuts = statistics.quantiles(lags, n=20, method="inclusive")  # within min..max
     return {
         "store": url.split(":", 1)[0],
         "waits": waits,
@@ -144,10 +145,12 @@ async def main_async(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pg", help="PostgreSQL admin URL (databases are made and dropped)")
-    parser.add_argument("--waits", type=int, default=60, help="waits measured per store")
-    parser.add_argument("--n", type=int, default=1000, help="saves per round and variant")
-    parser.add_argument("--concurrency", type=int, default=20, help="saves in flight")
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (alternating)")
+    parser.add_argument("--waits", type=at_least(2), default=60, help="waits measured per store")
+    parser.add_argument("--n", type=at_least(1), default=1000, help="saves per round and variant")
+    parser.add_argument("--concurrency", type=at_least(1), default=20, help="saves in flight")
+    parser.add_argument(
+        "--rounds", type=at_least(1), default=5, help="measured rounds (alternating)"
+    )
     asyncio.run(main_async(parser.parse_args(argv)))
     return 0
 

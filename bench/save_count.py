@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _args import at_least
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import DecodedMessage, decode
 from lambda_destinations.simulate import messages
@@ -65,8 +66,6 @@ async def save_all(store: SQLiteStore, decoded: list[DecodedMessage], concurrenc
 
 async def main(args: argparse.Namespace) -> None:
     decoded = records(args.m, args.seed)
-    if args.n > len(decoded):
-        raise SystemExit(f"--n {args.n} is more than --m {args.m}: raise --m")
     with tempfile.TemporaryDirectory(prefix="save-count-") as folder:
         store = SQLiteStore(f"sqlite:///{Path(folder) / 'store.db'}{args.query}")
         async with store:
@@ -82,14 +81,19 @@ async def main(args: argparse.Namespace) -> None:
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=1000, help="records saved")
-    parser.add_argument("--m", type=int, default=2000, help="records decoded (keep it fixed)")
-    parser.add_argument("--concurrency", type=int, default=32, help="saves in flight")
+    parser.add_argument("--n", type=at_least(1), default=1000, help="records saved")
+    parser.add_argument(
+        "--m", type=at_least(1), default=2000, help="records decoded (keep it fixed)"
+    )
+    parser.add_argument("--concurrency", type=at_least(1), default=32, help="saves in flight")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument(
         "--query", default="", help="appended to the store URL, e.g. ?synchronous=normal"
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.n > args.m:
+        parser.error(f"--n {args.n} is more than --m {args.m}: raise --m")
+    return args
 
 
 if __name__ == "__main__":

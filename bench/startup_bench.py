@@ -37,6 +37,8 @@ import time
 import uuid
 from pathlib import Path
 
+from _args import at_least
+
 COMMAND = str(Path(sys.executable).with_name("lambda-destinations"))
 # (label, arguments, whether it needs a store); `failures show` asks for an id no store has,
 # which runs the whole read path and ends with "no failure" (exit 1).
@@ -149,9 +151,9 @@ async def _pg_database(admin_url: str, name: str, create: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=at_least(1), default=7)
     parser.add_argument("--pg", help="a PostgreSQL admin URL: also measure on a fresh database")
-    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--top", type=at_least(0), default=15)
     args = parser.parse_args()
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as folder:

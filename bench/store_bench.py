@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from _args import at_least
 from lambda_destinations.redact import mask_url
 from lambda_destinations.store import DeliveryRow, InvocationRow, Store
 
@@ -144,7 +145,8 @@ def summarize(url: str, operation: str, concurrency: int, phases: list[Phase]) -
     def median(values: list[float]) -> float:
         return statistics.median(values)
 
-    cuts = [statistics.quantiles(p.latencies, n=100) for p in phases]
+    # inclusive: a percentile within the latencies seen, even of a short run
+    cuts = [statistics.quantiles(p.latencies, n=100, method="inclusive") for p in phases]
     return Result(
         url=mask_url(url),
         operation=operation,
@@ -196,10 +198,14 @@ async def bench(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", action="append", help="store URL (repeatable)")
-    parser.add_argument("--n", type=int, default=2000, help="operations per measurement")
-    parser.add_argument("--concurrency", type=int, default=20, help="coroutines in flight")
-    parser.add_argument("--warmup", type=int, default=200, help="unmeasured operations first")
-    parser.add_argument("--repeat", type=int, default=3, help="measure this often, keep medians")
+    parser.add_argument("--n", type=at_least(2), default=2000, help="operations per measurement")
+    parser.add_argument("--concurrency", type=at_least(1), default=20, help="coroutines in flight")
+    parser.add_argument(
+        "--warmup", type=at_least(0), default=200, help="unmeasured operations first"
+    )
+    parser.add_argument(
+        "--repeat", type=at_least(1), default=3, help="measure this often, keep medians"
+    )
     parser.add_argument(
         "--no-group-commit",
         dest="group_commit",

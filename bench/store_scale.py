@@ -41,6 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from _args import at_least
 from lambda_destinations.store import FailureStatus, InvocationFilter, Store
 from lambda_destinations.store._sql import SqlStore
 from lambda_destinations.store._tables import deliveries, invocations
@@ -242,8 +243,10 @@ async def pg_database(admin_url: str, name: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[0, 10_000, 1_000_000])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per command, median kept")
+    parser.add_argument("--sizes", type=at_least(0), nargs="+", default=[0, 10_000, 1_000_000])
+    parser.add_argument(
+        "--repeat", type=at_least(1), default=3, help="runs per command, median kept"
+    )
     parser.add_argument("--pg", metavar="ADMIN_URL", help="also PostgreSQL: a database is made")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep (and reuse) the stores")

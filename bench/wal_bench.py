@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _args import at_least, share
 from lambda_destinations.store import DeliveryRow, InvocationRow, PruneKind, Store, utcnow
 from lambda_destinations.worker.retention import prune_store
 from store_bench import make_row
@@ -181,13 +182,16 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--n", type=at_least(1), default=100_000)
+    parser.add_argument("--concurrency", type=at_least(1), default=32)
     parser.add_argument(
-        "--sizes", type=int, nargs="+", help="record JSON bytes, one drain each (padded records)"
+        "--sizes",
+        type=at_least(1),
+        nargs="+",
+        help="record JSON bytes, one drain each (padded records)",
     )
     parser.add_argument(
-        "--failures", type=float, default=0.2, help="with --sizes: the share of failures"
+        "--failures", type=share, default=0.2, help="with --sizes: the share of failures"
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
