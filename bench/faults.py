@@ -47,6 +47,8 @@ from typing import Any
 
 import boto3
 
+from _args import at_least
+
 HERE = Path(__file__).resolve().parent
 HANDLERS = HERE / "fault_handlers"
 REGION = "us-east-1"
@@ -545,8 +547,22 @@ def print_table(rows: list[Row], *, as_json: bool) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + "  " + row.note)
 
 
+TRIALS = ("sigkill", "sigterm", "sigterm-busy", "outage", "poison", "soak")
+
+
+def _trials(text: str) -> set[str]:
+    """``--trials``: names of TRIALS, comma-separated (a name misspelt would run nothing)."""
+    named = {name.strip() for name in text.split(",")} - {""}
+    unknown = sorted(named - set(TRIALS))
+    if unknown or not named:
+        raise argparse.ArgumentTypeError(
+            f"no trial {', '.join(unknown) or 'named'}: use some of {','.join(TRIALS)}"
+        )
+    return named
+
+
 def run_trials(args: argparse.Namespace, endpoint: str, work: Path) -> list[Row]:
-    trials = set(args.trials.split(","))
+    trials = args.trials
     rows: list[Row] = []
     if "sigkill" in trials:
         rows.append(trial_sigkill(endpoint, work, args.records, args.kills, args.seed))
@@ -568,12 +584,21 @@ def run_trials(args: argparse.Namespace, endpoint: str, work: Path) -> list[Row]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--trials", default="sigkill,sigterm,sigterm-busy,outage,poison,soak", help="which trials"
+        "--trials",
+        type=_trials,
+        default=",".join(TRIALS),
+        help=f"which trials: {', '.join(TRIALS)}",
     )
-    parser.add_argument("--records", type=int, default=200, help="records of the SIGKILL drain")
-    parser.add_argument("--kills", type=int, default=8, help="SIGKILLs during the drain")
-    parser.add_argument("--outage", type=int, default=40, help="SMS records in each outage trial")
-    parser.add_argument("--soak", type=int, default=20_000, help="records of the memory soak")
+    parser.add_argument(
+        "--records", type=at_least(1), default=200, help="records of the SIGKILL drain"
+    )
+    parser.add_argument("--kills", type=at_least(0), default=8, help="SIGKILLs during the drain")
+    parser.add_argument(
+        "--outage", type=at_least(1), default=40, help="SMS records in each outage trial"
+    )
+    parser.add_argument(
+        "--soak", type=at_least(1), default=20_000, help="records of the memory soak"
+    )
     parser.add_argument("--postgres", help="also run the poison trial on this PostgreSQL URL")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print JSON lines")

@@ -32,6 +32,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("startup_bench.py", ["--runs", "0"], "argument --runs: 0 is less than 1"),
         ("store_scale.py", ["--sizes", "0", "-5"], "argument --sizes: -5 is less than 0"),
         ("console_bench.py", ["--rows", "200"], "argument --rows: 200 is less than 1000"),
+        ("faults.py", ["--trials", "sigkil"], "argument --trials: no trial sigkil: use some of"),
+        ("faults.py", ["--records", "0"], "argument --records: 0 is less than 1"),
         ("e2e_bench.py", ["--moto", "-n", "0"], "argument -n: 0 is less than 1"),
     ],
 )

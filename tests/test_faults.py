@@ -17,13 +17,17 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "faults.py"
 
 @pytest.fixture(scope="module")
 def faults() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("faults", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["faults"] = module
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(BENCH.parent))  # it imports _args.py beside it
+    try:
+        spec = importlib.util.spec_from_file_location("faults", BENCH)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["faults"] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH.parent))
 
 
 def test_sigkills_lose_nothing_and_dead_letter_nothing(faults, endpoint_url, tmp_path) -> None:
