@@ -242,18 +242,18 @@ def trial_sigkill(endpoint: str, work: Path, n: int, kills: int, seed: int) -> R
     rng = random.Random(seed)
     kill_at: list[int] = []  # effects written when each kill happened
     worker = Worker(env)
-    for _ in range(kills):
-        before = _lines(effects)
+    try:  # the worker stopped however the trial ends (a wait that times out, Ctrl-C)
+        for _ in range(kills):
+            before = _lines(effects)
+            worker.start()
+            # Kill mid-drain: once this run has made effects, at a random moment after that.
+            wait_until(lambda before=before: _lines(effects) > before, 120, every=0.1)
+            time.sleep(rng.uniform(0.1, 2.0))
+            kill_at.append(_lines(effects))
+            worker.signal(signal.SIGKILL)
+            worker.wait(30)
         worker.start()
-        # Kill mid-drain: once this run has made effects, at a random moment after that.
-        wait_until(lambda before=before: _lines(effects) > before, 120, every=0.1)
-        time.sleep(rng.uniform(0.1, 2.0))
-        kill_at.append(_lines(effects))
-        worker.signal(signal.SIGKILL)
-        worker.wait(30)
-    worker.start()
-    restarted = time.monotonic()
-    try:
+        restarted = time.monotonic()
         drained = wait_until(lambda: depth(sqs, url) == 0, 600, every=1.0)
         seconds = time.monotonic() - restarted
     finally:
