@@ -9,6 +9,7 @@ thread, while the connection was closed in another: sqlite3 then crashes the pro
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from lambda_destinations.store import Store
-from lambda_destinations.store._threaded import ThreadEngine
+from lambda_destinations.store._threaded import ThreadEngine, in_thread
 
 
 class Interrupted(BaseException):
@@ -124,3 +125,31 @@ async def test_a_commit_whose_coroutine_is_closed_keeps_the_connection_until_it_
     # then: the connection was closed after the commit, in its thread, not beside it
     assert happened == ["commit ended", "closed"]
     assert store._loop_conn is None
+
+
+async def test_a_cancelled_call_returns_only_once_its_work_ended() -> None:
+    # given: work in a thread, busy until released
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    busy, release = threading.Event(), threading.Event()
+    happened: list[str] = []
+
+    def work() -> None:
+        busy.set()
+        release.wait(10)
+        happened.append("work ended")
+
+    call = asyncio.create_task(in_thread(executor, work))
+    await asyncio.to_thread(busy.wait, 5)
+
+    # when: its caller is cancelled twice while the work goes on
+    call.cancel()
+    await asyncio.sleep(0.05)
+    call.cancel()
+    asyncio.get_running_loop().call_later(0.2, release.set)
+
+    # then: the cancellation reaches the caller after the work ended, not before
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    happened.append("caller went on")
+    assert happened == ["work ended", "caller went on"]
+    executor.shutdown()
