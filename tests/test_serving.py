@@ -64,6 +64,7 @@ def test_the_console_answers_a_request_line_over_8_kb_in_one_short_line(
     assert body == "the request is too long: shorten the filters (the address)\n"
     assert "Traceback" not in log
     lines = [line for line in log.splitlines() if line.strip()]
+    assert lines.pop() == "terminated", log[-3000:]  # the SIGTERM that stopped it
     assert len(lines) == 1, log[-3000:]
     assert '"event": "request refused"' in lines[0]
     assert '"server": "console"' in lines[0]
@@ -131,6 +132,7 @@ def test_a_body_that_does_not_decode_is_one_log_line_on_any_route(
     assert [status for status, _ in answers] == [400, 404]
     assert "Traceback" not in log
     lines = [line for line in log.splitlines() if line.strip()]
+    assert lines.pop() == "terminated", log[-3000:]  # the SIGTERM that stopped it
     assert len(lines) == 2, log[-3000:]
     assert all('"event": "request refused"' in line for line in lines)
     assert all("the body does not decode" in line for line in lines)
