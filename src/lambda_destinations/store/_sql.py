@@ -169,10 +169,6 @@ def sql_error_line(exc: BaseException) -> str:
     return _QUOTED_VALUE.sub(rf'\g<what>"{MASK}"', line)
 
 
-# What a statement raises when the database cannot take it (see SqlStore._errors).
-STORE_ERRORS = (sa.exc.SQLAlchemyError, OSError, UnicodeError, OverflowError)
-
-
 def _is_data_error(exc: BaseException) -> bool:
     """A value the database (or its driver) refuses, as opposed to a lost connection or a bug.
 
@@ -508,25 +504,20 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         """Turn "cannot reach / use the database" into StoreUnavailable; let bugs through."""
         try:
             yield
-        except STORE_ERRORS as exc:
-            self._raise_store_error(exc)
+        except (sa.exc.SQLAlchemyError, OSError, UnicodeError, OverflowError) as exc:
+            unavailable = self._unavailable(exc)
+            if unavailable is not None:
+                raise unavailable from exc
+            if _is_data_error(exc):
+                # No retry changes the value: the message is quarantined with this reason
+                # instead of using up its receives.
+                # Neither is raised from exc: SQLAlchemy's text holds the statement, and the
+                # driver's its DETAIL ("Failing row contains (...)", the record's payloads).
+                reason = sql_error_line(exc)[:300]
+                raise StoreDataError(f"the store cannot hold this record: {reason}") from None
+            if isinstance(exc, sa.exc.StatementError):
+                raise StoreError(f"store {self.display_url}: {sql_error_line(exc)}") from None
             raise
-
-    def _raise_store_error(self, exc: BaseException) -> None:
-        """What :meth:`_errors` raises for ``exc`` (one of STORE_ERRORS), called in the
-        ``except`` block that caught it; returns for a bug, which the caller raises again."""
-        unavailable = self._unavailable(exc)
-        if unavailable is not None:
-            raise unavailable from exc
-        if _is_data_error(exc):
-            # No retry changes the value: the message is quarantined with this reason
-            # instead of using up its receives.
-            # Neither is raised from exc: SQLAlchemy's text holds the statement, and the
-            # driver's its DETAIL ("Failing row contains (...)", the record's payloads).
-            reason = sql_error_line(exc)[:300]
-            raise StoreDataError(f"the store cannot hold this record: {reason}") from None
-        if isinstance(exc, sa.exc.StatementError):
-            raise StoreError(f"store {self.display_url}: {sql_error_line(exc)}") from None
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[StoreConnection]:

@@ -44,7 +44,6 @@ from lambda_destinations.store._file_access import access_problem, creation_prob
 from lambda_destinations.store._mounts import network_file_system_problem
 from lambda_destinations.store._sql import (
     OLDER_SCHEMA,
-    STORE_ERRORS,
     SqlStore,
     _Save,
     parse_store_url,
@@ -377,22 +376,11 @@ class SQLiteStore(SqlStore):
     async def _save_batch(self, saves: Sequence[_Save]) -> list[bool]:
         if self._file is None:
             return await super()._save_batch(saves)
-        # ``async with self._errors(), self._write_gate():`` written out: the two context
-        # managers cost a batch about 40 thousand instructions (bench/MEASUREMENTS.md).
-        try:
-            async with self._write_lock:
-                try:
-                    begun = self._save_here(self._file.sync_engine, saves)
-                    if begun is not None:
-                        results, transaction = begun
-                        await self._commit_in_thread(transaction)
-                except Exception:
-                    self._check_file()
-                    raise
-                self._check_file()
-        except STORE_ERRORS as exc:
-            self._raise_store_error(exc)
-            raise
+        async with self._errors(), self._write_gate():
+            begun = self._save_here(self._file.sync_engine, saves)
+            if begun is not None:
+                results, transaction = begun
+                await self._commit_in_thread(transaction)
         if begun is None:
             # Another process holds the write lock: wait for it in the thread, not on the loop.
             results = await self._hot(functools.partial(self._save_on, saves=saves), write=True)
