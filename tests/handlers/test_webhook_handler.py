@@ -1076,6 +1076,68 @@ async def test_a_request_without_answer_follows_in_doubt(
     assert len(receiver.requests) == posts
 
 
+@pytest.fixture
+async def stalled_tls() -> AsyncIterator[str]:
+    """An https:// URL whose server takes the connection and never answers the TLS handshake:
+    no request can reach it."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # closed when the test ends, never written to
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("hook_timeout", "worker", "said"),
+    [
+        ("1s", {"handler_attempts": 1}, "no connection within timeout (1s)"),
+        ("100s", {"handler_timeout": 1}, "hook ran over handler_timeout (1s)"),
+    ],
+)
+async def test_a_request_stopped_before_its_connection_was_made_is_retried_not_in_doubt(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    stalled_tls: str,
+    hook_timeout: str,
+    worker: dict[str, Any],
+    said: str,
+) -> None:
+    # given: in_doubt = skip, and a server that never completes the TLS handshake
+    url, _ = make_queue("hook-unconnected")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    settings = hook_settings(
+        endpoint_url,
+        url,
+        sqlite_url,
+        url=stalled_tls,
+        timeout=hook_timeout,
+        in_doubt="skip",
+        worker={"retry_base": 0, "retry_max": 0, **worker},
+    )
+
+    stats = await drain(settings)
+
+    # then: nothing of the request was sent, so nothing is in doubt: skip does not count the
+    # webhook done (the alert would be lost), the message is retried, the line says why
+    assert stats.outcomes["retry"] == 1
+    assert stats.outcomes["ack"] == 0
+    run = await hook_run(sqlite_url, record)
+    assert run.state != RunState.COMPLETED
+    assert "in doubt" not in run.last_error, run.last_error
+    assert said in run.last_error, run.last_error
+
+
 async def assert_recorded_in_doubt(store: str, record: Any, cause: str, policy: str) -> None:
     """The webhook's run completed, its last_error the in-doubt note of a call cut off."""
     async with Store.from_url(store) as opened:

@@ -79,7 +79,7 @@ from lambda_destinations._urls import (
 )
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
-from lambda_destinations.handlers.in_doubt import InDoubt, sending
+from lambda_destinations.handlers.in_doubt import CallUnderWay, InDoubt, sending
 from lambda_destinations.handlers.templates import (
     RECORD_FIELDS,
     CertBundle,
@@ -630,10 +630,15 @@ class WebhookHandler(storm.Notifier):
         headers = self.request_headers(data, key)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         proxy = self.proxy
+        connection = _Connection()
         try:
-            with sending(context, self.in_doubt, f"webhook {self.where}") as call:
+            # In doubt from the connection on: before it, nothing of the request has left.
+            with sending(context, self.in_doubt, f"webhook {self.where}", started=False) as call:
+                connection.call = call
                 async with (
-                    aiohttp.ClientSession(timeout=timeout) as session,
+                    aiohttp.ClientSession(
+                        timeout=timeout, trace_configs=[connection.trace]
+                    ) as session,
                     session.post(
                         self.url,
                         data=data,
@@ -654,7 +659,7 @@ class WebhookHandler(storm.Notifier):
                     text = "" if 200 <= status < 300 else await _answer_start(answer)
                     answer.close()  # what is left unread goes with the connection
         except (TimeoutError, aiohttp.ClientError) as exc:
-            self._unanswered(exc, context=context, log=log)
+            self._unanswered(exc, connected=connection.made, context=context, log=log)
             return
         if status == 429 and self.preset == "discord":  # its JSON says the wait as well
             waits = [wait for wait in (asked, discord_retry_after(text)) if wait is not None]
@@ -666,12 +671,14 @@ class WebhookHandler(storm.Notifier):
         self,
         exc: TimeoutError | aiohttp.ClientError,
         *,
+        connected: bool,
         context: HandlerContext | None,
         log: FilteringBoundLogger,
     ) -> None:
         """A POST that got no HTTP answer: TransientError when nothing was served (no
         connection, or a server that does not speak HTTP), else the in_doubt policy decides
         (the same idempotency key goes with a resend, so the receiver can drop the duplicate).
+        ``connected``: whether the connection was made (TCP, the proxy's tunnel, TLS).
         """
         if isinstance(exc, aiohttp.ClientHttpProxyError | aiohttp.ClientProxyConnectionError):
             # The proxy refused the tunnel, or could not be reached: nothing was sent.
@@ -679,6 +686,8 @@ class WebhookHandler(storm.Notifier):
             raise TransientError(f"webhook {self.where}: {proxy_problem(proxy, exc)}") from exc
         if isinstance(exc, aiohttp.ClientConnectorError):  # nothing was sent
             raise TransientError(f"webhook {self.where}: {connect_problem(exc)}") from exc
+        if not connected:  # stopped before the connection was made: nothing was sent
+            raise TransientError(f"webhook {self.where}: {self._unconnected(exc)}") from exc
         if isinstance(exc, aiohttp.ClientResponseError):  # an answer aiohttp could not read
             line = status_line(exc)
             if line is not None and not line.startswith(b"HTTP/"):
@@ -693,6 +702,17 @@ class WebhookHandler(storm.Notifier):
         else:
             lost = _lost(exc, self.timeout)
         self.settle(f"webhook {self.where} ({lost})", exc, context=context, log=log)
+
+    def _unconnected(self, exc: TimeoutError | aiohttp.ClientError) -> str:
+        """Why no connection was made, when aiohttp's error does not say it (its total timeout
+        ran out during a TLS handshake, a proxy's tunnel or a connect no host answered)."""
+        if not isinstance(exc, TimeoutError):
+            return f"cannot connect ({type(exc).__name__})"
+        via = "" if self.proxy is None else f" through the proxy {self.proxy.shown}"
+        return (
+            f"no connection within timeout ({self.timeout:g}s){via}: check that the host is up "
+            "and that the worker's network (a firewall, the proxy) lets it reach the URL's port"
+        )
 
     def _judge(
         self, status: int, text: str, asked: float | None = None, location: str | None = None
@@ -716,6 +736,25 @@ class WebhookHandler(storm.Notifier):
         elif fix := _REFUSALS.get(status):
             reason += f" ({fix.format(body='message' if self.preset else 'body')})"
         raise PermanentError(reason)
+
+
+class _Connection:
+    """Whether a POST's connection was made (TCP, the proxy's tunnel, TLS), told by aiohttp's
+    trace; once it is, the call is marked under way (:func:`sending`): a timeout, or the
+    worker cutting the call off, before then left nothing at the receiver, and is retried
+    whatever ``in_doubt`` says rather than counted done under ``skip``."""
+
+    def __init__(self) -> None:
+        self.made = False
+        self.call: CallUnderWay | None = None
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_connection_create_end.append(self._made)
+        self.trace.on_connection_reuseconn.append(self._made)
+
+    async def _made(self, *_: object) -> None:
+        self.made = True
+        if self.call is not None:
+            self.call.started()
 
 
 def _target_secrets(url: str, location: str) -> set[str]:
