@@ -251,3 +251,37 @@ async def test_the_webhook_url_s_token_is_in_no_log_line(
     assert "webhook sent" in logged
     assert "answered 404: Cannot POST" in logged
     assert token not in logged
+
+
+async def test_a_pagerduty_event_of_a_record_without_function_has_a_source(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: a message of a function's dead-letter queue, which names no function
+    monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0000000000000000000000")
+    url, _ = make_queue("hook-pd-legacy")
+    attributes = {
+        "RequestID": {"DataType": "String", "StringValue": "3f1e2d4c-0000-4000-8000-00000000abcd"},
+        "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+        "ErrorMessage": {"DataType": "String", "StringValue": "Task timed out after 3.00 seconds"},
+    }
+    sqs.send_message(QueueUrl=url, MessageBody='{"orderId": 7}', MessageAttributes=attributes)
+    options = {"preset": "pagerduty", "url": receiver.url, "routing_key_env": "PD_KEY"}
+    settings = hook_settings(endpoint_url, url, sqlite_url, **options)
+
+    # when
+    stats = await drain(settings)
+
+    # then: the Events API requires payload.source, a string (before, null: refused with 400,
+    # the message quarantined and no one paged); the queue it came from names it; optional
+    # fields with nothing to say are left out rather than null
+    assert stats.outcomes["ack"] == 1
+    (request,) = receiver.requests
+    payload = request["body"]["payload"]
+    assert payload["source"] == url.rsplit("/", 1)[-1]
+    assert all(value is not None for value in payload.values()), payload
+    assert payload["class"] == "200"

@@ -307,7 +307,8 @@ def pagerduty_bodies(message: NonBlank, digest: NonBlank, severity: str) -> tupl
         "dedup_key": "{key}",
         "payload": {
             "summary": message,
-            "source": "{function_arn}",
+            # Required, a string: a function's dead-letter message names no function.
+            "source": FirstField("function_arn", "queue"),
             "severity": severity,
             "component": "{function_name}",
             "group": "{region}",
@@ -346,14 +347,29 @@ def pagerduty_fit(body: Any) -> Any:
         return body
     payload = body.get("payload")
     if isinstance(payload, dict) and isinstance(payload.get("summary"), str):
-        body = {
-            **body,
-            "payload": {**payload, "summary": cut(payload["summary"], PAGERDUTY_SUMMARY_MAX)},
-        }
+        # An optional field the record has no value for is left out, not sent as null.
+        present = {k: v for k, v in payload.items() if k not in _PAGERDUTY_OPTIONAL or v}
+        summary = cut(payload["summary"], PAGERDUTY_SUMMARY_MAX)
+        body = {**body, "payload": {**present, "summary": summary}}
     key = body.get("dedup_key")
     if isinstance(key, str) and len(key) > PAGERDUTY_DEDUP_MAX:
         body = {**body, "dedup_key": hashlib.sha256(key.encode()).hexdigest()}
     return body
+
+
+_PAGERDUTY_OPTIONAL = frozenset({"component", "group", "class"})
+
+
+class FirstField:
+    """A body value that is the first of ``names`` with a value, as text: a field its service
+    requires (PagerDuty's ``payload.source``) when a record has no value for the first."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    def render(self, fields: Mapping[str, Any]) -> str:
+        found = (fields.get(name) for name in self.names)
+        return next((str(value) for value in found if value not in (None, "")), "")
 
 
 class WebhookOptions(storm.NotifierOptions):
@@ -470,8 +486,8 @@ class BodyTemplate:
             return [self._compile(v, f"{where}[{i}]", allowed) for i, v in enumerate(value)]
         if isinstance(value, str):
             return Template.compile(value, where=where, allowed=allowed)
-        if value is None or isinstance(value, bool | int | float | NonBlank):
-            return value  # NonBlank: a preset's message, checked already
+        if value is None or isinstance(value, bool | int | float | NonBlank | FirstField):
+            return value  # NonBlank, FirstField: a preset's, checked already
         raise ConfigError(f"{where}: {type(value).__name__} is not JSON")
 
     def render(self, fields: Mapping[str, Any], log: FilteringBoundLogger) -> Any:
@@ -485,6 +501,8 @@ def _render(value: Any, fields: Mapping[str, Any], log: FilteringBoundLogger) ->
         return [_render(v, fields, log) for v in value]
     if isinstance(value, NonBlank):  # a preset's text: text, never blank
         return value.render(fields, log)
+    if isinstance(value, FirstField):
+        return value.render(fields)
     if isinstance(value, Template):
         whole = _ONE_FIELD.fullmatch(value.text)
         if whole is not None:  # one field alone keeps its JSON value
