@@ -264,6 +264,51 @@ def test_replayed_records_are_skipped_unless_forced(
     ]
 
 
+def _at_the_question(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``lambda-destinations`` started with its input a pipe, once it asks its question."""
+    process = subprocess.Popen(
+        [*ENTRY, *args],
+        env={**os.environ, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    said = b""
+    while b"[y/N]: " not in said:
+        chunk = os.read(process.stderr.fileno(), 65536)
+        assert chunk, f"it ended without asking: {said.decode()}"
+        said += chunk
+    return process
+
+
+def test_a_forced_replay_skips_a_record_another_run_replayed_after_its_plan(
+    lambda_endpoint, lambda_env, failures, sqlite_url
+) -> None:
+    # given: a failure replayed once, and an operator's forced replay of it at its question
+    # (its plan: attempt 2)
+    request_id = failures[0].request_id or ""
+    assert cli("replay", request_id, "--yes", env=lambda_env).returncode == 0
+    asking = _at_the_question("replay", request_id, "--force", "--json", env=lambda_env)
+    lambda_endpoint.start_recording()
+
+    # when: another operator's forced replay of it runs meanwhile, then the first says yes
+    other = cli("replay", request_id, "--force", "--yes", env=lambda_env)
+    out, err = asking.communicate(b"y\n", timeout=60)
+
+    # then: the one more invocation the first asked for was made, by the other; the first
+    # skips it rather than invoke a third time, and says who replayed it since its plan
+    assert other.returncode == 0, other.stderr
+    assert asking.returncode == 0, err.decode()
+    assert lambda_endpoint.invocations() == [(failures[0].function_arn, PAYLOADS[0])]
+    (result,) = json.loads(out)["results"]
+    assert (result["state"], result["skip"]) == ("skipped", "concurrent")
+    assert result["detail"].startswith("attempt 2 (")
+    assert "after this run's plan" in result["detail"]
+    attempts = ledger(sqlite_url, failures)[failures[0].key]
+    assert [a.attempt for a in attempts] == [1, 2]
+
+
 def test_without_yes_it_asks_first(lambda_endpoint, lambda_env, failures, function) -> None:
     lambda_endpoint.start_recording()
 

@@ -227,6 +227,7 @@ class _Replay:
         *,
         dry_run: bool = False,
         limiter: RateLimiter | None = None,
+        planned: int | None = None,
     ) -> ReplayResult:
         return await replay_invocation(
             store,
@@ -239,6 +240,7 @@ class _Replay:
             legacy_function=self.legacy_function,
             qualifier=self.qualifier,
             limiter=limiter,
+            planned=planned,
         )
 
 
@@ -384,8 +386,10 @@ async def _invoke(store: Store, replay: _Replay, progress: _Progress) -> list[Re
             length=len(rows), label="replaying", file=sys.stderr, show_pos=True
         ) as bar:
             for row in rows:
+                # --force replays once more than the plan showed, not more
+                planned = progress.planned_of(row).attempt
                 try:
-                    result = await replay.one(store, lam, row, limiter=limiter)
+                    result = await replay.one(store, lam, row, limiter=limiter, planned=planned)
                 except BaseException:
                     progress.cut = await cut_short(
                         store, progress.planned_of(row), requested_by=replay.requested_by

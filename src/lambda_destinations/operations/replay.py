@@ -76,7 +76,9 @@ class SkipReason(enum.StrEnum):
     NOT_REPLAYABLE = "not-replayable"  # no payload (stream batch), no function, a success
     ALREADY_REPLAYED = "already-replayed"  # an earlier attempt reached Lambda (use force)
     IN_DOUBT = "in-doubt"  # an earlier attempt was interrupted: it may have reached Lambda
-    CONCURRENT = "concurrent"  # another process recorded the same attempt just now
+    # Another process recorded the same attempt just now, or (a forced replay) replayed the
+    # record after the plan that numbered this one.
+    CONCURRENT = "concurrent"
     # Another record of its request id is invoked in this run (the automatic replay handler's
     # ledger says so too, of the record it does not replay).
     SAME_INVOCATION = SAME_INVOCATION
@@ -226,6 +228,7 @@ async def replay_invocation(
     limiter: RateLimiter | None = None,
     on_recorded: Callable[[ReplayAttempt], None] = lambda attempt: None,
     credentials: str = OPERATOR_CREDENTIALS,
+    planned: int | None = None,
 ) -> ReplayResult:
     """Replay one failed record: ledger first, then Invoke, then the outcome and the status.
 
@@ -245,11 +248,14 @@ async def replay_invocation(
     ``on_recorded`` hears the attempt once the ledger has it, before Lambda is called: a caller
     cut short after it asks :func:`cut_short` what became of it.
     ``credentials``: whose keys a refused Invoke's ledger entry names (a command's, the console's).
+    ``planned``: the attempt number a plan the operator agreed to gave the record: ``force``
+    then replays it once more than that plan showed, so a record another run replayed since
+    (two operators forcing the same replay) is skipped, not invoked a second time.
     """
     target_of = functools.partial(
         _target, legacy_function=legacy_function, payload=payload, qualifier=qualifier
     )
-    decide = functools.partial(_decide, store, row, target_of, force=force)
+    decide = functools.partial(_decide, store, row, target_of, force=force, planned=planned)
     invoke = functools.partial(
         _invoke_recorded, store, lambda_client, tries=invoke_attempts, credentials=credentials
     )
@@ -327,18 +333,21 @@ async def _decide(
     target_of: Callable[[InvocationRow], tuple[ReplayResult, ReplayTarget | None]],
     *,
     force: bool,
+    planned: int | None = None,
 ) -> tuple[ReplayResult, ReplayTarget | None]:
     """Whether ``row`` is to be replayed now: its target (``target_of``, :func:`_target`) and
     the attempt's number in the result, or None and the result says why not (it cannot be
-    replayed, or it was already)."""
+    replayed, or it was already; forced, it was since the plan that numbered it ``planned``)."""
     result, target = target_of(row)
     if target is None:
         return await _naming_the_original(store, row, result), None
     previous = await store.replays(row.key)
     if not force:
         skipped = _already_replayed(row, previous) or await _replayed_as_another(store, row)
-        if skipped is not None:
-            return dataclasses.replace(result, skip=skipped[0], detail=skipped[1]), None
+    else:
+        skipped = _replayed_since(previous, planned)
+    if skipped is not None:
+        return dataclasses.replace(result, skip=skipped[0], detail=skipped[1]), None
     number = max((a.attempt for a in previous), default=0) + 1
     return dataclasses.replace(result, attempt=number), target
 
@@ -481,6 +490,26 @@ def _already_replayed(
         by = f" by {row.status_by}" if row.status_by else ""
         return SkipReason.ALREADY_REPLAYED, f"marked replayed{by}{FORCE_HINT}"
     return None
+
+
+def _replayed_since(
+    previous: Sequence[ReplayAttempt], planned: int | None
+) -> tuple[SkipReason, str] | None:
+    """Why a forced replay planned as attempt ``planned`` is not made: another run made that
+    attempt (or a later one) since the plan, and it counts (it was not refused)."""
+    if planned is None:
+        return None
+    since = [a for a in previous if a.attempt >= planned and a.outcome is not ReplayOutcome.ERROR]
+    if not since:
+        return None
+    made = since[-1]
+    new = f", new request id {made.new_request_id}" if made.new_request_id else ""
+    return (
+        SkipReason.CONCURRENT,
+        f"attempt {made.attempt} ({utc_text(made.requested_at)} UTC, {made.requested_by}, "
+        f"{made.outcome.value}{new}) was made by another run after this run's plan: "
+        "--force again to replay once more",
+    )
 
 
 async def _replayed_as_another(store: Store, row: InvocationRow) -> tuple[SkipReason, str] | None:
