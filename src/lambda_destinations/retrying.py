@@ -306,12 +306,24 @@ def aws_fix(
             "look for a consumer of the queue that receives and does not delete"
         )
     if code in TRANSIENT_CODES and _THROTTLED.search(str(code)):
+        return _throttled_fix(operation, credentials)
+    return None
+
+
+def _throttled_fix(operation: str, credentials: str) -> str:
+    """What to do about AWS throttling ``operation``: the worker tries it again by itself; an
+    operator's command or the console says so once its tries are spent."""
+    if credentials != WORKER_CREDENTIALS:
         return (
             f"AWS throttled {operation} (a rate quota of the account, or of the function's "
-            "concurrency): it is tried again with backoff; if it lasts, send fewer at once (the "
-            "worker's concurrency, a command's --rate) or ask AWS to raise the quota"
+            "concurrency) on each try: nothing was done; run it again later, sending fewer at "
+            "once (a command's --rate), or ask AWS to raise the quota"
         )
-    return None
+    return (
+        f"AWS throttled {operation} (a rate quota of the account, or of the function's "
+        "concurrency): it is tried again with backoff; if it lasts, send fewer at once (the "
+        "worker's concurrency, a command's --rate) or ask AWS to raise the quota"
+    )
 
 
 # The attribute an error of a Lambda call sent to another region than the settings' (the

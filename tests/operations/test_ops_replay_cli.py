@@ -530,6 +530,34 @@ def test_an_invoke_whose_keys_aws_does_not_take_says_to_fix_them_not_that_it_is_
     )
 
 
+class _Throttled(_NotFound):
+    """Lambda's answer to an Invoke over the function's concurrency or the account's rate."""
+
+    status, code, message = 429, "TooManyRequestsException", "Rate Exceeded."
+
+
+def test_a_replay_still_throttled_after_its_tries_says_nothing_tries_it_again(
+    lambda_env, failures, sqlite_url
+) -> None:
+    # given: a Lambda that throttles every Invoke; when
+    result = _replayed_with(_Throttled, lambda_env, failures[0], "--json")
+
+    # then: refused (nothing ran), and the fix says what the operator can do, not that it is
+    # "tried again with backoff" (the worker's words: the command tried and gave up)
+    assert result.returncode == 1
+    (replayed,) = json.loads(result.stdout)["results"]
+    assert (replayed["state"], replayed["error"]) == ("error", "refused")
+    (attempt,) = ledger(sqlite_url, failures[:1])[failures[0].key]
+    assert attempt.outcome is ReplayOutcome.ERROR
+    for detail in (replayed["detail"], attempt.detail):
+        assert "tried again" not in detail
+        assert detail.endswith(
+            "AWS throttled Invoke (a rate quota of the account, or of the function's "
+            "concurrency) on each try: nothing was done; run it again later, sending fewer at "
+            "once (a command's --rate), or ask AWS to raise the quota"
+        )
+
+
 class HangUpServer:
     """An HTTP endpoint that reads each request and hangs up without an answer: whether what
     was sent took effect cannot be known. Counts the connections, one per request sent."""

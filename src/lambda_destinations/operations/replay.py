@@ -238,19 +238,17 @@ async def replay_invocation(
     use a client that does not retry by itself (``AwsClients.lambda_invoker``). An Invoke
     Lambda refused ends the attempt as ``error``: nothing ran, and a later replay may try
     again. One whose outcome is in doubt (the connection broke, the answer never came) is left
-    pending, so that no later replay repeats it without ``force``. Either is reported in the
-    result, except a connection error and no credentials (or region), which every other replay
-    would meet too: raised after the attempt is recorded.
-    ``payload`` replaces the original request payload (an operator's edit, kept by the caller).
-    ``qualifier`` (a version, an alias, ``$LATEST``) is invoked instead of the record's: the
-    code deployed since, not the published version that failed. The ledger keeps the ARN invoked.
+    pending: no later replay repeats it without ``force``. Either is in the result; a connection
+    error or no credentials (or region), met by every other replay too, is raised once recorded.
+    ``payload`` replaces the original request payload (an operator's edit, the caller keeps).
+    ``qualifier`` (a version, an alias, ``$LATEST``) is invoked instead of the record's (the
+    ledger keeps the ARN invoked): the code deployed since, not the version that failed.
     ``limiter`` paces the invocations alone: a record skipped waits for no turn.
-    ``on_recorded`` hears the attempt once the ledger has it, before Lambda is called: a caller
-    cut short after it asks :func:`cut_short` what became of it.
+    ``on_recorded`` hears the attempt once the ledger has it, before Lambda is called (a caller
+    cut short after it asks :func:`cut_short` what became of it).
     ``credentials``: whose keys a refused Invoke's ledger entry names (a command's, the console's).
-    ``planned``: the attempt number a plan the operator agreed to gave the record: ``force``
-    then replays it once more than that plan showed, so a record another run replayed since
-    (two operators forcing the same replay) is skipped, not invoked a second time.
+    ``planned``: the attempt a plan the operator agreed to numbered: ``force`` then skips a
+    record another run replayed since (two operators forcing one replay), not invoking twice.
     """
     target_of = functools.partial(
         _target, legacy_function=legacy_function, payload=payload, qualifier=qualifier
