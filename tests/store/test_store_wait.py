@@ -35,14 +35,22 @@ def count_statements(store: Any) -> Statements:
     return Statements(store)
 
 
+@pytest.mark.parametrize("by", ["request id", "key"])
 async def test_a_row_stored_meanwhile_ends_the_wait(
-    store: Store, other_store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+    store: Store,
+    other_store: Store,
+    make_row: RowFactory,
+    make_delivery: DeliveryFactory,
+    by: str,
 ) -> None:
-    # given: a wait that has read once and found nothing
+    # given: a wait that has read once and found nothing, for a request id or a store key
+    # (REQUEST_ID:Condition, as `result` takes one: PostgreSQL's NOTIFY names the request id,
+    # and woke no waiter for the key, which waited its whole timeout)
     row = make_row()
     assert row.request_id is not None
     statements = count_statements(store)
-    waiting = asyncio.create_task(store.wait_for_invocation(row.request_id, timeout=60))
+    ident = row.request_id if by == "request id" else row.key
+    waiting = asyncio.create_task(store.wait_for_invocation(ident, timeout=60))
     await statements.first.wait()
     await asyncio.sleep(0.8)
 

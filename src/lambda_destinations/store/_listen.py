@@ -25,6 +25,16 @@ _TRIGGER_EXISTS = (
 )
 
 
+def announced_as(ident: str) -> set[str]:
+    """The notifications that may announce a row of ``ident``, a request id or a store key.
+
+    The trigger announces a row's request id, never its key: a key (``REQUEST_ID:Condition``)
+    is announced by the text before one of its colons (each, as a request id may hold one too;
+    a wrong one only wakes the waiter to read once more)."""
+    cuts = [index for index, char in enumerate(ident) if char == ":"]
+    return {ident[:end][:NOTIFY_PREFIX_CHARS] for end in [*cuts, len(ident)]}
+
+
 class InvocationListener:
     """The store's LISTEN connection and the waiters it wakes, by request id."""
 
@@ -41,16 +51,18 @@ class InvocationListener:
         """An event set when a row of ``request_id`` may have arrived (or the connection
         dropped); call :meth:`listen` before each read, so no notification falls in a gap."""
         event = asyncio.Event()
-        prefix = request_id[:NOTIFY_PREFIX_CHARS]
-        self._waiters.setdefault(prefix, set()).add(event)
+        payloads = announced_as(request_id)
+        for payload in payloads:
+            self._waiters.setdefault(payload, set()).add(event)
         try:
             yield event
         finally:
-            waiters = self._waiters.get(prefix)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[prefix]
+            for payload in payloads:
+                waiters = self._waiters.get(payload)
+                if waiters is not None:
+                    waiters.discard(event)
+                    if not waiters:
+                        del self._waiters[payload]
 
     async def listen(self) -> bool:
         """LISTEN on a connection of the store's pool, unless already listening; False, and
