@@ -174,6 +174,29 @@ async def test_a_failure_record_returns_its_error(store_url: str) -> None:
     assert got.status == "open"
 
 
+async def test_a_request_id_read_from_a_file_or_upper_cased_is_read_as_lambda_wrote_it(
+    sqlite_url: str,
+) -> None:
+    # given: a stored record, and its id as an application may hold it: read from a file with
+    # its newline, or upper-cased by another system (`result` and the HTTP API read both)
+    record = success_record(random.Random(5))
+    request_id = record["requestContext"]["requestId"]
+    await seed(sqlite_url, [row_of(json.dumps(record))])
+    held = f" {request_id.upper()}\n"
+
+    # when
+    async with Results(sqlite_url) as results:
+        got = await results.get(held)
+        began = time.monotonic()
+        waited = await results.wait(held, timeout=30)
+
+    # then: found, and at once (before: None, and a wait of its whole timeout)
+    assert got is not None
+    assert got.request_id == request_id
+    assert waited == got
+    assert time.monotonic() - began < 5
+
+
 async def test_a_wait_times_out_with_a_clear_result(store_url: str) -> None:
     await seed(store_url, [])
     async with Results(store_url) as results:

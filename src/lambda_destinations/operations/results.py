@@ -33,6 +33,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import NoRegionError
 
 from lambda_destinations._lifetime import Lifetime
+from lambda_destinations._request_ids import stored_id
 from lambda_destinations._text import storable_text
 from lambda_destinations.aws import invoke_event
 from lambda_destinations.config import standard_region
@@ -195,8 +196,11 @@ class Results(Lifetime):
             )
 
     async def get(self, request_id: str) -> InvocationResult | None:
-        """The outcome of ``request_id``; None while the store has no record of it."""
-        _check_request_id(request_id)
+        """The outcome of ``request_id``; None while the store has no record of it.
+
+        The id is read as ``result`` reads it: spaces around it dropped (a line of a file), a
+        request id in lower case, as Lambda writes it."""
+        request_id = _check_request_id(request_id)
         self._check_open()
         if not holdable(request_id):
             return None  # no record is stored under it (see holdable)
@@ -215,7 +219,7 @@ class Results(Lifetime):
         PostgreSQL wakes the wait by NOTIFY (no query runs while waiting); on SQLite one query
         a tick looks for every waited id of the store (at most 0.2 s apart).
         """
-        _check_request_id(request_id)
+        request_id = _check_request_id(request_id)
         _check_timeout(timeout)
         self._check_open()
         if not holdable(request_id):
@@ -233,9 +237,11 @@ def holdable(request_id: str) -> bool:
     return storable_text(request_id) == request_id
 
 
-def _check_request_id(request_id: object) -> None:
-    # Any other type, or no id at all, matches no row: the read would say None ("not yet"),
-    # and a wait would wait its whole timeout, for a caller's bug (the CLI refuses it too).
+def _check_request_id(request_id: object) -> str:
+    """The id as the store has it (:func:`stored_id`: ``result`` and the HTTP API read it so).
+
+    Any other type, or no id at all, matches no row: the read would say None ("not yet"),
+    and a wait would wait its whole timeout, for a caller's bug (the CLI refuses it too)."""
     if not isinstance(request_id, str):
         raise TypeError(f"request_id must be a str, not {type(request_id).__name__}")
     if not request_id.strip():
@@ -243,6 +249,7 @@ def _check_request_id(request_id: object) -> None:
             f"request_id is {'empty' if not request_id else 'blank'}: give the request id "
             "invoke_async returned (Lambda's, a UUID)"
         )
+    return stored_id(request_id)
 
 
 def _check_timeout(timeout: object) -> None:
