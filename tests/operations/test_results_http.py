@@ -14,7 +14,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -100,6 +100,17 @@ async def test_unknown_ids_are_404_and_the_token_is_required(
     assert wrong.status == 401
     assert "the bearer token is not the console's" in (await wrong.json())["error"]
     assert bad_wait.status == 400
+
+
+async def test_an_id_in_braces_is_an_unknown_id_not_an_unknown_address(
+    client: TestClient[Any, Any],
+) -> None:
+    # A GUID as some languages print it ({...}): aiohttp's default pattern takes no brace, so
+    # the answer was "no such API address", in another shape than the documented 404's.
+    braced = "{b7b0b0e4-5a43-4f6e-a7f4-7f3c3d1f0c55}"
+    answer = await client.get(f"/api/invocations/{quote(braced)}", headers=AUTH)
+    assert answer.status == 404
+    assert await answer.json() == {"request_id": braced, "state": "unknown"}
 
 
 @pytest.mark.parametrize("wait", ["1_0", " 1", "1e1", "-1", "61", "nan"])

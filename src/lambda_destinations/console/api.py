@@ -47,7 +47,9 @@ _waits = 0  # waits held now, in this process
 _SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
-@routes.get("/api/invocations/{request_id}")
+# Any segment: aiohttp's default pattern takes no brace, and an id in braces (a GUID as some
+# languages print it) is an id of no record, not an address of no API (another JSON shape).
+@routes.get("/api/invocations/{request_id:[^/]+}")
 async def invocation(request: web.Request) -> web.Response:
     """How an asynchronous invocation ended: the JSON of ``result --json`` (README, "The
     JSON"). 404 with ``"state": "unknown"`` while the store has no record of it; ``?wait=S``
