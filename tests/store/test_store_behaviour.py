@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import fnmatch
+import json
 import random
 from typing import Any
 
@@ -225,6 +226,11 @@ JSON_VALUES = [
     {},
     [],
     {"deep": {"deeper": {"deepest": [[[{"x": 10**15}]]]}}},
+    # numbers SQLite's NUMERIC affinity turned into others: past 64 bits (a double), an
+    # integral float (an integer)
+    10**20 + 1,
+    12345678901234567890,
+    1.0,
     # the key the store wraps a value jsonb cannot hold under, in a payload of its own
     {JSON_TEXT_KEY: "[1,2]"},
     {JSON_TEXT_KEY: '"a\\u0000b"'},
@@ -258,6 +264,8 @@ async def test_save_and_get_round_trip_every_field(
     # then: equal field by field, times aware and in UTC
     assert got is not None
     assert got == dataclasses.replace(row, delivery_count=1)
+    # and of the same type: 1.0 == 1 in Python, not in JSON text
+    assert json.dumps(got.response_payload, sort_keys=True) == json.dumps(payload, sort_keys=True)
     for value in (got.timestamp, got.first_seen_at, got.status_at):
         assert value is not None
         assert value.utcoffset() == dt.timedelta(0)

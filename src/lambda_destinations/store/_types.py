@@ -94,7 +94,21 @@ def store_json(value: Any, *, jsonb: bool = False) -> str:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=True)
     if (jsonb and _JSONB_REFUSES.search(text)) or _wrapped(value):
         return orjson.dumps({JSON_TEXT_KEY: text}).decode()
+    if not jsonb and text[0] in _NUMBER_STARTS and not _sqlite_keeps(value):
+        # SQLite's JSON column has NUMERIC affinity: it stores the text of a number as a number,
+        # 1.0 as 1 and an integer past 64 bits as a double (digits lost). As text, it is kept.
+        return orjson.dumps({JSON_TEXT_KEY: text}).decode()
     return text
+
+
+# How the JSON text of a number begins.
+_NUMBER_STARTS = frozenset("-0123456789")
+_INT64 = range(-(2**63), 2**63)
+
+
+def _sqlite_keeps(number: Any) -> bool:
+    """Whether SQLite's NUMERIC affinity reads ``number`` back as it is: a 64-bit integer."""
+    return type(number) is int and number in _INT64
 
 
 def store_jsonb(value: Any) -> str:
