@@ -561,3 +561,30 @@ def test_a_failure_s_function_logs_open_from_its_page_and_every_attempt_on_reque
         assert lines.index("first try") < lines.index("charging order 42")
         page.click("#back-to-failure")
         at_failure(page, key)
+
+
+def test_a_double_click_on_replay_sends_one_replay_and_shows_its_outcome(
+    page: Any, console: RunningConsole, world: World
+) -> None:
+    # A second send of the form while the first invokes was answered "not replayed: attempt 1
+    # has no outcome yet ... Edit the payload, then replay to run it again", the answer the
+    # browser showed, though the first click had replayed it.
+    record = failure_record(random.Random("double-click"), function="orders-api")
+    record["requestContext"]["functionArn"] = world.records["timeout"]["requestContext"][
+        "functionArn"
+    ]
+    key = run(stored_failure(world.store_url, record=record)).key
+    sign_in(page, console)
+    page.goto(console.url + failure_path(key))
+    posted: list[str] = []
+    page.on(
+        "request", lambda request: posted.append(request.url) if request.method == "POST" else None
+    )
+
+    page.click("#replay", click_count=2, delay=5)
+    at_failure(page, key)
+
+    assert len(posted) == 1
+    assert page.locator("#outcome").inner_text().startswith("Replayed: attempt 1 invoked")
+    assert [a.action for a in actions_of(world, key)] == ["replay"]
+    assert len(replays_of(world, key)) == 1

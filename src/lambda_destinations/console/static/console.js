@@ -1,6 +1,6 @@
 // The console's only script: checks a payload is JSON before it is sent, enables Purge once
-// the queue's name is typed, and follows a running job. The server checks the first two
-// again; pages work without it.
+// the queue's name is typed, sends an action's form once however often it is clicked, and
+// follows a running job. The server checks the first two again; pages work without it.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   for (const area of document.querySelectorAll("textarea[data-json]")) {
@@ -35,6 +35,21 @@ document.addEventListener("DOMContentLoaded", () => {
     input.addEventListener("input", update);
     update();
   }
+  // An action's form is sent once: a double click would send it twice, and the browser shows
+  // the second answer only (a replay's "not replayed: attempt 1 has no outcome yet", a
+  // resend's "not resent: being resent") while the first did what was asked.
+  const sent = new WeakSet();
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (event.defaultPrevented || form.method !== "post") return;
+    if (sent.has(form)) event.preventDefault();
+    else sent.add(form);
+  });
+  // Back to this page from the browser's cache: its forms may be sent again (the server
+  // decides what a second send does).
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) for (const form of document.forms) sent.delete(form);
+  });
   // A running job: its page again every second, #job-now swapped in place (focus and reading
   // stay where they are); the end is said once, through #job-said.
   const now = document.querySelector("#job-now[data-follow]");
