@@ -57,8 +57,11 @@ resource "aws_ecs_task_definition" "worker" {
     # SIGTERM, then shutdown_grace for in-flight handlers, then a few seconds to release and
     # flush; ECS sends SIGKILL only after this.
     stopTimeout = local.shutdown_grace + 10
+    # The image's own check: it asks the ops server on loopback (::1 when
+    # LAMBDA_DESTINATIONS_OPS_HOST is ::) at LAMBDA_DESTINATIONS_OPS_PORT, never through an
+    # HTTP_PROXY the task sets, and passes on the worker's own 200 alone.
     healthCheck = {
-      command     = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${local.ops_port}/healthz', timeout=4)"]
+      command     = ["CMD", "lambda-destinations", "healthcheck"]
       interval    = 15
       timeout     = 5
       retries     = 3

@@ -195,7 +195,6 @@ def test_the_task_definition_matches_the_template(module: dict[str, dict[str, An
     body = definition["container_definitions"]
     assert "stopTimeout = local.shutdown_grace + 10" in body
     assert local["shutdown_grace"] + 10 == container["StopTimeout"]
-    assert "/healthz" in body
     assert "readonlyRootFilesystem = true" in body
     assert '[{name = "LAMBDA_DESTINATIONS_STORE", valueFrom = var.store_secret_arn}]' in body
     assert '[{name = "LAMBDA_DESTINATIONS_SECRETS", valueFrom = var.handler_secret_arn}]' in body
