@@ -50,6 +50,9 @@ resource "aws_ecs_task_definition" "worker" {
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp" }]
     portMappings           = [{ name = "ops", containerPort = local.ops_port, protocol = "tcp" }]
     environment            = [for key, value in local.environment : { name = key, value = value }]
+    # No capability: the worker needs none (uid 10001, port 8080). Fargate takes no
+    # no-new-privileges option; with no capability left, a setuid program gains none.
+    linuxParameters = { capabilities = { drop = ["ALL"] } }
     secrets = concat(
       [{ name = "LAMBDA_DESTINATIONS_STORE", valueFrom = var.store_secret_arn }],
       var.handler_secret_arn == "" ? [] : [{ name = "LAMBDA_DESTINATIONS_SECRETS", valueFrom = var.handler_secret_arn }],

@@ -19,6 +19,7 @@ from deploy_helpers import (
     README,
     TEMPLATE,
     expand_foreach,
+    load_manifests,
     load_template,
     resolve_conditions,
     resolve_references,
@@ -229,6 +230,7 @@ def test_the_stack_creates_the_ecs_service_and_task_definition_in_moto(
     assert _secrets(container) == {
         "LAMBDA_DESTINATIONS_STORE": stack["parameters"]["StoreSecretArn"]
     }
+    assert container["linuxParameters"]["capabilities"] == {"drop": ["ALL"]}
     assert "TaskRole" in resources
     assert "Service" in resources
 
@@ -456,6 +458,17 @@ def test_stop_timeout_health_check_and_ops_port_agree_with_the_settings() -> Non
     assert [p["ContainerPort"] for p in container["PortMappings"]] == [port]
     # the health check reads the port from that environment: test_ecs_health_check runs it
     assert container["ReadonlyRootFilesystem"] is True
+
+
+def test_the_container_drops_every_capability_as_the_kubernetes_pod_does() -> None:
+    # README, "Running in a container": the worker needs no capability; Fargate takes no
+    # no-new-privileges, so dropping them all is what keeps a setuid program from gaining one
+    container = _container(load_template())
+    (deployment,) = [m for k, m in load_manifests().items() if k.startswith("Deployment/")]
+    (worker,) = deployment["spec"]["template"]["spec"]["containers"]
+    dropped = worker["securityContext"]["capabilities"]["drop"]
+    assert dropped == ["ALL"]
+    assert container["LinuxParameters"] == {"Capabilities": {"Drop": dropped}}
 
 
 def test_the_environment_the_template_sets_is_settings_the_worker_accepts(

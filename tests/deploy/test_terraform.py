@@ -196,6 +196,8 @@ def test_the_task_definition_matches_the_template(module: dict[str, dict[str, An
     assert "stopTimeout = local.shutdown_grace + 10" in body
     assert local["shutdown_grace"] + 10 == container["StopTimeout"]
     assert "readonlyRootFilesystem = true" in body
+    assert container["LinuxParameters"] == {"Capabilities": {"Drop": ["ALL"]}}
+    assert 'linuxParameters = {capabilities = {drop = ["ALL"]}}' in body
     assert '[{name = "LAMBDA_DESTINATIONS_STORE", valueFrom = var.store_secret_arn}]' in body
     assert '[{name = "LAMBDA_DESTINATIONS_SECRETS", valueFrom = var.handler_secret_arn}]' in body
 
