@@ -36,6 +36,11 @@ NOT_TLS = frozenset(
     {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
 )
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+# A label of an endpoint's host name as botocore takes it (``botocore.utils.
+# is_valid_endpoint_url``): letters, digits and hyphens, no hyphen at either end. It refuses
+# any other host, and a URL with a tab or a line break, with a bare ValueError ("Invalid
+# endpoint") when a client is made: a traceback.
+_ENDPOINT_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 def check_port(url: str) -> None:
@@ -112,6 +117,31 @@ def is_host(host: str) -> bool:
     except UnicodeError:
         return False
     return all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def endpoint_host_problem(url: str) -> str | None:
+    """What keeps botocore from making a client for the endpoint ``url`` (an http(s) URL with
+    a host, its port checked): a whitespace or control character in it, or a host that is
+    neither an IP address nor a name of letters, digits, hyphens and dots; None when there is
+    nothing. The problem repeats no part of the URL but its host (which holds no secret)."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "a space, tab or control character is in it: remove it"
+    host = urllib.parse.urlsplit(url).hostname or ""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host.replace("%25", "%"))  # an IPv6 zone, percent-encoded
+        return None
+    labels = host.removesuffix(".").split(".")
+    if len(host) <= 255 and all(_ENDPOINT_LABEL.fullmatch(label) for label in labels):
+        return None
+    try:
+        ascii_host = ascii_domain(host)
+    except UnicodeError:
+        ascii_host = host
+    write = f": write it as {ascii_host}" if ascii_host != host else ""
+    return (
+        f"its host {host!r} is not a host name AWS's SDK takes (letters, digits, '-' and '.', "
+        f"no '-' at either end of a part, no '_'){write}"
+    )
 
 
 def queue_name(url_or_name: str) -> str:

@@ -10,6 +10,7 @@ from lambda_destinations._lifetime import Lifetime
 from lambda_destinations._version import version
 from lambda_destinations.config import ENV_PREFIX, AccountRole, Settings
 from lambda_destinations.errors import ConfigError, LambdaDestinationsError
+from lambda_destinations.redact import mask_url
 
 if TYPE_CHECKING:
     from aiobotocore.config import AioConfig
@@ -189,16 +190,43 @@ class AwsClients(Lifetime):
         if client is None:  # made once: every Invoke of a replay asks for it
             config = self._config.merge(_single_attempt()) if send_once else self._config
             session = self._session if own else self._account_session(str(account))
-            client = await self._stack.enter_async_context(
-                session.create_client(  # region None: the config's, the settings' region
-                    service,
-                    region_name=region,
-                    endpoint_url=self._settings.endpoint_url,
-                    config=config,
+            try:
+                client = await self._stack.enter_async_context(
+                    session.create_client(  # region None: the config's, the settings' region
+                        service,
+                        region_name=region,
+                        endpoint_url=self._settings.endpoint_url,
+                        config=config,
+                    )
                 )
-            )
+            except ValueError as exc:
+                raise self._endpoint_refused(exc, service) or exc from None
             self._clients[key] = client
         return client
+
+    def _endpoint_refused(self, exc: ValueError, service: str) -> ConfigError | None:
+        """The line of botocore's refusal of the endpoint it was to use for ``service`` (a
+        bare ValueError, "Invalid endpoint: URL"), naming where it was set: the setting, else
+        botocore's own AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE> or the AWS config file;
+        None for any other ValueError."""
+        url = str(exc).removeprefix("Invalid endpoint: ")
+        if url == str(exc):
+            return None
+        if self._settings.endpoint_url is not None:
+            where = self._settings.set_in("endpoint_url")
+        else:
+            named = sorted(
+                name
+                for name, value in os.environ.items()
+                if name.startswith("AWS_ENDPOINT_URL") and value == url
+            )
+            where = named[0] if named else "endpoint_url in the AWS config file's profile"
+        return ConfigError(
+            f"the endpoint {mask_url(url)!r} ({where}) for {service} is not a URL AWS's SDK "
+            "takes: give an http:// or https:// URL whose host is a name or an address, such "
+            f"as http://127.0.0.1:4566, or unset it ({ENV_PREFIX}ENDPOINT_URL sets one "
+            "endpoint for every service)"
+        )
 
     def _account_session(self, account: str) -> AioSession:
         """A session whose credentials are those of ``account``'s role, got with sts:AssumeRole

@@ -49,6 +49,7 @@ from lambda_destinations._urls import (
     BRACKET_UNCLOSED,
     IPV6_BRACKETS,
     check_port,
+    endpoint_host_problem,
     is_host,
     unbracketed_ipv6,
 )
@@ -519,6 +520,8 @@ class Settings(BaseSettings):
                 "credentials): remove it, such as http://127.0.0.1:4566"
             )
         check_port(value.strip())  # before the path's fix repeats the port
+        if (problem := endpoint_host_problem(value.strip())) is not None:
+            raise ValueError(problem)
         if parts.path not in ("", "/"):
             # AWS answers at the root of its endpoints (every SDK's form, LocalStack's and
             # moto's): a path reaches a web server's page, and every call would fail at run time.

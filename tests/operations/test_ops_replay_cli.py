@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from ops_helpers import (
     ENTRY,
     NO_CREDENTIALS,
@@ -27,6 +28,7 @@ from ops_helpers import (
 )
 
 from lambda_destinations.aws import AwsClients
+from lambda_destinations.cli import cli as cli_group
 from lambda_destinations.config import Settings
 from lambda_destinations.operations import RateLimiter
 from lambda_destinations.operations.replay import ReplayResult, ReplayState, replay_invocation
@@ -556,6 +558,31 @@ def test_a_replay_still_throttled_after_its_tries_says_nothing_tries_it_again(
             "concurrency) on each try: nothing was done; run it again later, sending fewer at "
             "once (a command's --rate), or ask AWS to raise the quota"
         )
+
+
+def test_a_lambda_endpoint_botocore_refuses_ends_the_replay_at_exit_3_with_nothing_in_doubt(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a failure, and botocore's own variable naming a Lambda endpoint it cannot use
+    (row,) = [row_of(failure_body(1)[0])]
+    seed_sync(sqlite_url, [row])
+    monkeypatch.delenv("LAMBDA_DESTINATIONS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", "http://my_host:4566")
+
+    # when
+    result = CliRunner().invoke(
+        cli_group, ["replay", row.request_id or "", "--yes", "--store", sqlite_url]
+    )
+
+    # then: the endpoint's line and exit 3; the attempt ended as an error, since no client
+    # could be made and nothing was sent (before: "in doubt, may have reached Lambda", which
+    # a later replay skips without --force, and exit 1)
+    assert result.exit_code == 3, result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: the endpoint 'http://my_host:4566' (AWS_ENDPOINT_URL_LAMBDA)")
+    (attempt,) = ledger(sqlite_url, [row])[row.key]
+    assert attempt.outcome is ReplayOutcome.ERROR
+    assert "in doubt" not in (attempt.detail or "")
 
 
 class HangUpServer:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from lambda_destinations.aws import invoke_event
+from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers.replay import (
     SAME_INVOCATION,
     NotReplayable,
@@ -439,7 +440,10 @@ async def _invoke_recorded(
         raise
     except Exception as exc:
         detail = _describe(exc, credentials)
-        if answered(exc):
+        # A setting that keeps the client from being made (an endpoint botocore refuses):
+        # nothing was sent, and every other replay would fail alike.
+        unusable = isinstance(exc, ConfigError)
+        if unusable or answered(exc):
             # Lambda did not take the invocation: the attempt ends here and a later replay
             # may try again without force.
             error = ErrorReason.REFUSED
@@ -450,7 +454,7 @@ async def _invoke_recorded(
             error = ErrorReason.IN_DOUBT
             detail = f"{IN_DOUBT}: {detail}"
             await store.update_replay(attempt.id, detail=detail)
-        if isinstance(exc, (*CONNECTION_ERRORS, *SETUP_ERRORS)):
+        if unusable or isinstance(exc, (*CONNECTION_ERRORS, *SETUP_ERRORS)):
             raise  # the endpoint is away, no credentials: every other replay would fail alike
         return dataclasses.replace(result, state=ReplayState.ERROR, error=error, detail=detail)
     await store.update_replay(
