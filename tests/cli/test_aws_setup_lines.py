@@ -97,3 +97,25 @@ def test_an_sdk_endpoint_variable_botocore_refuses_is_one_line_and_exit_3(
         " sets one endpoint for every service)"
     )
     assert "s3cr3t" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args", [["dlq", "peek", "q"], ["invoke", "orders-api"], ["simulate", "--queue", "q"]]
+)
+def test_a_profile_that_does_not_exist_is_exit_3_with_the_fix_for_every_command(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_PROFILE", "nosuch")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+
+    result = CliRunner().invoke(cli, args)
+
+    # before: exit 1 and botocore's words alone ("The config profile (nosuch) could not be
+    # found"), where `run` and `doctor` said which profile and what to fix
+    assert result.exit_code == 3, result.output
+    assert error_line(result) == (
+        "error: cannot get the AWS credentials from the AWS profile 'nosuch' (AWS_PROFILE) "
+        "(ProfileNotFound: The config profile (nosuch) could not be found): fix AWS_PROFILE or "
+        "the profile in the AWS config file"
+    )

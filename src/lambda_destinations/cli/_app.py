@@ -395,7 +395,7 @@ def describe_aws_error(
         PartialCredentialsError,
     )
 
-    from lambda_destinations.retrying import CONNECTION_ERRORS
+    from lambda_destinations.retrying import CONNECTION_ERRORS, SETUP_ERRORS
 
     if isinstance(exc, CONNECTION_ERRORS):
         return (
@@ -411,6 +411,10 @@ def describe_aws_error(
         )
     if isinstance(exc, NoRegionError):
         return NO_REGION, EXIT_CONFIG
+    if isinstance(exc, SETUP_ERRORS):  # a profile that does not exist, a source that failed
+        from lambda_destinations.aws import CredentialsUnavailable
+
+        return str(CredentialsUnavailable.of(exc)), EXIT_CONFIG
     if isinstance(exc, QueueNotFound):
         return str(exc), EXIT_USAGE
     if (not_aws := _not_aws_line(exc, endpoint, not_aws_fix)) is not None:
