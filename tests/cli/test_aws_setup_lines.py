@@ -119,3 +119,19 @@ def test_a_profile_that_does_not_exist_is_exit_3_with_the_fix_for_every_command(
         "(ProfileNotFound: The config profile (nosuch) could not be found): fix AWS_PROFILE or "
         "the profile in the AWS config file"
     )
+
+
+def test_a_config_option_naming_a_folder_is_the_settings_file_s_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "conf").mkdir()
+
+    result = CliRunner().invoke(cli, ["failures", "list", "--config", "conf"])
+
+    # before: click's "Invalid value for '--config': File 'conf' is a directory.", exit 2,
+    # with no fix, where LAMBDA_DESTINATIONS_CONFIG naming it was exit 3 with one
+    assert result.exit_code == 3, result.output
+    assert error_line(result) == (
+        "error: config file conf is a folder: name a readable TOML file in --config"
+    )

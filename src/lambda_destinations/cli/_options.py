@@ -45,7 +45,8 @@ _SETTING_OPTIONS = (
     click.option(
         "--config",
         "config_file",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),
+        metavar="FILE",
         help="TOML settings file [env: LAMBDA_DESTINATIONS_CONFIG].",
     ),
     click.option(
