@@ -158,6 +158,43 @@ async def test_groups_are_per_function_and_error_type(
     )
 
 
+async def test_a_function_of_the_same_name_in_another_account_or_region_has_its_own_group(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: orders-api failing in the account and the region of the others, and a function of
+    # the same name in another account and in another region (staging and prod, say), once each
+    url, _ = make_queue("storm-accounts")
+    number = unique_number()
+    records = [failure_record("orders-api") for _ in range(3)]
+    for account, region in (("210987654321", "us-east-1"), ("123456789012", "eu-west-1")):
+        other = failure_record("orders-api")
+        arn = f"arn:aws:lambda:{region}:{account}:function:orders-api:$LATEST"
+        other["requestContext"]["functionArn"] = arn
+        records.append(other)
+    send_records(sqs, url, records)
+    settings = storm_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        number=number,
+        window=600,
+        send_first=1,
+        message="{account} {region} {function_name}",
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    # then: the storm of the first holds its own alerts back, not the others' first ones
+    texts = sms_to(endpoint_url, number)
+    assert sorted(texts) == [
+        "123456789012 eu-west-1 orders-api",
+        "123456789012 us-east-1 orders-api",
+        "210987654321 us-east-1 orders-api",
+    ]
+
+
 async def test_an_email_digest_goes_out_once_by_ses(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
 ) -> None:

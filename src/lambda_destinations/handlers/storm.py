@@ -1,9 +1,11 @@
 """Alert storms: the first alerts of a window go out at once, the rest become one digest.
 
-Notifiers (``sms``, ``email``) group records per (notifier, function, error type). The first
-record of a quiet group opens a window (``window``, default 5 minutes); the first ``send_first``
-records of the window (default 3) are sent at once, the others are counted, and when the window
-ends one digest goes out: "37 more failures of orders-api / TimeoutError in the last 5 minutes".
+Notifiers (``sms``, ``email``, ``webhook``) group records per (notifier, function, error type),
+a function being its ARN without qualifier (one of the same name in another account or region
+is another). The first record of a quiet group opens a window (``window``, default 5
+minutes); the first ``send_first`` records of the window (default 3) are sent at once, the
+others are counted, and when the window ends one digest goes out: "37 more failures of
+orders-api / TimeoutError in the last 5 minutes".
 
 The windows live in the store (:meth:`~lambda_destinations.store.Store.admit_alert`), so every
 replica counts into the same window, a redelivered record keeps the place it had (it is sent
@@ -192,11 +194,16 @@ async def retry_digest(send: Callable[[], Awaitable[None]], context: JobContext)
     )
 
 
-def alert_group(message: DecodedMessage) -> tuple[str, str]:
-    """(function name, error type) of a record; the condition stands in for a missing type."""
-    function = message.function.function_name if message.function else None
+def alert_group(message: DecodedMessage) -> tuple[str, str, str]:
+    """(function, function name, error type) of a record: the function is its unqualified
+    ARN, so that a function of the same name in another account or region (staging's, a
+    team's) has a window of its own; the condition stands in for a missing type."""
     label = message.error_type or message.condition or "unknown"
-    return function or f"request {message.request_id}", label
+    function = message.function
+    if function is None:
+        name = f"request {message.request_id}"
+        return name, name, label
+    return function.unqualified, function.function_name, label
 
 
 async def admit(
@@ -205,7 +212,7 @@ async def admit(
     """Whether ``handler`` sends ``message`` now (True) or leaves it to the window's digest."""
     if not policy.enabled:
         return True
-    function, label = alert_group(message)
+    function, name, label = alert_group(message)
     admission = await delivery_of(context).store.admit_alert(
         scope_of(handler, function, label),
         message.key,
@@ -214,7 +221,7 @@ async def admit(
         digest_kind=DIGEST_KIND,
         digest_payload={
             "handler": handler,
-            "function_name": function,
+            "function_name": name,
             "error_type": label,
             "window": policy.window,
         },
