@@ -390,3 +390,49 @@ def test_numbers_are_kept_in_e164_form(handler_settings: Callable[..., Settings]
     assert handler.attributes == {
         "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}
     }
+
+
+@pytest.mark.parametrize(
+    ("setting", "number"),
+    [
+        ("phone_numbers[0]", "+1 415 555 2671 x123"),
+        ("phone_numbers[0]", "+14155552671;ext=12"),
+        ("origination_number", "+1 800 555 0100 ext. 7"),
+    ],
+)
+def test_a_number_with_an_extension_is_refused_not_texted_without_it(
+    setting: str, number: str, handler_settings: Callable[..., Settings]
+) -> None:
+    # an SMS reaches no extension: texting the number without it would alert a switchboard
+    options: dict[str, Any] = {"phone_numbers": ["+14155552671"]}
+    if setting == "origination_number":
+        options["origination_number"] = number
+    else:
+        options["phone_numbers"] = [number]
+
+    with pytest.raises(ConfigError) as info:
+        build("oncall", options, handler_settings("q"))
+
+    text = str(info.value)
+    assert text.startswith(f"handlers.oncall.{setting}: "), text
+    assert "extension" in text
+    assert "write the number without it" in text
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        ("0033 6 12 34 56 78", "it starts with 00, a dialling prefix, where E.164 has +"),
+        ("011 33 6 12 34 56 78", "it starts with 011, a dialling prefix, where E.164 has +"),
+        ("(415) 555-2671", "it has no country calling code"),
+    ],
+)
+def test_a_number_without_its_plus_says_what_is_missing(
+    number: str, reason: str, handler_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        build("oncall", {"phone_numbers": [number]}, handler_settings("q"))
+
+    text = str(info.value)
+    assert f"is not a phone number ({reason}); write it in international form" in text, text
+    assert "default region" not in text

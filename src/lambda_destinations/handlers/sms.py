@@ -223,15 +223,29 @@ def _echoed_number(number: str) -> str:
     return repr(mask_typed_phone(number))
 
 
+# International dialling prefixes a number may be written with in place of E.164's +: 00 (most
+# of the world) and 011 (North America).
+_DIALLING_PREFIX = re.compile(r"\s*(00|011)(?=[\s\d])")
+
+
+def _no_country_code(number: str) -> str:
+    """Why ``number``, which phonenumbers reads no country calling code in, is no number."""
+    if number.strip().startswith("+"):  # phonenumbers: "Could not interpret numbers after +"
+        return "no country has the calling code after its +"
+    if (prefix := _DIALLING_PREFIX.match(number)) is not None:
+        return f"it starts with {prefix.group(1)}, a dialling prefix, where E.164 has +"
+    return "it has no country calling code"
+
+
 def e164(number: str, where: str) -> str:
     """``number`` in E.164 form (``+14155552671``), or ConfigError naming ``where``."""
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException as exc:
         why = str(exc).split(") ", 1)[-1]
-        if exc.error_type == exc.INVALID_COUNTRY_CODE and number.strip().startswith("+"):
-            # phonenumbers says "Could not interpret numbers after plus-sign."
-            why = "no country has the calling code after its +"
+        if exc.error_type == exc.INVALID_COUNTRY_CODE:
+            # phonenumbers says "Missing or invalid default region." of a number without +
+            why = _no_country_code(number)
         # The example is spaced: the line is redacted, and a phone number in it masked
         # ("+14*****2671"), the example too when written in one piece.
         raise ConfigError(
@@ -241,6 +255,13 @@ def e164(number: str, where: str) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise ConfigError(
             f"{where}: {_echoed_number(number)} is not a valid phone number for its country"
+        )
+    if parsed.extension:
+        # E.164 has no extension, nor does a text message reach one: the number without it
+        # is a switchboard's, where no one reads the alert.
+        raise ConfigError(
+            f"{where}: {_echoed_number(number)} has an extension, which no text message "
+            "reaches: write the number without it, a mobile's"
         )
     formatted: str = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return formatted
