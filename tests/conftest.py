@@ -87,6 +87,8 @@ def _structlog_per_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         configure(**{**settings, "cache_logger_on_first_use": False})
 
     monkeypatch.setattr(structlog, "configure", configure_without_cache)
+    # a command's last line in JSON only as long as the test's own configuration says so
+    monkeypatch.setattr("lambda_destinations.logs._final_lines_json", False)
     yield
     structlog.reset_defaults()
 

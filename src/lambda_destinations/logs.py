@@ -40,6 +40,8 @@ def configure_logging(
 
     ``hide``: events for which it returns true are not written (dev leaves out what it
     shows in its own words)."""
+    global _final_lines_json
+    _final_lines_json = fmt == "json"
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer: list[structlog.typing.Processor]
@@ -72,6 +74,22 @@ def configure_logging(
 
 
 _TIMESTAMP = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+# Whether the line a command ends on (its error, `interrupted`) is a JSON log line: where the
+# JSON format was asked for (a container's log pipeline parses every line), not where `auto`
+# chose it (a script or a person reading stderr in a file keeps the plain line).
+_final_lines_json = False
+
+
+def final_line(text: str, *, exit_code: int, level: Literal["warning", "error"]) -> bool:
+    """Log the line a command ends on as a JSON object (``text`` its event, with ``level``
+    and ``exit_code``) where the JSON log format was asked for; False where it was not, for
+    the caller to write the plain line."""
+    if not _final_lines_json:
+        return False
+    logger = structlog.get_logger("lambda_destinations.cli")
+    logger.log(LEVELS[level], text, exit_code=exit_code)
+    return True
 
 
 def _standard_logging(

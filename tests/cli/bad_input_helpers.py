@@ -35,7 +35,7 @@ def cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``lambda-destinations`` as a user would: a new process, its real entry point; the
     variables named in ``unset`` are left out of its environment."""
-    given = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})}
+    given = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto", **(env or {})}
     for name in unset:
         given.pop(name, None)
     return subprocess.run(

@@ -2030,7 +2030,7 @@ def test_run_stopped_while_waiting_for_sqs_exits_130(tmp_path: Path) -> None:
     # given: a worker that cannot reach SQS, retrying
     with subprocess.Popen(
         [*ENTRY, "run", "--queues", "q", "--endpoint-url", "http://127.0.0.1:1"],
-        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"},
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto"},
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
@@ -2083,7 +2083,7 @@ def console_store(sqlite_url: str) -> str:
 
 def test_a_console_outside_dev_s_folder_creates_no_store_and_says_so(tmp_path: Path) -> None:
     # given: a folder with no settings and no store (dev ran in another one)
-    env = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    env = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto"}
     for name in ("LAMBDA_DESTINATIONS_STORE", "LAMBDA_DESTINATIONS_CONFIG"):
         env.pop(name, None)
 
@@ -2517,6 +2517,7 @@ def test_a_handler_error_of_megabytes_is_logged_cut_and_retried(tmp_path: Path) 
     env = {
         "PYTHONPATH": str(tmp_path),
         "LAMBDA_DESTINATIONS_ROUTES": '[{"handlers": ["persist", "loud:loud"]}]',
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",  # dev's auto is its console's
     }
 
     # when: dev runs two simulated records through it

@@ -46,6 +46,20 @@ def run(
     )
 
 
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The last line, with JSON logs one JSON object: its event, as the plain line says it."""
+    last = json.loads(result.stderr.strip().splitlines()[-1])
+    assert (last["level"], last["exit_code"]) == ("error", result.returncode), last
+    return f"error: {last['event']}"
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The JSON lines at level error, as the plain lines say them; none of them plain."""
+    assert not [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    return [f"error: {line['event']}" for line in lines if line["level"] == "error"]
+
+
 def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
     for leak in ("ResourceWarning", "Unclosed", "unclosed", "Traceback"):
         assert leak not in result.stderr, result.stderr
@@ -70,7 +84,7 @@ def test_a_fifo_queue_stops_the_start_with_nothing_left_open(sqs, make_queue, ba
     finally:
         sqs.delete_queue(QueueUrl=fifo["QueueUrl"])
     assert result.returncode == 3, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: queue start-fail.fifo is FIFO")
+    assert error_line(result).startswith("error: queue start-fail.fifo is FIFO")
     assert_clean(result)
 
 
@@ -80,7 +94,7 @@ def test_one_queue_by_its_name_and_its_url_stops_the_start(make_queue, base_env)
     name = url.rsplit("/", 1)[-1]
     result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": f"{url},{name}"})
     assert result.returncode == 3, result.stderr
-    line = result.stderr.strip().splitlines()[-1]
+    line = error_line(result)
     assert line == (
         f"error: queues {url!r} and {name!r} are the same queue: "
         "list it once in LAMBDA_DESTINATIONS_QUEUES"
@@ -96,7 +110,7 @@ def test_a_queue_arn_of_another_region_stops_the_start(sqs, make_queue, base_env
     ].replace(":us-east-1:", ":eu-west-1:")
     result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": arn})
     assert result.returncode == 3, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert error_line(result) == (
         f"error: queue {arn!r} is in eu-west-1, the worker in us-east-1: "
         "set LAMBDA_DESTINATIONS_REGION=eu-west-1, or run one worker per region"
     )
@@ -112,7 +126,7 @@ def test_a_queue_url_of_another_region_stops_the_start(make_queue, base_env) -> 
     other = f"https://sqs.eu-west-1.amazonaws.com/{account}/{name}"
     result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": other})
     assert result.returncode == 3, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert error_line(result) == (
         f"error: queue {other} is in eu-west-1, the worker in us-east-1: set "
         "LAMBDA_DESTINATIONS_REGION=eu-west-1, or run one worker per region "
         "(or fix LAMBDA_DESTINATIONS_QUEUES)"
@@ -150,7 +164,7 @@ def test_a_topic_arn_given_as_a_queue_stops_the_start_naming_the_way_to_its_queu
     topic = "arn:aws:sns:us-east-1:123456789012:order-failures"
     result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": topic})
     assert result.returncode == 3, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert error_line(result) == (
         f"error: queue {topic!r} is an SNS topic's ARN, not a queue's: fix "
         "LAMBDA_DESTINATIONS_QUEUES: name the SQS queue subscribed to the topic (`aws sns "
         f"list-subscriptions-by-topic --topic-arn {topic}` lists them)"
@@ -166,7 +180,7 @@ def test_a_queue_no_queue_could_be_named_stops_the_start(queue: str, base_env) -
     # a queue no one can create (a URL without its scheme, a space, a sign no name takes)
     result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": queue})
     assert result.returncode == 3, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert error_line(result) == (
         f"error: queue {queue!r} is no queue URL, name or ARN: fix LAMBDA_DESTINATIONS_QUEUES "
         "(https://sqs.REGION.amazonaws.com/ACCOUNT/NAME, a name of letters, digits, - and _, or "
         "arn:aws:sqs:REGION:ACCOUNT:NAME)"
@@ -181,7 +195,7 @@ def test_a_bad_route_stops_the_start_with_nothing_left_open(make_queue, base_env
         {**base_env, "LAMBDA_DESTINATIONS_QUEUES": good, "LAMBDA_DESTINATIONS_ROUTES": routes}
     )
     assert result.returncode == 3, result.stderr
-    assert "no-such-handler" in result.stderr.strip().splitlines()[-1]
+    assert "no-such-handler" in error_line(result)
     assert_clean(result)
 
 
@@ -202,7 +216,7 @@ def test_run_once_gives_up_on_an_unreachable_endpoint_with_exit_4(
 
     # then: exit 4 with one line naming what stayed away, and nothing left open
     assert result.returncode == 4, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = error_lines(result)
     assert len(errors) == 1
     assert errors[0].startswith(f"error: {what} stayed unreachable for 3s")
     assert_clean(result)
@@ -226,7 +240,7 @@ def test_run_once_gives_up_on_a_store_with_no_room_with_the_store_s_own_fix(
     # then: exit 4 with one line ending with the store's own fix (it added "check the store URL
     # and that the database server is up", of a file on this machine's disk)
     assert result.returncode == 4, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = error_lines(result)
     assert errors == [
         f"error: store stayed unreachable for 3s: store {sqlite_url} (LAMBDA_DESTINATIONS_STORE) "
         "is unavailable: disk I/O error (the file is at or near this process's file size limit, "
@@ -273,7 +287,7 @@ def test_an_endpoint_answering_html_pages_is_one_line_naming_the_page(base_env) 
     # then: exit 4; the line names the page by its title, without the page (before, the whole
     # page, over several lines, was in the error and in every retry's log line)
     assert result.returncode == 4, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = error_lines(result)
     assert len(errors) == 1
     assert "an HTML page titled '502 Bad Gateway', not an AWS answer" in errors[0]
     assert "<html" not in result.stderr.lower()
@@ -290,7 +304,7 @@ def test_a_queue_polled_beside_the_queue_it_is_the_dlq_of_stops_the_start(
     name, dlq_name = url.rsplit("/", 1)[-1], dlq.rsplit("/", 1)[-1]
     result = run({**base_env, "LAMBDA_DESTINATIONS_QUEUES": f"{url},{dlq}"})
     assert result.returncode == 3, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert error_line(result) == (
         f"error: {dlq_name} is the dead-letter queue of polled queue {name}: the worker would "
         "take back what is dead-lettered there: take it out of LAMBDA_DESTINATIONS_QUEUES "
         f"(inspect it with `dlq peek {dlq_name}`, move it back with `dlq redrive {dlq_name}`)"

@@ -188,7 +188,7 @@ def test_a_bad_value_for_any_option_is_never_a_traceback(
     runner = CliRunner(
         env={
             "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
-            "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+            "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",
             "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
             "LAMBDA_DESTINATIONS_QUEUES": None,
             "LAMBDA_DESTINATIONS_STORE": None,
@@ -222,7 +222,7 @@ def test_a_bad_value_for_a_server_command_is_never_a_traceback(
     env = {
         **os.environ,
         "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
-        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",
         "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
     }
     for name in ("LAMBDA_DESTINATIONS_QUEUES", "LAMBDA_DESTINATIONS_STORE"):
@@ -267,7 +267,7 @@ def test_commands_other_than_run_dev_and_migrate_never_create_a_file(
     runner = CliRunner(
         env={
             "LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:1",
-            "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+            "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",
             "LAMBDA_DESTINATIONS_STORE": None,  # the default: a file where the command runs
             "LAMBDA_DESTINATIONS_CONFIG": None,
             "LAMBDA_DESTINATIONS_QUEUES": None,

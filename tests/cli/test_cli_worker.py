@@ -24,7 +24,7 @@ def cli(
 ):  # type: ignore[no-untyped-def]
     return subprocess.run(
         [*ENTRY, *args],
-        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})},
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto", **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -340,7 +340,7 @@ def test_run_json_without_once_says_it_is_ignored_and_runs_on(worker_env, make_q
     # given: a worker run with --json but not --once (it was dropped without a word)
     url, _ = make_queue("json-without-once")
     env = {**os.environ, **worker_env, "LAMBDA_DESTINATIONS_QUEUES": url}
-    env |= {"LAMBDA_DESTINATIONS_OPS_PORT": "0", "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    env |= {"LAMBDA_DESTINATIONS_OPS_PORT": "0", "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto"}
     lines = []
     with subprocess.Popen(
         [*ENTRY, "run", "--json"], env=env, stderr=subprocess.PIPE, text=True
@@ -366,7 +366,7 @@ def test_a_worker_whose_log_reader_is_gone_still_stops_on_sigterm(worker_env, ma
     # given: a worker started with its logs read (`run 2>&1 | less`, a terminal over ssh)
     url, _ = make_queue("log-reader-gone")
     env = {**os.environ, **worker_env, "LAMBDA_DESTINATIONS_QUEUES": url}
-    env |= {"LAMBDA_DESTINATIONS_OPS_PORT": "0", "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    env |= {"LAMBDA_DESTINATIONS_OPS_PORT": "0", "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto"}
     process = subprocess.Popen(
         [*ENTRY, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -412,7 +412,7 @@ def test_run_drains_on_the_event_loop_its_setting_names(
     sent = cli("simulate", "--queue", url, "-n", "12", "--no-poison", env=worker_env)
     assert sent.returncode == 0, sent.stderr
     env = {**os.environ, **worker_env, "LAMBDA_DESTINATIONS_QUEUES": url}
-    env |= {"LAMBDA_DESTINATIONS_EVENT_LOOP": setting, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    env |= {"LAMBDA_DESTINATIONS_EVENT_LOOP": setting, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto"}
 
     # when: the worker drains it
     result = subprocess.run(

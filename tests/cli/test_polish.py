@@ -26,7 +26,7 @@ EVENTS = Path(__file__).parents[1] / "events"
 def cli(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> Any:
     return subprocess.run(
         [*ENTRY, *args],
-        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})},
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto", **(env or {})},
         capture_output=True,
         text=True,
         input=stdin,

@@ -41,7 +41,7 @@ async def effect(record, context):
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*ENTRY, *args],
-        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})},
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto", **(env or {})},
         capture_output=True,
         text=True,
         timeout=180,

@@ -53,7 +53,7 @@ def folder() -> Iterator[Path]:
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``lambda-destinations ARGS`` as this user, permissions obeyed, in ``cwd``."""
     env = {**os.environ, "LAMBDA_DESTINATIONS_OPS_PORT": "0"}
-    env["LAMBDA_DESTINATIONS_LOG_FORMAT"] = "json"
+    env["LAMBDA_DESTINATIONS_LOG_FORMAT"] = "auto"
     return subprocess.run(
         [*_prefix(), sys.executable, *MAIN, *args],
         cwd=cwd,

@@ -460,4 +460,5 @@ def test_the_console_stops_on_the_containers_sigterm(image, tmp_path) -> None:
     # then: it stopped at once, with SIGTERM's code and its one line
     assert exit_code == "143", logs
     assert stop_took < 5, f"podman stop took {stop_took:.1f}s"
-    assert logs.splitlines()[-1] == "terminated"
+    last = json.loads(logs.splitlines()[-1])  # the image's JSON logs: its line JSON too
+    assert (last["event"], last["level"], last["exit_code"]) == ("terminated", "warning", 143)

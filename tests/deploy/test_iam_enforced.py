@@ -282,6 +282,15 @@ delay = "1s"
 """
 
 
+def error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The command's last line, in the JSON the configuration's ``log_format`` asks for (every
+    line of its stderr one JSON object), as the plain line says it."""
+    assert all(line.startswith("{") for line in done.stderr.splitlines()), done.stderr
+    last = json.loads(done.stderr.strip().splitlines()[-1])
+    assert (last["level"], last["exit_code"]) == ("error", done.returncode), last
+    return f"error: {last['event']}"
+
+
 def run_cli(
     moto: Moto,
     deployment: Deployment,
@@ -418,7 +427,8 @@ def test_an_operator_command_the_worker_may_not_run_says_so_in_one_line(
 
     # then: the action, SQS's refusal and the fix, exit 3 (credentials), no XML
     assert done.returncode == 3, done
-    (line,) = done.stderr.strip().splitlines()
+    assert len(done.stderr.strip().splitlines()) == 1, done
+    line = error_line(done)
     assert line.startswith("error: ReceiveMessage was refused (AccessDenied: "), line
     assert line.endswith("that they are allowed sqs:ReceiveMessage"), line
     assert "<" not in line
@@ -454,7 +464,7 @@ def test_a_dlq_the_worker_may_not_look_up_stops_the_start_naming_it(
 
     # then: one line, exit 3, naming the DLQ, its queue, the action and the fix
     assert done.returncode == 3, done
-    (line,) = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    line = error_line(done)
     dlq, queue = deployment.arns["SuccessDeadLetterQueue"], deployment.urls["SuccessQueue"]
     assert line.startswith(f"error: GetQueueUrl on {dlq} (the DLQ of {queue}) was refused ("), line
     assert line.endswith("that they are allowed sqs:GetQueueUrl on it"), line
@@ -578,12 +588,12 @@ def test_a_job_the_worker_may_not_receive_for_ends_with_the_permission(
 
     # then: it ends (before, it retried for ever) with exit 4 and the permission to allow
     assert done.returncode == 4, done
-    (line,) = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    line = error_line(done)
     assert line.startswith("error: cannot receive from "), line
     assert "that they are allowed sqs:ReceiveMessage, and run it again" in line
     (warning,) = {
         entry["fix"]
         for entry in _log_lines(done.stderr)
-        if entry["event"].startswith("cannot receive from")
+        if entry["event"].startswith("cannot receive from") and "exit_code" not in entry
     }
     assert warning.startswith("check the worker's AWS credentials and that they are allowed")

@@ -52,7 +52,7 @@ def cli(
     """Run ``lambda-destinations`` as a user would: a new process, its real entry point."""
     return subprocess.run(
         [*ENTRY, *args],
-        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **(env or {})},
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto", **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1043,7 +1043,7 @@ def wait_until_nothing_in_flight(sqs: Any, url: str, *, within: float = 60) -> N
 
 
 def _environ() -> dict[str, str]:
-    return {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json"}
+    return {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto"}
 
 
 # -- reinvoke ---------------------------------------------------------------------------------

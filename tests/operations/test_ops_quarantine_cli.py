@@ -362,7 +362,7 @@ def test_two_cli_resends_at_once_send_once(sqs, quarantined) -> None:
     processes = [
         subprocess.Popen(
             [*ENTRY, *args],
-            env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **env},
+            env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto", **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -245,7 +245,7 @@ def test_invoke_wait_prints_the_response_once_the_record_is_stored(
     lambda_endpoint.create_function("orders-api")
     process = subprocess.Popen(
         [*ENTRY, "invoke", "orders-api", "--payload", "{}", "--wait", "60s"],
-        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "json", **lambda_env},
+        env={**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto", **lambda_env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -119,7 +119,9 @@ def test_a_task_that_dies_fails_healthz_and_stops_the_worker_with_exit_7(
     assert "Traceback (most recent call last)" in failed[0]["exception"]
     cause = "stopped listening" if task == "ops-server" else f"injected failure in {task}"
     assert cause in failed[0]["exception"]
-    assert err.strip().splitlines()[-1].startswith(f"error: the worker's {failed[0]['task']} task")
+    last = json.loads(err.strip().splitlines()[-1])  # JSON logs: the last line JSON too
+    assert (last["level"], last["exit_code"]) == ("error", EXIT_TASK_FAILED)
+    assert last["event"].startswith(f"the worker's {failed[0]['task']} task")
     if task == "ops-server":
         # the server it supervised is gone: nothing answers /healthz any more
         assert unhealthy is None

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -26,6 +26,7 @@ from lambda_destinations.errors import (
     StoreMisconfigured,
     StoreUnavailable,
 )
+from lambda_destinations.logs import final_line
 from lambda_destinations.redact import redact
 
 if TYPE_CHECKING:  # botocore costs every command's start-up, --help included
@@ -83,8 +84,20 @@ class ValueRefused(click.BadParameter):
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print one line on stderr and exit with ``code``."""
-    echo_error(f"error: {message}")
+    say_last(message, code, prefix="error: ")
     sys.exit(code)
+
+
+def say_last(text: str, code: int, *, prefix: str = "") -> None:
+    """Write the line a command ends on with ``code``: with ``log_format`` json, one JSON log
+    line (``text``, level error, ``exit_code``; a code of 130 or 143, an interruption, at
+    level warning) that a log pipeline parses as it parses the rest; else ``prefix`` and
+    ``text`` as :func:`echo_error` writes them."""
+    level: Literal["warning", "error"] = (
+        "warning" if code in (EXIT_INTERRUPTED, EXIT_TERMINATED) else "error"
+    )
+    if not final_line(text, exit_code=code, level=level):
+        echo_error(f"{prefix}{text}")
 
 
 @contextlib.contextmanager
@@ -98,7 +111,7 @@ def click_errors_shown() -> Iterator[None]:
         echo_error(exc.format_message())
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        echo_error(f"error: {_one_line(exc)}")
+        say_last(_one_line(exc), exc.exit_code, prefix="error: ")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         # Ctrl-C before the command's own handling (reports_errors) began: while the command
@@ -128,8 +141,9 @@ def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
     """Leave on a Ctrl-C (or SIGTERM): its line and the documented code."""
     _leaving_on_interrupt()
     terminated = isinstance(exc, Terminated)
-    click.echo("terminated" if terminated else "interrupted", err=True)
-    sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+    code = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    say_last("terminated" if terminated else "interrupted", code)
+    sys.exit(code)
 
 
 def _one_line(exc: click.ClickException) -> str:
@@ -224,7 +238,7 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(EXIT_DECLINED)
         except StoppedBeforeStart as exc:
             _leaving_on_interrupt()
-            echo_error(f"interrupted: {exc}")
+            say_last(f"interrupted: {exc}", EXIT_INTERRUPTED)
             sys.exit(EXIT_INTERRUPTED)
         except KeyboardInterrupt as exc:
             _interrupted(exc)

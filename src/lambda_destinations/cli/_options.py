@@ -18,7 +18,7 @@ from lambda_destinations.config import (
     load_settings,
     misspelt_variables,
 )
-from lambda_destinations.errors import StoreUrlProblem
+from lambda_destinations.errors import ConfigError, StoreUrlProblem
 from lambda_destinations.logs import configure_logging
 from lambda_destinations.redact import mask_url
 
@@ -98,15 +98,22 @@ def settings_options(func: Callable[P, R]) -> Callable[..., R]:
         log_format: str | None,
         **kwargs: Any,
     ) -> R:
-        settings = load_settings(
-            config_file,
-            queues=queues,
-            store=store,
-            endpoint_url=endpoint_url,
-            region=region,
-            log_level=log_level,
-            log_format=log_format,
-        )
+        try:
+            settings = load_settings(
+                config_file,
+                queues=queues,
+                store=store,
+                endpoint_url=endpoint_url,
+                region=region,
+                log_level=log_level,
+                log_format=log_format,
+            )
+        except ConfigError:
+            # The settings' error is the one line written: a JSON one where JSON logs were
+            # asked for (the image's variable), which a log pipeline reads as the others.
+            if (log_format or os.environ.get(f"{ENV_PREFIX}LOG_FORMAT", "")).lower() == "json":
+                configure_logging("json")
+            raise
         configure_logging(settings.log_format, settings.log_level)
         for warning in misspelt_variables(os.environ):
             log.warning(warning)
