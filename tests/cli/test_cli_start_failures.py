@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -186,6 +187,28 @@ def test_a_queue_no_queue_could_be_named_stops_the_start(queue: str, base_env) -
         "arn:aws:sqs:REGION:ACCOUNT:NAME)"
     )
     assert_clean(result)
+
+
+@pytest.mark.parametrize(
+    "queue",
+    [
+        "orders success",
+        "arn:aws:sqs:eu-west-1:123456789012:orders",
+        "https://sqs.eu-west-1.amazonaws.com/123456789012/orders",
+        "arn:aws:sns:us-east-1:123456789012:orders",
+    ],
+)
+def test_a_queue_setting_no_queue_fits_stops_the_start_before_anything_opens(
+    queue: str, base_env, sqlite_url
+) -> None:
+    # before: the ops server listened (a probe saw a worker starting) and the store was made
+    # and migrated, then the start found what the setting alone says
+    env = {**base_env, "LAMBDA_DESTINATIONS_QUEUES": queue}
+    result = run({**env, "LAMBDA_DESTINATIONS_OPS_PORT": str(free_port())})
+    assert result.returncode == 3, result.stderr
+    assert error_line(result).startswith("error: queue ")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
 
 
 def test_a_bad_route_stops_the_start_with_nothing_left_open(make_queue, base_env) -> None:

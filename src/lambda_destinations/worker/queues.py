@@ -140,6 +140,21 @@ def queue_lookup(sqs: Any, name_or_arn: str, *, queues_in: str) -> dict[str, str
 
     ``queues_in`` is where the queues were set, for the fix an error names (``--queues``, the
     variable, the TOML file: ``Settings.set_in("queues")``)."""
+    return lookup_in(client_region(sqs), name_or_arn, queues_in=queues_in)
+
+
+def check_configured_queue(region: str | None, configured: str, *, queues_in: str) -> None:
+    """ConfigError for an entry of ``queues`` that no call to SQS in ``region`` (None: not
+    known yet) could find: no URL, name or ARN, an SNS topic's ARN, another region's queue.
+    Asked before the worker opens or binds anything."""
+    if "://" in configured:
+        url_in_region(region, configured, queues_in=queues_in)
+    else:
+        lookup_in(region, configured, queues_in=queues_in)
+
+
+def lookup_in(region: str | None, name_or_arn: str, *, queues_in: str) -> dict[str, str]:
+    """:func:`queue_lookup` for a client of ``region`` (None: no region to compare with)."""
     if not name_or_arn.startswith("arn:"):
         if not QUEUE_NAME.fullmatch(name_or_arn):
             # No queue can have this name: "does not exist: create the queue" would mislead
@@ -156,16 +171,16 @@ def queue_lookup(sqs: Any, name_or_arn: str, *, queues_in: str) -> dict[str, str
             f"{queues_in}: {way}"
         )
     try:
-        region, account, name = parse_arn(name_or_arn)
+        arn_region, account, name = parse_arn(name_or_arn)
     except ValueError:
         raise ConfigError(
             f"queue {name_or_arn!r} is not an SQS queue ARN: fix {queues_in} "
             "(a URL, a name, or arn:aws:sqs:REGION:ACCOUNT:NAME)"
         ) from None
-    if region != (own := client_region(sqs)):
+    if region is not None and arn_region != region:
         raise ConfigError(
-            f"queue {name_or_arn!r} is in {region}, the worker in {own}: set "
-            f"LAMBDA_DESTINATIONS_REGION={region}, or run one worker per region"
+            f"queue {name_or_arn!r} is in {arn_region}, the worker in {region}: set "
+            f"LAMBDA_DESTINATIONS_REGION={arn_region}, or run one worker per region"
         )
     return {"QueueName": name, "QueueOwnerAWSAccountId": account}
 
@@ -173,10 +188,15 @@ def queue_lookup(sqs: Any, name_or_arn: str, *, queues_in: str) -> dict[str, str
 def check_url_region(sqs: Any, url: str, *, queues_in: str) -> None:
     """ConfigError for a queue URL of another region than the client's: SQS answers a request
     made in one region about another's queue that the queue does not exist."""
-    if (region := url_region(url)) is not None and region != (own := client_region(sqs)):
+    url_in_region(client_region(sqs), url, queues_in=queues_in)
+
+
+def url_in_region(region: str | None, url: str, *, queues_in: str) -> None:
+    """:func:`check_url_region` for a client of ``region`` (None: no region to compare with)."""
+    if (own := url_region(url)) is not None and region is not None and own != region:
         raise ConfigError(
-            f"queue {url} is in {region}, the worker in {own}: set "
-            f"LAMBDA_DESTINATIONS_REGION={region}, or run one worker per region "
+            f"queue {url} is in {own}, the worker in {region}: set "
+            f"LAMBDA_DESTINATIONS_REGION={own}, or run one worker per region "
             f"(or fix {queues_in})"
         )
 

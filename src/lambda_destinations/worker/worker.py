@@ -69,6 +69,7 @@ from lambda_destinations.worker.queues import (
     NO_DLQ,
     QueueInfo,
     arn_name,
+    check_configured_queue,
     configured_name,
     describe_queue,
     is_missing_queue,
@@ -369,6 +370,9 @@ class Worker(Lifetime):
             "every record acknowledged would be lost when the worker exits",
             self.settings.origin("store"),
         )
+        queues_in = self.settings.set_in("queues")
+        for configured in self.settings.queues:  # what SQS need not be asked about
+            check_configured_queue(self.aws.region, configured, queues_in=queues_in)
 
     async def start(self, *, give_up_after: float | None = None) -> None:
         """Open the store (migrated) and the queues, waiting out unreachable endpoints.
