@@ -12,6 +12,7 @@ left out. The program runs unchanged.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import json
 import resource
@@ -51,7 +52,16 @@ def install(window: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    out, script, *args = sys.argv[1:]
+    parser = argparse.ArgumentParser(
+        description="Run SCRIPT and write its drain window to OUT (for bench/compare.py)."
+    )
+    parser.add_argument("out", metavar="OUT.json", help="where the window is written")
+    parser.add_argument("script", metavar="SCRIPT", help="the Python program to run")
+    parser.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER, help="its arguments")
+    given = parser.parse_args()
+    out, script, args = given.out, given.script, given.args
+    if not Path(script).is_file():
+        parser.error(f"SCRIPT {script} is no file: name the Python program to run")
     window: dict[str, Any] = {"deleted": 0}
     install(window)
     atexit.register(lambda: Path(out).write_text(json.dumps(window)))

@@ -94,10 +94,20 @@ def per_message(options: Options, name: str, small: int, large: int) -> float:
 def report(counts: dict[str, float]) -> str:
     lines = ["| variant | instructions a message |", "|---|---|"]
     lines += [f"| {name} | {count / 1000:,.0f} thousand |" for name, count in counts.items()]
-    lines += ["", "| ratio | instructions | goal (for CPU time) |", "|---|---|---|"]
-    for label, top, bottom, figure, goal in GOALS:
-        if figure == "cpu" and top in counts and bottom in counts:
-            lines.append(f"| {label} | {counts[top] / counts[bottom]:.2f} | {goal or '—'} |")
+    cpu = [
+        (label, top, bottom, goal) for label, top, bottom, figure, goal in GOALS if figure == "cpu"
+    ]
+    ratios = [
+        f"| {label} | {counts[top] / counts[bottom]:.2f} | {goal or '—'} |"
+        for label, top, bottom, goal in cpu
+        if top in counts and bottom in counts
+    ]
+    if not ratios:  # a header over no row said nothing of why
+        pairs = [f"{top} and {bottom}" for _, top, bottom, _ in cpu if {top, bottom} <= {*CHOICES}]
+        return "\n".join(
+            [*lines, "", f"no ratio: count both of a pair ({'; '.join(pairs)}) with --variants"]
+        )
+    lines += ["", "| ratio | instructions | goal (for CPU time) |", "|---|---|---|", *ratios]
     return "\n".join(lines)
 
 

@@ -22,15 +22,16 @@ usage: floor_schema.py ENDPOINT QUEUE_URL CONCURRENCY DB_PATH BODIES_JSON
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
 from aiobotocore.session import get_session
 
+from _args import at_least
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import DeliveryRow
@@ -112,6 +113,29 @@ async def main(endpoint: str, queue: str, concurrency: int, path: str, sent: lis
     db.close()
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Drain QUEUE_URL into the worker's rows in DB_PATH (for bench/compare.py)."
+    )
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="the SQS endpoint URL")
+    parser.add_argument("queue", metavar="QUEUE_URL")
+    parser.add_argument("concurrency", metavar="CONCURRENCY", type=at_least(1))
+    parser.add_argument("path", metavar="DB_PATH", help="a SQLite file `migrate` made")
+    parser.add_argument("sent", metavar="BODIES_JSON", type=Path, help="the bodies sent")
+    given = parser.parse_args()
+    if not given.sent.is_file():
+        parser.error(f"BODIES_JSON {given.sent} is no file: name the list compare.py wrote")
+    return given
+
+
 if __name__ == "__main__":
-    endpoint, queue, concurrency, path, sent = sys.argv[1:6]
-    asyncio.run(main(endpoint, queue, int(concurrency), path, json.loads(Path(sent).read_text())))
+    given = _arguments()
+    asyncio.run(
+        main(
+            given.endpoint,
+            given.queue,
+            given.concurrency,
+            given.path,
+            json.loads(given.sent.read_text()),
+        )
+    )

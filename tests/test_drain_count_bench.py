@@ -45,6 +45,17 @@ def test_the_report_gives_the_cpu_goals_whose_variants_were_counted(drain_count)
     assert "worker-noop" not in printed
 
 
+def test_counts_of_no_pair_say_which_pairs_give_a_ratio(drain_count) -> None:
+    # the reference loops absent, the worker's variants alone: before, a ratio table's header
+    # over no row
+    printed = drain_count.report({"worker-sqlite": 1_500_000.0, "worker-noop": 1_000_000.0})
+
+    assert "| worker-noop | 1,000 thousand |" in printed
+    assert "| ratio |" not in printed
+    assert printed.splitlines()[-1].startswith("no ratio: count both of a pair (")
+    assert "worker-sqlite and floor_persist" in printed.splitlines()[-1]
+
+
 def test_drains_of_the_same_size_are_refused_with_the_fix() -> None:
     done = subprocess.run(
         [
