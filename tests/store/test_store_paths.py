@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lambda_destinations.errors import ConfigError
+from lambda_destinations.errors import ConfigError, StoreUnavailable
 from lambda_destinations.store import InvocationFilter, Store
 
 
@@ -151,6 +151,15 @@ def test_a_postgresql_host_that_is_no_host_name_is_one_clear_line(host: str) -> 
     # ("the store cannot hold this record") when the command connected.
     with pytest.raises(ConfigError, match="is not a host name"):
         Store.from_url(f"postgresql://{host}/db")
+
+
+async def test_a_postgresql_host_in_unicode_is_looked_up_by_idna_2008() -> None:
+    # before: given to the resolver as it was, which encodes it by IDNA 2003: faß.invalid was
+    # looked up as fass.invalid, another domain (IDNA 2008, as the rest of the project: xn--fa-hia)
+    store = Store.from_url("postgresql://postgres@faß.invalid/db")
+    with pytest.raises(StoreUnavailable) as failed:
+        await store.open()
+    assert "reachable at xn--fa-hia.invalid:5432 " in str(failed.value)
 
 
 @pytest.mark.parametrize("url", ["postgresql://:/db", "postgresql://::1]/db", "sqlite://:x/db"])

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from lambda_destinations._urls import ascii_domain
 from lambda_destinations.errors import StoreMisconfigured
 from lambda_destinations.store._access import StoreConnection, StoreEngine
 from lambda_destinations.store._glob import Glob
@@ -307,7 +308,11 @@ class PostgresStore(SqlStore):
             )
         _refuse_nameless_user(url, parsed)
         connect_query, url_pool_size, self._pgbouncer = _url_options(url, dict(parsed.query))
-        self._sa_url = parsed.set(drivername="postgresql+asyncpg", query=connect_query)
+        # The host in Punycode by IDNA 2008 as every other host here: given as Unicode, the
+        # resolver took it by Python's IDNA 2003 codec (faß.example as fass.example, another
+        # domain).
+        host = ascii_domain(parsed.host) if parsed.host else parsed.host
+        self._sa_url = parsed.set(drivername="postgresql+asyncpg", host=host, query=connect_query)
         self._pool_size = url_pool_size or pool_size
         connect_args = self._connect_args(connect_timeout, command_timeout)
         self._engine_options: dict[str, Any] = {
@@ -809,7 +814,7 @@ def _server_said(orig: BaseException) -> str | None:
 def _host_name(host: str) -> bool:
     """Can the resolver be given ``host`` (IDNA-encoded, no NUL), to answer yes or no?"""
     try:
-        host.encode("idna")
+        ascii_domain(host)
     except UnicodeError:
         return False
     return "\x00" not in host
