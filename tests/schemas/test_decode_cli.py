@@ -104,6 +104,50 @@ def test_readable_output_shows_the_time_in_utc_to_the_second() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("payload", "shown"), [("42", '"42"'), (42, "42"), ("{}", '"{}"'), ({}, "{}")]
+)
+def test_readable_output_quotes_a_string_payload(payload: object, shown: str) -> None:
+    # before: the string "42" shown as 42, the number's line
+    record = json.loads((EVENTS / "invocation-success.json").read_text())
+    record["requestPayload"] = record["responsePayload"] = payload
+
+    result = run("-", stdin=json.dumps(record))
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split(":", 1)[1].strip() for line in lines if "_payload:" in line] == [shown] * 2
+
+
+def test_readable_output_says_when_lambda_left_the_payloads_out() -> None:
+    # Lambda drops the payloads of a record too large for its destination: before, the text
+    # had no payload line at all, as for a record that never had one
+    record = json.loads((EVENTS / "invocation-retries-exhausted-python.json").read_text())
+    del record["requestPayload"], record["responsePayload"]
+
+    result = run("-", stdin=json.dumps(record))
+
+    assert result.exit_code == 0, result.output
+    assert "request_payload:" in result.stdout
+    assert "Lambda left the payloads out of the record" in result.stdout
+
+
+def test_a_dead_letter_body_that_is_no_json_is_shown_as_text_said_so() -> None:
+    message = {
+        "Body": "order 42",
+        "MessageAttributes": {
+            "RequestID": {"DataType": "String", "StringValue": "r-1"},
+            "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+            "ErrorMessage": {"DataType": "String", "StringValue": "boom"},
+        },
+    }
+
+    result = run("--message", "-", stdin=json.dumps(message))
+
+    assert result.exit_code == 0, result.output
+    assert "request_payload: (not JSON) order 42" in " ".join(result.stdout.split())
+
+
 def test_reads_standard_input() -> None:
     body = (EVENTS / "eventbridge-success.json").read_text()
 

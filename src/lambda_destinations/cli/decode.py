@@ -160,8 +160,10 @@ def _readable(decoded: DecodedMessage) -> str:
         if hidden:
             shown = [*shown, f"... {hidden} more line{'s' if hidden > 1 else ''}"]
         rows.append(("stack_trace", "\n".join(shown)))
-    if decoded.request_payload is not None:
-        rows.append(("request_payload", _glimpse(decoded.request_payload)))
+    if _payloads_dropped(decoded):
+        rows.append(("request_payload", _DROPPED))
+    elif decoded.request_payload is not None:
+        rows.append(("request_payload", _request_glimpse(decoded)))
     # A failure's response payload is the error already shown above.
     if decoded.response_payload is not None and decoded.error_message is None:
         rows.append(("response_payload", _glimpse(decoded.response_payload)))
@@ -193,11 +195,43 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+# Every invocation record carries the event (`{}` for an Invoke without one); Lambda leaves
+# both payloads out of a record too large for its destination (SNS takes 256 KB).
+_DROPPED = (
+    "none: Lambda left the payloads out of the record (it does when the record is too large "
+    "for its destination)"
+)
+
+
+def _payloads_dropped(decoded: DecodedMessage) -> bool:
+    record = decoded.record_json
+    return (
+        decoded.kind == MessageKind.INVOCATION
+        and isinstance(record, dict)
+        and "requestPayload" not in record
+    )
+
+
+def _request_glimpse(decoded: DecodedMessage) -> str:
+    """The event as :func:`_glimpse` shows it; a dead-letter queue's body that is no JSON as
+    the text it is, said so (quoted, it would read as a JSON string)."""
+    record = decoded.record_json
+    if decoded.kind == MessageKind.LEGACY_DLQ and not record.get("bodyIsJson", True):
+        return _cut(f"(not JSON) {decoded.request_payload}")
+    return _glimpse(decoded.request_payload)
+
+
 def _glimpse(value: Any) -> str:
+    """A payload as JSON, a string quoted: unquoted, "42" read as the number and "{}" as
+    an object."""
     try:
-        text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+        text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
         text = repr(value)
+    return _cut(text)
+
+
+def _cut(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _PAYLOAD_CHARS else f"{text[: _PAYLOAD_CHARS - 3]}..."
 
