@@ -87,7 +87,11 @@ def final_line(text: str, *, exit_code: int, level: Literal["warning", "error"])
     the caller to write the plain line."""
     if not _final_lines_json:
         return False
-    logger = structlog.get_logger("lambda_destinations.cli")
+    # Whatever log_level leaves out (`terminated` is a warning): the last line says why the
+    # process ended, and is not one log line among others.
+    logger = structlog.wrap_logger(
+        _log_lines(), wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG)
+    )
     logger.log(LEVELS[level], text, exit_code=exit_code)
     return True
 

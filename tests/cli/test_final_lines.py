@@ -89,3 +89,18 @@ def test_with_console_logs_an_error_is_the_plain_line(capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit):
         fail("it broke: fix it", 3)
     assert capsys.readouterr().err == "error: it broke: fix it\n"
+
+
+@pytest.mark.parametrize(
+    ("interruption", "event"), [(Terminated(), "terminated"), (KeyboardInterrupt(), "interrupted")]
+)
+def test_with_json_logs_the_last_line_is_written_whatever_log_level_leaves_out(
+    interruption: KeyboardInterrupt, event: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # log_level error leaves warnings out: the line a command ends on is not a log line among
+    # others, and with none the container's log would end without saying why the process did
+    configure_logging("json", "error")
+    with pytest.raises(SystemExit):
+        _interrupted(interruption)
+    logged = json.loads(capsys.readouterr().err)
+    assert (logged["event"], logged["level"]) == (event, "warning")
