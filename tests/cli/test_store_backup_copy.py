@@ -18,6 +18,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -542,6 +543,60 @@ def test_copy_refusals_name_the_option(tmp_path: Path, postgres_url: str) -> Non
     said = refused(3, "store", "copy", "--to", f"sqlite:///{target}", env=env)
     assert "run `lambda-destinations migrate` on it first" in said
     assert not target.exists()
+
+
+@pytest.mark.postgres
+def test_a_copy_as_the_worker_user_names_the_grants_on_the_sequences(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # given: a database the owner migrated, and the worker's user with the grants the README
+    # and doctor give it (the tables' rows, USAGE on the sequences)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 3)
+    env = {"LAMBDA_DESTINATIONS_STORE": url}
+    ok("migrate", env={"LAMBDA_DESTINATIONS_STORE": postgres_url})
+    user = f"ld-Worker {random.randrange(10**6)}"
+    server = urlsplit(postgres_url)
+    netloc = f"{quote(user)}@{server.hostname}:{server.port or 5432}"
+    as_worker = server._replace(netloc=netloc).geturl()
+    grants = [
+        f'CREATE ROLE "{user}" LOGIN',
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{user}"',
+        f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{user}"',
+    ]
+    asyncio.run(_as_admin(postgres_url, grants))
+    try:
+        # when: copied as that user
+        done = cli("store", "copy", "--to", as_worker, env=env)
+        assert done.returncode == 3, done.stderr
+        assert "Traceback" not in done.stderr
+        said = done.stderr.strip().splitlines()[-1]  # after the progress of the tables copied
+        # then: one line with the GRANT that lets the copy move the sequences (it said to
+        # grant the privileges on the tables the user has)
+        assert "permission denied for sequence" in said
+        assert "SELECT, INSERT, UPDATE and DELETE on the store's tables" not in said
+        assert f'GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO "{user}"' in said
+        assert said.endswith("then run the copy again with --skip-existing")
+        # and with that grant, run again, the copy completes
+        grant = f'GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO "{user}"'
+        asyncio.run(_as_admin(postgres_url, [grant]))
+        done = json.loads(
+            ok("store", "copy", "--to", as_worker, "--skip-existing", "--json", env=env)
+        )
+        assert done["ok"] is True
+    finally:
+        asyncio.run(_as_admin(postgres_url, [f'DROP OWNED BY "{user}"', f'DROP ROLE "{user}"']))
+
+
+async def _as_admin(url: str, statements: list[str]) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await admin.execute(statement)
+    finally:
+        await admin.close()
 
 
 # -- the switch: a message delivered again after the copy ---------------------------------------

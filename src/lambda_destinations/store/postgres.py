@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import getpass
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -25,7 +26,7 @@ from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lambda_destinations._urls import ascii_domain
-from lambda_destinations.errors import StoreMisconfigured
+from lambda_destinations.errors import StoreMisconfigured, StoreUnavailable
 from lambda_destinations.store._access import StoreConnection, StoreEngine
 from lambda_destinations.store._glob import Glob
 from lambda_destinations.store._listen import InvocationListener
@@ -505,7 +506,8 @@ class PostgresStore(SqlStore):
         sequence = (await conn.execute(_SEQUENCE, _serial(table, column))).scalar()
         if sequence is not None:
             state = sa.text(f"SELECT last_value, is_called FROM {sequence}")
-            given = (await conn.execute(state)).one()
+            async with self._sequence_grants():
+                given = (await conn.execute(state)).one()
             if given.is_called:
                 highest = max(highest or 0, int(given.last_value))
         return highest
@@ -515,7 +517,31 @@ class PostgresStore(SqlStore):
     ) -> None:
         # Never back: past the target's own rows and ids too.
         last = max(last, await self._last_id(conn, table, column) or 0)
-        await conn.execute(_RESERVE, {**_serial(table, column), "last": last})
+        async with self._sequence_grants():
+            await conn.execute(_RESERVE, {**_serial(table, column), "last": last})
+
+    @contextlib.asynccontextmanager
+    async def _sequence_grants(self) -> AsyncIterator[None]:
+        """A sequence ``store copy`` may not read or move, as the grants that let it: the
+        worker's (USAGE) are not enough, and the line for a table's privileges named them."""
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            orig, sqlstate = _answered(exc)
+            if sqlstate != _INSUFFICIENT_PRIVILEGE:
+                raise
+            schema = "<the store's schema>"
+            with contextlib.suppress(StoreUnavailable):
+                schema = await self.schema() or schema
+            user = self._sa_url.username
+            problem = (
+                f"{_first_line(orig)}: store copy reads the id sequences and moves them past "
+                "the ids it copies, which takes SELECT and UPDATE on them (the worker needs only "
+                "USAGE): have their owner run GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "
+                f"{schema} TO {_quoted(user) if user else 'the user'}, or copy as the owner; "
+                "then run the copy again with --skip-existing"
+            )
+            raise StoreMisconfigured.at(self.display_url, problem) from None
 
     async def _lock_migrations(self, conn: StoreConnection) -> None:
         # A migration has no time limit (see _migration_engine), a DBA's statement_timeout or
@@ -818,6 +844,13 @@ def _host_name(host: str) -> bool:
     except UnicodeError:
         return False
     return "\x00" not in host
+
+
+def _quoted(name: str) -> str:
+    """``name`` as a GRANT takes it: as it is when PostgreSQL would read it unchanged."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _first_line(exc: BaseException) -> str:
