@@ -231,6 +231,12 @@ JSON_VALUES = [
     10**20 + 1,
     12345678901234567890,
     1.0,
+    # floats jsonb's numeric gave back as others: from 1e16 on, an integer of as many digits;
+    # a negative zero, zero
+    1e16,
+    {"amount": 1.5e300, "rate": -0.0, "small": 2.5e-7},
+    [-0.0, -2e20, 1.7976931348623157e308],
+    {"past_64_bits": 2**70, "float": 1e20},
     # the key the store wraps a value jsonb cannot hold under, in a payload of its own
     {JSON_TEXT_KEY: "[1,2]"},
     {JSON_TEXT_KEY: '"a\\u0000b"'},

@@ -83,6 +83,11 @@ def big_id() -> sa.types.TypeEngine[int]:
 _JSONB_REFUSES = re.compile(r"\\u0000|\\ud[89a-f]", re.IGNORECASE)
 # A JSON value jsonb cannot hold is kept as its JSON text under this one key, read back whole.
 JSON_TEXT_KEY = "$lambda-destinations:json-text"
+# A number jsonb's numeric gives back as another: a float from 1e16 on (JSON writes it with an
+# exponent; numeric, an integer of all its digits, which reads back an int) and a negative
+# zero (numeric has none). A number stands after a ":", "," or "[" (or alone); a string holding
+# such text only has its value kept as JSON text too, which reads back the same.
+_JSONB_CHANGES = re.compile(r"(?:^|(?<=[:,\[]))(?:-?\d+(?:\.\d+)?e\+?\d|-0\.0(?![\d.e]))")
 
 
 def store_json(value: Any, *, jsonb: bool = False) -> str:
@@ -92,7 +97,7 @@ def store_json(value: Any, *, jsonb: bool = False) -> str:
     except TypeError:
         # ASCII only: a lone surrogate becomes an escape, which SQLite's text can hold.
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=True)
-    if (jsonb and _JSONB_REFUSES.search(text)) or _wrapped(value):
+    if (jsonb and (_JSONB_REFUSES.search(text) or _JSONB_CHANGES.search(text))) or _wrapped(value):
         return orjson.dumps({JSON_TEXT_KEY: text}).decode()
     if not jsonb and text[0] in _NUMBER_STARTS and not _sqlite_keeps(value):
         # SQLite's JSON column has NUMERIC affinity: it stores the text of a number as a number,
@@ -112,12 +117,13 @@ def _sqlite_keeps(number: Any) -> bool:
 
 
 def store_jsonb(value: Any) -> str:
-    """:func:`store_json` for PostgreSQL's jsonb, which refuses NUL and lone surrogates."""
+    """:func:`store_json` for PostgreSQL's jsonb, which refuses NUL and lone surrogates and
+    gives some floats back as other numbers."""
     try:
         text = orjson.dumps(value).decode()
     except TypeError:
         return store_json(value, jsonb=True)
-    if "\\u0000" in text or _wrapped(value):
+    if "\\u0000" in text or _wrapped(value) or _JSONB_CHANGES.search(text):
         return orjson.dumps({JSON_TEXT_KEY: text}).decode()
     return text
 
