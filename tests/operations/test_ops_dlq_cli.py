@@ -767,6 +767,49 @@ async def test_a_message_that_fits_its_queue_only_without_the_run_s_mark_is_move
     assert count_messages(sqs, dlq) == 0
 
 
+@pytest.mark.parametrize("to", [False, True], ids=["its-source-queue", "to"])
+async def test_a_message_too_long_for_its_queue_with_the_quarantine_s_attributes_goes_without_them(
+    sqs, make_queue, cli_env, endpoint_url, to
+) -> None:
+    # given: a queue of 1 KiB messages at most, a DLQ that takes more (SQS's default, 1 MiB
+    # since 2025, for a DLQ made after the queue), and in it a message that fit the queue as it
+    # was sent, which the quarantine's LambdaDestinations.Reason and .SourceQueue took past its
+    # limit; and one that does not fit the queue even without them, which no send can move
+    url, dlq = make_queue("grown-in-dlq")
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": str(SMALL_QUEUE)})
+    own = {**CUSTOM, "Digest": {"DataType": "Binary", "BinaryValue": bytes(90)}}
+    fitted = "not json " + "x" * (SMALL_QUEUE - 40 - sqs_size("not json ", own))
+    attributes = {**own, **quarantined(url)}
+    assert sqs_size(fitted, own) < SMALL_QUEUE < sqs_size(fitted, attributes)
+    too_long = "y" * SMALL_QUEUE
+    send_all(sqs, dlq, [fitted], MessageAttributes=attributes)
+    send_all(sqs, dlq, [too_long], MessageAttributes=CUSTOM)
+    cutter = AnswerCutter(endpoint_url, b"SendMessageBatch", http=True)
+    cutter.answer = refusing_entries_over(SMALL_QUEUE)
+
+    # when: twice, as an operator runs it again
+    runs = [
+        await cli_through(
+            cutter, cli_env, "dlq", "redrive", dlq, *ONE_MOVER, *(("--to", url) if to else ())
+        )
+        for _ in range(2)
+    ]
+
+    # then: the first went home with its own attributes, without the quarantine's (it was in
+    # the DLQ for good: SQS refused it on every run); the other is never sent, stays in the DLQ,
+    # and each run says why in one line, with the fix, and exits 1
+    assert cutter.refused == 0
+    moved = receive_all(sqs, url)
+    assert [m["Body"] for m in moved] == [fitted]
+    assert moved[0]["MessageAttributes"] == own
+    assert bodies_of(receive_all(sqs, dlq)) == [too_long]
+    for returncode, out, err, _ in runs:
+        assert returncode == 1, (out + err).decode()[-900:]
+    said = runs[1][1].decode()
+    name = url.rsplit("/", 1)[1]
+    assert f"1 not sent (longer than the MaximumMessageSize of {name}, {SMALL_QUEUE} bytes" in said
+
+
 async def test_a_target_s_size_limit_is_read_once_a_run_and_taken_as_256_kib_when_refused(
     sqs, make_queue, endpoint_url
 ) -> None:

@@ -91,6 +91,7 @@ from lambda_destinations.store import InvocationRow, ReplayAttempt, Store
 from lambda_destinations.times import http_date
 from lambda_destinations.worker.queues import (
     MAX_ATTRIBUTES,
+    REASON_ATTRIBUTE,
     REDRIVE_ATTRIBUTE,
     SOURCE_ATTRIBUTE,
     sendable_attribute,
@@ -321,23 +322,33 @@ def send_entry(
     *,
     fifo: bool,
     run: str | None = None,
-    max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-) -> dict[str, Any]:
+    max_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+) -> dict[str, Any] | None:
     """The SendMessageBatch entry that carries ``message`` on: same body and attributes, and
     the redrive's ``run`` id (instead of an earlier run's) when it fits: SQS's limit of ten
     attributes leaves room for it, and the message stays within the target's ``max_size`` (its
-    MaximumMessageSize) with it."""
+    MaximumMessageSize; None when SQS did not tell it, taken as SQS's old default) with it.
+
+    A message the quarantine's ``LambdaDestinations.Reason`` and ``.SourceQueue`` took past
+    ``max_size`` goes without them, as it was sent to its queue (a DLQ may take longer messages
+    than the queue whose DLQ it is: SQS's default grew to 1 MiB in 2025). None when it does not
+    fit even so (a known ``max_size``): SQS would refuse it, on every run."""
     body = message.get("Body", "")
     entry: dict[str, Any] = {"Id": str(index), "MessageBody": body}
-    attributes = {
-        name: sendable_attribute(value)
-        for name, value in (message.get("MessageAttributes") or {}).items()
-    }
-    if run is not None:
-        attributes.pop(REDRIVE_ATTRIBUTE, None)
-        marked = {**attributes, REDRIVE_ATTRIBUTE: {"DataType": "String", "StringValue": run}}
-        if len(marked) <= MAX_ATTRIBUTES and message_size(body, marked) <= max_size:
-            attributes = marked
+    choices = _attribute_choices(message.get("MessageAttributes") or {}, run)
+    limit = DEFAULT_MAX_MESSAGE_SIZE if max_size is None else max_size
+    attributes = next(
+        (
+            choice
+            for choice in choices
+            if len(choice) <= MAX_ATTRIBUTES and message_size(body, choice) <= limit
+        ),
+        None,
+    )
+    if attributes is None:
+        if max_size is not None:
+            return None
+        attributes = choices[-1]  # the least, for a limit SQS did not tell: it judges
     if attributes:
         entry["MessageAttributes"] = attributes
     system = message.get("Attributes", {})
@@ -356,6 +367,28 @@ def send_entry(
     return entry
 
 
+# What the worker's quarantine adds to a message it sends to the DLQ: the story of that
+# quarantine, which the worker writes again should it quarantine the message again.
+_QUARANTINE_ATTRIBUTES = frozenset({REASON_ATTRIBUTE, SOURCE_ATTRIBUTE})
+
+
+def _attribute_choices(
+    attributes: Mapping[str, Any], run: str | None
+) -> list[dict[str, dict[str, Any]]]:
+    """The message attributes a message may go on with, best first: all of them with the run's
+    mark, all of them, then without the quarantine's with the mark, and without."""
+    own = {
+        name: sendable_attribute(value)
+        for name, value in attributes.items()
+        if run is None or name != REDRIVE_ATTRIBUTE  # another run's mark: this one's instead
+    }
+    bare = {name: value for name, value in own.items() if name not in _QUARANTINE_ATTRIBUTES}
+    if run is None:
+        return [own, bare]
+    mark = {REDRIVE_ATTRIBUTE: {"DataType": "String", "StringValue": run}}
+    return [{**own, **mark}, own, {**bare, **mark}, bare]
+
+
 def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
     """The bytes SQS weighs against a queue's MaximumMessageSize: the body's (UTF-8) and, for
     each message attribute (as :func:`sendable_attribute` has it), those of its name, data type
@@ -369,17 +402,18 @@ def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
     return size
 
 
-async def target_max_size(sqs: Any, url: str) -> int:
-    """The queue's MaximumMessageSize; DEFAULT_MAX_MESSAGE_SIZE when SQS does not tell it
-    (credentials without ``sqs:GetQueueAttributes`` on it): a message too long even so is then
-    refused by SQS, as it would be anyway."""
+async def target_max_size(sqs: Any, url: str) -> int | None:
+    """The queue's MaximumMessageSize; None when SQS does not tell it (credentials without
+    ``sqs:GetQueueAttributes`` on it): :func:`send_entry` then takes it as
+    DEFAULT_MAX_MESSAGE_SIZE, and a message too long even so is left to SQS to judge."""
     try:
         response = await sqs.get_queue_attributes(
             QueueUrl=url, AttributeNames=["MaximumMessageSize"]
         )
     except ClientError:
-        return DEFAULT_MAX_MESSAGE_SIZE
-    return max_message_size(response.get("Attributes", {}))
+        return None
+    attributes = response.get("Attributes", {})
+    return max_message_size(attributes) if "MaximumMessageSize" in attributes else None
 
 
 class _Budget:
@@ -536,18 +570,19 @@ async def _move_to(
     """Send ``messages`` to ``target`` (with ``sender``, or ``sqs`` when None), then delete
     from the DLQ those sent; how many moved."""
     report = pass_.report
+    entries: list[dict[str, Any]] = []
     try:
         max_size = await pass_.max_size(sqs, target)
-        sent, doubtful = await _send(
-            sender or sqs, target, messages, report, fifo=fifo, run=pass_.run, max_size=max_size
-        )
+        entries = _entries(target, messages, report, fifo=fifo, run=pass_.run, max_size=max_size)
+        sent, doubtful = await _send(sender or sqs, target, messages, entries, report)
     except Exception as exc:
         # Refused, or not sent at all (a send whose answer was lost returns as in doubt): the
         # batch stays, released with the rest at the end rather than hidden for the timeout.
         for message in messages:
             pass_.stay(pass_.newest_receipt(message), None)  # a failed send
         refused = isinstance(exc, ClientError)
-        report.failed[REFUSED if refused else NOT_SENT_STOPPED] += len(messages)
+        # those too long for the target are counted already, as such
+        report.failed[REFUSED if refused else NOT_SENT_STOPPED] += len(entries or messages)
         if refused and report.refused_by is None:
             report.refused_by = target
         raise
@@ -580,9 +615,9 @@ class _Pass:
     # by SQS's clock (``start_time``): messages sent to the DLQ after it are not the run's
     started_ms: int
     report: MoveReport
-    # target URL -> its MaximumMessageSize, read at the target's first send (under the lock:
-    # movers sending to it at once ask once)
-    max_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    # target URL -> its MaximumMessageSize (None: SQS did not tell it), read at the target's
+    # first send (under the lock: movers sending to it at once ask once)
+    max_sizes: dict[str, int | None] = dataclasses.field(default_factory=dict)
     reading: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     moved: set[str] = dataclasses.field(default_factory=set)
     # Being sent by a mover now, with the receipts of later receives: a second mover that
@@ -622,7 +657,7 @@ class _Pass:
                 fresh.append(message)
         return fresh, again
 
-    async def max_size(self, sqs: Any, target: str) -> int:
+    async def max_size(self, sqs: Any, target: str) -> int | None:
         """The target's MaximumMessageSize, read once a run."""
         async with self.reading:
             if target not in self.max_sizes:
@@ -674,36 +709,57 @@ class _Pass:
             await release(sqs, dlq_url, [receipt for _, receipt in self.staying.values()])
 
 
-async def _send(
-    sqs: Any,
+def _entries(
     target: str,
     messages: Sequence[dict[str, Any]],
     report: MoveReport,
     *,
     fifo: bool,
-    run: str | None = None,
-    max_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    run: str | None,
+    max_size: int | None,
+) -> list[dict[str, Any]]:
+    """The SendMessageBatch entries of ``messages`` (each one's ``Id`` its index there) for
+    ``target``, whose MaximumMessageSize is ``max_size``. A message too long for it has none
+    and is counted in ``report``: SQS would refuse it on every run (an emulator, with the
+    others of its batch), and it stays in the DLQ, saying why."""
+    entries: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        entry = send_entry(message, index, fifo=fifo, run=run, max_size=max_size)
+        if entry is None:
+            report.failed[too_long_for(target, max_size)] += 1
+        else:
+            entries.append(entry)
+    return entries
+
+
+async def _send(
+    sqs: Any,
+    target: str,
+    messages: Sequence[dict[str, Any]],
+    entries: Sequence[dict[str, Any]],
+    report: MoveReport,
 ) -> tuple[set[str], set[str]]:
-    """Send to ``target`` (whose MaximumMessageSize is ``max_size``): (the message ids now in
-    it, those whose send is in doubt)."""
-    entries = [
-        send_entry(m, i, fifo=fifo, run=run, max_size=max_size) for i, m in enumerate(messages)
-    ]
+    """Send ``entries`` (:func:`_entries` of ``messages``) to ``target``: (the message ids now
+    in it, those whose send is in doubt)."""
     ids = [m["MessageId"] for m in messages]
+    sending = [ids[int(entry["Id"])] for entry in entries]
+    if not entries:
+        return set(), set()
     try:
         response = await sqs.send_message_batch(QueueUrl=target, Entries=entries)
     except ClientError as exc:
         if error_code(exc) in _BATCH_TOO_LONG:
             # Ten large messages can exceed the batch size limit: one at a time instead.
-            return await _send_one_by_one(sqs, target, messages, entries, report)
+            unsent = [messages[int(entry["Id"])] for entry in entries]
+            return await _send_one_by_one(sqs, target, unsent, entries, report)
         if not _in_doubt(exc):
             raise
-        return set(), set(ids)
+        return set(), set(sending)
     except (HTTPClientError, BotoConnectionError) as exc:
         if not _in_doubt(exc):
-            report.failed[f"not sent: {exc}"] += len(ids)
+            report.failed[f"not sent: {exc}"] += len(sending)
             return set(), set()
-        return set(), set(ids)
+        return set(), set(sending)
     for failure in response.get("Failed", []):
         report.failed[f"{failure.get('Code')}: {failure.get('Message', '')}".strip()] += 1
     return {ids[int(s["Id"])] for s in response.get("Successful", [])}, set()
@@ -730,6 +786,14 @@ async def _send_one_by_one(
             continue
         sent.add(message["MessageId"])
     return sent, doubtful
+
+
+def too_long_for(target: str, max_size: int | None) -> str:
+    """Why a message stays in the DLQ, unsent, when it is longer than ``target`` takes."""
+    return (
+        f"longer than the MaximumMessageSize of {queue_name(target)}, {max_size} bytes, with "
+        "its message attributes: raise that, or redrive it with --to a queue that takes it"
+    )
 
 
 def _in_doubt(exc: Exception) -> bool:
