@@ -1430,6 +1430,37 @@ def test_an_unknown_queue_exits_2_in_one_line(cli_env, command) -> None:
     ]
 
 
+@pytest.mark.parametrize("form", ["name", "url", "arn"])
+@pytest.mark.parametrize("command", [["peek"], ["purge", "--yes"], ["redrive", "--to"]])
+def test_a_queue_named_with_a_typo_exits_2_naming_the_queue_it_may_be(
+    make_queue, cli_env, form, command
+) -> None:
+    # given: a DLQ, named with two letters swapped, in each of the forms an operator gives
+    url, dlq = make_queue("typo")
+    name = dlq.rsplit("/", 1)[1]
+    typo = name[:-2] + name[-1] + name[-2]  # ...-dql
+    given = {
+        "name": typo,
+        "url": dlq.rsplit("/", 1)[0] + "/" + typo,
+        "arn": f"arn:aws:sqs:us-east-1:123456789012:{typo}",
+    }[form]
+    meant = {"name": name, "url": dlq, "arn": f"arn:aws:sqs:us-east-1:123456789012:{name}"}[form]
+
+    # when
+    if command[-1] == "--to":  # the queue to redrive exists; where to is what is mistyped
+        args = ["redrive", url, "--to", given]
+    else:
+        args = [command[0], given, *command[1:]]
+    result = cli("dlq", *args, env=cli_env)
+
+    # then: one line, naming the queue it may be, in the form given (a name for a name)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        f"error: queue {given!r} does not exist (did you mean {meant!r}?): check the name or "
+        "URL (and the region)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("given", "line"),
     [

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambda_destinations._urls import queue_name, url_region
+from lambda_destinations._urls import queue_name, queue_path, url_region
 from lambda_destinations.aws import all_items
 from lambda_destinations.errors import LambdaDestinationsError, QueueNotFound
 from lambda_destinations.redact import echoed
@@ -127,8 +127,10 @@ async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
         response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
     except ClientError as exc:
         if is_missing_queue(exc) or error_code(exc) in NONEXISTENT:
+            meant = await _queue_meant(sqs, ident)
             raise QueueNotFound(
-                f"queue {echoed(ident)!r} does not exist: check the name or URL (and the region)"
+                f"queue {echoed(ident)!r} does not exist{meant}: check the name or URL (and "
+                "the region)"
             ) from None
         raise
     attributes: dict[str, str] = response.get("Attributes", {})
@@ -136,6 +138,32 @@ async def resolve_queue(sqs: Any, ident: str) -> QueueRef:
 
 
 _QUEUE_FORMS = "give the queue's URL, name or arn:aws:sqs:REGION:ACCOUNT:NAME"
+
+
+async def _queue_meant(sqs: Any, ident: str) -> str:
+    """`` (did you mean 'x'?)`` for the queue whose name is closest to the one ``ident`` (a
+    name, URL or ARN that names no queue) gives, in its form; empty when none is close, or
+    the queues cannot be listed (credentials without ``sqs:ListQueues``). One page of the
+    listing: SQS's first 1,000 queues."""
+    import difflib
+
+    arn = ident.startswith("arn:")
+    given = ident.rsplit(":" if arn else "/", 1)[-1]
+    try:
+        response = await sqs.list_queues(MaxResults=1000)
+    except ClientError:
+        return ""
+    urls = {queue_name(url): url for url in response.get("QueueUrls", [])}
+    close = difflib.get_close_matches(given, urls, n=1, cutoff=0.8)
+    if not close:
+        return ""
+    url = urls[close[0]]
+    if arn:  # the ARN of the queue listed: its account, with the region and partition given
+        account = queue_path(url).partition("/")[0]
+        meant = f"{ident.rsplit(':', 2)[0]}:{account}:{close[0]}"
+    else:
+        meant = url if "://" in ident else close[0]
+    return f" (did you mean {echoed(meant)!r}?)"
 
 
 def _refuse_what_no_queue_is(ident: str) -> None:
