@@ -332,7 +332,7 @@ async def test_a_quarantine_whose_dlq_was_deleted_is_kept_by_the_store_and_says_
     # and one warning names the missing DLQ and the fix (before, "the DLQ refused the
     # quarantined message" with SQS's error, and "message quarantined" named the DLQ as if
     # the message had reached it)
-    gone = [e for e in logs if e["event"].startswith("the DLQ does not exist")]
+    gone = [e for e in logs if e["event"] == f"the DLQ {queue_name(dlq)} does not exist"]
     assert [e["dlq"] for e in gone] == [dlq]
     assert "create it again" in gone[0]["fix"]
     assert "quarantine list" in gone[0]["fix"]
@@ -344,6 +344,40 @@ async def test_a_quarantine_whose_dlq_was_deleted_is_kept_by_the_store_and_says_
 
 
 SQS_ERRORS = "lambda_destinations_sqs_errors_total"
+
+
+async def test_many_quarantines_into_a_deleted_dlq_warn_once_and_its_return_is_said(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a worker (depth sampling often) whose queue's DLQ was deleted
+    url, dlq = make_queue("dlq-gone-many", max_receive_count=5)
+    settings = settings_for(url, concurrency=4, queue_metrics_interval=0.2)
+    name = queue_name(dlq)
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            sqs.delete_queue(QueueUrl=dlq)
+            running = asyncio.create_task(worker.run())
+            # when: twelve messages are quarantined meanwhile, then the DLQ is back
+            send_bodies(sqs, url, [f"garbage {n}" for n in range(12)])
+            await until(lambda: worker.stats.outcomes["quarantine"] >= 12)
+            sqs.create_queue(QueueName=name)
+            sqs.send_message(QueueUrl=url, MessageBody="garbage again")
+            await until(lambda: worker.stats.outcomes["quarantine"] >= 13)
+            worker.stop()
+            await running
+
+    # then: one warning said the DLQ is gone and what to do (before, one a message quarantined,
+    # and the depth sampler's own beside them), one line that it is back
+    gone = [e for e in logs if "does not exist" in str(e["event"]) and e.get("dlq") == dlq]
+    assert len(gone) == 1, [e["event"] for e in gone]
+    assert gone[0]["fix"] == DLQ_GONE
+    assert [e["event"] for e in logs if e.get("dlq") == dlq and "exists again" in e["event"]] == [
+        f"the DLQ {name} exists again"
+    ]
+    # and every message is kept: the twelve by the store, the last one by the DLQ as well
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.list_quarantine()) == 13
+    assert [m["Body"] for m in receive_all(sqs, dlq)] == ["garbage again"]
 
 
 async def test_each_look_up_of_a_dlq_that_does_not_exist_is_counted(
@@ -455,7 +489,7 @@ async def test_a_quarantine_follows_a_redrive_policy_given_another_dlq_while_the
     name, new_name = url.rsplit("/", 1)[-1], new.rsplit("/", 1)[-1]
     moved = [e for e in logs if e["event"] == f"queue {name} now dead-letters to {new_name}"]
     assert [(e["log_level"], e["dlq"]) for e in moved] == [("info", new)]
-    assert not [e for e in logs if e["event"].startswith("the DLQ does not exist")]
+    assert not [e for e in logs if str(e["event"]).endswith("does not exist")]
     [quarantined] = [e for e in logs if e["event"] == "message quarantined"]
     assert quarantined["dlq"] == new
     assert [q.dlq_url for q in worker.queues] == [new]

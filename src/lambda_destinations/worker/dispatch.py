@@ -343,6 +343,7 @@ class Dispatcher:
         # its queue's redrive policy names another DLQ (see follow_redrive_policy).
         self.queues = queues if queues is not None else []
         self._policy_lock = asyncio.Lock()
+        self.missing_dlqs: set[str] = set()  # DLQs found deleted: said once (dlq_missing)
         # A claim is a lease: renewed while its handler runs, so a crashed worker's claims
         # free within one lease (see _renewing).
         self.claim_ttl = settings.claim_lease
@@ -989,12 +990,10 @@ class Dispatcher:
         kept[SOURCE_ATTRIBUTE] = {"DataType": "String", "StringValue": item.queue.url}
         body = item.message.get("Body", "") or " "
         tried: set[str] = set()
-        while queue.dlq_url and queue.dlq_url not in tried:
-            tried.add(queue.dlq_url)
+        while (dlq := queue.dlq_url) and dlq not in tried:
+            tried.add(dlq)
             try:
-                await self.sqs.send_message(
-                    QueueUrl=queue.dlq_url, MessageBody=body, MessageAttributes=kept
-                )
+                await self.sqs.send_message(QueueUrl=dlq, MessageBody=body, MessageAttributes=kept)
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -1011,17 +1010,29 @@ class Dispatcher:
                 gone = queue.dlq_url
                 queue = await self._reread_redrive_policy(queue)
                 if queue.dlq_url == gone:
-                    # Deleted, and the policy still names it: the store's copy is the one,
-                    # and the next quarantine of this queue meets the same, so the line says
-                    # what to do. (A policy that changed said so as it was followed.)
-                    log.warning(
-                        "the DLQ does not exist: the store keeps the quarantined message",
-                        dlq=gone,
-                        fix=DLQ_GONE,
-                    )
+                    # Deleted, and the policy still names it: the store's copy is the one.
+                    # Said once, with what to do: every quarantine of this queue meets the same
+                    # until it is back. (A policy that changed said so as it was followed.)
+                    self.dlq_missing(gone)
                 continue
-            return queue.dlq_url
+            self.dlq_found(dlq)
+            return dlq
         return None
+
+    def dlq_missing(self, url: str) -> None:
+        """Warn that the DLQ ``url`` does not exist, unless that was said since it was last
+        found (by a quarantine or the depth sampler, whichever first): one line for its
+        absence, not one for each message quarantined meanwhile."""
+        if url in self.missing_dlqs:
+            return
+        self.missing_dlqs.add(url)
+        log.warning(f"the DLQ {queue_name(url)} does not exist", dlq=url, fix=DLQ_GONE)
+
+    def dlq_found(self, url: str) -> None:
+        """Say that the DLQ ``url``, said to be missing, exists again."""
+        if url in self.missing_dlqs:
+            self.missing_dlqs.discard(url)
+            log.info(f"the DLQ {queue_name(url)} exists again", dlq=url)
 
     # -- the DLQ a queue's redrive policy names -----------------------------------------------
 

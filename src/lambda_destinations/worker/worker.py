@@ -1232,23 +1232,23 @@ class Worker(Lifetime):
         followed (the dispatcher sends quarantined copies there), and the DLQs sampled follow;
         so is another maxReceiveCount (the receive on which a claim is waited out).
         """
-        missing: set[str] = set()  # DLQs found deleted: warned of once, until they are back
+        assert self._dispatcher is not None
+        # DLQs found deleted (here or by a quarantine): warned of once, until they are back.
+        missing = self._dispatcher.missing_dlqs
         sampled: set[str] = set()  # the DLQs of the last round
         while True:
             for queue in list(self.queues):
-                await self._sample_queue(queue.url, queue.name, missing, polled=queue)
+                await self._sample_queue(queue.url, queue.name, polled=queue)
             dlqs = {q.dlq_url: queue_name(q.dlq_url) for q in self.queues if q.dlq_url}
             for url in sampled - dlqs.keys():
                 self._forget_depth(queue_name(url), DLQ)  # no queue's DLQ any more
                 missing.discard(url)
             sampled = set(dlqs)
             for url, name in dlqs.items():
-                await self._sample_queue(url, name, missing)
+                await self._sample_queue(url, name)
             await asyncio.sleep(self.settings.queue_metrics_interval)
 
-    async def _sample_queue(
-        self, url: str, name: str, missing: set[str], *, polled: QueueInfo | None = None
-    ) -> None:
+    async def _sample_queue(self, url: str, name: str, *, polled: QueueInfo | None = None) -> None:
         names = [*DEPTH_ATTRIBUTES, "RedrivePolicy"] if polled else list(DEPTH_ATTRIBUTES)
         role = POLLED if polled else DLQ
         try:
@@ -1261,11 +1261,10 @@ class Worker(Lifetime):
             self.metrics.sqs_errors.labels("GetQueueAttributes").inc()
             self._forget_depth(name, role)
             log.debug("queue depth not sampled", queue=name, error=describe_error(exc))
-            self._note_missing_dlq(url, name, exc, missing)
+            self._note_missing_dlq(url, exc)
             return
-        if url in missing:
-            missing.discard(url)
-            log.info(f"the DLQ {name} exists again", dlq=url)
+        assert self._dispatcher is not None
+        self._dispatcher.dlq_found(url)
         attributes = response.get("Attributes", {})
         for attribute, state in DEPTH_ATTRIBUTES.items():
             if attribute in attributes:
@@ -1290,15 +1289,15 @@ class Worker(Lifetime):
             with contextlib.suppress(KeyError):  # never sampled
                 self.metrics.queue_messages.remove(name, role, state)
 
-    def _note_missing_dlq(self, url: str, name: str, exc: BaseException, missing: set[str]) -> None:
+    def _note_missing_dlq(self, url: str, exc: BaseException) -> None:
         """Warn once when a DLQ was deleted: no poller reads it, so without this line its
         absent depth series (the DLQ alert's input) would be the only sign of it."""
-        if url in missing or not is_missing_queue(exc):
+        if not is_missing_queue(exc):
             return
         if not any(q.dlq_url == url for q in self.queues):
             return  # a polled queue: its pollers warn, with the fix
-        missing.add(url)
-        log.warning(f"the DLQ {name} does not exist", dlq=url, fix=DLQ_GONE)
+        assert self._dispatcher is not None
+        self._dispatcher.dlq_missing(url)
 
     # -- batch calls ------------------------------------------------------------------------
 
