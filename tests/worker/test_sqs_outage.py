@@ -446,6 +446,64 @@ async def test_a_poller_backing_off_from_a_deleted_queue_is_alive_not_stuck(
             await running
 
 
+def test_a_receive_sent_before_the_outage_began_does_not_end_it() -> None:
+    # given: a queue's receives failing from 10 s (a receive sent at 10 s answered an error)
+    outage = outage_module.QueueOutage("orders")
+    with capture_logs() as logs:
+        outage.failed(10.0, 1.0)
+        # when: a long poll sent at 8 s, before the failures began, answers at 11 s
+        outage.succeeded(11.0, sent=8.0)
+        failing_after_old_poll = outage.failing
+        # and a receive sent at 11.5 s answers at 12 s
+        outage.succeeded(12.0, sent=11.5)
+
+    # then: the old poll told nothing of SQS now (before, it ended the outage at once: "receiving
+    # again" 1 s after the warning, and the failures after it were a flap, said nowhere)
+    assert failing_after_old_poll
+    assert _said(logs) == [("cannot receive from orders", None), ("receiving again", 0)]
+    assert logs[1]["outage_seconds"] == 2.0
+
+
+async def test_a_long_poll_in_flight_as_the_queue_is_deleted_does_not_end_its_outage(
+    sqs, settings_for
+) -> None:
+    # given: two pollers of a queue, their long polls of 3 s out of step
+    name = f"gone-{random.Random().randrange(10**8)}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    with capture_logs() as logs:
+        async with Worker(settings_for(url, wait_time=3, pollers_per_queue=2)) as worker:
+            running = asyncio.create_task(worker.run())
+            try:
+                loop = asyncio.get_running_loop()
+                sent = worker._receiving  # poller -> when its open poll was sent
+
+                def both_polling() -> bool:
+                    return len(sent) == 2 and None not in sent.values()
+
+                await until(both_polling)
+                first = min(since for since in sent.values() if since is not None)
+                await until(lambda: loop.time() > first + 1.2)
+                send_bodies(sqs, url, [json.dumps(success_record(random.Random(3)))])
+                await until(lambda: worker.stats.outcomes["ack"] == 1)
+                await until(both_polling)
+                # when: the queue is deleted while both polls are open; one ends and the next
+                # receive fails; the other, sent before the deletion, answers (empty) after it
+                sqs.delete_queue(QueueUrl=url)
+                await until(lambda: worker.readiness() != [])
+                await asyncio.sleep(3.5)
+                # then: the outage goes on: not ready, and no line says it ended
+                still_failing = worker.readiness() != []
+                said_back = any(e["event"] == "receiving again" for e in logs)
+            finally:
+                sqs.create_queue(QueueName=name)
+                worker.stop()
+                await running
+                sqs.delete_queue(QueueUrl=url)
+
+    assert still_failing
+    assert not said_back
+
+
 @pytest.mark.parametrize(
     ("given_as", "first_call"), [("name", "GetQueueUrl"), ("url", "GetQueueAttributes")]
 )

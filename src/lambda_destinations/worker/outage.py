@@ -2,7 +2,9 @@
 /readyz reports, and the wake-up of pollers backing off once SQS answers again.
 
 An outage of a queue begins with the first receive that fails, whichever poller sent it, and
-ends with the first that succeeds. The log says it once per queue, not once per poller:
+ends with the first that succeeds of those sent after it began: a long poll sent before (another
+poller's, open for up to wait_time) answers of SQS as it was then, and credentials refused or a
+queue deleted since do not fail it. The log says it once per queue, not once per poller:
 
 - ``cannot receive from Q; retrying in 1.0s`` (a warning, with the error and the fix) when it
   begins;
@@ -48,6 +50,7 @@ class QueueOutage:
         self.failures = 0  # failed receives of the outage, every poller's
         self.brief_recoveries = 0  # ends of the outage that did not hold
         self.error: BaseException | None = None  # the last failed receive's (the worker sets it)
+        self._failing_since = 0.0  # loop time the receives last began to fail
         # Loop time the outage last ended (None: failing); kept until it holds REMINDER_EVERY.
         self._ended: float | None = None
         self._reminder_at = 0.0  # loop time from which the next reminder may be logged
@@ -64,6 +67,8 @@ class QueueOutage:
         ``fields`` (the error, the fix, the endpoint) go on the line as they are.
         """
         self._settle(now)
+        if not self.failing:
+            self._failing_since = now
         if self.began is None:
             self.began, self.failures, self.brief_recoveries = now, 1, 0
             self._back = asyncio.Event()
@@ -111,11 +116,12 @@ class QueueOutage:
             **fields,
         )
 
-    def succeeded(self, now: float) -> None:
+    def succeeded(self, now: float, *, sent: float | None = None) -> None:
         """End the outage, if there is one, and wake the pollers backing off; say so at its
-        first end, or once an end has held (:meth:`_settle`)."""
+        first end, or once an end has held (:meth:`_settle`). A receive ``sent`` before the
+        receives began to fail ends nothing: it says nothing of SQS now."""
         self._settle(now)
-        if not self.failing:
+        if not self.failing or (sent is not None and sent < self._failing_since):
             return
         assert self.began is not None
         self._ended = now

@@ -1000,7 +1000,7 @@ class Worker(Lifetime):
         """
         self.stats.sqs_calls["ReceiveMessage"] += 1
         loop = asyncio.get_running_loop()
-        self._receiving[name] = loop.time()
+        self._receiving[name] = sent = loop.time()
         self._poll_ends[name] = loop.time() + wait_time
         outage = self._outages[queue.name]
         try:
@@ -1027,7 +1027,7 @@ class Worker(Lifetime):
             await outage.back_off(delay, self._stopping)
             return None
         self._receive_failures[name] = 0
-        outage.succeeded(loop.time())
+        outage.succeeded(loop.time(), sent=sent)
         messages: list[dict[str, Any]] = response.get("Messages", [])
         self.metrics.receives_by(queue.name, "true" if not messages else "false").inc()
         now = time.time()
