@@ -76,6 +76,11 @@ TOKEN = "http-test-token"
 ARN = "arn:aws:lambda:us-east-1:123456789012"
 
 
+def _once() -> str:
+    """A form's one-time token, as a page puts one in each form that acts."""
+    return uuid.uuid4().hex
+
+
 async def _client(settings: Settings, **options: Any) -> TestClient:  # type: ignore[type-arg]
     app = create_app(settings, ConsoleOptions(token=TOKEN, **options))
     client = TestClient(TestServer(app))
@@ -478,7 +483,9 @@ async def test_an_unreachable_endpoint_is_one_line_on_a_page_and_the_ledger_says
 
     # when
     response = await client.post(
-        f"/failures/{row.key}/replay", data={"csrf": csrf}, headers=_origin(client)
+        f"/failures/{row.key}/replay",
+        data={"csrf": csrf, "nonce": _once()},
+        headers=_origin(client),
     )
 
     # then
@@ -504,16 +511,16 @@ async def _quarantined(settings: Settings, url: str, message_id: str) -> Quarant
 
 
 async def _resend(client: TestClient, csrf: str, row: QuarantineRow, message_id: str) -> Any:  # type: ignore[type-arg]
-    """Resend posted from a page that showed ``message_id`` in ``row``."""
+    """Resend posted from a page (a page of its own) that showed ``message_id`` in ``row``."""
     return await client.post(
         f"/quarantine/{row.id}/resend",
-        data={"csrf": csrf, "message_id": message_id},
+        data={"csrf": csrf, "message_id": message_id, "nonce": _once()},
         headers=_origin(client),
         allow_redirects=False,
     )
 
 
-async def test_resend_clicked_six_times_at_once_sends_once(
+async def test_resend_from_six_tabs_at_once_sends_once(
     make_client, settings_for: Callable[..., Settings], make_queue, sqs
 ) -> None:
     # given: a message only the store holds, from a queue without DLQ
@@ -523,7 +530,7 @@ async def test_resend_clicked_six_times_at_once_sends_once(
     client = await make_client(settings)
     csrf = await sign_in(client)
 
-    # when: Resend, six times at once (a double click, other tabs)
+    # when: Resend, six times at once, each from a page of its own (other tabs)
     responses = await asyncio.gather(*(_resend(client, csrf, row, "m-1") for _ in range(6)))
 
     # then: one sent it; the others sent nothing and said so in one line
@@ -536,8 +543,11 @@ async def test_resend_clicked_six_times_at_once_sends_once(
             assert "resent" in line
     assert count_messages(sqs, url) == 1
     async with Store.from_url(settings.store) as store:
-        assert [a.action for a in await store.actions(url)] == ["resend"]
+        resends = await store.actions(url)
         assert await store.list_quarantine() == []
+    # the ledger: the one resend, and each one refused with its line
+    assert [a.detail.get("refused") is None for a in resends].count(True) == 1
+    assert len(resends) == statuses.count(409) + 1
 
 
 async def test_a_resend_from_a_page_that_showed_another_message_sends_nothing(
@@ -729,7 +739,8 @@ async def test_a_resend_to_a_deleted_queue_says_so_and_what_to_do_as_quarantine_
     response = await _resend(client, csrf, row, "m-1")
 
     # then: one line naming the queue and the way on, as `quarantine resend` says it (before:
-    # 503 with SQS's NonExistentQueue alone); the stored copy stays, and no resend is recorded
+    # 503 with SQS's NonExistentQueue alone); the stored copy stays, and the ledger keeps the
+    # resend as refused, with that line (as a refused purge)
     assert response.status == 409
     (line,) = (await response.text()).strip().splitlines()
     assert line == (
@@ -739,7 +750,8 @@ async def test_a_resend_to_a_deleted_queue_says_so_and_what_to_do_as_quarantine_
     )
     async with Store.from_url(settings.store) as store:
         assert [q.message_id for q in await store.list_quarantine()] == ["m-1"]
-        assert await store.actions(url) == []
+        (refused,) = await store.actions(url)
+    assert refused.detail == {"message_id": "m-1", "reason": row.reason, "refused": line}
 
 
 def _deletes_fail(request: bytes) -> bytes | None:
@@ -1112,7 +1124,9 @@ async def test_a_quarantine_id_past_64_bits_is_no_such_message(
     csrf = await sign_in(client)
     for ident in ("99999999999999999999999", "9" * 5000):
         response = await client.post(
-            f"/quarantine/{ident}/resend", data={"csrf": csrf}, headers=_origin(client)
+            f"/quarantine/{ident}/resend",
+            data={"csrf": csrf, "nonce": _once()},
+            headers=_origin(client),
         )
         assert response.status == 404
         assert await response.text() == "no such quarantined message (resent already?)\n"
@@ -1202,17 +1216,15 @@ async def test_an_edit_posted_again_after_it_ran_invokes_once(
         )
     )
 
-    # then: one attempt and one edit in the ledgers; the first post goes to the failure's page
-    # saying what became of it, as Replay does; each later one to its replays
+    # then: one attempt and one edit in the ledgers; every post goes to the failure's page
+    # saying what became of it, as Replay does (before: each later one to its replays)
     assert [r.status for r in posted] == [303] * 4
     async with Store.from_url(settings.store) as store:
         assert len(await store.replays(row.key)) == 1
         (edit,) = await store.actions(row.key)
     assert edit.action == "edit-replay"
     assert posted[0].headers["Location"].endswith(f"?replayed={edit.id}#outcome")
-    assert {r.headers["Location"] for r in posted[1:]} == {
-        posted[0].headers["Location"].split("?")[0] + "#replays"
-    }
+    assert {r.headers["Location"] for r in posted[1:]} == {posted[0].headers["Location"]}
     told = await (await client.get(posted[0].headers["Location"])).text()
     assert 'id="outcome"' in told
     assert edit.detail["payload"] == {"orderId": "fixed"}
@@ -1247,16 +1259,153 @@ async def test_one_edit_form_posted_to_two_console_processes_at_once_invokes_onc
         )
     )
 
-    # then: one of the four invoked, and the ledger keeps that edit once, with its outcome
+    # then: one of the four invoked, and the ledger keeps that edit once, with its outcome;
+    # every answer names that entry
     assert [r.status for r in posted] == [303] * 4
-    told = [r.headers["Location"] for r in posted if "?replayed=" in r.headers["Location"]]
-    assert len(told) == 1
     async with Store.from_url(settings.store) as store:
         assert len(await store.replays(row.key)) == 1
         (edit,) = await store.actions(row.key)
-    assert told[0].endswith(f"?replayed={edit.id}#outcome")
+    assert {r.headers["Location"].split("?")[1] for r in posted} == {f"replayed={edit.id}#outcome"}
     assert edit.nonce == form["nonce"]
     assert edit.detail["result"] != "interrupted"
+
+
+async def _post_twice(client: TestClient, path: str, form: dict[str, str]) -> list[Any]:  # type: ignore[type-arg]
+    """The same form posted twice at once, as a double click without the pages' script sends
+    it (the browser shows the second answer only)."""
+    return list(
+        await asyncio.gather(
+            *(
+                client.post(path, data=form, headers=_origin(client), allow_redirects=False)
+                for _ in "ab"
+            )
+        )
+    )
+
+
+async def test_a_replay_form_posted_twice_invokes_once_and_each_answer_says_what_it_did(
+    make_client, settings_for: Callable[..., Settings], lambda_endpoint: Any
+) -> None:
+    # given: the Replay form of a failure of a function Lambda has
+    arn = lambda_endpoint.create_function(f"orders-{random.randrange(10**6)}")
+    on = await _signed_in_on_a_failure(
+        make_client, settings_for, arn, endpoint_url=lambda_endpoint.url
+    )
+    client, row, _ = on
+    settings = client.server.app[CONSOLE].settings
+    page = f"/failures/{quote(row.key, safe='')}"
+    form = _form_fields(await (await client.get(page)).text(), f"{page}/replay")
+
+    # when: a double click without the script, then the form again (Back, then submit)
+    posted = await _post_twice(client, f"{page}/replay", form)
+    posted.append(
+        await client.post(
+            f"{page}/replay", data=form, headers=_origin(client), allow_redirects=False
+        )
+    )
+
+    # then: one attempt, one ledger entry; every answer is the first's outcome (before: the
+    # second said "Not replayed: ... has no outcome yet ... run it again" though it ran)
+    async with Store.from_url(settings.store) as store:
+        (attempt,) = await store.replays(row.key)
+        (replay,) = await store.actions(row.key)
+    assert {(r.status, r.headers["Location"]) for r in posted} == {
+        (303, f"/failures/{row.key}?replayed={replay.id}#outcome")
+    }
+    told = _outcome(await (await client.get(posted[1].headers["Location"])).text())
+    assert told.startswith(f"Replayed: attempt 1 invoked {arn}")
+    assert attempt.new_request_id in told
+    assert replay.nonce == form["nonce"]
+
+
+async def test_an_ignore_form_posted_twice_ignores_once_with_one_ledger_entry(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: the Ignore form of a failure, with a reason
+    client, row, _ = await _signed_in_on_a_failure(make_client, settings_for)
+    page = f"/failures/{quote(row.key, safe='')}"
+    form = _form_fields(await (await client.get(page)).text(), f"{page}/ignore")
+    form["reason"] = "known issue"
+
+    # when: a double click without the script
+    posted = await _post_twice(client, f"{page}/ignore", form)
+
+    # then: both go to the status, and the ledger has one ignore (before: two)
+    assert {(r.status, r.headers["Location"]) for r in posted} == {
+        (303, f"/failures/{row.key}#status-line")
+    }
+    async with Store.from_url(client.server.app[CONSOLE].settings.store) as store:
+        assert [a.action for a in await store.actions(row.key)] == ["ignore"]
+        ignored = await store.get_invocation(row.key)
+    assert ignored is not None
+    assert ignored.status is FailureStatus.IGNORED
+
+
+async def test_a_resend_form_posted_twice_sends_once_and_both_answers_go_back_to_its_page(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: the Resend form of a message only the store holds
+    url, _ = make_queue("console-resend-twice", dlq=False)
+    settings = settings_for(queues=[url])
+    row = await _quarantined(settings, url, "m-1")
+    client = await make_client(settings)
+    await sign_in(client)
+    path = f"/quarantine/{row.id}/resend"
+    form = _form_fields(await (await client.get("/quarantine")).text(), path)
+
+    # when: a double click without the script, then the form again (Back, then submit)
+    posted = await _post_twice(client, path, form)
+    posted.append(
+        await client.post(path, data=form, headers=_origin(client), allow_redirects=False)
+    )
+
+    # then: sent once, one ledger entry; each answer is the first's (before: 409 "being resent
+    # by another caller", then 404, though the first resent it)
+    assert {(r.status, r.headers.get("Location")) for r in posted} == {(303, "/quarantine")}
+    assert count_messages(sqs, url) == 1
+    async with Store.from_url(settings.store) as store:
+        (resent,) = await store.actions(url)
+        assert await store.list_quarantine() == []
+    assert resent.detail["message_id"] == "m-1"
+    assert resent.detail["new_message_id"]
+
+
+async def test_a_script_with_the_bearer_token_acts_without_a_one_time_token_or_once_with_one(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure, and a script holding the console's token
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    path = f"/failures/{quote(row.key, safe='')}"
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def post(action: str, **form: str) -> Any:
+        return await client.post(
+            f"{path}/{action}", data=form, headers=bearer, allow_redirects=False
+        )
+
+    # when: an edit's replay without a one-time token (before: 400), then ignore twice with one
+    # of its own, then reopen with that same token
+    edited = await post("edit", payload='{"orderId": "fixed"}')
+    ignored = [await post("ignore", reason="known", nonce="script-1") for _ in "ab"]
+    reused = await post("reopen", reason="back", nonce="script-1")
+
+    # then: the edit acted; the ignore once; the reused token is refused, and nothing reopened
+    assert edited.status == 303
+    assert [(r.status, r.headers["Location"]) for r in ignored] == [
+        (303, f"/failures/{row.key}#status-line")
+    ] * 2
+    assert reused.status == 409
+    assert await reused.text() == (
+        "the form's one-time token was used for another action: send a new one\n"
+    )
+    async with Store.from_url(settings.store) as store:
+        actions = await store.actions(row.key)
+        kept = await store.get_invocation(row.key)
+    assert sorted(a.action for a in actions) == ["edit-replay", "ignore"]
+    assert kept is not None
+    assert kept.status is FailureStatus.IGNORED
 
 
 async def test_a_bulk_plan_posted_twice_starts_one_job(
@@ -1633,16 +1782,27 @@ async def test_a_form_without_its_one_time_token_is_one_line_400(
     row = await stored_failure(settings)
     client = await make_client(settings)
     csrf = await sign_in(client)
-    for path in (f"/failures/{quote(row.key, safe='')}/edit", "/bulk"):
+    failure = f"/failures/{quote(row.key, safe='')}"
+    # every form that acts: a signed-in browser's post of one without it is no form of a page
+    actions = ("edit", "replay", "ignore", "reopen")
+    paths = [*(f"{failure}/{action}" for action in actions), "/bulk", "/quarantine/1/resend"]
+    for path in paths:
         response = await client.post(
             path,
-            data={"csrf": csrf, "payload": "{}", "until": "2099-01-01T00:00:00"},
+            data={
+                "csrf": csrf,
+                "payload": "{}",
+                "until": "2099-01-01T00:00:00",
+                "reason": "x",
+                "message_id": "m-1",
+            },
             headers=_origin(client),
         )
-        assert response.status == 400
+        assert response.status == 400, path
         assert await response.text() == "the form has no one-time token: reload the page\n"
     async with Store.from_url(settings.store) as store:
         assert await store.replays(row.key) == []
+        assert await store.actions(row.key) == []
 
 
 @pytest.mark.parametrize("rate", ["-5", "0", "nan", "inf", "1000", "fast"])
@@ -1864,7 +2024,7 @@ async def test_a_resend_from_an_older_quarantine_page_comes_back_to_that_page(
         async with Store.from_url(settings.store) as store:
             row = await store.get_quarantine(row_id)
         assert row is not None
-        data = {"csrf": csrf, "message_id": row.message_id, "after": place}
+        data = {"csrf": csrf, "message_id": row.message_id, "after": place, "nonce": _once()}
         path = f"/quarantine/{row_id}/resend"
         return await client.post(path, data=data, headers=_origin(client), allow_redirects=False)
 
@@ -1943,7 +2103,7 @@ async def test_a_replay_lambda_refuses_names_the_console_s_credentials_in_its_le
     # when: Replay, from its page
     response = await client.post(
         f"/failures/{quote(row.key, safe='')}/replay",
-        data={"csrf": csrf},
+        data={"csrf": csrf, "nonce": _once()},
         headers=_origin(client),
     )
 
@@ -1970,9 +2130,14 @@ async def test_a_replay_clicked_twice_says_the_second_was_skipped_and_what_to_do
     csrf = await sign_in(client)
     page = f"/failures/{quote(row.key, safe='')}"
 
-    # when: Replay with the original payload, twice (the redirects followed)
-    first = await client.post(f"{page}/replay", data={"csrf": csrf}, headers=_origin(client))
-    second = await client.post(f"{page}/replay", data={"csrf": csrf}, headers=_origin(client))
+    # when: Replay with the original payload, twice, from the page opened again each time (the
+    # redirects followed)
+    first, second = [
+        await client.post(
+            f"{page}/replay", data={"csrf": csrf, "nonce": _once()}, headers=_origin(client)
+        )
+        for _ in "ab"
+    ]
 
     # then: each page says what became of its click; the second one why, in the console's terms
     assert first.status == second.status == 200
@@ -2005,7 +2170,9 @@ async def test_a_legacy_record_naming_no_function_says_the_console_cannot_replay
 
     # when: Replay with the original payload; and the bulk plan that selects it
     response = await client.post(
-        f"/failures/{quote(row.key, safe='')}/replay", data={"csrf": csrf}, headers=_origin(client)
+        f"/failures/{quote(row.key, safe='')}/replay",
+        data={"csrf": csrf, "nonce": _once()},
+        headers=_origin(client),
     )
     plan = html.unescape(await (await client.get("/bulk?action=replay")).text())
 
@@ -2331,7 +2498,7 @@ async def test_reopening_a_recovered_failure_makes_it_recovered_again(
     for action in ("ignore", "reopen"):
         response = await client.post(
             f"{path}/{action}",
-            data={"reason": "looked at", "csrf": csrf},
+            data={"reason": "looked at", "csrf": csrf, "nonce": _once()},
             headers=_origin(client),
             allow_redirects=False,
         )
@@ -2359,7 +2526,7 @@ async def test_an_ignore_s_reason_goes_with_who_set_it_as_failures_ignore_keeps_
     # when: one is ignored on its page, the other by a bulk ignore, each with a reason
     ignored = await client.post(
         f"/failures/{quote(one.key, safe='')}/ignore",
-        data={"reason": "test data", "csrf": csrf},
+        data={"reason": "test data", "csrf": csrf, "nonce": _once()},
         headers=_origin(client),
         allow_redirects=False,
     )
@@ -2936,7 +3103,7 @@ async def test_ignoring_or_reopening_brings_focus_to_the_new_status(
     for action, status in [("ignore", "ignored"), ("reopen", "open")]:
         response = await client.post(
             f"{path}/{action}",
-            data={"csrf": csrf, "reason": "r"},
+            data={"csrf": csrf, "reason": "r", "nonce": _once()},
             headers=_origin(client),
             allow_redirects=False,
         )
@@ -3191,7 +3358,7 @@ async def test_a_store_that_failed_is_its_line_as_the_request_accepts_it(
     # when: a write finds it gone (before: a page to every client, saying "StoreGone: ...")
     response = await client.post(
         f"/failures/{quote(row.key, safe='')}/ignore",
-        data={"csrf": csrf, "reason": "noise"},
+        data={"csrf": csrf, "reason": "noise", "nonce": _once()},
         headers={**_origin(client), "Accept": accept},
     )
 
@@ -3341,11 +3508,12 @@ async def test_a_replay_with_a_qualifier_invokes_it_and_the_page_names_both(
         f"{name}: replays run version 1's code again (a published version never changes); "
         "Qualifier ALIAS (or '$LATEST') runs the code deployed since"
     ]
-    assert _form_fields(before, f"{path}/replay") == {"csrf": csrf, "qualifier": ""}
+    form = _form_fields(before, f"{path}/replay")
+    assert form == {"csrf": csrf, "nonce": form["nonce"], "qualifier": ""}
     lambda_endpoint.start_recording()
 
     # when: Replay, the qualifier live
-    form = {"csrf": csrf, "qualifier": " live "}
+    form["qualifier"] = " live "
     response = await client.post(f"{path}/replay", data=form, headers=_origin(client))
 
     # then: the alias was invoked, and the page says so, the record's version and the alias
@@ -3854,7 +4022,7 @@ async def _post_held(
     csrf = await sign_in(client)
     if form is None:
         form = _form_fields(await (await client.get(path)).text(), path)
-    form = {"csrf": csrf, **form}
+    form = {"csrf": csrf, "nonce": _once(), **form}
     response = await asyncio.wait_for(
         client.post(path, data=form, headers={**_BROWSER, **_origin(client)}), 10
     )

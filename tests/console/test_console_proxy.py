@@ -156,6 +156,12 @@ def _csrf(page: str) -> str:
     return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
 
+def _nonce(page: str, action: str) -> str:
+    """The one-time token of the page's form posting to ``…/action``."""
+    form = page.split(f'/{action}" ', 1)[1]
+    return form.split('name="nonce" value="', 1)[1].split('"', 1)[0]
+
+
 async def _status(at: Deployed) -> FailureStatus:
     async with Store.from_url(at.store_url) as store:
         row = await store.get_invocation(at.key)
@@ -190,7 +196,11 @@ async def test_sign_in_then_ignore_through_a_tls_proxy(behind: Deployed) -> None
         page = await (await client.get(behind.failure())).text()
         ignored = await client.post(
             behind.failure("/ignore"),
-            data={"csrf": _csrf(page), "reason": "known upstream issue"},
+            data={
+                "csrf": _csrf(page),
+                "nonce": _nonce(page, "ignore"),
+                "reason": "known upstream issue",
+            },
             headers={"Origin": behind.origin, "Sec-Fetch-Site": "same-origin"},
             allow_redirects=False,
         )

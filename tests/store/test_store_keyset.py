@@ -129,6 +129,11 @@ async def test_an_action_with_a_forms_token_is_kept_once_however_many_insert_it(
     assert by_nonce["form-1"].id == kept
     assert by_nonce["form-1"].detail == {"result": "invoked"}
     assert by_nonce["form-2"].detail == {"at": "form-2"}
+    # and the token finds its entry (a form posted again answers as its first post did)
+    found = await store.action_by_nonce("form-1")
+    assert found is not None
+    assert (found.id, found.detail) == (kept, {"result": "invoked"})
+    assert await store.action_by_nonce("form-3") is None
 
 
 async def test_an_actions_text_with_a_nul_is_kept_as_text_can_hold_it(store: Store) -> None:
@@ -141,6 +146,9 @@ async def test_an_actions_text_with_a_nul_is_kept_as_text_can_hold_it(store: Sto
     kept = await store.add_action_once(once)
     assert kept is not None
     await store.set_action_detail(kept, {"refused": "g\x00h"})
+    found = await store.action_by_nonce("form-\x00")  # as it was sent, and kept
+    assert found is not None
+    assert found.id == kept
 
     by_action = {a.action: a for a in await store.actions("k")}
     ignored, edited = by_action["ignore"], by_action["edit-replay"]

@@ -1,6 +1,8 @@
 """What people do: sign in and out, replay (also with an edited payload), ignore and reopen,
 bulk replay or ignore, redrive and purge a DLQ. POST only; each one checks the token, the
-origin and the form's CSRF token (``Console.actor``), and goes into the store's ledgers."""
+origin and the form's CSRF token (``Console.actor``), and goes into the store's ledgers. A form
+that acts on a failure or a quarantined message, or runs a bulk plan, carries a one-time token:
+posted again, it does nothing and answers as its first post did (``once``)."""
 
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ from lambda_destinations.store import (
     InvocationFilter,
     InvocationRow,
     OperatorAction,
+    QuarantineRow,
 )
 
 routes = web.RouteTableDef()
@@ -183,14 +186,18 @@ async def replay(request: web.Request) -> web.Response:
     actor, form = await console.actor(request)
     row = await _row(console, request)
     qualifier = _qualifier(form)
-    async with aws_bound() as wait:
-        wait.in_doubt = REPLAY_IN_DOUBT
-        result = await _replay(console, row, actor, qualifier=qualifier)
-    recorded = await console.store.add_action(
-        OperatorAction(actor, "replay", row.key, _reason(form), {"result": result.as_dict()})
-    )
-    # The page says what became of it (skipped, and why, too) from this ledger entry.
-    raise web.HTTPSeeOther(f"{_failure_url(row)}?replayed={recorded}#outcome")
+    # Kept before it is done, with the form's one-time token, as an edit's replay is.
+    detail = {"result": "interrupted"}
+    kept = OperatorAction(actor, "replay", row.key, _reason(form), detail, _nonce(request, form))
+    async with console.once.keep(console.store, kept) as first:
+        if first is None:
+            async with aws_bound() as wait:
+                wait.in_doubt = REPLAY_IN_DOUBT
+                result = await _replay(console, row, actor, qualifier=qualifier)
+            await console.store.set_action_detail(_id(kept), {"result": result.as_dict()})
+    # The page says what became of it (skipped, and why, too) from this ledger entry; the same
+    # form posted again (a double click) says what its first post did.
+    raise web.HTTPSeeOther(_outcome_url(row, first or kept))
 
 
 @routes.post("/failures/{ident}/edit")
@@ -228,21 +235,35 @@ async def edit_and_replay(request: web.Request) -> web.Response:
     # Kept before it is done, with the form's token, which the store keeps once: the same form
     # posted again, here or to another console process, finds it kept and invokes nothing.
     detail = {"payload": edited, "original_payload": row.request_payload, "result": "interrupted"}
-    edit = OperatorAction(actor, "edit-replay", row.key, _reason(form), detail, _nonce(form))
-    recorded = await console.store.add_action_once(edit)
-    if recorded is None:  # done already: the failure page shows that replay
-        raise web.HTTPSeeOther(_failure_url(row) + "#replays")
-    async with aws_bound() as wait:
-        wait.in_doubt = REPLAY_IN_DOUBT
-        result = await _replay(console, row, actor, payload=payload, qualifier=qualifier)
-    await console.store.set_action_detail(recorded, {**detail, "result": result.as_dict()})
+    nonce = _nonce(request, form)
+    edit = OperatorAction(actor, "edit-replay", row.key, _reason(form), detail, nonce)
+    async with console.once.keep(console.store, edit) as first:
+        if first is None:
+            async with aws_bound() as wait:
+                wait.in_doubt = REPLAY_IN_DOUBT
+                result = await _replay(console, row, actor, payload=payload, qualifier=qualifier)
+            await console.store.set_action_detail(_id(edit), {**detail, "result": result.as_dict()})
     # The page says what became of it, as after Replay, from this ledger entry.
-    raise web.HTTPSeeOther(f"{_failure_url(row)}?replayed={recorded}#outcome")
+    raise web.HTTPSeeOther(_outcome_url(row, first or edit))
 
 
-def _nonce(form: Mapping[str, str]) -> str:
-    """The form's one-time token (the pages put one in each form that must act once)."""
+def _id(kept: OperatorAction) -> int:
+    assert kept.id is not None, "the store sets it"
+    return kept.id
+
+
+def _outcome_url(row: InvocationRow, replay: OperatorAction) -> str:
+    """The failure's page saying what became of the replay whose ledger entry is ``replay``."""
+    return f"{_failure_url(row)}?replayed={replay.id}#outcome"
+
+
+def _nonce(request: web.Request, form: Mapping[str, str]) -> str | None:
+    """The form's one-time token: the pages put one in each form that acts, so that a form
+    posted again acts once. A script with the console's bearer token may send none (each post
+    then acts) or one of its own."""
     nonce = form.get(NONCE_FIELD, "")
+    if not nonce and _console(request).sessions.bearer(request):
+        return None
     if not nonce or len(nonce) > 64:
         raise web.HTTPBadRequest(text="the form has no one-time token: reload the page\n")
     return nonce
@@ -261,11 +282,13 @@ async def _set_status(request: web.Request, status: FailureStatus, action: str) 
     row = await _row(console, request)
     reason = _reason(form, required=True)
     by = set_by(actor, reason)  # as `failures ignore --reason` keeps it, for `failures show`
-    if status is FailureStatus.OPEN:  # recovered where a replay recovered, as the CLI's
-        await reopen_failures(console.store, [row.key], by=by)
-    else:
-        await console.store.set_status([row.key], status, by=by)
-    await console.store.add_action(OperatorAction(actor, action, row.key, reason))
+    kept = OperatorAction(actor, action, row.key, reason, nonce=_nonce(request, form))
+    async with console.once.keep(console.store, kept) as first:
+        if first is None:  # else the same form posted again: done once, one ledger entry
+            if status is FailureStatus.OPEN:  # recovered where a replay recovered, as the CLI's
+                await reopen_failures(console.store, [row.key], by=by)
+            else:
+                await console.store.set_status([row.key], status, by=by)
     # To the status: the browser moves focus there, and a screen reader reads the new one.
     raise web.HTTPSeeOther(_failure_url(row) + "#status-line")
 
@@ -302,8 +325,9 @@ async def bulk(request: web.Request) -> web.Response:
     plan = {"selected": form.get("selected"), "rate": rate, "until": form["until"]}
     if qualifier is not None:
         plan["qualifier"] = qualifier
-    kept = OperatorAction(actor, f"bulk-{action}", target, reason, plan, _nonce(form))
-    recorded = await console.store.add_action_once(kept)
+    kept = OperatorAction(actor, f"bulk-{action}", target, reason, plan, _nonce(request, form))
+    store = console.store
+    recorded = await (store.add_action_once(kept) if kept.nonce else store.add_action(kept))
     if recorded is None:  # the same plan posted again: its job runs (or ran) already
         raise web.HTTPSeeOther("/jobs")
     total = await console.store.count_invocations(chosen)
@@ -502,8 +526,12 @@ async def resend_quarantined(request: web.Request) -> web.Response:
     row = None
     if len(quarantine_id) <= len(str(ROW_ID_MAX)) and int(quarantine_id) <= ROW_ID_MAX:
         row = await console.store.get_quarantine(int(quarantine_id))
-    if row is None:
-        raise web.HTTPNotFound(text="no such quarantined message (resent already?)\n")
+    nonce = _nonce(request, form)
+    if row is None:  # resent already: by this form (Back, then submit), it says so as it did
+        first = await console.once.first_post(console.store, nonce) if nonce else None
+        if first is None:
+            raise web.HTTPNotFound(text="no such quarantined message (resent already?)\n")
+        raise _resent(first, form)
     shown = form.get("message_id")
     if shown is None:
         raise web.HTTPBadRequest(text="the form names no message: reload the page\n")
@@ -514,20 +542,40 @@ async def resend_quarantined(request: web.Request) -> web.Response:
             text=f"not resent: quarantined message {row.id} is not the message {echoed(shown)!r} "
             "the page showed (that one was resent already): reload the page\n"
         )
+    detail = {"message_id": row.message_id, "reason": row.reason}
+    kept = OperatorAction(actor, "resend", row.queue, _reason(form), detail, nonce)
+    async with console.once.keep(console.store, kept) as first:
+        if first is None:
+            await _resend(console, row, kept)
+    raise _resent(first or kept, form)
+
+
+async def _resend(console: Console, row: QuarantineRow, kept: OperatorAction) -> None:
+    """Send ``row``'s message back to its queue, its ledger entry ``kept`` saying so, or why
+    not (then a 409 with that line)."""
     try:
         async with aws_bound() as wait:
             sqs = await console.aws.sender("sqs")  # a send whose answer was lost is not resent
             wait.in_doubt = RESEND_IN_DOUBT
             new_id = await resend(console.store, sqs, row)
-    except NotResent as exc:  # a second click, another tab or a CLI run: sent once, not twice
-        raise web.HTTPConflict(text=f"not resent: {exc}\n") from None
+    except NotResent as exc:  # another form, tab or a CLI run resends it: sent once, not twice
+        refused = f"not resent: {exc}"
     except ClientError as exc:  # its queue refused it (deleted, say): `quarantine resend`'s line
-        raise web.HTTPConflict(text=f"not resent: {refusal(exc, row, sqs)}\n") from None
-    detail = {"message_id": row.message_id, "new_message_id": new_id, "reason": row.reason}
-    await console.store.add_action(
-        OperatorAction(actor, "resend", row.queue, _reason(form), detail)
-    )
-    raise web.HTTPSeeOther(_quarantine_page(form.get("after", "")))
+        refused = f"not resent: {refusal(exc, row, sqs)}"
+    else:
+        await console.store.set_action_detail(_id(kept), {**kept.detail, "new_message_id": new_id})
+        return
+    await console.store.set_action_detail(_id(kept), {**kept.detail, "refused": refused})
+    raise web.HTTPConflict(text=f"{refused}\n")
+
+
+def _resent(resend: OperatorAction, form: Mapping[str, str]) -> web.HTTPException:
+    """The answer to a Resend whose ledger entry is ``resend``: the page it was made from, or
+    the line that refused it."""
+    detail = resend.detail if isinstance(resend.detail, dict) else {}
+    if "refused" in detail:
+        return web.HTTPConflict(text=f"{detail['refused']}\n")
+    return web.HTTPSeeOther(_quarantine_page(form.get("after", "")))
 
 
 def _quarantine_page(after: str) -> str:

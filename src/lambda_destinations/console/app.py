@@ -34,6 +34,7 @@ from lambda_destinations._urls import is_site_path
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.console.jobs import JobBoard
+from lambda_destinations.console.once import OnceForms
 from lambda_destinations.console.security import (
     CSRF_FIELD,
     PROXY_HEADERS,
@@ -45,6 +46,7 @@ from lambda_destinations.console.security import (
     check_action,
     is_loopback,
     names_loopback,
+    one_time_token,
 )
 from lambda_destinations.console.views import problem_line
 from lambda_destinations.errors import LambdaDestinationsError, StoreDataError
@@ -90,13 +92,15 @@ class ConsoleOptions:
 
 
 class Console:
-    """What every handler needs: settings, the store, AWS clients, sessions and jobs."""
+    """What every handler needs: settings, the store, AWS clients, sessions, jobs and the
+    forms being acted on."""
 
     def __init__(self, settings: Settings, options: ConsoleOptions) -> None:
         self.settings = settings
         self.options = options
         self.sessions = Sessions(options.token, options.public)
         self.jobs = JobBoard()
+        self.once = OnceForms()
         self._store: Store | None = None
         self._aws: AwsClients | None = None
         self.templates = jinja2.Environment(
@@ -113,6 +117,8 @@ class Console:
         self.templates.filters["exact"] = self.templates.filters["escape"]
         # Every link's start: the path prefix a proxy strips (macros see globals too).
         self.templates.globals["root"] = options.public.root
+        # Each form that acts carries a token of its own (actions.NONCE_FIELD): done once.
+        self.templates.globals["one_time_token"] = one_time_token
 
     @property
     def store(self) -> Store:

@@ -12,7 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lambda_destinations.store._access import SqlAccess, from_row, make_storable, text_columns
+from lambda_destinations.store._access import (
+    SqlAccess,
+    from_row,
+    make_storable,
+    storable,
+    text_columns,
+)
 from lambda_destinations.store._tables import metadata
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
 from lambda_destinations.store.base import OperatorAction
@@ -69,6 +75,13 @@ class ActionsMixin(SqlAccess):
             return None
         action.id = int(new_id)
         return action.id
+
+    async def action_by_nonce(self, nonce: str) -> OperatorAction | None:
+        # As add_action_once kept it (a NUL as U+FFFD).
+        stmt = sa.select(operator_actions).where(operator_actions.c.nonce == storable(nonce))
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else from_row(OperatorAction, row)
 
     async def set_action_detail(self, action_id: int, detail: Any) -> None:
         stmt = (

@@ -691,6 +691,10 @@ class Store(Lifetime):
         so two processes given the same form act once between them."""
 
     @abc.abstractmethod
+    async def action_by_nonce(self, nonce: str) -> OperatorAction | None:
+        """The action kept with the form's one-time token ``nonce`` (add_action_once), or None."""
+
+    @abc.abstractmethod
     async def set_action_detail(self, action_id: int, detail: Any) -> None:
         """Replace the detail of the action ``action_id`` (what became of an action kept
         before it ran)."""
