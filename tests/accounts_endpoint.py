@@ -9,6 +9,11 @@ the caller (AccessDenied). This proxy answers those two refusals itself, as AWS 
 passes every other request to moto unchanged (but a GetCallerIdentity it is told to answer as
 an emulator would, ``said_account``). It is the one stand-in of these tests: for the
 cross-account checks of IAM, which no local server makes.
+
+moto also serves every SQS call from the caller's account, whatever account the queue's URL
+names; AWS serves it from the queue's (its owner lets others in by its queue policy). So the
+proxy tells moto the account a call's ``QueueUrl`` (or ``QueueOwnerAWSAccountId``) names, and
+one worker reaches queues of several accounts, as it does on AWS: :meth:`sqs_of` makes them.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import boto3
 
 REGION = "us-east-1"
+# The header moto takes a call's account from, before the access key's.
+_MOTO_ACCOUNT = "x-moto-account-id"
 _KEY = re.compile(r"Credential=([A-Z0-9]+)/")
 _FUNCTION_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:([0-9]{12}):function:")
 
@@ -64,6 +72,17 @@ class AccountsEndpoint:
             )
             self._accounts[key] = sts.get_caller_identity()["Account"]
         return self._accounts[key]
+
+    def sqs_of(self, account: str) -> Any:
+        """A boto3 SQS client through the proxy whose calls moto serves from ``account``: one
+        to create that account's queues with (their URLs name it)."""
+        sqs = boto3.client("sqs", region_name=REGION, endpoint_url=self.url)
+
+        def in_account(request: Any, **_kwargs: Any) -> None:
+            request.headers[_MOTO_ACCOUNT] = account
+
+        sqs.meta.events.register("before-sign.sqs.*", in_account)
+        return sqs
 
     @contextlib.contextmanager
     def running(self) -> Iterator[AccountsEndpoint]:
@@ -169,6 +188,8 @@ class AccountsEndpoint:
         connection = http.client.HTTPConnection(target.netloc, timeout=30)
         try:
             headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+            if owner := _queue_owner(request.headers.get("X-Amz-Target", ""), body):
+                headers[_MOTO_ACCOUNT] = owner
             connection.request(request.command, request.path, body=body, headers=headers)
             response = connection.getresponse()
             status, answer, got = response.status, response.read(), response.getheaders()
@@ -176,3 +197,15 @@ class AccountsEndpoint:
             connection.close()
         dropped = ("content-length", "transfer-encoding", "connection", "server", "date")
         return status, [(k, v) for k, v in got if k.lower() not in dropped], answer
+
+
+def _queue_owner(target: str, body: bytes) -> str | None:
+    """The account an SQS call's queue is of, as its URL (or QueueOwnerAWSAccountId) names
+    it; None for any other call, or one that names no account (CreateQueue: the caller's)."""
+    if not target.startswith("AmazonSQS."):
+        return None
+    asked = json.loads(body or b"{}")
+    if owner := asked.get("QueueOwnerAWSAccountId"):
+        return str(owner)
+    path = urllib.parse.urlsplit(str(asked.get("QueueUrl", ""))).path.split("/")
+    return path[1] if len(path) == 3 and re.fullmatch(r"[0-9]{12}", path[1]) else None

@@ -10,10 +10,13 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from accounts_endpoint import AccountsEndpoint
 from processes import file_size_limit as limited_to
 from processes import free_port
 
@@ -101,6 +104,71 @@ def test_one_queue_by_its_name_and_its_url_stops_the_start(make_queue, base_env)
         "list it once in LAMBDA_DESTINATIONS_QUEUES"
     )
     assert_clean(result)
+
+
+@pytest.fixture
+def accounts(moto_server: str) -> Iterator[AccountsEndpoint]:
+    """moto behind the proxy that serves each SQS call from its queue's account, as AWS."""
+    with AccountsEndpoint(moto_server).running() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def queue_of(accounts: AccountsEndpoint) -> Iterator[Callable[[str, str, str], str]]:
+    """A queue of an account, with its DLQ (deleted after the test); its URL."""
+    made: list[tuple[str, str]] = []
+
+    def make(account: str, name: str, dlq_name: str) -> str:
+        sqs = accounts.sqs_of(account)
+        dlq = sqs.create_queue(QueueName=dlq_name)["QueueUrl"]
+        made.append((account, dlq))
+        policy = {"deadLetterTargetArn": f"arn:aws:sqs:us-east-1:{account}:{dlq_name}"}
+        attributes = {"RedrivePolicy": json.dumps({**policy, "maxReceiveCount": "5"})}
+        url: str = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        made.append((account, url))
+        return url
+
+    yield make
+    for account, url in made:
+        accounts.sqs_of(account).delete_queue(QueueUrl=url)
+
+
+def refusal_of_two(accounts: AccountsEndpoint, base_env: dict[str, str], *queues: str) -> str:
+    """The line ``run --once`` exits 3 with, polling ``queues`` through ``accounts``."""
+    queues_env = {"LAMBDA_DESTINATIONS_QUEUES": ",".join(queues)}
+    result = run({**base_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": accounts.url, **queues_env})
+    assert result.returncode == 3, result.stderr
+    assert_clean(result)
+    return error_line(result)
+
+
+@pytest.mark.parametrize("alike", ["queues", "their DLQs"])
+def test_two_accounts_queues_or_dlqs_of_one_name_stop_the_start(
+    alike, accounts, queue_of, base_env
+) -> None:
+    # given: queues of two accounts, reachable by the worker's credentials, named alike, or
+    # whose DLQs are (before: two pollers of one name, a traceback; or DLQ depths that were
+    # one series on /metrics, the one sampled last)
+    name = f"orders-{uuid.uuid4().hex[:8]}"
+    names = (name, name) if alike == "queues" else (f"{name}-a", f"{name}-b")
+    one = queue_of("111111111111", names[0], f"{name}-dlq")
+    other = queue_of("222222222222", names[1], f"{name}-dlq")
+
+    line = refusal_of_two(accounts, base_env, one, other)
+
+    # then: one line naming both
+    apart = "of accounts 111111111111 and 222222222222, which the worker tells apart by name only"
+    fix = "poll them with a worker each (each with its own LAMBDA_DESTINATIONS_QUEUES)"
+    if alike == "queues":
+        assert line == (
+            f"error: queues {one!r} and {other!r} are two queues named {name}, {apart} (the "
+            f"queue label of its metrics, its log lines, /readyz): {fix}"
+        )
+    else:
+        assert line == (
+            f"error: the DLQs of {names[0]} and {names[1]} are two queues named {name}-dlq, "
+            f"{apart} (the queue label of the depths it samples for /metrics): {fix}"
+        )
 
 
 def test_a_queue_arn_of_another_region_stops_the_start(sqs, make_queue, base_env) -> None:

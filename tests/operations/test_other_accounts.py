@@ -239,3 +239,46 @@ def test_doctor_says_a_role_whose_credentials_are_another_accounts(
         f"check accounts.{OTHER}.role_arn; {accounts.url} may be an emulator that keeps every "
         "role in one account"
     )
+
+
+def test_doctor_says_two_accounts_queues_of_one_name_and_their_dlqs_of_one_name(
+    accounts: AccountsEndpoint, env: dict[str, str]
+) -> None:
+    # given: "orders" in two accounts, each with its DLQ "orders-dlq"; and in a third account
+    # "billing", whose DLQ "orders-dlq" is a fourth queue of that name
+    made: list[tuple[str, str]] = []
+    for account, name in ((OTHER, "orders"), ("444455556666", "orders"), (OWN, "billing")):
+        sqs = accounts.sqs_of(account)
+        dlq = sqs.create_queue(QueueName="orders-dlq")["QueueUrl"]
+        policy = {"deadLetterTargetArn": f"arn:aws:sqs:us-east-1:{account}:orders-dlq"}
+        attributes = {"RedrivePolicy": json.dumps({**policy, "maxReceiveCount": "5"})}
+        made += [
+            (account, dlq),
+            (account, sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]),
+        ]
+    one, other, billing = (url for _account, url in made[1::2])
+    try:
+        # when
+        rows = doctor_rows({**env, "LAMBDA_DESTINATIONS_QUEUES": f"{one},{other},{billing}"})
+    finally:
+        for account, url in made:
+            accounts.sqs_of(account).delete_queue(QueueUrl=url)
+
+    # then: the refusal the worker's start would say, for the queues and for the DLQs
+    named = rows["queue orders: name"]
+    assert named["status"] == "error"
+    assert named["detail"] == (
+        f"queues {one!r} and {other!r} are two queues named orders, of accounts {OTHER} and "
+        "444455556666, which the worker tells apart by name only (the queue label of its "
+        "metrics, its log lines, /readyz)"
+    )
+    assert (
+        named["fix"]
+        == "poll them with a worker each (each with its own LAMBDA_DESTINATIONS_QUEUES)"
+    )
+    dlqs = rows["billing: dead-letter queue"]
+    assert dlqs["status"] == "error"
+    assert dlqs["detail"].startswith(
+        f"the DLQs of orders and billing are two queues named orders-dlq, of accounts {OTHER} "
+        f"and {OWN}, "
+    )

@@ -33,7 +33,11 @@ from lambda_destinations.simulate import failure_record, messages, success_recor
 from lambda_destinations.store import DeliveryRow, InvocationFilter, Store
 from lambda_destinations.worker import Worker
 from lambda_destinations.worker import worker as worker_module
-from lambda_destinations.worker.queues import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from lambda_destinations.worker.queues import (
+    REASON_ATTRIBUTE,
+    SOURCE_ATTRIBUTE,
+    named_alike,
+)
 from lambda_destinations.worker.worker import ReceiveTimedOut
 from processes import free_port
 
@@ -749,3 +753,15 @@ async def test_the_shutdown_reports_the_releases_of_the_shutdown_only(
     assert [e["count"] for e in said] == [1]
     assert worker.stats.outcomes["release"] == 2
     assert not [e for e in logs if e["event"].startswith("releases SQS did not confirm")]
+
+
+def test_queues_named_alike_are_two_accounts_queues_not_one_queue_listed_twice() -> None:
+    # given: one DLQ that two queues share, and a DLQ of the same name in another account
+    shared = "arn:aws:sqs:us-east-1:111111111111:orders-dlq"
+    elsewhere = "arn:aws:sqs:us-east-1:222222222222:orders-dlq"
+
+    # then: the shared one is no pair (one queue); the other account's is
+    assert list(named_alike([("orders-a", shared), ("orders-b", shared)])) == []
+    assert list(named_alike([("a", shared), ("b", shared), ("c", elsewhere)])) == [
+        ("a", shared, "c", elsewhere)
+    ]

@@ -71,8 +71,11 @@ from lambda_destinations.store import (
 )
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import (
+    arn_name,
     check_url_region,
     is_missing_queue,
+    named_alike,
+    named_alike_problem,
     parse_arn,
     policy_target,
     polled_dlq,
@@ -437,6 +440,7 @@ class Doctor:
         sqs = await aws.client("sqs")
         polled: list[_Queue] = []
         targets: list[tuple[str, str | None, str | None]] = []  # (name, ARN, DLQ ARN)
+        listed: list[tuple[str, str]] = []  # (as configured, ARN)
         seen: dict[str, str] = {}
         queues_in = self.settings.set_in("queues")
         for configured in self.settings.queues:
@@ -481,8 +485,23 @@ class Doctor:
             dlq = await self._check_redrive(sqs, name, attributes)
             await self._check_queue_writes(sqs, _Queue(name, arn, url), dlq)
             targets.append((name, arn, _readable_target(attributes)))
+            listed.append((configured, arn))
         self._flag_polled_dlqs(targets)
+        self._flag_named_alike(listed, targets)
         return polled
+
+    def _flag_named_alike(
+        self, listed: list[tuple[str, str]], queues: list[tuple[str, str | None, str | None]]
+    ) -> None:
+        """An error row for two polled queues of one name (of two accounts), and for two such
+        DLQs of polled queues: the worker refuses to start with them."""
+        queues_in = self.settings.set_in("queues")
+        for pair in named_alike((configured, arn) for configured, arn in listed if arn):
+            check = f"queue {arn_name(pair[3])}: name"
+            self.add(check, "error", *named_alike_problem(pair, queues_in))
+        for pair in named_alike((name, dlq) for name, _arn, dlq in queues if dlq):
+            wrong, fix = named_alike_problem(pair, queues_in, dlqs=True)
+            self.add(f"{pair[2]}: dead-letter queue", "error", wrong, fix)
 
     def _flag_polled_dlqs(self, queues: list[tuple[str, str | None, str | None]]) -> None:
         """An error row for each polled queue that is another polled queue's DLQ, in place of

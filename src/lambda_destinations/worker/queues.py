@@ -115,6 +115,44 @@ def polled_dlq(dlq: str, source: str, queues_in: str) -> tuple[str, str]:
     )
 
 
+def named_alike(queues: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str, str, str]]:
+    """(one, its ARN, another, its ARN) for each two different queues of one name among
+    ``queues`` (what each is shown as, its ARN): queues of two accounts. The worker tells
+    its queues apart by name, so a pair cannot be polled by one worker (see
+    :func:`named_alike_problem`); one queue listed twice (one ARN) is no pair."""
+    first: dict[str, tuple[str, str]] = {}
+    for shown, arn in queues:
+        one, one_arn = first.setdefault(arn_name(arn), (shown, arn))
+        if one_arn != arn:
+            yield one, one_arn, shown, arn
+
+
+def named_alike_problem(
+    pair: tuple[str, str, str, str], queues_in: str, *, dlqs: bool = False
+) -> tuple[str, str]:
+    """(What is wrong, the fix) for a pair of :func:`named_alike`: polled queues, or (``dlqs``)
+    the DLQs of two polled queues (the pair as the polled queues' names, the DLQs' ARNs)."""
+    one, one_arn, other, other_arn = pair
+    accounts = f"of accounts {_account(one_arn)} and {_account(other_arn)}"
+    named = f"two queues named {arn_name(one_arn)}, {accounts}"
+    if dlqs:
+        wrong = (
+            f"the DLQs of {one} and {other} are {named}, which the worker tells apart by "
+            "name only (the queue label of the depths it samples for /metrics)"
+        )
+    else:
+        wrong = (
+            f"queues {one!r} and {other!r} are {named}, which the worker tells apart by name "
+            "only (the queue label of its metrics, its log lines, /readyz)"
+        )
+    return wrong, f"poll them with a worker each (each with its own {queues_in})"
+
+
+def _account(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[4] if len(parts) == 6 else "?"
+
+
 def is_missing_queue(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in NONEXISTENT
 

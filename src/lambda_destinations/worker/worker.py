@@ -73,6 +73,8 @@ from lambda_destinations.worker.queues import (
     configured_name,
     describe_queue,
     is_missing_queue,
+    named_alike,
+    named_alike_problem,
     polled_dlq,
     polled_dlqs,
     same_queue,
@@ -420,6 +422,17 @@ class Worker(Lifetime):
                 f"{self.settings.set_in('queues')}",
             )
 
+    def _refuse_named_alike(self, queues_in: str) -> None:
+        """ConfigError for two queues of one name (of two accounts) polled, or two such DLQs:
+        their outages, pollers, series and lines would be one queue's (see README)."""
+        listed = zip(self.settings.queues, self.queues, strict=True)
+        polled = ((configured, q.arn) for configured, q in listed if q.arn)
+        for pair in named_alike(polled):
+            raise ConfigError(": ".join(named_alike_problem(pair, queues_in)))
+        dlqs = ((q.name, q.dlq_arn) for q in self.queues if q.dlq_arn)
+        for pair in named_alike(dlqs):
+            raise ConfigError(": ".join(named_alike_problem(pair, queues_in, dlqs=True)))
+
     async def _open(self, give_up_after: float | None) -> None:
         await self.aws.__aenter__()
         await self.aws.check_credentials()
@@ -444,6 +457,7 @@ class Worker(Lifetime):
             self.queues.append(info)
         for dlq, source in polled_dlqs((q.name, q.arn, q.dlq_arn) for q in self.queues):
             raise ConfigError(": ".join(polled_dlq(dlq, source, queues_in)))
+        self._refuse_named_alike(queues_in)
         self._outages = {queue.name: QueueOutage(queue.name) for queue in self.queues}
         self._acks = BatchSender(
             "delete", self._batch_call("DeleteMessageBatch"), sleep=self._sleep
