@@ -231,6 +231,15 @@ OPERATIONS: tuple[AwsOperation, ...] = (
     ),
     AwsOperation("sqs", "PurgeQueue", "sqs:PurgeQueue", _O, (_DLQ,), "`dlq purge`"),
     AwsOperation(
+        "sqs",
+        "ListQueues",
+        "sqs:ListQueues",
+        _O,
+        (Target.ACCOUNT,),
+        "`dlq peek`, `dlq redrive`, `dlq purge` and `simulate` name the queue a mistyped one may "
+        "be (without it, no name is suggested)",
+    ),
+    AwsOperation(
         "sts",
         "GetCallerIdentity",
         None,

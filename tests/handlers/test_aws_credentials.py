@@ -221,7 +221,7 @@ def _cli_env(uri: str, endpoint_url: str, url: str, store: Path) -> dict[str, st
         "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{store}",
         "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
         "LAMBDA_DESTINATIONS_OPS_PORT": "0",
-        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",  # JSON logs on a pipe, the plain error line
     }
 
 

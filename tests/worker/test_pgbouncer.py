@@ -38,7 +38,7 @@ def environment(
         "LAMBDA_DESTINATIONS_QUEUES": queue,
         "LAMBDA_DESTINATIONS_WAIT_TIME": "1",
         "LAMBDA_DESTINATIONS_OPS_PORT": "0",
-        "LAMBDA_DESTINATIONS_LOG_FORMAT": "json",
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",  # JSON logs on a pipe, the plain error line
     }
 
 

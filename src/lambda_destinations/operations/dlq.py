@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_destinations._urls import queue_name, queue_path, url_region
 from lambda_destinations.aws import all_items
@@ -151,7 +151,7 @@ async def _queue_meant(sqs: Any, ident: str) -> str:
     given = ident.rsplit(":" if arn else "/", 1)[-1]
     try:
         response = await sqs.list_queues(MaxResults=1000)
-    except ClientError:
+    except (ClientError, BotoCoreError):  # the queue's own line is what matters
         return ""
     urls = {queue_name(url): url for url in response.get("QueueUrls", [])}
     close = difflib.get_close_matches(given, urls, n=1, cutoff=0.8)
