@@ -414,6 +414,23 @@ def test_the_table_names_each_failure_and_its_fix(setup: Setup) -> None:
     assert "1 error" in result.stderr
 
 
+def test_a_queue_hiding_nothing_is_a_warning_naming_what_the_worker_asks(setup: Setup) -> None:
+    # given: a polled queue whose VisibilityTimeout is 0, the setting unset
+    url, arn = setup.queue(f"{setup.prefix}-unhidden", visibility=0)
+    setup.destination(arn)
+
+    # when
+    result = setup.doctor(setup.env(url), "--json")
+
+    # then: a warning that the worker asks 30 s instead, and the fix (it was an error saying
+    # handlers longer than 0 s see their message again, which the worker's 30 s prevents)
+    rows = {c["check"]: c for c in checks_of(result)}
+    row = rows[f"{setup.prefix}-unhidden: visibility timeout"]
+    assert row["status"] == "warn", row
+    assert "asks 30 s" in row["detail"], row
+    assert "VisibilityTimeout" in row["fix"], row
+
+
 def test_an_unreachable_endpoint_exits_4(setup: Setup) -> None:
     env = {**setup.env(), "LAMBDA_DESTINATIONS_ENDPOINT_URL": "http://127.0.0.1:1"}
 

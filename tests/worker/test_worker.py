@@ -384,6 +384,35 @@ async def test_a_handler_three_times_longer_than_the_visibility_timeout_is_not_r
     assert receive_all(sqs, url) == []
 
 
+async def test_a_queue_whose_visibility_timeout_is_0_has_each_message_received_once(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a queue that hides nothing it hands out (SQS allows VisibilityTimeout 0), and
+    # five records whose handler runs a moment; the visibility_timeout setting is unset
+    url, _ = make_queue("unhidden", visibility_timeout=0)
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(n))) for n in range(5)])
+    settings = routed(settings_for(url), "count")
+    counter = CountingHandler(sleep=0.5)
+
+    # when: the worker drains it
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, counter)) as worker:
+            stats = await worker.run(once=True)
+
+    # then: each was received and handled once, its delete taken, and the start said once
+    # what was asked instead and the fix (every receive asked 0 s: ~2 receives a message,
+    # each duplicate's delete refused)
+    assert stats.received == 5
+    assert len(counter.calls) == 5
+    warnings = [line for line in logs if line["log_level"] == "warning"]
+    assert not [line for line in warnings if "refused" in str(line["event"])], warnings
+    (zero,) = [line for line in warnings if "VisibilityTimeout" in str(line["event"])]
+    assert "is 0" in zero["event"], zero
+    assert "asks 30 s" in zero["event"], zero
+    assert "LAMBDA_DESTINATIONS_VISIBILITY_TIMEOUT" in zero["event"], zero
+    assert receive_all(sqs, url) == []
+
+
 @contextlib.asynccontextmanager
 async def being_handled(
     sqs: Any, url: str, settings: Any, count: int, *, sleep: float

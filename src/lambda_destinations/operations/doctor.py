@@ -71,6 +71,7 @@ from lambda_destinations.store import (
 )
 from lambda_destinations.times import duration_unit
 from lambda_destinations.worker.queues import (
+    DEFAULT_VISIBILITY,
     arn_name,
     check_url_region,
     is_missing_queue,
@@ -570,12 +571,21 @@ class Doctor:
 
     def _check_visibility(self, name: str, attributes: dict[str, str]) -> None:
         settings = self.settings
-        queue_visibility = int(attributes.get("VisibilityTimeout", "30"))
+        queue_visibility = int(attributes.get("VisibilityTimeout", DEFAULT_VISIBILITY))
+        check = f"{name}: visibility timeout"
+        if not queue_visibility and not settings.visibility_timeout:
+            self.add(
+                check,
+                "warn",
+                f"0 s (queue's): it hides nothing it hands out, so the worker asks "
+                f"{DEFAULT_VISIBILITY} s (SQS's default) instead",
+                "set the queue's VisibilityTimeout, or LAMBDA_DESTINATIONS_VISIBILITY_TIMEOUT",
+            )
+            return
         visibility = settings.visibility_timeout or queue_visibility
         source = "visibility_timeout setting" if settings.visibility_timeout else "queue's"
         due = visibility * settings.heartbeat_fraction
         margin = visibility - due
-        check = f"{name}: visibility timeout"
         detail = (
             f"{visibility} s ({source}); the heartbeat extends it after {due:g} s, "
             f"{margin:g} s before the message would reappear"

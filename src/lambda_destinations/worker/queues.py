@@ -40,6 +40,7 @@ DLQ_GONE = (
     "(the worker follows either by itself); meanwhile a quarantined message is kept by the "
     "store alone (`lambda-destinations quarantine list` shows it)"
 )
+DEFAULT_VISIBILITY = 30  # SQS's VisibilityTimeout for a queue created without one
 NO_DLQ = (
     "queue has no dead-letter queue: quarantined messages are kept in the store only, and "
     "retries never end; add a RedrivePolicy"
@@ -60,6 +61,23 @@ class QueueInfo:
     # The RedrivePolicy's deadLetterTargetArn, even when that DLQ does not exist (dlq_url None):
     # what a policy read later is compared with.
     dlq_arn: str | None = None
+
+
+def asked_visibility(setting: int | None, queue: QueueInfo) -> int:
+    """Seconds each receive from ``queue`` asks its messages be hidden for, and the heartbeat
+    extends them by: the visibility_timeout ``setting``, else the queue's own. A queue's 0
+    (SQS allows it) is SQS's default instead: 0 hid nothing, so every receive brought back
+    the messages being handled, and their first receipts' deletes were refused."""
+    return setting or queue.visibility_timeout or DEFAULT_VISIBILITY
+
+
+def unhidden_warning(queue: QueueInfo) -> str:
+    """The start's line for a queue whose VisibilityTimeout is 0, the setting unset."""
+    return (
+        f"the VisibilityTimeout of {queue.name} is 0: each receive asks {DEFAULT_VISIBILITY} s "
+        "(SQS's default) instead; set the queue's VisibilityTimeout, or "
+        "LAMBDA_DESTINATIONS_VISIBILITY_TIMEOUT"
+    )
 
 
 def arn_name(arn: str) -> str:
@@ -296,7 +314,7 @@ async def describe_queue(sqs: Any, url_or_name: str, *, queues_in: str) -> Queue
         url=url,
         name=queue_name(url),
         arn=attributes.get("QueueArn"),
-        visibility_timeout=int(attributes.get("VisibilityTimeout", "30")),
+        visibility_timeout=int(attributes.get("VisibilityTimeout", DEFAULT_VISIBILITY)),
         fifo=attributes.get("FifoQueue", "false").lower() == "true",
         dlq_url=dlq_url,
         max_receive_count=max_receive_count,

@@ -69,6 +69,7 @@ from lambda_destinations.worker.queues import (
     NO_DLQ,
     QueueInfo,
     arn_name,
+    asked_visibility,
     check_configured_queue,
     configured_name,
     describe_queue,
@@ -78,6 +79,7 @@ from lambda_destinations.worker.queues import (
     polled_dlq,
     polled_dlqs,
     same_queue,
+    unhidden_warning,
 )
 from lambda_destinations.worker.scheduler import Scheduler
 from lambda_destinations.worker.supervision import Supervisor, TaskFailed
@@ -451,7 +453,7 @@ class Worker(Lifetime):
                 describe_queue, self._counted_sqs, configured, queues_in=queues_in
             )
             info = await self._until_reachable("SQS", describe, give_up)
-            check_queue(info, queues_in)
+            check_queue(info, queues_in, self.settings.visibility_timeout)
             if problem := same_queue(seen, configured, info.arn or info.url):
                 raise ConfigError(f"{problem}: list it once in {queues_in}")
             self.queues.append(info)
@@ -910,7 +912,7 @@ class Worker(Lifetime):
         # Asked for by every receive: the heartbeat extends by it, so a queue's visibility
         # timeout shortened while running (read at start) hid a long handler's message too
         # briefly, and it was received again, one more receive toward the DLQ, each time.
-        visibility = self.settings.visibility_timeout or queue.visibility_timeout
+        visibility = asked_visibility(self.settings.visibility_timeout, queue)
         assert self._dispatcher is not None
         watching = self._dispatcher.new_store_since is not None
         request = receive_request(queue, wait_time, visibility, first_receive=watching)
@@ -1169,8 +1171,8 @@ class Worker(Lifetime):
 
     async def _heartbeat(self) -> None:
         """Extend the visibility of messages whose handlers are still running."""
-        shortest = min((q.visibility_timeout for q in self.queues), default=30)
-        shortest = min(shortest, self.settings.visibility_timeout or shortest)
+        setting = self.settings.visibility_timeout
+        shortest = min((asked_visibility(setting, q) for q in self.queues), default=30)
         tick = max(0.05, min(1.0, shortest * self.settings.heartbeat_fraction / 2))
         loop = asyncio.get_running_loop()
         assert self._dispatcher is not None
@@ -1341,13 +1343,16 @@ def receive_ahead(concurrency: int) -> int:
     return max(1, round(concurrency * RECEIVE_AHEAD))
 
 
-def check_queue(info: QueueInfo, queues_in: str) -> None:
-    """Refuse a FIFO queue; warn about a queue without a DLQ. ``queues_in``: where the queues
-    were set, for the fix."""
+def check_queue(info: QueueInfo, queues_in: str, visibility_setting: int | None) -> None:
+    """Refuse a FIFO queue; warn about a queue without a DLQ, and one hiding nothing it hands
+    out that no ``visibility_setting`` covers. ``queues_in``: where the queues were set, for
+    the fix."""
     if info.fifo:
         raise ConfigError(
             f"queue {info.name} is FIFO; Lambda destinations are standard queues: fix {queues_in}"
         )
+    if info.visibility_timeout == 0 and visibility_setting is None:
+        log.warning(unhidden_warning(info), queue=info.name)
     if info.dlq_arn and info.dlq_url is None:
         # "Add a RedrivePolicy" would be wrong advice: it has one, naming a queue not there.
         log.warning(
