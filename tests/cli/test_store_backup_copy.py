@@ -16,12 +16,14 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
 
+from freezable_proxy import FreezableProxy
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record
@@ -667,3 +669,73 @@ def test_a_target_a_newer_release_migrated_is_named_in_the_refusal(tmp_path: Pat
     # then: the line says the store that is newer is the target, not the one copied from
     assert said.startswith(f"error: store sqlite:///{target} (--to): the store was migrated ")
     assert count(target, "invocations") == 0
+
+
+def _cut_once_invocations_are_copied(
+    monkeypatch: pytest.MonkeyPatch, cut: Callable[[], Awaitable[None]]
+) -> None:
+    """Have ``cut()`` end a copy once it has copied the invocations, before the next table."""
+    from lambda_destinations.store import transfer
+
+    keep_ids_after = transfer._keep_ids_after
+
+    async def then_cut(source: Any, target: Any, table: Any) -> None:
+        await keep_ids_after(source, target, table)
+        if table.name == "invocations":
+            await cut()
+
+    monkeypatch.setattr(transfer, "_keep_ids_after", then_cut)
+
+
+async def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("cut", ["interrupted", "connection lost"])
+def test_a_copy_cut_short_says_the_rows_copied_stay_and_how_to_finish(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch, cut: str
+) -> None:
+    from click.testing import CliRunner
+
+    from lambda_destinations.cli import cli as main
+
+    # given: a copy that stops once it has copied the invocations
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 7)
+    # into PostgreSQL through a proxy that drops every connection once taken down
+    parts = urlsplit(postgres_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+
+    async def connection_lost() -> None:
+        proxy.take_down()
+
+    _cut_once_invocations_are_copied(
+        monkeypatch, _ctrl_c if cut == "interrupted" else connection_lost
+    )
+
+    # when
+    with proxy.running():
+        proxied = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
+        result = CliRunner().invoke(
+            main, ["store", "copy", "--store", url, "--to", proxied, "--batch", "3"]
+        )
+
+    # then: its last lines say the 14 rows copied (the deliveries, then the invocations) stay
+    # and to run it again with --skip-existing (they said `interrupted`, or the connection's
+    # error, alone), and so run again it finishes
+    assert result.exit_code == (130 if cut == "interrupted" else 4), result.output
+    assert "Traceback" not in result.stderr
+    said = result.stderr.strip().splitlines()
+    if cut == "interrupted":
+        assert said[-1] == "interrupted"
+    assert said[-2 if cut == "interrupted" else -1].endswith(
+        "the 14 rows copied so far stay in the target: run the copy again with "
+        "--skip-existing to add the rest"
+    ), said
+    monkeypatch.undo()
+    again = CliRunner().invoke(
+        main, ["store", "copy", "--store", url, "--to", postgres_url, "--skip-existing", "--json"]
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["ok"] is True

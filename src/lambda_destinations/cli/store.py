@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,13 +23,14 @@ from lambda_destinations.cli._app import (
 from lambda_destinations.cli._common import dumps, opened_store, subcommand
 from lambda_destinations.cli._numbers import Whole
 from lambda_destinations.cli._options import settings_options
-from lambda_destinations.cli._table import render_table
+from lambda_destinations.cli._table import plural, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import (
     BackupError,
     ConfigError,
     NewerSchema,
     StoreMisconfigured,
+    StoreUnavailable,
     StoreUrlProblem,
 )
 from lambda_destinations.redact import mask_url
@@ -199,12 +200,14 @@ def copy_command(
     if same or _same_sqlite_file(Store.from_url(settings.store, create=False), target):
         fail("--to names the store itself: give the URL of the store to copy into", EXIT_USAGE)
 
+    progress = _Progress()
+
     async def go() -> list[TableCopy]:
         async with opened_store(settings, writes=False) as source:
             await same_schema(source)  # before the target is opened: a refusal makes no file
-            with _target_errors(to_url):
+            with _target_errors(to_url, progress.kept):
                 async with target:
-                    with _Progress() as progress:
+                    with progress:
                         return await copy_store(
                             source,
                             target,
@@ -215,6 +218,10 @@ def copy_command(
 
     try:
         copies = asyncio.run(go())
+    except KeyboardInterrupt:
+        if kept := progress.kept():
+            click.echo(f"interrupted: {kept}", err=True)
+        raise
     except TargetNotEmpty as exc:
         fail(str(exc), EXIT_USAGE)
     except CopyStopped as exc:
@@ -244,28 +251,51 @@ def _check_copies(copies: list[Any]) -> None:
 
 
 @contextlib.contextmanager
-def _target_errors(to_url: str) -> Iterator[None]:
+def _target_errors(to_url: str, kept: Callable[[], str | None] = lambda: None) -> Iterator[None]:
     """The target's URL and connection errors as one line naming ``--to`` (not the store
-    setting, which the shared options would name)."""
+    setting, which the shared options would name); ``kept`` says, after a connection error
+    of either store, what the copy had copied when it stopped (None: nothing)."""
     shown = mask_url(to_url)
     try:
         yield
-    except StoreUrlProblem as exc:
+    except StoreUrlProblem as error:
+        exc = _saying_kept(error, kept())
         if exc.shown is not None and exc.shown != shown:
-            raise  # the source's
+            raise exc from None  # the source's
         config = isinstance(exc, ConfigError | StoreMisconfigured)
         code = EXIT_CONFIG if config else EXIT_UNREACHABLE
         fail(str(exc.named("--to")), code)
 
 
+def _saying_kept(exc: StoreUrlProblem, kept: str | None) -> StoreUrlProblem:
+    """``exc``, a lost connection's, saying what the copy ``kept`` (as ``dlq redrive`` says
+    what it moved); a URL or configuration problem, met before any row, as it is."""
+    if kept is None or not isinstance(exc, StoreUnavailable) or isinstance(exc, StoreMisconfigured):
+        return exc
+    if exc.shown is None:
+        return type(exc)(f"{exc}; {kept}")
+    return type(exc).at(exc.shown, f"{exc.problem}; {kept}", exc.origin)
+
+
 class _Progress:
-    """One progress bar a table, on stderr."""
+    """One progress bar a table, on stderr; counts the rows copied."""
 
     def __init__(self) -> None:
         self._stack = contextlib.ExitStack()
         self._bar: Any = None
         self._table: str | None = None
         self._shown = 0
+        self.copied = 0  # rows in batches the target committed, every table's
+
+    def kept(self) -> str | None:
+        """What a copy cut short leaves, and the way on; None before any row was copied (a
+        plain run again then finishes it)."""
+        if not self.copied:
+            return None
+        return (
+            f"the {plural(self.copied, 'row')} copied so far stay in the target: run the copy "
+            "again with --skip-existing to add the rest"
+        )
 
     def __enter__(self) -> _Progress:
         return self
@@ -283,6 +313,7 @@ class _Progress:
                 )
             )
         self._bar.update(read - self._shown)
+        self.copied += read - self._shown
         self._shown = read
 
 
