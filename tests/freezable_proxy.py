@@ -1,7 +1,8 @@
 """A TCP proxy in front of the moto server that a test can freeze: connections stay open,
 bytes stop flowing both ways, so SQS "stops answering" without refusing anything. Or take
 down: every open connection is dropped and each new one is closed as soon as it is accepted,
-so SQS is "away" until the test brings it back."""
+so SQS is "away" until the test brings it back. Or answer garbage: every request is answered 200
+with an HTML page (a captive portal, a misconfigured proxy), until the test brings SQS back."""
 
 from __future__ import annotations
 
@@ -10,12 +11,25 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+# What a captive portal or a misconfigured proxy answers in place of SQS: a 200, with a page.
+_PAGE = b"<!DOCTYPE html><html><head><title>Sign in to the network</title></head></html>"
+
+
+def _answer(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
 
 class FreezableProxy:
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self._upstream = (upstream_host, upstream_port)
         self.frozen = threading.Event()
         self.down = threading.Event()  # set by take_down(), cleared by bring_back()
+        self.garbage = threading.Event()  # set by answer_garbage(), cleared by bring_back()
+        self._garbage = _answer(_PAGE)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -41,6 +55,9 @@ class FreezableProxy:
         if self.down.is_set():
             writer.close()  # accepted, then dropped before a byte is answered
             return
+        if self.garbage.is_set():
+            await _answer_garbage(reader, writer, self._garbage)
+            return
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         self._writers.update((writer, up_writer))
         await asyncio.gather(
@@ -63,8 +80,16 @@ class FreezableProxy:
         self.down.set()
         self._loop.call_soon_threadsafe(self._drop_all)
 
+    def answer_garbage(self, body: bytes = _PAGE) -> None:
+        """Drop every open connection; answer each request 200 with ``body`` (an HTML page)
+        until bring_back()."""
+        self._garbage = _answer(body)
+        self.garbage.set()
+        self._loop.call_soon_threadsafe(self._drop_all)
+
     def bring_back(self) -> None:
         self.down.clear()
+        self.garbage.clear()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
@@ -91,3 +116,18 @@ class FreezableProxy:
             self.down.clear()
             self._loop.call_soon_threadsafe(self._close_all)
             self._thread.join(5)
+
+
+async def _answer_garbage(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes
+) -> None:
+    """Read one request (its headers and body) and send ``answer``."""
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        head = await reader.readuntil(b"\r\n\r\n")
+        for line in head.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                await reader.readexactly(int(value))
+        writer.write(answer)
+        await writer.drain()
+    writer.close()

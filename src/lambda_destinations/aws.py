@@ -97,6 +97,28 @@ class CredentialsUnavailable(ConfigError):
         )
 
 
+def refuse_unreadable_json(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+    """botocore's ``before-parse`` hook for a JSON-protocol service (SQS, CloudWatch Logs):
+    refuse a 2xx answer whose body is not JSON (a captive portal's page, a proxy's), as its
+    XML parser refuses one that is not XML (retrying.UnreadableJson, a ResponseParserError).
+
+    botocore reads such a body as ``{"message": body}``: a ReceiveMessage with no messages, a
+    GetQueueAttributes with no attributes (a redrive policy removed), and no error anywhere.
+    """
+    status = int(response_dict.get("status_code") or 0)
+    body = response_dict.get("body")
+    if not 200 <= status < 300 or operation_model.has_streaming_output:
+        return
+    if not isinstance(body, bytes) or not (text := body.strip()):
+        return  # an empty body: botocore's {}, as AWS's own empty answer reads
+    # Every answer of these services is one JSON object. Its ends, not a parse: botocore
+    # parses the body next, and a second parse would cost every receive its time again.
+    if text[:1] != b"{" or text[-1:] != b"}":
+        from lambda_destinations.retrying import UnreadableJson
+
+        raise UnreadableJson(reason="not a JSON object", body=body.decode(errors="replace"))
+
+
 class AwsClients(Lifetime):
     """Lazily created aiobotocore clients sharing one endpoint override and region.
 
@@ -191,7 +213,7 @@ class AwsClients(Lifetime):
             config = self._config.merge(_single_attempt()) if send_once else self._config
             session = self._session if own else self._account_session(str(account))
             try:
-                client = await self._stack.enter_async_context(
+                made: Any = await self._stack.enter_async_context(
                     session.create_client(  # region None: the config's, the settings' region
                         service,
                         region_name=region,
@@ -201,7 +223,9 @@ class AwsClients(Lifetime):
                 )
             except ValueError as exc:
                 raise self._endpoint_refused(exc, service) or exc from None
-            self._clients[key] = client
+            if made.meta.service_model.resolved_protocol == "json":  # SQS's: see the hook
+                made.meta.events.register("before-parse", refuse_unreadable_json)
+            client = self._clients[key] = made
         return client
 
     def _endpoint_refused(self, exc: ValueError, service: str) -> ConfigError | None:

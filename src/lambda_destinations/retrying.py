@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
@@ -540,6 +541,18 @@ def _html_page(page: str) -> str:
     return f"an HTML page titled {' '.join(title[1].split())[:120]!r}" if title else "an HTML page"
 
 
+class UnreadableJson(BotoCoreError, ResponseParserError):  # type: ignore[misc]
+    """A 2xx answer of a JSON-protocol service (SQS) whose body is not JSON: a parser error, as
+    botocore's XML parser raises for a body that is not XML, and a BotoCoreError, as every
+    other failed call of botocore's, so that what catches those catches it (see
+    ``aws.refuse_unreadable_json``)."""
+
+    fmt = (
+        "Unable to parse response ({reason}), invalid JSON received. Further retries may "
+        "succeed:\n{body}"
+    )
+
+
 def not_aws_answer(exc: BaseException) -> str | None:
     """What the endpoint answered, when ``exc`` is an answer no AWS service gives (a web server
     or a proxy at the endpoint URL): ``404 with no AWS error in it``, ``501 with an HTML page
@@ -547,7 +560,8 @@ def not_aws_answer(exc: BaseException) -> str | None:
 
     An AWS error names its code (``QueueDoesNotExist``): botocore makes one of the HTTP status
     only when the answer has none. A body the XML parser of STS or SNS cannot read has no
-    status to give (botocore's ResponseParserError).
+    status to give (botocore's ResponseParserError), nor has a 2xx body of SQS's that is not
+    JSON (``aws.refuse_unreadable_json``).
     """
     if isinstance(exc, ResponseParserError):
         body = text_of(exc).partition("\n")[2]
@@ -555,8 +569,9 @@ def not_aws_answer(exc: BaseException) -> str | None:
             return _html_page(body)
         if body.strip() in ("", "b''"):
             return "with an empty body"
-        reason = re.search(r"\((.*?)\), invalid XML", text_of(exc))
-        return f"what is not AWS's XML ({reason[1] if reason else 'unreadable'})"
+        reason = re.search(r"\((.*?)\), invalid (XML|JSON)", text_of(exc))
+        language = reason[2] if reason else "XML"
+        return f"what is not AWS's {language} ({reason[1] if reason else 'unreadable'})"
     if not isinstance(exc, ClientError):
         return None
     error = exc.response.get("Error", {})

@@ -341,7 +341,10 @@ def test_run_once_gives_up_on_a_store_with_no_room_with_the_store_s_own_fix(
 
 
 class _ErrorPage(http.server.BaseHTTPRequestHandler):
-    """Answers every request as a proxy with nothing behind it would: a 502 HTML page."""
+    """Answers every request as a proxy with nothing behind it would: a 502 HTML page (or, as
+    a captive portal does, a 200 with it)."""
+
+    status = 502
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -349,7 +352,7 @@ class _ErrorPage(http.server.BaseHTTPRequestHandler):
             b"<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title></head>\n"
             b"<body><h1>Bad Gateway</h1>\n<p>nothing behind this proxy</p></body>\n</html>\n"
         )
-        self.send_response(502)
+        self.send_response(self.status)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(page)))
         self.end_headers()
@@ -359,9 +362,19 @@ class _ErrorPage(http.server.BaseHTTPRequestHandler):
         return
 
 
-def test_an_endpoint_answering_html_pages_is_one_line_naming_the_page(base_env) -> None:
-    # given: an endpoint URL where a proxy answers every call with its HTML error page
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ErrorPage)
+class _PortalPage(_ErrorPage):
+    status = 200
+
+
+# A 502 may be an outage: waited out, then exit 4. A 200 is a page in place of AWS: the call
+# failed (1), as a 4xx page does.
+@pytest.mark.parametrize(("page", "code"), [(_ErrorPage, 4), (_PortalPage, 1)], ids=["502", "200"])
+def test_an_endpoint_answering_html_pages_is_one_line_naming_the_page(
+    base_env, page: type[_ErrorPage], code: int
+) -> None:
+    # given: an endpoint URL where a proxy answers every call with its HTML error page (with a
+    # 200: before, SQS's JSON parser read it as an answer with nothing in it)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {
         **base_env,
@@ -375,9 +388,9 @@ def test_an_endpoint_answering_html_pages_is_one_line_naming_the_page(base_env) 
         server.shutdown()
         server.server_close()
 
-    # then: exit 4; the line names the page by its title, without the page (before, the whole
-    # page, over several lines, was in the error and in every retry's log line)
-    assert result.returncode == 4, result.stderr
+    # then: exit 4 (1); the line names the page by its title, without the page (before, the
+    # whole page, over several lines, was in the error and in every retry's log line)
+    assert result.returncode == code, result.stderr
     errors = error_lines(result)
     assert len(errors) == 1
     assert "an HTML page titled '502 Bad Gateway', not an AWS answer" in errors[0]

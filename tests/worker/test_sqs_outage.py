@@ -56,13 +56,15 @@ def quick_outages(monkeypatch: pytest.MonkeyPatch, reminder_every: float) -> Non
 
 @contextlib.asynccontextmanager
 async def one_poller(
-    settings_for: Callable[..., Any], url: str, endpoint_url: str
+    settings_for: Callable[..., Any], url: str, endpoint_url: str, **overrides: Any
 ) -> AsyncIterator[tuple[Worker, FreezableProxy, list[dict[str, Any]]]]:
-    """A worker with one poller on ``url`` through a proxy, its logs captured, running once it
-    has sent a receive; stopped at the end, as SIGTERM stops it."""
+    """A worker with one poller on ``url`` through a proxy (and the settings ``overrides``),
+    its logs captured, running once it has sent a receive; stopped at the end, as SIGTERM
+    stops it."""
     proxy = proxy_to(endpoint_url)
     with proxy.running() as proxied, capture_logs() as logs:
-        async with Worker(settings_for(url, endpoint_url=proxied, pollers_per_queue=1)) as worker:
+        settings = settings_for(url, endpoint_url=proxied, pollers_per_queue=1, **overrides)
+        async with Worker(settings) as worker:
             running = asyncio.create_task(worker.run())
             try:
                 await until(lambda: worker.stats.sqs_calls["ReceiveMessage"] >= 1)
@@ -249,6 +251,71 @@ async def test_a_flapping_endpoint_is_told_as_one_outage_and_its_end_once_it_sta
     assert ends[1]["brief_recoveries"] == 2
     assert ends[1]["after_failures"] == errors >= 3
     assert not [e for e in logs if str(e["event"]).startswith("still cannot receive")]
+
+
+async def test_a_200_with_an_html_page_in_place_of_sqs_is_an_outage_not_an_empty_queue(
+    sqs, make_queue, settings_for, endpoint_url, monkeypatch
+) -> None:
+    # given: one queue with a DLQ, one poller, through a proxy; receives back off 0.1-0.5 s;
+    # depths (and the redrive policy) sampled every 0.1 s
+    quick_outages(monkeypatch, 60.0)
+    url, _ = make_queue("portal")
+    name = queue_name(url)
+    sampled = {"queue_metrics_interval": 0.1}
+    async with one_poller(settings_for, url, endpoint_url, **sampled) as (worker, proxy, logs):
+        # when: the endpoint answers every call 200 with an HTML page (a captive portal),
+        # for 2 s ...
+        proxy.answer_garbage()
+        before = worker.stats.sqs_calls["ReceiveMessage"]
+        await until(lambda: worker.readiness() != [], within=5)
+        [problem] = worker.readiness()
+        await asyncio.sleep(2)
+        receives = worker.stats.sqs_calls["ReceiveMessage"] - before
+        # ... then SQS again
+        proxy.bring_back()
+        await until(lambda: worker.readiness() == [])
+    sampled_errors = worker.metrics.registry.get_sample_value(
+        "lambda_destinations_sqs_errors_total", {"operation": "GetQueueAttributes"}
+    )
+
+    # then: one warning naming the queue and the page (before: each answer read as an empty
+    # receive, hundreds of receives a second, no warning, /readyz ready) ...
+    began = [e for e in logs if str(e["event"]).startswith("cannot receive from")]
+    assert [e["queue"] for e in began] == [name]
+    assert "Sign in to the network" in began[0]["error"]
+    assert name in problem
+    assert "not an AWS answer" in problem
+    # ... receives backing off (0.1-0.5 s apart), and its end said
+    assert receives <= 25, receives
+    assert [e["queue"] for e in logs if e["event"] == "receiving again"] == [name]
+    # ... and the depth sampler's unreadable answers are samples not taken, not a redrive
+    # policy removed (before: `queue has no dead-letter queue`, then `now dead-letters to`)
+    assert sampled_errors is not None
+    assert sampled_errors >= 1
+    assert not [e for e in logs if "dead-letter" in str(e["event"])]
+
+
+async def test_a_json_answer_with_no_queue_depth_is_no_sample_not_a_redrive_policy_removed(
+    sqs, make_queue, settings_for, endpoint_url, monkeypatch
+) -> None:
+    # given: one queue with a DLQ, one poller, through a proxy, sampled every 0.1 s
+    quick_outages(monkeypatch, 60.0)
+    url, _ = make_queue("emptyjson")
+    labels = {"queue": queue_name(url), "role": "polled", "state": "visible"}
+    sampled = {"queue_metrics_interval": 0.1}
+    async with one_poller(settings_for, url, endpoint_url, **sampled) as (worker, proxy, logs):
+        depth = worker.metrics.registry.get_sample_value
+        await until(lambda: depth("lambda_destinations_queue_messages", labels) is not None)
+        # when: the endpoint answers every call 200 with JSON of its own, for 1 s
+        proxy.answer_garbage(b'{"status": "ok"}')
+        await asyncio.sleep(1)
+        during = depth("lambda_destinations_queue_messages", labels)
+        proxy.bring_back()
+
+    # then: no depth (an absent series, as for a failed sample), and no redrive policy read as
+    # removed (before: `queue has no dead-letter queue`, quarantines to the store alone)
+    assert during is None
+    assert not [e for e in logs if "dead-letter" in str(e["event"])]
 
 
 @pytest.mark.parametrize("flaps", [0, 2])

@@ -1279,9 +1279,16 @@ class Worker(Lifetime):
             log.debug("queue depth not sampled", queue=name, error=describe_error(exc))
             self._note_missing_dlq(url, exc)
             return
+        attributes = response.get("Attributes", {})
+        if "ApproximateNumberOfMessages" not in attributes:
+            # Not SQS's answer, which has every attribute asked for (a proxy's JSON): no depth,
+            # and no redrive policy, which read from it would be one removed.
+            self.metrics.sqs_errors.labels("GetQueueAttributes").inc()
+            self._forget_depth(name, role)
+            log.debug("queue depth not sampled", queue=name, error="no queue depth in the answer")
+            return
         assert self._dispatcher is not None
         self._dispatcher.dlq_found(url)
-        attributes = response.get("Attributes", {})
         for attribute, state in DEPTH_ATTRIBUTES.items():
             if attribute in attributes:
                 depth = int(attributes[attribute])
