@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from freezable_proxy import FreezableProxy
 from structlog.testing import capture_logs
 from worker_helpers import receive_all, send_bodies
 
+from freezable_proxy import FreezableProxy
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.worker import Worker
