@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from freezable_proxy import FreezableProxy
 from prometheus_client.parser import text_string_to_metric_families
 from worker_helpers import registry_with, routed, send_bodies
 
+from freezable_proxy import FreezableProxy
 from lambda_destinations import __version__
 from lambda_destinations.cli.run import ops_server, run_worker
 from lambda_destinations.errors import ConfigError

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from freezable_proxy import FreezableProxy
 from worker_helpers import receive_all, send_bodies
 
+from freezable_proxy import FreezableProxy
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import ScheduledJob, Store
 from processes import reap
