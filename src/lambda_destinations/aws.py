@@ -223,7 +223,8 @@ class AwsClients(Lifetime):
                 )
             except ValueError as exc:
                 raise self._endpoint_refused(exc, service) or exc from None
-            if made.meta.service_model.resolved_protocol == "json":  # SQS's: see the hook
+            model = made.meta.service_model  # resolved_protocol: newer botocore only
+            if getattr(model, "resolved_protocol", model.protocol) == "json":  # SQS: the hook
                 made.meta.events.register("before-parse", refuse_unreadable_json)
             client = self._clients[key] = made
         return client
