@@ -413,17 +413,18 @@ def test_a_volume_of_another_uid_is_one_line_naming_the_chown(image, tmp_path) -
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
 
-    # then: exit 3, one line, no traceback
+    # then: exit 3, one line (JSON, as the image's logs are), no traceback
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [
-        "error: store URL 'sqlite:////var/lib/lambda-destinations/results.db' "
+    last = json.loads(done.stderr.splitlines()[-1])
+    assert (last["level"], last["exit_code"]) == ("error", 3)
+    assert last["event"] == (
+        "store URL 'sqlite:////var/lib/lambda-destinations/results.db' "
         "(LAMBDA_DESTINATIONS_STORE): cannot create /var/lib/lambda-destinations/results.db: "
         "the folder /var/lib/lambda-destinations (mode 755, owner root) is not writable for user "
         "lambda-destinations, and SQLite creates the file there: fix its permissions or owner "
         f"(chown {UID} /var/lib/lambda-destinations)"
-    ]
+    )
 
 
 def test_the_console_stops_on_the_containers_sigterm(image, tmp_path) -> None:
