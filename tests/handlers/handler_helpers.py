@@ -46,7 +46,7 @@ from typing import Any
 
 import boto3
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 
 from lambda_destinations.config import RouteConfig, Settings, load_settings
 from lambda_destinations.worker import Worker
@@ -384,6 +384,10 @@ class _Mailbox:
         # (hang_ups), or the reply delayed that many seconds (reply_delays).
         self.hang_ups = 0
         self.reply_delays: list[float] = []
+        # The next DATA commands answered before their 354: the connection closed at once
+        # (go_ahead_hang_ups), or the 354 delayed that many seconds (go_ahead_delays).
+        self.go_ahead_hang_ups = 0
+        self.go_ahead_delays: list[float] = []
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -409,6 +413,27 @@ class _Mailbox:
         elif self.reply_delays:
             await asyncio.sleep(self.reply_delays.pop(0))
         return "250 Message accepted for delivery"
+
+
+class _Smtpd(SMTP):
+    """aiosmtpd's server, with the mailbox's say over what comes before DATA's 354."""
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        mailbox = self.event_handler
+        assert isinstance(mailbox, _Mailbox)
+        if mailbox.go_ahead_hang_ups and self.transport is not None:
+            mailbox.go_ahead_hang_ups -= 1
+            self.transport.abort()
+            return
+        if mailbox.go_ahead_delays:
+            await asyncio.sleep(mailbox.go_ahead_delays.pop(0))
+        await super().smtp_DATA(arg)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Smtpd(self.handler, **self.SMTP_kwargs)
 
 
 class SmtpServer:
@@ -461,7 +486,7 @@ class SmtpServer:
             kwargs.update(
                 authenticator=authenticator, auth_required=starttls, auth_require_tls=starttls
             )
-        self.controller = Controller(
+        self.controller = _Controller(
             self.mailbox,
             hostname="127.0.0.1",
             port=self.port,

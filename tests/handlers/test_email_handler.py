@@ -943,6 +943,21 @@ async def test_a_unicode_address_to_a_server_without_smtputf8_names_it_worker_an
     assert "quarantined" in doctor_said
 
 
+def cut_off_smtp_settings(
+    endpoint_url: str, url: str, store: str, port: int, policy: str
+) -> Settings:
+    """:func:`smtp_settings` with ``in_doubt`` = ``policy``, a handler_timeout of 1 s and no
+    in-process retry: a message whose send fails comes back itself."""
+    return smtp_settings(
+        endpoint_url,
+        url,
+        store=store,
+        port=port,
+        in_doubt=policy,
+        overrides={"handler_timeout": 1, "handler_attempts": 1, "retry_base": 0, "retry_max": 0},
+    )
+
+
 @pytest.mark.parametrize(
     ("lost", "cause"),
     [("hang-up", "SMTPServerDisconnected"), ("handler-timeout", "cut off at handler_timeout")],
@@ -968,15 +983,7 @@ async def test_a_reply_to_the_message_that_never_came_follows_in_doubt(
         smtp_server.mailbox.hang_ups = 1
     else:
         smtp_server.mailbox.reply_delays = [3.0]
-    settings = smtp_settings(
-        endpoint_url,
-        url,
-        store=sqlite_url,
-        port=smtp_server.port,
-        in_doubt=policy,
-        # no in-process retry: the message itself comes back
-        overrides={"handler_timeout": 1, "handler_attempts": 1, "retry_base": 0, "retry_max": 0},
-    )
+    settings = cut_off_smtp_settings(endpoint_url, url, sqlite_url, smtp_server.port, policy)
 
     # when
     first, acked = await drain_until_acked(settings)
@@ -987,6 +994,38 @@ async def test_a_reply_to_the_message_that_never_came_follows_in_doubt(
     assert acked == 1
     assert len(smtp_server.messages) == mails
     await assert_mail_in_doubt(sqlite_url, record, cause, policy)
+    assert sqs.receive_message(QueueUrl=dlq).get("Messages") is None
+
+
+@pytest.mark.parametrize("lost", ["hang-up", "handler-timeout"])
+async def test_a_connection_lost_before_datas_go_ahead_is_retried_not_in_doubt(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+    lost: str,
+) -> None:
+    # given: a server that hangs up on DATA before its 354 (or sends its 354 after the worker's
+    # handler_timeout has cut the send off), and in_doubt = skip, which never resends a doubt
+    url, dlq = make_queue("smtp-before-go-ahead", visibility_timeout=120)
+    record = failure_record()
+    send_records(sqs, url, [record])
+    if lost == "hang-up":
+        smtp_server.mailbox.go_ahead_hang_ups = 1
+    else:
+        smtp_server.mailbox.go_ahead_delays = [3.0]
+    settings = cut_off_smtp_settings(endpoint_url, url, sqlite_url, smtp_server.port, "skip")
+
+    # when
+    first, acked = await drain_until_acked(settings)
+
+    # then: no message went out before the 354, so none can have been delivered: retried as
+    # not sent (before: counted in doubt, and with skip never sent at all), delivered once
+    assert first.outcomes["retry"] == 1
+    assert acked == 1
+    assert len(smtp_server.messages) == 1
+    assert "in doubt" not in await smtp_reason(sqlite_url, record)
     assert sqs.receive_message(QueueUrl=dlq).get("Messages") is None
 
 

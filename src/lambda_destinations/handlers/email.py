@@ -47,8 +47,10 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import aiosmtplib
-from aiosmtplib import SMTPResponse
+from aiosmtplib import SMTPResponse, SMTPStatus
 from aiosmtplib.email import flatten_message
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.typing import Default
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lambda_destinations import environment
@@ -303,28 +305,58 @@ class SesTransport:
 
 
 class ReplyLost(TransientError):
-    """The server was sent the message (SMTP's DATA) and its reply never came: the connection
-    was lost, or the reply outlasted the timeout. The server may have taken the mail: the
-    handler's ``in_doubt`` decides (a digest's send is retried)."""
+    """The server was sent the message (after its 354 to DATA) and its reply never came: the
+    connection was lost, or the reply outlasted the timeout. The server may have taken the
+    mail: the handler's ``in_doubt`` decides (a digest's send is retried)."""
 
 
 class _Smtp(aiosmtplib.SMTP):
-    """aiosmtplib's client, marking the span of DATA on ``call``: what comes before it (the
-    connection, the login, the envelope) cannot send a mail; from there until the server's
-    reply, a cut-off or a lost connection may leave one sent."""
+    """aiosmtplib's client, marking the span of the message on ``call``: what comes before the
+    server's 354 to DATA (the connection, the login, the envelope, DATA itself) cannot send a
+    mail; from the 354 until the server's reply, a cut-off or a lost connection may leave one
+    sent."""
 
     def __init__(self, call: CallUnderWay | None, **options: Any) -> None:
         super().__init__(**options)
         self.call = call
-        self.data_sent = False
+        self.message_sent = False  # the 354 came: the message went, or was going, out
 
-    async def data(self, *args: Any, **kwargs: Any) -> SMTPResponse:
-        self.data_sent = True
+    async def data(
+        self,
+        message: str | bytes,
+        /,
+        *,
+        timeout: float | Literal[Default.token] | None = Default.token,  # noqa: ASYNC109 (aiosmtplib's)
+    ) -> SMTPResponse:
+        """DATA in its two steps, the message sent as aiosmtplib sends it, so that the span
+        starts at the 354: a connection lost before it cannot have delivered anything."""
+        timeout = self.timeout if timeout is Default.token else timeout
+        go_ahead = await self.execute_command(b"DATA", timeout=timeout)
+        if go_ahead.code != SMTPStatus.start_input:
+            raise aiosmtplib.SMTPDataError(go_ahead.code, go_ahead.message)
+        self.message_sent = True
         if self.call is not None:
             self.call.started()
-        response = await super().data(*args, **kwargs)
+        if isinstance(message, str):
+            message = message.encode("ascii")
+        response = await self._message(message, timeout)
         if self.call is not None:
             self.call.answered()
+        return response
+
+    async def _message(self, message: bytes, within: float | None) -> SMTPResponse:
+        """Send ``message`` after the 354, dot-stuffed and ended as aiosmtplib does; its reply."""
+        body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+        if self.protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        try:
+            self.protocol.write(body)
+            response = await self.protocol.read_response(timeout=within)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            self.close()  # as aiosmtplib's data() does: the connection is out of step
+            raise
+        if response.code != SMTPStatus.completed:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
         return response
 
 
@@ -394,10 +426,10 @@ class SmtpTransport:
             cert_bundle=self.cert_bundle,
         )
         try:
-            async with client:  # as aiosmtplib.send() does, DATA marked
+            async with client:  # as aiosmtplib.send() does, the message marked
                 refused, reply = await self._send(client, mail)
         except (aiosmtplib.SMTPException, ssl.SSLError) as exc:  # STARTTLS's raises its own
-            raise self._failure(exc, client.data_sent) from exc
+            raise self._failure(exc, client.message_sent) from exc
         if refused:
             # The others have it; sending again would repeat it to them.
             log.warning(
@@ -434,11 +466,11 @@ class SmtpTransport:
         return await client.sendmail(sender, mail.recipients, flat, mail_options=options)
 
     def _failure(
-        self, exc: aiosmtplib.SMTPException | ssl.SSLError, data_sent: bool
+        self, exc: aiosmtplib.SMTPException | ssl.SSLError, message_sent: bool
     ) -> TransientError | PermanentError:
         """What a failed send raises: :class:`ReplyLost` once the message went out without
         its reply, else :func:`smtp_outcome`."""
-        if data_sent and isinstance(
+        if message_sent and isinstance(
             exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError
         ):
             lost = mask_secrets(str(exc), self.secrets)
@@ -677,7 +709,8 @@ class EmailHandler(storm.Notifier):
         what = f"email to {len(mail.to) + len(mail.cc) + len(mail.bcc)} recipient(s)"
         can_doubt = getattr(self.transport, "can_doubt", False)
         try:
-            # SES's whole call may act; SMTP marks its DATA (a reply lost there is ReplyLost).
+            # SES's whole call may act; SMTP marks its message from DATA's 354 (a reply lost
+            # there is ReplyLost).
             with sending(context, self.in_doubt, what, started=can_doubt) as call:
                 await self.transport.send(mail, delivery_of(context).aws, context.log, call)
         except ReplyLost as exc:
