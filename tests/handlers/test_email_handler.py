@@ -303,6 +303,41 @@ async def test_smtp_delivers_to_a_real_server_with_headers_and_bcc(
     assert sorted(recipients) == ["audit@example.com", "oncall@example.com", "team@example.com"]
 
 
+async def test_smtp_delivers_to_a_dotless_domain_and_reads_an_ideographic_full_stop(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: a relay on a private network, whose mailboxes have no dot in their domain, and a
+    # domain written with IDNA's ideographic full stop (U+3002) between its labels
+    url, _ = make_queue("smtp-dotless")
+    send_records(sqs, url, [failure_record()])
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=smtp_server.port,
+        to=["root@localhost", "Ops <ops@mailhost>"],
+        cc=["team@example\u3002com"],
+        **{"from": "alerts@mailhost"},
+    )
+
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: delivered (before: each refused at start, "its domain is not a host name"), the
+    # full stop read as the '.' it is
+    assert stats.outcomes["ack"] == 1
+    (message,) = smtp_server.messages
+    assert message["To"] == "root@localhost, Ops <ops@mailhost>"
+    assert message["Cc"] == "team@example.com"
+    ((envelope_from, recipients),) = smtp_server.mailbox.envelopes
+    assert envelope_from == "alerts@mailhost"
+    assert recipients == ["root@localhost", "ops@mailhost", "team@example.com"]
+
+
 # Subjects longer than a header line, which the message folds: each must arrive as it was.
 LONG_SUBJECTS = (
     # ASCII: words, and one longer than a line (a URL)
@@ -1353,6 +1388,14 @@ async def test_doctor_greets_the_smtp_server_as_a_send_does(
         ),
         ({"from": "a@example.com", "to": ["b@example.com>"]}, "is not an email address"),
         ({"from": "a@example.com", "to": ["b@example..com"]}, "is not an email address"),
+        (  # SES sends from verified domains to domains on the internet: both have a dot
+            {"from": "a@example.com", "to": ["root@localhost"]},
+            r"^handlers\.oncall-mail: 'root@localhost': SES sends to and from domains with a dot",
+        ),
+        (
+            {"from": "a@example.com", "to": ["root@-localhost"], "transport": "smtp", "host": "h"},
+            r"'root@-localhost' is not an email address: its domain is not a host name",
+        ),
         (
             {"from": "a@example.com", "to": ["josé@example.com"]},
             r"^handlers\.oncall-mail: 'josé@example.com': SES sends to and from ASCII local parts",

@@ -39,6 +39,7 @@ import email.policy
 import email.utils
 import hashlib
 import html as html_module
+import re
 import ssl
 from collections.abc import Iterable, Sequence
 from email.errors import NonASCIILocalPartDefect
@@ -103,10 +104,16 @@ SES_RECIPIENTS = 50  # SES's most recipients of a mail, to, cc and bcc together
 # -- settings -----------------------------------------------------------------------------------
 
 
+_FULL_STOPS = str.maketrans(dict.fromkeys("\u3002\uff0e\uff61", "."))
+# A host name's one label: letters, digits and hyphens, no hyphen at either end (RFC 1123)
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
 def address(value: str, where: str) -> str:
-    """``value`` as one address (``a@b.example`` or ``Name <a@b.example>``), its domain in
-    ASCII (an IDN's Punycode, as SES and DNS need it: :func:`ascii_domain`) and a name with
-    other than ASCII as an RFC 2047 encoded word (which SES needs, and SMTP headers read)."""
+    """``value`` as one address (``a@b.example`` or ``Name <a@b.example>``, or a dotless
+    ``root@localhost``), its domain in ASCII (an IDN's Punycode, as SES and DNS need it:
+    :func:`ascii_domain`) and a name with other than ASCII as an RFC 2047 encoded word (which
+    SES needs, and SMTP headers read)."""
     if any(char in value for char in "\r\n"):
         raise ValueError(f"{where}: an address is one line")
     header = email.policy.default.header_factory("to", value)
@@ -118,10 +125,13 @@ def address(value: str, where: str) -> str:
         )
     (parsed,) = header.addresses
     try:
-        domain = ascii_domain(parsed.domain) if "." in parsed.domain else ""
+        # IDNA's full stops (U+3002 and its width variants) are the '.' between labels
+        domain = ascii_domain(parsed.domain.translate(_FULL_STOPS))
     except UnicodeError:
         domain = ""
-    if not (parsed.username and domain):
+    # A domain without a dot (root@localhost, ops@mailhost) is a relay's on a private network:
+    # one label, as a host name has them (SES, which cannot send there, refuses it)
+    if not (parsed.username and ("." in domain or _LABEL.fullmatch(domain))):
         raise ValueError(f"{value!r} is not an email address: its domain is not a host name")
     one = Address(parsed.display_name, parsed.username, domain)
     if not one.addr_spec.isascii():  # a UTF-8 local part: SMTP with SMTPUTF8 (SES refuses it)
@@ -202,6 +212,14 @@ class EmailOptions(storm.NotifierOptions):
         smtp_only = ("host", "port", "username", "password", "password_env", "cert_bundle")
         if self.transport == "ses":
             utf8 = [bare_address(value) for value in self.everyone if not value.isascii()]
+            dotless = [
+                a for a in map(bare_address, self.everyone) if "." not in a.rpartition("@")[2]
+            ]
+            if dotless:
+                raise ValueError(
+                    f"{dotless[0]!r}: SES sends to and from domains with a dot (a@example.com) "
+                    'only: use a domain on the internet, or transport = "smtp" with your relay'
+                )
             if utf8:
                 raise ValueError(
                     f"{utf8[0]!r}: SES sends to and from ASCII local parts only (before the @): "
