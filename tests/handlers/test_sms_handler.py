@@ -392,6 +392,19 @@ def test_numbers_are_kept_in_e164_form(handler_settings: Callable[..., Settings]
     }
 
 
+def refusal(setting: str, number: str, handler_settings: Callable[..., Settings]) -> str:
+    """The line that stops the start of a handler given ``number`` in ``setting``
+    (``phone_numbers[0]`` or ``origination_number``)."""
+    options: dict[str, Any] = {"phone_numbers": ["+14155552671"]}
+    if setting == "origination_number":
+        options["origination_number"] = number
+    else:
+        options["phone_numbers"] = [number]
+    with pytest.raises(ConfigError) as info:
+        build("oncall", options, handler_settings("q"))
+    return str(info.value)
+
+
 @pytest.mark.parametrize(
     ("setting", "number"),
     [
@@ -404,19 +417,64 @@ def test_a_number_with_an_extension_is_refused_not_texted_without_it(
     setting: str, number: str, handler_settings: Callable[..., Settings]
 ) -> None:
     # an SMS reaches no extension: texting the number without it would alert a switchboard
-    options: dict[str, Any] = {"phone_numbers": ["+14155552671"]}
-    if setting == "origination_number":
-        options["origination_number"] = number
-    else:
-        options["phone_numbers"] = [number]
+    text = refusal(setting, number, handler_settings)
+    assert text.startswith(f"handlers.oncall.{setting}: "), text
+    assert "extension" in text
+    assert "write the number without it" in text
+
+
+@pytest.mark.parametrize("setting", ["phone_numbers[0]", "origination_number"])
+@pytest.mark.parametrize(
+    "number",
+    [
+        "+800 1234 5678",
+        "+808 1234 5678",
+        "+870 301 234 567",
+        "+881 6 123 45678",
+        "+883 510 012 345",
+        "+882 34 21234",
+        "+979 1 2345 6789",
+    ],
+)
+def test_a_number_of_an_international_network_is_refused_at_start(
+    setting: str, number: str, handler_settings: Callable[..., Settings]
+) -> None:
+    # freephone, shared-cost, satellite and international networks' numbers: SNS texts none of
+    # them (each Publish failed at AWS, every alert quarantined)
+    text = refusal(setting, number, handler_settings)
+    assert text.startswith(f"handlers.oncall.{setting}: '+"), text
+    assert text.endswith(
+        "is an international network's (+800 to +979: freephone, shared-cost, satellite, "
+        "premium), which SNS sends no SMS to or from: give a country's mobile number"
+    ), text
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"), [("12345", "12345"), ("+1 415 555 2671", "+14155552671")]
+)
+def test_an_origination_number_is_a_short_code_or_a_number(
+    given: str, sent: str, handler_settings: Callable[..., Settings]
+) -> None:
+    # a short code (4 to 7 digits) has no country code: AWS takes its digits alone
+    options = {"phone_numbers": ["+14155552671"], "origination_number": given}
+
+    handler = build("oncall", options, handler_settings("q"))
+
+    number = handler.attributes["AWS.MM.SMS.OriginationNumber"]
+    assert number == {"DataType": "String", "StringValue": sent}
+
+
+@pytest.mark.parametrize("given", ["123", "12345678", "01234"])
+def test_an_origination_number_neither_a_short_code_nor_a_number_is_refused(
+    given: str, handler_settings: Callable[..., Settings]
+) -> None:
+    options = {"phone_numbers": ["+14155552671"], "origination_number": given}
 
     with pytest.raises(ConfigError) as info:
         build("oncall", options, handler_settings("q"))
 
-    text = str(info.value)
-    assert text.startswith(f"handlers.oncall.{setting}: "), text
-    assert "extension" in text
-    assert "write the number without it" in text
+    assert str(info.value).startswith("handlers.oncall.origination_number: "), info.value
+    assert "a short code is 4 to 7 digits" in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -263,8 +263,36 @@ def e164(number: str, where: str) -> str:
             f"{where}: {_echoed_number(number)} has an extension, which no text message "
             "reaches: write the number without it, a mobile's"
         )
+    if parsed.country_code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:
+        # +800, +808, +870, +878, +881, +882, +883, +888, +979: no country's, and SNS sends
+        # no SMS to them (each Publish failed at AWS)
+        raise ConfigError(
+            f"{where}: {_echoed_number(number)} is an international network's (+800 to +979: "
+            "freephone, shared-cost, satellite, premium), which SNS sends no SMS to or from: "
+            "give a country's mobile number"
+        )
     formatted: str = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return formatted
+
+
+# A short code as AWS's origination identities take one: 4 to 7 digits, the first not 0
+# (their pattern is \+?[1-9][0-9]{1,18}; SNS's guide: "between four and seven digits").
+_SHORT_CODE = re.compile(r"[1-9][0-9]{3,6}")
+
+
+def origination_number(number: str, where: str) -> str:
+    """``number`` as SNS's ``AWS.MM.SMS.OriginationNumber`` takes it: a short code's digits
+    as they are, any other number in E.164 form (:func:`e164`)."""
+    digits = number.strip()
+    if _SHORT_CODE.fullmatch(digits):
+        return digits
+    if digits.isdigit():
+        raise ConfigError(
+            f"{where}: {_echoed_number(number)} is neither a short code nor a phone number: a "
+            "short code is 4 to 7 digits, not starting with 0; a number is in international "
+            "form, such as +1 415 555 2671"
+        )
+    return e164(number, where)
 
 
 # -- the handler --------------------------------------------------------------------------------
@@ -419,7 +447,9 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> SmsHandler:
     if parsed.origination_number is not None:
         attributes["AWS.MM.SMS.OriginationNumber"] = {
             "DataType": "String",
-            "StringValue": e164(parsed.origination_number, f"handlers.{name}.origination_number"),
+            "StringValue": origination_number(
+                parsed.origination_number, f"handlers.{name}.origination_number"
+            ),
         }
     return SmsHandler(
         name,
