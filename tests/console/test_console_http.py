@@ -2360,6 +2360,90 @@ async def test_a_form_that_arrives_a_byte_at_a_time_is_answered_408_not_held(
     assert answer.endswith(b"\r\n\r\nthe form took over 0.3 s to arrive: send it again\n")
 
 
+async def _headers_then_wait(port: int, head: str) -> bytes:
+    """Send ``head`` (a request line and headers saying a large body comes) and a few bytes of
+    the body, then the console's answer: the status line, headers and the body's line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head.encode() + b"\r\ncsrf=x&reason=")
+        await writer.drain()
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10) + await asyncio.wait_for(
+            reader.readline(), 10
+        )
+    finally:
+        writer.close()
+
+
+async def test_an_action_from_no_session_is_refused_before_its_body_is_read(
+    make_client, settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a console, and a client that is not signed in saying it sends a 7 MB form (under
+    # the 8 MB limit), of which only the first bytes come
+    monkeypatch.setattr(console_app, "FORM_SECONDS", 2.0)
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    path = f"/failures/{quote(row.key, safe='')}/ignore"
+
+    # when
+    answer = await _headers_then_wait(
+        client.port,
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {7 << 20}\r\n",
+    )
+
+    # then: refused at once, the body never waited for (before: read first, up to 8 MB held
+    # in memory for anyone; here a 408 once the form took over FORM_SECONDS)
+    assert answer.startswith(b"HTTP/1.1 403 "), answer[:200]
+    assert answer.endswith(b"refused: actions need the console's token: sign in at /login\n")
+
+
+@pytest.mark.parametrize(
+    ("path", "size", "line"),
+    [
+        (
+            "/failures/x/ignore",
+            9 << 20,
+            "the form is too large for the console (8 MB at most): send less",
+        ),
+        (
+            "/login",
+            1 << 20,
+            "the sign-in form is too large (64 KB at most): send the token and a name",
+        ),
+    ],
+)
+async def test_a_form_over_the_limit_is_refused_by_its_content_length_before_it_is_read(
+    make_client,
+    settings_for: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    size: int,
+    line: str,
+) -> None:
+    # given: a signed-in client (the sign-in form needs none) saying it sends more than the
+    # console reads, of which only the first bytes come
+    monkeypatch.setattr(console_app, "FORM_SECONDS", 2.0)
+    settings = settings_for()
+    row = await stored_failure(settings)
+    client = await make_client(settings)
+    await sign_in(client)
+    cookie = "; ".join(f"{c.key}={c.value}" for c in client.session.cookie_jar)
+    path = path.replace("/x/", f"/{quote(row.key, safe='')}/")
+
+    # when
+    answer = await _headers_then_wait(
+        client.port,
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\nCookie: {cookie}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {size}\r\n",
+    )
+
+    # then: 413 at once (before: the body waited for, and a 408 once it took over FORM_SECONDS;
+    # a sign-in form, which anyone may post, was read up to 8 MB)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert answer.endswith(f"{line}\n".encode())
+
+
 def _error_page(page: str) -> tuple[str, str, str]:
     """An error page's title, its line, and where its link goes back to."""
     title = page.split("<title>", 1)[1].split(" · ", 1)[0]

@@ -20,7 +20,7 @@ from multidict import MultiDict
 from lambda_destinations._json import strict_loads
 from lambda_destinations._request_ids import stored_id
 from lambda_destinations.console import views
-from lambda_destinations.console.app import CONSOLE, Console, read_form
+from lambda_destinations.console.app import CONSOLE, LOGIN_FORM_BYTES, Console, read_form
 from lambda_destinations.console.bound import aws_bound
 from lambda_destinations.console.jobs import Job, JobRunning, JobStopped
 from lambda_destinations.console.pages import configured_dlq, failure_hints
@@ -85,7 +85,7 @@ async def login(request: web.Request) -> web.Response:
     console = _console(request)
     if not same_origin(request, console.sessions.public):
         raise Refused("the request comes from another site")
-    form = await read_form(request)
+    form = await read_form(request, LOGIN_FORM_BYTES)
     token, name = form.get("token", ""), form.get("user", "")
     target = safe_next(form.get("next", ""))
     user = clean_user(name)

@@ -43,7 +43,8 @@ from lambda_destinations.console.security import (
     PublicUrl,
     Refused,
     Sessions,
-    check_action,
+    check_form,
+    check_sender,
     is_loopback,
     names_loopback,
     one_time_token,
@@ -151,9 +152,11 @@ class Console:
     async def signed_in(self, request: web.Request) -> tuple[str, MultiDict[str]]:
         """What :meth:`actor` checks but read-only mode, for a POST that changes no record (signing
         out): the same token, origin and CSRF checks."""
+        # Who sends it first, from the headers: read first, a form of up to 8 MB was read and
+        # held for any client, signed in or not.
+        session = check_sender(self.sessions, request)
         form = await read_form(request)
-        user = check_action(self.sessions, request, form.get(CSRF_FIELD))
-        return f"console {user}", form
+        return f"console {check_form(session, form.get(CSRF_FIELD))}", form
 
     def render(
         self, request: web.Request, name: str, status: int = 200, **values: Any
@@ -186,20 +189,32 @@ def _shown(value: Any) -> Any:
     return value
 
 
+# The most a form may hold (aiohttp's client_max_size), and a sign-in form, which anyone may
+# post: a token, a name and the page to go back to.
+FORM_BYTES = 8 * 1024 * 1024
+LOGIN_FORM_BYTES = 64 * 1024
+_LOGIN_TOO_LARGE = "the sign-in form is too large (64 KB at most): send the token and a name"
+
 # The longest a form's body may take to arrive (8 MB at 140 KB/s). A connection reading a body
 # is not idle, and is never closed for a new one: without this, a client sending a byte now and
 # then held it, and its file descriptor, for as long as it liked.
 FORM_SECONDS = 60.0
 
 
-async def read_form(request: web.Request) -> MultiDict[str]:
+async def read_form(request: web.Request, limit: int = FORM_BYTES) -> MultiDict[str]:
     """The text fields of the request's form, each one (``get`` gives a name's first value, as
     a query string's; the statuses checked in a filter are one name, each sent); 400 for a body
     that is no form the console reads (its line says why in plain words: Python's codec and
-    parser texts name no fix), 408 for one that takes over FORM_SECONDS to arrive."""
+    parser texts name no fix), 408 for one that takes over FORM_SECONDS to arrive, 413 for one
+    over ``limit`` bytes: by its Content-Length before any of it is read."""
+    if (request.content_length or 0) > limit:
+        raise _too_large(limit)
     try:
         async with asyncio.timeout(FORM_SECONDS):
-            posted = await request.post()
+            # A body without a Content-Length (chunked) is cut at the limit as it is read
+            posted = await request.clone(client_max_size=limit).post()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit) from None
     except TimeoutError:  # an OSError too: not the store's or AWS's, as guard would say
         raise web.HTTPRequestTimeout(
             text=f"the form took over {FORM_SECONDS:g} s to arrive: send it again\n"
@@ -213,6 +228,13 @@ async def read_form(request: web.Request) -> MultiDict[str]:
     if any("\x00" in key + value for key, value in form.items()):
         raise web.HTTPBadRequest(text="a form field holds a NUL character: remove it\n")
     return form
+
+
+def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
+    """413 for a form over ``limit`` bytes (its line: :data:`_PLAIN`'s, or the sign-in's)."""
+    if limit == LOGIN_FORM_BYTES:
+        return web.HTTPRequestEntityTooLarge(limit, text=_LOGIN_TOO_LARGE)
+    return web.HTTPRequestEntityTooLarge(limit)
 
 
 def _unreadable(exc: Exception) -> str:
@@ -493,7 +515,9 @@ def _plain_line(exc: web.HTTPException, request: web.Request) -> str:
     """The line of an error page: the handler's, or one for aiohttp's own answer."""
     problem = (exc.text or "").strip()
     plain = _PLAIN.get(exc.status)
-    if plain and (exc.status == 413 or problem == f"{exc.status}: {exc.reason}"):
+    if plain and (
+        problem.startswith("Maximum request body size") or problem == f"{exc.status}: {exc.reason}"
+    ):
         return plain.format(method=request.method)
     return problem
 
@@ -545,9 +569,7 @@ def _back(request: web.Request) -> str:
 
 def create_app(settings: Settings, options: ConsoleOptions) -> web.Application:
     """The console as an aiohttp application (served by :func:`serve`, or by a test)."""
-    app = web.Application(
-        middlewares=[under_root, error_pages, guard], client_max_size=8 * 1024 * 1024
-    )
+    app = web.Application(middlewares=[under_root, error_pages, guard], client_max_size=FORM_BYTES)
     console = Console(settings, options)
     app[CONSOLE] = console
 

@@ -287,15 +287,23 @@ def same_origin(request: web.Request, public: PublicUrl) -> bool:
     return origin is None or origin == (public.origin or f"{request.scheme}://{request.host}")
 
 
-def check_action(sessions: Sessions, request: web.Request, form_csrf: str | None) -> str:
-    """The acting user's name, or Refused: no token, another site, or a stale form."""
+def check_sender(sessions: Sessions, request: web.Request) -> Session | None:
+    """The session of the request's sender (None for the token as a bearer header), or Refused:
+    no token, or another site. From the headers alone: the form is read only after it."""
     if sessions.bearer(request):
-        return "token"
+        return None
     if not same_origin(request, sessions.public):
         raise Refused("the request comes from another site")
     session = sessions.of(request)
     if session is None:
         raise Refused("actions need the console's token: sign in at /login")
+    return session
+
+
+def check_form(session: Session | None, form_csrf: str | None) -> str:
+    """The acting user's name (``token`` for a bearer), or Refused for a stale form."""
+    if session is None:
+        return "token"
     if form_csrf is None or not hmac.compare_digest(_exact(form_csrf), _exact(session.csrf)):
         raise Refused("the form is stale or was not made by the console: reload the page")
     return session.user
