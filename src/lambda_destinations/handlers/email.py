@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import aiosmtplib
 from aiosmtplib import SMTPResponse, SMTPStatus
 from aiosmtplib.email import flatten_message
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.protocol import LINE_ENDINGS_REGEX, PERIOD_REGEX
 from aiosmtplib.typing import Default
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -364,7 +364,12 @@ class _Smtp(aiosmtplib.SMTP):
 
     async def _message(self, message: bytes, within: float | None) -> SMTPResponse:
         """Send ``message`` after the 354, dot-stuffed and ended as aiosmtplib does; its reply."""
-        body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+        # Lone CR and LF as CRLF, ended by one, dot-stuffed (aiosmtplib 4's and 5's constants;
+        # 5's helper that does the first two is not in 4, which the floor allows)
+        lines = LINE_ENDINGS_REGEX.sub(b"\r\n", message)
+        if not lines.endswith(b"\r\n"):
+            lines += b"\r\n"
+        body = PERIOD_REGEX.sub(b"..", lines) + b".\r\n"
         if self.protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         try:
