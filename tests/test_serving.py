@@ -21,6 +21,11 @@ from processes import reap, start_console
 TOO_LONG = b"GET /failures?function=" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
+def no_metrics(accept: str) -> tuple[bytes, str]:
+    """An ops server's /metrics page that is empty, whatever the Accept header."""
+    return b"", "text/plain"
+
+
 async def send_raw(port: int, request: bytes) -> tuple[int, str]:
     """The status and body of the answer to ``request``, sent as is over a socket."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -76,7 +81,7 @@ def test_the_console_answers_a_request_line_over_8_kb_in_one_short_line(
 async def test_the_ops_server_and_devs_endpoint_answer_a_request_line_over_8_kb_in_one_line(
     moto_server: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=bytes)
+    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=no_metrics)
     await ops.start()
     try:
         async with DevEndpoint(moto_server, FunctionSimulation(seed=1)) as endpoint:
@@ -155,7 +160,7 @@ async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
 
 async def test_idle_connections_past_the_limit_are_closed_so_a_probe_is_answered() -> None:
     # given: the ops server, and a busy request on the console's kind of runner (a held wait)
-    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=bytes)
+    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=no_metrics)
     await ops.start()
     port = ops.addresses[0][1]
     idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]

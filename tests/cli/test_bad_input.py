@@ -40,6 +40,11 @@ from processes import ctrl_c_as_in_a_terminal, free_port, reap
         ("doctor",),
     ],
 )
+def no_metrics(accept: str) -> tuple[bytes, str]:
+    """An ops server's /metrics page that is empty, whatever the Accept header."""
+    return b"", "text/plain"
+
+
 def test_read_only_commands_never_create_the_store_or_its_folder(
     args: tuple[str, ...], tmp_path: Path, endpoint_url: str
 ) -> None:
@@ -1618,7 +1623,7 @@ async def test_healthcheck_of_a_path_the_ops_server_lacks_names_the_two_it_has(
     from lambda_destinations.worker import OpsServer
 
     # given: an ops server, as the worker runs it
-    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=lambda: b"")
+    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=no_metrics)
     await ops.start()
     try:
         env = {"LAMBDA_DESTINATIONS_OPS_PORT": str(ops.addresses[0][1])}
@@ -1645,7 +1650,7 @@ async def test_healthcheck_asks_a_worker_listening_on_every_ipv6_address_on_ipv6
 
     # given: an ops server on ::, as the README says to set it on an IPv6-only cluster (the
     # socket is IPv6 only: nothing answers on 127.0.0.1)
-    ops = OpsServer(host="::", port=0, health=list, readiness=list, metrics=lambda: b"")
+    ops = OpsServer(host="::", port=0, health=list, readiness=list, metrics=no_metrics)
     await ops.start()
     try:
         port = ops.addresses[0][1]
@@ -1671,7 +1676,7 @@ async def test_healthcheck_asks_its_own_worker_around_the_egress_proxy(tmp_path:
     # given: a container whose environment names an egress proxy for http:// and no NO_PROXY,
     # as a company's base image sets it; the proxy refuses (its policy), as a proxy asked for
     # its own 127.0.0.1 would fail
-    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=lambda: b"")
+    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=no_metrics)
     await ops.start()
     try:
         async with ForwardProxy(refuse=403) as proxy:

@@ -132,7 +132,11 @@ async def test_the_ops_server_s_own_answers_are_told_as_they_are(tmp_path: Path)
     # given: the worker's ops server, failing its readiness for two reasons
     problems = ["waiting for SQS", "SQS: receives failing on orders (QueueDoesNotExist)"]
     ops = OpsServer(
-        host="127.0.0.1", port=0, health=list, readiness=lambda: problems, metrics=lambda: b""
+        host="127.0.0.1",
+        port=0,
+        health=list,
+        readiness=lambda: problems,
+        metrics=lambda _accept: (b"", "text/plain"),
     )
     await ops.start()
     try:

@@ -75,7 +75,13 @@ def _check(template: str, port: int, tmp_path: Path, **variables: str) -> int:
 
 
 async def _serving(host: str, problems: list[str]) -> OpsServer:
-    ops = OpsServer(host=host, port=0, health=lambda: problems, readiness=list, metrics=lambda: b"")
+    ops = OpsServer(
+        host=host,
+        port=0,
+        health=lambda: problems,
+        readiness=list,
+        metrics=lambda _accept: (b"", "text/plain"),
+    )
     await ops.start()
     return ops
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import random
@@ -20,6 +21,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from worker_helpers import registry_with, routed, send_bodies
 
@@ -773,3 +777,96 @@ async def test_healthz_names_a_task_that_died_in_one_line_without_its_secrets(
     assert seen["problems"] == [
         "task embedded failed: RuntimeError: cannot reach postgresql://app:***@db/x"
     ]
+
+
+# What Prometheus (2.42, Debian's) sends with each scrape.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+async def scrape(port: int, headers: dict[str, str]) -> tuple[dict[str, str], bytes]:
+    """GET /metrics with exactly ``headers`` (no Accept-Encoding unless given): the response's
+    headers and its body as sent, not decompressed."""
+    async with (
+        aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=["Accept-Encoding"]) as s,
+        s.get(f"http://127.0.0.1:{port}/metrics", headers=headers) as response,
+    ):
+        assert response.status == 200
+        return dict(response.headers), await response.read()
+
+
+async def scrapes_after_one_ack(
+    sqs: Any, make_queue: Any, settings_for: Any, *requests: dict[str, str]
+) -> list[tuple[dict[str, str], bytes]]:
+    """A worker on moto that acked one record, its /metrics read once with each headers."""
+    url, _ = make_queue("negotiated")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(9)))])
+    port = free_port()
+    settings = settings_for(url, ops_port=port, ops_host="127.0.0.1")
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    async def started(worker: Worker) -> None:
+        async def acked() -> bool:
+            found = samples((await get(port, "/metrics"))[1])
+            return total(found, "lambda_destinations_messages_total", outcome="ack") == 1
+
+        await wait_for(acked)
+        for headers in requests:
+            seen.append(await scrape(port, headers))
+        worker.stop()
+
+    probe = in_background(started)
+    await run_worker(settings, once=False, on_started=probe)
+    await asyncio.gather(*probe.tasks)
+    return seen
+
+
+async def test_metrics_serves_openmetrics_gzipped_to_prometheus_and_plain_text_to_curl(
+    sqs, make_queue, settings_for
+):
+    # when: /metrics is read as curl reads it, then as Prometheus scrapes it
+    (curl, scraped) = await scrapes_after_one_ack(
+        sqs,
+        make_queue,
+        settings_for,
+        {"Accept": "*/*"},
+        {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"},
+    )
+
+    # then: curl gets the plain text format, uncompressed
+    headers, body = curl
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "Content-Encoding" not in headers
+    assert total(samples(body.decode()), "lambda_destinations_messages_total", outcome="ack") == 1
+    # and Prometheus gets OpenMetrics (as it asks first), gzipped (as it accepts)
+    headers, body = scraped
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0;")
+    assert headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(body).decode()
+    assert text.endswith("# EOF\n")
+    found = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in openmetrics_families(text)
+        for sample in family.samples
+    }
+    assert total(found, "lambda_destinations_messages_total", outcome="ack") == 1
+    # and a cache between them keeps the two apart
+    for headers, _body in (curl, scraped):
+        assert {"accept", "accept-encoding"} <= {
+            part.strip().lower() for part in headers.get("Vary", "").split(",")
+        }, headers
+
+
+async def test_metrics_has_no_created_series_in_either_format(sqs, make_queue, settings_for):
+    # when: /metrics is read in the text format and in OpenMetrics
+    pages = await scrapes_after_one_ack(
+        sqs, make_queue, settings_for, {}, {"Accept": "application/openmetrics-text"}
+    )
+
+    # then: neither has a *_created series (the README's table lists every series; a counter
+    # at 0 from the start already gives rate() its first sample)
+    for headers, body in pages:
+        created = [line for line in body.decode().splitlines() if "_created" in line]
+        assert created == [], (headers["Content-Type"], created[:3])

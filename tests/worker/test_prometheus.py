@@ -61,16 +61,22 @@ async def query(session: aiohttp.ClientSession, port: int, expression: str = QUE
     return found[0][1] if found else None
 
 
-async def alert_rules(session: aiohttp.ClientSession, port: int) -> list[dict[str, Any]]:
-    """The alerting rules Prometheus has loaded, each with its query, health and state."""
+async def api_data(
+    session: aiohttp.ClientSession, port: int, path: str, **params: str
+) -> dict[str, Any]:
+    """The ``data`` of an answer of Prometheus's HTTP API; empty while it does not answer."""
     try:
-        async with session.get(
-            f"http://127.0.0.1:{port}/api/v1/rules", params={"type": "alert"}
-        ) as response:
+        async with session.get(f"http://127.0.0.1:{port}{path}", params=params) as response:
             body: dict[str, Any] = await response.json()
     except aiohttp.ClientError:
-        return []
-    groups = body.get("data", {}).get("groups", [])
+        return {}
+    data: dict[str, Any] = body.get("data", {})
+    return data
+
+
+async def alert_rules(session: aiohttp.ClientSession, port: int) -> list[dict[str, Any]]:
+    """The alerting rules Prometheus has loaded, each with its query, health and state."""
+    groups = (await api_data(session, port, "/api/v1/rules", type="alert")).get("groups", [])
     return [rule for group in groups for rule in group["rules"]]
 
 
@@ -313,3 +319,39 @@ async def test_prometheus_reads_200_acks_from_a_worker_that_drained_200_records(
     # then: Prometheus's own answer is exactly one ack per record
     assert seen[-1] == RECORDS, (seen[-5:], err[-2000:].decode(errors="replace"))
     assert seen[-2] == RECORDS
+
+
+async def metadata(session: aiohttp.ClientSession, port: int) -> dict[str, list[Any]]:
+    """The metric families Prometheus has scraped, by the name their # TYPE line gave."""
+    return await api_data(session, port, "/api/v1/metadata")
+
+
+@pytest.mark.slow
+async def test_prometheus_scrapes_openmetrics_as_it_asks_and_reads_the_ack_back(
+    sqs, make_queue, settings_for, tmp_path: Path
+) -> None:
+    # given: one record, a worker with an ops port, Prometheus scraping it every second with
+    # its own Accept header (OpenMetrics first) and Accept-Encoding (gzip)
+    url, _ = make_queue("openmetrics")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(21)))])
+    settings = settings_for(url, ops_port=free_port(), ops_host="127.0.0.1")
+    seen: dict[str, Any] = {}
+
+    async def watch(session: aiohttp.ClientSession, prometheus_port: int) -> None:
+        await until_answer(session, prometheus_port, QUERY, 1)
+        seen["metadata"] = await metadata(session, prometheus_port)
+        seen["created"] = await series(
+            session, prometheus_port, 'count({__name__=~"lambda_destinations_.+_created"})'
+        )
+
+    # when: the worker runs until Prometheus has read its ack
+    err = await run_scraped(settings, tmp_path, watch)
+
+    # then: Prometheus read OpenMetrics, whose counters are named without _total in # TYPE
+    families = seen["metadata"]
+    assert families.get("lambda_destinations_messages") == [
+        {"type": "counter", "help": "Messages settled, by outcome.", "unit": ""}
+    ], (sorted(families), err[-2000:])
+    assert "lambda_destinations_messages_total" not in families
+    # and it stored no *_created series
+    assert seen["created"] == []

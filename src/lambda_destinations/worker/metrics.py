@@ -1,5 +1,10 @@
 """The worker's Prometheus metrics, in a registry of its own (no process-wide state).
 
+The page has no ``*_created`` series: prometheus_client adds one to every counter and
+histogram child (a timestamp, as many series again); every counter whose labels are known is
+on the page at 0 from the start instead (see :meth:`Metrics.zero`), which is what ``rate()``
+needs. They are left out here, not with ``disable_created_metrics()``, which is process-wide.
+
 Every label value is bounded: queue names come from the configuration, handler names from the
 routes, conditions and kinds from a small set (a condition outside it counts as ``other``),
 operations and outcomes from the code. Never a request id or a message id.
@@ -9,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import (
@@ -17,8 +22,10 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from lambda_destinations._version import version
 from lambda_destinations.errors import Outcome
@@ -42,7 +49,6 @@ AGE_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 4 * 8640
 RECEIVE_BUCKETS = (1, 2, 3, 4, 5, 10, 20, 50, 100)
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # The label values each counter can take, known before anything happens (see Metrics.zero).
 # An ack of a message whose every handler had completed counts as "duplicate" (dispatch.ack).
 OUTCOMES = (*(outcome.value for outcome in Outcome), "duplicate")
@@ -95,8 +101,21 @@ def bounded_condition(condition: str | None) -> str:
     return value if value in KNOWN_CONDITIONS else "other"
 
 
+class WithoutCreated(Collector):
+    """A registry's metrics without the ``*_created`` samples of their children."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            created = f"{metric.name}_created"
+            metric.samples = [sample for sample in metric.samples if sample.name != created]
+            yield metric
+
+
 class Metrics:
-    """What /metrics shows. One instance per worker; ``render()`` gives the text format."""
+    """What /metrics shows. One instance per worker; ``render()`` gives the page."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -250,8 +269,11 @@ class Metrics:
         else:
             self.receive_count.observe(count)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The page and its Content-Type, in the format ``accept`` (a request's Accept header)
+        asks for: OpenMetrics when it names it (as Prometheus does), else the text format."""
+        encode, content_type = choose_encoder(accept)
+        return encode(WithoutCreated(self.registry)), content_type
 
 
 class _Wrapping:

@@ -12,29 +12,33 @@ working through a backlog. The answers come from the worker's state, read from t
 - ``/readyz``: 200 once started (store open and migrated, queues described) and while the
   store and SQS answer; 503 while starting, while either is lost (the store's own error, as
   its warning says it), and once shutdown began.
-- ``/metrics``: Prometheus text format, from :mod:`prometheus_client` (thread-safe).
+- ``/metrics``: from :mod:`prometheus_client` (thread-safe): OpenMetrics to a request that
+  asks for it (Prometheus does), else the text format; gzipped when the request accepts it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import gzip
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client.exposition import gzip_accepted
 
 from lambda_destinations._serving import AppRunner
 from lambda_destinations._urls import listen_problem
 from lambda_destinations.errors import ConfigError
-from lambda_destinations.worker.metrics import CONTENT_TYPE
 
 log = structlog.get_logger("lambda_destinations.worker")
 
 # problems: an empty list means healthy (or ready).
 Probe = Callable[[], list[str]]
+# The page and its Content-Type, in the format a request's Accept header asks for.
+Render = Callable[[str], tuple[bytes, str]]
 WATCH_INTERVAL = 1.0
 
 
@@ -52,7 +56,7 @@ class OpsServer:
         port: int,
         health: Probe,
         readiness: Probe,
-        metrics: Callable[[], bytes],
+        metrics: Render,
     ) -> None:
         self.host = host
         self.port = port
@@ -162,9 +166,13 @@ class OpsServer:
         return self._answer(self._readiness(), "ready")
 
     async def _render_metrics(self, request: web.Request) -> web.Response:
-        response = web.Response(body=self._metrics())
-        response.headers["Content-Type"] = CONTENT_TYPE
-        return response
+        # As prometheus_client's own servers answer (exposition.make_wsgi_app).
+        body, content_type = self._metrics(request.headers.get("Accept", ""))
+        headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+        if gzip_accepted(request.headers.get("Accept-Encoding", "")):
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
 
     @staticmethod
     def _answer(problems: list[str], good: str) -> web.Response:
