@@ -25,14 +25,15 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel
 from worker_helpers import registry_with, routed, send_bodies
 
 from freezable_proxy import FreezableProxy
 from lambda_destinations import __version__
 from lambda_destinations.cli.run import ops_server, run_worker
-from lambda_destinations.errors import ConfigError
+from lambda_destinations.errors import ConfigError, QuarantineMessage
 from lambda_destinations.handlers import HandlerContext
-from lambda_destinations.schemas import DecodedMessage
+from lambda_destinations.schemas import DecodedMessage, InvocationRecord
 from lambda_destinations.simulate import failure_record, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import OpsServer, Worker
@@ -870,3 +871,54 @@ async def test_metrics_has_no_created_series_in_either_format(sqs, make_queue, s
     for headers, body in pages:
         created = [line for line in body.decode().splitlines() if "_created" in line]
         assert created == [], (headers["Content-Type"], created[:3])
+
+
+class _Order(BaseModel):
+    order_id: int
+
+
+async def test_handler_errors_count_the_quarantines_a_handler_asks_for(
+    sqs, make_queue, settings_for
+):
+    # given: a handler that quarantines one record itself (QuarantineMessage) and finds the
+    # other does not fit its model (typed()), a worker with an ops port
+    url, _ = make_queue("asks")
+    rng = random.Random(12)
+    misfit = success_record(rng)
+    misfit["requestPayload"] = {"order_id": "not a number"}
+    send_bodies(sqs, url, [json.dumps(success_record(rng)), json.dumps(misfit)])
+
+    class Strict:
+        name = "strict"
+
+        async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+            if message.request_payload == misfit["requestPayload"]:
+                message.typed(InvocationRecord[_Order, Any])
+            raise QuarantineMessage("not ours")
+
+    port = free_port()
+    settings = routed(settings_for(url, ops_port=port, ops_host="127.0.0.1"), "strict")
+    seen: dict[str, Any] = {}
+
+    async def started(worker: Worker) -> None:
+        async def quarantined() -> bool:
+            seen["found"] = samples((await get(port, "/metrics"))[1])
+            return total(seen["found"], "lambda_destinations_messages_total") >= 2
+
+        await wait_for(quarantined)
+        worker.stop()
+
+    # when: the worker quarantines both
+    probe = in_background(started)
+    await run_worker(
+        settings, once=False, on_started=probe, registry=registry_with(settings, Strict())
+    )
+    await asyncio.gather(*probe.tasks)
+
+    # then: both are handler errors, permanent (what LambdaDestinationsHandlerPermanentErrors
+    # reads), as a PermanentError's would be
+    found = seen["found"]
+    assert total(found, "lambda_destinations_messages_total", outcome="quarantine") == 2
+    errors = "lambda_destinations_handler_errors_total"
+    assert total(found, errors, handler="strict", error_class="permanent") == 2
+    assert total(found, errors, handler="strict") == 2

@@ -778,10 +778,16 @@ class Dispatcher:
                 max_delay=self.settings.handler_retry_max_delay,
                 sleep=self.sleep,
             )
-        except (RetryMessage, QuarantineMessage):
+        except RetryMessage:
+            raise  # asked for by the handler (not an error), or a timeout (counted as one)
+        except QuarantineMessage:
+            # Asked for by the handler, or its record does not fit its model (@handler's
+            # typed()): the call failed for good, as a PermanentError's does.
+            self.metrics.handler_errors.labels(handler.name, "permanent").inc()
             raise
         except DecodeError as exc:
             # DecodedMessage.typed(): the record does not fit the handler's model. Permanent.
+            self.metrics.handler_errors.labels(handler.name, "permanent").inc()
             raise QuarantineMessage(f"handler {handler.name}: {exc.reason}") from exc
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
