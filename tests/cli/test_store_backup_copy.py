@@ -739,3 +739,81 @@ def test_a_copy_cut_short_says_the_rows_copied_stay_and_how_to_finish(
     )
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["ok"] is True
+
+
+# What a `store copy` process runs: the copy, with the target database made to refuse every
+# connection (ALLOW_CONNECTIONS false, its sessions ended) once the invocations are copied.
+REFUSING_COPY = """
+import asyncpg, sys
+from lambda_destinations.cli import main
+from lambda_destinations.store import transfer
+
+keep_ids_after = transfer._keep_ids_after
+
+async def then_refuse(source, target, table):
+    await keep_ids_after(source, target, table)
+    if table.name == "invocations":
+        base, name = sys.argv[-1].rsplit("/", 1)
+        admin = await asyncpg.connect(base + "/postgres")
+        try:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                name,
+            )
+        finally:
+            await admin.close()
+
+transfer._keep_ids_after = then_refuse
+main()
+"""
+
+
+@pytest.mark.postgres
+def test_a_target_that_stops_taking_connections_mid_copy_is_one_line_and_the_way_on(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # given: a store of 7 records, and a target database that refuses every connection once
+    # the invocations are copied (SQLSTATE 55000, "… is not currently accepting connections")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 7)
+    env = {**os.environ, "LAMBDA_DESTINATIONS_STORE": url, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto"}
+    try:
+        # when: copied by a real process
+        done = subprocess.run(
+            [sys.executable, "-c", REFUSING_COPY, "store", "copy", "--to", postgres_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        asyncio.run(_allow_connections(postgres_url))
+    # then: one line naming --to, the refusal and the way on, exit 4 (the store cannot be
+    # reached), no traceback
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("error:") == 1, done.stderr
+    said = done.stderr.strip().splitlines()[-1]
+    assert said.startswith(f"error: store {postgres_url} (--to) is unavailable: "), said
+    assert "is not currently accepting connections" in said
+    assert said.endswith(
+        "the 14 rows copied so far stay in the target: run the copy again with "
+        "--skip-existing to add the rest"
+    ), said
+    # and so run again, once the database takes connections, it finishes
+    again = json.loads(
+        ok("store", "copy", "--to", postgres_url, "--skip-existing", "--json", env=env)
+    )
+    assert again["ok"] is True
+
+
+async def _allow_connections(url: str) -> None:
+    import asyncpg
+
+    name = urlsplit(url).path.lstrip("/")
+    admin = await asyncpg.connect(url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    finally:
+        await admin.close()

@@ -72,6 +72,9 @@ _QUERY_CANCELED = "57014"
 _TOO_MANY_CONNECTIONS = "53300"
 # No such database; no such user, or a wrong password (or pg_hba.conf refuses it).
 _NO_DATABASE = "3D000"
+# Object not in prerequisite state: sent as FATAL at connect, a database that takes no
+# connections (ALTER DATABASE … ALLOW_CONNECTIONS false, or one being made a template).
+_NOT_ACCEPTING = "55000"
 _AUTHENTICATION = ("28000", "28P01")
 
 
@@ -701,6 +704,12 @@ class PostgresStore(SqlStore):
             )
         if sqlstate == _TOO_MANY_CONNECTIONS:
             return f"{_first_line(orig)}: {self._fewer_connections()}"
+        if sqlstate == _NOT_ACCEPTING and _server_said(orig) is not None:
+            return (
+                f"{_first_line(orig)}: its owner stopped its connections (ALTER DATABASE … "
+                "ALLOW_CONNECTIONS false, as for maintenance); the next call connects once "
+                "they are allowed again (ALTER DATABASE … ALLOW_CONNECTIONS true)"
+            )
         return None
 
     def _lost(self, orig: BaseException) -> str:
