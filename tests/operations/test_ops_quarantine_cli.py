@@ -353,6 +353,70 @@ async def test_a_keep_resend_made_since_a_read_is_not_made_again(
     assert count_messages(sqs, url) == 2
 
 
+async def test_a_refused_resend_after_a_keep_one_leaves_its_mark_and_skips_no_one_wrongly(
+    sqs, make_queue, store_url: str, settings_for: Callable[..., Settings]
+) -> None:
+    from botocore.exceptions import ClientError
+
+    # given: a message resent once with --keep, then read by two operators (b, c)
+    url, _ = make_queue("resend-refused", dlq=False)
+    settings = settings_for(store=store_url)
+    async with Store.from_url(store_url) as store:
+        await store.migrate()
+        await store.save_quarantine(
+            QuarantineRow(url, "m-1", POISON, {}, "decode error: not a record", 1)
+        )
+        (before_keep,) = await store.list_quarantine()
+
+    async def resend_as_read(row: QuarantineRow, during: Any = None) -> str:
+        async with Store.from_url(store_url) as store, AwsClients(settings) as aws:
+            sqs_client = await aws.client("sqs")
+            sender = sqs_client if during is None else _Before(sqs_client, during)
+            try:
+                return await resend(store, sender, row, keep=True)
+            except NotResent as exc:
+                return f"not resent: {exc}"
+            except ClientError as exc:
+                return f"refused: {exc}"
+
+    assert not (await resend_as_read(before_keep)).startswith(("not resent", "refused"))
+    async with Store.from_url(store_url) as store:
+        (read_b,) = await store.list_quarantine()
+    read_c: list[QuarantineRow] = []
+
+    async def read_while_held() -> None:  # c reads the row while a's resend holds it
+        async with Store.from_url(store_url) as store:
+            read_c.extend(await store.list_quarantine())
+
+    # when: a resends it to its queue, deleted meanwhile: the queue refuses it, nothing sent
+    sqs.delete_queue(QueueUrl=url)
+    refused = await resend_as_read(read_b, during=read_while_held)
+    assert refused.startswith("refused: "), refused
+    assert read_c[0].resending()
+    sqs.create_queue(QueueName=url.rsplit("/", 1)[-1])
+
+    # then: a caller that read the row before the --keep resend still skips it, as resent since
+    assert (await resend_as_read(before_keep)).startswith("not resent: resent by another caller")
+    # c, who read it while a held it, is not told it was resent: it was not
+    said_c = await resend_as_read(read_c[0])
+    assert said_c.startswith("not resent: another caller's resend of it, under way"), said_c
+    # and b, who read it before a's refused resend, sends it (nothing was sent since its read)
+    sent_b = await resend_as_read(read_b)
+    assert not sent_b.startswith(("not resent", "refused")), sent_b
+    assert count_messages(sqs, url) == 1
+
+
+class _Before:
+    """An SQS client that runs ``during()`` before each send, while the resend holds the row."""
+
+    def __init__(self, client: Any, during: Callable[[], Any]) -> None:
+        self._client, self._during = client, during
+
+    async def send_message(self, **request: Any) -> Any:
+        await self._during()
+        return await self._client.send_message(**request)
+
+
 def test_two_cli_resends_at_once_send_once(sqs, quarantined) -> None:
     url, env = quarantined
     (row,) = as_json(cli("quarantine", "list", "--json", env=env))

@@ -31,6 +31,10 @@ RESENT_MEANWHILE = (
     "resent by another caller since this one read it (its copy kept: --keep): resend it "
     "again to send it once more"
 )
+NOT_SENT_MEANWHILE = (
+    "another caller's resend of it, under way when this one read it, sent nothing (its "
+    "queue refused it): resend it again"
+)
 BEING_RESENT = (
     f"being resent by another caller just now (or by one interrupted: try again in "
     f"{RESEND_CLAIM / 60:.0f} minutes)"
@@ -142,7 +146,7 @@ async def resend(
     # Claimed only as read: a --keep resend since then leaves the copy, and its mark.
     claimed = await store.claim_quarantine(row.id, RESEND_CLAIM, as_read=row)
     if claimed is None:
-        raise NotResent(_not_claimed(await store.get_quarantine(row.id)))
+        raise NotResent(_not_claimed(await store.get_quarantine(row.id), row))
     try:
         # Tried again only when SQS answered (throttled, say): a send whose answer was lost
         # may be in the queue, and is not sent again.
@@ -150,8 +154,8 @@ async def resend(
             with retry:
                 answer = await sqs.send_message(**_send_request(claimed))
     except Exception as exc:
-        if answered(exc):  # nothing was sent
-            await store.release_quarantine(row.id)
+        if answered(exc):  # nothing was sent: the row as it was before the claim
+            await store.release_quarantine(row.id, as_read=row)
         raise
     new_id = str(answer.get("MessageId", ""))
     on_sent(new_id)
@@ -187,11 +191,19 @@ def refusal(exc: Exception, row: QuarantineRow, sqs: Any) -> str:
     return with_fix(exc, first_line(exc), credentials="the AWS credentials", on=row.queue)
 
 
-def _not_claimed(now: QuarantineRow | None) -> str:
-    """Why a resend could not claim a message, by the row as it is ``now``."""
+def _not_claimed(now: QuarantineRow | None, read: QuarantineRow) -> str:
+    """Why a resend could not claim a message, by the row as it is ``now`` and as it was
+    ``read``. Read while another resend held it, and since let go with a mark from before
+    that claim began (or none), that resend sent nothing: a kept send marks a later time."""
     if now is None:
         return ALREADY_RESENT
-    return BEING_RESENT if now.resending() else RESENT_MEANWHILE
+    if now.resending():
+        return BEING_RESENT
+    held = read.resend_claimed_until
+    mark = now.resend_claimed_until
+    if held is not None and (mark is None or mark <= held - dt.timedelta(seconds=RESEND_CLAIM)):
+        return NOT_SENT_MEANWHILE
+    return RESENT_MEANWHILE
 
 
 def _send_request(row: QuarantineRow) -> dict[str, Any]:

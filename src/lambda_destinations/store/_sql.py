@@ -1219,14 +1219,18 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             row = (await conn.execute(stmt, params)).first()
         return None if row is None else from_row(QuarantineRow, row)
 
-    async def release_quarantine(self, quarantine_id: int, *, sent: bool = False) -> None:
+    async def release_quarantine(
+        self, quarantine_id: int, *, sent: bool = False, as_read: QuarantineRow | None = None
+    ) -> None:
         # Sent (and kept): the claim ends now rather than vanishing, so the row shows that a
-        # resend was made since anyone read it.
+        # resend was made since anyone read it. Not sent: the mark as it was before the claim
+        # (cleared, a --keep resend made before would be made again by whoever read it first).
         _now, until = self._lease_clock()
+        before = None if as_read is None else as_read.resend_claimed_until
         stmt = (
             sa.update(quarantine)
             .where(quarantine.c.id == quarantine_id)
-            .values(resend_claimed_until=until if sent else None)
+            .values(resend_claimed_until=until if sent else before)
         )
         async with self._write() as conn:
             await conn.execute(stmt, self._lease_params(0) if sent else {})

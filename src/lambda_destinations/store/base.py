@@ -635,9 +635,13 @@ class Store(Lifetime):
         (``release_quarantine``); a holder that dies leaves the claim to lapse."""
 
     @abc.abstractmethod
-    async def release_quarantine(self, quarantine_id: int, *, sent: bool = False) -> None:
+    async def release_quarantine(
+        self, quarantine_id: int, *, sent: bool = False, as_read: QuarantineRow | None = None
+    ) -> None:
         """Drop the claim on a quarantined message: another resend may take it now. ``sent``:
-        it was sent and its copy kept; a resend that read the row before does not send it."""
+        it was sent and its copy kept; a resend that read the row before does not send it.
+        Not sent, the row gets back the mark it had ``as_read`` (the claim's): an earlier
+        --keep resend's stays, and a caller that read the row before this claim may send it."""
 
     # -- the replay ledger ------------------------------------------------------------------
 
