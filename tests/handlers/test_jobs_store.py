@@ -202,6 +202,43 @@ async def test_prune_forgets_old_finished_jobs_and_windows_only(jobs_store: Stor
     assert await jobs_store.get_job("open") is not None
 
 
+async def test_prune_keeps_the_members_of_a_window_whose_digest_is_not_sent(
+    jobs_store: Store,
+) -> None:
+    # given: a window of 3 alerts, the first sent, its digest (of the other 2) not sent yet
+    # (its notifier failing for longer than the windows are kept, or the workers stopped)
+    scope = scope_of("oncall-sms", "orders-api", "TimeoutError")
+    for n in range(3):
+        admitted = await jobs_store.admit_alert(
+            scope,
+            f"req-{n}",
+            window=1.0,
+            send_first=1,
+            digest_kind="digest",
+            digest_payload={},
+            settle=0,
+        )
+    start = admitted.window_start
+    assert admitted.ordinal == 3  # one window
+
+    # when: pruned once the window is older than the retention
+    await jobs_store.prune_jobs(utcnow() + dt.timedelta(seconds=1))
+
+    # then: the digest still counts its members, and a redelivered one is still held back
+    assert (await jobs_store.alert_window(scope, start)).admitted == 3
+    again = await jobs_store.admit_alert(
+        scope, "req-2", window=1.0, send_first=1, digest_kind="digest", digest_payload={}
+    )
+    assert (again.ordinal, again.send_now) == (3, False)
+    # and once the digest is sent, the next pruning forgets the window
+    await asyncio.sleep(1.1)  # the window ended: its digest is due
+    (digest,) = await jobs_store.take_due_jobs("w", limit=1, lease=60)
+    assert digest.key == digest_job_key(scope, start)
+    await jobs_store.finish_job(digest.key)
+    await jobs_store.prune_jobs(utcnow() + dt.timedelta(seconds=1))
+    assert (await jobs_store.alert_window(scope, start)).admitted == 0
+
+
 # -- alert windows ----------------------------------------------------------------------------
 
 

@@ -310,15 +310,24 @@ class JobsMixin(SqlAccess):
 
     async def prune_jobs(self, before: dt.datetime) -> int:
         jobs = scheduled_jobs.c
-        statements = [
-            sa.delete(scheduled_jobs).where(
-                jobs.state != JobState.PENDING, jobs.finished_at < before
-            ),
-            sa.delete(alert_members).where(alert_members.c.window_start < before),
-            sa.delete(alert_groups).where(alert_groups.c.window_end < before),
-        ]
+        members, groups = alert_members.c, alert_groups.c
         removed = 0
         async with self._write(atomic=True) as conn:
+            # A window whose digest is not sent yet keeps its members (the digest counts
+            # them, and a redelivery finds its place) and its row, however old.
+            unsent = await _unsent_digests(conn)
+            statements = [
+                sa.delete(scheduled_jobs).where(
+                    jobs.state != JobState.PENDING, jobs.finished_at < before
+                ),
+                sa.delete(alert_members).where(
+                    members.window_start < before,
+                    *_not_of(unsent, members.scope, members.window_start),
+                ),
+                sa.delete(alert_groups).where(
+                    groups.window_end < before, *_not_of(unsent, groups.scope, groups.window_start)
+                ),
+            ]
             for stmt in statements:
                 removed += (await conn.execute(stmt)).rowcount
         return removed
@@ -423,6 +432,28 @@ class JobsMixin(SqlAccess):
             first_at=first_at,
             last_at=last_at,
         )
+
+
+async def _unsent_digests(conn: StoreConnection) -> list[tuple[str, dt.datetime]]:
+    """The (scope, window start) of each window whose digest job is pending: few, one per
+    window that held alerts back and has not had its digest sent."""
+    jobs = scheduled_jobs.c
+    stmt = sa.select(jobs.payload).where(
+        jobs.state == JobState.PENDING, jobs.key.startswith("digest:", autoescape=True)
+    )
+    payloads = (await conn.execute(stmt)).scalars()
+    return [(str(p["scope"]), dt.datetime.fromisoformat(str(p["window_start"]))) for p in payloads]
+
+
+def _not_of(
+    windows: list[tuple[str, dt.datetime]],
+    scope: sa.ColumnElement[str],
+    start: sa.ColumnElement[dt.datetime],
+) -> list[sa.ColumnElement[bool]]:
+    """The condition that a row is of none of ``windows`` (none when there are none)."""
+    if not windows:
+        return []
+    return [sa.not_(sa.or_(*(sa.and_(scope == s, start == w) for s, w in windows)))]
 
 
 async def _digest_of(
