@@ -1084,3 +1084,50 @@ def test_list_into_a_pipe_and_as_json_stays_whole(cli_env, sqlite_url: str) -> N
     assert sorted(line.split()[2] for line in piped.stdout.splitlines()[1:]) == sorted(request_ids)
     assert max(len(line) for line in piped.stdout.splitlines()) > 200  # nothing cut
     assert sorted(r["request_id"] for r in as_list) == sorted(request_ids)
+
+
+@pytest.mark.parametrize("limit", ["0", "5"])
+def test_list_reads_the_store_a_page_at_a_time(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, limit: str
+) -> None:
+    from click.testing import CliRunner
+
+    from lambda_destinations.cli import cli as main
+    from lambda_destinations.store import base
+
+    # given: 8 failures, and pages of 3 rows
+    seed_sync(
+        sqlite_url,
+        [row_of(failure_body(n, minutes_ago=n)[0]) for n in range(8)],
+    )
+    monkeypatch.setattr(base, "PAGE", 3, raising=False)
+    store_class = type(Store.from_url(sqlite_url))
+    asked: list[int | None] = []
+    list_invocations = store_class.list_invocations
+
+    async def spied(self: Store, selection: InvocationFilter) -> Any:
+        asked.append(selection.limit)
+        return await list_invocations(self, selection)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_class, "list_invocations", spied)
+
+    # when: listed, all of them (--limit 0) or 5
+    result = CliRunner().invoke(
+        main, ["failures", "list", "--store", sqlite_url, "--limit", limit, "--json"]
+    )
+
+    # then: read in pages of at most 3 rows (a page's payloads held at once, not every
+    # one's), and the list is the store's, in its order
+    assert result.exit_code == 0, result.output
+    assert asked
+    assert all(n is not None and n <= 3 for n in asked), asked
+    assert len(asked) >= 2
+    monkeypatch.undo()
+    whole = asyncio.run(_listed_at_once(sqlite_url))
+    listed = [record["request_id"] for record in json.loads(result.stdout)]
+    assert listed == whole[: int(limit) or None]
+
+
+async def _listed_at_once(url: str) -> list[str]:
+    async with Store.from_url(url) as store:
+        return [row.request_id for row in await store.list_invocations(InvocationFilter())]

@@ -695,3 +695,41 @@ def test_list_on_a_terminal_fits_its_width(cli_env, sqlite_url: str, width: int)
     assert len(lines) == 3, lines
     assert max(len(line) for line in lines) <= width, lines
     assert ("orders-api-payment-failures-dlq" in lines[1]) is (width == 200)
+
+
+def test_resend_all_reads_the_store_a_page_at_a_time(
+    sqs, make_queue, cli_env, sqlite_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from lambda_destinations.cli import cli as main
+    from lambda_destinations.store import base
+
+    # given: 5 messages only the store holds, and pages of 2 rows
+    url, _ = make_queue("resend-pages", dlq=False)
+    ids = seed_quarantine(sqlite_url, url, [f"body {n}" for n in range(5)])
+    monkeypatch.setattr(base, "PAGE", 2, raising=False)
+    store_class = type(Store.from_url(sqlite_url))
+    asked: list[int | None] = []
+    list_quarantine = store_class.list_quarantine
+
+    async def spied(self: Store, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("limit"))
+        return await list_quarantine(self, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_class, "list_quarantine", spied)
+
+    # when
+    result = CliRunner().invoke(
+        main, ["quarantine", "resend", "--all", "--yes", "--json"], env=cli_env
+    )
+
+    # then: the messages were listed in pages of at most 2 (a page's bodies held at once, not
+    # every one's), and each was sent, newest first, with its own body
+    assert result.exit_code == 0, result.output
+    assert asked
+    assert all(n is not None and n <= 2 for n in asked), asked
+    assert len(asked) >= 3
+    outcome = json.loads(result.stdout)
+    assert [item["id"] for item in outcome["resent"]] == sorted(ids, reverse=True)
+    assert sorted(m["Body"] for m in receive_all(sqs, url)) == [f"body {n}" for n in range(5)]

@@ -8,8 +8,8 @@ import datetime as dt
 import enum
 import json
 import shlex
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -89,6 +89,7 @@ FIELDS = (
     "queue",
 )
 _CHART_WIDTH = 40
+T = TypeVar("T")  # what `failures list` makes of each row: a JSON record, a table's cells
 _HOUR_LINES = 30  # longer windows get a line a day
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -165,13 +166,16 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
     matches.
     """
 
-    rows, counts, more, hint = asyncio.run(
-        _listed(settings, selection, hint_at=command_now() if output == "table" else None)
-    )
     if output != "table":
-        emit(output, [failure_record(r, counts[r.key]) for r in rows], FIELDS)
+        records, _more, _hint = asyncio.run(
+            _listed(settings, selection, failure_record, hint_at=None)
+        )
+        emit(output, records, FIELDS)
         return
-    if not rows:
+    items, more, hint = asyncio.run(
+        _listed(settings, selection, _table_cells, hint_at=command_now())
+    )
+    if not items:
         click.echo("no failures match", err=True)
         if hint:
             click.echo(hint, err=True)
@@ -179,43 +183,54 @@ def list_command(settings: Settings, selection: InvocationFilter, output: str) -
     click.echo(
         render_table(
             ["TIME (UTC)", "REQUEST ID", "FUNCTION", "CONDITION", "ERROR", "STATUS", "REPLAYS"],
-            [
-                [
-                    format_time(r.timestamp or r.first_seen_at),
-                    r.request_id,
-                    function_label(r),
-                    r.condition or r.kind,
-                    error_label(r.error_type, r.error_message),
-                    r.status.value if r.status else None,
-                    counts[r.key],
-                ]
-                for r in rows
-            ],
+            items,
             flex=(3, 2, 4),  # the error keeps its room longest: it says most
             right=(6,),
             starts={1: 8},  # `failures show 5b06258e`: an id's first characters are taken
         )
     )
     if more:
-        say_more(len(rows), "failures match")
+        say_more(len(items), "failures match")
+
+
+def _table_cells(r: InvocationRow, replay_count: int) -> list[Any]:
+    return [
+        format_time(r.timestamp or r.first_seen_at),
+        r.request_id,
+        function_label(r),
+        r.condition or r.kind,
+        error_label(r.error_type, r.error_message),
+        r.status.value if r.status else None,
+        replay_count,
+    ]
 
 
 async def _listed(
-    settings: Settings, selection: InvocationFilter, *, hint_at: dt.datetime | None
-) -> tuple[list[InvocationRow], dict[str, int], bool, str | None]:
-    """The rows of `failures list`, their replay counts, whether more match, and (given the
-    command's now) when a --since window holds none, the line naming the newest earlier one."""
+    settings: Settings,
+    selection: InvocationFilter,
+    shape: Callable[[InvocationRow, int], T],
+    *,
+    hint_at: dt.datetime | None,
+) -> tuple[list[T], bool, str | None]:
+    """The rows of `failures list` as ``shape`` makes them of each row and its replay count,
+    whether more match, and (given the command's now) when a --since window holds none, the
+    line naming the newest earlier one. Read and shaped a page at a time: however many match
+    (--limit 0), no more than a page's payloads are held at once."""
     async with opened_store(settings, writes=False) as store:
         # One row past the limit says whether more match (see say_more).
         limit = selection.limit
         wanted = selection if limit is None else dataclasses.replace(selection, limit=limit + 1)
-        rows = await store.list_invocations(wanted)
-        more = limit is not None and len(rows) > limit
-        rows = rows[:limit]
+        items: list[T] = []
+        read = 0
+        async for page in store.invocation_pages(wanted):
+            read += len(page)
+            rows = page if limit is None else page[: limit - len(items)]
+            counts = await store.replay_counts([r.key for r in rows])
+            items += [shape(r, counts[r.key]) for r in rows]
         hint = None
-        if not rows and selection.since is not None and hint_at is not None:
+        if not items and selection.since is not None and hint_at is not None:
             hint = await earlier_failure_hint(store, selection, selection.since, hint_at)
-        return rows, await store.replay_counts([r.key for r in rows]), more, hint
+        return items, limit is not None and read > limit, hint
 
 
 # -- show -------------------------------------------------------------------------------------

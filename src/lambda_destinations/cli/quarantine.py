@@ -33,6 +33,7 @@ from lambda_destinations.cli._options import not_empty, settings_options
 from lambda_destinations.cli._table import attribute_lines, field_lines, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import (
+    ALREADY_RESENT,
     RESEND_CLAIM,
     NotResent,
     attribute_text,
@@ -44,7 +45,7 @@ from lambda_destinations.operations.quarantine import (
     resending_since,
 )
 from lambda_destinations.redact import echoed
-from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, utcnow
+from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, Store, utcnow
 
 # --queue '' named no queue: it matched none, and `list` said "no quarantined messages".
 _QUEUE_GIVEN = not_empty("give the queue's name or URL, or leave the option out for every queue")
@@ -77,6 +78,28 @@ async def _rows(
         return await store.list_quarantine(
             queue=queue, since=since, limit=None if limit is None else limit + 1
         )
+
+
+async def _bodiless_rows(settings: Settings, queue: str | None) -> list[QuarantineRow]:
+    """The messages `resend --all` sends, without their bodies and attributes: read a page at
+    a time and let go, so that no more than a page's bodies (up to 1 MiB each) are held; each
+    is read whole again just before its send (see :func:`_whole`)."""
+    async with opened_store(settings, writes=False) as store:
+        return [
+            dataclasses.replace(row, body="", message_attributes={})
+            async for page in store.quarantine_pages(queue=queue)
+            for row in page
+        ]
+
+
+async def _whole(store: Store, row: QuarantineRow) -> QuarantineRow | None:
+    """``row`` of `resend --all` with its body and attributes read again, and its resend mark
+    as first read (the claim compares with what the operator was asked about); None: gone."""
+    assert row.id is not None  # a row the store listed
+    whole = await store.get_quarantine(row.id)
+    if whole is not None:
+        whole.resend_claimed_until = row.resend_claimed_until
+    return whole
 
 
 def _from(queue: str | None) -> str:
@@ -239,7 +262,7 @@ def resend_command(
     """
     _check_selection(ids, every=every, queue=queue)
     rows = (
-        asyncio.run(_rows(settings, queue, None, None))
+        asyncio.run(_bodiless_rows(settings, queue))
         if every
         # An id given twice is one message: asked about, sent and reported once (its second
         # turn was skipped, as if "resent by another caller")
@@ -386,8 +409,12 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
     ):
         sqs = await aws.sender("sqs")  # a send whose answer was lost is not sent again
         resending.started = True
-        for row in resending.rows:
-            item = _item(row)
+        for listed in resending.rows:
+            item = _item(listed)
+            row = await _whole(store, listed) if resending.every else listed
+            if row is None:  # another resend sent it since it was listed
+                resending.skipped.append({**item, "reason": ALREADY_RESENT})
+                continue
             sent: list[str] = []
             try:
                 new_id = await resend(store, sqs, row, keep=keep, on_sent=sent.append)

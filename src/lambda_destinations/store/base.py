@@ -25,7 +25,7 @@ import datetime as dt
 import enum
 import importlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +212,10 @@ class QuarantineCursor:
         assert row.id is not None  # a row the store listed
         return cls(row.quarantined_at, row.id)
 
+
+# Rows a page of :meth:`Store.invocation_pages` and :meth:`Store.quarantine_pages` reads: a
+# page of payloads or bodies of 10 KB each is 5 MB.
+PAGE = 500
 
 # The error type that selects the failures with none, as the tables show them: the function
 # never ran (throttled, too old, no concurrency left) or failed without saying a type.
@@ -564,6 +568,26 @@ class Store(Lifetime):
         """Newest first (by record timestamp, then first seen, then key); oldest first when
         the selection says ``oldest_first``."""
 
+    async def invocation_pages(
+        self, selection: InvocationFilter, *, page: int | None = None
+    ) -> AsyncIterator[list[InvocationRow]]:
+        """What :meth:`list_invocations` answers (at most ``selection.limit`` rows, in its
+        order), read a keyset page of ``page`` rows at a time: a caller that lets each page go
+        holds at most one page's payloads, however many rows match (``page``: :data:`PAGE`)."""
+        page = page or PAGE
+        left, after = selection.limit, selection.after
+        while left is None or left > 0:
+            size = page if left is None else min(page, left)
+            rows = await self.list_invocations(
+                dataclasses.replace(selection, limit=size, after=after)
+            )
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = InvocationCursor.after(rows[-1])
+            left = None if left is None else left - len(rows)
+
     @abc.abstractmethod
     async def count_invocations(
         self, selection: InvocationFilter, *, at_most: int | None = None
@@ -613,6 +637,19 @@ class Store(Lifetime):
     ) -> list[QuarantineRow]:
         """Newest first; ``queue`` a queue's URL or name, ``since`` the earliest kept,
         ``after`` where the page before ended (keyset pagination)."""
+
+    async def quarantine_pages(
+        self, *, queue: str | None = None, page: int | None = None
+    ) -> AsyncIterator[list[QuarantineRow]]:
+        """What :meth:`list_quarantine` answers for ``queue``, read a keyset page of ``page``
+        rows at a time (:data:`PAGE`): a caller that lets each page go holds at most one
+        page's bodies."""
+        page, after = page or PAGE, None
+        while rows := await self.list_quarantine(queue=queue, limit=page, after=after):
+            yield rows
+            if len(rows) < page:
+                return
+            after = QuarantineCursor.after(rows[-1])
 
     @abc.abstractmethod
     async def get_quarantine(self, quarantine_id: int) -> QuarantineRow | None:
