@@ -256,11 +256,16 @@ def denied_fix(
 
 
 def aws_fix(
-    exc: BaseException, *, credentials: str = WORKER_CREDENTIALS, on: str | None = None
+    exc: BaseException,
+    *,
+    credentials: str = WORKER_CREDENTIALS,
+    on: str | None = None,
+    last_try: bool = False,
 ) -> str | None:
     """What to do about an AWS error a handler's call got (an SES, SNS or Lambda refusal), when
     its code says; None when it does not. A refusal names ``credentials``, whose they are, and
-    the resource the call was ``on`` when given (AWS's message may not)."""
+    the resource the call was ``on`` when given (AWS's message may not). ``last_try``: the
+    worker gave the call up, and nothing tries it again."""
     if not isinstance(exc, ClientError):
         return None
     if isinstance(exc, AccountRefusal):
@@ -307,13 +312,20 @@ def aws_fix(
             "look for a consumer of the queue that receives and does not delete"
         )
     if code in TRANSIENT_CODES and _THROTTLED.search(str(code)):
-        return _throttled_fix(operation, credentials)
+        return _throttled_fix(operation, credentials, last_try=last_try)
     return None
 
 
-def _throttled_fix(operation: str, credentials: str) -> str:
-    """What to do about AWS throttling ``operation``: the worker tries it again by itself; an
-    operator's command or the console says so once its tries are spent."""
+def _throttled_fix(operation: str, credentials: str, *, last_try: bool = False) -> str:
+    """What to do about AWS throttling ``operation``: the worker tries it again by itself, until
+    its last try; an operator's command or the console says so once its tries are spent."""
+    if last_try and credentials == WORKER_CREDENTIALS:
+        return (
+            f"AWS throttled {operation} (a rate quota of the account, or of the function's "
+            "concurrency) on each try: nothing was done and nothing tries it again; replay it "
+            "later (`lambda-destinations replay`), lower the worker's concurrency, or ask AWS "
+            "to raise the quota"
+        )
     if credentials != WORKER_CREDENTIALS:
         return (
             f"AWS throttled {operation} (a rate quota of the account, or of the function's "
@@ -433,11 +445,16 @@ def quota_spent(exc: BaseException) -> bool:
 
 
 def with_fix(
-    exc: BaseException, text: str, *, credentials: str = WORKER_CREDENTIALS, on: str | None = None
+    exc: BaseException,
+    text: str,
+    *,
+    credentials: str = WORKER_CREDENTIALS,
+    on: str | None = None,
+    last_try: bool = False,
 ) -> str:
     """``text`` (an error's description) and, when the error's code says, what to do about it
     (:func:`aws_fix`): ``…: check the worker's AWS credentials and that they are allowed …``."""
-    fix = aws_fix(exc, credentials=credentials, on=on)
+    fix = aws_fix(exc, credentials=credentials, on=on, last_try=last_try)
     return f"{text}: {fix}" if fix else text
 
 

@@ -526,6 +526,7 @@ async def schedule_and_run(
     *,
     meanwhile: Callable[[Store], Awaitable[None]] | None = None,
     settings: dict[str, Any] | None = None,
+    max_attempts: int = 10,
     **policy: Any,
 ) -> tuple[Store, Scheduler]:
     """The replay handler on ``record`` (as the worker would call it), then ``meanwhile``, then
@@ -550,7 +551,12 @@ async def schedule_and_run(
     if meanwhile is not None:
         await meanwhile(store)
     scheduler = Scheduler(
-        store=store, aws=aws, registry=registry, settings=worker_settings, owner="test-worker"
+        store=store,
+        aws=aws,
+        registry=registry,
+        settings=worker_settings,
+        owner="test-worker",
+        max_attempts=max_attempts,
     )
     await scheduler.run_due()
     return store, scheduler
@@ -808,6 +814,34 @@ async def test_throttling_is_retried_until_lambda_takes_the_invocation(sqlite_ur
     assert attempt.detail == "automatic (retry): TimeoutError (RetriesExhausted); Invoke run 2"
     assert len(stand_in.received) == 1
     assert stand_in.received[0].payload == record["requestPayload"]
+
+
+async def test_a_replay_still_throttled_on_its_last_run_says_nothing_tries_it_again(
+    sqlite_url: str,
+) -> None:
+    # given: Lambda throttles every Invoke, and the job's one run is its last
+    record = failure_record("busy-fn")
+    key = key_of(record)
+    with LambdaStandIn(functions={"busy-fn"}, throttle=100) as stand_in:
+        with structlog.testing.capture_logs() as logs:
+            store, scheduler = await schedule_and_run(stand_in, sqlite_url, record, max_attempts=1)
+        try:
+            (attempt,) = await store.replays(key)
+            job = await store.get_job(replay_job_key(key, 1))
+        finally:
+            await scheduler.aws.close()
+            await store.close()
+
+    # then: given up (nothing ran), and neither the ledger nor the log says it is tried again
+    assert attempt.outcome is ReplayOutcome.ERROR
+    assert job is not None
+    assert job.state is JobState.FAILED
+    (failed,) = [e for e in logs if e["event"] == "job failed permanently"]
+    for said in (attempt.detail or "", failed["error"], job.last_error or ""):
+        assert "tried again" not in said
+        assert "AWS throttled Invoke" in said
+        assert "nothing tries it again" in said
+    assert stand_in.received == []
 
 
 async def _handle_on(scheduler: Scheduler, message_body: str, attributes: dict[str, Any]) -> None:

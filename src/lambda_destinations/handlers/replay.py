@@ -644,8 +644,9 @@ async def _failed_invoke(
     job runs again and invokes again)."""
     assert attempt.id is not None
     store, error, function = context.store, describe_error(exc), attempt.function_arn
-    error = with_fix(exc, error)
     more_runs = job.attempts < context.max_attempts
+    # On the job's last run, a throttled Invoke's fix says nothing tries it again.
+    error = with_fix(exc, error, last_try=not more_runs)
     if answered(exc) and classify(exc) == "transient" and more_runs:
         await store.update_replay(attempt.id, detail=_cut(WILL_RETRY + error))
         return TransientError(f"Invoke of {function} failed: {error}")
