@@ -625,6 +625,10 @@ def classify(exc: BaseException) -> Kind:
         return "permanent"
     if isinstance(exc, (*CONNECTION_ERRORS, OSError)):
         return "transient"
+    if isinstance(exc, ResponseParserError):
+        # An answer that is not AWS's (a captive portal's or a proxy's page; UnreadableJson
+        # too): the endpoint is not AWS for now, an outage as a refused connection is.
+        return "transient"
     try:
         import aiohttp
     except ImportError:  # pragma: no cover - aiobotocore always brings aiohttp
@@ -659,6 +663,9 @@ def answered(exc: BaseException) -> bool:
             EndpointConnectionError,
             ConnectTimeoutError,
             ProxyConnectionError,  # the proxy refused the tunnel or was not reached: nothing sent
+            # A 2xx page in place of AWS's answer (a captive portal's): what answered is not
+            # AWS, as a proxy's 4xx or 5xx page (a ClientError) is not.
+            ResponseParserError,
             *NOT_SENT_ERRORS,
         ),
     )

@@ -24,6 +24,7 @@ from typing import Any, cast
 import structlog
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from lambda_destinations._lifetime import Lifetime, until_set
 from lambda_destinations._urls import queue_name
@@ -555,7 +556,8 @@ class Worker(Lifetime):
             try:
                 answer = await self._unless_stopped(what, call)
             except Exception as exc:
-                if not is_transient(exc):
+                # A page in place of AWS's answer at start (not a 5xx): a wrong endpoint, exit 1
+                if not is_transient(exc) or isinstance(exc, ResponseParserError):
                     raise
                 failures += 1
                 # /readyz says why it waits, as the warning does (a full disk, not "unreachable").

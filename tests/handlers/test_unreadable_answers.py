@@ -1,0 +1,75 @@
+"""A handler's AWS call answered 200 with what is not AWS's (a captive portal's HTML page, a
+proxy's): an outage of the endpoint, retried with backoff as one, not a bug of the handler's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from handler_helpers import (
+    failure_record,
+    send_records,
+    settings_for_handlers,
+    sms_to,
+    unique_number,
+)
+from structlog.testing import capture_logs
+
+from lambda_destinations.worker import Worker
+from tcp_proxy import AnswerCutter
+
+PORTAL = (
+    b"<!DOCTYPE html><html><head><meta charset=utf-8><title>Sign in to the Wi-Fi</title>"
+    b"</head><body><p>Accept the terms<br></body></html>"
+)
+
+
+def portal_answer() -> bytes:
+    """A captive portal's answer to any request: 200, an HTML page that is not XML."""
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+        f"Content-Length: {len(PORTAL)}\r\n\r\n"
+    )
+    return head.encode() + PORTAL
+
+
+@pytest.mark.parametrize("in_doubt", ["resend", "skip"])
+async def test_an_sms_answered_by_a_captive_portal_is_retried_as_an_outage_and_sent(
+    sqs: Any, make_queue: Any, endpoint_url: str, sqlite_url: str, in_doubt: str
+) -> None:
+    # given: the first SNS Publish answered with a portal's page, the next ones by SNS
+    url, _ = make_queue("portal")
+    number = unique_number()
+    send_records(sqs, url, [failure_record("orders-api")])
+    proxy = AnswerCutter(endpoint_url, b"Action=Publish", http=True)
+    proxy.refusals = 1
+    proxy.refusal = portal_answer()
+
+    # when
+    async with proxy.running() as proxied:
+        settings = settings_for_handlers(
+            proxied,
+            url,
+            store=sqlite_url,
+            handlers={
+                "oncall": {
+                    "type": "sms",
+                    "window": 0,
+                    "phone_numbers": [number],
+                    "in_doubt": in_doubt,  # the portal answered, not AWS: nothing in doubt
+                }
+            },
+            chain=("oncall",),
+        )
+        with capture_logs() as logs:
+            async with Worker(settings) as worker:
+                stats = await worker.run(once=True)
+                transient = worker.metrics.handler_errors.labels("oncall", "transient")
+
+    # then: tried again in process (transient, as an outage is), and sent in this delivery;
+    # not an unexpected error of the handler's (a traceback, the message's receive spent)
+    assert proxy.refused == 1
+    assert (stats.outcomes["ack"], stats.outcomes["retry"]) == (1, 0)
+    assert not [e for e in logs if "unexpected error" in e["event"] or "in doubt" in e["event"]]
+    assert transient._value.get() == 0
+    assert len(sms_to(endpoint_url, number)) == 1
