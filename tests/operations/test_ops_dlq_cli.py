@@ -666,6 +666,47 @@ async def test_a_send_whose_answer_is_lost_is_left_in_doubt_and_never_sent_twice
     assert set(left) <= set(bodies)
 
 
+def _no_messages() -> bytes:
+    """SQS's answer to a ReceiveMessage that finds none (another consumer took them)."""
+    body = b"{}"
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+        "x-amzn-RequestId: 00000000-0000-4000-8000-000000000000\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+async def test_a_redrive_that_receives_nothing_says_nothing_was_moved(
+    sqs, make_queue, cli_env, endpoint_url, as_json: bool
+) -> None:
+    # given: a DLQ that shows a message, which another consumer takes before the redrive's
+    # receives (each answers none)
+    url, dlq = make_queue("taken")
+    send_all(sqs, dlq, ["m1"])
+    cutter = AnswerCutter(endpoint_url, b"AmazonSQS.ReceiveMessage", http=True)
+    cutter.refusals = 1000
+    cutter.refusal = _no_messages()
+
+    # when
+    json_flag = ("--json",) if as_json else ()
+    returncode, out, err, _ = await cli_through(
+        cutter, cli_env, "dlq", "redrive", dlq, "--no-move-task", *json_flag, *ONE_MOVER
+    )
+
+    # then: exit 0, and one plain line that nothing was moved (before: "moved 0"); --json keeps
+    # its report's shape
+    assert returncode == 0, err.decode()[-600:]
+    if as_json:
+        report = json.loads(out)
+        assert (report["method"], report["moved"], report["by_target"]) == ("moved-here", 0, {})
+        assert report["ok"] is True
+    else:
+        name = dlq.rsplit("/", 1)[1]
+        assert out.decode() == f"received no message from {name}: nothing moved\n"
+
+
 # -- messages near their queue's size limit ---------------------------------------------------
 
 SMALL_QUEUE = 1024  # bytes: the least MaximumMessageSize SQS allows

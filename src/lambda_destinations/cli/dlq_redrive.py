@@ -432,6 +432,9 @@ def _report_redrive(outcome: dict[str, Any], *, as_json: bool) -> None:
             f"SQS message move task {outcome['status']}: moved {outcome['moved']}"
             + (f" ({outcome['failure_reason']})" if outcome.get("failure_reason") else "")
         )
+    elif not outcome["moved"] and not left_undone(outcome):
+        # It showed some, and its receives found none (another consumer took them): not "moved 0".
+        click.echo(f"received no message from {queue_name(outcome['dlq'])}: nothing moved")
     else:
         parts = [f"moved {outcome['moved']}"]
         parts += [f"{n} to {queue_name(t)}" for t, n in outcome["by_target"].items()]
