@@ -22,6 +22,7 @@ from urllib.parse import quote, unquote, urlencode
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from console_helpers import XSS, stored_failure
@@ -4389,3 +4390,31 @@ async def test_a_purge_of_an_empty_dlq_is_refused_in_dlq_purge_s_line_and_not_ke
     assert line == f"{name} is empty: nothing to purge"
     async with Store.from_url(settings.store) as store:
         assert await store.actions(dlq_url) == []
+
+
+async def test_the_icon_browsers_ask_for_on_every_page_is_served_quietly(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a console, asked for /favicon.ico as a browser asks after each page
+    client = await make_client(settings_for())
+    accept = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+
+    # when
+    with structlog.testing.capture_logs() as logs:
+        response = await client.get("/favicon.ico", headers={"Accept": accept})
+        body = await response.read()
+        page = await client.get("/", headers={"Accept": "text/html"})
+        html_page = await page.text()
+
+    # then: an icon (before: a 404 error page, at every page), cached for a day, with no log
+    # line; and the pages name it, so browsers ask once
+    assert response.status == 200
+    assert response.content_type == "image/svg+xml"
+    assert body.startswith(b"<svg")
+    assert "max-age=86400" in response.headers["Cache-Control"]
+    assert [e for e in logs if e["log_level"] not in ("debug", "info")] == []
+    assert 'rel="icon"' in html_page
+    # and a console where reading needs sign-in serves it too, not the sign-in page
+    exposed = await make_client(host="0.0.0.0")
+    icon = await exposed.get("/favicon.ico", allow_redirects=False)
+    assert (icon.status, icon.content_type) == (200, "image/svg+xml")

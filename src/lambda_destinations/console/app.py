@@ -298,7 +298,7 @@ def _token_source(options: ConsoleOptions, sent: bool) -> str:
     return f": send {TOKEN_ENV}'s value" if sent else ""
 
 
-_PUBLIC = ("/login", "/static/")
+_PUBLIC = ("/login", "/static/", "/favicon.ico")
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -582,6 +582,7 @@ def create_app(settings: Settings, options: ConsoleOptions) -> web.Application:
         module = importlib.import_module(f"lambda_destinations.console.{name}")
         app.add_routes(module.routes)
     app.router.add_get("/static/{name}", _static)
+    app.router.add_get("/favicon.ico", _icon)
     return app
 
 
@@ -597,6 +598,16 @@ async def _static(request: web.Request) -> web.FileResponse:
     if name not in _STATIC_FILES:
         raise web.HTTPNotFound()
     return web.FileResponse(_STATIC / name)
+
+
+async def _icon(request: web.Request) -> web.FileResponse:
+    """The console's icon, at the address browsers ask for after each page whatever the page
+    names (before: a 404, and a redirect to the sign-in page where reading needs it). A day in
+    their cache: it never changes within a version."""
+    response = web.FileResponse(_STATIC / "favicon.svg")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    response.content_type = "image/svg+xml"
+    return response
 
 
 async def serve(
