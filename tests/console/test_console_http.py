@@ -4418,3 +4418,29 @@ async def test_the_icon_browsers_ask_for_on_every_page_is_served_quietly(
     exposed = await make_client(host="0.0.0.0")
     icon = await exposed.get("/favicon.ico", allow_redirects=False)
     assert (icon.status, icon.content_type) == (200, "image/svg+xml")
+
+
+@pytest.mark.parametrize("offset", ["+01:00", "+0100"])
+async def test_a_time_typed_in_the_address_with_a_plus_offset_is_read_with_that_offset(
+    make_client, settings_for: Callable[..., Settings], offset: str
+) -> None:
+    # given: a failure, and a since half an hour before it written at UTC+1 with its "+"
+    # typed raw in the address (a query string reads "+" as a space)
+    settings = settings_for()
+    row = await stored_failure(settings)
+    assert row.timestamp is not None
+    utc_plus_1 = dt.timezone(dt.timedelta(hours=1))
+    local = (row.timestamp - dt.timedelta(minutes=30)).astimezone(utc_plus_1)
+    typed = local.strftime("%Y-%m-%dT%H:%M:%S") + offset
+    client = await make_client(settings)
+
+    # when
+    response = await client.get(f"/failures?since={typed}")
+    later = await client.get(f"/failures?since={typed.replace('+', '-')}")
+
+    # then: read as UTC+1 (before: refused, 'neither a duration nor an ISO 8601 time'; read
+    # as UTC it would be after the failure); a since of "-01:00", after it, leaves it out
+    page = await response.text()
+    assert response.status == 200, _problems(page)
+    assert row.request_id in page
+    assert row.request_id not in await later.text()

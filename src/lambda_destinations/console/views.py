@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -113,6 +114,17 @@ class Selection:
         return pairs
 
 
+# An ISO 8601 time whose "+" offset was typed raw into an address: the query string read the
+# "+" as a space ("2026-12-07T10:00:00 01:00").
+_SPACED_OFFSET = re.compile(r"(\d{4}-\d\d-\d\d[T ][\d:.,]+) (\d\d(?::?\d\d)?)")
+
+
+def _plus_offset(value: str) -> str:
+    """``value``, a time whose "+" offset a query string read as a space, with its "+" back;
+    any other value as it is (a space means nothing else in a time)."""
+    return _SPACED_OFFSET.sub(r"\1+\2", value) if _SPACED_OFFSET.fullmatch(value) else value
+
+
 def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> Selection:
     """The filters of a query string; bad values are reported and left out, never guessed.
 
@@ -130,6 +142,7 @@ def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> 
     times: dict[str, dt.datetime | None] = {}
     for name in ("since", "until"):
         times[name] = None
+        values[name] = _plus_offset(values[name])
         if values[name]:
             try:
                 times[name] = parse_when(values[name], now)
