@@ -2747,6 +2747,8 @@ def test_console_refuses_an_empty_host_before_it_listens(sqlite_url: str) -> Non
         (("failures", "list", "--error-type", " "), "--error-type", "- for the failures with"),
         (("failures", "list", "--condition", ""), "--condition", "RetriesExhausted"),
         (("failures", "stats", "--function", ""), "--function", "leave the option out"),
+        # before: every check ran, then a warning row "no function matches --function ' '"
+        (("doctor", "--function", " "), "--function", "every function"),
         (("replay", "--condition", "", "--yes"), "--condition", "EventAgeExceeded"),
         (("failures", "list", "--region", ""), "--region", "us-east-1"),
         (("failures", "show", ""), "REQUEST_ID", "as `failures list` shows"),

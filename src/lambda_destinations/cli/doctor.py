@@ -7,7 +7,7 @@ import asyncio
 import click
 
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, command
-from lambda_destinations.cli._common import dumps
+from lambda_destinations.cli._common import dumps, function_option
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.cli._table import render_table
 from lambda_destinations.config import Settings
@@ -16,12 +16,9 @@ _SHOWN = {"ok": "ok", "warn": "warn", "error": "ERROR"}
 
 
 @command("doctor")
-@click.option(
-    "--function",
-    "function_glob",
-    metavar="GLOB",
-    help="Check the destinations of these functions only (shell glob); default: every "
-    "function the credentials can list.",
+@function_option(
+    "Check the destinations of these functions only (shell glob); default: every "
+    "function the credentials can list."
 )
 @click.option("--json", "as_json", is_flag=True, help="The checks as one JSON object.")
 @settings_options
