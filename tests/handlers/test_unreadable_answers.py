@@ -26,10 +26,7 @@ PORTAL = (
 
 def portal_answer() -> bytes:
     """A captive portal's answer to any request: 200, an HTML page that is not XML."""
-    head = (
-        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
-        f"Content-Length: {len(PORTAL)}\r\n\r\n"
-    )
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(PORTAL)}\r\n\r\n"
     return head.encode() + PORTAL
 
 

@@ -683,7 +683,7 @@ async def test_a_redrive_that_receives_nothing_says_nothing_was_moved(
 ) -> None:
     # given: a DLQ that shows a message, which another consumer takes before the redrive's
     # receives (each answers none)
-    url, dlq = make_queue("taken")
+    _, dlq = make_queue("taken")
     send_all(sqs, dlq, ["m1"])
     cutter = AnswerCutter(endpoint_url, b"AmazonSQS.ReceiveMessage", http=True)
     cutter.refusals = 1000
