@@ -312,12 +312,23 @@ class TimedStore(_Wrapping):
     Everything else (attributes, plain methods) passes through untouched.
     """
 
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        super().__init__(inner, metrics)
+        # Each operation's errors at 0 from the start, not from its first call: a write made
+        # rarely (a quarantine's) may fail on its first call, and a series that appears at 1
+        # shows no increase, so LambdaDestinationsStoreErrors would not fire (see Metrics.zero).
+        for name in dir(type(inner)):
+            if self._timed(name, getattr(type(inner), name, None)):
+                metrics.store_errors.labels(operation=name)
+
+    @staticmethod
+    def _timed(name: str, value: Any) -> bool:
+        return not name.startswith("_") and inspect.iscoroutinefunction(value)
+
     def _wrap(self, name: str, value: Any) -> Callable[..., Any] | None:
-        if name.startswith("_") or not inspect.iscoroutinefunction(value):
+        if not self._timed(name, value):
             return None
         histogram = self._metrics.store_seconds.labels(operation=name)
-        # At 0 from the operation's first call: an outage of a store that answered before
-        # shows as an increase (see Metrics.zero).
         errors = self._metrics.store_errors.labels(operation=name)
 
         async def timed(*args: Any, **kwargs: Any) -> Any:
