@@ -116,12 +116,12 @@ async def test_version_15_records_the_oldest_writers_of_the_versions_before_it(
     assert await unmigrated_store.migrate() == list(range(1, 15))
 
     # when
-    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS)
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS[:15])
     assert await unmigrated_store.migrate() == [15]
 
     # then: every version says what its Migration declares
     assert await _oldest_writers(unmigrated_store) == {
-        m.version: m.oldest_writer for m in MIGRATIONS
+        m.version: m.oldest_writer for m in MIGRATIONS[:15]
     }
 
 
@@ -772,6 +772,20 @@ async def test_quarantine_keeps_each_message_once(store: Store) -> None:
     [kept] = await store.list_quarantine()
     assert kept == row
     assert kept.reason == "decode error: not an invocation record"
+
+
+async def test_a_quarantined_message_s_dlq_copy_is_noted_on_its_row_only(store: Store) -> None:
+    # given: two messages of one queue kept, and one of another queue with the same id
+    for queue, message_id in ((QUEUE, "m-1"), (QUEUE, "m-2"), (QUEUE + "-2", "m-1")):
+        await store.save_quarantine(_quarantined(message_id, queue, quarantined_at=T0))
+    # when: the first one's copy is noted as taken by a DLQ
+    dlq = QUEUE + "-dlq"
+    await store.record_dlq_copy(QUEUE, "m-1", dlq)
+    # then: its row says so, and no other row does (nor a message the store does not keep)
+    assert await store.dlq_copy(QUEUE, "m-1") == dlq
+    assert await store.dlq_copy(QUEUE, "m-2") is None
+    assert await store.dlq_copy(QUEUE + "-2", "m-1") is None
+    assert await store.dlq_copy(QUEUE, "m-3") is None
 
 
 async def test_list_quarantine_newest_first_by_queue_with_limit(store: Store) -> None:
@@ -1489,6 +1503,26 @@ async def test_version_13_keeps_the_quarantined_messages_and_their_ids(
         schema = await conn.run_sync(_schema)
     assert {("key",), ("quarantined_at",)} <= set(schema["quarantine"]["indexes"])
     assert schema["quarantine"]["unique"] == [("queue", "message_id")]
+
+
+async def test_version_16_reads_a_row_kept_before_it_as_no_dlq_copy_known(
+    unmigrated_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a store at version 15 keeping a quarantined message (its DLQ copy not noted)
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS[:15])
+    assert await unmigrated_store.migrate() == list(range(1, 16))
+    row = _quarantined("m-1", key="r-1:RetriesExhausted")
+    assert await unmigrated_store.save_quarantine(row)
+
+    # when: version 16 is applied
+    monkeypatch.setattr(_sql, "MIGRATIONS", MIGRATIONS[:16])
+    assert await unmigrated_store.migrate() == [16]
+
+    # then: the row is as it was, and says no DLQ took it (a delivery again sends a copy)
+    assert await unmigrated_store.list_quarantine() == [row]
+    assert await unmigrated_store.dlq_copy(QUEUE, "m-1") is None
+    await unmigrated_store.record_dlq_copy(QUEUE, "m-1", "dlq")
+    assert await unmigrated_store.dlq_copy(QUEUE, "m-1") == "dlq"
 
 
 async def test_request_ids_starting_a_head_are_found_once_each_in_order(

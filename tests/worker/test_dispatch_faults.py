@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 from worker_helpers import (
@@ -907,3 +908,86 @@ async def test_a_message_waiting_for_a_slot_on_its_last_receive_is_handled_at_sh
     assert stats.outcomes["release"] == 0
     assert receive_all(sqs, url) == []
     assert receive_all(sqs, dlq) == []
+
+
+async def _losing_the_first_receipts_delete(worker: Worker, lost: list[str]) -> list[str]:
+    """Make every DeleteMessageBatch of the worker that names the first receipt handle it
+    receives fail before it is sent, as a lost connection does, until a delete went through
+    (the receipt handle of a redelivery is another); the receipts deleted, as they are."""
+    deleted: list[str] = []
+    sqs = await worker.aws.client("sqs")
+
+    def received(parsed: dict[str, Any], **_: Any) -> None:
+        for message in parsed.get("Messages", []):
+            if not lost:
+                lost.append(message["ReceiptHandle"])
+
+    def before_send(request: Any, **_: Any) -> None:
+        handles = [e["ReceiptHandle"] for e in json.loads(request.body)["Entries"]]
+        if lost[0] in handles and not deleted:
+            raise EndpointConnectionError(endpoint_url=request.url)
+        deleted.extend(handles)
+
+    sqs.meta.events.register("after-call.sqs.ReceiveMessage", received)
+    sqs.meta.events.register("before-send.sqs.DeleteMessageBatch", before_send)
+    return deleted
+
+
+async def test_a_quarantined_message_whose_delete_was_lost_is_not_sent_to_the_dlq_again(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a worker whose delete of a quarantined message is lost (SQS never sees it), so
+    # the message comes back once its visibility timeout ends
+    url, dlq = make_queue("lost-delete", visibility_timeout=1, max_receive_count=5)
+    settings = settings_for(url)
+    sqs.send_message(QueueUrl=url, MessageBody="garbage")
+    with capture_logs() as logs:
+        async with Worker(settings) as worker:
+            lost: list[str] = []
+            deleted = await _losing_the_first_receipts_delete(worker, lost)
+            # when: it is received again, and its second delete goes through
+            await run_until(worker, lambda: deleted)
+
+    # then: the DLQ holds one copy, not one a receive, and the store one row
+    assert len(lost) == 1
+    copies = receive_all(sqs, dlq)
+    assert [m["Body"] for m in copies] == ["garbage"]
+    assert receive_all(sqs, url) == []
+    async with Store.from_url(settings.store) as store:
+        assert [row.body for row in await store.list_quarantine()] == ["garbage"]
+    # and the redelivery was deleted as a duplicate, which the log and the metrics say
+    assert worker.stats.outcomes["quarantine"] == 1
+    [again] = [e for e in logs if e["event"] == "quarantined message delivered again"]
+    assert again["dlq"] == dlq
+    duplicates = {"queue": queue_name(url), "outcome": "duplicate"}
+    messages = "lambda_destinations_messages_total"
+    assert worker.metrics.registry.get_sample_value(messages, duplicates) == 1
+
+
+async def test_a_quarantined_message_whose_dlq_send_failed_is_sent_when_delivered_again(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a worker whose first sends to the DLQ fail before they are sent (a lost
+    # connection), after the store kept the message's row
+    url, dlq = make_queue("lost-send", visibility_timeout=1, max_receive_count=5)
+    settings = settings_for(url)
+    sqs.send_message(QueueUrl=url, MessageBody="garbage")
+    async with Worker(settings) as worker:
+        failed: list[str] = []
+        client = await worker.aws.client("sqs")
+
+        def before_send(request: Any, **_: Any) -> None:
+            if not worker.stats.outcomes["retry"]:  # each of botocore's attempts
+                failed.append(request.url)
+                raise EndpointConnectionError(endpoint_url=request.url)
+
+        client.meta.events.register("before-send.sqs.SendMessage", before_send)
+        # when: the message is retried, received again and quarantined
+        await run_until(worker, lambda: worker.stats.outcomes["quarantine"])
+
+    # then: its row, which says no DLQ took it, did not stop the copy: the DLQ has it
+    assert failed
+    assert worker.stats.outcomes["retry"] == 1
+    assert worker.stats.duplicates == 0
+    assert [m["Body"] for m in receive_all(sqs, dlq)] == ["garbage"]
+    assert receive_all(sqs, url) == []

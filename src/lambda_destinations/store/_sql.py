@@ -940,6 +940,22 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         row.id = new_id
         return True
 
+    async def record_dlq_copy(self, queue: str, message_id: str, dlq: str) -> None:
+        stmt = (
+            sa.update(quarantine)
+            .where(quarantine.c.queue == queue, quarantine.c.message_id == message_id)
+            .values(sent_to_dlq=dlq)
+        )
+        async with self._write() as conn:
+            await conn.execute(stmt)
+
+    async def dlq_copy(self, queue: str, message_id: str) -> str | None:
+        stmt = sa.select(quarantine.c.sent_to_dlq).where(
+            quarantine.c.queue == queue, quarantine.c.message_id == message_id
+        )
+        async with self._read() as conn:
+            return (await conn.execute(stmt)).scalar()
+
     # -- the operators' path ----------------------------------------------------------------
 
     async def get_invocation(self, key_or_request_id: str) -> InvocationRow | None:
@@ -1162,7 +1178,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         limit: int | None = None,
         after: QuarantineCursor | None = None,
     ) -> list[QuarantineRow]:
-        stmt = sa.select(quarantine).order_by(
+        stmt = sa.select(*_QUARANTINE_ROW).order_by(
             quarantine.c.quarantined_at.desc(), quarantine.c.id.desc()
         )
         if queue is not None:
@@ -1182,7 +1198,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         return [from_row(QuarantineRow, r) for r in rows]
 
     async def get_quarantine(self, quarantine_id: int) -> QuarantineRow | None:
-        stmt = sa.select(quarantine).where(quarantine.c.id == quarantine_id)
+        stmt = sa.select(*_QUARANTINE_ROW).where(quarantine.c.id == quarantine_id)
         async with self._read() as conn:
             row = (await conn.execute(stmt)).first()
         return None if row is None else from_row(QuarantineRow, row)
@@ -1206,7 +1222,7 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
                 sa.or_(claimed_until.is_(None), claimed_until < now),
             )
             .values(resend_claimed_until=until)
-            .returning(*quarantine.c)
+            .returning(*_QUARANTINE_ROW)
         )
         params = self._lease_params(ttl)
         if as_read is not None:
@@ -1234,6 +1250,11 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
         )
         async with self._write() as conn:
             await conn.execute(stmt, self._lease_params(0) if sent else {})
+
+
+# The columns a QuarantineRow holds: the worker's note of its DLQ copy is read apart
+# (``dlq_copy``), so the operators' reads stay as they were before it.
+_QUARANTINE_ROW = tuple(quarantine.c[field.name] for field in dataclasses.fields(QuarantineRow))
 
 
 # A column the code reads is missing: the store was made by an older version.

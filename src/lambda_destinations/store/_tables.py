@@ -116,6 +116,8 @@ quarantine = sa.Table(
     sa.Column("quarantined_at", UTCDateTime, nullable=False, index=True),
     # Migration 10: set while a resend holds the message (see ``claim_quarantine``).
     sa.Column("resend_claimed_until", UTCDateTime),
+    # Migration 16: the DLQ that took the worker's copy (NULL: none is known to have).
+    sa.Column("sent_to_dlq", sa.Text),
     sa.UniqueConstraint("queue", "message_id", name="uq_quarantine_message"),
     # Migration 13: an id is never handed out again (a stale Resend must not find another row).
     sqlite_autoincrement=True,

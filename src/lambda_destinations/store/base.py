@@ -514,6 +514,16 @@ class Store(Lifetime):
     async def save_quarantine(self, row: QuarantineRow) -> bool:
         """Keep a quarantined message; idempotent per (queue, message id). True if new."""
 
+    @abc.abstractmethod
+    async def record_dlq_copy(self, queue: str, message_id: str, dlq: str) -> None:
+        """Note on a quarantined message's row that the DLQ ``dlq`` took its copy (SQS
+        answered the send): a delivery of it again is deleted without another copy."""
+
+    @abc.abstractmethod
+    async def dlq_copy(self, queue: str, message_id: str) -> str | None:
+        """The DLQ a quarantined message's copy was sent to (``record_dlq_copy``); None when
+        it has no row, or none is known to have reached a DLQ."""
+
     # -- the operators' path ----------------------------------------------------------------
 
     @abc.abstractmethod

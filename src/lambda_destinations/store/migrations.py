@@ -36,6 +36,7 @@ from lambda_destinations.store import (
     migration_13,
     migration_14,
     migration_15,
+    migration_16,
 )
 from lambda_destinations.store._tables import str_enum
 from lambda_destinations.store._types import UTCDateTime, big_id, json_value
@@ -351,6 +352,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         migration_15.VERSION,
         "each version records its oldest writer",
         _v15_oldest_writers,
+        oldest_writer=11,
+    ),
+    Migration(
+        migration_16.VERSION,
+        "a quarantined message's row names the DLQ that took its copy",
+        migration_16.upgrade,
         oldest_writer=11,
     ),
 )

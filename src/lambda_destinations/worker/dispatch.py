@@ -908,7 +908,10 @@ class Dispatcher:
         send keeps one row, and while the store fails nothing has been sent yet. (Sent first,
         each receive that the store then failed added another copy to the DLQ.) A message the
         store can never hold (``StoreDataError``) goes on to the DLQ, which keeps the one copy;
-        without a DLQ it stays in its queue, retried, as nothing else would keep it.
+        without a DLQ it stays in its queue, retried, as nothing else would keep it. Once the
+        DLQ took the copy, the row says so: a delivery again (its delete lost) is deleted then,
+        without another copy; a row that does not say so sends it (a copy may repeat, none is
+        lost).
         """
         # The reason reaches the DLQ's attributes, the store and the logs: no addresses there.
         reason = redact(reason)[:MAX_REASON]
@@ -924,6 +927,9 @@ class Dispatcher:
             key=key,
         )
         try:
+            # A delivery again after a lost delete: the DLQ has its copy, which SQS took.
+            if (copied := await self.store.dlq_copy(row.queue, row.message_id)) is not None:
+                return await self._quarantined_again(item, copied)
             sent = await self._keep_and_send(item, row, attributes)
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
@@ -942,6 +948,13 @@ class Dispatcher:
         self.acks.submit(item.queue.url, {"ReceiptHandle": item.receipt})
         return Outcome.QUARANTINE
 
+    async def _quarantined_again(self, item: InFlight, dlq: str) -> Outcome:
+        """Delete a message quarantined before whose delete was lost: its row says the DLQ
+        ``dlq`` took its copy, so another copy would be a second one there."""
+        self.stats.duplicates += 1
+        log.info("quarantined message delivered again", dlq=dlq)
+        return await self.ack(item, duplicate=True)
+
     async def _keep_and_send(
         self, item: InFlight, row: QuarantineRow, attributes: dict[str, Any]
     ) -> str | None:
@@ -958,6 +971,8 @@ class Dispatcher:
         if not queue.dlq_url:
             return None
         sent = await self._send_to_dlq(item, queue, row.reason, attributes)
+        if sent and refused is None:
+            await self._record_dlq_copy(row, sent)
         if refused is not None:
             if not sent:
                 raise refused  # neither keeps it: it stays in its queue
@@ -966,6 +981,19 @@ class Dispatcher:
                 error=describe_error(refused),
             )
         return sent
+
+    async def _record_dlq_copy(self, row: QuarantineRow, dlq: str) -> None:
+        """Note on the message's row that ``dlq`` has its copy. A failure only means that a
+        delivery again (a delete lost) sends another copy, as before: the message is deleted
+        all the same, since the DLQ and the store both keep it."""
+        try:
+            await self.store.record_dlq_copy(row.queue, row.message_id, dlq)
+        except Exception as exc:  # noqa: BLE001 - the copy is in the DLQ: only its note is lost
+            log.warning(
+                "the store did not note the DLQ copy: a delivery again would send another",
+                dlq=dlq,
+                error=describe_error(exc),
+            )
 
     async def _keep_quarantined(self, row: QuarantineRow) -> None:
         """Save the quarantine row; without its key when the store cannot hold the key (a
