@@ -88,6 +88,23 @@ OPERATIONS: tuple[AwsOperation, ...] = (
         "deletion)",
     ),
     AwsOperation(
+        "kms",
+        "GenerateDataKey",
+        "kms:GenerateDataKey",
+        _O,
+        (Target.KMS_KEY,),
+        "`doctor` makes a data key with the KMS key of an SSE-KMS DLQ, as SQS does when the "
+        "worker sends it a quarantined message's copy (nothing is encrypted with it)",
+    ),
+    AwsOperation(
+        "kms",
+        "Decrypt",
+        "kms:Decrypt",
+        _O,
+        (Target.KMS_KEY,),
+        "`doctor` decrypts the data key it made with the KMS key of an SSE-KMS DLQ",
+    ),
+    AwsOperation(
         "sqs",
         "GetQueueUrl",
         "sqs:GetQueueUrl",

@@ -925,6 +925,22 @@ def test_a_queue_s_kms_key_that_cannot_encrypt_is_an_error_with_the_command_that
     assert (fine["status"], fine["detail"]) == ("ok", f"enabled; encrypts {setup.prefix}-fine")
 
 
+def test_a_dlq_s_kms_key_is_tried_as_sending_to_the_dlq_uses_it(setup: Setup) -> None:
+    # given: the success queue's DLQ encrypted with an enabled key of the account's (SSE-KMS)
+    kms = boto3.client("kms", endpoint_url=setup.endpoint.url, region_name="us-east-1")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    setup.sqs.set_queue_attributes(QueueUrl=setup.created[0], Attributes={"KmsMasterKeyId": key})
+
+    # when
+    result = setup.doctor(setup.env(setup.queue_url), "--json")
+
+    # then: a row of its own says the credentials may make and decrypt its data keys, as
+    # the DLQ copy of a quarantined message needs (before: only the key's state was read)
+    (tried,) = [c for c in checks_of(result) if c["check"] == f"kms key {key}: use"]
+    assert tried["status"] == "ok", tried
+    assert "make and decrypt its data keys" in tried["detail"]
+
+
 def _failure_of(arn: str, n: int) -> Any:
     _body, record = failure_body(n)
     record["requestContext"]["functionArn"] = arn

@@ -118,7 +118,12 @@ def retry_delays(settings: Settings, max_receive_count: int) -> list[float]:
 
 
 # What the redrive check reads of a DLQ: its retention, what it holds, its KMS key.
-_DLQ_ATTRIBUTES = ["MessageRetentionPeriod", "ApproximateNumberOfMessages", "KmsMasterKeyId"]
+_DLQ_ATTRIBUTES = [
+    "MessageRetentionPeriod",
+    "ApproximateNumberOfMessages",
+    "KmsMasterKeyId",
+    "QueueArn",
+]
 
 
 def _duration(seconds: float) -> str:
@@ -193,6 +198,9 @@ class Doctor:
         # Each KMS key of the account's own (SSE-KMS) that encrypts a polled queue or its DLQ,
         # with the queues it encrypts: asked of KMS once each, after the queues.
         self._keys: dict[str, list[str]] = {}
+        # Of those, each key of a DLQ (the worker sends quarantined copies there), with that
+        # DLQ's ARN: SQS's encryption context when it asks KMS for a data key.
+        self._dlq_keys: dict[str, str] = {}
         # The account of the credentials (None until STS says), and how many open failures
         # the store holds of each account's functions, asked of it once the account is known.
         self._own_account: str | None = None
@@ -657,6 +665,9 @@ class Doctor:
             return None
         self.add(check, "ok", f"to {dlq_name} after {max_receive_count} receives")
         self._note_key(dlq["Attributes"], dlq_name)
+        key = dlq["Attributes"].get("KmsMasterKeyId")
+        if key in self._keys:
+            self._dlq_keys.setdefault(key, dlq["Attributes"].get("QueueArn", ""))
         self._check_dlq_messages(name, dlq_name, dlq["Attributes"])
         retention = int(attributes.get("MessageRetentionPeriod", "345600"))
         dlq_retention = int(dlq["Attributes"].get("MessageRetentionPeriod", "345600"))
@@ -764,6 +775,40 @@ class Doctor:
                 self._not_answered(check, exc, "warn", "KMS", then=f"; it encrypts {used}")
                 continue
             self._add_key_state(check, used, metadata)
+            if metadata.get("KeyState") == "Enabled" and key in self._dlq_keys:
+                await self._try_key(kms, key, self._dlq_keys[key])
+
+    async def _try_key(self, kms: Any, key: str, dlq_arn: str) -> None:
+        """The row of a try of ``key`` as SQS uses it when the worker sends to a DLQ it
+        encrypts: a data key made (kms:GenerateDataKey), then decrypted (kms:Decrypt), with
+        SQS's encryption context. Nothing is encrypted or kept with it."""
+        check = f"kms key {key}: use"
+        context = {"aws:sqs:arn": dlq_arn} if dlq_arn else {}
+        fix = f"allow kms:GenerateDataKey and kms:Decrypt on {key} to these credentials (the "
+        fix += "worker's role), in the key's policy"
+        action = "kms:GenerateDataKey"
+        try:
+            made = await kms.generate_data_key(
+                KeyId=key, KeySpec="AES_256", EncryptionContext=context
+            )
+            action = "kms:Decrypt"
+            await kms.decrypt(
+                CiphertextBlob=made["CiphertextBlob"], KeyId=key, EncryptionContext=context
+            )
+        except ClientError as exc:
+            refused = f"{action} refused ({error_text(exc)}): the worker cannot send a "
+            refused += "quarantined message's copy to the DLQ it encrypts"
+            self._read_failed(check, exc, "error", refused, fix)
+            return
+        except (BotoCoreError, ResponseParserError, *CONNECTION_ERRORS) as exc:
+            self._not_answered(check, exc, "warn", "KMS")
+            return
+        self.add(
+            check,
+            "ok",
+            "these credentials may make and decrypt its data keys, as "
+            "sending to the DLQ it encrypts needs",
+        )
 
     def _add_key_state(self, check: str, used: str, metadata: dict[str, Any]) -> None:
         """The row of a key KMS described: enabled, or what keeps it from encrypting."""
