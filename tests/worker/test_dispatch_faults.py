@@ -910,6 +910,15 @@ async def test_a_message_waiting_for_a_slot_on_its_last_receive_is_handled_at_sh
     assert receive_all(sqs, dlq) == []
 
 
+def _poisoned(sqs: Any, make_queue: Any, settings_for: Any, name: str) -> tuple[str, str, Any]:
+    """A queue (visible again a second after a receive) holding a message that is no record,
+    its DLQ, and a worker's settings for it."""
+    url, dlq = make_queue(name, visibility_timeout=1, max_receive_count=5)
+    sqs.send_message(QueueUrl=url, MessageBody="garbage")
+    assert dlq is not None
+    return url, dlq, settings_for(url)
+
+
 async def _losing_the_first_receipts_delete(worker: Worker, lost: list[str]) -> list[str]:
     """Make every DeleteMessageBatch of the worker that names the first receipt handle it
     receives fail before it is sent, as a lost connection does, until a delete went through
@@ -938,9 +947,7 @@ async def test_a_quarantined_message_whose_delete_was_lost_is_not_sent_to_the_dl
 ) -> None:
     # given: a worker whose delete of a quarantined message is lost (SQS never sees it), so
     # the message comes back once its visibility timeout ends
-    url, dlq = make_queue("lost-delete", visibility_timeout=1, max_receive_count=5)
-    settings = settings_for(url)
-    sqs.send_message(QueueUrl=url, MessageBody="garbage")
+    url, dlq, settings = _poisoned(sqs, make_queue, settings_for, "lost-delete")
     with capture_logs() as logs:
         async with Worker(settings) as worker:
             lost: list[str] = []
@@ -969,9 +976,7 @@ async def test_a_quarantined_message_whose_dlq_send_failed_is_sent_when_delivere
 ) -> None:
     # given: a worker whose first sends to the DLQ fail before they are sent (a lost
     # connection), after the store kept the message's row
-    url, dlq = make_queue("lost-send", visibility_timeout=1, max_receive_count=5)
-    settings = settings_for(url)
-    sqs.send_message(QueueUrl=url, MessageBody="garbage")
+    url, dlq, settings = _poisoned(sqs, make_queue, settings_for, "lost-send")
     async with Worker(settings) as worker:
         failed: list[str] = []
         client = await worker.aws.client("sqs")

@@ -954,7 +954,8 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             quarantine.c.queue == queue, quarantine.c.message_id == message_id
         )
         async with self._read() as conn:
-            return (await conn.execute(stmt)).scalar()
+            dlq = (await conn.execute(stmt)).scalar()
+        return None if dlq is None else str(dlq)
 
     # -- the operators' path ----------------------------------------------------------------
 
