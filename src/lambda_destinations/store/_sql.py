@@ -266,7 +266,9 @@ class _Save:
 
     invocation: dict[str, Any]
     delivery: dict[str, Any]
-    completion: dict[str, Any] | None
+    # The handler the save completes, if any. Its completion row is made only for a key
+    # stored already (see _save_others): a new row holds its completion (migration_9).
+    handler: str | None
     key: str  # the invocation's, looked up a few times a save by the batch
 
     def holds_delivery(self, stored: Any) -> bool:
@@ -822,16 +824,8 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
     ) -> bool:
         if delivery.key != row.key:
             raise ValueError(f"delivery of key {delivery.key!r} saved with row {row.key!r}")
-        completion = None
-        if complete_handler is not None:
-            completion = {
-                "key": row.key,
-                "handler": complete_handler,
-                "owner": None,
-                "completed_at": utcnow(),
-            }
         values = insert_values(row, delivery, complete_handler)
-        save = _Save(values, delivery_values(delivery), completion, values["key"])
+        save = _Save(values, delivery_values(delivery), complete_handler, values["key"])
         if not self.group_commit:
             return (await self._save_batch([save]))[0]
         return await self._saves.submit(save)
@@ -872,15 +866,19 @@ class SqlStore(JobsMixin, LedgerMixin, ActionsMixin, RetentionMixin, Store):
             stored = {r.key: r for r in conn.execute(self._stored_as, {"keys": keys})}
         delivery_rows = [s.delivery for s in unfolded]
         completions: dict[tuple[str, str], dict[str, Any]] = {}
+        now = utcnow()  # when the batch writes them: one clock read a batch, not one a save
         for save in others:
             row = stored.get(save.key)
             if not save.holds_delivery(row):
                 delivery_rows.append(save.delivery)
-            done = save.completion
-            if done is not None and (row is None or row.saved_by != done["handler"]):
+            handler = save.handler
+            if handler is not None and (row is None or row.saved_by != handler):
                 # Two completions of one (key, handler) in one upsert would be an error on
                 # PostgreSQL ("ON CONFLICT DO UPDATE command cannot affect row a second time").
-                completions.setdefault((done["key"], done["handler"]), done)
+                completions.setdefault(
+                    (save.key, handler),
+                    {"key": save.key, "handler": handler, "owner": None, "completed_at": now},
+                )
         if delivery_rows:
             conn.execute(self._insert_delivery, delivery_rows)
         if completions:
