@@ -297,6 +297,10 @@ class _KeyTurn:
         self._key = key
 
     async def __aenter__(self) -> None:
+        waiting = self._locks._waiting
+        if self._key not in waiting:  # uncontended, as almost every key is: no await
+            waiting[self._key] = collections.deque()
+            return
         await self._locks._take(self._key)
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -496,7 +500,13 @@ class Dispatcher:
             _delivery=delivery,
         )
         try:
-            pending, again = await self._pending(chain, decoded.key, delivery)
+            if all(records_completion(handler) for handler in chain):
+                # Each handler writes its effect and its completion idempotently in one go:
+                # running it again on a duplicate changes nothing, so no lookup first (a
+                # duplicate says so through delivery.repeated).
+                pending, again = list(chain), False
+            else:
+                pending, again = await self._pending(chain, decoded.key, delivery)
             max_receive_count = self.current(item.queue).max_receive_count
             last_receive = max_receive_count is not None and (
                 item.receive_count >= max_receive_count
@@ -550,13 +560,9 @@ class Dispatcher:
     async def _pending(
         self, chain: Sequence[Handler], key: str, delivery: Delivery
     ) -> tuple[list[Handler], bool]:
-        """The handlers of ``chain`` to run for ``key``, and whether this delivery repeats one
-        already handled (``delivery.repeated`` set so)."""
-        if all(records_completion(handler) for handler in chain):
-            # Each handler writes its effect and its completion idempotently in one go: running
-            # it again on a duplicate changes nothing, so no lookup first (a duplicate says so
-            # through delivery.repeated).
-            return list(chain), False
+        """The handlers of ``chain`` (one at least of which the worker claims) to run for
+        ``key``, and whether this delivery repeats one already handled (``delivery.repeated``
+        set so)."""
         completed = await self.store.completed_handlers(key)
         pending = [handler for handler in chain if handler.name not in completed]
         # A duplicate or a redelivery after a lost delete: every claimed handler completed
