@@ -5,7 +5,8 @@ noop handler and the delete batcher (its send answered at once), no network, no 
     PYTHONHASHSEED=0 valgrind --tool=callgrind python bench/route_count.py 1200
 
 The difference of the two totals over 1,000 is a message's instructions, which the machine's
-load does not stretch as it does drain_count.py's (bench/MEASUREMENTS.md, 8 December).
+load does not stretch as it does drain_count.py's (bench/MEASUREMENTS.md, 7 December: "the
+route's own instructions").
 """
 
 import asyncio
