@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lambda_destinations._lifetime import Lifetime
@@ -97,10 +98,13 @@ class CredentialsUnavailable(ConfigError):
         )
 
 
-def refuse_unreadable_json(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+def refuse_unreadable_json(
+    operation_model: Any, response_dict: dict[str, Any], *, empty: bool = True, **_: Any
+) -> None:
     """botocore's ``before-parse`` hook for a JSON-protocol service (SQS, CloudWatch Logs):
     refuse a 2xx answer whose body is not JSON (a captive portal's page, a proxy's), as its
     XML parser refuses one that is not XML (retrying.UnreadableJson, a ResponseParserError).
+    ``empty``: an empty body is taken (botocore's ``{}``, as AWS's own empty answer reads).
 
     botocore reads such a body as ``{"message": body}``: a ReceiveMessage with no messages, a
     GetQueueAttributes with no attributes (a redrive policy removed), and no error anywhere.
@@ -109,14 +113,56 @@ def refuse_unreadable_json(operation_model: Any, response_dict: dict[str, Any], 
     body = response_dict.get("body")
     if not 200 <= status < 300 or operation_model.has_streaming_output:
         return
-    if not isinstance(body, bytes) or not (text := body.strip()):
-        return  # an empty body: botocore's {}, as AWS's own empty answer reads
+    if not isinstance(body, bytes) or (not (text := body.strip()) and empty):
+        return
     # Every answer of these services is one JSON object. Its ends, not a parse: botocore
     # parses the body next, and a second parse would cost every receive its time again.
     if text[:1] != b"{" or text[-1:] != b"}":
         from lambda_destinations.retrying import UnreadableJson
 
-        raise UnreadableJson(reason="not a JSON object", body=body.decode(errors="replace"))
+        reason = "not a JSON object" if text else "an empty body"
+        raise UnreadableJson(reason=reason, body=body.decode(errors="replace"))
+
+
+def _json_body_expected(operation_model: Any) -> bool:
+    """Whether a REST-JSON operation's answer is a JSON object: its output has a member in
+    the body (not only headers, nor a raw payload: Lambda Invoke's, streamed)."""
+    shape = operation_model.output_shape
+    if shape is None:
+        return False
+    payload = shape.serialization.get("payload")
+    if payload is not None:
+        return bool(shape.members[payload].type_name == "structure")
+    return any("location" not in member.serialization for member in shape.members.values())
+
+
+def _rest_json_check() -> Callable[..., None]:
+    """The ``before-parse`` hook of a REST-JSON client (SES v2, Lambda): a 2xx answer to an
+    operation whose output is in a JSON body must be a JSON object. botocore reads an HTML
+    page as that operation's empty answer: a SendEmail a portal answered was a sent mail."""
+    expected: dict[str, bool] = {}  # by operation: one lookup a call once it is known
+
+    def refuse_unreadable_rest_json(
+        operation_model: Any, response_dict: dict[str, Any], **_: Any
+    ) -> None:
+        name = operation_model.name
+        if (body := expected.get(name)) is None:
+            body = expected[name] = _json_body_expected(operation_model)
+        if body:
+            refuse_unreadable_json(operation_model, response_dict, empty=False)
+
+    return refuse_unreadable_rest_json
+
+
+def answer_check(protocol: str) -> Callable[..., None] | None:
+    """The ``before-parse`` hook refusing an answer that is not AWS's for a client of
+    ``protocol``; None for the XML protocols (SNS, S3: their parsers refuse a page that is not
+    XML themselves)."""
+    if protocol == "json":
+        return refuse_unreadable_json
+    if protocol == "rest-json":
+        return _rest_json_check()
+    return None
 
 
 class AwsClients(Lifetime):
@@ -224,8 +270,8 @@ class AwsClients(Lifetime):
             except ValueError as exc:
                 raise self._endpoint_refused(exc, service) or exc from None
             model = made.meta.service_model  # resolved_protocol: newer botocore only
-            if getattr(model, "resolved_protocol", model.protocol) == "json":  # SQS: the hook
-                made.meta.events.register("before-parse", refuse_unreadable_json)
+            if check := answer_check(getattr(model, "resolved_protocol", model.protocol)):
+                made.meta.events.register("before-parse", check)
             client = self._clients[key] = made
         return client
 

@@ -559,10 +559,10 @@ def _html_page(page: str) -> str:
 
 
 class UnreadableJson(BotoCoreError, ResponseParserError):  # type: ignore[misc]
-    """A 2xx answer of a JSON-protocol service (SQS) whose body is not JSON: a parser error, as
-    botocore's XML parser raises for a body that is not XML, and a BotoCoreError, as every
-    other failed call of botocore's, so that what catches those catches it (see
-    ``aws.refuse_unreadable_json``)."""
+    """A 2xx answer of a JSON-protocol service (SQS, SES v2) whose body is not a JSON object: a
+    parser error, as botocore's XML parser raises for a body that is not XML, and a
+    BotoCoreError, as every other failed call of botocore's, so that what catches those
+    catches it (see ``aws.refuse_unreadable_json``)."""
 
     fmt = (
         "Unable to parse response ({reason}), invalid JSON received. Further retries may "

@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 from handler_helpers import (
+    emails_to,
     failure_record,
     send_records,
     settings_for_handlers,
     sms_to,
+    unique_address,
     unique_number,
+    verify_sender,
 )
 from structlog.testing import capture_logs
 
@@ -24,10 +27,10 @@ PORTAL = (
 )
 
 
-def portal_answer() -> bytes:
+def portal_answer(page: bytes = PORTAL) -> bytes:
     """A captive portal's answer to any request: 200, an HTML page that is not XML."""
-    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(PORTAL)}\r\n\r\n"
-    return head.encode() + PORTAL
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(page)}\r\n\r\n"
+    return head.encode() + page
 
 
 @pytest.mark.parametrize("in_doubt", ["resend", "skip"])
@@ -70,3 +73,36 @@ async def test_an_sms_answered_by_a_captive_portal_is_retried_as_an_outage_and_s
     assert not [e for e in logs if "unexpected error" in e["event"] or "in doubt" in e["event"]]
     assert transient._value.get() == 0
     assert len(sms_to(endpoint_url, number)) == 1
+
+
+async def test_an_email_answered_by_a_captive_portal_is_retried_as_an_outage_and_sent(
+    sqs: Any, make_queue: Any, endpoint_url: str, sqlite_url: str
+) -> None:
+    # given: the first SES v2 SendEmail (a REST-JSON call) answered 200 with a portal's page
+    url, _ = make_queue("portal-mail")
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint_url, sender)
+    send_records(sqs, url, [failure_record("orders-api")])
+    proxy = AnswerCutter(endpoint_url, b"/v2/email/outbound-emails", http=True)
+    proxy.refusals = 1
+    proxy.refusal = portal_answer()
+
+    # when
+    async with proxy.running() as proxied:
+        settings = settings_for_handlers(
+            proxied,
+            url,
+            store=sqlite_url,
+            handlers={"mail": {"type": "email", "sender": sender, "to": [to], "window": 0}},
+            chain=("mail",),
+        )
+        with capture_logs() as logs:
+            async with Worker(settings) as worker:
+                stats = await worker.run(once=True)
+
+    # then: the page is no sent mail (before, botocore read it as SendEmail's empty answer:
+    # the message acked, the mail lost); tried again in process and sent by SES
+    assert proxy.refused == 1
+    assert (stats.outcomes["ack"], stats.outcomes["retry"]) == (1, 0)
+    assert not [e for e in logs if "unexpected error" in e["event"] or "in doubt" in e["event"]]
+    assert len(emails_to(endpoint_url, to)) == 1
