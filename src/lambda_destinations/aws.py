@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -154,14 +155,37 @@ def _rest_json_check() -> Callable[..., None]:
     return refuse_unreadable_rest_json
 
 
+# An XML document's root element: after a byte order mark, a declaration, blanks.
+_XML_ROOT = re.compile(rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?<([\w:.-]+)")
+
+
+def refuse_unreadable_query(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+    """botocore's ``before-parse`` hook for a query-protocol service (SNS, SES, STS): a 2xx
+    answer's root element must be ``<OperationResponse>``. botocore reads a page that is
+    XML (XHTML) with no error: a KeyError of its own where it wants the result, nothing at
+    all for an operation with no result (retrying.UnreadableXml, a ResponseParserError)."""
+    status = int(response_dict.get("status_code") or 0)
+    body = response_dict.get("body")
+    if not 200 <= status < 300 or not isinstance(body, bytes) or not body:
+        return  # an empty body: botocore's parser refuses it itself
+    root = _XML_ROOT.match(body)
+    if root is None or root[1] != f"{operation_model.name}Response".encode():
+        from lambda_destinations.retrying import UnreadableXml
+
+        reason = f"not a {operation_model.name}Response"
+        raise UnreadableXml(reason=reason, body=body.decode(errors="replace"))
+
+
 def answer_check(protocol: str) -> Callable[..., None] | None:
     """The ``before-parse`` hook refusing an answer that is not AWS's for a client of
-    ``protocol``; None for the XML protocols (SNS, S3: their parsers refuse a page that is not
-    XML themselves)."""
+    ``protocol``; None for REST-XML (S3: its parser turns a 2xx page that is not XML into a
+    500 error itself, and its answers' root elements follow no rule to check them by)."""
     if protocol == "json":
         return refuse_unreadable_json
     if protocol == "rest-json":
         return _rest_json_check()
+    if protocol == "query":
+        return refuse_unreadable_query
     return None
 
 

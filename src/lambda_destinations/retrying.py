@@ -570,6 +570,17 @@ class UnreadableJson(BotoCoreError, ResponseParserError):  # type: ignore[misc]
     )
 
 
+class UnreadableXml(BotoCoreError, ResponseParserError):  # type: ignore[misc]
+    """A 2xx answer of a query-protocol service (SNS) that is XML but not the operation's
+    answer (an XHTML page): as botocore's own error for a body that is not XML
+    (``aws.refuse_unreadable_query``)."""
+
+    fmt = (
+        "Unable to parse response ({reason}), invalid XML received. Further retries may "
+        "succeed:\n{body}"
+    )
+
+
 def not_aws_answer(exc: BaseException) -> str | None:
     """What the endpoint answered, when ``exc`` is an answer no AWS service gives (a web server
     or a proxy at the endpoint URL): ``404 with no AWS error in it``, ``501 with an HTML page

@@ -27,15 +27,24 @@ PORTAL = (
 )
 
 
+# A portal's page that is well-formed XML too (XHTML): botocore's XML parser reads it.
+XHTML_PORTAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?><html xmlns="http://www.w3.org/1999/xhtml">'
+    b"<head><title>Sign in to the Wi-Fi</title></head><body><p>Accept the terms</p></body></html>"
+)
+
+
 def portal_answer(page: bytes = PORTAL) -> bytes:
-    """A captive portal's answer to any request: 200, an HTML page that is not XML."""
+    """A captive portal's answer to any request: 200, an HTML page (not XML, by default)."""
     head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(page)}\r\n\r\n"
     return head.encode() + page
 
 
-@pytest.mark.parametrize("in_doubt", ["resend", "skip"])
+@pytest.mark.parametrize(
+    ("in_doubt", "page"), [("resend", PORTAL), ("skip", PORTAL), ("skip", XHTML_PORTAL)]
+)
 async def test_an_sms_answered_by_a_captive_portal_is_retried_as_an_outage_and_sent(
-    sqs: Any, make_queue: Any, endpoint_url: str, sqlite_url: str, in_doubt: str
+    sqs: Any, make_queue: Any, endpoint_url: str, sqlite_url: str, in_doubt: str, page: bytes
 ) -> None:
     # given: the first SNS Publish answered with a portal's page, the next ones by SNS
     url, _ = make_queue("portal")
@@ -43,7 +52,7 @@ async def test_an_sms_answered_by_a_captive_portal_is_retried_as_an_outage_and_s
     send_records(sqs, url, [failure_record("orders-api")])
     proxy = AnswerCutter(endpoint_url, b"Action=Publish", http=True)
     proxy.refusals = 1
-    proxy.refusal = portal_answer()
+    proxy.refusal = portal_answer(page)
 
     # when
     async with proxy.running() as proxied:
