@@ -272,15 +272,8 @@ def aws_fix(
         return exc.fix
     code = error_code(exc)
     operation = exc.operation_name or "the call"
-    if code in CREDENTIAL_CODES and credentials != WORKER_CREDENTIALS:
-        # An operator's command or the console: nothing tries the call again by itself.
-        return keys_not_taken(credentials)
     if code in CREDENTIAL_CODES:
-        return (
-            f"AWS did not take {credentials} (expired, unknown, or a clock that is off): the "
-            "call is tried again; a task or pod role's are refreshed by themselves, keys set "
-            "by hand must be fixed"
-        )
+        return _credentials_fix(credentials, last_try=last_try)
     if code in DENIED_CODES:
         return denied_fix(operation, credentials, on)
     if (kms := kms_fix(code, operation, credentials)) is not None:
@@ -314,6 +307,25 @@ def aws_fix(
     if code in TRANSIENT_CODES and _THROTTLED.search(str(code)):
         return _throttled_fix(operation, credentials, last_try=last_try)
     return None
+
+
+def _credentials_fix(credentials: str, *, last_try: bool = False) -> str:
+    """What to do when AWS did not take ``credentials``: the worker tries the call again by
+    itself, until its last try; an operator's command or the console tries nothing again."""
+    if credentials != WORKER_CREDENTIALS:
+        return keys_not_taken(credentials)
+    if last_try:
+        return (
+            f"AWS did not take {credentials} (expired, unknown, or a clock that is off) on "
+            "each try: nothing was done and nothing tries it again; a task or pod role's are "
+            "refreshed by themselves, keys set by hand must be fixed; then replay it "
+            "(`lambda-destinations replay`)"
+        )
+    return (
+        f"AWS did not take {credentials} (expired, unknown, or a clock that is off): the "
+        "call is tried again; a task or pod role's are refreshed by themselves, keys set "
+        "by hand must be fixed"
+    )
 
 
 def _throttled_fix(operation: str, credentials: str, *, last_try: bool = False) -> str:

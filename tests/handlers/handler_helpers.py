@@ -269,7 +269,8 @@ class LambdaStandIn:
 
     Functions in ``functions`` answer 202 with a new request id and are recorded; any other
     name answers 404 ``ResourceNotFoundException``, as Lambda does for a deleted function.
-    ``throttle`` answers that many calls with 429 ``TooManyRequestsException`` first.
+    ``throttle`` answers that many calls with 429 ``TooManyRequestsException`` first (or with
+    ``refusal``: status, code and message).
     ``elsewhere``: the functions of other regions than REGION. A request is answered as the
     Lambda of the region it was signed for answers it, from that region's functions: an ARN
     of another region is refused as Lambda refuses it (404, "Functions from 'eu-west-1' are
@@ -281,11 +282,13 @@ class LambdaStandIn:
         functions: set[str],
         *,
         throttle: int = 0,
+        refusal: tuple[int, str, str] = (429, "TooManyRequestsException", "Rate exceeded"),
         elsewhere: dict[str, set[str]] | None = None,
     ) -> None:
         self.functions = functions
         self.elsewhere = elsewhere or {}
         self.throttle = throttle
+        self.refusal = refusal
         self.received: list[Invocation] = []
         self.answered: list[int] = []
         stand_in = self
@@ -303,7 +306,7 @@ class LambdaStandIn:
                 named = function.split(":")[3] if function.startswith("arn:") else region
                 if stand_in.throttle > 0:
                     stand_in.throttle -= 1
-                    self._error(429, "TooManyRequestsException", "Rate exceeded")
+                    self._error(*stand_in.refusal)
                     return
                 if named != region:
                     self._error(

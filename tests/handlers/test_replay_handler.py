@@ -816,13 +816,25 @@ async def test_throttling_is_retried_until_lambda_takes_the_invocation(sqlite_ur
     assert stand_in.received[0].payload == record["requestPayload"]
 
 
-async def test_a_replay_still_throttled_on_its_last_run_says_nothing_tries_it_again(
-    sqlite_url: str,
+THROTTLED = (429, "TooManyRequestsException", "Rate exceeded")
+EXPIRED = (403, "ExpiredTokenException", "The security token included in the request is expired")
+
+
+@pytest.mark.parametrize(
+    ("refusal", "named"),
+    [
+        (THROTTLED, "AWS throttled Invoke"),
+        (EXPIRED, "AWS did not take the worker's AWS credentials"),
+    ],
+)
+async def test_a_replay_still_refused_on_its_last_run_says_nothing_tries_it_again(
+    sqlite_url: str, refusal: tuple[int, str, str], named: str
 ) -> None:
-    # given: Lambda throttles every Invoke, and the job's one run is its last
+    # given: Lambda throttles every Invoke (or refuses its credentials as expired), and the
+    # job's one run is its last
     record = failure_record("busy-fn")
     key = key_of(record)
-    with LambdaStandIn(functions={"busy-fn"}, throttle=100) as stand_in:
+    with LambdaStandIn(functions={"busy-fn"}, throttle=100, refusal=refusal) as stand_in:
         with structlog.testing.capture_logs() as logs:
             store, scheduler = await schedule_and_run(stand_in, sqlite_url, record, max_attempts=1)
         try:
@@ -839,7 +851,7 @@ async def test_a_replay_still_throttled_on_its_last_run_says_nothing_tries_it_ag
     (failed,) = [e for e in logs if e["event"] == "job failed permanently"]
     for said in (attempt.detail or "", failed["error"], job.last_error or ""):
         assert "tried again" not in said
-        assert "AWS throttled Invoke" in said
+        assert named in said
         assert "nothing tries it again" in said
     assert stand_in.received == []
 
