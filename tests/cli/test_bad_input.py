@@ -32,6 +32,11 @@ from lambda_destinations.store.migrations import LATEST_VERSION
 from processes import ctrl_c_as_in_a_terminal, free_port, reap
 
 
+def no_metrics(accept: str) -> tuple[bytes, str]:
+    """An ops server's /metrics page that is empty, whatever the Accept header."""
+    return b"", "text/plain"
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -40,11 +45,6 @@ from processes import ctrl_c_as_in_a_terminal, free_port, reap
         ("doctor",),
     ],
 )
-def no_metrics(accept: str) -> tuple[bytes, str]:
-    """An ops server's /metrics page that is empty, whatever the Accept header."""
-    return b"", "text/plain"
-
-
 def test_read_only_commands_never_create_the_store_or_its_folder(
     args: tuple[str, ...], tmp_path: Path, endpoint_url: str
 ) -> None:
