@@ -1,4 +1,4 @@
-"""The CPU goals of bench/compare.py in instructions, which the machine's load does not move.
+"""The CPU goals of bench/compare.py in instructions, which the machine's load moves far less.
 
 On a shared machine the same drain's CPU time moves by more than most changes measured (the
 ranges in bench/MEASUREMENTS.md). callgrind counts the instructions a process runs instead, the
@@ -8,7 +8,11 @@ fills it, twice, with N1 and then N2 records, under ``valgrind --tool=callgrind`
 difference of the two totals divided by N2 - N1 is one message's instructions, start-up,
 connecting and the closing empty receives cancelling out. Every thread of the process is
 counted (SQLite's commits in the store's thread too); the kernel's work is not (system time:
-writing and syncing the WAL, the sockets), nor the endpoint's.
+writing and syncing the WAL, the sockets), nor the endpoint's. Count on a quiet machine all
+the same: what runs by the clock (the worker's heartbeat, scheduler and watchdog) runs more
+often the longer a drain takes, and a loaded machine stretches the drains (seven helpers at a
+load of 8 to 12 made the do-nothing route count 3,179 thousand a message, 1,100 quiet).
+``bench/route_count.py`` counts the route alone, in process, where the load does not reach.
 
     python bench/drain_count.py --endpoint http://127.0.0.1:4566
     python bench/drain_count.py --endpoint http://127.0.0.1:4566 \\
