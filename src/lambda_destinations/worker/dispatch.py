@@ -933,10 +933,13 @@ class Dispatcher:
             key=key,
         )
         try:
-            # A delivery again after a lost delete: the DLQ has its copy, which SQS took.
-            if (copied := await self.store.dlq_copy(row.queue, row.message_id)) is not None:
-                return await self._quarantined_again(item, copied)
-            sent = await self._keep_and_send(item, row, attributes)
+            # Two deliveries of one message in this worker at once (its visibility lapsed while
+            # the first quarantined it) take turns: the second finds the first's note.
+            async with self._key_locks.hold(f"quarantine {row.queue} {row.message_id}"):
+                # A delivery again after a lost delete: the DLQ has its copy, which SQS took.
+                if (copied := await self.store.dlq_copy(row.queue, row.message_id)) is not None:
+                    return await self._quarantined_again(item, copied)
+                sent = await self._keep_and_send(item, row, attributes)
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
                 self.store_refused(exc)
