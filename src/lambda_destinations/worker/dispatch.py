@@ -261,11 +261,16 @@ class KeyLocks:
         """``async with locks.hold(key):`` runs its body while no other delivery holds ``key``."""
         return _KeyTurn(self, key)
 
+    def _free(self, key: str) -> bool:
+        """Take ``key``'s turn if no delivery holds it (as almost none does): True if taken."""
+        if key in self._waiting:
+            return False
+        self._waiting[key] = collections.deque()
+        return True
+
     async def _take(self, key: str) -> None:
-        waiting = self._waiting.get(key)
-        if waiting is None:
-            self._waiting[key] = collections.deque()
-            return
+        """Wait for ``key``'s turn, held by another delivery (see :meth:`_free`)."""
+        waiting = self._waiting[key]
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiting.append(turn)
         try:
@@ -297,11 +302,8 @@ class _KeyTurn:
         self._key = key
 
     async def __aenter__(self) -> None:
-        waiting = self._locks._waiting
-        if self._key not in waiting:  # uncontended, as almost every key is: no await
-            waiting[self._key] = collections.deque()
-            return
-        await self._locks._take(self._key)
+        if not self._locks._free(self._key):  # uncontended, no await
+            await self._locks._take(self._key)
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._locks._give(self._key)
