@@ -306,9 +306,16 @@ async def test_a_json_answer_with_no_queue_depth_is_no_sample_not_a_redrive_poli
     async with one_poller(settings_for, url, endpoint_url, **sampled) as (worker, proxy, logs):
         depth = worker.metrics.registry.get_sample_value
         await until(lambda: depth("lambda_destinations_queue_messages", labels) is not None)
-        # when: the endpoint answers every call 200 with JSON of its own, for 1 s
+
+        def failed() -> float:
+            errors = {"operation": "GetQueueAttributes"}
+            return depth("lambda_destinations_sqs_errors_total", errors) or 0.0
+
+        before = failed()
+        # when: the endpoint answers every call 200 with JSON of its own, for three rounds of
+        # samples (counted, not timed: under load a second can pass with no sample taken)
         proxy.answer_garbage(b'{"status": "ok"}')
-        await asyncio.sleep(1)
+        await until(lambda: failed() >= before + 6)
         during = depth("lambda_destinations_queue_messages", labels)
         proxy.bring_back()
 
