@@ -261,11 +261,13 @@ def aws_fix(
     credentials: str = WORKER_CREDENTIALS,
     on: str | None = None,
     last_try: bool = False,
+    then: str | None = None,
 ) -> str | None:
     """What to do about an AWS error a handler's call got (an SES, SNS or Lambda refusal), when
     its code says; None when it does not. A refusal names ``credentials``, whose they are, and
     the resource the call was ``on`` when given (AWS's message may not). ``last_try``: the
-    worker gave the call up, and nothing tries it again."""
+    worker gave the call up, and nothing tries it again; ``then``, what the operator runs once
+    it can pass (None: the text the fix goes into says it, as a quarantine's reason does)."""
     if not isinstance(exc, ClientError):
         return None
     if isinstance(exc, AccountRefusal):
@@ -273,7 +275,7 @@ def aws_fix(
     code = error_code(exc)
     operation = exc.operation_name or "the call"
     if code in CREDENTIAL_CODES:
-        return _credentials_fix(credentials, last_try=last_try)
+        return _credentials_fix(credentials, last_try=last_try, then=then)
     if code in DENIED_CODES:
         return denied_fix(operation, credentials, on)
     if (kms := kms_fix(code, operation, credentials)) is not None:
@@ -292,6 +294,13 @@ def aws_fix(
         return invoke
     if code == "ResourceNotFoundException" and operation == "Invoke":
         return not_found_fix(exc)
+    if quota_spent(exc) and last_try:
+        return _last_try(
+            "the account's 24-hour SES sending quota is spent: nothing tries it again; the "
+            "quota frees by itself within a day, or ask AWS to raise it (Service Quotas, "
+            "'Sending quota')",
+            then and f"then {then}",
+        )
     if quota_spent(exc):
         return (
             "the account's 24-hour SES sending quota is spent: sending resumes by itself as the "
@@ -305,21 +314,27 @@ def aws_fix(
             "look for a consumer of the queue that receives and does not delete"
         )
     if code in TRANSIENT_CODES and _THROTTLED.search(str(code)):
-        return _throttled_fix(operation, credentials, last_try=last_try)
+        return _throttled_fix(operation, credentials, last_try=last_try, then=then)
     return None
 
 
-def _credentials_fix(credentials: str, *, last_try: bool = False) -> str:
+def _last_try(fix: str, then: str | None) -> str:
+    """``fix``, said when nothing tries a call again, and ``then``, what the operator runs
+    once it can pass, when given (see :func:`aws_fix`)."""
+    return f"{fix}, {then}" if then else fix
+
+
+def _credentials_fix(credentials: str, *, last_try: bool = False, then: str | None = None) -> str:
     """What to do when AWS did not take ``credentials``: the worker tries the call again by
     itself, until its last try; an operator's command or the console tries nothing again."""
     if credentials != WORKER_CREDENTIALS:
         return keys_not_taken(credentials)
     if last_try:
-        return (
+        return _last_try(
             f"AWS did not take {credentials} (expired, unknown, or a clock that is off) on "
             "each try: nothing was done and nothing tries it again; a task or pod role's are "
-            "refreshed by themselves, keys set by hand must be fixed; then replay it "
-            "(`lambda-destinations replay`)"
+            "refreshed by themselves, keys set by hand must be fixed",
+            then and f"then {then}",
         )
     return (
         f"AWS did not take {credentials} (expired, unknown, or a clock that is off): the "
@@ -328,15 +343,17 @@ def _credentials_fix(credentials: str, *, last_try: bool = False) -> str:
     )
 
 
-def _throttled_fix(operation: str, credentials: str, *, last_try: bool = False) -> str:
+def _throttled_fix(
+    operation: str, credentials: str, *, last_try: bool = False, then: str | None = None
+) -> str:
     """What to do about AWS throttling ``operation``: the worker tries it again by itself, until
     its last try; an operator's command or the console says so once its tries are spent."""
     if last_try and credentials == WORKER_CREDENTIALS:
-        return (
+        return _last_try(
             f"AWS throttled {operation} (a rate quota of the account, or of the function's "
-            "concurrency) on each try: nothing was done and nothing tries it again; replay it "
-            "later (`lambda-destinations replay`), lower the worker's concurrency, or ask AWS "
-            "to raise the quota"
+            "concurrency) on each try: nothing was done and nothing tries it again; if it "
+            "lasts, lower the worker's concurrency or ask AWS to raise the quota",
+            then and f"and {then} later",
         )
     if credentials != WORKER_CREDENTIALS:
         return (
@@ -463,10 +480,11 @@ def with_fix(
     credentials: str = WORKER_CREDENTIALS,
     on: str | None = None,
     last_try: bool = False,
+    then: str | None = None,
 ) -> str:
     """``text`` (an error's description) and, when the error's code says, what to do about it
     (:func:`aws_fix`): ``…: check the worker's AWS credentials and that they are allowed …``."""
-    fix = aws_fix(exc, credentials=credentials, on=on, last_try=last_try)
+    fix = aws_fix(exc, credentials=credentials, on=on, last_try=last_try, then=then)
     return f"{text}: {fix}" if fix else text
 
 

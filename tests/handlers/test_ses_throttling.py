@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from handler_helpers import (
     emails_to,
     eventually,
@@ -17,7 +18,9 @@ from handler_helpers import (
 )
 from structlog.testing import capture_logs
 
+from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
+from lambda_destinations.worker.queues import REASON_ATTRIBUTE
 from tcp_proxy import AnswerCutter, aws_error
 
 SEND_EMAIL = b"/v2/email/outbound-emails"
@@ -97,3 +100,49 @@ async def test_a_throttled_send_says_so_with_the_fix_and_is_sent_once_ses_takes_
     assert "AWS throttled SendEmail" in retried["reason"]
     assert "ask AWS to raise the quota" in retried["reason"]
     assert len(emails_to(endpoint_url, to)) == 1
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        (429, "TooManyRequestsException", "Maximum sending rate exceeded."),
+        (403, "UnrecognizedClientException", "The security token included is invalid."),
+        (400, "LimitExceededException", "Daily message quota exceeded."),
+    ],
+    ids=["throttled", "credentials-refused", "daily-quota-spent"],
+)
+async def test_a_send_still_refused_on_the_last_receive_says_nothing_tries_it_again(
+    sqs: Any, make_queue: Any, endpoint_url: str, sqlite_url: str, refusal: tuple[int, str, str]
+) -> None:
+    # given: a queue whose first receive is its last (maxReceiveCount 1), and SES throttling
+    # every send (or refusing the worker's credentials, or its daily quota spent)
+    url, dlq = make_queue("last-rate", max_receive_count=1)
+    sender, to = unique_address("alerts"), unique_address()
+    verify_sender(endpoint_url, sender)
+    send_records(sqs, url, [failure_record("orders-api")])
+    proxy = AnswerCutter(endpoint_url, SEND_EMAIL, http=True)
+    proxy.refusals = 100
+    proxy.refusal = aws_error(*refusal, "rest-json")
+
+    # when
+    async with proxy.running() as proxied:
+        settings = mail_settings(proxied, url, sqlite_url, sender, to)
+        with capture_logs() as logs:
+            async with Worker(settings) as worker:
+                stats = await worker.run(once=True)
+
+    # then: quarantined, and each place its reason is read (the store's row, the DLQ copy's
+    # attribute, the log line) says nothing tries it again and how to send it back (before,
+    # "the call is tried again" / "it is tried again with backoff": nothing did)
+    assert stats.outcomes["quarantine"] == 1
+    (copy,) = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    (logged,) = [e["reason"] for e in logs if e["event"] == "message quarantined"]
+    for reason in (row.reason, copy["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"], logged):
+        assert refusal[1] in reason
+        assert "tried again" not in reason
+        assert "nothing tries it again" in reason
+        assert "`lambda-destinations quarantine resend`" in reason
+        assert "`dlq redrive`" in reason
+    assert emails_to(endpoint_url, to) == []

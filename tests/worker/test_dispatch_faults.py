@@ -877,6 +877,38 @@ async def test_a_message_still_failing_on_its_last_receive_is_quarantined_with_i
     assert row.reason == reason
 
 
+async def test_a_retry_a_handler_asks_for_on_the_last_receive_is_said_as_none_following(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a queue that dead-letters after 2 receives, and a handler that asks for the
+    # message again every time
+    url, dlq = make_queue("last-retry-asked", max_receive_count=2)
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(7)))])
+    settings = routed(settings_for(url, handler_attempts=1, retry_base=0.0, retry_max=0.0), "count")
+    handler = CountingHandler(fail_forever=RetryMessage("the payment service is busy"))
+
+    # when
+    with capture_logs() as logs:
+        async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+            await run_until(worker, lambda: stats_settled(worker) >= 2, seconds=20)
+
+    # then: the first receive's retry says the handler's reason as it was; the quarantine's
+    # says which handler asked for a retry, that none follows, and how to send it back
+    # (before: "the payment service is busy; still failing on receive 2, …", naming no
+    # handler, no request, and nothing to do)
+    (retried,) = [e["reason"] for e in logs if e["event"] == "message will be retried"]
+    assert retried == "the payment service is busy"
+    (copy,) = receive_all(sqs, dlq)
+    reason = copy["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
+    assert reason.startswith("handler count asked for a retry: the payment service is busy; ")
+    assert "no retry follows" in reason
+    assert "`lambda-destinations quarantine resend`" in reason
+    assert "`dlq redrive`" in reason
+    async with Store.from_url(settings.store) as store:
+        (row,) = await store.list_quarantine()
+    assert row.reason == reason
+
+
 def stats_settled(worker: Worker) -> int:
     return sum(worker.stats.outcomes.values())
 

@@ -172,6 +172,8 @@ MAX_DETAIL = 1000
 # A pending attempt whose detail starts so failed with an answer from Lambda: nothing ran, and
 # the next run of its job may invoke again. Any other pending attempt is in doubt.
 WILL_RETRY = "Invoke failed, will retry: "
+# What an operator runs for an Invoke its job's last run gave up, once it can pass.
+REPLAY_IT = "replay it (`lambda-destinations replay`)"
 
 
 def replay_job_key(original_key: str, attempt: int) -> str:
@@ -645,8 +647,9 @@ async def _failed_invoke(
     assert attempt.id is not None
     store, error, function = context.store, describe_error(exc), attempt.function_arn
     more_runs = job.attempts < context.max_attempts
-    # On the job's last run, a throttled Invoke's fix says nothing tries it again.
-    error = with_fix(exc, error, last_try=not more_runs)
+    # On the job's last run, a throttled Invoke's fix says nothing tries it again, and what
+    # does once it can pass.
+    error = with_fix(exc, error, last_try=not more_runs, then=REPLAY_IT)
     if answered(exc) and classify(exc) == "transient" and more_runs:
         await store.update_replay(attempt.id, detail=_cut(WILL_RETRY + error))
         return TransientError(f"Invoke of {function} failed: {error}")

@@ -95,6 +95,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lambda_destinations.worker")
 
 MAX_REASON = 1000
+# What a quarantine's reason on a message's last receive ends with: how an operator sends it
+# back (the store's copy, or the DLQ's), as README's "Quarantine" and "Redrive" say.
+PUT_BACK = (
+    "once what failed is fixed or has passed, send it back to its queue "
+    "(`lambda-destinations quarantine resend`, or `dlq redrive` of its DLQ)"
+)
 MAX_VISIBILITY = 43200  # SQS: seconds a message may stay hidden, counted from its receipt
 # Recording a completed side effect: tries for about this long (the waits double up to half of
 # it), as the README promises, before the message is retried and the effect may repeat.
@@ -184,6 +190,25 @@ class HandlerFailed(Exception):
         self.handler = handler
         self.error = error
         self.permanent = permanent
+
+    def given_up(self) -> str:
+        """Its text on the message's last receive: a fix that says the call is tried again
+        says that nothing tries it again."""
+        fix = with_fix(self.error, describe_error(self.error), last_try=True)
+        return f"handler {self.handler}: {fix}"
+
+
+class RetryAsked(RetryMessage):
+    """A handler's own RetryMessage, named by the handler that raised it (the worker's own,
+    a claim held elsewhere or a handler over its timeout, name it in their reason)."""
+
+    def __init__(self, handler: str, asked: RetryMessage) -> None:
+        super().__init__(asked.reason, delay=asked.delay)
+        self.handler = handler
+
+    def given_up(self) -> str:
+        """Its reason on the message's last receive, where no retry follows."""
+        return f"handler {self.handler} asked for a retry: {self.reason}"
 
 
 class HandlerCancelled(TransientError):
@@ -530,7 +555,8 @@ class Dispatcher:
                 self.stats.duplicates += 1
         except RetryMessage as exc:
             if last := self.last_receive(item):
-                return await self.quarantine(item, f"{exc.reason}; {last}", key=decoded.key)
+                asked = exc.given_up() if isinstance(exc, RetryAsked) else exc.reason
+                return await self.quarantine(item, f"{asked}; {last}", key=decoded.key)
             return await self.retry(item, exc.reason, delay=exc.delay)
         except QuarantineMessage as exc:
             return await self.quarantine(item, exc.reason, key=decoded.key)
@@ -538,7 +564,7 @@ class Dispatcher:
             if exc.permanent:
                 return await self.quarantine(item, str(exc), key=decoded.key)
             if last := self.last_receive(item):
-                return await self.quarantine(item, f"{exc}; {last}", key=decoded.key)
+                return await self.quarantine(item, f"{exc.given_up()}; {last}", key=decoded.key)
             return await self.retry(item, str(exc), asked=asked_wait(exc.error))
         except StoreUnavailable as exc:
             self.store_refused(exc)
@@ -556,7 +582,7 @@ class Dispatcher:
         return (
             f"still failing on receive {item.receive_count}, the last the queue's redrive "
             f"policy allows (maxReceiveCount {count}): quarantined with this reason rather than "
-            "dead-lettered without one"
+            f"dead-lettered without one, and no retry follows; {PUT_BACK}"
         )
 
     async def _pending(
@@ -767,6 +793,8 @@ class Dispatcher:
             # Out of the handler's own code (``raise GeneratorExit``, a generator's throw()
             # it did not catch): its error, as SystemExit is.
             raise HandlerExited(handler.name, exc) from exc
+        except RetryMessage as exc:  # the handler's own: named, for its message's last receive
+            raise RetryAsked(handler.name, exc) from exc
         except Exception:
             raise
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, a class of the handler's
