@@ -294,19 +294,8 @@ def aws_fix(
         return invoke
     if code == "ResourceNotFoundException" and operation == "Invoke":
         return not_found_fix(exc)
-    if quota_spent(exc) and last_try:
-        return _last_try(
-            "the account's 24-hour SES sending quota is spent: nothing tries it again; the "
-            "quota frees by itself within a day, or ask AWS to raise it (Service Quotas, "
-            "'Sending quota')",
-            then and f"then {then}",
-        )
     if quota_spent(exc):
-        return (
-            "the account's 24-hour SES sending quota is spent: sending resumes by itself as the "
-            "quota frees (the message is tried again every retry_max meanwhile); to send more a "
-            "day, ask AWS to raise it (Service Quotas, 'Sending quota')"
-        )
+        return _quota_fix(last_try=last_try, then=then)
     if code == "OverLimit" and operation == "ReceiveMessage":
         return (
             "the queue holds SQS's most messages in flight (120,000 for a standard queue): "
@@ -322,6 +311,23 @@ def _last_try(fix: str, then: str | None) -> str:
     """``fix``, said when nothing tries a call again, and ``then``, what the operator runs
     once it can pass, when given (see :func:`aws_fix`)."""
     return f"{fix}, {then}" if then else fix
+
+
+def _quota_fix(*, last_try: bool, then: str | None) -> str:
+    """What to do when SES's 24-hour sending quota is spent: the worker tries again every
+    ``retry_max``, until the message's last receive."""
+    if last_try:
+        return _last_try(
+            "the account's 24-hour SES sending quota is spent: nothing tries it again; the "
+            "quota frees by itself within a day, or ask AWS to raise it (Service Quotas, "
+            "'Sending quota')",
+            then and f"then {then}",
+        )
+    return (
+        "the account's 24-hour SES sending quota is spent: sending resumes by itself as the "
+        "quota frees (the message is tried again every retry_max meanwhile); to send more a "
+        "day, ask AWS to raise it (Service Quotas, 'Sending quota')"
+    )
 
 
 def _credentials_fix(credentials: str, *, last_try: bool = False, then: str | None = None) -> str:
