@@ -700,6 +700,15 @@ def test_a_user_who_may_only_read_is_configuration_for_a_command_that_writes(
             "setting 'endpoint_url' (LAMBDA_DESTINATIONS_ENDPOINT_URL): an IPv6 address in a "
             "URL goes in brackets, its port after them: http://[::1]:4566",
         ),
+        (  # it was taken, and every mail to it bounced
+            {
+                "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(
+                    {"m": {"type": "email", "from": "a@example.com", "to": "ops@-example.com"}}
+                )
+            },
+            "error: handlers.m.to (LAMBDA_DESTINATIONS_HANDLERS): 'o***@-example.com' is not an "
+            "email address: its domain's label '-example' starts with a hyphen: check the domain",
+        ),
         (  # it said "the port is not a number from 0 to 65535"
             {
                 "LAMBDA_DESTINATIONS_HANDLERS": '{"h": {"type": "webhook", "url": "https://fe80::1/pw"}}'

@@ -1394,7 +1394,7 @@ async def test_doctor_greets_the_smtp_server_as_a_send_does(
         ),
         (
             {"from": "a@example.com", "to": ["root@-localhost"], "transport": "smtp", "host": "h"},
-            r"'root@-localhost' is not an email address: its domain is not a host name",
+            r"'root@-localhost' is not an email address: its domain's label '-localhost' starts",
         ),
         (
             {"from": "a@example.com", "to": ["josé@example.com"]},
@@ -1558,3 +1558,81 @@ def test_a_unicode_domain_is_sent_in_idna_2008s_punycode(
     assert bare_address(handler.sender) == "alerts@xn--fa-hia.de"
     assert handler.to == ("oncall@xn--fa-hia.de", "snow@xn--n3h.net")
     assert handler.transport.host == "smtp.xn--fa-hia.de"  # type: ignore[attr-defined]
+
+
+# -- addresses whose domain no mail can reach -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("a@-bad.com", "its domain's label '-bad' starts with a hyphen"),
+        ("a@bad-.com", "its domain's label 'bad-' ends with a hyphen"),
+        ("a@b_c.example.com", "its domain's label 'b_c' has other than letters, digits and"),
+        ("a@127", "its domain's last label '127' is all digits"),
+        ("a@1.2.3", "its domain's last label '3' is all digits"),
+        ("a@1.2.3.4", "its domain is an IP address without brackets: write it in them, [1.2"),
+        ("a@" + "x" * 64 + ".com", "its domain's label 'xxxxxxxxxx…' has 64 characters, 63"),
+        ("a@" + "x" * 63 + ("." + "y" * 63) * 3 + ".com", "its domain has 259 characters, 253"),
+        ("a@[300.1.2.3]", "'[300.1.2.3]' is no address literal: write [1.2.3.4] or [IPv6:"),
+        ("a@[IPv6:1.2.3.4]", "'[IPv6:1.2.3.4]' is no address literal: write [1.2.3.4] or [IP"),
+    ],
+)
+@pytest.mark.parametrize("setting", ["from", "to", "reply_to"])
+def test_an_address_whose_domain_is_no_host_name_stops_the_start(
+    address: str, problem: str, setting: str, handler_settings: Callable[..., Settings]
+) -> None:
+    # given: SMTP, which takes what SES would refuse for its own reasons (a dotless domain)
+    options = {"from": "a@example.com", "to": "b@example.com", "transport": "smtp", "host": "h"}
+
+    # when
+    with pytest.raises(ConfigError) as info:
+        build("oncall-mail", {**options, setting: address}, handler_settings("q"))
+
+    # then: refused at start, one line naming the setting, the address, what is wrong with it
+    # and the fix (before: taken, and every mail to it bounced or was refused by the server)
+    text = str(info.value)
+    assert text.startswith(f"handlers.oncall-mail.{setting}: {address!r} is not an email "), text
+    assert problem in text, text
+    assert "\n" not in text
+    assert re.search(r": (check (the domain|it)|write .*)$", text), text
+
+
+@pytest.mark.parametrize(
+    ("address", "sent"),
+    [
+        ("ops@[192.0.2.1]", "ops@[192.0.2.1]"),
+        ("ops@[IPv6:2001:db8::1]", "ops@[IPv6:2001:db8::1]"),
+        ("ops@xn--fa-hia.de", "ops@xn--fa-hia.de"),
+        ("ops@mail-1.example.com", "ops@mail-1.example.com"),
+        ("ops@123.example.com", "ops@123.example.com"),
+        ("ops@" + "x" * 63 + ".example", "ops@" + "x" * 63 + ".example"),
+        ("ops@例え\u3002テスト", "ops@xn--r8jz45g.xn--zckzah"),
+    ],
+)
+def test_smtp_takes_host_names_punycode_and_address_literals(
+    address: str, sent: str, handler_settings: Callable[..., Settings]
+) -> None:
+    # RFC 5321: a domain, or an address literal ([192.0.2.1], [IPv6:…]), which an SMTP server
+    # may take
+    options = {"from": "a@example.com", "to": address, "transport": "smtp", "host": "h"}
+
+    handler = build("oncall-mail", options, handler_settings("q"))
+
+    assert handler.to == (sent,)
+
+
+@pytest.mark.parametrize("setting", ["from", "to"])
+def test_ses_refuses_an_address_literal_at_start(
+    setting: str, handler_settings: Callable[..., Settings]
+) -> None:
+    # SES sends to and from domain names only: every mail would be refused, and quarantined
+    options = {"from": "a@example.com", "to": "b@example.com", setting: "ops@[192.0.2.1]"}
+
+    with pytest.raises(ConfigError) as info:
+        build("oncall-mail", options, handler_settings("q"))
+
+    assert str(info.value) == (
+        "handlers.oncall-mail: 'ops@[192.0.2.1]': SES sends to and from domain names only, not "
+        'address literals ([…]): name the host by its domain, or use transport = "smtp"'
+    )

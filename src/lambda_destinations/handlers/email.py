@@ -34,11 +34,13 @@ unverified identity), SMTP 5xx replies and refused logins are permanent.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import email.policy
 import email.utils
 import hashlib
 import html as html_module
+import ipaddress
 import re
 import ssl
 from collections.abc import Iterable, Sequence
@@ -105,15 +107,60 @@ SES_RECIPIENTS = 50  # SES's most recipients of a mail, to, cc and bcc together
 
 
 _FULL_STOPS = str.maketrans(dict.fromkeys("\u3002\uff0e\uff61", "."))
-# A host name's one label: letters, digits and hyphens, no hyphen at either end (RFC 1123)
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+# What a host name's label is made of (RFC 1123): letters, digits and hyphens
+_LDH = re.compile(r"[A-Za-z0-9-]+")
+_LITERAL_FIX = "write [1.2.3.4] or [IPv6:2001:db8::1]"
+
+
+def _literal_problem(literal: str) -> str | None:
+    """What keeps ``literal`` (``[…]``, an RFC 5321 address literal) from being an IPv4
+    address or ``IPv6:`` and an IPv6 address, or None."""
+    inside = literal[1:-1]
+    ipv6 = inside[:5].lower() == "ipv6:"
+    try:
+        (ipaddress.IPv6Address if ipv6 else ipaddress.IPv4Address)(inside[5:] if ipv6 else inside)
+    except ValueError:
+        return f"{literal!r} is no address literal: {_LITERAL_FIX}"
+    return None
+
+
+def _domain_problem(domain: str) -> str | None:
+    """What keeps ``domain`` (ASCII) from being a host name mail can go to (RFC 5321 and 1035:
+    labels of letters, digits and hyphens, no hyphen at either end, 63 characters at most, 253
+    in all, the last not all digits) or an address literal, or None."""
+    if domain.startswith("[") and domain.endswith("]"):
+        return _literal_problem(domain)
+    with contextlib.suppress(ValueError):
+        ipaddress.IPv4Address(domain)
+        return (
+            f"its domain is an IP address without brackets: write it in them, [{domain}] (SMTP "
+            "only), or give the host's name"
+        )
+    if len(domain) > 253:
+        return f"its domain has {len(domain)} characters, 253 at most: check the domain"
+    for label in domain.split("."):
+        shown = f"{label[:10]}…" if len(label) > 20 else label
+        if not _LDH.fullmatch(label):
+            problem = "has other than letters, digits and hyphens"
+        elif label.startswith("-") or label.endswith("-"):
+            problem = f"{'starts' if label.startswith('-') else 'ends'} with a hyphen"
+        elif len(label) > 63:
+            problem = f"has {len(label)} characters, 63 at most"
+        else:
+            continue
+        return f"its domain's label {shown!r} {problem}: check the domain"
+    if (last := domain.rpartition(".")[2]).isdigit():
+        return (
+            f"its domain's last label {last!r} is all digits, as no top-level domain is: check it"
+        )
+    return None
 
 
 def address(value: str, where: str) -> str:
     """``value`` as one address (``a@b.example`` or ``Name <a@b.example>``, or a dotless
-    ``root@localhost``), its domain in ASCII (an IDN's Punycode, as SES and DNS need it:
-    :func:`ascii_domain`) and a name with other than ASCII as an RFC 2047 encoded word (which
-    SES needs, and SMTP headers read)."""
+    ``root@localhost``, or an address literal ``a@[192.0.2.1]``), its domain in ASCII (an IDN's
+    Punycode, as SES and DNS need it: :func:`ascii_domain`) and a name with other than ASCII as
+    an RFC 2047 encoded word (which SES needs, and SMTP headers read)."""
     if any(char in value for char in "\r\n"):
         raise ValueError(f"{where}: an address is one line")
     header = email.policy.default.header_factory("to", value)
@@ -131,8 +178,10 @@ def address(value: str, where: str) -> str:
         domain = ""
     # A domain without a dot (root@localhost, ops@mailhost) is a relay's on a private network:
     # one label, as a host name has them (SES, which cannot send there, refuses it)
-    if not (parsed.username and ("." in domain or _LABEL.fullmatch(domain))):
+    if not (parsed.username and domain):
         raise ValueError(f"{value!r} is not an email address: its domain is not a host name")
+    if (problem := _domain_problem(domain)) is not None:
+        raise ValueError(f"{value!r} is not an email address: {problem}")
     one = Address(parsed.display_name, parsed.username, domain)
     if not one.addr_spec.isascii():  # a UTF-8 local part: SMTP with SMTPUTF8 (SES refuses it)
         return str(one)
@@ -212,10 +261,13 @@ class EmailOptions(storm.NotifierOptions):
         smtp_only = ("host", "port", "username", "password", "password_env", "cert_bundle")
         if self.transport == "ses":
             utf8 = [bare_address(value) for value in self.everyone if not value.isascii()]
-            dotless = [
-                a for a in map(bare_address, self.everyone) if "." not in a.rpartition("@")[2]
-            ]
-            if dotless:
+            domains = [(a, a.rpartition("@")[2]) for a in map(bare_address, self.everyone)]
+            if literals := [a for a, domain in domains if domain.startswith("[")]:
+                raise ValueError(
+                    f"{literals[0]!r}: SES sends to and from domain names only, not address "
+                    'literals ([…]): name the host by its domain, or use transport = "smtp"'
+                )
+            if dotless := [a for a, domain in domains if "." not in domain]:
                 raise ValueError(
                     f"{dotless[0]!r}: SES sends to and from domains with a dot (a@example.com) "
                     'only: use a domain on the internet, or transport = "smtp" with your relay'
