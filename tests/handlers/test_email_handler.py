@@ -911,6 +911,85 @@ async def test_every_recipient_refused_but_one_only_for_now_is_retried_not_quara
     assert sqs.receive_message(QueueUrl=dlq).get("Messages") is None
 
 
+async def test_one_recipient_refused_for_now_gets_the_mail_later_and_the_others_once(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: three recipients, the server refusing one of them for now (451) at RCPT TO and
+    # taking the others
+    url, dlq = make_queue("smtp-some-for-now")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    busy, oncall, team = "busy@example.com", "oncall@example.com", "team@example.com"
+    smtp_server.mailbox.rcpt_errors[busy] = "451 4.2.1 Mailbox busy, try again later"
+    settings = smtp_settings(
+        endpoint_url, url, store=sqlite_url, port=smtp_server.port, to=[oncall, busy], cc=[team]
+    )
+    settings = settings.model_copy(update={"handler_attempts": 1})  # the message comes back
+
+    # when: the others take the mail, then the busy mailbox takes mail again
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(lambda: smtp_server.messages, within=30)
+        del smtp_server.mailbox.rcpt_errors[busy]
+        await eventually(lambda: worker.stats.outcomes["ack"] >= 1, within=30)
+
+    # then: the message was retried for the busy mailbox alone, which got the mail (before:
+    # the handler completed at once, the refusal a log line, and the busy mailbox never got it)
+    assert [rcpts for _sender, rcpts in smtp_server.mailbox.envelopes] == [[oncall, team], [busy]]
+    assert worker.stats.outcomes["retry"] == 1
+    first, again = smtp_server.messages
+    assert again["Message-ID"] == first["Message-ID"]  # the same mail, to the one it missed
+    assert again["To"] == first["To"] == f"{oncall}, {busy}"
+    assert sqs.receive_message(QueueUrl=dlq).get("Messages") is None
+    async with Store.from_url(sqlite_url) as store:
+        runs = await store.handler_runs(decode(json.dumps(record)).key)
+    run = next(run for run in runs if run.handler == "oncall-mail")
+    assert run.state == RunState.COMPLETED
+
+
+async def test_a_digest_refused_for_now_by_one_recipient_reaches_it_later_and_the_other_once(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: three failures of one function, the first sent at once, the other two held for
+    # the window's digest, which one of two recipients refuses for now (451) at RCPT TO
+    url, _ = make_queue("smtp-digest-for-now")
+    send_records(sqs, url, [failure_record("billing", error_type="KeyError") for _ in range(3)])
+    busy, oncall = "busy@example.com", "oncall@example.com"
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=smtp_server.port,
+        to=[oncall, busy],
+        window="3s",
+        send_first=1,
+    )
+
+    # when: the busy mailbox refuses mail once the first alert is in, until the digest is out
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(lambda: smtp_server.messages, within=30)
+        smtp_server.mailbox.rcpt_errors[busy] = "451 4.2.1 Mailbox busy, try again later"
+        await eventually(lambda: len(smtp_server.messages) >= 2, within=30)
+        del smtp_server.mailbox.rcpt_errors[busy]
+        await eventually(lambda: len(smtp_server.messages) >= 3, within=30)
+        await asyncio.sleep(0.5)  # no other copy comes
+
+    # then: the digest reached the busy mailbox when it took mail again, the other once
+    # (before: the digest was done once the other took it; the busy mailbox never got it)
+    envelopes = [rcpts for _sender, rcpts in smtp_server.mailbox.envelopes]
+    assert envelopes == [[oncall, busy], [oncall], [busy]]
+    _alert, digest, again = smtp_server.messages
+    assert "2 more failures of billing / KeyError" in digest["Subject"]
+    assert again["Message-ID"] == digest["Message-ID"]
+
+
 async def assert_mail_in_doubt(store: str, record: Any, cause: str, policy: str) -> None:
     """The email's run completed, its last_error the in-doubt note of the send."""
     async with Store.from_url(store) as opened:

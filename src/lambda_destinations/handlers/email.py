@@ -43,7 +43,7 @@ import html as html_module
 import ipaddress
 import re
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from email.errors import NonASCIILocalPartDefect
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -90,6 +90,7 @@ if TYPE_CHECKING:
     from lambda_destinations.config import Settings
     from lambda_destinations.handlers.jobs import JobContext
     from lambda_destinations.schemas import DecodedMessage
+    from lambda_destinations.store import Store
 
 DEFAULT_SUBJECT = "[lambda-destinations] {summary:.150}"
 DEFAULT_TEXT = "{summary}\n\n{details}\n"
@@ -316,10 +317,14 @@ class Mail:
     text: str
     html: str | None
     message_id: str  # <...@domain>, derived from what the mail is about
+    # Recipients a try before took it for (the server refused others for now): not sent again
+    sent_to: frozenset[str] = frozenset()
 
     @property
     def recipients(self) -> list[str]:
-        return [bare_address(value) for value in (*self.to, *self.cc, *self.bcc)]
+        """The envelope's recipients: to, cc and bcc, less those in ``sent_to``."""
+        everyone = [bare_address(value) for value in (*self.to, *self.cc, *self.bcc)]
+        return [rcpt for rcpt in everyone if rcpt not in self.sent_to]
 
 
 class Transport(Protocol):
@@ -372,6 +377,16 @@ class SesTransport:
         ses = await aws.sender("sesv2")
         response = await ses.send_email(**request)
         log.info("email sent", transport="ses", ses_message_id=response.get("MessageId"))
+
+
+class RefusedForNow(TransientError):
+    """The server took the mail for some recipients (``accepted``) and refused others for now
+    (4xx to RCPT TO): retried for those alone, the others recorded as sent so they do not get
+    it twice (:meth:`EmailHandler._send_rest`)."""
+
+    def __init__(self, message: str, accepted: Sequence[str]) -> None:
+        super().__init__(message)
+        self.accepted = tuple(accepted)
 
 
 class ReplyLost(TransientError):
@@ -505,21 +520,38 @@ class SmtpTransport:
                 refused, reply = await self._send(client, mail)
         except (aiosmtplib.SMTPException, ssl.SSLError) as exc:  # STARTTLS's raises its own
             raise self._failure(exc, client.message_sent) from exc
-        if refused:
-            # The others have it; sending again would repeat it to them.
-            log.warning(
-                "some recipients were refused",
-                refused={
-                    rcpt: mask_secrets(f"{r.code} {r.message}", self.secrets)
-                    for rcpt, r in refused.items()
-                },
-            )
         log.info(
             "email sent",
             transport="smtp",
             server=self.host,
+            recipients=len(mail.recipients) - len(refused),
             reply=mask_secrets(reply, self.secrets),
         )
+        if refused:
+            self._refused(mail, refused, log)
+
+    def _refused(
+        self, mail: Mail, refused: dict[str, SMTPResponse], log: FilteringBoundLogger
+    ) -> None:
+        """After the others took the mail: those refused for good (5xx) are logged, never
+        sent again; any refused for now (4xx) raise :class:`RefusedForNow`, to be retried
+        alone."""
+        said = {
+            rcpt: mask_secrets(f"{r.code} {r.message}", self.secrets) for rcpt, r in refused.items()
+        }
+        log.warning("some recipients were refused", refused=said)
+        later = [rcpt for rcpt, r in refused.items() if 400 <= r.code < 500]
+        if later:
+            accepted = [rcpt for rcpt in mail.recipients if rcpt not in refused]
+            detail = "; ".join(f"{rcpt}: {said[rcpt]}" for rcpt in later)
+            raise RefusedForNow(
+                mask_secrets(
+                    f"SMTP server {self.host} took the mail for {len(accepted)} recipient(s) and "
+                    f"refused {len(later)} for now ({detail}): tried again for those alone",
+                    self.secrets,
+                ),
+                accepted,
+            )
 
     async def _send(self, client: _Smtp, mail: Mail) -> tuple[dict[str, SMTPResponse], str]:
         """Send ``mail`` on the connected ``client``. aiosmtplib asks for SMTPUTF8 by the
@@ -767,6 +799,30 @@ class EmailHandler(storm.Notifier):
             )
         return None
 
+    async def _send_rest(
+        self,
+        mail: Mail,
+        send: Callable[[Mail], Awaitable[None]],
+        store: Store,
+        key: str,
+        owner: str,
+    ) -> None:
+        """``send`` ``mail`` to the recipients an earlier try left out (refused for now), each
+        recipient that took it recorded for ``key`` (as ``NAME#address``) when others were
+        refused for now, so that the retry sends it to those alone."""
+        if isinstance(self.transport, SmtpTransport) and len(mail.recipients) > 1:
+            completed = await store.completed_handlers(key)
+            sent = frozenset(r for r in mail.recipients if f"{self.name}#{r}" in completed)
+            mail = dataclasses.replace(mail, sent_to=sent)
+        if not mail.recipients:  # every one recorded: the run stopped before its completion
+            return
+        try:
+            await send(mail)
+        except RefusedForNow as exc:
+            for rcpt in exc.accepted:
+                await store.complete_handler(key, f"{self.name}#{rcpt}", owner)
+            raise
+
     async def notify(self, message: DecodedMessage, context: HandlerContext) -> None:
         fields = record_fields(message, context, stack_lines=self.stack_lines)
         text = self.text.render(fields, context.log)
@@ -787,7 +843,14 @@ class EmailHandler(storm.Notifier):
             # SES's whole call may act; SMTP marks its message from DATA's 354 (a reply lost
             # there is ReplyLost).
             with sending(context, self.in_doubt, what, started=can_doubt) as call:
-                await self.transport.send(mail, delivery_of(context).aws, context.log, call)
+                delivery = delivery_of(context)
+                await self._send_rest(
+                    mail,
+                    lambda rest: self.transport.send(rest, delivery.aws, context.log, call),
+                    delivery.store,
+                    context.key,
+                    delivery.owner,
+                )
         except ReplyLost as exc:
             self.settle(what, exc.__cause__ or exc, context=context, log=context.log)
         except Exception as exc:
@@ -806,7 +869,14 @@ class EmailHandler(storm.Notifier):
 
         async def send() -> None:
             await storm.retry_digest(
-                lambda: self.transport.send(mail, context.aws, context.log), context
+                lambda: self._send_rest(
+                    mail,
+                    lambda rest: self.transport.send(rest, context.aws, context.log),
+                    context.store,
+                    context.job.key,
+                    context.owner,
+                ),
+                context,
             )
 
         completed = await context.store.completed_handlers(context.job.key)
