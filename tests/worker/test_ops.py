@@ -864,6 +864,55 @@ async def test_metrics_serves_openmetrics_gzipped_to_prometheus_and_plain_text_t
         }, headers
 
 
+# Accept-Encoding headers, and whether /metrics may be gzipped for them (RFC 9110 12.5.3:
+# q=0 is "not acceptable"; "*" stands for every coding the header does not name).
+GZIP_ACCEPTED = [
+    ("gzip", True),
+    ("GZIP;Q=0.5", True),
+    ("deflate, gzip;q=1.0, br;q=0.8", True),
+    ("*", True),
+    ("identity;q=0.5, *", True),
+    ("x-gzip", True),
+    ("", False),
+    ("identity", False),
+    ("gzip;q=0", False),
+    ("gzip; q=0.000", False),
+    ("gzip;q=0, *", False),
+    ("*;q=0, identity", False),
+    ("*;q=0", False),
+    ("br, deflate", False),
+    ("gzip;q=nonsense", False),
+    ("gzip;q=0.1, identity;q=0.9", False),
+]
+
+
+async def test_metrics_is_gzipped_only_to_a_request_that_accepts_gzip():
+    # given: an ops server on a free port whose page is long enough to compress
+    page = b"lambda_destinations_messages_total 1.0\n" * 200
+
+    def metrics(accept: str) -> tuple[bytes, str]:
+        return page, "text/plain; version=0.0.4; charset=utf-8"
+
+    ops = OpsServer(host="127.0.0.1", port=0, health=list, readiness=list, metrics=metrics)
+    await ops.start()
+    port = ops.addresses[0][1]
+    try:
+        # when: /metrics is read with each Accept-Encoding
+        seen = [
+            (value, await scrape(port, {"Accept-Encoding": value})) for value, _ in GZIP_ACCEPTED
+        ]
+    finally:
+        await ops.close()
+
+    # then: gzip only where gzip is acceptable (before: "gzip;q=0", which refuses it, was
+    # gzipped, and "*" was not), the page whole either way, and Vary names Accept-Encoding
+    gzipped = {value: headers.get("Content-Encoding") == "gzip" for value, (headers, _) in seen}
+    assert gzipped == dict(GZIP_ACCEPTED)
+    for value, (headers, body) in seen:
+        assert (gzip.decompress(body) if gzipped[value] else body) == page, value
+        assert "accept-encoding" in headers["Vary"].lower(), value
+
+
 async def test_metrics_has_no_created_series_in_either_format(sqs, make_queue, settings_for):
     # when: /metrics is read in the text format and in OpenMetrics
     pages = await scrapes_after_one_ack(

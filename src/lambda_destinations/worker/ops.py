@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import gzip
+import re
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client.exposition import gzip_accepted
 
 from lambda_destinations._serving import AppRunner
 from lambda_destinations._urls import listen_problem
@@ -40,6 +40,38 @@ Probe = Callable[[], list[str]]
 # The page and its Content-Type, in the format a request's Accept header asks for.
 Render = Callable[[str], tuple[bytes, str]]
 WATCH_INTERVAL = 1.0
+# RFC 9110 12.4.2: a weight is 0 to 1 with at most three decimals.
+_QVALUE = re.compile(r"q=(0(\.[0-9]{0,3})?|1(\.0{0,3})?)", re.IGNORECASE)
+
+
+def _weight(params: list[str]) -> float:
+    """The q of one Accept-Encoding element's parameters: 1 when none is given, 0 (not
+    acceptable) when it is not a weight, as a header we cannot read promises nothing."""
+    for param in params:
+        name = param.split("=", 1)[0].strip().lower()
+        if name == "q":
+            found = _QVALUE.fullmatch(param.replace(" ", ""))
+            return float(found.group(1)) if found else 0.0
+    return 1.0
+
+
+def _gzip_wanted(accept_encoding: str) -> bool:
+    """Whether a response may be gzipped for this Accept-Encoding (RFC 9110 12.5.3).
+
+    gzip (or its alias x-gzip) must be acceptable, by name or by ``*``, with a weight over 0:
+    ``q=0`` says "not acceptable" (prometheus_client's ``gzip_accepted`` read only the name,
+    gzipping for ``gzip;q=0``). A request that weighs identity above gzip gets identity; no
+    header, or one naming neither, gets identity, which is always acceptable.
+    """
+    weights: dict[str, float] = {}
+    for element in accept_encoding.split(","):
+        coding, *params = element.split(";")
+        coding = coding.strip().lower()
+        if coding:
+            weights[coding] = _weight(params)
+    star = weights.get("*", 0.0)
+    gzip_q = weights.get("gzip", weights.get("x-gzip", star))
+    return gzip_q > 0 and gzip_q >= weights.get("identity", 0.0)
 
 
 class OpsServer:
@@ -169,7 +201,7 @@ class OpsServer:
         # As prometheus_client's own servers answer (exposition.make_wsgi_app).
         body, content_type = self._metrics(request.headers.get("Accept", ""))
         headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
-        if gzip_accepted(request.headers.get("Accept-Encoding", "")):
+        if _gzip_wanted(request.headers.get("Accept-Encoding", "")):
             body = gzip.compress(body)
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
