@@ -12,6 +12,13 @@ with no limit on their number: a few hundred idle sockets (a slowloris, a carele
 take the process's file descriptors, and the health probes beside them, and the worker's own
 connections, fail. Our server keeps at most ``MAX_CONNECTIONS``: one more closes the oldest
 connection that is idle (no request being answered), so a new one, a probe's, is served.
+
+A request refused before its body was read (the console's 403 for another site, its 413 by
+Content-Length) is answered with ``Connection: close`` and the connection's end right after
+the answer: aiohttp kept the connection and read the rest of the body, to throw it away, for
+up to 10 s, a large upload's worth of reading for a request already refused. The server still
+reads what comes for up to ``LINGER_SECONDS`` before it closes the socket: closing it with the
+client's bytes unread makes the kernel reset the connection, and the client may lose the answer.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ log = structlog.get_logger("lambda_destinations.http")
 # Connections each server keeps open at once before it closes idle ones: more than the
 # console's waits (100) and a few browsers, far fewer than a process's 1,024 file descriptors.
 MAX_CONNECTIONS = 128
+# How long a connection answered before its request's body came whole still reads it (to
+# throw it away) before it closes: aiohttp's 10 s held it for a slow upload already refused.
+LINGER_SECONDS = 2.0
 
 
 class _RequestHandler(web.RequestHandler):
@@ -57,6 +67,20 @@ class _RequestHandler(web.RequestHandler):
         response = web.Response(status=400, text=f"{problem}\n")
         response.force_close()
         return response
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        # A refusal while the body still comes (a 403, a 413 by Content-Length): say the
+        # connection closes, and end it after the answer (the client sees the end at once).
+        refused = resp.status >= 400 and not request.content.is_eof()
+        if refused and not resp.prepared:
+            resp.force_close()
+        answered = await super().finish_response(request, resp, start_time)
+        transport = self.transport
+        if refused and not resp.keep_alive and transport is not None and transport.can_write_eof():
+            transport.write_eof()
+        return answered
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         # A body that does not decode (Content-Encoding: gzip on bytes that are not) fails where
@@ -134,6 +158,7 @@ class AppRunner(web.AppRunner):
         # At shutdown, requests still open (a result wait of up to a minute, a long poll) get
         # half a second, not aiohttp's 60 s: `dev` and `console` stop at once on Ctrl-C.
         kwargs.setdefault("shutdown_timeout", 0.5)
+        kwargs.setdefault("lingering_time", LINGER_SECONDS)
         super().__init__(app, access_log=None, **kwargs)
         self._server_name = server
         self._too_long = too_long

@@ -2445,6 +2445,81 @@ async def test_a_form_over_the_limit_is_refused_by_its_content_length_before_it_
     assert answer.endswith(f"{line}\n".encode())
 
 
+async def _refused_while_sending(port: int, head: str) -> tuple[bytes, bool]:
+    """Send ``head`` (a request line and headers saying a large body comes), then the body a
+    little at a time, as a slow upload does; the console's answer, and whether the console
+    ended the connection after it (an end of stream within 5 s, under aiohttp's 10 s)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def trickle() -> None:
+        try:
+            while True:
+                writer.write(b"x" * 1024)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except OSError:  # the console closed the connection: the sending stops
+            return
+
+    writer.write(head.encode() + b"\r\ncsrf=x&reason=")
+    sending = asyncio.ensure_future(trickle())
+    try:
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        try:
+            answer += await asyncio.wait_for(reader.read(), 5)
+        except TimeoutError:
+            return answer, False
+        return answer, True
+    finally:
+        sending.cancel()
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "size", "status"),
+    [
+        ("/failures/x/ignore", 7 << 20, 403),  # no session: refused before it is read
+        ("/login", 1 << 20, 413),  # over the sign-in form's 64 KB by its Content-Length
+    ],
+)
+async def test_a_refused_upload_ends_its_connection_after_the_answer(
+    settings_for: Callable[..., Settings],
+    path: str,
+    size: int,
+    status: int,
+) -> None:
+    # given: the console as its command serves it (its own server, not the test server), a
+    # failure to act on
+    settings = settings_for()
+    row = await stored_failure(settings)
+    path = path.replace("/x/", f"/{quote(row.key, safe='')}/")
+    listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    served = asyncio.ensure_future(
+        console_app.serve(
+            settings,
+            ConsoleOptions(token=TOKEN, port=0),
+            lambda options: listening.set_result(options.port),
+        )
+    )
+    try:
+        port = await asyncio.wait_for(listening, 30)
+
+        # when: a client says it sends a large form, and keeps sending it slowly
+        answer, ended = await _refused_while_sending(
+            port,
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {size}\r\n",
+        )
+    finally:
+        served.cancel()
+        await asyncio.gather(served, return_exceptions=True)
+
+    # then: the refusal, saying the connection closes, and the connection ends after it
+    # (before: kept, the rest of the body read and thrown away for up to 10 s)
+    head = answer.split(b"\r\n\r\n", 1)[0].decode().lower().splitlines()
+    assert head[0].startswith(f"http/1.1 {status} "), answer[:200]
+    assert ("connection: close" in head, ended) == (True, True), head
+
+
 def _error_page(page: str) -> tuple[str, str, str]:
     """An error page's title, its line, and where its link goes back to."""
     title = page.split("<title>", 1)[1].split(" · ", 1)[0]
