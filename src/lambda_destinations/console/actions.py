@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import shlex
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
@@ -54,8 +54,6 @@ from lambda_destinations.retrying import refused_setup
 from lambda_destinations.store import (
     ROW_ID_MAX,
     FailureStatus,
-    InvocationCursor,
-    InvocationFilter,
     InvocationRow,
     OperatorAction,
     QuarantineRow,
@@ -342,7 +340,10 @@ async def bulk(request: web.Request) -> web.Response:
     async def work(job: Job) -> None:
         # The rate paces invocations: a failure skipped (replayed already) waits for nothing.
         limiter = RateLimiter(rate)
-        async for rows in _pages(console, chosen):
+        # A keyset page at a time (statuses change as the job goes on), oldest first, as
+        # `replay` invokes them: a function's effects come in the order its invocations failed.
+        oldest_first = dataclasses.replace(chosen, oldest_first=True)
+        async for rows in console.store.invocation_pages(oldest_first, page=_PAGE):
             for row in rows:
                 if action == "replay":
                     result = await _replay(
@@ -391,21 +392,6 @@ def _rate(form: Mapping[str, str]) -> float:
             text=f"rate: {BULK_RATES[0]} to {BULK_RATES[1]:.0f} invocations a second\n"
         )
     return rate
-
-
-async def _pages(console: Console, chosen: InvocationFilter) -> AsyncIterator[list[InvocationRow]]:
-    """The selection's rows, a keyset page at a time (statuses change as the job goes on),
-    oldest first, as `replay` invokes them: a function's effects come in the order its
-    invocations failed."""
-    cursor = None
-    while True:
-        rows = await console.store.list_invocations(
-            dataclasses.replace(chosen, limit=_PAGE, after=cursor, oldest_first=True)
-        )
-        if not rows:
-            return
-        yield rows
-        cursor = InvocationCursor.after(rows[-1])
 
 
 # -- DLQs -------------------------------------------------------------------------------------
