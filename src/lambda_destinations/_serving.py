@@ -73,7 +73,9 @@ class _RequestHandler(web.RequestHandler):
     ) -> tuple[web.StreamResponse, bool]:
         # A refusal while the body still comes (a 403, a 413 by Content-Length): say the
         # connection closes, and end it after the answer (the client sees the end at once).
-        refused = resp.status >= 400 and not request.content.is_eof()
+        # A body that failed to decode is not read on: aiohttp closes at once, after its line.
+        body = request.content
+        refused = resp.status >= 400 and not body.is_eof() and body.exception() is None
         if refused and not resp.prepared:
             resp.force_close()
         answered = await super().finish_response(request, resp, start_time)
