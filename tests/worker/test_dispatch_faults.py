@@ -877,15 +877,16 @@ async def test_a_message_still_failing_on_its_last_receive_is_quarantined_with_i
     assert row.reason == reason
 
 
+@pytest.mark.parametrize("busy", ["the payment service is busy", "busy " * 400])
 async def test_a_retry_a_handler_asks_for_on_the_last_receive_is_said_as_none_following(
-    sqs, make_queue, settings_for
+    sqs, make_queue, settings_for, busy: str
 ) -> None:
     # given: a queue that dead-letters after 2 receives, and a handler that asks for the
-    # message again every time
-    url, dlq = make_queue("last-retry-asked", max_receive_count=2)
+    # message again every time, with a short reason or one of 2,000 characters
+    url, dlq = make_queue(f"last-retry-asked-{len(busy)}", max_receive_count=2)
     send_bodies(sqs, url, [json.dumps(success_record(random.Random(7)))])
     settings = routed(settings_for(url, handler_attempts=1, retry_base=0.0, retry_max=0.0), "count")
-    handler = CountingHandler(fail_forever=RetryMessage("the payment service is busy"))
+    handler = CountingHandler(fail_forever=RetryMessage(busy))
 
     # when
     with capture_logs() as logs:
@@ -895,15 +896,17 @@ async def test_a_retry_a_handler_asks_for_on_the_last_receive_is_said_as_none_fo
     # then: the first receive's retry says the handler's reason as it was; the quarantine's
     # says which handler asked for a retry, that none follows, and how to send it back
     # (before: "the payment service is busy; still failing on receive 2, …", naming no
-    # handler, no request, and nothing to do)
+    # handler, no request, and nothing to do), a long reason cut so that all of that fits
+    # (before: the reason's first 1,000 characters, the handler's words and nothing after)
     (retried,) = [e["reason"] for e in logs if e["event"] == "message will be retried"]
-    assert retried == "the payment service is busy"
+    assert retried == busy
     (copy,) = receive_all(sqs, dlq)
     reason = copy["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
-    assert reason.startswith("handler count asked for a retry: the payment service is busy; ")
+    assert reason.startswith(f"handler count asked for a retry: {busy[:20]}")
+    assert len(reason) <= 1000
     assert "no retry follows" in reason
     assert "`lambda-destinations quarantine resend`" in reason
-    assert "`dlq redrive`" in reason
+    assert reason.endswith("`dlq redrive` of its DLQ)")
     async with Store.from_url(settings.store) as store:
         (row,) = await store.list_quarantine()
     assert row.reason == reason

@@ -211,6 +211,16 @@ class RetryAsked(RetryMessage):
         return f"handler {self.handler} asked for a retry: {self.reason}"
 
 
+def last_reason(error: str, last: str) -> str:
+    """A reason on a message's last receive: ``error`` and ``last`` (:meth:`Dispatcher.
+    last_receive`, which says what to do), ``error`` cut so that ``last`` fits in the reason's
+    MAX_REASON characters (a long error cut at the end took the way back with it)."""
+    room = MAX_REASON - len(last) - 2
+    if len(error) > room:
+        error = error[: room - 1] + "…"
+    return f"{error}; {last}"
+
+
 class HandlerCancelled(TransientError):
     """A handler raised CancelledError though the worker did not cancel it."""
 
@@ -492,7 +502,7 @@ class Dispatcher:
             log.info("S3 test event acknowledged", bucket=exc.bucket)
             return await self.ack(item)
         if last := self.last_receive(item):
-            return await self.quarantine(item, f"{exc.reason}; {last}")
+            return await self.quarantine(item, last_reason(exc.reason, last))
         return await self.retry(item, exc.reason, asked=exc.asked)
 
     def _warn_handled_elsewhere(self, item: InFlight) -> None:
@@ -556,7 +566,7 @@ class Dispatcher:
         except RetryMessage as exc:
             if last := self.last_receive(item):
                 asked = exc.given_up() if isinstance(exc, RetryAsked) else exc.reason
-                return await self.quarantine(item, f"{asked}; {last}", key=decoded.key)
+                return await self.quarantine(item, last_reason(asked, last), key=decoded.key)
             return await self.retry(item, exc.reason, delay=exc.delay)
         except QuarantineMessage as exc:
             return await self.quarantine(item, exc.reason, key=decoded.key)
@@ -564,7 +574,8 @@ class Dispatcher:
             if exc.permanent:
                 return await self.quarantine(item, str(exc), key=decoded.key)
             if last := self.last_receive(item):
-                return await self.quarantine(item, f"{exc.given_up()}; {last}", key=decoded.key)
+                reason = last_reason(exc.given_up(), last)
+                return await self.quarantine(item, reason, key=decoded.key)
             return await self.retry(item, str(exc), asked=asked_wait(exc.error))
         except StoreUnavailable as exc:
             self.store_refused(exc)
