@@ -125,9 +125,10 @@ def refuse_unreadable_json(
         raise UnreadableJson(reason=reason, body=body.decode(errors="replace"))
 
 
-def _json_body_expected(operation_model: Any) -> bool:
-    """Whether a REST-JSON operation's answer is a JSON object: its output has a member in
-    the body (not only headers, nor a raw payload: Lambda Invoke's, streamed)."""
+def _body_expected(operation_model: Any) -> bool:
+    """Whether a REST operation's answer is a document (a JSON object, an XML element): its
+    output has a member in the body (not only headers, nor a raw payload: Lambda Invoke's and
+    S3 GetObject's, streamed; S3 GetBucketPolicy's JSON)."""
     shape = operation_model.output_shape
     if shape is None:
         return False
@@ -137,26 +138,53 @@ def _json_body_expected(operation_model: Any) -> bool:
     return any("location" not in member.serialization for member in shape.members.values())
 
 
-def _rest_json_check() -> Callable[..., None]:
-    """The ``before-parse`` hook of a REST-JSON client (SES v2, Lambda): a 2xx answer to an
-    operation whose output is in a JSON body must be a JSON object. botocore reads an HTML
-    page as that operation's empty answer: a SendEmail a portal answered was a sent mail."""
+def _rest_check(refuse: Callable[[Any, dict[str, Any]], None]) -> Callable[..., None]:
+    """The ``before-parse`` hook of a REST client: ``refuse`` a 2xx answer that is not AWS's,
+    for an operation whose output is in the body (:func:`_body_expected`). botocore reads a
+    page as that operation's empty answer: a SendEmail (SES v2) a portal answered was a sent
+    mail, a GetBucketNotificationConfiguration (S3) a bucket that notifies nothing."""
     expected: dict[str, bool] = {}  # by operation: one lookup a call once it is known
 
-    def refuse_unreadable_rest_json(
+    def refuse_unreadable_rest(
         operation_model: Any, response_dict: dict[str, Any], **_: Any
     ) -> None:
         name = operation_model.name
         if (body := expected.get(name)) is None:
-            body = expected[name] = _json_body_expected(operation_model)
+            body = expected[name] = _body_expected(operation_model)
         if body:
-            refuse_unreadable_json(operation_model, response_dict, empty=False)
+            refuse(operation_model, response_dict)
 
-    return refuse_unreadable_rest_json
+    return refuse_unreadable_rest
 
 
-# An XML document's root element: after a byte order mark, a declaration, blanks.
-_XML_ROOT = re.compile(rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?<([\w:.-]+)")
+def _refuse_unreadable_rest_json(operation_model: Any, response_dict: dict[str, Any]) -> None:
+    refuse_unreadable_json(operation_model, response_dict, empty=False)
+
+
+# An XML document's root element (its name, then the rest of its start tag): after a byte
+# order mark, a declaration, blanks.
+_XML_ROOT = re.compile(rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?<([\w:.-]+)([^>]*)")
+
+# The namespace of the root element of every XML answer of S3's (moto's too): a page in its
+# place (XHTML's is http://www.w3.org/1999/xhtml) has another, or none.
+_S3_NAMESPACE = re.compile(rb"""\sxmlns\s*=\s*["']http://s3\.amazonaws\.com/doc/2006-03-01/?["']""")
+
+
+def _refuse_unreadable_s3(operation_model: Any, response_dict: dict[str, Any]) -> None:
+    """A 2xx answer of S3's (REST-XML) whose output is in the body: its root element must be
+    in S3's namespace, or be an ``<Error>`` (S3's error in a 200, which botocore turns into
+    a 500 itself). botocore reads any other XML (a captive portal's XHTML page) as the
+    operation's empty answer, and an empty body too (retrying.UnreadableXml)."""
+    status = int(response_dict.get("status_code") or 0)
+    body = response_dict.get("body")
+    if not 200 <= status < 300 or not isinstance(body, bytes):
+        return  # a streamed body is an object's bytes: anything
+    root = _XML_ROOT.match(body)
+    if root is None or (root[1] != b"Error" and not _S3_NAMESPACE.search(root[2])):
+        from lambda_destinations.retrying import UnreadableXml
+
+        reason = "an empty body" if not body.strip() else "not an answer of S3's"
+        raise UnreadableXml(reason=reason, body=body.decode(errors="replace"))
 
 
 def refuse_unreadable_query(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
@@ -176,16 +204,18 @@ def refuse_unreadable_query(operation_model: Any, response_dict: dict[str, Any],
         raise UnreadableXml(reason=reason, body=body.decode(errors="replace"))
 
 
-def answer_check(protocol: str) -> Callable[..., None] | None:
+def answer_check(protocol: str, service: str = "") -> Callable[..., None] | None:
     """The ``before-parse`` hook refusing an answer that is not AWS's for a client of
-    ``protocol``; None for REST-XML (S3: its parser turns a 2xx page that is not XML into a
-    500 error itself, and its answers' root elements follow no rule to check them by)."""
+    ``protocol`` (for REST-XML, of S3 alone: its answers' namespace is S3's); None for any
+    other (Route 53, CloudFront: not called here)."""
     if protocol == "json":
         return refuse_unreadable_json
     if protocol == "rest-json":
-        return _rest_json_check()
+        return _rest_check(_refuse_unreadable_rest_json)
     if protocol == "query":
         return refuse_unreadable_query
+    if protocol == "rest-xml" and service == "s3":
+        return _rest_check(_refuse_unreadable_s3)
     return None
 
 
@@ -294,7 +324,8 @@ class AwsClients(Lifetime):
             except ValueError as exc:
                 raise self._endpoint_refused(exc, service) or exc from None
             model = made.meta.service_model  # resolved_protocol: newer botocore only
-            if check := answer_check(getattr(model, "resolved_protocol", model.protocol)):
+            protocol = getattr(model, "resolved_protocol", model.protocol)
+            if check := answer_check(protocol, model.service_name):
                 made.meta.events.register("before-parse", check)
             client = self._clients[key] = made
         return client

@@ -607,9 +607,9 @@ class UnreadableJson(BotoCoreError, ResponseParserError):  # type: ignore[misc]
 
 
 class UnreadableXml(BotoCoreError, ResponseParserError):  # type: ignore[misc]
-    """A 2xx answer of a query-protocol service (SNS) that is XML but not the operation's
-    answer (an XHTML page): as botocore's own error for a body that is not XML
-    (``aws.refuse_unreadable_query``)."""
+    """A 2xx answer of a query-protocol service (SNS), or of S3, that is XML but not the
+    operation's answer (an XHTML page): as botocore's own error for a body that is not XML
+    (``aws.refuse_unreadable_query``, ``aws._refuse_unreadable_s3``)."""
 
     fmt = (
         "Unable to parse response ({reason}), invalid XML received. Further retries may "

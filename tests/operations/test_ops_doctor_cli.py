@@ -1228,6 +1228,43 @@ async def test_a_bucket_s3_answers_for_so_is_a_warning_with_the_fix(
     )
 
 
+# What a captive portal or a proxy answers in S3's place, 200, that botocore's XML parser reads
+# (a page that is not XML, botocore itself makes a 500 of); and how the row says it.
+PORTAL_PAGES = {
+    "HTML": (
+        b"<!DOCTYPE html><html><head><title>Sign in to the Wi-Fi</title></head></html>",
+        "an HTML page titled 'Sign in to the Wi-Fi'",
+    ),
+    "XHTML": (
+        b'<?xml version="1.0" encoding="UTF-8"?><html xmlns="http://www.w3.org/1999/xhtml">'
+        b"<head><title>Sign in to the Wi-Fi</title></head><body><p>Accept</p></body></html>",
+        "an HTML page titled 'Sign in to the Wi-Fi'",
+    ),
+    "empty": (b"", "with an empty body"),
+}
+
+
+@pytest.mark.parametrize("page", list(PORTAL_PAGES))
+async def test_a_bucket_whose_notifications_a_portal_answers_for_is_a_warning_not_a_fix(
+    setup: Setup, page: str
+) -> None:
+    # given: a bucket that notifies the polled queue, whose notification configuration a
+    # captive portal answers for (200, its page), every time it is asked
+    _, bucket = _bucket(setup, _to_queue(setup.queue_arn))
+    body, said = PORTAL_PAGES[page]
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(body)}\r\n\r\n"
+
+    # when
+    code, row = await _doctor_through(setup, head.encode() + body)
+
+    # then: the endpoint's answer is not S3's, as the row says; before, botocore read the
+    # page as a bucket with no notifications (an error, exit 1, whose fix was a command
+    # replacing the bucket's whole configuration: the notifications it has, lost)
+    assert (code, row["status"]) == (0, "warn"), row
+    assert row["detail"] == f"→ S3 bucket {bucket}: S3 did not answer ({said}, not an AWS answer)"
+    assert row["fix"] == "check the endpoint and the network"
+
+
 def test_no_destination_at_all_says_so_in_words_that_cover_buckets(setup: Setup) -> None:
     setup.endpoint.lam.delete_function_event_invoke_config(FunctionName=setup.function)
 
