@@ -101,11 +101,12 @@ class CredentialsUnavailable(ConfigError):
 
 def refuse_unreadable_json(
     operation_model: Any, response_dict: dict[str, Any], *, empty: bool = True, **_: Any
-) -> None:
+) -> bytes | None:
     """botocore's ``before-parse`` hook for a JSON-protocol service (SQS, CloudWatch Logs):
     refuse a 2xx answer whose body is not JSON (a captive portal's page, a proxy's), as its
     XML parser refuses one that is not XML (retrying.UnreadableJson, a ResponseParserError).
     ``empty``: an empty body is taken (botocore's ``{}``, as AWS's own empty answer reads).
+    Returns the body it checked, stripped: None (or empty) when it checked none.
 
     botocore reads such a body as ``{"message": body}``: a ReceiveMessage with no messages, a
     GetQueueAttributes with no attributes (a redrive policy removed), and no error anywhere.
@@ -113,9 +114,9 @@ def refuse_unreadable_json(
     status = int(response_dict.get("status_code") or 0)
     body = response_dict.get("body")
     if not 200 <= status < 300 or operation_model.has_streaming_output:
-        return
+        return None
     if not isinstance(body, bytes) or (not (text := body.strip()) and empty):
-        return
+        return None
     # Every answer of these services is one JSON object. Its ends, not a parse: botocore
     # parses the body next, and a second parse would cost every receive its time again.
     if text[:1] != b"{" or text[-1:] != b"}":
@@ -123,6 +124,66 @@ def refuse_unreadable_json(
 
         reason = "not a JSON object" if text else "an empty body"
         raise UnreadableJson(reason=reason, body=body.decode(errors="replace"))
+    return text
+
+
+# A JSON object's first key, when the key has no escape in it.
+_FIRST_KEY = re.compile(rb'\{\s*"([^"\\]*)"')
+
+
+def _json_check() -> Callable[..., None]:
+    """The ``before-parse`` hook of a JSON-protocol client (SQS, CloudWatch Logs, KMS): a 2xx
+    answer must be a JSON object (:func:`refuse_unreadable_json`) with no key, or with one at
+    least of the operation's answer (botocore's model), which botocore keeps alone: a proxy's
+    ``{"status": "ok"}`` was a ReceiveMessage with no messages, and a queue empty for ever.
+
+    One such key is enough: AWS may add a key an older botocore does not know, and botocore
+    reads that answer all the same. A real answer's first key is one of them: a look at it,
+    not a second parse of every receive's answer, takes those."""
+    members: dict[str, frozenset[str]] = {}  # by operation: made once, one lookup a call
+
+    def refuse_json_not_the_answer(
+        operation_model: Any, response_dict: dict[str, Any], **_: Any
+    ) -> None:
+        if not (text := refuse_unreadable_json(operation_model, response_dict)):
+            return  # no 2xx, or an empty body: AWS's own empty answer, as botocore reads it
+        name = operation_model.name
+        if (keys := members.get(name)) is None:
+            keys = members[name] = _answer_keys(operation_model)
+        first = _FIRST_KEY.match(text)
+        if first is None or first[1].decode(errors="replace") not in keys:
+            _refuse_foreign_keys(name, keys, text)
+
+    return refuse_json_not_the_answer
+
+
+def _answer_keys(operation_model: Any) -> frozenset[str]:
+    """The keys of ``operation_model``'s answer, as botocore's JSON parser reads them: each
+    member's (by its name on the wire); none for an operation that answers nothing."""
+    shape = operation_model.output_shape
+    if shape is None:
+        return frozenset()
+    return frozenset(m.serialization.get("name", k) for k, m in shape.members.items())
+
+
+def _refuse_foreign_keys(operation: str, members: frozenset[str], text: bytes) -> None:
+    """Refuse ``text``, a JSON object answering ``operation`` whose first key is none of
+    ``members`` (its answer's), unless it has no key (``{}``) or another key is one."""
+    import json
+
+    from lambda_destinations.retrying import UnreadableJson
+
+    try:
+        keys = json.loads(text)
+    except ValueError:  # its ends are a JSON object's, the rest is not JSON
+        keys = None
+    if isinstance(keys, dict) and (not keys or not members.isdisjoint(keys)):
+        return
+    if isinstance(keys, dict):
+        reason = f"{next(iter(keys))[:40]!r}, a key no {operation} answer has"
+    else:
+        reason = "not a JSON object"
+    raise UnreadableJson(reason=reason, body=text.decode(errors="replace"))
 
 
 def _body_expected(operation_model: Any) -> bool:
@@ -209,7 +270,7 @@ def answer_check(protocol: str, service: str = "") -> Callable[..., None] | None
     ``protocol`` (for REST-XML, of S3 alone: its answers' namespace is S3's); None for any
     other (Route 53, CloudFront: not called here)."""
     if protocol == "json":
-        return refuse_unreadable_json
+        return _json_check()
     if protocol == "rest-json":
         return _rest_check(_refuse_unreadable_rest_json)
     if protocol == "query":

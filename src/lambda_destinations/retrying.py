@@ -595,10 +595,11 @@ def _html_page(page: str) -> str:
 
 
 class UnreadableJson(BotoCoreError, ResponseParserError):  # type: ignore[misc]
-    """A 2xx answer of a JSON-protocol service (SQS, SES v2) whose body is not a JSON object: a
-    parser error, as botocore's XML parser raises for a body that is not XML, and a
-    BotoCoreError, as every other failed call of botocore's, so that what catches those
-    catches it (see ``aws.refuse_unreadable_json``)."""
+    """A 2xx answer of a JSON-protocol service (SQS, SES v2) whose body is not a JSON object,
+    or not one of the operation's answers (a proxy's ``{"status": "ok"}``): a parser error, as
+    botocore's XML parser raises for a body that is not XML, and a BotoCoreError, as every
+    other failed call of botocore's, so that what catches those catches it (see
+    ``aws.refuse_unreadable_json``, ``aws._json_check``)."""
 
     fmt = (
         "Unable to parse response ({reason}), invalid JSON received. Further retries may "
@@ -625,7 +626,7 @@ def not_aws_answer(exc: BaseException) -> str | None:
     An AWS error names its code (``QueueDoesNotExist``): botocore makes one of the HTTP status
     only when the answer has none. A body the XML parser of STS or SNS cannot read has no
     status to give (botocore's ResponseParserError), nor has a 2xx body of SQS's that is not
-    JSON (``aws.refuse_unreadable_json``).
+    JSON, or not its answer (``aws.refuse_unreadable_json``, ``aws._json_check``).
     """
     if isinstance(exc, ResponseParserError):
         body = text_of(exc).partition("\n")[2]

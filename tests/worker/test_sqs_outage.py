@@ -253,8 +253,21 @@ async def test_a_flapping_endpoint_is_told_as_one_outage_and_its_end_once_it_sta
     assert not [e for e in logs if str(e["event"]).startswith("still cannot receive")]
 
 
-async def test_a_200_with_an_html_page_in_place_of_sqs_is_an_outage_not_an_empty_queue(
-    sqs, make_queue, settings_for, endpoint_url, monkeypatch
+@pytest.mark.parametrize(
+    ("answer", "named"),
+    [
+        # a captive portal's page, named by its title
+        (
+            b"<!DOCTYPE html><html><head><title>Sign in to the network</title></head></html>",
+            "Sign in to the network",
+        ),
+        # a proxy's JSON of its own, none of whose keys SQS's answer has, named by its key
+        (b'{"status": "ok"}', "'status'"),
+    ],
+    ids=["html-page", "json-of-its-own"],
+)
+async def test_a_200_with_what_is_not_sqs_answer_is_an_outage_not_an_empty_queue(
+    sqs, make_queue, settings_for, endpoint_url, monkeypatch, answer: bytes, named: str
 ) -> None:
     # given: one queue with a DLQ, one poller, through a proxy; receives back off 0.1-0.5 s;
     # depths (and the redrive policy) sampled every 0.1 s
@@ -263,31 +276,33 @@ async def test_a_200_with_an_html_page_in_place_of_sqs_is_an_outage_not_an_empty
     name = queue_name(url)
     sampled = {"queue_metrics_interval": 0.1}
     async with one_poller(settings_for, url, endpoint_url, **sampled) as (worker, proxy, logs):
-        # when: the endpoint answers every call 200 with an HTML page (a captive portal),
-        # for 2 s ...
-        proxy.answer_garbage()
+        # when: the endpoint answers every call 200 with what is not SQS's answer, for 2 s ...
+        proxy.answer_garbage(answer)
         before = worker.stats.sqs_calls["ReceiveMessage"]
         await until(lambda: worker.readiness() != [], within=5)
         [problem] = worker.readiness()
         await asyncio.sleep(2)
         receives = worker.stats.sqs_calls["ReceiveMessage"] - before
-        # ... then SQS again
+        # ... then SQS again, with a record on the queue
+        send_bodies(sqs, url, [json.dumps(success_record(random.Random(7)))])
         proxy.bring_back()
         await until(lambda: worker.readiness() == [])
+        await until(lambda: records_acked(worker) >= 1)
     sampled_errors = worker.metrics.registry.get_sample_value(
         "lambda_destinations_sqs_errors_total", {"operation": "GetQueueAttributes"}
     )
 
-    # then: one warning naming the queue and the page (before: each answer read as an empty
-    # receive, hundreds of receives a second, no warning, /readyz ready) ...
+    # then: one warning naming the queue and what answered (before: each answer read as an
+    # empty receive, hundreds of receives a second, no warning, /readyz ready) ...
     began = [e for e in logs if str(e["event"]).startswith("cannot receive from")]
     assert [e["queue"] for e in began] == [name]
-    assert "Sign in to the network" in began[0]["error"]
+    assert named in began[0]["error"]
     assert name in problem
     assert "not an AWS answer" in problem
-    # ... receives backing off (0.1-0.5 s apart), and its end said
+    # ... receives backing off (0.1-0.5 s apart), and its end said; the record received after
     assert receives <= 25, receives
     assert [e["queue"] for e in logs if e["event"] == "receiving again"] == [name]
+    assert receive_all(sqs, url) == []
     # ... and the depth sampler's unreadable answers are samples not taken, not a redrive
     # policy removed (before: `queue has no dead-letter queue`, then `now dead-letters to`)
     assert sampled_errors is not None
