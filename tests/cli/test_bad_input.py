@@ -183,6 +183,24 @@ def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Pat
     assert "Sekrit" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["migrate", "failures list"])
+@pytest.mark.parametrize("path", ["a" * 300 + ".db", "a/" * 3000 + "x.db"], ids=["name", "path"])
+def test_a_sqlite_path_too_long_for_the_file_system_is_one_line(
+    command: str, path: str, tmp_path: Path
+) -> None:
+    # given: a file name past 255 bytes, a path past 4096 (a file pasted in, say)
+    # when
+    result = cli(*command.split(), "--store", f"sqlite:///{path}", cwd=tmp_path)
+
+    # then: before, OSError's traceback (File name too long), exit 1; now the problem and the fix
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result).endswith(
+        "(--store): cannot open the file it names (File name too long): point the store at "
+        "another path"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("mark", ["#", "/", "?"])
 def test_a_store_url_password_with_a_url_mark_reaches_the_server(

@@ -30,6 +30,7 @@ import functools
 import operator
 import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -794,9 +795,18 @@ def prepare_file(url: str, path: Path, *, create: bool) -> None:
 
     SQLite gives the ``-wal`` and ``-shm`` files the database file's permissions.
     """
-    if path.is_dir():
+    try:
+        found = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        found = None
+    except OSError as exc:  # a name too long, a folder on the way this user may not enter
+        raise url_error(
+            url,
+            f"cannot open the file it names ({exc.strerror}): point the store at another path",
+        ) from exc
+    if found is not None and stat.S_ISDIR(found.st_mode):
         raise url_error(url, f"{path} is a directory, not a database file")
-    if path.exists():
+    if found is not None:
         return
     if not create:
         raise url_error(
