@@ -10,6 +10,8 @@ import re
 import socket
 import urllib.parse
 
+from lambda_destinations.redact import echoed
+
 # The hosts of AWS's own queue URLs, which name the queue's region.
 _AWS_QUEUE_HOST = re.compile(
     r"sqs\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|api\.aws)"
@@ -122,8 +124,9 @@ def is_host(host: str) -> bool:
 def endpoint_host_problem(url: str) -> str | None:
     """What keeps botocore from making a client for the endpoint ``url`` (an http(s) URL with
     a host, its port checked): a whitespace or control character in it, or a host that is
-    neither an IP address nor a name of letters, digits, hyphens and dots; None when there is
-    nothing. The problem repeats no part of the URL but its host (which holds no secret)."""
+    neither an IP address nor a name of letters, digits, hyphens and dots of 255 characters
+    at most; None when there is nothing. The problem repeats no part of the URL but its host
+    (which holds no secret), cut as :func:`echoed` cuts what was pasted."""
     if any(c.isspace() or not c.isprintable() for c in url):
         return "a space, tab or control character is in it: remove it"
     host = urllib.parse.urlsplit(url).hostname or ""
@@ -131,16 +134,18 @@ def endpoint_host_problem(url: str) -> str | None:
         ipaddress.ip_address(host.replace("%25", "%"))  # an IPv6 zone, percent-encoded
         return None
     labels = host.removesuffix(".").split(".")
-    if len(host) <= 255 and all(_ENDPOINT_LABEL.fullmatch(label) for label in labels):
-        return None
+    if all(_ENDPOINT_LABEL.fullmatch(label) for label in labels):
+        if len(host) <= 255:
+            return None
+        return f"its host {echoed(host)!r} is longer than a host name may be (255 characters)"
     try:
         ascii_host = ascii_domain(host)
     except UnicodeError:
         ascii_host = host
-    write = f": write it as {ascii_host}" if ascii_host != host else ""
+    write = f": write it as {echoed(ascii_host)}" if ascii_host != host else ""
     return (
-        f"its host {host!r} is not a host name AWS's SDK takes (letters, digits, '-' and '.', "
-        f"no '-' at either end of a part, no '_'){write}"
+        f"its host {echoed(host)!r} is not a host name AWS's SDK takes (letters, digits, '-' "
+        f"and '.', no '-' at either end of a part, no '_'){write}"
     )
 
 

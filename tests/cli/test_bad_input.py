@@ -948,6 +948,34 @@ def test_an_endpoint_url_with_a_path_is_refused_at_start(
     assert "Tok3n" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("a" * 100_000, "is not a host name AWS's SDK takes"),
+        # before: "(letters, digits, '-' and '.', …)", of a name of nothing else
+        ("a." * 3_000 + "com", "is longer than a host name may be (255 characters)"),
+    ],
+    ids=["label", "name"],
+)
+def test_an_endpoint_host_pasted_wrong_is_not_repeated_whole(
+    host: str, problem: str, tmp_path: Path
+) -> None:
+    # given: a host no SDK takes, of 100 KB (a file pasted in) or past DNS's 255 characters
+    env = {"LAMBDA_DESTINATIONS_ENDPOINT_URL": f"http://{host}"}
+
+    # when
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+
+    # then: the problem and the fix in a line one can read (before, the whole host: 100 KB)
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert line.startswith(
+        f"error: setting 'endpoint_url' (LAMBDA_DESTINATIONS_ENDPOINT_URL): its host '{host[:9]}"
+    ), line
+    assert f"… ({len(host):,} characters)' {problem}" in line
+    assert len(line) < 400, line
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1:4566", "http://127.0.0.1:4566/?token=x"])
 def test_an_endpoint_url_at_its_root_is_taken(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
