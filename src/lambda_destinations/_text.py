@@ -32,6 +32,18 @@ def printable(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+def not_utf8(text: str) -> str | None:
+    """Where ``text`` is not UTF-8 text, as its problem says it (``"byte 0xff"``; a lone
+    surrogate that came from no byte by its code point), or None when it is. Python decodes a
+    command-line argument or an environment variable's bytes that are not UTF-8 as lone
+    surrogates U+DC80 to U+DCFF (``surrogateescape``), which no UTF-8 encoder (SQLite's,
+    asyncpg's, a JSON payload's) takes."""
+    if text.isascii() or (found := _SURROGATE.search(text)) is None:
+        return None
+    point = ord(found.group())
+    return f"byte {point - 0xDC00:#04x}" if 0xDC80 <= point <= 0xDCFF else f"U+{point:04X}"
+
+
 # What neither store backend's text holds (PostgreSQL: no NUL, no surrogates; SQLite: no
 # surrogates).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -2829,6 +2829,78 @@ def test_an_empty_value_given_is_refused_naming_the_option(
     assert fix in line
 
 
+# What Python makes of a byte that is not UTF-8 in an argument or a variable (a terminal in
+# Latin-1 typing "é"): a lone surrogate, which no UTF-8 encoder takes.
+NOT_UTF8_ARG = os.fsdecode(b"caf\xe9")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        # before, each a traceback, exit 1: SQLite's encoder, asyncpg's, the payload's JSON
+        (("failures", "list", "--function", NOT_UTF8_ARG), "--function"),
+        (("failures", "list", "--error-type", NOT_UTF8_ARG), "--error-type"),
+        (("failures", "show", NOT_UTF8_ARG), "REQUEST_ID"),
+        (("replay", NOT_UTF8_ARG, "--dry-run"), "[REQUEST_ID...]"),
+        (("quarantine", "list", "--queue", NOT_UTF8_ARG), "--queue"),
+        (("invoke", "orders-api", "--payload", f'"{NOT_UTF8_ARG}"'), "--payload"),
+        (("console", "--host", NOT_UTF8_ARG), "--host"),
+    ],
+)
+def test_a_value_in_bytes_that_are_not_utf8_is_a_usage_error(
+    args: tuple[str, ...], option: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: a store the commands read
+    env = {"LAMBDA_DESTINATIONS_STORE": sqlite_url}
+    assert cli("migrate", env=env, cwd=tmp_path).returncode == 0
+
+    # when
+    result = cli(*args, env=env, cwd=tmp_path, timeout=30)
+
+    # then: one line naming the option, the byte and the fix
+    assert result.returncode == 2, result.stderr
+    line = one_error_line(result)
+    assert line.startswith(f"error: Invalid value for '{option}': "), line
+    assert line.endswith(
+        " is not UTF-8 text (byte 0xe9): give it in UTF-8 (set the terminal's encoding to UTF-8)"
+    ), line
+
+
+@pytest.mark.parametrize("given", ["--store", "LAMBDA_DESTINATIONS_STORE", "--to"])
+def test_a_postgresql_url_in_bytes_that_are_not_utf8_is_one_line(
+    given: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: a database (or a user, with a password) written in Latin-1
+    url = f"postgresql://{NOT_UTF8_ARG}:Sekrit@127.0.0.1:{free_port()}/{NOT_UTF8_ARG}"
+    if given == "--to":
+        assert cli("migrate", "--store", sqlite_url, cwd=tmp_path).returncode == 0
+        args: tuple[str, ...] = ("store", "copy", "--store", sqlite_url, "--to", url)
+    else:
+        args = ("failures", "list", "--store", url) if given == "--store" else ("failures", "list")
+    env = {"LAMBDA_DESTINATIONS_STORE": url} if given.startswith("LAMBDA") else {}
+
+    # when
+    result = cli(*args, env=env, cwd=tmp_path, timeout=30)
+
+    # then: before, asyncpg's AttributeError traceback from the connection, exit 1
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result).endswith(
+        f"({given}): it is not UTF-8 text (byte 0xe9): write it in UTF-8"
+    )
+    assert "Sekrit" not in result.stderr
+
+
+def test_a_sqlite_file_named_in_bytes_that_are_not_utf8_is_taken(tmp_path: Path) -> None:
+    # given: a file name in Latin-1, which Linux takes as any bytes: not refused as text is
+    url = f"sqlite:///{NOT_UTF8_ARG}.db"
+
+    # when / then: created, and read
+    assert cli("migrate", "--store", url, cwd=tmp_path).returncode == 0
+    assert (tmp_path / f"{NOT_UTF8_ARG}.db").is_file()
+    result = cli("failures", "list", "--store", url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
 def test_dlq_redrive_refuses_an_empty_to_and_moves_nothing(
     endpoint_url: str, make_queue: Any, sqs: Any
 ) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, ParamSpec, TypeVar
 
 import click
 
-from lambda_destinations._text import visible
+from lambda_destinations._text import not_utf8, visible
 from lambda_destinations.cli._output import OutputUnwritable, discard_stdout
 from lambda_destinations.errors import (
     NO_REGION,
@@ -260,13 +260,37 @@ class _Command(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
-            return super().parse_args(ctx, args)
+            rest = super().parse_args(ctx, args)
         except click.BadOptionUsage as exc:
             if not exc.message.startswith(f"Option {exc.option_name!r} requires"):
                 raise
             takes = _what_it_takes(self, exc.option_name)
             message = exc.message.rstrip(".") + (f": {takes}" if takes else ".")
             raise click.BadOptionUsage(exc.option_name, message) from None
+        _refuse_bytes_not_utf8(ctx, self.params)
+        return rest
+
+
+# Values that name a file (a store URL's path among them), which on Linux may be any bytes:
+# taken as given. Every other value is text a store, AWS or JSON must encode as UTF-8.
+_FILE_NAMES = frozenset({"path", "store", "to_url", "config_file"})
+
+
+def _refuse_bytes_not_utf8(ctx: click.Context, params: list[click.Parameter]) -> None:
+    """A usage error for a value given in bytes that are not UTF-8 (a terminal in Latin-1): it
+    reached SQLite, asyncpg or a JSON payload, whose encoder raised a traceback."""
+    for param in params:
+        if param.name in _FILE_NAMES or isinstance(param.type, click.Path):
+            continue
+        value = ctx.params.get(param.name or "")
+        for each in value if isinstance(value, tuple) else (value,):
+            if isinstance(each, str) and (where := not_utf8(each)) is not None:
+                raise click.BadParameter(
+                    f"{each!r} is not UTF-8 text ({where}): give it in UTF-8 (set the "
+                    "terminal's encoding to UTF-8)",
+                    ctx=ctx,
+                    param=param,
+                )
 
 
 def _what_it_takes(command: click.Command, name: str) -> str | None:

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from lambda_destinations._text import not_utf8
 from lambda_destinations._urls import ascii_domain
 from lambda_destinations.errors import StoreMisconfigured, StoreUnavailable
 from lambda_destinations.store._access import StoreConnection, StoreEngine
@@ -302,6 +303,8 @@ class PostgresStore(SqlStore):
         create: bool = True,  # SQLite's option: a PostgreSQL database is never created
     ) -> None:
         parsed = parse_store_url(url, "postgresql://user@host:5432/dbname")
+        if (where := not_utf8(url)) is not None:  # asyncpg's encoder raised a traceback
+            raise url_error(url, f"it is not UTF-8 text ({where}): write it in UTF-8")
         if parsed.drivername not in ("postgresql", "postgres", "postgresql+asyncpg"):
             raise url_error(url, "use postgresql://user@host:5432/dbname")
         if not parsed.database:
