@@ -910,7 +910,7 @@ def read_toml(path: Path, named_in: str = f"{ENV_PREFIX}CONFIG or --config") -> 
 
     try:
         # A UTF-8 byte order mark (Windows editors write one) is no TOML; the text after it is.
-        text = path.read_bytes().removeprefix(codecs.BOM_UTF8).decode()
+        text = _toml_bytes(path, named_in).removeprefix(codecs.BOM_UTF8).decode()
         return tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist: fix {named_in}") from None
@@ -939,6 +939,21 @@ def read_toml(path: Path, named_in: str = f"{ENV_PREFIX}CONFIG or --config") -> 
 
 
 _NAME_A_FILE = "name a readable TOML file in "
+# More than any settings file holds: what is longer is no settings file (a device that never
+# ends, /dev/zero or /dev/urandom, which was read until memory ran out).
+TOML_MAX = 16 << 20
+
+
+def _toml_bytes(path: Path, named_in: str) -> bytes:
+    """The file's bytes, or ConfigError when it holds more than :data:`TOML_MAX`."""
+    with path.open("rb") as file:
+        data = file.read(TOML_MAX + 1)
+    if len(data) > TOML_MAX:
+        raise ConfigError(
+            f"config file {path} holds more than {TOML_MAX >> 20} MiB, more than a settings "
+            f"file does: {_NAME_A_FILE}{named_in}"
+        )
+    return data
 
 
 def _fix(path: Path, fix: str) -> str:

@@ -2072,6 +2072,24 @@ def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> N
     )
 
 
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs a /dev/zero")
+@pytest.mark.parametrize("named", ["--config", "LAMBDA_DESTINATIONS_CONFIG"])
+def test_a_config_file_that_never_ends_is_one_line_and_exit_3(named: str, tmp_path: Path) -> None:
+    # given: a device that never ends named as the settings file (a slip of the completion)
+    given = ("--config", "/dev/zero") if named == "--config" else ()
+    env = {"LAMBDA_DESTINATIONS_CONFIG": "/dev/zero"} if not given else {}
+
+    # when: before, it was read until memory ran out, and the command never answered
+    result = cli("failures", "list", *given, env=env, cwd=tmp_path, timeout=30)
+
+    # then
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result) == (
+        "error: config file /dev/zero holds more than 16 MiB, more than a settings file does: "
+        f"name a readable TOML file in {named}"
+    )
+
+
 @pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
 def test_a_config_file_that_fails_to_read_names_the_error_and_the_fix(tmp_path: Path) -> None:
     # /proc/self/mem opens, and its first read fails (EIO): an unreadable file even for root
