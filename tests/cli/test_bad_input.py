@@ -2828,6 +2828,9 @@ def test_console_refuses_an_empty_host_before_it_listens(sqlite_url: str) -> Non
         (("failures", "logs", " "), "REQUEST_ID", "as `failures list` shows"),
         (("failures", "ignore", "6c2d1f9e", ""), "REQUEST_ID...", "first 4 or more"),
         (("replay", "", "--dry-run"), "[REQUEST_ID...]", "first 4 or more"),
+        # before: "config file . is a folder", of a folder nobody named
+        (("failures", "list", "--config", ""), "--config", "name the TOML settings file"),
+        (("config", "--config", " "), "--config", "or leave the option out"),
     ],
 )
 def test_an_empty_value_given_is_refused_naming_the_option(

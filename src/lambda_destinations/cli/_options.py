@@ -41,11 +41,22 @@ def not_empty(fix: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     return check
 
 
+def _config_file(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Path | None:
+    """--config's file; an empty value a usage error (as a Path it was ".", and the line said
+    "config file . is a folder", of a folder nobody named)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            f"{value!r} is empty: name the TOML settings file, or leave the option out"
+        )
+    return None if value is None else Path(value)
+
+
 _SETTING_OPTIONS = (
     click.option(
         "--config",
         "config_file",
-        type=click.Path(path_type=Path),
+        type=click.Path(),
+        callback=_config_file,
         metavar="FILE",
         help="TOML settings file [env: LAMBDA_DESTINATIONS_CONFIG].",
     ),
