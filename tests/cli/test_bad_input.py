@@ -2922,6 +2922,39 @@ def test_a_sqlite_file_named_in_bytes_that_are_not_utf8_is_taken(tmp_path: Path)
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs a /dev/zero")
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        # before: OSError's traceback (File name too long), exit 1
+        (("store", "backup", "b" * 300), "(File name too long): give another path"),
+        # before: read until memory ran out, the command silent
+        (("decode", "/dev/zero"), "error: /dev/zero holds more than 16 MiB, more than a message"),
+        # before: the URL whole, a line of 100 KB
+        (("healthcheck", "--path", "/" + "x" * 100_000), " characters): nothing listens there"),
+    ],
+    ids=["store backup", "decode", "healthcheck"],
+)
+def test_a_path_pasted_wrong_is_one_short_line(
+    args: tuple[str, ...], says: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: a store to back up; an ops port nothing listens on
+    env = {
+        "LAMBDA_DESTINATIONS_STORE": sqlite_url,
+        "LAMBDA_DESTINATIONS_OPS_PORT": str(free_port()),
+    }
+    assert cli("migrate", env=env, cwd=tmp_path).returncode == 0
+
+    # when
+    result = cli(*args, env=env, cwd=tmp_path, timeout=30)
+
+    # then
+    assert result.returncode in (1, 2), result.stderr
+    line = one_error_line(result)
+    assert says in line
+    assert len(line) < 500, line[:600]
+
+
 def test_dlq_redrive_refuses_an_empty_to_and_moves_nothing(
     endpoint_url: str, make_queue: Any, sqs: Any
 ) -> None:

@@ -91,16 +91,30 @@ def _without_attributes(reason: str) -> str:
     )
 
 
+# More than any SQS message holds: what is longer is no message (a device that never ends,
+# /dev/zero, was read until memory ran out).
+READ_MAX = 16 << 20
+
+
 def _read(path: str) -> bytes:
     if path == "-":
-        return sys.stdin.buffer.read()
+        return _at_most(sys.stdin.buffer.read(READ_MAX + 1), "standard input")
     if not path:  # open("") says only "No such file or directory", naming nothing
         fail(f"PATH is empty: {_GIVE}", EXIT_USAGE)
     try:
         with open(path, "rb") as stream:
-            return stream.read()
+            return _at_most(stream.read(READ_MAX + 1), path)
     except OSError as exc:
         fail(f"cannot read {path} ({exc.strerror or exc}): {_GIVE}", EXIT_USAGE)
+
+
+def _at_most(data: bytes, source: str) -> bytes:
+    if len(data) > READ_MAX:
+        fail(
+            f"{source} holds more than {READ_MAX >> 20} MiB, more than a message does: {_GIVE}",
+            EXIT_USAGE,
+        )
+    return data
 
 
 def _sqs_message(data: bytes) -> tuple[str, Mapping[str, Any] | None]:

@@ -16,6 +16,7 @@ from lambda_destinations.cli._app import command, fail
 from lambda_destinations.cli._numbers import FiniteFloatRange
 from lambda_destinations.cli._options import settings_options
 from lambda_destinations.config import Settings
+from lambda_destinations.redact import echoed
 
 # Longer than a container's HEALTHCHECK would wait; far below what a socket refuses.
 MAX_TIMEOUT = 3600
@@ -57,18 +58,19 @@ def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
     if not settings.ops_port:
         fail("the ops server is off (LAMBDA_DESTINATIONS_OPS_PORT=0): nothing to ask")
     url = f"http://{_loopback_or(settings.ops_host)}:{settings.ops_port}{path}"
+    shown = echoed(url)  # a --path pasted wrong is not repeated whole
     not_ours = settings.endpoint_fix() if settings.from_dev() else NOT_OURS
     try:
         status, content_type, body = _ask(url, seconds)
     except OSError as exc:  # a connection reset before any answer included
-        fail(f"{url}: {_no_answer(exc, seconds, settings)}")
+        fail(f"{shown}: {_no_answer(exc, seconds, settings)}")
     except http.client.HTTPException:  # a status line or headers that are not HTTP's
-        fail(f"{url}: answered something that is not HTTP: {not_ours}")
+        fail(f"{shown}: answered something that is not HTTP: {not_ours}")
     if body is None:
-        fail(f"{url}: the answer stopped short: try again")
+        fail(f"{shown}: the answer stopped short: try again")
     problem = _problem(status, content_type, body, not_ours)
     if problem is not None:
-        fail(f"{url}: {problem}")
+        fail(f"{shown}: {problem}")
     click.echo(f"{url}: {status}")
 
 

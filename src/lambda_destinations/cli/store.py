@@ -33,7 +33,7 @@ from lambda_destinations.errors import (
     StoreUnavailable,
     StoreUrlProblem,
 )
-from lambda_destinations.redact import mask_url
+from lambda_destinations.redact import echoed, mask_url
 from lambda_destinations.store import Backup, Store
 
 
@@ -109,6 +109,10 @@ def backup_command(settings: Settings, path: Path, force: bool, as_json: bool) -
 
 def _check_target(path: Path, force: bool, store: Store) -> None:
     """Usage errors (exit 2) for a PATH that cannot be the backup's: nothing is read before."""
+    try:
+        path.exists()
+    except OSError as exc:  # a name too long: before, OSError's traceback
+        fail(f"cannot use {echoed(str(path))} ({exc.strerror}): give another path", EXIT_USAGE)
     live = getattr(store, "path", None)
     if live is not None and _same_file(path, Path(live)):
         fail(f"{path} is the store itself: give a path for the copy", EXIT_USAGE)
