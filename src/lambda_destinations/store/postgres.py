@@ -303,8 +303,6 @@ class PostgresStore(SqlStore):
         create: bool = True,  # SQLite's option: a PostgreSQL database is never created
     ) -> None:
         parsed = parse_store_url(url, "postgresql://user@host:5432/dbname")
-        if (where := not_utf8(url)) is not None:  # asyncpg's encoder raised a traceback
-            raise url_error(url, f"it is not UTF-8 text ({where}): write it in UTF-8")
         if parsed.drivername not in ("postgresql", "postgres", "postgresql+asyncpg"):
             raise url_error(url, "use postgresql://user@host:5432/dbname")
         if not parsed.database:
@@ -313,6 +311,8 @@ class PostgresStore(SqlStore):
             raise url_error(
                 url, f"{parsed.host!r} is not a host name: use postgresql://user@host:5432/dbname"
             )
+        if (where := not_utf8(url)) is not None:  # asyncpg's encoder raised a traceback
+            raise url_error(url, f"it is not UTF-8 text ({where}): write it in UTF-8")
         _refuse_nameless_user(url, parsed)
         connect_query, url_pool_size, self._pgbouncer = _url_options(url, dict(parsed.query))
         # The host in Punycode by IDNA 2008 as every other host here: given as Unicode, the
