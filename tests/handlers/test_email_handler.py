@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import re
+import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
 from email.header import decode_header, make_header
@@ -40,7 +42,7 @@ from lambda_destinations.operations.handler_checks import check_handlers
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import RunState, Store
 from lambda_destinations.worker import Stats, Worker
-from processes import free_port
+from processes import ENTRY, free_port
 
 
 def mail_settings(endpoint_url: str, url: str, *, store: str, **options: Any) -> Settings:
@@ -948,6 +950,56 @@ async def test_one_recipient_refused_for_now_gets_the_mail_later_and_the_others_
         runs = await store.handler_runs(decode(json.dumps(record)).key)
     run = next(run for run in runs if run.handler == "oncall-mail")
     assert run.state == RunState.COMPLETED
+
+
+async def test_a_recipient_refused_for_good_while_others_take_the_mail_is_on_the_handler_run(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: three recipients, the server refusing one for good (550) at RCPT TO, its reply
+    # quoting the address
+    url, _ = make_queue("smtp-some-for-good")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    unknown, oncall, team = "unknown@example.com", "oncall@example.com", "team@example.com"
+    smtp_server.mailbox.rcpt_errors[unknown] = f"550 5.1.1 <{unknown}>: Recipient unknown"
+    settings = smtp_settings(
+        endpoint_url, url, store=sqlite_url, port=smtp_server.port, to=[oncall, unknown], cc=[team]
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: the others got the mail, once, and the run completed
+    assert stats.outcomes["ack"] == 1
+    assert [rcpts for _sender, rcpts in smtp_server.mailbox.envelopes] == [[oncall, team]]
+    async with Store.from_url(sqlite_url) as store:
+        runs = await store.handler_runs(decode(json.dumps(record)).key)
+    run = next(run for run in runs if run.handler == "oncall-mail")
+    assert run.state == RunState.COMPLETED
+    # and what the operator reads of it (failures show, the console's failure page) says who
+    # did not get it and why, the address masked as the log masks it (before: nothing; the
+    # refusal was a log line alone)
+    assert run.last_error == (
+        "sent to 2 of 3 recipients; refused for good: u***@example.com (550 5.1.1 "
+        "<u***@example.com>: Recipient unknown)"
+    ), run.last_error
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [*ENTRY, "failures", "show", record["requestContext"]["requestId"], "--json"],
+        env={**os.environ, "LAMBDA_DESTINATIONS_STORE": sqlite_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    runs_shown = {r["handler"]: r for r in json.loads(shown.stdout)["handler_runs"]}
+    assert runs_shown["oncall-mail"]["last_error"] == run.last_error
+    assert unknown not in shown.stdout
 
 
 async def test_a_digest_refused_for_now_by_one_recipient_reaches_it_later_and_the_other_once(

@@ -40,7 +40,9 @@ class Delivery:
         recorded: set by a handler whose save recorded this delivery (persist, new record or
             not): the worker then adds no delivery row of its own for a duplicate.
         in_doubt: set by a handler whose call was in doubt and not sent again
-            (``in_doubt = "skip"``); the worker keeps it in the handler run.
+            (``in_doubt = "skip"``), or whose call reached some recipients only (an email's
+            refused for good at RCPT TO): the note the worker keeps in the handler run
+            (``last_error``) when it completes.
         sending: the acting call under way, from just before it is sent until its answer
             (handlers/in_doubt.py ``sending``): a call the worker cuts off meanwhile (shutdown,
             ``handler_timeout``) is in doubt.

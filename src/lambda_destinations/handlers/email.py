@@ -81,7 +81,7 @@ from lambda_destinations.handlers.templates import (
     record_fields,
     shows_anything,
 )
-from lambda_destinations.redact import echoed, mask_secrets
+from lambda_destinations.redact import echoed, mask_email, mask_secrets, redact
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -334,9 +334,11 @@ class Transport(Protocol):
         aws: AwsClients,
         log: FilteringBoundLogger,
         call: CallUnderWay | None = None,
-    ) -> None:
+    ) -> str | None:
         """Send ``mail``; ``call``: the handler's in-doubt span, for a transport whose call
-        may act only from some point on (SMTP's DATA), to mark that point."""
+        may act only from some point on (SMTP's DATA), to mark that point. Returns a note for
+        the handler run when the mail went to some recipients only (SMTP's refused for good),
+        else None."""
 
 
 class SesTransport:
@@ -354,7 +356,7 @@ class SesTransport:
         aws: AwsClients,
         log: FilteringBoundLogger,
         call: CallUnderWay | None = None,
-    ) -> None:
+    ) -> str | None:
         destination: dict[str, list[str]] = {"ToAddresses": list(mail.to)}
         if mail.cc:
             destination["CcAddresses"] = list(mail.cc)
@@ -377,6 +379,7 @@ class SesTransport:
         ses = await aws.sender("sesv2")
         response = await ses.send_email(**request)
         log.info("email sent", transport="ses", ses_message_id=response.get("MessageId"))
+        return None  # SES takes a mail for every recipient, or refuses it
 
 
 class RefusedForNow(TransientError):
@@ -502,7 +505,7 @@ class SmtpTransport:
         aws: AwsClients,
         log: FilteringBoundLogger,
         call: CallUnderWay | None = None,
-    ) -> None:
+    ) -> str | None:
         client = _Smtp(
             call,
             hostname=self.host,
@@ -527,15 +530,15 @@ class SmtpTransport:
             recipients=len(mail.recipients) - len(refused),
             reply=mask_secrets(reply, self.secrets),
         )
-        if refused:
-            self._refused(mail, refused, log)
+        return self._refused(mail, refused, log) if refused else None
 
     def _refused(
         self, mail: Mail, refused: dict[str, SMTPResponse], log: FilteringBoundLogger
-    ) -> None:
+    ) -> str:
         """After the others took the mail: those refused for good (5xx) are logged, never
-        sent again; any refused for now (4xx) raise :class:`RefusedForNow`, to be retried
-        alone."""
+        sent again, and said in the note returned for the handler run (its ``last_error``,
+        masked as the log is); any refused for now (4xx) raise :class:`RefusedForNow`, to be
+        retried alone."""
         said = {
             rcpt: mask_secrets(f"{r.code} {r.message}", self.secrets) for rcpt, r in refused.items()
         }
@@ -552,6 +555,11 @@ class SmtpTransport:
                 ),
                 accepted,
             )
+        # Every other recipient has the mail (from this try, or one before it)
+        everyone = len(mail.recipients) + len(mail.sent_to)
+        lost = ", ".join(f"{mask_email(rcpt)} ({redact(said[rcpt])})" for rcpt in refused)
+        sent = f"sent to {everyone - len(refused)} of {everyone} recipients"
+        return _one_line(f"{sent}; refused for good: {lost}", 1000)
 
     async def _send(self, client: _Smtp, mail: Mail) -> tuple[dict[str, SMTPResponse], str]:
         """Send ``mail`` on the connected ``client``. aiosmtplib asks for SMTPUTF8 by the
@@ -802,22 +810,23 @@ class EmailHandler(storm.Notifier):
     async def _send_rest(
         self,
         mail: Mail,
-        send: Callable[[Mail], Awaitable[None]],
+        send: Callable[[Mail], Awaitable[str | None]],
         store: Store,
         key: str,
         owner: str,
-    ) -> None:
+    ) -> str | None:
         """``send`` ``mail`` to the recipients an earlier try left out (refused for now), each
         recipient that took it recorded for ``key`` (as ``NAME#address``) when others were
-        refused for now, so that the retry sends it to those alone."""
+        refused for now, so that the retry sends it to those alone. Returns the transport's
+        note (recipients refused for good), or None."""
         if isinstance(self.transport, SmtpTransport) and len(mail.recipients) > 1:
             completed = await store.completed_handlers(key)
             sent = frozenset(r for r in mail.recipients if f"{self.name}#{r}" in completed)
             mail = dataclasses.replace(mail, sent_to=sent)
         if not mail.recipients:  # every one recorded: the run stopped before its completion
-            return
+            return None
         try:
-            await send(mail)
+            return await send(mail)
         except RefusedForNow as exc:
             for rcpt in exc.accepted:
                 await store.complete_handler(key, f"{self.name}#{rcpt}", owner)
@@ -844,7 +853,8 @@ class EmailHandler(storm.Notifier):
             # there is ReplyLost).
             with sending(context, self.in_doubt, what, started=can_doubt) as call:
                 delivery = delivery_of(context)
-                await self._send_rest(
+                # Recipients refused for good: the worker keeps the note in the handler run
+                delivery.in_doubt = await self._send_rest(
                     mail,
                     lambda rest: self.transport.send(rest, delivery.aws, context.log, call),
                     delivery.store,
@@ -867,17 +877,18 @@ class EmailHandler(storm.Notifier):
             about=context.job.key,
         )
 
-        async def send() -> None:
-            await storm.retry_digest(
-                lambda: self._send_rest(
-                    mail,
-                    lambda rest: self.transport.send(rest, context.aws, context.log),
-                    context.store,
-                    context.job.key,
-                    context.owner,
-                ),
-                context,
+        async def send_rest() -> None:
+            # Recipients refused for good are in the log: a digest has no handler run of its own
+            await self._send_rest(
+                mail,
+                lambda rest: self.transport.send(rest, context.aws, context.log),
+                context.store,
+                context.job.key,
+                context.owner,
             )
+
+        async def send() -> None:
+            await storm.retry_digest(send_rest, context)
 
         completed = await context.store.completed_handlers(context.job.key)
         await storm.send_once(
