@@ -10,6 +10,10 @@ from lambda_destinations.redact import echoed
 
 _DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# An ISO 8601 date as fromisoformat reads one (calendar or week, extended or basic) and what
+# follows it. fromisoformat takes any character after the date for the T before the time, a
+# digit too: 30 ones read as 1111-11-11 11:11:11.111111, 20240501120000+0000 as 20:00.
+_DATE_THEN = re.compile(r"\d{4}(?:-\d{2}-\d{2}|-W\d{2}(?:-\d)?|\d{4}|W\d{2}\d?)(?P<then>.?)")
 # The longest wait for an invocation's result (`invoke --wait`, `result --wait`, Results.wait): a
 # terminal or a script waits longer than the HTTP API's 60 s, but a wait beyond a day is a
 # mistake, not a plan.
@@ -92,7 +96,7 @@ def _parse(value: str, text: str, now: dt.datetime | None) -> dt.datetime:
         seconds = float(match["amount"]) * _UNITS[match["unit"].lower()]
         return (now or utcnow()) - dt.timedelta(seconds=seconds)
     try:
-        moment = dt.datetime.fromisoformat(value.replace("z", "Z"))
+        moment = _iso_time(value)
     except ValueError:
         raise ValueError(
             f"{echoed(text)!r} is neither a duration (30m, 2h, 7d, 1w) nor an ISO 8601 time "
@@ -101,3 +105,12 @@ def _parse(value: str, text: str, now: dt.datetime | None) -> dt.datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC)
+
+
+def _iso_time(value: str) -> dt.datetime:
+    """``value`` as ``fromisoformat`` reads it, a date followed by other than ``T`` or a space
+    refused (ValueError): a digit there is no time's start."""
+    date = _DATE_THEN.match(value)
+    if date is not None and date["then"] not in ("", "T", "t", " "):
+        raise ValueError(f"{value!r}: no T or space between the date and the time")
+    return dt.datetime.fromisoformat(value.replace("z", "Z"))

@@ -260,6 +260,8 @@ def test_a_window_with_nothing_before_it_either_says_only_that_nothing_matches(
     ("args", "needle"),
     [
         (["--since", "yesterday"], "--since: 'yesterday' is neither a duration"),
+        # before: taken, read as 1111-11-11 11:11:11 (fromisoformat's)
+        (["--since", "1" * 30], f"--since: '{'1' * 30}' is neither a duration"),
         (["--until", "2h", "--since", "1h"], "--since must be before --until"),
         (["--json", "--csv"], "choose one of --json, --ndjson and --csv"),
     ],

@@ -52,6 +52,9 @@ NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
         ("2024-04-30", dt.datetime(2024, 4, 30, tzinfo=dt.UTC)),
         ("2024-04-30T10:15Z", dt.datetime(2024, 4, 30, 10, 15, tzinfo=dt.UTC)),
         ("2024-04-30T12:15:00+02:00", dt.datetime(2024, 4, 30, 10, 15, tzinfo=dt.UTC)),
+        ("2024-04-30 10:15", dt.datetime(2024, 4, 30, 10, 15, tzinfo=dt.UTC)),
+        ("20240430", dt.datetime(2024, 4, 30, tzinfo=dt.UTC)),
+        ("20240430T101500Z", dt.datetime(2024, 4, 30, 10, 15, tzinfo=dt.UTC)),
     ],
 )
 def test_times_are_durations_ago_or_iso(text: str, expected: dt.datetime) -> None:
@@ -60,6 +63,21 @@ def test_times_are_durations_ago_or_iso(text: str, expected: dt.datetime) -> Non
 
 @pytest.mark.parametrize("text", ["yesterday", "2 hours", "-2h", "2024-13-01", ""])
 def test_other_times_are_refused_with_the_forms_that_work(text: str) -> None:
+    with pytest.raises(ValueError, match="neither a duration"):
+        parse_when(text, NOW)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" * 30,  # read as 1111-11-11 11:11:11.111111
+        "20240430112",  # read as 2024-04-30 12:00 (the 1 taken for the T)
+        "20240430101500+0000",  # read as 2024-04-30 01:50 (the 1 taken for the T)
+        "2024-04-30+02:00",  # read as 02:00 UTC, the zone taken for the time
+    ],
+)
+def test_a_date_followed_by_other_than_t_or_a_space_is_refused_not_misread(text: str) -> None:
+    # fromisoformat takes any character after the date for the T before the time
     with pytest.raises(ValueError, match="neither a duration"):
         parse_when(text, NOW)
 
