@@ -121,18 +121,34 @@ def is_host(host: str) -> bool:
     return all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
+def numeric_host_problem(host: str) -> str | None:
+    """What is wrong with ``host`` (not an IP address) when it is digits and dots alone
+    (``1.2.3.4.5``, ``127.1``, ``2130706433``): no name, and no IPv4 address aiohttp connects
+    to (it refuses all but four numbers of 0 to 255, as no DNS lookup is made for them); None
+    for any other host. The host cut as :func:`echoed` cuts what was pasted."""
+    if not host.replace(".", "").isdigit():
+        return None
+    return (
+        f"its host {echoed(host)!r} is no IPv4 address (four numbers of 0 to 255 without "
+        "leading zeros, such as 127.0.0.1) and, of digits and dots alone, no host name"
+    )
+
+
 def endpoint_host_problem(url: str) -> str | None:
     """What keeps botocore from making a client for the endpoint ``url`` (an http(s) URL with
     a host, its port checked): a whitespace or control character in it, or a host that is
     neither an IP address nor a name of letters, digits, hyphens and dots of 255 characters
-    at most; None when there is nothing. The problem repeats no part of the URL but its host
-    (which holds no secret), cut as :func:`echoed` cuts what was pasted."""
+    at most (nor digits and dots alone: :func:`numeric_host_problem`); None when there is
+    nothing. The problem repeats no part of the URL but its host (which holds no secret), cut
+    as :func:`echoed` cuts what was pasted."""
     if any(c.isspace() or not c.isprintable() for c in url):
         return "a space, tab or control character is in it: remove it"
     host = urllib.parse.urlsplit(url).hostname or ""
     with contextlib.suppress(ValueError):
         ipaddress.ip_address(host.replace("%25", "%"))  # an IPv6 zone, percent-encoded
         return None
+    if (numeric := numeric_host_problem(host)) is not None:
+        return numeric
     labels = host.removesuffix(".").split(".")
     if all(_ENDPOINT_LABEL.fullmatch(label) for label in labels):
         if len(host) <= 255:

@@ -976,6 +976,25 @@ def test_an_endpoint_host_pasted_wrong_is_not_repeated_whole(
     assert len(line) < 400, line
 
 
+@pytest.mark.parametrize("host", ["1.2.3.4.5", "127.1", "10.0.0.1."])
+def test_an_endpoint_host_of_digits_that_is_no_ipv4_address_is_a_setting_not_an_outage(
+    host: str, tmp_path: Path
+) -> None:
+    # given: a host of digits and dots that is no IPv4 address: no name, and no address
+    # aiohttp connects to (it asks no DNS for it)
+    env = {"LAMBDA_DESTINATIONS_ONCE_TIMEOUT": "5"}
+
+    # when
+    url = f"http://{host}:4566"
+    result = cli("run", "--once", "--queues", "q", "--endpoint-url", url, env=env, cwd=tmp_path)
+
+    # then: the setting, at start (before: exit 4 after the tries, the endpoint "unreachable"
+    # with aiohttp's "is not a canonical IPv4 address")
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert f"its host {host!r} is no IPv4 address (four numbers of 0 to 255" in line, line
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1:4566", "http://127.0.0.1:4566/?token=x"])
 def test_an_endpoint_url_at_its_root_is_taken(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
