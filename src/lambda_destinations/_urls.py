@@ -134,6 +134,27 @@ def numeric_host_problem(host: str) -> str | None:
     )
 
 
+def host_name_problem(host: str) -> str | None:
+    """What keeps ``host`` (a URL's, ASCII) from naming a host: an IP address, or a name of
+    253 characters at most (a final dot aside) whose labels are 1 to 63 letters, digits,
+    hyphens and underscores; None when it does. The host cut as :func:`echoed` cuts it."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return None
+    if (numeric := numeric_host_problem(host)) is not None:
+        return numeric
+    name = host.removesuffix(".")
+    if len(name) > 253:
+        return f"its host {echoed(host)!r} has {len(name):,} characters, a host name 253 at most"
+    for label in name.split("."):
+        if not _HOST_LABEL.fullmatch(label):
+            return (
+                f"its host {echoed(host)!r} is no host name: its part {echoed(label)!r} is not "
+                "1 to 63 letters, digits, '-' and '_'"
+            )
+    return None
+
+
 def endpoint_host_problem(url: str) -> str | None:
     """What keeps botocore from making a client for the endpoint ``url`` (an http(s) URL with
     a host, its port checked): a whitespace or control character in it, or a host that is

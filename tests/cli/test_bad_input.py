@@ -27,6 +27,7 @@ from lambda_destinations import _entry
 from lambda_destinations.cli import _app
 from lambda_destinations.cli._app import LazyGroup, reports_errors
 from lambda_destinations.config import Settings, load_settings
+from lambda_destinations.redact import echoed
 from lambda_destinations.store import InvocationFilter, Store
 from lambda_destinations.store.migrations import LATEST_VERSION
 from processes import ctrl_c_as_in_a_terminal, free_port, reap
@@ -2303,6 +2304,36 @@ def test_a_console_public_url_that_is_not_one_is_refused(
     assert line.endswith(
         "such as https://ops.example.com/ or https://tools.example.com/lambda-destinations/"
     ), line
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("a" * 100_000, "has 100,000 characters, a host name 253 at most"),
+        ("a." * 200 + "com", "has 403 characters, a host name 253 at most"),
+        ("ops..example.com", "is no host name: its part '' is not 1 to 63 letters"),
+        ("ops!.example.com", "is no host name: its part 'ops!' is not 1 to 63 letters"),
+        ("1.2.3.4.5", "is no IPv4 address"),
+    ],
+    ids=["100 KB", "over 253", "empty part", "not a letter", "digits"],
+)
+def test_a_console_public_url_whose_host_is_no_host_name_is_refused_in_a_line(
+    sqlite_url: str, tmp_path: Path, host: str, problem: str
+) -> None:
+    # given: a host no browser reaches (a file pasted in, a typo)
+    url = f"https://{host}/"
+    env = {"LAMBDA_DESTINATIONS_STORE": sqlite_url, "LAMBDA_DESTINATIONS_CONSOLE_PUBLIC_URL": url}
+
+    # when
+    result = cli("console", "--port", "0", env=env, cwd=tmp_path, timeout=30)
+
+    # then: refused at start in a line one can read (before: taken; with a store, the console
+    # listened and printed the whole URL, its links and Origin checks at a host no one reaches)
+    assert result.returncode == 3, result.stderr
+    line = one_error_line(result)
+    assert line.startswith(f"error: --public-url {echoed(url)!r}: its host "), line
+    assert problem in line, line
+    assert len(line) < 500, line
 
 
 def test_a_console_behind_a_proxy_refuses_a_short_token(sqlite_url: str, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from lambda_destinations.cli._numbers import Whole
 from lambda_destinations.cli._options import not_empty, settings_options
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, LambdaDestinationsError
+from lambda_destinations.redact import echoed
 
 # The console (aiohttp, its templates, the AWS clients) is imported when it serves, so that
 # `console --help` loads none of it.
@@ -47,7 +48,7 @@ def console_options(host: str, port: int, read_only: bool, public_url: str = "")
     )
     if not options.open_reads and len(options.token) < MIN_EXPOSED_TOKEN:
         # Beyond loopback the token is all that guards every page: a short one can be guessed.
-        where = f"served at {public_url.strip()}" if public_url else f"on {host}"
+        where = f"served at {echoed(public_url.strip())}" if public_url else f"on {host}"
         raise ConfigError(
             f"{TOKEN_ENV} is {len(options.token)} characters, too short for a console {where}: "
             f"give one of at least {MIN_EXPOSED_TOKEN} (python -c 'import secrets; "
@@ -66,7 +67,7 @@ def _public(url: str) -> PublicUrl:
         return PublicUrl.parse(url)
     except ValueError as exc:
         raise ConfigError(
-            f"--public-url {url!r}: {exc}: give the address browsers open, such as "
+            f"--public-url {echoed(url)!r}: {exc}: give the address browsers open, such as "
             f"{PUBLIC_URL_EXAMPLE}"
         ) from None
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
-from lambda_destinations._urls import is_site_path
+from lambda_destinations._urls import host_name_problem, is_site_path
 
 SESSION_COOKIE = "ld_console"
 # The sign-in link's token, taken in by the server: the cookie names a short-lived slot.
@@ -81,6 +81,8 @@ class PublicUrl:
             raise ValueError("it may hold no user, query or fragment")
         if not parts.hostname.isascii():
             raise ValueError("its host is not ASCII: write it as browsers send it (xn--…)")
+        if (problem := host_name_problem(parts.hostname)) is not None:
+            raise ValueError(problem)
         root = parts.path.rstrip("/")
         if root and not _plain_root(root):
             raise ValueError("its path may hold only letters, digits and - . _ ~ between slashes")
