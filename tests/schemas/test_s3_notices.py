@@ -29,17 +29,20 @@ def notice_of(body: str) -> S3Object:
     return caught.value.location
 
 
-def test_a_notification_names_the_object_with_its_region_size_and_version() -> None:
+def test_a_notification_names_the_object_with_its_region_size_version_and_etag() -> None:
     doc = notification(size=2048, versionId="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")
 
     location = notice_of(json.dumps(doc))
 
+    # (the worker checks S3's answer against the size and the ETag: a page in its place is
+    # no record)
     assert location == S3Object(
         "lambda-artifacts-xmpl",
         KEY,
         region="us-east-1",
         size=2048,
         version="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+        etag="b21b84d653bb07b05b1e6b33684dc11b",
     )
     assert str(location) == f"s3://lambda-artifacts-xmpl/{KEY}"
 
@@ -70,13 +73,24 @@ def test_an_eventbridge_event_from_s3_names_the_object_as_given() -> None:
         "region": "eu-west-1",
         "detail": {
             "bucket": {"name": "records"},
-            "object": {"key": KEY, "size": 900, "version-id": "v1"},
+            "object": {
+                "key": KEY,
+                "size": 900,
+                "version-id": "v1",
+                "etag": "9b2cf535f27731c974343645a3985328-2",
+            },
             "reason": "PutObject",
         },
     }
 
+    # (EventBridge's detail says "etag", a notification "eTag"; a multipart object's has -N)
     assert notice_of(json.dumps(event)) == S3Object(
-        "records", KEY, region="eu-west-1", size=900, version="v1"
+        "records",
+        KEY,
+        region="eu-west-1",
+        size=900,
+        version="v1",
+        etag="9b2cf535f27731c974343645a3985328-2",
     )
 
 

@@ -266,9 +266,12 @@ async def test_a_read_refused_on_every_receive_is_quarantined_on_the_last_naming
     assert len(receive_all(sqs, dlq)) == 1
 
 
-def notice_of(bucket: str, key: str, version: str) -> str:
-    """S3's notification of a new object version, as AWS sends it (moto's leave versionId out)."""
-    found = {"key": quote_plus(key), "size": 900, "versionId": version, "sequencer": "0A1B"}
+def notice_of(bucket: str, key: str, version: str | None, **found: Any) -> str:
+    """S3's notification of a new object version, as AWS sends it (moto's leave versionId out);
+    ``found``: the object's fields it says (its size and eTag, as S3's do)."""
+    found = {"key": quote_plus(key), **found, "sequencer": "0A1B"}
+    if version is not None:
+        found["versionId"] = version
     record = {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
@@ -305,7 +308,9 @@ async def test_a_notice_naming_a_version_reads_that_version_and_a_refusal_names_
     later = {**first, "requestContext": {**first["requestContext"], "requestId": "later"}}
     put = s3.put_object(Bucket=versioned_bucket, Key=KEY, Body=RECORD)
     s3.put_object(Bucket=versioned_bucket, Key=KEY, Body=json.dumps(later).encode())
-    sqs.send_message(QueueUrl=url, MessageBody=notice_of(versioned_bucket, KEY, put["VersionId"]))
+    etag = put["ETag"].strip('"')  # a notice gives it without the quotes
+    notice = notice_of(versioned_bucket, KEY, put["VersionId"], size=len(RECORD), eTag=etag)
+    sqs.send_message(QueueUrl=url, MessageBody=notice)
     proxy = refused(reads_of(endpoint_url, versioned_bucket), 1)
 
     # when
@@ -363,3 +368,92 @@ async def test_a_read_the_objects_kms_key_refuses_names_kms_decrypt(
         "key's policy or, if it lets IAM grant it, in theirs"
     ), retried["reason"]
     assert "s3:GetObject" not in retried["reason"]
+
+
+# What a captive portal or a proxy answers in S3's place, 200 (a page of its own), and what
+# S3's notice said of the object that the answer is not.
+PORTAL_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Sign in to the Wi-Fi</title></head>"
+    b"<body><p>Accept the terms</p></body></html>"
+)
+PAGES = {
+    # a portal's page, with none of S3's headers: no ETag
+    "no-etag": ("", "no ETag, which S3 gives every object"),
+    # a web server's static page, with its own ETag (nginx's: mtime-length)
+    "its-own-etag": ('ETag: "6579a1b2-5a"\r\n', "ETag 6579a1b2-5a where the notice said "),
+}
+
+
+def page_answer(headers: str = "") -> bytes:
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n{headers}"
+        f"Content-Length: {len(PORTAL_PAGE)}\r\n\r\n"
+    )
+    return head.encode() + PORTAL_PAGE
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+async def test_a_page_in_place_of_the_object_is_retried_then_quarantined_as_not_s3s_answer(
+    s3, bucket_to, make_queue, settings_for, endpoint_url, sqlite_url, page: str
+) -> None:
+    # given: a record's notice (moto's, as S3's: the object's size and eTag), and every read
+    # of the object answered 200 by a captive portal or a proxy with a page of its own
+    url, _dlq = make_queue("s3-portal", max_receive_count=2)
+    bucket = bucket_to(url)
+    put = s3.put_object(Bucket=bucket, Key=KEY, Body=RECORD)
+    headers, said = PAGES[page]
+    proxy = reads_of(endpoint_url, bucket)
+    proxy.answer = lambda request: page_answer(headers)
+
+    # when
+    worker, logs = await drain_through(
+        proxy, url, settings_for, lambda worker: worker.stats.outcomes["quarantine"] >= 1
+    )
+
+    # then: retried as a read that failed, and quarantined on the last receive saying that
+    # S3's answer is not the object (before: the page decoded as the record, quarantined at
+    # once as "not a Lambda record", a permanent outcome for an endpoint's passing trouble)
+    (retried,) = [e for e in logs if e["event"] == "message will be retried"]
+    assert worker.stats.outcomes == {"ack": 1, "retry": 1, "quarantine": 1}
+    async with Store.from_url(sqlite_url) as store:
+        (row,) = await store.list_quarantine()
+    assert row.reason.startswith(
+        f"reading S3 object s3://{bucket}/{KEY} failed: S3's answer is not the object its "
+        f"notice named ({len(PORTAL_PAGE)} bytes where the notice said {len(RECORD)}, {said}"
+    ), row.reason
+    assert "check the endpoint" in row.reason
+    assert "still failing on receive 2" in row.reason
+    assert retried["reason"] in row.reason
+    if page == "its-own-etag":
+        assert put["ETag"].strip('"') in row.reason
+    assert s3_reads(worker) == {"read": 0, "unreadable": 0, "failed": 2}
+
+
+async def test_a_page_in_place_of_an_object_whose_notice_gives_its_size_alone_is_retried(
+    s3, versioned_bucket, make_queue, settings_for, endpoint_url, sqlite_url, sqs
+) -> None:
+    # given: a notice that gives the object's size and no eTag, the first read answered 200
+    # by a web server's page with an ETag of its own, the next by S3
+    url, _dlq = make_queue("s3-page-size", max_receive_count=5)
+    s3.put_object(Bucket=versioned_bucket, Key=KEY, Body=RECORD)
+    sqs.send_message(
+        QueueUrl=url, MessageBody=notice_of(versioned_bucket, KEY, None, size=len(RECORD))
+    )
+    proxy = reads_of(endpoint_url, versioned_bucket)
+    proxy.refusals = 1
+    proxy.refusal = page_answer(PAGES["its-own-etag"][0])
+
+    # when
+    worker, logs = await drain_through(
+        proxy, url, settings_for, lambda worker: worker.stats.outcomes["ack"] >= 1
+    )
+
+    # then: the page's byte count is not the object's: retried, then the record stored
+    (retried,) = [e for e in logs if e["event"] == "message will be retried"]
+    assert (
+        f"S3's answer is not the object its notice named ({len(PORTAL_PAGE)} bytes where the "
+        f"notice said {len(RECORD)})" in retried["reason"]
+    ), retried["reason"]
+    assert worker.stats.outcomes == {"ack": 1, "retry": 1}
+    async with Store.from_url(sqlite_url) as store:
+        assert await store.get_invocation(REQUEST_ID) is not None

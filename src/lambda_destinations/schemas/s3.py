@@ -36,13 +36,14 @@ _REGION_NAME = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
 @dataclass(frozen=True, slots=True)
 class S3Object:
     """An object S3 said was written: where to read it (``region``: the bucket's, when the
-    notice says), and its size and version when it says them."""
+    notice says), and its size, version and ETag (without quotes) when it says them."""
 
     bucket: str
     key: str
     region: str | None = None
     size: int | None = None
     version: str | None = None
+    etag: str | None = None
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
@@ -117,6 +118,7 @@ def check_s3_notice(doc: dict[str, Any]) -> None:
         region=_text(first.get("awsRegion")),
         size=_size(found.get("size")),
         version=_version(found.get("versionId")),
+        etag=_etag(found.get("eTag")),
     )
     if not event.startswith(_CREATED):
         raise _not_created(
@@ -159,6 +161,7 @@ def _eventbridge_object(doc: dict[str, Any]) -> S3Object:
         region=_text(doc.get("region")),
         size=_size(found.get("size")),
         version=_version(found.get("version-id")),
+        etag=_etag(found.get("etag", found.get("eTag"))),  # S3's "etag"; moto's "eTag"
     )
 
 
@@ -217,3 +220,8 @@ def _version(value: Any) -> str | None:
 
 def _size(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _etag(value: Any) -> str | None:
+    # S3's notices give the ETag without the quotes its answers' ETag header has
+    return _text(value.strip('"')) if isinstance(value, str) else None

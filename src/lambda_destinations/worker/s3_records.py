@@ -3,7 +3,8 @@
 The decoder names the object (:class:`~lambda_destinations.schemas.s3.RecordInS3`); this reads
 it with ``s3:GetObject``, in the bucket's region when the notice says it. What can never be
 read (the object is gone, or too big to be a record) is a :class:`DecodeError`, quarantined
-with its reason; what may pass (a refusal, an outage) is :class:`ObjectUnread`, retried.
+with its reason; what may pass (a refusal, an outage, an answer that is not the object the
+notice named: a captive portal's page) is :class:`ObjectUnread`, retried.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ async def read_record(
         s3 = await aws.client_in(None, "s3", region=location.region)
         response = await s3.get_object(**params)
         async with response["Body"] as stream:
+            _check_answer(location, response.get("ETag"), response.get("ContentLength"))
             data = await _read_whole(stream, location, response.get("ContentLength"))
+    except ObjectUnread:
+        raise
     except ClientError as exc:
         code = error_code(exc)
         if code in _GONE:
@@ -80,7 +84,38 @@ async def read_record(
         if not (isinstance(exc, BotoCoreError) or is_transient(exc)):
             raise
         raise ObjectUnread(_unread(location, exc, credentials)) from exc
+    if location.size is not None and len(data) != location.size:  # an answer with no length
+        raise _not_the_object(location, [_bytes_differ(len(data), location.size)])
     return data
+
+
+def _check_answer(location: S3Object, etag: object, length: object) -> None:
+    """Raise :class:`ObjectUnread` when GetObject's answer, by its headers, is not the object
+    S3's notice named: a page a captive portal or a proxy gave in S3's place (200), which
+    would be decoded as the record, and quarantined as none. S3 gives every object's ETag;
+    the notice, its ETag (a multipart object's ``…-N`` too) and size."""
+    differs: list[str] = []
+    if isinstance(length, int) and location.size is not None and length != location.size:
+        differs.append(_bytes_differ(length, location.size))
+    found = etag.strip('"') if isinstance(etag, str) else ""
+    if not found:
+        differs.append("no ETag, which S3 gives every object")
+    elif location.etag is not None and found != location.etag:
+        differs.append(f"ETag {found[:80]} where the notice said {location.etag[:80]}")
+    if differs:
+        raise _not_the_object(location, differs)
+
+
+def _bytes_differ(size: int, said: int) -> str:
+    return f"{size:,} bytes where the notice said {said:,}"
+
+
+def _not_the_object(location: S3Object, differs: list[str]) -> ObjectUnread:
+    return ObjectUnread(
+        f"reading S3 object {location} failed: S3's answer is not the object its notice named "
+        f"({', '.join(differs)}): a captive portal's or a proxy's page? check the endpoint and "
+        "the network"
+    )
 
 
 async def _read_whole(stream: Any, location: S3Object, length: object) -> bytes:
