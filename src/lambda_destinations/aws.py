@@ -242,10 +242,38 @@ def _refuse_unreadable_s3(operation_model: Any, response_dict: dict[str, Any]) -
         return  # a streamed body is an object's bytes: anything
     root = _XML_ROOT.match(body)
     if root is None or (root[1] != b"Error" and not _S3_NAMESPACE.search(root[2])):
-        from lambda_destinations.retrying import UnreadableXml
-
         reason = "an empty body" if not body.strip() else "not an answer of S3's"
-        raise UnreadableXml(reason=reason, body=body.decode(errors="replace"))
+        raise _unreadable_xml(reason, body)
+
+
+def _unreadable_xml(reason: str, body: object) -> Exception:
+    """retrying.UnreadableXml: an answer, ``body``, that is not the service's, for ``reason``."""
+    from lambda_destinations.retrying import UnreadableXml
+
+    text = body.decode(errors="replace") if isinstance(body, bytes) else ""
+    return UnreadableXml(reason=reason, body=text)
+
+
+# S3's operations whose answer is in its headers alone, the object's ETag always among them:
+# a 2xx with none is a page in S3's place (botocore reads any body as their empty answer).
+_S3_ETAG_ANSWERS = frozenset({"PutObject", "UploadPart"})
+
+
+def _s3_check() -> Callable[..., None]:
+    """The ``before-parse`` hook of an S3 client: an answer in the body must be S3's XML
+    (:func:`_refuse_unreadable_s3`), an answer with the object's ETag must have one."""
+    in_body = _rest_check(_refuse_unreadable_s3)
+
+    def refuse_unreadable_s3(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+        if operation_model.name not in _S3_ETAG_ANSWERS:
+            in_body(operation_model, response_dict)
+            return
+        status = int(response_dict.get("status_code") or 0)
+        if 200 <= status < 300 and not (response_dict.get("headers") or {}).get("etag"):
+            reason = f"no ETag, which S3's answer to {operation_model.name} always has"
+            raise _unreadable_xml(reason, response_dict.get("body"))
+
+    return refuse_unreadable_s3
 
 
 def refuse_unreadable_query(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
@@ -259,10 +287,7 @@ def refuse_unreadable_query(operation_model: Any, response_dict: dict[str, Any],
         return  # an empty body: botocore's parser refuses it itself
     root = _XML_ROOT.match(body)
     if root is None or root[1] != f"{operation_model.name}Response".encode():
-        from lambda_destinations.retrying import UnreadableXml
-
-        reason = f"not a {operation_model.name}Response"
-        raise UnreadableXml(reason=reason, body=body.decode(errors="replace"))
+        raise _unreadable_xml(f"not a {operation_model.name}Response", body)
 
 
 def answer_check(protocol: str, service: str = "") -> Callable[..., None] | None:
@@ -276,7 +301,7 @@ def answer_check(protocol: str, service: str = "") -> Callable[..., None] | None
     if protocol == "query":
         return refuse_unreadable_query
     if protocol == "rest-xml" and service == "s3":
-        return _rest_check(_refuse_unreadable_s3)
+        return _s3_check()
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -15,6 +16,7 @@ import pytest
 
 from lambda_destinations.simulate import messages
 from processes import reap
+from tcp_proxy import AnswerCutter
 
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 
@@ -104,6 +106,41 @@ def test_simulate_with_a_bucket_writes_failure_records_there_that_arrive_by_its_
     assert {envelopes[key] for key in in_s3.values()} == {"s3"}
     assert len(envelopes) == 40
     assert "s3" not in {e for key, e in envelopes.items() if key not in in_s3.values()}
+
+
+async def test_simulate_whose_writes_a_portal_answers_says_so_and_sends_nothing(
+    s3, bucket_to, make_queue, worker_env, sqs
+) -> None:
+    # given: a bucket whose every PutObject a captive portal answers 200 with its page, in
+    # S3's place (no ETag, which S3's answer to a PutObject always has)
+    url, _ = make_queue("portal-put")
+    failure, _ = make_queue("portal-put-failure")
+    bucket = bucket_to(failure)
+    page = b"<!DOCTYPE html><html><head><title>Sign in to the Wi-Fi</title></head></html>"
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(page)}\r\n\r\n"
+    endpoint = worker_env["LAMBDA_DESTINATIONS_ENDPOINT_URL"]
+    proxy = AnswerCutter(endpoint, f"PUT /{bucket}/aws/lambda/".encode(), http=True)
+    proxy.answer = lambda request: head.encode() + page
+
+    # when
+    async with proxy.running() as proxied:
+        env = {**worker_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied}
+        args = ["simulate", "--queue", url, "--failure-queue", failure, "--no-poison"]
+        args += ["-n", "20", "--bucket", bucket]  # one record to the bucket
+        result = await asyncio.to_thread(cli, *args, env=env)
+
+    # then: one line naming the page, exit 1, nothing sent nor in the bucket (before: exit 0,
+    # "wrote 1 failure record", the page taken for S3's answer)
+    assert proxy.refused >= 1
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines
+    assert "an HTML page titled 'Sign in to the Wi-Fi', not an AWS answer" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert counts["Attributes"]["ApproximateNumberOfMessages"] == "0"  # nothing sent
 
 
 def test_simulate_without_a_bucket_writes_nothing_to_s3(make_queue, worker_env) -> None:
