@@ -235,13 +235,20 @@ def _refuse_unreadable_s3(operation_model: Any, response_dict: dict[str, Any]) -
     """A 2xx answer of S3's (REST-XML) whose output is in the body: its root element must be
     in S3's namespace, or be an ``<Error>`` (S3's error in a 200, which botocore turns into
     a 500 itself). botocore reads any other XML (a captive portal's XHTML page) as the
-    operation's empty answer, and an empty body too (retrying.UnreadableXml)."""
+    operation's empty answer, and an empty body too (retrying.UnreadableXml).
+
+    A 5xx's body, when it has one, is S3's ``<Error>``: botocore makes a 500 of a 2xx page
+    that is not XML (its before-parse hook runs first), and said it was S3's error."""
     status = int(response_dict.get("status_code") or 0)
     body = response_dict.get("body")
-    if not 200 <= status < 300 or not isinstance(body, bytes):
-        return  # a streamed body is an object's bytes: anything
+    if not isinstance(body, bytes) or not (200 <= status < 300 or status >= 500):
+        return  # a streamed body is an object's bytes: anything; a 3xx or 4xx, botocore's
     root = _XML_ROOT.match(body)
-    if root is None or (root[1] != b"Error" and not _S3_NAMESPACE.search(root[2])):
+    if root is not None and root[1] == b"Error":
+        return  # S3's error, botocore's to read
+    if status >= 500 and body.strip():
+        raise _unreadable_xml("not an answer of S3's", body)
+    if status < 300 and (root is None or not _S3_NAMESPACE.search(root[2])):
         reason = "an empty body" if not body.strip() else "not an answer of S3's"
         raise _unreadable_xml(reason, body)
 

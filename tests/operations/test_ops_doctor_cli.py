@@ -1228,8 +1228,8 @@ async def test_a_bucket_s3_answers_for_so_is_a_warning_with_the_fix(
     )
 
 
-# What a captive portal or a proxy answers in S3's place, 200, that botocore's XML parser reads
-# (a page that is not XML, botocore itself makes a 500 of); and how the row says it.
+# What a captive portal or a proxy answers in S3's place, 200: pages botocore's XML parser
+# reads, and one it does not; and how the row says it.
 PORTAL_PAGES = {
     "HTML": (
         b"<!DOCTYPE html><html><head><title>Sign in to the Wi-Fi</title></head></html>",
@@ -1241,6 +1241,13 @@ PORTAL_PAGES = {
         "an HTML page titled 'Sign in to the Wi-Fi'",
     ),
     "empty": (b"", "with an empty body"),
+    # a page that is not XML (a void <meta>, an unclosed <p>): botocore makes a 500 of it
+    # itself, which doctor said was AWS's error, to run doctor again
+    "HTML, not XML": (
+        b"<!DOCTYPE html><html><head><meta charset=utf-8><title>Sign in to the Wi-Fi</title>"
+        b"</head><body><p>Accept the terms</body></html>",
+        "an HTML page titled 'Sign in to the Wi-Fi'",
+    ),
 }
 
 
