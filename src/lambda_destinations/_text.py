@@ -25,6 +25,11 @@ import re
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` - 1 characters and an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def printable(text: str) -> str:
     """``text`` with each surrogate replaced by U+FFFD, so that it encodes as UTF-8."""
     if text.isascii():

@@ -57,7 +57,7 @@ from aiosmtplib.typing import Default
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lambda_destinations import environment
-from lambda_destinations._text import json_cut, json_lines, multi_line, one_line
+from lambda_destinations._text import cut, json_cut, json_lines, multi_line, one_line
 from lambda_destinations._urls import NOT_TLS, ascii_domain, is_host
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
@@ -76,7 +76,6 @@ from lambda_destinations.handlers.templates import (
     Duration,
     NonBlank,
     Template,
-    cut,
     parse_options,
     record_fields,
     shows_anything,

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ConfigDict, Field, field_validator
 
 from lambda_destinations._json import utf8
+from lambda_destinations._text import cut
 from lambda_destinations.aws import invoke_event
 from lambda_destinations.errors import (
     ConfigError,
@@ -181,7 +182,7 @@ def replay_job_key(original_key: str, attempt: int) -> str:
 
 
 def _cut(text: str) -> str:
-    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+    return cut(text, MAX_DETAIL)
 
 
 def _worker(owner: str) -> str:

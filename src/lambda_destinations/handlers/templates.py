@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, FiniteFloat, ValidationError
 from pydantic.fields import FieldInfo
 
-from lambda_destinations._text import multi_line
+from lambda_destinations._text import cut, multi_line
 from lambda_destinations.config import boolean_problem, number_problem
 from lambda_destinations.errors import ConfigError
 
@@ -85,7 +85,6 @@ _CONVERSIONS = frozenset({None, "s", "r", "a"})
 # included, and the whole text. A payload or a padded spec repeated cannot make megabytes.
 FIELD_MAX = 10_000
 RENDERED_MAX = 100_000
-_CUT = "…"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -282,11 +281,6 @@ def shows_anything(text: str, *, markup: bool = False) -> bool:
 
 
 _TAG = re.compile(r"<[^>]*>")
-
-
-def cut(text: str, limit: int) -> str:
-    """``text``, or its first ``limit`` - 1 characters and an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1] + _CUT
 
 
 def cut_to_fit(text: str, fits: Callable[[str], bool]) -> str:

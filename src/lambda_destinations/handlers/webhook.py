@@ -69,6 +69,7 @@ from pydantic import Field, field_validator, model_validator
 from lambda_destinations import environment
 from lambda_destinations._json import loads, utf8
 from lambda_destinations._proxy import Proxy, proxy_for, proxy_problem, proxy_refusal
+from lambda_destinations._text import cut
 from lambda_destinations._urls import (
     BRACKET_UNCLOSED,
     IPV6_BRACKETS,
@@ -87,7 +88,6 @@ from lambda_destinations.handlers.templates import (
     NonBlank,
     SafeFormatter,
     Template,
-    cut,
     cut_to_fit,
     parse_options,
     record_fields,

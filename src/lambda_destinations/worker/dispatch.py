@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from structlog.contextvars import bind_contextvars
 
-from lambda_destinations._text import sqs_text
+from lambda_destinations._text import cut, sqs_text
 from lambda_destinations._urls import queue_name
 from lambda_destinations.errors import (
     Outcome,
@@ -215,10 +215,7 @@ def last_reason(error: str, last: str) -> str:
     """A reason on a message's last receive: ``error`` and ``last`` (:meth:`Dispatcher.
     last_receive`, which says what to do), ``error`` cut so that ``last`` fits in the reason's
     MAX_REASON characters (a long error cut at the end took the way back with it)."""
-    room = MAX_REASON - len(last) - 2
-    if len(error) > room:
-        error = error[: room - 1] + "…"
-    return f"{error}; {last}"
+    return f"{cut(error, MAX_REASON - len(last) - 2)}; {last}"
 
 
 class HandlerCancelled(TransientError):
