@@ -61,6 +61,10 @@ variable "desired_count" {
   description = "Tasks at creation; auto scaling moves it between min_count and max_count."
   type        = number
   default     = 1
+  validation {
+    condition     = var.desired_count >= 1
+    error_message = "desired_count must be 1 or more."
+  }
 }
 
 variable "min_count" {
@@ -77,12 +81,20 @@ variable "max_count" {
   description = "Most tasks auto scaling may run."
   type        = number
   default     = 10
+  validation {
+    condition     = var.max_count >= 1
+    error_message = "max_count must be 1 or more."
+  }
 }
 
 variable "backlog_per_task" {
   description = "Target of the scaling policy: visible messages (both queues) per running task."
   type        = number
   default     = 100
+  validation {
+    condition     = var.backlog_per_task >= 1
+    error_message = "backlog_per_task must be 1 or more."
+  }
 }
 
 variable "routes" {
@@ -141,12 +153,20 @@ variable "visibility_timeout" {
   description = "Seconds a received message stays hidden; the worker's heartbeat extends it."
   type        = number
   default     = 60
+  validation {
+    condition     = var.visibility_timeout >= 10 && var.visibility_timeout <= 43200
+    error_message = "visibility_timeout must be between 10 and 43200 seconds."
+  }
 }
 
 variable "max_receive_count" {
-  description = "Receives before SQS moves a message to the DLQ."
+  description = "Receives before SQS moves a message to the DLQ (2 or more: the worker quarantines a failing message on its last receive, so 1 would leave it no retry)."
   type        = number
   default     = 5
+  validation {
+    condition     = var.max_receive_count >= 2 && var.max_receive_count <= 1000
+    error_message = "max_receive_count must be between 2 and 1000."
+  }
 }
 
 variable "tags" {

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import subprocess
@@ -26,7 +27,7 @@ from deploy_helpers import (
 )
 
 from lambda_destinations.config import ENV_PREFIX, Settings, load_settings
-from lambda_destinations.operations.doctor import retry_delays
+from lambda_destinations.operations.doctor import Doctor, retry_delays
 
 REGION = "us-east-1"
 FUNCTIONS = ["orders-api", "billing_worker"]
@@ -261,6 +262,33 @@ def test_the_handlers_secret_is_given_whole_when_named(
         "LAMBDA_DESTINATIONS_STORE": network["secret"],
         "LAMBDA_DESTINATIONS_SECRETS": handler_secret,
     }
+
+
+@pytest.mark.filterwarnings(MOTO_SKIPS)
+def test_the_least_queue_settings_the_template_takes_are_no_error_to_doctor(
+    endpoint_url: str, network: dict[str, str], tmp_path: Path
+) -> None:
+    # Before: MaxReceiveCount took 1, which doctor calls an error (a failing record is
+    # quarantined on its first receive: no retry at all).
+    parameters = load_template()["Parameters"]
+    least = {
+        name: str(parameters[name]["MinValue"]) for name in ("MaxReceiveCount", "VisibilityTimeout")
+    }
+    with _created_stack(endpoint_url, network, **least) as stack:
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["stack"]["Outputs"]}
+        queues = [outputs["SuccessQueueUrl"], outputs["FailureQueueUrl"]]
+        settings = load_settings(
+            queues=queues,
+            endpoint_url=endpoint_url,
+            region=REGION,
+            store=f"sqlite:///{tmp_path / 'store.db'}",
+        )
+        checks = asyncio.run(Doctor(settings).run())
+    names = [url.rsplit("/", 1)[-1] for url in queues]
+    rows = {c.check: c for c in checks if c.check.split(":")[0] in names}
+    for name in names:  # the rows these settings make were there
+        assert {f"{name}: visibility timeout", f"{name}: retry backoff"} <= set(rows)
+    assert {k: c.detail for k, c in rows.items() if c.status == "error"} == {}
 
 
 # -- what moto ignores, from the parsed template -------------------------------------------------

@@ -329,3 +329,35 @@ def test_the_failure_queue_policy_lets_s3_send_from_the_record_buckets_only(
         ),
         "aws:SourceAccount": ("StringEquals", ["${data.aws_caller_identity.current.account_id}"]),
     }
+
+
+def _validated_bounds(name: str, variable: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The least and the most a number variable's validations let through (None: no bound);
+    every clause must be ``var.NAME >= N`` or ``var.NAME <= N``, joined by ``&&``."""
+    lower = upper = None
+    for validation in variable.get("validation", []):
+        condition = validation["condition"].removeprefix("${").removesuffix("}")
+        for clause in condition.split("&&"):
+            found = re.fullmatch(rf"\s*var\.{name}\s*(>=|<=)\s*(\d+)\s*", clause)
+            assert found, f"{name}: a validation clause this test cannot read: {clause!r}"
+            bound = float(found.group(2))
+            if found.group(1) == ">=":
+                lower = bound if lower is None else max(lower, bound)
+            else:
+                upper = bound if upper is None else min(upper, bound)
+    return lower, upper
+
+
+def test_each_number_variable_refuses_what_the_templates_parameter_refuses(
+    module: dict[str, dict[str, Any]],
+) -> None:
+    # Before: visibility_timeout, max_receive_count and the counts had no validation, so the
+    # module took a maxReceiveCount of 1 (no retry: doctor's error) the template refused.
+    parameters = load_template()["Parameters"]
+    numbers = [p for p in PARAMETERS if parameters[p]["Type"] == "Number"]
+    assert numbers
+    for parameter in numbers:
+        name = PARAMETERS[parameter]
+        assert module["variable"][name]["type"] == "number", name
+        expected = (parameters[parameter].get("MinValue"), parameters[parameter].get("MaxValue"))
+        assert _validated_bounds(name, module["variable"][name]) == expected, name
