@@ -2,7 +2,8 @@
 #
 #   docker build -t lambda-destinations .
 #   docker run --rm -p 8080:8080 -v ld-data:/var/lib/lambda-destinations \
-#     -e LAMBDA_DESTINATIONS_QUEUES=orders-success,orders-failure lambda-destinations
+#     -e LAMBDA_DESTINATIONS_QUEUES=orders-success,orders-failure -e AWS_REGION=eu-west-1 \
+#     lambda-destinations
 #
 # BASE_IMAGE must be a Debian-like image with python3 (3.11 or later) and its venv module.
 # Builds without access to PyPI: mount a folder of wheels and a pip.conf that points at it,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from lambda_destinations.config import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -97,3 +100,60 @@ def test_every_buildah_command_shown_keeps_the_healthcheck() -> None:
         if "--format docker" not in line and '"--format", "docker"' not in line
     ]
     assert not missing, "buildah bud without --format docker:\n" + "\n".join(missing)
+
+
+# The options of `docker run` the commands shown give a value to.
+VALUED = {"-e", "--env", "-p", "--publish", "-v", "--volume", "--name", "--user"}
+
+
+def _shown_runs() -> list[list[str]]:
+    """The `docker run` commands the README and the Dockerfile's header show, as words."""
+    shown = []
+    for path in (REPO / "README.md", DOCKERFILE):
+        text = path.read_text().replace("\\\n#", " ").replace("\\\n", " ")
+        for line in text.splitlines():
+            command = line.lstrip("# ").strip()
+            if command.startswith("docker run "):
+                shown.append(shlex.split(command)[2:])
+    return shown
+
+
+def _image_environment() -> dict[str, str]:
+    """The ENV the final stage sets, but PATH (which names its own ${PATH})."""
+    steps = instructions()
+    final = steps[[i for i, (word, _) in enumerate(steps) if word == "FROM"][-1] :]
+    items = [item for word, args in final if word == "ENV" for item in shlex.split(args)]
+    found = dict(item.split("=", 1) for item in items)
+    return {k: v for k, v in found.items() if k != "PATH"}
+
+
+def test_every_docker_run_shown_that_starts_the_worker_gives_it_what_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: the Dockerfile's header ran the worker with queue names and no region, and the
+    # container stopped at once: "no AWS region: set AWS_REGION, …" (exit 3).
+    started = 0
+    for words in _shown_runs():
+        given: dict[str, str] = {}
+        rest = iter(words)
+        for word in rest:
+            if word in VALUED:
+                value = next(rest)
+                if word in ("-e", "--env"):
+                    name, _, text = value.partition("=")
+                    given[name] = text
+            elif not word.startswith("-"):
+                break  # the image; what follows is its command
+        if list(rest) not in ([], ["run"]):
+            continue  # an operator command, which names its own settings
+        started += 1
+        for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+        for name, value in {**_image_environment(), **given}.items():
+            monkeypatch.setenv(name, value)
+        settings = load_settings()
+        assert settings.queues, words
+        assert settings.resolved_region(), f"no region for {' '.join(words)}"
+        monkeypatch.undo()
+    assert started >= 2  # the README's and the Dockerfile's
