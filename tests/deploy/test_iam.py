@@ -316,3 +316,21 @@ def test_the_readme_says_a_configuration_set_needs_the_email_permission_too() ->
     assert ":configuration-set/" in row
     (grant,) = [line for line in readme.splitlines() if line.startswith("| `ses:SendEmail` |")]
     assert "configuration set" in grant
+
+
+def test_the_readme_names_every_secret_the_execution_role_reads() -> None:
+    # Before: "on the store secret only", though the role reads the handlers' secret too.
+    statement = load_template()["Resources"]["ExecutionRole"]["Properties"]["Policies"][0]
+    granted = json.dumps(statement["PolicyDocument"])
+    parameters = set(re.findall(r'"Ref": "(\w+)"', granted)) - {"AWS::NoValue"}
+    assert parameters == {"StoreSecretArn", "HandlerSecretArn"}
+    readme = (KUBERNETES.parents[1] / "README.md").read_text()
+    paragraph = readme.split("\nThe execution role (ECS itself", 1)[1].split("\n\n", 1)[0]
+    paragraph = " ".join(paragraph.split())
+    variables = load_terraform()["variable"]
+    for parameter in parameters:
+        assert f"`{parameter}`" in paragraph
+        # and the Terraform module's variable of the same secret
+        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", parameter).lower()
+        assert snake in variables
+        assert f"`{snake}`" in paragraph
