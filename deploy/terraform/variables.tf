@@ -55,6 +55,10 @@ variable "assign_public_ip" {
 variable "store_secret_arn" {
   description = "A Secrets Manager secret whose value is the PostgreSQL URL, given to the worker as LAMBDA_DESTINATIONS_STORE."
   type        = string
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:", var.store_secret_arn))
+    error_message = "store_secret_arn must be a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME), not its name."
+  }
 }
 
 variable "desired_count" {

@@ -361,3 +361,50 @@ def test_each_number_variable_refuses_what_the_templates_parameter_refuses(
         assert module["variable"][name]["type"] == "number", name
         expected = (parameters[parameter].get("MinValue"), parameters[parameter].get("MaxValue"))
         assert _validated_bounds(name, module["variable"][name]) == expected, name
+
+
+# Values a user may give where the template asks for an ARN: ARNs of each kind, and names.
+GIVEN = (
+    "",
+    "ld-store",
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:ld-store-AbCdEf",
+    "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:ld-store-AbCdEf",
+    "arn:aws:sns:us-east-1:123456789012:alarms",
+    "arn:aws:ssm:us-east-1:123456789012:parameter/ld-store",
+)
+
+
+def _validation_passes(name: str, variable: dict[str, Any], value: str) -> bool:
+    """Whether every validation of a string variable passes for ``value``: each condition is
+    clauses ``var.NAME == ""`` or ``can(regex("PATTERN", var.NAME))``, joined by ``||``."""
+    for validation in variable.get("validation", []):
+        condition = validation["condition"].removeprefix("${").removesuffix("}")
+        passed = False
+        for clause in condition.split("||"):
+            clause = clause.strip()
+            pattern = re.fullmatch(rf'can\(regex\("(.+)", var\.{name}\)\)', clause)
+            if clause == f'var.{name} == ""':
+                passed = passed or value == ""
+            else:
+                assert pattern, f"{name}: a validation clause this test cannot read: {clause!r}"
+                passed = passed or re.search(pattern.group(1), value) is not None
+        if not passed:
+            return False
+    return True
+
+
+def test_each_arn_variable_refuses_what_the_templates_parameter_refuses(
+    module: dict[str, dict[str, Any]],
+) -> None:
+    # Before: store_secret_arn took a secret's name, and the apply failed on the IAM policy
+    # AWS refused (a Resource not in ARN format), naming no variable.
+    parameters = load_template()["Parameters"]
+    patterned = [p for p in PARAMETERS if "AllowedPattern" in parameters[p]]
+    assert patterned
+    for parameter in patterned:
+        name = PARAMETERS[parameter]
+        allowed = parameters[parameter]["AllowedPattern"]
+        for value in GIVEN:
+            expected = re.fullmatch(allowed, value) is not None
+            passes = _validation_passes(name, module["variable"][name], value)
+            assert passes == expected, (name, value)
