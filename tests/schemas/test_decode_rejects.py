@@ -185,10 +185,40 @@ def test_several_problems_are_counted() -> None:
     )
 
 
-def test_request_context_that_is_not_an_object() -> None:
-    reason = reason_for(json.dumps(record(requestContext=[1, 2])))
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        (
+            {"requestContext": [1, 2]},
+            "invalid field requestContext: expected a JSON object (got a JSON array)",
+        ),
+        # before: "Input should be a valid dictionary or instance of ResponseContext", naming
+        # a Python class to whoever reads the quarantine
+        (
+            {"responseContext": "Unhandled"},
+            "invalid field responseContext: expected a JSON object (got 'Unhandled')",
+        ),
+        # before: "Input should be a valid string" and nothing of what the field held
+        (
+            {"version": {"major": 1}},
+            "invalid field version: Input should be a valid string (got a JSON object)",
+        ),
+    ],
+)
+def test_a_field_of_the_wrong_json_type_says_what_it_holds(
+    changes: dict[str, Any], reason: str
+) -> None:
+    assert reason_for(json.dumps(record(**changes))) == reason
 
-    assert reason.startswith("invalid field requestContext: Input should be a valid dictionary")
+
+def test_a_lone_surrogate_in_an_identifier_is_named() -> None:
+    body = json.dumps(record()).replace("RetriesExhausted", "Retries\\ud800")
+
+    # before: "Input should be a valid string, unable to parse raw data as a unicode string"
+    assert reason_for(body) == (
+        "invalid field requestContext.condition: holds a lone surrogate (a \\ud800-\\udfff "
+        "escape without its pair), which is not text (got 'Retries\\ud800')"
+    )
 
 
 def test_bad_timestamp() -> None:

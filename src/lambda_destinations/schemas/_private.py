@@ -166,6 +166,20 @@ def _location(loc: Sequence[int | str]) -> str:
     return text
 
 
+# pydantic's words that name Python's types and classes ("a valid dictionary or instance of
+# ResponseContext") or its own parsing ("unable to parse raw data as a unicode string"), in a
+# record's: what the JSON should have held.
+_MESSAGES = {
+    "model_type": "expected a JSON object",
+    "model_attributes_type": "expected a JSON object",
+    "dict_type": "expected a JSON object",
+    "list_type": "expected a JSON array",
+    "string_unicode": (
+        "holds a lone surrogate (a \\ud800-\\udfff escape without its pair), which is not text"
+    ),
+}
+
+
 def validation_reason(exc: ValidationError, what: str = "record") -> str:
     """Turn a pydantic error into one line naming the first bad field by its JSON path."""
     errors = exc.errors(include_url=False, include_context=False)
@@ -173,13 +187,17 @@ def validation_reason(exc: ValidationError, what: str = "record") -> str:
         return f"invalid {what}"
     first = errors[0]
     loc = _location(first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "missing":
+    kind = first["type"]
+    message = _MESSAGES.get(kind) or first["msg"].removeprefix("Value error, ")
+    if kind == "missing":
         reason = f"missing field {loc}" if loc else f"invalid {what}: {message}"
     elif loc:
         reason = f"invalid field {loc}: {message}"
-        if "input" in first and not isinstance(first["input"], dict | list):
-            reason += f" (got {short_repr(first['input'])})"
+        given = first.get("input")
+        # A container is named by its kind, for a wrong type only: a rule about a whole object
+        # (one of its fields, say) is about the object the field names.
+        if "input" in first and (not isinstance(given, dict | list) or kind.endswith("_type")):
+            reason += f" (got {short_repr(given)})"
     else:
         reason = f"invalid {what}: {message}"
     if len(errors) > 1:
