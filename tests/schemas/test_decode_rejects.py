@@ -403,6 +403,33 @@ def test_nested_envelopes_are_named() -> None:
     assert decode(event).envelope is Envelope.EVENTBRIDGE
 
 
+@pytest.mark.parametrize(
+    ("drop", "reason"),
+    [
+        # before: "... looks like an SNS message inside another envelope (nested envelopes are
+        # not decoded)", of a message at the top of the body, in no envelope
+        (
+            ("sns-invocation-failure.json", "Message"),
+            "not a Lambda record: looks like an SNS message without a Message, where the record "
+            "would be",
+        ),
+        (
+            ("eventbridge-failure.json", "detail"),
+            "not a Lambda record: looks like an EventBridge event without a detail, where the "
+            "record would be",
+        ),
+    ],
+)
+def test_an_envelope_without_its_content_is_not_called_nested(
+    drop: tuple[str, str], reason: str
+) -> None:
+    name, field = drop
+    envelope = golden(name)
+    del envelope[field]
+
+    assert reason_for(json.dumps(envelope)) == reason
+
+
 def test_malformed_legacy_attributes() -> None:
     assert reason_for("{}", ["RequestID"]) == "message attributes must be a mapping, not list"
     assert reason_for("{}", {"RequestID": {"Size": 1}, "ErrorCode": "200"}) == (
