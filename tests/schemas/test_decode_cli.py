@@ -227,7 +227,7 @@ def test_message_that_does_not_decode_exits_1_with_one_line(stdin: str, error: s
     [
         (
             "not json",
-            "error: --message input is not JSON: Expecting value: line 1 column 1 (char 0)\n",
+            "error: --message input is not JSON: Expecting value at line 1 column 1\n",
         ),
         ('{"Messages": []}', "error: --message input holds 0 messages; pass exactly one\n"),
         (
@@ -253,6 +253,45 @@ def test_bad_whole_message_input(stdin: str, error: str) -> None:
 
     assert result.exit_code == 1
     assert result.stderr == error
+
+
+@pytest.mark.parametrize(
+    ("stdin", "error"),
+    [
+        # before: "... Exceeds the limit (4300 digits) for integer string conversion: value
+        # has 5000 digits; use sys.set_int_max_str_digits() to increase the limit"
+        (
+            '{"Body": "{}", "n": ' + "1" * 5000 + "}",
+            "--message input holds an integer of more than 4300 digits, more than a record "
+            "may hold: send such a number as a string",
+        ),
+        # before: "... maximum recursion depth exceeded while decoding a JSON array from a
+        # unicode string"
+        (
+            '{"Body": "{}", "n": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "--message input is nested too deeply: more than 512 levels of arrays and objects",
+        ),
+        # before: "... 'utf-8' codec can't decode byte 0xff in position 13: invalid start byte"
+        (b'{"Body": "{}"}\xff', "--message input is not valid UTF-8: byte 0xff at position 14"),
+    ],
+)
+def test_a_whole_message_is_judged_in_the_decoders_words(stdin: str | bytes, error: str) -> None:
+    result = run("--message", "-", stdin=stdin)
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {error}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_whole_message_in_utf16_with_a_bom_decodes() -> None:
+    # A file PowerShell's redirect wrote (`aws sqs receive-message ... > message.json`).
+    body = (EVENTS / "invocation-success.json").read_text()
+    message = json.dumps({"Body": body}).encode("utf-16")
+
+    result = run("--json", "--message", "-", stdin=message)
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["condition"] == "Success"
 
 
 def test_unreadable_path_exits_2_with_one_line(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from lambda_destinations.schemas import (
     MessageKind,
     decode,
     json_kind,
+    load_file,
 )
 from lambda_destinations.times import utc_text
 
@@ -119,10 +120,7 @@ def _at_most(data: bytes, source: str) -> bytes:
 
 def _sqs_message(data: bytes) -> tuple[str, Mapping[str, Any] | None]:
     """Body and message attributes of an SQS message (or a one-message ReceiveMessage result)."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise DecodeError(f"--message input is not JSON: {_first_line(str(exc))}") from None
+    doc = load_file(data, "--message input")
     if isinstance(doc, dict) and isinstance(doc.get("Messages"), list):
         if len(doc["Messages"]) != 1:
             raise DecodeError(
@@ -248,10 +246,6 @@ def _glimpse(value: Any) -> str:
 def _cut(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _PAYLOAD_CHARS else f"{text[: _PAYLOAD_CHARS - 3]}..."
-
-
-def _first_line(text: str) -> str:
-    return text.splitlines()[0] if text else text
 
 
 def _printable(text: str) -> str:

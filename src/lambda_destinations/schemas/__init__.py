@@ -17,6 +17,7 @@ from lambda_destinations.schemas.decoder import (
     MessageKind,
     decode,
     decode_object,
+    load_file,
     summarize,
 )
 from lambda_destinations.schemas.envelopes import Envelope
@@ -62,6 +63,7 @@ __all__ = [
     "invoke_function_name",
     "invoke_function_region",
     "json_kind",
+    "load_file",
     "qualified_name",
     "requalified",
     "summarize",

@@ -39,7 +39,7 @@ def _finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 # Not accepted: no AWS service writes one, so a body that starts with it came from a sender
 # that must be fixed (what Lambda wrote is JSON alone), and a record is never altered silently.
-_BOM = "\ufeff"
+BOM = "\ufeff"
 # Python's words for an integer past sys.get_int_max_str_digits() (they tell a developer how
 # to raise the limit; an operator is told what the record holds instead).
 _INT_DIGITS = re.compile(r"\blimit \(\d+ digits\) for integer string conversion")
@@ -87,7 +87,7 @@ def loads(text: str, what: str) -> Any:
     try:
         return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
-        if exc.pos == 0 and text.startswith(_BOM):
+        if exc.pos == 0 and text.startswith(BOM):
             # Looked for only once parsing failed: the hot path pays nothing for it.
             raise DecodeError(
                 f"{what} starts with a byte order mark (U+FEFF): JSON senders must not write "

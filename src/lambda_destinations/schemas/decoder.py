@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from lambda_destinations.schemas._private import (
+    BOM,
     is_blank,
     json_kind,
     key_text,
@@ -239,18 +241,28 @@ def _decode(body: str | bytes, message_attributes: Mapping[str, Any] | None) -> 
         raise
 
 
-def _body_text(body: object) -> str:
+def _body_text(body: object, what: str = "body", encoding: str = "utf-8") -> str:
     if isinstance(body, str):
         return body
     if isinstance(body, bytes | bytearray | memoryview):
         try:
-            return bytes(body).decode("utf-8")
+            return bytes(body).decode(encoding)
         except UnicodeDecodeError as exc:
             bad = exc.object[exc.start]
+            name = "UTF-8" if encoding == "utf-8" else encoding.upper()
             raise DecodeError(
-                f"body is not valid UTF-8: byte {bad:#04x} at position {exc.start}"
+                f"{what} is not valid {name}: byte {bad:#04x} at position {exc.start}"
             ) from None
-    raise DecodeError(f"body must be str or bytes, not {type(body).__name__}")
+    raise DecodeError(f"{what} must be str or bytes, not {type(body).__name__}")
+
+
+def load_file(data: bytes, what: str) -> Any:
+    """Parse ``data``, a file a person made, as JSON in the decoder's words (:class:`DecodeError`
+    naming ``what``: not JSON, nested too deeply, an integer too long ...). Unlike a body, it
+    may be UTF-16 or UTF-32 and start with a byte order mark, as a shell's redirect writes it
+    (PowerShell's): it is read as :func:`json.loads` reads bytes."""
+    encoding = json.detect_encoding(data)
+    return loads(_body_text(data, what, encoding).removeprefix(BOM), what)
 
 
 def _invocation(record: dict[str, Any], unwrapped: Unwrapped) -> DecodedMessage:
