@@ -430,6 +430,16 @@ def test_an_envelope_without_its_content_is_not_called_nested(
     assert reason_for(json.dumps(envelope)) == reason
 
 
+def test_an_sns_message_whose_type_is_no_word_says_so() -> None:
+    notification = golden("sns-invocation-failure.json")
+    notification["Type"] = 5
+
+    # before: "... looks like an SNS message inside another envelope ..."
+    assert reason_for(json.dumps(notification)) == (
+        "not a Lambda record: looks like an SNS message of Type 5, where SNS writes a word"
+    )
+
+
 def test_malformed_legacy_attributes() -> None:
     assert reason_for("{}", ["RequestID"]) == "message attributes must be a mapping, not list"
     assert reason_for("{}", {"RequestID": {"Size": 1}, "ErrorCode": "200"}) == (

@@ -546,10 +546,12 @@ def _looks_like(doc: dict[str, Any], envelope: Envelope) -> str | None:
         # unwrap() takes every event with a detail: this one has none to hold a record.
         return "an EventBridge event without a detail, where the record would be"
     if "TopicArn" in doc and "Type" in doc:
-        if envelope is Envelope.NONE:
-            # unwrap() takes every SNS message with a Message: this one has none.
+        if envelope is not Envelope.NONE:
+            return "an SNS message inside another envelope (nested envelopes are not decoded)"
+        # unwrap() takes every SNS message with a Message and a Type in text: not this one.
+        if "Message" not in doc:
             return "an SNS message without a Message, where the record would be"
-        return "an SNS message inside another envelope (nested envelopes are not decoded)"
+        return f"an SNS message of Type {short_repr(doc['Type'])}, where SNS writes a word"
     if "ReceiptHandle" in doc and ("Body" in doc or "body" in doc):
         return "a whole SQS message rather than its body (decode its Body)"
     if isinstance(doc.get("Messages"), list):
