@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import parse_qs, quote, unquote, urlencode, urljoin, urlsplit
 
 import aiohttp
 import pytest
@@ -848,6 +848,51 @@ async def test_groups_refuse_a_window_they_cannot_count_in_one_line(
     assert response.status == 400
     assert line in page
     assert "Traceback" not in page
+
+
+async def test_the_groups_filter_form_filters_the_groups(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure of orders-api, and the groups page
+    settings = settings_for()
+    await stored_failure(settings)
+    client = await make_client(settings)
+    page = await (await client.get("/groups")).text()
+
+    # when: its filter form is sent as a browser sends it, to its action resolved on the page
+    action = html.unescape(re.findall(r'<form method="get" action="([^"]*)"', page)[0])
+    url = urljoin("/groups", action)
+    response = await client.get(url, params={"function": "orders-*"})
+
+    # then: the groups of that filter (before: the action was "{{ root }}/groups" as text, an
+    # address of no page, 404)
+    assert url == "/groups"
+    assert response.status == 200
+    assert ">orders-api</a></td>" in await response.text()
+
+
+async def test_a_group_s_link_on_a_filtered_groups_page_lists_that_group_s_function(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: failures of orders-api and orders-web, grouped by the filter function=orders-*
+    settings = settings_for()
+    for seed, function in enumerate(("orders-api", "orders-web")):
+        record = failure_record(
+            random.Random(seed), function=function, condition="RetriesExhausted"
+        )
+        await stored_failure(settings, function_arn=f"{ARN}:function:{function}", record=record)
+    client = await make_client(settings)
+    groups = await (await client.get("/groups?function=orders-*")).text()
+
+    # when: the orders-api group's link is followed
+    link = html.unescape(re.findall(r'<a href="([^"]+)">orders-api</a>', groups)[0])
+    listed = await (await client.get(link)).text()
+
+    # then: the failures of orders-api alone (before: the link said function=orders-* first and
+    # the group's function=orders-api after it, and the list read the first: both functions)
+    assert parse_qs(urlsplit(link).query)["function"] == ["orders-api"]
+    assert "<td>orders-api</td>" in listed
+    assert "<td>orders-web</td>" not in listed
 
 
 async def test_groups_count_the_last_day_before_the_year_10000(make_client) -> None:

@@ -98,7 +98,8 @@ class Selection:
         )
 
     def query(self, **extra: str) -> str:
-        """The query string that selects the same failures (plus ``extra``)."""
+        """The query string that selects the same failures (plus ``extra``, whose values stand
+        in for the filter's own of the same name)."""
         from urllib.parse import urlencode
 
         return urlencode(self._pairs(**extra))
@@ -108,7 +109,9 @@ class Selection:
         return " ".join(f"{k}={v}" for k, v in self._pairs())
 
     def _pairs(self, **extra: str) -> list[tuple[str, str]]:
-        pairs = [(k, v) for k, v in self.values.items() if v]
+        # An extra value stands in for the filter's own (a group's function, not the glob):
+        # a query string's first value is the one read.
+        pairs = [(k, v) for k, v in self.values.items() if v and not extra.get(k)]
         pairs += [("status", s) for s in self.statuses]
         pairs += [(k, v) for k, v in extra.items() if v]
         return pairs
