@@ -2896,6 +2896,37 @@ async def test_a_big_error_and_stack_trace_are_cut_on_the_page_as_failures_show_
     assert len(page) < 400_000
 
 
+async def test_big_payloads_are_cut_on_a_bulk_plan(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: three failures whose request payloads are 300 kB each
+    settings = settings_for()
+    rows = []
+    for seed in range(3):
+        record = failure_record(
+            random.Random(seed),
+            function="orders-api",
+            condition="RetriesExhausted",
+            request_payload={"blob": _BIG},
+        )
+        rows.append(await stored_failure(settings, record=record))
+    client = await make_client(settings)
+
+    # when: the plan of a bulk replay, and of a bulk ignore, of them all
+    for action in ("replay", "ignore"):
+        page = html.unescape(await (await client.get(f"/bulk?action={action}")).text())
+
+        # then: each payload cut, naming where the whole record is (before: each whole, 200
+        # rows of up to 1 MiB, a page of hundreds of MB)
+        assert len(page) < 3 * 70_000
+        for row in rows:
+            link = f"/failures/{quote(row.key, safe='')}/record.json"
+            payload = json.dumps({"blob": _BIG}, separators=(",", ":"))
+            assert (
+                f"… cut: the first 65,536 of {len(payload):,} characters; the whole record: {link}"
+            ) in page
+
+
 async def test_big_quarantined_bodies_are_cut_on_the_quarantine_page(
     make_client, settings_for: Callable[..., Settings]
 ) -> None:
