@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Sequence
 
 from lambda_destinations.times import utc_text
@@ -67,9 +68,13 @@ def _failures(count: int) -> str:
 
 
 def sparkline(counts: Sequence[int], *, width: int = 120, height: int = 24) -> str:
-    """The points of a polyline ("x,y x,y ..."): one per hour, scaled to its own peak."""
+    """The points of a polyline ("x,y x,y ..."): one per hour, scaled to its own peak. Over
+    more hours than the line has pixels, a point sums as many hours as make it one a pixel at
+    most: a year's window drew 8,784 points a group, a page of tens of MB."""
     if not counts:
         return ""
+    if (per := math.ceil(len(counts) / width)) > 1:
+        counts = [sum(counts[i : i + per]) for i in range(0, len(counts), per)]
     peak = max(counts) or 1
     step = width / max(1, len(counts) - 1)
     return " ".join(
