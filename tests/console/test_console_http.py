@@ -2357,6 +2357,9 @@ _FILTER_ERRORS = [
     ("since=1h&until=2h", "since must be before until: they read "),
     ("status=bogus", "status: 'bogus' is not a status (one of open, "),
     ("status=open&status=bogus", "status: 'bogus' is not a status (one of open, "),
+    # before: the first value, the other left unsaid (a group's link said function twice)
+    ("function=orders-api&function=billing-*", "function: given 2 times: give one value"),
+    ("since=2h&since=1h", "since: given 2 times: give one value"),
 ]
 _CURSOR_ERRORS = [
     ("after=garbage", "after: 'garbage' is not a place in this list: follow the Older »"),

@@ -135,6 +135,10 @@ def selection_from(query: MultiMapping[str], now: dt.datetime | None = None) -> 
     the filter (or no filter) would select."""
     values = {name: query.get(name, "").strip() for name in FILTER_FIELDS}
     errors: list[str] = []
+    for name in FILTER_FIELDS:  # the first of two would be a guess (a link made badly, say)
+        if (given := len(query.getall(name, []))) > 1:
+            errors.append(f"{name}: given {given} times: give one value")
+            values[name] = ""
     for name in ("function", "error_type", "condition"):  # since and until are read below
         if len(value := values[name]) > FILTER_VALUE_MAX:
             errors.append(
