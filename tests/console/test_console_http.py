@@ -725,6 +725,35 @@ async def test_a_second_purge_within_a_minute_is_refused_in_dlq_purge_s_line(
     assert "refused" not in (done.detail or {})
 
 
+async def test_the_dlq_page_lists_a_refused_purge_as_refused_not_as_a_purge(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: a DLQ purged from the console, then purged again within SQS's minute (refused)
+    url, dlq_url = make_queue("console-purge-listed")
+    name = dlq_url.rsplit("/", 1)[1]
+    client = await make_client(settings_for(queues=[url]))
+    csrf = await sign_in(client)
+    for message in ("m1", "m2"):
+        send_all(sqs, dlq_url, [message])
+        await client.post(
+            f"/dlqs/{name}/purge",
+            data={"csrf": csrf, "confirm": name, "reason": "drained"},
+            headers=_origin(client),
+            allow_redirects=False,
+        )
+
+    # when
+    page = html.unescape(await (await client.get(f"/dlqs/{name}")).text())
+
+    # then: the refused one says so, with its line; the done one does not (before: both
+    # "purge · drained", as if the DLQ had been purged twice)
+    listed = page.split('<ul id="dlq-actions">', 1)[1].split("</ul>", 1)[0]
+    refused, done = listed.split("</li>")[:2]
+    assert "purge · drained · " in refused
+    assert f"refused, nothing done: {name} was purged less than a minute ago" in refused
+    assert done.endswith("purge · drained")
+
+
 async def test_a_resend_to_a_deleted_queue_says_so_and_what_to_do_as_quarantine_resend_does(
     make_client, settings_for: Callable[..., Settings], make_queue, sqs
 ) -> None:

@@ -493,6 +493,18 @@ def when(moment: dt.datetime | None) -> str:
     return "" if moment is None else utc_text(moment)
 
 
+def action_outcome(action: OperatorAction) -> str:
+    """What became of a DLQ's action when it did not do what it names ("" when it did): a
+    purge SQS refused (nothing deleted), a redrive an error stopped (its line: what it moved
+    and what stays). The ledger keeps them as the actions they were asked as."""
+    detail = action.detail if isinstance(action.detail, dict) else {}
+    if refused := detail.get("refused"):
+        return f"refused, nothing done: {refused}"
+    if error := detail.get("error"):
+        return f"stopped: {error}"
+    return ""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Notice:
     """What became of the action just done, said on the page the browser comes back to."""
