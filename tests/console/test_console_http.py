@@ -57,7 +57,12 @@ from lambda_destinations.console.jobs import Job
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.operations.quarantine import resend_status
 from lambda_destinations.schemas import decode
-from lambda_destinations.simulate import failure_record, function_arn, kinesis_failure
+from lambda_destinations.simulate import (
+    failure_record,
+    function_arn,
+    kinesis_failure,
+    success_record,
+)
 from lambda_destinations.store import (
     DeliveryRow,
     FailureStatus,
@@ -2892,6 +2897,33 @@ async def test_pages_spell_out_stored_bidi_controls_and_forms_post_them_back_exa
 
 # Over the 64 Ki characters a page shows of one payload or body, and small enough to be quick.
 _BIG = "x" * 300_000
+
+
+async def test_an_on_success_record_s_page_offers_no_replay_or_ignore_which_would_404(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: the on-success record of an invocation (as `/find?id=` opens it), signed in
+    settings = settings_for()
+    row = await stored_failure(settings, record=success_record(random.Random(5)))
+    client = await make_client(settings)
+    await sign_in(client)
+
+    # when: its page, and its edit page's address typed
+    page = html.unescape(await (await client.get(f"/failures/{row.request_id}")).text())
+    edit = await client.get(f"/failures/{row.request_id}/edit", headers=_BROWSER)
+
+    # then: said to have succeeded, with no form that acts (before: "Failure …" with Replay,
+    # Edit and Ignore, each answering 404 "no failure with that request id or key")
+    assert f'<h1>Invocation <span class="mono">{row.request_id}</span></h1>' in page
+    assert (
+        "This invocation succeeded (its on-success record): there is nothing to replay or "
+        "ignore." in page
+    )
+    assert 'method="post" action="/failures/' not in page
+    assert '/edit"' not in page
+    assert edit.status == 404
+    line = html.unescape((await edit.text()).split('id="problem">', 1)[1].split("</p>", 1)[0])
+    assert line == "this invocation succeeded (its on-success record): there is nothing to replay"
 
 
 async def test_a_big_payload_is_cut_on_its_page_and_the_whole_record_is_a_link_away(

@@ -304,6 +304,8 @@ async def _read_logs(
 async def edit(request: web.Request) -> web.Response:
     console = _console(request)
     row = await _invocation(console, request.match_info["ident"])
+    if row.succeeded:  # its replay would be refused (404): no form to fill in for nothing
+        raise web.HTTPNotFound(text=f"{views.SUCCEEDED}: there is nothing to replay\n")
     return console.render(
         request,
         "edit.html",

@@ -481,6 +481,10 @@ def logs_controls(row: InvocationRow, *, all_attempts: bool) -> Controls:
     )
 
 
+# What an on-success record's page says in place of the actions: nothing needs a replay.
+SUCCEEDED = "this invocation succeeded (its on-success record)"
+
+
 def function_label(row: InvocationRow) -> str:
     if row.function_name is None:
         return ""
