@@ -759,6 +759,32 @@ async def test_the_dlq_page_lists_a_refused_purge_as_refused_not_as_a_purge(
     assert done.endswith("purge · drained")
 
 
+async def test_an_error_page_s_way_back_to_a_peek_shows_the_dlq_without_peeking_again(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: a DLQ holding a message, a purge posted from its peek's page, its name mistyped
+    url, dlq_url = make_queue("console-back-no-peek")
+    name = dlq_url.rsplit("/", 1)[1]
+    send_all(sqs, dlq_url, ["m1"])
+    client = await make_client(settings_for(queues=[url]))
+    csrf = await sign_in(client)
+    referer = str(client.make_url(f"/dlqs/{name}?peek=10"))
+
+    # when
+    response = await client.post(
+        f"/dlqs/{name}/purge",
+        data={"csrf": csrf, "confirm": "typo"},
+        headers={**_BROWSER, **_origin(client), "Referer": referer},
+    )
+
+    # then: the way back is the DLQ's page, as signing in goes back (before: the peek again,
+    # one more receive of each message, which a DLQ's own redrive policy counts)
+    _, line, back = _error_page(await response.text())
+    assert response.status == 400
+    assert line.startswith("type the queue's name")
+    assert back == f"/dlqs/{name}"
+
+
 async def test_a_resend_to_a_deleted_queue_says_so_and_what_to_do_as_quarantine_resend_does(
     make_client, settings_for: Callable[..., Settings], make_queue, sqs
 ) -> None:

@@ -30,7 +30,6 @@ from multidict import MultiDict
 from lambda_destinations._json import dumps as json_dumps
 from lambda_destinations._serving import AppRunner
 from lambda_destinations._text import printable, visible
-from lambda_destinations._urls import is_site_path
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
 from lambda_destinations.console.jobs import JobBoard
@@ -48,6 +47,7 @@ from lambda_destinations.console.security import (
     is_loopback,
     names_loopback,
     one_time_token,
+    safe_next,
 )
 from lambda_destinations.console.views import problem_line
 from lambda_destinations.errors import LambdaDestinationsError, StoreDataError
@@ -548,9 +548,9 @@ def _wants_page(request: web.Request) -> bool:
 
 
 def _back(request: web.Request) -> str:
-    """The console's page the browser came from (its ``Referer``, when on this site), else
-    the overview. A Referer that is no URL (``http://[::1``) counts as none. Behind a proxy
-    the Referer is the public URL's page, under its path prefix."""
+    """The console's page the browser came from (its ``Referer``, when on this site, without
+    a DLQ's peek), else the overview. A Referer that is no URL (``http://[::1``) counts as
+    none. Behind a proxy the Referer is the public URL's page, under its path prefix."""
     public = request.app[CONSOLE].options.public
     try:
         came_from = urlsplit(request.headers.get("Referer", ""))
@@ -563,8 +563,8 @@ def _back(request: web.Request) -> str:
         return "/"
     if not path or path == request.path:
         return "/"
-    back = path + (f"?{came_from.query}" if came_from.query else "")
-    return back if is_site_path(back) else "/"
+    # Without a DLQ's peek, as signing in goes back: following the link would peek again.
+    return safe_next(path + (f"?{came_from.query}" if came_from.query else ""))
 
 
 def create_app(settings: Settings, options: ConsoleOptions) -> web.Application:
