@@ -17,7 +17,7 @@ from lambda_destinations.store import (
     Store,
     utcnow,
 )
-from lambda_destinations.store.base import ReplayAttempt
+from lambda_destinations.store.base import ReplayAttempt, ReplayOutcome
 from lambda_destinations.worker.retention import prune_store
 
 NOW = utcnow()
@@ -42,6 +42,19 @@ async def save(
     assert await store.claim_handler(row.key, "sms", "w1", ttl=60)
     await store.complete_handler(row.key, "sms", "w1")
     return row.key
+
+
+def first_attempt(key: str, when: dt.datetime) -> ReplayAttempt:
+    """A first manual replay of the record ``key``, requested at ``when``."""
+    return ReplayAttempt(
+        original_key=key,
+        original_request_id=None,
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+        attempt=1,
+        trigger="manual",
+        requested_by="cli ops@host",
+        requested_at=when,
+    )
 
 
 async def keys_in(store: Store) -> set[str]:
@@ -125,17 +138,7 @@ async def test_quarantine_and_replay_attempts_go_after_their_cutoff(store: Store
                 quarantined_at=when,
             )
         )
-        await store.add_replay(
-            ReplayAttempt(
-                original_key=f"k-{n}",
-                original_request_id=None,
-                function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
-                attempt=1,
-                trigger="manual",
-                requested_by="cli ops@host",
-                requested_at=when,
-            )
-        )
+        await store.add_replay(first_attempt(f"k-{n}", when))
 
     report = await prune_store(
         store, {PruneKind.QUARANTINE: CUTOFF, PruneKind.REPLAYS: CUTOFF}, batch=10
@@ -145,6 +148,62 @@ async def test_quarantine_and_replay_attempts_go_after_their_cutoff(store: Store
     assert [q.message_id for q in await store.list_quarantine()] == ["m-1"]
     assert await store.replays("k-0") == []
     assert len(await store.replays("k-1")) == 1
+
+
+async def test_the_attempts_of_a_failure_not_resolved_stay_with_it(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: old attempts of a failure replayed (its replay's record not in yet), of one open
+    # again, of one recovered, and of a record the store never had (dlq redrive --reinvoke)
+    replayed, reopened, recovered = [
+        await save(store, make_row, make_delivery, timestamp=NOW, first_seen_at=NOW)
+        for _ in range(3)
+    ]
+    new_request_ids = {}
+    for n, key in enumerate((replayed, reopened, recovered, "k-unstored")):
+        attempt = first_attempt(key, OLD)
+        assert await store.add_replay(attempt)
+        assert attempt.id is not None
+        new_request_ids[key] = f"new-{n}"
+        await store.update_replay(
+            attempt.id, new_request_id=f"new-{n}", outcome=ReplayOutcome.INVOKED
+        )
+    await store.set_status([replayed], FailureStatus.REPLAYED, by="ops")
+    await store.set_status([recovered], FailureStatus.RECOVERED, by="worker")
+
+    counted = await prune_store(store, {PruneKind.REPLAYS: CUTOFF}, dry_run=True)
+    report = await prune_store(store, {PruneKind.REPLAYS: CUTOFF}, batch=1)
+
+    # then: an unresolved failure keeps its attempts, as it is kept itself: the outcome of its
+    # replay is still to be written to them, and its replay's record is still told by them
+    assert counted.rows == report.rows == {PruneKind.REPLAYS: 2}
+    assert [a.attempt for a in await store.replays(replayed)] == [1]
+    assert [a.attempt for a in await store.replays(reopened)] == [1]
+    assert await store.replays(recovered) == []
+    assert await store.replays("k-unstored") == []
+    late = make_row(request_id=new_request_ids[replayed])
+    assert await store.save_invocation(late, make_delivery(late))
+    saved = await store.get_invocation(late.key)
+    assert saved is not None
+    assert saved.status is FailureStatus.REPLAY
+
+
+async def test_a_dry_run_counts_the_attempts_a_pruning_of_open_failures_leaves(
+    store: Store, make_row: RowFactory, make_delivery: DeliveryFactory
+) -> None:
+    # given: an old open failure with an old attempt, both past keep_open_failures_days and
+    # keep_replays_days
+    key = await save(store, make_row, make_delivery, timestamp=OLD, first_seen_at=OLD)
+    assert await store.add_replay(first_attempt(key, OLD))
+    cutoffs = {PruneKind.OPEN_FAILURES: CUTOFF, PruneKind.REPLAYS: CUTOFF}
+
+    counted = await prune_store(store, cutoffs, dry_run=True)
+    report = await prune_store(store, cutoffs)
+
+    # then: the pruning deletes what the dry run counted, in the same order of kinds
+    assert counted.rows == report.rows
+    assert list(report.rows) == list(cutoffs)
+    assert await keys_in(store) == set()
 
 
 async def test_a_dry_run_counts_and_deletes_nothing(

@@ -47,9 +47,10 @@ def prune_command(
 
     Successes are kept keep_successes_days (7), resolved failures keep_failures_days (90),
     open failures until resolved (or keep_open_failures_days), quarantined messages and replay
-    attempts 90 days; an invocation's deliveries and handler runs go with it. The worker also
-    prunes by itself every prune_interval seconds; this runs it now. Keep successes longer
-    than the queues' message retention if a redelivered message must never run twice.
+    attempts 90 days (an unresolved failure's attempts as long as it); an invocation's
+    deliveries and handler runs go with it. The worker also prunes by itself every
+    prune_interval seconds; this runs it now. Keep successes longer than the queues' message
+    retention if a redelivered message must never run twice.
 
     \b
     Examples:

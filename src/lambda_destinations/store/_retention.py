@@ -5,8 +5,8 @@ transaction, so on SQLite the write lock is never held for long and the worker's
 between batches. An invocation goes with its deliveries and handler runs, in the same
 transaction. The rows are found through indexes: invocations by ``(status, occurred_at)``
 (successes have no status), quarantined messages by ``quarantined_at``, replay attempts in the
-order they were recorded, and the runs and deliveries of no stored record by their own times
-(migration_11).
+order they were recorded (those of a failure open or replayed are kept as it is), and the runs
+and deliveries of no stored record by their own times (migration_11).
 
 An invocation is old when both the record's time and its arrival are: a record that arrives
 days late (a DLQ redriven) is kept for its retention from its arrival. A record's time still in
@@ -96,7 +96,17 @@ def _old_rows(kind: PruneKind, before: dt.datetime) -> tuple[sa.Table, sa.Select
         return quarantine, ids
     if kind is PruneKind.REPLAYS:
         # Oldest first by id (attempts are numbered as they are recorded): no index on time.
-        ids = sa.select(replays.c.id).where(replays.c.requested_at < before).order_by(replays.c.id)
+        # The attempts of a failure not resolved stay with it, as it stays: its replay's outcome
+        # is still to be written to them, and its replay's own record told by them.
+        unresolved = sa.exists().where(
+            invocations.c.key == replays.c.original_key,
+            invocations.c.status.in_(_UNRESOLVED),
+        )
+        ids = (
+            sa.select(replays.c.id)
+            .where(replays.c.requested_at < before, ~unresolved)
+            .order_by(replays.c.id)
+        )
         return replays, ids
     return invocations, _old_invocations(kind, before)
 

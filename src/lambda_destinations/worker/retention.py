@@ -76,8 +76,11 @@ async def prune_store(
             report.rows[kind] = await store.count_prunable(kind, cutoff)
         return report
     deadline = None if budget is None else time.monotonic() + budget
-    for kind, cutoff in before.items():
-        report.rows[kind] = 0
+    report.rows = dict.fromkeys(before, 0)
+    # The attempts before the open failures: an attempt stays with its failure while it is not
+    # resolved, and the failure pruned first would free them in this run, which a dry run (that
+    # deletes no failure) cannot count; they go in the next pruning.
+    for kind, cutoff in sorted(before.items(), key=lambda item: item[0] != PruneKind.REPLAYS):
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 report.complete = False
