@@ -704,6 +704,33 @@ def test_limit_holds_for_failures_named_by_key_too(lambda_env, failures) -> None
     assert keys == [second.key, third.key]
 
 
+@pytest.mark.parametrize("again", ["its key", "its request id"])
+def test_a_failure_named_twice_is_invoked_once_and_reported_once(
+    lambda_endpoint, lambda_env, failures, again: str
+) -> None:
+    # given: one failure named by its key, then again (a paste, a shell loop's repeat)
+    first = failures[0]
+    lambda_endpoint.start_recording()
+
+    # when
+    result = cli(
+        "replay",
+        first.key,
+        first.key if again == "its key" else first.request_id or "",
+        "--yes",
+        "--json",
+        env=lambda_env,
+    )
+
+    # then: one Invoke, and one result that says so: not two, nor one skipped as itself
+    assert result.returncode == 0, result.stderr
+    assert len(lambda_endpoint.invocations()) == 1
+    report = json.loads(result.stdout)
+    assert [(r["key"], r["state"]) for r in report["results"]] == [(first.key, "invoked")]
+    assert (report["invoked"], report["skipped"]) == (1, 0)
+    assert "invoked 1 · skipped 0 · errors 0" in result.stderr
+
+
 def _paced_run(
     endpoint_url: str,
     sqlite_url: str,

@@ -344,6 +344,7 @@ async def _select(store: Store, replay: _Replay) -> tuple[list[InvocationRow], l
                 missing.append(ident)
             elif row.key == ident and await _matches(store, row, replay.selection):
                 rows.append(row)  # named by its key rather than its request id
+                found.add(ident)  # once, however often it is named
             # else: a request id the filters leave out
     # Oldest first: replays happen in the order the failures did. Read newest first, as
     # `--limit` chooses (the newest N, as `failures list` shows them), then sorted oldest
