@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -790,6 +791,51 @@ def test_reopen_puts_a_recovered_failure_back_to_recovered(cli_env, store_url) -
         fixed.request_id: FailureStatus.RECOVERED,
         again.request_id: FailureStatus.OPEN,
     }
+
+
+def test_a_replay_s_own_record_is_neither_ignored_nor_reopened(cli_env, store_url) -> None:
+    # given: a failure replayed, and its replay's own failure record (status `replay`)
+    original = row_of(failure_body(31, minutes_ago=40)[0])
+    seed_sync(store_url, [original])
+
+    async def replayed() -> None:
+        async with Store.from_url(store_url) as store:
+            await replayed_once(store, original, ReplayOutcome.FAILED, new_request_id="new-rid")
+            await store.set_status([original.key], FailureStatus.REPLAYED, by="cli ops@host")
+
+    asyncio.run(replayed())
+    replay_record = dataclasses.replace(
+        row_of(failure_body(32, minutes_ago=30)[0]), request_id="new-rid"
+    )
+    replay_record = dataclasses.replace(replay_record, key="new-rid:RetriesExhausted")
+    seed_sync(store_url, [replay_record])
+    env = {**cli_env, "LAMBDA_DESTINATIONS_STORE": store_url}
+
+    # when: an operator ignores it, then reopens it (as one would a failure of its own)
+    ignored = cli("failures", "ignore", "new-rid", env=env)
+    reopened = cli("failures", "reopen", "new-rid", env=env)
+    planned = cli("replay", "--status", "open", "--dry-run", "--json", env=env)
+
+    # then: its status stays `replay` (it is no open failure of its own, and no replay
+    # selection invokes it), and each command says which record to mark instead
+    fix = (
+        "error: new-rid:RetriesExhausted is a replay's own record (attempt 1 of "
+        f"{original.request_id}): its status follows the original's: {{}} "
+        f"{original.request_id} instead"
+    )
+    assert (ignored.returncode, ignored.stdout) == (1, "")
+    assert error_lines(ignored) == [fix.format("lambda-destinations failures ignore")]
+    assert (reopened.returncode, reopened.stdout) == (1, "")
+    assert error_lines(reopened) == [fix.format("lambda-destinations failures reopen")]
+    assert as_json(planned)["results"] == []
+
+    async def status() -> FailureStatus | None:
+        async with Store.from_url(store_url) as store:
+            row = await store.get_invocation(replay_record.key)
+            assert row is not None
+            return row.status
+
+    assert asyncio.run(status()) is FailureStatus.REPLAY
 
 
 def test_ignore_of_an_unknown_id_marks_the_others_and_exits_1(cli_env, seeded) -> None:

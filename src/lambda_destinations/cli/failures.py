@@ -16,6 +16,7 @@ import click
 from lambda_destinations._text import capped, visible
 from lambda_destinations.cli._app import (
     EXIT_FAILED,
+    echo_error,
     fail,
     group,
 )
@@ -636,11 +637,18 @@ def _set_status(
     from lambda_destinations.operations.status import reopen, set_by
 
     by = set_by(operator_identity(), reason)  # the reason goes with who set the status
+    command, verb = (
+        ("ignore", "ignored") if status is FailureStatus.IGNORED else ("reopen", "reopened")
+    )
+    refused: list[str] = []  # the lines of replays' own records, left as they are
+    marked: list[str] = []  # the keys of the failures marked
 
     async def go() -> tuple[int, int, int, int, list[str]]:
         async with opened_store(settings, writes=True) as store:
             statuses, missing = await _failures_named(store, request_ids)
+            refused.extend(await _replays_own(store, statuses, command))
             keys = sorted(statuses)
+            marked.extend(keys)
             # Set again all the same: who set it and why are the operator's now.
             already = sum(1 for was in statuses.values() if was is status)
             if status is FailureStatus.OPEN:  # recovered where a replay recovered
@@ -658,7 +666,6 @@ def _set_status(
     # A failure a replay recovered is not reopened: it is not counted as reopened, and its
     # note says whether it was recovered already or is again (it was ignored).
     changed, recovered, stayed, already, missing = asyncio.run(go())
-    verb = "ignored" if status is FailureStatus.IGNORED else "reopened"
     notes = []
     if stayed:
         notes.append(f"{stayed} {'stays' if stayed == 1 else 'stay'} recovered: a replay succeeded")
@@ -668,11 +675,39 @@ def _set_status(
         was = "ignored" if status is FailureStatus.IGNORED else "open"
         notes.append(f"{already} {was} already: who set it{' and why' if reason else ''} updated")
     kept = f" ({'; '.join(notes)})" if notes else ""
-    if len(missing) < len(request_ids):  # none found: the error lines alone, stdout empty
+    # none found (or none to mark): the error lines alone, stdout empty
+    if marked:
         click.echo(f"{verb} {changed} failure{'s' if changed != 1 else ''}{kept}")
     say_no_failure(missing)
-    if missing:
+    for line in refused:
+        echo_error(line)
+    if missing or refused:
         raise SystemExit(EXIT_FAILED)
+
+
+async def _replays_own(
+    store: Store, statuses: dict[str, FailureStatus | None], command: str
+) -> list[str]:
+    """Take the replays' own records (status ``replay``) out of ``statuses``: their status
+    follows their original's (one failure is one open failure however often it was replayed),
+    so they are left as they are. One error line each, naming the original to mark instead."""
+    from lambda_destinations.operations.status import replayed_original
+
+    lines = []
+    for key in [key for key, was in statuses.items() if was is FailureStatus.REPLAY]:
+        del statuses[key]
+        row = await store.get_invocation(key)
+        replayed = None if row is None else await replayed_original(store, row)
+        of, instead = "", "its original failure (`failures show` names it)"
+        if replayed is not None:
+            attempt, original = replayed
+            of = f" (attempt {attempt.attempt} of {original})"
+            instead = f"lambda-destinations failures {command} {shlex.quote(original)}"
+        lines.append(
+            f"error: {echoed(key)} is a replay's own record{of}: its status follows the "
+            f"original's: {instead} instead"
+        )
+    return lines
 
 
 async def _failures_named(

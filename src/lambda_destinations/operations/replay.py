@@ -32,6 +32,7 @@ from lambda_destinations.handlers.replay import (
     replay_target,
 )
 from lambda_destinations.operations._rate import RateLimiter
+from lambda_destinations.operations.status import replayed_original
 from lambda_destinations.retrying import (
     CONNECTION_ERRORS,
     OPERATOR_CREDENTIALS,
@@ -356,12 +357,10 @@ async def _naming_the_original(
 ) -> ReplayResult:
     """``result`` (a skip), whose detail names the original failure and its replay command when
     ``row`` is a replay's own record."""
-    if row.status is not FailureStatus.REPLAY or not row.request_id:
+    replayed = await replayed_original(store, row)
+    if replayed is None:
         return result
-    attempt = await store.replay_for_request(row.request_id)
-    if attempt is None:
-        return result
-    original = attempt.original_request_id or attempt.original_key
+    attempt, original = replayed
     # The original was replayed (this record is that replay's): the command named must not be
     # one that only skips it as replayed already.
     first = await store.get_invocation(attempt.original_key)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from lambda_destinations.store import FailureStatus, ReplayOutcome, Store
+from lambda_destinations.store import (
+    FailureStatus,
+    InvocationRow,
+    ReplayAttempt,
+    ReplayOutcome,
+    Store,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,3 +41,15 @@ async def reopen(store: Store, keys: Sequence[str], by: str | None = None) -> Re
     changed = await store.set_status(still_open, FailureStatus.OPEN, by=by)
     kept = await store.set_status(sorted(recovered), FailureStatus.RECOVERED, by=by)
     return Reopened(changed=changed + kept, recovered=kept)
+
+
+async def replayed_original(store: Store, row: InvocationRow) -> tuple[ReplayAttempt, str] | None:
+    """The attempt whose own record ``row`` is (status ``replay``), and the original failure's
+    request id (its key, for a record without one); None when ``row`` is no replay's record, or
+    the ledger no longer has its attempt."""
+    if row.status is not FailureStatus.REPLAY or not row.request_id:
+        return None
+    attempt = await store.replay_for_request(row.request_id)
+    if attempt is None:
+        return None
+    return attempt, attempt.original_request_id or attempt.original_key
