@@ -301,6 +301,18 @@ def test_a_window_that_ends_before_it_starts_says_which_goes_where(cli_env, comm
     assert "so the longer one goes with --since (--since 3h --until 1h)" in swapped.stderr
 
 
+def test_stats_since_a_time_to_come_says_the_window_ends_now(cli_env) -> None:
+    # when: a --since after now and no --until (a year typed wrong), as `failures list` takes
+    result = cli("failures", "stats", "--since", "2999-01-01", env=cli_env)
+
+    # then: no --until to put first: the window ends now, and the line says so
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: --since reads 2999-01-01 00:00:00 UTC, which is still to come, and the window "
+        "ends now (no --until): give a time past (24h, 7d, 2024-05-01), or an --until after it\n"
+    )
+
+
 def test_show_prints_the_whole_record(cli_env, seeded, sqlite_url) -> None:
     # given: the record was replayed once
     row = seeded["orders_value"]

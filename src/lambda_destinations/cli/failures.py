@@ -519,9 +519,9 @@ def stats_command(
       lambda-destinations failures stats --since 7d --function 'orders-*'
       lambda-destinations failures stats --since 2024-05-01 --until 2024-05-02 --json
     """
+    if since is not None and since >= (until or command_now()):
+        fail(window_backwards(since, until) if until else _since_ahead(since), 2)
     until = until or command_now()
-    if since is not None and since >= until:
-        fail(window_backwards(since, until), 2)
     since = window_start(since, until)  # before until, or at it for an until at year 1's start
     try:
         check_window(since, until, names="--since and --until")
@@ -556,6 +556,14 @@ def stats_command(
         _show_stats(stats, since, until)
         if hint:
             click.echo(hint, err=True)
+
+
+def _since_ahead(since: dt.datetime) -> str:
+    """The line for a ``--since`` after now without ``--until``: the window ends now."""
+    return (
+        f"--since reads {format_time(since)} UTC, which is still to come, and the window ends "
+        "now (no --until): give a time past (24h, 7d, 2024-05-01), or an --until after it"
+    )
 
 
 def _show_stats(stats: FailureStats, since: dt.datetime, until: dt.datetime) -> None:
