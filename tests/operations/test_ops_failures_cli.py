@@ -301,6 +301,32 @@ def test_a_window_that_ends_before_it_starts_says_which_goes_where(cli_env, comm
     assert "so the longer one goes with --since (--since 3h --until 1h)" in swapped.stderr
 
 
+@pytest.mark.parametrize(
+    "command", [("failures", "list"), ("failures", "stats"), ("replay", "--dry-run")]
+)
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        ("orders-api:live", "orders-api"),  # as the tables show a record's function
+        ("arn:aws:lambda:us-east-1:123456789012:function:orders-api:12", "orders-api"),
+    ],
+)
+def test_a_function_with_a_qualifier_or_an_arn_is_refused_naming_the_name(
+    cli_env, seeded, command, given: str, name: str
+) -> None:
+    # when: the FUNCTION cell of `failures list` (or an ARN) given as --function
+    result = cli(*command, "--function", given, env=cli_env)
+
+    # then: refused (no name holds a colon: it matched nothing, "no failures match"), naming
+    # the name that matches
+    assert (result.returncode, result.stdout) == (2, "")
+    assert error_lines(result) == [
+        f"error: Invalid value for '--function': '{given}' is no function name (a qualifier or "
+        "an ARN): --function matches the name alone, which takes in every version and alias of "
+        f"the function: give --function {name}"
+    ]
+
+
 def test_stats_since_a_time_to_come_says_the_window_ends_now(cli_env) -> None:
     # when: a --since after now and no --until (a year typed wrong), as `failures list` takes
     result = cli("failures", "stats", "--since", "2999-01-01", env=cli_env)

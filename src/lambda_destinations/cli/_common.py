@@ -9,6 +9,7 @@ import functools
 import getpass
 import io
 import json
+import shlex
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -323,18 +324,30 @@ def _selection_option_list(limit_default: int | None) -> list[Callable[[F], F]]:
     ]
 
 
+_FUNCTION_GIVEN = not_empty(
+    "give a function name or a shell glob ('orders-*'), or leave the option out for every function"
+)
+
+
+def _function_glob(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``--function``'s callback: an empty one is refused (it matched no function: "no
+    failures match"), and so is one with a qualifier or an ARN (``orders-api:live``, as the
+    tables show a record's function): no function name holds a colon, so it matched none."""
+    value = _FUNCTION_GIVEN(ctx, param, value)
+    if value is None or ":" not in value:
+        return value
+    name = value.rsplit(":function:", 1)[-1].split(":", 1)[0]
+    raise click.BadParameter(
+        f"{echoed(value)!r} is no function name (a qualifier or an ARN): --function matches "
+        "the name alone, which takes in every version and alias of the function: give "
+        f"--function {shlex.quote(name) if name else 'NAME'}"
+    )
+
+
 def function_option(help: str) -> Callable[[F], F]:
-    """``--function GLOB``; an empty one is refused (it matched no function: "no failures
-    match")."""
+    """``--function GLOB`` (see :func:`_function_glob`)."""
     return click.option(
-        "--function",
-        "function_glob",
-        metavar="GLOB",
-        callback=not_empty(
-            "give a function name or a shell glob ('orders-*'), or leave the option out for "
-            "every function"
-        ),
-        help=help,
+        "--function", "function_glob", metavar="GLOB", callback=_function_glob, help=help
     )
 
 
