@@ -88,6 +88,28 @@ def test_older_than_replaces_the_retention_and_the_table_says_what_went(tmp_path
     assert asyncio.run(left(url)) == ["r-3:Success"]
 
 
+@pytest.mark.parametrize("older_than", [[], ["--older-than", "1d"]])
+def test_every_kind_kept_forever_says_why_nothing_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, older_than: list[str]
+) -> None:
+    # given: every keep_* setting 0 (kept forever)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    asyncio.run(seed(url))
+    for kind in ("SUCCESSES", "FAILURES", "QUARANTINE", "REPLAYS"):
+        monkeypatch.setenv(f"LAMBDA_DESTINATIONS_KEEP_{kind}_DAYS", "0")
+
+    code, _, err = prune(url, *older_than)
+
+    # then: nothing goes, and a line says why and what to set (it printed an empty table)
+    assert code == 0
+    assert err == (
+        "nothing to prune: every kind is kept forever (keep_successes_days, keep_failures_days, "
+        "keep_quarantine_days and keep_replays_days are 0, and --older-than keeps what they "
+        "keep): set one above 0 to prune its kind\n"
+    )
+    assert len(asyncio.run(left(url))) == 4
+
+
 def test_a_bad_time_is_one_line_and_exit_2(tmp_path: Path) -> None:
     code, _, err = prune(f"sqlite:///{tmp_path / 's.db'}", "--older-than", "soon")
 

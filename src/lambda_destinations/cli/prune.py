@@ -88,6 +88,13 @@ def prune_command(
 
     report, vacuumed = asyncio.run(go())
     _print(report, before, vacuumed, as_json)
+    if not before:  # an empty table said nothing of why
+        click.echo(
+            "nothing to prune: every kind is kept forever (keep_successes_days, "
+            "keep_failures_days, keep_quarantine_days and keep_replays_days are 0, and "
+            "--older-than keeps what they keep): set one above 0 to prune its kind",
+            err=True,
+        )
 
 
 def _print(
