@@ -2037,6 +2037,80 @@ async def test_a_replays_own_failure_page_links_to_the_failure_it_replays_and_ba
     assert f'id="other-keys"><a href="{other_href}">{other.key}</a></dd>' in first
 
 
+async def _a_replays_own_record(settings: Settings) -> tuple[InvocationRow, InvocationRow]:
+    """A failure replayed once, and the replay's own record (a failure too): (original, own)."""
+    original = await stored_failure(settings)
+    record = failure_record(random.Random(4), function="orders-api", condition="RetriesExhausted")
+    own = invocation_row(decode(json.dumps(record)), "https://sqs/q")
+    async with Store.from_url(settings.store) as store:
+        await replayed_once(
+            store,
+            original,
+            ReplayOutcome.FAILED,
+            by="cli me",
+            new_request_id=record["requestContext"]["requestId"],
+        )
+        await store.save_invocation(own, DeliveryRow(own.key, "m-2", "https://sqs/q", 1))
+    return original, own
+
+
+@pytest.mark.parametrize("action", ["ignore", "reopen"])
+async def test_a_replays_own_record_is_neither_ignored_nor_reopened_its_original_named(
+    make_client, settings_for: Callable[..., Settings], action: str
+) -> None:
+    # given: a replay's own record (status replay), and a form posted to its action, as a
+    # script with the form's fields can (its page shows none)
+    settings = settings_for()
+    original, own = await _a_replays_own_record(settings)
+    client = await make_client(settings)
+    csrf = await sign_in(client)
+
+    # when
+    response = await client.post(
+        f"/failures/{quote(own.key, safe='')}/{action}",
+        data={"reason": "noise", "csrf": csrf, "nonce": _once()},
+        headers=_origin(client),
+        allow_redirects=False,
+    )
+
+    # then: refused, naming the original's page, and the record's status follows the
+    # original's still (before: ignored, then reopened, it was an open failure of its own)
+    text = await response.text()
+    assert response.status == 409, text
+    assert f"attempt 1 of {original.request_id}" in text
+    assert f"/failures/{quote(original.key, safe='')}" in text
+    async with Store.from_url(settings.store) as store:
+        kept = await store.get_invocation(own.key)
+        assert kept is not None
+        assert kept.status is FailureStatus.REPLAY
+        assert await store.actions(own.key) == []
+
+
+async def test_a_bulk_ignore_of_status_replay_leaves_the_replays_own_records_saying_why(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a replay's own record, and a bulk ignore planned for the status replay
+    settings = settings_for()
+    _, own = await _a_replays_own_record(settings)
+    client = await make_client(settings)
+    await sign_in(client)
+    plan = await (await client.get("/bulk?action=ignore&status=replay")).text()
+
+    # when: the plan is run
+    form = [*_form_pairs(plan, "/bulk"), ("reason", "noise")]
+    response = await client.post("/bulk", data=form, headers=_origin(client), allow_redirects=False)
+    await _wait_for_jobs(client)
+
+    # then: the job skipped it with the reason (before: ignored, and a reopen made it open)
+    assert response.status == 303, await response.text()
+    job = await (await client.get(response.headers["Location"])).text()
+    assert "its status follows the original failure" in html.unescape(job)
+    async with Store.from_url(settings.store) as store:
+        kept = await store.get_invocation(own.key)
+    assert kept is not None
+    assert kept.status is FailureStatus.REPLAY
+
+
 async def test_the_quarantine_page_says_a_resend_holds_a_message(
     make_client, settings_for: Callable[..., Settings]
 ) -> None:

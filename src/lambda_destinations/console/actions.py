@@ -48,7 +48,7 @@ from lambda_destinations.operations.redrive import (
 from lambda_destinations.operations.replay import IN_DOUBT as REPLAY_DOUBT
 from lambda_destinations.operations.replay import ReplayResult, replay_invocation
 from lambda_destinations.operations.status import reopen as reopen_failures
-from lambda_destinations.operations.status import set_by
+from lambda_destinations.operations.status import replayed_original, set_by
 from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import refused_setup
 from lambda_destinations.store import (
@@ -57,6 +57,7 @@ from lambda_destinations.store import (
     InvocationRow,
     OperatorAction,
     QuarantineRow,
+    Store,
 )
 
 routes = web.RouteTableDef()
@@ -278,6 +279,8 @@ async def _set_status(request: web.Request, status: FailureStatus, action: str) 
     console = _console(request)
     actor, form = await console.actor(request)
     row = await _row(console, request)
+    if row.status is FailureStatus.REPLAY:  # as `failures ignore` and `reopen` leave it
+        raise web.HTTPConflict(text=await _replays_own(console.store, row, action))
     reason = _reason(form, required=True)
     by = set_by(actor, reason)  # as `failures ignore --reason` keeps it, for `failures show`
     kept = OperatorAction(actor, action, row.key, reason, nonce=_nonce(request, form))
@@ -289,6 +292,25 @@ async def _set_status(request: web.Request, status: FailureStatus, action: str) 
                 await console.store.set_status([row.key], status, by=by)
     # To the status: the browser moves focus there, and a screen reader reads the new one.
     raise web.HTTPSeeOther(_failure_url(row) + "#status-line")
+
+
+async def _replays_own(store: Store, row: InvocationRow, action: str) -> str:
+    """Why a replay's own record is neither ignored nor reopened: its status follows its
+    original's (ignored, then reopened, it would be an open failure of its own, counted twice
+    and replayed by a bulk replay); the original's page is the one to act on."""
+    replayed = await replayed_original(store, row)
+    if replayed is None:
+        return f"{SAME_STATUS}: {action} its original failure instead (Replay of names it)\n"
+    attempt, original = replayed
+    page = f"/failures/{quote(attempt.original_key, safe='')}"
+    return (
+        f"{SAME_STATUS} (attempt {attempt.attempt} of {echoed(original)}): {action} the "
+        f"original instead, on its page {page}\n"
+    )
+
+
+# Why a replay's own record keeps its status (a bulk ignore's step says it too).
+SAME_STATUS = "this is a replay's own record: its status follows the original failure's"
 
 
 @routes.post("/failures/{ident}/ignore")
@@ -353,6 +375,8 @@ async def bulk(request: web.Request) -> web.Response:
                     # for the command line: the failure's page words each one).
                     first = result.detail if result.error else None
                     job.step(result.state.value, reason=result.skip or result.error, detail=first)
+                elif row.status is FailureStatus.REPLAY:  # a filter of status replay
+                    job.step("skipped", reason=SAME_STATUS)
                 else:
                     by = set_by(actor, reason)
                     await console.store.set_status([row.key], FailureStatus.IGNORED, by=by)
