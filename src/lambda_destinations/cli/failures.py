@@ -768,9 +768,11 @@ def ignore_command(settings: Settings, request_ids: tuple[str, ...], reason: str
 )
 @settings_options
 def reopen_command(settings: Settings, request_ids: tuple[str, ...]) -> None:
-    """Mark failures open again (after `ignore`, or to replay them once more).
+    """Mark failures open again (after `ignore`, say).
 
-    Exits 1 when a request id is not in the store (the others are still marked).
+    A failure replayed before stays replayed in the ledger: `replay` skips it as replayed
+    already unless given --force. Exits 1 when a request id is not in the store (the others
+    are still marked).
 
     \b
     Examples:
