@@ -54,6 +54,7 @@ from lambda_destinations.console import ConsoleOptions, actions, bound, create_a
 from lambda_destinations.console import app as console_app
 from lambda_destinations.console.app import CONSOLE
 from lambda_destinations.console.jobs import Job
+from lambda_destinations.console.security import PublicUrl
 from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.operations.quarantine import resend_status
 from lambda_destinations.schemas import decode
@@ -459,6 +460,25 @@ async def test_pages_forbid_framing_and_foreign_scripts(make_client) -> None:
     response = await client.get("/")
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_the_way_to_sign_in_and_a_prefix_not_stripped_have_the_pages_headers_too(
+    make_client,
+) -> None:
+    # given: a console behind a proxy at a path prefix, no one signed in
+    client = await make_client(public=PublicUrl.parse("https://ops.example.com/ld"))
+
+    # when: a page (sent to sign in) and an address under the prefix (the proxy kept it)
+    signing = await client.get("/failures", allow_redirects=False)
+    kept = await client.get("/ld/failures", allow_redirects=False)
+
+    # then: both answers carry the headers every page has (before: neither did, raised before
+    # the guard added them)
+    assert (signing.status, kept.status) == (303, 404)
+    for response in (signing, kept):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
 @pytest.mark.postgres

@@ -313,11 +313,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     console = request.app[CONSOLE]
     api = request.path.startswith("/api/")
     public = api or request.path.startswith(_PUBLIC)
-    _refuse_unstripped(request, console.options.public.root)
-    if not public and not console.options.open_reads and console.sessions.of(request) is None:
-        # The address as sent, encoded whole: its own "&" would end the "next" parameter.
-        raise web.HTTPSeeOther(f"/login?next={quote(request.raw_path, safe='/')}")
     try:
+        _refuse_unstripped(request, console.options.public.root)
+        if not public and not console.options.open_reads and console.sessions.of(request) is None:
+            # The address as sent, encoded whole: its own "&" would end the "next" parameter.
+            raise web.HTTPSeeOther(f"/login?next={quote(request.raw_path, safe='/')}")
         misdirected = _misdirected(request) if console.options.open_reads else None
         if misdirected is not None:
             raise _json_error(web.HTTPMisdirectedRequest, misdirected, api)
