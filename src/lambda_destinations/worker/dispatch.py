@@ -63,7 +63,7 @@ from lambda_destinations.schemas import DecodedMessage, DecodeError, decode, dec
 from lambda_destinations.schemas.s3 import RecordInS3, S3Object, S3TestEvent
 from lambda_destinations.store import DeliveryRow, HandlerRun, QuarantineRow, RunState, utcnow
 from lambda_destinations.worker.batching import BatchSender
-from lambda_destinations.worker.leases import renewing
+from lambda_destinations.worker.leases import Renewals, renewing
 from lambda_destinations.worker.metrics import CountedSqs, Metrics, bounded_condition
 from lambda_destinations.worker.queues import (
     DLQ_GONE,
@@ -343,6 +343,9 @@ class _KeyTurn:
 
 class Dispatcher:
     """Processes received messages and applies their outcomes."""
+
+    # The renewals of claims, the scheduler's (the worker's: see Renewals), set by the worker.
+    renewals: Renewals
 
     def __init__(
         self,
@@ -734,6 +737,7 @@ class Dispatcher:
         return renewing(
             renew,
             self.settings.claim_renew_interval,
+            self.renewals,
             what="a running handler's claim",
             handler=handler,
         )

@@ -37,7 +37,7 @@ from lambda_destinations.retrying import (
     retry_delay,
 )
 from lambda_destinations.store import ScheduledJob, utcnow
-from lambda_destinations.worker.leases import renewing
+from lambda_destinations.worker.leases import Renewals, renewing
 from lambda_destinations.worker.metrics import Metrics
 from lambda_destinations.worker.retention import run_retention_job
 
@@ -92,6 +92,8 @@ class Scheduler:
         # to find out, and the worker then pauses receiving and is not ready until a ping
         # answers, as when a handler finds out.
         self.store_down: Callable[[StoreUnavailable], None] | None = None
+        # Shared with the dispatcher's claims (the worker's): a store outage is told once.
+        self.renewals = Renewals()
         self.store = store
         self.aws = aws
         self.registry = registry
@@ -252,7 +254,7 @@ class Scheduler:
             return await self.store.renew_job(job.key, self.owner, lease=self.lease)
 
         interval = self.settings.claim_renew_interval
-        return renewing(renew, interval, what="a running job's lease", job=job.key)
+        return renewing(renew, interval, self.renewals, what="a running job's lease", job=job.key)
 
     def _count(self, job: ScheduledJob, outcome: str) -> None:
         if self.metrics is not None and job.kind == "replay":

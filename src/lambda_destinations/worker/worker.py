@@ -484,6 +484,7 @@ class Worker(Lifetime):
         )
         # The scheduler's store failures pause receiving and unready /readyz as a handler's do.
         self.scheduler.store_down = self._dispatcher.store_down
+        self._dispatcher.renewals = self.scheduler.renewals  # a store outage told once
         self._dispatcher.room_to_read = self._bytes.room_for_object
         with contextlib.suppress(StoreUnavailable):  # only warnings hang on these
             if not await self.store.has_handled():
