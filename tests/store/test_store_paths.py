@@ -162,6 +162,15 @@ async def test_a_postgresql_host_in_unicode_is_looked_up_by_idna_2008() -> None:
     assert "reachable at xn--fa-hia.invalid:5432 " in str(failed.value)
 
 
+async def test_a_postgresql_server_at_an_ipv6_address_is_named_with_its_brackets() -> None:
+    # before: "reachable at ::1:1", where the port cannot be told from the address, and a user
+    # that may not migrate was told to run migrate with postgresql://OWNER@::1:1/db, no URL
+    store = Store.from_url("postgresql://postgres@[::1]:1/db")
+    with pytest.raises(StoreUnavailable) as failed:
+        await store.open()
+    assert "reachable at [::1]:1 " in str(failed.value)
+
+
 @pytest.mark.parametrize("url", ["postgresql://:/db", "postgresql://::1]/db", "sqlite://:x/db"])
 def test_a_store_url_whose_port_is_no_number_is_one_clear_line(url: str) -> None:
     with pytest.raises(ConfigError, match="not a URL; use "):

@@ -581,8 +581,11 @@ class PostgresStore(SqlStore):
 
     @property
     def _address(self) -> str:
-        """``host:port`` of the server the URL names."""
-        return f"{self._sa_url.host or 'localhost'}:{self._sa_url.port or 5432}"
+        """``host:port`` of the server the URL names; an IPv6 address in its brackets, as a
+        URL has it (``[::1]:5432``)."""
+        host = self._sa_url.host or "localhost"
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{self._sa_url.port or 5432}"
 
     @property
     def _user(self) -> str:
