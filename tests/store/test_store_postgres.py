@@ -573,3 +573,32 @@ async def test_behind_pgbouncer_with_pgbouncer_true_replicas_work(
     assert {row.key for row in listed} == {row.key for row in rows}
     assert arrived is not None
     assert arrived.key == late.key
+
+
+async def test_a_pooled_connection_that_stopped_answering_fails_the_call_within_the_timeouts(
+    postgres_url: str,
+) -> None:
+    # given: a store whose pool holds a connection made through a proxy, which then stops
+    # passing bytes (a server that hangs, a firewall dropping an idle connection's packets)
+    from freezable_proxy import FreezableProxy
+
+    parts = urlsplit(postgres_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    with proxy.running():
+        through = postgres_url.replace(f":{parts.port or 5432}/", f":{proxy.port}/")
+        async with Store.from_url(through, connect_timeout=2.0, command_timeout=60.0) as store:
+            await store.migrate()
+            await store.list_invocations(InvocationFilter())
+            proxy.frozen.set()
+            # when: the next call takes that connection from the pool
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            with pytest.raises(StoreUnavailable):
+                await store.list_invocations(InvocationFilter())
+            took = loop.time() - began
+            proxy.frozen.clear()
+            # then: it failed within the ping's bound and one connect's, not command_timeout's
+            # (60 s, and a console page or a worker's save held as long); the store is
+            # usable again once the server answers
+            assert took < 10, took
+            assert await store.list_invocations(InvocationFilter()) == []

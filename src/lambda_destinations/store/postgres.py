@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import await_
 
 from lambda_destinations._text import not_utf8
 from lambda_destinations._urls import ascii_domain
@@ -116,6 +117,32 @@ def _closing_briefly(engine: AsyncEngine) -> AsyncEngine:
     ``dispose()``, and the process, after its work was done."""
     dialect: Any = engine.sync_engine.dialect
     dialect.do_close = dialect.do_terminate
+    return engine
+
+
+def _pinging_briefly(engine: AsyncEngine, seconds: float) -> AsyncEngine:
+    """``engine``, whose pool's pre-ping waits ``seconds`` (connect_timeout's) for the server's
+    answer, then drops the connection, which the pool replaces. The ping waited for
+    command_timeout (60 s) on a connection that stopped answering (a hung server, a firewall
+    dropping an idle connection's packets): every call, a console page or a save, held that
+    long before the error, past a reverse proxy's 60 s."""
+    dialect: Any = engine.sync_engine.dialect
+
+    async def ping(connection: Any) -> None:
+        async with asyncio.timeout(seconds):
+            await connection._async_ping()
+
+    def do_ping(connection: Any) -> bool:
+        try:
+            await_(ping(connection))
+        except TimeoutError as exc:
+            connection._connection.terminate()  # a disconnect: the pool connects anew
+            connection._handle_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - as SQLAlchemy's own ping: translated
+            connection._handle_exception(exc)
+        return True
+
+    dialect.do_ping = do_ping
     return engine
 
 
@@ -459,8 +486,16 @@ class PostgresStore(SqlStore):
         return sa.and_(like, column.regexp_match(glob.regex()))
 
     async def _create_engine(self) -> AsyncEngine:
-        engine = create_async_engine(self._sa_url, **self._engine_options)
-        return _read_only_sessions_replaced(_closing_briefly(engine))
+        return self._new_engine()
+
+    def _new_engine(self, **options: Any) -> AsyncEngine:
+        """An engine of the URL, ``options`` over the store's: its pool's connections closed and
+        pinged within bounds, and replaced once refused a write as read only."""
+        engine = _closing_briefly(
+            create_async_engine(self._sa_url, **{**self._engine_options, **options})
+        )
+        ping_seconds = self._engine_options["connect_args"]["timeout"]
+        return _read_only_sessions_replaced(_pinging_briefly(engine, ping_seconds))
 
     def _transaction_engine(self, engine: StoreEngine) -> StoreEngine:
         assert isinstance(engine, AsyncEngine)
@@ -473,14 +508,7 @@ class PostgresStore(SqlStore):
         at 60 s, the migration was rolled back and tried again for ever, and the wait was
         reported as PostgreSQL unreachable)."""
         connect_args = {**self._engine_options["connect_args"], "command_timeout": None}
-        engine = _read_only_sessions_replaced(
-            _closing_briefly(
-                create_async_engine(
-                    self._sa_url,
-                    **{**self._engine_options, "pool_size": 1, "connect_args": connect_args},
-                )
-            )
-        )
+        engine = self._new_engine(pool_size=1, connect_args=connect_args)
         try:
             yield self._transaction_engine(engine)
         finally:
