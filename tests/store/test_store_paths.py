@@ -95,6 +95,8 @@ def test_what_is_not_a_plain_path_is_refused(
         ("sslmode=", "sslmode has no value"),
         ("timeout=", "unknown parameter 'timeout'"),
         ("sslmode=disable&ssl=disable&pool_size=2", "give sslmode once"),
+        # before: "sslmode must be one of …", of two values it takes
+        ("sslmode=disable&sslmode=require", "give sslmode once"),
         ("pgbouncer=yes", "pgbouncer must be true .* or false"),
         ("pgbouncer=", "pgbouncer has no value"),
         *(

@@ -188,12 +188,13 @@ def _url_options(url: str, query: dict[str, Any]) -> tuple[dict[str, str], int |
         raise url_error(url, f"{blank[0]} has no value: give {blank[0]}=… or leave it out")
     pool_size = _pool_size(url, query.pop("pool_size", None))
     pgbouncer = _pgbouncer(url, query.pop("pgbouncer", "false"))
-    if len(query) > 1:
+    # Given twice, the value is a tuple: of two modes, say, each of which it takes.
+    if len(query) > 1 or any(not isinstance(value, str) for value in query.values()):
         raise url_error(url, "give sslmode once")
     if not query:
         return {}, pool_size, pgbouncer
     value = next(iter(query.values()))
-    if not isinstance(value, str) or value not in _SSL_MODES:
+    if value not in _SSL_MODES:
         raise url_error(url, f"sslmode must be one of {', '.join(_SSL_MODES)}")
     return {"ssl": value}, pool_size, pgbouncer
 
