@@ -602,3 +602,25 @@ async def test_a_pooled_connection_that_stopped_answering_fails_the_call_within_
             # usable again once the server answers
             assert took < 10, took
             assert await store.list_invocations(InvocationFilter()) == []
+
+
+async def test_a_server_that_takes_the_connection_and_never_answers_is_said_so_with_the_bound(
+    postgres_url: str,
+) -> None:
+    # given: a proxy that accepts the connection and passes no byte
+    from freezable_proxy import FreezableProxy
+
+    parts = urlsplit(postgres_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy.frozen.set()
+    with proxy.running():
+        through = postgres_url.replace(f":{parts.port or 5432}/", f":{proxy.port}/")
+        store = Store.from_url(through, connect_timeout=1.5, command_timeout=60.0)
+        # when: the store is opened
+        with pytest.raises(StoreUnavailable) as failed:
+            await store.open()
+    # then: the line says the server did not answer, and within what; before: "TimeoutError"
+    assert (
+        f"PostgreSQL at 127.0.0.1:{proxy.port} did not answer in time (1.5 s to connect, "
+        "60 s for a statement): check that PostgreSQL is running" in str(failed.value)
+    ), str(failed.value)

@@ -686,6 +686,8 @@ class PostgresStore(SqlStore):
             return answered
         if _connection_lost(exc, sqlstate):
             return self._lost(orig)
+        if isinstance(orig, TimeoutError):  # asyncpg's, with no text: the line said only that
+            return f"PostgreSQL at {self._address} did not answer in time ({self._bounds()}): {fix}"
         unavailable = (
             isinstance(orig, OSError)
             or isinstance(exc, sa.exc.InterfaceError | sa.exc.OperationalError)
@@ -760,6 +762,13 @@ class PostgresStore(SqlStore):
             f"{what}: the next call connects again; if this goes on, check that the server is "
             "up and reachable"
         )
+
+    def _bounds(self) -> str:
+        """How long a connection and a statement wait for the server."""
+        args = self._engine_options["connect_args"]
+        statement = args["command_timeout"]
+        limit = "no limit" if statement is None else f"{statement:g} s"
+        return f"{args['timeout']:g} s to connect, {limit} for a statement"
 
     def _more_connections(self) -> str:
         """How to let this process have more connections, for a pool whose every one is busy."""
