@@ -637,6 +637,77 @@ async def test_messages_that_come_back_during_a_redrive_are_left_and_counted(
     assert bodies_of(receive_all(sqs, dlq)) == ["back-1", "back-2"]
 
 
+class _HeldCall:
+    """An SQS client whose ``operation`` waits for ``go`` (before the call reaches SQS, or
+    after it, its answer held back) and says when one has begun (``begun``)."""
+
+    def __init__(self, client: Any, operation: str, *, after: bool) -> None:
+        self._client, self._operation, self._after = client, operation, after
+        self.begun, self.go = asyncio.Event(), asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._client, name)
+        if name != self._operation:
+            return call
+
+        async def held(**kwargs: Any) -> Any:
+            self.begun.set()
+            if self._after:
+                answer = await call(**kwargs)
+                await self.go.wait()
+                return answer
+            await self.go.wait()
+            return await call(**kwargs)
+
+        return held
+
+
+@pytest.mark.parametrize(
+    ("operation", "after", "every_task"),
+    [
+        # Ctrl-C: asyncio.run cancels the run's task; SQS has taken the batch, not answered
+        ("send_message_batch", True, False),
+        # SIGTERM: asyncio.run cancels every task at once, the delete's too, before it is sent
+        ("delete_message_batch", False, True),
+    ],
+)
+async def test_a_redrive_interrupted_mid_batch_finishes_that_batch_and_doubles_nothing(
+    sqs, make_queue, endpoint_url, operation: str, after: bool, every_task: bool
+) -> None:
+    # given: a DLQ of ten messages, and a redrive whose send (or delete) of them is under way
+    from aiobotocore.session import get_session
+
+    from lambda_destinations.operations.redrive import MoveReport, move_messages, target_chooser
+
+    url, dlq = make_queue("cut-mid-batch")
+    bodies = [f"message-{i}" for i in range(10)]
+    send_all(sqs, dlq, bodies)
+    report = MoveReport()
+    async with get_session().create_client(
+        "sqs", endpoint_url=endpoint_url, region_name="us-east-1"
+    ) as client:
+        held = _HeldCall(client, operation, after=after)
+        run = asyncio.ensure_future(
+            move_messages(held, dlq, target_chooser(url, [url]), concurrency=1, report=report)
+        )
+        await asyncio.wait_for(held.begun.wait(), 10)
+
+        # when: the run is interrupted there, and SQS answers after; what was cancelled is
+        # awaited as asyncio.run awaits it
+        tasks = asyncio.all_tasks() - {asyncio.current_task()} if every_task else {run}
+        for task in tasks:
+            task.cancel()
+        held.go.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert run.cancelled()
+
+    # then: the batch was finished: in the target once, gone from the DLQ (none hidden there
+    # for the next run to send again), and counted as moved
+    assert bodies_of(receive_all(sqs, url)) == bodies
+    assert count_messages(sqs, dlq) == 0
+    assert report.moved == 10
+
+
 async def test_a_send_whose_answer_is_lost_is_left_in_doubt_and_never_sent_twice(
     sqs, make_queue, cli_env, endpoint_url
 ) -> None:

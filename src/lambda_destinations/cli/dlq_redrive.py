@@ -401,8 +401,10 @@ class _Redrive:
                 err=True,
             )
         else:
+            # the report's count: a batch sent as the interruption came is deleted, and counted
+            moved = self.moved if self.report is None else self.report.moved
             click.echo(
-                f"interrupted after moving {plural(self.moved, 'message')}: every message "
+                f"interrupted after moving {plural(moved, 'message')}: every message "
                 "is in the DLQ or the target (those being moved reappear in the DLQ after the "
                 "visibility timeout); run the redrive again to finish",
                 err=True,

@@ -486,7 +486,8 @@ async def move_messages(
             for target, messages in pass_.by_target(fresh, choose_target).items():
                 # SQS names every FIFO queue so, and wants a group id for what is sent to one
                 fifo = queue_name(target).endswith(".fifo")
-                on_moved(await _move_to(sqs, sender, dlq_url, target, messages, pass_, fifo))
+                move = _move_to(sqs, sender, dlq_url, target, messages, pass_, fifo)
+                on_moved(await _to_its_end(move))
 
     try:
         await _together(mover, concurrency)
@@ -558,6 +559,22 @@ async def hidden_count(sqs: Any, url: str) -> int:
     return int(response.get("Attributes", {}).get("ApproximateNumberOfMessagesNotVisible", 0))
 
 
+async def _to_its_end(work: Coroutine[Any, Any, int]) -> int:
+    """Await ``work`` (a batch's send and delete), run to its end even when the run is
+    interrupted meanwhile (Ctrl-C cancels its tasks): cut in the middle, the send's answer
+    would be lost (the batch in doubt, hidden in the DLQ for the visibility timeout), or the
+    batch now in the target would stay in the DLQ as well, for the next run to send again.
+    The interruption goes on once it is done."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the interruption is what goes on
+        raise
+
+
 async def _move_to(
     sqs: Any,
     sender: Any,
@@ -589,8 +606,15 @@ async def _move_to(
     finally:
         messages = [pass_.newest_receipt(m) for m in messages]
     moved = pass_.settle(messages, sent, doubtful)
-    # Only now, with the copy safely in the target, may the original go.
-    report.duplicated += await _delete(sqs, dlq_url, moved)
+    # Only now, with the copy safely in the target, may the original go: also when this task
+    # is cancelled meanwhile (SIGTERM cancels every task at once), by a delete again.
+    try:
+        report.duplicated += await _delete(sqs, dlq_url, moved)
+    except asyncio.CancelledError:
+        report.duplicated += await _delete(sqs, dlq_url, moved)
+        report.moved += len(moved)
+        report.by_target[target] += len(moved)
+        raise
     report.moved += len(moved)
     report.by_target[target] += len(moved)
     return len(moved)
