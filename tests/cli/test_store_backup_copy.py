@@ -215,6 +215,10 @@ def test_backup_refusals_are_one_line_each(tmp_path: Path) -> None:
     assert "is the store itself" in said
     said = refused(2, "store", "backup", str(tmp_path / "no" / "b.db"), env=env)
     assert said.endswith("does not exist: create the folder, or give another path")
+    # a file where its folder would be: no folder to create there
+    for under in (tmp_path / "there.db" / "b.db", tmp_path / "there.db" / "sub" / "b.db"):
+        said = refused(2, "store", "backup", str(under), env=env)
+        assert said == f"error: {tmp_path / 'there.db'} is not a folder: give a path in a folder"
     # a folder this user may not write: the backup's failure, exit 1, nothing left behind
     if os.geteuid() != 0:
         locked = tmp_path / "locked"

@@ -119,7 +119,7 @@ def _check_target(path: Path, force: bool, store: Store) -> None:
     if path.is_dir():
         fail(f"{path} is a directory: give the backup file's path in it", EXIT_USAGE)
     if not path.absolute().parent.is_dir():
-        fail(f"{path.parent} does not exist: create the folder, or give another path", EXIT_USAGE)
+        _no_folder(path)
     if path.exists() and not force:
         _exists(path)
     if path.exists() and not path.is_file():
@@ -128,6 +128,17 @@ def _check_target(path: Path, force: bool, store: Store) -> None:
             f"{path} is not a regular file: --force replaces only a file: give a file's path",
             EXIT_USAGE,
         )
+
+
+def _no_folder(path: Path) -> NoReturn:
+    """The usage error for a PATH whose folder is not one: missing, or a file in its place
+    (creating the folder, as a missing one's line said, cannot work there)."""
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                fail(f"{above} is not a folder: give a path in a folder", EXIT_USAGE)
+            break
+    fail(f"{path.parent} does not exist: create the folder, or give another path", EXIT_USAGE)
 
 
 def _same_sqlite_file(source: Store, target: Store) -> bool:
