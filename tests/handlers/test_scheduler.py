@@ -243,3 +243,42 @@ async def test_a_long_job_past_the_grace_is_given_back_when_the_scheduler_stops(
     assert job is not None
     assert job.state is JobState.PENDING
     assert job.owner is None  # given back at once, not left to its lease
+
+
+@pytest.mark.postgres
+async def test_a_replica_whose_clock_is_behind_takes_up_a_dead_workers_job_within_its_lease(
+    postgres_url: str,
+    handler_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: on PostgreSQL, a job taken by a worker that died (a lease of 0.5 s, never
+    # renewed), and a replica whose clock is five minutes behind the server's
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+        await store.schedule_job(due("dead:1", "dead"))
+        assert len(await store.take_due_jobs("dead-worker", limit=1, lease=0.5)) == 1
+        await asyncio.sleep(1)
+        behind = dt.timedelta(minutes=5)
+        for module in ("lambda_destinations.store._jobs", "lambda_destinations.worker.scheduler"):
+            monkeypatch.setattr(f"{module}.utcnow", lambda: dt.datetime.now(dt.UTC) - behind)
+        settings = handler_settings("q")
+        aws = AwsClients(settings)
+        replica = Scheduler(
+            store=store, aws=aws, registry=HandlerRegistry(settings), settings=settings, owner="w2"
+        )
+        ran: list[str] = []
+
+        async def runner(job: ScheduledJob, context: JobContext) -> None:
+            ran.append(job.key)
+
+        monkeypatch.setattr(replica, "_runner", lambda kind: runner)
+
+        # when: the replica looks for due jobs, the lease having lapsed by the server's clock
+        try:
+            taken = await replica.run_due()
+        finally:
+            await aws.close()
+
+        # then: it takes the job up now (before: only once its own clock passed the lease's
+        # end, five minutes later; a dead worker's jobs waited as long as the clocks differ)
+        assert (taken, ran) == (1, ["dead:1"])

@@ -224,14 +224,17 @@ class JobsMixin(SqlAccess):
 
     async def next_job_due(self) -> dt.datetime | None:
         jobs = scheduled_jobs.c
-        now = utcnow()
-        stmt = sa.select(sa.func.min(jobs.due_at)).where(
+        # The lease clock (the server's on PostgreSQL), as take_due_jobs judges: a replica
+        # whose clock is behind would otherwise see a dead worker's lease as held for as long.
+        now, _until = self._lease_clock()
+        stmt = sa.select(sa.func.min(jobs.due_at), now).where(
             jobs.state == JobState.PENDING,
             sa.or_(jobs.leased_until.is_(None), jobs.leased_until < now),
         )
         async with self._read() as conn:
-            due: dt.datetime | None = (await conn.execute(stmt)).scalar()
-        return due
+            due, store_now = (await conn.execute(stmt, self._lease_params(0))).one()
+        # On the caller's clock, which it compares with its own.
+        return None if due is None else due + (utcnow() - store_now)
 
     async def finish_job(self, key: str, *, failed: bool = False, error: str | None = None) -> bool:
         state = JobState.FAILED if failed else JobState.DONE

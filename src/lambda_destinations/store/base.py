@@ -772,7 +772,8 @@ class Store(Lifetime):
 
     @abc.abstractmethod
     async def next_job_due(self) -> dt.datetime | None:
-        """When the soonest pending job not leased by anyone is due; None when there is none."""
+        """When the soonest pending job not leased by anyone is due, on the caller's clock
+        (leases and due times are judged by the store's); None when there is none."""
 
     @abc.abstractmethod
     async def finish_job(self, key: str, *, failed: bool = False, error: str | None = None) -> bool:
