@@ -282,3 +282,63 @@ async def test_a_replica_whose_clock_is_behind_takes_up_a_dead_workers_job_withi
         # then: it takes the job up now (before: only once its own clock passed the lease's
         # end, five minutes later; a dead worker's jobs waited as long as the clocks differ)
         assert (taken, ran) == (1, ["dead:1"])
+
+
+async def test_a_job_whose_lease_cannot_be_renewed_stops_before_another_replica_takes_it(
+    jobs_store: Store,
+    other_jobs_store: Store,
+    handler_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: two replicas on one store, leases of 1 s renewed every 0.25 s, and a job of 4 s;
+    # the store cannot be reached from the replica that takes it (its renewals fail)
+    settings = handler_settings("q", claim_lease=1.0, claim_renew_interval=0.25)
+    aws = AwsClients(settings)
+    replicas = [
+        Scheduler(
+            store=store,
+            aws=aws,
+            registry=HandlerRegistry(settings),
+            settings=settings,
+            owner=owner,
+            poll_interval=0.1,
+        )
+        for store, owner in ((jobs_store, "w1"), (other_jobs_store, "w2"))
+    ]
+    loop = asyncio.get_running_loop()
+    runs: dict[str, tuple[float, float]] = {}
+
+    async def runner(job: ScheduledJob, context: JobContext) -> None:
+        start = loop.time()
+        try:
+            await asyncio.sleep(4)
+        finally:
+            runs[context.owner] = (start, loop.time())
+
+    async def unreachable(*args: object, **kwargs: object) -> bool:
+        raise ConnectionRefusedError("connection refused")
+
+    for replica in replicas:
+        monkeypatch.setattr(replica, "_runner", lambda kind: runner)
+    monkeypatch.setattr(jobs_store, "renew_job", unreachable)
+    await jobs_store.schedule_job(due("long:1", "long"))
+
+    # when: the first replica takes the job, then the second one looks for due jobs too
+    try:
+        first = asyncio.create_task(replicas[0].run_due())
+        await asyncio.sleep(0.2)
+        second = asyncio.create_task(replicas[1].run())
+        await first
+        await asyncio.sleep(0.5)
+        await replicas[1].wait_closed(second, grace=10)
+    finally:
+        await aws.close()
+
+    # then: the first replica's run stopped before the second replica's began (before: it ran
+    # its 4 s on, beside the second one's, from when the lease lapsed at 1 s)
+    (w1_start, w1_end), (w2_start, _w2_end) = runs["w1"], runs["w2"]
+    assert w1_end - w1_start < 1.5
+    assert w1_end <= w2_start
+    job = await other_jobs_store.get_job("long:1")
+    assert job is not None
+    assert (job.state, job.attempts) == (JobState.DONE, 2)

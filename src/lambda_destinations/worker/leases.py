@@ -39,6 +39,10 @@ class Renewals:
             self.failures = 0
 
 
+class LeaseLapsed(Exception):
+    """The work was stopped: its lease ended unrenewed, and another worker may now take it."""
+
+
 @contextlib.asynccontextmanager
 async def renewing(
     renew: Callable[[], Awaitable[bool]],
@@ -46,20 +50,41 @@ async def renewing(
     renewals: Renewals,
     *,
     what: str,
+    lease: float | None = None,
+    taken_at: float | None = None,
     **fields: Any,
 ) -> AsyncIterator[None]:
     """Call ``renew`` every ``interval`` seconds while the body runs; ``what`` (a running
     handler's claim, a running job's lease) names the lease in the warnings, ``renewals`` tells
-    the failures of the worker's renewals once."""
-    renewal = asyncio.create_task(
-        _renew(renew, interval, renewals, what, fields), name=f"renew {what}"
-    )
+    the failures of the worker's renewals once.
+
+    With ``lease`` (its seconds), the body is stopped, raising :class:`LeaseLapsed`, when the
+    lease ends unrenewed (the store could not be reached), counted from ``taken_at`` (the
+    loop's time when it was taken, or now) and from the start of each renewal that held, or
+    when a renewal finds it taken: before another worker can take the work, not beside it.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = asyncio.timeout(None)
     try:
-        yield
-    finally:
-        renewal.cancel()
-        # asyncio.wait, not await: never raises the renewal's cancellation as our own.
-        await asyncio.wait({renewal})
+        async with deadline:
+            if lease is not None:
+                deadline.reschedule((loop.time() if taken_at is None else taken_at) + lease)
+            stop = (deadline if lease is not None else None, lease or 0.0)
+            renewal = asyncio.create_task(
+                _renew(renew, interval, renewals, what, fields, stop), name=f"renew {what}"
+            )
+            try:
+                yield
+            finally:
+                renewal.cancel()
+                # asyncio.wait, not await: never raises the renewal's cancellation as our own.
+                await asyncio.wait({renewal})
+    except TimeoutError:
+        if lease is not None and deadline.expired():
+            raise LeaseLapsed(
+                f"{what} was not renewed before it ended, or was taken by another worker"
+            ) from None
+        raise
 
 
 async def _renew(
@@ -68,16 +93,24 @@ async def _renew(
     renewals: Renewals,
     what: str,
     fields: dict[str, Any],
+    stop: tuple[asyncio.Timeout | None, float],
 ) -> None:
+    deadline, lease = stop
+    loop = asyncio.get_running_loop()
     while True:
         # asyncio.sleep, not an injected one: tests of the retry policy shorten those.
         await asyncio.sleep(interval)
+        started = loop.time()
         try:
             held = await renew()
         except Exception as exc:  # noqa: BLE001 - the lease still covers the next try
             renewals.failed(what, exc, fields)
             continue
         renewals.succeeded()
+        if deadline is not None and not deadline.expired():
+            # Held: the lease now ends one lease after this renewal began; taken: stop now.
+            deadline.reschedule(started + lease if held else loop.time())
         if not held:
-            log.warning(f"{what} lapsed and was taken: another worker may run it too", **fields)
+            if deadline is None:
+                log.warning(f"{what} lapsed and was taken: another worker may run it too", **fields)
             return

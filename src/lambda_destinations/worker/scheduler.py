@@ -37,7 +37,7 @@ from lambda_destinations.retrying import (
     retry_delay,
 )
 from lambda_destinations.store import ScheduledJob, utcnow
-from lambda_destinations.worker.leases import Renewals, renewing
+from lambda_destinations.worker.leases import LeaseLapsed, Renewals, renewing
 from lambda_destinations.worker.metrics import Metrics
 from lambda_destinations.worker.retention import run_retention_job
 
@@ -177,16 +177,17 @@ class Scheduler:
         due = await self.store.next_job_due() if room > 0 else None
         if due is None or due > utcnow():
             return []
+        taken_at = asyncio.get_running_loop().time()  # the leases end a lease from this
         jobs = await self.store.take_due_jobs(self.owner, limit=room, lease=self.lease)
-        tasks = [asyncio.create_task(self._run_settled(job)) for job in jobs]
+        tasks = [asyncio.create_task(self._run_settled(job, taken_at)) for job in jobs]
         for task in tasks:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
         return tasks
 
-    async def _run_settled(self, job: ScheduledJob) -> None:
+    async def _run_settled(self, job: ScheduledJob, taken_at: float) -> None:
         try:
-            await self._run(job)
+            await self._run(job, taken_at)
         except Exception as exc:  # noqa: BLE001 - logged: the job's lease settles it
             # The job ran, or did not, but could not be settled (the store went away): its
             # lease expires and it runs again; runners judge what a rerun finds.
@@ -215,7 +216,7 @@ class Scheduler:
             raise ConfigError(f"no runner for jobs of kind {kind!r}")
         return runner
 
-    async def _run(self, job: ScheduledJob) -> None:
+    async def _run(self, job: ScheduledJob, taken_at: float) -> None:
         """Run one job and settle it: done, failed, or given back for later."""
         with bound_contextvars(job=job.key, job_kind=job.kind, job_attempt=job.attempts):
             context = JobContext(
@@ -231,13 +232,17 @@ class Scheduler:
             )
             try:
                 runner = self._runner(job.kind)
-                async with self._renewing(job), asyncio.timeout(self.timeout):
+                async with self._renewing(job, taken_at), asyncio.timeout(self.timeout):
                     await runner(job, context)
+            except LeaseLapsed as exc:
+                # Stopped before another replica may take it: never two runs at once.
+                log.warning(f"job stopped: {exc}; it runs again on the replica that takes it")
+                await self._give_back(job)
+                return
             except asyncio.CancelledError:
                 # Shutdown past its grace: give the job back at once rather than when the
                 # lease expires. Runners leave their effects in a state a rerun can judge.
-                with contextlib.suppress(Exception):
-                    await self.store.retry_job(job.key, self.owner, due_at=utcnow())
+                await self._give_back(job)
                 raise
             except Exception as exc:  # noqa: BLE001 - every job error is settled, none escapes
                 await self._settle_failure(job, exc)
@@ -247,14 +252,28 @@ class Scheduler:
             await self.store.finish_job(job.key)
             log.info("job done")
 
-    def _renewing(self, job: ScheduledJob) -> AbstractAsyncContextManager[None]:
-        """Renew this worker's lease on ``job`` every ``claim_renew_interval`` while it runs."""
+    async def _give_back(self, job: ScheduledJob) -> None:
+        """Give ``job`` back to run again now, if this worker still holds it and can."""
+        with contextlib.suppress(Exception):
+            await self.store.retry_job(job.key, self.owner, due_at=utcnow())
+
+    def _renewing(self, job: ScheduledJob, taken_at: float) -> AbstractAsyncContextManager[None]:
+        """Renew this worker's lease on ``job`` every ``claim_renew_interval`` while it runs,
+        and stop the job when the lease ends unrenewed (taken at ``taken_at``, loop time)."""
 
         async def renew() -> bool:
             return await self.store.renew_job(job.key, self.owner, lease=self.lease)
 
         interval = self.settings.claim_renew_interval
-        return renewing(renew, interval, self.renewals, what="a running job's lease", job=job.key)
+        return renewing(
+            renew,
+            interval,
+            self.renewals,
+            what="a running job's lease",
+            lease=self.lease,
+            taken_at=taken_at,
+            job=job.key,
+        )
 
     def _count(self, job: ScheduledJob, outcome: str) -> None:
         if self.metrics is not None and job.kind == "replay":
