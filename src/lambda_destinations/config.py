@@ -288,7 +288,10 @@ class Settings(BaseSettings):
         "crashed worker's claims free within this.",
     )
     claim_renew_interval: float = Field(
-        default=10.0, gt=0, description="Seconds between renewals of a running handler's claim."
+        default=10.0,
+        # Each renewal is a write: a nanosecond's interval renewed without pause, a write loop.
+        ge=0.1,
+        description="Seconds between renewals of a running handler's claim.",
     )
     ecs_agent_uri: str | None = Field(
         default=None,

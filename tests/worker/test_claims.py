@@ -154,3 +154,12 @@ def test_a_renewal_interval_not_below_the_lease_is_refused(settings_for, lease, 
 
     with pytest.raises(ConfigError, match="claim_renew_interval"):
         settings_for("q", claim_lease=lease, claim_renew_interval=renew)
+
+
+@pytest.mark.parametrize("renew", [1e-9, 0.05])
+def test_a_renewal_interval_below_a_tenth_of_a_second_is_refused(settings_for, renew) -> None:
+    # a renewal is a store write: an interval of a nanosecond renewed in a loop (before: taken)
+    from lambda_destinations.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="claim_renew_interval"):
+        settings_for("q", claim_renew_interval=renew)
