@@ -35,7 +35,7 @@ from lambda_destinations import (
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, StoreMisconfigured, StoreUrlError
 from lambda_destinations.simulate import failure_record, success_record
-from lambda_destinations.store import Store
+from lambda_destinations.store import FailureStatus, Store
 from lambda_destinations.times import MAX_WAIT
 from lambda_destinations.worker import Worker
 
@@ -666,3 +666,43 @@ def test_a_payload_orjson_writes_is_sent_as_it_was_and_nan_is_still_refused() ->
     }
     with pytest.raises(ValueError, match="payload is not JSON"):
         invocation_payload({"when": [dt.date(2026, 1, 1), float("inf")]})
+
+
+async def test_a_failure_with_a_dead_letter_message_too_shows_the_destination_s_record(
+    store_url: str,
+) -> None:
+    # given: a failure both its on-failure destination and its dead-letter queue recorded (AWS
+    # sends both when both are configured); the DLQ message, which names no condition, function
+    # or response, was received after the destination's record; the replay handler replayed the
+    # DLQ's record (the first to reach it), and the replay succeeded
+    record = failure_record(
+        random.Random(7),
+        function="billing-worker",
+        condition="RetriesExhausted",
+        error=("ValueError", "bad order", "python"),
+    )
+    request_id = record["requestContext"]["requestId"]
+    attributes = {"RequestID": request_id, "ErrorCode": "200", "ErrorMessage": "bad order"}
+    dlq = row_of('{"orderId": 42}', attributes)
+    await seed(store_url, [row_of(json.dumps(record)), dlq])
+    async with Store.from_url(store_url) as store:
+        await store.set_status([dlq.key], FailureStatus.RECOVERED, by="replay")
+
+    # when
+    async with Results(store_url) as results:
+        got = await results.get(request_id)
+        waited = await results.wait(request_id, timeout=5)
+        by_key = await results.get(dlq.key)
+
+    # then: the destination's record, with the invocation's status (before: the DLQ message's,
+    # condition, function and response None, error type "200")
+    assert got is not None
+    assert waited == got
+    assert got.condition == "RetriesExhausted"
+    assert got.function_name == "billing-worker"
+    assert got.error_type == "ValueError"
+    assert got.response == record["responsePayload"]
+    assert got.status == "recovered"
+    # a store key still reads its own record
+    assert by_key is not None
+    assert by_key.error_type == "200"

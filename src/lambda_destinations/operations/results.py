@@ -44,8 +44,8 @@ from lambda_destinations.errors import (
 )
 from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
-from lambda_destinations.schemas import check_invoke_target, invoke_function_region
-from lambda_destinations.store import InvocationRow, Store
+from lambda_destinations.schemas import MessageKind, check_invoke_target, invoke_function_region
+from lambda_destinations.store import FailureStatus, InvocationFilter, InvocationRow, Store
 from lambda_destinations.times import MAX_WAIT
 
 T = TypeVar("T")
@@ -205,7 +205,7 @@ class Results(Lifetime):
         if not holdable(request_id):
             return None  # no record is stored under it (see holdable)
         row = await self.store.get_invocation(request_id)
-        return None if row is None else InvocationResult.from_row(row)
+        return None if row is None else await self._outcome(row, request_id)
 
     async def wait(
         self,
@@ -227,7 +227,26 @@ class Results(Lifetime):
         row = await self.store.wait_for_invocation(request_id, timeout=timeout)
         if row is None:
             raise ResultTimeout(request_id, timeout)
-        return InvocationResult.from_row(row)
+        return await self._outcome(row, request_id)
+
+    async def _outcome(self, row: InvocationRow, ident: str) -> InvocationResult:
+        """The outcome of the invocation ``ident`` names, whose newest record is ``row``.
+
+        A failure both its on-failure destination and its dead-letter queue recorded has two
+        records (two keys, one request id), and the DLQ message, received later, is often the
+        newest: it names no condition, function or response. Read by request id, such a
+        failure is its destination's record, with the status of whichever record a replay
+        recovered (the replay handler replays the first to reach it). A key reads its own."""
+        if row.succeeded is not False or row.key == ident:
+            return InvocationResult.from_row(row)
+        rows = await self.store.list_invocations(InvocationFilter(request_ids=[ident]))
+        shown = next((r for r in rows if r.kind != MessageKind.LEGACY_DLQ), row)
+        statuses = {r.status for r in rows}
+        status = next(
+            (s for s in (FailureStatus.RECOVERED, FailureStatus.REPLAYED) if s in statuses),
+            shown.status,
+        )
+        return InvocationResult.from_row(dataclasses.replace(shown, status=status))
 
 
 def holdable(request_id: str) -> bool:
