@@ -16,6 +16,17 @@ _HEX = "[0-9a-fA-F]"
 _REQUEST_ID = re.compile(f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}")
 
 
+# One inside other text: not next to more hexadecimal digits or hyphens.
+_REQUEST_ID_INSIDE = re.compile(f"(?<![0-9a-fA-F-]){_REQUEST_ID.pattern}(?![0-9a-fA-F-])")
+
+
+def request_id_in(text: str) -> str | None:
+    """The first request id written in ``text`` among other characters (in quotes or braces,
+    after ``urn:uuid:``), in lower case; None when there is none."""
+    found = _REQUEST_ID_INSIDE.search(text)
+    return None if found is None else found.group().lower()
+
+
 def is_request_id(text: str) -> bool:
     """Whether ``text`` is a Lambda request id: a UUID written 8-4-4-4-12."""
     return _REQUEST_ID.fullmatch(text) is not None

@@ -237,6 +237,33 @@ def test_result_of_a_request_id_with_more_after_it_says_so_not_that_it_waited(
     assert f"give {NOT_YET} alone" in line
 
 
+@pytest.mark.parametrize(
+    ("ident", "fix"),
+    [
+        (f'"{NOT_YET}"', f"give {NOT_YET} alone"),  # copied from JSON, with its quotes
+        (f"{{{NOT_YET}}}", f"give {NOT_YET} alone"),  # a GUID as some languages print it
+        (f"urn:uuid:{NOT_YET}", f"give {NOT_YET} alone"),
+        (NOT_YET[:-1] + "g", "8-4-4-4-12 hexadecimal digits"),  # whole, one character mistyped
+        (NOT_YET.replace("-", "_"), "8-4-4-4-12 hexadecimal digits"),
+    ],
+)
+def test_result_of_an_id_given_whole_but_not_as_lambda_writes_it_says_what_to_fix(
+    cli_env: dict[str, str], sqlite_url: str, ident: str, fix: str
+) -> None:
+    # given: a request id given whole, with what surrounds it or mistyped
+    seed_sync(sqlite_url, [])
+
+    # when
+    shown = cli("result", ident, env=cli_env)
+
+    # then: the line says what to fix; before, "a Lambda request id has 36 characters ...
+    # give it whole", for an id of 36 characters or more, given whole
+    assert shown.returncode == 5, shown.stderr
+    [line] = error_lines(shown)
+    assert fix in line
+    assert "give it whole" not in line
+
+
 def test_invoke_wait_prints_the_response_once_the_record_is_stored(
     lambda_endpoint: Any, lambda_env: dict[str, str], sqlite_url: str
 ) -> None:

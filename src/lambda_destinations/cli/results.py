@@ -15,6 +15,7 @@ from lambda_destinations._request_ids import (
     REQUEST_ID_LENGTH,
     is_request_id,
     may_arrive,
+    request_id_in,
     stored_id,
 )
 from lambda_destinations._text import visible
@@ -263,6 +264,15 @@ def _not_an_id(text: str) -> str:
         return (
             "a Lambda request id has 36 characters, and more follows this one: give "
             f"{head.lower()} alone (or with :Condition, as `failures list` prints a store key)"
+        )
+    inside = request_id_in(text)
+    if inside is not None:  # in quotes (copied from JSON), in braces, after urn:uuid:
+        return f"a Lambda request id is given alone, with nothing around it: give {inside} alone"
+    if len(text) >= REQUEST_ID_LENGTH:  # given whole, but mistyped or in another form
+        return (
+            "a Lambda request id is 8-4-4-4-12 hexadecimal digits "
+            "(6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f): look for a mistyped character, or copy it "
+            "as `invoke` and `failures list` print it"
         )
     return (
         "a Lambda request id has 36 characters (6c2d1f9e-3b4a-4c1d-9e8f-0a1b2c3d4e5f); give it "
