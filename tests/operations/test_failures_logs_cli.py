@@ -251,6 +251,27 @@ def test_a_legacy_dlq_message_needs_its_log_group(
     assert f"START RequestId: {rid}" in given.stdout
 
 
+def test_a_dlq_message_beside_its_destinations_record_is_read_through_that_function(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any
+) -> None:
+    # given: a failure its on-failure destination and its dead-letter queue both recorded (AWS
+    # sends both when both are configured), the DLQ message received last, so the newest of
+    # the request id's records; the last attempt's lines in the function's log group
+    row, rid, at = failure_at()
+    put_last_attempt(logs, rid, at)
+    attributes = {"RequestID": rid, "ErrorCode": "200", "ErrorMessage": "card service"}
+    seed_sync(sqlite_url, [row, row_of('{"order": 1}', attributes)])
+
+    # when: named by its request id, as `failures list` and `result` print it
+    result = cli("failures", "logs", rid, env=cli_env)
+
+    # then: its lines, through the function the destination's record names (before: exit 2,
+    # "the record names no function (legacy-dlq): give its log group")
+    assert result.returncode == 0, result.stderr
+    assert f"START RequestId: {rid} Version: $LATEST" in result.stdout
+    assert f"from log group {GROUP}" in result.stderr
+
+
 def test_a_missing_log_group_names_the_region_of_the_aws_profile(
     cli_env: dict[str, str], sqlite_url: str, logs: Any, profile_region: dict[str, str]
 ) -> None:

@@ -37,6 +37,7 @@ from lambda_destinations.operations.function_logs import (
     LogsQuery,
     log_notes,
     log_text,
+    with_its_function,
 )
 from lambda_destinations.store import InvocationRow
 from lambda_destinations.times import window_backwards
@@ -125,9 +126,9 @@ def logs_command(
 async def _row_named(settings: Settings, request_id: str) -> InvocationRow:
     async with opened_store(settings, writes=False) as store:
         row = await stored_row(store, request_id)
-    if row is None:
-        no_record(request_id)
-    return row
+        if row is None:
+            no_record(request_id)
+        return await with_its_function(store, row)
 
 
 def _logs_query(

@@ -45,6 +45,7 @@ from lambda_destinations.operations.function_logs import (
     log_notes,
     log_text,
     logs_query,
+    with_its_function,
 )
 from lambda_destinations.operations.quarantine import pretty_body, resend_status
 from lambda_destinations.operations.replay import (
@@ -288,7 +289,8 @@ async def _read_logs(
     """The lines, or why they were not read, in one line; and the page's status. ``command``:
     the one that prints them, which waits longer."""
     try:
-        query = logs_query(row, controls, all_attempts=all_attempts)
+        named = await with_its_function(console.store, row)  # a DLQ message's: its record's
+        query = logs_query(named, controls, all_attempts=all_attempts)
         # Its calls together (GetFunctionConfiguration, each FilterLogEvents) in one bound.
         async with aws_bound(command):
             return await function_logs(console.aws, query, controls), None, 200

@@ -28,7 +28,7 @@ from lambda_destinations.times import utc_text
 
 if TYPE_CHECKING:
     from lambda_destinations.aws import AwsClients
-    from lambda_destinations.store import InvocationRow
+    from lambda_destinations.store import InvocationRow, Store
 
 # Lambda's longest timeout: the last attempt began at most this long before its record.
 LONGEST_RUN = dt.timedelta(minutes=15)
@@ -271,6 +271,19 @@ class LogsQuery:
     since: dt.datetime
     until: dt.datetime
     limit: int  # 0: all
+
+
+async def with_its_function(store: Store, row: InvocationRow) -> InvocationRow:
+    """``row``, or, when it names no function (a dead-letter queue's message) but has a request
+    id, another record of that request id that names one: the on-failure destination's, when
+    both recorded the failure (AWS sends to both). Its lines are found through that function,
+    where the DLQ message alone needed its log group given."""
+    if row.function_arn is not None or not row.request_id:
+        return row
+    from lambda_destinations.store import InvocationFilter
+
+    others = await store.list_invocations(InvocationFilter(request_ids=[row.request_id]))
+    return next((other for other in others if other.function_arn is not None), row)
 
 
 def logs_query(
