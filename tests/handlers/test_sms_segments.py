@@ -92,6 +92,27 @@ def test_an_emoji_sequence_is_never_split() -> None:
     assert body.count("\u200d") == 2 * body.count("👧")  # whole families only
 
 
+@pytest.mark.parametrize(
+    "character",
+    [
+        "\u0915\u093f",  # Devanagari "ki": the vowel sign is a mark of no combining class
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467",  # a family: joined by ZWJ
+        "\U0001f1eb\U0001f1f7",  # a flag: two regional indicators
+        "1\ufe0f\u20e3",  # a keycap: an enclosing mark
+        "\u1100\u1161\u11a8",  # a Hangul syllable in jamo
+        "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",  # tags
+    ],
+)
+def test_a_character_read_as_one_is_never_split_wherever_the_cut_falls(character: str) -> None:
+    for shift in range(40):
+        text = "x" * (60 + shift) + character * 10
+
+        cut = fit_segments(text, 1)
+
+        kept = cut.removesuffix("...").removesuffix("…").lstrip("x")
+        assert kept == character * (len(kept) // len(character)), (shift, cut)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.text(

@@ -110,15 +110,30 @@ def count_segments(text: str) -> int:
     return segments
 
 
-def _is_joined(char: str) -> bool:
-    """A character that belongs to the one before it (combining mark, joiner, selector)."""
-    return (
-        bool(unicodedata.combining(char))
-        or char in "\u200d\ufe0e\ufe0f"
-        or (
-            "\U0001f3fb" <= char <= "\U0001f3ff"  # skin-tone modifiers
-        )
-    )
+def _is_regional(char: str) -> bool:
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
+
+
+def _is_joined(text: str, index: int) -> bool:
+    """Whether ``text[index]`` belongs to the character before it, so that a cut there would
+    split what is read as one: a mark (an accent, or one of category M that has no combining
+    class, as a Devanagari vowel sign or a keycap), a joiner, a variation selector, a skin
+    tone, a tag (a subdivision flag), what follows a zero-width joiner, the second half of a
+    flag (regional indicators pair from the start of their run) or a Hangul vowel or final
+    consonant jamo."""
+    char, before = text[index], text[index - 1]
+    if unicodedata.category(char).startswith("M") or before == "\u200d":
+        return True
+    if char in "\u200d\ufe0e\ufe0f" or "\U0001f3fb" <= char <= "\U0001f3ff":
+        return True
+    if "\U000e0020" <= char <= "\U000e007f" or "\u1160" <= char <= "\u11ff":
+        return True
+    if _is_regional(char):
+        run = index
+        while run > 0 and _is_regional(text[run - 1]):
+            run -= 1
+        return (index - run) % 2 == 1
+    return False
 
 
 def _fits(text: str, max_segments: int) -> bool:
@@ -132,8 +147,8 @@ def fit_segments(text: str, max_segments: int) -> str:
     takes, on a character boundary, with an ellipsis ("..." in GSM-7, "…" otherwise, so the
     cut never changes the encoding for the worse).
 
-    The cut backs off to the start of a combined character (an accent, an emoji sequence), and
-    to the end of a word when one ends in the last 15 characters.
+    The cut backs off to the start of a combined character (an accent, a vowel sign, an emoji
+    sequence, a flag), and to the end of a word when one ends in the last 15 characters.
     """
     if _fits(text, max_segments):
         return text
@@ -151,7 +166,7 @@ def fit_segments(text: str, max_segments: int) -> str:
         else:
             high = middle - 1
     length = low
-    while 0 < length < len(text) and _is_joined(text[length]):
+    while 0 < length < len(text) and _is_joined(text, length):
         length -= 1
     space = text.rfind(" ", max(0, length - 15), length + 1)
     if space > 0:
