@@ -494,3 +494,28 @@ def test_a_number_without_its_plus_says_what_is_missing(
     text = str(info.value)
     assert f"is not a phone number ({reason}); write it in international form" in text, text
     assert "default region" not in text
+
+
+def test_a_short_code_written_without_quotes_is_taken_as_its_digits(
+    handler_settings: Callable[..., Settings],
+) -> None:
+    # TOML's origination_number = 12345 is an integer: it was refused with "Input should be a
+    # valid string", which does not say that the short code itself is fine
+    options = {"phone_numbers": ["+14155552671"], "origination_number": 12345}
+
+    handler = build("oncall", options, handler_settings("q"))
+
+    number = handler.attributes["AWS.MM.SMS.OriginationNumber"]
+    assert number == {"DataType": "String", "StringValue": "12345"}
+
+
+@pytest.mark.parametrize("numbers", [[14155552671], 14155552671])
+def test_a_number_written_without_quotes_is_told_what_it_lacks(
+    numbers: object, handler_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        build("oncall", {"phone_numbers": numbers}, handler_settings("q"))
+
+    text = str(info.value)
+    assert text.startswith("handlers.oncall.phone_numbers[0]: '141****2671' is not a phone"), text
+    assert "(it has no country calling code); write it in international form" in text, text

@@ -214,7 +214,13 @@ class SmsOptions(storm.NotifierOptions):
     @field_validator("phone_numbers", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
+        value = [value] if isinstance(value, (str, int)) else value
+        return [_digits(number) for number in value] if isinstance(value, list) else value
+
+    @field_validator("origination_number", mode="before")
+    @classmethod
+    def _short_code(cls, value: object) -> object:
+        return _digits(value)
 
     @field_validator("sms_type", mode="before")
     @classmethod
@@ -229,6 +235,15 @@ class SmsOptions(storm.NotifierOptions):
                 f"{value!r} is not a sender id: 1 to 11 letters and digits, at least one letter"
             )
         return value
+
+
+def _digits(value: object) -> object:
+    """A number written without quotes (TOML's ``12345``, JSON's) as its digits, so that it
+    is read, and refused or taken, as the same digits in quotes are: a short code, or a number
+    that lacks its ``+``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def _echoed_number(number: str) -> str:
