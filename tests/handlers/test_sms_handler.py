@@ -450,7 +450,13 @@ def test_a_number_of_an_international_network_is_refused_at_start(
 
 
 @pytest.mark.parametrize(
-    ("given", "sent"), [("12345", "12345"), ("+1 415 555 2671", "+14155552671")]
+    ("given", "sent"),
+    [
+        ("12345", "12345"),
+        ("+1 415 555 2671", "+14155552671"),
+        ("\u0665\u0665\u0665\u0665\u0665", "55555"),  # Arabic-Indic digits, as a number's are
+        ("\uff11\uff12\uff13\uff14", "1234"),  # fullwidth
+    ],
 )
 def test_an_origination_number_is_a_short_code_or_a_number(
     given: str, sent: str, handler_settings: Callable[..., Settings]
