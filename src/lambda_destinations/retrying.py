@@ -283,7 +283,9 @@ def aws_fix(
     message = str(exc.response.get("Error", {}).get("Message") or "")
     if (ses := _ses_fix(code, message)) is not None:
         return ses
-    refused = code in ("InvalidParameter", "InvalidParameterValue") and operation == "Publish"
+    # SNS's codes for a parameter it refuses: ParameterValueInvalid is its model's code for
+    # InvalidParameterValueException (SQS's spelling, InvalidParameterValue, kept for emulators)
+    refused = operation == "Publish" and code in _SNS_REFUSED_PARAMETER
     if refused and "phone" in message.lower():  # "… PhoneNumber Reason: … is not valid to …"
         return (
             "SNS does not text that number: check it in the handler's phone_numbers, that the "
@@ -305,6 +307,11 @@ def aws_fix(
     if code in TRANSIENT_CODES and _THROTTLED.search(str(code)):
         return _throttled_fix(operation, credentials, last_try=last_try, then=then)
     return None
+
+
+_SNS_REFUSED_PARAMETER = frozenset(
+    {"InvalidParameter", "ParameterValueInvalid", "InvalidParameterValue"}
+)
 
 
 def _last_try(fix: str, then: str | None) -> str:

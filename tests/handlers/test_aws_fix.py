@@ -66,6 +66,15 @@ def refusal(code: str, operation: str, message: str = "refused") -> ClientError:
             "worker's region sends SMS (not every region does), and, while the account is in "
             "the SNS SMS sandbox, that the number is verified there",
         ),
+        (  # SNS's other code for a parameter it refuses (InvalidParameterValueException):
+            # before, the reason said only SNS's words
+            "ParameterValueInvalid",
+            "Publish",
+            "Invalid parameter: PhoneNumber Reason: +14*****2671 is not valid to publish to",
+            "SNS does not text that number: check it in the handler's phone_numbers, that the "
+            "worker's region sends SMS (not every region does), and, while the account is in "
+            "the SNS SMS sandbox, that the number is verified there",
+        ),
         ("InvalidParameter", "Publish", "Invalid parameter: Message too long", None),
         (  # a replay's Invoke of a function whose environment's key is scheduled for deletion:
             # Lambda's 502, before with no fix (nothing the caller's permissions change)
