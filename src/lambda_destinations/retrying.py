@@ -56,6 +56,7 @@ TRANSIENT_CODES = frozenset(
         "Throttling",
         "ThrottlingException",
         "ThrottledException",
+        "Throttled",  # SNS (its ThrottledException's code, HTTP 429)
         "RequestThrottled",
         "RequestThrottledException",
         "TooManyRequestsException",

@@ -312,8 +312,8 @@ _SHORT_CODE = re.compile(r"[1-9][0-9]{3,6}")
 
 def origination_number(number: str, where: str) -> str:
     """``number`` as SNS's ``AWS.MM.SMS.OriginationNumber`` takes it: a short code's digits
-    as they are (in ASCII: ``٥٥٥٥٥`` is ``55555``, as a phone number's digits are read in any
-    script), any other number in E.164 form (:func:`e164`)."""
+    as they are (in ASCII, whatever the script of its digits, as a phone number's are read),
+    any other number in E.164 form (:func:`e164`)."""
     digits = "".join(str(unicodedata.decimal(char, char)) for char in number.strip())
     if _SHORT_CODE.fullmatch(digits):
         return digits
