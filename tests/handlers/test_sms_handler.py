@@ -525,3 +525,23 @@ def test_a_number_written_without_quotes_is_told_what_it_lacks(
     text = str(info.value)
     assert text.startswith("handlers.oncall.phone_numbers[0]: '141****2671' is not a phone"), text
     assert "(it has no country calling code); write it in international form" in text, text
+
+
+@pytest.mark.parametrize(
+    ("setting", "fix"),
+    [
+        ("phone_numbers[0]", 'write each as its own string of the list: ["+1 415 555 2671", '),
+        ("origination_number", "give one"),
+    ],
+)
+@pytest.mark.parametrize("given", ["+14155552671,+33612345678", "+1 415 555 2671; +1 415 555 2672"])
+def test_several_numbers_in_one_string_are_told_apart_from_a_bad_number(
+    setting: str, fix: str, given: str, handler_settings: Callable[..., Settings]
+) -> None:
+    # before: "is not a phone number (The string supplied did not seem to be a phone number.);
+    # write it in international form", which each of the numbers already was
+    text = refusal(setting, given, handler_settings)
+
+    assert text.startswith(f"handlers.oncall.{setting}: '+14****"), text
+    assert f" holds 2 numbers: {fix}" in text, text
+    assert "international form" not in text

@@ -267,11 +267,27 @@ def _no_country_code(number: str) -> str:
     return "it has no country calling code"
 
 
+def _refuse_several(number: str, where: str) -> None:
+    """ConfigError naming ``where`` when ``number`` holds several numbers in one string
+    (``"+14155552671,+33612345678"``, as a variable lists them), which phonenumbers reads as no
+    number at all: "write it in international form" would not say what is wrong."""
+    count = len(re.findall("[+\uff0b]", number))
+    if count < 2:
+        return
+    fix = (
+        'write each as its own string of the list: ["+1 415 555 2671", "+33 6 12 34 56 78"]'
+        if "phone_numbers" in where
+        else "give one"
+    )
+    raise ConfigError(f"{where}: {_echoed_number(number)} holds {count} numbers: {fix}")
+
+
 def e164(number: str, where: str) -> str:
     """``number`` in E.164 form (``+14155552671``), or ConfigError naming ``where``."""
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException as exc:
+        _refuse_several(number, where)
         why = str(exc).split(") ", 1)[-1]
         if exc.error_type == exc.INVALID_COUNTRY_CODE:
             # phonenumbers says "Missing or invalid default region." of a number without +
