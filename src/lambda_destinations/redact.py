@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import SplitResult, quote, quote_plus, unquote, unquote_plus, urlsplit
@@ -99,15 +100,21 @@ def mask_phone(number: str) -> str:
     return number[:3] + "*" * (len(number) - 7) + number[-4:]
 
 
+def ascii_digits(text: str) -> str:
+    """``text`` with each decimal digit of any script (Arabic-Indic, fullwidth, …) as its ASCII
+    digit, as phonenumbers reads a number's (Arabic-Indic five, U+0665, is 5)."""
+    return "".join(str(unicodedata.decimal(char, char)) for char in text)
+
+
 def mask_typed_phone(number: str) -> str:
-    """A phone number as typed in a setting (spaced, dashed, national: ``+1 (415) 555-2671``)
-    masked as logs show it (``+14*****2671``: its digits through :func:`mask_phone`), when it
-    holds the 8 digits or more of one; else as it is (``+1555`` is nobody's). :func:`redact`
-    reads E.164 in one piece only."""
-    digits = "".join(char for char in number if char in "0123456789")
+    """A phone number as typed in a setting (spaced, dashed, national: ``+1 (415) 555-2671``,
+    in digits of any script) masked as logs show it (``+14*****2671``: its digits through
+    :func:`mask_phone`), when it holds the 8 digits or more of one; else as it is (``+1555``
+    is nobody's). :func:`redact` reads E.164 in one piece only."""
+    digits = "".join(char for char in ascii_digits(number) if char in "0123456789")
     if len(digits) < 8:
         return number
-    return mask_phone(("+" if number.strip().startswith("+") else "") + digits)
+    return mask_phone(("+" if number.strip().startswith(("+", "\uff0b")) else "") + digits)
 
 
 def mask_email(address: str) -> str:

@@ -367,6 +367,9 @@ def test_bad_settings_stop_the_start_naming_the_setting(
         ("+1 415 555 267", "'+14****5267'"),  # a digit short: no number of its country
         ("(415) 555-2671", "'415***2671'"),  # national: no country to read it in
         ("+1555", "'+1555'"),  # too short to be anyone's: repeated as typed
+        # in Arabic-Indic and fullwidth digits (phonenumbers reads them): before, repeated whole
+        ("+\u0661 \u0664\u0661\u0665 \u0665\u0665\u0665 \u0662\u0666\u0667", "'+14****5267'"),
+        ("\uff0b\uff11\uff14\uff11\uff15\uff15\uff15\uff15\uff12\uff16\uff17", "'+14****5267'"),
     ],
 )
 def test_a_bad_number_is_repeated_masked_in_its_error_line(
@@ -488,6 +491,10 @@ def test_an_origination_number_neither_a_short_code_nor_a_number_is_refused(
     [
         ("0033 6 12 34 56 78", "it starts with 00, a dialling prefix, where E.164 has +"),
         ("011 33 6 12 34 56 78", "it starts with 011, a dialling prefix, where E.164 has +"),
+        (  # in Arabic-Indic digits: before, "it has no country calling code"
+            "\u0660\u0660\u0663\u0663 \u0666 \u0661\u0662 \u0663\u0664",
+            "it starts with 00, a dialling prefix, where E.164 has +",
+        ),
         ("(415) 555-2671", "it has no country calling code"),
     ],
 )

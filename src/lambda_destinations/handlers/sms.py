@@ -48,7 +48,7 @@ from lambda_destinations.handlers.templates import (
     parse_options,
     record_fields,
 )
-from lambda_destinations.redact import mask_phone, mask_typed_phone
+from lambda_destinations.redact import ascii_digits, mask_phone, mask_typed_phone
 from lambda_destinations.retrying import classify, describe_error
 
 if TYPE_CHECKING:
@@ -262,7 +262,7 @@ def _no_country_code(number: str) -> str:
     """Why ``number``, which phonenumbers reads no country calling code in, is no number."""
     if number.strip().startswith("+"):  # phonenumbers: "Could not interpret numbers after +"
         return "no country has the calling code after its +"
-    if (prefix := _DIALLING_PREFIX.match(number)) is not None:
+    if (prefix := _DIALLING_PREFIX.match(ascii_digits(number))) is not None:
         return f"it starts with {prefix.group(1)}, a dialling prefix, where E.164 has +"
     return "it has no country calling code"
 
@@ -330,7 +330,7 @@ def origination_number(number: str, where: str) -> str:
     """``number`` as SNS's ``AWS.MM.SMS.OriginationNumber`` takes it: a short code's digits
     as they are (in ASCII, whatever the script of its digits, as a phone number's are read),
     any other number in E.164 form (:func:`e164`)."""
-    digits = "".join(str(unicodedata.decimal(char, char)) for char in number.strip())
+    digits = ascii_digits(number.strip())
     if _SHORT_CODE.fullmatch(digits):
         return digits
     if digits.isdigit():
