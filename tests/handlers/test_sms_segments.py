@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lambda_destinations.handlers.sms import count_segments, fit_segments, is_gsm
+from lambda_destinations.handlers.sms import count_segments, fit_segments, is_gsm, sms_text
 
 
 @pytest.mark.parametrize(
@@ -130,3 +130,15 @@ def test_fitted_text_always_fits_and_keeps_its_start(text: str, most: int) -> No
         body = cut[:-3] if cut.endswith("...") else cut[:-1]
         assert cut.endswith(("...", "…"))
         assert text.startswith(body)
+
+
+@pytest.mark.parametrize("invisible", ["\ufeff", "\u200b", "\u2060", "\u00ad"])
+def test_an_invisible_character_does_not_make_gsm_text_ucs2(invisible: str) -> None:
+    # a byte order mark at the start of an error message (read from a file), a zero-width
+    # space: before, the text went UCS-2, and 150 letters were cut to 69 in one segment
+    text = invisible + "a" * 75 + invisible + "b" * 75
+
+    sent = fit_segments(sms_text(text), 1)
+
+    assert sent == "a" * 75 + "b" * 75
+    assert count_segments(sent) == 1

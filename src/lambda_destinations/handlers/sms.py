@@ -180,19 +180,24 @@ _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 # What it shows as "?": the bidi embeddings, overrides and isolates (they reorder what is read
 # around them, as in an email's values; the marks U+200E, U+200F stay) and lone surrogates.
 _UNSENDABLE = re.compile("[\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# What it leaves out: the invisible characters that show nothing and join nothing, the byte
+# order mark (U+FEFF, at the start of a file's text), the zero-width space, the word joiner and
+# the soft hyphen. Any of them made GSM-7 text UCS-2: 70 characters a segment, not 160.
+_INVISIBLE = re.compile("[\u00ad\u200b\u2060\ufeff]")
 
 
 def sms_text(text: str) -> str:
     """``text`` as an SMS carries it: each line end (CR LF, CR, NEL, U+2028, U+2029, vertical
-    tab, form feed) a line feed, every other control character a space, and each bidi
-    embedding, override or isolate and each lone surrogate ``?``.
+    tab, form feed) a line feed, every other control character a space, each bidi
+    embedding, override or isolate and each lone surrogate ``?``, and no byte order mark,
+    zero-width space, word joiner or soft hyphen (:data:`_INVISIBLE`).
 
     A lone surrogate (JSON can spell one in a record) has no UTF-8, so SNS's request cannot
     carry it; ``?`` is what GSM-7 text puts for a character it lacks, where U+FFFD would make
     the whole text UCS-2 (70 characters a segment, not 160). Applied before the text is cut to
     its segments, so that what is counted is what is sent.
     """
-    return _UNSENDABLE.sub("?", _CONTROL.sub(" ", line_feeds(text)))
+    return _UNSENDABLE.sub("?", _CONTROL.sub(" ", _INVISIBLE.sub("", line_feeds(text))))
 
 
 # -- settings -----------------------------------------------------------------------------------
