@@ -1,5 +1,6 @@
 """A SQLite store file this user may not read or write is configuration (exit 3), said as the
-file's permissions, not as a store that cannot be reached (exit 4) or a disk that is full.
+file's permissions, not as a store that cannot be reached (exit 4) or a disk that is full; so
+is a file that is not a SQLite database.
 
 Root ignores permissions through two capabilities (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
 run as root, as CI runs, the commands run as root without them (setpriv), and then obey the
@@ -171,3 +172,23 @@ def test_a_store_folder_of_another_uid_is_exit_3_naming_its_mode_owner_and_the_c
         "sqlite:///volume/results.db: the file does not exist, and the worker cannot create "
         f"it: {expected}"
     )
+
+
+@pytest.mark.parametrize("args", [("failures", "list"), ("dev", "--once")])
+def test_a_store_file_that_is_not_a_sqlite_database_is_exit_3_not_a_wait(
+    folder: Path, args: tuple[str, ...]
+) -> None:
+    # given: dev's store file is text, not a SQLite database (a file from elsewhere, say)
+    (folder / ".lambda-destinations").mkdir(mode=0o700)
+    (folder / ".lambda-destinations" / "dev.db").write_text("not a database\n" * 100)
+    url = "sqlite:///.lambda-destinations/dev.db"
+
+    # when: a command opens it (dev waited for it for ever, as for a store that is down)
+    result = cli(*args, "--store", url, cwd=folder)
+
+    # then: one line naming the file and the fix, exit 3 (configuration), not 4
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert error_lines(result) == [
+        f"error: store {url} (--store): file is not a database: the file is "
+        "not a SQLite database: point the store at another path"
+    ]

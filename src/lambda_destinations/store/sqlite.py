@@ -753,7 +753,10 @@ class SQLiteStore(SqlStore):
 
     def _misconfigured(self, exc: BaseException) -> bool:
         # The file's permissions: a command exits 3; a running worker waits, as for an outage.
-        return self._access_problem(_sqlite_code(exc)) is not None
+        # A file that is not a SQLite database never becomes one: `run` and `dev` exit 3 at
+        # start rather than wait for it.
+        code = _sqlite_code(exc)
+        return code == "SQLITE_NOTADB" or self._access_problem(code) is not None
 
     async def write_problems(self) -> list[str] | None:
         """The file's permissions when this user may not write it (a read-only file is opened
