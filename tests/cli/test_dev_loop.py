@@ -322,6 +322,30 @@ async def test_dev_prints_its_counts_again_only_when_they_change(
     assert later == [counts.format(1)]
 
 
+async def test_dev_s_last_counts_line_is_the_worker_s_final_counts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given: dev's live summary, every hour, and a worker that received 3 messages
+    stats = Stats()
+    summary = asyncio.create_task(live_summary(stats, every=3600))
+    await asyncio.sleep(0)
+    stats.received += 3
+    stats.outcomes[Outcome.ACK] += 2
+    stats.outcomes[Outcome.RELEASE] += 1
+
+    # when: the worker stops (Ctrl-C) before the summary's next round: dev cancels it
+    summary.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await summary
+
+    # then: the last line shows the final counts, which add up to what was received
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert lines == [
+        "  ▸ received 3 · acked 2 · retried 0 · quarantined 0 · released 1 · duplicates 0"
+    ]
+    assert summary.cancelled()
+
+
 @pytest.mark.slow
 def test_a_second_dev_simulate_in_a_folder_says_why_it_counts_duplicates(tmp_path: Path) -> None:
     # given: a folder where dev --simulate 5 --seed 0 ran once

@@ -202,20 +202,31 @@ async def send_messages(
     return sent
 
 
-async def live_summary(stats: Stats, every: float = 2.0, seed: int = 7) -> None:
+async def live_summary(
+    stats: Stats, every: float = 2.0, seed: int = 7, *, final: bool = True
+) -> None:
     """A line on stderr whenever the counts it shows changed (not the SQS calls of an idle
-    worker's receives, which change every few seconds); the first duplicates, explained."""
+    worker's receives, which change every few seconds); the first duplicates, explained.
+    Cancelled once the worker stopped, it prints the final counts (``final``; ``--once`` prints
+    its summary on stdout instead) when they changed since its last line: the last line a
+    person sees is what the worker did, not the counts of up to ``every`` seconds before
+    (messages still in flight, the ones released at the stop)."""
     last = ""
     explained = False
-    while True:
-        await asyncio.sleep(every)
-        line = summary_line(stats.as_dict())
-        if line != last:
-            last = line
+    try:
+        while True:
+            await asyncio.sleep(every)
+            line = summary_line(stats.as_dict())
+            if line != last:
+                last = line
+                click.echo(f"  ▸ {line}", err=True)
+            if stats.duplicates and not explained:
+                explained = True
+                click.echo(duplicates_note(seed), err=True)
+    except asyncio.CancelledError:
+        if final and (line := summary_line(stats.as_dict())) != last:
             click.echo(f"  ▸ {line}", err=True)
-        if stats.duplicates and not explained:
-            explained = True
-            click.echo(duplicates_note(seed), err=True)
+        raise
 
 
 def duplicates_note(seed: int) -> str:
@@ -556,7 +567,11 @@ async def _run_dev_worker(settings: Settings, console_port: int | None, seed: in
     tasks: list[asyncio.Task[None]] = []
 
     async def started(worker: Worker) -> None:
-        tasks.append(asyncio.create_task(live_summary(worker.stats, seed=seed)))
+        tasks.append(
+            asyncio.create_task(
+                live_summary(worker.stats, seed=seed, final=console_port is not None)
+            )
+        )
         if console_port is not None:
             tasks.append(asyncio.create_task(serve_alongside(settings, console_port)))
 
