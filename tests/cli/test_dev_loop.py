@@ -261,6 +261,35 @@ def test_dev_in_a_read_only_folder_is_one_line_and_exit_3(tmp_path: Path) -> Non
     ]
 
 
+def test_dev_whose_own_folder_cannot_be_written_says_to_fix_that_folder(tmp_path: Path) -> None:
+    # given: dev's folder, made before, that nobody can write to (a read-only tmpfs on it:
+    # chmod would not stop root), in a folder that can be written
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    if mount is None or umount is None:
+        pytest.skip("needs mount and umount for a read-only tmpfs")
+    own = tmp_path / ".lambda-destinations"
+    own.mkdir()
+    mounted = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(own)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        result = run(["lambda-destinations", "dev", "--once"], tmp_path)
+    finally:
+        subprocess.run([umount, str(own)], check=True)
+
+    # then: the line names that folder (before: "run dev in a folder you can write to", which
+    # this one is)
+    assert result.returncode == 3, result.stderr
+    assert error_lines(result) == [
+        f"error: dev cannot write its settings to {own} (Read-only file system): make "
+        ".lambda-destinations writable, or move it away and run dev again"
+    ]
+
+
 @pytest.mark.parametrize(
     ("make", "line"),
     [

@@ -65,9 +65,15 @@ def dev_folder() -> Iterator[None]:
     except (FileExistsError, NotADirectoryError):
         fail(f"{folder} is not a folder: dev keeps its settings there; move it away", EXIT_CONFIG)
     except OSError as exc:
+        # Made before (by another user, or its mode changed): the folder dev runs in is not
+        # what stops it, and running it elsewhere would leave this one's records behind.
+        fix = (
+            f"make {folder} writable, or move it away and run dev again"
+            if folder.is_dir()
+            else "run dev in a folder you can write to"
+        )
         fail(
-            f"dev cannot write its settings to {folder.absolute()} ({exc.strerror}): run dev "
-            "in a folder you can write to",
+            f"dev cannot write its settings to {folder.absolute()} ({exc.strerror}): {fix}",
             EXIT_CONFIG,
         )
     with os.fdopen(descriptor, "r+", encoding="utf-8") as lock:
