@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -152,3 +153,33 @@ async def test_the_ops_server_s_own_answers_are_told_as_they_are(tmp_path: Path)
         f"error: http://127.0.0.1:{port}/readyz: 503, failing: waiting for SQS; SQS: receives "
         "failing on orders (QueueDoesNotExist)",
     )
+
+
+def test_an_answer_sent_a_byte_at_a_time_ends_within_the_timeout(tmp_path: Path) -> None:
+    """Before: a server sending its body a byte a second held healthcheck for hours (--timeout
+    bounded each read alone), a container's HEALTHCHECK hung; now one line at --timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            while not stop.wait(0.2):
+                with contextlib.suppress(OSError):
+                    connection.sendall(b" ")
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        code, line, _ = ask(listener.getsockname()[1], tmp_path, "--timeout", "1")
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert code == 1
+    assert line.endswith("no answer within 1 s (--timeout)")
+    assert took < 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import urllib.error
 import urllib.request
 from typing import Any
@@ -61,7 +62,7 @@ def healthcheck_command(settings: Settings, path: str, seconds: float) -> None:
     shown = echoed(url)  # a --path pasted wrong is not repeated whole
     not_ours = settings.endpoint_fix() if settings.from_dev() else NOT_OURS
     try:
-        status, content_type, body = _ask(url, seconds)
+        status, content_type, body = _ask_within(url, seconds)
     except OSError as exc:  # a connection reset before any answer included
         fail(f"{shown}: {_no_answer(exc, seconds, settings)}")
     except http.client.HTTPException:  # a status line or headers that are not HTTP's
@@ -80,6 +81,28 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def _ask_within(url: str, seconds: float) -> tuple[int, str, bytes | None]:
+    """``_ask`` bounded to ``seconds`` in all: a socket's timeout bounds each read alone, so a
+    server sending a byte a second would hold the probe (and the container's HEALTHCHECK) for
+    hours. ``TimeoutError`` when the whole answer took longer."""
+    outcome: list[tuple[int, str, bytes | None] | BaseException] = []
+
+    def ask() -> None:
+        try:
+            outcome.append(_ask(url, seconds))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=ask, name="healthcheck", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:  # still reading: the daemon thread ends with the process
+        raise TimeoutError
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 def _ask(url: str, seconds: float) -> tuple[int, str, bytes | None]:
