@@ -155,6 +155,33 @@ async def test_the_ops_server_s_own_answers_are_told_as_they_are(tmp_path: Path)
     )
 
 
+async def test_a_path_past_ascii_is_asked_percent_encoded(tmp_path: Path) -> None:
+    import asyncio
+
+    # given: the worker's ops server
+    ops = OpsServer(
+        host="127.0.0.1",
+        port=0,
+        health=list,
+        readiness=list,
+        metrics=lambda _accept: (b"", "text/plain"),
+    )
+    await ops.start()
+    try:
+        port = ops.addresses[0][1]
+        # when: a path with a letter past ASCII (a pasted typo)
+        code, line, stderr = await asyncio.to_thread(ask, port, tmp_path, "--path", "/r\u00e9adyz")
+    finally:
+        await ops.close()
+    # then: asked as a browser asks it, the server's 404 told in one line (before: a traceback,
+    # UnicodeEncodeError, http.client sending ASCII alone)
+    assert (code, line) == (
+        1,
+        f"error: http://127.0.0.1:{port}/r%C3%A9adyz: 404, the ops server has no such page: "
+        "ask /healthz or /readyz (--path)",
+    ), stderr
+
+
 def test_an_answer_sent_a_byte_at_a_time_ends_within_the_timeout(tmp_path: Path) -> None:
     """Before: a server sending its body a byte a second held healthcheck for hours (--timeout
     bounded each read alone), a container's HEALTHCHECK hung; now one line at --timeout."""

@@ -9,6 +9,7 @@ import threading
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import quote
 
 import click
 
@@ -23,14 +24,17 @@ from lambda_destinations.redact import echoed
 MAX_TIMEOUT = 3600
 # The most of an answer read: the ops server's are a few hundred bytes, its problems included.
 MAX_BODY = 64 * 1024
+# What --path keeps as typed: every printable ASCII character, a %-escape's % included.
+_ASCII = "".join(map(chr, range(0x21, 0x7F)))
 NOT_OURS = "is LAMBDA_DESTINATIONS_OPS_PORT the port the worker's ops server listens on?"
 
 
 def _path(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """``--path``: an absolute path on the ops server, as ``/readyz``."""
+    """``--path``: an absolute path on the ops server, as ``/readyz``; a character past ASCII
+    percent-encoded as UTF-8, as a browser sends it (http.client sends ASCII alone)."""
     if not is_site_path(value):
         raise click.BadParameter(f"{value!r} is not a path: give one starting with /, as /readyz")
-    return value
+    return value if value.isascii() else quote(value, safe=_ASCII)
 
 
 @command("healthcheck")
