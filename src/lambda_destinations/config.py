@@ -894,7 +894,7 @@ def aws_profile_region() -> tuple[str, str | None]:
     region its clients take when no variable sets one; None for a profile that does not exist
     (the clients say so). Imported here: botocore's session costs a command about 0.3 s, paid
     only by a command that needs the region and finds it nowhere else."""
-    from botocore.exceptions import ProfileNotFound
+    from botocore.exceptions import ConfigParseError, ProfileNotFound
     from botocore.session import Session
 
     session = Session()
@@ -903,6 +903,12 @@ def aws_profile_region() -> tuple[str, str | None]:
         return profile, session.get_config_variable("region")
     except ProfileNotFound:
         return profile, None
+    except ConfigParseError as exc:  # before: botocore's "Unable to parse config file", exit 1
+        raise ConfigError(
+            f"the AWS config file {exc.kwargs.get('path')} is not an INI file of profiles: "
+            "correct it (as `aws configure` writes it), or set AWS_CONFIG_FILE to one that is, "
+            "or set AWS_REGION"
+        ) from None
 
 
 def read_toml(path: Path, named_in: str = f"{ENV_PREFIX}CONFIG or --config") -> dict[str, Any]:

@@ -103,6 +103,25 @@ def test_a_region_of_the_aws_profile_alone_is_named_with_the_profile(
     assert row.split(None, 2)[1:] == ["us-east-1", "the AWS profile ops"]
 
 
+def test_an_aws_config_file_that_is_no_ini_is_a_line_and_exit_3(
+    toml: Path, tmp_path: Path, profile_region: dict[str, str]
+) -> None:
+    # given: the region left to the AWS profile, in a config file botocore cannot parse
+    aws_config = Path(profile_region["AWS_CONFIG_FILE"])
+    aws_config.write_text("region = us-east-1\n", encoding="utf-8")  # no [profile] header
+    env = {**profile_region, "LAMBDA_DESTINATIONS_REGION": ""}
+
+    result = cli("config", "--config", str(toml), env=env, cwd=tmp_path)
+
+    # then: configuration that cannot work, the file and the fix (before: exit 1, "Unable to
+    # parse config file: PATH", no fix)
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr.strip() == (
+        f"error: the AWS config file {aws_config} is not an INI file of profiles: correct it "
+        "(as `aws configure` writes it), or set AWS_CONFIG_FILE to one that is, or set AWS_REGION"
+    )
+
+
 def test_handler_options_are_merged_and_each_names_its_source(toml: Path, tmp_path: Path) -> None:
     # given: the variable's JSON gives the hook's timeout; the file its type and URL
     env = {
