@@ -64,10 +64,12 @@ _TOKEN_PATH = re.compile(
 )
 # A field named for a secret (a log line's password=..., a headers mapping's Authorization): its
 # value goes whole, whatever it looks like. Names are read in snake case, so apiKey, X-Api-Key
-# and client_secret are such names; key alone (a record's idempotency key) is not.
+# and client_secret are such names; key alone (a record's idempotency key) is not. A PagerDuty
+# routing (integration) key or a signing key is a secret: written inline by mistake for its
+# ``*_env`` option, ``config`` showed it whole.
 _SECRET_NAME = re.compile(
     r"(?:^|_)(?:password|passwd|passphrase|pwd|secret|token|api_?key|authorization|auth|"
-    r"credentials?|private_?key|access_?key|cookie|signature)(?:_|$)"
+    r"credentials?|(?:private|access|routing|integration|signing)_?key|cookie|signature)(?:_|$)"
 )
 _WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|[\s\-.]+")
 # A URL's query string: its values are tokens as often as not (?token=, ?sig=, ?api_key=).

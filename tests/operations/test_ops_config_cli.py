@@ -122,6 +122,24 @@ def test_an_aws_config_file_that_is_no_ini_is_a_line_and_exit_3(
     )
 
 
+def test_a_routing_key_written_inline_is_masked(tmp_path: Path) -> None:
+    # given: a PagerDuty key written inline, by mistake for routing_key_env
+    toml = tmp_path / "pd.toml"
+    key = "R0UT1NGKEY0123456789abcdef012345"
+    toml.write_text(
+        '[handlers.pd]\ntype = "webhook"\npreset = "pagerduty"\n'
+        f'routing_key = "{key}"\nrouting_key_env = "PD_KEY"\n',
+        encoding="utf-8",
+    )
+
+    table = cli("config", "--config", str(toml), cwd=tmp_path)
+    options = shown("--config", str(toml), env={}, cwd=tmp_path)["settings"]["handlers"]["value"]
+
+    # then: named, never shown (before: the key whole, in the table and the JSON)
+    assert key not in table.stdout + table.stderr
+    assert options["pd"]["settings"]["routing_key"]["value"] == "***"
+
+
 def test_handler_options_are_merged_and_each_names_its_source(toml: Path, tmp_path: Path) -> None:
     # given: the variable's JSON gives the hook's timeout; the file its type and URL
     env = {
