@@ -236,12 +236,13 @@ def test_a_dev_whose_ops_port_is_taken_writes_the_port_it_took_for_its_folder(
     assert check.stdout == f"http://127.0.0.1:{took[0]}/healthz: 200\n"
 
 
-def test_dev_in_a_read_only_folder_is_one_line_and_exit_3(tmp_path: Path) -> None:
-    # given: a folder nobody can write to, root included (chmod would not stop root)
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """``folder`` (made) read-only for everyone, root included (chmod would not stop root): a
+    read-only tmpfs mounted on it while the body runs."""
     mount, umount = shutil.which("mount"), shutil.which("umount")
     if mount is None or umount is None:
         pytest.skip("needs mount and umount for a read-only tmpfs")
-    folder = tmp_path / "read-only"
     folder.mkdir()
     mounted = subprocess.run(
         [mount, "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(folder)],
@@ -251,9 +252,16 @@ def test_dev_in_a_read_only_folder_is_one_line_and_exit_3(tmp_path: Path) -> Non
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
     try:
-        result = run(["lambda-destinations", "dev", "--once"], folder)
+        yield
     finally:
         subprocess.run([umount, str(folder)], check=True)
+
+
+def test_dev_in_a_read_only_folder_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    # given: a folder nobody can write to
+    folder = tmp_path / "read-only"
+    with read_only(folder):
+        result = run(["lambda-destinations", "dev", "--once"], folder)
     assert result.returncode == 3, result.stderr
     assert error_lines(result) == [
         f"error: dev cannot write its settings to {folder}/.lambda-destinations (Read-only file "
@@ -262,24 +270,10 @@ def test_dev_in_a_read_only_folder_is_one_line_and_exit_3(tmp_path: Path) -> Non
 
 
 def test_dev_whose_own_folder_cannot_be_written_says_to_fix_that_folder(tmp_path: Path) -> None:
-    # given: dev's folder, made before, that nobody can write to (a read-only tmpfs on it:
-    # chmod would not stop root), in a folder that can be written
-    mount, umount = shutil.which("mount"), shutil.which("umount")
-    if mount is None or umount is None:
-        pytest.skip("needs mount and umount for a read-only tmpfs")
+    # given: dev's folder, made before, that nobody can write to, in a folder that can be
     own = tmp_path / ".lambda-destinations"
-    own.mkdir()
-    mounted = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(own)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with read_only(own):
         result = run(["lambda-destinations", "dev", "--once"], tmp_path)
-    finally:
-        subprocess.run([umount, str(own)], check=True)
 
     # then: the line names that folder (before: "run dev in a folder you can write to", which
     # this one is)
