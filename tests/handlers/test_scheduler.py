@@ -290,20 +290,25 @@ async def test_a_job_whose_lease_cannot_be_renewed_stops_before_another_replica_
     handler_settings: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # given: two replicas on one store, leases of 1 s renewed every 0.25 s, and a job of 4 s;
-    # the store cannot be reached from the replica that takes it (its renewals fail)
+    # given: two replicas on one store and a job of 4 s; the first takes it with a lease of 1 s
+    # renewed every 0.25 s, and cannot reach the store (its renewals fail); the second, whose
+    # renewals hold, leases for 30 s (a loaded machine's stall must not stop its run)
     settings = handler_settings("q", claim_lease=1.0, claim_renew_interval=0.25)
+    second_settings = handler_settings("q", claim_lease=30.0, claim_renew_interval=0.25)
     aws = AwsClients(settings)
     replicas = [
         Scheduler(
             store=store,
             aws=aws,
-            registry=HandlerRegistry(settings),
-            settings=settings,
+            registry=HandlerRegistry(replica_settings),
+            settings=replica_settings,
             owner=owner,
             poll_interval=0.1,
         )
-        for store, owner in ((jobs_store, "w1"), (other_jobs_store, "w2"))
+        for store, owner, replica_settings in (
+            (jobs_store, "w1", settings),
+            (other_jobs_store, "w2", second_settings),
+        )
     ]
     loop = asyncio.get_running_loop()
     runs: dict[str, tuple[float, float]] = {}
