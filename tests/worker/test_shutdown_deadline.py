@@ -8,6 +8,7 @@ just as the worker begins its final releases and flush.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -19,13 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from worker_helpers import receive_all, send_bodies
 
 from freezable_proxy import FreezableProxy
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import ScheduledJob, Store
-from processes import reap
+from processes import free_port, reap
 from tcp_proxy import AnswerCutter
 
 HERE = Path(__file__).parent
@@ -297,3 +299,61 @@ async def test_sigterm_ends_a_start_whose_postgresql_stopped_answering_mid_migra
     assert process.returncode == 130, text
     assert "Traceback" not in text
     assert "interrupted: stopped while waiting for store, which did not answer" in text
+
+
+async def test_sigterm_ends_a_start_whose_credential_process_does_not_answer(
+    make_queue, endpoint_url, tmp_path
+) -> None:
+    # given: a worker starting with a profile whose credential_process never answers (an SSO
+    # helper waiting for a browser, a web identity's STS away)
+    url, _ = make_queue("creds-hang")
+    started, port = tmp_path / "started", free_port()
+    config = tmp_path / "config"
+    config.write_text(
+        f"[profile hangs]\ncredential_process = sh -c 'echo $$ > {started}; exec sleep 600'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_PROFILE": "hangs",
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 's.db'}",
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        "LAMBDA_DESTINATIONS_OPS_HOST": "127.0.0.1",
+        "LAMBDA_DESTINATIONS_OPS_PORT": str(port),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lambda_destinations", "run", env=env, stderr=subprocess.PIPE
+    )
+    try:
+        while not started.exists():
+            await asyncio.sleep(0.1)
+        # /readyz says what the start waits for (before: "starting")
+        status, body = await _get(port, "/readyz")
+
+        # when: SIGTERM
+        process.send_signal(signal.SIGTERM)
+        # It waited for the credentials for as long as the helper ran (10 minutes here).
+        _out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        with contextlib.suppress(ProcessLookupError, ValueError):  # the helper, left behind
+            os.kill(int(started.read_text()), signal.SIGKILL)
+
+    # then: interrupted before the start, in one line, no traceback
+    text = err.decode()
+    assert (status, json.loads(body)["problems"]) == (503, ["waiting for AWS credentials"])
+    assert process.returncode == 130, text
+    assert "Traceback" not in text
+    assert "interrupted: stopped while waiting for AWS credentials, which did not answer" in text
+
+
+async def _get(port: int, path: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return response.status, await response.text()

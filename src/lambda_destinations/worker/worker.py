@@ -438,7 +438,10 @@ class Worker(Lifetime):
 
     async def _open(self, give_up_after: float | None) -> None:
         await self.aws.__aenter__()
-        await self.aws.check_credentials()
+        # A credential_process or a web identity's STS that does not answer held the start,
+        # SIGTERM notwithstanding, with /readyz saying only "starting".
+        self._waiting_for = "waiting for AWS credentials"
+        await self._unless_stopped("AWS credentials", self.aws.check_credentials)
         self._sqs = await self.aws.client("sqs")
         # The calls that fail are counted in sqs_errors; a receive and a depth sample count
         # their own (their timeouts too), on the client itself.
