@@ -34,7 +34,7 @@ from lambda_destinations.cli.run import ops_server, run_worker
 from lambda_destinations.errors import ConfigError, QuarantineMessage
 from lambda_destinations.handlers import HandlerContext
 from lambda_destinations.schemas import DecodedMessage, InvocationRecord
-from lambda_destinations.simulate import failure_record, success_record
+from lambda_destinations.simulate import failure_record, kinesis_failure, success_record
 from lambda_destinations.store import Store
 from lambda_destinations.worker import OpsServer, Worker
 from lambda_destinations.worker.supervision import TaskFailed
@@ -975,3 +975,34 @@ async def test_handler_errors_count_the_quarantines_a_handler_asks_for(
     errors = "lambda_destinations_handler_errors_total"
     assert total(found, errors, handler="strict", error_class="permanent") == 2
     assert total(found, errors, handler="strict") == 2
+
+
+async def test_records_of_a_stream_failure_are_labelled_with_the_condition_lambda_sent(
+    sqs, make_queue, settings_for
+):
+    # given: the on-failure records of a Kinesis event-source mapping, as Lambda sends them
+    url, _ = make_queue("stream-condition")
+    rng = random.Random(5)
+    send_bodies(sqs, url, [json.dumps(kinesis_failure(rng)) for _ in range(3)])
+    port = free_port()
+    settings = settings_for(url, ops_port=port, ops_host="127.0.0.1")
+    pages: list[str] = []
+
+    async def drained(worker: Worker) -> None:
+        async def three() -> bool:
+            pages.append((await get(port, "/metrics"))[1])
+            return total(samples(pages[-1]), "lambda_destinations_messages_total") >= 3
+
+        await wait_for(three)
+        worker.stop()
+
+    # when
+    probe = in_background(drained)
+    await run_worker(settings, once=False, on_started=probe)
+    await asyncio.gather(*probe.tasks)
+
+    # then: counted under the condition the record names (before: "other", as an unknown one)
+    found = samples(pages[-1])
+    records = "lambda_destinations_records_total"
+    assert total(found, records, kind="stream-failure", condition="RetryAttemptsExhausted") == 3
+    assert total(found, records, condition="other") == 0
