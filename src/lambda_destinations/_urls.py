@@ -75,9 +75,11 @@ def listen_problem(host: str, port: int, exc: OSError) -> tuple[str, str]:
         return f"host {host} cannot be resolved ({exc.strerror or exc})", "host"
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"{host} is not an address of this machine", "host"
+    # An IPv6 address in brackets, as a URL writes it: "::1:8080" reads as another address.
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if exc.errno == errno.EADDRINUSE:
-        return f"port {host}:{port} is in use", "port"
-    return f"port {host}:{port} cannot be used ({exc.strerror or exc})", "port"
+        return f"port {address} is in use", "port"
+    return f"port {address} cannot be used ({exc.strerror or exc})", "port"
 
 
 def is_site_path(text: str) -> bool:

@@ -420,6 +420,26 @@ async def test_an_ops_port_in_use_is_one_line_naming_the_setting(make_queue, set
             await run_worker(settings, once=True)
 
 
+async def test_an_ops_port_in_use_on_an_ipv6_address_is_written_with_brackets(
+    make_queue, settings_for
+):
+    # given: [::1]:PORT taken, and the ops server asked to listen there
+    url, _ = make_queue("busy6")
+    with socket.socket(socket.AF_INET6) as holder:
+        holder.bind(("::1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        settings = settings_for(url, ops_port=port, ops_host="::1")
+        # when
+        with pytest.raises(ConfigError) as raised:
+            await run_worker(settings, once=True)
+    # then: the address as a URL writes it (before: "port ::1:PORT", the port one more group)
+    assert str(raised.value) == (
+        f"ops server: port [::1]:{port} is in use: set LAMBDA_DESTINATIONS_OPS_PORT to a free "
+        "port (0 turns the ops server off)"
+    )
+
+
 async def test_an_ops_host_this_machine_lacks_names_the_host_setting(make_queue, settings_for):
     # before: "ops port 203.0.113.7:8080 cannot be used (...): set LAMBDA_DESTINATIONS_OPS_PORT"
     url, _ = make_queue("nohost")
