@@ -13,7 +13,14 @@ from lambda_destinations.config import Settings
 from lambda_destinations.errors import PermanentError, TransientError
 from lambda_destinations.handlers import HandlerRegistry
 from lambda_destinations.handlers.jobs import JobContext
-from lambda_destinations.store import JobState, ScheduledJob, Store, utcnow
+from lambda_destinations.store import (
+    JobState,
+    ReplayAttempt,
+    ReplayOutcome,
+    ScheduledJob,
+    Store,
+    utcnow,
+)
 from lambda_destinations.worker.metrics import Metrics
 from lambda_destinations.worker.scheduler import Scheduler
 
@@ -347,3 +354,36 @@ async def test_a_job_whose_lease_cannot_be_renewed_stops_before_another_replica_
     job = await other_jobs_store.get_job("long:1")
     assert job is not None
     assert (job.state, job.attempts) == (JobState.DONE, 2)
+
+
+async def test_a_replay_whose_invoke_was_answered_on_an_earlier_run_is_not_counted_again(
+    scheduler: Scheduler, jobs_store: Store
+) -> None:
+    # given: a replay job whose Invoke an earlier run made (the ledger says invoked), run again
+    # because that run ended before the job was marked done (a store outage, a restart)
+    function = "arn:aws:lambda:us-east-1:123456789012:function:orders"
+    attempt = ReplayAttempt(
+        original_key="orders-req-1:RetriesExhausted",
+        original_request_id="orders-req-1",
+        function_arn=function,
+        attempt=1,
+        trigger="automatic",
+        requested_by="worker w0",
+        new_request_id="new-req-1",
+        outcome=ReplayOutcome.INVOKED,
+    )
+    await jobs_store.add_replay(attempt)
+    spec = {"original_key": attempt.original_key, "function_arn": function, "attempt": 1}
+    await jobs_store.schedule_job(due("replay:orders-req-1:1", "replay", payload="{}", **spec))
+    scheduler.metrics = metrics = Metrics()
+    metrics.zero([], [])  # each outcome's series at 0, as the worker's start puts them
+
+    # when: it runs, and finds the Invoke made
+    assert await scheduler.run_due() == 1
+
+    # then: done, with no replay counted as invoked (before: 1, the same Invoke counted twice)
+    job = await jobs_store.get_job("replay:orders-req-1:1")
+    assert job is not None
+    assert job.state is JobState.DONE
+    sample = "lambda_destinations_replays_total"
+    assert metrics.registry.get_sample_value(sample, {"outcome": "invoked"}) == 0

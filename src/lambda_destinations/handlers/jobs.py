@@ -55,4 +55,6 @@ class JobContext:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
-JobRunner = Callable[["ScheduledJob", JobContext], Awaitable[None]]
+# What runs a job of one kind. It may return False when it found nothing to do (a replay whose
+# Invoke an earlier run made): the job is done, and counts as no run of its effect.
+JobRunner = Callable[["ScheduledJob", JobContext], Awaitable[bool | None]]

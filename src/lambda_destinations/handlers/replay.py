@@ -570,13 +570,14 @@ async def _retry_answered(
     raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
 
-async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
-    """The scheduler's runner for ``replay`` jobs: ledger, Invoke, ledger, status."""
+async def run_replay_job(job: ScheduledJob, context: JobContext) -> bool:
+    """The scheduler's runner for ``replay`` jobs: ledger, Invoke, ledger, status. False when
+    it invoked nothing: ``replays_total{outcome="invoked"}`` counts the Invokes made."""
     if await _a_replays_record(job, context):
-        return
+        return False
     attempt = await _recorded_attempt(job, context)
     if attempt is None:
-        return  # made by an earlier run of the job
+        return False  # made by an earlier run of the job, and counted then
     assert attempt.id is not None
     client = await context.aws.lambda_invoker()
     payload = str(job.payload["payload"]).encode()
@@ -589,6 +590,7 @@ async def run_replay_job(job: ScheduledJob, context: JobContext) -> None:
     except Exception as exc:
         raise await _failed_invoke(exc, job, context, attempt) from exc
     await _invoked(context, attempt, new_request_id)
+    return True
 
 
 async def _a_replays_record(job: ScheduledJob, context: JobContext) -> bool:

@@ -233,7 +233,7 @@ class Scheduler:
             try:
                 runner = self._runner(job.kind)
                 async with self._renewing(job, taken_at), asyncio.timeout(self.timeout):
-                    await runner(job, context)
+                    ran = await runner(job, context)
             except LeaseLapsed as exc:
                 # Stopped before another replica may take it: never two runs at once.
                 log.warning(f"job stopped: {exc}; it runs again on the replica that takes it")
@@ -248,7 +248,8 @@ class Scheduler:
                 await self._settle_failure(job, exc)
                 return
             self.jobs_run += 1
-            self._count(job, "invoked")
+            if ran is not False:  # False: nothing to do (an Invoke an earlier run made)
+                self._count(job, "invoked")
             await self.store.finish_job(job.key)
             log.info("job done")
 
