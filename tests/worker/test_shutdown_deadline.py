@@ -327,7 +327,9 @@ async def test_sigterm_ends_a_start_whose_credential_process_does_not_answer(
         sys.executable, "-m", "lambda_destinations", "run", env=env, stderr=subprocess.PIPE
     )
     try:
-        while not started.exists():
+        for _ in range(600):  # the helper runs: the start waits for it
+            if started.exists():
+                break
             await asyncio.sleep(0.1)
         # /readyz says what the start waits for (before: "starting")
         status, body = await _get(port, "/readyz")
