@@ -721,7 +721,9 @@ async def test_readyz_names_a_full_disk_that_keeps_the_worker_from_starting(
             process,
             port,
             log,
-            lambda _status, found: found not in (["starting"], ["waiting for store"]),
+            lambda _status, found: (
+                found not in (["starting"], ["waiting for AWS credentials"], ["waiting for store"])
+            ),
         )
     finally:
         reap(process)

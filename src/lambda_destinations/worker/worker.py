@@ -436,7 +436,7 @@ class Worker(Lifetime):
         for pair in named_alike(dlqs):
             raise ConfigError(": ".join(named_alike_problem(pair, queues_in, dlqs=True)))
 
-    async def _open(self, give_up_after: float | None) -> None:
+    async def _open_aws(self) -> None:
         await self.aws.__aenter__()
         # A credential_process or a web identity's STS that does not answer held the start,
         # SIGTERM notwithstanding, with /readyz saying only "starting".
@@ -446,6 +446,9 @@ class Worker(Lifetime):
         # The calls that fail are counted in sqs_errors; a receive and a depth sample count
         # their own (their timeouts too), on the client itself.
         self._counted_sqs = CountedSqs(self._sqs, self.metrics)
+
+    async def _open(self, give_up_after: float | None) -> None:
+        await self._open_aws()
         loop = asyncio.get_running_loop()
         give_up = None if give_up_after is None else loop.time() + give_up_after
         if self._own_store:
