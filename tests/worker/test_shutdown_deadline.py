@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -268,20 +269,13 @@ async def test_sigterm_ends_a_start_whose_postgresql_stopped_answering_mid_migra
     cutter = AnswerCutter(f"http://{address}", b"pg_try_advisory_xact_lock")
     cutter.holds = 1
     async with cutter.running() as through:
-        env = {
-            **os.environ,
-            "LAMBDA_DESTINATIONS_QUEUES": url,
-            "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
-            "LAMBDA_DESTINATIONS_STORE": postgres_url.replace(
-                address, through.removeprefix("http://")
-            ),
-            "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+        store = postgres_url.replace(address, through.removeprefix("http://"))
+        env = _run_env(os.environ, url, endpoint_url, store)
+        env |= {
             "LAMBDA_DESTINATIONS_OPS_PORT": "0",
             "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": str(GRACE),
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lambda_destinations", "run", env=env, stderr=subprocess.PIPE
-        )
+        process = await _run(env)
         try:
             await asyncio.wait_for(cutter.holding.wait(), 60)
 
@@ -312,20 +306,16 @@ async def test_sigterm_ends_a_start_whose_credential_process_does_not_answer(
     config.write_text(
         f"[profile hangs]\ncredential_process = sh -c 'echo $$ > {started}; exec sleep 600'\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = _run_env(environ, url, endpoint_url, f"sqlite:///{tmp_path / 's.db'}")
+    env |= {
         "AWS_CONFIG_FILE": str(config),
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_PROFILE": "hangs",
-        "LAMBDA_DESTINATIONS_QUEUES": url,
-        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
-        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 's.db'}",
-        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
         "LAMBDA_DESTINATIONS_OPS_HOST": "127.0.0.1",
         "LAMBDA_DESTINATIONS_OPS_PORT": str(port),
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lambda_destinations", "run", env=env, stderr=subprocess.PIPE
-    )
+    process = await _run(env)
     try:
         for _ in range(600):  # the helper runs: the start waits for it
             if started.exists():
@@ -359,3 +349,21 @@ async def _get(port: int, path: str) -> tuple[int, str]:
         session.get(f"http://127.0.0.1:{port}{path}") as response,
     ):
         return response.status, await response.text()
+
+
+def _run_env(environ: Mapping[str, str], url: str, endpoint_url: str, store: str) -> dict[str, str]:
+    """``environ`` with the settings of a worker on ``url`` and ``store``."""
+    return {
+        **environ,
+        "LAMBDA_DESTINATIONS_QUEUES": url,
+        "LAMBDA_DESTINATIONS_ENDPOINT_URL": endpoint_url,
+        "LAMBDA_DESTINATIONS_STORE": store,
+        "LAMBDA_DESTINATIONS_REGION": "us-east-1",
+    }
+
+
+async def _run(env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``lambda-destinations run`` in a process of its own, its stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lambda_destinations", "run", env=env, stderr=subprocess.PIPE
+    )
