@@ -1076,6 +1076,40 @@ async def test_a_request_without_answer_follows_in_doubt(
     assert len(receiver.requests) == posts
 
 
+@pytest.mark.parametrize("status", [504, 524])
+@pytest.mark.parametrize(("policy", "posts"), [("resend", 2), ("skip", 1)])
+async def test_a_gateway_timeout_is_in_doubt(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    status: int,
+    policy: str,
+    posts: int,
+) -> None:
+    # given: a gateway (a load balancer, Cloudflare) that took the POST to its upstream and
+    # answered 504 (524) when the upstream gave no answer in time: the upstream may have acted
+    url, _ = make_queue(f"hook-gateway-{status}-{policy}")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    receiver.script = [status]
+    receiver.refusal_text = "upstream request timeout"
+    settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url, in_doubt=policy)
+
+    stats = await drain(settings)
+
+    # then: as a request whose own answer never came, the in_doubt policy decides; a resend
+    # is on record
+    assert stats.outcomes["ack"] == 1
+    assert len(receiver.requests) == posts
+    run = await hook_run(sqlite_url, record)
+    assert run.state == RunState.COMPLETED
+    assert run.last_error is not None
+    assert f"in_doubt = {policy}" in run.last_error, run.last_error
+    assert f"answered {status}: upstream request timeout" in run.last_error, run.last_error
+
+
 @pytest.fixture
 async def stalled_tls() -> AsyncIterator[str]:
     """An https:// URL whose server takes the connection and never answers the TLS handshake:

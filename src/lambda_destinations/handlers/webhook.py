@@ -39,7 +39,8 @@ handler and the record key, so a receiver can drop a duplicate. 2xx completes; 4
 and connection errors are retried, never sooner than a ``Retry-After`` header (seconds or an
 HTTP date) asks; any other status quarantines the message with the status and the start of the
 answer; redirects are not followed. A request whose answer never came
-(timeout, connection lost after sending, or cut off by the worker) is in doubt:
+(timeout, connection lost after sending, or cut off by the worker) is in doubt, as is a
+gateway's 504 (Cloudflare's 524), whose upstream's answer never came:
 ``in_doubt = "resend"`` (the default) sends it again, with the same idempotency key; ``"skip"``
 records it as done and logs it.
 """
@@ -135,6 +136,9 @@ ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 # A body string that is one field alone, keys included ("{payload.orderId}"), no spec.
 _ONE_FIELD = re.compile(r"\{([^{}!:]+)\}")
 _RETRIED_STATUSES = frozenset({408, 429})
+# A gateway's answer that its upstream took the request and gave no answer in time (504;
+# Cloudflare's 524): the receiver may have acted, as when the handler's own timeout runs out.
+_UPSTREAM_TIMEOUTS = frozenset({504, 524})
 # What to change when the receiver refuses for good, by its status (the answer says more);
 # {body}: the setting that makes the body (a preset's handler has message, not body).
 _BODY_REFUSED = "the receiver refused the body: check the handler's {body} against what it expects"
@@ -682,6 +686,11 @@ class WebhookHandler(storm.Notifier):
         if status == 429 and self.preset == "discord":  # its JSON says the wait as well
             waits = [wait for wait in (asked, discord_retry_after(text)) if wait is not None]
             asked = max(waits, default=None)
+        if status in _UPSTREAM_TIMEOUTS:
+            answer = self._shown(text)
+            what = f"webhook {self.where} (answered {status}" + (f": {answer})" if answer else ")")
+            self.settle(what, GatewayTimeout(status), context=context, log=log)
+            return
         self._judge(status, text, asked, location)
         log.info("webhook sent", handler=self.name, url=self.where, status=status)
 
@@ -739,8 +748,7 @@ class WebhookHandler(storm.Notifier):
             return
         if status == 407 and self.proxy is not None:  # the proxy's answer, not the receiver's
             raise TransientError(f"webhook {self.where}: {proxy_refusal(self.proxy, status, '')}")
-        secrets = self.secrets | _target_secrets(self.url, location) if location else self.secrets
-        answer = " ".join(mask_secrets(text, secrets).split())[:_ANSWER_SHOWN]
+        answer = self._shown(text, location)
         reason = f"webhook {self.where} answered {status}"
         if status >= 500 or status in _RETRIED_STATUSES:
             if asked is not None:
@@ -754,6 +762,16 @@ class WebhookHandler(storm.Notifier):
         elif fix := _REFUSALS.get(status):
             reason += f" ({fix.format(body='message' if self.preset else 'body')})"
         raise PermanentError(reason)
+
+    def _shown(self, text: str, location: str | None = None) -> str:
+        """The start of an answer's text as a reason shows it: on one line, what the request
+        carried (and a redirect's target) masked."""
+        secrets = self.secrets | _target_secrets(self.url, location) if location else self.secrets
+        return " ".join(mask_secrets(text, secrets).split())[:_ANSWER_SHOWN]
+
+
+class GatewayTimeout(Exception):
+    """A gateway's 504 (524): it gave the request to its upstream, whose answer never came."""
 
 
 class _Connection:
