@@ -456,6 +456,37 @@ def test_a_secret_that_cannot_serve_is_named_without_its_value(
     assert "secret-path" not in str(info.value)
 
 
+@pytest.mark.parametrize("setting", ["secret_env", "headers_env"])
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("environment", "s3cr3t-caf\udce9"),  # a byte of Latin-1, not UTF-8, in the variable
+        ("secrets", "s3cr3t-\ud800"),  # JSON's escape of a lone surrogate
+    ],
+)
+def test_a_secret_or_header_that_is_not_text_stops_the_start(
+    setting: str,
+    where: str,
+    value: str,
+    monkeypatch: pytest.MonkeyPatch,
+    handler_settings: Callable[..., Settings],
+) -> None:
+    # given: a value UTF-8 cannot carry: signing failed with a traceback; a header lost it
+    if where == "environment":
+        monkeypatch.setenv("HOOK_VALUE", value)
+    else:
+        monkeypatch.setenv("LAMBDA_DESTINATIONS_SECRETS", json.dumps({"HOOK_VALUE": value}))
+    options: dict[str, Any] = {"url": "https://hooks.example.com/hook"}
+    options[setting] = "HOOK_VALUE" if setting == "secret_env" else {"X-Token": "HOOK_VALUE"}
+
+    with pytest.raises(ConfigError) as info:
+        build("hook", options, handler_settings("q"))
+
+    # then: one line that names the setting and the variable, never the value
+    assert "HOOK_VALUE holds a character that is not UTF-8 text" in str(info.value), info.value
+    assert "s3cr3t" not in str(info.value)
+
+
 async def test_credentials_in_the_url_are_sent_as_basic_auth(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
 ) -> None:

@@ -535,7 +535,7 @@ def _headers(parsed: WebhookOptions, where: str) -> dict[str, str]:
         headers[name] = value
     for name, variable in parsed.headers_env.items():
         setting = _header_name(name, f"{where}.headers_env")
-        value = environment.required(variable, setting)
+        value = _utf8_variable(variable, setting)
         if _HEADER_VALUE_REFUSED.search(value):
             raise ConfigError(
                 f"{setting}: the environment variable {variable} holds a line break or control "
@@ -546,6 +546,22 @@ def _headers(parsed: WebhookOptions, where: str) -> dict[str, str]:
         if not _HEADER_NAME.fullmatch(getattr(parsed, setting)):
             raise ConfigError(f"{where}.{setting}: {_NOT_A_NAME}")
     return headers
+
+
+def _utf8_variable(variable: str, setting: str) -> str:
+    """``variable``'s value for ``setting`` (:func:`environment.required`), once UTF-8 can carry
+    it: a byte of another encoding in the environment, or JSON's lone surrogate (``\\ud800``)
+    in LAMBDA_DESTINATIONS_SECRETS, failed signing with a traceback and went missing from a
+    header. The value is never shown."""
+    value = environment.required(variable, setting)
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{setting}: {variable} holds a character that is not UTF-8 text (a byte of another "
+            "encoding, or a lone surrogate): give it UTF-8 text"
+        ) from None
+    return value
 
 
 def idempotency_key(handler: str, key: str) -> str:
@@ -968,7 +984,7 @@ def build(name: str, options: dict[str, Any], settings: Settings) -> WebhookHand
     _one_authorization(url, headers, f"{where}.url_env" if parsed.url_env else f"{where}.url")
     secret = None
     if parsed.secret_env:
-        secret = environment.required(parsed.secret_env, f"{where}.secret_env").encode()
+        secret = _utf8_variable(parsed.secret_env, f"{where}.secret_env").encode()
     extra: dict[str, Any] = {}
     if parsed.routing_key_env:
         extra["routing_key"] = environment.required(
