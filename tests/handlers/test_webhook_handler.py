@@ -1641,6 +1641,15 @@ def test_an_unbracketed_ipv6_host_is_named_with_the_fix(
         ({"url": "https://a..example/pw"}, r"handlers\.hook\.url: the URL's host is not a host"),
         ({"url": "https://x example/pw"}, r"handlers\.hook\.url: the URL's host is not a host"),
         ({"url": "https://x.example\x00/pw"}, r"handlers\.hook\.url: the URL's host is not"),
+        # a host no DNS holds, and digits and dots aiohttp refuses (it reads no 127.1): each
+        # POST failed ("cannot connect (InvalidUrlClientError)"), retried as if it might pass
+        ({"url": f"https://{('a' * 60 + '.') * 4}example.com/pw"}, r"has 255 characters, .* 253"),
+        (
+            {"url": "http://127.1:8080/pw"},
+            r"\.url: the URL cannot be sent: its host '127\.1' is no",
+        ),
+        ({"url": "http://2130706433/pw"}, r"its host '2130706433' is no IPv4 address"),
+        ({"url": "http://10.0.0.300/pw"}, r"its host '10\.0\.0\.300' is no IPv4 address"),
         # an IPv6 address without brackets: "with a host" or "the port is not a number" was said
         ({"url": "http://::1:8080/pw"}, r"handlers\.hook\.url: an IPv6 address in a URL goes in"),
         ({"url": "https://2001:db8::1/pw"}, r"\.url: .* in brackets, .*: https://\[::1\]:8080/…$"),

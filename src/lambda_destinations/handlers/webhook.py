@@ -75,7 +75,9 @@ from lambda_destinations._urls import (
     BRACKET_UNCLOSED,
     IPV6_BRACKETS,
     NOT_TLS,
+    ascii_domain,
     check_port,
+    host_name_problem,
     is_host,
     unbracketed_ipv6,
 )
@@ -418,10 +420,10 @@ class WebhookOptions(storm.NotifierOptions):
 
 def check_url(value: str) -> str:
     """``value`` if it is an http(s) URL that can be sent to; ValueError naming no part of it
-    (its path or query may be a token). A host no request can reach (``a..b``, a space, a
-    control character) or port 0 would fail every POST, each retried as if it might pass; a URL
-    aiohttp cannot read (``http://[::1]x/``, a backslash before the path) raised a traceback at
-    start."""
+    but its host (its path or query may be a token). A host no request can reach (``a..b``, a
+    space, a control character, ``127.1``, a name over 253 characters) or port 0 would fail
+    every POST, each retried as if it might pass; a URL aiohttp cannot read
+    (``http://[::1]x/``, a backslash before the path) raised a traceback at start."""
     scheme = value.partition("://")[0].lower()
     if scheme in ("http", "https") and unbracketed_ipv6(value):
         raise ValueError(IPV6_BRACKETS.format(example=f"{scheme}://[::1]:8080/…"))
@@ -436,6 +438,10 @@ def check_url(value: str) -> str:
         raise ValueError("the port is not a number from 1 to 65535")
     if not is_host(parts.hostname):
         raise ValueError("the URL's host is not a host name or an IP address")
+    # A name longer than DNS holds, or digits and dots that are no IPv4 address (127.1), which
+    # aiohttp refuses for every POST ("InvalidUrlClientError"): the host is said, as a log does.
+    if (problem := host_name_problem(ascii_domain(parts.hostname))) is not None:
+        raise ValueError(f"the URL cannot be sent: {problem}")
     try:
         yarl.URL(value)  # what aiohttp sends to: it reads some URLs urllib takes otherwise
     except ValueError as exc:
