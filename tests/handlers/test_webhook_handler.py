@@ -1667,6 +1667,9 @@ def test_an_unbracketed_ipv6_host_is_named_with_the_fix(
             r"handlers\.hook\.url: the URL's credentials .* cannot carry",
         ),
         ({"url": "https://x.example", "body": {"t": "{record.__class__}"}}, r"body\.t: template"),
+        # TOML's nan and inf, which JSON has not: every POST sent NaN, which receivers refuse
+        ({"url": "https://x.example", "body": {"n": [float("nan")]}}, r"body\.n\[0\]: nan is not"),
+        ({"url": "https://x.example", "digest_body": {"t": float("-inf")}}, r"body\.t: -inf is no"),
         ({"url": "https://x.example", "secret_env": "NOT_SET_ANYWHERE"}, r"secret_env: .* not set"),
         ({"preset": "pagerduty"}, "needs routing_key_env"),
         ({"preset": "slack", "url": "https://x.example", "body": {}}, "fills body itself"),

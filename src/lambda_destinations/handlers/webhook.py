@@ -496,6 +496,8 @@ class BodyTemplate:
             return [self._compile(v, f"{where}[{i}]", allowed) for i, v in enumerate(value)]
         if isinstance(value, str):
             return Template.compile(value, where=where, allowed=allowed)
+        if isinstance(value, float) and not math.isfinite(value):  # TOML's nan, inf
+            raise ConfigError(f"{where}: {value} is not JSON: JSON has no NaN or infinity")
         if value is None or isinstance(value, bool | int | float | NonBlank | FirstField):
             return value  # NonBlank, FirstField: a preset's, checked already
         raise ConfigError(f"{where}: {type(value).__name__} is not JSON")
