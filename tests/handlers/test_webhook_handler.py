@@ -556,6 +556,7 @@ def http_date_in(seconds: float) -> str:
 LONG_WAITS = {
     "seconds": (lambda: "120", 120),  # over the in-process budget: the queue waits, not a slot
     "http-date": (lambda: http_date_in(3600), 600),  # an hour: capped at retry_max
+    "huge": (lambda: "9999999999", 600),  # the reason said "(Retry-After: 1e+10s)"
 }
 
 
@@ -587,6 +588,8 @@ async def test_a_long_retry_after_returns_the_message_to_the_queue_for_that_long
     assert retried["delay"] == delay
     assert retried["retry_after"] >= delay
     assert "answered 503 (Retry-After: " in retried["reason"]
+    if header.isdigit():
+        assert f"answered 503 (Retry-After: {header}s)" in retried["reason"], retried["reason"]
     attributes = sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]

@@ -776,7 +776,7 @@ class WebhookHandler(storm.Notifier):
         reason = f"webhook {self.where} answered {status}"
         if status >= 500 or status in _RETRIED_STATUSES:
             if asked is not None:
-                reason += f" (Retry-After: {asked:g}s)"
+                reason += f" (Retry-After: {asked:.0f}s)"  # whole seconds, never 1e+10
             raise TransientError(reason + (f": {answer}" if answer else ""), retry_after=asked)
         reason += f": {answer}" if answer else ""
         if 300 <= status < 400:
