@@ -7,8 +7,9 @@ import ipaddress
 from pathlib import Path
 
 
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (cert.pem, key.pem); cert.pem is its own CA bundle."""
+def self_signed_certificate(directory: Path, *, expired: bool = False) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (cert.pem, key.pem); cert.pem is its own CA bundle.
+    ``expired``: one whose validity ended a day ago."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,7 +17,7 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(days=2 if expired else 0)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -27,8 +27,8 @@ PROXY_PASSWORD = "pr0xy-S3cret"
 class TlsReceiver:
     """An https:// receiver on 127.0.0.1 with a certificate of its own CA (``ca``)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.ca, self._key = self_signed_certificate(directory)
+    def __init__(self, directory: Path, *, expired: bool = False) -> None:
+        self.ca, self._key = self_signed_certificate(directory, expired=expired)
         self.bodies: list[Any] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -253,6 +253,43 @@ async def test_cert_bundle_trusts_a_private_ca(
     # then
     assert stats.outcomes["ack"] == 1, run.last_error
     assert len(tls_receiver.bodies) == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "expired", "said"),
+    [
+        (
+            "localhost",  # the certificate names 127.0.0.1 alone
+            False,
+            "the server's certificate does not name the URL's host localhost (Hostname mismatch, "
+            "certificate is not valid for 'localhost'.): put a host it names in the url, or give "
+            "the server a certificate for localhost",
+        ),
+        (
+            "127.0.0.1",
+            True,
+            "the server's certificate has expired (certificate has expired): renew it on the "
+            "server, or check this machine's clock",
+        ),
+    ],
+    ids=["other host", "expired"],
+)
+async def test_a_certificate_for_another_host_or_expired_names_its_own_fix(
+    through: Through, tmp_path: Path, host: str, expired: bool, said: str
+) -> None:
+    # given: the receiver's CA trusted by cert_bundle; its certificate is for another host, or
+    # expired: "name its CA's PEM file in cert_bundle" was said, which was done already
+    async with TlsReceiver(tmp_path, expired=expired) as receiver:
+        url = receiver.url.replace("127.0.0.1", host)
+
+        # when
+        stats, run, _ = await through(url=url, cert_bundle=str(receiver.ca))
+
+    # then: retried (the server's certificate may be replaced), the fix its own
+    assert stats.outcomes["retry"] == 1
+    assert not receiver.bodies
+    assert run.last_error.endswith(said), run.last_error
+    assert "cert_bundle" not in run.last_error
 
 
 @pytest.mark.parametrize(

@@ -842,13 +842,7 @@ def connect_problem(exc: aiohttp.ClientConnectorError) -> str:
     """Why no connection was made, and what to change when a setting is the cause: TLS spoken
     to a plain HTTP port, a certificate this machine does not trust."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        cause = exc.certificate_error
-        why = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause
-        return (
-            f"the server's certificate is not trusted ({why}): name its CA's PEM file in "
-            "cert_bundle, or give the server a certificate for the URL's host from a CA this "
-            "machine trusts"
-        )
+        return _refused_certificate(exc)
     error = exc.os_error
     if isinstance(error, ssl.SSLError):
         reason = error.reason or type(error).__name__
@@ -859,6 +853,38 @@ def connect_problem(exc: aiohttp.ClientConnectorError) -> str:
             )
         return f"the TLS handshake failed ({reason}): check the server's TLS and the URL's port"
     return f"cannot connect ({error.strerror or error})"
+
+
+# OpenSSL's verify codes of a certificate whose CA may well be trusted (X509_V_ERR_*): its
+# fix is on the server, or in the URL, not in cert_bundle.
+_CERT_NOT_YET_VALID, _CERT_HAS_EXPIRED, _HOSTNAME_MISMATCH = 9, 10, 62
+
+
+def _refused_certificate(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """Why the server's certificate was refused, and the fix that this reason calls for."""
+    cause = exc.certificate_error
+    why = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause
+    code = getattr(cause, "verify_code", None)
+    if code == _HOSTNAME_MISMATCH:
+        return (
+            f"the server's certificate does not name the URL's host {exc.host} ({why}): put a "
+            f"host it names in the url, or give the server a certificate for {exc.host}"
+        )
+    if code == _CERT_HAS_EXPIRED:
+        return (
+            f"the server's certificate has expired ({why}): renew it on the server, or check "
+            "this machine's clock"
+        )
+    if code == _CERT_NOT_YET_VALID:
+        return (
+            f"the server's certificate is not valid yet ({why}): check this machine's clock, "
+            "and the certificate's start date"
+        )
+    return (
+        f"the server's certificate is not trusted ({why}): name its CA's PEM file in "
+        "cert_bundle, or give the server a certificate for the URL's host from a CA this "
+        "machine trusts"
+    )
 
 
 def status_line(exc: aiohttp.ClientResponseError) -> bytes | None:
