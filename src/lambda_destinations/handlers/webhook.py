@@ -711,8 +711,8 @@ class WebhookHandler(storm.Notifier):
             waits = [wait for wait in (asked, discord_retry_after(text)) if wait is not None]
             asked = max(waits, default=None)
         if status in _UPSTREAM_TIMEOUTS:
-            answer = self._shown(text)
-            what = f"webhook {self.where} (answered {status}" + (f": {answer})" if answer else ")")
+            said = self._shown(text)
+            what = f"webhook {self.where} (answered {status}" + (f": {said})" if said else ")")
             self.settle(what, GatewayTimeout(status), context=context, log=log)
             return
         self._judge(status, text, asked, location)
