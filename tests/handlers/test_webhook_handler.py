@@ -529,11 +529,17 @@ def asking_to_wait(
     return url
 
 
+@pytest.mark.parametrize("status", [429, 504])  # 504: in doubt, sent again (in_doubt = resend)
 async def test_a_short_retry_after_is_waited_in_process(
-    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, receiver: Receiver
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Receiver,
+    status: int,
 ) -> None:
-    # given: a server that answers 429 asking for 2 seconds, within the in-process budget
-    url = asking_to_wait(sqs, make_queue, receiver, 429, "2")
+    # given: a server that answers 429 (504) asking for 2 seconds, within the in-process budget
+    url = asking_to_wait(sqs, make_queue, receiver, status, "2")
     worker = {"handler_retry_max_delay": 5.0}
     settings = hook_settings(endpoint_url, url, sqlite_url, url=receiver.url, worker=worker)
 

@@ -711,9 +711,7 @@ class WebhookHandler(storm.Notifier):
             waits = [wait for wait in (asked, discord_retry_after(text)) if wait is not None]
             asked = max(waits, default=None)
         if status in _UPSTREAM_TIMEOUTS:
-            said = self._shown(text)
-            what = f"webhook {self.where} (answered {status}" + (f": {said})" if said else ")")
-            self.settle(what, GatewayTimeout(status), context=context, log=log)
+            self._upstream_lost(status, text, asked, context=context, log=log)
             return
         self._judge(status, text, asked, location)
         log.info("webhook sent", handler=self.name, url=self.where, status=status)
@@ -786,6 +784,25 @@ class WebhookHandler(storm.Notifier):
         elif fix := _REFUSALS.get(status):
             reason += f" ({fix.format(body='message' if self.preset else 'body')})"
         raise PermanentError(reason)
+
+    def _upstream_lost(
+        self,
+        status: int,
+        text: str,
+        asked: float | None,
+        *,
+        context: HandlerContext | None,
+        log: FilteringBoundLogger,
+    ) -> None:
+        """A gateway's 504 (524): in doubt, the ``in_doubt`` policy decides; a resend waits
+        for the answer's ``Retry-After`` as any retry does."""
+        said = self._shown(text)
+        what = f"webhook {self.where} (answered {status}" + (f": {said})" if said else ")")
+        try:
+            self.settle(what, GatewayTimeout(status), context=context, log=log)
+        except TransientError as exc:
+            exc.retry_after = asked
+            raise
 
     def _shown(self, text: str, location: str | None = None) -> str:
         """The start of an answer's text as a reason shows it: on one line, what the request
