@@ -589,6 +589,34 @@ def test_a_route_whose_queue_matches_no_polled_queue_gets_a_warning(
     )
 
 
+def test_a_queue_given_by_arn_matches_its_routes_by_name_as_the_worker_does(
+    setup: Setup,
+) -> None:
+    # given: the queue given by its ARN, holding a record, and a route of it by name that
+    # alerts through a webhook (the worker names the queue by its URL's last part, so the
+    # route runs)
+    setup.sqs.send_message(QueueUrl=setup.queue_url, MessageBody=failure_body(1)[0])
+    env = {
+        **setup.env(setup.queue_arn),
+        "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(
+            {"oncall": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}}
+        ),
+        "LAMBDA_DESTINATIONS_ROUTES": json.dumps(
+            [{"queue": setup.prefix, "handlers": ["persist", "oncall"]}]
+        ),
+    }
+
+    result = setup.doctor(env, "--json")
+
+    # then: no warning that the route matches no polled queue (doctor matched the route
+    # against the whole ARN and said it never runs), and the backlog's warning names the
+    # notifier the route sends its records to (it said they alert through nothing)
+    checks = {c["check"]: c for c in checks_of(result)}
+    assert "route queue" not in checks, checks["route queue"]
+    assert checks["queue backlog"]["status"] == "warn"
+    assert "alert through oncall however old they are" in checks["queue backlog"]["detail"]
+
+
 @pytest.mark.postgres
 def test_a_postgresql_user_who_may_only_read_fails_the_grants_check(
     lambda_endpoint: Any, postgres_url: str, postgres_reader: tuple[str, str]

@@ -532,7 +532,10 @@ class Doctor:
             f"fix its queue in {self.settings.set_in('routes')}, or add the queue to "
             f"{self.settings.set_in('queues')}"
         )
-        for route in routes_of_no_queue(self.settings.routes, [(q.name, q.url) for q in queues]):
+        # Matched as the worker matches them: by the name in the queue's URL (a queue given by
+        # ARN is named by the whole ARN in these rows) or by the URL.
+        polled = [(queue_name(q.url), q.url) for q in queues]
+        for route in routes_of_no_queue(self.settings.routes, polled):
             self.add(
                 "route queue",
                 "warn",
@@ -1380,7 +1383,8 @@ class Doctor:
         detail = f"about {total} message{'s' if total != 1 else ''} wait (" + ", ".join(
             f"{name} {n}" for name, _, n in self._waiting
         )
-        notifiers = routed_notifiers(self.settings, [(name, url) for name, url, _ in self._waiting])
+        waiting = [(queue_name(url), url) for _, url, _ in self._waiting]  # as the worker names
+        notifiers = routed_notifiers(self.settings, waiting)
         # dev creates its queues empty and sends fresh records, which its alert channel is
         # there to show: never a backlog gathered before.
         if not notifiers or self.settings.from_dev() or not self._store_empty:
