@@ -612,8 +612,8 @@ class Settings(BaseSettings):
     def origin(self, field: str) -> str | None:
         """Where ``field``'s value came from (``--store``, ``LAMBDA_DESTINATIONS_STORE``, the
         TOML file), for an error about it; None for settings load_settings did not build.
-        Kept for ``store``, ``queues``, ``endpoint_url``, ``region``, ``routes`` and
-        ``handler_modules``."""
+        Kept for ``store``, ``queues``, ``endpoint_url``, ``region``, ``routes``,
+        ``handler_modules``, ``visibility_timeout`` and ``heartbeat_fraction``."""
         return self._origins.get(field)
 
     def source(self, field: str) -> SettingSource:
@@ -1129,7 +1129,16 @@ def misspelt_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 # The settings whose errors name where they were set (Settings.origin).
-_ORIGINS_KEPT = ("store", "queues", "endpoint_url", "region", "routes", "handler_modules")
+_ORIGINS_KEPT = (
+    "store",
+    "queues",
+    "endpoint_url",
+    "region",
+    "routes",
+    "handler_modules",
+    "visibility_timeout",
+    "heartbeat_fraction",
+)
 
 
 def _origin(field: str, overrides: Mapping[str, Any], file_data: Mapping[str, Any]) -> str:

@@ -414,6 +414,27 @@ def test_the_table_names_each_failure_and_its_fix(setup: Setup) -> None:
     assert "1 error" in result.stderr
 
 
+def test_a_short_visibility_setting_is_fixed_where_it_is_set_not_on_the_queue(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # given: the queue hides a message 60 s, and the TOML file's visibility_timeout, which
+    # the worker asks in its place, 3 s
+    config = tmp_path / "short.toml"
+    config.write_text("visibility_timeout = 3\n", encoding="utf-8")
+    env = {**setup.env(), "LAMBDA_DESTINATIONS_CONFIG": str(config)}
+
+    result = setup.doctor(env, "--json")
+
+    # then: the fix raises the setting where it is set (it said to raise the queue's
+    # VisibilityTimeout, which the setting overrides, and named the variable, not the file)
+    row = {c["check"]: c for c in checks_of(result)}[f"{setup.prefix}: visibility timeout"]
+    assert row["status"] == "error", row
+    assert row["fix"].startswith(
+        f"raise visibility_timeout in the TOML file {config} to 20 s or more, or lower "
+    ), row
+    assert "queue's VisibilityTimeout" not in row["fix"], row
+
+
 def test_a_queue_hiding_nothing_is_a_warning_naming_what_the_worker_asks(setup: Setup) -> None:
     # given: a polled queue whose VisibilityTimeout is 0, the setting unset
     url, arn = setup.queue(f"{setup.prefix}-unhidden", visibility=0)

@@ -601,11 +601,13 @@ class Doctor:
             f"{visibility} s ({source}); the heartbeat extends it after {due:g} s, "
             f"{margin:g} s before the message would reappear"
         )
-        fix = (
-            "raise the queue's VisibilityTimeout (or LAMBDA_DESTINATIONS_VISIBILITY_TIMEOUT) "
-            f"to {math.ceil(HEARTBEAT_MARGIN_WARN / (1 - settings.heartbeat_fraction))} s or "
-            "more, or lower LAMBDA_DESTINATIONS_HEARTBEAT_FRACTION"
-        )
+        # The setting, where it is set, overrides the queue's: raising the queue's does nothing.
+        raised = settings.set_in("visibility_timeout")
+        if not settings.visibility_timeout:
+            raised = f"the queue's VisibilityTimeout (or {raised})"
+        enough = math.ceil(HEARTBEAT_MARGIN_WARN / (1 - settings.heartbeat_fraction))
+        fix = f"raise {raised} to {enough} s or more, or lower "
+        fix += settings.set_in("heartbeat_fraction")
         if margin < HEARTBEAT_MARGIN_ERROR:
             self.add(
                 check,
