@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import json
 import re
 import socket
 import threading
+import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -95,7 +97,9 @@ def good_handlers(setup: Setup, smtp: int) -> dict[str, dict[str, Any]]:
     }
 
 
-def doctor(setup: Setup, handlers: dict[str, dict[str, Any]]) -> Any:
+def doctor(
+    setup: Setup, handlers: dict[str, dict[str, Any]], more: dict[str, str] | None = None
+) -> Any:
     routes = [
         {"condition": "failure", "handlers": ["persist", *handlers]},
         {"condition": "success", "handlers": ["persist", "replay-outcome"]},
@@ -105,6 +109,7 @@ def doctor(setup: Setup, handlers: dict[str, dict[str, Any]]) -> Any:
         "LAMBDA_DESTINATIONS_ROUTES": json.dumps(routes),
         "LAMBDA_DESTINATIONS_HANDLERS": json.dumps(handlers),
         "DOCTOR_SMTP_PASSWORD": LOGIN[1],
+        **(more or {}),
     }
     return setup.doctor(env, "--json")
 
@@ -248,6 +253,65 @@ def test_a_legacy_function_of_another_region_is_looked_up_in_that_region(setup: 
     assert found.returncode == 0, found.stdout + found.stderr
     row = {c["check"]: c for c in checks_of(found)}["handler again"]
     assert row["status"] == "ok", row
+
+
+def test_a_legacy_function_of_an_account_of_the_accounts_table_is_looked_up_there(
+    setup: Setup,
+) -> None:
+    # given: legacy_function names, by ARN, a function of account 111122223333 (in the
+    # accounts table: a replay invokes it with that account's role), in the settings' region
+    other = "111122223333"
+    role = f"arn:aws:iam::{other}:role/lambda-destinations-invoke"
+    lam = _client_as(setup, role, "lambda")
+    name = f"{setup.prefix}-legacy"
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=_role_in(setup, role),
+        Handler="app.handler",
+        Code={"ZipFile": _code()},
+    )
+    setup.later.append(lambda: lam.delete_function(FunctionName=name))
+    legacy = f"arn:aws:lambda:{REGION}:{other}:function:{name}"
+    handlers = {"again": {"type": "replay", "legacy_function": legacy}}
+    accounts = {"LAMBDA_DESTINATIONS_ACCOUNTS": json.dumps({other: {"role_arn": role}})}
+
+    result = doctor(setup, handlers, accounts)
+
+    # then: found in its account (it was looked up among the credentials' own account's
+    # functions, and said missing: "no function matches ...")
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = {c["check"]: c for c in checks_of(result)}["handler again"]
+    assert row["status"] == "ok", row
+
+
+def _client_as(setup: Setup, role: str, service: str) -> Any:
+    """A client of ``service`` in the account of ``role``, with the role's credentials."""
+    sts = boto3.client("sts", region_name=REGION, endpoint_url=setup.endpoint.url)
+    got = sts.assume_role(RoleArn=role, RoleSessionName="doctor-test")["Credentials"]
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=setup.endpoint.url,
+        aws_access_key_id=got["AccessKeyId"],
+        aws_secret_access_key=got["SecretAccessKey"],
+        aws_session_token=got["SessionToken"],
+    )
+
+
+def _role_in(setup: Setup, role: str) -> str:
+    """An execution role of the account of ``role`` for a function there: its ARN."""
+    iam = _client_as(setup, role, "iam")
+    made = iam.create_role(RoleName=f"{setup.prefix}-run", AssumeRolePolicyDocument="{}")
+    setup.later.append(lambda: iam.delete_role(RoleName=f"{setup.prefix}-run"))
+    return str(made["Role"]["Arn"])
+
+
+def _code() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return event\n")
+    return buffer.getvalue()
 
 
 def test_an_smtp_server_not_reached_is_said_to_be_retried_not_quarantined(

@@ -119,7 +119,7 @@ async def _check_one(
         if isinstance(handler, SmsHandler):
             return await _sms(check, handler, aws, reads)
         if isinstance(handler, ReplayHandler):
-            return await _replay(check, handler, aws, reads)
+            return await _replay(check, handler, aws, reads, settings)
     except (*CONNECTION_ERRORS, ClientError, ResponseParserError) as exc:
         if (row := _endpoint_row(check, exc, settings)) is None:
             raise  # an AWS error answer: caught() says it
@@ -450,7 +450,9 @@ async def function_names(
     return await reads.once(("lambda functions", f"{account or ''}@{region or aws.region}"), read)
 
 
-async def _replay(check: str, handler: ReplayHandler, aws: AwsClients, reads: Reads) -> list[Check]:
+async def _replay(
+    check: str, handler: ReplayHandler, aws: AwsClients, reads: Reads, settings: Settings
+) -> list[Check]:
     try:
         names = await function_names(aws, reads)
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
@@ -458,11 +460,13 @@ async def _replay(check: str, handler: ReplayHandler, aws: AwsClients, reads: Re
     globs = _missing(handler.policy.functions or (), names)
     missing = [f"{glob} in {aws.region}" for glob in globs]
     legacy = handler.legacy_function  # its form is checked at start: a name it has
-    # An ARN of another region is invoked there (AwsClients.lambda_invoker): looked up there.
+    # An ARN of another region, or of an account of the accounts table, is invoked there
+    # (AwsClients.lambda_invoker, with that account's role): looked up there.
     region = (invoke_function_region(legacy) if legacy else None) or aws.region
+    account = function_account(legacy) if legacy else None
     try:
-        if legacy and region != aws.region:
-            names_there = await function_names(aws, reads, function_account(legacy), region)
+        if legacy and (region != aws.region or account in settings.accounts):
+            names_there = await function_names(aws, reads, account, region)
         else:
             names_there = names
     except (ClientError, BotoCoreError, ResponseParserError) as exc:  # STS's, for a role
