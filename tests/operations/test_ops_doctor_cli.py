@@ -1504,6 +1504,28 @@ def test_a_mapping_s_on_failure_destination_not_polled_is_an_error_with_the_fix(
     )
 
 
+def test_a_destination_not_polled_is_added_to_the_queues_where_they_are_set(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # given: the queues set in a TOML file, and the function's destination a queue not polled
+    _, elsewhere = setup.queue(f"{setup.prefix}-elsewhere")
+    setup.destination(elsewhere)
+    config = tmp_path / "queues.toml"
+    config.write_text(f'queues = ["{setup.queue_url}"]\n', encoding="utf-8")
+    env = {**setup.env(), "LAMBDA_DESTINATIONS_CONFIG": str(config)}
+    del env["LAMBDA_DESTINATIONS_QUEUES"]
+
+    result = setup.doctor(env, "--json")
+
+    # then: the fix names the file's queues (it said to add the queue to
+    # LAMBDA_DESTINATIONS_QUEUES, which set to it alone would stop the others being polled)
+    row = errors_of(result)[f"function {setup.function} on-failure"]
+    assert row["fix"] == (
+        f"add {setup.prefix}-elsewhere to queues in the TOML file {config}, or point the "
+        "destination at a polled queue"
+    )
+
+
 @pytest.mark.parametrize(
     ("prefix", "status"),
     [(RECORDS, "ok"), ("aws/lambda/async/", "error")],

@@ -1078,8 +1078,8 @@ class Doctor:
                 polled,
                 fed,
                 f"→ queue {target}, which the worker does not poll: its records are never read",
-                f"add {target} to LAMBDA_DESTINATIONS_QUEUES, or point the destination at "
-                "a polled queue",
+                f"add {target} to {self.settings.set_in('queues')}, or point the destination "
+                "at a polled queue",
             )
         elif service == "sns":
             await self._check_topic(aws, check, arn, target, polled, fed)
