@@ -312,6 +312,14 @@ OPERATIONS: tuple[AwsOperation, ...] = (
     ),
     AwsOperation(
         "sesv2",
+        "GetConfigurationSet",
+        "ses:GetConfigurationSet",
+        _O,
+        (Target.EMAIL_IDENTITY,),
+        "`doctor` checks that the configuration set an email handler names exists",
+    ),
+    AwsOperation(
+        "sesv2",
         "GetAccount",
         "ses:GetAccount",
         _O,

@@ -255,6 +255,36 @@ def test_a_legacy_function_of_another_region_is_looked_up_in_that_region(setup: 
     assert row["status"] == "ok", row
 
 
+def test_an_ses_configuration_set_that_does_not_exist_is_an_error(setup: Setup) -> None:
+    # given: an email handler whose verified sender sends through a configuration set SES
+    # does not have (SES refuses each SendEmail that names it)
+    named = f"{setup.prefix}-alerts"
+    mail = {"type": "email", "from": GOOD_SENDER, "to": ["oncall@example.com"]}
+    handlers = {"mail": {**mail, "configuration_set": named}}
+
+    # when: before and after the set is created
+    missing = doctor(setup, handlers)
+    ses = boto3.client("sesv2", region_name=REGION, endpoint_url=setup.endpoint.url)
+    ses.create_configuration_set(ConfigurationSetName=named)
+    setup.later.append(lambda: ses.delete_configuration_set(ConfigurationSetName=named))
+    found = doctor(setup, handlers)
+
+    # then: an error naming the set, the region and the fix (doctor said nothing of it: every
+    # email failed, and was quarantined, with doctor passing), then ok
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    row = errors_of(missing)["handler mail: SES configuration set"]
+    assert row["detail"].startswith(
+        f"{named} does not exist in SES (region {REGION}): every record routed through it fails"
+    ), row
+    assert row["fix"] == (
+        f"create the configuration set {named} in SES (region {REGION}), or fix the handler's "
+        "configuration_set"
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
+    rows = {c["check"]: c for c in checks_of(found)}
+    assert rows["handler mail: SES configuration set"]["status"] == "ok"
+
+
 def test_a_legacy_function_of_an_account_of_the_accounts_table_is_looked_up_there(
     setup: Setup,
 ) -> None:

@@ -263,10 +263,35 @@ async def _ses(check: str, handler: EmailHandler, aws: AwsClients, reads: Reads)
                 'transport = "smtp"',
             )
         ]
-    return [
-        Check(check, "ok", f"SES sender {sender} is verified"),
-        await _sandbox(check, handler, ses, reads),
-    ]
+    rows = [Check(check, "ok", f"SES sender {sender} is verified")]
+    transport = handler.transport
+    if isinstance(transport, SesTransport) and (named := transport.configuration_set):
+        rows.append(await _configuration_set(check, named, ses, reads, aws.region))
+    return [*rows, await _sandbox(check, handler, ses, reads)]
+
+
+async def _configuration_set(
+    check: str, named: str, ses: Any, reads: Reads, region: str | None
+) -> Check:
+    """The row of the configuration set an SES handler sends through: SES refuses each
+    SendEmail naming one it does not have, so every record would be quarantined."""
+    row = f"{check}: SES configuration set"
+    try:
+        await reads.once(
+            ("ses configuration set", named),
+            lambda: ses.get_configuration_set(ConfigurationSetName=named),
+        )
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+        if error_code(exc) in {"NotFoundException", "ConfigurationSetDoesNotExistException"}:
+            return Check(
+                row,
+                "error",
+                f"{named} does not exist in SES (region {region})" + QUARANTINED,
+                f"create the configuration set {named} in SES (region {region}), or fix the "
+                "handler's configuration_set",
+            )
+        return _unread(row, f"configuration set {named} cannot be read", exc)
+    return Check(row, "ok", f"{named} exists")
 
 
 async def _sandbox(check: str, handler: EmailHandler, ses: Any, reads: Reads) -> Check:
