@@ -607,7 +607,7 @@ class Settings(BaseSettings):
     # The sources of the [handlers.NAME] tables, the one that wins first (see handler_origin).
     _handler_sources: list[tuple[SettingSource, Mapping[str, Any]]] = PrivateAttr(default=[])
     # The AWS profile and its region (see aws_profile_region), once looked up.
-    _profile: tuple[str, str | None] | None = PrivateAttr(default=None)
+    _profile: tuple[str, str | None, bool] | None = PrivateAttr(default=None)
 
     def origin(self, field: str) -> str | None:
         """Where ``field``'s value came from (``--store``, ``LAMBDA_DESTINATIONS_STORE``, the
@@ -717,6 +717,14 @@ class Settings(BaseSettings):
         if self.resolved_region() and self._profile:
             return SettingSource("profile", self._profile[0])
         return self.source("region")
+
+    def missing_profile(self) -> str | None:
+        """The AWS profile named (``AWS_PROFILE``) when no region is found and the AWS config
+        file has no such profile: "no region" alone sent its reader to AWS_REGION, not the
+        profile's name."""
+        if self.resolved_region() is None and self._profile and not self._profile[2]:
+            return self._profile[0]
+        return None
 
     def resolved_pollers_per_queue(self) -> int:
         """Concurrent receives per queue: ``pollers_per_queue``, else enough that each can ask
@@ -888,21 +896,22 @@ def standard_region(region: str | None = None) -> str | None:
     return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
-def aws_profile_region() -> tuple[str, str | None]:
-    """The AWS profile in use (``AWS_PROFILE``'s, else ``default``) and the region it sets in
+def aws_profile_region() -> tuple[str, str | None, bool]:
+    """The AWS profile in use (``AWS_PROFILE``'s, else ``default``), the region it sets in
     the AWS config file (``AWS_CONFIG_FILE``, else ~/.aws/config), as botocore reads them: the
-    region its clients take when no variable sets one; None for a profile that does not exist
-    (the clients say so). Imported here: botocore's session costs a command about 0.3 s, paid
-    only by a command that needs the region and finds it nowhere else."""
+    region its clients take when no variable sets one; and whether the profile exists (the
+    ``default`` one need not: no region then, the clients say so). Imported here: botocore's
+    session costs a command about 0.3 s, paid only by a command that needs the region and
+    finds it nowhere else."""
     from botocore.exceptions import ConfigParseError, ProfileNotFound
     from botocore.session import Session
 
     session = Session()
     profile = session.get_config_variable("profile") or "default"
     try:
-        return profile, session.get_config_variable("region")
+        return profile, session.get_config_variable("region"), True
     except ProfileNotFound:
-        return profile, None
+        return profile, None, profile == "default"
     except ConfigParseError as exc:  # before: botocore's "Unable to parse config file", exit 1
         raise ConfigError(
             f"the AWS config file {exc.kwargs.get('path')} is not an INI file of profiles: "

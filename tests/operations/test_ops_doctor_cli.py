@@ -1886,3 +1886,21 @@ def test_a_function_s_own_dlq_polled_is_no_polled_dlq(setup: Setup) -> None:
     result = setup.doctor(setup.env(setup.queue_url, url), "--json")
 
     assert not [c for c in checks_of(result) if c["check"].endswith(": dead-letter queue")]
+
+
+def test_a_profile_that_is_not_in_the_aws_config_file_is_named_as_why_no_region(
+    setup: Setup, profile_region: dict[str, str]
+) -> None:
+    # given: AWS_PROFILE names a profile the AWS config file does not have, no region elsewhere
+    env = {**setup.env(), **profile_region, "AWS_PROFILE": "opps"}
+    del env["LAMBDA_DESTINATIONS_REGION"]
+
+    # when
+    done = cli("doctor", "--json", env=env)
+
+    # then: the region's row names the profile and its fix (before: "no AWS region is
+    # configured", "set AWS_REGION", as if no profile were named)
+    checks = {c["check"]: c for c in checks_of(done)}
+    assert checks["aws region"]["status"] == "error"
+    assert "the AWS profile 'opps' (AWS_PROFILE) is not in" in checks["aws region"]["detail"]
+    assert checks["aws region"]["fix"] == "fix AWS_PROFILE, or set AWS_REGION"

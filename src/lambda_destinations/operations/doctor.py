@@ -14,6 +14,7 @@ import dataclasses
 import fnmatch
 import json
 import math
+import os
 from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -251,12 +252,7 @@ class Doctor:
         self._check_settings()
         handlers_checked = False
         if settings.resolved_region() is None:
-            self.add(
-                "aws region",
-                "error",
-                "no AWS region is configured",
-                "set AWS_REGION (or LAMBDA_DESTINATIONS_REGION)",
-            )
+            self._no_region()
         else:
             # No long poll among its calls: an endpoint that never answers is said in
             # seconds, not after the worker's long-poll timeout (wait_time + 15 s) a try.
@@ -284,6 +280,25 @@ class Doctor:
         self._check_failure_accounts()
         await self._check_backlog()
         return self.checks
+
+    def _no_region(self) -> None:
+        if (profile := self.settings.missing_profile()) is not None:
+            # botocore reads AWS_DEFAULT_PROFILE before AWS_PROFILE
+            named = (
+                "AWS_DEFAULT_PROFILE" if os.environ.get("AWS_DEFAULT_PROFILE") else "AWS_PROFILE"
+            )
+            detail = (
+                f"no AWS region is configured: the AWS profile '{profile}' ({named}) is not in "
+                "the AWS config file"
+            )
+            self.add("aws region", "error", detail, f"fix {named}, or set AWS_REGION")
+            return
+        self.add(
+            "aws region",
+            "error",
+            "no AWS region is configured",
+            "set AWS_REGION (or LAMBDA_DESTINATIONS_REGION)",
+        )
 
     # -- settings ---------------------------------------------------------------------------
 
