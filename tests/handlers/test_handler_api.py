@@ -225,3 +225,62 @@ def test_a_handler_marked_with_or_without_parentheses_is_found_by_its_name(
 def test_a_handler_name_that_is_not_text_stops_the_import() -> None:
     with pytest.raises(TypeError, match=r"@handler\(name\) takes the handler's name as text"):
         lambda_destinations.handler(42)  # type: ignore[call-overload]
+
+
+_NAMED_OBJECTS = (
+    "class Hook:\n"
+    "    def __init__(self, name):\n"
+    "        self.name = name\n\n"
+    "    async def __call__(self, message, context) -> None: ...\n\n\n"
+    "as_persist = Hook('persist')\n"
+    "first = Hook('shared')\n"
+    "second = Hook('shared')\n"
+    "nameless = Hook('')\n"
+    "numbered = Hook(42)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("handlers", "said"),
+    [
+        pytest.param(
+            ("persist", "userhandlers:as_persist"),
+            "handler 'userhandlers:as_persist' is an object named 'persist', as handler "
+            "'persist' is named",
+            id="a built-in's name",
+        ),
+        pytest.param(
+            ("userhandlers:first", "userhandlers:second"),
+            "handler 'userhandlers:second' is an object named 'shared', as handler "
+            "'userhandlers:first' is named",
+            id="another object's name",
+        ),
+        pytest.param(
+            ("userhandlers:nameless",),
+            "handler 'userhandlers:nameless': the handler object's name is ''",
+            id="an empty name",
+        ),
+        pytest.param(
+            ("userhandlers:numbered",),
+            "handler 'userhandlers:numbered': the handler object's name is 42",
+            id="a name that is not text",
+        ),
+    ],
+)
+def test_a_handler_object_needs_a_name_of_its_own(
+    handlers: tuple[str, ...], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: handler objects, each named by itself (before: the route ran the object named
+    # 'persist' too, its runs recorded done as persist's; once it failed, its redelivery found
+    # 'persist' done, so it never ran again and the message was acknowledged as a duplicate)
+    registry = registry_for(
+        tmp_path, monkeypatch, _NAMED_OBJECTS, routes=[RouteConfig(handlers=handlers)]
+    )
+
+    # when
+    with pytest.raises(ConfigError) as raised:
+        registry.router()
+
+    # then: the start stops, naming the route's entry and the fix
+    assert str(raised.value).startswith(said), raised.value
+    assert "\n" not in str(raised.value)

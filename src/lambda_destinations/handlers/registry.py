@@ -202,9 +202,15 @@ def _user_handler(
 ) -> Handler:
     """A user's function or object as a handler; ConfigError naming ``where`` when it is not."""
     try:
-        return as_handler(name, target, options)
+        built = as_handler(name, target, options)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    if not isinstance(built.name, str) or not built.name.strip():
+        # Its runs are claimed, completed, counted and logged by this name.
+        raise ConfigError(
+            f"{where}: the handler object's name is {built.name!r}: give it a name, as text"
+        )
+    return built
 
 
 def _decorated(what: str, name: str, value: Any, found: dict[str, Any]) -> Any:
@@ -374,11 +380,27 @@ class HandlerRegistry:
             placed = f"{named} ({self._settings.set_in('routes')})"
             raise ConfigError(str(exc).replace(named, placed, 1)) from None
 
+    def _each_name_once(self, names: list[str]) -> None:
+        """ConfigError when two of ``names`` are different handlers of one name (a handler
+        object names itself): its runs are claimed and completed by that name, so one would
+        take the other's completion for its own and never run again for the record."""
+        seen: dict[str, tuple[str, Handler]] = {}
+        for name in names:
+            handler = self.get(name)
+            first, other = seen.setdefault(handler.name, (name, handler))
+            if other is not handler:
+                raise ConfigError(
+                    f"handler {name!r} is an object named {handler.name!r}, as handler "
+                    f"{first!r} is named: runs are recorded done by name, so one would count "
+                    "the other's as its own and never run: give the object a name of its own"
+                )
+
     def router(self) -> Router:
         """Build every route's chain now, so a bad name fails at start, not on a message; and
         every configured handler, so a table no route uses yet is checked as well."""
         for name in configured_handlers(self._settings):
             self.configured(name)
+        self._each_name_once([*configured_handlers(self._settings), "persist"])
         routes = [
             Route(
                 chain=tuple(self.get(name) for name in config.handlers),
