@@ -241,6 +241,40 @@ def test_the_table_shows_routes_and_handlers_readably(toml: Path, tmp_path: Path
     assert "config --check" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("routes", "rows"),
+    [
+        pytest.param(
+            [{"condition": "failure", "handlers": ["persist"]}],
+            ["routes[1] failure: persist", "routes[else] any: persist (the records no route takes)"],
+            id="no route takes every record",
+        ),
+        pytest.param(
+            [], ["routes[else] any: persist (the records no route takes)"], id="no route at all"
+        ),
+        pytest.param(
+            [{"condition": "failure", "handlers": ["persist"]}, {"handlers": ["persist"]}],
+            ["routes[1] failure: persist", "routes[2] any: persist"],
+            id="a last route takes the rest",
+        ),
+    ],
+)
+def test_the_table_says_where_records_no_route_takes_go(
+    routes: list[dict[str, Any]], rows: list[str], tmp_path: Path
+) -> None:
+    # given: routes of which none may match a record (before: they were shown alone, and an
+    # empty list as no row at all, though the worker persists every record no route takes)
+    env = {"LAMBDA_DESTINATIONS_QUEUES": "q", "LAMBDA_DESTINATIONS_ROUTES": json.dumps(routes)}
+
+    # when
+    result = cli("config", env=env, cwd=tmp_path)
+
+    # then
+    assert result.returncode == 0, result.stderr
+    shown = [" ".join(line.split()[:-1]) for line in result.stdout.splitlines()]
+    assert [line for line in shown if line.startswith("routes")] == rows
+
+
 @pytest.mark.parametrize("width", [80, 120])
 def test_the_table_fits_the_terminal(toml: Path, width: int) -> None:
     status, lines = cli_in_a_terminal("config", "--config", str(toml), env={}, width=width)

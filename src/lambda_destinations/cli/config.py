@@ -232,6 +232,12 @@ def _route_text(route: Mapping[str, Any]) -> str:
     return f"{route['condition']}: {', '.join(route['handlers'])}{where}"
 
 
+def _takes_every_record(route: Mapping[str, Any]) -> bool:
+    """Whether a route matches every record: condition any, no glob to pass."""
+    globs = ("function", "error_type", "queue")
+    return str(route["condition"]).lower() == "any" and not any(route[key] for key in globs)
+
+
 def _source_text(entry: Mapping[str, Any]) -> str:
     return str(SettingSource(entry["source"], entry["from"]))
 
@@ -255,6 +261,9 @@ def _rows(shown: Mapping[str, Any]) -> Iterator[list[object]]:
         if field == "routes":
             for number, route in enumerate(value, 1):
                 yield [f"routes[{number}]", _route_text(route), _source_text(entry)]
+            if not any(_takes_every_record(route) for route in value):
+                # The worker's own last route, which no list shows: say where the rest go.
+                yield ["routes[else]", "any: persist (the records no route takes)", "default"]
         elif field == "handlers":
             yield from _handler_rows(entry)
         elif field == "accounts" and value:
