@@ -113,6 +113,9 @@ DEFAULT_SOURCE = SettingSource("default")
 # A route's function glob: a function name's characters (letters, digits, - and _) and the
 # glob's own. Anything else (an ARN's or a qualifier's ":", a space) matches no function name.
 _FUNCTION_GLOB = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
+# An SQS queue's ARN (arn:aws:sqs:us-east-1:123456789012:orders), which a route's queue glob,
+# matched against the queue's name and URL, never matches.
+_QUEUE_ARN = re.compile(r"arn:[^:]*:sqs:")
 
 
 class RouteConfig(BaseModel):
@@ -159,6 +162,29 @@ class RouteConfig(BaseModel):
         raise ValueError(
             f"{echoed(value)!r} matches no function: a route's function is a glob on the "
             f"function's name, without its ARN, version or alias{fix}"
+        )
+
+    @field_validator("error_type", "queue")
+    @classmethod
+    def _a_glob(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # An empty glob, one with spaces around it or a queue's ARN matches no error type or
+        # queue: the route never ran, its records passing by to a later route, unsaid.
+        if value is None or (value == value.strip() and value and not _QUEUE_ARN.match(value)):
+            return value
+        what = "error type" if info.field_name == "error_type" else "queue"
+        if not value.strip():
+            raise ValueError(
+                f"{value!r} matches no {what}: leave {info.field_name} out to match every one, "
+                f"or write a glob ({'*Timeout*' if what == 'error type' else 'orders-*'})"
+            )
+        if value != value.strip():
+            raise ValueError(
+                f"{echoed(value)!r} has spaces around it, so matches no {what}: "
+                f"write {echoed(value.strip())!r}"
+            )
+        raise ValueError(
+            f"{echoed(value)!r} is a queue's ARN, which matches no queue: a route's queue is a "
+            f"glob on the queue's name or URL: write {echoed(value.rpartition(':')[2])!r}"
         )
 
     @field_validator("condition")

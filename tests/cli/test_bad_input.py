@@ -2421,6 +2421,47 @@ def test_a_route_function_that_no_function_name_can_match_stops_the_start(
 
 
 @pytest.mark.parametrize(
+    ("field", "glob", "problem"),
+    [
+        (
+            "error_type",
+            "",
+            "'' matches no error type: leave error_type out to match every one, or write a "
+            "glob (*Timeout*)",
+        ),
+        ("queue", "", "'' matches no queue: leave queue out to match every one, or write a glob"),
+        (
+            "error_type",
+            " *Timeout*",
+            "' *Timeout*' has spaces around it, so matches no error type: write '*Timeout*'",
+        ),
+        (
+            "queue",
+            "arn:aws:sqs:us-east-1:123456789012:orders-failure",
+            "'arn:aws:sqs:us-east-1:123456789012:orders-failure' is a queue's ARN, which matches "
+            "no queue: a route's queue is a glob on the queue's name or URL: write "
+            "'orders-failure'",
+        ),
+    ],
+    ids=["empty error type", "empty queue", "spaces", "queue arn"],
+)
+def test_a_route_glob_that_matches_nothing_stops_the_start(
+    field: str, glob: str, problem: str, tmp_path: Path
+) -> None:
+    # before: accepted; the route never ran, its records going to a later route (an empty
+    # error_type with nothing said at all; `config` showed the route without the glob)
+    route = f'[[routes]]\nhandlers = ["persist"]\n{field} = "{glob}"\n'
+    (tmp_path / "c1.toml").write_text(route)
+
+    result = cli("failures", "stats", "--config", "c1.toml", cwd=tmp_path)
+
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result).startswith(
+        f"error: setting 'routes.0.{field}' (the TOML file c1.toml): {problem}"
+    )
+
+
+@pytest.mark.parametrize(
     ("given", "line"),
     [
         # before: "Input should be a valid list"
