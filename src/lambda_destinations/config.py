@@ -153,7 +153,9 @@ class RouteConfig(BaseModel):
         # ARN, name:alias) let every record pass the route by, to a later one, unsaid.
         if value is None or _FUNCTION_GLOB.fullmatch(value):
             return value
-        name = value.rpartition(":function:")[2].partition(":")[0]
+        # The name after an ARN's or partial ARN's "function:" (function:orders too), before a
+        # qualifier: my-function:live names my-function.
+        name = re.sub(r"^(?:.*:)?function:", "", value).partition(":")[0]
         fix = (
             f": write {name!r}"
             if ":" in value and _FUNCTION_GLOB.fullmatch(name)

@@ -2400,8 +2400,23 @@ def test_an_unknown_setting_in_the_toml_file_names_the_known_ones(
             "a route's function is a glob on the function's name, without its ARN, version or "
             "alias (a name holds letters, digits, - and _)",
         ),
+        (  # before: "write 'function'"
+            "function:orders-api",
+            "a route's function is a glob on the function's name, without its ARN, version or "
+            "alias: write 'orders-api'",
+        ),
+        (
+            "123456789012:function:orders-api:7",
+            "a route's function is a glob on the function's name, without its ARN, version or "
+            "alias: write 'orders-api'",
+        ),
+        (
+            "my-function:live",
+            "a route's function is a glob on the function's name, without its ARN, version or "
+            "alias: write 'my-function'",
+        ),
     ],
-    ids=["arn", "alias", "space"],
+    ids=["arn", "alias", "space", "function prefix", "partial arn", "function in the name"],
 )
 def test_a_route_function_that_no_function_name_can_match_stops_the_start(
     function: str, fix: str, tmp_path: Path
