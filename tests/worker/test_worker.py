@@ -133,6 +133,37 @@ async def test_a_record_delivered_twice_on_a_persist_only_route_is_stored_once(
     assert receive_all(sqs, url) == []
 
 
+async def test_a_route_of_two_persist_handlers_counts_only_the_repeat_a_duplicate(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a route of persist and a second persist handler (archive), and a record sent twice
+    url, _ = make_queue("two-persists")
+    record = json.dumps(success_record(random.Random(8)))
+    send_bodies(sqs, url, [record, record])
+    settings = routed(settings_for(url), "persist", "archive").model_copy(
+        update={"handlers": {"archive": {"type": "persist"}}}
+    )
+
+    # when
+    async with Worker(settings) as worker:
+        stats = await worker.run(once=True)
+
+    # then: one duplicate, the second delivery (before: two, archive finding the row persist
+    # had just saved for the first delivery and counting it a repeat)
+    keys = await stored_keys(settings.store)
+    assert len(keys) == 1
+    assert (stats.handler_runs["persist"], stats.handler_runs["archive"]) == (2, 2)
+    assert stats.duplicates == 1
+    assert stats.outcomes["ack"] == 2
+    async with Store.from_url(settings.store) as store:
+        assert len(await store.deliveries(keys[0])) == 2
+        runs = await store.handler_runs(keys[0])
+    assert sorted((run.handler, run.state) for run in runs) == [
+        ("archive", "completed"),
+        ("persist", "completed"),
+    ]
+
+
 async def test_a_duplicate_whose_route_holds_replay_outcome_is_counted_and_recorded(
     sqs, make_queue, settings_for
 ) -> None:

@@ -69,7 +69,10 @@ class PersistHandler:
         new = await worker.store.save_invocation(row, delivery, complete_handler=self.name)
         # Whether the record was stored before: the dispatcher may have taken this delivery
         # for a repeat already (a claimed handler before persist completed on an earlier one).
-        worker.repeated = not new
+        # A second persist of the route ([handlers.archive] of type persist) finds the row the
+        # first one saved for this very delivery: that is no repeat.
+        if not worker.recorded:
+            worker.repeated = not new
         worker.recorded = True  # the save holds this delivery in the row, or added its row
 
 
