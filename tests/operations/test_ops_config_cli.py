@@ -246,7 +246,10 @@ def test_the_table_shows_routes_and_handlers_readably(toml: Path, tmp_path: Path
     [
         pytest.param(
             [{"condition": "failure", "handlers": ["persist"]}],
-            ["routes[1] failure: persist", "routes[else] any: persist (the records no route takes)"],
+            [
+                "routes[1] failure: persist",
+                "routes[else] any: persist (the records no route takes)",
+            ],
             id="no route takes every record",
         ),
         pytest.param(
