@@ -134,6 +134,26 @@ class RouteConfig(BaseModel):
     error_type: str | None = None
     queue: str | None = None
 
+    def described(self) -> str:
+        """``condition=failure function=orders-* -> persist, sms``: what it takes, its chain."""
+        parts = [f"condition={self.condition}"]
+        parts += [
+            f"{field}={value}"
+            for field in ("function", "error_type", "queue")
+            if (value := getattr(self, field)) is not None
+        ]
+        return " ".join(parts) + " -> " + ", ".join(self.handlers)
+
+    def takes_all_of(self, later: RouteConfig) -> bool:
+        """Whether this route matches every record ``later`` matches, so that ``later``, after
+        it, never runs. Judged on what is certain: the condition, and each glob left out,
+        the same as ``later``'s, or ``*`` (which needs the field, as ``later``'s glob does)."""
+        globs = ("function", "error_type", "queue")
+        return _condition_takes(self.condition, later.condition) and all(
+            mine is None or mine == theirs or (mine == "*" and theirs is not None)
+            for mine, theirs in ((getattr(self, f), getattr(later, f)) for f in globs)
+        )
+
     @field_validator("handlers")
     @classmethod
     def _each_handler_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -202,6 +222,18 @@ class RouteConfig(BaseModel):
             f"{value!r} is no condition{hint}: use success, failure, any, or a condition "
             "as Lambda spells it (RetriesExhausted, EventAgeExceeded)"
         )
+
+
+def _condition_takes(earlier: str, later: str) -> bool:
+    """Whether a route's condition ``earlier`` matches every record ``later`` matches:
+    ``any`` all; ``success`` and ``failure`` their own outcome, ``Success`` the one and every
+    other exact condition the other; an exact condition itself alone."""
+    first, then = earlier.lower(), later.lower()
+    if first == "any" or first == then:
+        return first in ROUTE_OUTCOMES or earlier == later
+    if first in ROUTE_OUTCOMES and then not in ROUTE_OUTCOMES:
+        return first == "failure"  # an exact condition other than Success is a failure's
+    return False
 
 
 # An IAM role's ARN: arn:<partition>:iam::<account>:role/<path/>name.
@@ -455,6 +487,21 @@ class Settings(BaseSettings):
                     f"accounts.{account}.role_arn is a role of account {named[1]}: the role "
                     f"to assume for account {account}'s functions is one of account {account}"
                 )
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _each_route_can_run(cls, value: list[RouteConfig]) -> list[RouteConfig]:
+        # The first matching route wins: one after a route that takes all its records never
+        # ran (a catch-all first, and the oncall SMS of the failure route after it never sent).
+        for index, route in enumerate(value):
+            for before, earlier in enumerate(value[:index]):
+                if earlier.takes_all_of(route):
+                    raise ValueError(
+                        f"routes.{index} ({route.described()}) never runs: routes.{before} "
+                        f"({earlier.described()}) takes every record it would, as the first "
+                        f"matching route wins: move it before routes.{before}, or remove it"
+                    )
         return value
 
     @field_validator("queues")

@@ -2436,6 +2436,79 @@ def test_a_route_function_that_no_function_name_can_match_stops_the_start(
 
 
 @pytest.mark.parametrize(
+    ("routes", "line"),
+    [
+        (
+            [{"handlers": ["persist"]}, {"condition": "failure", "handlers": ["persist", "sms"]}],
+            "routes.1 (condition=failure -> persist, sms) never runs: routes.0 (condition=any "
+            "-> persist) takes every record it would, as the first matching route wins: move it "
+            "before routes.0, or remove it",
+        ),
+        (
+            [
+                {"condition": "failure", "function": "orders-*", "handlers": ["persist"]},
+                {"condition": "success", "handlers": ["persist"]},
+                {"condition": "RetriesExhausted", "function": "orders-*", "handlers": ["sms"]},
+            ],
+            "routes.2 (condition=RetriesExhausted function=orders-* -> sms) never runs: "
+            "routes.0 (condition=failure function=orders-* -> persist) takes every record it "
+            "would",
+        ),
+        (
+            [
+                {"condition": "Success", "handlers": ["persist"]},
+                {"condition": "success", "queue": "orders-*", "handlers": ["persist", "hook"]},
+            ],
+            "routes.1 (condition=success queue=orders-* -> persist, hook) never runs: routes.0 "
+            "(condition=Success -> persist) takes every record it would",
+        ),
+    ],
+    ids=["after a catch-all", "an exact condition after its outcome", "Success and success"],
+)
+def test_a_route_an_earlier_one_takes_every_record_of_stops_the_start(
+    routes: list[dict[str, object]], line: str, tmp_path: Path
+) -> None:
+    # before: accepted, and the later route never ran (the failure route's SMS never sent,
+    # every failure persisted by the route before it), with nothing said
+    env = {"LAMBDA_DESTINATIONS_ROUTES": json.dumps(routes)}
+
+    result = cli("run", "--once", "--queues", "q", env=env, cwd=tmp_path)
+
+    assert result.returncode == 3, result.stderr
+    assert one_error_line(result).startswith(
+        f"error: setting 'routes' (LAMBDA_DESTINATIONS_ROUTES): {line}"
+    )
+
+
+@pytest.mark.parametrize(
+    "routes",
+    [
+        [{"condition": "success", "handlers": ["persist"]}, {"handlers": ["persist", "sms"]}],
+        [{"function": "*", "handlers": ["persist"]}, {"handlers": ["persist", "sms"]}],
+        [
+            {"condition": "RetriesExhausted", "handlers": ["persist"]},
+            {"condition": "failure", "handlers": ["persist", "sms"]},
+        ],
+        [
+            {"condition": "failure", "error_type": "*Timeout*", "handlers": ["persist"]},
+            {"condition": "failure", "error_type": "Runtime.*", "handlers": ["persist", "sms"]},
+        ],
+    ],
+    ids=["successes first", "records with a function first", "exact first", "other globs"],
+)
+def test_routes_each_of_which_can_run_are_taken(
+    routes: list[dict[str, object]], tmp_path: Path
+) -> None:
+    # a later route that takes records the earlier ones do not (a legacy DLQ message has no
+    # function, so function = "*" leaves it to the next route) is a route that runs
+    env = {"LAMBDA_DESTINATIONS_ROUTES": json.dumps(routes), "LAMBDA_DESTINATIONS_QUEUES": "q"}
+
+    result = cli("config", env=env, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
     ("field", "glob", "problem"),
     [
         (

@@ -39,7 +39,7 @@ def routes_of_no_queue(
     ``routes.N (condition=… queue=… -> handlers)``: such a route never runs (a typo, or a
     queue left out of ``queues``), and its records go to a later route."""
     return [
-        f"routes.{index} ({Router.describe(route)})"
+        f"routes.{index} ({route.described()})"
         for index, route in enumerate(routes)
         if route.queue is not None
         and not any(queue_matches(route.queue, name, url) for name, url in queues)
@@ -93,13 +93,3 @@ class Router:
         """Every handler a record can be given, each once (by name), in route order."""
         chains = [route.chain for route in self.routes] + [self.default]
         return list({handler.name: handler for chain in chains for handler in chain}.values())
-
-    @staticmethod
-    def describe(config: RouteConfig) -> str:
-        parts = [f"condition={config.condition}"]
-        parts += [
-            f"{field}={value}"
-            for field in ("function", "error_type", "queue")
-            if (value := getattr(config, field)) is not None
-        ]
-        return " ".join(parts) + " -> " + ", ".join(config.handlers)
