@@ -825,6 +825,23 @@ async def test_list_quarantine_by_queue_name_and_since(store: Store) -> None:
     assert [q.message_id for q in both] == ["m-3"]
 
 
+async def test_list_quarantine_by_queue_tells_names_apart_by_case(store: Store) -> None:
+    # given: two queues whose names differ in case alone, as SQS's may (two queues to it)
+    base = QUEUE.rsplit("/", 1)[0]
+    lower, upper = f"{base}/orders", f"{base}/Orders"
+    for n, queue in enumerate([lower, upper]):
+        await store.save_quarantine(_quarantined(f"m-{n}", queue, quarantined_at=T0))
+
+    # when: named by name, and by URL
+    by_name = await store.list_quarantine(queue="orders")
+    by_url = await store.list_quarantine(queue=upper)
+
+    # then: that queue's alone (before, on SQLite, whose LIKE ignores case: both, and
+    # `quarantine resend --all --queue orders` resent the other queue's messages too)
+    assert [q.message_id for q in by_name] == ["m-0"]
+    assert [q.message_id for q in by_url] == ["m-1"]
+
+
 async def test_list_quarantine_by_url_is_by_account_and_name_whatever_the_host(
     store: Store,
 ) -> None:

@@ -1294,8 +1294,11 @@ def _of_queue(queue: str) -> sa.ColumnElement[bool]:
     given does (a store that workers of two regions share: a namesake there is another queue).
     """
     column = quarantine.c.queue
-    ending = queue_path(queue) if "/" in queue else queue
-    same = column.endswith(f"/{ending}", autoescape=True)
+    suffix = "/" + (queue_path(queue) if "/" in queue else queue)
+    # SQLite's LIKE ignores case, and SQS tells "Orders" from "orders": the ending compared
+    # exactly too (substr from before the start, of a shorter URL, is the whole URL on both)
+    exact = sa.func.substr(column, sa.func.length(column) - len(suffix) + 1) == suffix
+    same = sa.and_(column.endswith(suffix, autoescape=True), exact)
     if (region := url_region(queue)) is not None:
         regional = sa.or_(*(column.like(host) for host in AWS_QUEUE_HOST_LIKE))
         here = sa.or_(column.like(f"%://sqs.{region}.%"), column.like(f"%://{region}.queue.%"))
