@@ -205,6 +205,17 @@ def queue_path(url: str) -> str:
     return "/".join(urllib.parse.urlsplit(url).path.rstrip("/").split("/")[-2:])
 
 
+def arn_queue_url(arn: str) -> str | None:
+    """The AWS URL of the queue an SQS ARN names (``arn:aws:sqs:REGION:ACCOUNT:NAME``), which
+    says its region, account and name as the ARN does; None for any other text."""
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not all(parts[3:]):
+        return None
+    partition, region, account, name = parts[1], parts[3], parts[4], parts[5]
+    domain = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://sqs.{region}.{domain}/{account}/{name}"
+
+
 def url_region(url: str) -> str | None:
     """The region an AWS queue URL names in its host (``sqs.eu-west-1.amazonaws.com``, the
     legacy ``eu-west-1.queue.amazonaws.com``, dual-stack ``sqs.eu-west-1.api.aws``); None for

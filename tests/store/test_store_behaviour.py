@@ -870,16 +870,20 @@ async def test_list_quarantine_by_an_aws_url_leaves_out_the_namesake_of_another_
     for n, queue in enumerate([east, west, legacy_west, local]):
         await store.save_quarantine(_quarantined(f"m-{n}", queue, quarantined_at=T0))
 
-    # when: named by one region's URL, by the other's, and by name
+    # when: named by one region's URL, by the other's, by name, and by an ARN (as the
+    # worker's queues and `dlq peek` take it)
     by_east = await store.list_quarantine(queue=east)
     by_west = await store.list_quarantine(queue=west)
     by_name = await store.list_quarantine(queue="orders")
+    by_arn = await store.list_quarantine(queue="arn:aws:sqs:eu-west-1:123456789012:orders")
 
     # then: each region's own, and the one whose host names no region (before: all four,
     # another region's messages listed, and resent by `resend --all --queue`, as this queue's)
     assert sorted(q.message_id for q in by_east) == ["m-0", "m-3"]
     assert sorted(q.message_id for q in by_west) == ["m-1", "m-2", "m-3"]
     assert sorted(q.message_id for q in by_name) == ["m-0", "m-1", "m-2", "m-3"]
+    # the ARN as its region's URL (before: none, an ARN compared as a queue's name)
+    assert sorted(q.message_id for q in by_arn) == ["m-1", "m-2", "m-3"]
 
 
 async def test_a_quarantined_message_is_read_by_id_and_forgotten_once(store: Store) -> None:

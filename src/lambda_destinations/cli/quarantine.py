@@ -48,7 +48,9 @@ from lambda_destinations.redact import echoed
 from lambda_destinations.store import ROW_ID_MAX, QuarantineRow, Store, utcnow
 
 # --queue '' named no queue: it matched none, and `list` said "no quarantined messages".
-_QUEUE_GIVEN = not_empty("give the queue's name or URL, or leave the option out for every queue")
+_QUEUE_GIVEN = not_empty(
+    "give the queue's name, URL or ARN, or leave the option out for every queue"
+)
 
 # The store's ids are 64-bit integers: a larger one is a usage error, not a driver's overflow.
 QUARANTINE_ID = Whole(min=1, max=ROW_ID_MAX)
@@ -115,7 +117,7 @@ def _reason(described: dict[str, Any]) -> str:
 @click.option(
     "--queue",
     callback=_QUEUE_GIVEN,
-    help="Only messages quarantined from this queue (name or URL).",
+    help="Only messages quarantined from this queue (name, URL or ARN).",
 )
 @since_option(help="Only messages quarantined at or after this time: 2h, 30m, 7d, or an ISO time.")
 @click.option(

@@ -25,7 +25,13 @@ import sqlalchemy as sa
 import structlog
 
 from lambda_destinations._text import storable_text
-from lambda_destinations._urls import AWS_QUEUE_HOST_LIKE, PORT_PROBLEM, queue_path, url_region
+from lambda_destinations._urls import (
+    AWS_QUEUE_HOST_LIKE,
+    PORT_PROBLEM,
+    arn_queue_url,
+    queue_path,
+    url_region,
+)
 from lambda_destinations.errors import (
     StoreDataError,
     StoreError,
@@ -1291,9 +1297,11 @@ def _of_queue(queue: str) -> sa.ColumnElement[bool]:
     """The quarantined messages of ``queue``: its name, the URL's last part; or its URL, told by
     its account and name, as the worker's endpoint may spell the host otherwise
     (``localstack:4566``); but not one whose AWS URL names another region than an AWS URL
-    given does (a store that workers of two regions share: a namesake there is another queue).
+    given does (a store that workers of two regions share: a namesake there is another queue);
+    or its ARN, as that AWS URL.
     """
     column = quarantine.c.queue
+    queue = arn_queue_url(queue) or queue  # an ARN names its queue as its AWS URL does
     suffix = "/" + (queue_path(queue) if "/" in queue else queue)
     # SQLite's LIKE ignores case, and SQS tells "Orders" from "orders": the ending compared
     # exactly too (substr from before the start, of a shorter URL, is the whole URL on both)

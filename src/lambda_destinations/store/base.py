@@ -645,7 +645,7 @@ class Store(Lifetime):
         limit: int | None = None,
         after: QuarantineCursor | None = None,
     ) -> list[QuarantineRow]:
-        """Newest first; ``queue`` a queue's URL or name, ``since`` the earliest kept,
+        """Newest first; ``queue`` a queue's URL, name or ARN, ``since`` the earliest kept,
         ``after`` where the page before ended (keyset pagination)."""
 
     async def quarantine_pages(
