@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from lambda_destinations.config import Settings
 from lambda_destinations.operations.quarantine import RESEND_CLAIM, NotResent, resend
 from lambda_destinations.simulate import failure_record
 from lambda_destinations.store import QuarantineRow, Store
+from processes import ctrl_c_as_in_a_terminal
 from tcp_proxy import AnswerCutter
 
 POISON = '{"Records": [{"eventSource": "aws:s3"}]}'
@@ -733,3 +735,59 @@ def test_resend_all_reads_the_store_a_page_at_a_time(
     outcome = json.loads(result.stdout)
     assert [item["id"] for item in outcome["resent"]] == sorted(ids, reverse=True)
     assert sorted(m["Body"] for m in receive_all(sqs, url)) == [f"body {n}" for n in range(5)]
+
+
+@pytest.mark.postgres
+async def test_a_resend_stopped_by_ctrl_c_before_its_send_says_not_sent_not_in_doubt(
+    sqs, make_queue, cli_env, postgres_url
+) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    # given: two messages only the store holds, the first's row locked by another transaction
+    # (a worker's, a prune's), so the resend's claim of it waits
+    url, _ = make_queue("resend-claim-wait", dlq=False)
+    ids = await asyncio.to_thread(seed_quarantine, postgres_url, url, ["one", "two"])
+    holder, watcher = await asyncpg.connect(postgres_url), await asyncpg.connect(postgres_url)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT id FROM quarantine WHERE id = $1 FOR UPDATE", ids[0])
+        process = await asyncio.create_subprocess_exec(
+            *ENTRY,
+            "quarantine",
+            "resend",
+            *map(str, ids),
+            "--yes",
+            "--json",
+            env={**os.environ, **cli_env, "LAMBDA_DESTINATIONS_STORE": postgres_url},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=ctrl_c_as_in_a_terminal,
+        )
+        communicating = asyncio.ensure_future(process.communicate())
+
+        # when: Ctrl-C while the claim waits for the lock, before any send
+        async with asyncio.timeout(60):
+            while not await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ):
+                assert not communicating.done(), "the resend ended without waiting"
+                await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(communicating, 60)
+        await transaction.rollback()
+    finally:
+        await holder.close()
+        await watcher.close()
+
+    # then: both not sent, and said so (before: the first "in doubt, may have reached its
+    # queue: cut off before SQS answered", and "was cut off mid-send", of a message never sent)
+    stderr = err.decode()
+    assert process.returncode == 130, stderr
+    outcome = json.loads(out)
+    assert outcome["resent"] == outcome["failed"] == []
+    assert [item["id"] for item in outcome["skipped"]] == ids
+    assert "cut off" not in stderr, stderr
+    assert f"2 not sent (`quarantine resend {ids[0]} {ids[1]}` sends them)" in stderr
+    assert await asyncio.to_thread(receive_all, sqs, url) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 from typing import Any
 
 import click
@@ -418,8 +419,16 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
                 resending.skipped.append({**item, "reason": ALREADY_RESENT})
                 continue
             sent: list[str] = []
+            sending: list[bool] = []  # claimed, its send begun: cut short now, it is in doubt
             try:
-                new_id = await resend(store, sqs, row, keep=keep, on_sent=sent.append)
+                new_id = await resend(
+                    store,
+                    sqs,
+                    row,
+                    keep=keep,
+                    on_sent=sent.append,
+                    on_sending=functools.partial(sending.append, True),
+                )
             except NotResent as exc:  # another resend sent it, or is sending it: not twice
                 resending.skipped.append({**item, "reason": str(exc)})
                 continue
@@ -429,7 +438,7 @@ async def _resend(settings: Settings, resending: _Resending, *, keep: bool) -> N
             except BaseException as exc:  # cut short: the endpoint lost, Ctrl-C
                 if sent:
                     resending.sent.append({**item, "new_message_id": sent[0]})
-                elif not answered(exc):  # the send may have reached the queue
+                elif sending and not answered(exc):  # the send may have reached the queue
                     resending.cut = {**item, "error": _IN_DOUBT}
                 raise
             resending.sent.append({**item, "new_message_id": new_id})

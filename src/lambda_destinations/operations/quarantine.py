@@ -126,6 +126,7 @@ async def resend(
     *,
     keep: bool = False,
     on_sent: Callable[[str], None] = lambda new_id: None,
+    on_sending: Callable[[], None] = lambda: None,
 ) -> str:
     """Send ``row``'s message back to its queue; forget the stored copy unless ``keep``.
 
@@ -136,7 +137,8 @@ async def resend(
     refused lets the message go again (a later resend may try); a send in doubt (the
     connection broke) keeps the claim until it lapses. ``on_sent`` hears the new message id as
     soon as SQS answers, before the stored copy is forgotten: a caller cut short after it knows
-    the message was sent.
+    the message was sent; ``on_sending``, once the message is claimed and its send begins: a
+    caller cut short before it knows nothing was sent.
     """
     if row.id is None:
         raise ValueError("only a stored quarantined message (with an id) can be resent")
@@ -147,6 +149,7 @@ async def resend(
     claimed = await store.claim_quarantine(row.id, RESEND_CLAIM, as_read=row)
     if claimed is None:
         raise NotResent(_not_claimed(await store.get_quarantine(row.id), row))
+    on_sending()
     try:
         # Tried again only when SQS answered (throttled, say): a send whose answer was lost
         # may be in the queue, and is not sent again.
