@@ -4595,6 +4595,46 @@ async def test_a_resend_whose_send_never_answers_is_in_doubt_at_the_bound(
     assert resend_status(kept).startswith("resending since ")
 
 
+@pytest.mark.postgres
+@pytest.mark.usefixtures("short_bound")
+async def test_a_resend_whose_claim_waits_out_the_bound_is_not_said_to_be_in_doubt(
+    make_client,
+    settings_for: Callable[..., Settings],
+    make_queue,
+    sqs,
+    postgres_url: str,
+) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    # given: a quarantined message whose row another transaction holds locked past the bound
+    # (a prune's, a worker's), so the resend's claim of it waits
+    url, _ = make_queue("console-claim-wait", dlq=False)
+    settings = settings_for(url, store=postgres_url)
+    row = await _quarantined(settings, url, "m-1")
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT id FROM quarantine WHERE id = $1 FOR UPDATE", row.id)
+
+            # when
+            status, line = await _post_held(
+                make_client, settings, f"/quarantine/{row.id}/resend", {"message_id": "m-1"}
+            )
+    finally:
+        await holder.close()
+
+    # then: nothing sent, nor said to be (before: "the resend is in doubt, may have reached
+    # its queue: the quarantine page marks the message resending for 5 minutes", of a message
+    # neither sent nor marked), and the command that waits longer
+    assert status == 504
+    assert "in doubt" not in line, line
+    assert line.endswith(f"run lambda-destinations quarantine resend {row.id}, which waits longer")
+    assert count_messages(sqs, url) == 0
+    async with Store.from_url(settings.store) as store:
+        (kept,) = await store.list_quarantine()
+    assert resend_status(kept) == ""
+
+
 # A secret the console's environment holds: no page may show it.
 _PLANTED_SECRET = "planted-secret-" + uuid.uuid4().hex
 

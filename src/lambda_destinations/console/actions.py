@@ -564,10 +564,15 @@ async def _resend(console: Console, row: QuarantineRow, kept: OperatorAction) ->
     """Send ``row``'s message back to its queue, its ledger entry ``kept`` saying so, or why
     not (then a 409 with that line)."""
     try:
-        async with aws_bound() as wait:
+        # Until its send begins (the claim may wait on the store), the bound finds it unsent.
+        async with aws_bound(f"lambda-destinations quarantine resend {row.id}") as wait:
             sqs = await console.aws.sender("sqs")  # a send whose answer was lost is not resent
-            wait.in_doubt = RESEND_IN_DOUBT
-            new_id = await resend(console.store, sqs, row)
+            new_id = await resend(
+                console.store,
+                sqs,
+                row,
+                on_sending=lambda: setattr(wait, "in_doubt", RESEND_IN_DOUBT),
+            )
     except NotResent as exc:  # another form, tab or a CLI run resends it: sent once, not twice
         refused = f"not resent: {exc}"
     except ClientError as exc:  # its queue refused it (deleted, say): `quarantine resend`'s line
