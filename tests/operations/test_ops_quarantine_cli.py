@@ -19,6 +19,7 @@ import pytest
 from ops_helpers import (
     ENTRY,
     NO_CREDENTIALS,
+    QUEUE,
     cli,
     cli_in_a_terminal,
     cli_through,
@@ -791,3 +792,32 @@ async def test_a_resend_stopped_by_ctrl_c_before_its_send_says_not_sent_not_in_d
     assert "cut off" not in stderr, stderr
     assert f"2 not sent (`quarantine resend {ids[0]} {ids[1]}` sends them)" in stderr
     assert await asyncio.to_thread(receive_all, sqs, url) == []
+
+
+def test_show_cuts_a_huge_attribute_as_it_cuts_the_body(cli_env, sqlite_url) -> None:
+    # given: a message whose attribute holds 200,000 characters (SQS's size limit counts a
+    # message's attributes with its body)
+    async def save() -> int:
+        async with Store.from_url(sqlite_url) as store:
+            await store.migrate()
+            big = {"DataType": "String", "StringValue": "a" * 200_000}
+            row = QuarantineRow(QUEUE, "m-big", "{}", {"big": big}, "decode error: x", 1)
+            await store.save_quarantine(row)
+            assert row.id is not None
+            return row.id
+
+    ident = asyncio.run(save())
+
+    # when
+    text = cli("quarantine", "show", str(ident), env=cli_env)
+    whole = as_json(cli("quarantine", "show", str(ident), "--json", env=cli_env))
+
+    # then: its start and where to read it whole (before: all 200,000 characters); whole in
+    # the JSON
+    assert text.returncode == 0, text.stderr
+    assert len(text.stdout) < 70_000
+    assert (
+        f"… cut: the first 65,536 of 200,000 characters; quarantine show {ident} --json prints "
+        "it whole" in text.stdout
+    )
+    assert whole["message_attributes"]["big"]["StringValue"] == "a" * 200_000

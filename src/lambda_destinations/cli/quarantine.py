@@ -222,13 +222,17 @@ def show_command(settings: Settings, quarantine_id: int, as_json: bool) -> None:
         (label, described[name]) for label, name in fields if described.get(name) not in (None, "")
     ]
     click.echo(visible("\n".join(field_lines(shown, width))))
-    attributes = [(name, attribute_text(v)) for name, v in (row.message_attributes or {}).items()]
+    # A body (or an attribute: SQS's size limit counts them together) carries up to 1 MiB:
+    # cut as the console cuts it, saying where the whole is.
+    whole = f"quarantine show {row.id} --json prints it whole"
+    attributes = [
+        (name, capped(attribute_text(v), whole))
+        for name, v in (row.message_attributes or {}).items()
+    ]
     if attributes:
         click.echo("\nattributes")
         click.echo(visible("\n".join(attribute_lines(attributes))))
     click.echo("\nbody")
-    # A body carries up to 1 MiB: cut as the console cuts it, saying where the whole is.
-    whole = f"quarantine show {row.id} --json prints it whole"
     click.echo(visible(capped(pretty_body(row.body), whole)))
 
 
