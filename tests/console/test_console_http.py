@@ -4847,3 +4847,34 @@ async def test_a_time_typed_in_the_address_with_a_plus_offset_is_read_with_that_
     assert response.status == 200, _problems(page)
     assert row.request_id in page
     assert row.request_id not in await later.text()
+
+
+async def test_a_read_only_console_offers_no_peek_and_refuses_one(
+    make_client, settings_for: Callable[..., Settings], make_queue, sqs
+) -> None:
+    # given: a message in a DLQ, and a read-only console
+    url, dlq_url = make_queue("peek-read-only")
+    sqs.send_message(QueueUrl=dlq_url, MessageBody=failure_body(1)[0])
+    client = await make_client(settings_for(url), read_only=True)
+    dlq_name = dlq_url.rsplit("/", 1)[1]
+
+    # when: the DLQ's page is opened, then its peek's address, from the console's own page
+    page = await client.get(f"/dlqs/{dlq_name}")
+    peeked = await client.get(
+        f"/dlqs/{dlq_name}?peek=10",
+        headers={"Sec-Fetch-Site": "same-origin", "Accept": "text/plain"},
+    )
+
+    # then: no Peek is offered and the peek is refused before any receive (before: the link
+    # was there and the peek received each message, its receive count up by one)
+    text = await page.text()
+    assert page.status == 200
+    assert 'id="peek"' not in text
+    assert f"lambda-destinations dlq peek {dlq_name}" in text
+    assert peeked.status == 403
+    assert (await peeked.text()).startswith("refused: the console runs read-only (--read-only)")
+    message = sqs.receive_message(
+        QueueUrl=dlq_url, AttributeNames=["ApproximateReceiveCount"], VisibilityTimeout=0
+    )["Messages"][0]
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1"  # this receive alone
+

@@ -126,7 +126,9 @@ async def serve_alongside(settings: Settings, port: int) -> None:
     help="Address to listen on.",
 )
 @click.option("--port", type=Whole(0, 65535), default=8000, show_default=True, help="0: any.")
-@click.option("--read-only", is_flag=True, help="Show everything, offer no action.")
+@click.option(
+    "--read-only", is_flag=True, help="Show everything, change nothing: no action, no DLQ peek."
+)
 @click.option(
     "--public-url",
     envvar=PUBLIC_URL_ENV,

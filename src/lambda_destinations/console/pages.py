@@ -408,6 +408,13 @@ async def dlq(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     peeked = None
     limit = _peek_count(request.query.get(PEEK_PARAM, ""))
+    if limit and console.options.read_only:
+        # A peek receives (each message's receive count goes up, toward a redrive limit of the
+        # DLQ's own): a read-only console changes nothing in AWS, so it offers none either.
+        raise Refused(
+            "the console runs read-only (--read-only), and a peek adds one to each message's "
+            f"receive count: `lambda-destinations dlq peek {shlex.quote(name)}` peeks from a shell"
+        )
     if limit and not same_origin(request, console.sessions.public):
         # A peek receives the messages (their receive counts go up; a DLQ with a redrive
         # policy of its own moves them on): no other site's link or image may make one.
