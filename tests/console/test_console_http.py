@@ -4878,3 +4878,58 @@ async def test_a_read_only_console_offers_no_peek_and_refuses_one(
     )["Messages"][0]
     assert message["Attributes"]["ApproximateReceiveCount"] == "1"  # this receive alone
 
+
+async def _stored_groups(settings: Settings, functions: int) -> None:
+    """A failure of each of ``functions`` functions: as many groups."""
+    async with Store.from_url(settings.store) as store:
+        await store.migrate()
+        for seed in range(functions):
+            function = f"fn-{seed:04d}"
+            record = failure_record(random.Random(seed), function=function, condition="Error")
+            record["requestContext"]["functionArn"] = f"{ARN}:function:{function}"
+            row = invocation_row(decode(json.dumps(record)), "https://sqs/q")
+            await store.save_invocation(row, DeliveryRow(row.key, f"m-{seed}", "https://sqs/q", 1))
+
+
+async def test_the_groups_page_lists_100_groups_and_says_how_many_more(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: failures of 103 functions, a group each
+    settings = settings_for()
+    await _stored_groups(settings, 103)
+    client = await make_client(settings)
+
+    # when: the groups page, and the same narrowed to a few functions
+    page = await (await client.get("/groups")).text()
+    narrowed = await (await client.get("/groups?function=fn-000*")).text()
+
+    # then: 100 rows and a line naming the 3 left out and how to see them (before: every
+    # group, however many: a page of megabytes for thousands)
+    assert len(re.findall(r">fn-\d{4}</a></td>", page)) == 100
+    assert "3 more groups" in page
+    assert "lambda-destinations failures stats" in page
+    assert len(re.findall(r">fn-\d{4}</a></td>", narrowed)) == 10
+    assert "more groups" not in narrowed
+
+
+async def test_a_failure_s_page_lists_100_deliveries_and_says_how_many_more(
+    make_client, settings_for: Callable[..., Settings]
+) -> None:
+    # given: a failure delivered 104 times (the stored one, and 103 more)
+    settings = settings_for()
+    row = await stored_failure(settings)
+    async with Store.from_url(settings.store) as store:
+        for n in range(103):
+            await store.add_delivery(DeliveryRow(row.key, f"again-{n}", "https://sqs/q", n + 2))
+    client = await make_client(settings)
+
+    # when: its page is opened
+    page = await (await client.get(f"/failures/{quote(row.key, safe='')}")).text()
+
+    # then: the count says 104, the first 100 are listed, and a line names the 4 left out and
+    # the command that prints them (before: every delivery, however many)
+    table = page.split('id="h-deliveries"', 1)[1].split("</section>", 1)[0]
+    assert "Deliveries (104)" in table
+    assert table.count("<tr><td>") == 100
+    assert "4 more deliveries" in table
+    assert f"lambda-destinations failures show {row.request_id} --json" in html.unescape(table)

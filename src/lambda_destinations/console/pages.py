@@ -147,7 +147,7 @@ async def groups(request: web.Request) -> web.Response:
             selection.errors.append(str(exc))
         else:
             stats, counts = await views.grouped(console.store, selection.filter, window)
-            found, status = views.groups_of(counts, stats), 200
+            found, status = views.groups_of(counts, stats, limit=views.GROUPS_SHOWN), 200
     return console.render(
         request,
         "groups.html",
@@ -155,6 +155,7 @@ async def groups(request: web.Request) -> web.Response:
         selection=selection,
         stats=stats,
         groups=found,
+        more=len(stats.groups) - len(found) if stats else 0,
         statuses=[s.value for s in FailureStatus],
         views=views,
     )
@@ -224,7 +225,9 @@ async def _whole(console: Console, row: InvocationRow) -> dict[str, Any]:
     detail = await failure_detail(store, row)
     return {
         "row": row,
-        "deliveries": detail.deliveries,
+        # The first ones: a record redelivered thousands of times makes no page of megabytes.
+        "deliveries": detail.deliveries[: views.DELIVERIES_SHOWN],
+        "delivery_count": len(detail.deliveries),
         "runs": detail.runs,
         "replays": detail.replays,
         "invoked_elsewhere": detail.invoked_elsewhere,

@@ -76,6 +76,9 @@ FILTER_VALUE_MAX = 1000
 FILTER_QUERY_MAX = 2000
 PAGE_SIZE = 50
 QUARANTINE_PAGE_SIZE = 100
+# The rows of the groups page and of a failure's deliveries; a line says how many more.
+GROUPS_SHOWN = 100
+DELIVERIES_SHOWN = 100
 _Row = TypeVar("_Row")
 
 
