@@ -1053,6 +1053,45 @@ async def assert_mail_in_doubt(store: str, record: Any, cause: str, policy: str)
     assert f"in_doubt = {policy}" in run.last_error, run.last_error
 
 
+async def test_smtp_names_with_a_comma_and_other_than_ascii_arrive_as_one_address_each(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: display names with a comma, quotes and other than ASCII
+    url, _ = make_queue("smtp-names")
+    send_records(sqs, url, [failure_record()])
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=smtp_server.port,
+        to=['"Doe, Jörg" <oncall@example.com>', "team@example.com"],
+        cc=['"Équipe \\"nuit\\"" <night@example.com>'],
+        reply_to=['"Ops; Zürich" <ops@example.com>'],
+        **{"from": '"Alertes, Équipe" <alerts@example.com>'},
+    )
+
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    # then: each header holds its addresses, the names as written (before: "Doe, Jörg" went as
+    # 'Doe, =?utf-8?q?J=C3=B6rg?= <…>', a mailbox "Doe" with no address and a second one, in
+    # From too)
+    (message,) = smtp_server.messages
+
+    def named(header: str) -> list[tuple[str, str]]:
+        return [(a.display_name, a.addr_spec) for a in message[header].addresses]
+
+    assert named("From") == [("Alertes, Équipe", "alerts@example.com")]
+    assert named("To") == [("Doe, Jörg", "oncall@example.com"), ("", "team@example.com")]
+    assert named("Cc") == [('Équipe "nuit"', "night@example.com")]
+    assert named("Reply-To") == [("Ops; Zürich", "ops@example.com")]
+    assert b"Doe, =?" not in smtp_server.mailbox.raw[0]
+
+
 async def test_smtp_a_unicode_reply_to_arrives_as_written(
     sqs: Any,
     make_queue: Callable[..., Any],

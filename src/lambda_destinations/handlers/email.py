@@ -192,6 +192,14 @@ def bare_address(value: str) -> str:
     return email.utils.parseaddr(value)[1]
 
 
+def _mailboxes(values: Iterable[str]) -> tuple[Address, ...]:
+    """``values`` (as :func:`address` wrote them) as the email package's addresses, for an
+    SMTP message's header. Given as text, a name in an encoded word was decoded and written
+    back unquoted: "Doe, Jörg" went as ``Doe, =?utf-8?q?J=C3=B6rg?= <…>``, two mailboxes, the
+    first without an address (in From too); an Address is quoted as its name needs."""
+    return tuple(email.policy.default.header_factory("to", v).addresses[0] for v in values)
+
+
 class EmailOptions(storm.NotifierOptions):
     """The ``[handlers.NAME]`` table of an ``email`` handler."""
 
@@ -483,12 +491,12 @@ class SmtpTransport:
 
     def message(self, mail: Mail) -> EmailMessage:
         message = EmailMessage()
-        message["From"] = mail.sender
-        message["To"] = ", ".join(mail.to)
+        message["From"] = _mailboxes([mail.sender])
+        message["To"] = _mailboxes(mail.to)
         if mail.cc:
-            message["Cc"] = ", ".join(mail.cc)
+            message["Cc"] = _mailboxes(mail.cc)
         if mail.reply_to:
-            message["Reply-To"] = ", ".join(mail.reply_to)
+            message["Reply-To"] = _mailboxes(mail.reply_to)
         # Folded by us: the standard library's folding of a long subject loses or adds spaces.
         message["Subject"] = FoldedSubject(mail.subject)
         message["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
