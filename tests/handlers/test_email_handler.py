@@ -37,7 +37,7 @@ from lambda_destinations._text import json_cut, json_lines
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.handlers._subject import fold_subject
-from lambda_destinations.handlers.email import bare_address, build
+from lambda_destinations.handlers.email import address, bare_address, build
 from lambda_destinations.operations.handler_checks import check_handlers
 from lambda_destinations.schemas import decode
 from lambda_destinations.store import RunState, Store
@@ -1090,6 +1090,61 @@ async def test_smtp_names_with_a_comma_and_other_than_ascii_arrive_as_one_addres
     assert named("Cc") == [('Équipe "nuit"', "night@example.com")]
     assert named("Reply-To") == [("Ops; Zürich", "ops@example.com")]
     assert b"Doe, =?" not in smtp_server.mailbox.raw[0]
+
+
+LONG_NAME = "Équipe d'astreinte des opérations de paiement, région Europe (Zürich et Genève)"
+
+
+def unfolded(raw: bytes, header: str) -> str:
+    """``header``'s value in the message ``raw``, unfolded (its line breaks removed, as RFC
+    5322 says) and its encoded words decoded as RFC 2047 says: the white space between two of
+    them is not the text's (the email package's address parser keeps it)."""
+    head = raw.decode().split("\r\n\r\n", 1)[0]
+    (value,) = re.findall(rf"^{header}: ([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head, re.MULTILINE)
+    return str(make_header(decode_header(value.replace("\r\n", ""))))
+
+
+async def test_smtp_long_names_arrive_as_written_in_lines_of_78(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+) -> None:
+    # given: a name longer than a header line, with other than ASCII, among other addresses
+    url, _ = make_queue("smtp-long-names")
+    send_records(sqs, url, [failure_record()])
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=smtp_server.port,
+        to=["team@example.com", f'"{LONG_NAME}" <oncall@example.com>', "ops@example.com"],
+        **{"from": f'"{LONG_NAME}" <alerts@example.com>'},
+    )
+
+    async with Worker(settings) as worker:
+        await worker.run(once=True)
+
+    # then: each name reads as written (before: the email package folded it between encoded
+    # words, where readers join them, and "Zürich et" arrived as "Zürichet"), in lines of 78
+    (raw,) = smtp_server.mailbox.raw
+    assert unfolded(raw, "From") == f"{LONG_NAME} <alerts@example.com>"
+    assert unfolded(raw, "To") == (
+        f"team@example.com, {LONG_NAME} <oncall@example.com>, ops@example.com"
+    )
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+
+
+def test_a_long_name_is_sent_in_encoded_words_of_rfc_2047s_length() -> None:
+    # SES and SMTP alike get the name as encoded words of 75 characters at most (before: one
+    # word of 150, longer than RFC 2047 allows)
+    value = address(f'"{LONG_NAME}" <alerts@example.com>', "from")
+    name, _, rest = value.rpartition(" <")
+    assert rest == "alerts@example.com>"
+    assert all(word.startswith("=?utf-8?") and len(word) <= 75 for word in name.split(" "))
+    assert str(make_header(decode_header(name))) == LONG_NAME
 
 
 async def test_smtp_a_unicode_reply_to_arrives_as_written(

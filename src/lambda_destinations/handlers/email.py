@@ -61,6 +61,7 @@ from lambda_destinations._text import cut, json_cut, json_lines, multi_line, one
 from lambda_destinations._urls import NOT_TLS, ascii_domain, is_host
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
+from lambda_destinations.handlers._addresses import FoldedAddresses, encoded_name
 from lambda_destinations.handlers._subject import FoldedSubject
 from lambda_destinations.handlers.base import HandlerContext, delivery_of
 from lambda_destinations.handlers.in_doubt import (
@@ -160,7 +161,7 @@ def address(value: str, where: str) -> str:
     """``value`` as one address (``a@b.example`` or ``Name <a@b.example>``, or a dotless
     ``root@localhost``, or an address literal ``a@[192.0.2.1]``), its domain in ASCII (an IDN's
     Punycode, as SES and DNS need it: :func:`ascii_domain`) and a name with other than ASCII as
-    an RFC 2047 encoded word (which SES needs, and SMTP headers read)."""
+    RFC 2047 encoded words (:func:`encoded_name`: SES needs them, and SMTP headers read them)."""
     if any(char in value for char in "\r\n"):
         raise ValueError(f"{where}: an address is one line")
     header = email.policy.default.header_factory("to", value)
@@ -185,19 +186,13 @@ def address(value: str, where: str) -> str:
     one = Address(parsed.display_name, parsed.username, domain)
     if not one.addr_spec.isascii():  # a UTF-8 local part: SMTP with SMTPUTF8 (SES refuses it)
         return str(one)
-    return email.utils.formataddr((one.display_name, one.addr_spec))
+    if one.display_name.isascii():
+        return email.utils.formataddr((one.display_name, one.addr_spec))
+    return f"{encoded_name(one.display_name)} <{one.addr_spec}>"
 
 
 def bare_address(value: str) -> str:
     return email.utils.parseaddr(value)[1]
-
-
-def _mailboxes(values: Iterable[str]) -> tuple[Address, ...]:
-    """``values`` (as :func:`address` wrote them) as the email package's addresses, for an
-    SMTP message's header. Given as text, a name in an encoded word was decoded and written
-    back unquoted: "Doe, Jörg" went as ``Doe, =?utf-8?q?J=C3=B6rg?= <…>``, two mailboxes, the
-    first without an address (in From too); an Address is quoted as its name needs."""
-    return tuple(email.policy.default.header_factory("to", v).addresses[0] for v in values)
 
 
 class EmailOptions(storm.NotifierOptions):
@@ -491,12 +486,14 @@ class SmtpTransport:
 
     def message(self, mail: Mail) -> EmailMessage:
         message = EmailMessage()
-        message["From"] = _mailboxes([mail.sender])
-        message["To"] = _mailboxes(mail.to)
+        # Folded by us, as the Subject: the standard library's folding of a name lost spaces
+        # where it broke the line, and wrote a name with a comma unquoted (two addresses).
+        message["From"] = FoldedAddresses("From", [mail.sender])
+        message["To"] = FoldedAddresses("To", mail.to)
         if mail.cc:
-            message["Cc"] = _mailboxes(mail.cc)
+            message["Cc"] = FoldedAddresses("Cc", mail.cc)
         if mail.reply_to:
-            message["Reply-To"] = _mailboxes(mail.reply_to)
+            message["Reply-To"] = FoldedAddresses("Reply-To", mail.reply_to)
         # Folded by us: the standard library's folding of a long subject loses or adds spaces.
         message["Subject"] = FoldedSubject(mail.subject)
         message["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
