@@ -1427,6 +1427,54 @@ async def test_tls_that_cannot_work_names_the_setting_to_change(
     )
 
 
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+async def test_a_certificate_for_another_name_than_host_names_host_not_cert_bundle(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    security: str,
+) -> None:
+    # given: a server whose certificate, trusted by cert_bundle, is for 127.0.0.1 alone, and
+    # host naming it by another name
+    certificate = self_signed_certificate(tmp_path)
+    server = SmtpServer(security=security, certificate=certificate)
+    url, _ = make_queue(f"smtp-name-{security}")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=server.port,
+        host="localhost",
+        security=security,
+        cert_bundle=str(certificate[0]),
+        timeout=5,
+        overrides={"handler_attempts": 1},
+    )
+
+    with running(server):
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+        doctor_said = await doctor_smtp_row(settings)
+
+    # then: the reason names host as what to change (before: "not trusted (Hostname mismatch
+    # …): name its CA's PEM file in cert_bundle", which was there already), doctor's row too
+    assert stats.outcomes["retry"] == 1
+    assert not server.messages
+    reason = await smtp_reason(sqlite_url, record)
+    said = (
+        f"SMTP server localhost:{server.port}: the server's certificate is not for the name in "
+        "host (Hostname mismatch, certificate is not valid for 'localhost'.): set host to a "
+        "name the certificate is for, or give the server a certificate for that name"
+    )
+    assert f"TransientError: {said}" in reason, reason
+    assert "cert_bundle" not in reason
+    assert said.partition(": ")[2] in doctor_said
+
+
 async def test_a_server_that_is_not_smtp_is_named_in_one_line(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
 ) -> None:
