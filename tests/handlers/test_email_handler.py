@@ -1475,6 +1475,40 @@ async def test_a_certificate_for_another_name_than_host_names_host_not_cert_bund
     assert said.partition(": ")[2] in doctor_said
 
 
+async def test_an_expired_certificate_says_so_not_cert_bundle(
+    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    # given: a server whose certificate, trusted by cert_bundle, expired yesterday
+    certificate = self_signed_certificate(tmp_path, expired=True)
+    server = SmtpServer(security="starttls", certificate=certificate)
+    url, _ = make_queue("smtp-expired")
+    record = failure_record()
+    send_records(sqs, url, [record])
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=server.port,
+        security="starttls",
+        cert_bundle=str(certificate[0]),
+        timeout=5,
+        overrides={"handler_attempts": 1},
+    )
+
+    with running(server):
+        async with Worker(settings) as worker:
+            stats = await worker.run(once=True)
+
+    # then: the reason says it expired (before: "not trusted (certificate has expired): name
+    # its CA's PEM file in cert_bundle", which was there already)
+    assert stats.outcomes["retry"] == 1
+    reason = await smtp_reason(sqlite_url, record)
+    assert (
+        f"SMTP server 127.0.0.1:{server.port}: the server's certificate is out of its validity "
+        "(certificate has expired): renew it on the server, or set this machine's clock right"
+    ) in reason, reason
+
+
 async def test_a_server_that_is_not_smtp_is_named_in_one_line(
     sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str
 ) -> None:

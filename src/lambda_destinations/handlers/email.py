@@ -609,12 +609,14 @@ _UNREACHED = (
 
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
 _NAME_MISMATCH = frozenset({62, 64})
+# X509_V_ERR_CERT_NOT_YET_VALID and X509_V_ERR_CERT_HAS_EXPIRED
+_OUT_OF_DATE = frozenset({9, 10})
 
 
 def _tls_problem(exc: BaseException) -> str | None:
     """What a TLS failure (``exc`` or its cause) says of the settings, or None for no TLS one:
-    a certificate for another name than host's, one this machine does not trust, or TLS
-    spoken to a port that speaks none."""
+    a certificate for another name than host's, out of its validity, or one this machine does
+    not trust, or TLS spoken to a port that speaks none."""
     cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
     if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in _NAME_MISMATCH:
         # Trusted, and for another name: cert_bundle, which may hold it already, cannot help
@@ -622,6 +624,11 @@ def _tls_problem(exc: BaseException) -> str | None:
             f"the server's certificate is not for the name in host ({cause.verify_message}): "
             "set host to a name the certificate is for, or give the server a certificate for "
             "that name"
+        )
+    if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in _OUT_OF_DATE:
+        return (
+            f"the server's certificate is out of its validity ({cause.verify_message}): renew "
+            "it on the server, or set this machine's clock right"
         )
     if isinstance(cause, ssl.SSLCertVerificationError):
         return (
