@@ -868,11 +868,15 @@ async def test_a_refusal_that_quotes_the_login_back_never_shows_the_password(
         async with Worker(settings) as worker:
             stats = await worker.run(once=True)
 
-    # then: quarantined with the server's reason, the password masked there and in every log
+    # then: quarantined with the server's reason, the password masked there and in every log,
+    # and the settings to check (before: the server's words alone)
     assert stats.outcomes["quarantine"] == 1
     async with Store.from_url(sqlite_url) as store:
         (row,) = await store.list_quarantine()
-    assert "answered 535 5.7.8 bad credentials alerts:***" in row.reason, row.reason
+    assert (
+        "answered 535 5.7.8 bad credentials alerts:*** to the login: check username and the "
+        "password (password, or password_env's variable)"
+    ) in row.reason, row.reason
     assert logs
     assert password not in row.reason + repr(logs)
 

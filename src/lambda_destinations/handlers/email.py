@@ -716,7 +716,13 @@ def smtp_outcome(
             f"SMTP server {host}:{port}: {problem}"
         )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        text = mask_secrets(f"SMTP server {host} answered {exc.code} {exc.message}", secrets)
+        text = f"SMTP server {host} answered {exc.code} {exc.message}"
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+            text += (
+                " to the login: check username and the password (password, or password_env's "
+                "variable)"
+            )
+        text = mask_secrets(text, secrets)
         return PermanentError(text) if 500 <= exc.code < 600 else TransientError(text)
     text = mask_secrets(f"SMTP server {host}:{port}: {exc}", secrets)
     if isinstance(exc, _UNREACHED):  # refused, reset or timed out: it may be back soon
