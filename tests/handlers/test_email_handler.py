@@ -1363,13 +1363,14 @@ async def against_tcp_server(
 
 
 @pytest.mark.parametrize(
-    ("security", "server_security", "said"),
+    ("security", "server_security", "case", "said"),
     [
         # it said "SMTP server 127.0.0.1:… Error connecting to 127.0.0.1 on port …: [SSL:
         # WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"
         (
             "tls",
             "none",
+            "",
             r"the TLS handshake failed \([A-Z_]+\): the server at that port does not speak TLS "
             r'at once; use security = "starttls" \(port 587\) or "none" \(port 25\), or its TLS '
             "port$",
@@ -1379,11 +1380,41 @@ async def against_tcp_server(
         (
             "starttls",
             "starttls",
+            "",
             r"the server's certificate is not trusted \(self-signed certificate\): name its CA's "
             "PEM file in cert_bundle$",
         ),
+        # trusted by cert_bundle, for 127.0.0.1 alone, and host naming the server otherwise: it
+        # said "not trusted (Hostname mismatch, …): name its CA's PEM file in cert_bundle",
+        # which was there already
+        *(
+            (
+                security,
+                security,
+                "other-name",
+                r"the server's certificate is not for the name in host \(Hostname mismatch, "
+                r"certificate is not valid for 'localhost'\.\): set host to a name the "
+                "certificate is for, or give the server a certificate for that name$",
+            )
+            for security in ("tls", "starttls")
+        ),
+        # trusted by cert_bundle, expired yesterday: it said "not trusted (certificate has
+        # expired): name its CA's PEM file in cert_bundle"
+        (
+            "starttls",
+            "starttls",
+            "expired",
+            r"the server's certificate is out of its validity \(certificate has expired\): "
+            "renew it on the server, or set this machine's clock right$",
+        ),
     ],
-    ids=["tls-to-a-plain-port", "untrusted-certificate"],
+    ids=[
+        "tls-to-a-plain-port",
+        "untrusted-certificate",
+        "tls-certificate-for-another-name",
+        "starttls-certificate-for-another-name",
+        "expired-certificate",
+    ],
 )
 async def test_tls_that_cannot_work_names_the_setting_to_change(
     sqs: Any,
@@ -1393,20 +1424,26 @@ async def test_tls_that_cannot_work_names_the_setting_to_change(
     tmp_path: Path,
     security: str,
     server_security: str,
+    case: str,
     said: str,
 ) -> None:
-    server = SmtpServer(security=server_security, certificate=self_signed_certificate(tmp_path))
+    certificate = self_signed_certificate(tmp_path, expired=case == "expired")
+    server = SmtpServer(security=server_security, certificate=certificate)
     url, _ = make_queue(f"smtp-tls-{security}")
     record = failure_record()
     send_records(sqs, url, [record])
+    host = "localhost" if case == "other-name" else "127.0.0.1"
+    trusted = {"cert_bundle": str(certificate[0])} if case else {}
     settings = smtp_settings(
         endpoint_url,
         url,
         store=sqlite_url,
         port=server.port,
+        host=host,
         security=security,
         timeout=5,
         overrides={"handler_attempts": 1},
+        **trusted,
     )
 
     with running(server):
@@ -1417,100 +1454,17 @@ async def test_tls_that_cannot_work_names_the_setting_to_change(
     assert stats.outcomes["retry"] == 1
     assert not server.messages
     reason = await smtp_reason(sqlite_url, record)
-    assert re.search(rf"TransientError: SMTP server 127\.0\.0\.1:{server.port}: {said}", reason), (
-        reason
-    )
+    where = f"SMTP server {host}:{server.port}: "
+    assert re.search(rf"TransientError: {re.escape(where)}{said}", reason), reason
     # and doctor says the same of it, where it printed OpenSSL's own text ("not reached
     # (SMTPConnectError: Error connecting to 127.0.0.1 on port …: [SSL: WRONG_VERSION_NUMBER]
     # wrong version number (_ssl.c:1006))")
-    worker_said = reason.partition(f"SMTP server 127.0.0.1:{server.port}: ")[2]
+    worker_said = reason.partition(where)[2]
     assert doctor_said == (
-        f"SMTP server 127.0.0.1:{server.port}: connected, then {worker_said}: the worker retries "
+        f"{where}connected, then {worker_said}: the worker retries "
         "this: every record routed through it waits until the server answers, and its queue "
         "dead-letters it after maxReceiveCount receives"
     )
-
-
-@pytest.mark.parametrize("security", ["tls", "starttls"])
-async def test_a_certificate_for_another_name_than_host_names_host_not_cert_bundle(
-    sqs: Any,
-    make_queue: Callable[..., Any],
-    endpoint_url: str,
-    sqlite_url: str,
-    tmp_path: Path,
-    security: str,
-) -> None:
-    # given: a server whose certificate, trusted by cert_bundle, is for 127.0.0.1 alone, and
-    # host naming it by another name
-    certificate = self_signed_certificate(tmp_path)
-    server = SmtpServer(security=security, certificate=certificate)
-    url, _ = make_queue(f"smtp-name-{security}")
-    record = failure_record()
-    send_records(sqs, url, [record])
-    settings = smtp_settings(
-        endpoint_url,
-        url,
-        store=sqlite_url,
-        port=server.port,
-        host="localhost",
-        security=security,
-        cert_bundle=str(certificate[0]),
-        timeout=5,
-        overrides={"handler_attempts": 1},
-    )
-
-    with running(server):
-        async with Worker(settings) as worker:
-            stats = await worker.run(once=True)
-        doctor_said = await doctor_smtp_row(settings)
-
-    # then: the reason names host as what to change (before: "not trusted (Hostname mismatch
-    # …): name its CA's PEM file in cert_bundle", which was there already), doctor's row too
-    assert stats.outcomes["retry"] == 1
-    assert not server.messages
-    reason = await smtp_reason(sqlite_url, record)
-    said = (
-        f"SMTP server localhost:{server.port}: the server's certificate is not for the name in "
-        "host (Hostname mismatch, certificate is not valid for 'localhost'.): set host to a "
-        "name the certificate is for, or give the server a certificate for that name"
-    )
-    assert f"TransientError: {said}" in reason, reason
-    assert "cert_bundle" not in reason
-    assert said.partition(": ")[2] in doctor_said
-
-
-async def test_an_expired_certificate_says_so_not_cert_bundle(
-    sqs: Any, make_queue: Callable[..., Any], endpoint_url: str, sqlite_url: str, tmp_path: Path
-) -> None:
-    # given: a server whose certificate, trusted by cert_bundle, expired yesterday
-    certificate = self_signed_certificate(tmp_path, expired=True)
-    server = SmtpServer(security="starttls", certificate=certificate)
-    url, _ = make_queue("smtp-expired")
-    record = failure_record()
-    send_records(sqs, url, [record])
-    settings = smtp_settings(
-        endpoint_url,
-        url,
-        store=sqlite_url,
-        port=server.port,
-        security="starttls",
-        cert_bundle=str(certificate[0]),
-        timeout=5,
-        overrides={"handler_attempts": 1},
-    )
-
-    with running(server):
-        async with Worker(settings) as worker:
-            stats = await worker.run(once=True)
-
-    # then: the reason says it expired (before: "not trusted (certificate has expired): name
-    # its CA's PEM file in cert_bundle", which was there already)
-    assert stats.outcomes["retry"] == 1
-    reason = await smtp_reason(sqlite_url, record)
-    assert (
-        f"SMTP server 127.0.0.1:{server.port}: the server's certificate is out of its validity "
-        "(certificate has expired): renew it on the server, or set this machine's clock right"
-    ) in reason, reason
 
 
 async def test_a_server_that_is_not_smtp_is_named_in_one_line(
