@@ -1057,45 +1057,6 @@ async def assert_mail_in_doubt(store: str, record: Any, cause: str, policy: str)
     assert f"in_doubt = {policy}" in run.last_error, run.last_error
 
 
-async def test_smtp_names_with_a_comma_and_other_than_ascii_arrive_as_one_address_each(
-    sqs: Any,
-    make_queue: Callable[..., Any],
-    endpoint_url: str,
-    sqlite_url: str,
-    smtp_server: SmtpServer,
-) -> None:
-    # given: display names with a comma, quotes and other than ASCII
-    url, _ = make_queue("smtp-names")
-    send_records(sqs, url, [failure_record()])
-    settings = smtp_settings(
-        endpoint_url,
-        url,
-        store=sqlite_url,
-        port=smtp_server.port,
-        to=['"Doe, Jörg" <oncall@example.com>', "team@example.com"],
-        cc=['"Équipe \\"nuit\\"" <night@example.com>'],
-        reply_to=['"Ops; Zürich" <ops@example.com>'],
-        **{"from": '"Alertes, Équipe" <alerts@example.com>'},
-    )
-
-    async with Worker(settings) as worker:
-        await worker.run(once=True)
-
-    # then: each header holds its addresses, the names as written (before: "Doe, Jörg" went as
-    # 'Doe, =?utf-8?q?J=C3=B6rg?= <…>', a mailbox "Doe" with no address and a second one, in
-    # From too)
-    (message,) = smtp_server.messages
-
-    def named(header: str) -> list[tuple[str, str]]:
-        return [(a.display_name, a.addr_spec) for a in message[header].addresses]
-
-    assert named("From") == [("Alertes, Équipe", "alerts@example.com")]
-    assert named("To") == [("Doe, Jörg", "oncall@example.com"), ("", "team@example.com")]
-    assert named("Cc") == [('Équipe "nuit"', "night@example.com")]
-    assert named("Reply-To") == [("Ops; Zürich", "ops@example.com")]
-    assert b"Doe, =?" not in smtp_server.mailbox.raw[0]
-
-
 LONG_NAME = "Équipe d'astreinte des opérations de paiement, région Europe (Zürich et Genève)"
 
 
@@ -1108,35 +1069,50 @@ def unfolded(raw: bytes, header: str) -> str:
     return str(make_header(decode_header(value.replace("\r\n", ""))))
 
 
-async def test_smtp_long_names_arrive_as_written_in_lines_of_78(
+async def test_smtp_names_arrive_as_written_one_address_each_in_lines_of_78(
     sqs: Any,
     make_queue: Callable[..., Any],
     endpoint_url: str,
     sqlite_url: str,
     smtp_server: SmtpServer,
 ) -> None:
-    # given: a name longer than a header line, with other than ASCII, among other addresses
-    url, _ = make_queue("smtp-long-names")
+    # given: names with a comma, quotes and other than ASCII, one longer than a header line
+    url, _ = make_queue("smtp-names")
     send_records(sqs, url, [failure_record()])
     settings = smtp_settings(
         endpoint_url,
         url,
         store=sqlite_url,
         port=smtp_server.port,
-        to=["team@example.com", f'"{LONG_NAME}" <oncall@example.com>', "ops@example.com"],
+        to=[
+            '"Doe, Jörg" <oncall@example.com>',
+            "team@example.com",
+            f'"{LONG_NAME}" <payments@example.com>',
+        ],
+        cc=['"Équipe \\"nuit\\"" <night@example.com>'],
+        reply_to=['"Ops; Zürich" <ops@example.com>'],
         **{"from": f'"{LONG_NAME}" <alerts@example.com>'},
     )
 
     async with Worker(settings) as worker:
         await worker.run(once=True)
 
-    # then: each name reads as written (before: the email package folded it between encoded
-    # words, where readers join them, and "Zürich et" arrived as "Zürichet"), in lines of 78
+    # then: each header holds its addresses, the names as written (before: "Doe, Jörg" went as
+    # 'Doe, =?utf-8?q?J=C3=B6rg?= <…>', a mailbox "Doe" with no address and a second one; and
+    # the long name was folded between encoded words, whose space readers drop, "paiement,
+    # région" arriving as "paiement,région"), in lines of 78
+    (message,) = smtp_server.messages
     (raw,) = smtp_server.mailbox.raw
+
+    def named(header: str) -> list[tuple[str, str]]:
+        return [(a.display_name, a.addr_spec) for a in message[header].addresses]
+
+    assert named("To")[:2] == [("Doe, Jörg", "oncall@example.com"), ("", "team@example.com")]
+    assert len(named("To")) == 3
+    assert named("Cc") == [('Équipe "nuit"', "night@example.com")]
+    assert named("Reply-To") == [("Ops; Zürich", "ops@example.com")]
     assert unfolded(raw, "From") == f"{LONG_NAME} <alerts@example.com>"
-    assert unfolded(raw, "To") == (
-        f"team@example.com, {LONG_NAME} <oncall@example.com>, ops@example.com"
-    )
+    assert unfolded(raw, "To").endswith(f", {LONG_NAME} <payments@example.com>")
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert max(len(line) for line in head.split(b"\r\n")) <= 78
 
