@@ -418,7 +418,7 @@ def _invoke_fix(code: str | None, message: str) -> str | None:
 
 def _ses_fix(code: str | None, message: str) -> str | None:
     """What to do about SES's refusal of a send, when its code says: an identity not verified,
-    sending suspended or paused."""
+    sending suspended or paused, a configuration set SES does not have."""
     if code == "MessageRejected" and "not verified" in message:
         return (
             "verify the sender's address or domain in SES, in the worker's region (in the SES "
@@ -428,6 +428,11 @@ def _ses_fix(code: str | None, message: str) -> str | None:
         return "SES sending is suspended or paused for the account: see its status in SES"
     if code == "MailFromDomainNotVerifiedException":
         return "verify the sender's MAIL FROM domain in SES"
+    if code == "NotFoundException" and "configuration set" in message.lower():
+        return (
+            "create the configuration set in SES, in the worker's region, or set the handler's "
+            "configuration_set to one that exists (or remove it)"
+        )
     return None
 
 

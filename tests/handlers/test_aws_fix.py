@@ -57,6 +57,13 @@ def refusal(code: str, operation: str, message: str = "refused") -> ClientError:
             "check the worker's AWS credentials and that they are allowed GetFunctionUrlConfig",
         ),
         ("MessageRejected", "SendEmail", "Message contains a virus", None),  # no fix of ours
+        (  # the handler's configuration_set, which SES does not have: it said SES's words alone
+            "NotFoundException",
+            "SendEmail",
+            "Configuration set <alerts> does not exist.",
+            "create the configuration set in SES, in the worker's region, or set the handler's "
+            "configuration_set to one that exists (or remove it)",
+        ),
         (  # SNS's refusal of a number: a country it does not text, a region without SMS, the
             # SMS sandbox; it was no fix of ours, and the reason said only SNS's words
             "InvalidParameter",
