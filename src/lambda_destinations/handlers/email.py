@@ -324,8 +324,9 @@ class Mail:
 
     @property
     def recipients(self) -> list[str]:
-        """The envelope's recipients: to, cc and bcc, less those in ``sent_to``."""
-        everyone = [bare_address(value) for value in (*self.to, *self.cc, *self.bcc)]
+        """The envelope's recipients: to, cc and bcc, each once (a server may deliver a copy
+        per RCPT TO), less those in ``sent_to``."""
+        everyone = dict.fromkeys(bare_address(value) for value in (*self.to, *self.cc, *self.bcc))
         return [rcpt for rcpt in everyone if rcpt not in self.sent_to]
 
 
