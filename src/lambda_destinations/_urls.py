@@ -37,6 +37,10 @@ BRACKET_UNCLOSED = (
 NOT_TLS = frozenset(
     {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
 )
+# OpenSSL's verify codes (X509_V_ERR_*) of a certificate whose CA may well be trusted: its fix
+# is on the server or in the host a setting names, not in cert_bundle.
+CERT_FOR_ANOTHER_NAME = frozenset({62, 64})  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+CERT_NOT_YET_VALID, CERT_HAS_EXPIRED = 9, 10
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
 # A label of an endpoint's host name as botocore takes it (``botocore.utils.
 # is_valid_endpoint_url``): letters, digits and hyphens, no hyphen at either end. It refuses

@@ -58,7 +58,14 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from lambda_destinations import environment
 from lambda_destinations._text import cut, json_cut, json_lines, multi_line, one_line
-from lambda_destinations._urls import NOT_TLS, ascii_domain, is_host
+from lambda_destinations._urls import (
+    CERT_FOR_ANOTHER_NAME,
+    CERT_HAS_EXPIRED,
+    CERT_NOT_YET_VALID,
+    NOT_TLS,
+    ascii_domain,
+    is_host,
+)
 from lambda_destinations.errors import ConfigError, PermanentError, TransientError
 from lambda_destinations.handlers import storm
 from lambda_destinations.handlers._addresses import FoldedAddresses, encoded_name
@@ -608,10 +615,7 @@ _UNREACHED = (
 )
 
 
-# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
-_NAME_MISMATCH = frozenset({62, 64})
-# X509_V_ERR_CERT_NOT_YET_VALID and X509_V_ERR_CERT_HAS_EXPIRED
-_OUT_OF_DATE = frozenset({9, 10})
+_OUT_OF_DATE = frozenset({CERT_NOT_YET_VALID, CERT_HAS_EXPIRED})
 
 
 def _tls_problem(exc: BaseException) -> str | None:
@@ -619,7 +623,10 @@ def _tls_problem(exc: BaseException) -> str | None:
     a certificate for another name than host's, out of its validity, or one this machine does
     not trust, or TLS spoken to a port that speaks none."""
     cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
-    if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in _NAME_MISMATCH:
+    if (
+        isinstance(cause, ssl.SSLCertVerificationError)
+        and cause.verify_code in CERT_FOR_ANOTHER_NAME
+    ):
         # Trusted, and for another name: cert_bundle, which may hold it already, cannot help
         return (
             f"the server's certificate is not for the name in host ({cause.verify_message}): "

@@ -73,6 +73,9 @@ from lambda_destinations._proxy import Proxy, proxy_for, proxy_problem, proxy_re
 from lambda_destinations._text import cut
 from lambda_destinations._urls import (
     BRACKET_UNCLOSED,
+    CERT_FOR_ANOTHER_NAME,
+    CERT_HAS_EXPIRED,
+    CERT_NOT_YET_VALID,
     IPV6_BRACKETS,
     NOT_TLS,
     ascii_domain,
@@ -872,27 +875,22 @@ def connect_problem(exc: aiohttp.ClientConnectorError) -> str:
     return f"cannot connect ({error.strerror or error})"
 
 
-# OpenSSL's verify codes of a certificate whose CA may well be trusted (X509_V_ERR_*): its
-# fix is on the server, or in the URL, not in cert_bundle.
-_CERT_NOT_YET_VALID, _CERT_HAS_EXPIRED, _HOSTNAME_MISMATCH = 9, 10, 62
-
-
 def _refused_certificate(exc: aiohttp.ClientConnectorCertificateError) -> str:
     """Why the server's certificate was refused, and the fix that this reason calls for."""
     cause = exc.certificate_error
     why = getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause
     code = getattr(cause, "verify_code", None)
-    if code == _HOSTNAME_MISMATCH:
+    if code in CERT_FOR_ANOTHER_NAME:
         return (
             f"the server's certificate does not name the URL's host {exc.host} ({why}): put a "
             f"host it names in the url, or give the server a certificate for {exc.host}"
         )
-    if code == _CERT_HAS_EXPIRED:
+    if code == CERT_HAS_EXPIRED:
         return (
             f"the server's certificate has expired ({why}): renew it on the server, or check "
             "this machine's clock"
         )
-    if code == _CERT_NOT_YET_VALID:
+    if code == CERT_NOT_YET_VALID:
         return (
             f"the server's certificate is not valid yet ({why}): check this machine's clock, "
             "and the certificate's start date"
