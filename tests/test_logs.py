@@ -240,3 +240,29 @@ def test_the_console_shows_a_handlers_objects_masked_and_escaped(
     assert "url=URL('postgresql://app:***@db/app')\\x1b[2J\\x0d" in err
     assert "amount='<an integer of 16,610 bits>'" in err
     assert "shape=<_Unshowable object: its repr() failed>" in err
+
+
+# A library's log call whose arguments do not fit its format (a bug of that library's), one of
+# them holding a URL's password.
+MISFORMATTED = """
+import logging, sys
+from lambda_destinations.logs import configure_logging
+
+configure_logging(sys.argv[1], "info")
+logging.getLogger("aiobotocore.endpoint").warning("retry %s of %d", "1", "http://u:pw42x@h/")
+print("the library carried on")
+"""
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_librarys_log_call_that_does_not_fit_its_format_is_one_masked_line(fmt: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", MISFORMATTED, fmt], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, "the library carried on\n")
+    [line] = done.stderr.splitlines()  # no "--- Logging error ---" and its traceback
+    assert "pw42x" not in line
+    assert "retry %s of %d" in line
+    assert "http://u:***@h/" in line
+    if fmt == "json":
+        assert json.loads(line)["logger"] == "aiobotocore.endpoint"

@@ -372,11 +372,24 @@ class _RedactingFilter(logging.Filter):
     """Masks secrets in the standard library's records (botocore, asyncio, aiosmtplib...)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        message = _message(record)
         masked = redact(message)
         if masked != message:
             record.msg, record.args = masked, None
         return True
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message; where its arguments do not fit its format (a library's bug), the
+    format and the arguments as they are, the record's message from now on. ``getMessage``
+    raised instead, from a filter: into the library's own call (the handler's
+    ``--- Logging error ---`` does not catch it there), and past any masking."""
+    try:
+        return record.getMessage()
+    except Exception:  # noqa: BLE001 - a library's format and arguments, any mismatch
+        args = _written(record.args, repr)
+        record.msg, record.args = f"{_written(record.msg, str)} (its arguments: {args})", None
+        return record.msg
 
 
 # Seconds between two of botocore's lines that refreshing temporary credentials failed.
@@ -395,7 +408,7 @@ class _RefreshFailures(logging.Filter):
         self._said_at = -REFRESH_FAILURE_EVERY
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.getMessage().startswith("Refreshing temporary credentials failed"):
+        if not _message(record).startswith("Refreshing temporary credentials failed"):
             return True
         error = record.exc_info[1] if record.exc_info else None
         if getattr(error, "said_by_the_call", False):  # a role of accounts, said with its fix
