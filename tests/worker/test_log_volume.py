@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 
 from structlog.testing import capture_logs
 from worker_helpers import CountingHandler, registry_with, routed, run_until, send_bodies
@@ -59,3 +60,33 @@ def test_the_bugs_remembered_stay_bounded_and_each_new_one_is_logged() -> None:
     assert tracebacks.logged_at("h", first, now=5001.0) == 5000.0
     assert tracebacks.logged_at("other", first, now=5002.0) is None  # another handler's
     assert tracebacks.logged_at("h", first, now=5000.0 + 301) is None  # reminded after a while
+
+
+
+def _caught(bug: Callable[[], object]) -> Exception:
+    """The exception ``bug`` raised, caught as the worker catches a handler's."""
+    try:
+        bug()
+    except ValueError as raised:
+        return raised
+    raise AssertionError(bug)
+
+
+def _payload_bug() -> object:
+    return json.loads("{payload")  # raises from json's own line
+
+
+def _header_bug() -> object:
+    return json.loads("{header")  # from that same line of json's
+
+
+def test_two_bugs_raised_from_one_librarys_line_each_log_their_traceback() -> None:
+    # given: a handler that met one bug (its payload parsed wrong), its traceback logged
+    tracebacks = TracebackLog()
+    assert tracebacks.logged_at("h", _caught(_payload_bug), now=1000.0) is None
+    assert tracebacks.logged_at("h", _caught(_payload_bug), now=1001.0) == 1000.0  # again
+
+    # when/then: another bug of its, elsewhere in its code, raises the same exception from the
+    # same line of json: its own traceback is logged (before, it was "as logged at" the
+    # other's, which shows none of the code at fault, for five minutes at a time)
+    assert tracebacks.logged_at("h", _caught(_header_bug), now=1002.0) is None

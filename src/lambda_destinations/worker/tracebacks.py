@@ -6,8 +6,8 @@ every record meets raised it at every delivery of every message, the same traceb
 (1 to 32 KiB a line): a worker that ran on for hours wrote one per failed delivery, the log's
 volume growing with the traffic and nothing new in it.
 
-The traceback of one bug, the handler and the place its exception was raised from, is now
-logged once, and again at most every TRACEBACK_EVERY seconds while it lasts; the deliveries
+The traceback of one bug, the handler and the path its exception was raised along (each
+frame's file and line), is now logged once, and again at most every TRACEBACK_EVERY seconds while it lasts; the deliveries
 between are one short line each, with the error's text and when its traceback was logged. The
 table of bugs seen is bounded (the oldest forgotten first): label-free and small, whatever
 a handler raises.
@@ -17,23 +17,31 @@ from __future__ import annotations
 
 import collections
 import time
-import traceback
 
 # Seconds between two logs of one traceback while its bug lasts.
 TRACEBACK_EVERY = 300.0
 # Bugs remembered; past it the oldest is forgotten (its next traceback is logged again).
 REMEMBERED = 64
 
-Signature = tuple[str, str, str, int]
+Signature = tuple[str, str, tuple[tuple[str, int], ...]]
 
 
 def signature(handler: str, exc: BaseException) -> Signature:
-    """The handler, the exception's type and the place it was raised from (its last frame)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    if not frames:
-        return (handler, kind, "", 0)
-    return (handler, kind, frames[-1].filename, frames[-1].lineno or 0)
+    """The handler, the exception's type and the path it was raised along: each frame's file
+    and line. Its last frame alone would not tell two bugs apart whose exception one library's
+    line raised (``json.loads`` called wrong in two places of a handler): the second's
+    traceback was not logged, the first's shown for it. One exception object raised again (a
+    handler that keeps one) carries its earlier raises' frames after the latest's, from the
+    same first frame again: the path ends there."""
+    frames: list[tuple[str, int]] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = (tb.tb_frame.f_code.co_filename, tb.tb_lineno or 0)
+        if frames and frame == frames[0]:
+            break
+        frames.append(frame)
+        tb = tb.tb_next
+    return (handler, f"{type(exc).__module__}.{type(exc).__qualname__}", tuple(frames))
 
 
 class TracebackLog:
