@@ -62,7 +62,6 @@ def test_the_bugs_remembered_stay_bounded_and_each_new_one_is_logged() -> None:
     assert tracebacks.logged_at("h", first, now=5000.0 + 301) is None  # reminded after a while
 
 
-
 def _caught(bug: Callable[[], object]) -> Exception:
     """The exception ``bug`` raised, caught as the worker catches a handler's."""
     try:

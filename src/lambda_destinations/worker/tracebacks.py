@@ -7,10 +7,10 @@ every record meets raised it at every delivery of every message, the same traceb
 volume growing with the traffic and nothing new in it.
 
 The traceback of one bug, the handler and the path its exception was raised along (each
-frame's file and line), is now logged once, and again at most every TRACEBACK_EVERY seconds while it lasts; the deliveries
-between are one short line each, with the error's text and when its traceback was logged. The
-table of bugs seen is bounded (the oldest forgotten first): label-free and small, whatever
-a handler raises.
+frame's file and line), is now logged once, and again at most every TRACEBACK_EVERY seconds
+while it lasts; the deliveries between are one short line each, with the error's text and
+when its traceback was logged. The table of bugs seen is bounded (the oldest forgotten
+first): label-free and small, whatever a handler raises.
 """
 
 from __future__ import annotations
