@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -266,3 +267,41 @@ def test_a_librarys_log_call_that_does_not_fit_its_format_is_one_masked_line(fmt
     assert "http://u:***@h/" in line
     if fmt == "json":
         assert json.loads(line)["logger"] == "aiobotocore.endpoint"
+
+
+@dataclasses.dataclass
+class _Login:
+    user: str
+    password: str
+
+
+# Secrets quoted in a text as code writes them: an object's repr (a dataclass, a model), a dict
+# a library logs as its message, JSON in an error's text; an empty one stays.
+QUOTED_SECRETS = """
+import json, logging, sys
+import structlog
+from lambda_destinations.logs import configure_logging
+
+configure_logging(sys.argv[1], "info")
+logging.getLogger("aiobotocore.client").warning({"user": "app", "password": "pw42x one"})
+structlog.get_logger().warning("login refused", login=sys.argv[2], empty="password=''")
+structlog.get_logger().warning(json.dumps({"api_key": "pw42x\\\\\\"two", "n": 1}))
+"""
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_secret_quoted_in_a_text_never_reaches_a_log_line(fmt: str) -> None:
+    login = repr(_Login("app", "pw42x's"))
+    done = subprocess.run(
+        [sys.executable, "-c", QUOTED_SECRETS, fmt, login],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert len(done.stderr.splitlines()) == 3
+    assert "pw42x" not in done.stderr
+    shown = done.stderr.replace('\\"', '"').replace("\\'", "'")  # as JSON or repr escape it
+    assert "'user': 'app', 'password': '***'" in shown
+    assert "user='app', password=\"***\")" in shown
+    assert "password=''" in shown
+    assert '{"api_key": "***", "n": 1}' in shown

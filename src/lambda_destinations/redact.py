@@ -41,6 +41,14 @@ _KEY_PASSWORD = re.compile(
     r"(?P<secret>[^&\s;,'\"]+)",
     re.IGNORECASE,
 )
+# Such a key's value in quotes, as code quotes it: an object's repr (a dataclass's or a
+# model's password='...'), a dict's ('password': '...'), JSON's ("api_key": "..."), a libpq
+# connection string's (password='a b'); its escapes (\\", \\') within it.
+_QUOTED_PASSWORD = re.compile(
+    r"(?P<key>\b(?:\w*_)?(?:password|passwd|pwd|secret|access_key|token|api_?key)['\"]?\s*[=:]\s*"
+    r"(?P<quote>['\"]))(?P<secret>(?:\\.|(?!(?P=quote))[^\\])+)(?P=quote)",
+    re.IGNORECASE,
+)
 # An Authorization header's credentials quoted in a text: "Bearer <token>".
 _BEARER = re.compile(r"(?P<key>\bBearer\s+)(?P<secret>[A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
 # A header carrying a secret quoted as "name:value": AWS's SignatureDoesNotMatch message quotes
@@ -156,7 +164,10 @@ def _mask_urls(text: str) -> str:
     if "://" in text:  # redact() runs on every string of every log line
         text = _URL_QUERY.sub(_hide_query_values, _URL_PASSWORD.sub(_hide_userinfo, text))
         text = _TOKEN_PATH.sub(_hide_key, text)
-    return _KEY_PASSWORD.sub(_hide_key, text)
+    text = _KEY_PASSWORD.sub(_hide_key, text)
+    if "'" in text or '"' in text:
+        text = _QUOTED_PASSWORD.sub(_hide_quoted, text)
+    return text
 
 
 def url_secrets(url: str, *sent_as: str) -> set[str]:
@@ -283,6 +294,10 @@ def _hide_userinfo(match: re.Match[str]) -> str:
 
 def _hide_key(match: re.Match[str]) -> str:
     return f"{match['key']}{MASK}"
+
+
+def _hide_quoted(match: re.Match[str]) -> str:
+    return f"{match['key']}{MASK}{match['quote']}"
 
 
 def _hide_query_values(match: re.Match[str]) -> str:
