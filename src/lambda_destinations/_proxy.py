@@ -38,17 +38,23 @@ class Proxy:
 
 def proxy_for(url: str) -> Proxy | None:
     """The proxy for requests to ``url``, or None: no proxy set for its scheme, or ``NO_PROXY``
-    lists its host (a name, a domain suffix such as ``.internal``, an address, or ``*``)."""
+    lists its host (a name, a domain suffix such as ``.internal``, an address, or ``*``), or
+    its host and port (``hooks.internal:8443``)."""
     parts = urlsplit(url)
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(parts.scheme)
-    # proxy_bypass: NO_PROXY (and, on macOS and Windows, the system's exceptions), as
-    # botocore and aiohttp read it
-    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+    if not proxy or _bypassed(parts.hostname or "", parts.netloc.rpartition("@")[2]):
         return None
     if "://" not in proxy:  # "proxy:3128", as curl and botocore take it
         proxy = f"http://{proxy}"
     return Proxy(proxy, f"{parts.scheme.upper()}_PROXY")
+
+
+def _bypassed(host: str, host_port: str) -> bool:
+    """Whether NO_PROXY (and, on macOS and Windows, the system's exceptions) sends ``host``
+    straight there: as aiohttp reads it, by the host alone (``::1`` for ``[::1]``), and as
+    botocore does, by the host and the port (``hooks.internal:8443``, ``[::1]``)."""
+    return bool(urllib.request.proxy_bypass(host) or urllib.request.proxy_bypass(host_port))
 
 
 def proxy_named(url: str) -> Proxy:

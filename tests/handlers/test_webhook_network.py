@@ -139,6 +139,31 @@ async def test_no_proxy_sends_a_webhook_around_the_proxy(
     assert len(tls_receiver.bodies) == 1
 
 
+@pytest.mark.parametrize("listed", ["its port", "another port"])
+async def test_no_proxy_with_a_port_sends_a_webhook_to_that_port_around_the_proxy(
+    through: Through,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    listed: str,
+) -> None:
+    # given: HTTP_PROXY, and NO_PROXY listing the receiver's host with a port (as botocore
+    # and curl read it: that host at that port alone)
+    hook_url = receiver.url.replace("127.0.0.1", "localhost")
+    port = int(hook_url.split(":")[2].split("/")[0])
+    async with ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        entry = f"localhost:{port if listed == 'its port' else port + 1}"
+        monkeypatch.setenv("NO_PROXY", f"127.0.0.1,{entry}")
+
+        # when
+        stats, run, _ = await through(url=hook_url)
+
+    # then: the receiver's port listed, straight there; another port listed, through the proxy
+    assert proxy.seen == ([] if listed == "its port" else [f"POST {hook_url}"])
+    assert stats.outcomes["ack"] == 1, run.last_error
+    assert len(receiver.requests) == 1
+
+
 async def test_an_http_webhook_goes_through_http_proxy(
     through: Through,
     receiver: Receiver,
