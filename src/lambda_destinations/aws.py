@@ -461,7 +461,7 @@ class AwsClients(Lifetime):
         )
         from aiobotocore.session import get_session
         from botocore.credentials import CredentialProvider
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, NoCredentialsError
 
         role = self._settings.accounts[account]
         extra = {"RoleSessionName": ROLE_SESSION_NAME}
@@ -473,11 +473,14 @@ class AwsClients(Lifetime):
             METHOD = "assume-role"
 
             async def load(self) -> Any:
+                source = await own.get_credentials()
+                if source is None:  # said as our own calls say it, not an AttributeError
+                    raise NoCredentialsError
                 fetcher = AioAssumeRoleCredentialFetcher(
                     client_creator=lambda service, **keys: own.create_client(
                         service, endpoint_url=endpoint_url, config=config, **keys
                     ),
-                    source_credentials=await own.get_credentials(),
+                    source_credentials=source,
                     role_arn=role.role_arn,
                     extra_args=extra,
                 )

@@ -282,3 +282,39 @@ def test_doctor_says_two_accounts_queues_of_one_name_and_their_dlqs_of_one_name(
         f"the DLQs of orders and billing are two queues named orders-dlq, of accounts {OTHER} "
         f"and {OWN}, "
     )
+
+
+
+def test_a_role_with_no_credentials_to_assume_it_is_no_credentials_not_in_doubt(
+    accounts: AccountsEndpoint, env: dict[str, str], sqlite_url: str
+) -> None:
+    # given: a role for the function's account, and no AWS credentials to assume it with
+    row = failure_of(FUNCTION)
+    seed_sync(sqlite_url, [row])
+    roles = json.dumps({OTHER: {"role_arn": ROLE}})
+    none = {
+        "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
+    }  # fmt: skip
+
+    # when
+    result = cli(
+        "replay", row.request_id or "", "--yes", "--json",
+        env={**env, **none, "LAMBDA_DESTINATIONS_ACCOUNTS": roles},
+    )  # fmt: skip
+
+    # then: refused for want of credentials, as a function of our own account is (exit 3,
+    # the fix), not an Invoke in doubt after an AttributeError: nothing was sent
+    assert result.returncode == 3, result.stderr
+    (outcome,) = json.loads(result.stdout)["results"]
+    assert (outcome["error"], outcome["detail"]) == (
+        "refused",
+        "NoCredentialsError: Unable to locate credentials",
+    )
+    assert error_lines(result) == [
+        "error: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+        "AWS_PROFILE, or run with a role"
+    ]
+    assert "AttributeError" not in result.stderr + result.stdout
+    assert (accounts.assumed, accounts.invoked) == ([], [])
+    assert state(sqlite_url, row) == (FailureStatus.OPEN, [ReplayOutcome.ERROR])
