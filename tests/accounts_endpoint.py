@@ -45,6 +45,9 @@ class AccountsEndpoint:
     moto_url: str
     # Role ARNs whose trust policy names nobody: AssumeRole of them is refused.
     untrusting: set[str] = field(default_factory=set)
+    # Role ARNs whose AssumeRole the proxy reads and answers by closing the connection (STS
+    # cut off mid-call: the request was sent, no answer came).
+    cut_off: set[str] = field(default_factory=set)
     # (function as Invoke named it, the account of the keys that signed it), for each Invoke
     # passed on to moto.
     invoked: list[tuple[str, str]] = field(default_factory=list)
@@ -99,6 +102,12 @@ class AccountsEndpoint:
 
             def _answer(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                form = urllib.parse.parse_qs(body.decode(errors="replace"))
+                if form.get("Action") == ["AssumeRole"] and form.get("RoleArn", [""])[0] in (
+                    endpoint.cut_off
+                ):
+                    self.close_connection = True
+                    return
                 refusal = endpoint._refusal(self.path, self.headers.get("Authorization", ""), body)
                 if refusal is None:
                     status, headers, body = endpoint._forward(self, body)

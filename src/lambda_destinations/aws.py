@@ -463,6 +463,8 @@ class AwsClients(Lifetime):
         from botocore.credentials import CredentialProvider
         from botocore.exceptions import ClientError, NoCredentialsError
 
+        from lambda_destinations.retrying import CONNECTION_ERRORS, RoleNotAssumed, first_line
+
         role = self._settings.accounts[account]
         extra = {"RoleSessionName": ROLE_SESSION_NAME}
         if role.external_id is not None:
@@ -490,6 +492,13 @@ class AwsClients(Lifetime):
                         return await fetcher.fetch_credentials()
                     except ClientError as exc:
                         raise role_refusal(exc, account, role) or exc from exc
+                    except CONNECTION_ERRORS as exc:  # STS's, not the call's: none was sent
+                        raise RoleNotAssumed(
+                            role_arn=role.role_arn,
+                            account=account,
+                            error=first_line(exc),
+                            endpoint_url=getattr(exc, "kwargs", {}).get("endpoint_url"),
+                        ) from exc
 
                 return AioDeferredRefreshableCredentials(refresh_using=assume, method=self.METHOD)
 

@@ -246,6 +246,19 @@ class AccountRefusal(ClientError):  # type: ignore[misc]  # botocore is untyped
         self.fix = fix
 
 
+class RoleNotAssumed(EndpointConnectionError):  # type: ignore[misc]  # botocore is untyped
+    """STS did not answer the AssumeRole of ``role_arn``, the role of ``accounts.<account>``
+    (unreachable, cut off, timed out): the call that needed the role's credentials (an Invoke)
+    was never sent. A connection error: nothing is in doubt, and another try may pass.
+    botocore's warning of the failed refresh is left out: the call's line says it."""
+
+    fmt = (
+        "cannot assume {role_arn}, the role of accounts.{account}: STS did not answer "
+        "({error}); nothing was sent with its credentials"
+    )
+    said_by_the_call = True
+
+
 def denied_fix(
     operation: str, credentials: str, on: str | None, *, action: str | None = None
 ) -> str:

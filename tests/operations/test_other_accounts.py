@@ -318,3 +318,37 @@ def test_a_role_with_no_credentials_to_assume_it_is_no_credentials_not_in_doubt(
     assert "AttributeError" not in result.stderr + result.stdout
     assert (accounts.assumed, accounts.invoked) == ([], [])
     assert state(sqlite_url, row) == (FailureStatus.OPEN, [ReplayOutcome.ERROR])
+
+
+
+def test_sts_cut_off_while_assuming_a_role_leaves_no_invoke_in_doubt(
+    accounts: AccountsEndpoint, env: dict[str, str], sqlite_url: str
+) -> None:
+    # given: STS that closes the connection on the AssumeRole of the account's role
+    accounts.cut_off.add(ROLE)
+    row = failure_of(FUNCTION)
+    seed_sync(sqlite_url, [row])
+    replay = ("replay", row.request_id or "", "--yes", "--json")
+    env = {**env, "LAMBDA_DESTINATIONS_ACCOUNTS": json.dumps({OTHER: {"role_arn": ROLE}})}
+
+    # when
+    result = cli(*replay, env=env)
+
+    # then: STS unreachable (exit 4), the role named; the Invoke was never sent, so it is not
+    # in doubt, and botocore's warning of the failed refresh is not said too
+    assert result.returncode == 4, result.stderr
+    (outcome,) = json.loads(result.stdout)["results"]
+    assert outcome["error"] == "refused", outcome
+    assert f"cannot assume {ROLE}, the role of accounts.{OTHER}: STS did not answer (" in (
+        outcome["detail"]
+    )
+    assert "may have reached Lambda" not in result.stderr
+    assert "Refreshing temporary credentials failed" not in result.stderr
+    assert accounts.invoked == []
+    assert state(sqlite_url, row) == (FailureStatus.OPEN, [ReplayOutcome.ERROR])
+
+    # and: once STS answers, a replay again invokes it (no --force: it was not in doubt)
+    accounts.cut_off.clear()
+    again = cli(*replay, env=env)
+    assert again.returncode == 0, again.stderr
+    assert accounts.invoked == [(FUNCTION, OTHER)]
