@@ -284,7 +284,6 @@ def test_doctor_says_two_accounts_queues_of_one_name_and_their_dlqs_of_one_name(
     )
 
 
-
 def test_a_role_with_no_credentials_to_assume_it_is_no_credentials_not_in_doubt(
     accounts: AccountsEndpoint, env: dict[str, str], sqlite_url: str
 ) -> None:
@@ -320,7 +319,6 @@ def test_a_role_with_no_credentials_to_assume_it_is_no_credentials_not_in_doubt(
     assert state(sqlite_url, row) == (FailureStatus.OPEN, [ReplayOutcome.ERROR])
 
 
-
 def test_sts_cut_off_while_assuming_a_role_leaves_no_invoke_in_doubt(
     accounts: AccountsEndpoint, env: dict[str, str], sqlite_url: str
 ) -> None:
@@ -339,9 +337,8 @@ def test_sts_cut_off_while_assuming_a_role_leaves_no_invoke_in_doubt(
     assert result.returncode == 4, result.stderr
     (outcome,) = json.loads(result.stdout)["results"]
     assert outcome["error"] == "refused", outcome
-    assert f"cannot assume {ROLE}, the role of accounts.{OTHER}: STS did not answer (" in (
-        outcome["detail"]
-    )
+    said = f"cannot assume {ROLE}, the role of accounts.{OTHER}: STS did not answer ("
+    assert said in outcome["detail"]
     assert "may have reached Lambda" not in result.stderr
     assert "Refreshing temporary credentials failed" not in result.stderr
     assert accounts.invoked == []
