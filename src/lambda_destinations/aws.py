@@ -461,9 +461,7 @@ class AwsClients(Lifetime):
         )
         from aiobotocore.session import get_session
         from botocore.credentials import CredentialProvider
-        from botocore.exceptions import ClientError, NoCredentialsError
-
-        from lambda_destinations.retrying import CONNECTION_ERRORS, RoleNotAssumed, first_line
+        from botocore.exceptions import NoCredentialsError
 
         role = self._settings.accounts[account]
         extra = {"RoleSessionName": ROLE_SESSION_NAME}
@@ -486,21 +484,9 @@ class AwsClients(Lifetime):
                     role_arn=role.role_arn,
                     extra_args=extra,
                 )
-
-                async def assume() -> Any:
-                    try:
-                        return await fetcher.fetch_credentials()
-                    except ClientError as exc:
-                        raise role_refusal(exc, account, role) or exc from exc
-                    except CONNECTION_ERRORS as exc:  # STS's, not the call's: none was sent
-                        raise RoleNotAssumed(
-                            role_arn=role.role_arn,
-                            account=account,
-                            error=first_line(exc),
-                            endpoint_url=getattr(exc, "kwargs", {}).get("endpoint_url"),
-                        ) from exc
-
-                return AioDeferredRefreshableCredentials(refresh_using=assume, method=self.METHOD)
+                return AioDeferredRefreshableCredentials(
+                    refresh_using=lambda: _assumed(fetcher, account, role), method=self.METHOD
+                )
 
         endpoint_url, config = self._settings.endpoint_url, self._config
         session = get_session()
@@ -605,6 +591,28 @@ def no_role_fix(account: str, own: str, *, many: bool = False) -> str:
 
 # The name AssumeRole gives our sessions of another account's role (CloudTrail shows it there).
 ROLE_SESSION_NAME = "lambda-destinations"
+
+
+async def _assumed(fetcher: Any, account: str, role: AccountRole) -> Any:
+    """The credentials ``fetcher`` gets with sts:AssumeRole of ``role``, the role of
+    ``account``: STS's refusal restated (:func:`role_refusal`), and STS not answering (away,
+    cut off, timed out) a connection error naming the role (RoleNotAssumed): the call that
+    needed them was never sent, so it is in no doubt."""
+    from botocore.exceptions import ClientError
+
+    from lambda_destinations.retrying import CONNECTION_ERRORS, RoleNotAssumed, first_line
+
+    try:
+        return await fetcher.fetch_credentials()
+    except ClientError as exc:
+        raise role_refusal(exc, account, role) or exc from exc
+    except CONNECTION_ERRORS as exc:  # STS's, not the call's
+        raise RoleNotAssumed(
+            role_arn=role.role_arn,
+            account=account,
+            error=first_line(exc),
+            endpoint_url=getattr(exc, "kwargs", {}).get("endpoint_url"),
+        ) from exc
 
 
 def role_refusal(exc: ClientError, account: str, role: AccountRole) -> AccountRefusal | None:
