@@ -48,6 +48,14 @@ def failure_of(arn: str, n: int = 1) -> InvocationRow:
     return row_of(json.dumps(record))
 
 
+def seeded_with_role(sqlite_url: str) -> tuple[InvocationRow, str]:
+    """A failure of FUNCTION (account OTHER) in the store, and the accounts table naming ROLE
+    for OTHER (as LAMBDA_DESTINATIONS_ACCOUNTS)."""
+    row = failure_of(FUNCTION)
+    seed_sync(sqlite_url, [row])
+    return row, json.dumps({OTHER: {"role_arn": ROLE}})
+
+
 def state(url: str, row: InvocationRow) -> tuple[FailureStatus | None, list[ReplayOutcome]]:
     async def go() -> tuple[FailureStatus | None, list[ReplayOutcome]]:
         async with Store.from_url(url) as store:
@@ -126,9 +134,7 @@ def test_a_role_that_cannot_be_assumed_is_one_line_naming_it_and_the_failure_sta
     accounts: AccountsEndpoint, env: dict[str, str], sqlite_url: str
 ) -> None:
     accounts.untrusting.add(ROLE)
-    row = failure_of(FUNCTION)
-    seed_sync(sqlite_url, [row])
-    roles = json.dumps({OTHER: {"role_arn": ROLE}})
+    row, roles = seeded_with_role(sqlite_url)
 
     result = cli(
         "replay", row.request_id or "", "--yes", "--json",
@@ -288,9 +294,7 @@ def test_a_role_with_no_credentials_to_assume_it_is_no_credentials_not_in_doubt(
     accounts: AccountsEndpoint, env: dict[str, str], sqlite_url: str
 ) -> None:
     # given: a role for the function's account, and no AWS credentials to assume it with
-    row = failure_of(FUNCTION)
-    seed_sync(sqlite_url, [row])
-    roles = json.dumps({OTHER: {"role_arn": ROLE}})
+    row, roles = seeded_with_role(sqlite_url)
     none = {
         "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_CONFIG_FILE": "/nonexistent",
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
@@ -323,11 +327,10 @@ def test_sts_cut_off_while_assuming_a_role_leaves_no_invoke_in_doubt(
     accounts: AccountsEndpoint, env: dict[str, str], sqlite_url: str
 ) -> None:
     # given: STS that closes the connection on the AssumeRole of the account's role
-    accounts.cut_off.add(ROLE)
-    row = failure_of(FUNCTION)
-    seed_sync(sqlite_url, [row])
+    row, roles = seeded_with_role(sqlite_url)
     replay = ("replay", row.request_id or "", "--yes", "--json")
-    env = {**env, "LAMBDA_DESTINATIONS_ACCOUNTS": json.dumps({OTHER: {"role_arn": ROLE}})}
+    env = {**env, "LAMBDA_DESTINATIONS_ACCOUNTS": roles}
+    accounts.cut_off.add(ROLE)
 
     # when
     result = cli(*replay, env=env)
