@@ -251,3 +251,17 @@ async def test_a_stopping_worker_clears_its_protection(
     assert agent.clears()
     assert agent.clears()[-1] > agent.enables()[-1]
     assert agent.protected_until == 0
+
+
+@pytest.mark.parametrize("uri", ["169.254.170.2/v3/abc", "http://", "http://[bad/v3", " "])
+def test_a_malformed_agent_uri_turns_protection_off_with_one_line(settings_for, uri) -> None:
+    # when: the worker is made with an ECS_AGENT_URI that is no http(s) URL
+    with capture_logs() as logs:
+        worker = Worker(settings_for("q", ecs_agent_uri=uri))
+
+    # then: no request is tried (each would fail, forever); one warning says what to do
+    assert not worker.protection.enabled
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert len(warnings) == 1, logs
+    assert "ECS_AGENT_URI" in warnings[0]["event"]
+    assert "task scale-in protection is off" in warnings[0]["event"]

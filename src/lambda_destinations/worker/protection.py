@@ -18,10 +18,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 
+from lambda_destinations.redact import echoed, mask_url
 from lambda_destinations.retrying import backoff_delay
 
 log = structlog.get_logger("lambda_destinations.worker.protection")
@@ -37,6 +39,18 @@ RETRY_MAX = 30.0
 
 class AgentRefused(Exception):
     """The agent answered, but did not set the protection (its failure or error)."""
+
+
+def agent_uri_problem(agent_uri: str) -> str | None:
+    """Why ``agent_uri`` cannot be the agent's endpoint (no http(s) URL with a host), or None."""
+    try:
+        parts = urlsplit(agent_uri.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an http:// URL with a host"
+    return None
 
 
 class TaskProtection:
@@ -58,8 +72,16 @@ class TaskProtection:
         request_timeout: float = REQUEST_TIMEOUT,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.enabled = bool(agent_uri)
-        self._url = (agent_uri or "").rstrip("/") + STATE_PATH
+        problem = agent_uri_problem(agent_uri) if agent_uri else None
+        if agent_uri and problem:
+            # Each request would fail alike, forever: say it once, and ask none.
+            log.warning(
+                f"ECS_AGENT_URI {echoed(mask_url(agent_uri))!r} is no agent endpoint "
+                f"({problem}): task scale-in protection is off; leave ECS_AGENT_URI to ECS, "
+                "which sets it in every task, or unset it",
+            )
+        self.enabled = bool(agent_uri) and not problem
+        self._url = (agent_uri or "").strip().rstrip("/") + STATE_PATH
         self._minutes = minutes
         self._idle_after = idle_after
         self._minute = minute  # seconds per minute of expiry; tests shorten it
