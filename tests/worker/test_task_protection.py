@@ -34,7 +34,7 @@ class FakeAgent:
     """Stands in for the ECS agent's task protection endpoint (no ECS agent runs here)."""
 
     url: str = ""
-    mode: str = "ok"  # ok | http-500 | failure | hang
+    mode: str = "ok"  # ok | http-500 | failure | hang | not-found
     fail_first: int = 0  # answer this many PUTs with a 500 first, then as `mode` says
     puts: list[tuple[float, dict[str, Any]]] = dataclasses.field(default_factory=list)
     protected_until: float = 0.0
@@ -49,6 +49,8 @@ class FakeAgent:
             return web.json_response({"error": {"Code": "ServerException"}}, status=500)
         if self.mode == "hang":
             await self.released.wait()  # answers only when the test ends
+        if self.mode == "not-found":  # an agent without the endpoint: Go's plain-text 404
+            return web.Response(status=404, text="404 page not found\n")
         if self.mode == "http-500":
             return web.json_response(
                 {"error": {"Arn": TASK_ARN, "Code": "ServerException", "Message": "boom"}},
@@ -251,6 +253,48 @@ async def test_a_stopping_worker_clears_its_protection(
     assert agent.clears()
     assert agent.clears()[-1] > agent.enables()[-1]
     assert agent.protected_until == 0
+
+
+async def _until(done: Any, seconds: float = 10.0) -> None:
+    """Wait for ``done()``, at most ``seconds`` (a bound for a failing test, not a timing)."""
+    for _ in range(int(seconds * 20)):
+        if done():
+            return
+        await asyncio.sleep(0.05)
+
+
+def _protection(url: str) -> TaskProtection:
+    """The worker's TaskProtection as _fast makes it, but for 10 "minutes" (20 s): longer than
+    any of these tests, so only a clear ends it."""
+    return TaskProtection(
+        url, minutes=10, minute=MINUTE, idle_after=0.3, retry_base=0.1, request_timeout=0.5
+    )
+
+
+async def _stop(running: asyncio.Task[None]) -> None:
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_an_agent_answering_404_in_plain_text_is_reported_with_its_status(
+    agent: FakeAgent,
+) -> None:
+    # given: an agent without the task protection endpoint (an old agent), which answers
+    # Go's plain-text "404 page not found"
+    agent.mode = "not-found"
+    protection = _protection(agent.url)
+
+    # when: the worker is busy
+    with capture_logs() as logs:
+        running = asyncio.create_task(protection.run())
+        protection.in_flight(1)
+        await _until(lambda: len(agent.puts) >= 2)
+        await _stop(running)
+
+    # then: one warning, with the agent's status and answer (not a JSON parser's complaint)
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0]["error"] == "HTTP 404: 404 page not found"
 
 
 @pytest.mark.parametrize("uri", ["169.254.170.2/v3/abc", "http://", "http://[bad/v3", " "])

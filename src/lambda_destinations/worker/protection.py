@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -162,11 +163,11 @@ class TaskProtection:
             body["ExpiresInMinutes"] = self._minutes
         try:
             async with http.put(self._url, json=body) as response:
-                answer = await response.json(content_type=None)
-                if response.status != 200 or not isinstance(answer, dict):
-                    raise AgentRefused(f"HTTP {response.status}: {describe(answer)}")
-                if "protection" not in answer:
-                    raise AgentRefused(describe(answer))
+                answer = _parsed(await response.text(errors="replace"))
+            if response.status != 200 or not isinstance(answer, dict):
+                raise AgentRefused(f"HTTP {response.status}: {describe(answer)}")
+            if "protection" not in answer:
+                raise AgentRefused(describe(answer))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failing agent must never stop the worker
@@ -196,6 +197,14 @@ class TaskProtection:
                     self.protected = False
         except TimeoutError:
             log.warning("could not clear task scale-in protection at exit; it expires by itself")
+
+
+def _parsed(text: str) -> object:
+    """The agent's answer: its JSON, or its text when it is none (a plain-text 404)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return " ".join(text.split())
 
 
 def describe(answer: object) -> str:
