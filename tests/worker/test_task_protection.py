@@ -35,6 +35,7 @@ class FakeAgent:
 
     url: str = ""
     mode: str = "ok"  # ok | http-500 | failure | hang | not-found
+    slow_first: int = 0  # set this many protections, then answer only when the test ends
     fail_first: int = 0  # answer this many PUTs with a 500 first, then as `mode` says
     puts: list[tuple[float, dict[str, Any]]] = dataclasses.field(default_factory=list)
     protected_until: float = 0.0
@@ -60,6 +61,9 @@ class FakeAgent:
             return web.json_response({"failure": {"Arn": TASK_ARN, "Reason": "TASK_NOT_VALID"}})
         enabled = bool(body["ProtectionEnabled"])
         self.protected_until = now + body.get("ExpiresInMinutes", 120) * MINUTE if enabled else 0
+        if self.slow_first > 0:  # the protection is set; the answer comes too late
+            self.slow_first -= 1
+            await self.released.wait()
         return web.json_response(
             {"protection": {"ProtectionEnabled": enabled, "TaskArn": TASK_ARN}}
         )
@@ -274,6 +278,48 @@ def _protection(url: str) -> TaskProtection:
 async def _stop(running: asyncio.Task[None]) -> None:
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_protection_whose_answer_came_too_late_is_cleared_once_idle(
+    agent: FakeAgent,
+) -> None:
+    # given: an agent that sets the protection asked for, but answers after the worker gave up
+    # on the request (the agent's ECS call was slow)
+    agent.slow_first = 1
+    protection = _protection(agent.url)
+    running = asyncio.create_task(protection.run())
+
+    # when: a message is in flight until the agent has the request, and then done
+    protection.in_flight(1)
+    await _until(lambda: agent.puts)
+    protection.in_flight(0)
+    await _until(lambda: agent.clears())
+    cleared = bool(agent.clears())
+    await _stop(running)
+
+    # then: the idle task was not left protected (scale-in would pass it over for 10 minutes)
+    assert agent.enables(), "the worker never asked for protection"
+    assert cleared, "the protection the agent set was never cleared while the worker idled"
+    assert agent.protected_until == 0
+
+
+async def test_a_protection_asked_for_as_the_worker_stops_is_cleared_at_exit(
+    agent: FakeAgent,
+) -> None:
+    # given: an agent that sets the protection but has not answered yet
+    agent.slow_first = 1
+    protection = _protection(agent.url)
+    running = asyncio.create_task(protection.run())
+    protection.in_flight(1)
+    await _until(lambda: agent.puts)
+
+    # when: the worker stops while the request is out
+    await _stop(running)
+
+    # then: the protection is cleared on the way out, as a known one is
+    assert agent.enables()
+    assert agent.clears(), "a protection the agent may have set was left at exit"
+    assert agent.protected_until == 0
 
 
 async def test_an_agent_answering_404_in_plain_text_is_reported_with_its_status(

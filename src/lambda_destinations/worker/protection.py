@@ -95,6 +95,9 @@ class TaskProtection:
         self._renew_at = 0.0
         self._failures = 0
         self.protected = False
+        # A request to protect that got no answer (timed out, cut off, cancelled) may have
+        # been carried out all the same: the protection is cleared as if it had been.
+        self._unsure = False
 
     @property
     def busy(self) -> bool:
@@ -139,10 +142,10 @@ class TaskProtection:
                 return self._renew_at - now
             if not await self._put(http, enabled=True):
                 return self._retry_delay()
-            self.protected = True
+            self.protected, self._unsure = True, False
             self._renew_at = now + self._minutes * self._minute * RENEW_FRACTION
             return self._renew_at - now
-        if not self.protected:
+        if not self.protected and not self._unsure:
             return None  # idle and unprotected: nothing to do until work arrives
         if self._idle_since is None:
             self._idle_since = now
@@ -150,7 +153,7 @@ class TaskProtection:
             return self._idle_since + self._idle_after - now
         if not await self._put(http, enabled=False):
             return self._retry_delay()
-        self.protected = False
+        self.protected = self._unsure = False
         return None
 
     def _retry_delay(self) -> float:
@@ -169,8 +172,12 @@ class TaskProtection:
             if "protection" not in answer:
                 raise AgentRefused(describe(answer))
         except asyncio.CancelledError:
+            self._unsure = self._unsure or enabled
             raise
         except Exception as exc:  # noqa: BLE001 - a failing agent must never stop the worker
+            # Refused, or never sent: the agent set nothing. Else it may have.
+            answered = isinstance(exc, AgentRefused | aiohttp.ClientConnectorError)
+            self._unsure = self._unsure or (enabled and not answered)
             self._failures += 1
             if self._failures == 1:
                 log.warning(
@@ -189,14 +196,17 @@ class TaskProtection:
 
     async def _clear_on_exit(self, http: aiohttp.ClientSession) -> None:
         """Best effort, once: a stopping worker has nothing left worth protecting."""
-        if not self.protected:
+        if not self.protected and not self._unsure:
             return
         try:
             async with asyncio.timeout(min(self._timeout, EXIT_TIMEOUT)):
                 if await self._put(http, enabled=False):
-                    self.protected = False
+                    self.protected = self._unsure = False
         except TimeoutError:
-            log.warning("could not clear task scale-in protection at exit; it expires by itself")
+            if self.protected or not self._failures:  # else its failure streak was said
+                log.warning(
+                    "could not clear task scale-in protection at exit; it expires by itself"
+                )
 
 
 def _parsed(text: str) -> object:
