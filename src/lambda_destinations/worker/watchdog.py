@@ -27,6 +27,10 @@ from lambda_destinations.handlers.base import Handler
 log = structlog.get_logger(__name__)
 
 THRESHOLD = 5.0  # seconds without a beat before the loop counts as blocked
+# Seconds this thread may wake past its time before it counts the process as having been
+# stopped meanwhile (SIGSTOP, a paused container or VM): no beat came then, but the loop was no
+# more blocked than this thread, and beats again as soon as it runs.
+PAUSED = 1.0
 _OURS = os.path.join(Path(__file__).parents[1], "")  # with its separator: not a sibling's
 
 
@@ -50,6 +54,8 @@ class LoopWatchdog:
         self._threshold = THRESHOLD if threshold is None else threshold
         self._loop_thread = threading.get_ident()
         self._last = time.monotonic()
+        self._interval = min(1.0, self._threshold / 4)
+        self._looked = self._last  # when this thread last looked
         self._said: set[tuple[str, str]] = set()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
@@ -66,9 +72,14 @@ class LoopWatchdog:
 
     def _watch(self) -> None:
         reported = None  # the beat whose block was looked at: each block is looked at once
-        while not self._stopped.wait(min(1.0, self._threshold / 4)):
+        while not self._stopped.wait(self._interval):
+            now = time.monotonic()
+            if now - self._looked > self._interval + PAUSED:
+                # The process was stopped: the time without a beat is counted from now.
+                self._last = max(self._last, now)
+            self._looked = now
             last = self._last
-            blocked = time.monotonic() - last
+            blocked = now - last
             if blocked > self._threshold and reported != last:
                 reported = last
                 frame = sys._current_frames().get(self._loop_thread)
@@ -78,9 +89,12 @@ class LoopWatchdog:
     def blocked(self) -> str | None:
         """What holds the loop, when no beat came for over ``threshold`` seconds (called from
         another thread than the loop's); None while the loop runs, or once stopped."""
-        blocked = time.monotonic() - self._last
+        now = time.monotonic()
+        blocked = now - self._last
         if self._stopped.is_set() or blocked <= self._threshold:
             return None
+        if now - self._looked > self._interval + PAUSED:
+            return None  # the process was stopped, this thread too: it has not looked since
         frame = sys._current_frames().get(self._loop_thread)
         if frame is None:  # the loop's thread has ended
             return None
