@@ -188,3 +188,33 @@ async def test_a_long_lived_task_that_returns_once_stop_is_called_is_no_failure(
         await asyncio.sleep(0)  # its done callback
 
     assert worker.supervisor.failures == {}
+
+
+async def test_a_task_ended_by_a_cancellation_not_the_workers_stops_the_worker(
+    make_queue, settings_for
+) -> None:
+    # given: an embedder's long-lived task awaiting a future that something else cancels (a
+    # library's own cancellation, or a future shared with another task): the task ends
+    # cancelled, though the worker never cancelled it
+    url, _ = make_queue("cancelled-task")
+    async with Worker(settings_for(url)) as worker:
+        shared: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def follows() -> None:
+            await shared
+
+        worker.spawn("follower", follows())
+        running = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.2)
+
+        # when: the future it awaits is cancelled
+        shared.cancel()
+        with pytest.raises(Exception) as raised:
+            await asyncio.wait_for(running, timeout=15)
+        health = worker.health()
+
+    # then: it did not die silently: the worker stopped with the failed task's error, and
+    # /healthz names it
+    assert type(raised.value).__name__ == "TaskFailed", raised.value
+    assert "follower" in str(raised.value)
+    assert any(p.startswith("task follower failed") for p in health), health

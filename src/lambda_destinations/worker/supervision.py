@@ -20,6 +20,8 @@ from lambda_destinations.redact import redact
 
 log = structlog.get_logger("lambda_destinations.worker")
 
+# A task ended by a CancelledError the worker did not send it.
+CANCELLED = "CancelledError: cancelled, though the worker did not cancel it"
 MAX_REASON = 300  # characters of a failure's text /healthz and the exit line show
 
 
@@ -38,6 +40,15 @@ def _reason(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     text = redact(f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)
     return text[:MAX_REASON]
+
+
+def _cancellation(task: asyncio.Task[Any]) -> BaseException | None:
+    """A cancelled task's CancelledError, whose context holds where it arose (for the log)."""
+    try:
+        task.result()
+    except asyncio.CancelledError as cancelled:
+        return cancelled
+    return None
 
 
 class Supervisor:
@@ -74,13 +85,20 @@ class Supervisor:
 
     def _ended(self, name: str, task: asyncio.Task[Any], may_return: bool) -> None:
         if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is None and (may_return or self._closing):
-            return
-        # One line, secrets masked: /healthz and the exit line show it (an embedder's task may
-        # die with a URL's password or a page of HTML in its text; the traceback is logged).
-        reason = _reason(exc) if exc is not None else "ended unexpectedly"
+            # Cancelled by whoever stops it (shutdown, the loop's end: task.cancel() counts in
+            # cancelling()), or ended by a CancelledError no one sent it: a future it awaited
+            # was cancelled elsewhere. That task died as any other that raises.
+            if task.cancelling() or self._closing:
+                return
+            reason, exc = CANCELLED, _cancellation(task)
+        else:
+            exc = task.exception()
+            if exc is None and (may_return or self._closing):
+                return
+            # One line, secrets masked: /healthz and the exit line show it (an embedder's task
+            # may die with a URL's password or a page of HTML in its text; the traceback is
+            # logged).
+            reason = _reason(exc) if exc is not None else "ended unexpectedly"
         self.failures[name] = reason
         log.error(
             "a long-lived task failed; stopping the worker", task=name, error=reason, exc_info=exc
