@@ -23,6 +23,7 @@ from worker_helpers import send_bodies
 
 from lambda_destinations.simulate import success_record
 from lambda_destinations.worker import Worker
+from lambda_destinations.worker.supervision import TaskFailed
 from processes import free_port, reap
 
 HERE = Path(__file__).parent
@@ -209,12 +210,11 @@ async def test_a_task_ended_by_a_cancellation_not_the_workers_stops_the_worker(
 
         # when: the future it awaits is cancelled
         shared.cancel()
-        with pytest.raises(Exception) as raised:
+        with pytest.raises(TaskFailed) as raised:
             await asyncio.wait_for(running, timeout=15)
         health = worker.health()
 
     # then: it did not die silently: the worker stopped with the failed task's error, and
     # /healthz names it
-    assert type(raised.value).__name__ == "TaskFailed", raised.value
     assert "follower" in str(raised.value)
     assert any(p.startswith("task follower failed") for p in health), health

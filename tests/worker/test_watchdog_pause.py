@@ -53,7 +53,8 @@ def test_a_stopped_and_continued_process_is_no_blocked_loop() -> None:
         env=env,
     )
     try:
-        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout is not None
+        assert process.stdin is not None
         assert process.stdout.readline().strip() == "ready"
 
         # when: it is stopped for 2 s, three times (its loop blocks nothing meanwhile)
