@@ -280,18 +280,24 @@ async def _stop(running: asyncio.Task[None]) -> None:
     await asyncio.gather(running, return_exceptions=True)
 
 
-async def test_a_protection_whose_answer_came_too_late_is_cleared_once_idle(
-    agent: FakeAgent,
-) -> None:
-    # given: an agent that sets the protection asked for, but answers after the worker gave up
-    # on the request (the agent's ECS call was slow)
+async def _asked_of_a_late_agent(agent: FakeAgent) -> tuple[TaskProtection, asyncio.Task[None]]:
+    """A protection busy with a message, once its request reached an agent that sets the
+    protection but answers only after the worker gave up on it (its ECS call was slow)."""
     agent.slow_first = 1
     protection = _protection(agent.url)
     running = asyncio.create_task(protection.run())
-
-    # when: a message is in flight until the agent has the request, and then done
     protection.in_flight(1)
     await _until(lambda: agent.puts)
+    return protection, running
+
+
+async def test_a_protection_whose_answer_came_too_late_is_cleared_once_idle(
+    agent: FakeAgent,
+) -> None:
+    # given: an agent that set the protection asked for as a message came, but answers late
+    protection, running = await _asked_of_a_late_agent(agent)
+
+    # when: the message is done
     protection.in_flight(0)
     await _until(lambda: agent.clears())
     cleared = bool(agent.clears())
@@ -306,12 +312,8 @@ async def test_a_protection_whose_answer_came_too_late_is_cleared_once_idle(
 async def test_a_protection_asked_for_as_the_worker_stops_is_cleared_at_exit(
     agent: FakeAgent,
 ) -> None:
-    # given: an agent that sets the protection but has not answered yet
-    agent.slow_first = 1
-    protection = _protection(agent.url)
-    running = asyncio.create_task(protection.run())
-    protection.in_flight(1)
-    await _until(lambda: agent.puts)
+    # given: an agent that set the protection but has not answered yet
+    _, running = await _asked_of_a_late_agent(agent)
 
     # when: the worker stops while the request is out
     await _stop(running)
