@@ -357,3 +357,23 @@ def test_a_malformed_agent_uri_turns_protection_off_with_one_line(settings_for, 
     assert len(warnings) == 1, logs
     assert "ECS_AGENT_URI" in warnings[0]["event"]
     assert "task scale-in protection is off" in warnings[0]["event"]
+
+
+async def test_a_clear_the_agent_failed_once_is_said_cleared_not_set(agent: FakeAgent) -> None:
+    # given: a protected task, and an agent that fails the request clearing it once
+    protection = _protection(agent.url)
+    with capture_logs() as logs:
+        running = asyncio.create_task(protection.run())
+        protection.in_flight(1)
+        await _until(lambda: protection.protected)
+        agent.fail_first = 1
+
+        # when: the task goes idle, and the clear is tried again
+        protection.in_flight(0)
+        await _until(lambda: len(agent.clears()) >= 2 and not protection.protected)
+        await _stop(running)
+
+    # then: the recovery says what was done: the protection cleared, not set
+    assert agent.protected_until == 0
+    recovered = [e for e in logs if e["log_level"] == "info"]
+    assert [e["event"] for e in recovered] == ["task scale-in protection cleared at last"]

@@ -181,13 +181,15 @@ class TaskProtection:
             self._failures += 1
             if self._failures == 1:
                 log.warning(
-                    "the ECS agent did not set task scale-in protection; retrying",
+                    f"the ECS agent did not {'set' if enabled else 'clear'} task scale-in "
+                    "protection; retrying",
                     protect=enabled,
                     error=str(exc) or type(exc).__name__,
                 )
             return False
         if self._failures:
-            log.info("task scale-in protection set again", after_failures=self._failures)
+            done = "set again" if enabled else "cleared at last"
+            log.info(f"task scale-in protection {done}", after_failures=self._failures)
             self._failures = 0
         log.debug(
             "task scale-in protection", protected=enabled, minutes=body.get("ExpiresInMinutes")
