@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import structlog
 from handler_helpers import (
     emails_to,
     eventually,
@@ -21,9 +22,12 @@ from handler_helpers import (
     verify_sender,
 )
 
+from lambda_destinations.aws import AwsClients
 from lambda_destinations.config import Settings
+from lambda_destinations.handlers import HandlerRegistry
+from lambda_destinations.handlers.jobs import JobContext
 from lambda_destinations.handlers.sms import build
-from lambda_destinations.handlers.storm import DEFAULT_DIGEST, DIGEST_FIELDS, Digest
+from lambda_destinations.handlers.storm import DEFAULT_DIGEST, DIGEST_FIELDS, Digest, run_digest_job
 from lambda_destinations.handlers.templates import Template
 from lambda_destinations.store import JobState, Store
 from lambda_destinations.worker import Worker
@@ -269,3 +273,60 @@ def test_a_digest_sent_late_says_when_its_window_was() -> None:
     assert text.render(late) == (
         "40 more failures of orders-api / TimeoutError in the 5 minutes from 2026-12-01 10:00 UTC"
     )
+
+
+async def run_digest_of(
+    store: Store, settings: Settings, scope: str
+) -> None:
+    """Run the digest job of ``scope``'s window now, as the scheduler would when it is due."""
+    (job,) = await store.list_jobs(kind="digest")
+    assert job.payload["scope"] == scope
+    aws = AwsClients(settings)
+    try:
+        context = JobContext(
+            job=job,
+            store=store,
+            aws=aws,
+            settings=settings,
+            registry=HandlerRegistry(settings),
+            owner="w1",
+            log=structlog.get_logger("test"),
+        )
+        await run_digest_job(job, context)
+    finally:
+        await aws.close()
+
+
+async def test_a_digest_names_its_windows_length_when_a_deploy_changed_window(
+    jobs_store: Store, endpoint_url: str
+) -> None:
+    # given: a window of 5 minutes opened by one configuration; a deploy then set window to 1
+    # minute, and its notifier held the next record back in the window still open
+    number = unique_number()
+    settings = settings_for_handlers(
+        endpoint_url,
+        "q",
+        store=jobs_store.url,
+        handlers={"oncall-sms": {"type": "sms", "phone_numbers": [number], "window": "1m"}},
+        chain=("oncall-sms",),
+    )
+    scope = "oncall-sms\x1farn:aws:lambda:us-east-1:123456789012:function:orders\x1fKeyError"
+    payload = {"handler": "oncall-sms", "function_name": "orders", "error_type": "KeyError"}
+    for key, window in (("r1", 300.0), ("r2", 60.0)):
+        await jobs_store.admit_alert(
+            scope,
+            key,
+            window=window,
+            send_first=1,
+            digest_kind="digest",
+            digest_payload={**payload, "window": window},
+        )
+
+    # when: its digest is sent
+    await run_digest_of(jobs_store, settings, scope)
+
+    # then: it names the window the record was held in, as long as it was (a changed window
+    # applies from the next window): before, the length the deploy set, "1 minute"
+    assert sms_to(endpoint_url, number) == [
+        "1 more failure of orders / KeyError in the last 5 minutes"
+    ]

@@ -266,14 +266,17 @@ async def run_digest_job(job: ScheduledJob, context: JobContext) -> None:
     if not isinstance(handler, Notifier):
         raise PermanentError(f"handler {payload['handler']!r} cannot send digests")
     start = dt.datetime.fromisoformat(str(payload["window_start"]))
+    end = dt.datetime.fromisoformat(str(payload["window_end"]))
     window = await context.store.alert_window(str(payload["scope"]), start)
     digest = Digest(
         handler=handler.name,
         function_name=str(payload["function_name"]),
         error_type=str(payload["error_type"]),
-        window=float(payload["window"]),
+        # The window's own length: the payload's is the setting of the admission that
+        # scheduled the digest, which a deploy may have changed while the window was open.
+        window=round((end - start).total_seconds(), 6),
         window_start=start,
-        window_end=dt.datetime.fromisoformat(str(payload["window_end"])),
+        window_end=end,
         total=window.admitted,
         send_first=int(payload["send_first"]),
         first_at=window.first_at,
