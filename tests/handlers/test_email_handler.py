@@ -40,7 +40,7 @@ from lambda_destinations.handlers._subject import fold_subject
 from lambda_destinations.handlers.email import address, bare_address, build
 from lambda_destinations.operations.handler_checks import check_handlers
 from lambda_destinations.schemas import decode
-from lambda_destinations.store import RunState, Store
+from lambda_destinations.store import JobState, RunState, Store
 from lambda_destinations.worker import Stats, Worker
 from processes import ENTRY, free_port
 
@@ -1879,3 +1879,47 @@ def test_ses_refuses_an_address_literal_at_start(
         "handlers.oncall-mail: 'ops@[192.0.2.1]': SES sends to and from domain names only, not "
         'address literals ([…]): name the host by its domain, or use transport = "smtp"'
     )
+
+
+async def digest_ended(store: Store) -> bool:
+    """Whether the one digest job there is has ended (done or failed)."""
+    return any(job.state != JobState.PENDING for job in await store.list_jobs(kind="digest"))
+
+
+@pytest.mark.parametrize(("policy", "digests"), [("skip", 1), ("resend", 2)])
+async def test_a_digest_whose_reply_never_came_follows_in_doubt(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+    policy: str,
+    digests: int,
+) -> None:
+    # given: two failures of one function, the first sent at once, the second held for the
+    # window's digest, which the server takes whole and then hangs up before its reply
+    url, _ = make_queue(f"smtp-digest-doubt-{policy}")
+    send_records(sqs, url, [failure_record("billing", error_type="KeyError") for _ in range(2)])
+    settings = smtp_settings(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        port=smtp_server.port,
+        window="3s",
+        send_first=1,
+        in_doubt=policy,
+    )
+
+    # when
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(lambda: smtp_server.messages, within=30)
+        smtp_server.mailbox.hang_ups = 1
+        await eventually(lambda: len(smtp_server.messages) >= 2, within=30)
+        async with Store.from_url(sqlite_url) as store:
+            await eventually(lambda: digest_ended(store), within=30)
+
+    # then: skip never sends the digest again, resend does (before: a digest was sent again
+    # whatever in_doubt said)
+    _alert, *sent = smtp_server.messages
+    assert len(sent) == digests
+    assert all("1 more failure of billing / KeyError" in mail["Subject"] for mail in sent)

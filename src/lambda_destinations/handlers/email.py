@@ -405,7 +405,7 @@ class RefusedForNow(TransientError):
 class ReplyLost(TransientError):
     """The server was sent the message (after its 354 to DATA) and its reply never came: the
     connection was lost, or the reply outlasted the timeout. The server may have taken the
-    mail: the handler's ``in_doubt`` decides (a digest's send is retried)."""
+    mail: the handler's ``in_doubt`` decides (a digest's too)."""
 
 
 class _Smtp(aiosmtplib.SMTP):
@@ -914,15 +914,26 @@ class EmailHandler(storm.Notifier):
             about=context.job.key,
         )
 
+        what = f"digest email to {len(mail.to) + len(mail.cc) + len(mail.bcc)} recipient(s)"
+        can_doubt = getattr(self.transport, "can_doubt", False)
+
         async def send_rest() -> None:
-            # Recipients refused for good are in the log: a digest has no handler run of its own
-            await self._send_rest(
-                mail,
-                lambda rest: self.transport.send(rest, context.aws, context.log),
-                context.store,
-                context.job.key,
-                context.owner,
-            )
+            # Recipients refused for good are in the log: a digest has no handler run of its
+            # own. A reply that never came is in doubt, as a record's: in_doubt decides.
+            try:
+                await self._send_rest(
+                    mail,
+                    lambda rest: self.transport.send(rest, context.aws, context.log),
+                    context.store,
+                    context.job.key,
+                    context.owner,
+                )
+            except ReplyLost as exc:
+                self.settle(what, exc.__cause__ or exc, context=None, log=context.log)
+            except Exception as exc:
+                if not (can_doubt and is_in_doubt(exc)):
+                    raise
+                self.settle(what, exc, context=None, log=context.log)
 
         async def send() -> None:
             await storm.retry_digest(send_rest, context)
