@@ -275,9 +275,32 @@ def test_a_digest_sent_late_says_when_its_window_was() -> None:
     )
 
 
-async def run_digest_of(
-    store: Store, settings: Settings, scope: str
-) -> None:
+def test_a_digest_sent_late_names_the_second_its_window_opened() -> None:
+    # given: a window of 30 seconds opened by a record at 10:00:45.250 UTC (a window opens
+    # when its first record comes, rarely on the minute)
+    start = dt.datetime(2026, 12, 1, 10, 0, 45, 250000, tzinfo=dt.UTC)
+    digest = Digest(
+        handler="oncall",
+        function_name="orders-api",
+        error_type="TimeoutError",
+        window=30,
+        window_start=start,
+        window_end=start + dt.timedelta(seconds=30),
+        total=5,
+        send_first=3,
+        first_at=start,
+        last_at=start + dt.timedelta(seconds=20),
+    )
+
+    # when: sent an hour late
+    late = digest.fields(now=start + dt.timedelta(hours=1))
+
+    # then: the period says when the window was (before: "from 2026-12-01 10:00 UTC", the
+    # minute before it opened, a window that ended before 10:00:45)
+    assert late["period"] == "in the 30 seconds from 2026-12-01 10:00:45 UTC"
+
+
+async def run_digest_of(store: Store, settings: Settings, scope: str) -> None:
     """Run the digest job of ``scope``'s window now, as the scheduler would when it is due."""
     (job,) = await store.list_jobs(kind="digest")
     assert job.payload["scope"] == scope

@@ -52,7 +52,7 @@ DIGEST_FIELDS: dict[str, str] = {
     "error_type": "the error type (or the condition when there is none)",
     "window": "the window's length, in words: '5 minutes'",
     "period": "'in the last 5 minutes', or when sent late (after a restart) "
-    "'in the 5 minutes from 2026-12-01 10:00 UTC'",
+    "'in the 5 minutes from 2026-12-01 10:00:42 UTC'",
     "window_start": "when the window opened (ISO 8601, UTC)",
     "window_end": "when it ended (ISO 8601, UTC)",
     "first_at": "when the first alert arrived (ISO 8601, UTC)",
@@ -124,7 +124,9 @@ class Digest:
         length = describe_duration(self.window)
         if (now - self.window_end).total_seconds() <= LATE:
             return f"in the last {length}"
-        start = utc_text(self.window_start, "%Y-%m-%d %H:%M")
+        # A window opens when its first record comes: the second, unless it is on the minute.
+        on_minute = self.window_start.second == 0
+        start = utc_text(self.window_start, "%Y-%m-%d %H:%M" if on_minute else "%Y-%m-%d %H:%M:%S")
         return f"in the {length} from {start} UTC"
 
     def fields(self, now: dt.datetime | None = None) -> dict[str, Any]:
