@@ -49,6 +49,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 
 from lambda_destinations.config import RouteConfig, Settings, load_settings
+from lambda_destinations.store import JobState, ScheduledJob, Store
 from lambda_destinations.worker import Worker
 from processes import free_port, reap
 
@@ -687,3 +688,9 @@ async def running_worker(worker: Any) -> Any:
     finally:
         worker.stop()
         await task
+
+
+async def digest_ended(store: Store) -> ScheduledJob | None:
+    """The one digest job ``store`` holds, once it has ended (done or failed)."""
+    (job,) = await store.list_jobs(kind="digest") or [None]
+    return job if job is not None and job.state is not JobState.PENDING else None

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from handler_helpers import (
     SmtpServer,
+    digest_ended,
     drain_until_acked,
     emails_to,
     eventually,
@@ -1881,11 +1882,10 @@ def test_ses_refuses_an_address_literal_at_start(
     )
 
 
-async def digest_ended(store: Store) -> bool:
-    """Whether the one digest job there is has ended (done or failed)."""
-    return any(job.state != JobState.PENDING for job in await store.list_jobs(kind="digest"))
-
-
+@pytest.mark.parametrize(
+    ("lost", "cause"),
+    [("hang-up", "SMTPServerDisconnected"), ("handler-timeout", "cut off at handler_timeout")],
+)
 @pytest.mark.parametrize(("policy", "digests"), [("skip", 1), ("resend", 2)])
 async def test_a_digest_whose_reply_never_came_follows_in_doubt(
     sqs: Any,
@@ -1893,11 +1893,14 @@ async def test_a_digest_whose_reply_never_came_follows_in_doubt(
     endpoint_url: str,
     sqlite_url: str,
     smtp_server: SmtpServer,
+    lost: str,
+    cause: str,
     policy: str,
     digests: int,
 ) -> None:
     # given: two failures of one function, the first sent at once, the second held for the
-    # window's digest, which the server takes whole and then hangs up before its reply
+    # window's digest, which the server takes whole and then hangs up before its reply (or
+    # replies after the worker's handler_timeout has cut the digest off)
     url, _ = make_queue(f"smtp-digest-doubt-{policy}")
     send_records(sqs, url, [failure_record("billing", error_type="KeyError") for _ in range(2)])
     settings = smtp_settings(
@@ -1908,18 +1911,32 @@ async def test_a_digest_whose_reply_never_came_follows_in_doubt(
         window="3s",
         send_first=1,
         in_doubt=policy,
+        overrides={"handler_timeout": 1, "retry_base": 0, "retry_max": 0},
     )
 
     # when
     async with Worker(settings) as worker, running_worker(worker):
         await eventually(lambda: smtp_server.messages, within=30)
-        smtp_server.mailbox.hang_ups = 1
+        if lost == "hang-up":
+            smtp_server.mailbox.hang_ups = 1
+        else:
+            smtp_server.mailbox.reply_delays = [3.0]
         await eventually(lambda: len(smtp_server.messages) >= 2, within=30)
         async with Store.from_url(sqlite_url) as store:
-            await eventually(lambda: digest_ended(store), within=30)
+            job = await eventually(lambda: digest_ended(store), within=30)
 
     # then: skip never sends the digest again, resend does (before: a digest was sent again
-    # whatever in_doubt said)
+    # whatever in_doubt said); the digest ends done
     _alert, *sent = smtp_server.messages
     assert len(sent) == digests
     assert all("1 more failure of billing / KeyError" in mail["Subject"] for mail in sent)
+    assert job.state is JobState.DONE
+    if lost == "handler-timeout":
+        # the job keeps the note, as a handler run does (before: "TimeoutError", and under
+        # skip the digest was sent again)
+        again = "not sent again" if policy == "skip" else "sent again"
+        assert job.last_error is not None
+        assert job.last_error.endswith(
+            f"in doubt ({cause}): digest email to 1 recipient(s) may have been sent; "
+            f"{again} (in_doubt = {policy})"
+        )

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import structlog
 from handler_helpers import (
+    digest_ended,
     emails_to,
     eventually,
     failure_record,
@@ -246,21 +247,26 @@ def test_storm_defaults_are_five_minutes_and_three_alerts(
     assert not off.storm.enabled
 
 
-def test_a_digest_sent_late_says_when_its_window_was() -> None:
-    # given: a window of five minutes that ended at 10:05 UTC, with 40 alerts held back
-    start = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
-    digest = Digest(
+def digest_of(start: dt.datetime, *, window: float, total: int) -> Digest:
+    """The digest of orders-api / TimeoutError in a window from ``start``, 3 sent at once."""
+    return Digest(
         handler="oncall",
         function_name="orders-api",
         error_type="TimeoutError",
-        window=300,
+        window=window,
         window_start=start,
-        window_end=start + dt.timedelta(minutes=5),
-        total=43,
+        window_end=start + dt.timedelta(seconds=window),
+        total=total,
         send_first=3,
         first_at=start,
-        last_at=start + dt.timedelta(minutes=4),
+        last_at=start + dt.timedelta(seconds=window * 0.8),
     )
+
+
+def test_a_digest_sent_late_says_when_its_window_was() -> None:
+    # given: a window of five minutes that ended at 10:05 UTC, with 40 alerts held back
+    start = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
+    digest = digest_of(start, window=300, total=43)
     text = Template.compile(DEFAULT_DIGEST, where="t", allowed=DIGEST_FIELDS)
 
     # when / then: sent as the window ends, "in the last"; an hour later (after a restart), when
@@ -279,18 +285,7 @@ def test_a_digest_sent_late_names_the_second_its_window_opened() -> None:
     # given: a window of 30 seconds opened by a record at 10:00:45.250 UTC (a window opens
     # when its first record comes, rarely on the minute)
     start = dt.datetime(2026, 12, 1, 10, 0, 45, 250000, tzinfo=dt.UTC)
-    digest = Digest(
-        handler="oncall",
-        function_name="orders-api",
-        error_type="TimeoutError",
-        window=30,
-        window_start=start,
-        window_end=start + dt.timedelta(seconds=30),
-        total=5,
-        send_first=3,
-        first_at=start,
-        last_at=start + dt.timedelta(seconds=20),
-    )
+    digest = digest_of(start, window=30, total=5)
 
     # when: sent an hour late
     late = digest.fields(now=start + dt.timedelta(hours=1))
@@ -353,3 +348,53 @@ async def test_a_digest_names_its_windows_length_when_a_deploy_changed_window(
     assert sms_to(endpoint_url, number) == [
         "1 more failure of orders / KeyError in the last 5 minutes"
     ]
+
+
+@pytest.mark.parametrize(("policy", "digests"), [("skip", 1), ("resend", 2)])
+async def test_a_webhook_digest_cut_off_at_handler_timeout_follows_in_doubt(
+    sqs: Any,
+    make_queue: Callable[..., Any],
+    endpoint_url: str,
+    sqlite_url: str,
+    receiver: Any,
+    policy: str,
+    digests: int,
+) -> None:
+    # given: two failures, the first posted at once, the second held for the digest, whose
+    # receiver answers after the worker's handler_timeout (1 s) has cut the post off
+    url, _ = make_queue(f"storm-hook-{policy}")
+    send_records(sqs, url, [failure_record("billing", error_type="KeyError") for _ in range(2)])
+    settings = settings_for_handlers(
+        endpoint_url,
+        url,
+        store=sqlite_url,
+        handlers={
+            "hook": {
+                "type": "webhook",
+                "url": receiver.url,
+                "window": "3s",
+                "send_first": 1,
+                "in_doubt": policy,
+            }
+        },
+        chain=("hook",),
+        handler_timeout=1,
+        retry_base=0,
+        retry_max=0,
+    )
+
+    # when
+    async with Worker(settings) as worker, running_worker(worker):
+        await eventually(lambda: receiver.requests, within=30)
+        receiver.delays = [3.0]
+        async with Store.from_url(sqlite_url) as store:
+            job = await eventually(lambda: digest_ended(store), within=30)
+
+    # then: skip posts the digest once, resend again (before: again whatever in_doubt said),
+    # and the digest's job keeps the note
+    assert len(receiver.requests) == 1 + digests
+    again = "not sent again" if policy == "skip" else "sent again"
+    assert job.state is JobState.DONE
+    assert job.last_error is not None
+    assert "in doubt (cut off at handler_timeout): webhook http://127.0.0.1:" in job.last_error
+    assert job.last_error.endswith(f"may have been sent; {again} (in_doubt = {policy})")

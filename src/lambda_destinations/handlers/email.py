@@ -898,12 +898,25 @@ class EmailHandler(storm.Notifier):
                     context.key,
                     delivery.owner,
                 )
-        except ReplyLost as exc:
-            self.settle(what, exc.__cause__ or exc, context=context, log=context.log)
-        except Exception as exc:
-            if not (can_doubt and is_in_doubt(exc)):
-                raise
-            self.settle(what, exc, context=context, log=context.log)
+        except Exception as exc:  # noqa: BLE001 - raised again unless in doubt
+            self._settle_lost(what, exc, can_doubt, context, context.log)
+
+    def _settle_lost(
+        self,
+        what: str,
+        exc: Exception,
+        can_doubt: bool,
+        context: HandlerContext | None,
+        log: FilteringBoundLogger,
+    ) -> None:
+        """Settle by ``in_doubt`` the send ``what`` whose answer may be lost (a reply that
+        never came, a transport's call in doubt); raise any other error again."""
+        if isinstance(exc, ReplyLost):
+            self.settle(what, exc.__cause__ or exc, context=context, log=log)
+        elif can_doubt and is_in_doubt(exc):
+            self.settle(what, exc, context=context, log=log)
+        else:
+            raise exc
 
     async def send_digest(self, digest: storm.Digest, context: JobContext) -> None:
         fields = digest.fields()
@@ -916,24 +929,24 @@ class EmailHandler(storm.Notifier):
 
         what = f"digest email to {len(mail.to) + len(mail.cc) + len(mail.bcc)} recipient(s)"
         can_doubt = getattr(self.transport, "can_doubt", False)
+        step = f"{self.name}#email"
 
         async def send_rest() -> None:
             # Recipients refused for good are in the log: a digest has no handler run of its
             # own. A reply that never came is in doubt, as a record's: in_doubt decides.
             try:
-                await self._send_rest(
-                    mail,
-                    lambda rest: self.transport.send(rest, context.aws, context.log),
-                    context.store,
-                    context.job.key,
-                    context.owner,
-                )
-            except ReplyLost as exc:
-                self.settle(what, exc.__cause__ or exc, context=None, log=context.log)
-            except Exception as exc:
-                if not (can_doubt and is_in_doubt(exc)):
-                    raise
-                self.settle(what, exc, context=None, log=context.log)
+                # Marked as the job's call (the whole job): cut off by the worker, in_doubt
+                # decides too.
+                with sending(None, self.in_doubt, what, started=can_doubt) as call:
+                    await self._send_rest(
+                        mail,
+                        lambda rest: self.transport.send(rest, context.aws, context.log, call),
+                        context.store,
+                        context.job.key,
+                        context.owner,
+                    )
+            except Exception as exc:  # noqa: BLE001 - raised again unless in doubt
+                self._settle_lost(what, exc, can_doubt, None, context.log)
 
         async def send() -> None:
             await storm.retry_digest(send_rest, context)
@@ -942,7 +955,7 @@ class EmailHandler(storm.Notifier):
         await storm.send_once(
             context.store,
             context.job.key,
-            f"{self.name}#email",
+            step,
             context.owner,
             send,
             completed=completed,

@@ -16,19 +16,20 @@ repeat the effect; not sending may lose it. Each acting handler (``sms``, ``emai
 Clients of acting handlers send each request once (no botocore retries), so a lost answer is
 seen here instead of being resent quietly. A handler marks the span of each call with
 :func:`sending`, so that the worker, when it cuts the handler off, knows whether a call was
-under way and applies the same policy (worker/dispatch.py).
+under way and applies the same policy (worker/dispatch.py; worker/scheduler.py for a digest's).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel
 
 from lambda_destinations.errors import TransientError
-from lambda_destinations.handlers.base import Delivery, HandlerContext, Sending, delivery_of
+from lambda_destinations.handlers.base import HandlerContext, Sending, delivery_of
 from lambda_destinations.retrying import answered, is_transient
 
 if TYPE_CHECKING:
@@ -79,13 +80,35 @@ def in_doubt_note(what: str, cause: str, *, skip: bool) -> str:
     )
 
 
+class Marks(Protocol):
+    """Where the mark of a call under way is kept: a delivery's, or a scheduled job's."""
+
+    sending: Sending | None
+
+
+class JobCalls:
+    """The mark of a scheduled job's call under way (a digest's): a job has no delivery."""
+
+    __slots__ = ("sending",)
+
+    def __init__(self) -> None:
+        self.sending: Sending | None = None
+
+
+# Set by the scheduler in the task of each job it runs: a call of the job that it cuts off
+# (shutdown, handler_timeout) is settled by the call's in_doubt policy (worker/scheduler.py).
+JOB_CALLS: contextvars.ContextVar[JobCalls | None] = contextvars.ContextVar(
+    "job_calls", default=None
+)
+
+
 class CallUnderWay:
     """What :func:`sending` yields: call ``answered()`` once the service's answer has come
     (and ``started()`` when the part that may act begins, for a span opened before it)."""
 
     __slots__ = ("_delivery", "_mark")
 
-    def __init__(self, delivery: Delivery | None, mark: Sending) -> None:
+    def __init__(self, delivery: Marks | None, mark: Sending) -> None:
         self._delivery = delivery
         self._mark = mark
 
@@ -116,10 +139,11 @@ def sending(
     call under way then is in doubt, settled by ``policy``. An error raised through the span
     is the handler's to judge (answered or not, ``settle_in_doubt`` decides), so it clears the
     mark; a cancellation leaves it for the worker. Sets one attribute: nothing on the store.
-    ``context`` is None for a digest, which the scheduler runs, not a delivery. ``started``
+    ``context`` is None for a digest, which the scheduler runs, not a delivery: the mark is
+    then the job's (:data:`JOB_CALLS`), read by the scheduler when it cuts the job off. ``started``
     False: the mark waits for ``started()`` (the span opens before the part that may act).
     """
-    delivery = None if context is None else delivery_of(context)
+    delivery: Marks | None = JOB_CALLS.get() if context is None else delivery_of(context)
     call = CallUnderWay(delivery, Sending(what=what, skip=policy == SKIP, step=step))
     if started:
         call.started()

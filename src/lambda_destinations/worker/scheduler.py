@@ -25,7 +25,8 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from lambda_destinations._lifetime import until_set
-from lambda_destinations.errors import ConfigError, StoreUnavailable
+from lambda_destinations.errors import ConfigError, StoreUnavailable, TransientError
+from lambda_destinations.handlers.in_doubt import JOB_CALLS, JobCalls, in_doubt_note
 from lambda_destinations.handlers.jobs import JobContext, JobRunner
 from lambda_destinations.handlers.replay import run_replay_job
 from lambda_destinations.handlers.storm import run_digest_job
@@ -230,6 +231,8 @@ class Scheduler:
                 max_attempts=self.max_attempts,
                 sleep=self.sleep,
             )
+            calls = JobCalls()  # this task's: a call of the job the worker cuts off
+            JOB_CALLS.set(calls)
             try:
                 runner = self._runner(job.kind)
                 async with self._renewing(job, taken_at), asyncio.timeout(self.timeout):
@@ -242,16 +245,48 @@ class Scheduler:
             except asyncio.CancelledError:
                 # Shutdown past its grace: give the job back at once rather than when the
                 # lease expires. Runners leave their effects in a state a rerun can judge.
-                await self._give_back(job)
+                ended, _note = await self._cut_off(job, calls, "cut off at shutdown")
+                if not ended:
+                    await self._give_back(job)
                 raise
             except Exception as exc:  # noqa: BLE001 - every job error is settled, none escapes
-                await self._settle_failure(job, exc)
+                ended, note = await self._cut_off(job, calls, "cut off at handler_timeout")
+                if not ended:
+                    # A call cut off: its note is the job's error, so a resend is on record.
+                    await self._settle_failure(job, exc if note is None else TransientError(note))
                 return
             self.jobs_run += 1
             if ran is not False:  # False: nothing to do (an Invoke an earlier run made)
                 self._count(job, "invoked")
             await self.store.finish_job(job.key)
             log.info("job done")
+
+    async def _cut_off(
+        self, job: ScheduledJob, calls: JobCalls, cause: str
+    ) -> tuple[bool, str | None]:
+        """Settle by its ``in_doubt`` policy the call of ``job`` the worker just cut off (a
+        digest's), as the dispatcher does a handler's: whether that ended the job, and the
+        in-doubt note (None when no call was under way).
+
+        Resend: the job runs again. Skip: the call counts as done: one call of several (an
+        SMS of a list) records its own step, and the job runs again for the rest; a call that
+        is the whole job ends it, done, the note its ``last_error``.
+        """
+        mark, calls.sending = calls.sending, None
+        if mark is None:
+            return False, None
+        note = in_doubt_note(mark.what, cause, skip=mark.skip)
+        log.warning(note)
+        if not mark.skip:
+            return False, note
+        try:
+            if mark.step is not None:
+                await self.store.complete_handler(job.key, mark.step, self.owner, detail=note)
+                return False, note
+            return await self.store.finish_job(job.key, error=note), note
+        except Exception as exc:  # noqa: BLE001 - the lease lapses; the job runs again
+            log.warning("could not record a call in doubt as done", error=describe_error(exc))
+            return False, note
 
     async def _give_back(self, job: ScheduledJob) -> None:
         """Give ``job`` back to run again now, if this worker still holds it and can."""
