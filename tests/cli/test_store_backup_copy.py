@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import random
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -277,6 +278,61 @@ def test_a_backup_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path: Path) 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"error: cannot write {tmp_path / 'b.db'} (")
+    assert not (tmp_path / "b.db").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.db")] == []
+
+
+# What a `store backup` process runs: the backup's copy, held once it has begun (the file
+# named by the last argument made) until the command is told to stop.
+HELD_BACKUP = """
+import sys
+from pathlib import Path
+from lambda_destinations.cli import main
+from lambda_destinations.store import _backup
+
+back_up = _backup.back_up
+begun = Path(sys.argv.pop())
+
+def held(source, target, *, replace, stop=None):
+    begun.touch()
+    if stop is None:
+        return back_up(source, target, replace=replace)
+    stop.wait(120)  # the Ctrl-C, taken by the command
+    return back_up(source, target, replace=replace, stop=stop)
+
+_backup.back_up = held
+main()
+"""
+
+
+def test_a_backup_interrupted_by_ctrl_c_stops_and_leaves_no_file(tmp_path: Path) -> None:
+    # given: a backup under way
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 3)
+    begun = tmp_path / "begun"
+    backup = subprocess.Popen(
+        [sys.executable, "-c", HELD_BACKUP, "store", "backup", str(tmp_path / "b.db"), str(begun)],
+        env={
+            **os.environ,
+            "LAMBDA_DESTINATIONS_STORE": url,
+            "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not begun.exists() and backup.poll() is None:
+            threading.Event().wait(0.01)
+        # when: Ctrl-C (it went on to the end of the copy, then said `interrupted` and exited
+        # 130, the whole backup under the name)
+        backup.send_signal(signal.SIGINT)
+        out, err = backup.communicate(timeout=180)
+    finally:
+        backup.kill()
+    # then: interrupted, and nothing under the name nor beside it
+    assert backup.returncode == 130, err
+    assert (out, err.strip().splitlines()) == ("", ["interrupted"])
     assert not (tmp_path / "b.db").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.db")] == []
 

@@ -31,7 +31,9 @@ import sqlalchemy as sa
 T = TypeVar("T")
 
 
-async def in_thread(executor: Executor, work: Callable[[], T]) -> T:
+async def in_thread(
+    executor: Executor, work: Callable[[], T], *, interrupt: Callable[[], None] | None = None
+) -> T:
     """``work()`` in ``executor``; a caller interrupted meanwhile still waits for it to end.
 
     Whatever interrupts it: a cancellation, or an exception raised in the coroutine by a signal
@@ -41,6 +43,8 @@ async def in_thread(executor: Executor, work: Callable[[], T]) -> T:
     The thread hands its outcome to the loop itself (:class:`_Handoff`), rather than through
     ``run_in_executor``'s chained futures and ``asyncio.shield``: a store call costs the loop one
     turn fewer and about 90 thousand instructions less (bench/MEASUREMENTS.md, 7 December).
+    ``interrupt``, called (on the loop's thread) when the caller is interrupted, asks a long
+    work to end early, so the wait for its end is short.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
@@ -52,6 +56,8 @@ async def in_thread(executor: Executor, work: Callable[[], T]) -> T:
         raise  # the coroutine is being closed, and may not await (the connection's lock holds)
     except BaseException:
         if handoff.future is not None:  # the work goes on in the thread: wait for its end
+            if interrupt is not None:
+                interrupt()
             handoff.waiting = True
             handoff.future = loop.create_future()
             await _finished(handoff.future)

@@ -31,6 +31,7 @@ import operator
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -566,14 +567,16 @@ class SQLiteStore(SqlStore):
         # Imported here: the commands that only read the store never back it up.
         from lambda_destinations.store._backup import back_up
 
+        stop = threading.Event()  # set by a Ctrl-C: the copy ends at its next step
+
         def run() -> Backup:
             with engine.connect() as conn:
                 driver = conn.connection.driver_connection
                 assert isinstance(driver, sqlite3.Connection)
-                return back_up(driver, target, replace=replace)
+                return back_up(driver, target, replace=replace, stop=stop)
 
         async with self._errors():
-            return await in_thread(file.readers, run)
+            return await in_thread(file.readers, run, interrupt=stop.set)
 
     def _bytes(self, suffix: str = "") -> int:
         """The size now of the database file, or of its ``-wal`` or ``-shm`` (0 if there is
