@@ -231,6 +231,24 @@ def test_backup_refusals_are_one_line_each(tmp_path: Path) -> None:
     assert count(tmp_path / "there.db") == 1
 
 
+def test_a_backup_path_ending_in_a_slash_is_a_folder_not_a_file_name(tmp_path: Path) -> None:
+    # given: a PATH written as a folder (`/backups/2026-12-07/`) that does not exist yet, or
+    # that is a file: the backup was written as a file of that name
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    seed(url, 1)
+    env = {"LAMBDA_DESTINATIONS_STORE": url}
+    (tmp_path / "there.db").write_text("keep me")
+    # when, then: refused, as a folder that is missing or not one
+    said = refused(2, "store", "backup", f"{tmp_path / 'daily'}/", env=env)
+    assert said == (
+        f"error: {tmp_path / 'daily'} does not exist: create the folder, or give another path"
+    )
+    assert not (tmp_path / "daily").exists()
+    said = refused(2, "store", "backup", f"{tmp_path / 'there.db'}/", "--force", env=env)
+    assert said == f"error: {tmp_path / 'there.db'} is not a folder: give a path in a folder"
+    assert (tmp_path / "there.db").read_text() == "keep me"
+
+
 def test_backup_force_replaces_only_a_file(tmp_path: Path) -> None:
     # given: a PATH that is no file (a pipe, as /dev/null is a device): --force once renamed
     # the copy over it, and as root `store backup /dev/null --force` made /dev/null a file

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,11 +53,11 @@ def store_group() -> None:
 
 
 @subcommand(store_group, "backup")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path())
 @click.option("--force", is_flag=True, help="Replace PATH if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @settings_options
-def backup_command(settings: Settings, path: Path, force: bool, as_json: bool) -> None:
+def backup_command(settings: Settings, path: str, force: bool, as_json: bool) -> None:
     """Copy a SQLite store, as of one moment, into a new file, while the worker writes.
 
     The copy holds every record committed before it began, opens on its own (no -wal file
@@ -76,16 +77,16 @@ def backup_command(settings: Settings, path: Path, force: bool, as_json: bool) -
             "pg_restore --no-owner --dbname=URL lambda-destinations.dump)",
             EXIT_USAGE,
         )
-    _check_target(path, force, store)
+    target = _check_target(path, force, store)
 
     async def go() -> Backup | None:
         async with opened_store(settings, writes=False) as opened:
-            return await opened.backup(path, replace=force)
+            return await opened.backup(target, replace=force)
 
     try:
         made = asyncio.run(go())
     except FileExistsError:
-        _exists(path)
+        _exists(target)
     except BackupError as exc:
         fail(str(exc), EXIT_FAILED)
     assert made is not None  # a SQLite file: refused in memory by opened_store
@@ -107,8 +108,9 @@ def backup_command(settings: Settings, path: Path, force: bool, as_json: bool) -
     )
 
 
-def _check_target(path: Path, force: bool, store: Store) -> None:
-    """Usage errors (exit 2) for a PATH that cannot be the backup's: nothing is read before."""
+def _check_target(given: str, force: bool, store: Store) -> Path:
+    """The backup's PATH; usage errors (exit 2) for one that cannot be: nothing is read before."""
+    path = Path(given)
     try:
         path.exists()
     except OSError as exc:  # a name too long: before, OSError's traceback
@@ -118,6 +120,8 @@ def _check_target(path: Path, force: bool, store: Store) -> None:
         fail(f"{path} is the store itself: give a path for the copy", EXIT_USAGE)
     if path.is_dir():
         fail(f"{path} is a directory: give the backup file's path in it", EXIT_USAGE)
+    if given.endswith(("/", os.sep)):  # a folder (`/backups/today/`), not a file's name
+        _no_folder(path / "backup")
     if not path.absolute().parent.is_dir():
         _no_folder(path)
     if path.exists() and not force:
@@ -128,6 +132,7 @@ def _check_target(path: Path, force: bool, store: Store) -> None:
             f"{path} is not a regular file: --force replaces only a file: give a file's path",
             EXIT_USAGE,
         )
+    return path
 
 
 def _no_folder(path: Path) -> NoReturn:
