@@ -113,7 +113,7 @@ def _snapshot(source: sqlite3.Connection) -> Iterator[None]:
         return
     source.execute("BEGIN")
     try:
-        source.execute("SELECT count(*) FROM sqlite_schema").fetchone()  # the read begins
+        source.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the read begins
         yield
     finally:
         source.execute("ROLLBACK")
