@@ -566,6 +566,19 @@ class AwsClients(Lifetime):
         if credentials is None:
             raise CredentialsUnavailable("no AWS credentials", NO_CREDENTIALS_FIX)
 
+    def credentials_source(self) -> tuple[str, str]:
+        """The credential source the session asks, and its fix (see _SOURCES): for a source
+        that has not answered, and so raised nothing to tell it by."""
+        try:
+            profile = self._session.get_scoped_config()
+        except Exception:  # noqa: BLE001 - a profile that does not exist: the env decides
+            profile = {}
+        if "credential_process" in profile:
+            return _SOURCES["custom-process"]
+        if "sso_session" in profile or "sso_start_url" in profile:
+            return _SOURCES["sso"]
+        return _SOURCES[_credentials_source(TimeoutError())]
+
     async def open(self) -> None:
         """Nothing to connect: a client is created on first use."""
 

@@ -343,6 +343,47 @@ async def test_sigterm_ends_a_start_whose_credential_process_does_not_answer(
     assert "interrupted: stopped while waiting for AWS credentials, which did not answer" in text
 
 
+async def test_run_once_gives_up_on_a_credential_process_that_does_not_answer(
+    make_queue, endpoint_url, tmp_path
+) -> None:
+    # given: `run --once` with a profile whose credential_process never answers
+    url, _ = make_queue("creds-hang-once")
+    started = tmp_path / "started"
+    config = tmp_path / "config"
+    config.write_text(
+        f"[profile hangs]\ncredential_process = sh -c 'echo $$ > {started}; exec sleep 600'\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = _run_env(environ, url, endpoint_url, f"sqlite:///{tmp_path / 's.db'}")
+    env |= {
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_PROFILE": "hangs",
+        "LAMBDA_DESTINATIONS_ONCE_TIMEOUT": "2",
+    }
+
+    # when: the job runs, and nothing signals it
+    process = await _run(env, "--once")
+    try:
+        # It waited for the credentials for as long as the helper ran (10 minutes here).
+        _out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            os.kill(int(started.read_text()), signal.SIGKILL)
+
+    # then: it gave up after once_timeout, as for SQS away: exit 4, one line, no traceback
+    text = err.decode()
+    assert process.returncode == 4, text
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, text
+    assert lines[0].startswith("error: AWS credentials did not come for 2s"), text
+    assert "credential_process" in lines[0], text
+
+
 async def _get(port: int, path: str) -> tuple[int, str]:
     async with (
         aiohttp.ClientSession() as session,
@@ -362,8 +403,8 @@ def _run_env(environ: Mapping[str, str], url: str, endpoint_url: str, store: str
     }
 
 
-async def _run(env: dict[str, str]) -> asyncio.subprocess.Process:
+async def _run(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
     """``lambda-destinations run`` in a process of its own, its stderr piped."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lambda_destinations", "run", env=env, stderr=subprocess.PIPE
+        sys.executable, "-m", "lambda_destinations", "run", *args, env=env, stderr=subprocess.PIPE
     )

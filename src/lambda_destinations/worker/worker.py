@@ -436,21 +436,30 @@ class Worker(Lifetime):
         for pair in named_alike(dlqs):
             raise ConfigError(": ".join(named_alike_problem(pair, queues_in, dlqs=True)))
 
-    async def _open_aws(self) -> None:
+    async def _open_aws(self, give_up: float | None) -> None:
         await self.aws.__aenter__()
         # A credential_process or a web identity's STS that does not answer held the start,
-        # SIGTERM notwithstanding, with /readyz saying only "starting".
+        # SIGTERM notwithstanding, with /readyz saying only "starting"; and a job (give_up)
+        # past its once_timeout, for as long as the source stayed silent.
         self._waiting_for = "waiting for AWS credentials"
-        await self._unless_stopped("AWS credentials", self.aws.check_credentials)
+        try:
+            async with asyncio.timeout_at(give_up):
+                await self._unless_stopped("AWS credentials", self.aws.check_credentials)
+        except TimeoutError:
+            source, fix = self.aws.credentials_source()
+            raise StartTimedOut(
+                f"AWS credentials did not come for {self.settings.once_timeout:g}s from "
+                f"{source}: {fix}, and run it again"
+            ) from None
         self._sqs = await self.aws.client("sqs")
         # The calls that fail are counted in sqs_errors; a receive and a depth sample count
         # their own (their timeouts too), on the client itself.
         self._counted_sqs = CountedSqs(self._sqs, self.metrics)
 
     async def _open(self, give_up_after: float | None) -> None:
-        await self._open_aws()
         loop = asyncio.get_running_loop()
         give_up = None if give_up_after is None else loop.time() + give_up_after
+        await self._open_aws(give_up)
         if self._own_store:
             await self._until_reachable("store", self._open_store, give_up)
         seen: dict[str, str] = {}
