@@ -1138,18 +1138,28 @@ class Worker(Lifetime):
                 failures, lost_at = 0, loop.time()  # a new outage, not the last one again
             give_up = lost_at + self.settings.once_timeout if once else None
             answered = await self._reconnect_store(failures, give_up=give_up)
+            lasted = round(loop.time() - lost_at, 1)
             if answered is None:
-                return  # gave up: stopping
+                if self._gave_up is None:  # stopped (a signal): the outage's end, in the log
+                    log.warning(
+                        "stopping; the store is still unavailable",
+                        error=dispatcher.store_error,
+                        outage_seconds=lasted,
+                    )
+                return  # gave up, or stopped: no ping more
             failures, back_at = answered, loop.time()
             dispatcher.store_lost.clear()
             dispatcher.store_ok.set()
             self._start_ready()
-            log.info("store reachable again; receiving", after_failures=failures)
+            log.info(
+                "store reachable again; receiving", after_failures=failures, outage_seconds=lasted
+            )
 
     async def _reconnect_store(self, failures: int, *, give_up: float | None) -> int | None:
         """Ping the store with backoff (``failures`` already counted) until it answers; how
         many pings failed, those included. Each line says the last error: what paused
-        receiving, then the ping's own. None if the next ping would come after ``give_up``
+        receiving, then the ping's own. None once the worker is stopping, or if the next ping
+        would come after ``give_up``
         (the worker is then stopping, StoreLostTimedOut noted for run()), or if the ping says
         the store is gone for good (StoreGone, noted the same way: a restart mends it)."""
         assert self._dispatcher is not None
@@ -1171,6 +1181,10 @@ class Worker(Lifetime):
                 f"store unavailable; receiving paused, retrying in {delay:.1f}s", error=error
             )
             await self._sleep_unless_stopping(delay)
+            if self._stopping.is_set():
+                # Nothing is received any more: a ping would only come again at once, and
+                # again, for the whole grace period (no backoff sleeps once stopping).
+                return None
             try:
                 # A write: a store that answers reads but refuses writes stays paused.
                 await self.store.ping(write=True)

@@ -1,0 +1,105 @@
+"""A worker stopped while its PostgreSQL store is away (a proxy in front of the server, taken
+down): what its store watcher does in the grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from urllib.parse import urlsplit
+
+import pytest
+from structlog.testing import capture_logs
+from worker_helpers import CountingHandler, registry_with, routed, send_bodies, until
+
+from freezable_proxy import FreezableProxy
+from lambda_destinations.simulate import success_record
+from lambda_destinations.store import Store
+from lambda_destinations.worker import Worker
+
+PAUSED = "store unavailable; receiving paused"
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+async def test_a_worker_stopped_in_a_store_outage_stops_pinging_the_store(
+    sqs, make_queue, settings_for, postgres_url
+) -> None:
+    # given: a handler that runs on through the grace period, and a store that goes away
+    # while it runs, so that the next message pauses receiving
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    parts = urlsplit(postgres_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    url, _ = make_queue("stopped-in-outage")
+    rng = random.Random(43)
+    handler = CountingHandler(sleep=600.0)
+    with proxy.running():
+        through = postgres_url.replace(f":{parts.port or 5432}/", f":{proxy.port}/")
+        settings = settings_for(url, store=through, shutdown_grace=4.0)
+        settings = routed(settings, "count")
+        worker = Worker(settings, registry=registry_with(settings, handler))
+        with capture_logs() as logs:
+            async with worker:
+                running = asyncio.create_task(worker.run())
+                send_bodies(sqs, url, [json.dumps(success_record(rng))])
+                assert await until(lambda: len(handler.calls) == 1, seconds=30)
+                proxy.take_down()
+                send_bodies(sqs, url, [json.dumps(success_record(rng))])
+                assert await until(lambda: worker.receiving_paused, seconds=60)
+
+                # when: the worker is stopped, the store still away
+                stopping = len(logs)
+                worker.stop()
+                await running
+
+    # then: the grace period went by with no ping of the store, each a warning (before: the
+    # watcher pinged it again at once after each failure, hundreds of times, spinning)
+    after = [e["event"] for e in logs[stopping:]]
+    assert [e for e in after if e.startswith(PAUSED)] == [], after
+    assert "worker stopped" in after
+    # and one line closes the outage the log began, with how long it had lasted
+    closing = [e for e in logs if e["event"] == "stopping; the store is still unavailable"]
+    assert len(closing) == 1, after
+    assert closing[0]["outage_seconds"] > 0
+    assert "StoreUnavailable" in closing[0]["error"]
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+async def test_the_store_back_says_how_long_it_was_away(
+    sqs, make_queue, settings_for, postgres_url
+) -> None:
+    # given: a worker on a PostgreSQL store reached through a proxy
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    parts = urlsplit(postgres_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    url, _ = make_queue("back-in-outage")
+    rng = random.Random(44)
+    handler = CountingHandler()
+    loop = asyncio.get_running_loop()
+    with proxy.running():
+        through = postgres_url.replace(f":{parts.port or 5432}/", f":{proxy.port}/")
+        settings = routed(settings_for(url, store=through), "count")
+        worker = Worker(settings, registry=registry_with(settings, handler))
+        with capture_logs() as logs:
+            async with worker:
+                running = asyncio.create_task(worker.run())
+                # when: the store goes away, a message pauses receiving, and it comes back
+                proxy.take_down()
+                send_bodies(sqs, url, [json.dumps(success_record(rng))])
+                assert await until(lambda: worker.receiving_paused, seconds=60)
+                paused_seen = loop.time()
+                await asyncio.sleep(1.0)
+                back = loop.time()
+                proxy.bring_back()
+                assert await until(lambda: sum(handler.runs.values()) == 1, seconds=60)
+                worker.stop()
+                await running
+
+    # then: one line says receiving resumed, with the outage's length: at least from when the
+    # pause was seen to when the store came back
+    again = [e for e in logs if e["event"] == "store reachable again; receiving"]
+    assert len(again) == 1, [e["event"] for e in logs]
+    assert again[0]["outage_seconds"] >= round(back - paused_seen, 1), again
