@@ -686,7 +686,8 @@ class Worker(Lifetime):
 
     def readiness(self) -> list[str]:
         """What keeps the worker from taking work (/readyz); empty when ready."""
-        if self._stopping.is_set():
+        # _stop_at: a --once job's shutdown, once drained, begins with no stop().
+        if self._stopping.is_set() or self._stop_at is not None:
             return ["shutting down"]
         if not self.ready:
             return [self._waiting_for]
