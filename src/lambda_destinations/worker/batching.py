@@ -5,6 +5,11 @@ when SQS accepted the entry, False when SQS refused it (an expired receipt handl
 the message will come back and idempotency absorbs it). A batch whose call fails with a
 transient error is tried again a few times; then its entries resolve False, never raise.
 
+While SQS is away, a queue's batches that fail are one warning (with the error and its fix)
+when they begin to, a reminder at most every REMINDER_EVERY seconds, and one line when a batch
+call is answered again (``failed_batches``, ``failed_entries``, ``outage_seconds``): messages
+ending one by one go out in batches of one, and a warning each was a warning a message.
+
 At shutdown, :meth:`flush` takes a deadline: no retry waits past it, and a call SQS has not
 answered by then is abandoned (its entries resolve False). ``confirmed`` counts the entries SQS
 accepted, so the worker reports only what SQS confirmed.
@@ -20,6 +25,7 @@ from typing import Any
 import structlog
 
 from lambda_destinations.retrying import aws_fix, backoff_delay, describe_error, is_transient
+from lambda_destinations.worker.outage import REMINDER_EVERY
 from lambda_destinations.worker.queues import is_missing_queue
 
 MAX_BATCH = 10  # SQS's limit for every *Batch call
@@ -37,6 +43,16 @@ class _Pending:
     entry: dict[str, Any]
     done: asyncio.Future[bool]
     refused: Refused | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class _Failing:
+    """A queue's batch calls failing: since when (loop time), how many, the next reminder."""
+
+    since: float
+    reminder_at: float
+    batches: int = 0
+    entries: int = 0
 
 
 class BatchSender:
@@ -69,6 +85,7 @@ class BatchSender:
         self._sending = 0  # entries whose call has not been answered yet
         self.confirmed = 0  # entries SQS accepted
         self.refused = 0  # entries SQS refused, or whose call failed or was abandoned
+        self._failing: dict[str, _Failing] = {}  # queue URL -> its batch calls failing
 
     def submit(
         self, queue_url: str, entry: dict[str, Any], *, refused: Refused | None = None
@@ -101,6 +118,7 @@ class BatchSender:
             self._deadline = deadline
         for queue_url in list(self._waiting):
             self._dispatch(queue_url)
+        left = 0
         try:
             async with asyncio.timeout_at(deadline):
                 while self._inflight:
@@ -110,8 +128,22 @@ class BatchSender:
             for task in list(self._inflight):
                 task.cancel()
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
-            return left
-        return 0
+        self._close_failing()
+        return left
+
+    def _close_failing(self) -> None:
+        """The last flush: say of each queue whose batches still fail what the log began."""
+        now = asyncio.get_running_loop().time()
+        for queue_url, failing in self._failing.items():
+            log.warning(
+                f"stopping; {self.name} batches still failing ({failing.batches} batches in "
+                f"{now - failing.since:.0f}s)",
+                queue=queue_url,
+                failed_batches=failing.batches,
+                failed_entries=failing.entries,
+                outage_seconds=round(now - failing.since, 1),
+            )
+        self._failing.clear()
 
     def _after_delay(self, queue_url: str) -> None:
         self._timers.pop(queue_url, None)
@@ -147,16 +179,11 @@ class BatchSender:
                 except Exception as exc:  # noqa: BLE001 - a failed batch must never raise
                     delay = backoff_delay(attempt, 0.2, 5.0)
                     if not is_transient(exc) or attempt == self._attempts or self._past(delay):
-                        log.warning(
-                            f"{self.name} batch failed; {_what_becomes(exc)}",
-                            queue=queue_url,
-                            error=describe_error(exc),
-                            entries=len(entries),
-                            **({"fix": fix} if (fix := aws_fix(exc)) else {}),
-                        )
+                        self._failed(queue_url, exc, len(entries))
                         self._resolve(batch, set(range(len(batch))))
                         return
                     await self._sleep(delay)
+            self._answered(queue_url)
             failed = {int(item["Id"]) for item in response.get("Failed", [])}
             for item in response.get("Failed", []):
                 if (told := batch[int(item["Id"])].refused) is not None:
@@ -174,6 +201,46 @@ class BatchSender:
             raise
         finally:
             self._sending -= len(batch)
+
+    def _failed(self, queue_url: str, exc: BaseException, entries: int) -> None:
+        """Count a batch call that failed; say so if it begins the queue's failing, or a
+        reminder is due."""
+        now = asyncio.get_running_loop().time()
+        failing = self._failing.get(queue_url)
+        if failing is None:
+            failing = self._failing[queue_url] = _Failing(now, now + REMINDER_EVERY)
+            words = f"{self.name} batch failed"
+        elif now >= failing.reminder_at:
+            failing.reminder_at = now + REMINDER_EVERY
+            words = (
+                f"{self.name} batches still failing ({failing.batches + 1} batches in "
+                f"{now - failing.since:.0f}s)"
+            )
+        else:
+            words = ""
+        failing.batches += 1
+        failing.entries += entries
+        if words:
+            log.warning(
+                f"{words}; {_what_becomes(exc)}",
+                queue=queue_url,
+                error=describe_error(exc),
+                entries=entries,
+                **({"fix": fix} if (fix := aws_fix(exc)) else {}),
+            )
+
+    def _answered(self, queue_url: str) -> None:
+        """A batch call of the queue was answered: the end of its failing, if it was."""
+        failing = self._failing.pop(queue_url, None)
+        if failing is None:
+            return
+        log.info(
+            f"{self.name} batches answered again",
+            queue=queue_url,
+            failed_batches=failing.batches,
+            failed_entries=failing.entries,
+            outage_seconds=round(asyncio.get_running_loop().time() - failing.since, 1),
+        )
 
     def _past(self, delay: float) -> bool:
         """Would waiting ``delay`` seconds end past the shutdown deadline?"""

@@ -1,0 +1,94 @@
+"""Deletes and visibility changes sent while SQS is away (a proxy in front of moto, taken down):
+what the log says of the batches that fail, and of SQS answering again."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from structlog.testing import capture_logs
+
+from freezable_proxy import FreezableProxy
+from lambda_destinations.aws import AwsClients
+from lambda_destinations.worker.batching import BatchSender
+
+
+async def no_sleep(_seconds: float) -> None:
+    """The batches' own retries, at once."""
+
+
+async def test_batches_failing_in_an_outage_are_told_once_and_their_end_once(
+    make_queue, settings_for, endpoint_url
+) -> None:
+    # given: a delete sender on a real SQS client (no retries of botocore's own) through a proxy
+    url, _ = make_queue("batch-outage")
+    parts = urlsplit(endpoint_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 80)
+    with proxy.running() as proxied, capture_logs() as logs:
+        settings = settings_for(url, endpoint_url=proxied)
+        async with AwsClients(settings, max_attempts=1) as aws:
+            client = await aws.client("sqs")
+
+            async def send(queue_url: str, entries: list[dict[str, str]]) -> dict[str, object]:
+                answer: dict[str, object] = await client.delete_message_batch(
+                    QueueUrl=queue_url, Entries=entries
+                )
+                return answer
+
+            sender = BatchSender("delete", send, sleep=no_sleep)
+
+            # when: SQS goes away, and five deletes go out one after another, each its own
+            # batch (messages ending one by one), then SQS answers again
+            proxy.take_down()
+            taken = [await sender.submit(url, {"ReceiptHandle": f"r{n}"}) for n in range(5)]
+            proxy.bring_back()
+            after = await sender.submit(url, {"ReceiptHandle": "gone"})
+            await sender.flush()
+
+    # then: one warning for the five failed batches, with the error and the fix (before: one
+    # a batch, so one a message), and one line when SQS answered, saying what failed
+    assert taken == [False] * 5
+    assert after is False  # answered: SQS refused a receipt handle no message has
+    failed = [e for e in logs if str(e["event"]).startswith("delete batch")]
+    assert [e["event"] for e in failed] == [
+        "delete batch failed; the messages will be delivered again",
+        "delete batches answered again",
+    ]
+    assert failed[0]["log_level"] == "warning"
+    assert failed[0]["error"], failed[0]
+    assert failed[1]["failed_batches"] == 5
+    assert failed[1]["failed_entries"] == 5
+    assert failed[1]["outage_seconds"] >= 0
+
+
+async def test_batches_still_failing_at_the_last_flush_are_closed_in_the_log(
+    make_queue, settings_for, endpoint_url
+) -> None:
+    # given: deletes failing through a proxy taken down
+    url, _ = make_queue("batch-outage-stop")
+    parts = urlsplit(endpoint_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 80)
+    with proxy.running() as proxied, capture_logs() as logs:
+        settings = settings_for(url, endpoint_url=proxied)
+        async with AwsClients(settings, max_attempts=1) as aws:
+            client = await aws.client("sqs")
+
+            async def send(queue_url: str, entries: list[dict[str, str]]) -> dict[str, object]:
+                answer: dict[str, object] = await client.delete_message_batch(
+                    QueueUrl=queue_url, Entries=entries
+                )
+                return answer
+
+            sender = BatchSender("delete", send, sleep=no_sleep)
+            proxy.take_down()
+            taken = [await sender.submit(url, {"ReceiptHandle": f"r{n}"}) for n in range(3)]
+
+            # when: the last flush, at shutdown, SQS still away
+            await sender.flush()
+
+    # then: the failing the log began, it closes, with what failed
+    assert taken == [False] * 3
+    lines = [e for e in logs if str(e["event"]).startswith(("delete batch", "stopping; delete"))]
+    assert len(lines) == 2, [e["event"] for e in lines]
+    assert lines[0]["event"] == "delete batch failed; the messages will be delivered again"
+    assert lines[1]["event"].startswith("stopping; delete batches still failing (3 batches in ")
+    assert (lines[1]["failed_batches"], lines[1]["log_level"]) == (3, "warning")
