@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from structlog.testing import capture_logs
-from worker_helpers import receive_all, registry_with, routed, send_bodies
+from worker_helpers import CountingHandler, receive_all, registry_with, routed, send_bodies
 
 from freezable_proxy import FreezableProxy
 from lambda_destinations.simulate import success_record
@@ -719,3 +719,41 @@ async def test_a_job_is_not_ready_while_it_flushes_its_last_deletes(
 
     # then: /readyz said the job was shutting down while it flushed (before: ready)
     assert (seen, ended) == (["shutting down"], False)
+
+
+async def test_a_job_on_a_flapping_endpoint_gives_up_only_on_receives_failing_that_long(
+    sqs, make_queue, settings_for, endpoint_url, monkeypatch
+) -> None:
+    # given: a job (run --once, once_timeout 3 s) on a queue that holds work for a while, one
+    # poller through a proxy; receives back off 0.1-0.5 s; a failure within 60 s of an
+    # outage's end continues that outage (one warning, as the log tells it)
+    quick_outages(monkeypatch, 60.0)
+    url, _ = make_queue("flap-once")
+    rng = random.Random(8)
+    send_bodies(sqs, url, [json.dumps(success_record(rng)) for _ in range(60)])
+    handler = CountingHandler(sleep=0.25)
+    proxy = proxy_to(endpoint_url)
+    loop = asyncio.get_running_loop()
+    with proxy.running() as proxied:
+        settings = settings_for(
+            url, endpoint_url=proxied, pollers_per_queue=1, concurrency=1, once_timeout=3.0
+        )
+        settings = routed(settings, handler.name)
+        async with Worker(settings, registry=registry_with(settings, handler)) as worker:
+            running = asyncio.create_task(worker.run(once=True))
+            await until(lambda: len(handler.calls) >= 1)
+            # when: SQS goes away briefly (until a receive fails, then back), twice, the
+            # second time over once_timeout after the first: each time the receives failed
+            # for a moment, and received in between
+            first = loop.time()
+            await flap(worker, proxy, 1)
+            await asyncio.sleep(max(0.0, first + 4.0 - loop.time()))
+            proxy.take_down()
+            await until(lambda: worker.readiness() != [])
+            proxy.bring_back()
+            # then: the job goes on, and ends once its queue answers empty (before: it gave
+            # up at the second failure, ReceiveTimedOut, exit 4, as if receives had failed
+            # for 4 s)
+            stats = await running
+
+    assert stats.received >= 60

@@ -61,6 +61,12 @@ class QueueOutage:
         """True from a failed receive until one succeeds (/readyz is 503 meanwhile)."""
         return self.began is not None and self._ended is None
 
+    @property
+    def failing_since(self) -> float | None:
+        """Loop time the receives last began to fail, while they fail: a flapping outage's
+        latest failing, not its first (None while they succeed)."""
+        return self._failing_since if self.failing else None
+
     def failed(self, now: float, retry_in: float, **fields: str) -> None:
         """Count a failed receive; log it if it begins the outage or a reminder is due.
 

@@ -966,11 +966,13 @@ class Worker(Lifetime):
                 return
 
     def _receiving_given_up(self, queue: QueueInfo) -> bool:
-        """A job (``once``) stops once a queue's receives have failed for ``once_timeout``:
-        run() raises ReceiveTimedOut. False while they have failed for less."""
+        """A job (``once``) stops once a queue's receives have failed for ``once_timeout``,
+        with none succeeding meanwhile: run() raises ReceiveTimedOut. False while less."""
         outage = self._outages[queue.name]
-        failing_for = asyncio.get_running_loop().time() - (outage.began or math.inf)
-        if not outage.failing or failing_for < self.settings.once_timeout:
+        # Since the receives last began to fail: a flapping endpoint, received from between
+        # its failures, is one outage in the log, not one that has lasted since its first.
+        since = outage.failing_since
+        if since is None or asyncio.get_running_loop().time() - since < self.settings.once_timeout:
             return False
         if self._gave_up is None and (error := outage.error) is not None:
             fix = aws_fix(error) or "check that SQS answers"
