@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from structlog.contextvars import bound_contextvars, merge_contextvars
 from structlog.testing import capture_logs
 
 from freezable_proxy import FreezableProxy
@@ -92,3 +93,38 @@ async def test_batches_still_failing_at_the_last_flush_are_closed_in_the_log(
     assert lines[0]["event"] == "delete batch failed; the messages will be delivered again"
     assert lines[1]["event"].startswith("stopping; delete batches still failing (3 batches in ")
     assert (lines[1]["failed_batches"], lines[1]["log_level"]) == (3, "warning")
+
+
+async def test_a_batch_line_names_no_message_of_the_one_whose_delete_began_the_batch(
+    make_queue, settings_for, endpoint_url
+) -> None:
+    # given: a delete submitted as a message's fields are bound (as the dispatcher binds them)
+    url, _ = make_queue("batch-context")
+    parts = urlsplit(endpoint_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 80)
+    with proxy.running() as proxied, capture_logs(processors=[merge_contextvars]) as logs:
+        settings = settings_for(url, endpoint_url=proxied)
+        async with AwsClients(settings, max_attempts=1) as aws:
+            client = await aws.client("sqs")
+
+            async def send(queue_url: str, entries: list[dict[str, str]]) -> dict[str, object]:
+                answer: dict[str, object] = await client.delete_message_batch(
+                    QueueUrl=queue_url, Entries=entries
+                )
+                return answer
+
+            sender = BatchSender("delete", send, sleep=no_sleep)
+            proxy.take_down()
+            with bound_contextvars(message_id="m-1", request_id="r-1"):
+                done = sender.submit(url, {"ReceiptHandle": "r1"})
+            second = sender.submit(url, {"ReceiptHandle": "r2"})
+
+            # when: the batch of both fails
+            taken = [await done, await second]
+
+    # then: its line is the batch's, naming neither message (before: the first one's ids)
+    assert taken == [False, False]
+    (line,) = [e for e in logs if str(e["event"]).startswith("delete batch")]
+    assert line["entries"] == 2
+    assert "message_id" not in line
+    assert "request_id" not in line

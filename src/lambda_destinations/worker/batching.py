@@ -18,6 +18,7 @@ accepted, so the worker reports only what SQS confirmed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -99,7 +100,7 @@ class BatchSender:
             self._dispatch(queue_url)
         elif queue_url not in self._timers:
             self._timers[queue_url] = asyncio.get_running_loop().call_later(
-                self._max_delay, self._after_delay, queue_url
+                self._max_delay, self._after_delay, queue_url, context=contextvars.Context()
             )
         return future
 
@@ -159,7 +160,11 @@ class BatchSender:
 
     def _track(self, coro: Any) -> None:
         # Keep a reference to every task so none is collected mid-flight, and surface errors.
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        # A context of its own: the batch's lines are no one message's (the log fields bound
+        # for the message whose entry filled or began the batch).
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            coro, context=contextvars.Context()
+        )
         self._inflight.add(task)
         task.add_done_callback(self._done)
 
