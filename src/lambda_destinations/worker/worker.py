@@ -589,11 +589,13 @@ class Worker(Lifetime):
                         if failures > 1
                         else f"cannot reach {what}"
                     )
+                    # The endpoint is SQS's: the store's error names its own server or file.
+                    where = {"endpoint": self.settings.shown_endpoint()} if what == "SQS" else {}
                     log.warning(
                         f"{said}; retrying in {delay:.1f}s",
                         error=describe_error(exc),
-                        endpoint=self.settings.shown_endpoint() if what == "SQS" else None,
                         failures=failures,
+                        **where,
                     )
                 await self._sleep_unless_stopping(delay)
                 if self._stopping.is_set():

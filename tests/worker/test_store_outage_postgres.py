@@ -1,5 +1,5 @@
-"""A worker stopped while its PostgreSQL store is away (a proxy in front of the server, taken
-down): what its store watcher does in the grace period."""
+"""A PostgreSQL store going away (a proxy in front of the server, taken down): what the worker
+says of it, as it starts, while it runs, and when it is stopped meanwhile."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from worker_helpers import CountingHandler, registry_with, routed, send_bodies, 
 from freezable_proxy import FreezableProxy
 from lambda_destinations.simulate import success_record
 from lambda_destinations.store import Store
-from lambda_destinations.worker import Worker
+from lambda_destinations.worker import StartTimedOut, Worker
 
 PAUSED = "store unavailable; receiving paused"
 
@@ -103,3 +103,28 @@ async def test_the_store_back_says_how_long_it_was_away(
     again = [e for e in logs if e["event"] == "store reachable again; receiving"]
     assert len(again) == 1, [e["event"] for e in logs]
     assert again[0]["outage_seconds"] >= round(back - paused_seen, 1), again
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+async def test_a_start_waiting_for_the_store_names_no_endpoint(
+    make_queue, settings_for, postgres_url
+) -> None:
+    # given: a job starting on a store whose server is away
+    parts = urlsplit(postgres_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    url, _ = make_queue("start-no-store")
+    with proxy.running(), capture_logs() as logs:
+        proxy.take_down()
+        through = postgres_url.replace(f":{parts.port or 5432}/", f":{proxy.port}/")
+        worker = Worker(settings_for(url, store=through))
+
+        # when: it waits for the store, then gives up
+        with pytest.raises(StartTimedOut):
+            await worker.start(give_up_after=3.0)
+
+    # then: the warning names the store's error and fix, and no endpoint (before: an
+    # endpoint of null, SQS's field)
+    (line,) = [e for e in logs if e["event"].startswith("cannot reach store")]
+    assert "StoreUnavailable" in line["error"]
+    assert "endpoint" not in line, line
