@@ -3,6 +3,9 @@ what the log says of the batches that fail, and of SQS answering again."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from structlog.contextvars import bound_contextvars, merge_contextvars
@@ -17,26 +20,34 @@ async def no_sleep(_seconds: float) -> None:
     """The batches' own retries, at once."""
 
 
-async def test_batches_failing_in_an_outage_are_told_once_and_their_end_once(
-    make_queue, settings_for, endpoint_url
-) -> None:
-    # given: a delete sender on a real SQS client (no retries of botocore's own) through a proxy
-    url, _ = make_queue("batch-outage")
+@contextlib.asynccontextmanager
+async def deletes(
+    settings_for: Callable[..., Any], url: str, endpoint_url: str
+) -> AsyncIterator[tuple[BatchSender, FreezableProxy]]:
+    """A delete sender for ``url`` on a real SQS client (no retries of botocore's own), through
+    a proxy in front of moto."""
     parts = urlsplit(endpoint_url)
     proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 80)
-    with proxy.running() as proxied, capture_logs() as logs:
-        settings = settings_for(url, endpoint_url=proxied)
-        async with AwsClients(settings, max_attempts=1) as aws:
+    with proxy.running() as proxied:
+        async with AwsClients(settings_for(url, endpoint_url=proxied), max_attempts=1) as aws:
             client = await aws.client("sqs")
 
-            async def send(queue_url: str, entries: list[dict[str, str]]) -> dict[str, object]:
-                answer: dict[str, object] = await client.delete_message_batch(
+            async def send(queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+                answer: dict[str, Any] = await client.delete_message_batch(
                     QueueUrl=queue_url, Entries=entries
                 )
                 return answer
 
-            sender = BatchSender("delete", send, sleep=no_sleep)
+            yield BatchSender("delete", send, sleep=no_sleep), proxy
 
+
+async def test_batches_failing_in_an_outage_are_told_once_and_their_end_once(
+    make_queue, settings_for, endpoint_url
+) -> None:
+    # given: a delete sender on a real SQS client through a proxy
+    url, _ = make_queue("batch-outage")
+    with capture_logs() as logs:
+        async with deletes(settings_for, url, endpoint_url) as (sender, proxy):
             # when: SQS goes away, and five deletes go out one after another, each its own
             # batch (messages ending one by one), then SQS answers again
             proxy.take_down()
@@ -45,7 +56,7 @@ async def test_batches_failing_in_an_outage_are_told_once_and_their_end_once(
             after = await sender.submit(url, {"ReceiptHandle": "gone"})
             await sender.flush()
 
-    # then: one warning for the five failed batches, with the error and the fix (before: one
+    # then: one warning for the five failed batches, with the error (before: one
     # a batch, so one a message), and one line when SQS answered, saying what failed
     assert taken == [False] * 5
     assert after is False  # answered: SQS refused a receipt handle no message has
@@ -66,20 +77,8 @@ async def test_batches_still_failing_at_the_last_flush_are_closed_in_the_log(
 ) -> None:
     # given: deletes failing through a proxy taken down
     url, _ = make_queue("batch-outage-stop")
-    parts = urlsplit(endpoint_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 80)
-    with proxy.running() as proxied, capture_logs() as logs:
-        settings = settings_for(url, endpoint_url=proxied)
-        async with AwsClients(settings, max_attempts=1) as aws:
-            client = await aws.client("sqs")
-
-            async def send(queue_url: str, entries: list[dict[str, str]]) -> dict[str, object]:
-                answer: dict[str, object] = await client.delete_message_batch(
-                    QueueUrl=queue_url, Entries=entries
-                )
-                return answer
-
-            sender = BatchSender("delete", send, sleep=no_sleep)
+    with capture_logs() as logs:
+        async with deletes(settings_for, url, endpoint_url) as (sender, proxy):
             proxy.take_down()
             taken = [await sender.submit(url, {"ReceiptHandle": f"r{n}"}) for n in range(3)]
 
@@ -100,20 +99,8 @@ async def test_a_batch_line_names_no_message_of_the_one_whose_delete_began_the_b
 ) -> None:
     # given: a delete submitted as a message's fields are bound (as the dispatcher binds them)
     url, _ = make_queue("batch-context")
-    parts = urlsplit(endpoint_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 80)
-    with proxy.running() as proxied, capture_logs(processors=[merge_contextvars]) as logs:
-        settings = settings_for(url, endpoint_url=proxied)
-        async with AwsClients(settings, max_attempts=1) as aws:
-            client = await aws.client("sqs")
-
-            async def send(queue_url: str, entries: list[dict[str, str]]) -> dict[str, object]:
-                answer: dict[str, object] = await client.delete_message_batch(
-                    QueueUrl=queue_url, Entries=entries
-                )
-                return answer
-
-            sender = BatchSender("delete", send, sleep=no_sleep)
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        async with deletes(settings_for, url, endpoint_url) as (sender, proxy):
             proxy.take_down()
             with bound_contextvars(message_id="m-1", request_id="r-1"):
                 done = sender.submit(url, {"ReceiptHandle": "r1"})

@@ -302,16 +302,8 @@ async def test_sigterm_ends_a_start_whose_credential_process_does_not_answer(
     # helper waiting for a browser, a web identity's STS away)
     url, _ = make_queue("creds-hang")
     started, port = tmp_path / "started", free_port()
-    config = tmp_path / "config"
-    config.write_text(
-        f"[profile hangs]\ncredential_process = sh -c 'echo $$ > {started}; exec sleep 600'\n"
-    )
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env = _run_env(environ, url, endpoint_url, f"sqlite:///{tmp_path / 's.db'}")
+    env = _hanging_credentials_env(url, endpoint_url, tmp_path, started)
     env |= {
-        "AWS_CONFIG_FILE": str(config),
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_PROFILE": "hangs",
         "LAMBDA_DESTINATIONS_OPS_HOST": "127.0.0.1",
         "LAMBDA_DESTINATIONS_OPS_PORT": str(port),
     }
@@ -349,18 +341,8 @@ async def test_run_once_gives_up_on_a_credential_process_that_does_not_answer(
     # given: `run --once` with a profile whose credential_process never answers
     url, _ = make_queue("creds-hang-once")
     started = tmp_path / "started"
-    config = tmp_path / "config"
-    config.write_text(
-        f"[profile hangs]\ncredential_process = sh -c 'echo $$ > {started}; exec sleep 600'\n"
-    )
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env = _run_env(environ, url, endpoint_url, f"sqlite:///{tmp_path / 's.db'}")
-    env |= {
-        "AWS_CONFIG_FILE": str(config),
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_PROFILE": "hangs",
-        "LAMBDA_DESTINATIONS_ONCE_TIMEOUT": "2",
-    }
+    env = _hanging_credentials_env(url, endpoint_url, tmp_path, started)
+    env["LAMBDA_DESTINATIONS_ONCE_TIMEOUT"] = "2"
 
     # when: the job runs, and nothing signals it
     process = await _run(env, "--once")
@@ -382,6 +364,24 @@ async def test_run_once_gives_up_on_a_credential_process_that_does_not_answer(
     assert len(lines) == 1, text
     assert lines[0].startswith("error: AWS credentials did not come for 2s"), text
     assert "credential_process" in lines[0], text
+
+
+def _hanging_credentials_env(
+    url: str, endpoint_url: str, tmp_path: Path, started: Path
+) -> dict[str, str]:
+    """A worker's environment whose AWS profile's credential_process never answers (it writes
+    its pid to ``started``, then sleeps 10 minutes)."""
+    config = tmp_path / "config"
+    config.write_text(
+        f"[profile hangs]\ncredential_process = sh -c 'echo $$ > {started}; exec sleep 600'\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = _run_env(environ, url, endpoint_url, f"sqlite:///{tmp_path / 's.db'}")
+    return env | {
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_PROFILE": "hangs",
+    }
 
 
 async def _get(port: int, path: str) -> tuple[int, str]:

@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 
 import pytest
 from structlog.testing import capture_logs
-from worker_helpers import CountingHandler, receive_all, registry_with, routed, send_bodies
+from worker_helpers import (
+    CountingHandler,
+    HeldHandler,
+    receive_all,
+    registry_with,
+    routed,
+    send_bodies,
+)
 
 from freezable_proxy import FreezableProxy
 from lambda_destinations.simulate import success_record
@@ -675,21 +682,6 @@ def unreachable(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in logs if str(e["event"]).startswith("cannot reach SQS")]
 
 
-class Gate:
-    """A handler that runs until the test opens it."""
-
-    name = "gate"
-    _records_completion = False
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.opened = asyncio.Event()
-
-    async def __call__(self, message: Any, context: Any) -> None:
-        self.entered.set()
-        await self.opened.wait()
-
-
 async def test_a_job_is_not_ready_while_it_flushes_its_last_deletes(
     sqs, make_queue, settings_for, endpoint_url
 ) -> None:
@@ -698,20 +690,20 @@ async def test_a_job_is_not_ready_while_it_flushes_its_last_deletes(
     url, _ = make_queue("once-flush")
     send_bodies(sqs, url, [json.dumps(success_record(random.Random(7)))])
     proxy = proxy_to(endpoint_url)
-    gate = Gate()
+    gate = HeldHandler()
     empty = {"queue": queue_name(url), "empty": "true"}
     with proxy.running() as proxied:
         settings = settings_for(url, endpoint_url=proxied, pollers_per_queue=1)
-        settings = routed(settings, "gate")
+        settings = routed(settings, gate.name)
         async with Worker(settings, registry=registry_with(settings, gate)) as worker:
             running = asyncio.create_task(worker.run(once=True))
-            await asyncio.wait_for(gate.entered.wait(), 30)
+            await asyncio.wait_for(gate.started.wait(), 30)
             sample = worker.metrics.registry.get_sample_value
             await until(lambda: sample("lambda_destinations_receives_total", empty) == 1)
             # when: SQS stops answering, and the handler ends: its delete waits unanswered
             # in the job's last flush, until the shutdown's deadline
             proxy.frozen.set()
-            gate.opened.set()
+            gate.go.set()
             await until(lambda: worker.readiness() != [] or running.done())
             seen, ended = worker.readiness(), running.done()
             proxy.frozen.clear()

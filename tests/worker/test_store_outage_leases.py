@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from urllib.parse import urlsplit
 
 import pytest
 from structlog.testing import capture_logs
-from worker_helpers import CountingHandler, registry_with, routed, send_bodies, until
+from worker_helpers import (
+    CountingHandler,
+    postgres_proxy,
+    registry_with,
+    routed,
+    send_bodies,
+    until,
+)
 
-from freezable_proxy import FreezableProxy
 from lambda_destinations.simulate import success_record
-from lambda_destinations.store import Store
 from lambda_destinations.worker import Worker
 
 
@@ -24,16 +28,11 @@ async def test_leases_that_cannot_be_renewed_in_a_store_outage_are_told_once_not
 ) -> None:
     # given: four handlers running at once, each holding its claim, renewed every 0.2 s, in a
     # PostgreSQL store reached through a proxy
-    async with Store.from_url(postgres_url) as store:
-        await store.migrate()
-    parts = urlsplit(postgres_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     url, _ = make_queue("leases")
     rng = random.Random(41)
     send_bodies(sqs, url, [json.dumps(success_record(rng)) for _ in range(4)])
     handler = CountingHandler(sleep=4.0)
-    with proxy.running():
-        through = postgres_url.replace(f":{parts.port or 5432}/", f":{proxy.port}/")
+    async with postgres_proxy(postgres_url) as (proxy, through):
         settings = settings_for(url, store=through, claim_lease=30.0, claim_renew_interval=0.2)
         settings = routed(settings, "count")
         worker = Worker(settings, registry=registry_with(settings, handler))

@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from urllib.parse import urlsplit
 
 import pytest
 from structlog.testing import capture_logs
-from worker_helpers import CountingHandler, registry_with, routed, send_bodies, until
+from worker_helpers import (
+    CountingHandler,
+    postgres_proxy,
+    registry_with,
+    routed,
+    send_bodies,
+    until,
+)
 
-from freezable_proxy import FreezableProxy
 from lambda_destinations.simulate import success_record
-from lambda_destinations.store import Store
 from lambda_destinations.worker import StartTimedOut, Worker
 
 PAUSED = "store unavailable; receiving paused"
@@ -27,15 +31,10 @@ async def test_a_worker_stopped_in_a_store_outage_stops_pinging_the_store(
 ) -> None:
     # given: a handler that runs on through the grace period, and a store that goes away
     # while it runs, so that the next message pauses receiving
-    async with Store.from_url(postgres_url) as store:
-        await store.migrate()
-    parts = urlsplit(postgres_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     url, _ = make_queue("stopped-in-outage")
     rng = random.Random(43)
     handler = CountingHandler(sleep=600.0)
-    with proxy.running():
-        through = postgres_url.replace(f":{parts.port or 5432}/", f":{proxy.port}/")
+    async with postgres_proxy(postgres_url) as (proxy, through):
         settings = settings_for(url, store=through, shutdown_grace=4.0)
         settings = routed(settings, "count")
         worker = Worker(settings, registry=registry_with(settings, handler))
@@ -71,16 +70,11 @@ async def test_the_store_back_says_how_long_it_was_away(
     sqs, make_queue, settings_for, postgres_url
 ) -> None:
     # given: a worker on a PostgreSQL store reached through a proxy
-    async with Store.from_url(postgres_url) as store:
-        await store.migrate()
-    parts = urlsplit(postgres_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     url, _ = make_queue("back-in-outage")
     rng = random.Random(44)
     handler = CountingHandler()
     loop = asyncio.get_running_loop()
-    with proxy.running():
-        through = postgres_url.replace(f":{parts.port or 5432}/", f":{proxy.port}/")
+    async with postgres_proxy(postgres_url) as (proxy, through):
         settings = routed(settings_for(url, store=through), "count")
         worker = Worker(settings, registry=registry_with(settings, handler))
         with capture_logs() as logs:
@@ -111,16 +105,13 @@ async def test_a_start_waiting_for_the_store_names_no_endpoint(
     make_queue, settings_for, postgres_url
 ) -> None:
     # given: a job starting on a store whose server is away
-    parts = urlsplit(postgres_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     url, _ = make_queue("start-no-store")
-    with proxy.running(), capture_logs() as logs:
+    async with postgres_proxy(postgres_url) as (proxy, through):
         proxy.take_down()
-        through = postgres_url.replace(f":{parts.port or 5432}/", f":{proxy.port}/")
         worker = Worker(settings_for(url, store=through))
 
         # when: it waits for the store, then gives up
-        with pytest.raises(StartTimedOut):
+        with capture_logs() as logs, pytest.raises(StartTimedOut):
             await worker.start(give_up_after=3.0)
 
     # then: the warning names the store's error and fix, and no endpoint (before: an

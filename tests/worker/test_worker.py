@@ -16,6 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 from worker_helpers import (
     CountingHandler,
+    HeldHandler,
     receive_all,
     registry_with,
     routed,
@@ -764,21 +765,6 @@ async def test_a_handler_that_blocks_the_event_loop_is_reported_once(
     assert warnings[0]["handler"] == "blocking"
 
 
-class _Held:
-    """A handler whose runs wait until the test lets them go (or they are cancelled)."""
-
-    name = "held"
-    _records_completion = True
-
-    def __init__(self) -> None:
-        self.started = asyncio.Event()
-        self.go = asyncio.Event()
-
-    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
-        self.started.set()
-        await self.go.wait()
-
-
 async def test_the_shutdown_reports_the_releases_of_the_shutdown_only(
     sqs, make_queue, settings_for
 ) -> None:
@@ -787,7 +773,7 @@ async def test_the_shutdown_reports_the_releases_of_the_shutdown_only(
     # that the stop finds in its handler
     url, _ = make_queue("releases")
     send_bodies(sqs, url, [json.dumps(success_record(random.Random(61)))])
-    handler = _Held()
+    handler = HeldHandler()
     settings = routed(settings_for(url, shutdown_grace=0.5), handler.name)
     with capture_logs() as logs:
         async with Worker(settings, registry=registry_with(settings, handler)) as worker:

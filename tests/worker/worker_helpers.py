@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
+from freezable_proxy import FreezableProxy
 from lambda_destinations.config import RouteConfig, Settings
 from lambda_destinations.errors import TransientError
 from lambda_destinations.handlers import HandlerContext, HandlerRegistry
@@ -37,6 +40,35 @@ class CountingHandler:
             self.fail_transient -= 1
             raise TransientError("simulated throttling")
         self.runs[message.key] += 1
+
+
+class HeldHandler:
+    """A handler whose runs wait until the test lets them go (or they are cancelled)."""
+
+    name = "held"
+    _records_completion = True
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def __call__(self, message: DecodedMessage, context: HandlerContext) -> None:
+        self.started.set()
+        await self.go.wait()
+
+
+@contextlib.asynccontextmanager
+async def postgres_proxy(postgres_url: str) -> AsyncIterator[tuple[FreezableProxy, str]]:
+    """A proxy in front of the PostgreSQL server of ``postgres_url`` (its database migrated),
+    and the URL of that database through the proxy."""
+    from lambda_destinations.store import Store
+
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    port = urlsplit(postgres_url).port or 5432
+    proxy = FreezableProxy(urlsplit(postgres_url).hostname or "127.0.0.1", port)
+    with proxy.running():
+        yield proxy, postgres_url.replace(f":{port}/", f":{proxy.port}/")
 
 
 async def run_until(worker: Any, done: Callable[[], object], *, seconds: float = 30.0) -> Any:
