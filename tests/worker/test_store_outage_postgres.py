@@ -11,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 from worker_helpers import (
     CountingHandler,
+    HeldHandler,
     postgres_proxy,
     registry_with,
     routed,
@@ -119,3 +120,41 @@ async def test_a_start_waiting_for_the_store_names_no_endpoint(
     (line,) = [e for e in logs if e["event"].startswith("cannot reach store")]
     assert "StoreUnavailable" in line["error"]
     assert "endpoint" not in line, line
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+async def test_saves_refused_in_a_store_outage_are_one_warning_not_one_a_message(
+    sqs, make_queue, settings_for, postgres_url
+) -> None:
+    # given: four messages in their first handler at once, persist after it, on a store
+    # reached through a proxy
+    url, _ = make_queue("saves-in-outage", max_receive_count=10)
+    rng = random.Random(45)
+    send_bodies(sqs, url, [json.dumps(success_record(rng)) for _ in range(4)])
+    held = HeldHandler()
+    async with postgres_proxy(postgres_url) as (proxy, through):
+        settings = settings_for(url, store=through, concurrency=4, handler_attempts=1)
+        settings = routed(settings, held.name, "persist")
+        worker = Worker(settings, registry=registry_with(settings, held))
+        with capture_logs() as logs:
+            async with worker:
+                running = asyncio.create_task(worker.run())
+                assert await until(lambda: worker.in_flight == 4, seconds=30)
+                await asyncio.wait_for(held.started.wait(), 30)
+                # when: the store goes away, and the four saves are made
+                proxy.take_down()
+                held.go.set()
+                assert await until(lambda: worker.stats.outcomes["retry"] == 4, seconds=60)
+                worker.stop()
+                await running
+
+    # then: the store's outage is said once (with its fix) where each refused save was a
+    # warning of its own; each message's retry still names the error
+    failed = [e for e in logs if e["event"] == "handler persist failed (transient)"]
+    assert len(failed) == 4
+    assert [e for e in failed if e["log_level"] != "debug"][1:] == [], failed
+    assert any(e["event"].startswith(PAUSED) for e in logs)
+    retried = [e for e in logs if e["event"] == "message will be retried"]
+    assert len(retried) == 4
+    assert all("StoreUnavailable" in e["reason"] for e in retried), retried

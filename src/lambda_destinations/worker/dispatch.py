@@ -838,6 +838,9 @@ class Dispatcher:
             self.metrics.handler_errors.labels(handler.name, "permanent").inc()
             raise QuarantineMessage(f"handler {handler.name}: {exc.reason}") from exc
         except Exception as exc:
+            # Told already: the store's outage has its warning (once a pause, with its fix),
+            # and each message's retry line names the error; a warning a message said it again.
+            told = isinstance(exc, StoreUnavailable) and not self.store_ok.is_set()
             if isinstance(exc, StoreUnavailable):
                 # The handler's own store calls failed (persist's save is its whole effect):
                 # pause receiving as for the dispatcher's own, or every message received
@@ -846,7 +849,9 @@ class Dispatcher:
             kind = classify(exc)
             error_class = "permanent" if kind == "permanent" else "transient"
             self.metrics.handler_errors.labels(handler.name, error_class).inc()
-            if kind != "unknown" or isinstance(exc, SETUP_ERRORS):  # no credentials: no bug
+            if told:
+                log.debug(f"handler {handler.name} failed ({kind})", error=describe_error(exc))
+            elif kind != "unknown" or isinstance(exc, SETUP_ERRORS):  # no credentials: no bug
                 log.warning(f"handler {handler.name} failed ({kind})", error=describe_error(exc))
             else:
                 self._log_unexpected(handler.name, exc)
