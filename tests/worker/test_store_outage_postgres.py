@@ -21,6 +21,7 @@ from worker_helpers import (
 
 from lambda_destinations.simulate import success_record
 from lambda_destinations.worker import StartTimedOut, Worker
+from lambda_destinations.worker.worker import StoreLostTimedOut
 
 PAUSED = "store unavailable; receiving paused"
 
@@ -112,14 +113,18 @@ async def test_a_start_waiting_for_the_store_names_no_endpoint(
         worker = Worker(settings_for(url, store=through))
 
         # when: it waits for the store, then gives up
+        began = asyncio.get_running_loop().time()
         with capture_logs() as logs, pytest.raises(StartTimedOut):
             await worker.start(give_up_after=3.0)
+        waited = asyncio.get_running_loop().time() - began
 
     # then: the warning names the store's error and fix, and no endpoint (before: an
     # endpoint of null, SQS's field)
     (line,) = [e for e in logs if e["event"].startswith("cannot reach store")]
     assert "StoreUnavailable" in line["error"]
     assert "endpoint" not in line, line
+    # and it waited the whole 3 s (before: until the next backoff would end past them)
+    assert waited >= 3.0
 
 
 @pytest.mark.postgres
@@ -158,3 +163,32 @@ async def test_saves_refused_in_a_store_outage_are_one_warning_not_one_a_message
     retried = [e for e in logs if e["event"] == "message will be retried"]
     assert len(retried) == 4
     assert all("StoreUnavailable" in e["reason"] for e in retried), retried
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+async def test_a_job_gives_up_on_the_store_only_once_it_was_away_once_timeout(
+    sqs, make_queue, settings_for, postgres_url
+) -> None:
+    # given: a job (once_timeout 12 s) on a store that goes away as it begins, more messages
+    # on its queue than it receives before its first one is handled
+    url, _ = make_queue("job-store-away")
+    rng = random.Random(46)
+    send_bodies(sqs, url, [json.dumps(success_record(rng)) for _ in range(30)])
+    loop = asyncio.get_running_loop()
+    async with postgres_proxy(postgres_url) as (proxy, through):
+        settings = settings_for(
+            url, store=through, once_timeout=12.0, concurrency=1, pollers_per_queue=1
+        )
+        async with Worker(settings) as worker:
+            # when: the store stays away
+            proxy.take_down()
+            away = loop.time()
+            with pytest.raises(StoreLostTimedOut) as info:
+                await worker.run(once=True)
+            given_up = loop.time()
+
+    # then: it gave up no sooner than once_timeout, as its line says (before: as soon as the
+    # next ping's backoff would end past it, some 4 to 8 s early)
+    assert "stayed unavailable for 12s" in str(info.value)
+    assert given_up - away >= 12.0

@@ -578,9 +578,11 @@ class Worker(Lifetime):
                 failures += 1
                 # /readyz says why it waits, as the warning does (a full disk, not "unreachable").
                 self._waiting_for = f"waiting for {what}: {describe_error(exc)}"
-                delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX_PER_POLLER)
                 now = loop.time()
-                if give_up is not None and now + delay > give_up:
+                delay = _until_give_up(
+                    backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX_PER_POLLER), now, give_up
+                )
+                if delay is None:
                     raise StartTimedOut(_stayed_away(what, self.settings, exc)) from None
                 if now >= remind_at:
                     remind_at = now + REMINDER_EVERY
@@ -1172,8 +1174,10 @@ class Worker(Lifetime):
         loop = asyncio.get_running_loop()
         while True:
             failures += 1
-            delay = backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX)
-            if give_up is not None and loop.time() + delay > give_up:
+            delay = _until_give_up(
+                backoff_delay(failures, RECONNECT_BASE, RECONNECT_MAX), loop.time(), give_up
+            )
+            if delay is None:
                 self._gave_up = StoreLostTimedOut(
                     f"the store stayed unavailable for {self.settings.once_timeout:g}s while "
                     f"the job ran ({error}); its messages go back to their queues: fix the "
@@ -1426,6 +1430,18 @@ def receive_request(
         "MessageAttributeNames": ["All"],
         "VisibilityTimeout": visibility,
     }
+
+
+def _until_give_up(delay: float, now: float, give_up: float | None) -> float | None:
+    """The backoff ``delay``, cut short to end at ``give_up`` (loop time; None: never); None
+    once that has come. The last try is made at ``give_up``: a job says the store or SQS
+    stayed away for once_timeout once it has waited that long, not when the next backoff
+    would end past it (as much as half the timeout early)."""
+    if give_up is None:
+        return delay
+    if now >= give_up:
+        return None
+    return min(delay, give_up - now)
 
 
 def _stayed_away(what: str, settings: Settings, exc: BaseException) -> str:
