@@ -465,3 +465,47 @@ def test_a_function_of_another_account_is_read_with_the_role_of_its_account(
     )
     assert with_role.returncode == 0, with_role.stderr
     assert "  theirs" in with_role.stdout
+
+
+def test_a_since_after_the_default_end_names_that_end_not_an_until_never_given(
+    cli_env: dict[str, str], sqlite_url: str
+) -> None:
+    # given: a failure of three days ago; a window by default ends a minute after its time
+    row, rid, at = failure_at(minutes_ago=3 * 24 * 60)
+    seed_sync(sqlite_url, [row])
+
+    # when: the lines of the last hour are asked for, with no --until
+    result = cli("failures", "logs", rid, "--since", "1h", env=cli_env)
+
+    # then: one line naming the end the window has without --until, and both ways out (it
+    # said "--since must be before --until", an --until the operator never gave)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    end = (at + dt.timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
+    assert line.startswith("error: --since reads "), line
+    assert f"the window ends a minute after the record's time, {end} UTC" in line
+    assert line.endswith("give an earlier --since, or an --until after it"), line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("options", "before"), [([], "16 min"), (["--all-attempts"], "6 h 16 min")]
+)
+def test_an_until_before_the_default_start_names_that_start_not_a_since_never_given(
+    cli_env: dict[str, str], sqlite_url: str, options: list[str], before: str
+) -> None:
+    # given: a failure of ten minutes ago
+    row, rid, at = failure_at(minutes_ago=10)
+    seed_sync(sqlite_url, [row])
+
+    # when: the window is to end seven hours ago, with no --since
+    result = cli("failures", "logs", rid, "--until", "7h", *options, env=cli_env)
+
+    # then: one line naming where the window starts without --since
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    start = at - dt.timedelta(minutes=16) - (dt.timedelta(hours=6) if options else dt.timedelta())
+    assert line.startswith("error: --until reads "), line
+    expected = f"the window starts {before} before the record's time, "
+    assert f"{expected}{start:%Y-%m-%d %H:%M:%S} UTC" in line, line
+    assert line.endswith("give a later --until, or a --since before it"), line

@@ -40,7 +40,7 @@ from lambda_destinations.operations.function_logs import (
     with_its_function,
 )
 from lambda_destinations.store import InvocationRow
-from lambda_destinations.times import window_backwards
+from lambda_destinations.times import utc_text, window_backwards
 
 # The options the lines of `failures logs` name.
 _CONTROLS = Controls(
@@ -155,8 +155,33 @@ def _logs_query(
     except NothingToRead as exc:
         fail(str(exc), EXIT_USAGE)
     if query.since >= query.until:
-        fail(window_backwards(query.since, query.until), EXIT_USAGE)
+        given = {"given_since": since is not None, "given_until": until is not None}
+        fail(_backwards(query, row, **given), EXIT_USAGE)
     return query
+
+
+def _backwards(
+    query: LogsQuery, row: InvocationRow, *, given_since: bool, given_until: bool
+) -> str:
+    """The line for a window that ends before it starts: the two times as read, or, where one
+    end was not given, where the window puts that end by default (the record's time)."""
+    if given_since == given_until:  # both given (neither can be: the default window is not)
+        return window_backwards(query.since, query.until)
+    moment = row.timestamp or row.first_seen_at
+    if given_since:
+        return (
+            f"--since reads {utc_text(query.since)} UTC, and without --until the window ends "
+            f"a minute after the record's time, {utc_text(query.until)} UTC: give an earlier "
+            "--since, or an --until after it"
+        )
+    minutes = round((moment - query.since) / dt.timedelta(minutes=1))
+    hours, minutes = divmod(minutes, 60)
+    before = f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    return (
+        f"--until reads {utc_text(query.until)} UTC, and without --since the window starts "
+        f"{before} before the record's time, {utc_text(query.since)} UTC: give a later "
+        "--until, or a --since before it"
+    )
 
 
 def _read_logs(settings: Settings, query: LogsQuery) -> FunctionLogs:
