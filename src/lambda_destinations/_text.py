@@ -180,9 +180,10 @@ def multi_line(text: str) -> str:
 # two lines, or a value as the JSON around it), DEL and the C1 controls, the bidi controls
 # (as in _UNSHOWN: they reorder what is read around them) and lone surrogates (UTF-8 has no
 # bytes for them). JSON's own escapes already cover the C0 controls.
-_JSON_UNSAFE = re.compile(
-    "[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+_RAW_UNSAFE = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_JSON_UNSAFE = re.compile(f"[{_RAW_UNSAFE}\ud800-\udfff]")
+# The same but lone surrogates, for JSON written out: stdout writes those as U+FFFD (printable).
+_JSON_ACTED_ON = re.compile(f"[{_RAW_UNSAFE}]")
 
 
 def json_lines(value: object) -> str:
@@ -195,6 +196,15 @@ def json_lines(value: object) -> str:
     """
     text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
     return _JSON_UNSAFE.sub(_json_escape, text)
+
+
+def json_escaped(text: str) -> str:
+    """The JSON ``text`` with what a terminal acts on but JSON may leave raw in a string (the
+    C1 controls: U+009B is a CSI to xterm, which reads them in UTF-8; DEL; the bidi controls;
+    the line and paragraph separators) as ``\\uXXXX`` escapes: still JSON of the same value,
+    which cannot drive the terminal it is printed on or reorder its lines. (JSON escapes the
+    C0 controls, ESC among them, itself.)"""
+    return _JSON_ACTED_ON.sub(_json_escape, text)
 
 
 def _json_escape(match: re.Match[str]) -> str:

@@ -180,6 +180,47 @@ def test_stored_controls_and_bidi_controls_are_spelled_out_in_text_and_exact_in_
     assert listed["reason"] == SPOOF
 
 
+# What a terminal acts on that JSON may leave raw in a string: a C1 control (U+009B is a CSI
+# to xterm, which reads C1 controls in UTF-8: "\u009b2J" clears the screen), DEL, and the bidi
+# controls, which reorder the line (the line and paragraph separators break it).
+RAW_IN_JSON = "a\x9b2Jb\x9d0;title\x9c \x7f \u202etxt.exe\u2069 \u2028\u2029 \u061c\u200e\u200f"
+
+
+def test_json_output_spells_what_a_terminal_acts_on_as_escapes_of_the_same_value(
+    tmp_path,
+) -> None:
+    # given: a failure whose error message, type and payload hold them (and text whose
+    # joiners belong to it)
+    from ops_helpers import failure_body, row_of, seed_sync
+
+    body, record = failure_body(
+        4, error=("Odd\u202eError", f"{RAW_IN_JSON} {KEPT}", "python"), payload={"x": RAW_IN_JSON}
+    )
+    seed_sync(f"sqlite:///{tmp_path / 'raw.db'}", [row_of(body)])
+    env = {"LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'raw.db'}"}
+    request_id = record["requestContext"]["requestId"]
+
+    # when: each JSON view of it
+    outputs = {
+        "list --json": shown("failures", "list", "--json", env=env),
+        "list --ndjson": shown("failures", "list", "--ndjson", env=env),
+        "show --json": shown("failures", "show", request_id, "--json", env=env),
+        "stats --json": shown("failures", "stats", "--json", env=env),
+    }
+
+    # then: none of them raw on stdout (they reached a terminal as they were), each read back
+    # as the stored value, the joiners kept as they are
+    for view, out in outputs.items():
+        assert [c for c in out if c in RAW_IN_JSON and not c.isprintable()] == [], view
+    (listed,) = json.loads(outputs["list --json"])
+    assert listed == json.loads(outputs["list --ndjson"])
+    assert listed["error_message"] == f"{RAW_IN_JSON} {KEPT}"
+    assert KEPT in outputs["list --json"]
+    whole = json.loads(outputs["show --json"])
+    assert whole["request_payload"] == {"x": RAW_IN_JSON}
+    assert json.loads(outputs["stats --json"])["groups"][0]["error_type"] == "Odd\u202eError"
+
+
 async def test_a_record_of_the_year_1_shows_its_year_in_four_digits(tmp_path) -> None:
     # given: a failure whose own time is the first second of the year 1 (a wrong clock)
     from ops_helpers import failure_body, row_of, seed

@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from lambda_destinations._request_ids import stored_id
+from lambda_destinations._text import json_escaped
 from lambda_destinations.cli._app import (
     EXIT_USAGE,
     EndpointUnreachable,
@@ -392,9 +393,10 @@ def output_options(func: Callable[..., R]) -> Callable[..., R]:
 
 
 def dumps(value: Any, *, indent: int | None = None) -> str:
-    """``value`` as JSON: characters as they are, or as JSON's escapes (``\\u2192``) where
+    """``value`` as JSON: characters as they are, but what a terminal acts on as JSON's escapes
+    (:func:`~lambda_destinations._text.json_escaped`), or every one that is not ASCII where
     stdout's encoding has no bytes for one of them (see :func:`takes`)."""
-    text = json.dumps(value, default=str, indent=indent, ensure_ascii=False)
+    text = json_escaped(json.dumps(value, default=str, indent=indent, ensure_ascii=False))
     return text if takes(text) else json.dumps(value, default=str, indent=indent)
 
 
