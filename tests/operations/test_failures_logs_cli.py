@@ -28,6 +28,7 @@ from logs_helpers import (
     invocation,
     lambda_logs,
     logs_client,
+    millis,
     put,
     put_last_attempt,
     refusing_filter_log_events,
@@ -509,3 +510,35 @@ def test_an_until_before_the_default_start_names_that_start_not_a_since_never_gi
     expected = f"the window starts {before} before the record's time, "
     assert f"{expected}{start:%Y-%m-%d %H:%M:%S} UTC" in line, line
     assert line.endswith("give a later --until, or a --since before it"), line
+
+
+def test_lines_of_the_same_millisecond_keep_the_order_they_were_written_in(
+    cli_env: dict[str, str], sqlite_url: str, logs: Any
+) -> None:
+    # given: the last attempt's lines, three of them written in the same millisecond: a
+    # printed line, the runtime logger's line (which names the request id), another printed
+    row, rid, at = failure_at()
+    seed_sync(sqlite_url, [row])
+    start = at - dt.timedelta(seconds=30)
+    same = start + dt.timedelta(seconds=1)
+    written = [
+        (start, f"START RequestId: {rid} Version: $LATEST\n"),
+        (same, "printed before the logger's line\n"),
+        (same, f"[INFO]\t{rid}\tthe logger's line\n"),
+        (same, "printed after it\n"),
+        (same + dt.timedelta(seconds=1), f"END RequestId: {rid}\n"),
+    ]
+    put(logs, STREAM, written[:1])  # the group and stream; then the rest in the order written
+    logs.put_log_events(
+        logGroupName=GROUP,
+        logStreamName=STREAM,
+        logEvents=[{"timestamp": millis(t), "message": text} for t, text in written[1:]],
+    )
+
+    # when
+    result = cli("failures", "logs", rid, "--json", env=cli_env)
+
+    # then: in the order the function wrote them (the logger's line came first: the lines
+    # naming the request id were placed before the others of their millisecond)
+    assert result.returncode == 0, result.stderr
+    assert [line["message"] for line in json.loads(result.stdout)] == [t for _, t in written]

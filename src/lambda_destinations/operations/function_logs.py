@@ -176,6 +176,11 @@ async def read_lines(
     window = {"startTime": _millis(since), "endTime": _millis(until)}
     named, more = await _filtered(logs, group, limit, filterPattern=f'"{request_id}"', **window)
     found = {line.event_id: line for line in named}
+    # Where each line came in the reads, the last read of it winning: a stream's span gives
+    # its lines in the order written, where several share a millisecond (a printed line and
+    # the logger's, which alone names the request id: the first read had it without the other).
+    rank = {line.event_id: n for n, line in enumerate(named)}
+    read = 0  # the lines of the spans read so far
     for stream, first, last in sorted(_attempts(named, request_id), key=lambda span: span[1]):
         if limit and sum(1 for line in found.values() if line.timestamp < first) >= limit:
             more = True  # the first `limit` lines are all before this attempt
@@ -183,8 +188,12 @@ async def read_lines(
         span = {"startTime": _millis(first), "endTime": _millis(last)}
         around, cut = await _filtered(logs, group, limit, logStreamNames=[stream], **span)
         found.update((line.event_id, line) for line in around)
+        rank.update((line.event_id, n) for n, line in enumerate(around, start=len(named) + read))
+        read += len(around)
         more = more or cut
-    lines = sorted(found.values(), key=lambda line: (line.timestamp, line.log_stream))
+    lines = sorted(
+        found.values(), key=lambda line: (line.timestamp, line.log_stream, rank[line.event_id])
+    )
     if limit and len(lines) > limit:
         return lines[:limit], True
     return lines, more
