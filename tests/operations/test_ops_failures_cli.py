@@ -1217,3 +1217,23 @@ def test_list_reads_the_store_a_page_at_a_time(
 async def _listed_at_once(url: str) -> list[str]:
     async with Store.from_url(url) as store:
         return [row.request_id for row in await store.list_invocations(InvocationFilter())]
+
+
+def test_show_of_a_record_with_no_time_of_its_own_says_so_and_when_it_was_first_seen(
+    sqlite_url: str,
+) -> None:
+    # given: a legacy dead-letter queue message: no time of its own, only when it was received
+    rid = "9d2f4a10-3333-4c6e-8f1a-2b3c4d5e6f70"
+    row = row_of('{"order": 1}', {"RequestID": rid, "ErrorCode": "200"})
+    seed_sync(sqlite_url, [row])
+
+    # when
+    result = cli("failures", "show", rid, env={"LAMBDA_DESTINATIONS_STORE": sqlite_url})
+
+    # then: the time line says it has none, and that the first seen time is UTC too (it read
+    # "- UTC  (first seen ...)", a UTC beside no time and none beside the one there is)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("time ")]
+    assert line.split(None, 1)[1] == (
+        f"none in the record  (first seen {row.first_seen_at:%Y-%m-%d %H:%M:%S} UTC)"
+    )

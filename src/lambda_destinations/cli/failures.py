@@ -456,16 +456,15 @@ def _summary_fields(whole: FailureDetail) -> list[tuple[str, str]]:
         if row.approximate_invoke_count and row.approximate_invoke_count > 1
         else ""
     )
+    # A legacy DLQ message has no time of its own: only when the worker first received it.
+    own = "none in the record" if row.timestamp is None else f"{format_time(row.timestamp)} UTC"
     fields = [
         ("request id", row.request_id or "-"),
         ("key", row.key),
         ("function", f"{function_label(row) or '-'}  ({row.function_arn or 'no ARN'})"),
         ("condition", f"{row.condition or '-'}{invoke}"),
         ("status", status),
-        (
-            "time",
-            f"{format_time(row.timestamp)} UTC  (first seen {format_time(row.first_seen_at)})",
-        ),
+        ("time", f"{own}  (first seen {format_time(row.first_seen_at)} UTC)"),
         ("kind", f"{row.kind}, envelope {row.envelope}"),
         ("queue", row.queue),
     ]
