@@ -248,6 +248,28 @@ def test_a_window_that_misses_a_backlog_names_its_newest_failure_and_the_since(
     assert backlog["newest"].request_id in {f["request_id"] for f in as_json(shown)}
 
 
+@pytest.mark.parametrize("command", ["list", "stats"])
+def test_a_window_that_ends_before_now_names_its_end_in_the_line_of_the_newest_before(
+    cli_env, sqlite_url, backlog, command
+) -> None:
+    # given: besides the backlog, a failure of ten minutes ago
+    seed_sync(sqlite_url, [row_of(failure_body(13, minutes_ago=10)[0])])
+
+    # when: a window from 2 days ago to an hour ago, which holds none
+    result = cli("failures", command, "--since", "2d", "--until", "1h", env=cli_env)
+
+    # then: the line says the window held none, naming both its ends (it said "no failures
+    # since" the window's start, with one ten minutes old in the store)
+    assert result.returncode == 0, result.stderr
+    hint = result.stderr.strip().splitlines()[-1]
+    assert hint.startswith("no failures from "), hint
+    assert " UTC to " in hint.split(";")[0], hint
+    newest = backlog["newest"].timestamp
+    assert hint.endswith(
+        f"the newest before is from {newest:%Y-%m-%d %H:%M} UTC (--since 4d shows it)"
+    )
+
+
 def test_a_window_with_nothing_before_it_either_says_only_that_nothing_matches(
     cli_env, backlog
 ) -> None:

@@ -87,10 +87,11 @@ class FailureStats:
 async def earlier_failure_hint(
     store: Store, selection: InvocationFilter, since: dt.datetime, now: dt.datetime
 ) -> str | None:
-    """When a window from ``since`` shows no failure: the line that says when the newest
-    failure the same filters match before it is from, and the ``--since`` that shows it; None
-    when there is none. A backlog drained at a first start holds records days old, which
-    `failures list --since 2h` and the 24 hours `failures stats` covers leave out.
+    """When a window from ``since`` (to the selection's until) shows no failure: the line that
+    says when the newest failure the same filters match before it is from, and the ``--since``
+    that shows it; None when there is none. A backlog drained at a first start holds records
+    days old, which `failures list --since 2h` and the 24 hours `failures stats` covers leave
+    out.
 
     One row of one index (the newest before ``since``): the store counts nothing.
     """
@@ -101,9 +102,16 @@ async def earlier_failure_hint(
     moment = rows[0].timestamp or rows[0].first_seen_at
     days = math.ceil((now - moment) / dt.timedelta(days=1))
     shows = f"{days}d" if 0 < days <= STATS_WINDOW_MAX.days else utc_text(moment, "%Y-%m-%d")
+    # A window that ends before now: failures after its end may be there.
+    window = f"since {utc_text(since, '%Y-%m-%d %H:%M')} UTC"
+    if selection.until is not None and selection.until < now:
+        window = (
+            f"from {utc_text(since, '%Y-%m-%d %H:%M')} UTC to "
+            f"{utc_text(selection.until, '%Y-%m-%d %H:%M')} UTC"
+        )
     return (
-        f"no failures since {utc_text(since, '%Y-%m-%d %H:%M')} UTC; the newest before is "
-        f"from {utc_text(moment, '%Y-%m-%d %H:%M')} UTC (--since {shows} shows it)"
+        f"no failures {window}; the newest before is from "
+        f"{utc_text(moment, '%Y-%m-%d %H:%M')} UTC (--since {shows} shows it)"
     )
 
 
