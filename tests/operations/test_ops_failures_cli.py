@@ -1259,3 +1259,24 @@ def test_show_of_a_record_with_no_time_of_its_own_says_so_and_when_it_was_first_
     assert line.split(None, 1)[1] == (
         f"none in the record  (first seen {row.first_seen_at:%Y-%m-%d %H:%M:%S} UTC)"
     )
+
+
+def test_stats_counts_the_failures_that_name_no_function_apart_from_the_functions(
+    sqlite_url: str,
+) -> None:
+    # given: a failure of orders-api and two legacy dead-letter queue messages (no function)
+    legacy = [
+        row_of(
+            '{"order": 1}',
+            {"RequestID": f"9d2f4a10-444{n}-4c6e-8f1a-2b3c4d5e6f70", "ErrorCode": "200"},
+        )
+        for n in range(2)
+    ]
+    seed_sync(sqlite_url, [row_of(failure_body(21, minutes_ago=10)[0]), *legacy])
+
+    # when
+    result = cli("failures", "stats", env={"LAMBDA_DESTINATIONS_STORE": sqlite_url})
+
+    # then: one function, and two that name none (it said "3 failures in 2 functions")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("3 failures in 1 function and 2 naming none, "), result.stdout

@@ -41,7 +41,7 @@ from lambda_destinations.cli._common import (
     whole_ids,
 )
 from lambda_destinations.cli._options import settings_options
-from lambda_destinations.cli._table import field_lines, render_table
+from lambda_destinations.cli._table import field_lines, plural, render_table
 from lambda_destinations.config import Settings
 from lambda_destinations.operations.detail import (
     FailureDetail,
@@ -567,11 +567,13 @@ def _since_ahead(since: dt.datetime) -> str:
 
 def _show_stats(stats: FailureStats, since: dt.datetime, until: dt.datetime) -> None:
     """A one-line total, then a table by function and error type, then the chart."""
-    functions = len({g.function_name for g in stats.groups})
+    functions = len({g.function_name for g in stats.groups if g.function_name is not None})
+    # A legacy DLQ message names no function: such failures are counted, not as a function.
+    nameless = sum(g.count for g in stats.groups if g.function_name is None)
+    none = f" and {nameless} naming none" if nameless else ""
     click.echo(
-        f"{stats.total} failure{'s' if stats.total != 1 else ''} in {functions} "
-        f"function{'s' if functions != 1 else ''}, {format_time(since)} → "
-        f"{format_time(until)} UTC"
+        f"{plural(stats.total, 'failure')} in {plural(functions, 'function')}{none}, "
+        f"{format_time(since)} → {format_time(until)} UTC"
     )
     if not stats.groups:
         return
