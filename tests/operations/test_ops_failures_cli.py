@@ -270,6 +270,26 @@ def test_a_window_that_ends_before_now_names_its_end_in_the_line_of_the_newest_b
     )
 
 
+def test_stats_name_a_window_they_cover_for_a_failure_older_than_their_longest(
+    cli_env, sqlite_url
+) -> None:
+    # given: one failure, still open, of 400 days ago (open failures are kept for ever)
+    seed_sync(sqlite_url, [row_of(failure_body(14, minutes_ago=400 * 24 * 60)[0])])
+
+    # when: the last 24 hours' statistics, which hold none
+    result = cli("failures", "stats", env=cli_env)
+
+    # then: the line names a window stats cover that holds it (it said "--since DATE shows
+    # it", which stats refuse: a window of more than 366 days up to now)
+    assert result.returncode == 0, result.stderr
+    hint = result.stderr.strip().splitlines()[-1]
+    window = hint.rsplit("(", 1)[1].removesuffix(" shows it)").split()
+    assert window[0] == "--since", hint
+    shown = cli("failures", "stats", *window, "--json", env=cli_env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["total"] == 1
+
+
 def test_a_window_with_nothing_before_it_either_says_only_that_nothing_matches(
     cli_env, backlog
 ) -> None:

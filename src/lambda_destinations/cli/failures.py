@@ -52,6 +52,7 @@ from lambda_destinations.operations.detail import (
     stream_read_command,
 )
 from lambda_destinations.operations.stats import (
+    STATS_WINDOW_MAX,
     check_window,
     earlier_failure_hint,
     window_start,
@@ -545,7 +546,9 @@ def stats_command(
             stats.statuses = await status_counts(store, selection)
             hint = None
             if not stats.groups and not as_json:
-                hint = await earlier_failure_hint(store, selection, since, command_now())
+                hint = await earlier_failure_hint(
+                    store, selection, since, command_now(), longest=STATS_WINDOW_MAX
+                )
             return stats, hint
 
     stats, hint = asyncio.run(go())

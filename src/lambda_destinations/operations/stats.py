@@ -85,13 +85,21 @@ class FailureStats:
 
 
 async def earlier_failure_hint(
-    store: Store, selection: InvocationFilter, since: dt.datetime, now: dt.datetime
+    store: Store,
+    selection: InvocationFilter,
+    since: dt.datetime,
+    now: dt.datetime,
+    *,
+    longest: dt.timedelta | None = None,
 ) -> str | None:
     """When a window from ``since`` (to the selection's until) shows no failure: the line that
     says when the newest failure the same filters match before it is from, and the ``--since``
     that shows it; None when there is none. A backlog drained at a first start holds records
     days old, which `failures list --since 2h` and the 24 hours `failures stats` covers leave
     out.
+
+    ``longest``: the longest window the command covers (stats': :data:`STATS_WINDOW_MAX`); a
+    failure older than that from ``now`` is shown by the day it is in.
 
     One row of one index (the newest before ``since``): the store counts nothing.
     """
@@ -102,6 +110,10 @@ async def earlier_failure_hint(
     moment = rows[0].timestamp or rows[0].first_seen_at
     days = math.ceil((now - moment) / dt.timedelta(days=1))
     shows = f"{days}d" if 0 < days <= STATS_WINDOW_MAX.days else utc_text(moment, "%Y-%m-%d")
+    if longest is not None and not 0 < days <= longest.days:
+        day = moment.astimezone(dt.UTC).date()
+        end = f"{day}T23:59:59.999999Z" if day == dt.date.max else day + dt.timedelta(days=1)
+        shows = f"{day} --until {end}"
     # A window that ends before now: failures after its end may be there.
     window = f"since {utc_text(since, '%Y-%m-%d %H:%M')} UTC"
     if selection.until is not None and selection.until < now:
