@@ -140,7 +140,7 @@ def _output_unwritable(exc: OutputUnwritable) -> NoReturn:
 def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
     """Leave on a Ctrl-C (or SIGTERM): its line and the documented code."""
     _leaving_on_interrupt()
-    terminated = isinstance(exc, Terminated)
+    terminated = isinstance(exc, Terminated) or _terminated
     code = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     say_last("terminated" if terminated else "interrupted", code)
     sys.exit(code)
@@ -171,6 +171,7 @@ def _one_line(exc: click.ClickException) -> str:
 # takes a signal is the command's to change; not when a test or a program runs ``cli`` in its
 # own process, which would then ignore every Ctrl-C after the first.
 _owns_process = False
+_terminated = False  # a SIGTERM came, taken as asyncio.run takes a Ctrl-C (see _terminate)
 
 
 def own_process() -> None:
@@ -186,8 +187,20 @@ def own_process() -> None:
         signal.signal(signal.SIGTERM, _terminate)
 
 
-def _terminate(signum: int, frame: object) -> NoReturn:
-    raise Terminated
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM. Inside ``asyncio.run`` it does what a Ctrl-C does there: the command's task is
+    cancelled at its next await and cleans up (what a replay or a redrive sent, said), then
+    ``KeyboardInterrupt``; the exit is 143 all the same. Raised where the code then was, it
+    cut a step in its middle (a database driver's reply half read: a traceback, exit 1) and
+    asyncio cancelled every task at once. Elsewhere :class:`Terminated`, at once."""
+    global _terminated
+    on_sigint = signal.getsignal(signal.SIGINT)
+    asyncio = sys.modules.get("asyncio")
+    runner = getattr(getattr(on_sigint, "func", None), "__self__", None)
+    if asyncio is None or not isinstance(runner, asyncio.Runner) or not callable(on_sigint):
+        raise Terminated
+    _terminated = True
+    on_sigint(signal.SIGINT, frame)
 
 
 def _leaving_on_interrupt() -> None:
