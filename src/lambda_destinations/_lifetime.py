@@ -5,7 +5,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from typing import Self
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, Self, TypeVar
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class Lifetime(abc.ABC):
@@ -37,3 +42,27 @@ async def until_set(event: asyncio.Event, seconds: float) -> bool:
         async with asyncio.timeout(seconds):
             await event.wait()
     return event.is_set()
+
+
+def to_its_end(
+    work: Callable[_P, Coroutine[Any, Any, _T]],
+) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """``work`` (a redrive's batch: its send and delete; a prune's batch and its count) run
+    to its end even when the run is interrupted meanwhile (Ctrl-C cancels its tasks): cut in
+    the middle, the send's answer would be lost (the batch in doubt, hidden in the DLQ for the
+    visibility timeout), or the batch now in the target would stay in the DLQ as well, for the
+    next run to send again; a prune's deleted rows would go uncounted. The interruption goes
+    on once it is done."""
+
+    @functools.wraps(work)
+    async def whole(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        task = asyncio.ensure_future(work(*args, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # retrieved: the interruption is what goes on
+            raise
+
+    return whole

@@ -6,9 +6,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import re
 import shutil
+import signal
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ from click.testing import CliRunner
 
 from lambda_destinations.cli import cli
 from lambda_destinations.store import DeliveryRow, InvocationFilter, InvocationRow, Store, utcnow
+from processes import ENTRY, ctrl_c_as_in_a_terminal, reap
 
 
 def success(n: int, when: dt.datetime) -> tuple[InvocationRow, DeliveryRow]:
@@ -252,3 +257,52 @@ def test_an_empty_postgresql_database_is_a_configuration_error_its_password_mask
     assert err == f"error: store {shown} (--store): {NOT_MIGRATED}\n"
     assert "s3cret" not in err
     assert out == ""
+
+
+def test_a_prune_stopped_midway_says_how_many_rows_it_deleted(tmp_path: Path) -> None:
+    # given: many successes past their retention, pruned one a transaction
+    path = tmp_path / "s.db"
+    url = f"sqlite:///{path}"
+
+    async def many() -> None:
+        async with Store.from_url(url) as store:
+            await store.migrate()
+            old = utcnow() - dt.timedelta(days=30)
+            for n in range(1500):
+                await store.save_invocation(*success(n, old))
+
+    asyncio.run(many())
+    env = {**os.environ, "LAMBDA_DESTINATIONS_STORE": url, "LAMBDA_DESTINATIONS_PRUNE_BATCH": "1"}
+    count = "SELECT count(*) FROM invocations"
+    with (
+        contextlib.closing(sqlite3.connect(path)) as db,
+        subprocess.Popen(
+            [*ENTRY, "prune"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=ctrl_c_as_in_a_terminal,
+        ) as process,
+    ):
+        try:
+            # when: Ctrl-C once it has deleted some
+            while db.execute(count).fetchone()[0] == 1500 and process.poll() is None:
+                time.sleep(0.01)
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+        finally:
+            reap(process)
+        deleted = 1500 - db.execute(count).fetchone()[0]
+
+    # then: interrupted, after a line of what it deleted (the batch under way finished, and
+    # counted), and what is left to the next prune
+    assert 0 < deleted < 1500, err
+    assert process.returncode == 130, err
+    assert err.splitlines() == [
+        f"stopped after deleting {deleted} row{'s' if deleted != 1 else ''} (successes "
+        f"{deleted}): the rest are left for "
+        "the next prune (run it again, or the worker's own every prune_interval)",
+        "interrupted",
+    ]

@@ -72,9 +72,13 @@ def prune_command(
             )
         before = dict.fromkeys(before, moment)
 
+    report = PruneReport()
+
     async def go() -> tuple[PruneReport, Vacuumed | None]:
         async with opened_store(settings, writes=not dry_run) as store:
-            report = await prune_store(store, before, batch=settings.prune_batch, dry_run=dry_run)
+            await prune_store(
+                store, before, batch=settings.prune_batch, dry_run=dry_run, report=report
+            )
             if vacuum and not store.vacuums:
                 click.echo(
                     "note: --vacuum applies to SQLite only; PostgreSQL's autovacuum reclaims space",
@@ -86,7 +90,11 @@ def prune_command(
                 return report, await store.vacuum()
             return report, None
 
-    report, vacuumed = asyncio.run(go())
+    try:
+        report, vacuumed = asyncio.run(go())
+    except BaseException:
+        _say_cut_short(report)
+        raise
     _print(report, before, vacuumed, as_json)
     if not before:  # an empty table said nothing of why
         click.echo(
@@ -127,6 +135,20 @@ def _print(
             f"now {_size(vacuumed.bytes_after)}",
             err=True,
         )
+
+
+def _say_cut_short(report: PruneReport) -> None:
+    """What a prune stopped midway (Ctrl-C, the store lost) deleted before it stopped: those
+    rows are gone, though no table follows."""
+    if report.dry_run or not any(report.rows.values()):
+        return
+    done = ", ".join(f"{kind.value} {n}" for kind, n in report.rows.items() if n)
+    total = sum(report.rows.values())
+    click.echo(
+        f"stopped after deleting {total} row{'s' if total != 1 else ''} ({done}): the rest "
+        "are left for the next prune (run it again, or the worker's own every prune_interval)",
+        err=True,
+    )
 
 
 def _size(size: int) -> str:

@@ -39,12 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from botocore.exceptions import (
     ClientError,
@@ -54,6 +53,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from lambda_destinations._lifetime import to_its_end
 from lambda_destinations._urls import queue_name, queue_path
 from lambda_destinations.aws import AwsClients
 from lambda_destinations.errors import LambdaDestinationsError
@@ -107,8 +107,6 @@ ReadObject = Callable[[S3Object], Awaitable[bytes]]
 DEFAULT_VISIBILITY = 60
 _BATCH_TOO_LONG = {"AWS.SimpleQueueService.BatchRequestTooLong", "BatchRequestTooLong"}
 _MOVE_TASK_DONE = {"COMPLETED", "CANCELLED", "FAILED"}
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 _NOT_SUPPORTED_CODES = {
     *NOT_IMPLEMENTED_CODES,
     "UnsupportedOperation",
@@ -561,30 +559,7 @@ async def hidden_count(sqs: Any, url: str) -> int:
     return int(response.get("Attributes", {}).get("ApproximateNumberOfMessagesNotVisible", 0))
 
 
-def _to_its_end(
-    work: Callable[_P, Coroutine[Any, Any, _T]],
-) -> Callable[_P, Coroutine[Any, Any, _T]]:
-    """``work`` (a batch's send and delete) run to its end even when the run is interrupted
-    meanwhile (Ctrl-C cancels its tasks): cut in the middle, the send's answer would be lost
-    (the batch in doubt, hidden in the DLQ for the visibility timeout), or the batch now in
-    the target would stay in the DLQ as well, for the next run to send again. The
-    interruption goes on once it is done."""
-
-    @functools.wraps(work)
-    async def whole(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        task = asyncio.ensure_future(work(*args, **kwargs))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            await asyncio.wait([task])
-            if not task.cancelled():
-                task.exception()  # retrieved: the interruption is what goes on
-            raise
-
-    return whole
-
-
-@_to_its_end
+@to_its_end
 async def _move_to(
     sqs: Any,
     sender: Any,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from lambda_destinations._lifetime import to_its_end
 from lambda_destinations.store import RECLAIM_STEP, PruneKind, Store, utcnow
 
 if TYPE_CHECKING:
@@ -64,13 +65,17 @@ async def prune_store(
     batch: int = 500,
     dry_run: bool = False,
     budget: float | None = None,
+    report: PruneReport | None = None,
 ) -> PruneReport:
     """Delete every kind's rows older than its cutoff, ``batch`` rows per transaction.
 
     Between two batches the event loop runs other work (the worker's saves wait for the write
-    lock at most one batch). With ``budget`` (seconds), stops when it is spent.
+    lock at most one batch). With ``budget`` (seconds), stops when it is spent. ``report``,
+    when given, is filled as the batches go: cut short (Ctrl-C), it counts what was deleted,
+    the batch under way finished first.
     """
-    report = PruneReport(dry_run=dry_run)
+    report = report or PruneReport()
+    report.dry_run = dry_run
     if dry_run:
         for kind, cutoff in before.items():
             report.rows[kind] = await store.count_prunable(kind, cutoff)
@@ -85,14 +90,23 @@ async def prune_store(
             if deadline is not None and time.monotonic() > deadline:
                 report.complete = False
                 return report
-            deleted = await store.prune(kind, cutoff, limit=batch)
-            report.rows[kind] += deleted
+            deleted = await _prune_batch(store, report, kind, cutoff, batch)
             await asyncio.sleep(0)  # let waiting saves take the write lock
             if deleted < batch:
                 break
     if sum(report.rows.values()):
         report.bytes_reclaimed = await _reclaim(store, deadline)
     return report
+
+
+@to_its_end
+async def _prune_batch(
+    store: Store, report: PruneReport, kind: PruneKind, cutoff: dt.datetime, batch: int
+) -> int:
+    """One batch of ``kind``, counted in ``report``: to its end, so that the count is true."""
+    deleted = await store.prune(kind, cutoff, limit=batch)
+    report.rows[kind] += deleted
+    return deleted
 
 
 async def _reclaim(store: Store, deadline: float | None) -> int:
