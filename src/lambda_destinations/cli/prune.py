@@ -58,20 +58,7 @@ def prune_command(
       lambda-destinations prune --older-than 30d
       lambda-destinations prune --vacuum
     """
-    before = cutoffs(retention_days(settings))
-    if older_than is not None:
-        try:
-            moment = parse_when(older_than)
-        except ValueError as exc:
-            fail(f"--older-than: {exc}", EXIT_USAGE)
-        if moment > utcnow():
-            fail(
-                f"--older-than {older_than} is in the future: nothing would be kept: give a "
-                "past date or an age such as 30d",
-                EXIT_USAGE,
-            )
-        before = dict.fromkeys(before, moment)
-
+    before = _cutoffs(settings, older_than)
     report = PruneReport()
 
     async def go() -> tuple[PruneReport, Vacuumed | None]:
@@ -103,6 +90,24 @@ def prune_command(
             "--older-than keeps what they keep): set one above 0 to prune its kind",
             err=True,
         )
+
+
+def _cutoffs(settings: Settings, older_than: str | None) -> dict[PruneKind, dt.datetime]:
+    """Each kind's cutoff: its retention's, or ``--older-than`` (refused in the future)."""
+    before = cutoffs(retention_days(settings))
+    if older_than is None:
+        return before
+    try:
+        moment = parse_when(older_than)
+    except ValueError as exc:
+        fail(f"--older-than: {exc}", EXIT_USAGE)
+    if moment > utcnow():
+        fail(
+            f"--older-than {older_than} is in the future: nothing would be kept: give a "
+            "past date or an age such as 30d",
+            EXIT_USAGE,
+        )
+    return dict.fromkeys(before, moment)
 
 
 def _print(
