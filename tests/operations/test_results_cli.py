@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ import pytest
 from ops_helpers import ENTRY, cli, error_lines, row_of, seed_sync
 
 from lambda_destinations.simulate import failure_record, success_record
-from processes import reap
+from processes import ctrl_c_as_in_a_terminal, reap
 
 
 def success_body(request_id: str, response: object) -> str:
@@ -303,6 +306,84 @@ def test_invoke_wait_times_out_with_exit_5(
     assert result.stdout.strip()  # the request id, printed before waiting
     [line] = error_lines(result)
     assert "within 0.5 s" in line
+
+
+async def _listening(admin_url: str, store_url: str) -> bool:
+    """Whether a connection of the store's database LISTENs: a `--wait` waiting on PostgreSQL."""
+    import asyncpg
+
+    admin = await asyncpg.connect(admin_url)
+    try:
+        found = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN %'",
+            store_url.rsplit("/", 1)[1],
+        )
+    finally:
+        await admin.close()
+    return bool(found)
+
+
+async def _lock_out(admin_url: str, store_url: str) -> None:
+    """The store's database becomes unreachable: its connections ended, new ones refused."""
+    import asyncpg
+
+    database = store_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", database
+        )
+    finally:
+        await admin.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("cut", ["ctrl-c", "store lost"])
+def test_invoke_json_wait_cut_short_still_prints_the_request_id(
+    lambda_endpoint: Any,
+    lambda_env: dict[str, str],
+    postgres_url: str,
+    pg_admin_url: str,
+    cut: str,
+) -> None:
+    # given: a function invoked with --json --wait, waiting for its record (nothing printed
+    # yet: the JSON comes with the outcome)
+    seed_sync(postgres_url, [])
+    lambda_endpoint.create_function("orders-api")
+    env = {**os.environ, **lambda_env, "LAMBDA_DESTINATIONS_STORE": postgres_url}
+    process = subprocess.Popen(
+        [*ENTRY, "invoke", "orders-api", "--wait", "60s", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
+    try:
+        deadline = time.monotonic() + 60  # a bound, not a timed assertion
+        while process.poll() is None and time.monotonic() < deadline:
+            if asyncio.run(_listening(pg_admin_url, postgres_url)):
+                break
+            time.sleep(0.1)
+        assert process.poll() is None, process.communicate()
+
+        # when: the wait is cut short, by Ctrl-C or by the store going away
+        if cut == "ctrl-c":
+            process.send_signal(signal.SIGINT)
+        else:
+            asyncio.run(_lock_out(pg_admin_url, postgres_url))
+        out, err = process.communicate(timeout=60)
+    finally:
+        reap(process)
+
+    # then: the function was invoked, and the script still gets its request id, to read the
+    # outcome later (before: nothing on stdout, the id lost)
+    assert process.returncode == (130 if cut == "ctrl-c" else 4), err
+    invoked = json.loads(out)
+    assert invoked["state"] == "invoked"
+    assert invoked["request_id"]
+    assert set(invoked) == {"request_id", "state"}
 
 
 def test_result_says_a_failure_a_replay_recovered(sqlite_url: str, cli_env: dict[str, str]) -> None:

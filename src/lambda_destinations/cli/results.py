@@ -139,8 +139,9 @@ def invoke_command(
     from lambda_destinations.operations.results import invoke_async
 
     body = read_payload(payload)
+    invoked: list[str] = []  # the request id, once Lambda took the Invoke
 
-    async def go() -> tuple[str, InvocationResult | None]:
+    async def go() -> InvocationResult | None:
         async with contextlib.AsyncExitStack() as stack:
             # With --wait the store is opened first: a store that cannot be read stops the
             # command before anything is invoked.
@@ -149,21 +150,34 @@ def invoke_command(
                 results = await stack.enter_async_context(store_results(settings))
             async with AwsClients(settings) as aws:
                 client = await aws.lambda_invoker()
-                request_id = await invoke_async(
-                    function, body, qualifier=qualifier, lambda_client=client
+                invoked.append(
+                    await invoke_async(function, body, qualifier=qualifier, lambda_client=client)
                 )
+                if not as_json or wait is None:
+                    # At once: the wait may be long, and whatever ends it, the id is printed.
+                    click.echo(_invoked(invoked[0], as_json=as_json))
             if results is None or wait is None:
-                return request_id, None
-            if not as_json:
-                click.echo(request_id)  # at once: the wait may be long
-            return request_id, await _wait(results, request_id, wait)
+                return None
+            return await _wait(results, invoked[0], wait)
 
-    with aws_errors(settings):
-        request_id, outcome = asyncio.run(go())
+    try:
+        with aws_errors(settings):
+            outcome = asyncio.run(go())
+    except BaseException:
+        # --json --wait prints with the outcome; a wait cut short (Ctrl-C, the store lost)
+        # prints the request id still, as --json alone does: the function was invoked.
+        if invoked and as_json and wait is not None:
+            click.echo(_invoked(invoked[0], as_json=True))
+        raise
     if wait is None:
-        click.echo(dumps({"request_id": request_id, "state": "invoked"}) if as_json else request_id)
         raise SystemExit(EXIT_OK)
-    _report(request_id, outcome, as_json=as_json, waited=wait, typed=False)
+    _report(invoked[0], outcome, as_json=as_json, waited=wait, typed=False)
+
+
+def _invoked(request_id: str, *, as_json: bool) -> str:
+    """What ``invoke`` prints once the function is invoked: the request id (in JSON, with
+    ``"state": "invoked"``)."""
+    return dumps({"request_id": request_id, "state": "invoked"}) if as_json else request_id
 
 
 def store_results(settings: Settings) -> Results:
