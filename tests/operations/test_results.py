@@ -488,6 +488,28 @@ async def test_invoke_async_refuses_an_arn_of_another_region_than_its_client(
     assert lambda_endpoint.invocations() == []
 
 
+async def test_invoke_async_refuses_a_client_that_is_not_aiobotocore_s_and_sends_nothing(
+    lambda_endpoint: Any,
+) -> None:
+    # given: boto3's client, whose invoke blocks and returns a dict: it sent the Invoke, and
+    # then "object dict can't be used in 'await' expression": the function ran, the request id
+    # was lost, and an application that tried again invoked it twice
+    lambda_endpoint.create_function("orders-api")
+    lambda_endpoint.start_recording()
+    blocking = boto3.client("lambda", region_name=REGION, endpoint_url=lambda_endpoint.url)
+    session = aiobotocore.session.get_session()
+    said = r"^lambda_client must be an aiobotocore client of Lambda .*, not {what}"
+    # when / then: refused before anything is sent
+    with pytest.raises(TypeError, match=said.format(what="a boto3 client")):
+        await invoke_async("orders-api", {"n": 1}, lambda_client=blocking)
+    async with session.create_client(
+        "sqs", region_name=REGION, endpoint_url=lambda_endpoint.url
+    ) as sqs:
+        with pytest.raises(TypeError, match=said.format(what="a client of sqs")):
+            await invoke_async("orders-api", {"n": 1}, lambda_client=sqs)
+    assert lambda_endpoint.invocations() == []
+
+
 async def test_invoke_async_invokes_an_arn_in_its_own_region(
     lambda_endpoint: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -428,6 +428,7 @@ async def invoke_async(
     body = invocation_payload(payload)
     named = invoke_function_region(function)
     if lambda_client is not None:
+        _check_client(lambda_client)
         client_region = getattr(getattr(lambda_client, "meta", None), "region_name", None)
         _check_region(function, named, client_region, "the lambda_client given is for")
         return await _invoke(lambda_client, function, body, qualifier, attempts)
@@ -469,6 +470,32 @@ def _check_options(*, region: object, endpoint_url: str | None, attempts: object
         raise TypeError(f"attempts must be an int, not {type(attempts).__name__}")
     if attempts < 1:
         raise ValueError(f"attempts must be 1 or more (1: no retry), not {attempts}")
+
+
+def _check_client(client: object) -> None:
+    """TypeError, before anything is sent, for a client that is not aiobotocore's for Lambda.
+
+    boto3's blocks: its invoke would send the Invoke, and only then fail to be awaited, the
+    request id of a function that runs lost (an application trying again invokes it twice).
+    Another service's client has no invoke, or another one."""
+    from aiobotocore.client import AioBaseClient
+    from botocore.client import BaseClient
+
+    if isinstance(client, AioBaseClient):
+        service = client.meta.service_model.service_name
+        if service == "lambda":
+            return
+        what = f"a client of {service}"
+    elif isinstance(client, BaseClient):
+        what = "a boto3 client"
+    else:
+        return  # another client with Lambda's invoke (a test's, a wrapper): the caller's choice
+    raise TypeError(
+        "lambda_client must be an aiobotocore client of Lambda "
+        "(aiobotocore.session.get_session().create_client('lambda')), not "
+        f"{what}: give none, and invoke_async makes one (invoke_async_sync where no event "
+        "loop runs)"
+    )
 
 
 def _check_region(function: str, named: str | None, client: str | None, whose: str) -> None:
