@@ -22,7 +22,7 @@ import aiobotocore.session
 import boto3
 import pytest
 import sqlalchemy as sa
-from ops_helpers import REGION, row_of, seed, seed_sync
+from ops_helpers import REGION, cli, row_of, seed, seed_sync
 
 from lambda_destinations import (
     InvocationResult,
@@ -35,7 +35,7 @@ from lambda_destinations import (
 from lambda_destinations.config import Settings
 from lambda_destinations.errors import ConfigError, StoreMisconfigured, StoreUrlError
 from lambda_destinations.simulate import failure_record, success_record
-from lambda_destinations.store import FailureStatus, Store
+from lambda_destinations.store import FailureStatus, ReplayAttempt, ReplayOutcome, Store
 from lambda_destinations.times import MAX_WAIT
 from lambda_destinations.worker import Worker
 
@@ -728,3 +728,63 @@ async def test_a_failure_with_a_dead_letter_message_too_shows_the_destination_s_
     # a store key still reads its own record
     assert by_key is not None
     assert by_key.error_type == "200"
+
+
+async def test_a_failure_a_replay_recovered_names_the_replay_whose_record_has_the_response(
+    store_url: str,
+) -> None:
+    # given: a failure replayed twice, the first replay failed and the second succeeded, as
+    # the replay and replay-outcome handlers record it
+    record = failure_record(random.Random(9), function="billing", condition="RetriesExhausted")
+    failed = row_of(json.dumps(record))
+    second_id = "5e0c1f6a-9b7d-4c2e-8f3a-2d4b6c8e0a1f"
+    replayed_ok = row_of(json.dumps(destination_record(second_id, record_arn(record), {"ok": 1})))
+    await seed(store_url, [failed, replayed_ok])
+    async with Store.from_url(store_url) as store:
+        for attempt, (new_id, outcome) in enumerate(
+            [
+                ("0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e", ReplayOutcome.FAILED),
+                (second_id, ReplayOutcome.RECOVERED),
+            ],
+            start=1,
+        ):
+            tried = ReplayAttempt(
+                original_key=failed.key,
+                original_request_id=failed.request_id,
+                function_arn=record_arn(record),
+                attempt=attempt,
+                trigger="automatic",
+                requested_by="worker test",
+            )
+            assert await store.add_replay(tried)
+            assert tried.id is not None
+            await store.update_replay(tried.id, new_request_id=new_id, outcome=outcome)
+        await store.set_status([failed.key], FailureStatus.RECOVERED, by="replay")
+
+    # when: the application reads the outcome of the request id it kept
+    async with Results(store_url) as results:
+        got = await results.get(str(failed.request_id))
+        succeeded = await results.get(second_id)
+
+    # then: it names the replay whose record has the function's response (before: only
+    # "recovered", and nothing an application could read the response by)
+    assert got is not None
+    assert got.status == "recovered"
+    assert got.recovered_by == second_id
+    assert got.as_dict()["recovered_by"] == second_id
+    assert succeeded is not None
+    assert succeeded.recovered_by is None
+    assert succeeded.as_dict()["recovered_by"] is None
+    # and: `result` says which request id to read (before: "`failures show` names it")
+    shown = await asyncio.to_thread(
+        cli, "result", str(failed.request_id), env={"LAMBDA_DESTINATIONS_STORE": store_url}
+    )
+    assert shown.returncode == 1, shown.stderr  # that invocation failed
+    assert (
+        f"status      recovered (replay {second_id} succeeded: `result {second_id}` has its "
+        "response)"
+    ) in shown.stdout.splitlines()
+
+
+def record_arn(record: dict[str, Any]) -> str:
+    return str(record["requestContext"]["functionArn"])

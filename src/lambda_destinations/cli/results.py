@@ -317,7 +317,11 @@ def _show(outcome: InvocationResult, *, heading: bool) -> None:
     if not outcome.succeeded:
         error = ": ".join(p for p in (outcome.error_type, outcome.error_message) if p)
         lines.append(("error", error or "-"))
-    if outcome.status:
+    if outcome.recovered_by:
+        by = outcome.recovered_by
+        note = f"recovered (replay {by} succeeded: `result {by}` has its response)"
+        lines.append(("status", note))
+    elif outcome.status:
         lines.append(("status", _STATUS_NOTES.get(outcome.status, outcome.status)))
     if outcome.timestamp is not None:
         lines.append(("finished", utc_text(outcome.timestamp) + " UTC"))

@@ -45,7 +45,13 @@ from lambda_destinations.errors import (
 from lambda_destinations.redact import echoed
 from lambda_destinations.retrying import answered_and_transient, in_process_retrying
 from lambda_destinations.schemas import MessageKind, check_invoke_target, invoke_function_region
-from lambda_destinations.store import FailureStatus, InvocationFilter, InvocationRow, Store
+from lambda_destinations.store import (
+    FailureStatus,
+    InvocationFilter,
+    InvocationRow,
+    ReplayOutcome,
+    Store,
+)
 from lambda_destinations.times import MAX_WAIT
 
 T = TypeVar("T")
@@ -85,9 +91,12 @@ class InvocationResult:
     timestamp: dt.datetime | None  # the record's own time (when Lambda finished with it)
     stored_at: dt.datetime  # when the store first saw the record
     status: str | None  # failures only: open, replayed, recovered, ignored, replay
+    # A recovered failure's: the request id of the replay that succeeded, whose own record
+    # has the function's response (None when the replay ledger no longer holds it).
+    recovered_by: str | None = None
 
     @classmethod
-    def from_row(cls, row: InvocationRow) -> InvocationResult:
+    def from_row(cls, row: InvocationRow, *, recovered_by: str | None = None) -> InvocationResult:
         return cls(
             request_id=row.request_id or row.key,
             succeeded=row.succeeded is True,
@@ -102,6 +111,7 @@ class InvocationResult:
             timestamp=row.timestamp,
             stored_at=row.first_seen_at,
             status=None if row.status is None else str(row.status),
+            recovered_by=recovered_by,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -121,6 +131,7 @@ class InvocationResult:
             "timestamp": _iso(self.timestamp),
             "stored_at": _iso(self.stored_at),
             "status": self.status,
+            "recovered_by": self.recovered_by,
         }
 
 
@@ -236,17 +247,33 @@ class Results(Lifetime):
         records (two keys, one request id), and the DLQ message, received later, is often the
         newest: it names no condition, function or response. Read by request id, such a
         failure is its destination's record, with the status of whichever record a replay
-        recovered (the replay handler replays the first to reach it). A key reads its own."""
-        if row.succeeded is not False or row.key == ident:
-            return InvocationResult.from_row(row)
-        rows = await self.store.list_invocations(InvocationFilter(request_ids=[ident]))
-        shown = next((r for r in rows if r.kind != MessageKind.LEGACY_DLQ), row)
-        statuses = {r.status for r in rows}
-        status = next(
-            (s for s in (FailureStatus.RECOVERED, FailureStatus.REPLAYED) if s in statuses),
-            shown.status,
+        recovered (the replay handler replays the first to reach it). A key reads its own. A
+        recovered failure names the replay that succeeded."""
+        rows = [row]
+        if row.succeeded is False and row.key != ident:
+            rows = await self.store.list_invocations(InvocationFilter(request_ids=[ident]))
+            shown = next((r for r in rows if r.kind != MessageKind.LEGACY_DLQ), row)
+            statuses = {r.status for r in rows}
+            status = next(
+                (s for s in (FailureStatus.RECOVERED, FailureStatus.REPLAYED) if s in statuses),
+                shown.status,
+            )
+            row = dataclasses.replace(shown, status=status)
+        recovered = next((r for r in rows if r.status == FailureStatus.RECOVERED), None)
+        by = None if recovered is None else await self._recovered_by(recovered.key)
+        return InvocationResult.from_row(row, recovered_by=by)
+
+    async def _recovered_by(self, key: str) -> str | None:
+        """The request id of the last replay of ``key`` that recovered it, as the ledger has it."""
+        attempts = await self.store.replays(key)
+        return next(
+            (
+                a.new_request_id
+                for a in reversed(attempts)
+                if a.outcome == ReplayOutcome.RECOVERED and a.new_request_id
+            ),
+            None,
         )
-        return InvocationResult.from_row(dataclasses.replace(shown, status=status))
 
 
 def holdable(request_id: str) -> bool:
