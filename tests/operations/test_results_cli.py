@@ -205,6 +205,33 @@ def test_result_exit_codes_say_success_failure_and_unknown(
     assert "within 1 s" in error_lines(waited)[0]
 
 
+def test_result_of_an_unknown_request_id_says_retention_may_have_pruned_it(
+    cli_env: dict[str, str], sqlite_url: str
+) -> None:
+    # given: a store whose retention prunes successes after 3 days (failures kept for ever):
+    # the record of a request id kept longer may have been stored, and deleted since
+    seed_sync(sqlite_url, [])
+    env = {
+        **cli_env,
+        "LAMBDA_DESTINATIONS_KEEP_SUCCESSES_DAYS": "3",
+        "LAMBDA_DESTINATIONS_KEEP_FAILURES_DAYS": "0",
+    }
+
+    # when
+    unknown = cli("result", NOT_YET, env=env)
+    forever = cli("result", NOT_YET, env={**env, "LAMBDA_DESTINATIONS_KEEP_SUCCESSES_DAYS": "0"})
+
+    # then: the line says so (before: only that it may be running, or the worker not)
+    assert unknown.returncode == 5, unknown.stderr
+    [line] = error_lines(unknown)
+    assert line.endswith(
+        "or it was pruned, older than the store keeps records (successes 3 days)"
+    ), line
+    assert forever.returncode == 5, forever.stderr
+    [line] = error_lines(forever)
+    assert "pruned" not in line
+
+
 @pytest.mark.parametrize("ident", [f"{NOT_YET}x", f"{NOT_YET}:", "stream:x"])
 def test_result_does_not_wait_on_an_id_no_record_can_come_under(
     cli_env: dict[str, str], sqlite_url: str, ident: str

@@ -221,7 +221,25 @@ def result_command(settings: Settings, request_id: str, wait: float | None, as_j
                 return await _wait(results, request_id, wait)
             return await results.get(request_id)
 
-    _report(request_id, asyncio.run(go()), as_json=as_json, waited=wait, typed=True)
+    outcome = asyncio.run(go())
+    _report(request_id, outcome, as_json=as_json, waited=wait, typed=True, kept=_kept(settings))
+
+
+def _kept(settings: Settings) -> str:
+    """What retention keeps, as the end of the line of a request id with no record: a record
+    older than that may have been stored and pruned since ("" when both are kept for ever)."""
+    kinds = [
+        (kind, days)
+        for kind, days in (
+            ("successes", settings.keep_successes_days),
+            ("resolved failures", settings.keep_failures_days),
+        )
+        if days
+    ]
+    if not kinds:
+        return ""
+    kept = ", ".join(f"{kind} {days:g} day{'' if days == 1 else 's'}" for kind, days in kinds)
+    return f", or it was pruned, older than the store keeps records ({kept})"
 
 
 async def _wait(results: Results, request_id: str, seconds: float) -> InvocationResult | None:
@@ -240,9 +258,11 @@ def _report(
     as_json: bool,
     waited: float | None,
     typed: bool,
+    kept: str = "",
 ) -> None:
     """Print the outcome and exit 0 (success), 1 (failure) or 5 (no record). ``typed``: the
-    request id is the user's (`result`), not the one `invoke` printed."""
+    request id is the user's (`result`), not the one `invoke` printed; ``kept``: what
+    retention keeps (:func:`_kept`), for the line of no record."""
     if outcome is None:
         if as_json:
             from lambda_destinations.operations.results import unknown_result
@@ -261,7 +281,7 @@ def _report(
         fail(
             f"no result for request id {echoed(request_id)}{within}: the invocation may "
             "still be running or retrying, or its record has not reached the store (is the "
-            "worker running on the function's destination queue?)",
+            f"worker running on the function's destination queue?){kept}",
             EXIT_NO_RESULT,
         )
     if as_json:
