@@ -135,34 +135,15 @@ def invoke_command(
     if qualifier is not None:
         # Here, not in a callback: click may read it before FUNCTION, which it is checked against.
         invokable(function, qualifier, param="--qualifier")
-    from lambda_destinations.aws import AwsClients
-    from lambda_destinations.operations.results import invoke_async
-
     body = read_payload(payload)
     invoked: list[str] = []  # the request id, once Lambda took the Invoke
-
-    async def go() -> InvocationResult | None:
-        async with contextlib.AsyncExitStack() as stack:
-            # With --wait the store is opened first: a store that cannot be read stops the
-            # command before anything is invoked.
-            results = None
-            if wait is not None:
-                results = await stack.enter_async_context(store_results(settings))
-            async with AwsClients(settings) as aws:
-                client = await aws.lambda_invoker()
-                invoked.append(
-                    await invoke_async(function, body, qualifier=qualifier, lambda_client=client)
-                )
-                if not as_json or wait is None:
-                    # At once: the wait may be long, and whatever ends it, the id is printed.
-                    click.echo(_invoked(invoked[0], as_json=as_json))
-            if results is None or wait is None:
-                return None
-            return await _wait(results, invoked[0], wait)
-
     try:
         with aws_errors(settings):
-            outcome = asyncio.run(go())
+            outcome = asyncio.run(
+                _invoke_then_wait(
+                    settings, function, body, qualifier, wait=wait, as_json=as_json, invoked=invoked
+                )
+            )
     except BaseException:
         # --json --wait prints with the outcome; a wait cut short (Ctrl-C, the store lost)
         # prints the request id still, as --json alone does: the function was invoked.
@@ -172,6 +153,40 @@ def invoke_command(
     if wait is None:
         raise SystemExit(EXIT_OK)
     _report(invoked[0], outcome, as_json=as_json, waited=wait, typed=False)
+
+
+async def _invoke_then_wait(
+    settings: Settings,
+    function: str,
+    body: bytes,
+    qualifier: str | None,
+    *,
+    wait: float | None,
+    as_json: bool,
+    invoked: list[str],
+) -> InvocationResult | None:
+    """Invoke, print the request id (unless --json --wait prints it with the outcome), and
+    with --wait wait for the outcome; ``invoked`` gets the request id once Lambda took it."""
+    from lambda_destinations.aws import AwsClients
+    from lambda_destinations.operations.results import invoke_async
+
+    async with contextlib.AsyncExitStack() as stack:
+        # With --wait the store is opened first: a store that cannot be read stops the
+        # command before anything is invoked.
+        results = None
+        if wait is not None:
+            results = await stack.enter_async_context(store_results(settings))
+        async with AwsClients(settings) as aws:
+            client = await aws.lambda_invoker()
+            invoked.append(
+                await invoke_async(function, body, qualifier=qualifier, lambda_client=client)
+            )
+            if not as_json or wait is None:
+                # At once: the wait may be long, and whatever ends it, the id is printed.
+                click.echo(_invoked(invoked[0], as_json=as_json))
+        if results is None or wait is None:
+            return None
+        return await _wait(results, invoked[0], wait)
 
 
 def _invoked(request_id: str, *, as_json: bool) -> str:
