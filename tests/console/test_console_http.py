@@ -3830,7 +3830,7 @@ def _problem_line(page: str) -> str:
         ),
         ("GET", "/jobs/%00", 404, "no job has an id with a NUL character"),
         ("GET", "/dlqs/q%00", 404, "no queue has a name with a NUL character"),
-        ("GET", "/api/jobs/%00", 404, '{"error": "no job has an id with a NUL character"}'),
+        ("GET", "/api/jobs/%00", 404, '{"error":"no job has an id with a NUL character"}'),
         # before: an empty 404 (application/octet-stream), and "403: Forbidden"
         (
             "GET",

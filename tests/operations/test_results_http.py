@@ -100,6 +100,12 @@ async def test_unknown_ids_are_404_and_the_token_is_required(
     assert wrong.status == 401
     assert "the bearer token is not the console's" in (await wrong.json())["error"]
     assert bad_wait.status == 400
+    # every error's JSON compact too, as the 404's (the 401's and 400's had spaces)
+    assert await anonymous.text() == '{"error":"send Authorization: Bearer <console token>"}'
+    assert await bad_wait.text() == '{"error":"wait must be seconds from 0 to 60"}'
+    nul = await client.get("/api/invocations/rid%00", headers=AUTH)
+    assert nul.status == 404
+    assert (await nul.text()).startswith('{"error":"')
 
 
 async def test_an_id_in_braces_is_an_unknown_id_not_an_unknown_address(

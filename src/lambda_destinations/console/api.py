@@ -31,7 +31,9 @@ async def job(request: web.Request) -> web.Response:
     require_token(request)
     found = request.app[CONSOLE].jobs.get(request.match_info["job_id"])
     if found is None:
-        raise web.HTTPNotFound(text='{"error": "no such job"}', content_type="application/json")
+        raise web.HTTPNotFound(
+            text=json_text({"error": "no such job"}), content_type="application/json"
+        )
     return web.json_response(found.as_dict(), dumps=json_text)
 
 
@@ -83,8 +85,9 @@ async def _held_wait(
     global _waits
     if _waits >= MAX_WAITS:
         raise web.HTTPServiceUnavailable(
-            text=f'{{"error": "{MAX_WAITS} waits are held already: ask again shortly, or '
-            'without wait"}',
+            text=json_text(
+                {"error": f"{MAX_WAITS} waits are held already: ask again shortly, or without wait"}
+            ),
             content_type="application/json",
             headers={"Retry-After": "1"},
         )
@@ -109,7 +112,7 @@ def _wait_seconds(text: str | None) -> float:
     seconds = float(text) if _SECONDS.fullmatch(text) else -1.0
     if not 0 <= seconds <= MAX_WAIT:  # NaN fails too
         raise web.HTTPBadRequest(
-            text=f'{{"error": "wait must be seconds from 0 to {MAX_WAIT:g}"}}',
+            text=json_text({"error": f"wait must be seconds from 0 to {MAX_WAIT:g}"}),
             content_type="application/json",
         )
     return seconds

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -277,7 +276,7 @@ def require_token(request: web.Request) -> None:
         else "send Authorization: Bearer <console token>"
     )
     raise web.HTTPUnauthorized(
-        text=json.dumps({"error": f"{problem}{_token_source(console.options, sent)}"}),
+        text=json_text({"error": f"{problem}{_token_source(console.options, sent)}"}),
         content_type="application/json",
         headers={"WWW-Authenticate": "Bearer"},
     )
@@ -434,7 +433,7 @@ def refuse_nul(request: web.Request, *, api: bool = False) -> None:
 
 def _json_error(kind: type[web.HTTPException], problem: str, api: bool) -> web.HTTPException:
     if api:
-        return kind(text=json.dumps({"error": problem}), content_type="application/json")
+        return kind(text=json_text({"error": problem}), content_type="application/json")
     return kind(text=f"{problem}\n")
 
 
