@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import urllib.request
 from urllib.parse import unquote, urlsplit
 
@@ -21,9 +22,15 @@ class Proxy:
 
     @property
     def shown(self) -> str:
-        """The proxy as a line names it: scheme, host and port, never its credentials."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        """The proxy as a line names it: scheme, host and port, never its credentials. A URL
+        urllib cannot split (an unclosed ``[``) is shown as far as its host goes."""
+        try:
+            parts = urlsplit(self.url)
+            scheme, netloc = parts.scheme, parts.netloc
+        except ValueError:
+            scheme, _, rest = self.url.partition("://")
+            netloc = re.split("[/?#]", rest, maxsplit=1)[0]
+        return f"{scheme}://{netloc.rpartition('@')[2]}"
 
     @property
     def secrets(self) -> set[str]:

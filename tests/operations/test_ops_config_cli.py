@@ -411,3 +411,27 @@ def test_a_secret_that_is_not_json_is_the_line_and_code_run_gives(tmp_path: Path
     )
     assert "path-7d2a" not in ran.stderr + ran.stdout
     assert "Traceback" not in ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("proxy", "host"),
+    [
+        ("http://user:pw-51c0de@[::1", "http://[::1"),  # an unclosed bracket
+        ("http://user:pw-51c0de@[::1]:3128/", "http://[::1]:3128"),
+    ],
+)
+def test_a_proxy_url_that_does_not_parse_is_shown_without_its_credentials(
+    proxy: str, host: str, tmp_path: Path
+) -> None:
+    # given: a proxy variable pasted wrong, credentials in it
+
+    # when
+    table = cli("config", env={"HTTPS_PROXY": proxy}, cwd=tmp_path)
+    as_json = cli("config", "--json", env={"HTTPS_PROXY": proxy}, cwd=tmp_path)
+
+    # then: shown as far as it goes, never its password (before: a traceback)
+    assert (table.returncode, as_json.returncode) == (0, 0), table.stderr + as_json.stderr
+    assert json.loads(as_json.stdout)["environment"]["https_proxy"]["value"] == host
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()}
+    assert rows["https_proxy"][1:] == [host, "HTTPS_PROXY"]
+    assert "pw-51c0de" not in table.stdout + table.stderr + as_json.stdout + as_json.stderr
