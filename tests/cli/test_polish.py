@@ -219,3 +219,40 @@ def test_decode_completes_file_names() -> None:
     done = complete("decode", "bo")
 
     assert done.stdout.split() == ["file,bo"]
+
+
+def _stdin_closed() -> None:
+    os.close(0)  # as `<&-` or a service started with no input leaves it
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ("decode", "-"),
+            "error: cannot read standard input (Bad file descriptor): give a file holding the "
+            "message body, or - to read standard input",
+        ),
+        (
+            ("invoke", "orders-api", "--payload", "@-"),
+            "error: --payload: cannot read - (Bad file descriptor): name a readable file",
+        ),
+    ],
+)
+def test_reading_a_closed_standard_input_is_one_line(args: tuple[str, ...], line: str) -> None:
+    # given: a command told to read standard input, started without one
+    env = {**os.environ, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto", "AWS_REGION": "us-east-1"}
+
+    # when
+    result = subprocess.run(
+        [*ENTRY, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=None,
+        preexec_fn=_stdin_closed,
+    )
+
+    # then: the usage error reading a file gives (before: an AttributeError's traceback)
+    assert (result.returncode, result.stderr, result.stdout) == (2, line + "\n", "")

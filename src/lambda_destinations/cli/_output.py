@@ -1,5 +1,5 @@
 """stdout and stderr whose write errors say which stream's they are, and stdout which writes
-any text it is given.
+any text it is given; stdin read as a file is, closed too.
 
 Python reports a reader that went away (``| head`` that has read enough) as BrokenPipeError, a
 ConnectionError like a dropped connection to AWS, and a full disk under ``> file`` as a bare
@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import errno
 import io
+import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -118,3 +119,12 @@ def discard_stdout(fd: int = 1) -> None:
 
     if (sys.stdout if fd == 1 else sys.stderr) is not None:
         write_nowhere(fd)
+
+
+def read_stdin(limit: int = -1) -> bytes:
+    """Standard input's bytes, at most ``limit``. A process started without it (``<&-``, a
+    service with no input) has no ``sys.stdin``: that is the OSError (EBADF) reading a closed
+    file gives, which a command reports as any input it cannot read."""
+    if sys.stdin is None:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    return sys.stdin.buffer.read(limit)

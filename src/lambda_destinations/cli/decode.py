@@ -11,6 +11,7 @@ import click
 
 from lambda_destinations._text import visible
 from lambda_destinations.cli._app import EXIT_FAILED, EXIT_USAGE, command, fail
+from lambda_destinations.cli._output import read_stdin
 from lambda_destinations.cli._table import field_lines
 from lambda_destinations.schemas import (
     NO_REQUEST_CONTEXT,
@@ -98,15 +99,16 @@ READ_MAX = 16 << 20
 
 
 def _read(path: str) -> bytes:
-    if path == "-":
-        return _at_most(sys.stdin.buffer.read(READ_MAX + 1), "standard input")
     if not path:  # open("") says only "No such file or directory", naming nothing
         fail(f"PATH is empty: {_GIVE}", EXIT_USAGE)
+    source = "standard input" if path == "-" else path
     try:
+        if path == "-":
+            return _at_most(read_stdin(READ_MAX + 1), source)
         with open(path, "rb") as stream:
-            return _at_most(stream.read(READ_MAX + 1), path)
+            return _at_most(stream.read(READ_MAX + 1), source)
     except OSError as exc:
-        fail(f"cannot read {path} ({exc.strerror or exc}): {_GIVE}", EXIT_USAGE)
+        fail(f"cannot read {source} ({exc.strerror or exc}): {_GIVE}", EXIT_USAGE)
 
 
 def _at_most(data: bytes, source: str) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +29,7 @@ from lambda_destinations.cli._app import (
 )
 from lambda_destinations.cli._common import aws_errors, dumps, invokable, invokable_function
 from lambda_destinations.cli._options import settings_options
+from lambda_destinations.cli._output import read_stdin
 from lambda_destinations.cli._table import field_lines
 from lambda_destinations.config import Settings
 from lambda_destinations.handlers.templates import parse_duration
@@ -86,7 +86,7 @@ def read_payload(text: str | None) -> bytes:
         if not source:  # Path("") is the folder: "cannot read  (Is a directory)"
             fail("--payload: '@' names no file: give @FILE, or @- for standard input", EXIT_USAGE)
         try:
-            data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+            data = read_stdin() if source == "-" else Path(source).read_bytes()
         except OSError as exc:
             fail(
                 f"--payload: cannot read {source} ({exc.strerror}): name a readable file",
