@@ -1355,6 +1355,36 @@ def test_ctrl_c_while_the_command_line_imports_is_interrupted_not_a_traceback() 
     assert _entry.EXIT_INTERRUPTED == _app.EXIT_INTERRUPTED == 130
 
 
+@pytest.mark.parametrize("args", [("run", "--once", "--queues", "q"), ("dev", "--once")])
+def test_ctrl_c_before_the_worker_s_loop_runs_is_interrupted_and_nothing_else(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    # given: a Ctrl-C coming as the worker's modules import, its work made but not started
+    # (an import hook raises it where the signal would)
+    hook = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'lambda_destinations.worker':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+    )
+
+    # when
+    result = subprocess.run(
+        [sys.executable, "-c", f"{hook}from lambda_destinations.cli import main; main()", *args],
+        env={**os.environ, "LAMBDA_DESTINATIONS_OPS_PORT": "0"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    # then: its line and code, and no more (before: a warning that a coroutine was never
+    # awaited, the worker's own, after it)
+    assert (result.returncode, result.stderr) == (130, "interrupted\n")
+
+
 def test_ctrl_c_while_the_command_is_loaded_is_interrupted_not_aborted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

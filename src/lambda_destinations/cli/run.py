@@ -171,6 +171,15 @@ async def run_worker(
 def run_or_exit(main: Coroutine[Any, Any, Stats], event_loop: str = "auto") -> Stats:
     """asyncio.run(main) on the ``event_loop`` setting's loop, turning a dead task, an
     unreachable start or a store gone from under the worker into one line + code."""
+    try:
+        return _run_to_the_end(main, event_loop)
+    finally:
+        # A Ctrl-C before the loop ran ``main`` (the worker's modules still importing) leaves
+        # it unstarted: closed, it says nothing; left, Python warned it was never awaited.
+        main.close()
+
+
+def _run_to_the_end(main: Coroutine[Any, Any, Stats], event_loop: str) -> Stats:
     from lambda_destinations.errors import StoreGone
     from lambda_destinations.worker import StartTimedOut, TaskFailed
 
