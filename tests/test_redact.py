@@ -37,6 +37,13 @@ from lambda_destinations.redact import (
         ("postgresql://my app:s3cr3t@db/results", "postgresql://my app:***@db/results"),
         ("http://u:p w@127.0.0.1:4566/", "http://u:***@127.0.0.1:4566/"),
         ("postgresql://app:pa@ss@db/results?x=a@b", "postgresql://app:***@db/results?x=***"),
+        # an "@" of the password followed by a "/" or "#" of it: all of it up to the host's "@"
+        ("postgresql://app:p@ss/w0rd-7c1e@db/results", "postgresql://app:***@db/results"),
+        ("postgresql://app:p@ss#w0rd-7c1e@db/results", "postgresql://app:***@db/results"),
+        (
+            "postgresql://app:pw@db/results?options=a@b/c",
+            "postgresql://app:***@db/results?options=***",
+        ),
         ("postgresql://app@db/results", "postgresql://app@db/results"),
         ("sqlite:///var/lib/x.db", "sqlite:///var/lib/x.db"),
         ("http://127.0.0.1:4566", "http://127.0.0.1:4566"),
@@ -44,6 +51,14 @@ from lambda_destinations.redact import (
 )
 def test_a_url_loses_its_password_and_query_values(url: str, expected: str) -> None:
     assert mask_url(url) == expected
+
+
+@pytest.mark.parametrize("mark", ["/", "#"])
+def test_a_password_with_an_at_sign_and_a_url_mark_is_masked_whole_in_free_text(
+    mark: str,
+) -> None:
+    text = f"cannot connect to postgresql://app:p@ss{mark}w0rd-7c1e@db/results (timeout)"
+    assert redact(text) == "cannot connect to postgresql://app:***@db/results (timeout)"
 
 
 def test_a_quoted_urls_query_values_are_masked_in_free_text() -> None:

@@ -24,15 +24,18 @@ MASK = "***"
 # ("/", "v1", "on") all over the text, and so short a value guards nothing.
 SHORTEST_MASKED = 4
 
-# scheme://user:password@ — the password may hold anything but whitespace and "@" (SQLAlchemy
-# and libpq read it that way too, "/" and ":" included).
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?P<secret>[^\s@]*)@")
+# scheme://user:password@ — the password may hold anything but whitespace (SQLAlchemy and libpq
+# read it up to the first "@", "/" and ":" included). One with an "@" of its own not written
+# %40 is masked up to the last "@" before the query: what follows its "@" ("/x", "#x") would
+# read as the host's path or fragment, and be shown.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?P<secret>[^\s@]*(?:@[^\s@?]*)*)@"
+)
 # A known URL's own user:password@ (mask_url's argument), read as SQLAlchemy reads it: the user
 # name up to ":" or "/", the password up to the "@", spaces included. In free text a space ends
-# a URL, so _URL_PASSWORD stops at one; a URL given whole has no such end. A password with an
-# "@" of its own not written %40 is masked up to the last "@" before the host.
+# a URL, so _URL_PASSWORD stops at one; a URL given whole has no such end.
 _LEADING_PASSWORD = re.compile(
-    r"\A(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):(?P<secret>[^@]*(?:@[^@/?#]*)*)@"
+    r"\A(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):(?P<secret>[^@]*(?:@[^@?]*)*)@"
 )
 # password=... in a query string or a key=value list (libpq and asyncpg accept it there), and
 # the tokens and keys an error's text may quote so (token=, access_token=, api_key=).

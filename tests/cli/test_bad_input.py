@@ -171,6 +171,18 @@ def test_a_postgresql_store_without_the_extra_names_the_pip_command(tmp_path: Pa
             "store URL 'postgresql://app:***@127.0.0.1/db' (--store): an '@' in the password "
             "is written %40",
         ),
+        # the rest of the password was the database's name (a "/" after its "@"), or a
+        # fragment (a "#"): both were shown
+        (
+            "postgresql://app:pw@Sekrit/x@127.0.0.1/db",
+            "store URL 'postgresql://app:***@127.0.0.1/db' (--store): an '@' in the password "
+            "is written %40",
+        ),
+        (
+            "postgresql://app:pw@Sekrit#x@127.0.0.1/db",
+            "store URL 'postgresql://app:***@127.0.0.1/db' (--store): an '@' in the password "
+            "is written %40",
+        ),
     ],
 )
 def test_store_url_parameters_get_one_line(url: str, problem: str, tmp_path: Path) -> None:

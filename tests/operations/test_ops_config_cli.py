@@ -435,3 +435,22 @@ def test_a_proxy_url_that_does_not_parse_is_shown_without_its_credentials(
     rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()}
     assert rows["https_proxy"][1:] == [host, "HTTPS_PROXY"]
     assert "pw-51c0de" not in table.stdout + table.stderr + as_json.stdout + as_json.stderr
+
+
+@pytest.mark.parametrize("mark", ["/", "#"])
+def test_a_store_password_with_an_at_sign_and_a_url_mark_is_never_shown(
+    mark: str, tmp_path: Path
+) -> None:
+    # given: a password written as it is, an "@" in it and then a "/" or a "#"
+    url = f"postgresql://app:p@ss{mark}w0rd-7c1e@db.internal/results"
+
+    # when
+    table = cli("config", "--store", url, cwd=tmp_path)
+    as_json = cli("config", "--json", "--store", url, cwd=tmp_path)
+
+    # then: none of it (before: what followed its "/" or "#")
+    assert (table.returncode, as_json.returncode) == (0, 0), table.stderr + as_json.stderr
+    value = "postgresql://app:***@db.internal/results"
+    assert json.loads(as_json.stdout)["settings"]["store"]["value"] == value
+    assert value in table.stdout
+    assert "w0rd" not in table.stdout + table.stderr + as_json.stdout + as_json.stderr

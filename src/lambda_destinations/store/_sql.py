@@ -1278,8 +1278,9 @@ def parse_store_url(url: str, usage: str) -> sa.URL:
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise url_error(url, f"not a URL; use {usage}") from exc
     # SQLAlchemy reads the password up to the first "@", "#", "/" and "?" included: the host
-    # after a second "@" would be looked up, and the port is checked as SQLAlchemy read it.
-    if parsed.host and "@" in parsed.host:
+    # after a second "@" would be looked up (its database, after a "/" of the password), and
+    # the port is checked as SQLAlchemy read it.
+    if "@" in (parsed.host or "") or (parsed.password and "@" in (parsed.database or "")):
         raise url_error(url, f"an '@' in the password is written %40; use {usage}")
     if parsed.port is not None and not 0 <= parsed.port <= 65535:
         # SQLAlchemy takes any number, the drivers only when they connect
