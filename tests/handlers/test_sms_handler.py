@@ -430,6 +430,30 @@ def test_a_number_with_an_extension_is_refused_not_texted_without_it(
 @pytest.mark.parametrize(
     "number",
     [
+        "+14155552671a",  # a stray letter, which phonenumbers drops
+        "+1 415 555 FLOW",  # letters, which phonenumbers reads as a keypad's digits
+        "+1 415 555 267I",  # a letter typed for a digit
+    ],
+)
+def test_a_number_with_letters_is_refused_not_texted_as_other_digits(
+    setting: str, number: str, handler_settings: Callable[..., Settings]
+) -> None:
+    # a number texted as other digits than written alerts a stranger, or no one
+    text = refusal(setting, number, handler_settings)
+    assert text.startswith(f"handlers.oncall.{setting}: "), text
+    assert "letters" in text
+    assert "write it in digits" in text
+
+
+def test_a_tel_uri_is_taken_as_its_number(handler_settings: Callable[..., Settings]) -> None:
+    handler = build("oncall", {"phone_numbers": ["tel:+14155552671"]}, handler_settings("q"))
+    assert handler.phone_numbers == ("+14155552671",)
+
+
+@pytest.mark.parametrize("setting", ["phone_numbers[0]", "origination_number"])
+@pytest.mark.parametrize(
+    "number",
+    [
         "+800 1234 5678",
         "+808 1234 5678",
         "+870 301 234 567",

@@ -287,6 +287,12 @@ def _refuse_several(number: str, where: str) -> None:
     raise ConfigError(f"{where}: {_echoed_number(number)} holds {count} numbers: {fix}")
 
 
+# A letter of any script, and the scheme of an RFC 3966 number ("tel:+14155552671"), the one
+# place letters are taken.
+_LETTER = re.compile(r"[^\W\d_]")
+_TEL_URI = re.compile(r"^\s*tel:", re.IGNORECASE)
+
+
 def e164(number: str, where: str) -> str:
     """``number`` in E.164 form (``+14155552671``), or ConfigError naming ``where``."""
     try:
@@ -303,16 +309,23 @@ def e164(number: str, where: str) -> str:
             f"{where}: {_echoed_number(number)} is not a phone number ({why}); write it in "
             "international form, such as +1 415 555 2671"
         ) from None
-    if not phonenumbers.is_valid_number(parsed):
-        raise ConfigError(
-            f"{where}: {_echoed_number(number)} is not a valid phone number for its country"
-        )
     if parsed.extension:
         # E.164 has no extension, nor does a text message reach one: the number without it
         # is a switchboard's, where no one reads the alert.
         raise ConfigError(
             f"{where}: {_echoed_number(number)} has an extension, which no text message "
             "reaches: write the number without it, a mobile's"
+        )
+    if _LETTER.search(_TEL_URI.sub("", number)):
+        # phonenumbers reads letters as a keypad's digits ("FLOW": 3569) and drops one after
+        # the number ("+14155552671a"): the text would go to digits no one wrote.
+        raise ConfigError(
+            f"{where}: {_echoed_number(number)} has letters, which would be texted as a "
+            "keypad's digits or dropped: write it in digits, such as +1 415 555 2671"
+        )
+    if not phonenumbers.is_valid_number(parsed):
+        raise ConfigError(
+            f"{where}: {_echoed_number(number)} is not a valid phone number for its country"
         )
     if parsed.country_code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:
         # +800, +808, +870, +878, +881, +882, +883, +888, +979: no country's, and SNS sends
