@@ -271,7 +271,8 @@ class LambdaStandIn:
     Functions in ``functions`` answer 202 with a new request id and are recorded; any other
     name answers 404 ``ResourceNotFoundException``, as Lambda does for a deleted function.
     ``throttle`` answers that many calls with 429 ``TooManyRequestsException`` first (or with
-    ``refusal``: status, code and message).
+    ``refusal``: status, code and message). ``hang_up``: an Invoke of a function that exists
+    is read, then the connection closed unanswered (its outcome in doubt).
     ``elsewhere``: the functions of other regions than REGION. A request is answered as the
     Lambda of the region it was signed for answers it, from that region's functions: an ARN
     of another region is refused as Lambda refuses it (404, "Functions from 'eu-west-1' are
@@ -290,6 +291,7 @@ class LambdaStandIn:
         self.elsewhere = elsewhere or {}
         self.throttle = throttle
         self.refusal = refusal
+        self.hang_up = False
         self.received: list[Invocation] = []
         self.answered: list[int] = []
         stand_in = self
@@ -323,6 +325,9 @@ class LambdaStandIn:
                         "ResourceNotFoundException",
                         f"Function not found: arn:aws:lambda:{region}:{ACCOUNT}:function:{name}",
                     )
+                    return
+                if stand_in.hang_up:
+                    self.close_connection = True
                     return
                 stand_in.received.append(
                     Invocation(

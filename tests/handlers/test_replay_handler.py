@@ -595,6 +595,52 @@ async def test_a_function_that_no_longer_exists_ends_the_attempt_with_the_reason
     assert re.search(r"Invoke of .*deleted-fn.* refused: .*Function not found", job.last_error)
 
 
+@pytest.mark.parametrize(
+    ("lambda_does", "outcome"),
+    [("refuse", ReplayOutcome.ERROR), ("hang up", ReplayOutcome.PENDING)],
+)
+async def test_a_next_attempt_given_up_opens_the_original_again(
+    store_url: str, lambda_does: str, outcome: ReplayOutcome
+) -> None:
+    # given: a stored failure, replayed once (the original `replayed`), and that replay failed
+    record = failure_record("gone-fn")
+
+    async def stored(store: Store) -> None:
+        await _stored(store, record)
+
+    with LambdaStandIn(functions={"gone-fn"}) as stand_in:
+        store, scheduler = await schedule_and_run(stand_in, store_url, record, meanwhile=stored)
+        try:
+            (first,) = await store.replays(key_of(record))
+            assert first.new_request_id is not None
+            replayed = await store.get_invocation(key_of(record))
+            # when: the replay's failure record schedules attempt 2, whose Invoke Lambda
+            # refuses (the function was deleted), or which is left in doubt (in_doubt = skip)
+            if lambda_does == "refuse":
+                stand_in.functions.clear()
+            else:
+                stand_in.hang_up = True
+            again = failure_record("gone-fn", request_id=first.new_request_id)
+            await _handle_on(scheduler, json.dumps(again), {})
+            await scheduler.run_due()
+            attempts = await store.replays(key_of(record))
+            original = await store.get_invocation(key_of(record))
+        finally:
+            await scheduler.aws.close()
+            await store.close()
+
+    # then: nothing more happens on its own, so the failure is open again, for a person (left
+    # `replayed`, it was out of `--status open`, and retention took it as resolved)
+    assert replayed is not None
+    assert replayed.status is FailureStatus.REPLAYED
+    assert [(a.attempt, a.outcome) for a in attempts] == [
+        (1, ReplayOutcome.FAILED),
+        (2, outcome),
+    ]
+    assert original is not None
+    assert original.status is FailureStatus.OPEN
+
+
 _WEST = "arn:aws:lambda:eu-west-1:123456789012:function:{name}"
 
 

@@ -659,6 +659,7 @@ async def _failed_invoke(
     if answered(exc):
         # Lambda said no (the function is gone, the payload is refused): nothing ran.
         await store.update_replay(attempt.id, outcome=ReplayOutcome.ERROR, detail=_cut(error))
+        await _given_up(context, attempt)
         return PermanentError(f"Invoke of {function} refused: {error}")
     if job.payload.get("in_doubt") == RESEND and more_runs:
         # The next run of the job invokes again (see WILL_RETRY): at least once.
@@ -667,10 +668,21 @@ async def _failed_invoke(
             f"Invoke of {function} in doubt ({error}); invoking again (in_doubt = resend)"
         )
     await store.update_replay(attempt.id, detail=_cut(f"in doubt: {error}"))
+    await _given_up(context, attempt)
     return PermanentError(
         f"Invoke of {function} may or may not have reached Lambda ({error}); "
         "left pending, not repeated"
     )
+
+
+async def _given_up(context: JobContext, attempt: ReplayAttempt) -> None:
+    """The attempt's Invoke is given up, and nothing more happens on its own: the original,
+    ``replayed`` by an earlier attempt of its chain, needs a person again (``open``), as when
+    the budget is spent; left ``replayed``, it was out of ``--status open`` for good."""
+    store, original_key = context.store, attempt.original_key
+    row = await store.get_invocation(original_key)
+    if row is not None and row.key == original_key and row.status is FailureStatus.REPLAYED:
+        await store.set_status([original_key], FailureStatus.OPEN, by=_worker(context.owner))
 
 
 async def _invoked(context: JobContext, attempt: ReplayAttempt, new_request_id: str) -> None:
