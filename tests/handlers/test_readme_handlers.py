@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from handler_helpers import failure_record
 
 from certificates import self_signed_certificate
 from lambda_destinations.config import RouteConfig, load_settings
 from lambda_destinations.handlers import HandlerRegistry
+from lambda_destinations.handlers.replay import build
+from lambda_destinations.schemas import decode
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -62,3 +66,30 @@ def test_a_readme_example_builds(
 
     names = {handler.name for route in router.routes for handler in route.chain}
     assert set(data["handlers"]) <= names
+
+
+@pytest.mark.parametrize(
+    "error_type",
+    [
+        "Sandbox.Timedout",  # Lambda's own timeout, as its records name it
+        "TimeoutError",  # the function's code timing out a call
+    ],
+)
+def test_the_readme_replay_of_timeouts_replays_lambdas_timeouts(
+    error_type: str, handler_settings: Any
+) -> None:
+    # given: every README example of a replay handler said to replay timeouts
+    tables = [
+        table
+        for block in handler_examples()
+        for name, table in tomllib.loads(block)["handlers"].items()
+        if table.get("type") == "replay" and "timeout" in name
+    ]
+    record = failure_record(error_type=error_type, message="Task timed out after 3.00 seconds")
+
+    # then: each replays a function that timed out
+    assert tables
+    for table in tables:
+        options = {key: value for key, value in table.items() if key != "type"}
+        handler = build("retry-timeouts", options, handler_settings("q"))
+        assert handler.policy.matches(decode(json.dumps(record))), table

@@ -4,11 +4,11 @@
 
     [handlers.retry-orders]
     type = "replay"
-    error_types = ["TimeoutError", "Runtime.*"]   # globs; default: any
-    conditions = ["RetriesExhausted"]             # default: any failure condition
-    functions = ["orders-*"]                      # globs; default: any
-    budget = 3                                    # attempts per original request
-    delay = "1m"                                  # before attempt 1; doubled for each next one
+    error_types = ["Sandbox.Timedout", "*Timeout*"]   # globs; default: any
+    conditions = ["RetriesExhausted"]                 # default: any failure condition
+    functions = ["orders-*"]                          # globs; default: any
+    budget = 3                                        # attempts per original request
+    delay = "1m"                                      # before attempt 1; doubled each time
     max_delay = "1h"
 
 On a failure record the policy matches, the handler schedules attempt 1 (a job in the store,
