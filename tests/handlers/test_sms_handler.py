@@ -408,41 +408,29 @@ def refusal(setting: str, number: str, handler_settings: Callable[..., Settings]
     return str(info.value)
 
 
-@pytest.mark.parametrize(
-    ("setting", "number"),
-    [
-        ("phone_numbers[0]", "+1 415 555 2671 x123"),
-        ("phone_numbers[0]", "+14155552671;ext=12"),
-        ("origination_number", "+1 800 555 0100 ext. 7"),
-    ],
-)
-def test_a_number_with_an_extension_is_refused_not_texted_without_it(
-    setting: str, number: str, handler_settings: Callable[..., Settings]
-) -> None:
+# A number texted as other digits than written alerts a stranger, or no one.
+NOT_TEXTED_AS_WRITTEN = [
     # an SMS reaches no extension: texting the number without it would alert a switchboard
-    text = refusal(setting, number, handler_settings)
-    assert text.startswith(f"handlers.oncall.{setting}: "), text
-    assert "extension" in text
-    assert "write the number without it" in text
+    ("phone_numbers[0]", "+1 415 555 2671 x123", "extension", "write the number without it"),
+    ("phone_numbers[0]", "+14155552671;ext=12", "extension", "write the number without it"),
+    ("origination_number", "+1 800 555 0100 ext. 7", "extension", "write the number without it"),
+    # letters: phonenumbers drops a stray one, and reads others as a keypad's digits
+    *(
+        (setting, number, "letters", "write it in digits")
+        for setting in ("phone_numbers[0]", "origination_number")
+        for number in ("+14155552671a", "+1 415 555 FLOW", "+1 415 555 267I")
+    ),
+]
 
 
-@pytest.mark.parametrize("setting", ["phone_numbers[0]", "origination_number"])
-@pytest.mark.parametrize(
-    "number",
-    [
-        "+14155552671a",  # a stray letter, which phonenumbers drops
-        "+1 415 555 FLOW",  # letters, which phonenumbers reads as a keypad's digits
-        "+1 415 555 267I",  # a letter typed for a digit
-    ],
-)
-def test_a_number_with_letters_is_refused_not_texted_as_other_digits(
-    setting: str, number: str, handler_settings: Callable[..., Settings]
+@pytest.mark.parametrize(("setting", "number", "what", "fix"), NOT_TEXTED_AS_WRITTEN)
+def test_a_number_that_would_be_texted_as_other_digits_is_refused(
+    setting: str, number: str, what: str, fix: str, handler_settings: Callable[..., Settings]
 ) -> None:
-    # a number texted as other digits than written alerts a stranger, or no one
     text = refusal(setting, number, handler_settings)
     assert text.startswith(f"handlers.oncall.{setting}: "), text
-    assert "letters" in text
-    assert "write it in digits" in text
+    assert what in text
+    assert fix in text
 
 
 def test_a_tel_uri_is_taken_as_its_number(handler_settings: Callable[..., Settings]) -> None:
