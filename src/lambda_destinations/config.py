@@ -171,57 +171,87 @@ class RouteConfig(BaseModel):
     def _a_name_glob(cls, value: str | None) -> str | None:
         # Matched against the record's function name alone: a glob no name can match (an
         # ARN, name:alias) let every record pass the route by, to a later one, unsaid.
-        if value is None or _FUNCTION_GLOB.fullmatch(value):
-            return value
-        # The name after an ARN's or partial ARN's "function:" (function:orders too), before a
-        # qualifier: my-function:live names my-function.
-        name = re.sub(r"^(?:.*:)?function:", "", value).partition(":")[0]
-        fix = (
-            f": write {name!r}"
-            if ":" in value and _FUNCTION_GLOB.fullmatch(name)
-            else " (a name holds letters, digits, - and _)"
-        )
-        raise ValueError(
-            f"{echoed(value)!r} matches no function: a route's function is a glob on the "
-            f"function's name, without its ARN, version or alias{fix}"
-        )
+        if value is not None and (
+            problem := function_glob_problem(value, "a route's function is a glob")
+        ):
+            raise ValueError(problem)
+        return value
 
     @field_validator("error_type", "queue")
     @classmethod
     def _a_glob(cls, value: str | None, info: ValidationInfo) -> str | None:
         # An empty glob, one with spaces around it or a queue's ARN matches no error type or
         # queue: the route never ran, its records passing by to a later route, unsaid.
-        if value is None or (value == value.strip() and value and not _QUEUE_ARN.match(value)):
+        if value is None:
             return value
         what = "error type" if info.field_name == "error_type" else "queue"
-        if not value.strip():
+        if problem := glob_problem(value, what, info.field_name):
+            raise ValueError(problem)
+        if _QUEUE_ARN.match(value):
             raise ValueError(
-                f"{value!r} matches no {what}: leave {info.field_name} out to match every one, "
-                f"or write a glob ({'*Timeout*' if what == 'error type' else 'orders-*'})"
+                f"{echoed(value)!r} is a queue's ARN, which matches no queue: a route's queue is "
+                f"a glob on the queue's name or URL: write {echoed(value.rpartition(':')[2])!r}"
             )
-        if value != value.strip():
-            raise ValueError(
-                f"{echoed(value)!r} has spaces around it, so matches no {what}: "
-                f"write {echoed(value.strip())!r}"
-            )
-        raise ValueError(
-            f"{echoed(value)!r} is a queue's ARN, which matches no queue: a route's queue is a "
-            f"glob on the queue's name or URL: write {echoed(value.rpartition(':')[2])!r}"
-        )
+        return value
 
     @field_validator("condition")
     @classmethod
     def _known_condition(cls, value: str) -> str:
-        # Lambda's conditions are an open set, but they are spelt in CamelCase
-        # (RetriesExhausted, EventAgeExceeded): a lower-case word other than these is a typo.
-        if value in ROUTE_OUTCOMES or re.fullmatch(r"[A-Z][A-Za-z0-9]*", value):
+        if value in ROUTE_OUTCOMES or not (problem := condition_problem(value)):
             return value
-        close = difflib.get_close_matches(value.lower(), ROUTE_OUTCOMES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"{value!r} is no condition{hint}: use success, failure, any, or a condition "
-            "as Lambda spells it (RetriesExhausted, EventAgeExceeded)"
+        raise ValueError(problem)
+
+
+def function_glob_problem(value: str, subject: str) -> str | None:
+    """Why ``value``, a glob matched against a record's function name alone (what
+    ``subject`` says: ``a route's function is a glob``), can match no name (an ARN,
+    name:alias); None when it can."""
+    if _FUNCTION_GLOB.fullmatch(value):
+        return None
+    # The name after an ARN's or partial ARN's "function:" (function:orders too), before a
+    # qualifier: my-function:live names my-function.
+    name = re.sub(r"^(?:.*:)?function:", "", value).partition(":")[0]
+    fix = (
+        f": write {name!r}"
+        if ":" in value and _FUNCTION_GLOB.fullmatch(name)
+        else " (a name holds letters, digits, - and _)"
+    )
+    return (
+        f"{echoed(value)!r} matches no function: {subject} on the function's name, without "
+        f"its ARN, version or alias{fix}"
+    )
+
+
+def glob_problem(value: str, what: str, setting: str) -> str | None:
+    """Why ``value``, a glob on ``what`` (``error type``, ``queue``), matches none: empty, or
+    spaces around it; None when it may match."""
+    if not value.strip():
+        return (
+            f"{value!r} matches no {what}: leave {setting} out to match every one, "
+            f"or write a glob ({'*Timeout*' if what == 'error type' else 'orders-*'})"
         )
+    if value != value.strip():
+        return (
+            f"{echoed(value)!r} has spaces around it, so matches no {what}: "
+            f"write {echoed(value.strip())!r}"
+        )
+    return None
+
+
+def condition_problem(value: str, *, outcomes: bool = True) -> str | None:
+    """Why ``value`` is no condition as Lambda spells one (nor, with ``outcomes``, a route's
+    success, failure or any); None when it may be one."""
+    # Lambda's conditions are an open set, but they are spelt in CamelCase
+    # (RetriesExhausted, EventAgeExceeded): a lower-case word other than these is a typo.
+    if re.fullmatch(r"[A-Z][A-Za-z0-9]*", value):
+        return None
+    close = difflib.get_close_matches(value.lower(), ROUTE_OUTCOMES, n=1) if outcomes else []
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    use = "success, failure, any, or a condition" if outcomes else "a condition"
+    return (
+        f"{value!r} is no condition{hint}: use {use} as Lambda spells it (RetriesExhausted, "
+        "EventAgeExceeded)"
+    )
 
 
 def _condition_takes(earlier: str, later: str) -> bool:

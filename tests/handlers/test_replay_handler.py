@@ -1037,6 +1037,15 @@ async def test_a_job_taken_by_a_dead_worker_runs_after_its_lease(sqlite_url: str
         # a TOML or JSON boolean, which pydantic took as 1 or 0
         ({"budget": True}, r"\.budget: true is not a whole number: use a whole number from 1 "),
         ({"delay": False}, r"\.delay: false is not a number: use a duration from 0 seconds"),
+        # globs and conditions no record can match: the handler would replay nothing, unsaid
+        (
+            {"functions": ["arn:aws:lambda:us-east-1:123456789012:function:orders-*"]},
+            r"\.functions: .* matches no function: .* without its ARN, .*: write 'orders-\*'",
+        ),
+        ({"functions": ["orders-api:live"]}, r"matches no function: .*: write 'orders-api'"),
+        ({"error_types": ["TimeoutError "]}, r"\.error_types: .* has spaces around it"),
+        ({"conditions": ["failure"]}, r"\.conditions: 'failure' names no record's condition"),
+        ({"conditions": ["retriesexhausted"]}, r"'retriesexhausted' is no condition"),
     ],
 )
 def test_bad_settings_stop_the_start_naming_the_setting(

@@ -52,6 +52,12 @@ from pydantic import ConfigDict, Field, field_validator
 from lambda_destinations._json import utf8
 from lambda_destinations._text import cut
 from lambda_destinations.aws import invoke_event
+from lambda_destinations.config import (
+    ROUTE_OUTCOMES,
+    condition_problem,
+    function_glob_problem,
+    glob_problem,
+)
 from lambda_destinations.errors import (
     ConfigError,
     LambdaDestinationsError,
@@ -268,6 +274,40 @@ class ReplayOptions(InDoubtOption):
     def _not_empty(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
             raise ValueError("an empty list matches nothing: leave the setting out to match any")
+        return value
+
+    @field_validator("functions")
+    @classmethod
+    def _name_globs(cls, value: list[str] | None) -> list[str] | None:
+        # Matched against the record's function name alone, as a route's function is: an ARN
+        # or name:alias matches nothing, and the handler would replay nothing, unsaid.
+        for glob in value or ():
+            if problem := function_glob_problem(glob, "a replay handler's functions are globs"):
+                raise ValueError(problem)
+        return value
+
+    @field_validator("error_types")
+    @classmethod
+    def _error_type_globs(cls, value: list[str] | None) -> list[str] | None:
+        for glob in value or ():
+            if problem := glob_problem(glob, "error type", "error_types"):
+                raise ValueError(problem)
+        return value
+
+    @field_validator("conditions")
+    @classmethod
+    def _lambdas_conditions(cls, value: list[str] | None) -> list[str] | None:
+        # Compared with the record's condition as it is: a route's outcome (failure) or a
+        # condition spelt otherwise than Lambda spells it matches no record.
+        for condition in value or ():
+            if condition.lower() in ROUTE_OUTCOMES:
+                raise ValueError(
+                    f"{condition!r} names no record's condition: a replay handler's "
+                    "conditions are Lambda's (RetriesExhausted, EventAgeExceeded); leave "
+                    "conditions out to replay every failure"
+                )
+            if problem := condition_problem(condition, outcomes=False):
+                raise ValueError(problem)
         return value
 
 
