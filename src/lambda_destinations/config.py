@@ -185,7 +185,7 @@ class RouteConfig(BaseModel):
         if value is None:
             return value
         what = "error type" if info.field_name == "error_type" else "queue"
-        if problem := glob_problem(value, what, info.field_name):
+        if problem := glob_problem(value, what, str(info.field_name)):
             raise ValueError(problem)
         if _QUEUE_ARN.match(value):
             raise ValueError(

@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from lambda_destinations._json import utf8
 from lambda_destinations._text import cut
@@ -276,21 +276,19 @@ class ReplayOptions(InDoubtOption):
             raise ValueError("an empty list matches nothing: leave the setting out to match any")
         return value
 
-    @field_validator("functions")
+    @field_validator("functions", "error_types")
     @classmethod
-    def _name_globs(cls, value: list[str] | None) -> list[str] | None:
-        # Matched against the record's function name alone, as a route's function is: an ARN
-        # or name:alias matches nothing, and the handler would replay nothing, unsaid.
+    def _globs(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        # Functions are matched against the record's function name alone, as a route's function
+        # is: an ARN or name:alias (or a glob with spaces around it) matches nothing, and the
+        # handler would replay nothing, unsaid.
         for glob in value or ():
-            if problem := function_glob_problem(glob, "a replay handler's functions are globs"):
-                raise ValueError(problem)
-        return value
-
-    @field_validator("error_types")
-    @classmethod
-    def _error_type_globs(cls, value: list[str] | None) -> list[str] | None:
-        for glob in value or ():
-            if problem := glob_problem(glob, "error type", "error_types"):
+            problem = (
+                function_glob_problem(glob, "a replay handler's functions are globs")
+                if info.field_name == "functions"
+                else glob_problem(glob, "error type", "error_types")
+            )
+            if problem:
                 raise ValueError(problem)
         return value
 
