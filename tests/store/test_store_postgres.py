@@ -624,3 +624,37 @@ async def test_a_server_that_takes_the_connection_and_never_answers_is_said_so_w
         f"PostgreSQL at 127.0.0.1:{proxy.port} did not answer in time (1.5 s to connect, "
         "60 s for a statement): check that PostgreSQL is running" in str(failed.value)
     ), str(failed.value)
+
+
+async def test_a_search_path_of_a_schema_the_user_may_not_use_is_named_not_missing_tables(
+    postgres_url: str,
+) -> None:
+    # given: a schema of the store's own (a DBA's setup), and a user whose search_path names
+    # it, granted the tables' rights but not USAGE on the schema
+    schema = f"ld_schema_{uuid.uuid4().hex[:8]}"
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        setup = (
+            f'ALTER ROLE {{user}} IN DATABASE "{database}" SET search_path = "{schema}"',
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {{user}}',
+        )
+        async with _a_user(postgres_url, "", *setup) as url:
+            # when: it reads the store's schema (doctor, every command) and migrates (`run`)
+            async with Store.from_url(url) as store:
+                with pytest.raises(StoreMisconfigured) as reading:
+                    await store.pending_migrations()
+                with pytest.raises(StoreMisconfigured) as migrating:
+                    await store.migrate()
+    finally:
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+
+    # then: one line naming the schema it may not use and the GRANT, not "no tables yet"
+    user = urlsplit(url).username
+    for info in (reading, migrating):
+        message = str(info.value)
+        assert f"GRANT USAGE ON SCHEMA {schema} TO {user}" in message, message
+        assert "no tables yet" not in message
+        assert "\n" not in message

@@ -533,6 +533,24 @@ class PostgresStore(SqlStore):
             )
             raise StoreMisconfigured.at(self.display_url, problem) from exc.__cause__
 
+    async def _applied_versions(self, conn: StoreConnection) -> set[int]:
+        applied = await super()._applied_versions(conn)
+        if applied:
+            return applied
+        # No tables seen: a search_path naming no schema the user may use hides them (and
+        # leaves a migration nowhere to create them), which "no tables yet" would not say.
+        usable = sa.text("SELECT current_schema(), current_setting('search_path')")
+        schema, search_path = (await conn.execute(usable)).one()
+        if schema is None:
+            problem = (
+                f"the search_path of {self._user} ({search_path}) names no schema it may use: "
+                f"GRANT USAGE ON SCHEMA {search_path} TO {self._user} (and CREATE to the user "
+                "that migrates), or set its search_path (ALTER ROLE … IN DATABASE "
+                f"{self._sa_url.database} SET search_path = …)"
+            )
+            raise StoreMisconfigured.at(self.display_url, problem)
+        return applied
+
     async def _last_id(
         self, conn: StoreConnection, table: sa.Table, column: sa.Column[Any]
     ) -> int | None:
