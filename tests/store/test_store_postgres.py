@@ -658,3 +658,22 @@ async def test_a_search_path_of_a_schema_the_user_may_not_use_is_named_not_missi
         assert f"GRANT USAGE ON SCHEMA {schema} TO {user}" in message, message
         assert "no tables yet" not in message
         assert "\n" not in message
+
+
+async def test_the_pooler_check_fits_in_two_connections_of_a_user(postgres_url: str) -> None:
+    # given: a migrated store, and a user the DBA allows two connections (a command's one
+    # and another)
+    async with Store.from_url(postgres_url) as store:
+        await store.migrate()
+    async with (
+        _a_user(postgres_url, "CONNECTION LIMIT 2", *_MAY_WRITE) as url,
+        Store.from_url(url) as store,
+    ):
+        # when: doctor's store checks run as that user, the pooler's last
+        await store.ping()
+        pending = await store.pending_migrations()
+        pooled = await store.pooler_problem()
+
+    # then: they answer, and no pooler is seen, rather than "too many connections"
+    assert pending == []
+    assert pooled is None

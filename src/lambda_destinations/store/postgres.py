@@ -647,11 +647,13 @@ class PostgresStore(SqlStore):
         causes."""
         if self._pgbouncer:
             return None
-        # Two connections of their own: the URL's pool_size may be 1.
-        engine = create_async_engine(self._sa_url, **{**self._engine_options, "pool_size": 2})
+        # The pool's own connection (idle: doctor's reads are done) and one more, of an engine
+        # of its own (the URL's pool_size may be 1): two in all, as a user the DBA allows only
+        # two may have (two more, beside the pool's, failed with "too many connections").
+        engine = create_async_engine(self._sa_url, **{**self._engine_options, "pool_size": 1})
         backend = sa.text("SELECT pg_backend_pid()")
         try:
-            async with self._errors(), engine.connect() as one, engine.connect() as other:
+            async with self._errors(), self.engine.connect() as one, engine.connect() as other:
                 first = (await one.execute(backend)).scalar()
                 second = (await other.execute(backend)).scalar()
         finally:
