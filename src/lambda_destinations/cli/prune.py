@@ -131,7 +131,8 @@ def _print(
         return
     verb = "WOULD DELETE" if report.dry_run else "DELETED"
     rows = [[kind.value, format_time(before[kind]), report.rows.get(kind, 0)] for kind in before]
-    click.echo(render_table(["KIND", "OLDER THAN (UTC)", verb], rows, right=(2,)))
+    if rows:  # none: every kind kept forever, which the caller's line says
+        click.echo(render_table(["KIND", "OLDER THAN (UTC)", verb], rows, right=(2,)))
     if report.bytes_reclaimed:
         click.echo(f"{_size(report.bytes_reclaimed)} given back to the disk", err=True)
     if vacuumed:
