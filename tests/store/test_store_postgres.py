@@ -640,13 +640,12 @@ async def test_a_search_path_of_a_schema_the_user_may_not_use_is_named_not_missi
             f'ALTER ROLE {{user}} IN DATABASE "{database}" SET search_path = "{schema}"',
             f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {{user}}',
         )
-        async with _a_user(postgres_url, "", *setup) as url:
-            # when: it reads the store's schema (doctor, every command) and migrates (`run`)
-            async with Store.from_url(url) as store:
-                with pytest.raises(StoreMisconfigured) as reading:
-                    await store.pending_migrations()
-                with pytest.raises(StoreMisconfigured) as migrating:
-                    await store.migrate()
+        # when: it reads the store's schema (doctor, every command) and migrates (`run`)
+        async with _a_user(postgres_url, "", *setup) as url, Store.from_url(url) as store:
+            with pytest.raises(StoreMisconfigured) as reading:
+                await store.pending_migrations()
+            with pytest.raises(StoreMisconfigured) as migrating:
+                await store.migrate()
     finally:
         await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await admin.close()
