@@ -16,7 +16,7 @@ import pytest
 
 from lambda_destinations.simulate import messages
 from processes import reap
-from tcp_proxy import AnswerCutter
+from tcp_proxy import AnswerCutter, aws_error
 
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 
@@ -64,6 +64,46 @@ def test_simulate_then_run_once_drains_the_queue(sqs, make_queue, worker_env, sq
     assert "Traceback" not in result.stderr
     # and the effect is exact: each valid record stored once
     assert stored_keys(sqlite_url) == {m.key for m in valid}
+
+
+async def test_run_once_whose_deletes_sqs_never_confirmed_says_so_and_exits_4(
+    sqs, make_queue, worker_env
+) -> None:
+    # given: SQS answering every DeleteMessageBatch with a 503 (an outage of its deletes),
+    # while receives pass
+    url, _dlq = make_queue("unconfirmed")
+    sent = await asyncio.to_thread(
+        cli, "simulate", "--queue", url, "-n", "5", "--no-poison", env=worker_env
+    )
+    assert sent.returncode == 0, sent.stderr
+    proxy = AnswerCutter(
+        worker_env["LAMBDA_DESTINATIONS_ENDPOINT_URL"], b"DeleteMessageBatch", http=True
+    )
+    proxy.refusals = 10_000
+    proxy.refusal = aws_error(503, "ServiceUnavailable", "Service is unavailable.", "json")
+
+    # when: a job drains the queue
+    async with proxy.running() as proxied:
+        env = {**worker_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied}
+        env |= {"LAMBDA_DESTINATIONS_QUEUES": url, "LAMBDA_DESTINATIONS_SHUTDOWN_GRACE": "2"}
+        result = await asyncio.to_thread(cli, "run", "--once", "--json", env=env)
+
+    # then: the summary acks none (before: every message, as if SQS had deleted them), counts
+    # the deletes SQS did not confirm, and the job exits 4 with one line saying they come back
+    assert proxy.refused >= 1
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["received"] >= 5
+    assert summary["acked"] == 0
+    assert summary["unconfirmed"] == summary["received"]
+    assert result.returncode == 4, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: SQS did not confirm the deletes of "), last
+    assert "Traceback" not in result.stderr
+    # and the messages are indeed still in the queue
+    counts = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )
+    assert int(counts["Attributes"]["ApproximateNumberOfMessagesNotVisible"]) >= 5
 
 
 def test_simulate_takes_count_spelled_out(sqs, make_queue, worker_env) -> None:

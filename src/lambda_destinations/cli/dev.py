@@ -24,7 +24,13 @@ from lambda_destinations.cli._numbers import FiniteFloatRange, Whole
 from lambda_destinations.cli._options import hide_options, hide_password, settings_options
 from lambda_destinations.cli._table import cell, plural
 from lambda_destinations.cli.console import serve_alongside
-from lambda_destinations.cli.run import print_summary, run_or_exit, run_worker, summary_line
+from lambda_destinations.cli.run import (
+    end_job,
+    print_summary,
+    run_or_exit,
+    run_worker,
+    summary_line,
+)
 from lambda_destinations.config import DEV_CONFIG, DEV_STORE, RouteConfig, Settings
 from lambda_destinations.errors import ConfigError
 from lambda_destinations.logs import configure_logging
@@ -436,6 +442,7 @@ def dev_command(
         print_summary(stats, as_json=as_json)
         if stats.duplicates:
             click.echo(duplicates_note(seed), err=True)
+        end_job(stats)
 
 
 def _check_once_options(once: bool, as_json: bool) -> None:

@@ -210,18 +210,30 @@ def loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | N
 
 def summary_line(summary: dict[str, Any]) -> str:
     """The counts of ``Stats.as_dict()`` a person reads: what came in and how each ended."""
-    return (
+    line = (
         "received {received} · acked {acked} · retried {retried} · quarantined {quarantined} "
         "· released {released} · duplicates {duplicates}".format(**summary)
     )
+    if unconfirmed := summary.get("unconfirmed"):
+        line += f" · unconfirmed {unconfirmed}"
+    return line
 
 
 def print_summary(stats: Stats, *, as_json: bool) -> None:
     summary = stats.as_dict()
-    if as_json:
-        click.echo(json.dumps(summary))
-        return
-    click.echo(summary_line(summary))
+    click.echo(json.dumps(summary) if as_json else summary_line(summary))
+
+
+def end_job(stats: Stats) -> None:
+    """A ``--once`` job whose acked messages' deletes SQS did not all confirm did not end
+    clean: one line saying so, exit 4."""
+    if stats.unconfirmed:
+        fail(
+            f"SQS did not confirm the deletes of {stats.unconfirmed} acked messages: they come "
+            "back when their visibility timeout ends, and a run then acks them as duplicates "
+            "(their handlers do not run again): run it again once SQS answers",
+            EXIT_UNREACHABLE,
+        )
 
 
 @command("run")
@@ -261,6 +273,7 @@ def run_command(settings: Settings, once: bool, concurrency: int | None, as_json
         )
     if once:
         print_summary(stats, as_json=as_json)
+        end_job(stats)
     raise SystemExit(EXIT_OK)
 
 

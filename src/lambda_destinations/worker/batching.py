@@ -44,6 +44,7 @@ class _Pending:
     entry: dict[str, Any]
     done: asyncio.Future[bool]
     refused: Refused | None = None
+    answered: Callable[[bool], None] | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -89,13 +90,20 @@ class BatchSender:
         self._failing: dict[str, _Failing] = {}  # queue URL -> its batch calls failing
 
     def submit(
-        self, queue_url: str, entry: dict[str, Any], *, refused: Refused | None = None
+        self,
+        queue_url: str,
+        entry: dict[str, Any],
+        *,
+        refused: Refused | None = None,
+        answered: Callable[[bool], None] | None = None,
     ) -> asyncio.Future[bool]:
         """Queue ``entry`` (without ``Id``) for ``queue_url``; the future says if it was taken.
-        ``refused``, when given, says SQS's refusal of the entry in place of the warning."""
+        ``refused``, when given, says SQS's refusal of the entry in place of the warning;
+        ``answered`` is called with what the future holds as it is resolved (before its
+        callbacks run: counts a flush's caller reads once it returns)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         waiting = self._waiting.setdefault(queue_url, [])
-        waiting.append(_Pending(entry, future, refused))
+        waiting.append(_Pending(entry, future, refused, answered))
         if len(waiting) >= MAX_BATCH:
             self._dispatch(queue_url)
         elif queue_url not in self._timers:
@@ -262,6 +270,8 @@ class BatchSender:
                     self.confirmed += 1
                 else:
                     self.refused += 1
+                if pending.answered is not None:
+                    pending.answered(taken)
 
 
 def _what_becomes(exc: BaseException) -> str:

@@ -150,6 +150,9 @@ class Stats:
     outcomes: Counter[str] = dataclasses.field(default_factory=Counter)
     kinds: Counter[str] = dataclasses.field(default_factory=Counter)
     duplicates: int = 0
+    # Acked messages whose delete SQS did not confirm (refused, or not answered before the
+    # shutdown deadline): they come back, and are acked again as duplicates.
+    unconfirmed: int = 0
     decode_errors: int = 0
     handler_runs: Counter[str] = dataclasses.field(default_factory=Counter)
     sqs_calls: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -157,11 +160,12 @@ class Stats:
     def as_dict(self) -> dict[str, Any]:
         return {
             "received": self.received,
-            "acked": self.outcomes[Outcome.ACK],
+            "acked": self.outcomes[Outcome.ACK] - self.unconfirmed,
             "retried": self.outcomes[Outcome.RETRY],
             "quarantined": self.outcomes[Outcome.QUARANTINE],
             "released": self.outcomes[Outcome.RELEASE],
             "duplicates": self.duplicates,
+            "unconfirmed": self.unconfirmed,
             "decode_errors": self.decode_errors,
             "kinds": dict(self.kinds),
             "handler_runs": dict(self.handler_runs),
@@ -916,8 +920,14 @@ class Dispatcher:
         # Not awaited: the slot is free once the outcome is decided; the batch goes out within
         # milliseconds and is flushed at shutdown. A lost delete means a redelivery, which
         # idempotency absorbs.
-        self.acks.submit(item.queue.url, {"ReceiptHandle": item.receipt})
+        self.acks.submit(
+            item.queue.url, {"ReceiptHandle": item.receipt}, answered=self._ack_answered
+        )
         return Outcome.ACK
+
+    def _ack_answered(self, deleted: bool) -> None:
+        if not deleted:
+            self.stats.unconfirmed += 1
 
     async def retry(
         self,
