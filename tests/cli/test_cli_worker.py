@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -104,6 +105,37 @@ async def test_run_once_whose_deletes_sqs_never_confirmed_says_so_and_exits_4(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
     )
     assert int(counts["Attributes"]["ApproximateNumberOfMessagesNotVisible"]) >= 5
+
+
+async def test_run_once_cut_short_by_ctrl_c_prints_its_summary_and_exits_130(
+    make_queue, worker_env
+) -> None:
+    # given: a job whose first receive SQS holds unanswered: its queue is not drained
+    url, _dlq = make_queue("interrupted")
+    proxy = AnswerCutter(worker_env["LAMBDA_DESTINATIONS_ENDPOINT_URL"], b"ReceiveMessage")
+    proxy.holds = 1
+    async with proxy.running() as proxied:
+        env = {**os.environ, **worker_env, "LAMBDA_DESTINATIONS_ENDPOINT_URL": proxied}
+        env |= {"LAMBDA_DESTINATIONS_QUEUES": url, "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto"}
+        process = await asyncio.create_subprocess_exec(
+            *ENTRY, "run", "--once", "--json", env=env, stdout=-1, stderr=-1
+        )
+        try:
+            await proxy.holding.wait()
+            # when: Ctrl-C
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+    # then: its summary, then one line and exit 130, as any command Ctrl-C stops (before:
+    # exit 0, as a drained job)
+    assert json.loads(stdout.decode().strip().splitlines()[-1])["received"] == 0
+    assert process.returncode == 130, stderr.decode()
+    assert stderr.decode().strip().splitlines()[-1].startswith("interrupted"), stderr.decode()
+    assert b"Traceback" not in stderr
 
 
 def test_simulate_takes_count_spelled_out(sqs, make_queue, worker_env) -> None:

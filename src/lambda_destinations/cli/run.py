@@ -23,6 +23,7 @@ from lambda_destinations.cli._app import (
     EXIT_UNREACHABLE,
     command,
     fail,
+    say_last,
 )
 from lambda_destinations.cli._common import aws_errors
 from lambda_destinations.cli._numbers import Whole
@@ -76,6 +77,7 @@ def install_signal_handlers(worker: Worker) -> Callable[[], None]:
             aborting[0].add_done_callback(lambda _done: exit_now(code))
             return
         received.append(signum)
+        worker.stats.stopped_by = signum
         log.info(
             "signal received; shutting down (again to exit at once)",
             signal=signal.Signals(signum).name,
@@ -225,8 +227,15 @@ def print_summary(stats: Stats, *, as_json: bool) -> None:
 
 
 def end_job(stats: Stats) -> None:
-    """A ``--once`` job whose acked messages' deletes SQS did not all confirm did not end
-    clean: one line saying so, exit 4."""
+    """After a ``--once`` job's summary: a job a signal cut short exits as a command that
+    signal stopped (130 for Ctrl-C), its queues not drained; one whose acked messages' deletes
+    SQS did not all confirm did not end clean either: one line saying so, exit 4."""
+    if signum := stats.stopped_by:
+        words = "interrupted" if signum == signal.SIGINT else "terminated"
+        say_last(
+            f"{words}: the queues were not drained (the summary counts what was)", 128 + signum
+        )
+        raise SystemExit(128 + signum)
     if stats.unconfirmed:
         fail(
             f"SQS did not confirm the deletes of {stats.unconfirmed} acked messages: they come "
@@ -255,7 +264,8 @@ def run_command(settings: Settings, once: bool, concurrency: int | None, as_json
       lambda-destinations run --config lambda-destinations.toml
 
     Stops on SIGTERM, SIGHUP or Ctrl-C: in-flight handlers get the grace period, unfinished
-    messages are made visible again, then it exits 0. A second signal exits at once. Exits 7
+    messages are made visible again, then it exits 0 (`--once`: 130 after the summary, 143
+    for SIGTERM: not drained). A second signal exits at once. Exits 7
     when one of its long-lived tasks died (restart it), 4 when `--once` cannot reach SQS or
     the store.
     """

@@ -153,6 +153,9 @@ class Stats:
     # Acked messages whose delete SQS did not confirm (refused, or not answered before the
     # shutdown deadline): they come back, and are acked again as duplicates.
     unconfirmed: int = 0
+    # The signal that stopped the worker (its number), 0 for none: a job it cut short did not
+    # drain its queues.
+    stopped_by: int = 0
     decode_errors: int = 0
     handler_runs: Counter[str] = dataclasses.field(default_factory=Counter)
     sqs_calls: Counter[str] = dataclasses.field(default_factory=Counter)
