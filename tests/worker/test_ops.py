@@ -26,7 +26,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
-from worker_helpers import registry_with, routed, send_bodies
+from worker_helpers import HeldHandler, registry_with, routed, send_bodies, until
 
 from freezable_proxy import FreezableProxy
 from lambda_destinations import __version__
@@ -1028,3 +1028,28 @@ async def test_records_of_a_stream_failure_are_labelled_with_the_condition_lambd
     records = "lambda_destinations_records_total"
     assert total(found, records, kind="stream-failure", condition="RetryAttemptsExhausted") == 3
     assert total(found, records, condition="other") == 0
+
+
+async def test_a_job_whose_queues_answered_empty_is_not_ready_while_its_last_handlers_run(
+    sqs, make_queue, settings_for
+) -> None:
+    # given: a --once job whose one message's handler holds it
+    url, _ = make_queue("once-unready")
+    send_bodies(sqs, url, [json.dumps(success_record(random.Random(43)))])
+    held = HeldHandler()
+    settings = routed(settings_for(url), held.name)
+    async with Worker(settings, registry=registry_with(settings, held)) as worker:
+        running = asyncio.create_task(worker.run(once=True))
+        await held.started.wait()
+        ready_while_held = worker.readiness() == []
+        # when: its queue answers empty, the handler still running
+        unready = await until(lambda: worker.readiness() != [], seconds=60)
+        said = worker.readiness()
+        held.go.set()
+        stats = await running
+
+    # then: /readyz says the job takes no more work (before: 200 until the handler ended)
+    assert ready_while_held
+    assert unready, "still ready after the queues answered empty"
+    assert said == ["shutting down"]
+    assert stats.outcomes["ack"] == 1

@@ -11,7 +11,7 @@ working through a backlog. The answers come from the worker's state, read from t
   what is wrong (a blocked loop: the handler and the line holding it).
 - ``/readyz``: 200 once started (store open and migrated, queues described) and while the
   store and SQS answer; 503 while starting, while either is lost (the store's own error, as
-  its warning says it), and once shutdown began.
+  its warning says it), once shutdown began, and once a ``--once`` job's queues answered empty.
 - ``/metrics``: from :mod:`prometheus_client` (thread-safe): OpenMetrics to a request that
   asks for it (Prometheus does), else the text format; gzipped when the request accepts it.
 """

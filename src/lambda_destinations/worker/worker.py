@@ -270,6 +270,8 @@ class StoreRefusedJob(StoreLostTimedOut):
 class Worker(Lifetime):
     """Drains Lambda destination queues into handler chains."""
 
+    _drained = False  # a --once job's queues answered empty: it takes no more work
+
     # Queue name -> its receives failing or not, shared by its pollers (one log line per
     # queue, /readyz, a success waking them): made once the queues are described.
     _outages: dict[str, QueueOutage]
@@ -690,8 +692,9 @@ class Worker(Lifetime):
 
     def readiness(self) -> list[str]:
         """What keeps the worker from taking work (/readyz); empty when ready."""
-        # _stop_at: a --once job's shutdown, once drained, begins with no stop().
-        if self._stopping.is_set() or self._stop_at is not None:
+        # _drained, _stop_at: a --once job whose queues answered empty ends its last handlers,
+        # then shuts down with no stop().
+        if self._stopping.is_set() or self._drained or self._stop_at is not None:
             return ["shutting down"]
         if not self.ready:
             return [self._waiting_for]
@@ -745,6 +748,7 @@ class Worker(Lifetime):
                 pollers = [task for n in self._pollers if (task := self.supervisor.task(n))]
                 drained: asyncio.Future[Any] = asyncio.gather(*pollers, return_exceptions=True)
                 await asyncio.wait([drained, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+                self._drained = drained.done()
                 # Every queue answered empty: let what is in flight finish normally (a
                 # signal meanwhile shuts down within the grace period).
                 while self._tasks and not self._stopping.is_set():
