@@ -256,3 +256,41 @@ def test_reading_a_closed_standard_input_is_one_line(args: tuple[str, ...], line
 
     # then: the usage error reading a file gives (before: an AttributeError's traceback)
     assert (result.returncode, result.stderr, result.stdout) == (2, line + "\n", "")
+
+
+def _stdout_closed() -> None:
+    os.close(1)  # as `>&-` leaves it
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--version",), ("config",), ("completion", "bash"), ("failures", "stats", "--json")],
+)
+def test_output_to_a_closed_stdout_is_one_line_not_success(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    # given: a command whose job is its output, started with stdout closed (`>&-`)
+    env = {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",
+        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
+    }
+    assert cli("migrate", env=env).returncode == 0
+
+    # when
+    done = subprocess.run(
+        [*ENTRY, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_stdout_closed,
+        timeout=60,
+    )
+
+    # then: the README's exit code 1 and its one line, not a success that wrote nothing
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        "error: cannot write the output: stdout is closed (>&-): send it somewhere, "
+        "as > /dev/null does to drop it"
+    ]

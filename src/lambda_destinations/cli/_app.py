@@ -132,6 +132,11 @@ def _output_unwritable(exc: OutputUnwritable) -> NoReturn:
         sys.exit(EXIT_OUTPUT_CLOSED)
     if exc.on_stderr:
         sys.exit(EXIT_FAILED)
+    if exc.closed_at_start:
+        fail(
+            "cannot write the output: stdout is closed (>&-): send it somewhere, "
+            "as > /dev/null does to drop it"
+        )
     fail(
         f"cannot write the output ({exc.strerror}): free space where it goes, or send it elsewhere"
     )

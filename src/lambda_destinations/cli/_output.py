@@ -46,6 +46,10 @@ class OutputUnwritable(OSError):
         return self.errno == errno.EPIPE
 
     @property
+    def closed_at_start(self) -> bool:
+        return self.errno == errno.EBADF and self.fd == 1
+
+    @property
     def on_stderr(self) -> bool:
         return self.fd == 2
 
@@ -86,12 +90,47 @@ def takes(text: str) -> bool:
     return True
 
 
+class _Closed(_Stdout):
+    """stdout closed at start (``>&-``): its first write fails as writing a closed file does
+    (EBADF), so that a command whose job is its output does not claim success; what follows
+    that failure, its report under way, goes nowhere."""
+
+    failed = False
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        if not self.failed and memoryview(data).nbytes:
+            self.failed = True
+            raise OutputUnwritable(errno.EBADF, os.strerror(errno.EBADF), 1)
+        return memoryview(data).nbytes
+
+
 def wrap_stdout() -> None:
     """Put :class:`_Stdout` under ``sys.stdout`` and ``sys.stderr`` (as :class:`_Text`), with
     the same encoding and buffering; a character the encoding has no bytes for is written as
-    an escape."""
-    sys.stdout = _wrapped(sys.stdout)
+    an escape. stdout closed at start gets :class:`_Closed`."""
+    sys.stdout = _closed_stdout() if sys.stdout is None else _wrapped(sys.stdout)
     sys.stderr = _wrapped(sys.stderr)
+
+
+def _closed_stdout() -> TextIO | None:
+    """A stdout for a process started without one: file descriptor 1 is taken by /dev/null
+    first, so that the next file opened (the SQLite store) does not get it, where a write meant
+    for stdout, or its discarding, would land on that file."""
+    try:
+        os.fstat(1)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != 1:
+            os.dup2(devnull, 1)
+            os.close(devnull)
+    else:
+        return None  # fd 1 is there: stdout was replaced or set aside on purpose
+    return _Text(
+        io.BufferedWriter(_Closed(1, "w", closefd=False)),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=False,
+    )
 
 
 def _wrapped(stream: TextIO | None) -> TextIO | None:
