@@ -43,7 +43,7 @@ def configure_logging(
     global _final_lines_json
     _final_lines_json = fmt == "json"
     if fmt == "auto":
-        fmt = "console" if sys.stderr.isatty() else "json"
+        fmt = "console" if sys.stderr is not None and sys.stderr.isatty() else "json"
     renderer: list[structlog.typing.Processor]
     if fmt == "json":
         # Rendered, then shortened where the line would not pass a container runtime whole

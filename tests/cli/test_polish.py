@@ -294,3 +294,31 @@ def test_output_to_a_closed_stdout_is_one_line_not_success(
         "error: cannot write the output: stdout is closed (>&-): send it somewhere, "
         "as > /dev/null does to drop it"
     ]
+
+
+def _stderr_closed() -> None:
+    os.close(2)  # as `2>&-` leaves it
+
+
+def test_a_command_runs_with_stderr_closed(tmp_path: Path) -> None:
+    # given: stderr closed at start (`2>&-`), where only the logs and error lines go
+    env = {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",
+        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
+    }
+
+    # when
+    done = subprocess.run(
+        [*ENTRY, "config", "--json"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_stderr_closed,
+        timeout=60,
+    )
+
+    # then: its output as ever (an AttributeError, unseen, and exit 1 before)
+    assert done.returncode == 0
+    assert "settings" in json.loads(done.stdout)
