@@ -258,8 +258,26 @@ def test_reading_a_closed_standard_input_is_one_line(args: tuple[str, ...], line
     assert (result.returncode, result.stderr, result.stdout) == (2, line + "\n", "")
 
 
-def _stdout_closed() -> None:
-    os.close(1)  # as `>&-` leaves it
+def _store_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",
+        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
+    }
+
+
+def _run_with_closed(fd: int, args: tuple[str, ...], env: dict[str, str]) -> Any:
+    """The command started with file descriptor ``fd`` closed, as `>&-` (1) or `2>&-` (2)
+    leaves it; the other of stdout and stderr captured."""
+    return subprocess.run(
+        [*ENTRY, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.close(fd),
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize(
@@ -270,23 +288,11 @@ def test_output_to_a_closed_stdout_is_one_line_not_success(
     args: tuple[str, ...], tmp_path: Path
 ) -> None:
     # given: a command whose job is its output, started with stdout closed (`>&-`)
-    env = {
-        **os.environ,
-        "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",
-        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
-    }
+    env = _store_env(tmp_path)
     assert cli("migrate", env=env).returncode == 0
 
     # when
-    done = subprocess.run(
-        [*ENTRY, *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_stdout_closed,
-        timeout=60,
-    )
+    done = _run_with_closed(1, args, env)
 
     # then: the README's exit code 1 and its one line, not a success that wrote nothing
     assert done.returncode == 1, done.stderr
@@ -296,28 +302,12 @@ def test_output_to_a_closed_stdout_is_one_line_not_success(
     ]
 
 
-def _stderr_closed() -> None:
-    os.close(2)  # as `2>&-` leaves it
-
-
 def test_a_command_runs_with_stderr_closed(tmp_path: Path) -> None:
     # given: stderr closed at start (`2>&-`), where only the logs and error lines go
-    env = {
-        **os.environ,
-        "LAMBDA_DESTINATIONS_LOG_FORMAT": "auto",
-        "LAMBDA_DESTINATIONS_STORE": f"sqlite:///{tmp_path / 'store.db'}",
-    }
+    env = _store_env(tmp_path)
 
     # when
-    done = subprocess.run(
-        [*ENTRY, "config", "--json"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=_stderr_closed,
-        timeout=60,
-    )
+    done = _run_with_closed(2, ("config", "--json"), env)
 
     # then: its output as ever (an AttributeError, unseen, and exit 1 before)
     assert done.returncode == 0
