@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from processes import reap
+from processes import ctrl_c_as_in_a_terminal, reap
 
 # A command's asyncio.run, as the one-shot commands run theirs: it says when its work has
 # begun, works without an await until the file ``go`` exists (a step no await interrupts, as
@@ -41,6 +41,7 @@ def test_sigterm_stops_a_command_at_its_next_await_as_ctrl_c_does(tmp_path: Path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     ) as process:
         try:
             assert process.stdout is not None

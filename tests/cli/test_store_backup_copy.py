@@ -29,6 +29,7 @@ from lambda_destinations.handlers.persist import invocation_row
 from lambda_destinations.schemas import decode
 from lambda_destinations.simulate import failure_record
 from lambda_destinations.store import DeliveryRow, OperatorAction, QuarantineRow, Store, utcnow
+from processes import ctrl_c_as_in_a_terminal, reap
 
 ENTRY = [sys.executable, "-c", "from lambda_destinations.cli import main; main()"]
 EFFECTS = """
@@ -338,6 +339,7 @@ def test_a_backup_interrupted_by_ctrl_c_stops_and_leaves_no_file(tmp_path: Path)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     try:
         while not begun.exists() and backup.poll() is None:
@@ -347,7 +349,7 @@ def test_a_backup_interrupted_by_ctrl_c_stops_and_leaves_no_file(tmp_path: Path)
         backup.send_signal(signal.SIGINT)
         out, err = backup.communicate(timeout=180)
     finally:
-        backup.kill()
+        reap(backup)
     # then: interrupted, and nothing under the name nor beside it
     assert backup.returncode == 130, err
     assert (out, err.strip().splitlines()) == ("", ["interrupted"])
