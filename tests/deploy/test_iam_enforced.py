@@ -484,8 +484,12 @@ def test_a_queue_the_worker_may_not_delete_from_says_so_with_the_fix(
     # when
     done = run_cli(moto, deployment, keys, tmp_path, "run", "--once")
 
-    # then: the refusal names the queue, SQS's reason and the fix; the message stays queued
-    assert done.returncode == 0, done.stderr
+    # then: the refusal names the queue, SQS's reason and the fix; the message stays queued,
+    # and the job, whose delete SQS did not take, does not end as if clean (exit 4)
+    assert done.returncode == 4, done.stderr
+    assert _log_lines(done.stderr)[-1]["event"].startswith(
+        "SQS did not confirm the deletes of 1 acked messages"
+    ), done.stderr
     refused = [
         line
         for line in _log_lines(done.stderr)

@@ -1128,7 +1128,7 @@ def test_an_output_that_cannot_be_written_is_one_line(
     ]
 
 
-def test_a_table_with_stdout_closed_is_no_traceback(
+def test_a_table_with_stdout_closed_is_one_line_not_a_traceback(
     seeded: dict[str, Any], sqlite_url: str, tmp_path: Path
 ) -> None:
     # given: a command started with stdout closed (`>&-`: Python's sys.stdout is then None)
@@ -1136,9 +1136,12 @@ def test_a_table_with_stdout_closed_is_no_traceback(
     args = ("failures", "list", "--since", "30d")
     result = run_printing_to(args, sqlite_url, tmp_path, preexec_fn=lambda: os.close(1))
 
-    # then: no traceback (what it printed had nowhere to go, as the user asked)
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
+    # then: no traceback, and no success claimed for a table no one got: one line, exit 1
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: cannot write the output: stdout is closed (>&-): send it somewhere, as "
+        "> /dev/null does to drop it"
+    ]
 
 
 def test_stats_over_366_days_to_now_are_one_window_and_367_are_refused(cli_env, seeded) -> None:

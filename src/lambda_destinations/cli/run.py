@@ -240,7 +240,8 @@ def end_job(stats: Stats) -> None:
         fail(
             f"SQS did not confirm the deletes of {stats.unconfirmed} acked messages: they come "
             "back when their visibility timeout ends, and a run then acks them as duplicates "
-            "(their handlers do not run again): run it again once SQS answers",
+            "(their handlers do not run again): mend what the warnings above name (SQS away, a "
+            "permission refused) and run it again",
             EXIT_UNREACHABLE,
         )
 
